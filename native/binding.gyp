@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "minivisor",
+      "sources": [
+        "src/addon.cc",
+        "src/machine.cc",
+        "src/page_walk.cc",
+        "src/trapped_insn.cc",
+        "src/guest_ram.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!(node ../scripts/unicorn.mjs include)"
+      ],
+      "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": [
+        "-L<!(node ../scripts/unicorn.mjs lib)",
+        "-Wl,-rpath,<!(node ../scripts/unicorn.mjs lib)",
+        "-lunicorn"
+      ]
+    }
+  ]
+}

@@ -1,0 +1,389 @@
+// The JavaScript face of Machine: argument checks, typed errors, no policy. Policy and friendly
+// argument handling live in src/cpu/ (TypeScript); this layer only refuses what would be unsafe.
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "machine.h"
+
+namespace minivisor {
+namespace {
+
+constexpr uint64_t kMaxMemoryBytes = 1ull << 46;  // 64 TiB of guest-physical address space
+constexpr uint64_t kMaxWindowBytes = 1ull << 30;
+constexpr uint64_t kMaxCopyBytes = 1ull << 30;
+
+struct AddonData {
+  Napi::FunctionReference unicorn_error;
+};
+
+Napi::Value ThrowType(Napi::Env env, const std::string& msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowRange(Napi::Env env, const std::string& msg) {
+  Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowUnicorn(Napi::Env env, uc_err code, const std::string& msg) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data && !data->unicorn_error.IsEmpty()) {
+    Napi::Object err = data->unicorn_error.New({Napi::String::New(env, msg), Napi::Number::New(env, code)});
+    if (!env.IsExceptionPending()) Napi::Error(env, err).ThrowAsJavaScriptException();
+  } else {
+    Napi::Error e = Napi::Error::New(env, msg);
+    e.Set("ucCode", Napi::Number::New(env, code));
+    e.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+bool GetU64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out) {
+  if (info.Length() <= i || !info[i].IsBigInt()) {
+    ThrowType(info.Env(), std::string(name) + " must be a bigint");
+    return false;
+  }
+  bool lossless = false;
+  *out = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) {
+    ThrowRange(info.Env(), std::string(name) + " must be an unsigned 64-bit integer");
+    return false;
+  }
+  return true;
+}
+
+bool GetU32(const Napi::CallbackInfo& info, size_t i, const char* name, uint32_t max, uint32_t* out) {
+  if (info.Length() <= i || !info[i].IsNumber()) {
+    ThrowType(info.Env(), std::string(name) + " must be a number");
+    return false;
+  }
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    ThrowRange(info.Env(), std::string(name) + " must be an integer from 0 to " + std::to_string(max));
+    return false;
+  }
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+bool ReadMarker(Napi::Env env, Napi::Value v, MarkerConfig* m) {
+  if (!v.IsObject()) { ThrowType(env, "marker must be an object"); return false; }
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value bit = o.Get("bit"), max_phys = o.Get("maxPhysBits");
+  if (!bit.IsNumber() || !max_phys.IsNumber()) { ThrowType(env, "marker.bit and marker.maxPhysBits must be numbers"); return false; }
+  int b = bit.As<Napi::Number>().Int32Value();
+  int p = max_phys.As<Napi::Number>().Int32Value();
+  if (b < -1 || b > 51 || (b >= 0 && b < 12)) { ThrowRange(env, "marker.bit must be -1 or 12..51"); return false; }
+  if (p < 32 || p > 52) { ThrowRange(env, "marker.maxPhysBits must be 32..52"); return false; }
+  m->bit = b;
+  m->max_phys_bits = p;
+  m->set_means_private = o.Get("setMeansPrivate").ToBoolean();
+  m->private_when_paging_off = o.Get("privateWhenPagingOff").ToBoolean();
+  m->fetch_always_private = o.Get("fetchAlwaysPrivate").ToBoolean();
+  return true;
+}
+
+class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeMachine", {
+      InstanceMethod<&NativeMachine::Run>("run"),
+      InstanceMethod<&NativeMachine::Close>("close"),
+      InstanceMethod<&NativeMachine::SetGate>("setGate"),
+      InstanceMethod<&NativeMachine::GetGate>("getGate"),
+      InstanceMethod<&NativeMachine::CountGate>("countGate"),
+      InstanceMethod<&NativeMachine::ReadSpecial>("readSpecial"),
+      InstanceMethod<&NativeMachine::WriteSpecial>("writeSpecial"),
+      InstanceMethod<&NativeMachine::ReadMsr>("readMsr"),
+      InstanceMethod<&NativeMachine::WriteMsr>("writeMsr"),
+      InstanceMethod<&NativeMachine::Read>("read"),
+      InstanceMethod<&NativeMachine::Write>("write"),
+      InstanceMethod<&NativeMachine::Fill>("fill"),
+      InstanceMethod<&NativeMachine::Window>("window"),
+      InstanceMethod<&NativeMachine::NoteHostWrite>("noteHostWrite"),
+      InstanceMethod<&NativeMachine::Translate>("translate"),
+      InstanceMethod<&NativeMachine::Inject>("inject"),
+      InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
+      InstanceMethod<&NativeMachine::Restore>("restore"),
+      InstanceMethod<&NativeMachine::ForgetSnapshot>("forgetSnapshot"),
+      InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
+      InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
+    });
+  }
+
+  // new NativeMachine(memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker)
+  explicit NativeMachine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMachine>(info) {
+    Napi::Env env = info.Env();
+    MachineConfig config;
+    if (!GetU64(info, 0, "memoryBytes", &config.memory_bytes)) return;
+    if (config.memory_bytes == 0 || config.memory_bytes % kPageSize || config.memory_bytes > kMaxMemoryBytes) {
+      ThrowRange(env, "memoryBytes must be a non-zero multiple of 4096 and at most 64 TiB");
+      return;
+    }
+    if (info.Length() < 4 || !info[1].IsBoolean()) { ThrowType(env, "countInstructions must be a boolean"); return; }
+    config.count_instructions = info[1].As<Napi::Boolean>().Value();
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+        info[2].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(kRunAreaSlots)) {
+      ThrowType(env, "runArea must be a BigUint64Array of at least 32 elements");
+      return;
+    }
+    if (!ReadMarker(env, info[3], &config.marker)) return;
+    Napi::TypedArrayOf<uint64_t> area = info[2].As<Napi::TypedArrayOf<uint64_t>>();
+    area_ref_ = Napi::Persistent(area.As<Napi::Object>());
+    std::string error;
+    uc_err uc_error;
+    machine_ = Machine::Create(config, area.Data(), &error, &uc_error);
+    if (!machine_) {
+      if (uc_error != UC_ERR_OK) ThrowUnicorn(env, uc_error, error);
+      else Napi::Error::New(env, error).ThrowAsJavaScriptException();
+    }
+  }
+
+ private:
+  Machine* Live(const Napi::CallbackInfo& info) {
+    if (!machine_) Napi::Error::New(info.Env(), "the VM is closed").ThrowAsJavaScriptException();
+    return machine_.get();
+  }
+
+  // Checks [gpa, gpa+length) lies in guest RAM.
+  bool InRam(const Napi::CallbackInfo& info, uint64_t gpa, uint64_t length) {
+    uint64_t size = machine_->memory_bytes();
+    if (gpa > size || length > size - gpa) {
+      ThrowRange(info.Env(), "guest-physical range is outside guest RAM");
+      return false;
+    }
+    return true;
+  }
+
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    uc_err e = m->Run();
+    if (e != UC_ERR_OK) return ThrowUnicorn(info.Env(), e, std::string("run: ") + uc_strerror(e));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    machine_.reset();
+    area_ref_.Reset();
+    return info.Env().Undefined();
+  }
+
+  bool GetSpaceRange(const Napi::CallbackInfo& info, Space* space, uint64_t* gpa, uint64_t* length) {
+    uint32_t s;
+    if (!GetU32(info, 0, "space", 1, &s) || !GetU64(info, 1, "gpa", gpa) || !GetU64(info, 2, "length", length)) return false;
+    if (*gpa % kPageSize || *length % kPageSize) { ThrowRange(info.Env(), "gpa and length must be multiples of 4096"); return false; }
+    if (!InRam(info, *gpa, *length)) return false;
+    *space = static_cast<Space>(s);
+    return true;
+  }
+
+  Napi::Value SetGate(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    Space space; uint64_t gpa, length; uint32_t access;
+    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "access", 2, &access)) return info.Env().Undefined();
+    m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value GetGate(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t s; uint64_t gpa;
+    if (!m || !GetU32(info, 0, "space", 1, &s) || !GetU64(info, 1, "gpa", &gpa) || !InRam(info, gpa, 1)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<int>(m->GetGate(static_cast<Space>(s), gpa >> kPageShift)));
+  }
+
+  Napi::Value CountGate(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    Space space; uint64_t gpa, length; uint32_t at_least;
+    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "atLeast", 2, &at_least)) return info.Env().Undefined();
+    return Napi::BigInt::New(info.Env(), m->CountGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(at_least)));
+  }
+
+  Napi::Value ReadSpecial(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t id; uint64_t value;
+    if (!m || !GetU32(info, 0, "register", 255, &id)) return info.Env().Undefined();
+    if (!m->ReadSpecial(static_cast<int>(id), &value)) return ThrowRange(info.Env(), "unknown register id");
+    return Napi::BigInt::New(info.Env(), value);
+  }
+
+  Napi::Value WriteSpecial(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t id; uint64_t value;
+    if (!m || !GetU32(info, 0, "register", 255, &id) || !GetU64(info, 1, "value", &value)) return info.Env().Undefined();
+    uc_err e = m->WriteSpecial(static_cast<int>(id), value);
+    if (e == UC_ERR_ARG) return ThrowRange(info.Env(), "unknown register id or value refused");
+    if (e != UC_ERR_OK) return ThrowUnicorn(info.Env(), e, std::string("register write: ") + uc_strerror(e));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ReadMsr(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t index; uint64_t value;
+    if (!m || !GetU32(info, 0, "msr", 0xffffffffu, &index)) return info.Env().Undefined();
+    uc_err e = m->ReadMsr(index, &value);
+    if (e != UC_ERR_OK) return ThrowUnicorn(info.Env(), e, std::string("rdmsr: ") + uc_strerror(e));
+    return Napi::BigInt::New(info.Env(), value);
+  }
+
+  Napi::Value WriteMsr(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t index; uint64_t value;
+    if (!m || !GetU32(info, 0, "msr", 0xffffffffu, &index) || !GetU64(info, 1, "value", &value)) return info.Env().Undefined();
+    uc_err e = m->WriteMsr(index, value);
+    if (e != UC_ERR_OK) return ThrowUnicorn(info.Env(), e, std::string("wrmsr: ") + uc_strerror(e));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa; uint32_t length;
+    if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU32(info, 1, "length", kMaxCopyBytes, &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), m->ram()->base() + gpa, length);
+  }
+
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa;
+    if (!m || !GetU64(info, 0, "gpa", &gpa)) return info.Env().Undefined();
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      return ThrowType(info.Env(), "data must be a Uint8Array");
+    }
+    Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+    if (!InRam(info, gpa, data.ByteLength())) return info.Env().Undefined();
+    std::memcpy(m->ram()->base() + gpa, data.Data(), data.ByteLength());
+    m->NoteHostWrite(gpa, data.ByteLength());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Fill(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa, length; uint32_t byte;
+    if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU64(info, 1, "length", &length) || !GetU32(info, 2, "byte", 255, &byte) ||
+        !InRam(info, gpa, length)) return info.Env().Undefined();
+    std::memset(m->ram()->base() + gpa, static_cast<int>(byte), length);
+    m->NoteHostWrite(gpa, length);
+    return info.Env().Undefined();
+  }
+
+  // A zero-copy ArrayBuffer over guest RAM. It keeps the mapping alive after close(); writes
+  // through it bypass dirty tracking (call noteHostWrite) and code invalidation.
+  Napi::Value Window(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa; uint32_t length;
+    if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU32(info, 1, "length", kMaxWindowBytes, &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
+    HostMapping* mapping = m->ram();
+    mapping->Ref();
+    return Napi::ArrayBuffer::New(info.Env(), mapping->base() + gpa, length,
+                                  [](Napi::Env, void*, HostMapping* hint) { hint->Unref(); }, mapping);
+  }
+
+  Napi::Value NoteHostWrite(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa, length;
+    if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU64(info, 1, "length", &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
+    m->NoteHostWrite(gpa, length);
+    return info.Env().Undefined();
+  }
+
+  // translate(va, access) -> { status, gpa, isPrivate, level, writable, executable, pfError }
+  Napi::Value Translate(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t va; uint32_t access;
+    if (!m || !GetU64(info, 0, "va", &va) || !GetU32(info, 1, "access", 2, &access)) return info.Env().Undefined();
+    Translation t = m->TranslateForHost(va, static_cast<Access>(access));
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    static const char* kStatus[] = {"ok", "page-fault", "table-blocked"};
+    o.Set("status", kStatus[t.status]);
+    o.Set("gpa", Napi::BigInt::New(env, t.status == Translation::kTableBlocked ? t.blocked_gpa : t.gpa));
+    o.Set("isPrivate", t.is_private);
+    o.Set("level", t.level);
+    o.Set("writable", t.writable);
+    o.Set("executable", t.executable);
+    o.Set("pfError", t.pf_error);
+    return o;
+  }
+
+  // inject(vector, errorCode?: bigint) -> "" or the reason the guest's tables are unusable
+  Napi::Value Inject(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t vector; uint64_t error_code = 0;
+    if (!m || !GetU32(info, 0, "vector", 255, &vector)) return info.Env().Undefined();
+    bool has_error = info.Length() > 1 && !info[1].IsUndefined();
+    if (has_error && !GetU64(info, 1, "errorCode", &error_code)) return info.Env().Undefined();
+    return Napi::String::New(info.Env(), m->Inject(static_cast<uint8_t>(vector), has_error, error_code));
+  }
+
+  Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    uint64_t id = m->TakeSnapshot();
+    if (!id) return ThrowUnicorn(info.Env(), UC_ERR_NOMEM, "snapshot: cannot save the CPU context");
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  }
+
+  Napi::Value Restore(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t id;
+    if (!m || !GetU32(info, 0, "snapshot", 0xffffffffu, &id)) return info.Env().Undefined();
+    if (!m->RestoreSnapshot(id)) return ThrowRange(info.Env(), "no such snapshot in this VM");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ForgetSnapshot(const Napi::CallbackInfo& info) {
+    uint32_t id;
+    if (!machine_ || !GetU32(info, 0, "snapshot", 0xffffffffu, &id)) return info.Env().Undefined();
+    machine_->ForgetSnapshot(id);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetMarker(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    MarkerConfig marker;
+    if (!m || info.Length() < 1 || !ReadMarker(info.Env(), info[0], &marker)) return info.Env().Undefined();
+    m->set_marker(marker);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value DirtyPages(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<double>(m->dirty_pages()));
+  }
+
+  std::unique_ptr<Machine> machine_;
+  Napi::ObjectReference area_ref_;
+};
+
+Napi::Value UnicornVersion(const Napi::CallbackInfo& info) {
+  unsigned major = 0, minor = 0;
+  unsigned packed = uc_version(&major, &minor);
+  unsigned patch = (packed >> 8) & 0xff;
+  return Napi::String::New(info.Env(), std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch));
+}
+
+Napi::Value SetUnicornErrorClass(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(info.Env(), "expected a constructor");
+  info.Env().GetInstanceData<AddonData>()->unicorn_error = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());
+  exports.Set("NativeMachine", NativeMachine::Define(env));
+  exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
+  exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));
+  return exports;
+}
+
+}  // namespace
+}  // namespace minivisor
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return minivisor::Init(env, exports); }
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitAddon)

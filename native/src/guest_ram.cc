@@ -1,0 +1,85 @@
+#include "guest_ram.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace minivisor {
+
+static void* MapLazily(uint64_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+HostMapping* HostMapping::Create(uint64_t bytes) {
+  void* p = MapLazily(bytes);
+  if (!p) return nullptr;
+  return new HostMapping(static_cast<uint8_t*>(p), bytes);
+}
+
+void HostMapping::Unref() {
+  if (refs_.fetch_sub(1) == 1) delete this;
+}
+
+HostMapping::~HostMapping() { munmap(base_, size_); }
+
+PageBitmap::PageBitmap(uint64_t pages) : pages_(pages), words_(nullptr), mapped_bytes_(0) {
+  uint64_t bytes = ((pages + 63) / 64) * 8;
+  mapped_bytes_ = (bytes + kPageSize - 1) & ~(kPageSize - 1);
+  if (mapped_bytes_ == 0) mapped_bytes_ = kPageSize;
+  words_ = static_cast<uint64_t*>(MapLazily(mapped_bytes_));
+}
+
+PageBitmap::~PageBitmap() {
+  if (words_) munmap(words_, mapped_bytes_);
+}
+
+void PageBitmap::Assign(uint64_t first, uint64_t count, bool value) {
+  uint64_t end = first + count;
+  uint64_t p = first;
+  while (p < end && (p & 63)) {
+    if (value) words_[p >> 6] |= 1ull << (p & 63); else words_[p >> 6] &= ~(1ull << (p & 63));
+    p++;
+  }
+  if (p + 64 <= end) {
+    uint64_t nwords = (end - p) >> 6;
+    std::memset(&words_[p >> 6], value ? 0xff : 0, nwords * 8);
+    p += nwords << 6;
+  }
+  while (p < end) {
+    if (value) words_[p >> 6] |= 1ull << (p & 63); else words_[p >> 6] &= ~(1ull << (p & 63));
+    p++;
+  }
+}
+
+uint64_t PageBitmap::Count(uint64_t first, uint64_t count) const {
+  uint64_t end = first + count, n = 0, p = first;
+  while (p < end && (p & 63)) n += Test(p++);
+  while (p + 64 <= end) { n += __builtin_popcountll(words_[p >> 6]); p += 64; }
+  while (p < end) n += Test(p++);
+  return n;
+}
+
+void PageBitmap::ClearAll() {
+  // Giving the pages back keeps a cleared 1 TiB bitmap free of resident memory.
+  madvise(words_, mapped_bytes_, MADV_DONTNEED);
+}
+
+void ResidentPages(const uint8_t* base, uint64_t bytes, std::vector<uint64_t>* out) {
+  constexpr uint64_t kChunk = 1ull << 30;
+  std::vector<unsigned char> vec(kChunk / kPageSize);
+  for (uint64_t off = 0; off < bytes; off += kChunk) {
+    uint64_t len = bytes - off < kChunk ? bytes - off : kChunk;
+    if (mincore(const_cast<uint8_t*>(base) + off, len, vec.data()) != 0) {
+      // Cannot tell: treat the whole chunk as resident (correct, only slower).
+      for (uint64_t i = 0; i < len / kPageSize; i++) out->push_back(off / kPageSize + i);
+      continue;
+    }
+    for (uint64_t i = 0; i < len / kPageSize; i++) {
+      if (vec[i] & 1) out->push_back(off / kPageSize + i);
+    }
+  }
+}
+
+}  // namespace minivisor

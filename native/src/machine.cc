@@ -1,0 +1,697 @@
+#include "machine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+namespace minivisor {
+
+// The registers mirrored in the run area, in x86 encoding order.
+static const int kRunAreaRegs[kRegCount] = {
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP, UC_X86_REG_RBP,
+    UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP, UC_X86_REG_RFLAGS,
+};
+constexpr int kRegRsp = 4, kRegRip = 16, kRegRflags = 17;
+
+// Special registers, numbered as in src/cpu/registers.ts.
+enum SpecialKind { kPlain, kMsr, kMmrBase, kMmrLimit, kMmrSelector };
+struct SpecialReg { SpecialKind kind; int uc_id; uint32_t msr; };
+static const SpecialReg kSpecialRegs[] = {
+    {kPlain, UC_X86_REG_CR0, 0},      {kPlain, UC_X86_REG_CR2, 0},     {kPlain, UC_X86_REG_CR3, 0},
+    {kPlain, UC_X86_REG_CR4, 0},      {kPlain, UC_X86_REG_CR8, 0},     {kMsr, 0, 0xC0000080u /* EFER */},
+    {kPlain, UC_X86_REG_CS, 0},       {kPlain, UC_X86_REG_SS, 0},      {kPlain, UC_X86_REG_DS, 0},
+    {kPlain, UC_X86_REG_ES, 0},       {kPlain, UC_X86_REG_FS, 0},      {kPlain, UC_X86_REG_GS, 0},
+    {kPlain, UC_X86_REG_FS_BASE, 0},  {kPlain, UC_X86_REG_GS_BASE, 0},
+    {kMmrBase, UC_X86_REG_GDTR, 0},   {kMmrLimit, UC_X86_REG_GDTR, 0},
+    {kMmrBase, UC_X86_REG_IDTR, 0},   {kMmrLimit, UC_X86_REG_IDTR, 0},
+    {kMmrSelector, UC_X86_REG_TR, 0}, {kMmrBase, UC_X86_REG_TR, 0},    {kMmrLimit, UC_X86_REG_TR, 0},
+};
+constexpr int kSpecialCount = sizeof(kSpecialRegs) / sizeof(kSpecialRegs[0]);
+
+class Snapshot {
+ public:
+  uc_context* context = nullptr;
+  std::vector<uint64_t> pages;       // sorted RAM page numbers held
+  std::vector<uint8_t> data;         // kPageSize bytes for each of `pages`
+  std::vector<uint64_t> gate_pages[2][2];  // resident bitmap pages (by bitmap page number)
+  std::vector<uint8_t> gate_data[2][2];
+  uint64_t instructions = 0;
+  uint64_t instruction_limit = 0;
+
+  const uint8_t* Find(uint64_t page) const {
+    auto it = std::lower_bound(pages.begin(), pages.end(), page);
+    if (it == pages.end() || *it != page) return nullptr;
+    return &data[(it - pages.begin()) * kPageSize];
+  }
+};
+
+class GateTableReader : public TableReader {
+ public:
+  explicit GateTableReader(const Machine* m) : m_(m) {}
+  bool ReadEntry(uint64_t gpa, uint64_t* value) override {
+    if (gpa + 8 > m_->ram_->size()) return false;
+    // Page-table pages are read as private memory (the walk strips the marker from table
+    // addresses). SNP: APM 2 §15.34.5 treats page-table walks as private when paging is on;
+    // TDX guests keep paging structures in private memory (unverified detail, see README).
+    if (!m_->Allowed(Space::kPrivate, gpa >> kPageShift, Access::kRead)) return false;
+    std::memcpy(value, m_->ram_->base() + gpa, 8);
+    return true;
+  }
+
+ private:
+  const Machine* m_;
+};
+
+Machine::Machine(const MachineConfig& config, uint64_t* area) : config_(config), area_(area) {
+  for (auto& e : code_cache_) e = {~0ull, nullptr};
+}
+
+std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* run_area,
+                                         std::string* error, uc_err* uc_error) {
+  std::unique_ptr<Machine> m(new Machine(config, run_area));
+  if (!m->Init(error, uc_error)) return nullptr;
+  return m;
+}
+
+bool Machine::Init(std::string* error, uc_err* uc_error) {
+  *uc_error = UC_ERR_OK;
+  pages_ = config_.memory_bytes >> kPageShift;
+  ram_ = HostMapping::Create(config_.memory_bytes);
+  if (!ram_) { *error = "cannot reserve host address space for guest RAM"; return false; }
+  for (auto& space : gate_) for (auto& bm : space) bm.reset(new PageBitmap(pages_));
+  dirty_.reset(new PageBitmap(pages_));
+  code_.reset(new PageBitmap(pages_));
+  for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
+  if (!dirty_->ok() || !code_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+
+  auto check = [&](uc_err e, const char* what) {
+    if (e == UC_ERR_OK) return true;
+    *uc_error = e;
+    *error = std::string(what) + ": " + uc_strerror(e);
+    return false;
+  };
+  if (!check(uc_open(UC_ARCH_X86, UC_MODE_64, &uc_), "uc_open")) { uc_ = nullptr; return false; }
+  if (!check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
+  if (!check(uc_mem_map_ptr(uc_, 0, config_.memory_bytes, UC_PROT_ALL, ram_->base()), "uc_mem_map_ptr")) return false;
+  uc_hook h;
+  if (!check(uc_hook_add(uc_, &h, UC_HOOK_TLB_FILL, (void*)OnTlbFill, this, 1, 0), "TLB-fill hook")) return false;
+  if (!check(uc_hook_add(uc_, &h, UC_HOOK_INSN_INVALID, (void*)OnInvalidInsn, this, 1, 0), "invalid-instruction hook")) return false;
+  if (!check(uc_hook_add(uc_, &h, UC_HOOK_INTR, (void*)OnInterrupt, this, 1, 0), "interrupt hook")) return false;
+  if (config_.count_instructions &&
+      !check(uc_hook_add(uc_, &h, UC_HOOK_CODE, (void*)OnCode, this, 1, 0), "code hook")) return false;
+  std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
+  area_[kSlotInstructionLimit] = ~0ull;
+  SyncRegsOut();
+  return true;
+}
+
+Machine::~Machine() {
+  for (auto& [id, s] : snapshots_) {
+    if (s->context) uc_context_free(s->context);
+    delete s;
+  }
+  if (uc_) uc_close(uc_);
+  if (ram_) ram_->Unref();
+}
+
+void Machine::set_marker(const MarkerConfig& m) {
+  config_.marker = m;
+  uc_ctl_flush_tlb(uc_);
+}
+
+// ---- registers ----
+
+void Machine::SyncRegsOut() {
+  void* ptrs[kRegCount];
+  for (int i = 0; i < kRegCount; i++) ptrs[i] = &area_[kSlotRegs + i];
+  uc_reg_read_batch(uc_, const_cast<int*>(kRunAreaRegs), ptrs, kRegCount);
+  area_[kSlotDirtyRegs] = 0;
+}
+
+uc_err Machine::SyncRegsIn() {
+  uint64_t mask = area_[kSlotDirtyRegs];
+  if (!mask) return UC_ERR_OK;
+  int ids[kRegCount];
+  void* ptrs[kRegCount];
+  int n = 0;
+  for (int i = 0; i < kRegCount; i++) {
+    if (mask & (1ull << i)) { ids[n] = kRunAreaRegs[i]; ptrs[n] = &area_[kSlotRegs + i]; n++; }
+  }
+  area_[kSlotDirtyRegs] = 0;
+  return uc_reg_write_batch(uc_, ids, ptrs, n);
+}
+
+bool Machine::ReadSpecial(int id, uint64_t* value) {
+  if (id < 0 || id >= kSpecialCount) return false;
+  SyncRegsIn();
+  const SpecialReg& r = kSpecialRegs[id];
+  *value = 0;
+  if (r.kind == kPlain) return uc_reg_read(uc_, r.uc_id, value) == UC_ERR_OK;
+  if (r.kind == kMsr) return ReadMsr(r.msr, value) == UC_ERR_OK;
+  uc_x86_mmr mmr{};
+  if (uc_reg_read(uc_, r.uc_id, &mmr) != UC_ERR_OK) return false;
+  *value = r.kind == kMmrBase ? mmr.base : r.kind == kMmrLimit ? mmr.limit : mmr.selector;
+  return true;
+}
+
+uc_err Machine::WriteSpecial(int id, uint64_t value) {
+  if (id < 0 || id >= kSpecialCount) return UC_ERR_ARG;
+  uc_err e = SyncRegsIn();
+  if (e != UC_ERR_OK) return e;
+  const SpecialReg& r = kSpecialRegs[id];
+  if (r.kind == kPlain) {
+    e = uc_reg_write(uc_, r.uc_id, &value);
+  } else if (r.kind == kMsr) {
+    e = WriteMsr(r.msr, value);
+  } else {
+    uc_x86_mmr mmr{};
+    e = uc_reg_read(uc_, r.uc_id, &mmr);
+    if (e != UC_ERR_OK) return e;
+    if (r.kind == kMmrBase) mmr.base = value;
+    else if (r.kind == kMmrLimit) mmr.limit = static_cast<uint32_t>(value);
+    else mmr.selector = static_cast<uint16_t>(value);
+    e = uc_reg_write(uc_, r.uc_id, &mmr);
+  }
+  uc_ctl_flush_tlb(uc_);  // a paging register may have changed
+  SyncRegsOut();
+  return e;
+}
+
+uc_err Machine::ReadMsr(uint32_t index, uint64_t* value) {
+  uc_x86_msr msr{index, 0};
+  uc_err e = uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
+  *value = msr.value;
+  return e;
+}
+
+uc_err Machine::WriteMsr(uint32_t index, uint64_t value) {
+  uc_x86_msr msr{index, value};
+  return uc_reg_write(uc_, UC_X86_REG_MSR, &msr);
+}
+
+CpuPaging Machine::ReadPaging() {
+  CpuPaging p;
+  uc_reg_read(uc_, UC_X86_REG_CR0, &p.cr0);
+  uc_reg_read(uc_, UC_X86_REG_CR3, &p.cr3);
+  uc_reg_read(uc_, UC_X86_REG_CR4, &p.cr4);
+  ReadMsr(0xC0000080u, &p.efer);
+  return p;
+}
+
+// ---- page gate ----
+
+bool Machine::Allowed(Space space, uint64_t page, Access access) const {
+  int s = static_cast<int>(space);
+  if (page >= pages_) return false;
+  if (!gate_[s][0]->Test(page)) return false;
+  return access != Access::kWrite || gate_[s][1]->Test(page);
+}
+
+void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access) {
+  int s = static_cast<int>(space);
+  gate_[s][0]->Assign(first_page, pages, access != GateAccess::kNone);
+  gate_[s][1]->Assign(first_page, pages, access == GateAccess::kReadWrite);
+  uc_ctl_flush_tlb(uc_);
+}
+
+GateAccess Machine::GetGate(Space space, uint64_t page) const {
+  int s = static_cast<int>(space);
+  if (!gate_[s][0]->Test(page)) return GateAccess::kNone;
+  return gate_[s][1]->Test(page) ? GateAccess::kReadWrite : GateAccess::kRead;
+}
+
+uint64_t Machine::CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const {
+  int s = static_cast<int>(space);
+  if (at_least == GateAccess::kNone) return pages;
+  return gate_[s][at_least == GateAccess::kReadWrite ? 1 : 0]->Count(first_page, pages);
+}
+
+// ---- exits ----
+
+void Machine::SetExit(ExitKind kind) {
+  exit_pending_ = true;
+  area_[kSlotKind] = static_cast<uint64_t>(kind);
+  for (int i = kSlotInsnLength; i <= kSlotInsnBytes; i++) area_[i] = 0;
+}
+
+bool Machine::RecordTrapped(const TrappedInsn& insn, uint64_t rip) {
+  uint64_t rax = 0, rcx = 0, rdx = 0;
+  uc_reg_read(uc_, UC_X86_REG_RAX, &rax);
+  uc_reg_read(uc_, UC_X86_REG_RCX, &rcx);
+  uc_reg_read(uc_, UC_X86_REG_RDX, &rdx);
+  switch (insn.kind) {
+    case TrappedKind::kTdcall: SetExit(ExitKind::kTdcall); area_[kSlotArg0] = rax; break;
+    case TrappedKind::kPvalidate: SetExit(ExitKind::kPvalidate); area_[kSlotArg0] = rax; break;
+    case TrappedKind::kVmgexit: SetExit(ExitKind::kVmgexit); break;
+    case TrappedKind::kCpuid:
+      SetExit(ExitKind::kCpuid);
+      area_[kSlotArg0] = rax & 0xffffffffu;
+      area_[kSlotArg1] = rcx & 0xffffffffu;
+      break;
+    case TrappedKind::kRdmsr: SetExit(ExitKind::kRdmsr); area_[kSlotArg0] = rcx & 0xffffffffu; break;
+    case TrappedKind::kWrmsr:
+      SetExit(ExitKind::kWrmsr);
+      area_[kSlotArg0] = rcx & 0xffffffffu;
+      area_[kSlotArg1] = ((rdx & 0xffffffffu) << 32) | (rax & 0xffffffffu);
+      break;
+    case TrappedKind::kIoIn:
+    case TrappedKind::kIoOut: {
+      SetExit(insn.kind == TrappedKind::kIoIn ? ExitKind::kIoIn : ExitKind::kIoOut);
+      area_[kSlotArg0] = insn.port_in_dx ? (rdx & 0xffff) : insn.port;
+      area_[kSlotArg1] = insn.size;
+      area_[kSlotArg2] = (insn.string ? 1 : 0) | (insn.rep ? 2 : 0);
+      uint64_t mask = insn.size == 1 ? 0xff : insn.size == 2 ? 0xffff : 0xffffffffu;
+      area_[kSlotArg3] = insn.kind == TrappedKind::kIoOut && !insn.string ? (rax & mask) : 0;
+      break;
+    }
+    case TrappedKind::kNone: return false;
+  }
+  area_[kSlotInsnLength] = insn.length;
+  (void)rip;
+  return true;
+}
+
+const uint8_t* Machine::CachedCode(uint64_t va_page) const {
+  const CodeCacheEntry& e = code_cache_[(va_page >> kPageShift) % kCodeCacheSize];
+  return e.va_page == va_page ? e.host : nullptr;
+}
+
+Translation Machine::TranslateForHost(uint64_t va, Access access) {
+  GateTableReader reader(this);
+  return Translate(ReadPaging(), config_.marker, va, access, reader);
+}
+
+size_t Machine::FetchInsnBytes(uint64_t rip, uint8_t* out) {
+  size_t got = 0;
+  while (got < 15) {
+    uint64_t va = rip + got;
+    Translation t = TranslateForHost(va, Access::kFetch);
+    if (t.status != Translation::kOk || t.gpa >= ram_->size()) break;
+    size_t in_page = kPageSize - (va & (kPageSize - 1));
+    size_t n = std::min(in_page, 15 - got);
+    std::memcpy(out + got, ram_->base() + t.gpa, n);
+    got += n;
+  }
+  return got;
+}
+
+void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page) {
+  if (!scanned_va_pages_.insert(va_page).second) return;
+  for (size_t i = 0; i < kPageSize; i++) {
+    size_t avail = std::min<size_t>(15, kPageSize - i);
+    if (!MayBeIntercepted(host_page + i, avail)) continue;
+    TrappedInsn t = DecodeTrapped(host_page + i, avail);
+    if (t.kind == TrappedKind::kNone) continue;
+    uint64_t addr = va_page + i;
+    if (!hooked_addresses_.insert(addr).second) continue;
+    uc_hook h;
+    // Only a real instruction start at `addr` ever calls the hook, so candidates inside other
+    // instructions cost nothing at run time.
+    uc_hook_add(uc_, &h, UC_HOOK_CODE, (void*)OnCode, this, addr, addr);
+  }
+}
+
+bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self) {
+  Machine* m = static_cast<Machine*>(self);
+  Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
+  GateTableReader reader(m);
+  Translation t = Translate(m->ReadPaging(), m->config_.marker, vaddr, access, reader);
+  uint64_t* a = m->area_;
+  // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
+  // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
+  auto refuse = [&](ExitKind kind) {
+    m->fault_kind_ = kind;
+    return false;
+  };
+  if (t.status == Translation::kPageFault) {
+    m->fault_[0] = 14;
+    m->fault_[1] = t.pf_error;
+    m->fault_[2] = kExcHasErrorCode;
+    m->fault_[3] = vaddr;
+    return refuse(ExitKind::kException);
+  }
+  if (t.status == Translation::kTableBlocked) {
+    m->fault_[0] = t.blocked_gpa;
+    m->fault_[1] = vaddr;
+    m->fault_[2] = static_cast<uint64_t>(Access::kRead);
+    m->fault_[3] = kGatePrivate | kGatePageWalk | (t.blocked_gpa >= m->ram_->size() ? kGateOutsideRam : 0);
+    return refuse(ExitKind::kGateFault);
+  }
+  uint64_t page = t.gpa >> kPageShift;
+  Space space = t.is_private ? Space::kPrivate : Space::kShared;
+  if (t.gpa >= m->ram_->size() || !m->Allowed(space, page, access)) {
+    m->fault_[0] = t.gpa & ~(kPageSize - 1);
+    m->fault_[1] = vaddr;
+    m->fault_[2] = static_cast<uint64_t>(access);
+    m->fault_[3] = (t.is_private ? kGatePrivate : 0) | (t.gpa >= m->ram_->size() ? kGateOutsideRam : 0);
+    return refuse(ExitKind::kGateFault);
+  }
+  (void)a;
+  uint32_t perms = UC_PROT_READ;
+  // Write permission only on a write fill while dirty pages are tracked, so the first write
+  // to each page after a snapshot comes back here and is recorded.
+  if (t.writable && m->Allowed(space, page, Access::kWrite) &&
+      (access == Access::kWrite || !m->tracking_dirty_ || m->dirty_->Test(page))) {
+    perms |= UC_PROT_WRITE;
+  }
+  // Execute permission only on a fetch fill, so every code page is seen here first.
+  if (t.executable && (access == Access::kFetch || m->code_->Test(page))) perms |= UC_PROT_EXEC;
+  if (access == Access::kWrite && m->tracking_dirty_) m->dirty_->Set(page);
+  if (access == Access::kFetch) {
+    m->code_->Set(page);
+    const uint8_t* host = m->ram_->base() + (t.gpa & ~(kPageSize - 1));
+    m->code_cache_[(vaddr >> kPageShift) % kCodeCacheSize] = {vaddr, host};
+    if (!m->config_.count_instructions) m->ScanForInterceptedInsns(vaddr, host);
+  }
+  entry->paddr = t.gpa & ~(kPageSize - 1);
+  entry->perms = static_cast<uc_prot>(perms);
+  (void)uc;
+  return true;
+}
+
+bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
+  Machine* m = static_cast<Machine*>(self);
+  uint64_t rip = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  uint8_t bytes[15] = {0};
+  size_t n = m->FetchInsnBytes(rip, bytes);
+  TrappedInsn t = DecodeTrapped(bytes, n);
+  if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit) {
+    m->RecordTrapped(t, rip);
+  } else {
+    m->SetExit(ExitKind::kInvalidOpcode);
+    uint64_t packed = 0;
+    std::memcpy(&packed, bytes, std::min<size_t>(n, 8));
+    m->area_[kSlotInsnBytes] = packed;
+    m->area_[kSlotArg0] = n;
+  }
+  // Not handled: the emulator stops with UC_ERR_INSN_INVALID and RIP at the instruction, in
+  // every 2.1.x release (unicorn.md §1 lists how the "handled" return value differs).
+  return false;
+}
+
+void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
+  Machine* m = static_cast<Machine*>(self);
+  m->SetExit(ExitKind::kException);
+  m->area_[kSlotArg0] = intno;
+  // Unicorn does not expose the error code of exceptions it raises itself (unicorn.md §4).
+  // INT3, INTO and INT n leave RIP after the instruction; faults leave it at the instruction.
+  bool after = intno == 3 || intno == 4 || intno >= 32;
+  m->area_[kSlotArg2] = after ? kExcAfterInstruction : 0;
+  uc_emu_stop(uc);
+}
+
+void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self) {
+  Machine* m = static_cast<Machine*>(self);
+  uint64_t* a = m->area_;
+  if (m->config_.count_instructions) {
+    uint64_t n = a[kSlotInstructions];
+    if (n >= a[kSlotInstructionLimit]) {
+      m->SetExit(ExitKind::kBudget);
+      a[kSlotArg0] = n;
+      uc_emu_stop(uc);
+      return;
+    }
+    a[kSlotInstructions] = n + 1;
+    if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
+  }
+  uint8_t buf[15];
+  const uint8_t* bytes;
+  size_t avail;
+  uint64_t offset = address & (kPageSize - 1);
+  const uint8_t* page = m->CachedCode(address - offset);
+  if (page && offset + 15 <= kPageSize) {
+    bytes = page + offset;
+    avail = 15;
+  } else {
+    avail = m->FetchInsnBytes(address, buf);
+    bytes = buf;
+  }
+  if (!MayBeIntercepted(bytes, avail)) return;
+  TrappedInsn t = DecodeTrapped(bytes, avail);
+  if (t.kind == TrappedKind::kNone || t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate ||
+      t.kind == TrappedKind::kVmgexit) {
+    return;  // the last three arrive through the invalid-instruction hook
+  }
+  m->RecordTrapped(t, address);
+  uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
+}
+
+uc_err Machine::Run() {
+  uc_err e = SyncRegsIn();
+  if (e != UC_ERR_OK) return e;
+  exit_pending_ = false;
+  fault_kind_ = ExitKind::kNone;
+  area_[kSlotKind] = 0;
+  uint64_t rip = area_[kSlotRegs + kRegRip];
+  if (config_.count_instructions && area_[kSlotInstructions] >= area_[kSlotInstructionLimit]) {
+    SetExit(ExitKind::kBudget);
+    area_[kSlotArg0] = area_[kSlotInstructions];
+    return UC_ERR_OK;
+  }
+  // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
+  // invalidation it does for any other `until` (unicorn.md §5).
+  e = uc_emu_start(uc_, rip, 0, 0, 0);
+  SyncRegsOut();
+  if (exit_pending_) return UC_ERR_OK;
+  if (e == UC_ERR_EXCEPTION && fault_kind_ != ExitKind::kNone) {
+    SetExit(fault_kind_);
+    for (int i = 0; i < 4; i++) area_[kSlotArg0 + i] = fault_[i];
+    return UC_ERR_OK;
+  }
+  if (e == UC_ERR_OK) {
+    if (area_[kSlotRegs + kRegRip] == 0) {
+      SetExit(ExitKind::kFatal);
+      area_[kSlotArg0] = kFatalNullJump;
+    } else {
+      SetExit(ExitKind::kHlt);
+    }
+    return UC_ERR_OK;
+  }
+  SetExit(ExitKind::kFatal);
+  area_[kSlotArg0] = kFatalUnicorn;
+  area_[kSlotArg1] = e;
+  return UC_ERR_OK;
+}
+
+// ---- host access ----
+
+void Machine::InvalidateCode() {
+  uc_ctl_flush_tb(uc_);
+  code_->ClearAll();
+  scanned_va_pages_.clear();
+}
+
+void Machine::NoteHostWrite(uint64_t gpa, uint64_t length) {
+  if (length == 0) return;
+  uint64_t first = gpa >> kPageShift;
+  uint64_t last = (gpa + length - 1) >> kPageShift;
+  if (tracking_dirty_) dirty_->Assign(first, last - first + 1, true);
+  if (code_->Count(first, last - first + 1)) InvalidateCode();
+}
+
+uint64_t Machine::dirty_pages() const { return dirty_->Count(0, pages_); }
+
+// Copies guest-virtual memory for injection, honouring the page tables and the gate.
+static std::string AccessVirtual(Machine* m, uint64_t va, uint8_t* buf, size_t len, bool write,
+                                 const std::function<bool(Space, uint64_t, Access)>& allowed) {
+  size_t done = 0;
+  while (done < len) {
+    uint64_t cur = va + done;
+    Translation t = m->TranslateForHost(cur, write ? Access::kWrite : Access::kRead);
+    char msg[160];
+    if (t.status != Translation::kOk || t.gpa >= m->memory_bytes() ||
+        !allowed(t.is_private ? Space::kPrivate : Space::kShared, t.gpa >> kPageShift,
+                 write ? Access::kWrite : Access::kRead)) {
+      snprintf(msg, sizeof msg, "guest virtual address 0x%llx is not %s", (unsigned long long)cur,
+               write ? "writable" : "readable");
+      return msg;
+    }
+    size_t n = std::min<size_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
+    uint8_t* host = m->ram()->base() + t.gpa;
+    if (write) {
+      std::memcpy(host, buf + done, n);
+      m->NoteHostWrite(t.gpa, n);
+    } else {
+      std::memcpy(buf + done, host, n);
+    }
+    done += n;
+  }
+  return "";
+}
+
+std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code) {
+  if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
+  auto allowed = [this](Space s, uint64_t page, Access a) { return Allowed(s, page, a); };
+  uc_x86_mmr idtr{}, gdtr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+  char msg[200];
+  if (uint64_t(vector) * 16 + 15 > idtr.limit) {
+    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
+    return msg;
+  }
+  uint8_t gate[16];
+  std::string err = AccessVirtual(this, idtr.base + uint64_t(vector) * 16, gate, 16, false, allowed);
+  if (!err.empty()) return "cannot read the IDT: " + err;
+  uint64_t handler = uint64_t(gate[0]) | uint64_t(gate[1]) << 8 | uint64_t(gate[6]) << 16 | uint64_t(gate[7]) << 24;
+  uint32_t high;
+  std::memcpy(&high, gate + 8, 4);
+  handler |= uint64_t(high) << 32;
+  uint16_t selector = uint16_t(gate[2] | gate[3] << 8);
+  unsigned ist = gate[4] & 7;
+  unsigned type = gate[5] & 0xF;
+  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
+  if (type != 0xE && type != 0xF) {
+    snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not a 64-bit interrupt or trap gate", vector, type);
+    return msg;
+  }
+  // The handler's code segment must be a present 64-bit code descriptor, or IRETQ will #GP.
+  if ((selector & 4) || uint64_t(selector & ~7) + 7 > gdtr.limit || (selector & ~7) == 0) {
+    snprintf(msg, sizeof msg, "IDT entry %u names selector 0x%x outside the GDT", vector, selector);
+    return msg;
+  }
+  uint64_t desc;
+  err = AccessVirtual(this, gdtr.base + (selector & ~7), reinterpret_cast<uint8_t*>(&desc), 8, false, allowed);
+  if (!err.empty()) return "cannot read the GDT: " + err;
+  bool present = desc & (1ull << 47), code = (desc & (3ull << 43)) == (3ull << 43), long_mode = desc & (1ull << 53);
+  if (!present || !code || !long_mode) {
+    snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
+    return msg;
+  }
+  uint64_t rsp = area_[kSlotRegs + kRegRsp];
+  if (ist) {
+    uc_x86_mmr tr{};
+    uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+    err = AccessVirtual(this, tr.base + 0x24 + (ist - 1) * 8, reinterpret_cast<uint8_t*>(&rsp), 8, false, allowed);
+    if (!err.empty()) return "cannot read the IST pointer from the TSS: " + err;
+  }
+  uint64_t ss = 0, cs = 0;
+  uc_reg_read(uc_, UC_X86_REG_SS, &ss);
+  uc_reg_read(uc_, UC_X86_REG_CS, &cs);
+  uint64_t rflags = area_[kSlotRegs + kRegRflags];
+  uint64_t frame[6];
+  int n = 0;
+  if (has_error_code) frame[n++] = error_code;
+  frame[n++] = area_[kSlotRegs + kRegRip];
+  frame[n++] = cs;
+  frame[n++] = rflags;
+  frame[n++] = area_[kSlotRegs + kRegRsp];
+  frame[n++] = ss;
+  uint64_t new_rsp = (rsp & ~0xFull) - uint64_t(n) * 8;  // 64-bit mode aligns the frame to 16
+  err = AccessVirtual(this, new_rsp, reinterpret_cast<uint8_t*>(frame), n * 8, true, allowed);
+  if (!err.empty()) return "cannot push the exception frame: " + err;
+  constexpr uint64_t kTF = 1 << 8, kIF = 1 << 9, kNT = 1 << 14, kRF = 1 << 16;
+  rflags &= ~(kTF | kNT | kRF | (type == 0xE ? kIF : 0));
+  if (selector != cs) {
+    uint64_t sel = selector;
+    uc_reg_write(uc_, UC_X86_REG_CS, &sel);
+  }
+  area_[kSlotRegs + kRegRsp] = new_rsp;
+  area_[kSlotRegs + kRegRip] = handler;
+  area_[kSlotRegs + kRegRflags] = rflags;
+  area_[kSlotDirtyRegs] |= (1ull << kRegRsp) | (1ull << kRegRip) | (1ull << kRegRflags);
+  SyncRegsIn();
+  SyncRegsOut();
+  return "";
+}
+
+// ---- snapshots ----
+
+uint64_t Machine::TakeSnapshot() {
+  SyncRegsIn();
+  std::unique_ptr<Snapshot> s(new Snapshot);
+  if (uc_context_alloc(uc_, &s->context) != UC_ERR_OK) return 0;
+  if (uc_context_save(uc_, s->context) != UC_ERR_OK) { uc_context_free(s->context); s->context = nullptr; return 0; }
+  ResidentPages(ram_->base(), ram_->size(), &s->pages);
+  s->data.resize(s->pages.size() * kPageSize);
+  for (size_t i = 0; i < s->pages.size(); i++) {
+    std::memcpy(&s->data[i * kPageSize], ram_->base() + s->pages[i] * kPageSize, kPageSize);
+  }
+  for (int sp = 0; sp < 2; sp++) {
+    for (int rw = 0; rw < 2; rw++) {
+      PageBitmap& bm = *gate_[sp][rw];
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(bm.words());
+      uint64_t bytes = (bm.byte_size() + kPageSize - 1) & ~(kPageSize - 1);
+      ResidentPages(base, bytes, &s->gate_pages[sp][rw]);
+      auto& data = s->gate_data[sp][rw];
+      data.resize(s->gate_pages[sp][rw].size() * kPageSize);
+      for (size_t i = 0; i < s->gate_pages[sp][rw].size(); i++) {
+        std::memcpy(&data[i * kPageSize], base + s->gate_pages[sp][rw][i] * kPageSize, kPageSize);
+      }
+    }
+  }
+  s->instructions = area_[kSlotInstructions];
+  s->instruction_limit = area_[kSlotInstructionLimit];
+  tracking_dirty_ = true;
+  dirty_->ClearAll();
+  base_snapshot_ = s.get();
+  uc_ctl_flush_tlb(uc_);  // writes must come back through the TLB-fill hook to be tracked
+  uint64_t id = next_snapshot_id_++;
+  snapshots_[id] = s.release();
+  return id;
+}
+
+bool Machine::RestoreSnapshot(uint64_t id) {
+  auto found = snapshots_.find(id);
+  if (found == snapshots_.end()) return false;
+  Snapshot* s = found->second;
+  bool code_touched = false;
+  auto restore_page = [&](uint64_t page) {
+    const uint8_t* src = s->Find(page);
+    uint8_t* dst = ram_->base() + page * kPageSize;
+    if (src) std::memcpy(dst, src, kPageSize); else std::memset(dst, 0, kPageSize);
+    if (code_->Test(page)) code_touched = true;
+  };
+  if (s == base_snapshot_) {
+    // Only pages written since this snapshot was taken or last restored can differ.
+    uint64_t* words = dirty_->words();
+    for (uint64_t w = 0; w < dirty_->word_count(); w++) {
+      uint64_t bits = words[w];
+      while (bits) {
+        int b = __builtin_ctzll(bits);
+        bits &= bits - 1;
+        restore_page(w * 64 + b);
+      }
+    }
+  } else {
+    std::vector<uint64_t> resident;
+    ResidentPages(ram_->base(), ram_->size(), &resident);
+    for (uint64_t p : resident) restore_page(p);
+    for (uint64_t p : s->pages) restore_page(p);
+  }
+  for (int sp = 0; sp < 2; sp++) {
+    for (int rw = 0; rw < 2; rw++) {
+      PageBitmap& bm = *gate_[sp][rw];
+      uint8_t* base = reinterpret_cast<uint8_t*>(bm.words());
+      bm.ClearAll();
+      const auto& pages = s->gate_pages[sp][rw];
+      for (size_t i = 0; i < pages.size(); i++) {
+        std::memcpy(base + pages[i] * kPageSize, &s->gate_data[sp][rw][i * kPageSize], kPageSize);
+      }
+    }
+  }
+  uc_context_restore(uc_, s->context);
+  area_[kSlotInstructions] = s->instructions;
+  area_[kSlotInstructionLimit] = s->instruction_limit;
+  tracking_dirty_ = true;
+  dirty_->ClearAll();
+  base_snapshot_ = s;
+  if (code_touched) InvalidateCode();
+  uc_ctl_flush_tlb(uc_);
+  SyncRegsOut();
+  return true;
+}
+
+void Machine::ForgetSnapshot(uint64_t id) {
+  auto it = snapshots_.find(id);
+  if (it == snapshots_.end()) return;
+  Snapshot* s = it->second;
+  snapshots_.erase(it);
+  if (base_snapshot_ == s) base_snapshot_ = nullptr;
+  if (s->context) uc_context_free(s->context);
+  delete s;
+}
+
+}  // namespace minivisor

@@ -1,0 +1,177 @@
+// One emulated x86-64 vCPU with its guest RAM and page gate: the "hardware" under the VMM.
+//
+// KVM-style: Run() executes the guest until something needs the VMM (a trapped instruction, a
+// refused memory access, an exception, the instruction budget) and describes it in the run
+// area. No JavaScript ever runs inside a Unicorn hook: hooks only record the exit and stop.
+#pragma once
+#include <unicorn/unicorn.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "guest_ram.h"
+#include "page_walk.h"
+#include "trapped_insn.h"
+
+namespace minivisor {
+
+// Numbering shared with src/cpu/exits.ts.
+enum class ExitKind : uint64_t {
+  kNone = 0,
+  kHlt = 1,
+  kTdcall = 2,
+  kPvalidate = 3,
+  kVmgexit = 4,
+  kInvalidOpcode = 5,
+  kCpuid = 6,
+  kRdmsr = 7,
+  kWrmsr = 8,
+  kIoIn = 9,
+  kIoOut = 10,
+  kGateFault = 11,
+  kException = 12,
+  kBudget = 13,
+  kFatal = 14,
+};
+
+// Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with
+// src/cpu/run-area.ts.
+enum RunSlot : int {
+  kSlotKind = 0,
+  kSlotInsnLength = 1,
+  kSlotArg0 = 2,
+  kSlotArg1 = 3,
+  kSlotArg2 = 4,
+  kSlotArg3 = 5,
+  kSlotInsnBytes = 6,
+  kSlotInstructions = 7,   // instructions started since creation (counting mode)
+  kSlotRegs = 8,           // RAX RCX RDX RBX RSP RBP RSI RDI R8..R15 RIP RFLAGS
+  kRegCount = 18,
+  kSlotDirtyRegs = 26,     // bit i set by JS: register i was changed and must be written back
+  kSlotInstructionLimit = 27,  // counting mode: stop with kBudget when kSlotInstructions reaches it
+  kRunAreaSlots = 32,
+};
+
+enum class Space : uint8_t { kPrivate = 0, kShared = 1 };
+enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2 };
+
+// Gate-fault flags (arg3).
+constexpr uint64_t kGatePrivate = 1;
+constexpr uint64_t kGatePageWalk = 2;
+constexpr uint64_t kGateOutsideRam = 4;
+
+// Exception flags (arg2).
+constexpr uint64_t kExcHasErrorCode = 1;
+constexpr uint64_t kExcAfterInstruction = 2;  // INT n / INT3: RIP is past the instruction
+
+// Fatal reasons (arg0).
+constexpr uint64_t kFatalNullJump = 1;
+constexpr uint64_t kFatalUnicorn = 2;
+
+struct MachineConfig {
+  uint64_t memory_bytes = 0;
+  bool count_instructions = true;
+  MarkerConfig marker;
+};
+
+class Snapshot;
+
+class Machine {
+ public:
+  // Returns nullptr and sets *error (and *uc_error when Unicorn refused) on failure.
+  static std::unique_ptr<Machine> Create(const MachineConfig& config, uint64_t* run_area,
+                                         std::string* error, uc_err* uc_error);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  uint64_t memory_bytes() const { return ram_->size(); }
+  HostMapping* ram() const { return ram_; }
+  uint64_t* run_area() const { return area_; }
+  const MarkerConfig& marker() const { return config_.marker; }
+  void set_marker(const MarkerConfig& m);
+
+  // Runs until the next exit. Returns a Unicorn error only for host-side failures.
+  uc_err Run();
+
+  // Registers outside the run area. `id` is the index in kSpecialRegs (machine.cc).
+  bool ReadSpecial(int id, uint64_t* value);
+  uc_err WriteSpecial(int id, uint64_t value);
+  uc_err ReadMsr(uint32_t index, uint64_t* value);
+  uc_err WriteMsr(uint32_t index, uint64_t value);
+  void SyncRegsOut();        // Unicorn -> run area
+  uc_err SyncRegsIn();       // dirty run-area registers -> Unicorn
+
+  // Page gate. Ranges are in pages; callers check bounds.
+  void SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access);
+  GateAccess GetGate(Space space, uint64_t page) const;
+  uint64_t CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const;
+
+  // Host-side writes to guest RAM: mark pages dirty (for restore) and drop translated code
+  // that was built from them.
+  void NoteHostWrite(uint64_t gpa, uint64_t length);
+  // Translates a guest-virtual address with the current paging mode, without gate checks.
+  Translation TranslateForHost(uint64_t va, Access access);
+
+  // Delivers an exception or interrupt through the guest IDT. Returns "" or a reason.
+  std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code);
+
+  // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
+  // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
+  uint64_t TakeSnapshot();
+  bool RestoreSnapshot(uint64_t id);
+  void ForgetSnapshot(uint64_t id);
+
+  uint64_t dirty_pages() const;
+
+ private:
+  friend class GateTableReader;
+  Machine(const MachineConfig& config, uint64_t* area);
+  bool Init(std::string* error, uc_err* uc_error);
+
+  static bool OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self);
+  static bool OnInvalidInsn(uc_engine* uc, void* self);
+  static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
+  static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
+
+  CpuPaging ReadPaging();
+  bool Allowed(Space space, uint64_t page, Access access) const;
+  // Copies up to 15 instruction bytes at guest-virtual `rip`; returns how many were readable.
+  size_t FetchInsnBytes(uint64_t rip, uint8_t* out);
+  const uint8_t* CachedCode(uint64_t va_page) const;
+  void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
+  void SetExit(ExitKind kind);
+  bool RecordTrapped(const TrappedInsn& insn, uint64_t rip);
+  void InvalidateCode();
+
+  MachineConfig config_;
+  uint64_t* area_;
+  uc_engine* uc_ = nullptr;
+  HostMapping* ram_ = nullptr;
+  uint64_t pages_ = 0;
+  // Page gate: readable / writable, for private and for shared accesses.
+  std::unique_ptr<PageBitmap> gate_[2][2];
+  std::unique_ptr<PageBitmap> dirty_;       // written since the base snapshot
+  std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
+  bool tracking_dirty_ = false;
+  bool exit_pending_ = false;
+  // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host.
+  static constexpr int kCodeCacheSize = 256;
+  struct CodeCacheEntry { uint64_t va_page; const uint8_t* host; };
+  CodeCacheEntry code_cache_[kCodeCacheSize];
+  // Fast mode (no instruction counting): exact code hooks at intercepted instructions.
+  std::unordered_set<uint64_t> scanned_va_pages_;
+  std::unordered_set<uint64_t> hooked_addresses_;
+  // The fault a refused TLB fill recorded; reported when the emulator stops on it.
+  ExitKind fault_kind_ = ExitKind::kNone;
+  uint64_t fault_[4] = {0, 0, 0, 0};
+  std::unordered_map<uint64_t, Snapshot*> snapshots_;
+  uint64_t next_snapshot_id_ = 1;
+  Snapshot* base_snapshot_ = nullptr;
+};
+
+}  // namespace minivisor

@@ -1,0 +1,103 @@
+#include "trapped_insn.h"
+
+namespace minivisor {
+
+namespace {
+
+struct Prefixes {
+  size_t count = 0;
+  bool opsize = false;  // 66
+  uint8_t last_mandatory = 0;  // the last of 66/F2/F3, which selects TDCALL/PVALIDATE/VMGEXIT
+  bool rep = false;
+};
+
+bool IsLegacyPrefix(uint8_t b) {
+  switch (b) {
+    case 0x66: case 0x67: case 0xF2: case 0xF3: case 0xF0:
+    case 0x2E: case 0x36: case 0x3E: case 0x26: case 0x64: case 0x65:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Prefixes ScanPrefixes(const uint8_t* b, size_t avail) {
+  Prefixes p;
+  while (p.count < avail && p.count < 14 && IsLegacyPrefix(b[p.count])) {
+    uint8_t v = b[p.count];
+    if (v == 0x66) p.opsize = true;
+    if (v == 0x66 || v == 0xF2 || v == 0xF3) p.last_mandatory = v;
+    if (v == 0xF3 || v == 0xF2) p.rep = true;
+    p.count++;
+  }
+  // REX must come last; it does not change any of the forms recognised here.
+  if (p.count < avail && (b[p.count] & 0xF0) == 0x40) p.count++;
+  return p;
+}
+
+}  // namespace
+
+TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail) {
+  TrappedInsn t;
+  if (avail > 15) avail = 15;
+  Prefixes p = ScanPrefixes(b, avail);
+  size_t i = p.count;
+  if (i >= avail) return t;
+  uint8_t op = b[i];
+  uint8_t io_size = p.opsize ? 2 : 4;
+  auto io = [&](TrappedKind kind, uint8_t size, bool imm, bool string) {
+    if (imm && i + 1 >= avail) return;
+    t.kind = kind;
+    t.size = size;
+    t.port_in_dx = !imm;
+    t.port = imm ? b[i + 1] : 0;
+    t.string = string;
+    t.rep = string && p.rep;
+    t.length = static_cast<uint8_t>(i + (imm ? 2 : 1));
+  };
+  switch (op) {
+    case 0xE4: io(TrappedKind::kIoIn, 1, true, false); return t;
+    case 0xE5: io(TrappedKind::kIoIn, io_size, true, false); return t;
+    case 0xEC: io(TrappedKind::kIoIn, 1, false, false); return t;
+    case 0xED: io(TrappedKind::kIoIn, io_size, false, false); return t;
+    case 0xE6: io(TrappedKind::kIoOut, 1, true, false); return t;
+    case 0xE7: io(TrappedKind::kIoOut, io_size, true, false); return t;
+    case 0xEE: io(TrappedKind::kIoOut, 1, false, false); return t;
+    case 0xEF: io(TrappedKind::kIoOut, io_size, false, false); return t;
+    case 0x6C: io(TrappedKind::kIoIn, 1, false, true); return t;
+    case 0x6D: io(TrappedKind::kIoIn, io_size, false, true); return t;
+    case 0x6E: io(TrappedKind::kIoOut, 1, false, true); return t;
+    case 0x6F: io(TrappedKind::kIoOut, io_size, false, true); return t;
+    case 0x0F: break;
+    default: return t;
+  }
+  if (i + 1 >= avail) return t;
+  uint8_t op2 = b[i + 1];
+  if (op2 == 0xA2) { t.kind = TrappedKind::kCpuid; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x32) { t.kind = TrappedKind::kRdmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x30) { t.kind = TrappedKind::kWrmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x01 && i + 2 < avail) {
+    uint8_t modrm = b[i + 2];
+    TrappedKind k = TrappedKind::kNone;
+    if (modrm == 0xCC && p.last_mandatory == 0x66) k = TrappedKind::kTdcall;
+    if (modrm == 0xFF && p.last_mandatory == 0xF2) k = TrappedKind::kPvalidate;
+    if (modrm == 0xD9 && p.last_mandatory == 0xF3) k = TrappedKind::kVmgexit;
+    if (k != TrappedKind::kNone) { t.kind = k; t.length = static_cast<uint8_t>(i + 3); }
+  }
+  return t;
+}
+
+bool MayBeIntercepted(const uint8_t* b, size_t avail) {
+  size_t i = 0;
+  while (i < avail && i < 4 && (IsLegacyPrefix(b[i]) || (b[i] & 0xF0) == 0x40)) i++;
+  if (i >= avail) return false;
+  uint8_t op = b[i];
+  if ((op >= 0xE4 && op <= 0xE7) || (op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F)) return true;
+  if (op == 0x0F && i + 1 < avail) {
+    uint8_t op2 = b[i + 1];
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30;
+  }
+  return false;
+}
+
+}  // namespace minivisor

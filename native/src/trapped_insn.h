@@ -1,0 +1,38 @@
+// Recognises the instructions the emulated hardware intercepts, from their bytes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace minivisor {
+
+enum class TrappedKind : uint8_t {
+  kNone = 0,
+  kTdcall,     // 66 0F 01 CC
+  kPvalidate,  // F2 0F 01 FF
+  kVmgexit,    // F3 0F 01 D9 (rep vmmcall)
+  kCpuid,      // 0F A2
+  kRdmsr,      // 0F 32
+  kWrmsr,      // 0F 30
+  kIoIn,       // E4 E5 EC ED, and INS 6C 6D
+  kIoOut,      // E6 E7 EE EF, and OUTS 6E 6F
+};
+
+struct TrappedInsn {
+  TrappedKind kind = TrappedKind::kNone;
+  uint8_t length = 0;
+  // Port I/O only.
+  uint16_t port = 0;       // the imm8 port; meaningless when port_in_dx
+  bool port_in_dx = false;
+  uint8_t size = 0;        // 1, 2 or 4 bytes
+  bool string = false;     // INS/OUTS
+  bool rep = false;
+};
+
+// Decodes at most `avail` (<= 15) bytes. Returns kind kNone for anything else.
+TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail);
+
+// True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID or MSR
+// instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
+bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
+
+}  // namespace minivisor

@@ -1,0 +1,53 @@
+// The project's one install step (`npm install` runs it): Unicorn 2.1, the native addon, the
+// TypeScript build and the guest stubs. Each missing prerequisite stops it with one clear message.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureUnicorn } from './unicorn.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const log = (msg) => console.log(`minivisor install: ${msg}`);
+
+function need(cmd, args, what) {
+  if (spawnSync(cmd, args, { stdio: 'ignore' }).status !== 0) {
+    throw Object.assign(new Error(`${what} is missing (\`${cmd}\` not found); on Debian: apt-get install build-essential python3`), { minivisorInstall: true });
+  }
+}
+
+function step(what, cmd, args, cwd = root) {
+  log(what);
+  const r = spawnSync(cmd, args, { cwd, stdio: 'inherit' });
+  if (r.status !== 0) {
+    throw Object.assign(new Error(`${what} failed (${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal})`), { minivisorInstall: true });
+  }
+}
+
+try {
+  need('g++', ['--version'], 'a C++ compiler');
+  need('make', ['--version'], 'make');
+  need('python3', ['--version'], 'python3 (for node-gyp)');
+  const unicorn = ensureUnicorn(log);
+  log(`using libunicorn from ${unicorn.source}`);
+  const nodeGyp = join(root, 'node_modules/node-gyp/bin/node-gyp.js');
+  if (!existsSync(nodeGyp)) throw Object.assign(new Error('node-gyp is not installed; run `npm install` (with dev dependencies)'), { minivisorInstall: true });
+  // Build against the machine's own Node headers when it has them: node-gyp would otherwise
+  // download them, and this machine reaches only the npm and Debian registries.
+  const gypArgs = [nodeGyp, 'rebuild', '--directory', 'native', '--silent'];
+  const nodedir = process.env.npm_config_nodedir ||
+    (existsSync(join(dirname(dirname(process.execPath)), 'include/node/common.gypi')) ? dirname(dirname(process.execPath)) : '');
+  if (nodedir) gypArgs.push(`--nodedir=${nodedir}`);
+  step('building the native addon', process.execPath, gypArgs);
+  step('compiling TypeScript', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+  for (const dir of ['firmware', 'guest']) {
+    if (existsSync(join(root, dir, 'Makefile'))) {
+      need('gcc', ['--version'], 'gcc');
+      need('as', ['--version'], 'binutils (as, ld)');
+      step(`building the ${dir} stubs`, 'make', ['-s', '-C', dir]);
+    }
+  }
+  log('done');
+} catch (err) {
+  console.error(`minivisor install: ${err.message}`);
+  process.exit(1);
+}
