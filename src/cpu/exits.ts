@@ -1,0 +1,127 @@
+// What a vCPU run can end with: a discriminated union, like KVM's exit reasons.
+//
+// RIP semantics, per kind (the `rip` field is the guest's RIP when the run stopped):
+// - hlt: after the HLT instruction (like KVM_EXIT_HLT).
+// - tdcall, pvalidate, vmgexit, cpuid, rdmsr, wrmsr, io: AT the instruction, which has not run.
+//   The VMM emulates it, sets the results and advances RIP by `length` (Vcpu.complete).
+// - invalid-opcode: at the instruction.
+// - gate-fault: at the faulting instruction, which has not run; its access had no effect.
+// - exception: at the faulting instruction for faults; after it for INT n/INT3/INTO
+//   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
+// - budget: at the next instruction to run; nothing was skipped.
+// - fatal: where the emulator stopped; the guest cannot continue.
+import { ExitCode, RunSlot } from './run-area.js';
+
+export type Access = 'read' | 'write' | 'fetch';
+export type Space = 'private' | 'shared';
+
+export type VmExit =
+  | { kind: 'hlt'; rip: bigint }
+  | { kind: 'tdcall'; rip: bigint; length: number; leaf: bigint }
+  | { kind: 'pvalidate'; rip: bigint; length: number }
+  | { kind: 'vmgexit'; rip: bigint; length: number }
+  | { kind: 'invalid-opcode'; rip: bigint; bytes: Uint8Array }
+  | { kind: 'cpuid'; rip: bigint; length: number; leaf: number; subleaf: number }
+  | { kind: 'rdmsr'; rip: bigint; length: number; msr: number }
+  | { kind: 'wrmsr'; rip: bigint; length: number; msr: number; value: bigint }
+  | IoExit
+  | GateFaultExit
+  | ExceptionExit
+  | { kind: 'budget'; rip: bigint; instructions: bigint }
+  | { kind: 'fatal'; rip: bigint; reason: string; unicornCode?: number };
+
+export interface IoExit {
+  kind: 'io';
+  rip: bigint;
+  length: number;
+  direction: 'in' | 'out';
+  port: number;
+  size: 1 | 2 | 4;
+  /** INS/OUTS: the VMM must emulate the string transfer itself. */
+  string: boolean;
+  rep: boolean;
+  /** OUT (non-string): the value written. */
+  value: number;
+}
+
+export interface GateFaultExit {
+  kind: 'gate-fault';
+  rip: bigint;
+  /** Guest-physical page (marker stripped). Page-granular: Unicorn's TLB-fill hook sees pages. */
+  gpa: bigint;
+  /** Guest-virtual page of the access. */
+  gva: bigint;
+  access: Access;
+  space: Space;
+  /** The refused access was the page walk reading a page-table page. */
+  pageWalk: boolean;
+  outsideRam: boolean;
+}
+
+export interface ExceptionExit {
+  kind: 'exception';
+  rip: bigint;
+  vector: number;
+  errorCode?: bigint;
+  /** #PF: the faulting guest-virtual address (page-granular, see GateFaultExit.gpa). */
+  cr2?: bigint;
+  afterInstruction: boolean;
+}
+
+export type ExitKind = VmExit['kind'];
+
+const ACCESS: readonly Access[] = ['read', 'write', 'fetch'];
+const FATAL_REASONS: Record<number, string> = { 1: 'the guest jumped to address 0', 2: 'the emulator stopped with an error' };
+
+/** Decodes the exit the native side wrote into the run area. */
+export function decodeExit(area: BigUint64Array): VmExit {
+  const rip = area[RunSlot.regs + 16]!;
+  const kind = Number(area[RunSlot.kind]);
+  const length = Number(area[RunSlot.insnLength]);
+  const a0 = area[RunSlot.arg0]!;
+  const a1 = area[RunSlot.arg1]!;
+  const a2 = area[RunSlot.arg2]!;
+  const a3 = area[RunSlot.arg3]!;
+  switch (kind) {
+    case ExitCode.hlt: return { kind: 'hlt', rip };
+    case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: a0 };
+    case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length };
+    case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length };
+    case ExitCode.invalidOpcode: {
+      const n = Math.min(Number(a0), 8);
+      const bytes = new Uint8Array(n);
+      for (let i = 0; i < n; i++) bytes[i] = Number((area[RunSlot.insnBytes]! >> BigInt(8 * i)) & 0xffn);
+      return { kind: 'invalid-opcode', rip, bytes };
+    }
+    case ExitCode.cpuid: return { kind: 'cpuid', rip, length, leaf: Number(a0), subleaf: Number(a1) };
+    case ExitCode.rdmsr: return { kind: 'rdmsr', rip, length, msr: Number(a0) };
+    case ExitCode.wrmsr: return { kind: 'wrmsr', rip, length, msr: Number(a0), value: a1 };
+    case ExitCode.ioIn:
+    case ExitCode.ioOut:
+      return {
+        kind: 'io', rip, length, direction: kind === ExitCode.ioIn ? 'in' : 'out', port: Number(a0),
+        size: Number(a1) as 1 | 2 | 4, string: (a2 & 1n) !== 0n, rep: (a2 & 2n) !== 0n, value: Number(a3),
+      };
+    case ExitCode.gateFault:
+      return {
+        kind: 'gate-fault', rip, gpa: a0, gva: a1, access: ACCESS[Number(a2)] ?? 'read',
+        space: (a3 & 1n) !== 0n ? 'private' : 'shared', pageWalk: (a3 & 2n) !== 0n, outsideRam: (a3 & 4n) !== 0n,
+      };
+    case ExitCode.exception: {
+      const hasError = (a2 & 1n) !== 0n;
+      const vector = Number(a0);
+      const exit: ExceptionExit = { kind: 'exception', rip, vector, afterInstruction: (a2 & 2n) !== 0n };
+      if (hasError) exit.errorCode = a1;
+      if (vector === 14 && hasError) exit.cr2 = a3;
+      return exit;
+    }
+    case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };
+    case ExitCode.fatal: {
+      const exit: VmExit = { kind: 'fatal', rip, reason: FATAL_REASONS[Number(a0)] ?? `fatal condition ${a0}` };
+      if (a0 === 2n) exit.unicornCode = Number(a1);
+      return exit;
+    }
+    default:
+      return { kind: 'fatal', rip, reason: `unknown exit kind ${kind} from the native machine` };
+  }
+}

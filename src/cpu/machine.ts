@@ -1,0 +1,115 @@
+// A virtual machine: guest RAM, its page gate and one vCPU, over the native binding.
+import { addon, type NativeMachine } from '../native/binding.js';
+import { toNativeMarker, type AddressMarker } from '../memory/address-marker.js';
+import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
+import { PageGate } from '../memory/page-gate.js';
+import { registerNativeErrors } from './errors.js';
+import { RUN_AREA_SLOTS } from './run-area.js';
+import { Vcpu } from './vcpu.js';
+
+export const MAX_MEMORY_BYTES = 1n << 46n;
+
+export interface MachineOptions {
+  /** Guest RAM, a non-zero multiple of 4 KiB up to 64 TiB. Costs host memory only where touched. */
+  memoryBytes: bigint;
+  /**
+   * Count every instruction (needed for `instructionLimit` and `instructions`). Without it the
+   * guest runs several times faster, intercepted instructions are found by scanning code pages
+   * when they are first executed, and nothing stops a guest that never exits.
+   */
+  countInstructions?: boolean;
+  marker?: AddressMarker;
+  instructionLimit?: bigint;
+}
+
+/** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
+export class Snapshot {
+  readonly id: number;
+  readonly machine: Machine;
+  constructor(machine: Machine, id: number) {
+    this.id = id;
+    this.machine = machine;
+  }
+}
+
+const snapshotCleanup = new FinalizationRegistry<{ native: WeakRef<NativeMachine>; id: number }>(({ native, id }) => {
+  native.deref()?.forgetSnapshot(id);
+});
+
+export class Machine {
+  readonly memoryBytes: bigint;
+  readonly memory: GuestMemory;
+  readonly gate: PageGate;
+  readonly vcpu: Vcpu;
+  readonly countInstructions: boolean;
+  #native: NativeMachine | undefined;
+  #marker: AddressMarker;
+
+  constructor(options: MachineOptions) {
+    const { memoryBytes } = options;
+    if (typeof memoryBytes !== 'bigint') throw new TypeError('memoryBytes must be a bigint');
+    if (memoryBytes <= 0n || memoryBytes % PAGE_SIZE !== 0n || memoryBytes > MAX_MEMORY_BYTES) {
+      throw new RangeError(`memoryBytes must be a non-zero multiple of 4096 up to 64 TiB, got ${memoryBytes}`);
+    }
+    registerNativeErrors();
+    this.memoryBytes = memoryBytes;
+    this.countInstructions = options.countInstructions ?? true;
+    this.#marker = options.marker ?? { kind: 'none' };
+    const area = new BigUint64Array(RUN_AREA_SLOTS);
+    const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker));
+    this.#native = native;
+    this.memory = new GuestMemory(native, memoryBytes);
+    this.gate = new PageGate(native, memoryBytes);
+    this.vcpu = new Vcpu(native, area);
+    if (options.instructionLimit !== undefined) this.vcpu.instructionLimit = options.instructionLimit;
+  }
+
+  get marker(): AddressMarker {
+    return this.#marker;
+  }
+
+  set marker(marker: AddressMarker) {
+    this.#live().setMarker(toNativeMarker(marker));
+    this.#marker = marker;
+  }
+
+  #live(): NativeMachine {
+    if (!this.#native) throw new Error('the VM is closed');
+    return this.#native;
+  }
+
+  snapshot(): Snapshot {
+    const native = this.#live();
+    const snap = new Snapshot(this, native.snapshot());
+    snapshotCleanup.register(snap, { native: new WeakRef(native), id: snap.id });
+    return snap;
+  }
+
+  restore(snapshot: Snapshot): void {
+    if (snapshot.machine !== this) throw new Error('that snapshot belongs to another VM');
+    this.#live().restore(snapshot.id);
+  }
+
+  /** Pages written since the last snapshot or restore (meaningful once a snapshot exists). */
+  dirtyPages(): number {
+    return this.#live().dirtyPages();
+  }
+
+  get closed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** Releases guest RAM and the emulator now rather than at garbage collection. */
+  close(): void {
+    this.#native?.close();
+    this.#native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export function unicornVersion(): string {
+  return addon().unicornVersion();
+}

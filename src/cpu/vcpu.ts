@@ -1,0 +1,121 @@
+// The vCPU: registers in the shared run area, run() returning a VmExit, event injection.
+import type { NativeMachine, NativeTranslation } from '../native/binding.js';
+import { InjectionError } from './errors.js';
+import { decodeExit, type Access, type VmExit } from './exits.js';
+import { GPRS, GPR_INDEX, SPECIAL_INDEX, type Gpr, type SpecialRegister } from './registers.js';
+import { RunSlot, type ExitCode } from './run-area.js';
+
+const MASK64 = (1n << 64n) - 1n;
+const ACCESS_CODE: Record<Access, number> = { read: 0, write: 1, fetch: 2 };
+
+/** General-purpose registers, RIP and RFLAGS as bigint properties (rax … r15, rip, rflags). */
+export interface Registers extends Record<Gpr, bigint> {}
+export class Registers {
+  readonly #area: BigUint64Array;
+  constructor(area: BigUint64Array) {
+    this.#area = area;
+  }
+  get(name: Gpr): bigint {
+    return this.#area[RunSlot.regs + GPR_INDEX[name]]!;
+  }
+  set(name: Gpr, value: bigint): void {
+    const i = GPR_INDEX[name];
+    this.#area[RunSlot.regs + i] = value & MASK64;
+    this.#area[RunSlot.dirtyRegs] = this.#area[RunSlot.dirtyRegs]! | (1n << BigInt(i));
+  }
+  /** A plain copy of all of them, for traces and test assertions. */
+  toObject(): Record<Gpr, bigint> {
+    return Object.fromEntries(GPRS.map((r) => [r, this.get(r)])) as Record<Gpr, bigint>;
+  }
+}
+for (const name of GPRS) {
+  Object.defineProperty(Registers.prototype, name, {
+    get(this: Registers) { return this.get(name); },
+    set(this: Registers, v: bigint) { this.set(name, v); },
+  });
+}
+
+export class Vcpu {
+  readonly regs: Registers;
+  readonly #native: NativeMachine;
+  readonly #area: BigUint64Array;
+
+  constructor(native: NativeMachine, area: BigUint64Array) {
+    this.#native = native;
+    this.#area = area;
+    this.regs = new Registers(area);
+  }
+
+  /** Runs until the next exit. */
+  run(): VmExit {
+    this.#native.run();
+    return decodeExit(this.#area);
+  }
+
+  /**
+   * Runs and returns only the numeric exit kind: for hot loops that read the details from
+   * `runArea` themselves (see run-area.ts). Same semantics as run().
+   */
+  runRaw(): ExitCode {
+    this.#native.run();
+    return Number(this.#area[RunSlot.kind]) as ExitCode;
+  }
+
+  get runArea(): BigUint64Array {
+    return this.#area;
+  }
+
+  /** Finishes an intercepted instruction the VMM emulated: RIP moves past it. */
+  complete(exit: { length: number }): void {
+    this.regs.rip = this.regs.rip + BigInt(exit.length);
+  }
+
+  /** Instructions the guest has started since the VM was created (counting mode only). */
+  get instructions(): bigint {
+    return this.#area[RunSlot.instructions]!;
+  }
+
+  /** Counting mode: run() returns a `budget` exit once `instructions` reaches this. */
+  get instructionLimit(): bigint {
+    return this.#area[RunSlot.instructionLimit]!;
+  }
+  set instructionLimit(limit: bigint) {
+    if (limit < 0n) throw new RangeError('instructionLimit must not be negative');
+    this.#area[RunSlot.instructionLimit] = limit > MASK64 ? MASK64 : limit;
+  }
+
+  readSpecial(name: SpecialRegister): bigint {
+    return this.#native.readSpecial(SPECIAL_INDEX[name]);
+  }
+
+  writeSpecial(name: SpecialRegister, value: bigint): void {
+    this.#native.writeSpecial(SPECIAL_INDEX[name], value & MASK64);
+  }
+
+  /** Reads an MSR the emulator itself implements (EFER, KERNEL_GS_BASE, …). */
+  readMsr(index: number): bigint {
+    return this.#native.readMsr(index);
+  }
+
+  writeMsr(index: number, value: bigint): void {
+    this.#native.writeMsr(index, value & MASK64);
+  }
+
+  /**
+   * Delivers an exception or interrupt through the guest's IDT: pushes SS, RSP, RFLAGS, CS,
+   * RIP (and the error code) and enters the handler. Throws InjectionError when the IDT, GDT
+   * or stack cannot take it; the platform model decides what the guest sees then.
+   * For #PF, pass `cr2` to set CR2 as the CPU would.
+   */
+  inject(vector: number, errorCode?: bigint, cr2?: bigint): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, got ${vector}`);
+    if (cr2 !== undefined) this.writeSpecial('cr2', cr2);
+    const reason = errorCode === undefined ? this.#native.inject(vector) : this.#native.inject(vector, errorCode & MASK64);
+    if (reason) throw new InjectionError(vector, reason);
+  }
+
+  /** Translates a guest-virtual address with the guest's current page tables (no gate check). */
+  translate(va: bigint, access: Access = 'read'): NativeTranslation {
+    return this.#native.translate(va & MASK64, ACCESS_CODE[access]);
+  }
+}

@@ -1,0 +1,59 @@
+// Bounds-checked access to guest-physical RAM. Copies for small values, zero-copy windows for
+// bulk work. Writes through these methods are seen by snapshot dirty tracking and drop stale
+// translated code; writes through a window are not (call noteHostWrite after them).
+import type { NativeMachine } from '../native/binding.js';
+
+export const PAGE_SIZE = 4096n;
+
+export class GuestMemory {
+  readonly size: bigint;
+  readonly #native: NativeMachine;
+
+  constructor(native: NativeMachine, size: bigint) {
+    this.#native = native;
+    this.size = size;
+  }
+
+  #check(gpa: bigint, length: bigint): void {
+    if (gpa < 0n || length < 0n || gpa + length > this.size) {
+      throw new RangeError(`guest-physical range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM (0x${this.size.toString(16)} bytes)`);
+    }
+  }
+
+  read(gpa: bigint, length: number): Uint8Array {
+    this.#check(gpa, BigInt(length));
+    return this.#native.read(gpa, length);
+  }
+
+  write(gpa: bigint, data: Uint8Array): void {
+    this.#check(gpa, BigInt(data.byteLength));
+    this.#native.write(gpa, data);
+  }
+
+  fill(gpa: bigint, length: bigint, byte = 0): void {
+    this.#check(gpa, length);
+    this.#native.fill(gpa, length, byte);
+  }
+
+  readU8(gpa: bigint): number { return this.read(gpa, 1)[0]!; }
+  readU16(gpa: bigint): number { return Buffer.from(this.read(gpa, 2)).readUInt16LE(0); }
+  readU32(gpa: bigint): number { return Buffer.from(this.read(gpa, 4)).readUInt32LE(0); }
+  readU64(gpa: bigint): bigint { return Buffer.from(this.read(gpa, 8)).readBigUInt64LE(0); }
+
+  writeU8(gpa: bigint, value: number): void { this.write(gpa, Uint8Array.of(value & 0xff)); }
+  writeU16(gpa: bigint, value: number): void { const b = Buffer.alloc(2); b.writeUInt16LE(value); this.write(gpa, b); }
+  writeU32(gpa: bigint, value: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(value >>> 0); this.write(gpa, b); }
+  writeU64(gpa: bigint, value: bigint): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt.asUintN(64, value)); this.write(gpa, b); }
+
+  /** A zero-copy view of [gpa, gpa+length) (at most 1 GiB). It stays valid after the VM closes. */
+  window(gpa: bigint, length: number): Uint8Array {
+    this.#check(gpa, BigInt(length));
+    return new Uint8Array(this.#native.window(gpa, length));
+  }
+
+  /** Tells dirty tracking and the code cache that a window wrote [gpa, gpa+length). */
+  noteHostWrite(gpa: bigint, length: bigint): void {
+    this.#check(gpa, length);
+    this.#native.noteHostWrite(gpa, length);
+  }
+}

@@ -1,0 +1,47 @@
+// The page gate: which guest-physical pages an access may reach, separately for private and
+// shared accesses. The platform model (TDX SEPT, SNP RMP) owns it; the native TLB-fill hook
+// enforces it. Setting a range is a bitmap update plus one TLB flush, whatever its size.
+import type { NativeMachine } from '../native/binding.js';
+import type { Space } from '../cpu/exits.js';
+import { PAGE_SIZE } from './guest-memory.js';
+
+export type GateAccess = 'none' | 'read' | 'readwrite';
+const ACCESS_CODE: Record<GateAccess, number> = { none: 0, read: 1, readwrite: 2 };
+const ACCESS_NAME: readonly GateAccess[] = ['none', 'read', 'readwrite'];
+const SPACE_CODE: Record<Space, number> = { private: 0, shared: 1 };
+
+export class PageGate {
+  readonly #native: NativeMachine;
+  readonly #size: bigint;
+
+  constructor(native: NativeMachine, size: bigint) {
+    this.#native = native;
+    this.#size = size;
+  }
+
+  #check(gpa: bigint, length: bigint): void {
+    if (gpa % PAGE_SIZE !== 0n || length % PAGE_SIZE !== 0n) {
+      throw new RangeError(`page-gate ranges must be 4 KiB aligned (gpa 0x${gpa.toString(16)}, length 0x${length.toString(16)})`);
+    }
+    if (gpa < 0n || length < 0n || gpa + length > this.#size) {
+      throw new RangeError(`page-gate range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM`);
+    }
+  }
+
+  set(space: Space, gpa: bigint, length: bigint, access: GateAccess): void {
+    this.#check(gpa, length);
+    this.#native.setGate(SPACE_CODE[space], gpa, length, ACCESS_CODE[access]);
+  }
+
+  get(space: Space, gpa: bigint): GateAccess {
+    const page = gpa - (gpa % PAGE_SIZE);
+    this.#check(page, PAGE_SIZE);
+    return ACCESS_NAME[this.#native.getGate(SPACE_CODE[space], page)]!;
+  }
+
+  /** How many pages of [gpa, gpa+length) allow at least `atLeast`. */
+  count(space: Space, gpa: bigint, length: bigint, atLeast: Exclude<GateAccess, 'none'> = 'read'): bigint {
+    this.#check(gpa, length);
+    return this.#native.countGate(SPACE_CODE[space], gpa, length, ACCESS_CODE[atLeast]);
+  }
+}

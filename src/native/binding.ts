@@ -1,0 +1,74 @@
+// Loads the native addon and describes its surface. The addon is deliberately thin: every
+// friendly check and every policy lives in src/cpu and src/memory.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeMarker {
+  bit: number;
+  setMeansPrivate: boolean;
+  privateWhenPagingOff: boolean;
+  fetchAlwaysPrivate: boolean;
+  maxPhysBits: number;
+}
+
+export interface NativeTranslation {
+  status: 'ok' | 'page-fault' | 'table-blocked';
+  gpa: bigint;
+  isPrivate: boolean;
+  level: number;
+  writable: boolean;
+  executable: boolean;
+  pfError: number;
+}
+
+export interface NativeMachine {
+  run(): void;
+  close(): void;
+  setGate(space: number, gpa: bigint, length: bigint, access: number): void;
+  getGate(space: number, gpa: bigint): number;
+  countGate(space: number, gpa: bigint, length: bigint, atLeast: number): bigint;
+  readSpecial(id: number): bigint;
+  writeSpecial(id: number, value: bigint): void;
+  readMsr(index: number): bigint;
+  writeMsr(index: number, value: bigint): void;
+  read(gpa: bigint, length: number): Buffer;
+  write(gpa: bigint, data: Uint8Array): void;
+  fill(gpa: bigint, length: bigint, byte: number): void;
+  window(gpa: bigint, length: number): ArrayBuffer;
+  noteHostWrite(gpa: bigint, length: bigint): void;
+  translate(va: bigint, access: number): NativeTranslation;
+  inject(vector: number, errorCode?: bigint): string;
+  snapshot(): number;
+  restore(id: number): void;
+  forgetSnapshot(id: number): void;
+  setMarker(marker: NativeMarker): void;
+  dirtyPages(): number;
+}
+
+export interface NativeAddon {
+  NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker) => NativeMachine;
+  unicornVersion(): string;
+  setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
+}
+
+function findAddon(): string {
+  // dist/native/binding.js and src/native/binding.ts both sit two levels below the root.
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const path = join(root, 'native', 'build', 'Release', 'minivisor.node');
+  if (!existsSync(path)) {
+    throw new Error(`the native addon is not built (${path} is missing): run \`npm install\` in ${root}`);
+  }
+  return path;
+}
+
+let loaded: NativeAddon | undefined;
+
+export function addon(): NativeAddon {
+  if (!loaded) {
+    const require = createRequire(import.meta.url);
+    loaded = require(findAddon()) as NativeAddon;
+  }
+  return loaded;
+}
