@@ -455,18 +455,19 @@ uc_err Machine::Run() {
   e = uc_emu_start(uc_, rip, 0, 0, 0);
   SyncRegsOut();
   if (exit_pending_) return UC_ERR_OK;
+  if (area_[kSlotRegs + kRegRip] == 0) {
+    // Address 0 is the run's `until`; the emulator stops there with nothing to report.
+    SetExit(ExitKind::kFatal);
+    area_[kSlotArg0] = kFatalNullJump;
+    return UC_ERR_OK;
+  }
   if (e == UC_ERR_EXCEPTION && fault_kind_ != ExitKind::kNone) {
     SetExit(fault_kind_);
     for (int i = 0; i < 4; i++) area_[kSlotArg0 + i] = fault_[i];
     return UC_ERR_OK;
   }
   if (e == UC_ERR_OK) {
-    if (area_[kSlotRegs + kRegRip] == 0) {
-      SetExit(ExitKind::kFatal);
-      area_[kSlotArg0] = kFatalNullJump;
-    } else {
-      SetExit(ExitKind::kHlt);
-    }
+    SetExit(ExitKind::kHlt);
     return UC_ERR_OK;
   }
   SetExit(ExitKind::kFatal);

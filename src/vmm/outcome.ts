@@ -1,0 +1,19 @@
+// How a guest run ended, as `minivisor boot --json` reports it.
+export type OutcomeKind =
+  /** The guest reported a clean finish. */
+  | 'done'
+  /** The guest itself gave up (panic, ReportFatalError, GHCB termination request). */
+  | 'guest-fatal'
+  /** The hardware model stopped the guest (e.g. triple fault, unusable IDT, #VE disabled access). */
+  | 'terminated'
+  /** The VMM hit a condition it cannot handle (unsupported exit, its own invariant). */
+  | 'vmm-error'
+  /** An access or exception the guest could not survive, reported by the emulator. */
+  | 'fault'
+  /** The instruction budget ran out. */
+  | 'budget';
+
+export interface RunOutcome {
+  outcome: OutcomeKind;
+  reason: string;
+}

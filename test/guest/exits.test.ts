@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest';
+import { simpleGuest, runToHlt } from '../helpers/guest-setup.js';
+
+describe('vCPU exits', () => {
+  it('stops at TDCALL with RIP at the instruction and resumes past it', () => {
+    const vm = simpleGuest(`
+      mov rax, 6
+      mov rcx, 0x200000
+      .byte 0x66, 0x0f, 0x01, 0xcc   # tdcall
+      mov rbx, rax
+      hlt`);
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'tdcall', rip: 0x100en, length: 4, leaf: 6n });
+    expect(vm.vcpu.regs.rcx).toBe(0x200000n);
+    vm.vcpu.regs.rax = 0xb0a00000000n;
+    vm.vcpu.complete(exit as { length: number });
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(0xb0a00000000n);
+  });
+
+  it('reports PVALIDATE and VMGEXIT', () => {
+    const vm = simpleGuest(`
+      .byte 0xf2, 0x0f, 0x01, 0xff
+      .byte 0xf3, 0x0f, 0x01, 0xd9
+      hlt`);
+    const p = vm.vcpu.run();
+    expect(p).toMatchObject({ kind: 'pvalidate', rip: 0x1000n, length: 4 });
+    vm.vcpu.complete(p as { length: number });
+    const v = vm.vcpu.run();
+    expect(v).toMatchObject({ kind: 'vmgexit', rip: 0x1004n, length: 4 });
+    vm.vcpu.complete(v as { length: number });
+    expect(runToHlt(vm).rip).toBe(0x1009n);
+  });
+
+  it('reports other invalid opcodes with their bytes', () => {
+    const vm = simpleGuest('ud2');
+    const exit = vm.vcpu.run();
+    expect(exit.kind).toBe('invalid-opcode');
+    if (exit.kind === 'invalid-opcode') expect([...exit.bytes.slice(0, 2)]).toEqual([0x0f, 0x0b]);
+  });
+
+  it('intercepts CPUID before it runs, with leaf and subleaf', () => {
+    const vm = simpleGuest(`
+      mov eax, 0x21
+      xor ecx, ecx
+      cpuid
+      hlt`);
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'cpuid', leaf: 0x21, subleaf: 0, length: 2 });
+    vm.vcpu.regs.rbx = 0x6c65746en;
+    vm.vcpu.complete(exit as { length: number });
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(0x6c65746en);
+  });
+
+  it('intercepts RDMSR and WRMSR so unknown MSRs are never silently 0 or dropped', () => {
+    const vm = simpleGuest(`
+      mov ecx, 0xc0010131
+      rdmsr
+      mov r8, rax
+      mov ecx, 0xc0010130
+      mov eax, 0x12345004
+      mov edx, 0x1
+      wrmsr
+      hlt`);
+    const rd = vm.vcpu.run();
+    expect(rd).toMatchObject({ kind: 'rdmsr', msr: 0xc0010131, length: 2 });
+    vm.vcpu.regs.rax = 7n;
+    vm.vcpu.regs.rdx = 0n;
+    vm.vcpu.complete(rd as { length: number });
+    const wr = vm.vcpu.run();
+    expect(wr).toMatchObject({ kind: 'wrmsr', msr: 0xc0010130, value: 0x112345004n });
+    vm.vcpu.complete(wr as { length: number });
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r8).toBe(7n);
+  });
+
+  it('intercepts port I/O in all its forms', () => {
+    const vm = simpleGuest(`
+      mov dx, 0x3f8
+      mov al, 0x41
+      out dx, al
+      out 0x80, eax
+      mov dx, 0x1000
+      in ax, dx
+      mov r9, rax
+      hlt`);
+    const o1 = vm.vcpu.run();
+    expect(o1).toMatchObject({ kind: 'io', direction: 'out', port: 0x3f8, size: 1, value: 0x41, length: 1 });
+    vm.vcpu.complete(o1 as { length: number });
+    const o2 = vm.vcpu.run();
+    expect(o2).toMatchObject({ kind: 'io', direction: 'out', port: 0x80, size: 4, length: 2 });
+    vm.vcpu.complete(o2 as { length: number });
+    const i1 = vm.vcpu.run();
+    expect(i1).toMatchObject({ kind: 'io', direction: 'in', port: 0x1000, size: 2, length: 2 });
+    vm.vcpu.regs.rax = (vm.vcpu.regs.rax & ~0xffffn) | 0xbeefn;
+    vm.vcpu.complete(i1 as { length: number });
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9 & 0xffffn).toBe(0xbeefn);
+  });
+
+  it('reports string I/O as such', () => {
+    const vm = simpleGuest(`
+      mov dx, 0x3f8
+      rep outsb
+      hlt`);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'io', direction: 'out', string: true, rep: true, size: 1 });
+  });
+
+  it('stops at HLT with RIP after it', () => {
+    const vm = simpleGuest('nop\nhlt');
+    expect(vm.vcpu.run()).toEqual({ kind: 'hlt', rip: 0x1002n });
+  });
+
+  it('reports guest exceptions with their vector', () => {
+    const vm = simpleGuest(`
+      xor edx, edx
+      xor eax, eax
+      xor ecx, ecx
+      div ecx
+      hlt`);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 0, rip: 0x1006n, afterInstruction: false });
+    const vm2 = simpleGuest('int 0x80\nhlt');
+    expect(vm2.vcpu.run()).toMatchObject({ kind: 'exception', vector: 0x80, rip: 0x1002n, afterInstruction: true });
+  });
+
+  it('stops with a budget exit and resumes exactly where it stopped', () => {
+    const vm = simpleGuest(`
+      xor eax, eax
+    1:
+      inc rax
+      cmp rax, 1000
+      jne 1b
+      hlt`);
+    vm.vcpu.instructionLimit = 100n;
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'budget', instructions: 100n });
+    vm.vcpu.instructionLimit = 1n << 40n;
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(1000n);
+    // xor + 1000 * (inc, cmp, jne) + hlt
+    expect(vm.vcpu.instructions).toBe(3002n);
+  });
+
+  it('reports a jump to address 0 as fatal instead of a silent stop', () => {
+    const vm = simpleGuest('xor eax, eax\njmp rax');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'fatal', rip: 0n });
+  });
+
+  it('finds intercepted instructions in fast (non-counting) mode too', () => {
+    const vm = simpleGuest(`
+      sub rsp, 0x18        # an EC byte inside another instruction must not trap
+      mov eax, 1
+      cpuid
+      mov ecx, 0x10
+      rdmsr
+      out 0x80, al
+      hlt`, { countInstructions: false });
+    const kinds: string[] = [];
+    for (;;) {
+      const exit = vm.vcpu.run();
+      kinds.push(exit.kind);
+      if (exit.kind === 'hlt' || !('length' in exit)) break;
+      vm.vcpu.complete(exit);
+    }
+    expect(kinds).toEqual(['cpuid', 'rdmsr', 'io', 'hlt']);
+  });
+});

@@ -1,0 +1,31 @@
+// Assembles tiny guest snippets with the machine's GNU as/ld at test time, so tests carry
+// their source instead of binary fixtures. Results are cached by content hash in test/.tmp.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cacheDir = join(dirname(fileURLToPath(import.meta.url)), '..', '.tmp', 'asm');
+
+/**
+ * Assembles `source` (GNU as, Intel syntax without prefixes, 64-bit) linked at `origin` and
+ * returns the flat binary. Labels are available; `.org`, `.align`, `.quad` work as usual.
+ */
+export function assemble(source: string, origin = 0x1000n): Uint8Array {
+  const text = `.intel_syntax noprefix\n.code64\n.text\n${source}\n`;
+  const key = createHash('sha256').update(text).update(origin.toString()).digest('hex').slice(0, 24);
+  const bin = join(cacheDir, `${key}.bin`);
+  if (!existsSync(bin)) {
+    mkdirSync(cacheDir, { recursive: true });
+    const src = join(cacheDir, `${key}.S`);
+    const obj = join(cacheDir, `${key}.o`);
+    const elf = join(cacheDir, `${key}.elf`);
+    writeFileSync(src, text);
+    execFileSync('as', ['--64', '-o', obj, src]);
+    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
+    execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, `${bin}.part`]);
+    execFileSync('mv', [`${bin}.part`, bin]);
+  }
+  return new Uint8Array(readFileSync(bin));
+}
