@@ -146,7 +146,10 @@ class Machine {
   void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
   void SetExit(ExitKind kind);
   bool RecordTrapped(const TrappedInsn& insn, uint64_t rip);
-  void InvalidateCode();
+  // Drops translated code built from guest pages [first, first+count) that were written by
+  // the host. Targeted through the VA each page was fetched from; a full flush otherwise.
+  void InvalidateCodePages(uint64_t first, uint64_t count);
+  void InvalidateAllCode();
 
   MachineConfig config_;
   uint64_t* area_;
@@ -157,6 +160,7 @@ class Machine {
   std::unique_ptr<PageBitmap> gate_[2][2];
   std::unique_ptr<PageBitmap> dirty_;       // written since the base snapshot
   std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
+  std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host.

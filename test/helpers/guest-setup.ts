@@ -33,6 +33,8 @@ export function installGdt(vm: Machine): void {
   vm.memory.write(GDT_BASE, gdt);
   vm.vcpu.writeSpecial('gdtrBase', GDT_BASE);
   vm.vcpu.writeSpecial('gdtrLimit', 23n);
+  vm.vcpu.writeSpecial('cs', KERNEL_CS);
+  vm.vcpu.writeSpecial('ss', 0x10n);
 }
 
 /** IDT entries (64-bit interrupt gates, selector 0x08) for `handlers`: vector -> address. */

@@ -1,0 +1,210 @@
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../src/cpu/machine.js';
+import { InjectionError } from '../../src/cpu/errors.js';
+import { acceptAll, installGdt, installIdt, loadCode, runToHlt, simpleGuest, STACK_TOP } from '../helpers/guest-setup.js';
+
+const HANDLERS = `
+  .org 0x1000
+handler_ve:          # vector 20, no error code: count and return
+  inc r14
+  iretq
+  .org 0x1100
+handler_vc:          # vector 29, error code: record it, pop it, return
+  pop r15
+  iretq
+  .org 0x1200
+handler_fatal:
+  hlt
+`;
+
+describe('event injection', () => {
+  it('delivers through the guest IDT with a 64-bit frame and iretq returns to the interrupted code', () => {
+    const vm = simpleGuest(`
+      mov rbx, 1
+      .byte 0x66, 0x0f, 0x01, 0xcc
+      mov rbx, 2
+      .byte 0x66, 0x0f, 0x01, 0xcc
+      mov rbx, 3
+      hlt
+      ${HANDLERS}`);
+    installIdt(vm, { 20: 0x2000n, 29: 0x2100n, 8: 0x2200n });
+    let exit = vm.vcpu.run();
+    expect(exit.kind).toBe('tdcall');
+    const rsp = vm.vcpu.regs.rsp;
+    vm.vcpu.regs.rflags = vm.vcpu.regs.rflags | 0x200n;  // IF set, to see it cleared
+    vm.vcpu.complete(exit as { length: number });
+    vm.vcpu.inject(20);
+    expect(vm.vcpu.regs.rip).toBe(0x2000n);
+    expect(vm.vcpu.regs.rflags & 0x200n).toBe(0n);  // interrupt gate clears IF
+    const frame = vm.memory.read(vm.vcpu.regs.rsp, 40);
+    const view = Buffer.from(frame);
+    expect(view.readBigUInt64LE(0)).toBe(0x100bn);      // RIP after the TDCALL
+    expect(view.readBigUInt64LE(8)).toBe(0x08n);        // CS
+    expect(view.readBigUInt64LE(24)).toBe(rsp);         // old RSP
+    exit = vm.vcpu.run();                                // handler runs, iretq, next TDCALL
+    expect(exit).toMatchObject({ kind: 'tdcall', rip: 0x1012n });
+    expect(vm.vcpu.regs.r14).toBe(1n);
+    expect(vm.vcpu.regs.rbx).toBe(2n);
+    expect(vm.vcpu.regs.rsp).toBe(rsp);
+    expect(vm.vcpu.regs.rflags & 0x200n).toBe(0x200n);  // restored by iretq
+    vm.vcpu.complete(exit as { length: number });
+    vm.vcpu.inject(29, 0x404n);
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r15).toBe(0x404n);
+    expect(vm.vcpu.regs.rbx).toBe(3n);
+  });
+
+  it('uses the IST stack from the TSS when the gate names one', () => {
+    const vm = simpleGuest(`nop\nhlt\n${HANDLERS}`);
+    installIdt(vm, { 20: 0x2000n }, { ist: 1 });
+    const tss = 0x30000n;
+    vm.memory.writeU64(tss + 0x24n, 0x70000n);  // IST1
+    vm.vcpu.writeSpecial('trBase', tss);
+    vm.vcpu.inject(20);
+    expect(vm.vcpu.regs.rsp).toBe(0x70000n - 40n);
+  });
+
+  it('refuses cleanly when the IDT or GDT cannot take the event', () => {
+    const vm = simpleGuest('hlt');
+    expect(() => vm.vcpu.inject(20)).toThrow(InjectionError);           // no IDT loaded
+    installIdt(vm, { 14: 0x2000n });
+    expect(() => vm.vcpu.inject(20)).toThrow(/not present/);
+    vm.vcpu.writeSpecial('gdtrLimit', 7n);                              // CS 0x08 outside the GDT
+    expect(() => vm.vcpu.inject(14, 0n)).toThrow(/outside the GDT/);
+    installGdt(vm);
+    vm.vcpu.regs.rsp = 0x3ff0000n;                                      // beyond RAM
+    expect(() => vm.vcpu.inject(14, 0n)).toThrow(/exception frame/);
+    expect(() => vm.vcpu.inject(256)).toThrow(RangeError);
+  });
+});
+
+describe('snapshot and restore', () => {
+  it('restores CPU state, RAM written by the guest and by the host, and the page gate', () => {
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+    1:
+      mov [rcx], rcx
+      add rcx, 8
+      cmp rcx, 0x500000
+      jne 1b
+      inc rbx
+      hlt`);
+    vm.memory.writeU64(0x400000n, 0x1234n);
+    const snap = vm.snapshot();
+    runToHlt(vm);
+    expect(vm.memory.readU64(0x4ffff8n)).toBe(0x4ffff8n);
+    expect(vm.dirtyPages()).toBe(256);
+    vm.memory.writeU64(0x900000n, 9n);
+    vm.gate.set('private', 0x800000n, 0x100000n, 'none');
+    vm.restore(snap);
+    expect(vm.memory.readU64(0x400000n)).toBe(0x1234n);
+    expect(vm.memory.readU64(0x4ffff8n)).toBe(0n);
+    expect(vm.memory.readU64(0x900000n)).toBe(0n);
+    expect(vm.gate.get('private', 0x800000n)).toBe('readwrite');
+    expect(vm.vcpu.regs.rip).toBe(0x1000n);
+    expect(vm.dirtyPages()).toBe(0);
+    // The same run again gives the same result.
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(1n);
+    vm.restore(snap);
+    expect(vm.vcpu.regs.rbx).toBe(0n);
+  });
+
+  it('restores code the guest overwrote, and re-runs the original code', () => {
+    const vm = simpleGuest(`
+      mov rax, 1
+      lea rcx, [rip + target]
+      mov byte ptr [rcx + 3], 7    # patch "mov rbx, 5" into "mov rbx, 7"
+    target:
+      mov rbx, 5
+      hlt`);
+    const snap = vm.snapshot();
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(7n);
+    vm.restore(snap);
+    vm.vcpu.regs.rip = 0x1012n;  // jump straight to target: must see the restored 5
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(5n);
+  });
+
+  it('restores an older snapshot after a newer one was taken', () => {
+    const vm = simpleGuest('hlt');
+    vm.memory.writeU64(0x300000n, 1n);
+    const first = vm.snapshot();
+    vm.memory.writeU64(0x300000n, 2n);
+    const second = vm.snapshot();
+    vm.memory.writeU64(0x300000n, 3n);
+    vm.restore(first);
+    expect(vm.memory.readU64(0x300000n)).toBe(1n);
+    vm.restore(second);
+    expect(vm.memory.readU64(0x300000n)).toBe(2n);
+  });
+});
+
+describe('bad input never crashes the process', () => {
+  it('rejects bad machine sizes and arguments with TypeError/RangeError', () => {
+    expect(() => new Machine({ memoryBytes: 0n })).toThrow(RangeError);
+    expect(() => new Machine({ memoryBytes: 4097n })).toThrow(RangeError);
+    expect(() => new Machine({ memoryBytes: 1n << 60n })).toThrow(RangeError);
+    expect(() => new Machine({ memoryBytes: 4096 as unknown as bigint })).toThrow(TypeError);
+    const vm = new Machine({ memoryBytes: 1n << 20n });
+    expect(() => vm.memory.read(1n << 20n, 1)).toThrow(RangeError);
+    expect(() => vm.memory.write((1n << 20n) - 4n, new Uint8Array(8))).toThrow(RangeError);
+    expect(() => vm.gate.set('private', 1n, 4096n, 'read')).toThrow(RangeError);
+    expect(() => vm.gate.set('private', 0n, 2n << 20n, 'read')).toThrow(RangeError);
+    expect(() => vm.vcpu.writeSpecial('cr3', -1n)).not.toThrow();   // masked to 64 bits
+    expect(() => new Machine({ memoryBytes: 1n << 20n, marker: { kind: 'snp-c-bit', position: 70 } })).toThrow(RangeError);
+  });
+
+  it('survives guests that run garbage, jump anywhere, or load absurd register values', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const vm = new Machine({ memoryBytes: 1n << 20n, instructionLimit: 10_000n });
+      acceptAll(vm);
+      let x = BigInt(seed) * 0x9e3779b97f4a7c15n;
+      const junk = new Uint8Array(4096);
+      for (let i = 0; i < junk.length; i++) {
+        x = (x * 6364136223846793005n + 1442695040888963407n) & ((1n << 64n) - 1n);
+        junk[i] = Number(x >> 56n);
+      }
+      vm.memory.write(0x1000n, junk);
+      vm.vcpu.regs.rip = 0x1000n;
+      vm.vcpu.regs.rsp = x;
+      for (let i = 0; i < 50; i++) {
+        const exit = vm.vcpu.run();
+        expect(exit.kind).toMatch(/^(hlt|tdcall|pvalidate|vmgexit|invalid-opcode|cpuid|rdmsr|wrmsr|io|gate-fault|exception|budget|fatal)$/);
+        if ('length' in exit) vm.vcpu.complete(exit);
+        else if (exit.kind === 'hlt') continue;
+        else break;
+      }
+      vm.close();
+    }
+  });
+
+  it('throws a clear error on a closed VM, and windows outlive it safely', () => {
+    const vm = new Machine({ memoryBytes: 1n << 20n });
+    vm.memory.writeU32(0x100n, 0xdeadbeef);
+    const window = vm.memory.window(0x100n, 16);
+    vm.close();
+    expect(() => vm.vcpu.run()).toThrow(/closed/);
+    expect(() => vm.snapshot()).toThrow(/closed/);
+    expect(Buffer.from(window).readUInt32LE(0)).toBe(0xdeadbeef);
+  });
+
+  it('creates a 1 TiB VM cheaply and runs in it', () => {
+    const vm = new Machine({ memoryBytes: 1n << 40n });
+    vm.gate.set('private', 0n, 2n << 20n, 'readwrite');
+    vm.gate.set('private', (1n << 40n) - 0x1000n, 0x1000n, 'readwrite');
+    installGdt(vm);
+    loadCode(vm, `
+      mov rcx, 0xfffffff000
+      mov qword ptr [rcx], 42
+      mov rax, [rcx]
+      hlt`);
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(42n);
+    expect(vm.memory.readU64((1n << 40n) - 0x1000n)).toBe(42n);
+    vm.close();
+  });
+});
+
+void STACK_TOP;

@@ -1,0 +1,207 @@
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../src/cpu/machine.js';
+import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+
+const MiB = 1n << 20n;
+
+describe('page gate', () => {
+  it('refuses a read of an unaccepted page with the precise RIP, and the retry succeeds once accepted', () => {
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+      add rbx, 1
+      add rbx, 1
+      mov rax, [rcx]
+      add rbx, 1
+      hlt`);
+    vm.gate.set('private', 0x400000n, 0x1000n, 'none');
+    vm.memory.writeU64(0x400000n, 0x1122334455667788n);
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'gate-fault', gpa: 0x400000n, gva: 0x400000n, access: 'read', space: 'private', pageWalk: false });
+    // The two adds before the faulting load ran exactly once; the one after did not run.
+    expect(exit.rip).toBe(0x100fn);
+    expect(vm.vcpu.regs.rbx).toBe(2n);
+    vm.gate.set('private', 0x400000n, 0x1000n, 'readwrite');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(0x1122334455667788n);
+    expect(vm.vcpu.regs.rbx).toBe(3n);
+  });
+
+  it('a refused write leaves memory unchanged; read-only pages allow reads', () => {
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+      mov rax, [rcx]
+      mov qword ptr [rcx], 0x55
+      hlt`);
+    vm.memory.writeU64(0x400000n, 0xaan);
+    vm.gate.set('private', 0x400000n, 0x1000n, 'read');
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'gate-fault', access: 'write', gpa: 0x400000n, rip: 0x100an });
+    expect(vm.vcpu.regs.rax).toBe(0xaan);
+    expect(vm.memory.readU64(0x400000n)).toBe(0xaan);
+  });
+
+  it('refuses an instruction fetch from an unaccepted page', () => {
+    const vm = simpleGuest('mov rax, 0x600000\njmp rax');
+    vm.gate.set('private', 0x600000n, 0x1000n, 'none');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: 0x600000n, rip: 0x600000n });
+  });
+
+  it('reports accesses beyond RAM as outside RAM', () => {
+    const vm = simpleGuest('mov rcx, 0x4000000\nmov rax, [rcx]\nhlt');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', outsideRam: true, gpa: 0x4000000n });
+  });
+
+  it('changing the gate for many GiB is one call and is enforced at once', () => {
+    const vm = new Machine({ memoryBytes: 64n << 30n });
+    acceptAll(vm, 16n * MiB);
+    installGdt(vm);
+    loadCode(vm, 'mov rcx, 0x7ffff000\nmov rax, [rcx]\nhlt');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', gpa: 0x7ffff000n });
+    vm.gate.set('private', 0n, 64n << 30n, 'readwrite');
+    expect(vm.gate.count('private', 0n, 64n << 30n)).toBe((64n << 30n) / 4096n);
+    runToHlt(vm);
+    vm.gate.set('private', 0x40000000n, 32n << 30n, 'none');
+    expect(vm.gate.count('private', 0n, 64n << 30n)).toBe((32n << 30n) / 4096n);
+    expect(vm.gate.get('private', 0x40000000n)).toBe('none');
+    expect(vm.gate.get('private', 0x3ffff000n)).toBe('readwrite');
+  });
+});
+
+describe('page gate with guest paging', () => {
+  it('follows a non-identity mapping and reports both GVA and GPA', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, `
+      mov rcx, 0x40000000
+      mov rax, [rcx]
+      mov rdx, [rcx + 0x1000]
+      hlt`);
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 4n * MiB, pageSize: 0x200000n },
+      { va: 0x40000000n, pa: 0x800000n, size: 0x2000n, pageSize: 4096n },
+    ]);
+    vm.memory.writeU64(0x800000n, 0xfeedfacen);
+    vm.gate.set('private', 0x801000n, 0x1000n, 'none');
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'gate-fault', gva: 0x40001000n, gpa: 0x801000n, access: 'read' });
+    expect(vm.vcpu.regs.rax).toBe(0xfeedfacen);
+    expect(vm.vcpu.translate(0x40000010n)).toMatchObject({ status: 'ok', gpa: 0x800010n, level: 1 });
+  });
+
+  it('handles 1 GiB pages and a high-half alias', () => {
+    const vm = new Machine({ memoryBytes: 2n << 30n });
+    acceptAll(vm, 16n * MiB);
+    installGdt(vm);
+    loadCode(vm, `
+      mov rcx, 0xffff888000200000
+      mov rax, [rcx]
+      hlt`);
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 1n << 30n, pageSize: 0x40000000n },
+      { va: 0xffff888000000000n, pa: 0n, size: 1n << 30n, pageSize: 0x40000000n },
+    ]);
+    vm.memory.writeU64(0x200000n, 0xabcn);
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(0xabcn);
+    expect(vm.vcpu.translate(0xffff888000200008n)).toMatchObject({ gpa: 0x200008n, level: 3 });
+  });
+
+  it('turns a not-present entry into #PF with error code and CR2, and a write to a read-only page too', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, `
+      mov rcx, 0x900000
+      mov rax, [rcx]
+      hlt`);
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
+      { va: 0xa00000n, pa: 0xa00000n, size: 0x1000n, pageSize: 4096n, writable: false },
+    ]);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0n, cr2: 0x900000n, rip: 0x1007n });
+
+    const vm2 = new Machine({ memoryBytes: 16n * MiB });
+    acceptAll(vm2);
+    installGdt(vm2);
+    loadCode(vm2, 'mov rcx, 0xa00000\nmov qword ptr [rcx], 1\nhlt');
+    enablePaging(vm2, [
+      { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
+      { va: 0xa00000n, pa: 0xa00000n, size: 0x1000n, pageSize: 4096n, writable: false },
+    ]);
+    expect(vm2.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 3n, cr2: 0xa00000n });
+  });
+
+  it('reports reserved bits in an entry as #PF with RSVD', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, 'mov rcx, 0xc00000\nmov rax, [rcx]\nhlt');
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
+      // bit 50 is above GPAW 48: reserved (tdx-snp-architecture.md A6)
+      { va: 0xc00000n, pa: 0xc00000n, size: 0x1000n, pageSize: 4096n, extraBits: 1n << 50n },
+    ]);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0b1001n });
+  });
+
+  it('reports a page-table page the gate refuses as a page-walk gate fault', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, 'mov rcx, 0x800000\nmov rax, [rcx]\nhlt');
+    const end = enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
+      { va: 0x800000n, pa: 0x800000n, size: 0x1000n, pageSize: 4096n },
+    ]);
+    const lastTable = end - 0x1000n;  // the 4 KiB page table built last
+    vm.gate.set('private', lastTable, 0x1000n, 'none');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', pageWalk: true, gpa: lastTable, gva: 0x800000n });
+  });
+
+  it('separates private and shared accesses by the TDX shared bit', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    acceptAll(vm);
+    installGdt(vm);
+    const shared = 1n << 47n;
+    loadCode(vm, `
+      mov rcx, 0x500000
+      mov rax, [rcx]
+      mov rcx, 0x${(shared | 0x500000n).toString(16)}
+      mov rdx, [rcx]
+      hlt`);
+    vm.memory.writeU64(0x500000n, 0x77n);
+    let exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: 0x500000n, gva: shared | 0x500000n });
+    expect(vm.vcpu.regs.rax).toBe(0x77n);
+    vm.gate.set('shared', 0x500000n, 0x1000n, 'readwrite');
+    vm.gate.set('private', 0x500000n, 0x1000n, 'none');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rdx).toBe(0x77n);
+  });
+
+  it('reads the SNP C-bit from the page-table entry, and treats fetches as private', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB, marker: { kind: 'snp-c-bit', position: 51 } });
+    acceptAll(vm);
+    installGdt(vm);
+    const cbit = 1n << 51n;
+    loadCode(vm, `
+      mov rcx, 0x600000
+      mov rax, [rcx]
+      mov rcx, 0x700000
+      mov rdx, [rcx]
+      hlt`);
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 6n * MiB, pageSize: 0x200000n, extraBits: cbit },
+      { va: 0x600000n, pa: 0x600000n, size: 0x1000n, pageSize: 4096n, extraBits: cbit },
+      { va: 0x700000n, pa: 0x700000n, size: 0x1000n, pageSize: 4096n },  // C=0: shared
+    ]);
+    vm.gate.set('shared', 0x700000n, 0x1000n, 'read');
+    runToHlt(vm);
+    vm.gate.set('shared', 0x700000n, 0x1000n, 'none');
+    loadCode(vm, 'mov rcx, 0x700000\nmov rdx, [rcx]\nhlt', 0x2000n);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: 0x700000n });
+    expect(vm.vcpu.translate(0x600000n)).toMatchObject({ isPrivate: true, gpa: 0x600000n });
+    expect(vm.vcpu.translate(0x700000n)).toMatchObject({ isPrivate: false });
+  });
+});
