@@ -132,6 +132,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       return;
     }
     if (!ReadMarker(env, info[3], &config.marker)) return;
+    if (info.Length() > 4 && info[4].IsObject()) {
+      config.page_gate = info[4].As<Napi::Object>().Get("pageGate").ToBoolean();
+    }
     Napi::TypedArrayOf<uint64_t> area = info[2].As<Napi::TypedArrayOf<uint64_t>>();
     area_ref_ = Napi::Persistent(area.As<Napi::Object>());
     std::string error;

@@ -14,6 +14,7 @@ static const int kRunAreaRegs[kRegCount] = {
 };
 constexpr int kRegRsp = 4, kRegRip = 16, kRegRflags = 17;
 constexpr uint32_t kTranslationBufferBytes = 64u << 20;
+constexpr uint64_t kChunkBytes = 1ull << 30;
 
 // Special registers, numbered as in src/cpu/registers.ts.
 enum SpecialKind { kPlain, kMsr, kMmrBase, kMmrLimit, kMmrSelector };
@@ -96,10 +97,12 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   // A full TB flush costs time in proportion to the translation buffer (3.7 s for the default
   // 1 GiB on the first flush, 11 ms for 64 MiB, measured on 2.1.1); tiny guests need little.
   if (!check(uc_ctl_set_tcg_buffer_size(uc_, kTranslationBufferBytes), "uc_ctl_set_tcg_buffer_size")) return false;
-  if (!check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
-  if (!check(uc_mem_map_ptr(uc_, 0, config_.memory_bytes, UC_PROT_ALL, ram_->base()), "uc_mem_map_ptr")) return false;
+  if (config_.page_gate && !check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
+  mapped_chunks_.assign((config_.memory_bytes + kChunkBytes - 1) / kChunkBytes, false);
+  if (!config_.page_gate && !EnsureMapped(0, pages_)) { *error = "uc_mem_map_ptr failed"; return false; }
   uc_hook h;
-  if (!check(uc_hook_add(uc_, &h, UC_HOOK_TLB_FILL, (void*)OnTlbFill, this, 1, 0), "TLB-fill hook")) return false;
+  if (config_.page_gate &&
+      !check(uc_hook_add(uc_, &h, UC_HOOK_TLB_FILL, (void*)OnTlbFill, this, 1, 0), "TLB-fill hook")) return false;
   if (!check(uc_hook_add(uc_, &h, UC_HOOK_INSN_INVALID, (void*)OnInvalidInsn, this, 1, 0), "invalid-instruction hook")) return false;
   if (!check(uc_hook_add(uc_, &h, UC_HOOK_INTR, (void*)OnInterrupt, this, 1, 0), "interrupt hook")) return false;
   if (config_.count_instructions &&
@@ -212,8 +215,25 @@ bool Machine::Allowed(Space space, uint64_t page, Access access) const {
   return access != Access::kWrite || gate_[s][1]->Test(page);
 }
 
+bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
+  if (pages == 0) return true;
+  uint64_t first = (first_page << kPageShift) / kChunkBytes;
+  uint64_t last = (((first_page + pages) << kPageShift) - 1) / kChunkBytes;
+  for (uint64_t c = first; c <= last; c++) {
+    if (mapped_chunks_[c]) continue;
+    uint64_t base = c * kChunkBytes;
+    uint64_t len = std::min(kChunkBytes, ram_->size() - base);
+    if (uc_mem_map_ptr(uc_, base, len, UC_PROT_ALL, ram_->base() + base) != UC_ERR_OK) return false;
+    mapped_chunks_[c] = true;
+  }
+  return true;
+}
+
 void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access) {
   int s = static_cast<int>(space);
+  // Refusing is always safe; opening a page needs its chunk mapped in Unicorn. If mapping
+  // fails the gate stays closed and accesses keep exiting as gate faults.
+  if (access != GateAccess::kNone && !EnsureMapped(first_page, pages)) return;
   gate_[s][0]->Assign(first_page, pages, access != GateAccess::kNone);
   gate_[s][1]->Assign(first_page, pages, access == GateAccess::kReadWrite);
   uc_ctl_flush_tlb(uc_);

@@ -75,6 +75,8 @@ constexpr uint64_t kFatalUnicorn = 2;
 struct MachineConfig {
   uint64_t memory_bytes = 0;
   bool count_instructions = true;
+  // false: plain Unicorn memory with no TLB-fill hook, for benchmark baselines only.
+  bool page_gate = true;
   MarkerConfig marker;
 };
 
@@ -140,6 +142,8 @@ class Machine {
 
   CpuPaging ReadPaging();
   bool Allowed(Space space, uint64_t page, Access access) const;
+  // Maps the Unicorn RAM chunks that cover [first_page, first_page + pages).
+  bool EnsureMapped(uint64_t first_page, uint64_t pages);
   // Copies up to 15 instruction bytes at guest-virtual `rip`; returns how many were readable.
   size_t FetchInsnBytes(uint64_t rip, uint8_t* out);
   const uint8_t* CachedCode(uint64_t va_page) const;
@@ -158,6 +162,9 @@ class Machine {
   uint64_t pages_ = 0;
   // Page gate: readable / writable, for private and for shared accesses.
   std::unique_ptr<PageBitmap> gate_[2][2];
+  // Guest RAM is given to Unicorn in 1 GiB chunks, the first time the gate opens a page in
+  // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
+  std::vector<bool> mapped_chunks_;
   std::unique_ptr<PageBitmap> dirty_;       // written since the base snapshot
   std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from

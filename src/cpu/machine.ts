@@ -20,6 +20,11 @@ export interface MachineOptions {
   countInstructions?: boolean;
   marker?: AddressMarker;
   instructionLimit?: bigint;
+  /**
+   * false: plain Unicorn memory, no page gate and no guest page walk (guest paging is then
+   * Unicorn's own). Only for benchmark baselines; every platform model needs the gate.
+   */
+  pageGate?: boolean;
 }
 
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
@@ -56,7 +61,8 @@ export class Machine {
     this.countInstructions = options.countInstructions ?? true;
     this.#marker = options.marker ?? { kind: 'none' };
     const area = new BigUint64Array(RUN_AREA_SLOTS);
-    const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker));
+    const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker),
+      { pageGate: options.pageGate ?? true });
     this.#native = native;
     this.memory = new GuestMemory(native, memoryBytes);
     this.gate = new PageGate(native, memoryBytes);

@@ -48,7 +48,8 @@ export interface NativeMachine {
 }
 
 export interface NativeAddon {
-  NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker) => NativeMachine;
+  NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
+    options?: { pageGate: boolean }) => NativeMachine;
   unicornVersion(): string;
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
 }

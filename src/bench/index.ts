@@ -1,0 +1,31 @@
+// `npm run bench [-- --json]`: prints each figure beside its target and its same-run baseline.
+import { unicornVersion } from '../cpu/machine.js';
+import { benchCreate, benchExits, benchGate, benchRestore } from './foundation.js';
+
+const json = process.argv.includes('--json');
+const log = (line: string) => { if (!json) console.log(line); };
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+log(`minivisor benchmarks (libunicorn ${unicornVersion()}, node ${process.version})`);
+const exits = benchExits();
+log(`exitsPerSecond      ${fmt(exits.exitsPerSecond)} (target ≥ ${fmt(exits.target)}); a bare HLT run costs 1/${fmt(exits.exitCostVsBareRun, 2)} of an exit round trip`);
+const gate = benchGate();
+log(`gateOverhead        ${fmt(gate.gateOverhead, 3)} (target ≤ ${gate.target}); gated ${fmt(gate.gatedSeconds * 1000, 1)} ms vs plain Unicorn ${fmt(gate.plainSeconds * 1000, 1)} ms`);
+const create = benchCreate();
+log(`createTiB           ${fmt(create.createTiBMs, 1)} ms, +${fmt(create.createTiBRssMiB, 1)} MiB RSS (targets < ${create.targetMs} ms, < ${create.targetRssMiB} MiB); ${fmt(create.tibVs64MiB, 2)}× a 64 MiB VM`);
+const restore = benchRestore();
+log(`restoresPerSecond   ${fmt(restore.restoresPerSecond)} (target ≥ ${fmt(restore.target)}); ${fmt(restore.speedupVsFullCopy, 1)}× restoring by copying all 64 MiB`);
+
+if (json) {
+  console.log(JSON.stringify({
+    unicorn: unicornVersion(),
+    node: process.version,
+    exitsPerSecond: exits.exitsPerSecond,
+    exits,
+    gateOverhead: gate.gateOverhead,
+    gate,
+    createTiB: { ms: create.createTiBMs, rssMiB: create.createTiBRssMiB, ...create },
+    restoresPerSecond: restore.restoresPerSecond,
+    restore,
+  }));
+}
