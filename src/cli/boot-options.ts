@@ -1,0 +1,86 @@
+// `minivisor boot` flags, validated into a BootConfig. Every bad value gets one clear message.
+import { parseSize, SizeError, formatSize } from './size.js';
+
+export type PlatformName = 'tdx' | 'snp';
+
+export interface BootConfig {
+  platform: PlatformName;
+  memoryBytes: bigint;
+  /** Bytes the firmware accepts before handing over; 'all' is approach I (accept everything). */
+  preAccept: bigint | 'all';
+  accept: 'lazy' | 'eager';
+  unitBytes: bigint;
+  workloadBytes: bigint;
+  seed: bigint;
+  maxInstructions: bigint;
+  traceFile?: string;
+  json: boolean;
+  firmwareFile?: string;
+}
+
+export interface RawBootOptions {
+  platform?: string;
+  memory?: string;
+  preAccept?: string;
+  accept?: string;
+  unit?: string;
+  workload?: string;
+  seed?: string;
+  maxInstructions?: string;
+  trace?: string;
+  json?: boolean;
+  firmware?: string;
+}
+
+export class BootOptionError extends Error {
+  override name = 'BootOptionError';
+}
+
+const MIN_MEMORY = 128n << 20n;
+const MAX_MEMORY = 64n << 40n;
+export const DEFAULT_MAX_INSTRUCTIONS = 2_000_000_000n;
+
+function size(value: string, flag: string): bigint {
+  try {
+    return parseSize(value, flag);
+  } catch (err) {
+    if (err instanceof SizeError) throw new BootOptionError(err.message);
+    throw err;
+  }
+}
+
+function unsigned(value: string, flag: string, max: bigint): bigint {
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(value.trim())) throw new BootOptionError(`${flag} "${value}" is not a non-negative integer`);
+  const n = BigInt(value.trim());
+  if (n > max) throw new BootOptionError(`${flag} ${value} is larger than ${max}`);
+  return n;
+}
+
+export function parseBootOptions(raw: RawBootOptions): BootConfig {
+  const platform = raw.platform ?? 'tdx';
+  if (platform !== 'tdx' && platform !== 'snp') throw new BootOptionError(`--platform must be tdx or snp, not "${platform}"`);
+  const memoryBytes = size(raw.memory ?? '4G', '--memory');
+  if (memoryBytes < MIN_MEMORY || memoryBytes > MAX_MEMORY) {
+    throw new BootOptionError(`--memory must be between ${formatSize(MIN_MEMORY)} and ${formatSize(MAX_MEMORY)}, not ${raw.memory}`);
+  }
+  if (memoryBytes % 4096n !== 0n) throw new BootOptionError(`--memory must be a multiple of 4K, not ${raw.memory}`);
+  const preAcceptText = raw.preAccept ?? '64M';
+  const preAccept = preAcceptText.trim().toLowerCase() === 'all' ? 'all' : size(preAcceptText, '--pre-accept');
+  if (preAccept !== 'all' && preAccept > memoryBytes) throw new BootOptionError(`--pre-accept ${preAcceptText} is larger than --memory`);
+  if (preAccept !== 'all' && preAccept % 4096n !== 0n) throw new BootOptionError('--pre-accept must be a multiple of 4K');
+  const accept = raw.accept ?? 'lazy';
+  if (accept !== 'lazy' && accept !== 'eager') throw new BootOptionError(`--accept must be lazy or eager, not "${accept}"`);
+  const unitText = (raw.unit ?? '2M').toUpperCase();
+  if (unitText !== '4K' && unitText !== '2M') throw new BootOptionError(`--unit must be 4K or 2M, not "${raw.unit}"`);
+  const unitBytes = size(unitText, '--unit');
+  const workloadBytes = size(raw.workload ?? '64M', '--workload');
+  if (workloadBytes % 4096n !== 0n) throw new BootOptionError('--workload must be a multiple of 4K');
+  if (workloadBytes > memoryBytes / 2n) throw new BootOptionError(`--workload ${raw.workload} must be at most half of --memory`);
+  const seed = unsigned(raw.seed ?? '1', '--seed', (1n << 64n) - 1n);
+  const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', (1n << 62n));
+  if (maxInstructions === 0n) throw new BootOptionError('--max-instructions must be at least 1');
+  const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions, json: raw.json ?? false };
+  if (raw.trace !== undefined) config.traceFile = raw.trace;
+  if (raw.firmware !== undefined) config.firmwareFile = raw.firmware;
+  return config;
+}

@@ -1,0 +1,27 @@
+// `minivisor`: composes the commands; each lives in src/cli/commands/. Returns the exit status
+// instead of calling process.exit, so tests can run it in-process.
+import { Command, CommanderError } from 'commander';
+import { bootCommand } from './commands/boot.js';
+import { infoCommand } from './commands/info.js';
+import { processIo, type CliIo } from './io.js';
+
+export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const program = new Command('minivisor')
+    .description('boot, attack and regression-test TDX and SEV-SNP memory acceptance on an emulated CPU')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError('(run `minivisor --help` for usage)');
+  program.addCommand(bootCommand(io)).addCommand(infoCommand(io));
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return io.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end with exit code 0; usage errors with 1 (already printed).
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    io.err(`minivisor: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { main } from '../../src/cli/main.js';
+import type { CliIo } from '../../src/cli/io.js';
+
+function capture(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
+}
+
+describe('minivisor CLI', () => {
+  it('prints the emulator version as JSON', async () => {
+    const io = capture();
+    expect(await main(['info', '--json'], io)).toBe(0);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ unicorn: expect.stringMatching(/^2\.(1|[2-9])\./) });
+  });
+
+  it('rejects bad flags with a clear message and exit status 2', async () => {
+    const io = capture();
+    expect(await main(['boot', '--memory', 'lots'], io)).toBe(2);
+    expect(io.stderr.join('\n')).toMatch(/--memory "lots" is not a size/);
+    const io2 = capture();
+    expect(await main(['boot', '--no-such-flag'], io2)).toBe(2);
+    expect(io2.stderr.join('\n')).toMatch(/unknown option/);
+  });
+
+  it('runs as an installed command', () => {
+    const out = execFileSync(process.execPath, ['bin/minivisor.js', 'info'], { encoding: 'utf8' });
+    expect(out).toMatch(/libunicorn 2\./);
+    const bad = spawnSync(process.execPath, ['bin/minivisor.js', 'boot', '--platform', 'nope'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--platform must be tdx or snp/);
+  });
+});
