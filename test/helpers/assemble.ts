@@ -23,7 +23,7 @@ export function assemble(source: string, origin = 0x1000n): Uint8Array {
     const elf = join(cacheDir, `${key}.elf`);
     writeFileSync(src, text);
     execFileSync('as', ['--64', '-o', obj, src]);
-    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
+    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', `0x${origin.toString(16)}`, `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
     execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, `${bin}.part`]);
     execFileSync('mv', [`${bin}.part`, bin]);
   }

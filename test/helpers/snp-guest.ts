@@ -1,0 +1,109 @@
+// Builds a tiny SNP guest: GDT, IDT with #VC/#GP/#PF/#UD handlers at fixed addresses, code at
+// CODE_BASE, optional paging, and a launch that pre-validates the image (SNP_LAUNCH_UPDATE).
+import { Machine } from '../../src/cpu/machine.js';
+import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
+import { HonestSnpVmm, type HonestSnpVmmOptions } from '../../src/vmm/snp/honest-vmm.js';
+import { runSnp } from '../../src/vmm/snp/run-snp.js';
+import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
+import { Trace } from '../../src/vmm/trace.js';
+import { CODE_BASE, GDT_BASE, IDT_BASE, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, type Mapping } from './guest-setup.js';
+
+export const C_BIT = 1n << 51n;
+export const HANDLER = { vc: 0x1800n, gp: 0x1900n, pf: 0x1a00n, ud: 0x1b00n } as const;
+export const GHCB_GPA = 0x30000n;
+
+/** Default handler: r13 = vector, r15 = error code (or RIP for #UD), r14 = CR2, then HLT. */
+function defaultHandler(vector: number, hasError: boolean): string {
+  return `mov r13, ${vector}\n${hasError ? 'pop r15' : 'mov r15, [rsp]'}\nmov r14, cr2\nhlt`;
+}
+
+export interface SnpGuestOptions {
+  memoryBytes?: bigint;
+  vcHandler?: string;
+  /** Page-table mappings (C-bit via extraBits); paging stays off without them. */
+  mappings?: Mapping[];
+  /** Extra [gpa, length] ranges to pre-validate at launch. */
+  launch?: Array<[bigint, bigint]>;
+  vmm?: HonestSnpVmmOptions;
+}
+
+export function snpGuest(main: string, options: SnpGuestOptions = {}) {
+  const vm = new Machine({ memoryBytes: options.memoryBytes ?? 32n << 20n });
+  installGdt(vm);
+  installIdt(vm, { 29: HANDLER.vc, 13: HANDLER.gp, 14: HANDLER.pf, 6: HANDLER.ud });
+  const source = `${main}
+.org 0x800
+${options.vcHandler ?? defaultHandler(29, true)}
+.org 0x900
+${defaultHandler(13, true)}
+.org 0xa00
+${defaultHandler(14, true)}
+.org 0xb00
+${defaultHandler(6, false)}
+`;
+  loadCode(vm, source);
+  let ptEnd = PT_BASE;
+  if (options.mappings) ptEnd = enablePaging(vm, options.mappings);
+  const trace = new Trace();
+  const platform = new SnpPlatform(vm, { trace });
+  platform.launchUpdateRange(CODE_BASE, 0x1000n);
+  platform.launchUpdateRange(GDT_BASE, 0x1000n);
+  platform.launchUpdateRange(IDT_BASE, 0x1000n);
+  platform.launchUpdateRange(STACK_TOP - 0x1000n, 0x1000n);
+  if (ptEnd > PT_BASE) platform.launchUpdateRange(PT_BASE, ptEnd - PT_BASE);
+  for (const [gpa, len] of options.launch ?? []) platform.launchUpdateRange(gpa, len);
+  const digest = platform.launchFinish();
+  const vmm = new HonestSnpVmm(options.vmm);
+  return {
+    vm, platform, vmm, trace, digest,
+    run: (policy: SnpVmmPolicy = vmm) => runSnp(platform, policy),
+  };
+}
+
+/** Identity map of [0, size) with 4 KiB pages and the C-bit, plus the GHCB page without it. */
+export function privateIdentityWithGhcb(size = 0x800000n): Mapping[] {
+  return [
+    { va: 0n, pa: 0n, size, pageSize: 4096n, extraBits: C_BIT },
+    { va: GHCB_GPA, pa: GHCB_GPA, size: 0x1000n, pageSize: 4096n },
+  ];
+}
+
+export const PVALIDATE = '.byte 0xf2,0x0f,0x01,0xff';
+export const VMGEXIT = '.byte 0xf3,0x0f,0x01,0xd9';
+
+/** Asm: GHCB MSR <- imm (64-bit), VMGEXIT, rax <- GHCB MSR. Clobbers rcx, rdx. */
+export function msrProtocol(value: bigint): string {
+  return `
+  mov ecx, 0xc0010130
+  mov rax, 0x${value.toString(16)}
+  mov rdx, rax
+  shr rdx, 32
+  wrmsr
+  ${VMGEXIT}
+  rdmsr
+  shl rdx, 32
+  or rax, rdx`;
+}
+
+/** Asm: fill the GHCB at GHCB_GPA (rdi) for one NAE call and VMGEXIT. */
+export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; rax?: bigint; scratch?: bigint }): string {
+  // Valid bitmap bits are offset/8: rax 0x1f8 -> bit 63; exit code/info1/info2/scratch -> bits 114..117.
+  let high = (1 << 2) | (1 << 3) | (1 << 4);
+  if (f.scratch !== undefined) high |= 1 << 5;
+  return `
+  mov rdi, 0x${GHCB_GPA.toString(16)}
+  mov rax, 0x${f.exitCode.toString(16)}
+  mov [rdi+0x390], rax
+  mov rax, 0x${(f.info1 ?? 0n).toString(16)}
+  mov [rdi+0x398], rax
+  mov rax, 0x${(f.info2 ?? 0n).toString(16)}
+  mov [rdi+0x3a0], rax
+  ${f.scratch !== undefined ? `mov rax, 0x${f.scratch.toString(16)}\n  mov [rdi+0x3a8], rax` : ''}
+  ${f.rax !== undefined ? `mov rax, 0x${f.rax.toString(16)}\n  mov [rdi+0x1f8], rax\n  mov byte ptr [rdi+0x3f7], 0x80` : 'mov byte ptr [rdi+0x3f7], 0'}
+  mov byte ptr [rdi+0x3fe], ${high}
+  mov ecx, 0xc0010130
+  mov eax, 0x${GHCB_GPA.toString(16)}
+  xor edx, edx
+  wrmsr
+  ${VMGEXIT}`;
+}

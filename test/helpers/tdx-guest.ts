@@ -1,0 +1,79 @@
+// Tiny TD guests for TDX tests: the helper lays out code, GDT, IDT, stack and identity page tables
+// in [0, 2 MiB), brings them in with TDH.MEM.PAGE.ADD (code measured with MR.EXTEND), finalizes,
+// and leaves everything above 2 MiB FREE for the guest to accept. Guest code is wrapped with fixed
+// exception handlers (overridable) so tests can assert on what the guest saw.
+import { createTd, runTd, type Td, type TdOptions } from '../../src/vmm/tdx/run-td.js';
+import type { RunOutcome } from '../../src/vmm/outcome.js';
+import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
+import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode } from './guest-setup.js';
+
+export const TDCALL = '.byte 0x66, 0x0f, 0x01, 0xcc';
+/** Guest-virtual alias of GPA 0 through the shared bit (GPAW 48), mapped 2M pages over the whole RAM. */
+export const SHARED_VA = 0x4000000000n;
+export const IRQ_VECTOR = 0x30;
+export const BOOT_BYTES = 0x200000n;
+export const HANDLER = { ve: CODE_BASE + 0x100n, df: CODE_BASE + 0x200n, gp: CODE_BASE + 0x300n, ud: CODE_BASE + 0x400n, irq: CODE_BASE + 0x500n };
+
+export interface TdGuestOptions extends Partial<TdOptions> {
+  /** Replace a default handler body (defaults: #VE/#DF/#GP/#UD put the vector in R15 and HLT; IRQ increments R14 and IRETQ). */
+  ve?: string; df?: string; gp?: string; ud?: string; irq?: string;
+  /** Extra assembly placed after the handlers and before `main` (data, subroutines). */
+  extra?: string;
+  /** Skip the boot sequence (no PAGE.ADD / finalize): the test drives the host itself. */
+  noBoot?: boolean;
+}
+
+export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
+  const td = createTd({ memoryBytes: 32n << 20n, ...options });
+  const vm = td.machine;
+  const source = `
+    jmp main
+  .org 0x100
+    ${options.ve ?? 'mov r15, 20\n hlt'}
+  .org 0x200
+    ${options.df ?? 'mov r15, 8\n hlt'}
+  .org 0x300
+    ${options.gp ?? 'mov r15, 13\n hlt'}
+  .org 0x400
+    ${options.ud ?? 'mov r15, 6\n hlt'}
+  .org 0x500
+    ${options.irq ?? 'inc r14\n iretq'}
+  .org 0x600
+    ${options.extra ?? ''}
+  main:
+    ${main}
+  `;
+  const code = loadCode(vm, source);
+  installGdt(vm);
+  installIdt(vm, { 20: HANDLER.ve, 8: HANDLER.df, 13: HANDLER.gp, 6: HANDLER.ud, [IRQ_VECTOR]: HANDLER.irq });
+  const sharedBit = 1n << BigInt((options.gpaWidth ?? 48) - 1);
+  enablePaging(vm, [
+    { va: 0n, pa: 0n, size: vm.memoryBytes, pageSize: 0x200000n },
+    { va: SHARED_VA, pa: 0n, size: vm.memoryBytes, pageSize: 0x200000n, extraBits: sharedBit },
+  ]);
+  vm.vcpu.regs.rsp = STACK_TOP;
+  if (!options.noBoot) {
+    const host = td.module.host;
+    const codeEnd = CODE_BASE + BigInt(code.byteLength + 0xfff) & ~0xfffn;
+    host.memSeptAdd(gpaLevel(0n, 2));
+    host.memSeptAdd(gpaLevel(0n, 1));
+    for (let gpa = 0n; gpa < BOOT_BYTES; gpa += 0x1000n) {
+      const page = vm.memory.read(gpa, 4096);
+      const r = gpa >= CODE_BASE && gpa < codeEnd ? host.addMeasuredPage(gpa, page) : host.memPageAdd(gpaLevel(gpa, 0), page);
+      if (r.status !== 0n) throw new Error(`PAGE.ADD 0x${gpa.toString(16)} failed: 0x${r.status.toString(16)}`);
+    }
+    const f = host.mrFinalize();
+    if (f.status !== 0n) throw new Error('finalize failed');
+  }
+  return td;
+}
+
+export function runTdGuest(main: string, options: TdGuestOptions = {}): { td: Td; outcome: RunOutcome } {
+  const td = tdGuest(main, options);
+  return { td, outcome: runTd(td) };
+}
+
+/** Assembly: TDG.MEM.PAGE.ACCEPT of `gpa` at `level`; RAX = status afterwards. */
+export function acceptAsm(gpa: bigint, level = 0): string {
+  return `mov rax, 6\n mov rcx, 0x${(gpa | BigInt(level)).toString(16)}\n ${TDCALL}`;
+}
