@@ -167,7 +167,14 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
   uc_err e = SyncRegsIn();
   if (e != UC_ERR_OK) return e;
   const SpecialReg& r = kSpecialRegs[id];
-  if (r.kind == kPlain) {
+  if (r.uc_id == UC_X86_REG_CR2) {
+    // Unicorn 2.1.1 writes CR1/CR2 through cpu_x86_update_cr3 (qemu/target/i386/unicorn.c,
+    // reg_write), so CR3 takes the value too. Put CR3 back afterwards.
+    uint64_t cr3 = 0;
+    uc_reg_read(uc_, UC_X86_REG_CR3, &cr3);
+    e = uc_reg_write(uc_, UC_X86_REG_CR2, &value);
+    if (e == UC_ERR_OK) e = uc_reg_write(uc_, UC_X86_REG_CR3, &cr3);
+  } else if (r.kind == kPlain) {
     e = uc_reg_write(uc_, r.uc_id, &value);
   } else if (r.kind == kMsr) {
     e = WriteMsr(r.msr, value);
@@ -602,6 +609,19 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
   if (!present || !code || !long_mode) {
     snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
     return msg;
+  }
+  // In UC_MODE_64 a CS write changes only the selector, never the cached descriptor
+  // (unicorn.c reg_write), so leaving a 32-bit compatibility-mode segment cannot be emulated.
+  uint64_t current_cs = 0;
+  uc_reg_read(uc_, UC_X86_REG_CS, &current_cs);
+  if ((current_cs & ~7ull) != 0 && !(current_cs & 4) && (current_cs & ~7ull) + 7 <= gdtr.limit) {
+    uint64_t cur_desc = 0;
+    if (AccessVirtual(this, gdtr.base + (current_cs & ~7ull), reinterpret_cast<uint8_t*>(&cur_desc), 8, false, allowed).empty() &&
+        (cur_desc & (1ull << 47)) && (cur_desc & (1ull << 43)) && !(cur_desc & (1ull << 53))) {
+      snprintf(msg, sizeof msg, "the vCPU runs in a compatibility-mode code segment (CS 0x%llx); delivering from it is not modelled",
+               (unsigned long long)current_cs);
+      return msg;
+    }
   }
   uint64_t rsp = area_[kSlotRegs + kRegRsp];
   if (ist) {

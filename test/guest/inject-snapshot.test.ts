@@ -208,3 +208,13 @@ describe('bad input never crashes the process', () => {
 });
 
 void STACK_TOP;
+
+describe('register quirks of the emulator', () => {
+  it('writing CR2 leaves CR3 alone (Unicorn 2.1.1 writes CR2 through the CR3 path)', () => {
+    const vm = new Machine({ memoryBytes: 1n << 20n });
+    vm.vcpu.writeSpecial('cr3', 0x5000n);
+    vm.vcpu.writeSpecial('cr2', 0xdead000n);
+    expect(vm.vcpu.readSpecial('cr2')).toBe(0xdead000n);
+    expect(vm.vcpu.readSpecial('cr3')).toBe(0x5000n);
+  });
+});
