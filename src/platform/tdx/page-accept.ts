@@ -1,0 +1,88 @@
+// TDG.MEM.PAGE.ACCEPT (leaf 6), after `tdg_mem_page_accept.c` (TDX 1.5; reference A3): operand
+// checks, SEPT walk, then the ACCEPT / ACCEPT_LARGER rows of the legality table decide.
+import { lookupTransition, type AcceptAction } from './sept-legality.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, type SeptLevel } from './sept-states.js';
+import { OperandId, TdxStatus, withOperand } from './status.js';
+import { EEQ_TYPE, type TdModule } from './td-module.js';
+import type { LeafResult } from './tdcall.js';
+import { EptQual } from './ve.js';
+
+const CHUNK = 0x1000n;
+
+/** RCX checks of `page_info_api_input_t` + `check_gpa_validity(PRIVATE_ONLY)`. */
+export function decodeAcceptOperand(td: TdModule, rcx: bigint): { gpa: bigint; level: SeptLevel } | undefined {
+  const level = Number(rcx & 7n);
+  if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n) return undefined; // bits 11:3 and 63:52 reserved
+  if (level > 1) return undefined; // 1G is rejected: verify_page_info_input(…, LVL_PT, LVL_PD)
+  const gpa = rcx & 0x000ffffffffff000n;
+  if ((gpa & (LEVEL_SIZE[level as SeptLevel] - 1n)) !== 0n) return undefined;
+  if ((gpa & td.sharedBit) !== 0n) return undefined; // private only
+  if ((gpa >> BigInt(td.config.gpaWidth)) !== 0n) return undefined; // bits ≥ GPAW (51:48 for GPAW 48)
+  return { gpa, level: level as SeptLevel };
+}
+
+export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
+  const op = decodeAcceptOperand(td, rcx);
+  if (!op) return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
+  const { gpa, level } = op;
+  const walk = td.sept.walk(gpa, level);
+  if (td.hostLocks.has(`${walk.level}:${walk.base}`)) {
+    return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
+  }
+  const t = lookupTransition(walk.level === level ? 'ACCEPT' : 'ACCEPT_LARGER', walk.state);
+  const action: AcceptAction = t.kind === 'accept' ? t.action : 'td-exit';
+  switch (action) {
+    case 'already-accepted':
+      return { kind: 'return', status: TdxStatus.PAGE_ALREADY_ACCEPTED | BigInt(walk.level) };
+    case 'size-mismatch':
+      return { kind: 'return', status: TdxStatus.PAGE_SIZE_MISMATCH | BigInt(level) };
+    case 'td-exit': {
+      // Extended exit qualification ACCEPT: req_level[2:0], err_level[5:3], err_sept_state[13:6], is_leaf[14].
+      const info = BigInt(level) | (BigInt(walk.level) << 3n) | (BigInt(SeptState[walk.state]) << 6n) | ((walk.isLeaf ? 1n : 0n) << 14n);
+      const step = td.tdExit({
+        reason: 'ept-violation', rip: td.machine.vcpu.regs.rip, gpa, gla: 0n, access: 'write', space: 'private',
+        exitQualification: EptQual.WRITE, outsideRam: gpa >= td.machine.memoryBytes, septState: walk.state,
+        eeq: { type: 'accept', raw: EEQ_TYPE.accept | (info << 32n), reqLevel: level, errLevel: walk.level, errState: walk.state, isLeaf: walk.isLeaf },
+      });
+      return { kind: 'step', step, result: 'td-exit(accept)' };
+    }
+    case 'zero-and-map':
+      return zeroAndMap(td, gpa, level);
+  }
+}
+
+/**
+ * Zeroes the page(s) and maps them. A 2M accept works in 512 4K chunks with its progress in the
+ * entry's accept_counter; a pending interrupt between chunks returns to the guest without writing
+ * RAX or advancing RIP, so the TDCALL re-executes and resumes (reference A3 "Interruptibility").
+ */
+function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
+  if (gpa + LEVEL_SIZE[level] > td.machine.memoryBytes) {
+    // Cannot happen through the honest host (AUG refuses GPAs outside RAM); keep the guest alive.
+    return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
+  }
+  if (level === 0) {
+    td.machine.memory.fill(gpa, CHUNK, 0);
+    td.sept.setState(0, gpa, 'MAPPED', { acceptCounter: 0 });
+    return { kind: 'return', status: TdxStatus.SUCCESS };
+  }
+  const entry = td.sept.entry(level, gpa)!;
+  const start = entry.acceptCounter;
+  const interrupt = td.pendingInterrupt;
+  const ifSet = (td.machine.vcpu.regs.rflags & (1n << 9n)) !== 0n;
+  let done = 0;
+  for (let i = start; i < ENTRIES_PER_TABLE; i++) {
+    td.machine.memory.fill(gpa + BigInt(i) * CHUNK, CHUNK, 0);
+    entry.acceptCounter = i + 1;
+    done++;
+    if (interrupt && ifSet && done >= interrupt.afterChunks && i + 1 < ENTRIES_PER_TABLE) {
+      td.pendingInterrupt = undefined;
+      td.record('accept-interrupted', { gpa, level, acceptCounter: entry.acceptCounter, resumedFrom: start, vector: interrupt.vector });
+      const step = td.injectException(interrupt.vector);
+      return { kind: 'step', step, result: 'interrupted' };
+    }
+  }
+  td.sept.setState(level, gpa, 'MAPPED', { acceptCounter: 0 });
+  if (start > 0) td.record('accept-resumed-complete', { gpa, level, resumedFrom: start });
+  return { kind: 'return', status: TdxStatus.SUCCESS };
+}

@@ -1,0 +1,246 @@
+// The host interface: the SEAMCALLs the (untrusted) VMM may make (`src/vmm_dispatcher/api_calls/
+// tdh_mem_*.c`; reference A5). This is the only way SEPT state changes from outside the TD. Each
+// call returns the module's status value (never throws on bad input) and is a `seamcall` trace event.
+// RCX-style inputs are `gpa | level` (bits 2:0 level, 51:12 GPA).
+import { lookupTransition, type SeptOperation } from './sept-legality.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, type SeptLevel, type SeptStateName } from './sept-states.js';
+import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
+import type { TdModule } from './td-module.js';
+
+export const SeamcallLeaf = {
+  TDH_MEM_PAGE_ADD: 2, TDH_MEM_SEPT_ADD: 3, TDH_MEM_PAGE_AUG: 6, TDH_MEM_RANGE_BLOCK: 7, TDH_MEM_PAGE_DEMOTE: 15,
+  TDH_MR_EXTEND: 16, TDH_MR_FINALIZE: 17, TDH_MEM_PAGE_PROMOTE: 23, TDH_MEM_SEPT_RD: 25, TDH_MEM_PAGE_REMOVE: 29,
+  TDH_MEM_TRACK: 38, TDH_MEM_RANGE_UNBLOCK: 39,
+} as const;
+export type SeamcallName = keyof typeof SeamcallLeaf;
+
+export interface SeamcallResult {
+  status: bigint;
+}
+export interface SeptReadResult extends SeamcallResult {
+  /** The level the walk reached and the entry's state there (TDH.MEM.SEPT.RD: RCX = entry, RDX = level/state). */
+  level: SeptLevel;
+  state: SeptStateName;
+}
+
+/** Builds the RCX operand `gpa | level`. */
+export function gpaLevel(gpa: bigint, level: SeptLevel): bigint {
+  return gpa | BigInt(level);
+}
+
+const LEVELS_ALLOWED: Record<string, readonly SeptLevel[]> = {
+  ADD: [0], AUG: [0, 1], SEPT_ADD: [1, 2], BLOCK: [0, 1, 2], UNBLOCK: [0, 1, 2], REMOVE: [0, 1, 2],
+  DEMOTE: [1, 2], PROMOTE: [1, 2], SEPT_RD: [0, 1, 2],
+};
+
+export class SeamcallHost {
+  readonly #td: TdModule;
+
+  constructor(td: TdModule) {
+    this.#td = td;
+  }
+
+  #done<T extends SeamcallResult>(name: SeamcallName, rcx: bigint | null, result: T): T {
+    this.#td.trace.record('hw', 'seamcall', { leaf: name, rcx, status: result.status, result: statusName(result.status) });
+    return result;
+  }
+
+  /** Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM. */
+  #operand(op: string, rcx: bigint): { gpa: bigint; level: SeptLevel } | bigint {
+    const level = Number(rcx & 7n) as SeptLevel;
+    const gpa = rcx & 0x000ffffffffff000n;
+    if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n || !LEVELS_ALLOWED[op]!.includes(level)) {
+      return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+    }
+    if ((gpa & (LEVEL_SIZE[level] - 1n)) !== 0n || (gpa & this.#td.sharedBit) !== 0n || (gpa >> BigInt(this.#td.config.gpaWidth)) !== 0n) {
+      return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+    }
+    // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).
+    if (gpa + LEVEL_SIZE[level] > this.#td.machine.memoryBytes && op !== 'SEPT_RD' && op !== 'SEPT_ADD') {
+      return withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
+    }
+    return { gpa, level };
+  }
+
+  /** Walks to exactly `level`; a missing SEPT level (or a leaf above it) is EPT_WALK_FAILED. */
+  #entryAt(gpa: bigint, level: SeptLevel): SeptStateName | bigint {
+    const walk = this.#td.sept.walk(gpa, level);
+    if (walk.level !== level) return withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+    return walk.state;
+  }
+
+  #tracked(level: SeptLevel, gpa: bigint): boolean {
+    return (this.#td.sept.entry(level, gpa)?.blockEpoch ?? 0n) < this.#td.epoch;
+  }
+
+  /** Common path: operand → walk → legality table → apply. */
+  #transition(name: SeamcallName, op: SeptOperation, opKey: string, rcx: bigint,
+    apply?: (gpa: bigint, level: SeptLevel, from: SeptStateName, next: SeptStateName) => bigint | void): SeamcallResult {
+    const operand = this.#operand(opKey, rcx);
+    if (typeof operand === 'bigint') return this.#done(name, rcx, { status: operand });
+    const { gpa, level } = operand;
+    const from = this.#entryAt(gpa, level);
+    if (typeof from === 'bigint') return this.#done(name, rcx, { status: from });
+    const t = lookupTransition(op, from);
+    if (t.kind === 'status') return this.#done(name, rcx, { status: t.status === TdxStatus.GPA_RANGE_ALREADY_BLOCKED ? t.status : withOperand(t.status, OperandId.RCX) });
+    if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);
+    const extra = apply?.(gpa, level, from, t.next);
+    if (typeof extra === 'bigint') return this.#done(name, rcx, { status: extra });
+    return this.#done(name, rcx, { status: TdxStatus.SUCCESS });
+  }
+
+  /** TDH.MEM.PAGE.ADD: copy `source` (4 KiB) into a FREE 4K GPA before finalization, MAPPED; MRTD gets "MEM.PAGE.ADD"‖GPA. */
+  memPageAdd(rcx: bigint, source: Uint8Array): SeamcallResult {
+    if (this.#td.finalized) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
+    if (source.byteLength !== 4096) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9) });
+    return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', 'ADD', rcx, (gpa, level, _from, next) => {
+      this.#td.machine.memory.write(gpa, source);
+      this.#td.sept.setState(level, gpa, next);
+      this.#measure('MEM.PAGE.ADD', gpa);
+    });
+  }
+
+  /** TDH.MR.EXTEND: measure a 256-byte chunk of a MAPPED, added page into MRTD (tdh_mr_extend.c). */
+  mrExtend(gpa: bigint): SeamcallResult {
+    const td = this.#td;
+    if (td.finalized) return this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.OP_STATE_INCORRECT });
+    if ((gpa & 0xffn) !== 0n || gpa + 256n > td.machine.memoryBytes || td.sept.walk(gpa, 0).state !== 'MAPPED') {
+      return this.#done('TDH_MR_EXTEND', gpa, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) });
+    }
+    this.#measure('MR.EXTEND', gpa);
+    td.mrtdHash.update(td.machine.memory.read(gpa, 256));
+    return this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.SUCCESS });
+  }
+
+  /** PAGE.ADD then MR.EXTEND over the whole page (what QEMU/KVM do for measured TDVF pages). */
+  addMeasuredPage(gpa: bigint, source: Uint8Array): SeamcallResult {
+    const r = this.memPageAdd(gpaLevel(gpa, 0), source);
+    if (r.status !== TdxStatus.SUCCESS) return r;
+    for (let off = 0n; off < 4096n; off += 256n) {
+      const e = this.mrExtend(gpa + off);
+      if (e.status !== TdxStatus.SUCCESS) return e;
+    }
+    return r;
+  }
+
+  /** One 128-byte MRTD block: ASCII operation name, GPA at byte 16 (tdh_mem_page_add.c / tdh_mr_extend.c). */
+  #measure(op: string, gpa: bigint): void {
+    const block = Buffer.alloc(128);
+    block.write(op, 0, 'latin1');
+    block.writeBigUInt64LE(gpa, 16);
+    this.#td.mrtdHash.update(block);
+  }
+
+  /** TDH.MR.FINALIZE: MRTD is fixed, the TD may run; PAGE.ADD is refused from now on, AUG allowed. */
+  mrFinalize(): SeamcallResult & { mrtd?: Buffer } {
+    const td = this.#td;
+    if (td.finalized) return this.#done('TDH_MR_FINALIZE', null, { status: TdxStatus.OP_STATE_INCORRECT });
+    td.finalized = true;
+    td.mrtd = td.mrtdHash.digest();
+    td.trace.record('hw', 'mrtd', { mrtd: td.mrtd.toString('hex') });
+    return { ...this.#done('TDH_MR_FINALIZE', null, { status: TdxStatus.SUCCESS }), mrtd: td.mrtd };
+  }
+
+  /** TDH.MEM.SEPT.ADD: give a FREE 2M/1G entry (level 1/2) a SEPT page, so the range can be mapped one level down. */
+  memSeptAdd(rcx: bigint): SeamcallResult {
+    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx, (gpa, level) => {
+      this.#td.sept.split(level as 1 | 2, gpa, 'FREE');
+    });
+  }
+
+  /** TDH.MEM.PAGE.AUG: FREE/REMOVED → PENDING (4K/2M), only once the TD is finalized. */
+  memPageAug(rcx: bigint): SeamcallResult {
+    if (!this.#td.finalized) return this.#done('TDH_MEM_PAGE_AUG', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
+    return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', 'AUG', rcx, (gpa, level, _from, next) => {
+      this.#td.sept.setState(level, gpa, next, { acceptCounter: 0, blockEpoch: 0n });
+    });
+  }
+
+  memRangeBlock(rcx: bigint): SeamcallResult {
+    return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', 'BLOCK', rcx, (gpa, level, _from, next) => {
+      this.#td.sept.setState(level, gpa, next, { blockEpoch: this.#td.epoch });
+    });
+  }
+
+  /** TDH.MEM.TRACK: advance the TD epoch; entries blocked before now count as TLB-tracked. */
+  memTrack(): SeamcallResult {
+    this.#td.epoch += 1n;
+    return this.#done('TDH_MEM_TRACK', null, { status: TdxStatus.SUCCESS });
+  }
+
+  memRangeUnblock(rcx: bigint): SeamcallResult {
+    return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', 'UNBLOCK', rcx, (gpa, level, _from, next) => {
+      if (!this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+      this.#td.sept.setState(level, gpa, next, { blockEpoch: 0n });
+    });
+  }
+
+  /** TDH.MEM.PAGE.REMOVE: → FREE; on a running TD only blocked and tracked entries. */
+  memPageRemove(rcx: bigint): SeamcallResult {
+    const running = this.#td.finalized;
+    return this.#transition('TDH_MEM_PAGE_REMOVE', running ? 'REMOVE_RUNNING' : 'REMOVE', 'REMOVE', rcx, (gpa, level, _from, next) => {
+      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+      this.#td.sept.setState(level, gpa, next, { acceptCounter: 0, blockEpoch: 0n });
+    });
+  }
+
+  /** TDH.MEM.PAGE.DEMOTE: a 2M/1G leaf becomes 512 leaves one level down, in its (unblocked) state. */
+  memPageDemote(rcx: bigint): SeamcallResult {
+    const running = this.#td.finalized;
+    return this.#transition('TDH_MEM_PAGE_DEMOTE', running ? 'DEMOTE_RUNNING' : 'DEMOTE', 'DEMOTE', rcx, (gpa, level, from) => {
+      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+      const child: SeptStateName = from === 'MAPPED' || from === 'BLOCKED' ? 'MAPPED' : 'PENDING';
+      // A partly accepted 2M PENDING page restarts its accept per 4K page (progress is not carried over).
+      this.#td.sept.split(level as 1 | 2, gpa, child);
+    });
+  }
+
+  /** TDH.MEM.PAGE.PROMOTE: 512 uniform MAPPED (or PENDING) leaves merge into one leaf. */
+  memPagePromote(rcx: bigint): SeamcallResult {
+    const running = this.#td.finalized;
+    return this.#transition('TDH_MEM_PAGE_PROMOTE', running ? 'PROMOTE_RUNNING' : 'PROMOTE', 'PROMOTE', rcx, (gpa, level) => {
+      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+      const states = this.#td.sept.childStates(level as 1 | 2, gpa);
+      const first = states[0]!;
+      if ((first !== 'MAPPED' && first !== 'PENDING') || states.length !== ENTRIES_PER_TABLE || states.some((s) => s !== first)) {
+        return withOperand(TdxStatus.EPT_INVALID_PROMOTE_CONDITIONS, OperandId.RCX);
+      }
+      this.#td.sept.merge(level as 1 | 2, gpa, first);
+    });
+  }
+
+  /** TDH.MEM.SEPT.RD: the entry the walk to `level` ends on (a level above if a leaf/FREE stops it). */
+  memSeptRead(rcx: bigint): SeptReadResult {
+    const operand = this.#operand('SEPT_RD', rcx);
+    if (typeof operand === 'bigint') return this.#done('TDH_MEM_SEPT_RD', rcx, { status: operand, level: 0, state: 'FREE' });
+    const walk = this.#td.sept.walk(operand.gpa, operand.level);
+    return this.#done('TDH_MEM_SEPT_RD', rcx, { status: TdxStatus.SUCCESS, level: walk.level, state: walk.state });
+  }
+
+  /**
+   * The shared EPT is the VMM's own (no SEAMCALL): map/unmap shared GPAs (shared bit stripped).
+   * It only drives the page gate's shared space.
+   */
+  setShared(gpa: bigint, size: bigint, mapped: boolean): void {
+    const td = this.#td;
+    const base = gpa & ~td.sharedBit;
+    if (base >= td.machine.memoryBytes) return;
+    const length = base + size > td.machine.memoryBytes ? td.machine.memoryBytes - base : size;
+    td.machine.gate.set('shared', base, length, mapped ? 'readwrite' : 'none');
+    td.trace.record('vmm', 'shared-ept', { gpa: base, size: length, mapped });
+  }
+
+  /** Test/fuzz hook modelling a concurrent host SEAMCALL holding a SEPT entry lock. */
+  lockEntry(gpa: bigint, level: SeptLevel, locked = true): void {
+    const key = `${level}:${gpa}`;
+    if (locked) this.#td.hostLocks.add(key);
+    else this.#td.hostLocks.delete(key);
+  }
+
+  /** Test/fuzz hook: an interrupt the host posts, pending after `afterChunks` chunks of a 2M ACCEPT. */
+  postInterrupt(vector: number, afterChunks: number): void {
+    this.#td.pendingInterrupt = { vector, afterChunks };
+  }
+}
+
+export { SeptState };

@@ -1,0 +1,256 @@
+// The TDX module and the CPU around it, as seen by one TD: it takes every vCPU exit, handles what
+// the trusted side handles (TDCALL leaves, CPUID 0x21, #VE for pending pages, exceptions) and hands
+// the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
+// (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
+import { createHash, type Hash } from 'node:crypto';
+import { InjectionError } from '../../cpu/errors.js';
+import type { Access, GateFaultExit, Space, VmExit } from '../../cpu/exits.js';
+import type { Machine } from '../../cpu/machine.js';
+import { tdxSharedBit } from '../../memory/address-marker.js';
+import type { RunOutcome } from '../../vmm/outcome.js';
+import type { Trace, TraceValue } from '../../vmm/trace.js';
+import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
+import { SeamcallHost } from './seamcall.js';
+import { Sept } from './sept.js';
+import { lookupTransition } from './sept-legality.js';
+import type { SeptLevel, SeptStateName } from './sept-states.js';
+import { DF_VECTOR, EptQual, ExitReason, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
+
+export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n } as const;
+/** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
+export const TdcsField = { CONFIG_FLAGS: 0x1110000300000016n, TD_CTLS: 0x1110000300000017n } as const;
+export const CONFIG_FLAGS_FLEXIBLE_PENDING_VE = 1n << 1n;
+export const TD_CTLS_PENDING_VE_DISABLE = 1n << 0n;
+
+export interface TdConfig {
+  gpaWidth: 48 | 52;
+  /** TD ATTRIBUTES (TDG.VP.INFO RDX): DEBUG bit 0, SEPT_VE_DISABLE bit 28. */
+  attributes: bigint;
+  numVcpus?: number;
+  maxVcpus?: number;
+  /** TDCS_CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE lets the guest write TD_CTLS.PENDING_VE_DISABLE. */
+  configFlags?: bigint;
+}
+
+/** Extended exit qualification of an EPT-violation TD exit (type in bits 3:0, info in 63:32). */
+export type ExtendedExitQualification =
+  | { type: 'none'; raw: bigint }
+  | { type: 'accept'; raw: bigint; reqLevel: SeptLevel; errLevel: SeptLevel; errState: SeptStateName; isLeaf: boolean }
+  | { type: 'pending-ept-violation'; raw: bigint };
+
+export const EEQ_TYPE = { none: 0n, accept: 1n, 'pending-ept-violation': 6n } as const;
+
+export type VmcallRegs = Record<VmcallReg, bigint>;
+
+export type TdExit =
+  | {
+      reason: 'ept-violation'; rip: bigint; gpa: bigint; gla: bigint; access: Access; space: Space;
+      exitQualification: bigint; eeq: ExtendedExitQualification;
+      /** The private leaf state the access or ACCEPT ran into (a fact the VMM's mirror would know). */
+      septState?: SeptStateName; outsideRam: boolean;
+    }
+  /** TDG.VP.VMCALL: the VMM sees the exposed registers; the others read as 0. */
+  | { reason: 'tdvmcall'; rip: bigint; mask: bigint; regs: VmcallRegs }
+  | { reason: 'hlt'; rip: bigint };
+
+export type TdStep = { kind: 'resume' } | { kind: 'td-exit'; exit: TdExit } | { kind: 'stop'; outcome: RunOutcome };
+
+/** A host-side interrupt that becomes pending after `afterChunks` 4K chunks of a 2M ACCEPT. */
+export interface PendingInterrupt {
+  vector: number;
+  afterChunks: number;
+}
+
+const MASK64 = (1n << 64n) - 1n;
+
+export class TdModule {
+  readonly machine: Machine;
+  readonly sept: Sept;
+  readonly trace: Trace;
+  readonly config: Required<TdConfig>;
+  readonly host: SeamcallHost;
+  readonly veInfo = new VeInfo();
+  tdCtls: bigint;
+  /** TD epoch for TLB tracking (TDH.MEM.TRACK). */
+  epoch = 1n;
+  finalized = false;
+  mrtd: Buffer | undefined;
+  readonly mrtdHash: Hash = createHash('sha384');
+  /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
+  readonly hostLocks = new Set<string>();
+  pendingInterrupt: PendingInterrupt | undefined;
+  #vmcall: { length: number; mask: bigint } | undefined;
+
+  constructor(machine: Machine, trace: Trace, config: TdConfig) {
+    this.machine = machine;
+    this.trace = trace;
+    this.config = {
+      gpaWidth: config.gpaWidth, attributes: config.attributes, numVcpus: config.numVcpus ?? 1,
+      maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
+    };
+    // TD_CTLS.PENDING_VE_DISABLE starts as ATTRIBUTES.SEPT_VE_DISABLE (reference A6).
+    this.tdCtls = (config.attributes & TdAttributes.SEPT_VE_DISABLE) !== 0n ? TD_CTLS_PENDING_VE_DISABLE : 0n;
+    if (machine.marker.kind !== 'tdx-shared-bit' || machine.marker.gpaWidth !== config.gpaWidth) {
+      throw new Error(`a TD needs the machine's marker to be { kind: 'tdx-shared-bit', gpaWidth: ${config.gpaWidth} }`);
+    }
+    this.sept = new Sept(machine.memoryBytes, machine.gate);
+    // Nothing is accessible until the SEPT / shared mapping say so.
+    machine.gate.set('private', 0n, machine.memoryBytes, 'none');
+    machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
+    this.host = new SeamcallHost(this);
+  }
+
+  get sharedBit(): bigint {
+    return tdxSharedBit(this.config.gpaWidth);
+  }
+
+  get pendingVeEnabled(): boolean {
+    return (this.tdCtls & TD_CTLS_PENDING_VE_DISABLE) === 0n;
+  }
+
+  record(type: string, fields: Record<string, TraceValue> = {}): void {
+    this.trace.record('hw', type, fields);
+  }
+
+  /** Handles one vCPU exit. Never throws for anything the guest controls. */
+  handleExit(exit: VmExit): TdStep {
+    switch (exit.kind) {
+      case 'tdcall': return handleTdcall(this, exit);
+      case 'cpuid': return this.#cpuid(exit);
+      case 'gate-fault': return this.#gateFault(exit);
+      case 'hlt': return { kind: 'td-exit', exit: { reason: 'hlt', rip: exit.rip } };
+      // In a TD, port I/O and MSR accesses raise #VE (the guest turns them into TDVMCALLs).
+      case 'io': {
+        const qual = BigInt(exit.size - 1) | (exit.direction === 'in' ? 8n : 0n) | (exit.string ? 16n : 0n) | (exit.rep ? 32n : 0n) | (BigInt(exit.port) << 16n);
+        return this.deliverVe({ exitReason: ExitReason.IO, exitQualification: qual, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+      }
+      case 'rdmsr':
+      case 'wrmsr':
+        return this.deliverVe({ exitReason: exit.kind === 'rdmsr' ? ExitReason.RDMSR : ExitReason.WRMSR, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+      case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2);
+      case 'invalid-opcode':
+      case 'pvalidate':
+      case 'vmgexit':
+        return this.injectException(UD_VECTOR);
+      case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
+      case 'fatal': return { kind: 'stop', outcome: { outcome: 'fault', reason: exit.reason } };
+    }
+  }
+
+  /** CPUID leaf 0x21 is the TDX module's: "IntelTDX    " in EBX, EDX, ECX. Others #VE (not virtualised here). */
+  #cpuid(exit: Extract<VmExit, { kind: 'cpuid' }>): TdStep {
+    const regs = this.machine.vcpu.regs;
+    if (exit.leaf === 0x21) {
+      regs.rax = 0n;
+      regs.rbx = 0x65746e49n; // "Inte"
+      regs.rdx = 0x5844546cn; // "lTDX"
+      regs.rcx = 0x20202020n; // "    "
+      this.machine.vcpu.complete(exit);
+      this.record('cpuid', { leaf: exit.leaf, subleaf: exit.subleaf, rip: exit.rip, handledBy: 'tdx-module' });
+      return { kind: 'resume' };
+    }
+    return this.deliverVe({ exitReason: ExitReason.CPUID, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+  }
+
+  /** A guest access the page gate refused (td_ept_violation.c). */
+  #gateFault(exit: GateFaultExit): TdStep {
+    const access = exit.access;
+    let qual = access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ;
+    qual |= EptQual.GLA_VALID | (exit.pageWalk ? 0n : EptQual.TRANSLATED);
+    const gpa = exit.space === 'shared' ? exit.gpa | this.sharedBit : exit.gpa;
+    const base = { reason: 'ept-violation' as const, rip: exit.rip, gpa, gla: exit.gva, access, space: exit.space, exitQualification: qual, outsideRam: exit.outsideRam };
+    if (exit.outsideRam || exit.space === 'shared') {
+      return this.tdExit({ ...base, eeq: { type: 'none', raw: 0n } });
+    }
+    const walk = this.sept.walk(exit.gpa, 0);
+    const t = lookupTransition('ACCESS', walk.state);
+    const action = t.kind === 'access' ? t.action : 'ept-violation';
+    if (action === 'allowed') {
+      // The gate disagreed with the SEPT: resynchronise it (cannot happen unless someone bypassed Sept).
+      this.sept.setState(walk.level, walk.base, walk.state);
+      this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
+      return { kind: 'resume' };
+    }
+    if (action === 'pending') {
+      if (this.pendingVeEnabled) {
+        return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 });
+      }
+      return this.tdExit({ ...base, septState: walk.state, eeq: { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } });
+    }
+    return this.tdExit({ ...base, septState: walk.state, eeq: { type: 'none', raw: 0n } });
+  }
+
+  tdExit(exit: TdExit): TdStep {
+    const fields: Record<string, TraceValue> = { reason: exit.reason, rip: exit.rip };
+    if (exit.reason === 'ept-violation') {
+      Object.assign(fields, { gpa: exit.gpa, gla: exit.gla, access: exit.access, space: exit.space, qual: exit.exitQualification, eeqType: exit.eeq.type, eeq: exit.eeq.raw });
+      if (exit.septState) fields.septState = exit.septState;
+    } else if (exit.reason === 'tdvmcall') {
+      Object.assign(fields, { mask: exit.mask, r10: exit.regs.r10, r11: exit.regs.r11 });
+    }
+    this.record('td-exit', fields);
+    return { kind: 'td-exit', exit };
+  }
+
+  /** Raises #VE with `fields`, or #DF if the previous VE info is still unread. */
+  deliverVe(fields: VeInfoFields): TdStep {
+    if (!this.veInfo.store(fields)) {
+      this.record('df-injected', { cause: 've-info-still-valid', exitReason: fields.exitReason, gpa: fields.gpa });
+      return this.injectException(DF_VECTOR, 0n);
+    }
+    this.record('ve-injected', { exitReason: fields.exitReason, qual: fields.exitQualification, gla: fields.gla, gpa: fields.gpa, rip: this.machine.vcpu.regs.rip });
+    return this.injectException(VE_VECTOR, undefined, undefined, true);
+  }
+
+  /** Delivers an exception through the guest IDT; an undeliverable one escalates to #DF, then triple fault. */
+  injectException(vector: number, errorCode?: bigint, cr2?: bigint, quiet = false): TdStep {
+    try {
+      this.machine.vcpu.inject(vector, errorCode, cr2);
+      if (!quiet) this.record('exception-injected', { vector, errorCode: errorCode ?? null, rip: this.machine.vcpu.regs.rip });
+      return { kind: 'resume' };
+    } catch (err) {
+      if (!(err instanceof InjectionError)) throw err;
+      this.record('injection-failed', { vector, reason: err.message });
+      if (vector !== DF_VECTOR) return this.injectException(DF_VECTOR, 0n);
+      return { kind: 'stop', outcome: { outcome: 'terminated', reason: `triple fault: ${err.message}` } };
+    }
+  }
+
+  /** Remembers a TDG.VP.VMCALL in flight until the VMM answers it. */
+  beginVmcall(length: number, mask: bigint): void {
+    this.#vmcall = { length, mask };
+  }
+
+  get vmcallInFlight(): boolean {
+    return this.#vmcall !== undefined;
+  }
+
+  /**
+   * The VMM's answer to a TDG.VP.VMCALL: only exposed registers are written (others keep the
+   * guest's values), RAX = TDX_SUCCESS, RIP moves past the TDCALL (trap-like; reference A7).
+   */
+  completeVmcall(out: Partial<VmcallRegs>): void {
+    const call = this.#vmcall;
+    if (!call) throw new Error('no TDG.VP.VMCALL is in flight');
+    this.#vmcall = undefined;
+    const regs = this.machine.vcpu.regs;
+    const ignored: string[] = [];
+    for (const name of VMCALL_REGS) {
+      const value = out[name];
+      if (value === undefined) continue;
+      if (exposed(call.mask, name)) regs[name] = value & MASK64;
+      else ignored.push(name);
+    }
+    regs.rax = 0n;
+    this.machine.vcpu.complete(call);
+    this.record('vmcall-complete', { r10: regs.r10, r11: regs.r11, ignoredUnexposed: ignored });
+  }
+}
+
+const GPR_BIT: Record<VmcallReg, bigint> = {
+  rcx: 1n, rdx: 2n, rbx: 3n, rbp: 5n, rsi: 6n, rdi: 7n, r8: 8n, r9: 9n, r10: 10n, r11: 11n, r12: 12n, r13: 13n, r14: 14n, r15: 15n,
+};
+
+export function exposed(mask: bigint, reg: VmcallReg): boolean {
+  return ((mask >> GPR_BIT[reg]) & 1n) === 1n && reg !== 'rcx';
+}

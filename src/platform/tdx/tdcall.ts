@@ -1,0 +1,172 @@
+// TDCALL from the guest: mode checks, RAX leaf/version checks and dispatch (`tdx_td_dispatcher.c`
+// `td_call()`; reference A1). Every TDCALL is one `tdcall` trace event with its result.
+import type { VmExit } from '../../cpu/exits.js';
+import type { TraceValue } from '../../vmm/trace.js';
+import { pageAccept } from './page-accept.js';
+import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
+import {
+  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TdcsField, exposed, type TdModule, type TdStep, type VmcallRegs,
+} from './td-module.js';
+import { GP_VECTOR } from './ve.js';
+
+export const TdcallLeaf = {
+  VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5,
+  MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8,
+} as const;
+const LEAF_NAME = new Map<number, string>(Object.entries(TdcallLeaf).map(([k, v]) => [v, k]));
+
+/** GPRs a TDG.VP.VMCALL can expose (RCX bitmap bits 1..15 minus RSP). RCX itself is never exposed. */
+export const VMCALL_REGS = ['rcx', 'rdx', 'rbx', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
+export type VmcallReg = (typeof VMCALL_REGS)[number];
+
+/** What a leaf handler decided. */
+export type LeafResult =
+  /** Write RAX (and whatever the handler already set) and advance RIP. */
+  | { kind: 'return'; status: bigint }
+  /** Leave RIP at the TDCALL (it re-executes) and hand a TD exit / stop to the caller. */
+  | { kind: 'step'; step: TdStep; result: string };
+
+type TdcallExit = Extract<VmExit, { kind: 'tdcall' }>;
+
+const EFER_LMA = 1n << 10n;
+const VMCALL_MASK_RESERVED = 0xffffffff00000000n;
+const VMCALL_MASK_FORBIDDEN = (1n << 0n) | (1n << 1n) | (1n << 4n); // RAX, RCX, RSP
+
+/** The guest runs in 64-bit mode: EFER.LMA and CS.L (read from the guest GDT). */
+function in64BitMode(td: TdModule): boolean {
+  const vcpu = td.machine.vcpu;
+  if ((vcpu.readSpecial('efer') & EFER_LMA) === 0n) return false;
+  const cs = vcpu.readSpecial('cs');
+  if ((cs & 4n) !== 0n) return true; // LDT selector: not modelled, assume 64-bit
+  try {
+    const t = vcpu.translate(vcpu.readSpecial('gdtrBase') + (cs & 0xfff8n));
+    if (t.status !== 'ok' || t.gpa + 8n > td.machine.memoryBytes) return true;
+    const desc = td.machine.memory.readU64(t.gpa & ~td.sharedBit);
+    return ((desc >> 53n) & 1n) === 1n;
+  } catch {
+    return true;
+  }
+}
+
+export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
+  const vcpu = td.machine.vcpu;
+  const regs = vcpu.regs;
+  const rax = regs.rax;
+  const rcxIn = regs.rcx;
+  const fields: Record<string, TraceValue> = { rip: exit.rip, rax, rcx: rcxIn };
+
+  // td_call(): outside 64-bit mode → #GP(0). CPL > 0 → #GP(0) as the SDM's TDCALL page says (reference marks it (U)).
+  const cpl = Number(vcpu.readSpecial('cs') & 3n);
+  if (!in64BitMode(td) || cpl > 0) {
+    td.record('tdcall', { ...fields, result: '#GP(0)', cause: cpl > 0 ? 'cpl>0' : 'not-64-bit' });
+    return td.injectException(GP_VECTOR, 0n, undefined, true);
+  }
+
+  let result: LeafResult;
+  const leaf = Number(rax & 0xffffn);
+  const version = Number((rax >> 16n) & 0xffn);
+  fields.leaf = LEAF_NAME.get(leaf) ?? `0x${leaf.toString(16)}`;
+  if ((rax >> 24n) !== 0n || (version !== 0 && !(leaf === TdcallLeaf.VM_RD && version <= 1))) {
+    result = { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
+  } else {
+    result = dispatch(td, leaf, exit);
+  }
+
+  if (result.kind === 'step') {
+    td.record('tdcall', { ...fields, result: result.result });
+    return result.step;
+  }
+  regs.rax = result.status;
+  vcpu.complete(exit);
+  td.record('tdcall', { ...fields, result: statusName(result.status), status: result.status });
+  return { kind: 'resume' };
+}
+
+function dispatch(td: TdModule, leaf: number, exit: TdcallExit): LeafResult {
+  switch (leaf) {
+    case TdcallLeaf.VP_VMCALL: return vpVmcall(td, exit);
+    case TdcallLeaf.VP_INFO: return vpInfo(td);
+    case TdcallLeaf.VP_VEINFO_GET: return veInfoGet(td);
+    case TdcallLeaf.MEM_PAGE_ACCEPT: return pageAccept(td, td.machine.vcpu.regs.rcx);
+    case TdcallLeaf.VM_RD: return vmRead(td);
+    case TdcallLeaf.VM_WR: return vmWrite(td);
+    // Leaves that exist in 1.5 but are not modelled (RTMR.EXTEND, REPORT, …) and unknown leaves.
+    default: return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
+  }
+}
+
+/** TDG.VP.INFO (reference A2). */
+function vpInfo(td: TdModule): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  const c = td.config;
+  regs.rcx = BigInt(c.gpaWidth);
+  regs.rdx = c.attributes;
+  regs.r8 = BigInt(c.numVcpus) | (BigInt(c.maxVcpus) << 32n);
+  regs.r9 = 0n; // VCPU_INDEX: one vCPU
+  regs.r10 = 0n; // TDG.SYS.RD not modelled
+  regs.r11 = 0n;
+  return { kind: 'return', status: TdxStatus.SUCCESS };
+}
+
+/** TDG.VP.VEINFO.GET (`tdg_vp_veinfo_get.c`). */
+function veInfoGet(td: TdModule): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  const info = td.veInfo.take();
+  regs.rcx = BigInt(info?.exitReason ?? 0);
+  regs.rdx = info?.exitQualification ?? 0n;
+  regs.r8 = info?.gla ?? 0n;
+  regs.r9 = info?.gpa ?? 0n;
+  regs.r10 = info ? BigInt(info.instructionLength) | (BigInt(info.instructionInfo) << 32n) : 0n;
+  return { kind: 'return', status: info ? TdxStatus.SUCCESS : TdxStatus.NO_VALID_VE_INFO };
+}
+
+/** TDG.VM.RD: RDX = field ID → R8 = value. Only the two TDCS fields of reference A6 are modelled. */
+function vmRead(td: TdModule): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  const field = regs.rdx;
+  if (field === TdcsField.TD_CTLS) { regs.r8 = td.tdCtls; return { kind: 'return', status: TdxStatus.SUCCESS }; }
+  if (field === TdcsField.CONFIG_FLAGS) { regs.r8 = td.config.configFlags; return { kind: 'return', status: TdxStatus.SUCCESS }; }
+  regs.r8 = 0n;
+  return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_ID_INCORRECT, OperandId.RDX) };
+}
+
+/**
+ * TDG.VM.WR: RDX = field, R8 = value, R9 = write mask → R8 = old value. TD_CTLS.PENDING_VE_DISABLE
+ * is guest-writable only with CONFIG_FLAGS.FLEXIBLE_PENDING_VE (Linux `disable_sept_ve()`).
+ */
+function vmWrite(td: TdModule): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  const field = regs.rdx;
+  const value = regs.r8;
+  const mask = regs.r9;
+  if (field === TdcsField.CONFIG_FLAGS) {
+    return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_NOT_WRITABLE, OperandId.RDX) };
+  }
+  if (field !== TdcsField.TD_CTLS) {
+    return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_ID_INCORRECT, OperandId.RDX) };
+  }
+  const writable = (td.config.configFlags & CONFIG_FLAGS_FLEXIBLE_PENDING_VE) !== 0n ? TD_CTLS_PENDING_VE_DISABLE : 0n;
+  if (writable === 0n) return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_NOT_WRITABLE, OperandId.RDX) };
+  if ((mask & ~writable) !== 0n) return { kind: 'return', status: withOperand(0xc0000c0a00000000n /* METADATA_WR_MASK_NOT_VALID */, OperandId.R9) };
+  const old = td.tdCtls;
+  td.tdCtls = (old & ~mask) | (value & mask);
+  regs.r8 = old;
+  return { kind: 'return', status: TdxStatus.SUCCESS };
+}
+
+/**
+ * TDG.VP.VMCALL (`tdg_vp_vmcall.c`; reference A7): RCX selects the GPRs exposed to the VMM
+ * (bits 0, 1, 4 and 63:32 must be 0); the others are zeroed toward the VMM.
+ */
+function vpVmcall(td: TdModule, exit: TdcallExit): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  const mask = regs.rcx;
+  if ((mask & VMCALL_MASK_RESERVED) !== 0n || (mask & VMCALL_MASK_FORBIDDEN) !== 0n) {
+    return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
+  }
+  const seen = {} as VmcallRegs;
+  for (const name of VMCALL_REGS) seen[name] = exposed(mask, name) ? regs[name] : 0n;
+  seen.rcx = mask; // the VMM learns the bitmap itself
+  td.beginVmcall(exit.length, mask);
+  return { kind: 'step', step: td.tdExit({ reason: 'tdvmcall', rip: exit.rip, mask, regs: seen }), result: 'td-exit(tdvmcall)' };
+}

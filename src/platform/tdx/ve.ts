@@ -1,0 +1,44 @@
+// Virtualization exceptions: the per-vCPU VE_INFO area, #VE delivery and the #DF rule
+// (`td_ept_violation.c` / `tdx_inject_ve`; reference A6), and TDG.VP.VEINFO.GET's outputs
+// (`tdg_vp_veinfo_get.c`).
+
+export const VE_VECTOR = 20;
+export const DF_VECTOR = 8;
+export const GP_VECTOR = 13;
+export const UD_VECTOR = 6;
+
+/** VMX basic exit reasons used in VE info and TD exits. */
+export const ExitReason = { CPUID: 10, HLT: 12, IO: 30, RDMSR: 31, WRMSR: 32, EPT_VIOLATION: 48, TDCALL: 77 } as const;
+
+/** VMCS EPT-violation exit qualification bits (SDM Vol. 3 Table 28-7). */
+export const EptQual = { READ: 1n << 0n, WRITE: 1n << 1n, FETCH: 1n << 2n, GLA_VALID: 1n << 7n, TRANSLATED: 1n << 8n } as const;
+
+export interface VeInfoFields {
+  exitReason: number;
+  exitQualification: bigint;
+  gla: bigint;
+  gpa: bigint;
+  instructionLength: number;
+  instructionInfo: number;
+}
+
+/** The VE_INFO page: valid is 0xFFFFFFFF while unread; VEINFO.GET clears it. */
+export class VeInfo {
+  valid = false;
+  fields: VeInfoFields = { exitReason: 0, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: 0, instructionInfo: 0 };
+
+  /** Stores new info for a #VE; returns false (nothing stored) if the previous one is unread, so the caller raises #DF. */
+  store(fields: VeInfoFields): boolean {
+    if (this.valid) return false;
+    this.fields = { ...fields };
+    this.valid = true;
+    return true;
+  }
+
+  /** TDG.VP.VEINFO.GET: the info once, then invalid. */
+  take(): VeInfoFields | undefined {
+    if (!this.valid) return undefined;
+    this.valid = false;
+    return this.fields;
+  }
+}

@@ -1,0 +1,297 @@
+// The untrusted VMM for a TD, honest flavour (KVM-like). It sees only TD exits and acts only through
+// the SEAMCALL host interface and its own shared EPT. Every decision goes through `TdxVmmPolicy`, so
+// an adversarial VMM can replace any single method (e.g. `{ ...honestTdxPolicy, mapGpa: lie }`).
+import type { SeamcallHost } from '../../platform/tdx/seamcall.js';
+import { gpaLevel } from '../../platform/tdx/seamcall.js';
+import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
+import { Sept } from '../../platform/tdx/sept.js';
+import { TdvmcallStatus, TdxStatus, statusName } from '../../platform/tdx/status.js';
+import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
+import { COM1_DATA_PORT, type Console } from '../console.js';
+import type { RunOutcome } from '../outcome.js';
+import type { Trace, TraceValue } from '../trace.js';
+
+export const TdvmcallLeaf = {
+  HLT: 12n, IO: 30n, GET_TD_VM_CALL_INFO: 0x10000n, MAP_GPA: 0x10001n, GET_QUOTE: 0x10002n, REPORT_FATAL_ERROR: 0x10003n,
+} as const;
+
+export type VmmAction = { kind: 'resume' } | { kind: 'stop'; outcome: RunOutcome };
+/** The VMM's answer to a TDG.VP.VMCALL: registers to hand back (R10 = status, R11 = output, …) or stop the TD. */
+export type VmcallDecision = { kind: 'return'; regs: Partial<VmcallRegs> } | { kind: 'stop'; outcome: RunOutcome };
+
+export type EptViolationExit = Extract<TdExit, { reason: 'ept-violation' }>;
+export type VmcallExit = Extract<TdExit, { reason: 'tdvmcall' }>;
+
+export interface VmmContext {
+  host: SeamcallHost;
+  console: Console;
+  trace: Trace;
+  gpaWidth: 48 | 52;
+  memoryBytes: bigint;
+}
+
+/** Every decision the TDX VMM makes. */
+export interface TdxVmmPolicy {
+  /** TDG.MEM.PAGE.ACCEPT TD-exited (FREE/REMOVED/BLOCKED entry, missing level, PENDING at a larger level). */
+  onAcceptViolation(ctx: VmmContext, exit: EptViolationExit): VmmAction;
+  /** A guest access to a private GPA whose leaf is FREE/REMOVED/BLOCKED. */
+  onPrivateEptViolation(ctx: VmmContext, exit: EptViolationExit): VmmAction;
+  /** A guest access to a PENDING private GPA with #VE disabled (EEQ PENDING_EPT_VIOLATION). */
+  onPendingAccess(ctx: VmmContext, exit: EptViolationExit): VmmAction;
+  /** A shared access the shared EPT does not map, or an access outside guest RAM. */
+  onSharedEptViolation(ctx: VmmContext, exit: EptViolationExit): VmmAction;
+  onHlt(ctx: VmmContext, exit: Extract<TdExit, { reason: 'hlt' }>): VmmAction;
+  mapGpa(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  reportFatalError(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  getTdVmCallInfo(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  instructionIo(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  /** HLT emulation request (TDVMCALL leaf 12). */
+  instructionHlt(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  /** Anything else (vendor-specific R10 ≠ 0, unknown sub-functions). */
+  otherVmcall(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+}
+
+const ret = (r10: bigint, more: Partial<VmcallRegs> = {}): VmcallDecision => ({ kind: 'return', regs: { r10, ...more } });
+const stop = (outcome: RunOutcome['outcome'], reason: string): { kind: 'stop'; outcome: RunOutcome } => ({ kind: 'stop', outcome: { outcome, reason } });
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** Thrown inside the honest helpers when a SEAMCALL fails; becomes a vmm-error outcome. */
+class SeamcallFailed extends Error {}
+function check(name: string, r: { status: bigint }, allow: bigint[] = []): void {
+  if (r.status !== TdxStatus.SUCCESS && !allow.includes(r.status)) throw new SeamcallFailed(`${name} failed: ${statusName(r.status)} (${hex(r.status)})`);
+}
+
+/** Adds SEPT pages (TDH.MEM.SEPT.ADD) so that `gpa` can be mapped at `level`. */
+export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
+  for (const l of [2, 1] as const) {
+    if (l <= level) break;
+    const base = Sept.alignDown(gpa, l);
+    const r = host.memSeptRead(gpaLevel(base, l));
+    check('TDH.MEM.SEPT.RD', r);
+    if (r.level === l && r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(gpaLevel(base, l)));
+  }
+}
+
+/** BLOCK (tolerating already-blocked) + TRACK: what REMOVE/DEMOTE/UNBLOCK on a running TD need first. */
+function blockAndTrack(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
+  check('TDH.MEM.RANGE.BLOCK', host.memRangeBlock(gpaLevel(gpa, level)), [TdxStatus.GPA_RANGE_ALREADY_BLOCKED]);
+  check('TDH.MEM.TRACK', host.memTrack());
+}
+
+/** Removes every private page in [base, end) (splitting larger leaves that straddle the range). */
+export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint): void {
+  let gpa = base;
+  while (gpa < end) {
+    const r = host.memSeptRead(gpaLevel(gpa, 0));
+    check('TDH.MEM.SEPT.RD', r);
+    const blockBase = Sept.alignDown(gpa, r.level);
+    const size = LEVEL_SIZE[r.level];
+    if (r.state === 'FREE' || r.state === 'REMOVED') { gpa = blockBase + size; continue; }
+    if (r.level > 0 && (blockBase < base || blockBase + size > end)) {
+      blockAndTrack(host, blockBase, r.level);
+      check('TDH.MEM.PAGE.DEMOTE', host.memPageDemote(gpaLevel(blockBase, r.level)));
+      continue;
+    }
+    blockAndTrack(host, blockBase, r.level);
+    check('TDH.MEM.PAGE.REMOVE', host.memPageRemove(gpaLevel(blockBase, r.level)));
+    gpa = blockBase + size;
+  }
+}
+
+/** AUGs every FREE page of [base, end) (2M where a whole aligned 2M is free, else 4K). */
+export function augRange(host: SeamcallHost, base: bigint, end: bigint): void {
+  let gpa = base;
+  while (gpa < end) {
+    const twoM = LEVEL_SIZE[1];
+    if (gpa % twoM === 0n && gpa + twoM <= end) {
+      ensureSeptLevels(host, gpa, 1);
+      const r = host.memSeptRead(gpaLevel(gpa, 1));
+      if (r.level === 1 && r.state === 'FREE') { check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 1))); gpa += twoM; continue; }
+      if (r.level === 1 && r.state !== 'NL_MAPPED') { gpa += twoM; continue; } // already a 2M leaf
+    }
+    ensureSeptLevels(host, gpa, 0);
+    const r = host.memSeptRead(gpaLevel(gpa, 0));
+    if (r.state === 'FREE' || r.state === 'REMOVED') check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 0)));
+    gpa = Sept.alignDown(gpa, r.level === 0 || r.state === 'FREE' ? 0 : r.level) + LEVEL_SIZE[r.level === 0 || r.state === 'FREE' ? 0 : r.level];
+  }
+}
+
+function guarded(ctx: VmmContext, what: string, body: () => VmmAction): VmmAction {
+  try {
+    return body();
+  } catch (err) {
+    if (err instanceof SeamcallFailed) return stop('vmm-error', `${what}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Max bytes one MapGPA call converts before answering RETRY (KVM also converts in bounded chunks). */
+export const MAP_GPA_CHUNK = 0x200000n;
+
+export const honestTdxPolicy: TdxVmmPolicy = {
+  onAcceptViolation(ctx, exit) {
+    const eeq = exit.eeq;
+    if (eeq.type !== 'accept') return stop('vmm-error', 'ACCEPT exit without an ACCEPT qualification');
+    return guarded(ctx, 'AUG on demand', () => {
+      const { reqLevel, errLevel, errState } = eeq;
+      const host = ctx.host;
+      if (exit.outsideRam) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
+      if (errState === 'FREE' || errState === 'REMOVED') {
+        ensureSeptLevels(host, exit.gpa, reqLevel);
+        check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
+      } else if (errState === 'PENDING' && errLevel > reqLevel) {
+        const base = Sept.alignDown(exit.gpa, errLevel);
+        blockAndTrack(host, base, errLevel);
+        check('TDH.MEM.PAGE.DEMOTE', host.memPageDemote(gpaLevel(base, errLevel)));
+      } else if (errState === 'BLOCKED' || errState === 'PENDING_BLOCKED') {
+        check('TDH.MEM.TRACK', host.memTrack());
+        check('TDH.MEM.RANGE.UNBLOCK', host.memRangeUnblock(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
+      } else {
+        return stop('vmm-error', `cannot satisfy ACCEPT of ${hex(exit.gpa)}: entry ${errState} at level ${errLevel}`);
+      }
+      ctx.trace.record('vmm', 'vmm-accept-assist', { gpa: exit.gpa, reqLevel, errLevel, errState });
+      return { kind: 'resume' };
+    });
+  },
+
+  onPrivateEptViolation(ctx, exit) {
+    if (exit.outsideRam) return stop('fault', `guest access to GPA ${hex(exit.gpa)} outside its RAM`);
+    if (exit.septState !== 'FREE' && exit.septState !== 'REMOVED') {
+      return stop('vmm-error', `EPT violation on ${exit.septState} private GPA ${hex(exit.gpa)}`);
+    }
+    // Like KVM: fault the page in (PENDING); the guest then takes #VE or the pending-access exit.
+    return guarded(ctx, 'fault-in', () => {
+      const r = ctx.host.memSeptRead(gpaLevel(exit.gpa, 0));
+      check('TDH.MEM.SEPT.RD', r);
+      // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
+      const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
+      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0);
+      check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
+      return { kind: 'resume' };
+    });
+  },
+
+  onPendingAccess(_ctx, exit) {
+    // KVM tdx_is_sept_violation_unexpected_pending(): "Guest access before accepting" kills the TD.
+    return stop('terminated', `guest access before accepting: ${exit.access} of PENDING GPA ${hex(exit.gpa)} at RIP ${hex(exit.rip)} with #VE disabled`);
+  },
+
+  onSharedEptViolation(_ctx, exit) {
+    return stop('fault', exit.outsideRam
+      ? `guest access to GPA ${hex(exit.gpa)} outside its RAM at RIP ${hex(exit.rip)}`
+      : `guest ${exit.access} of shared GPA ${hex(exit.gpa)} that the VMM does not map (MMIO is not modelled) at RIP ${hex(exit.rip)}`);
+  },
+
+  onHlt(_ctx, exit) {
+    return stop('done', `guest halted at RIP ${hex(exit.rip)}`);
+  },
+
+  mapGpa(ctx, call) {
+    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const start = call.regs.r12;
+    const size = call.regs.r13;
+    const toShared = (start & sharedBit) !== 0n;
+    const base = start & ~sharedBit;
+    if (base % 0x1000n !== 0n || size % 0x1000n !== 0n || size === 0n) return ret(TdvmcallStatus.ALIGN_ERROR);
+    if ((base >> BigInt(ctx.gpaWidth - 1)) !== 0n || base + size > ctx.memoryBytes) return ret(TdvmcallStatus.INVALID_OPERAND);
+    const end = base + size;
+    const chunkEnd = end - base > MAP_GPA_CHUNK ? base + MAP_GPA_CHUNK : end;
+    try {
+      if (toShared) {
+        removePrivateRange(ctx.host, base, chunkEnd);
+        ctx.host.setShared(base, chunkEnd - base, true);
+      } else {
+        ctx.host.setShared(base, chunkEnd - base, false);
+        // A page converted back to private is PENDING again: the guest must accept it.
+        augRange(ctx.host, base, chunkEnd);
+      }
+    } catch (err) {
+      if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
+      throw err;
+    }
+    ctx.trace.record('vmm', 'map-gpa', { gpa: base, size: chunkEnd - base, toShared, requestedEnd: end });
+    if (chunkEnd < end) return ret(TdvmcallStatus.RETRY, { r11: chunkEnd | (toShared ? sharedBit : 0n) });
+    return ret(TdvmcallStatus.SUCCESS);
+  },
+
+  reportFatalError(_ctx, call) {
+    // Linux tdx_panic(): R12 = error code, 64-byte message in R14, R15, RBX, RDI, RSI, R8, R9, RDX.
+    const r = call.regs;
+    const buf = Buffer.alloc(64);
+    [r.r14, r.r15, r.rbx, r.rdi, r.rsi, r.r8, r.r9, r.rdx].forEach((v, i) => buf.writeBigUInt64LE(v, i * 8));
+    const nul = buf.indexOf(0);
+    const message = buf.subarray(0, nul < 0 ? 64 : nul).toString('latin1');
+    return { kind: 'stop', outcome: { outcome: 'guest-fatal', reason: `ReportFatalError ${hex(r.r12)}: ${message}` } };
+  },
+
+  getTdVmCallInfo(_ctx, call) {
+    if (call.regs.r12 !== 0n) return ret(TdvmcallStatus.INVALID_OPERAND);
+    return ret(TdvmcallStatus.SUCCESS, { r11: 0n, r12: 0n, r13: 0n, r14: 0n });
+  },
+
+  instructionIo(ctx, call) {
+    const { r12: size, r13: direction, r14: port, r15: value } = call.regs;
+    if ((size !== 1n && size !== 2n && size !== 4n) || direction > 1n || port > 0xffffn) return ret(TdvmcallStatus.INVALID_OPERAND);
+    if (direction === 1n) {
+      if (Number(port) === COM1_DATA_PORT) ctx.console.write(Number(value & 0xffn));
+      return ret(TdvmcallStatus.SUCCESS);
+    }
+    // COM1 line status: transmitter empty, so polling serial drivers proceed; other ports float high.
+    const data = Number(port) === COM1_DATA_PORT + 5 ? 0x60n : (1n << (size * 8n)) - 1n;
+    return ret(TdvmcallStatus.SUCCESS, { r11: data });
+  },
+
+  instructionHlt() {
+    return { kind: 'stop', outcome: { outcome: 'done', reason: 'guest halted (TDVMCALL HLT)' } };
+  },
+
+  otherVmcall() {
+    return ret(TdvmcallStatus.SUBFUNC_UNSUPPORTED);
+  },
+};
+
+/** Routes TD exits to the policy. */
+export class TdxVmm {
+  readonly ctx: VmmContext;
+  readonly policy: TdxVmmPolicy;
+
+  constructor(ctx: VmmContext, policy: TdxVmmPolicy = honestTdxPolicy) {
+    this.ctx = ctx;
+    this.policy = policy;
+  }
+
+  handleTdExit(exit: TdExit): VmmAction | VmcallDecision {
+    const p = this.policy;
+    const ctx = this.ctx;
+    let decision: VmmAction | VmcallDecision;
+    switch (exit.reason) {
+      case 'hlt': decision = p.onHlt(ctx, exit); break;
+      case 'ept-violation':
+        if (exit.eeq.type === 'accept') decision = p.onAcceptViolation(ctx, exit);
+        else if (exit.eeq.type === 'pending-ept-violation') decision = p.onPendingAccess(ctx, exit);
+        else if (exit.space === 'shared' || exit.outsideRam) decision = p.onSharedEptViolation(ctx, exit);
+        else decision = p.onPrivateEptViolation(ctx, exit);
+        break;
+      case 'tdvmcall': decision = this.#vmcall(exit); break;
+    }
+    const fields: Record<string, TraceValue> = { exit: exit.reason, decision: decision.kind };
+    if (decision.kind === 'stop') Object.assign(fields, { outcome: decision.outcome.outcome, reason: decision.outcome.reason });
+    if (decision.kind === 'return') Object.assign(fields, { r10: decision.regs.r10 ?? null, r11: decision.regs.r11 ?? null });
+    ctx.trace.record('vmm', 'vmm-decision', fields);
+    return decision;
+  }
+
+  #vmcall(call: VmcallExit): VmcallDecision {
+    const p = this.policy;
+    const { r10, r11 } = call.regs;
+    if (r10 !== 0n) return p.otherVmcall(this.ctx, call); // vendor-specific (e.g. KVM hypercalls)
+    switch (r11) {
+      case TdvmcallLeaf.MAP_GPA: return p.mapGpa(this.ctx, call);
+      case TdvmcallLeaf.REPORT_FATAL_ERROR: return p.reportFatalError(this.ctx, call);
+      case TdvmcallLeaf.GET_TD_VM_CALL_INFO: return p.getTdVmCallInfo(this.ctx, call);
+      case TdvmcallLeaf.IO: return p.instructionIo(this.ctx, call);
+      case TdvmcallLeaf.HLT: return p.instructionHlt(this.ctx, call);
+      default: return p.otherVmcall(this.ctx, call);
+    }
+  }
+}

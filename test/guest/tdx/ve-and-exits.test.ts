@@ -1,0 +1,183 @@
+// Table A6 (guest access to non-MAPPED private memory, #VE / #DF, VEINFO.GET), CPUID 0x21,
+// TDCALL leaf checks (A1), VP.INFO (A2) and VM.RD/WR, through real guest instructions.
+import { describe, expect, it } from 'vitest';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes } from '../../../src/platform/tdx/td-module.js';
+import { runTd } from '../../../src/vmm/tdx/run-td.js';
+import { HANDLER, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
+
+const P = 0x400000n;
+// #VE handler: VEINFO.GET status → R12, exit reason → RBX, qualification → R11, GLA → RBP, GPA → RSI;
+// a second GET's status → R13 (it zeroes RCX, RDX, R8–R10).
+const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r11, rdx\n mov rbp, r8\n mov rsi, r9\n mov rax, 3\n ${TDCALL}\n mov r13, rax\n mov r15, 20\n hlt`;
+
+describe('A6 PENDING page with #VE enabled', () => {
+  it('a load raises #VE; VEINFO.GET returns reason 48, qualification, GLA, GPA once', () => {
+    const td = tdGuest('mov rax, [0x400123]\n hlt', { ve: VE_READER });
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('done');
+    const r = td.machine.vcpu.regs;
+    expect(r.r15).toBe(20n);
+    expect(r.r12).toBe(0n);
+    expect(r.rbx).toBe(48n);
+    expect(r.r11).toBe(0x1n | 0x80n | 0x100n); // read, GLA valid, translated access
+    expect(r.rbp).toBe(0x400000n); // page-granular GLA (see report)
+    expect(r.rsi).toBe(0x400000n);
+    expect(r.r13).toBe(0xc000070400000000n); // second GET: NO_VALID_VE_INFO
+    expect(td.trace.ofType('ve-injected')).toHaveLength(1);
+  });
+
+  it('a second #VE while VE info is unread → #DF', () => {
+    // The #VE handler does not read VE info and touches another pending page.
+    const td = tdGuest('mov rax, [0x400000]\n hlt', { ve: 'mov rax, [0x401000]\n hlt' });
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.machine.vcpu.regs.r15).toBe(8n);
+    expect(td.trace.ofType('df-injected')).toHaveLength(1);
+  });
+
+  it('an undeliverable #VE and #DF end in a triple fault (terminated), not an exception', () => {
+    const td = tdGuest('lidt [0x20000]\n mov rax, [0x400000]\n hlt');
+    td.machine.memory.fill(0x20000n, 16n, 0);
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('terminated');
+    expect(outcome.reason).toMatch(/triple fault/);
+  });
+});
+
+describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () => {
+  it('ATTRIBUTES.SEPT_VE_DISABLE', () => {
+    const td = tdGuest('mov rax, [0x400000]\n hlt', { attributes: TdAttributes.SEPT_VE_DISABLE });
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    const outcome = runTd(td);
+    expect(outcome).toMatchObject({ outcome: 'terminated' });
+    expect(outcome.reason).toMatch(/guest access before accepting/);
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ eeqType: 'pending-ept-violation', eeq: 6n, septState: 'PENDING' });
+  });
+
+  it('TDG.VM.WR TD_CTLS.PENDING_VE_DISABLE with CONFIG_FLAGS.FLEXIBLE_PENDING_VE', () => {
+    const td = tdGuest(`
+      mov rax, 7\n mov rdx, 0x1110000300000016\n ${TDCALL}\n mov r12, r8
+      mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r13, rax
+      mov rax, 7\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, r8
+      mov rax, [0x400000]\n hlt`, { configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('terminated');
+    const r = td.machine.vcpu.regs;
+    expect([r.r12, r.r13, r.rbx]).toEqual([2n, 0n, 1n]);
+  });
+
+  it('without FLEXIBLE_PENDING_VE, TD_CTLS is not writable and CONFIG_FLAGS never is', () => {
+    const { td, outcome } = runTdGuest(`
+      mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r12, rax
+      mov rax, 8\n mov rdx, 0x1110000300000016\n mov r8, 2\n mov r9, 2\n ${TDCALL}\n mov r13, rax
+      mov rax, 7\n mov rdx, 0x1234\n ${TDCALL}\n mov rbx, rax\n hlt`);
+    expect(outcome.outcome).toBe('done');
+    const r = td.machine.vcpu.regs;
+    expect(r.r12).toBe(0xc0000c0100000002n);
+    expect(r.r13).toBe(0xc0000c0100000002n);
+    expect(r.rbx).toBe(0xc0000c0000000002n);
+  });
+});
+
+describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', () => {
+  it('FREE: TD exit, the VMM AUGs, the guest re-faults onto PENDING and takes #VE', () => {
+    const td = tdGuest('mov rax, [0x400000]\n hlt', { ve: VE_READER });
+    expect(runTd(td).outcome).toBe('done');
+    const exits = td.trace.ofType('td-exit');
+    expect(exits[0]).toMatchObject({ reason: 'ept-violation', eeqType: 'none', septState: 'FREE', access: 'read' });
+    expect(td.machine.vcpu.regs.rbx).toBe(48n);
+  });
+
+  it('BLOCKED: TD exit; the honest VMM cannot explain it and stops', () => {
+    const td = tdGuest('mov rax, [0x400000]\n hlt');
+    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.module.sept.setState(1, P, 'MAPPED');
+    td.module.host.memRangeBlock(gpaLevel(P, 1));
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('vmm-error');
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ septState: 'BLOCKED', eeqType: 'none' });
+  });
+
+  it('REMOVED: TD exit; the VMM re-AUGs; the page is PENDING again (#VE)', () => {
+    const td = tdGuest('mov byte ptr [0x400000], 1\n hlt', { ve: VE_READER });
+    td.module.sept.setState(1, P, 'REMOVED');
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ septState: 'REMOVED', access: 'write' });
+    expect(td.machine.vcpu.regs.r11 & 2n).toBe(2n);
+  });
+
+  it('a shared GPA the VMM does not map → TD exit (fault outcome)', () => {
+    const { td, outcome } = runTdGuest('mov rax, 0x4000400000\n mov rax, [rax]\n hlt');
+    expect(outcome.outcome).toBe('fault');
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ space: 'shared', gpa: (1n << 47n) | P });
+  });
+});
+
+describe('CPUID and TDCALL leaf rules', () => {
+  it('CPUID 0x21 reports "IntelTDX    " in EBX, EDX, ECX', () => {
+    const { td, outcome } = runTdGuest('mov eax, 0x21\n xor ecx, ecx\n cpuid\n hlt');
+    expect(outcome.outcome).toBe('done');
+    const r = td.machine.vcpu.regs;
+    const s = Buffer.alloc(12);
+    s.writeUInt32LE(Number(r.rbx), 0); s.writeUInt32LE(Number(r.rdx), 4); s.writeUInt32LE(Number(r.rcx), 8);
+    expect(s.toString('latin1')).toBe('IntelTDX    ');
+  });
+
+  it.each([
+    ['RAX bits 63:24 set', 0x1000001n, 0xc000010000000000n],
+    ['version 1 on VP.INFO', 0x10001n, 0xc000010000000000n],
+    ['version 2 on VM.RD', 0x20007n, 0xc000010000000000n],
+    ['unknown leaf 99', 99n, 0xc000010000000000n],
+    ['unmodelled leaf MR.REPORT', 4n, 0xc000010000000000n],
+    ['VEINFO.GET with nothing pending', 3n, 0xc000070400000000n],
+  ])('%s', (_n, rax, status) => {
+    const { td, outcome } = runTdGuest(`mov rax, 0x${rax.toString(16)}\n ${TDCALL}\n mov rbx, rax\n hlt`);
+    expect(outcome.outcome).toBe('done');
+    expect(td.machine.vcpu.regs.rbx).toBe(status);
+  });
+
+  it('VM.RD version 1 is allowed', () => {
+    const { td } = runTdGuest(`mov rax, 0x10007\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, rax\n hlt`);
+    expect(td.machine.vcpu.regs.rbx).toBe(0n);
+  });
+
+  it('TDG.VP.INFO: GPAW, ATTRIBUTES, vCPU counts, index', () => {
+    const attributes = TdAttributes.DEBUG | TdAttributes.SEPT_VE_DISABLE;
+    const { td } = runTdGuest(`mov rax, 1\n ${TDCALL}\n mov rbx, rax\n hlt`, { attributes, numVcpus: 1, maxVcpus: 4 });
+    const r = td.machine.vcpu.regs;
+    expect([r.rbx, r.rcx, r.rdx, r.r8, r.r9]).toEqual([0n, 48n, attributes, 1n | (4n << 32n), 0n]);
+  });
+
+  it('TDCALL outside 64-bit mode (compatibility-mode CS) → #GP(0)', () => {
+    // Far-return into a 32-bit code segment (GDT slot 0x18) and TDCALL there.
+    const { td, outcome } = runTdGuest(`
+      mov rax, 0x00cf9b000000ffff
+      mov [0x10018], rax
+      mov rax, 0x3f
+      mov word ptr [0x30000], ax
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      push 0x18
+      lea rax, [rip + compat]
+      push rax
+      retfq
+    compat:
+      .byte 0xb8, 0x06, 0, 0, 0      # mov eax, 6 (32-bit encoding)
+      ${TDCALL}
+      hlt`);
+    // The module decides #GP(0). Delivering it from a compatibility-mode segment is refused by
+    // the vCPU (Unicorn cannot reload CS's cached descriptor in 64-bit mode), which the module
+    // reports as an undeliverable exception rather than running the handler as 32-bit code.
+    expect(outcome.outcome).toBe('terminated');
+    expect(outcome.reason).toMatch(/compatibility-mode/);
+    expect(td.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
+  });
+
+  it('port I/O in a TD raises #VE (reason 30)', () => {
+    const { td } = runTdGuest('mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n hlt', { ve: VE_READER });
+    expect(td.machine.vcpu.regs.rbx).toBe(30n);
+  });
+});

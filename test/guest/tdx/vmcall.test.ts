@@ -1,0 +1,146 @@
+// Table A7 (TDG.VP.VMCALL / GHCI) and the honest VMM's MapGPA, through real TDCALLs.
+import { describe, expect, it } from 'vitest';
+import { honestTdxPolicy, type TdxVmmPolicy, type VmcallExit } from '../../../src/vmm/tdx/honest-vmm.js';
+import { runTd } from '../../../src/vmm/tdx/run-td.js';
+import { acceptAsm, runTdGuest, tdGuest, TDCALL } from '../../helpers/tdx-guest.js';
+
+const MASK = 0xfc00n; // R10–R15 exposed
+const vmcall = (r11: bigint, extra = '', mask = MASK) => `mov rax, 0\n mov rcx, 0x${mask.toString(16)}\n xor r10, r10\n mov r11, 0x${r11.toString(16)}\n ${extra}\n ${TDCALL}`;
+
+describe('A7 RCX register-exposure mask', () => {
+  it.each([
+    ['bit 0 (RAX)', 0xfc01n], ['bit 1 (RCX)', 0xfc02n], ['bit 4 (RSP)', 0xfc10n], ['bits 63:32', (1n << 32n) | 0xfc00n],
+  ])('%s → OPERAND_INVALID(RCX), no TD exit', (_n, mask) => {
+    const { td, outcome } = runTdGuest(`${vmcall(0x10000n, '', mask)}\n mov rbx, rax\n hlt`);
+    expect(outcome.outcome).toBe('done');
+    expect(td.machine.vcpu.regs.rbx).toBe(0xc000010000000001n);
+    expect(td.trace.ofType('td-exit')).toHaveLength(0);
+  });
+
+  it('non-exposed registers read as 0 toward the VMM and cannot be changed by it', () => {
+    let seen: VmcallExit | undefined;
+    const policy: TdxVmmPolicy = {
+      ...honestTdxPolicy,
+      otherVmcall(_ctx, call) {
+        seen = call;
+        return { kind: 'return', regs: { r10: 0n, r11: 0x11n, r12: 0x12n, rbx: 0xbadn, rsi: 0xbadn } };
+      },
+    };
+    const { td, outcome } = runTdGuest(`mov rbx, 0x5151\n mov rsi, 0x6161\n mov r12, 7\n ${vmcall(0x777n)}\n mov rdi, rax\n hlt`, { policy });
+    expect(outcome.outcome).toBe('done');
+    expect(seen!.regs).toMatchObject({ rbx: 0n, rsi: 0n, r12: 7n, r11: 0x777n, rcx: MASK });
+    const r = td.machine.vcpu.regs;
+    expect([r.rdi, r.r10, r.r11, r.r12, r.rbx, r.rsi, r.rcx]).toEqual([0n, 0n, 0x11n, 0x12n, 0x5151n, 0x6161n, MASK]);
+    expect(td.trace.ofType('vmcall-complete')[0]).toMatchObject({ ignoredUnexposed: ['rbx', 'rsi'] });
+  });
+});
+
+describe('A7 sub-functions (honest VMM)', () => {
+  it('unknown sub-function → SUBFUNC_UNSUPPORTED in R10, TDCALL status 0', () => {
+    const { td } = runTdGuest(`${vmcall(0x12345n)}\n mov rbx, rax\n hlt`);
+    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.r10]).toEqual([0n, 0x8000000000000003n]);
+  });
+
+  it('vendor-specific call (R10 ≠ 0) → SUBFUNC_UNSUPPORTED', () => {
+    const { td } = runTdGuest(`mov rax, 0\n mov rcx, 0xfc00\n mov r10, 1\n mov r11, 0x10000\n ${TDCALL}\n hlt`);
+    expect(td.machine.vcpu.regs.r10).toBe(0x8000000000000003n);
+  });
+
+  it('GetTdVmCallInfo → SUCCESS', () => {
+    const { td } = runTdGuest(`mov r12, 0\n ${vmcall(0x10000n)}\n hlt`);
+    expect(td.machine.vcpu.regs.r10).toBe(0n);
+  });
+
+  it('Instruction.IO (30) OUT to COM1 prints on the console', () => {
+    const out = (ch: string) => `mov r12, 1\n mov r13, 1\n mov r14, 0x3f8\n mov r15, ${ch.charCodeAt(0)}\n ${vmcall(30n)}`;
+    const { td, outcome } = runTdGuest(`${out('H')}\n ${out('i')}\n ${out('\n')}\n mov r12, 1\n mov r13, 0\n mov r14, 0x3fd\n ${vmcall(30n)}\n hlt`);
+    expect(outcome.outcome).toBe('done');
+    expect(td.console.text).toBe('Hi\n');
+    expect(td.machine.vcpu.regs.r11).toBe(0x60n);
+  });
+
+  it('ReportFatalError (0x10003): the 64-byte message becomes the guest-fatal outcome', () => {
+    const msg = Buffer.alloc(64);
+    msg.write('TDX: Failed to accept memory');
+    const regs = ['r14', 'r15', 'rbx', 'rdi', 'rsi', 'r8', 'r9', 'rdx'];
+    const loads = regs.map((r, i) => `mov ${r}, 0x${msg.readBigUInt64LE(i * 8).toString(16)}`).join('\n');
+    const { outcome } = runTdGuest(`${loads}\n mov r12, 0\n ${vmcall(0x10003n, '', 0xffccn)}\n 1: jmp 1b`);
+    expect(outcome).toEqual({ outcome: 'guest-fatal', reason: 'ReportFatalError 0x0: TDX: Failed to accept memory' });
+  });
+
+  it('TDVMCALL HLT ends the run', () => {
+    const { outcome } = runTdGuest(`${vmcall(12n)}\n ud2`);
+    expect(outcome.outcome).toBe('done');
+  });
+});
+
+describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion', () => {
+  const SB = 1n << 47n;
+  // Converts [0x400000, +4 MiB) to shared, retrying from R11 as Linux tdx_map_gpa does.
+  const mapLoop = (start: bigint, size: bigint) => `
+      mov rbx, 0x${start.toString(16)}
+      mov rbp, 0x${(start + size).toString(16)}
+    2:
+      mov r12, rbx
+      mov r13, rbp
+      sub r13, rbx
+      ${vmcall(0x10001n)}
+      cmp r10, 1
+      jne 3f
+      inc rdi
+      mov rbx, r11
+      jmp 2b
+    3:`;
+
+  it('private → shared (RETRY per 2 MiB), data through the shared alias, back to private must be re-accepted', () => {
+    const td = tdGuest(`
+      ${acceptAsm(0x400000n, 1)}
+      ${acceptAsm(0x600000n, 1)}
+      mov qword ptr [0x400000], 0x1111
+      ${mapLoop(0x400000n | SB, 0x400000n)}
+      mov rax, 0x4000400000
+      mov qword ptr [rax], 0x2222      # shared write works
+      ${mapLoop(0x400000n, 0x1000n)}
+      ${acceptAsm(0x400000n)}
+      mov r9, rax
+      mov r8, [0x400000]               # private again: re-accepted and zeroed
+      hlt`);
+    const outcome = runTd(td);
+    expect(outcome, outcome.reason).toMatchObject({ outcome: 'done' });
+    const r = td.machine.vcpu.regs;
+    expect(r.rdi).toBe(1n); // one RETRY for the 4 MiB request
+    expect(r.r9).toBe(0n);
+    expect(r.r8).toBe(0n);
+    const maps = td.trace.ofType('map-gpa');
+    expect(maps.map((m) => [m.gpa, m.toShared])).toEqual([[0x400000n, true], [0x600000n, true], [0x400000n, false]]);
+    const retry = td.trace.ofType('vmm-decision').find((d) => d.r10 === 1n);
+    expect(retry!.r11).toBe(0x600000n | SB);
+    // The 2M leaf was split so that only 4K went back to private; the rest of that 2M stays shared.
+    expect(td.module.sept.walk(0x401000n, 0).state).toBe('FREE');
+    expect(td.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
+    expect(td.machine.gate.get('shared', 0x400000n)).toBe('none');
+  });
+
+  it('a private access to a page converted to shared is an EPT violation the VMM faults in (PENDING → #VE)', () => {
+    const td = tdGuest(`${acceptAsm(0x400000n)}\n ${mapLoop(0x400000n | SB, 0x1000n)}\n mov rax, [0x400000]\n hlt`);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.machine.vcpu.regs.r15).toBe(20n);
+  });
+
+  it('misaligned or out-of-range MapGPA → ALIGN_ERROR / INVALID_OPERAND', () => {
+    const { td } = runTdGuest(`mov r12, 0x400800\n mov r13, 0x1000\n ${vmcall(0x10001n)}\n mov rbx, r10
+      mov r12, 0x400000\n mov r13, 0x100000000\n ${vmcall(0x10001n)}\n hlt`);
+    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.r10]).toEqual([0x8000000000000002n, 0x8000000000000000n]);
+  });
+});
+
+describe('trace determinism', () => {
+  it('the same guest gives the same trace hash', () => {
+    const guest = `${acceptAsm(0x400000n, 1)}\n mov rax, [0x600000]\n hlt`;
+    const a = runTdGuest(guest);
+    const b = runTdGuest(guest);
+    expect(a.td.trace.sha256()).toBe(b.td.trace.sha256());
+    expect(a.td.trace.counts.get('tdcall')).toBe(2); // TD exit (AUG on demand), then success
+    expect(a.td.module.mrtd!.toString('hex')).toBe(b.td.module.mrtd!.toString('hex'));
+  });
+});
