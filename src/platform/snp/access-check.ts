@@ -1,0 +1,113 @@
+// Guest access checks of an SNP-active guest, in architectural priority order (APM Vol. 2
+// Table 15-39; tdx-snp-architecture.md B3), as a data table walked by one function.
+//
+// Private accesses (C=1 data, every instruction fetch, every page-table walk):
+//   RMP-covered, guest-owned (ASID), reverse-map (GPA), mutable, page size  -> #VMEXIT(NPF)
+//   Validated                                                                -> #VC 0x404
+//   VMPL permissions                                                         -> #VMEXIT(NPF)
+// Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF. Shared
+// reads are not RMP-checked (the guest reads ciphertext of a private page on real hardware;
+// this model has no encryption, so it reads the bytes: a documented approximation).
+import type { Access, Space } from '../../cpu/exits.js';
+import { HV_OWNED_ENTRY, PAGE_2M, PAGE_4K, VMPL_PERM, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
+
+/** NPF EXITINFO1 bits (APM; Linux PFERR_*; B3). */
+export const NPF_BITS = {
+  present: 1n << 0n,
+  write: 1n << 1n,
+  user: 1n << 2n,
+  fetch: 1n << 4n,
+  rmp: 1n << 31n,
+  finalGpa: 1n << 32n,
+  pageTable: 1n << 33n,
+  enc: 1n << 34n,
+  sizeMismatch: 1n << 35n,
+  vmpl: 1n << 36n,
+} as const;
+
+/** #VC error code for an access to a page whose Validated bit is 0 (B3). */
+export const VC_PAGE_NOT_VALIDATED = 0x404n;
+
+export interface AccessRequest {
+  gpa: bigint;
+  space: Space;
+  access: Access;
+  /** The access was the guest page walk reading a page-table page. */
+  pageWalk: boolean;
+  /** Page size of the nested page table mapping of this GPA (the VMM's choice). */
+  nptSize: RmpPageSize;
+}
+
+export interface GuestContext {
+  asid: number;
+  vmpl: 0 | 1 | 2 | 3;
+}
+
+export type AccessResult =
+  | { kind: 'ok' }
+  | { kind: 'npf'; check: CheckName; errorCode: bigint }
+  | { kind: 'vc'; check: CheckName; errorCode: bigint };
+
+export type CheckName =
+  | 'rmp-covered' | 'guest-owned' | 'reverse-map' | 'mutable' | 'page-size' | 'validated' | 'vmpl-permission'
+  | 'shared-write-hv-owned';
+
+interface Check {
+  name: CheckName;
+  appliesTo: 'private' | 'shared-write';
+  /** True when the access passes. */
+  passes(e: Readonly<RmpEntry>, req: AccessRequest, ctx: GuestContext, rmp: Rmp): boolean;
+  /** What a failure raises, and extra NPF bits. */
+  fails: { raise: 'npf'; extraBits: bigint } | { raise: 'vc'; errorCode: bigint };
+}
+
+function permBit(access: Access): number {
+  return access === 'write' ? VMPL_PERM.write : access === 'fetch' ? VMPL_PERM.execSupervisor : VMPL_PERM.read;
+}
+
+/** Table 15-39 in priority order. */
+export const ACCESS_CHECKS: readonly Check[] = [
+  { name: 'rmp-covered', appliesTo: 'private', passes: (_e, r, _c, rmp) => rmp.covers(r.gpa), fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
+  { name: 'guest-owned', appliesTo: 'private', passes: (e, _r, c) => e.assigned && e.asid === c.asid, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
+  {
+    name: 'reverse-map', appliesTo: 'private',
+    passes: (e, r) => {
+      const offset = e.pageSize === '2m' ? r.gpa & (PAGE_2M - PAGE_4K) : 0n;
+      return e.gpa + offset === (r.gpa & ~(PAGE_4K - 1n));
+    },
+    fails: { raise: 'npf', extraBits: NPF_BITS.rmp },
+  },
+  { name: 'mutable', appliesTo: 'private', passes: (e) => !e.immutable, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
+  // NPT 2M needs RMP Page_Size=1, 4K needs 0 (B3); KVM answers SIZEM faults by PSMASH.
+  { name: 'page-size', appliesTo: 'private', passes: (e, r) => e.pageSize === r.nptSize, fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.sizeMismatch } },
+  { name: 'validated', appliesTo: 'private', passes: (e) => e.validated, fails: { raise: 'vc', errorCode: VC_PAGE_NOT_VALIDATED } },
+  {
+    name: 'vmpl-permission', appliesTo: 'private',
+    passes: (e, r, c) => (e.vmplPerms[c.vmpl]! & permBit(r.access)) !== 0,
+    fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.vmpl },
+  },
+  { name: 'shared-write-hv-owned', appliesTo: 'shared-write', passes: (e) => !e.assigned, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
+];
+
+function baseNpfBits(req: AccessRequest): bigint {
+  let bits = NPF_BITS.present;
+  if (req.access === 'write') bits |= NPF_BITS.write;
+  if (req.access === 'fetch') bits |= NPF_BITS.fetch;
+  bits |= req.pageWalk ? NPF_BITS.pageTable : NPF_BITS.finalGpa;
+  if (req.space === 'private') bits |= NPF_BITS.enc;
+  return bits;
+}
+
+/** Runs the checks that apply to `req`, in order; the first failure decides. */
+export function checkAccess(rmp: Rmp, req: AccessRequest, ctx: GuestContext): AccessResult {
+  const kind = req.space === 'private' ? 'private' : req.access === 'write' ? 'shared-write' : undefined;
+  if (!kind) return { kind: 'ok' };
+  const entry = rmp.covers(req.gpa) ? rmp.lookup(req.gpa) : HV_OWNED_ENTRY;
+  for (const check of ACCESS_CHECKS) {
+    if (check.appliesTo !== kind) continue;
+    if (check.passes(entry, req, ctx, rmp)) continue;
+    if (check.fails.raise === 'vc') return { kind: 'vc', check: check.name, errorCode: check.fails.errorCode };
+    return { kind: 'npf', check: check.name, errorCode: baseNpfBits(req) | check.fails.extraBits };
+  }
+  return { kind: 'ok' };
+}

@@ -1,0 +1,126 @@
+// The GHCB page: layout, valid bitmap, result codes and the Page State Change buffer codec
+// (tdx-snp-architecture.md B4; GHCB spec 56421 §2.5/§4.1.6; Linux asm/svm.h struct ghcb,
+// asm/sev-common.h struct snp_psc_desc, uapi/asm/svm.h exit codes).
+import type { GuestMemory } from '../../memory/guest-memory.js';
+
+export const GHCB_SIZE = 0x1000;
+export const GHCB_OFFSET = {
+  rax: 0x1f8,
+  rcx: 0x308,
+  rdx: 0x310,
+  rbx: 0x318,
+  swExitCode: 0x390,
+  swExitInfo1: 0x398,
+  swExitInfo2: 0x3a0,
+  swScratch: 0x3a8,
+  validBitmap: 0x3f0,
+  sharedBuffer: 0x800,
+  protocolVersion: 0xffa,
+  usage: 0xffc,
+} as const;
+export const GHCB_SHARED_BUFFER_SIZE = 0x7f0; // 2032 bytes
+
+/** SW_EXITCODE values the model's hypervisor serves (uapi/asm/svm.h, B4). */
+export const SVM_EXIT = {
+  CPUID: 0x72,
+  IOIO: 0x7b,
+  MSR: 0x7c,
+  NPF: 0x400,
+  PSC: 0x80000010,
+  HV_FEATURES: 0x8000fffd,
+  TERM_REQUEST: 0x8000fffe,
+  UNSUPPORTED: 0x8000ffff,
+} as const;
+
+/** SW_EXITINFO1[31:0] on return (B4). */
+export const GHCB_RESULT = { OK: 0n, INJECT_EVENT: 1n, ERROR: 2n } as const;
+/** SW_EXITINFO2 when SW_EXITINFO1 = 2 (Linux sev-common.h GHCB_ERR_*). */
+export const GHCB_ERR = { NOT_REGISTERED: 1n, INVALID_USAGE: 2n, INVALID_SCRATCH_AREA: 3n, MISSING_INPUT: 4n, INVALID_INPUT: 5n, INVALID_EVENT: 6n } as const;
+
+/** PSC NAE: at most 253 entries after the 8-byte header fill the 2032-byte shared buffer. */
+export const PSC_MAX_ENTRIES = 253;
+/** PSC errors in SW_EXITINFO2 (B4; GHCB spec 56421 §4.1.6). */
+export const PSC_ERROR = {
+  INVALID_HEADER: (1n << 32n) | 1n,
+  INVALID_ENTRY: (1n << 32n) | 2n,
+  GENERIC: 0x100n << 32n,
+} as const;
+
+/** IOIO EXITINFO1 layout (APM Vol. 2 §15.10.2, as the GHCB IOIO NAE uses it). */
+export const IOIO = { TYPE_IN: 1n, STRING: 1n << 2n, REP: 1n << 3n, SZ8: 1n << 4n, SZ16: 1n << 5n, SZ32: 1n << 6n } as const;
+
+export function ioioExitInfo(direction: 'in' | 'out', port: number, size: 1 | 2 | 4): bigint {
+  const sz = size === 1 ? IOIO.SZ8 : size === 2 ? IOIO.SZ16 : IOIO.SZ32;
+  return (BigInt(port & 0xffff) << 16n) | sz | (direction === 'in' ? IOIO.TYPE_IN : 0n);
+}
+
+export function decodeIoioExitInfo(info: bigint): { direction: 'in' | 'out'; port: number; size: 1 | 2 | 4 | undefined; string: boolean; rep: boolean } {
+  const size = (info & IOIO.SZ8) ? 1 : (info & IOIO.SZ16) ? 2 : (info & IOIO.SZ32) ? 4 : undefined;
+  return {
+    direction: (info & IOIO.TYPE_IN) ? 'in' : 'out', port: Number((info >> 16n) & 0xffffn), size,
+    string: (info & IOIO.STRING) !== 0n, rep: (info & IOIO.REP) !== 0n,
+  };
+}
+
+/** Reads and writes the fields of a GHCB at `gpa` in guest memory (as the hypervisor sees it). */
+export class GhcbView {
+  readonly gpa: bigint;
+  readonly #mem: GuestMemory;
+  constructor(mem: GuestMemory, gpa: bigint) {
+    this.#mem = mem;
+    this.gpa = gpa;
+  }
+  get(field: keyof typeof GHCB_OFFSET): bigint {
+    return this.#mem.readU64(this.gpa + BigInt(GHCB_OFFSET[field]));
+  }
+  set(field: keyof typeof GHCB_OFFSET, value: bigint): void {
+    this.#mem.writeU64(this.gpa + BigInt(GHCB_OFFSET[field]), value);
+  }
+  /** Whether the guest marked the save-area field as valid (bit = offset / 8). */
+  isValid(field: keyof typeof GHCB_OFFSET): boolean {
+    const bit = GHCB_OFFSET[field] / 8;
+    const byte = this.#mem.readU8(this.gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
+    return ((byte >> (bit & 7)) & 1) === 1;
+  }
+  setValid(field: keyof typeof GHCB_OFFSET, valid = true): void {
+    const bit = GHCB_OFFSET[field] / 8;
+    const at = this.gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
+    const byte = this.#mem.readU8(at);
+    this.#mem.writeU8(at, valid ? byte | (1 << (bit & 7)) : byte & ~(1 << (bit & 7)));
+  }
+  clearValidBitmap(): void {
+    this.#mem.fill(this.gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
+  }
+  get protocolVersion(): number { return this.#mem.readU16(this.gpa + BigInt(GHCB_OFFSET.protocolVersion)); }
+  get usage(): number { return this.#mem.readU32(this.gpa + BigInt(GHCB_OFFSET.usage)); }
+}
+
+/** One PSC entry: cur_page[11:0], gfn[51:12], operation[55:52], pagesize[56], reserved[63:57]. */
+export interface PscEntry { curPage: number; gfn: bigint; op: number; size2m: boolean; reserved: number }
+export interface PscHeader { curEntry: number; endEntry: number; reserved: number }
+
+export function decodePscEntry(v: bigint): PscEntry {
+  return {
+    curPage: Number(v & 0xfffn), gfn: (v >> 12n) & ((1n << 40n) - 1n), op: Number((v >> 52n) & 0xfn),
+    size2m: ((v >> 56n) & 1n) === 1n, reserved: Number(v >> 57n),
+  };
+}
+
+export function encodePscEntry(e: Omit<PscEntry, 'reserved'> & { reserved?: number }): bigint {
+  return BigInt(e.curPage & 0xfff) | ((e.gfn & ((1n << 40n) - 1n)) << 12n) | (BigInt(e.op & 0xf) << 52n)
+    | ((e.size2m ? 1n : 0n) << 56n) | (BigInt(e.reserved ?? 0) << 57n);
+}
+
+export function readPscHeader(mem: GuestMemory, gpa: bigint): PscHeader {
+  return { curEntry: mem.readU16(gpa), endEntry: mem.readU16(gpa + 2n), reserved: mem.readU32(gpa + 4n) };
+}
+
+export function writePscHeader(mem: GuestMemory, gpa: bigint, h: PscHeader): void {
+  mem.writeU16(gpa, h.curEntry);
+  mem.writeU16(gpa + 2n, h.endEntry);
+  mem.writeU32(gpa + 4n, h.reserved);
+}
+
+export function pscEntryAddress(bufferGpa: bigint, index: number): bigint {
+  return bufferGpa + 8n + BigInt(index) * 8n;
+}

@@ -1,0 +1,45 @@
+// SNP_LAUNCH_UPDATE measurement: the launch digest is a SHA-384 chain over PAGE_INFO
+// structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
+// PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
+import { createHash } from 'node:crypto';
+
+export const LAUNCH_PAGE_TYPE = { NORMAL: 1, VMSA: 2, ZERO: 3, UNMEASURED: 4, SECRETS: 5, CPUID: 6 } as const;
+export type LaunchPageType = keyof typeof LAUNCH_PAGE_TYPE;
+export const DIGEST_BYTES = 48;
+
+export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint): Buffer {
+  const b = Buffer.alloc(0x70);
+  Buffer.from(digestCur).copy(b, 0);
+  Buffer.from(contents).copy(b, 48);
+  b.writeUInt16LE(0x70, 96);
+  b.writeUInt8(LAUNCH_PAGE_TYPE[type], 98);
+  b.writeBigUInt64LE(gpa, 104);
+  return b;
+}
+
+/** The running launch digest (starts as 48 zero bytes). */
+export class LaunchDigest {
+  #digest: Uint8Array = new Uint8Array(DIGEST_BYTES);
+  #finished = false;
+
+  /** Extends the digest with one 4 KiB page. NORMAL pages hash their bytes; ZERO/SECRETS/CPUID hash zeros; UNMEASURED does nothing. */
+  extend(type: LaunchPageType, gpa: bigint, page: Uint8Array): void {
+    if (this.#finished) throw new Error('launch already finished');
+    if (type === 'UNMEASURED') return;
+    const contents = type === 'NORMAL' || type === 'VMSA' ? createHash('sha384').update(page).digest() : new Uint8Array(DIGEST_BYTES);
+    this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa)).digest();
+  }
+
+  finish(): string {
+    this.#finished = true;
+    return this.hex;
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  get hex(): string {
+    return Buffer.from(this.#digest).toString('hex');
+  }
+}

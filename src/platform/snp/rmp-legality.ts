@@ -1,0 +1,94 @@
+// Legality of every host (hypervisor / AMD-SP firmware) operation on the RMP, as data: the
+// TDX module keeps its SEPT legality in a generated table (sept_state_lookup.c); we do the same
+// so tests can walk every cell. Rows: the operation; columns: the state of the target range.
+//
+// Sources: tdx-snp-architecture.md B2/B3 (RMPUPDATE always clears Validated, FAIL_OVERLAP;
+// PSMASH keeps Validated, FAIL_INUSE 3); Linux arch/x86/include/asm/sev.h
+// (RMPUPDATE_FAIL_OVERLAP 4 "RMPUPDATE detected 4K page and 2MB page overlap",
+// PSMASH_FAIL_INUSE 3); KVM sev.c snp_launch_update (pages are made private with
+// immutable=true, i.e. "pre-guest", before SNP_LAUNCH_UPDATE validates them).
+// Cells marked (U) are our reading where the APM text was not available.
+import { PAGE_2M, PAGE_4K, type Rmp } from './rmp.js';
+
+/** Host operations on the RMP. */
+export const HOST_OPS = ['rmpupdate-4k', 'rmpupdate-2m', 'psmash', 'launch-update'] as const;
+export type HostOp = (typeof HOST_OPS)[number];
+
+/** The state of the target range as the legality table sees it. */
+export const TARGET_STATES = [
+  /** The address is not aligned to the operation's size. */
+  'misaligned',
+  /** Any entry in the range is Immutable (firmware pages, pre-guest launch pages). */
+  'immutable',
+  /** All entries in the range are hypervisor-owned. */
+  'hv-owned',
+  /** 4 KiB target: an assigned 4 KiB entry. 2 MiB target: some 4 KiB entries assigned. */
+  'assigned-4k',
+  /** The target lies in (4 KiB op) or is (2 MiB op) an assigned 2 MiB entry. */
+  'assigned-2m',
+] as const;
+export type TargetState = (typeof TARGET_STATES)[number];
+
+/** Return codes shared by RMPUPDATE / PSMASH (APM; Linux sev.h). */
+export const RMP_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_INUSE: 3, FAIL_OVERLAP: 4 } as const;
+export type RmpRcName = keyof typeof RMP_RC;
+/** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state (SEV-SNP ABI, (U) value). */
+export const LAUNCH_INVALID_PAGE_STATE = 0x18;
+export type HostResult = RmpRcName | 'INVALID_PAGE_STATE';
+
+export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, HostResult>>>> = {
+  // RMPUPDATE of one 4 KiB entry: overwrites it (and clears Validated) unless it is immutable
+  // or part of a 2 MiB entry (the host must PSMASH first: Linux/KVM do so before 4K changes).
+  'rmpupdate-4k': {
+    'misaligned': 'FAIL_INPUT',
+    'immutable': 'FAIL_PERMISSION',
+    'hv-owned': 'SUCCESS',
+    'assigned-4k': 'SUCCESS',
+    'assigned-2m': 'FAIL_OVERLAP',
+  },
+  // RMPUPDATE of a 2 MiB entry: the 511 following 4 KiB entries must not be assigned
+  // (FAIL_OVERLAP, B2); replacing a 2 MiB entry by another 2 MiB state is allowed.
+  'rmpupdate-2m': {
+    'misaligned': 'FAIL_INPUT',
+    'immutable': 'FAIL_PERMISSION',
+    'hv-owned': 'SUCCESS',
+    'assigned-4k': 'FAIL_OVERLAP',
+    'assigned-2m': 'SUCCESS',
+  },
+  // PSMASH splits an assigned 2 MiB entry into 512 4 KiB entries; anything else is bad input (U).
+  'psmash': {
+    'misaligned': 'FAIL_INPUT',
+    'immutable': 'FAIL_PERMISSION',
+    'hv-owned': 'FAIL_INPUT',
+    'assigned-4k': 'FAIL_INPUT',
+    'assigned-2m': 'SUCCESS',
+  },
+  // SNP_LAUNCH_UPDATE (AMD-SP firmware): only a pre-guest page (assigned to the guest's ASID,
+  // Immutable) can be measured and pre-validated; the firmware then clears Immutable.
+  'launch-update': {
+    'misaligned': 'FAIL_INPUT',
+    'immutable': 'SUCCESS',
+    'hv-owned': 'INVALID_PAGE_STATE',
+    'assigned-4k': 'INVALID_PAGE_STATE',
+    'assigned-2m': 'INVALID_PAGE_STATE',
+  },
+};
+
+export function opSize(op: HostOp): bigint {
+  return op === 'rmpupdate-2m' || op === 'psmash' ? PAGE_2M : PAGE_4K;
+}
+
+/** Classifies the target of `op` at system-physical `spa` (columns checked in table order). */
+export function classifyTarget(rmp: Rmp, op: HostOp, spa: bigint): TargetState {
+  const size = opSize(op);
+  if (spa % size !== 0n || !rmp.covers(spa)) return 'misaligned';
+  if (rmp.anyImmutable(spa, size)) return 'immutable';
+  if (rmp.isLarge(spa)) return 'assigned-2m';
+  if (size === PAGE_4K) return rmp.lookup(spa).assigned ? 'assigned-4k' : 'hv-owned';
+  return rmp.assigned4kInRegion(spa) > 0 ? 'assigned-4k' : 'hv-owned';
+}
+
+export function legality(rmp: Rmp, op: HostOp, spa: bigint): { state: TargetState; result: HostResult } {
+  const state = classifyTarget(rmp, op, spa);
+  return { state, result: RMP_LEGALITY[op][state] };
+}

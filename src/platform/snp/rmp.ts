@@ -1,0 +1,179 @@
+// The Reverse Map Table: one entry per 4 KiB system-physical page (APM Vol. 2 §15.36.3;
+// tdx-snp-architecture.md B3). Stored sparsely: a Map keyed by 2 MiB region holding either one
+// 2 MiB entry or the region's assigned 4 KiB entries. Hypervisor-owned entries (the reset state
+// of every page) are never stored, so memory use is proportional to what is assigned, whatever
+// the size of guest RAM.
+//
+// Address model (documented simplification): guest-physical = system-physical. The RMP is
+// indexed by system-physical page, and each entry's `gpa` field is the reverse map; the VMM may
+// assign a page with a GPA other than its own address, which the reverse-map check then
+// rejects (NPF), so remap/alias attacks remain expressible without a separate SPA space.
+export const PAGE_4K = 0x1000n;
+export const PAGE_2M = 0x200000n;
+export const PAGES_PER_2M = 512;
+
+export type RmpPageSize = '4k' | '2m';
+
+/** VMPL permission bits (APM Table 15-37, RMPADJUST perm mask). */
+export const VMPL_PERM = { read: 1, write: 2, execUser: 4, execSupervisor: 8 } as const;
+export const VMPL_PERM_ALL = 0xf;
+
+export interface RmpEntry {
+  assigned: boolean;
+  pageSize: RmpPageSize;
+  immutable: boolean;
+  /** Reverse map: the guest-physical address this page (or 2 MiB page) is assigned to. */
+  gpa: bigint;
+  asid: number;
+  validated: boolean;
+  vmsa: boolean;
+  /** Permissions for VMPL0..3. VMPL0 gets all on assignment, the others none (B3). */
+  vmplPerms: readonly [number, number, number, number];
+}
+
+/** The reset state: hypervisor-owned (Assigned=0, ASID=0). */
+export const HV_OWNED_ENTRY: Readonly<RmpEntry> = Object.freeze({
+  assigned: false, pageSize: '4k', immutable: false, gpa: 0n, asid: 0, validated: false, vmsa: false,
+  vmplPerms: [0, 0, 0, 0] as const,
+});
+
+export type RmpOwner = 'hypervisor' | 'guest' | 'firmware';
+/** Owner per B3: HV (Assigned=0, ASID=0), guest (1, ASID), AMD-SP (1, 0, Immutable). */
+export function ownerOf(e: RmpEntry): RmpOwner {
+  if (!e.assigned) return 'hypervisor';
+  return e.asid === 0 ? 'firmware' : 'guest';
+}
+
+type Region = { kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> };
+
+export function regionOf(spa: bigint): bigint {
+  return spa >> 21n;
+}
+
+export class Rmp {
+  readonly #regions = new Map<bigint, Region>();
+  /** Size of system memory the RMP covers (RMP-Covered check). */
+  readonly coveredBytes: bigint;
+
+  constructor(coveredBytes: bigint) {
+    this.coveredBytes = coveredBytes;
+  }
+
+  covers(spa: bigint): boolean {
+    return spa >= 0n && spa < this.coveredBytes;
+  }
+
+  /** The entry governing `spa` (a 2 MiB entry for every page inside it). */
+  lookup(spa: bigint): Readonly<RmpEntry> {
+    const region = this.#regions.get(regionOf(spa));
+    if (!region) return HV_OWNED_ENTRY;
+    if (region.kind === 'large') return region.entry;
+    return region.entries.get(Number((spa >> 12n) & 511n)) ?? HV_OWNED_ENTRY;
+  }
+
+  /** Whether `spa` lies in a 2 MiB RMP entry. */
+  isLarge(spa: bigint): boolean {
+    return this.#regions.get(regionOf(spa))?.kind === 'large';
+  }
+
+  /** How many 4 KiB entries of the 2 MiB region around `spa` are assigned (as 4 KiB entries). */
+  assigned4kInRegion(spa: bigint): number {
+    const region = this.#regions.get(regionOf(spa));
+    if (!region || region.kind === 'large') return 0;
+    return region.entries.size;
+  }
+
+  /** Any immutable entry in [spa, spa+length)? (length 4K or 2M, aligned) */
+  anyImmutable(spa: bigint, length: bigint): boolean {
+    if (length === PAGE_4K) return this.lookup(spa).immutable;
+    const region = this.#regions.get(regionOf(spa));
+    if (!region) return false;
+    if (region.kind === 'large') return region.entry.immutable;
+    for (const e of region.entries.values()) if (e.immutable) return true;
+    return false;
+  }
+
+  // Raw writers: only the platform's instruction implementations call these, after the
+  // legality table said yes.
+
+  put4k(spa: bigint, entry: RmpEntry): void {
+    const key = regionOf(spa);
+    const index = Number((spa >> 12n) & 511n);
+    let region = this.#regions.get(key);
+    if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
+    if (!entry.assigned && !entry.validated && !entry.immutable) {
+      // Back to the reset state: forget it (sparseness).
+      if (region) {
+        region.entries.delete(index);
+        if (region.entries.size === 0) this.#regions.delete(key);
+      }
+      return;
+    }
+    if (!region) {
+      region = { kind: 'small', entries: new Map() };
+      this.#regions.set(key, region);
+    }
+    region.entries.set(index, { ...entry, pageSize: '4k' });
+  }
+
+  put2m(spa: bigint, entry: RmpEntry): void {
+    const key = regionOf(spa);
+    if (!entry.assigned && !entry.validated && !entry.immutable) {
+      this.#regions.delete(key);
+      return;
+    }
+    this.#regions.set(key, { kind: 'large', entry: { ...entry, pageSize: '2m' } });
+  }
+
+  /** PSMASH's effect: 512 4 KiB entries with the 2 MiB entry's attributes (Validated kept). */
+  split(spa: bigint): void {
+    const key = regionOf(spa);
+    const region = this.#regions.get(key);
+    if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
+    const entries = new Map<number, RmpEntry>();
+    for (let i = 0; i < PAGES_PER_2M; i++) {
+      entries.set(i, { ...region.entry, pageSize: '4k', gpa: region.entry.gpa + BigInt(i) * PAGE_4K });
+    }
+    this.#regions.set(key, { kind: 'small', entries });
+  }
+
+  /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
+  setValidated(spa: bigint, validated: boolean): void {
+    const region = this.#regions.get(regionOf(spa));
+    if (!region) throw new Error('setValidated on a hypervisor-owned page');
+    if (region.kind === 'large') {
+      region.entry = { ...region.entry, validated };
+      return;
+    }
+    const index = Number((spa >> 12n) & 511n);
+    const e = region.entries.get(index);
+    if (!e) throw new Error('setValidated on a hypervisor-owned page');
+    region.entries.set(index, { ...e, validated });
+  }
+
+  /** Stored 2 MiB regions (the memory-proportionality measure). */
+  get storedRegions(): number {
+    return this.#regions.size;
+  }
+
+  /** Number of assigned 4 KiB pages (2 MiB entries count 512). */
+  assignedPages(): number {
+    let n = 0;
+    for (const r of this.#regions.values()) {
+      if (r.kind === 'large') n += r.entry.assigned ? PAGES_PER_2M : 0;
+      else for (const e of r.entries.values()) if (e.assigned) n++;
+    }
+    return n;
+  }
+
+  /** Region keys (2 MiB indices) in insertion order: for gate syncing and tests. */
+  regionKeys(): bigint[] {
+    return [...this.#regions.keys()];
+  }
+
+  /** 4 KiB entries stored in a small region, as [page index, entry]. */
+  smallEntries(regionKey: bigint): Array<[number, RmpEntry]> {
+    const r = this.#regions.get(regionKey);
+    return r?.kind === 'small' ? [...r.entries] : [];
+  }
+}

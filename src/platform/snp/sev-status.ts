@@ -1,0 +1,34 @@
+// SEV_STATUS MSR and the CPUID view of an SNP guest (tdx-snp-architecture.md B4).
+export const MSR_SEV_STATUS = 0xc0010131;
+export const MSR_GHCB = 0xc0010130;
+
+/** SEV_STATUS bits (B4). */
+export const SEV_STATUS = {
+  SEV: 1n << 0n,
+  SEV_ES: 1n << 1n,
+  SNP: 1n << 2n,
+  VTOM: 1n << 3n,
+  REFLECT_VC: 1n << 4n,
+  RESTRICTED_INJECTION: 1n << 5n,
+  ALTERNATE_INJECTION: 1n << 6n,
+} as const;
+
+/** An SNP guest: SEV, SEV-ES and SNP enabled. */
+export const SNP_GUEST_SEV_STATUS = SEV_STATUS.SEV | SEV_STATUS.SEV_ES | SEV_STATUS.SNP;
+
+export interface CpuidResult { eax: number; ebx: number; ecx: number; edx: number }
+
+/**
+ * CPUID as the SNP guest sees it. On hardware CPUID raises #VC (exit code 0x72) and the guest
+ * answers from the firmware-validated SNP CPUID page; we model that validated answer directly
+ * (a documented shortcut). 0x8000001F: EAX bit0 SME, 1 SEV, 3 SEV-ES, 4 SNP; EBX[5:0] C-bit
+ * position, EBX[11:6] physical-address reduction (APM Vol. 3 CPUID Fn8000_001F).
+ */
+export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidResult {
+  switch (leaf >>> 0) {
+    case 0x0: return { eax: 0xd, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 }; // "AuthenticAMD"
+    case 0x80000000: return { eax: 0x8000001f, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 };
+    case 0x8000001f: return { eax: 0x1b, ebx: (cBit & 0x3f) | (1 << 6), ecx: 509, edx: 1 };
+    default: return { eax: 0, ebx: 0, ecx: 0, edx: 0 };
+  }
+}

@@ -1,0 +1,366 @@
+// The trusted half of an SNP guest: what the AMD CPU and its security processor enforce.
+// It owns the RMP, the per-vCPU GHCB MSR, the launch digest and the page gate, turns vCPU
+// exits into architectural effects (PVALIDATE, #VC, NPF, VMGEXIT, MSRs, CPUID), and offers the
+// untrusted VMM only the host interface (SnpHost): RMPUPDATE, PSMASH, NPT page size,
+// SNP_LAUNCH_UPDATE, the GHCB MSR value on VMGEXIT, and guest memory.
+import { InjectionError } from '../../cpu/errors.js';
+import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
+import type { Machine } from '../../cpu/machine.js';
+import type { GateAccess } from '../../memory/page-gate.js';
+import type { RunOutcome } from '../../vmm/outcome.js';
+import { Trace } from '../../vmm/trace.js';
+import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
+import { LaunchDigest, type LaunchPageType } from './launch.js';
+import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
+import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
+import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
+import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
+import { SVM_EXIT } from './ghcb-page.js';
+
+export const VC_VECTOR = 29;
+const GP_VECTOR = 13;
+const UD_VECTOR = 6;
+
+export interface SnpPlatformOptions {
+  /** The guest's ASID (non-zero). Default 1. */
+  asid?: number;
+  /** C-bit position reported by CPUID 0x8000001F and used by the page gate. Default 51. */
+  cBit?: number;
+  /** VMPL the vCPU runs at. Default 0. */
+  vmpl?: 0 | 1 | 2 | 3;
+  trace?: Trace;
+}
+
+/** What the hardware hands to the VMM (a #VMEXIT). */
+export type SnpVmExit =
+  | { kind: 'npf'; rip: bigint; gpa: bigint; gva?: bigint; access: Access; errorCode: bigint; reason: string }
+  | { kind: 'vmgexit'; rip: bigint; ghcbMsr: bigint }
+  | { kind: 'hlt'; rip: bigint };
+
+export type HwStep =
+  | { kind: 'resume' }
+  | { kind: 'vmexit'; exit: SnpVmExit }
+  | { kind: 'outcome'; outcome: RunOutcome };
+
+export interface RmpUpdateRequest {
+  assigned: boolean;
+  pageSize: RmpPageSize;
+  immutable?: boolean;
+  gpa: bigint;
+  asid: number;
+}
+
+export interface HostOpResult { rc: number; result: HostResult; state: TargetState }
+
+/** Everything the untrusted VMM may do to the platform. */
+export interface SnpHost {
+  readonly memoryBytes: bigint;
+  readonly cBit: number;
+  readonly asid: number;
+  readonly trace: Trace;
+  rmpUpdate(spa: bigint, req: RmpUpdateRequest): HostOpResult;
+  psmash(spa: bigint): HostOpResult;
+  setNptPageSize(gpa: bigint, size: RmpPageSize): void;
+  nptPageSize(gpa: bigint): RmpPageSize;
+  /** Read-only view of an RMP entry (RMPREAD/RMPQUERY exist for the host). */
+  rmpEntry(spa: bigint): Readonly<RmpEntry>;
+  /** The GHCB MSR as the VMM sees it on VMGEXIT (VMCB GHCB GPA field), and its answer. */
+  ghcbMsr: bigint;
+  readU64(gpa: bigint): bigint;
+  writeU64(gpa: bigint, v: bigint): void;
+  readU16(gpa: bigint): number;
+  writeU16(gpa: bigint, v: number): void;
+  readU32(gpa: bigint): number;
+  writeU32(gpa: bigint, v: number): void;
+  readU8(gpa: bigint): number;
+  writeU8(gpa: bigint, v: number): void;
+  fill(gpa: bigint, length: bigint, byte?: number): void;
+}
+
+export class SnpPlatform implements SnpHost {
+  readonly machine: Machine;
+  readonly rmp: Rmp;
+  readonly trace: Trace;
+  readonly asid: number;
+  readonly cBit: number;
+  readonly vmpl: 0 | 1 | 2 | 3;
+  readonly launch = new LaunchDigest();
+  /** 2 MiB regions the VMM maps with a 2 MiB NPT page (default: 4 KiB). */
+  readonly #npt2m = new Set<bigint>();
+  #ghcbMsr = 0n;
+
+  constructor(machine: Machine, options: SnpPlatformOptions = {}) {
+    this.machine = machine;
+    this.asid = options.asid ?? 1;
+    if (this.asid <= 0) throw new RangeError('an SNP guest needs a non-zero ASID');
+    this.cBit = options.cBit ?? 51;
+    this.vmpl = options.vmpl ?? 0;
+    this.trace = options.trace ?? new Trace();
+    this.rmp = new Rmp(machine.memoryBytes);
+    machine.marker = { kind: 'snp-c-bit', position: this.cBit };
+    // Reset state: every page hypervisor-owned, so private accesses fail and shared ones pass.
+    machine.gate.set('private', 0n, machine.memoryBytes, 'none');
+    machine.gate.set('shared', 0n, machine.memoryBytes, 'readwrite');
+  }
+
+  get memoryBytes(): bigint { return this.machine.memoryBytes; }
+  get ctx(): GuestContext { return { asid: this.asid, vmpl: this.vmpl }; }
+
+  // ---------------------------------------------------------------- host interface
+
+  rmpEntry(spa: bigint): Readonly<RmpEntry> { return this.rmp.lookup(spa); }
+
+  /** RMPUPDATE: always clears Validated (B2). New guest pages give VMPL0 all permissions (B3). */
+  rmpUpdate(spa: bigint, req: RmpUpdateRequest): HostOpResult {
+    const op: HostOp = req.pageSize === '2m' ? 'rmpupdate-2m' : 'rmpupdate-4k';
+    const { state, result } = legality(this.rmp, op, spa);
+    const rc = RMP_RC[result as keyof typeof RMP_RC];
+    this.trace.record('hw', 'rmpupdate', { spa, gpa: req.gpa, assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, asid: req.asid, state, result });
+    if (result !== 'SUCCESS') return { rc, result, state };
+    const entry: RmpEntry = {
+      assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, gpa: req.gpa, asid: req.asid,
+      validated: false, vmsa: false, vmplPerms: req.assigned ? [VMPL_PERM_ALL, 0, 0, 0] : [0, 0, 0, 0],
+    };
+    if (req.pageSize === '2m') this.rmp.put2m(spa, entry);
+    else this.rmp.put4k(spa, entry);
+    this.#syncRegion(regionOf(spa));
+    return { rc, result, state };
+  }
+
+  /** PSMASH: 2 MiB entry -> 512 4 KiB entries, Validated preserved (B2). */
+  psmash(spa: bigint): HostOpResult {
+    const { state, result } = legality(this.rmp, 'psmash', spa);
+    const rc = RMP_RC[result as keyof typeof RMP_RC];
+    this.trace.record('hw', 'psmash', { spa, state, result });
+    if (result === 'SUCCESS') {
+      this.rmp.split(spa);
+      this.#syncRegion(regionOf(spa));
+    }
+    return { rc, result, state };
+  }
+
+  setNptPageSize(gpa: bigint, size: RmpPageSize): void {
+    const key = regionOf(gpa);
+    if (size === '2m') this.#npt2m.add(key);
+    else this.#npt2m.delete(key);
+    this.trace.record('vmm', 'npt-page-size', { gpa: key << 21n, size });
+    this.#syncRegion(key);
+  }
+
+  nptPageSize(gpa: bigint): RmpPageSize {
+    return this.#npt2m.has(regionOf(gpa)) ? '2m' : '4k';
+  }
+
+  /**
+   * SNP_LAUNCH_UPDATE of one 4 KiB page already made pre-guest (RMPUPDATE assigned+immutable):
+   * measures it and marks it validated (B4 "pre-validation"); the firmware clears Immutable.
+   */
+  launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL'): HostOpResult {
+    let { state, result } = legality(this.rmp, 'launch-update', gpa);
+    if (this.launch.finished) result = 'INVALID_PAGE_STATE';
+    const e = this.rmp.lookup(gpa);
+    if (result === 'SUCCESS' && (e.asid !== this.asid || e.pageSize !== '4k' || e.gpa !== gpa)) result = 'INVALID_PAGE_STATE';
+    this.trace.record('hw', 'launch-update', { gpa, pageType: type, state, result });
+    if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
+    if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
+    this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)));
+    this.rmp.put4k(gpa, { ...e, immutable: false, validated: true });
+    this.#syncRegion(regionOf(gpa));
+    return { rc: 0, result, state };
+  }
+
+  /** The usual VMM sequence for the initial image: RMPUPDATE pre-guest, then LAUNCH_UPDATE, per page. */
+  launchUpdateRange(gpa: bigint, length: bigint, type: LaunchPageType = 'NORMAL'): void {
+    for (let p = gpa & ~(PAGE_4K - 1n); p < gpa + length; p += PAGE_4K) {
+      const u = this.rmpUpdate(p, { assigned: true, pageSize: '4k', immutable: true, gpa: p, asid: this.asid });
+      if (u.rc !== 0) throw new Error(`launch RMPUPDATE of 0x${p.toString(16)} failed: ${u.result}`);
+      const l = this.launchUpdatePage(p, type);
+      if (l.rc !== 0) throw new Error(`SNP_LAUNCH_UPDATE of 0x${p.toString(16)} failed: ${l.result}`);
+    }
+  }
+
+  launchFinish(): string {
+    const digest = this.launch.finish();
+    this.trace.record('hw', 'launch-finish', { digest });
+    return digest;
+  }
+
+  get ghcbMsr(): bigint { return this.#ghcbMsr; }
+  set ghcbMsr(v: bigint) { this.#ghcbMsr = BigInt.asUintN(64, v); }
+
+  readU64(gpa: bigint): bigint { return this.machine.memory.readU64(gpa); }
+  writeU64(gpa: bigint, v: bigint): void { this.machine.memory.writeU64(gpa, v); }
+  readU32(gpa: bigint): number { return this.machine.memory.readU32(gpa); }
+  writeU32(gpa: bigint, v: number): void { this.machine.memory.writeU32(gpa, v); }
+  readU16(gpa: bigint): number { return this.machine.memory.readU16(gpa); }
+  writeU16(gpa: bigint, v: number): void { this.machine.memory.writeU16(gpa, v); }
+  readU8(gpa: bigint): number { return this.machine.memory.readU8(gpa); }
+  writeU8(gpa: bigint, v: number): void { this.machine.memory.writeU8(gpa, v); }
+  fill(gpa: bigint, length: bigint, byte = 0): void { this.machine.memory.fill(gpa, length, byte); }
+
+  // ---------------------------------------------------------------- the page gate
+
+  /** What the gate allows for one page: private readwrite iff a write would pass every check. */
+  gateFor(gpa: bigint): { private: GateAccess; shared: GateAccess } {
+    const nptSize = this.nptPageSize(gpa);
+    const ok = (space: 'private' | 'shared', access: Access): boolean =>
+      checkAccess(this.rmp, { gpa, space, access, pageWalk: false, nptSize }, this.ctx).kind === 'ok';
+    return {
+      private: ok('private', 'write') ? 'readwrite' : ok('private', 'read') ? 'read' : 'none',
+      shared: ok('shared', 'write') ? 'readwrite' : 'read',
+    };
+  }
+
+  #syncRegion(key: bigint): void {
+    const base = key << 21n;
+    if (base >= this.memoryBytes) return;
+    const end = base + PAGE_2M > this.memoryBytes ? this.memoryBytes : base + PAGE_2M;
+    const gate = this.machine.gate;
+    if (this.rmp.isLarge(base)) {
+      const g = this.gateFor(base);
+      gate.set('private', base, end - base, g.private);
+      gate.set('shared', base, end - base, g.shared);
+      return;
+    }
+    gate.set('private', base, end - base, 'none');
+    gate.set('shared', base, end - base, 'readwrite');
+    for (const [index] of this.rmp.smallEntries(key)) {
+      const page = base + BigInt(index) * PAGE_4K;
+      if (page >= end) continue;
+      const g = this.gateFor(page);
+      gate.set('private', page, PAGE_4K, g.private);
+      gate.set('shared', page, PAGE_4K, g.shared);
+    }
+  }
+
+  // ---------------------------------------------------------------- guest exits
+
+  /** Applies the architecture to one vCPU exit. Never throws for bad guest input. */
+  handleExit(exit: VmExit): HwStep {
+    const vcpu = this.machine.vcpu;
+    switch (exit.kind) {
+      case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip } };
+      case 'pvalidate': return this.#pvalidate(exit);
+      case 'vmgexit': {
+        // VMGEXIT is an automatic exit: the guest resumes after it (the host cannot touch RIP).
+        vcpu.complete(exit);
+        this.trace.record('hw', 'vmgexit', { rip: exit.rip, ghcbMsr: this.#ghcbMsr });
+        return { kind: 'vmexit', exit: { kind: 'vmgexit', rip: exit.rip, ghcbMsr: this.#ghcbMsr } };
+      }
+      case 'rdmsr': {
+        let value: bigint;
+        if (exit.msr === MSR_GHCB) value = this.#ghcbMsr;
+        else if (exit.msr === MSR_SEV_STATUS) value = SNP_GUEST_SEV_STATUS;
+        // Other MSRs are intercepted and raise #VC (SVM_EXIT_MSR) in an SEV-ES/SNP guest.
+        else return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `rdmsr 0x${exit.msr.toString(16)}`);
+        vcpu.regs.rax = value & 0xffffffffn;
+        vcpu.regs.rdx = value >> 32n;
+        this.trace.record('hw', 'rdmsr', { msr: exit.msr, value });
+        vcpu.complete(exit);
+        return { kind: 'resume' };
+      }
+      case 'wrmsr': {
+        if (exit.msr === MSR_GHCB) {
+          this.#ghcbMsr = exit.value;
+          this.trace.record('hw', 'wrmsr', { msr: exit.msr, value: exit.value });
+          vcpu.complete(exit);
+          return { kind: 'resume' };
+        }
+        if (exit.msr === MSR_SEV_STATUS) return this.inject(GP_VECTOR, 0n, undefined, 'wrmsr SEV_STATUS (read-only)');
+        return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `wrmsr 0x${exit.msr.toString(16)}`);
+      }
+      case 'cpuid': {
+        const r = snpCpuid(exit.leaf, exit.subleaf, this.cBit);
+        vcpu.regs.rax = BigInt(r.eax >>> 0);
+        vcpu.regs.rbx = BigInt(r.ebx >>> 0);
+        vcpu.regs.rcx = BigInt(r.ecx >>> 0);
+        vcpu.regs.rdx = BigInt(r.edx >>> 0);
+        vcpu.complete(exit);
+        return { kind: 'resume' };
+      }
+      // Port I/O is intercepted: #VC with SW_EXITCODE IOIO; the guest then uses the GHCB.
+      case 'io': return this.injectVc(BigInt(SVM_EXIT.IOIO), undefined, `${exit.direction} port 0x${exit.port.toString(16)}`);
+      case 'gate-fault': return this.#gateFault(exit);
+      case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception');
+      case 'invalid-opcode':
+      case 'tdcall':
+        return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
+      case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
+      case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
+    }
+  }
+
+  #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
+    const vcpu = this.machine.vcpu;
+    const regs = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
+    const alignedVa = regs.size === '2m' ? regs.gva : regs.gva & ~(PAGE_4K - 1n);
+    const translation = vcpu.translate(alignedVa, 'read');
+    const cpl = Number(vcpu.readSpecial('cs') & 3n);
+    const out = pvalidate(this.rmp, this.ctx, { ...regs, cpl, translation });
+    const base = { rip: exit.rip, gva: regs.gva, size: regs.size, validate: regs.validate };
+    switch (out.kind) {
+      case 'result': {
+        vcpu.regs.rax = BigInt(out.rc);
+        vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
+        this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
+        if (out.gpa !== undefined && !out.unchanged) this.#syncRegion(regionOf(out.gpa));
+        vcpu.complete(exit);
+        return { kind: 'resume' };
+      }
+      case 'npf':
+        this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa, npf: out.reason });
+        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: 'pvalidate' });
+        return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: out.gpa, gva: regs.gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
+      case 'fault':
+        this.trace.record('hw', 'pvalidate', { ...base, fault: out.vector, reason: out.reason });
+        return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
+    }
+  }
+
+  #gateFault(exit: GateFaultExit): HwStep {
+    if (exit.outsideRam) {
+      return { kind: 'outcome', outcome: { outcome: 'fault', reason: `access to 0x${exit.gpa.toString(16)} outside guest RAM at rip 0x${exit.rip.toString(16)}` } };
+    }
+    const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
+    const r = checkAccess(this.rmp, req, this.ctx);
+    switch (r.kind) {
+      case 'ok':
+        // The gate was stale (cannot happen when every RMP change syncs it): fix and retry.
+        this.#syncRegion(regionOf(exit.gpa));
+        return { kind: 'resume' };
+      case 'vc':
+        // CR2 = faulting GVA. The gate reports the page only, so CR2 is page-granular here.
+        return this.injectVc(r.errorCode, exit.gva, `${r.check} ${exit.access} gpa 0x${exit.gpa.toString(16)}`);
+      case 'npf':
+        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
+        return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
+    }
+  }
+
+  /** Injects #VC with `errorCode` (the SW_EXITCODE the guest would see). */
+  injectVc(errorCode: bigint, cr2: bigint | undefined, reason: string): HwStep {
+    return this.inject(VC_VECTOR, errorCode, cr2, reason);
+  }
+
+  inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string): HwStep {
+    const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
+    this.trace.record('hw', vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
+    try {
+      // Workaround: writeSpecial('cr2') also overwrites CR3 in the native layer (Unicorn's
+      // CR2 write path), which broke delivery with paging on. Deliver first, then set CR2 and
+      // put CR3 back (reported to the lead).
+      const vcpu = this.machine.vcpu;
+      vcpu.inject(vector, errorCode);
+      if (cr2 !== undefined) {
+        const cr3 = vcpu.readSpecial('cr3');
+        vcpu.writeSpecial('cr2', cr2);
+        vcpu.writeSpecial('cr3', cr3);
+      }
+      return { kind: 'resume' };
+    } catch (e) {
+      if (!(e instanceof InjectionError)) throw e;
+      this.trace.record('hw', 'shutdown', { vector, reason: e.message });
+      return { kind: 'outcome', outcome: { outcome: 'terminated', reason: `cannot deliver vector ${vector} (${reason}): ${e.message}` } };
+    }
+  }
+}

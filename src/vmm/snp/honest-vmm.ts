@@ -1,0 +1,279 @@
+// The honest SNP VMM: answers Page State Change with RMPUPDATE, PSMASHes on a size-mismatch
+// NPF, prints console output from GHCB IOIO, records termination requests as the outcome.
+// Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
+// snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
+// conversion on a private/shared mismatch.
+import { COM1_DATA_PORT, Console } from '../console.js';
+import type { SnpHost, SnpVmExit } from '../../platform/snp/snp-cpu.js';
+import { NPF_BITS } from '../../platform/snp/access-check.js';
+import {
+  decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
+} from '../../platform/snp/ghcb-msr.js';
+import {
+  decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
+  PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
+} from '../../platform/snp/ghcb-page.js';
+import { PAGE_2M, PAGE_4K } from '../../platform/snp/rmp.js';
+import { snpCpuid } from '../../platform/snp/sev-status.js';
+import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
+
+export interface HonestSnpVmmOptions {
+  /** Process at most this many PSC entries per VMGEXIT (partial progress). Default: all. */
+  pscEntriesPerExit?: number;
+  echo?: (text: string) => void;
+}
+
+type Npf = Extract<SnpVmExit, { kind: 'npf' }>;
+type Vmgexit = Extract<SnpVmExit, { kind: 'vmgexit' }>;
+
+export class HonestSnpVmm implements SnpVmmPolicy {
+  readonly console: Console;
+  /** GHCB GPA the guest registered (MSR protocol 0x012), if any. */
+  registeredGhcb: bigint | undefined;
+  readonly pscEntriesPerExit: number;
+
+  constructor(options: HonestSnpVmmOptions = {}) {
+    this.console = new Console(options.echo);
+    this.pscEntriesPerExit = options.pscEntriesPerExit ?? Number.POSITIVE_INFINITY;
+  }
+
+  onHlt(): VmmAnswer {
+    this.console.flush();
+    return { outcome: 'done', reason: 'guest halted' };
+  }
+
+  onNpf(host: SnpHost, exit: Npf): VmmAnswer {
+    const entry = host.rmpEntry(exit.gpa);
+    const region = exit.gpa & ~(PAGE_2M - 1n);
+    if ((exit.errorCode & NPF_BITS.sizeMismatch) !== 0n) {
+      // KVM sev_handle_rmp_fault: split the 2 MiB RMP entry (and map 4 KiB) and let it retry.
+      if (entry.pageSize === '2m') {
+        const r = host.psmash(region);
+        if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
+      }
+      host.setNptPageSize(region, '4k');
+      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
+      return 'resume';
+    }
+    const privateAccess = (exit.errorCode & NPF_BITS.enc) !== 0n;
+    // Implicit conversion (QEMU kvm_convert_memory): private access to a shared page makes it
+    // private (the guest will see #VC 0x404 until it validates); shared write to a private page
+    // makes it shared.
+    if (privateAccess && !entry.assigned) {
+      const r = host.rmpUpdate(exit.gpa & ~(PAGE_4K - 1n), { assigned: true, pageSize: '4k', gpa: exit.gpa & ~(PAGE_4K - 1n), asid: host.asid });
+      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-private', result: r.result });
+      return r.rc === 0 ? 'resume' : { outcome: 'vmm-error', reason: `implicit conversion failed: ${r.result}` };
+    }
+    if (!privateAccess && entry.assigned && entry.asid === host.asid) {
+      const r = this.#makeShared(host, exit.gpa & ~(PAGE_4K - 1n));
+      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-shared', ok: r });
+      return r ? 'resume' : { outcome: 'vmm-error', reason: 'implicit conversion to shared failed' };
+    }
+    return { outcome: 'vmm-error', reason: `unresolvable NPF at gpa 0x${exit.gpa.toString(16)} (${exit.reason})` };
+  }
+
+  #makeShared(host: SnpHost, gpa: bigint): boolean {
+    if (host.rmpEntry(gpa).pageSize === '2m' && host.psmash(gpa & ~(PAGE_2M - 1n)).rc !== 0) return false;
+    return host.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc === 0;
+  }
+
+  /** One 4 KiB page state change; returns an RMPUPDATE-style code (0 = done). */
+  #pscPage(host: SnpHost, gpa: bigint, op: number): number {
+    if (op === PSC_OP.PRIVATE) {
+      if (host.rmpEntry(gpa).pageSize === '2m') {
+        const r = host.psmash(gpa & ~(PAGE_2M - 1n));
+        if (r.rc !== 0) return r.rc;
+        host.setNptPageSize(gpa, '4k');
+      }
+      return host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: host.asid }).rc;
+    }
+    return this.#makeShared(host, gpa) ? 0 : 1;
+  }
+
+  onVmgexit(host: SnpHost, exit: Vmgexit): VmmAnswer {
+    const req = decodeGhcbMsr(exit.ghcbMsr);
+    host.trace.record('vmm', 'ghcb-msr', { request: req.kind, value: exit.ghcbMsr });
+    switch (req.kind) {
+      case 'sev-info':
+        host.ghcbMsr = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, host.cBit);
+        return 'resume';
+      case 'cpuid': {
+        const r = snpCpuid(req.fn, 0, host.cBit);
+        host.ghcbMsr = ghcbMsr.cpuidResp([r.eax, r.ebx, r.ecx, r.edx][req.reg]!, req.reg);
+        return 'resume';
+      }
+      case 'register-ghcb':
+        this.registeredGhcb = req.gfn << 12n;
+        host.ghcbMsr = ghcbMsr.registerResp(req.gfn);
+        return 'resume';
+      case 'psc': {
+        const gpa = req.gfn << 12n;
+        let error = 0;
+        if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || gpa >= host.memoryBytes) error = 1;
+        else error = this.#pscPage(host, gpa, req.op);
+        host.trace.record('vmm', 'psc', { via: 'msr', gpa, op: req.op, error });
+        host.ghcbMsr = ghcbMsr.pscResp(error);
+        return 'resume';
+      }
+      case 'hv-features':
+        host.ghcbMsr = ghcbMsr.hvFeaturesResp(HV_FEATURE.SNP);
+        return 'resume';
+      case 'terminate':
+        this.console.flush();
+        host.trace.record('vmm', 'terminate', { reasonSet: req.reasonSet, reasonCode: req.reasonCode });
+        return { outcome: 'guest-fatal', reason: `GHCB termination request: reason set ${req.reasonSet}, code ${req.reasonCode}` };
+      case 'ghcb-gpa':
+        return this.#ghcbPage(host, req.gpa);
+      default:
+        return { outcome: 'vmm-error', reason: `unsupported GHCB MSR request 0x${exit.ghcbMsr.toString(16)}` };
+    }
+  }
+
+  #ghcbPage(host: SnpHost, gpa: bigint): VmmAnswer {
+    if (gpa === 0n || gpa + BigInt(GHCB_SIZE) > host.memoryBytes) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
+    if (this.registeredGhcb !== undefined && this.registeredGhcb !== gpa) {
+      return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${this.registeredGhcb.toString(16)}` };
+    }
+    // The GHCB must be shared: the hypervisor cannot read private memory.
+    if (host.rmpEntry(gpa).assigned) return { outcome: 'vmm-error', reason: `GHCB at 0x${gpa.toString(16)} is not in shared memory` };
+    const g = new Ghcb(host, gpa);
+    const fail = (code: bigint): VmmAnswer => {
+      g.set('swExitInfo1', GHCB_RESULT.ERROR);
+      g.set('swExitInfo2', code);
+      return 'resume';
+    };
+    if (!g.valid('swExitCode') || !g.valid('swExitInfo1') || !g.valid('swExitInfo2')) return fail(GHCB_ERR.MISSING_INPUT);
+    const code = g.get('swExitCode');
+    const info1 = g.get('swExitInfo1');
+    host.trace.record('vmm', 'ghcb-exit', { exitCode: code, exitInfo1: info1, exitInfo2: g.get('swExitInfo2') });
+    g.clearValid();
+    switch (code) {
+      case BigInt(SVM_EXIT.IOIO): {
+        const io = decodeIoioExitInfo(info1);
+        if (io.string || io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
+        if (io.direction === 'out') {
+          if (!g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
+          const v = g.get('rax');
+          if (io.port === COM1_DATA_PORT) this.console.write(Number(v & 0xffn));
+          host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
+        } else {
+          // 16550 LSR: transmitter empty; anything else reads as all-ones (unmapped port).
+          const value = io.port === COM1_DATA_PORT + 5 ? 0x60n : (1n << BigInt(8 * io.size)) - 1n;
+          g.set('rax', value);
+          g.setValid('rax');
+          host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
+        }
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', 0n);
+        return 'resume';
+      }
+      case BigInt(SVM_EXIT.PSC): {
+        if (!g.validAfterClear('swScratch')) return fail(GHCB_ERR.MISSING_INPUT);
+        const scratch = g.get('swScratch');
+        // The PSC buffer must lie in the GHCB's shared buffer (the only place an honest VMM reads).
+        const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
+        if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+        const info2 = this.#psc(host, scratch, gpa + 0xff0n);
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', info2);
+        return 'resume';
+      }
+      case BigInt(SVM_EXIT.HV_FEATURES):
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', HV_FEATURE.SNP);
+        return 'resume';
+      case BigInt(SVM_EXIT.TERM_REQUEST): {
+        const set = Number(info1 & 0xfn), reason = Number((info1 >> 4n) & 0xffn);
+        this.console.flush();
+        host.trace.record('vmm', 'terminate', { reasonSet: set, reasonCode: reason });
+        return { outcome: 'guest-fatal', reason: `GHCB termination request: reason set ${set}, code ${reason}` };
+      }
+      default:
+        return fail(GHCB_ERR.INVALID_EVENT);
+    }
+  }
+
+  /** Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error). */
+  #psc(host: SnpHost, buf: bigint, limit: bigint): bigint {
+    let cur = host.readU16(buf);
+    const end = host.readU16(buf + 2n);
+    // KVM snp_begin_psc: end_entry beyond the maximum or cur_entry past it is a bad header;
+    // the entries must also fit in the shared buffer.
+    if (end >= PSC_MAX_ENTRIES || cur > end || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
+    let budget = this.pscEntriesPerExit;
+    while (cur <= end) {
+      if (budget-- <= 0) break;
+      const at = pscEntryAddress(buf, cur);
+      const e = decodePscEntry(host.readU64(at));
+      const gpa = e.gfn << 12n;
+      const size = e.size2m ? PAGE_2M : PAGE_4K;
+      if (e.reserved !== 0 || gpa % size !== 0n || gpa + size > host.memoryBytes || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
+        host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
+        return PSC_ERROR.INVALID_ENTRY;
+      }
+      let error: bigint | undefined;
+      if (e.op === PSC_OP.PSMASH) {
+        if (!e.size2m || host.psmash(gpa).rc !== 0) error = PSC_ERROR.INVALID_ENTRY;
+      } else if (e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED) {
+        if (e.size2m) {
+          // Prefer one 2 MiB RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
+          const whole = e.curPage === 0 && e.op === PSC_OP.PRIVATE
+            ? host.rmpUpdate(gpa, { assigned: true, pageSize: '2m', gpa, asid: host.asid }).rc === 0
+            : e.curPage === 0 && host.rmpUpdate(gpa, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc === 0;
+          if (whole) {
+            if (e.op === PSC_OP.PRIVATE) host.setNptPageSize(gpa, '2m');
+          } else {
+            for (let p = e.curPage; p < 512; p++) {
+              if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
+              host.writeU64(at, encodePscEntry({ ...e, curPage: p + 1 }));
+            }
+          }
+          if (error === undefined) host.writeU64(at, encodePscEntry({ ...e, curPage: 512 }));
+        } else if (this.#pscPage(host, gpa, e.op) !== 0) {
+          error = PSC_ERROR.GENERIC;
+        }
+      } else {
+        error = PSC_ERROR.INVALID_ENTRY;
+      }
+      host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
+      if (error !== undefined) return error;
+      cur++;
+      host.writeU16(buf, cur);
+    }
+    return 0n;
+  }
+}
+
+/** The VMM's view of a GHCB (remembers the valid bitmap before clearing it). */
+class Ghcb {
+  readonly #host: SnpHost;
+  readonly #gpa: bigint;
+  #savedBitmap: [bigint, bigint] = [0n, 0n];
+  constructor(host: SnpHost, gpa: bigint) {
+    this.#host = host;
+    this.#gpa = gpa;
+  }
+  get(f: keyof typeof GHCB_OFFSET): bigint { return this.#host.readU64(this.#gpa + BigInt(GHCB_OFFSET[f])); }
+  set(f: keyof typeof GHCB_OFFSET, v: bigint): void { this.#host.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v); }
+  #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
+  valid(f: keyof typeof GHCB_OFFSET): boolean {
+    const bit = this.#bit(f);
+    const byte = this.#host.readU8(this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
+    return ((byte >> (bit & 7)) & 1) === 1;
+  }
+  /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
+  clearValid(): void {
+    const base = this.#gpa + BigInt(GHCB_OFFSET.validBitmap);
+    this.#savedBitmap = [this.#host.readU64(base), this.#host.readU64(base + 8n)];
+    this.#host.fill(base, 16n, 0);
+  }
+  validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
+    const bit = this.#bit(f);
+    return ((this.#savedBitmap[bit >> 6]! >> BigInt(bit & 63)) & 1n) === 1n;
+  }
+  setValid(f: keyof typeof GHCB_OFFSET): void {
+    const bit = this.#bit(f);
+    const at = this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
+    this.#host.writeU8(at, this.#host.readU8(at) | (1 << (bit & 7)));
+  }
+}

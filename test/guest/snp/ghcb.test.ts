@@ -1,0 +1,232 @@
+// GHCB MSR protocol and GHCB page (PSC NAE, IOIO, termination) rows of B4, driven by real
+// WRMSR/VMGEXIT/RDMSR sequences in small guests.
+import { describe, expect, it } from 'vitest';
+import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import { encodePscEntry, PSC_ERROR, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
+import { GHCB_GPA, PVALIDATE, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+
+const T = 0x400000n;
+
+describe('GHCB MSR protocol', () => {
+  it('SEV information request 0x002 -> response 0x001 with versions and C-bit', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.sevInfoReq())}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const v = g.vm.vcpu.regs.rax;
+    expect(v & 0xfffn).toBe(0x001n);
+    expect((v >> 24n) & 0xffn).toBe(51n);
+    expect((v >> 48n) & 0xffffn).toBe(2n);
+    expect((v >> 32n) & 0xffffn).toBe(1n);
+    expect(g.trace.ofType('vmgexit')).toHaveLength(1);
+  });
+
+  it('register GHCB GPA 0x012 is echoed in 0x013', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.registerReq(0x30n))}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.rax).toBe(ghcbMsr.registerResp(0x30n));
+    expect(g.vmm.registeredGhcb).toBe(0x30000n);
+  });
+
+  it('hypervisor features 0x080 -> 0x081 with the SNP bit', () => {
+    const g = snpGuest(`${msrProtocol(0x080n)}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.rax).toBe(ghcbMsr.hvFeaturesResp(1n));
+  });
+
+  it('CPUID request 0x004 -> 0x005', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.cpuidReq(0x8000001f, 1))}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect((g.vm.vcpu.regs.rax >> 32n) & 0x3fn).toBe(51n);
+  });
+
+  it('PSC 0x014 (private) then PVALIDATE then use the page; the response 0x015 carries error 0', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.PRIVATE))}
+      mov r12, rax
+      mov rax, 0x${T.toString(16)}
+      xor ecx, ecx
+      mov edx, 1
+      ${PVALIDATE}
+      mov r8, rax
+      mov qword ptr [0x${T.toString(16)}], 0x55
+      mov r9, [0x${T.toString(16)}]
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12).toBe(ghcbMsr.pscResp(0));
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.vm.vcpu.regs.r9).toBe(0x55n);
+    expect(g.platform.rmp.lookup(T)).toMatchObject({ assigned: true, validated: true, asid: 1, gpa: T });
+  });
+
+  it('PSC to shared returns the page to the hypervisor (Validated cleared)', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.SHARED))}\nmov r12, rax\nhlt`);
+    g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: 1 });
+    g.platform.rmp.setValidated(T, true);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12).toBe(ghcbMsr.pscResp(0));
+    expect(g.platform.rmp.lookup(T).assigned).toBe(false);
+  });
+
+  it('PSC with an invalid operation gets a non-zero error', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.pscReq(T >> 12n, 7))}\nmov r12, rax\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12 >> 32n).not.toBe(0n);
+  });
+
+  it('termination request 0x100 ends the run with its reason set and code', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.termReq(1, 2))}\nhlt`);
+    expect(g.run()).toEqual({ outcome: 'guest-fatal', reason: 'GHCB termination request: reason set 1, code 2' });
+    expect(g.trace.ofType('terminate')[0]).toMatchObject({ reasonSet: 1, reasonCode: 2 });
+  });
+
+  it('SEV_STATUS reads SNP (bit 2) and CPUID 0x8000001F reports the C-bit', () => {
+    const g = snpGuest(`
+      mov ecx, 0xc0010131
+      rdmsr
+      mov r8, rax
+      mov eax, 0x8000001f
+      xor ecx, ecx
+      cpuid
+      mov r9, rbx
+      mov r10, rax
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8 & 4n).toBe(4n);
+    expect(g.vm.vcpu.regs.r9 & 0x3fn).toBe(51n);
+    expect(g.vm.vcpu.regs.r10 & 0x10n).toBe(0x10n);
+  });
+
+  it('writing SEV_STATUS raises #GP; other MSRs raise #VC 0x7C; port I/O raises #VC 0x7B', () => {
+    const gp = snpGuest('mov ecx, 0xc0010131\nxor eax, eax\nxor edx, edx\nwrmsr\nhlt');
+    expect(gp.run()).toMatchObject({ outcome: 'done' });
+    expect(gp.vm.vcpu.regs.r13).toBe(13n);
+    const msr = snpGuest('mov ecx, 0x10\nrdmsr\nhlt');
+    expect(msr.run()).toMatchObject({ outcome: 'done' });
+    expect([msr.vm.vcpu.regs.r13, msr.vm.vcpu.regs.r15]).toEqual([29n, 0x7cn]);
+    const io = snpGuest('mov dx, 0x3f8\nmov al, 0x41\nout dx, al\nhlt');
+    expect(io.run()).toMatchObject({ outcome: 'done' });
+    expect([io.vm.vcpu.regs.r13, io.vm.vcpu.regs.r15]).toEqual([29n, 0x7bn]);
+  });
+
+  it('the GHCB MSR value is kept per vCPU by the hardware model', () => {
+    const g = snpGuest('mov ecx, 0xc0010130\nmov eax, 0x12345000\nmov edx, 1\nwrmsr\nxor eax, eax\nrdmsr\nhlt');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.rax).toBe(0x12345000n);
+    expect(g.vm.vcpu.regs.rdx).toBe(1n);
+    expect(g.platform.ghcbMsr).toBe(0x112345000n);
+  });
+});
+
+describe('GHCB page protocol', () => {
+  const mappings = privateIdentityWithGhcb();
+
+  it('IOIO (0x7B) prints to the console', () => {
+    const g = snpGuest(`
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x69n })}
+      mov r8, [rdi+0x398]
+      hlt`, { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vmm.console.text).toBe('Hi');
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+  });
+
+  it('IOIO OUT without RAX marked valid is a GHCB error (MISSING_INPUT)', () => {
+    const g = snpGuest(`
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n })}
+      mov r8, [rdi+0x398]
+      mov r9, [rdi+0x3a0]
+      hlt`, { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([2n, 4n]);
+  });
+
+  it('unknown exit code: GHCB error INVALID_EVENT', () => {
+    const g = snpGuest(`${ghcbCall({ exitCode: 0x1234n })}\nmov r8, [rdi+0x398]\nmov r9, [rdi+0x3a0]\nhlt`, { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([2n, 6n]);
+  });
+
+  it('termination NAE 0x8000FFFE is the outcome', () => {
+    const g = snpGuest(`${ghcbCall({ exitCode: 0x8000fffen, info1: (2n << 4n) | 1n })}\nhlt`, { mappings });
+    expect(g.run()).toEqual({ outcome: 'guest-fatal', reason: 'GHCB termination request: reason set 1, code 2' });
+  });
+
+  function pscGuest(entries: bigint[], endEntry: number, perExit?: number) {
+    const buf = GHCB_GPA + 0x800n;
+    const g = snpGuest(`
+      xor r12, r12
+    1:
+      inc r12
+      ${ghcbCall({ exitCode: BigInt(SVM_EXIT.PSC), scratch: buf })}
+      mov r8, [rdi+0x3a0]
+      test r8, r8
+      jnz 2f
+      movzx eax, word ptr [rdi+0x800]
+      movzx ebx, word ptr [rdi+0x802]
+      cmp eax, ebx
+      jbe 1b
+    2:
+      hlt`, { mappings, vmm: perExit ? { pscEntriesPerExit: perExit } : {} });
+    g.vm.memory.writeU16(buf, 0);
+    g.vm.memory.writeU16(buf + 2n, endEntry);
+    entries.forEach((e, i) => g.vm.memory.writeU64(buf + 8n + BigInt(i) * 8n, e));
+    return g;
+  }
+
+  const ENTRIES = [
+    encodePscEntry({ curPage: 0, gfn: T >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    encodePscEntry({ curPage: 0, gfn: (T >> 12n) + 1n, op: PSC_OP.PRIVATE, size2m: false }),
+    encodePscEntry({ curPage: 0, gfn: 0x600n, op: PSC_OP.PRIVATE, size2m: true }),
+  ];
+
+  it('Page State Change 0x80000010: all entries in one exit', () => {
+    const g = pscGuest(ENTRIES, 2);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12).toBe(1n);
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.platform.rmp.lookup(T)).toMatchObject({ assigned: true, pageSize: '4k' });
+    expect(g.platform.rmp.lookup(T + 0x1000n)).toMatchObject({ assigned: true });
+    expect(g.platform.rmp.lookup(0x600000n)).toMatchObject({ assigned: true, pageSize: '2m' });
+  });
+
+  it('partial progress: the hypervisor handles one entry per exit, the guest loops', () => {
+    const g = pscGuest(ENTRIES, 2, 1);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12).toBe(3n);
+    expect(g.vm.memory.readU16(GHCB_GPA + 0x800n)).toBe(3);
+    expect(g.platform.rmp.lookup(0x600000n)).toMatchObject({ assigned: true, pageSize: '2m' });
+  });
+
+  it('invalid header (end_entry >= 253) -> (1<<32)|1', () => {
+    const g = pscGuest(ENTRIES, 253);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_HEADER);
+  });
+
+  it('invalid entry (unknown operation / misaligned 2M) -> (1<<32)|2', () => {
+    const g = pscGuest([encodePscEntry({ curPage: 0, gfn: 0x601n, op: PSC_OP.PRIVATE, size2m: true })], 0);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_ENTRY);
+    const g2 = pscGuest([encodePscEntry({ curPage: 0, gfn: 0x400n, op: 9, size2m: false })], 0);
+    expect(g2.run()).toMatchObject({ outcome: 'done' });
+    expect(g2.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_ENTRY);
+  });
+
+  it('a GHCB in private memory is refused by the VMM', () => {
+    const g = snpGuest(`${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}\nhlt`, { mappings });
+    g.platform.rmpUpdate(GHCB_GPA, { assigned: true, pageSize: '4k', gpa: GHCB_GPA, asid: 1 });
+    // The guest's own C=0 write to it NPFs first; the honest VMM makes it shared again, so force it:
+    const r = g.vmm.onVmgexit(g.platform, { kind: 'vmgexit', rip: 0n, ghcbMsr: GHCB_GPA });
+    expect(r).toMatchObject({ outcome: 'vmm-error' });
+  });
+});
+
+describe('trace', () => {
+  it('is deterministic: the same guest gives the same hash', () => {
+    const src = `${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.PRIVATE))}\nmov rax, 0x${T.toString(16)}\nxor ecx, ecx\nmov edx, 1\n${PVALIDATE}\nhlt`;
+    const a = snpGuest(src), b = snpGuest(src);
+    a.run(); b.run();
+    expect(a.trace.sha256()).toBe(b.trace.sha256());
+    expect(a.digest).toBe(b.digest);
+    for (const type of ['pvalidate', 'vmgexit', 'rmpupdate', 'launch-update']) expect([type, a.trace.ofType(type).length > 0]).toEqual([type, true]);
+  });
+});

@@ -1,0 +1,203 @@
+// PVALIDATE rows of tdx-snp-architecture.md B2 / APM Table 15-40, through real PVALIDATE
+// instructions in small guests.
+import { describe, expect, it } from 'vitest';
+import { RFLAGS } from '../../../src/cpu/registers.js';
+import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
+import { C_BIT, PVALIDATE, snpGuest } from '../../helpers/snp-guest.js';
+
+const T = 0x400000n; // a 2 MiB-aligned target region
+
+function pvalidateGuest(va: bigint, size2m: boolean, validate: boolean, after = '') {
+  return `
+  mov rax, 0x${va.toString(16)}
+  mov ecx, ${size2m ? 1 : 0}
+  mov edx, ${validate ? 1 : 0}
+  ${PVALIDATE}
+  pushfq
+  pop rbx
+  mov r8, rax
+  ${after}
+  hlt`;
+}
+
+type Setup = 'hv-owned' | 'guest-4k' | 'guest-4k-validated' | 'guest-2m' | 'guest-2m-validated' | 'guest-4k-wrong-gpa';
+
+function setup(g: ReturnType<typeof snpGuest>, s: Setup, at = T): void {
+  const p = g.platform;
+  const asid = p.asid;
+  if (s === 'guest-4k' || s === 'guest-4k-validated') for (let i = 0n; i < 512n; i++) p.rmpUpdate(at + i * 0x1000n, { assigned: true, pageSize: '4k', gpa: at + i * 0x1000n, asid });
+  if (s === 'guest-2m' || s === 'guest-2m-validated') p.rmpUpdate(at, { assigned: true, pageSize: '2m', gpa: at, asid });
+  if (s === 'guest-4k-wrong-gpa') p.rmpUpdate(at, { assigned: true, pageSize: '4k', gpa: at + 0x1000n, asid });
+  if (s === 'guest-4k-validated') p.rmp.setValidated(at, true);
+  if (s === 'guest-2m-validated') p.rmp.setValidated(at, true);
+}
+
+interface Row { name: string; setup: Setup; va: bigint; size2m: boolean; validate: boolean; eax: bigint; cf: boolean; validatedAfter?: boolean }
+
+// EAX / CF rows (B2).
+const ROWS: Row[] = [
+  { name: 'validate 4K, Validated 0 -> 1: SUCCESS, CF=0', setup: 'guest-4k', va: T, size2m: false, validate: true, eax: 0n, cf: false, validatedAfter: true },
+  { name: 'validate 4K already validated: SUCCESS, CF=1 (no update)', setup: 'guest-4k-validated', va: T, size2m: false, validate: true, eax: 0n, cf: true, validatedAfter: true },
+  { name: 'rescind 4K, Validated 1 -> 0: SUCCESS, CF=0', setup: 'guest-4k-validated', va: T, size2m: false, validate: false, eax: 0n, cf: false, validatedAfter: false },
+  { name: 'rescind 4K already rescinded: SUCCESS, CF=1', setup: 'guest-4k', va: T, size2m: false, validate: false, eax: 0n, cf: true, validatedAfter: false },
+  { name: 'validate 2M on a 2M entry: SUCCESS, CF=0', setup: 'guest-2m', va: T, size2m: true, validate: true, eax: 0n, cf: false, validatedAfter: true },
+  { name: 'validate 2M on a validated 2M entry: CF=1', setup: 'guest-2m-validated', va: T, size2m: true, validate: true, eax: 0n, cf: true, validatedAfter: true },
+  { name: '2M request, GVA not 2M aligned: FAIL_INPUT', setup: 'guest-2m', va: T + 0x1000n, size2m: true, validate: true, eax: 1n, cf: false, validatedAfter: false },
+  { name: '2M request on 4K RMP entries: FAIL_SIZEMISMATCH', setup: 'guest-4k', va: T, size2m: true, validate: true, eax: 6n, cf: false, validatedAfter: false },
+];
+
+describe('PVALIDATE result codes and flags', () => {
+  for (const row of ROWS) {
+    it(row.name, () => {
+      const g = snpGuest(pvalidateGuest(row.va, row.size2m, row.validate));
+      setup(g, row.setup);
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      const regs = g.vm.vcpu.regs;
+      expect(regs.r8).toBe(row.eax);
+      expect((regs.rbx & RFLAGS.CF) !== 0n).toBe(row.cf);
+      expect((regs.rbx & RFLAGS.ZF) !== 0n).toBe(row.eax === 0n);
+      if (row.validatedAfter !== undefined) expect(g.platform.rmp.lookup(T).validated).toBe(row.validatedAfter);
+      const ev = g.trace.ofType('pvalidate');
+      expect(ev.at(-1)).toMatchObject({ rc: Number(row.eax), cf: row.cf });
+    });
+  }
+
+  it('4K request inside a 2M RMP entry: NPF with SIZEM, the VMM PSMASHes, PVALIDATE re-executes', () => {
+    const g = snpGuest(pvalidateGuest(T + 0x3000n, false, true));
+    setup(g, 'guest-2m-validated');
+    g.platform.rmp.setValidated(T, false);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(NPF_BITS.sizeMismatch);
+    expect(g.trace.ofType('psmash')).toHaveLength(1);
+    // Same RIP twice: NPF (not advanced), then success.
+    const pv = g.trace.ofType('pvalidate');
+    expect(pv).toHaveLength(2);
+    expect(pv[0]!.rip).toBe(pv[1]!.rip);
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.platform.rmp.lookup(T + 0x3000n)).toMatchObject({ pageSize: '4k', validated: true });
+    expect(g.platform.rmp.lookup(T)).toMatchObject({ pageSize: '4k', validated: false });
+  });
+
+  it('PSMASH keeps Validated of a validated 2M page', () => {
+    const g = snpGuest(pvalidateGuest(T + 0x5000n, false, true));
+    setup(g, 'guest-2m-validated');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect((g.vm.vcpu.regs.rbx & RFLAGS.CF) !== 0n).toBe(true); // already validated after the split
+  });
+
+  it('hypervisor-owned page: NPF (guest-owned check), honest VMM converts, PVALIDATE succeeds', () => {
+    const g = snpGuest(pvalidateGuest(T, false, true));
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'guest-owned' });
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+  });
+
+  it('reverse-map mismatch: NPF the honest VMM cannot resolve', () => {
+    const g = snpGuest(pvalidateGuest(T, false, true));
+    setup(g, 'guest-4k-wrong-gpa');
+    expect(g.run()).toMatchObject({ outcome: 'vmm-error' });
+    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'reverse-map' });
+  });
+
+  it('immutable page: NPF (mutable check)', () => {
+    const g = snpGuest(pvalidateGuest(T, false, true));
+    g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', immutable: true, gpa: T, asid: g.platform.asid });
+    expect(g.run()).toMatchObject({ outcome: 'vmm-error' });
+    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'mutable' });
+  });
+
+  it('translates RAX through the guest page tables', () => {
+    const VA = 0x40000000n;
+    const g = snpGuest(pvalidateGuest(VA + 0x2000n, false, true), {
+      mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: VA, pa: T, size: 0x200000n, pageSize: 0x200000n, extraBits: C_BIT }],
+    });
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.platform.rmp.lookup(T + 0x2000n).validated).toBe(true);
+  });
+
+  it('unmapped GVA: #PF in the guest with CR2 = RAX', () => {
+    const g = snpGuest(pvalidateGuest(0x7000000000n, false, true), {
+      mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }],
+    });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r13).toBe(14n);
+    expect(g.vm.vcpu.regs.r14).toBe(0x7000000000n);
+  });
+});
+
+describe('guest accesses (Table 15-39)', () => {
+  it('an access to a guest-owned page with Validated=0 raises #VC 0x404 with CR2', () => {
+    const g = snpGuest(`
+      mov rax, 0x${(T + 0x10n).toString(16)}
+      mov rbx, [rax]
+      hlt`);
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r13).toBe(29n);
+    expect(g.vm.vcpu.regs.r15).toBe(0x404n);
+    expect(g.vm.vcpu.regs.r14).toBe(T); // page-granular (the gate reports pages)
+    expect(g.trace.ofType('inject-vc')[0]).toMatchObject({ errorCode: 0x404n });
+  });
+
+  it('validate then access works; rescind then access raises #VC 0x404', () => {
+    const g = snpGuest(pvalidateGuest(T, false, true, `
+      mov qword ptr [0x${T.toString(16)}], 0x1234
+      mov r9, [0x${T.toString(16)}]
+      mov rax, 0x${T.toString(16)}
+      xor ecx, ecx
+      xor edx, edx
+      ${PVALIDATE}
+      mov r10, [0x${T.toString(16)}]`));
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r9).toBe(0x1234n);
+    expect(g.vm.vcpu.regs.r13).toBe(29n);
+    expect(g.vm.vcpu.regs.r15).toBe(0x404n);
+  });
+
+  it('a shared (C=0) write to a guest-owned page is an NPF; the honest VMM makes it shared', () => {
+    const g = snpGuest(`
+      mov rax, 0x${T.toString(16)}
+      mov qword ptr [rax], 7
+      mov rbx, [rax]
+      hlt`, { mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: T, pa: T, size: 0x1000n, pageSize: 4096n }] });
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'shared-write-hv-owned', space: 'shared' });
+    expect(g.vm.vcpu.regs.rbx).toBe(7n);
+    expect(g.platform.rmp.lookup(T).assigned).toBe(false);
+  });
+
+  it('shared reads of a guest-owned page are not RMP-checked', () => {
+    const g = snpGuest(`mov rbx, [0x${T.toString(16)}]\nhlt`, {
+      mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: T, pa: T, size: 0x1000n, pageSize: 4096n }],
+    });
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')).toHaveLength(0);
+  });
+
+  it('VMPL permission missing: NPF with the VMPL bit', () => {
+    const g = snpGuest(`mov rbx, [0x${T.toString(16)}]\nhlt`);
+    setup(g, 'guest-4k-validated');
+    // Only the hardware (RMPADJUST) changes permissions; the test pokes the entry directly.
+    const e = g.platform.rmp.lookup(T);
+    g.platform.rmp.put4k(T, { ...e, vmplPerms: [0, 0, 0, 0] });
+    g.platform.setNptPageSize(T, '4k'); // resyncs the gate
+    expect(g.run()).toMatchObject({ outcome: 'vmm-error' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf.reason).toBe('vmpl-permission');
+    expect((npf.errorCode as bigint) & NPF_BITS.vmpl).toBe(NPF_BITS.vmpl);
+  });
+
+  it('2M NPT mapping over 4K RMP entries: page-size NPF, the VMM maps 4K and the access completes', () => {
+    const g = snpGuest(`mov rbx, [0x${T.toString(16)}]\nhlt`);
+    setup(g, 'guest-4k-validated');
+    g.platform.setNptPageSize(T, '2m');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'page-size' });
+  });
+});
