@@ -99,8 +99,11 @@ export class SnpPlatform implements SnpHost {
     this.rmp = new Rmp(machine.memoryBytes);
     machine.marker = { kind: 'snp-c-bit', position: this.cBit };
     // Reset state: every page hypervisor-owned, so private accesses fail and shared ones pass.
+    // The gate is a cache of what the RMP allows: it starts closed and a shared access opens
+    // its 2 MiB region on first use (#gateFault -> 'ok'), so a 1 TiB guest pays only for the
+    // regions it touches.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
-    machine.gate.set('shared', 0n, machine.memoryBytes, 'readwrite');
+    machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
   }
 
   get memoryBytes(): bigint { return this.machine.memoryBytes; }
@@ -325,7 +328,7 @@ export class SnpPlatform implements SnpHost {
     const r = checkAccess(this.rmp, req, this.ctx);
     switch (r.kind) {
       case 'ok':
-        // The gate was stale (cannot happen when every RMP change syncs it): fix and retry.
+        // A region the gate has not opened yet (see the constructor): open it and retry.
         this.#syncRegion(regionOf(exit.gpa));
         return { kind: 'resume' };
       case 'vc':

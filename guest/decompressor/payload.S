@@ -1,0 +1,10 @@
+/* The compressed kernel (guest/tools/mkpayload.py output), linked into the guest image like
+ * Linux's piggy.S links vmlinux.bin.gz into the bzImage. */
+	.section .rodata.payload, "a"
+	.balign 16
+	.globl mv_payload_start, mv_payload_end
+mv_payload_start:
+	.incbin KERNEL_PAYLOAD
+mv_payload_end:
+
+	.section .note.GNU-stack, "", @progbits

@@ -1,0 +1,254 @@
+/*
+ * minivisor boot ABI: every structure and address that crosses a boundary between the VMM,
+ * the firmware, the decompressor and the kernel. src/boot/layout.ts mirrors the numbers;
+ * test/unit/boot/layout.test.ts parses this file and fails when the two disagree, so every
+ * value here is a plain `#define NAME 0x...` on one line.
+ *
+ * Guest-physical layout (identity-mapped; all addresses are GPAs):
+ *
+ *   [0x000000, 0x200000)  ordinary RAM, unaccepted at start (the firmware accepts it as part
+ *                         of the pre-accept range)
+ *   [0x200000, 0x300000)  TEMPORARY RAM, pre-accepted by the VMM, zero-filled, not measured:
+ *                         boot params, GHCB page, page-table pool, firmware + decompressor stacks
+ *   [0x300000, 0x400000)  INITIAL IMAGE, pre-accepted and measured by the VMM (TDX PAGE.ADD +
+ *                         MR.EXTEND, SNP LAUNCH_UPDATE): firmware config page, firmware ELF,
+ *                         guest image (decompressor ELF with the compressed kernel inside)
+ *   [0x400000, ...)       ordinary RAM, unaccepted at start
+ *   [0x1000000, ...)      kernel output range (16 MiB, Linux's LOAD_PHYSICAL_ADDR)
+ *
+ * [0x200000, 0x400000) stays E820-reserved for the whole boot: the kernel keeps using the
+ * boot params and the page tables that live there.
+ *
+ * How the VMM starts the vCPU (see also src/boot/layout.ts):
+ *   - pre-accept exactly [MV_TEMP_RAM_GPA, MV_INITIAL_IMAGE_END) as private memory (the rest
+ *     of RAM stays unaccepted/pending);
+ *   - load firmware.elf's PT_LOAD segments (inside [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT))
+ *     and the guest image's segments (inside [MV_GUEST_IMAGE_GPA, MV_GUEST_IMAGE_LIMIT));
+ *   - write struct mv_fw_config at MV_FW_CONFIG_GPA;
+ *   - RIP = firmware e_entry, RSP = MV_FW_STACK_TOP, 64-bit mode, paging off (a Unicorn
+ *     deviation: a real TD starts in 32-bit protected mode at the reset vector, an SNP guest in
+ *     the mode its VMSA says). The firmware loads its own GDT, IDT and page tables.
+ */
+#ifndef MINIVISOR_BOOT_ABI_H
+#define MINIVISOR_BOOT_ABI_H
+
+#define MV_PAGE_SIZE                 0x1000
+#define MV_SIZE_2M                   0x200000
+
+/* ---- temporary RAM (pre-accepted, zero-filled) ---- */
+#define MV_TEMP_RAM_GPA              0x200000
+#define MV_TEMP_RAM_BYTES            0x100000
+#define MV_BOOT_PARAMS_GPA           0x200000
+#define MV_BOOT_PARAMS_BYTES         0x2000
+#define MV_GHCB_GPA                  0x202000
+#define MV_PT_POOL_GPA               0x204000
+#define MV_PT_POOL_BYTES             0x7c000
+#define MV_FW_STACK_BOTTOM           0x280000
+#define MV_FW_STACK_TOP              0x2c0000
+#define MV_DECOMPRESSOR_STACK_TOP    0x300000
+
+/* ---- initial image (pre-accepted, measured) ---- */
+#define MV_INITIAL_IMAGE_GPA         0x300000
+#define MV_INITIAL_IMAGE_BYTES       0x100000
+#define MV_INITIAL_IMAGE_END         0x400000
+#define MV_FW_CONFIG_GPA             0x300000
+#define MV_FIRMWARE_LOAD_GPA         0x301000
+#define MV_FIRMWARE_LOAD_LIMIT       0x340000
+#define MV_GUEST_IMAGE_GPA           0x340000
+#define MV_GUEST_IMAGE_LIMIT         0x400000
+
+/* The E820-reserved firmware range: temporary RAM + initial image. */
+#define MV_FIRMWARE_RESERVED_GPA     0x200000
+#define MV_FIRMWARE_RESERVED_END     0x400000
+
+/* ---- kernel ---- */
+#define MV_KERNEL_LOAD_GPA           0x1000000
+#define MV_KERNEL_MAX_BYTES          0x800000
+#define MV_KERNEL_STACK_BYTES        0x10000
+
+/* Shared mappings live at VA = MV_SHARED_WINDOW_VA + GPA (2 MiB pages, shared bit set on TDX,
+ * C-bit clear on SNP); the identity map [0, memory) is private. */
+#define MV_SHARED_WINDOW_VA          0x400000000000
+
+/* ---- guest memory limits ---- */
+#define MV_MIN_MEMORY_BYTES          0x2000000
+#define MV_MAX_MEMORY_BYTES          0x400000000000
+
+/* ---- firmware config (VMM -> firmware) ---- */
+#define MV_FW_CONFIG_MAGIC           0x4346564d
+#define MV_FW_CONFIG_VERSION         0x1
+#define MV_PRE_ACCEPT_ALL            0xffffffffffffffff
+#define MV_DEFAULT_PRE_ACCEPT_BYTES  0x4000000
+#define MV_DEFAULT_WORKLOAD_BYTES    0x4000000
+#define MV_ACCEPT_MODE_LAZY          0x0
+#define MV_ACCEPT_MODE_EAGER         0x1
+#define MV_PLATFORM_NONE             0x0
+#define MV_PLATFORM_TDX              0x1
+#define MV_PLATFORM_SNP              0x2
+
+#define MV_FW_CONFIG_OFF_MAGIC             0x0
+#define MV_FW_CONFIG_OFF_VERSION           0x4
+#define MV_FW_CONFIG_OFF_SIZE              0x6
+#define MV_FW_CONFIG_OFF_MEMORY_BYTES      0x8
+#define MV_FW_CONFIG_OFF_PRE_ACCEPT_BYTES  0x10
+#define MV_FW_CONFIG_OFF_WORKLOAD_BYTES    0x18
+#define MV_FW_CONFIG_OFF_SEED              0x20
+#define MV_FW_CONFIG_OFF_ACCEPT_MODE       0x28
+#define MV_FW_CONFIG_OFF_ACCEPT_UNIT       0x2c
+#define MV_FW_CONFIG_OFF_PLATFORM_HINT     0x30
+#define MV_FW_CONFIG_OFF_FLAGS             0x34
+#define MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY 0x38
+#define MV_FW_CONFIG_SIZE                  0x40
+
+/* ---- E820 memory map (firmware -> decompressor -> kernel) ---- */
+#define MV_E820_RAM                  0x1
+#define MV_E820_RESERVED             0x2
+/* Seed: "Usable-but-Invalid"; the number is Linux's EFI_UNACCEPTED_MEMORY. */
+#define MV_E820_UNACCEPTED           0xf
+#define MV_E820_MAX_ENTRIES          0x80
+#define MV_E820_ENTRY_SIZE           0x18
+
+/* ---- boot params (firmware -> decompressor -> kernel) ---- */
+#define MV_BOOT_PARAMS_MAGIC         0x5042564d
+#define MV_BOOT_PARAMS_VERSION       0x1
+#define MV_STAGE_FIRMWARE            0x0
+#define MV_STAGE_DECOMPRESSOR        0x1
+#define MV_STAGE_KERNEL              0x2
+#define MV_STAGE_COUNT               0x3
+
+#define MV_BOOT_PARAMS_OFF_MAGIC            0x0
+#define MV_BOOT_PARAMS_OFF_PLATFORM         0x8
+#define MV_BOOT_PARAMS_OFF_E820_COUNT       0x14
+#define MV_BOOT_PARAMS_OFF_MEMORY_BYTES     0x18
+#define MV_BOOT_PARAMS_OFF_SHARED_MASK      0x30
+#define MV_BOOT_PARAMS_OFF_PRIVATE_MASK     0x38
+#define MV_BOOT_PARAMS_OFF_BITMAP_GPA       0x68
+#define MV_BOOT_PARAMS_OFF_STATS            0x90
+#define MV_BOOT_PARAMS_OFF_E820             0x100
+
+/* ---- compressed kernel payload header (build time -> decompressor) ---- */
+#define MV_PAYLOAD_MAGIC             0x5a4b564d
+#define MV_PAYLOAD_HEADER_SIZE       0x20
+
+/* ---- SNP GHCB termination reasons (MSR protocol 0x100: set in [15:12], code in [23:16]) ---- */
+#define MV_SNP_TERM_SET_GENERAL      0x0
+#define MV_SNP_TERM_SET_LINUX        0x1
+#define MV_SNP_TERM_GENERAL          0x0
+#define MV_SNP_TERM_REGISTER         0x0
+#define MV_SNP_TERM_PSC              0x1
+#define MV_SNP_TERM_PVALIDATE        0x2
+/* minivisor's own set for everything else (memory map, decompression, workload...). */
+#define MV_SNP_TERM_SET_MINIVISOR    0x3
+#define MV_SNP_TERM_MINIVISOR_FATAL  0x1
+
+/* ---- console ---- */
+#define MV_CONSOLE_PORT              0x3f8
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+/* Written by the VMM at MV_FW_CONFIG_GPA before the vCPU starts. Part of the measured image,
+ * so it is attestable, but the firmware still validates it. */
+struct mv_fw_config {
+	uint32_t magic;             /* MV_FW_CONFIG_MAGIC ("MVFC") */
+	uint16_t version;           /* MV_FW_CONFIG_VERSION */
+	uint16_t size;              /* MV_FW_CONFIG_SIZE */
+	uint64_t memory_bytes;      /* guest RAM, a multiple of 4 KiB */
+	uint64_t pre_accept_bytes;  /* accept [0, this) in firmware; MV_PRE_ACCEPT_ALL = approach I */
+	uint64_t workload_bytes;    /* kernel workload size */
+	uint64_t seed;              /* everything pseudo-random derives from it */
+	uint32_t accept_mode;       /* MV_ACCEPT_MODE_LAZY or _EAGER */
+	uint32_t accept_unit;       /* bitmap unit: 0x1000 (the seed's Validation Bitmap) or 0x200000 (Linux) */
+	uint32_t platform_hint;     /* MV_PLATFORM_*: NOT trusted, only reported when it disagrees */
+	uint32_t flags;             /* must be 0 */
+	uint64_t guest_image_entry; /* e_entry of the guest image ELF; must lie in the guest-image range */
+};
+
+struct mv_e820_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;              /* MV_E820_* */
+	uint32_t reserved;          /* 0 */
+};
+
+/* Cumulative acceptance statistics, carried through every stage. */
+struct mv_accept_stats {
+	uint64_t accepted_bytes[MV_STAGE_COUNT]; /* bytes newly accepted by each stage */
+	uint64_t accept_calls_4k;   /* TDX ACCEPT / SNP PVALIDATE calls at 4 KiB */
+	uint64_t accept_calls_2m;   /* ... at 2 MiB */
+	uint64_t size_mismatch_fallbacks; /* 2 MiB requests split into 4 KiB ones */
+	uint64_t psc_requests;      /* SNP page-state-change requests; TDX MapGPA calls */
+	uint64_t unaccepted_units;  /* set bits in the acceptance bitmap (decompressor, kernel) */
+	uint64_t reserved;
+};
+
+/* At MV_BOOT_PARAMS_GPA; built by the firmware, extended by the decompressor, read by the kernel. */
+struct mv_boot_params {
+	uint32_t magic;             /* 0x00 MV_BOOT_PARAMS_MAGIC ("MVBP") */
+	uint16_t version;           /* 0x04 */
+	uint16_t size;              /* 0x06 sizeof(struct mv_boot_params) */
+	uint32_t platform;          /* 0x08 MV_PLATFORM_TDX or _SNP, as detected */
+	uint32_t accept_mode;       /* 0x0c */
+	uint32_t accept_unit;       /* 0x10 */
+	uint32_t e820_count;        /* 0x14 */
+	uint64_t memory_bytes;      /* 0x18 */
+	uint64_t workload_bytes;    /* 0x20 */
+	uint64_t seed;              /* 0x28 */
+	uint64_t shared_mask;       /* 0x30 TDX: the shared GPA bit; SNP: 0 */
+	uint64_t private_mask;      /* 0x38 SNP: the C-bit; TDX: 0 */
+	uint64_t ghcb_gpa;          /* 0x40 SNP: the shared GHCB page (registered); TDX: 0 */
+	uint64_t pt_root_gpa;       /* 0x48 PML4 (CR3) */
+	uint64_t pt_pool_gpa;       /* 0x50 page-table pool: later stages take pages from here */
+	uint64_t pt_pool_bytes;     /* 0x58 */
+	uint64_t pt_pool_used;      /* 0x60 bytes of the pool already used */
+	/* Filled by the decompressor. The bitmap has one bit per accept_unit from GPA 0; a set bit
+	 * means unaccepted (Linux's convention); GPAs beyond bitmap_bytes*8*unit count as accepted. */
+	uint64_t bitmap_gpa;        /* 0x68 */
+	uint64_t bitmap_bytes;      /* 0x70 */
+	uint64_t kernel_gpa;        /* 0x78 */
+	uint64_t kernel_bytes;      /* 0x80 memory size incl. bss and stack, 2 MiB aligned */
+	uint64_t platform_hint_mismatch; /* 0x88 1 when fw_config.platform_hint disagreed */
+	struct mv_accept_stats stats; /* 0x90 .. 0xd8 */
+	uint8_t pad[0x100 - 0xd8];
+	struct mv_e820_entry e820[MV_E820_MAX_ENTRIES]; /* 0x100 */
+};
+
+/* Precedes the raw zlib stream linked into the decompressor (guest/tools/mkpayload.py). */
+struct mv_payload_header {
+	uint32_t magic;             /* MV_PAYLOAD_MAGIC ("MVKZ") */
+	uint32_t compressed_bytes;  /* zlib stream (RFC 1950) that follows the header */
+	uint32_t image_bytes;       /* flat kernel image (file contents) */
+	uint32_t memory_bytes;      /* image + bss, what the kernel occupies */
+	uint64_t load_gpa;          /* where the flat image goes: MV_KERNEL_LOAD_GPA */
+	uint64_t entry_gpa;         /* kernel entry point */
+};
+
+#define MV_ABI_CHECK(cond) _Static_assert(cond, #cond)
+MV_ABI_CHECK(sizeof(struct mv_fw_config) == MV_FW_CONFIG_SIZE);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, memory_bytes) == MV_FW_CONFIG_OFF_MEMORY_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, pre_accept_bytes) == MV_FW_CONFIG_OFF_PRE_ACCEPT_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, workload_bytes) == MV_FW_CONFIG_OFF_WORKLOAD_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, seed) == MV_FW_CONFIG_OFF_SEED);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, accept_mode) == MV_FW_CONFIG_OFF_ACCEPT_MODE);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, accept_unit) == MV_FW_CONFIG_OFF_ACCEPT_UNIT);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, platform_hint) == MV_FW_CONFIG_OFF_PLATFORM_HINT);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, flags) == MV_FW_CONFIG_OFF_FLAGS);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_fw_config, guest_image_entry) == MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY);
+MV_ABI_CHECK(sizeof(struct mv_e820_entry) == MV_E820_ENTRY_SIZE);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, platform) == MV_BOOT_PARAMS_OFF_PLATFORM);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, e820_count) == MV_BOOT_PARAMS_OFF_E820_COUNT);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, memory_bytes) == MV_BOOT_PARAMS_OFF_MEMORY_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, shared_mask) == MV_BOOT_PARAMS_OFF_SHARED_MASK);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, private_mask) == MV_BOOT_PARAMS_OFF_PRIVATE_MASK);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, bitmap_gpa) == MV_BOOT_PARAMS_OFF_BITMAP_GPA);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, stats) == MV_BOOT_PARAMS_OFF_STATS);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, e820) == MV_BOOT_PARAMS_OFF_E820);
+MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
+MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
+MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
+MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_FW_STACK_BOTTOM);
+MV_ABI_CHECK(MV_TEMP_RAM_GPA + MV_TEMP_RAM_BYTES == MV_INITIAL_IMAGE_GPA);
+MV_ABI_CHECK(MV_INITIAL_IMAGE_GPA + MV_INITIAL_IMAGE_BYTES == MV_INITIAL_IMAGE_END);
+#endif /* __ASSEMBLER__ */
+
+#endif /* MINIVISOR_BOOT_ABI_H */

@@ -1,0 +1,193 @@
+/*
+ * The freestanding guest library shared by the firmware, the decompressor and the kernel
+ * (guest/lib). Each stage links its own copy; state that must survive a stage lives in
+ * struct mv_boot_params.
+ */
+#ifndef MINIVISOR_GUEST_H
+#define MINIVISOR_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "boot_abi.h"
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+
+#define ALIGN_DOWN(x, a) ((x) & ~((u64)(a) - 1))
+#define ALIGN_UP(x, a) (((x) + (u64)(a) - 1) & ~((u64)(a) - 1))
+#define IS_ALIGNED(x, a) (((x) & ((u64)(a) - 1)) == 0)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define noreturn __attribute__((noreturn))
+
+/* ---- string.c ---- */
+void *memset(void *dst, int c, size_t n);
+void *memcpy(void *dst, const void *src, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+/* rep stosq / repe scasq: cheap in instructions, which the emulator counts. */
+void mv_fill64(void *dst, u64 value, u64 qwords);
+/* Returns the number of leading qwords equal to value. */
+u64 mv_scan64(const void *src, u64 value, u64 qwords);
+
+/* splitmix64 (Steele, Lea, Flood 2014): the one PRNG; everything derives from the VM seed. */
+u64 mv_splitmix64(u64 *state);
+
+/* ---- cpu ---- */
+static inline void mv_cpuid(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	asm volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
+}
+static inline u64 mv_rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
+}
+static inline void mv_wrmsr(u32 msr, u64 v)
+{
+	asm volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+static inline u64 mv_read_cr2(void) { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+static inline u64 mv_read_cr3(void) { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+static inline noreturn void mv_halt_forever(void)
+{
+	for (;;) asm volatile("cli; hlt");
+}
+
+/* cpu.S / cpu.c: a flat GDT (code 0x08, data 0x10), an IDT whose 32 exception vectors all
+ * report and stop (#VE, #VC, #PF, #GP, #DF included). */
+void mv_cpu_init(void);
+/* Switches to `stack` and jumps to `entry` with RDI = arg (cpu.S). */
+noreturn void mv_enter(u64 entry, u64 arg, u64 stack);
+struct mv_exception_frame {
+	u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	u64 vector, error_code, rip, cs, rflags, rsp, ss;
+};
+
+/* ---- platform.c ---- */
+struct mv_tdcall_regs {
+	u64 rax, rcx, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15;
+};
+u64 mv_tdcall(struct mv_tdcall_regs *regs);           /* cpu.S; returns RAX */
+int mv_pvalidate_insn(u64 va, u32 size_2m, u32 validate); /* cpu.S; 255 when CF=1 */
+void mv_vmgexit(void);                                /* cpu.S */
+
+#define TDG_VP_VMCALL            0
+#define TDG_VP_INFO              1
+#define TDG_VP_VEINFO_GET        3
+#define TDG_MEM_PAGE_ACCEPT      6
+#define TDX_SUCCESS              0ull
+#define TDX_PAGE_ALREADY_ACCEPTED 0x00000B0A00000000ull
+#define TDX_PAGE_SIZE_MISMATCH   0xC0000B0B00000000ull
+#define TDX_OPERAND_BUSY         0x8000020000000000ull
+#define TDX_STATUS_CLASS_MASK    0xFFFFFFFF00000000ull
+#define TDVMCALL_IO              30
+#define TDVMCALL_MAP_GPA         0x10001
+#define TDVMCALL_REPORT_FATAL    0x10003
+#define TDVMCALL_STATUS_SUCCESS  0
+#define TDVMCALL_STATUS_RETRY    1
+
+#define MSR_SEV_STATUS           0xC0010131
+#define MSR_SEV_STATUS_SNP       (1ull << 2)
+#define MSR_GHCB                 0xC0010130
+#define GHCB_MSR_SEV_INFO_REQ    0x002
+#define GHCB_MSR_SEV_INFO_RESP   0x001
+#define GHCB_MSR_REG_GPA_REQ     0x012
+#define GHCB_MSR_REG_GPA_RESP    0x013
+#define GHCB_MSR_PSC_REQ         0x014
+#define GHCB_MSR_PSC_RESP        0x015
+#define GHCB_MSR_TERM_REQ        0x100
+#define SNP_PSC_PRIVATE          1
+#define SNP_PSC_SHARED           2
+#define PVALIDATE_FAIL_INPUT     1
+#define PVALIDATE_FAIL_SIZEMISMATCH 6
+#define PVALIDATE_FAIL_NOUPDATE  255
+#define SVM_EXIT_IOIO            0x7B
+
+struct mv_platform {
+	u32 kind;            /* MV_PLATFORM_* */
+	u32 stage;           /* MV_STAGE_* of this image */
+	u64 shared_mask;     /* TDX: shared bit */
+	u64 private_mask;    /* SNP: C-bit */
+	u64 ghcb_gpa;        /* SNP, 0 until registered */
+	struct mv_accept_stats *stats;
+};
+extern struct mv_platform mv_platform;
+
+/* Detects TDX (CPUID 0x21 "IntelTDX    ") or SNP (SEV_STATUS bit 2); terminates otherwise. */
+void mv_platform_detect(void);
+/* Firmware: moves the early statistics into the boot params. */
+void mv_platform_use_stats(struct mv_accept_stats *s);
+/* Adopts what the firmware detected (decompressor, kernel). */
+void mv_platform_adopt(struct mv_boot_params *bp, u32 stage);
+/* SNP: rescinds, converts to shared and registers the GHCB page (needs paging on). */
+void mv_snp_setup_ghcb(u64 gpa);
+
+/* Page conversion with hypervisor-interference checks (fatal on any misbehaviour). */
+void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared);
+void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op);
+void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate);
+
+/* Accepts [start, end) through the platform: TDX ACCEPT 2M with 4K fallback on size
+ * mismatch; SNP PSC(private) then PVALIDATE 2M with 4K fallback. Not bitmap-aware: the
+ * caller guarantees the range is unaccepted. Counts into the current stage's statistics. */
+void mv_arch_accept(u64 start, u64 end);
+
+/* ---- console.c ---- */
+void mv_putc(char c);
+void mv_puts(const char *s);
+void mv_put_dec(u64 v);
+void mv_put_hex(u64 v);
+/* "@mv stage <name>" / "@mv stat <name> <decimal>" / "@mv done" */
+void mv_report_stage(const char *name);
+void mv_report_stat(const char *name, u64 value);
+void mv_report_done(void);
+/* Prints "@mv fatal <reason>[ 0x<detail>]" and stops through the platform's fatal path
+ * (TDX ReportFatalError, SNP GHCB termination request). snp_set/snp_code choose the SNP
+ * termination reason (MV_SNP_TERM_*). */
+noreturn void mv_fatal_code(const char *reason, u64 detail, u32 snp_set, u32 snp_code);
+#define mv_fatal(reason, detail) \
+	mv_fatal_code((reason), (detail), MV_SNP_TERM_SET_MINIVISOR, MV_SNP_TERM_MINIVISOR_FATAL)
+/* kvm-unit-tests/selftests style: a failed guest assertion is a fatal report. */
+#define MV_ASSERT(cond, detail) \
+	do { if (!(cond)) mv_fatal("assert " #cond, (u64)(detail)); } while (0)
+/* The platform fatal path alone, after the caller printed its own "@mv fatal" line. */
+noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp_code);
+/* Termination without a console (before the platform is known or before the GHCB exists). */
+noreturn void mv_terminate_silently(u32 snp_set, u32 snp_code);
+
+/* ---- paging.c ---- */
+/* Identity map [start, end) (2 MiB pages, private) and the shared window for [start, end).
+ * Tables come from the boot-params page-table pool; already-mapped 2 MiB slots are kept. */
+void mv_map_private(struct mv_boot_params *bp, u64 start, u64 end);
+void mv_map_shared(struct mv_boot_params *bp, u64 start, u64 end);
+static inline void *mv_shared_ptr(u64 gpa) { return (void *)(MV_SHARED_WINDOW_VA + gpa); }
+/* Flushes the TLB entries of [start, end) after a PTE change. */
+void mv_flush_tlb(void);
+
+/* ---- unaccepted.c (decompressor, kernel): the acceptance bitmap ---- */
+struct mv_bitmap {
+	u64 *words;   /* bit set = unit unaccepted */
+	u64 bytes;
+	u64 unit;
+	u64 span;     /* bytes of guest-physical space covered from GPA 0 */
+};
+extern struct mv_bitmap mv_bitmap;
+void mv_bitmap_attach(struct mv_boot_params *bp);
+bool mv_bitmap_unaccepted(u64 gpa);
+/* Accepts every unit of [start, end) whose bit is set, then clears the bits (Linux libstub
+ * accept_memory; no guard unit). Returns the bytes accepted. */
+u64 mv_accept_bitmap_range(u64 start, u64 end);
+/* Optional: called after each newly accepted run (the kernel checks TDX zeroing with it). */
+extern void (*mv_on_accepted)(u64 start, u64 end);
+
+static inline struct mv_boot_params *mv_boot_params(void)
+{
+	return (struct mv_boot_params *)(uintptr_t)MV_BOOT_PARAMS_GPA;
+}
+
+#endif /* MINIVISOR_GUEST_H */

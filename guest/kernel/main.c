@@ -1,0 +1,315 @@
+/*
+ * minivisor kernel: a page allocator over all usable RAM that accepts memory lazily when it
+ * hands it out (Linux mm/page_alloc.c + drivers/firmware/efi/unaccepted_memory.c, reduced to
+ * their acceptance behaviour), a fixed-size workload, and the final report.
+ */
+#include <minivisor/guest.h>
+
+#define CHUNK_BYTES      0x100000ull /* workload allocation size: below a 2 MiB unit on purpose */
+#define MAX_CHUNKS       4096
+#define MAX_EXTENTS      256
+#define CONVERT_BIG      MV_SIZE_2M  /* one 2 MiB-aligned buffer: the 2M accept path */
+#define CONVERT_SMALL    0x4000ull   /* 16 KiB: the 4K path */
+
+static struct mv_boot_params *bp;
+
+/* ---------------- statistics ---------------- */
+static u64 workload_bytes_verified, conversions, zero_checked_pages, reallocated_bytes;
+
+/* ---------------- acceptance ---------------- */
+
+/* Linux accept_memory (drivers/firmware/efi/unaccepted_memory.c): when the range ends on a
+ * unit boundary, accept one more unit, because load_unaligned_zeropad() may read across the
+ * end and a TDX guest cannot recover from touching unaccepted memory. Bits already clear are
+ * never accepted again, so freed and reallocated memory costs nothing. */
+static void accept_memory(u64 start, u64 size)
+{
+	u64 end = start + size;
+	if (end < start)
+		mv_fatal("accept_memory_overflow", start);
+	if (end % mv_bitmap.unit == 0)
+		end += mv_bitmap.unit;
+	mv_accept_bitmap_range(start, end);
+}
+
+/* TDX zeroes a page when it is accepted (TDG.MEM.PAGE.ACCEPT, module init_sept_4k_page):
+ * check the first 64 bytes and the last qword of every freshly accepted page. */
+static void check_fresh_pages_zero(u64 start, u64 end)
+{
+	mv_map_private(bp, start, end);
+	for (u64 page = start; page < end; page += MV_PAGE_SIZE) {
+		const u64 *p = (const u64 *)(uintptr_t)page;
+		if (mv_scan64(p, 0, 8) != 8 || p[511] != 0)
+			mv_fatal("tdx_accepted_page_not_zero", page);
+		zero_checked_pages++;
+	}
+}
+
+/* ---------------- page allocator ---------------- */
+/* Free memory as a sorted list of extents: its size depends on fragmentation, never on the
+ * amount of RAM, so a 1 TiB guest costs what a 64 MiB one does. */
+struct extent { u64 start, end; };
+static struct extent free_list[MAX_EXTENTS];
+static u32 free_count;
+
+static void insert_extent(u32 at, u64 start, u64 end)
+{
+	if (free_count == MAX_EXTENTS)
+		mv_fatal("allocator_extent_table_full", start);
+	for (u32 i = free_count; i > at; i--)
+		free_list[i] = free_list[i - 1];
+	free_list[at] = (struct extent){ start, end };
+	free_count++;
+}
+
+static void remove_extent(u32 at)
+{
+	for (u32 i = at; i + 1 < free_count; i++)
+		free_list[i] = free_list[i + 1];
+	free_count--;
+}
+
+/* Returns [start, end) to the allocator, merging neighbours; a double free is fatal. */
+static void free_pages(u64 start, u64 end)
+{
+	u32 at = 0;
+	while (at < free_count && free_list[at].start < start)
+		at++;
+	if ((at > 0 && free_list[at - 1].end > start) || (at < free_count && free_list[at].start < end))
+		mv_fatal("allocator_double_free", start);
+	insert_extent(at, start, end);
+	if (at + 1 < free_count && free_list[at].end == free_list[at + 1].start) {
+		free_list[at].end = free_list[at + 1].end;
+		remove_extent(at + 1);
+	}
+	if (at > 0 && free_list[at - 1].end == free_list[at].start) {
+		free_list[at - 1].end = free_list[at].end;
+		remove_extent(at);
+	}
+}
+
+/* Removes [start, end) from whatever free extents it overlaps (boot-time reservations). */
+static void reserve_pages(u64 start, u64 end)
+{
+	for (u32 i = 0; i < free_count; i++) {
+		struct extent *e = &free_list[i];
+		if (e->end <= start || e->start >= end)
+			continue;
+		if (e->start < start && e->end > end) {
+			u64 tail = e->end;
+			e->end = start;
+			insert_extent(i + 1, end, tail);
+			return;
+		}
+		if (e->start >= start && e->end <= end) {
+			remove_extent(i--);
+			continue;
+		}
+		if (e->start < start)
+			e->end = start;
+		else
+			e->start = end;
+	}
+}
+
+/* First fit: low addresses first, so the workload never wanders through a huge guest. */
+static u64 alloc_pages(u64 bytes, u64 align)
+{
+	for (u32 i = 0; i < free_count; i++) {
+		struct extent *e = &free_list[i];
+		u64 start = ALIGN_UP(e->start, align);
+		if (start >= e->end || e->end - start < bytes)
+			continue;
+		u64 old_start = e->start, old_end = e->end;
+		remove_extent(i);
+		if (start + bytes < old_end)
+			insert_extent(i, start + bytes, old_end);
+		if (old_start < start)
+			insert_extent(i, old_start, start);
+		return start;
+	}
+	mv_fatal("out_of_memory", bytes);
+}
+
+/* Allocation = take pages, map them, accept what is still unaccepted (lazy mode). */
+static u64 kalloc(u64 bytes, u64 align)
+{
+	u64 pa = alloc_pages(bytes, align);
+	mv_map_private(bp, pa, pa + bytes);
+	accept_memory(pa, bytes);
+	return pa;
+}
+
+static void allocator_init(void)
+{
+	for (u32 i = 0; i < bp->e820_count; i++) {
+		const struct mv_e820_entry *e = &bp->e820[i];
+		if (e->type == MV_E820_RAM || e->type == MV_E820_UNACCEPTED)
+			free_pages(e->addr, e->addr + e->size);
+	}
+	reserve_pages(0, MV_PAGE_SIZE); /* keep GPA 0 out of use: null pointers must fault */
+	reserve_pages(bp->kernel_gpa, bp->kernel_gpa + bp->kernel_bytes);
+	reserve_pages(bp->bitmap_gpa, bp->bitmap_gpa + ALIGN_UP(bp->bitmap_bytes, MV_PAGE_SIZE));
+}
+
+/* ---------------- workload ---------------- */
+
+/* Pattern fill: every qword = pattern, except the first of each page = pattern ^ GPA, so two
+ * GPAs backed by the same host page (aliasing) show up as a tag mismatch. */
+static void fill_pattern(void *va, u64 gpa, u64 bytes, u64 pattern)
+{
+	mv_fill64(va, pattern, bytes / 8);
+	for (u64 off = 0; off < bytes; off += MV_PAGE_SIZE)
+		*(u64 *)((u8 *)va + off) = pattern ^ (gpa + off);
+}
+
+static void verify_pattern(const void *va, u64 gpa, u64 bytes, u64 pattern)
+{
+	for (u64 off = 0; off < bytes; off += MV_PAGE_SIZE) {
+		const u64 *page = (const u64 *)((const u8 *)va + off);
+		if (page[0] != (pattern ^ (gpa + off)) || mv_scan64(page + 1, pattern, 511) != 511)
+			mv_fatal("workload_pattern_mismatch", gpa + off);
+	}
+	workload_bytes_verified += bytes;
+}
+
+/* Private -> shared -> private round trip (Linux set_memory_decrypted/encrypted), then
+ * re-accept before reuse (seed point 8: memory that was shared must be validated again). */
+static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
+{
+	void *private_va = (void *)(uintptr_t)pa;
+	fill_pattern(private_va, pa, bytes, mv_splitmix64(rng));
+
+	if (mv_platform.kind == MV_PLATFORM_TDX) {
+		mv_tdx_map_gpa(pa, bytes, true);
+	} else {
+		/* SNP order: rescind the validation, then make it shared (Linux __set_pages_state). */
+		mv_snp_pvalidate_range(pa, bytes, false);
+		mv_snp_psc_msr(pa, bytes, SNP_PSC_SHARED);
+	}
+	mv_map_shared(bp, pa, pa + bytes);
+	u64 shared_pattern = mv_splitmix64(rng);
+	fill_pattern(mv_shared_ptr(pa), pa, bytes, shared_pattern);
+	verify_pattern(mv_shared_ptr(pa), pa, bytes, shared_pattern);
+
+	if (mv_platform.kind == MV_PLATFORM_TDX)
+		mv_tdx_map_gpa(pa, bytes, false); /* then ACCEPT: Linux tdx_enc_status_changed */
+	mv_arch_accept(pa, pa + bytes);       /* TDX ACCEPT; SNP PSC private + PVALIDATE */
+	if (mv_platform.kind == MV_PLATFORM_TDX) {
+		if (mv_scan64(private_va, 0, bytes / 8) != bytes / 8)
+			mv_fatal("tdx_reaccepted_page_not_zero", pa);
+		zero_checked_pages += bytes / MV_PAGE_SIZE;
+	}
+	u64 private_pattern = mv_splitmix64(rng);
+	fill_pattern(private_va, pa, bytes, private_pattern);
+	verify_pattern(private_va, pa, bytes, private_pattern);
+	conversions++;
+}
+
+static u64 chunks[MAX_CHUNKS];
+static u64 patterns[MAX_CHUNKS];
+
+static void workload(void)
+{
+	u64 count = (bp->workload_bytes + CHUNK_BYTES - 1) / CHUNK_BYTES;
+	if (count > MAX_CHUNKS)
+		mv_fatal("workload_too_large", bp->workload_bytes);
+	u64 rng = bp->seed ^ 0x776f726b6c6f6164ull; /* "workload" */
+	if (mv_platform.kind == MV_PLATFORM_TDX)
+		mv_on_accepted = check_fresh_pages_zero;
+
+	for (u64 i = 0; i < count; i++) {
+		chunks[i] = kalloc(CHUNK_BYTES, MV_PAGE_SIZE);
+		patterns[i] = mv_splitmix64(&rng);
+		fill_pattern((void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
+	}
+	for (u64 i = 0; i < count; i++)
+		verify_pattern((const void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
+
+	u64 big = kalloc(CONVERT_BIG, MV_SIZE_2M);
+	u64 small = kalloc(CONVERT_SMALL, MV_PAGE_SIZE);
+	convert_round_trip(big, CONVERT_BIG, &rng);
+	convert_round_trip(small, CONVERT_SMALL, &rng);
+
+	/* Free every other chunk and allocate again: the memory is still accepted (freeing does
+	 * not invalidate, seed point 8), so no accept may happen. */
+	for (u64 i = 1; i < count; i += 2)
+		free_pages(chunks[i], chunks[i] + CHUNK_BYTES);
+	u64 accepted_before = bp->stats.accepted_bytes[MV_STAGE_KERNEL];
+	u64 calls_before = bp->stats.accept_calls_4k + bp->stats.accept_calls_2m;
+	for (u64 i = 1; i < count; i += 2) {
+		chunks[i] = alloc_pages(CHUNK_BYTES, MV_PAGE_SIZE);
+		mv_map_private(bp, chunks[i], chunks[i] + CHUNK_BYTES);
+		if (mv_bitmap_unaccepted(chunks[i]) || mv_bitmap_unaccepted(chunks[i] + CHUNK_BYTES - 1))
+			mv_fatal("reallocated_memory_not_accepted", chunks[i]);
+		accept_memory(chunks[i], CHUNK_BYTES);
+		patterns[i] = mv_splitmix64(&rng);
+		fill_pattern((void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
+		reallocated_bytes += CHUNK_BYTES;
+	}
+	if (bp->stats.accepted_bytes[MV_STAGE_KERNEL] != accepted_before ||
+	    bp->stats.accept_calls_4k + bp->stats.accept_calls_2m != calls_before)
+		mv_fatal("reallocation_accepted_again", accepted_before);
+	/* Reallocated chunks in full; the others by their per-page tags (cheap, still catches a
+	 * page the conversions or the hypervisor disturbed). */
+	for (u64 i = 0; i < count; i++) {
+		if (i % 2) {
+			verify_pattern((const void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
+			continue;
+		}
+		for (u64 off = 0; off < CHUNK_BYTES; off += MV_PAGE_SIZE)
+			if (*(const u64 *)(uintptr_t)(chunks[i] + off) != (patterns[i] ^ (chunks[i] + off)))
+				mv_fatal("workload_tag_mismatch", chunks[i] + off);
+	}
+	mv_on_accepted = 0;
+}
+
+/* ---------------- main ---------------- */
+
+static void check_boot_params(void)
+{
+	if (bp->bitmap_bytes == 0 || !IS_ALIGNED(bp->bitmap_gpa, MV_PAGE_SIZE) ||
+	    (bp->accept_unit != MV_PAGE_SIZE && bp->accept_unit != MV_SIZE_2M))
+		mv_fatal("boot_params_bad_bitmap", bp->bitmap_gpa);
+	if (bp->kernel_gpa != MV_KERNEL_LOAD_GPA)
+		mv_fatal("boot_params_bad_kernel_range", bp->kernel_gpa);
+}
+
+void kernel_main(struct mv_boot_params *params)
+{
+	bp = params;
+	if (bp != mv_boot_params() || bp->magic != MV_BOOT_PARAMS_MAGIC)
+		mv_halt_forever();
+	mv_cpu_init();
+	mv_platform_adopt(bp, MV_STAGE_KERNEL);
+	mv_report_stage("kernel");
+	check_boot_params();
+	mv_bitmap_attach(bp);
+	allocator_init();
+
+	if (bp->accept_mode == MV_ACCEPT_MODE_EAGER) {
+		/* accept_memory=eager: everything now, through the same bitmap path. */
+		for (u32 i = 0; i < bp->e820_count; i++)
+			if (bp->e820[i].type == MV_E820_UNACCEPTED)
+				mv_accept_bitmap_range(bp->e820[i].addr, bp->e820[i].addr + bp->e820[i].size);
+	}
+
+	workload();
+
+	const struct mv_accept_stats *s = &bp->stats;
+	mv_report_stat("kernel_accepted_bytes", s->accepted_bytes[MV_STAGE_KERNEL]);
+	mv_report_stat("accepted_bytes_total", s->accepted_bytes[MV_STAGE_FIRMWARE] +
+						      s->accepted_bytes[MV_STAGE_DECOMPRESSOR] +
+						      s->accepted_bytes[MV_STAGE_KERNEL]);
+	mv_report_stat("accept_calls_4k", s->accept_calls_4k);
+	mv_report_stat("accept_calls_2m", s->accept_calls_2m);
+	mv_report_stat("size_mismatch_fallbacks", s->size_mismatch_fallbacks);
+	mv_report_stat("page_state_requests", s->psc_requests);
+	mv_report_stat("unaccepted_bytes_remaining", s->unaccepted_units * mv_bitmap.unit);
+	mv_report_stat("workload_bytes_verified", workload_bytes_verified);
+	mv_report_stat("reallocated_bytes", reallocated_bytes);
+	mv_report_stat("conversions", conversions);
+	mv_report_stat("zero_checked_pages", zero_checked_pages);
+	mv_report_done();
+	mv_halt_forever();
+}

@@ -1,0 +1,156 @@
+/*
+ * The console (COM1 data port 0x3f8 through the platform's I/O path) and the fatal paths.
+ * Lines starting with "@mv " are the host protocol (src/boot/console-protocol.ts).
+ */
+#include <minivisor/guest.h>
+
+/* GHCB page layout (GHCB spec / Linux uapi svm.h). */
+#define GHCB_OFF_RAX          0x1f8
+#define GHCB_OFF_SW_EXIT_CODE 0x390
+#define GHCB_OFF_SW_EXIT_INFO1 0x398
+#define GHCB_OFF_SW_EXIT_INFO2 0x3a0
+#define GHCB_OFF_VALID_BITMAP 0x3f0
+#define GHCB_OFF_PROTOCOL     0xffa
+#define GHCB_OFF_USAGE        0xffc
+#define GHCB_PROTOCOL_VERSION 2
+#define IOIO_SZ8              (1u << 4)
+
+static void ghcb_mark_valid(u8 *ghcb, u32 offset)
+{
+	u32 qword = offset / 8;
+	ghcb[GHCB_OFF_VALID_BITMAP + qword / 8] |= (u8)(1u << (qword % 8));
+}
+
+/* GHCB IOIO NAE (SW_EXITCODE 0x7B): the MSR protocol has no I/O request. */
+static void snp_out_byte(u16 port, u8 value)
+{
+	u8 *ghcb = mv_shared_ptr(mv_platform.ghcb_gpa);
+	memset(ghcb + GHCB_OFF_VALID_BITMAP, 0, 16);
+	*(u64 *)(ghcb + GHCB_OFF_RAX) = value;
+	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_CODE) = SVM_EXIT_IOIO;
+	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) = ((u64)port << 16) | IOIO_SZ8; /* bit 0 = 0: OUT */
+	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2) = 0;
+	*(u16 *)(ghcb + GHCB_OFF_PROTOCOL) = GHCB_PROTOCOL_VERSION;
+	*(u32 *)(ghcb + GHCB_OFF_USAGE) = 0;
+	ghcb_mark_valid(ghcb, GHCB_OFF_RAX);
+	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_CODE);
+	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_INFO1);
+	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_INFO2);
+	/* The MSR protocol (PSC) reuses the GHCB MSR, so point it back at the page every time
+	 * (Linux: sev_es_wr_ghcb_msr before each VMGEXIT). */
+	mv_wrmsr(MSR_GHCB, mv_platform.ghcb_gpa);
+	mv_vmgexit();
+	/* A console error is not worth dying for; everything important also has a stat. */
+}
+
+/* TDG.VP.VMCALL<Instruction.IO> (GHCI: R11 = 30, R12 size, R13 direction 1 = out, R14 port,
+ * R15 value; RCX exposes R10-R15). */
+static void tdx_out_byte(u16 port, u8 value)
+{
+	struct mv_tdcall_regs r = {
+		.rax = TDG_VP_VMCALL, .rcx = 0xfc00, .r10 = 0, .r11 = TDVMCALL_IO,
+		.r12 = 1, .r13 = 1, .r14 = port, .r15 = value,
+	};
+	mv_tdcall(&r);
+}
+
+void mv_putc(char c)
+{
+	if (mv_platform.kind == MV_PLATFORM_TDX)
+		tdx_out_byte(MV_CONSOLE_PORT, (u8)c);
+	else if (mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa)
+		snp_out_byte(MV_CONSOLE_PORT, (u8)c);
+	/* otherwise: no console yet (SNP before the GHCB exists, or no platform) */
+}
+
+void mv_puts(const char *s)
+{
+	while (*s)
+		mv_putc(*s++);
+}
+
+void mv_put_dec(u64 v)
+{
+	char buf[21];
+	int i = 20;
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	mv_puts(buf + i);
+}
+
+void mv_put_hex(u64 v)
+{
+	char buf[19];
+	int i = 18;
+	buf[i] = 0;
+	do {
+		buf[--i] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	buf[--i] = 'x';
+	buf[--i] = '0';
+	mv_puts(buf + i);
+}
+
+void mv_report_stage(const char *name)
+{
+	mv_puts("@mv stage ");
+	mv_puts(name);
+	mv_putc('\n');
+}
+
+void mv_report_stat(const char *name, u64 value)
+{
+	mv_puts("@mv stat ");
+	mv_puts(name);
+	mv_putc(' ');
+	mv_put_dec(value);
+	mv_putc('\n');
+}
+
+void mv_report_done(void)
+{
+	mv_puts("@mv done\n");
+}
+
+noreturn void mv_terminate_silently(u32 snp_set, u32 snp_code)
+{
+	if (mv_platform.kind == MV_PLATFORM_SNP) {
+		mv_wrmsr(MSR_GHCB, GHCB_MSR_TERM_REQ | ((u64)(snp_set & 0xf) << 12) | ((u64)(snp_code & 0xff) << 16));
+		mv_vmgexit();
+	}
+	mv_halt_forever();
+}
+
+noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp_code)
+{
+	(void)detail;
+	if (mv_platform.kind == MV_PLATFORM_TDX) {
+		/* TDG.VP.VMCALL<ReportFatalError>: R12 = 0 (Linux's panic code), a 64-byte message
+		 * in R14, R15, RBX, RDI, RSI, R8, R9, RDX (Linux tdx_panic). */
+		u64 msg[8] = { 0 };
+		size_t n = strlen(reason);
+		memcpy(msg, reason, n < sizeof(msg) ? n : sizeof(msg));
+		struct mv_tdcall_regs r = {
+			.rax = TDG_VP_VMCALL, .rcx = 0xffcc, .r10 = 0, .r11 = TDVMCALL_REPORT_FATAL,
+			.r12 = 0, .r13 = 0, .r14 = msg[0], .r15 = msg[1], .rbx = msg[2], .rdi = msg[3],
+			.rsi = msg[4], .r8 = msg[5], .r9 = msg[6], .rdx = msg[7],
+		};
+		mv_tdcall(&r);
+		mv_halt_forever(); /* Linux loops forever if the VMM returns */
+	}
+	mv_terminate_silently(snp_set, snp_code);
+}
+
+noreturn void mv_fatal_code(const char *reason, u64 detail, u32 snp_set, u32 snp_code)
+{
+	mv_puts("@mv fatal ");
+	mv_puts(reason);
+	mv_puts(" ");
+	mv_put_hex(detail);
+	mv_putc('\n');
+	mv_fatal_stop(reason, detail, snp_set, snp_code);
+}

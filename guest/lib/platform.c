@@ -1,0 +1,287 @@
+/*
+ * Platform detection and the memory-state protocols: TDX (TDG.MEM.PAGE.ACCEPT, MapGPA) and
+ * SEV-SNP (GHCB MSR protocol page-state change, PVALIDATE). Any hypervisor behaviour the
+ * protocol does not allow is fatal, as in Linux (tdx-shared.c, boot/compressed/sev.c).
+ */
+#include <minivisor/guest.h>
+
+struct mv_platform mv_platform;
+static struct mv_accept_stats early_stats; /* until the boot params exist */
+
+static struct mv_accept_stats *stats(void)
+{
+	return mv_platform.stats ? mv_platform.stats : &early_stats;
+}
+
+static u64 ghcb_msr_call(u64 request)
+{
+	mv_wrmsr(MSR_GHCB, request);
+	mv_vmgexit();
+	return mv_rdmsr(MSR_GHCB);
+}
+
+static bool cpuid_is_tdx(void)
+{
+	u32 a, b, c, d;
+	mv_cpuid(0x21, 0, &a, &b, &c, &d);
+	/* "IntelTDX    " in EBX, EDX, ECX (Linux early_is_tdx_guest, EDK2 TdIsEnabled). */
+	return b == 0x65746e49 && d == 0x5844546c && c == 0x20202020;
+}
+
+void mv_platform_detect(void)
+{
+	mv_platform.stage = MV_STAGE_FIRMWARE;
+	if (cpuid_is_tdx()) {
+		mv_platform.kind = MV_PLATFORM_TDX; /* the console works from here on */
+		struct mv_tdcall_regs r = { .rax = TDG_VP_INFO };
+		u64 status = mv_tdcall(&r);
+		if (status != TDX_SUCCESS)
+			mv_fatal("tdx_vp_info_failed", status);
+		u32 gpaw = (u32)(r.rcx & 0x3f);
+		if (gpaw != 48 && gpaw != 52)
+			mv_fatal("tdx_bad_gpaw", gpaw);
+		mv_platform.shared_mask = 1ull << (gpaw - 1); /* Linux: BIT(gpa_width - 1) */
+		return;
+	}
+	if (mv_rdmsr(MSR_SEV_STATUS) & MSR_SEV_STATUS_SNP) {
+		mv_platform.kind = MV_PLATFORM_SNP; /* no console until the GHCB page is registered */
+		u32 a, b, c, d;
+		mv_cpuid(0x8000001f, 0, &a, &b, &c, &d);
+		u32 cbit = b & 0x3f;
+		if (cbit < 32 || cbit > 51)
+			mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, 2 /* SNP unsupported */);
+		/* The hypervisor's SEV-info answer must agree with CPUID (Radev & Morbitzer 2020:
+		 * a lying C-bit position would make "private" mappings shared). */
+		u64 info = ghcb_msr_call(GHCB_MSR_SEV_INFO_REQ);
+		u32 max_proto = (u32)(info >> 48), min_proto = (u32)((info >> 32) & 0xffff);
+		if ((info & 0xfff) != GHCB_MSR_SEV_INFO_RESP || max_proto < 2 || min_proto > 2)
+			mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, 1 /* protocol unsupported */);
+		if (((info >> 24) & 0xff) != cbit)
+			mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, 0);
+		mv_platform.private_mask = 1ull << cbit;
+		return;
+	}
+	/* Neither: real firmware would run as a normal VM; minivisor has nothing to test. */
+	mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, 2);
+}
+
+void mv_platform_adopt(struct mv_boot_params *bp, u32 stage)
+{
+	mv_platform.kind = bp->platform;
+	mv_platform.stage = stage;
+	mv_platform.shared_mask = bp->shared_mask;
+	mv_platform.private_mask = bp->private_mask;
+	mv_platform.ghcb_gpa = bp->ghcb_gpa;
+	mv_platform.stats = &bp->stats;
+	if (bp->platform != MV_PLATFORM_TDX && bp->platform != MV_PLATFORM_SNP)
+		mv_halt_forever();
+}
+
+/* ---------------- TDX ---------------- */
+
+static u64 tdx_accept_one(u64 gpa, u32 level)
+{
+	struct mv_tdcall_regs r = { .rax = TDG_MEM_PAGE_ACCEPT, .rcx = gpa | level };
+	u64 status;
+	/* OPERAND_BUSY is host lock contention: retry a few times like EDK2 TdAcceptPages. */
+	for (int tries = 0; tries < 4; tries++) {
+		r.rax = TDG_MEM_PAGE_ACCEPT;
+		r.rcx = gpa | level;
+		status = mv_tdcall(&r);
+		if ((status & TDX_STATUS_CLASS_MASK) != TDX_OPERAND_BUSY)
+			break;
+	}
+	return status;
+}
+
+static noreturn void tdx_accept_fatal(u64 gpa, u64 status)
+{
+	if ((status & TDX_STATUS_CLASS_MASK) == TDX_PAGE_ALREADY_ACCEPTED) {
+		/* Our bookkeeping says unaccepted, the module says accepted: the VMM mapped memory
+		 * behind our back (or replayed it). Linux panics here; OVMF only warns. */
+		mv_puts("@mv fatal tdx_accept_already_accepted gpa=");
+	} else {
+		mv_puts("@mv fatal tdx_accept_failed gpa=");
+	}
+	mv_put_hex(gpa);
+	mv_puts(" status=");
+	mv_put_hex(status);
+	mv_putc('\n');
+	mv_fatal_stop("TDX: Failed to accept memory", status, 0, 0);
+}
+
+/* Linux tdx_accept_memory without 1G (the module rejects it): 2M where aligned, 4K
+ * otherwise; a 2M SIZE_MISMATCH (range already split into 4K SEPT leaves) falls back to 512
+ * 4K accepts like EDK2. The VMM AUGs on demand: ACCEPT re-executes until it completes. */
+static void tdx_accept_range(u64 start, u64 end)
+{
+	while (start < end) {
+		if (IS_ALIGNED(start, MV_SIZE_2M) && end - start >= MV_SIZE_2M) {
+			u64 status = tdx_accept_one(start, 1);
+			if (status == TDX_SUCCESS) {
+				stats()->accept_calls_2m++;
+				start += MV_SIZE_2M;
+				continue;
+			}
+			if ((status & TDX_STATUS_CLASS_MASK) != TDX_PAGE_SIZE_MISMATCH)
+				tdx_accept_fatal(start, status);
+			stats()->size_mismatch_fallbacks++;
+			for (u64 page = start; page < start + MV_SIZE_2M; page += MV_PAGE_SIZE) {
+				u64 s4 = tdx_accept_one(page, 0);
+				if (s4 != TDX_SUCCESS)
+					tdx_accept_fatal(page, s4);
+				stats()->accept_calls_4k++;
+			}
+			start += MV_SIZE_2M;
+			continue;
+		}
+		u64 status = tdx_accept_one(start, 0);
+		if (status != TDX_SUCCESS)
+			tdx_accept_fatal(start, status);
+		stats()->accept_calls_4k++;
+		start += MV_PAGE_SIZE;
+	}
+}
+
+/* TDG.VP.VMCALL<MapGPA> with Linux's RETRY rules (tdx.c __tdx_map_gpa): the resume address
+ * must lie in [start, end); at most 3 retries without progress. */
+void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
+{
+	u64 start = gpa | (shared ? mv_platform.shared_mask : 0);
+	u64 end = start + bytes;
+	int stalled = 0;
+	for (;;) {
+		struct mv_tdcall_regs r = {
+			.rax = TDG_VP_VMCALL, .rcx = 0xfc00, .r10 = 0, .r11 = TDVMCALL_MAP_GPA,
+			.r12 = start, .r13 = end - start,
+		};
+		u64 status = mv_tdcall(&r);
+		stats()->psc_requests++;
+		if (status != TDX_SUCCESS)
+			mv_fatal("tdx_vmcall_failed", status);
+		if (r.r10 == TDVMCALL_STATUS_SUCCESS)
+			return;
+		if (r.r10 != TDVMCALL_STATUS_RETRY)
+			mv_fatal("tdx_map_gpa_failed", r.r10);
+		if (r.r11 < start || r.r11 >= end)
+			mv_fatal("tdx_map_gpa_retry_out_of_range", r.r11);
+		if (r.r11 == start) {
+			if (++stalled > 3)
+				mv_fatal("tdx_map_gpa_no_progress", start);
+			continue;
+		}
+		start = r.r11;
+		stalled = 0;
+	}
+}
+
+/* ---------------- SEV-SNP ---------------- */
+
+/* GHCB MSR protocol page-state change, one 4K page per request (Linux __page_state_change). */
+void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op)
+{
+	for (u64 page = gpa; page < gpa + bytes; page += MV_PAGE_SIZE) {
+		u64 resp = ghcb_msr_call(GHCB_MSR_PSC_REQ | ((page >> 12) << 12 & 0x000ffffffffff000ull) |
+					 ((u64)op << 52));
+		stats()->psc_requests++;
+		if ((resp & 0xfff) != GHCB_MSR_PSC_RESP || (resp >> 32) != 0) {
+			mv_puts("@mv fatal snp_psc_failed gpa=");
+			mv_put_hex(page);
+			mv_puts(" response=");
+			mv_put_hex(resp);
+			mv_putc('\n');
+			mv_fatal_stop("snp_psc_failed", resp, MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_PSC);
+		}
+	}
+}
+
+static noreturn void pvalidate_fatal(u64 va, int rc, bool validate)
+{
+	mv_puts(rc == PVALIDATE_FAIL_NOUPDATE ? "@mv fatal snp_pvalidate_unchanged va="
+					      : "@mv fatal snp_pvalidate_failed va=");
+	mv_put_hex(va);
+	mv_puts(" rc=");
+	mv_put_dec((u64)rc);
+	mv_puts(validate ? " validate\n" : " rescind\n");
+	mv_fatal_stop("snp_pvalidate", (u64)rc, MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_PVALIDATE);
+}
+
+/* Linux pval_pages: 2M where aligned, SIZEMISMATCH falls back to 512 x 4K, any other
+ * result (including CF=1, "already in that state") terminates. The range is identity-mapped
+ * with the C-bit, so VA == GPA. */
+void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
+{
+	u64 end = gpa + bytes;
+	while (gpa < end) {
+		if (IS_ALIGNED(gpa, MV_SIZE_2M) && end - gpa >= MV_SIZE_2M) {
+			int rc = mv_pvalidate_insn(gpa, 1, validate);
+			if (rc == 0) {
+				if (validate)
+					stats()->accept_calls_2m++;
+				gpa += MV_SIZE_2M;
+				continue;
+			}
+			if (rc != PVALIDATE_FAIL_SIZEMISMATCH)
+				pvalidate_fatal(gpa, rc, validate);
+			stats()->size_mismatch_fallbacks++;
+			for (u64 page = gpa; page < gpa + MV_SIZE_2M; page += MV_PAGE_SIZE) {
+				int r4 = mv_pvalidate_insn(page, 0, validate);
+				if (r4 != 0)
+					pvalidate_fatal(page, r4, validate);
+				if (validate)
+					stats()->accept_calls_4k++;
+			}
+			gpa += MV_SIZE_2M;
+			continue;
+		}
+		int rc = mv_pvalidate_insn(gpa, 0, validate);
+		if (rc != 0)
+			pvalidate_fatal(gpa, rc, validate);
+		if (validate)
+			stats()->accept_calls_4k++;
+		gpa += MV_PAGE_SIZE;
+	}
+}
+
+void mv_snp_setup_ghcb(u64 gpa)
+{
+	/* Shared conversion order (Linux): rescind the validation first, then ask the hypervisor
+	 * to make the page shared; the page is reached through the shared window afterwards. */
+	mv_snp_pvalidate_range(gpa, MV_PAGE_SIZE, false);
+	mv_snp_psc_msr(gpa, MV_PAGE_SIZE, SNP_PSC_SHARED);
+	memset(mv_shared_ptr(gpa), 0, MV_PAGE_SIZE);
+	u64 gfn = gpa >> 12;
+	u64 resp = ghcb_msr_call(GHCB_MSR_REG_GPA_REQ | (gfn << 12));
+	if ((resp & 0xfff) != GHCB_MSR_REG_GPA_RESP || (resp >> 12) != gfn)
+		mv_terminate_silently(MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_REGISTER);
+	mv_platform.ghcb_gpa = gpa;
+}
+
+/* ---------------- both ---------------- */
+
+void mv_arch_accept(u64 start, u64 end)
+{
+	if (start >= end)
+		return;
+	if (!IS_ALIGNED(start, MV_PAGE_SIZE) || !IS_ALIGNED(end, MV_PAGE_SIZE))
+		mv_fatal("accept_unaligned_range", start);
+	if (mv_platform.kind == MV_PLATFORM_TDX) {
+		tdx_accept_range(start, end);
+	} else if (mv_platform.kind == MV_PLATFORM_SNP) {
+		/* PVALIDATE takes a virtual address: the range must be mapped (private). */
+		mv_map_private(mv_boot_params(), start, end);
+		/* Private conversion order: PSC to private first, then PVALIDATE. */
+		mv_snp_psc_msr(start, end - start, SNP_PSC_PRIVATE);
+		mv_snp_pvalidate_range(start, end - start, true);
+	} else {
+		mv_fatal("accept_unknown_platform", start);
+	}
+	stats()->accepted_bytes[mv_platform.stage] += end - start;
+}
+
+/* The firmware's stats live in a static until it has written the boot params. */
+void mv_platform_use_stats(struct mv_accept_stats *s)
+{
+	*s = early_stats;
+	mv_platform.stats = s;
+}

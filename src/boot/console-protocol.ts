@@ -1,0 +1,133 @@
+// The guest -> host report protocol on the console. Lines starting with "@mv " are protocol:
+//   @mv stage firmware|decompressor|kernel
+//   @mv stat <name> <decimal>          name: [a-z0-9_]+
+//   @mv done
+//   @mv fatal <reason text>
+// Every other line is ordinary console output. A malformed protocol line is recorded as an
+// error, never thrown: the guest is untrusted input too.
+import { STAGES } from './layout.js';
+
+export type BootStage = (typeof STAGES)[number];
+
+export type ConsoleEvent =
+  | { kind: 'stage'; stage: BootStage }
+  | { kind: 'stat'; name: string; value: bigint }
+  | { kind: 'done' }
+  | { kind: 'fatal'; reason: string };
+
+export type ParsedLine = ConsoleEvent | { kind: 'text'; line: string } | { kind: 'malformed'; line: string; why: string };
+
+export interface BootReport {
+  /** Stages in the order they were announced. */
+  stages: BootStage[];
+  /** Statistics by name; a repeated name keeps the last value. */
+  stats: Record<string, bigint>;
+  done: boolean;
+  /** The first fatal reason, if any. */
+  fatal?: string;
+  /** Protocol violations: malformed lines, stages out of order, lines after done/fatal. */
+  errors: string[];
+  /** Non-protocol console lines. */
+  text: string[];
+}
+
+const PREFIX = '@mv ';
+const STAT_NAME = /^[a-z0-9_]+$/;
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** Parses one console line (without its newline). */
+export function parseConsoleLine(rawLine: string): ParsedLine {
+  const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
+  if (!line.startsWith(PREFIX)) return { kind: 'text', line };
+  const rest = line.slice(PREFIX.length);
+  const space = rest.indexOf(' ');
+  const verb = space < 0 ? rest : rest.slice(0, space);
+  const args = space < 0 ? '' : rest.slice(space + 1);
+  const bad = (why: string): ParsedLine => ({ kind: 'malformed', line, why });
+  switch (verb) {
+    case 'stage':
+      return (STAGES as readonly string[]).includes(args) ? { kind: 'stage', stage: args as BootStage } : bad(`unknown stage "${args}"`);
+    case 'stat': {
+      const parts = args.split(' ');
+      if (parts.length !== 2) return bad('stat needs exactly a name and a value');
+      const [name, value] = parts as [string, string];
+      if (!STAT_NAME.test(name)) return bad(`bad stat name "${name}"`);
+      if (!DECIMAL.test(value)) return bad(`stat value "${value}" is not a decimal number`);
+      const n = BigInt(value);
+      if (n >= 1n << 64n) return bad(`stat value ${value} does not fit in 64 bits`);
+      return { kind: 'stat', name, value: n };
+    }
+    case 'done':
+      return args === '' ? { kind: 'done' } : bad('done takes no arguments');
+    case 'fatal':
+      return args.trim() !== '' ? { kind: 'fatal', reason: args.trim() } : bad('fatal needs a reason');
+    default:
+      return bad(`unknown verb "${verb}"`);
+  }
+}
+
+/** Incremental parser: feed console bytes or text as they arrive, read `report` any time. */
+export class ConsoleProtocolParser {
+  readonly report: BootReport = { stages: [], stats: {}, done: false, errors: [], text: [] };
+  #partial = '';
+
+  /** Feeds console output (a string or latin1 bytes); complete lines are parsed. */
+  push(chunk: string | Uint8Array): void {
+    this.#partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('latin1');
+    let nl: number;
+    while ((nl = this.#partial.indexOf('\n')) >= 0) {
+      this.#line(this.#partial.slice(0, nl));
+      this.#partial = this.#partial.slice(nl + 1);
+    }
+  }
+
+  /** Parses a trailing line without a newline (call when the guest has stopped). */
+  end(): BootReport {
+    if (this.#partial) this.#line(this.#partial);
+    this.#partial = '';
+    return this.report;
+  }
+
+  #line(line: string): void {
+    const parsed = parseConsoleLine(line);
+    const r = this.report;
+    if (parsed.kind === 'text') {
+      r.text.push(parsed.line);
+      return;
+    }
+    if (parsed.kind === 'malformed') {
+      r.errors.push(`${parsed.why}: ${JSON.stringify(parsed.line)}`);
+      return;
+    }
+    if (r.done || r.fatal !== undefined) {
+      // After a fatal report the fatal path itself may not print more; after done nothing may.
+      r.errors.push(`protocol line after ${r.done ? 'done' : 'fatal'}: ${JSON.stringify(line)}`);
+      return;
+    }
+    switch (parsed.kind) {
+      case 'stage': {
+        const expected = STAGES.indexOf(parsed.stage);
+        const last = r.stages.length ? STAGES.indexOf(r.stages[r.stages.length - 1]!) : -1;
+        if (expected <= last) r.errors.push(`stage ${parsed.stage} out of order after ${r.stages.join(',')}`);
+        r.stages.push(parsed.stage);
+        break;
+      }
+      case 'stat':
+        r.stats[parsed.name] = parsed.value;
+        break;
+      case 'done':
+        r.done = true;
+        break;
+      case 'fatal':
+        r.fatal = parsed.reason;
+        break;
+    }
+  }
+}
+
+/** Parses a complete console transcript. */
+export function parseConsoleOutput(text: string | Uint8Array): BootReport {
+  const p = new ConsoleProtocolParser();
+  p.push(text);
+  return p.end();
+}

@@ -1,0 +1,116 @@
+// The boot ABI's numbers, mirrored from guest/include/minivisor/boot_abi.h (the header is the
+// source of truth; test/unit/boot/layout.test.ts parses it and fails on any difference).
+// Guest-physical layout, firmware config and boot-params offsets: see the header's comments.
+
+/** Every `#define MV_* 0x...` of boot_abi.h, by name. */
+export const ABI = {
+  MV_PAGE_SIZE: 0x1000n,
+  MV_SIZE_2M: 0x200000n,
+  MV_TEMP_RAM_GPA: 0x200000n,
+  MV_TEMP_RAM_BYTES: 0x100000n,
+  MV_BOOT_PARAMS_GPA: 0x200000n,
+  MV_BOOT_PARAMS_BYTES: 0x2000n,
+  MV_GHCB_GPA: 0x202000n,
+  MV_PT_POOL_GPA: 0x204000n,
+  MV_PT_POOL_BYTES: 0x7c000n,
+  MV_FW_STACK_BOTTOM: 0x280000n,
+  MV_FW_STACK_TOP: 0x2c0000n,
+  MV_DECOMPRESSOR_STACK_TOP: 0x300000n,
+  MV_INITIAL_IMAGE_GPA: 0x300000n,
+  MV_INITIAL_IMAGE_BYTES: 0x100000n,
+  MV_INITIAL_IMAGE_END: 0x400000n,
+  MV_FW_CONFIG_GPA: 0x300000n,
+  MV_FIRMWARE_LOAD_GPA: 0x301000n,
+  MV_FIRMWARE_LOAD_LIMIT: 0x340000n,
+  MV_GUEST_IMAGE_GPA: 0x340000n,
+  MV_GUEST_IMAGE_LIMIT: 0x400000n,
+  MV_FIRMWARE_RESERVED_GPA: 0x200000n,
+  MV_FIRMWARE_RESERVED_END: 0x400000n,
+  MV_KERNEL_LOAD_GPA: 0x1000000n,
+  MV_KERNEL_MAX_BYTES: 0x800000n,
+  MV_KERNEL_STACK_BYTES: 0x10000n,
+  MV_SHARED_WINDOW_VA: 0x400000000000n,
+  MV_MIN_MEMORY_BYTES: 0x2000000n,
+  MV_MAX_MEMORY_BYTES: 0x400000000000n,
+  MV_FW_CONFIG_MAGIC: 0x4346564dn,
+  MV_FW_CONFIG_VERSION: 0x1n,
+  MV_PRE_ACCEPT_ALL: 0xffffffffffffffffn,
+  MV_DEFAULT_PRE_ACCEPT_BYTES: 0x4000000n,
+  MV_DEFAULT_WORKLOAD_BYTES: 0x4000000n,
+  MV_ACCEPT_MODE_LAZY: 0x0n,
+  MV_ACCEPT_MODE_EAGER: 0x1n,
+  MV_PLATFORM_NONE: 0x0n,
+  MV_PLATFORM_TDX: 0x1n,
+  MV_PLATFORM_SNP: 0x2n,
+  MV_FW_CONFIG_OFF_MAGIC: 0x0n,
+  MV_FW_CONFIG_OFF_VERSION: 0x4n,
+  MV_FW_CONFIG_OFF_SIZE: 0x6n,
+  MV_FW_CONFIG_OFF_MEMORY_BYTES: 0x8n,
+  MV_FW_CONFIG_OFF_PRE_ACCEPT_BYTES: 0x10n,
+  MV_FW_CONFIG_OFF_WORKLOAD_BYTES: 0x18n,
+  MV_FW_CONFIG_OFF_SEED: 0x20n,
+  MV_FW_CONFIG_OFF_ACCEPT_MODE: 0x28n,
+  MV_FW_CONFIG_OFF_ACCEPT_UNIT: 0x2cn,
+  MV_FW_CONFIG_OFF_PLATFORM_HINT: 0x30n,
+  MV_FW_CONFIG_OFF_FLAGS: 0x34n,
+  MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY: 0x38n,
+  MV_FW_CONFIG_SIZE: 0x40n,
+  MV_E820_RAM: 0x1n,
+  MV_E820_RESERVED: 0x2n,
+  MV_E820_UNACCEPTED: 0xfn,
+  MV_E820_MAX_ENTRIES: 0x80n,
+  MV_E820_ENTRY_SIZE: 0x18n,
+  MV_BOOT_PARAMS_MAGIC: 0x5042564dn,
+  MV_BOOT_PARAMS_VERSION: 0x1n,
+  MV_STAGE_FIRMWARE: 0x0n,
+  MV_STAGE_DECOMPRESSOR: 0x1n,
+  MV_STAGE_KERNEL: 0x2n,
+  MV_STAGE_COUNT: 0x3n,
+  MV_BOOT_PARAMS_OFF_MAGIC: 0x0n,
+  MV_BOOT_PARAMS_OFF_PLATFORM: 0x8n,
+  MV_BOOT_PARAMS_OFF_E820_COUNT: 0x14n,
+  MV_BOOT_PARAMS_OFF_MEMORY_BYTES: 0x18n,
+  MV_BOOT_PARAMS_OFF_SHARED_MASK: 0x30n,
+  MV_BOOT_PARAMS_OFF_PRIVATE_MASK: 0x38n,
+  MV_BOOT_PARAMS_OFF_BITMAP_GPA: 0x68n,
+  MV_BOOT_PARAMS_OFF_STATS: 0x90n,
+  MV_BOOT_PARAMS_OFF_E820: 0x100n,
+  MV_PAYLOAD_MAGIC: 0x5a4b564dn,
+  MV_PAYLOAD_HEADER_SIZE: 0x20n,
+  MV_SNP_TERM_SET_GENERAL: 0x0n,
+  MV_SNP_TERM_SET_LINUX: 0x1n,
+  MV_SNP_TERM_GENERAL: 0x0n,
+  MV_SNP_TERM_REGISTER: 0x0n,
+  MV_SNP_TERM_PSC: 0x1n,
+  MV_SNP_TERM_PVALIDATE: 0x2n,
+  MV_SNP_TERM_SET_MINIVISOR: 0x3n,
+  MV_SNP_TERM_MINIVISOR_FATAL: 0x1n,
+  MV_CONSOLE_PORT: 0x3f8n,
+} as const satisfies Record<string, bigint>;
+
+export type AbiName = keyof typeof ABI;
+
+// Named views for the VMM.
+/** Pre-accepted, zero-filled, not measured: boot params, GHCB, page-table pool, stacks. */
+export const TEMP_RAM = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES } as const;
+/** Pre-accepted and measured: firmware config, firmware ELF, guest image. */
+export const INITIAL_IMAGE = { gpa: ABI.MV_INITIAL_IMAGE_GPA, bytes: ABI.MV_INITIAL_IMAGE_BYTES } as const;
+/** Everything the VMM must pre-accept (PAGE.ADD / SNP launch update) before the vCPU starts. */
+export const PRE_ACCEPTED = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES + ABI.MV_INITIAL_IMAGE_BYTES } as const;
+/** Where firmware.elf's PT_LOAD segments must lie. */
+export const FIRMWARE_LOAD = { start: ABI.MV_FIRMWARE_LOAD_GPA, end: ABI.MV_FIRMWARE_LOAD_LIMIT } as const;
+/** Where guest-image.elf's PT_LOAD segments must lie. */
+export const GUEST_IMAGE_LOAD = { start: ABI.MV_GUEST_IMAGE_GPA, end: ABI.MV_GUEST_IMAGE_LIMIT } as const;
+export const FW_CONFIG_GPA = ABI.MV_FW_CONFIG_GPA;
+export const BOOT_PARAMS_GPA = ABI.MV_BOOT_PARAMS_GPA;
+export const GHCB_GPA = ABI.MV_GHCB_GPA;
+/** The firmware's initial RSP (the firmware also sets it itself). */
+export const FIRMWARE_STACK_TOP = ABI.MV_FW_STACK_TOP;
+export const KERNEL_LOAD_GPA = ABI.MV_KERNEL_LOAD_GPA;
+export const SHARED_WINDOW_VA = ABI.MV_SHARED_WINDOW_VA;
+export const PRE_ACCEPT_ALL = ABI.MV_PRE_ACCEPT_ALL;
+
+export const E820_TYPE = { ram: 1, reserved: 2, unaccepted: 15 } as const;
+export const PLATFORM = { none: 0, tdx: 1, snp: 2 } as const;
+export const ACCEPT_MODE = { lazy: 0, eager: 1 } as const;
+export const STAGES = ['firmware', 'decompressor', 'kernel'] as const;

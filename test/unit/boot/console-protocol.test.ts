@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { ConsoleProtocolParser, parseConsoleLine, parseConsoleOutput } from '../../../src/boot/console-protocol.js';
+
+const GOOD = [
+  '@mv stage firmware',
+  '@mv stat firmware_accepted_bytes 65011712',
+  'some ordinary text',
+  '@mv stage decompressor',
+  '@mv stage kernel',
+  '@mv stat accept_calls_2m 38',
+  '@mv done',
+  '',
+].join('\n');
+
+describe('console protocol', () => {
+  it('parses a complete boot into a typed report', () => {
+    const r = parseConsoleOutput(GOOD);
+    expect(r.stages).toEqual(['firmware', 'decompressor', 'kernel']);
+    expect(r.stats).toEqual({ firmware_accepted_bytes: 65011712n, accept_calls_2m: 38n });
+    expect(r.done).toBe(true);
+    expect(r.fatal).toBeUndefined();
+    expect(r.errors).toEqual([]);
+    expect(r.text).toEqual(['some ordinary text']);
+  });
+
+  it('accepts bytes split anywhere, CRLF line ends and a final line without newline', () => {
+    const p = new ConsoleProtocolParser();
+    const bytes = Buffer.from('@mv stage firm' + 'ware\r\n@mv stat x 1\n@mv fatal tdx_accept_failed gpa=0x200000', 'latin1');
+    for (const b of bytes) p.push(Uint8Array.of(b));
+    const r = p.end();
+    expect(r.stages).toEqual(['firmware']);
+    expect(r.stats.x).toBe(1n);
+    expect(r.fatal).toBe('tdx_accept_failed gpa=0x200000');
+  });
+
+  it.each([
+    ['@mv stage bios', /unknown stage/],
+    ['@mv stat Bad-Name 1', /bad stat name/],
+    ['@mv stat x -1', /not a decimal/],
+    ['@mv stat x 0x10', /not a decimal/],
+    ['@mv stat x 18446744073709551616', /64 bits/],
+    ['@mv stat x', /exactly a name and a value/],
+    ['@mv done now', /no arguments/],
+    ['@mv fatal', /unknown verb|needs a reason/],
+    ['@mv reboot', /unknown verb/],
+  ])('flags %j as malformed', (line, why) => {
+    const parsed = parseConsoleLine(line);
+    expect(parsed.kind).toBe('malformed');
+    if (parsed.kind === 'malformed') expect(parsed.why).toMatch(why);
+  });
+
+  it('keeps the largest u64 exactly', () => {
+    expect(parseConsoleLine('@mv stat max 18446744073709551615')).toEqual({ kind: 'stat', name: 'max', value: (1n << 64n) - 1n });
+  });
+
+  it('records protocol violations: stages out of order and lines after done', () => {
+    const r = parseConsoleOutput('@mv stage kernel\n@mv stage firmware\n@mv done\n@mv stat late 1\n');
+    expect(r.errors).toHaveLength(2);
+    expect(r.errors[0]).toMatch(/out of order/);
+    expect(r.errors[1]).toMatch(/after done/);
+    expect(r.stats.late).toBeUndefined();
+  });
+
+  it('treats lines that merely mention @mv as text', () => {
+    expect(parseConsoleLine('x @mv done')).toEqual({ kind: 'text', line: 'x @mv done' });
+    expect(parseConsoleLine('@mvdone').kind).toBe('text');
+  });
+});
