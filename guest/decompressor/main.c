@@ -7,10 +7,11 @@
  *     memory location"), accept its own pages, and fill it from the unaccepted entries with
  *     Linux's process_unaccepted_memory rules.
  *  3. Accept the kernel's output range (misc.c extract_kernel: accept_memory(output, size)),
- *     inflate the kernel there and jump to it with the boot params.
+ *     decompress the kernel there (one LZ4 block, checked against the header's CRC-32) and
+ *     jump to it with the boot params.
  */
 #include <minivisor/guest.h>
-#include "inflate.h"
+#include "lz4.h"
 
 extern const u8 mv_payload_start[], mv_payload_end[];
 
@@ -155,6 +156,8 @@ static const struct mv_payload_header *check_payload(void)
 		mv_fatal("payload_bad_layout", h->memory_bytes);
 	if (h->entry_gpa < h->load_gpa || h->entry_gpa >= h->load_gpa + h->image_bytes)
 		mv_fatal("payload_bad_entry", h->entry_gpa);
+	if (h->reserved != 0)
+		mv_fatal("payload_reserved_field_set", h->reserved);
 	return h;
 }
 
@@ -214,15 +217,20 @@ void decompressor_main(struct mv_boot_params *bp)
 		}
 	}
 
-	/* Accept the output range through the bitmap, then inflate into it. */
+	/* Accept the output range through the bitmap, then decompress into it. */
 	mv_map_private(bp, kernel_start, kernel_end);
 	mv_accept_bitmap_range(kernel_start, kernel_end);
 	u8 *out = (u8 *)(uintptr_t)kernel_start;
-	long got = mv_zlib_inflate(out, payload->image_bytes, (const u8 *)(payload + 1), payload->compressed_bytes);
-	if (got < 0)
-		mv_fatal("kernel_inflate_failed", (u64)-got);
-	if ((u64)got != payload->image_bytes)
-		mv_fatal("kernel_inflate_short", (u64)got);
+	u64 got = 0;
+	int err = lz4_decompress_block((const u8 *)(payload + 1), payload->compressed_bytes, out,
+				       payload->image_bytes, &got);
+	if (err < 0)
+		mv_fatal("kernel_decompress_failed", (u64)-err);
+	if (got != payload->image_bytes)
+		mv_fatal("kernel_decompress_short", got);
+	u32 crc = mv_crc32(0, out, got);
+	if (crc != payload->image_crc32)
+		mv_fatal("kernel_crc_mismatch", crc);
 	/* bss: SNP-validated memory is not zeroed by the platform, TDX-accepted memory is. */
 	memset(out + payload->image_bytes, 0, payload->memory_bytes - payload->image_bytes);
 	bp->kernel_gpa = kernel_start;

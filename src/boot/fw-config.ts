@@ -57,7 +57,12 @@ export interface BootParamsView {
   memoryBytes: bigint;
   sharedMask: bigint;
   privateMask: bigint;
+  acceptUnit: bigint;
+  workloadBytes: bigint;
   bitmapGpa: bigint;
+  bitmapBytes: bigint;
+  kernelGpa: bigint;
+  kernelBytes: bigint;
   e820: E820Entry[];
 }
 
@@ -77,7 +82,12 @@ export function decodeBootParams(bytes: Uint8Array): BootParamsView {
     memoryBytes: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_MEMORY_BYTES')),
     sharedMask: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_SHARED_MASK')),
     privateMask: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_PRIVATE_MASK')),
+    acceptUnit: BigInt(b.readUInt32LE(off('MV_BOOT_PARAMS_OFF_ACCEPT_UNIT'))),
+    workloadBytes: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_WORKLOAD_BYTES')),
     bitmapGpa: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_BITMAP_GPA')),
+    bitmapBytes: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_BITMAP_BYTES')),
+    kernelGpa: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_KERNEL_GPA')),
+    kernelBytes: b.readBigUInt64LE(off('MV_BOOT_PARAMS_OFF_KERNEL_BYTES')),
     e820,
   };
 }

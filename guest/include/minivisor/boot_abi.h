@@ -125,10 +125,15 @@
 #define MV_BOOT_PARAMS_OFF_BITMAP_GPA       0x68
 #define MV_BOOT_PARAMS_OFF_STATS            0x90
 #define MV_BOOT_PARAMS_OFF_E820             0x100
+#define MV_BOOT_PARAMS_OFF_ACCEPT_UNIT      0x10
+#define MV_BOOT_PARAMS_OFF_WORKLOAD_BYTES   0x20
+#define MV_BOOT_PARAMS_OFF_BITMAP_BYTES     0x70
+#define MV_BOOT_PARAMS_OFF_KERNEL_GPA       0x78
+#define MV_BOOT_PARAMS_OFF_KERNEL_BYTES     0x80
 
 /* ---- compressed kernel payload header (build time -> decompressor) ---- */
-#define MV_PAYLOAD_MAGIC             0x5a4b564d
-#define MV_PAYLOAD_HEADER_SIZE       0x20
+#define MV_PAYLOAD_MAGIC             0x344c564d
+#define MV_PAYLOAD_HEADER_SIZE       0x28
 
 /* ---- SNP GHCB termination reasons (MSR protocol 0x100: set in [15:12], code in [23:16]) ---- */
 #define MV_SNP_TERM_SET_GENERAL      0x0
@@ -213,14 +218,16 @@ struct mv_boot_params {
 	struct mv_e820_entry e820[MV_E820_MAX_ENTRIES]; /* 0x100 */
 };
 
-/* Precedes the raw zlib stream linked into the decompressor (guest/tools/mkpayload.py). */
+/* Precedes the LZ4 block linked into the decompressor (guest/tools/mkpayload.py). */
 struct mv_payload_header {
-	uint32_t magic;             /* MV_PAYLOAD_MAGIC ("MVKZ") */
-	uint32_t compressed_bytes;  /* zlib stream (RFC 1950) that follows the header */
+	uint32_t magic;             /* MV_PAYLOAD_MAGIC ("MVL4") */
+	uint32_t compressed_bytes;  /* LZ4 block (lz4_Block_format.md) that follows the header */
 	uint32_t image_bytes;       /* flat kernel image (file contents) */
 	uint32_t memory_bytes;      /* image + bss, what the kernel occupies */
 	uint64_t load_gpa;          /* where the flat image goes: MV_KERNEL_LOAD_GPA */
 	uint64_t entry_gpa;         /* kernel entry point */
+	uint32_t image_crc32;       /* CRC-32 (IEEE, as zlib.crc32) of the flat image */
+	uint32_t reserved;          /* 0 */
 };
 
 #define MV_ABI_CHECK(cond) _Static_assert(cond, #cond)
@@ -243,6 +250,11 @@ MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, private_mask) == MV_BOOT_
 MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, bitmap_gpa) == MV_BOOT_PARAMS_OFF_BITMAP_GPA);
 MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, stats) == MV_BOOT_PARAMS_OFF_STATS);
 MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, e820) == MV_BOOT_PARAMS_OFF_E820);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, accept_unit) == MV_BOOT_PARAMS_OFF_ACCEPT_UNIT);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, workload_bytes) == MV_BOOT_PARAMS_OFF_WORKLOAD_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, bitmap_bytes) == MV_BOOT_PARAMS_OFF_BITMAP_BYTES);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_gpa) == MV_BOOT_PARAMS_OFF_KERNEL_GPA);
+MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_bytes) == MV_BOOT_PARAMS_OFF_KERNEL_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
