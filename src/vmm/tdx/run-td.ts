@@ -51,7 +51,7 @@ export interface RunTdOptions {
 export function runTd(td: Td, options: RunTdOptions = {}): RunOutcome {
   const maxStalled = options.maxStalledExits ?? 64;
   let stalled = 0;
-  let lastRip = -1n;
+  let lastExit = '';
   const finish = (outcome: RunOutcome): RunOutcome => {
     td.trace.record('vmm', 'outcome', { outcome: outcome.outcome, reason: outcome.reason });
     td.console.flush();
@@ -64,10 +64,14 @@ export function runTd(td: Td, options: RunTdOptions = {}): RunOutcome {
       if (step.kind === 'resume') continue;
       if (step.kind === 'stop') return finish(step.outcome);
       const tdExit = step.exit;
-      stalled = tdExit.rip === lastRip && tdExit.reason === 'ept-violation' ? stalled + 1 : 0;
-      lastRip = tdExit.rip;
+      // The same EPT violation (RIP and GPA) over and over means the VMM is not resolving it.
+      // A loop of ACCEPTs at one RIP over successive GPAs is progress, not a stall.
+      const key = tdExit.reason === 'ept-violation' ? `${tdExit.rip}:${tdExit.gpa}` : '';
+      stalled = key !== '' && key === lastExit ? stalled + 1 : 0;
+      lastExit = key;
       if (stalled > maxStalled) {
-        return finish({ outcome: 'vmm-error', reason: `no progress: ${stalled} TD exits at RIP 0x${tdExit.rip.toString(16)}` });
+        const gpa = tdExit.reason === 'ept-violation' ? ` GPA 0x${tdExit.gpa.toString(16)}` : '';
+        return finish({ outcome: 'vmm-error', reason: `no progress: ${stalled} TD exits at RIP 0x${tdExit.rip.toString(16)}${gpa}` });
       }
       const decision = td.vmm.handleTdExit(tdExit);
       if (decision.kind === 'stop') return finish(decision.outcome);
