@@ -38,6 +38,9 @@ function in64BitMode(td: TdModule): boolean {
   if ((vcpu.readSpecial('efer') & EFER_LMA) === 0n) return false;
   const cs = vcpu.readSpecial('cs');
   if ((cs & 4n) !== 0n) return true; // LDT selector: not modelled, assume 64-bit
+  // Selector 0 is the vCPU's reset state, which the emulator starts in 64-bit mode (a documented
+  // deviation: a real TD starts in 32-bit mode) until the guest loads its own GDT and CS.
+  if ((cs & ~3n) === 0n) return true;
   try {
     const t = vcpu.translate(vcpu.readSpecial('gdtrBase') + (cs & 0xfff8n));
     if (t.status !== 'ok' || t.gpa + 8n > td.machine.memoryBytes) return true;
