@@ -124,9 +124,13 @@ export class SnpPlatform implements SnpHost {
       assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, gpa: req.gpa, asid: req.asid,
       validated: false, vmsa: false, vmplPerms: req.assigned ? [VMPL_PERM_ALL, 0, 0, 0] : [0, 0, 0, 0],
     };
-    if (req.pageSize === '2m') this.rmp.put2m(spa, entry);
-    else this.rmp.put4k(spa, entry);
-    this.#syncRegion(regionOf(spa));
+    if (req.pageSize === '2m') {
+      this.rmp.put2m(spa, entry);
+      this.#syncRegion(regionOf(spa));
+    } else {
+      this.rmp.put4k(spa, entry);
+      this.#syncPage(spa);
+    }
     return { rc, result, state };
   }
 
@@ -168,7 +172,7 @@ export class SnpPlatform implements SnpHost {
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
     this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)));
     this.rmp.put4k(gpa, { ...e, immutable: false, validated: true });
-    this.#syncRegion(regionOf(gpa));
+    this.#syncPage(gpa);
     return { rc: 0, result, state };
   }
 
@@ -212,6 +216,22 @@ export class SnpPlatform implements SnpHost {
       private: ok('private', 'write') ? 'readwrite' : ok('private', 'read') ? 'read' : 'none',
       shared: ok('shared', 'write') ? 'readwrite' : 'read',
     };
+  }
+
+  /**
+   * Re-derives the gate for one 4 KiB page after a 4 KiB RMP change. A region the gate has not
+   * opened for shared accesses yet stays closed for them (it opens on first use).
+   */
+  #syncPage(gpa: bigint): void {
+    const page = gpa & ~(PAGE_4K - 1n);
+    if (page >= this.memoryBytes) return;
+    if (this.rmp.isLarge(page)) {
+      this.#syncRegion(regionOf(page));
+      return;
+    }
+    const g = this.gateFor(page);
+    this.machine.gate.set('private', page, PAGE_4K, g.private);
+    this.machine.gate.set('shared', page, PAGE_4K, g.shared);
   }
 
   #syncRegion(key: bigint): void {
@@ -306,7 +326,10 @@ export class SnpPlatform implements SnpHost {
         vcpu.regs.rax = BigInt(out.rc);
         vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
         this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
-        if (out.gpa !== undefined && !out.unchanged) this.#syncRegion(regionOf(out.gpa));
+        if (out.gpa !== undefined && !out.unchanged) {
+          if (regs.size === '2m') this.#syncRegion(regionOf(out.gpa));
+          else this.#syncPage(out.gpa);
+        }
         vcpu.complete(exit);
         return { kind: 'resume' };
       }
