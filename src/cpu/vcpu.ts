@@ -37,6 +37,8 @@ for (const name of GPRS) {
 
 export class Vcpu {
   readonly regs: Registers;
+  /** How many exits of each kind run() has returned (runRaw() is not counted: it is the hot path). */
+  readonly exitCounts: Partial<Record<VmExit['kind'], number>> = {};
   readonly #native: NativeMachine;
   readonly #area: BigUint64Array;
 
@@ -49,7 +51,9 @@ export class Vcpu {
   /** Runs until the next exit. */
   run(): VmExit {
     this.#native.run();
-    return decodeExit(this.#area);
+    const exit = decodeExit(this.#area);
+    this.exitCounts[exit.kind] = (this.exitCounts[exit.kind] ?? 0) + 1;
+    return exit;
   }
 
   /**

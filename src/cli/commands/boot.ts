@@ -1,6 +1,22 @@
 import { Command } from 'commander';
-import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-options.js';
+import { BootOptionError, parseBootOptions, type BootConfig, type RawBootOptions } from '../boot-options.js';
+import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
+import { bootGuest, type BootResult } from '../../vmm/boot/boot-guest.js';
+import { GuestImageError } from '../../vmm/boot/images.js';
+
+function summary(r: BootResult): string[] {
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
+  const exits = Object.entries(r.exits).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    '',
+    `minivisor: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome} (${r.outcomeReason})`,
+    `  accepted ${mib(r.acceptedBytes.total)}: firmware ${mib(r.acceptedBytes.firmware)}, decompressor ${mib(r.acceptedBytes.decompressor)}, kernel ${mib(r.acceptedBytes.kernel)}`,
+    `  accept calls: ${r.acceptCalls['2M']} × 2M, ${r.acceptCalls['4K']} × 4K`,
+    `  exits: ${exits}`,
+    `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
+  ];
+}
 
 export function bootCommand(io: CliIo): Command {
   return new Command('boot')
@@ -17,8 +33,9 @@ export function bootCommand(io: CliIo): Command {
     .option('--json', 'print one JSON object instead of the console and a summary')
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .action((raw: RawBootOptions) => {
+      let config: BootConfig;
       try {
-        parseBootOptions(raw);
+        config = parseBootOptions(raw);
       } catch (err) {
         if (err instanceof BootOptionError) {
           io.err(`minivisor boot: ${err.message}`);
@@ -27,7 +44,21 @@ export function bootCommand(io: CliIo): Command {
         }
         throw err;
       }
-      io.err('minivisor boot: no guest is installed yet (the firmware and guest stubs are not built into this version)');
-      io.exitCode = 1;
+      let result: BootResult;
+      try {
+        const run = bootGuest(config, config.json ? {} : { consoleLine: (line) => io.out(line) });
+        result = run.result;
+        run.platform.machine.close();
+      } catch (err) {
+        if (err instanceof GuestImageError) {
+          io.err(`minivisor boot: ${err.message}`);
+          io.exitCode = 1;
+          return;
+        }
+        throw err;
+      }
+      if (config.json) io.out(JSON.stringify(result));
+      else for (const line of summary(result)) io.out(line);
+      io.exitCode = result.outcome === 'done' ? 0 : 1;
     });
 }

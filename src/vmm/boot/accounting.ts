@@ -1,0 +1,69 @@
+// Acceptance accounting from the hardware's point of view: every successful TDX PAGE.ACCEPT and
+// SNP PVALIDATE(validate) the trusted model recorded, attributed to the boot stage the guest had
+// announced on its console when it happened. The guest's own statistics are checked against this.
+import type { BootStage } from '../../boot/console-protocol.js';
+import { STAGES } from '../../boot/layout.js';
+import { Trace, type TraceEvent, type TraceOptions, type TraceValue } from '../trace.js';
+
+export type PageSizeName = '4K' | '2M';
+
+export interface AcceptanceTotals {
+  acceptedBytes: Record<BootStage | 'total', bigint>;
+  /** Accept calls the hardware saw (any result), by requested page size. */
+  acceptCalls: Record<PageSizeName, number>;
+  /** Calls that did not accept anything new (ALREADY_ACCEPTED, CF=1, errors, TD exits). */
+  unsuccessfulAcceptCalls: number;
+}
+
+const SIZE_BYTES: Record<PageSizeName, bigint> = { '4K': 0x1000n, '2M': 0x200000n };
+
+/** A Trace that also keeps the acceptance totals as events are recorded. */
+export class BootTrace extends Trace {
+  stage: BootStage | 'vmm' = 'vmm';
+  readonly totals: AcceptanceTotals = {
+    acceptedBytes: { firmware: 0n, decompressor: 0n, kernel: 0n, total: 0n },
+    acceptCalls: { '4K': 0, '2M': 0 },
+    unsuccessfulAcceptCalls: 0,
+  };
+
+  constructor(options: TraceOptions = {}) {
+    super(options);
+  }
+
+  override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): TraceEvent {
+    const event = super.record(source, type, fields);
+    if (source === 'hw') this.#account(event);
+    return event;
+  }
+
+  /** The guest announced a stage ("@mv stage X"); later accepts count for it. */
+  enterStage(stage: BootStage): void {
+    this.stage = stage;
+    this.record('guest', 'stage', { stage });
+  }
+
+  #account(e: TraceEvent): void {
+    let size: PageSizeName | undefined;
+    let accepted = false;
+    if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') {
+      // RCX bits 2:0 are the level (0 = 4K, 1 = 2M); anything else was refused as OPERAND_INVALID.
+      const level = typeof e.rcx === 'bigint' ? Number(e.rcx & 7n) : -1;
+      size = level === 1 ? '2M' : '4K';
+      accepted = e.status === 0n;
+    } else if (e.type === 'pvalidate' && e.validate === true) {
+      size = e.size === '2m' ? '2M' : '4K';
+      accepted = e.rc === 0 && e.cf === false;
+    } else {
+      return;
+    }
+    this.totals.acceptCalls[size]++;
+    if (!accepted) {
+      this.totals.unsuccessfulAcceptCalls++;
+      return;
+    }
+    const bytes = SIZE_BYTES[size];
+    const stage = this.stage === 'vmm' ? STAGES[0] : this.stage;
+    this.totals.acceptedBytes[stage] += bytes;
+    this.totals.acceptedBytes.total += bytes;
+  }
+}

@@ -1,0 +1,101 @@
+// Brings up a confidential guest the way a real VMM does before the first instruction: the
+// initial image and a small temporary RAM are added as private, pre-accepted memory (TDX:
+// TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
+// the launch digest); everything else stays unaccepted for the guest to accept.
+import { INITIAL_IMAGE, TEMP_RAM, FIRMWARE_STACK_TOP } from '../../boot/layout.js';
+import type { ElfImage } from '../../boot/elf.js';
+import { loadElf } from '../../boot/elf.js';
+import { Machine } from '../../cpu/machine.js';
+import { gpaLevel } from '../../platform/tdx/seamcall.js';
+import { SnpPlatform } from '../../platform/snp/snp-cpu.js';
+import { Console } from '../console.js';
+import type { RunOutcome } from '../outcome.js';
+import { HonestSnpVmm } from '../snp/honest-vmm.js';
+import { runSnp } from '../snp/run-snp.js';
+import { createTd, runTd } from '../tdx/run-td.js';
+import type { BootTrace } from './accounting.js';
+
+const PAGE = 0x1000n;
+/** SNP C-bit position our platform reports (CPUID 0x8000001F EBX[5:0]), as on Milan/Genoa. */
+export const SNP_C_BIT = 51;
+/** TDX GPA width: the shared bit is bit 47. */
+export const TDX_GPA_WIDTH = 48;
+
+export interface BootImages {
+  firmware: ElfImage;
+  guestImage: ElfImage;
+  /** The firmware config bytes, written at their GPA inside the initial image. */
+  config: { gpa: bigint; bytes: Uint8Array };
+}
+
+export interface BootPlatform {
+  machine: Machine;
+  console: Console;
+  run(): RunOutcome;
+  /** The launch measurement: TDX MRTD or SNP launch digest, hex. */
+  measurement: string;
+}
+
+export interface BootPlatformOptions {
+  memoryBytes: bigint;
+  instructionLimit: bigint;
+  trace: BootTrace;
+  /** Receives each complete console line the guest prints (TDX and SNP alike). */
+  echo: (line: string) => void;
+}
+
+function loadImages(machine: Machine, images: BootImages): void {
+  loadElf(machine.memory, images.firmware);
+  loadElf(machine.memory, images.guestImage);
+  machine.memory.write(images.config.gpa, images.config.bytes);
+  machine.vcpu.regs.rip = images.firmware.entry;
+  machine.vcpu.regs.rsp = FIRMWARE_STACK_TOP;
+}
+
+function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
+  for (let gpa = range.gpa; gpa < range.gpa + range.bytes; gpa += PAGE) yield gpa;
+}
+
+export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
+  const td = createTd({
+    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, gpaWidth: TDX_GPA_WIDTH,
+    trace: options.trace, console: new Console(options.echo),
+  });
+  const { machine } = td;
+  const host = td.module.host;
+  // Load into RAM first: PAGE.ADD copies each page from its "source" (here the same bytes).
+  loadImages(machine, images);
+  const check = (what: string, status: bigint) => {
+    if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
+  };
+  // Secure-EPT pages above the leaves of the pre-accepted 2 MiB region (TDH.MEM.SEPT.ADD).
+  // The operand GPA is aligned to what one entry at that level maps (1 GiB, 2 MiB).
+  check('SEPT.ADD level 2', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x3fffffffn, 2)).status);
+  check('SEPT.ADD level 1', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x1fffffn, 1)).status);
+  for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), machine.memory.read(gpa, 4096)).status);
+  for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, machine.memory.read(gpa, 4096)).status);
+  const finalized = host.mrFinalize();
+  check('MR.FINALIZE', finalized.status);
+  return { machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '' };
+}
+
+export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
+  const machine = new Machine({
+    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit,
+    marker: { kind: 'snp-c-bit', position: SNP_C_BIT },
+  });
+  const platform = new SnpPlatform(machine, { trace: options.trace, cBit: SNP_C_BIT });
+  loadImages(machine, images);
+  const launch = (gpa: bigint, type: 'NORMAL' | 'ZERO') => {
+    const assign = platform.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: platform.asid });
+    if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
+    const r = platform.launchUpdatePage(gpa, type);
+    if (r.rc !== 0) throw new Error(`VMM setup: SNP_LAUNCH_UPDATE 0x${gpa.toString(16)} failed: ${r.result}`);
+  };
+  for (const gpa of pages(TEMP_RAM)) launch(gpa, 'ZERO');
+  for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
+  const measurement = platform.launch.finish();
+  const vmm = new HonestSnpVmm({ echo: options.echo });
+  // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.
+  return { machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement };
+}

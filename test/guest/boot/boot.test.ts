@@ -1,0 +1,171 @@
+// Boots the real firmware -> decompressor -> kernel stubs on both platforms, with the honest
+// VMMs, and checks the guest's account of acceptance against the hardware's.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
+import { bootGuest, type BootRun } from '../../../src/vmm/boot/boot-guest.js';
+import { GuestImageError } from '../../../src/vmm/boot/images.js';
+import { ABI } from '../../../src/boot/layout.js';
+import { acceptanceMismatches, bootParams, doubleAccepts, hardwareAcceptedBytes } from '../../helpers/boot-check.js';
+
+const MiB = 1n << 20n;
+const UNIT_2M = 2n * MiB;
+
+function boot(raw: RawBootOptions): BootRun {
+  return bootGuest(parseBootOptions(raw), { keepTrace: true });
+}
+
+function expectHealthyBoot(run: BootRun, raw: RawBootOptions): void {
+  const config = parseBootOptions(raw);
+  const { result, report } = run;
+  expect(result.outcome, `${result.outcomeReason}\n${result.console.slice(-2000)}`).toBe('done');
+  expect(report.stages).toEqual(['firmware', 'decompressor', 'kernel']);
+  expect(report.errors).toEqual([]);
+  // The guest's memory map and bitmap say exactly what the hardware says.
+  expect(acceptanceMismatches(run)).toEqual([]);
+  // Never an accept of memory that was already accepted (Linux panics on it; so does our kernel).
+  expect(doubleAccepts(run)).toBe(0);
+  // No #VE/#VC ever reached the guest: everything it touched was accepted first.
+  expect(run.trace.ofType('ve-injected')).toEqual([]);
+  expect(run.trace.events.filter((e) => e.type === 'vc-injected' || (e.type === 'exception-injected'))).toEqual([]);
+  expect(BigInt(report.stats.workload_bytes_verified ?? 0n)).toBeGreaterThanOrEqual(config.workloadBytes);
+  // What the guest says it accepted matches what the hardware counted, stage by stage.
+  const stages = result.acceptedBytes;
+  expect(BigInt(stages.firmware)).toBe(report.stats.firmware_accepted_bytes);
+  expect(BigInt(stages.decompressor)).toBe(report.stats.decompressor_accepted_bytes);
+  expect(BigInt(stages.total)).toBe(report.stats.accepted_bytes_total);
+}
+
+/** In lazy mode, memory beyond what the boot needs stays unaccepted. */
+function expectLazy(run: BootRun, raw: RawBootOptions): void {
+  const config = parseBootOptions(raw);
+  const vm = run.platform.machine;
+  const bp = bootParams(vm);
+  const preAccept = config.preAccept === 'all' ? config.memoryBytes : config.preAccept;
+  // pre-accepted image + firmware's share + bitmap + kernel + workload, each rounded up to a
+  // unit, plus Linux's guard unit and the unaligned head/tail units accepted up front.
+  const bound = ABI.MV_INITIAL_IMAGE_END + preAccept + bp.bitmapBytes + bp.kernelBytes + config.workloadBytes + 8n * UNIT_2M;
+  expect(hardwareAcceptedBytes(vm)).toBeLessThan(bound);
+  expect(run.report.stats.unaccepted_bytes_remaining).toBeGreaterThan(config.memoryBytes - bound);
+}
+
+describe.each(['tdx', 'snp'] as const)('%s boot', (platform) => {
+  // SNP's firmware converts memory 4 KiB at a time through the GHCB MSR protocol, so SNP cases
+  // use smaller guests where the cost is per accepted page.
+  const big = platform === 'tdx' ? '4G' : '1G';
+
+  it.each([
+    { memory: big },
+    { memory: '4095M', unit: '4K' },
+    { memory: '4097M' },
+  ])('lazy boot %j', (flags) => {
+    const raw = { platform, ...flags };
+    const run = boot(raw);
+    expectHealthyBoot(run, raw);
+    expectLazy(run, raw);
+    run.platform.machine.close();
+  });
+
+  it('eager boot accepts all RAM in the kernel', () => {
+    const raw = { platform, memory: platform === 'tdx' ? '1G' : '256M', accept: 'eager' };
+    const run = boot(raw);
+    expectHealthyBoot(run, raw);
+    const vm = run.platform.machine;
+    const bp = bootParams(vm);
+    const usable = bp.e820.filter((e) => e.type === 1 || e.type === 15).reduce((n, e) => n + e.size, 0n);
+    // Everything is accepted except the SNP GHCB page, which the firmware made shared.
+    const shared = platform === 'snp' ? 4096n : 0n;
+    expect(hardwareAcceptedBytes(vm)).toBe(usable + ABI.MV_INITIAL_IMAGE_END - ABI.MV_TEMP_RAM_GPA - shared);
+    vm.close();
+  });
+
+  it('pre-accept 0 leaves all acceptance to the later stages', () => {
+    const raw = { platform, memory: '512M', preAccept: '0' };
+    const run = boot(raw);
+    expectHealthyBoot(run, raw);
+    expect(run.result.acceptedBytes.firmware).toBe(0);
+    expect(run.result.acceptedBytes.kernel).toBeGreaterThan(0);
+    run.platform.machine.close();
+  });
+
+  it('pre-accept all (approach I) leaves nothing for the kernel to accept', () => {
+    const raw = { platform, memory: platform === 'tdx' ? '256M' : '128M', preAccept: 'all' };
+    const run = boot(raw);
+    expectHealthyBoot(run, raw);
+    // The kernel accepts only what it converts back from shared (the workload's round trip).
+    expect(BigInt(run.result.acceptedBytes.kernel)).toBeLessThanOrEqual(4n * MiB);
+    expect(run.report.stats.unaccepted_bytes_remaining).toBe(0n);
+    run.platform.machine.close();
+  });
+
+  it('is deterministic: same config and seed, same trace; another seed moves the bitmap', () => {
+    const raw = { platform, memory: '512M', seed: '7' };
+    const a = boot(raw);
+    const b = boot(raw);
+    expect(a.result.traceSha256).toBe(b.result.traceSha256);
+    expect(a.result.console).toBe(b.result.console);
+    const c = boot({ ...raw, seed: '8' });
+    expect(c.result.outcome).toBe('done');
+    expect(bootParams(c.platform.machine).bitmapGpa).not.toBe(bootParams(a.platform.machine).bitmapGpa);
+    expect(c.result.traceSha256).not.toBe(a.result.traceSha256);
+    for (const r of [a, b, c]) r.platform.machine.close();
+  });
+});
+
+describe('user firmware', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'minivisor-fw-'));
+  const build = (name: string, source: string): string => {
+    writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n.code64\n.text\n.globl start\nstart:\n${source}\n`);
+    execFileSync('as', ['--64', '-o', join(dir, `${name}.o`), join(dir, `${name}.S`)]);
+    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', 'start', '-Ttext=0x301000', '-o', join(dir, `${name}.elf`), join(dir, `${name}.o`)]);
+    return join(dir, `${name}.elf`);
+  };
+
+  it('boots a user firmware ELF on the emulated TDX platform', () => {
+    // Prints the protocol lines through TDVMCALL Instruction.IO (GHCI), then halts.
+    const firmware = build('hello', `
+      lea rsi, [rip + message]
+    1:
+      movzx r15, byte ptr [rsi]
+      test r15, r15
+      jz 2f
+      xor eax, eax              # TDG.VP.VMCALL
+      mov ecx, 0xfc00           # expose R10-R15
+      xor r10, r10
+      mov r11, 30               # Instruction.IO
+      mov r12, 1                # size
+      mov r13, 1                # out
+      mov r14, 0x3f8
+      .byte 0x66, 0x0f, 0x01, 0xcc
+      inc rsi
+      jmp 1b
+    2:
+      hlt
+    message:
+      .ascii "hello from user firmware\\n@mv stage firmware\\n@mv stage decompressor\\n@mv stage kernel\\n@mv done\\n"
+      .byte 0`);
+    const run = bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware }));
+    expect(run.result.outcome).toBe('done');
+    expect(run.result.console).toMatch(/hello from user firmware/);
+    expect(run.result.acceptedBytes.total).toBe(0);
+    run.platform.machine.close();
+  });
+
+  it('rejects a firmware file that is not a loadable ELF with a clear error', () => {
+    const junk = join(dir, 'junk.elf');
+    writeFileSync(junk, Buffer.from('not an elf at all, just text'));
+    expect(() => bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware: junk }))).toThrow(GuestImageError);
+    expect(() => bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware: join(dir, 'missing.elf') }))).toThrow(/does not exist/);
+  });
+
+  it('reports a firmware that halts without finishing as guest-fatal, not done', () => {
+    const firmware = build('quiet', 'hlt');
+    const run = bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware }));
+    expect(run.result.outcome).toBe('guest-fatal');
+    expect(run.result.outcomeReason).toMatch(/without reporting done/);
+    run.platform.machine.close();
+  });
+});
