@@ -24,6 +24,8 @@ export interface BootResult {
   exits: Record<string, number>;
   guestInstructions: number;
   wallMs: number;
+  /** Peak resident memory of this process so far (like wallMs: measured, not part of the run). */
+  peakRssMiB: number;
   traceSha256: string;
   traceEvents: number;
   measurement: string;
@@ -130,6 +132,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       exits: { ...platform.machine.vcpu.exitCounts } as Record<string, number>,
       guestInstructions: n(platform.machine.vcpu.instructions),
       wallMs: Math.round(wallMs * 10) / 10,
+      peakRssMiB: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,
       traceSha256: trace.sha256(),
       traceEvents: trace.length,
       measurement: platform.measurement,
