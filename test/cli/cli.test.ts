@@ -33,3 +33,23 @@ describe('minivisor CLI', () => {
     expect(bad.stderr).toMatch(/--platform must be tdx or snp/);
   });
 });
+
+describe('minivisor boot', () => {
+  it('boots the default guest and reports one JSON object with the documented fields', async () => {
+    const io = capture();
+    expect(await main(['boot', '--json', '--memory', '256M', '--workload', '16M'], io)).toBe(0);
+    const r = JSON.parse(io.stdout[0]!);
+    expect(r).toMatchObject({ platform: 'tdx', memoryBytes: 256 * 2 ** 20, seed: '1', outcome: 'done' });
+    for (const k of ['outcomeReason', 'acceptedBytes', 'acceptCalls', 'exits', 'guestInstructions', 'wallMs', 'traceSha256', 'console']) {
+      expect(r).toHaveProperty(k);
+    }
+    expect(Object.keys(r.acceptedBytes)).toEqual(['firmware', 'decompressor', 'kernel', 'total']);
+    expect(r.console).toMatch(/@mv done/);
+  });
+
+  it('exits non-zero when the guest does not finish (instruction budget)', async () => {
+    const io = capture();
+    expect(await main(['boot', '--json', '--memory', '256M', '--max-instructions', '100000'], io)).toBe(1);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'budget' });
+  });
+});

@@ -34,25 +34,17 @@ export function bootCommand(io: CliIo): Command {
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .action((raw: RawBootOptions) => {
       let config: BootConfig;
-      try {
-        config = parseBootOptions(raw);
-      } catch (err) {
-        if (err instanceof BootOptionError) {
-          io.err(`minivisor boot: ${err.message}`);
-          io.exitCode = 2;
-          return;
-        }
-        throw err;
-      }
       let result: BootResult;
       try {
+        config = parseBootOptions(raw);
         const run = bootGuest(config, config.json ? {} : { consoleLine: (line) => io.out(line) });
         result = run.result;
         run.platform.machine.close();
       } catch (err) {
-        if (err instanceof GuestImageError) {
+        // Bad flags are usage errors (2); a missing or malformed image is a failed boot (1).
+        if (err instanceof BootOptionError || err instanceof GuestImageError) {
           io.err(`minivisor boot: ${err.message}`);
-          io.exitCode = 1;
+          io.exitCode = err instanceof BootOptionError ? 2 : 1;
           return;
         }
         throw err;
