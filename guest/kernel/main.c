@@ -185,7 +185,7 @@ static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
 	} else {
 		/* SNP order: rescind the validation, then make it shared (Linux __set_pages_state). */
 		mv_snp_pvalidate_range(pa, bytes, false);
-		mv_snp_psc_msr(pa, bytes, SNP_PSC_SHARED);
+		mv_snp_psc(pa, bytes, SNP_PSC_SHARED);
 	}
 	mv_map_shared(bp, pa, pa + bytes);
 	u64 shared_pattern = mv_splitmix64(rng);

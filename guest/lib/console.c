@@ -4,42 +4,16 @@
  */
 #include <minivisor/guest.h>
 
-/* GHCB page layout (GHCB spec / Linux uapi svm.h). */
-#define GHCB_OFF_RAX          0x1f8
-#define GHCB_OFF_SW_EXIT_CODE 0x390
-#define GHCB_OFF_SW_EXIT_INFO1 0x398
-#define GHCB_OFF_SW_EXIT_INFO2 0x3a0
-#define GHCB_OFF_VALID_BITMAP 0x3f0
-#define GHCB_OFF_PROTOCOL     0xffa
-#define GHCB_OFF_USAGE        0xffc
-#define GHCB_PROTOCOL_VERSION 2
 #define IOIO_SZ8              (1u << 4)
-
-static void ghcb_mark_valid(u8 *ghcb, u32 offset)
-{
-	u32 qword = offset / 8;
-	ghcb[GHCB_OFF_VALID_BITMAP + qword / 8] |= (u8)(1u << (qword % 8));
-}
 
 /* GHCB IOIO NAE (SW_EXITCODE 0x7B): the MSR protocol has no I/O request. */
 static void snp_out_byte(u16 port, u8 value)
 {
-	u8 *ghcb = mv_shared_ptr(mv_platform.ghcb_gpa);
-	memset(ghcb + GHCB_OFF_VALID_BITMAP, 0, 16);
-	*(u64 *)(ghcb + GHCB_OFF_RAX) = value;
-	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_CODE) = SVM_EXIT_IOIO;
-	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) = ((u64)port << 16) | IOIO_SZ8; /* bit 0 = 0: OUT */
-	*(u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2) = 0;
-	*(u16 *)(ghcb + GHCB_OFF_PROTOCOL) = GHCB_PROTOCOL_VERSION;
-	*(u32 *)(ghcb + GHCB_OFF_USAGE) = 0;
-	ghcb_mark_valid(ghcb, GHCB_OFF_RAX);
-	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_CODE);
-	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_INFO1);
-	ghcb_mark_valid(ghcb, GHCB_OFF_SW_EXIT_INFO2);
-	/* The MSR protocol (PSC) reuses the GHCB MSR, so point it back at the page every time
-	 * (Linux: sev_es_wr_ghcb_msr before each VMGEXIT). */
-	mv_wrmsr(MSR_GHCB, mv_platform.ghcb_gpa);
-	mv_vmgexit();
+	/* EXITINFO1 bit 0 = 0: OUT. */
+	u8 *ghcb = mv_snp_ghcb_begin(SVM_EXIT_IOIO, ((u64)port << 16) | IOIO_SZ8, 0);
+	*(volatile u64 *)(ghcb + GHCB_OFF_RAX) = value;
+	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_RAX);
+	mv_snp_ghcb_exit();
 	/* A console error is not worth dying for; everything important also has a stat. */
 }
 

@@ -1,7 +1,8 @@
 /*
  * Platform detection and the memory-state protocols: TDX (TDG.MEM.PAGE.ACCEPT, MapGPA) and
- * SEV-SNP (GHCB MSR protocol page-state change, PVALIDATE). Any hypervisor behaviour the
- * protocol does not allow is fatal, as in Linux (tdx-shared.c, boot/compressed/sev.c).
+ * SEV-SNP (page-state change through the GHCB page, or the GHCB MSR protocol before the page
+ * exists; PVALIDATE). Any hypervisor behaviour the protocol does not allow is fatal, as in
+ * Linux (tdx-shared.c, boot/compressed/sev.c, kernel/sev.c).
  */
 #include <minivisor/guest.h>
 
@@ -177,21 +178,149 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 
 /* ---------------- SEV-SNP ---------------- */
 
-/* GHCB MSR protocol page-state change, one 4K page per request (Linux __page_state_change). */
+/* "@mv fatal <reason> gpa=<gpa> <what>=<value>[ <what2>=<value2>]", then terminate with
+ * Linux's PSC reason (set 1, code 1). */
+static noreturn void psc_fatal2(const char *reason, u64 gpa, const char *what, u64 value,
+				const char *what2, u64 value2)
+{
+	mv_puts("@mv fatal ");
+	mv_puts(reason);
+	mv_puts(" gpa=");
+	mv_put_hex(gpa);
+	mv_putc(' ');
+	mv_puts(what);
+	mv_putc('=');
+	mv_put_hex(value);
+	if (what2) {
+		mv_putc(' ');
+		mv_puts(what2);
+		mv_putc('=');
+		mv_put_hex(value2);
+	}
+	mv_putc('\n');
+	mv_fatal_stop(reason, value, MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_PSC);
+}
+
+static noreturn void psc_fatal(const char *reason, u64 gpa, const char *what, u64 value)
+{
+	psc_fatal2(reason, gpa, what, value, 0, 0);
+}
+
+/* GHCB MSR protocol page-state change, one 4K page per request (Linux __page_state_change).
+ * Each request is one psc_requests. */
 void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op)
 {
 	for (u64 page = gpa; page < gpa + bytes; page += MV_PAGE_SIZE) {
-		u64 resp = ghcb_msr_call(GHCB_MSR_PSC_REQ | ((page >> 12) << 12 & 0x000ffffffffff000ull) |
-					 ((u64)op << 52));
+		u64 resp = ghcb_msr_call(GHCB_MSR_PSC_REQ | (page & SNP_PSC_ENTRY_GFN_MASK) |
+					 ((u64)op << SNP_PSC_ENTRY_OP_SHIFT));
 		stats()->psc_requests++;
-		if ((resp & 0xfff) != GHCB_MSR_PSC_RESP || (resp >> 32) != 0) {
-			mv_puts("@mv fatal snp_psc_failed gpa=");
-			mv_put_hex(page);
-			mv_puts(" response=");
-			mv_put_hex(resp);
-			mv_putc('\n');
-			mv_fatal_stop("snp_psc_failed", resp, MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_PSC);
+		if ((resp & 0xfff) != GHCB_MSR_PSC_RESP || (resp >> 32) != 0)
+			psc_fatal("snp_psc_failed", page, "response", resp);
+	}
+}
+
+/* ---- the GHCB page (shared, registered) ---- */
+
+static u8 *ghcb_page(void)
+{
+	return mv_shared_ptr(mv_platform.ghcb_gpa);
+}
+
+void mv_snp_ghcb_set_valid(u8 *ghcb, u32 offset)
+{
+	u32 qword = offset / 8;
+	ghcb[GHCB_OFF_VALID_BITMAP + qword / 8] |= (u8)(1u << (qword % 8));
+}
+
+/* Linux sev_es_ghcb_hv_call's preamble: a fresh valid bitmap (the hypervisor must not see
+ * stale fields), protocol version 2, usage 0 (standard format). */
+u8 *mv_snp_ghcb_begin(u64 exit_code, u64 info1, u64 info2)
+{
+	u8 *ghcb = ghcb_page();
+	memset(ghcb + GHCB_OFF_VALID_BITMAP, 0, 16);
+	*(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_CODE) = exit_code;
+	*(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) = info1;
+	*(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2) = info2;
+	*(volatile u16 *)(ghcb + GHCB_OFF_PROTOCOL) = GHCB_PROTOCOL_VERSION;
+	*(volatile u32 *)(ghcb + GHCB_OFF_USAGE) = 0;
+	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_EXIT_CODE);
+	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_EXIT_INFO1);
+	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_EXIT_INFO2);
+	return ghcb;
+}
+
+void mv_snp_ghcb_exit(void)
+{
+	/* The MSR protocol (early PSC, termination) reuses the GHCB MSR, so point it back at the
+	 * page every time (Linux: sev_es_wr_ghcb_msr before each VMGEXIT). */
+	mv_wrmsr(MSR_GHCB, mv_platform.ghcb_gpa);
+	mv_vmgexit();
+}
+
+/* One PSC descriptor of `count` entries, already written to the shared buffer: Linux
+ * vmgexit_psc. The hypervisor may return with part of the work done (cur_entry advanced, or
+ * cur_page inside a 2M entry); the guest calls again while cur_entry <= end_entry. Fatal:
+ * SW_EXITINFO1 or SW_EXITINFO2 non-zero, a reserved header field set, cur_entry going
+ * backwards or end_entry growing. Each check runs against the previous return (Linux compares
+ * with the initial values; per-call monotonicity implies that). `first` is the descriptor's
+ * first GPA, for the report. */
+static void psc_ghcb_desc(u64 first, u32 count)
+{
+	u8 *ghcb = ghcb_page();
+	volatile u16 *hdr_cur = (volatile u16 *)(ghcb + GHCB_OFF_SHARED_BUFFER);
+	volatile u16 *hdr_end = (volatile u16 *)(ghcb + GHCB_OFF_SHARED_BUFFER + 2);
+	volatile u32 *hdr_reserved = (volatile u32 *)(ghcb + GHCB_OFF_SHARED_BUFFER + 4);
+	u16 cur = 0, end = (u16)(count - 1);
+	*hdr_cur = cur;
+	*hdr_end = end;
+	*hdr_reserved = 0;
+	while (cur <= end) {
+		ghcb = mv_snp_ghcb_begin(SVM_VMGEXIT_PSC, 0, 0);
+		*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
+		mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
+		mv_snp_ghcb_exit();
+		stats()->psc_requests++;
+		/* Everything the hypervisor wrote is read once (it may change it at any time). */
+		u64 info1 = *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1);
+		u64 info2 = *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2);
+		u16 new_cur = *hdr_cur, new_end = *hdr_end;
+		u32 reserved = *hdr_reserved;
+		if ((u32)info1 != 0)
+			psc_fatal("snp_psc_ghcb_error", first, "exit_info1", info1);
+		if (info2 != 0)
+			psc_fatal("snp_psc_failed", first, "exit_info2", info2);
+		if (reserved != 0)
+			psc_fatal("snp_psc_header_reserved", first, "reserved", reserved);
+		if (new_end > end || new_cur < cur)
+			psc_fatal2("snp_psc_backwards", first, "cur_entry", new_cur, "end_entry", new_end);
+		cur = new_cur;
+		end = new_end;
+	}
+}
+
+/* Linux __set_pages_state: 2M entries where the GPA is 2 MiB aligned and 2 MiB remain, 4K
+ * entries otherwise, SNP_PSC_MAX_ENTRIES per descriptor. The entries are built in the shared
+ * buffer (the hypervisor reads them there; nothing the guest later relies on is read back
+ * except the header). Each PSC VMGEXIT is one psc_requests, including the repeats after
+ * partial progress. */
+void mv_snp_psc(u64 gpa, u64 bytes, u32 op)
+{
+	if (!mv_platform.ghcb_gpa)
+		mv_fatal("snp_psc_without_ghcb", gpa);
+	if (!IS_ALIGNED(gpa, MV_PAGE_SIZE) || !IS_ALIGNED(bytes, MV_PAGE_SIZE))
+		mv_fatal("snp_psc_unaligned_range", gpa);
+	volatile u64 *entries = (volatile u64 *)(ghcb_page() + GHCB_OFF_SHARED_BUFFER + 8);
+	u64 end = gpa + bytes;
+	while (gpa < end) {
+		u64 first = gpa;
+		u32 count = 0;
+		while (gpa < end && count < SNP_PSC_MAX_ENTRIES) {
+			bool big = IS_ALIGNED(gpa, MV_SIZE_2M) && end - gpa >= MV_SIZE_2M;
+			entries[count++] = (gpa & SNP_PSC_ENTRY_GFN_MASK) |
+					   ((u64)op << SNP_PSC_ENTRY_OP_SHIFT) | (big ? SNP_PSC_ENTRY_2M : 0);
+			gpa += big ? MV_SIZE_2M : MV_PAGE_SIZE;
 		}
+		psc_ghcb_desc(first, count);
 	}
 }
 
@@ -270,8 +399,10 @@ void mv_arch_accept(u64 start, u64 end)
 	} else if (mv_platform.kind == MV_PLATFORM_SNP) {
 		/* PVALIDATE takes a virtual address: the range must be mapped (private). */
 		mv_map_private(mv_boot_params(), start, end);
-		/* Private conversion order: PSC to private first, then PVALIDATE. */
-		mv_snp_psc_msr(start, end - start, SNP_PSC_PRIVATE);
+		/* Private conversion order: PSC to private first, then PVALIDATE. With 2M PSC
+		 * entries the RMP holds 2M entries, so PVALIDATE 2M succeeds without the 4K
+		 * fallback. */
+		mv_snp_psc(start, end - start, SNP_PSC_PRIVATE);
 		mv_snp_pvalidate_range(start, end - start, true);
 	} else {
 		mv_fatal("accept_unknown_platform", start);

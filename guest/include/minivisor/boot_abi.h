@@ -182,7 +182,11 @@ struct mv_accept_stats {
 	uint64_t accept_calls_4k;   /* TDX ACCEPT / SNP PVALIDATE calls at 4 KiB */
 	uint64_t accept_calls_2m;   /* ... at 2 MiB */
 	uint64_t size_mismatch_fallbacks; /* 2 MiB requests split into 4 KiB ones */
-	uint64_t psc_requests;      /* SNP page-state-change requests; TDX MapGPA calls */
+	/* Page-state-change round trips to the hypervisor, i.e. calls, not pages: SNP GHCB MSR
+	 * protocol requests (one 4 KiB page each) plus PSC NAE VMGEXITs (up to 253 entries each,
+	 * repeats after partial progress included); TDX MapGPA calls (RETRYs included).
+	 * Reported as the kernel's page_state_requests stat. */
+	uint64_t psc_requests;
 	uint64_t unaccepted_units;  /* set bits in the acceptance bitmap (decompressor, kernel) */
 	uint64_t reserved;
 };

@@ -103,10 +103,28 @@ void mv_vmgexit(void);                                /* cpu.S */
 #define GHCB_MSR_TERM_REQ        0x100
 #define SNP_PSC_PRIVATE          1
 #define SNP_PSC_SHARED           2
+#define SVM_VMGEXIT_PSC          0x80000010
+/* PSC NAE: an 8-byte header and at most 253 entries fill the GHCB shared buffer. */
+#define SNP_PSC_MAX_ENTRIES      253
+#define SNP_PSC_ENTRY_GFN_MASK   0x000ffffffffff000ull /* gfn[51:12], in place */
+#define SNP_PSC_ENTRY_OP_SHIFT   52                    /* operation[55:52] */
+#define SNP_PSC_ENTRY_2M         (1ull << 56)          /* pagesize[56]: 1 = 2 MiB */
 #define PVALIDATE_FAIL_INPUT     1
 #define PVALIDATE_FAIL_SIZEMISMATCH 6
 #define PVALIDATE_FAIL_NOUPDATE  255
 #define SVM_EXIT_IOIO            0x7B
+
+/* GHCB page layout (GHCB spec 56421; Linux uapi svm.h struct ghcb). */
+#define GHCB_OFF_RAX             0x1f8
+#define GHCB_OFF_SW_EXIT_CODE    0x390
+#define GHCB_OFF_SW_EXIT_INFO1   0x398
+#define GHCB_OFF_SW_EXIT_INFO2   0x3a0
+#define GHCB_OFF_SW_SCRATCH      0x3a8
+#define GHCB_OFF_VALID_BITMAP    0x3f0
+#define GHCB_OFF_SHARED_BUFFER   0x800
+#define GHCB_OFF_PROTOCOL        0xffa
+#define GHCB_OFF_USAGE           0xffc
+#define GHCB_PROTOCOL_VERSION    2
 
 struct mv_platform {
 	u32 kind;            /* MV_PLATFORM_* */
@@ -129,7 +147,21 @@ void mv_snp_setup_ghcb(u64 gpa);
 
 /* Page conversion with hypervisor-interference checks (fatal on any misbehaviour). */
 void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared);
+/* SNP page-state change through the GHCB MSR protocol, one 4 KiB page per request: only for
+ * what happens before the GHCB page exists (its own conversion to shared). */
 void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op);
+/* SNP page-state change through the registered GHCB page (PSC NAE 0x80000010): 2 MiB entries
+ * where the GPA is 2 MiB aligned and 2 MiB remain, 4 KiB entries otherwise, up to
+ * SNP_PSC_MAX_ENTRIES per call, looping over partial progress with Linux's vmgexit_psc
+ * checks. Does not PVALIDATE: callers keep the order (private: PSC then validate; shared:
+ * rescind then PSC). */
+void mv_snp_psc(u64 gpa, u64 bytes, u32 op);
+/* Sets the GHCB's valid bitmap, protocol version and usage for one NAE call, and writes the
+ * exit code and EXITINFO1/2 (all marked valid). Further fields: mv_snp_ghcb_set_valid. */
+u8 *mv_snp_ghcb_begin(u64 exit_code, u64 info1, u64 info2);
+void mv_snp_ghcb_set_valid(u8 *ghcb, u32 offset);
+/* Points the GHCB MSR at the page (the MSR protocol reuses it) and exits. */
+void mv_snp_ghcb_exit(void);
 void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate);
 
 /* Accepts [start, end) through the platform: TDX ACCEPT 2M with 4K fallback on size
