@@ -7,6 +7,7 @@
         "src/machine.cc",
         "src/page_walk.cc",
         "src/trapped_insn.cc",
+        "src/mem_operand.cc",
         "src/guest_ram.cc"
       ],
       "include_dirs": [

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <functional>
 
+#include "mem_operand.h"
+
 namespace minivisor {
 
 // The registers mirrored in the run area, in x86 encoding order.
@@ -303,6 +305,38 @@ bool Machine::RecordTrapped(const TrappedInsn& insn, uint64_t rip) {
   return true;
 }
 
+void Machine::RefineFaultAddress() {
+  uint64_t rip = area_[kSlotRegs + kRegRip];
+  uint64_t page = fault_va_ & ~(kPageSize - 1);
+  uint64_t exact = 0;
+  bool found;
+  if (fault_access_ == Access::kFetch) {
+    found = ExactFetchFaultAddress(rip, page, &exact);
+  } else {
+    uint8_t bytes[15] = {0};
+    size_t n = FetchInsnBytes(rip, bytes);
+    DecoderRegs regs;
+    for (int i = 0; i < 16; i++) regs.gpr[i] = area_[kSlotRegs + i];
+    regs.rip = rip;
+    uc_reg_read(uc_, UC_X86_REG_FS_BASE, &regs.fs_base);
+    uc_reg_read(uc_, UC_X86_REG_GS_BASE, &regs.gs_base);
+    InsnMemAccesses insn;
+    DecodeMemAccesses(bytes, n, regs, &insn);
+    found = ExactDataFaultAddress(insn, fault_access_, page, &exact);
+  }
+  if (!found) return;
+  if (fault_kind_ == ExitKind::kGateFault) {
+    area_[kSlotArg1] = exact;
+    // Same 4 KiB page, so the GPA keeps its page and takes the offset (not for a page-walk
+    // fault, whose GPA is the page-table page).
+    if (!(area_[kSlotArg3] & kGatePageWalk)) area_[kSlotArg0] = (area_[kSlotArg0] & ~(kPageSize - 1)) | (exact & (kPageSize - 1));
+    area_[kSlotArg3] |= kGateExactAddress;
+  } else if (fault_kind_ == ExitKind::kException) {
+    area_[kSlotArg3] = exact;  // #PF: CR2
+    area_[kSlotArg2] |= kExcExactAddress;
+  }
+}
+
 const uint8_t* Machine::CachedCode(uint64_t va_page) const {
   const CodeCacheEntry& e = code_cache_[(va_page >> kPageShift) % kCodeCacheSize];
   return e.va_page == va_page ? e.host : nullptr;
@@ -353,6 +387,8 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
     m->fault_kind_ = kind;
+    m->fault_access_ = access;
+    m->fault_va_ = vaddr;
     return false;
   };
   if (t.status == Translation::kPageFault) {
@@ -496,6 +532,7 @@ uc_err Machine::Run() {
   if (e == UC_ERR_EXCEPTION && fault_kind_ != ExitKind::kNone) {
     SetExit(fault_kind_);
     for (int i = 0; i < 4; i++) area_[kSlotArg0 + i] = fault_[i];
+    RefineFaultAddress();
     return UC_ERR_OK;
   }
   if (e == UC_ERR_OK) {

@@ -63,10 +63,14 @@ enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2 };
 constexpr uint64_t kGatePrivate = 1;
 constexpr uint64_t kGatePageWalk = 2;
 constexpr uint64_t kGateOutsideRam = 4;
+// arg1 (GVA) is the exact linear address of the refused access, and arg0 (GPA) is exact too
+// unless kGatePageWalk (then it stays the table page). Without it both are the page.
+constexpr uint64_t kGateExactAddress = 8;
 
 // Exception flags (arg2).
 constexpr uint64_t kExcHasErrorCode = 1;
 constexpr uint64_t kExcAfterInstruction = 2;  // INT n / INT3: RIP is past the instruction
+constexpr uint64_t kExcExactAddress = 4;      // #PF: CR2 (arg3) is exact, not just the page
 
 // Fatal reasons (arg0).
 constexpr uint64_t kFatalNullJump = 1;
@@ -149,6 +153,10 @@ class Machine {
   const uint8_t* CachedCode(uint64_t va_page) const;
   void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
   void SetExit(ExitKind kind);
+  // After a refused TLB fill stopped the emulator: narrows the page-granular fault address in
+  // the run area to the exact one when it can (data: decodes the instruction at RIP, which is
+  // precise; fetch: see ExactFetchFaultAddress).
+  void RefineFaultAddress();
   bool RecordTrapped(const TrappedInsn& insn, uint64_t rip);
   // Drops translated code built from guest pages [first, first+count) that were written by
   // the host. Targeted through the VA each page was fetched from; a full flush otherwise.
@@ -180,6 +188,8 @@ class Machine {
   // The fault a refused TLB fill recorded; reported when the emulator stops on it.
   ExitKind fault_kind_ = ExitKind::kNone;
   uint64_t fault_[4] = {0, 0, 0, 0};
+  Access fault_access_ = Access::kRead;  // the guest access that needed the fill
+  uint64_t fault_va_ = 0;                // its page (the TLB-fill hook sees pages only)
   std::unordered_map<uint64_t, Snapshot*> snapshots_;
   uint64_t next_snapshot_id_ = 1;
   Snapshot* base_snapshot_ = nullptr;

@@ -10,6 +10,10 @@
 //   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
+//
+// Fault addresses: Unicorn's TLB-fill hook sees only the page of a refused access. When the
+// emulator stops, the native side decodes the faulting instruction (native/src/mem_operand.cc)
+// and reports the exact address if it can (`exactAddress`); otherwise the page address.
 import { ExitCode, RunSlot } from './run-area.js';
 
 export type Access = 'read' | 'write' | 'fetch';
@@ -47,15 +51,23 @@ export interface IoExit {
 export interface GateFaultExit {
   kind: 'gate-fault';
   rip: bigint;
-  /** Guest-physical page (marker stripped). Page-granular: Unicorn's TLB-fill hook sees pages. */
+  /**
+   * Guest-physical address (marker stripped): exact when `exactAddress` (and not `pageWalk`),
+   * else the page. For a page-walk fault, the page-table page the walk could not read.
+   */
   gpa: bigint;
-  /** Guest-virtual page of the access. */
+  /** Guest-virtual (linear) address of the access: exact when `exactAddress`, else the page. */
   gva: bigint;
   access: Access;
   space: Space;
   /** The refused access was the page walk reading a page-table page. */
   pageWalk: boolean;
   outsideRam: boolean;
+  /**
+   * `gva` (and `gpa`, unless `pageWalk`) is the first byte of the refused access in the refused
+   * page. False when the instruction could not be decoded: both are then the page.
+   */
+  exactAddress: boolean;
 }
 
 export interface ExceptionExit {
@@ -63,8 +75,10 @@ export interface ExceptionExit {
   rip: bigint;
   vector: number;
   errorCode?: bigint;
-  /** #PF: the faulting guest-virtual address (page-granular, see GateFaultExit.gpa). */
+  /** #PF: the faulting guest-virtual address; exact when `exactAddress`, else its page. */
   cr2?: bigint;
+  /** #PF only: `cr2` is the exact address (see GateFaultExit.exactAddress). */
+  exactAddress?: boolean;
   afterInstruction: boolean;
 }
 
@@ -106,13 +120,17 @@ export function decodeExit(area: BigUint64Array): VmExit {
       return {
         kind: 'gate-fault', rip, gpa: a0, gva: a1, access: ACCESS[Number(a2)] ?? 'read',
         space: (a3 & 1n) !== 0n ? 'private' : 'shared', pageWalk: (a3 & 2n) !== 0n, outsideRam: (a3 & 4n) !== 0n,
+        exactAddress: (a3 & 8n) !== 0n,
       };
     case ExitCode.exception: {
       const hasError = (a2 & 1n) !== 0n;
       const vector = Number(a0);
       const exit: ExceptionExit = { kind: 'exception', rip, vector, afterInstruction: (a2 & 2n) !== 0n };
       if (hasError) exit.errorCode = a1;
-      if (vector === 14 && hasError) exit.cr2 = a3;
+      if (vector === 14 && hasError) {
+        exit.cr2 = a3;
+        exit.exactAddress = (a2 & 4n) !== 0n;
+      }
       return exit;
     }
     case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };

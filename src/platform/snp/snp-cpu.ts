@@ -355,7 +355,7 @@ export class SnpPlatform implements SnpHost {
         this.#syncRegion(regionOf(exit.gpa));
         return { kind: 'resume' };
       case 'vc':
-        // CR2 = faulting GVA. The gate reports the page only, so CR2 is page-granular here.
+        // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
         return this.injectVc(r.errorCode, exit.gva, `${r.check} ${exit.access} gpa 0x${exit.gpa.toString(16)}`);
       case 'npf':
         this.trace.record('hw', 'npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });

@@ -157,8 +157,12 @@ export class TdModule {
     const access = exit.access;
     let qual = access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ;
     qual |= EptQual.GLA_VALID | (exit.pageWalk ? 0n : EptQual.TRANSLATED);
+    // VE info carries the exact GLA/GPA when the native side decoded the instruction
+    // (exit.exactAddress). A TD exit does not: the module clears GPA bits 11:0 before the VMM
+    // sees it (tdx_ept_violation_exit_to_vmm), and gives it no GLA either.
     const gpa = exit.space === 'shared' ? exit.gpa | this.sharedBit : exit.gpa;
-    const base = { reason: 'ept-violation' as const, rip: exit.rip, gpa, gla: exit.gva, access, space: exit.space, exitQualification: qual, outsideRam: exit.outsideRam };
+    const page = ~0xfffn;
+    const base = { reason: 'ept-violation' as const, rip: exit.rip, gpa: gpa & page, gla: exit.gva & page, access, space: exit.space, exitQualification: qual, outsideRam: exit.outsideRam };
     if (exit.outsideRam || exit.space === 'shared') {
       return this.tdExit({ ...base, eeq: { type: 'none', raw: 0n } });
     }

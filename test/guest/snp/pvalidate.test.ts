@@ -138,7 +138,7 @@ describe('guest accesses (Table 15-39)', () => {
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vm.vcpu.regs.r13).toBe(29n);
     expect(g.vm.vcpu.regs.r15).toBe(0x404n);
-    expect(g.vm.vcpu.regs.r14).toBe(T); // page-granular (the gate reports pages)
+    expect(g.vm.vcpu.regs.r14).toBe(T + 0x10n); // exact faulting GVA
     expect(g.trace.ofType('inject-vc')[0]).toMatchObject({ errorCode: 0x404n });
   });
 

@@ -22,8 +22,8 @@ describe('A6 PENDING page with #VE enabled', () => {
     expect(r.r12).toBe(0n);
     expect(r.rbx).toBe(48n);
     expect(r.r11).toBe(0x1n | 0x80n | 0x100n); // read, GLA valid, translated access
-    expect(r.rbp).toBe(0x400000n); // page-granular GLA (see report)
-    expect(r.rsi).toBe(0x400000n);
+    expect(r.rbp).toBe(0x400123n); // exact GLA
+    expect(r.rsi).toBe(0x400123n); // exact GPA
     expect(r.r13).toBe(0xc000070400000000n); // second GET: NO_VALID_VE_INFO
     expect(td.trace.ofType('ve-injected')).toHaveLength(1);
   });
