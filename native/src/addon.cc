@@ -133,7 +133,14 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     }
     if (!ReadMarker(env, info[3], &config.marker)) return;
     if (info.Length() > 4 && info[4].IsObject()) {
-      config.page_gate = info[4].As<Napi::Object>().Get("pageGate").ToBoolean();
+      Napi::Object options = info[4].As<Napi::Object>();
+      config.page_gate = options.Get("pageGate").ToBoolean();
+      Napi::Value timeout = options.Get("timeoutMs");
+      if (timeout.IsNumber()) {
+        double ms = timeout.As<Napi::Number>().DoubleValue();
+        if (!(ms >= 0 && ms <= 86400e3)) { ThrowRange(env, "timeoutMs must be 0..86400000"); return; }
+        config.timeout_us = static_cast<uint64_t>(ms * 1000);
+      }
     }
     Napi::TypedArrayOf<uint64_t> area = info[2].As<Napi::TypedArrayOf<uint64_t>>();
     area_ref_ = Napi::Persistent(area.As<Napi::Object>());

@@ -520,7 +520,10 @@ uc_err Machine::Run() {
   }
   // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
   // invalidation it does for any other `until` (unicorn.md §5).
-  e = uc_emu_start(uc_, rip, 0, 0, 0);
+  // Unicorn runs its timeout on a helper thread started per call, so it is only armed where
+  // nothing else can stop a guest (fast mode).
+  uint64_t timeout = config_.count_instructions ? 0 : config_.timeout_us;
+  e = uc_emu_start(uc_, rip, 0, timeout, 0);
   SyncRegsOut();
   if (exit_pending_) return UC_ERR_OK;
   if (area_[kSlotRegs + kRegRip] == 0) {
@@ -536,6 +539,12 @@ uc_err Machine::Run() {
     return UC_ERR_OK;
   }
   if (e == UC_ERR_OK) {
+    size_t timed_out = 0;
+    if (timeout && uc_query(uc_, UC_QUERY_TIMEOUT, &timed_out) == UC_ERR_OK && timed_out) {
+      SetExit(ExitKind::kFatal);
+      area_[kSlotArg0] = kFatalTimeout;
+      return UC_ERR_OK;
+    }
     SetExit(ExitKind::kHlt);
     return UC_ERR_OK;
   }

@@ -75,12 +75,16 @@ constexpr uint64_t kExcExactAddress = 4;      // #PF: CR2 (arg3) is exact, not j
 // Fatal reasons (arg0).
 constexpr uint64_t kFatalNullJump = 1;
 constexpr uint64_t kFatalUnicorn = 2;
+constexpr uint64_t kFatalTimeout = 3;
 
 struct MachineConfig {
   uint64_t memory_bytes = 0;
   bool count_instructions = true;
   // false: plain Unicorn memory with no TLB-fill hook, for benchmark baselines only.
   bool page_gate = true;
+  // Fast mode only (no instruction counting, so no budget): a wall-clock guard against a guest
+  // that never exits. 0 = none. Non-deterministic by nature, so it ends the run as fatal.
+  uint64_t timeout_us = 0;
   MarkerConfig marker;
 };
 

@@ -22,7 +22,12 @@ function best(rounds: number, fn: () => number): number {
 }
 
 function flatGuest(code: number[], options: { countInstructions?: boolean; pageGate?: boolean; memoryBytes?: bigint; acceptedBytes?: bigint } = {}): Machine {
-  const vm = new Machine({ memoryBytes: options.memoryBytes ?? 16n << 20n, countInstructions: options.countInstructions ?? false, pageGate: options.pageGate ?? true });
+  // Exits and restores are measured in the default (counting) mode; the gate's overhead on plain
+  // guest code in fast mode, where it is not hidden behind the per-instruction hook.
+  const vm = new Machine({
+    memoryBytes: options.memoryBytes ?? 16n << 20n, countInstructions: options.countInstructions ?? true,
+    pageGate: options.pageGate ?? true, wallClockTimeoutMs: 0,
+  });
   if (options.pageGate ?? true) vm.gate.set('private', 0n, options.acceptedBytes ?? vm.memoryBytes, 'readwrite');
   vm.memory.write(0x1000n, Uint8Array.from(code));
   vm.vcpu.regs.rip = 0x1000n;
@@ -64,28 +69,32 @@ export function benchExits(exits = 1_000_000): ExitBench {
 
 export interface GateBench { gateOverhead: number; gatedSeconds: number; plainSeconds: number; target: number }
 
-/** A load+store loop over 4 MiB, 16 passes, with the page gate on and on plain Unicorn. */
+/** A load+store loop over 4 MiB, 64 passes, with the page gate on and on plain Unicorn. */
 export function benchGate(): GateBench {
-  // mov rdx, 16; 2: mov rcx, 0x400000; 1: mov rax,[rcx]; add rax,1; mov [rcx],rax; add rcx,8;
-  // cmp rcx, 0x800000; jb 1b; dec rdx; jnz 2b; hlt
+  // mov rdx, 64; 2: mov rcx, 0x400000; 1: mov rax,[rcx]; add rax,1; mov [rcx],rax; add rcx,8;
+  // cmp rcx, 0x800000; jb 1b; dec rdx; jnz 2b; hlt   (encodings checked with GNU as)
   const loop = [
-    0x48, 0xc7, 0xc2, 0x10, 0x00, 0x00, 0x00,
+    0x48, 0xc7, 0xc2, 0x40, 0x00, 0x00, 0x00,
     0x48, 0xc7, 0xc1, 0x00, 0x00, 0x40, 0x00,
     0x48, 0x8b, 0x01, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x89, 0x01, 0x48, 0x83, 0xc1, 0x08,
     0x48, 0x81, 0xf9, 0x00, 0x00, 0x80, 0x00, 0x72, 0xe9,
     0x48, 0xff, 0xca, 0x75, 0xdd, 0xf4,
   ];
-  const run = (pageGate: boolean) => best(5, () => {
-    const vm = flatGuest(loop, { pageGate });
+  const once = (pageGate: boolean): number => {
+    const vm = flatGuest(loop, { pageGate, countInstructions: false });
     const s = seconds(() => {
       const exit = vm.vcpu.run();
       if (exit.kind !== 'hlt') throw new Error(`gate bench: unexpected ${exit.kind}`);
     });
     vm.close();
     return s;
-  });
-  const plainSeconds = run(false);
-  const gatedSeconds = run(true);
+  };
+  // Alternate the two so a slow spell of the shared machine hits both alike; keep the best.
+  let plainSeconds = Infinity, gatedSeconds = Infinity;
+  for (let i = 0; i < 7; i++) {
+    plainSeconds = Math.min(plainSeconds, once(false));
+    gatedSeconds = Math.min(gatedSeconds, once(true));
+  }
   return { gateOverhead: gatedSeconds / plainSeconds, gatedSeconds, plainSeconds, target: 1.1 };
 }
 

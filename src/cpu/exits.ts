@@ -85,7 +85,11 @@ export interface ExceptionExit {
 export type ExitKind = VmExit['kind'];
 
 const ACCESS: readonly Access[] = ['read', 'write', 'fetch'];
-const FATAL_REASONS: Record<number, string> = { 1: 'the guest jumped to address 0', 2: 'the emulator stopped with an error' };
+const FATAL_REASONS: Record<number, string> = {
+  1: 'the guest jumped to address 0',
+  2: 'the emulator stopped with an error',
+  3: 'wall-clock timeout (fast mode has no instruction budget)',
+};
 
 /** Decodes the exit the native side wrote into the run area. */
 export function decodeExit(area: BigUint64Array): VmExit {

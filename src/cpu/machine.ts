@@ -15,9 +15,16 @@ export interface MachineOptions {
   /**
    * Count every instruction (needed for `instructionLimit` and `instructions`). Without it the
    * guest runs several times faster, intercepted instructions are found by scanning code pages
-   * when they are first executed, and nothing stops a guest that never exits.
+   * when they are first executed, and only `wallClockTimeoutMs` stops a guest that never exits.
    */
   countInstructions?: boolean;
+  /**
+   * Fast mode (countInstructions: false) only: a run that takes longer ends with a `fatal` exit
+   * (reason: timeout). A guard against hangs, not a budget: it depends on the host's speed, so
+   * deterministic work uses counting mode. Default 10 s; 0 disables it (each armed run costs a
+   * helper thread inside Unicorn, so exit-heavy fast-mode loops may want 0).
+   */
+  wallClockTimeoutMs?: number;
   marker?: AddressMarker;
   instructionLimit?: bigint;
   /**
@@ -62,7 +69,7 @@ export class Machine {
     this.#marker = options.marker ?? { kind: 'none' };
     const area = new BigUint64Array(RUN_AREA_SLOTS);
     const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker),
-      { pageGate: options.pageGate ?? true });
+      { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 10_000 });
     this.#native = native;
     this.memory = new GuestMemory(native, memoryBytes);
     this.gate = new PageGate(native, memoryBytes);

@@ -49,7 +49,7 @@ export interface NativeMachine {
 
 export interface NativeAddon {
   NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
-    options?: { pageGate: boolean }) => NativeMachine;
+    options?: { pageGate: boolean; timeoutMs?: number }) => NativeMachine;
   unicornVersion(): string;
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { simpleGuest, runToHlt } from '../helpers/guest-setup.js';
+import { Machine } from '../../src/cpu/machine.js';
+import { acceptAll, installGdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 describe('vCPU exits', () => {
   it('stops at TDCALL with RIP at the instruction and resumes past it', () => {
@@ -164,5 +165,16 @@ describe('vCPU exits', () => {
       vm.vcpu.complete(exit);
     }
     expect(kinds).toEqual(['cpuid', 'rdmsr', 'io', 'hlt']);
+  });
+});
+
+describe('hang guard in fast mode', () => {
+  it('ends a guest that never exits with a fatal timeout instead of hanging the process', () => {
+    const fast = new Machine({ memoryBytes: 16n << 20n, countInstructions: false, wallClockTimeoutMs: 200 });
+    acceptAll(fast);
+    installGdt(fast);
+    loadCode(fast, '1: jmp 1b');
+    expect(fast.vcpu.run()).toMatchObject({ kind: 'fatal', reason: expect.stringMatching(/timeout/) });
+    fast.close();
   });
 });
