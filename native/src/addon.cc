@@ -276,8 +276,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint64_t gpa, length; uint32_t byte;
     if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU64(info, 1, "length", &length) || !GetU32(info, 2, "byte", 255, &byte) ||
         !InRam(info, gpa, length)) return info.Env().Undefined();
-    std::memset(m->ram()->base() + gpa, static_cast<int>(byte), length);
-    m->NoteHostWrite(gpa, length);
+    m->Fill(gpa, length, static_cast<uint8_t>(byte));
     return info.Env().Undefined();
   }
 

@@ -1,5 +1,7 @@
 #include "machine.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -585,6 +587,20 @@ void Machine::NoteHostWrite(uint64_t gpa, uint64_t length) {
   uint64_t last = (gpa + length - 1) >> kPageShift;
   if (tracking_dirty_) dirty_->Assign(first, last - first + 1, true);
   InvalidateCodePages(first, last - first + 1);
+}
+
+void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
+  uint8_t* base = ram_->base();
+  uint64_t first_page = (gpa + kPageSize - 1) & ~(kPageSize - 1);
+  uint64_t end_page = (gpa + length) & ~(kPageSize - 1);
+  if (byte == 0 && end_page > first_page && end_page - first_page >= 16 * kPageSize) {
+    std::memset(base + gpa, 0, first_page - gpa);
+    madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
+    std::memset(base + end_page, 0, gpa + length - end_page);
+  } else {
+    std::memset(base + gpa, byte, length);
+  }
+  NoteHostWrite(gpa, length);
 }
 
 uint64_t Machine::dirty_pages() const { return dirty_->Count(0, pages_); }

@@ -124,6 +124,9 @@ class Machine {
   // Host-side writes to guest RAM: mark pages dirty (for restore) and drop translated code
   // that was built from them.
   void NoteHostWrite(uint64_t gpa, uint64_t length);
+  // Fills guest RAM from the host. Zeroing whole pages gives them back to the kernel instead of
+  // writing them: they read as zeros again and cost no memory (TDX ACCEPT zeroes every page).
+  void Fill(uint64_t gpa, uint64_t length, uint8_t byte);
   // Translates a guest-virtual address with the current paging mode, without gate checks.
   Translation TranslateForHost(uint64_t va, Access access);
 

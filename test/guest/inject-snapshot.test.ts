@@ -218,3 +218,20 @@ describe('register quirks of the emulator', () => {
     expect(vm.vcpu.readSpecial('cr3')).toBe(0x5000n);
   });
 });
+
+describe('host fills', () => {
+  it('zeroing large ranges reads back as zeros, keeps edges exact and releases memory', () => {
+    const vm = new Machine({ memoryBytes: 64n << 20n });
+    vm.memory.fill(0n, 64n << 20n, 0xaa);
+    const rss = process.memoryUsage().rss;
+    vm.memory.fill(0x1234n, (32n << 20n) - 0x2000n, 0);
+    expect(vm.memory.readU8(0x1233n)).toBe(0xaa);
+    expect(vm.memory.readU8(0x1234n)).toBe(0);
+    expect(vm.memory.readU64(0x1000000n)).toBe(0n);
+    const end = 0x1234n + (32n << 20n) - 0x2000n;
+    expect(vm.memory.readU8(end - 1n)).toBe(0);
+    expect(vm.memory.readU8(end)).toBe(0xaa);
+    expect(process.memoryUsage().rss).toBeLessThan(rss - 16 * 2 ** 20);
+    vm.close();
+  });
+});
