@@ -593,7 +593,7 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
   uint8_t* base = ram_->base();
   uint64_t first_page = (gpa + kPageSize - 1) & ~(kPageSize - 1);
   uint64_t end_page = (gpa + length) & ~(kPageSize - 1);
-  if (byte == 0 && end_page > first_page && end_page - first_page >= 16 * kPageSize) {
+  if (byte == 0 && end_page > first_page) {
     std::memset(base + gpa, 0, first_page - gpa);
     madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
     std::memset(base + end_page, 0, gpa + length - end_page);
