@@ -53,3 +53,23 @@ describe('minivisor boot', () => {
     expect(JSON.parse(io.stdout[0]!)).toMatchObject({ outcome: 'budget' });
   });
 });
+
+describe('minivisor boot --trace', () => {
+  it('writes the structured trace as JSON lines whose hash is the reported traceSha256', async () => {
+    const { mkdtempSync, readFileSync } = await import('node:fs');
+    const { createHash } = await import('node:crypto');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(mkdtempSync(join(tmpdir(), 'minivisor-trace-')), 'run.jsonl');
+    const io = capture();
+    expect(await main(['boot', '--json', '--platform', 'snp', '--memory', '256M', '--workload', '16M', '--trace', file], io)).toBe(0);
+    const r = JSON.parse(io.stdout[0]!);
+    const text = readFileSync(file, 'utf8');
+    const lines = text.trimEnd().split('\n');
+    expect(lines.length).toBe(r.traceEvents);
+    expect(createHash('sha256').update(text).digest('hex')).toBe(r.traceSha256);
+    const events = lines.map((l) => JSON.parse(l));
+    expect(events.some((e) => e.type === 'pvalidate' && e.rc === 0)).toBe(true);
+    expect(events.filter((e) => e.type === 'stage').map((e) => e.stage)).toEqual(['firmware', 'decompressor', 'kernel']);
+  });
+});
