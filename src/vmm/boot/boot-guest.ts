@@ -11,7 +11,7 @@ import type { BootConfig } from '../../cli/boot-options.js';
 import type { OutcomeKind, RunOutcome } from '../outcome.js';
 import { BootTrace, type AcceptanceTotals } from './accounting.js';
 import { BUILT_FIRMWARE, BUILT_GUEST_IMAGE, GuestImageError, readImage } from './images.js';
-import { bootSnp, bootTdx, type BootImages, type BootPlatform } from './platforms.js';
+import { bootSnp, bootTdx, type BootImages, type BootPlatform, type VmmOverride } from './platforms.js';
 
 export interface BootResult {
   platform: BootConfig['platform'];
@@ -48,6 +48,8 @@ export interface BootIo {
   consoleLine?: (line: string) => void;
   /** Keep trace events in memory (tests). Default false: only the hash and the file. */
   keepTrace?: boolean;
+  /** A hostile (or just different) VMM in place of the honest one. */
+  vmm?: VmmOverride;
 }
 
 export function loadBootImages(config: BootConfig): BootImages {
@@ -104,7 +106,10 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       if (stages.length > before) trace.enterStage(stages[stages.length - 1]!);
       io.consoleLine?.(line.replace(/\n$/, ''));
     };
-    const options = { memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, trace, echo };
+    const options = {
+      memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, trace, echo,
+      ...(io.vmm ? { vmm: io.vmm } : {}),
+    };
     const start = performance.now();
     const platform = config.platform === 'tdx' ? bootTdx(images, options) : bootSnp(images, options);
     let run: RunOutcome;

@@ -11,6 +11,8 @@ import { SnpPlatform } from '../../platform/snp/snp-cpu.js';
 import { Console } from '../console.js';
 import type { RunOutcome } from '../outcome.js';
 import { HonestSnpVmm } from '../snp/honest-vmm.js';
+import type { SnpVmmPolicy } from '../snp/policy.js';
+import type { TdxVmmPolicy } from '../tdx/honest-vmm.js';
 import { runSnp } from '../snp/run-snp.js';
 import { createTd, runTd } from '../tdx/run-td.js';
 import type { BootTrace } from './accounting.js';
@@ -42,6 +44,14 @@ export interface BootPlatformOptions {
   trace: BootTrace;
   /** Receives each complete console line the guest prints (TDX and SNP alike). */
   echo: (line: string) => void;
+  /** Replace the honest VMM's decisions (attack scenarios). Default: the honest VMMs. */
+  vmm?: VmmOverride;
+}
+
+export interface VmmOverride {
+  tdx?: TdxVmmPolicy;
+  /** Builds the SNP VMM around the console echo; must keep a console the boot can read. */
+  snp?: (echo: (line: string) => void) => SnpVmmPolicy & { console: Console };
 }
 
 function loadImages(machine: Machine, images: BootImages): void {
@@ -60,6 +70,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   const td = createTd({
     memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, gpaWidth: TDX_GPA_WIDTH,
     trace: options.trace, console: new Console(options.echo),
+    ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
   });
   const { machine } = td;
   const host = td.module.host;
@@ -95,7 +106,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   for (const gpa of pages(TEMP_RAM)) launch(gpa, 'ZERO');
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
   const measurement = platform.launch.finish();
-  const vmm = new HonestSnpVmm({ echo: options.echo });
+  const vmm = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
   // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.
   return { machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement };
 }
