@@ -270,7 +270,7 @@ void Machine::SetExit(ExitKind kind) {
   for (int i = kSlotInsnLength; i <= kSlotInsnBytes; i++) area_[i] = 0;
 }
 
-bool Machine::RecordTrapped(const TrappedInsn& insn, uint64_t rip) {
+bool Machine::RecordTrapped(const TrappedInsn& insn) {
   uint64_t rax = 0, rcx = 0, rdx = 0;
   uc_reg_read(uc_, UC_X86_REG_RAX, &rax);
   uc_reg_read(uc_, UC_X86_REG_RCX, &rcx);
@@ -303,7 +303,6 @@ bool Machine::RecordTrapped(const TrappedInsn& insn, uint64_t rip) {
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;
-  (void)rip;
   return true;
 }
 
@@ -382,9 +381,7 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
 bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self) {
   Machine* m = static_cast<Machine*>(self);
   Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
-  GateTableReader reader(m);
-  Translation t = Translate(m->ReadPaging(), m->config_.marker, vaddr, access, reader);
-  uint64_t* a = m->area_;
+  Translation t = m->TranslateForHost(vaddr, access);
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
@@ -416,7 +413,6 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->fault_[3] = (t.is_private ? kGatePrivate : 0) | (t.gpa >= m->ram_->size() ? kGateOutsideRam : 0);
     return refuse(ExitKind::kGateFault);
   }
-  (void)a;
   uint32_t perms = UC_PROT_READ;
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.
@@ -448,7 +444,7 @@ bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
   size_t n = m->FetchInsnBytes(rip, bytes);
   TrappedInsn t = DecodeTrapped(bytes, n);
   if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit) {
-    m->RecordTrapped(t, rip);
+    m->RecordTrapped(t);
   } else {
     m->SetExit(ExitKind::kInvalidOpcode);
     uint64_t packed = 0;
@@ -504,7 +500,7 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
       t.kind == TrappedKind::kVmgexit) {
     return;  // the last three arrive through the invalid-instruction hook
   }
-  m->RecordTrapped(t, address);
+  m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
 }
 

@@ -164,7 +164,7 @@ class Machine {
   // the run area to the exact one when it can (data: decodes the instruction at RIP, which is
   // precise; fetch: see ExactFetchFaultAddress).
   void RefineFaultAddress();
-  bool RecordTrapped(const TrappedInsn& insn, uint64_t rip);
+  bool RecordTrapped(const TrappedInsn& insn);
   // Drops translated code built from guest pages [first, first+count) that were written by
   // the host. Targeted through the VA each page was fetched from; a full flush otherwise.
   void InvalidateCodePages(uint64_t first, uint64_t count);

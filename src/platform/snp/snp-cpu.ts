@@ -218,41 +218,35 @@ export class SnpPlatform implements SnpHost {
     };
   }
 
-  /**
-   * Re-derives the gate for one 4 KiB page after a 4 KiB RMP change. A region the gate has not
-   * opened for shared accesses yet stays closed for them (it opens on first use).
-   */
+  /** Sets both spaces of the gate for [base, base+length) to what the RMP allows at `base`. */
+  #applyGate(base: bigint, length: bigint): void {
+    const g = this.gateFor(base);
+    this.machine.gate.set('private', base, length, g.private);
+    this.machine.gate.set('shared', base, length, g.shared);
+  }
+
+  /** Re-derives the gate for one 4 KiB page after a 4 KiB RMP change (this opens it for shared use too). */
   #syncPage(gpa: bigint): void {
     const page = gpa & ~(PAGE_4K - 1n);
     if (page >= this.memoryBytes) return;
-    if (this.rmp.isLarge(page)) {
-      this.#syncRegion(regionOf(page));
-      return;
-    }
-    const g = this.gateFor(page);
-    this.machine.gate.set('private', page, PAGE_4K, g.private);
-    this.machine.gate.set('shared', page, PAGE_4K, g.shared);
+    if (this.rmp.isLarge(page)) this.#syncRegion(regionOf(page));
+    else this.#applyGate(page, PAGE_4K);
   }
 
   #syncRegion(key: bigint): void {
     const base = key << 21n;
     if (base >= this.memoryBytes) return;
     const end = base + PAGE_2M > this.memoryBytes ? this.memoryBytes : base + PAGE_2M;
-    const gate = this.machine.gate;
     if (this.rmp.isLarge(base)) {
-      const g = this.gateFor(base);
-      gate.set('private', base, end - base, g.private);
-      gate.set('shared', base, end - base, g.shared);
+      this.#applyGate(base, end - base);
       return;
     }
+    const gate = this.machine.gate;
     gate.set('private', base, end - base, 'none');
     gate.set('shared', base, end - base, 'readwrite');
     for (const [index] of this.rmp.smallEntries(key)) {
       const page = base + BigInt(index) * PAGE_4K;
-      if (page >= end) continue;
-      const g = this.gateFor(page);
-      gate.set('private', page, PAGE_4K, g.private);
-      gate.set('shared', page, PAGE_4K, g.shared);
+      if (page < end) this.#applyGate(page, PAGE_4K);
     }
   }
 
