@@ -1,22 +1,6 @@
 // `minivisor boot` flags, validated into a BootConfig. Every bad value gets one clear message.
 import { parseSize, SizeError, formatSize } from './size.js';
-
-export type PlatformName = 'tdx' | 'snp';
-
-export interface BootConfig {
-  platform: PlatformName;
-  memoryBytes: bigint;
-  /** Bytes the firmware accepts before handing over; 'all' is approach I (accept everything). */
-  preAccept: bigint | 'all';
-  accept: 'lazy' | 'eager';
-  unitBytes: bigint;
-  workloadBytes: bigint;
-  seed: bigint;
-  maxInstructions: bigint;
-  traceFile?: string;
-  json: boolean;
-  firmwareFile?: string;
-}
+import type { BootConfig } from '../boot/boot-config.js';
 
 export interface RawBootOptions {
   platform?: string;

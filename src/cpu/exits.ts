@@ -15,9 +15,9 @@
 // emulator stops, the native side decodes the faulting instruction (native/src/mem_operand.cc)
 // and reports the exact address if it can (`exactAddress`); otherwise the page address.
 import { ExitCode, RunSlot } from './run-area.js';
+import type { Space } from '../memory/address-marker.js';
 
 export type Access = 'read' | 'write' | 'fetch';
-export type Space = 'private' | 'shared';
 
 export type VmExit =
   | { kind: 'hlt'; rip: bigint }

@@ -2,6 +2,9 @@
 // the marker before it looks up the page state.
 import type { NativeMarker } from '../native/binding.js';
 
+/** Which side of the marker an access is on. */
+export type Space = 'private' | 'shared';
+
 export type AddressMarker =
   /** Every access is private; no marker bit. */
   | { kind: 'none' }

@@ -2,7 +2,7 @@
 // shared accesses. The platform model (TDX SEPT, SNP RMP) owns it; the native TLB-fill hook
 // enforces it. Setting a range is a bitmap update plus one TLB flush, whatever its size.
 import type { NativeMachine } from '../native/binding.js';
-import type { Space } from '../cpu/exits.js';
+import type { Space } from './address-marker.js';
 import { PAGE_SIZE } from './guest-memory.js';
 
 export type GateAccess = 'none' | 'read' | 'readwrite';

@@ -4,7 +4,7 @@
 import { decodeBootParams, type BootParamsView } from '../../src/boot/fw-config.js';
 import { ABI, BOOT_PARAMS_GPA, E820_TYPE } from '../../src/boot/layout.js';
 import type { Machine } from '../../src/cpu/machine.js';
-import type { BootRun } from '../../src/vmm/boot/boot-guest.js';
+import type { BootRun } from '../../src/boot/boot-guest.js';
 
 const PAGE = 4096n;
 

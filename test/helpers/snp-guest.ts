@@ -5,7 +5,7 @@ import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm, type HonestSnpVmmOptions } from '../../src/vmm/snp/honest-vmm.js';
 import { runSnp } from '../../src/vmm/snp/run-snp.js';
 import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
-import { Trace } from '../../src/vmm/trace.js';
+import { Trace } from '../../src/shared/trace.js';
 import { CODE_BASE, GDT_BASE, IDT_BASE, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, type Mapping } from './guest-setup.js';
 
 export const C_BIT = 1n << 51n;

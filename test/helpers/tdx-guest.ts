@@ -3,7 +3,7 @@
 // and leaves everything above 2 MiB FREE for the guest to accept. Guest code is wrapped with fixed
 // exception handlers (overridable) so tests can assert on what the guest saw.
 import { createTd, runTd, type Td, type TdOptions } from '../../src/vmm/tdx/run-td.js';
-import type { RunOutcome } from '../../src/vmm/outcome.js';
+import type { RunOutcome } from '../../src/shared/outcome.js';
 import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
 import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode } from './guest-setup.js';
 

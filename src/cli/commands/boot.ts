@@ -1,9 +1,10 @@
 import { Command } from 'commander';
-import { BootOptionError, parseBootOptions, type BootConfig, type RawBootOptions } from '../boot-options.js';
+import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-options.js';
+import type { BootConfig } from '../../boot/boot-config.js';
 import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
-import { bootGuest, type BootResult } from '../../vmm/boot/boot-guest.js';
-import { GuestImageError } from '../../vmm/boot/images.js';
+import { bootGuest, type BootResult } from '../../boot/boot-guest.js';
+import { GuestImageError } from '../../boot/images.js';
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;

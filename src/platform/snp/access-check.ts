@@ -8,7 +8,8 @@
 // Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF. Shared
 // reads are not RMP-checked (the guest reads ciphertext of a private page on real hardware;
 // this model has no encryption, so it reads the bytes: a documented approximation).
-import type { Access, Space } from '../../cpu/exits.js';
+import type { Access } from '../../cpu/exits.js';
+import type { Space } from '../../memory/address-marker.js';
 import { HV_OWNED_ENTRY, PAGE_2M, PAGE_4K, VMPL_PERM, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
 
 /** NPF EXITINFO1 bits (APM; Linux PFERR_*; B3). */

@@ -4,11 +4,12 @@
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { createHash, type Hash } from 'node:crypto';
 import { InjectionError } from '../../cpu/errors.js';
-import type { Access, GateFaultExit, Space, VmExit } from '../../cpu/exits.js';
+import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
+import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
-import type { RunOutcome } from '../../vmm/outcome.js';
-import type { Trace, TraceValue } from '../../vmm/trace.js';
+import type { RunOutcome } from '../../shared/outcome.js';
+import type { Trace, TraceValue } from '../../shared/trace.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
 import { SeamcallHost } from './seamcall.js';
 import { Sept } from './sept.js';

@@ -1,7 +1,7 @@
 // TDCALL from the guest: mode checks, RAX leaf/version checks and dispatch (`tdx_td_dispatcher.c`
 // `td_call()`; reference A1). Every TDCALL is one `tdcall` trace event with its result.
 import type { VmExit } from '../../cpu/exits.js';
-import type { TraceValue } from '../../vmm/trace.js';
+import type { TraceValue } from '../../shared/trace.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import {

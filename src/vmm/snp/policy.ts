@@ -1,6 +1,6 @@
 // The one narrow interface through which an SNP VMM decides anything. The honest VMM
 // implements it; an adversarial VMM can implement it (or wrap the honest one) to lie.
-import type { RunOutcome } from '../outcome.js';
+import type { RunOutcome } from '../../shared/outcome.js';
 import type { SnpHost, SnpVmExit } from '../../platform/snp/snp-cpu.js';
 
 export type VmmAnswer = 'resume' | RunOutcome;

@@ -1,6 +1,6 @@
 // The SNP run loop: vCPU -> hardware model -> VMM, until a RunOutcome.
 import { InjectionError } from '../../cpu/errors.js';
-import type { RunOutcome } from '../outcome.js';
+import type { RunOutcome } from '../../shared/outcome.js';
 import type { SnpPlatform, SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 

@@ -8,8 +8,8 @@ import { Sept } from '../../platform/tdx/sept.js';
 import { TdvmcallStatus, TdxStatus, statusName } from '../../platform/tdx/status.js';
 import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
 import { COM1_DATA_PORT, type Console } from '../console.js';
-import type { RunOutcome } from '../outcome.js';
-import type { Trace, TraceValue } from '../trace.js';
+import type { RunOutcome } from '../../shared/outcome.js';
+import type { Trace, TraceValue } from '../../shared/trace.js';
 
 export const TdvmcallLeaf = {
   HLT: 12n, IO: 30n, GET_TD_VM_CALL_INFO: 0x10000n, MAP_GPA: 0x10001n, GET_QUOTE: 0x10002n, REPORT_FATAL_ERROR: 0x10003n,

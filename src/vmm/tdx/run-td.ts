@@ -4,8 +4,8 @@
 import { Machine } from '../../cpu/machine.js';
 import { TdModule, type TdConfig } from '../../platform/tdx/td-module.js';
 import { Console } from '../console.js';
-import type { RunOutcome } from '../outcome.js';
-import { Trace } from '../trace.js';
+import type { RunOutcome } from '../../shared/outcome.js';
+import { Trace } from '../../shared/trace.js';
 import { TdxVmm, honestTdxPolicy, type TdxVmmPolicy } from './honest-vmm.js';
 
 export interface TdOptions extends Partial<TdConfig> {

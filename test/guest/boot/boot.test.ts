@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
-import { bootGuest, type BootRun } from '../../../src/vmm/boot/boot-guest.js';
-import { GuestImageError } from '../../../src/vmm/boot/images.js';
+import { bootGuest, type BootRun } from '../../../src/boot/boot-guest.js';
+import { GuestImageError } from '../../../src/boot/images.js';
 import { ABI } from '../../../src/boot/layout.js';
 import { acceptanceMismatches, bootParams, doubleAccepts, hardwareAcceptedBytes } from '../../helpers/boot-check.js';
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { GHCB_OFFSET, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
 import type { SnpHost } from '../../../src/platform/snp/snp-cpu.js';
-import { bootGuest } from '../../../src/vmm/boot/boot-guest.js';
+import { bootGuest } from '../../../src/boot/boot-guest.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { honestTdxPolicy, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 

@@ -2,19 +2,19 @@
 // initial image and a small temporary RAM are added as private, pre-accepted memory (TDX:
 // TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
 // the launch digest); everything else stays unaccepted for the guest to accept.
-import { INITIAL_IMAGE, TEMP_RAM, FIRMWARE_STACK_TOP } from '../../boot/layout.js';
-import type { ElfImage } from '../../boot/elf.js';
-import { loadElf } from '../../boot/elf.js';
-import { Machine } from '../../cpu/machine.js';
-import { gpaLevel } from '../../platform/tdx/seamcall.js';
-import { SnpPlatform } from '../../platform/snp/snp-cpu.js';
-import { Console } from '../console.js';
-import type { RunOutcome } from '../outcome.js';
-import { HonestSnpVmm } from '../snp/honest-vmm.js';
-import type { SnpVmmPolicy } from '../snp/policy.js';
-import type { TdxVmmPolicy } from '../tdx/honest-vmm.js';
-import { runSnp } from '../snp/run-snp.js';
-import { createTd, runTd } from '../tdx/run-td.js';
+import { INITIAL_IMAGE, TEMP_RAM, FIRMWARE_STACK_TOP } from './layout.js';
+import type { ElfImage } from './elf.js';
+import { loadElf } from './elf.js';
+import { Machine } from '../cpu/machine.js';
+import { gpaLevel } from '../platform/tdx/seamcall.js';
+import { SnpPlatform } from '../platform/snp/snp-cpu.js';
+import { Console } from '../vmm/console.js';
+import type { RunOutcome } from '../shared/outcome.js';
+import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
+import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
+import type { TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
+import { runSnp } from '../vmm/snp/run-snp.js';
+import { createTd, runTd } from '../vmm/tdx/run-td.js';
 import type { BootTrace } from './accounting.js';
 
 const PAGE = 0x1000n;

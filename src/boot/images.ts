@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
 export const BUILT_GUEST_IMAGE = join(root, 'guest', 'build', 'guest-image.elf');
 

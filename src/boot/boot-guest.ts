@@ -3,12 +3,12 @@
 // the only wall-clock reading is `wallMs`, which nothing guest-visible depends on.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { ConsoleProtocolParser, type BootReport } from '../../boot/console-protocol.js';
-import { ElfError, parseElf, type ElfImage } from '../../boot/elf.js';
-import { encodeFirmwareConfig } from '../../boot/fw-config.js';
-import { FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD } from '../../boot/layout.js';
-import type { BootConfig } from '../../cli/boot-options.js';
-import type { OutcomeKind, RunOutcome } from '../outcome.js';
+import { ConsoleProtocolParser, type BootReport } from './console-protocol.js';
+import { ElfError, parseElf, type ElfImage } from './elf.js';
+import { encodeFirmwareConfig } from './fw-config.js';
+import { FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD } from './layout.js';
+import type { BootConfig } from './boot-config.js';
+import type { OutcomeKind, RunOutcome } from '../shared/outcome.js';
 import { BootTrace, type AcceptanceTotals } from './accounting.js';
 import { BUILT_FIRMWARE, BUILT_GUEST_IMAGE, GuestImageError, readImage } from './images.js';
 import { bootSnp, bootTdx, type BootImages, type BootPlatform, type VmmOverride } from './platforms.js';

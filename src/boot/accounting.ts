@@ -1,9 +1,9 @@
 // Acceptance accounting from the hardware's point of view: every successful TDX PAGE.ACCEPT and
 // SNP PVALIDATE(validate) the trusted model recorded, attributed to the boot stage the guest had
 // announced on its console when it happened. The guest's own statistics are checked against this.
-import type { BootStage } from '../../boot/console-protocol.js';
-import { STAGES } from '../../boot/layout.js';
-import { Trace, type TraceEvent, type TraceOptions, type TraceValue } from '../trace.js';
+import type { BootStage } from './console-protocol.js';
+import { STAGES } from './layout.js';
+import { Trace, type TraceEvent, type TraceOptions, type TraceValue } from '../shared/trace.js';
 
 export type PageSizeName = '4K' | '2M';
 

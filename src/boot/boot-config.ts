@@ -1,0 +1,18 @@
+// What one boot is: the platform, memory, acceptance policy, workload and seed. The CLI parses
+// flags into it (src/cli/boot-options.ts); the boot and the fuzzer take it as their input.
+export type PlatformName = 'tdx' | 'snp';
+
+export interface BootConfig {
+  platform: PlatformName;
+  memoryBytes: bigint;
+  /** Bytes the firmware accepts before handing over; 'all' is approach I (accept everything). */
+  preAccept: bigint | 'all';
+  accept: 'lazy' | 'eager';
+  unitBytes: bigint;
+  workloadBytes: bigint;
+  seed: bigint;
+  maxInstructions: bigint;
+  traceFile?: string;
+  json: boolean;
+  firmwareFile?: string;
+}
