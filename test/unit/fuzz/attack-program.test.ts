@@ -1,0 +1,78 @@
+// The attack-program file format: what a hand-written attack or a finding on disk may contain.
+import { describe, expect, it } from 'vitest';
+import {
+  AttackProgramError, attackProgramFromJson, attackProgramToJson, describeDecision, parseAttackProgram, type AttackProgram,
+} from '../../../src/fuzz/attack-program.js';
+
+const tdxProgram: AttackProgram = {
+  platform: 'tdx',
+  decisions: [
+    { at: 'call', point: 'tdx.mapGpa', occurrence: 0, answer: { kind: 'map-gpa', convertBytes: 0n, status: 1n, resumeDelta: -0x1000n } },
+    { at: 'call', point: 'tdx.instructionIo', occurrence: 3, answer: { kind: 'vmcall-return', effect: 'none', regs: { r10: 0n, r11: 0xffn } } },
+    { at: 'call', point: 'tdx.onAcceptViolation', occurrence: 1, answer: { kind: 'ept', action: 'aug-other', otherDelta: 0x200000n } },
+    { at: 'exit', exitIndex: 7, action: { kind: 'tdx.replay-zeroed', gpa: 0x4000000n, level: 0 } },
+    { at: 'exit', exitIndex: 9, action: { kind: 'tdx.post-interrupt', vector: 0x30, afterChunks: 17 } },
+    { at: 'exit', exitIndex: 9, action: { kind: 'tdx.seamcall', op: 'DEMOTE', gpa: 0x200000n, level: 1 } },
+  ],
+};
+
+const snpProgram: AttackProgram = {
+  platform: 'snp',
+  decisions: [
+    { at: 'call', point: 'snp.ghcb.psc', occurrence: 2, answer: { kind: 'vmgexit', effect: 'honest', pscEntries: 1, ghcb: { swExitInfo2: 0x100000000n }, pscHeader: { curEntry: 0, endEntry: 4 } } },
+    { at: 'call', point: 'snp.msr.psc', occurrence: 0, answer: { kind: 'vmgexit', effect: 'none', msr: 0x15n } },
+    { at: 'call', point: 'snp.onNpf', occurrence: 0, answer: { kind: 'npf', action: 'refuse' } },
+    { at: 'exit', exitIndex: 3, action: { kind: 'snp.capture', spa: 0x5000n, slot: 1 } },
+    { at: 'exit', exitIndex: 4, action: { kind: 'snp.rmpupdate', spa: 0x5000n, assigned: false, pageSize: '4k', gpa: 0n } },
+    { at: 'exit', exitIndex: 5, action: { kind: 'inject', vector: 29, errorCode: 0x404n } },
+    { at: 'exit', exitIndex: 6, action: { kind: 'shared-write', gpa: 0x9000n, value: 0xabn, size: 1 } },
+  ],
+  memoryDescription: { memoryBytes: 0x40000000n },
+};
+
+describe('attack program format', () => {
+  it('round-trips TDX and SNP programs through JSON with bigints as hex strings', () => {
+    for (const program of [tdxProgram, snpProgram]) {
+      const text = attackProgramToJson(program);
+      expect(text).toContain('"format": "minivisor-attack-program"');
+      expect(text).not.toMatch(/\d+n\b/);
+      expect(attackProgramFromJson(text)).toEqual(program);
+    }
+    expect(attackProgramToJson(tdxProgram)).toContain('"resumeDelta":"-0x1000"');
+  });
+
+  it('rejects decisions a platform does not have, naming the field', () => {
+    const bad = JSON.parse(attackProgramToJson(tdxProgram));
+    bad.decisions[3].action = { kind: 'snp.psmash', spa: '0x0' };
+    expect(() => parseAttackProgram(bad)).toThrow(/program\.decisions\[3\]\.action\.kind: expected one of tdx\.seamcall/);
+  });
+
+  it('rejects answers that do not fit the decision point', () => {
+    const bad = JSON.parse(attackProgramToJson(tdxProgram));
+    bad.decisions[1].answer = { kind: 'map-gpa', convertBytes: '0x0', status: '0x0' };
+    expect(() => parseAttackProgram(bad)).toThrow(AttackProgramError);
+  });
+
+  it.each([
+    ['a decimal number for a bigint', (p: any) => { p.decisions[3].action.gpa = 4096; }, /gpa: expected a hex string/],
+    ['a negative address', (p: any) => { p.decisions[3].action.gpa = '-0x1000'; }, /must not be negative/],
+    ['more than 64 bits', (p: any) => { p.decisions[0].answer.status = '0x1' + '0'.repeat(16); }, /hex string|64 bits/],
+    ['an unknown field', (p: any) => { p.decisions[0].answer.resume = '0x0'; }, /unknown field "resume"/],
+    ['a TDX exception vector', (p: any) => { p.decisions[4].action = { kind: 'inject', vector: 14 }; }, /vector: expected an integer in \[32, 255\]/],
+    ['a wrong version', (p: any) => { p.version = 2; }, /version: unsupported/],
+    ['a negative occurrence', (p: any) => { p.decisions[0].occurrence = -1; }, /occurrence/],
+    ['aug-other without a target', (p: any) => { delete p.decisions[2].answer.otherDelta; }, /aug-other needs otherDelta/],
+  ])('rejects %s', (_what, damage, message) => {
+    const bad = JSON.parse(attackProgramToJson(tdxProgram));
+    damage(bad);
+    expect(() => parseAttackProgram(bad)).toThrow(message);
+  });
+
+  it('rejects text that is not JSON with a clear error', () => {
+    expect(() => attackProgramFromJson('{', 'attack.json')).toThrow(/^attack\.json: not JSON/);
+  });
+
+  it('describes a decision in one line', () => {
+    expect(describeDecision(tdxProgram.decisions[3]!)).toBe('after exit #7: {"kind":"tdx.replay-zeroed","gpa":"0x4000000","level":0}');
+  });
+});
