@@ -5,9 +5,10 @@
 //   RMP-covered, guest-owned (ASID), reverse-map (GPA), mutable, page size  -> #VMEXIT(NPF)
 //   Validated                                                                -> #VC 0x404
 //   VMPL permissions                                                         -> #VMEXIT(NPF)
-// Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF. Shared
-// reads are not RMP-checked (the guest reads ciphertext of a private page on real hardware;
-// this model has no encryption, so it reads the bytes: a documented approximation).
+// Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF; through a
+// 2 MiB nested translation every 4 KiB RMP entry under it must be hypervisor-owned (APM Vol. 2
+// §15.36.10). Shared reads are not RMP-checked: the guest reads the page as the memory
+// controller returns it, ciphertext for a guest-owned page (memory-encryption.ts).
 import type { Access } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import { HV_OWNED_ENTRY, PAGE_2M, PAGE_4K, VMPL_PERM, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
@@ -79,15 +80,22 @@ export const ACCESS_CHECKS: readonly Check[] = [
     fails: { raise: 'npf', extraBits: NPF_BITS.rmp },
   },
   { name: 'mutable', appliesTo: 'private', passes: (e) => !e.immutable, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
-  // NPT 2M needs RMP Page_Size=1, 4K needs 0 (B3); KVM answers SIZEM faults by PSMASH.
-  { name: 'page-size', appliesTo: 'private', passes: (e, r) => e.pageSize === r.nptSize, fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.sizeMismatch } },
+  // NPT 2M needs RMP Page_Size=1, 4K needs 0 (B3). An ordinary access that fails it is an RMP
+  // NPF without SIZEM: bit 35 is only for PVALIDATE/RMPADJUST (APM Vol. 2 §15.36.10; KVM
+  // sev_handle_rmp_fault, case 2 "guest access via NPT", resolves it without that bit).
+  { name: 'page-size', appliesTo: 'private', passes: (e, r) => e.pageSize === r.nptSize, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
   { name: 'validated', appliesTo: 'private', passes: (e) => e.validated, fails: { raise: 'vc', errorCode: VC_PAGE_NOT_VALIDATED } },
   {
     name: 'vmpl-permission', appliesTo: 'private',
     passes: (e, r, c) => (e.vmplPerms[c.vmpl]! & permBit(r.access)) !== 0,
     fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.vmpl },
   },
-  { name: 'shared-write-hv-owned', appliesTo: 'shared-write', passes: (e) => !e.assigned, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
+  {
+    name: 'shared-write-hv-owned', appliesTo: 'shared-write',
+    // Through a 2 MiB nested translation the whole 2 MiB must be hypervisor-owned (§15.36.10).
+    passes: (e, r, _c, rmp) => (r.nptSize === '2m' ? rmp.regionHypervisorOwned(r.gpa) : !e.assigned),
+    fails: { raise: 'npf', extraBits: NPF_BITS.rmp },
+  },
 ];
 
 function baseNpfBits(req: AccessRequest): bigint {

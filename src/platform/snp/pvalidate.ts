@@ -4,7 +4,7 @@
 // 0 rescind. The caller (snp-cpu.ts) translates RAX with the guest page tables.
 import type { NativeTranslation } from '../../native/binding.js';
 import { RFLAGS } from '../../cpu/registers.js';
-import { ACCESS_CHECKS, NPF_BITS, type GuestContext } from './access-check.js';
+import { ACCESS_CHECKS, checkAccess, NPF_BITS, type GuestContext } from './access-check.js';
 import { PAGE_2M, PAGE_4K, type Rmp, type RmpPageSize } from './rmp.js';
 
 export const PVALIDATE_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_SIZEMISMATCH: 6 } as const;
@@ -19,6 +19,8 @@ export interface PvalidateRequest {
   cpl: number;
   /** Translation of the (size-aligned) GVA through the guest page tables. */
   translation: NativeTranslation;
+  /** Page size of the VMM's nested mapping of a GPA (PVALIDATE checks it: APM Table 15-40). */
+  nptSizeAt: (gpa: bigint) => RmpPageSize;
 }
 
 export type PvalidateOutcome =
@@ -27,7 +29,9 @@ export type PvalidateOutcome =
   /** #VMEXIT(NPF): RIP stays at PVALIDATE; the hypervisor must fix the RMP and resume. */
   | { kind: 'npf'; gpa: bigint; errorCode: bigint; reason: string }
   /** An exception in the guest. */
-  | { kind: 'fault'; vector: 13 | 14; errorCode: bigint; cr2?: bigint; reason: string };
+  | { kind: 'fault'; vector: 13 | 14 | 29; errorCode: bigint; cr2?: bigint; reason: string }
+  /** The walk was refused by a gate that is only a stale cache of the RMP: resync and retry. */
+  | { kind: 'retry'; gpa: bigint };
 
 export function decodePvalidateRegs(rax: bigint, rcx: bigint, rdx: bigint): { gva: bigint; size: RmpPageSize; validate: boolean } {
   // Only bit 0 of ECX/EDX is architecturally defined (B2); other bits are ignored here (U).
@@ -44,7 +48,15 @@ export function pvalidate(rmp: Rmp, ctx: GuestContext, req: PvalidateRequest): P
   // GVA not mapped: the walk faults. EDK2 says #GP; we raise the walk's #PF with CR2 = RAX,
   // as for any linear-address access (U: APM Vol. 3 page not found).
   if (t.status === 'page-fault') return { kind: 'fault', vector: 14, errorCode: BigInt(t.pfError), cr2: req.gva, reason: 'GVA not mapped' };
-  if (t.status !== 'ok') return { kind: 'fault', vector: 13, errorCode: 0n, reason: `page walk ${t.status}` };
+  if (t.status === 'table-blocked') {
+    // PVALIDATE's own walk reads guest page-table pages as private memory, so Table 15-39
+    // applies to them as to a load's walk: not validated -> #VC 0x404 with CR2 = the linear
+    // address; not guest-owned (etc.) -> NPF with the page-table bit (APM Vol. 2 §15.36.10).
+    const walk = checkAccess(rmp, { gpa: t.gpa, space: 'private', access: 'read', pageWalk: true, nptSize: req.nptSizeAt(t.gpa) }, ctx);
+    if (walk.kind === 'vc') return { kind: 'fault', vector: 29, errorCode: walk.errorCode, cr2: req.gva, reason: `page walk through 0x${t.gpa.toString(16)}: ${walk.check}` };
+    if (walk.kind === 'npf') return { kind: 'npf', gpa: t.gpa, errorCode: walk.errorCode, reason: walk.check };
+    return { kind: 'retry', gpa: t.gpa };
+  }
   const gpa = t.gpa & ~(PAGE_4K - 1n);
   // A 2 MiB request must land on a 2 MiB-aligned GPA (U: the GVA check mirrored on the GPA).
   if (req.size === '2m' && gpa % PAGE_2M !== 0n) return { kind: 'result', rc: PVALIDATE_RC.FAIL_INPUT, unchanged: false };
@@ -58,12 +70,15 @@ export function pvalidate(rmp: Rmp, ctx: GuestContext, req: PvalidateRequest): P
       return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp, reason: check.name };
     }
   }
-  // Size mismatch (Table 15-40): 4K request on a 2M entry -> NPF with SIZEM (the hypervisor
-  // PSMASHes and resumes); 2M request on 4K entries -> FAIL_SIZEMISMATCH.
-  if (req.size === '4k' && entry.pageSize === '2m') {
+  // Size mismatch (APM Table 15-40), against the RMP entry AND the nested page table: a 4K
+  // request where either maps 2M -> NPF with SIZEM (the hypervisor PSMASHes / splits its NPT
+  // and resumes: KVM sev_handle_rmp_fault); a 2M request where either maps 4K ->
+  // FAIL_SIZEMISMATCH (the guest falls back to 4K: Linux pval_pages).
+  const nptSize = req.nptSizeAt(gpa);
+  if (req.size === '4k' && (entry.pageSize === '2m' || nptSize === '2m')) {
     return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp | NPF_BITS.sizeMismatch, reason: 'size-mismatch' };
   }
-  if (req.size === '2m' && entry.pageSize === '4k') return { kind: 'result', rc: PVALIDATE_RC.FAIL_SIZEMISMATCH, unchanged: false };
+  if (req.size === '2m' && (entry.pageSize === '4k' || nptSize === '4k')) return { kind: 'result', rc: PVALIDATE_RC.FAIL_SIZEMISMATCH, unchanged: false };
   const unchanged = entry.validated === req.validate;
   if (!unchanged) rmp.setValidated(gpa, req.validate);
   return { kind: 'result', rc: PVALIDATE_RC.SUCCESS, unchanged, gpa };

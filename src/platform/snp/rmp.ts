@@ -83,6 +83,15 @@ export class Rmp {
     return region.entries.size;
   }
 
+  /** Whether every 4 KiB RMP entry of the 2 MiB region around `spa` is hypervisor-owned. */
+  regionHypervisorOwned(spa: bigint): boolean {
+    const region = this.#regions.get(regionOf(spa));
+    if (!region) return true;
+    if (region.kind === 'large') return !region.entry.assigned;
+    for (const e of region.entries.values()) if (e.assigned) return false;
+    return true;
+  }
+
   /** Any immutable entry in [spa, spa+length)? (length 4K or 2M, aligned) */
   anyImmutable(spa: bigint, length: bigint): boolean {
     if (length === PAGE_4K) return this.lookup(spa).immutable;

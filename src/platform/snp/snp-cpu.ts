@@ -229,7 +229,7 @@ export class SnpPlatform implements SnpHost {
   #syncPage(gpa: bigint): void {
     const page = gpa & ~(PAGE_4K - 1n);
     if (page >= this.memoryBytes) return;
-    if (this.rmp.isLarge(page)) this.#syncRegion(regionOf(page));
+    if (this.rmp.isLarge(page) || this.nptPageSize(page) === '2m') this.#syncRegion(regionOf(page));
     else this.#applyGate(page, PAGE_4K);
   }
 
@@ -237,7 +237,9 @@ export class SnpPlatform implements SnpHost {
     const base = key << 21n;
     if (base >= this.memoryBytes) return;
     const end = base + PAGE_2M > this.memoryBytes ? this.memoryBytes : base + PAGE_2M;
-    if (this.rmp.isLarge(base)) {
+    // One 2 MiB RMP entry, or one 2 MiB nested translation: the checks come out the same for
+    // every page of the region (a shared write through it needs the whole region hypervisor-owned).
+    if (this.rmp.isLarge(base) || this.nptPageSize(base) === '2m') {
       this.#applyGate(base, end - base);
       return;
     }
@@ -313,7 +315,7 @@ export class SnpPlatform implements SnpHost {
     const alignedVa = regs.size === '2m' ? regs.gva : regs.gva & ~(PAGE_4K - 1n);
     const translation = vcpu.translate(alignedVa, 'read');
     const cpl = Number(vcpu.readSpecial('cs') & 3n);
-    const out = pvalidate(this.rmp, this.ctx, { ...regs, cpl, translation });
+    const out = pvalidate(this.rmp, this.ctx, { ...regs, cpl, translation, nptSizeAt: (gpa) => this.nptPageSize(gpa) });
     const base = { rip: exit.rip, gva: regs.gva, size: regs.size, validate: regs.validate };
     switch (out.kind) {
       case 'result': {
@@ -334,6 +336,9 @@ export class SnpPlatform implements SnpHost {
       case 'fault':
         this.trace.record('hw', 'pvalidate', { ...base, fault: out.vector, reason: out.reason });
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
+      case 'retry':
+        this.#syncRegion(regionOf(out.gpa));
+        return { kind: 'resume' };
     }
   }
 

@@ -13,7 +13,7 @@ import {
   decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
   PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
 } from '../../platform/snp/ghcb-page.js';
-import { PAGE_2M, PAGE_4K } from '../../platform/snp/rmp.js';
+import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
 import { snpCpuid } from '../../platform/snp/sev-status.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 
@@ -42,51 +42,84 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return { outcome: 'done', reason: 'guest halted' };
   }
 
+  /**
+   * #VMEXIT(NPF). Decided from the RMP entry and the VMM's own NPT, never from the SIZEM bit
+   * (set only for PVALIDATE/RMPADJUST), like KVM: sev_handle_rmp_fault PSMASHes a 2 MiB RMP
+   * entry on any RMP fault and zaps the 2 MiB NPT range, which is then remapped at 4 KiB.
+   */
   onNpf(host: SnpHost, exit: Npf): VmmAnswer {
-    const entry = host.rmpEntry(exit.gpa);
+    const page = exit.gpa & ~(PAGE_4K - 1n);
     const region = exit.gpa & ~(PAGE_2M - 1n);
-    if ((exit.errorCode & NPF_BITS.sizeMismatch) !== 0n) {
-      // KVM sev_handle_rmp_fault: split the 2 MiB RMP entry (and map 4 KiB) and let it retry.
-      if (entry.pageSize === '2m') {
-        const r = host.psmash(region);
-        if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
-      }
+    const entry = host.rmpEntry(page);
+    const privateAccess = (exit.errorCode & NPF_BITS.enc) !== 0n;
+    const ours = entry.assigned && entry.asid === host.asid;
+    if (privateAccess && ours && entry.pageSize === '2m') {
+      const r = host.psmash(region);
+      if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
       host.setNptPageSize(region, '4k');
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
       return 'resume';
     }
-    const privateAccess = (exit.errorCode & NPF_BITS.enc) !== 0n;
-    // Implicit conversion (QEMU kvm_convert_memory): private access to a shared page makes it
-    // private (the guest will see #VC 0x404 until it validates); shared write to a private page
-    // makes it shared.
+    // Implicit conversion (QEMU kvm_convert_memory on KVM_EXIT_MEMORY_FAULT): a private access
+    // to a shared page makes it private (the guest sees #VC 0x404 until it validates); a shared
+    // write to a private page makes it shared.
     if (privateAccess && !entry.assigned) {
-      const r = host.rmpUpdate(exit.gpa & ~(PAGE_4K - 1n), { assigned: true, pageSize: '4k', gpa: exit.gpa & ~(PAGE_4K - 1n), asid: host.asid });
+      const r = host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: host.asid });
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-private', result: r.result });
       return r.rc === 0 ? 'resume' : { outcome: 'vmm-error', reason: `implicit conversion failed: ${r.result}` };
     }
-    if (!privateAccess && entry.assigned && entry.asid === host.asid) {
-      const r = this.#makeShared(host, exit.gpa & ~(PAGE_4K - 1n));
+    if (!privateAccess && ours) {
+      const r = this.#makeShared(host, page);
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-shared', ok: r });
       return r ? 'resume' : { outcome: 'vmm-error', reason: 'implicit conversion to shared failed' };
+    }
+    // The remaining size fault: a 2 MiB NPT mapping over 4 KiB RMP entries (private access), or
+    // over a region not wholly hypervisor-owned (shared write). KVM never maps 2 MiB over a
+    // mixed range (KVM_LPAGE_MIXED_FLAG); we split our NPT.
+    if (host.nptPageSize(exit.gpa) === '2m') {
+      host.setNptPageSize(region, '4k');
+      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'split-npt' });
+      return 'resume';
     }
     return { outcome: 'vmm-error', reason: `unresolvable NPF at gpa 0x${exit.gpa.toString(16)} (${exit.reason})` };
   }
 
   #makeShared(host: SnpHost, gpa: bigint): boolean {
     if (host.rmpEntry(gpa).pageSize === '2m' && host.psmash(gpa & ~(PAGE_2M - 1n)).rc !== 0) return false;
-    return host.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc === 0;
+    const ok = host.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc === 0;
+    if (ok) this.#remapNpt(host, gpa);
+    return ok;
   }
 
-  /** One 4 KiB page state change; returns an RMPUPDATE-style code (0 = done). */
+  /**
+   * After a conversion KVM zaps the range and faults it back in at the largest size that the
+   * range allows: 2 MiB only over a 2 MiB private RMP entry (sev_gmem_max_mapping_level); shared
+   * memory at the host's page size, 4 KiB in this model (no huge pages behind shared memory).
+   */
+  #remapNpt(host: SnpHost, gpa: bigint): void {
+    const e = host.rmpEntry(gpa);
+    const want = e.assigned && e.asid === host.asid && e.pageSize === '2m' ? '2m' : '4k';
+    if (host.nptPageSize(gpa) !== want) host.setNptPageSize(gpa, want);
+  }
+
+  /**
+   * One 4 KiB page state change; returns an RMPUPDATE-style code (0 = done). A change to the
+   * state the page already has is a no-op, as in KVM kvm_vm_set_mem_attributes ("Nothing to do
+   * if the entire range has the desired attributes") and QEMU kvm_convert_memory: no
+   * RMPUPDATE, so Validated and the contents survive and a second PVALIDATE sees CF=1.
+   */
   #pscPage(host: SnpHost, gpa: bigint, op: number): number {
     if (op === PSC_OP.PRIVATE) {
+      if (isPrivateTo(host.rmpEntry(gpa), gpa, host.asid)) return 0;
       if (host.rmpEntry(gpa).pageSize === '2m') {
         const r = host.psmash(gpa & ~(PAGE_2M - 1n));
         if (r.rc !== 0) return r.rc;
-        host.setNptPageSize(gpa, '4k');
       }
-      return host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: host.asid }).rc;
+      const rc = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: host.asid }).rc;
+      if (rc === 0) this.#remapNpt(host, gpa);
+      return rc;
     }
+    if (!host.rmpEntry(gpa).assigned) return 0;
     return this.#makeShared(host, gpa) ? 0 : 1;
   }
 
@@ -216,12 +249,17 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (!e.size2m || host.psmash(gpa).rc !== 0) error = PSC_ERROR.INVALID_ENTRY;
       } else if (e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED) {
         if (e.size2m) {
-          // Prefer one 2 MiB RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
-          const whole = e.curPage === 0 && e.op === PSC_OP.PRIVATE
+          // Already in the requested state: a no-op (see #pscPage). Otherwise prefer one 2 MiB
+          // RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
+          const before = host.rmpEntry(gpa);
+          const already = e.op === PSC_OP.PRIVATE
+            ? before.pageSize === '2m' && isPrivateTo(before, gpa, host.asid)
+            : regionHypervisorOwned(host, gpa);
+          const whole = already || (e.curPage === 0 && (e.op === PSC_OP.PRIVATE
             ? host.rmpUpdate(gpa, { assigned: true, pageSize: '2m', gpa, asid: host.asid }).rc === 0
-            : e.curPage === 0 && host.rmpUpdate(gpa, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc === 0;
+            : host.rmpUpdate(gpa, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc === 0));
           if (whole) {
-            if (e.op === PSC_OP.PRIVATE) host.setNptPageSize(gpa, '2m');
+            this.#remapNpt(host, gpa);
           } else {
             for (let p = e.curPage; p < 512; p++) {
               if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
@@ -242,6 +280,18 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
     return 0n;
   }
+}
+
+/** Whether every 4 KiB RMP entry of the 2 MiB region at `gpa` is hypervisor-owned (RMPREAD each). */
+function regionHypervisorOwned(host: SnpHost, gpa: bigint): boolean {
+  for (let p = gpa; p < gpa + PAGE_2M; p += PAGE_4K) if (host.rmpEntry(p).assigned) return false;
+  return true;
+}
+
+/** Whether `e` already makes `gpa` private to the guest `asid` (assigned, reverse map matches). */
+function isPrivateTo(e: Readonly<RmpEntry>, gpa: bigint, asid: number): boolean {
+  const offset = e.pageSize === '2m' ? gpa & (PAGE_2M - PAGE_4K) : 0n;
+  return e.assigned && e.asid === asid && !e.immutable && e.gpa + offset === (gpa & ~(PAGE_4K - 1n));
 }
 
 /** The VMM's view of a GHCB (remembers the valid bitmap before clearing it). */

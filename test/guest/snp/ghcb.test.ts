@@ -56,6 +56,33 @@ describe('GHCB MSR protocol', () => {
     expect(g.platform.rmp.lookup(T)).toMatchObject({ assigned: true, validated: true, asid: 1, gpa: T });
   });
 
+  // Issue 9 row 17: converting private memory to private again is a no-op (KVM
+  // kvm_vm_set_mem_attributes, QEMU kvm_convert_memory), so validating it again shows CF=1.
+  it('PSC to private on a page that is already private is a no-op: the second PVALIDATE sees CF=1 and the data survives', () => {
+    const validate = `
+      mov rax, 0x${T.toString(16)}
+      xor ecx, ecx
+      mov edx, 1
+      ${PVALIDATE}`;
+    const g = snpGuest(`${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.PRIVATE))}
+      ${validate}
+      setc r8b
+      mov qword ptr [0x${T.toString(16)}], 0x55
+      ${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.PRIVATE))}
+      mov r12, rax
+      ${validate}
+      setc r9b
+      mov r10, rax
+      mov r11, [0x${T.toString(16)}]
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect(r.r12).toBe(ghcbMsr.pscResp(0));
+    expect([r.r8 & 0xffn, r.r9 & 0xffn, r.r10]).toEqual([0n, 1n, 0n]); // CF=0, then CF=1 with EAX=0
+    expect(r.r11).toBe(0x55n);
+    expect(g.trace.ofType('rmpupdate').filter((e) => e.gpa === T)).toHaveLength(1);
+  });
+
   it('PSC to shared returns the page to the hypervisor (Validated cleared)', () => {
     const g = snpGuest(`${msrProtocol(ghcbMsr.pscReq(T >> 12n, PSC_OP.SHARED))}\nmov r12, rax\nhlt`);
     g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: 1 });
@@ -194,6 +221,30 @@ describe('GHCB page protocol', () => {
     expect(g.vm.vcpu.regs.r12).toBe(3n);
     expect(g.vm.memory.readU16(GHCB_GPA + 0x800n)).toBe(3);
     expect(g.platform.rmp.lookup(0x600000n)).toMatchObject({ assigned: true, pageSize: '2m' });
+  });
+
+  it('a 2M PSC to private of a region that is already private is a no-op: PVALIDATE 2M again sees CF=1', () => {
+    const R = 0x600000n;
+    const entry = encodePscEntry({ curPage: 0, gfn: R >> 12n, op: PSC_OP.PRIVATE, size2m: true });
+    const psc = `
+      mov word ptr [0x${(GHCB_GPA + 0x800n).toString(16)}], 0
+      mov word ptr [0x${(GHCB_GPA + 0x802n).toString(16)}], 0
+      mov rax, 0x${entry.toString(16)}
+      mov [0x${(GHCB_GPA + 0x808n).toString(16)}], rax
+      ${ghcbCall({ exitCode: BigInt(SVM_EXIT.PSC), scratch: GHCB_GPA + 0x800n })}`;
+    const validate2m = `
+      mov rax, 0x${R.toString(16)}
+      mov ecx, 1
+      mov edx, 1
+      ${PVALIDATE}`;
+    const g = snpGuest(`${psc}\n${validate2m}\nsetc r8b\nmov r12, rax\n${psc}\nmov r13, [rdi+0x3a0]\n${validate2m}\nsetc r9b\nmov r10, rax\nhlt`, { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r12, r.r8 & 0xffn]).toEqual([0n, 0n]);
+    expect(r.r13).toBe(0n);
+    expect([r.r10, r.r9 & 0xffn]).toEqual([0n, 1n]);
+    expect(g.platform.rmp.lookup(R)).toMatchObject({ pageSize: '2m', validated: true });
+    expect(g.trace.ofType('rmpupdate').filter((e) => e.gpa === R)).toHaveLength(1);
   });
 
   it('invalid header (end_entry >= 253) -> (1<<32)|1', () => {

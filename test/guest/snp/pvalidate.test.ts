@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { RFLAGS } from '../../../src/cpu/registers.js';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { C_BIT, PVALIDATE, snpGuest } from '../../helpers/snp-guest.js';
+import { PT_BASE } from '../../helpers/guest-setup.js';
 
 const T = 0x400000n; // a 2 MiB-aligned target region
 
@@ -20,13 +21,18 @@ function pvalidateGuest(va: bigint, size2m: boolean, validate: boolean, after = 
   hlt`;
 }
 
-type Setup = 'hv-owned' | 'guest-4k' | 'guest-4k-validated' | 'guest-2m' | 'guest-2m-validated' | 'guest-4k-wrong-gpa';
+type Setup = 'hv-owned' | 'guest-4k' | 'guest-4k-validated' | 'guest-2m' | 'guest-2m-validated' | 'guest-4k-wrong-gpa'
+  | 'guest-2m-npt-4k' | 'guest-4k-npt-2m';
 
 function setup(g: ReturnType<typeof snpGuest>, s: Setup, at = T): void {
   const p = g.platform;
   const asid = p.asid;
   if (s === 'guest-4k' || s === 'guest-4k-validated') for (let i = 0n; i < 512n; i++) p.rmpUpdate(at + i * 0x1000n, { assigned: true, pageSize: '4k', gpa: at + i * 0x1000n, asid });
-  if (s === 'guest-2m' || s === 'guest-2m-validated') p.rmpUpdate(at, { assigned: true, pageSize: '2m', gpa: at, asid });
+  if (s === 'guest-4k-npt-2m') for (let i = 0n; i < 512n; i++) p.rmpUpdate(at + i * 0x1000n, { assigned: true, pageSize: '4k', gpa: at + i * 0x1000n, asid });
+  if (s === 'guest-2m' || s === 'guest-2m-validated' || s === 'guest-2m-npt-4k') p.rmpUpdate(at, { assigned: true, pageSize: '2m', gpa: at, asid });
+  // The nested mapping: 2 MiB over a 2 MiB private page, as KVM maps it; the -npt- setups are
+  // the mismatches of APM Table 15-40.
+  if (s === 'guest-2m' || s === 'guest-2m-validated' || s === 'guest-4k-npt-2m') p.setNptPageSize(at, '2m');
   if (s === 'guest-4k-wrong-gpa') p.rmpUpdate(at, { assigned: true, pageSize: '4k', gpa: at + 0x1000n, asid });
   if (s === 'guest-4k-validated') p.rmp.setValidated(at, true);
   if (s === 'guest-2m-validated') p.rmp.setValidated(at, true);
@@ -44,6 +50,8 @@ const ROWS: Row[] = [
   { name: 'validate 2M on a validated 2M entry: CF=1', setup: 'guest-2m-validated', va: T, size2m: true, validate: true, eax: 0n, cf: true, validatedAfter: true },
   { name: '2M request, GVA not 2M aligned: FAIL_INPUT', setup: 'guest-2m', va: T + 0x1000n, size2m: true, validate: true, eax: 1n, cf: false, validatedAfter: false },
   { name: '2M request on 4K RMP entries: FAIL_SIZEMISMATCH', setup: 'guest-4k', va: T, size2m: true, validate: true, eax: 6n, cf: false, validatedAfter: false },
+  // Issue 9 row 10: the nested page size counts as well as the RMP's.
+  { name: '2M request on a 2M RMP entry the NPT maps with 4K pages: FAIL_SIZEMISMATCH', setup: 'guest-2m-npt-4k', va: T, size2m: true, validate: true, eax: 6n, cf: false, validatedAfter: false },
 ];
 
 describe('PVALIDATE result codes and flags', () => {
@@ -77,6 +85,20 @@ describe('PVALIDATE result codes and flags', () => {
     expect(g.vm.vcpu.regs.r8).toBe(0n);
     expect(g.platform.rmp.lookup(T + 0x3000n)).toMatchObject({ pageSize: '4k', validated: true });
     expect(g.platform.rmp.lookup(T)).toMatchObject({ pageSize: '4k', validated: false });
+  });
+
+  it('4K request on 4K RMP entries under a 2M NPT mapping: NPF with SIZEM, the VMM splits its NPT, PVALIDATE re-executes', () => {
+    const g = snpGuest(pvalidateGuest(T + 0x3000n, false, true));
+    setup(g, 'guest-4k-npt-2m');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf).toMatchObject({ cause: 'pvalidate', reason: 'size-mismatch' });
+    expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(NPF_BITS.sizeMismatch);
+    expect(g.trace.ofType('psmash')).toHaveLength(0); // the RMP was already 4K: only the NPT was wrong
+    expect(g.trace.ofType('npf-handled')[0]).toMatchObject({ action: 'split-npt' });
+    expect(g.platform.nptPageSize(T)).toBe('4k');
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.platform.rmp.lookup(T + 0x3000n).validated).toBe(true);
   });
 
   it('PSMASH keeps Validated of a validated 2M page', () => {
@@ -116,6 +138,39 @@ describe('PVALIDATE result codes and flags', () => {
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vm.vcpu.regs.r8).toBe(0n);
     expect(g.platform.rmp.lookup(T + 0x2000n).validated).toBe(true);
+  });
+
+  // Issue 9 row 13: PVALIDATE's own walk is checked like a load's (Table 15-39).
+  describe('PVALIDATE whose page walk goes through a page-table page that is not validated', () => {
+    const VA = 0x40000000n;
+    // enablePaging allocates PML4, PDPT, PD(0), PT(0) and then the PD of VA: PT_BASE + 0x4000.
+    const PD_OF_VA = PT_BASE + 0x4000n;
+    const mappings = [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n as const, extraBits: C_BIT }, { va: VA, pa: T, size: 0x200000n, pageSize: 0x200000n as const, extraBits: C_BIT }];
+    const viaPvalidate = pvalidateGuest(VA + 0x2000n, false, true);
+    const viaLoad = `mov rbx, [0x${(VA + 0x2000n).toString(16)}]\nhlt`;
+
+    for (const [name, source] of [['PVALIDATE', viaPvalidate], ['a load', viaLoad]] as const) {
+      it(`${name}: #VC 0x404 with CR2 = the linear address, not #GP`, () => {
+        const g = snpGuest(source, { mappings });
+        setup(g, 'guest-4k');
+        // The VMM reassigns the PD page: RMPUPDATE clears Validated (B2).
+        g.platform.rmpUpdate(PD_OF_VA, { assigned: true, pageSize: '4k', gpa: PD_OF_VA, asid: g.platform.asid });
+        expect(g.run()).toMatchObject({ outcome: 'done' });
+        expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.r15, g.vm.vcpu.regs.r14]).toEqual([29n, 0x404n, VA + 0x2000n]);
+        expect(g.platform.rmp.lookup(T + 0x2000n).validated).toBe(false);
+      });
+    }
+
+    it('a page-table page that is not guest-owned: NPF (page-table bit), the VMM converts it, then #VC 0x404', () => {
+      const g = snpGuest(viaPvalidate, { mappings });
+      setup(g, 'guest-4k');
+      g.platform.rmpUpdate(PD_OF_VA, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      const npf = g.trace.ofType('npf')[0]!;
+      expect(npf).toMatchObject({ gpa: PD_OF_VA, reason: 'guest-owned' });
+      expect((npf.errorCode as bigint) & NPF_BITS.pageTable).toBe(NPF_BITS.pageTable);
+      expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.r15, g.vm.vcpu.regs.r14]).toEqual([29n, 0x404n, VA + 0x2000n]);
+    });
   });
 
   it('unmapped GVA: #PF in the guest with CR2 = RAX', () => {
@@ -193,11 +248,58 @@ describe('guest accesses (Table 15-39)', () => {
     expect((npf.errorCode as bigint) & NPF_BITS.vmpl).toBe(NPF_BITS.vmpl);
   });
 
-  it('2M NPT mapping over 4K RMP entries: page-size NPF, the VMM maps 4K and the access completes', () => {
+  // Issue 9 row 11: an ordinary page-size fault is an RMP NPF without SIZEM (bit 35 is only
+  // for PVALIDATE/RMPADJUST), and the honest VMM resolves it from the RMP and its own NPT.
+  it('2M NPT mapping over 4K RMP entries: page-size NPF without SIZEM, the VMM maps 4K and the access completes', () => {
     const g = snpGuest(`mov rbx, [0x${T.toString(16)}]\nhlt`);
     setup(g, 'guest-4k-validated');
     g.platform.setNptPageSize(T, '2m');
     expect(g.run()).toMatchObject({ outcome: 'done' });
-    expect(g.trace.ofType('npf')[0]).toMatchObject({ reason: 'page-size' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf).toMatchObject({ reason: 'page-size', cause: 'access' });
+    expect((npf.errorCode as bigint) & NPF_BITS.rmp).toBe(NPF_BITS.rmp);
+    expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(0n);
+    expect(g.platform.nptPageSize(T)).toBe('4k');
+  });
+
+  it('4K NPT mapping inside a 2M RMP entry: page-size NPF without SIZEM, the VMM PSMASHes (KVM case 2)', () => {
+    const g = snpGuest(`mov rbx, [0x${(T + 0x5000n).toString(16)}]\nhlt`);
+    setup(g, 'guest-2m-validated');
+    g.platform.setNptPageSize(T, '4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf).toMatchObject({ reason: 'page-size' });
+    expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(0n);
+    expect(g.trace.ofType('psmash')).toHaveLength(1);
+    expect(g.vm.vcpu.regs.r13).toBe(0n); // no exception: the load completed on the validated page
+  });
+
+  // Issue 9 row 12: a shared write through a 2M nested translation needs every 4K RMP entry
+  // under it hypervisor-owned.
+  it('a shared write through a 2M NPT mapping over one guest-owned 4K page is an NPF; the VMM splits its NPT', () => {
+    const S = T + 0x8000n; // hypervisor-owned; T itself is guest-owned
+    const g = snpGuest(`
+      mov rax, 0x${S.toString(16)}
+      mov qword ptr [rax], 9
+      mov rbx, [rax]
+      hlt`, { mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: T, pa: T, size: 0x200000n, pageSize: 0x200000n }] });
+    g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: g.platform.asid });
+    g.platform.setNptPageSize(T, '2m');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf).toMatchObject({ reason: 'shared-write-hv-owned', space: 'shared', access: 'write' });
+    expect(g.trace.ofType('npf-handled')[0]).toMatchObject({ action: 'split-npt' });
+    expect(g.vm.vcpu.regs.rbx).toBe(9n);
+    expect(g.platform.rmp.lookup(T).assigned).toBe(true); // the other page stayed private
+  });
+
+  it('a shared write through a 2M NPT mapping of a wholly hypervisor-owned region needs no exit', () => {
+    const S = T + 0x8000n;
+    const g = snpGuest(`mov qword ptr [0x${S.toString(16)}], 9\nhlt`, {
+      mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: T, pa: T, size: 0x200000n, pageSize: 0x200000n }],
+    });
+    g.platform.setNptPageSize(T, '2m');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')).toHaveLength(0);
   });
 });
