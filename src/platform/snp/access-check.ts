@@ -7,8 +7,8 @@
 //   VMPL permissions                                                         -> #VMEXIT(NPF)
 // Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF; through a
 // 2 MiB nested translation every 4 KiB RMP entry under it must be hypervisor-owned (APM Vol. 2
-// §15.36.10). Shared reads are not RMP-checked: the guest reads the page as the memory
-// controller returns it, ciphertext for a guest-owned page (memory-encryption.ts).
+// §15.36.10). Shared reads are not RMP-checked (the guest reads ciphertext of a private page on
+// real hardware; this model has no encryption yet, so it reads the bytes).
 import type { Access } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import { HV_OWNED_ENTRY, PAGE_2M, PAGE_4K, VMPL_PERM, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
