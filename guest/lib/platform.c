@@ -78,6 +78,22 @@ void mv_platform_adopt(struct mv_boot_params *bp, u32 stage)
 		mv_halt_forever();
 }
 
+/* HLT in a TD raises #VE (TDX module tdx_td_dispatcher.c: td_generic_ve_exit), so a TD halts
+ * through TDG.VP.VMCALL<Instruction.HLT>, R12 = interrupts blocked (Linux tdx.c __halt). */
+noreturn void mv_halt_forever(void)
+{
+	for (;;) {
+		if (mv_platform.kind == MV_PLATFORM_TDX) {
+			struct mv_tdcall_regs r = {
+				.rax = TDG_VP_VMCALL, .rcx = 0xffcc, .r10 = 0, .r11 = TDVMCALL_HLT, .r12 = 1,
+			};
+			mv_tdcall(&r);
+		} else {
+			asm volatile("cli; hlt");
+		}
+	}
+}
+
 /* ---------------- TDX ---------------- */
 
 static u64 tdx_accept_one(u64 gpa, u32 level)

@@ -8,7 +8,7 @@ import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
 import { runTd } from '../../src/vmm/tdx/run-td.js';
 import { acceptAll, enablePaging, installGdt, loadCode, simpleGuest } from '../helpers/guest-setup.js';
 import { snpGuest } from '../helpers/snp-guest.js';
-import { TDCALL, tdGuest } from '../helpers/tdx-guest.js';
+import { HALT, TDCALL, tdGuest } from '../helpers/tdx-guest.js';
 
 const MiB = 1n << 20n;
 const CR4_OSFXSR = 1n << 9n;
@@ -237,8 +237,8 @@ describe('exact addresses reach the guest', () => {
   });
 
   it('TDX: VEINFO.GET returns the exact GLA and GPA', () => {
-    const reader = `mov rax, 3\n ${TDCALL}\n mov rbp, r8\n mov rsi, r9\n mov r15, 20\n hlt`;
-    const td = tdGuest('mov rcx, 0x400000\n mov eax, [rcx + 0xd0c]\n hlt', { ve: reader });
+    const reader = `mov rax, 3\n ${TDCALL}\n mov rbp, r8\n mov rsi, r9\n mov r15, 20\n ${HALT}`;
+    const td = tdGuest(`mov rcx, 0x400000\n mov eax, [rcx + 0xd0c]\n ${HALT}`, { ve: reader });
     td.module.host.memPageAug(gpaLevel(0x400000n, 0));
     expect(runTd(td).outcome).toBe('done');
     expect(td.machine.vcpu.regs.r15).toBe(20n);

@@ -8,6 +8,11 @@ import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
 import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode } from './guest-setup.js';
 
 export const TDCALL = '.byte 0x66, 0x0f, 0x01, 0xcc';
+/**
+ * Ends a test guest: TDG.VP.VMCALL<Instruction.HLT>, which the honest VMM answers by stopping
+ * with `done`. A plain HLT raises #VE in a TD (tdx_td_dispatcher.c). Clobbers RAX, RCX, R10, R11.
+ */
+export const HALT = `xor eax, eax\n mov ecx, 0xc00\n xor r10d, r10d\n mov r11d, 12\n ${TDCALL}`;
 /** Guest-virtual alias of GPA 0 through the shared bit (GPAW 48), mapped 2M pages over the whole RAM. */
 export const SHARED_VA = 0x4000000000n;
 export const IRQ_VECTOR = 0x30;
@@ -15,7 +20,7 @@ export const BOOT_BYTES = 0x200000n;
 export const HANDLER = { ve: CODE_BASE + 0x100n, df: CODE_BASE + 0x200n, gp: CODE_BASE + 0x300n, ud: CODE_BASE + 0x400n, irq: CODE_BASE + 0x500n };
 
 export interface TdGuestOptions extends Partial<TdOptions> {
-  /** Replace a default handler body (defaults: #VE/#DF/#GP/#UD put the vector in R15 and HLT; IRQ increments R14 and IRETQ). */
+  /** Replace a default handler body (defaults: #VE/#DF/#GP/#UD put the vector in R15 and HALT; IRQ increments R14 and IRETQ). */
   ve?: string; df?: string; gp?: string; ud?: string; irq?: string;
   /** Extra assembly placed after the handlers and before `main` (data, subroutines). */
   extra?: string;
@@ -29,13 +34,13 @@ export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   const source = `
     jmp main
   .org 0x100
-    ${options.ve ?? 'mov r15, 20\n hlt'}
+    ${options.ve ?? `mov r15, 20\n ${HALT}`}
   .org 0x200
-    ${options.df ?? 'mov r15, 8\n hlt'}
+    ${options.df ?? `mov r15, 8\n ${HALT}`}
   .org 0x300
-    ${options.gp ?? 'mov r15, 13\n hlt'}
+    ${options.gp ?? `mov r15, 13\n ${HALT}`}
   .org 0x400
-    ${options.ud ?? 'mov r15, 6\n hlt'}
+    ${options.ud ?? `mov r15, 6\n ${HALT}`}
   .org 0x500
     ${options.irq ?? 'inc r14\n iretq'}
   .org 0x600

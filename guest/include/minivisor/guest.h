@@ -53,10 +53,8 @@ static inline void mv_wrmsr(u32 msr, u64 v)
 }
 static inline u64 mv_read_cr2(void) { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
 static inline u64 mv_read_cr3(void) { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
-static inline noreturn void mv_halt_forever(void)
-{
-	for (;;) asm volatile("cli; hlt");
-}
+/* Stops this vCPU for good (platform.c): HLT, or on TDX the TDVMCALL that replaces it. */
+noreturn void mv_halt_forever(void);
 
 /* cpu.S / cpu.c: a flat GDT (code 0x08, data 0x10), an IDT whose 32 exception vectors all
  * report and stop (#VE, #VC, #PF, #GP, #DF included). */
@@ -85,6 +83,7 @@ void mv_vmgexit(void);                                /* cpu.S */
 #define TDX_PAGE_SIZE_MISMATCH   0xC0000B0B00000000ull
 #define TDX_OPERAND_BUSY         0x8000020000000000ull
 #define TDX_STATUS_CLASS_MASK    0xFFFFFFFF00000000ull
+#define TDVMCALL_HLT             12
 #define TDVMCALL_IO              30
 #define TDVMCALL_MAP_GPA         0x10001
 #define TDVMCALL_REPORT_FATAL    0x10003

@@ -51,8 +51,7 @@ export type TdExit =
       septState?: SeptStateName; outsideRam: boolean;
     }
   /** TDG.VP.VMCALL: the VMM sees the exposed registers; the others read as 0. */
-  | { reason: 'tdvmcall'; rip: bigint; mask: bigint; regs: VmcallRegs }
-  | { reason: 'hlt'; rip: bigint };
+  | { reason: 'tdvmcall'; rip: bigint; mask: bigint; regs: VmcallRegs };
 
 export type TdStep = { kind: 'resume' } | { kind: 'td-exit'; exit: TdExit } | { kind: 'stop'; outcome: RunOutcome };
 
@@ -63,6 +62,8 @@ export interface PendingInterrupt {
 }
 
 const MASK64 = (1n << 64n) - 1n;
+/** HLT is F4; the vCPU reports RIP after it. */
+const HLT_LENGTH = 1n;
 
 export class TdModule {
   readonly machine: Machine;
@@ -119,7 +120,11 @@ export class TdModule {
       case 'tdcall': return handleTdcall(this, exit);
       case 'cpuid': return this.#cpuid(exit);
       case 'gate-fault': return this.#gateFault(exit);
-      case 'hlt': return { kind: 'td-exit', exit: { reason: 'hlt', rip: exit.rip } };
+      // HLT is not a TD exit: td_generic_ve_exit raises #VE (reason 12) with RIP at the HLT
+      // (tdx_td_dispatcher.c); the guest halts through TDG.VP.VMCALL<Instruction.HLT> instead.
+      case 'hlt':
+        this.machine.vcpu.regs.rip = exit.rip - HLT_LENGTH;
+        return this.deliverVe({ exitReason: ExitReason.HLT, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: Number(HLT_LENGTH), instructionInfo: 0 });
       // In a TD, port I/O and MSR accesses raise #VE (the guest turns them into TDVMCALLs).
       case 'io': {
         const qual = BigInt(exit.size - 1) | (exit.direction === 'in' ? 8n : 0n) | (exit.string ? 16n : 0n) | (exit.rep ? 32n : 0n) | (BigInt(exit.port) << 16n);

@@ -40,7 +40,6 @@ export interface TdxVmmPolicy {
   onPendingAccess(ctx: VmmContext, exit: EptViolationExit): VmmAction;
   /** A shared access the shared EPT does not map, or an access outside guest RAM. */
   onSharedEptViolation(ctx: VmmContext, exit: EptViolationExit): VmmAction;
-  onHlt(ctx: VmmContext, exit: Extract<TdExit, { reason: 'hlt' }>): VmmAction;
   mapGpa(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   reportFatalError(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   getTdVmCallInfo(ctx: VmmContext, call: VmcallExit): VmcallDecision;
@@ -182,10 +181,6 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       : `guest ${exit.access} of shared GPA ${hex(exit.gpa)} that the VMM does not map (MMIO is not modelled) at RIP ${hex(exit.rip)}`);
   },
 
-  onHlt(_ctx, exit) {
-    return stop('done', `guest halted at RIP ${hex(exit.rip)}`);
-  },
-
   mapGpa(ctx, call) {
     const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
     const start = call.regs.r12;
@@ -265,7 +260,6 @@ export class TdxVmm {
     const ctx = this.ctx;
     let decision: VmmAction | VmcallDecision;
     switch (exit.reason) {
-      case 'hlt': decision = p.onHlt(ctx, exit); break;
       case 'ept-violation':
         if (exit.eeq.type === 'accept') decision = p.onAcceptViolation(ctx, exit);
         else if (exit.eeq.type === 'pending-ept-violation') decision = p.onPendingAccess(ctx, exit);

@@ -139,6 +139,8 @@ describe('snp page-state change', () => {
 });
 
 describe('user firmware', () => {
+  // A TD halts through TDG.VP.VMCALL<Instruction.HLT>: a plain HLT raises #VE (tdx_td_dispatcher.c).
+  const TDVMCALL_HLT = 'xor eax, eax\n mov ecx, 0xc00\n xor r10d, r10d\n mov r11d, 12\n .byte 0x66, 0x0f, 0x01, 0xcc';
   const dir = mkdtempSync(join(tmpdir(), 'minivisor-fw-'));
   const build = (name: string, source: string): string => {
     writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n.code64\n.text\n.globl start\nstart:\n${source}\n`);
@@ -166,7 +168,7 @@ describe('user firmware', () => {
       inc rsi
       jmp 1b
     2:
-      hlt
+      ${TDVMCALL_HLT}
     message:
       .ascii "hello from user firmware\\n@mv stage firmware\\n@mv stage decompressor\\n@mv stage kernel\\n@mv done\\n"
       .byte 0`);
@@ -185,7 +187,7 @@ describe('user firmware', () => {
   });
 
   it('reports a firmware that halts without finishing as guest-fatal, not done', () => {
-    const firmware = build('quiet', 'hlt');
+    const firmware = build('quiet', TDVMCALL_HLT);
     const run = bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware }));
     expect(run.result.outcome).toBe('guest-fatal');
     expect(run.result.outcomeReason).toMatch(/without reporting done/);

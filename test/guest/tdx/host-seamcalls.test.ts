@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { acceptAsm, tdGuest } from '../../helpers/tdx-guest.js';
+import { acceptAsm, HALT, tdGuest } from '../../helpers/tdx-guest.js';
 
 const P = 0x400000n;
 
@@ -14,7 +14,7 @@ function runFor(td: ReturnType<typeof tdGuest>, n: bigint) {
 
 describe('A5 host transitions seen by the guest', () => {
   it('BLOCK → TRACK → REMOVE of an accepted page: the next access faults it back in as PENDING (#VE), content gone', () => {
-    const td = tdGuest(`${acceptAsm(P)}\n mov qword ptr [0x400000], 0x4242\n 1: pause\n cmp r13, 0\n je 1b\n mov rax, [0x400000]\n hlt`);
+    const td = tdGuest(`${acceptAsm(P)}\n mov qword ptr [0x400000], 0x4242\n 1: pause\n cmp r13, 0\n je 1b\n mov rax, [0x400000]\n ${HALT}`);
     expect(runFor(td, 200n).outcome).toBe('budget');
     const h = td.module.host;
     expect(h.memPageRemove(gpaLevel(P, 0)).status).toBe(0xc0000b0600000001n); // GPA_RANGE_NOT_BLOCKED
@@ -29,7 +29,7 @@ describe('A5 host transitions seen by the guest', () => {
 
   it('DEMOTE keeps an accepted 2M page accessible; PROMOTE restores the 2M leaf (ACCEPT 2M → ALREADY_ACCEPTED|1)', () => {
     const td = tdGuest(`${acceptAsm(P, 1)}\n mov qword ptr [0x5ff000], 7\n 1: pause\n cmp r13, 0\n je 1b
-      mov rbx, [0x5ff000]\n ${acceptAsm(P, 1)}\n mov rdx, rax\n hlt`);
+      mov rbx, [0x5ff000]\n ${acceptAsm(P, 1)}\n mov rdx, rax\n ${HALT}`);
     expect(runFor(td, 300n).outcome).toBe('budget');
     const h = td.module.host;
     h.memRangeBlock(gpaLevel(P, 1)); h.memTrack();
@@ -44,9 +44,9 @@ describe('A5 host transitions seen by the guest', () => {
   });
 
   it('PAGE.ADD pages are MAPPED and measured: the boot image runs without any ACCEPT', () => {
-    const td = tdGuest('mov rax, [0x10000]\n hlt');
+    const td = tdGuest(`mov rax, [0x10000]\n ${HALT}`);
     expect(runTd(td).outcome).toBe('done');
-    expect(td.trace.ofType('tdcall')).toHaveLength(0);
+    expect(td.trace.ofType('tdcall').map((c) => c.leaf)).toEqual(['VP_VMCALL']); // only the final TDVMCALL<HLT>
     expect(td.module.mrtd).toHaveLength(48);
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import { runTd, type Td } from '../../../src/vmm/tdx/run-td.js';
-import { acceptAsm, tdGuest } from '../../helpers/tdx-guest.js';
+import { acceptAsm, HALT, tdGuest } from '../../helpers/tdx-guest.js';
 
 const P = 0x400000n; // a 2M-aligned GPA above the boot image
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -14,7 +14,8 @@ function acceptStatus(td: Td): bigint {
   expect(outcome.outcome, outcome.reason).toBe('done');
   return td.machine.vcpu.regs.rbx;
 }
-const acceptThenHlt = (rcx: bigint) => `mov rax, 6\n mov rcx, 0x${rcx.toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n hlt`;
+/** ACCEPT `rcx`, status → RBX, then `after` (e.g. a load), then halt. */
+const acceptThenHalt = (rcx: bigint, after = '') => `mov rax, 6\n mov rcx, 0x${rcx.toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n ${after}\n ${HALT}`;
 const tdExits = (td: Td) => td.trace.ofType('td-exit').filter((e) => e.eeqType === 'accept');
 
 describe('A3 RCX operand checks → OPERAND_INVALID(RCX), no #GP', () => {
@@ -29,7 +30,7 @@ describe('A3 RCX operand checks → OPERAND_INVALID(RCX), no #GP', () => {
     ['GPA bit 48 with GPAW 48', P | (1n << 48n)],
   ];
   it.each(rows)('%s', (_name, rcx) => {
-    const td = tdGuest(acceptThenHlt(rcx));
+    const td = tdGuest(acceptThenHalt(rcx));
     expect(acceptStatus(td)).toBe(OPERAND_INVALID_RCX);
     expect(td.machine.vcpu.regs.r15).toBe(0n); // no exception handler ran
   });
@@ -37,7 +38,7 @@ describe('A3 RCX operand checks → OPERAND_INVALID(RCX), no #GP', () => {
 
 describe('A3 SEPT situations', () => {
   it('PENDING 4K leaf → page zeroed, MAPPED, RAX=0', () => {
-    const td = tdGuest(`${acceptThenHlt(P)}\n`.replace('hlt', 'mov rdx, [0x400ff8]\n hlt'));
+    const td = tdGuest(acceptThenHalt(P, 'mov rdx, [0x400ff8]'));
     td.module.host.memSeptAdd(gpaLevel(P, 1));
     expect(td.module.host.memPageAug(gpaLevel(P, 0)).status).toBe(0n);
     td.machine.memory.fill(P, 0x1000n, 0xaa); // stale content must not survive
@@ -47,7 +48,7 @@ describe('A3 SEPT situations', () => {
   });
 
   it('PENDING 2M leaf → 512 pages zeroed, MAPPED, RAX=0', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     expect(td.module.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
     td.machine.memory.fill(P, 0x200000n, 0x55);
     expect(acceptStatus(td)).toBe(0n);
@@ -56,7 +57,7 @@ describe('A3 SEPT situations', () => {
   });
 
   it('already accepted 4K → PAGE_ALREADY_ACCEPTED | 0, content not zeroed', () => {
-    const td = tdGuest(`mov qword ptr [0x400010], 0x1234\n ${acceptThenHlt(P)}`.replace('hlt', 'mov rdx, [0x400010]\n hlt'));
+    const td = tdGuest(`mov qword ptr [0x400010], 0x1234\n ${acceptThenHalt(P, 'mov rdx, [0x400010]')}`);
     td.module.host.memSeptAdd(gpaLevel(P, 1));
     td.module.host.memPageAug(gpaLevel(P, 0));
     td.module.sept.setState(0, P, 'MAPPED');
@@ -65,26 +66,26 @@ describe('A3 SEPT situations', () => {
   });
 
   it('already accepted 2M, 2M request → PAGE_ALREADY_ACCEPTED | 1', () => {
-    const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHlt(P | 1n)}`);
+    const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHalt(P | 1n)}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
   });
 
   it('accessible leaf at a larger level (2M MAPPED, 4K request) → PAGE_ALREADY_ACCEPTED | 1', () => {
-    const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHlt(P + 0x5000n)}`);
+    const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHalt(P + 0x5000n)}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
   });
 
   it('non-leaf at the requested level (2M request, range mapped as 4K) → PAGE_SIZE_MISMATCH | 1', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     td.module.host.memSeptAdd(gpaLevel(P, 1));
     td.module.host.memPageAug(gpaLevel(P, 0));
     expect(acceptStatus(td)).toBe(0xc0000b0b00000001n);
   });
 
   it('FREE at requested level → TD exit (EEQ ACCEPT), VMM AUGs, TDCALL re-executes and succeeds', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     expect(acceptStatus(td)).toBe(0n);
     const [exit] = tdExits(td);
     expect(exit).toMatchObject({ reason: 'ept-violation', gpa: P, eeqType: 'accept', septState: 'FREE', qual: 2n });
@@ -92,26 +93,26 @@ describe('A3 SEPT situations', () => {
     expect(exit!.eeq).toBe(1n | ((1n | (1n << 3n) | (0x0en << 6n)) << 32n));
     // Same RIP for the exit and the successful retry.
     const calls = td.trace.ofType('tdcall');
-    expect(calls.map((c) => c.result)).toEqual(['td-exit(accept)', 'SUCCESS']);
+    expect(calls.map((c) => c.result)).toEqual(['td-exit(accept)', 'SUCCESS', 'td-exit(tdvmcall)']);
     expect(calls[0]!.rip).toBe(calls[1]!.rip);
   });
 
   it('missing level (2M range FREE, 4K request) → TD exit err_level 1; VMM adds the SEPT page and AUGs 4K', () => {
-    const td = tdGuest(acceptThenHlt(P + 0x3000n));
+    const td = tdGuest(acceptThenHalt(P + 0x3000n));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]!.eeq).toBe(1n | ((0n | (1n << 3n) | (0x0en << 6n)) << 32n));
     expect(td.module.sept.walk(P, 1).state).toBe('NL_MAPPED');
   });
 
   it('REMOVED leaf → TD exit; AUG from REMOVED then succeeds', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     td.module.sept.setState(1, P, 'REMOVED');
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'REMOVED' });
   });
 
   it('BLOCKED leaf → TD exit with is_leaf; VMM unblocks; retry → ALREADY_ACCEPTED', () => {
-    const td = tdGuest(`${acceptAsm(P, 1)}\n mov rax, 0x100\n 1: dec rax\n jnz 1b\n ${acceptThenHlt(P | 1n)}`);
+    const td = tdGuest(`${acceptAsm(P, 1)}\n mov rax, 0x100\n 1: dec rax\n jnz 1b\n ${acceptThenHalt(P | 1n)}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     // Block the page once the first accept has made it MAPPED (during the loop): use a policy-free approach:
     td.machine.vcpu.instructionLimit = 10n;
@@ -127,7 +128,7 @@ describe('A3 SEPT situations', () => {
   });
 
   it('PENDING_BLOCKED leaf → TD exit; VMM unblocks; retry accepts', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     td.module.host.memPageAug(gpaLevel(P, 1));
     td.module.host.memRangeBlock(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0n);
@@ -135,7 +136,7 @@ describe('A3 SEPT situations', () => {
   });
 
   it('PENDING at a larger level (2M PENDING, 4K request) → TD exit; VMM demotes; only the 4K page is accepted', () => {
-    const td = tdGuest(acceptThenHlt(P + 0x7000n));
+    const td = tdGuest(acceptThenHalt(P + 0x7000n));
     td.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'PENDING' });
@@ -145,7 +146,7 @@ describe('A3 SEPT situations', () => {
   });
 
   it('entry locked by the host → OPERAND_BUSY | RCX', () => {
-    const td = tdGuest(acceptThenHlt(P | 1n));
+    const td = tdGuest(acceptThenHalt(P | 1n));
     td.module.host.memPageAug(gpaLevel(P, 1));
     td.module.host.lockEntry(P, 1);
     expect(acceptStatus(td)).toBe(0x8000020000000001n);
@@ -155,7 +156,7 @@ describe('A3 SEPT situations', () => {
 
 describe('A3 2M accept interruptibility', () => {
   it('a pending interrupt after N chunks returns to the guest (no RAX, no RIP advance); the retry resumes', () => {
-    const td = tdGuest(`sti\n mov rax, 6\n mov rcx, 0x${(P | 1n).toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n hlt`);
+    const td = tdGuest(`sti\n mov rax, 6\n mov rcx, 0x${(P | 1n).toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n ${HALT}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     td.machine.memory.fill(P, 0x200000n, 0x77);
     td.module.host.postInterrupt(0x30, 200);
@@ -164,13 +165,13 @@ describe('A3 2M accept interruptibility', () => {
     const [intr] = td.trace.ofType('accept-interrupted');
     expect(intr).toMatchObject({ acceptCounter: 200, resumedFrom: 0 });
     expect(td.trace.ofType('accept-resumed-complete')[0]).toMatchObject({ resumedFrom: 200 });
-    expect(td.trace.ofType('tdcall').map((c) => c.result)).toEqual(['interrupted', 'SUCCESS']);
+    expect(td.trace.ofType('tdcall').map((c) => c.result)).toEqual(['interrupted', 'SUCCESS', 'td-exit(tdvmcall)']);
     expect(td.machine.memory.read(P, 4096).every((b) => b === 0)).toBe(true);
     expect(td.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
   });
 
   it('with IF=0 the interrupt is not taken and the accept completes in one go', () => {
-    const td = tdGuest(`cli\n ${acceptThenHlt(P | 1n)}`);
+    const td = tdGuest(`cli\n ${acceptThenHalt(P | 1n)}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     td.module.host.postInterrupt(0x30, 10);
     expect(acceptStatus(td)).toBe(0n);

@@ -4,16 +4,16 @@ import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { HANDLER, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, HANDLER, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
 const P = 0x400000n;
-// #VE handler: VEINFO.GET status → R12, exit reason → RBX, qualification → R11, GLA → RBP, GPA → RSI;
-// a second GET's status → R13 (it zeroes RCX, RDX, R8–R10).
-const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r11, rdx\n mov rbp, r8\n mov rsi, r9\n mov rax, 3\n ${TDCALL}\n mov r13, rax\n mov r15, 20\n hlt`;
+// #VE handler: VEINFO.GET status → R12, exit reason → RBX, qualification → R14, GLA → RBP, GPA → RSI,
+// instruction length → RDI; a second GET's status → R13 (it zeroes RCX, RDX, R8–R10).
+const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov edi, r10d\n mov rax, 3\n ${TDCALL}\n mov r13, rax\n mov r15, 20\n ${HALT}`;
 
 describe('A6 PENDING page with #VE enabled', () => {
   it('a load raises #VE; VEINFO.GET returns reason 48, qualification, GLA, GPA once', () => {
-    const td = tdGuest('mov rax, [0x400123]\n hlt', { ve: VE_READER });
+    const td = tdGuest(`mov rax, [0x400123]\n ${HALT}`, { ve: VE_READER });
     td.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome.outcome).toBe('done');
@@ -21,7 +21,7 @@ describe('A6 PENDING page with #VE enabled', () => {
     expect(r.r15).toBe(20n);
     expect(r.r12).toBe(0n);
     expect(r.rbx).toBe(48n);
-    expect(r.r11).toBe(0x1n | 0x80n | 0x100n); // read, GLA valid, translated access
+    expect(r.r14).toBe(0x1n | 0x80n | 0x100n); // read, GLA valid, translated access
     expect(r.rbp).toBe(0x400123n); // exact GLA
     expect(r.rsi).toBe(0x400123n); // exact GPA
     expect(r.r13).toBe(0xc000070400000000n); // second GET: NO_VALID_VE_INFO
@@ -30,7 +30,7 @@ describe('A6 PENDING page with #VE enabled', () => {
 
   it('a second #VE while VE info is unread → #DF', () => {
     // The #VE handler does not read VE info and touches another pending page.
-    const td = tdGuest('mov rax, [0x400000]\n hlt', { ve: 'mov rax, [0x401000]\n hlt' });
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: `mov rax, [0x401000]\n ${HALT}` });
     td.module.host.memPageAug(gpaLevel(P, 1));
     expect(runTd(td).outcome).toBe('done');
     expect(td.machine.vcpu.regs.r15).toBe(8n);
@@ -38,7 +38,7 @@ describe('A6 PENDING page with #VE enabled', () => {
   });
 
   it('an undeliverable #VE and #DF end in a triple fault (terminated), not an exception', () => {
-    const td = tdGuest('lidt [0x20000]\n mov rax, [0x400000]\n hlt');
+    const td = tdGuest(`lidt [0x20000]\n mov rax, [0x400000]\n ${HALT}`);
     td.machine.memory.fill(0x20000n, 16n, 0);
     td.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
@@ -49,7 +49,7 @@ describe('A6 PENDING page with #VE enabled', () => {
 
 describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () => {
   it('ATTRIBUTES.SEPT_VE_DISABLE', () => {
-    const td = tdGuest('mov rax, [0x400000]\n hlt', { attributes: TdAttributes.SEPT_VE_DISABLE });
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { attributes: TdAttributes.SEPT_VE_DISABLE });
     td.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome).toMatchObject({ outcome: 'terminated' });
@@ -62,7 +62,7 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
       mov rax, 7\n mov rdx, 0x1110000300000016\n ${TDCALL}\n mov r12, r8
       mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r13, rax
       mov rax, 7\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, r8
-      mov rax, [0x400000]\n hlt`, { configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+      mov rax, [0x400000]\n ${HALT}`, { configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
     td.module.host.memPageAug(gpaLevel(P, 1));
     expect(runTd(td).outcome).toBe('terminated');
     const r = td.machine.vcpu.regs;
@@ -73,7 +73,7 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
     const { td, outcome } = runTdGuest(`
       mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r12, rax
       mov rax, 8\n mov rdx, 0x1110000300000016\n mov r8, 2\n mov r9, 2\n ${TDCALL}\n mov r13, rax
-      mov rax, 7\n mov rdx, 0x1234\n ${TDCALL}\n mov rbx, rax\n hlt`);
+      mov rax, 7\n mov rdx, 0x1234\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     const r = td.machine.vcpu.regs;
     expect(r.r12).toBe(0xc0000c0100000002n);
@@ -84,7 +84,7 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
 
 describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', () => {
   it('FREE: TD exit, the VMM AUGs, the guest re-faults onto PENDING and takes #VE', () => {
-    const td = tdGuest('mov rax, [0x400000]\n hlt', { ve: VE_READER });
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: VE_READER });
     expect(runTd(td).outcome).toBe('done');
     const exits = td.trace.ofType('td-exit');
     expect(exits[0]).toMatchObject({ reason: 'ept-violation', eeqType: 'none', septState: 'FREE', access: 'read' });
@@ -92,7 +92,7 @@ describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', (
   });
 
   it('BLOCKED: TD exit; the honest VMM cannot explain it and stops', () => {
-    const td = tdGuest('mov rax, [0x400000]\n hlt');
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`);
     td.module.host.memPageAug(gpaLevel(P, 1));
     td.module.sept.setState(1, P, 'MAPPED');
     td.module.host.memRangeBlock(gpaLevel(P, 1));
@@ -102,27 +102,42 @@ describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', (
   });
 
   it('REMOVED: TD exit; the VMM re-AUGs; the page is PENDING again (#VE)', () => {
-    const td = tdGuest('mov byte ptr [0x400000], 1\n hlt', { ve: VE_READER });
+    const td = tdGuest(`mov byte ptr [0x400000], 1\n ${HALT}`, { ve: VE_READER });
     td.module.sept.setState(1, P, 'REMOVED');
     expect(runTd(td).outcome).toBe('done');
     expect(td.trace.ofType('td-exit')[0]).toMatchObject({ septState: 'REMOVED', access: 'write' });
-    expect(td.machine.vcpu.regs.r11 & 2n).toBe(2n);
+    expect(td.machine.vcpu.regs.r14 & 2n).toBe(2n);
   });
 
   it('a shared GPA the VMM does not map → TD exit (fault outcome)', () => {
-    const { td, outcome } = runTdGuest('mov rax, 0x4000400000\n mov rax, [rax]\n hlt');
+    const { td, outcome } = runTdGuest(`mov rax, 0x4000400000\n mov rax, [rax]\n ${HALT}`);
     expect(outcome.outcome).toBe('fault');
     expect(td.trace.ofType('td-exit')[0]).toMatchObject({ space: 'shared', gpa: (1n << 47n) | P });
   });
 });
 
+describe('HLT in a TD (tdx_td_dispatcher.c: td_generic_ve_exit)', () => {
+  it('raises #VE with reason 12, qualification 0, length 1 and RIP at the HLT; it is not a TD exit', () => {
+    // The handler reads VE info, records the interrupted RIP (R9), steps over the HLT and returns.
+    const ve = `mov rax, 3\n ${TDCALL}\n mov rbx, rcx\n mov r14, rdx\n mov edi, r10d\n mov r9, [rsp]\n add [rsp], rdi\n iretq`;
+    const { td, outcome } = runTdGuest(`lea r13, [rip + 1f]\n 1: hlt\n mov r15, 0x600d\n ${HALT}`, { ve });
+    expect(outcome.outcome).toBe('done');
+    const r = td.machine.vcpu.regs;
+    expect([r.rbx, r.r14, r.rdi]).toEqual([12n, 0n, 1n]);
+    expect(r.r9).toBe(r.r13); // #VE is fault-like: the saved RIP is the HLT itself
+    expect(r.r15).toBe(0x600dn); // execution continued after the HLT
+    expect(td.trace.ofType('td-exit')).toHaveLength(1); // only the final TDVMCALL<HLT>
+    expect(td.trace.ofType('ve-injected')[0]).toMatchObject({ exitReason: 12 });
+  });
+});
+
 describe('CPUID and TDCALL leaf rules', () => {
   it('CPUID 0x21 reports "IntelTDX    " in EBX, EDX, ECX', () => {
-    const { td, outcome } = runTdGuest('mov eax, 0x21\n xor ecx, ecx\n cpuid\n hlt');
+    const { td, outcome } = runTdGuest(`mov eax, 0x21\n xor ecx, ecx\n cpuid\n mov esi, ecx\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     const r = td.machine.vcpu.regs;
     const s = Buffer.alloc(12);
-    s.writeUInt32LE(Number(r.rbx), 0); s.writeUInt32LE(Number(r.rdx), 4); s.writeUInt32LE(Number(r.rcx), 8);
+    s.writeUInt32LE(Number(r.rbx), 0); s.writeUInt32LE(Number(r.rdx), 4); s.writeUInt32LE(Number(r.rsi), 8);
     expect(s.toString('latin1')).toBe('IntelTDX    ');
   });
 
@@ -134,21 +149,21 @@ describe('CPUID and TDCALL leaf rules', () => {
     ['unmodelled leaf MR.REPORT', 4n, 0xc000010000000000n],
     ['VEINFO.GET with nothing pending', 3n, 0xc000070400000000n],
   ])('%s', (_n, rax, status) => {
-    const { td, outcome } = runTdGuest(`mov rax, 0x${rax.toString(16)}\n ${TDCALL}\n mov rbx, rax\n hlt`);
+    const { td, outcome } = runTdGuest(`mov rax, 0x${rax.toString(16)}\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     expect(td.machine.vcpu.regs.rbx).toBe(status);
   });
 
   it('VM.RD version 1 is allowed', () => {
-    const { td } = runTdGuest(`mov rax, 0x10007\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, rax\n hlt`);
+    const { td } = runTdGuest(`mov rax, 0x10007\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(td.machine.vcpu.regs.rbx).toBe(0n);
   });
 
   it('TDG.VP.INFO: GPAW, ATTRIBUTES, vCPU counts, index', () => {
     const attributes = TdAttributes.DEBUG | TdAttributes.SEPT_VE_DISABLE;
-    const { td } = runTdGuest(`mov rax, 1\n ${TDCALL}\n mov rbx, rax\n hlt`, { attributes, numVcpus: 1, maxVcpus: 4 });
+    const { td } = runTdGuest(`mov rax, 1\n ${TDCALL}\n mov rbx, rax\n mov rsi, rcx\n ${HALT}`, { attributes, numVcpus: 1, maxVcpus: 4 });
     const r = td.machine.vcpu.regs;
-    expect([r.rbx, r.rcx, r.rdx, r.r8, r.r9]).toEqual([0n, 48n, attributes, 1n | (4n << 32n), 0n]);
+    expect([r.rbx, r.rsi, r.rdx, r.r8, r.r9]).toEqual([0n, 48n, attributes, 1n | (4n << 32n), 0n]);
   });
 
   it('TDCALL outside 64-bit mode (compatibility-mode CS) → #GP(0)', () => {
@@ -167,7 +182,7 @@ describe('CPUID and TDCALL leaf rules', () => {
     compat:
       .byte 0xb8, 0x06, 0, 0, 0      # mov eax, 6 (32-bit encoding)
       ${TDCALL}
-      hlt`);
+      ${HALT}`);
     // The module decides #GP(0). Delivering it from a compatibility-mode segment is refused by
     // the vCPU (Unicorn cannot reload CS's cached descriptor in 64-bit mode), which the module
     // reports as an undeliverable exception rather than running the handler as 32-bit code.
@@ -177,7 +192,7 @@ describe('CPUID and TDCALL leaf rules', () => {
   });
 
   it('port I/O in a TD raises #VE (reason 30)', () => {
-    const { td } = runTdGuest('mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n hlt', { ve: VE_READER });
+    const { td } = runTdGuest(`mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n ${HALT}`, { ve: VE_READER });
     expect(td.machine.vcpu.regs.rbx).toBe(30n);
   });
 });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { honestTdxPolicy, type TdxVmmPolicy, type VmcallExit } from '../../../src/vmm/tdx/honest-vmm.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { acceptAsm, runTdGuest, tdGuest, TDCALL } from '../../helpers/tdx-guest.js';
+import { acceptAsm, HALT, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
 const MASK = 0xfc00n; // R10–R15 exposed
 const vmcall = (r11: bigint, extra = '', mask = MASK) => `mov rax, 0\n mov rcx, 0x${mask.toString(16)}\n xor r10, r10\n mov r11, 0x${r11.toString(16)}\n ${extra}\n ${TDCALL}`;
@@ -11,10 +11,10 @@ describe('A7 RCX register-exposure mask', () => {
   it.each([
     ['bit 0 (RAX)', 0xfc01n], ['bit 1 (RCX)', 0xfc02n], ['bit 4 (RSP)', 0xfc10n], ['bits 63:32', (1n << 32n) | 0xfc00n],
   ])('%s → OPERAND_INVALID(RCX), no TD exit', (_n, mask) => {
-    const { td, outcome } = runTdGuest(`${vmcall(0x10000n, '', mask)}\n mov rbx, rax\n hlt`);
+    const { td, outcome } = runTdGuest(`${vmcall(0x10000n, '', mask)}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     expect(td.machine.vcpu.regs.rbx).toBe(0xc000010000000001n);
-    expect(td.trace.ofType('td-exit')).toHaveLength(0);
+    expect(td.trace.ofType('td-exit')).toHaveLength(1); // only the final TDVMCALL<HLT>
   });
 
   it('non-exposed registers read as 0 toward the VMM and cannot be changed by it', () => {
@@ -26,37 +26,37 @@ describe('A7 RCX register-exposure mask', () => {
         return { kind: 'return', regs: { r10: 0n, r11: 0x11n, r12: 0x12n, rbx: 0xbadn, rsi: 0xbadn } };
       },
     };
-    const { td, outcome } = runTdGuest(`mov rbx, 0x5151\n mov rsi, 0x6161\n mov r12, 7\n ${vmcall(0x777n)}\n mov rdi, rax\n hlt`, { policy });
+    const { td, outcome } = runTdGuest(`mov rbx, 0x5151\n mov rsi, 0x6161\n mov r12, 7\n ${vmcall(0x777n)}\n mov rdi, rax\n mov r13, r10\n mov r14, r11\n mov r15, rcx\n ${HALT}`, { policy });
     expect(outcome.outcome).toBe('done');
     expect(seen!.regs).toMatchObject({ rbx: 0n, rsi: 0n, r12: 7n, r11: 0x777n, rcx: MASK });
     const r = td.machine.vcpu.regs;
-    expect([r.rdi, r.r10, r.r11, r.r12, r.rbx, r.rsi, r.rcx]).toEqual([0n, 0n, 0x11n, 0x12n, 0x5151n, 0x6161n, MASK]);
+    expect([r.rdi, r.r13, r.r14, r.r12, r.rbx, r.rsi, r.r15]).toEqual([0n, 0n, 0x11n, 0x12n, 0x5151n, 0x6161n, MASK]);
     expect(td.trace.ofType('vmcall-complete')[0]).toMatchObject({ ignoredUnexposed: ['rbx', 'rsi'] });
   });
 });
 
 describe('A7 sub-functions (honest VMM)', () => {
   it('unknown sub-function → SUBFUNC_UNSUPPORTED in R10, TDCALL status 0', () => {
-    const { td } = runTdGuest(`${vmcall(0x12345n)}\n mov rbx, rax\n hlt`);
-    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.r10]).toEqual([0n, 0x8000000000000003n]);
+    const { td } = runTdGuest(`${vmcall(0x12345n)}\n mov rbx, rax\n mov rsi, r10\n ${HALT}`);
+    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.rsi]).toEqual([0n, 0x8000000000000003n]);
   });
 
   it('vendor-specific call (R10 ≠ 0) → SUBFUNC_UNSUPPORTED', () => {
-    const { td } = runTdGuest(`mov rax, 0\n mov rcx, 0xfc00\n mov r10, 1\n mov r11, 0x10000\n ${TDCALL}\n hlt`);
-    expect(td.machine.vcpu.regs.r10).toBe(0x8000000000000003n);
+    const { td } = runTdGuest(`mov rax, 0\n mov rcx, 0xfc00\n mov r10, 1\n mov r11, 0x10000\n ${TDCALL}\n mov rsi, r10\n ${HALT}`);
+    expect(td.machine.vcpu.regs.rsi).toBe(0x8000000000000003n);
   });
 
   it('GetTdVmCallInfo → SUCCESS', () => {
-    const { td } = runTdGuest(`mov r12, 0\n ${vmcall(0x10000n)}\n hlt`);
-    expect(td.machine.vcpu.regs.r10).toBe(0n);
+    const { td } = runTdGuest(`mov r12, 0\n mov rsi, 1\n ${vmcall(0x10000n)}\n mov rsi, r10\n ${HALT}`);
+    expect(td.machine.vcpu.regs.rsi).toBe(0n);
   });
 
   it('Instruction.IO (30) OUT to COM1 prints on the console', () => {
     const out = (ch: string) => `mov r12, 1\n mov r13, 1\n mov r14, 0x3f8\n mov r15, ${ch.charCodeAt(0)}\n ${vmcall(30n)}`;
-    const { td, outcome } = runTdGuest(`${out('H')}\n ${out('i')}\n ${out('\n')}\n mov r12, 1\n mov r13, 0\n mov r14, 0x3fd\n ${vmcall(30n)}\n hlt`);
+    const { td, outcome } = runTdGuest(`${out('H')}\n ${out('i')}\n ${out('\n')}\n mov r12, 1\n mov r13, 0\n mov r14, 0x3fd\n ${vmcall(30n)}\n mov rsi, r11\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     expect(td.console.text).toBe('Hi\n');
-    expect(td.machine.vcpu.regs.r11).toBe(0x60n);
+    expect(td.machine.vcpu.regs.rsi).toBe(0x60n);
   });
 
   it('ReportFatalError (0x10003): the 64-byte message becomes the guest-fatal outcome', () => {
@@ -104,7 +104,7 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
       ${acceptAsm(0x400000n)}
       mov r9, rax
       mov r8, [0x400000]               # private again: re-accepted and zeroed
-      hlt`);
+      ${HALT}`);
     const outcome = runTd(td);
     expect(outcome, outcome.reason).toMatchObject({ outcome: 'done' });
     const r = td.machine.vcpu.regs;
@@ -122,25 +122,25 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
   });
 
   it('a private access to a page converted to shared is an EPT violation the VMM faults in (PENDING → #VE)', () => {
-    const td = tdGuest(`${acceptAsm(0x400000n)}\n ${mapLoop(0x400000n | SB, 0x1000n)}\n mov rax, [0x400000]\n hlt`);
+    const td = tdGuest(`${acceptAsm(0x400000n)}\n ${mapLoop(0x400000n | SB, 0x1000n)}\n mov rax, [0x400000]\n ${HALT}`);
     expect(runTd(td).outcome).toBe('done');
     expect(td.machine.vcpu.regs.r15).toBe(20n);
   });
 
   it('misaligned or out-of-range MapGPA → ALIGN_ERROR / INVALID_OPERAND', () => {
     const { td } = runTdGuest(`mov r12, 0x400800\n mov r13, 0x1000\n ${vmcall(0x10001n)}\n mov rbx, r10
-      mov r12, 0x400000\n mov r13, 0x100000000\n ${vmcall(0x10001n)}\n hlt`);
-    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.r10]).toEqual([0x8000000000000002n, 0x8000000000000000n]);
+      mov r12, 0x400000\n mov r13, 0x100000000\n ${vmcall(0x10001n)}\n mov rsi, r10\n ${HALT}`);
+    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.rsi]).toEqual([0x8000000000000002n, 0x8000000000000000n]);
   });
 });
 
 describe('trace determinism', () => {
   it('the same guest gives the same trace hash', () => {
-    const guest = `${acceptAsm(0x400000n, 1)}\n mov rax, [0x600000]\n hlt`;
+    const guest = `${acceptAsm(0x400000n, 1)}\n mov rax, [0x600000]\n ${HALT}`;
     const a = runTdGuest(guest);
     const b = runTdGuest(guest);
     expect(a.td.trace.sha256()).toBe(b.td.trace.sha256());
-    expect(a.td.trace.counts.get('tdcall')).toBe(2); // TD exit (AUG on demand), then success
+    expect(a.td.trace.counts.get('tdcall')).toBe(3); // TD exit (AUG on demand), success, TDVMCALL<HLT>
     expect(a.td.module.mrtd!.toString('hex')).toBe(b.td.module.mrtd!.toString('hex'));
   });
 });
