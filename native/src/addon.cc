@@ -95,6 +95,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::Close>("close"),
       InstanceMethod<&NativeMachine::SetGate>("setGate"),
       InstanceMethod<&NativeMachine::GetGate>("getGate"),
+      InstanceMethod<&NativeMachine::WriteShadow>("writeShadow"),
       InstanceMethod<&NativeMachine::CountGate>("countGate"),
       InstanceMethod<&NativeMachine::ReadSpecial>("readSpecial"),
       InstanceMethod<&NativeMachine::WriteSpecial>("writeSpecial"),
@@ -195,8 +196,24 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   Napi::Value SetGate(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     Space space; uint64_t gpa, length; uint32_t access;
-    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "access", 2, &access)) return info.Env().Undefined();
+    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "access", 3, &access)) return info.Env().Undefined();
+    if (space == Space::kPrivate && static_cast<GateAccess>(access) == GateAccess::kCiphertext) {
+      return ThrowRange(info.Env(), "only shared accesses can see ciphertext");
+    }
     m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value WriteShadow(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t gpa;
+    if (!m || !GetU64(info, 0, "gpa", &gpa) || !InRam(info, gpa, kPageSize)) return info.Env().Undefined();
+    if (gpa % kPageSize) return ThrowRange(info.Env(), "gpa must be a multiple of 4096");
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        info[1].As<Napi::Uint8Array>().ByteLength() != kPageSize) {
+      return ThrowType(info.Env(), "data must be a Uint8Array of 4096 bytes");
+    }
+    if (!m->WriteShadow(gpa >> kPageShift, info[1].As<Napi::Uint8Array>().Data())) return ThrowRange(info.Env(), "cannot map the ciphertext shadow");
     return info.Env().Undefined();
   }
 
@@ -210,7 +227,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   Napi::Value CountGate(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     Space space; uint64_t gpa, length; uint32_t at_least;
-    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "atLeast", 2, &at_least)) return info.Env().Undefined();
+    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "atLeast", 3, &at_least)) return info.Env().Undefined();
     return Napi::BigInt::New(info.Env(), m->CountGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(at_least)));
   }
 

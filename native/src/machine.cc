@@ -40,8 +40,8 @@ class Snapshot {
   uc_context* context = nullptr;
   std::vector<uint64_t> pages;       // sorted RAM page numbers held
   std::vector<uint8_t> data;         // kPageSize bytes for each of `pages`
-  std::vector<uint64_t> gate_pages[2][2];  // resident bitmap pages (by bitmap page number)
-  std::vector<uint8_t> gate_data[2][2];
+  std::vector<uint64_t> gate_pages[2][3];  // resident bitmap pages (by bitmap page number)
+  std::vector<uint8_t> gate_data[2][3];
   uint64_t instructions = 0;
   uint64_t instruction_limit = 0;
 
@@ -88,6 +88,8 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   for (auto& space : gate_) for (auto& bm : space) bm.reset(new PageBitmap(pages_));
   dirty_.reset(new PageBitmap(pages_));
   code_.reset(new PageBitmap(pages_));
+  shadow_valid_.reset(new PageBitmap(pages_));
+  if (!shadow_valid_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
   if (!dirty_->ok() || !code_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
@@ -103,6 +105,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   if (!check(uc_ctl_set_tcg_buffer_size(uc_, kTranslationBufferBytes), "uc_ctl_set_tcg_buffer_size")) return false;
   if (config_.page_gate && !check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
   mapped_chunks_.assign((config_.memory_bytes + kChunkBytes - 1) / kChunkBytes, false);
+  shadow_chunks_.assign(mapped_chunks_.size(), false);
   if (!config_.page_gate && !EnsureMapped(0, pages_)) { *error = "uc_mem_map_ptr failed"; return false; }
   uc_hook h;
   if (config_.page_gate &&
@@ -124,6 +127,7 @@ Machine::~Machine() {
   }
   if (uc_) uc_close(uc_);
   if (ram_) ram_->Unref();
+  if (shadow_) shadow_->Unref();
 }
 
 void Machine::set_marker(const MarkerConfig& m) {
@@ -247,18 +251,42 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   if (access != GateAccess::kNone && !EnsureMapped(first_page, pages)) return;
   gate_[s][0]->Assign(first_page, pages, access != GateAccess::kNone);
   gate_[s][1]->Assign(first_page, pages, access == GateAccess::kReadWrite);
+  gate_[s][2]->Assign(first_page, pages, access == GateAccess::kCiphertext);
+  // The page's state changed: its ciphertext is recomputed on the next shared read.
+  shadow_valid_->Assign(first_page, pages, false);
   uc_ctl_flush_tlb(uc_);
+}
+
+bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
+  if (page >= pages_) return false;
+  if (!shadow_) {
+    shadow_ = HostMapping::Create(ram_->size());
+    if (!shadow_) return false;
+  }
+  uint64_t chunk = (page << kPageShift) / kChunkBytes;
+  if (!shadow_chunks_[chunk]) {
+    uint64_t base = chunk * kChunkBytes;
+    uint64_t len = std::min(kChunkBytes, shadow_->size() - base);
+    if (uc_mem_map_ptr(uc_, kShadowBase + base, len, UC_PROT_READ, shadow_->base() + base) != UC_ERR_OK) return false;
+    shadow_chunks_[chunk] = true;
+  }
+  std::memcpy(shadow_->base() + (page << kPageShift), data, kPageSize);
+  shadow_valid_->Set(page);
+  uc_ctl_flush_tlb(uc_);  // no stale private write translation may bypass the invalidation below
+  return true;
 }
 
 GateAccess Machine::GetGate(Space space, uint64_t page) const {
   int s = static_cast<int>(space);
   if (!gate_[s][0]->Test(page)) return GateAccess::kNone;
+  if (gate_[s][2]->Test(page)) return GateAccess::kCiphertext;
   return gate_[s][1]->Test(page) ? GateAccess::kReadWrite : GateAccess::kRead;
 }
 
 uint64_t Machine::CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const {
   int s = static_cast<int>(space);
   if (at_least == GateAccess::kNone) return pages;
+  if (at_least == GateAccess::kCiphertext) return gate_[s][2]->Count(first_page, pages);
   return gate_[s][at_least == GateAccess::kReadWrite ? 1 : 0]->Count(first_page, pages);
 }
 
@@ -413,6 +441,23 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->fault_[3] = (t.is_private ? kGatePrivate : 0) | (t.gpa >= m->ram_->size() ? kGateOutsideRam : 0);
     return refuse(ExitKind::kGateFault);
   }
+  if (space == Space::kShared && m->gate_[1][2]->Test(page)) {
+    // A shared read of a page encrypted with the guest's key sees its ciphertext: the shadow
+    // page, which the platform model computes when this fill is first refused.
+    if (!m->shadow_valid_->Test(page)) {
+      m->fault_[0] = t.gpa & ~(kPageSize - 1);
+      m->fault_[1] = vaddr;
+      m->fault_[2] = static_cast<uint64_t>(access);
+      m->fault_[3] = kGateCiphertext;
+      return refuse(ExitKind::kGateFault);
+    }
+    entry->paddr = kShadowBase + (page << kPageShift);
+    entry->perms = UC_PROT_READ;
+    return true;
+  }
+  // A private write makes the ciphertext stale (shared translations of it are dropped at the
+  // next TLB flush; WriteShadow flushes, so none outlives a recomputation).
+  if (access == Access::kWrite && m->shadow_valid_->Test(page)) m->shadow_valid_->Assign(page, 1, false);
   uint32_t perms = UC_PROT_READ;
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.
@@ -731,7 +776,7 @@ uint64_t Machine::TakeSnapshot() {
     std::memcpy(&s->data[i * kPageSize], ram_->base() + s->pages[i] * kPageSize, kPageSize);
   }
   for (int sp = 0; sp < 2; sp++) {
-    for (int rw = 0; rw < 2; rw++) {
+    for (int rw = 0; rw < 3; rw++) {
       PageBitmap& bm = *gate_[sp][rw];
       const uint8_t* base = reinterpret_cast<const uint8_t*>(bm.words());
       uint64_t bytes = (bm.byte_size() + kPageSize - 1) & ~(kPageSize - 1);
@@ -782,8 +827,9 @@ bool Machine::RestoreSnapshot(uint64_t id) {
     for (uint64_t p : resident) restore_page(p);
     for (uint64_t p : s->pages) restore_page(p);
   }
+  shadow_valid_->ClearAll();  // recomputed from the restored RAM on the next shared read
   for (int sp = 0; sp < 2; sp++) {
-    for (int rw = 0; rw < 2; rw++) {
+    for (int rw = 0; rw < 3; rw++) {
       PageBitmap& bm = *gate_[sp][rw];
       uint8_t* base = reinterpret_cast<uint8_t*>(bm.words());
       bm.ClearAll();

@@ -57,7 +57,12 @@ enum RunSlot : int {
 };
 
 enum class Space : uint8_t { kPrivate = 0, kShared = 1 };
-enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2 };
+// kCiphertext (shared space only): reads are allowed and see the page's ciphertext, held in a
+// shadow the platform model fills (SEV-SNP: a C=0 read of a guest-encrypted page).
+enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2, kCiphertext = 3 };
+// Guest-physical base of the ciphertext shadow in Unicorn's physical address space: above the
+// largest guest RAM (64 TiB) and below the 52-bit physical limit.
+constexpr uint64_t kShadowBase = 1ull << 47;
 
 // Gate-fault flags (arg3).
 constexpr uint64_t kGatePrivate = 1;
@@ -66,6 +71,8 @@ constexpr uint64_t kGateOutsideRam = 4;
 // arg1 (GVA) is the exact linear address of the refused access, and arg0 (GPA) is exact too
 // unless kGatePageWalk (then it stays the table page). Without it both are the page.
 constexpr uint64_t kGateExactAddress = 8;
+// A shared read of a kCiphertext page whose shadow is not computed yet.
+constexpr uint64_t kGateCiphertext = 16;
 
 // Exception flags (arg2).
 constexpr uint64_t kExcHasErrorCode = 1;
@@ -127,6 +134,9 @@ class Machine {
   // Fills guest RAM from the host. Zeroing whole pages gives them back to the kernel instead of
   // writing them: they read as zeros again and cost no memory (TDX ACCEPT zeroes every page).
   void Fill(uint64_t gpa, uint64_t length, uint8_t byte);
+  // Stores the ciphertext of one guest page in its shadow (kCiphertext gate); shared reads of
+  // the page see it until the page is written through a private translation or its gate changes.
+  bool WriteShadow(uint64_t page, const uint8_t* data);
   // Translates a guest-virtual address with the current paging mode, without gate checks.
   Translation TranslateForHost(uint64_t va, Access access);
 
@@ -175,8 +185,12 @@ class Machine {
   uc_engine* uc_ = nullptr;
   HostMapping* ram_ = nullptr;
   uint64_t pages_ = 0;
-  // Page gate: readable / writable, for private and for shared accesses.
-  std::unique_ptr<PageBitmap> gate_[2][2];
+  // Page gate: readable / writable / reads-see-ciphertext, for private and for shared accesses.
+  std::unique_ptr<PageBitmap> gate_[2][3];
+  // Ciphertext shadow: one lazily committed page per guest page, valid while its bit is set.
+  HostMapping* shadow_ = nullptr;
+  std::unique_ptr<PageBitmap> shadow_valid_;
+  std::vector<bool> shadow_chunks_;
   // Guest RAM is given to Unicorn in 1 GiB chunks, the first time the gate opens a page in
   // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
   std::vector<bool> mapped_chunks_;

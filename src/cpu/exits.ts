@@ -68,6 +68,8 @@ export interface GateFaultExit {
    * page. False when the instruction could not be decoded: both are then the page.
    */
   exactAddress: boolean;
+  /** A shared read of a 'ciphertext' page whose ciphertext shadow is not computed yet. */
+  ciphertext: boolean;
 }
 
 export interface ExceptionExit {
@@ -124,7 +126,7 @@ export function decodeExit(area: BigUint64Array): VmExit {
       return {
         kind: 'gate-fault', rip, gpa: a0, gva: a1, access: ACCESS[Number(a2)] ?? 'read',
         space: (a3 & 1n) !== 0n ? 'private' : 'shared', pageWalk: (a3 & 2n) !== 0n, outsideRam: (a3 & 4n) !== 0n,
-        exactAddress: (a3 & 8n) !== 0n,
+        exactAddress: (a3 & 8n) !== 0n, ciphertext: (a3 & 16n) !== 0n,
       };
     case ExitCode.exception: {
       const hasError = (a2 & 1n) !== 0n;

@@ -5,9 +5,13 @@ import type { NativeMachine } from '../native/binding.js';
 import type { Space } from './address-marker.js';
 import { PAGE_SIZE } from './guest-memory.js';
 
-export type GateAccess = 'none' | 'read' | 'readwrite';
-const ACCESS_CODE: Record<GateAccess, number> = { none: 0, read: 1, readwrite: 2 };
-const ACCESS_NAME: readonly GateAccess[] = ['none', 'read', 'readwrite'];
+/**
+ * 'ciphertext' (shared space): reads are allowed and see the page's ciphertext, which the
+ * platform model puts in a native shadow page when the first such read exits (writeShadow).
+ */
+export type GateAccess = 'none' | 'read' | 'readwrite' | 'ciphertext';
+const ACCESS_CODE: Record<GateAccess, number> = { none: 0, read: 1, readwrite: 2, ciphertext: 3 };
+const ACCESS_NAME: readonly GateAccess[] = ['none', 'read', 'readwrite', 'ciphertext'];
 const SPACE_CODE: Record<Space, number> = { private: 0, shared: 1 };
 
 export class PageGate {
@@ -39,7 +43,13 @@ export class PageGate {
     return ACCESS_NAME[this.#native.getGate(SPACE_CODE[space], page)]!;
   }
 
-  /** How many pages of [gpa, gpa+length) allow at least `atLeast`. */
+  /** Stores the ciphertext shared reads of the 'ciphertext' page at `gpa` see (4096 bytes). */
+  writeShadow(gpa: bigint, ciphertext: Uint8Array): void {
+    this.#check(gpa, PAGE_SIZE);
+    this.#native.writeShadow(gpa, ciphertext);
+  }
+
+  /** How many pages of [gpa, gpa+length) allow at least `atLeast` ('ciphertext': are ciphertext). */
   count(space: Space, gpa: bigint, length: bigint, atLeast: Exclude<GateAccess, 'none'> = 'read'): bigint {
     this.#check(gpa, length);
     return this.#native.countGate(SPACE_CODE[space], gpa, length, ACCESS_CODE[atLeast]);

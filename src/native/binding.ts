@@ -28,6 +28,7 @@ export interface NativeMachine {
   close(): void;
   setGate(space: number, gpa: bigint, length: bigint, access: number): void;
   getGate(space: number, gpa: bigint): number;
+  writeShadow(gpa: bigint, data: Uint8Array): void;
   countGate(space: number, gpa: bigint, length: bigint, atLeast: number): bigint;
   readSpecial(id: number): bigint;
   writeSpecial(id: number, value: bigint): void;

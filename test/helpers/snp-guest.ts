@@ -25,6 +25,8 @@ export interface SnpGuestOptions {
   /** Extra [gpa, length] ranges to pre-validate at launch. */
   launch?: Array<[bigint, bigint]>;
   vmm?: HonestSnpVmmOptions;
+  /** Names the VM's memory-encryption key (SnpPlatformOptions.keySeed). */
+  keySeed?: bigint;
 }
 
 export function snpGuest(main: string, options: SnpGuestOptions = {}) {
@@ -45,7 +47,7 @@ ${defaultHandler(6, false)}
   let ptEnd = PT_BASE;
   if (options.mappings) ptEnd = enablePaging(vm, options.mappings);
   const trace = new Trace();
-  const platform = new SnpPlatform(vm, { trace });
+  const platform = new SnpPlatform(vm, { trace, ...(options.keySeed !== undefined ? { keySeed: options.keySeed } : {}) });
   platform.launchUpdateRange(CODE_BASE, 0x1000n);
   platform.launchUpdateRange(GDT_BASE, 0x1000n);
   platform.launchUpdateRange(IDT_BASE, 0x1000n);

@@ -7,8 +7,8 @@
 //   VMPL permissions                                                         -> #VMEXIT(NPF)
 // Shared accesses (C=0 data): a write to a page that is not hypervisor-owned -> NPF; through a
 // 2 MiB nested translation every 4 KiB RMP entry under it must be hypervisor-owned (APM Vol. 2
-// §15.36.10). Shared reads are not RMP-checked (the guest reads ciphertext of a private page on
-// real hardware; this model has no encryption yet, so it reads the bytes).
+// §15.36.10). Shared reads are not RMP-checked: they read what DRAM holds, the ciphertext of an
+// assigned page (memory-encryption.ts; the page gate's 'ciphertext' state).
 import type { Access } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import { HV_OWNED_ENTRY, PAGE_2M, PAGE_4K, VMPL_PERM, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';

@@ -11,6 +11,7 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, type LaunchPageType } from './launch.js';
+import { MemoryEncryption } from './memory-encryption.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
@@ -28,6 +29,8 @@ export interface SnpPlatformOptions {
   cBit?: number;
   /** VMPL the vCPU runs at. Default 0. */
   vmpl?: 0 | 1 | 2 | 3;
+  /** Names this VM's memory-encryption key (with the ASID); equal values give equal keys. Default 0. */
+  keySeed?: bigint;
   trace?: Trace;
 }
 
@@ -87,6 +90,7 @@ export class SnpPlatform implements SnpHost {
   readonly launch = new LaunchDigest();
   /** 2 MiB regions the VMM maps with a 2 MiB NPT page (default: 4 KiB). */
   readonly #npt2m = new Set<bigint>();
+  readonly #encryption: MemoryEncryption;
   #ghcbMsr = 0n;
 
   constructor(machine: Machine, options: SnpPlatformOptions = {}) {
@@ -97,6 +101,7 @@ export class SnpPlatform implements SnpHost {
     this.vmpl = options.vmpl ?? 0;
     this.trace = options.trace ?? new Trace();
     this.rmp = new Rmp(machine.memoryBytes);
+    this.#encryption = new MemoryEncryption(`asid ${this.asid} seed ${options.keySeed ?? 0n}`);
     machine.marker = { kind: 'snp-c-bit', position: this.cBit };
     // Reset state: every page hypervisor-owned, so private accesses fail and shared ones pass.
     // The gate is a cache of what the RMP allows: it starts closed and a shared access opens
@@ -195,6 +200,29 @@ export class SnpPlatform implements SnpHost {
   get ghcbMsr(): bigint { return this.#ghcbMsr; }
   set ghcbMsr(v: bigint) { this.#ghcbMsr = BigInt.asUintN(64, v); }
 
+  /**
+   * What a host (C=0) read of guest memory returns: the bytes of hypervisor-owned pages, the
+   * ciphertext of assigned ones (memory-encryption.ts), the same bytes the guest's own shared
+   * reads of those pages see.
+   */
+  hostRead(gpa: bigint, length: number): Buffer {
+    const out = Buffer.alloc(length);
+    for (let at = 0; at < length;) {
+      const addr = gpa + BigInt(at);
+      const page = addr & ~(PAGE_4K - 1n);
+      const offset = Number(addr - page);
+      const n = Math.min(length - at, Number(PAGE_4K) - offset);
+      const bytes = this.rmp.lookup(page).assigned ? this.#ciphertextOf(page) : this.machine.memory.read(page, Number(PAGE_4K));
+      out.set(bytes.subarray(offset, offset + n), at);
+      at += n;
+    }
+    return out;
+  }
+
+  #ciphertextOf(page: bigint): Buffer {
+    return this.#encryption.encryptPage(page, this.machine.memory.read(page, Number(PAGE_4K)));
+  }
+
   readU64(gpa: bigint): bigint { return this.machine.memory.readU64(gpa); }
   writeU64(gpa: bigint, v: bigint): void { this.machine.memory.writeU64(gpa, v); }
   readU32(gpa: bigint): number { return this.machine.memory.readU32(gpa); }
@@ -207,14 +235,17 @@ export class SnpPlatform implements SnpHost {
 
   // ---------------------------------------------------------------- the page gate
 
-  /** What the gate allows for one page: private readwrite iff a write would pass every check. */
+  /**
+   * What the gate allows for one page: private readwrite iff a write would pass every check;
+   * shared reads of an assigned page see its ciphertext (memory-encryption.ts).
+   */
   gateFor(gpa: bigint): { private: GateAccess; shared: GateAccess } {
     const nptSize = this.nptPageSize(gpa);
     const ok = (space: 'private' | 'shared', access: Access): boolean =>
       checkAccess(this.rmp, { gpa, space, access, pageWalk: false, nptSize }, this.ctx).kind === 'ok';
     return {
       private: ok('private', 'write') ? 'readwrite' : ok('private', 'read') ? 'read' : 'none',
-      shared: ok('shared', 'write') ? 'readwrite' : 'read',
+      shared: ok('shared', 'write') ? 'readwrite' : this.rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
     };
   }
 
@@ -237,15 +268,16 @@ export class SnpPlatform implements SnpHost {
     const base = key << 21n;
     if (base >= this.memoryBytes) return;
     const end = base + PAGE_2M > this.memoryBytes ? this.memoryBytes : base + PAGE_2M;
-    // One 2 MiB RMP entry, or one 2 MiB nested translation: the checks come out the same for
-    // every page of the region (a shared write through it needs the whole region hypervisor-owned).
-    if (this.rmp.isLarge(base) || this.nptPageSize(base) === '2m') {
+    if (this.rmp.isLarge(base)) {
       this.#applyGate(base, end - base);
       return;
     }
+    // Hypervisor-owned pages: no private access; shared writes unless a 2 MiB nested
+    // translation covers assigned pages too (it needs the whole region hypervisor-owned).
     const gate = this.machine.gate;
+    const npt2m = this.nptPageSize(base) === '2m';
     gate.set('private', base, end - base, 'none');
-    gate.set('shared', base, end - base, 'readwrite');
+    gate.set('shared', base, end - base, npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite');
     for (const [index] of this.rmp.smallEntries(key)) {
       const page = base + BigInt(index) * PAGE_4K;
       if (page < end) this.#applyGate(page, PAGE_4K);
@@ -345,6 +377,13 @@ export class SnpPlatform implements SnpHost {
   #gateFault(exit: GateFaultExit): HwStep {
     if (exit.outsideRam) {
       return { kind: 'outcome', outcome: { outcome: 'fault', reason: `access to 0x${exit.gpa.toString(16)} outside guest RAM at rip 0x${exit.rip.toString(16)}` } };
+    }
+    if (exit.ciphertext) {
+      // A shared read of an assigned page: it reads what DRAM holds, the page's ciphertext.
+      const page = exit.gpa & ~(PAGE_4K - 1n);
+      this.machine.gate.writeShadow(page, this.#ciphertextOf(page));
+      this.trace.record('hw', 'shared-read-ciphertext', { rip: exit.rip, gpa: page });
+      return { kind: 'resume' };
     }
     const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
     const r = checkAccess(this.rmp, req, this.ctx);

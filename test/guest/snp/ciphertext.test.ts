@@ -1,0 +1,84 @@
+// Issue 9 row 16: a shared (C=0) read of a private page returns its ciphertext, through real
+// guest loads; the host reads the same ciphertext (APM Vol. 2 §15.34.1, §15.36).
+import { describe, expect, it } from 'vitest';
+import { C_BIT, PVALIDATE, snpGuest } from '../../helpers/snp-guest.js';
+
+const T = 0x400000n;       // private page, validated by the guest
+const SHARED_VA = 0x40000000n; // T's 2 MiB mapped without the C-bit
+const SHARED_VA2 = 0x60000000n; // T mapped once more without the C-bit (a fresh translation)
+const PLAIN = 0x1122334455667788n;
+
+function guest(extra = '', keySeed?: bigint) {
+  return snpGuest(`
+    mov rax, 0x${T.toString(16)}
+    xor ecx, ecx
+    mov edx, 1
+    ${PVALIDATE}
+    mov rax, 0x${PLAIN.toString(16)}
+    mov [0x${T.toString(16)}], rax
+    mov [0x${(T + 0x1000n).toString(16)}], rax
+    mov r8, [0x${T.toString(16)}]
+    mov r9, [0x${SHARED_VA.toString(16)}]
+    mov r10, [0x${(SHARED_VA + 0x1000n).toString(16)}]
+    ${extra}
+    hlt`, {
+    mappings: [
+      { va: 0n, pa: 0n, size: 0x800000n, pageSize: 4096n, extraBits: C_BIT },
+      { va: SHARED_VA, pa: T, size: 0x200000n, pageSize: 4096n },
+      { va: SHARED_VA2, pa: T, size: 0x1000n, pageSize: 4096n },
+    ],
+    ...(keySeed !== undefined ? { keySeed } : {}),
+  });
+}
+
+function setup(g: ReturnType<typeof snpGuest>) {
+  g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: g.platform.asid });
+  g.platform.rmpUpdate(T + 0x1000n, { assigned: true, pageSize: '4k', gpa: T + 0x1000n, asid: g.platform.asid });
+  g.platform.rmp.setValidated(T + 0x1000n, true);
+}
+
+describe('shared reads of private pages', () => {
+  it('the guest reads ciphertext through a C=0 mapping, the host reads the same bytes', () => {
+    const g = guest();
+    setup(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect(r.r8).toBe(PLAIN);          // the private view is the plaintext
+    expect(r.r9).not.toBe(PLAIN);      // the shared view is not
+    expect(g.platform.hostRead(T, 8).readBigUInt64LE()).toBe(r.r9);
+    // Equal plaintext at another address gives other ciphertext (the tweak is the address).
+    expect(r.r10).not.toBe(r.r9);
+    expect(g.platform.hostRead(T + 0x1000n, 8).readBigUInt64LE()).toBe(r.r10);
+    expect(g.trace.ofType('shared-read-ciphertext').map((e) => e.gpa)).toEqual([T, T + 0x1000n]);
+  });
+
+  it('is a deterministic function of the VM key: same key same bytes, another key other bytes', () => {
+    const a = guest(), b = guest(), other = guest('', 7n);
+    for (const g of [a, b, other]) { setup(g); expect(g.run()).toMatchObject({ outcome: 'done' }); }
+    expect(a.vm.vcpu.regs.r9).toBe(b.vm.vcpu.regs.r9);
+    expect(other.vm.vcpu.regs.r9).not.toBe(a.vm.vcpu.regs.r9);
+    expect(other.vm.vcpu.regs.r8).toBe(a.vm.vcpu.regs.r8);
+  });
+
+  it('follows the plaintext: after a private write, a new shared translation sees the new ciphertext', () => {
+    const g = guest(`
+      mov rax, 0x99
+      mov [0x${T.toString(16)}], rax
+      mov r11, [0x${SHARED_VA2.toString(16)}]`);
+    setup(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const host = g.platform.hostRead(T, 8).readBigUInt64LE();
+    expect(g.vm.vcpu.regs.r11).toBe(host);
+    expect(host).not.toBe(g.vm.vcpu.regs.r9); // the plaintext changed, so did the ciphertext
+    expect(host).not.toBe(0x99n);
+  });
+
+  it('hypervisor-owned (shared) pages read as their bytes from both sides', () => {
+    const g = snpGuest(`mov qword ptr [0x${SHARED_VA.toString(16)}], 0x77\nmov r9, [0x${SHARED_VA.toString(16)}]\nhlt`, {
+      mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: SHARED_VA, pa: T, size: 0x1000n, pageSize: 4096n }],
+    });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r9).toBe(0x77n);
+    expect(g.platform.hostRead(T, 8).readBigUInt64LE()).toBe(0x77n);
+  });
+});
