@@ -5,7 +5,7 @@
 import { INITIAL_IMAGE, TEMP_RAM, FIRMWARE_STACK_TOP } from './layout.js';
 import type { ElfImage } from './elf.js';
 import { loadElf } from './elf.js';
-import { Machine } from '../cpu/machine.js';
+import type { Machine } from '../cpu/machine.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import { Console } from '../vmm/console.js';
@@ -16,6 +16,7 @@ import type { TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
 import { createTd, runTd } from '../vmm/tdx/run-td.js';
 import type { BootTrace } from './accounting.js';
+import { StagedImage } from './staged-image.js';
 
 const PAGE = 0x1000n;
 /** SNP C-bit position our platform reports (CPUID 0x8000001F EBX[5:0]), as on Milan/Genoa. */
@@ -54,17 +55,22 @@ export interface VmmOverride {
   snp?: (echo: (line: string) => void) => SnpVmmPolicy & { console: Console };
 }
 
-function loadImages(machine: Machine, images: BootImages): void {
-  loadElf(machine.memory, images.firmware);
-  loadElf(machine.memory, images.guestImage);
-  machine.memory.write(images.config.gpa, images.config.bytes);
-  machine.vcpu.regs.rip = images.firmware.entry;
-  machine.vcpu.regs.rsp = FIRMWARE_STACK_TOP;
+/** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
+function stageImages(images: BootImages): StagedImage {
+  const staged = new StagedImage();
+  loadElf(staged, images.firmware);
+  loadElf(staged, images.guestImage);
+  staged.write(images.config.gpa, images.config.bytes);
+  const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE]);
+  if (dropped.length) throw new Error(`VMM setup: image bytes at 0x${dropped[0]!.toString(16)} lie outside the launch ranges`);
+  return staged;
 }
 
 function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
   for (let gpa = range.gpa; gpa < range.gpa + range.bytes; gpa += PAGE) yield gpa;
 }
+
+const entryState = (images: BootImages) => ({ rip: images.firmware.entry, rsp: FIRMWARE_STACK_TOP });
 
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
@@ -72,10 +78,9 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     trace: options.trace, console: new Console(options.echo),
     ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
   });
-  const { machine } = td;
-  const host = td.module.host;
-  // Load into RAM first: PAGE.ADD copies each page from its "source" (here the same bytes).
-  loadImages(machine, images);
+  const host = td.platform.handle;
+  const staged = stageImages(images);
+  host.setInitialRegisters(entryState(images));
   const check = (what: string, status: bigint) => {
     if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
   };
@@ -83,30 +88,32 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   // The operand GPA is aligned to what one entry at that level maps (1 GiB, 2 MiB).
   check('SEPT.ADD level 2', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x3fffffffn, 2)).status);
   check('SEPT.ADD level 1', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x1fffffn, 1)).status);
-  for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), machine.memory.read(gpa, 4096)).status);
-  for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, machine.memory.read(gpa, 4096)).status);
+  // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).
+  for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), staged.page(gpa)).status);
+  for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
-  return { machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '' };
+  return { machine: td.platform.machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '' };
 }
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
-  const machine = new Machine({
-    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit,
-    marker: { kind: 'snp-c-bit', position: SNP_C_BIT },
+  const platform = SnpPlatform.create({
+    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, trace: options.trace, cBit: SNP_C_BIT,
   });
-  const platform = new SnpPlatform(machine, { trace: options.trace, cBit: SNP_C_BIT });
-  loadImages(machine, images);
+  const host = platform.handle;
+  const staged = stageImages(images);
+  host.setInitialRegisters(entryState(images));
   const launch = (gpa: bigint, type: 'NORMAL' | 'ZERO') => {
-    const assign = platform.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: platform.asid });
+    const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
     if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
-    const r = platform.launchUpdatePage(gpa, type);
+    // SNP_LAUNCH_UPDATE copies the source page in, encrypts and measures it.
+    const r = host.launchUpdatePage(gpa, type, staged.page(gpa));
     if (r.rc !== 0) throw new Error(`VMM setup: SNP_LAUNCH_UPDATE 0x${gpa.toString(16)} failed: ${r.result}`);
   };
   for (const gpa of pages(TEMP_RAM)) launch(gpa, 'ZERO');
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
-  const measurement = platform.launch.finish();
+  const measurement = host.launchFinish();
   const vmm = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
   // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.
-  return { machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement };
+  return { machine: platform.machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement };
 }

@@ -2,14 +2,16 @@
 // bulk work. Writes through these methods are seen by snapshot dirty tracking and drop stale
 // translated code; writes through a window are not (call noteHostWrite after them).
 import type { NativeMachine } from '../native/binding.js';
+import { TypedAccess } from './typed-access.js';
 
 export const PAGE_SIZE = 4096n;
 
-export class GuestMemory {
+export class GuestMemory extends TypedAccess {
   readonly size: bigint;
   readonly #native: NativeMachine;
 
   constructor(native: NativeMachine, size: bigint) {
+    super();
     this.#native = native;
     this.size = size;
   }
@@ -34,16 +36,6 @@ export class GuestMemory {
     this.#check(gpa, length);
     this.#native.fill(gpa, length, byte);
   }
-
-  readU8(gpa: bigint): number { return this.read(gpa, 1)[0]!; }
-  readU16(gpa: bigint): number { return Buffer.from(this.read(gpa, 2)).readUInt16LE(0); }
-  readU32(gpa: bigint): number { return Buffer.from(this.read(gpa, 4)).readUInt32LE(0); }
-  readU64(gpa: bigint): bigint { return Buffer.from(this.read(gpa, 8)).readBigUInt64LE(0); }
-
-  writeU8(gpa: bigint, value: number): void { this.write(gpa, Uint8Array.of(value & 0xff)); }
-  writeU16(gpa: bigint, value: number): void { const b = Buffer.alloc(2); b.writeUInt16LE(value); this.write(gpa, b); }
-  writeU32(gpa: bigint, value: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(value >>> 0); this.write(gpa, b); }
-  writeU64(gpa: bigint, value: bigint): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt.asUintN(64, value)); this.write(gpa, b); }
 
   /** A zero-copy view of [gpa, gpa+length) (at most 1 GiB). It stays valid after the VM closes. */
   window(gpa: bigint, length: number): Uint8Array {

@@ -239,10 +239,10 @@ describe('exact addresses reach the guest', () => {
   it('TDX: VEINFO.GET returns the exact GLA and GPA', () => {
     const reader = `mov rax, 3\n ${TDCALL}\n mov rbp, r8\n mov rsi, r9\n mov r15, 20\n ${HALT}`;
     const td = tdGuest(`mov rcx, 0x400000\n mov eax, [rcx + 0xd0c]\n ${HALT}`, { ve: reader });
-    td.module.host.memPageAug(gpaLevel(0x400000n, 0));
+    td.platform.module.host.memPageAug(gpaLevel(0x400000n, 0));
     expect(runTd(td).outcome).toBe('done');
-    expect(td.machine.vcpu.regs.r15).toBe(20n);
-    expect(td.machine.vcpu.regs.rbp).toBe(0x400d0cn);
-    expect(td.machine.vcpu.regs.rsi).toBe(0x400d0cn);
+    expect(td.platform.machine.vcpu.regs.r15).toBe(20n);
+    expect(td.platform.machine.vcpu.regs.rbp).toBe(0x400d0cn);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0x400d0cn);
   });
 });

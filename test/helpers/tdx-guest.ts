@@ -30,7 +30,7 @@ export interface TdGuestOptions extends Partial<TdOptions> {
 
 export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   const td = createTd({ memoryBytes: 32n << 20n, ...options });
-  const vm = td.machine;
+  const vm = td.platform.machine;
   const source = `
     jmp main
   .org 0x100
@@ -58,7 +58,7 @@ export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   ]);
   vm.vcpu.regs.rsp = STACK_TOP;
   if (!options.noBoot) {
-    const host = td.module.host;
+    const host = td.platform.module.host;
     const codeEnd = CODE_BASE + BigInt(code.byteLength + 0xfff) & ~0xfffn;
     host.memSeptAdd(gpaLevel(0n, 2));
     host.memSeptAdd(gpaLevel(0n, 1));

@@ -86,6 +86,10 @@ describe('dependency direction of src/', () => {
     expect(edges.filter((e) => e.from === 'platform' && e.to === 'vmm')).toEqual([]);
   });
 
+  it('the VMM reaches the hardware only through src/platform (its handles), never the machine itself', () => {
+    expect(edges.filter((e) => e.from === 'vmm' && ['cpu', 'memory', 'native'].includes(e.to))).toEqual([]);
+  });
+
   it('rejects upward, sideways and unknown edges', () => {
     expect(layeringViolation({ file: 'x', from: 'platform', to: 'vmm' })).toMatch(/imports src\/vmm/);
     expect(layeringViolation({ file: 'x', from: 'memory', to: 'cpu' })).toMatch(/imports src\/cpu/);

@@ -1,11 +1,11 @@
 // The trusted half of an SNP guest: what the AMD CPU and its security processor enforce.
 // It owns the RMP, the per-vCPU GHCB MSR, the launch digest and the page gate, turns vCPU
 // exits into architectural effects (PVALIDATE, #VC, NPF, VMGEXIT, MSRs, CPUID), and offers the
-// untrusted VMM only the host interface (SnpHost): RMPUPDATE, PSMASH, NPT page size,
-// SNP_LAUNCH_UPDATE, the GHCB MSR value on VMGEXIT, and guest memory.
+// untrusted VMM only its handle (SnpVmmHandle, vmm-handle.ts): RMPUPDATE, PSMASH, NPT page size,
+// SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
-import type { Machine } from '../../cpu/machine.js';
+import { Machine } from '../../cpu/machine.js';
 import type { GateAccess } from '../../memory/page-gate.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
@@ -17,6 +17,8 @@ import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResu
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
+import { SnpVmmHandle } from './vmm-handle.js';
+import type { PageState, Platform, PlatformStep } from '../platform.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -32,6 +34,12 @@ export interface SnpPlatformOptions {
   /** Names this VM's memory-encryption key (with the ASID); equal values give equal keys. Default 0. */
   keySeed?: bigint;
   trace?: Trace;
+}
+
+export interface SnpMachineOptions extends SnpPlatformOptions {
+  memoryBytes: bigint;
+  countInstructions?: boolean;
+  instructionLimit?: bigint;
 }
 
 /** What the hardware hands to the VMM (a #VMEXIT). */
@@ -55,32 +63,8 @@ export interface RmpUpdateRequest {
 
 export interface HostOpResult { rc: number; result: HostResult; state: TargetState }
 
-/** Everything the untrusted VMM may do to the platform. */
-export interface SnpHost {
-  readonly memoryBytes: bigint;
-  readonly cBit: number;
-  readonly asid: number;
-  readonly trace: Trace;
-  rmpUpdate(spa: bigint, req: RmpUpdateRequest): HostOpResult;
-  psmash(spa: bigint): HostOpResult;
-  setNptPageSize(gpa: bigint, size: RmpPageSize): void;
-  nptPageSize(gpa: bigint): RmpPageSize;
-  /** Read-only view of an RMP entry (RMPREAD/RMPQUERY exist for the host). */
-  rmpEntry(spa: bigint): Readonly<RmpEntry>;
-  /** The GHCB MSR as the VMM sees it on VMGEXIT (VMCB GHCB GPA field), and its answer. */
-  ghcbMsr: bigint;
-  readU64(gpa: bigint): bigint;
-  writeU64(gpa: bigint, v: bigint): void;
-  readU16(gpa: bigint): number;
-  writeU16(gpa: bigint, v: number): void;
-  readU32(gpa: bigint): number;
-  writeU32(gpa: bigint, v: number): void;
-  readU8(gpa: bigint): number;
-  writeU8(gpa: bigint, v: number): void;
-  fill(gpa: bigint, length: bigint, byte?: number): void;
-}
-
-export class SnpPlatform implements SnpHost {
+export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
+  readonly kind = 'snp' as const;
   readonly machine: Machine;
   readonly rmp: Rmp;
   readonly trace: Trace;
@@ -92,6 +76,20 @@ export class SnpPlatform implements SnpHost {
   readonly #npt2m = new Set<bigint>();
   readonly #encryption: MemoryEncryption;
   #ghcbMsr = 0n;
+  /** What the untrusted VMM may use. */
+  readonly handle: SnpVmmHandle;
+  /** An outcome decided between steps (an event the VMM injected could not be delivered). */
+  #pendingOutcome: RunOutcome | undefined;
+
+  /** A new SNP guest: its machine (RAM, gate, vCPU) and the platform, every page hypervisor-owned. */
+  static create(options: SnpMachineOptions): SnpPlatform {
+    const machine = new Machine({
+      memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
+      marker: { kind: 'snp-c-bit', position: options.cBit ?? 51 },
+      ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+    });
+    return new SnpPlatform(machine, options);
+  }
 
   constructor(machine: Machine, options: SnpPlatformOptions = {}) {
     this.machine = machine;
@@ -109,6 +107,7 @@ export class SnpPlatform implements SnpHost {
     // regions it touches.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
+    this.handle = new SnpVmmHandle(this);
   }
 
   get memoryBytes(): bigint { return this.machine.memoryBytes; }
@@ -165,16 +164,20 @@ export class SnpPlatform implements SnpHost {
 
   /**
    * SNP_LAUNCH_UPDATE of one 4 KiB page already made pre-guest (RMPUPDATE assigned+immutable):
-   * measures it and marks it validated (B4 "pre-validation"); the firmware clears Immutable.
+   * the firmware copies `source` in (or, without one, encrypts the page's current contents in
+   * place, which the host wrote while the page was still its own), measures it and marks it
+   * validated (B4 "pre-validation"); it clears Immutable (Firmware ABI §8.17).
    */
-  launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL'): HostOpResult {
+  launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL', source?: Uint8Array): HostOpResult {
     let { state, result } = legality(this.rmp, 'launch-update', gpa);
     if (this.launch.finished) result = 'INVALID_PAGE_STATE';
     const e = this.rmp.lookup(gpa);
     if (result === 'SUCCESS' && (e.asid !== this.asid || e.pageSize !== '4k' || e.gpa !== gpa)) result = 'INVALID_PAGE_STATE';
     this.trace.record('hw', 'launch-update', { gpa, pageType: type, state, result });
     if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
+    if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
+    else if (source !== undefined) this.machine.memory.write(gpa, source);
     this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)));
     this.rmp.put4k(gpa, { ...e, immutable: false, validated: true });
     this.#syncPage(gpa);
@@ -223,15 +226,46 @@ export class SnpPlatform implements SnpHost {
     return this.#encryption.encryptPage(page, this.machine.memory.read(page, Number(PAGE_4K)));
   }
 
-  readU64(gpa: bigint): bigint { return this.machine.memory.readU64(gpa); }
-  writeU64(gpa: bigint, v: bigint): void { this.machine.memory.writeU64(gpa, v); }
-  readU32(gpa: bigint): number { return this.machine.memory.readU32(gpa); }
-  writeU32(gpa: bigint, v: number): void { this.machine.memory.writeU32(gpa, v); }
-  readU16(gpa: bigint): number { return this.machine.memory.readU16(gpa); }
-  writeU16(gpa: bigint, v: number): void { this.machine.memory.writeU16(gpa, v); }
-  readU8(gpa: bigint): number { return this.machine.memory.readU8(gpa); }
-  writeU8(gpa: bigint, v: number): void { this.machine.memory.writeU8(gpa, v); }
-  fill(gpa: bigint, length: bigint, byte = 0): void { this.machine.memory.fill(gpa, length, byte); }
+  // ---------------------------------------------------------------- Platform
+
+  step(): PlatformStep<SnpVmExit> {
+    if (this.#pendingOutcome) {
+      const outcome = this.#pendingOutcome;
+      this.#pendingOutcome = undefined;
+      return { kind: 'outcome', outcome };
+    }
+    for (;;) {
+      const exit = this.machine.vcpu.run();
+      let step: HwStep;
+      try {
+        step = this.handleExit(exit);
+      } catch (e) {
+        // The model must turn guest input into architecture; anything else is our bug, reported.
+        if (e instanceof InjectionError || e instanceof RangeError) return { kind: 'outcome', outcome: { outcome: 'fault', reason: `hardware model: ${e.message}` } };
+        throw e;
+      }
+      if (step.kind === 'resume') continue;
+      if (step.kind === 'outcome') return step;
+      return { kind: 'exit', exit: step.exit };
+    }
+  }
+
+  pageState(gpa: bigint): PageState {
+    const page = gpa & ~(PAGE_4K - 1n);
+    const e = this.rmp.lookup(page);
+    const guest = e.assigned && e.asid === this.asid;
+    const owner = !e.assigned ? 'hypervisor' : e.asid === 0 ? 'firmware' : e.asid === this.asid ? 'guest' : `asid-${e.asid}`;
+    return {
+      gpa: page, visibility: e.assigned ? 'private' : 'shared', accepted: guest && e.validated, pending: guest && !e.validated,
+      pageSize: e.pageSize, raw: e.assigned ? `${owner}${e.validated ? '-validated' : ''}` : owner,
+    };
+  }
+
+  /** An event the VMM injects (SnpVmmHandle.inject); a failed delivery ends the run at the next step. */
+  injectFromHost(vector: number, errorCode?: bigint): void {
+    const step = this.inject(vector, errorCode, undefined, 'injected by the VMM');
+    if (step.kind === 'outcome') this.#pendingOutcome = step.outcome;
+  }
 
   // ---------------------------------------------------------------- the page gate
 

@@ -216,31 +216,6 @@ export class SeamcallHost {
     const walk = this.#td.sept.walk(operand.gpa, operand.level);
     return this.#done('TDH_MEM_SEPT_RD', rcx, { status: TdxStatus.SUCCESS, level: walk.level, state: walk.state });
   }
-
-  /**
-   * The shared EPT is the VMM's own (no SEAMCALL): map/unmap shared GPAs (shared bit stripped).
-   * It only drives the page gate's shared space.
-   */
-  setShared(gpa: bigint, size: bigint, mapped: boolean): void {
-    const td = this.#td;
-    const base = gpa & ~td.sharedBit;
-    if (base >= td.machine.memoryBytes) return;
-    const length = base + size > td.machine.memoryBytes ? td.machine.memoryBytes - base : size;
-    td.machine.gate.set('shared', base, length, mapped ? 'readwrite' : 'none');
-    td.trace.record('vmm', 'shared-ept', { gpa: base, size: length, mapped });
-  }
-
-  /** Test/fuzz hook modelling a concurrent host SEAMCALL holding a SEPT entry lock. */
-  lockEntry(gpa: bigint, level: SeptLevel, locked = true): void {
-    const key = `${level}:${gpa}`;
-    if (locked) this.#td.hostLocks.add(key);
-    else this.#td.hostLocks.delete(key);
-  }
-
-  /** Test/fuzz hook: an interrupt the host posts, pending after `afterChunks` chunks of a 2M ACCEPT. */
-  postInterrupt(vector: number, afterChunks: number): void {
-    this.#td.pendingInterrupt = { vector, afterChunks };
-  }
 }
 
 export { SeptState };

@@ -11,10 +11,10 @@ import { tdxSharedBit } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
-import { SeamcallHost } from './seamcall.js';
 import { Sept } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import type { SeptLevel, SeptStateName } from './sept-states.js';
+import { TdxVmmHandle } from './vmm-handle.js';
 import { DF_VECTOR, EptQual, ExitReason, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n } as const;
@@ -70,7 +70,8 @@ export class TdModule {
   readonly sept: Sept;
   readonly trace: Trace;
   readonly config: Required<TdConfig>;
-  readonly host: SeamcallHost;
+  /** The untrusted VMM's handle (SEAMCALLs, shared memory, interrupts). */
+  readonly host: TdxVmmHandle;
   readonly veInfo = new VeInfo();
   tdCtls: bigint;
   /** TD epoch for TLB tracking (TDH.MEM.TRACK). */
@@ -81,6 +82,8 @@ export class TdModule {
   /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
   readonly hostLocks = new Set<string>();
   pendingInterrupt: PendingInterrupt | undefined;
+  /** Interrupts the VMM posted that the guest has not taken yet (it had RFLAGS.IF clear). */
+  readonly postedInterrupts: number[] = [];
   #vmcall: { length: number; mask: bigint } | undefined;
 
   constructor(machine: Machine, trace: Trace, config: TdConfig) {
@@ -99,11 +102,27 @@ export class TdModule {
     // Nothing is accessible until the SEPT / shared mapping say so.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
-    this.host = new SeamcallHost(this);
+    this.host = new TdxVmmHandle(this);
   }
 
   get sharedBit(): bigint {
     return tdxSharedBit(this.config.gpaWidth);
+  }
+
+  /** A page the SEPT holds for the TD (any leaf state but FREE/REMOVED): the host may not touch it. */
+  isPrivatePage(gpa: bigint): boolean {
+    const state = this.sept.walk(gpa & ~0xfffn & ~this.sharedBit, 0).state;
+    return state !== 'FREE' && state !== 'REMOVED';
+  }
+
+  /**
+   * Delivers the oldest posted interrupt if the guest accepts interrupts (RFLAGS.IF), as the
+   * CPU does when it evaluates the posted-interrupt descriptor on TD entry.
+   */
+  deliverPostedInterrupt(): TdStep {
+    const IF = 1n << 9n;
+    if (this.postedInterrupts.length === 0 || (this.machine.vcpu.regs.rflags & IF) === 0n) return { kind: 'resume' };
+    return this.injectException(this.postedInterrupts.shift()!);
   }
 
   get pendingVeEnabled(): boolean {

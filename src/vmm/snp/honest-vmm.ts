@@ -4,7 +4,8 @@
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
 import { COM1_DATA_PORT, Console } from '../console.js';
-import type { SnpHost, SnpVmExit } from '../../platform/snp/snp-cpu.js';
+import type { SnpVmExit } from '../../platform/snp/snp-cpu.js';
+import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
 import {
   decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
@@ -47,7 +48,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
    * (set only for PVALIDATE/RMPADJUST), like KVM: sev_handle_rmp_fault PSMASHes a 2 MiB RMP
    * entry on any RMP fault and zaps the 2 MiB NPT range, which is then remapped at 4 KiB.
    */
-  onNpf(host: SnpHost, exit: Npf): VmmAnswer {
+  onNpf(host: SnpVmmHandle, exit: Npf): VmmAnswer {
     const page = exit.gpa & ~(PAGE_4K - 1n);
     const region = exit.gpa & ~(PAGE_2M - 1n);
     const entry = host.rmpEntry(page);
@@ -84,7 +85,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return { outcome: 'vmm-error', reason: `unresolvable NPF at gpa 0x${exit.gpa.toString(16)} (${exit.reason})` };
   }
 
-  #makeShared(host: SnpHost, gpa: bigint): boolean {
+  #makeShared(host: SnpVmmHandle, gpa: bigint): boolean {
     if (host.rmpEntry(gpa).pageSize === '2m' && host.psmash(gpa & ~(PAGE_2M - 1n)).rc !== 0) return false;
     const ok = host.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc === 0;
     if (ok) this.#remapNpt(host, gpa);
@@ -96,7 +97,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
    * range allows: 2 MiB only over a 2 MiB private RMP entry (sev_gmem_max_mapping_level); shared
    * memory at the host's page size, 4 KiB in this model (no huge pages behind shared memory).
    */
-  #remapNpt(host: SnpHost, gpa: bigint): void {
+  #remapNpt(host: SnpVmmHandle, gpa: bigint): void {
     const e = host.rmpEntry(gpa);
     const want = e.assigned && e.asid === host.asid && e.pageSize === '2m' ? '2m' : '4k';
     if (host.nptPageSize(gpa) !== want) host.setNptPageSize(gpa, want);
@@ -108,7 +109,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
    * if the entire range has the desired attributes") and QEMU kvm_convert_memory: no
    * RMPUPDATE, so Validated and the contents survive and a second PVALIDATE sees CF=1.
    */
-  #pscPage(host: SnpHost, gpa: bigint, op: number): number {
+  #pscPage(host: SnpVmmHandle, gpa: bigint, op: number): number {
     if (op === PSC_OP.PRIVATE) {
       if (isPrivateTo(host.rmpEntry(gpa), gpa, host.asid)) return 0;
       if (host.rmpEntry(gpa).pageSize === '2m') {
@@ -123,7 +124,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return this.#makeShared(host, gpa) ? 0 : 1;
   }
 
-  onVmgexit(host: SnpHost, exit: Vmgexit): VmmAnswer {
+  onVmgexit(host: SnpVmmHandle, exit: Vmgexit): VmmAnswer {
     const req = decodeGhcbMsr(exit.ghcbMsr);
     host.trace.record('vmm', 'ghcb-msr', { request: req.kind, value: exit.ghcbMsr });
     switch (req.kind) {
@@ -162,7 +163,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
   }
 
-  #ghcbPage(host: SnpHost, gpa: bigint): VmmAnswer {
+  #ghcbPage(host: SnpVmmHandle, gpa: bigint): VmmAnswer {
     if (gpa === 0n || gpa + BigInt(GHCB_SIZE) > host.memoryBytes) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
     if (this.registeredGhcb !== undefined && this.registeredGhcb !== gpa) {
       return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${this.registeredGhcb.toString(16)}` };
@@ -227,9 +228,9 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   /** Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error). */
-  #psc(host: SnpHost, buf: bigint, limit: bigint): bigint {
-    let cur = host.readU16(buf);
-    const end = host.readU16(buf + 2n);
+  #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint {
+    let cur = host.hostMemory.readU16(buf);
+    const end = host.hostMemory.readU16(buf + 2n);
     // KVM snp_begin_psc: end_entry beyond the maximum or cur_entry past it is a bad header;
     // the entries must also fit in the shared buffer.
     if (end >= PSC_MAX_ENTRIES || cur > end || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
@@ -237,7 +238,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     while (cur <= end) {
       if (budget-- <= 0) break;
       const at = pscEntryAddress(buf, cur);
-      const e = decodePscEntry(host.readU64(at));
+      const e = decodePscEntry(host.hostMemory.readU64(at));
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
       if (e.reserved !== 0 || gpa % size !== 0n || gpa + size > host.memoryBytes || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
@@ -263,10 +264,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           } else {
             for (let p = e.curPage; p < 512; p++) {
               if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
-              host.writeU64(at, encodePscEntry({ ...e, curPage: p + 1 }));
+              host.hostMemory.writeU64(at, encodePscEntry({ ...e, curPage: p + 1 }));
             }
           }
-          if (error === undefined) host.writeU64(at, encodePscEntry({ ...e, curPage: 512 }));
+          if (error === undefined) host.hostMemory.writeU64(at, encodePscEntry({ ...e, curPage: 512 }));
         } else if (this.#pscPage(host, gpa, e.op) !== 0) {
           error = PSC_ERROR.GENERIC;
         }
@@ -276,14 +277,14 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
       if (error !== undefined) return error;
       cur++;
-      host.writeU16(buf, cur);
+      host.hostMemory.writeU16(buf, cur);
     }
     return 0n;
   }
 }
 
 /** Whether every 4 KiB RMP entry of the 2 MiB region at `gpa` is hypervisor-owned (RMPREAD each). */
-function regionHypervisorOwned(host: SnpHost, gpa: bigint): boolean {
+function regionHypervisorOwned(host: SnpVmmHandle, gpa: bigint): boolean {
   for (let p = gpa; p < gpa + PAGE_2M; p += PAGE_4K) if (host.rmpEntry(p).assigned) return false;
   return true;
 }
@@ -296,26 +297,26 @@ function isPrivateTo(e: Readonly<RmpEntry>, gpa: bigint, asid: number): boolean 
 
 /** The VMM's view of a GHCB (remembers the valid bitmap before clearing it). */
 class Ghcb {
-  readonly #host: SnpHost;
+  readonly #host: SnpVmmHandle;
   readonly #gpa: bigint;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
-  constructor(host: SnpHost, gpa: bigint) {
+  constructor(host: SnpVmmHandle, gpa: bigint) {
     this.#host = host;
     this.#gpa = gpa;
   }
-  get(f: keyof typeof GHCB_OFFSET): bigint { return this.#host.readU64(this.#gpa + BigInt(GHCB_OFFSET[f])); }
-  set(f: keyof typeof GHCB_OFFSET, v: bigint): void { this.#host.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v); }
+  get(f: keyof typeof GHCB_OFFSET): bigint { return this.#host.hostMemory.readU64(this.#gpa + BigInt(GHCB_OFFSET[f])); }
+  set(f: keyof typeof GHCB_OFFSET, v: bigint): void { this.#host.hostMemory.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v); }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
   valid(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
-    const byte = this.#host.readU8(this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
+    const byte = this.#host.hostMemory.readU8(this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
     return ((byte >> (bit & 7)) & 1) === 1;
   }
   /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
   clearValid(): void {
     const base = this.#gpa + BigInt(GHCB_OFFSET.validBitmap);
-    this.#savedBitmap = [this.#host.readU64(base), this.#host.readU64(base + 8n)];
-    this.#host.fill(base, 16n, 0);
+    this.#savedBitmap = [this.#host.hostMemory.readU64(base), this.#host.hostMemory.readU64(base + 8n)];
+    this.#host.hostMemory.fill(base, 16n, 0);
   }
   validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
@@ -324,6 +325,6 @@ class Ghcb {
   setValid(f: keyof typeof GHCB_OFFSET): void {
     const bit = this.#bit(f);
     const at = this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
-    this.#host.writeU8(at, this.#host.readU8(at) | (1 << (bit & 7)));
+    this.#host.hostMemory.writeU8(at, this.#host.hostMemory.readU8(at) | (1 << (bit & 7)));
   }
 }

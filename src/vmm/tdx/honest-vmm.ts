@@ -3,12 +3,14 @@
 // an adversarial VMM can replace any single method (e.g. `{ ...honestTdxPolicy, mapGpa: lie }`).
 import type { SeamcallHost } from '../../platform/tdx/seamcall.js';
 import { gpaLevel } from '../../platform/tdx/seamcall.js';
+import type { TdxVmmHandle } from '../../platform/tdx/vmm-handle.js';
 import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
 import { Sept } from '../../platform/tdx/sept.js';
 import { TdvmcallStatus, TdxStatus, statusName } from '../../platform/tdx/status.js';
 import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
 import { COM1_DATA_PORT, type Console } from '../console.js';
 import type { RunOutcome } from '../../shared/outcome.js';
+import type { VmmDriver } from '../run-vm.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
 
 export const TdvmcallLeaf = {
@@ -23,7 +25,8 @@ export type EptViolationExit = Extract<TdExit, { reason: 'ept-violation' }>;
 export type VmcallExit = Extract<TdExit, { reason: 'tdvmcall' }>;
 
 export interface VmmContext {
-  host: SeamcallHost;
+  /** All the VMM can do to the TD: SEAMCALLs, its shared EPT and shared memory, interrupts. */
+  host: TdxVmmHandle;
   console: Console;
   trace: Trace;
   gpaWidth: 48 | 52;
@@ -245,8 +248,8 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   },
 };
 
-/** Routes TD exits to the policy. */
-export class TdxVmm {
+/** Routes TD exits to the policy and hands VMCALL answers back through the handle. */
+export class TdxVmm implements VmmDriver<TdExit> {
   readonly ctx: VmmContext;
   readonly policy: TdxVmmPolicy;
 
@@ -255,7 +258,24 @@ export class TdxVmm {
     this.policy = policy;
   }
 
-  handleTdExit(exit: TdExit): VmmAction | VmcallDecision {
+  handleExit(exit: TdExit): 'resume' | RunOutcome {
+    const decision = this.decide(exit);
+    if (decision.kind === 'stop') return decision.outcome;
+    if (exit.reason === 'tdvmcall') this.ctx.host.completeVmcall(decision.kind === 'return' ? decision.regs : {});
+    return 'resume';
+  }
+
+  /** The same EPT violation (RIP and GPA) over and over means the VMM is not resolving it. */
+  repeatKey(exit: TdExit): string | undefined {
+    return exit.reason === 'ept-violation' ? `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}` : undefined;
+  }
+
+  finish(): void {
+    this.ctx.console.flush();
+  }
+
+  /** The policy's decision for one TD exit (recorded as a `vmm-decision` event). */
+  decide(exit: TdExit): VmmAction | VmcallDecision {
     const p = this.policy;
     const ctx = this.ctx;
     let decision: VmmAction | VmcallDecision;

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { GHCB_OFFSET, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
-import type { SnpHost } from '../../../src/platform/snp/snp-cpu.js';
+import type { SnpVmmHandle } from '../../../src/platform/snp/vmm-handle.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { honestTdxPolicy, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
@@ -11,14 +11,14 @@ import { honestTdxPolicy, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-
 const TDVMCALL_RETRY = 1n;
 
 /** The honest SNP VMM, except that it tampers with the GHCB after each Page State Change. */
-function snpPscTamperer(tamper: (host: SnpHost, ghcb: bigint) => void) {
+function snpPscTamperer(tamper: (host: SnpVmmHandle, ghcb: bigint) => void) {
   return (echo: (line: string) => void) => {
     const vmm = new HonestSnpVmm({ echo });
     const honest = vmm.onVmgexit.bind(vmm);
     vmm.onVmgexit = (host, exit) => {
       const answer = honest(host, exit);
       const ghcb = exit.ghcbMsr;
-      if ((ghcb & 0xfffn) === 0n && host.readU64(ghcb + BigInt(GHCB_OFFSET.swExitCode)) === BigInt(SVM_EXIT.PSC)) tamper(host, ghcb);
+      if ((ghcb & 0xfffn) === 0n && host.hostMemory.readU64(ghcb + BigInt(GHCB_OFFSET.swExitCode)) === BigInt(SVM_EXIT.PSC)) tamper(host, ghcb);
       return answer;
     };
     return vmm;
@@ -50,7 +50,7 @@ describe('hostile VMM', () => {
   });
 
   it('SNP: a Page State Change that reports an error in SW_EXITINFO2 terminates the guest', () => {
-    const vmm = snpPscTamperer((host, ghcb) => host.writeU64(ghcb + BigInt(GHCB_OFFSET.swExitInfo2), (1n << 32n) | 2n));
+    const vmm = snpPscTamperer((host, ghcb) => host.hostMemory.writeU64(ghcb + BigInt(GHCB_OFFSET.swExitInfo2), (1n << 32n) | 2n));
     const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '512M' }), { vmm: { snp: vmm } });
     expect(run.result.outcome).toBe('guest-fatal');
     expect(run.result.outcomeReason).toMatch(/snp_psc_failed/);
@@ -60,7 +60,7 @@ describe('hostile VMM', () => {
   it('SNP: a Page State Change whose progress goes backwards terminates the guest', () => {
     const vmm = snpPscTamperer((host, ghcb) => {
       const header = ghcb + BigInt(GHCB_OFFSET.sharedBuffer);
-      host.writeU16(header + 2n, host.readU16(header + 2n) + 1);  // end_entry grows
+      host.hostMemory.writeU16(header + 2n, host.hostMemory.readU16(header + 2n) + 1);  // end_entry grows
     });
     const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '512M' }), { vmm: { snp: vmm } });
     expect(run.result.outcome).toBe('guest-fatal');

@@ -266,7 +266,7 @@ describe('GHCB page protocol', () => {
     const g = snpGuest(`${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}\nhlt`, { mappings });
     g.platform.rmpUpdate(GHCB_GPA, { assigned: true, pageSize: '4k', gpa: GHCB_GPA, asid: 1 });
     // The guest's own C=0 write to it NPFs first; the honest VMM makes it shared again, so force it:
-    const r = g.vmm.onVmgexit(g.platform, { kind: 'vmgexit', rip: 0n, ghcbMsr: GHCB_GPA });
+    const r = g.vmm.onVmgexit(g.platform.handle, { kind: 'vmgexit', rip: 0n, ghcbMsr: GHCB_GPA });
     expect(r).toMatchObject({ outcome: 'vmm-error' });
   });
 });

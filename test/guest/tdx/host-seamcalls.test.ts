@@ -8,7 +8,7 @@ const P = 0x400000n;
 
 /** Runs until the guest's first HLT-free pause: a budget stop after `n` instructions. */
 function runFor(td: ReturnType<typeof tdGuest>, n: bigint) {
-  td.machine.vcpu.instructionLimit = td.machine.vcpu.instructions + n;
+  td.platform.machine.vcpu.instructionLimit = td.platform.machine.vcpu.instructions + n;
   return runTd(td);
 }
 
@@ -16,37 +16,37 @@ describe('A5 host transitions seen by the guest', () => {
   it('BLOCK → TRACK → REMOVE of an accepted page: the next access faults it back in as PENDING (#VE), content gone', () => {
     const td = tdGuest(`${acceptAsm(P)}\n mov qword ptr [0x400000], 0x4242\n 1: pause\n cmp r13, 0\n je 1b\n mov rax, [0x400000]\n ${HALT}`);
     expect(runFor(td, 200n).outcome).toBe('budget');
-    const h = td.module.host;
+    const h = td.platform.module.host;
     expect(h.memPageRemove(gpaLevel(P, 0)).status).toBe(0xc0000b0600000001n); // GPA_RANGE_NOT_BLOCKED
     expect(h.memRangeBlock(gpaLevel(P, 0)).status).toBe(0n);
     expect(h.memTrack().status).toBe(0n);
     expect(h.memPageRemove(gpaLevel(P, 0)).status).toBe(0n);
-    td.machine.vcpu.regs.r13 = 1n;
-    td.machine.vcpu.instructionLimit = 1n << 40n;
+    td.platform.machine.vcpu.regs.r13 = 1n;
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
     expect(runTd(td).outcome).toBe('done');
-    expect(td.machine.vcpu.regs.r15).toBe(20n); // #VE: PENDING after the VMM's re-AUG
+    expect(td.platform.machine.vcpu.regs.r15).toBe(20n); // #VE: PENDING after the VMM's re-AUG
   });
 
   it('DEMOTE keeps an accepted 2M page accessible; PROMOTE restores the 2M leaf (ACCEPT 2M → ALREADY_ACCEPTED|1)', () => {
     const td = tdGuest(`${acceptAsm(P, 1)}\n mov qword ptr [0x5ff000], 7\n 1: pause\n cmp r13, 0\n je 1b
       mov rbx, [0x5ff000]\n ${acceptAsm(P, 1)}\n mov rdx, rax\n ${HALT}`);
     expect(runFor(td, 300n).outcome).toBe('budget');
-    const h = td.module.host;
+    const h = td.platform.module.host;
     h.memRangeBlock(gpaLevel(P, 1)); h.memTrack();
     expect(h.memPageDemote(gpaLevel(P, 1)).status).toBe(0n);
-    expect(td.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
+    expect(td.platform.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
     h.memRangeBlock(gpaLevel(P, 1)); h.memTrack();
     expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0n);
-    td.machine.vcpu.regs.r13 = 1n;
-    td.machine.vcpu.instructionLimit = 1n << 40n;
+    td.platform.machine.vcpu.regs.r13 = 1n;
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
     expect(runTd(td).outcome).toBe('done');
-    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.rdx]).toEqual([7n, 0x00000b0a00000001n]);
+    expect([td.platform.machine.vcpu.regs.rbx, td.platform.machine.vcpu.regs.rdx]).toEqual([7n, 0x00000b0a00000001n]);
   });
 
   it('PAGE.ADD pages are MAPPED and measured: the boot image runs without any ACCEPT', () => {
     const td = tdGuest(`mov rax, [0x10000]\n ${HALT}`);
     expect(runTd(td).outcome).toBe('done');
     expect(td.trace.ofType('tdcall').map((c) => c.leaf)).toEqual(['VP_VMCALL']); // only the final TDVMCALL<HLT>
-    expect(td.module.mrtd).toHaveLength(48);
+    expect(td.platform.module.mrtd).toHaveLength(48);
   });
 });

@@ -12,7 +12,7 @@ const OPERAND_INVALID_RCX = 0xc000010000000001n;
 function acceptStatus(td: Td): bigint {
   const outcome = runTd(td);
   expect(outcome.outcome, outcome.reason).toBe('done');
-  return td.machine.vcpu.regs.rbx;
+  return td.platform.machine.vcpu.regs.rbx;
 }
 /** ACCEPT `rcx`, status → RBX, then `after` (e.g. a load), then halt. */
 const acceptThenHalt = (rcx: bigint, after = '') => `mov rax, 6\n mov rcx, 0x${rcx.toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n ${after}\n ${HALT}`;
@@ -32,55 +32,55 @@ describe('A3 RCX operand checks → OPERAND_INVALID(RCX), no #GP', () => {
   it.each(rows)('%s', (_name, rcx) => {
     const td = tdGuest(acceptThenHalt(rcx));
     expect(acceptStatus(td)).toBe(OPERAND_INVALID_RCX);
-    expect(td.machine.vcpu.regs.r15).toBe(0n); // no exception handler ran
+    expect(td.platform.machine.vcpu.regs.r15).toBe(0n); // no exception handler ran
   });
 });
 
 describe('A3 SEPT situations', () => {
   it('PENDING 4K leaf → page zeroed, MAPPED, RAX=0', () => {
     const td = tdGuest(acceptThenHalt(P, 'mov rdx, [0x400ff8]'));
-    td.module.host.memSeptAdd(gpaLevel(P, 1));
-    expect(td.module.host.memPageAug(gpaLevel(P, 0)).status).toBe(0n);
-    td.machine.memory.fill(P, 0x1000n, 0xaa); // stale content must not survive
+    td.platform.module.host.memSeptAdd(gpaLevel(P, 1));
+    expect(td.platform.module.host.memPageAug(gpaLevel(P, 0)).status).toBe(0n);
+    td.platform.machine.memory.fill(P, 0x1000n, 0xaa); // stale content must not survive
     expect(acceptStatus(td)).toBe(0n);
-    expect(td.machine.vcpu.regs.rdx).toBe(0n);
-    expect(td.module.sept.walk(P, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    expect(td.platform.machine.vcpu.regs.rdx).toBe(0n);
+    expect(td.platform.module.sept.walk(P, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
   });
 
   it('PENDING 2M leaf → 512 pages zeroed, MAPPED, RAX=0', () => {
     const td = tdGuest(acceptThenHalt(P | 1n));
-    expect(td.module.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
-    td.machine.memory.fill(P, 0x200000n, 0x55);
+    expect(td.platform.module.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    td.platform.machine.memory.fill(P, 0x200000n, 0x55);
     expect(acceptStatus(td)).toBe(0n);
-    expect(td.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
-    expect(td.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
+    expect(td.platform.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
+    expect(td.platform.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
   });
 
   it('already accepted 4K → PAGE_ALREADY_ACCEPTED | 0, content not zeroed', () => {
     const td = tdGuest(`mov qword ptr [0x400010], 0x1234\n ${acceptThenHalt(P, 'mov rdx, [0x400010]')}`);
-    td.module.host.memSeptAdd(gpaLevel(P, 1));
-    td.module.host.memPageAug(gpaLevel(P, 0));
-    td.module.sept.setState(0, P, 'MAPPED');
+    td.platform.module.host.memSeptAdd(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 0));
+    td.platform.module.sept.setState(0, P, 'MAPPED');
     expect(acceptStatus(td)).toBe(0x00000b0a00000000n);
-    expect(td.machine.vcpu.regs.rdx).toBe(0x1234n);
+    expect(td.platform.machine.vcpu.regs.rdx).toBe(0x1234n);
   });
 
   it('already accepted 2M, 2M request → PAGE_ALREADY_ACCEPTED | 1', () => {
     const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHalt(P | 1n)}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
   });
 
   it('accessible leaf at a larger level (2M MAPPED, 4K request) → PAGE_ALREADY_ACCEPTED | 1', () => {
     const td = tdGuest(`${acceptAsm(P, 1)}\n ${acceptThenHalt(P + 0x5000n)}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
   });
 
   it('non-leaf at the requested level (2M request, range mapped as 4K) → PAGE_SIZE_MISMATCH | 1', () => {
     const td = tdGuest(acceptThenHalt(P | 1n));
-    td.module.host.memSeptAdd(gpaLevel(P, 1));
-    td.module.host.memPageAug(gpaLevel(P, 0));
+    td.platform.module.host.memSeptAdd(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 0));
     expect(acceptStatus(td)).toBe(0xc0000b0b00000001n);
   });
 
@@ -101,26 +101,26 @@ describe('A3 SEPT situations', () => {
     const td = tdGuest(acceptThenHalt(P + 0x3000n));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]!.eeq).toBe(1n | ((0n | (1n << 3n) | (0x0en << 6n)) << 32n));
-    expect(td.module.sept.walk(P, 1).state).toBe('NL_MAPPED');
+    expect(td.platform.module.sept.walk(P, 1).state).toBe('NL_MAPPED');
   });
 
   it('REMOVED leaf → TD exit; AUG from REMOVED then succeeds', () => {
     const td = tdGuest(acceptThenHalt(P | 1n));
-    td.module.sept.setState(1, P, 'REMOVED');
+    td.platform.module.sept.setState(1, P, 'REMOVED');
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'REMOVED' });
   });
 
   it('BLOCKED leaf → TD exit with is_leaf; VMM unblocks; retry → ALREADY_ACCEPTED', () => {
     const td = tdGuest(`${acceptAsm(P, 1)}\n mov rax, 0x100\n 1: dec rax\n jnz 1b\n ${acceptThenHalt(P | 1n)}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     // Block the page once the first accept has made it MAPPED (during the loop): use a policy-free approach:
-    td.machine.vcpu.instructionLimit = 10n;
+    td.platform.machine.vcpu.instructionLimit = 10n;
     const first = runTd(td);
     expect(first.outcome).toBe('budget');
-    expect(td.module.sept.walk(P, 1).state).toBe('MAPPED');
-    expect(td.module.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
-    td.machine.vcpu.instructionLimit = 1n << 40n;
+    expect(td.platform.module.sept.walk(P, 1).state).toBe('MAPPED');
+    expect(td.platform.module.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
     const exit = tdExits(td)[0]!;
     expect(exit.septState).toBe('BLOCKED');
@@ -129,26 +129,26 @@ describe('A3 SEPT situations', () => {
 
   it('PENDING_BLOCKED leaf → TD exit; VMM unblocks; retry accepts', () => {
     const td = tdGuest(acceptThenHalt(P | 1n));
-    td.module.host.memPageAug(gpaLevel(P, 1));
-    td.module.host.memRangeBlock(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memRangeBlock(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'PENDING_BLOCKED' });
   });
 
   it('PENDING at a larger level (2M PENDING, 4K request) → TD exit; VMM demotes; only the 4K page is accepted', () => {
     const td = tdGuest(acceptThenHalt(P + 0x7000n));
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'PENDING' });
-    expect(td.module.sept.walk(P + 0x7000n, 0).state).toBe('MAPPED');
-    expect(td.module.sept.walk(P + 0x8000n, 0).state).toBe('PENDING');
+    expect(td.platform.module.sept.walk(P + 0x7000n, 0).state).toBe('MAPPED');
+    expect(td.platform.module.sept.walk(P + 0x8000n, 0).state).toBe('PENDING');
     expect(td.trace.ofType('seamcall').map((e) => e.leaf)).toContain('TDH_MEM_PAGE_DEMOTE');
   });
 
   it('entry locked by the host → OPERAND_BUSY | RCX', () => {
     const td = tdGuest(acceptThenHalt(P | 1n));
-    td.module.host.memPageAug(gpaLevel(P, 1));
-    td.module.host.lockEntry(P, 1);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.lockEntry(P, 1);
     expect(acceptStatus(td)).toBe(0x8000020000000001n);
     expect(TdxStatus.OPERAND_BUSY | 1n).toBe(0x8000020000000001n);
   });
@@ -157,23 +157,23 @@ describe('A3 SEPT situations', () => {
 describe('A3 2M accept interruptibility', () => {
   it('a pending interrupt after N chunks returns to the guest (no RAX, no RIP advance); the retry resumes', () => {
     const td = tdGuest(`sti\n mov rax, 6\n mov rcx, 0x${(P | 1n).toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n ${HALT}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
-    td.machine.memory.fill(P, 0x200000n, 0x77);
-    td.module.host.postInterrupt(0x30, 200);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.machine.memory.fill(P, 0x200000n, 0x77);
+    td.platform.module.host.postInterrupt(0x30, 200);
     expect(acceptStatus(td)).toBe(0n);
-    expect(td.machine.vcpu.regs.r14).toBe(1n); // the interrupt handler ran once
+    expect(td.platform.machine.vcpu.regs.r14).toBe(1n); // the interrupt handler ran once
     const [intr] = td.trace.ofType('accept-interrupted');
     expect(intr).toMatchObject({ acceptCounter: 200, resumedFrom: 0 });
     expect(td.trace.ofType('accept-resumed-complete')[0]).toMatchObject({ resumedFrom: 200 });
     expect(td.trace.ofType('tdcall').map((c) => c.result)).toEqual(['interrupted', 'SUCCESS', 'td-exit(tdvmcall)']);
-    expect(td.machine.memory.read(P, 4096).every((b) => b === 0)).toBe(true);
-    expect(td.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
+    expect(td.platform.machine.memory.read(P, 4096).every((b) => b === 0)).toBe(true);
+    expect(td.platform.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
   });
 
   it('with IF=0 the interrupt is not taken and the accept completes in one go', () => {
     const td = tdGuest(`cli\n ${acceptThenHalt(P | 1n)}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
-    td.module.host.postInterrupt(0x30, 10);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.postInterrupt(0x30, 10);
     expect(acceptStatus(td)).toBe(0n);
     expect(td.trace.ofType('accept-interrupted')).toHaveLength(0);
   });

@@ -14,10 +14,10 @@ const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r1
 describe('A6 PENDING page with #VE enabled', () => {
   it('a load raises #VE; VEINFO.GET returns reason 48, qualification, GLA, GPA once', () => {
     const td = tdGuest(`mov rax, [0x400123]\n ${HALT}`, { ve: VE_READER });
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome.outcome).toBe('done');
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect(r.r15).toBe(20n);
     expect(r.r12).toBe(0n);
     expect(r.rbx).toBe(48n);
@@ -31,16 +31,16 @@ describe('A6 PENDING page with #VE enabled', () => {
   it('a second #VE while VE info is unread → #DF', () => {
     // The #VE handler does not read VE info and touches another pending page.
     const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: `mov rax, [0x401000]\n ${HALT}` });
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     expect(runTd(td).outcome).toBe('done');
-    expect(td.machine.vcpu.regs.r15).toBe(8n);
+    expect(td.platform.machine.vcpu.regs.r15).toBe(8n);
     expect(td.trace.ofType('df-injected')).toHaveLength(1);
   });
 
   it('an undeliverable #VE and #DF end in a triple fault (terminated), not an exception', () => {
     const td = tdGuest(`lidt [0x20000]\n mov rax, [0x400000]\n ${HALT}`);
-    td.machine.memory.fill(0x20000n, 16n, 0);
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.machine.memory.fill(0x20000n, 16n, 0);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome.outcome).toBe('terminated');
     expect(outcome.reason).toMatch(/triple fault/);
@@ -50,7 +50,7 @@ describe('A6 PENDING page with #VE enabled', () => {
 describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () => {
   it('ATTRIBUTES.SEPT_VE_DISABLE', () => {
     const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { attributes: TdAttributes.SEPT_VE_DISABLE });
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome).toMatchObject({ outcome: 'terminated' });
     expect(outcome.reason).toMatch(/guest access before accepting/);
@@ -63,9 +63,9 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
       mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r13, rax
       mov rax, 7\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, r8
       mov rax, [0x400000]\n ${HALT}`, { configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
-    td.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
     expect(runTd(td).outcome).toBe('terminated');
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect([r.r12, r.r13, r.rbx]).toEqual([2n, 0n, 1n]);
   });
 
@@ -75,7 +75,7 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
       mov rax, 8\n mov rdx, 0x1110000300000016\n mov r8, 2\n mov r9, 2\n ${TDCALL}\n mov r13, rax
       mov rax, 7\n mov rdx, 0x1234\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect(r.r12).toBe(0xc0000c0100000002n);
     expect(r.r13).toBe(0xc0000c0100000002n);
     expect(r.rbx).toBe(0xc0000c0000000002n);
@@ -88,14 +88,14 @@ describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', (
     expect(runTd(td).outcome).toBe('done');
     const exits = td.trace.ofType('td-exit');
     expect(exits[0]).toMatchObject({ reason: 'ept-violation', eeqType: 'none', septState: 'FREE', access: 'read' });
-    expect(td.machine.vcpu.regs.rbx).toBe(48n);
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(48n);
   });
 
   it('BLOCKED: TD exit; the honest VMM cannot explain it and stops', () => {
     const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`);
-    td.module.host.memPageAug(gpaLevel(P, 1));
-    td.module.sept.setState(1, P, 'MAPPED');
-    td.module.host.memRangeBlock(gpaLevel(P, 1));
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.module.sept.setState(1, P, 'MAPPED');
+    td.platform.module.host.memRangeBlock(gpaLevel(P, 1));
     const outcome = runTd(td);
     expect(outcome.outcome).toBe('vmm-error');
     expect(td.trace.ofType('td-exit')[0]).toMatchObject({ septState: 'BLOCKED', eeqType: 'none' });
@@ -103,10 +103,10 @@ describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', (
 
   it('REMOVED: TD exit; the VMM re-AUGs; the page is PENDING again (#VE)', () => {
     const td = tdGuest(`mov byte ptr [0x400000], 1\n ${HALT}`, { ve: VE_READER });
-    td.module.sept.setState(1, P, 'REMOVED');
+    td.platform.module.sept.setState(1, P, 'REMOVED');
     expect(runTd(td).outcome).toBe('done');
     expect(td.trace.ofType('td-exit')[0]).toMatchObject({ septState: 'REMOVED', access: 'write' });
-    expect(td.machine.vcpu.regs.r14 & 2n).toBe(2n);
+    expect(td.platform.machine.vcpu.regs.r14 & 2n).toBe(2n);
   });
 
   it('a shared GPA the VMM does not map → TD exit (fault outcome)', () => {
@@ -122,7 +122,7 @@ describe('HLT in a TD (tdx_td_dispatcher.c: td_generic_ve_exit)', () => {
     const ve = `mov rax, 3\n ${TDCALL}\n mov rbx, rcx\n mov r14, rdx\n mov edi, r10d\n mov r9, [rsp]\n add [rsp], rdi\n iretq`;
     const { td, outcome } = runTdGuest(`lea r13, [rip + 1f]\n 1: hlt\n mov r15, 0x600d\n ${HALT}`, { ve });
     expect(outcome.outcome).toBe('done');
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect([r.rbx, r.r14, r.rdi]).toEqual([12n, 0n, 1n]);
     expect(r.r9).toBe(r.r13); // #VE is fault-like: the saved RIP is the HLT itself
     expect(r.r15).toBe(0x600dn); // execution continued after the HLT
@@ -135,7 +135,7 @@ describe('CPUID and TDCALL leaf rules', () => {
   it('CPUID 0x21 reports "IntelTDX    " in EBX, EDX, ECX', () => {
     const { td, outcome } = runTdGuest(`mov eax, 0x21\n xor ecx, ecx\n cpuid\n mov esi, ecx\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     const s = Buffer.alloc(12);
     s.writeUInt32LE(Number(r.rbx), 0); s.writeUInt32LE(Number(r.rdx), 4); s.writeUInt32LE(Number(r.rsi), 8);
     expect(s.toString('latin1')).toBe('IntelTDX    ');
@@ -151,18 +151,18 @@ describe('CPUID and TDCALL leaf rules', () => {
   ])('%s', (_n, rax, status) => {
     const { td, outcome } = runTdGuest(`mov rax, 0x${rax.toString(16)}\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
-    expect(td.machine.vcpu.regs.rbx).toBe(status);
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(status);
   });
 
   it('VM.RD version 1 is allowed', () => {
     const { td } = runTdGuest(`mov rax, 0x10007\n mov rdx, 0x1110000300000017\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
-    expect(td.machine.vcpu.regs.rbx).toBe(0n);
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
   });
 
   it('TDG.VP.INFO: GPAW, ATTRIBUTES, vCPU counts, index', () => {
     const attributes = TdAttributes.DEBUG | TdAttributes.SEPT_VE_DISABLE;
     const { td } = runTdGuest(`mov rax, 1\n ${TDCALL}\n mov rbx, rax\n mov rsi, rcx\n ${HALT}`, { attributes, numVcpus: 1, maxVcpus: 4 });
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect([r.rbx, r.rsi, r.rdx, r.r8, r.r9]).toEqual([0n, 48n, attributes, 1n | (4n << 32n), 0n]);
   });
 
@@ -193,6 +193,6 @@ describe('CPUID and TDCALL leaf rules', () => {
 
   it('port I/O in a TD raises #VE (reason 30)', () => {
     const { td } = runTdGuest(`mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n ${HALT}`, { ve: VE_READER });
-    expect(td.machine.vcpu.regs.rbx).toBe(30n);
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(30n);
   });
 });

@@ -13,7 +13,7 @@ describe('A7 RCX register-exposure mask', () => {
   ])('%s → OPERAND_INVALID(RCX), no TD exit', (_n, mask) => {
     const { td, outcome } = runTdGuest(`${vmcall(0x10000n, '', mask)}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
-    expect(td.machine.vcpu.regs.rbx).toBe(0xc000010000000001n);
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0xc000010000000001n);
     expect(td.trace.ofType('td-exit')).toHaveLength(1); // only the final TDVMCALL<HLT>
   });
 
@@ -29,7 +29,7 @@ describe('A7 RCX register-exposure mask', () => {
     const { td, outcome } = runTdGuest(`mov rbx, 0x5151\n mov rsi, 0x6161\n mov r12, 7\n ${vmcall(0x777n)}\n mov rdi, rax\n mov r13, r10\n mov r14, r11\n mov r15, rcx\n ${HALT}`, { policy });
     expect(outcome.outcome).toBe('done');
     expect(seen!.regs).toMatchObject({ rbx: 0n, rsi: 0n, r12: 7n, r11: 0x777n, rcx: MASK });
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect([r.rdi, r.r13, r.r14, r.r12, r.rbx, r.rsi, r.r15]).toEqual([0n, 0n, 0x11n, 0x12n, 0x5151n, 0x6161n, MASK]);
     expect(td.trace.ofType('vmcall-complete')[0]).toMatchObject({ ignoredUnexposed: ['rbx', 'rsi'] });
   });
@@ -38,17 +38,17 @@ describe('A7 RCX register-exposure mask', () => {
 describe('A7 sub-functions (honest VMM)', () => {
   it('unknown sub-function → SUBFUNC_UNSUPPORTED in R10, TDCALL status 0', () => {
     const { td } = runTdGuest(`${vmcall(0x12345n)}\n mov rbx, rax\n mov rsi, r10\n ${HALT}`);
-    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.rsi]).toEqual([0n, 0x8000000000000003n]);
+    expect([td.platform.machine.vcpu.regs.rbx, td.platform.machine.vcpu.regs.rsi]).toEqual([0n, 0x8000000000000003n]);
   });
 
   it('vendor-specific call (R10 ≠ 0) → SUBFUNC_UNSUPPORTED', () => {
     const { td } = runTdGuest(`mov rax, 0\n mov rcx, 0xfc00\n mov r10, 1\n mov r11, 0x10000\n ${TDCALL}\n mov rsi, r10\n ${HALT}`);
-    expect(td.machine.vcpu.regs.rsi).toBe(0x8000000000000003n);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0x8000000000000003n);
   });
 
   it('GetTdVmCallInfo → SUCCESS', () => {
     const { td } = runTdGuest(`mov r12, 0\n mov rsi, 1\n ${vmcall(0x10000n)}\n mov rsi, r10\n ${HALT}`);
-    expect(td.machine.vcpu.regs.rsi).toBe(0n);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0n);
   });
 
   it('Instruction.IO (30) OUT to COM1 prints on the console', () => {
@@ -56,7 +56,7 @@ describe('A7 sub-functions (honest VMM)', () => {
     const { td, outcome } = runTdGuest(`${out('H')}\n ${out('i')}\n ${out('\n')}\n mov r12, 1\n mov r13, 0\n mov r14, 0x3fd\n ${vmcall(30n)}\n mov rsi, r11\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     expect(td.console.text).toBe('Hi\n');
-    expect(td.machine.vcpu.regs.rsi).toBe(0x60n);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0x60n);
   });
 
   it('ReportFatalError (0x10003): the 64-byte message becomes the guest-fatal outcome', () => {
@@ -107,7 +107,7 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
       ${HALT}`);
     const outcome = runTd(td);
     expect(outcome, outcome.reason).toMatchObject({ outcome: 'done' });
-    const r = td.machine.vcpu.regs;
+    const r = td.platform.machine.vcpu.regs;
     expect(r.rdi).toBe(1n); // one RETRY for the 4 MiB request
     expect(r.r9).toBe(0n);
     expect(r.r8).toBe(0n);
@@ -116,21 +116,21 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
     const retry = td.trace.ofType('vmm-decision').find((d) => d.r10 === 1n);
     expect(retry!.r11).toBe(0x600000n | SB);
     // The 2M leaf was split so that only 4K went back to private; the rest of that 2M stays shared.
-    expect(td.module.sept.walk(0x401000n, 0).state).toBe('FREE');
-    expect(td.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
-    expect(td.machine.gate.get('shared', 0x400000n)).toBe('none');
+    expect(td.platform.module.sept.walk(0x401000n, 0).state).toBe('FREE');
+    expect(td.platform.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
+    expect(td.platform.machine.gate.get('shared', 0x400000n)).toBe('none');
   });
 
   it('a private access to a page converted to shared is an EPT violation the VMM faults in (PENDING → #VE)', () => {
     const td = tdGuest(`${acceptAsm(0x400000n)}\n ${mapLoop(0x400000n | SB, 0x1000n)}\n mov rax, [0x400000]\n ${HALT}`);
     expect(runTd(td).outcome).toBe('done');
-    expect(td.machine.vcpu.regs.r15).toBe(20n);
+    expect(td.platform.machine.vcpu.regs.r15).toBe(20n);
   });
 
   it('misaligned or out-of-range MapGPA → ALIGN_ERROR / INVALID_OPERAND', () => {
     const { td } = runTdGuest(`mov r12, 0x400800\n mov r13, 0x1000\n ${vmcall(0x10001n)}\n mov rbx, r10
       mov r12, 0x400000\n mov r13, 0x100000000\n ${vmcall(0x10001n)}\n mov rsi, r10\n ${HALT}`);
-    expect([td.machine.vcpu.regs.rbx, td.machine.vcpu.regs.rsi]).toEqual([0x8000000000000002n, 0x8000000000000000n]);
+    expect([td.platform.machine.vcpu.regs.rbx, td.platform.machine.vcpu.regs.rsi]).toEqual([0x8000000000000002n, 0x8000000000000000n]);
   });
 });
 
@@ -141,6 +141,6 @@ describe('trace determinism', () => {
     const b = runTdGuest(guest);
     expect(a.td.trace.sha256()).toBe(b.td.trace.sha256());
     expect(a.td.trace.counts.get('tdcall')).toBe(3); // TD exit (AUG on demand), success, TDVMCALL<HLT>
-    expect(a.td.module.mrtd!.toString('hex')).toBe(b.td.module.mrtd!.toString('hex'));
+    expect(a.td.platform.module.mrtd!.toString('hex')).toBe(b.td.platform.module.mrtd!.toString('hex'));
   });
 });

@@ -57,7 +57,7 @@ describe('legality table through the SEAMCALL host interface', () => {
 
   it.each(cells)('%s on %s → %s', (op, state, expected) => {
     const td = createTd({ memoryBytes: 8n << 20n });
-    const m = td.module;
+    const m = td.platform.module;
     m.finalized = running[op];
     const level: SeptLevel = op === 'ADD' ? 0 : 1;
     const gpa = 0x200000n;
@@ -93,20 +93,20 @@ describe('legality table through the SEAMCALL host interface', () => {
       expect(m.machine.gate.get('private', page)).toBe(m.sept.walk(page, 0).state === 'MAPPED' ? 'readwrite' : 'none');
     }
     expect(td.trace.ofType('seamcall').at(-1)).toMatchObject({ result: statusName(r.status) });
-    td.machine.close();
+    td.platform.machine.close();
   });
 });
 
 describe('conditions beyond the entry state', () => {
   const fresh = () => {
     const td = createTd({ memoryBytes: 8n << 20n });
-    td.module.host.memSeptAdd(gpaLevel(0n, 2));
+    td.platform.module.host.memSeptAdd(gpaLevel(0n, 2));
     return td;
   };
 
   it('REMOVE / DEMOTE / UNBLOCK of a running TD need TDH.MEM.TRACK after BLOCK', () => {
     const td = fresh();
-    const h = td.module.host;
+    const h = td.platform.module.host;
     expect(h.memPageAug(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.OP_STATE_INCORRECT); // not finalized yet
     h.mrFinalize();
     expect(h.memPageAug(gpaLevel(0x200000n, 1)).status).toBe(0n);
@@ -116,31 +116,31 @@ describe('conditions beyond the entry state', () => {
     expect(h.memRangeUnblock(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.TLB_TRACKING_NOT_DONE | 1n);
     h.memTrack();
     expect(h.memPageRemove(gpaLevel(0x200000n, 1)).status).toBe(0n);
-    expect(td.module.sept.walk(0x200000n, 1).state).toBe('FREE');
+    expect(td.platform.module.sept.walk(0x200000n, 1).state).toBe('FREE');
   });
 
   it('PAGE.ADD only before finalization; FINALIZE only once; MRTD is SHA-384 over the measured pages', () => {
     const td = fresh();
-    const h = td.module.host;
+    const h = td.platform.module.host;
     h.memSeptAdd(gpaLevel(0n, 1));
     const page = new Uint8Array(4096).fill(0x90);
     expect(h.addMeasuredPage(0x1000n, page).status).toBe(0n);
-    expect([...td.machine.memory.read(0x1000n, 4)]).toEqual([0x90, 0x90, 0x90, 0x90]);
+    expect([...td.platform.machine.memory.read(0x1000n, 4)]).toEqual([0x90, 0x90, 0x90, 0x90]);
     const f = h.mrFinalize();
     expect(f.status).toBe(0n);
     expect(f.mrtd).toHaveLength(48);
     expect(h.mrFinalize().status).toBe(TdxStatus.OP_STATE_INCORRECT);
     expect(h.memPageAdd(gpaLevel(0x2000n, 0), page).status).toBe(TdxStatus.OP_STATE_INCORRECT);
     // Same content → same MRTD; different content → different MRTD.
-    const again = fresh(); again.module.host.memSeptAdd(gpaLevel(0n, 1)); again.module.host.addMeasuredPage(0x1000n, page);
-    expect(again.module.host.mrFinalize().mrtd!.equals(f.mrtd!)).toBe(true);
-    const other = fresh(); other.module.host.memSeptAdd(gpaLevel(0n, 1)); other.module.host.addMeasuredPage(0x1000n, page.fill(0xcc));
-    expect(other.module.host.mrFinalize().mrtd!.equals(f.mrtd!)).toBe(false);
+    const again = fresh(); again.platform.module.host.memSeptAdd(gpaLevel(0n, 1)); again.platform.module.host.addMeasuredPage(0x1000n, page);
+    expect(again.platform.module.host.mrFinalize().mrtd!.equals(f.mrtd!)).toBe(true);
+    const other = fresh(); other.platform.module.host.memSeptAdd(gpaLevel(0n, 1)); other.platform.module.host.addMeasuredPage(0x1000n, page.fill(0xcc));
+    expect(other.platform.module.host.mrFinalize().mrtd!.equals(f.mrtd!)).toBe(false);
   });
 
   it('PROMOTE needs 512 uniform children; AUG refuses 1G; operands are checked', () => {
     const td = fresh();
-    const h = td.module.host;
+    const h = td.platform.module.host;
     h.mrFinalize();
     h.memSeptAdd(gpaLevel(0x200000n, 1));
     h.memPageAug(gpaLevel(0x200000n, 0));
@@ -157,33 +157,33 @@ describe('conditions beyond the entry state', () => {
 
   it('PROMOTE of 512 accepted pages gives one 2M MAPPED leaf and one gate range', () => {
     const td = fresh();
-    const h = td.module.host;
-    const s = td.module.sept;
+    const h = td.platform.module.host;
+    const s = td.platform.module.sept;
     s.split(1, 0x200000n, 'MAPPED');
     h.mrFinalize();
     h.memRangeBlock(gpaLevel(0x200000n, 1));
     h.memTrack();
     expect(h.memPagePromote(gpaLevel(0x200000n, 1)).status).toBe(0n);
     expect(s.walk(0x234000n, 0)).toMatchObject({ level: 1, state: 'MAPPED' });
-    expect(td.machine.gate.count('private', 0x200000n, 0x200000n, 'readwrite')).toBe(512n);
+    expect(td.platform.machine.gate.count('private', 0x200000n, 0x200000n, 'readwrite')).toBe(512n);
   });
 });
 
 describe('sparse SEPT', () => {
   it('a 1 TiB TD uses memory proportional to what is mapped', () => {
     const td = createTd({ memoryBytes: 1n << 40n });
-    const h = td.module.host;
+    const h = td.platform.module.host;
     h.mrFinalize();
     const gpas = [0n, 0x80_1234_0000n & ~0x1fffffn, (1n << 40n) - 0x200000n];
     for (const g of gpas) {
       h.memSeptAdd(gpaLevel(Sept.alignDown(g, 2), 2));
       expect(h.memPageAug(gpaLevel(g, 1)).status).toBe(0n);
     }
-    td.module.sept.setState(1, gpas[2]!, 'MAPPED');
-    expect(td.module.sept.entryCounts()).toEqual([0, 3, 3]);
-    expect(td.machine.gate.get('private', (1n << 40n) - 0x1000n)).toBe('readwrite');
-    expect(td.machine.gate.get('private', gpas[1]!)).toBe('none');
-    td.machine.close();
+    td.platform.module.sept.setState(1, gpas[2]!, 'MAPPED');
+    expect(td.platform.module.sept.entryCounts()).toEqual([0, 3, 3]);
+    expect(td.platform.machine.gate.get('private', (1n << 40n) - 0x1000n)).toBe('readwrite');
+    expect(td.platform.machine.gate.get('private', gpas[1]!)).toBe('none');
+    td.platform.machine.close();
   });
 });
 

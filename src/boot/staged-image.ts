@@ -1,0 +1,45 @@
+// The VMM's own copy of the initial guest image, page by page, in host memory. The measured
+// launch copies each page into the guest (TDX TDH.MEM.PAGE.ADD's source page, SNP
+// SNP_LAUNCH_UPDATE's source); nothing is written into guest RAM before that.
+import type { LoadTarget } from './elf.js';
+
+const PAGE = 0x1000n;
+
+export class StagedImage implements LoadTarget {
+  readonly #pages = new Map<bigint, Uint8Array>();
+
+  #page(base: bigint): Uint8Array {
+    let page = this.#pages.get(base);
+    if (!page) {
+      page = new Uint8Array(Number(PAGE));
+      this.#pages.set(base, page);
+    }
+    return page;
+  }
+
+  write(gpa: bigint, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.byteLength) {
+      const at = gpa + BigInt(done);
+      const base = at & ~(PAGE - 1n);
+      const offset = Number(at - base);
+      const n = Math.min(Number(PAGE) - offset, data.byteLength - done);
+      this.#page(base).set(data.subarray(done, done + n), offset);
+      done += n;
+    }
+  }
+
+  fill(gpa: bigint, length: bigint, byte = 0): void {
+    this.write(gpa, new Uint8Array(Number(length)).fill(byte));
+  }
+
+  /** The 4 KiB page at `base` (zeros where nothing was staged). */
+  page(base: bigint): Uint8Array {
+    return this.#pages.get(base) ?? new Uint8Array(Number(PAGE));
+  }
+
+  /** Staged pages outside [gpa, gpa+bytes) of every given range: bytes the launch would drop. */
+  pagesOutside(ranges: ReadonlyArray<{ gpa: bigint; bytes: bigint }>): bigint[] {
+    return [...this.#pages.keys()].filter((p) => !ranges.some((r) => p >= r.gpa && p < r.gpa + r.bytes));
+  }
+}

@@ -1,0 +1,83 @@
+// Guest memory as the untrusted host sees it. A real hypervisor reaches guest RAM through its own
+// mappings of host-physical memory; the hardware decides what such an access may do to a page
+// that belongs to the guest:
+// - SEV-SNP: a host write to a page the RMP assigns to a guest (or to the firmware) is an
+//   RMP-protected write and faults (APM Vol. 2 §15.36.10 "RMP and VMPL Access Checks": the RMP
+//   check on hypervisor accesses); a host read returns what DRAM holds, the ciphertext.
+// - TDX: private memory is encrypted and integrity-protected with the TD's key; the host may only
+//   use shared memory (TDX Module Base Spec, "Private vs. shared memory").
+// This view asks a per-platform `HostMemoryGuard` about every page a host access touches.
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { TypedAccess } from '../memory/typed-access.js';
+
+const PAGE = 0x1000n;
+
+/** A host access the hardware refuses (SNP: RMP-protected write; TDX: access to private memory). */
+export class HostAccessRefused extends Error {
+  override name = 'HostAccessRefused';
+  readonly gpa: bigint;
+  constructor(gpa: bigint, why: string) {
+    super(`host ${why} at 0x${gpa.toString(16)}`);
+    this.gpa = gpa;
+  }
+}
+
+/** How the hardware treats a host access to one 4 KiB page. */
+export interface HostMemoryGuard {
+  /** undefined: the host may write the page; a string: why the hardware refuses it. */
+  refuseWrite(page: bigint): string | undefined;
+  /**
+   * What a host read of `page` returns: 'plain' for host-owned memory, the page's ciphertext
+   * (4 KiB) for protected memory, or a refusal reason (string).
+   */
+  read(page: bigint): 'plain' | Uint8Array | string;
+}
+
+export class HostMemory extends TypedAccess {
+  readonly #memory: GuestMemory;
+  readonly #guard: HostMemoryGuard;
+
+  constructor(memory: GuestMemory, guard: HostMemoryGuard) {
+    super();
+    this.#memory = memory;
+    this.#guard = guard;
+  }
+
+  get size(): bigint {
+    return this.#memory.size;
+  }
+
+  read(gpa: bigint, length: number): Uint8Array {
+    const out = this.#memory.read(gpa, length);
+    for (let page = gpa & ~(PAGE - 1n); page < gpa + BigInt(length); page += PAGE) {
+      const seen = this.#guard.read(page);
+      if (seen === 'plain') continue;
+      if (typeof seen === 'string') throw new HostAccessRefused(gpa, `read refused: ${seen}`);
+      // Overlay the ciphertext of this page onto the part of `out` that lies in it.
+      const from = page > gpa ? page : gpa;
+      const to = page + PAGE < gpa + BigInt(length) ? page + PAGE : gpa + BigInt(length);
+      out.set(seen.subarray(Number(from - page), Number(to - page)), Number(from - gpa));
+    }
+    return out;
+  }
+
+  write(gpa: bigint, data: Uint8Array): void {
+    this.#checkWrite(gpa, BigInt(data.byteLength));
+    this.#memory.write(gpa, data);
+  }
+
+  fill(gpa: bigint, length: bigint, byte = 0): void {
+    this.#checkWrite(gpa, length);
+    this.#memory.fill(gpa, length, byte);
+  }
+
+  #checkWrite(gpa: bigint, length: bigint): void {
+    if (gpa < 0n || length < 0n || gpa + length > this.#memory.size) {
+      throw new RangeError(`guest-physical range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM`);
+    }
+    for (let page = gpa & ~(PAGE - 1n); page < gpa + length; page += PAGE) {
+      const why = this.#guard.refuseWrite(page);
+      if (why !== undefined) throw new HostAccessRefused(page > gpa ? page : gpa, `write refused: ${why}`);
+    }
+  }
+}

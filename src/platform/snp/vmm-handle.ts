@@ -1,0 +1,77 @@
+// Everything the untrusted hypervisor of an SEV-SNP guest can do, and nothing more (AMD APM
+// Vol. 2 §15.36; SEV-SNP Firmware ABI §8):
+// - RMPUPDATE, PSMASH (and RMP reads), its own nested page tables (page sizes), the
+//   SNP_LAUNCH_* firmware commands before the guest runs;
+// - the GHCB MSR value it returns on VMGEXIT;
+// - guest memory as the host sees it (`hostMemory`): pages the RMP assigns to a guest or to the
+//   firmware refuse host writes (an RMP-protected write faults, APM §15.36.10) and read back as
+//   ciphertext; hypervisor-owned (shared) pages read and write normally;
+// - event injection of any vector, exceptions included: without Restricted/Alternate Injection
+//   (SEV_FEATURES bits 3/4, APM §15.36.16) an SNP hypervisor can inject #VC (the WeSee attack)
+//   and arbitrary interrupts (Heckler).
+// There is deliberately no method that writes guest-private memory or touches the vCPU directly.
+import { HostMemory } from '../host-memory.js';
+import type { Trace } from '../../shared/trace.js';
+import type { LaunchPageType } from './launch.js';
+import type { RmpEntry, RmpPageSize } from './rmp.js';
+import type { HostOpResult, RmpUpdateRequest, SnpPlatform } from './snp-cpu.js';
+
+export class SnpVmmHandle {
+  readonly #platform: SnpPlatform;
+  /** Guest memory as the host sees it (RMP-checked writes, ciphertext reads of guest pages). */
+  readonly hostMemory: HostMemory;
+
+  constructor(platform: SnpPlatform) {
+    this.#platform = platform;
+    const protectedPage = (page: bigint): string | undefined => {
+      const e = platform.rmp.lookup(page);
+      if (!e.assigned) return undefined;
+      return e.asid === 0 ? 'RMP-protected (firmware page)' : `RMP-protected (assigned to ASID ${e.asid})`;
+    };
+    this.hostMemory = new HostMemory(platform.machine.memory, {
+      refuseWrite: protectedPage,
+      // Assigned pages read back as their ciphertext (memory-encryption.ts), as the guest's own C=0 reads do.
+      read: (page) => (protectedPage(page) === undefined ? 'plain' : platform.hostRead(page, 4096)),
+    });
+  }
+
+  get memoryBytes(): bigint { return this.#platform.memoryBytes; }
+  get cBit(): number { return this.#platform.cBit; }
+  get asid(): number { return this.#platform.asid; }
+  get trace(): Trace { return this.#platform.trace; }
+
+  rmpUpdate(spa: bigint, req: RmpUpdateRequest): HostOpResult { return this.#platform.rmpUpdate(spa, req); }
+  psmash(spa: bigint): HostOpResult { return this.#platform.psmash(spa); }
+  /** RMPREAD: a read-only copy of an RMP entry. */
+  rmpEntry(spa: bigint): Readonly<RmpEntry> { return this.#platform.rmp.lookup(spa); }
+  setNptPageSize(gpa: bigint, size: RmpPageSize): void { this.#platform.setNptPageSize(gpa, size); }
+  nptPageSize(gpa: bigint): RmpPageSize { return this.#platform.nptPageSize(gpa); }
+
+  /** The GHCB MSR as the VMM sees it on VMGEXIT (VMCB GHCB GPA field), and its answer. */
+  get ghcbMsr(): bigint { return this.#platform.ghcbMsr; }
+  set ghcbMsr(value: bigint) { this.#platform.ghcbMsr = value; }
+
+  /** SNP_LAUNCH_UPDATE of one pre-guest page: the firmware copies `source` (4 KiB) in and measures it. */
+  launchUpdatePage(gpa: bigint, type: LaunchPageType, source?: Uint8Array): HostOpResult {
+    return this.#platform.launchUpdatePage(gpa, type, source);
+  }
+
+  /** SNP_LAUNCH_FINISH: fixes the launch digest (hex). */
+  launchFinish(): string { return this.#platform.launchFinish(); }
+
+  /** The BSP's start RIP and RSP (the VMSA the VMM provides); refused once the launch finished. */
+  setInitialRegisters(regs: { rip: bigint; rsp: bigint }): void {
+    if (this.#platform.launch.finished) throw new Error('the VMSA of a launched guest is encrypted');
+    this.#platform.machine.vcpu.regs.rip = regs.rip;
+    this.#platform.machine.vcpu.regs.rsp = regs.rsp;
+  }
+
+  /**
+   * Injects `vector` (with an error code for exceptions that have one, e.g. #VC's SW_EXITCODE)
+   * before the vCPU runs again. An undeliverable event shuts the guest down at the next step.
+   */
+  inject(vector: number, errorCode?: bigint): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, not ${vector}`);
+    this.#platform.injectFromHost(vector, errorCode);
+  }
+}

@@ -1,0 +1,72 @@
+// Intel TDX as a Platform: the vCPU under the TDX module. `step()` is TDH.VP.ENTER: the vCPU
+// runs, the module handles what it owns (TDCALLs, #VE, exceptions) and returns on a TD exit.
+import { Machine } from '../../cpu/machine.js';
+import { Trace } from '../../shared/trace.js';
+import type { PageState, Platform, PlatformStep } from '../platform.js';
+import { TdModule, type TdConfig, type TdExit } from './td-module.js';
+import type { TdxVmmHandle } from './vmm-handle.js';
+
+export interface TdxPlatformOptions extends Partial<TdConfig> {
+  memoryBytes: bigint;
+  countInstructions?: boolean;
+  instructionLimit?: bigint;
+  trace?: Trace;
+}
+
+const LEVEL_PAGE_SIZE = ['4k', '2m', '1g'] as const;
+
+export class TdxPlatform implements Platform<TdExit, TdxVmmHandle> {
+  readonly kind = 'tdx' as const;
+  readonly machine: Machine;
+  readonly module: TdModule;
+  readonly trace: Trace;
+
+  /** A new TD: its machine (RAM, gate, vCPU) and TDX module, nothing mapped yet. */
+  static create(options: TdxPlatformOptions): TdxPlatform {
+    const gpaWidth = options.gpaWidth ?? 48;
+    const machine = new Machine({
+      memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
+      marker: { kind: 'tdx-shared-bit', gpaWidth },
+      ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+    });
+    const config: TdConfig = { gpaWidth, attributes: options.attributes ?? 0n };
+    if (options.numVcpus !== undefined) config.numVcpus = options.numVcpus;
+    if (options.maxVcpus !== undefined) config.maxVcpus = options.maxVcpus;
+    if (options.configFlags !== undefined) config.configFlags = options.configFlags;
+    return new TdxPlatform(machine, options.trace ?? new Trace(), config);
+  }
+
+  constructor(machine: Machine, trace: Trace, config: TdConfig) {
+    this.machine = machine;
+    this.trace = trace;
+    this.module = new TdModule(machine, trace, config);
+  }
+
+  get handle(): TdxVmmHandle {
+    return this.module.host;
+  }
+
+  step(): PlatformStep<TdExit> {
+    const posted = this.module.deliverPostedInterrupt();
+    if (posted.kind === 'stop') return { kind: 'outcome', outcome: posted.outcome };
+    for (;;) {
+      const step = this.module.handleExit(this.machine.vcpu.run());
+      if (step.kind === 'resume') continue;
+      if (step.kind === 'stop') return { kind: 'outcome', outcome: step.outcome };
+      return { kind: 'exit', exit: step.exit };
+    }
+  }
+
+  pageState(gpa: bigint): PageState {
+    const page = gpa & ~0xfffn & ~this.module.sharedBit;
+    const walk = this.module.sept.walk(page, 0);
+    const state = walk.state;
+    const pending = state === 'PENDING' || state === 'PENDING_BLOCKED';
+    // A BLOCKED page was accepted; the host has only made it unreachable for a while.
+    const accepted = state === 'MAPPED' || state === 'BLOCKED';
+    return {
+      gpa: page, visibility: this.module.isPrivatePage(page) ? 'private' : 'shared', accepted, pending,
+      pageSize: LEVEL_PAGE_SIZE[walk.level], raw: state,
+    };
+  }
+}

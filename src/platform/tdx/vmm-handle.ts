@@ -1,0 +1,98 @@
+// Everything the untrusted VMM of a TD can do, and nothing more (TDX Module Base Architecture
+// Spec ch. "TD Private Memory Management"; Linux arch/x86/kvm/vmx/tdx.c):
+// - SEAMCALLs (the inherited SeamcallHost methods): the only way private memory changes from
+//   outside the TD. PAGE.ADD copies a source page in before MR.FINALIZE; after that the host can
+//   only add zeroed PENDING pages (AUG) that the guest must accept.
+// - its own shared EPT (MapGPA bookkeeping) and shared memory, through `hostMemory`, which
+//   refuses any page the SEPT holds for the TD (private memory is the TD's, encrypted and
+//   integrity-protected with its key);
+// - its answer to a TDG.VP.VMCALL, and interrupts: a TDX VMM can only post interrupts (vectors
+//   32..255, posted-interrupt descriptor); exceptions cannot be injected into a TD.
+// There is deliberately no method that writes private memory or touches the vCPU directly.
+import { HostMemory } from '../host-memory.js';
+import type { Trace } from '../../shared/trace.js';
+import { SeamcallHost } from './seamcall.js';
+import type { SeptLevel } from './sept-states.js';
+import type { TdModule, VmcallRegs } from './td-module.js';
+
+const FIRST_INTERRUPT_VECTOR = 32;
+
+export class TdxVmmHandle extends SeamcallHost {
+  readonly #td: TdModule;
+  /** Guest memory as the host sees it: shared pages only. */
+  readonly hostMemory: HostMemory;
+
+  constructor(td: TdModule) {
+    super(td);
+    this.#td = td;
+    const refuse = (page: bigint): string | undefined => (td.isPrivatePage(page) ? 'the page is TD-private memory' : undefined);
+    this.hostMemory = new HostMemory(td.machine.memory, {
+      refuseWrite: refuse,
+      read: (page) => refuse(page) ?? 'plain',
+    });
+  }
+
+  get memoryBytes(): bigint { return this.#td.machine.memoryBytes; }
+  get gpaWidth(): 48 | 52 { return this.#td.config.gpaWidth; }
+  get sharedBit(): bigint { return this.#td.sharedBit; }
+  get trace(): Trace { return this.#td.trace; }
+
+  /**
+   * The shared EPT is the VMM's own (no SEAMCALL): map/unmap shared GPAs (shared bit stripped).
+   * It only drives the page gate's shared space.
+   */
+  setShared(gpa: bigint, size: bigint, mapped: boolean): void {
+    const td = this.#td;
+    const base = gpa & ~td.sharedBit;
+    if (base >= td.machine.memoryBytes) return;
+    const length = base + size > td.machine.memoryBytes ? td.machine.memoryBytes - base : size;
+    td.machine.gate.set('shared', base, length, mapped ? 'readwrite' : 'none');
+    td.trace.record('vmm', 'shared-ept', { gpa: base, size: length, mapped });
+  }
+
+  /** Whether the shared EPT maps the page of `gpa` (shared bit ignored). */
+  isSharedMapped(gpa: bigint): boolean {
+    const base = gpa & ~this.#td.sharedBit;
+    return base < this.#td.machine.memoryBytes && this.#td.machine.gate.get('shared', base) !== 'none';
+  }
+
+  /** The VMM's answer to the TDG.VP.VMCALL in flight (only exposed registers reach the guest). */
+  completeVmcall(out: Partial<VmcallRegs>): void {
+    this.#td.completeVmcall(out);
+  }
+
+  /**
+   * Posts an interrupt (vector 32..255). It is delivered through the guest IDT when the guest
+   * has RFLAGS.IF set, before the vCPU runs again; until then it stays pending.
+   */
+  injectInterrupt(vector: number): void {
+    if (!Number.isInteger(vector) || vector < FIRST_INTERRUPT_VECTOR || vector > 255) {
+      throw new RangeError(`a TDX VMM can only post interrupts 32..255, not ${vector}`);
+    }
+    this.#td.postedInterrupts.push(vector);
+    this.#td.trace.record('vmm', 'inject-interrupt', { vector });
+  }
+
+  /**
+   * An interrupt pending on the host CPU while the guest runs a 2 MiB TDG.MEM.PAGE.ACCEPT: the
+   * module interrupts the accept after `afterChunks` 4 KiB chunks (IA32_INTR_PENDING check in
+   * tdg_mem_page_accept.c) and the guest re-executes it.
+   */
+  postInterrupt(vector: number, afterChunks: number): void {
+    this.#td.pendingInterrupt = { vector, afterChunks };
+  }
+
+  /** Models a concurrent SEAMCALL on another host CPU holding a SEPT entry lock (the guest sees OPERAND_BUSY). */
+  lockEntry(gpa: bigint, level: SeptLevel, locked = true): void {
+    const key = `${level}:${gpa}`;
+    if (locked) this.#td.hostLocks.add(key);
+    else this.#td.hostLocks.delete(key);
+  }
+
+  /** The vCPU's start RIP and RSP (TDH.VP.INIT time); refused once the TD is finalized. */
+  setInitialRegisters(regs: { rip: bigint; rsp: bigint }): void {
+    if (this.#td.finalized) throw new Error('the vCPU state of a finalized TD belongs to the TD');
+    this.#td.machine.vcpu.regs.rip = regs.rip;
+    this.#td.machine.vcpu.regs.rsp = regs.rsp;
+  }
+}
