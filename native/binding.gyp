@@ -8,7 +8,9 @@
         "src/page_walk.cc",
         "src/trapped_insn.cc",
         "src/mem_operand.cc",
-        "src/guest_ram.cc"
+        "src/guest_ram.cc",
+        "src/deliver.cc",
+        "src/guest_stub.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -108,6 +108,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::NoteHostWrite>("noteHostWrite"),
       InstanceMethod<&NativeMachine::Translate>("translate"),
       InstanceMethod<&NativeMachine::Inject>("inject"),
+      InstanceMethod<&NativeMachine::SetEntryState>("setEntryState"),
+      InstanceMethod<&NativeMachine::CodeSegmentInfo>("codeSegment"),
       InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
       InstanceMethod<&NativeMachine::Restore>("restore"),
       InstanceMethod<&NativeMachine::ForgetSnapshot>("forgetSnapshot"),
@@ -344,6 +346,33 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     bool has_error = info.Length() > 1 && !info[1].IsUndefined();
     if (has_error && !GetU64(info, 1, "errorCode", &error_code)) return info.Env().Undefined();
     return Napi::String::New(info.Env(), m->Inject(static_cast<uint8_t>(vector), has_error, error_code));
+  }
+
+  // setEntryState(mode, csSelector, csBase) -> "" or the reason the state cannot be entered
+  Napi::Value SetEntryState(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t mode, selector; uint64_t base;
+    if (!m || !GetU32(info, 0, "mode", 2, &mode) || !GetU32(info, 1, "csSelector", 0xffff, &selector) ||
+        !GetU64(info, 2, "csBase", &base)) {
+      return info.Env().Undefined();
+    }
+    return Napi::String::New(info.Env(), m->SetEntryState(static_cast<EntryMode>(mode), static_cast<uint16_t>(selector), base));
+  }
+
+  // codeSegment() -> { bits, longMode, protectedMode, selector, base }
+  Napi::Value CodeSegmentInfo(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    m->SyncRegsIn();
+    CodeSegment cs = m->CurrentCodeSegment();
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bits", cs.bits);
+    o.Set("longMode", cs.long_mode);
+    o.Set("protectedMode", cs.protected_mode);
+    o.Set("selector", cs.selector);
+    o.Set("base", Napi::BigInt::New(env, cs.base));
+    return o;
   }
 
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {

@@ -16,7 +16,6 @@ static const int kRunAreaRegs[kRegCount] = {
     UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
     UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP, UC_X86_REG_RFLAGS,
 };
-constexpr int kRegRsp = 4, kRegRip = 16, kRegRflags = 17;
 constexpr uint32_t kTranslationBufferBytes = 64u << 20;
 constexpr uint64_t kChunkBytes = 1ull << 30;
 
@@ -114,6 +113,9 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   if (!check(uc_hook_add(uc_, &h, UC_HOOK_INTR, (void*)OnInterrupt, this, 1, 0), "interrupt hook")) return false;
   if (config_.count_instructions &&
       !check(uc_hook_add(uc_, &h, UC_HOOK_CODE, (void*)OnCode, this, 1, 0), "code hook")) return false;
+  stub_page_ = static_cast<uint8_t*>(mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (stub_page_ == MAP_FAILED) { stub_page_ = nullptr; *error = "cannot allocate the guest stub page"; return false; }
+  if (!check(uc_mem_map_ptr(uc_, kStubGpa, kPageSize, UC_PROT_ALL, stub_page_), "uc_mem_map_ptr(stub page)")) return false;
   std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
   area_[kSlotInstructionLimit] = ~0ull;
   SyncRegsOut();
@@ -126,6 +128,7 @@ Machine::~Machine() {
     delete s;
   }
   if (uc_) uc_close(uc_);
+  if (stub_page_) munmap(stub_page_, kPageSize);
   if (ram_) ram_->Unref();
   if (shadow_) shadow_->Unref();
 }
@@ -335,6 +338,8 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
 }
 
 void Machine::RefineFaultAddress() {
+  // The operand decoder knows 64-bit code only; elsewhere the page-granular address stays.
+  if (CurrentCodeSegment().bits != 64) return;
   uint64_t rip = area_[kSlotRegs + kRegRip];
   uint64_t page = fault_va_ & ~(kPageSize - 1);
   uint64_t exact = 0;
@@ -395,7 +400,8 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
   for (size_t i = 0; i < kPageSize; i++) {
     size_t avail = std::min<size_t>(15, kPageSize - i);
     if (!MayBeIntercepted(host_page + i, avail)) continue;
-    TrappedInsn t = DecodeTrapped(host_page + i, avail);
+    // A superset: OnCode decodes again in the mode the instruction runs in.
+    TrappedInsn t = DecodeTrapped(host_page + i, avail, 64);
     if (t.kind == TrappedKind::kNone) continue;
     uint64_t addr = va_page + i;
     if (!hooked_addresses_.insert(addr).second) continue;
@@ -408,6 +414,18 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
 
 bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self) {
   Machine* m = static_cast<Machine*>(self);
+  if (m->stub_active_) {
+    // While a guest stub runs, its linear pages show the stub page; any other fetch means the
+    // CPU is not where the host put it (guest_stub.cc).
+    uint64_t page = vaddr & ~(kPageSize - 1);
+    for (int i = 0; i < m->stub_va_count_; i++) {
+      if (page != m->stub_va_pages_[i]) continue;
+      entry->paddr = kStubGpa;
+      entry->perms = UC_PROT_ALL;
+      return true;
+    }
+    if (type == UC_MEM_FETCH) { m->stub_stray_fetch_ = true; return false; }
+  }
   Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
   Translation t = m->TranslateForHost(vaddr, access);
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
@@ -483,11 +501,13 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
 
 bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
   Machine* m = static_cast<Machine*>(self);
+  if (m->stub_active_) return false;  // RunStub reports it
   uint64_t rip = 0;
   uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  CodeSegment cs = m->CurrentCodeSegment();
   uint8_t bytes[15] = {0};
-  size_t n = m->FetchInsnBytes(rip, bytes);
-  TrappedInsn t = DecodeTrapped(bytes, n);
+  size_t n = m->FetchInsnBytes(cs.bits == 64 ? rip : (cs.base + rip) & 0xffffffffull, bytes);
+  TrappedInsn t = DecodeTrapped(bytes, n, cs.bits);
   if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit) {
     m->RecordTrapped(t);
   } else {
@@ -515,6 +535,7 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
 
 void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self) {
   Machine* m = static_cast<Machine*>(self);
+  if (m->stub_active_) return;  // the host's own stub: not guest instructions
   uint64_t* a = m->area_;
   if (m->config_.count_instructions) {
     uint64_t n = a[kSlotInstructions];
@@ -540,7 +561,8 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     bytes = buf;
   }
   if (!MayBeIntercepted(bytes, avail)) return;
-  TrappedInsn t = DecodeTrapped(bytes, avail);
+  // Rare path: the operand size and REX depend on the code segment (`address` is linear).
+  TrappedInsn t = DecodeTrapped(bytes, avail, m->CurrentCodeSegment().bits);
   if (t.kind == TrappedKind::kNone || t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate ||
       t.kind == TrappedKind::kVmgexit) {
     return;  // the last three arrive through the invalid-instruction hook
@@ -645,123 +667,6 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
 }
 
 uint64_t Machine::dirty_pages() const { return dirty_->Count(0, pages_); }
-
-// Copies guest-virtual memory for injection, honouring the page tables and the gate.
-static std::string AccessVirtual(Machine* m, uint64_t va, uint8_t* buf, size_t len, bool write,
-                                 const std::function<bool(Space, uint64_t, Access)>& allowed) {
-  size_t done = 0;
-  while (done < len) {
-    uint64_t cur = va + done;
-    Translation t = m->TranslateForHost(cur, write ? Access::kWrite : Access::kRead);
-    char msg[160];
-    if (t.status != Translation::kOk || t.gpa >= m->memory_bytes() ||
-        !allowed(t.is_private ? Space::kPrivate : Space::kShared, t.gpa >> kPageShift,
-                 write ? Access::kWrite : Access::kRead)) {
-      snprintf(msg, sizeof msg, "guest virtual address 0x%llx is not %s", (unsigned long long)cur,
-               write ? "writable" : "readable");
-      return msg;
-    }
-    size_t n = std::min<size_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
-    uint8_t* host = m->ram()->base() + t.gpa;
-    if (write) {
-      std::memcpy(host, buf + done, n);
-      m->NoteHostWrite(t.gpa, n);
-    } else {
-      std::memcpy(buf + done, host, n);
-    }
-    done += n;
-  }
-  return "";
-}
-
-std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code) {
-  if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
-  auto allowed = [this](Space s, uint64_t page, Access a) { return Allowed(s, page, a); };
-  uc_x86_mmr idtr{}, gdtr{};
-  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
-  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
-  char msg[200];
-  if (uint64_t(vector) * 16 + 15 > idtr.limit) {
-    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
-    return msg;
-  }
-  uint8_t gate[16];
-  std::string err = AccessVirtual(this, idtr.base + uint64_t(vector) * 16, gate, 16, false, allowed);
-  if (!err.empty()) return "cannot read the IDT: " + err;
-  uint64_t handler = uint64_t(gate[0]) | uint64_t(gate[1]) << 8 | uint64_t(gate[6]) << 16 | uint64_t(gate[7]) << 24;
-  uint32_t high;
-  std::memcpy(&high, gate + 8, 4);
-  handler |= uint64_t(high) << 32;
-  uint16_t selector = uint16_t(gate[2] | gate[3] << 8);
-  unsigned ist = gate[4] & 7;
-  unsigned type = gate[5] & 0xF;
-  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
-  if (type != 0xE && type != 0xF) {
-    snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not a 64-bit interrupt or trap gate", vector, type);
-    return msg;
-  }
-  // The handler's code segment must be a present 64-bit code descriptor, or IRETQ will #GP.
-  if ((selector & 4) || uint64_t(selector & ~7) + 7 > gdtr.limit || (selector & ~7) == 0) {
-    snprintf(msg, sizeof msg, "IDT entry %u names selector 0x%x outside the GDT", vector, selector);
-    return msg;
-  }
-  uint64_t desc;
-  err = AccessVirtual(this, gdtr.base + (selector & ~7), reinterpret_cast<uint8_t*>(&desc), 8, false, allowed);
-  if (!err.empty()) return "cannot read the GDT: " + err;
-  bool present = desc & (1ull << 47), code = (desc & (3ull << 43)) == (3ull << 43), long_mode = desc & (1ull << 53);
-  if (!present || !code || !long_mode) {
-    snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
-    return msg;
-  }
-  // In UC_MODE_64 a CS write changes only the selector, never the cached descriptor
-  // (unicorn.c reg_write), so leaving a 32-bit compatibility-mode segment cannot be emulated.
-  uint64_t current_cs = 0;
-  uc_reg_read(uc_, UC_X86_REG_CS, &current_cs);
-  if ((current_cs & ~7ull) != 0 && !(current_cs & 4) && (current_cs & ~7ull) + 7 <= gdtr.limit) {
-    uint64_t cur_desc = 0;
-    if (AccessVirtual(this, gdtr.base + (current_cs & ~7ull), reinterpret_cast<uint8_t*>(&cur_desc), 8, false, allowed).empty() &&
-        (cur_desc & (1ull << 47)) && (cur_desc & (1ull << 43)) && !(cur_desc & (1ull << 53))) {
-      snprintf(msg, sizeof msg, "the vCPU runs in a compatibility-mode code segment (CS 0x%llx); delivering from it is not modelled",
-               (unsigned long long)current_cs);
-      return msg;
-    }
-  }
-  uint64_t rsp = area_[kSlotRegs + kRegRsp];
-  if (ist) {
-    uc_x86_mmr tr{};
-    uc_reg_read(uc_, UC_X86_REG_TR, &tr);
-    err = AccessVirtual(this, tr.base + 0x24 + (ist - 1) * 8, reinterpret_cast<uint8_t*>(&rsp), 8, false, allowed);
-    if (!err.empty()) return "cannot read the IST pointer from the TSS: " + err;
-  }
-  uint64_t ss = 0, cs = 0;
-  uc_reg_read(uc_, UC_X86_REG_SS, &ss);
-  uc_reg_read(uc_, UC_X86_REG_CS, &cs);
-  uint64_t rflags = area_[kSlotRegs + kRegRflags];
-  uint64_t frame[6];
-  int n = 0;
-  if (has_error_code) frame[n++] = error_code;
-  frame[n++] = area_[kSlotRegs + kRegRip];
-  frame[n++] = cs;
-  frame[n++] = rflags;
-  frame[n++] = area_[kSlotRegs + kRegRsp];
-  frame[n++] = ss;
-  uint64_t new_rsp = (rsp & ~0xFull) - uint64_t(n) * 8;  // 64-bit mode aligns the frame to 16
-  err = AccessVirtual(this, new_rsp, reinterpret_cast<uint8_t*>(frame), n * 8, true, allowed);
-  if (!err.empty()) return "cannot push the exception frame: " + err;
-  constexpr uint64_t kTF = 1 << 8, kIF = 1 << 9, kNT = 1 << 14, kRF = 1 << 16;
-  rflags &= ~(kTF | kNT | kRF | (type == 0xE ? kIF : 0));
-  if (selector != cs) {
-    uint64_t sel = selector;
-    uc_reg_write(uc_, UC_X86_REG_CS, &sel);
-  }
-  area_[kSlotRegs + kRegRsp] = new_rsp;
-  area_[kSlotRegs + kRegRip] = handler;
-  area_[kSlotRegs + kRegRflags] = rflags;
-  area_[kSlotDirtyRegs] |= (1ull << kRegRsp) | (1ull << kRegRip) | (1ull << kRegRflags);
-  SyncRegsIn();
-  SyncRegsOut();
-  return "";
-}
 
 // ---- snapshots ----
 

@@ -56,6 +56,13 @@ enum RunSlot : int {
   kRunAreaSlots = 32,
 };
 
+// The guest stub's page (guest_stub.cc): above any guest RAM (at most 64 TiB), so no guest
+// translation ever reaches it.
+constexpr uint64_t kStubGpa = 1ull << 47;
+
+// Run-area register indexes (after kSlotRegs) used by the host.
+constexpr int kRegRsp = 4, kRegRip = 16, kRegRflags = 17;
+
 enum class Space : uint8_t { kPrivate = 0, kShared = 1 };
 // kCiphertext (shared space only): reads are allowed and see the page's ciphertext, held in a
 // shadow the platform model fills (SEV-SNP: a C=0 read of a guest-encrypted page).
@@ -83,6 +90,22 @@ constexpr uint64_t kExcExactAddress = 4;      // #PF: CR2 (arg3) is exact, not j
 constexpr uint64_t kFatalNullJump = 1;
 constexpr uint64_t kFatalUnicorn = 2;
 constexpr uint64_t kFatalTimeout = 3;
+
+// Where the vCPU starts (SetEntryState). Numbering shared with src/cpu/machine.ts.
+enum class EntryMode : uint8_t {
+  kLong64 = 0,       // Unicorn's own reset state: 64-bit mode with paging off (no real CPU starts here)
+  kProtected32 = 1,  // 32-bit protected mode, flat CS/SS (selector 0), paging off: a TD vCPU
+  kReal16 = 2,       // real mode with a given CS selector and base: the reset state in an SNP VMSA
+};
+
+// The code segment the vCPU executes in, as far as the host can tell (see CodeSegment()).
+struct CodeSegment {
+  int bits = 64;       // 16, 32 or 64
+  bool long_mode = true;   // IA-32e (EFER.LMA)
+  bool protected_mode = true;  // CR0.PE
+  uint16_t selector = 0;
+  uint64_t base = 0;
+};
 
 struct MachineConfig {
   uint64_t memory_bytes = 0;
@@ -140,8 +163,15 @@ class Machine {
   // Translates a guest-virtual address with the current paging mode, without gate checks.
   Translation TranslateForHost(uint64_t va, Access access);
 
-  // Delivers an exception or interrupt through the guest IDT. Returns "" or a reason.
+  // Delivers an exception or interrupt through the guest's IDT (IA-32e and protected mode) or
+  // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason.
   std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code);
+  // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
+  // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
+  std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);
+  // The current code segment: mode from CR0/EFER, size and base from the descriptor its
+  // selector names (Unicorn does not expose the hidden part of segment registers).
+  CodeSegment CurrentCodeSegment();
 
   // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
   // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
@@ -160,6 +190,22 @@ class Machine {
   static bool OnInvalidInsn(uc_engine* uc, void* self);
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
   static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
+
+  // Guest stub (guest_stub.cc): a host-owned page of code the guest CPU itself executes to load
+  // CS from a descriptor, which Unicorn cannot do from the host in UC_MODE_64. The TLB-fill hook
+  // maps it at stub_va_pages_ only while RunStub runs; the guest never sees it otherwise.
+  std::string RunStub(uint64_t eip, const uint64_t* va_pages, int count, uint64_t expect_rip);
+  std::string WriteStub(const uint8_t* bytes, size_t length, size_t offset);
+  // Loads CS:EIP = selector:offset through a far jump executed by the guest CPU, from code of
+  // `code_bits` (16 or 32) in a segment at `cur_base`; `new_base`/`new_limit` locate the target.
+  std::string FarJump(int code_bits, uint64_t cur_base, uint16_t selector, uint64_t new_base,
+                      uint64_t new_limit, uint64_t offset);
+  // Reads the 8-byte GDT descriptor `selector` names.
+  std::string ReadDescriptor(uint16_t selector, uint64_t* desc);
+  std::string AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write);
+  std::string DeliverReal(uint8_t vector);
+  std::string DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code);
+  std::string DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code);
 
   CpuPaging ReadPaging();
   bool Allowed(Space space, uint64_t page, Access access) const;
@@ -214,6 +260,17 @@ class Machine {
   std::unordered_map<uint64_t, Snapshot*> snapshots_;
   uint64_t next_snapshot_id_ = 1;
   Snapshot* base_snapshot_ = nullptr;
+  // Guest stub state.
+  uint8_t* stub_page_ = nullptr;
+  bool stub_active_ = false;
+  bool stub_stray_fetch_ = false;
+  uint64_t stub_va_pages_[2] = {0, 0};
+  int stub_va_count_ = 0;
+  // The entry state's CS: its hidden base is not the selector's (real mode: not selector << 4),
+  // and CS selector 0 in protected mode is the TD's flat 32-bit entry segment.
+  EntryMode entry_mode_ = EntryMode::kLong64;
+  uint16_t entry_cs_selector_ = 0;
+  uint64_t entry_cs_base_ = 0;
 };
 
 }  // namespace minivisor

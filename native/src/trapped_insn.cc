@@ -21,7 +21,7 @@ bool IsLegacyPrefix(uint8_t b) {
   }
 }
 
-Prefixes ScanPrefixes(const uint8_t* b, size_t avail) {
+Prefixes ScanPrefixes(const uint8_t* b, size_t avail, bool rex) {
   Prefixes p;
   while (p.count < avail && p.count < 14 && IsLegacyPrefix(b[p.count])) {
     uint8_t v = b[p.count];
@@ -31,20 +31,20 @@ Prefixes ScanPrefixes(const uint8_t* b, size_t avail) {
     p.count++;
   }
   // REX must come last; it does not change any of the forms recognised here.
-  if (p.count < avail && (b[p.count] & 0xF0) == 0x40) p.count++;
+  if (rex && p.count < avail && (b[p.count] & 0xF0) == 0x40) p.count++;
   return p;
 }
 
 }  // namespace
 
-TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail) {
+TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   TrappedInsn t;
   if (avail > 15) avail = 15;
-  Prefixes p = ScanPrefixes(b, avail);
+  Prefixes p = ScanPrefixes(b, avail, code_bits == 64);
   size_t i = p.count;
   if (i >= avail) return t;
   uint8_t op = b[i];
-  uint8_t io_size = p.opsize ? 2 : 4;
+  uint8_t io_size = (p.opsize != (code_bits == 16)) ? 2 : 4;
   auto io = [&](TrappedKind kind, uint8_t size, bool imm, bool string) {
     if (imm && i + 1 >= avail) return;
     t.kind = kind;

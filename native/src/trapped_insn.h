@@ -28,8 +28,10 @@ struct TrappedInsn {
   bool rep = false;
 };
 
-// Decodes at most `avail` (<= 15) bytes. Returns kind kNone for anything else.
-TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail);
+// Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
+// exists only in 64-bit code (0x40-0x4F are INC/DEC elsewhere), and 66 selects the other
+// operand size than the segment's default. Returns kind kNone for anything else.
+TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
 // True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID or MSR
 // instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.

@@ -1,11 +1,17 @@
 // The vCPU: registers in the shared run area, run() returning a VmExit, event injection.
-import type { NativeMachine, NativeTranslation } from '../native/binding.js';
+import type { NativeCodeSegment, NativeMachine, NativeTranslation } from '../native/binding.js';
 import { InjectionError } from './errors.js';
 import { decodeExit, type Access, type VmExit } from './exits.js';
 import { GPRS, GPR_INDEX, SPECIAL_INDEX, type Gpr, type SpecialRegister } from './registers.js';
 import { RunSlot, type ExitCode } from './run-area.js';
 
 const MASK64 = (1n << 64n) - 1n;
+
+/** Where a vCPU starts (Vcpu.enter). */
+export type EntryState =
+  | { mode: 'long64' }
+  | { mode: 'protected32' }
+  | { mode: 'real16'; csSelector: number; csBase: bigint };
 const ACCESS_CODE: Record<Access, number> = { read: 0, write: 1, fetch: 2 };
 
 /** General-purpose registers, RIP and RFLAGS as bigint properties (rax … r15, rip, rflags). */
@@ -116,6 +122,28 @@ export class Vcpu {
     if (cr2 !== undefined) this.writeSpecial('cr2', cr2);
     const reason = errorCode === undefined ? this.#native.inject(vector) : this.#native.inject(vector, errorCode & MASK64);
     if (reason) throw new InjectionError(vector, reason);
+  }
+
+  /**
+   * Puts the vCPU, still in its reset state, into an architectural entry state: `protected32`
+   * (a TD vCPU: 32-bit protected mode, flat CS/SS with selector 0, paging off) or `real16`
+   * (real mode with the given CS selector and hidden base, as an SNP VMSA holds it). CR0, CR4,
+   * EFER, RIP and the GPRs are the caller's to set. `long64` is Unicorn's own reset state.
+   */
+  enter(state: EntryState): void {
+    const code = { long64: 0, protected32: 1, real16: 2 }[state.mode];
+    const reason = state.mode === 'real16'
+      ? this.#native.setEntryState(code, state.csSelector, state.csBase)
+      : this.#native.setEntryState(code, 0, 0n);
+    if (reason) throw new Error(`cannot enter the ${state.mode} entry state: ${reason}`);
+  }
+
+  /**
+   * The code segment the vCPU runs in: 16-, 32- or 64-bit, from CR0.PE, EFER.LMA and the
+   * descriptor its selector names (selector 0 is an entry state's flat segment).
+   */
+  codeSegment(): NativeCodeSegment {
+    return this.#native.codeSegment();
   }
 
   /** Translates a guest-virtual address with the guest's current page tables (no gate check). */

@@ -23,6 +23,14 @@ export interface NativeTranslation {
   pfError: number;
 }
 
+export interface NativeCodeSegment {
+  bits: 16 | 32 | 64;
+  longMode: boolean;
+  protectedMode: boolean;
+  selector: number;
+  base: bigint;
+}
+
 export interface NativeMachine {
   run(): void;
   close(): void;
@@ -41,6 +49,8 @@ export interface NativeMachine {
   noteHostWrite(gpa: bigint, length: bigint): void;
   translate(va: bigint, access: number): NativeTranslation;
   inject(vector: number, errorCode?: bigint): string;
+  setEntryState(mode: number, csSelector: number, csBase: bigint): string;
+  codeSegment(): NativeCodeSegment;
   snapshot(): number;
   restore(id: number): void;
   forgetSnapshot(id: number): void;

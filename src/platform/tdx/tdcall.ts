@@ -28,27 +28,12 @@ export type LeafResult =
 
 type TdcallExit = Extract<VmExit, { kind: 'tdcall' }>;
 
-const EFER_LMA = 1n << 10n;
 const VMCALL_MASK_RESERVED = 0xffffffff00000000n;
 const VMCALL_MASK_FORBIDDEN = (1n << 0n) | (1n << 1n) | (1n << 4n); // RAX, RCX, RSP
 
-/** The guest runs in 64-bit mode: EFER.LMA and CS.L (read from the guest GDT). */
+/** The guest runs in 64-bit mode: EFER.LMA and CS.L (the vCPU reads the descriptor). */
 function in64BitMode(td: TdModule): boolean {
-  const vcpu = td.machine.vcpu;
-  if ((vcpu.readSpecial('efer') & EFER_LMA) === 0n) return false;
-  const cs = vcpu.readSpecial('cs');
-  if ((cs & 4n) !== 0n) return true; // LDT selector: not modelled, assume 64-bit
-  // Selector 0 is the vCPU's reset state, which the emulator starts in 64-bit mode (a documented
-  // deviation: a real TD starts in 32-bit mode) until the guest loads its own GDT and CS.
-  if ((cs & ~3n) === 0n) return true;
-  try {
-    const t = vcpu.translate(vcpu.readSpecial('gdtrBase') + (cs & 0xfff8n));
-    if (t.status !== 'ok' || t.gpa + 8n > td.machine.memoryBytes) return true;
-    const desc = td.machine.memory.readU64(t.gpa & ~td.sharedBit);
-    return ((desc >> 53n) & 1n) === 1n;
-  } catch {
-    return true;
-  }
+  return td.machine.vcpu.codeSegment().bits === 64;
 }
 
 export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {

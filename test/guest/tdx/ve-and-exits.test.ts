@@ -183,12 +183,15 @@ describe('CPUID and TDCALL leaf rules', () => {
       .byte 0xb8, 0x06, 0, 0, 0      # mov eax, 6 (32-bit encoding)
       ${TDCALL}
       ${HALT}`);
-    // The module decides #GP(0). Delivering it from a compatibility-mode segment is refused by
-    // the vCPU (Unicorn cannot reload CS's cached descriptor in 64-bit mode), which the module
-    // reports as an undeliverable exception rather than running the handler as 32-bit code.
-    expect(outcome.outcome).toBe('terminated');
-    expect(outcome.reason).toMatch(/compatibility-mode/);
+    // The module decides #GP(0); the vCPU delivers it from compatibility mode to the 64-bit
+    // handler like the CPU does (IA-32e frame with the 32-bit CS, error code 0).
     expect(td.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
+    expect(outcome.outcome).not.toBe('terminated');
+    const vcpu = td.machine.vcpu;
+    expect(vcpu.regs.r15).toBe(13n);
+    expect(vcpu.codeSegment().bits).toBe(64);
+    const frame = Buffer.from(td.machine.memory.read(vcpu.regs.rsp, 24));
+    expect([frame.readBigUInt64LE(0), frame.readBigUInt64LE(16)]).toEqual([0n, 0x18n]);  // error code, CS
   });
 
   it('port I/O in a TD raises #VE (reason 30)', () => {

@@ -1,0 +1,299 @@
+// Exception and interrupt delivery in every mode a guest passes through, as the CPU does it
+// (Intel SDM Vol. 3 §6.12 protected mode, §6.14 IA-32e mode, §20.1.4 real mode; AMD APM Vol. 2
+// §8.7, §8.9). Unicorn never delivers through the guest's tables (every vector reaches
+// UC_HOOK_INTR; ../shared/reference/unicorn.md §4), so the host pushes the frame itself and
+// loads CS through a far jump the guest CPU executes (guest_stub.cc) whenever the handler's code
+// segment is not the one already loaded.
+//
+// Not modelled: privilege changes (the guests run at CPL 0, so no TSS stack switch outside
+// IST), task gates, LDT selectors, virtual-8086 mode, and 32-bit paging without long mode (the
+// host page walk is the 4-level one).
+#include <cstring>
+
+#include "machine.h"
+
+namespace minivisor {
+
+namespace {
+constexpr uint64_t kEferLma = 1ull << 10;
+constexpr uint64_t kTF = 1 << 8, kIF = 1 << 9, kNT = 1 << 14, kRF = 1 << 16, kVM = 1 << 17, kAC = 1 << 18;
+
+struct Desc {
+  uint64_t raw;
+  uint64_t base() const { return ((raw >> 16) & 0xffffff) | (((raw >> 56) & 0xff) << 24); }
+  uint64_t limit() const {
+    uint64_t l = (raw & 0xffff) | (((raw >> 48) & 0xf) << 16);
+    return (raw & (1ull << 55)) ? (l << 12) | 0xfff : l;  // G
+  }
+  bool present() const { return raw & (1ull << 47); }
+  bool code() const { return (raw & (3ull << 43)) == (3ull << 43); }  // S=1, executable
+  bool long_mode() const { return raw & (1ull << 53); }
+  bool big() const { return raw & (1ull << 54); }  // D/B
+};
+}  // namespace
+
+std::string Machine::AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write) {
+  size_t done = 0;
+  while (done < len) {
+    uint64_t cur = va + done;
+    Access access = write ? Access::kWrite : Access::kRead;
+    Translation t = TranslateForHost(cur, access);
+    if (t.status != Translation::kOk || t.gpa >= memory_bytes() ||
+        !Allowed(t.is_private ? Space::kPrivate : Space::kShared, t.gpa >> kPageShift, access)) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "guest virtual address 0x%llx is not %s", (unsigned long long)cur,
+               write ? "writable" : "readable");
+      return msg;
+    }
+    size_t n = std::min<size_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
+    uint8_t* host = ram()->base() + t.gpa;
+    if (write) {
+      std::memcpy(host, buf + done, n);
+      NoteHostWrite(t.gpa, n);
+    } else {
+      std::memcpy(buf + done, host, n);
+    }
+    done += n;
+  }
+  return "";
+}
+
+std::string Machine::ReadDescriptor(uint16_t selector, uint64_t* desc) {
+  uc_x86_mmr gdtr{};
+  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+  char msg[120];
+  if (selector & 4) { snprintf(msg, sizeof msg, "selector 0x%x names the LDT (not modelled)", selector); return msg; }
+  if ((selector & ~7u) == 0 || uint64_t(selector & ~7u) + 7 > gdtr.limit) {
+    snprintf(msg, sizeof msg, "selector 0x%x is outside the GDT", selector);
+    return msg;
+  }
+  std::string err = AccessVirtual(gdtr.base + (selector & ~7u), reinterpret_cast<uint8_t*>(desc), 8, false);
+  return err.empty() ? "" : "cannot read the GDT: " + err;
+}
+
+CodeSegment Machine::CurrentCodeSegment() {
+  CodeSegment cs;
+  uint64_t cr0 = 0, efer = 0, selector = 0;
+  uc_reg_read(uc_, UC_X86_REG_CR0, &cr0);
+  ReadMsr(0xC0000080u, &efer);
+  uc_reg_read(uc_, UC_X86_REG_CS, &selector);
+  cs.selector = uint16_t(selector);
+  cs.protected_mode = cr0 & 1;
+  cs.long_mode = efer & kEferLma;
+  bool entry_cs = entry_mode_ != EntryMode::kLong64 && cs.selector == entry_cs_selector_;
+  if (!cs.protected_mode) {
+    cs.bits = 16;
+    cs.base = entry_cs ? entry_cs_base_ : uint64_t(cs.selector) << 4;
+    return cs;
+  }
+  // Selector 0 is a loaded CS only in an entry state: Unicorn's 64-bit reset state, or the
+  // TD's flat 32-bit one.
+  if (cs.selector == 0) {
+    cs.bits = cs.long_mode ? 64 : 32;
+    return cs;
+  }
+  Desc d{0};
+  if (!ReadDescriptor(cs.selector, &d.raw).empty()) {
+    cs.bits = cs.long_mode ? 64 : 32;
+    return cs;
+  }
+  cs.bits = cs.long_mode && d.long_mode() ? 64 : d.big() ? 32 : 16;
+  cs.base = cs.bits == 64 ? 0 : d.base();
+  return cs;
+}
+
+std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code) {
+  if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
+  CodeSegment cs = CurrentCodeSegment();
+  std::string err = !cs.protected_mode ? DeliverReal(vector)
+                    : !cs.long_mode    ? DeliverProtected(vector, has_error_code, error_code)
+                                       : DeliverLong(vector, has_error_code, error_code);
+  SyncRegsOut();
+  return err;
+}
+
+// Real mode (SDM Vol. 3 §20.1.4): the IVT at IDTR.base holds CS:IP; FLAGS, CS and IP are pushed
+// as words, IF, TF and AC are cleared. No error code is pushed in real mode.
+std::string Machine::DeliverReal(uint8_t vector) {
+  uc_x86_mmr idtr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  char msg[160];
+  if (uint64_t(vector) * 4 + 3 > idtr.limit) {
+    snprintf(msg, sizeof msg, "vector %u is beyond the IVT limit 0x%x", vector, idtr.limit);
+    return msg;
+  }
+  uint16_t entry[2];
+  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 4, reinterpret_cast<uint8_t*>(entry), 4, false);
+  if (!err.empty()) return "cannot read the IVT: " + err;
+  CodeSegment cs = CurrentCodeSegment();
+  uint64_t ss = 0;
+  uc_reg_read(uc_, UC_X86_REG_SS, &ss);
+  uint64_t rsp = area_[kSlotRegs + kRegRsp], rflags = area_[kSlotRegs + kRegRflags];
+  uint16_t words[3] = {uint16_t(rflags), cs.selector, uint16_t(area_[kSlotRegs + kRegRip])};
+  uint16_t sp = uint16_t(rsp);
+  for (uint16_t w : words) {  // SP wraps within the 64 KiB stack segment
+    sp = uint16_t(sp - 2);
+    err = AccessVirtual((ss << 4) + sp, reinterpret_cast<uint8_t*>(&w), 2, true);
+    if (!err.empty()) return "cannot push the interrupt frame: " + err;
+  }
+  rflags &= ~(kIF | kTF | kAC);
+  uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
+  uint16_t new_cs = entry[1], ip = entry[0];
+  if (new_cs != cs.selector || cs.base != uint64_t(new_cs) << 4) {
+    err = FarJump(16, cs.base, new_cs, uint64_t(new_cs) << 4, 0xffff, ip);
+    if (!err.empty()) return err;
+  }
+  uint64_t new_rsp = (rsp & ~0xffffull) | sp, new_rip = ip;
+  uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
+  uc_reg_write(uc_, UC_X86_REG_RIP, &new_rip);
+  return "";
+}
+
+// Protected mode (SDM Vol. 3 §6.11-6.12): 8-byte interrupt/trap gates; 32-bit gates push
+// EFLAGS, CS, EIP and the error code as dwords, 16-bit gates as words, on the current stack
+// (same privilege level). TF, NT, RF and VM are cleared, and IF too for interrupt gates.
+std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code) {
+  uc_x86_mmr idtr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  char msg[200];
+  if (uint64_t(vector) * 8 + 7 > idtr.limit) {
+    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
+    return msg;
+  }
+  uint8_t gate[8];
+  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 8, gate, 8, false);
+  if (!err.empty()) return "cannot read the IDT: " + err;
+  unsigned type = gate[5] & 0x1F;
+  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
+  if (type != 0x0E && type != 0x0F && type != 0x06 && type != 0x07) {
+    snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not an interrupt or trap gate (task gates are not modelled)", vector, type);
+    return msg;
+  }
+  uint64_t handler = uint64_t(gate[0]) | uint64_t(gate[1]) << 8 | uint64_t(gate[6]) << 16 | uint64_t(gate[7]) << 24;
+  uint16_t selector = uint16_t(gate[2] | gate[3] << 8);
+  int width = (type & 8) ? 4 : 2;
+  if (width == 2) handler &= 0xffff;
+  Desc target{0};
+  err = ReadDescriptor(selector, &target.raw);
+  if (!err.empty()) { snprintf(msg, sizeof msg, "IDT entry %u: ", vector); return msg + err; }
+  if (!target.present() || !target.code()) {
+    snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present code segment", selector);
+    return msg;
+  }
+  if (handler > target.limit()) {
+    snprintf(msg, sizeof msg, "handler offset 0x%llx is beyond the limit of code segment 0x%x", (unsigned long long)handler, selector);
+    return msg;
+  }
+  CodeSegment cs = CurrentCodeSegment();
+  // The stack segment: selector 0 is the TD's flat 32-bit entry SS; otherwise its descriptor.
+  uint64_t ss = 0;
+  uc_reg_read(uc_, UC_X86_REG_SS, &ss);
+  uint64_t ss_base = 0;
+  bool ss_big = true;
+  if ((ss & ~3ull) != 0) {
+    Desc d{0};
+    err = ReadDescriptor(uint16_t(ss), &d.raw);
+    if (!err.empty()) return "the stack segment: " + err;
+    ss_base = d.base();
+    ss_big = d.big();
+  }
+  uint64_t rsp = area_[kSlotRegs + kRegRsp], rflags = area_[kSlotRegs + kRegRflags];
+  uint32_t values[4];
+  int n = 0;
+  values[n++] = uint32_t(rflags);
+  values[n++] = cs.selector;
+  values[n++] = uint32_t(area_[kSlotRegs + kRegRip]);
+  if (has_error_code) values[n++] = uint32_t(error_code);
+  uint32_t sp = ss_big ? uint32_t(rsp) : uint16_t(rsp);
+  for (int i = 0; i < n; i++) {
+    sp = ss_big ? sp - width : uint16_t(sp - width);
+    err = AccessVirtual((ss_base + sp) & 0xffffffffull, reinterpret_cast<uint8_t*>(&values[i]), width, true);
+    if (!err.empty()) return "cannot push the exception frame: " + err;
+  }
+  rflags &= ~(kTF | kNT | kRF | kVM | ((type & 1) ? 0 : kIF));
+  uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
+  if (selector != cs.selector) {
+    err = FarJump(cs.bits == 16 ? 16 : 32, cs.base, selector, target.base(), target.limit(), handler);
+    if (!err.empty()) return err;
+  }
+  uint64_t new_rsp = ss_big ? sp : (rsp & ~0xffffull) | sp;
+  uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
+  uc_reg_write(uc_, UC_X86_REG_RIP, &handler);
+  return "";
+}
+
+// IA-32e mode (SDM Vol. 3 §6.14): 16-byte gates to 64-bit code; SS, RSP, RFLAGS, CS, RIP and
+// the error code are pushed as quadwords on a 16-byte aligned stack (the IST one if named),
+// from 64-bit and compatibility mode alike.
+std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code) {
+  uc_x86_mmr idtr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  char msg[200];
+  if (uint64_t(vector) * 16 + 15 > idtr.limit) {
+    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
+    return msg;
+  }
+  uint8_t gate[16];
+  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 16, gate, 16, false);
+  if (!err.empty()) return "cannot read the IDT: " + err;
+  uint64_t handler = uint64_t(gate[0]) | uint64_t(gate[1]) << 8 | uint64_t(gate[6]) << 16 | uint64_t(gate[7]) << 24;
+  uint32_t high;
+  std::memcpy(&high, gate + 8, 4);
+  handler |= uint64_t(high) << 32;
+  uint16_t selector = uint16_t(gate[2] | gate[3] << 8);
+  unsigned ist = gate[4] & 7;
+  unsigned type = gate[5] & 0xF;
+  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
+  if (type != 0xE && type != 0xF) {
+    snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not a 64-bit interrupt or trap gate", vector, type);
+    return msg;
+  }
+  // The handler's code segment must be a present 64-bit code descriptor, or IRETQ will #GP.
+  Desc target{0};
+  err = ReadDescriptor(selector, &target.raw);
+  if (!err.empty()) { snprintf(msg, sizeof msg, "IDT entry %u: ", vector); return msg + err; }
+  if (!target.present() || !target.code() || !target.long_mode()) {
+    snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
+    return msg;
+  }
+  CodeSegment cs = CurrentCodeSegment();
+  uint64_t rsp = area_[kSlotRegs + kRegRsp];
+  if (ist) {
+    uc_x86_mmr tr{};
+    uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+    err = AccessVirtual(tr.base + 0x24 + (ist - 1) * 8, reinterpret_cast<uint8_t*>(&rsp), 8, false);
+    if (!err.empty()) return "cannot read the IST pointer from the TSS: " + err;
+  }
+  uint64_t ss = 0;
+  uc_reg_read(uc_, UC_X86_REG_SS, &ss);
+  uint64_t rflags = area_[kSlotRegs + kRegRflags];
+  uint64_t frame[6];
+  int n = 0;
+  if (has_error_code) frame[n++] = error_code;
+  frame[n++] = area_[kSlotRegs + kRegRip];
+  frame[n++] = cs.selector;
+  frame[n++] = rflags;
+  frame[n++] = area_[kSlotRegs + kRegRsp];
+  frame[n++] = ss;
+  uint64_t new_rsp = (rsp & ~0xFull) - uint64_t(n) * 8;
+  err = AccessVirtual(new_rsp, reinterpret_cast<uint8_t*>(frame), n * 8, true);
+  if (!err.empty()) return "cannot push the exception frame: " + err;
+  rflags &= ~(kTF | kNT | kRF | (type == 0xE ? kIF : 0));
+  uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
+  if (cs.bits != 64) {
+    // From compatibility mode: the CPU must reload CS to enter 64-bit mode. The stub's far jump
+    // runs in 32-bit code, so it lands below 4 GiB; RIP then moves to the 64-bit handler.
+    err = FarJump(cs.bits, cs.base, selector, 0, 0xffffffffull, handler);
+    if (!err.empty()) return err;
+  } else if (selector != cs.selector) {
+    // Both 64-bit code segments (base 0, no limit): only the selector differs, which Unicorn
+    // can write in UC_MODE_64.
+    uint64_t sel = selector;
+    uc_reg_write(uc_, UC_X86_REG_CS, &sel);
+  }
+  uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
+  uc_reg_write(uc_, UC_X86_REG_RIP, &handler);
+  return "";
+}
+
+}  // namespace minivisor

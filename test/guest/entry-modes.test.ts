@@ -1,0 +1,261 @@
+// Architectural entry states and exception delivery in every mode a guest passes through:
+// real mode (IVT), 32-bit protected mode (8-byte gates), compatibility mode and 64-bit mode
+// (16-byte gates). Each guest switches modes with its own instructions.
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../src/cpu/machine.js';
+import { acceptAll } from '../helpers/guest-setup.js';
+import { assemble } from '../helpers/assemble.js';
+
+const GDT = 0x10000n;
+const IDT = 0x11000n;
+const PML4 = 0x20000n;
+
+function vmWith(source: string, origin: bigint): Machine {
+  const vm = new Machine({ memoryBytes: 16n << 20n });
+  acceptAll(vm);
+  vm.memory.write(origin, assemble(source, origin));
+  return vm;
+}
+
+/** Flat GDT: 0x08 32-bit code, 0x10 data, 0x18 64-bit code, 0x20 16-bit code base 0. */
+function writeGdt(vm: Machine): void {
+  const gdt = Buffer.alloc(0x28);
+  gdt.writeBigUInt64LE(0x00cf9b000000ffffn, 0x08);
+  gdt.writeBigUInt64LE(0x00cf93000000ffffn, 0x10);
+  gdt.writeBigUInt64LE(0x00af9b000000ffffn, 0x18);
+  gdt.writeBigUInt64LE(0x00009b000000ffffn, 0x20);
+  vm.memory.write(GDT, gdt);
+}
+
+/** Identity map of the first 1 GiB with 2 MiB pages at PML4. */
+function writeIdentityMap(vm: Machine): void {
+  vm.memory.writeU64(PML4, (PML4 + 0x1000n) | 3n);
+  vm.memory.writeU64(PML4 + 0x1000n, (PML4 + 0x2000n) | 3n);
+  for (let i = 0n; i < 512n; i++) vm.memory.writeU64(PML4 + 0x2000n + i * 8n, (i << 21n) | 0x83n);
+}
+
+/** Runs, answering WRMSR of EFER as the hardware does, until an exit of `kind`. */
+function runTo(vm: Machine, kind: string) {
+  for (;;) {
+    const exit = vm.vcpu.run();
+    if (exit.kind === 'wrmsr' && exit.msr === 0xc0000080) {
+      vm.vcpu.writeMsr(exit.msr, exit.value);
+      vm.vcpu.complete(exit);
+      continue;
+    }
+    if (exit.kind !== kind) throw new Error(`expected ${kind}, got ${JSON.stringify(exit, (_, v) => typeof v === 'bigint' ? `0x${v.toString(16)}` : v)}`);
+    return exit;
+  }
+}
+
+describe('entry states', () => {
+  it('protected32 decodes 32-bit code with paging off (0x40 is INC, not REX)', () => {
+    const vm = vmWith('.code32\nxor eax, eax\ninc eax\ninc eax\nhlt', 0x1000n);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax).toBe(2n);
+    expect(vm.vcpu.readSpecial('cr0') & 0x80000001n).toBe(1n);
+    expect(vm.vcpu.readSpecial('efer') & 0x400n).toBe(0n);  // LMA
+  });
+
+  it('a guest starting in protected32 switches itself to long mode', () => {
+    const vm = vmWith(`
+      .code32
+      lgdt [gdtr]
+      mov eax, 0x10
+      mov ds, eax
+      mov ss, eax
+      mov eax, cr4
+      or eax, 0x20
+      mov cr4, eax
+      mov eax, ${PML4}
+      mov cr3, eax
+      mov ecx, 0xc0000080
+      xor edx, edx
+      mov eax, 0x100
+      wrmsr
+      mov eax, cr0
+      or eax, 0x80000000
+      mov cr0, eax
+      ljmp 0x18, offset long
+      .code64
+    long:
+      mov rax, 0x123456789
+      inc r8
+      hlt
+      .balign 8
+    gdtr:
+      .word 0x27
+      .long ${GDT}`, 0x1000n);
+    writeGdt(vm);
+    writeIdentityMap(vm);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax).toBe(0x123456789n);
+    expect(vm.vcpu.regs.r8).toBe(1n);
+    expect(vm.vcpu.readSpecial('efer') & 0x500n).toBe(0x500n);
+  });
+
+  it('real16 starts at CS:IP with the hidden base the VMSA gives, not selector << 4', () => {
+    const vm = vmWith('.code16\nmov ax, cs\nmov bx, 0x1234\ninc bx\nhlt', 0x301000n);
+    vm.vcpu.enter({ mode: 'real16', csSelector: 0xf000, csBase: 0x300000n });
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax & 0xffffn).toBe(0xf000n);
+    expect(vm.vcpu.regs.rbx & 0xffffn).toBe(0x1235n);
+    expect(vm.vcpu.readSpecial('cr0') & 1n).toBe(0n);
+  });
+});
+
+describe('exception delivery in every mode', () => {
+  it('real mode: through the IVT, with a FLAGS/CS/IP frame, and IRET returns', () => {
+    const vm = vmWith(`
+      .code16
+      ljmp 0x3000, offset here - 0x30000
+    here:
+      mov sp, 0x7000
+      ud2
+      mov cx, 0x99
+      hlt
+      .org 0x30800 - 0x30000 + 0x30000
+    handler:
+      mov bx, cs
+      push bp
+      mov bp, sp
+      add word ptr [bp + 2], 2
+      pop bp
+      iret`, 0x30000n);
+    vm.memory.writeU16(6n * 4n, 0x0800);       // IVT[6] = 3000:0800
+    vm.memory.writeU16(6n * 4n + 2n, 0x3000);
+    vm.vcpu.enter({ mode: 'real16', csSelector: 0xf000, csBase: 0x30000n });
+    vm.vcpu.regs.rip = 0n;
+    const ud = runTo(vm, 'invalid-opcode');
+    expect(ud.rip).toBe(0x0008n);
+    vm.vcpu.inject(6);
+    expect(vm.vcpu.regs.rip).toBe(0x800n);
+    expect(Buffer.from(vm.memory.read(0x7000n - 6n, 6)).toJSON().data).toEqual([0x08, 0x00, 0x00, 0x30, 0x02, 0x00]);
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rbx & 0xffffn).toBe(0x3000n);
+    expect(vm.vcpu.regs.rcx & 0xffffn).toBe(0x99n);
+  });
+
+  it('32-bit protected mode: #UD through an 8-byte gate to a 32-bit handler, and IRETD returns', () => {
+    const vm = vmWith(`
+      .code32
+      lgdt [gdtr]
+      lidt [idtr]
+      ljmp 0x08, offset flat_cs
+    flat_cs:
+      mov eax, 0x10
+      mov ss, eax
+      mov esp, 0x70000
+      ud2
+      mov ecx, 0x99
+      hlt
+      .org 0x1100
+    handler:
+      xor eax, eax
+      inc eax
+      mov ebx, cs
+      add dword ptr [esp], 2
+      iretd
+      .balign 8
+    gdtr:
+      .word 0x27
+      .long ${GDT}
+    idtr:
+      .word 0x7ff
+      .long ${IDT}`, 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x08n));
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = 0x1000n;
+    vm.vcpu.regs.rflags = 0x202n;
+    const ud = runTo(vm, 'invalid-opcode');
+    vm.vcpu.inject(6);
+    expect(vm.vcpu.regs.rip).toBe(0x1100n);
+    expect(vm.vcpu.regs.rflags & 0x200n).toBe(0n);  // interrupt gate clears IF
+    const frame = Buffer.from(vm.memory.read(0x70000n - 12n, 12));
+    expect([frame.readUInt32LE(0), frame.readUInt32LE(4), frame.readUInt32LE(8)]).toEqual([Number(ud.rip), 0x08, 0x202]);
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax).toBe(1n);          // INC, so the handler ran as 32-bit code
+    expect(vm.vcpu.regs.rbx).toBe(0x08n);
+    expect(vm.vcpu.regs.rcx).toBe(0x99n);       // back after the UD2
+    expect(vm.vcpu.regs.rsp).toBe(0x70000n);
+  });
+
+  it('32-bit protected mode: from the TD entry CS (selector 0) the CPU loads the handler CS from the GDT', () => {
+    const vm = vmWith(`
+      .code32
+      mov esp, 0x70000
+      ud2
+      .org 0x1100
+      inc eax
+      hlt`, 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x08n));
+    vm.vcpu.enter({ mode: 'protected32' });
+    for (const [r, v] of [['gdtrBase', GDT], ['gdtrLimit', 0x27n], ['idtrBase', IDT], ['idtrLimit', 0x7ffn]] as const) vm.vcpu.writeSpecial(r, v);
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'invalid-opcode');
+    vm.vcpu.inject(6, 0x1234n);
+    expect(vm.vcpu.readSpecial('cs')).toBe(0x08n);
+    const frame = Buffer.from(vm.memory.read(0x70000n - 16n, 16));
+    expect([frame.readUInt32LE(0), frame.readUInt32LE(4), frame.readUInt32LE(8)]).toEqual([0x1234, 0x1005, 0]);
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax).toBe(1n);
+  });
+
+  it('compatibility mode: #UD in 32-bit code under long mode reaches the 64-bit handler, IRETQ returns to it', () => {
+    const vm = vmWith(`
+      .code64
+      lgdt [rip + gdtr]
+      lidt [rip + idtr]
+      mov rsp, 0x70000
+      push 0x08
+      lea rax, [rip + compat]
+      push rax
+      retfq
+      .code32
+    compat:
+      xor eax, eax
+      inc eax
+      ud2
+      inc eax
+      hlt
+      .code64
+      .org 0x1100
+    handler:
+      mov rbx, [rsp + 8]
+      add qword ptr [rsp], 2
+      inc r9
+      iretq
+      .balign 8
+    gdtr:
+      .word 0x27
+      .quad ${GDT}
+    idtr:
+      .word 0xfff
+      .quad ${IDT}`, 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(IDT + 6n * 16n, gate32(0x1100n, 0x18n));
+    vm.memory.writeU64(IDT + 6n * 16n + 8n, 0n);
+    vm.vcpu.writeSpecial('cs', 0x18n);
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'invalid-opcode');
+    vm.vcpu.inject(6);
+    expect(vm.vcpu.regs.rip).toBe(0x1100n);
+    expect(vm.vcpu.readSpecial('cs')).toBe(0x18n);
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.r9).toBe(1n);           // R9 exists: the handler ran in 64-bit mode
+    expect(vm.vcpu.regs.rbx).toBe(0x08n);       // the frame's CS was the compatibility one
+    expect(vm.vcpu.regs.rax).toBe(2n);          // INC after IRETQ: back in 32-bit code
+  });
+});
+
+/** An 8-byte interrupt gate (also the low half of a 16-byte one). */
+function gate32(handler: bigint, selector: bigint): bigint {
+  return (handler & 0xffffn) | (selector << 16n) | (0x8en << 40n) | ((handler >> 16n) << 48n);
+}
