@@ -56,10 +56,6 @@ enum RunSlot : int {
   kRunAreaSlots = 32,
 };
 
-// The guest stub's page (guest_stub.cc): above any guest RAM (at most 64 TiB), so no guest
-// translation ever reaches it.
-constexpr uint64_t kStubGpa = 1ull << 47;
-
 // Run-area register indexes (after kSlotRegs) used by the host.
 constexpr int kRegRsp = 4, kRegRip = 16, kRegRflags = 17;
 
@@ -70,6 +66,9 @@ enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2, kCiphert
 // Guest-physical base of the ciphertext shadow in Unicorn's physical address space: above the
 // largest guest RAM (64 TiB) and below the 52-bit physical limit.
 constexpr uint64_t kShadowBase = 1ull << 47;
+// The guest stub's page (guest_stub.cc): above guest RAM and the ciphertext shadow (each at
+// most 64 TiB), so no guest translation ever reaches it.
+constexpr uint64_t kStubGpa = 1ull << 48;
 
 // Gate-fault flags (arg3).
 constexpr uint64_t kGatePrivate = 1;
