@@ -187,10 +187,10 @@ describe('CPUID and TDCALL leaf rules', () => {
     // handler like the CPU does (IA-32e frame with the 32-bit CS, error code 0).
     expect(td.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
     expect(outcome.outcome).not.toBe('terminated');
-    const vcpu = td.machine.vcpu;
+    const vcpu = td.platform.machine.vcpu;
     expect(vcpu.regs.r15).toBe(13n);
     expect(vcpu.codeSegment().bits).toBe(64);
-    const frame = Buffer.from(td.machine.memory.read(vcpu.regs.rsp, 24));
+    const frame = Buffer.from(td.platform.machine.memory.read(vcpu.regs.rsp, 24));
     expect([frame.readBigUInt64LE(0), frame.readBigUInt64LE(16)]).toEqual([0n, 0x18n]);  // error code, CS
   });
 
