@@ -84,8 +84,10 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   const check = (what: string, status: bigint) => {
     if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
   };
-  // Secure-EPT pages above the leaves of the pre-accepted 2 MiB region (TDH.MEM.SEPT.ADD).
-  // The operand GPA is aligned to what one entry at that level maps (1 GiB, 2 MiB).
+  // Secure-EPT pages above the leaves of the pre-accepted 2 MiB region (TDH.MEM.SEPT.ADD), top
+  // level first: only the root exists at TD creation. The operand GPA is aligned to what one
+  // entry at that level maps (512 GiB, 1 GiB, 2 MiB).
+  check('SEPT.ADD level 3', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~((1n << 39n) - 1n), 3)).status);
   check('SEPT.ADD level 2', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x3fffffffn, 2)).status);
   check('SEPT.ADD level 1', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x1fffffn, 1)).status);
   // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).

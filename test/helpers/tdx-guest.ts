@@ -5,6 +5,7 @@
 import { createTd, runTd, type Td, type TdOptions } from '../../src/vmm/tdx/run-td.js';
 import type { RunOutcome } from '../../src/shared/outcome.js';
 import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
+import type { SeptLevel } from '../../src/platform/tdx/sept-states.js';
 import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode } from './guest-setup.js';
 
 export const TDCALL = '.byte 0x66, 0x0f, 0x01, 0xcc';
@@ -60,8 +61,10 @@ export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   if (!options.noBoot) {
     const host = td.platform.module.host;
     const codeEnd = CODE_BASE + BigInt(code.byteLength + 0xfff) & ~0xfffn;
-    host.memSeptAdd(gpaLevel(0n, 2));
-    host.memSeptAdd(gpaLevel(0n, 1));
+    for (let level = host.septTopLevel; level >= 1; level = (level - 1) as SeptLevel) {
+      const r = host.memSeptAdd(gpaLevel(0n, level));
+      if (r.status !== 0n) throw new Error(`SEPT.ADD level ${level} failed: 0x${r.status.toString(16)}`);
+    }
     for (let gpa = 0n; gpa < BOOT_BYTES; gpa += 0x1000n) {
       const page = vm.memory.read(gpa, 4096);
       const r = gpa >= CODE_BASE && gpa < codeEnd ? host.addMeasuredPage(gpa, page) : host.memPageAdd(gpaLevel(gpa, 0), page);

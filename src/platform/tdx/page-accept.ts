@@ -1,7 +1,7 @@
 // TDG.MEM.PAGE.ACCEPT (leaf 6), after `tdg_mem_page_accept.c` (TDX 1.5; reference A3): operand
 // checks, SEPT walk, then the ACCEPT / ACCEPT_LARGER rows of the legality table decide.
 import { lookupTransition, type AcceptAction } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, type SeptLevel } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SEPT_PUBLIC_STATE, type SeptLevel } from './sept-states.js';
 import { OperandId, TdxStatus, withOperand } from './status.js';
 import { EEQ_TYPE, type TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
@@ -26,7 +26,9 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
   if (!op) return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
   const { gpa, level } = op;
   const walk = td.sept.walk(gpa, level);
-  if (td.hostLocks.has(`${walk.level}:${walk.base}`)) {
+  // check_tdaccept_failure: a walk that stopped above the requested level decides (ALREADY_ACCEPTED
+  // or TD exit) without locking anything; only an entry at the requested level is locked first.
+  if (walk.level === level && td.hostLocks.has(`${walk.level}:${walk.base}`)) {
     return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
   }
   const t = lookupTransition(walk.level === level ? 'ACCEPT' : 'ACCEPT_LARGER', walk.state);
@@ -37,10 +39,12 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
     case 'size-mismatch':
       return { kind: 'return', status: TdxStatus.PAGE_SIZE_MISMATCH | BigInt(level) };
     case 'td-exit': {
-      // Extended exit qualification ACCEPT: req_level[2:0], err_level[5:3], err_sept_state[13:6], is_leaf[14].
-      const info = BigInt(level) | (BigInt(walk.level) << 3n) | (BigInt(SeptState[walk.state]) << 6n) | ((walk.isLeaf ? 1n : 0n) << 14n);
+      // async_tdexit_ept_violation (td_other_exits.c): EEQ ACCEPT info = req_level[2:0],
+      // err_level[5:3], err_sept_state[13:6] (the public state, sept_get_arch_state), is_leaf[14].
+      // The qualification is a write plus the entry's RWX, which is 0 in every state that exits here.
+      const info = BigInt(level) | (BigInt(walk.level) << 3n) | (BigInt(SEPT_PUBLIC_STATE[walk.state]) << 6n) | ((walk.isLeaf ? 1n : 0n) << 14n);
       const step = td.tdExit({
-        reason: 'ept-violation', rip: td.machine.vcpu.regs.rip, gpa, gla: 0n, access: 'write', space: 'private',
+        reason: 'ept-violation', rip: td.machine.vcpu.regs.rip, gpa, access: 'write', space: 'private',
         exitQualification: EptQual.WRITE, outsideRam: gpa >= td.machine.memoryBytes, septState: walk.state,
         eeq: { type: 'accept', raw: EEQ_TYPE.accept | (info << 32n), reqLevel: level, errLevel: walk.level, errState: walk.state, isLeaf: walk.isLeaf },
       });
@@ -53,8 +57,10 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
 
 /**
  * Zeroes the page(s) and maps them. A 2M accept works in 512 4K chunks with its progress in the
- * entry's accept_counter; a pending interrupt between chunks returns to the guest without writing
- * RAX or advancing RIP, so the TDCALL re-executes and resumes (reference A3 "Interruptibility").
+ * entry's accept_counter. After each chunk the module checks IA32_INTR_PENDING
+ * (`is_interrupt_pending_guest_side`, helpers.h): a pending *host* interrupt, whatever the guest's
+ * RFLAGS.IF. Then it returns to the TD without writing RAX or advancing RIP; the host takes its
+ * interrupt and the TDCALL re-executes and resumes.
  */
 function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   if (gpa + LEVEL_SIZE[level] > td.machine.memoryBytes) {
@@ -69,18 +75,19 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   const entry = td.sept.entry(level, gpa)!;
   const start = entry.acceptCounter;
   const interrupt = td.pendingInterrupt;
-  const ifSet = (td.machine.vcpu.regs.rflags & (1n << 9n)) !== 0n;
   // The module zeroes 4 KiB at a time and checks for a pending interrupt after each chunk; zero
   // every chunk up to where that check would first fire in one go (same result, one host call).
-  const interruptAt = interrupt && ifSet ? start + Math.max(1, interrupt.afterChunks) : Infinity;
+  const interruptAt = interrupt ? start + Math.max(1, interrupt.afterChunks) : Infinity;
   const stop = Math.min(ENTRIES_PER_TABLE, interruptAt);
   td.machine.memory.fill(gpa + BigInt(start) * CHUNK, BigInt(stop - start) * CHUNK, 0);
   entry.acceptCounter = stop;
   if (stop < ENTRIES_PER_TABLE) {
     td.pendingInterrupt = undefined;
     td.record('accept-interrupted', { gpa, level, acceptCounter: entry.acceptCounter, resumedFrom: start, vector: interrupt!.vector });
-    const step = td.injectException(interrupt!.vector);
-    return { kind: 'step', step, result: 'interrupted' };
+    // The host takes its interrupt and posts the vector to the TD: the guest sees it before the
+    // re-executed TDCALL if RFLAGS.IF is set, later otherwise.
+    td.postedInterrupts.push(interrupt!.vector);
+    return { kind: 'step', step: td.deliverPostedInterrupt(), result: 'interrupted' };
   }
   td.sept.setState(level, gpa, 'MAPPED', { acceptCounter: 0 });
   if (start > 0) td.record('accept-resumed-complete', { gpa, level, resumedFrom: start });

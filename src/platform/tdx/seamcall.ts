@@ -28,16 +28,27 @@ export function gpaLevel(gpa: bigint, level: SeptLevel): bigint {
   return gpa | BigInt(level);
 }
 
-const LEVELS_ALLOWED: Record<string, readonly SeptLevel[]> = {
-  ADD: [0], AUG: [0, 1], SEPT_ADD: [1, 2], BLOCK: [0, 1, 2], UNBLOCK: [0, 1, 2], REMOVE: [0, 1, 2],
-  DEMOTE: [1, 2], PROMOTE: [1, 2], SEPT_RD: [0, 1, 2],
+/**
+ * The levels each leaf accepts (`verify_page_info_input(…, min, max)` in each `tdh_mem_*.c`);
+ * `top` is the TD's page-walk length (EPTP.ept_pwl): SEPT.ADD, BLOCK, UNBLOCK and SEPT.RD go up to it.
+ */
+const LEVELS_ALLOWED: Record<string, [min: SeptLevel, max: SeptLevel | 'top']> = {
+  ADD: [0, 0], AUG: [0, 1], SEPT_ADD: [1, 'top'], BLOCK: [0, 'top'], UNBLOCK: [0, 'top'], REMOVE: [0, 2],
+  DEMOTE: [1, 2], PROMOTE: [1, 2], SEPT_RD: [0, 'top'],
 };
+/** Leaves that map a page, which the model can back only inside guest RAM. */
+const MAPS_MEMORY = new Set(['ADD', 'AUG']);
 
 export class SeamcallHost {
   readonly #td: TdModule;
 
   constructor(td: TdModule) {
     this.#td = td;
+  }
+
+  /** The TD's top SEPT level (the page-walk length the host chose at TDH.MNG.INIT). */
+  get septTopLevel(): SeptLevel {
+    return this.#td.sept.topLevel;
   }
 
   #done<T extends SeamcallResult>(name: SeamcallName, rcx: bigint | null, result: T): T {
@@ -47,19 +58,22 @@ export class SeamcallHost {
 
   /** Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM. */
   #operand(op: string, rcx: bigint): { gpa: bigint; level: SeptLevel } | bigint {
-    const level = Number(rcx & 7n) as SeptLevel;
+    const level = Number(rcx & 7n);
     const gpa = rcx & 0x000ffffffffff000n;
-    if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n || !LEVELS_ALLOWED[op]!.includes(level)) {
+    const [min, max] = LEVELS_ALLOWED[op]!;
+    const top = max === 'top' ? this.#td.sept.topLevel : max;
+    if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n || level < min || level > top) {
       return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
     }
-    if ((gpa & (LEVEL_SIZE[level] - 1n)) !== 0n || (gpa & this.#td.sharedBit) !== 0n || (gpa >> BigInt(this.#td.config.gpaWidth)) !== 0n) {
+    const l = level as SeptLevel;
+    if ((gpa & (LEVEL_SIZE[l] - 1n)) !== 0n || (gpa & this.#td.sharedBit) !== 0n || (gpa >> BigInt(this.#td.config.gpaWidth)) !== 0n) {
       return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
     }
     // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).
-    if (gpa + LEVEL_SIZE[level] > this.#td.machine.memoryBytes && op !== 'SEPT_RD' && op !== 'SEPT_ADD') {
+    if (MAPS_MEMORY.has(op) && gpa + LEVEL_SIZE[l] > this.#td.machine.memoryBytes) {
       return withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
     }
-    return { gpa, level };
+    return { gpa, level: l };
   }
 
   /** Walks to exactly `level`; a missing SEPT level (or a leaf above it) is EPT_WALK_FAILED. */
@@ -82,7 +96,7 @@ export class SeamcallHost {
     const from = this.#entryAt(gpa, level);
     if (typeof from === 'bigint') return this.#done(name, rcx, { status: from });
     const t = lookupTransition(op, from);
-    if (t.kind === 'status') return this.#done(name, rcx, { status: t.status === TdxStatus.GPA_RANGE_ALREADY_BLOCKED ? t.status : withOperand(t.status, OperandId.RCX) });
+    if (t.kind === 'status') return this.#done(name, rcx, { status: withOperand(t.status, OperandId.RCX) });
     if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);
     const extra = apply?.(gpa, level, from, t.next);
     if (typeof extra === 'bigint') return this.#done(name, rcx, { status: extra });
@@ -100,12 +114,18 @@ export class SeamcallHost {
     });
   }
 
-  /** TDH.MR.EXTEND: measure a 256-byte chunk of a MAPPED, added page into MRTD (tdh_mr_extend.c). */
+  /**
+   * TDH.MR.EXTEND: measure a 256-byte chunk of a MAPPED, added page into MRTD (tdh_mr_extend.c).
+   * The walk to a leaf must end on a present (MAPPED) leaf, else EPT_ENTRY_NOT_PRESENT|RCX.
+   */
   mrExtend(gpa: bigint): SeamcallResult {
     const td = this.#td;
     if (td.finalized) return this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.OP_STATE_INCORRECT });
-    if ((gpa & 0xffn) !== 0n || gpa + 256n > td.machine.memoryBytes || td.sept.walk(gpa, 0).state !== 'MAPPED') {
+    if ((gpa & 0xffn) !== 0n || (gpa & td.sharedBit) !== 0n || (gpa >> BigInt(td.config.gpaWidth)) !== 0n) {
       return this.#done('TDH_MR_EXTEND', gpa, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) });
+    }
+    if (td.sept.walk(gpa, 0).state !== 'MAPPED') {
+      return this.#done('TDH_MR_EXTEND', gpa, { status: withOperand(TdxStatus.EPT_ENTRY_NOT_PRESENT, OperandId.RCX) });
     }
     this.#measure('MR.EXTEND', gpa);
     td.mrtdHash.update(td.machine.memory.read(gpa, 256));
@@ -141,21 +161,27 @@ export class SeamcallHost {
     return { ...this.#done('TDH_MR_FINALIZE', null, { status: TdxStatus.SUCCESS }), mrtd: td.mrtd };
   }
 
-  /** TDH.MEM.SEPT.ADD: give a FREE 2M/1G entry (level 1/2) a SEPT page, so the range can be mapped one level down. */
+  /**
+   * TDH.MEM.SEPT.ADD: give a FREE entry at `level` (PD up to the TD's top level) a SEPT page, so
+   * the range can be mapped one level down. Its parent must exist: the host adds levels top-down.
+   */
   memSeptAdd(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx, (gpa, level) => {
-      this.#td.sept.split(level as 1 | 2, gpa, 'FREE');
+    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx, (gpa, level, _from, next) => {
+      this.#td.sept.setState(level, gpa, next);
     });
   }
 
-  /** TDH.MEM.PAGE.AUG: FREE/REMOVED → PENDING (4K/2M), only once the TD is finalized. */
+  /** TDH.MEM.PAGE.AUG: FREE/REMOVED → PENDING (4K/2M), before or after MR.FINALIZE (op_state_lookup.c). */
   memPageAug(rcx: bigint): SeamcallResult {
-    if (!this.#td.finalized) return this.#done('TDH_MEM_PAGE_AUG', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
     return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', 'AUG', rcx, (gpa, level, _from, next) => {
       this.#td.sept.setState(level, gpa, next, { acceptCounter: 0, blockEpoch: 0n });
     });
   }
 
+  /**
+   * TDH.MEM.RANGE.BLOCK (tdh_mem_range_block.c): clears the entry's RWX. On a non-leaf (NL_MAPPED →
+   * NL_BLOCKED) that stops every SEPT walk there, so the whole range below becomes unreachable.
+   */
   memRangeBlock(rcx: bigint): SeamcallResult {
     return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', 'BLOCK', rcx, (gpa, level, _from, next) => {
       this.#td.sept.setState(level, gpa, next, { blockEpoch: this.#td.epoch });
@@ -168,9 +194,14 @@ export class SeamcallHost {
     return this.#done('TDH_MEM_TRACK', null, { status: TdxStatus.SUCCESS });
   }
 
+  /**
+   * TDH.MEM.RANGE.UNBLOCK (tdh_mem_range_unblock.c): a blocked entry back to its previous state.
+   * TLB tracking is required only once the TD runs (op_state_lookup.c: not in INITIALIZED), and
+   * its absence is reported against the SEPT tree, not RCX.
+   */
   memRangeUnblock(rcx: bigint): SeamcallResult {
     return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', 'UNBLOCK', rcx, (gpa, level, _from, next) => {
-      if (!this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+      if (this.#td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
       this.#td.sept.setState(level, gpa, next, { blockEpoch: 0n });
     });
   }
@@ -209,12 +240,17 @@ export class SeamcallHost {
     });
   }
 
-  /** TDH.MEM.SEPT.RD: the entry the walk to `level` ends on (a level above if a leaf/FREE stops it). */
+  /**
+   * TDH.MEM.SEPT.RD (tdh_mem_sept_rd.c): the entry at `level`. When the walk stops above it (a
+   * leaf, a FREE entry, a blocked non-leaf) the status is EPT_WALK_FAILED|RCX and the outputs
+   * describe the entry it stopped on.
+   */
   memSeptRead(rcx: bigint): SeptReadResult {
     const operand = this.#operand('SEPT_RD', rcx);
     if (typeof operand === 'bigint') return this.#done('TDH_MEM_SEPT_RD', rcx, { status: operand, level: 0, state: 'FREE' });
     const walk = this.#td.sept.walk(operand.gpa, operand.level);
-    return this.#done('TDH_MEM_SEPT_RD', rcx, { status: TdxStatus.SUCCESS, level: walk.level, state: walk.state });
+    const status = walk.level === operand.level ? TdxStatus.SUCCESS : withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+    return this.#done('TDH_MEM_SEPT_RD', rcx, { status, level: walk.level, state: walk.state });
   }
 }
 

@@ -17,23 +17,57 @@ export type SeptStateValue = (typeof SeptState)[SeptStateName];
 
 export const SEPT_STATE_NAMES = Object.keys(SeptState) as SeptStateName[];
 
+/**
+ * The architectural (public) state the module reports outside itself, e.g. the err_sept_state of
+ * an ACCEPT TD exit and TDH.MEM.SEPT.RD's state: `sept_get_arch_state` reads `public_state` from
+ * `sept_special_flags_lookup` (`include/auto_gen/sept_state_lookup.c`); KVM `tdx_arch.h`
+ * `enum tdx_sept_entry_state` has FREE 0 … PRESENT(MAPPED) 4.
+ */
+export const SEPT_PUBLIC_STATE: Readonly<Record<SeptStateName, number>> = {
+  FREE: 0, BLOCKED: 1, PENDING: 2, PENDING_BLOCKED: 3, MAPPED: 4, REMOVED: 5, NL_BLOCKED: 0x81, NL_MAPPED: 0x84,
+};
+
+/** Encoding bit 6 becomes the entry's PS bit (SEPT_STATE_ENC_TO_MASK, `sept_manager.h`). */
+const ENCODING_PS_BIT = 0x40;
+
+/** The entry maps a page (`is_secure_ept_leaf_entry`: PS = 1). FREE and REMOVED are not leaves. */
+export function isLeafState(state: SeptStateName): boolean {
+  return (SeptState[state] & ENCODING_PS_BIT) !== 0;
+}
+
 const NAME_BY_VALUE = new Map<number, SeptStateName>(SEPT_STATE_NAMES.map((n) => [SeptState[n], n]));
 export function septStateByValue(value: number): SeptStateName | undefined {
   return NAME_BY_VALUE.get(value);
 }
 
-/** SEPT levels as the module numbers them (TDX_PS_4K/2M/1G in Linux `asm/shared/tdx.h`). */
-export type SeptLevel = 0 | 1 | 2;
-export const LEVEL_SIZE: Record<SeptLevel, bigint> = { 0: 0x1000n, 1: 0x200000n, 2: 0x40000000n };
-export const LEVEL_SHIFT: Record<SeptLevel, bigint> = { 0: 12n, 1: 21n, 2: 30n };
-export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G' };
+/**
+ * SEPT levels as the module numbers them (`ept_level_t`: LVL_PT 0, LVL_PD 1, LVL_PDPT 2, LVL_PML4 3,
+ * LVL_PML5 4; TDX_PS_4K/2M/1G in Linux `asm/shared/tdx.h`). Entries at 3 and 4 are non-leaf only.
+ */
+export type SeptLevel = 0 | 1 | 2 | 3 | 4;
+export const LEVEL_SIZE: Record<SeptLevel, bigint> = { 0: 0x1000n, 1: 0x200000n, 2: 0x40000000n, 3: 1n << 39n, 4: 1n << 48n };
+export const LEVEL_SHIFT: Record<SeptLevel, bigint> = { 0: 12n, 1: 21n, 2: 30n, 3: 39n, 4: 48n };
+export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G', 3: '512G', 4: '256T' };
 export const ENTRIES_PER_TABLE = 512;
+
+/**
+ * The highest SEPT level with entries: the TD's EPT page-walk length minus one (EPTP.ept_pwl:
+ * 4-level for GPAW 48, 5-level for GPAW 52). The root page above it always exists (TDH.MNG.INIT);
+ * every level from here down to a leaf is added with TDH.MEM.SEPT.ADD (`tdh_mem_sept_add.c`
+ * accepts levels LVL_PD..ept_pwl).
+ */
+export function septTopLevel(gpaWidth: 48 | 52): SeptLevel {
+  return gpaWidth === 52 ? 4 : 3;
+}
 
 export function isNonLeaf(state: SeptStateName): boolean {
   return state === 'NL_MAPPED' || state === 'NL_BLOCKED';
 }
 
-/** A non-leaf with present children (the walk continues below it). */
-export function isPresentNonLeaf(state: SeptStateName): boolean {
-  return isNonLeaf(state);
+/**
+ * The SEPT walk continues below this entry: a present (RWX ≠ 0) non-leaf. A blocked non-leaf has
+ * RWX cleared (`block_sept_entry`), so `secure_ept_walk` (`sept_manager.c`) stops on it.
+ */
+export function walkContinuesBelow(state: SeptStateName): boolean {
+  return state === 'NL_MAPPED';
 }

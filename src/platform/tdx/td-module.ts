@@ -13,9 +13,9 @@ import type { Trace, TraceValue } from '../../shared/trace.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
 import { Sept } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
-import type { SeptLevel, SeptStateName } from './sept-states.js';
+import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
-import { DF_VECTOR, EptQual, ExitReason, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
+import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
@@ -45,7 +45,8 @@ export type VmcallRegs = Record<VmcallReg, bigint>;
 
 export type TdExit =
   | {
-      reason: 'ept-violation'; rip: bigint; gpa: bigint; gla: bigint; access: Access; space: Space;
+      /** GPA with bits 11:0 cleared; no GLA and exit-qualification bits 12:7 cleared (`td_other_exits.c`). */
+      reason: 'ept-violation'; rip: bigint; gpa: bigint; access: Access; space: Space;
       exitQualification: bigint; eeq: ExtendedExitQualification;
       /** The private leaf state the access or ACCEPT ran into (a fact the VMM's mirror would know). */
       septState?: SeptStateName; outsideRam: boolean;
@@ -55,7 +56,10 @@ export type TdExit =
 
 export type TdStep = { kind: 'resume' } | { kind: 'td-exit'; exit: TdExit } | { kind: 'stop'; outcome: RunOutcome };
 
-/** A host-side interrupt that becomes pending after `afterChunks` 4K chunks of a 2M ACCEPT. */
+/**
+ * An interrupt that arrives on the host CPU (IA32_INTR_PENDING) after `afterChunks` 4K chunks of
+ * a 2M ACCEPT; the VMM then posts `vector` to the guest.
+ */
 export interface PendingInterrupt {
   vector: number;
   afterChunks: number;
@@ -98,7 +102,7 @@ export class TdModule {
     if (machine.marker.kind !== 'tdx-shared-bit' || machine.marker.gpaWidth !== config.gpaWidth) {
       throw new Error(`a TD needs the machine's marker to be { kind: 'tdx-shared-bit', gpaWidth: ${config.gpaWidth} }`);
     }
-    this.sept = new Sept(machine.memoryBytes, machine.gate);
+    this.sept = new Sept(machine.memoryBytes, septTopLevel(config.gpaWidth), machine.gate);
     // Nothing is accessible until the SEPT / shared mapping say so.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
@@ -183,11 +187,13 @@ export class TdModule {
     let qual = access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ;
     qual |= EptQual.GLA_VALID | (exit.pageWalk ? 0n : EptQual.TRANSLATED);
     // VE info carries the exact GLA/GPA when the native side decoded the instruction
-    // (exit.exactAddress). A TD exit does not: the module clears GPA bits 11:0 before the VMM
-    // sees it (tdx_ept_violation_exit_to_vmm), and gives it no GLA either.
+    // (exit.exactAddress). A TD exit does not: tdx_ept_violation_exit_to_vmm (td_other_exits.c)
+    // clears GPA bits 11:0 and qualification bits 12:7, and passes no GLA.
     const gpa = exit.space === 'shared' ? exit.gpa | this.sharedBit : exit.gpa;
-    const page = ~0xfffn;
-    const base = { reason: 'ept-violation' as const, rip: exit.rip, gpa: gpa & page, gla: exit.gva & page, access, space: exit.space, exitQualification: qual, outsideRam: exit.outsideRam };
+    const base = {
+      reason: 'ept-violation' as const, rip: exit.rip, gpa: gpa & ~0xfffn, access, space: exit.space,
+      exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam: exit.outsideRam,
+    };
     if (exit.outsideRam || exit.space === 'shared') {
       return this.tdExit({ ...base, eeq: { type: 'none', raw: 0n } });
     }
@@ -196,7 +202,7 @@ export class TdModule {
     const action = t.kind === 'access' ? t.action : 'ept-violation';
     if (action === 'allowed') {
       // The gate disagreed with the SEPT: resynchronise it (cannot happen unless someone bypassed Sept).
-      this.sept.setState(walk.level, walk.base, walk.state);
+      this.sept.resyncGate(walk.level, walk.base);
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
       return { kind: 'resume' };
     }
@@ -212,7 +218,7 @@ export class TdModule {
   tdExit(exit: TdExit): TdStep {
     const fields: Record<string, TraceValue> = { reason: exit.reason, rip: exit.rip };
     if (exit.reason === 'ept-violation') {
-      Object.assign(fields, { gpa: exit.gpa, gla: exit.gla, access: exit.access, space: exit.space, qual: exit.exitQualification, eeqType: exit.eeq.type, eeq: exit.eeq.raw });
+      Object.assign(fields, { gpa: exit.gpa, access: exit.access, space: exit.space, qual: exit.exitQualification, eeqType: exit.eeq.type, eeq: exit.eeq.raw });
       if (exit.septState) fields.septState = exit.septState;
     } else if (exit.reason === 'tdvmcall') {
       Object.assign(fields, { mask: exit.mask, r10: exit.regs.r10, r11: exit.regs.r11 });

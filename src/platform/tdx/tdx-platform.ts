@@ -66,7 +66,8 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle> {
     const accepted = state === 'MAPPED' || state === 'BLOCKED';
     return {
       gpa: page, visibility: this.module.isPrivatePage(page) ? 'private' : 'shared', accepted, pending,
-      pageSize: LEVEL_PAGE_SIZE[walk.level], raw: state,
+      // A walk stopped above 1G (no 512G-level SEPT page yet) maps nothing: report the largest size.
+      pageSize: LEVEL_PAGE_SIZE[Math.min(walk.level, 2)]!, raw: state,
     };
   }
 }

@@ -13,6 +13,13 @@ export const ExitReason = { CPUID: 10, HLT: 12, IO: 30, RDMSR: 31, WRMSR: 32, EP
 /** VMCS EPT-violation exit qualification bits (SDM Vol. 3 Table 28-7). */
 export const EptQual = { READ: 1n << 0n, WRITE: 1n << 1n, FETCH: 1n << 2n, GLA_VALID: 1n << 7n, TRANSLATED: 1n << 8n } as const;
 
+/**
+ * Exit-qualification bits 12:7 (GLA valid, translated access, user/writable/NX linear address,
+ * NMI unblocking) that `tdx_ept_violation_exit_to_vmm` (`td_other_exits.c`) clears before an
+ * EPT-violation TD exit: the VMM learns nothing about the guest's linear address.
+ */
+export const TD_EXIT_QUAL_CLEARED = 0x1f80n;
+
 export interface VeInfoFields {
   exitReason: number;
   exitQualification: bigint;

@@ -75,8 +75,9 @@ export class TdxVmmHandle extends SeamcallHost {
 
   /**
    * An interrupt pending on the host CPU while the guest runs a 2 MiB TDG.MEM.PAGE.ACCEPT: the
-   * module interrupts the accept after `afterChunks` 4 KiB chunks (IA32_INTR_PENDING check in
-   * tdg_mem_page_accept.c) and the guest re-executes it.
+   * module interrupts the accept after `afterChunks` 4 KiB chunks whatever the guest's RFLAGS.IF
+   * (IA32_INTR_PENDING, helpers.h is_interrupt_pending_guest_side) and the guest re-executes it.
+   * The VMM posts `vector` to the guest, which takes it when its RFLAGS.IF allows.
    */
   postInterrupt(vector: number, afterChunks: number): void {
     this.#td.pendingInterrupt = { vector, afterChunks };

@@ -6,7 +6,7 @@ import { gpaLevel } from '../../platform/tdx/seamcall.js';
 import type { TdxVmmHandle } from '../../platform/tdx/vmm-handle.js';
 import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
 import { Sept } from '../../platform/tdx/sept.js';
-import { TdvmcallStatus, TdxStatus, statusName } from '../../platform/tdx/status.js';
+import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
 import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
 import { COM1_DATA_PORT, type Console } from '../console.js';
 import type { RunOutcome } from '../../shared/outcome.js';
@@ -63,20 +63,29 @@ function check(name: string, r: { status: bigint }, allow: bigint[] = []): void 
   if (r.status !== TdxStatus.SUCCESS && !allow.includes(r.status)) throw new SeamcallFailed(`${name} failed: ${statusName(r.status)} (${hex(r.status)})`);
 }
 
-/** Adds SEPT pages (TDH.MEM.SEPT.ADD) so that `gpa` can be mapped at `level`. */
+const WALK_FAILED = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+
+/** TDH.MEM.SEPT.RD of the entry at `level`; a walk that stops above it reports where it stopped. */
+function septRead(host: SeamcallHost, gpa: bigint, level: SeptLevel) {
+  const r = host.memSeptRead(gpaLevel(Sept.alignDown(gpa, level), level));
+  check('TDH.MEM.SEPT.RD', r, [WALK_FAILED]);
+  return r;
+}
+
+/**
+ * Adds SEPT pages (TDH.MEM.SEPT.ADD), top level first, so that `gpa` can be mapped at `level`:
+ * only the root exists when the TD is created (`tdh_mem_sept_add.c`: levels PD..ept_pwl).
+ */
 export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
-  for (const l of [2, 1] as const) {
-    if (l <= level) break;
-    const base = Sept.alignDown(gpa, l);
-    const r = host.memSeptRead(gpaLevel(base, l));
-    check('TDH.MEM.SEPT.RD', r);
-    if (r.level === l && r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(gpaLevel(base, l)));
+  for (let l = host.septTopLevel; l > level; l = (l - 1) as SeptLevel) {
+    const r = septRead(host, gpa, l);
+    if (r.level === l && r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(gpaLevel(Sept.alignDown(gpa, l), l)));
   }
 }
 
 /** BLOCK (tolerating already-blocked) + TRACK: what REMOVE/DEMOTE/UNBLOCK on a running TD need first. */
 function blockAndTrack(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
-  check('TDH.MEM.RANGE.BLOCK', host.memRangeBlock(gpaLevel(gpa, level)), [TdxStatus.GPA_RANGE_ALREADY_BLOCKED]);
+  check('TDH.MEM.RANGE.BLOCK', host.memRangeBlock(gpaLevel(gpa, level)), [withOperand(TdxStatus.GPA_RANGE_ALREADY_BLOCKED, OperandId.RCX)]);
   check('TDH.MEM.TRACK', host.memTrack());
 }
 
@@ -84,8 +93,7 @@ function blockAndTrack(host: SeamcallHost, gpa: bigint, level: SeptLevel): void 
 export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint): void {
   let gpa = base;
   while (gpa < end) {
-    const r = host.memSeptRead(gpaLevel(gpa, 0));
-    check('TDH.MEM.SEPT.RD', r);
+    const r = septRead(host, gpa, 0);
     const blockBase = Sept.alignDown(gpa, r.level);
     const size = LEVEL_SIZE[r.level];
     if (r.state === 'FREE' || r.state === 'REMOVED') { gpa = blockBase + size; continue; }
@@ -107,12 +115,12 @@ export function augRange(host: SeamcallHost, base: bigint, end: bigint): void {
     const twoM = LEVEL_SIZE[1];
     if (gpa % twoM === 0n && gpa + twoM <= end) {
       ensureSeptLevels(host, gpa, 1);
-      const r = host.memSeptRead(gpaLevel(gpa, 1));
+      const r = septRead(host, gpa, 1);
       if (r.level === 1 && r.state === 'FREE') { check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 1))); gpa += twoM; continue; }
       if (r.level === 1 && r.state !== 'NL_MAPPED') { gpa += twoM; continue; } // already a 2M leaf
     }
     ensureSeptLevels(host, gpa, 0);
-    const r = host.memSeptRead(gpaLevel(gpa, 0));
+    const r = septRead(host, gpa, 0);
     if (r.state === 'FREE' || r.state === 'REMOVED') check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 0)));
     gpa = Sept.alignDown(gpa, r.level === 0 || r.state === 'FREE' ? 0 : r.level) + LEVEL_SIZE[r.level === 0 || r.state === 'FREE' ? 0 : r.level];
   }
@@ -138,14 +146,17 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       const { reqLevel, errLevel, errState } = eeq;
       const host = ctx.host;
       if (exit.outsideRam) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
-      if (errState === 'FREE' || errState === 'REMOVED') {
+      if (errState === 'FREE') {
         ensureSeptLevels(host, exit.gpa, reqLevel);
         check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
+      } else if (errState === 'REMOVED' && errLevel <= 1) {
+        // Re-AUG the removed page at its own size; a smaller ACCEPT then demotes it (next exit).
+        check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
       } else if (errState === 'PENDING' && errLevel > reqLevel) {
         const base = Sept.alignDown(exit.gpa, errLevel);
         blockAndTrack(host, base, errLevel);
         check('TDH.MEM.PAGE.DEMOTE', host.memPageDemote(gpaLevel(base, errLevel)));
-      } else if (errState === 'BLOCKED' || errState === 'PENDING_BLOCKED') {
+      } else if (errState === 'BLOCKED' || errState === 'PENDING_BLOCKED' || errState === 'NL_BLOCKED') {
         check('TDH.MEM.TRACK', host.memTrack());
         check('TDH.MEM.RANGE.UNBLOCK', host.memRangeUnblock(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
       } else {
@@ -163,8 +174,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     }
     // Like KVM: fault the page in (PENDING); the guest then takes #VE or the pending-access exit.
     return guarded(ctx, 'fault-in', () => {
-      const r = ctx.host.memSeptRead(gpaLevel(exit.gpa, 0));
-      check('TDH.MEM.SEPT.RD', r);
+      const r = septRead(ctx.host, exit.gpa, 0);
       // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
       const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
       if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0);

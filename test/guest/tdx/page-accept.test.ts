@@ -3,7 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import { runTd, type Td } from '../../../src/vmm/tdx/run-td.js';
-import { acceptAsm, HALT, tdGuest } from '../../helpers/tdx-guest.js';
+import { acceptAsm, HALT, IRQ_VECTOR, tdGuest } from '../../helpers/tdx-guest.js';
+
+/** Runs until an instruction budget `n` instructions from now (the guest spins on R13 meanwhile). */
+function runFor(td: Td, n: bigint) {
+  td.platform.machine.vcpu.instructionLimit = td.platform.machine.vcpu.instructions + n;
+  return runTd(td);
+}
 
 const P = 0x400000n; // a 2M-aligned GPA above the boot image
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -89,8 +95,8 @@ describe('A3 SEPT situations', () => {
     expect(acceptStatus(td)).toBe(0n);
     const [exit] = tdExits(td);
     expect(exit).toMatchObject({ reason: 'ept-violation', gpa: P, eeqType: 'accept', septState: 'FREE', qual: 2n });
-    // EEQ: type 1, info = req_level 1 | err_level 1 << 3 | FREE(0x0E) << 6 | is_leaf 0
-    expect(exit!.eeq).toBe(1n | ((1n | (1n << 3n) | (0x0en << 6n)) << 32n));
+    // EEQ: type 1, info = req_level 1 | err_level 1 << 3 | public state FREE (0) << 6 | is_leaf 0
+    expect(exit!.eeq).toBe(1n | ((1n | (1n << 3n) | (0n << 6n)) << 32n));
     // Same RIP for the exit and the successful retry.
     const calls = td.trace.ofType('tdcall');
     expect(calls.map((c) => c.result)).toEqual(['td-exit(accept)', 'SUCCESS', 'td-exit(tdvmcall)']);
@@ -100,15 +106,26 @@ describe('A3 SEPT situations', () => {
   it('missing level (2M range FREE, 4K request) → TD exit err_level 1; VMM adds the SEPT page and AUGs 4K', () => {
     const td = tdGuest(acceptThenHalt(P + 0x3000n));
     expect(acceptStatus(td)).toBe(0n);
-    expect(tdExits(td)[0]!.eeq).toBe(1n | ((0n | (1n << 3n) | (0x0en << 6n)) << 32n));
+    expect(tdExits(td)[0]!.eeq).toBe(1n | ((0n | (1n << 3n) | (0n << 6n)) << 32n));
     expect(td.platform.module.sept.walk(P, 1).state).toBe('NL_MAPPED');
   });
 
-  it('REMOVED leaf → TD exit; AUG from REMOVED then succeeds', () => {
-    const td = tdGuest(acceptThenHalt(P | 1n));
+  it('REMOVED entry above the request → TD exit (state 5, is_leaf 0); the VMM re-AUGs it, then demotes', () => {
+    const td = tdGuest(acceptThenHalt(P + 0x3000n));
     td.platform.module.sept.setState(1, P, 'REMOVED');
     expect(acceptStatus(td)).toBe(0n);
-    expect(tdExits(td)[0]).toMatchObject({ septState: 'REMOVED' });
+    const [removed, pending] = tdExits(td);
+    // sept_get_arch_state: REMOVED is public state 5; its PS bit is 0, so is_leaf = 0.
+    expect(removed!.eeq).toBe(1n | ((0n | (1n << 3n) | (5n << 6n) | (0n << 14n)) << 32n));
+    expect(pending).toMatchObject({ septState: 'PENDING' });
+    expect(td.platform.module.sept.walk(P + 0x3000n, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+  });
+
+  it('REMOVED entry at the requested level → PAGE_SIZE_MISMATCH (a non-FREE entry without PS, tdg_mem_page_accept.c)', () => {
+    const td = tdGuest(acceptThenHalt(P | 1n));
+    td.platform.module.sept.setState(1, P, 'REMOVED');
+    expect(acceptStatus(td)).toBe(0xc0000b0b00000001n);
+    expect(tdExits(td)).toHaveLength(0);
   });
 
   it('BLOCKED leaf → TD exit with is_leaf; VMM unblocks; retry → ALREADY_ACCEPTED', () => {
@@ -124,7 +141,8 @@ describe('A3 SEPT situations', () => {
     expect(acceptStatus(td)).toBe(0x00000b0a00000001n);
     const exit = tdExits(td)[0]!;
     expect(exit.septState).toBe('BLOCKED');
-    expect(exit.eeq).toBe(1n | ((1n | (1n << 3n) | (0x68n << 6n) | (1n << 14n)) << 32n));
+    // Public state BLOCKED = 1 (not the internal encoding 0x68); a leaf.
+    expect(exit.eeq).toBe(1n | ((1n | (1n << 3n) | (1n << 6n) | (1n << 14n)) << 32n));
   });
 
   it('PENDING_BLOCKED leaf → TD exit; VMM unblocks; retry accepts', () => {
@@ -133,6 +151,8 @@ describe('A3 SEPT situations', () => {
     td.platform.module.host.memRangeBlock(gpaLevel(P, 1));
     expect(acceptStatus(td)).toBe(0n);
     expect(tdExits(td)[0]).toMatchObject({ septState: 'PENDING_BLOCKED' });
+    // Public state PENDING_BLOCKED = 3 (internal encoding 0x78), a leaf.
+    expect(tdExits(td)[0]!.eeq).toBe(1n | ((1n | (1n << 3n) | (3n << 6n) | (1n << 14n)) << 32n));
   });
 
   it('PENDING at a larger level (2M PENDING, 4K request) → TD exit; VMM demotes; only the 4K page is accepted', () => {
@@ -152,28 +172,81 @@ describe('A3 SEPT situations', () => {
     expect(acceptStatus(td)).toBe(0x8000020000000001n);
     expect(TdxStatus.OPERAND_BUSY | 1n).toBe(0x8000020000000001n);
   });
+
+  it('the walk result comes before the lock: 4K ACCEPT under a locked, accepted 2M leaf → ALREADY_ACCEPTED|1', () => {
+    // tdg_mem_page_accept.c check_tdaccept_failure: a walk that stopped above the requested level
+    // returns without taking the entry lock; only the 2M request itself meets the lock.
+    const td = tdGuest(`${acceptAsm(P, 1)}\n mov r12, rax\n 1: pause\n cmp r13, 0\n je 1b
+      ${acceptAsm(P + 0x3000n)}\n mov rbx, rax\n ${acceptAsm(P, 1)}\n mov rsi, rax\n ${HALT}`);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    td.platform.machine.vcpu.instructionLimit = 200n;
+    expect(runTd(td).outcome).toBe('budget');
+    expect(td.platform.machine.vcpu.regs.r12).toBe(0n);
+    td.platform.module.host.lockEntry(P, 1);
+    td.platform.machine.vcpu.regs.r13 = 1n;
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0x00000b0a00000001n);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0x8000020000000001n);
+  });
 });
 
-describe('A3 2M accept interruptibility', () => {
-  it('a pending interrupt after N chunks returns to the guest (no RAX, no RIP advance); the retry resumes', () => {
-    const td = tdGuest(`sti\n mov rax, 6\n mov rcx, 0x${(P | 1n).toString(16)}\n .byte 0x66,0x0f,0x01,0xcc\n mov rbx, rax\n ${HALT}`);
+describe('a blocked non-leaf entry blocks everything below it (tdh_mem_range_block.c, sept_manager.c)', () => {
+  it('ACCEPT below NL_BLOCKED → TD exit at that entry (err_level 1, state 0x81, is_leaf 0); the VMM unblocks', () => {
+    const td = tdGuest(acceptThenHalt(P + 0x5000n));
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(P, 1));
+    h.memPageAug(gpaLevel(P + 0x5000n, 0));
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(acceptStatus(td)).toBe(0n);
+    const [exit] = tdExits(td);
+    expect(exit).toMatchObject({ septState: 'NL_BLOCKED', gpa: P + 0x5000n });
+    expect(exit!.eeq).toBe(1n | ((0n | (1n << 3n) | (0x81n << 6n) | (0n << 14n)) << 32n));
+    expect(td.trace.ofType('seamcall').map((e) => e.leaf)).toContain('TDH_MEM_RANGE_UNBLOCK');
+    expect(td.platform.module.sept.walk(P + 0x5000n, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+  });
+
+  it('any guest access below NL_BLOCKED → an EPT-violation TD exit, for the whole 2M range', () => {
+    const td = tdGuest(`${acceptAsm(P)}\n ${acceptAsm(P + 0x1ff000n)}\n mov qword ptr [0x5ff000], 7\n 1: pause\n cmp r13, 0\n je 1b
+      mov rax, [0x5ff000]\n ${HALT}`);
+    expect(runFor(td, 400n).outcome).toBe('budget');
+    expect(td.platform.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(2n);
+    const h = td.platform.module.host;
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n); // the non-leaf above both pages
+    h.memTrack();
+    expect(td.platform.machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(0n);
+    td.platform.machine.vcpu.regs.r13 = 1n;
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('vmm-error'); // the honest VMM never blocks a non-leaf itself
+    expect(td.trace.ofType('td-exit').at(-1)).toMatchObject({ reason: 'ept-violation', septState: 'NL_BLOCKED', gpa: 0x5ff000n, eeqType: 'none' });
+  });
+});
+
+describe('A3 2M accept interruptibility (tdg_mem_page_accept.c, helpers.h is_interrupt_pending_guest_side)', () => {
+  // The module polls IA32_INTR_PENDING: a pending *host* interrupt, whatever the guest's RFLAGS.IF.
+  // The VMM posts the interrupt's vector to the guest: it runs the handler only when IF is set.
+  it.each([['sti', 1n], ['cli', 0n]])('a host interrupt after 200 chunks stops the ACCEPT with %s: no RAX, no RIP advance; the retry resumes', (ifInsn, handlerRuns) => {
+    const td = tdGuest(`${ifInsn}\n ${acceptThenHalt(P | 1n)}`);
     td.platform.module.host.memPageAug(gpaLevel(P, 1));
     td.platform.machine.memory.fill(P, 0x200000n, 0x77);
-    td.platform.module.host.postInterrupt(0x30, 200);
+    td.platform.handle.postInterrupt(IRQ_VECTOR, 200);
     expect(acceptStatus(td)).toBe(0n);
-    expect(td.platform.machine.vcpu.regs.r14).toBe(1n); // the interrupt handler ran once
+    expect(td.platform.machine.vcpu.regs.r14).toBe(handlerRuns);
     const [intr] = td.trace.ofType('accept-interrupted');
     expect(intr).toMatchObject({ acceptCounter: 200, resumedFrom: 0 });
     expect(td.trace.ofType('accept-resumed-complete')[0]).toMatchObject({ resumedFrom: 200 });
-    expect(td.trace.ofType('tdcall').map((c) => c.result)).toEqual(['interrupted', 'SUCCESS', 'td-exit(tdvmcall)']);
+    const calls = td.trace.ofType('tdcall');
+    expect(calls.map((c) => c.result)).toEqual(['interrupted', 'SUCCESS', 'td-exit(tdvmcall)']);
+    expect(calls[1]!.rip).toBe(calls[0]!.rip); // the same TDCALL re-executed
+    expect(calls[1]!.rax).toBe(6n); // RAX was not written by the interrupted call
     expect(td.platform.machine.memory.read(P, 4096).every((b) => b === 0)).toBe(true);
     expect(td.platform.machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0)).toBe(true);
   });
 
-  it('with IF=0 the interrupt is not taken and the accept completes in one go', () => {
-    const td = tdGuest(`cli\n ${acceptThenHalt(P | 1n)}`);
+  it('without a host interrupt the 2M ACCEPT completes in one call', () => {
+    const td = tdGuest(`sti\n ${acceptThenHalt(P | 1n)}`);
     td.platform.module.host.memPageAug(gpaLevel(P, 1));
-    td.platform.module.host.postInterrupt(0x30, 10);
     expect(acceptStatus(td)).toBe(0n);
     expect(td.trace.ofType('accept-interrupted')).toHaveLength(0);
   });

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes } from '../../../src/platform/tdx/td-module.js';
+import { honestTdxPolicy, type EptViolationExit, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { HALT, HANDLER, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -89,6 +90,19 @@ describe('A6 FREE / BLOCKED / REMOVED private GPAs → EPT-violation TD exit', (
     const exits = td.trace.ofType('td-exit');
     expect(exits[0]).toMatchObject({ reason: 'ept-violation', eeqType: 'none', septState: 'FREE', access: 'read' });
     expect(td.platform.machine.vcpu.regs.rbx).toBe(48n);
+  });
+
+  it('the VMM sees the page only: GPA bits 11:0 and qualification bits 12:7 cleared, no GLA (td_other_exits.c)', () => {
+    const seen: EptViolationExit[] = [];
+    const policy: TdxVmmPolicy = { ...honestTdxPolicy, onPrivateEptViolation(ctx, exit) { seen.push(exit); return honestTdxPolicy.onPrivateEptViolation(ctx, exit); } };
+    const td = tdGuest(`mov rcx, 0x400000\n mov byte ptr [rcx + 0x123], 1\n ${HALT}`, { ve: VE_READER, policy });
+    expect(runTd(td).outcome).toBe('done');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ gpa: 0x400000n, exitQualification: 0x2n, access: 'write' });
+    expect('gla' in seen[0]!).toBe(false);
+    // The guest's own #VE for the same access (after the VMM's AUG) keeps the exact addresses and bits 7/8.
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.rbx, r.r14, r.rbp, r.rsi]).toEqual([48n, 0x2n | 0x80n | 0x100n, 0x400123n, 0x400123n]);
   });
 
   it('BLOCKED: TD exit; the honest VMM cannot explain it and stops', () => {

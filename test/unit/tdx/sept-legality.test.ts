@@ -10,20 +10,25 @@ import { createTd } from '../../../src/vmm/tdx/run-td.js';
 
 // Columns: FREE REMOVED NL_MAPPED NL_BLOCKED MAPPED BLOCKED PENDING PENDING_BLOCKED.
 // A state name = legal, the entry becomes that; otherwise the status (or ACCEPT/ACCESS action).
-const NF = 'EPT_ENTRY_NOT_FREE', SI = 'EPT_ENTRY_STATE_INCORRECT', NB = 'GPA_RANGE_NOT_BLOCKED', AB = 'GPA_RANGE_ALREADY_BLOCKED';
+// TDX 1.5 (intel/tdx-module TDX_1.5.01): seamcall_sept_state_lookup in sept_state_lookup.c gives
+// the legal states; tdh_mem_page_add/aug.c, tdh_mem_sept_add.c and tdh_mem_range_unblock.c refuse
+// with EPT_ENTRY_STATE_INCORRECT (1.0 had EPT_ENTRY_NOT_FREE); tdh_mem_range_block.c with
+// GPA_RANGE_ALREADY_BLOCKED for any blocked entry.
+const SI = 'EPT_ENTRY_STATE_INCORRECT', NB = 'GPA_RANGE_NOT_BLOCKED', AB = 'GPA_RANGE_ALREADY_BLOCKED';
 const EXPECTED: Record<SeptOperation, string[]> = {
-  ADD:             ['MAPPED', NF, NF, NF, NF, NF, NF, NF],
-  AUG:             ['PENDING', 'PENDING', NF, NF, NF, NF, NF, NF],
-  SEPT_ADD:        ['NL_MAPPED', NF, NF, NF, NF, NF, NF, NF],
+  ADD:             ['MAPPED', SI, SI, SI, SI, SI, SI, SI],
+  AUG:             ['PENDING', 'PENDING', SI, SI, SI, SI, SI, SI],
+  SEPT_ADD:        ['NL_MAPPED', SI, SI, SI, SI, SI, SI, SI],
   BLOCK:           [SI, SI, 'NL_BLOCKED', AB, 'BLOCKED', AB, 'PENDING_BLOCKED', AB],
-  UNBLOCK:         [SI, SI, NB, 'NL_MAPPED', NB, 'MAPPED', NB, 'PENDING'],
+  UNBLOCK:         [SI, SI, SI, 'NL_MAPPED', SI, 'MAPPED', SI, 'PENDING'],
   REMOVE:          [SI, SI, SI, SI, 'FREE', 'FREE', 'FREE', 'FREE'],
   REMOVE_RUNNING:  [SI, SI, SI, SI, NB, 'FREE', NB, 'FREE'],
   DEMOTE:          [SI, SI, SI, SI, 'NL_MAPPED', 'NL_MAPPED', 'NL_MAPPED', 'NL_MAPPED'],
   DEMOTE_RUNNING:  [SI, SI, SI, SI, NB, 'NL_MAPPED', NB, 'NL_MAPPED'],
   PROMOTE:         [SI, SI, 'MAPPED', 'MAPPED', SI, SI, SI, SI],
   PROMOTE_RUNNING: [SI, SI, NB, 'MAPPED', SI, SI, SI, SI],
-  ACCEPT:          ['td-exit', 'td-exit', 'size-mismatch', 'size-mismatch', 'already-accepted', 'td-exit', 'zero-and-map', 'td-exit'],
+  // tdg_mem_page_accept.c: a non-FREE entry without the PS bit (REMOVED too) is a size mismatch.
+  ACCEPT:          ['td-exit', 'size-mismatch', 'size-mismatch', 'size-mismatch', 'already-accepted', 'td-exit', 'zero-and-map', 'td-exit'],
   ACCEPT_LARGER:   ['td-exit', 'td-exit', 'td-exit', 'td-exit', 'already-accepted', 'td-exit', 'td-exit', 'td-exit'],
   ACCESS:          ['ept-violation', 'ept-violation', 'ept-violation', 'ept-violation', 'allowed', 'ept-violation', 'pending', 'ept-violation'],
 };
@@ -61,6 +66,7 @@ describe('legality table through the SEAMCALL host interface', () => {
     m.finalized = running[op];
     const level: SeptLevel = op === 'ADD' ? 0 : 1;
     const gpa = 0x200000n;
+    m.sept.setState(3, 0n, 'NL_MAPPED');
     m.sept.split(2, 0n, 'FREE');
     if (level === 0) m.sept.split(1, gpa, 'FREE');
     if (state === 'NL_MAPPED' || state === 'NL_BLOCKED') {
@@ -85,7 +91,7 @@ describe('legality table through the SEAMCALL host interface', () => {
       expect(after.level === level ? after.state : 'walk-stopped-above').toBe(expected);
     } else {
       expect(statusName(r.status)).toBe(expected);
-      if (expected !== AB) expect(r.status & 0xffffffffn).toBe(1n); // operand ID RCX
+      expect(r.status & 0xffffffffn).toBe(1n); // operand ID RCX
       expect(after.state).toBe(state);
     }
     // Gate invariant: a private page is accessible iff its leaf is MAPPED.
@@ -100,6 +106,7 @@ describe('legality table through the SEAMCALL host interface', () => {
 describe('conditions beyond the entry state', () => {
   const fresh = () => {
     const td = createTd({ memoryBytes: 8n << 20n });
+    td.platform.module.host.memSeptAdd(gpaLevel(0n, 3));
     td.platform.module.host.memSeptAdd(gpaLevel(0n, 2));
     return td;
   };
@@ -107,13 +114,13 @@ describe('conditions beyond the entry state', () => {
   it('REMOVE / DEMOTE / UNBLOCK of a running TD need TDH.MEM.TRACK after BLOCK', () => {
     const td = fresh();
     const h = td.platform.module.host;
-    expect(h.memPageAug(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.OP_STATE_INCORRECT); // not finalized yet
     h.mrFinalize();
     expect(h.memPageAug(gpaLevel(0x200000n, 1)).status).toBe(0n);
     expect(h.memRangeBlock(gpaLevel(0x200000n, 1)).status).toBe(0n);
     expect(h.memPageRemove(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.TLB_TRACKING_NOT_DONE | 1n);
     expect(h.memPageDemote(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.TLB_TRACKING_NOT_DONE | 1n);
-    expect(h.memRangeUnblock(gpaLevel(0x200000n, 1)).status).toBe(TdxStatus.TLB_TRACKING_NOT_DONE | 1n);
+    // tdh_mem_range_unblock.c reports the missing tracking against the SEPT tree (operand 0x92).
+    expect(h.memRangeUnblock(gpaLevel(0x200000n, 1)).status).toBe(0xc0000b0800000092n);
     h.memTrack();
     expect(h.memPageRemove(gpaLevel(0x200000n, 1)).status).toBe(0n);
     expect(td.platform.module.sept.walk(0x200000n, 1).state).toBe('FREE');
@@ -176,11 +183,12 @@ describe('sparse SEPT', () => {
     h.mrFinalize();
     const gpas = [0n, 0x80_1234_0000n & ~0x1fffffn, (1n << 40n) - 0x200000n];
     for (const g of gpas) {
-      h.memSeptAdd(gpaLevel(Sept.alignDown(g, 2), 2));
+      h.memSeptAdd(gpaLevel(Sept.alignDown(g, 3), 3)); // once per 512 GiB; later calls are STATE_INCORRECT
+      expect(h.memSeptAdd(gpaLevel(Sept.alignDown(g, 2), 2)).status).toBe(0n);
       expect(h.memPageAug(gpaLevel(g, 1)).status).toBe(0n);
     }
     td.platform.module.sept.setState(1, gpas[2]!, 'MAPPED');
-    expect(td.platform.module.sept.entryCounts()).toEqual([0, 3, 3]);
+    expect(td.platform.module.sept.entryCounts()).toEqual([0, 3, 3, 2]);
     expect(td.platform.machine.gate.get('private', (1n << 40n) - 0x1000n)).toBe('readwrite');
     expect(td.platform.machine.gate.get('private', gpas[1]!)).toBe('none');
     td.platform.machine.close();

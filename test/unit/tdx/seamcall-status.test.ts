@@ -1,0 +1,124 @@
+// TDX 1.5 SEAMCALL status codes through the host interface, each against the handler in the
+// intel/tdx-module tree at tag TDX_1.5.01 that decides it (src/vmm_dispatcher/api_calls/).
+import { describe, expect, it } from 'vitest';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
+
+const STATE_INCORRECT_RCX = 0xc0000b0d00000001n;
+const P = 0x200000n;
+
+/** A TD with the SEPT levels above P (512 GiB and 1 GiB entries) added, not finalized. */
+function td(): Td {
+  const t = createTd({ memoryBytes: 8n << 20n });
+  expect(t.platform.module.host.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+  expect(t.platform.module.host.memSeptAdd(gpaLevel(0n, 2)).status).toBe(0n);
+  return t;
+}
+
+describe('TDX 1.5 SEAMCALL status codes', () => {
+  it('AUG, PAGE.ADD and SEPT.ADD on a non-FREE entry → EPT_ENTRY_STATE_INCORRECT|RCX (tdh_mem_page_aug.c, tdh_mem_page_add.c, tdh_mem_sept_add.c)', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(STATE_INCORRECT_RCX); // NL_MAPPED already
+    expect(h.memPageAdd(gpaLevel(P, 0), new Uint8Array(4096)).status).toBe(0n);
+    expect(h.memPageAdd(gpaLevel(P, 0), new Uint8Array(4096)).status).toBe(STATE_INCORRECT_RCX);
+    expect(h.memPageAug(gpaLevel(P, 0)).status).toBe(STATE_INCORRECT_RCX);
+  });
+
+  it('AUG is allowed before MR.FINALIZE (op_state_lookup.c: TDH.MEM.PAGE.AUG in OP_STATE_INITIALIZED)', () => {
+    const m = td().platform.module;
+    expect(m.finalized).toBe(false);
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P, 1).state).toBe('PENDING');
+  });
+
+  it('BLOCK of a blocked entry → GPA_RANGE_ALREADY_BLOCKED|RCX (tdh_mem_range_block.c)', () => {
+    const m = td().platform.module;
+    m.host.memPageAug(gpaLevel(P, 1));
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0x00000b0700000001n);
+  });
+
+  it('UNBLOCK of an entry that is not blocked → EPT_ENTRY_STATE_INCORRECT|RCX (tdh_mem_range_unblock.c)', () => {
+    const m = td().platform.module;
+    m.host.memPageAug(gpaLevel(P, 1));
+    expect(m.host.memRangeUnblock(gpaLevel(P, 1)).status).toBe(STATE_INCORRECT_RCX);
+  });
+
+  it('UNBLOCK of a running TD without TRACK → TLB_TRACKING_NOT_DONE with operand SEPT_TREE 0x92', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.mrFinalize();
+    h.memPageAug(gpaLevel(P, 1));
+    h.memRangeBlock(gpaLevel(P, 1));
+    expect(h.memRangeUnblock(gpaLevel(P, 1)).status).toBe(0xc0000b0800000092n);
+    h.memTrack();
+    expect(h.memRangeUnblock(gpaLevel(P, 1)).status).toBe(0n);
+  });
+
+  it('UNBLOCK before MR.FINALIZE needs no TRACK (op_state_lookup.c: no TLB tracking in INITIALIZED)', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.memPageAug(gpaLevel(P, 1));
+    h.memRangeBlock(gpaLevel(P, 1));
+    expect(h.memRangeUnblock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P, 1).state).toBe('PENDING');
+  });
+
+  it('MR.EXTEND of an unmapped GPA → EPT_ENTRY_NOT_PRESENT|RCX (tdh_mr_extend.c)', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.mrExtend(P).status).toBe(0xc0000b0300000001n); // no SEPT page below 2M: the walk fails
+    h.memSeptAdd(gpaLevel(P, 1));
+    expect(h.mrExtend(P).status).toBe(0xc0000b0300000001n); // a FREE 4K entry
+    h.memPageAug(gpaLevel(P, 0));
+    expect(h.mrExtend(P).status).toBe(0xc0000b0300000001n); // PENDING is not present
+    expect(h.mrExtend(P + 0x80n).status).toBe(0xc000010000000001n); // not 256-byte aligned
+  });
+
+  it('SEPT.ADD is legal from PD up to the page-walk length; the host adds the levels top-down', () => {
+    const t = createTd({ memoryBytes: 8n << 20n });
+    const h = t.platform.module.host;
+    expect(h.septTopLevel).toBe(3); // GPAW 48: 4-level SEPT, EPTP.ept_pwl = 3
+    expect(h.memSeptAdd(gpaLevel(0n, 2)).status).toBe(0xc0000b0000000001n); // EPT_WALK_FAILED: no level-3 page yet
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0xc0000b0000000001n);
+    expect(h.memSeptAdd(gpaLevel(0n, 4)).status).toBe(0xc000010000000001n); // above ept_pwl: OPERAND_INVALID
+    expect(h.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+    expect(h.memSeptAdd(gpaLevel(0n, 2)).status).toBe(0n);
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    const r = h.memSeptRead(gpaLevel(P, 0)); // SEPT.RD below a leaf: the walk stops at the 2M leaf
+    expect([r.status, r.level, r.state]).toEqual([0xc0000b0000000001n, 1, 'PENDING']);
+    t.platform.machine.close();
+  });
+
+  it('a GPAW-52 TD has a 5-level SEPT: SEPT.ADD level 4 is legal', () => {
+    const t = createTd({ memoryBytes: 8n << 20n, gpaWidth: 52 });
+    const h = t.platform.module.host;
+    expect(h.septTopLevel).toBe(4);
+    expect(h.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0xc0000b0000000001n);
+    expect(h.memSeptAdd(gpaLevel(0n, 4)).status).toBe(0n);
+    expect(h.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+    t.platform.machine.close();
+  });
+});
+
+describe('a blocked non-leaf entry (tdh_mem_range_block.c, sept_manager.c secure_ept_walk)', () => {
+  it('BLOCK on NL_MAPPED clears RWX: walks stop there and the whole range closes', () => {
+    const { module: m, machine } = td().platform;
+    const h = m.host;
+    h.memSeptAdd(gpaLevel(P, 1));
+    for (let g = P; g < P + 0x200000n; g += 0x1000n) m.sept.setState(0, g, 'MAPPED');
+    expect(machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P + 0x5000n, 0)).toMatchObject({ level: 1, state: 'NL_BLOCKED', isLeaf: false });
+    expect(machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(0n);
+    // Host calls below it fail the walk too.
+    expect(h.memRangeBlock(gpaLevel(P + 0x5000n, 0)).status).toBe(0xc0000b0000000001n);
+    // UNBLOCK (before finalize, no TRACK needed) reopens exactly what the children map.
+    m.sept.setState(0, P + 0x7000n, 'PENDING');
+    expect(h.memRangeUnblock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(511n);
+    expect(machine.gate.get('private', P + 0x7000n)).toBe('none');
+  });
+});
