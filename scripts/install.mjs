@@ -1,4 +1,4 @@
-// The project's one install step (`npm install` runs it): Unicorn 2.1, the native addon, the
+// The project's one install step (`npm install` runs it): Unicorn 2.1.4, the native addon, the
 // TypeScript build and the guest stubs. Each missing prerequisite stops it with one clear message.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

@@ -1,43 +1,38 @@
-// Locates libunicorn >= 2.1 for the native addon, fetching Debian trixie's packages into a
-// project-local folder when the machine has no suitable library. See README "Unicorn".
+// Locates libunicorn >= 2.1.4 for the native addon, fetching Debian testing's (or unstable's)
+// packages into a project-local folder when the machine has no suitable library. See README
+// "Unicorn".
 //
-// Why not bookworm's 2.0.1: it ignores guest page tables, aborts past ~4095 memory regions and
-// has no TLB-fill hook (../shared/reference/unicorn.md). Trixie's 2.1.1 packages depend only on
+// Why 2.1.4 and nothing older: 2.0.1 ignores guest page tables, aborts past ~4095 memory regions
+// and has no TLB-fill hook (../shared/reference/unicorn.md); 2.1.1 kills the host process
+// (SIGSEGV/SIGBUS in tb_set_jmp_target) once its translation buffer fills, which a
+// self-modifying or fuzzed guest reaches in seconds. Debian's 2.1.4 packages depend only on
 // libc6 (>= 2.34), so they run on bookworm. We never touch the machine's apt sources: apt-get is
 // pointed at a private sources list, list directory and cache inside .unicorn/.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const localDir = join(projectRoot, '.unicorn');
-const localRoot = join(localDir, 'root');
-const MIN_VERSION = [2, 1];
+export const MIN_VERSION = [2, 1, 4];
+const MIN_TEXT = MIN_VERSION.join('.');
+export const WHY_MIN_VERSION = 'Unicorn before 2.1.4 kills the host process (SIGSEGV/SIGBUS in tb_set_jmp_target) ' +
+  'when its translation buffer fills, which self-modifying or fuzzed guests reach quickly';
+const INSTALL_HINT = `install libunicorn-dev >= ${MIN_TEXT} (pkg-config name "unicorn"; Debian testing/unstable ` +
+  `package libunicorn-dev) or make a Debian mirror reachable, then run \`npm install\` again`;
+// Debian suites that carry 2.1.4 (forky/testing and sid/unstable ship 2.1.4-4), tried in order.
+const SUITES = ['testing', 'unstable'];
+const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+const FALLBACK_MIRROR = 'http://deb.debian.org/debian';
 
-function versionAtLeast(text, min) {
-  const parts = text.trim().split(/[.-]/).map((p) => parseInt(p, 10));
+export function versionAtLeast(text, min = MIN_VERSION) {
+  const parts = String(text).trim().split(/[.~+-]/).map((p) => parseInt(p, 10));
   for (let i = 0; i < min.length; i++) {
-    const v = parts[i] ?? 0;
+    const v = Number.isFinite(parts[i]) ? parts[i] : 0;
     if (v !== min[i]) return v > min[i];
   }
   return true;
-}
-
-function systemUnicorn() {
-  const r = spawnSync('pkg-config', ['--modversion', 'unicorn'], { encoding: 'utf8' });
-  if (r.status !== 0 || !versionAtLeast(r.stdout, MIN_VERSION)) return null;
-  const flag = (what) => spawnSync('pkg-config', [what, 'unicorn'], { encoding: 'utf8' }).stdout.trim();
-  const include = flag('--variable=includedir');
-  const lib = flag('--variable=libdir');
-  return { source: `system (pkg-config ${r.stdout.trim()})`, include, lib };
-}
-
-function localUnicorn() {
-  const include = join(localRoot, 'usr/include');
-  const lib = join(localRoot, 'usr/lib/x86_64-linux-gnu');
-  if (!existsSync(join(include, 'unicorn/unicorn.h')) || !existsSync(join(lib, 'libunicorn.so.2'))) return null;
-  return { source: `project-local Debian trixie packages in ${localDir}`, include, lib };
 }
 
 function fail(message) {
@@ -46,56 +41,175 @@ function fail(message) {
   throw err;
 }
 
-function fetchFromDebian(log) {
-  if (spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status !== 0) {
-    fail('libunicorn >= 2.1 was not found and apt-get is not available to fetch it. ' +
-      'Install libunicorn 2.1 or later (pkg-config name "unicorn"), or run on Debian.');
+export function systemUnicorn(log = () => {}) {
+  const r = spawnSync('pkg-config', ['--modversion', 'unicorn'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return null;
+  const version = r.stdout.trim();
+  if (!versionAtLeast(version)) {
+    log(`ignoring the system libunicorn ${version} found by pkg-config: ${WHY_MIN_VERSION}`);
+    return null;
   }
-  const sources = readdirSync('/etc/apt/sources.list.d').filter((f) => f.endsWith('.sources'))
-    .map((f) => join('/etc/apt/sources.list.d', f));
-  let mirror = null;
-  for (const file of sources) {
-    const m = execFileSync('sed', ['-n', 's/^URIs: *//p', file], { encoding: 'utf8' }).split('\n')[0];
-    if (m) { mirror = m.trim().split(/\s+/)[0]; break; }
-  }
-  if (!mirror) fail('could not find a Debian mirror in /etc/apt/sources.list.d/*.sources to fetch libunicorn 2.1 from');
-  rmSync(localDir, { recursive: true, force: true });
-  for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) mkdirSync(join(localDir, d), { recursive: true });
-  const list = join(localDir, 'sources.list');
-  writeFileSync(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} trixie main\n`);
-  const aptArgs = [
-    '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/dev/null',
-    '-o', `Dir::State::Lists=${join(localDir, 'lists')}`, '-o', `Dir::Cache=${join(localDir, 'cache')}`,
-    '-o', 'APT::Sandbox::User=root', '-q',
-  ];
-  log(`fetching libunicorn 2.1 (Debian trixie) from ${mirror} into ${localDir}`);
-  const run = (args, cwd) => {
-    const r = spawnSync('apt-get', [...aptArgs, ...args], { cwd, encoding: 'utf8' });
-    if (r.status !== 0) fail(`apt-get ${args.join(' ')} failed:\n${r.stderr || r.stdout}`);
-  };
-  run(['update']);
-  run(['download', 'libunicorn2t64', 'libunicorn-dev'], join(localDir, 'debs'));
-  for (const deb of readdirSync(join(localDir, 'debs')).filter((f) => f.endsWith('.deb'))) {
-    execFileSync('dpkg', ['-x', join(localDir, 'debs', deb), localRoot]);
-  }
-  const found = localUnicorn();
-  if (!found) fail(`libunicorn packages were downloaded but ${localRoot} does not hold unicorn.h and libunicorn.so.2`);
-  return found;
+  const flag = (what) => spawnSync('pkg-config', [what, 'unicorn'], { encoding: 'utf8' }).stdout.trim();
+  return { source: `system (pkg-config ${version})`, version, include: flag('--variable=includedir'), lib: flag('--variable=libdir') };
 }
 
-export function findUnicorn() {
-  return systemUnicorn() ?? localUnicorn();
+// The version a unicorn.h declares (UC_API_MAJOR/MINOR/PATCH), or null.
+export function headerVersion(header) {
+  if (!existsSync(header)) return null;
+  const text = readFileSync(header, 'utf8');
+  const get = (name) => text.match(new RegExp(`#define\\s+${name}\\s+(\\d+)`))?.[1];
+  const parts = ['UC_API_MAJOR', 'UC_API_MINOR', 'UC_API_PATCH'].map(get);
+  return parts.every((p) => p !== undefined) ? parts.join('.') : null;
+}
+
+// The library folder inside an unpacked package root: usr/lib/<multiarch triplet> for whatever
+// architecture apt fetched (x86_64-linux-gnu, aarch64-linux-gnu, ...), or plain usr/lib.
+export function packagedLibDir(root) {
+  const usrLib = join(root, 'usr/lib');
+  if (!existsSync(usrLib)) return null;
+  const dirs = [usrLib, ...readdirSync(usrLib, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(usrLib, d.name))];
+  return dirs.find((d) => existsSync(join(d, 'libunicorn.so.2'))) ?? null;
+}
+
+export function localUnicorn(dir = localDir) {
+  const root = join(dir, 'root');
+  const include = join(root, 'usr/include');
+  const version = headerVersion(join(include, 'unicorn/unicorn.h'));
+  const lib = packagedLibDir(root);
+  if (!version || !lib || !versionAtLeast(version)) return null;
+  return { source: `project-local Debian packages (${version}) in ${dir}`, version, include, lib };
+}
+
+// ---- finding a Debian mirror in the machine's own apt configuration ----
+
+// One-line format: `deb [opt=val ...] URI suite [component...]`.
+function parseOneLine(text) {
+  const out = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    const m = line.match(/^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)/);
+    if (!m) continue;
+    out.push({ uris: [m[2]], suites: [m[3]], signedBy: (m[1] ?? '').match(/signed-by=(\S+)/)?.[1] ?? '' });
+  }
+  return out;
+}
+
+// deb822 format: stanzas separated by blank lines, with Types/URIs/Suites/Signed-By/Enabled.
+function parseDeb822(text) {
+  const out = [];
+  for (const stanza of text.split(/\n\s*\n/)) {
+    const fields = {};
+    let last = null;
+    for (const raw of stanza.split('\n')) {
+      if (/^\s*#/.test(raw)) continue;
+      const m = raw.match(/^([A-Za-z-]+):\s*(.*)$/);
+      if (m) { last = m[1].toLowerCase(); fields[last] = m[2].trim(); } else if (last && /^\s/.test(raw)) fields[last] += ` ${raw.trim()}`;
+    }
+    if (!(fields.types ?? '').split(/\s+/).includes('deb') || /^(no|false)$/i.test(fields.enabled ?? '')) continue;
+    out.push({ uris: (fields.uris ?? '').split(/\s+/).filter(Boolean), suites: (fields.suites ?? '').split(/\s+/).filter(Boolean), signedBy: fields['signed-by'] ?? '' });
+  }
+  return out;
+}
+
+const DEBIAN_SUITE = /^(buster|bullseye|bookworm|trixie|forky|duke|sid|stable|testing|unstable|oldstable|experimental)(-updates|-backports)?$/;
+
+// Mirrors of the Debian archive named in `etcApt` (sources.list, sources.list.d/*.list and
+// *.sources, in apt's order), then deb.debian.org. Third-party and security repositories are
+// skipped: they do not carry testing/unstable's main.
+export function debianMirrors(etcApt = '/etc/apt') {
+  const entries = [];
+  const read = (file) => { try { return readFileSync(file, 'utf8'); } catch { return ''; } };
+  entries.push(...parseOneLine(read(join(etcApt, 'sources.list'))));
+  const partsDir = join(etcApt, 'sources.list.d');
+  const parts = existsSync(partsDir) ? readdirSync(partsDir).sort() : [];
+  for (const f of parts) {
+    if (f.endsWith('.list')) entries.push(...parseOneLine(read(join(partsDir, f))));
+    else if (f.endsWith('.sources')) entries.push(...parseDeb822(read(join(partsDir, f))));
+  }
+  const mirrors = [];
+  for (const e of entries) {
+    const debian = e.suites.some((s) => DEBIAN_SUITE.test(s)) || /debian-archive-keyring/.test(e.signedBy);
+    if (!debian) continue;
+    for (const uri of e.uris) {
+      const clean = uri.replace(/\/+$/, '');
+      if (/-security$|-ports$|debian-debug$/.test(clean) || !/^https?:\/\//.test(clean)) continue;
+      if (!mirrors.includes(clean)) mirrors.push(clean);
+    }
+  }
+  if (!mirrors.includes(FALLBACK_MIRROR)) mirrors.push(FALLBACK_MIRROR);
+  return mirrors;
+}
+
+// ---- fetching ----
+
+function tryFetch(mirror, suite, work, log) {
+  rmSync(work, { recursive: true, force: true });
+  for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) mkdirSync(join(work, d), { recursive: true });
+  const list = join(work, 'sources.list');
+  writeFileSync(list, `deb [signed-by=${DEBIAN_KEYRING}] ${mirror} ${suite} main\n`);
+  const aptArgs = [
+    '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/dev/null',
+    '-o', `Dir::State::Lists=${join(work, 'lists')}`, '-o', `Dir::Cache=${join(work, 'cache')}`,
+    '-o', 'APT::Sandbox::User=root', '-q',
+  ];
+  const apt = (cmd, args, cwd) => spawnSync(cmd, [...aptArgs, ...args], { cwd, encoding: 'utf8' });
+  log(`fetching libunicorn ${MIN_TEXT} (Debian ${suite}) from ${mirror} into ${localDir}`);
+  const update = apt('apt-get', ['update']);
+  if (update.status !== 0) return `apt-get update failed: ${(update.stderr || update.stdout).trim().split('\n').pop()}`;
+  const policy = apt('apt-cache', ['policy', 'libunicorn-dev']).stdout ?? '';
+  const candidate = policy.match(/Candidate:\s*(\S+)/)?.[1];
+  if (!candidate || candidate === '(none)') return `${suite} has no libunicorn-dev`;
+  if (!versionAtLeast(candidate)) return `${suite} has libunicorn-dev ${candidate}, older than ${MIN_TEXT}`;
+  const download = apt('apt-get', ['download', `libunicorn2t64=${candidate}`, `libunicorn-dev=${candidate}`], join(work, 'debs'));
+  if (download.status !== 0) return `apt-get download failed: ${(download.stderr || download.stdout).trim().split('\n').pop()}`;
+  for (const deb of readdirSync(join(work, 'debs')).filter((f) => f.endsWith('.deb'))) {
+    const x = spawnSync('dpkg', ['-x', join(work, 'debs', deb), join(work, 'root')], { encoding: 'utf8' });
+    if (x.status !== 0) return `dpkg -x ${deb} failed: ${x.stderr.trim()}`;
+  }
+  return localUnicorn(work) ? null : `the ${candidate} packages hold no usable unicorn.h and libunicorn.so.2`;
+}
+
+function fetchFromDebian(log) {
+  const missing = ['apt-get', 'apt-cache', 'dpkg'].find((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status !== 0);
+  if (missing) fail(`libunicorn >= ${MIN_TEXT} was not found and ${missing} is not available to fetch it: ${INSTALL_HINT}`);
+  if (!existsSync(DEBIAN_KEYRING)) fail(`libunicorn >= ${MIN_TEXT} was not found and ${DEBIAN_KEYRING} is missing to fetch it (apt-get install debian-archive-keyring), or ${INSTALL_HINT}`);
+  // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
+  // half-unpacked .unicorn/ that a later build would take for a library.
+  const work = `${localDir}.fetch-${process.pid}`;
+  const tried = [];
+  try {
+    for (const mirror of debianMirrors()) {
+      for (const suite of SUITES) {
+        const problem = tryFetch(mirror, suite, work, log);
+        if (!problem) {
+          rmSync(localDir, { recursive: true, force: true });
+          renameSync(work, localDir);
+          return localUnicorn();
+        }
+        tried.push(`${mirror} ${suite}: ${problem}`);
+        log(`  ${problem}`);
+        if (/update failed/.test(problem)) break;  // an unreachable mirror fails for every suite
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  fail(`could not fetch libunicorn >= ${MIN_TEXT} from Debian (${tried.join('; ')}): ${INSTALL_HINT}`);
+}
+
+export function findUnicorn(log = () => {}) {
+  return systemUnicorn(log) ?? localUnicorn();
 }
 
 export function ensureUnicorn(log = console.log) {
-  return findUnicorn() ?? fetchFromDebian(log);
+  return findUnicorn(log) ?? fetchFromDebian(log);
 }
 
 // `node scripts/unicorn.mjs include|lib` prints a path for binding.gyp.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const found = findUnicorn();
   if (!found) {
-    console.error('libunicorn >= 2.1 not found; run `npm install` first');
+    console.error(`libunicorn >= ${MIN_TEXT} not found (${WHY_MIN_VERSION}); run \`npm install\` first`);
     process.exit(1);
   }
   const what = process.argv[2];

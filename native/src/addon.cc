@@ -429,7 +429,25 @@ Napi::Value SetUnicornErrorClass(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Unicorn before 2.1.4 kills the process when its translation buffer fills (SIGSEGV in
+// tb_set_jmp_target, reached by self-modifying or fuzzed guests; README "Unicorn"). The header
+// is checked when building and the library actually loaded is checked again here, since an
+// rpath or LD_LIBRARY_PATH can swap it under an unchanged build.
+constexpr unsigned kMinUnicorn = UC_MAKE_VERSION(2, 1) | (4u << 8);
+static_assert(((UC_API_MAJOR << 24) | (UC_API_MINOR << 16) | (UC_API_PATCH << 8)) >= kMinUnicorn,
+              "unicorn.h is older than 2.1.4, which crashes when its translation buffer fills");
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  unsigned packed = uc_version(nullptr, nullptr);
+  if ((packed & ~0xffu) < kMinUnicorn) {
+    std::string loaded = std::to_string(packed >> 24) + "." + std::to_string((packed >> 16) & 0xff) + "." +
+                         std::to_string((packed >> 8) & 0xff);
+    Napi::Error::New(env, "the loaded libunicorn is " + loaded +
+                              "; minivisor needs 2.1.4 or later, because older releases crash the process "
+                              "when their translation buffer fills (run `npm install` to fetch 2.1.4)")
+        .ThrowAsJavaScriptException();
+    return exports;
+  }
   env.SetInstanceData(new AddonData());
   exports.Set("NativeMachine", NativeMachine::Define(env));
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));

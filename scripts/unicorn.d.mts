@@ -1,0 +1,13 @@
+// Types for scripts/unicorn.mjs, so tests can check the install logic under `npm run typecheck`.
+export interface FoundUnicorn { source: string; version: string; include: string; lib: string }
+export const localDir: string;
+export const MIN_VERSION: number[];
+export const WHY_MIN_VERSION: string;
+export function versionAtLeast(text: string, min?: number[]): boolean;
+export function systemUnicorn(log?: (message: string) => void): FoundUnicorn | null;
+export function headerVersion(header: string): string | null;
+export function packagedLibDir(root: string): string | null;
+export function localUnicorn(dir?: string): FoundUnicorn | null;
+export function debianMirrors(etcApt?: string): string[];
+export function findUnicorn(log?: (message: string) => void): FoundUnicorn | null;
+export function ensureUnicorn(log?: (message: string) => void): FoundUnicorn;
