@@ -5,9 +5,9 @@
 import { setImmediate } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
-import type { RunOutcome } from '../../../src/vmm/outcome.js';
+import type { RunOutcome } from '../../../src/shared/outcome.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { tdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, tdGuest } from '../../helpers/tdx-guest.js';
 import { snpGuest } from '../../helpers/snp-guest.js';
 
 const SLICE = 2_000_000n;
@@ -32,7 +32,7 @@ async function runSliced(vm: Machine, run: () => RunOutcome, limit: bigint): Pro
  * `nextBlock` a jump ends the translation block first, so the rewrite hits the next block rather
  * than the running one (cheaper per iteration; the same buffer-filling retranslation).
  */
-function rewriteAheadLoop(iterations: number, nextBlock: boolean): string {
+function rewriteAheadLoop(iterations: number, nextBlock: boolean, halt = 'hlt'): string {
   return `
     mov ecx, ${iterations}
     xor eax, eax
@@ -46,7 +46,7 @@ function rewriteAheadLoop(iterations: number, nextBlock: boolean): string {
     add rbx, rdx
     dec ecx
     jnz smc_top
-    hlt`;
+    ${halt}`;
 }
 
 const triangle = (n: number) => BigInt(n) * BigInt(n + 1) / 2n;
@@ -59,7 +59,7 @@ describe('self-modifying guests end in an ordinary outcome (Unicorn >= 2.1.4)', 
   for (const { iterations, nextBlock } of cases) {
     const what = `${iterations} rewrites ${nextBlock ? 'of the next block' : 'inside the running block'}`;
     it(`TDX: ${what}`, async () => {
-      const td = tdGuest(rewriteAheadLoop(iterations, nextBlock));
+      const td = tdGuest(rewriteAheadLoop(iterations, nextBlock, HALT));
       const outcome = await runSliced(td.machine, () => runTd(td), 10n * BigInt(iterations));
       expect(outcome.outcome).toBe('done');
       expect(td.machine.vcpu.regs.rbx).toBe(triangle(iterations));
