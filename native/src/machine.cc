@@ -310,6 +310,7 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
     case TrappedKind::kTdcall: SetExit(ExitKind::kTdcall); area_[kSlotArg0] = rax; break;
     case TrappedKind::kPvalidate: SetExit(ExitKind::kPvalidate); area_[kSlotArg0] = rax; break;
     case TrappedKind::kVmgexit: SetExit(ExitKind::kVmgexit); break;
+    case TrappedKind::kRmpadjust: SetExit(ExitKind::kRmpadjust); area_[kSlotArg0] = rax; break;
     case TrappedKind::kCpuid:
       SetExit(ExitKind::kCpuid);
       area_[kSlotArg0] = rax & 0xffffffffu;
@@ -508,7 +509,8 @@ bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
   uint8_t bytes[15] = {0};
   size_t n = m->FetchInsnBytes(cs.bits == 64 ? rip : (cs.base + rip) & 0xffffffffull, bytes);
   TrappedInsn t = DecodeTrapped(bytes, n, cs.bits);
-  if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit) {
+  if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit ||
+      t.kind == TrappedKind::kRmpadjust) {
     m->RecordTrapped(t);
   } else {
     m->SetExit(ExitKind::kInvalidOpcode);

@@ -36,6 +36,7 @@ enum class ExitKind : uint64_t {
   kException = 12,
   kBudget = 13,
   kFatal = 14,
+  kRmpadjust = 15,
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with

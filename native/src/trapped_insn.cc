@@ -82,6 +82,7 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     if (modrm == 0xCC && p.last_mandatory == 0x66) k = TrappedKind::kTdcall;
     if (modrm == 0xFF && p.last_mandatory == 0xF2) k = TrappedKind::kPvalidate;
     if (modrm == 0xD9 && p.last_mandatory == 0xF3) k = TrappedKind::kVmgexit;
+    if (modrm == 0xFE && p.last_mandatory == 0xF3) k = TrappedKind::kRmpadjust;
     if (k != TrappedKind::kNone) { t.kind = k; t.length = static_cast<uint8_t>(i + 3); }
   }
   return t;

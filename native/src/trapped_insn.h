@@ -10,6 +10,7 @@ enum class TrappedKind : uint8_t {
   kTdcall,     // 66 0F 01 CC
   kPvalidate,  // F2 0F 01 FF
   kVmgexit,    // F3 0F 01 D9 (rep vmmcall)
+  kRmpadjust,  // F3 0F 01 FE
   kCpuid,      // 0F A2
   kRdmsr,      // 0F 32
   kWrmsr,      // 0F 30

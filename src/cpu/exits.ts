@@ -2,7 +2,7 @@
 //
 // RIP semantics, per kind (the `rip` field is the guest's RIP when the run stopped):
 // - hlt: after the HLT instruction (like KVM_EXIT_HLT).
-// - tdcall, pvalidate, vmgexit, cpuid, rdmsr, wrmsr, io: AT the instruction, which has not run.
+// - tdcall, pvalidate, rmpadjust, vmgexit, cpuid, rdmsr, wrmsr, io: AT the instruction, which has not run.
 //   The VMM emulates it, sets the results and advances RIP by `length` (Vcpu.complete).
 // - invalid-opcode: at the instruction.
 // - gate-fault: at the faulting instruction, which has not run; its access had no effect.
@@ -23,6 +23,7 @@ export type VmExit =
   | { kind: 'hlt'; rip: bigint }
   | { kind: 'tdcall'; rip: bigint; length: number; leaf: bigint }
   | { kind: 'pvalidate'; rip: bigint; length: number }
+  | { kind: 'rmpadjust'; rip: bigint; length: number }
   | { kind: 'vmgexit'; rip: bigint; length: number }
   | { kind: 'invalid-opcode'; rip: bigint; bytes: Uint8Array }
   | { kind: 'cpuid'; rip: bigint; length: number; leaf: number; subleaf: number }
@@ -106,6 +107,7 @@ export function decodeExit(area: BigUint64Array): VmExit {
     case ExitCode.hlt: return { kind: 'hlt', rip };
     case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: a0 };
     case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length };
+    case ExitCode.rmpadjust: return { kind: 'rmpadjust', rip, length };
     case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length };
     case ExitCode.invalidOpcode: {
       const n = Math.min(Number(a0), 8);

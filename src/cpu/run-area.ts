@@ -32,5 +32,6 @@ export const ExitCode = {
   exception: 12,
   budget: 13,
   fatal: 14,
+  rmpadjust: 15,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

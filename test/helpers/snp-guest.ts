@@ -27,6 +27,8 @@ export interface SnpGuestOptions {
   vmm?: HonestSnpVmmOptions;
   /** Names the VM's memory-encryption key (SnpPlatformOptions.keySeed). */
   keySeed?: bigint;
+  /** The VMPL the vCPU runs at (SnpPlatformOptions.vmpl). */
+  vmpl?: 0 | 1 | 2 | 3;
 }
 
 export function snpGuest(main: string, options: SnpGuestOptions = {}) {
@@ -47,7 +49,9 @@ ${defaultHandler(6, false)}
   let ptEnd = PT_BASE;
   if (options.mappings) ptEnd = enablePaging(vm, options.mappings);
   const trace = new Trace();
-  const platform = new SnpPlatform(vm, { trace, ...(options.keySeed !== undefined ? { keySeed: options.keySeed } : {}) });
+  const platform = new SnpPlatform(vm, {
+    trace, ...(options.keySeed !== undefined ? { keySeed: options.keySeed } : {}), ...(options.vmpl !== undefined ? { vmpl: options.vmpl } : {}),
+  });
   platform.launchUpdateRange(CODE_BASE, 0x1000n);
   platform.launchUpdateRange(GDT_BASE, 0x1000n);
   platform.launchUpdateRange(IDT_BASE, 0x1000n);

@@ -160,6 +160,25 @@ export class Rmp {
     region.entries.set(index, { ...e, validated });
   }
 
+  /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
+  adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
+    const region = this.#regions.get(regionOf(spa));
+    if (!region) throw new Error('adjustPermissions on a hypervisor-owned page');
+    const adjust = (e: RmpEntry): RmpEntry => {
+      const vmplPerms = [...e.vmplPerms] as [number, number, number, number];
+      vmplPerms[vmpl] = perms;
+      return { ...e, vmplPerms, vmsa };
+    };
+    if (region.kind === 'large') {
+      region.entry = adjust(region.entry);
+      return;
+    }
+    const index = Number((spa >> 12n) & 511n);
+    const e = region.entries.get(index);
+    if (!e) throw new Error('adjustPermissions on a hypervisor-owned page');
+    region.entries.set(index, adjust(e));
+  }
+
   /** Stored 2 MiB regions (the memory-proportionality measure). */
   get storedRegions(): number {
     return this.#regions.size;

@@ -15,6 +15,8 @@ import { MemoryEncryption } from './memory-encryption.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
+import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
+import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
@@ -326,6 +328,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     switch (exit.kind) {
       case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip } };
       case 'pvalidate': return this.#pvalidate(exit);
+      case 'rmpadjust': return this.#rmpadjust(exit);
       case 'vmgexit': {
         // VMGEXIT is an automatic exit: the guest resumes after it (the host cannot touch RIP).
         vcpu.complete(exit);
@@ -375,32 +378,61 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     }
   }
 
+  /** Where PVALIDATE/RMPADJUST read RAX: translated like a data access, at the size's alignment. */
+  #rmpInsnInput(gva: bigint, size: RmpPageSize) {
+    const vcpu = this.machine.vcpu;
+    const alignedVa = size === '2m' ? gva : gva & ~(PAGE_4K - 1n);
+    return {
+      translation: vcpu.translate(alignedVa, 'read'),
+      cpl: Number(vcpu.readSpecial('cs') & 3n),
+      nptSizeAt: (gpa: bigint) => this.nptPageSize(gpa),
+    };
+  }
+
   #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
     const vcpu = this.machine.vcpu;
     const regs = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
-    const alignedVa = regs.size === '2m' ? regs.gva : regs.gva & ~(PAGE_4K - 1n);
-    const translation = vcpu.translate(alignedVa, 'read');
-    const cpl = Number(vcpu.readSpecial('cs') & 3n);
-    const out = pvalidate(this.rmp, this.ctx, { ...regs, cpl, translation, nptSizeAt: (gpa) => this.nptPageSize(gpa) });
+    const out = pvalidate(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size) });
     const base = { rip: exit.rip, gva: regs.gva, size: regs.size, validate: regs.validate };
+    if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'pvalidate', base, out);
+    vcpu.regs.rax = BigInt(out.rc);
+    vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
+    this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
+    if (out.gpa !== undefined && !out.unchanged) this.#syncRmpInsnTarget(out.gpa, regs.size);
+    vcpu.complete(exit);
+    return { kind: 'resume' };
+  }
+
+  #rmpadjust(exit: Extract<VmExit, { kind: 'rmpadjust' }>): HwStep {
+    const vcpu = this.machine.vcpu;
+    const regs = decodeRmpadjustRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
+    const out = rmpadjust(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size) });
+    const base = { rip: exit.rip, gva: regs.gva, size: regs.size, targetVmpl: regs.targetVmpl, perms: regs.perms, vmsa: regs.vmsa };
+    if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'rmpadjust', base, out);
+    // EAX = rc; the status flags follow EAX as for PVALIDATE (U), CF = 0.
+    vcpu.regs.rax = BigInt(out.rc);
+    vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, false);
+    this.trace.record('hw', 'rmpadjust', { ...base, gpa: out.gpa ?? null, rc: out.rc });
+    if (out.gpa !== undefined) this.#syncRmpInsnTarget(out.gpa, regs.size);
+    vcpu.complete(exit);
+    return { kind: 'resume' };
+  }
+
+  #syncRmpInsnTarget(gpa: bigint, size: RmpPageSize): void {
+    if (size === '2m') this.#syncRegion(regionOf(gpa));
+    else this.#syncPage(gpa);
+  }
+
+  /** An RMP instruction that did not complete: NPF to the VMM, a guest exception, or a retry. */
+  #rmpInsnNotDone(exit: { rip: bigint }, insn: 'pvalidate' | 'rmpadjust', base: Record<string, unknown> & { gva: bigint },
+    out: Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>): HwStep {
     switch (out.kind) {
-      case 'result': {
-        vcpu.regs.rax = BigInt(out.rc);
-        vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
-        this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
-        if (out.gpa !== undefined && !out.unchanged) {
-          if (regs.size === '2m') this.#syncRegion(regionOf(out.gpa));
-          else this.#syncPage(out.gpa);
-        }
-        vcpu.complete(exit);
-        return { kind: 'resume' };
-      }
       case 'npf':
-        this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa, npf: out.reason });
-        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: 'pvalidate' });
-        return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: out.gpa, gva: regs.gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
+        this.trace.record('hw', insn, { ...base, gpa: out.gpa, npf: out.reason });
+        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: insn });
+        return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: out.gpa, gva: base.gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
       case 'fault':
-        this.trace.record('hw', 'pvalidate', { ...base, fault: out.vector, reason: out.reason });
+        this.trace.record('hw', insn, { ...base, fault: out.vector, reason: out.reason });
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
       case 'retry':
         this.#syncRegion(regionOf(out.gpa));

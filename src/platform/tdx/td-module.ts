@@ -159,6 +159,7 @@ export class TdModule {
       case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2);
       case 'invalid-opcode':
       case 'pvalidate':
+      case 'rmpadjust':
       case 'vmgexit':
         return this.injectException(UD_VECTOR);
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };

@@ -1,0 +1,118 @@
+// Issue 9 row 14: RMPADJUST (F3 0F 01 FE) is modelled, not #UD; Linux's enforce_vmpl0() and
+// svsm_setup_ca() use it to learn whether they run at VMPL0 (adjusting VMPL1 succeeds only there).
+import { describe, expect, it } from 'vitest';
+import { RFLAGS } from '../../../src/cpu/registers.js';
+import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
+import { RMP_INSN_RC } from '../../../src/platform/snp/rmp-instruction.js';
+import { snpGuest } from '../../helpers/snp-guest.js';
+
+const RMPADJUST = '.byte 0xf3,0x0f,0x01,0xfe';
+const T = 0x400000n;
+
+function rmpadjustGuest(va: bigint, size2m: boolean, targetVmpl: number, perms: number, vmsa = false) {
+  const rdx = BigInt(targetVmpl) | (BigInt(perms) << 8n) | (vmsa ? 1n << 16n : 0n);
+  return `
+  mov rax, 0x${va.toString(16)}
+  mov ecx, ${size2m ? 1 : 0}
+  mov rdx, 0x${rdx.toString(16)}
+  ${RMPADJUST}
+  pushfq
+  pop rbx
+  mov r8, rax
+  hlt`;
+}
+
+function ownValidated(g: ReturnType<typeof snpGuest>, size: '4k' | '2m' = '4k') {
+  g.platform.rmpUpdate(T, { assigned: true, pageSize: size, gpa: T, asid: g.platform.asid });
+  g.platform.rmp.setValidated(T, true);
+  if (size === '2m') g.platform.setNptPageSize(T, '2m');
+}
+
+describe('RMPADJUST', () => {
+  it("at VMPL0 on the guest's own page (Linux enforce_vmpl0: target VMPL1): SUCCESS, no #UD", () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 1, 0x3));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r13).toBe(0n); // no exception handler ran
+    expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.SUCCESS));
+    expect((g.vm.vcpu.regs.rbx & RFLAGS.ZF) !== 0n).toBe(true);
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0x3, 0, 0]);
+    expect(g.trace.ofType('rmpadjust').at(-1)).toMatchObject({ gpa: T, rc: 0, targetVmpl: 1, perms: 3 });
+  });
+
+  it('the VMSA bit is set at VMPL0', () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 1, 0, true));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.platform.rmp.lookup(T)).toMatchObject({ vmsa: true, vmplPerms: [0xf, 0, 0, 0] });
+  });
+
+  it('target VMPL0 from VMPL0 (not less privileged): FAIL_PERMISSION, nothing changes', () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 0, 0x1));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_PERMISSION));
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0, 0, 0]);
+  });
+
+  it('a VMPL that does not exist: FAIL_INPUT', () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 4, 0x1));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_INPUT));
+  });
+
+  it('2M request on 4K RMP entries: FAIL_SIZEMISMATCH', () => {
+    const g = snpGuest(rmpadjustGuest(T, true, 1, 0x1));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_SIZEMISMATCH));
+  });
+
+  it('4K request inside a 2M RMP entry: NPF with SIZEM, the VMM PSMASHes, RMPADJUST re-executes', () => {
+    const g = snpGuest(rmpadjustGuest(T + 0x1000n, false, 1, 0x1));
+    ownValidated(g, '2m');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const npf = g.trace.ofType('npf')[0]!;
+    expect(npf).toMatchObject({ cause: 'rmpadjust', reason: 'size-mismatch' });
+    expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(NPF_BITS.sizeMismatch);
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.platform.rmp.lookup(T + 0x1000n)).toMatchObject({ pageSize: '4k', vmplPerms: [0xf, 0x1, 0, 0] });
+  });
+
+  describe('at VMPL1 (under an SVSM)', () => {
+    /** The VMPL0 software would have granted VMPL1 these pages; the test grants them directly. */
+    function atVmpl1(source: string) {
+      const g = snpGuest(source, { vmpl: 1 });
+      for (const key of g.platform.rmp.regionKeys()) {
+        for (const [index, e] of g.platform.rmp.smallEntries(key)) {
+          if (e.assigned) g.platform.rmp.adjustPermissions((key << 21n) + BigInt(index) * 0x1000n, 1, 0xf, false);
+        }
+        g.platform.setNptPageSize(key << 21n, '4k'); // resyncs the gate
+      }
+      return g;
+    }
+
+    it('adjusting VMPL1 fails with FAIL_PERMISSION (what enforce_vmpl0 turns into GHCB_TERM_NOT_VMPL0)', () => {
+      const g = atVmpl1(rmpadjustGuest(T, false, 1, 0x1));
+      ownValidated(g);
+      g.platform.rmp.adjustPermissions(T, 1, 0xf, false);
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_PERMISSION));
+    });
+
+    it('VMPL2 gets at most what VMPL1 holds', () => {
+      const more = atVmpl1(rmpadjustGuest(T, false, 2, 0x3));
+      ownValidated(more);
+      more.platform.rmp.adjustPermissions(T, 1, 0x1, false);
+      expect(more.run()).toMatchObject({ outcome: 'done' });
+      expect(more.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_PERMISSION));
+      const same = atVmpl1(rmpadjustGuest(T, false, 2, 0x1, true));
+      ownValidated(same);
+      same.platform.rmp.adjustPermissions(T, 1, 0x1, false);
+      expect(same.run()).toMatchObject({ outcome: 'done' });
+      expect(same.vm.vcpu.regs.r8).toBe(0n);
+      expect(same.platform.rmp.lookup(T)).toMatchObject({ vmplPerms: [0xf, 0x1, 0x1, 0], vmsa: false }); // VMSA ignored below VMPL0
+    });
+  });
+});
