@@ -60,9 +60,9 @@ describe('self-modifying guests end in an ordinary outcome (Unicorn >= 2.1.4)', 
     const what = `${iterations} rewrites ${nextBlock ? 'of the next block' : 'inside the running block'}`;
     it(`TDX: ${what}`, async () => {
       const td = tdGuest(rewriteAheadLoop(iterations, nextBlock, HALT));
-      const outcome = await runSliced(td.machine, () => runTd(td), 10n * BigInt(iterations));
+      const outcome = await runSliced(td.platform.machine, () => runTd(td), 10n * BigInt(iterations));
       expect(outcome.outcome).toBe('done');
-      expect(td.machine.vcpu.regs.rbx).toBe(triangle(iterations));
+      expect(td.platform.machine.vcpu.regs.rbx).toBe(triangle(iterations));
     }, 120_000);
 
     it(`SNP: ${what}`, async () => {
