@@ -30,10 +30,9 @@ export class BootTrace extends Trace {
     super(options);
   }
 
-  override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): TraceEvent {
-    const event = super.record(source, type, fields);
-    if (source === 'hw') this.#account(event);
-    return event;
+  override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
+    super.record(source, type, fields);
+    if (source === 'hw') this.#account(type, fields);
   }
 
   /** The guest announced a stage ("@mv stage X"); later accepts count for it. */
@@ -42,15 +41,15 @@ export class BootTrace extends Trace {
     this.record('guest', 'stage', { stage });
   }
 
-  #account(e: TraceEvent): void {
+  #account(type: string, e: Record<string, TraceValue>): void {
     let size: PageSizeName | undefined;
     let accepted = false;
-    if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') {
+    if (type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') {
       // RCX bits 2:0 are the level (0 = 4K, 1 = 2M); anything else was refused as OPERAND_INVALID.
       const level = typeof e.rcx === 'bigint' ? Number(e.rcx & 7n) : -1;
       size = level === 1 ? '2M' : '4K';
       accepted = e.status === 0n;
-    } else if (e.type === 'pvalidate' && e.validate === true) {
+    } else if (type === 'pvalidate' && e.validate === true) {
       size = e.size === '2m' ? '2M' : '4K';
       accepted = e.rc === 0 && e.cf === false;
     } else {

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { Trace, traceSha256OfJsonLines, type TraceValue } from '../../src/shared/trace.js';
+
+type Recorded = [source: 'hw' | 'vmm' | 'guest', type: string, fields: Record<string, TraceValue>];
+
+const EVENTS: Recorded[] = [
+  ['hw', 'tdcall', { rip: 0x1000n, rax: 6n, leaf: 'MEM_PAGE_ACCEPT', status: 0n, ok: true, none: null }],
+  ['hw', 'seamcall', { leaf: 'TDH_MEM_PAGE_AUG', rcx: (1n << 70n) + 5n, status: 0xc0000b0b00000001n, neg: -3n }],
+  ['vmm', 'psc', { entries: [{ gpa: 0x200000n, op: 'private' }, [1, 2.5, -0]], unknown: '0x1f', text: 'é ✓ 🙂' }],
+  ['guest', 'stage', { stage: 'kernel', n: Number.NaN, skipped: undefined as unknown as TraceValue }],
+  ['hw', 'odd', { type: 'shadowed', seq: 99 }],
+];
+
+function traceOf(events: Recorded[], options: { keep?: boolean } = {}): { trace: Trace; lines: string[] } {
+  const lines: string[] = [];
+  const trace = new Trace({ ...options, sink: (l) => lines.push(l) });
+  for (const [source, type, fields] of events) trace.record(source, type, fields);
+  return { trace, lines };
+}
+
+describe('Trace hash', () => {
+  it('is what hashing the written JSON lines back gives, for every kind of value', () => {
+    const { trace, lines } = traceOf(EVENTS);
+    expect(lines).toHaveLength(EVENTS.length);
+    expect(traceSha256OfJsonLines(lines.map((l) => `${l}\n`).join(''))).toBe(trace.sha256());
+  });
+
+  it('does not depend on keeping events, and changes with any field, its type or the order of events', () => {
+    const base = traceOf(EVENTS).trace.sha256();
+    expect(traceOf(EVENTS, { keep: false }).trace.sha256()).toBe(base);
+    const changed = (i: number, fields: Record<string, TraceValue>): string =>
+      traceOf(EVENTS.map((e, j) => (j === i ? [e[0], e[1], fields] : e))).trace.sha256();
+    expect(changed(0, { ...EVENTS[0]![2], status: 1n })).not.toBe(base);
+    expect(changed(0, { ...EVENTS[0]![2], status: 0 })).not.toBe(base);  // number, not bigint
+    expect(changed(2, { ...EVENTS[2]![2], text: 'é ✓ 🙁' })).not.toBe(base);
+    expect(traceOf([...EVENTS].reverse()).trace.sha256()).not.toBe(base);
+    expect(traceOf(EVENTS.map(([s, t, f]) => [s === 'hw' ? 'vmm' : s, t, f])).trace.sha256()).not.toBe(base);
+  });
+
+  it('hashes a long trace the same whether it is read back or kept', () => {
+    const many: Recorded[] = [];
+    for (let i = 0; i < 20_000; i++) many.push(['hw', 'tdcall', { rip: BigInt(i) * 7n, leaf: 'MEM_PAGE_ACCEPT', blob: 'x'.repeat(i % 97) }]);
+    const { trace, lines } = traceOf(many, { keep: false });
+    expect(traceSha256OfJsonLines(lines.join('\n'))).toBe(trace.sha256());
+    expect(trace.length).toBe(20_000);
+    expect(trace.events).toEqual([]);
+  });
+});
