@@ -208,6 +208,30 @@ describe('CPUID and TDCALL leaf rules', () => {
     expect([frame.readBigUInt64LE(0), frame.readBigUInt64LE(16)]).toEqual([0n, 0x18n]);  // error code, CS
   });
 
+  it('a TDCALL after CS moved to a compatibility-mode segment is #GP(0) even though the one before succeeded', () => {
+    // The module may remember the mode of a CS it has seen, but not across a CS change.
+    const { td } = runTdGuest(`
+      mov rax, 1
+      ${TDCALL}
+      mov rax, 0x00cf9b000000ffff
+      mov [0x10018], rax
+      mov rax, 0x3f
+      mov word ptr [0x30000], ax
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      push 0x18
+      lea rax, [rip + compat]
+      push rax
+      retfq
+    compat:
+      .byte 0xb8, 0x01, 0, 0, 0      # mov eax, 1 (32-bit encoding)
+      ${TDCALL}
+      hlt`);
+    const calls = td.trace.ofType('tdcall');
+    expect(calls[0]).toMatchObject({ leaf: 'VP_INFO', status: 0n });
+    expect(calls[1]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
+  });
+
   it('port I/O in a TD raises #VE (reason 30)', () => {
     const { td } = runTdGuest(`mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n ${HALT}`, { ve: VE_READER });
     expect(td.platform.machine.vcpu.regs.rbx).toBe(30n);
