@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace minivisor {
@@ -77,6 +78,13 @@ uint64_t PageBitmap::Count(uint64_t first, uint64_t count) const {
 void PageBitmap::ClearAll() {
   // Giving the pages back keeps a cleared 1 TiB bitmap free of resident memory.
   madvise(words_, mapped_bytes_, MADV_DONTNEED);
+}
+
+const std::vector<uint64_t>& PageSet::Members() {
+  std::sort(list_.begin(), list_.end());
+  list_.erase(std::unique(list_.begin(), list_.end()), list_.end());
+  list_.erase(std::remove_if(list_.begin(), list_.end(), [this](uint64_t p) { return !bits_.Test(p); }), list_.end());
+  return list_;
 }
 
 void ResidentPages(const uint8_t* base, uint64_t bytes, std::vector<uint64_t>* out) {

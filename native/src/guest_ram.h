@@ -58,6 +58,39 @@ class PageBitmap {
   uint64_t mapped_bytes_;
 };
 
+// A set of pages that costs work in proportion to its members, not to the guest: a bitmap for
+// membership plus the list of members, so emptying or listing it never scans untouched memory.
+class PageSet {
+ public:
+  explicit PageSet(uint64_t pages) : bits_(pages) {}
+  bool ok() const { return bits_.ok(); }
+  bool Contains(uint64_t page) const { return bits_.Test(page); }
+  void Insert(uint64_t page) {
+    if (bits_.Test(page)) return;
+    bits_.Set(page);
+    list_.push_back(page);
+  }
+  void InsertRange(uint64_t first, uint64_t count) {
+    for (uint64_t p = first; p < first + count; p++) Insert(p);
+  }
+  // Removes one member; its stale list entry goes at the next Members().
+  void Erase(uint64_t page) { bits_.Assign(page, 1, false); }
+  // Members in [first, first + count); counts in whole bitmap words, so a 2 MiB range is 8 words.
+  uint64_t CountIn(uint64_t first, uint64_t count) const { return bits_.Count(first, count); }
+  // The members, sorted and each once.
+  const std::vector<uint64_t>& Members();
+  // Members inserted and not erased since the last Clear (exact while nothing is erased).
+  size_t inserted() const { return list_.size(); }
+  void Clear() {
+    for (uint64_t p : list_) bits_.Assign(p, 1, false);
+    list_.clear();
+  }
+
+ private:
+  PageBitmap bits_;
+  std::vector<uint64_t> list_;
+};
+
 // Appends the page indexes of `mapping` that are resident in host memory (mincore), i.e. every
 // page that may hold something other than zeros.
 void ResidentPages(const uint8_t* base, uint64_t bytes, std::vector<uint64_t>* out);

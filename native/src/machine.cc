@@ -18,6 +18,9 @@ static const int kRunAreaRegs[kRegCount] = {
 };
 constexpr uint32_t kTranslationBufferBytes = 64u << 20;
 constexpr uint64_t kChunkBytes = 1ull << 30;
+// One 4 KiB page of a gate bitmap holds the bits of 32768 guest pages.
+constexpr uint64_t kGatePagesPerBitmapPage = kPageSize * 8;
+static uint64_t GateBitmapPage(uint64_t page) { return page / kGatePagesPerBitmapPage; }
 
 // Special registers, numbered as in src/cpu/registers.ts.
 enum SpecialKind { kPlain, kMsr, kMmrBase, kMmrLimit, kMmrSelector };
@@ -85,12 +88,18 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   ram_ = HostMapping::Create(config_.memory_bytes);
   if (!ram_) { *error = "cannot reserve host address space for guest RAM"; return false; }
   for (auto& space : gate_) for (auto& bm : space) bm.reset(new PageBitmap(pages_));
-  dirty_.reset(new PageBitmap(pages_));
+  dirty_.reset(new PageSet(pages_));
+  written_.reset(new PageSet(pages_));
+  for (int sp = 0; sp < 2; sp++) {
+    gate_touched_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
+    gate_changed_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
+    if (!gate_touched_[sp]->ok() || !gate_changed_[sp]->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+  }
   code_.reset(new PageBitmap(pages_));
   shadow_valid_.reset(new PageBitmap(pages_));
   if (!shadow_valid_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
-  if (!dirty_->ok() || !code_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+  if (!dirty_->ok() || !written_->ok() || !code_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
   auto check = [&](uc_err e, const char* what) {
     if (e == UC_ERR_OK) return true;
@@ -252,12 +261,25 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   // Refusing is always safe; opening a page needs its chunk mapped in Unicorn. If mapping
   // fails the gate stays closed and accesses keep exiting as gate faults.
   if (access != GateAccess::kNone && !EnsureMapped(first_page, pages)) return;
+  if (pages == 0) return;
+  // A TLB entry can only hold permissions the gate gave, so a change that only adds read or
+  // write permission (no revocation, no ciphertext, no shadow in use) needs no flush: the
+  // missing permission makes the next such access fill again. Flushing on every 4K accept was
+  // a large share of an exit's cost (issue 11). Large ranges are not examined.
+  bool flush = true;
+  if (pages <= 512 && (access == GateAccess::kRead || access == GateAccess::kReadWrite)) {
+    flush = gate_[s][2]->Count(first_page, pages) != 0 || shadow_valid_->Count(first_page, pages) != 0 ||
+            (access == GateAccess::kRead && gate_[s][1]->Count(first_page, pages) != 0);
+  }
+  uint64_t first_bm = GateBitmapPage(first_page), bm_count = GateBitmapPage(first_page + pages - 1) - first_bm + 1;
+  if (access != GateAccess::kNone) gate_touched_[s]->InsertRange(first_bm, bm_count);
+  if (tracking_dirty_) gate_changed_[s]->InsertRange(first_bm, bm_count);
   gate_[s][0]->Assign(first_page, pages, access != GateAccess::kNone);
   gate_[s][1]->Assign(first_page, pages, access == GateAccess::kReadWrite);
   gate_[s][2]->Assign(first_page, pages, access == GateAccess::kCiphertext);
   // The page's state changed: its ciphertext is recomputed on the next shared read.
   shadow_valid_->Assign(first_page, pages, false);
-  uc_ctl_flush_tlb(uc_);
+  if (flush) uc_ctl_flush_tlb(uc_);
 }
 
 bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
@@ -275,6 +297,7 @@ bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
   }
   std::memcpy(shadow_->base() + (page << kPageShift), data, kPageSize);
   shadow_valid_->Set(page);
+  shadow_written_.push_back(page);
   uc_ctl_flush_tlb(uc_);  // no stale private write translation may bypass the invalidation below
   return true;
 }
@@ -481,12 +504,13 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.
   if (t.writable && m->Allowed(space, page, Access::kWrite) &&
-      (access == Access::kWrite || !m->tracking_dirty_ || m->dirty_->Test(page))) {
+      (access == Access::kWrite || !m->tracking_dirty_ || m->dirty_->Contains(page))) {
     perms |= UC_PROT_WRITE;
+    m->written_->Insert(page);
   }
   // Execute permission only on a fetch fill, so every code page is seen here first.
   if (t.executable && (access == Access::kFetch || m->code_->Test(page))) perms |= UC_PROT_EXEC;
-  if (access == Access::kWrite && m->tracking_dirty_) m->dirty_->Set(page);
+  if (access == Access::kWrite && m->tracking_dirty_) m->dirty_->Insert(page);
   if (access == Access::kFetch) {
     m->code_->Set(page);
     m->code_va_[page] = vaddr;
@@ -646,11 +670,16 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
   }
 }
 
+void Machine::NoteWritten(uint64_t first, uint64_t count) {
+  written_->InsertRange(first, count);
+  if (tracking_dirty_) dirty_->InsertRange(first, count);
+}
+
 void Machine::NoteHostWrite(uint64_t gpa, uint64_t length) {
   if (length == 0) return;
   uint64_t first = gpa >> kPageShift;
   uint64_t last = (gpa + length - 1) >> kPageShift;
-  if (tracking_dirty_) dirty_->Assign(first, last - first + 1, true);
+  NoteWritten(first, last - first + 1);
   InvalidateCodePages(first, last - first + 1);
 }
 
@@ -658,17 +687,43 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
   uint8_t* base = ram_->base();
   uint64_t first_page = (gpa + kPageSize - 1) & ~(kPageSize - 1);
   uint64_t end_page = (gpa + length) & ~(kPageSize - 1);
-  if (byte == 0 && end_page > first_page) {
-    std::memset(base + gpa, 0, first_page - gpa);
-    madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
-    std::memset(base + end_page, 0, gpa + length - end_page);
-  } else {
-    std::memset(base + gpa, byte, length);
+  if (byte != 0 || end_page <= first_page || !config_.page_gate) {
+    if (byte == 0 && end_page > first_page) {
+      std::memset(base + gpa, 0, first_page - gpa);
+      madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
+      std::memset(base + end_page, 0, gpa + length - end_page);
+    } else {
+      std::memset(base + gpa, byte, length);
+    }
+    NoteHostWrite(gpa, length);
+    return;
   }
-  NoteHostWrite(gpa, length);
+  if (first_page > gpa) {
+    std::memset(base + gpa, 0, first_page - gpa);
+    NoteHostWrite(gpa, first_page - gpa);
+  }
+  if (gpa + length > end_page) {
+    std::memset(base + end_page, 0, gpa + length - end_page);
+    NoteHostWrite(end_page, gpa + length - end_page);
+  }
+  // Whole pages: only those that may hold data need zeroing, the others read as zeros already.
+  // A few pages are cleared in place (a system call costs more than zeroing 4 KiB here); more
+  // are given back to the kernel, so they cost no memory (TDX ACCEPT zeroes every page).
+  uint64_t first = first_page >> kPageShift, count = (end_page - first_page) >> kPageShift;
+  if (written_->CountIn(first, count) == 0) return;
+  constexpr uint64_t kZeroInPlacePages = 16;
+  bool in_place = count <= kZeroInPlacePages;
+  if (!in_place) madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
+  for (uint64_t p = first; p < first + count; p++) {
+    if (!written_->Contains(p)) continue;
+    if (in_place) std::memset(base + (p << kPageShift), 0, kPageSize);
+    if (tracking_dirty_) dirty_->Insert(p);
+    written_->Erase(p);
+  }
+  InvalidateCodePages(first, count);
 }
 
-uint64_t Machine::dirty_pages() const { return dirty_->Count(0, pages_); }
+uint64_t Machine::dirty_pages() const { return dirty_->inserted(); }
 
 // ---- snapshots ----
 
@@ -677,28 +732,29 @@ uint64_t Machine::TakeSnapshot() {
   std::unique_ptr<Snapshot> s(new Snapshot);
   if (uc_context_alloc(uc_, &s->context) != UC_ERR_OK) return 0;
   if (uc_context_save(uc_, s->context) != UC_ERR_OK) { uc_context_free(s->context); s->context = nullptr; return 0; }
-  ResidentPages(ram_->base(), ram_->size(), &s->pages);
+  // Only pages that may hold data: the rest read as zeros (plain Unicorn memory, a benchmark
+  // baseline, is written without the TLB-fill hook, so there the kernel says what is resident).
+  if (config_.page_gate) s->pages = written_->Members(); else ResidentPages(ram_->base(), ram_->size(), &s->pages);
   s->data.resize(s->pages.size() * kPageSize);
   for (size_t i = 0; i < s->pages.size(); i++) {
     std::memcpy(&s->data[i * kPageSize], ram_->base() + s->pages[i] * kPageSize, kPageSize);
   }
   for (int sp = 0; sp < 2; sp++) {
+    // Gate-bitmap pages never opened hold no set bits.
+    const std::vector<uint64_t>& touched = gate_touched_[sp]->Members();
     for (int rw = 0; rw < 3; rw++) {
-      PageBitmap& bm = *gate_[sp][rw];
-      const uint8_t* base = reinterpret_cast<const uint8_t*>(bm.words());
-      uint64_t bytes = (bm.byte_size() + kPageSize - 1) & ~(kPageSize - 1);
-      ResidentPages(base, bytes, &s->gate_pages[sp][rw]);
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(gate_[sp][rw]->words());
+      s->gate_pages[sp][rw] = touched;
       auto& data = s->gate_data[sp][rw];
-      data.resize(s->gate_pages[sp][rw].size() * kPageSize);
-      for (size_t i = 0; i < s->gate_pages[sp][rw].size(); i++) {
-        std::memcpy(&data[i * kPageSize], base + s->gate_pages[sp][rw][i] * kPageSize, kPageSize);
-      }
+      data.resize(touched.size() * kPageSize);
+      for (size_t i = 0; i < touched.size(); i++) std::memcpy(&data[i * kPageSize], base + touched[i] * kPageSize, kPageSize);
     }
+    gate_changed_[sp]->Clear();
   }
   s->instructions = area_[kSlotInstructions];
   s->instruction_limit = area_[kSlotInstructionLimit];
   tracking_dirty_ = true;
-  dirty_->ClearAll();
+  dirty_->Clear();
   base_snapshot_ = s.get();
   uc_ctl_flush_tlb(uc_);  // writes must come back through the TLB-fill hook to be tracked
   uint64_t id = next_snapshot_id_++;
@@ -714,45 +770,58 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   auto restore_page = [&](uint64_t page) {
     const uint8_t* src = s->Find(page);
     uint8_t* dst = ram_->base() + page * kPageSize;
-    if (src) std::memcpy(dst, src, kPageSize); else std::memset(dst, 0, kPageSize);
+    if (src) {
+      std::memcpy(dst, src, kPageSize);
+      written_->Insert(page);
+    } else {
+      std::memset(dst, 0, kPageSize);
+    }
     if (code_->Test(page)) code_pages.push_back(page);
   };
+  // One 4 KiB page of each gate bitmap of a space: the snapshot's copy, or zeros if it had none.
+  auto restore_gate_page = [&](int sp, uint64_t index) {
+    const auto& pages = s->gate_pages[sp][0];
+    auto it = std::lower_bound(pages.begin(), pages.end(), index);
+    bool held = it != pages.end() && *it == index;
+    for (int rw = 0; rw < 3; rw++) {
+      uint8_t* dst = reinterpret_cast<uint8_t*>(gate_[sp][rw]->words()) + index * kPageSize;
+      if (held) std::memcpy(dst, &s->gate_data[sp][rw][(it - pages.begin()) * kPageSize], kPageSize);
+      else std::memset(dst, 0, kPageSize);
+    }
+  };
   if (s == base_snapshot_) {
-    // Only pages written since this snapshot was taken or last restored can differ.
-    uint64_t* words = dirty_->words();
-    for (uint64_t w = 0; w < dirty_->word_count(); w++) {
-      uint64_t bits = words[w];
-      while (bits) {
-        int b = __builtin_ctzll(bits);
-        bits &= bits - 1;
-        restore_page(w * 64 + b);
-      }
+    // Only pages written and gate state changed since this snapshot was taken or last restored
+    // can differ: the work follows them, not the guest size.
+    std::vector<uint64_t> dirty = dirty_->Members();
+    for (uint64_t p : dirty) restore_page(p);
+    for (int sp = 0; sp < 2; sp++) {
+      for (uint64_t index : gate_changed_[sp]->Members()) restore_gate_page(sp, index);
     }
   } else {
-    std::vector<uint64_t> resident;
-    ResidentPages(ram_->base(), ram_->size(), &resident);
-    for (uint64_t p : resident) restore_page(p);
+    std::vector<uint64_t> current;
+    if (config_.page_gate) current = written_->Members(); else ResidentPages(ram_->base(), ram_->size(), &current);
+    for (uint64_t p : current) restore_page(p);
     for (uint64_t p : s->pages) restore_page(p);
-  }
-  shadow_valid_->ClearAll();  // recomputed from the restored RAM on the next shared read
-  for (int sp = 0; sp < 2; sp++) {
-    for (int rw = 0; rw < 3; rw++) {
-      PageBitmap& bm = *gate_[sp][rw];
-      uint8_t* base = reinterpret_cast<uint8_t*>(bm.words());
-      bm.ClearAll();
-      const auto& pages = s->gate_pages[sp][rw];
-      for (size_t i = 0; i < pages.size(); i++) {
-        std::memcpy(base + pages[i] * kPageSize, &s->gate_data[sp][rw][i * kPageSize], kPageSize);
+    for (int sp = 0; sp < 2; sp++) {
+      std::vector<uint64_t> touched = gate_touched_[sp]->Members();
+      for (uint64_t index : touched) restore_gate_page(sp, index);
+      for (uint64_t index : s->gate_pages[sp][0]) {
+        restore_gate_page(sp, index);
+        gate_touched_[sp]->Insert(index);
       }
     }
   }
+  for (int sp = 0; sp < 2; sp++) gate_changed_[sp]->Clear();
+  // Ciphertext shadows are recomputed from the restored RAM on the next shared read.
+  for (uint64_t p : shadow_written_) shadow_valid_->Assign(p, 1, false);
+  shadow_written_.clear();
   uc_context_restore(uc_, s->context);
   // After the context, so the page tables the VA lookups use are the restored ones.
   for (uint64_t page : code_pages) InvalidateCodePages(page, 1);
   area_[kSlotInstructions] = s->instructions;
   area_[kSlotInstructionLimit] = s->instruction_limit;
   tracking_dirty_ = true;
-  dirty_->ClearAll();
+  dirty_->Clear();
   base_snapshot_ = s;
   uc_ctl_flush_tlb(uc_);
   SyncRegsOut();

@@ -208,6 +208,8 @@ class Machine {
   std::string DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code);
 
   CpuPaging ReadPaging();
+  // Records that guest pages [first, first + count) may now hold data (and are dirty).
+  void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;
   // Maps the Unicorn RAM chunks that cover [first_page, first_page + pages).
   bool EnsureMapped(uint64_t first_page, uint64_t pages);
@@ -240,7 +242,15 @@ class Machine {
   // Guest RAM is given to Unicorn in 1 GiB chunks, the first time the gate opens a page in
   // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
   std::vector<bool> mapped_chunks_;
-  std::unique_ptr<PageBitmap> dirty_;       // written since the base snapshot
+  std::unique_ptr<PageSet> dirty_;          // written since the base snapshot
+  // Pages that may hold non-zero bytes: the guest was given write access to them, or the host
+  // wrote them. Every other page reads as zeros, so snapshots and zero fills can skip it.
+  std::unique_ptr<PageSet> written_;
+  // Gate-bitmap pages (kGatePagesPerBitmapPage guest pages each), per space: ever opened (may
+  // hold set bits), and changed since the base snapshot. Snapshot and restore follow these.
+  std::unique_ptr<PageSet> gate_touched_[2];
+  std::unique_ptr<PageSet> gate_changed_[2];
+  std::vector<uint64_t> shadow_written_;    // pages given a ciphertext shadow since the last restore
   std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
   bool tracking_dirty_ = false;
