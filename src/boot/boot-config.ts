@@ -15,4 +15,9 @@ export interface BootConfig {
   traceFile?: string;
   json: boolean;
   firmwareFile?: string;
+  /**
+   * Default true: count guest instructions (the budget above needs it). false is fast mode (no
+   * budget, only a wall-clock hang guard); benchmarks compare the two, which trace alike.
+   */
+  countInstructions?: boolean;
 }

@@ -42,6 +42,7 @@ export interface BootPlatform {
 export interface BootPlatformOptions {
   memoryBytes: bigint;
   instructionLimit: bigint;
+  countInstructions: boolean;
   trace: BootTrace;
   /** Receives each complete console line the guest prints (TDX and SNP alike). */
   echo: (line: string) => void;
@@ -74,7 +75,7 @@ const entryState = (images: BootImages) => ({ rip: images.firmware.entry, rsp: F
 
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
-    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, gpaWidth: TDX_GPA_WIDTH,
+    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
     trace: options.trace, console: new Console(options.echo),
     ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
   });
@@ -100,7 +101,8 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
-    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, trace: options.trace, cBit: SNP_C_BIT,
+    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
+    trace: options.trace, cBit: SNP_C_BIT,
   });
   const host = platform.handle;
   const staged = stageImages(images);
