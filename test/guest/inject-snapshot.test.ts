@@ -139,6 +139,41 @@ describe('snapshot and restore', () => {
     vm.restore(second);
     expect(vm.memory.readU64(0x300000n)).toBe(2n);
   });
+
+  it('restores an older snapshot: the gate and guest-written RAM of that moment, whatever changed since', () => {
+    // Guest: write rax to [rcx] for rcx in [0x400000, 0x410000) step 0x1000 (16 pages).
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+    1:
+      mov [rcx], rax
+      add rcx, 0x1000
+      cmp rcx, 0x410000
+      jne 1b
+      hlt`, { memoryBytes: 256n << 20n });  // two gate-bitmap pages (128 MiB each)
+    vm.vcpu.regs.rax = 0x11n;
+    runToHlt(vm);
+    vm.gate.set('private', 0x800000n, 0x2000n, 'read');
+    const first = vm.snapshot();
+    vm.gate.set('private', 0x800000n, 0x2000n, 'none');
+    vm.gate.set('private', 0x10000000n - 0x1000n, 0x1000n, 'none');
+    vm.vcpu.regs.rip = 0x1000n;
+    vm.vcpu.regs.rax = 0x22n;
+    runToHlt(vm);
+    const second = vm.snapshot();
+    vm.gate.set('shared', 0x900000n, 0x1000n, 'readwrite');
+    vm.memory.writeU64(0x9000000n, 5n);
+    vm.restore(first);
+    expect(vm.memory.readU64(0x40f000n)).toBe(0x11n);
+    expect(vm.memory.readU64(0x9000000n)).toBe(0n);
+    expect(vm.gate.get('private', 0x800000n)).toBe('read');
+    expect(vm.gate.get('private', 0x10000000n - 0x1000n)).toBe('readwrite');
+    expect(vm.gate.get('shared', 0x900000n)).toBe('none');
+    vm.restore(second);
+    expect(vm.memory.readU64(0x40f000n)).toBe(0x22n);
+    expect(vm.gate.get('private', 0x801000n)).toBe('none');
+    expect(vm.gate.get('private', 0x10000000n - 0x1000n)).toBe('none');
+    expect(vm.gate.get('private', 0x400000n)).toBe('readwrite');
+  });
 });
 
 describe('bad input never crashes the process', () => {
@@ -233,5 +268,27 @@ describe('host fills', () => {
     expect(vm.memory.readU8(end)).toBe(0xaa);
     expect(process.memoryUsage().rss).toBeLessThan(rss - 16 * 2 ** 20);
     vm.close();
+  });
+  it('zeroing pages the guest wrote clears them, in place or returned to the kernel, and a restore brings them back', () => {
+    // Guest: write rax to every 8th byte of [0x400000, 0x600000).
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+    1:
+      mov [rcx], rax
+      add rcx, 8
+      cmp rcx, 0x600000
+      jne 1b
+      hlt`);
+    vm.vcpu.regs.rax = 0x77n;
+    runToHlt(vm);
+    const snap = vm.snapshot();
+    vm.memory.fill(0x400000n, 0x2000n, 0);       // two pages: cleared in place
+    vm.memory.fill(0x500000n, 0x100000n, 0);     // 256 pages: handed back to the kernel
+    vm.memory.fill(0xc00000n, 0x200000n, 0);     // never written: nothing to do
+    expect([vm.memory.readU64(0x400000n), vm.memory.readU64(0x401ff8n), vm.memory.readU64(0x5ffff8n)]).toEqual([0n, 0n, 0n]);
+    expect(vm.memory.readU64(0x402000n)).toBe(0x77n);
+    expect(vm.dirtyPages()).toBe(2 + 256);
+    vm.restore(snap);
+    expect([vm.memory.readU64(0x400000n), vm.memory.readU64(0x401ff8n), vm.memory.readU64(0x5ffff8n)]).toEqual([0x77n, 0x77n, 0x77n]);
   });
 });
