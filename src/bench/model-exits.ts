@@ -70,9 +70,10 @@ function tdxRig(): AcceptRig {
   const machine = td.platform.machine;
   const host = td.platform.handle;
   layOut(machine, TDX_ACCEPT_LOOP, 0n);
-  host.memSeptAdd(gpaLevel(0n, 2));
-  host.memSeptAdd(gpaLevel(0n, 1));
-  for (let gpa = 0n; gpa < BOOT_BYTES; gpa += PAGE) host.memPageAdd(gpaLevel(gpa, 0), machine.memory.read(gpa, 4096));
+  ensureSeptLevels(host, 0n, 0);
+  for (let gpa = 0n; gpa < BOOT_BYTES; gpa += PAGE) {
+    if (host.memPageAdd(gpaLevel(gpa, 0), machine.memory.read(gpa, 4096)).status !== 0n) throw new Error('model exits: PAGE.ADD failed');
+  }
   if (host.mrFinalize().status !== 0n) throw new Error('model exits: MR.FINALIZE failed');
   return {
     prepare(first, count) {
@@ -138,6 +139,7 @@ export function benchModelExits(batch = 500, timeMs = 1500): ModelExitBench {
   bench.runSync();
   const rate = (name: 'tdx' | 'snp'): ModelExitRate => {
     const r = bench.getTask(name)?.result;
+    if (r && 'error' in r && r.error) throw r.error;
     if (!r || !('latency' in r)) throw new Error(`model exits: no result for ${name}`);
     const perExitMs = r.latency.mean / batch;
     return { exitsPerSecond: 1000 / perExitMs, microsecondsPerExit: perExitMs * 1000, rmePercent: r.latency.rme, samples: r.latency.samplesCount };
