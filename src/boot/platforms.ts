@@ -2,11 +2,12 @@
 // initial image and a small temporary RAM are added as private, pre-accepted memory (TDX:
 // TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
 // the launch digest); everything else stays unaccepted for the guest to accept.
-import { INITIAL_IMAGE, TEMP_RAM, FIRMWARE_STACK_TOP } from './layout.js';
+import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA } from './layout.js';
 import type { ElfImage } from './elf.js';
 import { loadElf } from './elf.js';
 import type { Machine } from '../cpu/machine.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
+import { resetVmsa } from '../platform/snp/vmsa.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import { Console } from '../vmm/console.js';
 import type { RunOutcome } from '../shared/outcome.js';
@@ -71,8 +72,6 @@ function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
   for (let gpa = range.gpa; gpa < range.gpa + range.bytes; gpa += PAGE) yield gpa;
 }
 
-const entryState = (images: BootImages) => ({ rip: images.firmware.entry, rsp: FIRMWARE_STACK_TOP });
-
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
     memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
@@ -81,7 +80,8 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   });
   const host = td.platform.handle;
   const staged = stageImages(images);
-  host.setInitialRegisters(entryState(images));
+  // TDH.VP.INIT: RCX is the VMM's hand-off, as KVM passes the TD HOB; here the firmware config.
+  host.vpInit(FW_CONFIG_GPA, images.firmware.entry);
   const check = (what: string, status: bigint) => {
     if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
   };
@@ -106,7 +106,6 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   });
   const host = platform.handle;
   const staged = stageImages(images);
-  host.setInitialRegisters(entryState(images));
   const launch = (gpa: bigint, type: 'NORMAL' | 'ZERO') => {
     const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
     if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
@@ -116,6 +115,8 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   };
   for (const gpa of pages(TEMP_RAM)) launch(gpa, 'ZERO');
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
+  // The BSP's VMSA, last as QEMU does: real mode at the firmware entry (vmsa.ts).
+  host.launchUpdateVmsa(resetVmsa(images.firmware.entry));
   const measurement = host.launchFinish();
   const vmm = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
   // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.

@@ -25,9 +25,13 @@
  *   - load firmware.elf's PT_LOAD segments (inside [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT))
  *     and the guest image's segments (inside [MV_GUEST_IMAGE_GPA, MV_GUEST_IMAGE_LIMIT));
  *   - write struct mv_fw_config at MV_FW_CONFIG_GPA;
- *   - RIP = firmware e_entry, RSP = MV_FW_STACK_TOP, 64-bit mode, paging off (a Unicorn
- *     deviation: a real TD starts in 32-bit protected mode at the reset vector, an SNP guest in
- *     the mode its VMSA says). The firmware loads its own GDT, IDT and page tables.
+ *   - start the vCPU in the platform's architectural entry state at firmware e_entry:
+ *     TDX (TDH.VP.INIT): 32-bit protected mode, flat CS/DS/SS with selector 0, paging off,
+ *     EFER.LME set, RBX = GPA width, RCX = R8 = MV_FW_CONFIG_GPA, RSI = vCPU index (hardware
+ *     starts at 0xFFFFFFF0; the model has no firmware volume there);
+ *     SNP (the VMSA): real mode, CS = MV_FW_REAL_MODE_CS with hidden base e_entry & ~0xFFFF
+ *     (MV_FW_REAL_MODE_CS_BASE for a firmware in its window), IP = e_entry & 0xFFFF.
+ *     No RSP: the firmware loads its own stack, GDT, IDT and page tables.
  */
 #ifndef MINIVISOR_BOOT_ABI_H
 #define MINIVISOR_BOOT_ABI_H
@@ -54,6 +58,8 @@
 #define MV_FW_CONFIG_GPA             0x300000
 #define MV_FIRMWARE_LOAD_GPA         0x301000
 #define MV_FIRMWARE_LOAD_LIMIT       0x340000
+#define MV_FW_REAL_MODE_CS           0xf000
+#define MV_FW_REAL_MODE_CS_BASE      0x300000
 #define MV_GUEST_IMAGE_GPA           0x340000
 #define MV_GUEST_IMAGE_LIMIT         0x400000
 
@@ -263,6 +269,8 @@ MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
 MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_FW_STACK_BOTTOM);
+/* A real-mode entry reaches the whole firmware window through its 64 KiB code segment. */
+MV_ABI_CHECK((MV_FIRMWARE_LOAD_GPA & ~0xffff) == MV_FW_REAL_MODE_CS_BASE);
 MV_ABI_CHECK(MV_TEMP_RAM_GPA + MV_TEMP_RAM_BYTES == MV_INITIAL_IMAGE_GPA);
 MV_ABI_CHECK(MV_INITIAL_IMAGE_GPA + MV_INITIAL_IMAGE_BYTES == MV_INITIAL_IMAGE_END);
 #endif /* __ASSEMBLER__ */

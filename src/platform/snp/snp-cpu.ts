@@ -11,6 +11,7 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, type LaunchPageType } from './launch.js';
+import { VMSA_MEASURED_GPA, applyVmsa, vmsaPage, type Vmsa } from './vmsa.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
@@ -25,6 +26,7 @@ import type { PageState, Platform, PlatformStep } from '../platform.js';
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
 const UD_VECTOR = 6;
+const MSR_EFER = 0xc0000080;
 
 export interface SnpPlatformOptions {
   /** The guest's ASID (non-zero). Default 1. */
@@ -196,6 +198,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     }
   }
 
+  launchUpdateVmsa(vmsa: Vmsa): void {
+    if (this.launch.finished) throw new Error('the VMSA of a launched guest is encrypted');
+    this.launch.extend('VMSA', VMSA_MEASURED_GPA, vmsaPage(vmsa));
+    applyVmsa(this.machine, vmsa);
+    this.trace.record('hw', 'launch-vmsa', { cs: BigInt(vmsa.cs.selector), csBase: vmsa.cs.base, rip: vmsa.rip });
+  }
+
   launchFinish(): string {
     const digest = this.launch.finish();
     this.trace.record('hw', 'launch-finish', { digest });
@@ -339,6 +348,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
         let value: bigint;
         if (exit.msr === MSR_GHCB) value = this.#ghcbMsr;
         else if (exit.msr === MSR_SEV_STATUS) value = SNP_GUEST_SEV_STATUS;
+        // EFER is guest state in the VMSA: KVM passes RDMSR/WRMSR of it through for SEV-ES
+        // guests (arch/x86/kvm/svm/sev.c, sev_es_init_vmcb: set_msr_interception(MSR_EFER, 1, 1);
+        // writes only trap to the host afterwards), so no #VC.
+        else if (exit.msr === MSR_EFER) value = vcpu.readMsr(MSR_EFER);
         // Other MSRs are intercepted and raise #VC (SVM_EXIT_MSR) in an SEV-ES/SNP guest.
         else return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `rdmsr 0x${exit.msr.toString(16)}`);
         vcpu.regs.rax = value & 0xffffffffn;
@@ -350,6 +363,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
       case 'wrmsr': {
         if (exit.msr === MSR_GHCB) {
           this.#ghcbMsr = exit.value;
+          this.trace.record('hw', 'wrmsr', { msr: exit.msr, value: exit.value });
+          vcpu.complete(exit);
+          return { kind: 'resume' };
+        }
+        if (exit.msr === MSR_EFER) {
+          vcpu.writeMsr(MSR_EFER, exit.value);
           this.trace.record('hw', 'wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
           return { kind: 'resume' };

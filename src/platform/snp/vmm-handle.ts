@@ -11,6 +11,7 @@
 //   and arbitrary interrupts (Heckler).
 // There is deliberately no method that writes guest-private memory or touches the vCPU directly.
 import { HostMemory } from '../host-memory.js';
+import type { Vmsa } from './vmsa.js';
 import type { Trace } from '../../shared/trace.js';
 import type { LaunchPageType } from './launch.js';
 import type { RmpEntry, RmpPageSize } from './rmp.js';
@@ -59,11 +60,12 @@ export class SnpVmmHandle {
   /** SNP_LAUNCH_FINISH: fixes the launch digest (hex). */
   launchFinish(): string { return this.#platform.launchFinish(); }
 
-  /** The BSP's start RIP and RSP (the VMSA the VMM provides); refused once the launch finished. */
-  setInitialRegisters(regs: { rip: bigint; rsp: bigint }): void {
-    if (this.#platform.launch.finished) throw new Error('the VMSA of a launched guest is encrypted');
-    this.#platform.machine.vcpu.regs.rip = regs.rip;
-    this.#platform.machine.vcpu.regs.rsp = regs.rsp;
+  /**
+   * SNP_LAUNCH_UPDATE of the BSP's VMSA (page type VMSA): measured into the launch digest, then
+   * the BSP starts from it. Refused once the launch finished (the VMSA is then encrypted).
+   */
+  launchUpdateVmsa(vmsa: Vmsa): void {
+    this.#platform.launchUpdateVmsa(vmsa);
   }
 
   /**

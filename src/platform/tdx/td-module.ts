@@ -81,6 +81,8 @@ export class TdModule {
   /** TD epoch for TLB tracking (TDH.MEM.TRACK). */
   epoch = 1n;
   finalized = false;
+  /** TDH.VP.INIT ran (the vCPU left the emulator's reset state for the TD's initial state). */
+  vcpuInitialized = false;
   mrtd: Buffer | undefined;
   readonly mrtdHash: Hash = createHash('sha384');
   /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */

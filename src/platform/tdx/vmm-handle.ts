@@ -14,6 +14,7 @@ import type { Trace } from '../../shared/trace.js';
 import { SeamcallHost } from './seamcall.js';
 import type { SeptLevel } from './sept-states.js';
 import type { TdModule, VmcallRegs } from './td-module.js';
+import { TD_RESET_RIP, initTdVcpu } from './vp-init.js';
 
 const FIRST_INTERRUPT_VECTOR = 32;
 
@@ -90,10 +91,18 @@ export class TdxVmmHandle extends SeamcallHost {
     else this.#td.hostLocks.delete(key);
   }
 
-  /** The vCPU's start RIP and RSP (TDH.VP.INIT time); refused once the TD is finalized. */
-  setInitialRegisters(regs: { rip: bigint; rsp: bigint }): void {
-    if (this.#td.finalized) throw new Error('the vCPU state of a finalized TD belongs to the TD');
-    this.#td.machine.vcpu.regs.rip = regs.rip;
-    this.#td.machine.vcpu.regs.rsp = regs.rsp;
+  /**
+   * TDH.VP.INIT: the module puts the vCPU in its architectural initial state (vp-init.ts); the
+   * VMM chooses only RCX (KVM passes the TD HOB's GPA). `resetRip` stands in for the fixed
+   * 0xFFFFFFF0: the model has no firmware volume at the top of 4 GiB (README). Once per vCPU,
+   * before MR.FINALIZE.
+   */
+  vpInit(initRcx: bigint, resetRip: bigint = TD_RESET_RIP): void {
+    const td = this.#td;
+    if (td.finalized) throw new Error('TDH.VP.INIT after MR.FINALIZE is not modelled');
+    if (td.vcpuInitialized) throw new Error('TDH.VP.INIT: the vCPU is already initialized (TDX_VCPU_STATE_INCORRECT)');
+    initTdVcpu(td.machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex: 0, rip: resetRip });
+    td.vcpuInitialized = true;
+    td.trace.record('vmm', 'vp-init', { rcx: initRcx, rip: resetRip });
   }
 }

@@ -141,9 +141,46 @@ describe('snp page-state change', () => {
 describe('user firmware', () => {
   // A TD halts through TDG.VP.VMCALL<Instruction.HLT>: a plain HLT raises #VE (tdx_td_dispatcher.c).
   const TDVMCALL_HLT = 'xor eax, eax\n mov ecx, 0xc00\n xor r10d, r10d\n mov r11d, 12\n .byte 0x66, 0x0f, 0x01, 0xcc';
+  // A TD's firmware starts in 32-bit protected mode with paging off (TDH.VP.INIT) and enters long
+  // mode itself: a GDT, an identity map of the first GiB in pre-accepted temporary RAM, CR4.PAE,
+  // CR3, CR0.PG (EFER.LME is already set), a far jump to 64-bit code.
+  const LONG_MODE_PROLOGUE = `
+    .code32
+  start:
+    lgdt [gdtr]
+    mov edi, 0x2f0000
+    mov dword ptr [edi], 0x2f1003
+    mov dword ptr [edi + 0x1000], 0x2f2003
+    xor ecx, ecx
+  0:
+    mov eax, ecx
+    shl eax, 21
+    or eax, 0x83
+    mov [edi + 0x2000 + ecx * 8], eax
+    inc ecx
+    cmp ecx, 512
+    jne 0b
+    mov eax, cr4
+    or eax, 0x20
+    mov cr4, eax
+    mov cr3, edi
+    mov eax, cr0
+    or eax, 0x80000000
+    mov cr0, eax
+    .byte 0xea
+    .long long64
+    .word 0x08
+    .balign 8
+  gdt:
+    .quad 0, 0x00af9b000000ffff
+  gdtr:
+    .word 15
+    .long gdt
+    .code64
+  long64:`;
   const dir = mkdtempSync(join(tmpdir(), 'minivisor-fw-'));
   const build = (name: string, source: string): string => {
-    writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n.code64\n.text\n.globl start\nstart:\n${source}\n`);
+    writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n.text\n.globl start\n${LONG_MODE_PROLOGUE}\n${source}\n`);
     execFileSync('as', ['--64', '-o', join(dir, `${name}.o`), join(dir, `${name}.S`)]);
     execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', 'start', '-Ttext=0x301000', '-o', join(dir, `${name}.elf`), join(dir, `${name}.o`)]);
     return join(dir, `${name}.elf`);

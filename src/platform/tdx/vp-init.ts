@@ -1,0 +1,40 @@
+// The state TDH.VP.INIT gives a TD vCPU (intel/tdx-module TDX_1.5: tdh_vp_init.c
+// init_vcpu_gprs_and_registers, td_vmcs_init.c td_vmcs_migrated_state_init_map and
+// td_vmcs_non_migrated_state_init_map): 32-bit protected mode, flat CS (AR 0xC09B, limit 4 GiB)
+// and data segments (0xC093), paging off, RIP = 0xFFFFFFF0, RFLAGS = 0x2, CR0 = 0x21 (PE, NE),
+// CR4 = 0x2040 (MCE; VMXE is the module's and not modelled), EFER = 0x901 (SCE, LME, NXE: long
+// mode is enabled and becomes active when the guest sets CR0.PG), GDTR limit 0xFFFF.
+// GPRs: RBX = the GPA width (52 with TDCS.GPAW, else 48), RCX = R8 = the VMM's TDH.VP.INIT
+// parameter, RSI = the vCPU index, RDX = CPUID(1).EAX (0 here: the model has no CPU signature).
+import type { Machine } from '../../cpu/machine.js';
+
+/** The TD reset vector on hardware. The model has no firmware volume below 4 GiB (README). */
+export const TD_RESET_RIP = 0xfffffff0n;
+
+export interface TdVcpuInit {
+  gpaWidth: 48 | 52;
+  initRcx: bigint;
+  vcpuIndex: number;
+  /** Where the reset vector lands: TD_RESET_RIP on hardware, the firmware's entry in the boot. */
+  rip: bigint;
+}
+
+export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
+  const vcpu = machine.vcpu;
+  vcpu.enter({ mode: 'protected32' });
+  vcpu.writeSpecial('cr0', 0x21n);
+  vcpu.writeSpecial('cr4', 0x40n);
+  vcpu.writeSpecial('efer', 0x901n);
+  vcpu.writeSpecial('gdtrBase', 0n);
+  vcpu.writeSpecial('gdtrLimit', 0xffffn);
+  vcpu.writeSpecial('idtrBase', 0n);
+  vcpu.writeSpecial('idtrLimit', 0n);
+  const regs = vcpu.regs;
+  for (const r of ['rax', 'rdx', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
+  regs.rbx = BigInt(init.gpaWidth);
+  regs.rcx = init.initRcx;
+  regs.r8 = init.initRcx;
+  regs.rsi = BigInt(init.vcpuIndex);
+  regs.rip = init.rip;
+  regs.rflags = 0x2n;
+}

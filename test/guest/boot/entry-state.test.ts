@@ -1,0 +1,97 @@
+// Rows 19 and 20 of issue 9: a TD starts where TDH.VP.INIT puts it, an SNP BSP where the VMSA the
+// VMM provides says; the firmware switches to long mode itself.
+import { describe, expect, it } from 'vitest';
+import { parseBootOptions } from '../../../src/cli/boot-options.js';
+import { bootGuest } from '../../../src/boot/boot-guest.js';
+import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { resetVmsa, vmsaPage } from '../../../src/platform/snp/vmsa.js';
+import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
+import { decodeGhcbMsr, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
+
+const ENTRY = 0x301000n;
+
+describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init.c)', () => {
+  it('32-bit protected mode, paging off, flat selector-0 CS, EFER.LME, RBX/RCX/R8/RSI as the module sets them', () => {
+    const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 48 });
+    td.platform.handle.vpInit(0x300000n, ENTRY);
+    const vcpu = td.platform.machine.vcpu;
+    expect(vcpu.codeSegment()).toMatchObject({ bits: 32, protectedMode: true, longMode: false, selector: 0, base: 0n });
+    expect(vcpu.readSpecial('cr0')).toBe(0x21n);
+    expect(vcpu.readSpecial('efer') & 0xd01n).toBe(0x901n);  // SCE, LME, NXE; LMA clear
+    expect(vcpu.readSpecial('gdtrLimit')).toBe(0xffffn);
+    const r = vcpu.regs;
+    expect([r.rip, r.rflags, r.rbx, r.rcx, r.r8, r.rsi]).toEqual([ENTRY, 2n, 48n, 0x300000n, 0x300000n, 0n]);
+    td.platform.machine.close();
+  });
+
+  it('runs once per vCPU, before MR.FINALIZE', () => {
+    const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 52 });
+    td.platform.handle.vpInit(0n);
+    expect(td.platform.machine.vcpu.regs.rip).toBe(0xfffffff0n);  // the architectural reset vector
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(52n);
+    expect(() => td.platform.handle.vpInit(0n)).toThrow(/already initialized/);
+    td.platform.machine.close();
+  });
+});
+
+describe('SNP: the BSP starts from the VMSA the VMM provides', () => {
+  it('real mode at CS 0xF000 with the hidden base of the SEV-ES reset block, measured as a VMSA page', () => {
+    const digests: string[] = [];
+    for (const entry of [ENTRY, ENTRY + 0x10n]) {
+      const p = SnpPlatform.create({ memoryBytes: 64n << 20n });
+      p.handle.launchUpdateVmsa(resetVmsa(entry));
+      const vcpu = p.machine.vcpu;
+      expect(vcpu.codeSegment()).toMatchObject({ bits: 16, protectedMode: false, selector: 0xf000, base: 0x300000n });
+      expect(vcpu.regs.rip).toBe(entry & 0xffffn);
+      expect(vcpu.readSpecial('cr0')).toBe(0x60000010n);
+      digests.push(p.handle.launchFinish());
+      expect(() => p.handle.launchUpdateVmsa(resetVmsa(entry))).toThrow(/encrypted/);
+      p.machine.close();
+    }
+    expect(digests[0]).not.toBe(digests[1]);  // the VMSA (its RIP) is part of the launch digest
+  });
+
+  it('lays the VMSA out as struct sev_es_save_area (Linux asm/svm.h, APM Vol. 2 Table B-4)', () => {
+    const page = Buffer.from(vmsaPage(resetVmsa(ENTRY)));
+    expect([page.readUInt16LE(0x10), page.readUInt16LE(0x12), page.readUInt32LE(0x14), page.readBigUInt64LE(0x18)])
+      .toEqual([0xf000, 0x9b, 0xffff, 0x300000n]);  // CS: selector, attrib, limit, base
+    expect(page.readBigUInt64LE(0x178)).toBe(0x1000n);        // RIP
+    expect(page.readBigUInt64LE(0x158)).toBe(0x60000010n);    // CR0
+    expect(page.readBigUInt64LE(0xd0) & 0x1000n).toBe(0x1000n);  // EFER.SVME
+  });
+});
+
+describe('boots from the architectural entry state', () => {
+  for (const platform of ['tdx', 'snp'] as const) {
+    it(`${platform}: the firmware runs from its entry mode to long mode and the boot ends done`, () => {
+      const run = bootGuest(parseBootOptions({ platform, memory: '256M' }), { keepTrace: true });
+      expect(run.result.outcome).toBe('done');
+      const entry = run.trace.ofType(platform === 'tdx' ? 'vp-init' : 'launch-vmsa')[0];
+      expect(entry).toBeDefined();
+      expect(run.platform.machine.vcpu.codeSegment().bits).toBe(64);
+      run.platform.machine.close();
+    });
+  }
+
+  it('SNP: a hypervisor lying about the C-bit before any #VC handler exists makes the 32-bit entry code terminate', () => {
+    const liar = (echo: (line: string) => void) => {
+      const vmm = new HonestSnpVmm({ echo });
+      const honest = vmm.onVmgexit.bind(vmm);
+      vmm.onVmgexit = (host, exit) => {
+        const req = decodeGhcbMsr(exit.ghcbMsr);
+        if (req.kind === 'cpuid' && req.fn === 0x8000001f && req.reg === 1) {
+          host.ghcbMsr = ghcbMsr.cpuidResp(5, 1);  // C-bit 5: below any real position
+          return 'resume';
+        }
+        return honest(host, exit);
+      };
+      return vmm;
+    };
+    const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '256M' }), { vmm: { snp: liar } });
+    expect(run.result.outcome).toBe('guest-fatal');
+    expect(run.result.outcomeReason).toMatch(/GHCB termination request: reason set 0, code 0/);
+    expect(run.result.console).toBe('');  // nothing ran past the entry code
+    run.platform.machine.close();
+  });
+});
