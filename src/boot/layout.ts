@@ -111,8 +111,6 @@ export const GUEST_IMAGE_LOAD = { start: ABI.MV_GUEST_IMAGE_GPA, end: ABI.MV_GUE
 export const FW_CONFIG_GPA = ABI.MV_FW_CONFIG_GPA;
 export const BOOT_PARAMS_GPA = ABI.MV_BOOT_PARAMS_GPA;
 export const GHCB_GPA = ABI.MV_GHCB_GPA;
-/** The firmware's initial RSP (the firmware also sets it itself). */
-export const FIRMWARE_STACK_TOP = ABI.MV_FW_STACK_TOP;
 export const KERNEL_LOAD_GPA = ABI.MV_KERNEL_LOAD_GPA;
 export const SHARED_WINDOW_VA = ABI.MV_SHARED_WINDOW_VA;
 export const PRE_ACCEPT_ALL = ABI.MV_PRE_ACCEPT_ALL;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { loadElf, parseElf, type ElfImage } from '../../../src/boot/elf.js';
-import { ABI, FIRMWARE_LOAD, FIRMWARE_STACK_TOP, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED } from '../../../src/boot/layout.js';
+import { ABI, FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED } from '../../../src/boot/layout.js';
 import { encodeFirmwareConfig } from '../../../src/boot/fw-config.js';
 import { crc32, decodeLz4Block } from '../../../src/boot/lz4.js';
 
@@ -36,8 +36,10 @@ function bootMachine(): Machine {
     memoryBytes: MEMORY, preAccept: 64n << 20n, acceptMode: 'lazy', acceptUnit: 0x200000,
     workloadBytes: 64n << 20n, seed: 1n, guestImageEntry: guestImage.entry,
   }));
+  // The entry state of a TD vCPU (32-bit, paging off, EFER.LME), without the TDX module.
+  vm.vcpu.enter({ mode: 'protected32' });
+  vm.vcpu.writeSpecial('efer', 0x901n);
   vm.vcpu.regs.rip = firmware.entry;
-  vm.vcpu.regs.rsp = FIRMWARE_STACK_TOP;
   return vm;
 }
 
