@@ -105,7 +105,8 @@ export type HostAction =
   | { kind: 'shared-write'; gpa: bigint; value: bigint; size: 1 | 2 | 4 | 8 };
 
 export type Decision =
-  | { at: 'call'; point: CallPoint; occurrence: number; answer: Answer }
+  /** `repeat` (default 1): the answer applies to that many consecutive occurrences from `occurrence`. */
+  | { at: 'call'; point: CallPoint; occurrence: number; repeat?: number; answer: Answer }
   | { at: 'exit'; exitIndex: number; action: HostAction };
 
 /**
@@ -339,9 +340,11 @@ function readHostAction(r: Reader, platform: AttackPlatform): HostAction {
 function readDecision(r: Reader, platform: AttackPlatform): Decision {
   const at = r.field('at').oneOf(['call', 'exit'] as const);
   if (at === 'call') {
-    r.only('at', 'point', 'occurrence', 'answer');
+    r.only('at', 'point', 'occurrence', 'repeat', 'answer');
     const point = r.field('point').oneOf(callPointsFor(platform));
-    return { at, point, occurrence: r.field('occurrence').int(0, MAX_INDEX), answer: readAnswer(r.field('answer'), point) };
+    const d: Decision = { at, point, occurrence: r.field('occurrence').int(0, MAX_INDEX), answer: readAnswer(r.field('answer'), point) };
+    if (r.has('repeat')) d.repeat = r.field('repeat').int(1, MAX_INDEX);
+    return d;
   }
   r.only('at', 'exitIndex', 'action');
   return { at, exitIndex: r.field('exitIndex').int(0, MAX_INDEX), action: readHostAction(r.field('action'), platform) };
@@ -405,5 +408,7 @@ export function attackProgramToJson(program: AttackProgram): string {
 /** One line in words, for finding READMEs and status output. */
 export function describeDecision(d: Decision): string {
   const body = JSON.stringify(toJsonValue(d.at === 'call' ? d.answer : d.action));
-  return d.at === 'call' ? `call ${d.point} #${d.occurrence}: answer ${body}` : `after exit #${d.exitIndex}: ${body}`;
+  if (d.at === 'exit') return `at exit #${d.exitIndex}: ${body}`;
+  const which = d.repeat !== undefined && d.repeat > 1 ? `#${d.occurrence}..#${d.occurrence + d.repeat - 1}` : `#${d.occurrence}`;
+  return `call ${d.point} ${which}: answer ${body}`;
 }

@@ -8,7 +8,7 @@ const tdxProgram: AttackProgram = {
   platform: 'tdx',
   decisions: [
     { at: 'call', point: 'tdx.mapGpa', occurrence: 0, answer: { kind: 'map-gpa', convertBytes: 0n, status: 1n, resumeDelta: -0x1000n } },
-    { at: 'call', point: 'tdx.instructionIo', occurrence: 3, answer: { kind: 'vmcall-return', effect: 'none', regs: { r10: 0n, r11: 0xffn } } },
+    { at: 'call', point: 'tdx.instructionIo', occurrence: 3, repeat: 5, answer: { kind: 'vmcall-return', effect: 'none', regs: { r10: 0n, r11: 0xffn } } },
     { at: 'call', point: 'tdx.onAcceptViolation', occurrence: 1, answer: { kind: 'ept', action: 'aug-other', otherDelta: 0x200000n } },
     { at: 'exit', exitIndex: 7, action: { kind: 'tdx.replay-zeroed', gpa: 0x4000000n, level: 0 } },
     { at: 'exit', exitIndex: 9, action: { kind: 'tdx.post-interrupt', vector: 0x30, afterChunks: 17 } },
@@ -73,6 +73,6 @@ describe('attack program format', () => {
   });
 
   it('describes a decision in one line', () => {
-    expect(describeDecision(tdxProgram.decisions[3]!)).toBe('after exit #7: {"kind":"tdx.replay-zeroed","gpa":"0x4000000","level":0}');
+    expect(describeDecision(tdxProgram.decisions[3]!)).toBe('at exit #7: {"kind":"tdx.replay-zeroed","gpa":"0x4000000","level":0}');
   });
 });

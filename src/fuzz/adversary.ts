@@ -1,0 +1,408 @@
+// Turns an attack program into a hostile VMM: a VMM policy that answers honestly except where the
+// program says otherwise, and that takes the program's host actions when the guest exits. It
+// acts only through what the VMM is given (the SEAMCALL host / SNP host interface, its answers,
+// its own EPT/NPT): never through the machine or private memory.
+import { gpaLevel, type SeamcallHost } from '../platform/tdx/seamcall.js';
+import type { SeptLevel } from '../platform/tdx/sept-states.js';
+import { Sept } from '../platform/tdx/sept.js';
+import { TdxStatus } from '../platform/tdx/status.js';
+import type { SnpHost, SnpVmExit } from '../platform/snp/snp-cpu.js';
+import { decodeGhcbMsr, PSC_OP } from '../platform/snp/ghcb-msr.js';
+import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
+import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
+import type { RunOutcome } from '../shared/outcome.js';
+import type { TraceValue } from '../shared/trace.js';
+import type { SnpVmmPolicy, VmmAnswer } from '../vmm/snp/policy.js';
+import {
+  augRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
+  type VmcallExit, type VmmAction, type VmmContext,
+} from '../vmm/tdx/honest-vmm.js';
+import type { Answer, AttackProgram, CallPoint, HostAction, SnpCallPoint, TdxCallPoint } from './attack-program.js';
+
+const stopByAdversary = (point: CallPoint): RunOutcome => ({ outcome: 'vmm-error', reason: `the VMM stopped the guest at ${point} (attack program)` });
+
+/** Which decision applies when: indexes an attack program for the run loop. */
+export class DecisionBook {
+  readonly #calls = new Map<CallPoint, { from: number; to: number; answer: Answer }[]>();
+  readonly #actions = new Map<number, HostAction[]>();
+  readonly #seen = new Map<CallPoint, number>();
+  /** Exits to the VMM so far in this execution. */
+  exits = 0;
+  /** Decision coverage: decision point × choice (and host action × result) keys this execution reached. */
+  readonly coverage = new Set<string>();
+
+  constructor(program: AttackProgram) {
+    for (const d of program.decisions) {
+      if (d.at === 'call') {
+        const list = this.#calls.get(d.point) ?? [];
+        list.push({ from: d.occurrence, to: d.occurrence + (d.repeat ?? 1), answer: d.answer });
+        this.#calls.set(d.point, list);
+      } else {
+        const list = this.#actions.get(d.exitIndex) ?? [];
+        list.push(d.action);
+        this.#actions.set(d.exitIndex, list);
+      }
+    }
+  }
+
+  /** A new exit reached the VMM: the host actions due before it is handled. */
+  beginExit(): HostAction[] {
+    return this.#actions.get(this.exits++) ?? [];
+  }
+
+  /** The answer for this call of `point` (the first decision covering it wins), counting the call. */
+  answerFor(point: CallPoint): Answer {
+    const occurrence = this.#seen.get(point) ?? 0;
+    this.#seen.set(point, occurrence + 1);
+    const hit = this.#calls.get(point)?.find((d) => occurrence >= d.from && occurrence < d.to);
+    return hit?.answer ?? { kind: 'honest' };
+  }
+
+  /** How many times each decision point was reached (the mutator aims occurrences with it). */
+  get callCounts(): ReadonlyMap<CallPoint, number> {
+    return this.#seen;
+  }
+
+  cover(key: string): void {
+    this.coverage.add(key);
+  }
+}
+
+/** A short coverage key for an answer: its shape, not its addresses. */
+function answerKey(point: CallPoint, a: Answer): string {
+  switch (a.kind) {
+    case 'map-gpa': return `${point}|map-gpa|s${a.status}|${a.convertBytes === 0n ? 'none' : 'some'}|${a.resumeDelta === undefined ? '-' : a.resumeDelta === 0n ? 'same' : a.resumeDelta < 0n ? 'back' : 'fwd'}`;
+    case 'vmcall-return': return `${point}|vmcall|${a.effect}|r10=${a.regs.r10 ?? '-'}`;
+    case 'ept': return `${point}|ept|${a.action}`;
+    case 'npf': return `${point}|npf|${a.action}`;
+    case 'vmgexit': return `${point}|vmgexit|${a.effect}|${a.msr !== undefined ? 'msr' : ''}|${Object.keys(a.ghcb ?? {}).join(',')}|${Object.keys(a.pscHeader ?? {}).join(',')}`;
+    default: return `${point}|${a.kind}`;
+  }
+}
+
+function record(trace: { record(source: 'vmm', type: string, fields: Record<string, TraceValue>): unknown }, fields: Record<string, TraceValue>): void {
+  trace.record('vmm', 'adversary', fields);
+}
+
+// ------------------------------------------------------------------------------------------ TDX
+
+const SEAMCALL_RESULT_OK = TdxStatus.SUCCESS;
+
+function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'tdx.seamcall' }>): bigint {
+  const rcx = gpaLevel(action.gpa, action.level as SeptLevel);
+  switch (action.op) {
+    case 'BLOCK': return host.memRangeBlock(rcx).status;
+    case 'UNBLOCK': return host.memRangeUnblock(rcx).status;
+    case 'TRACK': return host.memTrack().status;
+    case 'REMOVE': return host.memPageRemove(rcx).status;
+    case 'AUG': return host.memPageAug(rcx).status;
+    case 'DEMOTE': return host.memPageDemote(rcx).status;
+    case 'PROMOTE': return host.memPagePromote(rcx).status;
+    case 'SEPT_ADD': return host.memSeptAdd(rcx).status;
+  }
+}
+
+/** Runs one TDX host action; returns a short result for coverage and the trace. */
+function tdxHostAction(ctx: VmmContext, action: HostAction): string {
+  const host = ctx.host;
+  switch (action.kind) {
+    case 'tdx.seamcall': {
+      const status = tdxSeamcall(host, action);
+      return status === SEAMCALL_RESULT_OK ? 'ok' : `0x${(status >> 32n).toString(16)}`;
+    }
+    case 'tdx.replay-zeroed': {
+      const rcx = gpaLevel(Sept.alignDown(action.gpa, action.level), action.level);
+      host.memRangeBlock(rcx);
+      host.memTrack();
+      if (host.memPageRemove(rcx).status !== SEAMCALL_RESULT_OK) return 'remove-failed';
+      ensureSeptLevels(host, action.gpa, action.level);
+      return host.memPageAug(rcx).status === SEAMCALL_RESULT_OK ? 'ok' : 'aug-failed';
+    }
+    case 'tdx.post-interrupt':
+      host.postInterrupt(action.vector, action.afterChunks);
+      return 'ok';
+    case 'tdx.shared-ept':
+      host.setShared(action.gpa, action.size, action.mapped);
+      return 'ok';
+    default:
+      // inject / shared-write need the VMM handle's interrupt and host-memory primitives.
+      return 'unsupported';
+  }
+}
+
+function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
+  for (const action of book.beginExit()) {
+    let result: string;
+    try {
+      result = tdxHostAction(ctx, action);
+    } catch (err) {
+      // The hardware refused (a bad operand, a protected page): the adversary just failed.
+      result = `refused: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    book.cover(`host|${action.kind}|${action.kind === 'tdx.seamcall' ? action.op : ''}|${result.startsWith('refused') ? 'refused' : result}`);
+    record(ctx.trace, { exit: book.exits - 1, action: action.kind, result });
+  }
+}
+
+/** AUGs `gpa` at `level` (adding SEPT pages first), ignoring failures: the adversary does not care. */
+function augAt(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
+  ensureSeptLevels(host, gpa, level);
+  host.memPageAug(gpaLevel(Sept.alignDown(gpa, level), level));
+}
+
+function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: () => VmmAction): VmmAction {
+  switch (answer.kind) {
+    case 'resume': return { kind: 'resume' };
+    case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
+    case 'ept':
+      switch (answer.action) {
+        case 'aug-4k': augAt(ctx.host, exit.gpa, 0); return { kind: 'resume' };
+        case 'aug-2m': augAt(ctx.host, exit.gpa, 1); return { kind: 'resume' };
+        case 'aug-other': {
+          const target = exit.gpa + (answer.otherDelta ?? 0n);
+          if (target >= 0n && target < ctx.memoryBytes) augAt(ctx.host, target & ~0xfffn, 0);
+          return { kind: 'resume' };
+        }
+        case 'refuse': return { kind: 'resume' };
+        case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
+      }
+      break;
+    default:
+  }
+  return honest();
+}
+
+/** Converts [base, base+bytes) like the honest MapGPA, without its chunking. */
+function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean): void {
+  if (bytes <= 0n) return;
+  const end = base + bytes > ctx.memoryBytes ? ctx.memoryBytes : base + bytes;
+  if (end <= base) return;
+  if (toShared) {
+    removePrivateRange(ctx.host, base, end);
+    ctx.host.setShared(base, end - base, true);
+  } else {
+    ctx.host.setShared(base, end - base, false);
+    augRange(ctx.host, base, end);
+  }
+}
+
+function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honest: () => VmcallDecision): VmcallDecision {
+  switch (answer.kind) {
+    case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
+    case 'vmcall-return': {
+      if (answer.effect === 'none') return { kind: 'return', regs: { ...answer.regs } };
+      const d = honest();
+      return d.kind === 'stop' ? d : { kind: 'return', regs: { ...d.regs, ...answer.regs } };
+    }
+    case 'map-gpa': {
+      const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+      const start = call.regs.r12;
+      const size = call.regs.r13;
+      const base = start & ~sharedBit;
+      try {
+        convert(ctx, base, answer.convertBytes < size ? answer.convertBytes : size, (start & sharedBit) !== 0n);
+      } catch (err) {
+        // A SEAMCALL the honest helpers could not complete: the lie goes on regardless.
+        record(ctx.trace, { point, failed: err instanceof Error ? err.message : String(err) });
+      }
+      const regs: VmcallDecision & { kind: 'return' } = { kind: 'return', regs: { r10: answer.status } };
+      if (answer.resumeDelta !== undefined) regs.regs.r11 = BigInt.asUintN(64, start + answer.resumeDelta);
+      return regs;
+    }
+    default:
+      return honest();
+  }
+}
+
+/**
+ * The hostile TDX policy: each method first takes the host actions due at this exit, then
+ * answers as the program says for this call of this decision point, else as `honest` would.
+ */
+export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = honestTdxPolicy): TdxVmmPolicy {
+  const ept = (point: TdxCallPoint, method: 'onAcceptViolation' | 'onPrivateEptViolation' | 'onPendingAccess' | 'onSharedEptViolation') =>
+    (ctx: VmmContext, exit: EptViolationExit): VmmAction => {
+      runTdxHostActions(book, ctx);
+      const answer = book.answerFor(point);
+      book.cover(answerKey(point, answer));
+      return eptAnswer(ctx, point, exit, answer, () => honest[method](ctx, exit));
+    };
+  const vmcall = (point: TdxCallPoint, method: 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'instructionIo' | 'instructionHlt' | 'otherVmcall') =>
+    (ctx: VmmContext, call: VmcallExit): VmcallDecision => {
+      runTdxHostActions(book, ctx);
+      if (method === 'mapGpa') {
+        // The guest's own request to convert memory to shared ends the acceptance lifetime of
+        // that memory for the oracle, whatever the VMM then does with it.
+        const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+        if ((call.regs.r12 & sharedBit) !== 0n) {
+          ctx.trace.record('vmm', 'guest-release', { gpa: call.regs.r12 & ~sharedBit, bytes: call.regs.r13 });
+        }
+      }
+      const answer = book.answerFor(point);
+      book.cover(answerKey(point, answer));
+      return vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
+    };
+  return {
+    onAcceptViolation: ept('tdx.onAcceptViolation', 'onAcceptViolation'),
+    onPrivateEptViolation: ept('tdx.onPrivateEptViolation', 'onPrivateEptViolation'),
+    onPendingAccess: ept('tdx.onPendingAccess', 'onPendingAccess'),
+    onSharedEptViolation: ept('tdx.onSharedEptViolation', 'onSharedEptViolation'),
+    onHlt(ctx, exit) {
+      runTdxHostActions(book, ctx);
+      const answer = book.answerFor('tdx.onHlt');
+      book.cover(answerKey('tdx.onHlt', answer));
+      if (answer.kind === 'resume') return { kind: 'resume' };
+      if (answer.kind === 'stop') return { kind: 'stop', outcome: stopByAdversary('tdx.onHlt') };
+      return honest.onHlt(ctx, exit);
+    },
+    mapGpa: vmcall('tdx.mapGpa', 'mapGpa'),
+    reportFatalError: vmcall('tdx.reportFatalError', 'reportFatalError'),
+    getTdVmCallInfo: vmcall('tdx.getTdVmCallInfo', 'getTdVmCallInfo'),
+    instructionIo: vmcall('tdx.instructionIo', 'instructionIo'),
+    instructionHlt: vmcall('tdx.instructionHlt', 'instructionHlt'),
+    otherVmcall: vmcall('tdx.otherVmcall', 'otherVmcall'),
+  };
+}
+
+// ------------------------------------------------------------------------------------------ SNP
+
+type Npf = Extract<SnpVmExit, { kind: 'npf' }>;
+type Vmgexit = Extract<SnpVmExit, { kind: 'vmgexit' }>;
+
+/** Which SNP decision point a VMGEXIT is: the MSR protocol request, or the GHCB page's exit code. */
+export function snpVmgexitPoint(host: SnpHost, exit: Vmgexit): SnpCallPoint {
+  const req = decodeGhcbMsr(exit.ghcbMsr);
+  switch (req.kind) {
+    case 'sev-info': return 'snp.msr.sevInfo';
+    case 'cpuid': return 'snp.msr.cpuid';
+    case 'register-ghcb': return 'snp.msr.registerGhcb';
+    case 'psc': return 'snp.msr.psc';
+    case 'hv-features': return 'snp.msr.hvFeatures';
+    case 'ghcb-gpa': {
+      if (req.gpa + 0x1000n > host.memoryBytes) return 'snp.ghcb.other';
+      const code = host.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitCode));
+      if (code === BigInt(SVM_EXIT.IOIO)) return 'snp.ghcb.ioio';
+      if (code === BigInt(SVM_EXIT.PSC)) return 'snp.ghcb.psc';
+      if (code === BigInt(SVM_EXIT.HV_FEATURES)) return 'snp.ghcb.hvFeatures';
+      return 'snp.ghcb.other';
+    }
+    default: return 'snp.msr.other';
+  }
+}
+
+/** Records the guest's own requests to make memory shared (they end acceptance lifetimes). */
+function noteSnpReleases(host: SnpHost, exit: Vmgexit, point: SnpCallPoint): void {
+  const req = decodeGhcbMsr(exit.ghcbMsr);
+  if (point === 'snp.msr.psc' && req.kind === 'psc' && req.op === PSC_OP.SHARED) {
+    host.trace.record('vmm', 'guest-release', { gpa: req.gfn << 12n, bytes: PAGE_4K });
+  } else if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
+    const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
+    const cur = host.readU16(buf);
+    const end = host.readU16(buf + 2n);
+    for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
+      const e = decodePscEntry(host.readU64(pscEntryAddress(buf, i)));
+      if (e.op === PSC_OP.SHARED) host.trace.record('vmm', 'guest-release', { gpa: e.gfn << 12n, bytes: e.size2m ? PAGE_2M : PAGE_4K });
+    }
+  }
+}
+
+function snpHostAction(host: SnpHost, action: HostAction): string {
+  switch (action.kind) {
+    case 'snp.rmpupdate':
+      return host.rmpUpdate(action.spa & ~(PAGE_4K - 1n), {
+        assigned: action.assigned, pageSize: action.pageSize, gpa: action.gpa & ~(PAGE_4K - 1n), asid: action.assigned ? host.asid : 0,
+      }).result;
+    case 'snp.psmash': return host.psmash(action.spa & ~(PAGE_2M - 1n)).result;
+    case 'snp.npt-page-size':
+      host.setNptPageSize(action.gpa, action.size);
+      return 'ok';
+    default:
+      // capture/restore, inject and shared-write need the VMM handle's host-memory and injection primitives.
+      return 'unsupported';
+  }
+}
+
+function runSnpHostActions(book: DecisionBook, host: SnpHost): void {
+  for (const action of book.beginExit()) {
+    let result: string;
+    try {
+      result = snpHostAction(host, action);
+    } catch (err) {
+      result = `refused: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    book.cover(`host|${action.kind}|${result.startsWith('refused') ? 'refused' : result}`);
+    record(host.trace, { exit: book.exits - 1, action: action.kind, result });
+  }
+}
+
+function npfAnswer(host: SnpHost, exit: Npf, answer: Extract<Answer, { kind: 'npf' }>): VmmAnswer {
+  const page = exit.gpa & ~(PAGE_4K - 1n);
+  switch (answer.action) {
+    case 'psmash':
+      host.psmash(exit.gpa & ~(PAGE_2M - 1n));
+      host.setNptPageSize(exit.gpa, '4k');
+      return 'resume';
+    case 'make-private':
+      host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: host.asid });
+      return 'resume';
+    case 'make-shared':
+      if (host.rmpEntry(page).pageSize === '2m') host.psmash(exit.gpa & ~(PAGE_2M - 1n));
+      host.rmpUpdate(page, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+      return 'resume';
+    case 'npt-2m': host.setNptPageSize(exit.gpa, '2m'); return 'resume';
+    case 'npt-4k': host.setNptPageSize(exit.gpa, '4k'); return 'resume';
+    case 'refuse': return 'resume';
+    case 'stop': return stopByAdversary('snp.onNpf');
+  }
+}
+
+function vmgexitOverrides(host: SnpHost, exit: Vmgexit, answer: Extract<Answer, { kind: 'vmgexit' }>): void {
+  if (answer.msr !== undefined) host.ghcbMsr = answer.msr;
+  const req = decodeGhcbMsr(exit.ghcbMsr);
+  if (req.kind !== 'ghcb-gpa' || req.gpa + 0x1000n > host.memoryBytes) return;
+  const ghcb = req.gpa;
+  for (const [field, value] of Object.entries(answer.ghcb ?? {}) as [keyof typeof GHCB_OFFSET, bigint][]) {
+    host.writeU64(ghcb + BigInt(GHCB_OFFSET[field]), value);
+  }
+  const header = ghcb + BigInt(GHCB_OFFSET.sharedBuffer);
+  const h = answer.pscHeader;
+  if (h?.curEntry !== undefined) host.writeU16(header, h.curEntry);
+  if (h?.endEntry !== undefined) host.writeU16(header + 2n, h.endEntry);
+  if (h?.reserved !== undefined) host.writeU32(header + 4n, h.reserved);
+}
+
+/** The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB). */
+export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
+  return {
+    onNpf(host, exit) {
+      runSnpHostActions(book, host);
+      const answer = book.answerFor('snp.onNpf');
+      book.cover(answerKey('snp.onNpf', answer));
+      if (answer.kind === 'npf') return npfAnswer(host, exit, answer);
+      if (answer.kind === 'resume') return 'resume';
+      if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
+      return honest.onNpf(host, exit);
+    },
+    onVmgexit(host, exit) {
+      runSnpHostActions(book, host);
+      const point = snpVmgexitPoint(host, exit);
+      noteSnpReleases(host, exit, point);
+      const answer = book.answerFor(point);
+      book.cover(answerKey(point, answer));
+      if (answer.kind === 'stop') return stopByAdversary(point);
+      if (answer.kind !== 'vmgexit') return honest.onVmgexit(host, exit);
+      const result = answer.effect === 'honest' ? honest.onVmgexit(host, exit) : 'resume';
+      if (result !== 'resume') return result;
+      vmgexitOverrides(host, exit, answer);
+      return 'resume';
+    },
+    onHlt(host, exit) {
+      runSnpHostActions(book, host);
+      const answer = book.answerFor('snp.onHlt');
+      book.cover(answerKey('snp.onHlt', answer));
+      if (answer.kind === 'resume') return 'resume';
+      if (answer.kind === 'stop') return stopByAdversary('snp.onHlt');
+      return honest.onHlt(host, exit);
+    },
+  };
+}
+

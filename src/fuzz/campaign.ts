@@ -1,0 +1,171 @@
+// One fuzzing campaign on one executor: pick a corpus entry, mutate it, execute, keep the mutant
+// if it reached new coverage (guest edges or adversary decisions), shrink and report findings.
+// A pure function of its options: the same target, seed and runs give the same findings in the
+// same order (wall-clock time only decides when a --time campaign stops).
+import { createHash } from 'node:crypto';
+import { attackProgramToJson, type AttackProgram } from './attack-program.js';
+import { EdgeCoverage } from './coverage.js';
+import type { Execution, Executor, FuzzTarget } from './executor.js';
+import { mutate, type ExecutionProfile } from './mutate.js';
+import { FINDING_CATEGORIES, type FindingCategory, type OracleFinding, type Severity, type Verdict } from './oracle.js';
+import { Prng } from './prng.js';
+import { shrinkProgram } from './shrink.js';
+
+export interface CampaignOptions {
+  executor: Executor;
+  seed: bigint;
+  /** Executions to run (shrinking not counted). */
+  runs?: number;
+  /** Or: stop after this much wall-clock time. */
+  timeMs?: number;
+  /** Programs to start from besides the honest VMM (a corpus from an earlier campaign). */
+  seeds?: AttackProgram[];
+  /** Executions one shrink may spend. Default 200. */
+  shrinkBudget?: number;
+  /** Called after every execution (throttle it yourself). */
+  onExecution?(stats: CampaignStats): void;
+  onFinding?(finding: CampaignFinding): void;
+}
+
+export interface CampaignStats {
+  execs: number;
+  verdicts: Record<Verdict, number>;
+  findingsByCategory: Partial<Record<FindingCategory, number>>;
+  corpusSize: number;
+  /** Edge-bitmap entries ever hit, and adversary decision keys ever reached. */
+  edges: number;
+  decisionKeys: number;
+  instructions: bigint;
+  vmmExits: number;
+  shrinkExecs: number;
+}
+
+export interface CampaignFinding extends OracleFinding {
+  /** Category + what happened without addresses: findings with the same one are duplicates. */
+  signature: string;
+  /** Short stable id: the category and a hash of the shrunk program. */
+  id: string;
+  summary: string;
+  program: AttackProgram;
+  /** The program as the fuzzer first found it, before shrinking. */
+  unshrunk: AttackProgram;
+  /** Index of the execution that found it in this campaign. */
+  execIndex: number;
+  target: FuzzTarget;
+  seed: bigint;
+  outcome: Execution['judgement']['outcome'];
+  traceSha256: string;
+  shrinkExecutions: number;
+}
+
+export interface CampaignResult {
+  stats: CampaignStats;
+  findings: CampaignFinding[];
+  corpus: AttackProgram[];
+}
+
+interface CorpusEntry {
+  program: AttackProgram;
+  profile: ExecutionProfile;
+}
+
+const HONEST = (platform: AttackProgram['platform']): AttackProgram => ({ platform, decisions: [] });
+
+export function findingSignature(f: OracleFinding): string {
+  return `${f.category}: ${f.detail.replace(/0x[0-9a-f]+/gi, 'N').replace(/\d+/g, 'N')}`;
+}
+
+export function programHash(program: AttackProgram): string {
+  return createHash('sha256').update(attackProgramToJson(program)).digest('hex').slice(0, 12);
+}
+
+function profileOf(e: Execution, memoryBytes: bigint): ExecutionProfile {
+  return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes };
+}
+
+export function runCampaign(options: CampaignOptions): CampaignResult {
+  const { executor } = options;
+  const target = executor.target;
+  const rng = new Prng(options.seed);
+  const deadline = options.timeMs !== undefined ? performanceNow() + options.timeMs : Number.POSITIVE_INFINITY;
+  const runs = options.runs ?? (options.timeMs !== undefined ? Number.POSITIVE_INFINITY : 1000);
+  const edges = new EdgeCoverage();
+  const decisionKeys = new Set<string>();
+  const corpus: CorpusEntry[] = [];
+  const findings: CampaignFinding[] = [];
+  const signatures = new Set<string>();
+  const stats: CampaignStats = {
+    execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
+    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0,
+  };
+
+  const isNew = (e: Execution): boolean => {
+    let fresh = edges.merge(e.edges);
+    for (const key of e.decisionCoverage) {
+      if (!decisionKeys.has(key)) {
+        decisionKeys.add(key);
+        fresh = true;
+      }
+    }
+    return fresh;
+  };
+
+  const report = (program: AttackProgram, e: Execution, execIndex: number): void => {
+    for (const f of e.judgement.findings) {
+      const signature = findingSignature(f);
+      if (signatures.has(signature)) continue;
+      signatures.add(signature);
+      const reproduces = (p: AttackProgram) => executor.execute(p).judgement.findings.some((g) => g.category === f.category);
+      const shrunk = shrinkProgram(program, reproduces, options.shrinkBudget ?? 200);
+      stats.shrinkExecs += shrunk.executions;
+      // The shrunk program's own execution is what the finding reports (and what replay reproduces).
+      const final = executor.execute(shrunk.program);
+      const again = final.judgement.findings.find((g) => g.category === f.category);
+      const shown = again ?? f;
+      const program_ = again ? shrunk.program : program;
+      const finding: CampaignFinding = {
+        ...shown, signature, id: `${f.category}-${programHash(program_)}`, summary: FINDING_CATEGORIES[f.category].summary,
+        program: program_, unshrunk: program, execIndex, target, seed: options.seed,
+        outcome: (again ? final : e).judgement.outcome, traceSha256: (again ? final : e).traceSha256, shrinkExecutions: shrunk.executions,
+      };
+      findings.push(finding);
+      stats.findingsByCategory[f.category] = (stats.findingsByCategory[f.category] ?? 0) + 1;
+      options.onFinding?.(finding);
+    }
+  };
+
+  const account = (program: AttackProgram, e: Execution): void => {
+    const index = stats.execs++;
+    stats.verdicts[e.judgement.verdict]++;
+    stats.instructions += e.instructions;
+    stats.vmmExits += e.vmmExits;
+    if (isNew(e)) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
+    if (e.judgement.verdict === 'finding') report(program, e, index);
+    stats.corpusSize = corpus.length;
+    stats.edges = edges.count;
+    stats.decisionKeys = decisionKeys.size;
+    options.onExecution?.(stats);
+  };
+
+  const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
+  for (const program of initial) {
+    if (stats.execs >= runs || performanceNow() >= deadline) break;
+    const e = executor.execute(program);
+    account(program, e);
+    // The honest run always seeds the corpus, so mutation has a profile to aim with.
+    if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
+  }
+  while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0) {
+    const parent = corpus[rng.below(corpus.length)]!;
+    const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
+    const mutant = mutate(rng, parent.program, parent.profile, other);
+    account(mutant, executor.execute(mutant));
+  }
+  return { stats, findings, corpus: corpus.map((c) => c.program) };
+}
+
+function performanceNow(): number {
+  return performance.now();
+}
+
+export type { Severity };

@@ -1,0 +1,146 @@
+// Runs one attack program against one guest configuration and judges it. The campaign, the
+// shrinker and replay only see the `Executor` interface, so how a VM gets to its starting point
+// (a full boot, or a whole-VM snapshot restored per execution) is this file's business.
+import type { BootConfig } from '../boot/boot-config.js';
+import { bootGuest } from '../boot/boot-guest.js';
+import type { TraceEvent } from '../shared/trace.js';
+import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
+import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
+import type { AttackProgram, CallPoint } from './attack-program.js';
+import { readGuestAcceptanceRecord } from './guest-record.js';
+import { AcceptanceOracle, type Judgement } from './oracle.js';
+
+export const FUZZ_STAGES = ['firmware', 'decompressor', 'kernel', 'all'] as const;
+export type FuzzStage = (typeof FUZZ_STAGES)[number];
+
+/** Everything that fixes what one execution does, apart from the attack program. */
+export interface FuzzTarget {
+  platform: BootConfig['platform'];
+  /** Where executions start: the first VMM decision of this boot stage ('all' = the first of the boot). */
+  stage: FuzzStage;
+  memoryBytes: bigint;
+  workloadBytes: bigint;
+  preAccept: BootConfig['preAccept'];
+  accept: BootConfig['accept'];
+  unitBytes: bigint;
+  /** The guest's own seed (the boot's --seed), not the campaign's. */
+  guestSeed: bigint;
+  /** Instruction budget of one execution: a guest stuck in a loop ends as `budget`. */
+  maxInstructions: bigint;
+}
+
+export interface Execution {
+  judgement: Judgement;
+  traceSha256: string;
+  traceEvents: number;
+  /** Guest instructions and exits to the VMM in this execution. */
+  instructions: bigint;
+  vmmExits: number;
+  /** Decision point × choice (and host action × result) keys reached. */
+  decisionCoverage: ReadonlySet<string>;
+  /** How often each decision point was reached (the mutator aims occurrences with it). */
+  callCounts: ReadonlyMap<CallPoint, number>;
+  /** GPAs the hardware saw the guest and VMM work on (the mutator aims host actions at them). */
+  gpas: bigint[];
+  /** AFL-style edge hit counts of this execution, when the executor collects them. */
+  edges: Uint8Array | undefined;
+  /** The trace, when asked for (replay, findings). */
+  events?: TraceEvent[];
+  console: string;
+}
+
+export interface ExecuteOptions {
+  keepTrace?: boolean;
+}
+
+export interface Executor {
+  readonly target: FuzzTarget;
+  execute(program: AttackProgram, options?: ExecuteOptions): Execution;
+  close(): void;
+}
+
+const MAX_GPAS = 64;
+
+/** GPAs worth aiming host actions at: pages the guest accepted, converted or faulted on. */
+function gpasOf(e: TraceEvent, into: Set<bigint>): void {
+  if (into.size >= MAX_GPAS) return;
+  let gpa: TraceValueBigint = undefined;
+  if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
+  else if ((e.type === 'pvalidate' || e.type === 'npf' || e.type === 'guest-release' || e.type === 'td-exit') && typeof e.gpa === 'bigint') gpa = e.gpa;
+  if (gpa !== undefined) into.add(gpa & ~0xfffn);
+}
+type TraceValueBigint = bigint | undefined;
+
+export function bootConfigFor(target: FuzzTarget): BootConfig {
+  return {
+    platform: target.platform, memoryBytes: target.memoryBytes, preAccept: target.preAccept, accept: target.accept,
+    unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
+    maxInstructions: target.maxInstructions, json: true,
+  };
+}
+
+/** The execution of a run that threw: judged as a minivisor bug. */
+export function crashedExecution(err: unknown, book: DecisionBook): Execution {
+  const reason = `internal error: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`;
+  const judgement = new AcceptanceOracle().judge({ outcome: 'vmm-error', reason }, { hardwareAccepted: () => false, guestRecord: () => undefined });
+  return {
+    judgement, traceSha256: '', traceEvents: 0, instructions: 0n, vmmExits: book.exits, decisionCoverage: book.coverage,
+    callCounts: book.callCounts, gpas: [], edges: undefined, console: '',
+  };
+}
+
+/**
+ * Boots the guest from its first instruction for every execution. Correct but slow (a whole
+ * boot per execution); stands in until executions restore a whole-VM snapshot.
+ */
+export class BootExecutor implements Executor {
+  readonly target: FuzzTarget;
+
+  constructor(target: FuzzTarget) {
+    this.target = target;
+  }
+
+  execute(program: AttackProgram, options: ExecuteOptions = {}): Execution {
+    if (program.platform !== this.target.platform) throw new Error(`a ${program.platform} attack program cannot run on ${this.target.platform}`);
+    const book = new DecisionBook(program);
+    const vmm = this.target.platform === 'tdx'
+      ? { tdx: tdxAdversaryPolicy(book) }
+      : {
+          snp: (echo: (line: string) => void) => {
+            const honest = new HonestSnpVmm({ echo });
+            return Object.assign(snpAdversaryPolicy(book, honest), { console: honest.console });
+          },
+        };
+    let run: ReturnType<typeof bootGuest>;
+    try {
+      run = bootGuest(bootConfigFor(this.target), { vmm, keepTrace: true });
+    } catch (err) {
+      // Nothing an attack program or a guest does may throw out of a run: this is our bug.
+      return crashedExecution(err, book);
+    }
+    try {
+      const machine = run.platform.machine;
+      const oracle = new AcceptanceOracle();
+      const gpas = new Set<bigint>();
+      for (const e of run.trace.events) {
+        oracle.observe(e);
+        gpasOf(e, gpas);
+      }
+      const judgement = oracle.judge({ outcome: run.result.outcome, reason: run.result.outcomeReason }, {
+        hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
+        guestRecord: () => readGuestAcceptanceRecord(machine.memory),
+      });
+      const execution: Execution = {
+        judgement, traceSha256: run.result.traceSha256, traceEvents: run.result.traceEvents,
+        instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,
+        callCounts: book.callCounts, gpas: [...gpas], edges: undefined, console: run.result.console,
+      };
+      if (options.keepTrace) execution.events = run.trace.events;
+      return execution;
+    } finally {
+      run.platform.machine.close();
+    }
+  }
+
+  close(): void {}
+}

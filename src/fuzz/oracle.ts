@@ -1,0 +1,237 @@
+// The oracle: judges one execution from what the trusted hardware model saw (its trace events and
+// its page state), never from what the guest says about itself. The guest's own record (its
+// acceptance bitmap) is only compared against that ground truth.
+//
+// Acceptance lifetimes: a page's lifetime starts when the hardware accepts it for the guest
+// (TDX TDG.MEM.PAGE.ACCEPT success, tdg_mem_page_accept.c; SNP PVALIDATE validate with CF=0,
+// APM Vol. 3 "PVALIDATE"; or the launch: TDH.MEM.PAGE.ADD / SNP_LAUNCH_UPDATE) and ends only when
+// the GUEST asks to give the page up (TDX MapGPA to shared, GHCI 1.5 §3.2; SNP PVALIDATE rescind,
+// Linux __set_pages_state). What the VMM does in between (REMOVE+AUG, RMPUPDATE) does not end it:
+// that is exactly the replay the guest must notice.
+import type { RunOutcome } from '../shared/outcome.js';
+import type { TraceEvent } from '../shared/trace.js';
+
+export type Verdict = 'detected' | 'benign' | 'finding';
+export type Severity = 'high' | 'medium' | 'low' | 'internal';
+
+/** Finding categories (issue 10 §2), with their severity and a sentence for READMEs. */
+export const FINDING_CATEGORIES = {
+  'double-acceptance': {
+    severity: 'high',
+    summary: 'the guest accepted a page again that it had already accepted in this lifetime (or carried on after the hardware refused such an accept), with no conversion to shared it asked for in between: the VMM can replay or zero live data',
+  },
+  'foreign-content': {
+    severity: 'high',
+    summary: 'the guest consumed private content it did not write and that is not the zeroes of its own accept',
+  },
+  'latent-double-acceptance': {
+    severity: 'high',
+    summary: "the guest's own acceptance record says unaccepted for a page it accepted itself: its next lazy accept would zero live data",
+  },
+  liveness: {
+    severity: 'low',
+    summary: 'the guest kept making VMM requests without progress until the budget ran out, instead of giving up',
+  },
+  'minivisor-bug': {
+    severity: 'internal',
+    summary: 'minivisor itself threw or broke an invariant (a bug in the emulator, not in the guest)',
+  },
+} as const satisfies Record<string, { severity: Severity; summary: string }>;
+export type FindingCategory = keyof typeof FINDING_CATEGORIES;
+
+export interface OracleFinding {
+  category: FindingCategory;
+  severity: Severity;
+  /** What happened, in words, with the GPA and trace event when there is one. */
+  detail: string;
+  gpa?: bigint;
+  /** seq of the trace event that showed it. */
+  eventSeq?: number;
+}
+
+export interface Judgement {
+  verdict: Verdict;
+  outcome: RunOutcome;
+  /** Deduplicated by category: the first finding of each, in trace order. */
+  findings: OracleFinding[];
+}
+
+const PAGE = 0x1000n;
+const PAGE_SHIFT = 12n;
+const PAGES_PER_REGION = 512;
+const TDX_GPA_MASK = 0x000ffffffffff000n;
+const TDX_ALREADY_ACCEPTED_CLASS = 0xc0000b0an; // TDX_PAGE_ALREADY_ACCEPTED, status bits 63:32
+/** Guest-initiated VMM requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
+export const LIVENESS_REQUEST_RUN = 256;
+
+/** Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. */
+export class LifetimeMap {
+  readonly #regions = new Map<number, Uint8Array>();
+
+  #region(page: bigint, create: boolean): Uint8Array | undefined {
+    const key = Number(page >> 9n);
+    let r = this.#regions.get(key);
+    if (!r && create) this.#regions.set(key, (r = new Uint8Array(PAGES_PER_REGION)));
+    return r;
+  }
+
+  has(gpa: bigint): boolean {
+    const page = gpa >> PAGE_SHIFT;
+    return (this.#region(page, false)?.[Number(page & 511n)] ?? 0) === 1;
+  }
+
+  /** Marks [gpa, gpa+bytes); returns the first page that was already marked, if any. */
+  set(gpa: bigint, bytes: bigint, value: boolean): bigint | undefined {
+    let already: bigint | undefined;
+    for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT; page++) {
+      const r = this.#region(page, value);
+      if (!r) continue;
+      const i = Number(page & 511n);
+      if (value && r[i] === 1 && already === undefined) already = page << PAGE_SHIFT;
+      r[i] = value ? 1 : 0;
+    }
+    return already;
+  }
+
+  /** Marked pages in [gpa, gpa+bytes), in address order. */
+  *marked(gpa: bigint, bytes: bigint): Generator<bigint> {
+    for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT;) {
+      const r = this.#region(page, false);
+      if (!r) { page = ((page >> 9n) + 1n) << 9n; continue; }
+      if (r[Number(page & 511n)] === 1) yield page << PAGE_SHIFT;
+      page++;
+    }
+  }
+
+  clone(): LifetimeMap {
+    const copy = new LifetimeMap();
+    for (const [k, v] of this.#regions) copy.#regions.set(k, v.slice());
+    return copy;
+  }
+}
+
+/** The guest's own record of accepted memory, read from guest memory at the end of a run. */
+export interface GuestAcceptanceRecord {
+  /** Units the guest's bitmap marks unaccepted: [start, end) GPA ranges. */
+  unacceptedRanges: { start: bigint; end: bigint }[];
+}
+
+export interface OracleContext {
+  /** The hardware's current answer: is this 4 KiB page accepted (SEPT MAPPED / RMP validated)? */
+  hardwareAccepted(gpa: bigint): boolean;
+  /** The guest's record, when it can be read (the kernel stage has run far enough); undefined otherwise. */
+  guestRecord(): GuestAcceptanceRecord | undefined;
+}
+
+/** Fed every trace event of one execution in order; then `judge` gives the verdict. */
+export class AcceptanceOracle {
+  readonly lifetimes: LifetimeMap;
+  readonly #findings: OracleFinding[] = [];
+  readonly #seen = new Set<FindingCategory>();
+  /** Accepts the hardware refused as already done, waiting to see whether the guest stops. */
+  readonly #refusedAccepts: { gpa: bigint; seq: number; what: string }[] = [];
+  /** Consecutive guest-initiated VMM requests (TDVMCALL / VMGEXIT) at the end of the run. */
+  #requestRun = 0;
+
+  constructor(initial: LifetimeMap = new LifetimeMap()) {
+    this.lifetimes = initial;
+  }
+
+  #report(category: FindingCategory, detail: string, gpa?: bigint, eventSeq?: number): void {
+    if (this.#seen.has(category)) return;
+    this.#seen.add(category);
+    const f: OracleFinding = { category, severity: FINDING_CATEGORIES[category].severity, detail };
+    if (gpa !== undefined) f.gpa = gpa;
+    if (eventSeq !== undefined) f.eventSeq = eventSeq;
+    this.#findings.push(f);
+  }
+
+  #accepted(gpa: bigint, bytes: bigint, seq: number, what: string): void {
+    const again = this.lifetimes.set(gpa, bytes, true);
+    if (again !== undefined) {
+      this.#report('double-acceptance', `${what} of 0x${again.toString(16)} succeeded although the guest had already accepted it and never asked to convert it to shared since`, again, seq);
+    }
+  }
+
+  /** The guest asked to give [gpa, gpa+bytes) up (MapGPA to shared, PVALIDATE rescind). */
+  released(gpa: bigint, bytes: bigint): void {
+    this.lifetimes.set(gpa, bytes, false);
+  }
+
+  observe(e: TraceEvent): void {
+    if (e.type === 'td-exit' || e.type === 'vmgexit') {
+      this.#requestRun = e.type === 'vmgexit' || e.reason === 'tdvmcall' ? this.#requestRun + 1 : 0;
+    } else if (e.type === 'npf') {
+      this.#requestRun = 0;
+    }
+    switch (e.type) {
+      case 'tdcall': {
+        if (e.leaf !== 'MEM_PAGE_ACCEPT' || typeof e.status !== 'bigint' || typeof e.rcx !== 'bigint') return;
+        const gpa = e.rcx & TDX_GPA_MASK;
+        const bytes = (e.rcx & 7n) === 1n ? 0x200000n : PAGE;
+        if (e.status === 0n) this.#accepted(gpa, bytes, e.seq, 'TDG.MEM.PAGE.ACCEPT');
+        else if (e.status >> 32n === TDX_ALREADY_ACCEPTED_CLASS) this.#refusedAccepts.push({ gpa, seq: e.seq, what: 'TDG.MEM.PAGE.ACCEPT returned TDX_PAGE_ALREADY_ACCEPTED' });
+        return;
+      }
+      case 'pvalidate': {
+        if (e.rc !== 0 || typeof e.gpa !== 'bigint') return;
+        const bytes = e.size === '2m' ? 0x200000n : PAGE;
+        if (e.validate !== true) {
+          if (e.cf === false) this.released(e.gpa, bytes);
+        } else if (e.cf === false) {
+          this.#accepted(e.gpa, bytes, e.seq, 'PVALIDATE');
+        } else {
+          this.#refusedAccepts.push({ gpa: e.gpa, seq: e.seq, what: 'PVALIDATE left the page unchanged (CF=1)' });
+        }
+        return;
+      }
+      case 'seamcall':
+        // TDH.MEM.PAGE.ADD before the TD runs: the page is the guest's, measured, accepted.
+        if (e.leaf === 'TDH_MEM_PAGE_ADD' && e.status === 0n && typeof e.rcx === 'bigint') this.lifetimes.set(e.rcx & TDX_GPA_MASK, PAGE, true);
+        return;
+      case 'launch-update':
+        if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE, true);
+        return;
+      case 'guest-release':
+        // The adversary layer records the guest's own request to convert memory to shared.
+        if (typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') this.released(e.gpa, e.bytes);
+        return;
+      default:
+    }
+  }
+
+  judge(outcome: RunOutcome, ctx: OracleContext): Judgement {
+    if (outcome.outcome === 'vmm-error' && /^internal error|^hardware model/.test(outcome.reason)) {
+      this.#report('minivisor-bug', outcome.reason);
+    }
+    if (outcome.outcome !== 'guest-fatal') {
+      // The hardware refused an accept as already done and the guest did not stop on it.
+      const r = this.#refusedAccepts[0];
+      if (r) this.#report('double-acceptance', `${r.what} for 0x${r.gpa.toString(16)} and the guest carried on instead of stopping`, r.gpa, r.seq);
+    }
+    if (outcome.outcome === 'done') this.#checkGuestRecord(ctx);
+    if (outcome.outcome === 'budget' && this.#requestRun >= LIVENESS_REQUEST_RUN) {
+      this.#report('liveness', `the run ended on its instruction budget after ${this.#requestRun} guest requests to the VMM in a row with no other exit`);
+    }
+    const findings = [...this.#findings];
+    const verdict: Verdict = findings.length > 0 ? 'finding' : outcome.outcome === 'guest-fatal' ? 'detected' : 'benign';
+    return { verdict, outcome, findings };
+  }
+
+  /** Latent double acceptance: the guest's bitmap says unaccepted, the hardware and the guest's lifetime say accepted. */
+  #checkGuestRecord(ctx: OracleContext): void {
+    let record: GuestAcceptanceRecord | undefined;
+    try {
+      record = ctx.guestRecord();
+    } catch {
+      return; // guest memory is untrusted input: an unreadable record is no evidence either way
+    }
+    for (const range of record?.unacceptedRanges ?? []) {
+      for (const gpa of this.lifetimes.marked(range.start, range.end - range.start)) {
+        if (!ctx.hardwareAccepted(gpa)) continue; // the VMM took it away: denial of service, not this
+        this.#report('latent-double-acceptance', `the guest's bitmap marks 0x${gpa.toString(16)} unaccepted, but the guest accepted it itself and the hardware still holds it accepted`, gpa);
+        return;
+      }
+    }
+  }
+}

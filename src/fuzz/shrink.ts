@@ -1,0 +1,54 @@
+// Shrinking a finding to the fewest decisions that still reproduce its category: Zeller's delta
+// debugging (ddmin, "Simplifying and Isolating Failure-Inducing Input", TSE 2002) over the
+// decision list, then one pass that tries each remaining decision's honest answer. Not
+// fast-check's shrinker: that shrinks values fast-check generated itself through its
+// arbitraries, while our programs come out of a coverage-guided mutation loop and each check is a
+// whole VM execution, so we want a bounded, deterministic number of executions over a plain list.
+import type { AttackProgram, Decision } from './attack-program.js';
+
+export interface ShrinkResult {
+  program: AttackProgram;
+  /** Executions the shrinker spent. */
+  executions: number;
+}
+
+/**
+ * ddmin: tries removing chunks of decisions (halves, quarters, … single decisions) and keeps
+ * every removal after which `reproduces` still holds. At most `budget` calls of `reproduces`.
+ */
+export function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean, budget = 200): ShrinkResult {
+  let executions = 0;
+  const check = (decisions: Decision[]): boolean => {
+    if (executions >= budget) return false;
+    executions++;
+    return reproduces({ ...program, decisions });
+  };
+  let current = [...program.decisions];
+  let granularity = 2;
+  while (current.length >= 1 && executions < budget) {
+    const chunk = Math.ceil(current.length / granularity);
+    let reduced = false;
+    for (let start = 0; start < current.length; start += chunk) {
+      const complement = [...current.slice(0, start), ...current.slice(start + chunk)];
+      if (check(complement)) {
+        current = complement;
+        granularity = Math.max(granularity - 1, 2);
+        reduced = true;
+        break;
+      }
+    }
+    if (!reduced) {
+      if (chunk === 1) break;
+      granularity = Math.min(granularity * 2, current.length);
+    }
+  }
+  // A repeated answer that one occurrence also reproduces is simpler to read.
+  for (let i = 0; i < current.length; i++) {
+    const d = current[i]!;
+    if (d.at !== 'call' || d.repeat === undefined) continue;
+    const single: Decision = { at: 'call', point: d.point, occurrence: d.occurrence, answer: d.answer };
+    const candidate = [...current.slice(0, i), single, ...current.slice(i + 1)];
+    if (check(candidate)) current = candidate;
+  }
+  return { program: { ...program, decisions: current }, executions };
+}
