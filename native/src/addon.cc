@@ -115,6 +115,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::ForgetSnapshot>("forgetSnapshot"),
       InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
+      InstanceMethod<&NativeMachine::SetEdgeMap>("setEdgeMap"),
+      InstanceMethod<&NativeMachine::ResetEdges>("resetEdges"),
     });
   }
 
@@ -183,6 +185,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     machine_.reset();
     area_ref_.Reset();
+    edge_map_ref_.Reset();
     return info.Env().Undefined();
   }
 
@@ -412,8 +415,38 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return Napi::Number::New(info.Env(), static_cast<double>(m->dirty_pages()));
   }
 
+  // setEdgeMap(map: Uint8Array of 65536 bytes | null): the block hook counts edges into it.
+  Napi::Value SetEdgeMap(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) {
+      m->SetEdgeMap(nullptr);
+      edge_map_ref_.Reset();
+      return info.Env().Undefined();
+    }
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        info[0].As<Napi::Uint8Array>().ElementLength() != Machine::kEdgeMapBytes) {
+      return ThrowType(info.Env(), "the edge map must be a Uint8Array of 65536 bytes");
+    }
+    Napi::Uint8Array map = info[0].As<Napi::Uint8Array>();
+    // Keep the buffer alive while the hook writes into it.
+    edge_map_ref_ = Napi::Persistent(map.As<Napi::Object>());
+    if (!m->SetEdgeMap(map.Data())) {
+      edge_map_ref_.Reset();
+      return ThrowType(info.Env(), "cannot add the edge-coverage block hook");
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ResetEdges(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (m) m->ResetEdges();
+    return info.Env().Undefined();
+  }
+
   std::unique_ptr<Machine> machine_;
   Napi::ObjectReference area_ref_;
+  Napi::ObjectReference edge_map_ref_;
 };
 
 Napi::Value UnicornVersion(const Napi::CallbackInfo& info) {

@@ -559,6 +559,38 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   uc_emu_stop(uc);
 }
 
+// AFL's edge coverage (lcamtuf, "technical_details.txt"): map[cur ^ prev]++, prev = cur >> 1, with
+// cur a hash of the block address. Counts saturate at 255 instead of wrapping to 0.
+void Machine::OnBlock(uc_engine*, uint64_t address, uint32_t, void* self) {
+  Machine* m = static_cast<Machine*>(self);
+  uint64_t cur = ((address ^ (address >> 15)) * 0x9e3779b97f4a7c15ull) >> 48;
+  uint8_t* slot = &m->edge_map_[(cur ^ m->prev_block_) & (kEdgeMapBytes - 1)];
+  if (*slot != 0xff) ++*slot;
+  m->prev_block_ = cur >> 1;
+}
+
+bool Machine::SetEdgeMap(uint8_t* map) {
+  if (block_hook_) {
+    uc_hook_del(uc_, block_hook_);
+    block_hook_ = 0;
+  }
+  edge_map_ = map;
+  prev_block_ = 0;
+  if (map && uc_hook_add(uc_, &block_hook_, UC_HOOK_BLOCK, (void*)OnBlock, this, 1, 0) != UC_ERR_OK) {
+    edge_map_ = nullptr;
+    block_hook_ = 0;
+    return false;
+  }
+  // Blocks translated before the hook existed would not call it.
+  uc_ctl_flush_tb(uc_);
+  return true;
+}
+
+void Machine::ResetEdges() {
+  if (edge_map_) std::memset(edge_map_, 0, kEdgeMapBytes);
+  prev_block_ = 0;
+}
+
 void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self) {
   Machine* m = static_cast<Machine*>(self);
   if (m->stub_active_) return;  // the host's own stub: not guest instructions

@@ -181,6 +181,14 @@ class Machine {
 
   uint64_t dirty_pages() const;
 
+  // Fuzzing: AFL-style edge coverage. `map` (kEdgeMapBytes, owned by the caller, which keeps it
+  // alive while enabled) counts hits of (previous block, block) edges; nullptr disables the hook.
+  // Off by default, so boots pay nothing for it.
+  static constexpr uint32_t kEdgeMapBytes = 1u << 16;
+  bool SetEdgeMap(uint8_t* map);
+  // Clears the counts and forgets the previous block (start of an execution).
+  void ResetEdges();
+
  private:
   friend class GateTableReader;
   Machine(const MachineConfig& config, uint64_t* area);
@@ -190,6 +198,7 @@ class Machine {
   static bool OnInvalidInsn(uc_engine* uc, void* self);
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
   static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
+  static void OnBlock(uc_engine* uc, uint64_t address, uint32_t size, void* self);
 
   // Guest stub (guest_stub.cc): a host-owned page of code the guest CPU itself executes to load
   // CS from a descriptor, which Unicorn cannot do from the host in UC_MODE_64. The TLB-fill hook
@@ -281,6 +290,10 @@ class Machine {
   EntryMode entry_mode_ = EntryMode::kLong64;
   uint16_t entry_cs_selector_ = 0;
   uint64_t entry_cs_base_ = 0;
+  // Edge coverage (fuzzing only).
+  uint8_t* edge_map_ = nullptr;
+  uint64_t prev_block_ = 0;
+  uc_hook block_hook_ = 0;
 };
 
 }  // namespace minivisor

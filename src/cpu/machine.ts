@@ -8,6 +8,8 @@ import { RUN_AREA_SLOTS } from './run-area.js';
 import { Vcpu } from './vcpu.js';
 
 export const MAX_MEMORY_BYTES = 1n << 46n;
+/** Size of the edge-coverage map (native Machine::kEdgeMapBytes). */
+export const EDGE_MAP_BYTES = 1 << 16;
 
 export interface MachineOptions {
   /** Guest RAM, a non-zero multiple of 4 KiB up to 64 TiB. Costs host memory only where touched. */
@@ -56,6 +58,7 @@ export class Machine {
   readonly countInstructions: boolean;
   #native: NativeMachine | undefined;
   #marker: AddressMarker;
+  #edgeMap: Uint8Array | undefined;
 
   constructor(options: MachineOptions) {
     const { memoryBytes } = options;
@@ -106,6 +109,27 @@ export class Machine {
   /** Pages written since the last snapshot or restore (meaningful once a snapshot exists). */
   dirtyPages(): number {
     return this.#live().dirtyPages();
+  }
+
+  /**
+   * Fuzzing: from now on a native block hook counts guest control-flow edges (AFL-style) into the
+   * returned 64 KiB map, zero-copy; `resetEdgeCoverage()` clears it between executions. Boots never
+   * call this, so they pay nothing for the hook.
+   */
+  enableEdgeCoverage(): Uint8Array {
+    const map = new Uint8Array(EDGE_MAP_BYTES);
+    this.#live().setEdgeMap(map);
+    this.#edgeMap = map;
+    return map;
+  }
+
+  resetEdgeCoverage(): void {
+    this.#live().resetEdges();
+  }
+
+  /** The map enableEdgeCoverage() returned, if coverage is on. */
+  get edgeMap(): Uint8Array | undefined {
+    return this.#edgeMap;
   }
 
   get closed(): boolean {

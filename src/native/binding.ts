@@ -56,6 +56,8 @@ export interface NativeMachine {
   forgetSnapshot(id: number): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
+  setEdgeMap(map: Uint8Array | null): void;
+  resetEdges(): void;
 }
 
 export interface NativeAddon {

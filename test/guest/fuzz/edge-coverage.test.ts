@@ -1,0 +1,63 @@
+// The native edge-coverage hook: real guest branches become AFL-style edge counts.
+import { describe, expect, it } from 'vitest';
+import { EDGE_MAP_BYTES } from '../../../src/cpu/machine.js';
+import { EdgeCoverage } from '../../../src/fuzz/coverage.js';
+import { runToHlt, simpleGuest } from '../../helpers/guest-setup.js';
+
+/** A loop of `n` iterations whose body branches on the value of rbx. */
+const branchy = (n: number, rbx: number) => `
+  mov rcx, ${n}
+  mov rbx, ${rbx}
+1:
+  test rbx, 1
+  jz 2f
+  add rax, 3
+  jmp 3f
+2:
+  add rax, 5
+3:
+  dec rcx
+  jnz 1b
+  hlt`;
+
+const hitEdges = (map: Uint8Array) => map.reduce((n, v) => n + (v > 0 ? 1 : 0), 0);
+
+describe('edge coverage', () => {
+  it('is off until enabled: a boot pays nothing for it', () => {
+    const vm = simpleGuest(branchy(10, 0));
+    expect(vm.edgeMap).toBeUndefined();
+    runToHlt(vm);
+    vm.close();
+  });
+
+  it('counts control-flow edges, distinguishes paths and loop counts, and resets', () => {
+    const even = simpleGuest(branchy(10, 0));
+    const map = even.enableEdgeCoverage();
+    expect(map.length).toBe(EDGE_MAP_BYTES);
+    runToHlt(even);
+    const evenEdges = hitEdges(map);
+    expect(evenEdges).toBeGreaterThan(2);
+    // The loop's back edge was taken 9 times: some entry counts more than one hit.
+    expect(Math.max(...map)).toBeGreaterThanOrEqual(9);
+
+    const coverage = new EdgeCoverage();
+    expect(coverage.merge(map)).toBe(true);
+    expect(coverage.merge(map)).toBe(false);
+
+    const odd = simpleGuest(branchy(10, 1));
+    const oddMap = odd.enableEdgeCoverage();
+    runToHlt(odd);
+    // The other arm of the branch is a new edge.
+    expect(coverage.merge(oddMap)).toBe(true);
+
+    const longer = simpleGuest(branchy(100, 0));
+    const longerMap = longer.enableEdgeCoverage();
+    runToHlt(longer);
+    // Same edges, but a hit count in a higher AFL bucket.
+    expect(coverage.merge(longerMap)).toBe(true);
+
+    odd.resetEdgeCoverage();
+    expect(hitEdges(oddMap)).toBe(0);
+    for (const vm of [even, odd, longer]) vm.close();
+  });
+});
