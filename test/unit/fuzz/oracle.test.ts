@@ -1,0 +1,82 @@
+// The oracle judges from hardware events: these are the event sequences the TDX module and the SNP
+// CPU model record (tdcall / pvalidate / seamcall / launch-update / td-exit / vmgexit events).
+import { describe, expect, it } from 'vitest';
+import { AcceptanceOracle, LIVENESS_REQUEST_RUN, type OracleContext } from '../../../src/fuzz/oracle.js';
+import type { RunOutcome } from '../../../src/shared/outcome.js';
+import type { TraceEvent } from '../../../src/shared/trace.js';
+
+let seq = 0;
+const ev = (type: string, fields: Record<string, unknown>): TraceEvent => ({ seq: seq++, source: 'hw', type, ...fields } as TraceEvent);
+const TDX_SUCCESS = 0n;
+const TDX_ALREADY_ACCEPTED = 0xc0000b0a00000000n;
+const accept = (gpa: bigint, level: 0 | 1, status = TDX_SUCCESS) => ev('tdcall', { leaf: 'MEM_PAGE_ACCEPT', rcx: gpa | BigInt(level), status });
+const pvalidate = (gpa: bigint, validate: boolean, cf = false, size = '4k') => ev('pvalidate', { gpa, validate, rc: 0, cf, size });
+const nothingAccepted: OracleContext = { hardwareAccepted: () => false, guestRecord: () => undefined };
+const done: RunOutcome = { outcome: 'done', reason: 'guest halted' };
+const fatal: RunOutcome = { outcome: 'guest-fatal', reason: 'tdx_accept_already_accepted' };
+
+function judge(events: TraceEvent[], outcome: RunOutcome = done, ctx = nothingAccepted) {
+  const oracle = new AcceptanceOracle();
+  for (const e of events) oracle.observe(e);
+  return oracle.judge(outcome, ctx);
+}
+
+describe('acceptance oracle', () => {
+  it('an honest lifetime (accept, ask for shared, accept again) is benign', () => {
+    const j = judge([
+      accept(0x400000n, 1),
+      ev('guest-release', { gpa: 0x400000n, bytes: 0x200000n }),
+      accept(0x400000n, 1),
+    ]);
+    expect(j.verdict).toBe('benign');
+  });
+
+  it('a second successful TDX accept in the same lifetime is a double acceptance (REMOVE+AUG replay)', () => {
+    const j = judge([accept(0x400000n, 1), accept(0x401000n, 0)]);
+    expect(j.verdict).toBe('finding');
+    expect(j.findings).toMatchObject([{ category: 'double-acceptance', severity: 'high', gpa: 0x401000n }]);
+  });
+
+  it('a page the VMM added before launch is the guest\'s: validating it again is a double acceptance', () => {
+    const j = judge([ev('launch-update', { gpa: 0x300000n, result: 'SUCCESS' }), pvalidate(0x300000n, true)]);
+    expect(j.findings.map((f) => f.category)).toEqual(['double-acceptance']);
+  });
+
+  it('SNP: a rescind by the guest ends the lifetime; re-validation after the VMM un-validated it does not', () => {
+    expect(judge([pvalidate(0x800000n, true), pvalidate(0x800000n, false), pvalidate(0x800000n, true)]).verdict).toBe('benign');
+    expect(judge([pvalidate(0x800000n, true), ev('rmpupdate', { spa: 0x800000n }), pvalidate(0x800000n, true)]).verdict).toBe('finding');
+  });
+
+  it('an ALREADY_ACCEPTED or CF=1 result is a finding only when the guest carries on', () => {
+    const tdx = [accept(0x400000n, 0), accept(0x400000n, 0, TDX_ALREADY_ACCEPTED)];
+    expect(judge(tdx, fatal).verdict).toBe('detected');
+    expect(judge(tdx, done).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+    const snp = [pvalidate(0x400000n, true), pvalidate(0x400000n, true, true)];
+    expect(judge(snp, fatal).verdict).toBe('detected');
+    expect(judge(snp, { outcome: 'budget', reason: 'instruction budget' }).verdict).toBe('finding');
+  });
+
+  it('the guest\'s bitmap saying unaccepted for a page it accepted and still holds is a latent double acceptance', () => {
+    const record = () => ({ unacceptedRanges: [{ start: 0x400000n, end: 0x600000n }] });
+    const held: OracleContext = { hardwareAccepted: () => true, guestRecord: record };
+    expect(judge([accept(0x400000n, 1)], done, held).findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x400000n }]);
+    // The VMM took the page away: denial of service, not a finding.
+    expect(judge([accept(0x400000n, 1)], done, { hardwareAccepted: () => false, guestRecord: record }).verdict).toBe('benign');
+    // A bitmap that agrees with what the guest accepted.
+    expect(judge([accept(0x200000n, 1)], done, held).verdict).toBe('benign');
+  });
+
+  it('a budget run ending in an unbroken stream of guest requests is a liveness finding; a stream of faults is not', () => {
+    const requests = Array.from({ length: LIVENESS_REQUEST_RUN }, () => ev('td-exit', { reason: 'tdvmcall' }));
+    const budget = { outcome: 'budget' as const, reason: 'instruction budget exhausted' };
+    expect(judge(requests, budget).findings).toMatchObject([{ category: 'liveness', severity: 'low' }]);
+    expect(judge([...requests, ev('npf', { gpa: 0n })], budget).verdict).toBe('benign');
+    expect(judge(requests, done).verdict).toBe('benign');
+  });
+
+  it('an internal error is a minivisor bug, kept apart from guest findings', () => {
+    const j = judge([], { outcome: 'vmm-error', reason: 'internal error: TypeError: x is undefined' });
+    expect(j.findings).toMatchObject([{ category: 'minivisor-bug', severity: 'internal' }]);
+    expect(judge([], { outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.mapGpa (attack program)' }).verdict).toBe('benign');
+  });
+});
