@@ -3,10 +3,11 @@
 // acts only through what the VMM is given (the SEAMCALL host / SNP host interface, its answers,
 // its own EPT/NPT): never through the machine or private memory.
 import { gpaLevel, type SeamcallHost } from '../platform/tdx/seamcall.js';
+import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
 import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
 import { TdxStatus } from '../platform/tdx/status.js';
-import type { SnpHost, SnpVmExit } from '../platform/snp/snp-cpu.js';
+import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, PSC_OP } from '../platform/snp/ghcb-msr.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
@@ -30,6 +31,8 @@ export class DecisionBook {
   exits = 0;
   /** Decision coverage: decision point × choice (and host action × result) keys this execution reached. */
   readonly coverage = new Set<string>();
+  /** SNP replays: page contents (ciphertext, as the host reads them) the VMM saved, by slot. */
+  readonly captured = new Map<number, Uint8Array>();
 
   constructor(program: AttackProgram) {
     for (const d of program.decisions) {
@@ -124,10 +127,22 @@ function tdxHostAction(ctx: VmmContext, action: HostAction): string {
     case 'tdx.shared-ept':
       host.setShared(action.gpa, action.size, action.mapped);
       return 'ok';
+    case 'inject':
+      host.injectInterrupt(action.vector);
+      return 'ok';
+    case 'shared-write':
+      writeLittleEndian(host.hostMemory, action);
+      return 'ok';
     default:
-      // inject / shared-write need the VMM handle's interrupt and host-memory primitives.
       return 'unsupported';
   }
+}
+
+/** A host write of `size` bytes of `value` (the handle's host memory refuses private pages). */
+function writeLittleEndian(memory: { write(gpa: bigint, data: Uint8Array): void }, action: Extract<HostAction, { kind: 'shared-write' }>): void {
+  const bytes = new Uint8Array(action.size);
+  for (let i = 0; i < action.size; i++) bytes[i] = Number((action.value >> BigInt(8 * i)) & 0xffn);
+  memory.write(action.gpa, bytes);
 }
 
 function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
@@ -246,14 +261,6 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
     onPrivateEptViolation: ept('tdx.onPrivateEptViolation', 'onPrivateEptViolation'),
     onPendingAccess: ept('tdx.onPendingAccess', 'onPendingAccess'),
     onSharedEptViolation: ept('tdx.onSharedEptViolation', 'onSharedEptViolation'),
-    onHlt(ctx, exit) {
-      runTdxHostActions(book, ctx);
-      const answer = book.answerFor('tdx.onHlt');
-      book.cover(answerKey('tdx.onHlt', answer));
-      if (answer.kind === 'resume') return { kind: 'resume' };
-      if (answer.kind === 'stop') return { kind: 'stop', outcome: stopByAdversary('tdx.onHlt') };
-      return honest.onHlt(ctx, exit);
-    },
     mapGpa: vmcall('tdx.mapGpa', 'mapGpa'),
     reportFatalError: vmcall('tdx.reportFatalError', 'reportFatalError'),
     getTdVmCallInfo: vmcall('tdx.getTdVmCallInfo', 'getTdVmCallInfo'),
@@ -269,7 +276,7 @@ type Npf = Extract<SnpVmExit, { kind: 'npf' }>;
 type Vmgexit = Extract<SnpVmExit, { kind: 'vmgexit' }>;
 
 /** Which SNP decision point a VMGEXIT is: the MSR protocol request, or the GHCB page's exit code. */
-export function snpVmgexitPoint(host: SnpHost, exit: Vmgexit): SnpCallPoint {
+export function snpVmgexitPoint(host: SnpVmmHandle, exit: Vmgexit): SnpCallPoint {
   const req = decodeGhcbMsr(exit.ghcbMsr);
   switch (req.kind) {
     case 'sev-info': return 'snp.msr.sevInfo';
@@ -279,7 +286,7 @@ export function snpVmgexitPoint(host: SnpHost, exit: Vmgexit): SnpCallPoint {
     case 'hv-features': return 'snp.msr.hvFeatures';
     case 'ghcb-gpa': {
       if (req.gpa + 0x1000n > host.memoryBytes) return 'snp.ghcb.other';
-      const code = host.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitCode));
+      const code = host.hostMemory.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitCode));
       if (code === BigInt(SVM_EXIT.IOIO)) return 'snp.ghcb.ioio';
       if (code === BigInt(SVM_EXIT.PSC)) return 'snp.ghcb.psc';
       if (code === BigInt(SVM_EXIT.HV_FEATURES)) return 'snp.ghcb.hvFeatures';
@@ -290,22 +297,22 @@ export function snpVmgexitPoint(host: SnpHost, exit: Vmgexit): SnpCallPoint {
 }
 
 /** Records the guest's own requests to make memory shared (they end acceptance lifetimes). */
-function noteSnpReleases(host: SnpHost, exit: Vmgexit, point: SnpCallPoint): void {
+function noteSnpReleases(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): void {
   const req = decodeGhcbMsr(exit.ghcbMsr);
   if (point === 'snp.msr.psc' && req.kind === 'psc' && req.op === PSC_OP.SHARED) {
     host.trace.record('vmm', 'guest-release', { gpa: req.gfn << 12n, bytes: PAGE_4K });
   } else if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
     const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
-    const cur = host.readU16(buf);
-    const end = host.readU16(buf + 2n);
+    const cur = host.hostMemory.readU16(buf);
+    const end = host.hostMemory.readU16(buf + 2n);
     for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
-      const e = decodePscEntry(host.readU64(pscEntryAddress(buf, i)));
+      const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
       if (e.op === PSC_OP.SHARED) host.trace.record('vmm', 'guest-release', { gpa: e.gfn << 12n, bytes: e.size2m ? PAGE_2M : PAGE_4K });
     }
   }
 }
 
-function snpHostAction(host: SnpHost, action: HostAction): string {
+function snpHostAction(book: DecisionBook, host: SnpVmmHandle, action: HostAction): string {
   switch (action.kind) {
     case 'snp.rmpupdate':
       return host.rmpUpdate(action.spa & ~(PAGE_4K - 1n), {
@@ -315,17 +322,31 @@ function snpHostAction(host: SnpHost, action: HostAction): string {
     case 'snp.npt-page-size':
       host.setNptPageSize(action.gpa, action.size);
       return 'ok';
+    case 'snp.capture':
+      book.captured.set(action.slot, host.hostMemory.read(action.spa & ~(PAGE_4K - 1n), Number(PAGE_4K)));
+      return 'ok';
+    case 'snp.restore': {
+      const saved = book.captured.get(action.slot);
+      if (!saved) return 'empty-slot';
+      host.hostMemory.write(action.spa & ~(PAGE_4K - 1n), saved);
+      return 'ok';
+    }
+    case 'inject':
+      host.inject(action.vector, action.errorCode);
+      return 'ok';
+    case 'shared-write':
+      writeLittleEndian(host.hostMemory, action);
+      return 'ok';
     default:
-      // capture/restore, inject and shared-write need the VMM handle's host-memory and injection primitives.
       return 'unsupported';
   }
 }
 
-function runSnpHostActions(book: DecisionBook, host: SnpHost): void {
+function runSnpVmmHandleActions(book: DecisionBook, host: SnpVmmHandle): void {
   for (const action of book.beginExit()) {
     let result: string;
     try {
-      result = snpHostAction(host, action);
+      result = snpHostAction(book, host, action);
     } catch (err) {
       result = `refused: ${err instanceof Error ? err.message : String(err)}`;
     }
@@ -334,7 +355,7 @@ function runSnpHostActions(book: DecisionBook, host: SnpHost): void {
   }
 }
 
-function npfAnswer(host: SnpHost, exit: Npf, answer: Extract<Answer, { kind: 'npf' }>): VmmAnswer {
+function npfAnswer(host: SnpVmmHandle, exit: Npf, answer: Extract<Answer, { kind: 'npf' }>): VmmAnswer {
   const page = exit.gpa & ~(PAGE_4K - 1n);
   switch (answer.action) {
     case 'psmash':
@@ -355,26 +376,26 @@ function npfAnswer(host: SnpHost, exit: Npf, answer: Extract<Answer, { kind: 'np
   }
 }
 
-function vmgexitOverrides(host: SnpHost, exit: Vmgexit, answer: Extract<Answer, { kind: 'vmgexit' }>): void {
+function vmgexitOverrides(host: SnpVmmHandle, exit: Vmgexit, answer: Extract<Answer, { kind: 'vmgexit' }>): void {
   if (answer.msr !== undefined) host.ghcbMsr = answer.msr;
   const req = decodeGhcbMsr(exit.ghcbMsr);
   if (req.kind !== 'ghcb-gpa' || req.gpa + 0x1000n > host.memoryBytes) return;
   const ghcb = req.gpa;
   for (const [field, value] of Object.entries(answer.ghcb ?? {}) as [keyof typeof GHCB_OFFSET, bigint][]) {
-    host.writeU64(ghcb + BigInt(GHCB_OFFSET[field]), value);
+    host.hostMemory.writeU64(ghcb + BigInt(GHCB_OFFSET[field]), value);
   }
   const header = ghcb + BigInt(GHCB_OFFSET.sharedBuffer);
   const h = answer.pscHeader;
-  if (h?.curEntry !== undefined) host.writeU16(header, h.curEntry);
-  if (h?.endEntry !== undefined) host.writeU16(header + 2n, h.endEntry);
-  if (h?.reserved !== undefined) host.writeU32(header + 4n, h.reserved);
+  if (h?.curEntry !== undefined) host.hostMemory.writeU16(header, h.curEntry);
+  if (h?.endEntry !== undefined) host.hostMemory.writeU16(header + 2n, h.endEntry);
+  if (h?.reserved !== undefined) host.hostMemory.writeU32(header + 4n, h.reserved);
 }
 
 /** The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB). */
 export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
   return {
     onNpf(host, exit) {
-      runSnpHostActions(book, host);
+      runSnpVmmHandleActions(book, host);
       const answer = book.answerFor('snp.onNpf');
       book.cover(answerKey('snp.onNpf', answer));
       if (answer.kind === 'npf') return npfAnswer(host, exit, answer);
@@ -383,7 +404,7 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       return honest.onNpf(host, exit);
     },
     onVmgexit(host, exit) {
-      runSnpHostActions(book, host);
+      runSnpVmmHandleActions(book, host);
       const point = snpVmgexitPoint(host, exit);
       noteSnpReleases(host, exit, point);
       const answer = book.answerFor(point);
@@ -396,7 +417,7 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       return 'resume';
     },
     onHlt(host, exit) {
-      runSnpHostActions(book, host);
+      runSnpVmmHandleActions(book, host);
       const answer = book.answerFor('snp.onHlt');
       book.cover(answerKey('snp.onHlt', answer));
       if (answer.kind === 'resume') return 'resume';

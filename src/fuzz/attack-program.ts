@@ -18,7 +18,7 @@ export type AttackPlatform = 'tdx' | 'snp';
 
 /** Decision points that are VMM policy calls, by platform. */
 export const TDX_CALL_POINTS = [
-  'tdx.onAcceptViolation', 'tdx.onPrivateEptViolation', 'tdx.onPendingAccess', 'tdx.onSharedEptViolation', 'tdx.onHlt',
+  'tdx.onAcceptViolation', 'tdx.onPrivateEptViolation', 'tdx.onPendingAccess', 'tdx.onSharedEptViolation',
   'tdx.mapGpa', 'tdx.reportFatalError', 'tdx.getTdVmCallInfo', 'tdx.instructionIo', 'tdx.instructionHlt', 'tdx.otherVmcall',
 ] as const;
 /**
@@ -130,7 +130,6 @@ export const ANSWERS_FOR_POINT: Record<CallPoint, readonly Answer['kind'][]> = {
   'tdx.onPrivateEptViolation': ['honest', 'ept', 'resume', 'stop'],
   'tdx.onPendingAccess': ['honest', 'ept', 'resume', 'stop'],
   'tdx.onSharedEptViolation': ['honest', 'ept', 'resume', 'stop'],
-  'tdx.onHlt': ['honest', 'resume', 'stop'],
   'tdx.mapGpa': ['honest', 'map-gpa', 'vmcall-return', 'stop'],
   'tdx.reportFatalError': ['honest', 'vmcall-return', 'stop'],
   'tdx.getTdVmCallInfo': ['honest', 'vmcall-return', 'stop'],
