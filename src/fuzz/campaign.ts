@@ -83,7 +83,10 @@ function profileOf(e: Execution, memoryBytes: bigint): ExecutionProfile {
   return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes };
 }
 
-export function runCampaign(options: CampaignOptions): CampaignResult {
+/** Lets timers and messages run between executions (a campaign is long, synchronous work). */
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const { executor } = options;
   const target = executor.target;
   const rng = new Prng(options.seed);
@@ -110,13 +113,16 @@ export function runCampaign(options: CampaignOptions): CampaignResult {
     return fresh;
   };
 
-  const report = (program: AttackProgram, e: Execution, execIndex: number): void => {
+  const report = async (program: AttackProgram, e: Execution, execIndex: number): Promise<void> => {
     for (const f of e.judgement.findings) {
       const signature = findingSignature(f);
       if (signatures.has(signature)) continue;
       signatures.add(signature);
-      const reproduces = (p: AttackProgram) => executor.execute(p).judgement.findings.some((g) => g.category === f.category);
-      const shrunk = shrinkProgram(program, reproduces, options.shrinkBudget ?? 200);
+      const reproduces = async (p: AttackProgram) => {
+        await yieldToEventLoop();
+        return executor.execute(p).judgement.findings.some((g) => g.category === f.category);
+      };
+      const shrunk = await shrinkProgram(program, reproduces, options.shrinkBudget ?? 200);
       stats.shrinkExecs += shrunk.executions;
       // The shrunk program's own execution is what the finding reports (and what replay reproduces).
       const final = executor.execute(shrunk.program);
@@ -134,24 +140,25 @@ export function runCampaign(options: CampaignOptions): CampaignResult {
     }
   };
 
-  const account = (program: AttackProgram, e: Execution): void => {
+  const account = async (program: AttackProgram, e: Execution): Promise<void> => {
     const index = stats.execs++;
     stats.verdicts[e.judgement.verdict]++;
     stats.instructions += e.instructions;
     stats.vmmExits += e.vmmExits;
     if (isNew(e)) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
-    if (e.judgement.verdict === 'finding') report(program, e, index);
+    if (e.judgement.verdict === 'finding') await report(program, e, index);
     stats.corpusSize = corpus.length;
     stats.edges = edges.count;
     stats.decisionKeys = decisionKeys.size;
     options.onExecution?.(stats);
+    await yieldToEventLoop();
   };
 
   const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
   for (const program of initial) {
     if (stats.execs >= runs || performanceNow() >= deadline) break;
     const e = executor.execute(program);
-    account(program, e);
+    await account(program, e);
     // The honest run always seeds the corpus, so mutation has a profile to aim with.
     if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
   }
@@ -159,7 +166,7 @@ export function runCampaign(options: CampaignOptions): CampaignResult {
     const parent = corpus[rng.below(corpus.length)]!;
     const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
     const mutant = mutate(rng, parent.program, parent.profile, other);
-    account(mutant, executor.execute(mutant));
+    await account(mutant, executor.execute(mutant));
   }
   return { stats, findings, corpus: corpus.map((c) => c.program) };
 }

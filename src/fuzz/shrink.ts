@@ -16,9 +16,9 @@ export interface ShrinkResult {
  * ddmin: tries removing chunks of decisions (halves, quarters, … single decisions) and keeps
  * every removal after which `reproduces` still holds. At most `budget` calls of `reproduces`.
  */
-export function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean, budget = 200): ShrinkResult {
+export async function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean | Promise<boolean>, budget = 200): Promise<ShrinkResult> {
   let executions = 0;
-  const check = (decisions: Decision[]): boolean => {
+  const check = async (decisions: Decision[]): Promise<boolean> => {
     if (executions >= budget) return false;
     executions++;
     return reproduces({ ...program, decisions });
@@ -30,7 +30,7 @@ export function shrinkProgram(program: AttackProgram, reproduces: (candidate: At
     let reduced = false;
     for (let start = 0; start < current.length; start += chunk) {
       const complement = [...current.slice(0, start), ...current.slice(start + chunk)];
-      if (check(complement)) {
+      if (await check(complement)) {
         current = complement;
         granularity = Math.max(granularity - 1, 2);
         reduced = true;
@@ -48,7 +48,7 @@ export function shrinkProgram(program: AttackProgram, reproduces: (candidate: At
     if (d.at !== 'call' || d.repeat === undefined) continue;
     const single: Decision = { at: 'call', point: d.point, occurrence: d.occurrence, answer: d.answer };
     const candidate = [...current.slice(0, i), single, ...current.slice(i + 1)];
-    if (check(candidate)) current = candidate;
+    if (await check(candidate)) current = candidate;
   }
   return { program: { ...program, decisions: current }, executions };
 }

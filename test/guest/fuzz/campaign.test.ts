@@ -18,8 +18,8 @@ const mapGpaStall: Decision = {
 };
 
 describe('fuzz campaigns on the guest stubs', () => {
-  it.each(['tdx', 'snp'] as const)('%s: the honest stubs give no findings under a short campaign', (platform) => {
-    const result = runCampaign({ executor: new BootExecutor(target(platform)), seed: 1n, runs: 6 });
+  it.each(['tdx', 'snp'] as const)('%s: the honest stubs give no findings under a short campaign', async (platform) => {
+    const result = await runCampaign({ executor: new BootExecutor(target(platform)), seed: 1n, runs: 6 });
     expect(result.stats.execs).toBe(6);
     expect(result.findings).toEqual([]);
     expect(result.stats.verdicts.finding).toBe(0);
@@ -43,10 +43,10 @@ describe('fuzz campaigns on the guest stubs', () => {
     expect(e.judgement.outcome.reason).toMatch(/snp_psc_failed/);
   }, 60_000);
 
-  it('the same seed and runs give the same campaign', () => {
+  it('the same seed and runs give the same campaign', async () => {
     const run = () => runCampaign({ executor: new BootExecutor(target('tdx')), seed: 42n, runs: 4 });
-    const a = run();
-    const b = run();
+    const a = await run();
+    const b = await run();
     expect(b.stats).toEqual(a.stats);
     expect(b.corpus).toEqual(a.corpus);
     expect(b.findings).toEqual(a.findings);
@@ -62,7 +62,7 @@ describe('fuzz campaigns on the guest stubs', () => {
     expect(executor.execute({ platform: 'tdx', decisions: [] }).traceSha256).not.toBe(first.traceSha256);
   }, 60_000);
 
-  it('shrinking reduces a padded program to the decision that matters', () => {
+  it('shrinking reduces a padded program to the decision that matters', async () => {
     const executor = new BootExecutor(target('tdx'));
     const padding: Decision[] = [
       { at: 'call', point: 'tdx.instructionIo', occurrence: 5, answer: { kind: 'honest' } },
@@ -73,7 +73,10 @@ describe('fuzz campaigns on the guest stubs', () => {
     const padded: AttackProgram = { platform: 'tdx', decisions: [...padding.slice(0, 2), mapGpaStall, ...padding.slice(2)] };
     const stalls = (p: AttackProgram) => /^tdx_map_gpa_no_progress/.test(executor.execute(p).judgement.outcome.reason);
     expect(stalls(padded)).toBe(true);
-    const shrunk = shrinkProgram(padded, stalls);
+    const shrunk = await shrinkProgram(padded, async (p) => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return stalls(p);
+    });
     // The stall needs every retry answered alike, so the repeat stays.
     expect(shrunk.program.decisions).toEqual([mapGpaStall]);
   }, 120_000);
