@@ -536,6 +536,10 @@ bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
   if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit ||
       t.kind == TrappedKind::kRmpadjust) {
     m->RecordTrapped(t);
+    // The code segment these instructions ran in: the models check the mode and CPL of every
+    // one, and asking for it again from JavaScript cost a native call per exit (issue 11).
+    m->area_[kSlotArg2] = static_cast<uint64_t>(cs.bits);
+    m->area_[kSlotArg3] = cs.selector;
   } else {
     m->SetExit(ExitKind::kInvalidOpcode);
     uint64_t packed = 0;

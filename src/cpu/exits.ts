@@ -5,6 +5,8 @@
 // - tdcall, pvalidate, rmpadjust, vmgexit, cpuid, rdmsr, wrmsr, io: AT the instruction, which has not run.
 //   The VMM emulates it, sets the results and advances RIP by `length` (Vcpu.complete).
 // - invalid-opcode: at the instruction.
+// tdcall, pvalidate, rmpadjust and vmgexit also carry the code segment they ran in (`codeBits`,
+// and the CS selector `cs`, whose low bits are the CPL), as the vCPU's codeSegment() would say.
 // - gate-fault: at the faulting instruction, which has not run; its access had no effect.
 // - exception: at the faulting instruction for faults; after it for INT n/INT3/INTO
 //   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
@@ -18,13 +20,14 @@ import { ExitCode, RunSlot } from './run-area.js';
 import type { Space } from '../memory/address-marker.js';
 
 export type Access = 'read' | 'write' | 'fetch';
+export type CodeBits = 16 | 32 | 64;
 
 export type VmExit =
   | { kind: 'hlt'; rip: bigint }
-  | { kind: 'tdcall'; rip: bigint; length: number; leaf: bigint }
-  | { kind: 'pvalidate'; rip: bigint; length: number }
-  | { kind: 'rmpadjust'; rip: bigint; length: number }
-  | { kind: 'vmgexit'; rip: bigint; length: number }
+  | { kind: 'tdcall'; rip: bigint; length: number; leaf: bigint; codeBits: CodeBits; cs: number }
+  | { kind: 'pvalidate'; rip: bigint; length: number; codeBits: CodeBits; cs: number }
+  | { kind: 'rmpadjust'; rip: bigint; length: number; codeBits: CodeBits; cs: number }
+  | { kind: 'vmgexit'; rip: bigint; length: number; codeBits: CodeBits; cs: number }
   | { kind: 'invalid-opcode'; rip: bigint; bytes: Uint8Array }
   | { kind: 'cpuid'; rip: bigint; length: number; leaf: number; subleaf: number }
   | { kind: 'rdmsr'; rip: bigint; length: number; msr: number }
@@ -105,10 +108,10 @@ export function decodeExit(area: BigUint64Array): VmExit {
   const a3 = area[RunSlot.arg3]!;
   switch (kind) {
     case ExitCode.hlt: return { kind: 'hlt', rip };
-    case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: a0 };
-    case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length };
-    case ExitCode.rmpadjust: return { kind: 'rmpadjust', rip, length };
-    case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length };
+    case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: a0, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
+    case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
+    case ExitCode.rmpadjust: return { kind: 'rmpadjust', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
+    case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
     case ExitCode.invalidOpcode: {
       const n = Math.min(Number(a0), 8);
       const bytes = new Uint8Array(n);

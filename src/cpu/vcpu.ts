@@ -18,27 +18,39 @@ const ACCESS_CODE: Record<Access, number> = { read: 0, write: 1, fetch: 2 };
 export interface Registers extends Record<Gpr, bigint> {}
 export class Registers {
   readonly #area: BigUint64Array;
+  /**
+   * The low half of the dirty-register slot as a number (x86 and arm hosts are little-endian):
+   * marking a register dirty then allocates no BigInts, which showed in every exit (issue 11).
+   */
+  readonly #dirty: Uint32Array;
   constructor(area: BigUint64Array) {
     this.#area = area;
+    this.#dirty = new Uint32Array(area.buffer, area.byteOffset + RunSlot.dirtyRegs * 8, 1);
   }
   get(name: Gpr): bigint {
     return this.#area[RunSlot.regs + GPR_INDEX[name]]!;
   }
   set(name: Gpr, value: bigint): void {
-    const i = GPR_INDEX[name];
-    this.#area[RunSlot.regs + i] = value & MASK64;
-    this.#area[RunSlot.dirtyRegs] = this.#area[RunSlot.dirtyRegs]! | (1n << BigInt(i));
+    this.#write(GPR_INDEX[name], value);
+  }
+  // A BigUint64Array store keeps the value modulo 2^64, which is the register's truncation.
+  #write(index: number, value: bigint): void {
+    this.#area[RunSlot.regs + index] = value;
+    this.#dirty[0]! |= 1 << index;
   }
   /** A plain copy of all of them, for traces and test assertions. */
   toObject(): Record<Gpr, bigint> {
     return Object.fromEntries(GPRS.map((r) => [r, this.get(r)])) as Record<Gpr, bigint>;
   }
-}
-for (const name of GPRS) {
-  Object.defineProperty(Registers.prototype, name, {
-    get(this: Registers) { return this.get(name); },
-    set(this: Registers, v: bigint) { this.set(name, v); },
-  });
+  static {
+    for (const name of GPRS) {
+      const index = GPR_INDEX[name];
+      Object.defineProperty(Registers.prototype, name, {
+        get(this: Registers) { return this.#area[RunSlot.regs + index]!; },
+        set(this: Registers, v: bigint) { this.#write(index, v); },
+      });
+    }
+  }
 }
 
 export class Vcpu {

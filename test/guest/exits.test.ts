@@ -11,12 +11,22 @@ describe('vCPU exits', () => {
       mov rbx, rax
       hlt`);
     const exit = vm.vcpu.run();
-    expect(exit).toMatchObject({ kind: 'tdcall', rip: 0x100en, length: 4, leaf: 6n });
+    // The code segment it ran in comes with the exit, as codeSegment() describes it (GDT 0x08, L=1).
+    expect(exit).toMatchObject({ kind: 'tdcall', rip: 0x100en, length: 4, leaf: 6n, codeBits: 64, cs: 0x08 });
+    expect(vm.vcpu.codeSegment()).toMatchObject({ bits: 64, selector: 0x08 });
     expect(vm.vcpu.regs.rcx).toBe(0x200000n);
     vm.vcpu.regs.rax = 0xb0a00000000n;
     vm.vcpu.complete(exit as { length: number });
     runToHlt(vm);
     expect(vm.vcpu.regs.rbx).toBe(0xb0a00000000n);
+  });
+
+  it('register writes are 64-bit: negative and wider values wrap, and the guest sees exactly what was written', () => {
+    const vm = simpleGuest('mov rcx, rax\n mov rdx, rbx\n hlt');
+    vm.vcpu.regs.rax = -2n;
+    vm.vcpu.regs.rbx = (1n << 64n) + 5n;
+    runToHlt(vm);
+    expect([vm.vcpu.regs.rcx, vm.vcpu.regs.rdx]).toEqual([(1n << 64n) - 2n, 5n]);
   });
 
   it('reports PVALIDATE and VMGEXIT', () => {
@@ -25,10 +35,10 @@ describe('vCPU exits', () => {
       .byte 0xf3, 0x0f, 0x01, 0xd9
       hlt`);
     const p = vm.vcpu.run();
-    expect(p).toMatchObject({ kind: 'pvalidate', rip: 0x1000n, length: 4 });
+    expect(p).toMatchObject({ kind: 'pvalidate', rip: 0x1000n, length: 4, codeBits: 64, cs: 0x08 });
     vm.vcpu.complete(p as { length: number });
     const v = vm.vcpu.run();
-    expect(v).toMatchObject({ kind: 'vmgexit', rip: 0x1004n, length: 4 });
+    expect(v).toMatchObject({ kind: 'vmgexit', rip: 0x1004n, length: 4, codeBits: 64, cs: 0x08 });
     vm.vcpu.complete(v as { length: number });
     expect(runToHlt(vm).rip).toBe(0x1009n);
   });

@@ -398,12 +398,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
   }
 
   /** Where PVALIDATE/RMPADJUST read RAX: translated like a data access, at the size's alignment. */
-  #rmpInsnInput(gva: bigint, size: RmpPageSize) {
+  #rmpInsnInput(gva: bigint, size: RmpPageSize, cs: number) {
     const vcpu = this.machine.vcpu;
     const alignedVa = size === '2m' ? gva : gva & ~(PAGE_4K - 1n);
     return {
       translation: vcpu.translate(alignedVa, 'read'),
-      cpl: Number(vcpu.readSpecial('cs') & 3n),
+      cpl: cs & 3,
       nptSizeAt: (gpa: bigint) => this.nptPageSize(gpa),
     };
   }
@@ -411,7 +411,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
   #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
     const vcpu = this.machine.vcpu;
     const regs = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
-    const out = pvalidate(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size) });
+    const out = pvalidate(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size, exit.cs) });
     const base = { rip: exit.rip, gva: regs.gva, size: regs.size, validate: regs.validate };
     if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'pvalidate', base, out);
     vcpu.regs.rax = BigInt(out.rc);
@@ -425,7 +425,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
   #rmpadjust(exit: Extract<VmExit, { kind: 'rmpadjust' }>): HwStep {
     const vcpu = this.machine.vcpu;
     const regs = decodeRmpadjustRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
-    const out = rmpadjust(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size) });
+    const out = rmpadjust(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size, exit.cs) });
     const base = { rip: exit.rip, gva: regs.gva, size: regs.size, targetVmpl: regs.targetVmpl, perms: regs.perms, vmsa: regs.vmsa };
     if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'rmpadjust', base, out);
     // EAX = rc; the status flags follow EAX as for PVALIDATE (U), CF = 0.

@@ -31,11 +31,6 @@ type TdcallExit = Extract<VmExit, { kind: 'tdcall' }>;
 const VMCALL_MASK_RESERVED = 0xffffffff00000000n;
 const VMCALL_MASK_FORBIDDEN = (1n << 0n) | (1n << 1n) | (1n << 4n); // RAX, RCX, RSP
 
-/** The guest runs in 64-bit mode: EFER.LMA and CS.L (the vCPU reads the descriptor). */
-function in64BitMode(td: TdModule): boolean {
-  return td.machine.vcpu.codeSegment().bits === 64;
-}
-
 export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   const vcpu = td.machine.vcpu;
   const regs = vcpu.regs;
@@ -44,8 +39,9 @@ export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   const fields: Record<string, TraceValue> = { rip: exit.rip, rax, rcx: rcxIn };
 
   // td_call(): outside 64-bit mode → #GP(0). CPL > 0 → #GP(0) as the SDM's TDCALL page says (reference marks it (U)).
-  const cpl = Number(vcpu.readSpecial('cs') & 3n);
-  if (!in64BitMode(td) || cpl > 0) {
+  // The exit carries the code segment the TDCALL ran in: EFER.LMA and CS.L as the vCPU read them.
+  const cpl = exit.cs & 3;
+  if (exit.codeBits !== 64 || cpl > 0) {
     td.record('tdcall', { ...fields, result: '#GP(0)', cause: cpl > 0 ? 'cpl>0' : 'not-64-bit' });
     return td.injectException(GP_VECTOR, 0n, undefined, true);
   }
