@@ -8,7 +8,7 @@
 // is defined on the JSON data model (a "0x…" hex string and the bigint it names encode alike), so
 // hashing a written trace file back (traceSha256OfJsonLines) gives the same value. Event objects
 // and JSON lines are only built when something keeps or writes them.
-import { createHash, type Hash } from 'node:crypto';
+import { BufferedHash } from './buffered-hash.js';
 
 export type TraceValue = string | number | boolean | bigint | null | TraceValue[] | { [key: string]: TraceValue };
 export interface TraceEvent {
@@ -36,61 +36,50 @@ export function traceLine(event: TraceEvent): string {
 const enum Tag { Null, False, True, Number, String, U64, BigHex, Array, Object, Key, End = 0xff }
 const HEX = /^0x[0-9a-f]+$/;
 const U64_LIMIT = 1n << 64n;
-const BUFFER_BYTES = 1 << 16;
 
-/** Feeds events to SHA-256 in the binary encoding, through a buffer hashed 64 KiB at a time. */
+/** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
-  readonly #hash: Hash = createHash('sha256');
-  readonly #buf = Buffer.allocUnsafe(BUFFER_BYTES);
-  readonly #view = new DataView(this.#buf.buffer, this.#buf.byteOffset, BUFFER_BYTES);
-  #pos = 0;
-
-  #room(bytes: number): void {
-    if (this.#pos + bytes > BUFFER_BYTES) this.#flush();
-  }
-
-  #flush(): void {
-    this.#hash.update(this.#buf.subarray(0, this.#pos));
-    this.#pos = 0;
-  }
+  readonly #h = new BufferedHash('sha256');
 
   #byte(b: number): void {
-    this.#room(1);
-    this.#buf[this.#pos++] = b;
+    const h = this.#h;
+    h.room(1);
+    h.buf[h.pos++] = b;
   }
 
   #string(tag: Tag, s: string): void {
+    const h = this.#h;
     const n = s.length;
-    if (5 + 3 * n > BUFFER_BYTES) {
+    if (5 + 3 * n > BufferedHash.capacity) {
       const bytes = Buffer.from(s, 'utf8');
-      this.#room(5);
-      this.#buf[this.#pos] = tag;
-      this.#view.setUint32(this.#pos + 1, bytes.length, true);
-      this.#pos += 5;
-      this.#flush();
-      this.#hash.update(bytes);
+      h.room(5);
+      h.buf[h.pos] = tag;
+      h.view.setUint32(h.pos + 1, bytes.length, true);
+      h.pos += 5;
+      h.update(bytes);
       return;
     }
-    this.#room(5 + 3 * n);
-    const buf = this.#buf;
-    const start = this.#pos + 5;
+    h.room(5 + 3 * n);
+    const buf = h.buf;
+    const start = h.pos + 5;
     let p = start;
     for (let i = 0; i < n; i++) {
       const c = s.charCodeAt(i);
       if (c >= 0x80) { p = start + buf.write(s, start, 'utf8'); break; }
       buf[p++] = c;
     }
-    buf[this.#pos] = tag;
-    this.#view.setUint32(this.#pos + 1, p - start, true);
-    this.#pos = p;
+    buf[h.pos] = tag;
+    h.view.setUint32(h.pos + 1, p - start, true);
+    h.pos = p;
   }
 
   #bigint(v: bigint): void {
     if (v >= 0n && v < U64_LIMIT) {
-      this.#room(9);
-      this.#buf[this.#pos] = Tag.U64;
-      this.#view.setBigUint64(this.#pos + 1, v, true);
-      this.#pos += 9;
+      const h = this.#h;
+      h.room(9);
+      h.buf[h.pos] = Tag.U64;
+      h.view.setBigUint64(h.pos + 1, v, true);
+      h.pos += 9;
     } else if (v >= 0n) {
       this.#string(Tag.BigHex, v.toString(16));
     } else {
@@ -103,10 +92,11 @@ class EventHasher {
       case 'bigint': this.#bigint(v); return;
       case 'number': {
         if (!Number.isFinite(v)) { this.#byte(Tag.Null); return; }  // JSON writes null
-        this.#room(9);
-        this.#buf[this.#pos] = Tag.Number;
-        this.#view.setFloat64(this.#pos + 1, v === 0 ? 0 : v, true);
-        this.#pos += 9;
+        const h = this.#h;
+        h.room(9);
+        h.buf[h.pos] = Tag.Number;
+        h.view.setFloat64(h.pos + 1, v === 0 ? 0 : v, true);
+        h.pos += 9;
         return;
       }
       case 'string':
@@ -155,7 +145,7 @@ class EventHasher {
   }
 
   digest(): string {
-    return this.#hash.copy().update(this.#buf.subarray(0, this.#pos)).digest('hex');
+    return this.#h.peek('hex');
   }
 }
 

@@ -145,10 +145,12 @@ export class SeamcallHost {
 
   /** One 128-byte MRTD block: ASCII operation name, GPA at byte 16 (tdh_mem_page_add.c / tdh_mr_extend.c). */
   #measure(op: string, gpa: bigint): void {
-    const block = Buffer.alloc(128);
-    block.write(op, 0, 'latin1');
-    block.writeBigUInt64LE(gpa, 16);
-    this.#td.mrtdHash.update(block);
+    const h = this.#td.mrtdHash;
+    h.room(128);
+    h.buf.fill(0, h.pos, h.pos + 128);
+    h.buf.write(op, h.pos, 'latin1');
+    h.buf.writeBigUInt64LE(gpa, h.pos + 16);
+    h.pos += 128;
   }
 
   /** TDH.MR.FINALIZE: MRTD is fixed, the TD may run; PAGE.ADD is refused from now on, AUG allowed. */

@@ -2,7 +2,6 @@
 // the trusted side handles (TDCALL leaves, CPUID 0x21, #VE for pending pages, exceptions) and hands
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
-import { createHash, type Hash } from 'node:crypto';
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
@@ -10,6 +9,7 @@ import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
+import { BufferedHash } from '../../shared/buffered-hash.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
 import { Sept } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
@@ -84,7 +84,8 @@ export class TdModule {
   /** TDH.VP.INIT ran (the vCPU left the emulator's reset state for the TD's initial state). */
   vcpuInitialized = false;
   mrtd: Buffer | undefined;
-  readonly mrtdHash: Hash = createHash('sha384');
+  /** MRTD in progress: SHA-384 over the measured blocks and data, buffered (the digest is the same). */
+  readonly mrtdHash = new BufferedHash('sha384');
   /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
   readonly hostLocks = new Set<string>();
   pendingInterrupt: PendingInterrupt | undefined;

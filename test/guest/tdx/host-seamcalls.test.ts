@@ -1,4 +1,5 @@
 // Table A5 as the guest sees it: host SEAMCALLs between guest runs, observed through TDCALLs and accesses.
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
@@ -48,5 +49,28 @@ describe('A5 host transitions seen by the guest', () => {
     expect(runTd(td).outcome).toBe('done');
     expect(td.trace.ofType('tdcall').map((c) => c.leaf)).toEqual(['VP_VMCALL']); // only the final TDVMCALL<HLT>
     expect(td.platform.module.mrtd).toHaveLength(48);
+  });
+
+  it('MRTD is SHA-384 over 128-byte blocks (operation name, GPA at byte 16) and each extended 256-byte chunk', () => {
+    // tdh_mem_page_add.c / tdh_mr_extend.c: PAGE.ADD measures its GPA; MR.EXTEND its GPA, then the chunk.
+    const td = tdGuest(HALT, { noBoot: true });
+    const h = td.platform.module.host;
+    for (let level = h.septTopLevel; level >= 1; level--) h.memSeptAdd(gpaLevel(0n, level as 1 | 2 | 3));
+    const expected = createHash('sha384');
+    const block = (op: string, gpa: bigint) => {
+      const b = Buffer.alloc(128);
+      b.write(op, 0, 'latin1');
+      b.writeBigUInt64LE(gpa, 16);
+      return b;
+    };
+    for (const gpa of [0x1000n, 0x2000n, 0x7000n]) {
+      const page = Buffer.alloc(4096, Number(gpa >> 12n));
+      page.write(`page 0x${gpa.toString(16)}`);
+      const measured = gpa !== 0x2000n;
+      expect((measured ? h.addMeasuredPage(gpa, page) : h.memPageAdd(gpaLevel(gpa, 0), page)).status).toBe(0n);
+      expected.update(block('MEM.PAGE.ADD', gpa));
+      if (measured) for (let off = 0; off < 4096; off += 256) expected.update(block('MR.EXTEND', gpa + BigInt(off))).update(page.subarray(off, off + 256));
+    }
+    expect(h.mrFinalize().mrtd!.toString('hex')).toBe(expected.digest('hex'));
   });
 });
