@@ -212,10 +212,9 @@ std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint6
   }
   rflags &= ~(kTF | kNT | kRF | kVM | ((type & 1) ? 0 : kIF));
   uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
-  if (selector != cs.selector) {
-    err = FarJump(cs.bits == 16 ? 16 : 32, cs.base, selector, target.base(), target.limit(), handler);
-    if (!err.empty()) return err;
-  }
+  // Always through the CPU, even for the same selector: it reloads the descriptor as it is now.
+  err = FarJump(cs.bits == 16 ? 16 : 32, cs.base, selector, target.base(), target.limit(), handler);
+  if (!err.empty()) return err;
   uint64_t new_rsp = ss_big ? sp : (rsp & ~0xffffull) | sp;
   uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
   uc_reg_write(uc_, UC_X86_REG_RIP, &handler);

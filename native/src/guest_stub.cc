@@ -84,15 +84,13 @@ std::string Machine::FarJump(int code_bits, uint64_t cur_base, uint16_t selector
   uc_x86_mmr gdtr{};
   uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
   uint64_t table_page = (gdtr.base + (selector & ~7u)) & ~(kPageSize - 1);
-  uint64_t from;
-  if (code_bits == 16) {
-    from = (cur_base + kPageSize - 1) & ~(kPageSize - 1);  // within the first 4 KiB of the segment
-  } else {
-    from = 0x1000;  // flat 32-bit segments: any page but the descriptor's
-    if (from == table_page) from = 0x3000;
-  }
-  uint64_t to = new_limit <= 0xffff ? (new_base + kPageSize - 1) & ~(kPageSize - 1) : from;
-  if (to == table_page) return "no stub page is free in the handler's code segment";
+  // A page in the first 8 KiB of a segment, past its base, and not the descriptor's page.
+  auto pick = [&](uint64_t base) {
+    uint64_t page = ((base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+    return page == table_page ? page + 2 * kPageSize : page;
+  };
+  uint64_t from = pick(cur_base);
+  uint64_t to = new_base == cur_base ? from : pick(new_base);
   uint64_t landing = to + kHltOffset - new_base;
   if (landing > new_limit) return "the handler's code segment is too small for the segment-load stub";
   uint8_t code[16];

@@ -255,6 +255,51 @@ describe('exception delivery in every mode', () => {
   });
 });
 
+describe('the limit: Unicorn does not expose hidden segment state', () => {
+  it('refuses delivery from a CS whose descriptor changed after it was loaded, instead of guessing', () => {
+    // The CPU keeps CS's hidden base (0) after the guest rewrites the descriptor (base 0x10000);
+    // the host can only read the descriptor, so it cannot know where the CPU really runs.
+    const vm = vmWith(`
+      .code32
+      lgdt [gdtr]
+      ljmp 0x08, offset loaded
+    loaded:
+      mov byte ptr [${GDT} + 0x0c], 0x01
+      ud2
+      .balign 8
+    gdtr:
+      .word 0x27
+      .long ${GDT}`, 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x08n));
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.writeSpecial('idtrBase', IDT);
+    vm.vcpu.writeSpecial('idtrLimit', 0x7ffn);
+    vm.vcpu.regs.rip = 0x1000n;
+    vm.vcpu.regs.rsp = 0x70000n;
+    runTo(vm, 'invalid-opcode');
+    expect(() => vm.vcpu.inject(6)).toThrow(/hidden base is not the one its selector names/);
+  });
+});
+
+describe('fast mode (no instruction counting)', () => {
+  it('delivers from compatibility mode and 32-bit protected mode alike', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n, countInstructions: false });
+    acceptAll(vm);
+    vm.memory.write(0x1000n, assemble('.code32\nmov esp, 0x70000\nud2\n.org 0x1100\ninc eax\nhlt', 0x1000n));
+    writeGdt(vm);
+    vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x08n));
+    vm.vcpu.enter({ mode: 'protected32' });
+    for (const [r, v] of [['gdtrBase', GDT], ['gdtrLimit', 0x27n], ['idtrBase', IDT], ['idtrLimit', 0x7ffn]] as const) vm.vcpu.writeSpecial(r, v);
+    vm.vcpu.regs.rip = 0x1000n;
+    runTo(vm, 'invalid-opcode');
+    vm.vcpu.inject(6);
+    runTo(vm, 'hlt');
+    expect(vm.vcpu.regs.rax).toBe(1n);
+    expect(vm.vcpu.readSpecial('cs')).toBe(0x08n);
+  });
+});
+
 /** An 8-byte interrupt gate (also the low half of a 16-byte one). */
 function gate32(handler: bigint, selector: bigint): bigint {
   return (handler & 0xffffn) | (selector << 16n) | (0x8en << 40n) | ((handler >> 16n) << 48n);
