@@ -567,6 +567,7 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
 // cur a hash of the block address. Counts saturate at 255 instead of wrapping to 0.
 void Machine::OnBlock(uc_engine*, uint64_t address, uint32_t, void* self) {
   Machine* m = static_cast<Machine*>(self);
+  if (m->stub_active_) return;  // the host's segment-load stub is not guest coverage
   uint64_t cur = ((address ^ (address >> 15)) * 0x9e3779b97f4a7c15ull) >> 48;
   uint8_t* slot = &m->edge_map_[(cur ^ m->prev_block_) & (kEdgeMapBytes - 1)];
   if (*slot != 0xff) ++*slot;
