@@ -103,6 +103,7 @@ CodeSegment Machine::CurrentCodeSegment() {
 }
 
 std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code) {
+  if (config_.count_instructions) area_[kSlotCharged] += kInjectCharge;
   if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
   CodeSegment cs = CurrentCodeSegment();
   std::string err = !cs.protected_mode ? DeliverReal(vector)

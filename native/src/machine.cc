@@ -45,7 +45,9 @@ class Snapshot {
   std::vector<uint64_t> gate_pages[2][3];  // resident bitmap pages (by bitmap page number)
   std::vector<uint8_t> gate_data[2][3];
   uint64_t instructions = 0;
+  uint64_t charged = 0;
   uint64_t instruction_limit = 0;
+  uint64_t budget_limit = 0;
 
   const uint8_t* Find(uint64_t page) const {
     auto it = std::lower_bound(pages.begin(), pages.end(), page);
@@ -127,6 +129,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   if (!check(uc_mem_map_ptr(uc_, kStubGpa, kPageSize, UC_PROT_ALL, stub_page_), "uc_mem_map_ptr(stub page)")) return false;
   std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
   area_[kSlotInstructionLimit] = ~0ull;
+  area_[kSlotBudgetLimit] = ~0ull;
   SyncRegsOut();
   return true;
 }
@@ -600,9 +603,28 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
   Machine* m = static_cast<Machine*>(self);
   if (m->stub_active_) return;  // the host's own stub: not guest instructions
   uint64_t* a = m->area_;
+  uint8_t buf[15];
+  const uint8_t* bytes = nullptr;
+  size_t avail = 0;
+  auto fetch = [&] {
+    uint64_t offset = address & (kPageSize - 1);
+    const uint8_t* page = m->CachedCode(address - offset);
+    if (page && offset + 15 <= kPageSize) {
+      bytes = page + offset;
+      avail = 15;
+    } else {
+      avail = m->FetchInsnBytes(address, buf);
+      bytes = buf;
+    }
+  };
   if (m->config_.count_instructions) {
     uint64_t n = a[kSlotInstructions];
-    if (n >= a[kSlotInstructionLimit]) {
+    if (address == m->last_insn_) {
+      fetch();
+      if (!RepeatsInPlace(bytes, avail)) a[kSlotCharged] += kRetranslateCharge;
+    }
+    m->last_insn_ = address;
+    if (OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
       m->SetExit(ExitKind::kBudget);
       a[kSlotArg0] = n;
       uc_emu_stop(uc);
@@ -611,18 +633,7 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     a[kSlotInstructions] = n + 1;
     if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
   }
-  uint8_t buf[15];
-  const uint8_t* bytes;
-  size_t avail;
-  uint64_t offset = address & (kPageSize - 1);
-  const uint8_t* page = m->CachedCode(address - offset);
-  if (page && offset + 15 <= kPageSize) {
-    bytes = page + offset;
-    avail = 15;
-  } else {
-    avail = m->FetchInsnBytes(address, buf);
-    bytes = buf;
-  }
+  if (!bytes) fetch();
   if (!MayBeIntercepted(bytes, avail)) return;
   // Rare path: the operand size and REX depend on the code segment (`address` is linear).
   TrappedInsn t = DecodeTrapped(bytes, avail, m->CurrentCodeSegment().bits);
@@ -641,7 +652,9 @@ uc_err Machine::Run() {
   fault_kind_ = ExitKind::kNone;
   area_[kSlotKind] = 0;
   uint64_t rip = area_[kSlotRegs + kRegRip];
-  if (config_.count_instructions && area_[kSlotInstructions] >= area_[kSlotInstructionLimit]) {
+  last_insn_ = ~0ull;
+  if (config_.count_instructions) area_[kSlotCharged] += kExitCharge;
+  if (config_.count_instructions && OverBudget(area_[kSlotInstructions], area_[kSlotInstructionLimit], area_[kSlotCharged], area_[kSlotBudgetLimit])) {
     SetExit(ExitKind::kBudget);
     area_[kSlotArg0] = area_[kSlotInstructions];
     return UC_ERR_OK;
@@ -789,7 +802,9 @@ uint64_t Machine::TakeSnapshot() {
     gate_changed_[sp]->Clear();
   }
   s->instructions = area_[kSlotInstructions];
+  s->charged = area_[kSlotCharged];
   s->instruction_limit = area_[kSlotInstructionLimit];
+  s->budget_limit = area_[kSlotBudgetLimit];
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s.get();
@@ -856,7 +871,9 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   // After the context, so the page tables the VA lookups use are the restored ones.
   for (uint64_t page : code_pages) InvalidateCodePages(page, 1);
   area_[kSlotInstructions] = s->instructions;
+  area_[kSlotCharged] = s->charged;
   area_[kSlotInstructionLimit] = s->instruction_limit;
+  area_[kSlotBudgetLimit] = s->budget_limit;
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s;

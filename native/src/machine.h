@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "budget.h"
 #include "guest_ram.h"
 #include "page_walk.h"
 #include "trapped_insn.h"
@@ -54,6 +55,8 @@ enum RunSlot : int {
   kRegCount = 18,
   kSlotDirtyRegs = 26,     // bit i set by JS: register i was changed and must be written back
   kSlotInstructionLimit = 27,  // counting mode: stop with kBudget when kSlotInstructions reaches it
+  kSlotCharged = 28,       // host work charged beyond instructions (budget.h)
+  kSlotBudgetLimit = 29,   // counting mode: stop with kBudget when instructions + charged reach it
   kRunAreaSlots = 32,
 };
 
@@ -264,6 +267,8 @@ class Machine {
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
+  // Address of the last instruction the code hook saw in this Run (~0: none yet).
+  uint64_t last_insn_ = ~0ull;
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host.
   static constexpr int kCodeCacheSize = 256;
   struct CodeCacheEntry { uint64_t va_page; const uint8_t* host; };

@@ -28,6 +28,12 @@ export interface MachineOptions {
    */
   wallClockTimeoutMs?: number;
   marker?: AddressMarker;
+  /**
+   * The run's budget (counting mode): a `budget` exit once the guest has run this many
+   * instructions, or once instructions plus the fixed charges for host work it caused (exits,
+   * injected exceptions, retranslating code it rewrote under itself) reach it. Sets
+   * `vcpu.instructionLimit` and `vcpu.budgetLimit`.
+   */
   instructionLimit?: bigint;
   /**
    * false: plain Unicorn memory, no page gate and no guest page walk (guest paging is then
@@ -77,7 +83,10 @@ export class Machine {
     this.memory = new GuestMemory(native, memoryBytes);
     this.gate = new PageGate(native, memoryBytes);
     this.vcpu = new Vcpu(native, area);
-    if (options.instructionLimit !== undefined) this.vcpu.instructionLimit = options.instructionLimit;
+    if (options.instructionLimit !== undefined) {
+      this.vcpu.instructionLimit = options.instructionLimit;
+      this.vcpu.budgetLimit = options.instructionLimit;
+    }
   }
 
   get marker(): AddressMarker {

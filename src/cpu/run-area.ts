@@ -12,6 +12,8 @@ export const RunSlot = {
   regs: 8,
   dirtyRegs: 26,
   instructionLimit: 27,
+  charged: 28,
+  budgetLimit: 29,
 } as const;
 export const RUN_AREA_SLOTS = 32;
 

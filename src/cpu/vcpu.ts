@@ -97,13 +97,34 @@ export class Vcpu {
     return this.#area[RunSlot.instructions]!;
   }
 
-  /** Counting mode: run() returns a `budget` exit once `instructions` reaches this. */
+  /**
+   * Budget charged for host work beyond retired instructions (counting mode): every run() (an
+   * exit to the VMM and back), every injected exception, every block the guest made the emulator
+   * retranslate under itself. Fixed charges per event (native/src/budget.h), so deterministic.
+   */
+  get budgetCharged(): bigint {
+    return this.#area[RunSlot.charged]!;
+  }
+
+  /** Counting mode: run() returns a `budget` exit once `instructions` reaches this (exact: for stepping). */
   get instructionLimit(): bigint {
     return this.#area[RunSlot.instructionLimit]!;
   }
   set instructionLimit(limit: bigint) {
     if (limit < 0n) throw new RangeError('instructionLimit must not be negative');
     this.#area[RunSlot.instructionLimit] = limit > MASK64 ? MASK64 : limit;
+  }
+
+  /**
+   * Counting mode: run() returns a `budget` exit once `instructions + budgetCharged` reaches this,
+   * so host work the guest causes is bounded too (a run's budget; default: none).
+   */
+  get budgetLimit(): bigint {
+    return this.#area[RunSlot.budgetLimit]!;
+  }
+  set budgetLimit(limit: bigint) {
+    if (limit < 0n) throw new RangeError('budgetLimit must not be negative');
+    this.#area[RunSlot.budgetLimit] = limit > MASK64 ? MASK64 : limit;
   }
 
   readSpecial(name: SpecialRegister): bigint {

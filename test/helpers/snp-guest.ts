@@ -20,6 +20,7 @@ function defaultHandler(vector: number, hasError: boolean): string {
 export interface SnpGuestOptions {
   memoryBytes?: bigint;
   vcHandler?: string;
+  udHandler?: string;
   /** Page-table mappings (C-bit via extraBits); paging stays off without them. */
   mappings?: Mapping[];
   /** Extra [gpa, length] ranges to pre-validate at launch. */
@@ -43,7 +44,7 @@ ${defaultHandler(13, true)}
 .org 0xa00
 ${defaultHandler(14, true)}
 .org 0xb00
-${defaultHandler(6, false)}
+${options.udHandler ?? defaultHandler(6, false)}
 `;
   loadCode(vm, source);
   let ptEnd = PT_BASE;
