@@ -1,7 +1,6 @@
 // `minivisor boot`: firmware -> decompressor -> kernel on an emulated TDX or SNP platform with an
 // honest VMM, and the report the CLI prints. A run is a pure function of its config and seed:
 // the only wall-clock reading is `wallMs`, which nothing guest-visible depends on.
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { ConsoleProtocolParser, type BootReport } from './console-protocol.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
@@ -9,6 +8,8 @@ import { encodeFirmwareConfig } from './fw-config.js';
 import { FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD } from './layout.js';
 import type { BootConfig } from './boot-config.js';
 import type { OutcomeKind, RunOutcome } from '../shared/outcome.js';
+import { OutputFile } from '../shared/output-file.js';
+import { quoteForError } from '../shared/quote.js';
 import { BootTrace, type AcceptanceTotals } from './accounting.js';
 import { BUILT_FIRMWARE, BUILT_GUEST_IMAGE, GuestImageError, readImage } from './images.js';
 import { bootSnp, bootTdx, type BootImages, type BootPlatform, type VmmOverride } from './platforms.js';
@@ -61,7 +62,7 @@ export function loadBootImages(config: BootConfig): BootImages {
     try {
       return parseElf(bytes, { ramBytes: config.memoryBytes, window });
     } catch (err) {
-      if (err instanceof ElfError) throw new GuestImageError(`${what} ${path}: ${err.message}`);
+      if (err instanceof ElfError) throw new GuestImageError(`${what} ${quoteForError(path)}: ${err.message}`);
       throw err;
     }
   };
@@ -94,11 +95,14 @@ function finalOutcome(run: RunOutcome, report: BootReport): RunOutcome {
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
   const images = loadBootImages(config);
-  const fd = config.traceFile !== undefined ? openSync(config.traceFile, 'w') : undefined;
+  const traceFile = config.traceFile !== undefined
+    ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? BUILT_FIRMWARE, BUILT_GUEST_IMAGE])
+    : undefined;
+  let booted: BootRun;
   try {
     const trace = new BootTrace({
       keep: io.keepTrace ?? false,
-      ...(fd !== undefined ? { sink: (line: string) => writeSync(fd, `${line}\n`) } : {}),
+      ...(traceFile !== undefined ? { sink: (line: string) => traceFile.write(`${line}\n`) } : {}),
     });
     const parser = new ConsoleProtocolParser();
     const echo = (line: string) => {
@@ -149,8 +153,12 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       stages: [...report.stages],
       console: platform.console.text,
     };
-    return { result, report, trace, platform, totals, runCpuMs: (user + system) / 1000 };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    booted = { result, report, trace, platform, totals, runCpuMs: (user + system) / 1000 };
+  } catch (err) {
+    // The trace file stays untouched; the error says what was left behind instead.
+    if (traceFile !== undefined && err instanceof Error) err.message = `${err.message} (${traceFile.abandon()})`;
+    throw err;
   }
+  traceFile?.commit();
+  return booted;
 }

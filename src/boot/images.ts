@@ -1,8 +1,9 @@
 // The guest images `npm install` builds: the firmware ELF and the guest image (decompressor with
 // the compressed kernel linked in). A user's own firmware can replace ours.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { InputFileError, readInputFile } from '../shared/input-file.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
@@ -12,16 +13,20 @@ export class GuestImageError extends Error {
   override name = 'GuestImageError';
 }
 
+/**
+ * Images are read with a bound: the load windows hold under 1 MiB (layout.ts), so 16 MiB leaves
+ * room for symbols and debug sections while refusing a runaway input at once.
+ */
+export const MAX_IMAGE_BYTES = 16 << 20;
+
 export function readImage(path: string, what: string): Uint8Array {
-  if (!existsSync(path)) {
-    const built = path === BUILT_FIRMWARE || path === BUILT_GUEST_IMAGE;
-    throw new GuestImageError(built
-      ? `no guest is installed: ${path} is missing (run \`npm install\`, which builds the stubs with gcc/binutils)`
-      : `${what} ${path} does not exist`);
+  if (!existsSync(path) && (path === BUILT_FIRMWARE || path === BUILT_GUEST_IMAGE)) {
+    throw new GuestImageError(`no guest is installed: ${path} is missing (run \`npm install\`, which builds the stubs with gcc/binutils)`);
   }
   try {
-    return new Uint8Array(readFileSync(path));
+    return readInputFile(path, what, MAX_IMAGE_BYTES);
   } catch (err) {
-    throw new GuestImageError(`cannot read ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    if (err instanceof InputFileError) throw new GuestImageError(err.message);
+    throw err;
   }
 }

@@ -1,5 +1,6 @@
 // `minivisor boot` flags, validated into a BootConfig. Every bad value gets one clear message.
 import { parseSize, SizeError, formatSize } from './size.js';
+import { quoteForError } from '../shared/quote.js';
 import type { BootConfig } from '../boot/boot-config.js';
 
 export interface RawBootOptions {
@@ -34,32 +35,32 @@ function size(value: string, flag: string): bigint {
 }
 
 function unsigned(value: string, flag: string, max: bigint): bigint {
-  if (!/^(0x[0-9a-f]+|\d+)$/i.test(value.trim())) throw new BootOptionError(`${flag} "${value}" is not a non-negative integer`);
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(value.trim())) throw new BootOptionError(`${flag} ${quoteForError(value)} is not a non-negative integer`);
   const n = BigInt(value.trim());
-  if (n > max) throw new BootOptionError(`${flag} ${value} is larger than ${max}`);
+  if (n > max) throw new BootOptionError(`${flag} ${quoteForError(value)} is larger than ${max}`);
   return n;
 }
 
 export function parseBootOptions(raw: RawBootOptions): BootConfig {
   const platform = raw.platform ?? 'tdx';
-  if (platform !== 'tdx' && platform !== 'snp') throw new BootOptionError(`--platform must be tdx or snp, not "${platform}"`);
+  if (platform !== 'tdx' && platform !== 'snp') throw new BootOptionError(`--platform must be tdx or snp, not ${quoteForError(platform)}`);
   const memoryBytes = size(raw.memory ?? '4G', '--memory');
   if (memoryBytes < MIN_MEMORY || memoryBytes > MAX_MEMORY) {
-    throw new BootOptionError(`--memory must be between ${formatSize(MIN_MEMORY)} and ${formatSize(MAX_MEMORY)}, not ${raw.memory}`);
+    throw new BootOptionError(`--memory must be between ${formatSize(MIN_MEMORY)} and ${formatSize(MAX_MEMORY)}, not ${quoteForError(raw.memory ?? '4G')}`);
   }
-  if (memoryBytes % 4096n !== 0n) throw new BootOptionError(`--memory must be a multiple of 4K, not ${raw.memory}`);
+  if (memoryBytes % 4096n !== 0n) throw new BootOptionError(`--memory must be a multiple of 4K, not ${quoteForError(raw.memory ?? '4G')}`);
   const preAcceptText = raw.preAccept ?? '64M';
   const preAccept = preAcceptText.trim().toLowerCase() === 'all' ? 'all' : size(preAcceptText, '--pre-accept');
-  if (preAccept !== 'all' && preAccept > memoryBytes) throw new BootOptionError(`--pre-accept ${preAcceptText} is larger than --memory`);
+  if (preAccept !== 'all' && preAccept > memoryBytes) throw new BootOptionError(`--pre-accept ${quoteForError(preAcceptText)} is larger than --memory`);
   if (preAccept !== 'all' && preAccept % 4096n !== 0n) throw new BootOptionError('--pre-accept must be a multiple of 4K');
   const accept = raw.accept ?? 'lazy';
-  if (accept !== 'lazy' && accept !== 'eager') throw new BootOptionError(`--accept must be lazy or eager, not "${accept}"`);
+  if (accept !== 'lazy' && accept !== 'eager') throw new BootOptionError(`--accept must be lazy or eager, not ${quoteForError(accept)}`);
   const unitText = (raw.unit ?? '2M').toUpperCase();
-  if (unitText !== '4K' && unitText !== '2M') throw new BootOptionError(`--unit must be 4K or 2M, not "${raw.unit}"`);
+  if (unitText !== '4K' && unitText !== '2M') throw new BootOptionError(`--unit must be 4K or 2M, not ${quoteForError(raw.unit ?? '2M')}`);
   const unitBytes = size(unitText, '--unit');
   const workloadBytes = size(raw.workload ?? '64M', '--workload');
   if (workloadBytes % 4096n !== 0n) throw new BootOptionError('--workload must be a multiple of 4K');
-  if (workloadBytes > memoryBytes / 2n) throw new BootOptionError(`--workload ${raw.workload} must be at most half of --memory`);
+  if (workloadBytes > memoryBytes / 2n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most half of --memory`);
   const seed = unsigned(raw.seed ?? '1', '--seed', (1n << 64n) - 1n);
   const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', (1n << 62n));
   if (maxInstructions === 0n) throw new BootOptionError('--max-instructions must be at least 1');

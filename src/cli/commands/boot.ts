@@ -5,6 +5,7 @@ import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
 import { bootGuest, type BootResult } from '../../boot/boot-guest.js';
 import { GuestImageError } from '../../boot/images.js';
+import { OutputFileError } from '../../shared/output-file.js';
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
@@ -43,7 +44,7 @@ export function bootCommand(io: CliIo): Command {
         run.platform.machine.close();
       } catch (err) {
         // Bad flags are usage errors (2); a missing or malformed image is a failed boot (1).
-        if (err instanceof BootOptionError || err instanceof GuestImageError) {
+        if (err instanceof BootOptionError || err instanceof GuestImageError || err instanceof OutputFileError) {
           io.err(`minivisor boot: ${err.message}`);
           io.exitCode = err instanceof BootOptionError ? 2 : 1;
           return;

@@ -1,0 +1,111 @@
+// Writing a file the user names (a trace, …) without ever damaging an input or leaving a
+// half-written result under the final name: the data goes to a temporary file in the same
+// directory, renamed into place by commit(). A target that is not a regular file (/dev/null, a
+// FIFO, /dev/stdout) is written directly: renaming over it would replace the device node.
+import { closeSync, constants, openSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { quoteForError } from './quote.js';
+
+export class OutputFileError extends Error {
+  override name = 'OutputFileError';
+}
+
+/** Same file: same device and inode when both exist, else the same resolved path. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    const real = (p: string) => { try { return realpathSync(p); } catch { return join(realpathSync.native(dirname(resolve(p))), basename(p)); } };
+    try { return real(a) === real(b); } catch { return false; }
+  }
+}
+
+let sequence = 0;
+
+export class OutputFile {
+  readonly path: string;
+  readonly #what: string;
+  #fd: number | undefined;
+  #temp: string | undefined;
+  #bytes = 0;
+
+  /**
+   * Opens `path` for writing `what`. Refuses it (OutputFileError) when it is one of `inputs`, a
+   * directory, or in a directory that does not exist or cannot be written.
+   */
+  constructor(path: string, what: string, inputs: readonly string[]) {
+    this.path = path;
+    this.#what = what;
+    const name = `${what} ${quoteForError(path)}`;
+    const input = inputs.find((i) => sameFile(path, i));
+    if (input !== undefined) throw new OutputFileError(`${name} is the input ${quoteForError(input)}; inputs are never overwritten`);
+    let existing: import('node:fs').Stats | undefined;
+    try { existing = statSync(path); } catch { existing = undefined; }
+    if (existing?.isDirectory()) throw new OutputFileError(`${name} is a directory`);
+    try {
+      if (existing && !existing.isFile()) {
+        this.#fd = openSync(path, constants.O_WRONLY | constants.O_NOCTTY);
+      } else {
+        this.#temp = join(dirname(resolve(path)), `.${basename(path)}.tmp-${process.pid}-${sequence++}`);
+        this.#fd = openSync(this.#temp, 'wx', 0o644);
+      }
+    } catch (err) {
+      throw new OutputFileError(`cannot write ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+
+  write(text: string): void {
+    if (this.#fd === undefined) throw new OutputFileError(`${this.#what} ${quoteForError(this.path)} is already closed`);
+    try {
+      this.#bytes += writeSync(this.#fd, text);
+    } catch (err) {
+      throw new OutputFileError(`cannot write ${this.#what} ${quoteForError(this.path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+
+  /** Closes and renames the data into place. */
+  commit(): void {
+    this.#close();
+    if (this.#temp === undefined) return;
+    try {
+      renameSync(this.#temp, this.path);
+    } catch (err) {
+      const left = this.#leaveBehind();
+      throw new OutputFileError(`cannot put ${this.#what} in place at ${quoteForError(this.path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; ${left}`);
+    }
+    this.#temp = undefined;
+  }
+
+  /**
+   * Gives up after a failure: `path` is left untouched. Returns what was left behind, for the
+   * error message: nothing, or the partial data under `<path>.partial`.
+   */
+  abandon(): string {
+    this.#close();
+    if (this.#temp === undefined) return `${this.#what} ${quoteForError(this.path)} was written directly and may be incomplete`;
+    return this.#leaveBehind();
+  }
+
+  #leaveBehind(): string {
+    const temp = this.#temp!;
+    this.#temp = undefined;
+    try {
+      if (this.#bytes === 0) {
+        unlinkSync(temp);
+        return `no ${this.#what} was written`;
+      }
+      const partial = `${this.path}.partial`;
+      renameSync(temp, partial);
+      return `the partial ${this.#what} (${this.#bytes} bytes) is in ${quoteForError(partial)}`;
+    } catch {
+      return `the partial ${this.#what} is in ${quoteForError(temp)}`;
+    }
+  }
+
+  #close(): void {
+    if (this.#fd === undefined) return;
+    try { closeSync(this.#fd); } finally { this.#fd = undefined; }
+  }
+}

@@ -1,0 +1,157 @@
+// Bad inputs get one clear error and a non-zero exit, never a hang, a stack trace or a damaged
+// file (issue 8). Each case runs the installed command in a child process, as a user would.
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { copyFileSync, existsSync, linkSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BUILT_FIRMWARE } from '../../src/boot/images.js';
+
+const SMALL = ['--memory', '256M', '--workload', '16M'];
+const scratch = () => mkdtempSync(join(tmpdir(), 'minivisor-hostile-'));
+
+function minivisor(args: string[], options: { shell?: string } = {}): SpawnSyncReturns<string> {
+  if (options.shell !== undefined) return spawnSync('bash', ['-c', options.shell], { encoding: 'utf8', timeout: 60_000 });
+  return spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 60_000 });
+}
+
+/** One line on stderr, starting with the command's name, and no stack trace. */
+function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp): void {
+  expect(r.signal).toBeNull();  // not killed by the timeout: no hang
+  expect(r.status).toBe(1);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^minivisor( boot)?: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('file inputs are read with a bound and only from regular files', () => {
+  const dir = scratch();
+  const fifo = join(dir, 'fifo');
+  spawnSync('mkfifo', [fifo]);
+  const cases: Array<[string, RegExp]> = [
+    ['/dev/zero', /"\/dev\/zero" is a character device; give a regular file/],
+    ['/dev/urandom', /is a character device/],
+    [fifo, /is a FIFO; give a regular file/],
+    [dir, /is a directory; give a regular file/],
+    [join(dir, 'missing.elf'), /does not exist/],
+  ];
+  for (const [path, pattern] of cases) {
+    it(`--firmware ${path.replace(dir, '<tmp>')}`, () => {
+      expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', path]), pattern);
+    });
+  }
+
+  it('refuses a firmware file larger than the bound without reading it', () => {
+    const big = join(scratch(), 'huge.elf');
+    writeFileSync(big, '');
+    truncateSync(big, 64 * 2 ** 30);  // sparse: 64 GiB that would take minutes to read
+    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', big]), /is 68719476736 bytes, more than the 16777216 allowed/);
+  });
+});
+
+describe('inputs are never overwritten; outputs appear only when complete', () => {
+  function firmwareCopy(): { dir: string; fw: string; original: Buffer } {
+    const dir = scratch();
+    const fw = join(dir, 'fw.elf');
+    copyFileSync(BUILT_FIRMWARE, fw);
+    return { dir, fw, original: readFileSync(fw) };
+  }
+
+  it('--trace naming the --firmware file is refused and the firmware is intact', () => {
+    const { fw, original } = firmwareCopy();
+    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', fw]), /trace ".*fw\.elf" is the input .*inputs are never overwritten/);
+    expect(readFileSync(fw).equals(original)).toBe(true);
+  });
+
+  it('the same file through a symlink or a hard link is refused too (compared by inode)', () => {
+    const { dir, fw, original } = firmwareCopy();
+    symlinkSync(fw, join(dir, 'via-symlink'));
+    linkSync(fw, join(dir, 'via-hardlink'));
+    for (const alias of ['via-symlink', 'via-hardlink']) {
+      expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', join(dir, alias)]), /inputs are never overwritten/);
+    }
+    expect(readFileSync(fw).equals(original)).toBe(true);
+  });
+
+  it('--trace naming the built guest image is refused', () => {
+    const image = BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, 'guest/build/guest-image.elf');
+    const before = readFileSync(image);
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', image]), /inputs are never overwritten/);
+    expect(readFileSync(image).equals(before)).toBe(true);
+  });
+
+  it('a run that fails before its first event leaves no trace file and keeps an old one intact', () => {
+    const dir = scratch();
+    const fresh = join(dir, 'fresh.jsonl');
+    const old = join(dir, 'old.jsonl');
+    writeFileSync(old, 'previous run\n');
+    // Not enough address space for 1 TiB of guest RAM: the VM cannot be created.
+    for (const trace of [fresh, old]) {
+      const r = minivisor([], { shell: `ulimit -v 4000000; exec ${process.execPath} bin/minivisor.js boot --memory 1T --trace ${trace}` });
+      expectOneClearError(r, /cannot reserve host address space .*\(no trace was written\)/);
+    }
+    expect(existsSync(fresh)).toBe(false);
+    expect(readFileSync(old, 'utf8')).toBe('previous run\n');
+    expect(readdirSync(dir).sort()).toEqual(['old.jsonl']);  // no temporary file left behind
+  });
+
+  it('a successful run replaces the old trace whole', () => {
+    const dir = scratch();
+    const trace = join(dir, 'run.jsonl');
+    writeFileSync(trace, 'previous run\n');
+    const r = minivisor(['boot', ...SMALL, '--trace', trace]);
+    expect(r.status).toBe(0);
+    expect(readFileSync(trace, 'utf8')).toMatch(/^\{.*\}\n/);
+    expect(readdirSync(dir)).toEqual(['run.jsonl']);
+  });
+
+  it('--trace /dev/null writes to the device and leaves it a device', () => {
+    const r = minivisor(['boot', ...SMALL, '--trace', '/dev/null']);
+    expect(r.status).toBe(0);
+    expect(spawnSync('test', ['-c', '/dev/null']).status).toBe(0);
+  });
+
+  it('--trace in a directory that does not exist is one clear error', () => {
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', join(scratch(), 'no/such/dir/t.jsonl')]), /cannot write trace .*ENOENT/);
+  });
+});
+
+describe('stdout that goes away ends the run quietly with the outcome status', () => {
+  it('EPIPE (`boot | head -1`): exit 0 for a finished boot, nothing on stderr', async () => {
+    const child = spawn(process.execPath, ['bin/minivisor.js', 'boot', ...SMALL], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.once('data', () => child.stdout.destroy());
+    const [status, signal] = await new Promise<[number | null, string | null]>((done) => child.on('exit', (c, s) => done([c, s])));
+    expect(signal).toBeNull();
+    expect(status).toBe(0);
+    expect(stderr).toBe('');
+  });
+
+  it('ENOSPC (stdout on /dev/full): exit status of the outcome, nothing on stderr', () => {
+    const full = openSync('/dev/full', 'w');
+    try {
+      for (const [args, status] of [[SMALL, 0], [[...SMALL, '--max-instructions', '100000'], 1]] as const) {
+        const r = spawnSync(process.execPath, ['bin/minivisor.js', 'boot', ...args], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8', timeout: 60_000 });
+        expect(r.status).toBe(status);
+        expect(r.stderr).toBe('');
+      }
+    } finally {
+      closeSync(full);
+    }
+  });
+});
+
+describe('echoed values are cut short', () => {
+  const huge = '9'.repeat(100_000);
+  for (const flag of ['--seed', '--memory', '--max-instructions', '--platform']) {
+    it(`a 100,000-character ${flag}`, () => {
+      const r = minivisor(['boot', flag, huge]);
+      expect(r.status).toBe(2);
+      expect(r.stderr.length).toBeLessThan(400);
+      expect(r.stderr).toMatch(/"9+"…"9+" \(100000 characters\)/);
+    });
+  }
+});
