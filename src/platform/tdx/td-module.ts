@@ -1,5 +1,6 @@
 // The TDX module and the CPU around it, as seen by one TD: it takes every vCPU exit, handles what
-// the trusted side handles (TDCALL leaves, CPUID 0x21, #VE for pending pages, exceptions) and hands
+// the trusted side handles (TDCALL leaves, CPUID and MSRs from its tables, #VE for pending pages,
+// HLT and port I/O, exceptions) and hands
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { InjectionError } from '../../cpu/errors.js';
@@ -11,13 +12,15 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
 import { BufferedHash } from '../../shared/buffered-hash.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
+import { handleCpuid } from './td-cpuid.js';
+import { handleMsr } from './td-msr.js';
 import { Sept } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
 import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
 
-export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n } as const;
+export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
 export const TdcsField = { CONFIG_FLAGS: 0x1110000300000016n, TD_CTLS: 0x1110000300000017n } as const;
 export const CONFIG_FLAGS_FLEXIBLE_PENDING_VE = 1n << 1n;
@@ -88,6 +91,8 @@ export class TdModule {
   readonly mrtdHash = new BufferedHash('sha384');
   /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
   readonly hostLocks = new Set<string>();
+  /** MSRs the TD accesses natively whose value the emulator's CPU does not keep (td-msr.ts). */
+  readonly msrValues = new Map<number, bigint>();
   pendingInterrupt: PendingInterrupt | undefined;
   /** Interrupts the VMM posted that the guest has not taken yet (it had RFLAGS.IF clear). */
   readonly postedInterrupts: number[] = [];
@@ -144,7 +149,7 @@ export class TdModule {
   handleExit(exit: VmExit): TdStep {
     switch (exit.kind) {
       case 'tdcall': return handleTdcall(this, exit);
-      case 'cpuid': return this.#cpuid(exit);
+      case 'cpuid': return handleCpuid(this, exit);
       case 'gate-fault': return this.#gateFault(exit);
       // HLT is not a TD exit: td_generic_ve_exit raises #VE (reason 12) with RIP at the HLT
       // (tdx_td_dispatcher.c); the guest halts through TDG.VP.VMCALL<Instruction.HLT> instead.
@@ -158,7 +163,7 @@ export class TdModule {
       }
       case 'rdmsr':
       case 'wrmsr':
-        return this.deliverVe({ exitReason: exit.kind === 'rdmsr' ? ExitReason.RDMSR : ExitReason.WRMSR, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+        return handleMsr(this, exit);
       case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2);
       case 'invalid-opcode':
       case 'pvalidate':
@@ -168,21 +173,6 @@ export class TdModule {
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       case 'fatal': return { kind: 'stop', outcome: { outcome: 'fault', reason: exit.reason } };
     }
-  }
-
-  /** CPUID leaf 0x21 is the TDX module's: "IntelTDX    " in EBX, EDX, ECX. Others #VE (not virtualised here). */
-  #cpuid(exit: Extract<VmExit, { kind: 'cpuid' }>): TdStep {
-    const regs = this.machine.vcpu.regs;
-    if (exit.leaf === 0x21) {
-      regs.rax = 0n;
-      regs.rbx = 0x65746e49n; // "Inte"
-      regs.rdx = 0x5844546cn; // "lTDX"
-      regs.rcx = 0x20202020n; // "    "
-      this.machine.vcpu.complete(exit);
-      this.record('cpuid', { leaf: exit.leaf, subleaf: exit.subleaf, rip: exit.rip, handledBy: 'tdx-module' });
-      return { kind: 'resume' };
-    }
-    return this.deliverVe({ exitReason: ExitReason.CPUID, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
   }
 
   /** A guest access the page gate refused (td_ept_violation.c). */

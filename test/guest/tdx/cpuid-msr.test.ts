@@ -1,0 +1,116 @@
+// CPUID and RDMSR/WRMSR in a TD through real guest instructions, against the TDX module source
+// (intel/tdx-module TDX_1.5.01): td_cpuid.c + cpuid_configurations.c, td_msr_access.c +
+// msr_config_lookup.c. The module answers what its tables cover; the rest is #VE (or #GP).
+import { describe, expect, it } from 'vitest';
+import { HALT, TDCALL, runTdGuest } from '../../helpers/tdx-guest.js';
+
+// #VE handler: VEINFO.GET → exit reason in R13, instruction length in RDI; counts in R12; steps
+// over the instruction (as Linux does with ve->instr_len) and returns.
+const VE_SKIP = `
+  push rax\n push rcx\n push rdx\n push r8\n push r9\n push r10
+  mov rax, 3\n ${TDCALL}
+  mov r13, rcx\n mov edi, r10d\n inc r12
+  pop r10\n pop r9\n pop r8\n pop rdx\n pop rcx\n pop rax
+  add [rsp], rdi
+  iretq`;
+// #GP handler: counts in R14, drops the error code and steps over the 2-byte RDMSR/WRMSR.
+const GP_SKIP = 'inc r14\n add rsp, 8\n add qword ptr [rsp], 2\n iretq';
+
+/** Runs `body` with both handlers; returns the registers at the final halt. */
+function run(body: string) {
+  const { td, outcome } = runTdGuest(`xor r12, r12\n xor r13, r13\n xor r14, r14\n ${body}\n ${HALT}`, { ve: VE_SKIP, gp: GP_SKIP });
+  expect(outcome.outcome, outcome.reason).toBe('done');
+  return td.platform.machine.vcpu.regs;
+}
+
+/** CPUID(leaf, subleaf) → EAX..EDX in RBX, RSI, R8, R9 (RAX/RCX are clobbered by HALT). */
+const cpuid = (leaf: number, subleaf = 0) =>
+  `mov eax, 0x${leaf.toString(16)}\n mov ecx, ${subleaf}\n cpuid\n mov esi, ebx\n mov r8d, ecx\n mov r9d, edx\n mov ebx, eax`;
+const str = (...regs: bigint[]) => Buffer.concat(regs.map((r) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(r)); return b; })).toString('latin1');
+
+describe('CPUID answered by the TDX module from its table (td_cpuid.c, cpuid_configurations.c)', () => {
+  it('leaf 0: max base leaf 0x23 (fixed) and "GenuineIntel", no #VE', () => {
+    const r = run(cpuid(0));
+    expect(r.r12).toBe(0n);
+    expect(r.rbx).toBe(0x23n);
+    expect(str(r.rsi, r.r9, r.r8)).toBe('GenuineIntel');
+  });
+
+  it('leaf 1: fixed-1 hypervisor (ECX[31]) and APIC (EDX[9]); fixed-0 VMX/SMX (ECX[6:5]); APIC ID = VCPU_INDEX 0', () => {
+    const r = run(cpuid(1));
+    expect(r.r12).toBe(0n);
+    expect(r.r8 & 0x80000000n).toBe(0x80000000n);
+    expect(r.r9 & 0x200n).toBe(0x200n);
+    expect(r.r8 & 0x60n).toBe(0n);
+    expect(r.rsi >> 24n).toBe(0n);
+  });
+
+  it('leaf 0x21 subleaf 0: "IntelTDX    "; leaf 0x15: crystal clock fixed at 25 MHz; leaf 0x8000_0000: 0x8000_0008', () => {
+    const r21 = run(cpuid(0x21));
+    expect([r21.rbx, str(r21.rsi, r21.r9, r21.r8)]).toEqual([0n, 'IntelTDX    ']);
+    const r15 = run(cpuid(0x15));
+    expect([r15.rbx, r15.r8]).toEqual([1n, 0x17d7840n]);
+    expect(run(cpuid(0x80000000)).rbx).toBe(0x80000008n);
+  });
+
+  it.each([
+    ['faulting leaf 6', 6, 0], ['faulting leaf 0x1F', 0x1f, 0], ['faulting leaf 0x8000_0006', 0x80000006, 0],
+    ['leaf 2 (not in the table)', 2, 0], ['leaf 0xB (not in the table)', 0xb, 0],
+    ['hypervisor leaf 0x4000_0000', 0x40000000, 0], ['leaf 0x21 subleaf 1 (no such subleaf)', 0x21, 1],
+  ])('%s → #VE, exit reason 10, instruction length 2', (_n, leaf, subleaf) => {
+    const r = run(cpuid(leaf, subleaf));
+    expect([r.r12, r.r13, r.rdi]).toEqual([1n, 10n, 2n]);
+  });
+
+  it.each([0x30, 0x80000009])('leaf %d, above its range, is answered as the last base leaf 0x23: no #VE', (leaf) => {
+    expect(run(cpuid(leaf)).r12).toBe(0n);
+  });
+});
+
+describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup.c)', () => {
+  const rdmsr = (msr: number, to = 'rbx') => `mov ecx, 0x${msr.toString(16)}\n rdmsr\n shl rdx, 32\n or rax, rdx\n mov ${to}, rax`;
+  const wrmsr = (msr: number, value: bigint) => `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
+
+  it.each([
+    ['IA32_APIC_BASE read', rdmsr(0x1b), 31n], ['IA32_APIC_BASE write', wrmsr(0x1b, 0xfee00c00n), 32n],
+    ['IA32_MISC_ENABLE write', wrmsr(0x1a0, 1n), 32n], ['IA32_TSC write', wrmsr(0x10, 0n), 32n],
+    ['x2APIC ID (0x802) read', rdmsr(0x802), 31n], ['x2APIC ICR (0x830) write', wrmsr(0x830, 0x4000n), 32n],
+    ['IA32_TSC_DEADLINE (CPUID enumerates it) write', wrmsr(0x6e0, 1n), 32n],
+    ['IA32_FEATURE_CONTROL (0x3A, not in the table) read', rdmsr(0x3a), 31n],
+    ['an unknown MSR outside the bitmap ranges read', rdmsr(0x12345678), 31n],
+  ])('%s → #VE with the exit reason, instruction length 2', (_n, body, reason) => {
+    const r = run(body);
+    expect([r.r12, r.r13, r.rdi, r.r14]).toEqual([1n, reason, 2n, 0n]);
+  });
+
+  it.each([
+    ['x2APIC 0x800 read', rdmsr(0x800)], ['x2APIC 0x804 write', wrmsr(0x804, 0n)], ['x2APIC 0x840 read', rdmsr(0x840)],
+  ])('%s → #GP(0), no #VE', (_n, body) => {
+    const r = run(body);
+    expect([r.r14, r.r12]).toEqual([1n, 0n]);
+  });
+
+  it('IA32_PAT and the x2APIC TPR are the TD\'s own: written and read back without any exit', () => {
+    const r = run(`${wrmsr(0x277, 0x0007010600070106n)}\n ${rdmsr(0x277)}\n ${wrmsr(0x808, 0x20n)}\n ${rdmsr(0x808, 'rsi')}`);
+    expect([r.rbx, r.rsi, r.r12, r.r14]).toEqual([0x0007010600070106n, 0x20n, 0n, 0n]);
+  });
+
+  it('IA32_MISC_ENABLE read is emulated without PERFMON: bit 7 (perfmon available) 0, bit 12 (PEBS unavailable) 1', () => {
+    const r = run(rdmsr(0x1a0));
+    expect([r.rbx & 0x80n, r.rbx & 0x1000n, r.r12]).toEqual([0n, 0x1000n, 0n]);
+  });
+
+  it('IA32_EFER: read natively; a write may change only SCE, any other change is #VE', () => {
+    const r = run(`${rdmsr(0xc0000080)}\n mov rsi, rbx\n or rsi, 1\n mov rax, rsi\n mov rdx, rsi\n shr rdx, 32\n mov ecx, 0xc0000080\n wrmsr
+      ${rdmsr(0xc0000080, 'r15')}\n mov rax, r15\n xor rax, 0x800\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000080\n wrmsr`);
+    expect(r.rbx & 0x400n).toBe(0x400n); // LMA: the guest runs in long mode
+    expect(r.r15).toBe(r.rbx | 1n); // SCE set
+    expect([r.r12, r.r13]).toEqual([1n, 32n]); // flipping NXE → #VE
+  });
+
+  it('IA32_TSC read is native and advances', () => {
+    const r = run(`${rdmsr(0x10)}\n nop\n nop\n ${rdmsr(0x10, 'rsi')}`);
+    expect(r.r12).toBe(0n);
+    expect(r.rsi > r.rbx).toBe(true);
+  });
+});
