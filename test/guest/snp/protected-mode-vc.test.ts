@@ -1,0 +1,66 @@
+// #VC raised by a guest instruction in 32-bit protected mode reaches the guest's 32-bit handler
+// through an 8-byte IDT gate, with the SW_EXITCODE as error code (GHCB spec §4.1; SDM Vol. 3
+// §6.12), as in OVMF's 32-bit reset-vector code (OvmfPkg/ResetVector/Ia32/AmdSev.asm).
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../../src/cpu/machine.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
+import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
+import { runSnp } from '../../../src/vmm/snp/run-snp.js';
+import { assemble } from '../../helpers/assemble.js';
+
+const CODE = 0x1000n, GDT = 0x10000n, IDT = 0x11000n, STACK = 0x70000n;
+
+describe('SNP #VC in 32-bit protected mode', () => {
+  it('port I/O in 32-bit code: #VC(IOIO) to a 32-bit handler, error code on a dword frame', () => {
+    const vm = new Machine({ memoryBytes: 32n << 20n });
+    vm.memory.write(CODE, assemble(`
+      .code32
+      lgdt [gdtr]
+      lidt [idtr]
+      .byte 0xea
+      .long flat_cs
+      .word 0x08
+    flat_cs:
+      mov eax, 0x10
+      mov ss, eax
+      mov esp, ${STACK}
+      mov dx, 0x3f8
+      out dx, al
+      hlt
+      .org 0x800
+    vc_handler:
+      pop ebx               # the error code: SW_EXITCODE
+      pop esi               # EIP of the OUT
+      pop edi               # CS
+      xor eax, eax
+      inc eax               # 1 only as 32-bit code
+      hlt
+      .balign 8
+    gdt:
+      .quad 0, 0x00cf9b000000ffff, 0x00cf93000000ffff
+    gdtr:
+      .word 23
+      .long gdt
+    idtr:
+      .word 0x7ff
+      .long ${IDT}`, CODE));
+    const gate = (CODE + 0x800n) | (0x08n << 16n) | (0x8en << 40n);
+    vm.memory.writeU64(IDT + 29n * 8n, gate);
+    const platform = new SnpPlatform(vm);
+    platform.launchUpdateRange(CODE, 0x1000n);
+    platform.launchUpdateRange(IDT, 0x1000n);
+    platform.launchUpdateRange(STACK - 0x1000n, 0x1000n);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = CODE;
+    platform.launchFinish();
+    const outcome = runSnp(platform, new HonestSnpVmm());
+    expect(outcome.outcome).toBe('done');
+    const r = vm.vcpu.regs;
+    expect(r.rbx).toBe(BigInt(SVM_EXIT.IOIO));
+    expect(r.rdi).toBe(0x08n);
+    expect(vm.memory.readU8(r.rsi)).toBe(0xee);  // the frame's EIP is the OUT DX, AL
+    expect(r.rax).toBe(1n);
+    expect(vm.vcpu.codeSegment().bits).toBe(32);
+  });
+});
