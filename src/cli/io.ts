@@ -4,6 +4,9 @@ export interface CliIo {
   err(line: string): void;
   /** Set by commands: the process exit status. */
   exitCode: number;
+  /** stderr is a terminal: live status may redraw one line (`errRaw` writes without a newline). */
+  errTty?: boolean;
+  errRaw?(text: string): void;
 }
 
 /**
@@ -15,14 +18,19 @@ export function processIo(): CliIo {
   const guarded = (stream: NodeJS.WriteStream) => {
     let broken = false;
     stream.on('error', () => { broken = true; });
-    return (line: string) => {
+    return (text: string) => {
       if (broken) return;
       try {
-        stream.write(`${line}\n`);
+        stream.write(text);
       } catch {
         broken = true;
       }
     };
   };
-  return { out: guarded(process.stdout), err: guarded(process.stderr), exitCode: 0 };
+  const out = guarded(process.stdout);
+  const err = guarded(process.stderr);
+  return {
+    out: (line) => out(`${line}\n`), err: (line) => err(`${line}\n`), exitCode: 0,
+    errTty: process.stderr.isTTY === true, errRaw: err,
+  };
 }

@@ -2,7 +2,10 @@
 // instead of calling process.exit, so tests can run it in-process.
 import { Command, CommanderError } from 'commander';
 import { bootCommand } from './commands/boot.js';
+import { fuzzCommand } from './commands/fuzz.js';
 import { infoCommand } from './commands/info.js';
+import { replayCommand } from './commands/replay.js';
+import { shrinkCommand } from './commands/shrink.js';
 import { processIo, type CliIo } from './io.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
@@ -10,9 +13,14 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .description('boot, attack and regression-test TDX and SEV-SNP memory acceptance on an emulated CPU')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
-    .showHelpAfterError('(run `minivisor --help` for usage)');
-  program.addCommand(bootCommand(io)).addCommand(infoCommand(io));
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+    .showHelpAfterError('(run `minivisor --help` for usage)')
+    .enablePositionalOptions();
+  program.addCommand(bootCommand(io)).addCommand(fuzzCommand(io)).addCommand(replayCommand(io)).addCommand(shrinkCommand(io)).addCommand(infoCommand(io));
+  const configure = (cmd: Command): void => {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+    cmd.commands.forEach(configure);
+  };
+  program.commands.forEach(configure);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return io.exitCode;

@@ -71,7 +71,7 @@ interface CorpusEntry {
 
 const HONEST = (platform: AttackProgram['platform']): AttackProgram => ({ platform, decisions: [] });
 
-export function findingSignature(f: OracleFinding): string {
+export function findingSignature(f: Pick<OracleFinding, 'category' | 'detail'>): string {
   return `${f.category}: ${f.detail.replace(/0x[0-9a-f]+/gi, 'N').replace(/\d+/g, 'N')}`;
 }
 

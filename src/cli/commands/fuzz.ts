@@ -1,0 +1,142 @@
+// `minivisor fuzz`: coverage-guided fuzzing of a hostile VMM against the guest's acceptance code,
+// and `minivisor fuzz merge` to combine output directories (shards, machines).
+import { Command } from 'commander';
+import type { CampaignStats } from '../../fuzz/campaign.js';
+import { GuestImageError } from '../../boot/images.js';
+import { FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
+import { runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
+import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
+import { targetToJson } from '../../fuzz/finding-file.js';
+import { FuzzOptionError, FUZZ_DEFAULTS, parseFuzzOptions, type FuzzCliConfig, type RawFuzzOptions } from '../fuzz-options.js';
+import type { CliIo } from '../io.js';
+import { StatusLine } from '../status-line.js';
+
+function statusText(s: CampaignStats, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? (s.execs * 1000) / elapsedMs : 0;
+  const found = Object.entries(s.findingsByCategory).map(([c, n]) => `${c} ${n}`).join(', ');
+  return `fuzz: ${s.execs} execs (${rate.toFixed(1)}/s), ${s.edges} edges, ${s.decisionKeys} decisions, corpus ${s.corpusSize}, ` +
+    `findings ${s.verdicts.finding > 0 ? found : 0}, detected ${s.verdicts.detected}`;
+}
+
+/** stats.json: the run's configuration and numbers (rates are wall-clock measurements). */
+function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number, findingFiles: string[]): Record<string, unknown> {
+  const s = result.stats;
+  const execsPerSec = wallMs > 0 ? (s.execs * 1000) / wallMs : 0;
+  return {
+    target: targetToJson(config.target),
+    seed: config.seed.toString(),
+    jobs: result.jobs,
+    ...(config.shard ? { shard: `${config.shard.index + 1}/${config.shard.count}` } : {}),
+    ...(config.runs !== undefined ? { runs: config.runs } : { timeMs: config.timeMs }),
+    wallMs: Math.round(wallMs),
+    execs: s.execs,
+    execsPerSec: Math.round(execsPerSec * 10) / 10,
+    execsPerSecPerJob: Math.round((execsPerSec / result.jobs) * 10) / 10,
+    instructionsPerExec: s.execs ? Number(s.instructions / BigInt(s.execs)) : 0,
+    vmmExitsPerExec: s.execs ? Math.round((s.vmmExits / s.execs) * 10) / 10 : 0,
+    verdicts: s.verdicts,
+    findingsByCategory: s.findingsByCategory,
+    corpusSize: s.corpusSize,
+    edges: s.edges,
+    decisionKeys: s.decisionKeys,
+    shrinkExecs: s.shrinkExecs,
+    findings: findingFiles,
+  };
+}
+
+async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
+  let config: FuzzCliConfig;
+  try {
+    config = parseFuzzOptions(raw);
+  } catch (err) {
+    if (err instanceof FuzzOptionError) {
+      io.err(`minivisor fuzz: ${err.message}`);
+      io.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+  const out = new FuzzOutputDir(config.out);
+  const seeds = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`)).filter((p) => p.platform === config.target.platform);
+  const status = new StatusLine(io);
+  const start = performance.now();
+  const findingFiles: string[] = [];
+  let result: FuzzRunResult;
+  try {
+    result = await runFuzz({
+      target: config.target, seed: config.seed, jobs: config.jobs, seeds,
+      ...(config.runs !== undefined ? { runs: config.runs } : {}),
+      ...(config.timeMs !== undefined ? { timeMs: config.timeMs } : {}),
+      ...(config.shard ? { shard: config.shard } : {}),
+      onProgress: (s) => status.update(() => statusText(s, performance.now() - start)),
+      onFinding: (finding, traceLines) => {
+        const file = out.addFinding(finding, traceLines);
+        findingFiles.push(file);
+        status.end();
+        io.err(`minivisor fuzz: finding ${finding.id} (${finding.severity}): ${finding.detail}`);
+        io.err(`  replay: minivisor replay ${file}`);
+      },
+    });
+  } catch (err) {
+    status.end();
+    if (err instanceof GuestImageError) {
+      io.err(`minivisor fuzz: ${err.message}`);
+      io.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+  const wallMs = performance.now() - start;
+  status.update(() => statusText(result.stats, wallMs), true);
+  status.end();
+  for (const program of result.corpus) out.addCorpus(program);
+  const stats = statsJson(config, result, wallMs, findingFiles);
+  out.writeStats(stats);
+  if (config.json) {
+    io.out(JSON.stringify(stats));
+  } else {
+    io.out(`minivisor fuzz: ${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}`);
+    for (const { finding } of result.findings) {
+      io.out(`  ${finding.id}: ${FINDING_CATEGORIES[finding.category].summary}`);
+    }
+  }
+  io.exitCode = result.findings.length > 0 ? 1 : 0;
+}
+
+export function fuzzCommand(io: CliIo): Command {
+  const command = new Command('fuzz')
+    .description('fuzz a hostile VMM against the guest\'s memory-acceptance code; findings are shrunk and replayable')
+    .option('--platform <name>', 'tdx or snp', FUZZ_DEFAULTS.platform)
+    .option('--stage <stage>', 'where executions start: firmware, decompressor, kernel or all', FUZZ_DEFAULTS.stage)
+    .option('--time <duration>', `stop after this long, e.g. 30s, 5m (default ${FUZZ_DEFAULTS.time})`)
+    .option('--runs <n>', 'stop after this many executions (deterministic: same seed, same findings)')
+    .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
+    .option('--jobs <n>', 'parallel jobs, one emulator per worker thread', FUZZ_DEFAULTS.jobs)
+    .option('--shard <K/N>', 'run slice K of N (disjoint, deterministic); merge the outputs with `fuzz merge`')
+    .option('--out <dir>', 'output directory: corpus/, findings/, stats.json', FUZZ_DEFAULTS.out)
+    .option('--workload <size>', 'memory the kernel workload allocates', FUZZ_DEFAULTS.workload)
+    .option('--memory <size>', 'guest memory', FUZZ_DEFAULTS.memory)
+    .option('--unit <size>', 'acceptance bitmap unit, 4K or 2M')
+    .option('--accept <mode>', 'lazy or eager acceptance in the kernel')
+    .option('--pre-accept <size|all>', 'memory the firmware accepts before handing over')
+    .option('--max-instructions <n>', 'instruction budget of one execution', FUZZ_DEFAULTS.maxInstructions)
+    .option('--json', 'print the final statistics as one JSON object')
+    .enablePositionalOptions()
+    .action((raw: RawFuzzOptions) => fuzz(io, raw));
+  command.addCommand(new Command('merge')
+    .description('merge fuzz output directories: the union of the corpora, findings deduplicated')
+    .argument('<dirs...>', 'output directories to merge')
+    .option('--out <dir>', 'where to merge into (default: the first directory)')
+    .action((dirs: string[], opts: { out?: string }) => {
+      const into = opts.out ?? dirs[0]!;
+      const sources = dirs.filter((d) => d !== into);
+      try {
+        const merged = mergeOutputDirs(into, sources, (m) => io.err(`minivisor fuzz merge: ${m}`));
+        io.out(`minivisor fuzz merge: ${into} now holds ${merged.corpus} corpus programs and ${merged.findings} findings`);
+      } catch (err) {
+        io.err(`minivisor fuzz merge: ${err instanceof Error ? err.message : String(err)}`);
+        io.exitCode = 2;
+      }
+    }));
+  return command;
+}

@@ -1,0 +1,109 @@
+// `minivisor fuzz` flags, validated into a fuzz run. Guest-shape flags (--platform, --memory,
+// --workload, --unit, --accept, --pre-accept, --max-instructions) are checked by the boot's own
+// parser, so fuzz and boot accept exactly the same values.
+import { BootOptionError, parseBootOptions } from './boot-options.js';
+import { FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
+import type { Shard } from '../fuzz/parallel.js';
+
+export interface RawFuzzOptions {
+  platform?: string;
+  stage?: string;
+  time?: string;
+  runs?: string;
+  seed?: string;
+  jobs?: string;
+  out?: string;
+  workload?: string;
+  memory?: string;
+  unit?: string;
+  accept?: string;
+  preAccept?: string;
+  maxInstructions?: string;
+  json?: boolean;
+  shard?: string;
+}
+
+export interface FuzzCliConfig {
+  target: FuzzTarget;
+  seed: bigint;
+  runs?: number;
+  timeMs?: number;
+  jobs: number;
+  shard?: Shard;
+  out: string;
+  json: boolean;
+}
+
+/** Usage errors of fuzz, replay, shrink and merge: exit status 2. */
+export class FuzzOptionError extends Error {
+  override name = 'FuzzOptionError';
+}
+
+export const FUZZ_DEFAULTS = {
+  platform: 'tdx', stage: 'kernel', time: '60s', seed: '1', jobs: '1', out: 'fuzz-out', workload: '1M', memory: '128M',
+  // One execution's budget: far above an honest run, small enough that a looping guest ends quickly.
+  maxInstructions: '50000000',
+} as const;
+
+const MAX_JOBS = 256;
+
+/** "60s", "2m", "1h", "500ms" or a plain number of seconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!m) throw new FuzzOptionError(`${flag} "${text}" is not a duration (examples: 30s, 5m, 1h)`);
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
+  const ms = Number(m[1]) * scale;
+  if (!(ms > 0) || ms > 366 * 24 * 3_600_000) throw new FuzzOptionError(`${flag} must be more than 0 and at most a year`);
+  return Math.round(ms);
+}
+
+function positiveInt(text: string, flag: string, max: number): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new FuzzOptionError(`${flag} "${text}" is not a positive integer`);
+  const n = Number(text);
+  if (n < 1 || n > max) throw new FuzzOptionError(`${flag} must be between 1 and ${max}, not ${text}`);
+  return n;
+}
+
+/** "K/N": shard K (1-based) of N. */
+export function parseShard(text: string): Shard {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+  if (!m) throw new FuzzOptionError(`--shard "${text}" must look like K/N, e.g. 1/4`);
+  const k = Number(m[1]);
+  const n = Number(m[2]);
+  if (n < 1 || n > 100_000 || k < 1 || k > n) throw new FuzzOptionError(`--shard ${text}: K must be between 1 and N (N at most 100000)`);
+  return { index: k - 1, count: n };
+}
+
+export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
+  const stage = (raw.stage ?? FUZZ_DEFAULTS.stage) as FuzzStage;
+  if (!FUZZ_STAGES.includes(stage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not "${raw.stage}"`);
+  let boot;
+  try {
+    boot = parseBootOptions({
+      platform: raw.platform ?? FUZZ_DEFAULTS.platform, memory: raw.memory ?? FUZZ_DEFAULTS.memory,
+      workload: raw.workload ?? FUZZ_DEFAULTS.workload, seed: raw.seed ?? FUZZ_DEFAULTS.seed,
+      maxInstructions: raw.maxInstructions ?? FUZZ_DEFAULTS.maxInstructions,
+      ...(raw.unit !== undefined ? { unit: raw.unit } : {}),
+      ...(raw.accept !== undefined ? { accept: raw.accept } : {}),
+      ...(raw.preAccept !== undefined ? { preAccept: raw.preAccept } : {}),
+    });
+  } catch (err) {
+    if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
+    throw err;
+  }
+  if (raw.time !== undefined && raw.runs !== undefined) throw new FuzzOptionError('give --time or --runs, not both');
+  const config: FuzzCliConfig = {
+    target: {
+      platform: boot.platform, stage, memoryBytes: boot.memoryBytes, workloadBytes: boot.workloadBytes, preAccept: boot.preAccept,
+      accept: boot.accept, unitBytes: boot.unitBytes, guestSeed: boot.seed, maxInstructions: boot.maxInstructions,
+    },
+    seed: boot.seed,
+    jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),
+    out: raw.out ?? FUZZ_DEFAULTS.out,
+    json: raw.json ?? false,
+  };
+  if (raw.runs !== undefined) config.runs = positiveInt(raw.runs, '--runs', 1_000_000_000);
+  else config.timeMs = parseDuration(raw.time ?? FUZZ_DEFAULTS.time, '--time');
+  if (raw.shard !== undefined) config.shard = parseShard(raw.shard);
+  return config;
+}

@@ -1,0 +1,152 @@
+// finding.json: everything needed to understand and replay one finding, bit for bit: the exact
+// target configuration, the campaign seed, the shrunk attack program, the outcome and the trace
+// hash its execution produced. Bigints are "0x…" strings, as in attack programs.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type AttackProgram } from './attack-program.js';
+import type { CampaignFinding } from './campaign.js';
+import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
+import { FINDING_CATEGORIES, type FindingCategory, type Severity } from './oracle.js';
+
+export const FINDING_FORMAT = 'minivisor-finding';
+export const FINDING_VERSION = 1;
+
+export class FindingFileError extends Error {
+  override name = 'FindingFileError';
+}
+
+/** A finding as stored on disk (and read back for replay and shrink). */
+export interface StoredFinding {
+  id: string;
+  category: FindingCategory;
+  severity: Severity;
+  summary: string;
+  detail: string;
+  gpa?: bigint;
+  target: FuzzTarget;
+  seed: bigint;
+  job: number;
+  execIndex: number;
+  outcome: { outcome: string; reason: string };
+  traceSha256: string;
+  program: AttackProgram;
+  unshrunk: AttackProgram;
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+export function storedFinding(f: CampaignFinding, job: number): StoredFinding {
+  const s: StoredFinding = {
+    id: f.id, category: f.category, severity: f.severity, summary: f.summary, detail: f.detail, target: f.target,
+    seed: f.seed, job, execIndex: f.execIndex, outcome: f.outcome, traceSha256: f.traceSha256, program: f.program, unshrunk: f.unshrunk,
+  };
+  if (f.gpa !== undefined) s.gpa = f.gpa;
+  return s;
+}
+
+export function targetToJson(t: FuzzTarget): Record<string, unknown> {
+  return {
+    platform: t.platform, stage: t.stage, memoryBytes: hex(t.memoryBytes), workloadBytes: hex(t.workloadBytes),
+    preAccept: t.preAccept === 'all' ? 'all' : hex(t.preAccept), accept: t.accept, unitBytes: hex(t.unitBytes),
+    guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions),
+  };
+}
+
+export function findingToJson(f: StoredFinding, replayCommand: string): string {
+  const value = {
+    format: FINDING_FORMAT, version: FINDING_VERSION, id: f.id, category: f.category, severity: f.severity,
+    summary: f.summary, detail: f.detail, ...(f.gpa !== undefined ? { gpa: hex(f.gpa) } : {}),
+    target: targetToJson(f.target), seed: hex(f.seed), job: f.job, execIndex: f.execIndex, outcome: f.outcome,
+    traceSha256: f.traceSha256, replay: replayCommand,
+    program: attackProgramToJsonValue(f.program), unshrunk: attackProgramToJsonValue(f.unshrunk),
+  };
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+function fail(path: string, why: string): never {
+  throw new FindingFileError(`${path}: ${why}`);
+}
+
+function str(o: Record<string, unknown>, key: string, path: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') fail(path, `${key} must be a string`);
+  return v;
+}
+
+function big(o: Record<string, unknown>, key: string, path: string): bigint {
+  const v = str(o, key, path);
+  if (!/^0x[0-9a-f]{1,16}$/i.test(v)) fail(path, `${key} must be a hex string like "0x1000"`);
+  return BigInt(v);
+}
+
+function int(o: Record<string, unknown>, key: string, path: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, `${key} must be a non-negative integer`);
+  return v;
+}
+
+function targetFromJson(v: unknown, path: string): FuzzTarget {
+  if (typeof v !== 'object' || v === null) fail(path, 'target must be an object');
+  const t = v as Record<string, unknown>;
+  const platform = str(t, 'platform', path);
+  if (platform !== 'tdx' && platform !== 'snp') fail(path, 'target.platform must be tdx or snp');
+  const stage = str(t, 'stage', path) as FuzzTarget['stage'];
+  if (!FUZZ_STAGES.includes(stage)) fail(path, `target.stage must be one of ${FUZZ_STAGES.join(', ')}`);
+  const accept = str(t, 'accept', path);
+  if (accept !== 'lazy' && accept !== 'eager') fail(path, 'target.accept must be lazy or eager');
+  return {
+    platform, stage, memoryBytes: big(t, 'memoryBytes', path), workloadBytes: big(t, 'workloadBytes', path),
+    preAccept: t.preAccept === 'all' ? 'all' : big(t, 'preAccept', path), accept, unitBytes: big(t, 'unitBytes', path),
+    guestSeed: big(t, 'guestSeed', path), maxInstructions: big(t, 'maxInstructions', path),
+  };
+}
+
+/** Parses finding.json text; every field is checked (it may be hand-edited or damaged). */
+export function findingFromJson(text: string, path: string): StoredFinding {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    fail(path, `not JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (typeof v !== 'object' || v === null) fail(path, 'expected a JSON object');
+  const o = v as Record<string, unknown>;
+  if (o.format !== FINDING_FORMAT) fail(path, `format must be "${FINDING_FORMAT}"`);
+  if (o.version !== FINDING_VERSION) fail(path, `unsupported version (this minivisor reads ${FINDING_VERSION})`);
+  const category = str(o, 'category', path) as FindingCategory;
+  if (!(category in FINDING_CATEGORIES)) fail(path, `unknown category "${category}"`);
+  const outcome = o.outcome as Record<string, unknown> | undefined;
+  if (!outcome || typeof outcome.outcome !== 'string' || typeof outcome.reason !== 'string') fail(path, 'outcome must be { outcome, reason }');
+  let program: AttackProgram;
+  let unshrunk: AttackProgram;
+  try {
+    program = parseAttackProgram(o.program, 'program');
+    unshrunk = parseAttackProgram(o.unshrunk ?? o.program, 'unshrunk');
+  } catch (err) {
+    if (err instanceof AttackProgramError) fail(path, err.message);
+    throw err;
+  }
+  const target = targetFromJson(o.target, path);
+  if (program.platform !== target.platform) fail(path, 'the program and the target are for different platforms');
+  const f: StoredFinding = {
+    id: str(o, 'id', path), category, severity: FINDING_CATEGORIES[category].severity, summary: str(o, 'summary', path),
+    detail: str(o, 'detail', path), target, seed: big(o, 'seed', path), job: int(o, 'job', path), execIndex: int(o, 'execIndex', path),
+    outcome: { outcome: outcome.outcome, reason: outcome.reason }, traceSha256: str(o, 'traceSha256', path), program, unshrunk,
+  };
+  if (o.gpa !== undefined) f.gpa = big(o, 'gpa', path);
+  return f;
+}
+
+/** Reads a finding from its finding.json or from the finding's directory. */
+export function loadFinding(path: string): { finding: StoredFinding; file: string } {
+  let file = path;
+  if (existsSync(path) && statSync(path).isDirectory()) file = join(path, 'finding.json');
+  if (!existsSync(file)) throw new FindingFileError(`${path}: no such finding (expected a finding.json or a findings/<id>/ directory)`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FindingFileError(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return { finding: findingFromJson(text, file), file };
+}

@@ -1,0 +1,138 @@
+// The output directory of `minivisor fuzz --out DIR`, AFL/libFuzzer style:
+//   DIR/corpus/<hash>.json                     attack programs that reached new coverage
+//   DIR/findings/<category>-<hash>/finding.json the finding (config, seed, shrunk program, trace hash)
+//   DIR/findings/<category>-<hash>/trace.jsonl  the trace of its replay
+//   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
+//   DIR/stats.json                              the campaign's numbers
+// Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
+import { findingSignature, programHash } from './campaign.js';
+import { findingFromJson, findingToJson, type StoredFinding } from './finding-file.js';
+
+export function writeFileAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+const mib = (b: bigint): string => (b % (1n << 20n) === 0n ? `${b >> 20n} MiB` : `${b} bytes`);
+
+export function replayCommand(findingJson: string): string {
+  return `minivisor replay ${findingJson}`;
+}
+
+/** README.txt of a finding: what happened, in words. */
+export function findingReadme(f: StoredFinding, findingJson: string): string {
+  const t = f.target;
+  const lines = [
+    `minivisor finding ${f.id}: ${f.category} (severity ${f.severity})`,
+    '',
+    `What it means: ${f.summary}.`,
+    `What the hardware saw: ${f.detail}.`,
+    `How the run ended: ${f.outcome.outcome} (${f.outcome.reason}).`,
+    '',
+    `Configuration: ${t.platform.toUpperCase()}, ${mib(t.memoryBytes)} RAM, workload ${mib(t.workloadBytes)}, pre-accept ${t.preAccept === 'all' ? 'all' : mib(t.preAccept)}, ${t.accept} acceptance, ${t.unitBytes === 0x1000n ? '4K' : '2M'} unit, guest seed ${t.guestSeed}, executions start at stage ${t.stage}, budget ${t.maxInstructions} instructions.`,
+    `Found by campaign seed ${f.seed}, job ${f.job}, execution ${f.execIndex}.`,
+    '',
+    `The attack program (${f.program.decisions.length} decision${f.program.decisions.length === 1 ? '' : 's'}, shrunk from ${f.unshrunk.decisions.length}); everything else the VMM answered honestly:`,
+    ...f.program.decisions.map((d) => `  - ${describeDecision(d)}`),
+    '',
+    `Replay it (the trace hash must be ${f.traceSha256}):`,
+    `  ${replayCommand(findingJson)}`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export class FuzzOutputDir {
+  readonly dir: string;
+  readonly corpusDir: string;
+  readonly findingsDir: string;
+
+  /** `create: false` opens an existing directory read-only (merge sources are never changed). */
+  constructor(dir: string, create = true) {
+    this.dir = dir;
+    this.corpusDir = join(dir, 'corpus');
+    this.findingsDir = join(dir, 'findings');
+    if (create) {
+      mkdirSync(this.corpusDir, { recursive: true });
+      mkdirSync(this.findingsDir, { recursive: true });
+    }
+  }
+
+  addCorpus(program: AttackProgram): void {
+    const path = join(this.corpusDir, `${programHash(program)}.json`);
+    if (!existsSync(path)) writeFileAtomic(path, attackProgramToJson(program));
+  }
+
+  /** Writes one finding's directory; returns the path of its finding.json. */
+  addFinding(f: StoredFinding, traceLines: readonly string[]): string {
+    const dir = join(this.findingsDir, f.id);
+    mkdirSync(dir, { recursive: true });
+    const json = join(dir, 'finding.json');
+    writeFileAtomic(join(dir, 'trace.jsonl'), traceLines.length ? `${traceLines.join('\n')}\n` : '');
+    writeFileAtomic(join(dir, 'README.txt'), findingReadme(f, json));
+    writeFileAtomic(json, findingToJson(f, replayCommand(json)));
+    return json;
+  }
+
+  writeStats(stats: unknown): void {
+    writeFileAtomic(join(this.dir, 'stats.json'), `${JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+  }
+
+  /** The corpus in file-name order (a deterministic seed list). Unreadable files are reported, not fatal. */
+  readCorpus(warn: (message: string) => void = () => {}): AttackProgram[] {
+    const programs: AttackProgram[] = [];
+    if (!existsSync(this.corpusDir)) return programs;
+    for (const name of readdirSync(this.corpusDir).filter((n) => n.endsWith('.json')).sort()) {
+      const path = join(this.corpusDir, name);
+      try {
+        programs.push(attackProgramFromJson(readFileSync(path, 'utf8'), path));
+      } catch (err) {
+        warn(`skipping ${path}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return programs;
+  }
+
+  /** The findings stored here, in directory-name order. */
+  readFindings(warn: (message: string) => void = () => {}): { finding: StoredFinding; dir: string }[] {
+    const out: { finding: StoredFinding; dir: string }[] = [];
+    if (!existsSync(this.findingsDir)) return out;
+    for (const name of readdirSync(this.findingsDir).sort()) {
+      const path = join(this.findingsDir, name, 'finding.json');
+      if (!existsSync(path)) continue;
+      try {
+        out.push({ finding: findingFromJson(readFileSync(path, 'utf8'), path), dir: join(this.findingsDir, name) });
+      } catch (err) {
+        warn(`skipping ${path}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Merges output directories into `into`: the union of the corpora, and the findings deduplicated
+ * by signature (category and what happened, addresses aside), first directory first.
+ */
+export function mergeOutputDirs(into: string, sources: readonly string[], warn: (message: string) => void = () => {}): { corpus: number; findings: number } {
+  const out = new FuzzOutputDir(into);
+  const signatures = new Set(out.readFindings(warn).map(({ finding }) => findingSignature(finding)));
+  for (const source of sources) {
+    if (!existsSync(source)) throw new Error(`${source} does not exist`);
+    const src = new FuzzOutputDir(source, false);
+    for (const program of src.readCorpus(warn)) out.addCorpus(program);
+    for (const { finding, dir } of src.readFindings(warn)) {
+      const signature = findingSignature(finding);
+      if (signatures.has(signature)) continue;
+      signatures.add(signature);
+      const traceFile = join(dir, 'trace.jsonl');
+      const trace = existsSync(traceFile) ? readFileSync(traceFile, 'utf8').split('\n').filter((l) => l !== '') : [];
+      out.addFinding(finding, trace);
+    }
+  }
+  return { corpus: readdirSync(out.corpusDir).filter((n) => n.endsWith('.json')).length, findings: out.readFindings().length };
+}
