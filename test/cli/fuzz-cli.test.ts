@@ -1,0 +1,110 @@
+// `minivisor fuzz`, `replay`, `shrink` and `fuzz merge` as a user runs them.
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { attackProgramToJsonValue, type AttackProgram } from '../../src/fuzz/attack-program.js';
+import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
+
+function capture(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
+}
+
+const small = ['--memory', '128M', '--workload', '1M', '--stage', 'all'];
+const tmp = () => mkdtempSync(join(tmpdir(), 'minivisor-fuzz-'));
+
+/** A finding.json as the fuzzer writes it, for a program the honest stubs detect. */
+function handMadeFinding(dir: string): string {
+  const program: AttackProgram = {
+    platform: 'tdx',
+    decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: 0n, status: 1n, resumeDelta: 0n } }],
+  };
+  const findingDir = join(dir, 'findings', 'double-acceptance-000000000000');
+  mkdirSync(findingDir, { recursive: true });
+  const file = join(findingDir, 'finding.json');
+  writeFileSync(file, JSON.stringify({
+    format: 'minivisor-finding', version: 1, id: 'double-acceptance-000000000000', category: 'double-acceptance', severity: 'high',
+    summary: 's', detail: 'd', target: {
+      platform: 'tdx', stage: 'all', memoryBytes: '0x8000000', workloadBytes: '0x100000', preAccept: '0x4000000', accept: 'lazy',
+      unitBytes: '0x200000', guestSeed: '0x1', maxInstructions: '0x2faf080',
+    }, seed: '0x1', job: 0, execIndex: 3, outcome: { outcome: 'done', reason: 'r' }, traceSha256: '0'.repeat(64),
+    replay: `minivisor replay ${file}`, program: attackProgramToJsonValue(program), unshrunk: attackProgramToJsonValue(program),
+  }));
+  return file;
+}
+
+describe('minivisor fuzz', () => {
+  it.each([
+    [['--time', '5s', '--runs', '3'], /give --time or --runs, not both/],
+    [['--shard', '0/4'], /--shard 0\/4: K must be between 1 and N/],
+    [['--shard', 'half'], /--shard "half" must look like K\/N/],
+    [['--stage', 'bios'], /--stage must be one of firmware, decompressor, kernel, all/],
+    [['--jobs', '0'], /--jobs must be between 1 and 256/],
+    [['--time', 'soon'], /--time "soon" is not a duration/],
+    [['--memory', 'lots'], /--memory "lots" is not a size/],
+  ])('rejects %j with exit status 2', async (args, message) => {
+    const io = capture();
+    expect(await main(['fuzz', ...args, '--out', tmp()], io)).toBe(2);
+    expect(io.stderr.join('\n')).toMatch(message);
+  });
+
+  it('runs a fixed number of executions and writes corpus/, findings/ and stats.json', async () => {
+    const out = tmp();
+    const io = capture();
+    expect(await main(['fuzz', ...small, '--runs', '3', '--seed', '5', '--out', out, '--json'], io)).toBe(0);
+    const stats = JSON.parse(io.stdout[0]!);
+    expect(stats).toMatchObject({ execs: 3, jobs: 1, runs: 3, seed: '5', findings: [], target: { platform: 'tdx', stage: 'all', memoryBytes: '0x8000000' } });
+    expect(stats.instructionsPerExec).toBeGreaterThan(100_000);
+    expect(stats.vmmExitsPerExec).toBeGreaterThan(10);
+    expect(JSON.parse(readFileSync(join(out, 'stats.json'), 'utf8'))).toEqual(stats);
+    expect(readdirSync(join(out, 'corpus')).length).toBeGreaterThan(0);
+    expect(readdirSync(join(out, 'findings'))).toEqual([]);
+    // Without a terminal, progress comes as plain lines on stderr.
+    expect(io.stderr.at(-1)).toMatch(/^fuzz: 3 execs \([\d.]+\/s\), \d+ edges, \d+ decisions, corpus \d+, findings 0/);
+  }, 120_000);
+});
+
+describe('minivisor replay and shrink', () => {
+  it('replays a finding on its exact configuration and writes the trace whose hash it reports', async () => {
+    const file = handMadeFinding(tmp());
+    const trace = join(tmp(), 'trace.jsonl');
+    const io = capture();
+    // The program is one the honest stubs stop on: the finding does not reproduce (exit 0).
+    expect(await main(['replay', file, '--trace', trace, '--json'], io)).toBe(0);
+    const r = JSON.parse(io.stdout[0]!);
+    expect(r).toMatchObject({ reproduced: false, verdict: 'detected', identicalTrace: false });
+    expect(r.outcome.reason).toMatch(/^tdx_map_gpa_no_progress/);
+    expect(traceSha256OfJsonLines(readFileSync(trace, 'utf8'))).toBe(r.traceSha256);
+  }, 60_000);
+
+  it('rejects a missing or damaged finding with exit status 2 and leaves it untouched', async () => {
+    const dir = tmp();
+    const io = capture();
+    expect(await main(['replay', join(dir, 'nope.json')], io)).toBe(2);
+    expect(io.stderr.join('\n')).toMatch(/no such finding/);
+    const bad = join(dir, 'finding.json');
+    writeFileSync(bad, '{"format":"minivisor-finding","version":1,"category":"double-acceptance"');
+    const io2 = capture();
+    expect(await main(['shrink', bad], io2)).toBe(2);
+    expect(io2.stderr.join('\n')).toMatch(/not JSON/);
+    expect(readFileSync(bad, 'utf8')).toBe('{"format":"minivisor-finding","version":1,"category":"double-acceptance"');
+  });
+
+  it('merges output directories: union of corpora, findings deduplicated', async () => {
+    const a = tmp();
+    const b = tmp();
+    handMadeFinding(a);
+    handMadeFinding(b);
+    mkdirSync(join(a, 'corpus'), { recursive: true });
+    const into = join(tmp(), 'merged');
+    const io = capture();
+    expect(await main(['fuzz', 'merge', a, b, '--out', into], io)).toBe(0);
+    expect(io.stdout.join('\n')).toMatch(/holds 0 corpus programs and 1 findings/);
+    expect(existsSync(join(into, 'findings', 'double-acceptance-000000000000', 'README.txt'))).toBe(true);
+    expect(readFileSync(join(into, 'findings', 'double-acceptance-000000000000', 'README.txt'), 'utf8')).toMatch(/minivisor replay .*finding\.json/);
+  });
+});
