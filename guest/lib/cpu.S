@@ -93,11 +93,29 @@ mv_exception_common:
 	push r15
 	cld
 	mov rdi, rsp
+	mov rbx, rsp             /* the frame; rbx itself is restored from it below */
 	and rsp, -16
-	call mv_exception_fatal  /* never returns: every exception here is fatal */
-1:	cli
-	hlt
-	jmp 1b
+	/* Returns only for an exception it handled (#VC 0x72, CPUID), with the results in the
+	 * frame; everything else is fatal and never returns. */
+	call mv_exception_dispatch
+	mov rsp, rbx
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop r11
+	pop r10
+	pop r9
+	pop r8
+	pop rbp
+	pop rdi
+	pop rsi
+	pop rdx
+	pop rcx
+	pop rbx
+	pop rax
+	add rsp, 16              /* vector, error code */
+	iretq
 
 /* u64 mv_tdcall(struct mv_tdcall_regs *regs): loads every argument register from *regs, runs
  * TDCALL and stores every register back (the VMM may return values in any of them). */

@@ -57,7 +57,17 @@ static const char *vector_name(u64 vector)
 	}
 }
 
-/* Every exception is fatal in these stages, as in Linux's early boot code: an unexpected #VE
+/* #VC 0x72 (CPUID) is answered and the guest resumes; every other exception is fatal. */
+void mv_exception_dispatch(struct mv_exception_frame *frame)
+{
+	if (frame->vector == 29 && frame->error_code == SVM_EXIT_CPUID) {
+		mv_snp_vc_cpuid(frame);
+		return;
+	}
+	mv_exception_fatal(frame);
+}
+
+/* Every other exception is fatal in these stages, as in Linux's early boot code: an unexpected #VE
  * on private memory panics ("Unexpected EPT-violation on private memory."), an unhandled #VC
  * (e.g. 0x404 PAGE_NOT_VALIDATED on memory we validated) terminates. We report and stop. */
 noreturn void mv_exception_fatal(struct mv_exception_frame *frame)

@@ -402,6 +402,91 @@ void mv_snp_setup_ghcb(u64 gpa)
 	mv_platform.ghcb_gpa = gpa;
 }
 
+/* ---- CPUID: #VC 0x72 ---- */
+
+/* The SNP CPUID page (SEV-SNP Firmware ABI Table 14; Linux struct snp_cpuid_table), launched
+ * by the VMM as page type CPUID so the firmware checked it against the CPU. */
+struct snp_cpuid_fn {
+	u32 eax_in, ecx_in;
+	u64 xcr0_in, xss_in;
+	u32 eax, ebx, ecx, edx;
+	u64 reserved;
+} __attribute__((packed));
+#define SNP_CPUID_COUNT_MAX 64
+struct snp_cpuid_table {
+	u32 count, reserved1;
+	u64 reserved2;
+	struct snp_cpuid_fn fn[SNP_CPUID_COUNT_MAX];
+} __attribute__((packed));
+
+/* Linux cpuid_function_is_indexed(): leaves whose ECX selects a sub-leaf. */
+static bool cpuid_is_indexed(u32 fn)
+{
+	switch (fn) {
+	case 0x4: case 0x7: case 0xb: case 0xd: case 0xf: case 0x10: case 0x12: case 0x14:
+	case 0x17: case 0x18: case 0x1d: case 0x1e: case 0x1f: case 0x24: case 0x8000001d:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Linux snp_cpuid() without post-processing: the entry for (fn, subfn), or zeros for a leaf
+ * the table does not list. 0 = answered, -1 = no table (count 0): ask the hypervisor. */
+static int cpuid_from_table(u32 fn, u32 subfn, u32 out[4])
+{
+	const struct snp_cpuid_table *t = (const struct snp_cpuid_table *)(uintptr_t)MV_SNP_CPUID_PAGE_GPA;
+	u32 count = t->count;
+	if (count == 0)
+		return -1;
+	/* Linux setup_cpuid_table: a table the firmware could not have accepted is fatal. */
+	if (count > SNP_CPUID_COUNT_MAX)
+		mv_terminate_silently(MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_CPUID);
+	out[0] = out[1] = out[2] = out[3] = 0;
+	for (u32 i = 0; i < count; i++) {
+		const struct snp_cpuid_fn *e = &t->fn[i];
+		if (e->eax_in != fn || (cpuid_is_indexed(fn) && e->ecx_in != subfn))
+			continue;
+		out[0] = e->eax;
+		out[1] = e->ebx;
+		out[2] = e->ecx;
+		out[3] = e->edx;
+		break;
+	}
+	return 0;
+}
+
+/* Linux do_vc_no_ghcb(): only a real CPUID (0F A2: a #VC 0x72 injected elsewhere is the WeSee
+ * attack), the CPUID page first, else the GHCB MSR protocol (0x004/0x005, one register per
+ * request); the hypervisor must not hide SEV (0x80000000 EAX >= 0x8000001F, 0x8000001F EAX bit
+ * 1). Any failure: terminate with GHCB_SEV_ES_GEN_REQ (set 0, code 0). */
+void mv_snp_vc_cpuid(struct mv_exception_frame *f)
+{
+	/* Only SEV-ES/SNP raise #VC: terminate through the GHCB even before detection finished. */
+	mv_platform.kind = MV_PLATFORM_SNP;
+	const u8 *insn = (const u8 *)(uintptr_t)f->rip;
+	if (insn[0] != 0x0f || insn[1] != 0xa2)
+		mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
+	u32 fn = (u32)f->rax, subfn = (u32)f->rcx, r[4];
+	if (cpuid_from_table(fn, subfn, r) != 0) {
+		/* The MSR protocol has no sub-leaf (Linux __sev_cpuid_hv_msr refuses a non-zero one of
+		 * an indexed leaf); the stubs ask no indexed leaf, so they need no such check. */
+		for (u64 reg = 0; reg < 4; reg++) {
+			u64 resp = ghcb_msr_call(((u64)fn << 32) | (reg << 30) | GHCB_MSR_CPUID_REQ);
+			if ((resp & 0xfff) != GHCB_MSR_CPUID_RESP)
+				mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
+			r[reg] = (u32)(resp >> 32);
+		}
+	}
+	if ((fn == 0x80000000 && r[0] < 0x8000001f) || (fn == 0x8000001f && !(r[0] & (1u << 1))))
+		mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
+	f->rax = r[0];
+	f->rbx = r[1];
+	f->rcx = r[2];
+	f->rdx = r[3];
+	f->rip += 2;
+}
+
 /* ---------------- both ---------------- */
 
 void mv_arch_accept(u64 start, u64 end)

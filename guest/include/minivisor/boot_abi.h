@@ -9,7 +9,8 @@
  *   [0x000000, 0x200000)  ordinary RAM, unaccepted at start (the firmware accepts it as part
  *                         of the pre-accept range)
  *   [0x200000, 0x300000)  TEMPORARY RAM, pre-accepted by the VMM, zero-filled, not measured:
- *                         boot params, GHCB page, page-table pool, firmware + decompressor stacks
+ *                         boot params, GHCB page, page-table pool, SNP CPUID page (SNP: launched
+ *                         as page type CPUID, checked by the firmware), firmware + decompressor stacks
  *   [0x300000, 0x400000)  INITIAL IMAGE, pre-accepted and measured by the VMM (TDX PAGE.ADD +
  *                         MR.EXTEND, SNP LAUNCH_UPDATE): firmware config page, firmware ELF,
  *                         guest image (decompressor ELF with the compressed kernel inside)
@@ -46,7 +47,8 @@
 #define MV_BOOT_PARAMS_BYTES         0x2000
 #define MV_GHCB_GPA                  0x202000
 #define MV_PT_POOL_GPA               0x204000
-#define MV_PT_POOL_BYTES             0x7c000
+#define MV_PT_POOL_BYTES             0x7b000
+#define MV_SNP_CPUID_PAGE_GPA        0x27f000
 #define MV_FW_STACK_BOTTOM           0x280000
 #define MV_FW_STACK_TOP              0x2c0000
 #define MV_DECOMPRESSOR_STACK_TOP    0x300000
@@ -148,6 +150,7 @@
 #define MV_SNP_TERM_REGISTER         0x0
 #define MV_SNP_TERM_PSC              0x1
 #define MV_SNP_TERM_PVALIDATE        0x2
+#define MV_SNP_TERM_CPUID            0x4
 /* minivisor's own set for everything else (memory map, decompression, workload...). */
 #define MV_SNP_TERM_SET_MINIVISOR    0x3
 #define MV_SNP_TERM_MINIVISOR_FATAL  0x1
@@ -268,7 +271,8 @@ MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_bytes) == MV_BOOT_
 MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
-MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_FW_STACK_BOTTOM);
+MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_SNP_CPUID_PAGE_GPA);
+MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);
 /* A real-mode entry reaches the whole firmware window through its 64 KiB code segment. */
 MV_ABI_CHECK((MV_FIRMWARE_LOAD_GPA & ~0xffff) == MV_FW_REAL_MODE_CS_BASE);
 MV_ABI_CHECK(MV_TEMP_RAM_GPA + MV_TEMP_RAM_BYTES == MV_INITIAL_IMAGE_GPA);

@@ -66,6 +66,9 @@ struct mv_exception_frame {
 	u64 vector, error_code, rip, cs, rflags, rsp, ss;
 };
 
+void mv_exception_dispatch(struct mv_exception_frame *frame);
+noreturn void mv_exception_fatal(struct mv_exception_frame *frame);
+
 /* ---- platform.c ---- */
 struct mv_tdcall_regs {
 	u64 rax, rcx, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15;
@@ -112,6 +115,9 @@ void mv_vmgexit(void);                                /* cpu.S */
 #define PVALIDATE_FAIL_SIZEMISMATCH 6
 #define PVALIDATE_FAIL_NOUPDATE  255
 #define SVM_EXIT_IOIO            0x7B
+#define SVM_EXIT_CPUID           0x72
+#define GHCB_MSR_CPUID_REQ       0x004
+#define GHCB_MSR_CPUID_RESP      0x005
 
 /* GHCB page layout (GHCB spec 56421; Linux uapi svm.h struct ghcb). */
 #define GHCB_OFF_RAX             0x1f8
@@ -143,6 +149,9 @@ void mv_platform_use_stats(struct mv_accept_stats *s);
 void mv_platform_adopt(struct mv_boot_params *bp, u32 stage);
 /* SNP: rescinds, converts to shared and registers the GHCB page (needs paging on). */
 void mv_snp_setup_ghcb(u64 gpa);
+/* SNP #VC 0x72: answers the CPUID at frame->rip like Linux do_vc_no_ghcb (CPUID page first,
+ * else the GHCB MSR protocol) and steps over it; terminates on anything the VMM got wrong. */
+void mv_snp_vc_cpuid(struct mv_exception_frame *frame);
 
 /* Page conversion with hypervisor-interference checks (fatal on any misbehaviour). */
 void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared);
