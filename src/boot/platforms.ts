@@ -2,7 +2,7 @@
 // initial image and a small temporary RAM are added as private, pre-accepted memory (TDX:
 // TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
 // the launch digest); everything else stays unaccepted for the guest to accept.
-import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA } from './layout.js';
+import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA } from './layout.js';
 import type { ElfImage } from './elf.js';
 import { loadElf } from './elf.js';
 import type { Machine } from '../cpu/machine.js';
@@ -11,7 +11,8 @@ import { resetVmsa } from '../platform/snp/vmsa.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import { Console } from '../vmm/console.js';
 import type { RunOutcome } from '../shared/outcome.js';
-import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
+import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
+import type { LaunchPageType } from '../platform/snp/launch.js';
 import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
 import type { TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
@@ -55,6 +56,11 @@ export interface VmmOverride {
   tdx?: TdxVmmPolicy;
   /** Builds the SNP VMM around the console echo; must keep a console the boot can read. */
   snp?: (echo: (line: string) => void) => SnpVmmPolicy & { console: Console };
+  /**
+   * What the SNP VMM launches at the CPUID page's GPA. Default: the honest table (the CPU's
+   * answers) as page type CPUID, which the firmware checks.
+   */
+  snpCpuidPage?: { type: LaunchPageType; bytes: Uint8Array };
 }
 
 /** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
@@ -106,14 +112,19 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   });
   const host = platform.handle;
   const staged = stageImages(images);
-  const launch = (gpa: bigint, type: 'NORMAL' | 'ZERO') => {
+  const launch = (gpa: bigint, type: LaunchPageType, source = staged.page(gpa)) => {
     const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
     if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
     // SNP_LAUNCH_UPDATE copies the source page in, encrypts and measures it.
-    const r = host.launchUpdatePage(gpa, type, staged.page(gpa));
+    const r = host.launchUpdatePage(gpa, type, source);
     if (r.rc !== 0) throw new Error(`VMM setup: SNP_LAUNCH_UPDATE 0x${gpa.toString(16)} failed: ${r.result}`);
   };
-  for (const gpa of pages(TEMP_RAM)) launch(gpa, 'ZERO');
+  // The CPUID page, like QEMU's sev_snp_launch_update_cpuid: a table the firmware checks.
+  const cpuid = options.vmm?.snpCpuidPage ?? { type: 'CPUID', bytes: honestCpuidPage(host.cBit) };
+  for (const gpa of pages(TEMP_RAM)) {
+    if (gpa === SNP_CPUID_PAGE_GPA) launch(gpa, cpuid.type, cpuid.bytes);
+    else launch(gpa, 'ZERO');
+  }
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
   // The BSP's VMSA, last as QEMU does: real mode at the firmware entry (vmsa.ts).
   host.launchUpdateVmsa(resetVmsa(images.firmware.entry));

@@ -32,9 +32,10 @@ export type TargetState = (typeof TARGET_STATES)[number];
 /** Return codes shared by RMPUPDATE / PSMASH (APM; Linux sev.h). */
 export const RMP_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_INUSE: 3, FAIL_OVERLAP: 4 } as const;
 export type RmpRcName = keyof typeof RMP_RC;
-/** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state (SEV-SNP ABI, (U) value). */
-export const LAUNCH_INVALID_PAGE_STATE = 0x18;
-export type HostResult = RmpRcName | 'INVALID_PAGE_STATE';
+/** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state (Linux uapi psp-sev.h SEV_RET_INVALID_PAGE_STATE). */
+export const LAUNCH_INVALID_PAGE_STATE = 0x1a;
+/** INVALID_PARAM: e.g. a CPUID page the firmware had to correct (cpuid-page.ts). */
+export type HostResult = RmpRcName | 'INVALID_PAGE_STATE' | 'INVALID_PARAM';
 
 export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, HostResult>>>> = {
   // RMPUPDATE of one 4 KiB entry: overwrites it (and clears Validated) unless it is immutable

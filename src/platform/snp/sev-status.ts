@@ -19,9 +19,9 @@ export const SNP_GUEST_SEV_STATUS = SEV_STATUS.SEV | SEV_STATUS.SEV_ES | SEV_STA
 export interface CpuidResult { eax: number; ebx: number; ecx: number; edx: number }
 
 /**
- * CPUID as the SNP guest sees it. On hardware CPUID raises #VC (exit code 0x72) and the guest
- * answers from the firmware-validated SNP CPUID page; we model that validated answer directly
- * (a documented shortcut). 0x8000001F: EAX bit0 SME, 1 SEV, 3 SEV-ES, 4 SNP; EBX[5:0] C-bit
+ * The emulated CPU's own CPUID answers: what the firmware checks an SNP CPUID page against
+ * (cpuid-page.ts) and what an honest VMM reports. The guest never executes CPUID natively: it
+ * raises #VC 0x72 (snp-cpu.ts). 0x8000001F: EAX bit0 SME, 1 SEV, 3 SEV-ES, 4 SNP; EBX[5:0] C-bit
  * position, EBX[11:6] physical-address reduction (APM Vol. 3 CPUID Fn8000_001F).
  */
 export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidResult {

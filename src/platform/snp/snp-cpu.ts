@@ -13,6 +13,7 @@ import { checkAccess, type AccessRequest, type GuestContext } from './access-che
 import { LaunchDigest, type LaunchPageType } from './launch.js';
 import { VMSA_MEASURED_GPA, applyVmsa, vmsaPage, type Vmsa } from './vmsa.js';
 import { MemoryEncryption } from './memory-encryption.js';
+import { SEV_RET_INVALID_PARAM, validateCpuidPage } from './cpuid-page.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
@@ -65,7 +66,13 @@ export interface RmpUpdateRequest {
   asid: number;
 }
 
-export interface HostOpResult { rc: number; result: HostResult; state: TargetState }
+export interface HostOpResult {
+  rc: number;
+  result: HostResult;
+  state: TargetState;
+  /** SNP_LAUNCH_UPDATE of a CPUID page that failed the firmware's check: the corrected table. */
+  corrected?: Uint8Array;
+}
 
 export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
   readonly kind = 'snp' as const;
@@ -180,6 +187,15 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     this.trace.record('hw', 'launch-update', { gpa, pageType: type, state, result });
     if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
     if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
+    if (type === 'CPUID') {
+      // The firmware checks the proposed table against the CPU before the guest may trust it
+      // (cpuid-page.ts); a bad one stays pre-guest and the corrected table goes back to the host.
+      const check = validateCpuidPage(source ?? this.machine.memory.read(gpa, Number(PAGE_4K)), (leaf, sub) => snpCpuid(leaf, sub, this.cBit));
+      if (!check.ok) {
+        this.trace.record('hw', 'launch-cpuid-rejected', { gpa, leaves: check.mismatches });
+        return { rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM', state, corrected: check.corrected };
+      }
+    }
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
     else if (source !== undefined) this.machine.memory.write(gpa, source);
     this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)));
@@ -376,15 +392,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
         if (exit.msr === MSR_SEV_STATUS) return this.inject(GP_VECTOR, 0n, undefined, 'wrmsr SEV_STATUS (read-only)');
         return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `wrmsr 0x${exit.msr.toString(16)}`);
       }
-      case 'cpuid': {
-        const r = snpCpuid(exit.leaf, exit.subleaf, this.cBit);
-        vcpu.regs.rax = BigInt(r.eax >>> 0);
-        vcpu.regs.rbx = BigInt(r.ebx >>> 0);
-        vcpu.regs.rcx = BigInt(r.ecx >>> 0);
-        vcpu.regs.rdx = BigInt(r.edx >>> 0);
-        vcpu.complete(exit);
-        return { kind: 'resume' };
-      }
+      // CPUID is intercepted in an SEV-ES/SNP guest: #VC with SW_EXITCODE 0x72, RIP at the
+      // CPUID; the guest answers from its CPUID page or asks the VMM through the GHCB (GHCB spec
+      // §2.3.1 / §4.1.1; Linux do_vc_no_ghcb, vc_handle_cpuid).
+      case 'cpuid': return this.injectVc(BigInt(SVM_EXIT.CPUID), undefined, `cpuid 0x${exit.leaf.toString(16)}`);
       // Port I/O is intercepted: #VC with SW_EXITCODE IOIO; the guest then uses the GHCB.
       case 'io': return this.injectVc(BigInt(SVM_EXIT.IOIO), undefined, `${exit.direction} port 0x${exit.port.toString(16)}`);
       case 'gate-fault': return this.#gateFault(exit);

@@ -16,7 +16,16 @@ import {
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
 import { snpCpuid } from '../../platform/snp/sev-status.js';
+import { encodeCpuidPage } from '../../platform/snp/cpuid-page.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
+
+/** The leaves an honest VMM lists in the SNP CPUID page (QEMU: from KVM_GET_CPUID2). */
+const CPUID_PAGE_LEAVES = [0x0, 0x1, 0x80000000, 0x8000001f];
+
+/** The CPUID page an honest VMM proposes at launch: the CPU's own answers (cpuid-page.ts). */
+export function honestCpuidPage(cBit: number): Uint8Array {
+  return encodeCpuidPage(CPUID_PAGE_LEAVES.map((leaf) => ({ eaxIn: leaf, ecxIn: 0, xcr0In: 0n, xssIn: 0n, ...snpCpuid(leaf, 0, cBit) })));
+}
 
 export interface HonestSnpVmmOptions {
   /** Process at most this many PSC entries per VMGEXIT (partial progress). Default: all. */
@@ -210,6 +219,21 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         const info2 = this.#psc(host, scratch, gpa + 0xff0n);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);
+        return 'resume';
+      }
+      case BigInt(SVM_EXIT.CPUID): {
+        // CPUID NAE (GHCB spec §4.1.1; KVM sev_es_validate_vmgexit needs RAX and RCX valid):
+        // the answer in RAX, RBX, RCX, RDX, marked valid.
+        if (!g.validAfterClear('rax') || !g.validAfterClear('rcx')) return fail(GHCB_ERR.MISSING_INPUT);
+        const leaf = Number(g.get('rax') & 0xffffffffn), subleaf = Number(g.get('rcx') & 0xffffffffn);
+        const r = snpCpuid(leaf, subleaf, host.cBit);
+        for (const [reg, value] of [['rax', r.eax], ['rbx', r.ebx], ['rcx', r.ecx], ['rdx', r.edx]] as const) {
+          g.set(reg, BigInt(value >>> 0));
+          g.setValid(reg);
+        }
+        host.trace.record('vmm', 'cpuid', { via: 'ghcb', leaf, subleaf });
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', 0n);
         return 'resume';
       }
       case BigInt(SVM_EXIT.HV_FEATURES):

@@ -1,0 +1,86 @@
+// Issue 9 row 15 in whole boots: the stubs answer CPUID's #VC 0x72 as Linux's do_vc_no_ghcb
+// does, from the firmware-checked CPUID page or else through the GHCB MSR protocol, and stop on
+// every answer a hostile VMM could use to mislead them.
+import { describe, expect, it } from 'vitest';
+import { parseBootOptions } from '../../../src/cli/boot-options.js';
+import { bootGuest } from '../../../src/boot/boot-guest.js';
+import type { VmmOverride } from '../../../src/boot/platforms.js';
+import { encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
+import { decodeGhcbMsr, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
+import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
+
+const ZERO_PAGE = { type: 'ZERO' as const, bytes: new Uint8Array(4096) };
+
+function boot(vmm: VmmOverride = {}) {
+  const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '128M' }), { vmm, keepTrace: true });
+  run.platform.machine.close();
+  return run;
+}
+
+/** The honest VMM, except for its answers to GHCB MSR protocol CPUID requests. */
+function lyingCpuid(answer: (fn: number, reg: number, honest: bigint) => bigint): VmmOverride['snp'] {
+  return (echo) => {
+    const vmm = new HonestSnpVmm({ echo });
+    const honest = vmm.onVmgexit.bind(vmm);
+    vmm.onVmgexit = (host, exit) => {
+      const req = decodeGhcbMsr(exit.ghcbMsr);
+      const result = honest(host, exit);
+      if (req.kind === 'cpuid') host.ghcbMsr = answer(req.fn, req.reg, host.ghcbMsr);
+      return result;
+    };
+    return vmm;
+  };
+}
+
+describe('SNP boot: CPUID through #VC 0x72', () => {
+  it('the honest boot answers every CPUID from the CPUID page, never asking the VMM', () => {
+    const run = boot();
+    expect(run.result.outcome).toBe('done');
+    const vcs = run.trace.events.filter((e) => e.type === 'inject-vc' && e.errorCode === 0x72n);
+    expect(vcs.length).toBeGreaterThanOrEqual(2); // leaf 0x21 (TDX probe) and 0x8000001F
+    expect(run.trace.events.filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid')).toHaveLength(0);
+  });
+
+  it('without a CPUID page the firmware asks the VMM through the MSR protocol and boots', () => {
+    const run = boot({ snpCpuidPage: ZERO_PAGE });
+    expect(run.result.outcome).toBe('done');
+    expect(run.trace.events.filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid').length).toBeGreaterThanOrEqual(8);
+  });
+
+  it('a CPUID MSR answer with the wrong response code terminates the guest (set 0, code 0)', () => {
+    const run = boot({ snpCpuidPage: ZERO_PAGE, snp: lyingCpuid((_fn, _reg, honest) => (honest & ~0xfffn) | 0x007n) });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  });
+
+  it('a VMM that hides SEV in CPUID 0x8000001F EAX terminates the guest', () => {
+    const run = boot({
+      snpCpuidPage: ZERO_PAGE,
+      snp: lyingCpuid((fn, reg, honest) => (fn === 0x8000001f && reg === 0 ? ghcbMsr.cpuidResp(0x10, 0) : honest)),
+    });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  });
+
+  it('a CPUID table of more than 64 entries (slipped in as a NORMAL page) terminates the guest (GHCB_TERM_CPUID)', () => {
+    const page = encodeCpuidPage([]);
+    new DataView(page.buffer, page.byteOffset).setUint32(0, 65, true);
+    const run = boot({ snpCpuidPage: { type: 'NORMAL', bytes: page } });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 1, code 4' });
+  });
+
+  it('a #VC 0x72 injected where there is no CPUID (WeSee) terminates the guest', () => {
+    const run = boot({
+      snp: (echo) => {
+        const vmm = new HonestSnpVmm({ echo });
+        const honest = vmm.onVmgexit.bind(vmm);
+        let injected = false;
+        vmm.onVmgexit = (host, exit) => {
+          const result = honest(host, exit);
+          if (!injected) { host.inject(29, 0x72n); injected = true; }
+          return result;
+        };
+        return vmm;
+      },
+    });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  });
+});

@@ -1,0 +1,133 @@
+// Issue 9 row 15: CPUID in an SNP guest raises #VC 0x72; the guest answers from the CPUID page
+// the firmware checked at launch, or asks the VMM through the GHCB (MSR protocol 0x004/0x005 or
+// the GHCB page) (GHCB spec §2.3.1, §4.1.1; Linux do_vc_no_ghcb; SEV-SNP ABI §8.17.2).
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../../src/cpu/machine.js';
+import { decodeCpuidPage, encodeCpuidPage, SEV_RET_INVALID_PARAM } from '../../../src/platform/snp/cpuid-page.js';
+import { ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
+import { msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+
+describe('CPUID in an SNP guest', () => {
+  it('raises #VC with error code 0x72 and RIP at the CPUID, which has not run', () => {
+    const g = snpGuest(`
+      mov eax, 0x8000001f
+      xor ecx, ecx
+      mov ebx, 0x1234
+      lea r11, [rip + 1f]
+    1:
+      cpuid
+      hlt`, { vcHandler: 'pop r15\nmov r12, [rsp]\nmov r13, 29\nhlt' });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r13, r.r15]).toEqual([29n, 0x72n]);
+    expect(r.r12).toBe(r.r11);           // the #VC frame's RIP is the CPUID instruction
+    expect(r.rbx).toBe(0x1234n);          // CPUID did not execute
+    expect(g.trace.ofType('inject-vc')[0]).toMatchObject({ errorCode: 0x72n });
+  });
+
+  it('a #VC handler like Linux do_vc_no_ghcb answers it through the MSR protocol and resumes after it', () => {
+    // The handler asks for EBX (register 1) of the leaf in EAX, then skips the 2-byte CPUID.
+    const handler = `
+      pop r15
+      mov r14, rax
+      shl r14, 32
+      or r14, 0x40000004
+      mov ecx, 0xc0010130
+      mov rax, r14
+      mov rdx, r14
+      shr rdx, 32
+      wrmsr
+      .byte 0xf3,0x0f,0x01,0xd9
+      rdmsr
+      mov rbx, rdx
+      add qword ptr [rsp], 2
+      iretq`;
+    const g = snpGuest(`
+      mov eax, 0x8000001f
+      xor ecx, ecx
+      cpuid
+      mov r9, rbx
+      hlt`, { vcHandler: handler });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r9 & 0x3fn).toBe(51n);
+    expect(g.trace.ofType('ghcb-msr')[0]).toMatchObject({ request: 'cpuid' });
+  });
+
+  it('the GHCB page CPUID call (exit code 0x72) returns all four registers', () => {
+    // Valid bitmap bit = offset / 8: RAX 0x1f8 -> bit 63, RCX 0x308 -> bit 97, exit code and
+    // EXITINFO1/2 -> bits 114..116.
+    const g = snpGuest(`
+      mov rdi, 0x30000
+      mov qword ptr [rdi+0x390], 0x72
+      mov qword ptr [rdi+0x398], 0
+      mov qword ptr [rdi+0x3a0], 0
+      mov rax, 0x8000001f
+      mov [rdi+0x1f8], rax
+      mov qword ptr [rdi+0x308], 0
+      mov byte ptr [rdi+0x3f7], 0x80
+      mov byte ptr [rdi+0x3fc], 0x02
+      mov byte ptr [rdi+0x3fe], 0x1c
+      mov ecx, 0xc0010130
+      mov eax, 0x30000
+      xor edx, edx
+      wrmsr
+      .byte 0xf3,0x0f,0x01,0xd9
+      mov r8, [rdi+0x398]
+      mov r9, [rdi+0x318]
+      mov r10, [rdi+0x1f8]
+      hlt`, { mappings: privateIdentityWithGhcb() });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.vm.vcpu.regs.r9 & 0x3fn).toBe(51n);   // EBX: C-bit position
+    expect(g.vm.vcpu.regs.r10 & 0x12n).toBe(0x12n); // EAX: SEV and SNP
+  });
+
+  it('the MSR protocol CPUID request 0x004 answers one register per call', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.cpuidReq(0x8000001f, 1))}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.rax & 0xfffn).toBe(0x005n);
+    expect((g.vm.vcpu.regs.rax >> 32n) & 0x3fn).toBe(51n);
+  });
+});
+
+describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
+  const GPA = 0x5000n;
+  function launch(table: Uint8Array) {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(GPA, { assigned: true, pageSize: '4k', immutable: true, gpa: GPA, asid: p.asid });
+    return { vm, p, r: p.launchUpdatePage(GPA, 'CPUID', table) };
+  }
+
+  it("the CPU's own answers pass the firmware's check: the page is validated guest memory holding the table", () => {
+    const table = honestCpuidPage(51);
+    const { vm, p, r } = launch(table);
+    expect(r).toMatchObject({ rc: 0, result: 'SUCCESS' });
+    expect(p.rmp.lookup(GPA)).toMatchObject({ validated: true, immutable: false });
+    expect([...vm.memory.read(GPA, 4096)]).toEqual([...table]);
+    vm.close();
+  });
+
+  it('a table that adds features or moves the C-bit fails with INVALID_PARAM and comes back corrected', () => {
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    const bad = good.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0x3f) | 47, edx: e.edx | 0x100 } : e));
+    const { vm, p, r } = launch(encodeCpuidPage(bad));
+    expect(r).toMatchObject({ rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM' });
+    expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    expect(p.rmp.lookup(GPA)).toMatchObject({ validated: false, immutable: true }); // still pre-guest
+    expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x8000001f] });
+    vm.close();
+  });
+
+  it('an empty table, or one with more than 64 entries, is refused', () => {
+    for (const count of [0, 65]) {
+      const page = new Uint8Array(4096);
+      new DataView(page.buffer).setUint32(0, count, true);
+      const { vm, r } = launch(page);
+      expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+      vm.close();
+    }
+  });
+});
