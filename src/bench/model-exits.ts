@@ -7,6 +7,7 @@ import { Bench } from 'tinybench';
 import { Machine } from '../cpu/machine.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
+import type { RunOutcome } from '../shared/outcome.js';
 import { Trace } from '../shared/trace.js';
 import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
@@ -65,6 +66,17 @@ interface AcceptRig {
   run(first: bigint, count: number): void;
 }
 
+/** Runs the loop over [first, first + count pages) to its end; every acceptance must succeed. */
+function runLoop(what: string, machine: Machine, first: bigint, count: number, run: () => RunOutcome): void {
+  const regs = machine.vcpu.regs;
+  regs.rip = CODE;
+  regs.rbx = first;
+  regs.r8 = first + BigInt(count) * PAGE;
+  regs.r9 = 0n;
+  const outcome = run();
+  if (outcome.outcome !== 'done' || regs.r9 !== 0n) throw new Error(`model exits (${what}): ${outcome.outcome} ${outcome.reason}, statuses 0x${regs.r9.toString(16)}`);
+}
+
 function tdxRig(): AcceptRig {
   const td = createTd({ memoryBytes: MEMORY, gpaWidth: 48, trace: new Trace({ keep: false }) });
   const machine = td.platform.machine;
@@ -83,15 +95,7 @@ function tdxRig(): AcceptRig {
         if (host.memPageAug(gpaLevel(gpa, 0)).status !== 0n) throw new Error('model exits: PAGE.AUG failed');
       }
     },
-    run(first, count) {
-      const regs = machine.vcpu.regs;
-      regs.rip = CODE;
-      regs.rbx = first;
-      regs.r8 = first + BigInt(count) * PAGE;
-      regs.r9 = 0n;
-      const outcome = runTd(td);
-      if (outcome.outcome !== 'done' || regs.r9 !== 0n) throw new Error(`model exits (TDX): ${outcome.outcome} ${outcome.reason}, statuses 0x${regs.r9.toString(16)}`);
-    },
+    run: (first, count) => runLoop('TDX', machine, first, count, () => runTd(td)),
   };
 }
 
@@ -110,15 +114,7 @@ function snpRig(): AcceptRig {
         if (platform.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: platform.asid }).rc !== 0) throw new Error('model exits: RMPUPDATE failed');
       }
     },
-    run(first, count) {
-      const regs = machine.vcpu.regs;
-      regs.rip = CODE;
-      regs.rbx = first;
-      regs.r8 = first + BigInt(count) * PAGE;
-      regs.r9 = 0n;
-      const outcome = runSnp(platform, vmm);
-      if (outcome.outcome !== 'done' || regs.r9 !== 0n) throw new Error(`model exits (SNP): ${outcome.outcome} ${outcome.reason}, statuses 0x${regs.r9.toString(16)}`);
-    },
+    run: (first, count) => runLoop('SNP', machine, first, count, () => runSnp(platform, vmm)),
   };
 }
 

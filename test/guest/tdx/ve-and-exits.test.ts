@@ -12,6 +12,20 @@ const P = 0x400000n;
 // instruction length → RDI; a second GET's status → R13 (it zeroes RCX, RDX, R8–R10).
 const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov edi, r10d\n mov rax, 3\n ${TDCALL}\n mov r13, rax\n mov r15, 20\n ${HALT}`;
 
+/** Far-returns into a 32-bit code segment (GDT slot 0x18, added with a larger GDT limit). */
+const TO_COMPAT_MODE = `
+      mov rax, 0x00cf9b000000ffff
+      mov [0x10018], rax
+      mov rax, 0x3f
+      mov word ptr [0x30000], ax
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      push 0x18
+      lea rax, [rip + compat]
+      push rax
+      retfq
+    compat:`;
+
 describe('A6 PENDING page with #VE enabled', () => {
   it('a load raises #VE; VEINFO.GET returns reason 48, qualification, GLA, GPA once', () => {
     const td = tdGuest(`mov rax, [0x400123]\n ${HALT}`, { ve: VE_READER });
@@ -183,17 +197,7 @@ describe('CPUID and TDCALL leaf rules', () => {
   it('TDCALL outside 64-bit mode (compatibility-mode CS) → #GP(0)', () => {
     // Far-return into a 32-bit code segment (GDT slot 0x18) and TDCALL there.
     const { td, outcome } = runTdGuest(`
-      mov rax, 0x00cf9b000000ffff
-      mov [0x10018], rax
-      mov rax, 0x3f
-      mov word ptr [0x30000], ax
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      push 0x18
-      lea rax, [rip + compat]
-      push rax
-      retfq
-    compat:
+      ${TO_COMPAT_MODE}
       .byte 0xb8, 0x06, 0, 0, 0      # mov eax, 6 (32-bit encoding)
       ${TDCALL}
       ${HALT}`);
@@ -213,17 +217,7 @@ describe('CPUID and TDCALL leaf rules', () => {
     const { td } = runTdGuest(`
       mov rax, 1
       ${TDCALL}
-      mov rax, 0x00cf9b000000ffff
-      mov [0x10018], rax
-      mov rax, 0x3f
-      mov word ptr [0x30000], ax
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      push 0x18
-      lea rax, [rip + compat]
-      push rax
-      retfq
-    compat:
+      ${TO_COMPAT_MODE}
       .byte 0xb8, 0x01, 0, 0, 0      # mov eax, 1 (32-bit encoding)
       ${TDCALL}
       hlt`);
