@@ -265,14 +265,23 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   // fails the gate stays closed and accesses keep exiting as gate faults.
   if (access != GateAccess::kNone && !EnsureMapped(first_page, pages)) return;
   if (pages == 0) return;
-  // A TLB entry can only hold permissions the gate gave, so a change that only adds read or
-  // write permission (no revocation, no ciphertext, no shadow in use) needs no flush: the
-  // missing permission makes the next such access fill again. Flushing on every 4K accept was
-  // a large share of an exit's cost (issue 11). Large ranges are not examined.
+  // A TLB entry can only hold permissions the gate gave, so a change that takes nothing away
+  // (read or write only added, what a read sees unchanged, no ciphertext shadow in use) needs no
+  // flush: a missing permission makes the next such access fill again. Flushing on every accept
+  // and PVALIDATE was a large share of an exit's cost (issue 11). Large ranges are not examined.
   bool flush = true;
-  if (pages <= 512 && (access == GateAccess::kRead || access == GateAccess::kReadWrite)) {
-    flush = gate_[s][2]->Count(first_page, pages) != 0 || shadow_valid_->Count(first_page, pages) != 0 ||
-            (access == GateAccess::kRead && gate_[s][1]->Count(first_page, pages) != 0);
+  if (pages <= 512 && !stale_shadow_mapping_ && shadow_valid_->Count(first_page, pages) == 0) {
+    // Write and ciphertext pages are readable too (the assignments below), so these counts cover
+    // every page that loses a permission or changes between plaintext and ciphertext.
+    uint64_t readable = gate_[s][0]->Count(first_page, pages);
+    uint64_t writable = gate_[s][1]->Count(first_page, pages);
+    uint64_t ciphertext = gate_[s][2]->Count(first_page, pages);
+    switch (access) {
+      case GateAccess::kNone: flush = readable != 0; break;
+      case GateAccess::kRead: flush = writable != 0 || ciphertext != 0; break;
+      case GateAccess::kReadWrite: flush = ciphertext != 0; break;
+      case GateAccess::kCiphertext: flush = writable != 0 || ciphertext != readable; break;
+    }
   }
   uint64_t first_bm = GateBitmapPage(first_page), bm_count = GateBitmapPage(first_page + pages - 1) - first_bm + 1;
   if (access != GateAccess::kNone) gate_touched_[s]->InsertRange(first_bm, bm_count);
@@ -282,7 +291,10 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   gate_[s][2]->Assign(first_page, pages, access == GateAccess::kCiphertext);
   // The page's state changed: its ciphertext is recomputed on the next shared read.
   shadow_valid_->Assign(first_page, pages, false);
-  if (flush) uc_ctl_flush_tlb(uc_);
+  if (flush) {
+    uc_ctl_flush_tlb(uc_);
+    stale_shadow_mapping_ = false;
+  }
 }
 
 bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
@@ -502,7 +514,10 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   // A private write makes the ciphertext stale (shared translations of it are dropped at the
   // next TLB flush; WriteShadow flushes, so none outlives a recomputation).
-  if (access == Access::kWrite && m->shadow_valid_->Test(page)) m->shadow_valid_->Assign(page, 1, false);
+  if (access == Access::kWrite && m->shadow_valid_->Test(page)) {
+    m->shadow_valid_->Assign(page, 1, false);
+    m->stale_shadow_mapping_ = true;  // a shared TLB entry may still map it: the next SetGate flushes
+  }
   uint32_t perms = UC_PROT_READ;
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.

@@ -263,6 +263,9 @@ class Machine {
   std::unique_ptr<PageSet> gate_touched_[2];
   std::unique_ptr<PageSet> gate_changed_[2];
   std::vector<uint64_t> shadow_written_;    // pages given a ciphertext shadow since the last restore
+  // A private write made a shadow stale while a shared TLB entry may still map it; every TLB
+  // flush drops such entries, and SetGate flushes while this is set.
+  bool stale_shadow_mapping_ = false;
   std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
   bool tracking_dirty_ = false;

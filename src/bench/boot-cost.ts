@@ -74,6 +74,7 @@ export interface BootCostBench {
 export function benchBootCost(platform: 'tdx' | 'snp', rounds = 3): BootCostBench {
   const mode = (countInstructions: boolean): ModeSample => {
     const run = bootGuest({ ...parseBootOptions({ platform }), countInstructions });
+    run.platform.machine.close();
     if (run.result.outcome !== 'done') throw new Error(`boot cost: ${platform} ${run.result.outcome} ${run.result.outcomeReason}`);
     return { runCpuMs: run.runCpuMs, traceSha256: run.result.traceSha256, instructions: run.result.guestInstructions };
   };

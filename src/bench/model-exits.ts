@@ -64,6 +64,7 @@ function layOut(vm: Machine, code: number[], leafBits: bigint): void {
 interface AcceptRig {
   prepare(first: bigint, count: number): void;
   run(first: bigint, count: number): void;
+  machine: Machine;
 }
 
 /** Runs the loop over [first, first + count pages) to its end; every acceptance must succeed. */
@@ -88,6 +89,7 @@ function tdxRig(): AcceptRig {
   }
   if (host.mrFinalize().status !== 0n) throw new Error('model exits: MR.FINALIZE failed');
   return {
+    machine,
     prepare(first, count) {
       for (let i = 0; i < count; i++) {
         const gpa = first + BigInt(i) * PAGE;
@@ -108,6 +110,7 @@ function snpRig(): AcceptRig {
   platform.launchFinish();
   const vmm = new HonestSnpVmm();
   return {
+    machine,
     prepare(first, count) {
       for (let i = 0; i < count; i++) {
         const gpa = first + BigInt(i) * PAGE;
@@ -133,6 +136,8 @@ export function benchModelExits(batch = 500, timeMs = 1500): ModelExitBench {
     }, { beforeEach: () => rigs[p].prepare(next[p], batch) });
   }
   bench.runSync();
+  rigs.tdx.machine.close();
+  rigs.snp.machine.close();
   const rate = (name: 'tdx' | 'snp'): ModelExitRate => {
     const r = bench.getTask(name)?.result;
     if (r && 'error' in r && r.error) throw r.error;
