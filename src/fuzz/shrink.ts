@@ -13,24 +13,20 @@ export interface ShrinkResult {
 }
 
 /**
- * ddmin: tries removing chunks of decisions (halves, quarters, … single decisions) and keeps
- * every removal after which `reproduces` still holds. At most `budget` calls of `reproduces`.
+ * ddmin: tries removing chunks of `items` (halves, quarters, … single items) and keeps every
+ * removal after which `reproduces` still holds. At most `budget` calls of `reproduces`.
  */
-export async function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean | Promise<boolean>, budget = 200): Promise<ShrinkResult> {
+export async function ddmin<T>(items: readonly T[], reproduces: (candidate: T[]) => boolean | Promise<boolean>, budget: number): Promise<{ items: T[]; executions: number }> {
   let executions = 0;
-  const check = async (decisions: Decision[]): Promise<boolean> => {
-    if (executions >= budget) return false;
-    executions++;
-    return reproduces({ ...program, decisions });
-  };
-  let current = [...program.decisions];
+  let current = [...items];
   let granularity = 2;
   while (current.length >= 1 && executions < budget) {
     const chunk = Math.ceil(current.length / granularity);
     let reduced = false;
-    for (let start = 0; start < current.length; start += chunk) {
+    for (let start = 0; start < current.length && executions < budget; start += chunk) {
       const complement = [...current.slice(0, start), ...current.slice(start + chunk)];
-      if (await check(complement)) {
+      executions++;
+      if (await reproduces(complement)) {
         current = complement;
         granularity = Math.max(granularity - 1, 2);
         reduced = true;
@@ -42,6 +38,19 @@ export async function shrinkProgram(program: AttackProgram, reproduces: (candida
       granularity = Math.min(granularity * 2, current.length);
     }
   }
+  return { items: current, executions };
+}
+
+/** ddmin over the program's decisions, then one pass that tries each repeated answer once. */
+export async function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean | Promise<boolean>, budget = 200): Promise<ShrinkResult> {
+  const reduced = await ddmin(program.decisions, (decisions) => reproduces({ ...program, decisions }), budget);
+  let executions = reduced.executions;
+  let current = reduced.items;
+  const check = async (decisions: Decision[]): Promise<boolean> => {
+    if (executions >= budget) return false;
+    executions++;
+    return reproduces({ ...program, decisions });
+  };
   // A repeated answer that one occurrence also reproduces is simpler to read.
   for (let i = 0; i < current.length; i++) {
     const d = current[i]!;
