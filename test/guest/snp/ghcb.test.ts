@@ -240,6 +240,36 @@ describe('GHCB page protocol', () => {
     expect(g.trace.ofType('rmpupdate').filter((e) => e.gpa === R)).toHaveLength(1);
   });
 
+  // Issue 9 row 11: after a 2M conversion to shared the honest VMM remaps the region at 4K
+  // (KVM zaps on every attribute change), so a later 4K private page needs no size-mismatch fix.
+  it('a 2M PSC to shared returns the NPT to 4K; a later 4K private page validates without an NPF', () => {
+    const R = 0x600000n;
+    const psc = (op: number, size2m: boolean, gpa: bigint) => `
+      mov word ptr [0x${(GHCB_GPA + 0x800n).toString(16)}], 0
+      mov word ptr [0x${(GHCB_GPA + 0x802n).toString(16)}], 0
+      mov rax, 0x${encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op, size2m }).toString(16)}
+      mov [0x${(GHCB_GPA + 0x808n).toString(16)}], rax
+      ${ghcbCall({ exitCode: BigInt(SVM_EXIT.PSC), scratch: GHCB_GPA + 0x800n })}`;
+    const g = snpGuest(`${psc(PSC_OP.PRIVATE, true, R)}
+      mov r12, rax
+      ${psc(PSC_OP.SHARED, true, R)}
+      ${psc(PSC_OP.PRIVATE, false, R + 0x3000n)}
+      mov rax, 0x${(R + 0x3000n).toString(16)}
+      xor ecx, ecx
+      mov edx, 1
+      ${PVALIDATE}
+      mov r10, rax
+      hlt`, { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    // Mapped 2M while private, back to 4K by the shared conversion itself (before the 4K PSC).
+    const order = g.trace.events.filter((e) => e.type === 'npt-page-size' || (e.type === 'psc' && e.via === 'ghcb'))
+      .map((e) => (e.type === 'psc' ? `psc ${e.op} ${e.size}` : `npt ${e.size}`));
+    expect(order).toEqual(['npt 2m', `psc ${PSC_OP.PRIVATE} 2m`, 'npt 4k', `psc ${PSC_OP.SHARED} 2m`, `psc ${PSC_OP.PRIVATE} 4k`]);
+    expect(g.vm.vcpu.regs.r10).toBe(0n);
+    expect(g.trace.ofType('npf')).toHaveLength(0);
+    expect(g.platform.rmp.lookup(R + 0x3000n)).toMatchObject({ pageSize: '4k', validated: true });
+  });
+
   it('invalid header (end_entry >= 253) -> (1<<32)|1', () => {
     const g = pscGuest(ENTRIES, 253);
     expect(g.run()).toMatchObject({ outcome: 'done' });
