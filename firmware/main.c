@@ -62,8 +62,7 @@ static void e820_add(struct mv_boot_params *bp, u64 start, u64 end, u32 type)
 			return;
 		}
 	}
-	if (bp->e820_count == MV_E820_MAX_ENTRIES)
-		mv_fatal("e820_table_full", start);
+	/* At most five entries (RAM and unaccepted on each side of the reserved range). */
 	bp->e820[bp->e820_count++] = (struct mv_e820_entry){ .addr = start, .size = end - start, .type = type };
 }
 
@@ -74,6 +73,26 @@ static void e820_add_ram(struct mv_boot_params *bp, u64 start, u64 end, u64 acce
 	e820_add(bp, start, split, MV_E820_RAM);
 	e820_add(bp, split, end, MV_E820_UNACCEPTED);
 }
+
+#ifdef MV_FIXTURE_MAP_FROM_CONFIG
+/* Test fixture (guest/DEFENCES.md), not a planted bug: when the VMM wrote a struct
+ * mv_map_override into the config page, hand its memory map (and accept unit) to the
+ * decompressor unchecked, like a firmware that passes the VMM's memory description through.
+ * It lets the tests attack the decompressor's memory-map checks. */
+static void map_from_config(struct mv_boot_params *bp)
+{
+	const struct mv_map_override *o = (const void *)(uintptr_t)(MV_FW_CONFIG_GPA + MV_MAP_OVERRIDE_OFFSET);
+	if (o->magic != MV_MAP_OVERRIDE_MAGIC)
+		return;
+	u32 count = MIN(o->e820_count, (u32)MV_MAP_OVERRIDE_MAX_ENTRIES);
+	if (count) {
+		memcpy(bp->e820, o->e820, count * sizeof(o->e820[0]));
+		bp->e820_count = o->e820_count;
+	}
+	if (o->accept_unit)
+		bp->accept_unit = o->accept_unit;
+}
+#endif
 
 void firmware_main(void)
 {
@@ -133,6 +152,9 @@ void firmware_main(void)
 	e820_add(bp, MV_FIRMWARE_RESERVED_GPA, MV_FIRMWARE_RESERVED_END, MV_E820_RESERVED);
 	e820_add_ram(bp, MV_FIRMWARE_RESERVED_END, memory, accepted_end);
 
+#ifdef MV_FIXTURE_MAP_FROM_CONFIG
+	map_from_config(bp);
+#endif
 	mv_report_stat("firmware_accepted_bytes", bp->stats.accepted_bytes[MV_STAGE_FIRMWARE]);
 	mv_report_stat("e820_entries", bp->e820_count);
 	if (bp->platform_hint_mismatch)

@@ -24,9 +24,7 @@ static u64 workload_bytes_verified, conversions, zero_checked_pages, reallocated
  * never accepted again, so freed and reallocated memory costs nothing. */
 static void accept_memory(u64 start, u64 size)
 {
-	u64 end = start + size;
-	if (end < start)
-		mv_fatal("accept_memory_overflow", start);
+	u64 end = start + size; /* sizes are the kernel's own, at most a workload chunk */
 	if (end % mv_bitmap.unit == 0)
 		end += mv_bitmap.unit;
 	mv_accept_bitmap_range(start, end);
@@ -194,12 +192,18 @@ static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
 
 	if (mv_platform.kind == MV_PLATFORM_TDX)
 		mv_tdx_map_gpa(pa, bytes, false); /* then ACCEPT: Linux tdx_enc_status_changed */
+#ifdef MV_PLANT_REACCEPT_SKIPPED
+	/* Planted bug: the page-state change back to private is taken as enough, no re-accept. */
+	if (mv_platform.kind == MV_PLATFORM_SNP)
+		mv_snp_psc(pa, bytes, SNP_PSC_PRIVATE);
+#else
 	mv_arch_accept(pa, pa + bytes);       /* TDX ACCEPT; SNP PSC private + PVALIDATE */
 	if (mv_platform.kind == MV_PLATFORM_TDX) {
 		if (mv_scan64(private_va, 0, bytes / 8) != bytes / 8)
 			mv_fatal("tdx_reaccepted_page_not_zero", pa);
 		zero_checked_pages += bytes / MV_PAGE_SIZE;
 	}
+#endif
 	u64 private_pattern = mv_splitmix64(rng);
 	fill_pattern(private_va, pa, bytes, private_pattern);
 	verify_pattern(private_va, pa, bytes, private_pattern);
@@ -266,24 +270,14 @@ static void workload(void)
 
 /* ---------------- main ---------------- */
 
-static void check_boot_params(void)
-{
-	if (bp->bitmap_bytes == 0 || !IS_ALIGNED(bp->bitmap_gpa, MV_PAGE_SIZE) ||
-	    (bp->accept_unit != MV_PAGE_SIZE && bp->accept_unit != MV_SIZE_2M))
-		mv_fatal("boot_params_bad_bitmap", bp->bitmap_gpa);
-	if (bp->kernel_gpa != MV_KERNEL_LOAD_GPA)
-		mv_fatal("boot_params_bad_kernel_range", bp->kernel_gpa);
-}
-
 void kernel_main(struct mv_boot_params *params)
 {
+	/* Only our decompressor enters here, with the boot params it checked and extended (the
+	 * bitmap and the kernel range are its own choices). */
 	bp = params;
-	if (bp != mv_boot_params() || bp->magic != MV_BOOT_PARAMS_MAGIC)
-		mv_halt_forever();
 	mv_cpu_init();
 	mv_platform_adopt(bp, MV_STAGE_KERNEL);
 	mv_report_stage("kernel");
-	check_boot_params();
 	mv_bitmap_attach(bp);
 	allocator_init();
 

@@ -10,8 +10,9 @@ GUEST_LIB_SRCS := $(addprefix $(GUEST_DIR)/lib/,cpu.S cpu.c console.c platform.c
 CFLAGS := -std=gnu11 -O2 -g0 -Wall -Wextra -Werror -ffreestanding -fno-builtin -nostdlib \
 	-fno-pic -fno-pie -mno-red-zone -mgeneral-regs-only -mno-mmx -mno-sse -mno-sse2 \
 	-mcmodel=small -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables \
-	-fno-common -fcf-protection=none -I$(GUEST_DIR)/include
+	-fno-common -fcf-protection=none -I$(GUEST_DIR)/include $(VARIANT_CFLAGS)
 ASFLAGS := -I$(GUEST_DIR)/include -D__ASSEMBLER__
+include $(GUEST_DIR)/lib/variants.mk
 LDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack --build-id=none \
 	--no-warn-rwx-segments
 

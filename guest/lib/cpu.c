@@ -57,6 +57,30 @@ static const char *vector_name(u64 vector)
 	}
 }
 
+#ifdef MV_PLANT_TRUSTS_INJECTED_EXCEPTION
+/* Planted bug: a #VE (EPT violation) or #VC 0x404 (page not validated) is taken at its word as
+ * "this page still needs accepting": the page it names is accepted and the access retried, with
+ * no look at the guest's own record of what it accepted. A VMM that removed and re-added a page
+ * the guest had accepted gets it accepted again (zeroed on TDX, its old contents on SNP). */
+static bool accept_faulting_page(const struct mv_exception_frame *frame)
+{
+	u64 gpa;
+	if (frame->vector == 20 && mv_platform.kind == MV_PLATFORM_TDX) {
+		struct mv_tdcall_regs r = { .rax = TDG_VP_VEINFO_GET };
+		if (mv_tdcall(&r) != 0 || (u32)r.rcx != 48 /* EPT violation */)
+			return false;
+		gpa = r.r9 & ~mv_platform.shared_mask;
+	} else if (frame->vector == 29 && mv_platform.kind == MV_PLATFORM_SNP && frame->error_code == 0x404) {
+		gpa = mv_read_cr2(); /* identity map: VA == GPA */
+	} else {
+		return false;
+	}
+	u64 page = ALIGN_DOWN(gpa, MV_PAGE_SIZE);
+	mv_arch_accept(page, page + MV_PAGE_SIZE);
+	return true;
+}
+#endif
+
 /* #VC 0x72 (CPUID) is answered and the guest resumes; every other exception is fatal. */
 void mv_exception_dispatch(struct mv_exception_frame *frame)
 {
@@ -64,6 +88,10 @@ void mv_exception_dispatch(struct mv_exception_frame *frame)
 		mv_snp_vc_cpuid(frame);
 		return;
 	}
+#ifdef MV_PLANT_TRUSTS_INJECTED_EXCEPTION
+	if (accept_faulting_page(frame))
+		return;
+#endif
 	mv_exception_fatal(frame);
 }
 

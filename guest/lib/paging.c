@@ -33,9 +33,7 @@ static u64 *alloc_table(struct mv_boot_params *bp)
 static u64 *child_table(struct mv_boot_params *bp, u64 *table, u64 index)
 {
 	u64 entry = table[index];
-	if (entry & PTE_PRESENT) {
-		if (entry & PTE_LARGE)
-			mv_fatal("page_table_unexpected_large_page", entry);
+	if (entry & PTE_PRESENT) { /* never a large page: leaves are 2 MiB, one level below */
 		u64 addr = entry & PTE_ADDR_MASK & ~mv_platform.private_mask & ~mv_platform.shared_mask;
 		return (u64 *)(uintptr_t)addr;
 	}

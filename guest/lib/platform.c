@@ -127,6 +127,18 @@ static noreturn void tdx_accept_fatal(u64 gpa, u64 status)
 	mv_fatal_stop("TDX: Failed to accept memory", status, 0, 0);
 }
 
+/* Whether an ACCEPT status means "the page is now accepted and zeroed by us". */
+static bool tdx_accepted(u64 status)
+{
+#ifdef MV_PLANT_ACCEPT_ALREADY_ACCEPTED
+	/* Planted bug: "already accepted" read as success, so a page the VMM added behind our
+	 * back (or that we accepted before) is used as if freshly zeroed. */
+	if ((status & TDX_STATUS_CLASS_MASK) == TDX_PAGE_ALREADY_ACCEPTED)
+		return true;
+#endif
+	return status == TDX_SUCCESS;
+}
+
 /* Linux tdx_accept_memory without 1G (the module rejects it): 2M where aligned, 4K
  * otherwise; a 2M SIZE_MISMATCH (range already split into 4K SEPT leaves) falls back to 512
  * 4K accepts like EDK2. The VMM AUGs on demand: ACCEPT re-executes until it completes. */
@@ -135,7 +147,7 @@ static void tdx_accept_range(u64 start, u64 end)
 	while (start < end) {
 		if (IS_ALIGNED(start, MV_SIZE_2M) && end - start >= MV_SIZE_2M) {
 			u64 status = tdx_accept_one(start, 1);
-			if (status == TDX_SUCCESS) {
+			if (tdx_accepted(status)) {
 				stats()->accept_calls_2m++;
 				start += MV_SIZE_2M;
 				continue;
@@ -145,7 +157,7 @@ static void tdx_accept_range(u64 start, u64 end)
 			stats()->size_mismatch_fallbacks++;
 			for (u64 page = start; page < start + MV_SIZE_2M; page += MV_PAGE_SIZE) {
 				u64 s4 = tdx_accept_one(page, 0);
-				if (s4 != TDX_SUCCESS)
+				if (!tdx_accepted(s4))
 					tdx_accept_fatal(page, s4);
 				stats()->accept_calls_4k++;
 			}
@@ -153,7 +165,7 @@ static void tdx_accept_range(u64 start, u64 end)
 			continue;
 		}
 		u64 status = tdx_accept_one(start, 0);
-		if (status != TDX_SUCCESS)
+		if (!tdx_accepted(status))
 			tdx_accept_fatal(start, status);
 		stats()->accept_calls_4k++;
 		start += MV_PAGE_SIZE;
@@ -178,11 +190,19 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 			mv_fatal("tdx_vmcall_failed", status);
 		if (r.r10 == TDVMCALL_STATUS_SUCCESS)
 			return;
+#ifdef MV_PLANT_PSC_ERROR_IGNORED
+		/* Planted bug: a failed conversion is taken as done. */
+		if (r.r10 != TDVMCALL_STATUS_RETRY)
+			return;
+#endif
 		if (r.r10 != TDVMCALL_STATUS_RETRY)
 			mv_fatal("tdx_map_gpa_failed", r.r10);
 		if (r.r11 < start || r.r11 >= end)
 			mv_fatal("tdx_map_gpa_retry_out_of_range", r.r11);
 		if (r.r11 == start) {
+#ifdef MV_PLANT_MAP_GPA_UNBOUNDED_RETRY
+			stalled = 0; /* planted bug: retry for as long as the VMM says so */
+#endif
 			if (++stalled > 3)
 				mv_fatal("tdx_map_gpa_no_progress", start);
 			continue;
@@ -230,6 +250,9 @@ void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op)
 		u64 resp = ghcb_msr_call(GHCB_MSR_PSC_REQ | (page & SNP_PSC_ENTRY_GFN_MASK) |
 					 ((u64)op << SNP_PSC_ENTRY_OP_SHIFT));
 		stats()->psc_requests++;
+#ifdef MV_PLANT_PSC_ERROR_IGNORED
+		resp = GHCB_MSR_PSC_RESP; /* planted bug: the response is never looked at */
+#endif
 		if ((resp & 0xfff) != GHCB_MSR_PSC_RESP || (resp >> 32) != 0)
 			psc_fatal("snp_psc_failed", page, "response", resp);
 	}
@@ -301,6 +324,11 @@ static void psc_ghcb_desc(u64 first, u32 count)
 		u64 info2 = *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2);
 		u16 new_cur = *hdr_cur, new_end = *hdr_end;
 		u32 reserved = *hdr_reserved;
+#ifdef MV_PLANT_PSC_ERROR_IGNORED
+		/* Planted bug: an error answer ends the request as if everything had been done. */
+		if ((u32)info1 != 0 || info2 != 0)
+			return;
+#endif
 		if ((u32)info1 != 0)
 			psc_fatal("snp_psc_ghcb_error", first, "exit_info1", info1);
 		if (info2 != 0)
@@ -321,10 +349,8 @@ static void psc_ghcb_desc(u64 first, u32 count)
  * partial progress. */
 void mv_snp_psc(u64 gpa, u64 bytes, u32 op)
 {
-	if (!mv_platform.ghcb_gpa)
-		mv_fatal("snp_psc_without_ghcb", gpa);
-	if (!IS_ALIGNED(gpa, MV_PAGE_SIZE) || !IS_ALIGNED(bytes, MV_PAGE_SIZE))
-		mv_fatal("snp_psc_unaligned_range", gpa);
+	/* Callers: mv_arch_accept (alignment checked there) and the kernel's conversions, all after
+	 * the firmware registered the GHCB page. */
 	volatile u64 *entries = (volatile u64 *)(ghcb_page() + GHCB_OFF_SHARED_BUFFER + 8);
 	u64 end = gpa + bytes;
 	while (gpa < end) {
@@ -351,6 +377,17 @@ static noreturn void pvalidate_fatal(u64 va, int rc, bool validate)
 	mv_fatal_stop("snp_pvalidate", (u64)rc, MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_PVALIDATE);
 }
 
+/* Whether a PVALIDATE result means "the validated bit is now what we asked for, changed by us". */
+static bool pvalidate_done(int rc)
+{
+#ifdef MV_PLANT_ACCEPT_ALREADY_ACCEPTED
+	/* Planted bug: CF=1 ("already in that state") read as success. */
+	if (rc == PVALIDATE_FAIL_NOUPDATE)
+		return true;
+#endif
+	return rc == 0;
+}
+
 /* Linux pval_pages: 2M where aligned, SIZEMISMATCH falls back to 512 x 4K, any other
  * result (including CF=1, "already in that state") terminates. The range is identity-mapped
  * with the C-bit, so VA == GPA. */
@@ -360,7 +397,7 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
 	while (gpa < end) {
 		if (IS_ALIGNED(gpa, MV_SIZE_2M) && end - gpa >= MV_SIZE_2M) {
 			int rc = mv_pvalidate_insn(gpa, 1, validate);
-			if (rc == 0) {
+			if (pvalidate_done(rc)) {
 				if (validate)
 					stats()->accept_calls_2m++;
 				gpa += MV_SIZE_2M;
@@ -371,7 +408,7 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
 			stats()->size_mismatch_fallbacks++;
 			for (u64 page = gpa; page < gpa + MV_SIZE_2M; page += MV_PAGE_SIZE) {
 				int r4 = mv_pvalidate_insn(page, 0, validate);
-				if (r4 != 0)
+				if (!pvalidate_done(r4))
 					pvalidate_fatal(page, r4, validate);
 				if (validate)
 					stats()->accept_calls_4k++;
@@ -380,7 +417,7 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
 			continue;
 		}
 		int rc = mv_pvalidate_insn(gpa, 0, validate);
-		if (rc != 0)
+		if (!pvalidate_done(rc))
 			pvalidate_fatal(gpa, rc, validate);
 		if (validate)
 			stats()->accept_calls_4k++;
@@ -497,7 +534,7 @@ void mv_arch_accept(u64 start, u64 end)
 		mv_fatal("accept_unaligned_range", start);
 	if (mv_platform.kind == MV_PLATFORM_TDX) {
 		tdx_accept_range(start, end);
-	} else if (mv_platform.kind == MV_PLATFORM_SNP) {
+	} else { /* SNP: mv_platform_detect/adopt stop on anything else */
 		/* PVALIDATE takes a virtual address: the range must be mapped (private). */
 		mv_map_private(mv_boot_params(), start, end);
 		/* Private conversion order: PSC to private first, then PVALIDATE. With 2M PSC
@@ -505,8 +542,6 @@ void mv_arch_accept(u64 start, u64 end)
 		 * fallback. */
 		mv_snp_psc(start, end - start, SNP_PSC_PRIVATE);
 		mv_snp_pvalidate_range(start, end - start, true);
-	} else {
-		mv_fatal("accept_unknown_platform", start);
 	}
 	stats()->accepted_bytes[mv_platform.stage] += end - start;
 }

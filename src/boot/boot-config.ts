@@ -1,5 +1,7 @@
 // What one boot is: the platform, memory, acceptance policy, workload and seed. The CLI parses
 // flags into it (src/cli/boot-options.ts); the boot and the fuzzer take it as their input.
+import type { StubVariant } from './images.js';
+
 export type PlatformName = 'tdx' | 'snp';
 
 export interface BootConfig {
@@ -20,4 +22,6 @@ export interface BootConfig {
    * budget, only a wall-clock hang guard); benchmarks compare the two, which trace alike.
    */
   countInstructions?: boolean;
+  /** A planted-bug variant of the stubs (guest/DEFENCES.md) instead of the honest ones. */
+  variant?: StubVariant;
 }

@@ -11,7 +11,7 @@ import type { OutcomeKind, RunOutcome } from '../shared/outcome.js';
 import { OutputFile } from '../shared/output-file.js';
 import { quoteForError } from '../shared/quote.js';
 import { BootTrace, type AcceptanceTotals } from './accounting.js';
-import { BUILT_FIRMWARE, BUILT_GUEST_IMAGE, GuestImageError, readImage } from './images.js';
+import { builtImagePaths, GuestImageError, readImage } from './images.js';
 import { bootSnp, bootTdx, type BootImages, type BootPlatform, type VmmOverride } from './platforms.js';
 
 export interface BootResult {
@@ -56,7 +56,8 @@ export interface BootIo {
 }
 
 export function loadBootImages(config: BootConfig): BootImages {
-  const firmwarePath = config.firmwareFile ?? BUILT_FIRMWARE;
+  const built = builtImagePaths(config.variant);
+  const firmwarePath = config.firmwareFile ?? built.firmware;
   const parse = (path: string, what: string, window: { start: bigint; end: bigint }): ElfImage => {
     const bytes = readImage(path, what);
     try {
@@ -67,7 +68,7 @@ export function loadBootImages(config: BootConfig): BootImages {
     }
   };
   const firmware = parse(firmwarePath, 'firmware image', FIRMWARE_LOAD);
-  const guestImage = parse(BUILT_GUEST_IMAGE, 'guest image', GUEST_IMAGE_LOAD);
+  const guestImage = parse(built.guestImage, 'guest image', GUEST_IMAGE_LOAD);
   const bytes = encodeFirmwareConfig({
     memoryBytes: config.memoryBytes,
     preAccept: config.preAccept,
@@ -94,9 +95,11 @@ function finalOutcome(run: RunOutcome, report: BootReport): RunOutcome {
 }
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
-  const images = loadBootImages(config);
+  const loaded = loadBootImages(config);
+  const images = io.vmm?.images ? io.vmm.images(loaded) : loaded;
+  const built = builtImagePaths(config.variant);
   const traceFile = config.traceFile !== undefined
-    ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? BUILT_FIRMWARE, BUILT_GUEST_IMAGE])
+    ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? built.firmware, built.guestImage])
     : undefined;
   let booted: BootRun;
   try {

@@ -1,5 +1,6 @@
 // The guest images `npm install` builds: the firmware ELF and the guest image (decompressor with
-// the compressed kernel linked in). A user's own firmware can replace ours.
+// the compressed kernel linked in), the honest ones and the planted-bug variants built beside
+// them (guest/lib/variants.mk, guest/DEFENCES.md). A user's own firmware can replace ours.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,35 @@ import { InputFileError, readInputFile } from '../shared/input-file.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
 export const BUILT_GUEST_IMAGE = join(root, 'guest', 'build', 'guest-image.elf');
+
+/**
+ * Compile-time variants of the stubs, each with ONE planted acceptance bug (the -D flag in
+ * guest/lib/variants.mk), except `map-from-config`, a test fixture firmware that hands the
+ * decompressor the memory map the VMM wrote into the config page.
+ */
+export const STUB_VARIANTS = {
+  'accept-already-accepted': 'TDX_PAGE_ALREADY_ACCEPTED / PVALIDATE CF=1 treated as success',
+  'map-gpa-unbounded-retry': 'no bound on MapGPA RETRY without progress',
+  'psc-error-ignored': 'a failed page-state change (MapGPA error, PSC error) treated as done',
+  'e820-unchecked': 'the decompressor uses the firmware memory map unchecked (with the map-from-config firmware)',
+  'reaccept-skipped': 'no re-accept after converting memory back from shared to private',
+  'trusts-injected-exception': 'a #VE / #VC 0x404 is trusted: the page it names is accepted again',
+  'map-from-config': 'test fixture: the firmware passes a VMM-written memory map through unchecked',
+} as const;
+export type StubVariant = keyof typeof STUB_VARIANTS;
+
+export function isStubVariant(name: string): name is StubVariant {
+  return Object.hasOwn(STUB_VARIANTS, name);
+}
+
+/** Where the images of the honest stubs (no variant) or of one variant are. */
+export function builtImagePaths(variant?: StubVariant): { firmware: string; guestImage: string } {
+  if (variant === undefined) return { firmware: BUILT_FIRMWARE, guestImage: BUILT_GUEST_IMAGE };
+  return {
+    firmware: join(root, 'firmware', 'build', 'variants', variant, 'firmware.elf'),
+    guestImage: join(root, 'guest', 'build', 'variants', variant, 'guest-image.elf'),
+  };
+}
 
 export class GuestImageError extends Error {
   override name = 'GuestImageError';
@@ -20,7 +50,8 @@ export class GuestImageError extends Error {
 export const MAX_IMAGE_BYTES = 16 << 20;
 
 export function readImage(path: string, what: string): Uint8Array {
-  if (!existsSync(path) && (path === BUILT_FIRMWARE || path === BUILT_GUEST_IMAGE)) {
+  const built = path.startsWith(join(root, 'firmware', 'build')) || path.startsWith(join(root, 'guest', 'build'));
+  if (!existsSync(path) && built) {
     throw new GuestImageError(`no guest is installed: ${path} is missing (run \`npm install\`, which builds the stubs with gcc/binutils)`);
   }
   try {

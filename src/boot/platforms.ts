@@ -9,6 +9,8 @@ import type { Machine } from '../cpu/machine.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import { resetVmsa } from '../platform/snp/vmsa.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
+import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
+import type { TdxVmmHandle } from '../platform/tdx/vmm-handle.js';
 import { Console } from '../vmm/console.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
@@ -61,6 +63,12 @@ export interface VmmOverride {
    * answers) as page type CPUID, which the firmware checks.
    */
   snpCpuidPage?: { type: LaunchPageType; bytes: Uint8Array };
+  /** The initial image the VMM loads (firmware config, firmware, guest image), before it is measured. */
+  images?: (images: BootImages) => BootImages;
+  /** Host actions after the honest launch and before TDH.MR.FINALIZE: more SEAMCALLs (e.g. PAGE.ADD, AUG), the shared EPT. */
+  tdxPrelaunch?: (host: TdxVmmHandle) => void;
+  /** Host actions after the honest launch and before SNP_LAUNCH_FINISH: RMPUPDATE, PSMASH, LAUNCH_UPDATE, NPT, shared memory. */
+  snpPrelaunch?: (host: SnpVmmHandle) => void;
 }
 
 /** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
@@ -100,6 +108,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).
   for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), staged.page(gpa)).status);
   for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  options.vmm?.tdxPrelaunch?.(host);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
   return { machine: td.platform.machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '' };
@@ -126,6 +135,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     else launch(gpa, 'ZERO');
   }
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
+  options.vmm?.snpPrelaunch?.(host);
   // The BSP's VMSA, last as QEMU does: real mode at the firmware entry (vmsa.ts).
   host.launchUpdateVmsa(resetVmsa(images.firmware.entry));
   const measurement = host.launchFinish();

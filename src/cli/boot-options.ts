@@ -2,6 +2,7 @@
 import { parseSize, SizeError, formatSize } from './size.js';
 import { quoteForError } from '../shared/quote.js';
 import type { BootConfig } from '../boot/boot-config.js';
+import { isStubVariant, STUB_VARIANTS } from '../boot/images.js';
 
 export interface RawBootOptions {
   platform?: string;
@@ -15,6 +16,7 @@ export interface RawBootOptions {
   trace?: string;
   json?: boolean;
   firmware?: string;
+  variant?: string;
 }
 
 export class BootOptionError extends Error {
@@ -67,5 +69,9 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions, json: raw.json ?? false };
   if (raw.trace !== undefined) config.traceFile = raw.trace;
   if (raw.firmware !== undefined) config.firmwareFile = raw.firmware;
+  if (raw.variant !== undefined) {
+    if (!isStubVariant(raw.variant)) throw new BootOptionError(`--variant must be one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${raw.variant}"`);
+    config.variant = raw.variant;
+  }
   return config;
 }

@@ -108,6 +108,13 @@
 #define MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY 0x38
 #define MV_FW_CONFIG_SIZE                  0x40
 
+/* ---- test fixture only (firmware variant map-from-config, guest/DEFENCES.md) ----
+ * struct mv_map_override at MV_FW_CONFIG_GPA + MV_MAP_OVERRIDE_OFFSET: the memory map the VMM
+ * wants the decompressor to see. The honest firmware never reads it. */
+#define MV_MAP_OVERRIDE_OFFSET       0x100
+#define MV_MAP_OVERRIDE_MAGIC        0x564f564d
+#define MV_MAP_OVERRIDE_MAX_ENTRIES  0x80
+
 /* ---- E820 memory map (firmware -> decompressor -> kernel) ---- */
 #define MV_E820_RAM                  0x1
 #define MV_E820_RESERVED             0x2
@@ -231,6 +238,16 @@ struct mv_boot_params {
 	struct mv_e820_entry e820[MV_E820_MAX_ENTRIES]; /* 0x100 */
 };
 
+/* Test fixture: see MV_MAP_OVERRIDE_OFFSET. e820_count is handed over as is (so a bad count
+ * reaches the decompressor); at most MV_MAP_OVERRIDE_MAX_ENTRIES entries are copied. */
+struct mv_map_override {
+	uint32_t magic;             /* MV_MAP_OVERRIDE_MAGIC ("MVOV") */
+	uint32_t e820_count;
+	uint32_t accept_unit;       /* 0: keep the firmware's */
+	uint32_t reserved;
+	struct mv_e820_entry e820[MV_MAP_OVERRIDE_MAX_ENTRIES];
+};
+
 /* Precedes the LZ4 block linked into the decompressor (guest/tools/mkpayload.py). */
 struct mv_payload_header {
 	uint32_t magic;             /* MV_PAYLOAD_MAGIC ("MVL4") */
@@ -270,6 +287,7 @@ MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_gpa) == MV_BOOT_PA
 MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_bytes) == MV_BOOT_PARAMS_OFF_KERNEL_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
+MV_ABI_CHECK(MV_MAP_OVERRIDE_OFFSET + sizeof(struct mv_map_override) <= MV_PAGE_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
 MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_SNP_CPUID_PAGE_GPA);
 MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);

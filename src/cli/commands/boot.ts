@@ -34,6 +34,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--trace <file>', 'write the structured trace as JSON lines')
     .option('--json', 'print one JSON object instead of the console and a summary')
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
+    .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
     .action((raw: RawBootOptions) => {
       let config: BootConfig;
       let result: BootResult;

@@ -1,0 +1,183 @@
+// Every fatal check of the guest stubs, reached by a scripted attack through the real stubs
+// (guest/DEFENCES.md is the table check -> attack; each row below is one line of it). A row names
+// the check's reason, the platform, the VMM's actions (VmmOverride) and, where the check is only
+// reachable that way, the stub variant it runs against (the map-from-config fixture firmware, or
+// a planted bug that lets the attack get past an earlier defence).
+import { describe, expect, it } from 'vitest';
+import { ABI } from '../../../src/boot/layout.js';
+import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
+import { ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
+import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
+import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
+import { bootGuest } from '../../../src/boot/boot-guest.js';
+import type { VmmOverride } from '../../../src/boot/platforms.js';
+import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
+import {
+  editConfig, editPayload, mapGpaKeepsPrivatePages, mapOverride, payloadMemoryBytes, snpAfterPsc, snpAtFirstSharedPsc,
+  snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage, snpVmm, tdxAtFirstMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
+} from '../../helpers/attacks.js';
+
+const M = 1n << 20n;
+const E820 = { ram: 1, reserved: 2, unaccepted: 15 } as const;
+const FW_RESERVED = { start: ABI.MV_FIRMWARE_RESERVED_GPA, end: ABI.MV_FIRMWARE_RESERVED_END };
+/** The map the honest firmware builds for 128 MiB with 64 MiB pre-accepted. */
+const honestMap = (memory = 128n * M) => [
+  { addr: 0n, size: FW_RESERVED.start, type: E820.ram },
+  { addr: FW_RESERVED.start, size: FW_RESERVED.end - FW_RESERVED.start, type: E820.reserved },
+  { addr: FW_RESERVED.end, size: 64n * M - FW_RESERVED.end, type: E820.ram },
+  { addr: 64n * M, size: memory - 64n * M, type: E820.unaccepted },
+];
+const TERM = (set: number, code: number) => new RegExp(`GHCB termination request: reason set ${set}, code ${code}$`);
+const PAGE_IN_USE = 0x1000n; // the kernel's first workload chunk: its tag is read again at the end
+
+export interface DefenceAttack {
+  /** The fatal check (its reason string, or the termination it sends before a console exists). */
+  check: string;
+  platform: 'tdx' | 'snp';
+  attack: string;
+  vmm: () => VmmOverride;
+  expected: RegExp;
+  flags?: RawBootOptions;
+}
+
+export const DEFENCE_ATTACKS: DefenceAttack[] = [
+  // ---- firmware: the VMM-written config page (part of the initial image it loads) ----
+  { check: 'fw_config_bad_magic', platform: 'tdx', attack: 'config magic flipped', vmm: () => editConfig((b) => { b[0] ^= 1; }), expected: /^fw_config_bad_magic/ },
+  { check: 'fw_config_bad_magic', platform: 'snp', attack: 'config magic flipped', vmm: () => editConfig((b) => { b[0] ^= 1; }), expected: /^fw_config_bad_magic/ },
+  { check: 'fw_config_bad_version', platform: 'tdx', attack: 'config version 2', vmm: () => editConfig((b) => b.writeUInt16LE(2, 4)), expected: /^fw_config_bad_version/ },
+  { check: 'fw_config_bad_memory_bytes', platform: 'tdx', attack: 'memory size not 4K aligned', vmm: () => editConfig((b) => b.writeBigUInt64LE(128n * M + 1n, 8)), expected: /^fw_config_bad_memory_bytes/ },
+  { check: 'fw_config_bad_accept_mode', platform: 'tdx', attack: 'accept mode 7', vmm: () => editConfig((b) => b.writeUInt32LE(7, 0x28)), expected: /^fw_config_bad_accept_mode/ },
+  { check: 'fw_config_bad_accept_unit', platform: 'tdx', attack: 'accept unit 12K', vmm: () => editConfig((b) => b.writeUInt32LE(0x3000, 0x2c)), expected: /^fw_config_bad_accept_unit/ },
+  { check: 'fw_config_bad_flags', platform: 'tdx', attack: 'flags 1', vmm: () => editConfig((b) => b.writeUInt32LE(1, 0x34)), expected: /^fw_config_bad_flags/ },
+  { check: 'fw_config_bad_guest_image_entry', platform: 'tdx', attack: 'entry point 0', vmm: () => editConfig((b) => b.writeBigUInt64LE(0n, 0x38)), expected: /^fw_config_bad_guest_image_entry/ },
+
+  // ---- platform protocols (guest/lib/platform.c) ----
+  { check: 'tdx_accept_already_accepted', platform: 'tdx', attack: 'PAGE.ADD of a page inside the pre-accepted range before launch', vmm: () => ({ tdxPrelaunch: tdxPageAddBeforeLaunch(0x600000n) }), expected: /^tdx_accept_already_accepted gpa=0x600000/ },
+  { check: 'tdx_accept_failed', platform: 'tdx', attack: 'a host SEAMCALL keeps the SEPT entry of GPA 0 locked (OPERAND_BUSY on every retry)', vmm: () => ({ tdxPrelaunch: (host) => host.lockEntry(0n, 1) }), expected: /^tdx_accept_failed gpa=0x0 status=0x80000200/ },
+  { check: 'tdx_map_gpa_failed', platform: 'tdx', attack: 'MapGPA answers INVALID_OPERAND', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.INVALID_OPERAND } }) }), expected: /^tdx_map_gpa_failed/ },
+  { check: 'tdx_map_gpa_retry_out_of_range', platform: 'tdx', attack: 'MapGPA RETRY with a resume address outside the range', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: 0xdead000n } }) }), expected: /^tdx_map_gpa_retry_out_of_range/ },
+  { check: 'tdx_map_gpa_no_progress', platform: 'tdx', attack: 'MapGPA RETRY at the start address, forever', vmm: () => tdxPolicy({ mapGpa: (_ctx, call) => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: call.regs.r12 } }) }), expected: /^tdx_map_gpa_no_progress/ },
+  { check: 'snp_psc_failed (MSR protocol)', platform: 'snp', attack: 'the GHCB page\'s own PSC (MSR protocol) answers error 1; no console yet', vmm: () => snpVmm({ before: (host, exit, vmm) => {
+    if ((exit.ghcbMsr & 0xfffn) !== 0x014n) return 'honest';
+    host.ghcbMsr = ghcbMsr.pscResp(1);
+    void vmm;
+    return 'resume';
+  } }), expected: TERM(1, 1) },
+  { check: 'snp_psc_ghcb_error', platform: 'snp', attack: 'PSC answered with SW_EXITINFO1 = 1', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo1), 1n)), expected: /^snp_psc_ghcb_error/ },
+  { check: 'snp_psc_failed', platform: 'snp', attack: 'PSC answered with an error in SW_EXITINFO2', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo2), (1n << 32n) | 2n)), expected: /^snp_psc_failed/ },
+  { check: 'snp_psc_header_reserved', platform: 'snp', attack: 'PSC header reserved field set', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU32(g + BigInt(GHCB_OFFSET.sharedBuffer) + 4n, 1)), expected: /^snp_psc_header_reserved/ },
+  { check: 'snp_psc_backwards', platform: 'snp', attack: 'PSC end_entry grows', vmm: () => snpAfterPsc((host, g) => { const h = g + BigInt(GHCB_OFFSET.sharedBuffer); host.hostMemory.writeU16(h + 2n, host.hostMemory.readU16(h + 2n) + 1); }), expected: /^snp_psc_backwards/ },
+  { check: 'snp_pvalidate_unchanged (validate)', platform: 'snp', attack: 'an extra page validated at launch, skipped by the PSC', vmm: () => ({ snpPrelaunch: snpLaunchPageBeforeLaunch(0x600000n), snp: snpPscSkipsAssignedPage(0x600000n) }), expected: /^snp_pvalidate_unchanged va=0x600000 rc=255 validate/ },
+  { check: 'snp_pvalidate_unchanged (rescind)', platform: 'snp', attack: 'the GHCB page re-assigned before launch (not validated); its rescind finds nothing to change; no console yet', vmm: () => ({ snpPrelaunch: (host) => { host.rmpUpdate(ABI.MV_GHCB_GPA, { assigned: true, pageSize: '4k', gpa: ABI.MV_GHCB_GPA, asid: host.asid }); } }), expected: TERM(1, 2) },
+  { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', vmm: () => snpVmm({ before: (host, exit) => {
+    if ((exit.ghcbMsr & 0xfffn) !== 0x012n) return 'honest';
+    host.ghcbMsr = ghcbMsr.registerResp((exit.ghcbMsr >> 12n) + 1n);
+    return 'resume';
+  } }), expected: TERM(1, 0) },
+  { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', vmm: () => snpVmm({ before: (host, exit) => {
+    if ((exit.ghcbMsr & 0xfffn) !== 0x002n) return 'honest';
+    host.ghcbMsr = ghcbMsr.sevInfoResp(1, 1, host.cBit);
+    return 'resume';
+  } }), expected: TERM(0, 1) },
+  { check: 'snp SEV info: C-bit', platform: 'snp', attack: 'SEV_INFO reports another C-bit position than CPUID', vmm: () => snpVmm({ before: (host, exit) => {
+    if ((exit.ghcbMsr & 0xfffn) !== 0x002n) return 'honest';
+    host.ghcbMsr = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, host.cBit - 1);
+    return 'resume';
+  } }), expected: TERM(0, 0) },
+  { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }]), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
+
+  // ---- exceptions (guest/lib/cpu.c): every one is fatal ----
+  { check: 'unexpected_ve', platform: 'tdx', attack: 'an accepted page in use is removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the first MapGPA', vmm: () => tdxAtFirstMapGpa((ctx) => {
+    removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+    augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+  }), expected: /^unexpected_ve vector=20 .* ve_reason=48 ve_gpa=0x1/ },
+  { check: 'unexpected_vc', platform: 'snp', attack: 'a validated page in use is PSMASHed and re-assigned (RMPUPDATE) at the first PSC to shared', vmm: () => snpAtFirstSharedPsc((host) => {
+    host.psmash(PAGE_IN_USE & ~0x1fffffn);
+    host.rmpUpdate(PAGE_IN_USE, { assigned: true, pageSize: '4k', gpa: PAGE_IN_USE, asid: host.asid });
+  }), expected: /^unexpected_vc vector=29 error=0x404 / },
+
+  // ---- decompressor: the firmware's memory map (via the map-from-config fixture firmware) ----
+  ...([
+    ['e820_bad_entry_count', 'entry count 129', { e820: honestMap(), count: 129 }],
+    ['e820_empty_entry', 'an entry of size 0', { e820: [...honestMap(), { addr: 128n * M, size: 0n, type: E820.ram }] }],
+    ['e820_unaligned_entry', 'an entry at 0x1001', { e820: [{ addr: 0x1001n, size: 0x1000n, type: E820.ram }, ...honestMap().slice(1)] }],
+    ['e820_entry_out_of_range', 'an entry that wraps around 2^64', { e820: [...honestMap(), { addr: (1n << 64n) - 0x1000n, size: 0x2000n, type: E820.reserved }] }],
+    ['e820_entry_beyond_memory', 'unaccepted RAM past the end of memory', { e820: [...honestMap().slice(0, 3), { addr: 64n * M, size: 128n * M, type: E820.unaccepted }] }],
+    ['e820_unknown_type', 'type 7', { e820: [...honestMap().slice(0, 3), { addr: 64n * M, size: 64n * M, type: 7 }] }],
+    ['e820_reserved_field_set', 'reserved field 1', { e820: [...honestMap().slice(0, 3), { addr: 64n * M, size: 64n * M, type: E820.unaccepted, reserved: 1 }] }],
+    ['e820_unsorted', 'entries out of order', { e820: [honestMap()[0]!, honestMap()[3]!, honestMap()[1]!, honestMap()[2]!] }],
+    ['e820_overlap', 'unaccepted RAM overlapping accepted RAM', { e820: [...honestMap().slice(0, 3), { addr: 62n * M, size: 66n * M, type: E820.unaccepted }] }],
+    ['e820_usable_over_firmware', 'the firmware range as RAM', { e820: [{ addr: 0n, size: 64n * M, type: E820.ram }, honestMap()[3]!] }],
+    ['bad_accept_unit', 'accept unit 12K in the boot params', { e820: honestMap(), acceptUnit: 0x3000 }],
+    ['kernel_range_not_usable_ram', 'no RAM at the kernel load address', { e820: [honestMap()[0]!, honestMap()[1]!, { addr: FW_RESERVED.end, size: 8n * M, type: E820.ram }] }],
+  ] as const).map(([check, attack, map]): DefenceAttack => ({
+    check, platform: 'tdx', attack: `memory map: ${attack}`, flags: { variant: 'map-from-config' },
+    vmm: () => mapOverride(map.e820, { ...('count' in map ? { count: map.count } : {}), ...('acceptUnit' in map ? { acceptUnit: map.acceptUnit } : {}) }),
+    expected: new RegExp(`^${check}`),
+  })),
+  { check: 'no_room_for_acceptance_bitmap', platform: 'tdx', attack: 'memory map: RAM ends where the kernel does', flags: { variant: 'map-from-config' }, vmm: () => {
+    let kernelEnd = 0n;
+    const withMap = (kernelTop: bigint) => mapOverride([honestMap()[0]!, honestMap()[1]!, { addr: FW_RESERVED.end, size: kernelTop - FW_RESERVED.end, type: E820.ram }]);
+    return {
+      images: (images) => {
+        const memory = payloadMemoryBytes(images);
+        kernelEnd = ABI.MV_KERNEL_LOAD_GPA + ((memory + 0x1fffffn) & ~0x1fffffn);
+        return withMap(kernelEnd).images!(images);
+      },
+    };
+  }, expected: /^no_room_for_acceptance_bitmap/ },
+
+  // ---- decompressor: the compressed kernel in the initial image the VMM loads ----
+  { check: 'payload_bad_magic', platform: 'tdx', attack: 'payload magic flipped', vmm: () => editPayload((b, h) => { b[h] ^= 1; }), expected: /^payload_bad_magic/ },
+  { check: 'payload_truncated', platform: 'tdx', attack: 'compressed size beyond the image', vmm: () => editPayload((b, h) => b.writeUInt32LE(0x7fffffff, h + 4)), expected: /^payload_truncated/ },
+  { check: 'payload_bad_layout', platform: 'tdx', attack: 'load address moved', vmm: () => editPayload((b, h) => b.writeBigUInt64LE(0x2000000n, h + 16)), expected: /^payload_bad_layout/ },
+  { check: 'payload_bad_entry', platform: 'tdx', attack: 'entry point outside the image', vmm: () => editPayload((b, h) => b.writeBigUInt64LE(0x100n, h + 24)), expected: /^payload_bad_entry/ },
+  { check: 'payload_reserved_field_set', platform: 'tdx', attack: 'reserved field 1', vmm: () => editPayload((b, h) => b.writeUInt32LE(1, h + 36)), expected: /^payload_reserved_field_set/ },
+  { check: 'kernel_decompress_failed', platform: 'tdx', attack: 'LZ4 block cut to 3 bytes', vmm: () => editPayload((b, h) => b.writeUInt32LE(3, h + 4)), expected: /^kernel_decompress_failed/ },
+  { check: 'kernel_decompress_short', platform: 'tdx', attack: 'image size claims 16 more bytes than the block holds', vmm: () => editPayload((b, h) => b.writeUInt32LE(b.readUInt32LE(h + 8) + 16, h + 8)), expected: /^kernel_decompress_short/ },
+  { check: 'kernel_crc_mismatch', platform: 'tdx', attack: 'CRC-32 flipped', vmm: () => editPayload((b, h) => b.writeUInt32LE((b.readUInt32LE(h + 32) ^ 1) >>> 0, h + 32)), expected: /^kernel_crc_mismatch/ },
+
+  // ---- kernel ----
+  { check: 'workload_too_large', platform: 'tdx', attack: 'config workload 8 GiB (more than 4096 chunks)', vmm: () => editConfig((b) => b.writeBigUInt64LE(8n << 30n, 0x18)), expected: /^workload_too_large/ },
+  { check: 'out_of_memory', platform: 'tdx', attack: 'config workload as large as the guest', vmm: () => editConfig((b) => b.writeBigUInt64LE(128n * M, 0x18)), expected: /^out_of_memory/ },
+  { check: 'allocator_extent_table_full', platform: 'tdx', attack: 'config workload 520 MiB: freeing every other chunk leaves more free extents than the table holds', flags: { memory: '1G' }, vmm: () => editConfig((b) => b.writeBigUInt64LE(520n * M, 0x18)), expected: /^allocator_extent_table_full/ },
+  { check: 'tdx_accepted_page_not_zero', platform: 'tdx', attack: 'a non-zero page PAGE.ADDed in the kernel\'s lazy range, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted', memory: '256M', workload: '64M' }, vmm: () => ({ tdxPrelaunch: tdxPageAddBeforeLaunch(0x4200000n, 0x5a) }), expected: /^tdx_accepted_page_not_zero 0x4200000/ },
+  { check: 'tdx_reaccepted_page_not_zero', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages; the re-accept finds them, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted' }, vmm: () => mapGpaKeepsPrivatePages(), expected: /^tdx_reaccepted_page_not_zero/ },
+  { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, vmm: () => tdxAtFirstMapGpa((ctx) => {
+    removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+    augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+  }), expected: /^workload_tag_mismatch 0x1000/ },
+  { check: 'workload_pattern_mismatch', platform: 'tdx', attack: 'a filled workload page removed and re-added before it is verified, past the planted #VE trust', flags: { variant: 'trusts-injected-exception', memory: '256M', workload: '64M' }, vmm: () => {
+    let done = false;
+    return tdxPolicy({
+      onAcceptViolation(ctx, exit) {
+        // The workload's first lazy accept: chunk 0 is filled, not yet verified.
+        if (!done && exit.gpa >= 64n * M && ctx.console.text.includes('@mv stage kernel')) {
+          done = true;
+          removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+          augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
+        }
+        return honestTdxPolicy.onAcceptViolation(ctx, exit);
+      },
+    });
+  }, expected: /^workload_pattern_mismatch 0x1000/ },
+  { check: 'map_range_out_of_bounds', platform: 'snp', attack: 'an unaccepted entry past the largest guest, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap(), { addr: ABI.MV_MAX_MEMORY_BYTES - 0x1000n, size: 0x2000n, type: E820.unaccepted }]), expected: /^map_range_out_of_bounds/ },
+  { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a 64 TiB memory map with small unaccepted ranges 512 GiB apart: each accepted head needs page tables of its own', flags: { variant: 'map-from-config', memory: '64T' }, vmm: () => {
+    const map: { addr: bigint; size: bigint; type: number }[] = honestMap();
+    for (let k = 1n; k <= 100n; k++) map.push({ addr: k * (512n << 30n) + 0x1000n, size: 0x1000n, type: E820.unaccepted });
+    return mapOverride(map);
+  }, expected: /^page_table_pool_exhausted/ },
+  { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }]), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
+];
+
+describe('every fatal check of the stubs is reached by an attack', () => {
+  it.each(DEFENCE_ATTACKS.map((a) => [`${a.platform} ${a.check}: ${a.attack}`, a] as const))('%s', (_name, a) => {
+    const run = bootGuest(parseBootOptions({ platform: a.platform, memory: '128M', workload: '4M', ...a.flags }), { vmm: a.vmm() });
+    try {
+      expect(run.result.outcome, `${run.result.outcomeReason}\n${run.result.console.slice(-1500)}`).toBe('guest-fatal');
+      expect(run.result.outcomeReason).toMatch(a.expected);
+    } finally {
+      run.platform.machine.close();
+    }
+  });
+});
