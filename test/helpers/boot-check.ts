@@ -41,6 +41,24 @@ export function guestAcceptedRuns(vm: Machine): { start: bigint; end: bigint; ac
   return runs;
 }
 
+/**
+ * How the guest's memory map fails to tile its RAM exactly: every byte of [0, memory) in exactly
+ * one entry, entries sorted, no gaps, no overlaps, nothing past the end. Empty when it does.
+ */
+export function memoryMapTilingErrors(vm: Machine): string[] {
+  const bp = bootParams(vm);
+  const out: string[] = [];
+  let covered = 0n;
+  for (const [i, e] of bp.e820.entries()) {
+    if (e.size === 0n) out.push(`entry ${i} is empty`);
+    if (e.addr > covered) out.push(`gap [0x${covered.toString(16)}, 0x${e.addr.toString(16)})`);
+    if (e.addr < covered) out.push(`entry ${i} at 0x${e.addr.toString(16)} overlaps what ends at 0x${covered.toString(16)}`);
+    covered = e.addr + e.size > covered ? e.addr + e.size : covered;
+  }
+  if (covered !== vm.memoryBytes) out.push(`the map ends at 0x${covered.toString(16)}, RAM at 0x${vm.memoryBytes.toString(16)}`);
+  return out;
+}
+
 /** Differences between the guest's view and the hardware's, as readable strings. */
 export function acceptanceMismatches(run: BootRun): string[] {
   const vm = run.platform.machine;

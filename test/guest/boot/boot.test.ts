@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
-import { bootGuest, type BootRun } from '../../../src/boot/boot-guest.js';
+import { bootGuest, loadBootImages, type BootRun } from '../../../src/boot/boot-guest.js';
 import { GuestImageError } from '../../../src/boot/images.js';
 import { ABI } from '../../../src/boot/layout.js';
-import { acceptanceMismatches, bootParams, doubleAccepts, hardwareAcceptedBytes } from '../../helpers/boot-check.js';
+import { acceptanceMismatches, bootParams, doubleAccepts, hardwareAcceptedBytes, memoryMapTilingErrors } from '../../helpers/boot-check.js';
+import { snpBacks2mWith4k, tdxBacks2mWith4k } from '../../helpers/attacks.js';
 
 const MiB = 1n << 20n;
 const UNIT_2M = 2n * MiB;
@@ -24,7 +25,8 @@ function expectHealthyBoot(run: BootRun, raw: RawBootOptions): void {
   expect(result.outcome, `${result.outcomeReason}\n${result.console.slice(-2000)}`).toBe('done');
   expect(report.stages).toEqual(['firmware', 'decompressor', 'kernel']);
   expect(report.errors).toEqual([]);
-  // The guest's memory map and bitmap say exactly what the hardware says.
+  // The guest's memory map tiles RAM exactly, and it and the bitmap say what the hardware says.
+  expect(memoryMapTilingErrors(run.platform.machine)).toEqual([]);
   expect(acceptanceMismatches(run)).toEqual([]);
   // Never an accept of memory that was already accepted (Linux panics on it; so does our kernel).
   expect(doubleAccepts(run)).toBe(0);
@@ -110,6 +112,28 @@ describe.each(['tdx', 'snp'] as const)('%s boot', (platform) => {
     expect(bootParams(c.platform.machine).bitmapGpa).not.toBe(bootParams(a.platform.machine).bitmapGpa);
     expect(c.result.traceSha256).not.toBe(a.result.traceSha256);
     for (const r of [a, b, c]) r.platform.machine.close();
+  });
+});
+
+describe('a VMM that backs 2 MiB with 4 KiB pages', () => {
+  // TDX: AUG at 4K only, so a 2M ACCEPT meets PENDING 4K leaves (PAGE_SIZE_MISMATCH); SNP: 4K
+  // RMP entries and NPT, so PVALIDATE 2M returns FAIL_SIZEMISMATCH. The guests fall back to 4K.
+  it.each([
+    ['tdx', tdxBacks2mWith4k],
+    ['snp', snpBacks2mWith4k],
+  ] as const)('%s: the 2M->4K fallbacks run and the boot still ends done', (platform, vmm) => {
+    const raw = { platform, memory: '512M', workload: '8M' } as const;
+    const run = bootGuest(parseBootOptions(raw), { keepTrace: true, vmm: vmm() });
+    expectHealthyBoot(run, raw);
+    const fallbacks = run.report.stats.size_mismatch_fallbacks ?? 0n;
+    expect(fallbacks).toBeGreaterThan(0n);
+    // Every 2M the guest accepted went through the fallback: no 2M accept succeeded.
+    expect(run.report.stats.accept_calls_2m).toBe(0n);
+    // The hardware refused 2M as often as the guest says it fell back (SNP: rescinds too).
+    const mismatches = run.trace.events.filter((e) => (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.status === 'bigint' && (e.status >> 32n) === 0xc0000b0bn)
+      || (e.type === 'pvalidate' && e.size === '2m' && e.rc === 6));
+    expect(BigInt(mismatches.length)).toBe(fallbacks);
+    run.platform.machine.close();
   });
 });
 
@@ -221,6 +245,26 @@ describe('user firmware', () => {
     writeFileSync(junk, Buffer.from('not an elf at all, just text'));
     expect(() => bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware: junk }))).toThrow(GuestImageError);
     expect(() => bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware: join(dir, 'missing.elf') }))).toThrow(/does not exist/);
+  });
+
+  // The decompressor's two silent stops (no platform known yet, so nothing to report through):
+  // boot params that are not there, and boot params naming no platform.
+  it.each([
+    ['without boot params', 'mov rdi, 0x1234'],
+    ['with boot params naming no platform', `mov dword ptr [0x${ABI.MV_BOOT_PARAMS_GPA.toString(16)}], 0x${ABI.MV_BOOT_PARAMS_MAGIC.toString(16)}
+      mov word ptr [0x${(ABI.MV_BOOT_PARAMS_GPA + 4n).toString(16)}], 1
+      mov dword ptr [0x${(ABI.MV_BOOT_PARAMS_GPA + 8n).toString(16)}], 7
+      mov rdi, 0x${ABI.MV_BOOT_PARAMS_GPA.toString(16)}`],
+  ])('a firmware that enters the decompressor %s stops it before it prints anything', (name, setup) => {
+    const entry = loadBootImages(parseBootOptions({ platform: 'tdx', memory: '256M' })).guestImage.entry;
+    const firmware = build(name.replace(/ /g, '-'), `${setup}\nmov rax, 0x${entry.toString(16)}\njmp rax`);
+    const run = bootGuest(parseBootOptions({ platform: 'tdx', memory: '256M', firmware }));
+    expect(run.result.outcome).toBe('guest-fatal');
+    // It halted inside the guest image (the decompressor), having printed nothing.
+    const rip = BigInt(/RIP (0x[0-9a-f]+)/.exec(run.result.outcomeReason)![1]!);
+    expect(rip >= ABI.MV_GUEST_IMAGE_GPA && rip < ABI.MV_GUEST_IMAGE_LIMIT).toBe(true);
+    expect(run.result.console).toBe('');
+    run.platform.machine.close();
   });
 
   it('reports a firmware that halts without finishing as guest-fatal, not done', () => {
