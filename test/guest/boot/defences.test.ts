@@ -162,9 +162,9 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
     });
   }, expected: /^workload_pattern_mismatch 0x1000/ },
   { check: 'map_range_out_of_bounds', platform: 'snp', attack: 'an unaccepted entry past the largest guest, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap(), { addr: ABI.MV_MAX_MEMORY_BYTES - 0x1000n, size: 0x2000n, type: E820.unaccepted }]), expected: /^map_range_out_of_bounds/ },
-  { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a 64 TiB memory map with small unaccepted ranges 512 GiB apart: each accepted head needs page tables of its own', flags: { variant: 'map-from-config', memory: '64T' }, vmm: () => {
-    const map: { addr: bigint; size: bigint; type: number }[] = honestMap();
-    for (let k = 1n; k <= 100n; k++) map.push({ addr: k * (512n << 30n) + 0x1000n, size: 0x1000n, type: E820.unaccepted });
+  { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a memory map with 124 small unaccepted ranges 1 GiB apart: each accepted one needs a page table of its own', flags: { variant: 'map-from-config', memory: '128G' }, vmm: () => {
+    const map: { addr: bigint; size: bigint; type: number }[] = honestMap(1n << 30n);
+    for (let k = 1n; k <= 124n; k++) map.push({ addr: k << 30n, size: 0x1000n, type: E820.unaccepted });
     return mapOverride(map);
   }, expected: /^page_table_pool_exhausted/ },
   { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }]), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
