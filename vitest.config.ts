@@ -7,6 +7,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Each test file boots its own VMs; two workers match the 2-core CI machine.
     reporters: ['default', './test/helpers/summary-reporter.ts'],
+    setupFiles: ['./test/helpers/yield-between-tests.ts'],
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
   },
