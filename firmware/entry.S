@@ -146,9 +146,7 @@ long64:
 	mov rsp, MV_FW_STACK_TOP
 	xor ebp, ebp
 	call firmware_main
-3:	cli
-	hlt
-	jmp 3b
+	jmp mv_halt_forever	/* HLT would be a #VE in a TD: halt the platform's way */
 
 	.section .bss.entry_tables, "aw", @nobits
 	.balign 4096

@@ -8,8 +8,6 @@ _start:
 	cli
 	cld
 	call decompressor_main
-1:	cli
-	hlt
-	jmp 1b
+	jmp mv_halt_forever	/* HLT would be a #VE in a TD: halt the platform's way */
 
 	.section .note.GNU-stack, "", @progbits

@@ -11,9 +11,7 @@ _start:
 	lea rsp, [rip + kernel_stack_top]
 	xor ebp, ebp
 	call kernel_main
-1:	cli
-	hlt
-	jmp 1b
+	jmp mv_halt_forever	/* HLT would be a #VE in a TD: halt the platform's way */
 
 	.section .bss.stack, "aw", @nobits
 	.balign 4096
