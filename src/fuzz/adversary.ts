@@ -214,8 +214,10 @@ function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, an
       const start = call.regs.r12;
       const size = call.regs.r13;
       const base = start & ~sharedBit;
+      const bytes = answer.convertBytes < size ? answer.convertBytes : size;
       try {
-        convert(ctx, base, answer.convertBytes < size ? answer.convertBytes : size, (start & sharedBit) !== 0n);
+        if (answer.sharedEptOnly) ctx.host.setShared(base, bytes, (start & sharedBit) !== 0n);
+        else convert(ctx, base, bytes, (start & sharedBit) !== 0n);
       } catch (err) {
         // A SEAMCALL the honest helpers could not complete: the lie goes on regardless.
         record(ctx.trace, { point, failed: err instanceof Error ? err.message : String(err) });
@@ -248,9 +250,8 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
         // The guest's own request to convert memory to shared ends the acceptance lifetime of
         // that memory for the oracle, whatever the VMM then does with it.
         const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
-        if ((call.regs.r12 & sharedBit) !== 0n) {
-          ctx.trace.record('vmm', 'guest-release', { gpa: call.regs.r12 & ~sharedBit, bytes: call.regs.r13 });
-        }
+        const gpa = call.regs.r12 & ~sharedBit;
+        ctx.trace.record('vmm', (call.regs.r12 & sharedBit) !== 0n ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
       }
       const answer = book.answerFor(point);
       book.cover(answerKey(point, answer));
@@ -296,18 +297,21 @@ export function snpVmgexitPoint(host: SnpVmmHandle, exit: Vmgexit): SnpCallPoint
   }
 }
 
-/** Records the guest's own requests to make memory shared (they end acceptance lifetimes). */
+/** Records the guest's own requests to make memory shared (they end acceptance lifetimes) or private again. */
 function noteSnpReleases(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): void {
   const req = decodeGhcbMsr(exit.ghcbMsr);
-  if (point === 'snp.msr.psc' && req.kind === 'psc' && req.op === PSC_OP.SHARED) {
-    host.trace.record('vmm', 'guest-release', { gpa: req.gfn << 12n, bytes: PAGE_4K });
+  const kind = (op: number) => (op === PSC_OP.SHARED ? 'guest-release' : op === PSC_OP.PRIVATE ? 'guest-reclaim' : undefined);
+  if (point === 'snp.msr.psc' && req.kind === 'psc') {
+    const type = kind(req.op);
+    if (type) host.trace.record('vmm', type, { gpa: req.gfn << 12n, bytes: PAGE_4K });
   } else if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
     const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
     const cur = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
     for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
       const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
-      if (e.op === PSC_OP.SHARED) host.trace.record('vmm', 'guest-release', { gpa: e.gfn << 12n, bytes: e.size2m ? PAGE_2M : PAGE_4K });
+      const type = kind(e.op);
+      if (type) host.trace.record('vmm', type, { gpa: e.gfn << 12n, bytes: e.size2m ? PAGE_2M : PAGE_4K });
     }
   }
 }

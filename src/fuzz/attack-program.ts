@@ -58,8 +58,10 @@ export type Answer =
    * TDX MapGPA: really convert `convertBytes` from the start of the request (0 = nothing, more
    * than the request = all of it), then answer `status` (TDVMCALL status: 0 SUCCESS, 1 RETRY,
    * 0x8000000000000000 INVALID_OPERAND…) with R11 = R12 + `resumeDelta` when given.
+   * `sharedEptOnly`: only flip the VMM's own shared EPT for those bytes and keep the private
+   * pages (no REMOVE / AUG): the guest then has the same GPA mapped both ways.
    */
-  | { kind: 'map-gpa'; convertBytes: bigint; status: bigint; resumeDelta?: bigint }
+  | { kind: 'map-gpa'; convertBytes: bigint; status: bigint; resumeDelta?: bigint; sharedEptOnly?: boolean }
   /**
    * TDX EPT violation (ACCEPT, private, pending or shared): AUG the page at 4K or 2M, AUG another
    * GPA (`gpa + otherDelta`) instead, refuse (resume, nothing done) or stop.
@@ -250,9 +252,10 @@ function readAnswer(r: Reader, point: CallPoint): Answer {
       return { kind, effect: r.field('effect').oneOf(['honest', 'none'] as const), regs };
     }
     case 'map-gpa': {
-      r.only('kind', 'convertBytes', 'status', 'resumeDelta');
+      r.only('kind', 'convertBytes', 'status', 'resumeDelta', 'sharedEptOnly');
       const a: Answer = { kind, convertBytes: r.field('convertBytes').bigint(), status: r.field('status').bigint() };
       if (r.has('resumeDelta')) a.resumeDelta = r.field('resumeDelta').bigint(true);
+      if (r.has('sharedEptOnly')) a.sharedEptOnly = r.field('sharedEptOnly').boolean();
       return a;
     }
     case 'ept': {

@@ -52,6 +52,7 @@ function randomAnswer(rng: Prng, point: CallPoint, kinds = ANSWERS_FOR_POINT[poi
     case 'map-gpa': {
       const a: Answer = { kind, convertBytes: rng.pick([0n, PAGE, TWO_MB, 1n << 40n]), status: rng.pick(VMCALL_STATUSES.slice(0, 3)) };
       if (rng.chance(2, 3)) a.resumeDelta = rng.pick([0n, PAGE, TWO_MB, -PAGE, 1n << 40n]);
+      if (rng.chance(1, 4)) a.sharedEptOnly = true;
       return a;
     }
     case 'ept': {

@@ -22,7 +22,7 @@ export const FINDING_CATEGORIES = {
   },
   'foreign-content': {
     severity: 'high',
-    summary: 'the guest consumed private content it did not write and that is not the zeroes of its own accept',
+    summary: 'the guest uses private memory whose content is not the zeroes of its own accept: it asked for the page back as private and carried on without accepting it, while the hardware kept the old contents mapped',
   },
   'latent-double-acceptance': {
     severity: 'high',
@@ -103,6 +103,14 @@ export class LifetimeMap {
     }
   }
 
+  /** Every marked page, in address order. */
+  *all(): Generator<bigint> {
+    for (const key of [...this.#regions.keys()].sort((a, b) => a - b)) {
+      const r = this.#regions.get(key)!;
+      for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] === 1) yield ((BigInt(key) << 9n) + BigInt(i)) << PAGE_SHIFT;
+    }
+  }
+
   clone(): LifetimeMap {
     const copy = new LifetimeMap();
     for (const [k, v] of this.#regions) copy.#regions.set(k, v.slice());
@@ -132,6 +140,8 @@ export class AcceptanceOracle {
   readonly #refusedAccepts: { gpa: bigint; seq: number; what: string }[] = [];
   /** Consecutive guest-initiated VMM requests (TDVMCALL / VMGEXIT) at the end of the run. */
   #requestRun = 0;
+  /** Pages the guest asked to have back as private and has not accepted since. */
+  readonly #reclaimed = new LifetimeMap();
 
   constructor(initial: LifetimeMap = new LifetimeMap()) {
     this.lifetimes = initial;
@@ -147,6 +157,7 @@ export class AcceptanceOracle {
   }
 
   #accepted(gpa: bigint, bytes: bigint, seq: number, what: string): void {
+    this.#reclaimed.set(gpa, bytes, false);
     const again = this.lifetimes.set(gpa, bytes, true);
     if (again !== undefined) {
       this.#report('double-acceptance', `${what} of 0x${again.toString(16)} succeeded although the guest had already accepted it and never asked to convert it to shared since`, again, seq);
@@ -196,6 +207,10 @@ export class AcceptanceOracle {
         // The adversary layer records the guest's own request to convert memory to shared.
         if (typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') this.released(e.gpa, e.bytes);
         return;
+      case 'guest-reclaim':
+        // …and to have it back as private: until it accepts it, its content is not its own.
+        if (typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') this.#reclaimed.set(e.gpa, e.bytes, true);
+        return;
       default:
     }
   }
@@ -209,13 +224,25 @@ export class AcceptanceOracle {
       const r = this.#refusedAccepts[0];
       if (r) this.#report('double-acceptance', `${r.what} for 0x${r.gpa.toString(16)} and the guest carried on instead of stopping`, r.gpa, r.seq);
     }
-    if (outcome.outcome === 'done') this.#checkGuestRecord(ctx);
+    if (outcome.outcome === 'done') {
+      this.#checkGuestRecord(ctx);
+      this.#checkReclaimed(ctx);
+    }
     if (outcome.outcome === 'budget' && this.#requestRun >= LIVENESS_REQUEST_RUN) {
       this.#report('liveness', `the run ended on its instruction budget after ${this.#requestRun} guest requests to the VMM in a row with no other exit`);
     }
     const findings = [...this.#findings];
     const verdict: Verdict = findings.length > 0 ? 'finding' : outcome.outcome === 'guest-fatal' ? 'detected' : 'benign';
     return { verdict, outcome, findings };
+  }
+
+  /** Foreign content: memory asked back as private, never accepted, yet mapped private by the hardware. */
+  #checkReclaimed(ctx: OracleContext): void {
+    for (const gpa of this.#reclaimed.all()) {
+      if (!ctx.hardwareAccepted(gpa)) continue; // not usable without an accept: nothing consumed
+      this.#report('foreign-content', `the guest asked for 0x${gpa.toString(16)} back as private and finished without accepting it again, while the hardware kept its old contents mapped private`, gpa);
+      return;
+    }
   }
 
   /** Latent double acceptance: the guest's bitmap says unaccepted, the hardware and the guest's lifetime say accepted. */

@@ -80,3 +80,19 @@ describe('acceptance oracle', () => {
     expect(judge([], { outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.mapGpa (attack program)' }).verdict).toBe('benign');
   });
 });
+
+describe('acceptance oracle: memory asked back as private', () => {
+  const held: OracleContext = { hardwareAccepted: () => true, guestRecord: () => undefined };
+  it('is foreign content when the guest finishes without accepting it and the hardware kept it mapped', () => {
+    const events = [
+      accept(0x400000n, 1),
+      ev('guest-release', { gpa: 0x400000n, bytes: 0x200000n }),
+      ev('guest-reclaim', { gpa: 0x400000n, bytes: 0x200000n }),
+    ];
+    expect(judge(events, done, held).findings).toMatchObject([{ category: 'foreign-content', gpa: 0x400000n }]);
+    // Accepting it again (the zeroes of its own accept) is the honest path.
+    expect(judge([...events, accept(0x400000n, 1)], done, held).verdict).toBe('benign');
+    // The hardware does not hold it accepted: the guest cannot use it without faulting.
+    expect(judge(events, done, nothingAccepted).verdict).toBe('benign');
+  });
+});
