@@ -25,6 +25,8 @@ export interface CampaignOptions {
   /** Called after every execution (throttle it yourself). */
   onExecution?(stats: CampaignStats): void;
   onFinding?(finding: CampaignFinding): void;
+  /** Checked after every execution: true ends the campaign early (e.g. the first finding was enough). */
+  stop?(): boolean;
 }
 
 export interface CampaignStats {
@@ -162,7 +164,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     // The honest run always seeds the corpus, so mutation has a profile to aim with.
     if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
   }
-  while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0) {
+  while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0 && !options.stop?.()) {
     const parent = corpus[rng.below(corpus.length)]!;
     const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
     const mutant = mutate(rng, parent.program, parent.profile, other);

@@ -27,6 +27,8 @@ export interface FuzzTarget {
   guestSeed: bigint;
   /** Instruction budget of one execution: a guest stuck in a loop ends as `budget`. */
   maxInstructions: bigint;
+  /** A planted-bug variant of the stubs (guest/lib/variants.mk) instead of the honest ones. */
+  variant?: string;
 }
 
 export interface Execution {
@@ -62,7 +64,7 @@ export interface Executor {
 const MAX_GPAS = 64;
 
 /** GPAs worth aiming host actions at: pages the guest accepted, converted or faulted on. */
-function gpasOf(e: TraceEvent, into: Set<bigint>): void {
+export function gpasOf(e: TraceEvent, into: Set<bigint>): void {
   if (into.size >= MAX_GPAS) return;
   let gpa: TraceValueBigint = undefined;
   if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
@@ -75,8 +77,8 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
   return {
     platform: target.platform, memoryBytes: target.memoryBytes, preAccept: target.preAccept, accept: target.accept,
     unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
-    maxInstructions: target.maxInstructions, json: true,
-  };
+    maxInstructions: target.maxInstructions, json: true, ...(target.variant !== undefined ? { variant: target.variant } : {}),
+  } as BootConfig;
 }
 
 /** The execution of a run that threw: judged as a minivisor bug. */

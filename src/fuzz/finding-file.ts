@@ -48,7 +48,7 @@ export function targetToJson(t: FuzzTarget): Record<string, unknown> {
   return {
     platform: t.platform, stage: t.stage, memoryBytes: hex(t.memoryBytes), workloadBytes: hex(t.workloadBytes),
     preAccept: t.preAccept === 'all' ? 'all' : hex(t.preAccept), accept: t.accept, unitBytes: hex(t.unitBytes),
-    guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions),
+    guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions), ...(t.variant !== undefined ? { variant: t.variant } : {}),
   };
 }
 
@@ -94,11 +94,13 @@ function targetFromJson(v: unknown, path: string): FuzzTarget {
   if (!FUZZ_STAGES.includes(stage)) fail(path, `target.stage must be one of ${FUZZ_STAGES.join(', ')}`);
   const accept = str(t, 'accept', path);
   if (accept !== 'lazy' && accept !== 'eager') fail(path, 'target.accept must be lazy or eager');
-  return {
+  const target: FuzzTarget = {
     platform, stage, memoryBytes: big(t, 'memoryBytes', path), workloadBytes: big(t, 'workloadBytes', path),
     preAccept: t.preAccept === 'all' ? 'all' : big(t, 'preAccept', path), accept, unitBytes: big(t, 'unitBytes', path),
     guestSeed: big(t, 'guestSeed', path), maxInstructions: big(t, 'maxInstructions', path),
   };
+  if (t.variant !== undefined) target.variant = str(t, 'variant', path);
+  return target;
 }
 
 /** Parses finding.json text; every field is checked (it may be hand-edited or damaged). */

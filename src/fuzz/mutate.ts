@@ -39,7 +39,9 @@ function pickGpa(rng: Prng, profile: ExecutionProfile, align: bigint): bigint {
 }
 
 function randomAnswer(rng: Prng, point: CallPoint, kinds = ANSWERS_FOR_POINT[point]): Answer {
-  const kind = rng.pick(kinds.filter((k) => k !== 'honest'));
+  // Stopping the guest is denial of service, never a finding: try it rarely.
+  const lies = kinds.filter((k) => k !== 'honest' && k !== 'stop');
+  const kind = lies.length === 0 || rng.chance(1, 16) ? 'stop' : rng.pick(lies);
   switch (kind) {
     case 'resume':
     case 'stop':
@@ -51,7 +53,7 @@ function randomAnswer(rng: Prng, point: CallPoint, kinds = ANSWERS_FOR_POINT[poi
     }
     case 'map-gpa': {
       const a: Answer = { kind, convertBytes: rng.pick([0n, PAGE, TWO_MB, 1n << 40n]), status: rng.pick(VMCALL_STATUSES.slice(0, 3)) };
-      if (rng.chance(2, 3)) a.resumeDelta = rng.pick([0n, PAGE, TWO_MB, -PAGE, 1n << 40n]);
+      if (rng.chance(2, 3)) a.resumeDelta = rng.pick([0n, 0n, PAGE, TWO_MB, -PAGE, 1n << 40n]);
       if (rng.chance(1, 4)) a.sharedEptOnly = true;
       return a;
     }
@@ -115,7 +117,8 @@ function randomDecision(rng: Prng, program: AttackProgram, profile: ExecutionPro
     // Mostly a call that happened; sometimes the next one (reached only if the guest retries).
     const occurrence = rng.chance(7, 8) ? rng.below(count) : count;
     const d: Decision = { at: 'call', point, occurrence, answer: randomAnswer(rng, point) };
-    if (rng.chance(1, 8)) d.repeat = rng.pick([2, 4, 64, 1_000_000]);
+    // A lie repeated for ever is how a guest's retry loop is tested.
+    if (rng.chance(1, 6)) d.repeat = rng.pick([4, 64, 1_000_000, 1_000_000]);
     return d;
   }
   return { at: 'exit', exitIndex: rng.below(Math.max(1, profile.vmmExits)), action: randomHostAction(rng, program.platform, profile) };

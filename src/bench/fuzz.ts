@@ -1,0 +1,96 @@
+// `npm run bench:fuzz [-- --json] [-- --budget 60]`: the fuzzer against its targets (issue 10 §5).
+// - Speed: executions per second per core (CPU time) of a kernel-stage campaign with a 1 MiB
+//   workload, beside the cost of a full boot per execution measured in the same run, and the guest
+//   instructions and VMM exits one execution takes.
+// - Planted bugs: for each compile-time variant of the stubs, a campaign with a fixed seed until the
+//   first finding of the category its bug belongs to (target ≤ 60 s on one core).
+// - Honest stubs: the findings of a campaign of the same budget (target: zero).
+import { runCampaign } from '../fuzz/campaign.js';
+import { createExecutor } from '../fuzz/create-executor.js';
+import { BootExecutor, type FuzzTarget } from '../fuzz/executor.js';
+import type { FindingCategory } from '../fuzz/oracle.js';
+
+const json = process.argv.includes('--json');
+const budgetArg = process.argv.indexOf('--budget');
+const budgetSeconds = budgetArg > 0 ? Number(process.argv[budgetArg + 1]) : 60;
+const log = (line: string) => { if (!json) console.log(line); };
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+const target = (platform: 'tdx' | 'snp', variant?: string): FuzzTarget => ({
+  platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
+  unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}),
+});
+
+/** Planted bugs (guest/lib/variants.mk) and the finding category that shows each. */
+const PLANTED: { variant: string; platform: 'tdx' | 'snp'; expect: FindingCategory }[] = [
+  { variant: 'accept-already-accepted', platform: 'tdx', expect: 'double-acceptance' },
+  { variant: 'accept-already-accepted', platform: 'snp', expect: 'double-acceptance' },
+  { variant: 'map-gpa-unbounded-retry', platform: 'tdx', expect: 'liveness' },
+  { variant: 'reaccept-skipped', platform: 'tdx', expect: 'foreign-content' },
+  { variant: 'trusts-injected-exception', platform: 'tdx', expect: 'double-acceptance' },
+  { variant: 'trusts-injected-exception', platform: 'snp', expect: 'double-acceptance' },
+  { variant: 'psc-error-ignored', platform: 'tdx', expect: 'foreign-content' },
+  { variant: 'psc-error-ignored', platform: 'snp', expect: 'foreign-content' },
+];
+
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+
+async function speed(platform: 'tdx' | 'snp') {
+  const boot = new BootExecutor({ ...target(platform), stage: 'all' });
+  const bootStart = cpuMs();
+  const bootRuns = 3;
+  for (let i = 0; i < bootRuns; i++) boot.execute({ platform, decisions: [] });
+  const bootMsPerExec = (cpuMs() - bootStart) / bootRuns;
+  const executor = createExecutor(target(platform));
+  const start = cpuMs();
+  const result = await runCampaign({ executor, seed: 1n, runs: 300 });
+  const ms = cpuMs() - start;
+  executor.close();
+  const s = result.stats;
+  return {
+    platform, execs: s.execs, execsPerSecPerCore: (s.execs * 1000) / ms, msPerExec: ms / s.execs, bootMsPerExec,
+    speedupVsBoot: bootMsPerExec / (ms / s.execs), instructionsPerExec: Number(s.instructions) / s.execs, vmmExitsPerExec: s.vmmExits / s.execs,
+  };
+}
+
+async function timeToFinding(platform: 'tdx' | 'snp', variant: string | undefined, expect: FindingCategory | undefined) {
+  const start = performance.now();
+  let executor;
+  try {
+    executor = createExecutor(target(platform, variant));
+  } catch (err) {
+    return { variant: variant ?? 'honest', platform, error: err instanceof Error ? err.message : String(err) };
+  }
+  let firstMs: number | undefined;
+  const result = await runCampaign({
+    executor, seed: 1n, timeMs: budgetSeconds * 1000,
+    onFinding: (f) => { if (firstMs === undefined && f.category === expect) firstMs = performance.now() - start; },
+    stop: () => firstMs !== undefined,
+  });
+  executor.close();
+  return {
+    variant: variant ?? 'honest', platform, expect: expect ?? null, secondsToFirstFinding: firstMs === undefined ? null : firstMs / 1000,
+    execs: result.stats.execs, findings: result.findings.map((f) => f.category),
+  };
+}
+
+const speeds = [];
+for (const p of ['tdx', 'snp'] as const) {
+  const s = await speed(p);
+  speeds.push(s);
+  log(`fuzz speed ${p}: ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution`);
+}
+const planted = [];
+for (const v of PLANTED) {
+  const r = await timeToFinding(v.platform, v.variant, v.expect);
+  planted.push(r);
+  log('error' in r ? `planted ${v.variant} (${v.platform}): cannot run: ${r.error}`
+    : `planted ${v.variant} (${v.platform}): ${r.secondsToFirstFinding === null ? `no ${v.expect} finding in ${budgetSeconds} s` : `first ${v.expect} after ${fmt(r.secondsToFirstFinding, 1)} s`} (${r.execs} execs; findings: ${r.findings.join(', ') || 'none'}; target ≤ 60 s)`);
+}
+const honest = [];
+for (const p of ['tdx', 'snp'] as const) {
+  const r = await timeToFinding(p, undefined, undefined);
+  honest.push(r);
+  if (!('error' in r)) log(`honest stubs (${p}): ${r.findings.length} findings in ${budgetSeconds} s, ${r.execs} execs (target: 0)`);
+}
+if (json) console.log(JSON.stringify({ budgetSeconds, speed: speeds, planted, honest }));
