@@ -251,6 +251,7 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
         // that memory for the oracle, whatever the VMM then does with it.
         const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
         const gpa = call.regs.r12 & ~sharedBit;
+        ctx.trace.record('vmm', 'guest-request', { key: `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}` });
         ctx.trace.record('vmm', (call.regs.r12 & sharedBit) !== 0n ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
       }
       const answer = book.answerFor(point);
@@ -302,12 +303,15 @@ function noteSnpReleases(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint)
   const req = decodeGhcbMsr(exit.ghcbMsr);
   const kind = (op: number) => (op === PSC_OP.SHARED ? 'guest-release' : op === PSC_OP.PRIVATE ? 'guest-reclaim' : undefined);
   if (point === 'snp.msr.psc' && req.kind === 'psc') {
+    host.trace.record('vmm', 'guest-request', { key: `psc-msr ${exit.ghcbMsr.toString(16)}` });
     const type = kind(req.op);
     if (type) host.trace.record('vmm', type, { gpa: req.gfn << 12n, bytes: PAGE_4K });
   } else if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
     const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
     const cur = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
+    const first = cur < PSC_MAX_ENTRIES ? host.hostMemory.readU64(pscEntryAddress(buf, cur)) : 0n;
+    host.trace.record('vmm', 'guest-request', { key: `psc-ghcb ${cur}-${end} ${first.toString(16)}` });
     for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
       const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
       const type = kind(e.op);

@@ -30,7 +30,7 @@ export const FINDING_CATEGORIES = {
   },
   liveness: {
     severity: 'low',
-    summary: 'the guest kept making VMM requests without progress until the budget ran out, instead of giving up',
+    summary: 'the guest repeated the same page-state request (MapGPA / PSC) without progress until the budget ran out, instead of giving up',
   },
   'minivisor-bug': {
     severity: 'internal',
@@ -61,7 +61,7 @@ const PAGE_SHIFT = 12n;
 const PAGES_PER_REGION = 512;
 const TDX_GPA_MASK = 0x000ffffffffff000n;
 const TDX_ALREADY_ACCEPTED_CLASS = 0xc0000b0an; // TDX_PAGE_ALREADY_ACCEPTED, status bits 63:32
-/** Guest-initiated VMM requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
+/** Identical page-state requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
 export const LIVENESS_REQUEST_RUN = 256;
 
 /** Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. */
@@ -138,8 +138,10 @@ export class AcceptanceOracle {
   readonly #seen = new Set<FindingCategory>();
   /** Accepts the hardware refused as already done, waiting to see whether the guest stops. */
   readonly #refusedAccepts: { gpa: bigint; seq: number; what: string }[] = [];
-  /** Consecutive guest-initiated VMM requests (TDVMCALL / VMGEXIT) at the end of the run. */
+  /** The same page-state request (MapGPA / PSC), repeated exit after exit with no other exit between: a retry loop without progress. */
   #requestRun = 0;
+  #requestKey = '';
+  #exitWithoutRequest = false;
   /** Pages the guest asked to have back as private and has not accepted since. */
   readonly #reclaimed = new LifetimeMap();
 
@@ -170,10 +172,16 @@ export class AcceptanceOracle {
   }
 
   observe(e: TraceEvent): void {
-    if (e.type === 'td-exit' || e.type === 'vmgexit') {
-      this.#requestRun = e.type === 'vmgexit' || e.reason === 'tdvmcall' ? this.#requestRun + 1 : 0;
-    } else if (e.type === 'npf') {
-      this.#requestRun = 0;
+    if (e.type === 'td-exit' || e.type === 'vmgexit' || e.type === 'npf') {
+      if (this.#exitWithoutRequest) {
+        this.#requestRun = 0;
+        this.#requestKey = '';
+      }
+      this.#exitWithoutRequest = true;
+    } else if (e.type === 'guest-request' && typeof e.key === 'string') {
+      this.#exitWithoutRequest = false;
+      this.#requestRun = e.key === this.#requestKey ? this.#requestRun + 1 : 1;
+      this.#requestKey = e.key;
     }
     switch (e.type) {
       case 'tdcall': {
@@ -229,7 +237,7 @@ export class AcceptanceOracle {
       this.#checkReclaimed(ctx);
     }
     if (outcome.outcome === 'budget' && this.#requestRun >= LIVENESS_REQUEST_RUN) {
-      this.#report('liveness', `the run ended on its instruction budget after ${this.#requestRun} guest requests to the VMM in a row with no other exit`);
+      this.#report('liveness', `the run ended on its instruction budget with the guest repeating the same page-state request (${this.#requestKey}) ${this.#requestRun} times in a row without progress`);
     }
     const findings = [...this.#findings];
     const verdict: Verdict = findings.length > 0 ? 'finding' : outcome.outcome === 'guest-fatal' ? 'detected' : 'benign';

@@ -66,12 +66,17 @@ describe('acceptance oracle', () => {
     expect(judge([accept(0x200000n, 1)], done, held).verdict).toBe('benign');
   });
 
-  it('a budget run ending in an unbroken stream of guest requests is a liveness finding; a stream of faults is not', () => {
-    const requests = Array.from({ length: LIVENESS_REQUEST_RUN }, () => ev('td-exit', { reason: 'tdvmcall' }));
-    const budget = { outcome: 'budget' as const, reason: 'instruction budget exhausted' };
-    expect(judge(requests, budget).findings).toMatchObject([{ category: 'liveness', severity: 'low' }]);
-    expect(judge([...requests, ev('npf', { gpa: 0n })], budget).verdict).toBe('benign');
-    expect(judge(requests, done).verdict).toBe('benign');
+  it('a budget run ending in the same page-state request again and again is a liveness finding; progress or other exits are not', () => {
+    const retry = (key: string) => [ev('td-exit', { reason: 'tdvmcall' }), ev('guest-request', { key })];
+    const stuck = Array.from({ length: LIVENESS_REQUEST_RUN }, () => retry('map-gpa 800000400000+200000')).flat();
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget exhausted' };
+    expect(judge(stuck, budget).findings).toMatchObject([{ category: 'liveness', severity: 'low' }]);
+    // Each retry resumes further on: progress.
+    const moving = Array.from({ length: LIVENESS_REQUEST_RUN }, (_, i) => retry(`map-gpa ${i}+1000`)).flat();
+    expect(judge(moving, budget).verdict).toBe('benign');
+    // A guest halting for ever while the VMM keeps waking it is idle, not stuck.
+    expect(judge([...stuck, ev('td-exit', { reason: 'tdvmcall' }), ev('td-exit', { reason: 'tdvmcall' })], budget).verdict).toBe('benign');
+    expect(judge(stuck, done).verdict).toBe('benign');
   });
 
   it('an internal error is a minivisor bug, kept apart from guest findings', () => {
