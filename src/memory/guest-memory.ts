@@ -1,6 +1,8 @@
 // Bounds-checked access to guest-physical RAM. Copies for small values, zero-copy windows for
 // bulk work. Writes through these methods are seen by snapshot dirty tracking and drop stale
-// translated code; writes through a window are not (call noteHostWrite after them).
+// translated code; writes through a window are not (call noteHostWrite after them). They also
+// mark the pages as holding data: snapshots and zero fills skip pages never written, so a window
+// write without noteHostWrite could survive a fill(…, 0) such as a TDX ACCEPT.
 import type { NativeMachine } from '../native/binding.js';
 import { TypedAccess } from './typed-access.js';
 
@@ -43,7 +45,7 @@ export class GuestMemory extends TypedAccess {
     return new Uint8Array(this.#native.window(gpa, length));
   }
 
-  /** Tells dirty tracking and the code cache that a window wrote [gpa, gpa+length). */
+  /** Tells dirty tracking, the code cache and the zero-fill bookkeeping that a window wrote [gpa, gpa+length). */
   noteHostWrite(gpa: bigint, length: bigint): void {
     this.#check(gpa, length);
     this.#native.noteHostWrite(gpa, length);
