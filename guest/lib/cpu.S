@@ -182,6 +182,16 @@ mv_pvalidate_insn:
 1:	mov eax, 255
 	ret
 
+/* int mv_rmpadjust_insn(u64 va, u32 size_2m, u64 attrs): EAX = return code (Linux rmpadjust();
+ * attrs = RDX: target VMPL [7:0], permission mask [15:8], VMSA [16]). */
+	.globl mv_rmpadjust_insn
+mv_rmpadjust_insn:
+	mov rax, rdi
+	mov ecx, esi
+	/* rdx = attrs already */
+	.byte 0xf3, 0x0f, 0x01, 0xfe    /* RMPADJUST */
+	ret
+
 /* noreturn void mv_enter(u64 entry, u64 arg, u64 stack) */
 	.globl mv_enter
 mv_enter:

@@ -60,6 +60,10 @@ void mv_platform_detect(void)
 		if (((info >> 24) & 0xff) != cbit)
 			mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, 0);
 		mv_platform.private_mask = 1ull << cbit;
+		/* Linux enforce_vmpl0(): RMPADJUST of VMPL1's permissions (here: none, on the boot
+		 * params page) succeeds only at VMPL0; with no SVSM support, any other VMPL is fatal. */
+		if (mv_rmpadjust_insn(MV_BOOT_PARAMS_GPA, 0, 1) != 0)
+			mv_terminate_silently(MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_NOT_VMPL0);
 		return;
 	}
 	/* Neither: real firmware would run as a normal VM; minivisor has nothing to test. */

@@ -14,7 +14,8 @@ import type { TdxVmmHandle } from '../platform/tdx/vmm-handle.js';
 import { Console } from '../vmm/console.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
-import type { LaunchPageType } from '../platform/snp/launch.js';
+import type { LaunchPageType, LaunchVmplPerms } from '../platform/snp/launch.js';
+import { VMPL_PERM_ALL } from '../platform/snp/rmp.js';
 import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
 import type { TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
@@ -69,6 +70,11 @@ export interface VmmOverride {
   tdxPrelaunch?: (host: TdxVmmHandle) => void;
   /** Host actions after the honest launch and before SNP_LAUNCH_FINISH: RMPUPDATE, PSMASH, LAUNCH_UPDATE, NPT, shared memory. */
   snpPrelaunch?: (host: SnpVmmHandle) => void;
+  /**
+   * Runs the SNP guest at this VMPL (as under an SVSM), its launched pages granted to it through
+   * SNP_LAUNCH_UPDATE's VMPLn_PERMS. Default 0.
+   */
+  snpVmpl?: 1 | 2 | 3;
 }
 
 /** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
@@ -117,15 +123,17 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
     memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
-    trace: options.trace, cBit: SNP_C_BIT,
+    trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),
   });
+  const vmpl = options.vmm?.snpVmpl ?? 0;
+  const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;
   const host = platform.handle;
   const staged = stageImages(images);
   const launch = (gpa: bigint, type: LaunchPageType, source = staged.page(gpa)) => {
     const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
     if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
     // SNP_LAUNCH_UPDATE copies the source page in, encrypts and measures it.
-    const r = host.launchUpdatePage(gpa, type, source);
+    const r = host.launchUpdatePage(gpa, type, source, lowerVmplPerms);
     if (r.rc !== 0) throw new Error(`VMM setup: SNP_LAUNCH_UPDATE 0x${gpa.toString(16)} failed: ${r.result}`);
   };
   // The CPUID page, like QEMU's sev_snp_launch_update_cpuid: a table the firmware checks.

@@ -157,6 +157,7 @@
 #define MV_SNP_TERM_REGISTER         0x0
 #define MV_SNP_TERM_PSC              0x1
 #define MV_SNP_TERM_PVALIDATE        0x2
+#define MV_SNP_TERM_NOT_VMPL0        0x3
 #define MV_SNP_TERM_CPUID            0x4
 /* minivisor's own set for everything else (memory map, decompression, workload...). */
 #define MV_SNP_TERM_SET_MINIVISOR    0x3

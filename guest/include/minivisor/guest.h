@@ -75,6 +75,7 @@ struct mv_tdcall_regs {
 };
 u64 mv_tdcall(struct mv_tdcall_regs *regs);           /* cpu.S; returns RAX */
 int mv_pvalidate_insn(u64 va, u32 size_2m, u32 validate); /* cpu.S; 255 when CF=1 */
+int mv_rmpadjust_insn(u64 va, u32 size_2m, u64 attrs);   /* cpu.S; EAX */
 void mv_vmgexit(void);                                /* cpu.S */
 
 #define TDG_VP_VMCALL            0

@@ -7,12 +7,17 @@ export const LAUNCH_PAGE_TYPE = { NORMAL: 1, VMSA: 2, ZERO: 3, UNMEASURED: 4, SE
 export type LaunchPageType = keyof typeof LAUNCH_PAGE_TYPE;
 export const DIGEST_BYTES = 48;
 
-export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint): Buffer {
+/** VMPL1..3 permissions a launched page gets (SNP_LAUNCH_UPDATE VMPLn_PERMS; VMPL0 gets all). */
+export type LaunchVmplPerms = readonly [number, number, number];
+export const NO_LOWER_VMPL_PERMS: LaunchVmplPerms = [0, 0, 0];
+
+export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): Buffer {
   const b = Buffer.alloc(0x70);
   Buffer.from(digestCur).copy(b, 0);
   Buffer.from(contents).copy(b, 48);
   b.writeUInt16LE(0x70, 96);
   b.writeUInt8(LAUNCH_PAGE_TYPE[type], 98);
+  vmplPerms.forEach((p, i) => b.writeUInt8(p, 101 + i));
   b.writeBigUInt64LE(gpa, 104);
   return b;
 }
@@ -23,11 +28,11 @@ export class LaunchDigest {
   #finished = false;
 
   /** Extends the digest with one 4 KiB page. NORMAL pages hash their bytes; ZERO/SECRETS/CPUID hash zeros; UNMEASURED does nothing. */
-  extend(type: LaunchPageType, gpa: bigint, page: Uint8Array): void {
+  extend(type: LaunchPageType, gpa: bigint, page: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     if (this.#finished) throw new Error('launch already finished');
     if (type === 'UNMEASURED') return;
     const contents = type === 'NORMAL' || type === 'VMSA' ? createHash('sha384').update(page).digest() : new Uint8Array(DIGEST_BYTES);
-    this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa)).digest();
+    this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa, vmplPerms)).digest();
   }
 
   finish(): string {

@@ -10,7 +10,7 @@ import type { GateAccess } from '../../memory/page-gate.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
-import { LaunchDigest, type LaunchPageType } from './launch.js';
+import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmplPerms } from './launch.js';
 import { VMSA_MEASURED_GPA, applyVmsa, vmsaPage, type Vmsa } from './vmsa.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { SEV_RET_INVALID_PARAM, validateCpuidPage } from './cpuid-page.js';
@@ -179,7 +179,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
    * place, which the host wrote while the page was still its own), measures it and marks it
    * validated (B4 "pre-validation"); it clears Immutable (Firmware ABI §8.17).
    */
-  launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL', source?: Uint8Array): HostOpResult {
+  launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL', source?: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): HostOpResult {
     let { state, result } = legality(this.rmp, 'launch-update', gpa);
     if (this.launch.finished) result = 'INVALID_PAGE_STATE';
     const e = this.rmp.lookup(gpa);
@@ -187,6 +187,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     this.trace.record('hw', 'launch-update', { gpa, pageType: type, state, result });
     if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
     if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
+    if (vmplPerms.some((p) => !Number.isInteger(p) || p < 0 || p > 0x1f)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (type === 'CPUID') {
       // The firmware checks the proposed table against the CPU before the guest may trust it
       // (cpuid-page.ts); a bad one stays pre-guest and the corrected table goes back to the host.
@@ -198,8 +199,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
     }
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
     else if (source !== undefined) this.machine.memory.write(gpa, source);
-    this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)));
-    this.rmp.put4k(gpa, { ...e, immutable: false, validated: true });
+    this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)), vmplPerms);
+    this.rmp.put4k(gpa, { ...e, immutable: false, validated: true, vmplPerms: [VMPL_PERM_ALL, ...vmplPerms] });
     this.#syncPage(gpa);
     return { rc: 0, result, state };
   }

@@ -13,7 +13,7 @@
 import { HostMemory } from '../host-memory.js';
 import type { Vmsa } from './vmsa.js';
 import type { Trace } from '../../shared/trace.js';
-import type { LaunchPageType } from './launch.js';
+import type { LaunchPageType, LaunchVmplPerms } from './launch.js';
 import type { RmpEntry, RmpPageSize } from './rmp.js';
 import type { HostOpResult, RmpUpdateRequest, SnpPlatform } from './snp-cpu.js';
 
@@ -53,8 +53,8 @@ export class SnpVmmHandle {
   set ghcbMsr(value: bigint) { this.#platform.ghcbMsr = value; }
 
   /** SNP_LAUNCH_UPDATE of one pre-guest page: the firmware copies `source` (4 KiB) in and measures it. */
-  launchUpdatePage(gpa: bigint, type: LaunchPageType, source?: Uint8Array): HostOpResult {
-    return this.#platform.launchUpdatePage(gpa, type, source);
+  launchUpdatePage(gpa: bigint, type: LaunchPageType, source?: Uint8Array, vmplPerms?: LaunchVmplPerms): HostOpResult {
+    return this.#platform.launchUpdatePage(gpa, type, source, vmplPerms);
   }
 
   /** SNP_LAUNCH_FINISH: fixes the launch digest (hex). */

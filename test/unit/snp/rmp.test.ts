@@ -65,6 +65,27 @@ describe('RMP legality table', () => {
   });
 });
 
+describe('SNP_LAUNCH_UPDATE VMPLn_PERMS', () => {
+  it('grants the lower VMPLs their permissions, measures them, and refuses bits that do not exist', () => {
+    const digests: string[] = [];
+    for (const perms of [[0, 0, 0], [0xf, 0, 0]] as const) {
+      const vm = new Machine({ memoryBytes: 16n << 20n });
+      const p = new SnpPlatform(vm);
+      p.rmpUpdate(R, { assigned: true, pageSize: '4k', immutable: true, gpa: R, asid: 1 });
+      expect(p.launchUpdatePage(R, 'NORMAL', undefined, perms).rc).toBe(0);
+      expect(p.rmp.lookup(R).vmplPerms).toEqual([0xf, ...perms]);
+      digests.push(p.launchFinish());
+      vm.close();
+    }
+    expect(digests[0]).not.toBe(digests[1]);
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(R, { assigned: true, pageSize: '4k', immutable: true, gpa: R, asid: 1 });
+    expect(p.launchUpdatePage(R, 'NORMAL', undefined, [0x20, 0, 0]).result).toBe('FAIL_INPUT');
+    vm.close();
+  });
+});
+
 describe('sparseness', () => {
   it('a 1 TiB guest costs only what is assigned', () => {
     const vm = new Machine({ memoryBytes: 1n << 40n, countInstructions: false });

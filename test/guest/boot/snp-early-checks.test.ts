@@ -1,6 +1,6 @@
-// Issue 9 row 15 in whole boots: the stubs answer CPUID's #VC 0x72 as Linux's do_vc_no_ghcb
-// does, from the firmware-checked CPUID page or else through the GHCB MSR protocol, and stop on
-// every answer a hostile VMM could use to mislead them.
+// The SNP firmware's early checks in whole boots, each with the attack that reaches its fatal
+// path: CPUID's #VC 0x72 answered as Linux's do_vc_no_ghcb does (issue 9 row 15), and the VMPL0
+// check of Linux's enforce_vmpl0() (row 14).
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
@@ -86,5 +86,21 @@ describe('SNP boot: CPUID through #VC 0x72', () => {
       },
     });
     expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  });
+});
+
+// Issue 9 row 14 in whole boots: the firmware checks it runs at VMPL0 with RMPADJUST, as Linux's
+// enforce_vmpl0() does.
+describe('SNP boot: enforce_vmpl0', () => {
+  it('at VMPL0 the RMPADJUST of VMPL1 succeeds and the boot goes on', () => {
+    const run = boot();
+    expect(run.result.outcome).toBe('done');
+    expect(run.trace.events.find((e) => e.type === 'rmpadjust')).toMatchObject({ targetVmpl: 1, perms: 0, rc: 0 });
+  });
+
+  it('launched to run at VMPL1 (its pages granted through VMPL1_PERMS), the firmware terminates: GHCB_TERM_NOT_VMPL0', () => {
+    const run = boot({ snpVmpl: 1 });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 1, code 3' });
+    expect(run.trace.events.find((e) => e.type === 'rmpadjust')).toMatchObject({ targetVmpl: 1, rc: 2 });
   });
 });
