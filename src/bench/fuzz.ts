@@ -9,6 +9,7 @@ import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
 import { BootExecutor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
+import type { StubVariant } from '../boot/images.js';
 
 const json = process.argv.includes('--json');
 const budgetArg = process.argv.indexOf('--budget');
@@ -16,13 +17,13 @@ const budgetSeconds = budgetArg > 0 ? Number(process.argv[budgetArg + 1]) : 60;
 const log = (line: string) => { if (!json) console.log(line); };
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
 
-const target = (platform: 'tdx' | 'snp', variant?: string): FuzzTarget => ({
+const target = (platform: 'tdx' | 'snp', variant?: StubVariant): FuzzTarget => ({
   platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
   unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}),
 });
 
 /** Planted bugs (guest/lib/variants.mk) and the finding category that shows each. */
-const PLANTED: { variant: string; platform: 'tdx' | 'snp'; expect: FindingCategory }[] = [
+const PLANTED: { variant: StubVariant; platform: 'tdx' | 'snp'; expect: FindingCategory }[] = [
   { variant: 'accept-already-accepted', platform: 'tdx', expect: 'double-acceptance' },
   { variant: 'accept-already-accepted', platform: 'snp', expect: 'double-acceptance' },
   { variant: 'map-gpa-unbounded-retry', platform: 'tdx', expect: 'liveness' },
@@ -53,7 +54,7 @@ async function speed(platform: 'tdx' | 'snp') {
   };
 }
 
-async function timeToFinding(platform: 'tdx' | 'snp', variant: string | undefined, expect: FindingCategory | undefined) {
+async function timeToFinding(platform: 'tdx' | 'snp', variant: StubVariant | undefined, expect: FindingCategory | undefined) {
   const start = performance.now();
   let executor;
   try {

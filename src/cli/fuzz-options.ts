@@ -21,6 +21,7 @@ export interface RawFuzzOptions {
   maxInstructions?: string;
   json?: boolean;
   shard?: string;
+  variant?: string;
 }
 
 export interface FuzzCliConfig {
@@ -86,6 +87,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       ...(raw.unit !== undefined ? { unit: raw.unit } : {}),
       ...(raw.accept !== undefined ? { accept: raw.accept } : {}),
       ...(raw.preAccept !== undefined ? { preAccept: raw.preAccept } : {}),
+      ...(raw.variant !== undefined ? { variant: raw.variant } : {}),
     });
   } catch (err) {
     if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
@@ -96,6 +98,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
     target: {
       platform: boot.platform, stage, memoryBytes: boot.memoryBytes, workloadBytes: boot.workloadBytes, preAccept: boot.preAccept,
       accept: boot.accept, unitBytes: boot.unitBytes, guestSeed: boot.seed, maxInstructions: boot.maxInstructions,
+      ...(boot.variant !== undefined ? { variant: boot.variant } : {}),
     },
     seed: boot.seed,
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),

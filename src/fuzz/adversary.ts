@@ -114,12 +114,13 @@ function tdxHostAction(ctx: VmmContext, action: HostAction): string {
       return status === SEAMCALL_RESULT_OK ? 'ok' : `0x${(status >> 32n).toString(16)}`;
     }
     case 'tdx.replay-zeroed': {
-      const rcx = gpaLevel(Sept.alignDown(action.gpa, action.level), action.level);
-      host.memRangeBlock(rcx);
-      host.memTrack();
-      if (host.memPageRemove(rcx).status !== SEAMCALL_RESULT_OK) return 'remove-failed';
-      ensureSeptLevels(host, action.gpa, action.level);
-      return host.memPageAug(rcx).status === SEAMCALL_RESULT_OK ? 'ok' : 'aug-failed';
+      // Like a VMM that takes the page away and gives a fresh one back: a 2M leaf around a 4K
+      // target is demoted first (BLOCK, TRACK, DEMOTE), then BLOCK, TRACK, REMOVE, and AUG.
+      const size = action.level === 1 ? 0x200000n : 0x1000n;
+      const base = Sept.alignDown(action.gpa, action.level);
+      removePrivateRange(host, base, base + size);
+      augRange(host, base, base + size);
+      return 'ok';
     }
     case 'tdx.post-interrupt':
       host.postInterrupt(action.vector, action.afterChunks);

@@ -2,7 +2,8 @@
 // shrinker and replay only see the `Executor` interface, so how a VM gets to its starting point
 // (a full boot, or a whole-VM snapshot restored per execution) is this file's business.
 import type { BootConfig } from '../boot/boot-config.js';
-import { bootGuest } from '../boot/boot-guest.js';
+import type { StubVariant } from '../boot/images.js';
+import { bootGuest, loadBootImages } from '../boot/boot-guest.js';
 import type { TraceEvent } from '../shared/trace.js';
 import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
@@ -28,7 +29,7 @@ export interface FuzzTarget {
   /** Instruction budget of one execution: a guest stuck in a loop ends as `budget`. */
   maxInstructions: bigint;
   /** A planted-bug variant of the stubs (guest/lib/variants.mk) instead of the honest ones. */
-  variant?: string;
+  variant?: StubVariant;
 }
 
 export interface Execution {
@@ -78,7 +79,7 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
     platform: target.platform, memoryBytes: target.memoryBytes, preAccept: target.preAccept, accept: target.accept,
     unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
     maxInstructions: target.maxInstructions, json: true, ...(target.variant !== undefined ? { variant: target.variant } : {}),
-  } as BootConfig;
+  };
 }
 
 /** The execution of a run that threw: judged as a minivisor bug. */
@@ -100,6 +101,8 @@ export class BootExecutor implements Executor {
 
   constructor(target: FuzzTarget) {
     this.target = target;
+    // A missing or bad guest image is the user's configuration, reported now (GuestImageError), not a bug found later.
+    loadBootImages(bootConfigFor(target));
   }
 
   execute(program: AttackProgram, options: ExecuteOptions = {}): Execution {

@@ -3,6 +3,7 @@
 // hash its execution produced. Bigints are "0x…" strings, as in attack programs.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isStubVariant } from '../boot/images.js';
 import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type AttackProgram } from './attack-program.js';
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
@@ -99,7 +100,11 @@ function targetFromJson(v: unknown, path: string): FuzzTarget {
     preAccept: t.preAccept === 'all' ? 'all' : big(t, 'preAccept', path), accept, unitBytes: big(t, 'unitBytes', path),
     guestSeed: big(t, 'guestSeed', path), maxInstructions: big(t, 'maxInstructions', path),
   };
-  if (t.variant !== undefined) target.variant = str(t, 'variant', path);
+  if (t.variant !== undefined) {
+    const variant = str(t, 'variant', path);
+    if (!isStubVariant(variant)) fail(path, `target.variant "${variant}" is not a stub variant this minivisor builds`);
+    target.variant = variant;
+  }
   return target;
 }
 

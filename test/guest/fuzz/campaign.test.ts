@@ -81,3 +81,34 @@ describe('fuzz campaigns on the guest stubs', () => {
     expect(shrunk.program.decisions).toEqual([mapGpaStall]);
   }, 120_000);
 });
+
+describe('the oracle on planted-bug variants (guest/DEFENCES.md)', () => {
+  const variantTarget = (variant?: 'reaccept-skipped' | 'trusts-injected-exception'): FuzzTarget => ({
+    ...target('tdx'), workloadBytes: 4n << 20n, ...(variant ? { variant } : {}),
+  });
+
+  it('reaccept-skipped: MapGPA keeping the private pages is detected by the honest stubs, foreign content in the variant', () => {
+    const keep: AttackProgram = {
+      platform: 'tdx',
+      decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: 1n << 40n, status: 0n, sharedEptOnly: true } }],
+    };
+    const honest = new BootExecutor(variantTarget()).execute(keep);
+    expect(honest.judgement.verdict).toBe('detected');
+    expect(honest.judgement.outcome.reason).toMatch(/^tdx_accept_already_accepted/);
+    const planted = new BootExecutor(variantTarget('reaccept-skipped')).execute(keep);
+    expect(planted.judgement.verdict).toBe('finding');
+    expect(planted.judgement.findings.map((f) => f.category)).toEqual(['foreign-content']);
+  }, 60_000);
+
+  it('trusts-injected-exception: a workload page replayed zeroed is detected by the honest stubs, a double acceptance in the variant', () => {
+    // The first MapGPA exit, found from an honest execution's trace.
+    const probe = new BootExecutor(variantTarget()).execute({ platform: 'tdx', decisions: [] }, { keepTrace: true });
+    const firstMapGpa = probe.events!.findIndex((e) => e.type === 'guest-request');
+    const exitIndex = probe.events!.slice(0, firstMapGpa).filter((e) => e.type === 'vmm-decision').length;
+    const replay: AttackProgram = { platform: 'tdx', decisions: [{ at: 'exit', exitIndex, action: { kind: 'tdx.replay-zeroed', gpa: 0x101000n, level: 0 } }] };
+    const honest = new BootExecutor(variantTarget()).execute(replay);
+    expect(honest.judgement.outcome.reason).toMatch(/^unexpected_ve/);
+    const planted = new BootExecutor(variantTarget('trusts-injected-exception')).execute(replay);
+    expect(planted.judgement.findings).toMatchObject([{ category: 'double-acceptance', gpa: 0x101000n }]);
+  }, 60_000);
+});
