@@ -33,7 +33,8 @@ export function tdxAtFirstMapGpa(action: (ctx: VmmContext, call: VmcallExit) => 
 
 /** The honest SNP VMM, with `before`/`after` hooks around each VMGEXIT it answers. */
 export function snpVmm(hooks: {
-  before?: (host: SnpHost, exit: Vmgexit, vmm: HonestSnpVmm) => 'honest' | ReturnType<HonestSnpVmm['onVmgexit']>;
+  /** `honest` answers the exit as the honest VMM would (then the hook may change the answer). */
+  before?: (host: SnpHost, exit: Vmgexit, honest: HonestSnpVmm['onVmgexit']) => 'honest' | ReturnType<HonestSnpVmm['onVmgexit']>;
   after?: (host: SnpHost, exit: Vmgexit) => void;
 }): VmmOverride {
   return {
@@ -41,7 +42,7 @@ export function snpVmm(hooks: {
       const vmm = new HonestSnpVmm({ echo });
       const honest = vmm.onVmgexit.bind(vmm);
       vmm.onVmgexit = (host, exit) => {
-        const early = hooks.before?.(host, exit, vmm) ?? 'honest';
+        const early = hooks.before?.(host, exit, honest) ?? 'honest';
         if (early !== 'honest') return early;
         const answer = honest(host, exit);
         hooks.after?.(host, exit);

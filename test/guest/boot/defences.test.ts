@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { ABI } from '../../../src/boot/layout.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
-import { ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
 import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
 import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
@@ -57,10 +57,9 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'tdx_map_gpa_failed', platform: 'tdx', attack: 'MapGPA answers INVALID_OPERAND', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.INVALID_OPERAND } }) }), expected: /^tdx_map_gpa_failed/ },
   { check: 'tdx_map_gpa_retry_out_of_range', platform: 'tdx', attack: 'MapGPA RETRY with a resume address outside the range', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: 0xdead000n } }) }), expected: /^tdx_map_gpa_retry_out_of_range/ },
   { check: 'tdx_map_gpa_no_progress', platform: 'tdx', attack: 'MapGPA RETRY at the start address, forever', vmm: () => tdxPolicy({ mapGpa: (_ctx, call) => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: call.regs.r12 } }) }), expected: /^tdx_map_gpa_no_progress/ },
-  { check: 'snp_psc_failed (MSR protocol)', platform: 'snp', attack: 'the GHCB page\'s own PSC (MSR protocol) answers error 1; no console yet', vmm: () => snpVmm({ before: (host, exit, vmm) => {
+  { check: 'snp_psc_failed (MSR protocol)', platform: 'snp', attack: 'the GHCB page\'s own PSC (MSR protocol) answers error 1; no console yet', vmm: () => snpVmm({ before: (host, exit) => {
     if ((exit.ghcbMsr & 0xfffn) !== 0x014n) return 'honest';
     host.ghcbMsr = ghcbMsr.pscResp(1);
-    void vmm;
     return 'resume';
   } }), expected: TERM(1, 1) },
   { check: 'snp_psc_ghcb_error', platform: 'snp', attack: 'PSC answered with SW_EXITINFO1 = 1', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo1), 1n)), expected: /^snp_psc_ghcb_error/ },
@@ -84,6 +83,19 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
     host.ghcbMsr = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, host.cBit - 1);
     return 'resume';
   } }), expected: TERM(0, 0) },
+  { check: 'C-bit out of range', platform: 'snp', attack: 'no CPUID page; CPUID 0x8000001F answered honestly to the entry code, then with C-bit 20', vmm: () => {
+    let asked = 0;
+    return {
+      snpCpuidPage: { type: 'ZERO', bytes: new Uint8Array(4096) },
+      ...snpVmm({ before: (host, exit, honest) => {
+        const req = decodeGhcbMsr(exit.ghcbMsr);
+        if (req.kind !== 'cpuid' || req.fn !== 0x8000001f || req.reg !== 1 || asked++ === 0) return 'honest';
+        const answer = honest(host, exit);
+        host.ghcbMsr = ghcbMsr.cpuidResp(20, 1);
+        return answer;
+      } }),
+    };
+  }, expected: TERM(0, 2) },
   { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }]), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
 
   // ---- exceptions (guest/lib/cpu.c): every one is fatal ----
