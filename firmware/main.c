@@ -124,6 +124,8 @@ void firmware_main(void)
 	if (mv_platform.kind == MV_PLATFORM_SNP) {
 		mv_snp_setup_ghcb(MV_GHCB_GPA);
 		bp->ghcb_gpa = MV_GHCB_GPA;
+	} else {
+		mv_tdx_console_setup(bp); /* one exit per console line from here on */
 	}
 	mv_report_stage("firmware");
 

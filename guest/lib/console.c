@@ -4,7 +4,13 @@
  */
 #include <minivisor/guest.h>
 
+#define IOIO_STR              (1u << 2)
+#define IOIO_REP              (1u << 3)
 #define IOIO_SZ8              (1u << 4)
+
+/* The line being built: sent with one exit when it ends, or fills the buffer. */
+static char line[MV_CONSOLE_LINE_MAX];
+static u32 line_len;
 
 /* GHCB IOIO NAE (SW_EXITCODE 0x7B): the MSR protocol has no I/O request. */
 static void snp_out_byte(u16 port, u8 value)
@@ -28,13 +34,63 @@ static void tdx_out_byte(u16 port, u8 value)
 	mv_tdcall(&r);
 }
 
+/* OUTS of the line through the GHCB (boot_abi.h, console): the bytes in the shared buffer. */
+static bool snp_out_line(void)
+{
+	u8 *ghcb = mv_snp_ghcb_begin(SVM_EXIT_IOIO, ((u64)MV_CONSOLE_PORT << 16) | IOIO_SZ8 | IOIO_STR | IOIO_REP, line_len);
+	memcpy(ghcb + GHCB_OFF_SHARED_BUFFER, line, line_len);
+	*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
+	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
+	mv_snp_ghcb_exit();
+	return *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) == 0;
+}
+
+/* The vendor-specific console TDVMCALL (boot_abi.h, console) over the shared console page. */
+static bool tdx_out_line(void)
+{
+	memcpy(mv_shared_ptr(mv_platform.console_gpa), line, line_len);
+	struct mv_tdcall_regs r = {
+		.rax = TDG_VP_VMCALL, .rcx = 0x3c00, .r10 = MV_CONSOLE_VMCALL, .r11 = MV_CONSOLE_VMCALL_WRITE,
+		.r12 = mv_platform.console_gpa | mv_platform.shared_mask, .r13 = line_len,
+	};
+	return mv_tdcall(&r) == TDX_SUCCESS && r.r10 == 0;
+}
+
+void mv_console_flush(void)
+{
+	if (line_len == 0)
+		return;
+	bool sent = false;
+	if (mv_platform.kind == MV_PLATFORM_TDX && mv_platform.console_gpa)
+		sent = tdx_out_line();
+	else if (mv_platform.kind == MV_PLATFORM_SNP)
+		sent = snp_out_line();
+	/* No batched path (yet), or the VMM refused it: byte by byte, which every VMM takes. */
+	for (u32 i = 0; !sent && i < line_len; i++) {
+		if (mv_platform.kind == MV_PLATFORM_TDX)
+			tdx_out_byte(MV_CONSOLE_PORT, (u8)line[i]);
+		else
+			snp_out_byte(MV_CONSOLE_PORT, (u8)line[i]);
+	}
+	line_len = 0;
+}
+
 void mv_putc(char c)
 {
-	if (mv_platform.kind == MV_PLATFORM_TDX)
-		tdx_out_byte(MV_CONSOLE_PORT, (u8)c);
-	else if (mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa)
-		snp_out_byte(MV_CONSOLE_PORT, (u8)c);
-	/* otherwise: no console yet (SNP before the GHCB exists, or no platform) */
+	/* No console yet: SNP before the GHCB exists, or no platform. */
+	if (mv_platform.kind != MV_PLATFORM_TDX && !(mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa))
+		return;
+	line[line_len++] = c;
+	if (c == '\n' || line_len == sizeof(line))
+		mv_console_flush();
+}
+
+void mv_tdx_console_setup(struct mv_boot_params *bp)
+{
+	mv_console_flush(); /* what is buffered goes out the old way */
+	mv_tdx_map_gpa(MV_CONSOLE_PAGE_GPA, MV_PAGE_SIZE, true);
+	mv_map_shared(bp, MV_CONSOLE_PAGE_GPA, MV_CONSOLE_PAGE_GPA + MV_PAGE_SIZE);
+	mv_platform.console_gpa = bp->console_gpa = MV_CONSOLE_PAGE_GPA;
 }
 
 void mv_puts(const char *s)
@@ -102,6 +158,7 @@ noreturn void mv_terminate_silently(u32 snp_set, u32 snp_code)
 noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp_code)
 {
 	(void)detail;
+	mv_console_flush();
 	if (mv_platform.kind == MV_PLATFORM_TDX) {
 		/* TDG.VP.VMCALL<ReportFatalError>: R12 = 0 (Linux's panic code), a 64-byte message
 		 * in R14, R15, RBX, RDI, RSI, R8, R9, RDX (Linux tdx_panic). */

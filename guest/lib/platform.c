@@ -77,6 +77,7 @@ void mv_platform_adopt(struct mv_boot_params *bp, u32 stage)
 	mv_platform.shared_mask = bp->shared_mask;
 	mv_platform.private_mask = bp->private_mask;
 	mv_platform.ghcb_gpa = bp->ghcb_gpa;
+	mv_platform.console_gpa = bp->console_gpa;
 	mv_platform.stats = &bp->stats;
 	if (bp->platform != MV_PLATFORM_TDX && bp->platform != MV_PLATFORM_SNP)
 		mv_halt_forever();

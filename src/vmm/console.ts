@@ -1,6 +1,13 @@
 // The guest's console: bytes the VMM received through the platform's I/O path (TDVMCALL
 // Instruction.IO, GHCB IOIO, or a plain OUT to the COM1 data port).
 export const COM1_DATA_PORT = 0x3f8;
+/**
+ * The stubs' batched console, one exit per line (guest/include/minivisor/boot_abi.h, console;
+ * src/boot/layout.ts mirrors the numbers and a test keeps them equal): at most LINE_MAX bytes;
+ * on TDX a vendor-specific TDG.VP.VMCALL (R10 = VMCALL, R11 = WRITE, R12 = shared GPA, R13 =
+ * count), on SNP the GHCB IOIO NAE with string semantics.
+ */
+export const BATCHED_CONSOLE = { LINE_MAX: 0x100, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
 
 export class Console {
   readonly #bytes: number[] = [];
@@ -9,6 +16,10 @@ export class Console {
 
   constructor(echo?: (text: string) => void) {
     this.#echo = echo;
+  }
+
+  writeBytes(bytes: Uint8Array): void {
+    for (const b of bytes) this.write(b);
   }
 
   write(byte: number): void {

@@ -20,12 +20,12 @@ export function tdxPolicy(overrides: Partial<TdxVmmPolicy>): VmmOverride {
   return { tdx: { ...honestTdxPolicy, ...overrides } };
 }
 
-/** The honest TDX policy, plus a host action (SEAMCALLs) taken once at the guest's first MapGPA. */
-export function tdxAtFirstMapGpa(action: (ctx: VmmContext, call: VmcallExit) => void): VmmOverride {
+/** The honest TDX policy, plus a host action (SEAMCALLs) taken once at the kernel's first MapGPA. */
+export function tdxAtKernelMapGpa(action: (ctx: VmmContext, call: VmcallExit) => void): VmmOverride {
   let done = false;
   return tdxPolicy({
     mapGpa(ctx, call) {
-      if (!done) { done = true; action(ctx, call); }
+      if (!done && ctx.console.text.includes('@mv stage kernel')) { done = true; action(ctx, call); }
       return honestTdxPolicy.mapGpa(ctx, call);
     },
   });

@@ -163,8 +163,23 @@
 #define MV_SNP_TERM_SET_MINIVISOR    0x3
 #define MV_SNP_TERM_MINIVISOR_FATAL  0x1
 
-/* ---- console ---- */
+/* ---- console ----
+ * Byte by byte: an OUT to MV_CONSOLE_PORT (COM1 data), i.e. TDG.VP.VMCALL<Instruction.IO> or a
+ * GHCB IOIO exit per byte. Every VMM must keep accepting that (user firmware uses it).
+ * Batched, one exit per line (at most MV_CONSOLE_LINE_MAX bytes), what the stubs use:
+ *   - SNP: the GHCB IOIO NAE with string semantics (Linux vc_handle_ioio for OUTS): SW_EXITCODE
+ *     0x7B, EXITINFO1 = port << 16 | SZ8 | STR | REP, EXITINFO2 = byte count, SW_SCRATCH = the
+ *     GHCB shared buffer holding the bytes.
+ *   - TDX: the GHCI has no string I/O, so a vendor-specific TDG.VP.VMCALL (GHCI: R10 != 0):
+ *     R10 = MV_CONSOLE_VMCALL, R11 = MV_CONSOLE_VMCALL_WRITE, R12 = shared GPA (shared bit set) of
+ *     the bytes, R13 = count, all inside the page at MV_CONSOLE_PAGE_GPA, which the firmware
+ *     converts to shared (MapGPA) and records in the boot params' console_gpa. The VMM answers
+ *     R10 = 0; anything else makes the guest fall back to byte by byte for that line. */
 #define MV_CONSOLE_PORT              0x3f8
+#define MV_CONSOLE_LINE_MAX          0x100
+#define MV_CONSOLE_PAGE_GPA          0x203000
+#define MV_CONSOLE_VMCALL            0x4d56
+#define MV_CONSOLE_VMCALL_WRITE      0x1
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
@@ -235,7 +250,8 @@ struct mv_boot_params {
 	uint64_t kernel_bytes;      /* 0x80 memory size incl. bss and stack, 2 MiB aligned */
 	uint64_t platform_hint_mismatch; /* 0x88 1 when fw_config.platform_hint disagreed */
 	struct mv_accept_stats stats; /* 0x90 .. 0xd8 */
-	uint8_t pad[0x100 - 0xd8];
+	uint64_t console_gpa;       /* 0xd8 TDX: the shared console page (MV_CONSOLE_PAGE_GPA), 0 = none */
+	uint8_t pad[0x100 - 0xe0];
 	struct mv_e820_entry e820[MV_E820_MAX_ENTRIES]; /* 0x100 */
 };
 
@@ -290,6 +306,8 @@ MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_MAP_OVERRIDE_OFFSET + sizeof(struct mv_map_override) <= MV_PAGE_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
+MV_ABI_CHECK(MV_GHCB_GPA + MV_PAGE_SIZE <= MV_CONSOLE_PAGE_GPA && MV_CONSOLE_PAGE_GPA + MV_PAGE_SIZE <= MV_PT_POOL_GPA);
+MV_ABI_CHECK(MV_CONSOLE_LINE_MAX <= 0x7f0); /* fits the GHCB shared buffer */
 MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_SNP_CPUID_PAGE_GPA);
 MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);
 /* A real-mode entry reaches the whole firmware window through its 64 KiB code segment. */

@@ -138,6 +138,7 @@ struct mv_platform {
 	u64 shared_mask;     /* TDX: shared bit */
 	u64 private_mask;    /* SNP: C-bit */
 	u64 ghcb_gpa;        /* SNP, 0 until registered */
+	u64 console_gpa;     /* TDX: the shared console page, 0 until converted */
 	struct mv_accept_stats *stats;
 };
 extern struct mv_platform mv_platform;
@@ -179,7 +180,12 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate);
 void mv_arch_accept(u64 start, u64 end);
 
 /* ---- console.c ---- */
+/* Buffers a line and sends it with one exit (boot_abi.h, console); mv_console_flush sends what
+ * is buffered now. */
 void mv_putc(char c);
+void mv_console_flush(void);
+/* TDX firmware: converts MV_CONSOLE_PAGE_GPA to shared for the batched console. */
+void mv_tdx_console_setup(struct mv_boot_params *bp);
 void mv_puts(const char *s);
 void mv_put_dec(u64 v);
 void mv_put_hex(u64 v);

@@ -3,7 +3,7 @@
 // Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
-import { COM1_DATA_PORT, Console } from '../console.js';
+import { BATCHED_CONSOLE, COM1_DATA_PORT, Console } from '../console.js';
 import type { SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
@@ -193,7 +193,22 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     switch (code) {
       case BigInt(SVM_EXIT.IOIO): {
         const io = decodeIoioExitInfo(info1);
-        if (io.string || io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
+        if (io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
+        if (io.string) {
+          // OUTS (KVM sev_es_string_io): SW_EXITINFO2 elements at SW_SCRATCH, which must lie in
+          // the GHCB's shared buffer. The stubs' batched console line (boot_abi.h) is one.
+          if (io.direction !== 'out' || !g.validAfterClear('swScratch')) return fail(GHCB_ERR.INVALID_INPUT);
+          const bytes = g.get('swExitInfo2') * BigInt(io.size);
+          const scratch = g.get('swScratch');
+          const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
+          if (bytes > BigInt(BATCHED_CONSOLE.LINE_MAX) * 4n || scratch < bufStart || scratch + bytes > gpa + 0xff0n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+          const data = host.hostMemory.read(scratch, Number(bytes));
+          if (io.port === COM1_DATA_PORT) for (let i = 0; i < data.length; i += io.size) this.console.write(data[i]!);
+          host.trace.record('vmm', 'io', { direction: 'out', port: io.port, string: true, bytes });
+          g.set('swExitInfo1', GHCB_RESULT.OK);
+          g.set('swExitInfo2', 0n);
+          return 'resume';
+        }
         if (io.direction === 'out') {
           if (!g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
           const v = g.get('rax');

@@ -8,7 +8,8 @@ import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
 import { Sept } from '../../platform/tdx/sept.js';
 import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
 import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
-import { COM1_DATA_PORT, type Console } from '../console.js';
+import { BATCHED_CONSOLE, COM1_DATA_PORT, type Console } from '../console.js';
+import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { VmmDriver } from '../run-vm.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
@@ -253,8 +254,22 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     return { kind: 'stop', outcome: { outcome: 'done', reason: 'guest halted (TDVMCALL HLT)' } };
   },
 
-  otherVmcall() {
-    return ret(TdvmcallStatus.SUBFUNC_UNSUPPORTED);
+  otherVmcall(ctx, call) {
+    const { r10, r11, r12: gpa, r13: count } = call.regs;
+    if (r10 !== BATCHED_CONSOLE.VMCALL || r11 !== BATCHED_CONSOLE.VMCALL_WRITE) return ret(TdvmcallStatus.SUBFUNC_UNSUPPORTED);
+    // The stubs' console line (boot_abi.h): shared memory within one page, read as the host sees it.
+    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const base = gpa & ~sharedBit;
+    if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.LINE_MAX) || (base & 0xfffn) + count > 0x1000n || base + count > ctx.memoryBytes) {
+      return ret(TdvmcallStatus.INVALID_OPERAND);
+    }
+    try {
+      ctx.console.writeBytes(ctx.host.hostMemory.read(base, Number(count)));
+    } catch (err) {
+      if (err instanceof HostAccessRefused) return ret(TdvmcallStatus.INVALID_OPERAND);
+      throw err;
+    }
+    return ret(TdvmcallStatus.SUCCESS);
   },
 };
 

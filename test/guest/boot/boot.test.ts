@@ -11,6 +11,7 @@ import { GuestImageError } from '../../../src/boot/images.js';
 import { ABI } from '../../../src/boot/layout.js';
 import { acceptanceMismatches, bootParams, doubleAccepts, hardwareAcceptedBytes, memoryMapTilingErrors } from '../../helpers/boot-check.js';
 import { snpBacks2mWith4k, tdxBacks2mWith4k } from '../../helpers/attacks.js';
+import { honestTdxPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 
 const MiB = 1n << 20n;
 const UNIT_2M = 2n * MiB;
@@ -76,8 +77,8 @@ describe.each(['tdx', 'snp'] as const)('%s boot', (platform) => {
     const vm = run.platform.machine;
     const bp = bootParams(vm);
     const usable = bp.e820.filter((e) => e.type === 1 || e.type === 15).reduce((n, e) => n + e.size, 0n);
-    // Everything is accepted except the SNP GHCB page, which the firmware made shared.
-    const shared = platform === 'snp' ? 4096n : 0n;
+    // Everything is accepted except one page the firmware made shared: SNP's GHCB, TDX's console page.
+    const shared = 4096n;
     expect(hardwareAcceptedBytes(vm)).toBe(usable + ABI.MV_INITIAL_IMAGE_END - ABI.MV_TEMP_RAM_GPA - shared);
     vm.close();
   });
@@ -112,6 +113,36 @@ describe.each(['tdx', 'snp'] as const)('%s boot', (platform) => {
     expect(bootParams(c.platform.machine).bitmapGpa).not.toBe(bootParams(a.platform.machine).bitmapGpa);
     expect(c.result.traceSha256).not.toBe(a.result.traceSha256);
     for (const r of [a, b, c]) r.platform.machine.close();
+  });
+});
+
+describe('console', () => {
+  // boot_abi.h: one exit per console line (TDX vendor TDVMCALL, SNP GHCB string IOIO), not per byte.
+  it.each(['tdx', 'snp'] as const)('%s: the stubs send their console one line per exit', (platform) => {
+    const run = bootGuest(parseBootOptions({ platform, memory: '256M', workload: '4M' }), { keepTrace: true });
+    expect(run.result.outcome).toBe('done');
+    const lines = run.result.console.split('\n').length - 1;
+    const events = run.trace.events;
+    const perLine = platform === 'tdx'
+      ? events.filter((e) => e.type === 'td-exit' && e.r10 === 0x4d56n)
+      : events.filter((e) => e.type === 'io' && e.string === true);
+    const perByte = platform === 'tdx'
+      ? events.filter((e) => e.type === 'td-exit' && e.r10 === 0n && e.r11 === 30n)
+      : events.filter((e) => e.type === 'io' && e.string !== true);
+    expect(perLine.length).toBe(lines);
+    expect(perByte).toHaveLength(0);
+    run.platform.machine.close();
+  });
+
+  it('TDX: a VMM without the batched console gets the same text byte by byte', () => {
+    const raw = { platform: 'tdx', memory: '256M', workload: '4M' } as const;
+    const batched = bootGuest(parseBootOptions(raw));
+    const bytewise = bootGuest(parseBootOptions(raw), { vmm: { tdx: { ...honestTdxPolicy, otherVmcall: () => ({ kind: 'return', regs: { r10: 1n } }) } } });
+    expect(bytewise.result.outcome).toBe('done');
+    expect(bytewise.result.console).toBe(batched.result.console);
+    expect(bytewise.result.exits.tdcall).toBeGreaterThan(batched.result.exits.tdcall! + bytewise.result.console.length / 2);
+    batched.platform.machine.close();
+    bytewise.platform.machine.close();
   });
 });
 

@@ -14,7 +14,7 @@ import type { VmmOverride } from '../../../src/boot/platforms.js';
 import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
 import {
   editConfig, editPayload, mapGpaKeepsPrivatePages, mapOverride, payloadMemoryBytes, snpAfterPsc, snpAtFirstSharedPsc,
-  snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage, snpVmm, tdxAtFirstMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
+  snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage, snpVmm, tdxAtKernelMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
 } from '../../helpers/attacks.js';
 
 const M = 1n << 20n;
@@ -99,7 +99,7 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }]), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
 
   // ---- exceptions (guest/lib/cpu.c): every one is fatal ----
-  { check: 'unexpected_ve', platform: 'tdx', attack: 'an accepted page in use is removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the first MapGPA', vmm: () => tdxAtFirstMapGpa((ctx) => {
+  { check: 'unexpected_ve', platform: 'tdx', attack: 'an accepted page in use is removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the kernel\'s first MapGPA', vmm: () => tdxAtKernelMapGpa((ctx) => {
     removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
     augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
   }), expected: /^unexpected_ve vector=20 .* ve_reason=48 ve_gpa=0x1/ },
@@ -155,7 +155,7 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'allocator_extent_table_full', platform: 'tdx', attack: 'config workload 520 MiB: freeing every other chunk leaves more free extents than the table holds', flags: { memory: '1G' }, vmm: () => editConfig((b) => b.writeBigUInt64LE(520n * M, 0x18)), expected: /^allocator_extent_table_full/ },
   { check: 'tdx_accepted_page_not_zero', platform: 'tdx', attack: 'a non-zero page PAGE.ADDed in the kernel\'s lazy range, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted', memory: '256M', workload: '64M' }, vmm: () => ({ tdxPrelaunch: tdxPageAddBeforeLaunch(0x4200000n, 0x5a) }), expected: /^tdx_accepted_page_not_zero 0x4200000/ },
   { check: 'tdx_reaccepted_page_not_zero', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages; the re-accept finds them, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted' }, vmm: () => mapGpaKeepsPrivatePages(), expected: /^tdx_reaccepted_page_not_zero/ },
-  { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, vmm: () => tdxAtFirstMapGpa((ctx) => {
+  { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, vmm: () => tdxAtKernelMapGpa((ctx) => {
     removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
     augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
   }), expected: /^workload_tag_mismatch 0x1000/ },

@@ -12,7 +12,7 @@ import type { StubVariant } from '../../../src/boot/images.js';
 import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
 import {
   mapGpaKeepsPrivatePages, mapOverride, snpAfterPsc, snpAtFirstSharedPsc, snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage,
-  tdxAtFirstMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
+  tdxAtKernelMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
 } from '../../helpers/attacks.js';
 import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
 
@@ -57,7 +57,7 @@ const PLANTED_BUG_ATTACKS: PlantedBugAttack[] = [
     { addr: 60n * M, size: 68n * M, type: 15 },
   ]), honest: /^e820_overlap/, variantDone: false },
   { variant: 'reaccept-skipped', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages, MapGPA(private) re-adds nothing', vmm: () => mapGpaKeepsPrivatePages(), honest: /^tdx_accept_already_accepted/, variantDone: true },
-  { variant: 'trusts-injected-exception', platform: 'tdx', attack: 'a workload page removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the first MapGPA', vmm: () => tdxAtFirstMapGpa((ctx) => {
+  { variant: 'trusts-injected-exception', platform: 'tdx', attack: 'a workload page removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the kernel\'s first MapGPA', vmm: () => tdxAtKernelMapGpa((ctx) => {
     removePrivateRange(ctx.host, REFILLED_PAGE, REFILLED_PAGE + 0x1000n);
     augRange(ctx.host, REFILLED_PAGE, REFILLED_PAGE + 0x1000n);
   }), honest: /^unexpected_ve/, variantDone: true },
