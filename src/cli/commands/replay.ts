@@ -3,6 +3,7 @@
 // reproduces (like the fuzzer), 0 once it no longer does (the stub was fixed), 2 for bad input.
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
 import { FindingFileError, loadFinding } from '../../fuzz/finding-file.js';
 import { traceLine } from '../../shared/trace.js';
@@ -14,7 +15,8 @@ export function replayCommand(io: CliIo): Command {
     .argument('<finding>', 'a finding.json, or its findings/<id>/ directory')
     .option('--trace <file>', 'write the replay\'s trace as JSON lines')
     .option('--json', 'print one JSON object')
-    .action((path: string, opts: { trace?: string; json?: boolean }) => {
+    .option('--variant <name|honest>', 'run it against other stubs: a planted-bug variant, or "honest" (after fixing a bug)')
+    .action((path: string, opts: { trace?: string; json?: boolean; variant?: string }) => {
       let loaded;
       try {
         loaded = loadFinding(path);
@@ -25,7 +27,19 @@ export function replayCommand(io: CliIo): Command {
         return;
       }
       const { finding } = loaded;
-      const executor = createExecutor(finding.target);
+      const target = { ...finding.target };
+      if (opts.variant !== undefined) {
+        if (opts.variant === 'honest') {
+          delete target.variant;
+        } else if (isStubVariant(opts.variant)) {
+          target.variant = opts.variant;
+        } else {
+          io.err(`minivisor replay: --variant must be "honest" or one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${opts.variant}"`);
+          io.exitCode = 2;
+          return;
+        }
+      }
+      const executor = createExecutor(target);
       let execution;
       try {
         execution = executor.execute(finding.program, { keepTrace: true });
