@@ -2,6 +2,7 @@
 // SNP PVALIDATE(validate) the trusted model recorded, attributed to the boot stage the guest had
 // announced on its console when it happened. The guest's own statistics are checked against this.
 import type { BootStage } from './console-protocol.js';
+import { FaultChainRecorder } from './failure.js';
 import { STAGES } from './layout.js';
 import { Trace, type TraceEvent, type TraceOptions, type TraceValue } from '../shared/trace.js';
 
@@ -25,6 +26,8 @@ export class BootTrace extends Trace {
     acceptCalls: { '4K': 0, '2M': 0 },
     unsuccessfulAcceptCalls: 0,
   };
+  /** The latest chain of faults, for explaining a run that does not end `done`. */
+  readonly faults = new FaultChainRecorder();
 
   constructor(options: TraceOptions = {}) {
     super(options);
@@ -32,6 +35,7 @@ export class BootTrace extends Trace {
 
   override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
     super.record(source, type, fields);
+    this.faults.observe(this.length - 1, source, type, fields, this.stage);
     if (source === 'hw') this.#account(type, fields);
   }
 

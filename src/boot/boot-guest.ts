@@ -11,6 +11,7 @@ import type { OutcomeKind, RunOutcome } from '../shared/outcome.js';
 import { OutputFile } from '../shared/output-file.js';
 import { quoteForError } from '../shared/quote.js';
 import { BootTrace, type AcceptanceTotals } from './accounting.js';
+import type { FailureExplanation } from './failure.js';
 import { builtImagePaths, GuestImageError, readImage } from './images.js';
 import { bootSnp, bootTdx, type BootImages, type BootPlatform, type VmmOverride } from './platforms.js';
 
@@ -34,6 +35,8 @@ export interface BootResult {
   guestStats: Record<string, string>;
   stages: string[];
   console: string;
+  /** Only when the outcome is not `done`: the cause chain, the guest's stage and a register dump. */
+  failure?: FailureExplanation;
 }
 
 export interface BootRun {
@@ -113,6 +116,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       parser.push(line.endsWith('\n') ? line : `${line}\n`);
       const stages = parser.report.stages;
       if (stages.length > before) trace.enterStage(stages[stages.length - 1]!);
+      trace.faults.consoleLine(line.replace(/\n$/, ''));
       io.consoleLine?.(line.replace(/\n$/, ''));
     };
     const options = {
@@ -155,6 +159,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       guestStats: Object.fromEntries(Object.entries(report.stats).map(([k, v]) => [k, v.toString()])),
       stages: [...report.stages],
       console: platform.console.text,
+      ...(outcome.outcome === 'done' ? {} : { failure: trace.faults.explain(outcome, trace.length - 1, trace.stage, platform.machine.vcpu) }),
     };
     booted = { result, report, trace, platform, totals, runCpuMs: (user + system) / 1000 };
   } catch (err) {

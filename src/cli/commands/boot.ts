@@ -4,6 +4,7 @@ import type { BootConfig } from '../../boot/boot-config.js';
 import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
 import { bootGuest, type BootResult } from '../../boot/boot-guest.js';
+import { formatFailure } from '../../boot/failure.js';
 import { GuestImageError } from '../../boot/images.js';
 import { OutputFileError } from '../../shared/output-file.js';
 
@@ -17,6 +18,7 @@ function summary(r: BootResult): string[] {
     `  accept calls: ${r.acceptCalls['2M']} × 2M, ${r.acceptCalls['4K']} × 4K`,
     `  exits: ${exits}`,
     `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
+    ...(r.failure ? formatFailure(r.failure).map((line) => `  ${line}`) : []),
   ];
 }
 
