@@ -101,10 +101,12 @@ describe('the oracle on planted-bug variants (guest/DEFENCES.md)', () => {
   }, 60_000);
 
   it('trusts-injected-exception: a workload page replayed zeroed is detected by the honest stubs, a double acceptance in the variant', () => {
-    // The first MapGPA exit, found from an honest execution's trace.
+    // The kernel's first MapGPA exit (its workload's conversion), found from an honest execution's trace.
     const probe = new BootExecutor(variantTarget()).execute({ platform: 'tdx', decisions: [] }, { keepTrace: true });
-    const firstMapGpa = probe.events!.findIndex((e) => e.type === 'guest-request');
-    const exitIndex = probe.events!.slice(0, firstMapGpa).filter((e) => e.type === 'vmm-decision').length;
+    const events = probe.events!;
+    const kernel = events.findIndex((e) => e.type === 'stage' && e.stage === 'kernel');
+    const firstMapGpa = events.findIndex((e, i) => i > kernel && e.type === 'guest-request');
+    const exitIndex = events.slice(0, firstMapGpa).filter((e) => e.type === 'td-exit').length - 1;
     const replay: AttackProgram = { platform: 'tdx', decisions: [{ at: 'exit', exitIndex, action: { kind: 'tdx.replay-zeroed', gpa: 0x101000n, level: 0 } }] };
     const honest = new BootExecutor(variantTarget()).execute(replay);
     expect(honest.judgement.outcome.reason).toMatch(/^unexpected_ve/);
