@@ -328,6 +328,11 @@ function snpHostAction(book: DecisionBook, host: SnpVmmHandle, action: HostActio
         assigned: action.assigned, pageSize: action.pageSize, gpa: action.gpa & ~(PAGE_4K - 1n), asid: action.assigned ? host.asid : 0,
       }).result;
     case 'snp.psmash': return host.psmash(action.spa & ~(PAGE_2M - 1n)).result;
+    case 'snp.unvalidate': {
+      const page = action.spa & ~(PAGE_4K - 1n);
+      if (host.rmpEntry(page).pageSize === '2m') host.psmash(page & ~(PAGE_2M - 1n));
+      return host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: host.asid }).result;
+    }
     case 'snp.npt-page-size':
       host.setNptPageSize(action.gpa, action.size);
       return 'ok';

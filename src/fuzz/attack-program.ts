@@ -96,6 +96,12 @@ export type HostAction =
   /** SNP: RMPUPDATE of system page `spa` (assigned to the guest's ASID or to none). */
   | { kind: 'snp.rmpupdate'; spa: bigint; assigned: boolean; pageSize: '4k' | '2m'; gpa: bigint }
   | { kind: 'snp.psmash'; spa: bigint }
+  /**
+   * SNP: take a validated page's validation away behind the guest's back: PSMASH its 2M entry if
+   * it has one, then RMPUPDATE it assigned to the guest again (which clears Validated, APM
+   * §15.36.9). The guest's next access takes #VC 0x404 (page not validated).
+   */
+  | { kind: 'snp.unvalidate'; spa: bigint }
   | { kind: 'snp.npt-page-size'; gpa: bigint; size: '4k' | '2m' }
   /** SNP: the host copies the ciphertext of page `spa` into its own memory (slot `slot`)… */
   | { kind: 'snp.capture'; spa: bigint; slot: number }
@@ -154,7 +160,7 @@ export const ANSWERS_FOR_POINT: Record<CallPoint, readonly Answer['kind'][]> = {
 
 export const HOST_ACTIONS_FOR_PLATFORM: Record<AttackPlatform, readonly HostAction['kind'][]> = {
   tdx: ['tdx.seamcall', 'tdx.replay-zeroed', 'tdx.post-interrupt', 'tdx.shared-ept', 'inject', 'shared-write'],
-  snp: ['snp.rmpupdate', 'snp.psmash', 'snp.npt-page-size', 'snp.capture', 'snp.restore', 'inject', 'shared-write'],
+  snp: ['snp.rmpupdate', 'snp.psmash', 'snp.unvalidate', 'snp.npt-page-size', 'snp.capture', 'snp.restore', 'inject', 'shared-write'],
 };
 
 export function callPointsFor(platform: AttackPlatform): readonly CallPoint[] {
@@ -313,6 +319,7 @@ function readHostAction(r: Reader, platform: AttackPlatform): HostAction {
         pageSize: r.field('pageSize').oneOf(['4k', '2m'] as const), gpa: r.field('gpa').bigint(),
       };
     case 'snp.psmash':
+    case 'snp.unvalidate':
       r.only('kind', 'spa');
       return { kind, spa: r.field('spa').bigint() };
     case 'snp.npt-page-size':

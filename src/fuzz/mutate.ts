@@ -96,6 +96,7 @@ function randomHostAction(rng: Prng, platform: AttackProgram['platform'], profil
       return { kind, spa, assigned: rng.chance(1, 2), pageSize, gpa: rng.chance(7, 8) ? spa : pickGpa(rng, profile, PAGE) };
     }
     case 'snp.psmash': return { kind, spa: pickGpa(rng, profile, TWO_MB) };
+    case 'snp.unvalidate': return { kind, spa: pickGpa(rng, profile, PAGE) };
     case 'snp.npt-page-size': return { kind, gpa: pickGpa(rng, profile, TWO_MB), size: rng.chance(1, 2) ? '2m' : '4k' };
     case 'snp.capture':
     case 'snp.restore': return { kind, spa: pickGpa(rng, profile, PAGE), slot: rng.below(4) };

@@ -24,6 +24,7 @@ const snpProgram: AttackProgram = {
     { at: 'call', point: 'snp.onNpf', occurrence: 0, answer: { kind: 'npf', action: 'refuse' } },
     { at: 'exit', exitIndex: 3, action: { kind: 'snp.capture', spa: 0x5000n, slot: 1 } },
     { at: 'exit', exitIndex: 4, action: { kind: 'snp.rmpupdate', spa: 0x5000n, assigned: false, pageSize: '4k', gpa: 0n } },
+    { at: 'exit', exitIndex: 4, action: { kind: 'snp.unvalidate', spa: 0x101000n } },
     { at: 'exit', exitIndex: 5, action: { kind: 'inject', vector: 29, errorCode: 0x404n } },
     { at: 'exit', exitIndex: 6, action: { kind: 'shared-write', gpa: 0x9000n, value: 0xabn, size: 1 } },
   ],
