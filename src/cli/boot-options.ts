@@ -23,8 +23,8 @@ export class BootOptionError extends Error {
   override name = 'BootOptionError';
 }
 
-const MIN_MEMORY = 128n << 20n;
-const MAX_MEMORY = 64n << 40n;
+export const MIN_MEMORY = 128n << 20n;
+export const MAX_MEMORY = 64n << 40n;
 export const DEFAULT_MAX_INSTRUCTIONS = 2_000_000_000n;
 
 function size(value: string, flag: string): bigint {

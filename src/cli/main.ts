@@ -6,6 +6,7 @@ import { fuzzCommand } from './commands/fuzz.js';
 import { infoCommand } from './commands/info.js';
 import { replayCommand } from './commands/replay.js';
 import { shrinkCommand } from './commands/shrink.js';
+import { addHelpTexts } from './help.js';
 import { processIo, type CliIo } from './io.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
@@ -21,6 +22,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     cmd.commands.forEach(configure);
   };
   program.commands.forEach(configure);
+  addHelpTexts(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return io.exitCode;

@@ -1,0 +1,114 @@
+// What `--help` adds to commander's own text on every command: the default of every flag (commander
+// prints one only for flags with a default value), the outcomes with their exit statuses, and two
+// examples. One table for all commands, so the commands' files stay about what they do.
+import type { Command } from 'commander';
+
+interface CommandHelp {
+  /** Exit status and what it means, in the order a user meets them. */
+  exitStatus: ReadonlyArray<readonly [number, string]>;
+  /** Two (or more) command lines with what they do. */
+  examples: ReadonlyArray<readonly [string, string]>;
+  /** What happens without a flag that has no default value (keyed by the long flag). */
+  unset?: Readonly<Record<string, string>>;
+}
+
+const USAGE_ERROR: readonly [number, string] = [2, 'bad flags or arguments (one line on stderr says which)'];
+
+/** Keyed by the command's path below `minivisor` ('' is the program itself). */
+const HELP: Readonly<Record<string, CommandHelp>> = {
+  '': {
+    exitStatus: [[0, 'success (a boot that ends done, a fuzz run without findings)'], [1, 'the run failed or found something'], USAGE_ERROR],
+    examples: [['minivisor boot --platform snp --memory 64G', 'boot an SEV-SNP guest'], ['minivisor fuzz --runs 200', 'fuzz a hostile VMM for 200 executions']],
+  },
+  boot: {
+    exitStatus: [
+      [0, 'done: the guest reported a clean finish ("@mv done")'],
+      [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
+      USAGE_ERROR,
+    ],
+    examples: [
+      ['minivisor boot --platform snp --memory 4097M', 'SEV-SNP, a size that is not a multiple of 2M'],
+      ['minivisor boot --accept eager --json --trace run.jsonl', 'one JSON object, the trace as JSON lines'],
+    ],
+    unset: {
+      '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
+      '--variant': 'the stubs as built, no planted bug',
+    },
+  },
+  fuzz: {
+    exitStatus: [[0, 'no findings'], [1, 'at least one finding (each printed with its replay command); or an unreadable image'], USAGE_ERROR],
+    examples: [
+      ['minivisor fuzz --runs 500 --seed 7', 'a deterministic campaign: same seed, same findings'],
+      ['minivisor fuzz --platform snp --time 5m --jobs 2 --out snp-out', 'five minutes on two cores'],
+    ],
+    unset: {
+      '--time': '60s, unless --runs', '--runs': 'run for --time', '--shard': 'the whole campaign',
+      '--unit': '2M', '--accept': 'lazy', '--pre-accept': '64M', '--variant': 'the honest stubs',
+    },
+  },
+  'fuzz merge': {
+    exitStatus: [[0, 'merged'], [2, 'a directory cannot be read or written']],
+    examples: [
+      ['minivisor fuzz merge out-1 out-2', 'merge out-2 into out-1'],
+      ['minivisor fuzz merge a b --out all', 'merge both into a new directory'],
+    ],
+  },
+  replay: {
+    exitStatus: [[0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'], [2, 'the finding file cannot be read']],
+    examples: [
+      ['minivisor replay fuzz-out/findings/<id>', 'replay one finding'],
+      ['minivisor replay finding.json --json --trace replay.jsonl', 'as JSON, with the trace'],
+    ],
+    unset: { '--trace': 'no trace file', '--variant': 'the stubs the finding was made with' },
+  },
+  shrink: {
+    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces'], [2, 'the finding file or --budget is bad']],
+    examples: [
+      ['minivisor shrink fuzz-out/findings/<id>', 'print the shrunk attack program'],
+      ['minivisor shrink finding.json --budget 5000 --out small.json', 'a larger budget, written as a new finding'],
+    ],
+    unset: { '--out': 'print only' },
+  },
+  info: {
+    exitStatus: [[0, 'always']],
+    examples: [['minivisor info', 'platforms, modelled features, Unicorn version, limits'], ['minivisor info --json', 'the same as one JSON object']],
+  },
+};
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+function helpText(path: string, help: CommandHelp): string {
+  const width = Math.max(...help.examples.map(([line]) => line.length));
+  return [
+    '',
+    'Exit status:',
+    ...help.exitStatus.map(([code, meaning]) => `  ${code}  ${meaning}`),
+    '',
+    'Examples:',
+    ...help.examples.map(([line, what]) => `  $ ${line.padEnd(width)}  # ${what}`),
+  ].join('\n') + (path === '' ? '\n\nRun `minivisor <command> --help` for a command\'s flags.' : '');
+}
+
+/** What `--help` says for a flag without a default in a command missing from the table; test/cli/help.test.ts keeps it unused. */
+export const UNDESCRIBED_DEFAULT = 'not described';
+
+/**
+ * Adds the exit statuses and examples to `cmd` and its subcommands, and says what an unset flag
+ * means where commander has no default to print. A command or flag missing from the table still
+ * works (help must never break the CLI); the help test names it.
+ */
+export function addHelpTexts(cmd: Command): void {
+  const path = commandPath(cmd);
+  const help = HELP[path];
+  for (const option of cmd.options) {
+    const takesValue = option.required || option.optional;
+    if (!takesValue || option.defaultValue !== undefined || /default/i.test(option.description)) continue;
+    option.description += ` (default: ${help?.unset?.[option.long ?? ''] ?? UNDESCRIBED_DEFAULT})`;
+  }
+  if (help !== undefined) cmd.addHelpText('after', helpText(path, help));
+  cmd.commands.forEach(addHelpTexts);
+}
