@@ -22,7 +22,7 @@
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": [
         "-L<!(node ../scripts/unicorn.mjs lib)",
-        "-Wl,-rpath,<!(node ../scripts/unicorn.mjs lib)",
+        "-Wl,-rpath,<!(node ../scripts/unicorn.mjs rpath)",
         "-lunicorn"
       ]
     }

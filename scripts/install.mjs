@@ -1,6 +1,11 @@
 // The project's one install step (`npm install` runs it): Unicorn 2.1.4, the native addon, the
 // TypeScript build and the guest stubs. Each missing prerequisite stops it with one clear message.
+//
+// Two layouts: a clone (src/, Makefiles: everything is built) and the packed package (`npm pack`,
+// package.json "files"), which ships dist/ and the built stubs, so only the addon is built there,
+// with node-gyp from the package's dependencies (or the one npm itself brings).
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,14 +28,32 @@ function step(what, cmd, args, cwd = root) {
   }
 }
 
+function resolvePackage(path, what) {
+  try {
+    return createRequire(join(root, 'package.json')).resolve(path);
+  } catch {
+    throw Object.assign(new Error(`${what} is not installed`), { minivisorInstall: true });
+  }
+}
+
+// node-gyp is a dependency; npm also names its own bundled copy in npm_config_node_gyp.
+function findNodeGyp() {
+  try {
+    return resolvePackage('node-gyp/bin/node-gyp.js', 'node-gyp');
+  } catch (err) {
+    const bundled = process.env.npm_config_node_gyp;
+    if (bundled && existsSync(bundled)) return bundled;
+    throw err;
+  }
+}
+
 try {
   need('g++', ['--version'], 'a C++ compiler');
   need('make', ['--version'], 'make');
   need('python3', ['--version'], 'python3 (for node-gyp)');
   const unicorn = ensureUnicorn(log);
   log(`using libunicorn from ${unicorn.source}`);
-  const nodeGyp = join(root, 'node_modules/node-gyp/bin/node-gyp.js');
-  if (!existsSync(nodeGyp)) throw Object.assign(new Error('node-gyp is not installed; run `npm install` (with dev dependencies)'), { minivisorInstall: true });
+  const nodeGyp = findNodeGyp();
   // Build against the machine's own Node headers when it has them: node-gyp would otherwise
   // download them, and this machine reaches only the npm and Debian registries.
   const gypArgs = [nodeGyp, 'rebuild', '--directory', 'native', '--silent'];
@@ -38,7 +61,11 @@ try {
     (existsSync(join(dirname(dirname(process.execPath)), 'include/node/common.gypi')) ? dirname(dirname(process.execPath)) : '');
   if (nodedir) gypArgs.push(`--nodedir=${nodedir}`);
   step('building the native addon', process.execPath, gypArgs);
-  step('compiling TypeScript', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+  if (existsSync(join(root, 'src')) && existsSync(join(root, 'tsconfig.json'))) {
+    step('compiling TypeScript', process.execPath, [resolvePackage('typescript/bin/tsc', 'typescript (a dev dependency of a clone; run `npm install` with dev dependencies)'), '-p', 'tsconfig.json']);
+  } else if (!existsSync(join(root, 'dist', 'index.js'))) {
+    throw Object.assign(new Error(`neither src/ nor a built dist/ is present in ${root}: the package is incomplete`), { minivisorInstall: true });
+  }
   for (const dir of ['firmware', 'guest']) {
     if (existsSync(join(root, dir, 'Makefile'))) {
       need('gcc', ['--version'], 'gcc');

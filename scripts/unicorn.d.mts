@@ -11,3 +11,4 @@ export function localUnicorn(dir?: string): FoundUnicorn | null;
 export function debianMirrors(etcApt?: string): string[];
 export function findUnicorn(log?: (message: string) => void): FoundUnicorn | null;
 export function ensureUnicorn(log?: (message: string) => void): FoundUnicorn;
+export function addonRpath(found: FoundUnicorn, addonDir?: string): string;

@@ -10,7 +10,7 @@
 // pointed at a private sources list, list directory and cache inside .unicorn/.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
+import { join, resolve, dirname, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -205,7 +205,16 @@ export function ensureUnicorn(log = console.log) {
   return findUnicorn(log) ?? fetchFromDebian(log);
 }
 
-// `node scripts/unicorn.mjs include|lib` prints a path for binding.gyp.
+// Where the addon (native/build/Release/minivisor.node) finds libunicorn at run time. A library
+// inside the package (.unicorn/) is named relative to the addon ($ORIGIN, ld.so(8)), so the
+// checkout or the installed package can be moved; a system library keeps its absolute folder.
+// The `$$` and quotes survive make and the shell, which is what node-gyp's Makefile passes it through.
+export function addonRpath(found, addonDir = join(projectRoot, 'native', 'build', 'Release')) {
+  const inside = !relative(projectRoot, found.lib).startsWith('..');
+  return inside ? `'$$ORIGIN${sep}${relative(addonDir, found.lib)}'` : found.lib;
+}
+
+// `node scripts/unicorn.mjs include|lib|rpath` prints a path for binding.gyp.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const found = findUnicorn();
   if (!found) {
@@ -215,5 +224,6 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const what = process.argv[2];
   if (what === 'include') console.log(found.include);
   else if (what === 'lib') console.log(found.lib);
+  else if (what === 'rpath') console.log(addonRpath(found));
   else console.log(JSON.stringify(found));
 }

@@ -1,5 +1,6 @@
-// What one boot is: the platform, memory, acceptance policy, workload and seed. The CLI parses
-// flags into it (src/cli/boot-options.ts); the boot and the fuzzer take it as their input.
+// What one boot is: the platform, memory, acceptance policy, workload and seed. A library type
+// (exported from src/index.ts): the CLI parses flags into it (src/cli/boot-options.ts), scenario
+// files and the fuzzer build it; it carries no CLI-only fields (--json stays in the CLI).
 import type { StubVariant } from './images.js';
 
 export type PlatformName = 'tdx' | 'snp';
@@ -14,8 +15,8 @@ export interface BootConfig {
   workloadBytes: bigint;
   seed: bigint;
   maxInstructions: bigint;
+  /** Write the structured trace to this file as JSON lines (atomically, on success). */
   traceFile?: string;
-  json: boolean;
   firmwareFile?: string;
   /**
    * Default true: count guest instructions (the budget above needs it). false is fast mode (no

@@ -66,7 +66,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   const seed = unsigned(raw.seed ?? '1', '--seed', (1n << 64n) - 1n);
   const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', (1n << 62n));
   if (maxInstructions === 0n) throw new BootOptionError('--max-instructions must be at least 1');
-  const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions, json: raw.json ?? false };
+  const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions };
   if (raw.trace !== undefined) config.traceFile = raw.trace;
   if (raw.firmware !== undefined) config.firmwareFile = raw.firmware;
   if (raw.variant !== undefined) {

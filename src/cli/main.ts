@@ -8,10 +8,12 @@ import { replayCommand } from './commands/replay.js';
 import { shrinkCommand } from './commands/shrink.js';
 import { addHelpTexts } from './help.js';
 import { processIo, type CliIo } from './io.js';
+import { minivisorVersion } from '../shared/version.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const program = new Command('minivisor')
     .description('boot, attack and regression-test TDX and SEV-SNP memory acceptance on an emulated CPU')
+    .version(minivisorVersion(), '-V, --version', 'print the minivisor version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError('(run `minivisor --help` for usage)')

@@ -78,7 +78,7 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
   return {
     platform: target.platform, memoryBytes: target.memoryBytes, preAccept: target.preAccept, accept: target.accept,
     unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
-    maxInstructions: target.maxInstructions, json: true, ...(target.variant !== undefined ? { variant: target.variant } : {}),
+    maxInstructions: target.maxInstructions, ...(target.variant !== undefined ? { variant: target.variant } : {}),
   };
 }
 

@@ -25,7 +25,7 @@ describe('boot options', () => {
   it('has defaults that need no flags', () => {
     expect(parseBootOptions({})).toMatchObject({
       platform: 'tdx', memoryBytes: 4n << 30n, preAccept: 64n << 20n, accept: 'lazy', unitBytes: 2n << 20n,
-      workloadBytes: 64n << 20n, seed: 1n, json: false,
+      workloadBytes: 64n << 20n, seed: 1n,
     });
   });
 

@@ -42,7 +42,7 @@ export function bootCommand(io: CliIo): Command {
       let result: BootResult;
       try {
         config = parseBootOptions(raw);
-        const run = bootGuest(config, config.json ? {} : { consoleLine: (line) => io.out(line) });
+        const run = bootGuest(config, raw.json ? {} : { consoleLine: (line) => io.out(line) });
         result = run.result;
         run.platform.machine.close();
       } catch (err) {
@@ -54,7 +54,7 @@ export function bootCommand(io: CliIo): Command {
         }
         throw err;
       }
-      if (config.json) io.out(JSON.stringify(result));
+      if (raw.json) io.out(JSON.stringify(result));
       else for (const line of summary(result)) io.out(line);
       io.exitCode = result.outcome === 'done' ? 0 : 1;
     });
