@@ -7,6 +7,7 @@
 //   TdxPlatform, SnpPlatform and their one Platform interface (page states, run loop)
 //   TdxVmmPolicy, SnpVmmPolicy   what a (possibly hostile) VMM decides
 //   Trace             the structured, deterministic event trace
+//   verify(run)       the guest's own record of accepted memory against the hardware's page states
 import { bootGuest, type BootResult, type BootIo } from './boot/boot-guest.js';
 import type { BootConfig } from './boot/boot-config.js';
 
@@ -26,6 +27,8 @@ export { Trace, traceLine, traceSha256OfJsonLines, type TraceEvent, type TraceVa
 export type { OutcomeKind, RunOutcome } from './shared/outcome.js';
 export { GuestImageError } from './boot/images.js';
 export { minivisorVersion } from './shared/version.js';
+export { verifyBoot as verify, verifyAcceptance, describeMismatch, type VerifyReport, type VerifyMismatch, type PageStateSource } from './boot/verify.js';
+export { readGuestMemoryRecord, type GuestMemoryRecord, type GuestMemoryRun, type GuestMemoryReader } from './boot/guest-record.js';
 
 /**
  * Boots `config` (firmware -> decompressor -> kernel under an honest VMM unless `io.vmm` replaces

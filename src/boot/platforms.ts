@@ -6,6 +6,7 @@ import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA } from './la
 import type { ElfImage } from './elf.js';
 import { loadElf } from './elf.js';
 import type { Machine } from '../cpu/machine.js';
+import type { PageState } from '../platform/platform.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import { resetVmsa } from '../platform/snp/vmsa.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
@@ -42,6 +43,8 @@ export interface BootPlatform {
   run(): RunOutcome;
   /** The launch measurement: TDX MRTD or SNP launch digest, hex. */
   measurement: string;
+  /** The trusted hardware's view of a page (Platform.pageState), for verify. */
+  pageState(gpa: bigint): PageState;
 }
 
 export interface BootPlatformOptions {
@@ -117,7 +120,8 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   options.vmm?.tdxPrelaunch?.(host);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
-  return { machine: td.platform.machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '' };
+  return { machine: td.platform.machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '',
+    pageState: (gpa) => td.platform.pageState(gpa) };
 }
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
@@ -149,5 +153,6 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const measurement = host.launchFinish();
   const vmm = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
   // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.
-  return { machine: platform.machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement };
+  return { machine: platform.machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement,
+    pageState: (gpa) => platform.pageState(gpa) };
 }

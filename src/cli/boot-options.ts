@@ -16,6 +16,7 @@ export interface RawBootOptions {
   trace?: string;
   json?: boolean;
   firmware?: string;
+  verify?: boolean;
   variant?: string;
 }
 

@@ -7,6 +7,7 @@ import { bootGuest, type BootResult } from '../../boot/boot-guest.js';
 import { formatFailure } from '../../boot/failure.js';
 import { GuestImageError } from '../../boot/images.js';
 import { OutputFileError } from '../../shared/output-file.js';
+import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
@@ -20,6 +21,12 @@ function summary(r: BootResult): string[] {
     `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
     ...(r.failure ? formatFailure(r.failure).map((line) => `  ${line}`) : []),
   ];
+}
+
+function verifyLines(v: VerifyReport): string[] {
+  if (v.noRecord) return [`  verify: FAILED: ${v.noRecord}`];
+  if (v.ok) return [`  verify: clean (the guest's record matches the hardware over ${formatSize(v.checkedBytes)})`];
+  return [`  verify: FAILED: ${v.mismatches.length} mismatch(es) between the guest's record and the hardware`, ...v.mismatches.map((m) => `    ${describeMismatch(m)}`)];
 }
 
 export function bootCommand(io: CliIo): Command {
@@ -36,15 +43,21 @@ export function bootCommand(io: CliIo): Command {
     .option('--trace <file>', 'write the structured trace as JSON lines')
     .option('--json', 'print one JSON object instead of the console and a summary')
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
+    .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
     .action((raw: RawBootOptions) => {
       let config: BootConfig;
       let result: BootResult;
+      let verified: VerifyReport | undefined;
       try {
         config = parseBootOptions(raw);
         const run = bootGuest(config, raw.json ? {} : { consoleLine: (line) => io.out(line) });
         result = run.result;
-        run.platform.machine.close();
+        try {
+          if (raw.verify) verified = verifyBoot(run);
+        } finally {
+          run.platform.machine.close();
+        }
       } catch (err) {
         // Bad flags are usage errors (2); a missing or malformed image is a failed boot (1).
         if (err instanceof BootOptionError || err instanceof GuestImageError || err instanceof OutputFileError) {
@@ -54,8 +67,8 @@ export function bootCommand(io: CliIo): Command {
         }
         throw err;
       }
-      if (raw.json) io.out(JSON.stringify(result));
-      else for (const line of summary(result)) io.out(line);
-      io.exitCode = result.outcome === 'done' ? 0 : 1;
+      if (raw.json) io.out(JSON.stringify(verified ? { ...result, verify: verifyReportJson(verified) } : result));
+      else for (const line of [...summary(result), ...(verified ? verifyLines(verified) : [])]) io.out(line);
+      io.exitCode = result.outcome === 'done' && (verified?.ok ?? true) ? 0 : 1;
     });
 }
