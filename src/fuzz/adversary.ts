@@ -160,10 +160,18 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
   }
 }
 
-/** AUGs `gpa` at `level` (adding SEPT pages first), ignoring failures: the adversary does not care. */
-function augAt(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
-  ensureSeptLevels(host, gpa, level);
-  host.memPageAug(gpaLevel(Sept.alignDown(gpa, level), level));
+/**
+ * AUGs the private page of `gpa` (shared bit stripped) at `level`, adding SEPT pages first. A
+ * SEAMCALL the module refuses just means the attack did nothing: the adversary does not care.
+ */
+function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
+  const base = Sept.alignDown(gpa & ~(1n << BigInt(ctx.gpaWidth - 1)), level);
+  try {
+    ensureSeptLevels(ctx.host, base, level);
+    ctx.host.memPageAug(gpaLevel(base, level));
+  } catch (err) {
+    ctx.trace.record('vmm', 'adversary', { aug: base, level, failed: err instanceof Error ? err.message : String(err) });
+  }
 }
 
 function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: () => VmmAction): VmmAction {
@@ -172,11 +180,11 @@ function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
     case 'ept':
       switch (answer.action) {
-        case 'aug-4k': augAt(ctx.host, exit.gpa, 0); return { kind: 'resume' };
-        case 'aug-2m': augAt(ctx.host, exit.gpa, 1); return { kind: 'resume' };
+        case 'aug-4k': augAt(ctx, exit.gpa, 0); return { kind: 'resume' };
+        case 'aug-2m': augAt(ctx, exit.gpa, 1); return { kind: 'resume' };
         case 'aug-other': {
-          const target = exit.gpa + (answer.otherDelta ?? 0n);
-          if (target >= 0n && target < ctx.memoryBytes) augAt(ctx.host, target & ~0xfffn, 0);
+          const target = (exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1))) + (answer.otherDelta ?? 0n);
+          if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
           return { kind: 'resume' };
         }
         case 'refuse': return { kind: 'resume' };
@@ -405,6 +413,16 @@ function vmgexitOverrides(host: SnpVmmHandle, exit: Vmgexit, answer: Extract<Ans
   if (h?.reserved !== undefined) host.hostMemory.writeU32(header + 4n, h.reserved);
 }
 
+/** A lie the hardware refuses (an RMP-protected write, a bad operand) just fails: the guest resumes. */
+function adversaryTry(host: SnpVmmHandle, point: SnpCallPoint, body: () => VmmAnswer): VmmAnswer {
+  try {
+    return body();
+  } catch (err) {
+    record(host.trace, { point, failed: err instanceof Error ? err.message : String(err) });
+    return 'resume';
+  }
+}
+
 /** The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB). */
 export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
   return {
@@ -412,7 +430,7 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       runSnpVmmHandleActions(book, host);
       const answer = book.answerFor('snp.onNpf');
       book.cover(answerKey('snp.onNpf', answer));
-      if (answer.kind === 'npf') return npfAnswer(host, exit, answer);
+      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
       if (answer.kind === 'resume') return 'resume';
       if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
       return honest.onNpf(host, exit);
@@ -427,8 +445,10 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       if (answer.kind !== 'vmgexit') return honest.onVmgexit(host, exit);
       const result = answer.effect === 'honest' ? honest.onVmgexit(host, exit) : 'resume';
       if (result !== 'resume') return result;
-      vmgexitOverrides(host, exit, answer);
-      return 'resume';
+      return adversaryTry(host, point, () => {
+        vmgexitOverrides(host, exit, answer);
+        return 'resume';
+      });
     },
     onHlt(host, exit) {
       runSnpVmmHandleActions(book, host);
