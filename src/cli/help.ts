@@ -69,6 +69,20 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
     unset: { '--out': 'print only' },
   },
+  trace: {
+    exitStatus: [[0, 'done'], USAGE_ERROR],
+    examples: [
+      ['minivisor trace export --perfetto run.jsonl run.json', 'for ui.perfetto.dev'],
+      ['minivisor trace export --help', 'the export formats'],
+    ],
+  },
+  'trace export': {
+    exitStatus: [[0, 'written'], [1, 'the output cannot be written (it is left untouched)'], [2, 'the input is missing or not a minivisor JSON-lines trace']],
+    examples: [
+      ['minivisor trace export --perfetto run.jsonl run.json', 'open run.json at ui.perfetto.dev'],
+      ['minivisor trace export --perfetto fuzz-out/replay.jsonl replay.json', 'a replay\'s trace'],
+    ],
+  },
   info: {
     exitStatus: [[0, 'always']],
     examples: [['minivisor info', 'platforms, modelled features, Unicorn version, limits'], ['minivisor info --json', 'the same as one JSON object']],

@@ -1,5 +1,5 @@
 // The dependency direction of src/, as the project brief fixes it:
-//   testing → index.ts → cli/bench → fuzz → boot → vmm → platform → cpu → memory → native,
+//   testing → index.ts → cli/bench → fuzz|view → boot → vmm → platform → cpu → memory → native,
 // with src/shared (trace, outcomes) below platform and vmm: anything may import it, it imports
 // nothing else from src/. A folder may import only from its own layer or a lower one.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ const LAYER: Record<string, number> = {
   vmm: 4,
   boot: 5,
   fuzz: 6,
+  view: 6,
   cli: 7,
   bench: 8,
   // The library's public entry (src/index.ts) re-exports from every layer; src/testing builds on it.

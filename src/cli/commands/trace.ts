@@ -1,0 +1,48 @@
+// `minivisor trace export --perfetto IN.jsonl OUT.json`: a JSON-lines trace (`boot --trace`) in the
+// Chrome trace-event format that ui.perfetto.dev and chrome://tracing open.
+import { Command } from 'commander';
+import { InputFileError, readInputFile } from '../../shared/input-file.js';
+import { OutputFile, OutputFileError } from '../../shared/output-file.js';
+import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
+import type { CliIo } from '../io.js';
+
+/** A bound on the input, so a device or a runaway file ends in one error (a 64T eager boot's trace is far below it). */
+const MAX_TRACE_BYTES = 512 * 2 ** 20;
+
+export function traceCommand(io: CliIo): Command {
+  const trace = new Command('trace').description('work with JSON-lines traces written by `boot --trace`');
+  trace.addCommand(new Command('export')
+    .description('convert a JSON-lines trace for a trace viewer (Perfetto, chrome://tracing)')
+    .argument('<in>', 'a JSON-lines trace from `minivisor boot --trace`')
+    .argument('<out>', 'the file to write')
+    .option('--perfetto', 'write the Chrome/Perfetto trace-event JSON format (required: the only format so far)')
+    .action((input: string, output: string, opts: { perfetto?: boolean }) => {
+      if (!opts.perfetto) {
+        io.err('minivisor trace export: choose the output format: --perfetto');
+        io.exitCode = 2;
+        return;
+      }
+      try {
+        const bytes = readInputFile(input, 'trace', MAX_TRACE_BYTES);
+        const { header, events } = parseTraceLines(Buffer.from(bytes).toString('utf8'));
+        const chrome = toChromeTrace(events, header);
+        const file = new OutputFile(output, 'Perfetto trace', [input]);
+        try {
+          file.write(`${JSON.stringify(chrome)}\n`);
+        } catch (err) {
+          if (err instanceof Error) err.message = `${err.message} (${file.abandon()})`;
+          throw err;
+        }
+        file.commit();
+        io.err(`minivisor trace export: ${events.length} events -> ${output} (open it at https://ui.perfetto.dev)`);
+      } catch (err) {
+        if (err instanceof InputFileError || err instanceof OutputFileError || err instanceof TraceFormatError) {
+          io.err(`minivisor trace export: ${err instanceof TraceFormatError ? `trace ${JSON.stringify(input)}: ` : ''}${err.message}`);
+          io.exitCode = err instanceof TraceFormatError || err instanceof InputFileError ? 2 : 1;
+          return;
+        }
+        throw err;
+      }
+    }));
+  return trace;
+}
