@@ -4,7 +4,7 @@
 import type { BootStage } from './console-protocol.js';
 import { FaultChainRecorder } from './failure.js';
 import { STAGES } from './layout.js';
-import { Trace, type TraceEvent, type TraceOptions, type TraceValue } from '../shared/trace.js';
+import { Trace, type TraceEvent, type TraceOptions, type TraceState, type TraceValue } from '../shared/trace.js';
 
 export type PageSizeName = '4K' | '2M';
 
@@ -17,6 +17,12 @@ export interface AcceptanceTotals {
 }
 
 const SIZE_BYTES: Record<PageSizeName, bigint> = { '4K': 0x1000n, '2M': 0x200000n };
+
+export interface BootTraceState extends TraceState {
+  stage: BootStage | 'vmm';
+  totals: AcceptanceTotals;
+  faults: ReturnType<FaultChainRecorder['saveState']>;
+}
 
 /** A Trace that also keeps the acceptance totals as events are recorded. */
 export class BootTrace extends Trace {
@@ -37,6 +43,17 @@ export class BootTrace extends Trace {
     super.record(source, type, fields);
     this.faults.observe(this.length - 1, source, type, fields, this.stage);
     if (source === 'hw') this.#account(type, fields);
+  }
+
+  override saveState(): BootTraceState {
+    return { ...super.saveState(), stage: this.stage, totals: copyTotals(this.totals), faults: this.faults.saveState() };
+  }
+
+  override loadState(state: BootTraceState): void {
+    super.loadState(state);
+    this.stage = state.stage;
+    Object.assign(this.totals, copyTotals(state.totals));
+    this.faults.loadState(state.faults);
   }
 
   /** The guest announced a stage ("@mv stage X"); later accepts count for it. */
@@ -69,4 +86,8 @@ export class BootTrace extends Trace {
     this.totals.acceptedBytes[stage] += bytes;
     this.totals.acceptedBytes.total += bytes;
   }
+}
+
+function copyTotals(t: AcceptanceTotals): AcceptanceTotals {
+  return { acceptedBytes: { ...t.acceptedBytes }, acceptCalls: { ...t.acceptCalls }, unsuccessfulAcceptCalls: t.unsuccessfulAcceptCalls };
 }

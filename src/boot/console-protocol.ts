@@ -6,6 +6,7 @@
 // Every other line is ordinary console output. A malformed protocol line is recorded as an
 // error, never thrown: the guest is untrusted input too.
 import { STAGES } from './layout.js';
+import type { Snapshottable } from '../shared/snapshottable.js';
 
 export type BootStage = (typeof STAGES)[number];
 
@@ -67,9 +68,20 @@ export function parseConsoleLine(rawLine: string): ParsedLine {
 }
 
 /** Incremental parser: feed console bytes or text as they arrive, read `report` any time. */
-export class ConsoleProtocolParser {
+export class ConsoleProtocolParser implements Snapshottable<{ report: BootReport; partial: string }> {
   readonly report: BootReport = { stages: [], stats: {}, done: false, errors: [], text: [] };
   #partial = '';
+
+  saveState(): { report: BootReport; partial: string } {
+    return { report: copyReport(this.report), partial: this.#partial };
+  }
+
+  loadState(state: { report: BootReport; partial: string }): void {
+    const saved = copyReport(state.report);
+    delete this.report.fatal;
+    Object.assign(this.report, saved);
+    this.#partial = state.partial;
+  }
 
   /** Feeds console output (a string or latin1 bytes); complete lines are parsed. */
   push(chunk: string | Uint8Array): void {
@@ -130,4 +142,10 @@ export function parseConsoleOutput(text: string | Uint8Array): BootReport {
   const p = new ConsoleProtocolParser();
   p.push(text);
   return p.end();
+}
+
+function copyReport(r: BootReport): BootReport {
+  const copy: BootReport = { stages: [...r.stages], stats: { ...r.stats }, done: r.done, errors: [...r.errors], text: [...r.text] };
+  if (r.fatal !== undefined) copy.fatal = r.fatal;
+  return copy;
 }

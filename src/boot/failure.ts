@@ -3,6 +3,7 @@
 // fault it escalated into), what the guest was doing then, and a register dump of the vCPU in the
 // spirit of QEMU's `-d cpu_reset`. Built while the trace is recorded, so it works without keeping
 // events (only fault events become objects, and only the last chain is kept).
+import type { Snapshottable } from '../shared/snapshottable.js';
 import type { Vcpu } from '../cpu/vcpu.js';
 import { traceLine, type TraceEvent, type TraceValue } from '../shared/trace.js';
 
@@ -40,12 +41,32 @@ export interface FailureExplanation {
 }
 
 /** Follows the trace as it is recorded and keeps the latest run of consecutive fault events. */
-export class FaultChainRecorder {
+interface FaultChainState {
+  chain: JsonTraceEvent[];
+  lastSeq: number;
+  chainStage: string;
+  chainConsoleLine: string | null;
+  consoleLine: string | null;
+}
+
+export class FaultChainRecorder implements Snapshottable<FaultChainState> {
   #chain: JsonTraceEvent[] = [];
   #lastSeq = -2;
   #chainStage = '';
   #chainConsoleLine: string | null = null;
   #consoleLine: string | null = null;
+
+  saveState(): FaultChainState {
+    return { chain: [...this.#chain], lastSeq: this.#lastSeq, chainStage: this.#chainStage, chainConsoleLine: this.#chainConsoleLine, consoleLine: this.#consoleLine };
+  }
+
+  loadState(state: FaultChainState): void {
+    this.#chain = [...state.chain];
+    this.#lastSeq = state.lastSeq;
+    this.#chainStage = state.chainStage;
+    this.#chainConsoleLine = state.chainConsoleLine;
+    this.#consoleLine = state.consoleLine;
+  }
 
   /** Called for every event recorded, after it got sequence number `seq`. */
   observe(seq: number, source: TraceEvent['source'], type: string, fields: Record<string, TraceValue>, stage: string): void {

@@ -5,6 +5,11 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputFileError, readInputFile } from '../shared/input-file.js';
+import { quoteForError } from '../shared/quote.js';
+import type { BootConfig } from './boot-config.js';
+import { ElfError, parseElf, type ElfImage } from './elf.js';
+import { encodeFirmwareConfig } from './fw-config.js';
+import { FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD } from './layout.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
@@ -60,4 +65,39 @@ export function readImage(path: string, what: string): Uint8Array {
     if (err instanceof InputFileError) throw new GuestImageError(err.message);
     throw err;
   }
+}
+
+export interface BootImages {
+  firmware: ElfImage;
+  guestImage: ElfImage;
+  /** The firmware config bytes, written at their GPA inside the initial image. */
+  config: { gpa: bigint; bytes: Uint8Array };
+}
+
+/** Parses the firmware and guest image for `config` and encodes the firmware config it boots with. */
+export function loadBootImages(config: BootConfig): BootImages {
+  const built = builtImagePaths(config.variant);
+  const firmwarePath = config.firmwareFile ?? built.firmware;
+  const parse = (path: string, what: string, window: { start: bigint; end: bigint }): ElfImage => {
+    const bytes = readImage(path, what);
+    try {
+      return parseElf(bytes, { ramBytes: config.memoryBytes, window });
+    } catch (err) {
+      if (err instanceof ElfError) throw new GuestImageError(`${what} ${quoteForError(path)}: ${err.message}`);
+      throw err;
+    }
+  };
+  const firmware = parse(firmwarePath, 'firmware image', FIRMWARE_LOAD);
+  const guestImage = parse(built.guestImage, 'guest image', GUEST_IMAGE_LOAD);
+  const bytes = encodeFirmwareConfig({
+    memoryBytes: config.memoryBytes,
+    preAccept: config.preAccept,
+    acceptMode: config.accept,
+    acceptUnit: config.unitBytes === 4096n ? 4096 : 0x200000,
+    workloadBytes: config.workloadBytes,
+    seed: config.seed,
+    platformHint: config.platform,
+    guestImageEntry: guestImage.entry,
+  });
+  return { firmware, guestImage, config: { gpa: FW_CONFIG_GPA, bytes } };
 }

@@ -3,7 +3,6 @@
 // TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
 // the launch digest); everything else stays unaccepted for the guest to accept.
 import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA } from './layout.js';
-import type { ElfImage } from './elf.js';
 import { loadElf } from './elf.js';
 import type { Machine } from '../cpu/machine.js';
 import type { PageState } from '../platform/platform.js';
@@ -13,16 +12,20 @@ import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
 import type { TdxVmmHandle } from '../platform/tdx/vmm-handle.js';
 import { Console } from '../vmm/console.js';
-import type { RunOutcome } from '../shared/outcome.js';
+import type { SnapshotParts } from '../shared/snapshottable.js';
+import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
+import type { TdExit } from '../platform/tdx/td-module.js';
+import { Vm } from '../vmm/run-vm.js';
 import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
 import type { LaunchPageType, LaunchVmplPerms } from '../platform/snp/launch.js';
 import { VMPL_PERM_ALL } from '../platform/snp/rmp.js';
 import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
-import type { TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
-import { runSnp } from '../vmm/snp/run-snp.js';
-import { createTd, runTd } from '../vmm/tdx/run-td.js';
+import type { TdxVmm, TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
+import { SnpVmm } from '../vmm/snp/run-snp.js';
+import { createTd } from '../vmm/tdx/run-td.js';
 import type { BootTrace } from './accounting.js';
 import { StagedImage } from './staged-image.js';
+import type { BootImages } from './images.js';
 
 const PAGE = 0x1000n;
 /** SNP C-bit position our platform reports (CPUID 0x8000001F EBX[5:0]), as on Milan/Genoa. */
@@ -30,17 +33,20 @@ export const SNP_C_BIT = 51;
 /** TDX GPA width: the shared bit is bit 47. */
 export const TDX_GPA_WIDTH = 48;
 
-export interface BootImages {
-  firmware: ElfImage;
-  guestImage: ElfImage;
-  /** The firmware config bytes, written at their GPA inside the initial image. */
-  config: { gpa: bigint; bytes: Uint8Array };
-}
+/**
+ * The VMM of a booted guest: the driver whose `policy` decides every exit (replaceable between
+ * runs) and the policy installed at boot (the honest VMM unless `vmm` options replaced it).
+ */
+export type BootVmm =
+  | { kind: 'tdx'; driver: TdxVmm; honest: TdxVmmPolicy }
+  | { kind: 'snp'; driver: SnpVmm; honest: SnpVmmPolicy & { console: Console } };
 
 export interface BootPlatform {
   machine: Machine;
   console: Console;
-  run(): RunOutcome;
+  /** The run loop over the whole VM, with snapshots. */
+  vm: Vm<TdExit> | Vm<SnpVmExit>;
+  vmm: BootVmm;
   /** The launch measurement: TDX MRTD or SNP launch digest, hex. */
   measurement: string;
   /** The trusted hardware's view of a page (Platform.pageState), for verify. */
@@ -56,6 +62,8 @@ export interface BootPlatformOptions {
   echo: (line: string) => void;
   /** Replace the honest VMM's decisions (attack scenarios). Default: the honest VMMs. */
   vmm?: VmmOverride;
+  /** State above the VMM that whole-VM snapshots must also cover (the boot's console parser). */
+  extraState: SnapshotParts;
 }
 
 export interface VmmOverride {
@@ -99,7 +107,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   const td = createTd({
     memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
     trace: options.trace, console: new Console(options.echo),
-    ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
+    extraState: options.extraState, ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
   });
   const host = td.platform.handle;
   const staged = stageImages(images);
@@ -120,8 +128,10 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   options.vmm?.tdxPrelaunch?.(host);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
-  return { machine: td.platform.machine, console: td.console, run: () => runTd(td), measurement: finalized.mrtd?.toString('hex') ?? '',
-    pageState: (gpa) => td.platform.pageState(gpa) };
+  return {
+    machine: td.platform.machine, console: td.console, vm: td.vm, vmm: { kind: 'tdx', driver: td.vmm, honest: td.vmm.policy },
+    measurement: finalized.mrtd?.toString('hex') ?? '', pageState: (gpa) => td.platform.pageState(gpa),
+  };
 }
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
@@ -151,8 +161,11 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   // The BSP's VMSA, last as QEMU does: real mode at the firmware entry (vmsa.ts).
   host.launchUpdateVmsa(resetVmsa(images.firmware.entry));
   const measurement = host.launchFinish();
-  const vmm = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
-  // The instruction budget is the real guard; the exit cap only stops a runaway VMM loop.
-  return { machine: platform.machine, console: vmm.console, run: () => runSnp(platform, vmm, { maxExits: 200_000_000 }), measurement,
-    pageState: (gpa) => platform.pageState(gpa) };
+  const policy = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
+  const driver = new SnpVmm(host, policy);
+  const vm = new Vm({ platform, vmm: driver, trace: options.trace, console: policy.console }, options.extraState);
+  return {
+    machine: platform.machine, console: policy.console, vm, vmm: { kind: 'snp', driver, honest: policy }, measurement,
+    pageState: (gpa) => platform.pageState(gpa),
+  };
 }

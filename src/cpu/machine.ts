@@ -6,6 +6,7 @@ import { PageGate } from '../memory/page-gate.js';
 import { registerNativeErrors } from './errors.js';
 import { RUN_AREA_SLOTS } from './run-area.js';
 import { Vcpu } from './vcpu.js';
+import type { Snapshottable } from '../shared/snapshottable.js';
 
 export const MAX_MEMORY_BYTES = 1n << 46n;
 /** Size of the edge-coverage map (native Machine::kEdgeMapBytes). */
@@ -56,7 +57,13 @@ const snapshotCleanup = new FinalizationRegistry<{ native: WeakRef<NativeMachine
   native.deref()?.forgetSnapshot(id);
 });
 
-export class Machine {
+/** Machine state in a whole-VM snapshot: the native snapshot plus the vCPU's exit counters. */
+export interface MachineState {
+  snapshot: Snapshot;
+  exitCounts: Vcpu['exitCounts'];
+}
+
+export class Machine implements Snapshottable<MachineState> {
   readonly memoryBytes: bigint;
   readonly memory: GuestMemory;
   readonly gate: PageGate;
@@ -113,6 +120,17 @@ export class Machine {
   restore(snapshot: Snapshot): void {
     if (snapshot.machine !== this) throw new Error('that snapshot belongs to another VM');
     this.#live().restore(snapshot.id);
+  }
+
+  saveState(): MachineState {
+    return { snapshot: this.snapshot(), exitCounts: { ...this.vcpu.exitCounts } };
+  }
+
+  loadState(state: MachineState): void {
+    this.restore(state.snapshot);
+    const counts = this.vcpu.exitCounts as Record<string, number>;
+    for (const kind of Object.keys(counts)) delete counts[kind];
+    Object.assign(counts, state.exitCounts);
   }
 
   /** Pages written since the last snapshot or restore (meaningful once a snapshot exists). */

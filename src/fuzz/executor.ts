@@ -3,7 +3,8 @@
 // (a full boot, or a whole-VM snapshot restored per execution) is this file's business.
 import type { BootConfig } from '../boot/boot-config.js';
 import type { StubVariant } from '../boot/images.js';
-import { bootGuest, loadBootImages } from '../boot/boot-guest.js';
+import { bootGuest } from '../boot/boot-guest.js';
+import { loadBootImages } from '../boot/images.js';
 import type { TraceEvent } from '../shared/trace.js';
 import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';

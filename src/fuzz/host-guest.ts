@@ -15,7 +15,7 @@ import { Console } from '../vmm/console.js';
 import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
 import { TdxVmm, honestTdxPolicy } from '../vmm/tdx/honest-vmm.js';
-import { runTd } from '../vmm/tdx/run-td.js';
+import { Vm, runToEnd } from '../vmm/run-vm.js';
 
 const PAGE = 0x1000n;
 const MEMORY_BYTES = 8n << 20n;
@@ -128,7 +128,7 @@ export class HostFuzzGuest {
     host.mrFinalize();
     const console = new Console();
     const vmm = new TdxVmm({ host, console, trace, gpaWidth: TDX_GPA_WIDTH, memoryBytes: MEMORY_BYTES }, honestTdxPolicy);
-    return runTd({ platform, vmm, trace, console });
+    return runToEnd(new Vm({ platform, vmm, trace, console }));
   }
 
   #runSnp(pages: Map<bigint, Uint8Array>, trace: Trace): RunOutcome {

@@ -8,6 +8,7 @@
 import type { Machine } from '../cpu/machine.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { Trace } from '../shared/trace.js';
+import type { Snapshottable } from '../shared/snapshottable.js';
 
 export type PlatformKind = 'tdx' | 'snp';
 
@@ -33,7 +34,11 @@ export interface PageState {
   raw: string;
 }
 
-export interface Platform<Exit, Handle> {
+/**
+ * `State` is the whole hardware side of a VM: the machine (CPU, RAM, page gate) and the model
+ * (SEPT/RMP, module or firmware state, measurement), saved and restored together.
+ */
+export interface Platform<Exit, Handle, State = unknown> extends Snapshottable<State> {
   readonly kind: PlatformKind;
   readonly machine: Machine;
   readonly trace: Trace;

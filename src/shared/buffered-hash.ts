@@ -2,19 +2,38 @@
 // 64 KiB instead of one per small piece, which dominated the trace hash and the TDX measurement
 // (issue 11). The digest is the same as hashing every piece in order.
 import { createHash, type Hash } from 'node:crypto';
+import type { Snapshottable } from './snapshottable.js';
 
 const BUFFER_BYTES = 1 << 16;
 
-export class BufferedHash {
+/** A saved hash position; undefined once the digest was taken (nothing can be added after that). */
+export type BufferedHashState = Hash | undefined;
+
+export class BufferedHash implements Snapshottable<BufferedHashState> {
   static readonly capacity = BUFFER_BYTES;
   readonly buf = Buffer.allocUnsafe(BUFFER_BYTES);
   readonly view = new DataView(this.buf.buffer, this.buf.byteOffset, BUFFER_BYTES);
   /** Next free byte of `buf`; advance it after writing there. */
   pos = 0;
-  readonly #hash: Hash;
+  readonly #algorithm: string;
+  #hash: Hash;
+  #digested = false;
 
   constructor(algorithm: string) {
+    this.#algorithm = algorithm;
     this.#hash = createHash(algorithm);
+  }
+
+  saveState(): BufferedHashState {
+    if (this.#digested) return undefined;
+    this.flush();
+    return this.#hash.copy();
+  }
+
+  loadState(state: BufferedHashState): void {
+    this.pos = 0;
+    this.#digested = state === undefined;
+    this.#hash = state ? state.copy() : createHash(this.#algorithm);
   }
 
   /** Makes room for `bytes` (at most `capacity`) at `pos`. */
@@ -46,6 +65,7 @@ export class BufferedHash {
 
   digest(): Buffer {
     this.flush();
+    this.#digested = true;
     return this.#hash.digest();
   }
 }

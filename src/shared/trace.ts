@@ -8,7 +8,8 @@
 // is defined on the JSON data model (a "0x…" hex string and the bigint it names encode alike), so
 // hashing a written trace file back (traceSha256OfJsonLines) gives the same value. Event objects
 // and JSON lines are only built when something keeps or writes them.
-import { BufferedHash } from './buffered-hash.js';
+import { BufferedHash, type BufferedHashState } from './buffered-hash.js';
+import type { Snapshottable } from './snapshottable.js';
 
 export type TraceValue = string | number | boolean | bigint | null | TraceValue[] | { [key: string]: TraceValue };
 export interface TraceEvent {
@@ -40,6 +41,11 @@ const U64_LIMIT = 1n << 64n;
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
   readonly #h = new BufferedHash('sha256');
+
+  /** The hash position so far, for a snapshot. */
+  get hash(): BufferedHash {
+    return this.#h;
+  }
 
   #byte(b: number): void {
     const h = this.#h;
@@ -165,7 +171,15 @@ export interface TraceOptions {
   sink?: (line: string) => void;
 }
 
-export class Trace {
+/** A trace's position: restoring it drops later events and rewinds the hash (a sink cannot un-write). */
+export interface TraceState {
+  seq: number;
+  kept: number;
+  hash: BufferedHashState;
+  counts: ReadonlyMap<string, number>;
+}
+
+export class Trace implements Snapshottable<TraceState> {
   readonly events: TraceEvent[] = [];
   readonly #keep: boolean;
   readonly #sink: ((line: string) => void) | undefined;
@@ -192,6 +206,18 @@ export class Trace {
       if (this.#keep) this.events.push(event);
       this.#sink?.(traceLine(event));
     }
+  }
+
+  saveState(): TraceState {
+    return { seq: this.#seq, kept: this.events.length, hash: this.#hasher.hash.saveState(), counts: new Map(this.counts) };
+  }
+
+  loadState(state: TraceState): void {
+    this.#seq = state.seq;
+    this.events.length = state.kept;
+    this.#hasher.hash.loadState(state.hash);
+    this.counts.clear();
+    for (const [type, n] of state.counts) this.counts.set(type, n);
   }
 
   get length(): number {

@@ -1,5 +1,7 @@
 // The guest's console: bytes the VMM received through the platform's I/O path (TDVMCALL
 // Instruction.IO, GHCB IOIO, or a plain OUT to the COM1 data port).
+import type { Snapshottable } from '../shared/snapshottable.js';
+
 export const COM1_DATA_PORT = 0x3f8;
 /**
  * The stubs' batched console, one exit per line (guest/include/minivisor/boot_abi.h, console;
@@ -9,7 +11,9 @@ export const COM1_DATA_PORT = 0x3f8;
  */
 export const BATCHED_CONSOLE = { LINE_MAX: 0x100, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
 
-export class Console {
+export interface ConsoleState { bytes: number; line: string }
+
+export class Console implements Snapshottable<ConsoleState> {
   readonly #bytes: number[] = [];
   readonly #echo: ((text: string) => void) | undefined;
   #line = '';
@@ -35,6 +39,15 @@ export class Console {
   flush(): void {
     if (this.#line) this.#echo?.(this.#line);
     this.#line = '';
+  }
+
+  saveState(): ConsoleState {
+    return { bytes: this.#bytes.length, line: this.#line };
+  }
+
+  loadState(state: ConsoleState): void {
+    this.#bytes.length = state.bytes;
+    this.#line = state.line;
   }
 
   get text(): string {

@@ -2,6 +2,7 @@
 // structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
 // PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
 import { createHash } from 'node:crypto';
+import type { Snapshottable } from '../../shared/snapshottable.js';
 
 export const LAUNCH_PAGE_TYPE = { NORMAL: 1, VMSA: 2, ZERO: 3, UNMEASURED: 4, SECRETS: 5, CPUID: 6 } as const;
 export type LaunchPageType = keyof typeof LAUNCH_PAGE_TYPE;
@@ -23,7 +24,7 @@ export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: Laun
 }
 
 /** The running launch digest (starts as 48 zero bytes). */
-export class LaunchDigest {
+export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finished: boolean }> {
   #digest: Uint8Array = new Uint8Array(DIGEST_BYTES);
   #finished = false;
 
@@ -33,6 +34,15 @@ export class LaunchDigest {
     if (type === 'UNMEASURED') return;
     const contents = type === 'NORMAL' || type === 'VMSA' ? createHash('sha384').update(page).digest() : new Uint8Array(DIGEST_BYTES);
     this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa, vmplPerms)).digest();
+  }
+
+  saveState(): { digest: Uint8Array; finished: boolean } {
+    return { digest: this.#digest, finished: this.#finished };
+  }
+
+  loadState(state: { digest: Uint8Array; finished: boolean }): void {
+    this.#digest = state.digest;
+    this.#finished = state.finished;
   }
 
   finish(): string {

@@ -8,6 +8,8 @@
 // indexed by system-physical page, and each entry's `gpa` field is the reverse map; the VMM may
 // assign a page with a GPA other than its own address, which the reverse-map check then
 // rejects (NPF), so remap/alias attacks remain expressible without a separate SPA space.
+import type { Snapshottable } from '../../shared/snapshottable.js';
+
 export const PAGE_4K = 0x1000n;
 export const PAGE_2M = 0x200000n;
 export const PAGES_PER_2M = 512;
@@ -45,18 +47,31 @@ export function ownerOf(e: RmpEntry): RmpOwner {
 }
 
 type Region = { kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> };
+/** A saved copy of the table (regions are copied; entries are replaced, never changed in place). */
+export type RmpTable = ReadonlyMap<bigint, Readonly<Region>>;
+
+const copyRegions = (regions: RmpTable): Map<bigint, Region> =>
+  new Map([...regions].map(([k, r]) => [k, r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries) }]));
 
 export function regionOf(spa: bigint): bigint {
   return spa >> 21n;
 }
 
-export class Rmp {
-  readonly #regions = new Map<bigint, Region>();
+export class Rmp implements Snapshottable<RmpTable> {
+  #regions = new Map<bigint, Region>();
   /** Size of system memory the RMP covers (RMP-Covered check). */
   readonly coveredBytes: bigint;
 
   constructor(coveredBytes: bigint) {
     this.coveredBytes = coveredBytes;
+  }
+
+  saveState(): RmpTable {
+    return copyRegions(this.#regions);
+  }
+
+  loadState(state: RmpTable): void {
+    this.#regions = copyRegions(state);
   }
 
   covers(spa: bigint): boolean {

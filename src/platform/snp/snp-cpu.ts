@@ -5,7 +5,7 @@
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
-import { Machine } from '../../cpu/machine.js';
+import { Machine, type MachineState } from '../../cpu/machine.js';
 import type { GateAccess } from '../../memory/page-gate.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
@@ -14,7 +14,7 @@ import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmpl
 import { VMSA_MEASURED_GPA, applyVmsa, vmsaPage, type Vmsa } from './vmsa.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { SEV_RET_INVALID_PARAM, validateCpuidPage } from './cpuid-page.js';
-import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpPageSize } from './rmp.js';
+import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
 import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
@@ -74,7 +74,17 @@ export interface HostOpResult {
   corrected?: Uint8Array;
 }
 
-export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
+/** Everything the SNP hardware keeps about a guest. The encryption key never changes, so it is not part of it. */
+export interface SnpPlatformState {
+  machine: MachineState;
+  rmp: RmpTable;
+  npt2m: ReadonlySet<bigint>;
+  ghcbMsr: bigint;
+  launch: ReturnType<LaunchDigest['saveState']>;
+  pendingOutcome: RunOutcome | undefined;
+}
+
+export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatformState> {
   readonly kind = 'snp' as const;
   readonly machine: Machine;
   readonly rmp: Rmp;
@@ -255,6 +265,23 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle> {
   }
 
   // ---------------------------------------------------------------- Platform
+
+  saveState(): SnpPlatformState {
+    return {
+      machine: this.machine.saveState(), rmp: this.rmp.saveState(), npt2m: new Set(this.#npt2m), ghcbMsr: this.#ghcbMsr,
+      launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome,
+    };
+  }
+
+  loadState(state: SnpPlatformState): void {
+    this.machine.loadState(state.machine);
+    this.rmp.loadState(state.rmp);
+    this.#npt2m.clear();
+    for (const region of state.npt2m) this.#npt2m.add(region);
+    this.#ghcbMsr = state.ghcbMsr;
+    this.launch.loadState(state.launch);
+    this.#pendingOutcome = state.pendingOutcome;
+  }
 
   step(): PlatformStep<SnpVmExit> {
     if (this.#pendingOutcome) {

@@ -5,6 +5,7 @@
 // TDH.MEM.SEPT.ADD. It drives the page gate: a private page is accessible iff the walk to it ends
 // on a MAPPED leaf (a blocked non-leaf on the way closes everything below it).
 import type { PageGate } from '../../memory/page-gate.js';
+import type { Snapshottable } from '../../shared/snapshottable.js';
 import {
   ENTRIES_PER_TABLE, LEVEL_SHIFT, LEVEL_SIZE, isLeafState, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
@@ -28,9 +29,15 @@ export interface SeptWalk {
   isLeaf: boolean;
 }
 
-export class Sept {
+/** A saved copy of every level's entries (entries are copied: ACCEPT updates acceptCounter in place). */
+export type SeptTables = ReadonlyArray<ReadonlyMap<bigint, SeptEntry>>;
+
+const copyLevels = (levels: SeptTables): Map<bigint, SeptEntry>[] =>
+  levels.map((m) => new Map([...m].map(([k, e]) => [k, { ...e }])));
+
+export class Sept implements Snapshottable<SeptTables> {
   readonly topLevel: SeptLevel;
-  readonly #levels: Map<bigint, SeptEntry>[];
+  #levels: Map<bigint, SeptEntry>[];
   readonly #gate: PageGate | undefined;
   readonly #ramBytes: bigint;
 
@@ -40,6 +47,15 @@ export class Sept {
     this.topLevel = topLevel;
     this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<bigint, SeptEntry>());
     this.#gate = gate;
+  }
+
+  /** The page gate is not part of it: the machine's snapshot restores the gate. */
+  saveState(): SeptTables {
+    return copyLevels(this.#levels);
+  }
+
+  loadState(state: SeptTables): void {
+    this.#levels = copyLevels(state);
   }
 
   static alignDown(gpa: bigint, level: SeptLevel): bigint {

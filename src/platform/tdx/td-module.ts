@@ -10,11 +10,12 @@ import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
-import { BufferedHash } from '../../shared/buffered-hash.js';
+import { BufferedHash, type BufferedHashState } from '../../shared/buffered-hash.js';
+import type { Snapshottable } from '../../shared/snapshottable.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
 import { handleCpuid } from './td-cpuid.js';
 import { handleMsr } from './td-msr.js';
-import { Sept } from './sept.js';
+import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
@@ -72,7 +73,24 @@ const MASK64 = (1n << 64n) - 1n;
 /** HLT is F4; the vCPU reports RIP after it. */
 const HLT_LENGTH = 1n;
 
-export class TdModule {
+/** Everything the module keeps about a TD besides the machine itself. */
+export interface TdModuleState {
+  sept: SeptTables;
+  veInfo: ReturnType<VeInfo['saveState']>;
+  tdCtls: bigint;
+  epoch: bigint;
+  finalized: boolean;
+  vcpuInitialized: boolean;
+  mrtd: Buffer | undefined;
+  mrtdHash: BufferedHashState;
+  hostLocks: ReadonlySet<string>;
+  msrValues: ReadonlyMap<number, bigint>;
+  pendingInterrupt: PendingInterrupt | undefined;
+  postedInterrupts: readonly number[];
+  vmcall: { length: number; mask: bigint } | undefined;
+}
+
+export class TdModule implements Snapshottable<TdModuleState> {
   readonly machine: Machine;
   readonly sept: Sept;
   readonly trace: Trace;
@@ -115,6 +133,34 @@ export class TdModule {
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
     this.host = new TdxVmmHandle(this);
+  }
+
+  saveState(): TdModuleState {
+    return {
+      sept: this.sept.saveState(), veInfo: this.veInfo.saveState(), tdCtls: this.tdCtls, epoch: this.epoch,
+      finalized: this.finalized, vcpuInitialized: this.vcpuInitialized, mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
+      hostLocks: new Set(this.hostLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
+      postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
+    };
+  }
+
+  loadState(s: TdModuleState): void {
+    this.sept.loadState(s.sept);
+    this.veInfo.loadState(s.veInfo);
+    this.tdCtls = s.tdCtls;
+    this.epoch = s.epoch;
+    this.finalized = s.finalized;
+    this.vcpuInitialized = s.vcpuInitialized;
+    this.mrtd = s.mrtd;
+    this.mrtdHash.loadState(s.mrtdHash);
+    this.hostLocks.clear();
+    for (const key of s.hostLocks) this.hostLocks.add(key);
+    this.msrValues.clear();
+    for (const [msr, value] of s.msrValues) this.msrValues.set(msr, value);
+    this.pendingInterrupt = s.pendingInterrupt && { ...s.pendingInterrupt };
+    this.postedInterrupts.length = 0;
+    this.postedInterrupts.push(...s.postedInterrupts);
+    this.#vmcall = s.vmcall && { ...s.vmcall };
   }
 
   get sharedBit(): bigint {

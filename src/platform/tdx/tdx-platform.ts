@@ -1,9 +1,9 @@
 // Intel TDX as a Platform: the vCPU under the TDX module. `step()` is TDH.VP.ENTER: the vCPU
 // runs, the module handles what it owns (TDCALLs, #VE, exceptions) and returns on a TD exit.
-import { Machine } from '../../cpu/machine.js';
+import { Machine, type MachineState } from '../../cpu/machine.js';
 import { Trace } from '../../shared/trace.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { TdModule, type TdConfig, type TdExit } from './td-module.js';
+import { TdModule, type TdConfig, type TdExit, type TdModuleState } from './td-module.js';
 import type { TdxVmmHandle } from './vmm-handle.js';
 
 export interface TdxPlatformOptions extends Partial<TdConfig> {
@@ -15,7 +15,9 @@ export interface TdxPlatformOptions extends Partial<TdConfig> {
 
 const LEVEL_PAGE_SIZE = ['4k', '2m', '1g'] as const;
 
-export class TdxPlatform implements Platform<TdExit, TdxVmmHandle> {
+export interface TdxPlatformState { machine: MachineState; module: TdModuleState }
+
+export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformState> {
   readonly kind = 'tdx' as const;
   readonly machine: Machine;
   readonly module: TdModule;
@@ -44,6 +46,15 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle> {
 
   get handle(): TdxVmmHandle {
     return this.module.host;
+  }
+
+  saveState(): TdxPlatformState {
+    return { machine: this.machine.saveState(), module: this.module.saveState() };
+  }
+
+  loadState(state: TdxPlatformState): void {
+    this.machine.loadState(state.machine);
+    this.module.loadState(state.module);
   }
 
   step(): PlatformStep<TdExit> {

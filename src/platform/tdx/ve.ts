@@ -2,6 +2,8 @@
 // (`td_ept_violation.c` / `tdx_inject_ve`; reference A6), and TDG.VP.VEINFO.GET's outputs
 // (`tdg_vp_veinfo_get.c`).
 
+import type { Snapshottable } from '../../shared/snapshottable.js';
+
 export const VE_VECTOR = 20;
 export const DF_VECTOR = 8;
 export const GP_VECTOR = 13;
@@ -30,7 +32,16 @@ export interface VeInfoFields {
 }
 
 /** The VE_INFO page: valid is 0xFFFFFFFF while unread; VEINFO.GET clears it. */
-export class VeInfo {
+export class VeInfo implements Snapshottable<{ valid: boolean; fields: VeInfoFields }> {
+  saveState(): { valid: boolean; fields: VeInfoFields } {
+    return { valid: this.valid, fields: { ...this.fields } };
+  }
+
+  loadState(state: { valid: boolean; fields: VeInfoFields }): void {
+    this.valid = state.valid;
+    this.fields = { ...state.fields };
+  }
+
   valid = false;
   fields: VeInfoFields = { exitReason: 0, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: 0, instructionInfo: 0 };
 

@@ -47,6 +47,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     this.pscEntriesPerExit = options.pscEntriesPerExit ?? Number.POSITIVE_INFINITY;
   }
 
+  /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
+  saveState(): { registeredGhcb: bigint | undefined } {
+    return { registeredGhcb: this.registeredGhcb };
+  }
+
+  loadState(state: { registeredGhcb: bigint | undefined }): void {
+    this.registeredGhcb = state.registeredGhcb;
+  }
+
   onHlt(): VmmAnswer {
     this.console.flush();
     return { outcome: 'done', reason: 'guest halted' };

@@ -2,7 +2,8 @@
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { SnpPlatform, SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
-import { runVm, type VmmDriver } from '../run-vm.js';
+import { Console } from '../console.js';
+import { Vm, runToEnd, savePolicy, type SavedPolicy, type VmmDriver } from '../run-vm.js';
 import type { SnpVmmPolicy } from './policy.js';
 
 export interface RunSnpOptions {
@@ -13,9 +14,10 @@ export interface RunSnpOptions {
 }
 
 /** Routes #VMEXITs to an SNP VMM policy. */
-export class SnpVmm implements VmmDriver<SnpVmExit> {
+export class SnpVmm implements VmmDriver<SnpVmExit, SavedPolicy<SnpVmmPolicy>> {
   readonly handle: SnpVmmHandle;
-  readonly policy: SnpVmmPolicy;
+  /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
+  policy: SnpVmmPolicy;
 
   constructor(handle: SnpVmmHandle, policy: SnpVmmPolicy) {
     this.handle = handle;
@@ -30,11 +32,25 @@ export class SnpVmm implements VmmDriver<SnpVmExit> {
     }
   }
 
+  saveState(): SavedPolicy<SnpVmmPolicy> {
+    return savePolicy(this.policy);
+  }
+
+  loadState(state: SavedPolicy<SnpVmmPolicy>): void {
+    this.policy = state.policy;
+    state.policy.loadState?.(state.state);
+  }
+
   repeatKey(exit: SnpVmExit): string | undefined {
     return exit.kind === 'npf' ? `NPF at RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)} (${exit.reason})` : undefined;
   }
 }
 
-export function runSnp(platform: SnpPlatform, policy: SnpVmmPolicy, options: RunSnpOptions = {}): RunOutcome {
-  return runVm(platform, new SnpVmm(platform.handle, policy), { maxExits: options.maxExits ?? 1_000_000, maxRepeats: options.npfRepeatLimit ?? 64 });
+/** The VM of an SNP guest: its platform, a VMM driven by `policy`, and the console (the policy's own if it has one). */
+export function snpVm(platform: SnpPlatform, policy: SnpVmmPolicy & { console?: Console }): Vm<SnpVmExit> {
+  return new Vm({ platform, vmm: new SnpVmm(platform.handle, policy), trace: platform.trace, console: policy.console ?? new Console() });
+}
+
+export function runSnp(platform: SnpPlatform, policy: SnpVmmPolicy & { console?: Console }, options: RunSnpOptions = {}): RunOutcome {
+  return runToEnd(snpVm(platform, policy), { maxExits: options.maxExits ?? 1_000_000, maxRepeats: options.npfRepeatLimit ?? 64 });
 }

@@ -11,7 +11,7 @@ import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, type Console } from '../console.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
-import type { VmmDriver } from '../run-vm.js';
+import { savePolicy, type PolicyStateHook, type SavedPolicy, type VmmDriver } from '../run-vm.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
 
 export const TdvmcallLeaf = {
@@ -35,7 +35,7 @@ export interface VmmContext {
 }
 
 /** Every decision the TDX VMM makes. */
-export interface TdxVmmPolicy {
+export interface TdxVmmPolicy extends PolicyStateHook {
   /** TDG.MEM.PAGE.ACCEPT TD-exited (FREE/REMOVED/BLOCKED entry, missing level, PENDING at a larger level). */
   onAcceptViolation(ctx: VmmContext, exit: EptViolationExit): VmmAction;
   /** A guest access to a private GPA whose leaf is FREE/REMOVED/BLOCKED. */
@@ -274,9 +274,10 @@ export const honestTdxPolicy: TdxVmmPolicy = {
 };
 
 /** Routes TD exits to the policy and hands VMCALL answers back through the handle. */
-export class TdxVmm implements VmmDriver<TdExit> {
+export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
   readonly ctx: VmmContext;
-  readonly policy: TdxVmmPolicy;
+  /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
+  policy: TdxVmmPolicy;
 
   constructor(ctx: VmmContext, policy: TdxVmmPolicy = honestTdxPolicy) {
     this.ctx = ctx;
@@ -297,6 +298,15 @@ export class TdxVmm implements VmmDriver<TdExit> {
 
   finish(): void {
     this.ctx.console.flush();
+  }
+
+  saveState(): SavedPolicy<TdxVmmPolicy> {
+    return savePolicy(this.policy);
+  }
+
+  loadState(state: SavedPolicy<TdxVmmPolicy>): void {
+    this.policy = state.policy;
+    state.policy.loadState?.(state.state);
   }
 
   /** The policy's decision for one TD exit (recorded as a `vmm-decision` event). */

@@ -3,12 +3,16 @@ import { TdxPlatform, type TdxPlatformOptions } from '../../platform/tdx/tdx-pla
 import { Console } from '../console.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace } from '../../shared/trace.js';
-import { runVm } from '../run-vm.js';
+import type { SnapshotParts } from '../../shared/snapshottable.js';
+import { Vm, runToEnd } from '../run-vm.js';
+import type { TdExit } from '../../platform/tdx/td-module.js';
 import { TdxVmm, honestTdxPolicy, type TdxVmmPolicy } from './honest-vmm.js';
 
 export interface TdOptions extends TdxPlatformOptions {
   console?: Console;
   policy?: TdxVmmPolicy;
+  /** State above the VMM that whole-VM snapshots must also cover. */
+  extraState?: SnapshotParts;
 }
 
 /** A TD: the trusted platform (test harnesses may reach into it) and the VMM that drives it. */
@@ -17,6 +21,8 @@ export interface Td {
   vmm: TdxVmm;
   trace: Trace;
   console: Console;
+  /** The run loop over all of the above, with whole-VM snapshots. */
+  vm: Vm<TdExit>;
 }
 
 export function createTd(options: TdOptions): Td {
@@ -24,7 +30,7 @@ export function createTd(options: TdOptions): Td {
   const console = options.console ?? new Console();
   const handle = platform.handle;
   const vmm = new TdxVmm({ host: handle, console, trace: platform.trace, gpaWidth: handle.gpaWidth, memoryBytes: handle.memoryBytes }, options.policy ?? honestTdxPolicy);
-  return { platform, vmm, trace: platform.trace, console };
+  return { platform, vmm, trace: platform.trace, console, vm: new Vm({ platform, vmm, trace: platform.trace, console }, options.extraState) };
 }
 
 export interface RunTdOptions {
@@ -33,5 +39,5 @@ export interface RunTdOptions {
 }
 
 export function runTd(td: Td, options: RunTdOptions = {}): RunOutcome {
-  return runVm(td.platform, td.vmm, { maxRepeats: options.maxStalledExits ?? 64 });
+  return runToEnd(td.vm, { maxRepeats: options.maxStalledExits ?? 64 });
 }
