@@ -1,0 +1,38 @@
+// The snapshot executor: one honest boot to the stage's first decision point, then every execution
+// restores the whole VM from there.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AttackProgram } from '../../../src/fuzz/attack-program.js';
+import { BootExecutor, type FuzzTarget } from '../../../src/fuzz/executor.js';
+import { SnapshotExecutor } from '../../../src/fuzz/snapshot-executor.js';
+
+const target = (platform: 'tdx' | 'snp', stage: FuzzTarget['stage']): FuzzTarget => ({
+  platform, stage, memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
+  unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n,
+});
+const honest = (platform: 'tdx' | 'snp'): AttackProgram => ({ platform, decisions: [] });
+const stall: AttackProgram = {
+  platform: 'tdx',
+  decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: 0n, status: 1n, resumeDelta: 0n } }],
+};
+
+describe('snapshot executor', () => {
+  const executors: SnapshotExecutor[] = [];
+  afterAll(() => executors.forEach((e) => e.close()));
+
+  it.each(['tdx', 'snp'] as const)('%s: from the kernel stage, an honest execution is the honest boot, again and again', (platform) => {
+    const executor = new SnapshotExecutor(target(platform, 'kernel'));
+    executors.push(executor);
+    const first = executor.execute(honest(platform));
+    const hostile = platform === 'tdx' ? executor.execute(stall) : undefined;
+    const second = executor.execute(honest(platform));
+    expect(first.judgement).toMatchObject({ verdict: 'benign', outcome: { outcome: 'done' } });
+    expect(second.traceSha256).toBe(first.traceSha256);
+    // Restoring leaves nothing of the hostile run behind, and the whole boot's trace is the same.
+    if (hostile) expect(hostile.judgement.outcome.reason).toMatch(/^tdx_map_gpa_no_progress/);
+    const boot = new BootExecutor(target(platform, 'all')).execute(honest(platform));
+    expect(first.traceSha256).toBe(boot.traceSha256);
+    // Only the kernel stage ran: fewer instructions than the whole boot, and guest edges were counted.
+    expect(first.instructions).toBeLessThan(boot.instructions);
+    expect(first.edges!.some((v) => v > 0)).toBe(true);
+  }, 120_000);
+});
