@@ -32,7 +32,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
     unset: {
       '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
-      '--variant': 'the stubs as built, no planted bug',
+      '--variant': 'the stubs as built, no planted bug', '--map': 'no map',
     },
   },
   fuzz: {

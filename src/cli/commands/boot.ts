@@ -3,10 +3,11 @@ import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-
 import type { BootConfig } from '../../boot/boot-config.js';
 import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
-import { bootGuest, type BootResult } from '../../boot/boot-guest.js';
+import { bootGuest, type BootResult, type BootRun } from '../../boot/boot-guest.js';
 import { formatFailure } from '../../boot/failure.js';
 import { GuestImageError } from '../../boot/images.js';
-import { OutputFileError } from '../../shared/output-file.js';
+import { OutputFile, OutputFileError } from '../../shared/output-file.js';
+import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 
 function summary(r: BootResult): string[] {
@@ -29,6 +30,25 @@ function verifyLines(v: VerifyReport): string[] {
   return [`  verify: FAILED: ${v.mismatches.length} mismatch(es) between the guest's record and the hardware`, ...v.mismatches.map((m) => `    ${describeMismatch(m)}`)];
 }
 
+/** `--map`: the acceptance map of the finished run, from its trace and the hardware's page states. */
+function writeMap(path: string, run: BootRun, firmwareFile: string | undefined): void {
+  const r = run.result;
+  const stats = r.guestStats;
+  const bitmap = stats.bitmap_gpa !== undefined && stats.bitmap_bytes !== undefined
+    ? { start: BigInt(stats.bitmap_gpa), end: BigInt(stats.bitmap_gpa) + BigInt(stats.bitmap_bytes) }
+    : undefined;
+  const map = buildAcceptanceMap(run.trace.events, BigInt(r.memoryBytes), (gpa) => run.platform.pageState(gpa), bitmap);
+  const title = `minivisor boot: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome}`;
+  const file = new OutputFile(path, 'map', firmwareFile !== undefined ? [firmwareFile] : []);
+  try {
+    file.write(acceptanceMapSvg(map, title));
+  } catch (err) {
+    if (err instanceof Error) err.message = `${err.message} (${file.abandon()})`;
+    throw err;
+  }
+  file.commit();
+}
+
 export function bootCommand(io: CliIo): Command {
   return new Command('boot')
     .description('boot an emulated TDX or SNP guest: firmware -> decompressor -> kernel, accepting memory as it goes')
@@ -45,15 +65,17 @@ export function bootCommand(io: CliIo): Command {
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
-    .action((raw: RawBootOptions) => {
+    .option('--map <file.svg>', 'draw an SVG map of guest memory: who accepted what, what stays unaccepted')
+    .action((raw: RawBootOptions & { map?: string }) => {
       let config: BootConfig;
       let result: BootResult;
       let verified: VerifyReport | undefined;
       try {
         config = parseBootOptions(raw);
-        const run = bootGuest(config, raw.json ? {} : { consoleLine: (line) => io.out(line) });
+        const run = bootGuest(config, { ...(raw.json ? {} : { consoleLine: (line: string) => io.out(line) }), keepTrace: raw.map !== undefined });
         result = run.result;
         try {
+          if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);
           if (raw.verify) verified = verifyBoot(run);
         } finally {
           run.platform.machine.close();

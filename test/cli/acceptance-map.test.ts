@@ -1,0 +1,56 @@
+// `minivisor boot --map FILE.svg`: the acceptance map parses as XML, its legend's byte counts are
+// the boot's own acceptedBytes (the hardware's count, re-accepts included), and its ranges lie in
+// the picture for the smallest and a large guest (issue 13).
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import type { CliIo } from '../../src/cli/io.js';
+
+function capture(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
+}
+
+interface Legend { kind: string; bytes: bigint }
+
+async function bootWithMap(args: string[]): Promise<{ result: { acceptedBytes: Record<string, number>; memoryBytes: number; guestStats: Record<string, string> }; svg: string; legend: Map<string, bigint>; rects: Array<Record<string, string>> }> {
+  const file = join(mkdtempSync(join(tmpdir(), 'mv-map-')), 'map.svg');
+  const io = capture();
+  expect(await main(['boot', '--json', ...args, '--map', file], io)).toBe(0);
+  const svg = readFileSync(file, 'utf8');
+  expect(XMLValidator.validate(svg)).toBe(true);
+  const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(svg);
+  const texts = [doc.svg.text].flat() as Array<Record<string, string>>;
+  const legend = new Map<string, bigint>(texts.filter((t) => t.class === 'legend').map((t): [string, bigint] => [t['data-kind']!, BigInt(t['data-bytes']!)]));
+  return { result: JSON.parse(io.stdout[0]!), svg, legend, rects: [doc.svg.rect].flat() };
+}
+
+describe('boot --map', () => {
+  it('the legend counts are the boot\'s acceptedBytes, by stage and in total', async () => {
+    const { result, legend, rects } = await bootWithMap(['--memory', '256M', '--workload', '16M']);
+    const a = result.acceptedBytes;
+    expect(legend.get('firmware')).toBe(BigInt(a.firmware!));
+    expect(legend.get('decompressor')).toBe(BigInt(a.decompressor!));
+    expect(legend.get('kernel')! + legend.get('kernel-after-conversion')!).toBe(BigInt(a.kernel!));
+    const acceptedKinds = ['firmware', 'decompressor', 'kernel', 'kernel-after-conversion'];
+    expect(acceptedKinds.reduce((n, k) => n + legend.get(k)!, 0n)).toBe(BigInt(a.total!));
+    // The bitmap mark is where the guest said it put the bitmap.
+    const bitmap = rects.find((r) => r.class === 'bitmap')!;
+    expect(BigInt(bitmap['data-start']!)).toBe(BigInt(result.guestStats.bitmap_gpa!));
+    // The console page the firmware shares with the VMM ends shared.
+    expect(legend.get('shared')).toBeGreaterThan(0n);
+  });
+
+  it('stays inside the picture for a 1T guest, with unaccepted memory the largest part', async () => {
+    const { result, legend, rects } = await bootWithMap(['--memory', '1T', '--workload', '16M']);
+    expect(legend.get('unaccepted')).toBeGreaterThan(BigInt(result.memoryBytes) / 2n);
+    for (const r of rects.filter((x) => x['data-start'] !== undefined)) {
+      expect(Number(r.x) + Number(r.width)).toBeLessThanOrEqual(980.01);
+      expect(Number(r.width)).toBeGreaterThanOrEqual(0.5);
+    }
+  });
+});
