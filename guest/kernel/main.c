@@ -7,7 +7,10 @@
 
 #define CHUNK_BYTES      0x100000ull /* workload allocation size: below a 2 MiB unit on purpose */
 #define MAX_CHUNKS       4096
-#define MAX_EXTENTS      256
+/* Free extents: one per E820 range, plus the holes the workload punches by freeing every other
+ * chunk (at most MAX_CHUNKS / 2 + 1), plus the boot-time reservations that split one. Sized for
+ * the largest workload (MAX_CHUNKS chunks), so a valid --workload never fills it; 16 bytes each. */
+#define MAX_EXTENTS      (MV_E820_MAX_ENTRIES + MAX_CHUNKS / 2 + 8)
 #define CONVERT_BIG      MV_SIZE_2M  /* one 2 MiB-aligned buffer: the 2M accept path */
 #define CONVERT_SMALL    0x4000ull   /* 16 KiB: the 4K path */
 

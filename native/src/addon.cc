@@ -276,7 +276,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     Machine* m = Live(info);
     uint64_t gpa; uint32_t length;
     if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU32(info, 1, "length", kMaxCopyBytes, &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), m->ram()->base() + gpa, length);
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), length);
+    m->ram()->ForEachRun(gpa, length, [&](const uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(out.Data() + (at - gpa), host, n); });
+    return out;
   }
 
   Napi::Value Write(const Napi::CallbackInfo& info) {
@@ -288,7 +290,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     }
     Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
     if (!InRam(info, gpa, data.ByteLength())) return info.Env().Undefined();
-    std::memcpy(m->ram()->base() + gpa, data.Data(), data.ByteLength());
+    m->ram()->ForEachRun(gpa, data.ByteLength(), [&](uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(host, data.Data() + (at - gpa), n); });
     m->NoteHostWrite(gpa, data.ByteLength());
     return info.Env().Undefined();
   }
@@ -309,8 +311,11 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint64_t gpa; uint32_t length;
     if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU32(info, 1, "length", kMaxWindowBytes, &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
     HostMapping* mapping = m->ram();
+    if (length > 0 && mapping->ContiguousFrom(gpa) < length) {
+      return ThrowRange(info.Env(), "a window must not cross a 1 GiB boundary of a guest RAM reserved in pieces");
+    }
     mapping->Ref();
-    return Napi::ArrayBuffer::New(info.Env(), mapping->base() + gpa, length,
+    return Napi::ArrayBuffer::New(info.Env(), mapping->At(gpa), length,
                                   [](Napi::Env, void*, HostMapping* hint) { hint->Unref(); }, mapping);
   }
 

@@ -46,7 +46,7 @@ std::string Machine::AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool w
       return msg;
     }
     size_t n = std::min<size_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
-    uint8_t* host = ram()->base() + t.gpa;
+    uint8_t* host = ram()->At(t.gpa);
     if (write) {
       std::memcpy(host, buf + done, n);
       NoteHostWrite(t.gpa, n);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace minivisor {
 
@@ -14,16 +15,32 @@ static void* MapLazily(uint64_t bytes) {
 }
 
 HostMapping* HostMapping::Create(uint64_t bytes) {
-  void* p = MapLazily(bytes);
-  if (!p) return nullptr;
-  return new HostMapping(static_cast<uint8_t*>(p), bytes);
+  if (bytes == 0) return nullptr;
+  int shift = 0;
+  while (shift < 63 && (1ull << shift) < bytes) shift++;
+  for (;; shift--) {
+    uint64_t piece = 1ull << shift;
+    std::vector<uint8_t*> pieces;
+    bool ok = true;
+    for (uint64_t off = 0; off < bytes; off += piece) {
+      void* p = MapLazily(std::min(piece, bytes - off));
+      if (!p) { ok = false; break; }
+      pieces.push_back(static_cast<uint8_t*>(p));
+    }
+    if (ok) return new HostMapping(bytes, shift, std::move(pieces));
+    for (size_t i = 0; i < pieces.size(); i++) munmap(pieces[i], std::min(piece, bytes - i * piece));
+    if (shift <= kMinPieceShift) return nullptr;
+  }
 }
 
 void HostMapping::Unref() {
   if (refs_.fetch_sub(1) == 1) delete this;
 }
 
-HostMapping::~HostMapping() { munmap(base_, size_); }
+HostMapping::~HostMapping() {
+  uint64_t piece = 1ull << piece_shift_;
+  for (size_t i = 0; i < pieces_.size(); i++) munmap(pieces_[i], std::min(piece, size_ - i * piece));
+}
 
 PageBitmap::PageBitmap(uint64_t pages) : pages_(pages), words_(nullptr), mapped_bytes_(0) {
   uint64_t bytes = ((pages + 63) / 64) * 8;
@@ -85,6 +102,14 @@ const std::vector<uint64_t>& PageSet::Members() {
   list_.erase(std::unique(list_.begin(), list_.end()), list_.end());
   list_.erase(std::remove_if(list_.begin(), list_.end(), [this](uint64_t p) { return !bits_.Test(p); }), list_.end());
   return list_;
+}
+
+void ResidentPages(const HostMapping& mapping, std::vector<uint64_t>* out) {
+  mapping.ForEachRun(0, mapping.size(), [&](const uint8_t* host, uint64_t offset, uint64_t length) {
+    size_t before = out->size();
+    ResidentPages(host, length, out);
+    for (size_t i = before; i < out->size(); i++) (*out)[i] += offset >> kPageShift;
+  });
 }
 
 void ResidentPages(const uint8_t* base, uint64_t bytes, std::vector<uint64_t>* out) {

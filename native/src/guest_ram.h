@@ -16,19 +16,46 @@ constexpr uint64_t kPageSize = 1ull << kPageShift;
 
 // An anonymous, lazily committed host mapping. Reference-counted so that ArrayBuffer windows
 // handed to JavaScript keep it alive after the VM that made it is closed.
+//
+// Large guests are reserved in pieces: a 64 TiB guest is half of the 128 TiB user address space,
+// and V8 scatters its own reservations over it, so one contiguous range is there only sometimes.
+// Create tries one mapping, then pieces of half the size, and so on down to 1 GiB (Unicorn maps
+// RAM in 1 GiB chunks, so no chunk ever straddles two pieces). Pieces are all the same power-of-two
+// size, so finding an address is a shift and an index.
 class HostMapping {
  public:
-  static HostMapping* Create(uint64_t bytes);  // nullptr when mmap fails
-  uint8_t* base() const { return base_; }
+  static constexpr int kMinPieceShift = 30;
+  static HostMapping* Create(uint64_t bytes);  // nullptr when the address space cannot hold it
   uint64_t size() const { return size_; }
+  // The host address of `offset`; contiguous up to the end of its piece (ContiguousFrom).
+  uint8_t* At(uint64_t offset) const { return pieces_[offset >> piece_shift_] + (offset & piece_mask_); }
+  uint64_t ContiguousFrom(uint64_t offset) const {
+    uint64_t left = size_ - offset, in_piece = piece_mask_ - (offset & piece_mask_) + 1;
+    return left < in_piece ? left : in_piece;
+  }
+  size_t piece_count() const { return pieces_.size(); }
+  // Calls f(host, offset, length) for each contiguous run of [offset, offset + length).
+  template <typename F>
+  void ForEachRun(uint64_t offset, uint64_t length, F f) const {
+    while (length) {
+      uint64_t n = ContiguousFrom(offset);
+      if (n > length) n = length;
+      f(At(offset), offset, n);
+      offset += n;
+      length -= n;
+    }
+  }
   void Ref() { refs_.fetch_add(1); }
   void Unref();
 
  private:
-  HostMapping(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  HostMapping(uint64_t size, int piece_shift, std::vector<uint8_t*> pieces)
+      : size_(size), piece_shift_(piece_shift), piece_mask_((1ull << piece_shift) - 1), pieces_(std::move(pieces)) {}
   ~HostMapping();
-  uint8_t* base_;
   uint64_t size_;
+  int piece_shift_;
+  uint64_t piece_mask_;
+  std::vector<uint8_t*> pieces_;
   std::atomic<int> refs_{1};
 };
 
@@ -94,5 +121,6 @@ class PageSet {
 // Appends the page indexes of `mapping` that are resident in host memory (mincore), i.e. every
 // page that may hold something other than zeros.
 void ResidentPages(const uint8_t* base, uint64_t bytes, std::vector<uint64_t>* out);
+void ResidentPages(const HostMapping& mapping, std::vector<uint64_t>* out);
 
 }  // namespace minivisor

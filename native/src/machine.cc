@@ -65,7 +65,7 @@ class GateTableReader : public TableReader {
     // addresses). SNP: APM 2 §15.34.5 treats page-table walks as private when paging is on;
     // TDX guests keep paging structures in private memory (unverified detail, see README).
     if (!m_->Allowed(Space::kPrivate, gpa >> kPageShift, Access::kRead)) return false;
-    std::memcpy(value, m_->ram_->base() + gpa, 8);
+    std::memcpy(value, m_->ram_->At(gpa), 8);
     return true;
   }
 
@@ -253,7 +253,7 @@ bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
     if (mapped_chunks_[c]) continue;
     uint64_t base = c * kChunkBytes;
     uint64_t len = std::min(kChunkBytes, ram_->size() - base);
-    if (uc_mem_map_ptr(uc_, base, len, UC_PROT_ALL, ram_->base() + base) != UC_ERR_OK) return false;
+    if (uc_mem_map_ptr(uc_, base, len, UC_PROT_ALL, ram_->At(base)) != UC_ERR_OK) return false;
     mapped_chunks_[c] = true;
   }
   return true;
@@ -307,10 +307,10 @@ bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
   if (!shadow_chunks_[chunk]) {
     uint64_t base = chunk * kChunkBytes;
     uint64_t len = std::min(kChunkBytes, shadow_->size() - base);
-    if (uc_mem_map_ptr(uc_, kShadowBase + base, len, UC_PROT_READ, shadow_->base() + base) != UC_ERR_OK) return false;
+    if (uc_mem_map_ptr(uc_, kShadowBase + base, len, UC_PROT_READ, shadow_->At(base)) != UC_ERR_OK) return false;
     shadow_chunks_[chunk] = true;
   }
-  std::memcpy(shadow_->base() + (page << kPageShift), data, kPageSize);
+  std::memcpy(shadow_->At(page << kPageShift), data, kPageSize);
   shadow_valid_->Set(page);
   shadow_written_.push_back(page);
   uc_ctl_flush_tlb(uc_);  // no stale private write translation may bypass the invalidation below
@@ -428,7 +428,7 @@ size_t Machine::FetchInsnBytes(uint64_t rip, uint8_t* out) {
     if (t.status != Translation::kOk || t.gpa >= ram_->size()) break;
     size_t in_page = kPageSize - (va & (kPageSize - 1));
     size_t n = std::min(in_page, 15 - got);
-    std::memcpy(out + got, ram_->base() + t.gpa, n);
+    std::memcpy(out + got, ram_->At(t.gpa), n);
     got += n;
   }
   return got;
@@ -532,7 +532,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   if (access == Access::kFetch) {
     m->code_->Set(page);
     m->code_va_[page] = vaddr;
-    const uint8_t* host = m->ram_->base() + (t.gpa & ~(kPageSize - 1));
+    const uint8_t* host = m->ram_->At(t.gpa & ~(kPageSize - 1));
     m->code_cache_[(vaddr >> kPageShift) % kCodeCacheSize] = {vaddr, host};
     if (!m->config_.count_instructions) m->ScanForInterceptedInsns(vaddr, host);
   }
@@ -749,26 +749,32 @@ void Machine::NoteHostWrite(uint64_t gpa, uint64_t length) {
 }
 
 void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
-  uint8_t* base = ram_->base();
+  const HostMapping& ram = *ram_;
+  auto set = [&](uint64_t at, int value, uint64_t n) {
+    ram.ForEachRun(at, n, [&](uint8_t* host, uint64_t, uint64_t len) { std::memset(host, value, len); });
+  };
+  auto discard = [&](uint64_t at, uint64_t n) {
+    ram.ForEachRun(at, n, [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_DONTNEED); });
+  };
   uint64_t first_page = (gpa + kPageSize - 1) & ~(kPageSize - 1);
   uint64_t end_page = (gpa + length) & ~(kPageSize - 1);
   if (byte != 0 || end_page <= first_page || !config_.page_gate) {
     if (byte == 0 && end_page > first_page) {
-      std::memset(base + gpa, 0, first_page - gpa);
-      madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
-      std::memset(base + end_page, 0, gpa + length - end_page);
+      set(gpa, 0, first_page - gpa);
+      discard(first_page, end_page - first_page);
+      set(end_page, 0, gpa + length - end_page);
     } else {
-      std::memset(base + gpa, byte, length);
+      set(gpa, byte, length);
     }
     NoteHostWrite(gpa, length);
     return;
   }
   if (first_page > gpa) {
-    std::memset(base + gpa, 0, first_page - gpa);
+    set(gpa, 0, first_page - gpa);
     NoteHostWrite(gpa, first_page - gpa);
   }
   if (gpa + length > end_page) {
-    std::memset(base + end_page, 0, gpa + length - end_page);
+    set(end_page, 0, gpa + length - end_page);
     NoteHostWrite(end_page, gpa + length - end_page);
   }
   // Whole pages: only those that may hold data need zeroing, the others read as zeros already.
@@ -778,10 +784,10 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
   if (written_->CountIn(first, count) == 0) return;
   constexpr uint64_t kZeroInPlacePages = 16;
   bool in_place = count <= kZeroInPlacePages;
-  if (!in_place) madvise(base + first_page, end_page - first_page, MADV_DONTNEED);
+  if (!in_place) discard(first_page, end_page - first_page);
   for (uint64_t p = first; p < first + count; p++) {
     if (!written_->Contains(p)) continue;
-    if (in_place) std::memset(base + (p << kPageShift), 0, kPageSize);
+    if (in_place) std::memset(ram.At(p << kPageShift), 0, kPageSize);
     if (tracking_dirty_) dirty_->Insert(p);
     written_->Erase(p);
   }
@@ -799,10 +805,10 @@ uint64_t Machine::TakeSnapshot() {
   if (uc_context_save(uc_, s->context) != UC_ERR_OK) { uc_context_free(s->context); s->context = nullptr; return 0; }
   // Only pages that may hold data: the rest read as zeros (plain Unicorn memory, a benchmark
   // baseline, is written without the TLB-fill hook, so there the kernel says what is resident).
-  if (config_.page_gate) s->pages = written_->Members(); else ResidentPages(ram_->base(), ram_->size(), &s->pages);
+  if (config_.page_gate) s->pages = written_->Members(); else ResidentPages(*ram_, &s->pages);
   s->data.resize(s->pages.size() * kPageSize);
   for (size_t i = 0; i < s->pages.size(); i++) {
-    std::memcpy(&s->data[i * kPageSize], ram_->base() + s->pages[i] * kPageSize, kPageSize);
+    std::memcpy(&s->data[i * kPageSize], ram_->At(s->pages[i] * kPageSize), kPageSize);
   }
   for (int sp = 0; sp < 2; sp++) {
     // Gate-bitmap pages never opened hold no set bits.
@@ -836,7 +842,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   std::vector<uint64_t> code_pages;
   auto restore_page = [&](uint64_t page) {
     const uint8_t* src = s->Find(page);
-    uint8_t* dst = ram_->base() + page * kPageSize;
+    uint8_t* dst = ram_->At(page * kPageSize);
     if (src) {
       std::memcpy(dst, src, kPageSize);
       written_->Insert(page);
@@ -866,7 +872,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
     }
   } else {
     std::vector<uint64_t> current;
-    if (config_.page_gate) current = written_->Members(); else ResidentPages(ram_->base(), ram_->size(), &current);
+    if (config_.page_gate) current = written_->Members(); else ResidentPages(*ram_, &current);
     for (uint64_t p : current) restore_page(p);
     for (uint64_t p : s->pages) restore_page(p);
     for (int sp = 0; sp < 2; sp++) {
