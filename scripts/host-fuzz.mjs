@@ -1,4 +1,4 @@
-// `npm run fuzz:host -- [--executions N] [--children K] [--seed S] [--budget B] [--out DIR]`
+// `npm run fuzz:host -- [--executions N] [--from I] [--children K] [--seed S] [--budget B] [--out DIR]`
 // runs the host-robustness fuzzer (src/fuzz/host-campaign.ts) and prints one JSON report;
 // `--replay FILE` runs a reproducer it wrote. Exit status 1 when there is a finding.
 import { parseArgs } from 'node:util';
@@ -16,7 +16,7 @@ const { runHostFuzz, replayHostFinding } = await import(dist);
 let args;
 try {
   ({ values: args } = parseArgs({ options: {
-    executions: { type: 'string', default: '1000' }, children: { type: 'string', default: '1' },
+    executions: { type: 'string', default: '1000' }, from: { type: 'string', default: '0' }, children: { type: 'string', default: '1' },
     seed: { type: 'string', default: '1' }, budget: { type: 'string', default: '20000' },
     out: { type: 'string', default: 'host-fuzz-findings' }, replay: { type: 'string' },
   } }));
@@ -35,7 +35,7 @@ if (args.replay) {
   process.exit(verdict.startsWith('ok') ? 0 : 1);
 }
 const report = await runHostFuzz({
-  seed: integer('seed', args.seed), executions: Number(integer('executions', args.executions)),
+  seed: integer('seed', args.seed), executions: Number(integer('executions', args.executions)), from: Number(integer('from', args.from)),
   children: Number(integer('children', args.children)) || 1, budget: integer('budget', args.budget),
   outDir: args.out, log: (line) => console.error(line),
 });

@@ -3,9 +3,13 @@
 // observed by this parent rather than suffered. A finding is a signal death, a hang (a wall-clock
 // guard here, in the parent only: it decides nothing guest-visible), an uncaught exception or
 // internal error, or a trace that differs between two runs of the same input. Each finding is
-// shrunk with ddmin over its bytes and written to a file with everything needed to replay it.
+// written to a file as soon as it is seen, then shrunk with ddmin over its bytes.
+//
+// The hang guard counts the child's CPU time (/proc/<pid>/stat), not wall time, so a loaded
+// machine does not turn a slow batch into a false hang; a child that makes no progress without
+// using CPU is caught by a much longer wall-clock bound.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MAX_CODE_BYTES } from './host-guest.js';
@@ -20,6 +24,8 @@ const WORKER = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist',
 export interface HostFuzzOptions {
   seed: bigint;
   executions: number;
+  /** First execution index (to resume or split a campaign); default 0. */
+  from?: number;
   children: number;
   /** Instructions plus host-work charges per execution. */
   budget: bigint;
@@ -29,7 +35,7 @@ export interface HostFuzzOptions {
   recheckEvery?: number;
   /** Where findings are written (created when there is one). */
   outDir: string;
-  /** Wall-clock guard per execution, ms (a batch gets count × this, plus a fixed 30 s). */
+  /** Hang guard: child CPU ms per execution (a request gets count × this, plus 30 s). */
   hangMsPerExecution?: number;
   log?: (line: string) => void;
 }
@@ -48,6 +54,20 @@ export interface HostFuzzReport {
 }
 
 type Result = { reply: WorkerReply } | { died: string } | { hung: true };
+
+/** CPU time (user + system) a process has used, ms; undefined when /proc cannot tell. */
+function cpuMs(pid: number): number | undefined {
+  try {
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;  // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+const WALL_FACTOR = 20;  // a stuck child that uses no CPU: wall bound = 20 × the CPU bound
 
 class Child {
   readonly #proc: ChildProcess;
@@ -70,11 +90,18 @@ class Child {
     p?.(r);
   }
 
-  request(req: WorkerRequest, timeoutMs: number): Promise<Result> {
+  /** Sends `req`; a reply, the child's death, or `hung` once it used `cpuLimitMs` of CPU on it. */
+  request(req: WorkerRequest, cpuLimitMs: number): Promise<Result> {
     if (this.#exit) return Promise.resolve({ died: this.#exit });
+    const pid = this.#proc.pid!;
+    const cpuStart = cpuMs(pid) ?? 0;
+    const wallStart = Date.now();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.kill(); this.#settle({ hung: true }); }, timeoutMs);
-      this.#pending = (r) => { clearTimeout(timer); resolve(r); };
+      const timer = setInterval(() => {
+        const used = (cpuMs(pid) ?? cpuStart) - cpuStart;
+        if (used > cpuLimitMs || Date.now() - wallStart > cpuLimitMs * WALL_FACTOR) { this.kill(); this.#settle({ hung: true }); }
+      }, 1000);
+      this.#pending = (r) => { clearInterval(timer); resolve(r); };
       this.#proc.send(req);
     });
   }
@@ -96,8 +123,17 @@ export async function runHostFuzz(options: HostFuzzOptions): Promise<HostFuzzRep
   const budget = options.budget.toString();
   const outcomes: Record<string, number> = {};
   const raw: WorkerFinding[] = [];
-  let next = 0;
+  const from = options.from ?? 0;
+  const end = from + options.executions;
+  let next = from;
   let done = 0;
+  const fileOf = (f: WorkerFinding) => join(options.outDir, `host-${f.kind}-${f.platform}-${seed}-${f.index}.json`);
+  const record = (f: WorkerFinding) => {
+    raw.push(f);
+    mkdirSync(options.outDir, { recursive: true });
+    writeFileSync(fileOf(f), `${JSON.stringify({ ...f, seed, budget }, null, 2)}\n`);
+    log(`host fuzz finding: ${f.kind} on ${f.platform} at execution ${f.index} (${f.detail}); ${fileOf(f)}`);
+  };
 
   /** One input alone in a fresh child: how it ends. */
   const single = async (platform: PlatformKind, code: Uint8Array, times: number): Promise<FindingKind | 'ok'> => {
@@ -117,28 +153,28 @@ export async function runHostFuzz(options: HostFuzzOptions): Promise<HostFuzzRep
       const { code } = hostFuzzInput(options.seed, i, MAX_CODE_BYTES);
       const k = await single(platformOf(i), code, 1);
       if (k === kind) {
-        raw.push({ index: i, platform: platformOf(i), kind, detail, codeHex: Buffer.from(code).toString('hex') });
+        record({ index: i, platform: platformOf(i), kind, detail, codeHex: Buffer.from(code).toString('hex') });
         found = true;
       }
     }
-    if (!found) raw.push({ index: from, platform: platformOf(from), kind, detail: `${detail}; executions ${from}..${from + count - 1} together, none alone`, codeHex: '' });
+    if (!found) record({ index: from, platform: platformOf(from), kind, detail: `${detail}; executions ${from}..${from + count - 1} together, none alone`, codeHex: '' });
   };
 
   const worker = async () => {
     let child = new Child();
-    while (next < options.executions) {
+    while (next < end) {
       const from = next;
-      const count = Math.min(batchSize, options.executions - from);
+      const count = Math.min(batchSize, end - from);
       next += count;
       const r = await child.request({ type: 'batch', seed, from, count, budget, recheckEvery }, 30_000 + count * hangMs);
       if ('reply' in r && r.reply.type === 'batch-done') {
         for (const [k, v] of Object.entries(r.reply.outcomes)) outcomes[k] = (outcomes[k] ?? 0) + v;
-        raw.push(...r.reply.findings);
+        r.reply.findings.forEach(record);
       } else {
         const kind = kindOf(r)!;
         child.kill();
         child = new Child();
-        await isolate(from, count, kind, 'died' in r ? r.died : `no answer within ${30_000 + count * hangMs} ms`);
+        await isolate(from, count, kind, 'died' in r ? r.died : `no answer within ${30_000 + count * hangMs} ms of CPU`);
       }
       done += count;
       if (done % (batchSize * 10) === 0 || done === options.executions) {
@@ -154,12 +190,11 @@ export async function runHostFuzz(options: HostFuzzOptions): Promise<HostFuzzRep
     const code = [...Buffer.from(f.codeHex, 'hex')];
     const times = f.kind === 'nondeterministic' ? 2 : 1;
     const shrunk = code.length === 0 ? { items: code } : await ddmin(code, async (c) => c.length > 0 && (await single(f.platform, Uint8Array.from(c), times)) === f.kind, 64);
-    mkdirSync(options.outDir, { recursive: true });
-    const file = join(options.outDir, `host-${f.kind}-${f.platform}-${seed}-${f.index}.json`);
+    const file = fileOf(f);
     const minimisedHex = Buffer.from(shrunk.items).toString('hex');
     writeFileSync(file, `${JSON.stringify({ ...f, seed, budget, minimisedHex, replay: `npm run fuzz:host -- --replay ${file}` }, null, 2)}\n`);
     findings.push({ ...f, minimisedHex, file });
-    log(`host fuzz finding: ${f.kind} on ${f.platform} at execution ${f.index} (${f.detail}); reproducer ${file}`);
+    log(`host fuzz: shrunk ${f.kind} at execution ${f.index} from ${code.length} to ${shrunk.items.length} bytes`);
   }
   return { executions: options.executions, seconds: (Date.now() - started) / 1000, outcomes, findings };
 }
@@ -170,7 +205,7 @@ export async function replayHostFinding(platform: PlatformKind, codeHex: string,
   try {
     const r = await child.request({ type: 'one', platform, codeHex, budget: budget.toString(), times: 2 }, 60_000);
     if ('reply' in r && r.reply.type === 'one-done') return `${r.reply.kind}: ${r.reply.outcome} (${r.reply.detail})`;
-    return 'died' in r ? `signal: ${r.died}` : 'hang: no answer within 60 s';
+    return 'died' in r ? `signal: ${r.died}` : 'hang: no answer within 60 s of CPU';
   } finally {
     child.kill();
   }

@@ -70,6 +70,7 @@ function handle(req: WorkerRequest): WorkerReply {
 // Only as the forked entry point: importing this module for its types must not take over the
 // importing process's IPC channel.
 if (process.send && process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.on('disconnect', () => process.exit(0));  // the parent is gone: nothing left to do
   process.on('message', (req: WorkerRequest) => {
     if (req.type === 'batch') process.send!({ type: 'started', from: req.from } satisfies WorkerReply);
     process.send!(handle(req));
