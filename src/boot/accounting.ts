@@ -35,12 +35,24 @@ export class BootTrace extends Trace {
   /** The latest chain of faults, for explaining a run that does not end `done`. */
   readonly faults = new FaultChainRecorder();
 
+  #instructions: () => bigint = () => 0n;
+
   constructor(options: TraceOptions = {}) {
     super(options);
   }
 
+  /** Events from now on carry this vCPU's retired-instruction count (0 during VMM setup). */
+  countInstructionsOf(vcpu: { readonly instructions: bigint }): void {
+    this.#instructions = () => vcpu.instructions;
+  }
+
+  /**
+   * Every event carries `icount` (guest instructions retired so far; exact in counting mode, at
+   * exit granularity) and `stage` (the boot stage the guest last announced, or "vmm" before):
+   * docs/trace-schema.md.
+   */
   override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
-    super.record(source, type, fields);
+    super.record(source, type, { icount: this.#instructions(), stage: this.stage, ...fields });
     this.faults.observe(this.length - 1, source, type, fields, this.stage);
     if (source === 'hw') this.#account(type, fields);
   }
@@ -59,7 +71,7 @@ export class BootTrace extends Trace {
   /** The guest announced a stage ("@mv stage X"); later accepts count for it. */
   enterStage(stage: BootStage): void {
     this.stage = stage;
-    this.record('guest', 'stage', { stage });
+    this.record('guest', 'stage');
   }
 
   #account(type: string, e: Record<string, TraceValue>): void {

@@ -10,6 +10,7 @@ import type { AcceptanceTotals, BootTrace } from './accounting.js';
 import { BootSession, type BootSessionIo } from './boot-session.js';
 import { builtImagePaths } from './images.js';
 import type { BootPlatform } from './platforms.js';
+import { traceHeader } from './trace-header.js';
 import type { FailureExplanation } from './failure.js';
 
 export interface BootResult {
@@ -57,7 +58,16 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
   let booted: BootRun;
   try {
     const start = performance.now();
-    const session = BootSession.create(config, { ...io, ...(traceFile !== undefined ? { traceSink: (line: string) => traceFile.write(`${line}\n`) } : {}) });
+    // The header goes out with the first event: a run that fails before any event writes nothing.
+    let header: string | undefined = `${JSON.stringify(traceHeader(config))}\n`;
+    const traceSink = (line: string) => {
+      if (header !== undefined) {
+        traceFile?.write(header);
+        header = undefined;
+      }
+      traceFile?.write(`${line}\n`);
+    };
+    const session = BootSession.create(config, { ...io, ...(traceFile !== undefined ? { traceSink } : {}) });
     const runCpu = process.cpuUsage();
     const { outcome, report } = session.finish();
     const { user, system } = process.cpuUsage(runCpu);

@@ -74,6 +74,7 @@ export class BootSession {
       trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
     };
     const platform = config.platform === 'tdx' ? bootTdx(images, options) : bootSnp(images, options);
+    trace.countInstructionsOf(platform.machine.vcpu);
     return new BootSession(config, trace, parser, platform);
   }
 

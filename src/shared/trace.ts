@@ -158,8 +158,14 @@ class EventHasher {
 /** The trace hash of a JSON-lines trace file (what `Trace.sha256()` reported for the run that wrote it). */
 export function traceSha256OfJsonLines(text: string): string {
   const hasher = new EventHasher();
+  let first = true;
   for (const line of text.split('\n')) {
-    if (line !== '') hasher.value(JSON.parse(line) as TraceValue);
+    if (line === '') continue;
+    const value = JSON.parse(line) as TraceValue;
+    // The header line (src/boot/trace-header.ts) describes the run; the hash covers its events.
+    const header = first && value !== null && typeof value === 'object' && !Array.isArray(value) && value.type === 'minivisor-trace' && !('seq' in value);
+    first = false;
+    if (!header) hasher.value(value);
   }
   return hasher.digest();
 }

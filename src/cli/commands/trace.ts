@@ -1,10 +1,13 @@
 // `minivisor trace export --perfetto IN.jsonl OUT.json`: a JSON-lines trace (`boot --trace`) in the
 // Chrome trace-event format that ui.perfetto.dev and chrome://tracing open.
+// `minivisor trace diff A B`: the first divergence between two traces, in words (exit 0
+// identical, 1 different, 2 unreadable input, like diff(1)).
 import { Command } from 'commander';
 import { InputFileError, readInputFile } from '../../shared/input-file.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
+import { diffTraces, TraceFileError } from '../../shared/trace-diff.js';
 
 /** A bound on the input, so a device or a runaway file ends in one error (a 64T eager boot's trace is far below it). */
 const MAX_TRACE_BYTES = 512 * 2 ** 20;
@@ -39,6 +42,32 @@ export function traceCommand(io: CliIo): Command {
         if (err instanceof InputFileError || err instanceof OutputFileError || err instanceof TraceFormatError) {
           io.err(`minivisor trace export: ${err instanceof TraceFormatError ? `trace ${JSON.stringify(input)}: ` : ''}${err.message}`);
           io.exitCode = err instanceof TraceFormatError || err instanceof InputFileError ? 2 : 1;
+          return;
+        }
+        throw err;
+      }
+    }));
+  trace.addCommand(new Command('diff')
+    .description('print where two traces first differ, with the events around it')
+    .argument('<a>', 'a trace file (minivisor boot --trace)')
+    .argument('<b>', 'another trace file')
+    .option('--context <n>', 'events shown around the divergence', '3')
+    .action((pathA: string, pathB: string, opts: { context: string }) => {
+      const context = Number(opts.context);
+      if (!Number.isInteger(context) || context < 0 || context > 1000) {
+        io.err(`minivisor trace diff: --context must be an integer from 0 to 1000, not ${JSON.stringify(opts.context.slice(0, 64))}`);
+        io.exitCode = 2;
+        return;
+      }
+      try {
+        const text = (path: string) => Buffer.from(readInputFile(path, 'trace', MAX_TRACE_BYTES)).toString('utf8');
+        const diff = diffTraces(text(pathA), text(pathB), [pathA, pathB], context);
+        for (const line of diff.lines) io.out(line);
+        io.exitCode = diff.identical ? 0 : 1;
+      } catch (err) {
+        if (err instanceof InputFileError || err instanceof TraceFileError) {
+          io.err(`minivisor trace diff: ${err.message}`);
+          io.exitCode = 2;
           return;
         }
         throw err;
