@@ -70,10 +70,10 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     unset: { '--out': 'print only' },
   },
   trace: {
-    exitStatus: [[0, 'done'], USAGE_ERROR],
+    exitStatus: [[0, 'done (trace diff: identical)'], [1, 'trace diff: the traces differ'], USAGE_ERROR],
     examples: [
       ['minivisor trace export --perfetto run.jsonl run.json', 'for ui.perfetto.dev'],
-      ['minivisor trace export --help', 'the export formats'],
+      ['minivisor trace diff a.jsonl b.jsonl', 'where two traces part, in words'],
     ],
   },
   'trace export': {
@@ -82,6 +82,10 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       ['minivisor trace export --perfetto run.jsonl run.json', 'open run.json at ui.perfetto.dev'],
       ['minivisor trace export --perfetto fuzz-out/replay.jsonl replay.json', 'a replay\'s trace'],
     ],
+  },
+  'trace diff': {
+    exitStatus: [[0, 'the traces are identical'], [1, 'they differ (the first divergence is printed)'], [2, 'a file is not a readable trace, or --context is bad']],
+    examples: [['minivisor trace diff a.jsonl b.jsonl', 'where two traces part, in words'], ['minivisor trace diff a.jsonl b.jsonl --context 10', 'with ten events around it']],
   },
   info: {
     exitStatus: [[0, 'always']],
