@@ -87,6 +87,11 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     exitStatus: [[0, 'the traces are identical'], [1, 'they differ (the first divergence is printed)'], [2, 'a file is not a readable trace, or --context is bad']],
     examples: [['minivisor trace diff a.jsonl b.jsonl', 'where two traces part, in words'], ['minivisor trace diff a.jsonl b.jsonl --context 10', 'with ten events around it']],
   },
+  test: {
+    exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why)']],
+    examples: [['minivisor test scenarios/', 'run every *.scenario.yaml|json below scenarios/'], ['minivisor test my.scenario.yaml --update --junit report.xml', 'rewrite its golden, write a JUnit report']],
+    unset: { '--junit': 'no report file' },
+  },
   info: {
     exitStatus: [[0, 'always']],
     examples: [['minivisor info', 'platforms, modelled features, Unicorn version, limits'], ['minivisor info --json', 'the same as one JSON object']],

@@ -1,0 +1,216 @@
+// Scenario files for `minivisor test`: a boot config, expectations, and optionally a golden
+// trace summary, in JSON or YAML (the `yaml` package: a maintained YAML 1.2 parser, rather than
+// a hand-written subset). One scenario per file, named *.scenario.json / .yaml / .yml:
+//
+//   name: TDX default boot            # optional (default: the file name)
+//   boot: { platform: tdx, memory: 4G } # `minivisor boot` flags: platform, memory, preAccept,
+//                                       # accept, unit, workload, seed, maxInstructions, firmware, variant
+//   expect:
+//     outcome: done                     # done, guest-fatal, terminated, vmm-error, fault, budget
+//     reason: "HLT"                     # a regular expression the outcome reason must match
+//     acceptedBytes: { min: 64M, max: 128M }
+//     guestStats: { workload_bytes_verified: 67108864 }
+//     verify: clean                     # or mismatch: the guest's record against the hardware
+//     golden: golden/tdx-default.json   # trace hash and event counts (relative to this file)
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve, basename } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { readInputFile, InputFileError } from '../shared/input-file.js';
+import { OutputFile } from '../shared/output-file.js';
+import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
+import { parseSize, SizeError } from './size.js';
+import { bootGuest } from '../boot/boot-guest.js';
+import { describeMismatch, verifyBoot } from '../boot/verify.js';
+import type { BootConfig } from '../boot/boot-config.js';
+
+export const SCENARIO_FILE = /\.scenario\.(json|ya?ml)$/;
+const MAX_SCENARIO_BYTES = 1 << 20;
+const BOOT_KEYS = ['platform', 'memory', 'preAccept', 'accept', 'unit', 'workload', 'seed', 'maxInstructions', 'firmware', 'variant'] as const;
+const EXPECT_KEYS = ['outcome', 'reason', 'acceptedBytes', 'guestStats', 'verify', 'golden'] as const;
+
+export class ScenarioError extends Error {
+  override name = 'ScenarioError';
+}
+
+export interface Scenario {
+  file: string;
+  name: string;
+  config: BootConfig;
+  expect: {
+    outcome?: string;
+    reason?: RegExp;
+    acceptedBytes?: { min?: bigint; max?: bigint };
+    guestStats?: Record<string, string>;
+    verify?: 'clean' | 'mismatch';
+    golden?: string;
+  };
+}
+
+/** What a golden file holds: small enough to review in a diff. */
+export interface Golden {
+  traceSha256: string;
+  traceEvents: number;
+  eventCounts: Record<string, number>;
+}
+
+export interface ScenarioResult {
+  scenario: Scenario;
+  passed: boolean;
+  /** Each failed expectation, in words (expected vs got). */
+  failures: string[];
+  /** The golden file was (re)written (--update). */
+  updated: boolean;
+  summary: string;
+}
+
+function object(v: unknown, where: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ScenarioError(`${where} must be a mapping`);
+  return v as Record<string, unknown>;
+}
+
+function onlyKeys(o: Record<string, unknown>, keys: readonly string[], where: string): void {
+  const extra = Object.keys(o).filter((k) => !keys.includes(k));
+  if (extra.length) throw new ScenarioError(`${where}: unknown key ${extra.map((k) => JSON.stringify(k)).join(', ')} (known: ${keys.join(', ')})`);
+}
+
+function scalar(v: unknown, where: string): string {
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint') return String(v);
+  throw new ScenarioError(`${where} must be a string or number`);
+}
+
+function size(v: unknown, where: string): bigint {
+  try {
+    return parseSize(scalar(v, where), where);
+  } catch (err) {
+    if (err instanceof SizeError) throw new ScenarioError(err.message);
+    throw err;
+  }
+}
+
+export function loadScenario(file: string): Scenario {
+  let doc: unknown;
+  try {
+    const text = Buffer.from(readInputFile(file, 'scenario', MAX_SCENARIO_BYTES)).toString('utf8');
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    if (err instanceof InputFileError) throw new ScenarioError(err.message);
+    if (err instanceof Error) throw new ScenarioError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`);
+    throw err;
+  }
+  const top = object(doc, file);
+  onlyKeys(top, ['name', 'boot', 'expect'], file);
+  const dir = dirname(file);
+  const bootIn = object(top.boot ?? {}, `${file}: boot`);
+  onlyKeys(bootIn, BOOT_KEYS, `${file}: boot`);
+  const raw: RawBootOptions = {};
+  for (const key of BOOT_KEYS) {
+    if (bootIn[key] === undefined) continue;
+    const value = scalar(bootIn[key], `${file}: boot.${key}`);
+    raw[key] = key === 'firmware' ? resolve(dir, value) : value;
+  }
+  let config: BootConfig;
+  try {
+    config = parseBootOptions(raw);
+  } catch (err) {
+    if (err instanceof BootOptionError) throw new ScenarioError(`${file}: boot: ${err.message.replace(/--([a-z-]+)/g, (_m, f: string) => f.replace(/-([a-z])/g, (_x, c: string) => c.toUpperCase()))}`);
+    throw err;
+  }
+  const ex = object(top.expect ?? {}, `${file}: expect`);
+  onlyKeys(ex, EXPECT_KEYS, `${file}: expect`);
+  const expect: Scenario['expect'] = {};
+  if (ex.outcome !== undefined) expect.outcome = scalar(ex.outcome, `${file}: expect.outcome`);
+  if (ex.reason !== undefined) {
+    try {
+      expect.reason = new RegExp(scalar(ex.reason, `${file}: expect.reason`));
+    } catch (err) {
+      throw new ScenarioError(`${file}: expect.reason is not a regular expression: ${(err as Error).message}`);
+    }
+  }
+  if (ex.acceptedBytes !== undefined) {
+    const b = object(ex.acceptedBytes, `${file}: expect.acceptedBytes`);
+    onlyKeys(b, ['min', 'max'], `${file}: expect.acceptedBytes`);
+    expect.acceptedBytes = {
+      ...(b.min !== undefined ? { min: size(b.min, 'expect.acceptedBytes.min') } : {}),
+      ...(b.max !== undefined ? { max: size(b.max, 'expect.acceptedBytes.max') } : {}),
+    };
+  }
+  if (ex.guestStats !== undefined) {
+    const s = object(ex.guestStats, `${file}: expect.guestStats`);
+    expect.guestStats = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, scalar(v, `${file}: expect.guestStats.${k}`)]));
+  }
+  if (ex.verify !== undefined) {
+    if (ex.verify !== 'clean' && ex.verify !== 'mismatch') throw new ScenarioError(`${file}: expect.verify must be clean or mismatch`);
+    expect.verify = ex.verify;
+  }
+  if (ex.golden !== undefined) expect.golden = resolve(dir, scalar(ex.golden, `${file}: expect.golden`));
+  const name = top.name !== undefined ? scalar(top.name, `${file}: name`) : basename(file).replace(SCENARIO_FILE, '');
+  return { file, name, config, expect };
+}
+
+function readGolden(path: string): Golden | undefined {
+  try {
+    const g = JSON.parse(Buffer.from(readInputFile(path, 'golden', MAX_SCENARIO_BYTES)).toString('utf8')) as Golden;
+    if (typeof g.traceSha256 !== 'string' || typeof g.traceEvents !== 'number' || typeof g.eventCounts !== 'object') return undefined;
+    return g;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What differs between a golden and a run, in words. */
+export function goldenDifferences(want: Golden, got: Golden): string[] {
+  if (want.traceSha256 === got.traceSha256) return [];
+  const out = [`trace ${got.traceSha256.slice(0, 16)}… differs from the golden ${want.traceSha256.slice(0, 16)}… (${want.traceEvents} → ${got.traceEvents} events)`];
+  for (const type of [...new Set([...Object.keys(want.eventCounts), ...Object.keys(got.eventCounts)])].sort()) {
+    const a = want.eventCounts[type] ?? 0;
+    const b = got.eventCounts[type] ?? 0;
+    if (a !== b) out.push(`  ${type}: ${a} → ${b}`);
+  }
+  if (out.length === 1) out.push('  same event counts: the events differ in their fields or order (minivisor boot --trace, then minivisor trace diff)');
+  return out;
+}
+
+export function runScenario(scenario: Scenario, options: { update?: boolean } = {}): ScenarioResult {
+  const run = bootGuest(scenario.config);
+  const failures: string[] = [];
+  let updated = false;
+  try {
+    const r = run.result;
+    const ex = scenario.expect;
+    if (ex.outcome !== undefined && r.outcome !== ex.outcome) failures.push(`outcome: expected ${ex.outcome}, got ${r.outcome} (${r.outcomeReason})`);
+    if (ex.reason && !ex.reason.test(r.outcomeReason)) failures.push(`reason: expected to match /${ex.reason.source}/, got ${JSON.stringify(r.outcomeReason)}`);
+    const total = BigInt(r.acceptedBytes.total);
+    const bounds = ex.acceptedBytes;
+    if (bounds?.min !== undefined && total < bounds.min) failures.push(`acceptedBytes: expected at least ${bounds.min}, got ${total}`);
+    if (bounds?.max !== undefined && total > bounds.max) failures.push(`acceptedBytes: expected at most ${bounds.max}, got ${total}`);
+    for (const [key, want] of Object.entries(ex.guestStats ?? {})) {
+      const got = r.guestStats[key];
+      if (got === undefined || BigInt(got) !== BigInt(want)) failures.push(`guestStats.${key}: expected ${want}, got ${got ?? 'nothing'}`);
+    }
+    if (ex.verify !== undefined) {
+      const v = verifyBoot(run);
+      if (ex.verify === 'clean' && !v.ok) failures.push(`verify: expected clean, got ${v.noRecord ?? v.mismatches.map(describeMismatch).join('; ')}`);
+      if (ex.verify === 'mismatch' && v.ok) failures.push('verify: expected a mismatch, got a clean record');
+    }
+    if (ex.golden !== undefined) {
+      const got: Golden = { traceSha256: r.traceSha256, traceEvents: r.traceEvents, eventCounts: Object.fromEntries([...run.trace.counts].sort(([a], [b]) => a.localeCompare(b))) };
+      const want = readGolden(ex.golden);
+      if (options.update && (!want || want.traceSha256 !== got.traceSha256)) {
+        mkdirSync(dirname(ex.golden), { recursive: true });
+        const out = new OutputFile(ex.golden, 'golden', [scenario.file]);
+        out.write(`${JSON.stringify(got, null, 2)}\n`);
+        out.commit();
+        updated = true;
+      } else if (!want) {
+        failures.push(`golden: ${ex.golden} is missing or unreadable (run with --update to write it)`);
+      } else {
+        const diff = goldenDifferences(want, got);
+        if (diff.length) failures.push(`golden: ${diff.join('\n')}`);
+      }
+    }
+    const summary = `${r.platform} ${r.outcome}, accepted ${Math.round(r.acceptedBytes.total / 2 ** 20)} MiB, ${r.traceEvents} events`;
+    return { scenario, passed: failures.length === 0, failures, updated, summary };
+  } finally {
+    run.platform.machine.close();
+  }
+}
