@@ -11,7 +11,8 @@
         "src/mem_operand.cc",
         "src/guest_ram.cc",
         "src/deliver.cc",
-        "src/guest_stub.cc"
+        "src/guest_stub.cc",
+        "src/abort_guard.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 
+#include "abort_guard.h"
 #include "mem_operand.h"
 
 namespace minivisor {
@@ -139,7 +140,8 @@ Machine::~Machine() {
     if (s->context) uc_context_free(s->context);
     delete s;
   }
-  if (uc_) uc_close(uc_);
+  // An emulator that aborted mid-translation is left as it is: freeing it could crash the host.
+  if (uc_ && !emulator_aborted_) uc_close(uc_);
   if (stub_page_) munmap(stub_page_, kPageSize);
   if (ram_) ram_->Unref();
   if (shadow_) shadow_->Unref();
@@ -660,7 +662,14 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
 }
 
+uc_err Machine::RefuseAbortedEmulator() {
+  SetExit(ExitKind::kFatal);
+  area_[kSlotArg0] = kFatalEmulatorAbort;
+  return UC_ERR_OK;
+}
+
 uc_err Machine::Run() {
+  if (emulator_aborted_) return RefuseAbortedEmulator();
   uc_err e = SyncRegsIn();
   if (e != UC_ERR_OK) return e;
   exit_pending_ = false;
@@ -679,7 +688,13 @@ uc_err Machine::Run() {
   // Unicorn runs its timeout on a helper thread started per call, so it is only armed where
   // nothing else can stop a guest (fast mode).
   uint64_t timeout = config_.count_instructions ? 0 : config_.timeout_us;
-  e = uc_emu_start(uc_, rip, 0, timeout, 0);
+  {
+    sigjmp_buf abort_env;
+    AbortGuard guard(&abort_env);
+    if (sigsetjmp(abort_env, 1) != 0) emulator_aborted_ = true;
+    else e = uc_emu_start(uc_, rip, 0, timeout, 0);
+  }
+  if (emulator_aborted_) return RefuseAbortedEmulator();
   SyncRegsOut();
   if (exit_pending_) return UC_ERR_OK;
   if (area_[kSlotRegs + kRegRip] == 0) {

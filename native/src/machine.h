@@ -93,6 +93,7 @@ constexpr uint64_t kExcExactAddress = 4;      // #PF: CR2 (arg3) is exact, not j
 constexpr uint64_t kFatalNullJump = 1;
 constexpr uint64_t kFatalUnicorn = 2;
 constexpr uint64_t kFatalTimeout = 3;
+constexpr uint64_t kFatalEmulatorAbort = 4;  // the emulator aborted; the machine is unusable
 
 // Where the vCPU starts (SetEntryState). Numbering shared with src/cpu/machine.ts.
 enum class EntryMode : uint8_t {
@@ -140,6 +141,7 @@ class Machine {
 
   // Runs until the next exit. Returns a Unicorn error only for host-side failures.
   uc_err Run();
+  uc_err RefuseAbortedEmulator();
 
   // Registers outside the run area. `id` is the index in kSpecialRegs (machine.cc).
   bool ReadSpecial(int id, uint64_t* value);
@@ -270,6 +272,8 @@ class Machine {
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
+  // The emulator called abort() inside a run (see abort_guard.h): never run or free it again.
+  bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).
   uint64_t last_insn_ = ~0ull;
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host.

@@ -95,6 +95,7 @@ const FATAL_REASONS: Record<number, string> = {
   1: 'the guest jumped to address 0',
   2: 'the emulator stopped with an error',
   3: 'wall-clock timeout (fast mode has no instruction budget)',
+  4: 'the emulator aborted translating guest code (a Unicorn bug); this VM cannot run again',
 };
 
 /** Decodes the exit the native side wrote into the run area. */
