@@ -3,7 +3,7 @@
 // parser, so fuzz and boot accept exactly the same values.
 import { BootOptionError, parseBootOptions } from './boot-options.js';
 import { FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
-import type { Shard } from '../fuzz/parallel.js';
+import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -24,13 +24,8 @@ export interface RawFuzzOptions {
   variant?: string;
 }
 
-export interface FuzzCliConfig {
-  target: FuzzTarget;
-  seed: bigint;
-  runs?: number;
-  timeMs?: number;
-  jobs: number;
-  shard?: Shard;
+/** A fuzz run as the library takes it, plus where to write and how to print. */
+export interface FuzzCliConfig extends Pick<FuzzRunOptions, 'target' | 'seed' | 'runs' | 'timeMs' | 'jobs' | 'shard'> {
   out: string;
   json: boolean;
 }
