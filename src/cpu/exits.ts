@@ -91,11 +91,14 @@ export interface ExceptionExit {
 export type ExitKind = VmExit['kind'];
 
 const ACCESS: readonly Access[] = ['read', 'write', 'fetch'];
+/** A run ended because Unicorn itself aborted (native/src/abort_guard.h): that VM never runs again. */
+export const EMULATOR_ABORTED = 'the emulator aborted translating guest code (a Unicorn bug); this VM cannot run again';
+
 const FATAL_REASONS: Record<number, string> = {
   1: 'the guest jumped to address 0',
   2: 'the emulator stopped with an error',
   3: 'wall-clock timeout (fast mode has no instruction budget)',
-  4: 'the emulator aborted translating guest code (a Unicorn bug); this VM cannot run again',
+  4: EMULATOR_ABORTED,
 };
 
 /** Decodes the exit the native side wrote into the run area. */

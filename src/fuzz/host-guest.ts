@@ -4,6 +4,7 @@
 // launches a handful of pages (tables, stack, the code) the way a VMM would. Exception vectors 0-31
 // point into the code itself, so random bytes also reach injection, #VE/#VC and handler loops.
 import { Machine, type Snapshot } from '../cpu/machine.js';
+import { EMULATOR_ABORTED } from '../cpu/exits.js';
 import { CR0_PG, CR0_WP, CR4_PAE } from '../cpu/registers.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
@@ -68,18 +69,27 @@ const totalExits = (m: Machine) => Object.values(m.vcpu.exitCounts).reduce((a, b
 
 export class HostFuzzGuest {
   readonly platform: PlatformKind;
-  readonly #machine: Machine;
-  readonly #pristine: Snapshot;
+  readonly #budget: bigint;
+  #machine!: Machine;
+  #pristine!: Snapshot;
   readonly #fixed: Map<bigint, Uint8Array>;
 
   /** `budget`: instructions plus host-work charges per execution (native/src/budget.h). */
   constructor(platform: PlatformKind, budget: bigint) {
     this.platform = platform;
+    this.#budget = budget;
+    this.#fixed = fixedPages(platform === 'snp' ? 1n << BigInt(SNP_C_BIT) : 0n);
+    this.#createMachine();
+  }
+
+  /** A fresh VM and its pristine snapshot: once at start, and again after the emulator aborted. */
+  #createMachine(): void {
+    const platform = this.platform;
+    const budget = this.#budget;
     this.#machine = new Machine({
       memoryBytes: MEMORY_BYTES, instructionLimit: budget, wallClockTimeoutMs: 0,
       marker: platform === 'tdx' ? { kind: 'tdx-shared-bit', gpaWidth: TDX_GPA_WIDTH } : { kind: 'snp-c-bit', position: SNP_C_BIT },
     });
-    this.#fixed = fixedPages(platform === 'snp' ? 1n << BigInt(SNP_C_BIT) : 0n);
     // The vCPU enters at the code in 64-bit mode with paging, as a test harness sets it up; the
     // launched pages below give it its tables.
     const vcpu = this.#machine.vcpu;
@@ -111,7 +121,13 @@ export class HostFuzzGuest {
     }
     const trace = new Trace();
     const outcome = this.platform === 'tdx' ? this.#runTdx(pages, trace) : this.#runSnp(pages, trace);
-    return { outcome, traceSha256: trace.sha256(), instructions: machine.vcpu.instructions, exits: totalExits(machine) - before };
+    const result = { outcome, traceSha256: trace.sha256(), instructions: machine.vcpu.instructions, exits: totalExits(machine) - before };
+    if (outcome.reason.includes(EMULATOR_ABORTED)) {
+      // That emulator refuses to run again: later executions need a new one, or they would all be this fault.
+      machine.close();
+      this.#createMachine();
+    }
+    return result;
   }
 
   #runTdx(pages: Map<bigint, Uint8Array>, trace: Trace): RunOutcome {

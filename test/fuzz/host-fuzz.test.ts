@@ -32,6 +32,20 @@ describe('host-robustness fuzzer', () => {
     }
   });
 
+  it('an execution that makes the emulator abort does not turn later executions into the same fault', () => {
+    for (const platform of ['tdx', 'snp'] as const) {
+      const guest = new HostFuzzGuest(platform, 20_000n);
+      const benign = hostFuzzInput(3n, 20, MAX_CODE_BYTES).code;
+      const expected = guest.exec(benign);
+      // LOCK BTR with a register destination: Unicorn 2.1.4 aborts while translating it.
+      expect(guest.exec(Uint8Array.of(0xf0, 0x0f, 0xb3, 0xc0)).outcome.reason).toMatch(/emulator aborted/);
+      const after = guest.exec(benign);
+      expect(after.outcome).toEqual(expected.outcome);
+      expect(after.traceSha256).toBe(expected.traceSha256);
+      guest.close();
+    }
+  });
+
   it('300 executions on both platforms in two child processes: no host failure', async () => {
     const report = await runHostFuzz({ seed: 20261201n, executions: 300, children: 2, budget: 20_000n, batchSize: 50, outDir: mkdtempSync(join(tmpdir(), 'minivisor-hostfuzz-')) });
     expect(report.findings).toEqual([]);
