@@ -150,22 +150,31 @@ std::string Machine::DeliverReal(uint8_t vector) {
   return "";
 }
 
+// Reads the gate of `vector` from the IDT (`size` bytes: 8 in protected mode, 16 in IA-32e
+// mode) and checks the limit and the present bit; the caller checks the gate type.
+std::string Machine::ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate) {
+  uc_x86_mmr idtr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  char msg[200];
+  if (uint64_t(vector) * size + size - 1 > idtr.limit) {
+    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
+    return msg;
+  }
+  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * size, gate, size, false);
+  if (!err.empty()) return "cannot read the IDT: " + err;
+  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
+  return "";
+}
+
 // Protected mode (SDM Vol. 3 §6.11-6.12): 8-byte interrupt/trap gates; 32-bit gates push
 // EFLAGS, CS, EIP and the error code as dwords, 16-bit gates as words, on the current stack
 // (same privilege level). TF, NT, RF and VM are cleared, and IF too for interrupt gates.
 std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code) {
-  uc_x86_mmr idtr{};
-  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
   char msg[200];
-  if (uint64_t(vector) * 8 + 7 > idtr.limit) {
-    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
-    return msg;
-  }
   uint8_t gate[8];
-  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 8, gate, 8, false);
-  if (!err.empty()) return "cannot read the IDT: " + err;
+  std::string err = ReadIdtGate(vector, sizeof gate, gate);
+  if (!err.empty()) return err;
   unsigned type = gate[5] & 0x1F;
-  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
   if (type != 0x0E && type != 0x0F && type != 0x06 && type != 0x07) {
     snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not an interrupt or trap gate (task gates are not modelled)", vector, type);
     return msg;
@@ -226,16 +235,10 @@ std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint6
 // the error code are pushed as quadwords on a 16-byte aligned stack (the IST one if named),
 // from 64-bit and compatibility mode alike.
 std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code) {
-  uc_x86_mmr idtr{};
-  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
   char msg[200];
-  if (uint64_t(vector) * 16 + 15 > idtr.limit) {
-    snprintf(msg, sizeof msg, "vector %u is beyond the IDT limit 0x%x", vector, idtr.limit);
-    return msg;
-  }
   uint8_t gate[16];
-  std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 16, gate, 16, false);
-  if (!err.empty()) return "cannot read the IDT: " + err;
+  std::string err = ReadIdtGate(vector, sizeof gate, gate);
+  if (!err.empty()) return err;
   uint64_t handler = uint64_t(gate[0]) | uint64_t(gate[1]) << 8 | uint64_t(gate[6]) << 16 | uint64_t(gate[7]) << 24;
   uint32_t high;
   std::memcpy(&high, gate + 8, 4);
@@ -243,7 +246,6 @@ std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t e
   uint16_t selector = uint16_t(gate[2] | gate[3] << 8);
   unsigned ist = gate[4] & 7;
   unsigned type = gate[5] & 0xF;
-  if (!(gate[5] & 0x80)) { snprintf(msg, sizeof msg, "IDT entry %u is not present", vector); return msg; }
   if (type != 0xE && type != 0xF) {
     snprintf(msg, sizeof msg, "IDT entry %u has type 0x%x, not a 64-bit interrupt or trap gate", vector, type);
     return msg;

@@ -218,6 +218,7 @@ class Machine {
   std::string ReadDescriptor(uint16_t selector, uint64_t* desc);
   std::string AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write);
   std::string DeliverReal(uint8_t vector);
+  std::string ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate);
   std::string DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code);
   std::string DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code);
 
