@@ -58,25 +58,98 @@ function overlaps(a: Range, b: Range): boolean {
   return a.start < b.end && b.start < a.end;
 }
 
+/**
+ * One change to the map, in trace order: a range accepted (by whom) or converted. Consecutive
+ * changes of the same kind that continue each other are merged (an eager kernel's 2M accepts
+ * upwards are one op), so a map of a large guest stays small. `icount` and `stage` are those of
+ * the op's last event.
+ */
+export interface MapOp {
+  kind: MapCategory | 'to-shared' | 'to-private';
+  start: bigint;
+  end: bigint;
+  icount: bigint;
+  stage: string;
+}
+
+/** The trace's acceptance and conversion events as map ops. */
+export function acceptanceOps(events: readonly TraceEvent[]): MapOp[] {
+  const ops: MapOp[] = [];
+  const conversions: Range[] = [];
+  let stage: 'firmware' | 'decompressor' | 'kernel' = 'firmware';
+  const push = (kind: MapOp['kind'], r: Range, e: TraceEvent) => {
+    const icount = typeof e.icount === 'bigint' ? e.icount : 0n;
+    const last = ops[ops.length - 1];
+    if (last && last.kind === kind && last.stage === stage && last.end === r.start) {
+      last.end = r.end;
+      last.icount = icount;
+    } else {
+      ops.push({ kind, start: r.start, end: r.end, icount, stage });
+    }
+  };
+  for (const e of events) {
+    if (e.source === 'guest' && e.type === 'stage' && (e.stage === 'firmware' || e.stage === 'decompressor' || e.stage === 'kernel')) {
+      stage = e.stage;
+      continue;
+    }
+    const converted = conversion(e);
+    if (converted) {
+      // Shared: no longer accepted. Private again: pending until the guest accepts it anew.
+      conversions.push(converted.range);
+      push(converted.toShared ? 'to-shared' : 'to-private', converted.range, e);
+      continue;
+    }
+    const r = acceptedRange(e);
+    if (!r) continue;
+    push(stage === 'kernel' && conversions.some((c) => overlaps(c, r)) ? 'kernel-after-conversion' : stage, r, e);
+  }
+  return ops;
+}
+
 type Paint = MapCategory | 'shared' | 'private';
 
-/** Paints `r` over `ranges`, cutting what it covers. */
-function paint(ranges: Map<Paint, Range[]>, category: Paint, r: Range): void {
-  for (const [c, list] of ranges) {
-    if (!list.some((x) => overlaps(x, r))) continue;
-    ranges.set(c, list.flatMap((x) => {
-      if (!overlaps(x, r)) return [x];
-      const parts: Range[] = [];
-      if (x.start < r.start) parts.push({ start: x.start, end: r.start });
-      if (r.end < x.end) parts.push({ start: r.end, end: x.end });
-      return parts;
-    }));
+const paintOf = (kind: MapOp['kind']): Paint => (kind === 'to-shared' ? 'shared' : kind === 'to-private' ? 'private' : kind);
+
+/**
+ * Guest memory painted by ops, last painter wins: what is accepted (by whom) and what is shared
+ * after each op, with running byte counts (so a timeline can show them at every step).
+ */
+export class MapCoverage {
+  readonly ranges = new Map<Paint, Range[]>([...MAP_CATEGORIES, 'shared' as const, 'private' as const].map((c) => [c, []]));
+  /** Bytes painted now, by paint. */
+  readonly bytes = new Map<Paint, bigint>([...this.ranges.keys()].map((c) => [c, 0n]));
+  /** Bytes each category accepted so far, re-accepts included (their sum is acceptedBytes.total). */
+  readonly acceptedBytes = Object.fromEntries(MAP_CATEGORIES.map((c) => [c, 0n])) as Record<MapCategory, bigint>;
+
+  apply(op: MapOp): void {
+    const r: Range = { start: op.start, end: op.end };
+    const category = paintOf(op.kind);
+    if (category !== 'shared' && category !== 'private') this.acceptedBytes[category] += r.end - r.start;
+    for (const [c, list] of this.ranges) {
+      if (!list.some((x) => overlaps(x, r))) continue;
+      let cut = 0n;
+      this.ranges.set(c, list.flatMap((x) => {
+        if (!overlaps(x, r)) return [x];
+        const parts: Range[] = [];
+        if (x.start < r.start) parts.push({ start: x.start, end: r.start });
+        if (r.end < x.end) parts.push({ start: r.end, end: x.end });
+        cut += (x.end - x.start) - parts.reduce((n, p) => n + (p.end - p.start), 0n);
+        return parts;
+      }));
+      this.bytes.set(c, this.bytes.get(c)! - cut);
+    }
+    // Accepts mostly run upwards: extend the last range, so the lists stay short (runs, not pages).
+    const list = this.ranges.get(category)!;
+    const last = list[list.length - 1];
+    if (last && last.end === r.start) last.end = r.end;
+    else list.push({ ...r });
+    this.bytes.set(category, this.bytes.get(category)! + (r.end - r.start));
   }
-  // Accepts mostly run upwards: extend the last range, so the lists stay short (runs, not pages).
-  const list = ranges.get(category)!;
-  const last = list[list.length - 1];
-  if (last && last.end === r.start) last.end = r.end;
-  else list.push({ ...r });
+
+  /** Bytes accepted now (each byte once, whoever accepted it last). */
+  acceptedNow(): bigint {
+    return MAP_CATEGORIES.reduce((n, c) => n + this.bytes.get(c)!, 0n);
+  }
 }
 
 function merge(list: Range[]): Range[] {
@@ -90,40 +163,20 @@ function merge(list: Range[]): Range[] {
   return out;
 }
 
-const bytesOf = (list: readonly Range[]) => list.reduce((n, r) => n + (r.end - r.start), 0n);
+export const bytesOf = (list: readonly Range[]) => list.reduce((n, r) => n + (r.end - r.start), 0n);
 
 /**
  * Builds the map from a boot's events (kept in memory) and the platform's final page states.
  * `bitmap` is where the guest put its acceptance bitmap (its "@mv stat bitmap_gpa/bitmap_bytes").
  */
 export function buildAcceptanceMap(events: readonly TraceEvent[], memoryBytes: bigint, pageState: (gpa: bigint) => PageState, bitmap?: Range): AcceptanceMap {
-  const painted = new Map<Paint, Range[]>([...MAP_CATEGORIES, 'shared' as const, 'private' as const].map((c) => [c, []]));
-  const acceptedBytes = Object.fromEntries(MAP_CATEGORIES.map((c) => [c, 0n])) as Record<MapCategory, bigint>;
-  const conversions: Range[] = [];
-  let stage: 'firmware' | 'decompressor' | 'kernel' = 'firmware';
-  for (const e of events) {
-    if (e.source === 'guest' && e.type === 'stage' && (e.stage === 'firmware' || e.stage === 'decompressor' || e.stage === 'kernel')) {
-      stage = e.stage;
-      continue;
-    }
-    const converted = conversion(e);
-    if (converted) {
-      // Shared: no longer accepted. Private again: pending until the guest accepts it anew.
-      conversions.push(converted.range);
-      paint(painted, converted.toShared ? 'shared' : 'private', converted.range);
-      continue;
-    }
-    const r = acceptedRange(e);
-    if (!r) continue;
-    const category: MapCategory = stage === 'kernel' && conversions.some((c) => overlaps(c, r)) ? 'kernel-after-conversion' : stage;
-    acceptedBytes[category] += r.end - r.start;
-    paint(painted, category, r);
-  }
+  const coverage = new MapCoverage();
+  for (const op of acceptanceOps(events)) coverage.apply(op);
   // What the trace says is shared at the end, confirmed by the hardware (at each range's first page).
-  const shared = merge(painted.get('shared')!).filter((r) => pageState(r.start).visibility === 'shared');
-  const accepted = Object.fromEntries(MAP_CATEGORIES.map((c) => [c, merge(painted.get(c)!)])) as Record<MapCategory, Range[]>;
+  const shared = merge(coverage.ranges.get('shared')!).filter((r) => pageState(r.start).visibility === 'shared');
+  const accepted = Object.fromEntries(MAP_CATEGORIES.map((c) => [c, merge(coverage.ranges.get(c)!)])) as Record<MapCategory, Range[]>;
   const acceptedNow = MAP_CATEGORIES.reduce((n, c) => n + bytesOf(accepted[c]), 0n);
-  return { memoryBytes, accepted, acceptedBytes, shared, bitmap, unacceptedBytes: memoryBytes - acceptedNow - bytesOf(shared) };
+  return { memoryBytes, accepted, acceptedBytes: { ...coverage.acceptedBytes }, shared, bitmap, unacceptedBytes: memoryBytes - acceptedNow - bytesOf(shared) };
 }
 
 /** Binary units, exact where they can be ("64 MiB", "4.5 GiB", "12 KiB"). */
@@ -140,16 +193,32 @@ export function formatBinary(bytes: bigint): string {
   return `${bytes} B`;
 }
 
-const COLOURS: Record<MapCategory | 'unaccepted' | 'shared' | 'bitmap', string> = {
+export const COLOURS: Record<MapCategory | 'unaccepted' | 'shared' | 'bitmap', string> = {
   firmware: '#4e79a7', decompressor: '#f28e2b', kernel: '#59a14f', 'kernel-after-conversion': '#b07aa1',
   unaccepted: '#e8e8e8', shared: '#e15759', bitmap: '#222222',
 };
-const LABEL: Record<MapCategory, string> = {
+export const LABEL: Record<MapCategory, string> = {
   firmware: 'accepted by the firmware', decompressor: 'accepted by the decompressor',
   kernel: 'accepted by the kernel (lazily or eagerly)', 'kernel-after-conversion': 'accepted by the kernel again after a conversion',
 };
 
-const hex = (v: bigint) => `0x${v.toString(16)}`;
+export const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+const MiB = 1n << 20n;
+
+/** x of a guest-physical address on a logarithmic axis from 1 MiB, `width` wide from `left`. */
+export function logAxis(memoryBytes: bigint, left: number, width: number): (gpa: bigint) => number {
+  const top = Math.log2(1 + Number(memoryBytes) / Number(MiB));
+  return (gpa) => left + (width * Math.log2(1 + Number(gpa) / Number(MiB))) / top;
+}
+
+/** Axis ticks: 0, powers of 4 from 1 MiB, and the end of memory. */
+export function axisTicks(memoryBytes: bigint): bigint[] {
+  const ticks: bigint[] = [0n];
+  for (let t = MiB; t < memoryBytes; t *= 4n) ticks.push(t);
+  ticks.push(memoryBytes);
+  return ticks;
+}
 
 /** The map as a standalone SVG document. */
 export function acceptanceMapSvg(map: AcceptanceMap, title: string): string {
@@ -157,9 +226,7 @@ export function acceptanceMapSvg(map: AcceptanceMap, title: string): string {
   const LEFT = 20;
   const BAR_Y = 60;
   const BAR_H = 48;
-  const MiB = 1n << 20n;
-  const top = Math.log2(1 + Number(map.memoryBytes) / Number(MiB));
-  const x = (g: bigint) => LEFT + (W * Math.log2(1 + Number(g) / Number(MiB))) / top;
+  const x = logAxis(map.memoryBytes, LEFT, W);
   const f = (n: number) => n.toFixed(2);
   const rect = (r: Range, y: number, h: number, fill: string, kind: string) => {
     const x0 = x(r.start);
@@ -176,11 +243,7 @@ export function acceptanceMapSvg(map: AcceptanceMap, title: string): string {
   for (const c of MAP_CATEGORIES) for (const r of map.accepted[c]) lines.push(rect(r, BAR_Y, BAR_H, COLOURS[c], c));
   for (const r of map.shared) lines.push(rect(r, BAR_Y + BAR_H + 4, 8, COLOURS.shared, 'shared'));
   if (map.bitmap) lines.push(rect(map.bitmap, BAR_Y - 10, 8, COLOURS.bitmap, 'bitmap'));
-  // Ticks at 0 and powers of 4 from 1 MiB, and the end of memory.
-  const ticks: bigint[] = [0n];
-  for (let t = MiB; t < map.memoryBytes; t *= 4n) ticks.push(t);
-  ticks.push(map.memoryBytes);
-  for (const t of ticks) {
+  for (const t of axisTicks(map.memoryBytes)) {
     const tx = f(x(t));
     lines.push(`<line x1="${tx}" y1="${BAR_Y + BAR_H + 14}" x2="${tx}" y2="${BAR_Y + BAR_H + 20}" stroke="#333"/>`);
     lines.push(`<text x="${tx}" y="${BAR_Y + BAR_H + 32}" text-anchor="middle" font-size="10">${t === 0n ? '0' : formatBinary(t).replace(' ', '')}</text>`);
@@ -200,6 +263,6 @@ export function acceptanceMapSvg(map: AcceptanceMap, title: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-function escapeXml(s: string): string {
+export function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

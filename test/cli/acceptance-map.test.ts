@@ -8,6 +8,8 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
+import type { MapOp } from '../../src/view/acceptance-map.js';
+import { MAX_FRAMES, timelineFrames } from '../../src/view/acceptance-map-html.js';
 
 function capture(): CliIo & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -52,5 +54,32 @@ describe('boot --map', () => {
       expect(Number(r.x) + Number(r.width)).toBeLessThanOrEqual(980.01);
       expect(Number(r.width)).toBeGreaterThanOrEqual(0.5);
     }
+  });
+});
+
+describe('the HTML map\'s timeline', () => {
+  it('groups a long boot into at most MAX_FRAMES steps and ends with the final counts', () => {
+    // 2000 scattered 4K accepts (none continue the previous one, so none merge) in one stage.
+    const ops: MapOp[] = Array.from({ length: 2000 }, (_, i) => ({ kind: 'kernel', start: BigInt(i) * 0x2000n, end: BigInt(i) * 0x2000n + 0x1000n, icount: BigInt(i), stage: 'kernel' }));
+    const frames = timelineFrames(ops, 1n << 30n);
+    expect(frames.length).toBeLessThanOrEqual(MAX_FRAMES);
+    expect(frames[0]!.opEnd).toBe(0);
+    expect(frames[0]!.bytes.unaccepted).toBe(1n << 30n);
+    const last = frames[frames.length - 1]!;
+    expect(last.opEnd).toBe(2000);
+    expect(last.icount).toBe(1999n);
+    expect(last.bytes.kernel).toBe(2000n * 0x1000n);
+    expect(last.bytes.unaccepted).toBe((1n << 30n) - 2000n * 0x1000n);
+    // Counts only grow along the slider: every frame accepts more than the one before.
+    for (let i = 1; i < frames.length; i++) expect(frames[i]!.bytes.kernel).toBeGreaterThan(frames[i - 1]!.bytes.kernel);
+  });
+
+  it('a re-accept after a conversion counts again but covers the same bytes', () => {
+    const page = (kind: MapOp['kind'], stage: string): MapOp => ({ kind, start: 0x10000n, end: 0x11000n, icount: 0n, stage });
+    const frames = timelineFrames([page('firmware', 'firmware'), page('to-shared', 'kernel'), page('to-private', 'kernel'), page('kernel-after-conversion', 'kernel')], 1n << 27n);
+    const last = frames[frames.length - 1]!;
+    expect(last.bytes.firmware + last.bytes['kernel-after-conversion']).toBe(0x2000n);
+    expect(last.bytes.unaccepted).toBe((1n << 27n) - 0x1000n);
+    expect(last.bytes.shared).toBe(0n);
   });
 });

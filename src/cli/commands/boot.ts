@@ -8,6 +8,7 @@ import { formatFailure } from '../../boot/failure.js';
 import { GuestImageError } from '../../boot/images.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
+import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 
 function summary(r: BootResult): string[] {
@@ -30,6 +31,15 @@ function verifyLines(v: VerifyReport): string[] {
   return [`  verify: FAILED: ${v.mismatches.length} mismatch(es) between the guest's record and the hardware`, ...v.mismatches.map((m) => `    ${describeMismatch(m)}`)];
 }
 
+type MapFormat = 'svg' | 'html';
+
+/** `--map`'s format from the file's extension; anything else is a usage error before the boot. */
+function mapFormat(path: string): MapFormat {
+  if (/\.svg$/i.test(path)) return 'svg';
+  if (/\.html?$/i.test(path)) return 'html';
+  throw new BootOptionError(`--map ${JSON.stringify(path)}: the file name must end in .svg (a static map) or .html (a page with a time slider)`);
+}
+
 /** `--map`: the acceptance map of the finished run, from its trace and the hardware's page states. */
 function writeMap(path: string, run: BootRun, firmwareFile: string | undefined): void {
   const r = run.result;
@@ -41,7 +51,7 @@ function writeMap(path: string, run: BootRun, firmwareFile: string | undefined):
   const title = `minivisor boot: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome}`;
   const file = new OutputFile(path, 'map', firmwareFile !== undefined ? [firmwareFile] : []);
   try {
-    file.write(acceptanceMapSvg(map, title));
+    file.write(mapFormat(path) === 'svg' ? acceptanceMapSvg(map, title) : acceptanceMapHtml(map, run.trace.events, title));
   } catch (err) {
     if (err instanceof Error) err.message = `${err.message} (${file.abandon()})`;
     throw err;
@@ -65,13 +75,14 @@ export function bootCommand(io: CliIo): Command {
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
-    .option('--map <file.svg>', 'draw an SVG map of guest memory: who accepted what, what stays unaccepted')
+    .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .action((raw: RawBootOptions & { map?: string }) => {
       let config: BootConfig;
       let result: BootResult;
       let verified: VerifyReport | undefined;
       try {
         config = parseBootOptions(raw);
+        if (raw.map !== undefined) mapFormat(raw.map);
         const run = bootGuest(config, { ...(raw.json ? {} : { consoleLine: (line: string) => io.out(line) }), keepTrace: raw.map !== undefined });
         result = run.result;
         try {
