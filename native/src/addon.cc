@@ -327,23 +327,20 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return info.Env().Undefined();
   }
 
-  // translate(va, access) -> { status, gpa, isPrivate, level, writable, executable, pfError }
+  // translate(va, access) -> status | isPrivate << 2 | writable << 3 | executable << 4 | level << 5 |
+  // pfError << 8, with the GPA (or the blocked table page) in the run area's host-result slot.
+  // Packed: building an object property by property here cost more than the page walk (issue 11);
+  // src/cpu/vcpu.ts unpacks it.
   Napi::Value Translate(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     uint64_t va; uint32_t access;
     if (!m || !GetU64(info, 0, "va", &va) || !GetU32(info, 1, "access", 2, &access)) return info.Env().Undefined();
     Translation t = m->TranslateForHost(va, static_cast<Access>(access));
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    static const char* kStatus[] = {"ok", "page-fault", "table-blocked"};
-    o.Set("status", kStatus[t.status]);
-    o.Set("gpa", Napi::BigInt::New(env, t.status == Translation::kTableBlocked ? t.blocked_gpa : t.gpa));
-    o.Set("isPrivate", t.is_private);
-    o.Set("level", t.level);
-    o.Set("writable", t.writable);
-    o.Set("executable", t.executable);
-    o.Set("pfError", t.pf_error);
-    return o;
+    m->run_area()[kSlotHostResult] = t.status == Translation::kTableBlocked ? t.blocked_gpa : t.gpa;
+    uint64_t packed = static_cast<uint64_t>(t.status) | (t.is_private ? 4u : 0u) | (t.writable ? 8u : 0u) |
+                      (t.executable ? 16u : 0u) | (static_cast<uint64_t>(t.level & 7) << 5) |
+                      (static_cast<uint64_t>(t.pf_error) << 8);
+    return Napi::Number::New(info.Env(), static_cast<double>(packed));
   }
 
   // inject(vector, errorCode?: bigint) -> "" or the reason the guest's tables are unusable

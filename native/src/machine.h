@@ -57,6 +57,7 @@ enum RunSlot : int {
   kSlotInstructionLimit = 27,  // counting mode: stop with kBudget when kSlotInstructions reaches it
   kSlotCharged = 28,       // host work charged beyond instructions (budget.h)
   kSlotBudgetLimit = 29,   // counting mode: stop with kBudget when instructions + charged reach it
+  kSlotHostResult = 30,    // a host call's 64-bit result beside its return value (translate: the GPA)
   kRunAreaSlots = 32,
 };
 

@@ -14,6 +14,8 @@ export const RunSlot = {
   instructionLimit: 27,
   charged: 28,
   budgetLimit: 29,
+  /** A host call's 64-bit result beside its return value (translate: the GPA). */
+  hostResult: 30,
 } as const;
 export const RUN_AREA_SLOTS = 32;
 

@@ -13,6 +13,7 @@ export type EntryState =
   | { mode: 'protected32' }
   | { mode: 'real16'; csSelector: number; csBase: bigint };
 const ACCESS_CODE: Record<Access, number> = { read: 0, write: 1, fetch: 2 };
+const TRANSLATION_STATUS: readonly NativeTranslation['status'][] = ['ok', 'page-fault', 'table-blocked'];
 
 /** General-purpose registers, RIP and RFLAGS as bigint properties (rax … r15, rip, rflags). */
 export interface Registers extends Record<Gpr, bigint> {}
@@ -181,6 +182,10 @@ export class Vcpu {
 
   /** Translates a guest-virtual address with the guest's current page tables (no gate check). */
   translate(va: bigint, access: Access = 'read'): NativeTranslation {
-    return this.#native.translate(va & MASK64, ACCESS_CODE[access]);
+    const packed = this.#native.translate(va & MASK64, ACCESS_CODE[access]);
+    return {
+      status: TRANSLATION_STATUS[packed & 3]!, gpa: this.#area[RunSlot.hostResult]!, isPrivate: (packed & 4) !== 0,
+      level: (packed >> 5) & 7, writable: (packed & 8) !== 0, executable: (packed & 16) !== 0, pfError: Math.floor(packed / 256),
+    };
   }
 }

@@ -11,15 +11,20 @@ export const PAGE_SIZE = 4096n;
 export class GuestMemory extends TypedAccess {
   readonly size: bigint;
   readonly #native: NativeMachine;
+  readonly #sizeNumber: number;
 
   constructor(native: NativeMachine, size: bigint) {
     super();
     this.#native = native;
     this.size = size;
+    this.#sizeNumber = Number(size);
   }
 
   #check(gpa: bigint, length: bigint): void {
-    if (gpa < 0n || length < 0n || gpa + length > this.size) {
+    // On numbers, which allocate nothing (BigInt sums did, on every exit): exact below 2^53, and
+    // anything larger is outside RAM (at most 2^46) either way.
+    const g = Number(gpa), l = Number(length);
+    if (g < 0 || l < 0 || g + l > this.#sizeNumber) {
       throw new RangeError(`guest-physical range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM (0x${this.size.toString(16)} bytes)`);
     }
   }

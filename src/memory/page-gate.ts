@@ -13,21 +13,25 @@ export type GateAccess = 'none' | 'read' | 'readwrite' | 'ciphertext';
 const ACCESS_CODE: Record<GateAccess, number> = { none: 0, read: 1, readwrite: 2, ciphertext: 3 };
 const ACCESS_NAME: readonly GateAccess[] = ['none', 'read', 'readwrite', 'ciphertext'];
 const SPACE_CODE: Record<Space, number> = { private: 0, shared: 1 };
+const PAGE_BYTES = Number(PAGE_SIZE);
 
 export class PageGate {
   readonly #native: NativeMachine;
-  readonly #size: bigint;
+  readonly #sizeNumber: number;
 
   constructor(native: NativeMachine, size: bigint) {
     this.#native = native;
-    this.#size = size;
+    this.#sizeNumber = Number(size);
   }
 
   #check(gpa: bigint, length: bigint): void {
-    if (gpa % PAGE_SIZE !== 0n || length % PAGE_SIZE !== 0n) {
+    // On numbers: BigInt arithmetic allocated on every gate change, one per exit (issue 11). Exact
+    // for every value below 2^53, and anything larger is outside RAM (at most 2^46) either way.
+    const g = Number(gpa), l = Number(length);
+    if (g % PAGE_BYTES !== 0 || l % PAGE_BYTES !== 0) {
       throw new RangeError(`page-gate ranges must be 4 KiB aligned (gpa 0x${gpa.toString(16)}, length 0x${length.toString(16)})`);
     }
-    if (gpa < 0n || length < 0n || gpa + length > this.#size) {
+    if (g < 0 || l < 0 || g + l > this.#sizeNumber) {
       throw new RangeError(`page-gate range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM`);
     }
   }

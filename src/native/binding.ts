@@ -47,7 +47,8 @@ export interface NativeMachine {
   fill(gpa: bigint, length: bigint, byte: number): void;
   window(gpa: bigint, length: number): ArrayBuffer;
   noteHostWrite(gpa: bigint, length: bigint): void;
-  translate(va: bigint, access: number): NativeTranslation;
+  /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
+  translate(va: bigint, access: number): number;
   inject(vector: number, errorCode?: bigint): string;
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
   codeSegment(): NativeCodeSegment;

@@ -12,7 +12,7 @@ export type PvalidateRc = (typeof PVALIDATE_RC)[keyof typeof PVALIDATE_RC];
 /** Linux/EDK2 software convention for CF=1 ("no RMP update"); never in EAX. */
 export const PVALIDATE_FAIL_NOUPDATE = 255;
 
-export interface PvalidateRequest extends Omit<RmpInsnRequest, 'insn'> {
+export interface PvalidateRequest extends RmpInsnRequest {
   validate: boolean;
 }
 
@@ -28,8 +28,8 @@ export function decodePvalidateRegs(rax: bigint, rcx: bigint, rdx: bigint): { gv
 
 /** PVALIDATE: the checks it shares with RMPADJUST, then the update of Validated. */
 export function pvalidate(rmp: Rmp, ctx: GuestContext, req: PvalidateRequest): PvalidateOutcome {
-  const r = resolveRmpInsnTarget(rmp, ctx, { ...req, insn: 'PVALIDATE' });
-  if (r.kind === 'result') return { ...r, unchanged: false };
+  const r = resolveRmpInsnTarget(rmp, ctx, req, 'PVALIDATE');
+  if (r.kind === 'result') return { kind: 'result', rc: r.rc, unchanged: false };
   if (r.kind !== 'target') return r;
   const unchanged = r.entry.validated === req.validate;
   if (!unchanged) rmp.setValidated(r.gpa, req.validate);

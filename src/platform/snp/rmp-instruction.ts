@@ -11,8 +11,6 @@ export const RMP_INSN_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL
 export type RmpInsnRc = (typeof RMP_INSN_RC)[keyof typeof RMP_INSN_RC];
 
 export interface RmpInsnRequest {
-  /** Instruction name, for fault reasons. */
-  insn: 'PVALIDATE' | 'RMPADJUST';
   gva: bigint;
   size: RmpPageSize;
   cpl: number;
@@ -34,9 +32,10 @@ export type RmpInsnEarlyOutcome =
 
 export type RmpInsnTarget = { kind: 'target'; gpa: bigint; entry: Readonly<RmpEntry> };
 
-export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest): RmpInsnEarlyOutcome | RmpInsnTarget {
+/** `insn` names the instruction in fault reasons. */
+export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest, insn: 'PVALIDATE' | 'RMPADJUST'): RmpInsnEarlyOutcome | RmpInsnTarget {
   // CPL must be 0 (B2, (U)): #GP(0).
-  if (req.cpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: `${req.insn} at CPL>0` };
+  if (req.cpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: `${insn} at CPL>0` };
   // 2M request with a GVA that is not 2 MiB aligned: FAIL_INPUT (B2).
   if (req.size === '2m' && req.gva % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
   const t = req.translation;

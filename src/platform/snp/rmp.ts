@@ -2,7 +2,8 @@
 // tdx-snp-architecture.md B3). Stored sparsely: a Map keyed by 2 MiB region holding either one
 // 2 MiB entry or the region's assigned 4 KiB entries. Hypervisor-owned entries (the reset state
 // of every page) are never stored, so memory use is proportional to what is assigned, whatever
-// the size of guest RAM.
+// the size of guest RAM. Region keys are numbers (the 2 MiB index): hashing BigInt keys was a
+// large share of every PVALIDATE exit (issue 11).
 //
 // Address model (documented simplification): guest-physical = system-physical. The RMP is
 // indexed by system-physical page, and each entry's `gpa` field is the reverse map; the VMM may
@@ -48,17 +49,27 @@ export function ownerOf(e: RmpEntry): RmpOwner {
 
 type Region = { kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> };
 /** A saved copy of the table (regions are copied; entries are replaced, never changed in place). */
-export type RmpTable = ReadonlyMap<bigint, Readonly<Region>>;
+export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
 
-const copyRegions = (regions: RmpTable): Map<bigint, Region> =>
+const copyRegions = (regions: RmpTable): Map<number, Region> =>
   new Map([...regions].map(([k, r]) => [k, r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries) }]));
 
 export function regionOf(spa: bigint): bigint {
   return spa >> 21n;
 }
 
+/** The table's key of the 2 MiB region holding `spa` (exact: addresses are below 2^53). */
+function regionKey(spa: bigint): number {
+  return Math.floor(Number(spa) / 0x200000);
+}
+
+/** The 4 KiB entry's index inside its 2 MiB region. */
+function indexInRegion(spa: bigint): number {
+  return Math.floor(Number(spa) / 0x1000) % PAGES_PER_2M;
+}
+
 export class Rmp implements Snapshottable<RmpTable> {
-  #regions = new Map<bigint, Region>();
+  #regions = new Map<number, Region>();
   /** Size of system memory the RMP covers (RMP-Covered check). */
   readonly coveredBytes: bigint;
 
@@ -80,27 +91,27 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** The entry governing `spa` (a 2 MiB entry for every page inside it). */
   lookup(spa: bigint): Readonly<RmpEntry> {
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region) return HV_OWNED_ENTRY;
     if (region.kind === 'large') return region.entry;
-    return region.entries.get(Number((spa >> 12n) & 511n)) ?? HV_OWNED_ENTRY;
+    return region.entries.get(indexInRegion(spa)) ?? HV_OWNED_ENTRY;
   }
 
   /** Whether `spa` lies in a 2 MiB RMP entry. */
   isLarge(spa: bigint): boolean {
-    return this.#regions.get(regionOf(spa))?.kind === 'large';
+    return this.#regions.get(regionKey(spa))?.kind === 'large';
   }
 
   /** How many 4 KiB entries of the 2 MiB region around `spa` are assigned (as 4 KiB entries). */
   assigned4kInRegion(spa: bigint): number {
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region || region.kind === 'large') return 0;
     return region.entries.size;
   }
 
   /** Whether every 4 KiB RMP entry of the 2 MiB region around `spa` is hypervisor-owned. */
   regionHypervisorOwned(spa: bigint): boolean {
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region) return true;
     if (region.kind === 'large') return !region.entry.assigned;
     for (const e of region.entries.values()) if (e.assigned) return false;
@@ -110,7 +121,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   /** Any immutable entry in [spa, spa+length)? (length 4K or 2M, aligned) */
   anyImmutable(spa: bigint, length: bigint): boolean {
     if (length === PAGE_4K) return this.lookup(spa).immutable;
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region) return false;
     if (region.kind === 'large') return region.entry.immutable;
     for (const e of region.entries.values()) if (e.immutable) return true;
@@ -121,8 +132,8 @@ export class Rmp implements Snapshottable<RmpTable> {
   // legality table said yes.
 
   put4k(spa: bigint, entry: RmpEntry): void {
-    const key = regionOf(spa);
-    const index = Number((spa >> 12n) & 511n);
+    const key = regionKey(spa);
+    const index = indexInRegion(spa);
     let region = this.#regions.get(key);
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
     if (!entry.assigned && !entry.validated && !entry.immutable) {
@@ -141,7 +152,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   }
 
   put2m(spa: bigint, entry: RmpEntry): void {
-    const key = regionOf(spa);
+    const key = regionKey(spa);
     if (!entry.assigned && !entry.validated && !entry.immutable) {
       this.#regions.delete(key);
       return;
@@ -151,7 +162,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** PSMASH's effect: 512 4 KiB entries with the 2 MiB entry's attributes (Validated kept). */
   split(spa: bigint): void {
-    const key = regionOf(spa);
+    const key = regionKey(spa);
     const region = this.#regions.get(key);
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     const entries = new Map<number, RmpEntry>();
@@ -163,13 +174,13 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
   setValidated(spa: bigint, validated: boolean): void {
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('setValidated on a hypervisor-owned page');
     if (region.kind === 'large') {
       region.entry = { ...region.entry, validated };
       return;
     }
-    const index = Number((spa >> 12n) & 511n);
+    const index = indexInRegion(spa);
     const e = region.entries.get(index);
     if (!e) throw new Error('setValidated on a hypervisor-owned page');
     region.entries.set(index, { ...e, validated });
@@ -177,7 +188,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
-    const region = this.#regions.get(regionOf(spa));
+    const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('adjustPermissions on a hypervisor-owned page');
     const adjust = (e: RmpEntry): RmpEntry => {
       const vmplPerms = [...e.vmplPerms] as [number, number, number, number];
@@ -188,7 +199,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       region.entry = adjust(region.entry);
       return;
     }
-    const index = Number((spa >> 12n) & 511n);
+    const index = indexInRegion(spa);
     const e = region.entries.get(index);
     if (!e) throw new Error('adjustPermissions on a hypervisor-owned page');
     region.entries.set(index, adjust(e));
@@ -211,12 +222,12 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** Region keys (2 MiB indices) in insertion order: for gate syncing and tests. */
   regionKeys(): bigint[] {
-    return [...this.#regions.keys()];
+    return [...this.#regions.keys()].map(BigInt);
   }
 
   /** 4 KiB entries stored in a small region, as [page index, entry]. */
-  smallEntries(regionKey: bigint): Array<[number, RmpEntry]> {
-    const r = this.#regions.get(regionKey);
+  smallEntries(region: bigint): Array<[number, RmpEntry]> {
+    const r = this.#regions.get(Number(region));
     return r?.kind === 'small' ? [...r.entries] : [];
   }
 }

@@ -23,10 +23,10 @@ const PERM_BITS = 0x1f;
 
 export type RmpadjustOutcome = { kind: 'result'; rc: RmpInsnRc; gpa?: bigint } | Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>;
 
-export function rmpadjust(rmp: Rmp, ctx: GuestContext, req: Omit<RmpInsnRequest, 'insn'> & RmpadjustRegs): RmpadjustOutcome {
+export function rmpadjust(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest & RmpadjustRegs): RmpadjustOutcome {
   // A VMPL that does not exist, or perm bits that do not: bad input (U).
   if (req.targetVmpl > 3 || (req.perms & ~PERM_BITS) !== 0) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
-  const r = resolveRmpInsnTarget(rmp, ctx, { ...req, insn: 'RMPADJUST' });
+  const r = resolveRmpInsnTarget(rmp, ctx, req, 'RMPADJUST');
   if (r.kind !== 'target') return r;
   // Only a less privileged (numerically higher) VMPL can be adjusted, and never beyond the
   // permissions the current VMPL itself holds on the page (§15.36.7).

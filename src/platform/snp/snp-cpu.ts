@@ -118,6 +118,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.asid <= 0) throw new RangeError('an SNP guest needs a non-zero ASID');
     this.cBit = options.cBit ?? 51;
     this.vmpl = options.vmpl ?? 0;
+    this.#ctx = { asid: this.asid, vmpl: this.vmpl };
     this.trace = options.trace ?? new Trace();
     this.rmp = new Rmp(machine.memoryBytes);
     this.#encryption = new MemoryEncryption(`asid ${this.asid} seed ${options.keySeed ?? 0n}`);
@@ -132,7 +133,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   get memoryBytes(): bigint { return this.machine.memoryBytes; }
-  get ctx(): GuestContext { return { asid: this.asid, vmpl: this.vmpl }; }
+  /** The guest's ASID and VMPL for the access checks (one object: it was built on every check). */
+  get ctx(): GuestContext { return this.#ctx; }
+  readonly #ctx: GuestContext;
+  /** nptPageSize as a function value, made once rather than per RMP instruction. */
+  readonly #nptSizeAt = (gpa: bigint): RmpPageSize => this.nptPageSize(gpa);
 
   // ---------------------------------------------------------------- host interface
 
@@ -180,7 +185,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   nptPageSize(gpa: bigint): RmpPageSize {
-    return this.#npt2m.has(regionOf(gpa)) ? '2m' : '4k';
+    // Most guests never get a 2 MiB nested mapping: skip the BigInt key then.
+    return this.#npt2m.size !== 0 && this.#npt2m.has(regionOf(gpa)) ? '2m' : '4k';
   }
 
   /**
@@ -330,11 +336,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   gateFor(gpa: bigint): { private: GateAccess; shared: GateAccess } {
     const nptSize = this.nptPageSize(gpa);
-    const ok = (space: 'private' | 'shared', access: Access): boolean =>
-      checkAccess(this.rmp, { gpa, space, access, pageWalk: false, nptSize }, this.ctx).kind === 'ok';
+    const rmp = this.rmp, ctx = this.#ctx;
+    const privateWrite = checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok';
+    const privateRead = privateWrite || checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx).kind === 'ok';
+    const sharedWrite = checkAccess(rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok';
     return {
-      private: ok('private', 'write') ? 'readwrite' : ok('private', 'read') ? 'read' : 'none',
-      shared: ok('shared', 'write') ? 'readwrite' : this.rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
+      private: privateWrite ? 'readwrite' : privateRead ? 'read' : 'none',
+      shared: sharedWrite ? 'readwrite' : rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
     };
   }
 
@@ -437,26 +445,23 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   /** Where PVALIDATE/RMPADJUST read RAX: translated like a data access, at the size's alignment. */
-  #rmpInsnInput(gva: bigint, size: RmpPageSize, cs: number) {
-    const vcpu = this.machine.vcpu;
-    const alignedVa = size === '2m' ? gva : gva & ~(PAGE_4K - 1n);
-    return {
-      translation: vcpu.translate(alignedVa, 'read'),
-      cpl: cs & 3,
-      nptSizeAt: (gpa: bigint) => this.nptPageSize(gpa),
-    };
+  #translateRmpInsnTarget(gva: bigint, size: RmpPageSize) {
+    return this.machine.vcpu.translate(size === '2m' ? gva : gva & ~(PAGE_4K - 1n), 'read');
   }
 
   #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
     const vcpu = this.machine.vcpu;
-    const regs = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
-    const out = pvalidate(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size, exit.cs) });
-    const base = { rip: exit.rip, gva: regs.gva, size: regs.size, validate: regs.validate };
-    if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'pvalidate', base, out);
+    const { gva, size, validate } = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
+    const out = pvalidate(this.rmp, this.#ctx, {
+      gva, size, validate, cpl: exit.cs & 3, translation: this.#translateRmpInsnTarget(gva, size), nptSizeAt: this.#nptSizeAt,
+    });
+    const rip = exit.rip;
+    if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'pvalidate', { rip, gva, size, validate }, out);
     vcpu.regs.rax = BigInt(out.rc);
     vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
-    this.trace.record('hw', 'pvalidate', { ...base, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
-    if (out.gpa !== undefined && !out.unchanged) this.#syncRmpInsnTarget(out.gpa, regs.size);
+    // One literal with the keys in the trace's order (spreading a shared prefix changed shapes per exit).
+    this.trace.record('hw', 'pvalidate', { rip, gva, size, validate, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
+    if (out.gpa !== undefined && !out.unchanged) this.#syncRmpInsnTarget(out.gpa, size);
     vcpu.complete(exit);
     return { kind: 'resume' };
   }
@@ -464,7 +469,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #rmpadjust(exit: Extract<VmExit, { kind: 'rmpadjust' }>): HwStep {
     const vcpu = this.machine.vcpu;
     const regs = decodeRmpadjustRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
-    const out = rmpadjust(this.rmp, this.ctx, { ...regs, ...this.#rmpInsnInput(regs.gva, regs.size, exit.cs) });
+    const out = rmpadjust(this.rmp, this.#ctx, {
+      ...regs, cpl: exit.cs & 3, translation: this.#translateRmpInsnTarget(regs.gva, regs.size), nptSizeAt: this.#nptSizeAt,
+    });
     const base = { rip: exit.rip, gva: regs.gva, size: regs.size, targetVmpl: regs.targetVmpl, perms: regs.perms, vmsa: regs.vmsa };
     if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'rmpadjust', base, out);
     // EAX = rc; the status flags follow EAX as for PVALIDATE (U), CF = 0.

@@ -28,7 +28,7 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
   const walk = td.sept.walk(gpa, level);
   // check_tdaccept_failure: a walk that stopped above the requested level decides (ALREADY_ACCEPTED
   // or TD exit) without locking anything; only an entry at the requested level is locked first.
-  if (walk.level === level && td.hostLocks.has(`${walk.level}:${walk.base}`)) {
+  if (walk.level === level && td.hostLocks.size > 0 && td.hostLocks.has(`${walk.level}:${walk.base}`)) {
     return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
   }
   const t = lookupTransition(walk.level === level ? 'ACCEPT' : 'ACCEPT_LARGER', walk.state);

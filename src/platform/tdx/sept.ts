@@ -1,13 +1,17 @@
 // The Secure EPT: per-GPA entry state at every level from the TD's top level (PML4, or PML5 for
-// GPAW 52) down to 4K, stored sparsely (one Map per level keyed by GPA >> level shift), so memory
+// GPAW 52) down to 4K, stored sparsely (one Map per level keyed by the GPA's index at that level), so memory
 // follows what is mapped, not the guest size. An entry that is absent is FREE. Only the root page
 // above the top level exists from the start; the host adds every level below it with
 // TDH.MEM.SEPT.ADD. It drives the page gate: a private page is accessible iff the walk to it ends
 // on a MAPPED leaf (a blocked non-leaf on the way closes everything below it).
+//
+// Keys are numbers (the GPA divided by the level's size; GPAs are below 2^52, so exact): BigInt
+// keys made every lookup hash a BigInt and every key a BigInt shift, the largest single cost of
+// an ACCEPT exit (issue 11).
 import type { PageGate } from '../../memory/page-gate.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import {
-  ENTRIES_PER_TABLE, LEVEL_SHIFT, LEVEL_SIZE, isLeafState, walkContinuesBelow, type SeptLevel, type SeptStateName,
+  ENTRIES_PER_TABLE, LEVEL_SIZE, isLeafState, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
 
 export interface SeptEntry {
@@ -30,14 +34,22 @@ export interface SeptWalk {
 }
 
 /** A saved copy of every level's entries (entries are copied: ACCEPT updates acceptCounter in place). */
-export type SeptTables = ReadonlyArray<ReadonlyMap<bigint, SeptEntry>>;
+export type SeptTables = ReadonlyArray<ReadonlyMap<number, SeptEntry>>;
 
-const copyLevels = (levels: SeptTables): Map<bigint, SeptEntry>[] =>
+const copyLevels = (levels: SeptTables): Map<number, SeptEntry>[] =>
   levels.map((m) => new Map([...m].map(([k, e]) => [k, { ...e }])));
+
+/** Each level's size as a number (exact: at most 2^48). */
+const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
+
+/** The map key of the entry at `level` that covers `gpa` (a GPA as a number). */
+function keyOf(gpa: number, level: SeptLevel): number {
+  return Math.floor(gpa / LEVEL_BYTES[level]!);
+}
 
 export class Sept implements Snapshottable<SeptTables> {
   readonly topLevel: SeptLevel;
-  #levels: Map<bigint, SeptEntry>[];
+  #levels: Map<number, SeptEntry>[];
   readonly #gate: PageGate | undefined;
   readonly #ramBytes: bigint;
 
@@ -45,7 +57,7 @@ export class Sept implements Snapshottable<SeptTables> {
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
     this.#ramBytes = ramBytes;
     this.topLevel = topLevel;
-    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<bigint, SeptEntry>());
+    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<number, SeptEntry>());
     this.#gate = gate;
   }
 
@@ -63,7 +75,7 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   entry(level: SeptLevel, gpa: bigint): SeptEntry | undefined {
-    return this.#levels[level]?.get(gpa >> LEVEL_SHIFT[level]);
+    return this.#levels[level]?.get(keyOf(Number(gpa), level));
   }
 
   stateAt(level: SeptLevel, gpa: bigint): SeptStateName {
@@ -75,8 +87,9 @@ export class Sept implements Snapshottable<SeptTables> {
    * any entry the walk cannot pass (a leaf, a FREE entry, or a non-leaf whose RWX is 0: blocked).
    */
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
+    const at = Number(gpa);
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
-      const state = this.stateAt(l, gpa);
+      const state = this.#levels[l]!.get(keyOf(at, l))?.state ?? 'FREE';
       if (l === level || l === 0 || !walkContinuesBelow(state)) {
         return { level: l, requestedLevel: level, state, base: Sept.alignDown(gpa, l), isLeaf: isLeafState(state) };
       }
@@ -86,16 +99,22 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
   setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = {}): void {
     const base = Sept.alignDown(gpa, level);
-    const key = base >> LEVEL_SHIFT[level];
+    const key = keyOf(Number(gpa), level);
     const map = this.#levels[level]!;
     const old = map.get(key);
+    const oldState = old?.state;
     if (state === 'FREE') {
       map.delete(key);
+    } else if (old) {
+      // In place: saved tables hold copies (saveState), and no caller keeps an entry across a change.
+      old.state = state;
+      if (fields.acceptCounter !== undefined) old.acceptCounter = fields.acceptCounter;
+      if (fields.blockEpoch !== undefined) old.blockEpoch = fields.blockEpoch;
     } else {
-      map.set(key, { state, acceptCounter: fields.acceptCounter ?? old?.acceptCounter ?? 0, blockEpoch: fields.blockEpoch ?? old?.blockEpoch ?? 0n });
+      map.set(key, { state, acceptCounter: fields.acceptCounter ?? 0, blockEpoch: fields.blockEpoch ?? 0n });
     }
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing; any other change may.
-    if (old?.state !== state && !(state === 'NL_MAPPED' && old === undefined)) this.#refreshGate(level, base);
+    if (oldState !== state && !(state === 'NL_MAPPED' && old === undefined)) this.#refreshGate(level, base);
   }
 
   /** Re-derives the gate under one entry (after something outside the SEPT changed the gate). */
@@ -108,10 +127,11 @@ export class Sept implements Snapshottable<SeptTables> {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
     const map = this.#levels[child]!;
-    this.#levels[level]!.set(base >> LEVEL_SHIFT[level], { state: 'NL_MAPPED', acceptCounter: 0, blockEpoch: 0n });
+    this.#levels[level]!.set(keyOf(Number(base), level), { state: 'NL_MAPPED', acceptCounter: 0, blockEpoch: 0n });
     if (childState !== 'FREE') {
-      for (let i = 0n; i < BigInt(ENTRIES_PER_TABLE); i++) {
-        map.set((base >> LEVEL_SHIFT[child]) + i, { state: childState, acceptCounter: 0, blockEpoch: 0n });
+      const first = keyOf(Number(base), child);
+      for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
+        map.set(first + i, { state: childState, acceptCounter: 0, blockEpoch: 0n });
       }
     }
     this.#refreshGate(level, base);
@@ -130,7 +150,8 @@ export class Sept implements Snapshottable<SeptTables> {
   merge(level: 1 | 2, gpa: bigint, state: SeptStateName): void {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
-    for (let i = 0n; i < BigInt(ENTRIES_PER_TABLE); i++) this.#levels[child]!.delete((base >> LEVEL_SHIFT[child]) + i);
+    const first = keyOf(Number(base), child);
+    for (let i = 0; i < ENTRIES_PER_TABLE; i++) this.#levels[child]!.delete(first + i);
     this.setState(level, base, state, { acceptCounter: 0, blockEpoch: 0n });
   }
 
@@ -141,8 +162,9 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
+    const at = Number(gpa);
     for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
-      if (!walkContinuesBelow(this.stateAt(l, gpa))) return false;
+      if (!walkContinuesBelow(this.#levels[l]!.get(keyOf(at, l))?.state ?? 'FREE')) return false;
     }
     return true;
   }
@@ -164,10 +186,10 @@ export class Sept implements Snapshottable<SeptTables> {
     const child = (level - 1) as SeptLevel;
     this.#setGate(base, LEVEL_SIZE[level], false);
     // Only children that exist can open anything; absent ones are FREE.
-    const first = base >> LEVEL_SHIFT[child];
-    for (let i = 0n; i < BigInt(ENTRIES_PER_TABLE); i++) {
+    const first = keyOf(Number(base), child);
+    for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
       const e = this.#levels[child]!.get(first + i);
-      if (e && (e.state === 'MAPPED' || walkContinuesBelow(e.state))) this.#openMappedLeaves(child, base + i * LEVEL_SIZE[child]);
+      if (e && (e.state === 'MAPPED' || walkContinuesBelow(e.state))) this.#openMappedLeaves(child, base + BigInt(i) * LEVEL_SIZE[child]);
     }
   }
 

@@ -77,6 +77,7 @@ export function decodeTdxStatus(raw: bigint): DecodedTdxStatus {
 }
 
 export function statusName(raw: bigint): string {
+  if (raw === 0n) return 'SUCCESS';  // the common case, without decoding (one per exit)
   const d = decodeTdxStatus(raw);
   return d.kind === 'success' ? 'SUCCESS' : d.name;
 }

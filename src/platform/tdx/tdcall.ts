@@ -1,7 +1,6 @@
 // TDCALL from the guest: mode checks, RAX leaf/version checks and dispatch (`tdx_td_dispatcher.c`
 // `td_call()`; reference A1). Every TDCALL is one `tdcall` trace event with its result.
 import type { VmExit } from '../../cpu/exits.js';
-import type { TraceValue } from '../../shared/trace.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import {
@@ -34,35 +33,38 @@ const VMCALL_MASK_FORBIDDEN = (1n << 0n) | (1n << 1n) | (1n << 4n); // RAX, RCX,
 export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   const vcpu = td.machine.vcpu;
   const regs = vcpu.regs;
+  const rip = exit.rip;
   const rax = regs.rax;
-  const rcxIn = regs.rcx;
-  const fields: Record<string, TraceValue> = { rip: exit.rip, rax, rcx: rcxIn };
+  const rcx = regs.rcx;
 
   // td_call(): outside 64-bit mode → #GP(0). CPL > 0 → #GP(0) as the SDM's TDCALL page says (reference marks it (U)).
   // The exit carries the code segment the TDCALL ran in: EFER.LMA and CS.L as the vCPU read them.
   const cpl = exit.cs & 3;
   if (exit.codeBits !== 64 || cpl > 0) {
-    td.record('tdcall', { ...fields, result: '#GP(0)', cause: cpl > 0 ? 'cpl>0' : 'not-64-bit' });
+    td.record('tdcall', { rip, rax, rcx, result: '#GP(0)', cause: cpl > 0 ? 'cpl>0' : 'not-64-bit' });
     return td.injectException(GP_VECTOR, 0n, undefined, true);
   }
 
   let result: LeafResult;
   const leaf = Number(rax & 0xffffn);
   const version = Number((rax >> 16n) & 0xffn);
-  fields.leaf = LEAF_NAME.get(leaf) ?? `0x${leaf.toString(16)}`;
+  const leafName = LEAF_NAME.get(leaf) ?? `0x${leaf.toString(16)}`;
   if ((rax >> 24n) !== 0n || (version !== 0 && !(leaf === TdcallLeaf.VM_RD && version <= 1))) {
     result = { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
   } else {
     result = dispatch(td, leaf, exit);
   }
 
+  // One object literal per event (same keys in the same order as the trace always had): building
+  // it by spreading a shared prefix cost an object-shape change per exit (issue 11).
   if (result.kind === 'step') {
-    td.record('tdcall', { ...fields, result: result.result });
+    td.record('tdcall', { rip, rax, rcx, leaf: leafName, result: result.result });
     return result.step;
   }
-  regs.rax = result.status;
+  const status = result.status;
+  regs.rax = status;
   vcpu.complete(exit);
-  td.record('tdcall', { ...fields, result: statusName(result.status), status: result.status });
+  td.record('tdcall', { rip, rax, rcx, leaf: leafName, result: statusName(status), status });
   return { kind: 'resume' };
 }
 
