@@ -8,9 +8,11 @@
 #define IOIO_REP              (1u << 3)
 #define IOIO_SZ8              (1u << 4)
 
-/* The line being built: sent with one exit when it ends, or fills the buffer. */
-static char line[MV_CONSOLE_LINE_MAX];
-static u32 line_len;
+/* Output not sent yet: it goes out with one exit when the buffer is full, when a stage begins,
+ * and before the guest's own next exit to the VMM or its end (mv_console_flush), so the host
+ * sees it in the order it was written relative to everything else the guest asks of the VMM. */
+static char pending[MV_CONSOLE_BATCH_MAX];
+static u32 pending_len;
 
 /* GHCB IOIO NAE (SW_EXITCODE 0x7B): the MSR protocol has no I/O request. */
 static void snp_out_byte(u16 port, u8 value)
@@ -34,45 +36,48 @@ static void tdx_out_byte(u16 port, u8 value)
 	mv_tdcall(&r);
 }
 
-/* OUTS of the line through the GHCB (boot_abi.h, console): the bytes in the shared buffer. */
-static bool snp_out_line(void)
+/* OUTS of the batch through the GHCB (boot_abi.h, console): the bytes in the shared buffer. The
+ * GHCB is shared: only the VMM's status is read back, and only compared. */
+static bool snp_out_batch(void)
 {
-	u8 *ghcb = mv_snp_ghcb_begin(SVM_EXIT_IOIO, ((u64)MV_CONSOLE_PORT << 16) | IOIO_SZ8 | IOIO_STR | IOIO_REP, line_len);
-	memcpy(ghcb + GHCB_OFF_SHARED_BUFFER, line, line_len);
+	u8 *ghcb = mv_snp_ghcb_begin(SVM_EXIT_IOIO, ((u64)MV_CONSOLE_PORT << 16) | IOIO_SZ8 | IOIO_STR | IOIO_REP, pending_len);
+	memcpy(ghcb + GHCB_OFF_SHARED_BUFFER, pending, pending_len);
 	*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
 	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
 	mv_snp_ghcb_exit();
 	return *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) == 0;
 }
 
-/* The vendor-specific console TDVMCALL (boot_abi.h, console) over the shared console page. */
-static bool tdx_out_line(void)
+/* The vendor-specific console TDVMCALL (boot_abi.h, console) over the shared console page. The
+ * page is shared: the guest only writes it (the bytes come from its private buffer) and never
+ * reads it back. */
+static bool tdx_out_batch(void)
 {
-	memcpy(mv_shared_ptr(mv_platform.console_gpa), line, line_len);
+	memcpy(mv_shared_ptr(mv_platform.console_gpa), pending, pending_len);
 	struct mv_tdcall_regs r = {
 		.rax = TDG_VP_VMCALL, .rcx = 0x3c00, .r10 = MV_CONSOLE_VMCALL, .r11 = MV_CONSOLE_VMCALL_WRITE,
-		.r12 = mv_platform.console_gpa | mv_platform.shared_mask, .r13 = line_len,
+		.r12 = mv_platform.console_gpa | mv_platform.shared_mask, .r13 = pending_len,
 	};
 	return mv_tdcall(&r) == TDX_SUCCESS && r.r10 == 0;
 }
 
 void mv_console_flush(void)
 {
-	if (line_len == 0)
+	if (pending_len == 0)
 		return;
 	bool sent = false;
 	if (mv_platform.kind == MV_PLATFORM_TDX && mv_platform.console_gpa)
-		sent = tdx_out_line();
+		sent = tdx_out_batch();
 	else if (mv_platform.kind == MV_PLATFORM_SNP)
-		sent = snp_out_line();
+		sent = snp_out_batch();
 	/* No batched path (yet), or the VMM refused it: byte by byte, which every VMM takes. */
-	for (u32 i = 0; !sent && i < line_len; i++) {
+	for (u32 i = 0; !sent && i < pending_len; i++) {
 		if (mv_platform.kind == MV_PLATFORM_TDX)
-			tdx_out_byte(MV_CONSOLE_PORT, (u8)line[i]);
+			tdx_out_byte(MV_CONSOLE_PORT, (u8)pending[i]);
 		else
-			snp_out_byte(MV_CONSOLE_PORT, (u8)line[i]);
+			snp_out_byte(MV_CONSOLE_PORT, (u8)pending[i]);
 	}
-	line_len = 0;
+	pending_len = 0;
 }
 
 void mv_putc(char c)
@@ -80,9 +85,15 @@ void mv_putc(char c)
 	/* No console yet: SNP before the GHCB exists, or no platform. */
 	if (mv_platform.kind != MV_PLATFORM_TDX && !(mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa))
 		return;
-	line[line_len++] = c;
-	if (c == '\n' || line_len == sizeof(line))
+	if (pending_len == sizeof(pending))
 		mv_console_flush();
+	pending[pending_len++] = c;
+}
+
+noreturn void mv_enter(u64 entry, u64 arg, u64 stack)
+{
+	mv_console_flush();
+	mv_jump(entry, arg, stack);
 }
 
 void mv_tdx_console_setup(struct mv_boot_params *bp)
@@ -130,6 +141,9 @@ void mv_report_stage(const char *name)
 	mv_puts("@mv stage ");
 	mv_puts(name);
 	mv_putc('\n');
+	/* Now: the host counts what the hardware accepts from here on for this stage, and accepts
+	 * do not exit to the VMM. */
+	mv_console_flush();
 }
 
 void mv_report_stat(const char *name, u64 value)
@@ -148,6 +162,7 @@ void mv_report_done(void)
 
 noreturn void mv_terminate_silently(u32 snp_set, u32 snp_code)
 {
+	mv_console_flush();
 	if (mv_platform.kind == MV_PLATFORM_SNP) {
 		mv_wrmsr(MSR_GHCB, GHCB_MSR_TERM_REQ | ((u64)(snp_set & 0xf) << 12) | ((u64)(snp_code & 0xff) << 16));
 		mv_vmgexit();

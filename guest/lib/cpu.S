@@ -192,9 +192,9 @@ mv_rmpadjust_insn:
 	.byte 0xf3, 0x0f, 0x01, 0xfe    /* RMPADJUST */
 	ret
 
-/* noreturn void mv_enter(u64 entry, u64 arg, u64 stack) */
-	.globl mv_enter
-mv_enter:
+/* noreturn void mv_jump(u64 entry, u64 arg, u64 stack): mv_enter without the console flush */
+	.globl mv_jump
+mv_jump:
 	mov rsp, rdx
 	mov rax, rdi
 	mov rdi, rsi

@@ -87,6 +87,7 @@ void mv_platform_adopt(struct mv_boot_params *bp, u32 stage)
  * through TDG.VP.VMCALL<Instruction.HLT>, R12 = interrupts blocked (Linux tdx.c __halt). */
 noreturn void mv_halt_forever(void)
 {
+	mv_console_flush();
 	for (;;) {
 		if (mv_platform.kind == MV_PLATFORM_TDX) {
 			struct mv_tdcall_regs r = {
@@ -184,6 +185,7 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 	u64 start = gpa | (shared ? mv_platform.shared_mask : 0);
 	u64 end = start + bytes;
 	int stalled = 0;
+	mv_console_flush(); /* the console goes out before this exit, as it was written */
 	for (;;) {
 		struct mv_tdcall_regs r = {
 			.rax = TDG_VP_VMCALL, .rcx = 0xfc00, .r10 = 0, .r11 = TDVMCALL_MAP_GPA,
@@ -355,7 +357,9 @@ static void psc_ghcb_desc(u64 first, u32 count)
 void mv_snp_psc(u64 gpa, u64 bytes, u32 op)
 {
 	/* Callers: mv_arch_accept (alignment checked there) and the kernel's conversions, all after
-	 * the firmware registered the GHCB page. */
+	 * the firmware registered the GHCB page. The console goes out first, as it was written:
+	 * it shares the GHCB's buffer with the entries built below. */
+	mv_console_flush();
 	volatile u64 *entries = (volatile u64 *)(ghcb_page() + GHCB_OFF_SHARED_BUFFER + 8);
 	u64 end = gpa + bytes;
 	while (gpa < end) {

@@ -4,12 +4,13 @@ import type { Snapshottable } from '../shared/snapshottable.js';
 
 export const COM1_DATA_PORT = 0x3f8;
 /**
- * The stubs' batched console, one exit per line (guest/include/minivisor/boot_abi.h, console;
- * src/boot/layout.ts mirrors the numbers and a test keeps them equal): at most LINE_MAX bytes;
- * on TDX a vendor-specific TDG.VP.VMCALL (R10 = VMCALL, R11 = WRITE, R12 = shared GPA, R13 =
- * count), on SNP the GHCB IOIO NAE with string semantics.
+ * The stubs' batched console, any number of lines per exit (guest/include/minivisor/boot_abi.h,
+ * console; src/boot/layout.ts mirrors the numbers and a test keeps them equal): at most BATCH_MAX
+ * bytes; on TDX a vendor-specific TDG.VP.VMCALL (R10 = VMCALL, R11 = WRITE, R12 = shared GPA,
+ * R13 = count), on SNP the GHCB IOIO NAE with string semantics. The count comes from the guest:
+ * the VMM checks it against BATCH_MAX and the page before reading anything.
  */
-export const BATCHED_CONSOLE = { LINE_MAX: 0x100, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
+export const BATCHED_CONSOLE = { BATCH_MAX: 0x7f0, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
 
 export interface ConsoleState { bytes: number; line: string }
 

@@ -166,7 +166,9 @@
 /* ---- console ----
  * Byte by byte: an OUT to MV_CONSOLE_PORT (COM1 data), i.e. TDG.VP.VMCALL<Instruction.IO> or a
  * GHCB IOIO exit per byte. Every VMM must keep accepting that (user firmware uses it).
- * Batched, one exit per line (at most MV_CONSOLE_LINE_MAX bytes), what the stubs use:
+ * Batched, what the stubs use: one exit carries up to MV_CONSOLE_BATCH_MAX bytes, any number of
+ * lines (the guest sends when the batch is full, after a "@mv stage" line, and before its own
+ * next exit or its end, so the host sees the text in order with everything else):
  *   - SNP: the GHCB IOIO NAE with string semantics (Linux vc_handle_ioio for OUTS): SW_EXITCODE
  *     0x7B, EXITINFO1 = port << 16 | SZ8 | STR | REP, EXITINFO2 = byte count, SW_SCRATCH = the
  *     GHCB shared buffer holding the bytes.
@@ -174,9 +176,11 @@
  *     R10 = MV_CONSOLE_VMCALL, R11 = MV_CONSOLE_VMCALL_WRITE, R12 = shared GPA (shared bit set) of
  *     the bytes, R13 = count, all inside the page at MV_CONSOLE_PAGE_GPA, which the firmware
  *     converts to shared (MapGPA) and records in the boot params' console_gpa. The VMM answers
- *     R10 = 0; anything else makes the guest fall back to byte by byte for that line. */
+ *     R10 = 0; anything else makes the guest fall back to byte by byte for that batch.
+ *   The buffer and the page are shared: the VMM may change them at any time, so the guest never
+ *   reads them back, and the VMM bounds the count to the page (TDX) or the GHCB shared buffer. */
 #define MV_CONSOLE_PORT              0x3f8
-#define MV_CONSOLE_LINE_MAX          0x100
+#define MV_CONSOLE_BATCH_MAX         0x7f0
 #define MV_CONSOLE_PAGE_GPA          0x203000
 #define MV_CONSOLE_VMCALL            0x4d56
 #define MV_CONSOLE_VMCALL_WRITE      0x1
@@ -307,7 +311,7 @@ MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_MAP_OVERRIDE_OFFSET + sizeof(struct mv_map_override) <= MV_PAGE_SIZE);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
 MV_ABI_CHECK(MV_GHCB_GPA + MV_PAGE_SIZE <= MV_CONSOLE_PAGE_GPA && MV_CONSOLE_PAGE_GPA + MV_PAGE_SIZE <= MV_PT_POOL_GPA);
-MV_ABI_CHECK(MV_CONSOLE_LINE_MAX <= 0x7f0); /* fits the GHCB shared buffer */
+MV_ABI_CHECK(MV_CONSOLE_BATCH_MAX <= 0x7f0); /* fits the GHCB shared buffer (and the 4K page) */
 MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_SNP_CPUID_PAGE_GPA);
 MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);
 /* A real-mode entry reaches the whole firmware window through its 64 KiB code segment. */

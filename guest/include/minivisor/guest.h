@@ -59,8 +59,11 @@ noreturn void mv_halt_forever(void);
 /* cpu.S / cpu.c: a flat GDT (code 0x08, data 0x10), an IDT whose 32 exception vectors all
  * report and stop (#VE, #VC, #PF, #GP, #DF included). */
 void mv_cpu_init(void);
-/* Switches to `stack` and jumps to `entry` with RDI = arg (cpu.S). */
+/* The next boot stage: sends the console output still buffered (the next stage links its own
+ * console and cannot send it), then switches to `stack` and jumps to `entry` with RDI = arg
+ * (console.c; the jump is mv_jump in cpu.S). */
 noreturn void mv_enter(u64 entry, u64 arg, u64 stack);
+noreturn void mv_jump(u64 entry, u64 arg, u64 stack);
 struct mv_exception_frame {
 	u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
 	u64 vector, error_code, rip, cs, rflags, rsp, ss;
@@ -180,8 +183,8 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate);
 void mv_arch_accept(u64 start, u64 end);
 
 /* ---- console.c ---- */
-/* Buffers a line and sends it with one exit (boot_abi.h, console); mv_console_flush sends what
- * is buffered now. */
+/* Buffers console output and sends it in batches, one exit each (boot_abi.h, console);
+ * mv_console_flush sends what is buffered now (every guest exit path calls it first). */
 void mv_putc(char c);
 void mv_console_flush(void);
 /* TDX firmware: converts MV_CONSOLE_PAGE_GPA to shared for the batched console. */

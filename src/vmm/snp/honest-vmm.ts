@@ -205,12 +205,12 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
         if (io.string) {
           // OUTS (KVM sev_es_string_io): SW_EXITINFO2 elements at SW_SCRATCH, which must lie in
-          // the GHCB's shared buffer. The stubs' batched console line (boot_abi.h) is one.
+          // the GHCB's shared buffer. The stubs' batched console (boot_abi.h) is one.
           if (io.direction !== 'out' || !g.validAfterClear('swScratch')) return fail(GHCB_ERR.INVALID_INPUT);
           const bytes = g.get('swExitInfo2') * BigInt(io.size);
           const scratch = g.get('swScratch');
           const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
-          if (bytes > BigInt(BATCHED_CONSOLE.LINE_MAX) * 4n || scratch < bufStart || scratch + bytes > gpa + 0xff0n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+          if (bytes > BigInt(BATCHED_CONSOLE.BATCH_MAX) || scratch < bufStart || scratch + bytes > gpa + 0xff0n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
           const data = host.hostMemory.read(scratch, Number(bytes));
           if (io.port === COM1_DATA_PORT) for (let i = 0; i < data.length; i += io.size) this.console.write(data[i]!);
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, string: true, bytes });

@@ -257,10 +257,10 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   otherVmcall(ctx, call) {
     const { r10, r11, r12: gpa, r13: count } = call.regs;
     if (r10 !== BATCHED_CONSOLE.VMCALL || r11 !== BATCHED_CONSOLE.VMCALL_WRITE) return ret(TdvmcallStatus.SUBFUNC_UNSUPPORTED);
-    // The stubs' console line (boot_abi.h): shared memory within one page, read as the host sees it.
+    // The stubs' console batch (boot_abi.h): shared memory within one page, read as the host sees it.
     const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
     const base = gpa & ~sharedBit;
-    if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.LINE_MAX) || (base & 0xfffn) + count > 0x1000n || base + count > ctx.memoryBytes) {
+    if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.BATCH_MAX) || (base & 0xfffn) + count > 0x1000n || base + count > ctx.memoryBytes) {
       return ret(TdvmcallStatus.INVALID_OPERAND);
     }
     try {

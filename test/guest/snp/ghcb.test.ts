@@ -2,7 +2,7 @@
 // WRMSR/VMGEXIT/RDMSR sequences in small guests.
 import { describe, expect, it } from 'vitest';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
-import { encodePscEntry, PSC_ERROR, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
+import { encodePscEntry, IOIO, PSC_ERROR, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
 import { GHCB_GPA, PVALIDATE, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const T = 0x400000n;
@@ -147,6 +147,37 @@ describe('GHCB page protocol', () => {
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vmm.console.text).toBe('Hi');
     expect(g.vm.vcpu.regs.r8).toBe(0n);
+  });
+
+  // The stubs' batched console (boot_abi.h): OUTS of up to BATCH_MAX bytes from the shared buffer.
+  const outs = (count: bigint, scratch = GHCB_GPA + 0x800n) => `
+      mov rdi, 0x${(GHCB_GPA + 0x800n).toString(16)}
+      mov al, 0x41
+      mov rcx, 0x7f0
+      rep stosb
+      mov byte ptr [rdi-1], 0x0a
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | IOIO.SZ8 | IOIO.STRING | IOIO.REP, info2: count, scratch })}
+      mov r8, [rdi+0x398]
+      mov r9, [rdi+0x3a0]
+      hlt`;
+
+  it('string IOIO (OUTS) prints a whole batch of BATCH_MAX (0x7f0) bytes with one exit', () => {
+    const g = snpGuest(outs(0x7f0n), { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([0n, 0n]);
+    expect(g.vmm.console.text).toBe(`${'A'.repeat(0x7ef)}\n`);
+    expect(g.trace.ofType('vmgexit')).toHaveLength(1);
+  });
+
+  it.each([
+    ['a count over BATCH_MAX', 0x7f1n, GHCB_GPA + 0x800n],
+    ['a buffer starting before the shared buffer', 0x10n, GHCB_GPA + 0x7f8n],
+    ['a buffer running past the shared buffer', 0x10n, GHCB_GPA + 0xfe8n],
+  ])('string IOIO with %s is a GHCB error (INVALID_SCRATCH_AREA) and prints nothing', (_what, count, scratch) => {
+    const g = snpGuest(outs(count, scratch), { mappings });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([2n, 3n]);
+    expect(g.vmm.console.text).toBe('');
   });
 
   it('IOIO OUT without RAX marked valid is a GHCB error (MISSING_INPUT)', () => {

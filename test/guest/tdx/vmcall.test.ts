@@ -74,6 +74,61 @@ describe('A7 sub-functions (honest VMM)', () => {
   });
 });
 
+describe('the stubs\' batched console (vendor TDVMCALL 0x4d56, boot_abi.h)', () => {
+  const SB = 1n << 47n;
+  const PAGE = 0x400000n;
+  // Makes PAGE shared (MapGPA), writes `text` through the shared alias, then asks the VMM to print
+  // `count` bytes at `gpa`; RSI = R10 of the answer.
+  const guest = (text: string, gpa: bigint, count: number) => {
+    const stores = text.length > 64
+      ? `mov rdi, rax\n mov al, ${text.charCodeAt(0)}\n mov rcx, ${text.length}\n rep stosb` // one repeated byte
+      : [...Buffer.from(text, 'latin1')].map((b, i) => `mov byte ptr [rax+${i}], ${b}`).join('\n ');
+    return `
+      mov r12, 0x${(PAGE | SB).toString(16)}
+      mov r13, 0x1000
+      ${vmcall(0x10001n)}
+      mov rax, 0x${(0x4000000000n + PAGE).toString(16)}
+      ${stores}
+      mov rax, 0
+      mov rcx, 0x3c00
+      mov r10, 0x4d56
+      mov r11, 1
+      mov r12, 0x${gpa.toString(16)}
+      mov r13, ${count}
+      ${TDCALL}
+      mov rsi, r10
+      ${HALT}`;
+  };
+
+  it('prints several lines of the shared page with one exit', () => {
+    const text = '@mv stat a 1\n@mv stat b 2\n';
+    const { td, outcome } = runTdGuest(guest(text, PAGE | SB, text.length));
+    expect(outcome.outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0n);
+    expect(td.console.text).toBe(text);
+  });
+
+  it('takes a full batch of BATCH_MAX (0x7f0) bytes, the GHCB shared buffer\'s size', () => {
+    const text = 'A'.repeat(0x7f0);
+    const { td, outcome } = runTdGuest(guest(text, PAGE | SB, text.length));
+    expect(outcome.outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0n);
+    expect(td.console.text).toBe(text);
+  });
+
+  it.each([
+    ['a count over BATCH_MAX (0x7f0)', PAGE | SB, 0x7f1],
+    ['a count running past the page', (PAGE + 0xff0n) | SB, 0x20],
+    ['a private GPA (no shared bit)', PAGE, 4],
+    ['a GPA past the end of memory', (64n << 20n) | SB, 4],
+  ])('refuses %s with INVALID_OPERAND and prints nothing', (_what, gpa, count) => {
+    const { td, outcome } = runTdGuest(guest('Hi\n', gpa, count));
+    expect(outcome.outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(0x8000000000000000n);
+    expect(td.console.text).toBe('');
+  });
+});
+
 describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion', () => {
   const SB = 1n << 47n;
   // Converts [0x400000, +4 MiB) to shared, retrying from R11 as Linux tdx_map_gpa does.
