@@ -129,6 +129,22 @@ describe('SNP: guest memory as the host sees it', () => {
     expect([...g.vm.memory.read(CODE_BASE, 4096)]).toEqual([...page]);
   });
 
+  // A VMM that answers HLT by resuming (a spurious wake) instead of blocking the vCPU.
+  it.each([
+    ['cli', 64, { outcome: 'vmm-error', reason: expect.stringMatching(/^no progress: the same exit 65 times in a row \(HLT with interrupts blocked at RIP 0x[0-9a-f]+\)$/) }],
+    ['sti', 101, { outcome: 'done', reason: 'enough' }],
+  ] as const)('HLT after %s, resumed again and again: no progress only with interrupts blocked', (flag, wakes, outcome) => {
+    const g = snpGuest(`1: ${flag}\n hlt\n jmp 1b`);
+    let n = 0;
+    const waker: SnpVmmPolicy = {
+      onNpf: (host, exit) => g.vmm.onNpf(host, exit),
+      onVmgexit: (host, exit) => g.vmm.onVmgexit(host, exit),
+      onHlt: () => (n++ < 100 ? 'resume' : { outcome: 'done', reason: 'enough' }),
+    };
+    expect(g.run(waker)).toEqual(outcome);
+    expect(n).toBe(wakes);
+  });
+
   it('the VMM can inject any vector, #VC included (no restricted injection)', () => {
     const g = snpGuest(`${msrProtocol(0x080n)}\nhlt`);
     const injector: SnpVmmPolicy = {

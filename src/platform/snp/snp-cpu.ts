@@ -28,6 +28,7 @@ export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
 const UD_VECTOR = 6;
 const MSR_EFER = 0xc0000080;
+const RFLAGS_IF = 1n << 9n;
 
 export interface SnpPlatformOptions {
   /** The guest's ASID (non-zero). Default 1. */
@@ -51,7 +52,12 @@ export interface SnpMachineOptions extends SnpPlatformOptions {
 export type SnpVmExit =
   | { kind: 'npf'; rip: bigint; gpa: bigint; gva?: bigint; access: Access; errorCode: bigint; reason: string }
   | { kind: 'vmgexit'; rip: bigint; ghcbMsr: bigint }
-  | { kind: 'hlt'; rip: bigint };
+  /**
+   * interruptsBlocked: RFLAGS.IF was 0. The hypervisor of an SEV-ES/SNP guest sees it without the
+   * encrypted VMSA: the VMCB's GUEST_INTERRUPT_MASK (int_state bit 1), which the processor sets
+   * from RFLAGS.IF on #VMEXIT (AMD APM Vol. 2 §15.35.7; KVM svm_interrupt_blocked).
+   */
+  | { kind: 'hlt'; rip: bigint; interruptsBlocked: boolean };
 
 export type HwStep =
   | { kind: 'resume' }
@@ -387,7 +393,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   handleExit(exit: VmExit): HwStep {
     const vcpu = this.machine.vcpu;
     switch (exit.kind) {
-      case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip } };
+      case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip, interruptsBlocked: (vcpu.regs.rflags & RFLAGS_IF) === 0n } };
       case 'pvalidate': return this.#pvalidate(exit);
       case 'rmpadjust': return this.#rmpadjust(exit);
       case 'vmgexit': {

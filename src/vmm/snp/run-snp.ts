@@ -41,8 +41,11 @@ export class SnpVmm implements VmmDriver<SnpVmExit, SavedPolicy<SnpVmmPolicy>> {
     state.policy.loadState?.(state.state);
   }
 
+  /** As on TDX: the same NPF over and over, or a HLT with interrupts blocked resumed over and over. */
   repeatKey(exit: SnpVmExit): string | undefined {
-    return exit.kind === 'npf' ? `NPF at RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)} (${exit.reason})` : undefined;
+    if (exit.kind === 'npf') return `NPF at RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)} (${exit.reason})`;
+    if (exit.kind === 'hlt' && exit.interruptsBlocked) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
+    return undefined;
   }
 }
 

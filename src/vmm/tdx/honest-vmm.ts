@@ -291,9 +291,17 @@ export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
     return 'resume';
   }
 
-  /** The same EPT violation (RIP and GPA) over and over means the VMM is not resolving it. */
+  /**
+   * The same EPT violation (RIP and GPA) over and over means the VMM is not resolving it. So does
+   * a TDVMCALL<Instruction.HLT> with interrupts blocked (R12 bit 0, GHCI 1.5 §3.6.1) resumed over
+   * and over: no interrupt can end that halt, so each resume only halts again (a spurious wake
+   * the VMM may give, but no progress).
+   */
   repeatKey(exit: TdExit): string | undefined {
-    return exit.reason === 'ept-violation' ? `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}` : undefined;
+    if (exit.reason === 'ept-violation') return `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}`;
+    const { r10, r11, r12 } = exit.regs;
+    if (r10 === 0n && r11 === TdvmcallLeaf.HLT && (r12 & 1n) === 1n) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
+    return undefined;
   }
 
   finish(): void {

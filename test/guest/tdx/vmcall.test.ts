@@ -72,6 +72,29 @@ describe('A7 sub-functions (honest VMM)', () => {
     const { outcome } = runTdGuest(`${vmcall(12n)}\n ud2`);
     expect(outcome.outcome).toBe('done');
   });
+
+  // A VMM that answers HLT by resuming (a spurious wake) instead of blocking the vCPU.
+  const waker = (limit: number): TdxVmmPolicy & { wakes: number } => ({
+    ...honestTdxPolicy,
+    wakes: 0,
+    instructionHlt() {
+      return this.wakes++ < limit ? { kind: 'return', regs: { r10: 0n } } : { kind: 'stop', outcome: { outcome: 'done', reason: 'enough' } };
+    },
+  });
+
+  it('HLT with interrupts blocked, resumed again and again: no progress after 65 (a run does not spin to its budget)', () => {
+    const policy = waker(1000);
+    const { outcome } = runTdGuest(`1: mov r12, 1\n ${vmcall(12n)}\n jmp 1b`, { policy });
+    expect(outcome).toEqual({ outcome: 'vmm-error', reason: expect.stringMatching(/^no progress: the same exit 65 times in a row \(HLT with interrupts blocked at RIP 0x[0-9a-f]+\)$/) });
+    expect(policy.wakes).toBe(64);
+  });
+
+  it('HLT with interrupts open may be woken any number of times (an interrupt could end it)', () => {
+    const policy = waker(100);
+    const { outcome } = runTdGuest(`1: mov r12, 0\n ${vmcall(12n)}\n jmp 1b`, { policy });
+    expect(outcome).toEqual({ outcome: 'done', reason: 'enough' });
+    expect(policy.wakes).toBe(101);
+  });
 });
 
 describe('the stubs\' batched console (vendor TDVMCALL 0x4d56, boot_abi.h)', () => {
