@@ -1,0 +1,45 @@
+// AFL-style edge buckets merged into the campaign's map (src/fuzz/coverage.ts).
+import { describe, expect, it } from 'vitest';
+import { EDGE_MAP_BYTES, EdgeCoverage } from '../../../src/fuzz/coverage.js';
+
+describe('EdgeCoverage', () => {
+  it('is new for a new edge or a new bucket of a known edge, not for a repeat', () => {
+    const cov = new EdgeCoverage();
+    const hits = new Uint8Array(EDGE_MAP_BYTES);
+    hits[5] = 1;
+    hits[EDGE_MAP_BYTES - 1] = 200;
+    expect(cov.merge(hits)).toBe(true);
+    expect(cov.count).toBe(2);
+    expect(cov.merge(hits)).toBe(false);
+    hits[5] = 3; // bucket 3 (was 1)
+    expect(cov.merge(hits)).toBe(true);
+    hits[5] = 2;
+    expect(cov.merge(hits)).toBe(true);
+    hits[5] = 7; // 4..7, one bucket
+    expect(cov.merge(hits)).toBe(true);
+    hits[5] = 4;
+    expect(cov.merge(hits)).toBe(false);
+    expect(cov.count).toBe(2);
+    hits[6] = 1; // a neighbour in the same 32-bit word
+    expect(cov.merge(hits)).toBe(true);
+    expect(cov.count).toBe(3);
+  });
+
+  it('reads a map that is not 4-byte aligned the same way', () => {
+    const backing = new Uint8Array(EDGE_MAP_BYTES + 1);
+    const hits = backing.subarray(1);
+    hits[0] = 1;
+    hits[EDGE_MAP_BYTES - 1] = 9;
+    const cov = new EdgeCoverage();
+    expect(cov.merge(hits)).toBe(true);
+    expect(cov.count).toBe(2);
+    expect(cov.merge(hits)).toBe(false);
+    hits[1000] = 1;
+    expect(cov.merge(hits)).toBe(true);
+    expect(cov.count).toBe(3);
+  });
+
+  it('an execution without an edge map is never new', () => {
+    expect(new EdgeCoverage().merge(undefined)).toBe(false);
+  });
+});
