@@ -66,11 +66,16 @@ void mv_console_flush(void)
 	if (pending_len == 0)
 		return;
 	bool sent = false;
-	if (mv_platform.kind == MV_PLATFORM_TDX && mv_platform.console_gpa)
-		sent = tdx_out_batch();
-	else if (mv_platform.kind == MV_PLATFORM_SNP)
-		sent = snp_out_batch();
-	/* No batched path (yet), or the VMM refused it: byte by byte, which every VMM takes. */
+	/* A refusal may be momentary: one more try costs one exit, bytes cost one per byte. */
+	for (int tries = 0; tries < 2 && !sent; tries++) {
+		if (mv_platform.kind == MV_PLATFORM_TDX && mv_platform.console_gpa)
+			sent = tdx_out_batch();
+		else if (mv_platform.kind == MV_PLATFORM_SNP)
+			sent = snp_out_batch();
+		else
+			break;
+	}
+	/* No batched path (yet), or the VMM refused it twice: byte by byte, which every VMM takes. */
 	for (u32 i = 0; !sent && i < pending_len; i++) {
 		if (mv_platform.kind == MV_PLATFORM_TDX)
 			tdx_out_byte(MV_CONSOLE_PORT, (u8)pending[i]);

@@ -147,6 +147,22 @@ describe('console', () => {
     run.platform.machine.close();
   });
 
+  it('TDX: a batch the VMM refuses once is sent again, not byte by byte', () => {
+    const raw = { platform: 'tdx', memory: '256M', workload: '4M' } as const;
+    const batched = bootGuest(parseBootOptions(raw));
+    let refused = 0;
+    const once = bootGuest(parseBootOptions(raw), {
+      keepTrace: true,
+      vmm: { tdx: { ...honestTdxPolicy, otherVmcall: (ctx, call) => (refused++ === 0 ? { kind: 'return', regs: { r10: 1n } } : honestTdxPolicy.otherVmcall(ctx, call)) } },
+    });
+    expect(once.result.outcome).toBe('done');
+    expect(once.result.console).toBe(batched.result.console);
+    expect(once.trace.events.filter((e) => e.type === 'td-exit' && e.r10 === 0n && e.r11 === 30n)).toHaveLength(0);
+    expect(once.result.exits.tdcall).toBe(batched.result.exits.tdcall! + 1);
+    batched.platform.machine.close();
+    once.platform.machine.close();
+  });
+
   it('TDX: a VMM without the batched console gets the same text byte by byte', () => {
     const raw = { platform: 'tdx', memory: '256M', workload: '4M' } as const;
     const batched = bootGuest(parseBootOptions(raw));
