@@ -48,13 +48,26 @@ export interface BootRun {
   session: BootSession;
 }
 
-export type BootIo = Omit<BootSessionIo, 'traceSink'>;
+/** Where the trace's lines go: the header line first, then one line per event, each ending in a newline. */
+export interface TraceWriter {
+  write(text: string): void;
+  /** The run ended (any outcome): finish the output. */
+  commit(): void;
+  /** The run failed with an error: give up, and say what was left behind. */
+  abandon(): string;
+}
+
+export type BootIo = Omit<BootSessionIo, 'traceSink'> & {
+  /** Takes the place of `config.traceFile` (the CLI's `--trace -`, Perfetto output, filters). */
+  traceWriter?: TraceWriter;
+};
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
   const built = builtImagePaths(config.variant);
-  const traceFile = config.traceFile !== undefined
+  const { traceWriter, ...sessionIo } = io;
+  const traceFile: TraceWriter | undefined = traceWriter ?? (config.traceFile !== undefined
     ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? built.firmware, built.guestImage])
-    : undefined;
+    : undefined);
   let booted: BootRun;
   try {
     const start = performance.now();
@@ -67,7 +80,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       }
       traceFile?.write(`${line}\n`);
     };
-    const session = BootSession.create(config, { ...io, ...(traceFile !== undefined ? { traceSink } : {}) });
+    const session = BootSession.create(config, { ...sessionIo, ...(traceFile !== undefined ? { traceSink } : {}) });
     const runCpu = process.cpuUsage();
     const { outcome, report } = session.finish();
     const { user, system } = process.cpuUsage(runCpu);

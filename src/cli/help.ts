@@ -25,14 +25,16 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       [0, 'done: the guest reported a clean finish ("@mv done")'],
       [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
       USAGE_ERROR,
+      [141, 'the reader of `--trace -` (or /dev/stdout) closed the pipe: the run was cut short, quietly (as SIGPIPE would)'],
     ],
     examples: [
       ['minivisor boot --platform snp --memory 4097M', 'SEV-SNP, a size that is not a multiple of 2M'],
       ['minivisor boot --accept eager --json --trace run.jsonl', 'one JSON object, the trace as JSON lines'],
+      ['minivisor boot --trace run.json --map map.html', 'a Perfetto trace and a map with a time slider'],
     ],
     unset: {
       '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
-      '--variant': 'the stubs as built, no planted bug', '--map': 'no map',
+      '--variant': 'the stubs as built, no planted bug', '--map': 'no map', '--trace-filter': 'every event',
     },
   },
   fuzz: {

@@ -8,6 +8,13 @@ import { quoteForError } from './quote.js';
 
 export class OutputFileError extends Error {
   override name = 'OutputFileError';
+  /** The errno code behind it, if any (EPIPE: a reader that went away). */
+  readonly code: string | undefined;
+
+  constructor(message: string, code?: string) {
+    super(message);
+    this.code = code;
+  }
 }
 
 /** Same file: same device and inode when both exist, else the same resolved path. */
@@ -23,6 +30,19 @@ function sameFile(a: string, b: string): boolean {
 }
 
 let sequence = 0;
+
+/** Why a file cannot be created, in words (the errno code stays at the end for searching). */
+function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
+  const dir = quoteForError(dirname(resolve(path)));
+  switch (err.code) {
+    case 'ENOENT': return `the directory ${dir} does not exist (ENOENT)`;
+    case 'ENOTDIR': return `a part of ${dir} is not a directory (ENOTDIR)`;
+    case 'EACCES': case 'EPERM': return `no permission to write in ${dir} (${err.code})`;
+    case 'EROFS': return `${dir} is on a read-only file system (EROFS)`;
+    case 'ENOSPC': return `no space left on the device of ${dir} (ENOSPC)`;
+    default: return err.code ?? String(err);
+  }
+}
 
 export class OutputFile {
   readonly path: string;
@@ -52,7 +72,7 @@ export class OutputFile {
         this.#fd = openSync(this.#temp, 'wx', 0o644);
       }
     } catch (err) {
-      throw new OutputFileError(`cannot write ${name}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      throw new OutputFileError(`cannot write ${name}: ${whyNotWritable(path, err as NodeJS.ErrnoException)}`);
     }
   }
 
@@ -61,7 +81,8 @@ export class OutputFile {
     try {
       this.#bytes += writeSync(this.#fd, text);
     } catch (err) {
-      throw new OutputFileError(`cannot write ${this.#what} ${quoteForError(this.path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new OutputFileError(`cannot write ${this.#what} ${quoteForError(this.path)}: ${code ?? String(err)}`, code);
     }
   }
 

@@ -10,6 +10,12 @@ import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
+import { builtImagePaths } from '../../boot/images.js';
+import { openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
+import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
+
+/** Exit status when the trace's reader closed the pipe: what a shell reports for a process that SIGPIPE ended (128 + 13). */
+export const EXIT_READER_GONE = 141;
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
@@ -70,20 +76,43 @@ export function bootCommand(io: CliIo): Command {
     .option('--workload <size>', 'memory the kernel workload allocates and verifies', '64M')
     .option('--seed <n>', 'seed for everything pseudo-random in the run', '1')
     .option('--max-instructions <n>', 'stop the guest after this many instructions')
-    .option('--trace <file>', 'write the structured trace as JSON lines')
+    .option('--trace <file>', 'write the structured trace: FILE.jsonl JSON lines (docs/trace-schema.md), FILE.json the Chrome/Perfetto format, - JSON lines on stdout')
+    .option('--trace-filter <types>', 'keep only these event types or sources in the trace, comma-separated; `help` lists them')
+    .option('--raw-console', 'print the guest console as written, @mv protocol lines included')
     .option('--json', 'print one JSON object instead of the console and a summary')
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
-    .action((raw: RawBootOptions & { map?: string }) => {
+    .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {
+      if (raw.traceFilter?.trim() === 'help') {
+        for (const line of traceFilterHelp()) io.out(line);
+        return;
+      }
       let config: BootConfig;
       let result: BootResult;
       let verified: VerifyReport | undefined;
+      let traceWriter: TraceOutput | undefined;
+      // With `--trace -` stdout is the trace's: the console and the summary go to stderr.
+      const say = raw.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
       try {
         config = parseBootOptions(raw);
         if (raw.map !== undefined) mapFormat(raw.map);
-        const run = bootGuest(config, { ...(raw.json ? {} : { consoleLine: (line: string) => io.out(line) }), keepTrace: raw.map !== undefined });
+        if (raw.trace === '-' && raw.json) throw new BootOptionError('--trace - and --json both want stdout: write the trace to a file');
+        if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
+        const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
+        if (config.traceFile !== undefined) {
+          const built = builtImagePaths(config.variant);
+          traceWriter = openTraceOutput(config.traceFile, [config.firmwareFile ?? built.firmware, built.guestImage], filter);
+          delete config.traceFile;
+        }
+        let legendShown = false;
+        const consoleLine = raw.rawConsole ? say : (line: string) => {
+          if (!legendShown) say(CONSOLE_LEGEND);
+          legendShown = true;
+          say(readableConsoleLine(line));
+        };
+        const run = bootGuest(config, { ...(raw.json ? {} : { consoleLine }), keepTrace: raw.map !== undefined, ...(traceWriter ? { traceWriter } : {}) });
         result = run.result;
         try {
           if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);
@@ -92,16 +121,25 @@ export function bootCommand(io: CliIo): Command {
           run.platform.machine.close();
         }
       } catch (err) {
+        if (err instanceof TraceReaderGone || traceWriter?.readerGone) {
+          io.exitCode = EXIT_READER_GONE;
+          return;
+        }
         // Bad flags are usage errors (2); a missing or malformed image is a failed boot (1).
-        if (err instanceof BootOptionError || err instanceof GuestImageError || err instanceof OutputFileError) {
+        if (err instanceof BootOptionError || err instanceof TraceFilterError || err instanceof GuestImageError || err instanceof OutputFileError) {
           io.err(`minivisor boot: ${err.message}`);
-          io.exitCode = err instanceof BootOptionError ? 2 : 1;
+          io.exitCode = err instanceof BootOptionError || err instanceof TraceFilterError ? 2 : 1;
           return;
         }
         throw err;
       }
+      if (traceWriter?.readerGone) {
+        // The reader of the trace went away (`--trace - | head`): the run was cut short; end quietly.
+        io.exitCode = EXIT_READER_GONE;
+        return;
+      }
       if (raw.json) io.out(JSON.stringify(verified ? { ...result, verify: verifyReportJson(verified) } : result));
-      else for (const line of [...summary(result), ...(verified ? verifyLines(verified) : [])]) io.out(line);
+      else for (const line of [...summary(result), ...(verified ? verifyLines(verified) : [])]) say(line);
       io.exitCode = result.outcome === 'done' && (verified?.ok ?? true) ? 0 : 1;
     });
 }

@@ -1,0 +1,100 @@
+// `boot --trace` as a user meets it (issue 13): `-` is stdout, a closed pipe ends the run quietly
+// (exit 141, like a process SIGPIPE ends), a missing directory is one clear line, the format
+// follows the file name (.json: Perfetto, checked against the schema; .jsonl: JSON lines), and
+// `--trace-filter` keeps only the named event types, with `help` listing them.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { TRACE_EVENT_TYPES } from '../../src/shared/trace-event-types.js';
+
+function capture(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
+}
+
+const BIN = join(__dirname, '../../bin/minivisor.js');
+const SMALL = ['--memory', '128M', '--workload', '16M'];
+
+/** Runs the CLI in a shell pipeline into `head -c 100`, which closes the pipe early: the CLI's exit status and stderr. */
+function intoHead(args: string[]): { status: number; stderr: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mv-trace-pipe-'));
+  const quoted = [process.execPath, BIN, ...args].map((a) => `'${a}'`).join(' ');
+  const r = spawnSync('bash', ['-c', `${quoted} 2>'${dir}/err' | head -c 100 >/dev/null; echo "\${PIPESTATUS[0]}"`], { encoding: 'utf8' });
+  return { status: Number(r.stdout.trim()), stderr: readFileSync(join(dir, 'err'), 'utf8') };
+}
+
+describe('boot --trace', () => {
+  it('`-` writes the JSON lines to stdout (no file named "-"); the console and summary go to stderr', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'mv-trace-stdout-'));
+    const r = spawnSync(process.execPath, [BIN, 'boot', ...SMALL, '--trace', '-'], { cwd, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    expect(r.status).toBe(0);
+    expect(existsSync(join(cwd, '-'))).toBe(false);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]!.type).toBe('minivisor-trace');
+    expect(lines.slice(1).every((e) => typeof e.seq === 'number')).toBe(true);
+    expect(r.stderr).toContain('minivisor: TDX guest, 128M, seed 1: done');
+  });
+
+  it('a reader that closes the pipe ends the run quietly, for `-` and for /dev/stdout', () => {
+    for (const target of ['-', '/dev/stdout']) {
+      const r = intoHead(['boot', ...SMALL, '--trace', target]);
+      expect(r.status, target).toBe(141);
+      expect(r.stderr, target).not.toMatch(/EPIPE|Error|at .*\.js/);
+    }
+  });
+
+  it('a missing directory is one clear line and exit 1, before any guest runs', async () => {
+    const io = capture();
+    expect(await main(['boot', ...SMALL, '--trace', '/nonexistent-dir/run.jsonl'], io)).toBe(1);
+    expect(io.stderr).toEqual(['minivisor boot: cannot write trace "/nonexistent-dir/run.jsonl": the directory "/nonexistent-dir" does not exist (ENOENT)']);
+    expect(io.stdout).toEqual([]);
+  });
+
+  it('FILE.json is the Perfetto format (valid against the schema), FILE.jsonl the JSON lines', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-trace-ext-'));
+    const io = capture();
+    expect(await main(['boot', '--json', ...SMALL, '--trace', join(dir, 'run.json')], io)).toBe(0);
+    const chrome = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'));
+    const schema = JSON.parse(readFileSync(join(__dirname, '../../docs/trace-event.schema.json'), 'utf8'));
+    const validate = new Ajv({ allErrors: true, strict: true }).compile(schema);
+    expect(validate(chrome), JSON.stringify(validate.errors)).toBe(true);
+    const boot = JSON.parse(io.stdout[0]!) as { traceEvents: number; acceptCalls: Record<string, number> };
+    const instants = (chrome.traceEvents as Array<{ ph: string; cat?: string }>).filter((e) => e.ph === 'i');
+    // Every event is an instant on its source's track, but the guest's three stage announcements, which are spans.
+    expect(instants.length).toBe(boot.traceEvents - 3);
+    expect(instants.filter((e) => e.cat === 'accept').length).toBe(boot.acceptCalls['2M']! + boot.acceptCalls['4K']!);
+    expect(await main(['boot', '--json', ...SMALL, '--trace', join(dir, 'run.jsonl')], capture())).toBe(0);
+    const first = readFileSync(join(dir, 'run.jsonl'), 'utf8').split('\n')[0]!;
+    expect(JSON.parse(first).type).toBe('minivisor-trace');
+  });
+
+  it('--trace-filter keeps only the named types and says so in the header', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-trace-filter-'));
+    const file = join(dir, 'run.jsonl');
+    expect(await main(['boot', ...SMALL, '--trace', file, '--trace-filter', 'tdcall,guest'], capture())).toBe(0);
+    const [header, ...events] = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(header!.filter).toEqual(['tdcall', 'guest']);
+    expect(new Set(events.map((e) => e.type))).toEqual(new Set(['tdcall', 'stage']));
+    expect(events.filter((e) => e.type === 'stage').map((e) => e.stage)).toEqual(['firmware', 'decompressor', 'kernel']);
+  });
+
+  it('--trace-filter help lists every event type; an unknown one or a filter without --trace is a usage error', async () => {
+    const help = capture();
+    expect(await main(['boot', '--trace-filter', 'help'], help)).toBe(0);
+    for (const t of TRACE_EVENT_TYPES) expect(help.stdout.some((l) => l.trim().startsWith(`${t.type} `)), t.type).toBe(true);
+    const bad = capture();
+    expect(await main(['boot', '--trace', join(tmpdir(), 'x.jsonl'), '--trace-filter', 'tdcall,nope'], bad)).toBe(2);
+    expect(bad.stderr[0]).toContain('unknown event type or source "nope"');
+    const alone = capture();
+    expect(await main(['boot', '--trace-filter', 'tdcall'], alone)).toBe(2);
+    const both = capture();
+    expect(await main(['boot', '--trace', '-', '--json'], both)).toBe(2);
+    expect(both.stderr[0]).toContain('both want stdout');
+  });
+});
