@@ -2,6 +2,7 @@
 // SNP PVALIDATE(validate) the trusted model recorded, attributed to the boot stage the guest had
 // announced on its console when it happened. The guest's own statistics are checked against this.
 import type { BootStage } from './console-protocol.js';
+import { AcceptedRanges } from './accepted-ranges.js';
 import { FaultChainRecorder } from './failure.js';
 import { STAGES } from './layout.js';
 import { Trace, type TraceEvent, type TraceOptions, type TraceState, type TraceValue } from '../shared/trace.js';
@@ -10,8 +11,13 @@ export type PageSizeName = '4K' | '2M';
 
 export interface AcceptanceTotals {
   acceptedBytes: Record<BootStage | 'total', bigint>;
-  /** Accept calls the hardware saw (any result), by requested page size. */
+  /**
+   * Accept calls the hardware saw (any result), by requested page size: a TDX ACCEPT that exits to
+   * the VMM first (which then adds the page) and is executed again counts twice.
+   */
   acceptCalls: Record<PageSizeName, number>;
+  /** Accept calls that accepted their page (TDX status SUCCESS; SNP PVALIDATE rc 0, CF clear): what the guest's accept_calls_* count. */
+  completedAcceptCalls: Record<PageSizeName, number>;
   /** Calls that did not accept anything new (ALREADY_ACCEPTED, CF=1, errors, TD exits). */
   unsuccessfulAcceptCalls: number;
 }
@@ -22,6 +28,7 @@ export interface BootTraceState extends TraceState {
   stage: BootStage | 'vmm';
   totals: AcceptanceTotals;
   faults: ReturnType<FaultChainRecorder['saveState']>;
+  accepted: ReturnType<AcceptedRanges['saveState']>;
 }
 
 /** A Trace that also keeps the acceptance totals as events are recorded. */
@@ -30,8 +37,13 @@ export class BootTrace extends Trace {
   readonly totals: AcceptanceTotals = {
     acceptedBytes: { firmware: 0n, decompressor: 0n, kernel: 0n, total: 0n },
     acceptCalls: { '4K': 0, '2M': 0 },
+    completedAcceptCalls: { '4K': 0, '2M': 0 },
     unsuccessfulAcceptCalls: 0,
   };
+  /** Called after every completed accept (the CLI's progress line); not part of the run's state. */
+  onAccepted: (() => void) | undefined;
+  /** Every range a completed accept covered, each byte once: acceptedBytes.distinct. */
+  readonly acceptedRanges = new AcceptedRanges();
   /** The latest chain of faults, for explaining a run that does not end `done`. */
   readonly faults = new FaultChainRecorder();
 
@@ -58,7 +70,7 @@ export class BootTrace extends Trace {
   }
 
   override saveState(): BootTraceState {
-    return { ...super.saveState(), stage: this.stage, totals: copyTotals(this.totals), faults: this.faults.saveState() };
+    return { ...super.saveState(), stage: this.stage, totals: copyTotals(this.totals), faults: this.faults.saveState(), accepted: this.acceptedRanges.saveState() };
   }
 
   override loadState(state: BootTraceState): void {
@@ -66,6 +78,7 @@ export class BootTrace extends Trace {
     this.stage = state.stage;
     Object.assign(this.totals, copyTotals(state.totals));
     this.faults.loadState(state.faults);
+    this.acceptedRanges.loadState(state.accepted);
   }
 
   /** The guest announced a stage ("@mv stage X"); later accepts count for it. */
@@ -77,14 +90,17 @@ export class BootTrace extends Trace {
   #account(type: string, e: Record<string, TraceValue>): void {
     let size: PageSizeName | undefined;
     let accepted = false;
+    let gpa = 0n;
     if (type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') {
       // RCX bits 2:0 are the level (0 = 4K, 1 = 2M); anything else was refused as OPERAND_INVALID.
       const level = typeof e.rcx === 'bigint' ? Number(e.rcx & 7n) : -1;
       size = level === 1 ? '2M' : '4K';
       accepted = e.status === 0n;
+      if (typeof e.rcx === 'bigint') gpa = e.rcx & ~0xfffn;
     } else if (type === 'pvalidate' && e.validate === true) {
       size = e.size === '2m' ? '2M' : '4K';
       accepted = e.rc === 0 && e.cf === false;
+      if (typeof e.gpa === 'bigint') gpa = e.gpa;
     } else {
       return;
     }
@@ -93,13 +109,16 @@ export class BootTrace extends Trace {
       this.totals.unsuccessfulAcceptCalls++;
       return;
     }
+    this.totals.completedAcceptCalls[size]++;
     const bytes = SIZE_BYTES[size];
+    this.acceptedRanges.add(gpa, gpa + bytes);
     const stage = this.stage === 'vmm' ? STAGES[0] : this.stage;
     this.totals.acceptedBytes[stage] += bytes;
     this.totals.acceptedBytes.total += bytes;
+    this.onAccepted?.();
   }
 }
 
 function copyTotals(t: AcceptanceTotals): AcceptanceTotals {
-  return { acceptedBytes: { ...t.acceptedBytes }, acceptCalls: { ...t.acceptCalls }, unsuccessfulAcceptCalls: t.unsuccessfulAcceptCalls };
+  return { acceptedBytes: { ...t.acceptedBytes }, acceptCalls: { ...t.acceptCalls }, completedAcceptCalls: { ...t.completedAcceptCalls }, unsuccessfulAcceptCalls: t.unsuccessfulAcceptCalls };
 }

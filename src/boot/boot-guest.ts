@@ -19,8 +19,16 @@ export interface BootResult {
   seed: string;
   outcome: OutcomeKind;
   outcomeReason: string;
-  acceptedBytes: { firmware: number; decompressor: number; kernel: number; total: number };
+  /**
+   * Bytes accepted by completed accept calls, by the stage that made them; `total` counts a page
+   * accepted again after a private->shared->private conversion each time, `distinct` once (so it
+   * is at most memoryBytes).
+   */
+  acceptedBytes: { firmware: number; decompressor: number; kernel: number; total: number; distinct: number };
+  /** Accept calls the hardware saw, any result (a call that exits to the VMM first and is executed again counts twice). */
   acceptCalls: { '4K': number; '2M': number };
+  /** Accept calls that accepted their page: what the guest's own accept_calls_4k/2m count. */
+  acceptCallsCompleted: { '4K': number; '2M': number };
   exits: Record<string, number>;
   guestInstructions: number;
   wallMs: number;
@@ -60,11 +68,13 @@ export interface TraceWriter {
 export type BootIo = Omit<BootSessionIo, 'traceSink'> & {
   /** Takes the place of `config.traceFile` (the CLI's `--trace -`, Perfetto output, filters). */
   traceWriter?: TraceWriter;
+  /** Called after every completed accept with the run's trace (stage, totals): a progress display. */
+  onAccepted?: (trace: BootTrace) => void;
 };
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
   const built = builtImagePaths(config.variant);
-  const { traceWriter, ...sessionIo } = io;
+  const { traceWriter, onAccepted, ...sessionIo } = io;
   const traceFile: TraceWriter | undefined = traceWriter ?? (config.traceFile !== undefined
     ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? built.firmware, built.guestImage])
     : undefined);
@@ -81,6 +91,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       traceFile?.write(`${line}\n`);
     };
     const session = BootSession.create(config, { ...sessionIo, ...(traceFile !== undefined ? { traceSink } : {}) });
+    if (onAccepted !== undefined) session.trace.onAccepted = () => onAccepted(session.trace);
     const runCpu = process.cpuUsage();
     const { outcome, report } = session.finish();
     const { user, system } = process.cpuUsage(runCpu);
@@ -96,9 +107,10 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       outcomeReason: outcome.reason,
       acceptedBytes: {
         firmware: n(totals.acceptedBytes.firmware), decompressor: n(totals.acceptedBytes.decompressor),
-        kernel: n(totals.acceptedBytes.kernel), total: n(totals.acceptedBytes.total),
+        kernel: n(totals.acceptedBytes.kernel), total: n(totals.acceptedBytes.total), distinct: n(trace.acceptedRanges.bytes),
       },
       acceptCalls: { ...totals.acceptCalls },
+      acceptCallsCompleted: { ...totals.completedAcceptCalls },
       exits: { ...platform.machine.vcpu.exitCounts } as Record<string, number>,
       guestInstructions: n(platform.machine.vcpu.instructions),
       wallMs: Math.round(wallMs * 10) / 10,

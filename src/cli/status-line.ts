@@ -29,6 +29,13 @@ export class StatusLine {
     }
   }
 
+  /** Erases the redrawn line (before other output to the same terminal); the next update draws it again. */
+  clear(): void {
+    if (this.#tty && this.#shown) this.#io.errRaw!('\r\x1b[K');
+    this.#shown = false;
+    this.#last = Number.NEGATIVE_INFINITY;
+  }
+
   /** Ends the redrawn line so later output starts on a fresh one. */
   end(): void {
     if (this.#tty && this.#shown) this.#io.errRaw!('\n');

@@ -41,10 +41,10 @@ describe('minivisor boot', () => {
     expect(await main(['boot', '--json', '--memory', '256M', '--workload', '16M'], io)).toBe(0);
     const r = JSON.parse(io.stdout[0]!);
     expect(r).toMatchObject({ platform: 'tdx', memoryBytes: 256 * 2 ** 20, seed: '1', outcome: 'done' });
-    for (const k of ['outcomeReason', 'acceptedBytes', 'acceptCalls', 'exits', 'guestInstructions', 'wallMs', 'traceSha256', 'console']) {
+    for (const k of ['outcomeReason', 'acceptedBytes', 'acceptCalls', 'acceptCallsCompleted', 'exits', 'guestInstructions', 'wallMs', 'traceSha256', 'console']) {
       expect(r).toHaveProperty(k);
     }
-    expect(Object.keys(r.acceptedBytes)).toEqual(['firmware', 'decompressor', 'kernel', 'total']);
+    expect(Object.keys(r.acceptedBytes)).toEqual(['firmware', 'decompressor', 'kernel', 'total', 'distinct']);
     expect(r.console).toMatch(/@mv done/);
   });
 

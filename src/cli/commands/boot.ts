@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-options.js';
 import type { BootConfig } from '../../boot/boot-config.js';
+import type { BootTrace } from '../../boot/accounting.js';
 import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
 import { bootGuest, type BootResult, type BootRun } from '../../boot/boot-guest.js';
@@ -13,6 +14,7 @@ import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } fro
 import { builtImagePaths } from '../../boot/images.js';
 import { openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
+import { BootProgress } from '../boot-progress.js';
 
 /** Exit status when the trace's reader closed the pipe: what a shell reports for a process that SIGPIPE ended (128 + 13). */
 export const EXIT_READER_GONE = 141;
@@ -23,8 +25,10 @@ function summary(r: BootResult): string[] {
   return [
     '',
     `minivisor: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome} (${r.outcomeReason})`,
-    `  accepted ${mib(r.acceptedBytes.total)}: firmware ${mib(r.acceptedBytes.firmware)}, decompressor ${mib(r.acceptedBytes.decompressor)}, kernel ${mib(r.acceptedBytes.kernel)}`,
-    `  accept calls: ${r.acceptCalls['2M']} × 2M, ${r.acceptCalls['4K']} × 4K`,
+    `  accepted memory: ${mib(r.acceptedBytes.distinct)} (distinct bytes); completed accept calls covered ${mib(r.acceptedBytes.total)}, re-accepts after a conversion included: ` +
+      `firmware ${mib(r.acceptedBytes.firmware)}, decompressor ${mib(r.acceptedBytes.decompressor)}, kernel ${mib(r.acceptedBytes.kernel)}`,
+    `  accept calls: ${r.acceptCalls['2M']} × 2M, ${r.acceptCalls['4K']} × 4K issued; ${r.acceptCallsCompleted['2M']} × 2M, ${r.acceptCallsCompleted['4K']} × 4K completed ` +
+      '(the others exited to the VMM and ran again, or failed; the guest\'s accept_calls_* count completed ones)',
     `  exits: ${exits}`,
     `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
     ...(r.failure ? formatFailure(r.failure).map((line) => `  ${line}`) : []),
@@ -106,13 +110,24 @@ export function bootCommand(io: CliIo): Command {
           traceWriter = openTraceOutput(config.traceFile, [config.firmwareFile ?? built.firmware, built.guestImage], filter);
           delete config.traceFile;
         }
+        // A progress line on stderr when it is a terminal and the boot takes more than a second.
+        const progress = new BootProgress(io, { memoryBytes: config.memoryBytes, accept: config.accept });
         let legendShown = false;
-        const consoleLine = raw.rawConsole ? say : (line: string) => {
+        const consoleLine = (line: string) => {
+          progress.clear();
+          if (raw.rawConsole) {
+            say(line);
+            return;
+          }
           if (!legendShown) say(CONSOLE_LEGEND);
           legendShown = true;
           say(readableConsoleLine(line));
         };
-        const run = bootGuest(config, { ...(raw.json ? {} : { consoleLine }), keepTrace: raw.map !== undefined, ...(traceWriter ? { traceWriter } : {}) });
+        const run = bootGuest(config, {
+          ...(raw.json ? {} : { consoleLine }), keepTrace: raw.map !== undefined, ...(traceWriter ? { traceWriter } : {}),
+          ...(progress.enabled ? { onAccepted: (trace: BootTrace) => progress.update(() => ({ stage: trace.stage, acceptedBytes: trace.totals.acceptedBytes.total })) } : {}),
+        });
+        progress.clear();
         result = run.result;
         try {
           if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);

@@ -1,0 +1,44 @@
+// AcceptedRanges: the union of accepted ranges, for acceptedBytes.distinct.
+import { describe, expect, it } from 'vitest';
+import { AcceptedRanges } from '../../../src/boot/accepted-ranges.js';
+
+describe('AcceptedRanges', () => {
+  it('counts each byte once, whatever the order and overlap of the ranges', () => {
+    const r = new AcceptedRanges();
+    r.add(0x200000n, 0x400000n);
+    r.add(0x400000n, 0x600000n);     // continues the last run
+    r.add(0x1000n, 0x2000n);         // below everything
+    r.add(0x300000n, 0x301000n);     // inside a run: nothing new
+    expect(r.bytes).toBe(0x400000n + 0x1000n);
+    r.add(0x0n, 0x800000n);          // covers everything and more
+    expect(r.bytes).toBe(0x800000n);
+    r.add(0x900000n, 0xa00000n);
+    r.add(0x7ff000n, 0x901000n);     // bridges two runs
+    expect(r.bytes).toBe(0xa00000n);
+  });
+
+  it('agrees with a page-by-page count on a scattered pattern', () => {
+    const r = new AcceptedRanges();
+    const pages = new Set<number>();
+    let x = 12345;
+    for (let i = 0; i < 2000; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      const page = x % 4096;
+      const n = 1 + (x % 7);
+      r.add(BigInt(page) * 0x1000n, BigInt(page + n) * 0x1000n);
+      for (let p = page; p < page + n; p++) pages.add(p);
+    }
+    expect(r.bytes).toBe(BigInt(pages.size) * 0x1000n);
+  });
+
+  it('saves and restores its state', () => {
+    const r = new AcceptedRanges();
+    r.add(0n, 0x1000n);
+    const saved = r.saveState();
+    r.add(0x5000n, 0x6000n);
+    r.loadState(saved);
+    expect(r.bytes).toBe(0x1000n);
+    r.add(0x1000n, 0x2000n);
+    expect(r.bytes).toBe(0x2000n);
+  });
+});
