@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
-import { attackProgramToJsonValue, type AttackProgram } from '../../src/fuzz/attack-program.js';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
 
 function capture(): CliIo & { stdout: string[]; stderr: string[] } {
@@ -16,26 +16,6 @@ function capture(): CliIo & { stdout: string[]; stderr: string[] } {
 
 const small = ['--memory', '128M', '--workload', '1M', '--stage', 'all'];
 const tmp = () => mkdtempSync(join(tmpdir(), 'minivisor-fuzz-'));
-
-/** A finding.json as the fuzzer writes it, for a program the honest stubs detect. */
-function handMadeFinding(dir: string): string {
-  const program: AttackProgram = {
-    platform: 'tdx',
-    decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: 0n, status: 1n, resumeDelta: 0n } }],
-  };
-  const findingDir = join(dir, 'findings', 'double-acceptance-000000000000');
-  mkdirSync(findingDir, { recursive: true });
-  const file = join(findingDir, 'finding.json');
-  writeFileSync(file, JSON.stringify({
-    format: 'minivisor-finding', version: 1, id: 'double-acceptance-000000000000', category: 'double-acceptance', severity: 'high',
-    summary: 's', detail: 'd', target: {
-      platform: 'tdx', stage: 'all', memoryBytes: '0x8000000', workloadBytes: '0x100000', preAccept: '0x4000000', accept: 'lazy',
-      unitBytes: '0x200000', guestSeed: '0x1', maxInstructions: '0x2faf080',
-    }, seed: '0x1', job: 0, execIndex: 3, outcome: { outcome: 'done', reason: 'r' }, traceSha256: '0'.repeat(64),
-    replay: `minivisor replay ${file}`, program: attackProgramToJsonValue(program), unshrunk: attackProgramToJsonValue(program),
-  }));
-  return file;
-}
 
 describe('minivisor fuzz', () => {
   it.each([

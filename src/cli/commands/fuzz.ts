@@ -10,6 +10,10 @@ import { targetToJson } from '../../fuzz/finding-file.js';
 import { FuzzOptionError, FUZZ_DEFAULTS, parseFuzzOptions, type FuzzCliConfig, type RawFuzzOptions } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
+import { CoverageSamples } from '../coverage-samples.js';
+import { fuzzReportHtml } from '../../view/fuzz-report.js';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../fuzz/output-dir.js';
 
 function statusText(s: CampaignStats, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? (s.execs * 1000) / elapsedMs : 0;
@@ -19,7 +23,7 @@ function statusText(s: CampaignStats, elapsedMs: number): string {
 }
 
 /** stats.json: the run's configuration and numbers (rates are wall-clock measurements). */
-function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number, findingFiles: string[]): Record<string, unknown> {
+function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number, findingFiles: string[], coverage: CoverageSamples): Record<string, unknown> {
   const s = result.stats;
   const execsPerSec = wallMs > 0 ? (s.execs * 1000) / wallMs : 0;
   return {
@@ -41,7 +45,16 @@ function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number,
     decisionKeys: s.decisionKeys,
     shrinkExecs: s.shrinkExecs,
     findings: findingFiles,
+    coverageOverTime: coverage.samples,
   };
+}
+
+/** DIR/report.html from stats.json's numbers and every finding in DIR/findings (this campaign's and earlier ones). */
+function writeReport(out: FuzzOutputDir, stats: Record<string, unknown>, warn: (m: string) => void): string {
+  const findings = out.readFindings(warn).map(({ finding, dir }) => ({ id: finding.id, category: finding.category, detail: finding.detail, dir }));
+  const path = join(out.dir, 'report.html');
+  writeFileAtomic(path, fuzzReportHtml(out.dir, stats, findings, FINDING_CATEGORIES));
+  return path;
 }
 
 async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
@@ -59,6 +72,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   const out = new FuzzOutputDir(config.out);
   const seeds = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`)).filter((p) => p.platform === config.target.platform);
   const status = new StatusLine(io);
+  const coverage = new CoverageSamples();
   const start = performance.now();
   const findingFiles: string[] = [];
   let result: FuzzRunResult;
@@ -68,7 +82,11 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
       ...(config.runs !== undefined ? { runs: config.runs } : {}),
       ...(config.timeMs !== undefined ? { timeMs: config.timeMs } : {}),
       ...(config.shard ? { shard: config.shard } : {}),
-      onProgress: (s) => status.update(() => statusText(s, performance.now() - start)),
+      onProgress: (s) => {
+        const ms = performance.now() - start;
+        coverage.record(s, ms);
+        status.update(() => statusText(s, ms));
+      },
       onFinding: (finding, traceLines) => {
         const file = out.addFinding(finding, traceLines);
         findingFiles.push(file);
@@ -90,12 +108,14 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   status.update(() => statusText(result.stats, wallMs), true);
   status.end();
   for (const program of result.corpus) out.addCorpus(program);
-  const stats = statsJson(config, result, wallMs, findingFiles);
+  coverage.record(result.stats, wallMs, true);
+  const stats = statsJson(config, result, wallMs, findingFiles, coverage);
   out.writeStats(stats);
+  const report = writeReport(out, stats, (m) => io.err(`minivisor fuzz: ${m}`));
   if (config.json) {
     io.out(JSON.stringify(stats));
   } else {
-    io.out(`minivisor fuzz: ${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}`);
+    io.out(`minivisor fuzz: ${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}, report ${report}`);
     for (const { finding } of result.findings) {
       io.out(`  ${finding.id}: ${FINDING_CATEGORIES[finding.category].summary}`);
     }
@@ -113,7 +133,7 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
     .option('--jobs <n>', 'parallel jobs, one emulator per worker thread', FUZZ_DEFAULTS.jobs)
     .option('--shard <K/N>', 'run slice K of N (disjoint, deterministic); merge the outputs with `fuzz merge`')
-    .option('--out <dir>', 'output directory: corpus/, findings/, stats.json', FUZZ_DEFAULTS.out)
+    .option('--out <dir>', 'output directory: corpus/, findings/, stats.json, report.html', FUZZ_DEFAULTS.out)
     .option('--workload <size>', 'memory the kernel workload allocates', FUZZ_DEFAULTS.workload)
     .option('--memory <size>', 'guest memory', FUZZ_DEFAULTS.memory)
     .option('--unit <size>', 'acceptance bitmap unit, 4K or 2M')

@@ -1,10 +1,11 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
-// `boot --map FILE.html` in a real browser: Debian's Chromium (scripts/chromium.mjs fetches it into
-// .chromium/ when the machine has none), driven by playwright-core. The page must load with no
-// console error, its legend must carry the boot's own byte counts, and the time slider must change
-// what is drawn: nothing accepted before the first op, the firmware's ranges early on, everything
-// at the end (issue 13).
+// The HTML pages minivisor writes, in a real browser: Debian's Chromium (scripts/chromium.mjs
+// fetches it into .chromium/ when the machine has none), driven by playwright-core. One file, so
+// one fetch on a clean checkout. `boot --map FILE.html` must load with no console error, its legend
+// must carry the boot's own byte counts, and the time slider must change what is drawn: nothing
+// accepted before the first op, the firmware's ranges early on, everything at the end. A fuzz
+// campaign's report.html must show its numbers and findings (issue 13).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChromium } from '../../scripts/chromium.mjs';
 import { main } from '../../src/cli/main.js';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 import type { CliIo } from '../../src/cli/io.js';
 
 function capture(): CliIo & { stdout: string[]; stderr: string[] } {
@@ -136,6 +138,27 @@ describe('boot --map FILE.html in Chromium', () => {
       expect(b.w).toBeGreaterThanOrEqual(0.5);
     }
     expect(await page.locator('#map text').last().textContent()).toBe('64TiB');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
+describe('fuzz DIR/report.html in Chromium', () => {
+  it('renders the campaign\'s numbers, both charts and the findings with their replay commands', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mv-report-html-'));
+    const findingFile = handMadeFinding(out);
+    const io = capture();
+    await main(['fuzz', '--memory', '128M', '--workload', '1M', '--stage', 'all', '--runs', '3', '--out', out, '--json'], io);
+    const stats = JSON.parse(readFileSync(join(out, 'stats.json'), 'utf8'));
+    const { page, errors } = await open(join(out, 'report.html'));
+    expect(await page.locator('[data-stat="executions"]').textContent()).toBe('3');
+    expect(await page.locator('[data-stat="edges"]').textContent()).toBe(String(stats.edges));
+    // The edge chart has a point per sample and is drawn with a real extent.
+    const box = await page.locator('#coverage polyline').boundingBox();
+    expect(box!.width).toBeGreaterThan(100);
+    expect(await page.locator('#coverage polyline').getAttribute('points')).toMatch(new RegExp(`^(\\S+ ){${stats.coverageOverTime.length - 1}}\\S+$`));
+    expect(await page.locator('section.category').getAttribute('data-count')).toBe('1');
+    expect(await page.locator('li.finding code.replay').textContent()).toBe(JSON.parse(readFileSync(findingFile, 'utf8')).replay);
     expect(errors).toEqual([]);
     await page.close();
   });
