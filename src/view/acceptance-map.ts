@@ -60,9 +60,10 @@ function overlaps(a: Range, b: Range): boolean {
 
 /**
  * One change to the map, in trace order: a range accepted (by whom) or converted. Consecutive
- * changes of the same kind that continue each other are merged (an eager kernel's 2M accepts
- * upwards are one op), so a map of a large guest stays small. `icount` and `stage` are those of
- * the op's last event.
+ * changes of the same kind that continue each other are merged, at most `eventsPerOp` events into
+ * one op (an eager kernel's 2M accepts upwards become a few hundred ops, not one per 2M), so a map
+ * of a large guest stays small while a slider over the ops still moves in small steps. `icount`
+ * and `stage` are those of the op's last event.
  */
 export interface MapOp {
   kind: MapCategory | 'to-shared' | 'to-private';
@@ -72,19 +73,27 @@ export interface MapOp {
   stage: string;
 }
 
-/** The trace's acceptance and conversion events as map ops. */
-export function acceptanceOps(events: readonly TraceEvent[]): MapOp[] {
+/** Ops a timeline aims for: more would not be seen on a slider, fewer would jump. */
+export const TARGET_OPS = 2000;
+
+/** The trace's acceptance and conversion events as map ops, about `targetOps` of them at most (plus stage and kind changes). */
+export function acceptanceOps(events: readonly TraceEvent[], targetOps = TARGET_OPS): MapOp[] {
+  const relevant = events.filter((e) => conversion(e) !== undefined || acceptedRange(e) !== undefined).length;
+  const eventsPerOp = Math.max(1, Math.ceil(relevant / targetOps));
   const ops: MapOp[] = [];
   const conversions: Range[] = [];
   let stage: 'firmware' | 'decompressor' | 'kernel' = 'firmware';
+  let merged = 0;
   const push = (kind: MapOp['kind'], r: Range, e: TraceEvent) => {
     const icount = typeof e.icount === 'bigint' ? e.icount : 0n;
     const last = ops[ops.length - 1];
-    if (last && last.kind === kind && last.stage === stage && last.end === r.start) {
+    if (last && last.kind === kind && last.stage === stage && last.end === r.start && merged < eventsPerOp) {
       last.end = r.end;
       last.icount = icount;
+      merged++;
     } else {
       ops.push({ kind, start: r.start, end: r.end, icount, stage });
+      merged = 1;
     }
   };
   for (const e of events) {
