@@ -12,7 +12,8 @@
         "src/guest_ram.cc",
         "src/deliver.cc",
         "src/guest_stub.cc",
-        "src/abort_guard.cc"
+        "src/abort_guard.cc",
+        "src/code_bits.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

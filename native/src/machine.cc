@@ -75,7 +75,7 @@ class GateTableReader : public TableReader {
 };
 
 Machine::Machine(const MachineConfig& config, uint64_t* area) : config_(config), area_(area) {
-  for (auto& e : code_cache_) e = {~0ull, nullptr};
+  for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
 }
 
 std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* run_area,
@@ -99,10 +99,11 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
     if (!gate_touched_[sp]->ok() || !gate_changed_[sp]->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   }
   code_.reset(new PageBitmap(pages_));
+  has_code_bits_.reset(new PageBitmap(pages_));
   shadow_valid_.reset(new PageBitmap(pages_));
   if (!shadow_valid_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
-  if (!dirty_->ok() || !written_->ok() || !code_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+  if (!dirty_->ok() || !written_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
   auto check = [&](uc_err e, const char* what) {
     if (e == UC_ERR_OK) return true;
@@ -417,6 +418,36 @@ const uint8_t* Machine::CachedCode(uint64_t va_page) const {
   return e.va_page == va_page ? e.host : nullptr;
 }
 
+const CodeBits* Machine::CodeBitsFor(CodeCacheEntry& e) {
+  if (has_code_bits_->Test(e.page)) return e.bits = code_bits_[e.page].get();  // built through another VA
+  if (++e.decoded < kCodeBitsAfter) return nullptr;
+  auto drops = code_bits_drops_.find(e.page);
+  if (drops != code_bits_drops_.end() && drops->second >= kMaxCodeBitsDrops) return nullptr;
+  auto& bits = code_bits_[e.page];
+  bits.reset(new CodeBits(e.host));
+  has_code_bits_->Set(e.page);
+  // Establishes the invariant: no TLB entry may still allow writes to the page. A flush inside
+  // the code hook only makes later accesses fill again; the running block is not affected.
+  uc_ctl_flush_tlb(uc_);
+  return e.bits = bits.get();
+}
+
+void Machine::DropCodeBits(uint64_t page, bool guest_write) {
+  if (!has_code_bits_->Test(page)) return;
+  has_code_bits_->Assign(page, 1, false);
+  code_bits_.erase(page);
+  for (auto& e : code_cache_) {
+    if (e.page == page) { e.bits = nullptr; e.decoded = 0; }
+  }
+  if (guest_write) code_bits_drops_[page]++;
+}
+
+void Machine::DropAllCodeBits() {
+  for (const auto& [page, bits] : code_bits_) has_code_bits_->Assign(page, 1, false);
+  code_bits_.clear();
+  for (auto& e : code_cache_) { e.bits = nullptr; e.decoded = 0; }
+}
+
 Translation Machine::TranslateForHost(uint64_t va, Access access) {
   GateTableReader reader(this);
   return Translate(ReadPaging(), config_.marker, va, access, reader);
@@ -521,9 +552,16 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->stale_shadow_mapping_ = true;  // a shared TLB entry may still map it: the next SetGate flushes
   }
   uint32_t perms = UC_PROT_READ;
+  // A guest store to a page with code bits: its bytes may change, so the bits go (code_bits.h).
+  // Until then no fill may make the page writable.
+  bool has_code_bits = m->has_code_bits_->Test(page);
+  if (has_code_bits && access == Access::kWrite && t.writable && m->Allowed(space, page, Access::kWrite)) {
+    m->DropCodeBits(page, true);
+    has_code_bits = false;
+  }
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.
-  if (t.writable && m->Allowed(space, page, Access::kWrite) &&
+  if (t.writable && !has_code_bits && m->Allowed(space, page, Access::kWrite) &&
       (access == Access::kWrite || !m->tracking_dirty_ || m->dirty_->Contains(page))) {
     perms |= UC_PROT_WRITE;
     m->written_->Insert(page);
@@ -535,7 +573,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->code_->Set(page);
     m->code_va_[page] = vaddr;
     const uint8_t* host = m->ram_->At(t.gpa & ~(kPageSize - 1));
-    m->code_cache_[(vaddr >> kPageShift) % kCodeCacheSize] = {vaddr, host};
+    m->code_cache_[(vaddr >> kPageShift) % kCodeCacheSize] = {vaddr, host, page, has_code_bits ? m->code_bits_[page].get() : nullptr, 0};
     if (!m->config_.count_instructions) m->ScanForInterceptedInsns(vaddr, host);
   }
   entry->paddr = t.gpa & ~(kPageSize - 1);
@@ -632,14 +670,14 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
   Machine* m = static_cast<Machine*>(self);
   if (m->stub_active_) return;  // the host's own stub: not guest instructions
   uint64_t* a = m->area_;
+  uint64_t offset = address & (kPageSize - 1);
+  CodeCacheEntry& entry = m->code_cache_[(address >> kPageShift) % kCodeCacheSize];
   uint8_t buf[15];
   const uint8_t* bytes = nullptr;
   size_t avail = 0;
   auto fetch = [&] {
-    uint64_t offset = address & (kPageSize - 1);
-    const uint8_t* page = m->CachedCode(address - offset);
-    if (page && offset + 15 <= kPageSize) {
-      bytes = page + offset;
+    if (entry.va_page == address - offset && offset + 15 <= kPageSize) {
+      bytes = entry.host + offset;
       avail = 15;
     } else {
       avail = m->FetchInsnBytes(address, buf);
@@ -647,10 +685,19 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     }
   };
   if (m->config_.count_instructions) {
+    // The page's precomputed answers when it has them (code_bits.h): the same as decoding.
+    const CodeBits* bits = nullptr;
+    if (entry.va_page == address - offset && CodeBits::Covers(offset)) bits = entry.bits ? entry.bits : m->CodeBitsFor(entry);
     uint64_t n = a[kSlotInstructions];
     if (address == m->last_insn_) {
-      fetch();
-      if (!RepeatsInPlace(bytes, avail)) a[kSlotCharged] += kRetranslateCharge;
+      bool repeats;
+      if (bits) {
+        repeats = bits->Repeats(offset);
+      } else {
+        fetch();
+        repeats = RepeatsInPlace(bytes, avail);
+      }
+      if (!repeats) a[kSlotCharged] += kRetranslateCharge;
     }
     m->last_insn_ = address;
     if (OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
@@ -661,6 +708,7 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     }
     a[kSlotInstructions] = n + 1;
     if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
+    if (bits && !bits->MayIntercept(offset)) return;
   }
   if (!bytes) fetch();
   if (!MayBeIntercepted(bytes, avail)) return;
@@ -748,6 +796,7 @@ void Machine::InvalidateAllCode() {
   uc_ctl_flush_tlb(uc_);
   code_->ClearAll();
   code_va_.clear();
+  DropAllCodeBits();
   scanned_va_pages_.clear();
 }
 
@@ -761,6 +810,7 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
     if (t.status != Translation::kOk || (t.gpa >> kPageShift) != page) { InvalidateAllCode(); return; }
     // The page stays marked as code: its TLB entry may still allow execution.
     uc_ctl_remove_cache(uc_, va->second, va->second + kPageSize);
+    DropCodeBits(page, false);
     scanned_va_pages_.erase(va->second);
   }
 }

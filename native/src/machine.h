@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "budget.h"
+#include "code_bits.h"
 #include "guest_ram.h"
 #include "page_walk.h"
 #include "trapped_insn.h"
@@ -232,6 +233,14 @@ class Machine {
   // Copies up to 15 instruction bytes at guest-virtual `rip`; returns how many were readable.
   size_t FetchInsnBytes(uint64_t rip, uint8_t* out);
   const uint8_t* CachedCode(uint64_t va_page) const;
+  struct CodeCacheEntry;
+  // Counting mode: the code bits of the entry's page, built once the page has run kCodeBitsAfter
+  // instructions without them (cold pages are not worth a scan and a TLB flush). nullptr: decode.
+  const CodeBits* CodeBitsFor(CodeCacheEntry& e);
+  // The page's bytes may change: forget its code bits. `guest_write`: a guest store did it, which
+  // counts towards kMaxCodeBitsDrops (a page that mixes code and data stops getting bits).
+  void DropCodeBits(uint64_t page, bool guest_write);
+  void DropAllCodeBits();
   void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
   void SetExit(ExitKind kind);
   // After a refused TLB fill stopped the emulator: narrows the page-granular fault address in
@@ -278,10 +287,24 @@ class Machine {
   bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).
   uint64_t last_insn_ = ~0ull;
-  // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host.
-  static constexpr int kCodeCacheSize = 256;
-  struct CodeCacheEntry { uint64_t va_page; const uint8_t* host; };
+  // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
+  // with the guest page and its code bits (counting mode).
+  static constexpr int kCodeCacheSize = 1024;
+  struct CodeCacheEntry {
+    uint64_t va_page;
+    const uint8_t* host;
+    uint64_t page;
+    const CodeBits* bits;
+    uint32_t decoded;  // instructions decoded the slow way since the entry was filled
+  };
   CodeCacheEntry code_cache_[kCodeCacheSize];
+  // Code bits (code_bits.h) per guest page. Invariant: a page with bits is never writable through
+  // a TLB entry, so every guest store to it first reaches the TLB-fill hook, which drops them.
+  static constexpr uint32_t kCodeBitsAfter = 64;
+  static constexpr uint32_t kMaxCodeBitsDrops = 8;
+  std::unordered_map<uint64_t, std::unique_ptr<CodeBits>> code_bits_;
+  std::unique_ptr<PageBitmap> has_code_bits_;
+  std::unordered_map<uint64_t, uint32_t> code_bits_drops_;  // guest stores that dropped a page's bits
   // Fast mode (no instruction counting): exact code hooks at intercepted instructions.
   std::unordered_set<uint64_t> scanned_va_pages_;
   std::unordered_set<uint64_t> hooked_addresses_;
