@@ -686,10 +686,13 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
   };
   if (m->config_.count_instructions) {
     // The page's precomputed answers when it has them (code_bits.h): the same as decoding.
-    const CodeBits* bits = nullptr;
-    if (entry.va_page == address - offset && CodeBits::Covers(offset)) bits = entry.bits ? entry.bits : m->CodeBitsFor(entry);
+    auto code_bits = [&]() -> const CodeBits* {
+      if (entry.va_page != address - offset || !CodeBits::Covers(offset)) return nullptr;
+      return entry.bits ? entry.bits : m->CodeBitsFor(entry);
+    };
     uint64_t n = a[kSlotInstructions];
     if (address == m->last_insn_) {
+      const CodeBits* bits = code_bits();
       bool repeats;
       if (bits) {
         repeats = bits->Repeats(offset);
@@ -708,6 +711,7 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     }
     a[kSlotInstructions] = n + 1;
     if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
+    const CodeBits* bits = code_bits();
     if (bits && !bits->MayIntercept(offset)) return;
   }
   if (!bytes) fetch();

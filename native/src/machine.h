@@ -287,24 +287,6 @@ class Machine {
   bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).
   uint64_t last_insn_ = ~0ull;
-  // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
-  // with the guest page and its code bits (counting mode).
-  static constexpr int kCodeCacheSize = 1024;
-  struct CodeCacheEntry {
-    uint64_t va_page;
-    const uint8_t* host;
-    uint64_t page;
-    const CodeBits* bits;
-    uint32_t decoded;  // instructions decoded the slow way since the entry was filled
-  };
-  CodeCacheEntry code_cache_[kCodeCacheSize];
-  // Code bits (code_bits.h) per guest page. Invariant: a page with bits is never writable through
-  // a TLB entry, so every guest store to it first reaches the TLB-fill hook, which drops them.
-  static constexpr uint32_t kCodeBitsAfter = 64;
-  static constexpr uint32_t kMaxCodeBitsDrops = 8;
-  std::unordered_map<uint64_t, std::unique_ptr<CodeBits>> code_bits_;
-  std::unique_ptr<PageBitmap> has_code_bits_;
-  std::unordered_map<uint64_t, uint32_t> code_bits_drops_;  // guest stores that dropped a page's bits
   // Fast mode (no instruction counting): exact code hooks at intercepted instructions.
   std::unordered_set<uint64_t> scanned_va_pages_;
   std::unordered_set<uint64_t> hooked_addresses_;
@@ -331,6 +313,25 @@ class Machine {
   uint8_t* edge_map_ = nullptr;
   uint64_t prev_block_ = 0;
   uc_hook block_hook_ = 0;
+  // Last: the cache is 40 KiB, and the fields above that the code hook reads share cache lines.
+  // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
+  // with the guest page and its code bits (counting mode).
+  static constexpr int kCodeCacheSize = 1024;
+  struct CodeCacheEntry {
+    uint64_t va_page;
+    const uint8_t* host;
+    uint64_t page;
+    const CodeBits* bits;
+    uint32_t decoded;  // instructions decoded the slow way since the entry was filled
+  };
+  CodeCacheEntry code_cache_[kCodeCacheSize];
+  // Code bits (code_bits.h) per guest page. Invariant: a page with bits is never writable through
+  // a TLB entry, so every guest store to it first reaches the TLB-fill hook, which drops them.
+  static constexpr uint32_t kCodeBitsAfter = 64;
+  static constexpr uint32_t kMaxCodeBitsDrops = 8;
+  std::unordered_map<uint64_t, std::unique_ptr<CodeBits>> code_bits_;
+  std::unique_ptr<PageBitmap> has_code_bits_;
+  std::unordered_map<uint64_t, uint32_t> code_bits_drops_;  // guest stores that dropped a page's bits
 };
 
 }  // namespace minivisor
