@@ -119,6 +119,11 @@ export class SeamcallHost {
    * The walk to a leaf must end on a present (MAPPED) leaf, else EPT_ENTRY_NOT_PRESENT|RCX.
    */
   mrExtend(gpa: bigint): SeamcallResult {
+    return this.#mrExtend(gpa, undefined);
+  }
+
+  /** `chunk`: the 256 bytes at `gpa` when the caller holds them already (no read back from RAM). */
+  #mrExtend(gpa: bigint, chunk: Uint8Array | undefined): SeamcallResult {
     const td = this.#td;
     if (td.finalized) return this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.OP_STATE_INCORRECT });
     if ((gpa & 0xffn) !== 0n || (gpa & td.sharedBit) !== 0n || (gpa >> BigInt(td.config.gpaWidth)) !== 0n) {
@@ -128,16 +133,20 @@ export class SeamcallHost {
       return this.#done('TDH_MR_EXTEND', gpa, { status: withOperand(TdxStatus.EPT_ENTRY_NOT_PRESENT, OperandId.RCX) });
     }
     this.#measure('MR.EXTEND', gpa);
-    td.mrtdHash.update(td.machine.memory.read(gpa, 256));
+    td.mrtdHash.update(chunk ?? td.machine.memory.read(gpa, 256));
     return this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.SUCCESS });
   }
 
-  /** PAGE.ADD then MR.EXTEND over the whole page (what QEMU/KVM do for measured TDVF pages). */
+  /**
+   * PAGE.ADD then MR.EXTEND over the whole page (what QEMU/KVM do for measured TDVF pages). The
+   * extends measure `source`, which PAGE.ADD has just copied into the page: reading each 256-byte
+   * chunk back from RAM cost a native call and a buffer per chunk, most of a boot's setup (issue 11).
+   */
   addMeasuredPage(gpa: bigint, source: Uint8Array): SeamcallResult {
     const r = this.memPageAdd(gpaLevel(gpa, 0), source);
     if (r.status !== TdxStatus.SUCCESS) return r;
-    for (let off = 0n; off < 4096n; off += 256n) {
-      const e = this.mrExtend(gpa + off);
+    for (let off = 0; off < 4096; off += 256) {
+      const e = this.#mrExtend(gpa + BigInt(off), source.subarray(off, off + 256));
       if (e.status !== TdxStatus.SUCCESS) return e;
     }
     return r;

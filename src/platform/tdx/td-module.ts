@@ -115,6 +115,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   /** Interrupts the VMM posted that the guest has not taken yet (it had RFLAGS.IF clear). */
   readonly postedInterrupts: number[] = [];
   #vmcall: { length: number; mask: bigint } | undefined;
+  readonly #sharedBit: bigint;
 
   constructor(machine: Machine, trace: Trace, config: TdConfig) {
     this.machine = machine;
@@ -123,6 +124,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       gpaWidth: config.gpaWidth, attributes: config.attributes, numVcpus: config.numVcpus ?? 1,
       maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
     };
+    this.#sharedBit = tdxSharedBit(config.gpaWidth);
     // TD_CTLS.PENDING_VE_DISABLE starts as ATTRIBUTES.SEPT_VE_DISABLE (reference A6).
     this.tdCtls = (config.attributes & TdAttributes.SEPT_VE_DISABLE) !== 0n ? TD_CTLS_PENDING_VE_DISABLE : 0n;
     if (machine.marker.kind !== 'tdx-shared-bit' || machine.marker.gpaWidth !== config.gpaWidth) {
@@ -163,8 +165,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.#vmcall = s.vmcall && { ...s.vmcall };
   }
 
+  /** GPA bit GPAW-1 (computed once: it was a BigInt shift per use, several per exit). */
   get sharedBit(): bigint {
-    return tdxSharedBit(this.config.gpaWidth);
+    return this.#sharedBit;
   }
 
   /** A page the SEPT holds for the TD (any leaf state but FREE/REMOVED): the host may not touch it. */
