@@ -42,7 +42,8 @@ export interface FailureExplanation {
 
 /** Follows the trace as it is recorded and keeps the latest run of consecutive fault events. */
 interface FaultChainState {
-  chain: JsonTraceEvent[];
+  /** As recorded; turned into JSON form only when a run is explained (every EPT-violation exit is a fault event). */
+  chain: TraceEvent[];
   lastSeq: number;
   chainStage: string;
   chainConsoleLine: string | null;
@@ -50,7 +51,7 @@ interface FaultChainState {
 }
 
 export class FaultChainRecorder implements Snapshottable<FaultChainState> {
-  #chain: JsonTraceEvent[] = [];
+  #chain: TraceEvent[] = [];
   #lastSeq = -2;
   #chainStage = '';
   #chainConsoleLine: string | null = null;
@@ -77,7 +78,7 @@ export class FaultChainRecorder implements Snapshottable<FaultChainState> {
       this.#chainConsoleLine = this.#consoleLine;
     }
     this.#lastSeq = seq;
-    if (this.#chain.length < CHAIN_LIMIT) this.#chain.push(JSON.parse(traceLine({ seq, source, type, ...fields })) as JsonTraceEvent);
+    if (this.#chain.length < CHAIN_LIMIT) this.#chain.push({ seq, source, type, ...fields });
   }
 
   /** A console line the guest wrote (for "what the guest was doing"). */
@@ -94,7 +95,7 @@ export class FaultChainRecorder implements Snapshottable<FaultChainState> {
     return {
       outcome: outcome.outcome,
       reason: outcome.reason,
-      causeChain: current ? [...this.#chain] : [],
+      causeChain: current ? this.#chain.map((e) => JSON.parse(traceLine(e)) as JsonTraceEvent) : [],
       stage: stageName(current ? this.#chainStage : stage),
       lastConsoleLine: current ? this.#chainConsoleLine : this.#consoleLine,
       registers: registerDump(vcpu),

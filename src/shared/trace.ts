@@ -33,6 +33,12 @@ export function traceLine(event: TraceEvent): string {
   return JSON.stringify(toJson(event as unknown as TraceValue));
 }
 
+/** What a boot's trace puts on every event after the header keys (src/boot/accounting.ts). */
+export interface Envelope {
+  icount: bigint;
+  stage: string;
+}
+
 // Tags of the binary encoding. Objects and arrays end with END; every object key is KEY + string.
 const enum Tag { Null, False, True, Number, String, U64, BigHex, Array, Object, Key, End = 0xff }
 const HEX = /^0x[0-9a-f]+$/;
@@ -137,8 +143,11 @@ class EventHasher {
     }
   }
 
-  /** The event `{ seq, source, type, ...fields }` without building it. */
-  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>): void {
+  /**
+   * The event `{ seq, source, type, ...fields }` without building it; with an envelope,
+   * `{ seq, source, type, icount, stage, ...fields }`.
+   */
+  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, envelope?: Envelope): void {
     this.#byte(Tag.Object);
     this.#string(Tag.Key, 'seq');
     this.value(seq);
@@ -146,6 +155,12 @@ class EventHasher {
     this.#string(Tag.String, source);
     this.#string(Tag.Key, 'type');
     this.value(type);
+    if (envelope) {
+      this.#string(Tag.Key, 'icount');
+      this.#bigint(envelope.icount);
+      this.#string(Tag.Key, 'stage');
+      this.value(envelope.stage);
+    }
     this.#fields(fields);
     this.#byte(Tag.End);
   }
@@ -207,11 +222,29 @@ export class Trace implements Snapshottable<TraceState> {
       this.#hasher.event(seq, source, type, fields);
     }
     this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
-    if (this.#keep || this.#sink) {
-      const event: TraceEvent = { seq, source, type, ...fields };
-      if (this.#keep) this.events.push(event);
-      this.#sink?.(traceLine(event));
+    if (this.#keep || this.#sink) this.#keepEvent({ seq, source, type, ...fields });
+  }
+
+  /**
+   * record() of `{ icount, stage, ...fields }`, without building that object: spreading every
+   * event's fields into a new one was a large share of a boot's per-exit trace work (issue 11).
+   */
+  protected recordWithEnvelope(source: TraceEvent['source'], type: string, envelope: Envelope, fields: Record<string, TraceValue>): void {
+    const seq = this.#seq++;
+    const { icount, stage } = envelope;
+    if ('seq' in fields || 'source' in fields || 'type' in fields || 'icount' in fields || 'stage' in fields) {
+      this.#hasher.value({ seq, source, type, icount, stage, ...fields });
+    } else {
+      this.#hasher.event(seq, source, type, fields, envelope);
     }
+    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
+    if (this.#keep || this.#sink) this.#keepEvent({ seq, source, type, icount, stage, ...fields });
+  }
+
+  /** Event objects are built only when something keeps or writes them. */
+  #keepEvent(event: TraceEvent): void {
+    if (this.#keep) this.events.push(event);
+    this.#sink?.(traceLine(event));
   }
 
   saveState(): TraceState {
