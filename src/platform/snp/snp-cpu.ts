@@ -381,10 +381,32 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const npt2m = this.nptPageSize(base) === '2m';
     gate.set('private', base, end - base, 'none');
     gate.set('shared', base, end - base, npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite');
-    for (const [index] of this.rmp.smallEntries(key)) {
+    // Pages with an RMP entry of their own, in runs of neighbours that get the same gate: one gate
+    // update per run instead of two native calls per page (a PSMASHed region has 512 entries,
+    // and a fuzz execution that converts one re-derived it page by page, ~2 ms).
+    const indexes = this.rmp.smallEntries(key).map(([index]) => index).sort((a, b) => a - b);
+    let runStart = -1, runEnd = -1;
+    let runGate: { private: GateAccess; shared: GateAccess } | undefined;
+    const flush = () => {
+      if (!runGate) return;
+      const from = base + BigInt(runStart) * PAGE_4K;
+      gate.set('private', from, BigInt(runEnd - runStart) * PAGE_4K, runGate.private);
+      gate.set('shared', from, BigInt(runEnd - runStart) * PAGE_4K, runGate.shared);
+    };
+    for (const index of indexes) {
       const page = base + BigInt(index) * PAGE_4K;
-      if (page < end) this.#applyGate(page, PAGE_4K);
+      if (page >= end) break;
+      const g = this.gateFor(page);
+      if (runGate && index === runEnd && g.private === runGate.private && g.shared === runGate.shared) {
+        runEnd++;
+        continue;
+      }
+      flush();
+      runStart = index;
+      runEnd = index + 1;
+      runGate = g;
     }
+    flush();
   }
 
   // ---------------------------------------------------------------- guest exits

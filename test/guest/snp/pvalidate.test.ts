@@ -303,3 +303,24 @@ describe('guest accesses (Table 15-39)', () => {
     expect(g.trace.ofType('npf')).toHaveLength(0);
   });
 });
+
+describe('the page gate of a region with 4K RMP entries', () => {
+  it('is what each page\'s own RMP entry and NPT size give, page by page, after PSMASH and mixed updates', () => {
+    const g = snpGuest('hlt');
+    const p = g.platform;
+    const asid = p.asid;
+    p.rmpUpdate(T, { assigned: true, pageSize: '2m', gpa: T, asid });
+    expect(p.psmash(T).rc).toBe(0);
+    // Runs of different states: a hypervisor-owned page and a page mapped at another GPA among guest pages…
+    p.rmpUpdate(T + 0x5000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+    p.rmpUpdate(T + 0x9000n, { assigned: true, pageSize: '4k', gpa: T + 0xa000n, asid });
+    // …and validated pages among unvalidated ones (what PVALIDATE does to the entry), before the
+    // NPT change below re-derives the region's gate.
+    for (const off of [0x10000n, 0x11000n, 0x12000n, 0x40000n]) p.rmp.setValidated(T + off, true);
+    p.setNptPageSize(T, '4k');
+    for (let page = T; page < T + 0x200000n; page += 0x1000n) {
+      const want = p.gateFor(page);
+      expect([page, p.machine.gate.get('private', page), p.machine.gate.get('shared', page)]).toEqual([page, want.private, want.shared]);
+    }
+  });
+});
