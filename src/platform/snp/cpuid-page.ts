@@ -8,10 +8,16 @@
 // then up to 64 entries of 48 bytes {u32 eax_in, ecx_in; u64 xcr0_in, xss_in; u32 eax, ebx,
 // ecx, edx; u64 reserved}.
 //
-// The check (our reading of the ABI's CPUID policy, simplified and documented here): every
-// register of every entry must be a subset of what the CPU returns for that leaf ('subset':
-// features may be hidden, never added), except the registers below that must equal it
-// ('exact': vendor string, C-bit position) or may only be lower ('max': highest leaf). On a
+// The check follows AMD's SEV firmware (amd/AMD-ASPFW, fw/psp_bl_uapps/sev_uapp/src/
+// cpuid_lookup.c: sanitize_cpuid_list, sanitize_cpuid_entry, cpuid_entry_rule_check and the
+// per-leaf lookup_table): each register of a listed leaf has a rule against the CPU's value
+// ('mask': a subset of its bits; 'exact'; 'lessThan': not above it; 'unchecked'), some leaves
+// have a custom rule (Fn8000_001F below); a standard or extended leaf (Fn0000_0000-Fn0000_FFFF,
+// Fn8000_0000-Fn8000_FFFF) the table does not list must be all zero; leaves outside those
+// ranges (the hypervisor range Fn4000_xxxx) are not checked at all; and a checked entry's
+// reserved field must be zero. The firmware lists the leaves of a real part; our virtual CPU has
+// three (sev-status.ts snpCpuid), so the table below lists those three with the firmware's rules
+// for them, and every other standard or extended leaf takes the "not listed: zero" rule. On a
 // violation the firmware writes the corrected table back and fails with INVALID_PARAM, as QEMU
 // reports it ("SNP_LAUNCH_UPDATE ... fw_error=22 'Invalid parameter'", then "CPUID validation
 // failed for function ... provided ... expected ...").
@@ -23,19 +29,39 @@ const HEADER_BYTES = 16;
 /** SEV firmware status INVALID_PARAM (Linux uapi psp-sev.h SEV_RET_INVALID_PARAM). */
 export const SEV_RET_INVALID_PARAM = 0x16;
 
-export interface CpuidEntry extends CpuidResult { eaxIn: number; ecxIn: number; xcr0In: bigint; xssIn: bigint }
+export interface CpuidEntry extends CpuidResult { eaxIn: number; ecxIn: number; xcr0In: bigint; xssIn: bigint; reserved?: bigint }
 
-type RegisterRule = 'subset' | 'exact' | 'max';
+type RegisterRule = 'mask' | 'exact' | 'lessThan' | 'unchecked';
 type Reg = 'eax' | 'ebx' | 'ecx' | 'edx';
 const REGS: readonly Reg[] = ['eax', 'ebx', 'ecx', 'edx'];
 
-/** Registers whose rule is not 'subset', by leaf. */
-export const CPUID_POLICY: Readonly<Record<number, Partial<Record<Reg, RegisterRule>>>> = {
-  0x0: { eax: 'max', ebx: 'exact', ecx: 'exact', edx: 'exact' },
-  0x80000000: { eax: 'max', ebx: 'exact', ecx: 'exact', edx: 'exact' },
-  // EBX[5:0] C-bit position, [11:6] physical-address reduction (APM Vol. 3 Fn8000_001F).
-  0x8000001f: { ebx: 'exact' },
+/** A register rule, or a leaf-specific check returning the allowed value (cpuid_lookup.c *_CUSTOM). */
+type LeafRule = RegisterRule | ((proposed: number, hw: number) => number);
+
+// FN8000001F_CUSTOM: EBX[5:0] C-bit position exact, [11:6] physical-address reduction unchecked,
+// [15:12] number of VMPLs not above the CPU's, [31:16] reserved (zero).
+const EBX_8000001F_UNCHECKED = 0x3f << 6;
+const EBX_8000001F_VMPLS = 0xf << 12;
+function ebx8000001f(proposed: number, hw: number): number {
+  const strict = hw & ~EBX_8000001F_UNCHECKED & ~EBX_8000001F_VMPLS & 0xffff;
+  const vmpls = Math.min((proposed & EBX_8000001F_VMPLS) >>> 12, (hw & EBX_8000001F_VMPLS) >>> 12);
+  return (strict | (proposed & EBX_8000001F_UNCHECKED) | (vmpls << 12)) >>> 0;
+}
+
+/** The firmware's rules for the leaves our virtual CPU has (cpuid_lookup.c lookup_table). */
+export const CPUID_POLICY: Readonly<Record<number, Record<Reg, LeafRule>>> = {
+  // Fn0000_0000: the highest standard leaf not above the CPU's; the vendor string unchecked.
+  0x0: { eax: 'lessThan', ebx: 'unchecked', ecx: 'unchecked', edx: 'unchecked' },
+  0x80000000: { eax: 'lessThan', ebx: 'unchecked', ecx: 'unchecked', edx: 'unchecked' },
+  // Fn8000_001F: EAX a subset of the CPU's features; ECX (encrypted guests) and EDX (minimum
+  // ASID) unchecked.
+  0x8000001f: { eax: 'mask', ebx: ebx8000001f, ecx: 'unchecked', edx: 'unchecked' },
 };
+
+/** Leaves the firmware checks: the standard and extended ranges (sanitize_cpuid_list). */
+function isChecked(leaf: number): boolean {
+  return leaf <= 0xffff || (leaf >= 0x80000000 && leaf <= 0x8000ffff);
+}
 
 export function decodeCpuidPage(page: Uint8Array): { count: number; entries: CpuidEntry[] } {
   const b = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
@@ -46,6 +72,7 @@ export function decodeCpuidPage(page: Uint8Array): { count: number; entries: Cpu
     entries.push({
       eaxIn: b.readUInt32LE(o), ecxIn: b.readUInt32LE(o + 4), xcr0In: b.readBigUInt64LE(o + 8), xssIn: b.readBigUInt64LE(o + 16),
       eax: b.readUInt32LE(o + 24), ebx: b.readUInt32LE(o + 28), ecx: b.readUInt32LE(o + 32), edx: b.readUInt32LE(o + 36),
+      reserved: b.readBigUInt64LE(o + 40),
     });
   }
   return { count, entries };
@@ -64,15 +91,18 @@ export function encodeCpuidPage(entries: readonly CpuidEntry[]): Uint8Array {
     b.writeUInt32LE(e.ebx >>> 0, o + 28);
     b.writeUInt32LE(e.ecx >>> 0, o + 32);
     b.writeUInt32LE(e.edx >>> 0, o + 36);
+    b.writeBigUInt64LE(e.reserved ?? 0n, o + 40);
   });
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-function allowed(rule: RegisterRule, proposed: number, hw: number): number {
+function allowed(rule: LeafRule, proposed: number, hw: number): number {
+  if (typeof rule === 'function') return rule(proposed >>> 0, hw >>> 0);
   switch (rule) {
-    case 'subset': return (proposed & hw) >>> 0;
+    case 'mask': return (proposed & hw) >>> 0;
     case 'exact': return hw >>> 0;
-    case 'max': return Math.min(proposed >>> 0, hw >>> 0);
+    case 'lessThan': return Math.min(proposed >>> 0, hw >>> 0);
+    case 'unchecked': return proposed >>> 0;
   }
 }
 
@@ -84,11 +114,18 @@ export function validateCpuidPage(page: Uint8Array, hardware: (leaf: number, sub
   const { count, entries } = decodeCpuidPage(page);
   const mismatches: number[] = [];
   const fixed = entries.map((e) => {
-    const hw = hardware(e.eaxIn, e.ecxIn);
-    const rules = CPUID_POLICY[e.eaxIn] ?? {};
-    const out: CpuidEntry = { ...e };
-    for (const r of REGS) out[r] = allowed(rules[r] ?? 'subset', e[r], hw[r]);
-    if (REGS.some((r) => out[r] !== (e[r] >>> 0))) mismatches.push(e.eaxIn);
+    if (!isChecked(e.eaxIn >>> 0)) return e;
+    // The firmware's table is keyed by (EAX_IN, ECX_IN); ours lists sub-leaf 0 only.
+    const rules = e.ecxIn === 0 ? CPUID_POLICY[e.eaxIn >>> 0] : undefined;
+    const out: CpuidEntry = { ...e, reserved: 0n };
+    if (rules) {
+      const hw = hardware(e.eaxIn, e.ecxIn);
+      for (const r of REGS) out[r] = allowed(rules[r], e[r], hw[r]);
+    } else {
+      // "Any architectural leaf not listed in the table must have all output values equal to 0."
+      for (const r of REGS) out[r] = 0;
+    }
+    if (REGS.some((r) => out[r] !== (e[r] >>> 0)) || (e.reserved ?? 0n) !== 0n) mismatches.push(e.eaxIn);
     return out;
   });
   const corrected = encodeCpuidPage(fixed);

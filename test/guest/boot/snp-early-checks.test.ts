@@ -4,10 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
-import type { VmmOverride } from '../../../src/boot/platforms.js';
-import { encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
+import { SNP_C_BIT, type VmmOverride } from '../../../src/boot/platforms.js';
+import { SNP_CPUID_PAGE_GPA } from '../../../src/boot/layout.js';
+import { decodeCpuidPage, encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
 import { decodeGhcbMsr, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
-import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
+import { HonestSnpVmm, honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
 
 const ZERO_PAGE = { type: 'ZERO' as const, bytes: new Uint8Array(4096) };
 
@@ -43,6 +44,23 @@ describe('SNP boot: CPUID through #VC 0x72', () => {
     expect(firstVc).toBeGreaterThan(0);
     expect(events.filter((e) => e.type === 'inject-vc' && e.errorCode === 0x72n).length).toBeGreaterThanOrEqual(2); // 0x21 (TDX probe), 0x8000001F
     expect(events.slice(firstVc).filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid')).toHaveLength(0);
+  });
+
+  it('a CPUID page with what the firmware leaves unchecked (vendor, EBX[11:6], a hypervisor leaf) is launched as the VMM wrote it, and the guest boots from it', () => {
+    // amd/AMD-ASPFW cpuid_lookup.c: Fn0000_0000 EBX/ECX/EDX and Fn8000_001F EBX[11:6] are
+    // unchecked; Fn4000_xxxx is outside the checked ranges.
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries.map((e) => {
+      if (e.eaxIn === 0) return { ...e, ebx: 0x756e6547, ecx: 0x6c65746e, edx: 0x49656e69 };  // "GenuineIntel"
+      if (e.eaxIn === 0x8000001f) return { ...e, ebx: (e.ebx & ~0xfc0) | (5 << 6) };
+      return e;
+    });
+    entries.push({ eaxIn: 0x40000000, ecxIn: 0, xcr0In: 0n, xssIn: 0n, eax: 0x40000001, ebx: 0x4b4d564b, ecx: 0x564b4d56, edx: 0x4d });
+    const page = encodeCpuidPage(entries);
+    const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '128M' }), { vmm: { snpCpuidPage: { type: 'CPUID', bytes: page } }, keepTrace: true });
+    expect(run.result.outcome, run.result.outcomeReason).toBe('done');
+    expect(run.trace.ofType('launch-cpuid-rejected')).toHaveLength(0);
+    expect(decodeCpuidPage(run.platform.machine.memory.read(SNP_CPUID_PAGE_GPA, 4096)).entries).toEqual(decodeCpuidPage(page).entries);
+    run.platform.machine.close();
   });
 
   it('without a CPUID page the firmware asks the VMM through the MSR protocol and boots', () => {

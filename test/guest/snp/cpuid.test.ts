@@ -3,7 +3,7 @@
 // the GHCB page) (GHCB spec §2.3.1, §4.1.1; Linux do_vc_no_ghcb; SEV-SNP ABI §8.17.2).
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
-import { decodeCpuidPage, encodeCpuidPage, SEV_RET_INVALID_PARAM } from '../../../src/platform/snp/cpuid-page.js';
+import { decodeCpuidPage, encodeCpuidPage, SEV_RET_INVALID_PARAM, type CpuidEntry } from '../../../src/platform/snp/cpuid-page.js';
 import { ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
@@ -112,13 +112,48 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
 
   it('a table that adds features or moves the C-bit fails with INVALID_PARAM and comes back corrected', () => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
-    const bad = good.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0x3f) | 47, edx: e.edx | 0x100 } : e));
+    // Fn8000_001F: EAX is a mask of the CPU's features, EBX[5:0] (the C-bit) is exact.
+    const bad = good.map((e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | 0x40, ebx: (e.ebx & ~0x3f) | 47 } : e));
     const { vm, p, r } = launch(encodeCpuidPage(bad));
     expect(r).toMatchObject({ rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM' });
     expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
     expect(p.rmp.lookup(GPA)).toMatchObject({ validated: false, immutable: true }); // still pre-guest
     expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x8000001f] });
     vm.close();
+  });
+
+  // The rules of AMD's SEV firmware (amd/AMD-ASPFW cpuid_lookup.c) for what the VMM may put in
+  // the table: each case is one entry changed from the CPU's own answer.
+  const cases: { name: string; change: (e: CpuidEntry) => CpuidEntry | undefined; accepted: boolean; corrected?: (e: CpuidEntry) => CpuidEntry }[] = [
+    { name: 'Fn0000_0000 vendor string (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0 ? { ...e, ebx: 0x756e6547, ecx: 0x6c65746e, edx: 0x49656e69 } : e) },
+    { name: 'Fn0000_0000 highest leaf lowered (lessThan)', accepted: true, change: (e) => (e.eaxIn === 0 ? { ...e, eax: 1 } : e) },
+    { name: 'Fn0000_0000 highest leaf raised (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, eax: 0x20 } : e) },
+    { name: 'Fn8000_001F EBX[11:6] physical-address reduction (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfc0) | (5 << 6) } : e) },
+    { name: 'Fn8000_001F EBX[15:12] VMPL count above the CPU (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx | (4 << 12) } : e) },
+    { name: 'Fn8000_001F EDX minimum SEV ASID (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, edx: 0x100 } : e) },
+    { name: 'Fn8000_001F EAX feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | (1 << 24) } : e) },
+    { name: 'a reserved field set', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, reserved: 1n } : e) },
+  ];
+  it.each(cases)('$name: accepted $accepted', ({ change, accepted }) => {
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    const { vm, r } = launch(encodeCpuidPage(good.map((e) => change(e)!)));
+    expect(r.rc).toBe(accepted ? 0 : SEV_RET_INVALID_PARAM);
+    if (!accepted) expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    vm.close();
+  });
+
+  it('a standard or extended leaf the CPU does not have must be all zero; a hypervisor leaf is not checked', () => {
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    const extra = (eaxIn: number): CpuidEntry => ({ eaxIn, ecxIn: 0, xcr0In: 0n, xssIn: 0n, eax: 0x4b4d564b, ebx: 0x564b4d56, ecx: 0x4b4d, edx: 1, reserved: 0n });
+    const hypervisor = launch(encodeCpuidPage([...good, extra(0x40000000)]));
+    expect(hypervisor.r.rc).toBe(0);
+    hypervisor.vm.close();
+    for (const leaf of [0x1, 0x80000002]) {
+      const { vm, r } = launch(encodeCpuidPage([...good, extra(leaf)]));
+      expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+      expect(decodeCpuidPage(r.corrected!).entries.at(-1)).toMatchObject({ eaxIn: leaf, eax: 0, ebx: 0, ecx: 0, edx: 0 });
+      vm.close();
+    }
   });
 
   it('an empty table, or one with more than 64 entries, is refused', () => {
