@@ -1,16 +1,15 @@
 /*
- * Firmware entry: from the architectural entry state to 64-bit mode, as OVMF's ResetVector does
- * (OvmfPkg/ResetVector: Ia16/Real16ToFlat32.asm, Ia32/Flat32ToFlat64.asm, Ia32/IntelTdx.asm).
+ * Firmware entry: from the reset vector to 64-bit mode, as OVMF's ResetVector does
+ * (OvmfPkg/ResetVector: Ia32/Flat32ToFlat64.asm, Ia32/IntelTdx.asm).
  *
- *  - TDX: TDH.VP.INIT leaves the vCPU in 32-bit protected mode, flat segments with selector 0,
- *    paging off, EFER.LME already set (intel/tdx-module td_vmcs_init.c: EFER 0x901).
- *  - SNP: the VMSA the VMM provides holds real mode: CS MV_FW_REAL_MODE_CS with the hidden base
- *    MV_FW_REAL_MODE_CS_BASE, IP = _start - that base (the SEV-ES reset-block convention).
+ * The reset vector in the firmware volume (reset-vector.S) jumps here in 32-bit protected mode,
+ * paging off, with flat data segments and EBP = MV_PLATFORM_TDX (entered in protected mode,
+ * TDH.VP.INIT) or MV_PLATFORM_SNP (entered in real mode from the VMSA). A TD has EFER.LME
+ * already set (intel/tdx-module td_vmcs_init.c: EFER 0x901).
  *
- * Both land on _start: its first three instructions decode the same in 16- and 32-bit code and
- * tell the two apart by CR0.PE. The code then loads its own GDT, builds an identity map of the
- * first 4 MiB (C-bit set on SNP), enables long mode and calls firmware_main, which builds the
- * real page tables. The VMM's RSP is never used.
+ * The code loads its own GDT, builds an identity map of the first 4 MiB (C-bit set on SNP),
+ * enables long mode and calls firmware_main, which builds the real page tables. The VMM's RSP
+ * is never used.
  */
 #include <minivisor/boot_abi.h>
 
@@ -26,29 +25,8 @@
 	.globl _start
 	.code32
 _start:
-	mov eax, cr0
-	test al, 1
-	jnz td_entry
-
-	.code16
-	/* SNP, real mode. DS is 0, so the GDT pointer is read through CS (lgdt with a 32-bit base). */
-	.byte 0x2e, 0x66, 0x0f, 0x01, 0x16
-	.word entry_gdtr - MV_FW_REAL_MODE_CS_BASE
-	or eax, 1
-	mov cr0, eax
-	.byte 0x66, 0xea            /* jmp far ENTRY_CS32:snp_entry (32-bit offset) */
-	.long snp_entry
-	.word ENTRY_CS32
-
-	.code32
-snp_entry:
-	mov ebp, MV_PLATFORM_SNP
-	jmp flat32
-
-td_entry:
 	lgdt [entry_gdtr]
-	mov ebp, MV_PLATFORM_TDX
-	.byte 0xea                  /* jmp far ENTRY_CS32:flat32: leave the selector-0 entry CS */
+	.byte 0xea                  /* jmp far ENTRY_CS32:flat32: this image's own GDT */
 	.long flat32
 	.word ENTRY_CS32
 

@@ -62,7 +62,7 @@ static void e820_add(struct mv_boot_params *bp, u64 start, u64 end, u32 type)
 			return;
 		}
 	}
-	/* At most five entries (RAM and unaccepted on each side of the reserved range). */
+	/* At most seven entries (RAM and unaccepted on each side of the reserved range and above 4 GiB). */
 	bp->e820[bp->e820_count++] = (struct mv_e820_entry){ .addr = start, .size = end - start, .type = type };
 }
 
@@ -139,20 +139,27 @@ void firmware_main(void)
 	bp->accept_mode = cfg->accept_mode;
 	bp->accept_unit = cfg->accept_unit;
 
-	/* Pre-accept [0, accepted_end): 2 MiB granular (rounded up) like OVMF's
+	/* Pre-accept [0, accepted_end) of RAM: 2 MiB granular (rounded up) like OVMF's
 	 * PcdTdxAcceptPageSize, never past the end of RAM, never the pre-accepted firmware range
-	 * (accepting it again would be a double accept). */
+	 * (accepting it again would be a double accept), never the hole below 4 GiB that holds the
+	 * firmware volume (pre-accepted and not RAM). RAM is [0, MV_RAM_HOLE_GPA) and, for a guest
+	 * above the hole, [4 GiB, memory): OVMF's PlatformInitLib splits it the same way. */
 	u64 memory = cfg->memory_bytes;
+	u64 low_end = MIN(memory, (u64)MV_RAM_HOLE_GPA);
 	u64 accepted_end = cfg->pre_accept_bytes == MV_PRE_ACCEPT_ALL
 				   ? memory
 				   : MIN(ALIGN_UP(MIN(cfg->pre_accept_bytes, memory), MV_SIZE_2M), memory);
 	mv_arch_accept(0, MIN(accepted_end, MV_FIRMWARE_RESERVED_GPA));
 	if (accepted_end > MV_FIRMWARE_RESERVED_END)
-		mv_arch_accept(MV_FIRMWARE_RESERVED_END, accepted_end);
+		mv_arch_accept(MV_FIRMWARE_RESERVED_END, MIN(accepted_end, low_end));
+	if (accepted_end > MV_RAM_HOLE_END)
+		mv_arch_accept(MV_RAM_HOLE_END, accepted_end);
 
 	e820_add_ram(bp, 0, MV_FIRMWARE_RESERVED_GPA, accepted_end);
 	e820_add(bp, MV_FIRMWARE_RESERVED_GPA, MV_FIRMWARE_RESERVED_END, MV_E820_RESERVED);
-	e820_add_ram(bp, MV_FIRMWARE_RESERVED_END, memory, accepted_end);
+	e820_add_ram(bp, MV_FIRMWARE_RESERVED_END, low_end, accepted_end);
+	if (memory > MV_RAM_HOLE_END)
+		e820_add_ram(bp, MV_RAM_HOLE_END, memory, accepted_end);
 
 #ifdef MV_FIXTURE_MAP_FROM_CONFIG
 	map_from_config(bp);

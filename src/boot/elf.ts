@@ -49,10 +49,10 @@ export interface ElfImage {
 }
 
 export interface ElfLimits {
-  /** Guest RAM size: every segment must end at or below it. */
-  ramBytes: bigint;
-  /** Optional ABI window [start, end) the segments must lie in (e.g. layout.FIRMWARE_LOAD). */
-  window?: { start: bigint; end: bigint };
+  /** The guest-physical space the machine backs: every segment must end at or below it. */
+  physicalBytes: bigint;
+  /** Optional ABI windows [start, end): each segment must lie inside one (e.g. layout.FIRMWARE_LOAD). */
+  windows?: ReadonlyArray<{ start: bigint; end: bigint }>;
 }
 
 const EHDR_SIZE = 64;
@@ -116,11 +116,12 @@ export function parseElf(bytes: Uint8Array, limits: ElfLimits): ElfImage {
     }
     if (memSize === 0n) continue;
     const end = paddr + memSize;
-    if (end > limits.ramBytes) {
-      throw new ElfError('segment-outside-ram', `${name}: [${hex(paddr)}, ${hex(end)}) is outside guest RAM (${hex(limits.ramBytes)} bytes)`);
+    if (end > limits.physicalBytes) {
+      throw new ElfError('segment-outside-ram', `${name}: [${hex(paddr)}, ${hex(end)}) is outside guest memory (${hex(limits.physicalBytes)} bytes)`);
     }
-    if (limits.window && (paddr < limits.window.start || end > limits.window.end)) {
-      throw new ElfError('segment-outside-window', `${name}: [${hex(paddr)}, ${hex(end)}) is outside the ABI window [${hex(limits.window.start)}, ${hex(limits.window.end)})`);
+    if (limits.windows && !limits.windows.some((w) => paddr >= w.start && end <= w.end)) {
+      const list = limits.windows.map((w) => `[${hex(w.start)}, ${hex(w.end)})`).join(' or ');
+      throw new ElfError('segment-outside-window', `${name}: [${hex(paddr)}, ${hex(end)}) is outside the ABI window ${list}`);
     }
     const start = toOffset(offset, `${name}: p_offset`);
     segments.push({

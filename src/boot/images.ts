@@ -9,7 +9,7 @@ import { quoteForError } from '../shared/quote.js';
 import type { BootConfig } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
-import { FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD } from './layout.js';
+import { FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
@@ -78,17 +78,22 @@ export interface BootImages {
 export function loadBootImages(config: BootConfig): BootImages {
   const built = builtImagePaths(config.variant);
   const firmwarePath = config.firmwareFile ?? built.firmware;
-  const parse = (path: string, what: string, window: { start: bigint; end: bigint }): ElfImage => {
+  const parse = (path: string, what: string, windows: ReadonlyArray<{ start: bigint; end: bigint }>): ElfImage => {
     const bytes = readImage(path, what);
     try {
-      return parseElf(bytes, { ramBytes: config.memoryBytes, window });
+      return parseElf(bytes, { physicalBytes: guestPhysicalBytes(config.memoryBytes), windows });
     } catch (err) {
       if (err instanceof ElfError) throw new GuestImageError(`${what} ${quoteForError(path)}: ${err.message}`);
       throw err;
     }
   };
-  const firmware = parse(firmwarePath, 'firmware image', FIRMWARE_LOAD);
-  const guestImage = parse(built.guestImage, 'guest image', GUEST_IMAGE_LOAD);
+  const firmware = parse(firmwarePath, 'firmware image', [FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD]);
+  // The vCPU starts at the architectural reset vector, whatever e_entry says: a firmware must
+  // have its code there (in the firmware volume), and e_entry must say so.
+  if (firmware.entry !== RESET_VECTOR_GPA) {
+    throw new GuestImageError(`firmware image ${quoteForError(firmwarePath)}: e_entry 0x${firmware.entry.toString(16)} is not the reset vector 0x${RESET_VECTOR_GPA.toString(16)} (the last 16 bytes of the firmware volume, where the vCPU starts)`);
+  }
+  const guestImage = parse(built.guestImage, 'guest image', [GUEST_IMAGE_LOAD]);
   const bytes = encodeFirmwareConfig({
     memoryBytes: config.memoryBytes,
     preAccept: config.preAccept,

@@ -23,10 +23,13 @@ export const ABI = {
   MV_FW_CONFIG_GPA: 0x300000n,
   MV_FIRMWARE_LOAD_GPA: 0x301000n,
   MV_FIRMWARE_LOAD_LIMIT: 0x340000n,
-  MV_FW_REAL_MODE_CS: 0xf000n,
-  MV_FW_REAL_MODE_CS_BASE: 0x300000n,
   MV_GUEST_IMAGE_GPA: 0x340000n,
   MV_GUEST_IMAGE_LIMIT: 0x400000n,
+  MV_FIRMWARE_VOLUME_GPA: 0xfffff000n,
+  MV_FIRMWARE_VOLUME_BYTES: 0x1000n,
+  MV_RESET_VECTOR_GPA: 0xfffffff0n,
+  MV_RAM_HOLE_GPA: 0xffe00000n,
+  MV_RAM_HOLE_END: 0x100000000n,
   MV_FIRMWARE_RESERVED_GPA: 0x200000n,
   MV_FIRMWARE_RESERVED_END: 0x400000n,
   MV_KERNEL_LOAD_GPA: 0x1000000n,
@@ -114,8 +117,16 @@ export const TEMP_RAM = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES
 export const INITIAL_IMAGE = { gpa: ABI.MV_INITIAL_IMAGE_GPA, bytes: ABI.MV_INITIAL_IMAGE_BYTES } as const;
 /** Everything the VMM must pre-accept (PAGE.ADD / SNP launch update) before the vCPU starts. */
 export const PRE_ACCEPTED = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES + ABI.MV_INITIAL_IMAGE_BYTES } as const;
-/** Where firmware.elf's PT_LOAD segments must lie. */
+/**
+ * The firmware volume at the top of 4 GiB (TDVF's BFV): pre-accepted and measured like the
+ * initial image, the reset vector in its last 16 bytes. Not RAM: it lies in the RAM hole.
+ */
+export const FIRMWARE_VOLUME = { gpa: ABI.MV_FIRMWARE_VOLUME_GPA, bytes: ABI.MV_FIRMWARE_VOLUME_BYTES } as const;
+/** Where the vCPU starts on both platforms (TDX RIP 0xFFFFFFF0; SNP CS base 0xFFFF0000, IP 0xFFF0). */
+export const RESET_VECTOR_GPA = ABI.MV_RESET_VECTOR_GPA;
+/** Where firmware.elf's PT_LOAD segments must lie: its window in the initial image, or the firmware volume. */
 export const FIRMWARE_LOAD = { start: ABI.MV_FIRMWARE_LOAD_GPA, end: ABI.MV_FIRMWARE_LOAD_LIMIT } as const;
+export const FIRMWARE_VOLUME_LOAD = { start: ABI.MV_FIRMWARE_VOLUME_GPA, end: ABI.MV_FIRMWARE_VOLUME_GPA + ABI.MV_FIRMWARE_VOLUME_BYTES } as const;
 /** Where guest-image.elf's PT_LOAD segments must lie. */
 export const GUEST_IMAGE_LOAD = { start: ABI.MV_GUEST_IMAGE_GPA, end: ABI.MV_GUEST_IMAGE_LIMIT } as const;
 export const FW_CONFIG_GPA = ABI.MV_FW_CONFIG_GPA;
@@ -125,6 +136,31 @@ export const SNP_CPUID_PAGE_GPA = ABI.MV_SNP_CPUID_PAGE_GPA;
 export const KERNEL_LOAD_GPA = ABI.MV_KERNEL_LOAD_GPA;
 export const SHARED_WINDOW_VA = ABI.MV_SHARED_WINDOW_VA;
 export const PRE_ACCEPT_ALL = ABI.MV_PRE_ACCEPT_ALL;
+
+/** A guest-physical range [start, end). */
+export interface GpaRange { start: bigint; end: bigint }
+
+/**
+ * Guest RAM for `memoryBytes` (the top of guest-physical RAM): [0, memoryBytes) less the hole
+ * [MV_RAM_HOLE_GPA, 4 GiB) that holds the firmware volume, as on a PC (RAM below the 32-bit
+ * hole, the rest from 4 GiB). The firmware's E820 map describes exactly these ranges.
+ */
+export function guestRamRanges(memoryBytes: bigint): GpaRange[] {
+  if (memoryBytes <= ABI.MV_RAM_HOLE_GPA) return [{ start: 0n, end: memoryBytes }];
+  const ranges: GpaRange[] = [{ start: 0n, end: ABI.MV_RAM_HOLE_GPA }];
+  if (memoryBytes > ABI.MV_RAM_HOLE_END) ranges.push({ start: ABI.MV_RAM_HOLE_END, end: memoryBytes });
+  return ranges;
+}
+
+/** Bytes of guest RAM for `memoryBytes`. */
+export function guestRamBytes(memoryBytes: bigint): bigint {
+  return guestRamRanges(memoryBytes).reduce((n, r) => n + r.end - r.start, 0n);
+}
+
+/** The guest-physical space the machine backs: RAM and, below 4 GiB, the firmware volume. */
+export function guestPhysicalBytes(memoryBytes: bigint): bigint {
+  return memoryBytes > ABI.MV_RAM_HOLE_END ? memoryBytes : ABI.MV_RAM_HOLE_END;
+}
 
 export const E820_TYPE = { ram: 1, reserved: 2, unaccepted: 15 } as const;
 export const PLATFORM = { none: 0, tdx: 1, snp: 2 } as const;

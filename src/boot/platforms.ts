@@ -1,13 +1,14 @@
 // Brings up a confidential guest the way a real VMM does before the first instruction: the
-// initial image and a small temporary RAM are added as private, pre-accepted memory (TDX:
-// TDH.MEM.PAGE.ADD, with the image measured into MRTD; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
-// the launch digest); everything else stays unaccepted for the guest to accept.
-import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA } from './layout.js';
+// firmware volume below 4 GiB, the initial image and a small temporary RAM are added as private,
+// pre-accepted memory (TDX: TDH.MEM.PAGE.ADD, with the volume and image measured into MRTD as
+// TDVF's metadata asks; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into the launch digest); everything
+// else stays unaccepted for the guest to accept. The vCPU starts at the reset vector in the volume.
+import { FIRMWARE_VOLUME, INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
 import { loadElf } from './elf.js';
 import type { Machine } from '../cpu/machine.js';
 import type { PageState } from '../platform/platform.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
-import { resetVmsa } from '../platform/snp/vmsa.js';
+import { bspResetVmsa } from '../platform/snp/vmsa.js';
 import { SnpPlatform } from '../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
 import type { TdxVmmHandle } from '../platform/tdx/vmm-handle.js';
@@ -94,7 +95,7 @@ function stageImages(images: BootImages): StagedImage {
   loadElf(staged, images.firmware);
   loadElf(staged, images.guestImage);
   staged.write(images.config.gpa, images.config.bytes);
-  const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE]);
+  const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE, FIRMWARE_VOLUME]);
   if (dropped.length) throw new Error(`VMM setup: image bytes at 0x${dropped[0]!.toString(16)} lie outside the launch ranges`);
   return staged;
 }
@@ -105,14 +106,15 @@ function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
 
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
-    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
+    memoryBytes: guestPhysicalBytes(options.memoryBytes), ram: guestRamRanges(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
     trace: options.trace, console: new Console(options.echo),
     extraState: options.extraState, ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
   });
   const host = td.platform.handle;
   const staged = stageImages(images);
   // TDH.VP.INIT: RCX is the VMM's hand-off, as KVM passes the TD HOB; here the firmware config.
-  host.vpInit(FW_CONFIG_GPA, images.firmware.entry);
+  // The vCPU starts at the reset vector 0xFFFFFFF0 (vp-init.ts).
+  host.vpInit(FW_CONFIG_GPA);
   const check = (what: string, status: bigint) => {
     if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
   };
@@ -125,6 +127,11 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).
   for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), staged.page(gpa)).status);
   for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  // The firmware volume, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD + MR.EXTEND):
+  // its 1 GiB and 2 MiB SEPT levels first (the 512 GiB one is the temporary RAM's).
+  check('SEPT.ADD level 2 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x3fffffffn, 2)).status);
+  check('SEPT.ADD level 1 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x1fffffn, 1)).status);
+  for (const gpa of pages(FIRMWARE_VOLUME)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
   options.vmm?.tdxPrelaunch?.(host);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
@@ -136,7 +143,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
-    memoryBytes: options.memoryBytes, instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
+    memoryBytes: guestPhysicalBytes(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
     trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),
   });
   const vmpl = options.vmm?.snpVmpl ?? 0;
@@ -157,11 +164,12 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     else launch(gpa, 'ZERO');
   }
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
+  for (const gpa of pages(FIRMWARE_VOLUME)) launch(gpa, 'NORMAL');
   options.vmm?.snpPrelaunch?.(host);
-  // The BSP's VMSA, last as QEMU does: real mode at the firmware entry (vmsa.ts).
-  host.launchUpdateVmsa(resetVmsa(images.firmware.entry));
+  // The BSP's VMSA, last as QEMU does: the reset state, real mode at 0xFFFF0000:FFF0 (vmsa.ts).
+  host.launchUpdateVmsa(bspResetVmsa());
   const measurement = host.launchFinish();
-  const policy = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo });
+  const policy = options.vmm?.snp?.(options.echo) ?? new HonestSnpVmm({ echo: options.echo, ram: guestRamRanges(options.memoryBytes) });
   const driver = new SnpVmm(host, policy);
   const vm = new Vm({ platform, vmm: driver, trace: options.trace, console: policy.console }, options.extraState);
   return {

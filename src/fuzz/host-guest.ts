@@ -3,6 +3,7 @@
 // its pristine snapshot (CPU, RAM, gate) and builds fresh platform and VMM models over it, then
 // launches a handful of pages (tables, stack, the code) the way a VMM would. Exception vectors 0-31
 // point into the code itself, so random bytes also reach injection, #VE/#VC and handler loops.
+import { flatGuestRam } from '../vmm/guest-ram.js';
 import { Machine, type Snapshot } from '../cpu/machine.js';
 import { EMULATOR_ABORTED } from '../cpu/exits.js';
 import { CR0_PG, CR0_WP, CR4_PAE } from '../cpu/registers.js';
@@ -143,7 +144,7 @@ export class HostFuzzGuest {
     }
     host.mrFinalize();
     const console = new Console();
-    const vmm = new TdxVmm({ host, console, trace, gpaWidth: TDX_GPA_WIDTH, memoryBytes: MEMORY_BYTES }, honestTdxPolicy);
+    const vmm = new TdxVmm({ host, console, trace, gpaWidth: TDX_GPA_WIDTH, memoryBytes: MEMORY_BYTES, ram: flatGuestRam(MEMORY_BYTES) }, honestTdxPolicy);
     return runToEnd(new Vm({ platform, vmm, trace, console }));
   }
 

@@ -2,7 +2,7 @@
 // memory map and acceptance bitmap, read from guest memory) must equal what the trusted model
 // says is accepted. The comparison itself is the library's verify (src/boot/verify.ts).
 import { decodeBootParams, type BootParamsView } from '../../src/boot/fw-config.js';
-import { ABI, BOOT_PARAMS_GPA, E820_TYPE } from '../../src/boot/layout.js';
+import { ABI, BOOT_PARAMS_GPA, E820_TYPE, guestRamRanges } from '../../src/boot/layout.js';
 import type { Machine } from '../../src/cpu/machine.js';
 import type { BootRun } from '../../src/boot/boot-guest.js';
 import { readGuestMemoryRecord, type GuestMemoryRun } from '../../src/boot/guest-record.js';
@@ -20,20 +20,32 @@ export function guestAcceptedRuns(vm: Machine): GuestMemoryRun[] {
 }
 
 /**
- * How the guest's memory map fails to tile its RAM exactly: every byte of [0, memory) in exactly
- * one entry, entries sorted, no gaps, no overlaps, nothing past the end. Empty when it does.
+ * How the guest's memory map fails to tile its RAM exactly: every byte of each RAM range
+ * (guestRamRanges: [0, memory) less the hole below 4 GiB that holds the firmware volume) in
+ * exactly one entry, entries sorted, no gaps inside a range, nothing in the hole, no overlaps,
+ * nothing past the end. Empty when it does.
  */
 export function memoryMapTilingErrors(vm: Machine): string[] {
   const bp = bootParams(vm);
   const out: string[] = [];
+  const ranges = guestRamRanges(bp.memoryBytes);
   let covered = 0n;
+  let range = 0;
   for (const [i, e] of bp.e820.entries()) {
     if (e.size === 0n) out.push(`entry ${i} is empty`);
+    // An entry that starts at the next RAM range closes the current one at its end.
+    if (range + 1 < ranges.length && e.addr >= ranges[range + 1]!.start) {
+      if (covered !== ranges[range]!.end) out.push(`RAM range ${range} ends at 0x${ranges[range]!.end.toString(16)}, the map at 0x${covered.toString(16)}`);
+      range++;
+      covered = ranges[range]!.start;
+    }
     if (e.addr > covered) out.push(`gap [0x${covered.toString(16)}, 0x${e.addr.toString(16)})`);
     if (e.addr < covered) out.push(`entry ${i} at 0x${e.addr.toString(16)} overlaps what ends at 0x${covered.toString(16)}`);
     covered = e.addr + e.size > covered ? e.addr + e.size : covered;
   }
-  if (covered !== vm.memoryBytes) out.push(`the map ends at 0x${covered.toString(16)}, RAM at 0x${vm.memoryBytes.toString(16)}`);
+  if (range !== ranges.length - 1 || covered !== ranges[range]!.end) {
+    out.push(`the map ends at 0x${covered.toString(16)}, RAM at 0x${ranges[ranges.length - 1]!.end.toString(16)}`);
+  }
   return out;
 }
 

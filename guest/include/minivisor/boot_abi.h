@@ -16,6 +16,14 @@
  *                         guest image (decompressor ELF with the compressed kernel inside)
  *   [0x400000, ...)       ordinary RAM, unaccepted at start
  *   [0x1000000, ...)      kernel output range (16 MiB, Linux's LOAD_PHYSICAL_ADDR)
+ *   [0xffe00000, 4 GiB)   no RAM: the hole for the FIRMWARE VOLUME [0xfffff000, 4 GiB), measured
+ *                         and pre-accepted by the VMM like the initial image (TDVF's BFV: TDX
+ *                         metadata section type BFV, PAGE.ADD + MR.EXTEND; SNP LAUNCH_UPDATE),
+ *                         with the reset vector in its last 16 bytes. The hole is 2 MiB so RAM
+ *                         stays 2 MiB aligned.
+ *   [4 GiB, memory_bytes) the rest of RAM, when memory_bytes is above the hole: memory_bytes is
+ *                         the top of guest-physical RAM, so a guest has memory_bytes minus the
+ *                         hole of RAM.
  *
  * [0x200000, 0x400000) stays E820-reserved for the whole boot: the kernel keeps using the
  * boot params and the page tables that live there.
@@ -23,15 +31,17 @@
  * How the VMM starts the vCPU (see also src/boot/layout.ts):
  *   - pre-accept exactly [MV_TEMP_RAM_GPA, MV_INITIAL_IMAGE_END) as private memory (the rest
  *     of RAM stays unaccepted/pending);
- *   - load firmware.elf's PT_LOAD segments (inside [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT))
- *     and the guest image's segments (inside [MV_GUEST_IMAGE_GPA, MV_GUEST_IMAGE_LIMIT));
+ *   - pre-accept and measure [MV_FIRMWARE_VOLUME_GPA, 4 GiB) the same way;
+ *   - load firmware.elf's PT_LOAD segments (inside [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT)
+ *     or the firmware volume; e_entry must be the reset vector MV_RESET_VECTOR_GPA) and the guest
+ *     image's segments (inside [MV_GUEST_IMAGE_GPA, MV_GUEST_IMAGE_LIMIT));
  *   - write struct mv_fw_config at MV_FW_CONFIG_GPA;
- *   - start the vCPU in the platform's architectural entry state at firmware e_entry:
+ *   - start the vCPU in the platform's architectural reset state, at the reset vector:
  *     TDX (TDH.VP.INIT): 32-bit protected mode, flat CS/DS/SS with selector 0, paging off,
- *     EFER.LME set, RBX = GPA width, RCX = R8 = MV_FW_CONFIG_GPA, RSI = vCPU index (hardware
- *     starts at 0xFFFFFFF0; the model has no firmware volume there);
- *     SNP (the VMSA): real mode, CS = MV_FW_REAL_MODE_CS with hidden base e_entry & ~0xFFFF
- *     (MV_FW_REAL_MODE_CS_BASE for a firmware in its window), IP = e_entry & 0xFFFF.
+ *     EFER.LME set, RIP = 0xFFFFFFF0, RBX = GPA width, RCX = R8 = MV_FW_CONFIG_GPA,
+ *     RSI = vCPU index;
+ *     SNP (the VMSA, QEMU's reset state): real mode, CS selector 0xF000 with hidden base
+ *     0xFFFF0000, IP = 0xFFF0.
  *     No RSP: the firmware loads its own stack, GDT, IDT and page tables.
  */
 #ifndef MINIVISOR_BOOT_ABI_H
@@ -60,10 +70,15 @@
 #define MV_FW_CONFIG_GPA             0x300000
 #define MV_FIRMWARE_LOAD_GPA         0x301000
 #define MV_FIRMWARE_LOAD_LIMIT       0x340000
-#define MV_FW_REAL_MODE_CS           0xf000
-#define MV_FW_REAL_MODE_CS_BASE      0x300000
 #define MV_GUEST_IMAGE_GPA           0x340000
 #define MV_GUEST_IMAGE_LIMIT         0x400000
+
+/* ---- firmware volume (pre-accepted, measured) and the RAM hole below 4 GiB ---- */
+#define MV_FIRMWARE_VOLUME_GPA       0xfffff000
+#define MV_FIRMWARE_VOLUME_BYTES     0x1000
+#define MV_RESET_VECTOR_GPA          0xfffffff0
+#define MV_RAM_HOLE_GPA              0xffe00000
+#define MV_RAM_HOLE_END              0x100000000
 
 /* The E820-reserved firmware range: temporary RAM + initial image. */
 #define MV_FIRMWARE_RESERVED_GPA     0x200000
@@ -314,8 +329,10 @@ MV_ABI_CHECK(MV_GHCB_GPA + MV_PAGE_SIZE <= MV_CONSOLE_PAGE_GPA && MV_CONSOLE_PAG
 MV_ABI_CHECK(MV_CONSOLE_BATCH_MAX <= 0x7f0); /* fits the GHCB shared buffer (and the 4K page) */
 MV_ABI_CHECK(MV_PT_POOL_GPA + MV_PT_POOL_BYTES <= MV_SNP_CPUID_PAGE_GPA);
 MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);
-/* A real-mode entry reaches the whole firmware window through its 64 KiB code segment. */
-MV_ABI_CHECK((MV_FIRMWARE_LOAD_GPA & ~0xffff) == MV_FW_REAL_MODE_CS_BASE);
+/* The firmware volume ends at 4 GiB, inside the RAM hole, with the reset vector in its last 16 bytes. */
+MV_ABI_CHECK((unsigned long long)MV_FIRMWARE_VOLUME_GPA + MV_FIRMWARE_VOLUME_BYTES == MV_RAM_HOLE_END);
+MV_ABI_CHECK(MV_RAM_HOLE_GPA <= MV_FIRMWARE_VOLUME_GPA && (unsigned long long)MV_RESET_VECTOR_GPA + 16 == MV_RAM_HOLE_END);
+MV_ABI_CHECK(MV_RAM_HOLE_GPA % MV_SIZE_2M == 0);
 MV_ABI_CHECK(MV_TEMP_RAM_GPA + MV_TEMP_RAM_BYTES == MV_INITIAL_IMAGE_GPA);
 MV_ABI_CHECK(MV_INITIAL_IMAGE_GPA + MV_INITIAL_IMAGE_BYTES == MV_INITIAL_IMAGE_END);
 #endif /* __ASSEMBLER__ */

@@ -35,8 +35,7 @@ const PLATFORMS = [
 ] as const;
 
 const LIMITS = [
-  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)}, one vCPU, CPL 0 only`,
-  'the reset vector is the firmware\'s ELF entry, not 0xFFFFFFF0 / 0xFFFF0000:FFF0',
+  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)} (the top of guest RAM; [0xFFE00000, 4G) holds the firmware volume, not RAM), one vCPU, CPL 0 only`,
   `instruction budget ${DEFAULT_MAX_INSTRUCTIONS} by default (--max-instructions)`,
   'no attestation (TDG.MR.REPORT, SNP guest requests), no migration, no VMPL switching',
 ];

@@ -4,9 +4,9 @@
 // vmcb_seg {u16 selector, u16 attrib, u32 limit, u64 base}).
 //
 // QEMU/KVM fill the BSP's VMSA from the vCPU's reset state (real mode, CS selector 0xF000, hidden
-// base 0xFFFF0000, IP 0xFFF0). An AP starts from the SEV-ES reset block OVMF publishes in its GUID
-// table (CS base = vector & 0xFFFF0000, IP = vector & 0xFFFF; QEMU target/i386/sev.c). The boot
-// uses that form for the BSP too, since the firmware sits in the initial image, not below 4 GiB.
+// base 0xFFFF0000, IP 0xFFF0: linear 0xFFFFFFF0, the reset vector at the top of the firmware
+// volume). An AP starts from the SEV-ES reset block OVMF publishes in its GUID table (CS base =
+// vector & 0xFFFF0000, IP = vector & 0xFFFF; QEMU target/i386/sev.c).
 import type { Machine } from '../../cpu/machine.js';
 
 export const VMSA_MEASURED_GPA = 0xfffffffff000n;
@@ -18,6 +18,14 @@ export interface Vmsa {
   cr0: bigint;
   efer: bigint;
   rdx: bigint;
+}
+
+/** The x86 reset vector: CS base 0xFFFF0000 + IP 0xFFF0 (APM Vol. 2 §14.1.5, Table 14-1). */
+export const SNP_RESET_VECTOR = 0xfffffff0n;
+
+/** The BSP's VMSA: the reset state, real mode at 0xFFFF0000:FFF0. */
+export function bspResetVmsa(): Vmsa {
+  return resetVmsa(SNP_RESET_VECTOR);
 }
 
 /** Real mode at `vector` by the SEV-ES reset-block convention (CS 0xF000, base = vector & ~0xFFFF). */

@@ -92,17 +92,16 @@ export class TdxVmmHandle extends SeamcallHost {
   }
 
   /**
-   * TDH.VP.INIT: the module puts the vCPU in its architectural initial state (vp-init.ts); the
-   * VMM chooses only RCX (KVM passes the TD HOB's GPA). `resetRip` stands in for the fixed
-   * 0xFFFFFFF0: the model has no firmware volume at the top of 4 GiB (README). Once per vCPU,
-   * before MR.FINALIZE.
+   * TDH.VP.INIT: the module puts the vCPU in its architectural initial state at the reset vector
+   * 0xFFFFFFF0 (vp-init.ts); the VMM chooses only RCX (KVM passes the TD HOB's GPA). Once per
+   * vCPU, before MR.FINALIZE.
    */
-  vpInit(initRcx: bigint, resetRip: bigint = TD_RESET_RIP): void {
+  vpInit(initRcx: bigint): void {
     const td = this.#td;
     if (td.finalized) throw new Error('TDH.VP.INIT after MR.FINALIZE is not modelled');
     if (td.vcpuInitialized) throw new Error('TDH.VP.INIT: the vCPU is already initialized (TDX_VCPU_STATE_INCORRECT)');
-    initTdVcpu(td.machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex: 0, rip: resetRip });
+    initTdVcpu(td.machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex: 0 });
     td.vcpuInitialized = true;
-    td.trace.record('vmm', 'vp-init', { rcx: initRcx, rip: resetRip });
+    td.trace.record('vmm', 'vp-init', { rcx: initRcx, rip: TD_RESET_RIP });
   }
 }

@@ -8,15 +8,13 @@
 // parameter, RSI = the vCPU index, RDX = CPUID(1).EAX (0 here: the model has no CPU signature).
 import type { Machine } from '../../cpu/machine.js';
 
-/** The TD reset vector on hardware. The model has no firmware volume below 4 GiB (README). */
+/** The TD reset vector (td_vmcs_init.c: guest RIP 0xFFFFFFF0), in the firmware volume below 4 GiB. */
 export const TD_RESET_RIP = 0xfffffff0n;
 
 export interface TdVcpuInit {
   gpaWidth: 48 | 52;
   initRcx: bigint;
   vcpuIndex: number;
-  /** Where the reset vector lands: TD_RESET_RIP on hardware, the firmware's entry in the boot. */
-  rip: bigint;
 }
 
 export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
@@ -35,6 +33,6 @@ export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
   regs.rcx = init.initRcx;
   regs.r8 = init.initRcx;
   regs.rsi = BigInt(init.vcpuIndex);
-  regs.rip = init.rip;
+  regs.rip = TD_RESET_RIP;
   regs.rflags = 0x2n;
 }

@@ -3,6 +3,7 @@
 // Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
+import { flatGuestRam, inGuestRam, type GuestRamRange } from '../guest-ram.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, Console } from '../console.js';
 import type { SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
@@ -31,6 +32,8 @@ export interface HonestSnpVmmOptions {
   /** Process at most this many PSC entries per VMGEXIT (partial progress). Default: all. */
   pscEntriesPerExit?: number;
   echo?: (text: string) => void;
+  /** Where the guest has RAM (the VMM's memslots). Default: all the machine backs. */
+  ram?: readonly GuestRamRange[];
 }
 
 type Npf = Extract<SnpVmExit, { kind: 'npf' }>;
@@ -41,10 +44,16 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   /** GHCB GPA the guest registered (MSR protocol 0x012), if any. */
   registeredGhcb: bigint | undefined;
   readonly pscEntriesPerExit: number;
+  readonly #ram: readonly GuestRamRange[] | undefined;
 
   constructor(options: HonestSnpVmmOptions = {}) {
     this.console = new Console(options.echo);
     this.pscEntriesPerExit = options.pscEntriesPerExit ?? Number.POSITIVE_INFINITY;
+    this.#ram = options.ram;
+  }
+
+  #inRam(host: SnpVmmHandle, gpa: bigint, size: bigint): boolean {
+    return inGuestRam(this.#ram ?? flatGuestRam(host.memoryBytes), gpa, size);
   }
 
   /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
@@ -71,6 +80,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     const region = exit.gpa & ~(PAGE_2M - 1n);
     const entry = host.rmpEntry(page);
     const privateAccess = (exit.errorCode & NPF_BITS.enc) !== 0n;
+    if (!this.#inRam(host, page, PAGE_4K)) return { outcome: 'fault', reason: `guest access to GPA 0x${exit.gpa.toString(16)} outside its RAM` };
     const ours = entry.assigned && entry.asid === host.asid;
     if (privateAccess && ours && entry.pageSize === '2m') {
       const r = host.psmash(region);
@@ -161,7 +171,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       case 'psc': {
         const gpa = req.gfn << 12n;
         let error = 0;
-        if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || gpa >= host.memoryBytes) error = 1;
+        if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || !this.#inRam(host, gpa, PAGE_4K)) error = 1;
         else error = this.#pscPage(host, gpa, req.op);
         host.trace.record('vmm', 'psc', { via: 'msr', gpa, op: req.op, error });
         host.ghcbMsr = ghcbMsr.pscResp(error);
@@ -182,7 +192,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   #ghcbPage(host: SnpVmmHandle, gpa: bigint): VmmAnswer {
-    if (gpa === 0n || gpa + BigInt(GHCB_SIZE) > host.memoryBytes) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
+    if (gpa === 0n || !this.#inRam(host, gpa, BigInt(GHCB_SIZE))) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
     if (this.registeredGhcb !== undefined && this.registeredGhcb !== gpa) {
       return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${this.registeredGhcb.toString(16)}` };
     }
@@ -289,7 +299,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       const e = decodePscEntry(host.hostMemory.readU64(at));
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
-      if (e.reserved !== 0 || gpa % size !== 0n || gpa + size > host.memoryBytes || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
+      if (e.reserved !== 0 || gpa % size !== 0n || !this.#inRam(host, gpa, size) || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
         host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
         return PSC_ERROR.INVALID_ENTRY;
       }

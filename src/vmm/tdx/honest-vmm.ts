@@ -1,6 +1,7 @@
 // The untrusted VMM for a TD, honest flavour (KVM-like). It sees only TD exits and acts only through
 // the SEAMCALL host interface and its own shared EPT. Every decision goes through `TdxVmmPolicy`, so
 // an adversarial VMM can replace any single method (e.g. `{ ...honestTdxPolicy, mapGpa: lie }`).
+import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
 import type { SeamcallHost } from '../../platform/tdx/seamcall.js';
 import { gpaLevel } from '../../platform/tdx/seamcall.js';
 import type { TdxVmmHandle } from '../../platform/tdx/vmm-handle.js';
@@ -31,7 +32,10 @@ export interface VmmContext {
   console: Console;
   trace: Trace;
   gpaWidth: 48 | 52;
+  /** The guest-physical space the machine backs. */
   memoryBytes: bigint;
+  /** Where the guest has RAM (the VMM's memslots): AUG and MapGPA only there. */
+  ram: readonly GuestRamRange[];
 }
 
 /** Every decision the TDX VMM makes. */
@@ -146,7 +150,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     return guarded(ctx, 'AUG on demand', () => {
       const { reqLevel, errLevel, errState } = eeq;
       const host = ctx.host;
-      if (exit.outsideRam) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
+      if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
       if (errState === 'FREE') {
         ensureSeptLevels(host, exit.gpa, reqLevel);
         check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
@@ -169,7 +173,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   },
 
   onPrivateEptViolation(ctx, exit) {
-    if (exit.outsideRam) return stop('fault', `guest access to GPA ${hex(exit.gpa)} outside its RAM`);
+    if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest access to GPA ${hex(exit.gpa)} outside its RAM`);
     if (exit.septState !== 'FREE' && exit.septState !== 'REMOVED') {
       return stop('vmm-error', `EPT violation on ${exit.septState} private GPA ${hex(exit.gpa)}`);
     }
@@ -202,7 +206,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     const toShared = (start & sharedBit) !== 0n;
     const base = start & ~sharedBit;
     if (base % 0x1000n !== 0n || size % 0x1000n !== 0n || size === 0n) return ret(TdvmcallStatus.ALIGN_ERROR);
-    if ((base >> BigInt(ctx.gpaWidth - 1)) !== 0n || base + size > ctx.memoryBytes) return ret(TdvmcallStatus.INVALID_OPERAND);
+    if ((base >> BigInt(ctx.gpaWidth - 1)) !== 0n || !inGuestRam(ctx.ram, base, size)) return ret(TdvmcallStatus.INVALID_OPERAND);
     const end = base + size;
     const chunkEnd = end - base > MAP_GPA_CHUNK ? base + MAP_GPA_CHUNK : end;
     try {
@@ -260,7 +264,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     // The stubs' console batch (boot_abi.h): shared memory within one page, read as the host sees it.
     const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
     const base = gpa & ~sharedBit;
-    if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.BATCH_MAX) || (base & 0xfffn) + count > 0x1000n || base + count > ctx.memoryBytes) {
+    if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.BATCH_MAX) || (base & 0xfffn) + count > 0x1000n || !inGuestRam(ctx.ram, base, count)) {
       return ret(TdvmcallStatus.INVALID_OPERAND);
     }
     try {

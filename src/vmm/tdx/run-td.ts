@@ -6,9 +6,12 @@ import type { Trace } from '../../shared/trace.js';
 import type { SnapshotParts } from '../../shared/snapshottable.js';
 import { Vm, runToEnd } from '../run-vm.js';
 import type { TdExit } from '../../platform/tdx/td-module.js';
+import { flatGuestRam, type GuestRamRange } from '../guest-ram.js';
 import { TdxVmm, honestTdxPolicy, type TdxVmmPolicy } from './honest-vmm.js';
 
 export interface TdOptions extends TdxPlatformOptions {
+  /** Where the guest has RAM. Default: all of memoryBytes. */
+  ram?: readonly GuestRamRange[];
   console?: Console;
   policy?: TdxVmmPolicy;
   /** State above the VMM that whole-VM snapshots must also cover. */
@@ -29,7 +32,7 @@ export function createTd(options: TdOptions): Td {
   const platform = TdxPlatform.create(options);
   const console = options.console ?? new Console();
   const handle = platform.handle;
-  const vmm = new TdxVmm({ host: handle, console, trace: platform.trace, gpaWidth: handle.gpaWidth, memoryBytes: handle.memoryBytes }, options.policy ?? honestTdxPolicy);
+  const vmm = new TdxVmm({ host: handle, console, trace: platform.trace, gpaWidth: handle.gpaWidth, memoryBytes: handle.memoryBytes, ram: options.ram ?? flatGuestRam(handle.memoryBytes) }, options.policy ?? honestTdxPolicy);
   return { platform, vmm, trace: platform.trace, console, vm: new Vm({ platform, vmm, trace: platform.trace, console }, options.extraState) };
 }
 

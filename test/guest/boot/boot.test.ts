@@ -78,9 +78,10 @@ describe.each(['tdx', 'snp'] as const)('%s boot', (platform) => {
     const vm = run.platform.machine;
     const bp = bootParams(vm);
     const usable = bp.e820.filter((e) => e.type === 1 || e.type === 15).reduce((n, e) => n + e.size, 0n);
-    // Everything is accepted except one page the firmware made shared: SNP's GHCB, TDX's console page.
+    // Everything is accepted except one page the firmware made shared: SNP's GHCB, TDX's console
+    // page; the firmware volume below 4 GiB is accepted too (pre-accepted by the VMM, not RAM).
     const shared = 4096n;
-    expect(hardwareAcceptedBytes(vm)).toBe(usable + ABI.MV_INITIAL_IMAGE_END - ABI.MV_TEMP_RAM_GPA - shared);
+    expect(hardwareAcceptedBytes(vm)).toBe(usable + ABI.MV_INITIAL_IMAGE_END - ABI.MV_TEMP_RAM_GPA - shared + ABI.MV_FIRMWARE_VOLUME_BYTES);
     vm.close();
   });
 
@@ -264,9 +265,11 @@ describe('user firmware', () => {
   long64:`;
   const dir = mkdtempSync(join(tmpdir(), 'minivisor-fw-'));
   const build = (name: string, source: string): string => {
-    writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n.text\n.globl start\n${LONG_MODE_PROLOGUE}\n${source}\n`);
+    // The reset vector at 0xFFFFFFF0 (the last 16 bytes of the firmware volume) jumps to start.
+    const resetVector = '.section .reset, "ax"\n.code32\n.globl reset\nreset:\nmov eax, offset start\njmp eax\n.text\n';
+    writeFileSync(join(dir, `${name}.S`), `.intel_syntax noprefix\n${resetVector}.globl start\n${LONG_MODE_PROLOGUE}\n${source}\n`);
     execFileSync('as', ['--64', '-o', join(dir, `${name}.o`), join(dir, `${name}.S`)]);
-    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', 'start', '-Ttext=0x301000', '-o', join(dir, `${name}.elf`), join(dir, `${name}.o`)]);
+    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', 'reset', '-Ttext=0x301000', '--section-start=.reset=0xfffffff0', '-o', join(dir, `${name}.elf`), join(dir, `${name}.o`)]);
     return join(dir, `${name}.elf`);
   };
 

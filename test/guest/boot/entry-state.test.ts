@@ -1,11 +1,13 @@
-// Rows 19 and 20 of issue 9: a TD starts where TDH.VP.INIT puts it, an SNP BSP where the VMSA the
-// VMM provides says; the firmware switches to long mode itself.
+// Rows 19 and 20 of issue 9: a TD starts where TDH.VP.INIT puts it (the reset vector 0xFFFFFFF0),
+// an SNP BSP where the VMSA the VMM provides says (the reset state, 0xFFFF0000:FFF0); both run
+// the firmware volume's reset vector and the firmware switches to long mode itself.
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
+import { BootSession } from '../../../src/boot/boot-session.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
-import { resetVmsa, vmsaPage } from '../../../src/platform/snp/vmsa.js';
+import { bspResetVmsa, resetVmsa, vmsaPage } from '../../../src/platform/snp/vmsa.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { decodeGhcbMsr, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
 
@@ -14,14 +16,14 @@ const ENTRY = 0x301000n;
 describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init.c)', () => {
   it('32-bit protected mode, paging off, flat selector-0 CS, EFER.LME, RBX/RCX/R8/RSI as the module sets them', () => {
     const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 48 });
-    td.platform.handle.vpInit(0x300000n, ENTRY);
+    td.platform.handle.vpInit(0x300000n);
     const vcpu = td.platform.machine.vcpu;
     expect(vcpu.codeSegment()).toMatchObject({ bits: 32, protectedMode: true, longMode: false, selector: 0, base: 0n });
     expect(vcpu.readSpecial('cr0')).toBe(0x21n);
     expect(vcpu.readSpecial('efer') & 0xd01n).toBe(0x901n);  // SCE, LME, NXE; LMA clear
     expect(vcpu.readSpecial('gdtrLimit')).toBe(0xffffn);
     const r = vcpu.regs;
-    expect([r.rip, r.rflags, r.rbx, r.rcx, r.r8, r.rsi]).toEqual([ENTRY, 2n, 48n, 0x300000n, 0x300000n, 0n]);
+    expect([r.rip, r.rflags, r.rbx, r.rcx, r.r8, r.rsi]).toEqual([0xfffffff0n, 2n, 48n, 0x300000n, 0x300000n, 0n]);
     td.platform.machine.close();
   });
 
@@ -36,7 +38,16 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
 });
 
 describe('SNP: the BSP starts from the VMSA the VMM provides', () => {
-  it('real mode at CS 0xF000 with the hidden base of the SEV-ES reset block, measured as a VMSA page', () => {
+  it('the BSP reset state: real mode, CS 0xF000 with the hidden base 0xFFFF0000, IP 0xFFF0', () => {
+    const p = SnpPlatform.create({ memoryBytes: 64n << 20n });
+    p.handle.launchUpdateVmsa(bspResetVmsa());
+    const vcpu = p.machine.vcpu;
+    expect(vcpu.codeSegment()).toMatchObject({ bits: 16, protectedMode: false, selector: 0xf000, base: 0xffff0000n });
+    expect(vcpu.regs.rip).toBe(0xfff0n);
+    p.machine.close();
+  });
+
+  it('an AP-style VMSA: real mode at CS 0xF000 with the hidden base of the SEV-ES reset block, measured as a VMSA page', () => {
     const digests: string[] = [];
     for (const entry of [ENTRY, ENTRY + 0x10n]) {
       const p = SnpPlatform.create({ memoryBytes: 64n << 20n });
@@ -59,6 +70,53 @@ describe('SNP: the BSP starts from the VMSA the VMM provides', () => {
     expect(page.readBigUInt64LE(0x178)).toBe(0x1000n);        // RIP
     expect(page.readBigUInt64LE(0x158)).toBe(0x60000010n);    // CR0
     expect(page.readBigUInt64LE(0xd0) & 0x1000n).toBe(0x1000n);  // EFER.SVME
+  });
+});
+
+/** A boot set up by the VMM (measured launch done), its vCPU not run yet. */
+function launched(platform: 'tdx' | 'snp', memory = '256M'): BootSession {
+  return BootSession.create(parseBootOptions({ platform, memory }));
+}
+
+/** Runs exactly `n` more guest instructions. */
+function step(session: BootSession, n: bigint): void {
+  const vcpu = session.platform.machine.vcpu;
+  vcpu.instructionLimit = vcpu.instructions + n;
+  vcpu.budgetLimit = vcpu.budgetLimit > vcpu.instructionLimit ? vcpu.budgetLimit : vcpu.instructionLimit;
+  expect(vcpu.run().kind).toBe('budget');
+}
+
+describe('the first instructions are the reset vector in the firmware volume', () => {
+  it('TDX: 32-bit code at 0xFFFFFFF0 (mov eax, cr0; test al, 1; jz; jmp rel32 into the volume)', () => {
+    const session = launched('tdx');
+    const vcpu = session.platform.machine.vcpu;
+    expect(vcpu.regs.rip).toBe(0xfffffff0n);
+    step(session, 1n);
+    // One instruction ran: mov eax, cr0 at 0xFFFFFFF0 (3 bytes, the same in 16- and 32-bit code).
+    expect(vcpu.regs.rip).toBe(0xfffffff3n);
+    expect(vcpu.regs.rax).toBe(0x21n);
+    step(session, 2n);
+    expect(vcpu.regs.rip).toBe(0xfffffff7n);  // CR0.PE set: the jz fell through to the 32-bit jmp
+    step(session, 1n);
+    expect(vcpu.regs.rip >= 0xfffff000n && vcpu.regs.rip < 0xfffffff0n).toBe(true);  // still in the volume
+    expect(vcpu.codeSegment()).toMatchObject({ bits: 32, protectedMode: true, selector: 0 });
+    session.platform.machine.close();
+  });
+
+  it('SNP: 16-bit code at CS base 0xFFFF0000, IP 0xFFF0, which takes the real-mode branch', () => {
+    const session = launched('snp');
+    const vcpu = session.platform.machine.vcpu;
+    expect(vcpu.codeSegment()).toMatchObject({ bits: 16, selector: 0xf000, base: 0xffff0000n });
+    expect(vcpu.regs.rip).toBe(0xfff0n);
+    step(session, 1n);
+    expect(vcpu.regs.rip).toBe(0xfff3n);
+    expect(vcpu.regs.rax & 0xffffffffn).toBe(0x60000010n);  // CR0 of the reset state
+    step(session, 2n);
+    expect(vcpu.regs.rip).toBe(0xfffcn);  // CR0.PE clear: jz taken to the 16-bit jmp
+    step(session, 1n);
+    expect(vcpu.regs.rip).toBe(0xf000n);  // the volume's real-mode code at 0xFFFFF000
+    expect(vcpu.codeSegment()).toMatchObject({ bits: 16, base: 0xffff0000n });
+    session.platform.machine.close();
   });
 });
 

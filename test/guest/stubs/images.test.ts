@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { loadElf, parseElf, type ElfImage } from '../../../src/boot/elf.js';
-import { ABI, FIRMWARE_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED } from '../../../src/boot/layout.js';
+import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED, guestPhysicalBytes } from '../../../src/boot/layout.js';
 import { encodeFirmwareConfig } from '../../../src/boot/fw-config.js';
 import { crc32, decodeLz4Block } from '../../../src/boot/lz4.js';
 
@@ -15,6 +15,8 @@ const root = join(import.meta.dirname, '../../..');
 const FIRMWARE_ELF = join(root, 'firmware/build/firmware.elf');
 const GUEST_IMAGE_ELF = join(root, 'guest/build/guest-image.elf');
 const MEMORY = 256n << 20n;
+/** RAM plus the firmware volume below 4 GiB. */
+const PHYSICAL = guestPhysicalBytes(MEMORY);
 
 let firmware: ElfImage;
 let guestImage: ElfImage;
@@ -23,20 +25,21 @@ beforeAll(() => {
   // Incremental and quiet: a no-op when the install step already built them.
   execFileSync('make', ['-s', '-C', join(root, 'firmware')], { stdio: 'pipe' });
   execFileSync('make', ['-s', '-C', join(root, 'guest')], { stdio: 'pipe' });
-  firmware = parseElf(readFileSync(FIRMWARE_ELF), { ramBytes: MEMORY, window: FIRMWARE_LOAD });
-  guestImage = parseElf(readFileSync(GUEST_IMAGE_ELF), { ramBytes: MEMORY, window: GUEST_IMAGE_LOAD });
+  firmware = parseElf(readFileSync(FIRMWARE_ELF), { physicalBytes: PHYSICAL, windows: [FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD] });
+  guestImage = parseElf(readFileSync(GUEST_IMAGE_ELF), { physicalBytes: PHYSICAL, windows: [GUEST_IMAGE_LOAD] });
 });
 
 function bootMachine(): Machine {
-  const vm = new Machine({ memoryBytes: MEMORY });
+  const vm = new Machine({ memoryBytes: PHYSICAL });
   vm.gate.set('private', PRE_ACCEPTED.gpa, PRE_ACCEPTED.bytes, 'readwrite');
+  vm.gate.set('private', FIRMWARE_VOLUME.gpa, FIRMWARE_VOLUME.bytes, 'readwrite');
   loadElf(vm.memory, firmware);
   loadElf(vm.memory, guestImage);
   vm.memory.write(FW_CONFIG_GPA, encodeFirmwareConfig({
     memoryBytes: MEMORY, preAccept: 64n << 20n, acceptMode: 'lazy', acceptUnit: 0x200000,
     workloadBytes: 64n << 20n, seed: 1n, guestImageEntry: guestImage.entry,
   }));
-  // The entry state of a TD vCPU (32-bit, paging off, EFER.LME), without the TDX module.
+  // The entry state of a TD vCPU (32-bit, paging off, EFER.LME) at the reset vector, without the TDX module.
   vm.vcpu.enter({ mode: 'protected32' });
   vm.vcpu.writeSpecial('efer', 0x901n);
   vm.vcpu.regs.rip = firmware.entry;
@@ -44,14 +47,17 @@ function bootMachine(): Machine {
 }
 
 describe('guest images', () => {
-  it('link at their ABI addresses with a text and a data segment', () => {
-    expect(firmware.entry).toBe(ABI.MV_FIRMWARE_LOAD_GPA);
+  it('link at their ABI addresses: a text and a data segment, and the firmware volume with the reset vector', () => {
+    expect(firmware.entry).toBe(ABI.MV_RESET_VECTOR_GPA);
     expect(guestImage.entry).toBe(ABI.MV_GUEST_IMAGE_GPA);
-    for (const image of [firmware, guestImage]) {
-      expect(image.segments.map((s) => [s.executable, s.writable])).toEqual([[true, false], [false, true]]);
-      for (const s of image.segments) expect(s.gpa).toBe(s.vaddr);
-    }
-    const kernel = parseElf(readFileSync(join(root, 'guest/build/kernel.elf')), { ramBytes: MEMORY });
+    expect(firmware.segments.map((s) => [s.executable, s.writable])).toEqual([[true, false], [false, true], [true, false]]);
+    expect(guestImage.segments.map((s) => [s.executable, s.writable])).toEqual([[true, false], [false, true]]);
+    for (const s of [...firmware.segments, ...guestImage.segments]) expect(s.gpa).toBe(s.vaddr);
+    // The volume ends exactly at 4 GiB; its last 16 bytes are the reset vector.
+    const volume = firmware.segments[2]!;
+    expect([volume.gpa, volume.memSize, BigInt(volume.data.byteLength)]).toEqual([FIRMWARE_VOLUME.gpa, FIRMWARE_VOLUME.bytes, FIRMWARE_VOLUME.bytes]);
+    expect([...volume.data.subarray(-16, -11)]).toEqual([0x0f, 0x20, 0xc0, 0xa8, 0x01]);  // mov eax, cr0; test al, 1
+    const kernel = parseElf(readFileSync(join(root, 'guest/build/kernel.elf')), { physicalBytes: MEMORY });
     expect(kernel.entry).toBe(KERNEL_LOAD_GPA);
   });
 

@@ -41,7 +41,7 @@ const RAM = 16n << 20n;
 const text: Seg = { vaddr: 0x301000n, filesz: 0x100n, memsz: 0x100n, flags: 5 };
 const data: Seg = { vaddr: 0x302000n, filesz: 0x10n, memsz: 0x300n, flags: 6, align: 0x10n };
 
-function expectElfError(bytes: Uint8Array, code: ElfErrorCode, limits: Parameters<typeof parseElf>[1] = { ramBytes: RAM }) {
+function expectElfError(bytes: Uint8Array, code: ElfErrorCode, limits: Parameters<typeof parseElf>[1] = { physicalBytes: RAM }) {
   let caught: unknown;
   try { parseElf(bytes, limits); } catch (e) { caught = e; }
   expect(caught).toBeInstanceOf(ElfError);
@@ -52,7 +52,7 @@ function expectElfError(bytes: Uint8Array, code: ElfErrorCode, limits: Parameter
 describe('ELF loader', () => {
   it('parses a valid image and loads it with a zero-filled bss', () => {
     const elf = buildElf([text, data], () => {}, 0x301010n);
-    const image = parseElf(elf, { ramBytes: RAM, window: { start: 0x301000n, end: 0x340000n } });
+    const image = parseElf(elf, { physicalBytes: RAM, windows: [{ start: 0x301000n, end: 0x340000n }] });
     expect(image.entry).toBe(0x301010n);
     expect(image.segments.map((s) => [s.gpa, s.data.byteLength, s.memSize, s.executable, s.writable]))
       .toEqual([[0x301000n, 0x100, 0x100n, true, false], [0x302000n, 0x10, 0x300n, false, true]]);
@@ -64,7 +64,7 @@ describe('ELF loader', () => {
   });
 
   it('ignores non-LOAD program headers', () => {
-    const image = parseElf(buildElf([text, { type: 4, vaddr: 0n, filesz: 0n, memsz: 0n }]), { ramBytes: RAM });
+    const image = parseElf(buildElf([text, { type: 4, vaddr: 0n, filesz: 0n, memsz: 0n }]), { physicalBytes: RAM });
     expect(image.segments).toHaveLength(1);
   });
 
@@ -93,7 +93,7 @@ describe('ELF loader', () => {
   ])('rejects %s', (_, bytes, code) => expectElfError(bytes, code));
 
   it('enforces the ABI window', () => {
-    expectElfError(buildElf([text]), 'segment-outside-window', { ramBytes: RAM, window: { start: 0x340000n, end: 0x400000n } });
+    expectElfError(buildElf([text]), 'segment-outside-window', { physicalBytes: RAM, windows: [{ start: 0x340000n, end: 0x400000n }] });
   });
 
   it('never throws anything but ElfError on random corruption', () => {
@@ -105,7 +105,7 @@ describe('ELF loader', () => {
         seed = (seed * 1103515245 + 12345) >>> 0;
         bad[seed % 0x200] = (seed >>> 8) & 0xff;
       }
-      try { parseElf(bad, { ramBytes: RAM }); } catch (e) { expect(e).toBeInstanceOf(ElfError); }
+      try { parseElf(bad, { physicalBytes: RAM }); } catch (e) { expect(e).toBeInstanceOf(ElfError); }
     }
   });
 });
