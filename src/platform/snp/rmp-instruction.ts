@@ -3,7 +3,7 @@
 // (APM Vol. 2 §15.36.6-.10, Tables 15-39/15-40; tdx-snp-architecture.md B2). The caller
 // (snp-cpu.ts) translates RAX with the guest page tables.
 import type { NativeTranslation } from '../../native/binding.js';
-import { ACCESS_CHECKS, checkAccess, NPF_BITS, type GuestContext } from './access-check.js';
+import { ACCESS_CHECKS, checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type GuestContext } from './access-check.js';
 import { PAGE_2M, PAGE_4K, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
 
 /** Return codes shared by PVALIDATE and RMPADJUST (APM; Linux sev.h; MS __rmpadjust docs). */
@@ -71,6 +71,15 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   const nptSize = req.nptSizeAt(gpa);
   if (req.size === '4k' && (entry.pageSize === '2m' || nptSize === '2m')) {
     return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp | NPF_BITS.sizeMismatch, reason: 'size-mismatch' };
+  }
+  // RMPADJUST needs a validated page (PVALIDATE is what validates it): after the ownership and
+  // 4K-under-2M checks and before the 2M-over-4K size check, an unvalidated page is #VC 0x404
+  // (PAGE_NOT_VALIDATED) with CR2 = RAX, as a private access to it would be. Source: the formal
+  // SNP model of microsoft/verismo (source/verismo/src/arch/rmp/access_s.rs, RmpEntry::rmpadjust:
+  // fault_rmp_update -> NestedPF, !validated -> NotValidated, then the size and permission
+  // checks), written against APM Vol. 3 RMPADJUST; the APM text itself was not reachable here.
+  if (req.insn === 'RMPADJUST' && !entry.validated) {
+    return { kind: 'fault', vector: 29, errorCode: VC_PAGE_NOT_VALIDATED, cr2: req.gva, reason: 'RMPADJUST of a page that is not validated' };
   }
   if (req.size === '2m' && (entry.pageSize === '4k' || nptSize === '4k')) return { kind: 'result', rc: RMP_INSN_RC.FAIL_SIZEMISMATCH };
   return { kind: 'target', gpa, entry };

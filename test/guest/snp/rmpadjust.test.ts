@@ -47,6 +47,21 @@ describe('RMPADJUST', () => {
     expect(g.platform.rmp.lookup(T)).toMatchObject({ vmsa: true, vmplPerms: [0xf, 0, 0, 0] });
   });
 
+  it('a page the guest owns but has not validated: #VC 0x404 with CR2 = RAX, nothing changes (APM Vol. 3 RMPADJUST)', () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 1, 0x3), { vcHandler: 'pop r15\nmov r14, cr2\nmov r13, 29\nhlt' });
+    g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: g.platform.asid });
+    expect(g.platform.rmp.lookup(T).validated).toBe(false);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r13, r.r15, r.r14]).toEqual([29n, 0x404n, T]);
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0, 0, 0]);
+    // Validated, the same instruction succeeds.
+    const ok = snpGuest(rmpadjustGuest(T, false, 1, 0x3));
+    ownValidated(ok);
+    expect(ok.run()).toMatchObject({ outcome: 'done' });
+    expect(ok.vm.vcpu.regs.r8).toBe(0n);
+  });
+
   it('target VMPL0 from VMPL0 (not less privileged): FAIL_PERMISSION, nothing changes', () => {
     const g = snpGuest(rmpadjustGuest(T, false, 0, 0x1));
     ownValidated(g);
