@@ -5,8 +5,10 @@
 // CR4 = 0x2040 (MCE; VMXE is the module's and not modelled), EFER = 0x901 (SCE, LME, NXE: long
 // mode is enabled and becomes active when the guest sets CR0.PG), GDTR limit 0xFFFF.
 // GPRs: RBX = the GPA width (52 with TDCS.GPAW, else 48), RCX = R8 = the VMM's TDH.VP.INIT
-// parameter, RSI = the vCPU index, RDX = CPUID(1).EAX (0 here: the model has no CPU signature).
+// parameter, RSI = the vCPU index, RDX = CPUID(1).EAX as the TD sees it (the value TDH.SYS.INIT
+// saved: init_vcpu_gprs_and_registers reads cpuid_values[leaf 1].eax).
 import type { Machine } from '../../cpu/machine.js';
+import { tdCpuid } from './td-cpuid.js';
 
 /** The TD reset vector (td_vmcs_init.c: guest RIP 0xFFFFFFF0), in the firmware volume below 4 GiB. */
 export const TD_RESET_RIP = 0xfffffff0n;
@@ -28,11 +30,14 @@ export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
   vcpu.writeSpecial('idtrBase', 0n);
   vcpu.writeSpecial('idtrLimit', 0n);
   const regs = vcpu.regs;
-  for (const r of ['rax', 'rdx', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
+  for (const r of ['rax', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rbx = BigInt(init.gpaWidth);
   regs.rcx = init.initRcx;
   regs.r8 = init.initRcx;
   regs.rsi = BigInt(init.vcpuIndex);
+  // Family/model/stepping: not a dynamic field, so the vCPU state passed does not matter.
+  const signature = tdCpuid(1, 0, { vcpuIndex: init.vcpuIndex, cr4: 0n, in64BitMode: false });
+  regs.rdx = signature.kind === 'answer' ? BigInt(signature.regs[0]) : 0n;
   regs.rip = TD_RESET_RIP;
   regs.rflags = 0x2n;
 }
