@@ -16,20 +16,22 @@ function capture(): CliIo & { stdout: string[]; stderr: string[] } {
 }
 
 /**
- * A TDX firmware ELF at the firmware load address (0x301000): from the TD entry state (32-bit,
- * paging off, no IDT) it reads GPA 0x12345678, which is PENDING in the Secure EPT, so the TDX
- * module injects #VE (TDX module spec, "EPT violation on a pending page"); with no IDT the #VE
- * escalates to #DF and a triple fault.
+ * A TDX firmware ELF at the firmware load address (0x301000), reached from the reset vector at
+ * 0xFFFFFFF0: from the TD entry state (32-bit, paging off, no IDT) it reads GPA 0x12345678, which
+ * is PENDING in the Secure EPT, so the TDX module injects #VE (TDX module spec, "EPT violation on
+ * a pending page"); with no IDT the #VE escalates to #DF and a triple fault.
  */
 function unacceptedReadFirmware(dir: string): string {
   const src = join(dir, 'fw.S');
   writeFileSync(src, [
-    '.intel_syntax noprefix', '.code32', '.text', '.globl _start', '_start:',
+    '.intel_syntax noprefix', '.code32',
+    '.section .reset, "ax"', '.globl reset', 'reset:', '  mov eax, offset _start', '  jmp eax',
+    '.text', '.globl _start', '_start:',
     '  mov ebx, 0xabcdef', '  mov eax, [0x12345678]', '  hlt', '',
   ].join('\n'));
   execFileSync('as', ['--64', '-o', join(dir, 'fw.o'), src]);
   const elf = join(dir, 'fw.elf');
-  execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', '0x301000', '-Ttext=0x301000', '-o', elf, join(dir, 'fw.o')]);
+  execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', 'reset', '-Ttext=0x301000', '--section-start=.reset=0xfffffff0', '-o', elf, join(dir, 'fw.o')]);
   return elf;
 }
 

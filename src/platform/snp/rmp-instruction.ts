@@ -78,7 +78,7 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   // SNP model of microsoft/verismo (source/verismo/src/arch/rmp/access_s.rs, RmpEntry::rmpadjust:
   // fault_rmp_update -> NestedPF, !validated -> NotValidated, then the size and permission
   // checks), written against APM Vol. 3 RMPADJUST; the APM text itself was not reachable here.
-  if (req.insn === 'RMPADJUST' && !entry.validated) {
+  if (insn === 'RMPADJUST' && !entry.validated) {
     return { kind: 'fault', vector: 29, errorCode: VC_PAGE_NOT_VALIDATED, cr2: req.gva, reason: 'RMPADJUST of a page that is not validated' };
   }
   if (req.size === '2m' && (entry.pageSize === '4k' || nptSize === '4k')) return { kind: 'result', rc: RMP_INSN_RC.FAIL_SIZEMISMATCH };
