@@ -56,12 +56,16 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   replay: {
-    exitStatus: [[0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'], [2, 'the finding file cannot be read']],
+    exitStatus: [
+      [0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'],
+      [2, 'the finding file cannot be read, or --trace cannot be written'],
+      [141, 'the reader of `--trace -` closed the pipe (quietly, as SIGPIPE would)'],
+    ],
     examples: [
       ['minivisor replay fuzz-out/findings/<id>', 'replay one finding'],
       ['minivisor replay finding.json --json --trace replay.jsonl', 'as JSON, with the trace'],
     ],
-    unset: { '--trace': 'no trace file', '--variant': 'the stubs the finding was made with' },
+    unset: { '--trace': 'no trace file', '--trace-filter': 'every event', '--variant': 'the stubs the finding was made with' },
   },
   shrink: {
     exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces'], [2, 'the finding file or --budget is bad']],

@@ -12,6 +12,9 @@ export class TraceFilterError extends Error {
   override name = 'TraceFilterError';
 }
 
+/** Exit status when the trace's reader closed the pipe: what a shell reports for a process that SIGPIPE ended (128 + 13). */
+export const EXIT_READER_GONE = 141;
+
 /** The trace's reader went away (`--trace - | head`): thrown once, so the run ends; later writes are dropped. */
 export class TraceReaderGone extends Error {
   override name = 'TraceReaderGone';

@@ -1,7 +1,7 @@
 // `boot --trace` as a user meets it (issue 13): `-` is stdout, a closed pipe ends the run quietly
 // (exit 141, like a process SIGPIPE ends), a missing directory is one clear line, the format
 // follows the file name (.json: Perfetto, checked against the schema; .jsonl: JSON lines), and
-// `--trace-filter` keeps only the named event types, with `help` listing them.
+// `--trace-filter` keeps only the named event types, with `help` listing them; `replay --trace` alike.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { TRACE_EVENT_TYPES } from '../../src/shared/trace-event-types.js';
+import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 
 function capture(): CliIo & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -96,5 +98,35 @@ describe('boot --trace', () => {
     const both = capture();
     expect(await main(['boot', '--trace', '-', '--json'], both)).toBe(2);
     expect(both.stderr[0]).toContain('both want stdout');
+  });
+});
+
+describe('replay --trace', () => {
+  it('writes the trace as boot does: a header line, the format by name, - on stdout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-replay-trace-'));
+    const finding = handMadeFinding(dir);
+    const jsonl = join(dir, 'replay.jsonl');
+    const io = capture();
+    await main(['replay', finding, '--trace', jsonl, '--json'], io);
+    const result = JSON.parse(io.stdout[0]!) as { traceSha256: string };
+    const text = readFileSync(jsonl, 'utf8');
+    expect(JSON.parse(text.split('\n')[0]!)).toMatchObject({ type: 'minivisor-trace', config: { platform: 'tdx', memoryBytes: '0x8000000' } });
+    expect(traceSha256OfJsonLines(text)).toBe(result.traceSha256);
+    await main(['replay', finding, '--trace', join(dir, 'replay.json')], capture());
+    expect(JSON.parse(readFileSync(join(dir, 'replay.json'), 'utf8')).traceEvents.length).toBeGreaterThan(10);
+    const piped = spawnSync(process.execPath, [BIN, 'replay', finding, '--trace', '-', '--trace-filter', 'tdcall'], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    const lines = piped.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]!.filter).toEqual(['tdcall']);
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines.slice(1).every((e) => e.type === 'tdcall')).toBe(true);
+    expect(piped.stderr).toContain('minivisor replay:');
+  });
+
+  it('a path it cannot write is exit 2 before the replay runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-replay-trace-'));
+    const io = capture();
+    expect(await main(['replay', handMadeFinding(dir), '--trace', '/nonexistent-dir/r.jsonl'], io)).toBe(2);
+    expect(io.stderr).toEqual(['minivisor replay: cannot write trace "/nonexistent-dir/r.jsonl": the directory "/nonexistent-dir" does not exist (ENOENT)']);
+    expect(io.stdout).toEqual([]);
   });
 });

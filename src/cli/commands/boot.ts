@@ -12,12 +12,10 @@ import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 import { builtImagePaths } from '../../boot/images.js';
-import { openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
+import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
 
-/** Exit status when the trace's reader closed the pipe: what a shell reports for a process that SIGPIPE ended (128 + 13). */
-export const EXIT_READER_GONE = 141;
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;

@@ -1,10 +1,13 @@
 // `minivisor replay FINDING`: runs a finding's attack program again on its exact configuration and
 // says whether it reproduces, bit for bit (the same trace hash). Exit status 1 while the finding
 // reproduces (like the fuzzer), 0 once it no longer does (the stub was fixed), 2 for bad input.
-import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
+import { bootConfigFor } from '../../fuzz/executor.js';
+import { traceHeader } from '../../boot/trace-header.js';
+import { OutputFileError } from '../../shared/output-file.js';
+import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, TraceReaderGone, type TraceOutput } from '../trace-output.js';
 import { FindingFileError, loadFinding } from '../../fuzz/finding-file.js';
 import { traceLine } from '../../shared/trace.js';
 import type { CliIo } from '../io.js';
@@ -13,10 +16,11 @@ export function replayCommand(io: CliIo): Command {
   return new Command('replay')
     .description('replay a fuzz finding: same configuration, same attack program, same trace hash')
     .argument('<finding>', 'a finding.json, or its findings/<id>/ directory')
-    .option('--trace <file>', 'write the replay\'s trace as JSON lines')
+    .option('--trace <file>', 'write the replay\'s trace, as `boot --trace` does: FILE.jsonl JSON lines, FILE.json Perfetto, - stdout')
+    .option('--trace-filter <types>', 'keep only these event types or sources in the trace (`minivisor boot --trace-filter help` lists them)')
     .option('--json', 'print one JSON object')
     .option('--variant <name|honest>', 'run it against other stubs: a planted-bug variant, or "honest" (after fixing a bug)')
-    .action((path: string, opts: { trace?: string; json?: boolean; variant?: string }) => {
+    .action((path: string, opts: { trace?: string; traceFilter?: string; json?: boolean; variant?: string }) => {
       let loaded;
       try {
         loaded = loadFinding(path);
@@ -39,6 +43,21 @@ export function replayCommand(io: CliIo): Command {
           return;
         }
       }
+      // The trace output is opened before the replay runs, so a bad path costs no execution.
+      let trace: TraceOutput | undefined;
+      try {
+        if (opts.trace === '-' && opts.json) throw new TraceFilterError('--trace - and --json both want stdout: write the trace to a file');
+        if (opts.traceFilter !== undefined && opts.trace === undefined) throw new TraceFilterError('--trace-filter needs --trace');
+        const filter = opts.traceFilter !== undefined ? parseTraceFilter(opts.traceFilter) : undefined;
+        if (opts.trace !== undefined) trace = openTraceOutput(opts.trace, [loaded.file], filter);
+      } catch (err) {
+        if (!(err instanceof TraceFilterError || err instanceof OutputFileError)) throw err;
+        io.err(`minivisor replay: ${err.message}`);
+        io.exitCode = 2;
+        return;
+      }
+      // With `--trace -` stdout is the trace's: the verdict goes to stderr.
+      const say = opts.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
       const executor = createExecutor(target);
       let execution;
       try {
@@ -46,9 +65,21 @@ export function replayCommand(io: CliIo): Command {
       } finally {
         executor.close();
       }
-      if (opts.trace !== undefined) {
-        const lines = (execution.events ?? []).map(traceLine);
-        writeFileSync(opts.trace, lines.length ? `${lines.join('\n')}\n` : '');
+      if (trace !== undefined) {
+        try {
+          trace.write(`${JSON.stringify(traceHeader(bootConfigFor(target)))}\n`);
+          for (const event of execution.events ?? []) trace.write(`${traceLine(event)}\n`);
+          trace.commit();
+        } catch (err) {
+          if (err instanceof TraceReaderGone) {
+            io.exitCode = EXIT_READER_GONE;
+            return;
+          }
+          if (!(err instanceof OutputFileError)) throw err;
+          io.err(`minivisor replay: ${err.message} (${trace.abandon()})`);
+          io.exitCode = 2;
+          return;
+        }
       }
       const same = execution.judgement.findings.find((f) => f.category === finding.category);
       const identical = execution.traceSha256 === finding.traceSha256;
@@ -60,10 +91,10 @@ export function replayCommand(io: CliIo): Command {
       if (opts.json) {
         io.out(JSON.stringify(result));
       } else if (same) {
-        io.out(`minivisor replay: ${finding.id} reproduces: ${same.detail}`);
-        io.out(`  trace ${execution.traceSha256} (${identical ? 'identical to the finding\'s' : `the finding recorded ${finding.traceSha256}`})`);
+        say(`minivisor replay: ${finding.id} reproduces: ${same.detail}`);
+        say(`  trace ${execution.traceSha256} (${identical ? 'identical to the finding\'s' : `the finding recorded ${finding.traceSha256}`})`);
       } else {
-        io.out(`minivisor replay: ${finding.id} does not reproduce: the run is now ${execution.judgement.verdict} (${execution.judgement.outcome.outcome}: ${execution.judgement.outcome.reason})`);
+        say(`minivisor replay: ${finding.id} does not reproduce: the run is now ${execution.judgement.verdict} (${execution.judgement.outcome.outcome}: ${execution.judgement.outcome.reason})`);
       }
       io.exitCode = same ? 1 : 0;
     });
