@@ -45,6 +45,18 @@ describe('fuzz report.html', () => {
     expect(html).toContain('href="findings/double-acceptance-000000000000/README.txt"');
   }, 120_000);
 
+  it('fuzz merge rebuilds the report of the merged directory with every finding it now holds', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'mv-fuzz-report-a-'));
+    handMadeFinding(a);
+    const into = join(mkdtempSync(join(tmpdir(), 'mv-fuzz-report-m-')), 'merged');
+    const io = capture();
+    expect(await main(['fuzz', 'merge', a, '--out', into], io)).toBe(0);
+    expect(io.stdout[0]).toContain(`report ${join(into, 'report.html')}`);
+    const html = readFileSync(join(into, 'report.html'), 'utf8');
+    expect(html).toMatch(/data-category="double-acceptance" data-count="1"/);
+    expect(html.match(/<code class="replay">([^<]*)<\/code>/)![1]).toBe(`minivisor replay ${join(into, 'findings', 'double-acceptance-000000000000', 'finding.json')}`);
+  });
+
   it('keeps at most MAX_SAMPLES samples, evenly spread, however long the campaign', () => {
     const samples = new CoverageSamples();
     const stats = (execs: number): CampaignStats => ({ execs, edges: execs, decisionKeys: 0, corpusSize: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, instructions: 0n, vmmExits: 0, shrinkExecs: 0 });

@@ -12,6 +12,7 @@ import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
 import { CoverageSamples } from '../coverage-samples.js';
 import { fuzzReportHtml } from '../../view/fuzz-report.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../fuzz/output-dir.js';
 
@@ -47,6 +48,18 @@ function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number,
     findings: findingFiles,
     coverageOverTime: coverage.samples,
   };
+}
+
+/** DIR/stats.json, or no numbers when there is none (or it cannot be read: said through `warn`). */
+function readStats(dir: string, warn: (m: string) => void): Record<string, unknown> {
+  const path = join(dir, 'stats.json');
+  if (!existsSync(path)) return {};
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    warn(`${path} cannot be read (${err instanceof Error ? err.message : String(err)}); the report has no numbers`);
+    return {};
+  }
 }
 
 /** DIR/report.html from stats.json's numbers and every finding in DIR/findings (this campaign's and earlier ones). */
@@ -152,8 +165,11 @@ export function fuzzCommand(io: CliIo): Command {
       const into = opts.out ?? dirs[0]!;
       const sources = dirs.filter((d) => d !== into);
       try {
-        const merged = mergeOutputDirs(into, sources, (m) => io.err(`minivisor fuzz merge: ${m}`));
-        io.out(`minivisor fuzz merge: ${into} now holds ${merged.corpus} corpus programs and ${merged.findings} findings`);
+        const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
+        const merged = mergeOutputDirs(into, sources, warn);
+        // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
+        const report = writeReport(new FuzzOutputDir(into), readStats(into, warn), warn);
+        io.out(`minivisor fuzz merge: ${into} now holds ${merged.corpus} corpus programs and ${merged.findings} findings; report ${report}`);
       } catch (err) {
         io.err(`minivisor fuzz merge: ${err instanceof Error ? err.message : String(err)}`);
         io.exitCode = 2;
