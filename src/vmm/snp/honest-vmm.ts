@@ -285,23 +285,35 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
   }
 
-  /** Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error). */
+  /**
+   * Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error).
+   * The entries this exit may process are read in one host read and cur_entry is written back
+   * once when the exit ends, as KVM does (it copies the scratch area in at VMGEXIT,
+   * setup_vmgexit_scratch, and syncs it back when the exit completes); one host access per entry
+   * step was most of an eager SNP boot's acceptance time (issue 11).
+   */
   #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint {
-    let cur = host.hostMemory.readU16(buf);
+    const start = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
     // KVM snp_begin_psc: end_entry beyond the maximum or cur_entry past it is a bad header;
     // the entries must also fit in the shared buffer.
-    if (end >= PSC_MAX_ENTRIES || cur > end || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
-    let budget = this.pscEntriesPerExit;
-    while (cur <= end) {
-      if (budget-- <= 0) break;
+    if (end >= PSC_MAX_ENTRIES || start > end || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
+    const count = Math.max(0, Math.ceil(Math.min(end - start + 1, this.pscEntriesPerExit)));
+    const entries = count > 0 ? host.hostMemory.read(pscEntryAddress(buf, start), count * 8) : new Uint8Array(0);
+    const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
+    let cur = start;
+    const finish = (result: bigint): bigint => {
+      if (cur !== start) host.hostMemory.writeU16(buf, cur);
+      return result;
+    };
+    while (cur < start + count) {
       const at = pscEntryAddress(buf, cur);
-      const e = decodePscEntry(host.hostMemory.readU64(at));
+      const e = decodePscEntry(view.getBigUint64((cur - start) * 8, true));
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
       if (e.reserved !== 0 || gpa % size !== 0n || !this.#inRam(host, gpa, size) || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
         host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
-        return PSC_ERROR.INVALID_ENTRY;
+        return finish(PSC_ERROR.INVALID_ENTRY);
       }
       let error: bigint | undefined;
       if (e.op === PSC_OP.PSMASH) {
@@ -333,11 +345,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         error = PSC_ERROR.INVALID_ENTRY;
       }
       host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
-      if (error !== undefined) return error;
+      if (error !== undefined) return finish(error);
       cur++;
-      host.hostMemory.writeU16(buf, cur);
     }
-    return 0n;
+    return finish(0n);
   }
 }
 
