@@ -259,12 +259,16 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 
   tdExit(exit: TdExit): TdStep {
-    const fields: Record<string, TraceValue> = { reason: exit.reason, rip: exit.rip };
+    // One literal per kind, keys in the trace's order (Object.assign onto a shared prefix made
+    // every TD exit's fields a dictionary object: issue 11).
+    let fields: Record<string, TraceValue>;
     if (exit.reason === 'ept-violation') {
-      Object.assign(fields, { gpa: exit.gpa, access: exit.access, space: exit.space, qual: exit.exitQualification, eeqType: exit.eeq.type, eeq: exit.eeq.raw });
-      if (exit.septState) fields.septState = exit.septState;
-    } else if (exit.reason === 'tdvmcall') {
-      Object.assign(fields, { mask: exit.mask, r10: exit.regs.r10, r11: exit.regs.r11 });
+      const { rip, gpa, access, space, exitQualification: qual, eeq } = exit;
+      fields = exit.septState
+        ? { reason: exit.reason, rip, gpa, access, space, qual, eeqType: eeq.type, eeq: eeq.raw, septState: exit.septState }
+        : { reason: exit.reason, rip, gpa, access, space, qual, eeqType: eeq.type, eeq: eeq.raw };
+    } else {
+      fields = { reason: exit.reason, rip: exit.rip, mask: exit.mask, r10: exit.regs.r10, r11: exit.regs.r11 };
     }
     this.record('td-exit', fields);
     return { kind: 'td-exit', exit };

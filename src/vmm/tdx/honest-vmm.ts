@@ -335,9 +335,12 @@ export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
         break;
       case 'tdvmcall': decision = this.#vmcall(exit); break;
     }
-    const fields: Record<string, TraceValue> = { exit: exit.reason, decision: decision.kind };
-    if (decision.kind === 'stop') Object.assign(fields, { outcome: decision.outcome.outcome, reason: decision.outcome.reason });
-    if (decision.kind === 'return') Object.assign(fields, { r10: decision.regs.r10 ?? null, r11: decision.regs.r11 ?? null });
+    // One literal per kind, keys in the trace's order (no Object.assign onto a shared prefix).
+    const fields: Record<string, TraceValue> = decision.kind === 'stop'
+      ? { exit: exit.reason, decision: decision.kind, outcome: decision.outcome.outcome, reason: decision.outcome.reason }
+      : decision.kind === 'return'
+        ? { exit: exit.reason, decision: decision.kind, r10: decision.regs.r10 ?? null, r11: decision.regs.r11 ?? null }
+        : { exit: exit.reason, decision: decision.kind };
     ctx.trace.record('vmm', 'vmm-decision', fields);
     return decision;
   }
