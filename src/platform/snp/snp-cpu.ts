@@ -342,14 +342,17 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   gateFor(gpa: bigint): { private: GateAccess; shared: GateAccess } {
     const nptSize = this.nptPageSize(gpa);
-    const rmp = this.rmp, ctx = this.#ctx;
-    const privateWrite = checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok';
-    const privateRead = privateWrite || checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx).kind === 'ok';
-    const sharedWrite = checkAccess(rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok';
+    const sharedWrite = checkAccess(this.rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, this.#ctx).kind === 'ok';
     return {
-      private: privateWrite ? 'readwrite' : privateRead ? 'read' : 'none',
-      shared: sharedWrite ? 'readwrite' : rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
+      private: this.#privateGate(gpa, nptSize),
+      shared: sharedWrite ? 'readwrite' : this.rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
     };
+  }
+
+  #privateGate(gpa: bigint, nptSize: RmpPageSize): GateAccess {
+    const rmp = this.rmp, ctx = this.#ctx;
+    if (checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok') return 'readwrite';
+    return checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx).kind === 'ok' ? 'read' : 'none';
   }
 
   /** Sets both spaces of the gate for [base, base+length) to what the RMP allows at `base`. */
@@ -511,9 +514,25 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return { kind: 'resume' };
   }
 
+  /**
+   * After PVALIDATE or RMPADJUST changed the entry at `gpa`. They change Validated, VMPL
+   * permissions and the VMSA bit, none of which a shared access checks (access-check.ts: shared
+   * writes look at ownership and the nested page size only), so where the entry covers exactly
+   * the instruction's page only the private gate is set: one host call per exit fewer (issue 11).
+   */
   #syncRmpInsnTarget(gpa: bigint, size: RmpPageSize): void {
-    if (size === '2m') this.#syncRegion(regionOf(gpa));
-    else this.#syncPage(gpa);
+    const page = size === '2m' ? gpa & ~(PAGE_2M - 1n) : gpa & ~(PAGE_4K - 1n);
+    if (page >= this.memoryBytes) return;
+    const large = this.rmp.isLarge(page);
+    const nptSize = this.nptPageSize(page);
+    if (size === '2m' ? large : !large && nptSize === '4k') {
+      const length = size === '2m' && page + PAGE_2M > this.memoryBytes ? this.memoryBytes - page : size === '2m' ? PAGE_2M : PAGE_4K;
+      this.machine.gate.set('private', page, length, this.#privateGate(page, nptSize));
+    } else if (size === '2m') {
+      this.#syncRegion(regionOf(gpa));
+    } else {
+      this.#syncPage(gpa);
+    }
   }
 
   /** An RMP instruction that did not complete: NPF to the VMM, a guest exception, or a retry. */
