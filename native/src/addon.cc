@@ -113,6 +113,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
       InstanceMethod<&NativeMachine::Restore>("restore"),
       InstanceMethod<&NativeMachine::ForgetSnapshot>("forgetSnapshot"),
+      InstanceMethod<&NativeMachine::SaveCpuState>("saveCpuState"),
+      InstanceMethod<&NativeMachine::LoadCpuState>("loadCpuState"),
+      InstanceMethod<&NativeMachine::SetPauseExits>("setPauseExits"),
       InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
       InstanceMethod<&NativeMachine::SetEdgeMap>("setEdgeMap"),
@@ -400,6 +403,35 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint32_t id;
     if (!machine_ || !GetU32(info, 0, "snapshot", 0xffffffffu, &id)) return info.Env().Undefined();
     machine_->ForgetSnapshot(id);
+    return info.Env().Undefined();
+  }
+
+  // saveCpuState() -> Buffer: the running vCPU's architectural state (Machine::SaveCpuState).
+  Napi::Value SaveCpuState(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), m->CpuStateBytes());
+    if (!m->SaveCpuState(out.Data())) return ThrowUnicorn(info.Env(), UC_ERR_NOMEM, "saveCpuState: cannot save the CPU context");
+    return out;
+  }
+
+  // loadCpuState(state: Uint8Array): makes a state saveCpuState returned the running vCPU.
+  Napi::Value LoadCpuState(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) return ThrowType(info.Env(), "state must be a Uint8Array");
+    Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+    if (array.ByteLength() != m->CpuStateBytes()) return ThrowRange(info.Env(), "state is not a CPU state of this machine");
+    const uint8_t* bytes = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+    if (!m->LoadCpuState(bytes)) return ThrowUnicorn(info.Env(), UC_ERR_NOMEM, "loadCpuState: cannot restore the CPU context");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetPauseExits(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    if (info.Length() < 1 || !info[0].IsBoolean()) return ThrowType(info.Env(), "on must be a boolean");
+    m->SetPauseExits(info[0].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   }
 

@@ -142,6 +142,7 @@ Machine::~Machine() {
     delete s;
   }
   // An emulator that aborted mid-translation is left as it is: freeing it could crash the host.
+  if (cpu_scratch_) uc_context_free(cpu_scratch_);
   if (uc_ && !emulator_aborted_) uc_close(uc_);
   if (stub_page_) munmap(stub_page_, kPageSize);
   if (ram_) ram_->Unref();
@@ -373,6 +374,7 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       area_[kSlotArg3] = insn.kind == TrappedKind::kIoOut && !insn.string ? (rax & mask) : 0;
       break;
     }
+    case TrappedKind::kPause: SetExit(ExitKind::kPause); break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;
@@ -722,6 +724,7 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
       t.kind == TrappedKind::kVmgexit) {
     return;  // the last three arrive through the invalid-instruction hook
   }
+  if (t.kind == TrappedKind::kPause && !m->pause_exits_) return;
   m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
 }
@@ -882,6 +885,51 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
 }
 
 uint64_t Machine::dirty_pages() const { return dirty_->inserted(); }
+
+// ---- several vCPUs on one emulator ----
+
+namespace {
+struct CpuStateHeader {
+  uint64_t entry_cs_base;
+  uint16_t entry_cs_selector;
+  uint8_t entry_mode;
+  uint8_t pad[5];
+};
+}  // namespace
+
+size_t Machine::CpuStateBytes() const { return sizeof(CpuStateHeader) + uc_context_size(uc_); }
+
+bool Machine::SaveCpuState(uint8_t* out) {
+  if (emulator_aborted_) return false;
+  SyncRegsIn();
+  if (!cpu_scratch_ && uc_context_alloc(uc_, &cpu_scratch_) != UC_ERR_OK) { cpu_scratch_ = nullptr; return false; }
+  if (uc_context_save(uc_, cpu_scratch_) != UC_ERR_OK) return false;
+  CpuStateHeader h{entry_cs_base_, entry_cs_selector_, static_cast<uint8_t>(entry_mode_), {}};
+  std::memcpy(out, &h, sizeof h);
+  // The context is a flat copy of the emulator's CPU state (uc_context_save copies the env),
+  // so its bytes can be held elsewhere and put back into this same engine.
+  std::memcpy(out + sizeof h, cpu_scratch_, uc_context_size(uc_));
+  return true;
+}
+
+bool Machine::LoadCpuState(const uint8_t* in) {
+  if (emulator_aborted_) return false;
+  if (!cpu_scratch_ && uc_context_alloc(uc_, &cpu_scratch_) != UC_ERR_OK) { cpu_scratch_ = nullptr; return false; }
+  CpuStateHeader h;
+  std::memcpy(&h, in, sizeof h);
+  std::memcpy(cpu_scratch_, in + sizeof h, uc_context_size(uc_));
+  if (uc_context_restore(uc_, cpu_scratch_) != UC_ERR_OK) return false;
+  entry_cs_base_ = h.entry_cs_base;
+  entry_cs_selector_ = h.entry_cs_selector;
+  entry_mode_ = static_cast<EntryMode>(h.entry_mode);
+  // Another CPU: its own CR3 and paging mode, so no translation of the last one may be used.
+  uc_ctl_flush_tlb(uc_);
+  for (auto& e : code_cache_) e = {~0ull, nullptr};
+  last_insn_ = ~0ull;
+  prev_block_ = 0;
+  SyncRegsOut();
+  return true;
+}
 
 // ---- snapshots ----
 

@@ -39,6 +39,7 @@ enum class ExitKind : uint64_t {
   kBudget = 13,
   kFatal = 14,
   kRmpadjust = 15,
+  kPause = 16,  // only with SetPauseExits(true): a spin-wait hint for the vCPU scheduler
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with
@@ -180,6 +181,17 @@ class Machine {
   // selector names (Unicorn does not expose the hidden part of segment registers).
   CodeSegment CurrentCodeSegment();
 
+  // Several vCPUs on this one emulator (src/cpu/vcpu-set.ts): the architectural state of the
+  // vCPU that is running is saved into a flat blob and another's loaded, so every vCPU shares
+  // RAM, the page gate and the translated code. A blob holds the CPU context and the entry
+  // state's hidden CS; it is only valid in the machine that saved it.
+  size_t CpuStateBytes() const;
+  bool SaveCpuState(uint8_t* out);
+  bool LoadCpuState(const uint8_t* in);
+  // PAUSE (F3 90) ends a run with kPause before it executes (counting mode): how spin-waits
+  // reach the scheduler, as PAUSE-loop exiting does on VMX. Off by default.
+  void SetPauseExits(bool on) { pause_exits_ = on; }
+
   // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
   // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
   uint64_t TakeSnapshot();
@@ -309,6 +321,8 @@ class Machine {
   EntryMode entry_mode_ = EntryMode::kLong64;
   uint16_t entry_cs_selector_ = 0;
   uint64_t entry_cs_base_ = 0;
+  bool pause_exits_ = false;
+  uc_context* cpu_scratch_ = nullptr;  // SaveCpuState/LoadCpuState staging
   // Edge coverage (fuzzing only).
   uint8_t* edge_map_ = nullptr;
   uint64_t prev_block_ = 0;

@@ -68,6 +68,9 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     case 0x6D: io(TrappedKind::kIoIn, io_size, false, true); return t;
     case 0x6E: io(TrappedKind::kIoOut, 1, false, true); return t;
     case 0x6F: io(TrappedKind::kIoOut, io_size, false, true); return t;
+    case 0x90:
+      if (p.last_mandatory == 0xF3) { t.kind = TrappedKind::kPause; t.length = static_cast<uint8_t>(i + 1); }
+      return t;
     case 0x0F: break;
     default: return t;
   }
@@ -94,6 +97,7 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (i >= avail) return false;
   uint8_t op = b[i];
   if ((op >= 0xE4 && op <= 0xE7) || (op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F)) return true;
+  if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
     return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30;

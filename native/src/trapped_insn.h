@@ -16,6 +16,7 @@ enum class TrappedKind : uint8_t {
   kWrmsr,      // 0F 30
   kIoIn,       // E4 E5 EC ED, and INS 6C 6D
   kIoOut,      // E6 E7 EE EF, and OUTS 6E 6F
+  kPause,      // F3 90
 };
 
 struct TrappedInsn {

@@ -10,6 +10,8 @@
 // - gate-fault: at the faulting instruction, which has not run; its access had no effect.
 // - exception: at the faulting instruction for faults; after it for INT n/INT3/INTO
 //   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
+// - pause: AT the PAUSE, which has not run (only on machines with several vCPUs: a spin-wait
+//   hint for the vCPU scheduler, as PAUSE-loop exiting is on VMX). Complete it to go on.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -35,6 +37,7 @@ export type VmExit =
   | IoExit
   | GateFaultExit
   | ExceptionExit
+  | { kind: 'pause'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   | { kind: 'fatal'; rip: bigint; reason: string; unicornCode?: number };
 
@@ -148,6 +151,7 @@ export function decodeExit(area: BigUint64Array): VmExit {
       }
       return exit;
     }
+    case ExitCode.pause: return { kind: 'pause', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };
     case ExitCode.fatal: {
       const exit: VmExit = { kind: 'fatal', rip, reason: FATAL_REASONS[Number(a0)] ?? `fatal condition ${a0}` };

@@ -41,7 +41,17 @@ export interface MachineOptions {
    * Unicorn's own). Only for benchmark baselines; every platform model needs the gate.
    */
   pageGate?: boolean;
+  /**
+   * vCPUs on this machine (default 1). They take turns on the one emulator: the running one's
+   * architectural state is saved and another's loaded (switchVcpu), so all of them share guest
+   * RAM, the page gate and translated code, and memory is sequentially consistent at
+   * instruction granularity. With more than one, PAUSE ends a run (a `pause` exit).
+   */
+  vcpus?: number;
 }
+
+/** The most vCPUs a machine takes (TDX MAX_VCPUS is 16 bits; a bound for host memory). */
+export const MAX_VCPUS = 64;
 
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
 export class Snapshot {
@@ -61,6 +71,8 @@ const snapshotCleanup = new FinalizationRegistry<{ native: WeakRef<NativeMachine
 export interface MachineState {
   snapshot: Snapshot;
   exitCounts: Vcpu['exitCounts'];
+  /** Several vCPUs: which one runs, and the saved architectural state of each (the running one's too). */
+  cpus?: { current: number; states: readonly Uint8Array[] };
 }
 
 export class Machine implements Snapshottable<MachineState> {
@@ -72,6 +84,9 @@ export class Machine implements Snapshottable<MachineState> {
   #native: NativeMachine | undefined;
   #marker: AddressMarker;
   #edgeMap: Uint8Array | undefined;
+  /** Several vCPUs: the saved state of each vCPU that is not running (undefined for the one that is). */
+  #cpuStates: (Uint8Array | undefined)[] = [undefined];
+  #currentVcpu = 0;
 
   constructor(options: MachineOptions) {
     const { memoryBytes } = options;
@@ -94,6 +109,35 @@ export class Machine implements Snapshottable<MachineState> {
       this.vcpu.instructionLimit = options.instructionLimit;
       this.vcpu.budgetLimit = options.instructionLimit;
     }
+    const vcpus = options.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new RangeError(`vcpus must be 1..${MAX_VCPUS}, got ${vcpus}`);
+    if (vcpus > 1) {
+      // Every vCPU starts in the emulator's reset state; the platform puts each in its entry state.
+      const reset = native.saveCpuState();
+      this.#cpuStates = [undefined, ...Array.from({ length: vcpus - 1 }, () => reset)];
+      native.setPauseExits(true);
+    }
+  }
+
+  get vcpuCount(): number {
+    return this.#cpuStates.length;
+  }
+
+  /** The vCPU `vcpu` stands for now: the one that runs, and the one the last exit came from. */
+  get vcpuIndex(): number {
+    return this.#currentVcpu;
+  }
+
+  /** Makes vCPU `index` the running one (`vcpu` then reads and writes its registers). */
+  switchVcpu(index: number): void {
+    if (index === this.#currentVcpu) return;
+    const next = this.#cpuStates[index];
+    if (next === undefined) throw new RangeError(`no vCPU ${index} on this machine (it has ${this.vcpuCount})`);
+    const native = this.#live();
+    this.#cpuStates[this.#currentVcpu] = native.saveCpuState();
+    native.loadCpuState(next);
+    this.#cpuStates[index] = undefined;
+    this.#currentVcpu = index;
   }
 
   get marker(): AddressMarker {
@@ -123,11 +167,22 @@ export class Machine implements Snapshottable<MachineState> {
   }
 
   saveState(): MachineState {
-    return { snapshot: this.snapshot(), exitCounts: { ...this.vcpu.exitCounts } };
+    const state: MachineState = { snapshot: this.snapshot(), exitCounts: { ...this.vcpu.exitCounts } };
+    if (this.vcpuCount > 1) {
+      const running = this.#live().saveCpuState();
+      state.cpus = { current: this.#currentVcpu, states: this.#cpuStates.map((s) => s ?? running) };
+    }
+    return state;
   }
 
   loadState(state: MachineState): void {
     this.restore(state.snapshot);
+    if (state.cpus) {
+      // The native snapshot holds the running vCPU's context; its entry-state CS comes with this.
+      this.#live().loadCpuState(state.cpus.states[state.cpus.current]!);
+      this.#cpuStates = state.cpus.states.map((s, i) => (i === state.cpus!.current ? undefined : s));
+      this.#currentVcpu = state.cpus.current;
+    }
     const counts = this.vcpu.exitCounts as Record<string, number>;
     for (const kind of Object.keys(counts)) delete counts[kind];
     Object.assign(counts, state.exitCounts);

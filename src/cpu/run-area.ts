@@ -37,5 +37,6 @@ export const ExitCode = {
   budget: 13,
   fatal: 14,
   rmpadjust: 15,
+  pause: 16,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

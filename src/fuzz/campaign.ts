@@ -8,7 +8,7 @@ import { EdgeCoverage } from './coverage.js';
 import type { Execution, Executor, FuzzTarget } from './executor.js';
 import { mutate, type ExecutionProfile } from './mutate.js';
 import { FINDING_CATEGORIES, type FindingCategory, type OracleFinding, type Severity, type Verdict } from './oracle.js';
-import { Prng } from './prng.js';
+import { Prng } from '../shared/prng.js';
 import { shrinkProgram } from './shrink.js';
 
 export interface CampaignOptions {

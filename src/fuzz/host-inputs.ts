@@ -3,7 +3,7 @@
 // Everything comes from the seeded Prng, so execution `i` of a campaign is a pure function of the
 // campaign seed and `i`.
 import type { PlatformKind } from '../platform/platform.js';
-import { Prng, deriveSeed } from './prng.js';
+import { Prng, deriveSeed } from '../shared/prng.js';
 
 /** Byte sequences that reach the host's interesting paths. */
 const SNIPPETS: readonly number[][] = [

@@ -6,7 +6,7 @@ import {
   ANSWERS_FOR_POINT, EPT_ACTIONS, HOST_ACTIONS_FOR_PLATFORM, NPF_ACTIONS, TDX_SEAMCALL_OPS, MAX_DECISIONS,
   type Answer, type AttackProgram, type CallPoint, type Decision, type HostAction, type VmcallReturnReg,
 } from './attack-program.js';
-import type { Prng } from './prng.js';
+import type { Prng } from '../shared/prng.js';
 
 /** What the mutator knows about where a program's execution went. */
 export interface ExecutionProfile {

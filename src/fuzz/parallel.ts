@@ -11,7 +11,7 @@ import { findingSignature, runCampaign, type CampaignStats } from './campaign.js
 import { createExecutor } from './create-executor.js';
 import type { Executor, FuzzTarget } from './executor.js';
 import { storedFinding, type StoredFinding } from './finding-file.js';
-import { deriveSeed } from './prng.js';
+import { deriveSeed } from '../shared/prng.js';
 
 export interface Shard {
   /** 0-based. */

@@ -55,6 +55,9 @@ export interface NativeMachine {
   snapshot(): number;
   restore(id: number): void;
   forgetSnapshot(id: number): void;
+  saveCpuState(): Buffer;
+  loadCpuState(state: Uint8Array): void;
+  setPauseExits(on: boolean): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
   setEdgeMap(map: Uint8Array | null): void;

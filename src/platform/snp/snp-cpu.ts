@@ -470,6 +470,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'invalid-opcode':
       case 'tdcall':
         return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
+      // PAUSE exits only on machines with several vCPUs (a scheduler hint): it just runs.
+      case 'pause':
+        this.machine.vcpu.complete(exit);
+        return { kind: 'resume' };
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
     }

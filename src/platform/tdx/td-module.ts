@@ -76,11 +76,11 @@ const HLT_LENGTH = 1n;
 /** Everything the module keeps about a TD besides the machine itself. */
 export interface TdModuleState {
   sept: SeptTables;
-  veInfo: ReturnType<VeInfo['saveState']>;
+  veInfo: ReturnType<VeInfo['saveState']>[];
   tdCtls: bigint;
   epoch: bigint;
   finalized: boolean;
-  vcpuInitialized: boolean;
+  vcpusInitialized: ReadonlySet<number>;
   mrtd: Buffer | undefined;
   mrtdHash: BufferedHashState;
   hostLocks: ReadonlySet<string>;
@@ -97,13 +97,14 @@ export class TdModule implements Snapshottable<TdModuleState> {
   readonly config: Required<TdConfig>;
   /** The untrusted VMM's handle (SEAMCALLs, shared memory, interrupts). */
   readonly host: TdxVmmHandle;
-  readonly veInfo = new VeInfo();
+  /** VE info, one per vCPU (TDVPS): a #VE on one vCPU never makes another's #VE a #DF. */
+  readonly #veInfos: VeInfo[];
   tdCtls: bigint;
   /** TD epoch for TLB tracking (TDH.MEM.TRACK). */
   epoch = 1n;
   finalized = false;
-  /** TDH.VP.INIT ran (the vCPU left the emulator's reset state for the TD's initial state). */
-  vcpuInitialized = false;
+  /** vCPUs TDH.VP.INIT ran on (they left the emulator's reset state for the TD's initial state). */
+  readonly vcpusInitialized = new Set<number>();
   mrtd: Buffer | undefined;
   /** MRTD in progress: SHA-384 over the measured blocks and data, buffered (the digest is the same). */
   readonly mrtdHash = new BufferedHash('sha384');
@@ -120,6 +121,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   constructor(machine: Machine, trace: Trace, config: TdConfig) {
     this.machine = machine;
     this.trace = trace;
+    this.#veInfos = Array.from({ length: machine.vcpuCount }, () => new VeInfo());
     this.config = {
       gpaWidth: config.gpaWidth, attributes: config.attributes, numVcpus: config.numVcpus ?? 1,
       maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
@@ -139,8 +141,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   saveState(): TdModuleState {
     return {
-      sept: this.sept.saveState(), veInfo: this.veInfo.saveState(), tdCtls: this.tdCtls, epoch: this.epoch,
-      finalized: this.finalized, vcpuInitialized: this.vcpuInitialized, mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
+      sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, epoch: this.epoch,
+      finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
       hostLocks: new Set(this.hostLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
     };
@@ -148,11 +150,12 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   loadState(s: TdModuleState): void {
     this.sept.loadState(s.sept);
-    this.veInfo.loadState(s.veInfo);
+    s.veInfo.forEach((v, i) => this.#veInfos[i]!.loadState(v));
     this.tdCtls = s.tdCtls;
     this.epoch = s.epoch;
     this.finalized = s.finalized;
-    this.vcpuInitialized = s.vcpuInitialized;
+    this.vcpusInitialized.clear();
+    for (const index of s.vcpusInitialized) this.vcpusInitialized.add(index);
     this.mrtd = s.mrtd;
     this.mrtdHash.loadState(s.mrtdHash);
     this.hostLocks.clear();
@@ -163,6 +166,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.postedInterrupts.length = 0;
     this.postedInterrupts.push(...s.postedInterrupts);
     this.#vmcall = s.vmcall && { ...s.vmcall };
+  }
+
+  /** The VE info of the vCPU that is running (the one whose exit is being handled). */
+  get veInfo(): VeInfo {
+    return this.#veInfos[this.machine.vcpuIndex]!;
   }
 
   /** GPA bit GPAW-1 (computed once: it was a BigInt shift per use, several per exit). */
@@ -191,7 +199,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 
   record(type: string, fields: Record<string, TraceValue> = {}): void {
-    this.trace.record('hw', type, fields);
+    // With several vCPUs every event says which one it happened on.
+    this.trace.record('hw', type, this.machine.vcpuCount > 1 ? { vcpu: this.machine.vcpuIndex, ...fields } : fields);
   }
 
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
@@ -219,6 +228,10 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'rmpadjust':
       case 'vmgexit':
         return this.injectException(UD_VECTOR);
+      // A spin-wait hint for the vCPU scheduler (machines with several vCPUs): PAUSE just runs.
+      case 'pause':
+        this.machine.vcpu.complete(exit);
+        return { kind: 'resume' };
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       case 'fatal': return { kind: 'stop', outcome: { outcome: 'fault', reason: exit.reason } };
     }

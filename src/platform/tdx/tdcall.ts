@@ -88,7 +88,7 @@ function vpInfo(td: TdModule): LeafResult {
   regs.rcx = BigInt(c.gpaWidth);
   regs.rdx = c.attributes;
   regs.r8 = BigInt(c.numVcpus) | (BigInt(c.maxVcpus) << 32n);
-  regs.r9 = 0n; // VCPU_INDEX: one vCPU
+  regs.r9 = BigInt(td.machine.vcpuIndex); // VCPU_INDEX
   regs.r10 = 0n; // TDG.SYS.RD not modelled
   regs.r11 = 0n;
   return { kind: 'return', status: TdxStatus.SUCCESS };

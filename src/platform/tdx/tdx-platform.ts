@@ -2,6 +2,7 @@
 // runs, the module handles what it owns (TDCALLs, #VE, exceptions) and returns on a TD exit.
 import { Machine, type MachineState } from '../../cpu/machine.js';
 import { Trace } from '../../shared/trace.js';
+import { DEFAULT_QUANTUM, VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 import { TdModule, type TdConfig, type TdExit, type TdModuleState } from './td-module.js';
 import type { TdxVmmHandle } from './vmm-handle.js';
@@ -11,37 +12,45 @@ export interface TdxPlatformOptions extends Partial<TdConfig> {
   countInstructions?: boolean;
   instructionLimit?: bigint;
   trace?: Trace;
+  /** vCPUs (default 1); with more, `schedule` decides their interleaving (default round-robin, seed 1). */
+  vcpus?: number;
+  schedule?: ScheduleOptions;
 }
 
 const LEVEL_PAGE_SIZE = ['4k', '2m', '1g'] as const;
 
-export interface TdxPlatformState { machine: MachineState; module: TdModuleState }
+export interface TdxPlatformState { machine: MachineState; module: TdModuleState; scheduler?: VcpuSchedulerState }
 
 export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformState> {
   readonly kind = 'tdx' as const;
   readonly machine: Machine;
   readonly module: TdModule;
   readonly trace: Trace;
+  /** Several vCPUs: who runs when. */
+  readonly scheduler: VcpuScheduler | undefined;
 
   /** A new TD: its machine (RAM, gate, vCPU) and TDX module, nothing mapped yet. */
   static create(options: TdxPlatformOptions): TdxPlatform {
     const gpaWidth = options.gpaWidth ?? 48;
     const machine = new Machine({
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
-      marker: { kind: 'tdx-shared-bit', gpaWidth },
+      marker: { kind: 'tdx-shared-bit', gpaWidth }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
     });
     const config: TdConfig = { gpaWidth, attributes: options.attributes ?? 0n };
     if (options.numVcpus !== undefined) config.numVcpus = options.numVcpus;
     if (options.maxVcpus !== undefined) config.maxVcpus = options.maxVcpus;
+    if (machine.vcpuCount > 1) config.numVcpus = config.maxVcpus = machine.vcpuCount;
     if (options.configFlags !== undefined) config.configFlags = options.configFlags;
-    return new TdxPlatform(machine, options.trace ?? new Trace(), config);
+    const schedule = options.schedule ?? { policy: 'round-robin', seed: 1n, quantum: DEFAULT_QUANTUM };
+    return new TdxPlatform(machine, options.trace ?? new Trace(), config, schedule);
   }
 
-  constructor(machine: Machine, trace: Trace, config: TdConfig) {
+  constructor(machine: Machine, trace: Trace, config: TdConfig, schedule?: ScheduleOptions) {
     this.machine = machine;
     this.trace = trace;
     this.module = new TdModule(machine, trace, config);
+    this.scheduler = machine.vcpuCount > 1 && schedule ? new VcpuScheduler(machine, schedule) : undefined;
   }
 
   get handle(): TdxVmmHandle {
@@ -49,20 +58,44 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
   }
 
   saveState(): TdxPlatformState {
-    return { machine: this.machine.saveState(), module: this.module.saveState() };
+    const state: TdxPlatformState = { machine: this.machine.saveState(), module: this.module.saveState() };
+    if (this.scheduler) state.scheduler = this.scheduler.saveState();
+    return state;
   }
 
   loadState(state: TdxPlatformState): void {
     this.machine.loadState(state.machine);
     this.module.loadState(state.module);
+    if (this.scheduler && state.scheduler) this.scheduler.loadState(state.scheduler);
   }
 
+  /**
+   * With several vCPUs, every exit the module or the VMM handled is a switch point, and so is
+   * the end of a quantum and a PAUSE; a TD exit is handed to the VMM for the vCPU it came from.
+   */
   step(): PlatformStep<TdExit> {
+    const scheduler = this.scheduler;
+    scheduler?.switchPoint('exit');
     const posted = this.module.deliverPostedInterrupt();
     if (posted.kind === 'stop') return { kind: 'outcome', outcome: posted.outcome };
     for (;;) {
-      const step = this.module.handleExit(this.machine.vcpu.run());
-      if (step.kind === 'resume') continue;
+      const exit = this.machine.vcpu.run();
+      if (scheduler) {
+        if (exit.kind === 'pause') {
+          this.machine.vcpu.complete(exit);
+          scheduler.switchPoint('pause');
+          continue;
+        }
+        if (scheduler.isQuantumEnd(exit)) {
+          scheduler.switchPoint('quantum');
+          continue;
+        }
+      }
+      const step = this.module.handleExit(exit);
+      if (step.kind === 'resume') {
+        scheduler?.switchPoint('exit');
+        continue;
+      }
       if (step.kind === 'stop') return { kind: 'outcome', outcome: step.outcome };
       return { kind: 'exit', exit: step.exit };
     }

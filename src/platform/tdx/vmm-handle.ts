@@ -94,14 +94,19 @@ export class TdxVmmHandle extends SeamcallHost {
   /**
    * TDH.VP.INIT: the module puts the vCPU in its architectural initial state at the reset vector
    * 0xFFFFFFF0 (vp-init.ts); the VMM chooses only RCX (KVM passes the TD HOB's GPA). Once per
-   * vCPU, before MR.FINALIZE.
+   * vCPU, before MR.FINALIZE; every vCPU starts at the same reset vector, told apart by RSI.
    */
-  vpInit(initRcx: bigint): void {
+  vpInit(initRcx: bigint, vcpuIndex = 0): void {
     const td = this.#td;
+    const machine = td.machine;
     if (td.finalized) throw new Error('TDH.VP.INIT after MR.FINALIZE is not modelled');
-    if (td.vcpuInitialized) throw new Error('TDH.VP.INIT: the vCPU is already initialized (TDX_VCPU_STATE_INCORRECT)');
-    initTdVcpu(td.machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex: 0 });
-    td.vcpuInitialized = true;
-    td.trace.record('vmm', 'vp-init', { rcx: initRcx, rip: TD_RESET_RIP });
+    if (!Number.isInteger(vcpuIndex) || vcpuIndex < 0 || vcpuIndex >= machine.vcpuCount) throw new RangeError(`TDH.VP.INIT: no vCPU ${vcpuIndex}`);
+    if (td.vcpusInitialized.has(vcpuIndex)) throw new Error('TDH.VP.INIT: the vCPU is already initialized (TDX_VCPU_STATE_INCORRECT)');
+    const running = machine.vcpuIndex;
+    machine.switchVcpu(vcpuIndex);
+    initTdVcpu(machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex });
+    machine.switchVcpu(running);
+    td.vcpusInitialized.add(vcpuIndex);
+    td.trace.record('vmm', 'vp-init', machine.vcpuCount > 1 ? { vcpu: vcpuIndex, rcx: initRcx, rip: TD_RESET_RIP } : { rcx: initRcx, rip: TD_RESET_RIP });
   }
 }

@@ -1,4 +1,4 @@
-// The fuzzer's only source of randomness: a seeded PRNG (SplitMix64, Steele et al. 2014, the
+// The only source of randomness of the fuzzer and the vCPU scheduler: a seeded PRNG (SplitMix64, Steele et al. 2014, the
 // seeding generator of java.util.SplittableRandom and xoshiro). Hand-written rather than taken
 // from npm on purpose: findings are replayed from their seed, so the stream must stay bit-for-bit
 // the same across dependency upgrades, and it is ten lines.
@@ -10,6 +10,15 @@ export class Prng {
 
   constructor(seed: bigint) {
     this.#state = BigInt.asUintN(64, seed);
+  }
+
+  /** The generator's position, for snapshots: loadState(saveState()) replays the same stream. */
+  saveState(): bigint {
+    return this.#state;
+  }
+
+  loadState(state: bigint): void {
+    this.#state = state;
   }
 
   /** The next 64-bit value. */

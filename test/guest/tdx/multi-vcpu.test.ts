@@ -1,0 +1,125 @@
+// Several vCPUs on one TD: each runs on the one emulator in turns the seeded scheduler decides,
+// over the same RAM and SEPT. Two vCPUs that accept the same page get one SUCCESS and one
+// PAGE_ALREADY_ACCEPTED (tdg_mem_page_accept.c: the second walk finds the leaf MAPPED).
+import { describe, expect, it } from 'vitest';
+import type { Machine } from '../../../src/cpu/machine.js';
+import type { SchedulePolicy } from '../../../src/cpu/vcpu-scheduler.js';
+import { runTd } from '../../../src/vmm/tdx/run-td.js';
+import { TdxStatus } from '../../../src/platform/tdx/status.js';
+import { TDCALL, HALT, acceptAsm, tdGuest } from '../../helpers/tdx-guest.js';
+
+const RESULTS = 0x3000n;   // per vCPU: [index from TDG.VP.INFO, accept status, done flag]
+const PAGE = 0x400000n;
+const COUNTER = 0x3100n;   // incremented by both with a plain read-modify-write
+const SPECIALS = ['cr0', 'cr3', 'cr4', 'efer', 'gdtrBase', 'gdtrLimit', 'idtrBase', 'idtrLimit'] as const;
+
+/**
+ * Both vCPUs: TDG.VP.INFO, record R9 (VCPU_INDEX), bump the shared counter `rounds` times with a
+ * load/add/store, accept the same 4K page, record the status, set a done flag. vCPU 0 then waits
+ * for vCPU 1's flag and halts; vCPU 1 spins (PAUSE) forever.
+ */
+const BOTH = `
+  mov rax, 1
+  ${TDCALL}
+  mov rbx, r9
+  shl rbx, 5
+  add rbx, ${RESULTS}
+  mov [rbx], r9
+  mov rcx, 200
+bump:
+  mov rax, [${COUNTER}]
+  inc rax
+  mov [${COUNTER}], rax
+  dec rcx
+  jnz bump
+  ${acceptAsm(PAGE)}
+  mov [rbx + 8], rax
+  mov qword ptr [rbx + 16], 1
+  test r9, r9
+  jnz park
+wait:
+  pause
+  cmp qword ptr [${RESULTS + 32n + 16n}], 1
+  jne wait
+  ${HALT}
+park:
+  pause
+  jmp park
+`;
+
+/** Gives vCPU `index` the paging, GDT and IDT vCPU 0 has, a stack of its own, and RIP = main. */
+function startLikeBsp(machine: Machine, index: number): void {
+  const values = SPECIALS.map((r) => machine.vcpu.readSpecial(r));
+  const { rip, rsp } = machine.vcpu.regs;
+  machine.switchVcpu(index);
+  SPECIALS.forEach((r, i) => machine.vcpu.writeSpecial(r, values[i]!));
+  for (const seg of ['cs', 'ss', 'ds', 'es'] as const) machine.vcpu.writeSpecial(seg, seg === 'cs' ? 0x08n : 0x10n);
+  machine.vcpu.regs.rip = rip;
+  machine.vcpu.regs.rsp = rsp - 0x8000n * BigInt(index);
+  machine.switchVcpu(0);
+}
+
+function run(policy: SchedulePolicy, seed: bigint, quantum = 50) {
+  const td = tdGuest(BOTH, { vcpus: 2, schedule: { policy, seed, quantum } });
+  startLikeBsp(td.platform.machine, 1);
+  const outcome = runTd(td);
+  const mem = td.platform.machine.memory;
+  const q = (gpa: bigint) => mem.read(gpa, 8).readBigUInt64LE();
+  return {
+    outcome, td,
+    index: [q(RESULTS), q(RESULTS + 32n)],
+    status: [q(RESULTS + 8n), q(RESULTS + 40n)],
+    counter: q(COUNTER),
+    hash: td.trace.sha256(),
+    switches: td.platform.scheduler!.switches,
+  };
+}
+
+describe('several vCPUs on one TD', () => {
+  it('each vCPU sees its own VCPU_INDEX and NUM_VCPUS, and one accept of a shared page wins', () => {
+    const r = run('round-robin', 1n);
+    expect(r.outcome.outcome).toBe('done');
+    expect(r.index).toEqual([0n, 1n]);
+    expect([...r.status].sort()).toEqual([TdxStatus.SUCCESS, TdxStatus.PAGE_ALREADY_ACCEPTED].sort());
+    expect(r.td.platform.pageState(PAGE).accepted).toBe(true);
+    expect(r.switches).toBeGreaterThan(2);
+  });
+
+  it('interleaves at instruction granularity: quanta inside the read-modify-write lose updates', () => {
+    // 2 x 200 increments; a switch between a vCPU's load and its store loses the other's work.
+    const fine = run('random', 7n, 3);
+    expect(fine.outcome.outcome).toBe('done');
+    expect(fine.counter).toBeLessThan(400n);
+    // A quantum longer than the whole loop never splits it.
+    const coarse = run('round-robin', 1n, 100_000);
+    expect(coarse.counter).toBe(400n);
+  });
+
+  it('is deterministic: the same policy and seed give the same interleaving and trace hash', () => {
+    for (const policy of ['round-robin', 'random', 'pct'] as const) {
+      const a = run(policy, 42n, 5);
+      const b = run(policy, 42n, 5);
+      expect(a.outcome.outcome).toBe('done');
+      expect(b.hash).toBe(a.hash);
+      expect(b.counter).toBe(a.counter);
+    }
+    const seeds = new Set([1n, 2n, 3n, 4n, 5n].map((seed) => run('random', seed, 5).hash));
+    expect(seeds.size).toBeGreaterThan(1);
+  });
+
+  it('a whole-VM snapshot covers every vCPU and the scheduler', () => {
+    const td = tdGuest(BOTH, { vcpus: 2, schedule: { policy: 'random', seed: 9n, quantum: 7 } });
+    startLikeBsp(td.platform.machine, 1);
+    let exits = 0;
+    const paused = td.vm.run({ stopBefore: () => ++exits === 2 });
+    expect(paused.kind).toBe('paused');
+    const snap = td.vm.snapshot();
+    const first = runTd(td);
+    const hash = td.trace.sha256();
+    const counter = td.platform.machine.memory.read(COUNTER, 8).readBigUInt64LE();
+    td.vm.restore(snap);
+    expect(runTd(td)).toEqual(first);
+    expect(td.trace.sha256()).toBe(hash);
+    expect(td.platform.machine.memory.read(COUNTER, 8).readBigUInt64LE()).toBe(counter);
+  });
+});
