@@ -25,6 +25,11 @@
 	.globl _start
 	.code32
 _start:
+	cmp ebp, MV_PLATFORM_TDX    /* TDX: RSI = vCPU index (TDH.VP.INIT); the APs wait in ap-park.S */
+	jne 1f
+	test esi, esi
+	jnz mv_ap_park
+1:
 	lgdt [entry_gdtr]
 	.byte 0xea                  /* jmp far ENTRY_CS32:flat32: this image's own GDT */
 	.long flat32

@@ -4,6 +4,7 @@
  * their acceptance behaviour), a fixed-size workload, and the final report.
  */
 #include <minivisor/guest.h>
+#include "smp.h"
 
 #define CHUNK_BYTES      0x100000ull /* workload allocation size: below a 2 MiB unit on purpose */
 #define MAX_CHUNKS       4096
@@ -17,7 +18,8 @@
 static struct mv_boot_params *bp;
 
 /* ---------------- statistics ---------------- */
-static u64 workload_bytes_verified, conversions, zero_checked_pages, reallocated_bytes;
+static u64 workload_bytes_verified, conversions, reallocated_bytes;
+static volatile u64 zero_checked_pages;
 
 /* ---------------- acceptance ---------------- */
 
@@ -54,7 +56,7 @@ static void check_fresh_pages_zero(u64 start, u64 end)
 	for (u64 page = start; page < end; page += MV_PAGE_SIZE) {
 		if (!page_zero((const u64 *)(uintptr_t)page))
 			mv_fatal("tdx_accepted_page_not_zero", page);
-		zero_checked_pages++;
+		mv_atomic_add(&zero_checked_pages, 1);
 	}
 }
 
@@ -144,10 +146,15 @@ static u64 alloc_pages(u64 bytes, u64 align)
 	mv_fatal("out_of_memory", bytes);
 }
 
-/* Allocation = take pages, map them, accept what is still unaccepted (lazy mode). */
+/* Allocation = take pages, map them, accept what is still unaccepted (lazy mode). The free
+ * list is the zone lock's; the accept runs outside it, as Linux accepts outside zone->lock. */
+static mv_spinlock_t allocator_lock;
+
 static u64 kalloc(u64 bytes, u64 align)
 {
+	mv_spin_lock(&allocator_lock);
 	u64 pa = alloc_pages(bytes, align);
+	mv_spin_unlock(&allocator_lock);
 	mv_map_private(bp, pa, pa + bytes);
 	accept_memory(pa, bytes);
 	return pa;
@@ -231,6 +238,21 @@ static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
 
 static u64 chunks[MAX_CHUNKS];
 static u64 patterns[MAX_CHUNKS];
+static u64 chunk_count;
+static volatile u64 next_chunk;
+
+/* Run on every CPU at once: take the next chunk number, allocate (and so accept) the chunk,
+ * fill it. Neighbouring chunks share a 2 MiB unit and the guard unit past each, so CPUs keep
+ * asking to accept the same units: the accepting list is what keeps that to one accept each. */
+static void allocate_chunks(void)
+{
+	for (u64 i = mv_atomic_fetch_add(&next_chunk, 1); i < chunk_count; i = mv_atomic_fetch_add(&next_chunk, 1)) {
+		chunks[i] = kalloc(CHUNK_BYTES, MV_PAGE_SIZE);
+		u64 state = bp->seed ^ 0x6368756e6b000000ull ^ i; /* "chunk" */
+		patterns[i] = mv_splitmix64(&state);
+		fill_pattern((void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
+	}
+}
 
 static void workload(void)
 {
@@ -241,11 +263,8 @@ static void workload(void)
 	if (mv_platform.kind == MV_PLATFORM_TDX)
 		mv_on_accepted = check_fresh_pages_zero;
 
-	for (u64 i = 0; i < count; i++) {
-		chunks[i] = kalloc(CHUNK_BYTES, MV_PAGE_SIZE);
-		patterns[i] = mv_splitmix64(&rng);
-		fill_pattern((void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
-	}
+	chunk_count = count;
+	smp_run_on_all(allocate_chunks, kalloc);
 	for (u64 i = 0; i < count; i++)
 		verify_pattern((const void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
 
@@ -323,6 +342,7 @@ void kernel_main(struct mv_boot_params *params)
 	mv_report_stat("reallocated_bytes", reallocated_bytes);
 	mv_report_stat("conversions", conversions);
 	mv_report_stat("zero_checked_pages", zero_checked_pages);
+	mv_report_stat("cpus", smp_cpu_count());
 	mv_report_done();
 	mv_halt_forever();
 }

@@ -81,9 +81,14 @@ static void check_range(u64 start, u64 end)
 /* Whole aligned GiBs get 1 GiB leaves: accepting all of a large guest up front (SNP PVALIDATE
  * needs a mapping) then costs one table page per 512 GiB instead of one per GiB, so 128 GiB fits
  * the pool easily. */
+/* Table pages come from one pool and a missing table is allocated on the way down: two CPUs
+ * mapping at once would each allocate one for the same slot, and one's mappings would vanish. */
+static mv_spinlock_t page_table_lock;
+
 void mv_map_private(struct mv_boot_params *bp, u64 start, u64 end)
 {
 	check_range(start, end);
+	mv_spin_lock(&page_table_lock);
 	u64 bits = PTE_PRESENT | PTE_WRITABLE | PTE_LARGE | mv_platform.private_mask;
 	for (u64 pa = ALIGN_DOWN(start, MV_SIZE_2M); pa < end;) {
 		if (IS_ALIGNED(pa, SIZE_1G) && end - pa >= SIZE_1G && map_1g(bp, pa, pa | bits)) {
@@ -93,14 +98,17 @@ void mv_map_private(struct mv_boot_params *bp, u64 start, u64 end)
 		map_2m(bp, pa, pa | bits);
 		pa += MV_SIZE_2M;
 	}
+	mv_spin_unlock(&page_table_lock);
 }
 
 void mv_map_shared(struct mv_boot_params *bp, u64 start, u64 end)
 {
 	check_range(start, end);
+	mv_spin_lock(&page_table_lock);
 	for (u64 pa = ALIGN_DOWN(start, MV_SIZE_2M); pa < end; pa += MV_SIZE_2M)
 		map_2m(bp, MV_SHARED_WINDOW_VA + pa,
 		       pa | PTE_PRESENT | PTE_WRITABLE | PTE_LARGE | mv_platform.shared_mask);
+	mv_spin_unlock(&page_table_lock);
 }
 
 void mv_flush_tlb(void)

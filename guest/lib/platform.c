@@ -154,18 +154,18 @@ static void tdx_accept_range(u64 start, u64 end)
 		if (IS_ALIGNED(start, MV_SIZE_2M) && end - start >= MV_SIZE_2M) {
 			u64 status = tdx_accept_one(start, 1);
 			if (tdx_accepted(status)) {
-				stats()->accept_calls_2m++;
+				mv_atomic_add(&stats()->accept_calls_2m, 1);
 				start += MV_SIZE_2M;
 				continue;
 			}
 			if ((status & TDX_STATUS_CLASS_MASK) != TDX_PAGE_SIZE_MISMATCH)
 				tdx_accept_fatal(start, status);
-			stats()->size_mismatch_fallbacks++;
+			mv_atomic_add(&stats()->size_mismatch_fallbacks, 1);
 			for (u64 page = start; page < start + MV_SIZE_2M; page += MV_PAGE_SIZE) {
 				u64 s4 = tdx_accept_one(page, 0);
 				if (!tdx_accepted(s4))
 					tdx_accept_fatal(page, s4);
-				stats()->accept_calls_4k++;
+				mv_atomic_add(&stats()->accept_calls_4k, 1);
 			}
 			start += MV_SIZE_2M;
 			continue;
@@ -173,7 +173,7 @@ static void tdx_accept_range(u64 start, u64 end)
 		u64 status = tdx_accept_one(start, 0);
 		if (!tdx_accepted(status))
 			tdx_accept_fatal(start, status);
-		stats()->accept_calls_4k++;
+		mv_atomic_add(&stats()->accept_calls_4k, 1);
 		start += MV_PAGE_SIZE;
 	}
 }
@@ -192,7 +192,7 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 			.r12 = start, .r13 = end - start,
 		};
 		u64 status = mv_tdcall(&r);
-		stats()->psc_requests++;
+		mv_atomic_add(&stats()->psc_requests, 1);
 		if (status != TDX_SUCCESS)
 			mv_fatal("tdx_vmcall_failed", status);
 		if (r.r10 == TDVMCALL_STATUS_SUCCESS)
@@ -256,7 +256,7 @@ void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op)
 	for (u64 page = gpa; page < gpa + bytes; page += MV_PAGE_SIZE) {
 		u64 resp = ghcb_msr_call(GHCB_MSR_PSC_REQ | (page & SNP_PSC_ENTRY_GFN_MASK) |
 					 ((u64)op << SNP_PSC_ENTRY_OP_SHIFT));
-		stats()->psc_requests++;
+		mv_atomic_add(&stats()->psc_requests, 1);
 #ifdef MV_PLANT_PSC_ERROR_IGNORED
 		resp = GHCB_MSR_PSC_RESP; /* planted bug: the response is never looked at */
 #endif
@@ -325,7 +325,7 @@ static void psc_ghcb_desc(u64 first, u32 count)
 		*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
 		mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
 		mv_snp_ghcb_exit();
-		stats()->psc_requests++;
+		mv_atomic_add(&stats()->psc_requests, 1);
 		/* Everything the hypervisor wrote is read once (it may change it at any time). */
 		u64 info1 = *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1);
 		u64 info2 = *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO2);
@@ -408,19 +408,19 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
 			int rc = mv_pvalidate_insn(gpa, 1, validate);
 			if (pvalidate_done(rc)) {
 				if (validate)
-					stats()->accept_calls_2m++;
+					mv_atomic_add(&stats()->accept_calls_2m, 1);
 				gpa += MV_SIZE_2M;
 				continue;
 			}
 			if (rc != PVALIDATE_FAIL_SIZEMISMATCH)
 				pvalidate_fatal(gpa, rc, validate);
-			stats()->size_mismatch_fallbacks++;
+			mv_atomic_add(&stats()->size_mismatch_fallbacks, 1);
 			for (u64 page = gpa; page < gpa + MV_SIZE_2M; page += MV_PAGE_SIZE) {
 				int r4 = mv_pvalidate_insn(page, 0, validate);
 				if (!pvalidate_done(r4))
 					pvalidate_fatal(page, r4, validate);
 				if (validate)
-					stats()->accept_calls_4k++;
+					mv_atomic_add(&stats()->accept_calls_4k, 1);
 			}
 			gpa += MV_SIZE_2M;
 			continue;
@@ -429,7 +429,7 @@ void mv_snp_pvalidate_range(u64 gpa, u64 bytes, bool validate)
 		if (!pvalidate_done(rc))
 			pvalidate_fatal(gpa, rc, validate);
 		if (validate)
-			stats()->accept_calls_4k++;
+			mv_atomic_add(&stats()->accept_calls_4k, 1);
 		gpa += MV_PAGE_SIZE;
 	}
 }
@@ -552,7 +552,7 @@ void mv_arch_accept(u64 start, u64 end)
 		mv_snp_psc(start, end - start, SNP_PSC_PRIVATE);
 		mv_snp_pvalidate_range(start, end - start, true);
 	}
-	stats()->accepted_bytes[mv_platform.stage] += end - start;
+	mv_atomic_add(&stats()->accepted_bytes[mv_platform.stage], end - start);
 }
 
 /* The firmware's stats live in a static until it has written the boot params. */

@@ -2,6 +2,7 @@
 // (exported from src/index.ts): the CLI parses flags into it (src/cli/boot-options.ts), scenario
 // files and the fuzzer build it; it carries no CLI-only fields (--json stays in the CLI).
 import type { StubVariant } from './images.js';
+import type { SchedulePolicy } from '../cpu/vcpu-scheduler.js';
 
 export type PlatformName = 'tdx' | 'snp';
 
@@ -25,4 +26,8 @@ export interface BootConfig {
   countInstructions?: boolean;
   /** A planted-bug variant of the stubs (guest/DEFENCES.md) instead of the honest ones. */
   variant?: StubVariant;
+  /** vCPUs (default 1, TDX only so far): all start at the reset vector, the APs park in the firmware. */
+  vcpus?: number;
+  /** With several vCPUs: how their turns are chosen (seeded by `seed`) and the longest turn in instructions. */
+  schedule?: { policy: SchedulePolicy; quantum: number };
 }

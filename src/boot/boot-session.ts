@@ -22,6 +22,7 @@ import type { BootConfig } from './boot-config.js';
 import { BootTrace } from './accounting.js';
 import { ConsoleProtocolParser, type BootReport, type BootStage } from './console-protocol.js';
 import { loadBootImages } from './images.js';
+import { DEFAULT_QUANTUM } from '../cpu/vcpu-scheduler.js';
 import { STAGES } from './layout.js';
 import { bootSnp, bootTdx, type BootPlatform, type BootVmm, type VmmOverride } from './platforms.js';
 import type { RunOutcome } from '../shared/outcome.js';
@@ -72,6 +73,9 @@ export class BootSession {
     const options = {
       memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, countInstructions: config.countInstructions ?? true,
       trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
+      ...(config.vcpus !== undefined && config.vcpus > 1
+        ? { vcpus: { count: config.vcpus, schedule: { seed: config.seed, ...(config.schedule ?? { policy: 'random' as const, quantum: DEFAULT_QUANTUM }) } } }
+        : {}),
     };
     const platform = config.platform === 'tdx' ? bootTdx(images, options) : bootSnp(images, options);
     trace.countInstructionsOf(platform.machine.vcpu);

@@ -27,6 +27,7 @@ export const STUB_VARIANTS = {
   'e820-unchecked': 'the decompressor uses the firmware memory map unchecked (with the map-from-config firmware)',
   'reaccept-skipped': 'no re-accept after converting memory back from shared to private',
   'trusts-injected-exception': 'a #VE / #VC 0x404 is trusted: the page it names is accepted again',
+  'accepting-list-missing': 'the lock is dropped around each accept with no accepting list: two CPUs accept the same unit',
   'map-from-config': 'test fixture: the firmware passes a VMM-written memory map through unchecked',
 } as const;
 export type StubVariant = keyof typeof STUB_VARIANTS;

@@ -26,6 +26,7 @@ import { SnpVmm } from '../vmm/snp/run-snp.js';
 import { createTd } from '../vmm/tdx/run-td.js';
 import type { BootTrace } from './accounting.js';
 import { StagedImage } from './staged-image.js';
+import type { ScheduleOptions } from '../cpu/vcpu-scheduler.js';
 import type { BootImages } from './images.js';
 
 const PAGE = 0x1000n;
@@ -65,6 +66,8 @@ export interface BootPlatformOptions {
   vmm?: VmmOverride;
   /** State above the VMM that whole-VM snapshots must also cover (the boot's console parser). */
   extraState: SnapshotParts;
+  /** TDX: vCPUs and their seeded schedule. */
+  vcpus?: { count: number; schedule: ScheduleOptions };
 }
 
 export interface VmmOverride {
@@ -109,12 +112,13 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     memoryBytes: guestPhysicalBytes(options.memoryBytes), ram: guestRamRanges(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
     trace: options.trace, console: new Console(options.echo),
     extraState: options.extraState, ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
+    ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),
   });
   const host = td.platform.handle;
   const staged = stageImages(images);
   // TDH.VP.INIT: RCX is the VMM's hand-off, as KVM passes the TD HOB; here the firmware config.
-  // The vCPU starts at the reset vector 0xFFFFFFF0 (vp-init.ts).
-  host.vpInit(FW_CONFIG_GPA);
+  // Every vCPU starts at the reset vector 0xFFFFFFF0 (vp-init.ts); RSI tells the firmware which one it is.
+  for (let vcpu = 0; vcpu < td.platform.machine.vcpuCount; vcpu++) host.vpInit(FW_CONFIG_GPA, vcpu);
   const check = (what: string, status: bigint) => {
     if (status !== 0n) throw new Error(`VMM setup: ${what} failed with TDX status 0x${status.toString(16)}`);
   };

@@ -33,6 +33,8 @@ export function traceHeader(config: BootConfig): TraceHeader {
       countInstructions: config.countInstructions ?? true,
       ...(config.firmwareFile !== undefined ? { firmwareFile: config.firmwareFile } : {}),
       ...(config.variant !== undefined ? { variant: config.variant } : {}),
+      ...(config.vcpus !== undefined && config.vcpus > 1 ? { vcpus: config.vcpus } : {}),
+      ...(config.schedule !== undefined ? { schedule: config.schedule.policy, quantum: config.schedule.quantum } : {}),
     },
   };
 }

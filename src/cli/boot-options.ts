@@ -3,6 +3,8 @@ import { parseSize, SizeError, formatSize } from './size.js';
 import { quoteForError } from '../shared/quote.js';
 import type { BootConfig } from '../boot/boot-config.js';
 import { isStubVariant, STUB_VARIANTS } from '../boot/images.js';
+import { MAX_VCPUS } from '../cpu/machine.js';
+import { DEFAULT_QUANTUM, SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
 
 export interface RawBootOptions {
   platform?: string;
@@ -18,6 +20,9 @@ export interface RawBootOptions {
   firmware?: string;
   verify?: boolean;
   variant?: string;
+  vcpus?: string;
+  schedule?: string;
+  quantum?: string;
 }
 
 export class BootOptionError extends Error {
@@ -73,6 +78,17 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   if (raw.variant !== undefined) {
     if (!isStubVariant(raw.variant)) throw new BootOptionError(`--variant must be one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${raw.variant}"`);
     config.variant = raw.variant;
+  }
+  const vcpus = Number(unsigned(raw.vcpus ?? '1', '--vcpus', BigInt(MAX_VCPUS)));
+  if (vcpus < 1) throw new BootOptionError('--vcpus must be at least 1');
+  if (vcpus > 1 && platform === 'snp') throw new BootOptionError('--vcpus above 1 is not supported on snp yet (no AP creation VMGEXIT)');
+  const policy = raw.schedule ?? 'random';
+  if (!(SCHEDULE_POLICIES as readonly string[]).includes(policy)) throw new BootOptionError(`--schedule must be one of ${SCHEDULE_POLICIES.join(', ')}, not ${quoteForError(policy)}`);
+  const quantum = Number(unsigned(raw.quantum ?? String(DEFAULT_QUANTUM), '--quantum', 1n << 32n));
+  if (quantum < 1) throw new BootOptionError('--quantum must be at least 1');
+  if (vcpus > 1) {
+    config.vcpus = vcpus;
+    config.schedule = { policy: policy as SchedulePolicy, quantum };
   }
   return config;
 }

@@ -57,7 +57,21 @@
 #define MV_BOOT_PARAMS_BYTES         0x2000
 #define MV_GHCB_GPA                  0x202000
 #define MV_PT_POOL_GPA               0x204000
-#define MV_PT_POOL_BYTES             0x7b000
+#define MV_PT_POOL_BYTES             0x7a000
+/* The multiprocessor wakeup mailbox (ACPI 6.4 §5.2.12.19, as TDVF publishes it in the MADT):
+ * command u16 at 0, APIC ID u32 at 4, wakeup vector u64 at 8, then 2032 bytes for the OS
+ * and 2048 for the firmware. The firmware parks every AP on it; the APIC ID is the vCPU
+ * index (TDG.VP.INFO VCPU_INDEX, RSI at TDH.VP.INIT). The AP acknowledges a wakeup by
+ * writing command 0, then jumps to the vector in 32-bit protected mode, paging off, flat
+ * segments (TDVF's ApRunLoop is in long mode; here the firmware never maps the kernel). */
+#define MV_MP_MAILBOX_GPA            0x27e000
+#define MV_MP_MAILBOX_OFF_COMMAND    0x0
+#define MV_MP_MAILBOX_OFF_APIC_ID    0x4
+#define MV_MP_MAILBOX_OFF_VECTOR     0x8
+#define MV_MP_MAILBOX_OFF_OS         0x10
+#define MV_MP_WAKEUP_COMMAND_NOOP    0x0
+#define MV_MP_WAKEUP_COMMAND_WAKEUP  0x1
+#define MV_MAX_VCPUS                 0x40
 #define MV_SNP_CPUID_PAGE_GPA        0x27f000
 #define MV_FW_STACK_BOTTOM           0x280000
 #define MV_FW_STACK_TOP              0x2c0000

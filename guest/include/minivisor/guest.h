@@ -36,6 +36,22 @@ u64 mv_scan64(const void *src, u64 value, u64 qwords);
 /* splitmix64 (Steele, Lea, Flood 2014): the one PRNG; everything derives from the VM seed. */
 u64 mv_splitmix64(u64 *state);
 
+/* ---- several CPUs ---- */
+/* Memory shared between vCPUs is sequentially consistent at instruction granularity (one vCPU
+ * runs at a time in minivisor); these are still the real x86 atomics a kernel would use. */
+static inline void mv_atomic_add(volatile u64 *p, u64 v) { __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline u64 mv_atomic_fetch_add(volatile u64 *p, u64 v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline void mv_cpu_relax(void) { __builtin_ia32_pause(); }
+/* A test-and-set spinlock that spins with PAUSE (Linux cpu_relax), like arch_spin_lock. */
+typedef struct { volatile u32 locked; } mv_spinlock_t;
+static inline void mv_spin_lock(mv_spinlock_t *l)
+{
+	while (__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
+		while (l->locked)
+			mv_cpu_relax();
+}
+static inline void mv_spin_unlock(mv_spinlock_t *l) { __atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE); }
+
 /* ---- cpu ---- */
 static inline void mv_cpuid(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
 {

@@ -67,6 +67,8 @@ function writeMap(path: string, run: BootRun, firmwareFile: string | undefined):
   file.commit();
 }
 
+import { DEFAULT_QUANTUM } from '../../cpu/vcpu-scheduler.js';
+
 export function bootCommand(io: CliIo): Command {
   return new Command('boot')
     .description('boot an emulated TDX or SNP guest: firmware -> decompressor -> kernel, accepting memory as it goes')
@@ -85,6 +87,9 @@ export function bootCommand(io: CliIo): Command {
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
+    .option('--vcpus <n>', 'vCPUs (TDX): the APs park in the firmware and the kernel accepts from all of them at once', '1')
+    .option('--schedule <policy>', 'with several vCPUs: round-robin, random or pct turns, seeded by --seed', 'random')
+    .option('--quantum <n>', 'with several vCPUs: the most instructions a vCPU runs before another may', String(DEFAULT_QUANTUM))
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {
       if (raw.traceFilter?.trim() === 'help') {
