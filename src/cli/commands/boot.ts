@@ -3,6 +3,7 @@ import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-
 import type { BootConfig } from '../../boot/boot-config.js';
 import type { BootTrace } from '../../boot/accounting.js';
 import { formatSize } from '../size.js';
+import { DEFAULT_QUANTUM } from '../../cpu/vcpu-scheduler.js';
 import type { CliIo } from '../io.js';
 import { bootGuest, type BootResult, type BootRun } from '../../boot/boot-guest.js';
 import { formatFailure } from '../../boot/failure.js';
@@ -66,8 +67,6 @@ function writeMap(path: string, run: BootRun, firmwareFile: string | undefined):
   }
   file.commit();
 }
-
-import { DEFAULT_QUANTUM } from '../../cpu/vcpu-scheduler.js';
 
 export function bootCommand(io: CliIo): Command {
   return new Command('boot')
