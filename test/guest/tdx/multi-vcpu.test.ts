@@ -64,7 +64,7 @@ function run(policy: SchedulePolicy, seed: bigint, quantum = 50) {
   startLikeBsp(td.platform.machine, 1);
   const outcome = runTd(td);
   const mem = td.platform.machine.memory;
-  const q = (gpa: bigint) => mem.read(gpa, 8).readBigUInt64LE();
+  const q = (gpa: bigint) => Buffer.from(mem.read(gpa, 8)).readBigUInt64LE();
   return {
     outcome, td,
     index: [q(RESULTS), q(RESULTS + 32n)],
@@ -116,10 +116,10 @@ describe('several vCPUs on one TD', () => {
     const snap = td.vm.snapshot();
     const first = runTd(td);
     const hash = td.trace.sha256();
-    const counter = td.platform.machine.memory.read(COUNTER, 8).readBigUInt64LE();
+    const counter = Buffer.from(td.platform.machine.memory.read(COUNTER, 8)).readBigUInt64LE();
     td.vm.restore(snap);
     expect(runTd(td)).toEqual(first);
     expect(td.trace.sha256()).toBe(hash);
-    expect(td.platform.machine.memory.read(COUNTER, 8).readBigUInt64LE()).toBe(counter);
+    expect(Buffer.from(td.platform.machine.memory.read(COUNTER, 8)).readBigUInt64LE()).toBe(counter);
   });
 });
