@@ -121,6 +121,20 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
     vcpu.instructionLimit = vcpu.instructions + BigInt(turn);
   }
 
+  /**
+   * A long instruction of the running vCPU (a 2M TDG.MEM.PAGE.ACCEPT zeroing 512 chunks) asks
+   * where its turn ends: a chunk in (done, total), or undefined to finish in this turn. On
+   * hardware other CPUs run during those 512 chunks; here the instruction is split there and
+   * the split is a switch point like any other. round-robin splits once, halfway; random and
+   * pct split with probability 1/2 at a uniform chunk.
+   */
+  splitLongInstruction(done: number, total: number): number | undefined {
+    if (total - done < 2) return undefined;
+    if (this.options.policy === 'round-robin') return done < total / 2 ? Math.floor(total / 2) : undefined;
+    if (!this.#rng.chance(1, 2)) return undefined;
+    return done + 1 + this.#rng.below(total - done - 1);
+  }
+
   #choose(current: number, eligible: readonly number[]): number {
     const n = this.machine.vcpuCount;
     switch (this.options.policy) {

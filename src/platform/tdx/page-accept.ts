@@ -28,8 +28,14 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
   const walk = td.sept.walk(gpa, level);
   // check_tdaccept_failure: a walk that stopped above the requested level decides (ALREADY_ACCEPTED
   // or TD exit) without locking anything; only an entry at the requested level is locked first.
-  if (walk.level === level && td.hostLocks.size > 0 && td.hostLocks.has(`${walk.level}:${walk.base}`)) {
-    return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
+  // sept_lock_acquire_guest failing: the host holds the entry (lockEntry), or another vCPU is
+  // inside its own ACCEPT of it (guestLocks); api_error_with_operand_id(TDX_OPERAND_BUSY, RCX).
+  if (walk.level === level && (td.hostLocks.size > 0 || td.guestLocks.size > 0)) {
+    const key = `${walk.level}:${walk.base}`;
+    const holder = td.guestLocks.get(key);
+    if (td.hostLocks.has(key) || (holder !== undefined && holder !== td.machine.vcpuIndex)) {
+      return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
+    }
   }
   const t = lookupTransition(walk.level === level ? 'ACCEPT' : 'ACCEPT_LARGER', walk.state);
   const action: AcceptAction = t.kind === 'accept' ? t.action : 'td-exit';
@@ -75,12 +81,23 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   const entry = td.sept.entry(level, gpa)!;
   const start = entry.acceptCounter;
   const interrupt = td.pendingInterrupt;
+  const lockKey = `${level}:${gpa}`;
   // The module zeroes 4 KiB at a time and checks for a pending interrupt after each chunk; zero
   // every chunk up to where that check would first fire in one go (same result, one host call).
   const interruptAt = interrupt ? start + Math.max(1, interrupt.afterChunks) : Infinity;
-  const stop = Math.min(ENTRIES_PER_TABLE, interruptAt);
+  // Several vCPUs: the others run while this one zeroes. The scheduler may end this vCPU's turn
+  // between two chunks; it stays inside the TDCALL holding the entry's lock (RIP and RAX
+  // untouched), and re-executing the TDCALL on its next turn goes on from accept_counter.
+  const preemptAt = td.preemptAccept?.(start) ?? Infinity;
+  const stop = Math.min(ENTRIES_PER_TABLE, interruptAt, preemptAt);
   td.machine.memory.fill(gpa + BigInt(start) * CHUNK, BigInt(stop - start) * CHUNK, 0);
   entry.acceptCounter = stop;
+  if (stop < ENTRIES_PER_TABLE && stop === preemptAt && stop !== interruptAt) {
+    td.guestLocks.set(lockKey, td.machine.vcpuIndex);
+    td.record('accept-preempted', { gpa, level, acceptCounter: stop, resumedFrom: start });
+    return { kind: 'step', step: { kind: 'resume' }, result: 'preempted' };
+  }
+  td.guestLocks.delete(lockKey);
   if (stop < ENTRIES_PER_TABLE) {
     td.pendingInterrupt = undefined;
     td.record('accept-interrupted', { gpa, level, acceptCounter: entry.acceptCounter, resumedFrom: start, vector: interrupt!.vector });

@@ -84,6 +84,7 @@ export interface TdModuleState {
   mrtd: Buffer | undefined;
   mrtdHash: BufferedHashState;
   hostLocks: ReadonlySet<string>;
+  guestLocks: ReadonlyMap<string, number>;
   msrValues: ReadonlyMap<number, bigint>;
   pendingInterrupt: PendingInterrupt | undefined;
   postedInterrupts: readonly number[];
@@ -110,6 +111,17 @@ export class TdModule implements Snapshottable<TdModuleState> {
   readonly mrtdHash = new BufferedHash('sha384');
   /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
   readonly hostLocks = new Set<string>();
+  /**
+   * SEPT entries a vCPU holds locked because it is inside a 2M TDG.MEM.PAGE.ACCEPT that the
+   * vCPU scheduler preempted between 4K chunks (`${level}:${gpa}` -> vCPU index): on hardware
+   * the other CPUs run meanwhile, and their ACCEPT of that entry gets OPERAND_BUSY.
+   */
+  readonly guestLocks = new Map<string, number>();
+  /**
+   * Several vCPUs: where a 2M ACCEPT that has zeroed `done` of its 512 chunks is preempted
+   * (a chunk count in (done, 512)), or undefined to let it finish. Set by the platform.
+   */
+  preemptAccept: ((done: number) => number | undefined) | undefined;
   /** MSRs the TD accesses natively whose value the emulator's CPU does not keep (td-msr.ts). */
   readonly msrValues = new Map<number, bigint>();
   pendingInterrupt: PendingInterrupt | undefined;
@@ -143,7 +155,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return {
       sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
-      hostLocks: new Set(this.hostLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
+      hostLocks: new Set(this.hostLocks), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
     };
   }
@@ -160,6 +172,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.mrtdHash.loadState(s.mrtdHash);
     this.hostLocks.clear();
     for (const key of s.hostLocks) this.hostLocks.add(key);
+    this.guestLocks.clear();
+    for (const [key, vcpu] of s.guestLocks) this.guestLocks.set(key, vcpu);
     this.msrValues.clear();
     for (const [msr, value] of s.msrValues) this.msrValues.set(msr, value);
     this.pendingInterrupt = s.pendingInterrupt && { ...s.pendingInterrupt };

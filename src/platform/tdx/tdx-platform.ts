@@ -51,6 +51,8 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
     this.trace = trace;
     this.module = new TdModule(machine, trace, config);
     this.scheduler = machine.vcpuCount > 1 && schedule ? new VcpuScheduler(machine, schedule) : undefined;
+    const scheduler = this.scheduler;
+    if (scheduler) this.module.preemptAccept = (done) => scheduler.splitLongInstruction(done, 512);
   }
 
   get handle(): TdxVmmHandle {

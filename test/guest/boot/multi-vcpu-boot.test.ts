@@ -46,7 +46,7 @@ describe('TDX boot with several vCPUs', () => {
   });
 
   it('finds the planted double accept (no accepting_list) in short seeded runs; the honest stubs survive the same schedules', () => {
-    // Seeds in order until the race shows (measured: seeds 2, 3 and 4 of 1..4 find it).
+    // Seeds in order until the race shows (measured: each of seeds 1..10 finds it).
     let found: string | undefined;
     for (const seed of ['1', '2', '3', '4']) {
       const planted = boot({ ...SMALL, seed, variant: 'accepting-list-missing' });
@@ -55,7 +55,8 @@ describe('TDX boot with several vCPUs', () => {
       expect(doubleAccepts(honest)).toBe(0);
       if (planted.result.outcome === 'done') continue;
       expect(planted.result.outcome).toBe('guest-fatal');
-      expect(planted.result.outcomeReason).toMatch(/^tdx_accept_already_accepted/);
+      // The second accept finds the unit accepted, or (a 2M accept split by the scheduler) its entry locked.
+      expect(planted.result.outcomeReason).toMatch(/^tdx_accept_(already_accepted|failed)/);
       expect(doubleAccepts(planted)).toBeGreaterThan(0);
       found = seed;
       break;

@@ -75,6 +75,28 @@ function run(policy: SchedulePolicy, seed: bigint, quantum = 50) {
   };
 }
 
+/** Both vCPUs accept the same 2M page at once; vCPU 0 then waits for vCPU 1 and halts. */
+const BOTH_2M = `
+  mov rax, 1
+  ${TDCALL}
+  mov rbx, r9
+  shl rbx, 5
+  add rbx, ${RESULTS}
+  ${acceptAsm(PAGE, 1)}
+  mov [rbx + 8], rax
+  mov qword ptr [rbx + 16], 1
+  test r9, r9
+  jnz park
+wait:
+  pause
+  cmp qword ptr [${RESULTS + 32n + 16n}], 1
+  jne wait
+  ${HALT}
+park:
+  pause
+  jmp park
+`;
+
 describe('several vCPUs on one TD', () => {
   it('each vCPU sees its own VCPU_INDEX and NUM_VCPUS, and one accept of a shared page wins', () => {
     const r = run('round-robin', 1n);
@@ -83,6 +105,19 @@ describe('several vCPUs on one TD', () => {
     expect([...r.status].sort()).toEqual([TdxStatus.SUCCESS, TdxStatus.PAGE_ALREADY_ACCEPTED].sort());
     expect(r.td.platform.pageState(PAGE).accepted).toBe(true);
     expect(r.switches).toBeGreaterThan(2);
+  });
+
+  it('the SEPT entry lock: an ACCEPT of a 2M entry that another vCPU is zeroing gets OPERAND_BUSY', () => {
+    // round-robin splits every 2M ACCEPT halfway: the other vCPU runs while the first holds the
+    // entry locked (tdg_mem_page_accept.c: sept_lock_acquire_guest fails -> OPERAND_BUSY|RCX).
+    const td = tdGuest(BOTH_2M, { vcpus: 2, schedule: { policy: 'round-robin', seed: 1n, quantum: 1000 } });
+    startLikeBsp(td.platform.machine, 1);
+    expect(runTd(td).outcome).toBe('done');
+    const q = (gpa: bigint) => Buffer.from(td.platform.machine.memory.read(gpa, 8)).readBigUInt64LE();
+    const status = [q(RESULTS + 8n), q(RESULTS + 40n)];
+    expect([...status].sort()).toEqual([TdxStatus.SUCCESS, TdxStatus.OPERAND_BUSY | 1n].sort());
+    expect(td.platform.pageState(PAGE).accepted).toBe(true);
+    expect(td.platform.module.guestLocks.size).toBe(0);
   });
 
   it('interleaves at instruction granularity: quanta inside the read-modify-write lose updates', () => {
