@@ -22,11 +22,7 @@
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": [
-        "-L<!(node ../scripts/unicorn.mjs lib)",
-        "-Wl,-rpath,<!(node ../scripts/unicorn.mjs rpath)",
-        "-lunicorn"
-      ]
+      "libraries": ["<!@(node ../scripts/unicorn.mjs libs)"]
     }
   ]
 }

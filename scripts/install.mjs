@@ -2,11 +2,13 @@
 // TypeScript build and the guest stubs. Each missing prerequisite stops it with one clear message.
 //
 // Two layouts: a clone (src/, Makefiles: everything is built) and the packed package (`npm pack`,
-// package.json "files"), which ships dist/ and the built stubs, so only the addon is built there,
-// with node-gyp from the package's dependencies (or the one npm itself brings).
+// package.json "files"), which ships dist/, the built stubs and a prebuilt addon
+// (native/prebuilds/, scripts/prebuild.mjs). There nothing is built when the prebuilt addon loads
+// on this machine; otherwise (another platform, an older glibc, or MINIVISOR_BUILD_FROM_SOURCE=1)
+// the addon is built from source with the node-gyp npm brings to install scripts.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureUnicorn } from './unicorn.mjs';
@@ -36,18 +38,45 @@ function resolvePackage(path, what) {
   }
 }
 
-// node-gyp is a dependency; npm also names its own bundled copy in npm_config_node_gyp.
+// node-gyp is a dev dependency of a clone; npm names its own bundled copy in npm_config_node_gyp
+// for every install script, which is what a package install uses.
 function findNodeGyp() {
   try {
     return resolvePackage('node-gyp/bin/node-gyp.js', 'node-gyp');
-  } catch (err) {
+  } catch {
     const bundled = process.env.npm_config_node_gyp;
     if (bundled && existsSync(bundled)) return bundled;
-    throw err;
+    throw Object.assign(new Error('node-gyp is not available: run this through npm (`npm rebuild minivisor`), which brings its own, or install node-gyp'), { minivisorInstall: true });
   }
 }
 
+// The prebuilt addon for this platform, if the package has one and it loads here (a child process,
+// so a loader failure such as a too-old glibc is a message, not a dead install).
+function usablePrebuild() {
+  const dir = join(root, 'native', 'prebuilds', `${process.platform}-${process.arch}`);
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.node')) : undefined;
+  if (!file) return null;
+  const path = join(dir, file);
+  const r = spawnSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(path)}).unicornVersion())`], { encoding: 'utf8' });
+  if (r.status === 0) return { path, unicorn: r.stdout };
+  log(`the prebuilt addon ${path} does not load here (${(r.stderr || '').trim().split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status}`}); building from source`);
+  return null;
+}
+
+const isClone = existsSync(join(root, 'src')) && existsSync(join(root, 'tsconfig.json'));
+
 try {
+  if (!isClone && process.env.MINIVISOR_BUILD_FROM_SOURCE !== '1') {
+    const prebuilt = usablePrebuild();
+    if (prebuilt) {
+      if (!existsSync(join(root, 'dist', 'index.js'))) {
+        throw Object.assign(new Error(`the package is incomplete: ${join(root, 'dist', 'index.js')} is missing`), { minivisorInstall: true });
+      }
+      log(`using the prebuilt addon ${prebuilt.path} (Unicorn ${prebuilt.unicorn}, linked in); nothing to build`);
+      log('done');
+      process.exit(0);
+    }
+  }
   need('g++', ['--version'], 'a C++ compiler');
   need('make', ['--version'], 'make');
   need('python3', ['--version'], 'python3 (for node-gyp)');
@@ -61,7 +90,7 @@ try {
     (existsSync(join(dirname(dirname(process.execPath)), 'include/node/common.gypi')) ? dirname(dirname(process.execPath)) : '');
   if (nodedir) gypArgs.push(`--nodedir=${nodedir}`);
   step('building the native addon', process.execPath, gypArgs);
-  if (existsSync(join(root, 'src')) && existsSync(join(root, 'tsconfig.json'))) {
+  if (isClone) {
     step('compiling TypeScript', process.execPath, [resolvePackage('typescript/bin/tsc', 'typescript (a dev dependency of a clone; run `npm install` with dev dependencies)'), '-p', 'tsconfig.json']);
   } else if (!existsSync(join(root, 'dist', 'index.js'))) {
     throw Object.assign(new Error(`neither src/ nor a built dist/ is present in ${root}: the package is incomplete`), { minivisorInstall: true });

@@ -12,3 +12,5 @@ export function debianMirrors(etcApt?: string): string[];
 export function findUnicorn(log?: (message: string) => void): FoundUnicorn | null;
 export function ensureUnicorn(log?: (message: string) => void): FoundUnicorn;
 export function addonRpath(found: FoundUnicorn, addonDir?: string): string;
+export function staticArchive(found: FoundUnicorn): string | null;
+export function linkArguments(found: FoundUnicorn, staticLink?: boolean): string[];

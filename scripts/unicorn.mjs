@@ -214,7 +214,28 @@ export function addonRpath(found, addonDir = join(projectRoot, 'native', 'build'
   return inside ? `'$$ORIGIN${sep}${relative(addonDir, found.lib)}'` : found.lib;
 }
 
-// `node scripts/unicorn.mjs include|lib|rpath` prints a path for binding.gyp.
+// The static archive Debian's libunicorn-dev ships beside the shared library, or null.
+export function staticArchive(found) {
+  const archive = join(found.lib, 'libunicorn.a');
+  return existsSync(archive) ? archive : null;
+}
+
+// The linker arguments for binding.gyp, one per line. The default links libunicorn.so.2 through
+// the rpath above. MINIVISOR_UNICORN_STATIC=1 (scripts/prebuild.mjs) links libunicorn.a into the
+// addon instead, so the prebuilt addon the package ships needs no libunicorn on the user's machine;
+// --exclude-libs keeps Unicorn's (and QEMU's) symbols out of the addon's dynamic symbol table.
+// libunicorn.pc's Libs.private are -lpthread -lm.
+export function linkArguments(found, staticLink = process.env.MINIVISOR_UNICORN_STATIC === '1') {
+  if (!staticLink) return [`-L${found.lib}`, `-Wl,-rpath,${addonRpath(found)}`, '-lunicorn'];
+  const archive = staticArchive(found);
+  if (!archive) fail(`a static link was asked for (MINIVISOR_UNICORN_STATIC=1) but ${found.source} has no libunicorn.a in ${found.lib}`);
+  // --no-relax: Debian's archive is assembled by a newer binutils that marks `push foo@GOTPCREL`
+  // with R_X86_64_GOTPCRELX; bookworm's ld 2.40 "relaxes" that push into `addr32 call foo`, and
+  // helper_le_ldq_mmu_x86_64 then calls itself until the stack overflows (the first guest load).
+  return ['-Wl,--no-relax', '-Wl,--exclude-libs,ALL', archive, '-lpthread', '-lm'];
+}
+
+// `node scripts/unicorn.mjs include|lib|rpath|libs` prints what binding.gyp needs.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const found = findUnicorn();
   if (!found) {
@@ -225,5 +246,14 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   if (what === 'include') console.log(found.include);
   else if (what === 'lib') console.log(found.lib);
   else if (what === 'rpath') console.log(addonRpath(found));
+  else if (what === 'libs') {
+    try {
+      // gyp splits `<!@(...)` output with shlex, which would strip the rpath's quotes: quote again.
+      console.log(linkArguments(found).map((a) => (/['\s]/.test(a) ? `"${a}"` : a)).join('\n'));
+    } catch (err) {
+      console.error(err.message);
+      process.exit(1);
+    }
+  }
   else console.log(JSON.stringify(found));
 }

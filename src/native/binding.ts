@@ -1,7 +1,6 @@
 // Loads the native addon and describes its surface. The addon is deliberately thin: every
 // friendly check and every policy lives in src/cpu and src/memory.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -71,14 +70,24 @@ export interface NativeAddon {
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
 }
 
+/** node-gyp-build's resolver (the package has no types; this is its documented `path(dir)`). */
+interface NodeGypBuild { path(dir: string): string }
+
+/**
+ * The addon node-gyp-build picks in native/: a local build (native/build/Release, what `npm install`
+ * makes in a clone or a from-source fallback) before the prebuild the package ships
+ * (native/prebuilds/linux-x64, scripts/prebuild.mjs).
+ */
 function findAddon(): string {
   // dist/native/binding.js and src/native/binding.ts both sit two levels below the root.
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const path = join(root, 'native', 'build', 'Release', 'minivisor.node');
-  if (!existsSync(path)) {
-    throw new Error(`the native addon is not built (${path} is missing): run \`npm install\` in ${root}`);
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('node-gyp-build') as NodeGypBuild).path(join(root, 'native'));
+  } catch (err) {
+    const why = err instanceof Error ? err.message.trim().split('\n')[0] : String(err);
+    throw new Error(`the native addon is not built and no prebuilt one fits this machine (${why}): run \`npm install\` in ${root}`);
   }
-  return path;
 }
 
 let loaded: NativeAddon | undefined;

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
-import { addonRpath } from '../../../scripts/unicorn.mjs';
+import { addonRpath, linkArguments } from '../../../scripts/unicorn.mjs';
 
 const root = process.cwd();
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -23,9 +23,13 @@ describe('package.json', () => {
   });
 
   it('ships what the install step needs from a packed tarball', () => {
-    // The install script runs node-gyp in the user's project, where devDependencies are absent.
+    // The addon is loaded by node-gyp-build (a prebuild, or a local build); the from-source fallback
+    // uses the node-gyp npm brings to install scripts, so node-gyp is not a runtime dependency.
     expect(pkg.scripts.install).toMatch(/install\.mjs/);
-    expect(pkg.dependencies['node-gyp']).toBeDefined();
+    expect(pkg.scripts.prepack).toMatch(/prebuild\.mjs/);
+    expect(pkg.dependencies['node-gyp-build']).toBeDefined();
+    expect(pkg.dependencies['node-gyp']).toBeUndefined();
+    expect(pkg.files).toContain('native/prebuilds/');
     for (const f of ['dist/', 'bin/', 'native/src/', 'native/binding.gyp', 'scripts/', 'LICENSE', 'NOTICE',
       'firmware/build/firmware.elf', 'guest/build/guest-image.elf']) {
       expect(pkg.files).toContain(f);
@@ -52,6 +56,11 @@ describe('the addon rpath', () => {
 
   it('keeps a system libunicorn at its absolute folder', () => {
     expect(addonRpath({ ...found, lib: '/usr/lib/x86_64-linux-gnu' })).toBe('/usr/lib/x86_64-linux-gnu');
+  });
+
+  it('links libunicorn.so through that rpath, or libunicorn.a without one for the prebuild', () => {
+    expect(linkArguments(found, false)).toEqual([`-L${found.lib}`, "-Wl,-rpath,'$$ORIGIN/../../../.unicorn/root/usr/lib/x86_64-linux-gnu'", '-lunicorn']);
+    expect(() => linkArguments({ ...found, lib: '/nonexistent' }, true)).toThrow(/no libunicorn\.a in \/nonexistent/);
   });
 
   it('is not an absolute path into the checkout in the built addon', () => {
