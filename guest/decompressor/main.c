@@ -14,6 +14,7 @@
 #include "lz4.h"
 
 extern const u8 mv_payload_start[], mv_payload_end[];
+extern const u8 __image_end[]; /* decompressor.ld: the end of this image's bss */
 
 static bool usable(u32 type)
 {
@@ -143,10 +144,19 @@ static void check_kernel_range(const struct mv_boot_params *bp, u64 start, u64 e
 		mv_fatal("kernel_range_not_usable_ram", covered);
 }
 
+/* The kernel payload: the one linked in (guest-image.elf, like piggy.S in a bzImage), or, when
+ * that is empty (decompressor.elf), the one the VMM appended at this image's page-aligned end
+ * inside the measured guest-image window (boot_abi.h, "Handovers"). */
 static const struct mv_payload_header *check_payload(void)
 {
-	const struct mv_payload_header *h = (const void *)mv_payload_start;
+	const u8 *start = mv_payload_start;
 	u64 available = (u64)(mv_payload_end - mv_payload_start);
+	if (available == 0) {
+		u64 appended = ALIGN_UP((u64)(uintptr_t)__image_end, MV_PAGE_SIZE);
+		start = (const u8 *)(uintptr_t)appended;
+		available = appended < MV_GUEST_IMAGE_LIMIT ? MV_GUEST_IMAGE_LIMIT - appended : 0;
+	}
+	const struct mv_payload_header *h = (const void *)start;
 	if (available < sizeof(*h) || h->magic != MV_PAYLOAD_MAGIC)
 		mv_fatal("payload_bad_magic", available);
 	if (h->compressed_bytes > available - sizeof(*h))

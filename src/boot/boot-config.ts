@@ -18,7 +18,10 @@ export interface BootConfig {
   maxInstructions: bigint;
   /** Write the structured trace to this file as JSON lines (atomically, on success). */
   traceFile?: string;
+  /** Replace one stage each, keeping ours for the others (boot_abi.h, "Handovers"). */
   firmwareFile?: string;
+  decompressorFile?: string;
+  kernelFile?: string;
   /**
    * Default true: count guest instructions (the budget above needs it). false is fast mode (no
    * budget, only a wall-clock hang guard); benchmarks compare the two, which trace alike.

@@ -8,7 +8,7 @@ import type { OutcomeKind } from '../shared/outcome.js';
 import { OutputFile } from '../shared/output-file.js';
 import type { AcceptanceTotals, BootTrace } from './accounting.js';
 import { BootSession, type BootSessionIo } from './boot-session.js';
-import { builtImagePaths } from './images.js';
+import { bootInputFiles } from './images.js';
 import type { BootPlatform } from './platforms.js';
 import { traceHeader } from './trace-header.js';
 import type { FailureExplanation } from './failure.js';
@@ -73,10 +73,9 @@ export type BootIo = Omit<BootSessionIo, 'traceSink'> & {
 };
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
-  const built = builtImagePaths(config.variant);
   const { traceWriter, onAccepted, ...sessionIo } = io;
   const traceFile: TraceWriter | undefined = traceWriter ?? (config.traceFile !== undefined
-    ? new OutputFile(config.traceFile, 'trace', [config.firmwareFile ?? built.firmware, built.guestImage])
+    ? new OutputFile(config.traceFile, 'trace', bootInputFiles(config))
     : undefined);
   let booted: BootRun;
   try {

@@ -10,10 +10,15 @@ import type { BootConfig } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
 import { FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
+import { KERNEL_LOAD_WINDOW, KernelPayloadError, kernelPayload } from './kernel-payload.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
 export const BUILT_GUEST_IMAGE = join(root, 'guest', 'build', 'guest-image.elf');
+/** Our decompressor with an empty linked payload: it reads the one appended after it. */
+export const BUILT_DECOMPRESSOR = join(root, 'guest', 'build', 'decompressor.elf');
+/** Our kernel's payload (guest/tools/mkpayload.py), appended after a user's decompressor. */
+export const BUILT_KERNEL_PAYLOAD = join(root, 'guest', 'build', 'kernel.mvkz');
 
 /**
  * Compile-time variants of the stubs, each with ONE planted acceptance bug (the -D flag in
@@ -75,6 +80,54 @@ export interface BootImages {
   config: { gpa: bigint; bytes: Uint8Array };
 }
 
+/** Every image file a boot with `config` reads (an output file must not overwrite one). */
+export function bootInputFiles(config: BootConfig): string[] {
+  const built = builtImagePaths(config.variant);
+  const files = [config.firmwareFile ?? built.firmware];
+  if (config.decompressorFile === undefined && config.kernelFile === undefined) return [...files, built.guestImage];
+  files.push(config.decompressorFile ?? BUILT_DECOMPRESSOR);
+  files.push(config.kernelFile ?? BUILT_KERNEL_PAYLOAD);
+  return files;
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const pageUp = (v: bigint): bigint => (v + 0xfffn) & ~0xfffn;
+
+/**
+ * The guest image when a stage is replaced: a decompressor (the user's, or ours without a linked
+ * payload) with a kernel payload (ours, or one made from the user's kernel ELF) appended at its
+ * page-aligned end (boot_abi.h, "Handovers"), as one more read-only segment of the image.
+ */
+function composeGuestImage(config: BootConfig, parse: (path: string, what: string, windows: ReadonlyArray<{ start: bigint; end: bigint }>) => ElfImage): ElfImage {
+  const decompressorPath = config.decompressorFile ?? BUILT_DECOMPRESSOR;
+  const decompressor = parse(decompressorPath, 'decompressor image', [GUEST_IMAGE_LOAD]);
+  let payload: Uint8Array;
+  let payloadWhat: string;
+  if (config.kernelFile !== undefined) {
+    const kernel = parse(config.kernelFile, 'kernel image', [KERNEL_LOAD_WINDOW]);
+    payloadWhat = `kernel image ${quoteForError(config.kernelFile)}`;
+    try {
+      payload = kernelPayload(kernel);
+    } catch (err) {
+      if (err instanceof KernelPayloadError) throw new GuestImageError(`${payloadWhat}: ${err.message}`);
+      throw err;
+    }
+  } else {
+    payloadWhat = `our kernel payload ${quoteForError(BUILT_KERNEL_PAYLOAD)}`;
+    payload = readImage(BUILT_KERNEL_PAYLOAD, 'kernel payload');
+  }
+  const imageEnd = decompressor.segments.reduce<bigint>((end, s) => (s.gpa + s.memSize > end ? s.gpa + s.memSize : end), GUEST_IMAGE_LOAD.start);
+  const at = pageUp(imageEnd);
+  const end = at + BigInt(payload.byteLength);
+  if (end > GUEST_IMAGE_LOAD.end) {
+    throw new GuestImageError(`${payloadWhat} does not fit: ${payload.byteLength} bytes appended at ${hex(at)} (after the decompressor ` +
+      `${quoteForError(decompressorPath)}) would end at ${hex(end)}, past the guest-image window's end ${hex(GUEST_IMAGE_LOAD.end)} ` +
+      `(room: ${GUEST_IMAGE_LOAD.end - at} bytes)`);
+  }
+  const appended = { gpa: at, vaddr: at, data: payload, memSize: BigInt(payload.byteLength), readable: true, writable: false, executable: false };
+  return { entry: decompressor.entry, segments: [...decompressor.segments, appended] };
+}
+
 /** Parses the firmware and guest image for `config` and encodes the firmware config it boots with. */
 export function loadBootImages(config: BootConfig): BootImages {
   const built = builtImagePaths(config.variant);
@@ -94,7 +147,8 @@ export function loadBootImages(config: BootConfig): BootImages {
   if (firmware.entry !== RESET_VECTOR_GPA) {
     throw new GuestImageError(`firmware image ${quoteForError(firmwarePath)}: e_entry 0x${firmware.entry.toString(16)} is not the reset vector 0x${RESET_VECTOR_GPA.toString(16)} (the last 16 bytes of the firmware volume, where the vCPU starts)`);
   }
-  const guestImage = parse(built.guestImage, 'guest image', [GUEST_IMAGE_LOAD]);
+  const replaced = config.decompressorFile !== undefined || config.kernelFile !== undefined;
+  const guestImage = replaced ? composeGuestImage(config, parse) : parse(built.guestImage, 'guest image', [GUEST_IMAGE_LOAD]);
   const bytes = encodeFirmwareConfig({
     memoryBytes: config.memoryBytes,
     preAccept: config.preAccept,

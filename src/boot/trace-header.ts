@@ -32,6 +32,8 @@ export function traceHeader(config: BootConfig): TraceHeader {
       maxInstructions: hex(config.maxInstructions),
       countInstructions: config.countInstructions ?? true,
       ...(config.firmwareFile !== undefined ? { firmwareFile: config.firmwareFile } : {}),
+      ...(config.decompressorFile !== undefined ? { decompressorFile: config.decompressorFile } : {}),
+      ...(config.kernelFile !== undefined ? { kernelFile: config.kernelFile } : {}),
       ...(config.variant !== undefined ? { variant: config.variant } : {}),
       ...(config.vcpus !== undefined && config.vcpus > 1 ? { vcpus: config.vcpus } : {}),
       ...(config.schedule !== undefined ? { schedule: config.schedule.policy, quantum: config.schedule.quantum } : {}),

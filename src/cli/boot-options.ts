@@ -18,6 +18,8 @@ export interface RawBootOptions {
   trace?: string;
   json?: boolean;
   firmware?: string;
+  decompressor?: string;
+  kernel?: string;
   verify?: boolean;
   variant?: string;
   vcpus?: string;
@@ -75,6 +77,8 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions };
   if (raw.trace !== undefined) config.traceFile = raw.trace;
   if (raw.firmware !== undefined) config.firmwareFile = raw.firmware;
+  if (raw.decompressor !== undefined) config.decompressorFile = raw.decompressor;
+  if (raw.kernel !== undefined) config.kernelFile = raw.kernel;
   if (raw.variant !== undefined) {
     if (!isStubVariant(raw.variant)) throw new BootOptionError(`--variant must be one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${raw.variant}"`);
     config.variant = raw.variant;

@@ -34,6 +34,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
     unset: {
       '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
+      '--decompressor': 'ours (guest/build/guest-image.elf)', '--kernel': 'ours (linked into the guest image)',
       '--variant': 'the stubs as built, no planted bug', '--map': 'no map', '--trace-filter': 'every event',
     },
   },
@@ -97,6 +98,10 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why)']],
     examples: [['minivisor test scenarios/', 'run every *.scenario.yaml|json below scenarios/'], ['minivisor test my.scenario.yaml --update --junit report.xml', 'rewrite its golden, write a JUnit report']],
     unset: { '--junit': 'no report file' },
+  },
+  'new-stub': {
+    exitStatus: [[0, 'the template is written (the next commands are printed)'], [1, 'the folder is not empty, or the template is missing'], USAGE_ERROR],
+    examples: [['minivisor new-stub my-kernel', 'a kernel stage: main.c, Makefile, a vitest file; then `make`'], ['minivisor new-stub stubs/accept --stage kernel', 'the same, with the stage named']],
   },
   info: {
     exitStatus: [[0, 'always']],

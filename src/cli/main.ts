@@ -8,6 +8,7 @@ import { replayCommand } from './commands/replay.js';
 import { shrinkCommand } from './commands/shrink.js';
 import { traceCommand } from './commands/trace.js';
 import { testCommand } from './commands/test.js';
+import { newStubCommand } from './commands/new-stub.js';
 import { addHelpTexts } from './help.js';
 import { processIo, type CliIo } from './io.js';
 import { minivisorVersion } from '../shared/version.js';
@@ -20,7 +21,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError('(run `minivisor --help` for usage)')
     .enablePositionalOptions();
-  program.addCommand(bootCommand(io)).addCommand(fuzzCommand(io)).addCommand(replayCommand(io)).addCommand(shrinkCommand(io)).addCommand(infoCommand(io)).addCommand(traceCommand(io)).addCommand(testCommand(io));
+  program.addCommand(bootCommand(io)).addCommand(fuzzCommand(io)).addCommand(replayCommand(io)).addCommand(shrinkCommand(io)).addCommand(infoCommand(io)).addCommand(traceCommand(io)).addCommand(testCommand(io)).addCommand(newStubCommand(io));
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
     cmd.commands.forEach(configure);

@@ -1,10 +1,11 @@
 // The package as a user gets it: `npm pack`, then `npm install <tarball>` into an empty project whose
-// PATH has node and npm but no compiler (no gcc, g++, make, python3, as), then `npx minivisor boot`
-// and a five-line vitest file that uses `minivisor/testing`. This works only because the tarball
-// carries the prebuilt addon (Unicorn linked in) and the prebuilt guest stubs.
+// PATH has node and npm but no compiler (no gcc, g++, make, python3, as), then `npx minivisor boot`;
+// then `minivisor new-stub`, `make` (the user's own stub: gcc is needed for that alone) and the
+// template's five-line vitest file through `minivisor/testing`. This works only because the
+// tarball carries the prebuilt addon (Unicorn linked in), the prebuilt stages and the guest SDK.
 import { describe, expect, it, beforeAll } from 'vitest';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,15 +20,29 @@ function newestSourceMtime(): number {
 }
 
 /** The prebuild `npm pack` would make (its prepack script); made here only when missing or older than the source. */
-function ensurePrebuild(): void {
+async function ensurePrebuild(): Promise<void> {
   const file = existsSync(prebuildDir) ? readdirSync(prebuildDir).find((f) => f.endsWith('.node')) : undefined;
   if (file && statSync(join(prebuildDir, file)).mtimeMs >= newestSourceMtime()) return;
-  const r = spawnSync(process.execPath, ['scripts/prebuild.mjs'], { cwd: root, encoding: 'utf8' });
+  const r = await run(process.execPath, ['scripts/prebuild.mjs'], root, process.env);
   if (r.status !== 0) throw new Error(`scripts/prebuild.mjs failed:\n${r.stdout}\n${r.stderr}`);
 }
 
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 240_000 });
+interface RunResult { status: number | null; stdout: string; stderr: string }
+
+/**
+ * A child process, awaited: the worker's event loop stays free while npm installs or a boot runs
+ * (a spawnSync that blocks for a minute makes vitest's worker RPC time out).
+ */
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { cwd, env, timeout: 240_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', (err) => done({ status: null, stdout, stderr: `${stderr}${err.message}` }));
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
 }
 
 const which = (cmd: string): string | null => {
@@ -42,10 +57,10 @@ describe('the packed package in an empty project without a compiler', () => {
   let env: NodeJS.ProcessEnv;
   let tarball: string;
 
-  beforeAll(() => {
-    ensurePrebuild();
+  beforeAll(async () => {
+    await ensurePrebuild();
     // --ignore-scripts: prepack's TypeScript build and prebuild are already done (above and by `npm install`).
-    const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8' });
+    const pack = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], root, process.env);
     if (pack.status !== 0) throw new Error(`npm pack failed: ${pack.stderr}`);
     tarball = join(work, (JSON.parse(pack.stdout) as { filename: string }[])[0]!.filename);
 
@@ -68,8 +83,8 @@ describe('the packed package in an empty project without a compiler', () => {
     }
   });
 
-  it('installs from the tarball with the prebuilt addon, and `npx minivisor boot` boots both platforms', () => {
-    const install = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], project, env);
+  it('installs from the tarball with the prebuilt addon, and `npx minivisor boot` boots both platforms', async () => {
+    const install = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], project, env);
     expect(install.status, `${install.stdout}\n${install.stderr}`).toBe(0);
     const installed = join(project, 'node_modules', 'minivisor');
     expect(existsSync(join(installed, 'native', 'build')), 'nothing was compiled').toBe(false);
@@ -78,24 +93,27 @@ describe('the packed package in an empty project without a compiler', () => {
       .toEqual(['COPYING.GPL-2.0', 'NOTICE', 'UNICORN-COPYRIGHT', 'minivisor.glibc.node']);
 
     for (const platform of ['tdx', 'snp']) {
-      const boot = run('npx', ['minivisor', 'boot', '--platform', platform, '--memory', '512M', '--verify', '--json'], project, env);
+      const boot = await run('npx', ['minivisor', 'boot', '--platform', platform, '--memory', '512M', '--verify', '--json'], project, env);
       expect(boot.status, `${boot.stdout}\n${boot.stderr}`).toBe(0);
       const result = JSON.parse(boot.stdout) as { platform: string; outcome: string; verify: { ok: boolean; mismatches: unknown[] } };
       expect(result).toMatchObject({ platform, outcome: 'done', verify: { ok: true, mismatches: [] } });
     }
   }, 240_000);
 
-  it('runs a five-line vitest file that uses minivisor/testing', () => {
+  it('writes the kernel template with new-stub, builds it with the shipped SDK, and passes its five-line vitest file', async () => {
+    const stub = join(project, 'my-kernel');
+    const created = await run('npx', ['minivisor', 'new-stub', 'my-kernel'], project, env);
+    expect(created.status, `${created.stdout}\n${created.stderr}`).toBe(0);
+    // Building the user's own stub is the one step that needs gcc and binutils: the full PATH.
+    const built = await run('make', ['-s', '-C', stub], project, process.env);
+    expect(built.status, `${built.stdout}\n${built.stderr}`).toBe(0);
+    expect(readFileSync(join(stub, 'Makefile'), 'utf8')).toContain(`MINIVISOR_SDK ?= ${realpathSync(join(project, 'node_modules', 'minivisor', 'guest'))}`);
+
     // vitest is the user's own dev dependency; this project borrows ours instead of fetching it.
     symlinkSync(join(root, 'node_modules', 'vitest'), join(project, 'node_modules', 'vitest'));
-    writeFileSync(join(project, 'stub.test.js'), [
-      "import { test } from 'vitest';",
-      "import { assertCleanBoot, bootStub } from 'minivisor/testing';",
-      "test('the stub boots clean on TDX and SNP', () => {",
-      "  for (const platform of ['tdx', 'snp']) assertCleanBoot(bootStub({ platform, memory: '512M' }));",
-      '}, 60_000);  // a boot takes a second or two; vitest\'s default timeout is 5 s',
-    ].join('\n'));
-    const vitest = run('node', [join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--root', project], project, env);
+    const testFile = readFileSync(join(stub, 'stub.test.mjs'), 'utf8');
+    expect(testFile.split('\n').filter((l) => l && !l.startsWith('//'))).toHaveLength(5);
+    const vitest = await run('node', [join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--root', stub], stub, env);
     expect(vitest.status, `${vitest.stdout}\n${vitest.stderr}`).toBe(0);
     expect(vitest.stdout).toMatch(/1 passed/);
   }, 120_000);

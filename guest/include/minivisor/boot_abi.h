@@ -43,6 +43,33 @@
  *     SNP (the VMSA, QEMU's reset state): real mode, CS selector 0xF000 with hidden base
  *     0xFFFF0000, IP = 0xFFF0.
  *     No RSP: the firmware loads its own stack, GDT, IDT and page tables.
+ *
+ * Handovers (each stage is replaceable: `minivisor boot --firmware/--decompressor/--kernel ELF`;
+ * the SDK's headers and library are this folder and guest/lib, `minivisor new-stub` a template):
+ *   - VMM -> firmware: as above. The firmware ELF's PT_LOAD segments must lie in
+ *     [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT) or the firmware volume, its e_entry is the
+ *     reset vector.
+ *   - firmware -> decompressor: jump to fw_config.guest_image_entry in 64-bit mode, paging on with
+ *     [0, MV_FIRMWARE_RESERVED_END) identity-mapped private (2 MiB pages, pt_root_gpa), interrupts
+ *     off, RDI = MV_BOOT_PARAMS_GPA (struct mv_boot_params: platform, masks, the E820 map with
+ *     accepted RAM as MV_E820_RAM and the rest MV_E820_UNACCEPTED, stats), RSP =
+ *     MV_DECOMPRESSOR_STACK_TOP. SNP: the GHCB page at ghcb_gpa is registered and shared.
+ *   - the guest image: the decompressor ELF, PT_LOAD segments in [MV_GUEST_IMAGE_GPA,
+ *     MV_GUEST_IMAGE_LIMIT). Its kernel payload (struct mv_payload_header + one LZ4 block) is
+ *     linked in (guest-image.elf) or, for a decompressor built with an empty one
+ *     (decompressor.elf) or replaced with --decompressor, appended by the VMM at the image's
+ *     end (the highest PT_LOAD end, bss included) rounded up to MV_PAGE_SIZE, still inside the
+ *     window and so part of the measured initial image. --kernel builds that payload from a
+ *     kernel ELF as a literal-only LZ4 block.
+ *   - decompressor -> kernel: it validates the E820 map, places the acceptance bitmap (bitmap_gpa,
+ *     bitmap_bytes, accept_unit; set bit = unaccepted) and accepts through it the kernel range
+ *     [MV_KERNEL_LOAD_GPA, + memory_bytes rounded up to 2 MiB) and the bitmap's own units,
+ *     decompresses and checks the CRC, zeroes the bss, then jumps to entry_gpa with RDI =
+ *     MV_BOOT_PARAMS_GPA and RSP = MV_DECOMPRESSOR_STACK_TOP (a kernel switches to its own
+ *     stack: the SDK's lib/kernel-entry.S), paging and interrupts as above. The kernel ELF is
+ *     linked at MV_KERNEL_LOAD_GPA (lib/kernel.ld), memory_bytes + MV_KERNEL_STACK_BYTES at
+ *     most MV_KERNEL_MAX_BYTES.
+ *   - kernel -> VMM: "@mv stage/stat/done/fatal" lines on the console (below), then halt.
  */
 #ifndef MINIVISOR_BOOT_ABI_H
 #define MINIVISOR_BOOT_ABI_H
@@ -298,7 +325,8 @@ struct mv_map_override {
 	struct mv_e820_entry e820[MV_MAP_OVERRIDE_MAX_ENTRIES];
 };
 
-/* Precedes the LZ4 block linked into the decompressor (guest/tools/mkpayload.py). */
+/* Precedes the kernel's LZ4 block: linked into the decompressor (guest/tools/mkpayload.py) or
+ * appended after it by the VMM (src/boot/kernel-payload.ts); see "Handovers" above. */
 struct mv_payload_header {
 	uint32_t magic;             /* MV_PAYLOAD_MAGIC ("MVL4") */
 	uint32_t compressed_bytes;  /* LZ4 block (lz4_Block_format.md) that follows the header */

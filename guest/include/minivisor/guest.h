@@ -221,6 +221,8 @@ noreturn void mv_fatal_code(const char *reason, u64 detail, u32 snp_set, u32 snp
 /* kvm-unit-tests/selftests style: a failed guest assertion is a fatal report. */
 #define MV_ASSERT(cond, detail) \
 	do { if (!(cond)) mv_fatal("assert " #cond, (u64)(detail)); } while (0)
+/* An unconditional failure (the selftests' GUEST_FAIL): "@mv fatal <reason> 0x<detail>". */
+#define MV_FAIL(reason, detail) mv_fatal((reason), (u64)(detail))
 /* The platform fatal path alone, after the caller printed its own "@mv fatal" line. */
 noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp_code);
 /* Termination without a console (before the platform is known or before the GHCB exists). */

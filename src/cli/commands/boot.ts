@@ -84,6 +84,8 @@ export function bootCommand(io: CliIo): Command {
     .option('--raw-console', 'print the guest console as written, @mv protocol lines included')
     .option('--json', 'print one JSON object instead of the console and a summary')
     .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
+    .option('--decompressor <file>', 'boot your own decompressor ELF (our kernel payload is appended after it)')
+    .option('--kernel <file>', 'boot your own kernel ELF, linked at 0x1000000, behind our firmware and decompressor')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
     .option('--variant <name>', 'boot a planted-bug variant of the stubs (guest/DEFENCES.md)')
     .option('--vcpus <n>', 'vCPUs (TDX): the APs park in the firmware and the kernel accepts from all of them at once', '1')
