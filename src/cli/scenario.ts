@@ -4,7 +4,7 @@
 //
 //   name: TDX default boot            # optional (default: the file name)
 //   boot: { platform: tdx, memory: 4G } # `minivisor boot` flags: platform, memory, preAccept,
-//                                       # accept, unit, workload, seed, maxInstructions, firmware, variant
+//                                       # accept, unit, workload, seed, maxInstructions, firmware, decompressor, kernel, variant
 //   expect:
 //     outcome: done                     # done, guest-fatal, terminated, vmm-error, fault, budget
 //     reason: "HLT"                     # a regular expression the outcome reason must match
@@ -12,6 +12,9 @@
 //     guestStats: { workload_bytes_verified: 67108864 }
 //     verify: clean                     # or mismatch: the guest's record against the hardware
 //     golden: golden/tdx-default.json   # trace hash and event counts (relative to this file)
+//   adversary: attacks/stall.json       # optional: a hostile VMM, as an attack program (the fuzzer's
+//                                       # format, src/fuzz/attack-program.ts): a file (relative to
+//                                       # this one; a fuzz finding.json's `program` is taken too) or inline
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve, basename } from 'node:path';
@@ -22,6 +25,9 @@ import { parseSize, SizeError } from './size.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { describeMismatch, verifyBoot } from '../boot/verify.js';
 import type { BootConfig } from '../boot/boot-config.js';
+import { DecisionBook } from '../fuzz/adversary.js';
+import { adversaryVmm } from '../fuzz/adversary-vmm.js';
+import { AttackProgramError, parseAttackProgram, type AttackProgram } from '../fuzz/attack-program.js';
 
 /**
  * The YAML parser, loaded on first use: every `minivisor` process loads this module with the CLI,
@@ -34,7 +40,9 @@ function parseYaml(text: string): unknown {
 
 export const SCENARIO_FILE = /\.scenario\.(json|ya?ml)$/;
 const MAX_SCENARIO_BYTES = 1 << 20;
-const BOOT_KEYS = ['platform', 'memory', 'preAccept', 'accept', 'unit', 'workload', 'seed', 'maxInstructions', 'firmware', 'variant'] as const;
+const BOOT_KEYS = ['platform', 'memory', 'preAccept', 'accept', 'unit', 'workload', 'seed', 'maxInstructions', 'firmware', 'decompressor', 'kernel', 'variant'] as const;
+/** Keys that name an image file: relative to the scenario file. */
+const FILE_KEYS: ReadonlySet<string> = new Set(['firmware', 'decompressor', 'kernel']);
 const EXPECT_KEYS = ['outcome', 'reason', 'acceptedBytes', 'guestStats', 'verify', 'golden'] as const;
 
 export class ScenarioError extends Error {
@@ -45,6 +53,8 @@ export interface Scenario {
   file: string;
   name: string;
   config: BootConfig;
+  /** The VMM's attack program; the honest VMM without one. */
+  adversary?: AttackProgram;
   expect: {
     outcome?: string;
     reason?: RegExp;
@@ -107,7 +117,7 @@ export function loadScenario(file: string): Scenario {
     throw err;
   }
   const top = object(doc, file);
-  onlyKeys(top, ['name', 'boot', 'expect'], file);
+  onlyKeys(top, ['name', 'boot', 'adversary', 'expect'], file);
   const dir = dirname(file);
   const bootIn = object(top.boot ?? {}, `${file}: boot`);
   onlyKeys(bootIn, BOOT_KEYS, `${file}: boot`);
@@ -115,7 +125,7 @@ export function loadScenario(file: string): Scenario {
   for (const key of BOOT_KEYS) {
     if (bootIn[key] === undefined) continue;
     const value = scalar(bootIn[key], `${file}: boot.${key}`);
-    raw[key] = key === 'firmware' ? resolve(dir, value) : value;
+    raw[key] = FILE_KEYS.has(key) ? resolve(dir, value) : value;
   }
   let config: BootConfig;
   try {
@@ -153,7 +163,39 @@ export function loadScenario(file: string): Scenario {
   }
   if (ex.golden !== undefined) expect.golden = resolve(dir, scalar(ex.golden, `${file}: expect.golden`));
   const name = top.name !== undefined ? scalar(top.name, `${file}: name`) : basename(file).replace(SCENARIO_FILE, '');
-  return { file, name, config, expect };
+  const scenario: Scenario = { file, name, config, expect };
+  if (top.adversary !== undefined) scenario.adversary = loadAdversary(top.adversary, dir, file, config);
+  return scenario;
+}
+
+/** `adversary`: an attack program inline, or the path of a program file or a fuzz finding. */
+function loadAdversary(value: unknown, dir: string, file: string, config: BootConfig): AttackProgram {
+  let json: unknown = value;
+  let where = `${file}: adversary`;
+  if (typeof value === 'string') {
+    const path = resolve(dir, value);
+    where = `${file}: adversary ${path}`;
+    try {
+      json = JSON.parse(Buffer.from(readInputFile(path, 'attack program', MAX_SCENARIO_BYTES)).toString('utf8'));
+    } catch (err) {
+      if (err instanceof InputFileError) throw new ScenarioError(`${file}: adversary: ${err.message}`);
+      if (err instanceof Error) throw new ScenarioError(`${where}: not JSON: ${err.message}`);
+      throw err;
+    }
+    // A finding (minivisor fuzz --out DIR/findings/<id>/finding.json) carries its program.
+    if (json !== null && typeof json === 'object' && 'program' in json) json = (json as { program: unknown }).program;
+  }
+  let program: AttackProgram;
+  try {
+    program = parseAttackProgram(json, 'adversary');
+  } catch (err) {
+    if (err instanceof AttackProgramError) throw new ScenarioError(`${where}: ${err.message}`);
+    throw err;
+  }
+  if (program.platform !== config.platform) {
+    throw new ScenarioError(`${where}: a ${program.platform} attack program cannot run on the scenario's ${config.platform} boot`);
+  }
+  return program;
 }
 
 function readGolden(path: string): Golden | undefined {
@@ -180,7 +222,7 @@ export function goldenDifferences(want: Golden, got: Golden): string[] {
 }
 
 export function runScenario(scenario: Scenario, options: { update?: boolean } = {}): ScenarioResult {
-  const run = bootGuest(scenario.config);
+  const run = bootGuest(scenario.config, scenario.adversary ? { vmm: adversaryVmm(scenario.adversary.platform, new DecisionBook(scenario.adversary)) } : {});
   const failures: string[] = [];
   let updated = false;
   try {

@@ -6,8 +6,8 @@ import type { StubVariant } from '../boot/images.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { loadBootImages } from '../boot/images.js';
 import type { TraceEvent } from '../shared/trace.js';
-import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
-import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
+import { DecisionBook } from './adversary.js';
+import { adversaryVmm } from './adversary-vmm.js';
 import type { AttackProgram, CallPoint } from './attack-program.js';
 import { readGuestAcceptanceRecord } from './guest-record.js';
 import { AcceptanceOracle, type Judgement } from './oracle.js';
@@ -109,14 +109,7 @@ export class BootExecutor implements Executor {
   execute(program: AttackProgram, options: ExecuteOptions = {}): Execution {
     if (program.platform !== this.target.platform) throw new Error(`a ${program.platform} attack program cannot run on ${this.target.platform}`);
     const book = new DecisionBook(program);
-    const vmm = this.target.platform === 'tdx'
-      ? { tdx: tdxAdversaryPolicy(book) }
-      : {
-          snp: (echo: (line: string) => void) => {
-            const honest = new HonestSnpVmm({ echo });
-            return Object.assign(snpAdversaryPolicy(book, honest), { console: honest.console });
-          },
-        };
+    const vmm = adversaryVmm(this.target.platform, book);
     let run: ReturnType<typeof bootGuest>;
     try {
       run = bootGuest(bootConfigFor(this.target), { vmm, keepTrace: true });

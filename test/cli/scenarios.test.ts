@@ -19,10 +19,10 @@ describe('minivisor test', () => {
     const status = await main(['test', 'scenarios', '--junit', junit], io);
     expect(io.stdout.join('\n'), io.stdout.join('\n')).not.toMatch(/FAIL|ERROR/);
     expect(status).toBe(0);
-    expect(io.stdout.filter((l) => l.startsWith('PASS'))).toHaveLength(3);
-    expect(io.stdout[io.stdout.length - 1]).toBe('\n3 passed, 0 failed (3 scenario files)');
+    expect(io.stdout.filter((l) => l.startsWith('PASS'))).toHaveLength(4);
+    expect(io.stdout[io.stdout.length - 1]).toBe('\n4 passed, 0 failed (4 scenario files)');
     const xml = readFileSync(junit, 'utf8');
-    expect(xml).toMatch(/<testsuite name="minivisor" tests="3" failures="0"/);
+    expect(xml).toMatch(/<testsuite name="minivisor" tests="4" failures="0"/);
     expect(xml).toMatch(/<testcase classname="minivisor.scenarios" name="TDX default boot"/);
   });
 
@@ -70,5 +70,38 @@ describe('minivisor test', () => {
     const io2 = capture();
     expect(await main(['test', join(dir, 'nothing-here')], io2)).toBe(2);
     expect(io2.stderr[0]).toMatch(/does not exist/);
+  });
+
+  it('runs an adversary (an attack program) as the VMM: without it the same expectations fail', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-adversary-'));
+    const stall = readFileSync(join(process.cwd(), 'scenarios', 'tdx-mapgpa-stall.scenario.yaml'), 'utf8');
+    // The program from a file, as `minivisor fuzz` writes findings: { ..., program: {...} }.
+    const program = { format: 'minivisor-attack-program', version: 1, platform: 'tdx', decisions: [
+      { at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: '0x0', status: '0x1', resumeDelta: '0x0' } }] };
+    writeFileSync(join(dir, 'finding.json'), JSON.stringify({ id: 'x', program }));
+    writeFileSync(join(dir, 'file.scenario.yaml'), 'boot: { platform: tdx, memory: 512M }\nadversary: finding.json\nexpect: { outcome: guest-fatal, reason: ^tdx_map_gpa_no_progress }\n');
+    writeFileSync(join(dir, 'honest.scenario.yaml'), stall.replace(/^adversary:[\s\S]*?(?=^expect:)/m, '').replace(/^\s+golden:.*$/m, ''));
+    const io = capture();
+    expect(await main(['test', dir], io)).toBe(1);
+    const text = io.stdout.join('\n');
+    expect(text).toMatch(/^PASS +file /m);
+    expect(text).toMatch(/^FAIL +TDX hostile MapGPA stall is refused .*\n +outcome: expected guest-fatal, got done/m);
+  });
+
+  it('refuses an adversary that is not a program, or one for the other platform', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-bad-adversary-'));
+    const write = (name: string, adversary: string) => writeFileSync(join(dir, `${name}.scenario.yaml`), `boot: { platform: snp }\nadversary: ${adversary}\n`);
+    write('tdx-on-snp', '{ format: minivisor-attack-program, version: 1, platform: tdx, decisions: [] }');
+    write('typo', '{ format: minivisor-attack-program, version: 1, platform: snp, decisoins: [] }');
+    write('missing', 'nowhere.json');
+    for (const [name, message] of [
+      ['tdx-on-snp', /adversary: a tdx attack program cannot run on the scenario's snp boot/],
+      ['typo', /adversary/],
+      ['missing', /adversary: .*nowhere\.json.* does not exist/],
+    ] as const) {
+      const io = capture();
+      expect(await main(['test', join(dir, `${name}.scenario.yaml`)], io)).toBe(2);
+      expect(io.stdout[0], name).toMatch(message);
+    }
   });
 });
