@@ -196,8 +196,18 @@ noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp
 	mv_terminate_silently(snp_set, snp_code);
 }
 
+static volatile u32 fatal_reported;
+
+void mv_fatal_begin(void)
+{
+	if (__atomic_exchange_n(&fatal_reported, 1, __ATOMIC_ACQUIRE))
+		for (;;)
+			mv_cpu_relax();
+}
+
 noreturn void mv_fatal_code(const char *reason, u64 detail, u32 snp_set, u32 snp_code)
 {
+	mv_fatal_begin();
 	mv_puts("@mv fatal ");
 	mv_puts(reason);
 	mv_puts(" ");

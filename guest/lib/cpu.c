@@ -100,6 +100,7 @@ void mv_exception_dispatch(struct mv_exception_frame *frame)
  * (e.g. 0x404 PAGE_NOT_VALIDATED on memory we validated) terminates. We report and stop. */
 noreturn void mv_exception_fatal(struct mv_exception_frame *frame)
 {
+	mv_fatal_begin();
 	mv_puts("@mv fatal ");
 	mv_puts(vector_name(frame->vector));
 	mv_puts(" vector=");

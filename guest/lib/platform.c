@@ -119,6 +119,7 @@ static u64 tdx_accept_one(u64 gpa, u32 level)
 
 static noreturn void tdx_accept_fatal(u64 gpa, u64 status)
 {
+	mv_fatal_begin();
 	if ((status & TDX_STATUS_CLASS_MASK) == TDX_PAGE_ALREADY_ACCEPTED) {
 		/* Our bookkeeping says unaccepted, the module says accepted: the VMM mapped memory
 		 * behind our back (or replayed it). Linux panics here; OVMF only warns. */
@@ -226,6 +227,7 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 static noreturn void psc_fatal2(const char *reason, u64 gpa, const char *what, u64 value,
 				const char *what2, u64 value2)
 {
+	mv_fatal_begin();
 	mv_puts("@mv fatal ");
 	mv_puts(reason);
 	mv_puts(" gpa=");
@@ -377,6 +379,7 @@ void mv_snp_psc(u64 gpa, u64 bytes, u32 op)
 
 static noreturn void pvalidate_fatal(u64 va, int rc, bool validate)
 {
+	mv_fatal_begin();
 	mv_puts(rc == PVALIDATE_FAIL_NOUPDATE ? "@mv fatal snp_pvalidate_unchanged va="
 					      : "@mv fatal snp_pvalidate_failed va=");
 	mv_put_hex(va);

@@ -225,6 +225,9 @@ noreturn void mv_fatal_code(const char *reason, u64 detail, u32 snp_set, u32 snp
 #define MV_FAIL(reason, detail) mv_fatal((reason), (u64)(detail))
 /* The platform fatal path alone, after the caller printed its own "@mv fatal" line. */
 noreturn void mv_fatal_stop(const char *reason, u64 detail, u32 snp_set, u32 snp_code);
+/* Every fatal report starts here: the first CPU to stop reports, any later one waits for good
+ * (the console has one line buffer, and the first error is the one that counts). */
+void mv_fatal_begin(void);
 /* Termination without a console (before the platform is known or before the GHCB exists). */
 noreturn void mv_terminate_silently(u32 snp_set, u32 snp_code);
 
