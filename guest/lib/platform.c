@@ -318,11 +318,15 @@ static void psc_ghcb_desc(u64 first, u32 count)
 	volatile u16 *hdr_cur = (volatile u16 *)(ghcb + GHCB_OFF_SHARED_BUFFER);
 	volatile u16 *hdr_end = (volatile u16 *)(ghcb + GHCB_OFF_SHARED_BUFFER + 2);
 	volatile u32 *hdr_reserved = (volatile u32 *)(ghcb + GHCB_OFF_SHARED_BUFFER + 4);
+	volatile u64 *entries = (volatile u64 *)(ghcb + GHCB_OFF_SHARED_BUFFER + 8);
 	u16 cur = 0, end = (u16)(count - 1);
+	int stalled = 0;
 	*hdr_cur = cur;
 	*hdr_end = end;
 	*hdr_reserved = 0;
 	while (cur <= end) {
+		/* cur_page of the entry in progress (bits 11:0): a 2M entry may advance inside itself. */
+		u64 cur_page = entries[cur] & 0xfff;
 		ghcb = mv_snp_ghcb_begin(SVM_VMGEXIT_PSC, 0, 0);
 		*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
 		mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
@@ -346,6 +350,16 @@ static void psc_ghcb_desc(u64 first, u32 count)
 			psc_fatal("snp_psc_header_reserved", first, "reserved", reserved);
 		if (new_end > end || new_cur < cur)
 			psc_fatal2("snp_psc_backwards", first, "cur_entry", new_cur, "end_entry", new_end);
+		/* Linux vmgexit_psc calls again for as long as the hypervisor returns without progress;
+		 * like the MapGPA RETRY rule (tdx.c __tdx_map_gpa) we give up after 3 calls that moved
+		 * neither cur_entry nor the entry's cur_page: a VMM that never progresses is a denial of
+		 * service we report, not a loop we spin in. */
+		if (new_cur == cur && new_end == end && (entries[cur] & 0xfff) == cur_page) {
+			if (++stalled > 3)
+				psc_fatal("snp_psc_no_progress", first, "cur_entry", cur);
+		} else {
+			stalled = 0;
+		}
 		cur = new_cur;
 		end = new_end;
 	}

@@ -33,8 +33,8 @@ const PLANTED: { variant: StubVariant; platform: 'tdx' | 'snp'; expect: FindingC
   { variant: 'reaccept-skipped', platform: 'tdx', expect: 'foreign-content' },
   { variant: 'trusts-injected-exception', platform: 'tdx', expect: 'double-acceptance' },
   { variant: 'trusts-injected-exception', platform: 'snp', expect: 'double-acceptance' },
-  { variant: 'psc-error-ignored', platform: 'tdx', expect: 'foreign-content' },
-  { variant: 'psc-error-ignored', platform: 'snp', expect: 'foreign-content' },
+  { variant: 'psc-error-ignored', platform: 'tdx', expect: 'unchecked-state-change' },
+  { variant: 'psc-error-ignored', platform: 'snp', expect: 'unchecked-state-change' },
 ];
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };

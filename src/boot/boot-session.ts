@@ -98,10 +98,22 @@ export class BootSession {
    * past `stage` without announcing it (the session is then paused at a later stage or ended).
    */
   runToStage(stage: BootStage): boolean {
+    const result = this.runToStageOrEnd(stage);
+    return result.kind === 'paused' && this.trace.stage === stage;
+  }
+
+  /**
+   * Like runToStage, but says how it stopped: paused (at `stage` or, if the guest skipped it, at
+   * a later one), or ended before that with the outcome `finish` would report.
+   */
+  runToStageOrEnd(stage: BootStage): { kind: 'paused' } | { kind: 'ended'; outcome: RunOutcome; report: BootReport } {
     const wanted = STAGES.indexOf(stage);
     const reached = () => this.trace.stage !== 'vmm' && STAGES.indexOf(this.trace.stage) >= wanted;
     const result = this.platform.vm.run({ maxExits: MAX_EXITS, stopBefore: reached });
-    return result.kind === 'paused' && this.trace.stage === stage;
+    if (result.kind === 'paused') return { kind: 'paused' };
+    this.platform.console.flush();
+    const report = structuredClone(this.parser.end());
+    return { kind: 'ended', outcome: finalOutcome(result.outcome, report), report };
   }
 
   /** Runs to the end and returns the outcome as `minivisor boot` reports it, with the guest's report. */

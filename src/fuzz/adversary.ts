@@ -8,9 +8,10 @@ import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
 import { TdxStatus } from '../platform/tdx/status.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
-import { decodeGhcbMsr, PSC_OP } from '../platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
+import type { PageState } from '../platform/platform.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceValue } from '../shared/trace.js';
 import type { SnpVmmPolicy, VmmAnswer } from '../vmm/snp/policy.js';
@@ -21,6 +22,25 @@ import {
 import type { Answer, AttackProgram, CallPoint, HostAction, SnpCallPoint, TdxCallPoint } from './attack-program.js';
 
 const stopByAdversary = (point: CallPoint): RunOutcome => ({ outcome: 'vmm-error', reason: `the VMM stopped the guest at ${point} (attack program)` });
+
+/**
+ * The same page-state request this many times in a row (no other exit between) ends the
+ * execution as out of budget: the fuzzer's livelock guard, not a VMM decision. A guest with a
+ * bound of its own gives up long before (the honest stubs after 3 stalls); one without would
+ * loop for as long as the VMM keeps answering, so waiting for the instruction budget only costs
+ * time. The oracle reports such a run as a liveness finding.
+ */
+export const LIVELOCK_REQUESTS = 256;
+
+/** A page-state change the guest asked for, as the oracle checks it against the hardware. */
+export interface RequestedChange {
+  gpa: bigint;
+  bytes: bigint;
+  to: 'shared' | 'private';
+}
+
+/** Pages the harness samples per refused change (a request covers at most a few MiB in these stubs). */
+const MAX_PROBED_PAGES = 4096n;
 
 /** Which decision applies when: indexes an attack program for the run loop. */
 export class DecisionBook {
@@ -33,6 +53,18 @@ export class DecisionBook {
   readonly coverage = new Set<string>();
   /** SNP replays: page contents (ciphertext, as the host reads them) the VMM saved, by slot. */
   readonly captured = new Map<number, Uint8Array>();
+  /**
+   * The harness's view of the hardware (never the VMM's): when the VMM answers a page-state
+   * request with a failure, the adversary records whether the hardware nevertheless holds the
+   * pages in the state asked for, so the oracle can tell a guest that carries on after a real
+   * failure. Set by the executor; without it nothing is recorded.
+   */
+  probe: ((gpa: bigint) => PageState) | undefined;
+  #requestKey = '';
+  #requestRun = 0;
+  #requestThisExit = false;
+  /** A change was refused and not made: the guest's next exit tells the oracle whether it stopped. */
+  #awaitingNextExit = false;
 
   constructor(program: AttackProgram) {
     for (const d of program.decisions) {
@@ -50,7 +82,50 @@ export class DecisionBook {
 
   /** A new exit reached the VMM: the host actions due before it is handled. */
   beginExit(): HostAction[] {
+    if (!this.#requestThisExit) this.#requestRun = 0;
+    this.#requestThisExit = false;
     return this.#actions.get(this.exits++) ?? [];
+  }
+
+  /** The guest's page-state request of this exit; true when the livelock guard must end the run. */
+  noteRequest(key: string): boolean {
+    this.#requestThisExit = true;
+    this.#requestRun = key === this.#requestKey ? this.#requestRun + 1 : 1;
+    this.#requestKey = key;
+    return this.#requestRun >= LIVELOCK_REQUESTS;
+  }
+
+  get livelockOutcome(): RunOutcome {
+    return { outcome: 'budget', reason: `livelock guard: the guest made the same page-state request ${this.#requestRun} times in a row (${this.#requestKey})` };
+  }
+
+  /**
+   * After the VMM answered `changes` with a failure: records, for the oracle, whether the
+   * hardware holds every page in the state the guest asked for anyway (then nothing diverged).
+   */
+  noteRefusedChanges(trace: { record(source: 'vmm', type: string, fields: Record<string, TraceValue>): unknown }, changes: RequestedChange[]): void {
+    const probe = this.probe;
+    if (!probe) return;
+    for (const c of changes) {
+      let reached = true;
+      const pages = c.bytes / 0x1000n < MAX_PROBED_PAGES ? c.bytes / 0x1000n : MAX_PROBED_PAGES;
+      for (let i = 0n; i < pages && reached; i++) {
+        const gpa = c.gpa + i * 0x1000n;
+        if (probe(gpa).visibility !== c.to) reached = false;
+      }
+      trace.record('vmm', 'state-change-refused', { gpa: c.gpa, bytes: c.bytes, to: c.to, reached });
+      if (!reached) this.#awaitingNextExit = true;
+    }
+  }
+
+  /**
+   * The decision point of each exit: after an unmade change, the first one goes into the trace
+   * (console output or a termination request means the guest is on its fatal path).
+   */
+  noteExitPoint(trace: { record(source: 'vmm', type: string, fields: Record<string, TraceValue>): unknown }, point: CallPoint, gpa?: bigint): void {
+    if (!this.#awaitingNextExit) return;
+    this.#awaitingNextExit = false;
+    trace.record('vmm', 'exit-after-refusal', gpa === undefined ? { point } : { point, gpa });
   }
 
   /** The answer for this call of `point` (the first decision covering it wins), counting the call. */
@@ -106,8 +181,7 @@ function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'td
 }
 
 /** Runs one TDX host action; returns a short result for coverage and the trace. */
-function tdxHostAction(ctx: VmmContext, action: HostAction): string {
-  const host = ctx.host;
+export function tdxHostAction(host: VmmContext['host'], action: HostAction): string {
   switch (action.kind) {
     case 'tdx.seamcall': {
       const status = tdxSeamcall(host, action);
@@ -150,7 +224,7 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
   for (const action of book.beginExit()) {
     let result: string;
     try {
-      result = tdxHostAction(ctx, action);
+      result = tdxHostAction(ctx.host, action);
     } catch (err) {
       // The hardware refused (a bad operand, a protected page): the adversary just failed.
       result = `refused: ${err instanceof Error ? err.message : String(err)}`;
@@ -248,6 +322,7 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
   const ept = (point: TdxCallPoint, method: 'onAcceptViolation' | 'onPrivateEptViolation' | 'onPendingAccess' | 'onSharedEptViolation') =>
     (ctx: VmmContext, exit: EptViolationExit): VmmAction => {
       runTdxHostActions(book, ctx);
+      book.noteExitPoint(ctx.trace, point, exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1)));
       const answer = book.answerFor(point);
       book.cover(answerKey(point, answer));
       return eptAnswer(ctx, point, exit, answer, () => honest[method](ctx, exit));
@@ -255,17 +330,26 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
   const vmcall = (point: TdxCallPoint, method: 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'instructionIo' | 'instructionHlt' | 'otherVmcall') =>
     (ctx: VmmContext, call: VmcallExit): VmcallDecision => {
       runTdxHostActions(book, ctx);
+      book.noteExitPoint(ctx.trace, point);
+      let change: RequestedChange | undefined;
       if (method === 'mapGpa') {
         // The guest's own request to convert memory to shared ends the acceptance lifetime of
         // that memory for the oracle, whatever the VMM then does with it.
         const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
         const gpa = call.regs.r12 & ~sharedBit;
-        ctx.trace.record('vmm', 'guest-request', { key: `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}` });
-        ctx.trace.record('vmm', (call.regs.r12 & sharedBit) !== 0n ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
+        const key = `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}`;
+        ctx.trace.record('vmm', 'guest-request', { key });
+        const toShared = (call.regs.r12 & sharedBit) !== 0n;
+        ctx.trace.record('vmm', toShared ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
+        if (book.noteRequest(key)) return { kind: 'stop', outcome: book.livelockOutcome };
+        change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
       }
       const answer = book.answerFor(point);
       book.cover(answerKey(point, answer));
-      return vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
+      const decision = vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
+      // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
+      if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
+      return decision;
     };
   return {
     onAcceptViolation: ept('tdx.onAcceptViolation', 'onAcceptViolation'),
@@ -307,29 +391,65 @@ export function snpVmgexitPoint(host: SnpVmmHandle, exit: Vmgexit): SnpCallPoint
   }
 }
 
-/** Records the guest's own requests to make memory shared (they end acceptance lifetimes) or private again. */
-function noteSnpReleases(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): void {
+/**
+ * Records the guest's own requests to make memory shared (they end acceptance lifetimes) or
+ * private again, and returns the request's key (for the livelock guard) and the changes asked for.
+ */
+function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): { key: string; changes: RequestedChange[] } | undefined {
   const req = decodeGhcbMsr(exit.ghcbMsr);
   const kind = (op: number) => (op === PSC_OP.SHARED ? 'guest-release' : op === PSC_OP.PRIVATE ? 'guest-reclaim' : undefined);
+  const changes: RequestedChange[] = [];
+  const note = (op: number, gpa: bigint, bytes: bigint) => {
+    const type = kind(op);
+    if (!type) return;
+    host.trace.record('vmm', type, { gpa, bytes });
+    changes.push({ gpa, bytes, to: op === PSC_OP.SHARED ? 'shared' : 'private' });
+  };
   if (point === 'snp.msr.psc' && req.kind === 'psc') {
-    host.trace.record('vmm', 'guest-request', { key: `psc-msr ${exit.ghcbMsr.toString(16)}` });
-    const type = kind(req.op);
-    if (type) host.trace.record('vmm', type, { gpa: req.gfn << 12n, bytes: PAGE_4K });
-  } else if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
+    const key = `psc-msr ${exit.ghcbMsr.toString(16)}`;
+    host.trace.record('vmm', 'guest-request', { key });
+    note(req.op, req.gfn << 12n, PAGE_4K);
+    return { key, changes };
+  }
+  if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
     const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
     const cur = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
     const first = cur < PSC_MAX_ENTRIES ? host.hostMemory.readU64(pscEntryAddress(buf, cur)) : 0n;
-    host.trace.record('vmm', 'guest-request', { key: `psc-ghcb ${cur}-${end} ${first.toString(16)}` });
+    const key = `psc-ghcb ${cur}-${end} ${first.toString(16)}`;
+    host.trace.record('vmm', 'guest-request', { key });
     for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
       const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
-      const type = kind(e.op);
-      if (type) host.trace.record('vmm', type, { gpa: e.gfn << 12n, bytes: e.size2m ? PAGE_2M : PAGE_4K });
+      note(e.op, e.gfn << 12n, e.size2m ? PAGE_2M : PAGE_4K);
     }
+    return { key, changes };
+  }
+  return undefined;
+}
+
+/**
+ * Whether the VMM's answer, as the guest will read it, reports the page-state change failed: an
+ * MSR-protocol PSC response that is not "0 = success" (GHCB spec §2.3.1), or a GHCB PSC with
+ * SW_EXITINFO1[31:0] or SW_EXITINFO2 non-zero (GHCB spec §4.1.6, Linux vmgexit_psc).
+ */
+function snpAnswerReportsFailure(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): boolean {
+  try {
+    if (point === 'snp.msr.psc') {
+      const resp = host.ghcbMsr;
+      return (resp & 0xfffn) !== BigInt(GHCB_INFO.PSC_RESP) || resp >> 32n !== 0n;
+    }
+    const req = decodeGhcbMsr(exit.ghcbMsr);
+    if (point !== 'snp.ghcb.psc' || req.kind !== 'ghcb-gpa') return false;
+    const info1 = host.hostMemory.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitInfo1));
+    const info2 = host.hostMemory.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitInfo2));
+    return (info1 & 0xffffffffn) !== 0n || info2 !== 0n;
+  } catch {
+    return false;
   }
 }
 
-function snpHostAction(book: DecisionBook, host: SnpVmmHandle, action: HostAction): string {
+/** Runs one SNP host action; returns a short result for coverage and the trace. */
+export function snpHostAction(book: Pick<DecisionBook, 'captured'>, host: SnpVmmHandle, action: HostAction): string {
   switch (action.kind) {
     case 'snp.rmpupdate':
       return host.rmpUpdate(action.spa & ~(PAGE_4K - 1n), {
@@ -423,11 +543,33 @@ function adversaryTry(host: SnpVmmHandle, point: SnpCallPoint, body: () => VmmAn
   }
 }
 
+/**
+ * The honest work of a VMGEXIT answer. For a GHCB PSC with `pscEntries`, only that many entries
+ * from cur_entry: the VMM narrows end_entry in the shared header while the honest code works, then
+ * puts the guest's end_entry back, so the guest sees partial progress (cur_entry advanced by at
+ * most `pscEntries`), as KVM gives when it returns to the guest mid-request.
+ */
+function snpEffect(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint, answer: Extract<Answer, { kind: 'vmgexit' }>, honest: SnpVmmPolicy): VmmAnswer {
+  const req = decodeGhcbMsr(exit.ghcbMsr);
+  if (answer.pscEntries === undefined || point !== 'snp.ghcb.psc' || req.kind !== 'ghcb-gpa') return honest.onVmgexit(host, exit);
+  if (answer.pscEntries === 0) return 'resume';
+  const header = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
+  const cur = host.hostMemory.readU16(header);
+  const end = host.hostMemory.readU16(header + 2n);
+  const last = cur + answer.pscEntries - 1;
+  if (last >= end) return honest.onVmgexit(host, exit);
+  host.hostMemory.writeU16(header + 2n, last);
+  const result = honest.onVmgexit(host, exit);
+  host.hostMemory.writeU16(header + 2n, end);
+  return result;
+}
+
 /** The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB). */
 export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
   return {
     onNpf(host, exit) {
       runSnpVmmHandleActions(book, host);
+      book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
       const answer = book.answerFor('snp.onNpf');
       book.cover(answerKey('snp.onNpf', answer));
       if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
@@ -438,20 +580,32 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
     onVmgexit(host, exit) {
       runSnpVmmHandleActions(book, host);
       const point = snpVmgexitPoint(host, exit);
-      noteSnpReleases(host, exit, point);
+      book.noteExitPoint(host.trace, point);
+      const request = noteSnpRequests(host, exit, point);
+      if (request && book.noteRequest(request.key)) return book.livelockOutcome;
       const answer = book.answerFor(point);
       book.cover(answerKey(point, answer));
       if (answer.kind === 'stop') return stopByAdversary(point);
-      if (answer.kind !== 'vmgexit') return honest.onVmgexit(host, exit);
-      const result = answer.effect === 'honest' ? honest.onVmgexit(host, exit) : 'resume';
-      if (result !== 'resume') return result;
-      return adversaryTry(host, point, () => {
-        vmgexitOverrides(host, exit, answer);
-        return 'resume';
-      });
+      let result: VmmAnswer;
+      if (answer.kind !== 'vmgexit') {
+        result = honest.onVmgexit(host, exit);
+      } else {
+        result = answer.effect === 'honest' ? snpEffect(host, exit, point, answer, honest) : 'resume';
+        if (result === 'resume') {
+          result = adversaryTry(host, point, () => {
+            vmgexitOverrides(host, exit, answer);
+            return 'resume';
+          });
+        }
+      }
+      if (result === 'resume' && request && request.changes.length > 0 && snpAnswerReportsFailure(host, exit, point)) {
+        book.noteRefusedChanges(host.trace, request.changes);
+      }
+      return result;
     },
     onHlt(host, exit) {
       runSnpVmmHandleActions(book, host);
+      book.noteExitPoint(host.trace, 'snp.onHlt');
       const answer = book.answerFor('snp.onHlt');
       book.cover(answerKey('snp.onHlt', answer));
       if (answer.kind === 'resume') return 'resume';

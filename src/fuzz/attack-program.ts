@@ -6,6 +6,11 @@
 //   - `exit`: right after the guest's `exitIndex`-th exit to the VMM (0-based), before the guest
 //     resumes, the VMM takes `action` through its host interface (SEAMCALLs, RMPUPDATE/PSMASH,
 //     its own EPT/NPT, shared memory, event injection).
+// A program may also carry `launch` actions and a `memoryDescription`: what the VMM does before the
+// guest's first instruction (the initial image it loads, extra pages it adds to the launch, host
+// SEAMCALLs / RMPUPDATEs before finalizing, the memory it describes to the firmware). They are
+// part of the launch, so an execution of such a program launches a fresh VM instead of restoring
+// the campaign's snapshot (slower, and therefore rare in a campaign).
 // Every decision is something a real hypervisor can do under the threat model, and nothing more:
 // no decision reads or writes private memory. The format is versioned and stable: files written by
 // `minivisor fuzz` (findings, corpus) and hand-written scripted attacks use it. Bigints are
@@ -112,6 +117,23 @@ export type HostAction =
   /** Write `size` bytes of `value` (little endian) to a shared page at `gpa`. */
   | { kind: 'shared-write'; gpa: bigint; value: bigint; size: 1 | 2 | 4 | 8 };
 
+/**
+ * Before launch: what the VMM does while it builds the initial image and the launch, before
+ * TDH.MR.FINALIZE / SNP_LAUNCH_FINISH. The hardware measures all of it; the guest cannot tell
+ * from inside, so it must check what it is given.
+ */
+export type LaunchAction =
+  /** Write `size` bytes of `value` (little endian) into the initial image (config page, firmware, guest image) before it is measured. */
+  | { kind: 'image-write'; gpa: bigint; value: bigint; size: 1 | 2 | 4 | 8 }
+  /** TDX: TDH.MEM.PAGE.ADD of one more page, filled with the byte `fill` (mapped and accepted for the TD at launch). */
+  | { kind: 'tdx.page-add'; gpa: bigint; fill: number }
+  /** TDX: a host SEAMCALL on another CPU holds the SEPT entry of `gpa` at `level` locked for the whole run (OPERAND_BUSY). */
+  | { kind: 'tdx.lock-entry'; gpa: bigint; level: SeptLevelNumber }
+  /** SNP: RMPUPDATE + SNP_LAUNCH_UPDATE(NORMAL) of one more page, filled with `fill` (validated at launch). */
+  | { kind: 'snp.launch-page'; gpa: bigint; fill: number }
+  /** Host actions that need no running guest. */
+  | Extract<HostAction, { kind: 'tdx.seamcall' | 'tdx.shared-ept' | 'snp.rmpupdate' | 'snp.psmash' | 'snp.npt-page-size' }>;
+
 export type Decision =
   /** `repeat` (default 1): the answer applies to that many consecutive occurrences from `occurrence`. */
   | { at: 'call'; point: CallPoint; occurrence: number; repeat?: number; answer: Answer }
@@ -129,7 +151,15 @@ export interface MemoryDescription {
 export interface AttackProgram {
   platform: AttackPlatform;
   decisions: Decision[];
+  /** What the VMM does before launch (see LaunchAction), in order. */
+  launch?: LaunchAction[];
   memoryDescription?: MemoryDescription;
+}
+
+/** Whether executing `program` needs a fresh launch (it changes what happens before the first guest instruction). */
+export function needsFreshLaunch(program: AttackProgram): boolean {
+  const m = program.memoryDescription;
+  return (program.launch?.length ?? 0) > 0 || (m !== undefined && (m.memoryBytes !== undefined || m.preAcceptBytes !== undefined));
 }
 
 /** Which answers make sense at which decision point (the validator and the mutator both use it). */
@@ -161,6 +191,11 @@ export const ANSWERS_FOR_POINT: Record<CallPoint, readonly Answer['kind'][]> = {
 export const HOST_ACTIONS_FOR_PLATFORM: Record<AttackPlatform, readonly HostAction['kind'][]> = {
   tdx: ['tdx.seamcall', 'tdx.replay-zeroed', 'tdx.post-interrupt', 'tdx.shared-ept', 'inject', 'shared-write'],
   snp: ['snp.rmpupdate', 'snp.psmash', 'snp.unvalidate', 'snp.npt-page-size', 'snp.capture', 'snp.restore', 'inject', 'shared-write'],
+};
+
+export const LAUNCH_ACTIONS_FOR_PLATFORM: Record<AttackPlatform, readonly LaunchAction['kind'][]> = {
+  tdx: ['image-write', 'tdx.page-add', 'tdx.lock-entry', 'tdx.seamcall', 'tdx.shared-ept'],
+  snp: ['image-write', 'snp.launch-page', 'snp.rmpupdate', 'snp.psmash', 'snp.npt-page-size'],
 };
 
 export function callPointsFor(platform: AttackPlatform): readonly CallPoint[] {
@@ -334,15 +369,36 @@ function readHostAction(r: Reader, platform: AttackPlatform): HostAction {
       const vector = r.field('vector').int(platform === 'tdx' ? 32 : 0, 255);
       return r.has('errorCode') ? { kind, vector, errorCode: r.field('errorCode').bigint() } : { kind, vector };
     }
-    case 'shared-write': {
+    case 'shared-write':
       r.only('kind', 'gpa', 'value', 'size');
-      const sizeReader = r.field('size');
-      const size = sizeReader.int(1, 8);
-      if (size !== 1 && size !== 2 && size !== 4 && size !== 8) sizeReader.fail('expected 1, 2, 4 or 8');
-      const value = r.field('value').bigint();
-      if (value >> BigInt(size * 8) !== 0n) r.field('value').fail(`does not fit in ${size} bytes`);
-      return { kind, gpa: r.field('gpa').bigint(), value, size: size as 1 | 2 | 4 | 8 };
-    }
+      return { kind, gpa: r.field('gpa').bigint(), ...readSizedValue(r) };
+  }
+}
+
+function readSizedValue(r: Reader): { value: bigint; size: 1 | 2 | 4 | 8 } {
+  const sizeReader = r.field('size');
+  const size = sizeReader.int(1, 8);
+  if (size !== 1 && size !== 2 && size !== 4 && size !== 8) sizeReader.fail('expected 1, 2, 4 or 8');
+  const value = r.field('value').bigint();
+  if (value >> BigInt(size * 8) !== 0n) r.field('value').fail(`does not fit in ${size} bytes`);
+  return { value, size: size as 1 | 2 | 4 | 8 };
+}
+
+function readLaunchAction(r: Reader, platform: AttackPlatform): LaunchAction {
+  const kind = r.field('kind').oneOf(LAUNCH_ACTIONS_FOR_PLATFORM[platform]);
+  switch (kind) {
+    case 'image-write':
+      r.only('kind', 'gpa', 'value', 'size');
+      return { kind, gpa: r.field('gpa').bigint(), ...readSizedValue(r) };
+    case 'tdx.page-add':
+    case 'snp.launch-page':
+      r.only('kind', 'gpa', 'fill');
+      return { kind, gpa: r.field('gpa').bigint(), fill: r.field('fill').int(0, 255) };
+    case 'tdx.lock-entry':
+      r.only('kind', 'gpa', 'level');
+      return { kind, gpa: r.field('gpa').bigint(), level: r.field('level').int(0, 2) as SeptLevelNumber };
+    default:
+      return readHostAction(r, platform) as LaunchAction;
   }
 }
 
@@ -362,13 +418,18 @@ function readDecision(r: Reader, platform: AttackPlatform): Decision {
 /** Validates parsed JSON and returns the typed program; throws AttackProgramError naming the bad field. */
 export function parseAttackProgram(json: unknown, path = 'program'): AttackProgram {
   const r = new Reader(path, json);
-  r.only('format', 'version', 'platform', 'decisions', 'memoryDescription');
+  r.only('format', 'version', 'platform', 'decisions', 'launch', 'memoryDescription');
   if (r.field('format').value !== ATTACK_PROGRAM_FORMAT) r.field('format').fail(`expected "${ATTACK_PROGRAM_FORMAT}"`);
   if (r.field('version').value !== ATTACK_PROGRAM_VERSION) r.field('version').fail(`unsupported version (this minivisor reads ${ATTACK_PROGRAM_VERSION})`);
   const platform = r.field('platform').oneOf(['tdx', 'snp'] as const);
   const list = r.field('decisions').array();
   if (list.length > MAX_DECISIONS) r.field('decisions').fail(`more than ${MAX_DECISIONS} decisions`);
   const program: AttackProgram = { platform, decisions: list.map((d) => readDecision(d, platform)) };
+  if (r.has('launch')) {
+    const launch = r.field('launch').array();
+    if (launch.length > MAX_DECISIONS) r.field('launch').fail(`more than ${MAX_DECISIONS} launch actions`);
+    program.launch = launch.map((a) => readLaunchAction(a, platform));
+  }
   if (r.has('memoryDescription')) {
     const m = r.field('memoryDescription');
     m.only('memoryBytes', 'preAcceptBytes');
@@ -406,12 +467,19 @@ export function attackProgramToJsonValue(program: AttackProgram): unknown {
   return toJsonValue({ format: ATTACK_PROGRAM_FORMAT, version: ATTACK_PROGRAM_VERSION, ...program });
 }
 
-/** Canonical JSON text: one decision per line, so diffs and READMEs stay readable. */
+/** Canonical JSON text: one decision (and launch action) per line, so diffs and READMEs stay readable. */
 export function attackProgramToJson(program: AttackProgram): string {
-  const value = attackProgramToJsonValue(program) as { decisions: unknown[] };
-  const head = { ...value, decisions: '__DECISIONS__' };
-  const decisions = value.decisions.length === 0 ? '[]' : `[\n${value.decisions.map((d) => `    ${JSON.stringify(d)}`).join(',\n')}\n  ]`;
-  return `${JSON.stringify(head, null, 2).replace('"__DECISIONS__"', decisions)}\n`;
+  const value = attackProgramToJsonValue(program) as { decisions: unknown[]; launch?: unknown[] };
+  const list = (items: unknown[]) => (items.length === 0 ? '[]' : `[\n${items.map((d) => `    ${JSON.stringify(d)}`).join(',\n')}\n  ]`);
+  const head = { ...value, decisions: '__DECISIONS__', ...(value.launch ? { launch: '__LAUNCH__' } : {}) };
+  let text = JSON.stringify(head, null, 2).replace('"__DECISIONS__"', list(value.decisions));
+  if (value.launch) text = text.replace('"__LAUNCH__"', list(value.launch));
+  return `${text}\n`;
+}
+
+/** One launch action in words. */
+export function describeLaunchAction(a: LaunchAction): string {
+  return `before launch: ${JSON.stringify(toJsonValue(a))}`;
 }
 
 /** One line in words, for finding READMEs and status output. */

@@ -7,6 +7,7 @@ import {
   type Answer, type AttackProgram, type CallPoint, type Decision, type HostAction, type VmcallReturnReg,
 } from './attack-program.js';
 import type { Prng } from '../shared/prng.js';
+import { pickTactic } from './tactics.js';
 
 /** What the mutator knows about where a program's execution went. */
 export interface ExecutionProfile {
@@ -138,19 +139,33 @@ function changeDecision(rng: Prng, d: Decision, program: AttackProgram, profile:
   return { ...d, action: randomHostAction(rng, program.platform, profile) };
 }
 
-/** A mutant of `program`: 1–4 stacked structural mutations, sometimes spliced with `other`. */
+/**
+ * A mutant of `program`: 1–4 stacked structural mutations, sometimes spliced with `other`. An
+ * insertion is a random decision, or (one in three) a whole tactic from the dictionary
+ * (tactics.ts), which may also add a launch action.
+ */
 export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProfile, other?: AttackProgram): AttackProgram {
   let decisions = [...program.decisions];
+  let launch = [...(program.launch ?? [])];
   const rounds = 1 + rng.below(4);
   for (let i = 0; i < rounds; i++) {
     const op = decisions.length === 0 ? 0 : rng.below(other && other.decisions.length > 0 ? 5 : 4);
     switch (op) {
       case 0:
-      case 1:
-        decisions.splice(rng.below(decisions.length + 1), 0, randomDecision(rng, program, profile));
+      case 1: {
+        const tactic = rng.chance(1, 3) ? pickTactic(rng, program.platform, profile) : undefined;
+        if (tactic) {
+          decisions.splice(rng.below(decisions.length + 1), 0, ...tactic.decisions);
+          launch.push(...(tactic.launch ?? []));
+        } else {
+          decisions.splice(rng.below(decisions.length + 1), 0, randomDecision(rng, program, profile));
+        }
         break;
+      }
       case 2:
-        decisions.splice(rng.below(decisions.length), 1);
+        // Launch actions go too, now and then: a descendant without them runs from the snapshot again.
+        if (launch.length > 0 && rng.chance(1, 4)) launch.splice(rng.below(launch.length), 1);
+        else decisions.splice(rng.below(decisions.length), 1);
         break;
       case 3: {
         const at = rng.below(decisions.length);
@@ -167,6 +182,7 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
   }
   const limit = Math.min(MAX_MUTANT_DECISIONS, MAX_DECISIONS);
   const mutant: AttackProgram = { platform: program.platform, decisions: decisions.slice(0, limit) };
+  if (launch.length > 0) mutant.launch = launch.slice(0, limit);
   if (program.memoryDescription) mutant.memoryDescription = program.memoryDescription;
   return mutant;
 }

@@ -8,6 +8,7 @@
 // the GUEST asks to give the page up (TDX MapGPA to shared, GHCI 1.5 §3.2; SNP PVALIDATE rescind,
 // Linux __set_pages_state). What the VMM does in between (REMOVE+AUG, RMPUPDATE) does not end it:
 // that is exactly the replay the guest must notice.
+import { TdxStatus } from '../platform/tdx/status.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceEvent } from '../shared/trace.js';
 
@@ -27,6 +28,10 @@ export const FINDING_CATEGORIES = {
   'latent-double-acceptance': {
     severity: 'high',
     summary: "the guest's own acceptance record says unaccepted for a page it accepted itself: its next lazy accept would zero live data",
+  },
+  'unchecked-state-change': {
+    severity: 'medium',
+    summary: "the guest carried on after the VMM reported that a page-state change it asked for (MapGPA / PSC) failed, and the hardware confirms the memory is not in the state asked for: the guest's view of which memory is private and which is shared no longer matches the hardware's",
   },
   liveness: {
     severity: 'low',
@@ -60,7 +65,12 @@ const PAGE = 0x1000n;
 const PAGE_SHIFT = 12n;
 const PAGES_PER_REGION = 512;
 const TDX_GPA_MASK = 0x000ffffffffff000n;
-const TDX_ALREADY_ACCEPTED_CLASS = 0xc0000b0an; // TDX_PAGE_ALREADY_ACCEPTED, status bits 63:32
+/** TDX_PAGE_ALREADY_ACCEPTED (bits 63:32; the low half carries the level): informational, bit 63 clear (TDX module status codes). */
+const TDX_ALREADY_ACCEPTED_CLASS = TdxStatus.PAGE_ALREADY_ACCEPTED >> 32n;
+/** Exits that show a guest went on with its work: page-state requests, accepts, HLT at the end. */
+const CARRY_ON_POINTS = new Set(['tdx.mapGpa', 'tdx.onAcceptViolation', 'tdx.instructionHlt', 'snp.msr.psc', 'snp.ghcb.psc', 'snp.onHlt']);
+/** Faults that show it used memory (when they hit the memory in question). */
+const FAULT_POINTS = new Set(['tdx.onPrivateEptViolation', 'tdx.onPendingAccess', 'tdx.onSharedEptViolation', 'snp.onNpf']);
 /** Identical page-state requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
 export const LIVENESS_REQUEST_RUN = 256;
 
@@ -77,23 +87,28 @@ export class LifetimeMap {
 
   has(gpa: bigint): boolean {
     const page = gpa >> PAGE_SHIFT;
-    return (this.#region(page, false)?.[Number(page & 511n)] ?? 0) === 1;
+    return (this.#region(page, false)?.[Number(page & 511n)] ?? 0) !== 0;
   }
 
-  /** Marks [gpa, gpa+bytes); returns the first page that was already marked, if any. */
-  set(gpa: bigint, bytes: bigint, value: boolean): bigint | undefined {
+  /**
+   * Marks [gpa, gpa+bytes) (`value` false: unmarks); returns the first page that was already
+   * marked, if any. `origin`: whether the lifetime began with the guest's own accept, or with the
+   * launch (pages the VMM added and the hardware measured, which the guest never accepted itself).
+   */
+  set(gpa: bigint, bytes: bigint, value: boolean, origin: 'guest' | 'launch' = 'guest'): bigint | undefined {
     let already: bigint | undefined;
+    const mark = origin === 'guest' ? 1 : 2;
     for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT; page++) {
       const r = this.#region(page, value);
       if (!r) continue;
       const i = Number(page & 511n);
-      if (value && r[i] === 1 && already === undefined) already = page << PAGE_SHIFT;
-      r[i] = value ? 1 : 0;
+      if (value && r[i] !== 0 && already === undefined) already = page << PAGE_SHIFT;
+      r[i] = value ? mark : 0;
     }
     return already;
   }
 
-  /** Marked pages in [gpa, gpa+bytes), in address order. */
+  /** Pages in [gpa, gpa+bytes) whose lifetime the guest's own accept began, in address order. */
   *marked(gpa: bigint, bytes: bigint): Generator<bigint> {
     for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT;) {
       const r = this.#region(page, false);
@@ -103,11 +118,11 @@ export class LifetimeMap {
     }
   }
 
-  /** Every marked page, in address order. */
+  /** Every marked page (either origin), in address order. */
   *all(): Generator<bigint> {
     for (const key of [...this.#regions.keys()].sort((a, b) => a - b)) {
       const r = this.#regions.get(key)!;
-      for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] === 1) yield ((BigInt(key) << 9n) + BigInt(i)) << PAGE_SHIFT;
+      for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] !== 0) yield ((BigInt(key) << 9n) + BigInt(i)) << PAGE_SHIFT;
     }
   }
 
@@ -138,6 +153,10 @@ export class AcceptanceOracle {
   readonly #seen = new Set<FindingCategory>();
   /** Accepts the hardware refused as already done, waiting to see whether the guest stops. */
   readonly #refusedAccepts: { gpa: bigint; seq: number; what: string }[] = [];
+  /** Page-state changes the VMM reported failed while the hardware did not make them, waiting likewise. */
+  readonly #refusedChanges: { gpa: bigint; seq: number; to: string; bytes: bigint; carriedOn?: boolean }[] = [];
+  /** seq of the guest's last acceptance work (an accept, a PVALIDATE, a page-state request): did it carry on? */
+  #lastAcceptanceWork = -1;
   /** The same page-state request (MapGPA / PSC), repeated exit after exit with no other exit between: a retry loop without progress. */
   #requestRun = 0;
   #requestKey = '';
@@ -183,7 +202,27 @@ export class AcceptanceOracle {
       this.#requestRun = e.key === this.#requestKey ? this.#requestRun + 1 : 1;
       this.#requestKey = e.key;
     }
+    if ((e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') || e.type === 'pvalidate' || e.type === 'guest-request') this.#lastAcceptanceWork = e.seq;
     switch (e.type) {
+      case 'state-change-refused':
+        // Recorded by the harness when the VMM answered a page-state request with a failure:
+        // `reached` is the hardware's view of whether the pages are in the state asked for anyway.
+        if (e.reached === false && typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') {
+          this.#refusedChanges.push({ gpa: e.gpa, bytes: e.bytes, seq: e.seq, to: String(e.to) });
+        }
+        return;
+      case 'exit-after-refusal':
+        // The guest's first exit after an unmade change shows whether it went on as if the change
+        // had been made: another page-state request, an accept, a HLT (it finished), or a fault on
+        // the very memory it was told was not converted. Anything else (console output, a fault
+        // elsewhere, the fatal report) is no evidence that it carried on.
+        for (const c of this.#refusedChanges) {
+          if (c.carriedOn !== undefined) continue;
+          const point = String(e.point);
+          const touched = typeof e.gpa === 'bigint' && e.gpa >= c.gpa && e.gpa < c.gpa + c.bytes;
+          c.carriedOn = CARRY_ON_POINTS.has(point) || (touched && FAULT_POINTS.has(point));
+        }
+        return;
       case 'tdcall': {
         if (e.leaf !== 'MEM_PAGE_ACCEPT' || typeof e.status !== 'bigint' || typeof e.rcx !== 'bigint') return;
         const gpa = e.rcx & TDX_GPA_MASK;
@@ -206,10 +245,10 @@ export class AcceptanceOracle {
       }
       case 'seamcall':
         // TDH.MEM.PAGE.ADD before the TD runs: the page is the guest's, measured, accepted.
-        if (e.leaf === 'TDH_MEM_PAGE_ADD' && e.status === 0n && typeof e.rcx === 'bigint') this.lifetimes.set(e.rcx & TDX_GPA_MASK, PAGE, true);
+        if (e.leaf === 'TDH_MEM_PAGE_ADD' && e.status === 0n && typeof e.rcx === 'bigint') this.lifetimes.set(e.rcx & TDX_GPA_MASK, PAGE, true, 'launch');
         return;
       case 'launch-update':
-        if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE, true);
+        if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE, true, 'launch');
         return;
       case 'guest-release':
         // The adversary layer records the guest's own request to convert memory to shared.
@@ -227,10 +266,15 @@ export class AcceptanceOracle {
     if (outcome.outcome === 'vmm-error' && /^internal error|^hardware model/.test(outcome.reason)) {
       this.#report('minivisor-bug', outcome.reason);
     }
-    if (outcome.outcome !== 'guest-fatal') {
-      // The hardware refused an accept as already done and the guest did not stop on it.
-      const r = this.#refusedAccepts[0];
-      if (r) this.#report('double-acceptance', `${r.what} for 0x${r.gpa.toString(16)} and the guest carried on instead of stopping`, r.gpa, r.seq);
+    // The guest carried on past a refusal when it went on to do acceptance work (another accept,
+    // PVALIDATE or page-state request) or finished: stopping on the fatal path is what it must do.
+    // A run the VMM cuts short right after the refusal (denial of service) is no evidence either way.
+    const carriedOn = (seq: number) => outcome.outcome !== 'guest-fatal' && (outcome.outcome === 'done' || this.#lastAcceptanceWork > seq);
+    const r = this.#refusedAccepts.find((a) => carriedOn(a.seq));
+    if (r) this.#report('double-acceptance', `${r.what} for 0x${r.gpa.toString(16)} and the guest carried on instead of stopping`, r.gpa, r.seq);
+    const c = this.#refusedChanges.find((a) => outcome.outcome !== 'guest-fatal' && (a.carriedOn ?? outcome.outcome === 'done'));
+    if (c) {
+      this.#report('unchecked-state-change', `the VMM reported that converting 0x${c.gpa.toString(16)}+0x${c.bytes.toString(16)} to ${c.to} failed, the hardware had not converted it, and the guest carried on instead of stopping`, c.gpa, c.seq);
     }
     if (outcome.outcome === 'done') {
       this.#checkGuestRecord(ctx);

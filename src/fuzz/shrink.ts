@@ -4,7 +4,7 @@
 // fast-check's shrinker: that shrinks values fast-check generated itself through its
 // arbitraries, while our programs come out of a coverage-guided mutation loop and each check is a
 // whole VM execution, so we want a bounded, deterministic number of executions over a plain list.
-import type { AttackProgram, Decision } from './attack-program.js';
+import type { AttackProgram, Decision, LaunchAction } from './attack-program.js';
 
 export interface ShrinkResult {
   program: AttackProgram;
@@ -49,8 +49,16 @@ export async function shrinkProgram(program: AttackProgram, reproduces: (candida
   const check = async (decisions: Decision[]): Promise<boolean> => {
     if (executions >= budget) return false;
     executions++;
-    return reproduces({ ...program, decisions });
+    return reproduces(shaped(decisions));
   };
+  // Launch actions are part of the program too: keep only those the finding needs.
+  let launch = program.launch;
+  if (launch && launch.length > 0 && executions < budget) {
+    const kept = await ddmin(launch, (candidate) => reproduces(withLaunch({ ...program, decisions: current }, candidate)), budget - executions);
+    executions += kept.executions;
+    launch = kept.items;
+  }
+  const shaped = (decisions: Decision[]): AttackProgram => withLaunch({ ...program, decisions }, launch);
   // A repeated answer that one occurrence also reproduces is simpler to read.
   for (let i = 0; i < current.length; i++) {
     const d = current[i]!;
@@ -59,5 +67,11 @@ export async function shrinkProgram(program: AttackProgram, reproduces: (candida
     const candidate = [...current.slice(0, i), single, ...current.slice(i + 1)];
     if (await check(candidate)) current = candidate;
   }
-  return { program: { ...program, decisions: current }, executions };
+  return { program: shaped(current), executions };
+}
+
+/** `program` with `launch` as its launch actions (none: the field left out). */
+function withLaunch(program: AttackProgram, launch: LaunchAction[] | undefined): AttackProgram {
+  const { launch: _old, ...rest } = program;
+  return launch && launch.length > 0 ? { ...rest, launch } : rest;
 }

@@ -82,6 +82,7 @@ export class SnapshotExecutor implements Executor {
   }
 
   #install(book: DecisionBook): void {
+    book.probe = (gpa) => this.#session.platform.pageState(gpa);
     const vmm = this.#session.vmm;
     if (vmm.kind === 'tdx') vmm.driver.policy = tdxAdversaryPolicy(book, vmm.honest);
     else vmm.driver.policy = snpAdversaryPolicy(book, vmm.honest);

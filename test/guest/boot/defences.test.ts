@@ -7,13 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { ABI } from '../../../src/boot/layout.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import { decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
-import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
+import { GHCB_OFFSET, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
 import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
 import type { VmmOverride } from '../../../src/boot/platforms.js';
 import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
 import {
-  editConfig, editPayload, mapGpaKeepsPrivatePages, mapOverride, payloadMemoryBytes, snpAfterPsc, snpAtFirstSharedPsc,
+  editConfig, editPayload, ghcbExit, mapGpaKeepsPrivatePages, mapOverride, payloadMemoryBytes, snpAfterPsc, snpAtFirstSharedPsc,
   snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage, snpVmm, tdxAtKernelMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
 } from '../../helpers/attacks.js';
 
@@ -66,6 +66,7 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'snp_psc_failed', platform: 'snp', attack: 'PSC answered with an error in SW_EXITINFO2', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo2), (1n << 32n) | 2n)), expected: /^snp_psc_failed/ },
   { check: 'snp_psc_header_reserved', platform: 'snp', attack: 'PSC header reserved field set', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU32(g + BigInt(GHCB_OFFSET.sharedBuffer) + 4n, 1)), expected: /^snp_psc_header_reserved/ },
   { check: 'snp_psc_backwards', platform: 'snp', attack: 'PSC end_entry grows', vmm: () => snpAfterPsc((host, g) => { const h = g + BigInt(GHCB_OFFSET.sharedBuffer); host.hostMemory.writeU16(h + 2n, host.hostMemory.readU16(h + 2n) + 1); }), expected: /^snp_psc_backwards/ },
+  { check: 'snp_psc_no_progress', platform: 'snp', attack: 'every GHCB PSC answered without doing anything (no progress, no error)', vmm: () => snpVmm({ before: (host, exit) => (ghcbExit(host, exit, SVM_EXIT.PSC) === undefined ? 'honest' : 'resume') }), expected: /^snp_psc_no_progress/ },
   { check: 'snp_pvalidate_unchanged (validate)', platform: 'snp', attack: 'an extra page validated at launch, skipped by the PSC', vmm: () => ({ snpPrelaunch: snpLaunchPageBeforeLaunch(0x600000n), snp: snpPscSkipsAssignedPage(0x600000n) }), expected: /^snp_pvalidate_unchanged va=0x600000 rc=255 validate/ },
   { check: 'snp_pvalidate_unchanged (rescind)', platform: 'snp', attack: 'the GHCB page re-assigned before launch (not validated); its rescind finds nothing to change; no console yet', vmm: () => ({ snpPrelaunch: (host) => { host.rmpUpdate(ABI.MV_GHCB_GPA, { assigned: true, pageSize: '4k', gpa: ABI.MV_GHCB_GPA, asid: host.asid }); } }), expected: TERM(1, 2) },
   { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', vmm: () => snpVmm({ before: (host, exit) => {

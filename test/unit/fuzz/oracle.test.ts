@@ -2,13 +2,15 @@
 // CPU model record (tdcall / pvalidate / seamcall / launch-update / td-exit / vmgexit events).
 import { describe, expect, it } from 'vitest';
 import { AcceptanceOracle, LIVENESS_REQUEST_RUN, type OracleContext } from '../../../src/fuzz/oracle.js';
+import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import type { RunOutcome } from '../../../src/shared/outcome.js';
 import type { TraceEvent } from '../../../src/shared/trace.js';
 
 let seq = 0;
 const ev = (type: string, fields: Record<string, unknown>): TraceEvent => ({ seq: seq++, source: 'hw', type, ...fields } as TraceEvent);
 const TDX_SUCCESS = 0n;
-const TDX_ALREADY_ACCEPTED = 0xc0000b0a00000000n;
+// The status the TDX model really returns (informational class, bit 63 clear), not a guess.
+const TDX_ALREADY_ACCEPTED = TdxStatus.PAGE_ALREADY_ACCEPTED;
 const accept = (gpa: bigint, level: 0 | 1, status = TDX_SUCCESS) => ev('tdcall', { leaf: 'MEM_PAGE_ACCEPT', rcx: gpa | BigInt(level), status });
 const pvalidate = (gpa: bigint, validate: boolean, cf = false, size = '4k') => ev('pvalidate', { gpa, validate, rc: 0, cf, size });
 const nothingAccepted: OracleContext = { hardwareAccepted: () => false, guestRecord: () => undefined };
@@ -53,7 +55,28 @@ describe('acceptance oracle', () => {
     expect(judge(tdx, done).findings.map((f) => f.category)).toEqual(['double-acceptance']);
     const snp = [pvalidate(0x400000n, true), pvalidate(0x400000n, true, true)];
     expect(judge(snp, fatal).verdict).toBe('detected');
-    expect(judge(snp, { outcome: 'budget', reason: 'instruction budget' }).verdict).toBe('finding');
+    // Out of budget: a finding only if the guest went on to more acceptance work after the refusal.
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget' };
+    expect(judge([...snp, pvalidate(0x401000n, true)], budget).verdict).toBe('finding');
+    expect(judge(snp, budget).verdict).toBe('benign');
+  });
+
+  it('a page-state change the VMM reported failed is a finding only when the hardware did not make it and the guest carries on', () => {
+    const refused = (reached: boolean) => ev('state-change-refused', { gpa: 0x800000n, bytes: 0x1000n, to: 'shared', reached });
+    const next = (point: string) => ev('exit-after-refusal', { point });
+    const stopped: RunOutcome = { outcome: 'vmm-error', reason: 'the VMM stopped the guest' };
+    expect(judge([refused(false)], fatal).verdict).toBe('detected');
+    expect(judge([refused(false)], done).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
+    // Its next exit shows whether it went on (another conversion) or took its fatal path (console output).
+    expect(judge([refused(false), next('tdx.mapGpa')], stopped).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
+    expect(judge([refused(false), next('tdx.instructionIo')], stopped).verdict).toBe('benign');
+    expect(judge([refused(false)], stopped).verdict).toBe('benign');
+    // A fault counts only on the memory whose change was refused (the fatal path's console page is elsewhere).
+    const fault = (gpa: bigint) => ev('exit-after-refusal', { point: 'tdx.onSharedEptViolation', gpa });
+    expect(judge([refused(false), fault(0x800000n)], stopped).verdict).toBe('finding');
+    expect(judge([refused(false), fault(0x203000n)], stopped).verdict).toBe('benign');
+    // The VMM said "failed" but did the work: the guest's view and the hardware agree.
+    expect(judge([refused(true)], done).verdict).toBe('benign');
   });
 
   it('the guest\'s bitmap saying unaccepted for a page it accepted and still holds is a latent double acceptance', () => {
