@@ -72,6 +72,8 @@ export function gpasOf(e: TraceEvent, into: Set<bigint>): void {
   if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
   else if ((e.type === 'pvalidate' || e.type === 'npf' || e.type === 'guest-release' || e.type === 'td-exit') && typeof e.gpa === 'bigint') gpa = e.gpa;
   if (gpa !== undefined) into.add(gpa & ~0xfffn);
+  // The code page the guest exited from: memory it certainly uses again (the stubs identity-map, VA == GPA).
+  if ((e.type === 'td-exit' || e.type === 'vmgexit') && typeof e.rip === 'bigint' && into.size < MAX_GPAS) into.add(e.rip & ~0xfffn);
 }
 type TraceValueBigint = bigint | undefined;
 

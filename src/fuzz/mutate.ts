@@ -141,7 +141,7 @@ function changeDecision(rng: Prng, d: Decision, program: AttackProgram, profile:
 
 /**
  * A mutant of `program`: 1–4 stacked structural mutations, sometimes spliced with `other`. An
- * insertion is a random decision, or (one in three) a whole tactic from the dictionary
+ * insertion is a random decision, or (one in two) a whole tactic from the dictionary
  * (tactics.ts), which may also add a launch action.
  */
 export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProfile, other?: AttackProgram): AttackProgram {
@@ -153,7 +153,7 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
     switch (op) {
       case 0:
       case 1: {
-        const tactic = rng.chance(1, 3) ? pickTactic(rng, program.platform, profile) : undefined;
+        const tactic = rng.chance(1, 2) ? pickTactic(rng, program.platform, profile) : undefined;
         if (tactic) {
           decisions.splice(rng.below(decisions.length + 1), 0, ...tactic.decisions);
           launch.push(...(tactic.launch ?? []));

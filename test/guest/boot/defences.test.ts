@@ -1,21 +1,22 @@
 // Every fatal check of the guest stubs, reached by a scripted attack through the real stubs
 // (guest/DEFENCES.md is the table check -> attack; each row below is one line of it). A row names
-// the check's reason, the platform, the VMM's actions (VmmOverride) and, where the check is only
-// reachable that way, the stub variant it runs against (the map-from-config fixture firmware, or
-// a planted bug that lets the attack get past an earlier defence).
+// the check's reason, the platform, the attack as an attack program (the fuzzer's own format, run
+// by the fuzzer's executor: the same program can be replayed, mutated or shrunk) and, where the
+// check is only reachable that way, the stub variant it runs against (the map-from-config fixture
+// firmware, or a planted bug that lets the attack get past an earlier defence). Two attacks the
+// format cannot express keep a hand-written VmmOverride.
 import { describe, expect, it } from 'vitest';
 import { ABI } from '../../../src/boot/layout.js';
+import { SNP_C_BIT, type VmmOverride } from '../../../src/boot/platforms.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
+import type { Answer, AttackProgram, CallPoint, Decision, HostAction, LaunchAction } from '../../../src/fuzz/attack-program.js';
+import type { FuzzStage } from '../../../src/fuzz/executor.js';
 import { decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
-import { GHCB_OFFSET, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
 import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
-import type { VmmOverride } from '../../../src/boot/platforms.js';
 import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
-import {
-  editConfig, editPayload, ghcbExit, mapGpaKeepsPrivatePages, mapOverride, payloadMemoryBytes, snpAfterPsc, snpAtFirstSharedPsc,
-  snpLaunchPageBeforeLaunch, snpPscSkipsAssignedPage, snpVmm, tdxAtKernelMapGpa, tdxPageAddBeforeLaunch, tdxPolicy,
-} from '../../helpers/attacks.js';
+import { snpVmm, tdxPolicy } from '../../helpers/attacks.js';
+import { configWrite, FOREVER, imageWrite, mapOverride, payloadHeader, program, runAttack } from '../../helpers/attack-programs.js';
 
 const M = 1n << 20n;
 const E820 = { ram: 1, reserved: 2, unaccepted: 15 } as const;
@@ -35,55 +36,57 @@ export interface DefenceAttack {
   check: string;
   platform: 'tdx' | 'snp';
   attack: string;
-  vmm: () => VmmOverride;
+  /** The attack as an attack program (the fuzzer's format), run by the fuzzer's executor. */
+  program?: () => AttackProgram;
+  /** Where the program's exit indices start counting (default: the boot's first exit). */
+  stage?: FuzzStage;
+  /** Only for the attacks an attack program cannot express (listed in guest/DEFENCES.md). */
+  vmm?: () => VmmOverride;
   expected: RegExp;
   flags?: RawBootOptions;
 }
 
+const tdx = (decisions: Decision[], launch: LaunchAction[] = []) => program('tdx', decisions, launch);
+const snp = (decisions: Decision[], launch: LaunchAction[] = []) => program('snp', decisions, launch);
+const always = (point: CallPoint, answer: Answer): Decision => ({ at: 'call', point, occurrence: 0, repeat: FOREVER, answer });
+const once = (point: CallPoint, answer: Answer): Decision => ({ at: 'call', point, occurrence: 0, answer });
+const atExit = (exitIndex: number, action: HostAction): Decision => ({ at: 'exit', exitIndex, action });
+const GHCB_GFN = ABI.MV_GHCB_GPA >> 12n;
+/** Offsets in the payload header (struct mv_payload_header). */
+const payloadWrite = (offset: number, value: (h: Buffer) => bigint, size: 4 | 8) => (): AttackProgram => {
+  const h = payloadHeader();
+  return tdx([], [imageWrite(h.gpa + BigInt(offset), value(h.bytes), size)]);
+};
+
 export const DEFENCE_ATTACKS: DefenceAttack[] = [
   // ---- firmware: the VMM-written config page (part of the initial image it loads) ----
-  { check: 'fw_config_bad_magic', platform: 'tdx', attack: 'config magic flipped', vmm: () => editConfig((b) => { b[0] ^= 1; }), expected: /^fw_config_bad_magic/ },
-  { check: 'fw_config_bad_magic', platform: 'snp', attack: 'config magic flipped', vmm: () => editConfig((b) => { b[0] ^= 1; }), expected: /^fw_config_bad_magic/ },
-  { check: 'fw_config_bad_version', platform: 'tdx', attack: 'config version 2', vmm: () => editConfig((b) => b.writeUInt16LE(2, 4)), expected: /^fw_config_bad_version/ },
-  { check: 'fw_config_bad_memory_bytes', platform: 'tdx', attack: 'memory size not 4K aligned', vmm: () => editConfig((b) => b.writeBigUInt64LE(128n * M + 1n, 8)), expected: /^fw_config_bad_memory_bytes/ },
-  { check: 'fw_config_bad_accept_mode', platform: 'tdx', attack: 'accept mode 7', vmm: () => editConfig((b) => b.writeUInt32LE(7, 0x28)), expected: /^fw_config_bad_accept_mode/ },
-  { check: 'fw_config_bad_accept_unit', platform: 'tdx', attack: 'accept unit 12K', vmm: () => editConfig((b) => b.writeUInt32LE(0x3000, 0x2c)), expected: /^fw_config_bad_accept_unit/ },
-  { check: 'fw_config_bad_flags', platform: 'tdx', attack: 'flags 1', vmm: () => editConfig((b) => b.writeUInt32LE(1, 0x34)), expected: /^fw_config_bad_flags/ },
-  { check: 'fw_config_bad_guest_image_entry', platform: 'tdx', attack: 'entry point 0', vmm: () => editConfig((b) => b.writeBigUInt64LE(0n, 0x38)), expected: /^fw_config_bad_guest_image_entry/ },
+  { check: 'fw_config_bad_magic', platform: 'tdx', attack: 'config magic flipped', program: () => tdx([], [configWrite(0, ABI.MV_FW_CONFIG_MAGIC ^ 1n, 4)]), expected: /^fw_config_bad_magic/ },
+  { check: 'fw_config_bad_magic', platform: 'snp', attack: 'config magic flipped', program: () => snp([], [configWrite(0, ABI.MV_FW_CONFIG_MAGIC ^ 1n, 4)]), expected: /^fw_config_bad_magic/ },
+  { check: 'fw_config_bad_version', platform: 'tdx', attack: 'config version 2', program: () => tdx([], [configWrite(4, 2n, 2)]), expected: /^fw_config_bad_version/ },
+  { check: 'fw_config_bad_memory_bytes', platform: 'tdx', attack: 'memory size not 4K aligned (the memory description)', program: () => ({ ...tdx([]), memoryDescription: { memoryBytes: 128n * M + 1n } }), expected: /^fw_config_bad_memory_bytes/ },
+  { check: 'fw_config_bad_accept_mode', platform: 'tdx', attack: 'accept mode 7', program: () => tdx([], [configWrite(0x28, 7n, 4)]), expected: /^fw_config_bad_accept_mode/ },
+  { check: 'fw_config_bad_accept_unit', platform: 'tdx', attack: 'accept unit 12K', program: () => tdx([], [configWrite(0x2c, 0x3000n, 4)]), expected: /^fw_config_bad_accept_unit/ },
+  { check: 'fw_config_bad_flags', platform: 'tdx', attack: 'flags 1', program: () => tdx([], [configWrite(0x34, 1n, 4)]), expected: /^fw_config_bad_flags/ },
+  { check: 'fw_config_bad_guest_image_entry', platform: 'tdx', attack: 'entry point 0', program: () => tdx([], [configWrite(0x38, 0n)]), expected: /^fw_config_bad_guest_image_entry/ },
 
   // ---- platform protocols (guest/lib/platform.c) ----
-  { check: 'tdx_accept_already_accepted', platform: 'tdx', attack: 'PAGE.ADD of a page inside the pre-accepted range before launch', vmm: () => ({ tdxPrelaunch: tdxPageAddBeforeLaunch(0x600000n) }), expected: /^tdx_accept_already_accepted gpa=0x600000/ },
-  { check: 'tdx_accept_failed', platform: 'tdx', attack: 'a host SEAMCALL keeps the SEPT entry of GPA 0 locked (OPERAND_BUSY on every retry)', vmm: () => ({ tdxPrelaunch: (host) => host.lockEntry(0n, 1) }), expected: /^tdx_accept_failed gpa=0x0 status=0x80000200/ },
-  { check: 'tdx_map_gpa_failed', platform: 'tdx', attack: 'MapGPA answers INVALID_OPERAND', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.INVALID_OPERAND } }) }), expected: /^tdx_map_gpa_failed/ },
-  { check: 'tdx_map_gpa_retry_out_of_range', platform: 'tdx', attack: 'MapGPA RETRY with a resume address outside the range', vmm: () => tdxPolicy({ mapGpa: () => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: 0xdead000n } }) }), expected: /^tdx_map_gpa_retry_out_of_range/ },
-  { check: 'tdx_map_gpa_no_progress', platform: 'tdx', attack: 'MapGPA RETRY at the start address, forever', vmm: () => tdxPolicy({ mapGpa: (_ctx, call) => ({ kind: 'return', regs: { r10: TdvmcallStatus.RETRY, r11: call.regs.r12 } }) }), expected: /^tdx_map_gpa_no_progress/ },
-  { check: 'snp_psc_failed (MSR protocol)', platform: 'snp', attack: 'the GHCB page\'s own PSC (MSR protocol) answers error 1; no console yet', vmm: () => snpVmm({ before: (host, exit) => {
-    if ((exit.ghcbMsr & 0xfffn) !== 0x014n) return 'honest';
-    host.ghcbMsr = ghcbMsr.pscResp(1);
-    return 'resume';
-  } }), expected: TERM(1, 1) },
-  { check: 'snp_psc_ghcb_error', platform: 'snp', attack: 'PSC answered with SW_EXITINFO1 = 1', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo1), 1n)), expected: /^snp_psc_ghcb_error/ },
-  { check: 'snp_psc_failed', platform: 'snp', attack: 'PSC answered with an error in SW_EXITINFO2', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU64(g + BigInt(GHCB_OFFSET.swExitInfo2), (1n << 32n) | 2n)), expected: /^snp_psc_failed/ },
-  { check: 'snp_psc_header_reserved', platform: 'snp', attack: 'PSC header reserved field set', vmm: () => snpAfterPsc((host, g) => host.hostMemory.writeU32(g + BigInt(GHCB_OFFSET.sharedBuffer) + 4n, 1)), expected: /^snp_psc_header_reserved/ },
-  { check: 'snp_psc_backwards', platform: 'snp', attack: 'PSC end_entry grows', vmm: () => snpAfterPsc((host, g) => { const h = g + BigInt(GHCB_OFFSET.sharedBuffer); host.hostMemory.writeU16(h + 2n, host.hostMemory.readU16(h + 2n) + 1); }), expected: /^snp_psc_backwards/ },
-  { check: 'snp_psc_no_progress', platform: 'snp', attack: 'every GHCB PSC answered without doing anything (no progress, no error)', vmm: () => snpVmm({ before: (host, exit) => (ghcbExit(host, exit, SVM_EXIT.PSC) === undefined ? 'honest' : 'resume') }), expected: /^snp_psc_no_progress/ },
-  { check: 'snp_pvalidate_unchanged (validate)', platform: 'snp', attack: 'an extra page validated at launch, skipped by the PSC', vmm: () => ({ snpPrelaunch: snpLaunchPageBeforeLaunch(0x600000n), snp: snpPscSkipsAssignedPage(0x600000n) }), expected: /^snp_pvalidate_unchanged va=0x600000 rc=255 validate/ },
-  { check: 'snp_pvalidate_unchanged (rescind)', platform: 'snp', attack: 'the GHCB page re-assigned before launch (not validated); its rescind finds nothing to change; no console yet', vmm: () => ({ snpPrelaunch: (host) => { host.rmpUpdate(ABI.MV_GHCB_GPA, { assigned: true, pageSize: '4k', gpa: ABI.MV_GHCB_GPA, asid: host.asid }); } }), expected: TERM(1, 2) },
-  { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', vmm: () => snpVmm({ before: (host, exit) => {
-    if ((exit.ghcbMsr & 0xfffn) !== 0x012n) return 'honest';
-    host.ghcbMsr = ghcbMsr.registerResp((exit.ghcbMsr >> 12n) + 1n);
-    return 'resume';
-  } }), expected: TERM(1, 0) },
-  { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', vmm: () => snpVmm({ before: (host, exit) => {
-    if ((exit.ghcbMsr & 0xfffn) !== 0x002n) return 'honest';
-    host.ghcbMsr = ghcbMsr.sevInfoResp(1, 1, host.cBit);
-    return 'resume';
-  } }), expected: TERM(0, 1) },
-  { check: 'snp SEV info: C-bit', platform: 'snp', attack: 'SEV_INFO reports another C-bit position than CPUID', vmm: () => snpVmm({ before: (host, exit) => {
-    if ((exit.ghcbMsr & 0xfffn) !== 0x002n) return 'honest';
-    host.ghcbMsr = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, host.cBit - 1);
-    return 'resume';
-  } }), expected: TERM(0, 0) },
+  { check: 'tdx_accept_already_accepted', platform: 'tdx', attack: 'PAGE.ADD of a page inside the pre-accepted range before launch', program: () => tdx([], [{ kind: 'tdx.page-add', gpa: 0x600000n, fill: 0 }]), expected: /^tdx_accept_already_accepted gpa=0x600000/ },
+  { check: 'tdx_accept_failed', platform: 'tdx', attack: 'a host SEAMCALL keeps the SEPT entry of GPA 0 locked (OPERAND_BUSY on every retry)', program: () => tdx([], [{ kind: 'tdx.lock-entry', gpa: 0n, level: 1 }]), expected: /^tdx_accept_failed gpa=0x0 status=0x80000200/ },
+  { check: 'tdx_map_gpa_failed', platform: 'tdx', attack: 'MapGPA answers INVALID_OPERAND', program: () => tdx([always('tdx.mapGpa', { kind: 'vmcall-return', effect: 'none', regs: { r10: TdvmcallStatus.INVALID_OPERAND } })]), expected: /^tdx_map_gpa_failed/ },
+  { check: 'tdx_map_gpa_retry_out_of_range', platform: 'tdx', attack: 'MapGPA RETRY with a resume address before the range', program: () => tdx([always('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0n, status: TdvmcallStatus.RETRY, resumeDelta: -0x1000n })]), expected: /^tdx_map_gpa_retry_out_of_range/ },
+  { check: 'tdx_map_gpa_no_progress', platform: 'tdx', attack: 'MapGPA RETRY at the start address, forever', program: () => tdx([always('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0n, status: TdvmcallStatus.RETRY, resumeDelta: 0n })]), expected: /^tdx_map_gpa_no_progress/ },
+  { check: 'snp_psc_failed (MSR protocol)', platform: 'snp', attack: 'the GHCB page\'s own PSC (MSR protocol) answers error 1; no console yet', program: () => snp([once('snp.msr.psc', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.pscResp(1) })]), expected: TERM(1, 1) },
+  { check: 'snp_psc_ghcb_error', platform: 'snp', attack: 'PSC answered with SW_EXITINFO1 = 1', program: () => snp([always('snp.ghcb.psc', { kind: 'vmgexit', effect: 'honest', ghcb: { swExitInfo1: 1n } })]), expected: /^snp_psc_ghcb_error/ },
+  { check: 'snp_psc_failed', platform: 'snp', attack: 'PSC answered with an error in SW_EXITINFO2', program: () => snp([always('snp.ghcb.psc', { kind: 'vmgexit', effect: 'honest', ghcb: { swExitInfo2: (1n << 32n) | 2n } })]), expected: /^snp_psc_failed/ },
+  { check: 'snp_psc_header_reserved', platform: 'snp', attack: 'PSC header reserved field set', program: () => snp([always('snp.ghcb.psc', { kind: 'vmgexit', effect: 'honest', pscHeader: { reserved: 1 } })]), expected: /^snp_psc_header_reserved/ },
+  { check: 'snp_psc_backwards', platform: 'snp', attack: 'PSC end_entry grows', program: () => snp([always('snp.ghcb.psc', { kind: 'vmgexit', effect: 'honest', pscHeader: { endEntry: 0xffff } })]), expected: /^snp_psc_backwards/ },
+  { check: 'snp_psc_no_progress', platform: 'snp', attack: 'every GHCB PSC answered without doing anything (no progress, no error)', program: () => snp([always('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none' })]), expected: /^snp_psc_no_progress/ },
+  { check: 'snp_pvalidate_unchanged (validate)', platform: 'snp', attack: 'an extra page validated at launch; the PSC leaves it alone (it is private already)', program: () => snp([], [{ kind: 'snp.launch-page', gpa: 0x600000n, fill: 0xa5 }]), expected: /^snp_pvalidate_unchanged va=0x600000 rc=255 validate/ },
+  { check: 'snp_pvalidate_unchanged (rescind)', platform: 'snp', attack: 'the GHCB page re-assigned before launch (not validated); its rescind finds nothing to change; no console yet', program: () => snp([], [{ kind: 'snp.rmpupdate', spa: ABI.MV_GHCB_GPA, assigned: true, pageSize: '4k', gpa: ABI.MV_GHCB_GPA }]), expected: TERM(1, 2) },
+  { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', program: () => snp([always('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.registerResp(GHCB_GFN + 1n) })]), expected: TERM(1, 0) },
+  { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(1, 1, SNP_C_BIT) })]), expected: TERM(0, 1) },
+  { check: 'snp SEV info: C-bit', platform: 'snp', attack: 'SEV_INFO reports another C-bit position than CPUID', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, SNP_C_BIT - 1) })]), expected: TERM(0, 0) },
+  // Not an attack program: the launched CPUID page's type is not a launch action.
   { check: 'C-bit out of range', platform: 'snp', attack: 'no CPUID page; CPUID 0x8000001F answered honestly to the entry code, then with C-bit 20', vmm: () => {
     let asked = 0;
     return {
@@ -97,17 +100,11 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
       } }),
     };
   }, expected: TERM(0, 2) },
-  { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }]), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
+  { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }])), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
 
   // ---- exceptions (guest/lib/cpu.c): every one is fatal ----
-  { check: 'unexpected_ve', platform: 'tdx', attack: 'an accepted page in use is removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the kernel\'s first MapGPA', vmm: () => tdxAtKernelMapGpa((ctx) => {
-    removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-    augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-  }), expected: /^unexpected_ve vector=20 .* ve_reason=48 ve_gpa=0x1/ },
-  { check: 'unexpected_vc', platform: 'snp', attack: 'a validated page in use is PSMASHed and re-assigned (RMPUPDATE) at the first PSC to shared', vmm: () => snpAtFirstSharedPsc((host) => {
-    host.psmash(PAGE_IN_USE & ~0x1fffffn);
-    host.rmpUpdate(PAGE_IN_USE, { assigned: true, pageSize: '4k', gpa: PAGE_IN_USE, asid: host.asid });
-  }), expected: /^unexpected_vc vector=29 error=0x404 / },
+  { check: 'unexpected_ve', platform: 'tdx', attack: 'an accepted page in use is removed and re-added (BLOCK, TRACK, REMOVE, AUG) at the kernel stage\'s first exit', stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: PAGE_IN_USE, level: 0 })]), expected: /^unexpected_ve vector=20 .* ve_reason=48 ve_gpa=0x1/ },
+  { check: 'unexpected_vc', platform: 'snp', attack: 'a validated page in use is PSMASHed and re-assigned (RMPUPDATE) at the kernel stage\'s first exit', stage: 'kernel', program: () => snp([atExit(0, { kind: 'snp.unvalidate', spa: PAGE_IN_USE })]), expected: /^unexpected_vc vector=29 error=0x404 / },
 
   // ---- decompressor: the firmware's memory map (via the map-from-config fixture firmware) ----
   ...([
@@ -125,40 +122,31 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
     ['kernel_range_not_usable_ram', 'no RAM at the kernel load address', { e820: [honestMap()[0]!, honestMap()[1]!, { addr: FW_RESERVED.end, size: 8n * M, type: E820.ram }] }],
   ] as const).map(([check, attack, map]): DefenceAttack => ({
     check, platform: 'tdx', attack: `memory map: ${attack}`, flags: { variant: 'map-from-config' },
-    vmm: () => mapOverride(map.e820, { ...('count' in map ? { count: map.count } : {}), ...('acceptUnit' in map ? { acceptUnit: map.acceptUnit } : {}) }),
+    program: () => tdx([], mapOverride(map.e820, { ...('count' in map ? { count: map.count } : {}), ...('acceptUnit' in map ? { acceptUnit: map.acceptUnit } : {}) })),
     expected: new RegExp(`^${check}`),
   })),
-  { check: 'no_room_for_acceptance_bitmap', platform: 'tdx', attack: 'memory map: RAM ends where the kernel does', flags: { variant: 'map-from-config' }, vmm: () => {
-    let kernelEnd = 0n;
-    const withMap = (kernelTop: bigint) => mapOverride([honestMap()[0]!, honestMap()[1]!, { addr: FW_RESERVED.end, size: kernelTop - FW_RESERVED.end, type: E820.ram }]);
-    return {
-      images: (images) => {
-        const memory = payloadMemoryBytes(images);
-        kernelEnd = ABI.MV_KERNEL_LOAD_GPA + ((memory + 0x1fffffn) & ~0x1fffffn);
-        return withMap(kernelEnd).images!(images);
-      },
-    };
+  { check: 'no_room_for_acceptance_bitmap', platform: 'tdx', attack: 'memory map: RAM ends where the kernel does', flags: { variant: 'map-from-config' }, program: () => {
+    const kernelEnd = ABI.MV_KERNEL_LOAD_GPA + ((BigInt(payloadHeader({ variant: 'map-from-config' }).bytes.readUInt32LE(12)) + 0x1fffffn) & ~0x1fffffn);
+    return tdx([], mapOverride([honestMap()[0]!, honestMap()[1]!, { addr: FW_RESERVED.end, size: kernelEnd - FW_RESERVED.end, type: E820.ram }]));
   }, expected: /^no_room_for_acceptance_bitmap/ },
 
   // ---- decompressor: the compressed kernel in the initial image the VMM loads ----
-  { check: 'payload_bad_magic', platform: 'tdx', attack: 'payload magic flipped', vmm: () => editPayload((b, h) => { b[h] ^= 1; }), expected: /^payload_bad_magic/ },
-  { check: 'payload_truncated', platform: 'tdx', attack: 'compressed size beyond the image', vmm: () => editPayload((b, h) => b.writeUInt32LE(0x7fffffff, h + 4)), expected: /^payload_truncated/ },
-  { check: 'payload_bad_layout', platform: 'tdx', attack: 'load address moved', vmm: () => editPayload((b, h) => b.writeBigUInt64LE(0x2000000n, h + 16)), expected: /^payload_bad_layout/ },
-  { check: 'payload_bad_entry', platform: 'tdx', attack: 'entry point outside the image', vmm: () => editPayload((b, h) => b.writeBigUInt64LE(0x100n, h + 24)), expected: /^payload_bad_entry/ },
-  { check: 'payload_reserved_field_set', platform: 'tdx', attack: 'reserved field 1', vmm: () => editPayload((b, h) => b.writeUInt32LE(1, h + 36)), expected: /^payload_reserved_field_set/ },
-  { check: 'kernel_decompress_failed', platform: 'tdx', attack: 'LZ4 block cut to 3 bytes', vmm: () => editPayload((b, h) => b.writeUInt32LE(3, h + 4)), expected: /^kernel_decompress_failed/ },
-  { check: 'kernel_decompress_short', platform: 'tdx', attack: 'image size claims 16 more bytes than the block holds', vmm: () => editPayload((b, h) => b.writeUInt32LE(b.readUInt32LE(h + 8) + 16, h + 8)), expected: /^kernel_decompress_short/ },
-  { check: 'kernel_crc_mismatch', platform: 'tdx', attack: 'CRC-32 flipped', vmm: () => editPayload((b, h) => b.writeUInt32LE((b.readUInt32LE(h + 32) ^ 1) >>> 0, h + 32)), expected: /^kernel_crc_mismatch/ },
+  { check: 'payload_bad_magic', platform: 'tdx', attack: 'payload magic flipped', program: payloadWrite(0, (h) => BigInt(h.readUInt32LE(0) ^ 1), 4), expected: /^payload_bad_magic/ },
+  { check: 'payload_truncated', platform: 'tdx', attack: 'compressed size beyond the image', program: payloadWrite(4, () => 0x7fffffffn, 4), expected: /^payload_truncated/ },
+  { check: 'payload_bad_layout', platform: 'tdx', attack: 'load address moved', program: payloadWrite(16, () => 0x2000000n, 8), expected: /^payload_bad_layout/ },
+  { check: 'payload_bad_entry', platform: 'tdx', attack: 'entry point outside the image', program: payloadWrite(24, () => 0x100n, 8), expected: /^payload_bad_entry/ },
+  { check: 'payload_reserved_field_set', platform: 'tdx', attack: 'reserved field 1', program: payloadWrite(36, () => 1n, 4), expected: /^payload_reserved_field_set/ },
+  { check: 'kernel_decompress_failed', platform: 'tdx', attack: 'LZ4 block cut to 3 bytes', program: payloadWrite(4, () => 3n, 4), expected: /^kernel_decompress_failed/ },
+  { check: 'kernel_decompress_short', platform: 'tdx', attack: 'image size claims 16 more bytes than the block holds', program: payloadWrite(8, (h) => BigInt(h.readUInt32LE(8) + 16), 4), expected: /^kernel_decompress_short/ },
+  { check: 'kernel_crc_mismatch', platform: 'tdx', attack: 'CRC-32 flipped', program: payloadWrite(32, (h) => BigInt((h.readUInt32LE(32) ^ 1) >>> 0), 4), expected: /^kernel_crc_mismatch/ },
 
   // ---- kernel ----
-  { check: 'workload_too_large', platform: 'tdx', attack: 'config workload 8 GiB (more than 4096 chunks)', vmm: () => editConfig((b) => b.writeBigUInt64LE(8n << 30n, 0x18)), expected: /^workload_too_large/ },
-  { check: 'out_of_memory', platform: 'tdx', attack: 'config workload as large as the guest', vmm: () => editConfig((b) => b.writeBigUInt64LE(128n * M, 0x18)), expected: /^out_of_memory/ },
-  { check: 'tdx_accepted_page_not_zero', platform: 'tdx', attack: 'a non-zero page PAGE.ADDed in the kernel\'s lazy range, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted', memory: '256M', workload: '64M' }, vmm: () => ({ tdxPrelaunch: tdxPageAddBeforeLaunch(0x4200000n, 0x5a) }), expected: /^tdx_accepted_page_not_zero 0x4200000/ },
-  { check: 'tdx_reaccepted_page_not_zero', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages; the re-accept finds them, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted' }, vmm: () => mapGpaKeepsPrivatePages(), expected: /^tdx_reaccepted_page_not_zero/ },
-  { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, vmm: () => tdxAtKernelMapGpa((ctx) => {
-    removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-    augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-  }), expected: /^workload_tag_mismatch 0x1000/ },
+  { check: 'workload_too_large', platform: 'tdx', attack: 'config workload 8 GiB (more than 4096 chunks)', program: () => tdx([], [configWrite(0x18, 8n << 30n)]), expected: /^workload_too_large/ },
+  { check: 'out_of_memory', platform: 'tdx', attack: 'config workload as large as the guest', program: () => tdx([], [configWrite(0x18, 128n * M)]), expected: /^out_of_memory/ },
+  { check: 'tdx_accepted_page_not_zero', platform: 'tdx', attack: 'a non-zero page PAGE.ADDed in the kernel\'s lazy range, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted', memory: '256M', workload: '64M' }, program: () => tdx([], [{ kind: 'tdx.page-add', gpa: 0x4200000n, fill: 0x5a }]), expected: /^tdx_accepted_page_not_zero 0x4200000/ },
+  { check: 'tdx_reaccepted_page_not_zero', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages; the re-accept finds them, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted' }, program: () => tdx([always('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 1n << 40n, status: 0n, sharedEptOnly: true })]), expected: /^tdx_reaccepted_page_not_zero/ },
+  { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: PAGE_IN_USE, level: 0 })]), expected: /^workload_tag_mismatch 0x1000/ },
+  // Not an attack program: the replay is tied to the first lazy accept of the workload, which no exit index names.
   { check: 'workload_pattern_mismatch', platform: 'tdx', attack: 'a filled workload page removed and re-added before it is verified, past the planted #VE trust', flags: { variant: 'trusts-injected-exception', memory: '256M', workload: '64M' }, vmm: () => {
     let done = false;
     return tdxPolicy({
@@ -173,23 +161,37 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
       },
     });
   }, expected: /^workload_pattern_mismatch 0x1000/ },
-  { check: 'map_range_out_of_bounds', platform: 'snp', attack: 'an unaccepted entry past the largest guest, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap(), { addr: ABI.MV_MAX_MEMORY_BYTES - 0x1000n, size: 0x2000n, type: E820.unaccepted }]), expected: /^map_range_out_of_bounds/ },
-  { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a memory map with 124 small unaccepted ranges 1 GiB apart: each accepted one needs a page table of its own', flags: { variant: 'map-from-config', memory: '128G' }, vmm: () => {
+  { check: 'map_range_out_of_bounds', platform: 'snp', attack: 'an unaccepted entry past the largest guest, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, program: () => snp([], mapOverride([...honestMap(), { addr: ABI.MV_MAX_MEMORY_BYTES - 0x1000n, size: 0x2000n, type: E820.unaccepted }])), expected: /^map_range_out_of_bounds/ },
+  { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a memory map with 124 small unaccepted ranges 1 GiB apart: each accepted one needs a page table of its own', flags: { variant: 'map-from-config', memory: '128G' }, program: () => {
     const map: { addr: bigint; size: bigint; type: number }[] = honestMap(1n << 30n);
     for (let k = 1n; k <= 124n; k++) map.push({ addr: k << 30n, size: 0x1000n, type: E820.unaccepted });
-    return mapOverride(map);
+    return snp([], mapOverride(map));
   }, expected: /^page_table_pool_exhausted/ },
-  { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, vmm: () => mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }]), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
+  { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }])), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
 ];
 
 describe('every fatal check of the stubs is reached by an attack', () => {
   it.each(DEFENCE_ATTACKS.map((a) => [`${a.platform} ${a.check}: ${a.attack}`, a] as const))('%s', (_name, a) => {
-    const run = bootGuest(parseBootOptions({ platform: a.platform, memory: '128M', workload: '4M', ...a.flags }), { vmm: a.vmm() });
+    if (a.program) {
+      const attack = a.program();
+      expect(attack.platform).toBe(a.platform);
+      const { execution, outcome } = runAttack(attack, { ...a.flags }, a.stage);
+      expect(outcome.outcome, outcome.reason).toBe('guest-fatal');
+      expect(outcome.reason).toMatch(a.expected);
+      // Against the honest stubs the oracle agrees: the guest noticed, nothing got past it.
+      if (!a.flags?.variant) expect(execution.judgement.verdict).toBe('detected');
+      return;
+    }
+    const run = bootGuest(parseBootOptions({ platform: a.platform, memory: '128M', workload: '4M', ...a.flags }), { vmm: a.vmm!() });
     try {
       expect(run.result.outcome, `${run.result.outcomeReason}\n${run.result.console.slice(-1500)}`).toBe('guest-fatal');
       expect(run.result.outcomeReason).toMatch(a.expected);
     } finally {
       run.platform.machine.close();
     }
+  });
+
+  it('every row but two is an attack program', () => {
+    expect(DEFENCE_ATTACKS.filter((a) => !a.program).map((a) => a.check)).toEqual(['C-bit out of range', 'workload_pattern_mismatch']);
   });
 });
