@@ -10,6 +10,7 @@ import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
 import { BootExecutor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
+import { PLANTED_BUGS } from '../fuzz/planted-bugs.js';
 import type { StubVariant } from '../boot/images.js';
 
 const json = process.argv.includes('--json');
@@ -26,16 +27,7 @@ const target = (platform: 'tdx' | 'snp', variant?: StubVariant): FuzzTarget => (
 });
 
 /** Planted bugs (guest/lib/variants.mk) and the finding category that shows each. */
-const PLANTED: { variant: StubVariant; platform: 'tdx' | 'snp'; expect: FindingCategory }[] = [
-  { variant: 'accept-already-accepted', platform: 'tdx', expect: 'double-acceptance' },
-  { variant: 'accept-already-accepted', platform: 'snp', expect: 'double-acceptance' },
-  { variant: 'map-gpa-unbounded-retry', platform: 'tdx', expect: 'liveness' },
-  { variant: 'reaccept-skipped', platform: 'tdx', expect: 'foreign-content' },
-  { variant: 'trusts-injected-exception', platform: 'tdx', expect: 'double-acceptance' },
-  { variant: 'trusts-injected-exception', platform: 'snp', expect: 'double-acceptance' },
-  { variant: 'psc-error-ignored', platform: 'tdx', expect: 'unchecked-state-change' },
-  { variant: 'psc-error-ignored', platform: 'snp', expect: 'unchecked-state-change' },
-];
+const PLANTED = PLANTED_BUGS;
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 

@@ -1,7 +1,7 @@
 // The attack-program file format: what a hand-written attack or a finding on disk may contain.
 import { describe, expect, it } from 'vitest';
 import {
-  AttackProgramError, attackProgramFromJson, attackProgramToJson, describeDecision, parseAttackProgram, type AttackProgram,
+  AttackProgramError, attackProgramFromJson, attackProgramToJson, describeDecision, needsFreshLaunch, parseAttackProgram, type AttackProgram,
 } from '../../../src/fuzz/attack-program.js';
 
 const tdxProgram: AttackProgram = {
@@ -13,6 +13,11 @@ const tdxProgram: AttackProgram = {
     { at: 'exit', exitIndex: 7, action: { kind: 'tdx.replay-zeroed', gpa: 0x4000000n, level: 0 } },
     { at: 'exit', exitIndex: 9, action: { kind: 'tdx.post-interrupt', vector: 0x30, afterChunks: 17 } },
     { at: 'exit', exitIndex: 9, action: { kind: 'tdx.seamcall', op: 'DEMOTE', gpa: 0x200000n, level: 1 } },
+  ],
+  launch: [
+    { kind: 'image-write', gpa: 0x201000n, value: 0x4346564cn, size: 4 },
+    { kind: 'tdx.page-add', gpa: 0x600000n, fill: 0xa5 },
+    { kind: 'tdx.lock-entry', gpa: 0n, level: 1 },
   ],
 };
 
@@ -63,6 +68,9 @@ describe('attack program format', () => {
     ['a wrong version', (p: any) => { p.version = 2; }, /version: unsupported/],
     ['a negative occurrence', (p: any) => { p.decisions[0].occurrence = -1; }, /occurrence/],
     ['aug-other without a target', (p: any) => { delete p.decisions[2].answer.otherDelta; }, /aug-other needs otherDelta/],
+    ['an SNP launch action on TDX', (p: any) => { p.launch[1].kind = 'snp.launch-page'; }, /launch\[1\]\.kind: expected one of image-write/],
+    ['an image write too wide for its size', (p: any) => { p.launch[0].value = '0x100000000'; }, /launch\[0\]\.value: does not fit in 4 bytes/],
+    ['a fill beyond a byte', (p: any) => { p.launch[1].fill = 256; }, /fill: expected an integer in \[0, 255\]/],
   ])('rejects %s', (_what, damage, message) => {
     const bad = JSON.parse(attackProgramToJson(tdxProgram));
     damage(bad);
@@ -71,6 +79,13 @@ describe('attack program format', () => {
 
   it('rejects text that is not JSON with a clear error', () => {
     expect(() => attackProgramFromJson('{', 'attack.json')).toThrow(/^attack\.json: not JSON/);
+  });
+
+  it('knows which programs change the launch (and so cannot start from a snapshot)', () => {
+    expect(needsFreshLaunch(tdxProgram)).toBe(true);
+    expect(needsFreshLaunch({ platform: 'tdx', decisions: tdxProgram.decisions })).toBe(false);
+    expect(needsFreshLaunch({ platform: 'snp', decisions: [], memoryDescription: { preAcceptBytes: 0n } })).toBe(true);
+    expect(needsFreshLaunch({ platform: 'snp', decisions: [], launch: [], memoryDescription: {} })).toBe(false);
   });
 
   it('describes a decision in one line', () => {

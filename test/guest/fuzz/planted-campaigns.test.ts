@@ -1,0 +1,39 @@
+// Every planted bug is found by the same short campaign (fixed seed, a fixed cap on executions):
+// the fuzzer's tactics and oracle, not a scripted attack, find each one, with the category the
+// bug belongs to, and shrink it to a handful of decisions. Timing is the benchmark's business
+// (`npm run bench:fuzz`); here only verdicts are asserted.
+import { describe, expect, it } from 'vitest';
+import { runCampaign } from '../../../src/fuzz/campaign.js';
+import { createExecutor } from '../../../src/fuzz/create-executor.js';
+import type { FuzzTarget } from '../../../src/fuzz/executor.js';
+import { PLANTED_BUGS } from '../../../src/fuzz/planted-bugs.js';
+
+const target = (platform: 'tdx' | 'snp', variant: FuzzTarget['variant']): FuzzTarget => ({
+  platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
+  unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}),
+});
+
+/** The most executions any planted bug may take with seed 1 (the slowest takes about 135). */
+const RUNS = 200;
+
+describe('a campaign finds every planted bug, in the category it belongs to', () => {
+  it.each(PLANTED_BUGS.map((b) => [`${b.variant} on ${b.platform}: ${b.expect}`, b] as const))('%s', async (_name, bug) => {
+    const executor = createExecutor(target(bug.platform, bug.variant));
+    let found = false;
+    try {
+      const result = await runCampaign({
+        executor, seed: 1n, runs: RUNS, shrinkBudget: 60,
+        onFinding: (f) => { found ||= f.category === bug.expect; },
+        stop: () => found,
+      });
+      const finding = result.findings.find((f) => f.category === bug.expect);
+      expect(finding, `findings: ${result.findings.map((f) => f.category).join(', ') || 'none'} in ${result.stats.execs} executions`).toBeDefined();
+      // Shrunk to a handful of decisions (launch actions count too).
+      expect(finding!.program.decisions.length + (finding!.program.launch?.length ?? 0)).toBeLessThanOrEqual(4);
+      // And it reproduces: the shrunk program alone gives the same category.
+      expect(executor.execute(finding!.program).judgement.findings.map((f) => f.category)).toContain(bug.expect);
+    } finally {
+      executor.close();
+    }
+  }, 180_000);
+});
