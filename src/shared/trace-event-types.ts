@@ -64,6 +64,8 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('terminate', 'the guest asked to terminate'),
   vmm('vmm-decision', 'a decision of a VMM policy'),
   vmm('adversary', 'the hostile VMM deviated from the honest one (fuzzing)'),
+  vmm('state-change-refused', 'the VMM answered a page-state request with a failure; whether the hardware made the change anyway (fuzzing harness)'),
+  vmm('exit-after-refusal', "the guest's first exit after a refused, unmade page-state change (fuzzing harness)"),
   vmm('outcome', 'how the run ended'),
   // What the guest announced on its console.
   { source: 'guest', type: 'stage', what: 'the guest printed "@mv stage X"' },
