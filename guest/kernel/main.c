@@ -5,6 +5,9 @@
  */
 #include <minivisor/guest.h>
 #include "smp.h"
+#ifdef MV_HANDOVER_KEXEC
+#include "handover.h"
+#endif
 
 #define CHUNK_BYTES      0x100000ull /* workload allocation size: below a 2 MiB unit on purpose */
 #define MAX_CHUNKS       4096
@@ -315,9 +318,15 @@ void kernel_main(struct mv_boot_params *params)
 	bp = params;
 	mv_cpu_init();
 	mv_platform_adopt(bp, MV_STAGE_KERNEL);
+#ifndef MV_KEXEC_TARGET
 	mv_report_stage("kernel");
+#endif
 	mv_bitmap_attach(bp);
 	allocator_init();
+#ifdef MV_HANDOVER_KEXEC
+	static const struct mv_handover_ops handover_ops = { reserve_pages, kalloc, accept_memory };
+	mv_handover_boot(bp, &handover_ops);
+#endif
 
 	if (bp->accept_mode == MV_ACCEPT_MODE_EAGER) {
 		/* accept_memory=eager: everything now, through the same bitmap path. */
@@ -327,6 +336,9 @@ void kernel_main(struct mv_boot_params *params)
 	}
 
 	workload();
+#if defined(MV_HANDOVER_KEXEC) && !defined(MV_KEXEC_TARGET)
+	mv_handover_kexec(bp, &handover_ops);
+#endif
 
 	const struct mv_accept_stats *s = &bp->stats;
 	mv_report_stat("kernel_accepted_bytes", s->accepted_bytes[MV_STAGE_KERNEL]);
@@ -343,6 +355,9 @@ void kernel_main(struct mv_boot_params *params)
 	mv_report_stat("conversions", conversions);
 	mv_report_stat("zero_checked_pages", zero_checked_pages);
 	mv_report_stat("cpus", smp_cpu_count());
+#ifdef MV_KEXEC_TARGET
+	mv_handover_report(bp);
+#endif
 	mv_report_done();
 	mv_halt_forever();
 }

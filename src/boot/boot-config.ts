@@ -33,4 +33,13 @@ export interface BootConfig {
   vcpus?: number;
   /** With several vCPUs: how their turns are chosen (seeded by `seed`) and the longest turn in instructions. */
   schedule?: { policy: SchedulePolicy; quantum: number };
+  /**
+   * After its workload the kernel hands over to a second kernel (guest/kernel/handover.h):
+   * `kexec` loads one and jumps to it with the acceptance table. Boots the handover build of
+   * the kernel; without it the kernel is the default one, byte for byte.
+   */
+  handover?: Handover;
 }
+
+export const HANDOVERS = ['kexec'] as const;
+export type Handover = (typeof HANDOVERS)[number];

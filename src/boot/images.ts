@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputFileError, readInputFile } from '../shared/input-file.js';
 import { quoteForError } from '../shared/quote.js';
-import type { BootConfig } from './boot-config.js';
+import type { BootConfig, Handover } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
 import { FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
@@ -41,8 +41,15 @@ export function isStubVariant(name: string): name is StubVariant {
   return Object.hasOwn(STUB_VARIANTS, name);
 }
 
-/** Where the images of the honest stubs (no variant) or of one variant are. */
-export function builtImagePaths(variant?: StubVariant): { firmware: string; guestImage: string } {
+/**
+ * Where the images of the honest stubs (no variant) or of one variant are. A handover boots the
+ * honest firmware with the kernel built for that handover (guest/lib/variants.mk handover-*).
+ */
+export function builtImagePaths(variant?: StubVariant, handover?: Handover): { firmware: string; guestImage: string } {
+  if (handover !== undefined) {
+    if (variant !== undefined) throw new GuestImageError(`a handover boots the honest stubs: it cannot be combined with the variant ${variant}`);
+    return { firmware: BUILT_FIRMWARE, guestImage: join(root, 'guest', 'build', 'variants', `handover-${handover}`, 'guest-image.elf') };
+  }
   if (variant === undefined) return { firmware: BUILT_FIRMWARE, guestImage: BUILT_GUEST_IMAGE };
   return {
     firmware: join(root, 'firmware', 'build', 'variants', variant, 'firmware.elf'),
@@ -82,7 +89,7 @@ export interface BootImages {
 
 /** Every image file a boot with `config` reads (an output file must not overwrite one). */
 export function bootInputFiles(config: BootConfig): string[] {
-  const built = builtImagePaths(config.variant);
+  const built = builtImagePaths(config.variant, config.handover);
   const files = [config.firmwareFile ?? built.firmware];
   if (config.decompressorFile === undefined && config.kernelFile === undefined) return [...files, built.guestImage];
   files.push(config.decompressorFile ?? BUILT_DECOMPRESSOR);
@@ -130,7 +137,7 @@ function composeGuestImage(config: BootConfig, parse: (path: string, what: strin
 
 /** Parses the firmware and guest image for `config` and encodes the firmware config it boots with. */
 export function loadBootImages(config: BootConfig): BootImages {
-  const built = builtImagePaths(config.variant);
+  const built = builtImagePaths(config.variant, config.handover);
   const firmwarePath = config.firmwareFile ?? built.firmware;
   const parse = (path: string, what: string, windows: ReadonlyArray<{ start: bigint; end: bigint }>): ElfImage => {
     const bytes = readImage(path, what);

@@ -37,6 +37,7 @@ export function traceHeader(config: BootConfig): TraceHeader {
       ...(config.variant !== undefined ? { variant: config.variant } : {}),
       ...(config.vcpus !== undefined && config.vcpus > 1 ? { vcpus: config.vcpus } : {}),
       ...(config.schedule !== undefined ? { schedule: config.schedule.policy, quantum: config.schedule.quantum } : {}),
+      ...(config.handover !== undefined ? { handover: config.handover } : {}),
     },
   };
 }

@@ -1,7 +1,7 @@
 // `minivisor boot` flags, validated into a BootConfig. Every bad value gets one clear message.
 import { parseSize, SizeError, formatSize } from './size.js';
 import { quoteForError } from '../shared/quote.js';
-import type { BootConfig } from '../boot/boot-config.js';
+import { HANDOVERS, type BootConfig, type Handover } from '../boot/boot-config.js';
 import { isStubVariant, STUB_VARIANTS } from '../boot/images.js';
 import { MAX_VCPUS } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
@@ -25,6 +25,7 @@ export interface RawBootOptions {
   vcpus?: string;
   schedule?: string;
   quantum?: string;
+  handover?: string;
 }
 
 export class BootOptionError extends Error {
@@ -93,6 +94,16 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   if (vcpus > 1) {
     config.vcpus = vcpus;
     config.schedule = { policy: policy as SchedulePolicy, quantum };
+  }
+  if (raw.handover !== undefined) {
+    if (!(HANDOVERS as readonly string[]).includes(raw.handover)) throw new BootOptionError(`--handover must be ${HANDOVERS.join(' or ')}, not ${quoteForError(raw.handover)}`);
+    if (config.variant !== undefined) throw new BootOptionError('--handover boots the honest stubs: it cannot be combined with --variant');
+    if (config.firmwareFile !== undefined) throw new BootOptionError('--handover boots the built firmware: it cannot be combined with --firmware');
+    if (config.decompressorFile !== undefined || config.kernelFile !== undefined) throw new BootOptionError('--handover boots the built kernel with its handover: it cannot be combined with --decompressor or --kernel');
+    if (config.vcpus !== undefined) throw new BootOptionError('--handover runs one vCPU: the kernel jumps to the next one with no APs to stop');
+    // The second kernel's workload is twice the first's (guest/kernel/kexec.c), beside the first's memory.
+    if (workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
+    config.handover = raw.handover as Handover;
   }
   return config;
 }

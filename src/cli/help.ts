@@ -36,6 +36,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
       '--decompressor': 'ours (guest/build/guest-image.elf)', '--kernel': 'ours (linked into the guest image)',
       '--variant': 'the stubs as built, no planted bug', '--map': 'no map', '--trace-filter': 'every event',
+      '--handover': 'none: the kernel halts after its workload',
     },
   },
   fuzz: {

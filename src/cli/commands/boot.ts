@@ -91,6 +91,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--vcpus <n>', 'vCPUs (TDX): the APs park in the firmware and the kernel accepts from all of them at once', '1')
     .option('--schedule <policy>', 'with several vCPUs: round-robin, random or pct turns, seeded by --seed', 'random')
     .option('--quantum <n>', 'with several vCPUs: the most instructions a vCPU runs before another may', String(DEFAULT_QUANTUM))
+    .option('--handover <kind>', 'after its workload the kernel hands over to a second kernel: kexec (guest/kernel/handover.h)')
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {
       if (raw.traceFilter?.trim() === 'help') {
@@ -110,7 +111,7 @@ export function bootCommand(io: CliIo): Command {
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
         if (config.traceFile !== undefined) {
-          const built = builtImagePaths(config.variant);
+          const built = builtImagePaths(config.variant, config.handover);
           traceWriter = openTraceOutput(config.traceFile, [config.firmwareFile ?? built.firmware, built.guestImage], filter);
           delete config.traceFile;
         }
