@@ -14,3 +14,7 @@ export function ensureUnicorn(log?: (message: string) => void): FoundUnicorn;
 export function addonRpath(found: FoundUnicorn, addonDir?: string): string;
 export function staticArchive(found: FoundUnicorn): string | null;
 export function linkArguments(found: FoundUnicorn, staticLink?: boolean): string[];
+export const DEBIAN_KEYRING: string;
+export type PrivateApt = (cmd: string, args: string[], cwd?: string) => import('node:child_process').SpawnSyncReturns<string>;
+export function privateApt(mirror: string, suite: string, work: string): PrivateApt;
+export function missingAptTool(): string | undefined;

@@ -23,7 +23,7 @@ const INSTALL_HINT = `install libunicorn-dev >= ${MIN_TEXT} (pkg-config name "un
   `package libunicorn-dev) or make a Debian mirror reachable, then run \`npm install\` again`;
 // Debian suites that carry 2.1.4 (forky/testing and sid/unstable ship 2.1.4-4), tried in order.
 const SUITES = ['testing', 'unstable'];
-const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+export const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 const FALLBACK_MIRROR = 'http://deb.debian.org/debian';
 
 export function versionAtLeast(text, min = MIN_VERSION) {
@@ -142,7 +142,12 @@ export function debianMirrors(etcApt = '/etc/apt') {
 
 // ---- fetching ----
 
-function tryFetch(mirror, suite, work, log) {
+/**
+ * apt-get / apt-cache confined to `work`: a sources list naming only `mirror suite main`, and
+ * private list, cache and download folders (work/debs), so the machine's apt state is untouched.
+ * Returns `apt(cmd, args, cwd)`; the caller runs `apt('apt-get', ['update'])` first.
+ */
+export function privateApt(mirror, suite, work) {
   rmSync(work, { recursive: true, force: true });
   for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) mkdirSync(join(work, d), { recursive: true });
   const list = join(work, 'sources.list');
@@ -152,7 +157,16 @@ function tryFetch(mirror, suite, work, log) {
     '-o', `Dir::State::Lists=${join(work, 'lists')}`, '-o', `Dir::Cache=${join(work, 'cache')}`,
     '-o', 'APT::Sandbox::User=root', '-q',
   ];
-  const apt = (cmd, args, cwd) => spawnSync(cmd, [...aptArgs, ...args], { cwd, encoding: 'utf8' });
+  return (cmd, args, cwd) => spawnSync(cmd, [...aptArgs, ...args], { cwd, encoding: 'utf8' });
+}
+
+/** The first of apt-get, apt-cache and dpkg that is not available, or undefined. */
+export function missingAptTool() {
+  return ['apt-get', 'apt-cache', 'dpkg'].find((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status !== 0);
+}
+
+function tryFetch(mirror, suite, work, log) {
+  const apt = privateApt(mirror, suite, work);
   log(`fetching libunicorn ${MIN_TEXT} (Debian ${suite}) from ${mirror} into ${localDir}`);
   const update = apt('apt-get', ['update']);
   if (update.status !== 0) return `apt-get update failed: ${(update.stderr || update.stdout).trim().split('\n').pop()}`;
@@ -170,7 +184,7 @@ function tryFetch(mirror, suite, work, log) {
 }
 
 function fetchFromDebian(log) {
-  const missing = ['apt-get', 'apt-cache', 'dpkg'].find((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status !== 0);
+  const missing = missingAptTool();
   if (missing) fail(`libunicorn >= ${MIN_TEXT} was not found and ${missing} is not available to fetch it: ${INSTALL_HINT}`);
   if (!existsSync(DEBIAN_KEYRING)) fail(`libunicorn >= ${MIN_TEXT} was not found and ${DEBIAN_KEYRING} is missing to fetch it (apt-get install debian-archive-keyring), or ${INSTALL_HINT}`);
   // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
