@@ -11,6 +11,9 @@
  */
 #include <minivisor/guest.h>
 
+/* firmware/linux.S: the 64-bit boot protocol's hand-off. */
+noreturn void mv_enter_linux(u64 startup_64, u64 boot_params);
+
 static const struct mv_fw_config *fw_config(void)
 {
 	return (const struct mv_fw_config *)(uintptr_t)MV_FW_CONFIG_GPA;
@@ -44,10 +47,15 @@ static void check_config(const struct mv_fw_config *c)
 		mv_fatal("fw_config_bad_accept_mode", c->accept_mode);
 	if (c->accept_unit != MV_PAGE_SIZE && c->accept_unit != MV_SIZE_2M)
 		mv_fatal("fw_config_bad_accept_unit", c->accept_unit);
-	if (c->flags != 0)
+	if (c->flags & ~(u32)MV_FW_CONFIG_FLAG_LINUX)
 		mv_fatal("fw_config_bad_flags", c->flags);
-	if (c->guest_image_entry < MV_GUEST_IMAGE_GPA || c->guest_image_entry >= MV_GUEST_IMAGE_LIMIT)
+	if (c->flags & MV_FW_CONFIG_FLAG_LINUX) {
+		/* The kernel lies in RAM above the firmware range, where the VMM launched it. */
+		if (c->guest_image_entry < MV_FIRMWARE_RESERVED_END || c->guest_image_entry >= c->memory_bytes)
+			mv_fatal("fw_config_bad_linux_entry", c->guest_image_entry);
+	} else if (c->guest_image_entry < MV_GUEST_IMAGE_GPA || c->guest_image_entry >= MV_GUEST_IMAGE_LIMIT) {
 		mv_fatal("fw_config_bad_guest_image_entry", c->guest_image_entry);
+	}
 }
 
 /* Appends [start, end) to the E820 table, merging with the previous entry of the same type. */
@@ -169,5 +177,14 @@ void firmware_main(void)
 	if (bp->platform_hint_mismatch)
 		mv_report_stat("platform_hint_mismatch", 1);
 
+	if (cfg->flags & MV_FW_CONFIG_FLAG_LINUX) {
+		/* boot.rst "64-bit Boot Protocol": identity-mapped page tables covering the kernel's
+		 * init_size, the zero page and the command line (here: all of RAM, 2 MiB/1 GiB leaves;
+		 * the kernel's own #PF handler maps what it needs later), then startup_64. */
+		mv_map_private(bp, 0, memory);
+		mv_flush_tlb();
+		mv_report_stat("linux_entry", cfg->guest_image_entry);
+		mv_enter_linux(cfg->guest_image_entry, MV_LINUX_BOOT_DATA_GPA);
+	}
 	mv_enter(cfg->guest_image_entry, (u64)(uintptr_t)bp, MV_DECOMPRESSOR_STACK_TOP);
 }

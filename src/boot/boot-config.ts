@@ -39,6 +39,16 @@ export interface BootConfig {
    * the kernel; without it the kernel is the default one, byte for byte.
    */
   handover?: Handover;
+  /**
+   * Boot a Linux bzImage through the 64-bit boot protocol instead of the guest image: the
+   * firmware pre-accepts, then enters the kernel's startup_64 (src/boot/linux/).
+   */
+  linux?: LinuxBootConfig;
+}
+
+export interface LinuxBootConfig {
+  kernelFile: string;
+  cmdline: string;
 }
 
 export const HANDOVERS = ['kexec'] as const;

@@ -13,8 +13,10 @@ export interface FirmwareConfig {
   seed: bigint;
   /** Untrusted: the firmware detects the platform itself and only reports a mismatch. */
   platformHint?: keyof typeof PLATFORM;
-  /** e_entry of guest-image.elf. */
+  /** e_entry of guest-image.elf, or a Linux kernel's startup_64 with `linux`. */
   guestImageEntry: bigint;
+  /** Enter a Linux kernel through the 64-bit boot protocol (MV_FW_CONFIG_FLAG_LINUX). */
+  linux?: boolean;
 }
 
 export const DEFAULT_FIRMWARE_CONFIG = {
@@ -40,7 +42,7 @@ export function encodeFirmwareConfig(config: FirmwareConfig): Uint8Array {
   b.writeUInt32LE(ACCEPT_MODE[config.acceptMode], off('MV_FW_CONFIG_OFF_ACCEPT_MODE'));
   b.writeUInt32LE(config.acceptUnit, off('MV_FW_CONFIG_OFF_ACCEPT_UNIT'));
   b.writeUInt32LE(PLATFORM[config.platformHint ?? 'none'], off('MV_FW_CONFIG_OFF_PLATFORM_HINT'));
-  b.writeUInt32LE(0, off('MV_FW_CONFIG_OFF_FLAGS'));
+  b.writeUInt32LE(config.linux ? Number(ABI.MV_FW_CONFIG_FLAG_LINUX) : 0, off('MV_FW_CONFIG_OFF_FLAGS'));
   b.writeBigUInt64LE(config.guestImageEntry, off('MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY'));
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }

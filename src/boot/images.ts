@@ -9,8 +9,11 @@ import { quoteForError } from '../shared/quote.js';
 import type { BootConfig, Handover } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
-import { FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
 import { KERNEL_LOAD_WINDOW, KernelPayloadError, kernelPayload } from './kernel-payload.js';
+import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
+import { BzImageError, parseBzImage, type BzImage } from './linux/bzimage.js';
+import { BootParamsError, buildLinuxBootData, type LinuxBootData } from './linux/boot-params.js';
+import { LinuxLaunchError, planLinuxLaunch, type LinuxLaunchPlan } from './linux/linux-launch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
@@ -85,6 +88,41 @@ export interface BootImages {
   guestImage: ElfImage;
   /** The firmware config bytes, written at their GPA inside the initial image. */
   config: { gpa: bigint; bytes: Uint8Array };
+  /** A Linux kernel in place of the guest image (BootConfig.linux). */
+  linux?: LinuxImages;
+}
+
+export interface LinuxImages {
+  image: BzImage;
+  plan: LinuxLaunchPlan;
+  /** Zero page, command line and EFI tables, in the guest-image window of the initial image. */
+  bootData: LinuxBootData;
+}
+
+/** A bzImage is read with a bound: distribution kernels are 10–20 MB. */
+export const MAX_BZIMAGE_BYTES = 64 << 20;
+
+/** Parses the bzImage of `config.linux`, plans its launch and builds its zero page and EFI tables. */
+export function loadLinuxImages(config: BootConfig): LinuxImages | undefined {
+  if (!config.linux) return undefined;
+  const path = config.linux.kernelFile;
+  try {
+    const image = parseBzImage(readInputFile(path, 'Linux kernel', MAX_BZIMAGE_BYTES));
+    const plan = planLinuxLaunch({ image, memoryBytes: config.memoryBytes, preAccept: config.preAccept });
+    const bootData = buildLinuxBootData({
+      gpa: ABI.MV_LINUX_BOOT_DATA_GPA, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: config.linux.cmdline,
+      e820: plan.e820, bitmap: plan.bitmap,
+    });
+    if (bootData.gpa + BigInt(bootData.bytes.byteLength) > ABI.MV_GUEST_IMAGE_LIMIT) {
+      throw new BootParamsError(`the zero page and EFI tables take 0x${bootData.bytes.byteLength.toString(16)} bytes, more than the guest-image window holds (a bitmap for this much memory is too large)`);
+    }
+    return { image, plan, bootData };
+  } catch (err) {
+    if (err instanceof InputFileError) throw new GuestImageError(err.message);
+    if (err instanceof BzImageError || err instanceof BootParamsError) throw new GuestImageError(`Linux kernel ${quoteForError(path)}: ${err.message}`);
+    if (err instanceof LinuxLaunchError) throw new GuestImageError(err.message);
+    throw err;
+  }
 }
 
 /** Every image file a boot with `config` reads (an output file must not overwrite one). */
@@ -156,6 +194,7 @@ export function loadBootImages(config: BootConfig): BootImages {
   }
   const replaced = config.decompressorFile !== undefined || config.kernelFile !== undefined;
   const guestImage = replaced ? composeGuestImage(config, parse) : parse(built.guestImage, 'guest image', [GUEST_IMAGE_LOAD]);
+  const linux = loadLinuxImages(config);
   const bytes = encodeFirmwareConfig({
     memoryBytes: config.memoryBytes,
     preAccept: config.preAccept,
@@ -164,7 +203,8 @@ export function loadBootImages(config: BootConfig): BootImages {
     workloadBytes: config.workloadBytes,
     seed: config.seed,
     platformHint: config.platform,
-    guestImageEntry: guestImage.entry,
+    guestImageEntry: linux ? linux.plan.entry : guestImage.entry,
+    linux: linux !== undefined,
   });
-  return { firmware, guestImage, config: { gpa: FW_CONFIG_GPA, bytes } };
+  return { firmware, guestImage, config: { gpa: FW_CONFIG_GPA, bytes }, ...(linux ? { linux } : {}) };
 }

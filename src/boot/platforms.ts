@@ -24,6 +24,7 @@ import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
 import type { TdxVmm, TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
 import { SnpVmm } from '../vmm/snp/run-snp.js';
 import { createTd } from '../vmm/tdx/run-td.js';
+import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import type { BootTrace } from './accounting.js';
 import { StagedImage } from './staged-image.js';
 import type { ScheduleOptions } from '../cpu/vcpu-scheduler.js';
@@ -96,7 +97,9 @@ export interface VmmOverride {
 function stageImages(images: BootImages): StagedImage {
   const staged = new StagedImage();
   loadElf(staged, images.firmware);
-  loadElf(staged, images.guestImage);
+  // A Linux boot puts the zero page and EFI tables where the guest image would go.
+  if (images.linux) staged.write(images.linux.bootData.gpa, images.linux.bootData.bytes);
+  else loadElf(staged, images.guestImage);
   staged.write(images.config.gpa, images.config.bytes);
   const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE, FIRMWARE_VOLUME]);
   if (dropped.length) throw new Error(`VMM setup: image bytes at 0x${dropped[0]!.toString(16)} lie outside the launch ranges`);
@@ -136,6 +139,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   check('SEPT.ADD level 2 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x3fffffffn, 2)).status);
   check('SEPT.ADD level 1 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x1fffffn, 1)).status);
   for (const gpa of pages(FIRMWARE_VOLUME)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  if (images.linux) launchLinuxTdx(host, images.linux, check);
   options.vmm?.tdxPrelaunch?.(host);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
@@ -145,7 +149,33 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   };
 }
 
+/**
+ * The kernel's launched ranges (src/boot/linux/linux-launch.ts): the protected-mode kernel
+ * measured page by page (PAGE.ADD + MR.EXTEND, like a TDVF/TD-shim payload), and the
+ * decompressor's working area at the end of its buffer added zeroed without measurement (like
+ * temporary RAM). Both are private and accepted before the vCPU runs.
+ */
+function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux']>, check: (what: string, status: bigint) => void): void {
+  const { plan, image } = linux;
+  const zero = new Uint8Array(Number(PAGE));
+  for (const range of [plan.kernelRange, plan.workRange]) {
+    const measured = range === plan.kernelRange;
+    for (let gpa = range.start; gpa < range.end; gpa += PAGE) {
+      if (gpa % 0x200000n === 0n) ensureSeptLevels(host, gpa, 0);
+      if (!measured) {
+        check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), zero).status);
+        continue;
+      }
+      const offset = Number(gpa - plan.loadAddress);
+      const page = new Uint8Array(Number(PAGE));
+      if (offset < image.kernel.byteLength) page.set(image.kernel.subarray(offset, offset + Number(PAGE)));
+      check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, page).status);
+    }
+  }
+}
+
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
+  if (images.linux) throw new Error('--linux boots on --platform tdx only: the SNP decompressor needs the CC blob (secrets and CPUID pages) and the GHCB MSR protocol, which this loader does not provide yet');
   const platform = SnpPlatform.create({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
     trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),

@@ -26,6 +26,8 @@ export interface RawBootOptions {
   schedule?: string;
   quantum?: string;
   handover?: string;
+  linux?: string;
+  cmdline?: string;
 }
 
 export class BootOptionError extends Error {
@@ -35,6 +37,12 @@ export class BootOptionError extends Error {
 export const MIN_MEMORY = 128n << 20n;
 export const MAX_MEMORY = 64n << 40n;
 export const DEFAULT_MAX_INSTRUCTIONS = 2_000_000_000n;
+/**
+ * The decompressor prints through the serial port (earlyprintk; on TDX its port I/O is
+ * TDVMCALL Instruction.IO), takes no random load address (nokaslr: the run stays deterministic
+ * and the output lands at the launched load address) and stays in 4-level paging (no5lvl).
+ */
+export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr no5lvl';
 
 function size(value: string, flag: string): bigint {
   try {
@@ -60,7 +68,9 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     throw new BootOptionError(`--memory must be between ${formatSize(MIN_MEMORY)} and ${formatSize(MAX_MEMORY)}, not ${quoteForError(raw.memory ?? '4G')}`);
   }
   if (memoryBytes % 4096n !== 0n) throw new BootOptionError(`--memory must be a multiple of 4K, not ${quoteForError(raw.memory ?? '4G')}`);
-  const preAcceptText = raw.preAccept ?? '64M';
+  // A Linux boot pre-accepts up to the kernel's usual load address (LOAD_PHYSICAL_ADDR, 16 MiB):
+  // the VMM launches the kernel there, and the firmware must not accept it again.
+  const preAcceptText = raw.preAccept ?? (raw.linux !== undefined ? '16M' : '64M');
   const preAccept = preAcceptText.trim().toLowerCase() === 'all' ? 'all' : size(preAcceptText, '--pre-accept');
   if (preAccept !== 'all' && preAccept > memoryBytes) throw new BootOptionError(`--pre-accept ${quoteForError(preAcceptText)} is larger than --memory`);
   if (preAccept !== 'all' && preAccept % 4096n !== 0n) throw new BootOptionError('--pre-accept must be a multiple of 4K');
@@ -104,6 +114,14 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     // The second kernel's workload is twice the first's (guest/kernel/kexec.c), beside the first's memory.
     if (workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
     config.handover = raw.handover as Handover;
+  }
+  if (raw.cmdline !== undefined && raw.linux === undefined) throw new BootOptionError('--cmdline needs --linux');
+  if (raw.linux !== undefined) {
+    if (platform !== 'tdx') throw new BootOptionError('--linux boots on --platform tdx only for now (SNP needs the CC blob and GHCB MSR protocol the loader does not provide yet)');
+    if (vcpus > 1) throw new BootOptionError('--linux boots one vCPU for now');
+    if (raw.handover !== undefined) throw new BootOptionError('--handover hands the stub kernel to a second one; --linux boots a Linux kernel instead');
+    if (raw.variant !== undefined) throw new BootOptionError('--variant selects a stub guest image; --linux boots a kernel instead');
+    config.linux = { kernelFile: raw.linux, cmdline: raw.cmdline ?? DEFAULT_LINUX_CMDLINE };
   }
   return config;
 }

@@ -164,6 +164,13 @@
 #define MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY 0x38
 #define MV_FW_CONFIG_SIZE                  0x40
 
+/* flags: guest_image_entry is a Linux bzImage's startup_64 (64-bit boot protocol,
+ * Documentation/arch/x86/boot.rst) that the VMM launched in RAM; the firmware pre-accepts as
+ * usual, identity-maps all of RAM and enters it with RSI = MV_LINUX_BOOT_DATA_GPA (the zero
+ * page the VMM built, followed by the command line and EFI tables; src/boot/linux/). */
+#define MV_FW_CONFIG_FLAG_LINUX            0x1
+#define MV_LINUX_BOOT_DATA_GPA             0x340000
+
 /* ---- test fixture only (firmware variant map-from-config, guest/DEFENCES.md) ----
  * struct mv_map_override at MV_FW_CONFIG_GPA + MV_MAP_OVERRIDE_OFFSET: the memory map the VMM
  * wants the decompressor to see. The honest firmware never reads it. */
@@ -257,8 +264,8 @@ struct mv_fw_config {
 	uint32_t accept_mode;       /* MV_ACCEPT_MODE_LAZY or _EAGER */
 	uint32_t accept_unit;       /* bitmap unit: 0x1000 (the seed's Validation Bitmap) or 0x200000 (Linux) */
 	uint32_t platform_hint;     /* MV_PLATFORM_*: NOT trusted, only reported when it disagrees */
-	uint32_t flags;             /* must be 0 */
-	uint64_t guest_image_entry; /* e_entry of the guest image ELF; must lie in the guest-image range */
+	uint32_t flags;             /* 0 or MV_FW_CONFIG_FLAG_LINUX */
+	uint64_t guest_image_entry; /* e_entry of the guest image ELF (in the guest-image range), or Linux's startup_64 */
 };
 
 struct mv_e820_entry {

@@ -79,7 +79,8 @@ export function parseBzImage(bytes: Uint8Array): BzImage {
   if (kernelStart >= bytes.byteLength) throw new BzImageError(`setup_sects ${setupSects} puts the protected-mode kernel at 0x${kernelStart.toString(16)}, past the end of the ${bytes.byteLength}-byte file`);
   const kernel = bytes.subarray(kernelStart);
   const syssizeBytes = u32(SetupHeader.SYSSIZE) * 16;
-  if (syssizeBytes > kernel.byteLength) throw new BzImageError(`truncated: syssize declares ${syssizeBytes} bytes of protected-mode kernel, the file holds ${kernel.byteLength}`);
+  // syssize is rounded up to whole paragraphs, so a file may end up to 15 bytes short of it.
+  if (syssizeBytes > kernel.byteLength + 15) throw new BzImageError(`truncated: syssize declares ${syssizeBytes} bytes of protected-mode kernel, the file holds ${kernel.byteLength}`);
   if (kernel.byteLength <= Number(STARTUP_64_OFFSET)) throw new BzImageError(`the protected-mode kernel (${kernel.byteLength} bytes) ends before startup_64 at +0x200`);
   const kernelAlignment = BigInt(u32(SetupHeader.KERNEL_ALIGNMENT));
   if (kernelAlignment === 0n || (kernelAlignment & (kernelAlignment - 1n)) !== 0n) throw new BzImageError(`kernel_alignment 0x${kernelAlignment.toString(16)} is not a power of two`);

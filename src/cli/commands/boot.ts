@@ -73,7 +73,7 @@ export function bootCommand(io: CliIo): Command {
     .description('boot an emulated TDX or SNP guest: firmware -> decompressor -> kernel, accepting memory as it goes')
     .option('--platform <name>', 'tdx or snp', 'tdx')
     .option('--memory <size>', 'guest memory (e.g. 512M, 4095M, 64G, 1T)', '4G')
-    .option('--pre-accept <size|all>', 'memory the firmware accepts before handing over', '64M')
+    .option('--pre-accept <size|all>', 'memory the firmware accepts before handing over (default 64M; 16M with --linux)')
     .option('--accept <mode>', 'lazy or eager acceptance in the kernel', 'lazy')
     .option('--unit <size>', 'acceptance bitmap unit, 4K or 2M', '2M')
     .option('--workload <size>', 'memory the kernel workload allocates and verifies', '64M')
@@ -93,6 +93,8 @@ export function bootCommand(io: CliIo): Command {
     .option('--quantum <n>', 'with several vCPUs: the most instructions a vCPU runs before another may', String(DEFAULT_QUANTUM))
     .option('--handover <kind>', 'after its workload the kernel hands over to a second kernel: kexec (guest/kernel/handover.h)')
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
+    .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol, TDX only')
+    .option('--cmdline <text>', 'the kernel command line with --linux (default: serial console, nokaslr, no5lvl)')
     .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {
       if (raw.traceFilter?.trim() === 'help') {
         for (const line of traceFilterHelp()) io.out(line);

@@ -1,0 +1,46 @@
+// The launch plan of a bzImage: what is accepted before startup_64 and what the bitmap leaves
+// to the decompressor (src/boot/linux/linux-launch.ts).
+import { describe, expect, it } from 'vitest';
+import { bitmapRanges } from '../../../../src/boot/linux/boot-params.js';
+import { parseBzImage } from '../../../../src/boot/linux/bzimage.js';
+import { complement, LinuxLaunchError, mergeRanges, planLinuxLaunch } from '../../../../src/boot/linux/linux-launch.js';
+import { fakeBzImage } from '../../../helpers/bzimage.js';
+
+const M = 0x100000n;
+// A 13 MiB kernel with a 60 MiB init_size, like Debian's cloud kernel.
+const image = parseBzImage(fakeBzImage({ kernelBytes: 13 * 0x100000 + 0x1234, initSize: 60 * 0x100000 }));
+
+describe('planLinuxLaunch', () => {
+  const plan = planLinuxLaunch({ image, memoryBytes: 512n * M, preAccept: 16n * M });
+
+  it('loads at pref_address and enters at startup_64 (+0x200)', () => {
+    expect(plan.loadAddress).toBe(16n * M);
+    expect(plan.entry).toBe(16n * M + 0x200n);
+    expect(plan.kernelRange).toEqual({ start: 16n * M, end: 30n * M });
+  });
+
+  it('accepts the end of the init_size buffer where the decompressor copies itself', () => {
+    // load + init_size = 76M; minus the kernel (13M+) and 4M of work space, rounded down to 2M.
+    expect(plan.workRange).toEqual({ start: 58n * M, end: 76n * M });
+  });
+
+  it('leaves the decompression output between them, and all RAM above, unaccepted in the bitmap', () => {
+    expect(plan.unaccepted).toEqual([{ start: 30n * M, end: 58n * M }, { start: 76n * M, end: 512n * M }]);
+    expect(bitmapRanges(plan.bitmap, plan.bitmap.bits)).toEqual(plan.unaccepted);
+    expect(plan.accepted).toEqual([{ start: 0n, end: 30n * M }, { start: 58n * M, end: 76n * M }]);
+  });
+
+  it('refuses a pre-accept that reaches the launched kernel (a double accept) and too little memory', () => {
+    expect(() => planLinuxLaunch({ image, memoryBytes: 512n * M, preAccept: 64n * M })).toThrow(/double accept/);
+    expect(() => planLinuxLaunch({ image, memoryBytes: 512n * M, preAccept: 'all' })).toThrow(LinuxLaunchError);
+    expect(() => planLinuxLaunch({ image, memoryBytes: 64n * M, preAccept: 16n * M })).toThrow(/at least 76 MiB/);
+    expect(() => planLinuxLaunch({ image, memoryBytes: 512n * M + 4096n, preAccept: 16n * M })).toThrow(/multiple of 2 MiB/);
+  });
+});
+
+describe('range helpers', () => {
+  it('merge overlapping and touching ranges, and complement them', () => {
+    expect(mergeRanges([{ start: 4n, end: 6n }, { start: 0n, end: 2n }, { start: 2n, end: 3n }])).toEqual([{ start: 0n, end: 3n }, { start: 4n, end: 6n }]);
+    expect(complement(10n, [{ start: 0n, end: 3n }, { start: 4n, end: 6n }])).toEqual([{ start: 3n, end: 4n }, { start: 6n, end: 10n }]);
+  });
+});
