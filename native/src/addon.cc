@@ -120,6 +120,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
       InstanceMethod<&NativeMachine::SetEdgeMap>("setEdgeMap"),
       InstanceMethod<&NativeMachine::ResetEdges>("resetEdges"),
+      InstanceMethod<&NativeMachine::WatchExecution>("watchExecution"),
     });
   }
 
@@ -475,6 +476,18 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   Napi::Value ResetEdges(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     if (m) m->ResetEdges();
+    return info.Env().Undefined();
+  }
+
+  // watchExecution(armBegin, armEnd, stopBegin, stopEnd: bigint GPAs): see Machine::WatchExecution.
+  Napi::Value WatchExecution(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    uint64_t v[4];
+    const char* names[4] = {"armBegin", "armEnd", "stopBegin", "stopEnd"};
+    for (size_t i = 0; i < 4; i++) if (!GetU64(info, i, names[i], &v[i])) return info.Env().Undefined();
+    if (v[0] >= v[1] || v[2] >= v[3]) return ThrowRange(info.Env(), "watchExecution ranges must not be empty");
+    m->WatchExecution(v[0], v[1], v[2], v[3]);
     return info.Env().Undefined();
   }
 

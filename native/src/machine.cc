@@ -553,6 +553,24 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->shadow_valid_->Assign(page, 1, false);
     m->stale_shadow_mapping_ = true;  // a shared TLB entry may still map it: the next SetGate flushes
   }
+  if (access == Access::kFetch && m->watch_state_ == WatchState::kWaitingToArm &&
+      t.gpa >= m->watch_arm_[0] && t.gpa < m->watch_arm_[1]) {
+    m->watch_state_ = WatchState::kArmed;
+    // Pages of the stop range fetched before (their earlier contents ran) must come back here
+    // on their next fetch: forget that they are code, so data fills grant no execute permission.
+    // The TLB entries that still grant it go at the guest's next CR3 write.
+    uint64_t first = m->watch_stop_[0] >> kPageShift;
+    uint64_t last = std::min<uint64_t>((m->watch_stop_[1] + kPageSize - 1) >> kPageShift, m->pages_);
+    if (last > first) m->code_->Assign(first, last - first, false);
+  } else if (access == Access::kFetch && m->watch_state_ == WatchState::kArmed &&
+             t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1]) {
+    m->watch_state_ = WatchState::kFired;
+    m->fault_[0] = vaddr;
+    m->fault_[1] = t.gpa;
+    m->fault_[2] = 0;
+    m->fault_[3] = 0;
+    return refuse(ExitKind::kExecWatch);
+  }
   uint32_t perms = UC_PROT_READ;
   // A guest store to a page with code bits: its bytes may change, so the bits go (code_bits.h).
   // Until then no fill may make the page writable.
@@ -793,6 +811,16 @@ uc_err Machine::Run() {
   area_[kSlotArg0] = kFatalUnicorn;
   area_[kSlotArg1] = e;
   return UC_ERR_OK;
+}
+
+void Machine::WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop_begin, uint64_t stop_end) {
+  watch_arm_[0] = arm_begin;
+  watch_arm_[1] = arm_end;
+  watch_stop_[0] = stop_begin;
+  watch_stop_[1] = stop_end;
+  watch_state_ = WatchState::kWaitingToArm;
+  // Fetches are seen at TLB fills: start from an empty TLB.
+  uc_ctl_flush_tlb(uc_);
 }
 
 // ---- host access ----

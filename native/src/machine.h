@@ -40,6 +40,7 @@ enum class ExitKind : uint64_t {
   kFatal = 14,
   kRmpadjust = 15,
   kPause = 16,  // only with SetPauseExits(true): a spin-wait hint for the vCPU scheduler
+  kExecWatch = 17,
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with
@@ -208,6 +209,13 @@ class Machine {
   // Clears the counts and forgets the previous block (start of an execution).
   void ResetEdges();
 
+  // A host-side execution watch on guest-physical ranges, seen by the TLB-fill hook (so it costs
+  // nothing per instruction): the first instruction fetch from [arm_begin, arm_end) arms it,
+  // then the first fetch from [stop_begin, stop_end) stops the run with kExecWatch (arg0 = the
+  // linear address) before that instruction runs. One-shot; not part of snapshots. Used to stop
+  // a Linux boot where the decompressor jumps to the kernel it decompressed (src/boot/linux/).
+  void WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop_begin, uint64_t stop_end);
+
  private:
   friend class GateTableReader;
   Machine(const MachineConfig& config, uint64_t* area);
@@ -293,6 +301,10 @@ class Machine {
   bool stale_shadow_mapping_ = false;
   std::unique_ptr<PageBitmap> code_;        // instructions were fetched from it
   std::unordered_map<uint64_t, uint64_t> code_va_;  // code page -> VA page it was last fetched from
+  enum class WatchState { kOff, kWaitingToArm, kArmed, kFired };
+  WatchState watch_state_ = WatchState::kOff;
+  uint64_t watch_arm_[2] = {0, 0};
+  uint64_t watch_stop_[2] = {0, 0};
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
   // The emulator called abort() inside a run (see abort_guard.h): never run or free it again.

@@ -39,6 +39,8 @@ export type VmExit =
   | ExceptionExit
   | { kind: 'pause'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
+  /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
+  | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
   | { kind: 'fatal'; rip: bigint; reason: string; unicornCode?: number };
 
 export interface IoExit {
@@ -153,6 +155,7 @@ export function decodeExit(area: BigUint64Array): VmExit {
     }
     case ExitCode.pause: return { kind: 'pause', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };
+    case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (a1 & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {
       const exit: VmExit = { kind: 'fatal', rip, reason: FATAL_REASONS[Number(a0)] ?? `fatal condition ${a0}` };
       if (a0 === 2n) exit.unicornCode = Number(a1);

@@ -38,5 +38,6 @@ export const ExitCode = {
   fatal: 14,
   rmpadjust: 15,
   pause: 16,
+  execWatch: 17,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

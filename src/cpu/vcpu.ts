@@ -180,6 +180,15 @@ export class Vcpu {
     return this.#native.codeSegment();
   }
 
+  /**
+   * A host-side execution watch (not guest-visible): once the guest fetches an instruction from
+   * guest-physical [arm.start, arm.end), the first fetch from [stop.start, stop.end) ends run()
+   * with an `exec-watch` exit before that instruction runs. One-shot; not part of snapshots.
+   */
+  watchExecution(arm: { start: bigint; end: bigint }, stop: { start: bigint; end: bigint }): void {
+    this.#native.watchExecution(arm.start, arm.end, stop.start, stop.end);
+  }
+
   /** Translates a guest-virtual address with the guest's current page tables (no gate check). */
   translate(va: bigint, access: Access = 'read'): NativeTranslation {
     const packed = this.#native.translate(va & MASK64, ACCESS_CODE[access]);

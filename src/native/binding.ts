@@ -61,6 +61,7 @@ export interface NativeMachine {
   dirtyPages(): number;
   setEdgeMap(map: Uint8Array | null): void;
   resetEdges(): void;
+  watchExecution(armBegin: bigint, armEnd: bigint, stopBegin: bigint, stopEnd: bigint): void;
 }
 
 export interface NativeAddon {

@@ -11,7 +11,9 @@ export type OutcomeKind =
   /** An access or exception the guest could not survive, reported by the emulator. */
   | 'fault'
   /** The instruction budget ran out. */
-  | 'budget';
+  | 'budget'
+  /** A Linux boot reached the decompressed kernel's entry (the host's execution watch, src/boot/linux/). */
+  | 'handover';
 
 export interface RunOutcome {
   outcome: OutcomeKind;

@@ -475,6 +475,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.machine.vcpu.complete(exit);
         return { kind: 'resume' };
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
+      case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
     }
   }

@@ -247,6 +247,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
         this.machine.vcpu.complete(exit);
         return { kind: 'resume' };
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
+      // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
+      case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'stop', outcome: { outcome: 'fault', reason: exit.reason } };
     }
   }
