@@ -184,6 +184,7 @@ void firmware_main(void)
 		mv_map_private(bp, 0, memory);
 		mv_flush_tlb();
 		mv_report_stat("linux_entry", cfg->guest_image_entry);
+		mv_report_stage("decompressor"); /* Linux's own, from here on */
 		mv_enter_linux(cfg->guest_image_entry, MV_LINUX_BOOT_DATA_GPA);
 	}
 	mv_enter(cfg->guest_image_entry, (u64)(uintptr_t)bp, MV_DECOMPRESSOR_STACK_TOP);

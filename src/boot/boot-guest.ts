@@ -12,6 +12,7 @@ import { bootInputFiles } from './images.js';
 import type { BootPlatform } from './platforms.js';
 import { traceHeader } from './trace-header.js';
 import type { FailureExplanation } from './failure.js';
+import { linuxBootReport, linuxBootReportJson, type LinuxBootReport, type LinuxBootReportJson } from './linux/linux-report.js';
 
 export interface BootResult {
   platform: BootConfig['platform'];
@@ -41,8 +42,15 @@ export interface BootResult {
   guestStats: Record<string, string>;
   stages: string[];
   console: string;
-  /** Only when the outcome is not `done`: the cause chain, the guest's stage and a register dump. */
+  /** Only when the outcome is not a success: the cause chain, the guest's stage and a register dump. */
   failure?: FailureExplanation;
+  /** A Linux boot (BootConfig.linux): what the decompressor accepted, checked against its table. */
+  linux?: LinuxBootReportJson;
+}
+
+/** A Linux boot succeeds when it reaches the decompressed kernel; a stub boot when the kernel says done. */
+export function bootSucceeded(config: Pick<BootConfig, 'linux'>, outcome: OutcomeKind): boolean {
+  return config.linux ? outcome === 'handover' : outcome === 'done';
 }
 
 export interface BootRun {
@@ -54,6 +62,8 @@ export interface BootRun {
   /** CPU time of the guest run alone (after VM setup), for benchmarks; like wallMs, not part of the run. */
   runCpuMs: number;
   session: BootSession;
+  /** A Linux boot's report (also in result.linux, as JSON). */
+  linux?: LinuxBootReport;
 }
 
 /** Where the trace's lines go: the header line first, then one line per event, each ending in a newline. */
@@ -89,7 +99,8 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       }
       traceFile?.write(`${line}\n`);
     };
-    const session = BootSession.create(config, { ...sessionIo, ...(traceFile !== undefined ? { traceSink } : {}) });
+    // A Linux boot's report reads the accept calls back from the trace.
+    const session = BootSession.create(config, { ...sessionIo, ...(config.linux ? { keepTrace: true } : {}), ...(traceFile !== undefined ? { traceSink } : {}) });
     if (onAccepted !== undefined) session.trace.onAccepted = () => onAccepted(session.trace);
     const runCpu = process.cpuUsage();
     const { outcome, report } = session.finish();
@@ -120,9 +131,14 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
       guestStats: Object.fromEntries(Object.entries(report.stats).map(([k, v]) => [k, v.toString()])),
       stages: [...report.stages],
       console: platform.console.text,
-      ...(outcome.outcome === 'done' ? {} : { failure: trace.faults.explain(outcome, trace.length - 1, trace.stage, platform.machine.vcpu) }),
+      ...(bootSucceeded(config, outcome.outcome) ? {} : { failure: trace.faults.explain(outcome, trace.length - 1, trace.stage, platform.machine.vcpu) }),
     };
-    booted = { result, report, trace, platform, totals, session, runCpuMs: (user + system) / 1000 };
+    const linuxImages = session.images.linux;
+    const linux = linuxImages
+      ? linuxBootReport(linuxImages, trace.events, (gpa, length) => platform.machine.memory.read(gpa, length), outcome.outcome === 'handover' ? platform.machine.vcpu.regs.rip : undefined)
+      : undefined;
+    if (linux) result.linux = linuxBootReportJson(linux);
+    booted = { result, report, trace, platform, totals, session, runCpuMs: (user + system) / 1000, ...(linux ? { linux } : {}) };
   } catch (err) {
     // The trace file stays untouched; the error says what was left behind instead.
     if (traceFile !== undefined && err instanceof Error) err.message = `${err.message} (${traceFile.abandon()})`;

@@ -21,7 +21,7 @@
 import type { BootConfig } from './boot-config.js';
 import { BootTrace } from './accounting.js';
 import { ConsoleProtocolParser, type BootReport, type BootStage } from './console-protocol.js';
-import { loadBootImages } from './images.js';
+import { loadBootImages, type BootImages } from './images.js';
 import { DEFAULT_QUANTUM } from '../cpu/vcpu-scheduler.js';
 import { STAGES } from './layout.js';
 import { bootSnp, bootTdx, type BootPlatform, type BootVmm, type VmmOverride } from './platforms.js';
@@ -48,9 +48,12 @@ export class BootSession {
   readonly parser: ConsoleProtocolParser;
   /** The machine, console, measurement and the run loop (`platform.vm`). */
   readonly platform: BootPlatform;
+  /** What was launched (firmware, guest image or Linux kernel, config). */
+  readonly images: BootImages;
 
-  private constructor(config: BootConfig, trace: BootTrace, parser: ConsoleProtocolParser, platform: BootPlatform) {
+  private constructor(config: BootConfig, trace: BootTrace, parser: ConsoleProtocolParser, platform: BootPlatform, images: BootImages) {
     this.config = config;
+    this.images = images;
     this.trace = trace;
     this.parser = parser;
     this.platform = platform;
@@ -79,7 +82,7 @@ export class BootSession {
     };
     const platform = config.platform === 'tdx' ? bootTdx(images, options) : bootSnp(images, options);
     trace.countInstructionsOf(platform.machine.vcpu);
-    return new BootSession(config, trace, parser, platform);
+    return new BootSession(config, trace, parser, platform, images);
   }
 
   /** The VMM: its driver (set `driver.policy` to change who decides) and the policy installed at boot. */

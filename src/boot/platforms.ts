@@ -141,6 +141,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   for (const gpa of pages(FIRMWARE_VOLUME)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
   if (images.linux) launchLinuxTdx(host, images.linux, check);
   options.vmm?.tdxPrelaunch?.(host);
+  if (images.linux) watchLinuxHandover(td.platform.machine, images.linux);
   const finalized = host.mrFinalize();
   check('MR.FINALIZE', finalized.status);
   return {
@@ -172,6 +173,17 @@ function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux
       check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, page).status);
     }
   }
+}
+
+/**
+ * The end point of a Linux boot: the decompressor's jump into the kernel it decompressed. The
+ * watch arms when the relocated decompressor first runs in its working area (head_64.S jumps
+ * there after copying itself), then stops the run at the first instruction fetched from the
+ * output range below it: the decompressed kernel's entry (outcome `handover`).
+ */
+function watchLinuxHandover(machine: Machine, linux: NonNullable<BootImages['linux']>): void {
+  const { plan } = linux;
+  machine.vcpu.watchExecution(plan.workRange, { start: plan.loadAddress, end: plan.workRange.start });
 }
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {

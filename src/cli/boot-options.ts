@@ -28,6 +28,7 @@ export interface RawBootOptions {
   handover?: string;
   linux?: string;
   cmdline?: string;
+  fast?: boolean;
 }
 
 export class BootOptionError extends Error {
@@ -114,6 +115,10 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     // The second kernel's workload is twice the first's (guest/kernel/kexec.c), beside the first's memory.
     if (workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
     config.handover = raw.handover as Handover;
+  }
+  if (raw.fast) {
+    if (raw.maxInstructions !== undefined) throw new BootOptionError('--fast counts no instructions, so it takes no --max-instructions');
+    config.countInstructions = false;
   }
   if (raw.cmdline !== undefined && raw.linux === undefined) throw new BootOptionError('--cmdline needs --linux');
   if (raw.linux !== undefined) {

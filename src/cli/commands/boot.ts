@@ -5,7 +5,8 @@ import type { BootTrace } from '../../boot/accounting.js';
 import { formatSize } from '../size.js';
 import { DEFAULT_QUANTUM } from '../../cpu/vcpu-scheduler.js';
 import type { CliIo } from '../io.js';
-import { bootGuest, type BootResult, type BootRun } from '../../boot/boot-guest.js';
+import { bootGuest, bootSucceeded, type BootResult, type BootRun } from '../../boot/boot-guest.js';
+import { formatLinuxBootReport, type LinuxBootReport } from '../../boot/linux/linux-report.js';
 import { formatFailure } from '../../boot/failure.js';
 import { GuestImageError } from '../../boot/images.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
@@ -94,6 +95,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--handover <kind>', 'after its workload the kernel hands over to a second kernel: kexec (guest/kernel/handover.h)')
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol, TDX only')
+    .option('--fast', 'fast mode: count no instructions and impose no instruction budget (a wall-clock hang guard only)')
     .option('--cmdline <text>', 'the kernel command line with --linux (default: serial console, nokaslr, no5lvl)')
     .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {
       if (raw.traceFilter?.trim() === 'help') {
@@ -106,6 +108,7 @@ export function bootCommand(io: CliIo): Command {
       let traceWriter: TraceOutput | undefined;
       // With `--trace -` stdout is the trace's: the console and the summary go to stderr.
       const say = raw.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
+      let linuxReport: LinuxBootReport | undefined;
       try {
         config = parseBootOptions(raw);
         if (raw.map !== undefined) mapFormat(raw.map);
@@ -136,6 +139,7 @@ export function bootCommand(io: CliIo): Command {
         });
         progress.clear();
         result = run.result;
+        linuxReport = run.linux;
         try {
           if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);
           if (raw.verify) verified = verifyBoot(run);
@@ -161,7 +165,7 @@ export function bootCommand(io: CliIo): Command {
         return;
       }
       if (raw.json) io.out(JSON.stringify(verified ? { ...result, verify: verifyReportJson(verified) } : result));
-      else for (const line of [...summary(result), ...(verified ? verifyLines(verified) : [])]) say(line);
-      io.exitCode = result.outcome === 'done' && (verified?.ok ?? true) ? 0 : 1;
+      else for (const line of [...summary(result), ...(linuxReport ? formatLinuxBootReport(linuxReport) : []), ...(verified ? verifyLines(verified) : [])]) say(line);
+      io.exitCode = bootSucceeded(config, result.outcome) && (verified?.ok ?? true) ? 0 : 1;
     });
 }

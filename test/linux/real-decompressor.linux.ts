@@ -1,0 +1,46 @@
+// The real x86 decompressor of Debian's cloud kernel under the TDX model, to the hand-over into
+// the kernel it decompressed. `npm run test:linux` fetches the kernel first; without one (no
+// network), the suite is skipped and says why.
+import { describe, expect, it } from 'vitest';
+import { localKernel } from '../../scripts/linux-kernel.mjs';
+import { bootGuest } from '../../src/boot/boot-guest.js';
+import type { BootConfig } from '../../src/boot/boot-config.js';
+import { DEFAULT_LINUX_CMDLINE } from '../../src/cli/boot-options.js';
+
+const kernel = localKernel();
+const M = 0x100000n;
+
+function linuxConfig(overrides: Partial<BootConfig> = {}): BootConfig {
+  return {
+    platform: 'tdx', memoryBytes: 512n * M, preAccept: 16n * M, accept: 'lazy', unitBytes: 2n * M, workloadBytes: 0n, seed: 1n,
+    maxInstructions: 0n, countInstructions: false, linux: { kernelFile: kernel!.vmlinuz, cmdline: DEFAULT_LINUX_CMDLINE }, ...overrides,
+  };
+}
+
+describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` : ' (skipped: no kernel in .linux/; `npm run fetch:linux` needs a Debian mirror)'}`, () => {
+  it('decompresses under TDX, accepting exactly the units its table marks, and reaches the kernel entry', () => {
+    const run = bootGuest(linuxConfig());
+    try {
+      expect(run.result.outcome, run.result.outcomeReason).toBe('handover');
+      const linux = run.linux!;
+      const plan = run.session.images.linux!.plan;
+      // The jump lands in the decompression output, below the decompressor's own working area.
+      expect(linux.handoverRip).toBeGreaterThanOrEqual(plan.loadAddress);
+      expect(linux.handoverRip).toBeLessThan(plan.workRange.start);
+      // It printed through the serial port (TDVMCALL Instruction.IO on TDX).
+      expect(run.result.console).toContain("KASLR disabled: 'nokaslr' on cmdline.");
+      // Its accept_memory() accepted the output buffer the launch left unaccepted, in 2 MiB units,
+      // and cleared exactly those bits; no call failed and no #VE was needed.
+      expect(linux.accepted.length).toBeGreaterThan(0);
+      expect(linux.accepted[0]!.start).toBe(plan.kernelRange.end);
+      expect(linux.acceptCalls.every((c) => c.bytes === 2n * M && c.status === 0n)).toBe(true);
+      expect(linux.acceptedWasMarkedUnaccepted).toBe(true);
+      expect(linux.bitmapClearedExactly).toBe(true);
+      expect(linux.failedAcceptCalls).toBe(0);
+      expect(linux.virtualizationExceptions).toEqual({});
+      expect(run.result.acceptedBytes.decompressor).toBe(Number(linux.accepted.reduce((s, r) => s + (r.end - r.start), 0n)));
+    } finally {
+      run.platform.machine.close();
+    }
+  });
+});
