@@ -361,6 +361,8 @@ export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = ho
     getTdVmCallInfo: vmcall('tdx.getTdVmCallInfo', 'getTdVmCallInfo'),
     instructionIo: vmcall('tdx.instructionIo', 'instructionIo'),
     instructionHlt: vmcall('tdx.instructionHlt', 'instructionHlt'),
+    // Not a decision point: the stubs never ask (only Linux's #VE handler does, for hypervisor leaves).
+    instructionCpuid: (ctx, call) => honest.instructionCpuid(ctx, call),
     otherVmcall: vmcall('tdx.otherVmcall', 'otherVmcall'),
   };
 }

@@ -12,12 +12,18 @@ export const COM1_DATA_PORT = 0x3f8;
  */
 export const BATCHED_CONSOLE = { BATCH_MAX: 0x7f0, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
 
-export interface ConsoleState { bytes: number; line: string }
+export interface ConsoleState { bytes: number; line: string; divisorLatch: boolean }
+
+/** The 16550 line control register's offset from the data port, and its divisor-latch access bit. */
+const UART_LCR = 3;
+const UART_LCR_DLAB = 0x80;
 
 export class Console implements Snapshottable<ConsoleState> {
   readonly #bytes: number[] = [];
   readonly #echo: ((text: string) => void) | undefined;
   #line = '';
+  /** LCR.DLAB: while set, the data port is the divisor latch (DLL), not the transmitter. */
+  #divisorLatch = false;
 
   constructor(echo?: (text: string) => void) {
     this.#echo = echo;
@@ -37,18 +43,30 @@ export class Console implements Snapshottable<ConsoleState> {
     }
   }
 
+  /**
+   * A byte-wide OUT to the COM1 UART (ports 0x3f8..0x3ff) as a 16550 takes it: the data port
+   * transmits unless LCR.DLAB selects the divisor latch (Linux's early_serial_init writes the
+   * baud divisor there, arch/x86/boot/early_serial_console.c); LCR tracks DLAB; the rest is
+   * configuration with nothing to show.
+   */
+  uartWrite(port: number, value: number): void {
+    if (port === COM1_DATA_PORT && !this.#divisorLatch) this.write(value);
+    else if (port === COM1_DATA_PORT + UART_LCR) this.#divisorLatch = (value & UART_LCR_DLAB) !== 0;
+  }
+
   flush(): void {
     if (this.#line) this.#echo?.(this.#line);
     this.#line = '';
   }
 
   saveState(): ConsoleState {
-    return { bytes: this.#bytes.length, line: this.#line };
+    return { bytes: this.#bytes.length, line: this.#line, divisorLatch: this.#divisorLatch };
   }
 
   loadState(state: ConsoleState): void {
     this.#bytes.length = state.bytes;
     this.#line = state.line;
+    this.#divisorLatch = state.divisorLatch;
   }
 
   get text(): string {

@@ -231,7 +231,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (io.direction === 'out') {
           if (!g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
           const v = g.get('rax');
-          if (io.port === COM1_DATA_PORT) this.console.write(Number(v & 0xffn));
+          this.console.uartWrite(io.port, Number(v & 0xffn));
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
         } else {
           // 16550 LSR: transmitter empty; anything else reads as all-ones (unmapped port).

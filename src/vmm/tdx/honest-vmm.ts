@@ -16,7 +16,7 @@ import { savePolicy, type PolicyStateHook, type SavedPolicy, type VmmDriver } fr
 import type { Trace, TraceValue } from '../../shared/trace.js';
 
 export const TdvmcallLeaf = {
-  HLT: 12n, IO: 30n, GET_TD_VM_CALL_INFO: 0x10000n, MAP_GPA: 0x10001n, GET_QUOTE: 0x10002n, REPORT_FATAL_ERROR: 0x10003n,
+  CPUID: 10n, HLT: 12n, IO: 30n, GET_TD_VM_CALL_INFO: 0x10000n, MAP_GPA: 0x10001n, GET_QUOTE: 0x10002n, REPORT_FATAL_ERROR: 0x10003n,
 } as const;
 
 export type VmmAction = { kind: 'resume' } | { kind: 'stop'; outcome: RunOutcome };
@@ -52,6 +52,8 @@ export interface TdxVmmPolicy extends PolicyStateHook {
   reportFatalError(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   getTdVmCallInfo(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   instructionIo(ctx: VmmContext, call: VmcallExit): VmcallDecision;
+  /** CPUID emulation request (TDVMCALL leaf 10): the leaves the TDX module leaves to the VMM. */
+  instructionCpuid(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   /** HLT emulation request (TDVMCALL leaf 12). */
   instructionHlt(ctx: VmmContext, call: VmcallExit): VmcallDecision;
   /** Anything else (vendor-specific R10 ≠ 0, unknown sub-functions). */
@@ -246,12 +248,21 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     const { r12: size, r13: direction, r14: port, r15: value } = call.regs;
     if ((size !== 1n && size !== 2n && size !== 4n) || direction > 1n || port > 0xffffn) return ret(TdvmcallStatus.INVALID_OPERAND);
     if (direction === 1n) {
-      if (Number(port) === COM1_DATA_PORT) ctx.console.write(Number(value & 0xffn));
+      ctx.console.uartWrite(Number(port), Number(value & 0xffn));
       return ret(TdvmcallStatus.SUCCESS);
     }
     // COM1 line status: transmitter empty, so polling serial drivers proceed; other ports float high.
     const data = Number(port) === COM1_DATA_PORT + 5 ? 0x60n : (1n << (size * 8n)) - 1n;
     return ret(TdvmcallStatus.SUCCESS, { r11: data });
+  },
+
+  instructionCpuid(_ctx, call) {
+    // GHCI TDG.VP.VMCALL<Instruction.CPUID>: R12 = EAX (leaf), R13 = ECX (subleaf) in; R12..R15 =
+    // EAX, EBX, ECX, EDX out. Linux asks only for the hypervisor range 0x4000_0000-0x4FFF_FFFF
+    // (arch/x86/coco/tdx/tdx.c handle_cpuid); this VMM offers no paravirtual interface there, so
+    // every leaf reads as 0, which Linux's hypervisor detection takes as "none".
+    if (call.regs.r12 > 0xffffffffn || call.regs.r13 > 0xffffffffn) return ret(TdvmcallStatus.INVALID_OPERAND);
+    return ret(TdvmcallStatus.SUCCESS, { r12: 0n, r13: 0n, r14: 0n, r15: 0n });
   },
 
   instructionHlt() {
@@ -355,6 +366,7 @@ export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
       case TdvmcallLeaf.GET_TD_VM_CALL_INFO: return p.getTdVmCallInfo(this.ctx, call);
       case TdvmcallLeaf.IO: return p.instructionIo(this.ctx, call);
       case TdvmcallLeaf.HLT: return p.instructionHlt(this.ctx, call);
+      case TdvmcallLeaf.CPUID: return p.instructionCpuid(this.ctx, call);
       default: return p.otherVmcall(this.ctx, call);
     }
   }

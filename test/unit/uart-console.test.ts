@@ -1,0 +1,37 @@
+// The VMM's COM1 UART as a 16550 takes byte writes: with LCR.DLAB set the data port is the
+// divisor latch, so Linux's early_serial_init does not print its baud divisor.
+import { describe, expect, it } from 'vitest';
+import { Console } from '../../src/vmm/console.js';
+import { honestTdxPolicy, type VmcallExit, type VmmContext } from '../../src/vmm/tdx/honest-vmm.js';
+
+describe('COM1 UART', () => {
+  it('sends data-port bytes to the console unless LCR.DLAB selects the divisor latch', () => {
+    const c = new Console();
+    c.uartWrite(0x3f8, 0x41);
+    c.uartWrite(0x3fb, 0x83); // 8N1 + DLAB
+    c.uartWrite(0x3f8, 0x01); // divisor low byte (115200 baud)
+    c.uartWrite(0x3f9, 0x00);
+    c.uartWrite(0x3fb, 0x03); // DLAB off
+    c.uartWrite(0x3f8, 0x42);
+    c.uartWrite(0x3fc, 0x0b); // MCR: configuration, nothing to show
+    expect(c.text).toBe('AB');
+    const saved = c.saveState();
+    c.uartWrite(0x3fb, 0x80);
+    c.loadState(saved);
+    c.uartWrite(0x3f8, 0x43);
+    expect(c.text).toBe('ABC');
+  });
+});
+
+describe('TDVMCALL<Instruction.CPUID>', () => {
+  const call = (leaf: bigint): VmcallExit => ({
+    reason: 'tdvmcall', rip: 0n, mask: 0xfffcn,
+    regs: { rcx: 0n, rdx: 0n, rbx: 0n, rbp: 0n, rsi: 0n, rdi: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 10n, r12: leaf, r13: 0n, r14: 0n, r15: 0n },
+  });
+  it('answers the hypervisor leaves with zeros (no paravirtual interface) and refuses a leaf wider than 32 bits', () => {
+    const ctx = {} as VmmContext;
+    expect(honestTdxPolicy.instructionCpuid(ctx, call(0x40000000n))).toEqual({ kind: 'return', regs: { r10: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n } });
+    const bad = honestTdxPolicy.instructionCpuid(ctx, call(1n << 33n));
+    expect(bad.kind === 'return' && bad.regs.r10).not.toBe(0n);
+  });
+});
