@@ -47,14 +47,15 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
   e(0x3, ANY), e(0x4, 0), e(0x4, 1), e(0x4, 2), e(0x4, 3), e(0x4, 4), e(0x5, ANY),
   e(0x6, ANY, { faulting: true }),
   e(0x7, 0, {
-    // BMI1, SMEP, ERMS, INVPCID, RDSEED, SMAP, CLWB. The leaf-7 EBX features are configurable
-    // per TD (the VMM's TD_PARAMS CPUID_CONFIG, cpuid_configurations.c), so a TD without the rest
-    // is a valid TDX configuration; they are left out because the emulated CPU (Unicorn 2.1.4's
-    // default x86-64 model) cannot execute them: FSGSBASE, AVX2, ADX, CLFLUSHOPT and SHA raise
-    // #UD, and BMI2's SHLX/SARX/SHRX raise #UD whenever CR4.OSFXSR is clear (measured; QEMU
-    // decodes their 66/F2/F3 VEX forms as SSE). Linux's decompressor clears CR4.OSFXSR in
-    // startup_64 and its zstd then takes the BMI2 path if CPUID offers it (issue 15).
-    native: [0, 0x01140688, 0, 0], fixed0: [0, 0x00404006, 0x643e8010, 0x002298c3],
+    // BMI1, ERMS, RDSEED. The leaf-7 EBX features are configurable per TD (the VMM's TD_PARAMS
+    // CPUID_CONFIG, cpuid_configurations.c), so a TD without the rest is a valid TDX
+    // configuration; they are left out because the emulated CPU (Unicorn 2.1.4's default x86-64
+    // model) cannot execute them (measured): FSGSBASE, AVX2, ADX, CLFLUSHOPT, SHA, INVPCID, CLWB
+    // and SMAP's STAC/CLAC raise #UD, SMEP is not in its CR4, and BMI2's SHLX/SARX/SHRX raise #UD
+    // whenever CR4.OSFXSR is clear (QEMU decodes their 66/F2/F3 VEX forms as SSE). Linux's
+    // decompressor clears CR4.OSFXSR in startup_64 and its zstd then takes the BMI2 path if CPUID
+    // offers it; the kernel proper flushes its TLB with INVPCID if offered (issue 15).
+    native: [0, 0x00040208, 0, 0], fixed0: [0, 0x00404006, 0x643e8010, 0x002298c3],
   }),
   e(0x7, 1), e(0x7, 2), e(0x8, ANY), e(0xa, ANY),
   ...Array.from({ length: 0x13 }, (_, i) => e(0xd, i)),
