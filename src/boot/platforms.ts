@@ -15,7 +15,7 @@ import type { TdxVmmHandle } from '../platform/tdx/vmm-handle.js';
 import { Console } from '../vmm/console.js';
 import type { SnapshotParts } from '../shared/snapshottable.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
-import type { TdExit } from '../platform/tdx/td-module.js';
+import { TdAttributes, type TdExit } from '../platform/tdx/td-module.js';
 import { Vm } from '../vmm/run-vm.js';
 import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
 import type { LaunchPageType, LaunchVmplPerms } from '../platform/snp/launch.js';
@@ -116,6 +116,11 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     trace: options.trace, console: new Console(options.echo),
     extraState: options.extraState, ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
     ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),
+    // A Linux guest is launched as QEMU launches a TD by default (target/i386/kvm/tdx.c
+    // tdx_guest_init: attributes = TDX_TD_ATTRIBUTES_SEPT_VE_DISABLE): Linux's tdx_early_init
+    // refuses a TD whose SEPT #VE it cannot disable ("TD misconfiguration: SEPT #VE has to be
+    // disabled", arch/x86/coco/tdx/tdx.c disable_sept_ve). The stubs handle #VE themselves.
+    ...(images.linux ? { attributes: TdAttributes.SEPT_VE_DISABLE } : {}),
   });
   const host = td.platform.handle;
   const staged = stageImages(images);

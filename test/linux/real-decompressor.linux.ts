@@ -6,6 +6,7 @@ import { localKernel } from '../../scripts/linux-kernel.mjs';
 import { bootGuest } from '../../src/boot/boot-guest.js';
 import type { BootConfig } from '../../src/boot/boot-config.js';
 import { DEFAULT_LINUX_CMDLINE } from '../../src/cli/boot-options.js';
+import { honestTdxPolicy, type TdxVmmPolicy } from '../../src/vmm/tdx/honest-vmm.js';
 
 const kernel = localKernel();
 const M = 0x100000n;
@@ -29,6 +30,7 @@ describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` :
       expect(linux.handoverRip).toBeLessThan(plan.workRange.start);
       // It printed through the serial port (TDVMCALL Instruction.IO on TDX).
       expect(run.result.console).toContain("KASLR disabled: 'nokaslr' on cmdline.");
+      expect(run.result.console).not.toContain('\x01'); // the UART's divisor latch is not output
       // Its accept_memory() accepted the output buffer the launch left unaccepted, in 2 MiB units,
       // and cleared exactly those bits; no call failed and no #VE was needed.
       expect(linux.accepted.length).toBeGreaterThan(0);
@@ -39,6 +41,36 @@ describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` :
       expect(linux.failedAcceptCalls).toBe(0);
       expect(linux.virtualizationExceptions).toEqual({});
       expect(run.result.acceptedBytes.decompressor).toBe(Number(linux.accepted.reduce((s, r) => s + (r.end - r.start), 0n)));
+    } finally {
+      run.platform.machine.close();
+    }
+  });
+});
+
+describe.skipIf(!kernel)('Debian\'s cloud kernel against a hostile VMM', () => {
+  it('a VMM that keeps the SEPT entry of each page it adds busy makes the decompressor panic with its own message', () => {
+    // OPERAND_BUSY is what a TDG.MEM.PAGE.ACCEPT returns while another host CPU holds the entry's
+    // SEPT lock. Linux's try_accept_one() treats any error as failure (no retry, unlike EDK2's
+    // TdAcceptPages), so its accept_memory() ends in error("TDX: Failed to accept memory").
+    const busy: TdxVmmPolicy = {
+      ...honestTdxPolicy,
+      onAcceptViolation(ctx, exit) {
+        const decision = honestTdxPolicy.onAcceptViolation(ctx, exit);
+        if (exit.eeq.type === 'accept' && exit.gpa >= 16n * M) {
+          const size = exit.eeq.reqLevel === 1 ? 2n * M : 0x1000n;
+          ctx.host.lockEntry(exit.gpa & ~(size - 1n), exit.eeq.reqLevel);
+        }
+        return decision;
+      },
+    };
+    const run = bootGuest(linuxConfig(), { vmm: { tdx: busy } });
+    try {
+      expect(run.result.console).toContain('TDX: Failed to accept memory');
+      expect(run.result.console).toContain('-- System halted');
+      // Its halt loop's HLT raises #VE, for which the decompressor has no handler.
+      expect(run.result.outcome).toBe('terminated');
+      expect(run.linux!.failedAcceptCalls).toBeGreaterThan(0);
+      expect(run.linux!.accepted).toEqual([]);
     } finally {
       run.platform.machine.close();
     }
