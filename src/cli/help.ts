@@ -22,7 +22,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   boot: {
     exitStatus: [
-      [0, 'done: the guest reported a clean finish ("@mv done")'],
+      [0, 'done: the guest reported a clean finish ("@mv done"); with --linux, handover: the decompressor entered the kernel it decompressed'],
       [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
       USAGE_ERROR,
       [141, 'the reader of `--trace -` (or /dev/stdout) closed the pipe: the run was cut short, quietly (as SIGPIPE would)'],
@@ -31,12 +31,15 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       ['minivisor boot --platform snp --memory 4097M', 'SEV-SNP, a size that is not a multiple of 2M'],
       ['minivisor boot --accept eager --json --trace run.jsonl', 'one JSON object, the trace as JSON lines'],
       ['minivisor boot --trace run.json --map map.html', 'a Perfetto trace and a map with a time slider'],
+      ['minivisor boot --linux .linux/vmlinuz-* --memory 512M --fast', 'a real Linux decompressor to its hand-over (npm run fetch:linux first)'],
     ],
     unset: {
       '--max-instructions': '2000000000', '--trace': 'no trace file', '--firmware': 'the built firmware/build/firmware.elf',
       '--decompressor': 'ours (guest/build/guest-image.elf)', '--kernel': 'ours (linked into the guest image)',
       '--variant': 'the stubs as built, no planted bug', '--map': 'no map', '--trace-filter': 'every event',
       '--handover': 'none: the kernel halts after its workload',
+      '--pre-accept': '64M; 16M with --linux', '--linux': 'the stub guest image, no Linux kernel',
+      '--cmdline': 'console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr no5lvl',
     },
   },
   fuzz: {
