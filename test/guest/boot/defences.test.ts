@@ -66,7 +66,8 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'fw_config_bad_memory_bytes', platform: 'tdx', attack: 'memory size not 4K aligned (the memory description)', program: () => ({ ...tdx([]), memoryDescription: { memoryBytes: 128n * M + 1n } }), expected: /^fw_config_bad_memory_bytes/ },
   { check: 'fw_config_bad_accept_mode', platform: 'tdx', attack: 'accept mode 7', program: () => tdx([], [configWrite(0x28, 7n, 4)]), expected: /^fw_config_bad_accept_mode/ },
   { check: 'fw_config_bad_accept_unit', platform: 'tdx', attack: 'accept unit 12K', program: () => tdx([], [configWrite(0x2c, 0x3000n, 4)]), expected: /^fw_config_bad_accept_unit/ },
-  { check: 'fw_config_bad_flags', platform: 'tdx', attack: 'flags 1', program: () => tdx([], [configWrite(0x34, 1n, 4)]), expected: /^fw_config_bad_flags/ },
+  { check: 'fw_config_bad_flags', platform: 'tdx', attack: 'flags 2 (bit 0 is MV_FW_CONFIG_FLAG_LINUX)', program: () => tdx([], [configWrite(0x34, 2n, 4)]), expected: /^fw_config_bad_flags/ },
+  { check: 'fw_config_bad_linux_entry', platform: 'tdx', attack: 'the Linux flag with an entry inside the firmware range', program: () => tdx([], [configWrite(0x34, 1n, 4)]), expected: /^fw_config_bad_linux_entry/ },
   { check: 'fw_config_bad_guest_image_entry', platform: 'tdx', attack: 'entry point 0', program: () => tdx([], [configWrite(0x38, 0n)]), expected: /^fw_config_bad_guest_image_entry/ },
 
   // ---- platform protocols (guest/lib/platform.c) ----
