@@ -38,6 +38,7 @@ export function traceHeader(config: BootConfig): TraceHeader {
       ...(config.vcpus !== undefined && config.vcpus > 1 ? { vcpus: config.vcpus } : {}),
       ...(config.schedule !== undefined ? { schedule: config.schedule.policy, quantum: config.schedule.quantum } : {}),
       ...(config.handover !== undefined ? { handover: config.handover } : {}),
+      ...(config.linux !== undefined ? { linuxKernel: config.linux.kernelFile, linuxCmdline: config.linux.cmdline } : {}),
     },
   };
 }
