@@ -1,6 +1,6 @@
 /*
  * Kernel handover (issue 14 part 2), built only into the handover variants of the kernel
- * (guest/lib/variants.mk: handover-kexec): the honest default kernel compiles none of it, so
+ * (guest/lib/variants.mk: handover-kexec, handover-crash): the honest default kernel compiles none of it, so
  * its image, measurement and trace stay what they were.
  *
  * kexec: after its workload the kernel loads a second kernel image (linked into it, the way
@@ -10,6 +10,10 @@
  * reserved memory, and the next kernel finds it through its boot parameters (Linux: efi.unaccepted
  * from the EFI config table, reserve_unaccepted() in drivers/firmware/efi/efi.c; the kexec'd
  * kernel's decompressor looks it up through boot_params.efi_info). Here that is bp->bitmap_gpa.
+ *
+ * crash: the crash kernel is loaded at boot into the same region (reserved and accepted, like
+ * crashkernel= and kexec -p); the first kernel panics at a seeded point of its workload and jumps
+ * to it; it reads the table and dumps the memory the first kernel had accepted (crash.c).
  */
 #ifndef MINIVISOR_KERNEL_HANDOVER_H
 #define MINIVISOR_KERNEL_HANDOVER_H
@@ -35,6 +39,14 @@ struct mv_kexec_record {
 	u64 first_kernel_unaccepted_units; /* set bits in the table at the jump */
 };
 
+/* crash: the record the first kernel leaves at MV_KEXEC_RECORD_GPA for the crash kernel. */
+#define MV_CRASH_RECORD_MAGIC    0x50554d4448534152ull /* "RASHDUMP" */
+struct mv_crash_record {
+	u64 magic;
+	u64 panic_chunk;              /* the workload chunk the first kernel panicked at */
+	u64 accept_calls_at_panic;    /* the guest's own accept_calls_4k + _2m then */
+};
+
 /* The kernel's allocator, lent to the handover code (main.c keeps them static). */
 struct mv_handover_ops {
 	void (*reserve)(u64 start, u64 end);
@@ -46,12 +58,28 @@ struct mv_handover_ops {
  * kexec_core sanity_check_segment_list() accepts every segment destination); the second kernel
  * reserves its own region, the record and the preserved region, and checks the preserved data. */
 void mv_handover_boot(struct mv_boot_params *bp, const struct mv_handover_ops *ops);
+#ifdef MV_HANDOVER_KEXEC
 #ifndef MV_KEXEC_TARGET
 /* After the workload: load the second kernel, leave the preserved data, jump. */
 noreturn void mv_handover_kexec(struct mv_boot_params *bp, const struct mv_handover_ops *ops);
 #else
 /* The second kernel's report, after its own workload. */
 void mv_handover_report(struct mv_boot_params *bp);
+#endif
+#endif
+
+#ifdef MV_HANDOVER_CRASH
+#ifdef MV_KEXEC_TARGET
+#define MV_CRASH_KERNEL 1
+#endif
+#ifndef MV_KEXEC_TARGET
+/* The workload chunk, of `chunks`, at which the first kernel panics (from the seed). */
+u64 mv_handover_panic_chunk(struct mv_boot_params *bp, u64 chunks);
+noreturn void mv_handover_panic(struct mv_boot_params *bp, u64 chunk);
+#else
+/* The crash kernel: dump the first kernel's accepted memory, never accepting anything. */
+noreturn void mv_crash_kernel_main(struct mv_boot_params *bp);
+#endif
 #endif
 
 #endif

@@ -5,7 +5,7 @@
  */
 #include <minivisor/guest.h>
 #include "smp.h"
-#ifdef MV_HANDOVER_KEXEC
+#ifdef MV_HANDOVER
 #include "handover.h"
 #endif
 
@@ -244,12 +244,20 @@ static u64 patterns[MAX_CHUNKS];
 static u64 chunk_count;
 static volatile u64 next_chunk;
 
+#if defined(MV_HANDOVER_CRASH) && !defined(MV_KEXEC_TARGET)
+static u64 panic_chunk; /* --handover crash: where the workload panics (one vCPU only) */
+#endif
+
 /* Run on every CPU at once: take the next chunk number, allocate (and so accept) the chunk,
  * fill it. Neighbouring chunks share a 2 MiB unit and the guard unit past each, so CPUs keep
  * asking to accept the same units: the accepting list is what keeps that to one accept each. */
 static void allocate_chunks(void)
 {
 	for (u64 i = mv_atomic_fetch_add(&next_chunk, 1); i < chunk_count; i = mv_atomic_fetch_add(&next_chunk, 1)) {
+#if defined(MV_HANDOVER_CRASH) && !defined(MV_KEXEC_TARGET)
+		if (i == panic_chunk)
+			mv_handover_panic(bp, i);
+#endif
 		chunks[i] = kalloc(CHUNK_BYTES, MV_PAGE_SIZE);
 		u64 state = bp->seed ^ 0x6368756e6b000000ull ^ i; /* "chunk" */
 		patterns[i] = mv_splitmix64(&state);
@@ -267,6 +275,9 @@ static void workload(void)
 		mv_on_accepted = check_fresh_pages_zero;
 
 	chunk_count = count;
+#if defined(MV_HANDOVER_CRASH) && !defined(MV_KEXEC_TARGET)
+	panic_chunk = mv_handover_panic_chunk(bp, count);
+#endif
 	smp_run_on_all(allocate_chunks, kalloc);
 	for (u64 i = 0; i < count; i++)
 		verify_pattern((const void *)(uintptr_t)chunks[i], chunks[i], CHUNK_BYTES, patterns[i]);
@@ -322,8 +333,11 @@ void kernel_main(struct mv_boot_params *params)
 	mv_report_stage("kernel");
 #endif
 	mv_bitmap_attach(bp);
+#ifdef MV_CRASH_KERNEL
+	mv_crash_kernel_main(bp);
+#endif
 	allocator_init();
-#ifdef MV_HANDOVER_KEXEC
+#if defined(MV_HANDOVER) && !defined(MV_CRASH_KERNEL)
 	static const struct mv_handover_ops handover_ops = { reserve_pages, kalloc, accept_memory };
 	mv_handover_boot(bp, &handover_ops);
 #endif
@@ -355,7 +369,7 @@ void kernel_main(struct mv_boot_params *params)
 	mv_report_stat("conversions", conversions);
 	mv_report_stat("zero_checked_pages", zero_checked_pages);
 	mv_report_stat("cpus", smp_cpu_count());
-#ifdef MV_KEXEC_TARGET
+#if defined(MV_HANDOVER_KEXEC) && defined(MV_KEXEC_TARGET)
 	mv_handover_report(bp);
 #endif
 	mv_report_done();

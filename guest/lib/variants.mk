@@ -6,7 +6,8 @@
 # memory map the VMM wrote into the config page, unchecked (like a firmware that passes the
 # VMM's memory description through), so the decompressor's memory-map checks can be attacked.
 VARIANTS := accept-already-accepted map-gpa-unbounded-retry psc-error-ignored e820-unchecked \
-	reaccept-skipped trusts-injected-exception map-from-config accepting-list-missing handover-kexec
+	reaccept-skipped trusts-injected-exception map-from-config accepting-list-missing handover-kexec \
+	handover-crash
 variant_flags.accept-already-accepted := -DMV_PLANT_ACCEPT_ALREADY_ACCEPTED
 variant_flags.map-gpa-unbounded-retry := -DMV_PLANT_MAP_GPA_UNBOUNDED_RETRY
 variant_flags.psc-error-ignored := -DMV_PLANT_PSC_ERROR_IGNORED
@@ -15,8 +16,9 @@ variant_flags.reaccept-skipped := -DMV_PLANT_REACCEPT_SKIPPED
 variant_flags.trusts-injected-exception := -DMV_PLANT_TRUSTS_INJECTED_EXCEPTION
 variant_flags.map-from-config := -DMV_FIXTURE_MAP_FROM_CONFIG
 variant_flags.accepting-list-missing := -DMV_PLANT_NO_ACCEPTING_LIST
-# Not a bug either: the kernel with the kexec handover (guest/kernel/handover.h), `boot --handover kexec`.
-variant_flags.handover-kexec := -DMV_HANDOVER_KEXEC
+# Not bugs either: the kernel with a handover (guest/kernel/handover.h), `boot --handover kexec|crash`.
+variant_flags.handover-kexec := -DMV_HANDOVER -DMV_HANDOVER_KEXEC
+variant_flags.handover-crash := -DMV_HANDOVER -DMV_HANDOVER_CRASH
 
 # $(eval $(variant_rules)): `variants` re-runs the including Makefile once per variant with
 # BUILD=build/variants/<name> and the variant's flags.

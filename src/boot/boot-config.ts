@@ -35,7 +35,8 @@ export interface BootConfig {
   schedule?: { policy: SchedulePolicy; quantum: number };
   /**
    * After its workload the kernel hands over to a second kernel (guest/kernel/handover.h):
-   * `kexec` loads one and jumps to it with the acceptance table. Boots the handover build of
+   * `kexec` loads one and jumps to it with the acceptance table; `crash` panics mid-workload into
+   * a crash kernel loaded at boot, which dumps the accepted memory. Boots the handover build of
    * the kernel; without it the kernel is the default one, byte for byte.
    */
   handover?: Handover;
@@ -51,5 +52,5 @@ export interface LinuxBootConfig {
   cmdline: string;
 }
 
-export const HANDOVERS = ['kexec'] as const;
+export const HANDOVERS = ['kexec', 'crash'] as const;
 export type Handover = (typeof HANDOVERS)[number];

@@ -113,7 +113,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     if (config.decompressorFile !== undefined || config.kernelFile !== undefined) throw new BootOptionError('--handover boots the built kernel with its handover: it cannot be combined with --decompressor or --kernel');
     if (config.vcpus !== undefined) throw new BootOptionError('--handover runs one vCPU: the kernel jumps to the next one with no APs to stop');
     // The second kernel's workload is twice the first's (guest/kernel/kexec.c), beside the first's memory.
-    if (workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
+    if (raw.handover === 'kexec' && workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
     config.handover = raw.handover as Handover;
   }
   if (raw.fast) {

@@ -13,6 +13,7 @@ import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
+import { verifyCrashDump, type CrashDumpReport } from '../../boot/crash-dump.js';
 import { builtImagePaths } from '../../boot/images.js';
 import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
@@ -33,6 +34,15 @@ function summary(r: BootResult): string[] {
     `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
     ...(r.failure ? formatFailure(r.failure).map((line) => `  ${line}`) : []),
   ];
+}
+
+function crashDumpLines(d: CrashDumpReport): string[] {
+  if (d.ok) return [`  crash dump: checked against the hardware, ${d.ranges.length} accepted range(s), ${formatSize(d.dumpedBytes)}; unaccepted memory skipped untouched`];
+  return [`  crash dump: FAILED: ${d.problems.length} problem(s)`, ...d.problems.map((p) => `    ${p}`)];
+}
+
+function crashDumpJson(d: CrashDumpReport): { ok: boolean; ranges: number; dumpedBytes: number; problems: string[] } {
+  return { ok: d.ok, ranges: d.ranges.length, dumpedBytes: Number(d.dumpedBytes), problems: d.problems };
 }
 
 function verifyLines(v: VerifyReport): string[] {
@@ -92,7 +102,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--vcpus <n>', 'vCPUs (TDX): the APs park in the firmware and the kernel accepts from all of them at once', '1')
     .option('--schedule <policy>', 'with several vCPUs: round-robin, random or pct turns, seeded by --seed', 'random')
     .option('--quantum <n>', 'with several vCPUs: the most instructions a vCPU runs before another may', String(DEFAULT_QUANTUM))
-    .option('--handover <kind>', 'after its workload the kernel hands over to a second kernel: kexec (guest/kernel/handover.h)')
+    .option('--handover <kind>', 'the kernel hands over to a second kernel: kexec after its workload, or crash (a panic mid-workload into a crash kernel that dumps accepted memory, checked against the hardware) (guest/kernel/handover.h)')
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol, TDX only')
     .option('--fast', 'fast mode: count no instructions and impose no instruction budget (a wall-clock hang guard only)')
@@ -105,6 +115,7 @@ export function bootCommand(io: CliIo): Command {
       let config: BootConfig;
       let result: BootResult;
       let verified: VerifyReport | undefined;
+      let crashDump: CrashDumpReport | undefined;
       let traceWriter: TraceOutput | undefined;
       // With `--trace -` stdout is the trace's: the console and the summary go to stderr.
       const say = raw.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
@@ -143,6 +154,7 @@ export function bootCommand(io: CliIo): Command {
         try {
           if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);
           if (raw.verify) verified = verifyBoot(run);
+          if (config.handover === 'crash' && result.outcome === 'done') crashDump = verifyCrashDump(run);
         } finally {
           run.platform.machine.close();
         }
@@ -164,8 +176,11 @@ export function bootCommand(io: CliIo): Command {
         io.exitCode = EXIT_READER_GONE;
         return;
       }
-      if (raw.json) io.out(JSON.stringify(verified ? { ...result, verify: verifyReportJson(verified) } : result));
-      else for (const line of [...summary(result), ...(linuxReport ? formatLinuxBootReport(linuxReport) : []), ...(verified ? verifyLines(verified) : [])]) say(line);
-      io.exitCode = bootSucceeded(config, result.outcome) && (verified?.ok ?? true) ? 0 : 1;
+      if (raw.json) {
+        io.out(JSON.stringify({ ...result, ...(verified ? { verify: verifyReportJson(verified) } : {}), ...(crashDump ? { crashDump: crashDumpJson(crashDump) } : {}) }));
+      } else {
+        for (const line of [...summary(result), ...(linuxReport ? formatLinuxBootReport(linuxReport) : []), ...(verified ? verifyLines(verified) : []), ...(crashDump ? crashDumpLines(crashDump) : [])]) say(line);
+      }
+      io.exitCode = bootSucceeded(config, result.outcome) && (verified?.ok ?? true) && (crashDump?.ok ?? true) ? 0 : 1;
     });
 }
