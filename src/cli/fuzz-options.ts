@@ -37,8 +37,10 @@ export class FuzzOptionError extends Error {
 
 export const FUZZ_DEFAULTS = {
   platform: 'tdx', stage: 'kernel', time: '60s', seed: '1', jobs: '1', out: 'fuzz-out', workload: '1M', memory: '128M',
-  // One execution's budget: far above an honest run, small enough that a looping guest ends quickly.
-  maxInstructions: '50000000',
+  // One execution's budget: about 100x an honest kernel-stage execution and 9x a whole honest boot
+  // (stage all) at the default 1M workload, so a mutant that makes the guest loop costs milliseconds,
+  // not seconds; a campaign whose honest execution needs more stops with a usage error.
+  maxInstructions: '5000000',
 } as const;
 
 const MAX_JOBS = 256;

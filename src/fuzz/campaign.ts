@@ -73,6 +73,14 @@ interface CorpusEntry {
 
 const HONEST = (platform: AttackProgram['platform']): AttackProgram => ({ platform, decisions: [] });
 
+/**
+ * The honest execution itself ran out of the per-execution instruction budget: every mutant would
+ * too, so the campaign would only measure the budget. A configuration error (raise the budget).
+ */
+export class HonestRunOverBudgetError extends Error {
+  override name = 'HonestRunOverBudgetError';
+}
+
 export function findingSignature(f: Pick<OracleFinding, 'category' | 'detail'>): string {
   return `${f.category}: ${f.detail.replace(/0x[0-9a-f]+/gi, 'N').replace(/\d+/g, 'N')}`;
 }
@@ -160,6 +168,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   for (const program of initial) {
     if (stats.execs >= runs || performanceNow() >= deadline) break;
     const e = executor.execute(program);
+    if (program === initial[0] && e.judgement.outcome.outcome === 'budget') {
+      throw new HonestRunOverBudgetError(`the honest execution needs more than its budget of ${target.maxInstructions} instructions ` +
+        `(guest instructions plus host-work charges; it stopped after ${e.instructions} guest instructions); raise --max-instructions or fuzz a smaller --workload`);
+    }
     await account(program, e);
     // The honest run always seeds the corpus, so mutation has a profile to aim with.
     if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });

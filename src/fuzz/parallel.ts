@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { traceLine } from '../shared/trace.js';
 import type { AttackProgram } from './attack-program.js';
-import { findingSignature, runCampaign, type CampaignStats } from './campaign.js';
+import { findingSignature, HonestRunOverBudgetError, runCampaign, type CampaignStats } from './campaign.js';
 import { createExecutor } from './create-executor.js';
 import type { Executor, FuzzTarget } from './executor.js';
 import { storedFinding, type StoredFinding } from './finding-file.js';
@@ -64,7 +64,7 @@ export type JobMessage =
   | { kind: 'stats'; job: number; stats: CampaignStats }
   | { kind: 'finding'; job: number; finding: StoredFinding; traceLines: string[] }
   | { kind: 'done'; job: number; result: JobResult }
-  | { kind: 'error'; job: number; message: string };
+  | { kind: 'error'; job: number; message: string; overBudget?: boolean };
 
 /** The trace of one execution of `program`, as JSON lines (what trace.jsonl holds). */
 export function traceLinesOf(executor: Executor, program: AttackProgram): { lines: string[]; sha256: string } {
@@ -184,7 +184,7 @@ export async function runFuzz(options: FuzzRunOptions): Promise<FuzzRunResult> {
       } else if (m.kind === 'done') {
         resolve(m.result);
       } else if (m.kind === 'error') {
-        reject(new Error(`fuzz job ${m.job} failed: ${m.message}`));
+        reject(m.overBudget ? new HonestRunOverBudgetError(m.message) : new Error(`fuzz job ${m.job} failed: ${m.message}`));
       }
     });
     worker.on('error', reject);

@@ -1,11 +1,14 @@
 // One fuzzing job in a worker thread (one emulator per thread): runs a campaign and reports its
 // progress, findings (with their trace) and corpus to the parent (parallel.ts).
 import { parentPort, workerData } from 'node:worker_threads';
+import { HonestRunOverBudgetError } from './campaign.js';
 import { runJob, type JobMessage, type JobSpec } from './parallel.js';
 
 const spec = workerData as JobSpec;
 const post = (m: JobMessage) => parentPort!.postMessage(m);
 runJob(spec, post).then(
   (result) => post({ kind: 'done', job: spec.job, result }),
-  (err: unknown) => post({ kind: 'error', job: spec.job, message: err instanceof Error ? err.stack ?? err.message : String(err) }),
+  (err: unknown) => post(err instanceof HonestRunOverBudgetError
+    ? { kind: 'error', job: spec.job, message: err.message, overBudget: true }
+    : { kind: 'error', job: spec.job, message: err instanceof Error ? err.stack ?? err.message : String(err) }),
 );

@@ -32,6 +32,12 @@ describe('minivisor fuzz', () => {
     expect(io.stderr.join('\n')).toMatch(message);
   });
 
+  it('stops with exit status 2 when the honest execution exceeds the budget', async () => {
+    const io = capture();
+    expect(await main(['fuzz', ...small, '--runs', '4', '--max-instructions', '20000', '--out', tmp()], io), io.stderr.join('\n')).toBe(2);
+    expect(io.stderr.join('\n')).toMatch(/honest execution needs more than its budget of 20000 instructions .*raise --max-instructions/);
+  });
+
   it('runs a fixed number of executions and writes corpus/, findings/ and stats.json', async () => {
     const out = tmp();
     const io = capture();

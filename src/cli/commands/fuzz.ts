@@ -1,7 +1,7 @@
 // `minivisor fuzz`: coverage-guided fuzzing of a hostile VMM against the guest's acceptance code,
 // and `minivisor fuzz merge` to combine output directories (shards, machines).
 import { Command } from 'commander';
-import type { CampaignStats } from '../../fuzz/campaign.js';
+import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaign.js';
 import { GuestImageError } from '../../boot/images.js';
 import { FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
@@ -113,6 +113,11 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     if (err instanceof GuestImageError) {
       io.err(`minivisor fuzz: ${err.message}`);
       io.exitCode = 1;
+      return;
+    }
+    if (err instanceof HonestRunOverBudgetError) {
+      io.err(`minivisor fuzz: ${err.message}`);
+      io.exitCode = 2;
       return;
     }
     throw err;
