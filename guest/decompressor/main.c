@@ -12,6 +12,9 @@
  */
 #include <minivisor/guest.h>
 #include "lz4.h"
+#ifdef MV_TRACKING_MEMMAP
+#include "memmap-record.h"
+#endif
 
 extern const u8 mv_payload_start[], mv_payload_end[];
 extern const u8 __image_end[]; /* decompressor.ld: the end of this image's bss */
@@ -60,6 +63,7 @@ static void validate_e820(const struct mv_boot_params *bp)
 	}
 }
 
+#ifndef MV_TRACKING_MEMMAP /* the bitmap (Roedel), the default */
 /* The [start, end) part of an entry where the bitmap may go without colliding with the
  * head/tail acceptance of process_unaccepted (unaccepted entries: unit-aligned interior). */
 static bool bitmap_window(const struct mv_e820_entry *e, u64 unit, u64 floor, u64 *lo, u64 *hi)
@@ -131,6 +135,8 @@ static void process_unaccepted(u64 start, u64 end, u64 unit)
 	mv_boot_params()->stats.unaccepted_units += (tail_start - head_end) / unit;
 }
 
+#endif
+
 /* The kernel output range must be backed by usable RAM entries without holes. */
 static void check_kernel_range(const struct mv_boot_params *bp, u64 start, u64 end)
 {
@@ -191,6 +197,15 @@ void decompressor_main(struct mv_boot_params *bp)
 	u64 kernel_end = kernel_start + ALIGN_UP(payload->memory_bytes, MV_SIZE_2M);
 	check_kernel_range(bp, kernel_start, kernel_end);
 
+#ifdef MV_TRACKING_MEMMAP
+	/* --tracking memmap (Kleen): no bitmap. Accept the output range and record it by splitting
+	 * the map's unaccepted entries; the kernel learns what was accepted from the map alone. */
+	mv_map_private(bp, kernel_start, kernel_end);
+	mv_memmap_accept_and_record(bp, kernel_start, kernel_end);
+	bp->bitmap_gpa = 0;
+	bp->bitmap_bytes = 0;
+	bp->stats.unaccepted_units = 0;
+#else
 	/* The bitmap covers [0, end of the last usable entry), one bit per unit. */
 	u64 unit = bp->accept_unit, span_end = 0;
 	for (u32 i = 0; i < bp->e820_count; i++)
@@ -234,6 +249,7 @@ void decompressor_main(struct mv_boot_params *bp)
 	/* Accept the output range through the bitmap, then decompress into it. */
 	mv_map_private(bp, kernel_start, kernel_end);
 	mv_accept_bitmap_range(kernel_start, kernel_end);
+#endif
 	u8 *out = (u8 *)(uintptr_t)kernel_start;
 	u64 got = 0;
 	int err = lz4_decompress_block((const u8 *)(payload + 1), payload->compressed_bytes, out,
@@ -251,8 +267,12 @@ void decompressor_main(struct mv_boot_params *bp)
 	bp->kernel_bytes = kernel_end - kernel_start;
 
 	mv_report_stat("decompressor_accepted_bytes", bp->stats.accepted_bytes[MV_STAGE_DECOMPRESSOR]);
+#ifdef MV_TRACKING_MEMMAP
+	mv_report_stat("memmap_entries", bp->e820_count);
+#else
 	mv_report_stat("bitmap_gpa", bitmap_gpa);
 	mv_report_stat("bitmap_bytes", bitmap_bytes);
+#endif
 	mv_report_stat("kernel_compressed_bytes", payload->compressed_bytes);
 	mv_report_stat("kernel_image_bytes", payload->image_bytes);
 	mv_enter(payload->entry_gpa, (u64)(uintptr_t)bp, MV_DECOMPRESSOR_STACK_TOP);

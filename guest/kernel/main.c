@@ -8,9 +8,11 @@
 #ifdef MV_HANDOVER
 #include "handover.h"
 #endif
+#include "tracking.h"
 
 #define CHUNK_BYTES      0x100000ull /* workload allocation size: below a 2 MiB unit on purpose */
 #define MAX_CHUNKS       4096
+_Static_assert(MAX_CHUNKS <= MV_KERNEL_MAX_CHUNKS, "tracking.h bounds the allocations");
 /* Free extents: one per E820 range, plus the holes the workload punches by freeing every other
  * chunk (at most MAX_CHUNKS / 2 + 1), plus the boot-time reservations that split one. Sized for
  * the largest workload (MAX_CHUNKS chunks), so a valid --workload never fills it; 16 bytes each. */
@@ -33,9 +35,9 @@ static volatile u64 zero_checked_pages;
 static void accept_memory(u64 start, u64 size)
 {
 	u64 end = start + size; /* sizes are the kernel's own, at most a workload chunk */
-	if (end % mv_bitmap.unit == 0)
-		end += mv_bitmap.unit;
-	mv_accept_bitmap_range(start, end);
+	if (end % tracking_unit(bp) == 0)
+		end += tracking_unit(bp);
+	tracking_accept_range(start, end);
 }
 
 /* The qwords of a page the workload writes and the zero checks read: the first (a tag), the last
@@ -296,7 +298,7 @@ static void workload(void)
 	for (u64 i = 1; i < count; i += 2) {
 		chunks[i] = alloc_pages(CHUNK_BYTES, MV_PAGE_SIZE);
 		mv_map_private(bp, chunks[i], chunks[i] + CHUNK_BYTES);
-		if (mv_bitmap_unaccepted(chunks[i]) || mv_bitmap_unaccepted(chunks[i] + CHUNK_BYTES - 1))
+		if (tracking_unaccepted(chunks[i]) || tracking_unaccepted(chunks[i] + CHUNK_BYTES - 1))
 			mv_fatal("reallocated_memory_not_accepted", chunks[i]);
 		accept_memory(chunks[i], CHUNK_BYTES);
 		patterns[i] = mv_splitmix64(&rng);
@@ -332,7 +334,7 @@ void kernel_main(struct mv_boot_params *params)
 #ifndef MV_KEXEC_TARGET
 	mv_report_stage("kernel");
 #endif
-	mv_bitmap_attach(bp);
+	tracking_attach(bp);
 #ifdef MV_CRASH_KERNEL
 	mv_crash_kernel_main(bp);
 #endif
@@ -346,7 +348,7 @@ void kernel_main(struct mv_boot_params *params)
 		/* accept_memory=eager: everything now, through the same bitmap path. */
 		for (u32 i = 0; i < bp->e820_count; i++)
 			if (bp->e820[i].type == MV_E820_UNACCEPTED)
-				mv_accept_bitmap_range(bp->e820[i].addr, bp->e820[i].addr + bp->e820[i].size);
+				tracking_accept_range(bp->e820[i].addr, bp->e820[i].addr + bp->e820[i].size);
 	}
 
 	workload();
@@ -363,7 +365,7 @@ void kernel_main(struct mv_boot_params *params)
 	mv_report_stat("accept_calls_2m", s->accept_calls_2m);
 	mv_report_stat("size_mismatch_fallbacks", s->size_mismatch_fallbacks);
 	mv_report_stat("page_state_requests", s->psc_requests);
-	mv_report_stat("unaccepted_bytes_remaining", s->unaccepted_units * mv_bitmap.unit);
+	mv_report_stat("unaccepted_bytes_remaining", tracking_unaccepted_bytes(s));
 	mv_report_stat("workload_bytes_verified", workload_bytes_verified);
 	mv_report_stat("reallocated_bytes", reallocated_bytes);
 	mv_report_stat("conversions", conversions);
@@ -372,6 +374,7 @@ void kernel_main(struct mv_boot_params *params)
 #if defined(MV_HANDOVER_KEXEC) && defined(MV_KEXEC_TARGET)
 	mv_handover_report(bp);
 #endif
+	tracking_report();
 	mv_report_done();
 	mv_halt_forever();
 }

@@ -57,6 +57,10 @@ static const char *vector_name(u64 vector)
 	}
 }
 
+#ifdef MV_TRACKING_MEMMAP
+void (*mv_validation_request)(u64 start, u64 end);
+#endif
+
 #ifdef MV_PLANT_TRUSTS_INJECTED_EXCEPTION
 /* Planted bug: a #VE (EPT violation) or #VC 0x404 (page not validated) is taken at its word as
  * "this page still needs accepting": the page it names is accepted and the access retried, with
@@ -76,6 +80,13 @@ static bool accept_faulting_page(const struct mv_exception_frame *frame)
 		return false;
 	}
 	u64 page = ALIGN_DOWN(gpa, MV_PAGE_SIZE);
+#ifdef MV_TRACKING_MEMMAP
+	/* --tracking memmap: the request goes through Kleen's check like any other (the kernel's). */
+	if (mv_validation_request) {
+		mv_validation_request(page, page + MV_PAGE_SIZE);
+		return true;
+	}
+#endif
 	mv_arch_accept(page, page + MV_PAGE_SIZE);
 	return true;
 }

@@ -7,7 +7,8 @@
 # VMM's memory description through), so the decompressor's memory-map checks can be attacked.
 VARIANTS := accept-already-accepted map-gpa-unbounded-retry psc-error-ignored e820-unchecked \
 	reaccept-skipped trusts-injected-exception map-from-config accepting-list-missing handover-kexec \
-	handover-crash
+	handover-crash \
+	tracking-memmap tracking-memmap+map-from-config tracking-memmap+trusts-injected-exception
 variant_flags.accept-already-accepted := -DMV_PLANT_ACCEPT_ALREADY_ACCEPTED
 variant_flags.map-gpa-unbounded-retry := -DMV_PLANT_MAP_GPA_UNBOUNDED_RETRY
 variant_flags.psc-error-ignored := -DMV_PLANT_PSC_ERROR_IGNORED
@@ -19,6 +20,11 @@ variant_flags.accepting-list-missing := -DMV_PLANT_NO_ACCEPTING_LIST
 # Not bugs either: the kernel with a handover (guest/kernel/handover.h), `boot --handover kexec|crash`.
 variant_flags.handover-kexec := -DMV_HANDOVER -DMV_HANDOVER_KEXEC
 variant_flags.handover-crash := -DMV_HANDOVER -DMV_HANDOVER_CRASH
+# `--tracking memmap` (Kleen's variant: the memory map is the record, no bitmap) is a build of
+# its own, honest or combined with the fixture or planted bug its fatal checks are attacked through.
+variant_flags.tracking-memmap := -DMV_TRACKING_MEMMAP
+variant_flags.tracking-memmap+map-from-config := -DMV_TRACKING_MEMMAP -DMV_FIXTURE_MAP_FROM_CONFIG
+variant_flags.tracking-memmap+trusts-injected-exception := -DMV_TRACKING_MEMMAP -DMV_PLANT_TRUSTS_INJECTED_EXCEPTION
 
 # $(eval $(variant_rules)): `variants` re-runs the including Makefile once per variant with
 # BUILD=build/variants/<name> and the variant's flags.

@@ -1,7 +1,7 @@
 // What one boot is: the platform, memory, acceptance policy, workload and seed. A library type
 // (exported from src/index.ts): the CLI parses flags into it (src/cli/boot-options.ts), scenario
 // files and the fuzzer build it; it carries no CLI-only fields (--json stays in the CLI).
-import type { StubVariant } from './images.js';
+import type { AcceptanceTracking, StubVariant } from './images.js';
 import type { SchedulePolicy } from '../cpu/vcpu-scheduler.js';
 
 export type PlatformName = 'tdx' | 'snp';
@@ -45,6 +45,8 @@ export interface BootConfig {
    * firmware pre-accepts, then enters the kernel's startup_64 (src/boot/linux/).
    */
   linux?: LinuxBootConfig;
+  /** How the guest records what it accepted; absent = 'bitmap' (the default build). */
+  tracking?: AcceptanceTracking;
 }
 
 export interface LinuxBootConfig {

@@ -45,18 +45,36 @@ export function isStubVariant(name: string): name is StubVariant {
 }
 
 /**
+ * How the guest records what it accepted (issue 14 part 3): `bitmap` is Roedel's Validation
+ * Bitmap, the default build; `memmap` is Kleen's variant, a build of its own (-DMV_TRACKING_MEMMAP
+ * in guest/lib/variants.mk): the decompressor records its accepts by splitting the memory map,
+ * the kernel keeps its state privately and panics on a validation request for reserved or
+ * already-validated memory.
+ */
+export const ACCEPTANCE_TRACKINGS = ['bitmap', 'memmap'] as const;
+export type AcceptanceTracking = (typeof ACCEPTANCE_TRACKINGS)[number];
+
+/** The stub variants built with memmap tracking too (the fixture and planted bug its checks are attacked through). */
+export const MEMMAP_VARIANTS: readonly StubVariant[] = ['map-from-config', 'trusts-injected-exception'];
+
+export function isAcceptanceTracking(name: string): name is AcceptanceTracking {
+  return (ACCEPTANCE_TRACKINGS as readonly string[]).includes(name);
+}
+
+/**
  * Where the images of the honest stubs (no variant) or of one variant are. A handover boots the
  * honest firmware with the kernel built for that handover (guest/lib/variants.mk handover-*).
  */
-export function builtImagePaths(variant?: StubVariant, handover?: Handover): { firmware: string; guestImage: string } {
+export function builtImagePaths(variant?: StubVariant, handover?: Handover, tracking: AcceptanceTracking = 'bitmap'): { firmware: string; guestImage: string } {
   if (handover !== undefined) {
     if (variant !== undefined) throw new GuestImageError(`a handover boots the honest stubs: it cannot be combined with the variant ${variant}`);
     return { firmware: BUILT_FIRMWARE, guestImage: join(root, 'guest', 'build', 'variants', `handover-${handover}`, 'guest-image.elf') };
   }
-  if (variant === undefined) return { firmware: BUILT_FIRMWARE, guestImage: BUILT_GUEST_IMAGE };
+  if (variant === undefined && tracking === 'bitmap') return { firmware: BUILT_FIRMWARE, guestImage: BUILT_GUEST_IMAGE };
+  const build = tracking === 'bitmap' ? variant! : variant === undefined ? 'tracking-memmap' : `tracking-memmap+${variant}`;
   return {
-    firmware: join(root, 'firmware', 'build', 'variants', variant, 'firmware.elf'),
-    guestImage: join(root, 'guest', 'build', 'variants', variant, 'guest-image.elf'),
+    firmware: join(root, 'firmware', 'build', 'variants', build, 'firmware.elf'),
+    guestImage: join(root, 'guest', 'build', 'variants', build, 'guest-image.elf'),
   };
 }
 
@@ -127,7 +145,7 @@ export function loadLinuxImages(config: BootConfig): LinuxImages | undefined {
 
 /** Every image file a boot with `config` reads (an output file must not overwrite one). */
 export function bootInputFiles(config: BootConfig): string[] {
-  const built = builtImagePaths(config.variant, config.handover);
+  const built = builtImagePaths(config.variant, config.handover, config.tracking);
   const files = [config.firmwareFile ?? built.firmware];
   if (config.decompressorFile === undefined && config.kernelFile === undefined) return [...files, built.guestImage];
   files.push(config.decompressorFile ?? BUILT_DECOMPRESSOR);
@@ -175,7 +193,7 @@ function composeGuestImage(config: BootConfig, parse: (path: string, what: strin
 
 /** Parses the firmware and guest image for `config` and encodes the firmware config it boots with. */
 export function loadBootImages(config: BootConfig): BootImages {
-  const built = builtImagePaths(config.variant, config.handover);
+  const built = builtImagePaths(config.variant, config.handover, config.tracking);
   const firmwarePath = config.firmwareFile ?? built.firmware;
   const parse = (path: string, what: string, windows: ReadonlyArray<{ start: bigint; end: bigint }>): ElfImage => {
     const bytes = readImage(path, what);

@@ -2,7 +2,7 @@
 import { parseSize, SizeError, formatSize } from './size.js';
 import { quoteForError } from '../shared/quote.js';
 import { HANDOVERS, type BootConfig, type Handover } from '../boot/boot-config.js';
-import { isStubVariant, STUB_VARIANTS } from '../boot/images.js';
+import { ACCEPTANCE_TRACKINGS, isAcceptanceTracking, isStubVariant, MEMMAP_VARIANTS, STUB_VARIANTS } from '../boot/images.js';
 import { MAX_VCPUS } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
 
@@ -29,6 +29,7 @@ export interface RawBootOptions {
   linux?: string;
   cmdline?: string;
   fast?: boolean;
+  tracking?: string;
 }
 
 export class BootOptionError extends Error {
@@ -127,6 +128,24 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     if (raw.handover !== undefined) throw new BootOptionError('--handover hands the stub kernel to a second one; --linux boots a Linux kernel instead');
     if (raw.variant !== undefined) throw new BootOptionError('--variant selects a stub guest image; --linux boots a kernel instead');
     config.linux = { kernelFile: raw.linux, cmdline: raw.cmdline ?? DEFAULT_LINUX_CMDLINE };
+  }
+  if (raw.tracking !== undefined) {
+    if (!isAcceptanceTracking(raw.tracking)) throw new BootOptionError(`--tracking must be one of ${ACCEPTANCE_TRACKINGS.join(', ')}, not ${quoteForError(raw.tracking)}`);
+    // 'bitmap' is the default build: leave the field out so the config (and its trace) is the default's.
+    if (raw.tracking === 'memmap') {
+      if (config.variant !== undefined && !MEMMAP_VARIANTS.includes(config.variant)) {
+        throw new BootOptionError(`--tracking memmap is built with --variant ${MEMMAP_VARIANTS.join(' or ')} only, not "${config.variant}"`);
+      }
+      // Kleen's design keeps the kernel's record private ("doesn't need to be visible in any outside
+      // interfaces"): there is no guest record for --verify to compare with the hardware.
+      if (raw.verify) throw new BootOptionError('--verify reads the acceptance bitmap; --tracking memmap keeps the kernel\'s record private, so there is nothing to compare');
+      // Both memmap stages come as one build; replacing one would pair it with a bitmap stage.
+      if (config.decompressorFile !== undefined || config.kernelFile !== undefined) throw new BootOptionError('--tracking memmap boots our memmap decompressor and kernel together: it does not take --decompressor or --kernel');
+      // The memmap kernel's private state has no accepting_list: one CPU accepts.
+      if (config.vcpus !== undefined) throw new BootOptionError('--tracking memmap runs on one vCPU: its private record has no accepting_list yet');
+      if (config.handover !== undefined || config.linux !== undefined) throw new BootOptionError('--tracking memmap boots our memmap stubs: it does not take --handover or --linux');
+      config.tracking = 'memmap';
+    }
   }
   return config;
 }

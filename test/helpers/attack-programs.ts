@@ -82,6 +82,7 @@ export function runAttack(attack: AttackProgram, flags: RawBootOptions = {}, sta
     platform: config.platform, stage, memoryBytes: config.memoryBytes, workloadBytes: config.workloadBytes, preAccept: config.preAccept,
     accept: config.accept, unitBytes: config.unitBytes, guestSeed: config.seed, maxInstructions: config.maxInstructions,
     ...(config.variant !== undefined ? { variant: config.variant } : {}),
+    ...(config.tracking !== undefined ? { tracking: config.tracking } : {}),
   };
   const execution = executeFromLaunch(target, attack);
   return { execution, outcome: execution.judgement.outcome };

@@ -255,6 +255,11 @@ bool mv_bitmap_unaccepted(u64 gpa);
 u64 mv_accept_bitmap_range(u64 start, u64 end);
 /* Optional: called after each newly accepted run (the kernel checks TDX zeroing with it). */
 extern void (*mv_on_accepted)(u64 start, u64 end);
+#ifdef MV_TRACKING_MEMMAP
+/* --tracking memmap: the kernel's checked validation path (kernel/memmap-state.c), set at kernel
+ * entry; the exception path of a planted variant sends its requests there. Null before. */
+extern void (*mv_validation_request)(u64 start, u64 end);
+#endif
 
 static inline struct mv_boot_params *mv_boot_params(void)
 {

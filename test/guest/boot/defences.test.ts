@@ -30,6 +30,8 @@ const honestMap = (memory = 128n * M) => [
 ];
 const TERM = (set: number, code: number) => new RegExp(`GHCB termination request: reason set ${set}, code ${code}$`);
 const PAGE_IN_USE = 0x1000n; // the kernel's first workload chunk: its tag is read again at the end
+const LAZY_PAGE_IN_USE = 0x4100000n; // with 256M/64M: a workload chunk above the 64 MiB pre-accept, accepted by the kernel
+const LAZY_EXIT = Number(process.env.LAZY_EXIT ?? 40);
 
 export interface DefenceAttack {
   /** The fatal check (its reason string, or the termination it sends before a console exists). */
@@ -169,6 +171,19 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
     return snp([], mapOverride(map));
   }, expected: /^page_table_pool_exhausted/ },
   { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }])), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
+
+  // ---- --tracking memmap (Kleen's variant): decompressor/memmap-record.c, kernel/memmap-state.c ----
+  { check: 'memmap_record_full', platform: 'tdx', attack: 'a 128-entry memory map whose unaccepted entry under the kernel range cannot be split, via map-from-config', flags: { tracking: 'memmap', variant: 'map-from-config' }, program: () => {
+    const map: { addr: bigint; size: bigint; type: number }[] = [
+      ...honestMap().slice(0, 2), { addr: FW_RESERVED.end, size: 4n * M, type: E820.ram }, { addr: 8n * M, size: 56n * M, type: E820.unaccepted },
+    ];
+    for (let k = 0n; k < 124n; k++) map.push({ addr: 64n * M + k * 0x2000n, size: 0x1000n, type: E820.unaccepted });
+    return tdx([], mapOverride(map));
+  }, expected: /^memmap_record_full 0x80/ },
+  { check: 'memmap_validate_accepted', platform: 'tdx', attack: 'a page the map shows accepted removed and re-added at the kernel stage\'s first exit: the planted #VE trust asks to validate it again', flags: { tracking: 'memmap', variant: 'trusts-injected-exception' }, stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: PAGE_IN_USE, level: 0 })]), expected: /^memmap_validate_accepted 0x1000/ },
+  { check: 'memmap_validate_accepted', platform: 'snp', attack: 'a page the map shows validated PSMASHed and re-assigned at the kernel stage\'s first exit: the planted #VC trust asks to validate it again', flags: { tracking: 'memmap', variant: 'trusts-injected-exception' }, stage: 'kernel', program: () => snp([atExit(0, { kind: 'snp.unvalidate', spa: PAGE_IN_USE })]), expected: /^memmap_validate_accepted 0x1000/ },
+  { check: 'memmap_validate_reserved', platform: 'tdx', attack: 'the boot params page (E820-reserved) removed and re-added at the kernel stage\'s first exit: the planted #VE trust asks to validate it', flags: { tracking: 'memmap', variant: 'trusts-injected-exception' }, stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: FW_RESERVED.start, level: 0 })]), expected: /^memmap_validate_reserved 0x200000/ },
+  { check: 'memmap_validate_accepted_privately', platform: 'tdx', attack: 'a workload page the kernel accepted lazily removed and re-added: the map still says unaccepted, the kernel\'s own state says accepted', flags: { tracking: 'memmap', variant: 'trusts-injected-exception', memory: '256M', workload: '64M' }, stage: 'kernel', program: () => tdx([atExit(LAZY_EXIT, { kind: 'tdx.replay-zeroed', gpa: LAZY_PAGE_IN_USE, level: 0 })]), expected: /^memmap_validate_accepted_privately 0x4100000/ },
 ];
 
 describe('every fatal check of the stubs is reached by an attack', () => {
