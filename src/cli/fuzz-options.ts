@@ -22,6 +22,7 @@ export interface RawFuzzOptions {
   json?: boolean;
   shard?: string;
   variant?: string;
+  tracking?: string;
 }
 
 /** A fuzz run as the library takes it, plus where to write and how to print. */
@@ -85,6 +86,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       ...(raw.accept !== undefined ? { accept: raw.accept } : {}),
       ...(raw.preAccept !== undefined ? { preAccept: raw.preAccept } : {}),
       ...(raw.variant !== undefined ? { variant: raw.variant } : {}),
+      ...(raw.tracking !== undefined ? { tracking: raw.tracking } : {}),
     });
   } catch (err) {
     if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
@@ -96,6 +98,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       platform: boot.platform, stage, memoryBytes: boot.memoryBytes, workloadBytes: boot.workloadBytes, preAccept: boot.preAccept,
       accept: boot.accept, unitBytes: boot.unitBytes, guestSeed: boot.seed, maxInstructions: boot.maxInstructions,
       ...(boot.variant !== undefined ? { variant: boot.variant } : {}),
+      ...(boot.tracking !== undefined ? { tracking: boot.tracking } : {}),
     },
     seed: boot.seed,
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),

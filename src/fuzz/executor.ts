@@ -2,7 +2,7 @@
 // shrinker and replay only see the `Executor` interface, so how a VM gets to its starting point
 // (a full boot, or a whole-VM snapshot restored per execution) is this file's business.
 import type { BootConfig } from '../boot/boot-config.js';
-import type { StubVariant } from '../boot/images.js';
+import type { AcceptanceTracking, StubVariant } from '../boot/images.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { loadBootImages } from '../boot/images.js';
 import type { TraceEvent } from '../shared/trace.js';
@@ -31,6 +31,8 @@ export interface FuzzTarget {
   maxInstructions: bigint;
   /** A planted-bug variant of the stubs (guest/lib/variants.mk) instead of the honest ones. */
   variant?: StubVariant;
+  /** The guest's acceptance record (issue 14 part 3); absent = the bitmap, the default build. */
+  tracking?: AcceptanceTracking;
 }
 
 export interface Execution {
@@ -82,6 +84,7 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
     platform: target.platform, memoryBytes: target.memoryBytes, preAccept: target.preAccept, accept: target.accept,
     unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
     maxInstructions: target.maxInstructions, ...(target.variant !== undefined ? { variant: target.variant } : {}),
+    ...(target.tracking !== undefined ? { tracking: target.tracking } : {}),
   };
 }
 

@@ -3,7 +3,7 @@
 // hash its execution produced. Bigints are "0x…" strings, as in attack programs.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isStubVariant } from '../boot/images.js';
+import { isAcceptanceTracking, isStubVariant } from '../boot/images.js';
 import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type AttackProgram } from './attack-program.js';
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
@@ -50,6 +50,7 @@ export function targetToJson(t: FuzzTarget): Record<string, unknown> {
     platform: t.platform, stage: t.stage, memoryBytes: hex(t.memoryBytes), workloadBytes: hex(t.workloadBytes),
     preAccept: t.preAccept === 'all' ? 'all' : hex(t.preAccept), accept: t.accept, unitBytes: hex(t.unitBytes),
     guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions), ...(t.variant !== undefined ? { variant: t.variant } : {}),
+    ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
   };
 }
 
@@ -104,6 +105,11 @@ function targetFromJson(v: unknown, path: string): FuzzTarget {
     const variant = str(t, 'variant', path);
     if (!isStubVariant(variant)) fail(path, `target.variant "${variant}" is not a stub variant this minivisor builds`);
     target.variant = variant;
+  }
+  if (t.tracking !== undefined) {
+    const tracking = str(t, 'tracking', path);
+    if (!isAcceptanceTracking(tracking)) fail(path, `target.tracking "${tracking}" must be bitmap or memmap`);
+    if (tracking === 'memmap') target.tracking = tracking;
   }
   return target;
 }

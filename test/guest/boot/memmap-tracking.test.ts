@@ -4,6 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { parseBootOptions, BootOptionError, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
+import { parseFuzzOptions } from '../../../src/cli/fuzz-options.js';
+import { createExecutor } from '../../../src/fuzz/create-executor.js';
+import { targetToJson } from '../../../src/fuzz/finding-file.js';
 
 const M = 1024n * 1024n;
 
@@ -51,5 +54,23 @@ describe('--tracking memmap', () => {
     expect(() => parseBootOptions({ tracking: 'pageflags' })).toThrow(BootOptionError);
     expect(() => parseBootOptions({ tracking: 'memmap', variant: 'reaccept-skipped' })).toThrow(/built with --variant/);
     expect(() => parseBootOptions({ tracking: 'memmap', verify: true })).toThrow(/nothing to compare/);
+  });
+
+  it('the fuzzer runs the memmap stubs: the honest program is benign, and a finding file names the design', () => {
+    const { target } = parseFuzzOptions({ platform: 'snp', tracking: 'memmap', runs: '1' });
+    expect(target.tracking).toBe('memmap');
+    expect(targetToJson(target).tracking).toBe('memmap');
+    const run = (t: typeof target) => {
+      const executor = createExecutor(t);
+      try {
+        return executor.execute({ platform: 'snp', decisions: [] });
+      } finally {
+        executor.close();
+      }
+    };
+    const memmap = run(target);
+    expect(memmap.judgement.verdict, memmap.judgement.outcome.reason).toBe('benign');
+    const { tracking: _, ...bitmapTarget } = target;
+    expect(memmap.traceSha256).not.toBe(run(bitmapTarget).traceSha256); // the memmap images ran, not the default ones
   });
 });
