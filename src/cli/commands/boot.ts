@@ -103,7 +103,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--schedule <policy>', 'with several vCPUs: round-robin, random or pct turns, seeded by --seed', 'random')
     .option('--quantum <n>', 'with several vCPUs: the most instructions a vCPU runs before another may', String(DEFAULT_QUANTUM))
     .option('--handover <kind>', 'the kernel hands over to a second kernel: kexec after its workload, or crash (a panic mid-workload into a crash kernel that dumps accepted memory, checked against the hardware) (guest/kernel/handover.h)')
-    .option('--tracking <design>', "the guest's record of accepted memory: bitmap (Roedel's validation bitmap, the default) or memmap (Kleen's: the memory map plus private kernel state)")
+    .option('--tracking <design>', "the guest's record of accepted memory: bitmap (Roedel's validation bitmap) or memmap (Kleen's: the memory map plus private kernel state) (default: bitmap)")
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
     .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol, TDX only')
     .option('--fast', 'fast mode: count no instructions and impose no instruction budget (a wall-clock hang guard only)')
