@@ -54,6 +54,7 @@ describe('--tracking memmap', () => {
     expect(() => parseBootOptions({ tracking: 'pageflags' })).toThrow(BootOptionError);
     expect(() => parseBootOptions({ tracking: 'memmap', variant: 'reaccept-skipped' })).toThrow(/built with --variant/);
     expect(() => parseBootOptions({ tracking: 'memmap', verify: true })).toThrow(/nothing to compare/);
+    expect(() => parseBootOptions({ tracking: 'memmap', vcpus: '2' })).toThrow(/one vCPU/);
   });
 
   it('the fuzzer runs the memmap stubs: the honest program is benign, and a finding file names the design', () => {
