@@ -5,13 +5,17 @@
 // - memory overhead: the bitmap's bytes against the map's entries and the kernel's private extents;
 // - attacks: fuzz campaigns with the same seed and --runs for both designs (honest stubs, and the
 //   trusts-injected-exception planted bug, whose #VE/#VC-driven validation requests are exactly
-//   what Kleen's rule rejects): verdicts, guest-fatal reasons and oracle findings.
+//   what Kleen's rule rejects): verdicts, guest-fatal reasons and oracle findings. Coverage guides
+//   each campaign, so the two explore different programs; the attack programs of both corpora are
+//   then replayed on both designs, which compares them on the very same attacks.
 // Counts, not times: every figure is deterministic for the seed.
 import { bootGuest } from '../boot/boot-guest.js';
 import type { AcceptanceTracking, StubVariant } from '../boot/images.js';
 import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
 import type { Executor, FuzzTarget } from '../fuzz/executor.js';
+import type { AttackProgram } from '../fuzz/attack-program.js';
+import type { Verdict } from '../fuzz/oracle.js';
 
 const json = process.argv.includes('--json');
 const runsArg = process.argv.indexOf('--runs');
@@ -65,11 +69,13 @@ function recording(executor: Executor, reasons: Map<string, number>): Executor {
   };
 }
 
-async function campaign(platform: 'tdx' | 'snp', tracking: AcceptanceTracking, variant?: StubVariant) {
-  const target: FuzzTarget = {
+const fuzzTarget = (platform: 'tdx' | 'snp', tracking: AcceptanceTracking, variant?: StubVariant): FuzzTarget => ({
     platform, stage: 'kernel', memoryBytes: 128n * M, workloadBytes: M, preAccept: 64n * M, accept: 'lazy', unitBytes: 0x200000n,
     guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}), ...(tracking === 'memmap' ? { tracking } : {}),
-  };
+});
+
+async function campaign(platform: 'tdx' | 'snp', tracking: AcceptanceTracking, variant?: StubVariant) {
+  const target = fuzzTarget(platform, tracking, variant);
   const reasons = new Map<string, number>();
   const executor = recording(createExecutor(target), reasons);
   const result = await runCampaign({ executor, seed: 1n, runs });
@@ -77,7 +83,26 @@ async function campaign(platform: 'tdx' | 'snp', tracking: AcceptanceTracking, v
   return {
     platform, tracking, stubs: variant ?? 'honest', execs: result.stats.execs, verdicts: result.stats.verdicts,
     findings: result.stats.findingsByCategory, guestFatalReasons: Object.fromEntries([...reasons].sort((a, b) => b[1] - a[1])),
+    corpus: result.corpus,
   };
+}
+
+/** Every program of both corpora on both designs: how often each pair of verdicts (bitmap/memmap) occurs. */
+function crossReplay(platform: 'tdx' | 'snp', variant: StubVariant | undefined, programs: AttackProgram[]) {
+  const unique = [...new Map(programs.map((p) => [JSON.stringify(p, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)), p])).values()];
+  const verdicts = (tracking: AcceptanceTracking): Verdict[] => {
+    const executor = createExecutor(fuzzTarget(platform, tracking, variant));
+    try {
+      return unique.map((p) => executor.execute(p).judgement.verdict);
+    } finally {
+      executor.close();
+    }
+  };
+  const bitmap = verdicts('bitmap');
+  const memmap = verdicts('memmap');
+  const pairs: Record<string, number> = {};
+  bitmap.forEach((b, i) => { const key = `${b}/${memmap[i]}`; pairs[key] = (pairs[key] ?? 0) + 1; });
+  return { platform, stubs: variant ?? 'honest', programs: unique.length, pairs };
 }
 
 const boots: BootFigures[] = [];
@@ -92,9 +117,13 @@ for (const memory of [4n * G, 64n * G]) {
   for (const tracking of TRACKINGS) sizes.push(bootFigures('tdx', tracking, memory, 0x1000n, 64n * M));
 }
 const campaigns = [];
+const replays = [];
 for (const platform of PLATFORMS) {
   for (const variant of [undefined, 'trusts-injected-exception' as const]) {
-    for (const tracking of TRACKINGS) campaigns.push(await campaign(platform, tracking, variant));
+    const pair = [];
+    for (const tracking of TRACKINGS) pair.push(await campaign(platform, tracking, variant));
+    campaigns.push(...pair);
+    replays.push(crossReplay(platform, variant, pair.flatMap((c) => c.corpus)));
   }
 }
 
@@ -111,4 +140,6 @@ log(`fuzz campaigns (kernel stage, 128M guest, 1M workload, seed 1, ${runs} runs
 for (const c of campaigns) {
   log(`  ${c.platform} ${c.stubs.padEnd(25)} ${c.tracking.padEnd(6)} verdicts ${JSON.stringify(c.verdicts)} findings ${JSON.stringify(c.findings)} guest-fatal ${JSON.stringify(c.guestFatalReasons)}`);
 }
-if (json) console.log(JSON.stringify({ runs, boots, sizes, campaigns }));
+log('the programs of both corpora replayed on both designs (verdict pairs bitmap/memmap):');
+for (const r of replays) log(`  ${r.platform} ${r.stubs.padEnd(25)} ${r.programs} programs: ${JSON.stringify(r.pairs)}`);
+if (json) console.log(JSON.stringify({ runs, boots, sizes, campaigns: campaigns.map(({ corpus: _, ...c }) => c), replays }));
