@@ -55,6 +55,7 @@ describe('--tracking memmap', () => {
     expect(() => parseBootOptions({ tracking: 'memmap', variant: 'reaccept-skipped' })).toThrow(/built with --variant/);
     expect(() => parseBootOptions({ tracking: 'memmap', verify: true })).toThrow(/nothing to compare/);
     expect(() => parseBootOptions({ tracking: 'memmap', vcpus: '2' })).toThrow(/one vCPU/);
+    expect(() => parseBootOptions({ tracking: 'memmap', kernel: 'k.elf' })).toThrow(/does not take --decompressor or --kernel/);
   });
 
   it('the fuzzer runs the memmap stubs: the honest program is benign, and a finding file names the design', () => {
