@@ -31,7 +31,7 @@ const honestMap = (memory = 128n * M) => [
 const TERM = (set: number, code: number) => new RegExp(`GHCB termination request: reason set ${set}, code ${code}$`);
 const PAGE_IN_USE = 0x1000n; // the kernel's first workload chunk: its tag is read again at the end
 const LAZY_PAGE_IN_USE = 0x4100000n; // with 256M/64M: a workload chunk above the 64 MiB pre-accept, accepted by the kernel
-const LAZY_EXIT = Number(process.env.LAZY_EXIT ?? 40);
+const LAZY_EXIT = 1; // the kernel stage's second exit: after the workload's lazy accepts (a 256M guest's kernel stage has 11)
 
 export interface DefenceAttack {
   /** The fatal check (its reason string, or the termination it sends before a console exists). */
