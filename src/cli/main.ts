@@ -1,17 +1,39 @@
 // `minivisor`: composes the commands; each lives in src/cli/commands/. Returns the exit status
 // instead of calling process.exit, so tests can run it in-process.
 import { Command, CommanderError } from 'commander';
-import { bootCommand } from './commands/boot.js';
-import { fuzzCommand } from './commands/fuzz.js';
-import { infoCommand } from './commands/info.js';
-import { replayCommand } from './commands/replay.js';
-import { shrinkCommand } from './commands/shrink.js';
-import { traceCommand } from './commands/trace.js';
-import { testCommand } from './commands/test.js';
-import { newStubCommand } from './commands/new-stub.js';
 import { addHelpTexts } from './help.js';
 import { processIo, type CliIo } from './io.js';
 import { minivisorVersion } from '../shared/version.js';
+
+type CommandFactory = (io: CliIo) => Command;
+
+/**
+ * Each command's module, loaded only when needed: a boot does not pay for loading the fuzzer,
+ * the scenario runner and the trace viewers (about a third of a default boot's module loading).
+ * In the order `--help` lists them.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> = {
+  boot: async () => (await import('./commands/boot.js')).bootCommand,
+  fuzz: async () => (await import('./commands/fuzz.js')).fuzzCommand,
+  replay: async () => (await import('./commands/replay.js')).replayCommand,
+  shrink: async () => (await import('./commands/shrink.js')).shrinkCommand,
+  info: async () => (await import('./commands/info.js')).infoCommand,
+  trace: async () => (await import('./commands/trace.js')).traceCommand,
+  test: async () => (await import('./commands/test.js')).testCommand,
+  'new-stub': async () => (await import('./commands/new-stub.js')).newStubCommand,
+};
+
+/**
+ * The commands to register: only the one named first, when it is one (commander then dispatches
+ * to it exactly as with all of them); every command for anything else (`--help`, `help boot`,
+ * an unknown or misspelt command, whose suggestion needs them all).
+ */
+async function commandsFor(argv: readonly string[], io: CliIo): Promise<Command[]> {
+  const first = argv[0];
+  const names = first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
+  const factories = await Promise.all(names.map((name) => COMMANDS[name]!()));
+  return factories.map((make) => make(io));
+}
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const program = new Command('minivisor')
@@ -21,7 +43,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError('(run `minivisor --help` for usage)')
     .enablePositionalOptions();
-  program.addCommand(bootCommand(io)).addCommand(fuzzCommand(io)).addCommand(replayCommand(io)).addCommand(shrinkCommand(io)).addCommand(infoCommand(io)).addCommand(traceCommand(io)).addCommand(testCommand(io)).addCommand(newStubCommand(io));
+  for (const command of await commandsFor(argv, io)) program.addCommand(command);
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
     cmd.commands.forEach(configure);
