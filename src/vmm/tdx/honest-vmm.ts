@@ -36,6 +36,8 @@ export interface VmmContext {
   memoryBytes: bigint;
   /** Where the guest has RAM (the VMM's memslots): AUG and MapGPA only there. */
   ram: readonly GuestRamRange[];
+  /** The VMM's own memory of the S-EPT's upper levels (saved with the VMM in snapshots). */
+  knownSept: KnownSeptEntries;
 }
 
 /** Every decision the TDX VMM makes. */
@@ -80,13 +82,37 @@ function septRead(host: SeamcallHost, gpa: bigint, level: SeptLevel) {
 }
 
 /**
+ * The upper SEPT entries (levels above the leaf) the VMM knows are not FREE: it added their SEPT
+ * page or read them in another state. KVM does the same with its mirror of the S-EPT (the TDP MMU
+ * walks its own tables and calls TDH.MEM.SEPT.ADD only where they have no table; it never reads
+ * the S-EPT back before TDH.MEM.PAGE.AUG). No SEAMCALL of the model turns such an entry FREE again
+ * (TDH.MEM.SEPT.REMOVE is not modelled; PROMOTE, REMOVE and BLOCK leave a non-FREE state), so what
+ * it remembers stays true until a snapshot is restored, which restores this memory too.
+ */
+export class KnownSeptEntries {
+  #entries = new Set<bigint>();
+
+  /** Keyed by the SEAMCALL operand of the entry: its aligned GPA with the level in the low bits. */
+  has(entry: bigint): boolean { return this.#entries.has(entry); }
+  add(entry: bigint): void { this.#entries.add(entry); }
+  saveState(): readonly bigint[] { return [...this.#entries]; }
+  loadState(state: readonly bigint[]): void { this.#entries = new Set(state); }
+}
+
+/**
  * Adds SEPT pages (TDH.MEM.SEPT.ADD), top level first, so that `gpa` can be mapped at `level`:
  * only the root exists when the TD is created (`tdh_mem_sept_add.c`: levels PD..ept_pwl).
+ * With `known`, entries it holds are not read again (TDH.MEM.SEPT.RD) and the ones read or added
+ * are remembered; without it, every level is read first.
  */
-export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
+export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel, known?: KnownSeptEntries): void {
   for (let l = host.septTopLevel; l > level; l = (l - 1) as SeptLevel) {
+    const entry = gpaLevel(Sept.alignDown(gpa, l), l);
+    if (known?.has(entry)) continue;
     const r = septRead(host, gpa, l);
-    if (r.level === l && r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(gpaLevel(Sept.alignDown(gpa, l), l)));
+    if (r.level !== l) continue; // the walk stopped above: a leaf there, nothing to add
+    if (r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(entry));
+    known?.add(entry);
   }
 }
 
@@ -116,17 +142,17 @@ export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint
 }
 
 /** AUGs every FREE page of [base, end) (2M where a whole aligned 2M is free, else 4K). */
-export function augRange(host: SeamcallHost, base: bigint, end: bigint): void {
+export function augRange(host: SeamcallHost, base: bigint, end: bigint, known?: KnownSeptEntries): void {
   let gpa = base;
   while (gpa < end) {
     const twoM = LEVEL_SIZE[1];
     if (gpa % twoM === 0n && gpa + twoM <= end) {
-      ensureSeptLevels(host, gpa, 1);
+      ensureSeptLevels(host, gpa, 1, known);
       const r = septRead(host, gpa, 1);
       if (r.level === 1 && r.state === 'FREE') { check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 1))); gpa += twoM; continue; }
       if (r.level === 1 && r.state !== 'NL_MAPPED') { gpa += twoM; continue; } // already a 2M leaf
     }
-    ensureSeptLevels(host, gpa, 0);
+    ensureSeptLevels(host, gpa, 0, known);
     const r = septRead(host, gpa, 0);
     if (r.state === 'FREE' || r.state === 'REMOVED') check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 0)));
     gpa = Sept.alignDown(gpa, r.level === 0 || r.state === 'FREE' ? 0 : r.level) + LEVEL_SIZE[r.level === 0 || r.state === 'FREE' ? 0 : r.level];
@@ -154,7 +180,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       const host = ctx.host;
       if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
       if (errState === 'FREE') {
-        ensureSeptLevels(host, exit.gpa, reqLevel);
+        ensureSeptLevels(host, exit.gpa, reqLevel, ctx.knownSept);
         check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
       } else if (errState === 'REMOVED' && errLevel <= 1) {
         // Re-AUG the removed page at its own size; a smaller ACCEPT then demotes it (next exit).
@@ -184,7 +210,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       const r = septRead(ctx.host, exit.gpa, 0);
       // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
       const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
-      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0);
+      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.knownSept);
       check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
       return { kind: 'resume' };
     });
@@ -218,7 +244,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       } else {
         ctx.host.setShared(base, chunkEnd - base, false);
         // A page converted back to private is PENDING again: the guest must accept it.
-        augRange(ctx.host, base, chunkEnd);
+        augRange(ctx.host, base, chunkEnd, ctx.knownSept);
       }
     } catch (err) {
       if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
@@ -289,13 +315,18 @@ export const honestTdxPolicy: TdxVmmPolicy = {
 };
 
 /** Routes TD exits to the policy and hands VMCALL answers back through the handle. */
-export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
+/** The VMM in a snapshot: its policy and what it knows of the S-EPT. */
+export interface SavedTdxVmm extends SavedPolicy<TdxVmmPolicy> {
+  knownSept: readonly bigint[];
+}
+
+export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
   readonly ctx: VmmContext;
   /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
   policy: TdxVmmPolicy;
 
-  constructor(ctx: VmmContext, policy: TdxVmmPolicy = honestTdxPolicy) {
-    this.ctx = ctx;
+  constructor(ctx: Omit<VmmContext, 'knownSept'>, policy: TdxVmmPolicy = honestTdxPolicy) {
+    this.ctx = { ...ctx, knownSept: new KnownSeptEntries() };
     this.policy = policy;
   }
 
@@ -323,11 +354,12 @@ export class TdxVmm implements VmmDriver<TdExit, SavedPolicy<TdxVmmPolicy>> {
     this.ctx.console.flush();
   }
 
-  saveState(): SavedPolicy<TdxVmmPolicy> {
-    return savePolicy(this.policy);
+  saveState(): SavedTdxVmm {
+    return { ...savePolicy(this.policy), knownSept: this.ctx.knownSept.saveState() };
   }
 
-  loadState(state: SavedPolicy<TdxVmmPolicy>): void {
+  loadState(state: SavedTdxVmm): void {
+    this.ctx.knownSept.loadState(state.knownSept);
     this.policy = state.policy;
     state.policy.loadState?.(state.state);
   }
