@@ -10,10 +10,10 @@
 // configuration (debianMirrors), then deb.debian.org.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEBIAN_KEYRING, debianMirrors, missingAptTool, privateApt } from './unicorn.mjs';
+import { DEBIAN_KEYRING, fetchIntoPlace, missingAptTool, privateApt } from './unicorn.mjs';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const linuxCacheDir = join(projectRoot, '.linux');
@@ -95,26 +95,8 @@ export function fetchLinuxKernel(log = console.log, dir = linuxCacheDir) {
   const missing = missingAptTool();
   if (missing) throw new Error(`${missing} is not available to fetch Debian's cloud kernel (a Debian/Ubuntu host with apt is needed)`);
   if (!existsSync(DEBIAN_KEYRING)) throw new Error(`${DEBIAN_KEYRING} is missing (apt-get install debian-archive-keyring)`);
-  const work = `${dir}.fetch-${process.pid}`;
-  const tried = [];
-  try {
-    for (const mirror of debianMirrors()) {
-      for (const suite of SUITES) {
-        const problem = tryFetch(mirror, suite, work, log);
-        if (!problem) {
-          rmSync(dir, { recursive: true, force: true });
-          mkdirSync(dirname(dir), { recursive: true });
-          renameSync(work, dir);
-          return localKernel(dir);
-        }
-        tried.push(`${mirror} ${suite}: ${problem}`);
-        log(`  ${problem}`);
-        if (/update failed/.test(problem)) break;
-      }
-    }
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  const tried = fetchIntoPlace(SUITES, `${dir}.fetch-${process.pid}`, dir, tryFetch, log);
+  if (!tried) return localKernel(dir);
   throw new Error(`could not fetch Debian's cloud kernel (${tried.join('; ')})`);
 }
 

@@ -18,3 +18,6 @@ export const DEBIAN_KEYRING: string;
 export type PrivateApt = (cmd: string, args: string[], cwd?: string) => import('node:child_process').SpawnSyncReturns<string>;
 export function privateApt(mirror: string, suite: string, work: string): PrivateApt;
 export function missingAptTool(): string | undefined;
+export function fetchIntoPlace(suites: string[], work: string, dir: string,
+  tryFetch: (mirror: string, suite: string, work: string, log: (message: string) => void) => string | null,
+  log: (message: string) => void): string[] | null;

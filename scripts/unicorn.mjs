@@ -183,22 +183,23 @@ function tryFetch(mirror, suite, work, log) {
   return localUnicorn(work) ? null : `the ${candidate} packages hold no usable unicorn.h and libunicorn.so.2`;
 }
 
-function fetchFromDebian(log) {
-  const missing = missingAptTool();
-  if (missing) fail(`libunicorn >= ${MIN_TEXT} was not found and ${missing} is not available to fetch it: ${INSTALL_HINT}`);
-  if (!existsSync(DEBIAN_KEYRING)) fail(`libunicorn >= ${MIN_TEXT} was not found and ${DEBIAN_KEYRING} is missing to fetch it (apt-get install debian-archive-keyring), or ${INSTALL_HINT}`);
-  // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
-  // half-unpacked .unicorn/ that a later build would take for a library.
-  const work = `${localDir}.fetch-${process.pid}`;
+/**
+ * Tries each Debian mirror and suite in turn with `tryFetch(mirror, suite, work, log)`, which
+ * returns a problem or null once `work` holds the fetch, and renames the first success into `dir`.
+ * The fetch goes to a scratch folder first, so a failed one never leaves a half-unpacked `dir`.
+ * Returns null on success, else what was tried.
+ */
+export function fetchIntoPlace(suites, work, dir, tryFetch, log) {
   const tried = [];
   try {
     for (const mirror of debianMirrors()) {
-      for (const suite of SUITES) {
+      for (const suite of suites) {
         const problem = tryFetch(mirror, suite, work, log);
         if (!problem) {
-          rmSync(localDir, { recursive: true, force: true });
-          renameSync(work, localDir);
-          return localUnicorn();
+          rmSync(dir, { recursive: true, force: true });
+          mkdirSync(dirname(dir), { recursive: true });
+          renameSync(work, dir);
+          return null;
         }
         tried.push(`${mirror} ${suite}: ${problem}`);
         log(`  ${problem}`);
@@ -208,6 +209,17 @@ function fetchFromDebian(log) {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+  return tried;
+}
+
+function fetchFromDebian(log) {
+  const missing = missingAptTool();
+  if (missing) fail(`libunicorn >= ${MIN_TEXT} was not found and ${missing} is not available to fetch it: ${INSTALL_HINT}`);
+  if (!existsSync(DEBIAN_KEYRING)) fail(`libunicorn >= ${MIN_TEXT} was not found and ${DEBIAN_KEYRING} is missing to fetch it (apt-get install debian-archive-keyring), or ${INSTALL_HINT}`);
+  // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
+  // half-unpacked .unicorn/ that a later build would take for a library.
+  const tried = fetchIntoPlace(SUITES, `${localDir}.fetch-${process.pid}`, localDir, tryFetch, log);
+  if (!tried) return localUnicorn();
   fail(`could not fetch libunicorn >= ${MIN_TEXT} from Debian (${tried.join('; ')}): ${INSTALL_HINT}`);
 }
 

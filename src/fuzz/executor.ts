@@ -5,6 +5,8 @@ import type { BootConfig } from '../boot/boot-config.js';
 import type { AcceptanceTracking, StubVariant } from '../boot/images.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { loadBootImages } from '../boot/images.js';
+import type { Machine } from '../cpu/machine.js';
+import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceEvent } from '../shared/trace.js';
 import { DecisionBook } from './adversary.js';
 import { adversaryVmm } from './adversary-vmm.js';
@@ -68,7 +70,7 @@ export interface Executor {
 const MAX_GPAS = 64;
 
 /** GPAs worth aiming host actions at: pages the guest accepted, converted or faulted on. */
-export function gpasOf(e: TraceEvent, into: Set<bigint>): void {
+function gpasOf(e: TraceEvent, into: Set<bigint>): void {
   if (into.size >= MAX_GPAS) return;
   let gpa: TraceValueBigint = undefined;
   if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
@@ -76,6 +78,23 @@ export function gpasOf(e: TraceEvent, into: Set<bigint>): void {
   if (gpa !== undefined) into.add(gpa & ~0xfffn);
   // The code page the guest exited from: memory it certainly uses again (the stubs identity-map, VA == GPA).
   if ((e.type === 'td-exit' || e.type === 'vmgexit') && typeof e.rip === 'bigint' && into.size < MAX_GPAS) into.add(e.rip & ~0xfffn);
+}
+
+/**
+ * The oracle's verdict on one execution's events, checked against the hardware's page gate and
+ * the guest's own acceptance record in `machine`; with every GPA the events name.
+ */
+export function judgeExecution(oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine): { judgement: Judgement; gpas: bigint[] } {
+  const gpas = new Set<bigint>();
+  for (const e of events) {
+    oracle.observe(e);
+    gpasOf(e, gpas);
+  }
+  const judgement = oracle.judge(outcome, {
+    hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
+    guestRecord: () => readGuestAcceptanceRecord(machine.memory),
+  });
+  return { judgement, gpas: [...gpas] };
 }
 type TraceValueBigint = bigint | undefined;
 
@@ -124,20 +143,12 @@ export class BootExecutor implements Executor {
     }
     try {
       const machine = run.platform.machine;
-      const oracle = new AcceptanceOracle();
-      const gpas = new Set<bigint>();
-      for (const e of run.trace.events) {
-        oracle.observe(e);
-        gpasOf(e, gpas);
-      }
-      const judgement = oracle.judge({ outcome: run.result.outcome, reason: run.result.outcomeReason }, {
-        hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
-        guestRecord: () => readGuestAcceptanceRecord(machine.memory),
-      });
+      const outcome = { outcome: run.result.outcome, reason: run.result.outcomeReason };
+      const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), run.trace.events, outcome, machine);
       const execution: Execution = {
         judgement, traceSha256: run.result.traceSha256, traceEvents: run.result.traceEvents,
         instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,
-        callCounts: book.callCounts, gpas: [...gpas], edges: undefined, console: run.result.console,
+        callCounts: book.callCounts, gpas, edges: undefined, console: run.result.console,
       };
       if (options.keepTrace) execution.events = run.trace.events;
       return execution;

@@ -7,8 +7,7 @@ import { BootSession } from '../boot/boot-session.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import { needsFreshLaunch, type AttackProgram } from './attack-program.js';
-import { bootConfigFor, crashedExecution, gpasOf, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
-import { readGuestAcceptanceRecord } from './guest-record.js';
+import { bootConfigFor, crashedExecution, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
 import { launchOverride } from './launch.js';
 import { AcceptanceOracle } from './oracle.js';
 
@@ -45,20 +44,11 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
     } catch (err) {
       return crashedExecution(err, book);
     }
-    const oracle = new AcceptanceOracle();
-    const gpas = new Set<bigint>();
-    for (const e of session.trace.events) {
-      oracle.observe(e);
-      gpasOf(e, gpas);
-    }
-    const judgement = oracle.judge(outcome, {
-      hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
-      guestRecord: () => readGuestAcceptanceRecord(machine.memory),
-    });
+    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine);
     const execution: Execution = {
       judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
       instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,
-      callCounts: book.callCounts, gpas: [...gpas], edges: edges ? edges.slice() : undefined, console: '',
+      callCounts: book.callCounts, gpas, edges: edges ? edges.slice() : undefined, console: '',
     };
     if (options.keepTrace) execution.events = session.trace.events.slice();
     return execution;

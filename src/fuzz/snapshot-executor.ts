@@ -6,8 +6,7 @@ import { BootSession } from '../boot/boot-session.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
-import { bootConfigFor, crashedExecution, gpasOf, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
-import { readGuestAcceptanceRecord } from './guest-record.js';
+import { bootConfigFor, crashedExecution, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
 import { AcceptanceOracle, LifetimeMap } from './oracle.js';
 
 export class StageNotReachedError extends Error {
@@ -61,20 +60,11 @@ export class SnapshotExecutor implements Executor {
       return crashedExecution(err, book);
     }
     const events = session.trace.events.slice(firstEvent);
-    const oracle = new AcceptanceOracle(this.#prefixLifetimes.clone());
-    const gpas = new Set<bigint>();
-    for (const e of events) {
-      oracle.observe(e);
-      gpasOf(e, gpas);
-    }
-    const judgement = oracle.judge(outcome, {
-      hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
-      guestRecord: () => readGuestAcceptanceRecord(machine.memory),
-    });
+    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(this.#prefixLifetimes.clone()), events, outcome, machine);
     const execution: Execution = {
       judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
       instructions: vcpu.instructions - startInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
-      callCounts: book.callCounts, gpas: [...gpas], edges: this.#edges, console: '',
+      callCounts: book.callCounts, gpas, edges: this.#edges, console: '',
     };
     // The whole trace (the honest prefix too): its hash is the one reported.
     if (options.keepTrace) execution.events = session.trace.events.slice();
