@@ -147,6 +147,7 @@ export function loadLinuxImages(config: BootConfig): LinuxImages | undefined {
 export function bootInputFiles(config: BootConfig): string[] {
   const built = builtImagePaths(config.variant, config.handover, config.tracking);
   const files = [config.firmwareFile ?? built.firmware];
+  if (config.linux !== undefined) files.push(config.linux.kernelFile);
   if (config.decompressorFile === undefined && config.kernelFile === undefined) return [...files, built.guestImage];
   files.push(config.decompressorFile ?? BUILT_DECOMPRESSOR);
   files.push(config.kernelFile ?? BUILT_KERNEL_PAYLOAD);

@@ -75,6 +75,17 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expect(readFileSync(fw).equals(original)).toBe(true);
   });
 
+  it.each([['--kernel', 'kernel.elf'], ['--decompressor', 'decompressor.elf']])('--trace or --map naming the %s file is refused and it is intact', (flag, name) => {
+    const dir = scratch();
+    // Named .svg so that --map takes the name; the ELF reader does not care about it.
+    const input = join(dir, `${name}.svg`);
+    copyFileSync(BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, `guest/build/${name}`), input);
+    const original = readFileSync(input);
+    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--trace', input]), /inputs are never overwritten/);
+    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--map', input]), /map ".*\.svg" is the input .*inputs are never overwritten/);
+    expect(readFileSync(input).equals(original)).toBe(true);
+  });
+
   it('--trace naming the built guest image is refused', () => {
     const image = BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, 'guest/build/guest-image.elf');
     const before = readFileSync(image);

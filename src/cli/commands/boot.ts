@@ -8,13 +8,12 @@ import type { CliIo } from '../io.js';
 import { bootGuest, bootSucceeded, type BootResult, type BootRun } from '../../boot/boot-guest.js';
 import { formatLinuxBootReport, type LinuxBootReport } from '../../boot/linux/linux-report.js';
 import { formatFailure } from '../../boot/failure.js';
-import { GuestImageError } from '../../boot/images.js';
+import { bootInputFiles, GuestImageError } from '../../boot/images.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 import { verifyCrashDump, type CrashDumpReport } from '../../boot/crash-dump.js';
-import { builtImagePaths } from '../../boot/images.js';
 import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
@@ -61,7 +60,7 @@ function mapFormat(path: string): MapFormat {
 }
 
 /** `--map`: the acceptance map of the finished run, from its trace and the hardware's page states. */
-function writeMap(path: string, run: BootRun, firmwareFile: string | undefined): void {
+function writeMap(path: string, run: BootRun, inputs: readonly string[]): void {
   const r = run.result;
   const stats = r.guestStats;
   const bitmap = stats.bitmap_gpa !== undefined && stats.bitmap_bytes !== undefined
@@ -69,7 +68,7 @@ function writeMap(path: string, run: BootRun, firmwareFile: string | undefined):
     : undefined;
   const map = buildAcceptanceMap(run.trace.events, BigInt(r.memoryBytes), (gpa) => run.platform.pageState(gpa), bitmap);
   const title = `minivisor boot: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome}`;
-  const file = new OutputFile(path, 'map', firmwareFile !== undefined ? [firmwareFile] : []);
+  const file = new OutputFile(path, 'map', inputs);
   try {
     file.write(mapFormat(path) === 'svg' ? acceptanceMapSvg(map, title) : acceptanceMapHtml(map, run.trace.events, title));
   } catch (err) {
@@ -128,8 +127,7 @@ export function bootCommand(io: CliIo): Command {
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
         if (config.traceFile !== undefined) {
-          const built = builtImagePaths(config.variant, config.handover, config.tracking);
-          traceWriter = openTraceOutput(config.traceFile, [config.firmwareFile ?? built.firmware, built.guestImage], filter);
+          traceWriter = openTraceOutput(config.traceFile, bootInputFiles(config), filter);
           delete config.traceFile;
         }
         // A progress line on stderr when it is a terminal and the boot takes more than a second.
@@ -153,7 +151,7 @@ export function bootCommand(io: CliIo): Command {
         result = run.result;
         linuxReport = run.linux;
         try {
-          if (raw.map !== undefined) writeMap(raw.map, run, config.firmwareFile);
+          if (raw.map !== undefined) writeMap(raw.map, run, bootInputFiles(config));
           if (raw.verify) verified = verifyBoot(run);
           if (config.handover === 'crash' && result.outcome === 'done') crashDump = verifyCrashDump(run);
         } finally {
