@@ -14,6 +14,25 @@ const COUNTER = 0x3100n;   // incremented by both with a plain read-modify-write
 const SPECIALS = ['cr0', 'cr3', 'cr4', 'efer', 'gdtrBase', 'gdtrLimit', 'idtrBase', 'idtrLimit'] as const;
 
 /**
+ * After the accept (status in RAX): record the status and the done flag in this vCPU's slot
+ * (RBX). vCPU 0 then waits for vCPU 1's flag and halts; vCPU 1 spins (PAUSE) forever.
+ */
+const RECORD_THEN_WAIT_OR_PARK = `
+  mov [rbx + 8], rax
+  mov qword ptr [rbx + 16], 1
+  test r9, r9
+  jnz park
+wait:
+  pause
+  cmp qword ptr [${RESULTS + 32n + 16n}], 1
+  jne wait
+  ${HALT}
+park:
+  pause
+  jmp park
+`;
+
+/**
  * Both vCPUs: TDG.VP.INFO, record R9 (VCPU_INDEX), bump the shared counter `rounds` times with a
  * load/add/store, accept the same 4K page, record the status, set a done flag. vCPU 0 then waits
  * for vCPU 1's flag and halts; vCPU 1 spins (PAUSE) forever.
@@ -33,19 +52,7 @@ bump:
   dec rcx
   jnz bump
   ${acceptAsm(PAGE)}
-  mov [rbx + 8], rax
-  mov qword ptr [rbx + 16], 1
-  test r9, r9
-  jnz park
-wait:
-  pause
-  cmp qword ptr [${RESULTS + 32n + 16n}], 1
-  jne wait
-  ${HALT}
-park:
-  pause
-  jmp park
-`;
+  ${RECORD_THEN_WAIT_OR_PARK}`;
 
 /** Gives vCPU `index` the paging, GDT and IDT vCPU 0 has, a stack of its own, and RIP = main. */
 function startLikeBsp(machine: Machine, index: number): void {
@@ -83,19 +90,7 @@ const BOTH_2M = `
   shl rbx, 5
   add rbx, ${RESULTS}
   ${acceptAsm(PAGE, 1)}
-  mov [rbx + 8], rax
-  mov qword ptr [rbx + 16], 1
-  test r9, r9
-  jnz park
-wait:
-  pause
-  cmp qword ptr [${RESULTS + 32n + 16n}], 1
-  jne wait
-  ${HALT}
-park:
-  pause
-  jmp park
-`;
+  ${RECORD_THEN_WAIT_OR_PARK}`;
 
 describe('several vCPUs on one TD', () => {
   it('each vCPU sees its own VCPU_INDEX and NUM_VCPUS, and one accept of a shared page wins', () => {
