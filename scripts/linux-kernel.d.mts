@@ -7,3 +7,4 @@ export function resolveKernelPackage(dependsOfPackage: (name: string) => string[
 export function findVmlinuz(root: string): string | null;
 export function localKernel(dir?: string): LocalKernel | null;
 export function fetchLinuxKernel(log?: (message: string) => void, dir?: string): LocalKernel;
+export function ensureLinuxKernel(log?: (message: string) => void, dir?: string): LocalKernel;

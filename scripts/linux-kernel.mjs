@@ -1,6 +1,7 @@
 // Fetches Debian's cloud kernel (a real x86 bzImage) into a project-local cache, .linux/, for
-// `minivisor boot --linux` (issue 15). On demand only (`npm run fetch:linux`): the package is
-// about 14 MB, too much for `npm install`.
+// `minivisor boot --linux` (issue 15). On demand only: `npm run fetch:linux`, or the kernel test
+// (test/linux/, its beforeAll), as the browser test fetches Chromium; not `npm install`: the
+// package is about 14 MB, and a library user does not need it.
 //
 // The version is resolved, never hard-coded: the meta-package linux-image-cloud-amd64 depends
 // on linux-image-<abi>-cloud-amd64; in testing that package is itself a meta-package whose
@@ -100,10 +101,16 @@ export function fetchLinuxKernel(log = console.log, dir = linuxCacheDir) {
   throw new Error(`could not fetch Debian's cloud kernel (${tried.join('; ')})`);
 }
 
+/** The cached kernel, fetched first when .linux/ has none; throws (saying why) when it cannot be fetched. */
+export function ensureLinuxKernel(log = console.log, dir = linuxCacheDir) {
+  return localKernel(dir) ?? fetchLinuxKernel(log, dir);
+}
+
 // `node scripts/linux-kernel.mjs [--if-missing]`: fetch (or keep) the kernel, print where it is.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    const kernel = (process.argv.includes('--if-missing') && localKernel()) || fetchLinuxKernel((m) => console.error(`fetch-linux: ${m}`));
+    const log = (m) => console.error(`fetch-linux: ${m}`);
+    const kernel = process.argv.includes('--if-missing') ? ensureLinuxKernel(log) : fetchLinuxKernel(log);
     console.log(`${kernel.vmlinuz} (${kernel.package} ${kernel.version}, sha256 ${kernel.sha256})`);
   } catch (err) {
     console.error(`fetch-linux: ${err.message}`);

@@ -1,24 +1,44 @@
 // The real x86 decompressor of Debian's cloud kernel under the TDX model, to the hand-over into
-// the kernel it decompressed. `npm run test:linux` fetches the kernel first; without one (no
-// network), the suite is skipped and says why.
-import { describe, expect, it } from 'vitest';
-import { localKernel } from '../../scripts/linux-kernel.mjs';
+// the kernel it decompressed (issue 15). Part of `npm test`: beforeAll fetches the kernel into
+// .linux/ when it is not there yet (scripts/linux-kernel.mjs, about 14 MB from a Debian mirror,
+// as the browser test fetches Chromium), and a fetch that fails fails the file, saying why: CI
+// reaches Debian's mirrors, so a missing kernel is a broken setup, not a reason to skip. The runs
+// are in fast mode (no instruction count): nothing checked here depends on the count.
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureLinuxKernel, type LocalKernel } from '../../scripts/linux-kernel.mjs';
 import { bootGuest } from '../../src/boot/boot-guest.js';
 import type { BootConfig } from '../../src/boot/boot-config.js';
+import { parseBzImage, Xlf } from '../../src/boot/linux/bzimage.js';
 import { DEFAULT_LINUX_CMDLINE } from '../../src/cli/boot-options.js';
 import { honestTdxPolicy, type TdxVmmPolicy } from '../../src/vmm/tdx/honest-vmm.js';
 
-const kernel = localKernel();
 const M = 0x100000n;
+let kernel: LocalKernel;
+
+beforeAll(() => {
+  kernel = ensureLinuxKernel((m) => console.log(`fetch-linux: ${m}`));
+}, 300_000);
 
 function linuxConfig(overrides: Partial<BootConfig> = {}): BootConfig {
   return {
     platform: 'tdx', memoryBytes: 512n * M, preAccept: 16n * M, accept: 'lazy', unitBytes: 2n * M, workloadBytes: 0n, seed: 1n,
-    maxInstructions: 0n, countInstructions: false, linux: { kernelFile: kernel!.vmlinuz, cmdline: DEFAULT_LINUX_CMDLINE }, ...overrides,
+    maxInstructions: 0n, countInstructions: false, linux: { kernelFile: kernel.vmlinuz, cmdline: DEFAULT_LINUX_CMDLINE }, ...overrides,
   };
 }
 
-describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` : ' (skipped: no kernel in .linux/; `npm run fetch:linux` needs a Debian mirror)'}`, () => {
+describe("the fetched Debian cloud kernel's bzImage", () => {
+  it('is a relocatable 64-bit bzImage whose header is consistent', () => {
+    const image = parseBzImage(readFileSync(kernel.vmlinuz));
+    expect(image.protocol).toBeGreaterThanOrEqual(0x20c);
+    expect(image.relocatable).toBe(true);
+    expect(image.xloadflags & Xlf.KERNEL_64).toBe(Xlf.KERNEL_64);
+    expect(image.initSize).toBeGreaterThan(BigInt(image.kernel.byteLength));
+    expect(image.version.startsWith(kernel.abi)).toBe(true);
+  });
+});
+
+describe("Debian's cloud kernel on TDX", () => {
   it('decompresses under TDX, accepting exactly the units its table marks, and reaches the kernel entry', () => {
     const run = bootGuest(linuxConfig());
     try {
@@ -33,9 +53,14 @@ describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` :
       expect(run.result.console).not.toContain('\x01'); // the UART's divisor latch is not output
       // Its accept_memory() accepted the output buffer the launch left unaccepted, in 2 MiB units,
       // and cleared exactly those bits; no call failed and no #VE was needed.
-      expect(linux.accepted.length).toBeGreaterThan(0);
-      expect(linux.accepted[0]!.start).toBe(plan.kernelRange.end);
+      // misc.c's accept_memory(__pa(output), needed_size) covers the output buffer from the load
+      // address; the launch accepted the kernel's own bytes below it and the working area above,
+      // so what is left to accept is exactly the units between them (14 × 2 MiB for 7.2.12).
+      expect(linux.accepted).toEqual([{ start: plan.kernelRange.end, end: plan.workRange.start }]);
+      expect(linux.acceptCalls.length).toBe(Number((plan.workRange.start - plan.kernelRange.end) / (2n * M)));
       expect(linux.acceptCalls.every((c) => c.bytes === 2n * M && c.status === 0n)).toBe(true);
+      // Each accept first exited to the VMM, which added the page (TDH.MEM.PAGE.AUG) on demand.
+      expect(linux.acceptTdExits).toBe(linux.acceptCalls.length);
       expect(linux.acceptedWasMarkedUnaccepted).toBe(true);
       expect(linux.bitmapClearedExactly).toBe(true);
       expect(linux.failedAcceptCalls).toBe(0);
@@ -47,7 +72,7 @@ describe.skipIf(!kernel)(`Debian's cloud kernel${kernel ? ` ${kernel.version}` :
   });
 });
 
-describe.skipIf(!kernel)('Debian\'s cloud kernel against a hostile VMM', () => {
+describe("Debian's cloud kernel against a hostile VMM", () => {
   it('a VMM that keeps the SEPT entry of each page it adds busy makes the decompressor panic with its own message', () => {
     // OPERAND_BUSY is what a TDG.MEM.PAGE.ACCEPT returns while another host CPU holds the entry's
     // SEPT lock. Linux's try_accept_one() treats any error as failure (no retry, unlike EDK2's
