@@ -25,6 +25,7 @@ import { loadBootImages, type BootImages } from './images.js';
 import { DEFAULT_QUANTUM } from '../cpu/vcpu-scheduler.js';
 import { STAGES } from './layout.js';
 import { bootSnp, bootTdx, type BootPlatform, type BootVmm, type VmmOverride } from './platforms.js';
+import type { Machine } from '../cpu/machine.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 
@@ -37,6 +38,12 @@ export interface BootSessionIo {
   traceSink?: (line: string) => void;
   /** A hostile (or just different) VMM in place of the honest one, from the start. */
   vmm?: VmmOverride;
+  /**
+   * Called when the guest announces a boot stage, at that very exit (the guest flushes its console
+   * on every announcement), with the seq of the trace's `stage` event: the moment one stage hands
+   * over to the next, which the fuzz oracle inspects (reading `machine`). Not part of the VM's state.
+   */
+  onStageEntered?: (stage: BootStage, seq: number, machine: Machine) => void;
 }
 
 /** The instruction budget is the real guard; this cap only stops a runaway VMM loop. */
@@ -65,11 +72,16 @@ export class BootSession {
     const images = io.vmm?.images ? io.vmm.images(loaded) : loaded;
     const trace = new BootTrace({ keep: io.keepTrace ?? false, ...(io.traceSink ? { sink: io.traceSink } : {}) });
     const parser = new ConsoleProtocolParser();
+    let machine: Machine | undefined; // set below, before the guest runs
     const echo = (line: string) => {
       const before = parser.report.stages.length;
       parser.push(line.endsWith('\n') ? line : `${line}\n`);
       const stages = parser.report.stages;
-      if (stages.length > before) trace.enterStage(stages[stages.length - 1]!);
+      if (stages.length > before) {
+        const stage = stages[stages.length - 1]!;
+        trace.enterStage(stage);
+        if (machine) io.onStageEntered?.(stage, trace.length - 1, machine);
+      }
       trace.faults.consoleLine(line.replace(/\n$/, ''));
       io.consoleLine?.(line.replace(/\n$/, ''));
     };
@@ -82,6 +94,7 @@ export class BootSession {
     };
     const platform = config.platform === 'tdx' ? bootTdx(images, options) : bootSnp(images, options);
     trace.countInstructionsOf(platform.machine.vcpu);
+    machine = platform.machine;
     return new BootSession(config, trace, parser, platform, images);
   }
 

@@ -139,13 +139,28 @@ export type Decision =
   | { at: 'call'; point: CallPoint; occurrence: number; repeat?: number; answer: Answer }
   | { at: 'exit'; exitIndex: number; action: HostAction };
 
+/** One range of a memory map as the VMM describes it (struct mv_e820_entry: 1 RAM, 2 reserved, 15 unaccepted). */
+export interface MemoryRange {
+  addr: bigint;
+  size: bigint;
+  type: number;
+}
+
+/** At most this many ranges (MV_MAP_OVERRIDE_MAX_ENTRIES: what the config page holds). */
+export const MAX_MEMORY_RANGES = 128;
+
 /**
- * What the VMM tells the firmware about memory (the firmware config it writes before launch).
- * Applies only when the campaign starts at the firmware stage (it is part of the launch).
+ * What the VMM tells the firmware about memory (the firmware config it writes before launch):
+ * its size, how much to pre-accept, and the memory map as ranges (struct mv_map_override in the
+ * config page, like a TD HOB's resource descriptors or QEMU's fw_cfg e820 table). The honest
+ * firmware builds its map from what it accepted itself and never reads the ranges; a firmware
+ * that passes the VMM's map through (the map-from-config fixture, the e820-unchecked variant)
+ * hands them to the decompressor. Part of the launch: a fresh VM per execution.
  */
 export interface MemoryDescription {
   memoryBytes?: bigint;
   preAcceptBytes?: bigint;
+  ranges?: MemoryRange[];
 }
 
 export interface AttackProgram {
@@ -159,7 +174,7 @@ export interface AttackProgram {
 /** Whether executing `program` needs a fresh launch (it changes what happens before the first guest instruction). */
 export function needsFreshLaunch(program: AttackProgram): boolean {
   const m = program.memoryDescription;
-  return (program.launch?.length ?? 0) > 0 || (m !== undefined && (m.memoryBytes !== undefined || m.preAcceptBytes !== undefined));
+  return (program.launch?.length ?? 0) > 0 || (m !== undefined && (m.memoryBytes !== undefined || m.preAcceptBytes !== undefined || m.ranges !== undefined));
 }
 
 /** Which answers make sense at which decision point (the validator and the mutator both use it). */
@@ -432,10 +447,18 @@ export function parseAttackProgram(json: unknown, path = 'program'): AttackProgr
   }
   if (r.has('memoryDescription')) {
     const m = r.field('memoryDescription');
-    m.only('memoryBytes', 'preAcceptBytes');
+    m.only('memoryBytes', 'preAcceptBytes', 'ranges');
     program.memoryDescription = {};
     if (m.has('memoryBytes')) program.memoryDescription.memoryBytes = m.field('memoryBytes').bigint();
     if (m.has('preAcceptBytes')) program.memoryDescription.preAcceptBytes = m.field('preAcceptBytes').bigint();
+    if (m.has('ranges')) {
+      const ranges = m.field('ranges').array();
+      if (ranges.length > MAX_MEMORY_RANGES) m.field('ranges').fail(`more than ${MAX_MEMORY_RANGES} ranges`);
+      program.memoryDescription.ranges = ranges.map((r) => {
+        r.only('addr', 'size', 'type');
+        return { addr: r.field('addr').bigint(), size: r.field('size').bigint(), type: r.field('type').int(0, 0xffffffff) };
+      });
+    }
   }
   return program;
 }
@@ -467,13 +490,18 @@ export function attackProgramToJsonValue(program: AttackProgram): unknown {
   return toJsonValue({ format: ATTACK_PROGRAM_FORMAT, version: ATTACK_PROGRAM_VERSION, ...program });
 }
 
-/** Canonical JSON text: one decision (and launch action) per line, so diffs and READMEs stay readable. */
+/** Canonical JSON text: one decision (launch action, memory range) per line, so diffs and READMEs stay readable. */
 export function attackProgramToJson(program: AttackProgram): string {
-  const value = attackProgramToJsonValue(program) as { decisions: unknown[]; launch?: unknown[] };
-  const list = (items: unknown[]) => (items.length === 0 ? '[]' : `[\n${items.map((d) => `    ${JSON.stringify(d)}`).join(',\n')}\n  ]`);
-  const head = { ...value, decisions: '__DECISIONS__', ...(value.launch ? { launch: '__LAUNCH__' } : {}) };
+  const value = attackProgramToJsonValue(program) as { decisions: unknown[]; launch?: unknown[]; memoryDescription?: { ranges?: unknown[] } };
+  const list = (items: unknown[], indent = '  ') => (items.length === 0 ? '[]' : `[\n${items.map((d) => `${indent}  ${JSON.stringify(d)}`).join(',\n')}\n${indent}]`);
+  const ranges = value.memoryDescription?.ranges;
+  const head = {
+    ...value, decisions: '__DECISIONS__', ...(value.launch ? { launch: '__LAUNCH__' } : {}),
+    ...(ranges ? { memoryDescription: { ...value.memoryDescription, ranges: '__RANGES__' } } : {}),
+  };
   let text = JSON.stringify(head, null, 2).replace('"__DECISIONS__"', list(value.decisions));
   if (value.launch) text = text.replace('"__LAUNCH__"', list(value.launch));
+  if (ranges) text = text.replace('"__RANGES__"', list(ranges, '    '));
   return `${text}\n`;
 }
 

@@ -13,6 +13,7 @@ import { adversaryVmm } from './adversary-vmm.js';
 import type { AttackProgram, CallPoint } from './attack-program.js';
 import { readGuestAcceptanceRecord } from './guest-record.js';
 import { AcceptanceOracle, type Judgement } from './oracle.js';
+import { captureHandover, type StageHandover } from './stage-handover.js';
 
 export const FUZZ_STAGES = ['firmware', 'decompressor', 'kernel', 'all'] as const;
 export type FuzzStage = (typeof FUZZ_STAGES)[number];
@@ -82,12 +83,20 @@ function gpasOf(e: TraceEvent, into: Set<bigint>): void {
 
 /**
  * The oracle's verdict on one execution's events, checked against the hardware's page gate and
- * the guest's own acceptance record in `machine`; with every GPA the events name.
+ * the guest's own acceptance record in `machine` (at the end, and at each stage handover the run
+ * captured: `handovers`, in trace order); with every GPA the events name.
  */
-export function judgeExecution(oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine): { judgement: Judgement; gpas: bigint[] } {
+export function judgeExecution(
+  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [],
+): { judgement: Judgement; gpas: bigint[] } {
   const gpas = new Set<bigint>();
+  let next = 0;
   for (const e of events) {
     oracle.observe(e);
+    while (next < handovers.length && handovers[next]!.seq <= e.seq) {
+      if (handovers[next]!.seq === e.seq) oracle.handedOver(handovers[next]!);
+      next++;
+    }
     gpasOf(e, gpas);
   }
   const judgement = oracle.judge(outcome, {
@@ -97,6 +106,29 @@ export function judgeExecution(oracle: AcceptanceOracle, events: readonly TraceE
   return { judgement, gpas: [...gpas] };
 }
 type TraceValueBigint = bigint | undefined;
+
+/**
+ * Collects the stage handovers of a run: pass `onStage` as the boot session's onStageEntered.
+ * Reading guest memory is reading untrusted input: a record that cannot be read is no evidence
+ * either way. Only handovers with something to look at are kept.
+ */
+export class HandoverRecorder {
+  readonly handovers: StageHandover[] = [];
+
+  readonly onStage = (stage: StageHandover['stage'], seq: number, machine: Machine): void => {
+    let h: StageHandover | undefined;
+    try {
+      h = captureHandover(machine, stage, seq);
+    } catch {
+      return;
+    }
+    if (h && h.heldButRecordedUnaccepted.length > 0) this.handovers.push(h);
+  };
+
+  clear(): void {
+    this.handovers.length = 0;
+  }
+}
 
 export function bootConfigFor(target: FuzzTarget): BootConfig {
   return {
@@ -134,9 +166,10 @@ export class BootExecutor implements Executor {
     if (program.platform !== this.target.platform) throw new Error(`a ${program.platform} attack program cannot run on ${this.target.platform}`);
     const book = new DecisionBook(program);
     const vmm = adversaryVmm(this.target.platform, book);
+    const handovers = new HandoverRecorder();
     let run: ReturnType<typeof bootGuest>;
     try {
-      run = bootGuest(bootConfigFor(this.target), { vmm, keepTrace: true });
+      run = bootGuest(bootConfigFor(this.target), { vmm, keepTrace: true, onStageEntered: handovers.onStage });
     } catch (err) {
       // Nothing an attack program or a guest does may throw out of a run: this is our bug.
       return crashedExecution(err, book);
@@ -144,7 +177,7 @@ export class BootExecutor implements Executor {
     try {
       const machine = run.platform.machine;
       const outcome = { outcome: run.result.outcome, reason: run.result.outcomeReason };
-      const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), run.trace.events, outcome, machine);
+      const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), run.trace.events, outcome, machine, handovers.handovers);
       const execution: Execution = {
         judgement, traceSha256: run.result.traceSha256, traceEvents: run.result.traceEvents,
         instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,

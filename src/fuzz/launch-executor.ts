@@ -7,7 +7,9 @@ import { BootSession } from '../boot/boot-session.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import { needsFreshLaunch, type AttackProgram } from './attack-program.js';
-import { bootConfigFor, crashedExecution, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
+import {
+  bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
+} from './executor.js';
 import { launchOverride } from './launch.js';
 import { AcceptanceOracle } from './oracle.js';
 
@@ -21,9 +23,10 @@ function install(session: BootSession, book: DecisionBook): void {
 /** Runs `program` from a fresh launch of `target`'s VM. */
 export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, options: ExecuteOptions = {}): Execution {
   const book = new DecisionBook(program);
+  const handovers = new HandoverRecorder();
   let session: BootSession;
   try {
-    session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program) });
+    session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: handovers.onStage });
   } catch (err) {
     return crashedExecution(err, book);
   }
@@ -44,7 +47,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
     } catch (err) {
       return crashedExecution(err, book);
     }
-    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine);
+    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine, handovers.handovers);
     const execution: Execution = {
       judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
       instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,

@@ -12,7 +12,7 @@ import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
 import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import { snpHostAction, tdxHostAction } from './adversary.js';
-import type { AttackProgram, HostAction, LaunchAction } from './attack-program.js';
+import type { AttackProgram, HostAction, LaunchAction, MemoryRange } from './attack-program.js';
 
 const PAGE = 0x1000n;
 /** The config page: the firmware reads its fields and, with the map-from-config fixture, a memory map further in. */
@@ -51,11 +51,31 @@ function writeImage(images: BootImages, gpa: bigint, bytes: Uint8Array): BootIma
   return images;
 }
 
+/**
+ * struct mv_map_override (guest/include/minivisor/boot_abi.h): magic, entry count, accept unit
+ * (0: the firmware's own), reserved, then struct mv_e820_entry { addr, size, type, reserved }.
+ */
+function mapOverrideBytes(ranges: readonly MemoryRange[]): Uint8Array {
+  const entry = Number(ABI.MV_E820_ENTRY_SIZE);
+  const bytes = new Uint8Array(16 + ranges.length * entry);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, Number(ABI.MV_MAP_OVERRIDE_MAGIC), true);
+  view.setUint32(4, ranges.length, true);
+  ranges.forEach((r, i) => {
+    const at = 16 + i * entry;
+    view.setBigUint64(at, r.addr, true);
+    view.setBigUint64(at + 8, r.size, true);
+    view.setUint32(at + 16, r.type, true);
+  });
+  return bytes;
+}
+
 function imageEdits(program: AttackProgram): ((images: BootImages) => BootImages) | undefined {
   const writes: { gpa: bigint; bytes: Uint8Array }[] = [];
   const m = program.memoryDescription;
   if (m?.memoryBytes !== undefined) writes.push({ gpa: FW_CONFIG_GPA + ABI.MV_FW_CONFIG_OFF_MEMORY_BYTES, bytes: littleEndian(m.memoryBytes, 8) });
   if (m?.preAcceptBytes !== undefined) writes.push({ gpa: FW_CONFIG_GPA + ABI.MV_FW_CONFIG_OFF_PRE_ACCEPT_BYTES, bytes: littleEndian(m.preAcceptBytes, 8) });
+  if (m?.ranges !== undefined) writes.push({ gpa: FW_CONFIG_GPA + ABI.MV_MAP_OVERRIDE_OFFSET, bytes: mapOverrideBytes(m.ranges) });
   for (const a of program.launch ?? []) if (a.kind === 'image-write') writes.push({ gpa: a.gpa, bytes: littleEndian(a.value, a.size) });
   if (writes.length === 0) return undefined;
   return (images) => writes.reduce((acc, w) => writeImage(acc, w.gpa, w.bytes), images);

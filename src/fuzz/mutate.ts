@@ -147,6 +147,7 @@ function changeDecision(rng: Prng, d: Decision, program: AttackProgram, profile:
 export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProfile, other?: AttackProgram): AttackProgram {
   let decisions = [...program.decisions];
   let launch = [...(program.launch ?? [])];
+  let memoryDescription = program.memoryDescription;
   const rounds = 1 + rng.below(4);
   for (let i = 0; i < rounds; i++) {
     const op = decisions.length === 0 ? 0 : rng.below(other && other.decisions.length > 0 ? 5 : 4);
@@ -157,6 +158,7 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
         if (tactic) {
           decisions.splice(rng.below(decisions.length + 1), 0, ...tactic.decisions);
           launch.push(...(tactic.launch ?? []));
+          if (tactic.memoryDescription) memoryDescription = { ...memoryDescription, ...tactic.memoryDescription };
         } else {
           decisions.splice(rng.below(decisions.length + 1), 0, randomDecision(rng, program, profile));
         }
@@ -165,6 +167,7 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
       case 2:
         // Launch actions go too, now and then: a descendant without them runs from the snapshot again.
         if (launch.length > 0 && rng.chance(1, 4)) launch.splice(rng.below(launch.length), 1);
+        else if (memoryDescription && rng.chance(1, 8)) memoryDescription = undefined;
         else decisions.splice(rng.below(decisions.length), 1);
         break;
       case 3: {
@@ -183,6 +186,6 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
   const limit = Math.min(MAX_MUTANT_DECISIONS, MAX_DECISIONS);
   const mutant: AttackProgram = { platform: program.platform, decisions: decisions.slice(0, limit) };
   if (launch.length > 0) mutant.launch = launch.slice(0, limit);
-  if (program.memoryDescription) mutant.memoryDescription = program.memoryDescription;
+  if (memoryDescription) mutant.memoryDescription = memoryDescription;
   return mutant;
 }

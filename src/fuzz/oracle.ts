@@ -11,6 +11,7 @@
 import { TdxStatus } from '../platform/tdx/status.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceEvent } from '../shared/trace.js';
+import type { StageHandover } from './stage-handover.js';
 
 export type Verdict = 'detected' | 'benign' | 'finding';
 export type Severity = 'high' | 'medium' | 'low' | 'internal';
@@ -27,7 +28,7 @@ export const FINDING_CATEGORIES = {
   },
   'latent-double-acceptance': {
     severity: 'high',
-    summary: "the guest's own acceptance record says unaccepted for a page it accepted itself: its next lazy accept would zero live data",
+    summary: "the guest's own acceptance record says unaccepted for a page it accepted itself (at the end of the run, or in what one boot stage handed the next even if that one stopped on it later): its next lazy accept would zero live data",
   },
   'unchecked-state-change': {
     severity: 'medium',
@@ -259,6 +260,21 @@ export class AcceptanceOracle {
         if (typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') this.#reclaimed.set(e.gpa, e.bytes, true);
         return;
       default:
+    }
+  }
+
+  /**
+   * The guest entered `h.stage`; `h` holds the pages its record called unaccepted right then while
+   * the hardware held them accepted (captured at that exit, see stage-handover.ts). Call it right
+   * after observing the `stage` event, so the lifetimes are those of that moment. Pages that the
+   * launch added, or that the guest never accepted, do not count (nothing of the guest's to zero).
+   */
+  handedOver(h: StageHandover): void {
+    for (const range of h.heldButRecordedUnaccepted) {
+      for (const gpa of this.lifetimes.marked(range.start, range.end - range.start)) {
+        this.#report('latent-double-acceptance', `when the guest entered the ${h.stage} stage, the record it was handed (bitmap and memory map) marked 0x${gpa.toString(16)} unaccepted, but the guest had accepted it itself and the hardware held it accepted`, gpa, h.seq);
+        return;
+      }
     }
   }
 

@@ -1,13 +1,22 @@
 // The planted-bug variants of the stubs (guest/DEFENCES.md, guest/lib/variants.mk) and the finding
 // category a campaign must report for each: what `npm run bench:fuzz` times and the tests check.
-// e820-unchecked is not here: what its decompressor lets through, the kernel's own checks stop
-// (overlapping memory is freed twice, or its accept returns ALREADY_ACCEPTED), so every run of it
-// ends detected (defence in depth; test/guest/boot/planted-bugs.test.ts shows it gets further).
+// e820-unchecked's runs all end detected (what its decompressor lets through, the kernel's own
+// checks stop: overlapping memory is freed twice, or its accept returns ALREADY_ACCEPTED); what the
+// oracle finds is the record its decompressor handed the kernel, checked at that handover
+// (stage-handover.ts): accepted RAM recorded as unaccepted.
 import type { StubVariant } from '../boot/images.js';
 import type { AttackPlatform } from './attack-program.js';
 import type { FindingCategory } from './oracle.js';
 
-export const PLANTED_BUGS: readonly { variant: StubVariant; platform: AttackPlatform; expect: FindingCategory }[] = [
+export interface PlantedBug {
+  variant: StubVariant;
+  platform: AttackPlatform;
+  expect: FindingCategory;
+  /** The same stubs without the planted bug, where they differ from the honest build in more than the bug. */
+  withoutBug?: StubVariant;
+}
+
+export const PLANTED_BUGS: readonly PlantedBug[] = [
   { variant: 'accept-already-accepted', platform: 'tdx', expect: 'double-acceptance' },
   { variant: 'accept-already-accepted', platform: 'snp', expect: 'double-acceptance' },
   { variant: 'map-gpa-unbounded-retry', platform: 'tdx', expect: 'liveness' },
@@ -16,4 +25,7 @@ export const PLANTED_BUGS: readonly { variant: StubVariant; platform: AttackPlat
   { variant: 'trusts-injected-exception', platform: 'snp', expect: 'double-acceptance' },
   { variant: 'psc-error-ignored', platform: 'tdx', expect: 'unchecked-state-change' },
   { variant: 'psc-error-ignored', platform: 'snp', expect: 'unchecked-state-change' },
+  // Built with the map-from-config fixture firmware (which passes the VMM's map through).
+  { variant: 'e820-unchecked', platform: 'tdx', expect: 'latent-double-acceptance', withoutBug: 'map-from-config' },
+  { variant: 'e820-unchecked', platform: 'snp', expect: 'latent-double-acceptance', withoutBug: 'map-from-config' },
 ];

@@ -41,7 +41,7 @@ export async function ddmin<T>(items: readonly T[], reproduces: (candidate: T[])
   return { items: current, executions };
 }
 
-/** ddmin over the program's decisions, then one pass that tries each repeated answer once. */
+/** ddmin over the program's decisions (then its launch actions, then its memory description), then one pass that tries each repeated answer once. */
 export async function shrinkProgram(program: AttackProgram, reproduces: (candidate: AttackProgram) => boolean | Promise<boolean>, budget = 200): Promise<ShrinkResult> {
   const reduced = await ddmin(program.decisions, (decisions) => reproduces({ ...program, decisions }), budget);
   let executions = reduced.executions;
@@ -58,7 +58,17 @@ export async function shrinkProgram(program: AttackProgram, reproduces: (candida
     executions += kept.executions;
     launch = kept.items;
   }
-  const shaped = (decisions: Decision[]): AttackProgram => withLaunch({ ...program, decisions }, launch);
+  // So is the memory description: without it if the finding does not need it.
+  let description = program.memoryDescription;
+  if (description && executions < budget) {
+    executions++;
+    const { memoryDescription: _dropped, ...without } = withLaunch({ ...program, decisions: current }, launch);
+    if (await reproduces(without)) description = undefined;
+  }
+  const shaped = (decisions: Decision[]): AttackProgram => {
+    const { memoryDescription: _old, ...rest } = withLaunch({ ...program, decisions }, launch);
+    return description ? { ...rest, memoryDescription: description } : rest;
+  };
   // A repeated answer that one occurrence also reproduces is simpler to read.
   for (let i = 0; i < current.length; i++) {
     const d = current[i]!;

@@ -6,7 +6,9 @@ import { BootSession } from '../boot/boot-session.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
-import { bootConfigFor, crashedExecution, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
+import {
+  bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
+} from './executor.js';
 import { AcceptanceOracle, LifetimeMap } from './oracle.js';
 
 export class StageNotReachedError extends Error {
@@ -19,11 +21,12 @@ export class SnapshotExecutor implements Executor {
   readonly #start: VmSnapshot;
   readonly #prefixLifetimes: LifetimeMap;
   readonly #edges: Uint8Array;
-
+  /** Stage handovers of the current execution (a stage entered after the snapshot). */
+  readonly #handovers = new HandoverRecorder();
 
   constructor(target: FuzzTarget) {
     this.target = target;
-    const session = BootSession.create({ ...bootConfigFor(target), maxInstructions: (1n << 62n) }, { keepTrace: true });
+    const session = BootSession.create({ ...bootConfigFor(target), maxInstructions: (1n << 62n) }, { keepTrace: true, onStageEntered: this.#handovers.onStage });
     this.#session = session;
     // The prefix runs under the same (so far honest) adversary, so its trace and the oracle's view
     // of it are what a whole boot under the program would give.
@@ -34,6 +37,7 @@ export class SnapshotExecutor implements Executor {
     }
     const prefix = new AcceptanceOracle();
     for (const e of session.trace.events) prefix.observe(e);
+    this.#handovers.clear(); // the honest prefix's own, judged by nobody: the honest stubs' records are exact
     this.#prefixLifetimes = prefix.lifetimes.clone();
     this.#edges = session.platform.machine.enableEdgeCoverage();
     this.#start = session.snapshot();
@@ -52,6 +56,7 @@ export class SnapshotExecutor implements Executor {
     const startInstructions = vcpu.instructions;
     const book = new DecisionBook(program);
     this.#install(book);
+    this.#handovers.clear();
     const firstEvent = session.trace.events.length;
     let outcome;
     try {
@@ -60,7 +65,7 @@ export class SnapshotExecutor implements Executor {
       return crashedExecution(err, book);
     }
     const events = session.trace.events.slice(firstEvent);
-    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(this.#prefixLifetimes.clone()), events, outcome, machine);
+    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(this.#prefixLifetimes.clone()), events, outcome, machine, this.#handovers.handovers);
     const execution: Execution = {
       judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
       instructions: vcpu.instructions - startInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,

@@ -7,7 +7,8 @@
 // Every tactic is generic: it names a VMM behaviour, not a bug. Where it strikes comes from the
 // parent's execution (the decision points it reached and how often, the exits, the GPAs the
 // guest accepted or converted), and every choice from the campaign's seeded PRNG.
-import type { AttackPlatform, CallPoint, Decision, LaunchAction } from './attack-program.js';
+import { ABI } from '../boot/layout.js';
+import type { AttackPlatform, CallPoint, Decision, LaunchAction, MemoryDescription } from './attack-program.js';
 import type { ExecutionProfile } from './mutate.js';
 import type { Prng } from '../shared/prng.js';
 
@@ -22,10 +23,15 @@ const FAILURES = [0x8000000000000000n /* INVALID_OPERAND */, 0x8000000000000001n
 /** GHCB SW_EXITINFO2 PSC errors (GHCB spec §4.1.6: 1<<32 | code; Linux sev-common.h) and GHCB MSR PSC responses with an error (§2.3.1). */
 const PSC_ERRORS = [(1n << 32n) | 1n, (1n << 32n) | 2n, (1n << 32n) | 3n];
 const MSR_PSC_ERRORS = [(1n << 32n) | 0x15n, (2n << 32n) | 0x15n];
+/** E820 types (guest/include/minivisor/boot_abi.h; 15 is Linux's EFI_UNACCEPTED_MEMORY). */
+const E820_RAM = 1;
+const E820_RESERVED = 2;
+const E820_UNACCEPTED = 15;
 
 export interface TacticMaterial {
   decisions: Decision[];
   launch?: LaunchAction[];
+  memoryDescription?: MemoryDescription;
 }
 
 export interface Tactic {
@@ -189,6 +195,34 @@ export const TACTICS: readonly Tactic[] = [
     build: (rng, p) => {
       const spa = anyPage(rng, p);
       return { decisions: [], launch: [{ kind: 'snp.rmpupdate', spa, assigned: true, pageSize: '4k', gpa: spa }] };
+    },
+  },
+
+  // ---------------------------------------------------------------- both
+  {
+    // The memory map a firmware that passes the VMM's description through hands on: RAM up to a
+    // split point, and an unaccepted range that starts a few 2 MiB blocks below it, so some RAM is
+    // described both as accepted and as unaccepted. Where the firmware had accepted that RAM, a
+    // guest that takes the map as it is records accepted memory as unaccepted.
+    name: 'describe memory with an unaccepted range overlapping RAM', platforms: ['tdx', 'snp'], launch: true,
+    build: (rng, p) => {
+      const top = p.memoryBytes < ABI.MV_RAM_HOLE_GPA ? p.memoryBytes - (p.memoryBytes % TWO_MB) : ABI.MV_RAM_HOLE_GPA;
+      const low = ABI.MV_FIRMWARE_RESERVED_END;
+      if (top <= low + TWO_MB) return undefined;
+      const split = low + TWO_MB * (1n + rng.belowBig((top - low) / TWO_MB));
+      const overlap = TWO_MB * BigInt(1 + rng.below(4));
+      const unacceptedStart = split - overlap > low ? split - overlap : low;
+      return {
+        decisions: [],
+        memoryDescription: {
+          ranges: [
+            { addr: 0n, size: ABI.MV_FIRMWARE_RESERVED_GPA, type: E820_RAM },
+            { addr: ABI.MV_FIRMWARE_RESERVED_GPA, size: low - ABI.MV_FIRMWARE_RESERVED_GPA, type: E820_RESERVED },
+            { addr: low, size: split - low, type: E820_RAM },
+            { addr: unacceptedStart, size: top - unacceptedStart, type: E820_UNACCEPTED },
+          ],
+        },
+      };
     },
   },
 ];

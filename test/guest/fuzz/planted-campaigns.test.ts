@@ -28,10 +28,18 @@ describe('a campaign finds every planted bug, in the category it belongs to', ()
       });
       const finding = result.findings.find((f) => f.category === bug.expect);
       expect(finding, `findings: ${result.findings.map((f) => f.category).join(', ') || 'none'} in ${result.stats.execs} executions`).toBeDefined();
-      // Shrunk to a handful of decisions (launch actions count too).
-      expect(finding!.program.decisions.length + (finding!.program.launch?.length ?? 0)).toBeLessThanOrEqual(4);
+      // Shrunk to a handful of decisions (launch actions and a memory description count too).
+      const program = finding!.program;
+      expect(program.decisions.length + (program.launch?.length ?? 0) + (program.memoryDescription ? 1 : 0)).toBeLessThanOrEqual(4);
       // And it reproduces: the shrunk program alone gives the same category.
-      expect(executor.execute(finding!.program).judgement.findings.map((f) => f.category)).toContain(bug.expect);
+      expect(executor.execute(program).judgement.findings.map((f) => f.category)).toContain(bug.expect);
+      // The planted bug is what it finds: the same program against the stubs without it is no such finding.
+      const fixed = createExecutor(target(bug.platform, bug.withoutBug));
+      try {
+        expect(fixed.execute(program).judgement.findings.map((f) => f.category)).not.toContain(bug.expect);
+      } finally {
+        fixed.close();
+      }
     } finally {
       executor.close();
     }

@@ -33,7 +33,10 @@ const snpProgram: AttackProgram = {
     { at: 'exit', exitIndex: 5, action: { kind: 'inject', vector: 29, errorCode: 0x404n } },
     { at: 'exit', exitIndex: 6, action: { kind: 'shared-write', gpa: 0x9000n, value: 0xabn, size: 1 } },
   ],
-  memoryDescription: { memoryBytes: 0x40000000n },
+  memoryDescription: {
+    memoryBytes: 0x40000000n,
+    ranges: [{ addr: 0n, size: 0x200000n, type: 1 }, { addr: 0x200000n, size: 0x3fe00000n, type: 15 }],
+  },
 };
 
 describe('attack program format', () => {
@@ -51,6 +54,15 @@ describe('attack program format', () => {
     const bad = JSON.parse(attackProgramToJson(tdxProgram));
     bad.decisions[3].action = { kind: 'snp.psmash', spa: '0x0' };
     expect(() => parseAttackProgram(bad)).toThrow(/program\.decisions\[3\]\.action\.kind: expected one of tdx\.seamcall/);
+  });
+
+  it('writes one memory range per line and rejects a range with a field it does not know', () => {
+    const text = attackProgramToJson(snpProgram);
+    expect(text).toContain('\n      {"addr":"0x200000","size":"0x3fe00000","type":15}\n');
+    const bad = JSON.parse(text);
+    bad.memoryDescription.ranges[1].reserved = 1;
+    expect(() => parseAttackProgram(bad)).toThrow(/program\.memoryDescription\.ranges\[1\]: unknown field "reserved"/);
+    expect(needsFreshLaunch({ platform: 'tdx', decisions: [], memoryDescription: { ranges: [] } })).toBe(true);
   });
 
   it('rejects answers that do not fit the decision point', () => {

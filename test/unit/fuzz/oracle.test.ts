@@ -89,6 +89,26 @@ describe('acceptance oracle', () => {
     expect(judge([accept(0x200000n, 1)], done, held).verdict).toBe('benign');
   });
 
+  it('a stage handed a record that calls a page it accepted unaccepted is a latent double acceptance, even if a later stage stops', () => {
+    const handover = (heldButRecordedUnaccepted: { start: bigint; end: bigint }[], atSeq: number) => ({ stage: 'kernel' as const, seq: atSeq, heldButRecordedUnaccepted });
+    const run = (before: TraceEvent[], ranges: { start: bigint; end: bigint }[], after: TraceEvent[] = []) => {
+      const oracle = new AcceptanceOracle();
+      for (const e of before) oracle.observe(e);
+      const stage = ev('stage', {});
+      oracle.observe(stage);
+      oracle.handedOver(handover(ranges, stage.seq));
+      for (const e of after) oracle.observe(e);
+      return oracle.judge(fatal, nothingAccepted);
+    };
+    const j = run([accept(0x3400000n, 1)], [{ start: 0x3400000n, end: 0x3600000n }]);
+    expect(j.verdict).toBe('finding');
+    expect(j.findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x3400000n }]);
+    expect(j.findings[0]!.detail).toMatch(/entered the kernel stage/);
+    // A page the launch added (the guest never accepted it), or one accepted only after the handover.
+    expect(run([ev('launch-update', { gpa: 0x3400000n, result: 'SUCCESS' })], [{ start: 0x3400000n, end: 0x3401000n }]).verdict).toBe('detected');
+    expect(run([], [{ start: 0x3400000n, end: 0x3600000n }], [accept(0x3400000n, 1)]).verdict).toBe('detected');
+  });
+
   it('a budget run ending in the same page-state request again and again is a liveness finding; progress or other exits are not', () => {
     const retry = (key: string) => [ev('td-exit', { reason: 'tdvmcall' }), ev('guest-request', { key })];
     const stuck = Array.from({ length: LIVENESS_REQUEST_RUN }, () => retry('map-gpa 800000400000+200000')).flat();
