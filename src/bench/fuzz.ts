@@ -10,7 +10,7 @@ import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
 import { BootExecutor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
-import { PLANTED_BUGS } from '../fuzz/planted-bugs.js';
+import { PLANTED_BUGS, plantedBugTarget } from '../fuzz/planted-bugs.js';
 import type { StubVariant } from '../boot/images.js';
 
 const json = process.argv.includes('--json');
@@ -21,10 +21,7 @@ const budgetSeconds = budgetArg > 0 ? Number(process.argv[budgetArg + 1]) : 60;
 const log = (line: string) => { if (!json) console.log(line); };
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
 
-const target = (platform: 'tdx' | 'snp', variant?: StubVariant): FuzzTarget => ({
-  platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
-  unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}),
-});
+const target = plantedBugTarget;
 
 /** Planted bugs (guest/lib/variants.mk) and the finding category that shows each. */
 const PLANTED = PLANTED_BUGS;

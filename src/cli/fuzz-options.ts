@@ -2,7 +2,7 @@
 // --workload, --unit, --accept, --pre-accept, --max-instructions) are checked by the boot's own
 // parser, so fuzz and boot accept exactly the same values.
 import { BootOptionError, parseBootOptions } from './boot-options.js';
-import { FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
+import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 
 export interface RawFuzzOptions {
@@ -38,10 +38,7 @@ export class FuzzOptionError extends Error {
 
 export const FUZZ_DEFAULTS = {
   platform: 'tdx', stage: 'kernel', time: '60s', seed: '1', jobs: '1', out: 'fuzz-out', workload: '1M', memory: '128M',
-  // One execution's budget: about 100x an honest kernel-stage execution and 9x a whole honest boot
-  // (stage all) at the default 1M workload, so a mutant that makes the guest loop costs milliseconds,
-  // not seconds; a campaign whose honest execution needs more stops with a usage error.
-  maxInstructions: '5000000',
+  maxInstructions: DEFAULT_EXECUTION_BUDGET.toString(),
 } as const;
 
 const MAX_JOBS = 256;

@@ -38,6 +38,14 @@ export interface FuzzTarget {
   tracking?: AcceptanceTracking;
 }
 
+/**
+ * One execution's default instruction budget (`minivisor fuzz --max-instructions`): about 100x an
+ * honest kernel-stage execution and 9x a whole honest boot (stage all) at the default 1M workload,
+ * so a mutant that makes the guest loop costs milliseconds, not seconds; a campaign whose honest
+ * execution needs more stops with a usage error.
+ */
+export const DEFAULT_EXECUTION_BUDGET = 5_000_000n;
+
 export interface Execution {
   judgement: Judgement;
   traceSha256: string;

@@ -6,6 +6,7 @@
 // (stage-handover.ts): accepted RAM recorded as unaccepted.
 import type { StubVariant } from '../boot/images.js';
 import type { AttackPlatform } from './attack-program.js';
+import { DEFAULT_EXECUTION_BUDGET, type FuzzTarget } from './executor.js';
 import type { FindingCategory } from './oracle.js';
 
 export interface PlantedBug {
@@ -29,3 +30,14 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   { variant: 'e820-unchecked', platform: 'tdx', expect: 'latent-double-acceptance', withoutBug: 'map-from-config' },
   { variant: 'e820-unchecked', platform: 'snp', expect: 'latent-double-acceptance', withoutBug: 'map-from-config' },
 ];
+
+/**
+ * The configuration every planted-bug campaign runs (bench and tests alike): the CLI's defaults
+ * (kernel stage, 128 MiB, 1 MiB workload, the default per-execution budget), 64 MiB pre-accepted.
+ */
+export function plantedBugTarget(platform: AttackPlatform, variant?: StubVariant): FuzzTarget {
+  return {
+    platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
+    unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: DEFAULT_EXECUTION_BUDGET, ...(variant ? { variant } : {}),
+  };
+}

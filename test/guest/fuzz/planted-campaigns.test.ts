@@ -5,13 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { runCampaign } from '../../../src/fuzz/campaign.js';
 import { createExecutor } from '../../../src/fuzz/create-executor.js';
-import type { FuzzTarget } from '../../../src/fuzz/executor.js';
-import { PLANTED_BUGS } from '../../../src/fuzz/planted-bugs.js';
+import { PLANTED_BUGS, plantedBugTarget } from '../../../src/fuzz/planted-bugs.js';
 
-const target = (platform: 'tdx' | 'snp', variant: FuzzTarget['variant']): FuzzTarget => ({
-  platform, stage: 'kernel', memoryBytes: 128n << 20n, workloadBytes: 1n << 20n, preAccept: 64n << 20n, accept: 'lazy',
-  unitBytes: 0x200000n, guestSeed: 1n, maxInstructions: 50_000_000n, ...(variant ? { variant } : {}),
-});
+const target = plantedBugTarget;
 
 /** The most executions any planted bug may take with seed 1 (the slowest takes about 135). */
 const RUNS = 200;
