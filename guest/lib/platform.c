@@ -135,6 +135,20 @@ static noreturn void tdx_accept_fatal(u64 gpa, u64 status)
 }
 
 /* Whether an ACCEPT status means "the page is now accepted and zeroed by us". */
+#ifdef MV_PLANT_PSC_ERROR_IGNORED
+/* The planted bug's warning: a console line that goes out at once, like a printk to a serial
+ * console, so the guest's first exit after the failure is its output. */
+static void planted_warn(const char *what, u64 status)
+{
+	mv_puts("warning: ");
+	mv_puts(what);
+	mv_puts(" failed, status ");
+	mv_put_hex(status);
+	mv_puts(", ignored\n");
+	mv_console_flush();
+}
+#endif
+
 static bool tdx_accepted(u64 status)
 {
 #ifdef MV_PLANT_ACCEPT_ALREADY_ACCEPTED
@@ -199,9 +213,12 @@ void mv_tdx_map_gpa(u64 gpa, u64 bytes, bool shared)
 		if (r.r10 == TDVMCALL_STATUS_SUCCESS)
 			return;
 #ifdef MV_PLANT_PSC_ERROR_IGNORED
-		/* Planted bug: a failed conversion is taken as done. */
-		if (r.r10 != TDVMCALL_STATUS_RETRY)
+		/* Planted bug: a failed conversion is taken as done, after a warning (like a WARN_ON
+		 * that prints and goes on). */
+		if (r.r10 != TDVMCALL_STATUS_RETRY) {
+			planted_warn("MapGPA", r.r10);
 			return;
+		}
 #endif
 		if (r.r10 != TDVMCALL_STATUS_RETRY)
 			mv_fatal("tdx_map_gpa_failed", r.r10);
@@ -338,9 +355,12 @@ static void psc_ghcb_desc(u64 first, u32 count)
 		u16 new_cur = *hdr_cur, new_end = *hdr_end;
 		u32 reserved = *hdr_reserved;
 #ifdef MV_PLANT_PSC_ERROR_IGNORED
-		/* Planted bug: an error answer ends the request as if everything had been done. */
-		if ((u32)info1 != 0 || info2 != 0)
+		/* Planted bug: an error answer ends the request as if everything had been done, after
+		 * a warning. */
+		if ((u32)info1 != 0 || info2 != 0) {
+			planted_warn("PSC", info2 ? info2 : info1);
 			return;
+		}
 #endif
 		if ((u32)info1 != 0)
 			psc_fatal("snp_psc_ghcb_error", first, "exit_info1", info1);

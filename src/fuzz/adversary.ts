@@ -41,6 +41,12 @@ export interface RequestedChange {
 
 /** Pages the harness samples per refused change (a request covers at most a few MiB in these stubs). */
 const MAX_PROBED_PAGES = 4096n;
+/**
+ * Exits for the guest's output: TDX Instruction.IO and the vendor-specific TDVMCALLs (the stubs'
+ * batched console is the only one they make), SNP GHCB IOIO. What follows them shows what the
+ * guest does next.
+ */
+const OUTPUT_POINTS: ReadonlySet<CallPoint> = new Set<CallPoint>(['tdx.instructionIo', 'tdx.otherVmcall', 'snp.ghcb.ioio']);
 
 /** Which decision applies when: indexes an attack program for the run loop. */
 export class DecisionBook {
@@ -119,11 +125,13 @@ export class DecisionBook {
   }
 
   /**
-   * The decision point of each exit: after an unmade change, the first one goes into the trace
-   * (console output or a termination request means the guest is on its fatal path).
+   * The decision point of each exit: after an unmade change, the first one that is not the
+   * guest's own output goes into the trace, for the oracle to tell whether the guest stopped or
+   * went on. Output says neither: a guest prints its fatal reason before it stops, and may as well
+   * print a warning and carry on.
    */
   noteExitPoint(trace: { record(source: 'vmm', type: string, fields: Record<string, TraceValue>): unknown }, point: CallPoint, gpa?: bigint): void {
-    if (!this.#awaitingNextExit) return;
+    if (!this.#awaitingNextExit || OUTPUT_POINTS.has(point)) return;
     this.#awaitingNextExit = false;
     trace.record('vmm', 'exit-after-refusal', gpa === undefined ? { point } : { point, gpa });
   }

@@ -213,10 +213,11 @@ export class AcceptanceOracle {
         }
         return;
       case 'exit-after-refusal':
-        // The guest's first exit after an unmade change shows whether it went on as if the change
-        // had been made: another page-state request, an accept, a HLT (it finished), or a fault on
-        // the very memory it was told was not converted. Anything else (console output, a fault
-        // elsewhere, the fatal report) is no evidence that it carried on.
+        // The guest's first exit after an unmade change that is not its own output (the harness
+        // skips those: a guest may print a warning and go on) shows whether it went on as if the
+        // change had been made: another page-state request, an accept, a HLT (it finished), or a
+        // fault on the very memory it was told was not converted. Anything else (a fault
+        // elsewhere, the fatal report) is no evidence that it carried on; finishing is.
         for (const c of this.#refusedChanges) {
           if (c.carriedOn !== undefined) continue;
           const point = String(e.point);
@@ -288,7 +289,8 @@ export class AcceptanceOracle {
     const carriedOn = (seq: number) => outcome.outcome !== 'guest-fatal' && (outcome.outcome === 'done' || this.#lastAcceptanceWork > seq);
     const r = this.#refusedAccepts.find((a) => carriedOn(a.seq));
     if (r) this.#report('double-acceptance', `${r.what} for 0x${r.gpa.toString(16)} and the guest carried on instead of stopping`, r.gpa, r.seq);
-    const c = this.#refusedChanges.find((a) => outcome.outcome !== 'guest-fatal' && (a.carriedOn ?? outcome.outcome === 'done'));
+    // Finishing (`done`) after an unmade change is carrying on, whatever the exit just after it was.
+    const c = this.#refusedChanges.find((a) => outcome.outcome !== 'guest-fatal' && (a.carriedOn === true || outcome.outcome === 'done'));
     if (c) {
       this.#report('unchecked-state-change', `the VMM reported that converting 0x${c.gpa.toString(16)}+0x${c.bytes.toString(16)} to ${c.to} failed, the hardware had not converted it, and the guest carried on instead of stopping`, c.gpa, c.seq);
     }

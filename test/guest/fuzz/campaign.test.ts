@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import type { AttackProgram, Decision } from '../../../src/fuzz/attack-program.js';
 import { runCampaign } from '../../../src/fuzz/campaign.js';
+import { createExecutor } from '../../../src/fuzz/create-executor.js';
 import { BootExecutor, type FuzzTarget } from '../../../src/fuzz/executor.js';
+import { plantedBugTarget } from '../../../src/fuzz/planted-bugs.js';
 import { shrinkProgram } from '../../../src/fuzz/shrink.js';
 
 const target = (platform: 'tdx' | 'snp'): FuzzTarget => ({
@@ -41,6 +43,30 @@ describe('fuzz campaigns on the guest stubs', () => {
     const e = new BootExecutor(target('snp')).execute(program);
     expect(e.judgement.verdict).toBe('detected');
     expect(e.judgement.outcome.reason).toMatch(/snp_psc_failed/);
+  }, 60_000);
+
+  it.each(['tdx', 'snp'] as const)('%s: a guest that prints a warning about a failed page-state change and carries on is an unchecked state change', (platform) => {
+    // psc-error-ignored warns (a console line that goes out at once) and takes the failure as done.
+    const failed: Decision[] = platform === 'tdx'
+      ? [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, answer: { kind: 'map-gpa', convertBytes: 0n, status: 0x8000000000000000n } }]
+      : [{ at: 'call', point: 'snp.ghcb.psc', occurrence: 0, answer: { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo2: (1n << 32n) | 1n } } }];
+    const stopNext: Decision = { at: 'call', point: platform === 'tdx' ? 'tdx.mapGpa' : 'snp.ghcb.psc', occurrence: 1, answer: { kind: 'stop' } };
+    const executor = createExecutor({ ...plantedBugTarget(platform, 'psc-error-ignored') });
+    try {
+      const e = executor.execute({ platform, decisions: [...failed, stopNext] }, { keepTrace: true });
+      const events = e.events!;
+      const refused = events.find((x) => x.type === 'state-change-refused' && x.reached === false)!;
+      const next = events.find((x) => x.type === 'exit-after-refusal')!;
+      // The guest's first exit after the failure was its warning; the one the oracle judged, its
+      // use of the memory it was told was not converted.
+      const between = events.filter((x) => x.seq > refused.seq && x.seq < next.seq);
+      expect(between.some((x) => (x.type === 'td-exit' && x.reason === 'tdvmcall') || x.type === 'io')).toBe(true);
+      expect(next.point).toBe(platform === 'tdx' ? 'tdx.onSharedEptViolation' : 'snp.onNpf');
+      expect(e.judgement.outcome.outcome).not.toBe('done');
+      expect(e.judgement.findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
+    } finally {
+      executor.close();
+    }
   }, 60_000);
 
   it('the same seed and runs give the same campaign', async () => {

@@ -67,14 +67,16 @@ describe('acceptance oracle', () => {
     const stopped: RunOutcome = { outcome: 'vmm-error', reason: 'the VMM stopped the guest' };
     expect(judge([refused(false)], fatal).verdict).toBe('detected');
     expect(judge([refused(false)], done).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
-    // Its next exit shows whether it went on (another conversion) or took its fatal path (console output).
+    // Its next exit after any output shows whether it went on (another conversion) or took its fatal path (the fatal report).
     expect(judge([refused(false), next('tdx.mapGpa')], stopped).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
-    expect(judge([refused(false), next('tdx.instructionIo')], stopped).verdict).toBe('benign');
+    expect(judge([refused(false), next('tdx.reportFatalError')], stopped).verdict).toBe('benign');
     expect(judge([refused(false)], stopped).verdict).toBe('benign');
     // A fault counts only on the memory whose change was refused (the fatal path's console page is elsewhere).
     const fault = (gpa: bigint) => ev('exit-after-refusal', { point: 'tdx.onSharedEptViolation', gpa });
     expect(judge([refused(false), fault(0x800000n)], stopped).verdict).toBe('finding');
     expect(judge([refused(false), fault(0x203000n)], stopped).verdict).toBe('benign');
+    // …but a guest that finishes after the unmade change carried on, whatever its next exit was.
+    expect(judge([refused(false), fault(0x203000n)], done).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
     // The VMM said "failed" but did the work: the guest's view and the hardware agree.
     expect(judge([refused(true)], done).verdict).toBe('benign');
   });
