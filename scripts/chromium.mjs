@@ -13,7 +13,7 @@
 // not need a browser. On a clean checkout the fetch takes seconds (apt from the Debian mirror,
 // dpkg -x), inside the npm test budget; later runs find .chromium/ and skip it.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -92,9 +92,47 @@ function fetchFromDebian(log) {
   return found;
 }
 
+function sleepMs(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Whether the process that took `lock` is gone (it was killed mid-fetch): then the lock is stale. */
+function lockIsStale(lock) {
+  let pid;
+  try { pid = Number(readFileSync(join(lock, 'pid'), 'utf8')); } catch { return false; }  // being taken
+  try { process.kill(pid, 0); return false; } catch (err) { return err.code === 'ESRCH'; }
+}
+
+// Two browser test files can start at once on a clean checkout (vitest runs two files in
+// parallel): the first takes the lock (an atomic mkdir) and fetches; the other waits until the
+// fetched browser is in place instead of fetching it a second time into the same folder.
+function fetchOnce(log) {
+  const lock = `${localDir}.lock`;
+  const giveUpAt = Date.now() + 10 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    if (lockIsStale(lock)) { rmSync(lock, { recursive: true, force: true }); continue; }
+    const found = findChromium();
+    if (found) return found;
+    if (Date.now() > giveUpAt) fail(`another process has been fetching Chromium for 10 minutes (remove ${lock} if none is)`);
+    sleepMs(500);
+  }
+  try {
+    writeFileSync(join(lock, 'pid'), String(process.pid));
+    return findChromium() ?? fetchFromDebian(log);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 /** A Chromium, fetched from Debian into .chromium/ when the machine has none. */
 export function ensureChromium(log = console.log) {
-  return findChromium() ?? fetchFromDebian(log);
+  return findChromium() ?? fetchOnce(log);
 }
 
 // `node scripts/chromium.mjs` fetches (if needed) and prints where the browser is.

@@ -6,7 +6,12 @@
 // categorised so accept calls, exits and conversions can be filtered.
 //
 // The clock is the guest's instruction count when the trace carries it, else the event sequence
-// number: never wall-clock time, so the same run gives the same file. One tick is shown as 1 µs.
+// number: never wall-clock time, so the same run gives the same file. One tick is 1 µs, the format's
+// unit of ts. No displayTimeUnit: the format calls it a display preference only, but Perfetto's JSON
+// importer up to at least v20 read it as the unit of ts (google/perfetto
+// src/trace_processor/importers/json/json_trace_tokenizer.cc, MaybeParseDisplayTimeUnit), while later
+// ones ignore it, so with "ns" the same file showed one tick as 1 ns or 1 µs depending on the
+// viewer's version (test/browser/perfetto-ui.test.ts caught it).
 
 /** A trace event as a JSON line holds it. */
 export type TraceLineEvent = { seq: number; source: string; type: string } & Record<string, unknown>;
@@ -25,7 +30,6 @@ export interface ChromeTraceEvent {
 
 export interface ChromeTrace {
   traceEvents: ChromeTraceEvent[];
-  displayTimeUnit: 'ns' | 'ms';
   otherData: Record<string, string>;
 }
 
@@ -138,7 +142,6 @@ export function toChromeTrace(events: readonly TraceLineEvent[], header?: Record
   endStage(last);
   return {
     traceEvents: out,
-    displayTimeUnit: 'ns',
     otherData: {
       clock: clockIsInstructions ? 'guest instructions (1 per µs shown)' : 'trace event number (1 per µs shown)',
       ...(header ? { header: JSON.stringify(header) } : {}),
