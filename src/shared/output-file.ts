@@ -86,6 +86,11 @@ export class OutputFile {
     }
   }
 
+  /** Whether the file is still being written (neither committed nor abandoned). */
+  get isOpen(): boolean {
+    return this.#fd !== undefined;
+  }
+
   /** Closes and renames the data into place. */
   commit(): void {
     this.#close();

@@ -1,7 +1,7 @@
 // `minivisor boot --map FILE.svg`: the acceptance map parses as XML, its legend's byte counts are
 // the boot's own acceptedBytes (the hardware's count, re-accepts included), and its ranges lie in
 // the picture for the smallest and a large guest (issue 13).
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
@@ -55,6 +55,20 @@ describe('boot --map', () => {
       expect(Number(r.width)).toBeGreaterThanOrEqual(0.5);
     }
   });
+
+  it('a map that cannot be written is one clear line and exit 1 before any guest runs, and leaves nothing behind', async () => {
+    const io = capture();
+    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', '/nonexistent-dir/map.svg'], io)).toBe(1);
+    expect(io.stderr).toEqual(['minivisor boot: cannot write map "/nonexistent-dir/map.svg": the directory "/nonexistent-dir" does not exist (ENOENT)']);
+    expect(io.stdout).toEqual([]);
+    // The map opens first; a trace that then cannot be opened leaves no half-made map file.
+    const dir = mkdtempSync(join(tmpdir(), 'mv-map-'));
+    const both = capture();
+    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', join(dir, 'map.svg'), '--trace', '/nonexistent-dir/run.json'], both)).toBe(1);
+    expect(both.stderr).toEqual(['minivisor boot: cannot write Perfetto trace "/nonexistent-dir/run.json": the directory "/nonexistent-dir" does not exist (ENOENT)']);
+    expect(both.stdout).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
 });
 
 describe('the HTML map\'s timeline', () => {
@@ -82,4 +96,5 @@ describe('the HTML map\'s timeline', () => {
     expect(last.bytes.unaccepted).toBe((1n << 27n) - 0x1000n);
     expect(last.bytes.shared).toBe(0n);
   });
+
 });

@@ -59,8 +59,9 @@ function mapFormat(path: string): MapFormat {
   throw new BootOptionError(`--map ${JSON.stringify(path)}: the file name must end in .svg (a static map) or .html (a page with a time slider)`);
 }
 
-/** `--map`: the acceptance map of the finished run, from its trace and the hardware's page states. */
-function writeMap(path: string, run: BootRun, inputs: readonly string[]): void {
+/** `--map`: the acceptance map of the finished run, from its trace and the hardware's page states, into `file` (opened before the boot). */
+function writeMap(file: OutputFile, run: BootRun): void {
+  const path = file.path;
   const r = run.result;
   const stats = r.guestStats;
   const bitmap = stats.bitmap_gpa !== undefined && stats.bitmap_bytes !== undefined
@@ -68,7 +69,6 @@ function writeMap(path: string, run: BootRun, inputs: readonly string[]): void {
     : undefined;
   const map = buildAcceptanceMap(run.trace.events, BigInt(r.memoryBytes), (gpa) => run.platform.pageState(gpa), bitmap);
   const title = `minivisor boot: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome}`;
-  const file = new OutputFile(path, 'map', inputs);
   try {
     file.write(mapFormat(path) === 'svg' ? acceptanceMapSvg(map, title) : acceptanceMapHtml(map, run.trace.events, title));
   } catch (err) {
@@ -117,6 +117,7 @@ export function bootCommand(io: CliIo): Command {
       let verified: VerifyReport | undefined;
       let crashDump: CrashDumpReport | undefined;
       let traceWriter: TraceOutput | undefined;
+      let mapFile: OutputFile | undefined;
       // With `--trace -` stdout is the trace's: the console and the summary go to stderr.
       const say = raw.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
       let linuxReport: LinuxBootReport | undefined;
@@ -126,6 +127,9 @@ export function bootCommand(io: CliIo): Command {
         if (raw.trace === '-' && raw.json) throw new BootOptionError('--trace - and --json both want stdout: write the trace to a file');
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
+        // Opened before the guest runs, like the trace (and before it: a trace that cannot be
+        // opened abandons the map below, while nothing would abandon an opened trace).
+        if (raw.map !== undefined) mapFile = new OutputFile(raw.map, 'map', bootInputFiles(config));
         if (config.traceFile !== undefined) {
           traceWriter = openTraceOutput(config.traceFile, bootInputFiles(config), filter);
           delete config.traceFile;
@@ -151,13 +155,15 @@ export function bootCommand(io: CliIo): Command {
         result = run.result;
         linuxReport = run.linux;
         try {
-          if (raw.map !== undefined) writeMap(raw.map, run, bootInputFiles(config));
+          if (mapFile) writeMap(mapFile, run);
           if (raw.verify) verified = verifyBoot(run);
           if (config.handover === 'crash' && result.outcome === 'done') crashDump = verifyCrashDump(run);
         } finally {
           run.platform.machine.close();
         }
       } catch (err) {
+        // A boot that stopped before the map was written leaves no map file behind.
+        if (mapFile?.isOpen) mapFile.abandon();
         if (err instanceof TraceReaderGone || traceWriter?.readerGone) {
           io.exitCode = EXIT_READER_GONE;
           return;
