@@ -2,7 +2,7 @@
 // emulator it runs on and the limits a user meets first. The lists are the README's "The TDX
 // module model" / "The SEV-SNP model" sections in short; the numbers come from the code.
 import { Command } from 'commander';
-import { unicornVersion } from '../../cpu/machine.js';
+import { MAX_VCPUS, unicornVersion } from '../../cpu/machine.js';
 import { TdcallLeaf } from '../../platform/tdx/tdcall.js';
 import { DEFAULT_MAX_INSTRUCTIONS, MAX_MEMORY, MIN_MEMORY } from '../boot-options.js';
 import { formatSize } from '../size.js';
@@ -35,7 +35,8 @@ const PLATFORMS = [
 ] as const;
 
 const LIMITS = [
-  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)} (the top of guest RAM; [0xFFE00000, 4G) holds the firmware volume, not RAM), one vCPU, CPL 0 only`,
+  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)} (the top of guest RAM; [0xFFE00000, 4G) holds the firmware volume, not RAM), CPL 0 only`,
+  `vCPUs: up to ${MAX_VCPUS} on TDX (--vcpus; one with --linux, --handover or --tracking memmap), one on SNP (no AP creation)`,
   `instruction budget ${DEFAULT_MAX_INSTRUCTIONS} by default (--max-instructions)`,
   'no attestation (TDG.MR.REPORT, SNP guest requests), no migration, no VMPL switching',
 ];
