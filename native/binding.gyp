@@ -13,7 +13,8 @@
         "src/deliver.cc",
         "src/guest_stub.cc",
         "src/abort_guard.cc",
-        "src/code_bits.cc"
+        "src/code_bits.cc",
+        "src/spin_loop.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

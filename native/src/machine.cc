@@ -8,6 +8,7 @@
 
 #include "abort_guard.h"
 #include "mem_operand.h"
+#include "spin_loop.h"
 
 namespace minivisor {
 
@@ -742,9 +743,40 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
       t.kind == TrappedKind::kVmgexit) {
     return;  // the last three arrive through the invalid-instruction hook
   }
-  if (t.kind == TrappedKind::kPause && !m->pause_exits_) return;
+  if (t.kind == TrappedKind::kPause && !m->pause_exits_) {
+    if (m->config_.count_instructions) m->SkipPureSpinRounds(address);
+    return;
+  }
   m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
+}
+
+void Machine::SkipPureSpinRounds(uint64_t address) {
+  uint64_t* a = area_;
+  uint64_t n = a[kSlotInstructions];
+  uint64_t charged = a[kSlotCharged];
+  SpinWatch& s = spin_;
+  if (s.round != 0 && address != s.pause && address >= s.head && address < s.end) return;  // another PAUSE of the loop
+  if (address != s.pause || s.round == 0 || n - s.instructions != s.round || charged != s.charged) {
+    // A PAUSE not seen a round ago: is it in a pure spin loop, and how long is a round?
+    s = SpinWatch{address, 0, 0, n, charged, 0, 0};
+    uint8_t bytes[15];
+    size_t avail = FetchInsnBytes(address, bytes);
+    if (!PureSpinHead(bytes, avail, address, &s.head, &s.end)) return;
+    avail = s.head == address ? avail : FetchInsnBytes(s.head, bytes);
+    s.round = PureSpinRound(bytes, avail, s.head, address);
+    return;
+  }
+  s.instructions = n;
+  if (++s.rounds < kSpinRoundsBeforeSkip || charged >= a[kSlotBudgetLimit]) return;
+  // The run stops before the first instruction counted at `stop` or more (OverBudget). Nothing in
+  // the loop charges, so `stop` stays put; keep at least one round to emulate, so the stop itself,
+  // at whatever instruction of the round it falls, happens the ordinary way.
+  uint64_t stop = std::min(a[kSlotInstructionLimit], a[kSlotBudgetLimit] - charged);
+  if (stop <= n || stop - n <= 2ull * s.round) return;
+  uint64_t skipped = ((stop - n) / s.round - 1) * s.round;
+  a[kSlotInstructions] = n + skipped;
+  s.instructions = n + skipped;
 }
 
 uc_err Machine::RefuseAbortedEmulator() {
@@ -762,6 +794,7 @@ uc_err Machine::Run() {
   area_[kSlotKind] = 0;
   uint64_t rip = area_[kSlotRegs + kRegRip];
   last_insn_ = ~0ull;
+  spin_ = SpinWatch{};
   if (config_.count_instructions) area_[kSlotCharged] += kExitCharge;
   if (config_.count_instructions && OverBudget(area_[kSlotInstructions], area_[kSlotInstructionLimit], area_[kSlotCharged], area_[kSlotBudgetLimit])) {
     SetExit(ExitKind::kBudget);

@@ -311,6 +311,24 @@ class Machine {
   bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).
   uint64_t last_insn_ = ~0ull;
+  // Counting mode: the pure spin loop (spin_loop.h) the run may be parked in. A PAUSE at `pause`
+  // ran `rounds` times in a row, each exactly `round` instructions and no charge after the last;
+  // the loop's code is [head, end) (its other PAUSEs leave the watch alone).
+  struct SpinWatch {
+    uint64_t pause = ~0ull;
+    uint64_t head = 0;
+    uint64_t end = 0;
+    uint64_t instructions = 0;
+    uint64_t charged = 0;
+    uint32_t round = 0;
+    uint32_t rounds = 0;
+  };
+  SpinWatch spin_;
+  // Rounds emulated before any are skipped: AFL edge counts saturate at 255, so by then another
+  // round changes no edge-map byte (and prev_block_ is where it was a round earlier).
+  static constexpr uint32_t kSpinRoundsBeforeSkip = 256;
+  // At the PAUSE at `address` (counted, not yet run): skips whole rounds of a pure spin loop.
+  void SkipPureSpinRounds(uint64_t address);
   // Fast mode (no instruction counting): exact code hooks at intercepted instructions.
   std::unordered_set<uint64_t> scanned_va_pages_;
   std::unordered_set<uint64_t> hooked_addresses_;
