@@ -15,6 +15,8 @@
 // Spin-waits: PCT assumes threads that block; guests spin. A vCPU that PAUSEs is left out until
 // every vCPU has paused or one stops for another reason, so a spinning high-priority vCPU cannot
 // starve the one it waits for.
+// vCPUs that do not exist for the guest yet (an SNP AP before its AP-creation VMGEXIT: KVM keeps
+// it KVM_MP_STATE_UNINITIALIZED) are never chosen: `isRunnable` says which ones may run.
 import { Prng } from '../shared/prng.js';
 import type { Snapshottable } from '../shared/snapshottable.js';
 import type { VmExit } from './exits.js';
@@ -60,6 +62,8 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
   #yielded: boolean[];
   #switchPoints = 0;
   #switches = 0;
+  /** Which vCPUs may run (default: all). The machine's platform owns this state, and snapshots it. */
+  isRunnable: ((index: number) => boolean) | undefined;
 
   constructor(machine: Machine, options: ScheduleOptions) {
     if (!Number.isInteger(options.quantum) || options.quantum < 1) throw new RangeError(`quantum must be a positive integer, got ${options.quantum}`);
@@ -103,14 +107,34 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
     return exit.kind === 'budget' && vcpu.instructions + vcpu.budgetCharged < vcpu.budgetLimit;
   }
 
+  /**
+   * The platform's run loop hands every exit here first: a PAUSE (completed, then a switch point)
+   * or the end of a quantum is the scheduler's, and the loop just goes on; true when it was one.
+   */
+  takesExit(exit: VmExit): boolean {
+    if (exit.kind === 'pause') {
+      this.machine.vcpu.complete(exit);
+      this.switchPoint('pause');
+      return true;
+    }
+    if (this.isQuantumEnd(exit)) {
+      this.switchPoint('quantum');
+      return true;
+    }
+    return false;
+  }
+
   /** A switch point: picks the vCPU that runs next, makes it the machine's running one, arms its quantum. */
   switchPoint(reason: SwitchReason): void {
     const current = this.machine.vcpuIndex;
     this.#switchPoints++;
     if (reason === 'pause') this.#yielded[current] = true;
     else this.#yielded.fill(false);
-    if (this.#yielded.every(Boolean)) this.#yielded.fill(false);
-    const eligible = this.#yielded.flatMap((y, i) => (y ? [] : [i]));
+    const runnable = this.isRunnable;
+    const candidates = runnable ? this.#yielded.flatMap((_, i) => (runnable(i) ? [i] : [])) : undefined;
+    if (candidates ? candidates.every((i) => this.#yielded[i]) : this.#yielded.every(Boolean)) this.#yielded.fill(false);
+    const eligible = candidates ? candidates.filter((i) => !this.#yielded[i]) : this.#yielded.flatMap((y, i) => (y ? [] : [i]));
+    if (eligible.length === 0) eligible.push(current);
     const next = this.#choose(current, eligible);
     if (next !== current) {
       this.#switches++;

@@ -27,10 +27,15 @@ export const SVM_EXIT = {
   MSR: 0x7c,
   NPF: 0x400,
   PSC: 0x80000010,
+  /** SNP AP Creation NAE event (GHCB spec §4.1.8; Linux/KVM SVM_VMGEXIT_AP_CREATION). */
+  AP_CREATION: 0x80000013,
   HV_FEATURES: 0x8000fffd,
   TERM_REQUEST: 0x8000fffe,
   UNSUPPORTED: 0x8000ffff,
 } as const;
+
+/** AP Creation requests in SW_EXITINFO1[31:0] (Linux svm.h SVM_VMGEXIT_AP_CREATE_ON_INIT / _CREATE / _DESTROY). */
+export const AP_REQUEST = { CREATE_ON_INIT: 0, CREATE: 1, DESTROY: 2 } as const;
 
 /** SW_EXITINFO1[31:0] on return (B4). */
 export const GHCB_RESULT = { OK: 0n, INJECT_EVENT: 1n, ERROR: 2n } as const;

@@ -11,7 +11,9 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmplPerms } from './launch.js';
-import { VMSA_MEASURED_GPA, applyVmsa, vmsaPage, type Vmsa } from './vmsa.js';
+import { VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
+import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
+import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { SEV_RET_INVALID_PARAM, validateCpuidPage } from './cpuid-page.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
@@ -28,6 +30,15 @@ export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
 const UD_VECTOR = 6;
 const MSR_EFER = 0xc0000080;
+/**
+ * FS.base, GS.base, KernelGSbase: guest state in the VMSA that KVM never intercepts for an SVM
+ * guest (arch/x86/kvm/svm/svm.c direct_access_msrs: MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE
+ * are passed through), so an SEV-ES/SNP guest reads and writes them without a #VC; Linux's
+ * secondary_startup_64 writes MSR_GS_BASE on every AP for its per-CPU area.
+ */
+const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([MSR_EFER, 0xc0000100, 0xc0000101, 0xc0000102]);
+/** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
+export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 const RFLAGS_IF = 1n << 9n;
 
 export interface SnpPlatformOptions {
@@ -40,10 +51,14 @@ export interface SnpPlatformOptions {
   /** Names this VM's memory-encryption key (with the ASID); equal values give equal keys. Default 0. */
   keySeed?: bigint;
   trace?: Trace;
+  /** With several vCPUs: who runs when (default round-robin, seed 1). */
+  schedule?: ScheduleOptions;
 }
 
 export interface SnpMachineOptions extends SnpPlatformOptions {
   memoryBytes: bigint;
+  /** vCPUs (default 1). vCPU 0 starts from the launch VMSA; the others only once the guest creates them (AP creation VMGEXIT). */
+  vcpus?: number;
   countInstructions?: boolean;
   instructionLimit?: bigint;
 }
@@ -85,10 +100,17 @@ export interface SnpPlatformState {
   machine: MachineState;
   rmp: RmpTable;
   npt2m: ReadonlySet<bigint>;
-  ghcbMsr: bigint;
+  /** Per vCPU (the GHCB MSR is VMSA state). */
+  ghcbMsrs: readonly bigint[];
+  /** Per vCPU: created (the BSP, or an AP the guest started through AP creation). */
+  runnable: readonly boolean[];
+  scheduler?: VcpuSchedulerState;
   launch: ReturnType<LaunchDigest['saveState']>;
   pendingOutcome: RunOutcome | undefined;
 }
+
+/** Why VMRUN from an AP's VMSA did not happen, or that it did. */
+export type ApStartResult = { ok: true } | { ok: false; reason: string };
 
 export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatformState> {
   readonly kind = 'snp' as const;
@@ -102,7 +124,15 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** 2 MiB regions the VMM maps with a 2 MiB NPT page (default: 4 KiB). */
   readonly #npt2m = new Set<bigint>();
   readonly #encryption: MemoryEncryption;
-  #ghcbMsr = 0n;
+  /** The GHCB MSR of each vCPU (it is VMSA state, per vCPU). */
+  #ghcbMsrs: bigint[];
+  /**
+   * Which vCPUs exist for the guest: the BSP from launch, an AP once the VMM ran it from the VMSA
+   * the guest created (KVM: an SNP AP stays KVM_MP_STATE_UNINITIALIZED until AP creation).
+   */
+  #runnable: boolean[];
+  /** Several vCPUs: who runs when. */
+  readonly scheduler: VcpuScheduler | undefined;
   /** What the untrusted VMM may use. */
   readonly handle: SnpVmmHandle;
   /** An outcome decided between steps (an event the VMM injected could not be delivered). */
@@ -112,7 +142,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   static create(options: SnpMachineOptions): SnpPlatform {
     const machine = new Machine({
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
-      marker: { kind: 'snp-c-bit', position: options.cBit ?? 51 },
+      marker: { kind: 'snp-c-bit', position: options.cBit ?? 51 }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
     });
     return new SnpPlatform(machine, options);
@@ -135,7 +165,16 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // regions it touches.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
+    this.#ghcbMsrs = new Array<bigint>(machine.vcpuCount).fill(0n);
+    this.#runnable = Array.from({ length: machine.vcpuCount }, (_, i) => i === 0);
+    this.scheduler = machine.vcpuCount > 1 ? new VcpuScheduler(machine, options.schedule ?? { policy: 'round-robin', seed: 1n, quantum: 2000 }) : undefined;
+    if (this.scheduler) this.scheduler.isRunnable = (i) => this.#runnable[i]!;
     this.handle = new SnpVmmHandle(this);
+  }
+
+  /** An event of the hardware; with several vCPUs it says which one it happened on (as on TDX). */
+  #record(type: string, fields: Record<string, TraceValue>): void {
+    this.trace.record('hw', type, this.machine.vcpuCount > 1 ? { vcpu: this.machine.vcpuIndex, ...fields } : fields);
   }
 
   get memoryBytes(): bigint { return this.machine.memoryBytes; }
@@ -154,7 +193,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const op: HostOp = req.pageSize === '2m' ? 'rmpupdate-2m' : 'rmpupdate-4k';
     const { state, result } = legality(this.rmp, op, spa);
     const rc = RMP_RC[result as keyof typeof RMP_RC];
-    this.trace.record('hw', 'rmpupdate', { spa, gpa: req.gpa, assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, asid: req.asid, state, result });
+    this.#record('rmpupdate', { spa, gpa: req.gpa, assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, asid: req.asid, state, result });
     if (result !== 'SUCCESS') return { rc, result, state };
     const entry: RmpEntry = {
       assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, gpa: req.gpa, asid: req.asid,
@@ -174,7 +213,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   psmash(spa: bigint): HostOpResult {
     const { state, result } = legality(this.rmp, 'psmash', spa);
     const rc = RMP_RC[result as keyof typeof RMP_RC];
-    this.trace.record('hw', 'psmash', { spa, state, result });
+    this.#record('psmash', { spa, state, result });
     if (result === 'SUCCESS') {
       this.rmp.split(spa);
       this.#syncRegion(regionOf(spa));
@@ -206,7 +245,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.launch.finished) result = 'INVALID_PAGE_STATE';
     const e = this.rmp.lookup(gpa);
     if (result === 'SUCCESS' && (e.asid !== this.asid || e.pageSize !== '4k' || e.gpa !== gpa)) result = 'INVALID_PAGE_STATE';
-    this.trace.record('hw', 'launch-update', { gpa, pageType: type, state, result });
+    this.#record('launch-update', { gpa, pageType: type, state, result });
     if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
     if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (vmplPerms.some((p) => !Number.isInteger(p) || p < 0 || p > 0x1f)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
@@ -215,7 +254,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       // (cpuid-page.ts); a bad one stays pre-guest and the corrected table goes back to the host.
       const check = validateCpuidPage(source ?? this.machine.memory.read(gpa, Number(PAGE_4K)), (leaf, sub) => snpCpuid(leaf, sub, this.cBit));
       if (!check.ok) {
-        this.trace.record('hw', 'launch-cpuid-rejected', { gpa, leaves: check.mismatches });
+        this.#record('launch-cpuid-rejected', { gpa, leaves: check.mismatches });
         return { rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM', state, corrected: check.corrected };
       }
     }
@@ -241,17 +280,60 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.launch.finished) throw new Error('the VMSA of a launched guest is encrypted');
     this.launch.extend('VMSA', VMSA_MEASURED_GPA, vmsaPage(vmsa));
     applyVmsa(this.machine, vmsa);
-    this.trace.record('hw', 'launch-vmsa', { cs: BigInt(vmsa.cs.selector), csBase: vmsa.cs.base, rip: vmsa.rip });
+    this.#record('launch-vmsa', { cs: BigInt(vmsa.cs.selector), csBase: vmsa.cs.base, rip: vmsa.rip });
   }
 
   launchFinish(): string {
     const digest = this.launch.finish();
-    this.trace.record('hw', 'launch-finish', { digest });
+    this.#record('launch-finish', { digest });
     return digest;
   }
 
-  get ghcbMsr(): bigint { return this.#ghcbMsr; }
-  set ghcbMsr(v: bigint) { this.#ghcbMsr = BigInt.asUintN(64, v); }
+  /** The GHCB MSR of the vCPU that runs (or whose exit the VMM is handling). */
+  get ghcbMsr(): bigint { return this.#ghcbMsrs[this.machine.vcpuIndex]!; }
+  set ghcbMsr(v: bigint) { this.#ghcbMsrs[this.machine.vcpuIndex] = BigInt.asUintN(64, v); }
+
+  /** Whether vCPU `index` exists for the guest (the BSP, or an AP it created). */
+  isRunnable(index: number): boolean { return this.#runnable[index] === true; }
+
+  /**
+   * VMRUN of vCPU `index` from the VMSA page at `vmsaGpa`, as the hypervisor does after an AP
+   * creation request (KVM sev_snp_ap_creation + __sev_snp_update_protected_guest_state: the
+   * target's VMCB points at the guest's page, the vCPU becomes runnable). The hardware loads
+   * the vCPU from that page only if the RMP makes it this guest's VMSA: assigned to its ASID,
+   * validated, VMSA bit set (the guest sets it with RMPADJUST at VMPL0: Linux snp_set_vmsa), and
+   * the VMSA's VMPL and SEV_FEATURES match the guest's (U: the order and completeness of VMRUN's
+   * own VMSA checks are not verified against the APM; these are the ones KVM and Linux rely on). The VMSA is read here, once: this model has no later VMRUN from it.
+   */
+  runApFromVmsa(index: number, vmsaGpa: bigint): ApStartResult {
+    const refuse = (reason: string): ApStartResult => {
+      this.trace.record('hw', 'ap-vmrun', { vcpu: index, vmsaGpa, refused: reason });
+      return { ok: false, reason };
+    };
+    if (!Number.isInteger(index) || index < 0 || index >= this.machine.vcpuCount) return refuse(`no vCPU ${index}`);
+    if (index === this.machine.vcpuIndex) return refuse('the target vCPU is the one running');
+    if ((vmsaGpa & (PAGE_4K - 1n)) !== 0n || vmsaGpa < 0n || vmsaGpa >= this.memoryBytes) return refuse('VMSA address not a page in guest RAM');
+    const e = this.rmp.lookup(vmsaGpa);
+    if (!e.assigned || e.asid !== this.asid) return refuse('VMSA page not assigned to the guest');
+    if (!e.vmsa) return refuse('RMP VMSA bit clear');
+    if (!e.validated) return refuse('VMSA page not validated');
+    const vmsa = decodeVmsaPage(this.machine.memory.read(vmsaGpa, Number(PAGE_4K)));
+    if (vmsa.vmpl !== this.vmpl) return refuse(`VMSA VMPL ${vmsa.vmpl}, the guest runs at VMPL${this.vmpl}`);
+    if (vmsa.sevFeatures !== SNP_GUEST_SEV_FEATURES) return refuse(`SEV_FEATURES 0x${vmsa.sevFeatures.toString(16)} differ from the guest's`);
+    const entry = vmsaEntryState(vmsa);
+    if ('refused' in entry) return refuse(entry.refused);
+    const running = this.machine.vcpuIndex;
+    this.machine.switchVcpu(index);
+    try {
+      applyGuestVmsa(this.machine, vmsa, entry.mode);
+    } finally {
+      this.machine.switchVcpu(running);
+    }
+    this.#runnable[index] = true;
+    this.#ghcbMsrs[index] = 0n;
+    this.trace.record('hw', 'ap-vmrun', { vcpu: index, vmsaGpa, mode: entry.mode, rip: vmsa.rip });
+    return { ok: true };
+  }
 
   /**
    * What a host (C=0) read of guest memory returns: the bytes of hypervisor-owned pages, the
@@ -280,8 +362,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   saveState(): SnpPlatformState {
     return {
-      machine: this.machine.saveState(), rmp: this.rmp.saveState(), npt2m: new Set(this.#npt2m), ghcbMsr: this.#ghcbMsr,
-      launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome,
+      machine: this.machine.saveState(), rmp: this.rmp.saveState(), npt2m: new Set(this.#npt2m), ghcbMsrs: [...this.#ghcbMsrs],
+      runnable: [...this.#runnable], launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome,
+      ...(this.scheduler ? { scheduler: this.scheduler.saveState() } : {}),
     };
   }
 
@@ -290,7 +373,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.rmp.loadState(state.rmp);
     this.#npt2m.clear();
     for (const region of state.npt2m) this.#npt2m.add(region);
-    this.#ghcbMsr = state.ghcbMsr;
+    this.#ghcbMsrs = [...state.ghcbMsrs];
+    this.#runnable = [...state.runnable];
+    if (this.scheduler && state.scheduler) this.scheduler.loadState(state.scheduler);
     this.launch.loadState(state.launch);
     this.#pendingOutcome = state.pendingOutcome;
   }
@@ -301,8 +386,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.#pendingOutcome = undefined;
       return { kind: 'outcome', outcome };
     }
+    // Several vCPUs: as on TDX, every exit the hardware or the VMM handled is a switch point,
+    // and so is the end of a quantum and a PAUSE.
+    const scheduler = this.scheduler;
+    scheduler?.switchPoint('exit');
     for (;;) {
       const exit = this.machine.vcpu.run();
+      if (scheduler?.takesExit(exit)) continue;
       let step: HwStep;
       try {
         step = this.handleExit(exit);
@@ -311,7 +401,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         if (e instanceof InjectionError || e instanceof RangeError) return { kind: 'outcome', outcome: { outcome: 'fault', reason: `hardware model: ${e.message}` } };
         throw e;
       }
-      if (step.kind === 'resume') continue;
+      if (step.kind === 'resume') {
+        scheduler?.switchPoint('exit');
+        continue;
+      }
       if (step.kind === 'outcome') return step;
       return { kind: 'exit', exit: step.exit };
     }
@@ -424,35 +517,36 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'vmgexit': {
         // VMGEXIT is an automatic exit: the guest resumes after it (the host cannot touch RIP).
         vcpu.complete(exit);
-        this.trace.record('hw', 'vmgexit', { rip: exit.rip, ghcbMsr: this.#ghcbMsr });
-        return { kind: 'vmexit', exit: { kind: 'vmgexit', rip: exit.rip, ghcbMsr: this.#ghcbMsr } };
+        this.#record('vmgexit', { rip: exit.rip, ghcbMsr: this.ghcbMsr });
+        return { kind: 'vmexit', exit: { kind: 'vmgexit', rip: exit.rip, ghcbMsr: this.ghcbMsr } };
       }
       case 'rdmsr': {
         let value: bigint;
-        if (exit.msr === MSR_GHCB) value = this.#ghcbMsr;
+        if (exit.msr === MSR_GHCB) value = this.ghcbMsr;
         else if (exit.msr === MSR_SEV_STATUS) value = SNP_GUEST_SEV_STATUS;
         // EFER is guest state in the VMSA: KVM passes RDMSR/WRMSR of it through for SEV-ES
         // guests (arch/x86/kvm/svm/sev.c, sev_es_init_vmcb: set_msr_interception(MSR_EFER, 1, 1);
         // writes only trap to the host afterwards), so no #VC.
-        else if (exit.msr === MSR_EFER) value = vcpu.readMsr(MSR_EFER);
+        // FS/GS bases likewise (PASSTHROUGH_MSRS).
+        else if (PASSTHROUGH_MSRS.has(exit.msr)) value = vcpu.readMsr(exit.msr);
         // Other MSRs are intercepted and raise #VC (SVM_EXIT_MSR) in an SEV-ES/SNP guest.
         else return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `rdmsr 0x${exit.msr.toString(16)}`);
         vcpu.regs.rax = value & 0xffffffffn;
         vcpu.regs.rdx = value >> 32n;
-        this.trace.record('hw', 'rdmsr', { msr: exit.msr, value });
+        this.#record('rdmsr', { msr: exit.msr, value });
         vcpu.complete(exit);
         return { kind: 'resume' };
       }
       case 'wrmsr': {
         if (exit.msr === MSR_GHCB) {
-          this.#ghcbMsr = exit.value;
-          this.trace.record('hw', 'wrmsr', { msr: exit.msr, value: exit.value });
+          this.ghcbMsr = exit.value;
+          this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
           return { kind: 'resume' };
         }
-        if (exit.msr === MSR_EFER) {
-          vcpu.writeMsr(MSR_EFER, exit.value);
-          this.trace.record('hw', 'wrmsr', { msr: exit.msr, value: exit.value });
+        if (PASSTHROUGH_MSRS.has(exit.msr)) {
+          vcpu.writeMsr(exit.msr, exit.value);
+          this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
           return { kind: 'resume' };
         }
@@ -496,7 +590,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     vcpu.regs.rax = BigInt(out.rc);
     vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
     // One literal with the keys in the trace's order (spreading a shared prefix changed shapes per exit).
-    this.trace.record('hw', 'pvalidate', { rip, gva, size, validate, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
+    this.#record('pvalidate', { rip, gva, size, validate, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
     if (out.gpa !== undefined && !out.unchanged) this.#syncRmpInsnTarget(out.gpa, size);
     vcpu.complete(exit);
     return { kind: 'resume' };
@@ -513,7 +607,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // EAX = rc; the status flags follow EAX as for PVALIDATE (U), CF = 0.
     vcpu.regs.rax = BigInt(out.rc);
     vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, false);
-    this.trace.record('hw', 'rmpadjust', { ...base, gpa: out.gpa ?? null, rc: out.rc });
+    this.#record('rmpadjust', { ...base, gpa: out.gpa ?? null, rc: out.rc });
     if (out.gpa !== undefined) this.#syncRmpInsnTarget(out.gpa, regs.size);
     vcpu.complete(exit);
     return { kind: 'resume' };
@@ -545,11 +639,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     out: Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>): HwStep {
     switch (out.kind) {
       case 'npf':
-        this.trace.record('hw', insn, { ...base, gpa: out.gpa, npf: out.reason });
-        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: insn });
+        this.#record(insn, { ...base, gpa: out.gpa, npf: out.reason });
+        this.#record('npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: insn });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: out.gpa, gva: base.gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
       case 'fault':
-        this.trace.record('hw', insn, { ...base, fault: out.vector, reason: out.reason });
+        this.#record(insn, { ...base, fault: out.vector, reason: out.reason });
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
       case 'retry':
         this.#syncRegion(regionOf(out.gpa));
@@ -565,7 +659,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       // A shared read of an assigned page: it reads what DRAM holds, the page's ciphertext.
       const page = exit.gpa & ~(PAGE_4K - 1n);
       this.machine.gate.writeShadow(page, this.#ciphertextOf(page));
-      this.trace.record('hw', 'shared-read-ciphertext', { rip: exit.rip, gpa: page });
+      this.#record('shared-read-ciphertext', { rip: exit.rip, gpa: page });
       return { kind: 'resume' };
     }
     const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
@@ -579,7 +673,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
         return this.injectVc(r.errorCode, exit.gva, `${r.check} ${exit.access} gpa 0x${exit.gpa.toString(16)}`);
       case 'npf':
-        this.trace.record('hw', 'npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
+        this.#record('npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
     }
   }
@@ -591,7 +685,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string): HwStep {
     const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
-    this.trace.record('hw', vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
+    this.#record(vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
     try {
       // Workaround: writeSpecial('cr2') also overwrites CR3 in the native layer (Unicorn's
       // CR2 write path), which broke delivery with paging on. Deliver first, then set CR2 and
@@ -606,7 +700,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return { kind: 'resume' };
     } catch (e) {
       if (!(e instanceof InjectionError)) throw e;
-      this.trace.record('hw', 'shutdown', { vector, reason: e.message });
+      this.#record('shutdown', { vector, reason: e.message });
       return { kind: 'outcome', outcome: { outcome: 'terminated', reason: `cannot deliver vector ${vector} (${reason}): ${e.message}` } };
     }
   }

@@ -15,7 +15,7 @@ import type { Vmsa } from './vmsa.js';
 import type { Trace } from '../../shared/trace.js';
 import type { LaunchPageType, LaunchVmplPerms } from './launch.js';
 import type { RmpEntry, RmpPageSize } from './rmp.js';
-import type { HostOpResult, RmpUpdateRequest, SnpPlatform } from './snp-cpu.js';
+import type { ApStartResult, HostOpResult, RmpUpdateRequest, SnpPlatform } from './snp-cpu.js';
 
 export class SnpVmmHandle {
   readonly #platform: SnpPlatform;
@@ -47,6 +47,17 @@ export class SnpVmmHandle {
   rmpEntry(spa: bigint): Readonly<RmpEntry> { return this.#platform.rmp.lookup(spa); }
   setNptPageSize(gpa: bigint, size: RmpPageSize): void { this.#platform.setNptPageSize(gpa, size); }
   nptPageSize(gpa: bigint): RmpPageSize { return this.#platform.nptPageSize(gpa); }
+
+  /** vCPUs of the guest, and the one whose exit the VMM is handling now (its VMCB). */
+  get vcpuCount(): number { return this.#platform.machine.vcpuCount; }
+  get vcpuIndex(): number { return this.#platform.machine.vcpuIndex; }
+
+  /**
+   * Points vCPU `index`'s VMCB at the guest VMSA page `vmsaGpa` and runs it (VMRUN): what a
+   * hypervisor does for an AP creation request. The hardware refuses a page the RMP does not
+   * make this guest's VMSA (SnpPlatform.runApFromVmsa).
+   */
+  runApFromVmsa(index: number, vmsaGpa: bigint): ApStartResult { return this.#platform.runApFromVmsa(index, vmsaGpa); }
 
   /** The GHCB MSR as the VMM sees it on VMGEXIT (VMCB GHCB GPA field), and its answer. */
   get ghcbMsr(): bigint { return this.#platform.ghcbMsr; }

@@ -77,3 +77,86 @@ export function applyVmsa(machine: Machine, v: Vmsa): void {
   regs.rip = v.rip;
   regs.rflags = v.rflags;
 }
+
+// ---------------------------------------------------------------- an AP's VMSA, as the guest wrote it
+
+/** A vmcb_seg as the VMSA holds it: selector, attributes (VMCB format), limit, base. */
+export interface VmsaSegment { selector: number; attrib: number; limit: number; base: bigint }
+
+/** The fields of a guest-written VMSA page (Linux `struct sev_es_save_area` offsets) the model loads. */
+export interface GuestVmsa {
+  es: VmsaSegment; cs: VmsaSegment; ss: VmsaSegment; ds: VmsaSegment; fs: VmsaSegment; gs: VmsaSegment;
+  gdtr: { limit: number; base: bigint };
+  idtr: { limit: number; base: bigint };
+  vmpl: number;
+  efer: bigint; cr4: bigint; cr3: bigint; cr0: bigint; rflags: bigint; rip: bigint; rsp: bigint;
+  gprs: Record<'rax' | 'rcx' | 'rdx' | 'rbx' | 'rbp' | 'rsi' | 'rdi' | 'r8' | 'r9' | 'r10' | 'r11' | 'r12' | 'r13' | 'r14' | 'r15', bigint>;
+  /** SEV_FEATURES (0x3B0): what the guest's SEV_STATUS MSR shows, shifted right by 2 (Linux wakeup_cpu_via_vmgexit). */
+  sevFeatures: bigint;
+}
+
+/** VMSA offsets: Linux arch/x86/include/asm/svm.h `struct sev_es_save_area` (APM Vol. 2 Table B-4). */
+const VMSA_OFFSET = {
+  es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80,
+  vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8,
+  rcx: 0x308, rdx: 0x310, rbx: 0x318, rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350,
+  r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
+} as const;
+
+export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
+  const b = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
+  const q = (off: number) => b.readBigUInt64LE(off);
+  const seg = (off: number): VmsaSegment => ({ selector: b.readUInt16LE(off), attrib: b.readUInt16LE(off + 2), limit: b.readUInt32LE(off + 4), base: q(off + 8) });
+  const o = VMSA_OFFSET;
+  return {
+    es: seg(o.es), cs: seg(o.cs), ss: seg(o.ss), ds: seg(o.ds), fs: seg(o.fs), gs: seg(o.gs),
+    gdtr: { limit: b.readUInt32LE(o.gdtr + 4), base: q(o.gdtr + 8) },
+    idtr: { limit: b.readUInt32LE(o.idtr + 4), base: q(o.idtr + 8) },
+    vmpl: b.readUInt8(o.vmpl), efer: q(o.efer), cr4: q(o.cr4), cr3: q(o.cr3), cr0: q(o.cr0), rflags: q(o.rflags), rip: q(o.rip), rsp: q(o.rsp),
+    gprs: {
+      rax: q(o.rax), rcx: q(o.rcx), rdx: q(o.rdx), rbx: q(o.rbx), rbp: q(o.rbp), rsi: q(o.rsi), rdi: q(o.rdi), r8: q(o.r8), r9: q(o.r9),
+      r10: q(o.r10), r11: q(o.r11), r12: q(o.r12), r13: q(o.r13), r14: q(o.r14), r15: q(o.r15),
+    },
+    sevFeatures: q(o.sevFeatures),
+  };
+}
+
+const EFER_SVME = 1n << 12n;
+const CR0_PE = 1n;
+/** vmcb_seg attrib bits (Linux svm.h SVM_SELECTOR_*): L (64-bit code) 9, D/B 10. */
+const SEG_L = 1 << 9, SEG_DB = 1 << 10;
+
+/**
+ * The entry state a guest VMSA describes, in the forms the emulator can load (Vcpu.enter): real
+ * mode (what Linux writes: the SIPI-like start at its trampoline) or flat 32-bit protected mode
+ * (CS base 0, D=1), or why not. A VMSA without EFER.SVME fails VMRUN's consistency checks (APM
+ * Vol. 2 §15.5.1 "Canonicalization and Consistency Checks": EFER.SVME = 0 is illegal guest state).
+ */
+export function vmsaEntryState(v: GuestVmsa): { mode: 'real16' | 'protected32' } | { refused: string } {
+  if ((v.efer & EFER_SVME) === 0n) return { refused: 'EFER.SVME is clear (VMRUN consistency check)' };
+  if ((v.cr0 & CR0_PE) === 0n) return { mode: 'real16' };
+  if ((v.cs.attrib & SEG_L) === 0 && (v.cs.attrib & SEG_DB) !== 0 && v.cs.base === 0n) return { mode: 'protected32' };
+  return { refused: 'a code segment the emulator cannot enter from a VMSA (only real mode and flat 32-bit protected mode)' };
+}
+
+/** Loads the running vCPU from a guest VMSA, as VMRUN does with the VMSA the VMCB points at. */
+export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 'protected32'): void {
+  const vcpu = machine.vcpu;
+  if (mode === 'real16') vcpu.enter({ mode, csSelector: v.cs.selector, csBase: v.cs.base });
+  else vcpu.enter({ mode });
+  vcpu.writeSpecial('cr0', v.cr0);
+  vcpu.writeSpecial('cr4', v.cr4);
+  vcpu.writeSpecial('cr3', v.cr3);
+  vcpu.writeSpecial('efer', v.efer);
+  vcpu.writeSpecial('gdtrBase', v.gdtr.base);
+  vcpu.writeSpecial('gdtrLimit', BigInt(v.gdtr.limit));
+  vcpu.writeSpecial('idtrBase', v.idtr.base);
+  vcpu.writeSpecial('idtrLimit', BigInt(v.idtr.limit));
+  vcpu.writeSpecial('fsBase', v.fs.base);
+  vcpu.writeSpecial('gsBase', v.gs.base);
+  const regs = vcpu.regs;
+  for (const [r, value] of Object.entries(v.gprs) as [keyof GuestVmsa['gprs'], bigint][]) regs[r] = value;
+  regs.rsp = v.rsp;
+  regs.rip = v.rip;
+  regs.rflags = v.rflags | 0x2n;
+}

@@ -82,17 +82,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
     if (posted.kind === 'stop') return { kind: 'outcome', outcome: posted.outcome };
     for (;;) {
       const exit = this.machine.vcpu.run();
-      if (scheduler) {
-        if (exit.kind === 'pause') {
-          this.machine.vcpu.complete(exit);
-          scheduler.switchPoint('pause');
-          continue;
-        }
-        if (scheduler.isQuantumEnd(exit)) {
-          scheduler.switchPoint('quantum');
-          continue;
-        }
-      }
+      if (scheduler?.takesExit(exit)) continue;
       const step = this.module.handleExit(exit);
       if (step.kind === 'resume') {
         scheduler?.switchPoint('exit');

@@ -5,14 +5,14 @@
 // conversion on a private/shared mismatch.
 import { flatGuestRam, inGuestRam, type GuestRamRange } from '../guest-ram.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, Console } from '../console.js';
-import type { SnpVmExit } from '../../platform/snp/snp-cpu.js';
+import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
 import {
   decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
-  decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
+  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
   PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
@@ -41,8 +41,8 @@ type Vmgexit = Extract<SnpVmExit, { kind: 'vmgexit' }>;
 
 export class HonestSnpVmm implements SnpVmmPolicy {
   readonly console: Console;
-  /** GHCB GPA the guest registered (MSR protocol 0x012), if any. */
-  registeredGhcb: bigint | undefined;
+  /** GHCB GPA each vCPU registered (MSR protocol 0x012): KVM keeps it per vCPU (ghcb_registered_gpa). */
+  readonly #registeredGhcbs = new Map<number, bigint>();
   readonly pscEntriesPerExit: number;
   readonly #ram: readonly GuestRamRange[] | undefined;
 
@@ -56,13 +56,19 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return inGuestRam(this.#ram ?? flatGuestRam(host.memoryBytes), gpa, size);
   }
 
-  /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
-  saveState(): { registeredGhcb: bigint | undefined } {
-    return { registeredGhcb: this.registeredGhcb };
+  /** The GHCB GPA the BSP (vCPU 0) registered, if any. */
+  get registeredGhcb(): bigint | undefined {
+    return this.#registeredGhcbs.get(0);
   }
 
-  loadState(state: { registeredGhcb: bigint | undefined }): void {
-    this.registeredGhcb = state.registeredGhcb;
+  /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
+  saveState(): { registeredGhcbs: [number, bigint][] } {
+    return { registeredGhcbs: [...this.#registeredGhcbs] };
+  }
+
+  loadState(state: { registeredGhcbs: [number, bigint][] }): void {
+    this.#registeredGhcbs.clear();
+    for (const [vcpu, gpa] of state.registeredGhcbs) this.#registeredGhcbs.set(vcpu, gpa);
   }
 
   onHlt(): VmmAnswer {
@@ -165,7 +171,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         return 'resume';
       }
       case 'register-ghcb':
-        this.registeredGhcb = req.gfn << 12n;
+        this.#registeredGhcbs.set(host.vcpuIndex, req.gfn << 12n);
         host.ghcbMsr = ghcbMsr.registerResp(req.gfn);
         return 'resume';
       case 'psc': {
@@ -177,8 +183,9 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         host.ghcbMsr = ghcbMsr.pscResp(error);
         return 'resume';
       }
+      // KVM offers GHCB_HV_FT_SUPPORTED = SNP | SNP_AP_CREATION to every SNP guest.
       case 'hv-features':
-        host.ghcbMsr = ghcbMsr.hvFeaturesResp(HV_FEATURE.SNP);
+        host.ghcbMsr = ghcbMsr.hvFeaturesResp(HV_FEATURE.SNP | HV_FEATURE.AP_CREATION);
         return 'resume';
       case 'terminate':
         this.console.flush();
@@ -193,8 +200,9 @@ export class HonestSnpVmm implements SnpVmmPolicy {
 
   #ghcbPage(host: SnpVmmHandle, gpa: bigint): VmmAnswer {
     if (gpa === 0n || !this.#inRam(host, gpa, BigInt(GHCB_SIZE))) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
-    if (this.registeredGhcb !== undefined && this.registeredGhcb !== gpa) {
-      return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${this.registeredGhcb.toString(16)}` };
+    const registered = this.#registeredGhcbs.get(host.vcpuIndex);
+    if (registered !== undefined && registered !== gpa) {
+      return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${registered.toString(16)}` };
     }
     // The GHCB must be shared: the hypervisor cannot read private memory.
     if (host.rmpEntry(gpa).assigned) return { outcome: 'vmm-error', reason: `GHCB at 0x${gpa.toString(16)} is not in shared memory` };
@@ -272,8 +280,27 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       }
       case BigInt(SVM_EXIT.HV_FEATURES):
         g.set('swExitInfo1', GHCB_RESULT.OK);
-        g.set('swExitInfo2', HV_FEATURE.SNP);
+        g.set('swExitInfo2', HV_FEATURE.SNP | HV_FEATURE.AP_CREATION);
         return 'resume';
+      case BigInt(SVM_EXIT.AP_CREATION): {
+        // KVM sev_snp_ap_creation: the APIC ID (= vCPU index here) names an existing vCPU; a
+        // CREATE needs RAX valid and equal to the VM's SEV_FEATURES, a page-aligned VMSA GPA
+        // that is not 2 MiB aligned (the SNP erratum Linux's snp_alloc_vmsa_page avoids); any
+        // failure is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT. DESTROY and
+        // CREATE_ON_INIT are not offered by this model (INVALID_INPUT).
+        const request = Number(info1 & 0xffffffffn), apicId = Number(info1 >> 32n);
+        const vmsaGpa = g.get('swExitInfo2');
+        host.trace.record('vmm', 'ap-creation', { request, apicId, vmsaGpa });
+        if (request !== AP_REQUEST.CREATE || apicId >= host.vcpuCount || !g.validAfterClear('rax') || g.get('rax') !== SNP_GUEST_SEV_FEATURES
+          || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n || !this.#inRam(host, vmsaGpa, PAGE_4K)) return fail(GHCB_ERR.INVALID_INPUT);
+        // KVM then points the target's VMCB at the page and makes it runnable; a VMRUN the
+        // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
+        const started = host.runApFromVmsa(apicId, vmsaGpa);
+        if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', 0n);
+        return 'resume';
+      }
       case BigInt(SVM_EXIT.TERM_REQUEST): {
         const set = Number(info1 & 0xfn), reason = Number((info1 >> 4n) & 0xffn);
         this.console.flush();

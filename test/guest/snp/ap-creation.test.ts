@@ -1,0 +1,84 @@
+// The hardware side of SNP AP creation: VMRUN of an AP from the VMSA page the guest wrote. It runs
+// only from a page the RMP makes this guest's VMSA (assigned to its ASID, validated, VMSA bit set
+// by RMPADJUST), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
+// state the page holds (Linux struct sev_es_save_area offsets). Until then the AP does not exist.
+import { describe, expect, it } from 'vitest';
+import { SnpPlatform, SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
+
+const VMSA = 0x11000n;
+const RIP = 0x1000015n;
+
+/** A VMSA page: flat 32-bit protected mode at RIP with RSI = 3, as the stub kernel writes one. */
+function vmsaBytes(edit: (b: Buffer) => void = () => {}): Buffer {
+  const b = Buffer.alloc(4096);
+  const seg = (off: number, selector: number, attrib: number) => {
+    b.writeUInt16LE(selector, off);
+    b.writeUInt16LE(attrib, off + 2);
+    b.writeUInt32LE(0xffffffff, off + 4);
+  };
+  seg(0x10, 0x08, 0xc9b);
+  for (const off of [0x00, 0x20, 0x30, 0x40, 0x50]) seg(off, 0x10, 0xc93);
+  b.writeBigUInt64LE((1n << 12n) | (1n << 8n), 0xd0); // EFER.SVME | LME
+  b.writeBigUInt64LE(0x11n, 0x158);                   // CR0.PE | ET
+  b.writeBigUInt64LE(0x2n, 0x170);
+  b.writeBigUInt64LE(RIP, 0x178);
+  b.writeBigUInt64LE(3n, 0x330);                      // RSI
+  b.writeBigUInt64LE(0x4000n, 0x1d8);                 // RSP
+  b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
+  edit(b);
+  return b;
+}
+
+function platformWithVmsa(page: Buffer, rmp: { assigned?: boolean; validated?: boolean; vmsaBit?: boolean } = {}) {
+  const p = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
+  p.machine.memory.write(VMSA, page);
+  if (rmp.assigned ?? true) {
+    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: p.asid }).rc).toBe(0);
+    if (rmp.validated ?? true) p.rmp.setValidated(VMSA, true);
+    if (rmp.vmsaBit ?? true) p.rmp.adjustPermissions(VMSA, 1, 0, true);
+  }
+  return p;
+}
+
+describe('SNP AP creation: VMRUN from a guest VMSA', () => {
+  it('starts the AP in the state the VMSA page holds, and only then makes it runnable', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    expect(p.isRunnable(0)).toBe(true);
+    expect(p.isRunnable(1)).toBe(false);
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    expect(p.isRunnable(1)).toBe(true);
+    expect(p.machine.vcpuIndex).toBe(0); // the running vCPU is still the one that asked
+    p.machine.switchVcpu(1);
+    const v = p.machine.vcpu;
+    expect(v.regs.rip).toBe(RIP);
+    expect(v.regs.rsi).toBe(3n);
+    expect(v.regs.rsp).toBe(0x4000n);
+    expect(v.readSpecial('cr0') & 0x11n).toBe(0x11n);
+    // EFER.LME; SVME is checked on the page but the emulated CPU has no SVM, so EFER drops it.
+    expect(v.readSpecial('efer') & 0x100n).toBe(0x100n);
+    expect(v.codeSegment().bits).toBe(32);
+    expect(p.trace.ofType('ap-vmrun')).toHaveLength(1);
+  });
+
+  it.each([
+    ['an unassigned (hypervisor) page', vmsaBytes(), { assigned: false }, /not assigned/],
+    ['a page the guest never validated', vmsaBytes(), { validated: false }, /not validated/],
+    ['a page without the RMP VMSA bit', vmsaBytes(), { vmsaBit: false }, /VMSA bit clear/],
+    ['other SEV_FEATURES', vmsaBytes((b) => b.writeBigUInt64LE(0n, 0x3b0)), {}, /SEV_FEATURES/],
+    ['EFER.SVME clear', vmsaBytes((b) => b.writeBigUInt64LE(1n << 8n, 0xd0)), {}, /SVME/],
+    ['another VMPL', vmsaBytes((b) => b.writeUInt8(1, 0xca)), {}, /VMPL/],
+  ] as const)('refuses %s and leaves the AP not created', (_what, page, rmp, reason) => {
+    const p = platformWithVmsa(page, rmp);
+    const r = p.runApFromVmsa(1, VMSA);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(reason);
+    expect(p.isRunnable(1)).toBe(false);
+  });
+
+  it('refuses a vCPU that does not exist, the running one, and an unaligned page', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    expect(p.runApFromVmsa(2, VMSA).ok).toBe(false);
+    expect(p.runApFromVmsa(0, VMSA).ok).toBe(false);
+    expect(p.runApFromVmsa(1, VMSA + 8n).ok).toBe(false);
+  });
+});
