@@ -1,5 +1,6 @@
 /* The wakeup vector the kernel gives the firmware for each AP (smp.c). The firmware jumps here
- * in 32-bit protected mode, paging off, flat segments, ESI = vCPU index (ap-park.S). Like
+ * in 32-bit protected mode, paging off, flat segments, ESI = vCPU index (ap-park.S); on SNP
+ * the AP starts here in that state from the VMSA the kernel wrote (smp.c build_ap_vmsa). Like
  * Linux's trampoline it turns on the kernel's paging, loads the kernel's GDT and enters 64-bit
  * code, on the stack the BSP set aside for this vCPU; everything it needs is in the mailbox's
  * OS area (smp.c struct wakeup_args), since this code has no stack and no data of its own. */
@@ -21,7 +22,7 @@ mv_ap_wakeup32:
 	mov cr4, eax
 	mov eax, dword ptr [ARGS(ARGS_CR3)]
 	mov cr3, eax
-	mov eax, cr0                /* EFER.LME is set from TDH.VP.INIT on */
+	mov eax, cr0                /* EFER.LME is set: TDH.VP.INIT set it (TDX), the VMSA holds it (SNP) */
 	or eax, 0x80000000
 	mov cr0, eax
 	lgdt [ARGS(ARGS_GDTR)]

@@ -352,6 +352,7 @@ void kernel_main(struct mv_boot_params *params)
 	}
 
 	workload();
+	smp_finish();
 #if defined(MV_HANDOVER_KEXEC) && !defined(MV_KEXEC_TARGET)
 	mv_handover_kexec(bp, &handover_ops);
 #endif

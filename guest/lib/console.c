@@ -42,7 +42,7 @@ static bool snp_out_batch(void)
 {
 	u8 *ghcb = mv_snp_ghcb_begin(SVM_EXIT_IOIO, ((u64)MV_CONSOLE_PORT << 16) | IOIO_SZ8 | IOIO_STR | IOIO_REP, pending_len);
 	memcpy(ghcb + GHCB_OFF_SHARED_BUFFER, pending, pending_len);
-	*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
+	*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_snp_ghcb_gpa() + GHCB_OFF_SHARED_BUFFER;
 	mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
 	mv_snp_ghcb_exit();
 	return *(volatile u64 *)(ghcb + GHCB_OFF_SW_EXIT_INFO1) == 0;

@@ -286,9 +286,18 @@ void mv_snp_psc_msr(u64 gpa, u64 bytes, u32 op)
 
 /* ---- the GHCB page (shared, registered) ---- */
 
+u64 mv_snp_ghcb_gpa(void)
+{
+	if (!mv_platform.percpu_ghcb)
+		return mv_platform.ghcb_gpa;
+	u64 gpa;
+	asm volatile("movq %%gs:%c1, %0" : "=r"(gpa) : "i"(__builtin_offsetof(struct mv_percpu, ghcb_gpa)));
+	return gpa;
+}
+
 static u8 *ghcb_page(void)
 {
-	return mv_shared_ptr(mv_platform.ghcb_gpa);
+	return mv_shared_ptr(mv_snp_ghcb_gpa());
 }
 
 void mv_snp_ghcb_set_valid(u8 *ghcb, u32 offset)
@@ -318,7 +327,7 @@ void mv_snp_ghcb_exit(void)
 {
 	/* The MSR protocol (early PSC, termination) reuses the GHCB MSR, so point it back at the
 	 * page every time (Linux: sev_es_wr_ghcb_msr before each VMGEXIT). */
-	mv_wrmsr(MSR_GHCB, mv_platform.ghcb_gpa);
+	mv_wrmsr(MSR_GHCB, mv_snp_ghcb_gpa());
 	mv_vmgexit();
 }
 
@@ -345,7 +354,7 @@ static void psc_ghcb_desc(u64 first, u32 count)
 		/* cur_page of the entry in progress (bits 11:0): a 2M entry may advance inside itself. */
 		u64 cur_page = entries[cur] & 0xfff;
 		ghcb = mv_snp_ghcb_begin(SVM_VMGEXIT_PSC, 0, 0);
-		*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_platform.ghcb_gpa + GHCB_OFF_SHARED_BUFFER;
+		*(volatile u64 *)(ghcb + GHCB_OFF_SW_SCRATCH) = mv_snp_ghcb_gpa() + GHCB_OFF_SHARED_BUFFER;
 		mv_snp_ghcb_set_valid(ghcb, GHCB_OFF_SW_SCRATCH);
 		mv_snp_ghcb_exit();
 		mv_atomic_add(&stats()->psc_requests, 1);
@@ -478,11 +487,24 @@ void mv_snp_setup_ghcb(u64 gpa)
 	mv_snp_pvalidate_range(gpa, MV_PAGE_SIZE, false);
 	mv_snp_psc_msr(gpa, MV_PAGE_SIZE, SNP_PSC_SHARED);
 	memset(mv_shared_ptr(gpa), 0, MV_PAGE_SIZE);
+	mv_snp_register_ghcb(gpa);
+	mv_platform.ghcb_gpa = gpa;
+}
+
+void mv_snp_register_ghcb(u64 gpa)
+{
 	u64 gfn = gpa >> 12;
 	u64 resp = ghcb_msr_call(GHCB_MSR_REG_GPA_REQ | (gfn << 12));
 	if ((resp & 0xfff) != GHCB_MSR_REG_GPA_RESP || (resp >> 12) != gfn)
 		mv_terminate_silently(MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_REGISTER);
-	mv_platform.ghcb_gpa = gpa;
+}
+
+u64 mv_snp_hv_features(void)
+{
+	u64 resp = ghcb_msr_call(GHCB_MSR_HV_FT_REQ);
+	if ((resp & 0xfff) != GHCB_MSR_HV_FT_RESP)
+		mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
+	return resp >> 12;
 }
 
 /* ---- CPUID: #VC 0x72 ---- */

@@ -17,6 +17,8 @@ export interface FirmwareConfig {
   guestImageEntry: bigint;
   /** Enter a Linux kernel through the 64-bit boot protocol (MV_FW_CONFIG_FLAG_LINUX). */
   linux?: boolean;
+  /** vCPUs the VMM gives the guest; above 1 the CPU table (MV_CPU_TABLE_OFFSET) follows the config. */
+  cpus?: number;
 }
 
 export const DEFAULT_FIRMWARE_CONFIG = {
@@ -29,9 +31,17 @@ export const DEFAULT_FIRMWARE_CONFIG = {
 
 const off = (name: keyof typeof ABI): number => Number(ABI[name]);
 
-/** The MV_FW_CONFIG_SIZE bytes to write at FW_CONFIG_GPA. */
+/**
+ * The MV_FW_CONFIG_SIZE bytes to write at FW_CONFIG_GPA, and with several vCPUs the CPU table
+ * after them (a one-vCPU config page is byte for byte what it was before the table existed).
+ */
 export function encodeFirmwareConfig(config: FirmwareConfig): Uint8Array {
-  const b = Buffer.alloc(Number(ABI.MV_FW_CONFIG_SIZE));
+  const cpus = config.cpus ?? 1;
+  const b = Buffer.alloc(cpus > 1 ? Number(ABI.MV_CPU_TABLE_OFFSET) + 8 : Number(ABI.MV_FW_CONFIG_SIZE));
+  if (cpus > 1) {
+    b.writeUInt32LE(Number(ABI.MV_CPU_TABLE_MAGIC), off('MV_CPU_TABLE_OFFSET'));
+    b.writeUInt32LE(cpus, off('MV_CPU_TABLE_OFFSET') + 4);
+  }
   b.writeUInt32LE(Number(ABI.MV_FW_CONFIG_MAGIC), off('MV_FW_CONFIG_OFF_MAGIC'));
   b.writeUInt16LE(Number(ABI.MV_FW_CONFIG_VERSION), off('MV_FW_CONFIG_OFF_VERSION'));
   b.writeUInt16LE(Number(ABI.MV_FW_CONFIG_SIZE), off('MV_FW_CONFIG_OFF_SIZE'));

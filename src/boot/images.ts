@@ -224,6 +224,7 @@ export function loadBootImages(config: BootConfig): BootImages {
     platformHint: config.platform,
     guestImageEntry: linux ? linux.plan.entry : guestImage.entry,
     linux: linux !== undefined,
+    ...(config.vcpus !== undefined && config.vcpus > 1 ? { cpus: config.vcpus } : {}),
   });
   return { firmware, guestImage, config: { gpa: FW_CONFIG_GPA, bytes }, ...(linux ? { linux } : {}) };
 }

@@ -67,7 +67,7 @@ export interface BootPlatformOptions {
   vmm?: VmmOverride;
   /** State above the VMM that whole-VM snapshots must also cover (the boot's console parser). */
   extraState: SnapshotParts;
-  /** TDX: vCPUs and their seeded schedule. */
+  /** vCPUs and their seeded schedule (TDX: all start at the reset vector; SNP: APs when the guest creates them). */
   vcpus?: { count: number; schedule: ScheduleOptions };
 }
 
@@ -196,6 +196,8 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const platform = SnpPlatform.create({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
     trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),
+    // Only vCPU 0 starts from the launch VMSA; the kernel creates the APs (AP Creation VMGEXIT).
+    ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),
   });
   const vmpl = options.vmm?.snpVmpl ?? 0;
   const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;

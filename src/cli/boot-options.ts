@@ -98,7 +98,6 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   }
   const vcpus = Number(unsigned(raw.vcpus ?? '1', '--vcpus', BigInt(MAX_VCPUS)));
   if (vcpus < 1) throw new BootOptionError('--vcpus must be at least 1');
-  if (vcpus > 1 && platform === 'snp') throw new BootOptionError('--vcpus above 1 is not supported on snp yet (no AP creation VMGEXIT)');
   const policy = raw.schedule ?? 'random';
   if (!(SCHEDULE_POLICIES as readonly string[]).includes(policy)) throw new BootOptionError(`--schedule must be one of ${SCHEDULE_POLICIES.join(', ')}, not ${quoteForError(policy)}`);
   const quantum = Number(unsigned(raw.quantum ?? String(DEFAULT_QUANTUM), '--quantum', 1n << 32n));

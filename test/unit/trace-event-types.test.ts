@@ -9,10 +9,10 @@ import { parseBootOptions } from '../../src/cli/boot-options.js';
 import { TRACE_EVENT_TYPES } from '../../src/shared/trace-event-types.js';
 
 describe('trace event types', () => {
-  it('covers every type a TDX and an SNP boot record', () => {
+  it('covers every type a TDX and an SNP boot record, with one vCPU and with several', () => {
     const known = new Set(TRACE_EVENT_TYPES.map((t) => `${t.source} ${t.type}`));
-    for (const platform of ['tdx', 'snp']) {
-      const run = bootGuest(parseBootOptions({ platform, memory: '128M', workload: '16M' }), { keepTrace: true });
+    for (const [platform, vcpus] of [['tdx', '1'], ['snp', '1'], ['snp', '2']] as const) {
+      const run = bootGuest(parseBootOptions({ platform, memory: '128M', workload: '16M', vcpus }), { keepTrace: true });
       run.platform.machine.close();
       const seen = new Set(run.trace.events.map((e) => `${e.source} ${e.type}`));
       expect([...seen].filter((t) => !known.has(t)), platform).toEqual([]);

@@ -171,6 +171,15 @@
 #define MV_FW_CONFIG_FLAG_LINUX            0x1
 #define MV_LINUX_BOOT_DATA_GPA             0x340000
 
+/* ---- the CPU table (VMM -> kernel), beside the config in the same measured page ----
+ * struct mv_cpu_table at MV_FW_CONFIG_GPA + MV_CPU_TABLE_OFFSET stands for the ACPI MADT a VMM
+ * publishes: how many vCPUs the guest has, with APIC IDs 0..count-1 (= vCPU indexes). Written
+ * only with several vCPUs; no table (magic 0) means one. An SNP kernel reads it to know which
+ * APs to create with the AP Creation VMGEXIT (a TD asks TDG.VP.INFO instead). Untrusted: the
+ * kernel bounds the count, and an AP the VMM never starts is a timeout. */
+#define MV_CPU_TABLE_OFFSET          0x80
+#define MV_CPU_TABLE_MAGIC           0x5550434d
+
 /* ---- test fixture only (firmware variant map-from-config, guest/DEFENCES.md) ----
  * struct mv_map_override at MV_FW_CONFIG_GPA + MV_MAP_OVERRIDE_OFFSET: the memory map the VMM
  * wants the decompressor to see. The honest firmware never reads it. */
@@ -322,6 +331,12 @@ struct mv_boot_params {
 	struct mv_e820_entry e820[MV_E820_MAX_ENTRIES]; /* 0x100 */
 };
 
+/* See MV_CPU_TABLE_OFFSET. */
+struct mv_cpu_table {
+	uint32_t magic;             /* MV_CPU_TABLE_MAGIC ("MCPU") */
+	uint32_t count;             /* vCPUs, APIC IDs 0..count-1 */
+};
+
 /* Test fixture: see MV_MAP_OVERRIDE_OFFSET. e820_count is handed over as is (so a bad count
  * reaches the decompressor); at most MV_MAP_OVERRIDE_MAX_ENTRIES entries are copied. */
 struct mv_map_override {
@@ -373,6 +388,7 @@ MV_ABI_CHECK(__builtin_offsetof(struct mv_boot_params, kernel_bytes) == MV_BOOT_
 MV_ABI_CHECK(sizeof(struct mv_boot_params) <= MV_BOOT_PARAMS_BYTES);
 MV_ABI_CHECK(sizeof(struct mv_payload_header) == MV_PAYLOAD_HEADER_SIZE);
 MV_ABI_CHECK(MV_MAP_OVERRIDE_OFFSET + sizeof(struct mv_map_override) <= MV_PAGE_SIZE);
+MV_ABI_CHECK(MV_CPU_TABLE_OFFSET >= MV_FW_CONFIG_SIZE && MV_CPU_TABLE_OFFSET + sizeof(struct mv_cpu_table) <= MV_MAP_OVERRIDE_OFFSET);
 MV_ABI_CHECK(MV_BOOT_PARAMS_GPA + MV_BOOT_PARAMS_BYTES <= MV_GHCB_GPA);
 MV_ABI_CHECK(MV_GHCB_GPA + MV_PAGE_SIZE <= MV_CONSOLE_PAGE_GPA && MV_CONSOLE_PAGE_GPA + MV_PAGE_SIZE <= MV_PT_POOL_GPA);
 MV_ABI_CHECK(MV_CONSOLE_BATCH_MAX <= 0x7f0); /* fits the GHCB shared buffer (and the 4K page) */

@@ -156,11 +156,35 @@ struct mv_platform {
 	u32 stage;           /* MV_STAGE_* of this image */
 	u64 shared_mask;     /* TDX: shared bit */
 	u64 private_mask;    /* SNP: C-bit */
-	u64 ghcb_gpa;        /* SNP, 0 until registered */
+	u64 ghcb_gpa;        /* SNP, 0 until registered; with several CPUs the BSP's (see percpu_ghcb) */
 	u64 console_gpa;     /* TDX: the shared console page, 0 until converted */
 	struct mv_accept_stats *stats;
+	/* SNP kernel with several CPUs: each CPU has its own GHCB (Linux's per-CPU runtime_data
+	 * ghcb_page), named by the per-CPU area GS.base points at (struct mv_percpu). */
+	bool percpu_ghcb;
 };
 extern struct mv_platform mv_platform;
+
+/* What GS.base points at on each CPU of an SNP kernel with several CPUs. */
+struct mv_percpu {
+	u64 ghcb_gpa;        /* this CPU's registered, shared GHCB page */
+	u64 cpu;             /* its index (= APIC ID) */
+};
+#define MSR_GS_BASE              0xC0000101
+/* The GHCB page of the CPU that runs this (SNP). */
+u64 mv_snp_ghcb_gpa(void);
+/* SNP: registers `gpa` as this CPU's GHCB (MSR protocol 0x012/0x013, Linux
+ * snp_register_ghcb_early); terminates if the hypervisor does not echo it. */
+void mv_snp_register_ghcb(u64 gpa);
+/* SNP: the hypervisor's feature bitmap (MSR protocol 0x080/0x081, Linux get_hv_features);
+ * terminates on a malformed answer. */
+u64 mv_snp_hv_features(void);
+#define GHCB_HV_FT_SNP               (1ull << 0)
+#define GHCB_HV_FT_SNP_AP_CREATION   (1ull << 1)
+#define SVM_VMGEXIT_AP_CREATION      0x80000013ull
+#define SVM_VMGEXIT_AP_CREATE        1ull
+#define GHCB_MSR_HV_FT_REQ           0x080
+#define GHCB_MSR_HV_FT_RESP          0x081
 
 /* Detects TDX (CPUID 0x21 "IntelTDX    ") or SNP (SEV_STATUS bit 2); terminates otherwise. */
 void mv_platform_detect(void);
