@@ -30,10 +30,13 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
   // or TD exit) without locking anything; only an entry at the requested level is locked first.
   // sept_lock_acquire_guest failing: the host holds the entry (lockEntry), or another vCPU is
   // inside its own ACCEPT of it (guestLocks); api_error_with_operand_id(TDX_OPERAND_BUSY, RCX).
-  if (walk.level === level && (td.hostLocks.size > 0 || td.guestLocks.size > 0)) {
+  // A free lock with the host-priority bit set (td-module.ts hostPriority) is let go at once:
+  // OPERAND_BUSY_HOST_PRIORITY, which the dispatcher reports to the guest as OPERAND_BUSY. The
+  // vCPU that holds the entry across a preemption keeps it (no fresh acquisition).
+  if (walk.level === level && (td.hostLocks.size > 0 || td.guestLocks.size > 0 || td.hostPriority.size > 0)) {
     const key = `${walk.level}:${walk.base}`;
     const holder = td.guestLocks.get(key);
-    if (td.hostLocks.has(key) || (holder !== undefined && holder !== td.machine.vcpuIndex)) {
+    if (td.hostLocks.has(key) || (holder !== undefined && holder !== td.machine.vcpuIndex) || (holder === undefined && td.hostPriority.has(key))) {
       return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
     }
   }

@@ -95,6 +95,16 @@ export class SeamcallHost {
     const { gpa, level } = operand;
     const from = this.#entryAt(gpa, level);
     if (typeof from === 'bigint') return this.#done(name, rcx, { status: from });
+    // sept_lock_acquire_host (tdx_locks.h), before the state check: an entry a vCPU holds
+    // locked inside its TDG.MEM.PAGE.ACCEPT gives OPERAND_BUSY|RCX and gets the host-priority
+    // bit; taking the lock clears it.
+    const td = this.#td;
+    const lockKey = `${level}:${gpa}`;
+    if (td.guestLocks.has(lockKey)) {
+      td.hostPriority.add(lockKey);
+      return this.#done(name, rcx, { status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) });
+    }
+    td.hostPriority.delete(lockKey);
     const t = lookupTransition(op, from);
     if (t.kind === 'status') return this.#done(name, rcx, { status: withOperand(t.status, OperandId.RCX) });
     if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);

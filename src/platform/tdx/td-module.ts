@@ -84,6 +84,7 @@ export interface TdModuleState {
   mrtd: Buffer | undefined;
   mrtdHash: BufferedHashState;
   hostLocks: ReadonlySet<string>;
+  hostPriority: ReadonlySet<string>;
   guestLocks: ReadonlyMap<string, number>;
   msrValues: ReadonlyMap<number, bigint>;
   pendingInterrupt: PendingInterrupt | undefined;
@@ -117,6 +118,16 @@ export class TdModule implements Snapshottable<TdModuleState> {
    * the other CPUs run meanwhile, and their ACCEPT of that entry gets OPERAND_BUSY.
    */
   readonly guestLocks = new Map<string, number>();
+  /**
+   * SEPT entries whose host-priority (HP) bit is set (`${level}:${gpa}`): a host SEAMCALL found
+   * the entry locked by a guest TDCALL (sept_lock_acquire_host in tdx_locks.h sets HP and returns
+   * OPERAND_BUSY). Until the host gets the lock (which clears HP), a guest that takes the lock
+   * finds HP set, lets go and gets OPERAND_BUSY_HOST_PRIORITY, reported to it as OPERAND_BUSY
+   * (sept_lock_acquire_guest; tdx_td_dispatcher.c converts it for older TDs), so a guest cannot
+   * starve the host of an entry. The dispatcher's HP_LOCK_TIMEOUT (TSC ticks, then a TD exit
+   * TDX_HOST_PRIORITY_BUSY_TIMEOUT) is not modelled: the model has no TSC.
+   */
+  readonly hostPriority = new Set<string>();
   /**
    * Several vCPUs: where a 2M ACCEPT that has zeroed `done` of its 512 chunks is preempted
    * (a chunk count in (done, 512)), or undefined to let it finish. Set by the platform.
@@ -155,7 +166,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return {
       sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
-      hostLocks: new Set(this.hostLocks), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
+      hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
     };
   }
@@ -172,6 +183,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.mrtdHash.loadState(s.mrtdHash);
     this.hostLocks.clear();
     for (const key of s.hostLocks) this.hostLocks.add(key);
+    this.hostPriority.clear();
+    for (const key of s.hostPriority) this.hostPriority.add(key);
     this.guestLocks.clear();
     for (const [key, vcpu] of s.guestLocks) this.guestLocks.set(key, vcpu);
     this.msrValues.clear();

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
+import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 
 const STATE_INCORRECT_RCX = 0xc0000b0d00000001n;
 const P = 0x200000n;
@@ -16,6 +17,26 @@ function td(): Td {
 }
 
 describe('TDX 1.5 SEAMCALL status codes', () => {
+  it('host priority (tdx_locks.h sept_lock_acquire_host/_guest): a host SEAMCALL on an entry a vCPU holds inside its ACCEPT gets OPERAND_BUSY|RCX and sets HP; a guest ACCEPT then gets OPERAND_BUSY until the host takes the lock', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.mrFinalize();
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    // vCPU 1 is inside its 2M ACCEPT of the entry, preempted between chunks (page-accept.ts).
+    m.guestLocks.set(`1:${P}`, 1);
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0x8000020000000001n);
+    expect(m.hostPriority.has(`1:${P}`)).toBe(true);
+    expect(m.sept.walk(P, 1).state).toBe('PENDING');
+    // vCPU 1 finishes and lets go; vCPU 0 now takes the free lock, finds HP and lets go again.
+    m.guestLocks.delete(`1:${P}`);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0x8000020000000001n });
+    expect(m.sept.walk(P, 1).state).toBe('PENDING');
+    // The host's retry gets the lock (clearing HP) and blocks the entry.
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.hostPriority.size).toBe(0);
+    expect(m.sept.walk(P, 1).state).toBe('PENDING_BLOCKED');
+  });
+
   it('AUG, PAGE.ADD and SEPT.ADD on a non-FREE entry → EPT_ENTRY_STATE_INCORRECT|RCX (tdh_mem_page_aug.c, tdh_mem_page_add.c, tdh_mem_sept_add.c)', () => {
     const m = td().platform.module;
     const h = m.host;
