@@ -27,7 +27,7 @@ import { createTd } from '../vmm/tdx/run-td.js';
 import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import type { BootTrace } from './accounting.js';
 import { StagedImage } from './staged-image.js';
-import type { ScheduleOptions } from '../cpu/vcpu-scheduler.js';
+import type { ScheduleOptions, VcpuScheduler } from '../cpu/vcpu-scheduler.js';
 import type { BootImages } from './images.js';
 
 const PAGE = 0x1000n;
@@ -54,6 +54,8 @@ export interface BootPlatform {
   measurement: string;
   /** The trusted hardware's view of a page (Platform.pageState), for verify. */
   pageState(gpa: bigint): PageState;
+  /** Several vCPUs: who runs when (the fuzzer can reschedule it: an attack program's `schedule`). */
+  scheduler: VcpuScheduler | undefined;
 }
 
 export interface BootPlatformOptions {
@@ -151,7 +153,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   check('MR.FINALIZE', finalized.status);
   return {
     machine: td.platform.machine, console: td.console, vm: td.vm, vmm: { kind: 'tdx', driver: td.vmm, honest: td.vmm.policy },
-    measurement: finalized.mrtd?.toString('hex') ?? '', pageState: (gpa) => td.platform.pageState(gpa),
+    measurement: finalized.mrtd?.toString('hex') ?? '', pageState: (gpa) => td.platform.pageState(gpa), scheduler: td.platform.scheduler,
   };
 }
 
@@ -227,6 +229,6 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const vm = new Vm({ platform, vmm: driver, trace: options.trace, console: policy.console }, options.extraState);
   return {
     machine: platform.machine, console: policy.console, vm, vmm: { kind: 'snp', driver, honest: policy }, measurement,
-    pageState: (gpa) => platform.pageState(gpa),
+    pageState: (gpa) => platform.pageState(gpa), scheduler: platform.scheduler,
   };
 }

@@ -23,6 +23,7 @@ export interface RawFuzzOptions {
   shard?: string;
   variant?: string;
   tracking?: string;
+  vcpus?: string;
 }
 
 /** A fuzz run as the library takes it, plus where to write and how to print. */
@@ -84,6 +85,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       ...(raw.preAccept !== undefined ? { preAccept: raw.preAccept } : {}),
       ...(raw.variant !== undefined ? { variant: raw.variant } : {}),
       ...(raw.tracking !== undefined ? { tracking: raw.tracking } : {}),
+      ...(raw.vcpus !== undefined ? { vcpus: raw.vcpus } : {}),
     });
   } catch (err) {
     if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
@@ -96,6 +98,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       accept: boot.accept, unitBytes: boot.unitBytes, guestSeed: boot.seed, maxInstructions: boot.maxInstructions,
       ...(boot.variant !== undefined ? { variant: boot.variant } : {}),
       ...(boot.tracking !== undefined ? { tracking: boot.tracking } : {}),
+      ...(boot.vcpus !== undefined ? { vcpus: boot.vcpus } : {}),
     },
     seed: boot.seed,
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),

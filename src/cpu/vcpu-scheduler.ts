@@ -44,6 +44,8 @@ const DEFAULT_HORIZON = 20_000;
 export type SwitchReason = 'exit' | 'quantum' | 'pause';
 
 export interface VcpuSchedulerState {
+  options: Required<ScheduleOptions>;
+  changePoints: readonly number[];
   rng: bigint;
   priorities: readonly number[];
   yielded: readonly boolean[];
@@ -53,12 +55,12 @@ export interface VcpuSchedulerState {
 
 export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
   readonly machine: Machine;
-  readonly options: Required<ScheduleOptions>;
+  #options: Required<ScheduleOptions>;
   readonly #rng: Prng;
   /** pct: higher runs first. Initial priorities are depth..depth+n-1, change point i sets i. */
   #priorities: number[];
   /** pct switch points (1-based) at which the running vCPU's priority drops. */
-  readonly #changePoints: readonly number[];
+  #changePoints: readonly number[];
   #yielded: boolean[];
   #switchPoints = 0;
   #switches = 0;
@@ -66,19 +68,47 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
   isRunnable: ((index: number) => boolean) | undefined;
 
   constructor(machine: Machine, options: ScheduleOptions) {
-    if (!Number.isInteger(options.quantum) || options.quantum < 1) throw new RangeError(`quantum must be a positive integer, got ${options.quantum}`);
     this.machine = machine;
-    this.options = { depth: DEFAULT_DEPTH, horizon: DEFAULT_HORIZON, ...options };
-    const n = machine.vcpuCount;
-    this.#rng = new Prng(options.seed ^ 0x7363686564756c65n); // "schedule"
+    this.#rng = new Prng(0n);
+    this.#options = this.#seed(options);
+    this.#priorities = this.#initialPriorities();
+    this.#changePoints = this.#drawChangePoints();
+    this.#yielded = new Array<boolean>(machine.vcpuCount).fill(false);
+  }
+
+  get options(): Readonly<Required<ScheduleOptions>> {
+    return this.#options;
+  }
+
+  /**
+   * From now on, turns come from `options` (a new seed, policy, quantum): the host's scheduling
+   * as a fuzz decision (an attack program's `schedule`), taken after a snapshot is restored. The
+   * vCPUs' states and who runs now stay; priorities and change points are drawn afresh.
+   */
+  reschedule(options: ScheduleOptions): void {
+    this.#options = this.#seed(options);
+    this.#priorities = this.#initialPriorities();
+    this.#changePoints = this.#drawChangePoints().map((p) => p + this.#switchPoints);
+  }
+
+  #seed(options: ScheduleOptions): Required<ScheduleOptions> {
+    if (!Number.isInteger(options.quantum) || options.quantum < 1) throw new RangeError(`quantum must be a positive integer, got ${options.quantum}`);
+    this.#rng.loadState(new Prng(options.seed ^ 0x7363686564756c65n).saveState()); // "schedule"
+    return { depth: DEFAULT_DEPTH, horizon: DEFAULT_HORIZON, ...options };
+  }
+
+  #initialPriorities(): number[] {
+    const n = this.machine.vcpuCount;
     const order = Array.from({ length: n }, (_, i) => i);
     for (let i = n - 1; i > 0; i--) {
       const j = this.#rng.below(i + 1);
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
-    this.#priorities = order.map((rank) => this.options.depth + rank);
-    this.#changePoints = Array.from({ length: this.options.depth - 1 }, () => 1 + this.#rng.below(this.options.horizon));
-    this.#yielded = new Array<boolean>(n).fill(false);
+    return order.map((rank) => this.#options.depth + rank);
+  }
+
+  #drawChangePoints(): number[] {
+    return Array.from({ length: this.#options.depth - 1 }, () => 1 + this.#rng.below(this.#options.horizon));
   }
 
   /** Turns given to another vCPU so far (for reports and tests). */
@@ -87,10 +117,12 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
   }
 
   saveState(): VcpuSchedulerState {
-    return { rng: this.#rng.saveState(), priorities: [...this.#priorities], yielded: [...this.#yielded], switchPoints: this.#switchPoints, switches: this.#switches };
+    return { options: { ...this.#options }, changePoints: [...this.#changePoints], rng: this.#rng.saveState(), priorities: [...this.#priorities], yielded: [...this.#yielded], switchPoints: this.#switchPoints, switches: this.#switches };
   }
 
   loadState(state: VcpuSchedulerState): void {
+    this.#options = { ...state.options };
+    this.#changePoints = [...state.changePoints];
     this.#rng.loadState(state.rng);
     this.#priorities = [...state.priorities];
     this.#yielded = [...state.yielded];
@@ -141,7 +173,7 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
       this.machine.switchVcpu(next);
     }
     const vcpu = this.machine.vcpu;
-    const turn = this.options.policy === 'random' ? 1 + this.#rng.below(this.options.quantum) : this.options.quantum;
+    const turn = this.#options.policy === 'random' ? 1 + this.#rng.below(this.#options.quantum) : this.#options.quantum;
     vcpu.instructionLimit = vcpu.instructions + BigInt(turn);
   }
 
@@ -154,14 +186,14 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
    */
   splitLongInstruction(done: number, total: number): number | undefined {
     if (total - done < 2) return undefined;
-    if (this.options.policy === 'round-robin') return done < total / 2 ? Math.floor(total / 2) : undefined;
+    if (this.#options.policy === 'round-robin') return done < total / 2 ? Math.floor(total / 2) : undefined;
     if (!this.#rng.chance(1, 2)) return undefined;
     return done + 1 + this.#rng.below(total - done - 1);
   }
 
   #choose(current: number, eligible: readonly number[]): number {
     const n = this.machine.vcpuCount;
-    switch (this.options.policy) {
+    switch (this.#options.policy) {
       case 'round-robin': {
         for (let step = 1; step <= n; step++) {
           const candidate = (current + step) % n;

@@ -16,6 +16,8 @@
 // `minivisor fuzz` (findings, corpus) and hand-written scripted attacks use it. Bigints are
 // serialised as "0x…" strings (negative: "-0x…").
 
+import { SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
+
 export const ATTACK_PROGRAM_FORMAT = 'minivisor-attack-program';
 export const ATTACK_PROGRAM_VERSION = 1;
 
@@ -169,6 +171,20 @@ export interface AttackProgram {
   /** What the VMM does before launch (see LaunchAction), in order. */
   launch?: LaunchAction[];
   memoryDescription?: MemoryDescription;
+  /**
+   * With several vCPUs (a target with `vcpus`): how the VMM schedules them on its host CPUs, a
+   * decision every hypervisor makes. From where executions start, the seeded vCPU scheduler
+   * (src/cpu/vcpu-scheduler.ts) takes its turns from this policy, seed and quantum instead of the
+   * boot's. Ignored with one vCPU.
+   */
+  schedule?: VcpuSchedule;
+}
+
+export interface VcpuSchedule {
+  policy: SchedulePolicy;
+  seed: bigint;
+  /** The most guest instructions a vCPU runs before a switch point. */
+  quantum: number;
 }
 
 /** Whether executing `program` needs a fresh launch (it changes what happens before the first guest instruction). */
@@ -433,7 +449,7 @@ function readDecision(r: Reader, platform: AttackPlatform): Decision {
 /** Validates parsed JSON and returns the typed program; throws AttackProgramError naming the bad field. */
 export function parseAttackProgram(json: unknown, path = 'program'): AttackProgram {
   const r = new Reader(path, json);
-  r.only('format', 'version', 'platform', 'decisions', 'launch', 'memoryDescription');
+  r.only('format', 'version', 'platform', 'decisions', 'launch', 'memoryDescription', 'schedule');
   if (r.field('format').value !== ATTACK_PROGRAM_FORMAT) r.field('format').fail(`expected "${ATTACK_PROGRAM_FORMAT}"`);
   if (r.field('version').value !== ATTACK_PROGRAM_VERSION) r.field('version').fail(`unsupported version (this minivisor reads ${ATTACK_PROGRAM_VERSION})`);
   const platform = r.field('platform').oneOf(['tdx', 'snp'] as const);
@@ -459,6 +475,11 @@ export function parseAttackProgram(json: unknown, path = 'program'): AttackProgr
         return { addr: r.field('addr').bigint(), size: r.field('size').bigint(), type: r.field('type').int(0, 0xffffffff) };
       });
     }
+  }
+  if (r.has('schedule')) {
+    const s = r.field('schedule');
+    s.only('policy', 'seed', 'quantum');
+    program.schedule = { policy: s.field('policy').oneOf(SCHEDULE_POLICIES), seed: s.field('seed').bigint(), quantum: s.field('quantum').int(1, 0xffffffff) };
   }
   return program;
 }

@@ -89,8 +89,8 @@ export function programHash(program: AttackProgram): string {
   return createHash('sha256').update(attackProgramToJson(program)).digest('hex').slice(0, 12);
 }
 
-function profileOf(e: Execution, memoryBytes: bigint): ExecutionProfile {
-  return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes };
+function profileOf(e: Execution, memoryBytes: bigint, vcpus?: number): ExecutionProfile {
+  return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes, ...(vcpus !== undefined ? { vcpus } : {}) };
 }
 
 /** Lets timers and messages run between executions (a campaign is long, synchronous work). */
@@ -155,7 +155,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     stats.verdicts[e.judgement.verdict]++;
     stats.instructions += e.instructions;
     stats.vmmExits += e.vmmExits;
-    if (isNew(e)) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
+    if (isNew(e)) corpus.push({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
     if (e.judgement.verdict === 'finding') await report(program, e, index);
     stats.corpusSize = corpus.length;
     stats.edges = edges.count;
@@ -174,7 +174,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     }
     await account(program, e);
     // The honest run always seeds the corpus, so mutation has a profile to aim with.
-    if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes) });
+    if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
   }
   while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0 && !options.stop?.()) {
     const parent = corpus[rng.below(corpus.length)]!;

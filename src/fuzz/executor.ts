@@ -6,6 +6,7 @@ import type { AcceptanceTracking, StubVariant } from '../boot/images.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { loadBootImages } from '../boot/images.js';
 import type { Machine } from '../cpu/machine.js';
+import { DEFAULT_QUANTUM, type VcpuScheduler } from '../cpu/vcpu-scheduler.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceEvent } from '../shared/trace.js';
 import { DecisionBook } from './adversary.js';
@@ -36,6 +37,8 @@ export interface FuzzTarget {
   variant?: StubVariant;
   /** The guest's acceptance record (issue 14 part 3); absent = the bitmap, the default build. */
   tracking?: AcceptanceTracking;
+  /** vCPUs (absent = 1); with several, an attack program's `schedule` decides their turns. */
+  vcpus?: number;
 }
 
 /**
@@ -144,7 +147,13 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
     unitBytes: target.unitBytes, workloadBytes: target.workloadBytes, seed: target.guestSeed,
     maxInstructions: target.maxInstructions, ...(target.variant !== undefined ? { variant: target.variant } : {}),
     ...(target.tracking !== undefined ? { tracking: target.tracking } : {}),
+    ...(target.vcpus !== undefined && target.vcpus > 1 ? { vcpus: target.vcpus, schedule: { policy: 'random' as const, quantum: DEFAULT_QUANTUM } } : {}),
   };
+}
+
+/** Hands the program's vCPU schedule to the scheduler, where the program's decisions start. */
+export function applySchedule(scheduler: VcpuScheduler | undefined, program: AttackProgram): void {
+  if (scheduler && program.schedule) scheduler.reschedule(program.schedule);
 }
 
 /** The execution of a run that threw: judged as a minivisor bug. */

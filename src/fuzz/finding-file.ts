@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAcceptanceTracking, isStubVariant } from '../boot/images.js';
+import { MAX_VCPUS } from '../cpu/machine.js';
 import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type AttackProgram } from './attack-program.js';
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
@@ -51,6 +52,7 @@ export function targetToJson(t: FuzzTarget): Record<string, unknown> {
     preAccept: t.preAccept === 'all' ? 'all' : hex(t.preAccept), accept: t.accept, unitBytes: hex(t.unitBytes),
     guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions), ...(t.variant !== undefined ? { variant: t.variant } : {}),
     ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
+    ...(t.vcpus !== undefined ? { vcpus: t.vcpus } : {}),
   };
 }
 
@@ -110,6 +112,10 @@ function targetFromJson(v: unknown, path: string): FuzzTarget {
     const tracking = str(t, 'tracking', path);
     if (!isAcceptanceTracking(tracking)) fail(path, `target.tracking "${tracking}" must be bitmap or memmap`);
     if (tracking === 'memmap') target.tracking = tracking;
+  }
+  if (t.vcpus !== undefined) {
+    if (typeof t.vcpus !== 'number' || !Number.isInteger(t.vcpus) || t.vcpus < 1 || t.vcpus > MAX_VCPUS) fail(path, `target.vcpus must be an integer from 1 to ${MAX_VCPUS}`);
+    if (t.vcpus > 1) target.vcpus = t.vcpus;
   }
   return target;
 }

@@ -8,7 +8,7 @@ import type { RunOutcome } from '../shared/outcome.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import { needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
-  bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
+  applySchedule, bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
 } from './executor.js';
 import { launchOverride } from './launch.js';
 import { AcceptanceOracle } from './oracle.js';
@@ -42,6 +42,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
       } else {
         edges = machine.enableEdgeCoverage();
         install(session, book);
+        applySchedule(session.platform.scheduler, program);
         outcome = session.finish().outcome;
       }
     } catch (err) {

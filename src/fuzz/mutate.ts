@@ -7,6 +7,7 @@ import {
   type Answer, type AttackProgram, type CallPoint, type Decision, type HostAction, type VmcallReturnReg,
 } from './attack-program.js';
 import type { Prng } from '../shared/prng.js';
+import { SCHEDULE_POLICIES } from '../cpu/vcpu-scheduler.js';
 import { pickTactic } from './tactics.js';
 
 /** What the mutator knows about where a program's execution went. */
@@ -15,7 +16,11 @@ export interface ExecutionProfile {
   vmmExits: number;
   gpas: readonly bigint[];
   memoryBytes: bigint;
+  /** The target's vCPUs: with several, a mutant may also change the VMM's vCPU schedule. */
+  vcpus?: number;
 }
+
+const SCHEDULE_QUANTA = [1, 7, 50, 500, 2000];
 
 const PAGE = 0x1000n;
 const TWO_MB = 0x200000n;
@@ -187,5 +192,12 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
   const mutant: AttackProgram = { platform: program.platform, decisions: decisions.slice(0, limit) };
   if (launch.length > 0) mutant.launch = launch.slice(0, limit);
   if (memoryDescription) mutant.memoryDescription = memoryDescription;
+  // Several vCPUs: the VMM's vCPU schedule is a decision too (who runs when, for how long). With
+  // one vCPU no random draw is spent here, so such campaigns stay what they were.
+  if ((profile.vcpus ?? 1) > 1 && (!program.schedule || rng.chance(1, 4))) {
+    mutant.schedule = { policy: rng.pick(SCHEDULE_POLICIES), seed: rng.next64(), quantum: rng.pick(SCHEDULE_QUANTA) };
+  } else if (program.schedule) {
+    mutant.schedule = program.schedule;
+  }
   return mutant;
 }

@@ -33,7 +33,7 @@ export function findingReadme(f: StoredFinding, findingJson: string): string {
     `What the hardware saw: ${f.detail}.`,
     `How the run ended: ${f.outcome.outcome} (${f.outcome.reason}).`,
     '',
-    `Configuration: ${t.platform.toUpperCase()}${t.variant ? ` (stub variant ${t.variant})` : ''}${t.tracking ? ` (${t.tracking} tracking)` : ''}, ${mib(t.memoryBytes)} RAM, workload ${mib(t.workloadBytes)}, pre-accept ${t.preAccept === 'all' ? 'all' : mib(t.preAccept)}, ${t.accept} acceptance, ${t.unitBytes === 0x1000n ? '4K' : '2M'} unit, guest seed ${t.guestSeed}, executions start at stage ${t.stage}, budget ${t.maxInstructions} instructions.`,
+    `Configuration: ${t.platform.toUpperCase()}${t.variant ? ` (stub variant ${t.variant})` : ''}${t.tracking ? ` (${t.tracking} tracking)` : ''}${t.vcpus ? `, ${t.vcpus} vCPUs` : ''}, ${mib(t.memoryBytes)} RAM, workload ${mib(t.workloadBytes)}, pre-accept ${t.preAccept === 'all' ? 'all' : mib(t.preAccept)}, ${t.accept} acceptance, ${t.unitBytes === 0x1000n ? '4K' : '2M'} unit, guest seed ${t.guestSeed}, executions start at stage ${t.stage}, budget ${t.maxInstructions} instructions.`,
     `Found by job ${f.job} (its seed ${f.seed}, derived from the campaign's --seed) at execution ${f.execIndex}.`,
     '',
     `The attack program (${f.program.decisions.length} decision${f.program.decisions.length === 1 ? '' : 's'}, shrunk from ${f.unshrunk.decisions.length}); everything else the VMM answered honestly:`,

@@ -7,7 +7,7 @@ import type { VmSnapshot } from '../vmm/run-vm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
 import {
-  bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
+  applySchedule, bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
 } from './executor.js';
 import { AcceptanceOracle, LifetimeMap } from './oracle.js';
 
@@ -57,6 +57,7 @@ export class SnapshotExecutor implements Executor {
     const book = new DecisionBook(program);
     this.#install(book);
     this.#handovers.clear();
+    applySchedule(session.platform.scheduler, program);
     const firstEvent = session.trace.events.length;
     let outcome;
     try {

@@ -160,6 +160,7 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--max-instructions <n>', 'instruction budget of one execution', FUZZ_DEFAULTS.maxInstructions)
     .option('--variant <name>', 'fuzz a planted-bug variant of the stubs (guest/DEFENCES.md) instead of the honest ones')
     .option('--tracking <design>', "the guest's record of accepted memory: bitmap or memmap (Kleen's variant) (default: bitmap)")
+    .option('--vcpus <n>', "vCPUs; with several, the attack programs also choose the VMM's vCPU schedule (default: 1)")
     .option('--json', 'print the final statistics as one JSON object')
     .enablePositionalOptions()
     .action((raw: RawFuzzOptions) => fuzz(io, raw));
