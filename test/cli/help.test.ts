@@ -99,9 +99,10 @@ describe('minivisor info', () => {
     expect(await main(['boot', '--memory', '65T'], big)).toBe(2);
     expect(big.stderr.join('\n')).toMatch(/between 128M and 64T/);
     // The vCPU limits are the ones `boot --vcpus` enforces.
-    expect(info.limits.join(' ')).toMatch(/vCPUs: up to 64 on TDX .*one on SNP/);
+    expect(info.limits.join(' ')).toMatch(/vCPUs: up to 64 on TDX and SNP .*one with --linux, --handover or --tracking memmap/);
     expect(await main(['boot', '--vcpus', '65'], capture())).toBe(2);
-    expect(await main(['boot', '--platform', 'snp', '--vcpus', '2'], capture())).toBe(2);
+    expect(await main(['boot', '--platform', 'snp', '--vcpus', '2', '--handover', 'kexec'], capture())).toBe(2);
+    expect(await main(['boot', '--platform', 'snp', '--vcpus', '2', '--tracking', 'memmap'], capture())).toBe(2);
   });
 
   it('prints the same as text', async () => {
