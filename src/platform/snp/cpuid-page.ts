@@ -16,7 +16,7 @@
 // Fn8000_0000-Fn8000_FFFF) the table does not list must be all zero; leaves outside those
 // ranges (the hypervisor range Fn4000_xxxx) are not checked at all; and a checked entry's
 // reserved field must be zero. The firmware lists the leaves of a real part; our virtual CPU has
-// three (sev-status.ts snpCpuid), so the table below lists those three with the firmware's rules
+// four (sev-status.ts snpCpuid), so the table below lists those four with the firmware's rules
 // for them, and every other standard or extended leaf takes the "not listed: zero" rule. On a
 // violation the firmware writes the corrected table back and fails with INVALID_PARAM, as QEMU
 // reports it ("SNP_LAUNCH_UPDATE ... fw_error=22 'Invalid parameter'", then "CPUID validation
@@ -48,10 +48,26 @@ function ebx8000001f(proposed: number, hw: number): number {
   return (strict | (proposed & EBX_8000001F_UNCHECKED) | (vmpls << 12)) >>> 0;
 }
 
+// FN00000001_CUSTOM: EAX family/model/stepping not above the CPU's (compare_FMS, in that order;
+// extended family adds, extended model is the high nibble); EBX the CLFLUSH size [15:8] exact,
+// the rest unchecked; ECX OSXSAVE [27] and the hypervisor bit [31] unchecked, the rest a subset
+// of the CPU's; EDX a subset (the 'mask' rule).
+const fms = (eax: number) => [((eax >>> 8) & 0xf) + ((eax >>> 20) & 0xff), ((eax >>> 4) & 0xf) | ((eax >>> 12) & 0xf0), eax & 0xf] as const;
+function eax00000001(proposed: number, hw: number): number {
+  const [p, h] = [fms(proposed), fms(hw)];
+  const notAbove = p[0] < h[0] || (p[0] === h[0] && (p[1] < h[1] || (p[1] === h[1] && p[2] <= h[2])));
+  return notAbove ? proposed >>> 0 : hw >>> 0;
+}
+const EBX_00000001_CLFLUSH = 0xff << 8;
+const ebx00000001 = (proposed: number, hw: number) => ((proposed & ~EBX_00000001_CLFLUSH) | (hw & EBX_00000001_CLFLUSH)) >>> 0;
+const ECX_00000001_UNCHECKED = (1 << 27) | (1 << 31);
+const ecx00000001 = (proposed: number, hw: number) => ((proposed & (hw | ECX_00000001_UNCHECKED))) >>> 0;
+
 /** The firmware's rules for the leaves our virtual CPU has (cpuid_lookup.c lookup_table). */
 export const CPUID_POLICY: Readonly<Record<number, Record<Reg, LeafRule>>> = {
   // Fn0000_0000: the highest standard leaf not above the CPU's; the vendor string unchecked.
   0x0: { eax: 'lessThan', ebx: 'unchecked', ecx: 'unchecked', edx: 'unchecked' },
+  0x1: { eax: eax00000001, ebx: ebx00000001, ecx: ecx00000001, edx: 'mask' },
   0x80000000: { eax: 'lessThan', ebx: 'unchecked', ecx: 'unchecked', edx: 'unchecked' },
   // Fn8000_001F: EAX a subset of the CPU's features; ECX (encrypted guests) and EDX (minimum
   // ASID) unchecked.

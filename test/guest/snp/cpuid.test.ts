@@ -133,6 +133,16 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn8000_001F EDX minimum SEV ASID (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, edx: 0x100 } : e) },
     { name: 'Fn8000_001F EAX feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | (1 << 24) } : e) },
     { name: 'a reserved field set', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, reserved: 1n } : e) },
+    // FN00000001_CUSTOM: family/model/stepping not above the CPU's, CLFLUSH exact, ECX/EDX a subset
+    // but for OSXSAVE and the hypervisor bit.
+    { name: 'Fn0000_0001 EAX an older stepping (FMS not above)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax & ~0xf } : e) },
+    { name: 'Fn0000_0001 EAX a later family (FMS above)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax + (1 << 20) } : e) },
+    { name: 'Fn0000_0001 EBX APIC ID and processor count (unchecked)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & 0xffff) | (7 << 24) | (4 << 16) } : e) },
+    { name: 'Fn0000_0001 EBX CLFLUSH size (exact)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & ~0xff00) | (16 << 8) } : e) },
+    { name: 'Fn0000_0001 ECX OSXSAVE (unchecked)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx | (1 << 27) } : e) },
+    { name: 'Fn0000_0001 ECX RDRAND dropped (mask)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx & ~(1 << 30) } : e) },
+    { name: 'Fn0000_0001 ECX AVX the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx | (1 << 28) } : e) },
+    { name: 'Fn0000_0001 EDX a feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, edx: (e.edx | (1 << 28)) >>> 0 } : e) },
   ];
   it.each(cases)('$name: accepted $accepted', ({ change, accepted }) => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
@@ -148,7 +158,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     const hypervisor = launch(encodeCpuidPage([...good, extra(0x40000000)]));
     expect(hypervisor.r.rc).toBe(0);
     hypervisor.vm.close();
-    for (const leaf of [0x1, 0x80000002]) {
+    for (const leaf of [0x7, 0x80000002]) {
       const { vm, r } = launch(encodeCpuidPage([...good, extra(leaf)]));
       expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
       expect(decodeCpuidPage(r.corrected!).entries.at(-1)).toMatchObject({ eaxIn: leaf, eax: 0, ebx: 0, ecx: 0, edx: 0 });
