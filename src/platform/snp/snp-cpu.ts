@@ -23,6 +23,7 @@ import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
 import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
+import { secretsPage } from './secrets-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 
@@ -133,6 +134,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #runnable: boolean[];
   /** Several vCPUs: who runs when. */
   readonly scheduler: VcpuScheduler | undefined;
+  /** Names this VM's keys: the memory-encryption key and the secrets page's VMPCKs. */
+  readonly #identity: string;
   /** What the untrusted VMM may use. */
   readonly handle: SnpVmmHandle;
   /** An outcome decided between steps (an event the VMM injected could not be delivered). */
@@ -157,7 +160,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#ctx = { asid: this.asid, vmpl: this.vmpl };
     this.trace = options.trace ?? new Trace();
     this.rmp = new Rmp(machine.memoryBytes);
-    this.#encryption = new MemoryEncryption(`asid ${this.asid} seed ${options.keySeed ?? 0n}`);
+    this.#identity = `asid ${this.asid} seed ${options.keySeed ?? 0n}`;
+    this.#encryption = new MemoryEncryption(this.#identity);
     machine.marker = { kind: 'snp-c-bit', position: this.cBit };
     // Reset state: every page hypervisor-owned, so private accesses fail and shared ones pass.
     // The gate is a cache of what the RMP allows: it starts closed and a shared access opens
@@ -259,6 +263,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       }
     }
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
+    // The firmware writes the secrets page itself (secrets-page.ts); what the host proposed is dropped.
+    else if (type === 'SECRETS') this.machine.memory.write(gpa, secretsPage(this.#identity, snpCpuid(1, 0, this.cBit).eax));
     else if (source !== undefined) this.machine.memory.write(gpa, source);
     this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)), vmplPerms);
     this.rmp.put4k(gpa, { ...e, immutable: false, validated: true, vmplPerms: [VMPL_PERM_ALL, ...vmplPerms] });

@@ -1,0 +1,29 @@
+// The secrets page the SEV-SNP firmware writes into a page launched as type SECRETS (SEV-SNP
+// Firmware ABI §8.17.2 SNP_LAUNCH_UPDATE: "the firmware initializes the page with the secrets
+// page format"; layout as Linux's struct snp_secrets_page, arch/x86/include/asm/sev.h):
+//   0x000 VERSION u32, 0x004 IMIEN bit 0, 0x008 FMS u32, 0x010 GOSVW[16],
+//   0x020/0x040/0x060/0x080 VMPCK0..3 (32 bytes each: the keys guest messages to the firmware
+//   are encrypted with, one per VMPL), 0x0A0 the guest OS area (zero), 0x100 VMSA tweak bitmap,
+//   0x140 SVSM fields (zero: no SVSM), 0x160 TSC_FACTOR.
+// The real firmware draws the VMPCKs from its RNG; here they come from the VM's identity (its
+// ASID and key seed), so runs stay a function of their config and seed, and only the hardware
+// model computes them.
+import { createHash } from 'node:crypto';
+import { PAGE_4K } from './rmp.js';
+
+export const SecretsPage = { VERSION: 0x000, FMS: 0x008, VMPCK0: 0x020, VMPCK_BYTES: 32, OS_AREA: 0x0a0, SVSM_BASE: 0x140, TSC_FACTOR: 0x160 } as const;
+/** The secrets page version current firmware writes (3 adds TSC_FACTOR). */
+export const SECRETS_PAGE_VERSION = 3;
+
+/** The page the firmware writes for a VM named `vmIdentity`, whose CPUID 1 EAX is `fms`. */
+export function secretsPage(vmIdentity: string, fms: number): Uint8Array {
+  const page = new Uint8Array(Number(PAGE_4K));
+  const view = new DataView(page.buffer);
+  view.setUint32(SecretsPage.VERSION, SECRETS_PAGE_VERSION, true);
+  view.setUint32(SecretsPage.FMS, fms >>> 0, true);
+  for (let vmpl = 0; vmpl < 4; vmpl++) {
+    const key = createHash('sha256').update('minivisor SEV-SNP VMPCK\0').update(vmIdentity).update(Uint8Array.of(vmpl)).digest();
+    page.set(key, SecretsPage.VMPCK0 + vmpl * SecretsPage.VMPCK_BYTES);
+  }
+  return page;
+}
