@@ -10,7 +10,7 @@ import type { BootConfig, Handover } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
 import { KERNEL_LOAD_WINDOW, KernelPayloadError, kernelPayload } from './kernel-payload.js';
-import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, guestPhysicalBytes } from './layout.js';
+import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes } from './layout.js';
 import { BzImageError, parseBzImage, type BzImage } from './linux/bzimage.js';
 import { BootParamsError, buildLinuxBootData, type LinuxBootData } from './linux/boot-params.js';
 import { LinuxLaunchError, planLinuxLaunch, type LinuxLaunchPlan } from './linux/linux-launch.js';
@@ -130,6 +130,8 @@ export function loadLinuxImages(config: BootConfig): LinuxImages | undefined {
     const bootData = buildLinuxBootData({
       gpa: ABI.MV_LINUX_BOOT_DATA_GPA, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: config.linux.cmdline,
       e820: plan.e820, bitmap: plan.bitmap,
+      // SEV-SNP: the CC blob names the CPUID page the VMM launches for the firmware too.
+      ...(config.platform === 'snp' ? { snp: { cpuidPageGpa: SNP_CPUID_PAGE_GPA } } : {}),
     });
     if (bootData.gpa + BigInt(bootData.bytes.byteLength) > ABI.MV_GUEST_IMAGE_LIMIT) {
       throw new BootParamsError(`the zero page and EFI tables take 0x${bootData.bytes.byteLength.toString(16)} bytes, more than the guest-image window holds (a bitmap for this much memory is too large)`);

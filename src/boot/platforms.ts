@@ -157,6 +157,14 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   };
 }
 
+/** The page of the protected-mode kernel launched at `gpa` (zero past the image's end). */
+function kernelPage(linux: NonNullable<BootImages['linux']>, gpa: bigint): Uint8Array {
+  const offset = Number(gpa - linux.plan.loadAddress);
+  const page = new Uint8Array(Number(PAGE));
+  if (offset < linux.image.kernel.byteLength) page.set(linux.image.kernel.subarray(offset, offset + Number(PAGE)));
+  return page;
+}
+
 /**
  * The kernel's launched ranges (src/boot/linux/linux-launch.ts): the protected-mode kernel
  * measured page by page (PAGE.ADD + MR.EXTEND, like a TDVF/TD-shim payload), and the
@@ -164,7 +172,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
  * temporary RAM). Both are private and accepted before the vCPU runs.
  */
 function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux']>, check: (what: string, status: bigint) => void): void {
-  const { plan, image } = linux;
+  const { plan } = linux;
   const zero = new Uint8Array(Number(PAGE));
   for (const range of [plan.kernelRange, plan.workRange]) {
     const measured = range === plan.kernelRange;
@@ -174,10 +182,7 @@ function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux
         check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), zero).status);
         continue;
       }
-      const offset = Number(gpa - plan.loadAddress);
-      const page = new Uint8Array(Number(PAGE));
-      if (offset < image.kernel.byteLength) page.set(image.kernel.subarray(offset, offset + Number(PAGE)));
-      check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, page).status);
+      check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, kernelPage(linux, gpa)).status);
     }
   }
 }
@@ -193,8 +198,19 @@ function watchLinuxHandover(machine: Machine, linux: NonNullable<BootImages['lin
   machine.vcpu.watchExecution(plan.workRange, { start: plan.loadAddress, end: plan.workRange.start });
 }
 
+/**
+ * The kernel's launched ranges on SEV-SNP, as launchLinuxTdx does on TDX: the protected-mode
+ * kernel measured page by page (SNP_LAUNCH_UPDATE page type NORMAL; QEMU's direct kernel boot
+ * measures a table of the kernel's hashes instead, kernel-hashes=on, and lets OVMF load it), the
+ * decompressor's working area as ZERO pages. LAUNCH_UPDATE leaves both validated.
+ */
+function launchLinuxSnp(linux: NonNullable<BootImages['linux']>, launch: (gpa: bigint, type: LaunchPageType, source?: Uint8Array) => void): void {
+  const { plan } = linux;
+  for (let gpa = plan.kernelRange.start; gpa < plan.kernelRange.end; gpa += PAGE) launch(gpa, 'NORMAL', kernelPage(linux, gpa));
+  for (let gpa = plan.workRange.start; gpa < plan.workRange.end; gpa += PAGE) launch(gpa, 'ZERO', new Uint8Array(Number(PAGE)));
+}
+
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
-  if (images.linux) throw new Error('--linux boots on --platform tdx only: the SNP decompressor needs the CC blob (secrets and CPUID pages) and the GHCB MSR protocol, which this loader does not provide yet');
   const platform = SnpPlatform.create({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
     trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),
@@ -218,9 +234,13 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     if (gpa === SNP_CPUID_PAGE_GPA) launch(gpa, cpuid.type, cpuid.bytes);
     else launch(gpa, 'ZERO');
   }
-  for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, 'NORMAL');
+  // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
+  const secretsPageGpa = images.linux?.bootData.secretsPageGpa;
+  for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, gpa === secretsPageGpa ? 'SECRETS' : 'NORMAL');
   for (const gpa of pages(FIRMWARE_VOLUME)) launch(gpa, 'NORMAL');
+  if (images.linux) launchLinuxSnp(images.linux, launch);
   options.vmm?.snpPrelaunch?.(host);
+  if (images.linux) watchLinuxHandover(platform.machine, images.linux);
   // The BSP's VMSA, last as QEMU does: the reset state, real mode at 0xFFFF0000:FFF0 (vmsa.ts).
   host.launchUpdateVmsa(bspResetVmsa());
   const measurement = host.launchFinish();

@@ -122,7 +122,6 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   }
   if (raw.cmdline !== undefined && raw.linux === undefined) throw new BootOptionError('--cmdline needs --linux');
   if (raw.linux !== undefined) {
-    if (platform !== 'tdx') throw new BootOptionError('--linux boots on --platform tdx only for now (SNP needs the CC blob and GHCB MSR protocol the loader does not provide yet)');
     if (vcpus > 1) throw new BootOptionError('--linux boots one vCPU for now');
     if (raw.handover !== undefined) throw new BootOptionError('--handover hands the stub kernel to a second one; --linux boots a Linux kernel instead');
     if (raw.variant !== undefined) throw new BootOptionError('--variant selects a stub guest image; --linux boots a kernel instead');

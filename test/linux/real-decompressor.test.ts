@@ -1,5 +1,5 @@
-// The real x86 decompressor of Debian's cloud kernel under the TDX model, to the hand-over into
-// the kernel it decompressed (issue 15). Part of `npm test`: beforeAll fetches the kernel into
+// The real x86 decompressor of Debian's cloud kernel under the TDX and SEV-SNP models, to the
+// hand-over into the kernel it decompressed (issue 15). Part of `npm test`: beforeAll fetches the kernel into
 // .linux/ when it is not there yet (scripts/linux-kernel.mjs, about 14 MB from a Debian mirror,
 // as the browser test fetches Chromium), and a fetch that fails fails the file, saying why: CI
 // reaches Debian's mirrors, so a missing kernel is a broken setup, not a reason to skip. The runs
@@ -66,6 +66,39 @@ describe("Debian's cloud kernel on TDX", () => {
       expect(linux.failedAcceptCalls).toBe(0);
       expect(linux.virtualizationExceptions).toEqual({});
       expect(run.result.acceptedBytes.decompressor).toBe(Number(linux.accepted.reduce((s, r) => s + (r.end - r.start), 0n)));
+    } finally {
+      run.platform.machine.close();
+    }
+  });
+});
+
+describe("Debian's cloud kernel on SEV-SNP", () => {
+  it('finds the CC blob, runs with its GHCB, validates exactly the units its table marks with PVALIDATE, and reaches the kernel entry', () => {
+    const run = bootGuest(linuxConfig({ platform: 'snp' }));
+    try {
+      expect(run.result.outcome, run.result.outcomeReason).toBe('handover');
+      const linux = run.linux!;
+      const plan = run.session.images.linux!.plan;
+      expect(linux.platform).toBe('snp');
+      expect(linux.handoverRip).toBeGreaterThanOrEqual(plan.loadAddress);
+      expect(linux.handoverRip).toBeLessThan(plan.workRange.start);
+      // sev_enable() found the CC blob and its CPUID page, the SEV status MSR and the GHCB MSR
+      // protocol; its console goes through the GHCB page it made shared (IOIO exits).
+      expect(run.result.console).toContain("KASLR disabled: 'nokaslr' on cmdline.");
+      expect(linux.virtualizationExceptions['0x7b']).toBeGreaterThan(0);
+      // snp_accept_memory(): per 4 KiB page, a page-state change to private (GHCB MSR protocol)
+      // then PVALIDATE, over the same units the TDX run accepts in 2 MiB.
+      expect(linux.accepted).toEqual([{ start: plan.kernelRange.end, end: plan.workRange.start }]);
+      expect(linux.acceptCalls.length).toBe(Number((plan.workRange.start - plan.kernelRange.end) / 0x1000n));
+      expect(linux.acceptCalls.every((c) => c.bytes === 0x1000n && c.status === 0n)).toBe(true);
+      // Its GHCB page came back private at the end (sev_es_shutdown_ghcb): one more change, one re-validation.
+      expect(linux.revalidated.length).toBe(1);
+      expect(linux.revalidated[0]!.end - linux.revalidated[0]!.start).toBe(0x1000n);
+      expect(linux.pageStateChanges).toBe(linux.acceptCalls.length + 1);
+      expect(linux.acceptedWasMarkedUnaccepted).toBe(true);
+      expect(linux.bitmapClearedExactly).toBe(true);
+      expect(linux.failedAcceptCalls).toBe(0);
+      expect(run.result.acceptedBytes.decompressor).toBe(Number(plan.workRange.start - plan.kernelRange.end) + 0x1000);
     } finally {
       run.platform.machine.close();
     }

@@ -59,6 +59,19 @@ export function efiGuid(a: number, b: number, c: number, d: readonly number[]): 
 
 /** LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID (include/linux/efi.h). */
 export const LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID = efiGuid(0xd5d1de3c, 0x105c, 0x44f9, [0x9e, 0xa9, 0xbc, 0xef, 0x98, 0x12, 0x00, 0x31]);
+/** EFI_CC_BLOB_GUID (include/linux/efi.h): OVMF's ConfidentialComputingSevSnpBlob table. */
+export const EFI_CC_BLOB_GUID = efiGuid(0x067b1f5f, 0xcf26, 0x44c5, [0x85, 0x54, 0x93, 0xd7, 0x77, 0x91, 0x2d, 0x42]);
+
+/**
+ * struct cc_blob_sev_info (arch/x86/include/asm/sev.h), packed: u32 magic, u16 version, u16
+ * reserved, u64 secrets_phys, u32 secrets_len, u32 rsvd1, u64 cpuid_phys, u32 cpuid_len, u32 rsvd2.
+ * The decompressor's snp_init() finds it through EFI_CC_BLOB_GUID and copies the CPUID page it
+ * names (setup_cpuid_table: cpuid_len must be at least a page); svsm_setup_ca() reads the
+ * secrets page when it does not run at VMPL0.
+ */
+export const CcBlob = { MAGIC: 0x00, VERSION: 0x04, SECRETS_PHYS: 0x08, SECRETS_LEN: 0x10, CPUID_PHYS: 0x18, CPUID_LEN: 0x20, SIZE: 0x28 } as const;
+/** CC_BLOB_SEV_HDR_MAGIC, "AMDE". */
+export const CC_BLOB_SEV_HDR_MAGIC = 0x45444d41;
 
 export interface E820Entry {
   addr: bigint;
@@ -145,10 +158,16 @@ export interface LinuxBootDataInput {
   cmdline: string;
   e820: readonly E820Entry[];
   bitmap: UnacceptedBitmap;
+  /**
+   * SEV-SNP: where the launch puts the CPUID page. The block then also holds the CC blob
+   * (EFI_CC_BLOB_GUID in the configuration table, as OVMF publishes it) and a page for the
+   * secrets page after the unaccepted table, which the VMM launches as SNP page type SECRETS.
+   */
+  snp?: { cpuidPageGpa: bigint };
 }
 
 /** Offsets of the parts inside the block (each 4 KiB aligned). */
-export const BootDataOffset = { BOOT_PARAMS: 0x0, CMDLINE: 0x1000, SYSTAB: 0x2000, CONFIG_TABLE: 0x2100, FW_VENDOR: 0x2200, UNACCEPTED: 0x3000 } as const;
+export const BootDataOffset = { BOOT_PARAMS: 0x0, CMDLINE: 0x1000, SYSTAB: 0x2000, CONFIG_TABLE: 0x2100, FW_VENDOR: 0x2200, CC_BLOB: 0x2300, UNACCEPTED: 0x3000 } as const;
 
 export interface LinuxBootData {
   gpa: bigint;
@@ -157,6 +176,9 @@ export interface LinuxBootData {
   cmdlineGpa: bigint;
   systemTableGpa: bigint;
   unacceptedTableGpa: bigint;
+  /** SEV-SNP only: the CC blob and the page the VMM launches as the secrets page. */
+  ccBlobGpa?: bigint;
+  secretsPageGpa?: bigint;
 }
 
 export class BootParamsError extends Error {
@@ -174,7 +196,8 @@ export function buildLinuxBootData(input: LinuxBootDataInput): LinuxBootData {
   const bitmapBytes = Number(input.bitmap.sizeBytes);
   // The bitmap is an unsigned long array: Linux's bitmap helpers read whole 8-byte words.
   const unacceptedBytes = UNACCEPTED_HEADER_SIZE + Math.ceil(bitmapBytes / 8) * 8;
-  const total = BootDataOffset.UNACCEPTED + Math.ceil(unacceptedBytes / 0x1000) * 0x1000;
+  const unacceptedEnd = BootDataOffset.UNACCEPTED + Math.ceil(unacceptedBytes / 0x1000) * 0x1000;
+  const total = unacceptedEnd + (input.snp ? 0x1000 : 0);
   const bytes = new Uint8Array(total);
   const view = new DataView(bytes.buffer);
   const at = (offset: number) => input.gpa + BigInt(offset);
@@ -208,11 +231,25 @@ export function buildLinuxBootData(input: LinuxBootDataInput): LinuxBootData {
   view.setUint32(st + 8, EFI_2_70_REVISION, true);
   view.setUint32(st + 12, EFI_SYSTEM_TABLE_64_SIZE, true);
   view.setBigUint64(st + 0x18, at(BootDataOffset.FW_VENDOR), true);
-  view.setUint32(st + 0x68, 1, true); // nr_tables
+  const tables: Array<[Uint8Array, bigint]> = [[LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, unacceptedTableGpa]];
+  const snp = input.snp ? { ccBlobGpa: at(BootDataOffset.CC_BLOB), secretsPageGpa: at(unacceptedEnd) } : undefined;
+  if (snp) tables.push([EFI_CC_BLOB_GUID, snp.ccBlobGpa]);
+  view.setUint32(st + 0x68, tables.length, true); // nr_tables
   view.setBigUint64(st + 0x70, at(BootDataOffset.CONFIG_TABLE), true);
   view.setUint32(st + 16, crc32(bytes.subarray(st, st + EFI_SYSTEM_TABLE_64_SIZE)), true);
-  bytes.set(LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, BootDataOffset.CONFIG_TABLE);
-  view.setBigUint64(BootDataOffset.CONFIG_TABLE + 16, unacceptedTableGpa, true);
+  tables.forEach(([guid, table], i) => {
+    bytes.set(guid, BootDataOffset.CONFIG_TABLE + i * EFI_CONFIG_TABLE_64_SIZE);
+    view.setBigUint64(BootDataOffset.CONFIG_TABLE + i * EFI_CONFIG_TABLE_64_SIZE + 16, table, true);
+  });
+  if (snp) {
+    const c = BootDataOffset.CC_BLOB;
+    view.setUint32(c + CcBlob.MAGIC, CC_BLOB_SEV_HDR_MAGIC, true);
+    view.setUint16(c + CcBlob.VERSION, 0, true);
+    view.setBigUint64(c + CcBlob.SECRETS_PHYS, snp.secretsPageGpa, true);
+    view.setUint32(c + CcBlob.SECRETS_LEN, 0x1000, true);
+    view.setBigUint64(c + CcBlob.CPUID_PHYS, input.snp!.cpuidPageGpa, true);
+    view.setUint32(c + CcBlob.CPUID_LEN, 0x1000, true);
+  }
 
   // struct efi_unaccepted_memory.
   const u = BootDataOffset.UNACCEPTED;
@@ -222,5 +259,5 @@ export function buildLinuxBootData(input: LinuxBootDataInput): LinuxBootData {
   view.setBigUint64(u + 16, input.bitmap.sizeBytes, true);
   bytes.set(input.bitmap.bits, u + UNACCEPTED_HEADER_SIZE);
 
-  return { gpa: input.gpa, bytes, bootParamsGpa: input.gpa, cmdlineGpa, systemTableGpa, unacceptedTableGpa };
+  return { gpa: input.gpa, bytes, bootParamsGpa: input.gpa, cmdlineGpa, systemTableGpa, unacceptedTableGpa, ...snp };
 }

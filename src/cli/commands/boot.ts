@@ -104,7 +104,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--handover <kind>', 'the kernel hands over to a second kernel: kexec after its workload, or crash (a panic mid-workload into a crash kernel that dumps accepted memory, checked against the hardware) (guest/kernel/handover.h)')
     .option('--tracking <design>', "the guest's record of accepted memory: bitmap (Roedel's validation bitmap) or memmap (Kleen's: the memory map plus private kernel state) (default: bitmap)")
     .option('--map <file>', 'draw a map of guest memory, who accepted what and what stays unaccepted: FILE.svg static, FILE.html with a time slider')
-    .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol, TDX only')
+    .option('--linux <bzImage>', 'boot a real Linux kernel (e.g. `npm run fetch:linux`) through the 64-bit boot protocol (TDX, or SEV-SNP with a CC blob)')
     .option('--fast', 'fast mode: count no instructions and impose no instruction budget (a wall-clock hang guard only)')
     .option('--cmdline <text>', 'the kernel command line with --linux (default: serial console, nokaslr, no5lvl)')
     .action((raw: RawBootOptions & { map?: string; traceFilter?: string; rawConsole?: boolean }) => {

@@ -21,8 +21,8 @@ describe('boot --linux options', () => {
     expect(() => parseBootOptions({ fast: true, maxInstructions: '5' })).toThrow(BootOptionError);
   });
 
-  it('refuses SNP, a stub variant, and --cmdline without --linux', () => {
-    expect(() => parseBootOptions({ linux: 'vmlinuz', platform: 'snp' })).toThrow(/tdx only/);
+  it('takes both platforms; refuses a stub variant, and --cmdline without --linux', () => {
+    expect(parseBootOptions({ linux: 'vmlinuz', platform: 'snp' })).toMatchObject({ platform: 'snp', linux: { kernelFile: 'vmlinuz' } });
     expect(() => parseBootOptions({ linux: 'vmlinuz', variant: 'e820-unchecked' })).toThrow(BootOptionError);
     expect(() => parseBootOptions({ cmdline: 'quiet' })).toThrow(/needs --linux/);
   });

@@ -2,8 +2,8 @@
 // (bootparam.h, efi.h; arch/x86/boot/compressed/efi.c and mem.c), on synthetic inputs.
 import { describe, expect, it } from 'vitest';
 import {
-  BootDataOffset, BootParams, BootParamsError, E820, EFI_SYSTEM_TABLE_SIGNATURE, EfiInfo, bitmapRanges, buildLinuxBootData, crc32,
-  LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, unacceptedBitmap,
+  BootDataOffset, BootParams, BootParamsError, CC_BLOB_SEV_HDR_MAGIC, CcBlob, E820, EFI_CC_BLOB_GUID, EFI_SYSTEM_TABLE_SIGNATURE, EfiInfo,
+  bitmapRanges, buildLinuxBootData, crc32, LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, unacceptedBitmap,
 } from '../../../../src/boot/linux/boot-params.js';
 import { parseBzImage, SetupHeader } from '../../../../src/boot/linux/bzimage.js';
 import { fakeBzImage } from '../../../helpers/bzimage.js';
@@ -76,6 +76,26 @@ describe('buildLinuxBootData', () => {
 
   it('the GUID bytes are EFI_GUID(0xd5d1de3c, 0x105c, 0x44f9, ...) in memory order', () => {
     expect(Buffer.from(LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID).toString('hex')).toBe('3cded1d55c10f9449ea9bcef98120031');
+  });
+
+  it('for SEV-SNP, adds the CC blob (EFI_CC_BLOB_GUID) naming the CPUID page and a secrets page after the unaccepted table', () => {
+    const snp = buildLinuxBootData({ gpa: 0x340000n, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: 'x', e820, bitmap, snp: { cpuidPageGpa: 0x27f000n } });
+    const v = new DataView(snp.bytes.buffer);
+    const st = BootDataOffset.SYSTAB;
+    expect(v.getUint32(st + 0x68, true)).toBe(2);
+    const second = BootDataOffset.CONFIG_TABLE + 24;
+    expect([...snp.bytes.subarray(second, second + 16)]).toEqual([...EFI_CC_BLOB_GUID]);
+    expect(v.getBigUint64(second + 16, true)).toBe(snp.ccBlobGpa);
+    const c = Number(snp.ccBlobGpa! - snp.gpa);
+    expect(v.getUint32(c + CcBlob.MAGIC, true)).toBe(CC_BLOB_SEV_HDR_MAGIC);
+    expect([v.getBigUint64(c + CcBlob.CPUID_PHYS, true), v.getUint32(c + CcBlob.CPUID_LEN, true)]).toEqual([0x27f000n, 0x1000]);
+    expect([v.getBigUint64(c + CcBlob.SECRETS_PHYS, true), v.getUint32(c + CcBlob.SECRETS_LEN, true)]).toEqual([snp.secretsPageGpa, 0x1000]);
+    // The secrets page is the block's last page, after the unaccepted table's; the TDX block has neither.
+    expect(snp.secretsPageGpa).toBe(snp.gpa + BigInt(snp.bytes.byteLength) - 0x1000n);
+    expect(snp.secretsPageGpa! > snp.unacceptedTableGpa).toBe(true);
+    expect(snp.bytes.byteLength).toBe(data.bytes.byteLength + 0x1000);
+    expect([data.ccBlobGpa, data.secretsPageGpa]).toEqual([undefined, undefined]);
+    expect(Buffer.from(EFI_CC_BLOB_GUID).toString('hex')).toBe('5f1f7b0626cfc5448554 93d777912d42'.replace(' ', ''));
   });
 
   it('refuses a command line longer than the kernel takes', () => {
