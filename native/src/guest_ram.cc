@@ -14,7 +14,7 @@ static void* MapLazily(uint64_t bytes) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
-HostMapping* HostMapping::Create(uint64_t bytes) {
+HostMapping* HostMapping::Create(uint64_t bytes, bool huge_pages) {
   if (bytes == 0) return nullptr;
   int shift = 0;
   while (shift < 63 && (1ull << shift) < bytes) shift++;
@@ -25,6 +25,8 @@ HostMapping* HostMapping::Create(uint64_t bytes) {
     for (uint64_t off = 0; off < bytes; off += piece) {
       void* p = MapLazily(std::min(piece, bytes - off));
       if (!p) { ok = false; break; }
+      // Advice only: a kernel without THP (or with it off) refuses it and RAM stays in 4 KiB pages.
+      if (huge_pages) madvise(p, std::min(piece, bytes - off), MADV_HUGEPAGE);
       pieces.push_back(static_cast<uint8_t*>(p));
     }
     if (ok) return new HostMapping(bytes, shift, std::move(pieces));
