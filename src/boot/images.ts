@@ -2,9 +2,9 @@
 // the compressed kernel linked in), the honest ones and the planted-bug variants built beside
 // them (guest/lib/variants.mk, guest/DEFENCES.md). A user's own firmware can replace ours.
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { InputFileError, readInputFile } from '../shared/input-file.js';
+import { PACKAGE_ROOT } from '../shared/package-root.js';
 import { quoteForError } from '../shared/quote.js';
 import type { BootConfig, Handover } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
@@ -15,7 +15,7 @@ import { BzImageError, parseBzImage, type BzImage } from './linux/bzimage.js';
 import { BootParamsError, buildLinuxBootData, type LinuxBootData } from './linux/boot-params.js';
 import { LinuxLaunchError, planLinuxLaunch, type LinuxLaunchPlan } from './linux/linux-launch.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = PACKAGE_ROOT;
 export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
 export const BUILT_GUEST_IMAGE = join(root, 'guest', 'build', 'guest-image.elf');
 /** Our decompressor with an empty linked payload: it reads the one appended after it. */

@@ -10,8 +10,8 @@
 // using CPU is caught by a much longer wall-clock bound.
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../shared/package-root.js';
 import { MAX_CODE_BYTES } from './host-guest.js';
 import { hostFuzzInput, platformOf } from './host-inputs.js';
 import type { FindingKind, WorkerFinding, WorkerReply, WorkerRequest } from './host-worker.js';
@@ -19,7 +19,7 @@ import type { PlatformKind } from '../platform/platform.js';
 import { ddmin } from './shrink.js';
 
 // Children run the compiled worker (from src/ under vitest as from dist/), like bin/minivisor.js.
-const WORKER = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'fuzz', 'host-worker.js');
+const WORKER = join(PACKAGE_ROOT, 'dist', 'fuzz', 'host-worker.js');
 
 export interface HostFuzzOptions {
   seed: bigint;

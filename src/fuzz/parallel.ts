@@ -4,8 +4,10 @@
 // is the same run as N·J jobs on one machine. Results are merged in job order, findings
 // deduplicated by signature, so the same seed and runs give the same findings in the same order
 // however the threads were scheduled.
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { traceLine } from '../shared/trace.js';
+import { PACKAGE_ROOT } from '../shared/package-root.js';
 import type { AttackProgram } from './attack-program.js';
 import { findingSignature, HonestRunOverBudgetError, runCampaign, type CampaignStats } from './campaign.js';
 import { createExecutor } from './create-executor.js';
@@ -73,6 +75,8 @@ export function traceLinesOf(executor: Executor, program: AttackProgram): { line
 }
 
 const PROGRESS_EVERY_MS = 250;
+/** The compiled worker (from src/ under vitest as from dist/ or the CLI bundle), like host-campaign's. */
+const WORKER = join(PACKAGE_ROOT, 'dist', 'fuzz', 'worker.js');
 
 /** Runs one job in this thread. */
 export async function runJob(spec: JobSpec, post: (m: JobMessage) => void): Promise<JobResult> {
@@ -176,7 +180,7 @@ export async function runFuzz(options: FuzzRunOptions): Promise<FuzzRunResult> {
   }
   const latest = new Map<number, CampaignStats>();
   const results = await Promise.all(plan.map((p) => new Promise<JobResult>((resolve, reject) => {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: specOf(p) });
+    const worker = new Worker(WORKER, { workerData: specOf(p) });
     worker.on('message', (m: JobMessage) => {
       if (m.kind === 'stats') {
         latest.set(m.job, m.stats);

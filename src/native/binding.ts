@@ -1,8 +1,8 @@
 // Loads the native addon and describes its surface. The addon is deliberately thin: every
 // friendly check and every policy lives in src/cpu and src/memory.
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../shared/package-root.js';
 
 export interface NativeMarker {
   bit: number;
@@ -80,8 +80,7 @@ interface NodeGypBuild { path(dir: string): string }
  * (native/prebuilds/linux-x64, scripts/prebuild.mjs).
  */
 function findAddon(): string {
-  // dist/native/binding.js and src/native/binding.ts both sit two levels below the root.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const root = PACKAGE_ROOT;
   const require = createRequire(import.meta.url);
   try {
     return (require('node-gyp-build') as NodeGypBuild).path(join(root, 'native'));

@@ -3,13 +3,12 @@
 import { Command } from 'commander';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../../shared/package-root.js';
 import { quoteForError } from '../../shared/quote.js';
 import type { CliIo } from '../io.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The guest SDK: headers in include/, library, kernel entry and linker script in lib/. */
-export const GUEST_SDK_DIR = join(root, 'guest');
+export const GUEST_SDK_DIR = join(PACKAGE_ROOT, 'guest');
 const TEMPLATE_DIR = join(GUEST_SDK_DIR, 'template');
 /** Stages a template exists for; the flag's name for each is the `minivisor boot` flag that loads it. */
 export const STUB_TEMPLATES = { kernel: '--kernel' } as const;
