@@ -1,5 +1,6 @@
 // The project's one install step (`npm install` runs it): Unicorn 2.1.4, the native addon, the
-// TypeScript build and the guest stubs. Each missing prerequisite stops it with one clear message.
+// TypeScript build (and the CLI's one-file bundle, scripts/bundle-cli.mjs) and the guest stubs.
+// Each missing prerequisite stops it with one clear message.
 //
 // Two layouts: a clone (src/, Makefiles: everything is built) and the packed package (`npm pack`,
 // package.json "files"), which ships dist/, the built stubs and a prebuilt addon
@@ -92,6 +93,8 @@ try {
   step('building the native addon', process.execPath, gypArgs);
   if (isClone) {
     step('compiling TypeScript', process.execPath, [resolvePackage('typescript/bin/tsc', 'typescript (a dev dependency of a clone; run `npm install` with dev dependencies)'), '-p', 'tsconfig.json']);
+    resolvePackage('esbuild', 'esbuild (a dev dependency of a clone; run `npm install` with dev dependencies)');
+    step('bundling the CLI', process.execPath, [join(root, 'scripts', 'bundle-cli.mjs')]);
   } else if (!existsSync(join(root, 'dist', 'index.js'))) {
     throw Object.assign(new Error(`neither src/ nor a built dist/ is present in ${root}: the package is incomplete`), { minivisorInstall: true });
   }

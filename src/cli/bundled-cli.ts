@@ -1,0 +1,83 @@
+// Runs the CLI from its one-file bundle with a V8 code cache. scripts/bundle-cli.mjs bundles
+// dist/cli/main.js and everything it imports (commander too) into dist/cli/minivisor.cjs: Node 20
+// loads ES modules one file at a time and has no compile cache (module.enableCompileCache is
+// Node 22's), and resolving, reading and compiling the ~95 modules of `minivisor boot` was ~70 ms
+// of a default boot's ~330 ms CPU (issue 11).
+//
+// The bundle is used only when it is at least as new as dist/cli/main.js: tsc rewrites every
+// output, so a `tsc` run without the bundler leaves the bundle older, and the modules are then
+// loaded one by one as before. The code cache is V8's compiled code for the bundle, taken after
+// the first successful run of a command, so it holds the functions that command compiled
+// (`minivisor.cjs.<command>.v8cache`, beside the bundle; not written where the package is
+// read-only). It starts with the SHA-256 of the bundle it was made from and is ignored, and
+// rewritten, when that differs or V8 rejects it (another Node version, other V8 flags): V8's own
+// check compares the source's length only.
+import { createHash } from 'node:crypto';
+import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+
+type Main = (argv: string[]) => Promise<number>;
+
+export const BUNDLE_FILE = 'minivisor.cjs';
+const HASH_BYTES = 32;
+
+/** The bundle beside `entry` (dist/cli/main.js), when it exists and is not older than it. */
+export function freshBundle(entry: string): string | undefined {
+  const bundle = join(dirname(entry), BUNDLE_FILE);
+  try {
+    return statSync(bundle).mtimeMs >= statSync(entry).mtimeMs ? bundle : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The code cache for the command `argv` starts with; none for anything but a plain command word. */
+export function codeCacheFile(bundle: string, argv: readonly string[]): string | undefined {
+  const command = argv[0];
+  return command !== undefined && /^[a-z][a-z-]{0,31}$/.test(command) ? `${bundle}.${command}.v8cache` : undefined;
+}
+
+function readCodeCache(file: string, bundleHash: Buffer): Buffer | undefined {
+  try {
+    const data = readFileSync(file);
+    return data.subarray(0, HASH_BYTES).equals(bundleHash) ? data.subarray(HASH_BYTES) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Best effort: a read-only package directory simply runs without a cache. */
+function writeCodeCache(file: string, bundleHash: Buffer, data: Buffer): void {
+  const partial = `${file}.${process.pid}.partial`;
+  try {
+    writeFileSync(partial, Buffer.concat([bundleHash, data]));
+    renameSync(partial, file);  // concurrent runs each write whole files; the last one stays
+  } catch {
+    try { unlinkSync(partial); } catch { /* it was never written */ }
+  }
+}
+
+/**
+ * Runs `minivisor <argv>`: from the bundle when it is fresh, else from dist/cli/main.js (`entry`).
+ * Returns the exit status.
+ */
+export async function runCli(entry: string, argv: string[]): Promise<number> {
+  const bundle = freshBundle(entry);
+  if (!bundle) return ((await import(entry)) as { main: Main }).main(argv);
+  const source = readFileSync(bundle, 'utf8');
+  const bundleHash = createHash('sha256').update(source).digest();
+  const cacheFile = codeCacheFile(bundle, argv);
+  const cached = cacheFile ? readCodeCache(cacheFile, bundleHash) : undefined;
+  // The CommonJS module wrapper, on the source's first line so that line numbers stay the bundle's.
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle, ...(cached ? { cachedData: cached } : {}),
+  });
+  const module = { exports: {} as { main?: Main } };
+  (script.runInThisContext() as (...args: unknown[]) => void)
+    .call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
+  const status = await module.exports.main!(argv);
+  if (cacheFile && status === 0 && (!cached || script.cachedDataRejected)) writeCodeCache(cacheFile, bundleHash, script.createCachedData());
+  return status;
+}

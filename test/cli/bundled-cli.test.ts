@@ -1,0 +1,95 @@
+// The CLI's one-file bundle (scripts/bundle-cli.mjs) and its loader (src/cli/bundled-cli.ts):
+// the loader runs the bundle only when it is up to date with dist/cli/main.js, keeps a V8 code
+// cache per command that is tied to the bundle's exact bytes, and the real bundle runs what
+// finds files from the package root (a fuzz job's worker thread, the guest SDK).
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { codeCacheFile, freshBundle, runCli } from '../../src/cli/bundled-cli.js';
+
+/** A dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
+function fakeDist(): { dir: string; entry: string; bundle: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'minivisor-bundled-cli-'));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+  const entry = join(dir, 'main.js');
+  writeFileSync(entry, "export async function main(argv) { return argv[1] === 'fail' ? 21 : 20; }\n");
+  const bundle = join(dir, 'minivisor.cjs');
+  writeFileSync(bundle, "module.exports.main = async (argv) => (argv[1] === 'fail' ? 11 : 0);\n");
+  return { dir, entry, bundle };
+}
+
+const setMtime = (file: string, seconds: number) => utimesSync(file, seconds, seconds);
+
+describe('the bundled CLI loader', () => {
+  it('runs the bundle when it is at least as new as main.js, and the modules when tsc wrote main.js since', async () => {
+    const { entry, bundle } = fakeDist();
+    setMtime(entry, 1_000_000);
+    setMtime(bundle, 1_000_000);
+    expect(freshBundle(entry)).toBe(bundle);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(11);
+    setMtime(entry, 1_000_001);
+    expect(freshBundle(entry)).toBeUndefined();
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(21);
+  });
+
+  it('writes a code cache after a successful command only, tied to the bundle\'s bytes', async () => {
+    const { dir, entry, bundle } = fakeDist();
+    setMtime(entry, 1_000_000);
+    const cache = codeCacheFile(bundle, ['boot']);
+    expect(cache).toBe(`${bundle}.boot.v8cache`);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(11);
+    expect(existsSync(cache!)).toBe(false);
+    expect(await runCli(entry, ['boot'])).toBe(0);
+    const hash = (file: string) => createHash('sha256').update(readFileSync(file)).digest();
+    const written = readFileSync(cache!);
+    expect(written.subarray(0, 32).equals(hash(bundle))).toBe(true);
+    expect(written.byteLength).toBeGreaterThan(32);
+    // Used as it is: a second run leaves the file alone.
+    const before = statSync(cache!).mtimeMs;
+    setMtime(cache!, before / 1000 - 10);
+    expect(await runCli(entry, ['boot'])).toBe(0);
+    expect(statSync(cache!).mtimeMs).toBeLessThan(before);
+    // A bundle of the same length but other bytes (V8 would check the length only): the cache is
+    // not used, and is rewritten for the new bundle.
+    writeFileSync(bundle, "module.exports.main = async (argv) => (argv[1] === 'fail' ? 12 : 0);\n");
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(12);
+    expect(await runCli(entry, ['boot'])).toBe(0);
+    expect(readFileSync(cache!).subarray(0, 32).equals(hash(bundle))).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes('partial'))).toEqual([]);
+  });
+
+  it('keeps no cache for what is not a command word', () => {
+    expect(codeCacheFile('/x/minivisor.cjs', [])).toBeUndefined();
+    expect(codeCacheFile('/x/minivisor.cjs', ['--help'])).toBeUndefined();
+    expect(codeCacheFile('/x/minivisor.cjs', ['../../etc'])).toBeUndefined();
+    expect(codeCacheFile('/x/minivisor.cjs', ['new-stub', 'dir'])).toBe('/x/minivisor.cjs.new-stub.v8cache');
+  });
+
+  it('runs from a read-only folder without a cache', async () => {
+    const { dir, entry, bundle } = fakeDist();
+    setMtime(entry, 1_000_000);
+    const cache = codeCacheFile(bundle, ['boot'])!;
+    mkdirSync(cache);  // the cache's name is taken by a folder: it cannot be written
+    expect(await runCli(entry, ['boot'])).toBe(0);
+    expect(statSync(cache).isDirectory()).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes('partial'))).toEqual([]);
+  });
+});
+
+describe('the real bundle', () => {
+  const entry = join(process.cwd(), 'dist', 'cli', 'main.js');
+
+  it('is built and up to date (npm install and `npm run build:ts` make it)', () => {
+    expect(freshBundle(entry), 'dist/cli/minivisor.cjs is missing or older than dist/cli/main.js: run `npm run build:ts`').toBeDefined();
+  });
+
+  it('runs a fuzz campaign whose jobs are worker threads on the compiled worker', () => {
+    const out = mkdtempSync(join(tmpdir(), 'minivisor-bundled-fuzz-'));
+    const r = spawnSync(process.execPath, ['bin/minivisor.js', 'fuzz', '--jobs', '2', '--runs', '2', '--out', out, '--json'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ execs: 2 });
+  }, 60_000);
+});
