@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { acceptAsm, HALT, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -63,14 +64,43 @@ describe('A5 host transitions seen by the guest', () => {
       b.writeBigUInt64LE(gpa, 16);
       return b;
     };
-    for (const gpa of [0x1000n, 0x2000n, 0x7000n]) {
+    // 0x1000 and 0x7000: the VMM's PAGE.ADD + MR.EXTEND of the whole page; 0x2000 added without
+    // measuring; 0x3000 added, then extended by sixteen single MR.EXTEND calls.
+    for (const gpa of [0x1000n, 0x2000n, 0x3000n, 0x7000n]) {
       const page = Buffer.alloc(4096, Number(gpa >> 12n));
       page.write(`page 0x${gpa.toString(16)}`);
-      const measured = gpa !== 0x2000n;
-      expect((measured ? h.addMeasuredPage(gpa, page) : h.memPageAdd(gpaLevel(gpa, 0), page)).status).toBe(0n);
+      if (gpa === 0x1000n || gpa === 0x7000n) {
+        expect(h.addMeasuredPage(gpa, page).status).toBe(0n);
+      } else {
+        expect(h.memPageAdd(gpaLevel(gpa, 0), page).status).toBe(0n);
+        if (gpa === 0x3000n) for (let off = 0; off < 4096; off += 256) expect(h.mrExtend(gpa + BigInt(off)).status).toBe(0n);
+      }
       expected.update(block('MEM.PAGE.ADD', gpa));
-      if (measured) for (let off = 0; off < 4096; off += 256) expected.update(block('MR.EXTEND', gpa + BigInt(off))).update(page.subarray(off, off + 256));
+      if (gpa !== 0x2000n) for (let off = 0; off < 4096; off += 256) expected.update(block('MR.EXTEND', gpa + BigInt(off))).update(page.subarray(off, off + 256));
     }
     expect(h.mrFinalize().mrtd!.toString('hex')).toBe(expected.digest('hex'));
+    // The trace: a whole-page extend is one event standing for its sixteen calls (docs/trace-schema.md).
+    const extends_ = td.trace.ofType('seamcall').filter((e) => e.leaf === 'TDH_MR_EXTEND');
+    expect(extends_.map((e) => [e.rcx, e.calls ?? 1])).toEqual([
+      [0x1000n, 16], ...Array.from({ length: 16 }, (_, i) => [0x3000n + BigInt(i * 256), 1]), [0x7000n, 16],
+    ]);
+    expect(extends_.every((e) => e.result === 'SUCCESS')).toBe(true);
+  });
+
+  it('the whole-page extend is made only when its PAGE.ADD succeeded', () => {
+    const td = tdGuest(HALT, { noBoot: true });
+    const h = td.platform.module.host;
+    for (let level = h.septTopLevel; level >= 1; level--) h.memSeptAdd(gpaLevel(0n, level as 1 | 2 | 3));
+    const page = Buffer.alloc(4096, 0x5a);
+    expect(h.memPageAdd(gpaLevel(0x1000n, 0), page).status).toBe(0n);
+    const before = td.trace.length;
+    // PAGE.ADD of a page already added fails first: no MR.EXTEND is made at all.
+    expect(h.addMeasuredPage(0x1000n, page).status).not.toBe(0n);
+    expect(td.trace.events.slice(before).map((e) => e.leaf)).toEqual(['TDH_MEM_PAGE_ADD']);
+    expect(h.mrFinalize().status).toBe(0n);
+    // After finalization PAGE.ADD is refused before the extend, as before.
+    const after = td.trace.length;
+    expect(h.addMeasuredPage(0x2000n, page).status).toBe(TdxStatus.OP_STATE_INCORRECT);
+    expect(td.trace.events.slice(after).map((e) => [e.leaf, e.calls])).toEqual([['TDH_MEM_PAGE_ADD', undefined]]);
   });
 });
