@@ -75,20 +75,24 @@ const FAULT_POINTS = new Set(['tdx.onPrivateEptViolation', 'tdx.onPendingAccess'
 /** Identical page-state requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
 export const LIVENESS_REQUEST_RUN = 256;
 
-/** Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. */
+/**
+ * Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. Page
+ * numbers are plain numbers inside (any 64-bit GPA, even plus a 64-bit length, has a page number
+ * below 2^53, exact in a double): a 2 MiB accept marks 512 pages, and BigInt arithmetic per page
+ * showed in every execution.
+ */
 export class LifetimeMap {
   readonly #regions = new Map<number, Uint8Array>();
 
-  #region(page: bigint, create: boolean): Uint8Array | undefined {
-    const key = Number(page >> 9n);
+  #region(key: number, create: boolean): Uint8Array | undefined {
     let r = this.#regions.get(key);
     if (!r && create) this.#regions.set(key, (r = new Uint8Array(PAGES_PER_REGION)));
     return r;
   }
 
   has(gpa: bigint): boolean {
-    const page = gpa >> PAGE_SHIFT;
-    return (this.#region(page, false)?.[Number(page & 511n)] ?? 0) !== 0;
+    const page = pageOf(gpa);
+    return (this.#region(Math.floor(page / PAGES_PER_REGION), false)?.[page % PAGES_PER_REGION] ?? 0) !== 0;
   }
 
   /**
@@ -97,25 +101,35 @@ export class LifetimeMap {
    * launch (pages the VMM added and the hardware measured, which the guest never accepted itself).
    */
   set(gpa: bigint, bytes: bigint, value: boolean, origin: 'guest' | 'launch' = 'guest'): bigint | undefined {
-    let already: bigint | undefined;
-    const mark = origin === 'guest' ? 1 : 2;
-    for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT; page++) {
-      const r = this.#region(page, value);
-      if (!r) continue;
-      const i = Number(page & 511n);
-      if (value && r[i] !== 0 && already === undefined) already = page << PAGE_SHIFT;
-      r[i] = value ? mark : 0;
+    let already: number | undefined;
+    const mark = value ? (origin === 'guest' ? 1 : 2) : 0;
+    const end = pageOf(gpa + bytes);
+    for (let page = pageOf(gpa); page < end;) {
+      const key = Math.floor(page / PAGES_PER_REGION);
+      const from = page % PAGES_PER_REGION;
+      const to = Math.min(PAGES_PER_REGION, from + (end - page));
+      const r = this.#region(key, value);
+      if (r) {
+        if (value && already === undefined) {
+          for (let i = from; i < to; i++) if (r[i] !== 0) { already = key * PAGES_PER_REGION + i; break; }
+        }
+        r.fill(mark, from, to);
+      }
+      page += to - from;
     }
-    return already;
+    return already === undefined ? undefined : BigInt(already) << PAGE_SHIFT;
   }
 
   /** Pages in [gpa, gpa+bytes) whose lifetime the guest's own accept began, in address order. */
   *marked(gpa: bigint, bytes: bigint): Generator<bigint> {
-    for (let page = gpa >> PAGE_SHIFT; page < (gpa + bytes) >> PAGE_SHIFT;) {
-      const r = this.#region(page, false);
-      if (!r) { page = ((page >> 9n) + 1n) << 9n; continue; }
-      if (r[Number(page & 511n)] === 1) yield page << PAGE_SHIFT;
-      page++;
+    const end = pageOf(gpa + bytes);
+    for (let page = pageOf(gpa); page < end;) {
+      const key = Math.floor(page / PAGES_PER_REGION);
+      const from = page % PAGES_PER_REGION;
+      const to = Math.min(PAGES_PER_REGION, from + (end - page));
+      const r = this.#regions.get(key);
+      if (r) for (let i = from; i < to; i++) if (r[i] === 1) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
+      page += to - from;
     }
   }
 
@@ -123,7 +137,7 @@ export class LifetimeMap {
   *all(): Generator<bigint> {
     for (const key of [...this.#regions.keys()].sort((a, b) => a - b)) {
       const r = this.#regions.get(key)!;
-      for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] !== 0) yield ((BigInt(key) << 9n) + BigInt(i)) << PAGE_SHIFT;
+      for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] !== 0) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
     }
   }
 
@@ -132,6 +146,11 @@ export class LifetimeMap {
     for (const [k, v] of this.#regions) copy.#regions.set(k, v.slice());
     return copy;
   }
+}
+
+/** The 4 KiB page number of `gpa` (below 2^65), as a number: exact, being below 2^53. */
+function pageOf(gpa: bigint): number {
+  return Number(gpa >> PAGE_SHIFT);
 }
 
 /** The guest's own record of accepted memory, read from guest memory at the end of a run. */
