@@ -2,13 +2,16 @@
 // - Speed: executions per second per core (CPU time) of a kernel-stage campaign with a small (4 KiB)
 //   workload, beside the cost of a full boot per execution with the same config measured in the
 //   same run, and the guest instructions and VMM exits one execution takes (campaign average, and
-//   the honest execution every mutant starts from).
+//   the honest execution every mutant starts from), and how much of the CPU time went to the
+//   executions that launch a fresh VM (programs that change the launch cannot start from the snapshot).
 // - Planted bugs: for each compile-time variant of the stubs, a campaign with a fixed seed until the
 //   first finding of the category its bug belongs to (target ≤ 60 s on one core).
 // - Honest stubs: the findings of a campaign of the same budget (target: zero).
+import { FUZZ_DEFAULTS } from '../cli/fuzz-options.js';
+import { needsFreshLaunch } from '../fuzz/attack-program.js';
 import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
-import { BootExecutor, type FuzzTarget } from '../fuzz/executor.js';
+import { BootExecutor, type Executor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
 import { PLANTED_BUGS, plantedBugTarget } from '../fuzz/planted-bugs.js';
 import type { StubVariant } from '../boot/images.js';
@@ -35,8 +38,20 @@ async function speed(platform: 'tdx' | 'snp') {
   const bootRuns = 5;
   for (let i = 0; i < bootRuns; i++) boot.execute({ platform, decisions: [] });
   const bootMsPerExec = (cpuMs() - bootStart) / bootRuns;
-  const executor = createExecutor(config);
-  const honest = executor.execute({ platform, decisions: [] });
+  const inner = createExecutor(config);
+  const honest = inner.execute({ platform, decisions: [] });
+  const fresh = { execs: 0, ms: 0 };
+  const executor: Executor = {
+    target: inner.target, close: () => inner.close(),
+    execute(program, options) {
+      if (!needsFreshLaunch(program)) return inner.execute(program, options);
+      const t = cpuMs();
+      const e = inner.execute(program, options);
+      fresh.ms += cpuMs() - t;
+      fresh.execs++;
+      return e;
+    },
+  };
   const start = cpuMs();
   const result = await runCampaign({ executor, seed: 1n, runs: 500 });
   const ms = cpuMs() - start;
@@ -44,6 +59,7 @@ async function speed(platform: 'tdx' | 'snp') {
   const s = result.stats;
   return {
     platform, execs: s.execs, execsPerSecPerCore: (s.execs * 1000) / ms, msPerExec: ms / s.execs, bootMsPerExec,
+    freshLaunchExecs: fresh.execs, freshLaunchCpuShare: fresh.ms / ms, msPerFreshLaunch: fresh.execs > 0 ? fresh.ms / fresh.execs : 0,
     speedupVsBoot: bootMsPerExec / (ms / s.execs), instructionsPerExec: Number(s.instructions) / s.execs, vmmExitsPerExec: s.vmmExits / s.execs,
     honestInstructions: Number(honest.instructions), honestVmmExits: honest.vmmExits,
   };
@@ -74,7 +90,7 @@ const speeds = [];
 for (const p of ['tdx', 'snp'] as const) {
   const s = await speed(p);
   speeds.push(s);
-  log(`fuzz speed ${p} (kernel stage, 4 KiB workload): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits})`);
+  log(`fuzz speed ${p} (kernel stage, 4 KiB workload): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits}); ${fmt(s.freshLaunchCpuShare * 100)}% of the CPU time in the ${s.freshLaunchExecs} executions (shrinking included) that launch a fresh VM, ${fmt(s.msPerFreshLaunch, 1)} ms each`);
 }
 const planted = [];
 for (const v of speedOnly ? [] : PLANTED) {
