@@ -13,13 +13,17 @@ export type LaunchVmplPerms = readonly [number, number, number];
 export const NO_LOWER_VMPL_PERMS: LaunchVmplPerms = [0, 0, 0];
 
 export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): Buffer {
+  // Plain byte stores: a launch builds ~500 of these in a cold process, where Buffer's checked
+  // writers were a visible share of an SNP boot's VM setup (issue 11).
   const b = Buffer.alloc(0x70);
-  Buffer.from(digestCur).copy(b, 0);
-  Buffer.from(contents).copy(b, 48);
-  b.writeUInt16LE(0x70, 96);
-  b.writeUInt8(LAUNCH_PAGE_TYPE[type], 98);
-  vmplPerms.forEach((p, i) => b.writeUInt8(p, 101 + i));
-  b.writeBigUInt64LE(gpa, 104);
+  b.set(digestCur, 0);
+  b.set(contents, 48);
+  b[96] = 0x70;  // LENGTH, little-endian u16
+  b[98] = LAUNCH_PAGE_TYPE[type];
+  b[101] = vmplPerms[0];
+  b[102] = vmplPerms[1];
+  b[103] = vmplPerms[2];
+  new DataView(b.buffer, b.byteOffset, 0x70).setBigUint64(104, gpa, true);
   return b;
 }
 
@@ -28,11 +32,16 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
   #digest: Uint8Array = new Uint8Array(DIGEST_BYTES);
   #finished = false;
 
-  /** Extends the digest with one 4 KiB page. NORMAL pages hash their bytes; ZERO/SECRETS/CPUID hash zeros; UNMEASURED does nothing. */
-  extend(type: LaunchPageType, gpa: bigint, page: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
+  /**
+   * Extends the digest with one 4 KiB page. NORMAL and VMSA pages hash their bytes (`page`, which
+   * only they need); ZERO/SECRETS/CPUID hash zeros; UNMEASURED does nothing.
+   */
+  extend(type: LaunchPageType, gpa: bigint, page: Uint8Array | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     if (this.#finished) throw new Error('launch already finished');
     if (type === 'UNMEASURED') return;
-    const contents = type === 'NORMAL' || type === 'VMSA' ? createHash('sha384').update(page).digest() : new Uint8Array(DIGEST_BYTES);
+    const hashesContents = type === 'NORMAL' || type === 'VMSA';
+    if (hashesContents && page === undefined) throw new Error(`a ${type} page is measured by its contents`);
+    const contents = hashesContents ? createHash('sha384').update(page!).digest() : new Uint8Array(DIGEST_BYTES);
     this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa, vmplPerms)).digest();
   }
 

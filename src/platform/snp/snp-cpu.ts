@@ -266,7 +266,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // The firmware writes the secrets page itself (secrets-page.ts); what the host proposed is dropped.
     else if (type === 'SECRETS') this.machine.memory.write(gpa, secretsPage(this.#identity, snpCpuid(1, 0, this.cBit).eax));
     else if (source !== undefined) this.machine.memory.write(gpa, source);
-    this.launch.extend(type, gpa, this.machine.memory.read(gpa, Number(PAGE_4K)), vmplPerms);
+    // Only a NORMAL page is measured by its bytes (launch.ts): they are what was just written, or the page as it was.
+    this.launch.extend(type, gpa, type === 'NORMAL' ? source ?? this.machine.memory.read(gpa, Number(PAGE_4K)) : undefined, vmplPerms);
     this.rmp.put4k(gpa, { ...e, immutable: false, validated: true, vmplPerms: [VMPL_PERM_ALL, ...vmplPerms] });
     this.#syncPage(gpa);
     return { rc: 0, result, state };

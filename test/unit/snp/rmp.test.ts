@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
@@ -126,5 +127,27 @@ describe('codecs', () => {
     expect(a.hex).toHaveLength(96);
     b.extend('ZERO', 0x2000n, new Uint8Array(4096));
     expect(a.hex).not.toBe(b.hex);
+  });
+  it('launch digest: each page is SHA-384 of the PAGE_INFO layout (DIGEST_CUR, CONTENTS, LENGTH, PAGE_TYPE, VMPL1..3 perms, GPA)', () => {
+    // SEV-SNP Firmware ABI 8.17 PAGE_INFO, built here field by field.
+    const info = (cur: Buffer, contents: Buffer, type: number, perms: number[], gpa: bigint) => {
+      const b = Buffer.alloc(0x70);
+      cur.copy(b, 0);
+      contents.copy(b, 0x30);
+      b.writeUInt16LE(0x70, 0x60);
+      b.writeUInt8(type, 0x62);
+      perms.forEach((p, i) => b.writeUInt8(p, 0x65 + i));
+      b.writeBigUInt64LE(gpa, 0x68);
+      return b;
+    };
+    const sha384 = (data: Buffer) => createHash('sha384').update(data).digest();
+    const page = Buffer.alloc(4096, 0x3c);
+    const d = new LaunchDigest();
+    d.extend('NORMAL', 0x7000n, page, [1, 2, 3]);
+    d.extend('ZERO', 0x12345000n, undefined);
+    let expected = sha384(info(Buffer.alloc(48), sha384(page), 1, [1, 2, 3], 0x7000n));
+    expected = sha384(info(expected, Buffer.alloc(48), 3, [0, 0, 0], 0x12345000n));
+    expect(d.hex).toBe(expected.toString('hex'));
+    expect(() => d.extend('NORMAL', 0x8000n, undefined)).toThrow(/measured by its contents/);
   });
 });
