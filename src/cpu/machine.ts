@@ -128,6 +128,15 @@ export class Machine implements Snapshottable<MachineState> {
     return this.#currentVcpu;
   }
 
+  /**
+   * Several vCPUs: whether PAUSE ends a run (a `pause` exit, a scheduler switch point). On from
+   * construction; a platform turns it off while only one vCPU can run (SNP before its APs exist),
+   * when a spin-wait has nobody to yield to and would only cost exits.
+   */
+  set pauseExits(on: boolean) {
+    this.#live().setPauseExits(on);
+  }
+
   /** Makes vCPU `index` the running one (`vcpu` then reads and writes its registers). */
   switchVcpu(index: number): void {
     if (index === this.#currentVcpu) return;

@@ -83,6 +83,7 @@ export function runAttack(attack: AttackProgram, flags: RawBootOptions = {}, sta
     accept: config.accept, unitBytes: config.unitBytes, guestSeed: config.seed, maxInstructions: config.maxInstructions,
     ...(config.variant !== undefined ? { variant: config.variant } : {}),
     ...(config.tracking !== undefined ? { tracking: config.tracking } : {}),
+    ...(config.vcpus !== undefined ? { vcpus: config.vcpus } : {}),
   };
   const execution = executeFromLaunch(target, attack);
   return { execution, outcome: execution.judgement.outcome };

@@ -173,7 +173,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#runnable = Array.from({ length: machine.vcpuCount }, (_, i) => i === 0);
     this.scheduler = machine.vcpuCount > 1 ? new VcpuScheduler(machine, options.schedule ?? { policy: 'round-robin', seed: 1n, quantum: 2000 }) : undefined;
     if (this.scheduler) this.scheduler.isRunnable = (i) => this.#runnable[i]!;
+    this.#syncPauseExits();
     this.handle = new SnpVmmHandle(this);
+  }
+
+  /** PAUSE is a switch point only while another vCPU can run (before AP creation none can). */
+  #syncPauseExits(): void {
+    if (this.machine.vcpuCount > 1) this.machine.pauseExits = this.#runnable.filter(Boolean).length > 1;
   }
 
   /** An event of the hardware; with several vCPUs it says which one it happened on (as on TDX). */
@@ -337,6 +343,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.machine.switchVcpu(running);
     }
     this.#runnable[index] = true;
+    this.#syncPauseExits();
     this.#ghcbMsrs[index] = 0n;
     this.trace.record('hw', 'ap-vmrun', { vcpu: index, vmsaGpa, mode: entry.mode, rip: vmsa.rip });
     return { ok: true };
@@ -382,6 +389,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     for (const region of state.npt2m) this.#npt2m.add(region);
     this.#ghcbMsrs = [...state.ghcbMsrs];
     this.#runnable = [...state.runnable];
+    this.#syncPauseExits();
     if (this.scheduler && state.scheduler) this.scheduler.loadState(state.scheduler);
     this.launch.loadState(state.launch);
     this.#pendingOutcome = state.pendingOutcome;

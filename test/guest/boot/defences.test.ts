@@ -172,6 +172,12 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   }, expected: /^page_table_pool_exhausted/ },
   { check: 'allocator_double_free', platform: 'tdx', attack: 'overlapping RAM entries, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 60n * M, size: 68n * M, type: E820.unaccepted }])), expected: /^(allocator_double_free|tdx_accept_already_accepted)/ },
 
+  // ---- several vCPUs on SNP: the kernel creates the APs (guest/kernel/smp.c start_aps_snp) ----
+  { check: 'snp_no_ap_creation', platform: 'snp', attack: 'HV features (MSR protocol) without AP creation, 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.msr.hvFeatures', { kind: 'vmgexit', effect: 'honest', msr: ghcbMsr.hvFeaturesResp(1n) })]), expected: /^snp_no_ap_creation/ },
+  { check: 'snp_ap_create_failed', platform: 'snp', attack: 'the AP Creation request answered with SW_EXITINFO1 = 2 (error), 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.ghcb.other', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo1: 2n } })]), expected: /^snp_ap_create_failed 0x1/ },
+  { check: 'ap_start_timeout', platform: 'snp', attack: 'the AP Creation request acknowledged but the AP never run, 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.ghcb.other', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo1: 0n } })]), expected: /^ap_start_timeout 0x1/ },
+  { check: 'unsupported_vcpu_count', platform: 'snp', attack: 'the CPU table in the config page claims 65 vCPUs', flags: { vcpus: '2' }, program: () => snp([], [configWrite(Number(ABI.MV_CPU_TABLE_OFFSET) + 4, 65n, 4)]), expected: /^unsupported_vcpu_count 0x41/ },
+
   // ---- --tracking memmap (Kleen's variant): decompressor/memmap-record.c, kernel/memmap-state.c ----
   { check: 'memmap_record_full', platform: 'tdx', attack: 'a 128-entry memory map whose unaccepted entry under the kernel range cannot be split, via map-from-config', flags: { tracking: 'memmap', variant: 'map-from-config' }, program: () => {
     const map: { addr: bigint; size: bigint; type: number }[] = [
