@@ -9,6 +9,8 @@ import type { FuzzTarget } from '../../../src/fuzz/executor.js';
 import { SnapshotExecutor } from '../../../src/fuzz/snapshot-executor.js';
 import { mutate } from '../../../src/fuzz/mutate.js';
 import { Prng } from '../../../src/shared/prng.js';
+import { parseFuzzOptions } from '../../../src/cli/fuzz-options.js';
+import { findingFromJson, findingToJson, type StoredFinding } from '../../../src/fuzz/finding-file.js';
 
 const target = (variant?: 'accepting-list-missing'): FuzzTarget => ({
   platform: 'snp', stage: 'kernel', memoryBytes: 512n << 20n, workloadBytes: 16n << 20n, preAccept: 16n << 20n, accept: 'lazy',
@@ -25,6 +27,20 @@ describe('the vCPU schedule as an attack-program decision', () => {
     expect(attackProgramFromJson(attackProgramToJson(program))).toEqual(program);
     expect(() => attackProgramFromJson(attackProgramToJson(program).replace('"pct"', '"fifo"'))).toThrow(/schedule\.policy/);
     expect(() => attackProgramFromJson(attackProgramToJson(program).replace('"quantum": 50', '"quantum": 0'))).toThrow(/schedule\.quantum/);
+  });
+
+  it('fuzz --vcpus N reaches the target, and a finding file keeps the vCPUs and the schedule for replay', () => {
+    const { target: t } = parseFuzzOptions({ platform: 'snp', vcpus: '4', runs: '1' });
+    expect(t.vcpus).toBe(4);
+    const program = withSchedule({ policy: 'round-robin', seed: 0x3458a32ebdefa907n, quantum: 500 });
+    const finding: StoredFinding = {
+      id: 'double-acceptance-1', category: 'double-acceptance', severity: 'high', summary: 's', detail: 'd', target: t, seed: 1n, job: 0,
+      execIndex: 13, outcome: { outcome: 'guest-fatal', reason: 'r' }, traceSha256: '0'.repeat(64), program, unshrunk: program,
+    };
+    const back = findingFromJson(findingToJson(finding, 'minivisor replay x'), 'finding.json');
+    expect(back.target.vcpus).toBe(4);
+    expect(back.program.schedule).toEqual(program.schedule);
+    expect(() => parseFuzzOptions({ platform: 'snp', vcpus: '65', runs: '1' })).toThrow(/--vcpus/);
   });
 
   it('the mutator chooses schedules only for targets with several vCPUs', () => {
