@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // The installed CLI entry point: the compiled TypeScript lives in dist/ (built by `npm install`),
-// and runs from its one-file bundle there when that is up to date (src/cli/bundled-cli.ts).
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+// and runs from its one-file bundle there when that is up to date (src/cli/bundled-cli.ts). This
+// file is CommonJS (bin/package.json) and so is the bundle's loader, dist/cli/bundled-cli.cjs:
+// node then starts without its ES module loader, ~6 ms of every command (issue 11).
+'use strict';
+const { existsSync, statSync } = require('node:fs');
+const { join } = require('node:path');
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(__dirname, '..');
 const entry = join(root, 'dist', 'cli', 'main.js');
 if (!existsSync(entry)) {
   console.error(`minivisor: not built yet (${entry} is missing); run \`npm install\` in ${root}`);
   process.exit(1);
 }
-const { runCli } = await import(join(root, 'dist', 'cli', 'bundled-cli.js'));
-process.exitCode = await runCli(entry, process.argv.slice(2));
+// The CommonJS loader when the bundler made it from the current dist/cli/bundled-cli.js.
+const loader = join(root, 'dist', 'cli', 'bundled-cli.js');
+const loaderCjs = join(root, 'dist', 'cli', 'bundled-cli.cjs');
+const fresh = existsSync(loaderCjs) && statSync(loaderCjs).mtimeMs >= statSync(loader).mtimeMs;
+(fresh ? Promise.resolve(require(loaderCjs)) : import(loader))
+  .then(({ runCli }) => runCli(entry, process.argv.slice(2)))
+  .then((status) => { process.exitCode = status; });

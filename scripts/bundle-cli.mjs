@@ -1,21 +1,20 @@
 // Bundles the compiled CLI (dist/cli/main.js and everything it imports, commander included) into
 // one CommonJS file, dist/cli/minivisor.cjs, which bin/minivisor.js runs with a V8 code cache
-// (src/cli/bundled-cli.ts says why). Run after tsc: `npm run build:ts` does both.
+// (src/cli/bundled-cli.ts says why), and that loader itself into dist/cli/bundled-cli.cjs, so the
+// CommonJS bin starts without node's ES module loader. Run after tsc: `npm run build:ts` does both.
 // In the bundle every module's import.meta.url is the bundle's own URL: files shipped beside the
 // code are found from src/shared/package-root.ts, which holds for both layouts.
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli');
+const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
 await build({
-  entryPoints: [join(root, 'dist', 'cli', 'main.js')],
-  outfile: join(root, 'dist', 'cli', 'minivisor.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
+  ...common,
+  entryPoints: [join(cli, 'main.js')],
+  outfile: join(cli, 'minivisor.cjs'),
   define: { 'import.meta.url': '__minivisorBundleUrl' },
   banner: { js: "const __minivisorBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
-  logLevel: 'warning',
 });
+await build({ ...common, entryPoints: [join(cli, 'bundled-cli.js')], outfile: join(cli, 'bundled-cli.cjs') });
