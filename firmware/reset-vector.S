@@ -1,7 +1,8 @@
 /*
- * The firmware volume: the last 4 KiB below 4 GiB, measured into the launch like the rest of the
- * firmware, with the reset vector in its last 16 bytes (OVMF/TDVF: OvmfPkg/ResetVector,
- * Ia16/ResetVectorVtf0.asm, Ia16/Real16ToFlat32.asm, Ia32/IntelTdx.asm).
+ * Our firmware volume: the last 4 KiB below 4 GiB (a firmware's may be up to 16 MiB, boot_abi.h),
+ * measured into the launch like the rest of the firmware, with the reset vector in its last 16
+ * bytes (OVMF/TDVF: OvmfPkg/ResetVector, Ia16/ResetVectorVtf0.asm, Ia16/Real16ToFlat32.asm,
+ * Ia32/IntelTdx.asm).
  *
  *  - TDX: TDH.VP.INIT leaves the vCPU at RIP 0xFFFFFFF0 in 32-bit protected mode, paging off,
  *    flat CS/DS/SS with selector 0 (intel/tdx-module tdh_vp_init.c, td_vmcs_init.c).

@@ -9,8 +9,9 @@ import { quoteForError } from '../shared/quote.js';
 import type { BootConfig, Handover } from './boot-config.js';
 import { ElfError, parseElf, type ElfImage } from './elf.js';
 import { encodeFirmwareConfig } from './fw-config.js';
+import { FirmwareWindowError, checkFirmwareWindows } from './firmware-volume.js';
 import { KERNEL_LOAD_WINDOW, KernelPayloadError, kernelPayload } from './kernel-payload.js';
-import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes } from './layout.js';
+import { ABI, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, RESET_VECTOR_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes } from './layout.js';
 import { BzImageError, parseBzImage, type BzImage } from './linux/bzimage.js';
 import { BootParamsError, buildLinuxBootData, type LinuxBootData } from './linux/boot-params.js';
 import { LinuxLaunchError, planLinuxLaunch, type LinuxLaunchPlan } from './linux/linux-launch.js';
@@ -83,10 +84,11 @@ export class GuestImageError extends Error {
 }
 
 /**
- * Images are read with a bound: the load windows hold under 1 MiB (layout.ts), so 16 MiB leaves
- * room for symbols and debug sections while refusing a runaway input at once.
+ * Images are read with a bound: the load windows hold 16 MiB at most (the firmware region,
+ * layout.ts), so 32 MiB leaves room for symbols and debug sections while refusing a runaway
+ * input at once.
  */
-export const MAX_IMAGE_BYTES = 16 << 20;
+export const MAX_IMAGE_BYTES = 32 << 20;
 
 export function readImage(path: string, what: string): Uint8Array {
   const built = path.startsWith(join(root, 'firmware', 'build')) || path.startsWith(join(root, 'guest', 'build'));
@@ -198,16 +200,24 @@ function composeGuestImage(config: BootConfig, parse: (path: string, what: strin
 export function loadBootImages(config: BootConfig): BootImages {
   const built = builtImagePaths(config.variant, config.handover, config.tracking);
   const firmwarePath = config.firmwareFile ?? built.firmware;
-  const parse = (path: string, what: string, windows: ReadonlyArray<{ start: bigint; end: bigint }>): ElfImage => {
+  const parse = (path: string, what: string, windows?: ReadonlyArray<{ start: bigint; end: bigint }>): ElfImage => {
     const bytes = readImage(path, what);
     try {
-      return parseElf(bytes, { physicalBytes: guestPhysicalBytes(config.memoryBytes), windows });
+      return parseElf(bytes, { physicalBytes: guestPhysicalBytes(config.memoryBytes), ...(windows ? { windows } : {}) });
     } catch (err) {
       if (err instanceof ElfError) throw new GuestImageError(`${what} ${quoteForError(path)}: ${err.message}`);
       throw err;
     }
   };
-  const firmware = parse(firmwarePath, 'firmware image', [FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD]);
+  // The firmware's two windows are checked here, not by parseElf, to say which one a segment
+  // overflows (a firmware too large for the volume, or too large for the initial image).
+  const firmware = parse(firmwarePath, 'firmware image');
+  try {
+    checkFirmwareWindows(firmware);
+  } catch (err) {
+    if (err instanceof FirmwareWindowError) throw new GuestImageError(`firmware image ${quoteForError(firmwarePath)}: ${err.message}`);
+    throw err;
+  }
   // The vCPU starts at the architectural reset vector, whatever e_entry says: a firmware must
   // have its code there (in the firmware volume), and e_entry must say so.
   if (firmware.entry !== RESET_VECTOR_GPA) {

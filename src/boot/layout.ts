@@ -33,10 +33,12 @@ export const ABI = {
   MV_FIRMWARE_LOAD_LIMIT: 0x340000n,
   MV_GUEST_IMAGE_GPA: 0x340000n,
   MV_GUEST_IMAGE_LIMIT: 0x400000n,
+  MV_FIRMWARE_REGION_GPA: 0xff000000n,
+  MV_FIRMWARE_REGION_BYTES: 0x1000000n,
   MV_FIRMWARE_VOLUME_GPA: 0xfffff000n,
   MV_FIRMWARE_VOLUME_BYTES: 0x1000n,
   MV_RESET_VECTOR_GPA: 0xfffffff0n,
-  MV_RAM_HOLE_GPA: 0xffe00000n,
+  MV_RAM_HOLE_GPA: 0xff000000n,
   MV_RAM_HOLE_END: 0x100000000n,
   MV_FIRMWARE_RESERVED_GPA: 0x200000n,
   MV_FIRMWARE_RESERVED_END: 0x400000n,
@@ -130,15 +132,22 @@ export const INITIAL_IMAGE = { gpa: ABI.MV_INITIAL_IMAGE_GPA, bytes: ABI.MV_INIT
 /** Everything the VMM must pre-accept (PAGE.ADD / SNP launch update) before the vCPU starts. */
 export const PRE_ACCEPTED = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES + ABI.MV_INITIAL_IMAGE_BYTES } as const;
 /**
- * The firmware volume at the top of 4 GiB (TDVF's BFV): pre-accepted and measured like the
- * initial image, the reset vector in its last 16 bytes. Not RAM: it lies in the RAM hole.
+ * Our firmware's volume at the top of 4 GiB (TDVF's BFV): its last page, pre-accepted and
+ * measured like the initial image, the reset vector in its last 16 bytes. Not RAM: it lies in
+ * the RAM hole. A user's firmware has the volume its segments span (`firmwareVolume`).
  */
 export const FIRMWARE_VOLUME = { gpa: ABI.MV_FIRMWARE_VOLUME_GPA, bytes: ABI.MV_FIRMWARE_VOLUME_BYTES } as const;
+/**
+ * Where a firmware volume may lie: the 16 MiB below 4 GiB, td-shim's whole image
+ * (td-layout build_time.rs: TD_SHIM_FIRMWARE_BASE 0xFF000000, TD_SHIM_FIRMWARE_SIZE 16 MiB);
+ * OVMF/TDVF's 4 MiB image maps at 0xFFC00000 inside it.
+ */
+export const FIRMWARE_REGION = { gpa: ABI.MV_FIRMWARE_REGION_GPA, bytes: ABI.MV_FIRMWARE_REGION_BYTES } as const;
 /** Where the vCPU starts on both platforms (TDX RIP 0xFFFFFFF0; SNP CS base 0xFFFF0000, IP 0xFFF0). */
 export const RESET_VECTOR_GPA = ABI.MV_RESET_VECTOR_GPA;
-/** Where firmware.elf's PT_LOAD segments must lie: its window in the initial image, or the firmware volume. */
+/** Where firmware.elf's PT_LOAD segments must lie: its window in the initial image, or the firmware region. */
 export const FIRMWARE_LOAD = { start: ABI.MV_FIRMWARE_LOAD_GPA, end: ABI.MV_FIRMWARE_LOAD_LIMIT } as const;
-export const FIRMWARE_VOLUME_LOAD = { start: ABI.MV_FIRMWARE_VOLUME_GPA, end: ABI.MV_FIRMWARE_VOLUME_GPA + ABI.MV_FIRMWARE_VOLUME_BYTES } as const;
+export const FIRMWARE_REGION_LOAD = { start: ABI.MV_FIRMWARE_REGION_GPA, end: ABI.MV_FIRMWARE_REGION_GPA + ABI.MV_FIRMWARE_REGION_BYTES } as const;
 /** Where guest-image.elf's PT_LOAD segments must lie. */
 export const GUEST_IMAGE_LOAD = { start: ABI.MV_GUEST_IMAGE_GPA, end: ABI.MV_GUEST_IMAGE_LIMIT } as const;
 export const FW_CONFIG_GPA = ABI.MV_FW_CONFIG_GPA;

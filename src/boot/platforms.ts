@@ -1,10 +1,12 @@
 // Brings up a confidential guest the way a real VMM does before the first instruction: the
-// firmware volume below 4 GiB, the initial image and a small temporary RAM are added as private,
-// pre-accepted memory (TDX: TDH.MEM.PAGE.ADD, with the volume and image measured into MRTD as
-// TDVF's metadata asks; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into the launch digest); everything
-// else stays unaccepted for the guest to accept. The vCPU starts at the reset vector in the volume.
-import { FIRMWARE_VOLUME, INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
+// firmware volume below 4 GiB (up to 16 MiB, firmware-volume.ts), the initial image and a small
+// temporary RAM are added as private, pre-accepted memory (TDX: TDH.MEM.PAGE.ADD, with the volume
+// and image measured into MRTD as TDVF's metadata asks; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
+// the launch digest); everything else stays unaccepted for the guest to accept. The vCPU starts
+// at the reset vector in the volume.
+import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
 import { loadElf } from './elf.js';
+import { firmwareVolume } from './firmware-volume.js';
 import type { Machine } from '../cpu/machine.js';
 import type { PageState } from '../platform/platform.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
@@ -96,16 +98,17 @@ export interface VmmOverride {
 }
 
 /** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
-function stageImages(images: BootImages): StagedImage {
+function stageImages(images: BootImages): { staged: StagedImage; volume: { gpa: bigint; bytes: bigint } } {
   const staged = new StagedImage();
   loadElf(staged, images.firmware);
   // A Linux boot puts the zero page and EFI tables where the guest image would go.
   if (images.linux) staged.write(images.linux.bootData.gpa, images.linux.bootData.bytes);
   else loadElf(staged, images.guestImage);
   staged.write(images.config.gpa, images.config.bytes);
-  const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE, FIRMWARE_VOLUME]);
+  const volume = firmwareVolume(images.firmware);
+  const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE, volume]);
   if (dropped.length) throw new Error(`VMM setup: image bytes at 0x${dropped[0]!.toString(16)} lie outside the launch ranges`);
-  return staged;
+  return { staged, volume };
 }
 
 function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
@@ -125,7 +128,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     ...(images.linux ? { attributes: TdAttributes.SEPT_VE_DISABLE } : {}),
   });
   const host = td.platform.handle;
-  const staged = stageImages(images);
+  const { staged, volume } = stageImages(images);
   // TDH.VP.INIT: RCX is the VMM's hand-off, as KVM passes the TD HOB; here the firmware config.
   // Every vCPU starts at the reset vector 0xFFFFFFF0 (vp-init.ts); RSI tells the firmware which one it is.
   for (let vcpu = 0; vcpu < td.platform.machine.vcpuCount; vcpu++) host.vpInit(FW_CONFIG_GPA, vcpu);
@@ -141,11 +144,14 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).
   for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), staged.page(gpa)).status);
   for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
-  // The firmware volume, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD + MR.EXTEND):
-  // its 1 GiB and 2 MiB SEPT levels first (the 512 GiB one is the temporary RAM's).
-  check('SEPT.ADD level 2 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x3fffffffn, 2)).status);
-  check('SEPT.ADD level 1 (firmware volume)', host.memSeptAdd(gpaLevel(FIRMWARE_VOLUME.gpa & ~0x1fffffn, 1)).status);
-  for (const gpa of pages(FIRMWARE_VOLUME)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  // The firmware volume, every page, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD +
+  // MR.EXTEND): its 1 GiB SEPT level once (the volume lies in the last GiB below 4 GiB; the
+  // 512 GiB one is the temporary RAM's), then a 2 MiB level for each 2 MiB it spans.
+  check('SEPT.ADD level 2 (firmware volume)', host.memSeptAdd(gpaLevel(volume.gpa & ~0x3fffffffn, 2)).status);
+  for (let pd = volume.gpa & ~0x1fffffn; pd < volume.gpa + volume.bytes; pd += 0x200000n) {
+    check(`SEPT.ADD level 1 (firmware volume 0x${pd.toString(16)})`, host.memSeptAdd(gpaLevel(pd, 1)).status);
+  }
+  for (const gpa of pages(volume)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
   if (images.linux) launchLinuxTdx(host, images.linux, check);
   options.vmm?.tdxPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(td.platform.machine, images.linux);
@@ -220,7 +226,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const vmpl = options.vmm?.snpVmpl ?? 0;
   const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;
   const host = platform.handle;
-  const staged = stageImages(images);
+  const { staged, volume } = stageImages(images);
   const launch = (gpa: bigint, type: LaunchPageType, source = staged.page(gpa)) => {
     const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
     if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
@@ -237,7 +243,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
   const secretsPageGpa = images.linux?.bootData.secretsPageGpa;
   for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, gpa === secretsPageGpa ? 'SECRETS' : 'NORMAL');
-  for (const gpa of pages(FIRMWARE_VOLUME)) launch(gpa, 'NORMAL');
+  for (const gpa of pages(volume)) launch(gpa, 'NORMAL');
   if (images.linux) launchLinuxSnp(images.linux, launch);
   options.vmm?.snpPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(platform.machine, images.linux);

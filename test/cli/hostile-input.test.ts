@@ -47,7 +47,7 @@ describe('file inputs are read with a bound and only from regular files', () => 
     const big = join(scratch(), 'huge.elf');
     writeFileSync(big, '');
     truncateSync(big, 64 * 2 ** 30);  // sparse: 64 GiB that would take minutes to read
-    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', big]), /is 68719476736 bytes, more than the 16777216 allowed/);
+    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', big]), /is 68719476736 bytes, more than the 33554432 allowed/);
   });
 });
 

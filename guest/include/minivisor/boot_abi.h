@@ -16,11 +16,14 @@
  *                         guest image (decompressor ELF with the compressed kernel inside)
  *   [0x400000, ...)       ordinary RAM, unaccepted at start
  *   [0x1000000, ...)      kernel output range (16 MiB, Linux's LOAD_PHYSICAL_ADDR)
- *   [0xffe00000, 4 GiB)   no RAM: the hole for the FIRMWARE VOLUME [0xfffff000, 4 GiB), measured
- *                         and pre-accepted by the VMM like the initial image (TDVF's BFV: TDX
- *                         metadata section type BFV, PAGE.ADD + MR.EXTEND; SNP LAUNCH_UPDATE),
- *                         with the reset vector in its last 16 bytes. The hole is 2 MiB so RAM
- *                         stays 2 MiB aligned.
+ *   [0xff000000, 4 GiB)   no RAM: the FIRMWARE REGION, 16 MiB (td-shim's image: TD_SHIM_FIRMWARE_BASE
+ *                         0xFF000000, TD_SHIM_FIRMWARE_SIZE 16 MiB; OVMF's 4 MiB fits too). A
+ *                         firmware's FIRMWARE VOLUME is [its lowest PT_LOAD page in the region,
+ *                         4 GiB), measured and pre-accepted by the VMM like the initial image
+ *                         (TDVF's BFV: TDX metadata section type BFV, PAGE.ADD + MR.EXTEND of
+ *                         every page; SNP LAUNCH_UPDATE), with the reset vector in its last 16
+ *                         bytes; ours is the last page [0xfffff000, 4 GiB). The rest of the
+ *                         region is a hole with no RAM (16 MiB, so RAM stays 2 MiB aligned).
  *   [4 GiB, memory_bytes) the rest of RAM, when memory_bytes is above the hole: memory_bytes is
  *                         the top of guest-physical RAM, so a guest has memory_bytes minus the
  *                         hole of RAM.
@@ -31,9 +34,10 @@
  * How the VMM starts the vCPU (see also src/boot/layout.ts):
  *   - pre-accept exactly [MV_TEMP_RAM_GPA, MV_INITIAL_IMAGE_END) as private memory (the rest
  *     of RAM stays unaccepted/pending);
- *   - pre-accept and measure [MV_FIRMWARE_VOLUME_GPA, 4 GiB) the same way;
+ *   - pre-accept and measure the firmware volume (its pages in [MV_FIRMWARE_REGION_GPA, 4 GiB),
+ *     from the lowest one up) the same way;
  *   - load firmware.elf's PT_LOAD segments (inside [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT)
- *     or the firmware volume; e_entry must be the reset vector MV_RESET_VECTOR_GPA) and the guest
+ *     or the firmware region; e_entry must be the reset vector MV_RESET_VECTOR_GPA) and the guest
  *     image's segments (inside [MV_GUEST_IMAGE_GPA, MV_GUEST_IMAGE_LIMIT));
  *   - write struct mv_fw_config at MV_FW_CONFIG_GPA;
  *   - start the vCPU in the platform's architectural reset state, at the reset vector:
@@ -47,8 +51,10 @@
  * Handovers (each stage is replaceable: `minivisor boot --firmware/--decompressor/--kernel ELF`;
  * the SDK's headers and library are this folder and guest/lib, `minivisor new-stub` a template):
  *   - VMM -> firmware: as above. The firmware ELF's PT_LOAD segments must lie in
- *     [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT) or the firmware volume, its e_entry is the
- *     reset vector.
+ *     [MV_FIRMWARE_LOAD_GPA, MV_FIRMWARE_LOAD_LIMIT) (252 KiB) or the firmware region
+ *     [MV_FIRMWARE_REGION_GPA, 4 GiB) (16 MiB), its e_entry is the reset vector. Code that runs in
+ *     64-bit mode from the region is above 2 GiB: build it position-independent or with
+ *     -mcmodel=large (the SDK's -mcmodel=small code belongs in the initial image).
  *   - firmware -> decompressor: jump to fw_config.guest_image_entry in 64-bit mode, paging on with
  *     [0, MV_FIRMWARE_RESERVED_END) identity-mapped private (2 MiB pages, pt_root_gpa), interrupts
  *     off, RDI = MV_BOOT_PARAMS_GPA (struct mv_boot_params: platform, masks, the E820 map with
@@ -114,11 +120,14 @@
 #define MV_GUEST_IMAGE_GPA           0x340000
 #define MV_GUEST_IMAGE_LIMIT         0x400000
 
-/* ---- firmware volume (pre-accepted, measured) and the RAM hole below 4 GiB ---- */
+/* ---- firmware region and volume (pre-accepted, measured), the RAM hole below 4 GiB ---- */
+#define MV_FIRMWARE_REGION_GPA       0xff000000
+#define MV_FIRMWARE_REGION_BYTES     0x1000000
+/* minivisor's own firmware's volume: the last page, with the reset vector. */
 #define MV_FIRMWARE_VOLUME_GPA       0xfffff000
 #define MV_FIRMWARE_VOLUME_BYTES     0x1000
 #define MV_RESET_VECTOR_GPA          0xfffffff0
-#define MV_RAM_HOLE_GPA              0xffe00000
+#define MV_RAM_HOLE_GPA              0xff000000
 #define MV_RAM_HOLE_END              0x100000000
 
 /* The E820-reserved firmware range: temporary RAM + initial image. */
@@ -397,6 +406,7 @@ MV_ABI_CHECK(MV_SNP_CPUID_PAGE_GPA + MV_PAGE_SIZE <= MV_FW_STACK_BOTTOM);
 /* The firmware volume ends at 4 GiB, inside the RAM hole, with the reset vector in its last 16 bytes. */
 MV_ABI_CHECK((unsigned long long)MV_FIRMWARE_VOLUME_GPA + MV_FIRMWARE_VOLUME_BYTES == MV_RAM_HOLE_END);
 MV_ABI_CHECK(MV_RAM_HOLE_GPA <= MV_FIRMWARE_VOLUME_GPA && (unsigned long long)MV_RESET_VECTOR_GPA + 16 == MV_RAM_HOLE_END);
+MV_ABI_CHECK(MV_RAM_HOLE_GPA == MV_FIRMWARE_REGION_GPA && (unsigned long long)MV_FIRMWARE_REGION_GPA + MV_FIRMWARE_REGION_BYTES == MV_RAM_HOLE_END);
 MV_ABI_CHECK(MV_RAM_HOLE_GPA % MV_SIZE_2M == 0);
 MV_ABI_CHECK(MV_TEMP_RAM_GPA + MV_TEMP_RAM_BYTES == MV_INITIAL_IMAGE_GPA);
 MV_ABI_CHECK(MV_INITIAL_IMAGE_GPA + MV_INITIAL_IMAGE_BYTES == MV_INITIAL_IMAGE_END);

@@ -35,7 +35,7 @@ const PLATFORMS = [
 ] as const;
 
 const LIMITS = [
-  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)} (the top of guest RAM; [0xFFE00000, 4G) holds the firmware volume, not RAM), CPL 0 only`,
+  `guest memory ${formatSize(MIN_MEMORY)} to ${formatSize(MAX_MEMORY)} (the top of guest RAM; [0xFF000000, 4G) is the firmware region, not RAM), CPL 0 only`,
   `vCPUs: up to ${MAX_VCPUS} on TDX and SNP (--vcpus; SNP APs through the AP Creation VMGEXIT; one with --linux, --handover or --tracking memmap)`,
   `instruction budget ${DEFAULT_MAX_INSTRUCTIONS} by default (--max-instructions)`,
   'no attestation (TDG.MR.REPORT, SNP guest requests), no migration, no VMPL switching',

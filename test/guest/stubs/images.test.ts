@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { loadElf, parseElf, type ElfImage } from '../../../src/boot/elf.js';
-import { ABI, FIRMWARE_LOAD, FIRMWARE_VOLUME, FIRMWARE_VOLUME_LOAD, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED, guestPhysicalBytes } from '../../../src/boot/layout.js';
+import { ABI, FIRMWARE_LOAD, FIRMWARE_REGION_LOAD, FIRMWARE_VOLUME, FW_CONFIG_GPA, GUEST_IMAGE_LOAD, KERNEL_LOAD_GPA, PRE_ACCEPTED, guestPhysicalBytes } from '../../../src/boot/layout.js';
 import { encodeFirmwareConfig } from '../../../src/boot/fw-config.js';
 import { crc32, decodeLz4Block } from '../../../src/boot/lz4.js';
 
@@ -25,7 +25,7 @@ beforeAll(() => {
   // Incremental and quiet: a no-op when the install step already built them.
   execFileSync('make', ['-s', '-C', join(root, 'firmware')], { stdio: 'pipe' });
   execFileSync('make', ['-s', '-C', join(root, 'guest')], { stdio: 'pipe' });
-  firmware = parseElf(readFileSync(FIRMWARE_ELF), { physicalBytes: PHYSICAL, windows: [FIRMWARE_LOAD, FIRMWARE_VOLUME_LOAD] });
+  firmware = parseElf(readFileSync(FIRMWARE_ELF), { physicalBytes: PHYSICAL, windows: [FIRMWARE_LOAD, FIRMWARE_REGION_LOAD] });
   guestImage = parseElf(readFileSync(GUEST_IMAGE_ELF), { physicalBytes: PHYSICAL, windows: [GUEST_IMAGE_LOAD] });
 });
 
