@@ -1,7 +1,7 @@
 // The package as a user gets it: `npm pack`, then `npm install <tarball>` into an empty project whose
 // PATH has node and npm but no compiler (no gcc, g++, make, python3, as), then `npx minivisor boot`;
-// then `minivisor new-stub`, `make` (the user's own stub: gcc is needed for that alone) and the
-// template's five-line vitest file through `minivisor/testing`. This works only because the
+// then `minivisor new-stub` for each stage, `make` (the user's own stub: gcc is needed for that
+// alone) and the template's five-line vitest file through `minivisor/testing`. This works only because the
 // tarball carries the prebuilt addon (Unicorn linked in), the prebuilt stages and the guest SDK.
 import { describe, expect, it, beforeAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
@@ -100,9 +100,9 @@ describe('the packed package in an empty project without a compiler', () => {
     }
   }, 240_000);
 
-  it('writes the kernel template with new-stub, builds it with the shipped SDK, and passes its five-line vitest file', async () => {
-    const stub = join(project, 'my-kernel');
-    const created = await run('npx', ['minivisor', 'new-stub', 'my-kernel'], project, env);
+  it.each(['kernel', 'firmware', 'decompressor'])('writes the %s template with new-stub, builds it with the shipped SDK, and passes its five-line vitest file', async (stage) => {
+    const stub = join(project, `my-${stage}`);
+    const created = await run('npx', ['minivisor', 'new-stub', `my-${stage}`, '--stage', stage], project, env);
     expect(created.status, `${created.stdout}\n${created.stderr}`).toBe(0);
     // Building the user's own stub is the one step that needs gcc and binutils: the full PATH.
     const built = await run('make', ['-s', '-C', stub], project, process.env);
@@ -110,7 +110,7 @@ describe('the packed package in an empty project without a compiler', () => {
     expect(readFileSync(join(stub, 'Makefile'), 'utf8')).toContain(`MINIVISOR_SDK ?= ${realpathSync(join(project, 'node_modules', 'minivisor', 'guest'))}`);
 
     // vitest is the user's own dev dependency; this project borrows ours instead of fetching it.
-    symlinkSync(join(root, 'node_modules', 'vitest'), join(project, 'node_modules', 'vitest'));
+    if (!existsSync(join(project, 'node_modules', 'vitest'))) symlinkSync(join(root, 'node_modules', 'vitest'), join(project, 'node_modules', 'vitest'));
     const testFile = readFileSync(join(stub, 'stub.test.mjs'), 'utf8');
     expect(testFile.split('\n').filter((l) => l && !l.startsWith('//'))).toHaveLength(5);
     const vitest = await run('node', [join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--root', stub], stub, env);
