@@ -65,8 +65,8 @@ export function localKernel(dir = linuxCacheDir) {
   }
 }
 
-function tryFetch(mirror, suite, work, log) {
-  const apt = privateApt(mirror, suite, work);
+function tryFetch(mirror, suite, work, log, keyring) {
+  const apt = privateApt(mirror, suite, work, keyring);
   log(`resolving ${META_PACKAGE} in Debian ${suite} at ${mirror}`);
   const update = apt('apt-get', ['update']);
   if (update.status !== 0) return `apt-get update failed: ${(update.stderr || update.stdout).trim().split('\n').pop()}`;

@@ -113,10 +113,16 @@ function parseDeb822(text) {
 
 const DEBIAN_SUITE = /^(buster|bullseye|bookworm|trixie|forky|duke|sid|stable|testing|unstable|oldstable|experimental)(-updates|-backports)?$/;
 
+// Where a fetch looks: the apt configuration that names the mirrors, the keyring their Release
+// files must be signed with, and the mirror tried last. The machine's by default;
+// test/package/unicorn-apt-fetch.test.ts points all three at a fake /etc/apt and a local mirror.
+export const MACHINE_APT_SOURCES = Object.freeze({ etcApt: '/etc/apt', keyring: DEBIAN_KEYRING, fallback: FALLBACK_MIRROR });
+
 // Mirrors of the Debian archive named in `etcApt` (sources.list, sources.list.d/*.list and
-// *.sources, in apt's order), then deb.debian.org. Third-party and security repositories are
-// skipped: they do not carry testing/unstable's main.
-export function debianMirrors(etcApt = '/etc/apt') {
+// *.sources, in apt's order), then `fallback`. Repositories without a Debian suite name or the
+// Debian keyring are skipped, and so are security ones: they do not carry testing/unstable's
+// main. A third-party one that names a Debian suite is kept and simply lacks the package.
+export function debianMirrors(etcApt = MACHINE_APT_SOURCES.etcApt, fallback = MACHINE_APT_SOURCES.fallback) {
   const entries = [];
   const read = (file) => { try { return readFileSync(file, 'utf8'); } catch { return ''; } };
   entries.push(...parseOneLine(read(join(etcApt, 'sources.list'))));
@@ -136,22 +142,22 @@ export function debianMirrors(etcApt = '/etc/apt') {
       if (!mirrors.includes(clean)) mirrors.push(clean);
     }
   }
-  if (!mirrors.includes(FALLBACK_MIRROR)) mirrors.push(FALLBACK_MIRROR);
+  if (!mirrors.includes(fallback)) mirrors.push(fallback);
   return mirrors;
 }
 
 // ---- fetching ----
 
 /**
- * apt-get / apt-cache confined to `work`: a sources list naming only `mirror suite main`, and
- * private list, cache and download folders (work/debs), so the machine's apt state is untouched.
- * Returns `apt(cmd, args, cwd)`; the caller runs `apt('apt-get', ['update'])` first.
+ * apt-get / apt-cache confined to `work`: a sources list naming only `mirror suite main` signed
+ * by `keyring`, and private list, cache and download folders (work/debs), so the machine's apt
+ * state is untouched. Returns `apt(cmd, args, cwd)`; the caller runs `apt('apt-get', ['update'])` first.
  */
-export function privateApt(mirror, suite, work) {
+export function privateApt(mirror, suite, work, keyring = DEBIAN_KEYRING) {
   rmSync(work, { recursive: true, force: true });
   for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) mkdirSync(join(work, d), { recursive: true });
   const list = join(work, 'sources.list');
-  writeFileSync(list, `deb [signed-by=${DEBIAN_KEYRING}] ${mirror} ${suite} main\n`);
+  writeFileSync(list, `deb [signed-by=${keyring}] ${mirror} ${suite} main\n`);
   const aptArgs = [
     '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/dev/null',
     '-o', `Dir::State::Lists=${join(work, 'lists')}`, '-o', `Dir::Cache=${join(work, 'cache')}`,
@@ -165,9 +171,9 @@ export function missingAptTool() {
   return ['apt-get', 'apt-cache', 'dpkg'].find((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status !== 0);
 }
 
-function tryFetch(mirror, suite, work, log) {
-  const apt = privateApt(mirror, suite, work);
-  log(`fetching libunicorn ${MIN_TEXT} (Debian ${suite}) from ${mirror} into ${localDir}`);
+function tryFetch(mirror, suite, work, log, keyring) {
+  const apt = privateApt(mirror, suite, work, keyring);
+  log(`fetching libunicorn ${MIN_TEXT} (Debian ${suite}) from ${mirror}`);
   const update = apt('apt-get', ['update']);
   if (update.status !== 0) return `apt-get update failed: ${(update.stderr || update.stdout).trim().split('\n').pop()}`;
   const policy = apt('apt-cache', ['policy', 'libunicorn-dev']).stdout ?? '';
@@ -184,17 +190,18 @@ function tryFetch(mirror, suite, work, log) {
 }
 
 /**
- * Tries each Debian mirror and suite in turn with `tryFetch(mirror, suite, work, log)`, which
- * returns a problem or null once `work` holds the fetch, and renames the first success into `dir`.
- * The fetch goes to a scratch folder first, so a failed one never leaves a half-unpacked `dir`.
- * Returns null on success, else what was tried.
+ * Tries each Debian mirror of `sources` and each suite in turn with
+ * `tryFetch(mirror, suite, work, log, keyring)`, which returns a problem or null once `work`
+ * holds the fetch, and renames the first success into `dir`. The fetch goes to a scratch folder
+ * first, so a failed one never leaves a half-unpacked `dir`. Returns null on success, else what
+ * was tried.
  */
-export function fetchIntoPlace(suites, work, dir, tryFetch, log) {
+export function fetchIntoPlace(suites, work, dir, tryFetch, log, sources = MACHINE_APT_SOURCES) {
   const tried = [];
   try {
-    for (const mirror of debianMirrors()) {
+    for (const mirror of debianMirrors(sources.etcApt, sources.fallback)) {
       for (const suite of suites) {
-        const problem = tryFetch(mirror, suite, work, log);
+        const problem = tryFetch(mirror, suite, work, log, sources.keyring);
         if (!problem) {
           rmSync(dir, { recursive: true, force: true });
           mkdirSync(dirname(dir), { recursive: true });
@@ -212,15 +219,25 @@ export function fetchIntoPlace(suites, work, dir, tryFetch, log) {
   return tried;
 }
 
+/**
+ * Fetches Debian's libunicorn packages into `dir` (root/ holds them unpacked) from the mirrors
+ * `sources` names, and returns the library found there; or stops with one message naming every
+ * mirror and suite tried and what to install.
+ */
+export function fetchUnicorn(dir, log, sources = MACHINE_APT_SOURCES) {
+  // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
+  // half-unpacked .unicorn/ that a later build would take for a library.
+  const tried = fetchIntoPlace(SUITES, `${dir}.fetch-${process.pid}`, dir, tryFetch, log, sources);
+  if (!tried) return localUnicorn(dir);
+  fail(`could not fetch libunicorn >= ${MIN_TEXT} from Debian (${tried.join('; ')}): ${INSTALL_HINT}`);
+}
+
 function fetchFromDebian(log) {
   const missing = missingAptTool();
   if (missing) fail(`libunicorn >= ${MIN_TEXT} was not found and ${missing} is not available to fetch it: ${INSTALL_HINT}`);
   if (!existsSync(DEBIAN_KEYRING)) fail(`libunicorn >= ${MIN_TEXT} was not found and ${DEBIAN_KEYRING} is missing to fetch it (apt-get install debian-archive-keyring), or ${INSTALL_HINT}`);
-  // Fetched into a scratch folder and renamed into place, so a failed fetch never leaves a
-  // half-unpacked .unicorn/ that a later build would take for a library.
-  const tried = fetchIntoPlace(SUITES, `${localDir}.fetch-${process.pid}`, localDir, tryFetch, log);
-  if (!tried) return localUnicorn();
-  fail(`could not fetch libunicorn >= ${MIN_TEXT} from Debian (${tried.join('; ')}): ${INSTALL_HINT}`);
+  log(`fetching into ${localDir}`);
+  return fetchUnicorn(localDir, log);
 }
 
 export function findUnicorn(log = () => {}) {
