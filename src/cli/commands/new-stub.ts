@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { basename, join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../shared/package-root.js';
 import { quoteForError } from '../../shared/quote.js';
+import { minivisorVersion } from '../../shared/version.js';
 import { StripVariantsError, stripBuildVariants } from '../strip-build-variants.js';
 import type { CliIo } from '../io.js';
 
@@ -75,7 +76,9 @@ export function stubTemplateFiles(stage: StubTemplate): Map<string, string> {
   for (const source of t.copied) {
     const text = readSource(join(PACKAGE_ROOT, source), `${stage} source ${source}`);
     try {
-      files.set(basename(source), stripBuildVariants(text, source));
+      // Where the copy came from, in a comment C, assembly and linker scripts all read.
+      const origin = `/* Copied by \`minivisor new-stub --stage ${stage}\` from minivisor ${minivisorVersion()}'s ${source}, without its build variants. */\n`;
+      files.set(basename(source), origin + stripBuildVariants(text, source));
     } catch (err) {
       if (err instanceof StripVariantsError) throw new NewStubError(`cannot copy the ${stage} sources: ${err.message}`);
       throw err;
