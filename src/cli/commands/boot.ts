@@ -93,7 +93,7 @@ export function bootCommand(io: CliIo): Command {
     .option('--trace-filter <types>', 'keep only these event types or sources in the trace, comma-separated; `help` lists them')
     .option('--raw-console', 'print the guest console as written, @mv protocol lines included')
     .option('--json', 'print one JSON object instead of the console and a summary')
-    .option('--firmware <file>', 'boot your own firmware ELF image on the same platform')
+    .option('--firmware <file>', 'boot your own firmware ELF: segments in 0x301000-0x340000 or the 16 MiB below 4 GiB, entry at the reset vector 0xFFFFFFF0')
     .option('--decompressor <file>', 'boot your own decompressor ELF (our kernel payload is appended after it)')
     .option('--kernel <file>', 'boot your own kernel ELF, linked at 0x1000000, behind our firmware and decompressor')
     .option('--verify', "compare the guest's record of accepted memory with the hardware's page states; fail on any mismatch")
