@@ -2,7 +2,9 @@
 // each one a vCPU exit handled by the real hardware model (TDX module: TDG.MEM.PAGE.ACCEPT; SNP:
 // PVALIDATE) inside the real run loop with the honest VMM and the trace on, as in a boot. Timed
 // with tinybench in batches (error margins for free); the host makes the next batch of pages
-// PENDING before each batch, outside the timed window.
+// PENDING before each batch, outside the timed window. Beside the wall time, the benchmark thread's
+// own CPU time and its wait for a CPU over the same batches (thread-time.ts): on a shared machine
+// the wall time is mostly the latter.
 import { Bench } from 'tinybench';
 import { Machine } from '../cpu/machine.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
@@ -13,6 +15,7 @@ import { HonestSnpVmm } from '../vmm/snp/honest-vmm.js';
 import { runSnp } from '../vmm/snp/run-snp.js';
 import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import { createTd, runTd } from '../vmm/tdx/run-td.js';
+import { ThreadTimeMeter } from './thread-time.js';
 
 const PAGE = 0x1000n;
 const CODE = 0x1000n, GDT = 0x2000n, PML4 = 0x3000n, PDPT = 0x4000n, STACK_TOP = 0x8000n;
@@ -121,7 +124,20 @@ function snpRig(): AcceptRig {
   };
 }
 
-export interface ModelExitRate { exitsPerSecond: number; microsecondsPerExit: number; rmePercent: number; samples: number }
+export interface ModelExitRate {
+  /** From the mean wall time per sample. */
+  exitsPerSecond: number;
+  microsecondsPerExit: number;
+  rmePercent: number;
+  samples: number;
+  /**
+   * Over the same samples: the thread's time on a CPU and its time runnable but waiting for one,
+   * per exit (undefined where the kernel does not report them). On an idle machine the wall time
+   * is the first; what is left is other processes' load.
+   */
+  cpuMicrosecondsPerExit: number | undefined;
+  waitMicrosecondsPerExit: number | undefined;
+}
 export interface ModelExitBench { tdx: ModelExitRate; snp: ModelExitRate; targetMicroseconds: number }
 
 /** Accepts `batch` PENDING 4K pages per timed sample, on TDX and on SNP. */
@@ -129,11 +145,22 @@ export function benchModelExits(batch = 500, timeMs = 1500): ModelExitBench {
   const rigs = { tdx: tdxRig(), snp: snpRig() };
   const next = { tdx: FIRST_PENDING, snp: FIRST_PENDING };
   const bench = new Bench({ time: timeMs, warmupTime: 200, iterations: 8 });
+  const meters = { tdx: new ThreadTimeMeter(), snp: new ThreadTimeMeter() };
+  const measuredExits = { tdx: 0, snp: 0 };
   for (const p of ['tdx', 'snp'] as const) {
     bench.add(p, () => {
-      rigs[p].run(next[p], batch);
+      meters[p].measure(() => rigs[p].run(next[p], batch));
+      measuredExits[p] += batch;
       next[p] += BigInt(batch) * PAGE;
-    }, { beforeEach: () => rigs[p].prepare(next[p], batch) });
+    }, {
+      beforeEach: () => rigs[p].prepare(next[p], batch),
+      // Thread times cover the timed samples only, not the warm-up.
+      beforeAll: (mode) => {
+        if (mode !== 'run') return;
+        meters[p] = new ThreadTimeMeter();
+        measuredExits[p] = 0;
+      },
+    });
   }
   bench.runSync();
   rigs.tdx.machine.close();
@@ -143,7 +170,12 @@ export function benchModelExits(batch = 500, timeMs = 1500): ModelExitBench {
     if (r && 'error' in r && r.error) throw r.error;
     if (!r || !('latency' in r)) throw new Error(`model exits: no result for ${name}`);
     const perExitMs = r.latency.mean / batch;
-    return { exitsPerSecond: 1000 / perExitMs, microsecondsPerExit: perExitMs * 1000, rmePercent: r.latency.rme, samples: r.latency.samplesCount };
+    const meter = meters[name], exits = measuredExits[name];
+    const perExitUs = (ns: number) => (meter.supported && exits > 0 ? ns / exits / 1000 : undefined);
+    return {
+      exitsPerSecond: 1000 / perExitMs, microsecondsPerExit: perExitMs * 1000, rmePercent: r.latency.rme, samples: r.latency.samplesCount,
+      cpuMicrosecondsPerExit: perExitUs(meter.runNs), waitMicrosecondsPerExit: perExitUs(meter.waitNs),
+    };
   };
   return { tdx: rate('tdx'), snp: rate('snp'), targetMicroseconds: 5 };
 }
