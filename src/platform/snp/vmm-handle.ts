@@ -46,6 +46,11 @@ export class SnpVmmHandle {
   /** RMPREAD: a read-only copy of an RMP entry. */
   rmpEntry(spa: bigint): Readonly<RmpEntry> { return this.#platform.rmp.lookup(spa); }
   setNptPageSize(gpa: bigint, size: RmpPageSize): void { this.#platform.setNptPageSize(gpa, size); }
+  /**
+   * Runs `fn`, host operations on many pages (a PSC), letting the platform derive its page gate
+   * once at the end instead of after each one: the same result, fewer updates.
+   */
+  batch<T>(fn: () => T): T { return this.#platform.batchGateSync(fn); }
   nptPageSize(gpa: bigint): RmpPageSize { return this.#platform.nptPageSize(gpa); }
 
   /** vCPUs of the guest, and the one whose exit the VMM is handling now (its VMCB). */

@@ -1,0 +1,73 @@
+// SnpPlatform.batchGateSync (issue 11): host operations inside a batch leave the page gate exactly
+// as the same operations resynchronised one by one do, with fewer gate updates.
+import { describe, expect, it, vi } from 'vitest';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { PAGE_2M, PAGE_4K } from '../../../src/platform/snp/rmp.js';
+import type { Space } from '../../../src/memory/address-marker.js';
+
+const MEMORY = 32n << 20n;
+const FIRST = 0x400000n;
+
+/** What a PSC of many entries does, and the other region-wide changes a VMM makes between guest runs. */
+function hostWork(p: SnpPlatform): void {
+  const asid = p.asid;
+  // Eight neighbouring 2 MiB regions made private and mapped 2 MiB (an eager acceptance's PSC).
+  for (let i = 0n; i < 8n; i++) {
+    const gpa = FIRST + i * PAGE_2M;
+    expect(p.rmpUpdate(gpa, { assigned: true, pageSize: '2m', gpa, asid }).rc).toBe(0);
+    p.setNptPageSize(gpa, '2m');
+  }
+  // One of them split again, and one page of it made shared (4 KiB entries inside the run).
+  const split = FIRST + 3n * PAGE_2M;
+  expect(p.psmash(split).rc).toBe(0);
+  p.setNptPageSize(split, '4k');
+  expect(p.rmpUpdate(split + PAGE_4K, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);
+  // A region with a few 4 KiB private pages under a 2 MiB nested mapping (shared writes refused).
+  const mixed = FIRST + 10n * PAGE_2M;
+  for (const k of [0n, 1n, 7n]) expect(p.rmpUpdate(mixed + k * PAGE_4K, { assigned: true, pageSize: '4k', gpa: mixed + k * PAGE_4K, asid }).rc).toBe(0);
+  p.setNptPageSize(mixed, '2m');
+  // The last region, which ends at the end of RAM.
+  const last = MEMORY - PAGE_2M;
+  expect(p.rmpUpdate(last, { assigned: true, pageSize: '2m', gpa: last, asid }).rc).toBe(0);
+  p.setNptPageSize(last, '2m');
+}
+
+function gateOf(p: SnpPlatform): string[] {
+  const out: string[] = [];
+  for (let page = 0n; page < MEMORY; page += PAGE_4K) {
+    for (const space of ['private', 'shared'] as Space[]) out.push(p.machine.gate.get(space, page));
+  }
+  return out;
+}
+
+describe('SnpPlatform.batchGateSync', () => {
+  it('leaves the same gate as resynchronising after every operation, with fewer gate updates', () => {
+    const one = SnpPlatform.create({ memoryBytes: MEMORY });
+    const batched = SnpPlatform.create({ memoryBytes: MEMORY });
+    const eachSet = vi.spyOn(one.machine.gate, 'set');
+    const batchSet = vi.spyOn(batched.machine.gate, 'set');
+    hostWork(one);
+    batched.batchGateSync(() => hostWork(batched));
+    expect(gateOf(batched)).toEqual(gateOf(one));
+    // The eight 2 MiB regions (less the split one) are neighbours with one gate: a few updates
+    // for all of them instead of two per region per change.
+    expect(batchSet.mock.calls.length).toBeLessThan(eachSet.mock.calls.length / 2);
+    // And the gate is what the RMP says: a private 2 MiB page not yet validated is closed to the
+    // guest's private accesses, its shared reads see ciphertext.
+    expect(batched.machine.gate.get('private', FIRST)).toBe('none');
+    expect(batched.machine.gate.get('shared', FIRST)).toBe('ciphertext');
+    expect(batched.machine.gate.get('shared', FIRST + 3n * PAGE_2M + PAGE_4K)).toBe('readwrite');
+    one.machine.close();
+    batched.machine.close();
+  });
+
+  it('derives the gate when the batch ends even if the work inside it throws', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY });
+    expect(() => p.batchGateSync(() => {
+      p.rmpUpdate(FIRST, { assigned: true, pageSize: '2m', gpa: FIRST, asid: p.asid });
+      throw new Error('refused host write');
+    })).toThrow('refused host write');
+    expect(p.machine.gate.get('shared', FIRST)).toBe('ciphertext');
+    p.machine.close();
+  });
+});
