@@ -13,7 +13,7 @@ import {
 } from '../../platform/snp/ghcb-msr.js';
 import {
   AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
-  PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
+  PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, type PscEntry,
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
 import { snpCpuid } from '../../platform/snp/sev-status.js';
@@ -258,7 +258,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // The PSC buffer must lie in the GHCB's shared buffer (the only place an honest VMM reads).
         const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
         if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
-        const info2 = this.#psc(host, scratch, gpa + 0xff0n);
+        // One gate derivation per region for the whole request, not per RMPUPDATE and NPT change.
+        const info2 = host.batch(() => this.#psc(host, scratch, gpa + 0xff0n));
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);
         return 'resume';
@@ -314,10 +315,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
 
   /**
    * Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error).
-   * The entries this exit may process are read in one host read and cur_entry is written back
-   * once when the exit ends, as KVM does (it copies the scratch area in at VMGEXIT,
-   * setup_vmgexit_scratch, and syncs it back when the exit completes); one host access per entry
-   * step was most of an eager SNP boot's acceptance time (issue 11).
+   * The entries this exit may process are read in one host read, and cur_entry and the entries'
+   * cur_page are written back once when the exit ends, as KVM does (it copies the scratch area in
+   * at VMGEXIT, setup_vmgexit_scratch, updates cur_page in that copy, and syncs it back when the
+   * exit completes); one host access per entry step was most of an eager SNP boot's acceptance
+   * time (issue 11).
    */
   #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint {
     const start = host.hostMemory.readU16(buf);
@@ -329,12 +331,18 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     const entries = count > 0 ? host.hostMemory.read(pscEntryAddress(buf, start), count * 8) : new Uint8Array(0);
     const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
     let cur = start;
+    /** Entries [start, start + updated) whose cur_page changed in the copy. */
+    let updated = 0;
+    const setCurPage = (e: PscEntry, curPage: number) => {
+      view.setBigUint64((cur - start) * 8, encodePscEntry({ ...e, curPage }), true);
+      updated = cur - start + 1;
+    };
     const finish = (result: bigint): bigint => {
+      if (updated > 0) host.hostMemory.write(pscEntryAddress(buf, start), entries.subarray(0, updated * 8));
       if (cur !== start) host.hostMemory.writeU16(buf, cur);
       return result;
     };
     while (cur < start + count) {
-      const at = pscEntryAddress(buf, cur);
       const e = decodePscEntry(view.getBigUint64((cur - start) * 8, true));
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
@@ -361,10 +369,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           } else {
             for (let p = e.curPage; p < 512; p++) {
               if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
-              host.hostMemory.writeU64(at, encodePscEntry({ ...e, curPage: p + 1 }));
+              setCurPage(e, p + 1);
             }
           }
-          if (error === undefined) host.hostMemory.writeU64(at, encodePscEntry({ ...e, curPage: 512 }));
+          if (error === undefined) setCurPage(e, 512);
         } else if (this.#pscPage(host, gpa, e.op) !== 0) {
           error = PSC_ERROR.GENERIC;
         }
