@@ -42,6 +42,11 @@ const copyLevels = (levels: SeptTables): Map<number, SeptEntry>[] =>
 /** Each level's size as a number (exact: at most 2^48). */
 const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
 
+/** Whether an entry in `state` can leave any of its range open (#openMappedLeaves): a MAPPED leaf, or a walk below it. */
+function opensRange(state: SeptStateName): boolean {
+  return state === 'MAPPED' || walkContinuesBelow(state);
+}
+
 /** The map key of the entry at `level` that covers `gpa` (a GPA as a number). */
 function keyOf(gpa: number, level: SeptLevel): number {
   return Math.floor(gpa / LEVEL_BYTES[level]!);
@@ -113,8 +118,12 @@ export class Sept implements Snapshottable<SeptTables> {
     } else {
       map.set(key, { state, acceptCounter: fields.acceptCounter ?? 0, blockEpoch: fields.blockEpoch ?? 0n });
     }
-    // A new empty SEPT page (FREE → NL_MAPPED) opens nothing; any other change may.
-    if (oldState !== state && !(state === 'NL_MAPPED' && old === undefined)) this.#refreshGate(level, base);
+    // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
+    // states that both close the entry's whole range (no MAPPED leaf, no walk below it), such as
+    // the FREE → PENDING of every AUG: the range was closed and stays so. Any other change may.
+    if (oldState !== state && !(state === 'NL_MAPPED' && old === undefined) && (opensRange(oldState ?? 'FREE') || opensRange(state))) {
+      this.#refreshGate(level, base);
+    }
   }
 
   /** Re-derives the gate under one entry (after something outside the SEPT changed the gate). */
