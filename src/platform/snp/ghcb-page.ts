@@ -27,7 +27,11 @@ export const SVM_EXIT = {
   MSR: 0x7c,
   NPF: 0x400,
   PSC: 0x80000010,
-  /** SNP AP Creation NAE event (GHCB spec §4.1.8; Linux/KVM SVM_VMGEXIT_AP_CREATION). */
+  /**
+   * SNP AP Creation NAE event (GHCB spec 56421, "SNP AP Creation"; its section number not checked:
+   * only the spec's title page was retrievable here). Values and layout as Linux and KVM use them:
+   * SVM_VMGEXIT_AP_CREATION, SW_EXITINFO1 = APIC ID << 32 | VMPL << 16 | request.
+   */
   AP_CREATION: 0x80000013,
   HV_FEATURES: 0x8000fffd,
   TERM_REQUEST: 0x8000fffe,
