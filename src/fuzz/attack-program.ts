@@ -133,8 +133,16 @@ export type LaunchAction =
   | { kind: 'tdx.lock-entry'; gpa: bigint; level: SeptLevelNumber }
   /** SNP: RMPUPDATE + SNP_LAUNCH_UPDATE(NORMAL) of one more page, filled with `fill` (validated at launch). */
   | { kind: 'snp.launch-page'; gpa: bigint; fill: number }
+  /**
+   * SNP: the SNP_LAUNCH_UPDATE page type the CPUID page goes in with (SEV-SNP Firmware ABI §8.17):
+   * CPUID (honest: the firmware checks the table against the CPU), NORMAL or UNMEASURED (the same
+   * table, unchecked), or ZERO (no table: the guest has to ask the hypervisor for CPUID).
+   */
+  | { kind: 'snp.cpuid-page'; type: (typeof CPUID_PAGE_TYPES)[number] }
   /** Host actions that need no running guest. */
   | Extract<HostAction, { kind: 'tdx.seamcall' | 'tdx.shared-ept' | 'snp.rmpupdate' | 'snp.psmash' | 'snp.npt-page-size' }>;
+
+export const CPUID_PAGE_TYPES = ['CPUID', 'NORMAL', 'UNMEASURED', 'ZERO'] as const;
 
 export type Decision =
   /** `repeat` (default 1): the answer applies to that many consecutive occurrences from `occurrence`. */
@@ -226,7 +234,7 @@ export const HOST_ACTIONS_FOR_PLATFORM: Record<AttackPlatform, readonly HostActi
 
 export const LAUNCH_ACTIONS_FOR_PLATFORM: Record<AttackPlatform, readonly LaunchAction['kind'][]> = {
   tdx: ['image-write', 'tdx.page-add', 'tdx.lock-entry', 'tdx.seamcall', 'tdx.shared-ept'],
-  snp: ['image-write', 'snp.launch-page', 'snp.rmpupdate', 'snp.psmash', 'snp.npt-page-size'],
+  snp: ['image-write', 'snp.launch-page', 'snp.cpuid-page', 'snp.rmpupdate', 'snp.psmash', 'snp.npt-page-size'],
 };
 
 export function callPointsFor(platform: AttackPlatform): readonly CallPoint[] {
@@ -428,6 +436,9 @@ function readLaunchAction(r: Reader, platform: AttackPlatform): LaunchAction {
     case 'tdx.lock-entry':
       r.only('kind', 'gpa', 'level');
       return { kind, gpa: r.field('gpa').bigint(), level: r.field('level').int(0, 2) as SeptLevelNumber };
+    case 'snp.cpuid-page':
+      r.only('kind', 'type');
+      return { kind, type: r.field('type').oneOf(CPUID_PAGE_TYPES) };
     default:
       return readHostAction(r, platform) as LaunchAction;
   }

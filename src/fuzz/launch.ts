@@ -6,10 +6,11 @@
 // does nothing, like a refused lie at run time.
 import type { BootImages } from '../boot/images.js';
 import { ABI, FW_CONFIG_GPA } from '../boot/layout.js';
-import type { VmmOverride } from '../boot/platforms.js';
+import { SNP_C_BIT, type VmmOverride } from '../boot/platforms.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
+import { honestCpuidPage } from '../vmm/snp/honest-vmm.js';
 import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import { snpHostAction, tdxHostAction } from './adversary.js';
 import type { AttackProgram, HostAction, LaunchAction, MemoryRange } from './attack-program.js';
@@ -91,14 +92,19 @@ function attempt(body: () => unknown): void {
 }
 
 const isHostAction = (a: LaunchAction): a is Extract<LaunchAction, HostAction> =>
-  a.kind !== 'image-write' && a.kind !== 'tdx.page-add' && a.kind !== 'tdx.lock-entry' && a.kind !== 'snp.launch-page';
+  a.kind !== 'image-write' && a.kind !== 'tdx.page-add' && a.kind !== 'tdx.lock-entry' && a.kind !== 'snp.launch-page' && a.kind !== 'snp.cpuid-page';
 
 /** The VMM override that carries out the program's launch part (memory description included). */
 export function launchOverride(program: AttackProgram): VmmOverride {
   const override: VmmOverride = {};
   const images = imageEdits(program);
   if (images) override.images = images;
-  const actions = (program.launch ?? []).filter((a) => a.kind !== 'image-write');
+  // The CPUID page's type (the last one the program gives): what the VMM launches at its GPA.
+  const cpuidPage = (program.launch ?? []).filter((a) => a.kind === 'snp.cpuid-page').pop();
+  if (cpuidPage && program.platform === 'snp') {
+    override.snpCpuidPage = { type: cpuidPage.type, bytes: cpuidPage.type === 'ZERO' ? new Uint8Array(Number(PAGE)) : honestCpuidPage(SNP_C_BIT) };
+  }
+  const actions = (program.launch ?? []).filter((a) => a.kind !== 'image-write' && a.kind !== 'snp.cpuid-page');
   if (actions.length === 0) return override;
   if (program.platform === 'tdx') {
     override.tdxPrelaunch = (host) => {

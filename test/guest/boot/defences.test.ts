@@ -3,19 +3,15 @@
 // the check's reason, the platform, the attack as an attack program (the fuzzer's own format, run
 // by the fuzzer's executor: the same program can be replayed, mutated or shrunk) and, where the
 // check is only reachable that way, the stub variant it runs against (the map-from-config fixture
-// firmware, or a planted bug that lets the attack get past an earlier defence). Two attacks the
-// format cannot express keep a hand-written VmmOverride.
+// firmware, or a planted bug that lets the attack get past an earlier defence).
 import { describe, expect, it } from 'vitest';
 import { ABI } from '../../../src/boot/layout.js';
-import { SNP_C_BIT, type VmmOverride } from '../../../src/boot/platforms.js';
-import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
+import { SNP_C_BIT } from '../../../src/boot/platforms.js';
+import type { RawBootOptions } from '../../../src/cli/boot-options.js';
 import type { Answer, AttackProgram, CallPoint, Decision, HostAction, LaunchAction } from '../../../src/fuzz/attack-program.js';
 import type { FuzzStage } from '../../../src/fuzz/executor.js';
-import { decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
+import { ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
 import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
-import { bootGuest } from '../../../src/boot/boot-guest.js';
-import { augRange, honestTdxPolicy, removePrivateRange } from '../../../src/vmm/tdx/honest-vmm.js';
-import { snpVmm, tdxPolicy } from '../../helpers/attacks.js';
 import { configWrite, FOREVER, imageWrite, mapOverride, payloadHeader, program, runAttack } from '../../helpers/attack-programs.js';
 
 const M = 1n << 20n;
@@ -39,11 +35,9 @@ export interface DefenceAttack {
   platform: 'tdx' | 'snp';
   attack: string;
   /** The attack as an attack program (the fuzzer's format), run by the fuzzer's executor. */
-  program?: () => AttackProgram;
+  program: () => AttackProgram;
   /** Where the program's exit indices start counting (default: the boot's first exit). */
   stage?: FuzzStage;
-  /** Only for the attacks an attack program cannot express (listed in guest/DEFENCES.md). */
-  vmm?: () => VmmOverride;
   expected: RegExp;
   flags?: RawBootOptions;
 }
@@ -51,7 +45,7 @@ export interface DefenceAttack {
 const tdx = (decisions: Decision[], launch: LaunchAction[] = []) => program('tdx', decisions, launch);
 const snp = (decisions: Decision[], launch: LaunchAction[] = []) => program('snp', decisions, launch);
 const always = (point: CallPoint, answer: Answer): Decision => ({ at: 'call', point, occurrence: 0, repeat: FOREVER, answer });
-const once = (point: CallPoint, answer: Answer): Decision => ({ at: 'call', point, occurrence: 0, answer });
+const once = (point: CallPoint, answer: Answer, occurrence = 0): Decision => ({ at: 'call', point, occurrence, answer });
 const atExit = (exitIndex: number, action: HostAction): Decision => ({ at: 'exit', exitIndex, action });
 const GHCB_GFN = ABI.MV_GHCB_GPA >> 12n;
 /** Offsets in the payload header (struct mv_payload_header). */
@@ -89,20 +83,7 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', program: () => snp([always('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.registerResp(GHCB_GFN + 1n) })]), expected: TERM(1, 0) },
   { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(1, 1, SNP_C_BIT) })]), expected: TERM(0, 1) },
   { check: 'snp SEV info: C-bit', platform: 'snp', attack: 'SEV_INFO reports another C-bit position than CPUID', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, SNP_C_BIT - 1) })]), expected: TERM(0, 0) },
-  // Not an attack program: the launched CPUID page's type is not a launch action.
-  { check: 'C-bit out of range', platform: 'snp', attack: 'no CPUID page; CPUID 0x8000001F answered honestly to the entry code, then with C-bit 20', vmm: () => {
-    let asked = 0;
-    return {
-      snpCpuidPage: { type: 'ZERO', bytes: new Uint8Array(4096) },
-      ...snpVmm({ before: (host, exit, honest) => {
-        const req = decodeGhcbMsr(exit.ghcbMsr);
-        if (req.kind !== 'cpuid' || req.fn !== 0x8000001f || req.reg !== 1 || asked++ === 0) return 'honest';
-        const answer = honest(host, exit);
-        host.ghcbMsr = ghcbMsr.cpuidResp(20, 1);
-        return answer;
-      } }),
-    };
-  }, expected: TERM(0, 2) },
+  { check: 'C-bit out of range', platform: 'snp', attack: 'no CPUID page (launched as a ZERO page); CPUID 0x8000001F EBX answered honestly to the entry code, then (the 7th MSR-protocol CPUID request, its second for that register) with C-bit 20', program: () => snp([once('snp.msr.cpuid', { kind: 'vmgexit', effect: 'honest', msr: ghcbMsr.cpuidResp(20, 1) }, 6)], [{ kind: 'snp.cpuid-page', type: 'ZERO' }]), expected: TERM(0, 2) },
   { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }])), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
 
   // ---- exceptions (guest/lib/cpu.c): every one is fatal ----
@@ -149,21 +130,7 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'tdx_accepted_page_not_zero', platform: 'tdx', attack: 'a non-zero page PAGE.ADDed in the kernel\'s lazy range, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted', memory: '256M', workload: '64M' }, program: () => tdx([], [{ kind: 'tdx.page-add', gpa: 0x4200000n, fill: 0x5a }]), expected: /^tdx_accepted_page_not_zero 0x4200000/ },
   { check: 'tdx_reaccepted_page_not_zero', platform: 'tdx', attack: 'MapGPA(shared) keeps the private pages; the re-accept finds them, past the planted ALREADY_ACCEPTED-as-success', flags: { variant: 'accept-already-accepted' }, program: () => tdx([always('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 1n << 40n, status: 0n, sharedEptOnly: true })]), expected: /^tdx_reaccepted_page_not_zero/ },
   { check: 'workload_tag_mismatch', platform: 'tdx', attack: 'a workload page removed and re-added, past the planted #VE trust (which accepts it again, zeroed)', flags: { variant: 'trusts-injected-exception' }, stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: PAGE_IN_USE, level: 0 })]), expected: /^workload_tag_mismatch 0x1000/ },
-  // Not an attack program: the replay is tied to the first lazy accept of the workload, which no exit index names.
-  { check: 'workload_pattern_mismatch', platform: 'tdx', attack: 'a filled workload page removed and re-added before it is verified, past the planted #VE trust', flags: { variant: 'trusts-injected-exception', memory: '256M', workload: '64M' }, vmm: () => {
-    let done = false;
-    return tdxPolicy({
-      onAcceptViolation(ctx, exit) {
-        // The workload's first lazy accept: chunk 0 is filled, not yet verified.
-        if (!done && exit.gpa >= 64n * M && ctx.console.text.includes('@mv stage kernel')) {
-          done = true;
-          removePrivateRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-          augRange(ctx.host, PAGE_IN_USE, PAGE_IN_USE + 0x1000n);
-        }
-        return honestTdxPolicy.onAcceptViolation(ctx, exit);
-      },
-    });
-  }, expected: /^workload_pattern_mismatch 0x1000/ },
+  { check: 'workload_pattern_mismatch', platform: 'tdx', attack: 'a filled workload page removed and re-added before it is verified, at the kernel stage\'s first exit (the workload\'s first lazy ACCEPT, an EPT violation at 64 MiB), past the planted #VE trust', flags: { variant: 'trusts-injected-exception', memory: '256M', workload: '64M' }, stage: 'kernel', program: () => tdx([atExit(0, { kind: 'tdx.replay-zeroed', gpa: PAGE_IN_USE, level: 0 })]), expected: /^workload_pattern_mismatch 0x1000/ },
   { check: 'map_range_out_of_bounds', platform: 'snp', attack: 'an unaccepted entry past the largest guest, past the planted e820-unchecked decompressor', flags: { variant: 'e820-unchecked' }, program: () => snp([], mapOverride([...honestMap(), { addr: ABI.MV_MAX_MEMORY_BYTES - 0x1000n, size: 0x2000n, type: E820.unaccepted }])), expected: /^map_range_out_of_bounds/ },
   { check: 'page_table_pool_exhausted', platform: 'snp', attack: 'a memory map with 124 small unaccepted ranges 1 GiB apart: each accepted one needs a page table of its own', flags: { variant: 'map-from-config', memory: '128G' }, program: () => {
     const map: { addr: bigint; size: bigint; type: number }[] = honestMap(1n << 30n);
@@ -194,26 +161,12 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
 
 describe('every fatal check of the stubs is reached by an attack', () => {
   it.each(DEFENCE_ATTACKS.map((a) => [`${a.platform} ${a.check}: ${a.attack}`, a] as const))('%s', (_name, a) => {
-    if (a.program) {
-      const attack = a.program();
-      expect(attack.platform).toBe(a.platform);
-      const { execution, outcome } = runAttack(attack, { ...a.flags }, a.stage);
-      expect(outcome.outcome, outcome.reason).toBe('guest-fatal');
-      expect(outcome.reason).toMatch(a.expected);
-      // Against the honest stubs the oracle agrees: the guest noticed, nothing got past it.
-      if (!a.flags?.variant) expect(execution.judgement.verdict).toBe('detected');
-      return;
-    }
-    const run = bootGuest(parseBootOptions({ platform: a.platform, memory: '128M', workload: '4M', ...a.flags }), { vmm: a.vmm!() });
-    try {
-      expect(run.result.outcome, `${run.result.outcomeReason}\n${run.result.console.slice(-1500)}`).toBe('guest-fatal');
-      expect(run.result.outcomeReason).toMatch(a.expected);
-    } finally {
-      run.platform.machine.close();
-    }
-  });
-
-  it('every row but two is an attack program', () => {
-    expect(DEFENCE_ATTACKS.filter((a) => !a.program).map((a) => a.check)).toEqual(['C-bit out of range', 'workload_pattern_mismatch']);
+    const attack = a.program();
+    expect(attack.platform).toBe(a.platform);
+    const { execution, outcome } = runAttack(attack, { ...a.flags }, a.stage);
+    expect(outcome.outcome, outcome.reason).toBe('guest-fatal');
+    expect(outcome.reason).toMatch(a.expected);
+    // Against the honest stubs the oracle agrees: the guest noticed, nothing got past it.
+    if (!a.flags?.variant) expect(execution.judgement.verdict).toBe('detected');
   });
 });

@@ -33,6 +33,7 @@ const snpProgram: AttackProgram = {
     { at: 'exit', exitIndex: 5, action: { kind: 'inject', vector: 29, errorCode: 0x404n } },
     { at: 'exit', exitIndex: 6, action: { kind: 'shared-write', gpa: 0x9000n, value: 0xabn, size: 1 } },
   ],
+  launch: [{ kind: 'snp.cpuid-page', type: 'ZERO' }],
   memoryDescription: {
     memoryBytes: 0x40000000n,
     ranges: [{ addr: 0n, size: 0x200000n, type: 1 }, { addr: 0x200000n, size: 0x3fe00000n, type: 15 }],
@@ -63,6 +64,15 @@ describe('attack program format', () => {
     bad.memoryDescription.ranges[1].reserved = 1;
     expect(() => parseAttackProgram(bad)).toThrow(/program\.memoryDescription\.ranges\[1\]: unknown field "reserved"/);
     expect(needsFreshLaunch({ platform: 'tdx', decisions: [], memoryDescription: { ranges: [] } })).toBe(true);
+  });
+
+  it('takes the CPUID page\'s launch type on SNP only', () => {
+    const bad = JSON.parse(attackProgramToJson(tdxProgram));
+    bad.launch.push({ kind: 'snp.cpuid-page', type: 'ZERO' });
+    expect(() => parseAttackProgram(bad)).toThrow(/program\.launch\[3\]\.kind: expected one of/);
+    const snp = JSON.parse(attackProgramToJson(snpProgram));
+    snp.launch[0].type = 'VMSA';
+    expect(() => parseAttackProgram(snp)).toThrow(/program\.launch\[0\]\.type: expected one of CPUID, NORMAL, UNMEASURED, ZERO/);
   });
 
   it('rejects answers that do not fit the decision point', () => {
