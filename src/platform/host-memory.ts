@@ -31,6 +31,8 @@ export interface HostMemoryGuard {
    * (4 KiB) for protected memory, or a refusal reason (string).
    */
   read(page: bigint): 'plain' | Uint8Array | string;
+  /** A host write reached `page` (after the guard allowed it). */
+  wrote?(page: bigint): void;
 }
 
 export class HostMemory extends TypedAccess {
@@ -64,11 +66,19 @@ export class HostMemory extends TypedAccess {
   write(gpa: bigint, data: Uint8Array): void {
     this.#checkWrite(gpa, BigInt(data.byteLength));
     this.#memory.write(gpa, data);
+    this.#wrote(gpa, BigInt(data.byteLength));
   }
 
   fill(gpa: bigint, length: bigint, byte = 0): void {
     this.#checkWrite(gpa, length);
     this.#memory.fill(gpa, length, byte);
+    this.#wrote(gpa, length);
+  }
+
+  #wrote(gpa: bigint, length: bigint): void {
+    const wrote = this.#guard.wrote;
+    if (!wrote || length === 0n) return;
+    for (let page = gpa & ~(PAGE - 1n); page < gpa + length; page += PAGE) wrote(page);
   }
 
   #checkWrite(gpa: bigint, length: bigint): void {

@@ -8,8 +8,13 @@
 // and not invertible without the key. node:crypto provides XTS; nothing is hand-written.
 //
 // This is the one ciphertext function of the model: the guest's shared reads (the native
-// ciphertext shadow, snp-cpu.ts) and the host's reads of guest-assigned pages use it alike.
-import { createCipheriv, createHash } from 'node:crypto';
+// ciphertext shadow, snp-cpu.ts), the host's reads of guest-assigned pages, and the ownership
+// changes (RMPUPDATE, snp-cpu.ts) use it alike: a validated page taken from the guest keeps its
+// ciphertext in DRAM, and DRAM the host wrote is decrypted when a page goes to the guest, so
+// ciphertext moved to another address, or bytes the host wrote, read as garbage, while the
+// ciphertext put back at its own address decrypts to the old plaintext (a replay that only the
+// cleared Validated bit stops).
+import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import { PAGE_4K } from './rmp.js';
 
 const PAGE_BYTES = Number(PAGE_4K);
@@ -26,9 +31,21 @@ export class MemoryEncryption {
   /** The ciphertext DRAM holds for `plaintext` (one 4 KiB page) at system-physical `spa`. */
   encryptPage(spa: bigint, plaintext: Uint8Array): Buffer {
     if (plaintext.length !== PAGE_BYTES) throw new RangeError(`a page is ${PAGE_BYTES} bytes, got ${plaintext.length}`);
-    const tweak = Buffer.alloc(16);
-    tweak.writeBigUInt64LE(spa & ~(PAGE_4K - 1n));
-    const cipher = createCipheriv('aes-128-xts', this.#key, tweak);
+    const cipher = createCipheriv('aes-128-xts', this.#key, tweakOf(spa));
     return Buffer.concat([cipher.update(plaintext), cipher.final()]);
   }
+
+  /** What a guest (C=1) read of `spa` returns when DRAM holds `ciphertext` there: the inverse of encryptPage. */
+  decryptPage(spa: bigint, ciphertext: Uint8Array): Buffer {
+    if (ciphertext.length !== PAGE_BYTES) throw new RangeError(`a page is ${PAGE_BYTES} bytes, got ${ciphertext.length}`);
+    const decipher = createDecipheriv('aes-128-xts', this.#key, tweakOf(spa));
+    return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+  }
+}
+
+/** The XTS data-unit tweak: the page's system-physical address. */
+function tweakOf(spa: bigint): Buffer {
+  const tweak = Buffer.alloc(16);
+  tweak.writeBigUInt64LE(spa & ~(PAGE_4K - 1n));
+  return tweak;
 }

@@ -108,6 +108,7 @@ export interface SnpPlatformState {
   scheduler?: VcpuSchedulerState;
   launch: ReturnType<LaunchDigest['saveState']>;
   pendingOutcome: RunOutcome | undefined;
+  dramPages: ReadonlySet<bigint>;
 }
 
 /** Why VMRUN from an AP's VMSA did not happen, or that it did. */
@@ -142,6 +143,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #pendingOutcome: RunOutcome | undefined;
   /** Inside batchGateSync: the 2 MiB regions whose gate is derived when the batch ends. */
   #deferredRegions: Set<bigint> | undefined;
+  /**
+   * Hypervisor-owned pages whose bytes in `machine.memory` are DRAM content the guest's key must
+   * decrypt when the page is assigned to it again (see #changeOwner): the ciphertext a validated
+   * page kept when the hypervisor took it, or bytes the host wrote.
+   */
+  readonly #dramPages = new Set<bigint>();
 
   /** A new SNP guest: its machine (RAM, gate, vCPU) and the platform, every page hypervisor-owned. */
   static create(options: SnpMachineOptions): SnpPlatform {
@@ -207,6 +214,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const rc = RMP_RC[result as keyof typeof RMP_RC];
     this.#record('rmpupdate', { spa, gpa: req.gpa, assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, asid: req.asid, state, result });
     if (result !== 'SUCCESS') return { rc, result, state };
+    this.#changeOwner(spa, req);
     const entry: RmpEntry = {
       assigned: req.assigned, pageSize: req.pageSize, immutable: req.immutable ?? false, gpa: req.gpa, asid: req.asid,
       validated: false, vmsa: false, vmplPerms: req.assigned ? [VMPL_PERM_ALL, 0, 0, 0] : [0, 0, 0, 0],
@@ -219,6 +227,52 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.#syncPage(spa);
     }
     return { rc, result, state };
+  }
+
+  /**
+   * What DRAM holds across RMPUPDATE of `spa` (4 KiB, or the 2 MiB range), in this model's terms:
+   * `machine.memory` keeps the guest's plaintext (its C=1 view) for assigned pages and the DRAM
+   * bytes (everyone's C=0 view) for hypervisor-owned ones. Guest memory is encrypted with the
+   * guest's key and a tweak from the system-physical address (APM Vol. 2 §15.34.1; "swapping or
+   * moving a ciphertexts of two guest pages will not result in plaintexts being swapped", QEMU
+   * commit 2b308e44 by AMD), and RMPUPDATE writes the RMP entry, not memory (APM Vol. 3
+   * "RMPUPDATE"). So:
+   * - a validated page the hypervisor takes from the guest keeps the ciphertext of what the guest
+   *   had there: the host reads (and may copy) that, not the plaintext;
+   * - a page assigned to the guest whose DRAM the host wrote meanwhile reads as the decryption of
+   *   those bytes at this address: the old plaintext when they are this page's own earlier
+   *   ciphertext (a replay: only the Validated bit RMPUPDATE cleared stops the guest from using
+   *   it, SEV-SNP whitepaper "Page Validation"), garbage when they came from another address or
+   *   are the host's own bytes;
+   * - pre-guest pages (Immutable: SNP_LAUNCH_UPDATE next) keep the host's bytes, which the
+   *   firmware encrypts in place (Firmware ABI §8.17).
+   * Not modelled, to keep a conversion free of AES passes (~8 ms per 2 MiB): a page the guest
+   * itself rescinded (Validated clear: it asked for it to be shared) leaves with its plaintext, and
+   * what the guest writes with C=0 into shared memory comes back as written when the page is
+   * private again (on hardware: its decryption, garbage). Neither is live data of the guest's:
+   * a guest must write memory it validates again before it uses it.
+   */
+  #changeOwner(spa: bigint, req: RmpUpdateRequest): void {
+    const base = req.pageSize === '2m' ? spa & ~(PAGE_2M - 1n) : spa & ~(PAGE_4K - 1n);
+    const end = base + (req.pageSize === '2m' ? PAGE_2M : PAGE_4K);
+    if (req.assigned && this.#dramPages.size === 0) return; // nothing to decrypt (the usual case)
+    for (let page = base; page < end && page < this.memoryBytes; page += PAGE_4K) {
+      if (req.assigned) {
+        if (!this.#dramPages.has(page) || this.rmp.lookup(page).assigned) continue;
+        this.#dramPages.delete(page);
+        if (!req.immutable) this.machine.memory.write(page, this.#encryption.decryptPage(page, this.machine.memory.read(page, Number(PAGE_4K))));
+        continue;
+      }
+      const old = this.rmp.lookup(page);
+      if (!old.assigned || old.asid !== this.asid || !old.validated) continue;
+      this.machine.memory.write(page, this.#ciphertextOf(page));
+      this.#dramPages.add(page);
+    }
+  }
+
+  /** A host write reached `page` (it may write only hypervisor-owned pages): DRAM now holds its bytes there. */
+  noteHostWrite(page: bigint): void {
+    if (!this.rmp.lookup(page).assigned) this.#dramPages.add(page & ~(PAGE_4K - 1n));
   }
 
   /** PSMASH: 2 MiB entry -> 512 4 KiB entries, Validated preserved (B2). */
@@ -379,7 +433,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   saveState(): SnpPlatformState {
     return {
       machine: this.machine.saveState(), rmp: this.rmp.saveState(), npt2m: new Set(this.#npt2m), ghcbMsrs: [...this.#ghcbMsrs],
-      runnable: [...this.#runnable], launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome,
+      runnable: [...this.#runnable], launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome, dramPages: new Set(this.#dramPages),
       ...(this.scheduler ? { scheduler: this.scheduler.saveState() } : {}),
     };
   }
@@ -395,6 +449,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.scheduler && state.scheduler) this.scheduler.loadState(state.scheduler);
     this.launch.loadState(state.launch);
     this.#pendingOutcome = state.pendingOutcome;
+    this.#dramPages.clear();
+    for (const page of state.dramPages) this.#dramPages.add(page);
   }
 
   step(): PlatformStep<SnpVmExit> {

@@ -33,6 +33,8 @@ export class SnpVmmHandle {
       refuseWrite: protectedPage,
       // Assigned pages read back as their ciphertext (memory-encryption.ts), as the guest's own C=0 reads do.
       read: (page) => (protectedPage(page) === undefined ? 'plain' : platform.hostRead(page, 4096)),
+      // What the host writes is what DRAM holds there: the guest's key decrypts it if the page is assigned to it again.
+      wrote: (page) => platform.noteHostWrite(page),
     });
   }
 

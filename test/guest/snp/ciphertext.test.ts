@@ -82,3 +82,63 @@ describe('shared reads of private pages', () => {
     expect(g.platform.hostRead(T, 8).readBigUInt64LE()).toBe(0x77n);
   });
 });
+
+// RMPUPDATE changes no byte of DRAM: what the host can do with a page's ciphertext once it owns
+// the page (APM Vol. 2 §15.34.1: the tweak is the system-physical address; snp-cpu.ts #changeOwner).
+describe('ownership changes: DRAM keeps the ciphertext', () => {
+  const U = T + 0x1000n;
+  const run = (keySeed?: bigint) => {
+    const g = guest('', keySeed);
+    setup(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    return { g, host: g.platform.handle, plain: (gpa: bigint) => Buffer.from(g.platform.machine.memory.read(gpa, 8)) };
+  };
+  const toHost = (g: ReturnType<typeof guest>, gpa: bigint) => expect(g.platform.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);
+  const toGuest = (g: ReturnType<typeof guest>, gpa: bigint) => expect(g.platform.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: g.platform.asid }).rc).toBe(0);
+
+  it('a validated page the hypervisor takes reads as its ciphertext, and comes back as the guest left it', () => {
+    const { g, host, plain } = run();
+    const ciphertext = host.hostMemory.read(T, 4096);
+    toHost(g, T);
+    expect(Buffer.from(host.hostMemory.read(T, 4096))).toEqual(Buffer.from(ciphertext)); // not the plaintext
+    toGuest(g, T);
+    expect(plain(T).readBigUInt64LE()).toBe(PLAIN);
+    expect(g.platform.rmpEntry(T).validated).toBe(false); // …which the guest must validate again
+  });
+
+  it('a replay: the page\'s own old ciphertext put back decrypts to the old plaintext; moved to another page, or the host\'s own bytes, to garbage', () => {
+    const results = [run(), run()].map(({ g, host, plain }) => {
+      const oldT = host.hostMemory.read(T, 4096);
+      toHost(g, T);
+      toHost(g, U);
+      host.hostMemory.write(T, oldT);                          // back where it came from
+      host.hostMemory.write(U, oldT);                          // moved to the neighbour
+      toGuest(g, T);
+      toGuest(g, U);
+      const replayed = plain(T).readBigUInt64LE();
+      const moved = plain(U).readBigUInt64LE();
+      toHost(g, U);
+      host.hostMemory.write(U, Buffer.alloc(4096, 0x42));     // the host's own plaintext
+      toGuest(g, U);
+      return { replayed, moved, hostBytes: plain(U).readBigUInt64LE() };
+    });
+    const [a, b] = results as [typeof results[0], typeof results[0]];
+    expect(a.replayed).toBe(PLAIN);
+    expect(a.moved).not.toBe(PLAIN);
+    expect(a.hostBytes).not.toBe(0x4242424242424242n);
+    expect(a.hostBytes).not.toBe(a.moved);
+    // Deterministic: the same VM (key) gives the same garbage.
+    expect(b).toEqual(a);
+  });
+
+  it('the hardware model\'s snapshot carries which pages hold DRAM content', () => {
+    const { g, plain } = run();
+    toHost(g, T);
+    const saved = g.platform.saveState(); // T: the hypervisor's, holding the ciphertext
+    toGuest(g, T);
+    g.platform.loadState(saved);
+    expect(plain(T).readBigUInt64LE()).not.toBe(PLAIN);
+    toGuest(g, T);
+    expect(plain(T).readBigUInt64LE()).toBe(PLAIN);
+  });
+});
