@@ -219,7 +219,9 @@ static void start_aps_snp(u32 cpus, u64 (*alloc)(u64 bytes, u64 align))
 		 * SNP erratum: a large page over the VMSA's RMP entry faults; KVM refuses one). */
 		u64 vmsa = alloc(2 * MV_PAGE_SIZE, 2 * MV_PAGE_SIZE) + MV_PAGE_SIZE;
 		build_ap_vmsa((u8 *)(uintptr_t)vmsa, cpu, sev_features);
-		/* Linux snp_set_vmsa at VMPL0: RMPADJUST of VMPL1's permissions with the VMSA bit. */
+		/* Linux snp_set_vmsa at VMPL0: RMPADJUST of VMPL1's permissions with the VMSA bit. Its
+		 * code depends only on these inputs and our VMPL (0, checked at detection): a hypervisor's
+		 * change to the page is an NPF or #VC 0x404 instead, so the check guards the inputs. */
 		int rc = mv_rmpadjust_insn(vmsa, 0, 1 | RMPADJUST_VMSA_PAGE_BIT);
 		if (rc != 0)
 			mv_fatal("snp_set_vmsa_failed", (u64)rc);

@@ -28,6 +28,10 @@ const TERM = (set: number, code: number) => new RegExp(`GHCB termination request
 const PAGE_IN_USE = 0x1000n; // the kernel's first workload chunk: its tag is read again at the end
 const LAZY_PAGE_IN_USE = 0x4100000n; // with 256M/64M: a workload chunk above the 64 MiB pre-accept, accepted by the kernel
 const LAZY_EXIT = 1; // the kernel stage's second exit: after the workload's lazy accepts (a 256M guest's kernel stage has 11)
+/** With 2 vCPUs, 128M, workload 4M: the page the kernel makes AP 1's VMSA (the trace's rmpadjust with vmsa set). */
+const AP1_VMSA = 0x7000n;
+/** The kernel stage's exit 2 (with 2 vCPUs): the PSC sharing AP 1's GHCB page; the next is the AP Creation request. */
+const LAST_EXIT_BEFORE_VMSA = 2;
 
 export interface DefenceAttack {
   /** The fatal check (its reason string, or the termination it sends before a console exists). */
@@ -143,6 +147,9 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'snp_no_ap_creation', platform: 'snp', attack: 'HV features (MSR protocol) without AP creation, 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.msr.hvFeatures', { kind: 'vmgexit', effect: 'honest', msr: ghcbMsr.hvFeaturesResp(1n) })]), expected: /^snp_no_ap_creation/ },
   { check: 'snp_ap_create_failed', platform: 'snp', attack: 'the AP Creation request answered with SW_EXITINFO1 = 2 (error), 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.ghcb.other', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo1: 2n } })]), expected: /^snp_ap_create_failed 0x1/ },
   { check: 'ap_start_timeout', platform: 'snp', attack: 'the AP Creation request acknowledged but the AP never run, 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.ghcb.other', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo1: 0n } })]), expected: /^ap_start_timeout 0x1/ },
+  // snp_set_vmsa_failed is not VMM-reachable (guest/DEFENCES.md): the hypervisor's strongest move
+  // on the VMSA page, at its last chance before the kernel writes the page and RMPADJUSTs it.
+  { check: 'unexpected_vc (the VMSA page)', platform: 'snp', attack: 'AP 1\'s VMSA page re-assigned unvalidated (PSMASH, RMPUPDATE) at the kernel\'s last exit before it writes the page and RMPADJUSTs it (the PSC sharing AP 1\'s GHCB), 2 vCPUs: the first write faults, no RMPADJUST runs', flags: { vcpus: '2' }, stage: 'kernel', program: () => snp([atExit(LAST_EXIT_BEFORE_VMSA, { kind: 'snp.unvalidate', spa: AP1_VMSA })]), expected: /^unexpected_vc vector=29 error=0x404 rip=0x[0-9a-f]+ cr2=0x7000 / },
   { check: 'unsupported_vcpu_count', platform: 'snp', attack: 'the CPU table in the config page claims 65 vCPUs', flags: { vcpus: '2' }, program: () => snp([], [configWrite(Number(ABI.MV_CPU_TABLE_OFFSET) + 4, 65n, 4)]), expected: /^unsupported_vcpu_count 0x41/ },
 
   // ---- --tracking memmap (Kleen's variant): decompressor/memmap-record.c, kernel/memmap-state.c ----

@@ -62,6 +62,23 @@ describe('RMPADJUST', () => {
     expect(ok.vm.vcpu.regs.r8).toBe(0n);
   });
 
+  // What a hypervisor's RMPUPDATE or PSMASH can do to the page a guest makes its VMSA (the stub
+  // kernel's snp_set_vmsa_failed, guest/DEFENCES.md): each change is an NPF to the hypervisor or
+  // a #VC in the guest, never a return code; the codes depend only on RAX/RCX/RDX and the VMPL.
+  it('a page the hypervisor took back (RMPUPDATE to hypervisor-owned): NPF, then #VC 0x404 once it is assigned again, no return code', () => {
+    const g = snpGuest(rmpadjustGuest(T, false, 1, 0, true), { vcHandler: 'pop r15\nmov r14, cr2\nmov r13, 29\nhlt' });
+    ownValidated(g);
+    g.platform.rmpUpdate(T, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('npf')).toMatchObject([{ cause: 'rmpadjust', gpa: T, reason: 'guest-owned' }]);
+    // The honest VMM answers the NPF by assigning the page again, which leaves it not validated.
+    expect(g.trace.ofType('rmpadjust')).toMatchObject([{ npf: 'guest-owned' }, { fault: 29 }]);
+    expect(g.trace.ofType('rmpadjust').some((e) => e.rc !== undefined)).toBe(false);
+    const r = g.vm.vcpu.regs;
+    expect([r.r13, r.r15, r.r14]).toEqual([29n, 0x404n, T]);
+    expect(g.platform.rmp.lookup(T).vmsa).toBe(false);
+  });
+
   it('target VMPL0 from VMPL0 (not less privileged): FAIL_PERMISSION, nothing changes', () => {
     const g = snpGuest(rmpadjustGuest(T, false, 0, 0x1));
     ownValidated(g);
