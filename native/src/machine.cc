@@ -376,6 +376,13 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       break;
     }
     case TrappedKind::kPause: SetExit(ExitKind::kPause); break;
+    // Unicorn would execute these from the host's random source and clock; the models give
+    // values that follow the run's seed instead (src/cpu/hardware-random.ts, virtual-tsc.ts).
+    case TrappedKind::kRandom:
+      SetExit(ExitKind::kRandom);
+      area_[kSlotArg0] = insn.reg | (static_cast<uint64_t>(insn.operand_bits) << 8) | (insn.seed ? 1ull << 16 : 0);
+      break;
+    case TrappedKind::kRdtsc: SetExit(ExitKind::kRdtsc); break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;

@@ -41,6 +41,8 @@ enum class ExitKind : uint64_t {
   kRmpadjust = 15,
   kPause = 16,  // only with SetPauseExits(true): a spin-wait hint for the vCPU scheduler
   kExecWatch = 17,
+  kRandom = 18,  // RDRAND/RDSEED: arg0 = destination | operand bits << 8 | RDSEED << 16
+  kRdtsc = 19,
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with

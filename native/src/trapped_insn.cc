@@ -9,6 +9,7 @@ struct Prefixes {
   bool opsize = false;  // 66
   uint8_t last_mandatory = 0;  // the last of 66/F2/F3, which selects TDCALL/PVALIDATE/VMGEXIT
   bool rep = false;
+  uint8_t rex = 0;
 };
 
 bool IsLegacyPrefix(uint8_t b) {
@@ -30,8 +31,8 @@ Prefixes ScanPrefixes(const uint8_t* b, size_t avail, bool rex) {
     if (v == 0xF3 || v == 0xF2) p.rep = true;
     p.count++;
   }
-  // REX must come last; it does not change any of the forms recognised here.
-  if (rex && p.count < avail && (b[p.count] & 0xF0) == 0x40) p.count++;
+  // REX must come last; only RDRAND/RDSEED among the forms recognised here read it.
+  if (rex && p.count < avail && (b[p.count] & 0xF0) == 0x40) p.rex = b[p.count++];
   return p;
 }
 
@@ -79,6 +80,21 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   if (op2 == 0xA2) { t.kind = TrappedKind::kCpuid; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x32) { t.kind = TrappedKind::kRdmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x30) { t.kind = TrappedKind::kWrmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x31) { t.kind = TrappedKind::kRdtsc; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0xC7 && i + 2 < avail) {
+    // RDRAND / RDSEED (SDM Vol. 2B): 0F C7 /6 or /7 with ModRM.mod = 11; the operand size is the
+    // segment's default, flipped by 66, 64 with REX.W. With F3, /7 is RDPID: not ours.
+    uint8_t modrm = b[i + 2];
+    uint8_t reg = (modrm >> 3) & 7;
+    if ((modrm >> 6) != 3 || (reg != 6 && reg != 7) || p.last_mandatory == 0xF3 || p.last_mandatory == 0xF2) return t;
+    t.kind = TrappedKind::kRandom;
+    t.seed = reg == 7;
+    t.reg = static_cast<uint8_t>((modrm & 7) | ((p.rex & 1) << 3));
+    uint8_t bits = code_bits == 16 ? (p.opsize ? 32 : 16) : (p.opsize ? 16 : 32);
+    t.operand_bits = (p.rex & 8) ? 64 : bits;
+    t.length = static_cast<uint8_t>(i + 3);
+    return t;
+  }
   if (op2 == 0x01 && i + 2 < avail) {
     uint8_t modrm = b[i + 2];
     TrappedKind k = TrappedKind::kNone;
@@ -100,7 +116,7 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
-    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30;
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7;
   }
   return false;
 }

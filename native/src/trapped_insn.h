@@ -17,6 +17,8 @@ enum class TrappedKind : uint8_t {
   kIoIn,       // E4 E5 EC ED, and INS 6C 6D
   kIoOut,      // E6 E7 EE EF, and OUTS 6E 6F
   kPause,      // F3 90
+  kRandom,     // 0F C7 /6 (RDRAND) or /7 (RDSEED), register form, no F2/F3 (F3 0F C7 /7 is RDPID)
+  kRdtsc,      // 0F 31
 };
 
 struct TrappedInsn {
@@ -28,6 +30,10 @@ struct TrappedInsn {
   uint8_t size = 0;        // 1, 2 or 4 bytes
   bool string = false;     // INS/OUTS
   bool rep = false;
+  // RDRAND/RDSEED only.
+  uint8_t reg = 0;           // destination: ModRM.rm + REX.B, in x86 encoding order
+  uint8_t operand_bits = 0;  // 16, 32 or 64
+  bool seed = false;         // RDSEED
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
@@ -35,8 +41,8 @@ struct TrappedInsn {
 // operand size than the segment's default. Returns kind kNone for anything else.
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
-// True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID or MSR
-// instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
+// True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED
+// or RDTSC instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 
 }  // namespace minivisor

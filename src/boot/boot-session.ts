@@ -87,7 +87,7 @@ export class BootSession {
     };
     const options = {
       memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, countInstructions: config.countInstructions ?? true,
-      trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
+      seed: config.seed, trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
       ...(config.vcpus !== undefined && config.vcpus > 1
         ? { vcpus: { count: config.vcpus, schedule: { seed: config.seed, ...(config.schedule ?? { policy: 'random' as const, quantum: DEFAULT_QUANTUM }) } } }
         : {}),

@@ -71,6 +71,8 @@ export interface BootPlatformOptions {
   vmm?: VmmOverride;
   /** State above the VMM that whole-VM snapshots must also cover (the boot's console parser). */
   extraState: SnapshotParts;
+  /** The run's seed: what RDRAND, RDSEED and RDTSC return follows it (src/cpu/hardware-random.ts, virtual-tsc.ts). */
+  seed: bigint;
   /** vCPUs and their seeded schedule (TDX: all start at the reset vector; SNP: APs when the guest creates them). */
   vcpus?: { count: number; schedule: ScheduleOptions };
 }
@@ -111,6 +113,12 @@ function stageImages(images: BootImages): { staged: StagedImage; volume: { gpa: 
   return { staged, volume };
 }
 
+/** The CPU's random number generator and time-stamp counter start from the run's seed. */
+function seedCpu(machine: Machine, seed: bigint): void {
+  machine.random.seed(seed);
+  machine.tsc.seed(seed);
+}
+
 function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
   for (let gpa = range.gpa; gpa < range.gpa + range.bytes; gpa += PAGE) yield gpa;
 }
@@ -127,6 +135,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     // disabled", arch/x86/coco/tdx/tdx.c disable_sept_ve). The stubs handle #VE themselves.
     ...(images.linux ? { attributes: TdAttributes.SEPT_VE_DISABLE } : {}),
   });
+  seedCpu(td.platform.machine, options.seed);
   const host = td.platform.handle;
   const { staged, volume } = stageImages(images);
   // TDH.VP.INIT: RCX is the VMM's hand-off, as KVM passes the TD HOB; here the firmware config.
@@ -223,6 +232,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     // Only vCPU 0 starts from the launch VMSA; the kernel creates the APs (AP Creation VMGEXIT).
     ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),
   });
+  seedCpu(platform.machine, options.seed);
   const vmpl = options.vmm?.snpVmpl ?? 0;
   const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;
   const host = platform.handle;

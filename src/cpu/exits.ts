@@ -12,6 +12,9 @@
 //   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
 // - pause: AT the PAUSE, which has not run (only on machines with several vCPUs: a spin-wait
 //   hint for the vCPU scheduler, as PAUSE-loop exiting is on VMX). Complete it to go on.
+// - random (RDRAND/RDSEED), rdtsc: AT the instruction, which has not run: the platform gives the
+//   value (src/cpu/hardware-random.ts, virtual-tsc.ts) and completes it. Unicorn would execute
+//   them from the host's random source and clock, which no run could repeat.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -19,6 +22,7 @@
 // emulator stops, the native side decodes the faulting instruction (native/src/mem_operand.cc)
 // and reports the exact address if it can (`exactAddress`); otherwise the page address.
 import { ExitCode, RunSlot } from './run-area.js';
+import { GPRS, type Gpr } from './registers.js';
 import type { Space } from '../memory/address-marker.js';
 
 export type Access = 'read' | 'write' | 'fetch';
@@ -38,10 +42,22 @@ export type VmExit =
   | GateFaultExit
   | ExceptionExit
   | { kind: 'pause'; rip: bigint; length: number }
+  | RandomExit
+  | { kind: 'rdtsc'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
   | { kind: 'fatal'; rip: bigint; reason: string; unicornCode?: number };
+
+export interface RandomExit {
+  kind: 'random';
+  rip: bigint;
+  length: number;
+  instruction: 'rdrand' | 'rdseed';
+  /** The destination register. */
+  register: Gpr;
+  bits: 16 | 32 | 64;
+}
 
 export interface IoExit {
   kind: 'io';
@@ -154,6 +170,12 @@ export function decodeExit(area: BigUint64Array): VmExit {
       return exit;
     }
     case ExitCode.pause: return { kind: 'pause', rip, length };
+    case ExitCode.random:
+      return {
+        kind: 'random', rip, length, instruction: (a0 >> 16n) & 1n ? 'rdseed' : 'rdrand', register: GPRS[Number(a0 & 0xfn)]!,
+        bits: Number((a0 >> 8n) & 0xffn) as 16 | 32 | 64,
+      };
+    case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (a1 & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {

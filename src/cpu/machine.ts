@@ -6,6 +6,8 @@ import { PageGate } from '../memory/page-gate.js';
 import { registerNativeErrors } from './errors.js';
 import { RUN_AREA_SLOTS } from './run-area.js';
 import { Vcpu } from './vcpu.js';
+import { HardwareRandom } from './hardware-random.js';
+import { VirtualTsc } from './virtual-tsc.js';
 import type { Snapshottable } from '../shared/snapshottable.js';
 
 export const MAX_MEMORY_BYTES = 1n << 46n;
@@ -73,6 +75,9 @@ export interface MachineState {
   exitCounts: Vcpu['exitCounts'];
   /** Several vCPUs: which one runs, and the saved architectural state of each (the running one's too). */
   cpus?: { current: number; states: readonly Uint8Array[] };
+  /** What RDRAND/RDSEED and RDTSC return next. */
+  random: bigint;
+  tsc: bigint;
 }
 
 export class Machine implements Snapshottable<MachineState> {
@@ -81,6 +86,10 @@ export class Machine implements Snapshottable<MachineState> {
   readonly gate: PageGate;
   readonly vcpu: Vcpu;
   readonly countInstructions: boolean;
+  /** What RDRAND and RDSEED return (hardware-random.ts); seeded by whoever builds the VM. */
+  readonly random = new HardwareRandom();
+  /** What RDTSC returns (virtual-tsc.ts); seeded likewise. */
+  readonly tsc = new VirtualTsc();
   #native: NativeMachine | undefined;
   #marker: AddressMarker;
   #edgeMap: Uint8Array | undefined;
@@ -176,7 +185,7 @@ export class Machine implements Snapshottable<MachineState> {
   }
 
   saveState(): MachineState {
-    const state: MachineState = { snapshot: this.snapshot(), exitCounts: { ...this.vcpu.exitCounts } };
+    const state: MachineState = { snapshot: this.snapshot(), exitCounts: { ...this.vcpu.exitCounts }, random: this.random.saveState(), tsc: this.tsc.saveState() };
     if (this.vcpuCount > 1) {
       const running = this.#live().saveCpuState();
       state.cpus = { current: this.#currentVcpu, states: this.#cpuStates.map((s) => s ?? running) };
@@ -186,6 +195,8 @@ export class Machine implements Snapshottable<MachineState> {
 
   loadState(state: MachineState): void {
     this.restore(state.snapshot);
+    this.random.loadState(state.random);
+    this.tsc.loadState(state.tsc);
     if (state.cpus) {
       // The native snapshot holds the running vCPU's context; its entry-state CS comes with this.
       this.#live().loadCpuState(state.cpus.states[state.cpus.current]!);

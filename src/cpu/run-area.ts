@@ -39,5 +39,7 @@ export const ExitCode = {
   rmpadjust: 15,
   pause: 16,
   execWatch: 17,
+  random: 18,
+  rdtsc: 19,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -31,6 +31,8 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   hw('wrmsr', 'a WRMSR the TDX module or the SNP CPU handled'),
   hw('mrtd', 'TDX: the build-time measurement (MRTD) when the TD is finalized'),
   hw('shutdown', 'the vCPU shut down (triple fault)'),
+  hw('rdrand', 'an RDRAND the CPU model answered (the value follows the run\'s seed)'),
+  hw('rdseed', 'an RDSEED the CPU model answered (the value follows the run\'s seed)'),
   // The trusted AMD CPU and firmware model (src/platform/snp/).
   hw('pvalidate', 'SNP: a PVALIDATE by the guest (gpa, size, validate, rc, cf)'),
   hw('rmpadjust', 'SNP: an RMPADJUST by the guest (VMPL permissions)'),

@@ -29,8 +29,8 @@ export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidRes
     case 0x0: return { eax: 0xd, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 }; // "AuthenticAMD"
     // Family 19h model 11h stepping 1 (EPYC 9004, an SNP part); CLFLUSH 64 bytes, one logical
     // processor, APIC ID 0. ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT, RDRAND (Linux's
-    // decompressor refuses an SEV guest without it; Unicorn executes the instruction itself, from
-    // the host's random source, see the README's limits), hypervisor. EDX: FPU, DE, PSE, TSC,
+    // decompressor refuses an SEV guest without it; the model answers it from the run's seed,
+    // src/cpu/hardware-random.ts), hypervisor. EDX: FPU, DE, PSE, TSC,
     // MSR, PAE, MCE, CX8, APIC, SEP, MTRR, PGE, MCA, CMOV, PAT, PSE36, CLFSH, MMX, FXSR, SSE, SSE2.
     // (APM Vol. 3 CPUID Fn0000_0001.)
     case 0x1: return { eax: 0x00a10f11, ebx: 0x00010800, ecx: 0xc0982201, edx: 0x78bfbfd };

@@ -24,6 +24,8 @@ import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
 import { secretsPage } from './secrets-page.js';
+import { executeRandomInstruction } from '../../cpu/hardware-random.js';
+import { executeRdtsc } from '../../cpu/virtual-tsc.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 
@@ -694,6 +696,16 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'invalid-opcode':
       case 'tdcall':
         return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
+      // RDRAND/RDSEED and RDTSC run on the CPU (SEV-SNP leaves them unintercepted, KVM does not
+      // intercept RDTSC): the model's values follow the run's seed (src/cpu/hardware-random.ts).
+      case 'random': {
+        const value = executeRandomInstruction(vcpu.regs, exit, this.machine.random);
+        this.trace.record('hw', exit.instruction, { rip: exit.rip, value });
+        return { kind: 'resume' };
+      }
+      case 'rdtsc':
+        executeRdtsc(vcpu.regs, exit, this.machine.tsc);
+        return { kind: 'resume' };
       // PAUSE exits only on machines with several vCPUs (a scheduler hint): it just runs.
       case 'pause':
         this.machine.vcpu.complete(exit);

@@ -4,6 +4,8 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { InjectionError } from '../../cpu/errors.js';
+import { executeRandomInstruction } from '../../cpu/hardware-random.js';
+import { executeRdtsc } from '../../cpu/virtual-tsc.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
@@ -255,6 +257,16 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'rmpadjust':
       case 'vmgexit':
         return this.injectException(UD_VECTOR);
+      // RDRAND/RDSEED and RDTSC do not exit a TD (the TSC is virtualized, TDX module spec
+      // §"Time Stamp Counter"): the model's values follow the run's seed (src/cpu/hardware-random.ts).
+      case 'random': {
+        const value = executeRandomInstruction(this.machine.vcpu.regs, exit, this.machine.random);
+        this.trace.record('hw', exit.instruction, { rip: exit.rip, value });
+        return { kind: 'resume' };
+      }
+      case 'rdtsc':
+        executeRdtsc(this.machine.vcpu.regs, exit, this.machine.tsc);
+        return { kind: 'resume' };
       // A spin-wait hint for the vCPU scheduler (machines with several vCPUs): PAUSE just runs.
       case 'pause':
         this.machine.vcpu.complete(exit);
