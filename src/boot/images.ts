@@ -131,7 +131,7 @@ export function loadLinuxImages(config: BootConfig): LinuxImages | undefined {
     const plan = planLinuxLaunch({ image, memoryBytes: config.memoryBytes, preAccept: config.preAccept });
     const bootData = buildLinuxBootData({
       gpa: ABI.MV_LINUX_BOOT_DATA_GPA, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: config.linux.cmdline,
-      e820: plan.e820, bitmap: plan.bitmap,
+      e820: plan.e820, bitmap: plan.bitmap, efiMemoryMap: plan.efiMemoryMap,
       // SEV-SNP: the CC blob names the CPUID page the VMM launches for the firmware too.
       ...(config.platform === 'snp' ? { snp: { cpuidPageGpa: SNP_CPUID_PAGE_GPA } } : {}),
     });

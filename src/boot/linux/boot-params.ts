@@ -43,6 +43,25 @@ export const TYPE_OF_LOADER_UNDEFINED = 0xff;
 
 export const E820 = { RAM: 1, RESERVED: 2, ACPI: 3 } as const;
 
+/** EFI_MEMORY_TYPE values the loader uses (UEFI 2.10 §7.2; EfiUnacceptedMemoryType is 15, Linux EFI_UNACCEPTED_MEMORY). */
+export const EfiMemoryType = { RESERVED: 0, LOADER_CODE: 1, LOADER_DATA: 2, CONVENTIONAL: 7, UNACCEPTED: 15 } as const;
+/** EFI_MEMORY_WB: write-back cacheable. */
+export const EFI_MEMORY_WB = 0x8n;
+/**
+ * efi_memory_desc_t (include/linux/efi.h): u32 type, u32 pad, u64 phys_addr, u64 virt_addr,
+ * u64 num_pages, u64 attribute = 40 bytes; firmware reports a larger stride (OVMF: 48), which
+ * Linux reads from efi_info.efi_memdesc_size, and so does the loader here.
+ */
+export const EFI_MEMORY_DESCRIPTOR_SIZE = 48;
+export const EFI_MEMORY_DESCRIPTOR_VERSION = 1;
+
+export interface EfiMemoryDescriptor {
+  type: number;
+  start: bigint;
+  pages: bigint;
+  attribute: bigint;
+}
+
 /**
  * EFI_GUID(a, b, c, d0..d7) as its 16 bytes in memory (include/linux/efi.h EFI_GUID: a, b and c
  * little-endian, then the 8 bytes as written).
@@ -164,10 +183,18 @@ export interface LinuxBootDataInput {
    * secrets page after the unaccepted table, which the VMM launches as SNP page type SECRETS.
    */
   snp?: { cpuidPageGpa: bigint };
+  /**
+   * The EFI memory map the stub leaves in efi_info after ExitBootServices (efi_memmap,
+   * efi_memmap_size, efi_memdesc_size, efi_memdesc_version). The decompressor reads it for KASLR
+   * (kaslr.c process_efi_entries: conventional and unaccepted regions only), the kernel proper
+   * for its EFI memory map. At most 64 descriptors.
+   */
+  efiMemoryMap?: readonly EfiMemoryDescriptor[];
 }
 
 /** Offsets of the parts inside the block (each 4 KiB aligned). */
-export const BootDataOffset = { BOOT_PARAMS: 0x0, CMDLINE: 0x1000, SYSTAB: 0x2000, CONFIG_TABLE: 0x2100, FW_VENDOR: 0x2200, CC_BLOB: 0x2300, UNACCEPTED: 0x3000 } as const;
+export const BootDataOffset = { BOOT_PARAMS: 0x0, CMDLINE: 0x1000, SYSTAB: 0x2000, CONFIG_TABLE: 0x2100, FW_VENDOR: 0x2200, CC_BLOB: 0x2300, EFI_MEMMAP: 0x2400, UNACCEPTED: 0x3000 } as const;
+const EFI_MEMMAP_MAX = Math.floor((BootDataOffset.UNACCEPTED - BootDataOffset.EFI_MEMMAP) / EFI_MEMORY_DESCRIPTOR_SIZE);
 
 export interface LinuxBootData {
   gpa: bigint;
@@ -193,6 +220,8 @@ export function buildLinuxBootData(input: LinuxBootDataInput): LinuxBootData {
     throw new BootParamsError(`the command line is ${cmdline.byteLength} bytes; this kernel takes at most ${Math.min(input.cmdlineSize, 0xfff)}`);
   }
   if (input.e820.length > BootParams.E820_MAX) throw new BootParamsError(`${input.e820.length} E820 entries; boot_params holds ${BootParams.E820_MAX}`);
+  const memmap = input.efiMemoryMap ?? [];
+  if (memmap.length > EFI_MEMMAP_MAX) throw new BootParamsError(`${memmap.length} EFI memory descriptors; the block holds ${EFI_MEMMAP_MAX}`);
   const bitmapBytes = Number(input.bitmap.sizeBytes);
   // The bitmap is an unsigned long array: Linux's bitmap helpers read whole 8-byte words.
   const unacceptedBytes = UNACCEPTED_HEADER_SIZE + Math.ceil(bitmapBytes / 8) * 8;
@@ -219,6 +248,23 @@ export function buildLinuxBootData(input: LinuxBootDataInput): LinuxBootData {
   bytes.set(Buffer.from(EFI64_LOADER_SIGNATURE, 'latin1'), BootParams.EFI_INFO + EfiInfo.LOADER_SIGNATURE);
   view.setUint32(BootParams.EFI_INFO + EfiInfo.SYSTAB, Number(systemTableGpa & 0xffffffffn), true);
   view.setUint32(BootParams.EFI_INFO + EfiInfo.SYSTAB_HI, Number(systemTableGpa >> 32n), true);
+
+  if (memmap.length) {
+    const memmapGpa = at(BootDataOffset.EFI_MEMMAP);
+    view.setUint32(BootParams.EFI_INFO + EfiInfo.MEMDESC_SIZE, EFI_MEMORY_DESCRIPTOR_SIZE, true);
+    view.setUint32(BootParams.EFI_INFO + EfiInfo.MEMDESC_VERSION, EFI_MEMORY_DESCRIPTOR_VERSION, true);
+    view.setUint32(BootParams.EFI_INFO + EfiInfo.MEMMAP, Number(memmapGpa & 0xffffffffn), true);
+    view.setUint32(BootParams.EFI_INFO + EfiInfo.MEMMAP_HI, Number(memmapGpa >> 32n), true);
+    view.setUint32(BootParams.EFI_INFO + EfiInfo.MEMMAP_SIZE, memmap.length * EFI_MEMORY_DESCRIPTOR_SIZE, true);
+    memmap.forEach((d, i) => {
+      const o = BootDataOffset.EFI_MEMMAP + i * EFI_MEMORY_DESCRIPTOR_SIZE;
+      view.setUint32(o, d.type, true);
+      view.setBigUint64(o + 8, d.start, true);   // phys_addr
+      view.setBigUint64(o + 16, 0n, true);       // virt_addr: no SetVirtualAddressMap yet
+      view.setBigUint64(o + 24, d.pages, true);
+      view.setBigUint64(o + 32, d.attribute, true);
+    });
+  }
 
   bytes.set(cmdline, BootDataOffset.CMDLINE);
 

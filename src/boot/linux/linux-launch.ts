@@ -20,7 +20,9 @@
 // decompressor's own accept_memory(__pa(output), needed_size) (misc.c) must accept it.
 import { ABI } from '../layout.js';
 import { STARTUP_64_OFFSET, type BzImage } from './bzimage.js';
-import { E820, EFI_UNACCEPTED_UNIT_SIZE, unacceptedBitmap, type E820Entry, type GpaRange, type UnacceptedBitmap } from './boot-params.js';
+import {
+  E820, EFI_MEMORY_WB, EFI_UNACCEPTED_UNIT_SIZE, EfiMemoryType, unacceptedBitmap, type E820Entry, type EfiMemoryDescriptor, type GpaRange, type UnacceptedBitmap,
+} from './boot-params.js';
 
 const UNIT = EFI_UNACCEPTED_UNIT_SIZE;
 /** bss + boot heap + stack + page tables of the decompressor beyond the image's own bytes (generous: 4 MiB). */
@@ -50,6 +52,12 @@ export interface LinuxLaunchPlan {
   unaccepted: GpaRange[];
   bitmap: UnacceptedBitmap;
   e820: E820Entry[];
+  /**
+   * The EFI memory map the stub would leave: the firmware range reserved, the kernel as loader
+   * code, its working area as loader data, what the firmware accepted conventional, the rest
+   * EFI_UNACCEPTED_MEMORY; sorted, one descriptor per range.
+   */
+  efiMemoryMap: EfiMemoryDescriptor[];
 }
 
 /** Sorted, merged union of ranges. */
@@ -112,8 +120,19 @@ export function planLinuxLaunch(input: LinuxLaunchInput): LinuxLaunchPlan {
     { addr: firmwareRange.start, size: firmwareRange.end - firmwareRange.start, type: E820.RESERVED },
     { addr: firmwareRange.end, size: memoryBytes - firmwareRange.end, type: E820.RAM },
   ];
+  const typed: Array<{ range: GpaRange; type: number }> = [
+    { range: firmwareRange, type: EfiMemoryType.RESERVED },
+    { range: kernelRange, type: EfiMemoryType.LOADER_CODE },
+    { range: workRange, type: EfiMemoryType.LOADER_DATA },
+    ...complement(firmwareAcceptedEnd, [firmwareRange]).map((range) => ({ range, type: EfiMemoryType.CONVENTIONAL })),
+    ...unaccepted.map((range) => ({ range, type: EfiMemoryType.UNACCEPTED })),
+  ];
+  const efiMemoryMap = typed
+    .filter((t) => t.range.end > t.range.start)
+    .sort((a, b) => (a.range.start < b.range.start ? -1 : 1))
+    .map(({ range, type }) => ({ type, start: range.start, pages: (range.end - range.start) / 0x1000n, attribute: EFI_MEMORY_WB }));
   return {
     loadAddress, entry: loadAddress + STARTUP_64_OFFSET, kernelRange, workRange, firmwareAcceptedEnd, accepted, unaccepted,
-    bitmap: unacceptedBitmap(unaccepted, UNIT), e820,
+    bitmap: unacceptedBitmap(unaccepted, UNIT), e820, efiMemoryMap,
   };
 }

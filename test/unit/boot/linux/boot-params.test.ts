@@ -98,6 +98,23 @@ describe('buildLinuxBootData', () => {
     expect(Buffer.from(EFI_CC_BLOB_GUID).toString('hex')).toBe('5f1f7b0626cfc5448554 93d777912d42'.replace(' ', ''));
   });
 
+  it('hands the EFI memory map over in efi_info: 48-byte descriptors, version 1, at the block\'s memmap offset', () => {
+    const efiMemoryMap = [{ type: 7, start: 0n, pages: 512n, attribute: 8n }, { type: 15, start: 2n * M, pages: 1024n, attribute: 8n }];
+    const withMap = buildLinuxBootData({ gpa: 0x340000n, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: 'x', e820, bitmap, efiMemoryMap });
+    const v = new DataView(withMap.bytes.buffer);
+    const info = BootParams.EFI_INFO;
+    expect([v.getUint32(info + EfiInfo.MEMDESC_SIZE, true), v.getUint32(info + EfiInfo.MEMDESC_VERSION, true), v.getUint32(info + EfiInfo.MEMMAP_SIZE, true)]).toEqual([48, 1, 96]);
+    const memmap = BigInt(v.getUint32(info + EfiInfo.MEMMAP, true)) | (BigInt(v.getUint32(info + EfiInfo.MEMMAP_HI, true)) << 32n);
+    expect(memmap).toBe(0x340000n + BigInt(BootDataOffset.EFI_MEMMAP));
+    const second = BootDataOffset.EFI_MEMMAP + 48;
+    expect([v.getUint32(second, true), v.getBigUint64(second + 8, true), v.getBigUint64(second + 16, true), v.getBigUint64(second + 24, true), v.getBigUint64(second + 32, true)])
+      .toEqual([15, 2n * M, 0n, 1024n, 8n]);
+    // Without a map the fields stay zero (the test block above has none).
+    expect(u32(info + EfiInfo.MEMDESC_SIZE)).toBe(0);
+    const tooMany = Array.from({ length: 65 }, (_, i) => ({ type: 7, start: BigInt(i) * 0x1000n, pages: 1n, attribute: 8n }));
+    expect(() => buildLinuxBootData({ gpa: 0x340000n, setupHeader: image.header, cmdlineSize: image.cmdlineSize, cmdline: 'x', e820, bitmap, efiMemoryMap: tooMany })).toThrow(BootParamsError);
+  });
+
   it('refuses a command line longer than the kernel takes', () => {
     expect(() => buildLinuxBootData({ gpa: 0x340000n, setupHeader: image.header, cmdlineSize: 8, cmdline: 'console=ttyS0', e820, bitmap })).toThrow(BootParamsError);
   });

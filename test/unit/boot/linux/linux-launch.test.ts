@@ -1,7 +1,7 @@
 // The launch plan of a bzImage: what is accepted before startup_64 and what the bitmap leaves
 // to the decompressor (src/boot/linux/linux-launch.ts).
 import { describe, expect, it } from 'vitest';
-import { bitmapRanges } from '../../../../src/boot/linux/boot-params.js';
+import { bitmapRanges, EFI_MEMORY_WB, EfiMemoryType } from '../../../../src/boot/linux/boot-params.js';
 import { parseBzImage } from '../../../../src/boot/linux/bzimage.js';
 import { complement, LinuxLaunchError, mergeRanges, planLinuxLaunch } from '../../../../src/boot/linux/linux-launch.js';
 import { fakeBzImage } from '../../../helpers/bzimage.js';
@@ -28,6 +28,18 @@ describe('planLinuxLaunch', () => {
     expect(plan.unaccepted).toEqual([{ start: 30n * M, end: 58n * M }, { start: 76n * M, end: 512n * M }]);
     expect(bitmapRanges(plan.bitmap, plan.bitmap.bits)).toEqual(plan.unaccepted);
     expect(plan.accepted).toEqual([{ start: 0n, end: 30n * M }, { start: 58n * M, end: 76n * M }]);
+  });
+
+  it('describes all of RAM in an EFI memory map: reserved firmware range, the kernel and its work area as loader code/data, accepted RAM conventional, the rest unaccepted', () => {
+    const T = EfiMemoryType;
+    const types = plan.efiMemoryMap.map((d) => [d.start / M, (d.start + d.pages * 0x1000n) / M, d.type]);
+    expect(types).toEqual([
+      [0n, 2n, T.CONVENTIONAL], [2n, 4n, T.RESERVED], [4n, 16n, T.CONVENTIONAL], [16n, 30n, T.LOADER_CODE],
+      [30n, 58n, T.UNACCEPTED], [58n, 76n, T.LOADER_DATA], [76n, 512n, T.UNACCEPTED],
+    ]);
+    expect(plan.efiMemoryMap.every((d) => d.attribute === EFI_MEMORY_WB)).toBe(true);
+    // The unaccepted descriptors are exactly the bitmap's ranges.
+    expect(plan.efiMemoryMap.filter((d) => d.type === T.UNACCEPTED).map((d) => ({ start: d.start, end: d.start + d.pages * 0x1000n }))).toEqual(plan.unaccepted);
   });
 
   it('refuses a pre-accept that reaches the launched kernel (a double accept) and too little memory', () => {
