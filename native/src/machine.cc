@@ -571,7 +571,8 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     uint64_t last = std::min<uint64_t>((m->watch_stop_[1] + kPageSize - 1) >> kPageShift, m->pages_);
     if (last > first) m->code_->Assign(first, last - first, false);
   } else if (access == Access::kFetch && m->watch_state_ == WatchState::kArmed &&
-             t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1]) {
+             t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1] &&
+             !(t.gpa >= m->watch_arm_[0] && t.gpa < m->watch_arm_[1])) {  // the stop range less the arm range
     m->watch_state_ = WatchState::kFired;
     m->fault_[0] = vaddr;
     m->fault_[1] = t.gpa;

@@ -205,12 +205,13 @@ function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux
 /**
  * The end point of a Linux boot: the decompressor's jump into the kernel it decompressed. The
  * watch arms when the relocated decompressor first runs in its working area (head_64.S jumps
- * there after copying itself), then stops the run at the first instruction fetched from the
- * output range below it: the decompressed kernel's entry (outcome `handover`).
+ * there after copying itself), then stops the run at the first instruction fetched anywhere
+ * else from the load address up: the decompressed kernel's entry (outcome `handover`), at the
+ * load address's output or wherever KASLR put it (kaslr.c choose_random_location).
  */
 function watchLinuxHandover(machine: Machine, linux: NonNullable<BootImages['linux']>): void {
   const { plan } = linux;
-  machine.vcpu.watchExecution(plan.workRange, { start: plan.loadAddress, end: plan.workRange.start });
+  machine.vcpu.watchExecution(plan.workRange, { start: plan.loadAddress, end: machine.memoryBytes });
 }
 
 /**

@@ -182,8 +182,9 @@ export class Vcpu {
 
   /**
    * A host-side execution watch (not guest-visible): once the guest fetches an instruction from
-   * guest-physical [arm.start, arm.end), the first fetch from [stop.start, stop.end) ends run()
-   * with an `exec-watch` exit before that instruction runs. One-shot; not part of snapshots.
+   * guest-physical [arm.start, arm.end), the first fetch from [stop.start, stop.end) outside the
+   * arm range ends run() with an `exec-watch` exit before that instruction runs. One-shot; not
+   * part of snapshots.
    */
   watchExecution(arm: { start: bigint; end: bigint }, stop: { start: bigint; end: bigint }): void {
     this.#native.watchExecution(arm.start, arm.end, stop.start, stop.end);

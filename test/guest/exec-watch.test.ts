@@ -41,6 +41,29 @@ describe('execution watch', () => {
     });
   }
 
+  it('a stop range around the arm range fires only outside it (a Linux boot watches all of RAM above the kernel)', () => {
+    // At 0x3000 the arm page drops its own TLB entry, so its next instruction is fetched through
+    // the watch again: inside the arm range, that must not stop the run.
+    const vm = simpleGuest(`
+      mov rax, 0x3000
+      jmp rax
+      .org 0x1100
+      mov rbx, 2
+      hlt
+      .org 0x2000
+      invlpg [0x3000]
+      mov rbx, 1
+      mov rax, 0x2100
+      jmp rax`);
+    try {
+      vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x1000n, end: 0x10000n });
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', rip: 0x2100n, gpa: 0x2100n });
+      expect(vm.vcpu.regs.rbx).toBe(1n);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('never fires when the arm range is never reached', () => {
     const vm = simpleGuest('mov rax, 0x2000\n jmp rax\n .org 0x1000\n hlt');
     try {

@@ -72,6 +72,37 @@ describe("Debian's cloud kernel on TDX", () => {
   });
 });
 
+describe("Debian's cloud kernel with KASLR", () => {
+  // Without nokaslr the decompressor picks its output from the EFI memory map's conventional and
+  // unaccepted regions (kaslr.c process_efi_entries) with RDRAND and RDTSC, which the CPU model
+  // answers from the seed: the choice repeats with the seed and moves with it.
+  const kaslr = (seed: bigint) => bootGuest(linuxConfig({ seed, linux: { kernelFile: kernel.vmlinuz, cmdline: DEFAULT_LINUX_CMDLINE.replace(' nokaslr', '') } }));
+  it('decompresses to a seeded random address in unaccepted memory, accepts exactly the units there, and reaches that kernel', () => {
+    const runs = [kaslr(1n), kaslr(1n), kaslr(2n)];
+    try {
+      const [one, again, other] = runs.map((r) => r.linux!);
+      for (const r of runs) expect(r.result.outcome, r.result.outcomeReason).toBe('handover');
+      const plan = runs[0]!.session.images.linux!.plan;
+      expect(runs[0]!.result.console).not.toContain('KASLR disabled');
+      // The output lies above the kernel's own buffer (kaslr.c avoids [input, output + init_size)).
+      expect(one!.accepted.length).toBe(1);
+      const output = one!.accepted[0]!;
+      expect(output.start).toBeGreaterThanOrEqual(plan.workRange.end);
+      expect(one!.handoverRip).toBeGreaterThanOrEqual(output.start);
+      expect(one!.handoverRip).toBeLessThan(output.end);
+      expect(one!.acceptCalls.every((c) => c.bytes === 2n * M && c.status === 0n)).toBe(true);
+      expect(one!.acceptedWasMarkedUnaccepted).toBe(true);
+      expect(one!.bitmapClearedExactly).toBe(true);
+      // The same seed, the same address and trace; another seed, another address.
+      expect(again!.accepted).toEqual(one!.accepted);
+      expect(runs[1]!.result.traceSha256).toBe(runs[0]!.result.traceSha256);
+      expect(other!.accepted[0]!.start).not.toBe(output.start);
+    } finally {
+      for (const r of runs) r.platform.machine.close();
+    }
+  });
+});
+
 describe("Debian's cloud kernel on SEV-SNP", () => {
   it('finds the CC blob, runs with its GHCB, validates exactly the units its table marks with PVALIDATE, and reaches the kernel entry', () => {
     const run = bootGuest(linuxConfig({ platform: 'snp' }));
