@@ -55,6 +55,11 @@ export interface Execution {
   traceEvents: number;
   /** Guest instructions and exits to the VMM in this execution. */
   instructions: bigint;
+  /**
+   * Guest instructions this execution spent launching a fresh VM and running it to the stage
+   * (absent or 0: it started from a snapshot). What the campaign's cost model charges for a launch.
+   */
+  launchInstructions?: bigint;
   vmmExits: number;
   /** Decision point × choice (and host action × result) keys reached. */
   decisionCoverage: ReadonlySet<string>;
@@ -76,6 +81,8 @@ export interface ExecuteOptions {
 export interface Executor {
   readonly target: FuzzTarget;
   execute(program: AttackProgram, options?: ExecuteOptions): Execution;
+  /** Whether `program` would start from a snapshot now (no fresh launch); absent: always. */
+  startsFromSnapshot?(program: AttackProgram): boolean;
   close(): void;
 }
 

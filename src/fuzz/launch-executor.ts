@@ -5,6 +5,8 @@
 // whole trace, launch included. A boot per execution: the mutator adds launch actions rarely.
 import { BootSession } from '../boot/boot-session.js';
 import type { RunOutcome } from '../shared/outcome.js';
+import type { VmSnapshot } from '../vmm/run-vm.js';
+import type { StageHandover } from './stage-handover.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import { needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
@@ -61,22 +63,163 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
   }
 }
 
-/** Restores `inner`'s snapshot for ordinary programs; launches afresh for those that change the launch. */
+/**
+ * Launched VMs kept at once, each paused at the target's stage with its snapshot: the launch
+ * parts a campaign is working on (its launch-changing corpus entries). A cached VM holds its guest
+ * RAM (the target's memory size, mostly untouched) and a snapshot of it.
+ */
+export const LAUNCH_CACHE_ENTRIES = 4;
+
+/** The launch part of a program as a key: programs with equal keys reach the stage in the same state. */
+export function launchKey(program: AttackProgram): string {
+  const m = program.memoryDescription;
+  return JSON.stringify(toJsonValue([program.launch ?? [], m?.memoryBytes, m?.preAcceptBytes, m?.ranges]));
+}
+
+function toJsonValue(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v)));
+}
+
+/**
+ * One launch part's start: a VM launched with it and run honestly to the stage (the prefix of
+ * executeFromLaunch, done once), then snapshotted; or, when the guest ended before the stage, that
+ * execution itself (the program's decisions never act then, so it is the launch part's alone).
+ */
+interface LaunchedStart {
+  session?: BootSession;
+  snapshot?: VmSnapshot;
+  /** Handovers the prefix recorded (judged in every execution, as a fresh launch judges them). */
+  prefixHandovers: StageHandover[];
+  recorder: HandoverRecorder;
+  edges?: Uint8Array;
+  /** At the pause: instructions, host-work charges and the run's limits (restored relative to the counters). */
+  pause: { instructions: bigint; charged: bigint; instructionLimit: bigint; budgetLimit: bigint };
+  ended?: Execution;
+}
+
+/**
+ * Restores `inner`'s snapshot for programs that keep the honest launch. A program that changes the
+ * launch starts from a VM launched with its launch part and snapshotted at the stage, kept in a
+ * small LRU cache keyed by that launch part: a launch-changing corpus entry is launched once and
+ * its mutants that keep its launch part (most of them) restore its snapshot. Each execution is
+ * what executeFromLaunch gives for the same program (same trace hash, same verdict): the same
+ * launch, the same honest prefix, the whole trace judged, the budget counted from the launch.
+ */
 export class LaunchAwareExecutor implements Executor {
   readonly target: FuzzTarget;
   readonly #inner: Executor;
+  readonly #launched = new Map<string, LaunchedStart>();
 
   constructor(inner: Executor) {
     this.target = inner.target;
     this.#inner = inner;
   }
 
+  startsFromSnapshot(program: AttackProgram): boolean {
+    return !needsFreshLaunch(program) || this.#launched.has(launchKey(program));
+  }
+
   execute(program: AttackProgram, options: ExecuteOptions = {}): Execution {
     if (program.platform !== this.target.platform) throw new Error(`a ${program.platform} attack program cannot run on ${this.target.platform}`);
-    return needsFreshLaunch(program) ? executeFromLaunch(this.target, program, options) : this.#inner.execute(program, options);
+    if (!needsFreshLaunch(program)) return this.#inner.execute(program, options);
+    const key = launchKey(program);
+    let start = this.#launched.get(key);
+    let launchInstructions = 0n;
+    if (start) {
+      // Most recently used last: the first entry is the one to evict.
+      this.#launched.delete(key);
+      this.#launched.set(key, start);
+    } else {
+      let launched;
+      try {
+        launched = this.#launch(program);
+      } catch (err) {
+        return crashedExecution(err, new DecisionBook(program));
+      }
+      start = launched.start;
+      launchInstructions = launched.instructions;
+      this.#launched.set(key, start);
+      if (this.#launched.size > LAUNCH_CACHE_ENTRIES) {
+        const [oldest] = this.#launched.keys();
+        this.#evict(oldest!);
+      }
+    }
+    if (start.ended) {
+      const e: Execution = { ...start.ended, launchInstructions };
+      if (!options.keepTrace) delete e.events;
+      return e;
+    }
+    const session = start.session!;
+    const machine = session.platform.machine;
+    const vcpu = machine.vcpu;
+    session.restore(start.snapshot!);
+    machine.resetEdgeCoverage();
+    // The same budget left as the fresh launch had at the pause, whatever the counters restore to.
+    const p = start.pause;
+    vcpu.instructionLimit = vcpu.instructions + (p.instructionLimit - p.instructions);
+    vcpu.budgetLimit = vcpu.instructions + vcpu.budgetCharged + (p.budgetLimit - p.instructions - p.charged);
+    const startInstructions = vcpu.instructions;
+    const book = new DecisionBook(program);
+    install(session, book);
+    start.recorder.clear();
+    applySchedule(session.platform.scheduler, program);
+    let outcome: RunOutcome;
+    try {
+      outcome = session.finish().outcome;
+    } catch (err) {
+      this.#evict(key);
+      return crashedExecution(err, book);
+    }
+    const handovers = [...start.prefixHandovers, ...start.recorder.handovers];
+    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine, handovers);
+    const execution: Execution = {
+      judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
+      instructions: vcpu.instructions - startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
+      callCounts: book.callCounts, gpas, edges: start.edges, console: '',
+    };
+    if (options.keepTrace) execution.events = session.trace.events.slice();
+    return execution;
+  }
+
+  /** Launches a VM with `program`'s launch part and runs it honestly to the stage (executeFromLaunch's prefix). */
+  #launch(program: AttackProgram): { start: LaunchedStart; instructions: bigint } {
+    const target = this.target;
+    const recorder = new HandoverRecorder();
+    const session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage });
+    const machine = session.platform.machine;
+    try {
+      install(session, new DecisionBook({ platform: program.platform, decisions: [] }));
+      const prefix = target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
+      const vcpu = machine.vcpu;
+      const pause = { instructions: vcpu.instructions, charged: vcpu.budgetCharged, instructionLimit: vcpu.instructionLimit, budgetLimit: vcpu.budgetLimit };
+      if (prefix.kind === 'ended') {
+        // As executeFromLaunch: the program's decisions never act; nothing of this VM is needed again.
+        const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, prefix.outcome, machine, recorder.handovers);
+        const ended: Execution = {
+          judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length, instructions: 0n,
+          vmmExits: 0, decisionCoverage: new Set(), callCounts: new Map(), gpas, edges: undefined, console: '', events: session.trace.events.slice(),
+        };
+        machine.close();
+        return { start: { prefixHandovers: [], recorder, pause, ended }, instructions: pause.instructions };
+      }
+      const prefixHandovers = recorder.handovers.slice();
+      const edges = machine.enableEdgeCoverage();
+      const snapshot = session.snapshot();
+      return { start: { session, snapshot, prefixHandovers, recorder, edges, pause }, instructions: pause.instructions };
+    } catch (err) {
+      machine.close();
+      throw err;
+    }
+  }
+
+  #evict(key: string): void {
+    const start = this.#launched.get(key);
+    this.#launched.delete(key);
+    start?.session?.platform.machine.close();
   }
 
   close(): void {
+    for (const key of [...this.#launched.keys()]) this.#evict(key);
     this.#inner.close();
   }
 }

@@ -1,0 +1,75 @@
+// Programs that change the launch start from a VM launched with their launch part and snapshotted
+// at the stage, cached by launch part: each execution must be exactly what a fresh launch gives
+// (trace hash, verdict, findings), whether the launch part was just launched or restored, and
+// whatever ran on the executor in between.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AttackProgram } from '../../../src/fuzz/attack-program.js';
+import { ABI } from '../../../src/boot/layout.js';
+import { createExecutor } from '../../../src/fuzz/create-executor.js';
+import type { Executor } from '../../../src/fuzz/executor.js';
+import { executeFromLaunch, LAUNCH_CACHE_ENTRIES, launchKey } from '../../../src/fuzz/launch-executor.js';
+import { plantedBugTarget } from '../../../src/fuzz/planted-bugs.js';
+
+const TWO_MB = 0x200000n;
+/** RAM described both as accepted and as unaccepted (the tactic's shape, fixed): e820-unchecked records accepted memory as unaccepted. */
+const overlapping = (platform: 'tdx' | 'snp', split: bigint): AttackProgram => ({
+  platform,
+  decisions: [],
+  memoryDescription: {
+    ranges: [
+      { addr: 0n, size: ABI.MV_FIRMWARE_RESERVED_GPA, type: 1 },
+      { addr: ABI.MV_FIRMWARE_RESERVED_GPA, size: ABI.MV_FIRMWARE_RESERVED_END - ABI.MV_FIRMWARE_RESERVED_GPA, type: 2 },
+      { addr: ABI.MV_FIRMWARE_RESERVED_END, size: split - ABI.MV_FIRMWARE_RESERVED_END, type: 1 },
+      { addr: split - TWO_MB, size: (128n << 20n) - (split - TWO_MB), type: 15 },
+    ],
+  },
+});
+
+describe('launch-changing programs from a cached launch snapshot', () => {
+  const executors: Executor[] = [];
+  afterAll(() => executors.forEach((e) => e.close()));
+
+  it.each(['tdx', 'snp'] as const)('%s: a cached launch gives what a fresh launch gives, before and after other programs', (platform) => {
+    const target = plantedBugTarget(platform, 'e820-unchecked');
+    const executor = createExecutor(target);
+    executors.push(executor);
+    const a = overlapping(platform, 32n << 20n);
+    // The same launch part with a runtime lie on top (a mutant that keeps its parent's launch).
+    const aLie: AttackProgram = platform === 'tdx'
+      ? { ...a, decisions: [{ at: 'call', point: 'tdx.instructionHlt', occurrence: 0, answer: { kind: 'resume' } }] }
+      : { ...a, decisions: [{ at: 'call', point: 'snp.onHlt', occurrence: 0, answer: { kind: 'resume' } }] };
+    const b = overlapping(platform, 48n << 20n);
+    expect(launchKey(aLie)).toBe(launchKey(a));
+    expect(launchKey(b)).not.toBe(launchKey(a));
+    expect(executor.startsFromSnapshot!(a)).toBe(false);
+
+    const first = executor.execute(a);
+    expect(first.launchInstructions).toBeGreaterThan(0n);
+    expect(executor.startsFromSnapshot!(a)).toBe(true);
+    executor.execute({ platform, decisions: [] });
+    const other = executor.execute(b);
+    const lie = executor.execute(aLie);
+    const again = executor.execute(a);
+    expect(lie.launchInstructions).toBe(0n);
+    expect(again.launchInstructions).toBe(0n);
+
+    for (const [cached, program] of [[first, a], [again, a], [other, b], [lie, aLie]] as const) {
+      const fresh = executeFromLaunch(target, program);
+      expect(cached.traceSha256).toBe(fresh.traceSha256);
+      expect(cached.judgement).toEqual(fresh.judgement);
+      expect(cached.gpas).toEqual(fresh.gpas);
+    }
+    // The planted bug is what the memory description exposes, from the cache as from a launch.
+    expect(again.judgement.findings.map((f) => f.category)).toContain('latent-double-acceptance');
+    expect(again.traceSha256).toBe(first.traceSha256);
+  }, 180_000);
+
+  it('keeps at most LAUNCH_CACHE_ENTRIES launched VMs, evicting the least recently used', () => {
+    const executor = createExecutor(plantedBugTarget('tdx', 'e820-unchecked'));
+    executors.push(executor);
+    const programs = Array.from({ length: LAUNCH_CACHE_ENTRIES + 1 }, (_, i) => overlapping('tdx', BigInt(24 + 2 * i) << 20n));
+    for (const p of programs) executor.execute(p);
+    expect(executor.startsFromSnapshot!(programs[0]!)).toBe(false);
+    expect(programs.slice(1).every((p) => executor.startsFromSnapshot!(p))).toBe(true);
+  }, 180_000);
+});
