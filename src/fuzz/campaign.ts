@@ -10,6 +10,7 @@ import { mutate, type ExecutionProfile } from './mutate.js';
 import { FINDING_CATEGORIES, type FindingCategory, type OracleFinding, type Severity, type Verdict } from './oracle.js';
 import { Prng } from '../shared/prng.js';
 import { shrinkProgram } from './shrink.js';
+import { CostAccount } from './execution-cost.js';
 
 export interface CampaignOptions {
   executor: Executor;
@@ -40,6 +41,8 @@ export interface CampaignStats {
   instructions: bigint;
   vmmExits: number;
   shrinkExecs: number;
+  /** Executions (shrinking included) that launched a fresh VM: their program changed the launch and no snapshot of it was kept. */
+  launches: number;
 }
 
 export interface CampaignFinding extends OracleFinding {
@@ -70,6 +73,9 @@ interface CorpusEntry {
   program: AttackProgram;
   profile: ExecutionProfile;
 }
+
+/** Draws for a parent that starts from a snapshot before falling back to the first entry (the honest program's or a seed's). */
+const FRUGAL_PARENT_DRAWS = 8;
 
 const HONEST = (platform: AttackProgram['platform']): AttackProgram => ({ platform, decisions: [] });
 
@@ -109,7 +115,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const signatures = new Set<string>();
   const stats: CampaignStats = {
     execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
-    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0,
+    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
+  };
+  const cost = new CostAccount();
+  /** Every execution of the campaign, shrinking included, goes through here: its cost is counted. */
+  const execute = (program: AttackProgram): Execution => {
+    const e = executor.execute(program);
+    cost.add(e);
+    stats.launches = cost.launches;
+    return e;
   };
 
   const isNew = (e: Execution): boolean => {
@@ -130,12 +144,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       signatures.add(signature);
       const reproduces = async (p: AttackProgram) => {
         await yieldToEventLoop();
-        return executor.execute(p).judgement.findings.some((g) => g.category === f.category);
+        return execute(p).judgement.findings.some((g) => g.category === f.category);
       };
       const shrunk = await shrinkProgram(program, reproduces, options.shrinkBudget ?? 200);
       stats.shrinkExecs += shrunk.executions;
       // The shrunk program's own execution is what the finding reports (and what replay reproduces).
-      const final = executor.execute(shrunk.program);
+      const final = execute(shrunk.program);
       const again = final.judgement.findings.find((g) => g.category === f.category);
       const shown = again ?? f;
       const program_ = again ? shrunk.program : program;
@@ -167,7 +181,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
   for (const program of initial) {
     if (stats.execs >= runs || performanceNow() >= deadline) break;
-    const e = executor.execute(program);
+    const e = execute(program);
     if (program === initial[0] && e.judgement.outcome.outcome === 'budget') {
       throw new HonestRunOverBudgetError(`the honest execution needs more than its budget of ${target.maxInstructions} instructions ` +
         `(guest instructions plus host-work charges; it stopped after ${e.instructions} guest instructions); raise --max-instructions or fuzz a smaller --workload`);
@@ -177,10 +191,16 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
   }
   while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0 && !options.stop?.()) {
-    const parent = corpus[rng.below(corpus.length)]!;
+    // Once fresh launches have taken their share of the cost, mutants keep their parent's launch
+    // part and parents are drawn among those that start from a snapshot (a kept launch's too).
+    const frugal = cost.overLaunchBudget();
+    let parent = corpus[rng.below(corpus.length)]!;
+    for (let draw = 0; frugal && executor.startsFromSnapshot?.(parent.program) === false; draw++) {
+      parent = draw < FRUGAL_PARENT_DRAWS ? corpus[rng.below(corpus.length)]! : corpus[0]!;
+    }
     const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
-    const mutant = mutate(rng, parent.program, parent.profile, other);
-    await account(mutant, executor.execute(mutant));
+    const mutant = mutate(rng, parent.program, parent.profile, other, { keepLaunch: frugal });
+    await account(mutant, execute(mutant));
   }
   return { stats, findings, corpus: corpus.map((c) => c.program) };
 }

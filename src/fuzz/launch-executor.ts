@@ -36,9 +36,11 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
   try {
     let outcome: RunOutcome;
     let edges: Uint8Array | undefined;
+    let launchInstructions = 0n;
     try {
       install(session, new DecisionBook({ platform: program.platform, decisions: [] }));
       const prefix = target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
+      launchInstructions = machine.vcpu.instructions;
       if (prefix.kind === 'ended') {
         outcome = prefix.outcome;
       } else {
@@ -53,7 +55,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
     const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine, handovers.handovers);
     const execution: Execution = {
       judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
-      instructions: machine.vcpu.instructions, vmmExits: book.exits, decisionCoverage: book.coverage,
+      instructions: machine.vcpu.instructions - launchInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
       callCounts: book.callCounts, gpas, edges: edges ? edges.slice() : undefined, console: '',
     };
     if (options.keepTrace) execution.events = session.trace.events.slice();

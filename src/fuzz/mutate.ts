@@ -144,12 +144,22 @@ function changeDecision(rng: Prng, d: Decision, program: AttackProgram, profile:
   return { ...d, action: randomHostAction(rng, program.platform, profile) };
 }
 
+export interface MutateOptions {
+  /**
+   * Keep the parent's launch part (launch actions, memory description) as it is: mutate only what
+   * the VMM does at run time, so the mutant starts from the parent's launch snapshot. The campaign
+   * asks for it once fresh launches have had their share of its cost (execution-cost.ts).
+   */
+  keepLaunch?: boolean;
+}
+
 /**
  * A mutant of `program`: 1–4 stacked structural mutations, sometimes spliced with `other`. An
  * insertion is a random decision, or (one in two) a whole tactic from the dictionary
  * (tactics.ts), which may also add a launch action.
  */
-export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProfile, other?: AttackProgram): AttackProgram {
+export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProfile, other?: AttackProgram, options: MutateOptions = {}): AttackProgram {
+  const keepLaunch = options.keepLaunch ?? false;
   let decisions = [...program.decisions];
   let launch = [...(program.launch ?? [])];
   let memoryDescription = program.memoryDescription;
@@ -159,7 +169,7 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
     switch (op) {
       case 0:
       case 1: {
-        const tactic = rng.chance(1, 2) ? pickTactic(rng, program.platform, profile) : undefined;
+        const tactic = rng.chance(1, 2) ? pickTactic(rng, program.platform, profile, { launch: !keepLaunch }) : undefined;
         if (tactic) {
           decisions.splice(rng.below(decisions.length + 1), 0, ...tactic.decisions);
           launch.push(...(tactic.launch ?? []));
@@ -171,8 +181,8 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
       }
       case 2:
         // Launch actions go too, now and then: a descendant without them runs from the snapshot again.
-        if (launch.length > 0 && rng.chance(1, 4)) launch.splice(rng.below(launch.length), 1);
-        else if (memoryDescription && rng.chance(1, 8)) memoryDescription = undefined;
+        if (!keepLaunch && launch.length > 0 && rng.chance(1, 4)) launch.splice(rng.below(launch.length), 1);
+        else if (!keepLaunch && memoryDescription && rng.chance(1, 8)) memoryDescription = undefined;
         else decisions.splice(rng.below(decisions.length), 1);
         break;
       case 3: {

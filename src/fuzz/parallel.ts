@@ -112,7 +112,7 @@ export async function runJob(spec: JobSpec, post: (m: JobMessage) => void): Prom
 export function emptyStats(): CampaignStats {
   return {
     execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
-    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0,
+    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
   };
 }
 
@@ -132,6 +132,7 @@ export function sumStats(all: readonly CampaignStats[]): CampaignStats {
     total.instructions += s.instructions;
     total.vmmExits += s.vmmExits;
     total.shrinkExecs += s.shrinkExecs;
+    total.launches += s.launches;
   }
   return total;
 }

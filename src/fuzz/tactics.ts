@@ -228,9 +228,11 @@ export const TACTICS: readonly Tactic[] = [
 ];
 
 /** One tactic for `platform`, built against `profile` (undefined when the parent never reached its decision point). */
-export function pickTactic(rng: Prng, platform: AttackPlatform, profile: ExecutionProfile): (TacticMaterial & { name: string }) | undefined {
-  const tactics = TACTICS.filter((t) => t.platforms.includes(platform));
-  // A launch tactic costs a fresh VM per execution of every descendant: one pick in eight.
+export function pickTactic(
+  rng: Prng, platform: AttackPlatform, profile: ExecutionProfile, options: { launch?: boolean } = {},
+): (TacticMaterial & { name: string }) | undefined {
+  const tactics = TACTICS.filter((t) => t.platforms.includes(platform) && (options.launch !== false || !t.launch));
+  // A launch tactic costs a fresh launch (then a snapshot of it for its descendants): one pick in eight.
   const pool = rng.chance(1, 8) ? tactics.filter((t) => t.launch) : tactics.filter((t) => !t.launch);
   const tactic = rng.pick(pool.length > 0 ? pool : tactics);
   const material = tactic.build(rng, profile);
