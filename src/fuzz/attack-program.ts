@@ -201,6 +201,17 @@ export function needsFreshLaunch(program: AttackProgram): boolean {
   return (program.launch?.length ?? 0) > 0 || (m !== undefined && (m.memoryBytes !== undefined || m.preAcceptBytes !== undefined || m.ranges !== undefined));
 }
 
+/**
+ * The launch part of a program (launch actions, the memory description's launch fields) as a key:
+ * programs with equal keys reach the first decision point in the same state, so one launch of it
+ * (snapshotted there) serves them all.
+ */
+export function launchKey(program: AttackProgram): string {
+  const m = program.memoryDescription;
+  const parts = [program.launch ?? [], m?.memoryBytes, m?.preAcceptBytes, m?.ranges];
+  return JSON.stringify(parts, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
+}
+
 /** Which answers make sense at which decision point (the validator and the mutator both use it). */
 export const ANSWERS_FOR_POINT: Record<CallPoint, readonly Answer['kind'][]> = {
   'tdx.onAcceptViolation': ['honest', 'ept', 'resume', 'stop'],

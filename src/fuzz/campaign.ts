@@ -169,7 +169,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     stats.verdicts[e.judgement.verdict]++;
     stats.instructions += e.instructions;
     stats.vmmExits += e.vmmExits;
-    if (isNew(e)) corpus.push({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
+    if (isNew(e)) corpus.push(entryOf(program, e));
     if (e.judgement.verdict === 'finding') await report(program, e, index);
     stats.corpusSize = corpus.length;
     stats.edges = edges.count;
@@ -177,6 +177,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     options.onExecution?.(stats);
     await yieldToEventLoop();
   };
+
+  const entryOf = (program: AttackProgram, e: Execution): CorpusEntry => ({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
+  const pickParent = (): CorpusEntry => corpus[rng.below(corpus.length)]!;
 
   const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
   for (const program of initial) {
@@ -188,15 +191,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     }
     await account(program, e);
     // The honest run always seeds the corpus, so mutation has a profile to aim with.
-    if (corpus.length === 0) corpus.push({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
+    if (corpus.length === 0) corpus.push(entryOf(program, e));
   }
   while (stats.execs < runs && performanceNow() < deadline && corpus.length > 0 && !options.stop?.()) {
     // Once fresh launches have taken their share of the cost, mutants keep their parent's launch
     // part and parents are drawn among those that start from a snapshot (a kept launch's too).
     const frugal = cost.overLaunchBudget();
-    let parent = corpus[rng.below(corpus.length)]!;
+    let parent = pickParent();
     for (let draw = 0; frugal && executor.startsFromSnapshot?.(parent.program) === false; draw++) {
-      parent = draw < FRUGAL_PARENT_DRAWS ? corpus[rng.below(corpus.length)]! : corpus[0]!;
+      parent = draw < FRUGAL_PARENT_DRAWS ? pickParent() : corpus[0]!;
     }
     const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
     const mutant = mutate(rng, parent.program, parent.profile, other, { keepLaunch: frugal });

@@ -1,31 +1,33 @@
 // What executions cost the campaign, in a fixed model, so that where it spends its time is a pure
-// function of the configuration and seed (never the wall clock): guest instructions, plus a fixed
-// charge per execution (restore, oracle, trace) and per fresh launch (VM setup and measurement),
-// in guest-instruction equivalents. Like AFL's power schedule, which weighs an input's energy by
-// its execution time, the campaign uses it to keep the expensive kind of execution, one that
-// launches a fresh VM because its program changes the launch, to a bounded share of its effort.
+// function of the configuration and seed (never the wall clock): a fixed charge per execution
+// (restore, oracle, trace), a small one per guest instruction, and a large fixed charge per fresh
+// launch (VM setup, measurement, the run to the stage, its snapshot). Like AFL's power schedule,
+// which weighs an input's energy by its execution time, the campaign uses it to keep the expensive
+// kind of execution, one that launches a fresh VM because its program changes the launch and no
+// snapshot of that launch is kept, to a bounded share of its effort.
 import type { Execution } from './executor.js';
 
 /**
- * Fixed charges, calibrated with `npm run bench:fuzz -- --speed` (2026-12-01, kernel stage, 4 KiB
- * workload): an honest execution from the snapshot (43K TDX / 31K SNP instructions) took 2.4–3.5 ms
- * of CPU and a fresh launch to the kernel stage (~580K instructions) 37–48 ms, ~15 executions' worth.
- * 100K per execution and 1.5M per launch keep that ratio.
+ * Charges in microsecond-equivalents, calibrated from the CPU time of a kernel-stage campaign's
+ * executions (4 KiB workload, both platforms, 2026-12-01): executions from a snapshot took
+ * 1.6–4.2 ms whatever they ran (a guest spinning 5M instructions to the budget: 2.1–2.7 ms, as
+ * counting mode runs a loop natively), a fresh launch to the kernel stage with its snapshot 50 ms.
  */
-export const EXECUTION_OVERHEAD = 100_000n;
-export const LAUNCH_OVERHEAD = 1_500_000n;
+export const EXECUTION_OVERHEAD = 2_000n;
+export const INSTRUCTIONS_PER_UNIT = 8_192n;
+export const LAUNCH_OVERHEAD = 48_000n;
 
 /**
  * The largest share of the campaign's cost that fresh launches may take before the campaign
- * stops creating new launch parts and picks parents that start from a snapshot (AFL++ gives a slow
- * input a fraction of a fast one's energy the same way). One launch in ~45 executions at 1/4.
+ * stops creating new launch parts and picks parents that start from a snapshot. At 1/4, about
+ * one launch in 70 executions once the budget binds.
  */
 export const MAX_LAUNCH_COST_SHARE = { numerator: 1n, denominator: 4n };
 
 /** The cost of one execution: what it ran, and the launch it paid for, if any. */
 export function executionCost(e: Pick<Execution, 'instructions' | 'launchInstructions'>): { total: bigint; launch: bigint } {
-  const launch = e.launchInstructions ? LAUNCH_OVERHEAD + e.launchInstructions : 0n;
-  return { total: e.instructions + EXECUTION_OVERHEAD + launch, launch };
+  const launch = e.launchInstructions ? LAUNCH_OVERHEAD + e.launchInstructions / INSTRUCTIONS_PER_UNIT : 0n;
+  return { total: EXECUTION_OVERHEAD + e.instructions / INSTRUCTIONS_PER_UNIT + launch, launch };
 }
 
 /** The running totals of a campaign's cost (shrinking included: it is work too). */

@@ -8,7 +8,7 @@ import type { RunOutcome } from '../shared/outcome.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 import type { StageHandover } from './stage-handover.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
-import { needsFreshLaunch, type AttackProgram } from './attack-program.js';
+import { launchKey, needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
   applySchedule, bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
 } from './executor.js';
@@ -71,16 +71,6 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
  * RAM (the target's memory size, mostly untouched) and a snapshot of it.
  */
 export const LAUNCH_CACHE_ENTRIES = 4;
-
-/** The launch part of a program as a key: programs with equal keys reach the stage in the same state. */
-export function launchKey(program: AttackProgram): string {
-  const m = program.memoryDescription;
-  return JSON.stringify(toJsonValue([program.launch ?? [], m?.memoryBytes, m?.preAcceptBytes, m?.ranges]));
-}
-
-function toJsonValue(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v)));
-}
 
 /**
  * One launch part's start: a VM launched with it and run honestly to the stage (the prefix of

@@ -3,11 +3,11 @@
 // (trace hash, verdict, findings), whether the launch part was just launched or restored, and
 // whatever ran on the executor in between.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { AttackProgram } from '../../../src/fuzz/attack-program.js';
+import { launchKey, type AttackProgram } from '../../../src/fuzz/attack-program.js';
 import { ABI } from '../../../src/boot/layout.js';
 import { createExecutor } from '../../../src/fuzz/create-executor.js';
 import type { Executor } from '../../../src/fuzz/executor.js';
-import { executeFromLaunch, LAUNCH_CACHE_ENTRIES, launchKey } from '../../../src/fuzz/launch-executor.js';
+import { executeFromLaunch, LAUNCH_CACHE_ENTRIES } from '../../../src/fuzz/launch-executor.js';
 import { plantedBugTarget } from '../../../src/fuzz/planted-bugs.js';
 
 const TWO_MB = 0x200000n;
