@@ -18,7 +18,7 @@
 //     plus DECOMPRESSOR_WORK_SLACK for its bss, heap, stack and page tables.
 // The middle of the buffer, where the kernel is decompressed to, stays unaccepted: the
 // decompressor's own accept_memory(__pa(output), needed_size) (misc.c) must accept it.
-import { ABI } from '../layout.js';
+import { ABI, guestRamRanges } from '../layout.js';
 import { STARTUP_64_OFFSET, type BzImage } from './bzimage.js';
 import {
   E820, EFI_MEMORY_WB, EFI_UNACCEPTED_UNIT_SIZE, EfiMemoryType, unacceptedBitmap, type E820Entry, type EfiMemoryDescriptor, type GpaRange, type UnacceptedBitmap,
@@ -48,14 +48,15 @@ export interface LinuxLaunchPlan {
   firmwareAcceptedEnd: bigint;
   /** Every range accepted before startup_64 runs (firmware, launched), merged. */
   accepted: GpaRange[];
-  /** The rest of RAM, marked in the bitmap. */
+  /** The rest of RAM (guestRamRanges: never the hole below 4 GiB), marked in the bitmap. */
   unaccepted: GpaRange[];
   bitmap: UnacceptedBitmap;
   e820: E820Entry[];
   /**
-   * The EFI memory map the stub would leave: the firmware range reserved, the kernel as loader
-   * code, its working area as loader data, what the firmware accepted conventional, the rest
-   * EFI_UNACCEPTED_MEMORY; sorted, one descriptor per range.
+   * The EFI memory map the stub would leave: the firmware range (and, when RAM reaches it, the
+   * RAM hole below 4 GiB) reserved, the kernel as loader code, its working area as loader data,
+   * what the firmware accepted conventional, the rest EFI_UNACCEPTED_MEMORY; sorted, one
+   * descriptor per range.
    */
   efiMemoryMap: EfiMemoryDescriptor[];
 }
@@ -103,7 +104,11 @@ export function planLinuxLaunch(input: LinuxLaunchInput): LinuxLaunchPlan {
   const kernelRange = { start: loadAddress, end: alignUp(loadAddress + BigInt(image.kernel.byteLength), UNIT) };
   const workStart = alignDown(bufferEnd - BigInt(image.kernel.byteLength) - DECOMPRESSOR_WORK_SLACK, UNIT);
   const workRange = { start: workStart > kernelRange.end ? workStart : kernelRange.end, end: alignUp(bufferEnd, UNIT) };
-  if (workRange.end > memoryBytes) {
+  // The same RAM as the normal boot's (layout.ts guestRamRanges, which firmware/main.c's E820
+  // and the honest VMMs follow): below the hole at MV_RAM_HOLE_GPA, and from 4 GiB on.
+  const ram = guestRamRanges(memoryBytes);
+  const lowRam = ram[0]!;
+  if (workRange.end > lowRam.end) {
     throw new LinuxLaunchError(`the kernel needs its init_size buffer [${hex(loadAddress)}, ${hex(bufferEnd)}) in RAM: --memory must be at least ${workRange.end / 0x100000n} MiB, got ${memoryBytes / 0x100000n} MiB`);
   }
   if (input.preAccept === 'all') throw new LinuxLaunchError(`--pre-accept all would make the firmware accept the kernel the VMM launched at ${hex(loadAddress)} a second time; give at most ${loadAddress / 0x100000n}M`);
@@ -114,14 +119,25 @@ export function planLinuxLaunch(input: LinuxLaunchInput): LinuxLaunchPlan {
   }
   const firmwareRange = { start: ABI.MV_FIRMWARE_RESERVED_GPA, end: ABI.MV_FIRMWARE_RESERVED_END };
   const accepted = mergeRanges([{ start: 0n, end: firmwareAcceptedEnd }, firmwareRange, kernelRange, workRange]);
-  const unaccepted = complement(memoryBytes, accepted);
+  // What of [0, memoryBytes) is not RAM: the part of the hole below --memory.
+  const notRam = complement(memoryBytes, ram);
+  const unaccepted = complement(memoryBytes, [...accepted, ...notRam]);
+  // Once RAM reaches the hole, the whole hole [MV_RAM_HOLE_GPA, 4 GiB) (our firmware region, its
+  // volume pre-accepted and measured) is listed reserved, as OVMF lists its flash: the kernel
+  // then neither takes it for RAM nor picks it as the PCI gap (arch/x86/kernel/e820.c
+  // e820__setup_pci_gap takes the largest gap below 4 GiB). Below that, the map stays the
+  // one it always was (the gap above RAM is not described).
+  const hole = memoryBytes > ABI.MV_RAM_HOLE_GPA ? [{ start: ABI.MV_RAM_HOLE_GPA, end: ABI.MV_RAM_HOLE_END }] : [];
   const e820: E820Entry[] = [
     { addr: 0n, size: firmwareRange.start, type: E820.RAM },
     { addr: firmwareRange.start, size: firmwareRange.end - firmwareRange.start, type: E820.RESERVED },
-    { addr: firmwareRange.end, size: memoryBytes - firmwareRange.end, type: E820.RAM },
+    { addr: firmwareRange.end, size: lowRam.end - firmwareRange.end, type: E820.RAM },
+    ...hole.map((r) => ({ addr: r.start, size: r.end - r.start, type: E820.RESERVED })),
+    ...ram.slice(1).map((r) => ({ addr: r.start, size: r.end - r.start, type: E820.RAM })),
   ];
   const typed: Array<{ range: GpaRange; type: number }> = [
     { range: firmwareRange, type: EfiMemoryType.RESERVED },
+    ...hole.map((range) => ({ range, type: EfiMemoryType.RESERVED })),
     { range: kernelRange, type: EfiMemoryType.LOADER_CODE },
     { range: workRange, type: EfiMemoryType.LOADER_DATA },
     ...complement(firmwareAcceptedEnd, [firmwareRange]).map((range) => ({ range, type: EfiMemoryType.CONVENTIONAL })),
