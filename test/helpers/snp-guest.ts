@@ -1,10 +1,11 @@
 // Builds a tiny SNP guest: GDT, IDT with #VC/#GP/#PF/#UD handlers at fixed addresses, code at
 // CODE_BASE, optional paging, and a launch that pre-validates the image (SNP_LAUNCH_UPDATE).
 import { Machine } from '../../src/cpu/machine.js';
-import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
+import { SnpPlatform, SNP_GUEST_SEV_FEATURES } from '../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm, type HonestSnpVmmOptions } from '../../src/vmm/snp/honest-vmm.js';
 import { runSnp } from '../../src/vmm/snp/run-snp.js';
 import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
+import type { ScheduleOptions } from '../../src/cpu/vcpu-scheduler.js';
 import { Trace } from '../../src/shared/trace.js';
 import { CODE_BASE, GDT_BASE, IDT_BASE, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, type Mapping } from './guest-setup.js';
 
@@ -30,10 +31,19 @@ export interface SnpGuestOptions {
   keySeed?: bigint;
   /** The VMPL the vCPU runs at (SnpPlatformOptions.vmpl). */
   vmpl?: 0 | 1 | 2 | 3;
+  /** vCPUs on the machine (default 1); the APs exist only once started (SnpPlatform.runApFromVmsa). */
+  vcpus?: number;
+  /** With several vCPUs: the scheduler's policy, seed and quantum. */
+  schedule?: ScheduleOptions;
+  /** A budget exit after this many guest instructions (a bound on tests that could spin). */
+  instructionLimit?: bigint;
 }
 
 export function snpGuest(main: string, options: SnpGuestOptions = {}) {
-  const vm = new Machine({ memoryBytes: options.memoryBytes ?? 32n << 20n });
+  const vm = new Machine({ memoryBytes: options.memoryBytes ?? 32n << 20n,
+    ...(options.vcpus !== undefined ? { vcpus: options.vcpus } : {}),
+    ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+  });
   installGdt(vm);
   installIdt(vm, { 29: HANDLER.vc, 13: HANDLER.gp, 14: HANDLER.pf, 6: HANDLER.ud });
   const source = `${main}
@@ -52,6 +62,7 @@ ${options.udHandler ?? defaultHandler(6, false)}
   const trace = new Trace();
   const platform = new SnpPlatform(vm, {
     trace, ...(options.keySeed !== undefined ? { keySeed: options.keySeed } : {}), ...(options.vmpl !== undefined ? { vmpl: options.vmpl } : {}),
+    ...(options.schedule !== undefined ? { schedule: options.schedule } : {}),
   });
   platform.launchUpdateRange(CODE_BASE, 0x1000n);
   platform.launchUpdateRange(GDT_BASE, 0x1000n);
@@ -113,4 +124,25 @@ export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; 
   xor edx, edx
   wrmsr
   ${VMGEXIT}`;
+}
+
+/**
+ * A guest-written VMSA page (Linux struct sev_es_save_area offsets) for flat 32-bit protected mode:
+ * code 0x08 and data 0x10 over 4 GiB, EFER.SVME | LME, CR0.PE | ET, the guest's SEV_FEATURES.
+ * Callers add RIP (0x178), RSP (0x1d8) and whatever else their AP needs.
+ */
+export function flat32VmsaPage(): Buffer {
+  const b = Buffer.alloc(4096);
+  const seg = (off: number, selector: number, attrib: number) => {
+    b.writeUInt16LE(selector, off);
+    b.writeUInt16LE(attrib, off + 2);
+    b.writeUInt32LE(0xffffffff, off + 4);
+  };
+  seg(0x10, 0x08, 0xc9b);
+  for (const off of [0x00, 0x20, 0x30, 0x40, 0x50]) seg(off, 0x10, 0xc93);
+  b.writeBigUInt64LE((1n << 12n) | (1n << 8n), 0xd0); // EFER.SVME | LME
+  b.writeBigUInt64LE(0x11n, 0x158);                   // CR0.PE | ET
+  b.writeBigUInt64LE(0x2n, 0x170);                    // RFLAGS
+  b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
+  return b;
 }

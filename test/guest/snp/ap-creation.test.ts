@@ -3,28 +3,18 @@
 // by RMPADJUST), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
 // state the page holds (Linux struct sev_es_save_area offsets). Until then the AP does not exist.
 import { describe, expect, it } from 'vitest';
-import { SnpPlatform, SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
 const VMSA = 0x11000n;
 const RIP = 0x1000015n;
 
 /** A VMSA page: flat 32-bit protected mode at RIP with RSI = 3, as the stub kernel writes one. */
 function vmsaBytes(edit: (b: Buffer) => void = () => {}): Buffer {
-  const b = Buffer.alloc(4096);
-  const seg = (off: number, selector: number, attrib: number) => {
-    b.writeUInt16LE(selector, off);
-    b.writeUInt16LE(attrib, off + 2);
-    b.writeUInt32LE(0xffffffff, off + 4);
-  };
-  seg(0x10, 0x08, 0xc9b);
-  for (const off of [0x00, 0x20, 0x30, 0x40, 0x50]) seg(off, 0x10, 0xc93);
-  b.writeBigUInt64LE((1n << 12n) | (1n << 8n), 0xd0); // EFER.SVME | LME
-  b.writeBigUInt64LE(0x11n, 0x158);                   // CR0.PE | ET
-  b.writeBigUInt64LE(0x2n, 0x170);
+  const b = flat32VmsaPage();
   b.writeBigUInt64LE(RIP, 0x178);
   b.writeBigUInt64LE(3n, 0x330);                      // RSI
   b.writeBigUInt64LE(0x4000n, 0x1d8);                 // RSP
-  b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
   edit(b);
   return b;
 }
