@@ -131,6 +131,20 @@ describe('ownership changes: DRAM keeps the ciphertext', () => {
     expect(b).toEqual(a);
   });
 
+  it('a 2 MiB RMPUPDATE decrypts the host-written pages inside it like 4 KiB ones: the replay back, the moved page as garbage', () => {
+    const { g, host, plain } = run();
+    const oldT = host.hostMemory.read(T, 4096);
+    toHost(g, T);
+    toHost(g, U);
+    host.hostMemory.write(T, oldT);
+    host.hostMemory.write(U, oldT);
+    expect(g.platform.rmpUpdate(T, { assigned: true, pageSize: '2m', gpa: T, asid: g.platform.asid }).rc).toBe(0);
+    expect(plain(T).readBigUInt64LE()).toBe(PLAIN);
+    const moved = plain(U).readBigUInt64LE();
+    expect(moved).not.toBe(PLAIN);
+    expect(moved).not.toBe(Buffer.from(oldT).readBigUInt64LE());
+  });
+
   it('the hardware model\'s snapshot carries which pages hold DRAM content', () => {
     const { g, plain } = run();
     toHost(g, T);
