@@ -7,38 +7,33 @@
 // Semantics (Intel SDM Vol. 2B "RDRAND"/"RDSEED"; AMD APM Vol. 3): the destination gets a random
 // value of the operand size (a 32-bit destination zero-extends into the 64-bit register, a 16-bit
 // one keeps the upper bits, SDM Vol. 1 §3.4.1.1); on success CF = 1 and OF, SF, ZF, AF, PF = 0.
+import { Prng } from '../shared/prng.js';
 import type { Snapshottable } from '../shared/snapshottable.js';
 import type { RandomExit } from './exits.js';
 import { RFLAGS, type Gpr } from './registers.js';
 
-const MASK64 = (1n << 64n) - 1n;
-
 /**
- * The CPU's random number generator: SplitMix64 (Steele, Lea, Flood 2014) over a 64-bit state
- * seeded from the run's seed. Not cryptographic, and it need not be: the model's guests need
- * values that differ and that repeat with the seed.
+ * The CPU's random number generator: the project's seeded SplitMix64 (src/shared/prng.ts), started
+ * from the run's seed. Not cryptographic, and it need not be: the model's guests need values that
+ * differ and that repeat with the seed.
  */
 export class HardwareRandom implements Snapshottable<bigint> {
-  #state = 0n;
+  #prng = new Prng(0n);
 
   seed(seed: bigint): void {
-    this.#state = BigInt.asUintN(64, seed ^ 0x6d696e6976697372n); // "minivisr": seed 0 is not state 0
+    this.#prng = new Prng(seed ^ 0x6d696e6976697372n); // "minivisr": seed 0 is not state 0
   }
 
   next(): bigint {
-    this.#state = (this.#state + 0x9e3779b97f4a7c15n) & MASK64;
-    let z = this.#state;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
-    return z ^ (z >> 31n);
+    return this.#prng.next64();
   }
 
   saveState(): bigint {
-    return this.#state;
+    return this.#prng.saveState();
   }
 
   loadState(state: bigint): void {
-    this.#state = state;
+    this.#prng.loadState(state);
   }
 }
 

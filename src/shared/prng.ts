@@ -1,4 +1,4 @@
-// The only source of randomness of the fuzzer and the vCPU scheduler: a seeded PRNG (SplitMix64, Steele et al. 2014, the
+// The only source of randomness of the fuzzer, the vCPU scheduler and the CPU's RDRAND: a seeded PRNG (SplitMix64, Steele et al. 2014, the
 // seeding generator of java.util.SplittableRandom and xoshiro). Hand-written rather than taken
 // from npm on purpose: findings are replayed from their seed, so the stream must stay bit-for-bit
 // the same across dependency upgrades, and it is ten lines.
