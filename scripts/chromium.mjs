@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { missingAptTool } from './unicorn.mjs';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const localDir = join(projectRoot, '.chromium');
@@ -55,7 +56,7 @@ export function findChromium(dir = localDir) {
 }
 
 function fetchFromDebian(log) {
-  const missing = ['apt-get', 'dpkg'].find((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status !== 0);
+  const missing = missingAptTool();
   if (missing) fail(`no Chromium found and ${missing} is not available to fetch one: ${INSTALL_HINT}`);
   // A scratch folder renamed into place: a failed fetch never leaves a half-unpacked .chromium/.
   const work = `${localDir}.fetch-${process.pid}`;
