@@ -22,6 +22,12 @@ function install(session: BootSession, book: DecisionBook): void {
   else vmm.driver.policy = snpAdversaryPolicy(book, vmm.honest);
 }
 
+/** Runs a just-launched VM with no decisions (the honest VMM) up to `target`'s stage, or to its end. */
+function runHonestPrefix(session: BootSession, target: FuzzTarget, platform: AttackProgram['platform']) {
+  install(session, new DecisionBook({ platform, decisions: [] }));
+  return target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
+}
+
 /** Runs `program` from a fresh launch of `target`'s VM. */
 export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, options: ExecuteOptions = {}): Execution {
   const book = new DecisionBook(program);
@@ -38,8 +44,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
     let edges: Uint8Array | undefined;
     let launchInstructions = 0n;
     try {
-      install(session, new DecisionBook({ platform: program.platform, decisions: [] }));
-      const prefix = target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
+      const prefix = runHonestPrefix(session, target, program.platform);
       launchInstructions = machine.vcpu.instructions;
       if (prefix.kind === 'ended') {
         outcome = prefix.outcome;
@@ -180,8 +185,7 @@ export class LaunchAwareExecutor implements Executor {
     const session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage });
     const machine = session.platform.machine;
     try {
-      install(session, new DecisionBook({ platform: program.platform, decisions: [] }));
-      const prefix = target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
+      const prefix = runHonestPrefix(session, target, program.platform);
       const vcpu = machine.vcpu;
       const pause = { instructions: vcpu.instructions, charged: vcpu.budgetCharged, instructionLimit: vcpu.instructionLimit, budgetLimit: vcpu.budgetLimit };
       if (prefix.kind === 'ended') {
