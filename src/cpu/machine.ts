@@ -132,6 +132,14 @@ export class Machine implements Snapshottable<MachineState> {
     return this.#cpuStates.length;
   }
 
+  /**
+   * An event's fields with the vCPU it happened on first, when there are several; with one vCPU
+   * the fields as they are, so one-vCPU traces (and their hashes) carry no vCPU.
+   */
+  withVcpu<T extends object>(fields: T): T | ({ vcpu: number } & T) {
+    return this.vcpuCount > 1 ? { vcpu: this.#currentVcpu, ...fields } : fields;
+  }
+
   /** The vCPU `vcpu` stands for now: the one that runs, and the one the last exit came from. */
   get vcpuIndex(): number {
     return this.#currentVcpu;

@@ -195,7 +195,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   /** An event of the hardware; with several vCPUs it says which one it happened on (as on TDX). */
   #record(type: string, fields: Record<string, TraceValue>): void {
-    this.trace.record('hw', type, this.machine.vcpuCount > 1 ? { vcpu: this.machine.vcpuIndex, ...fields } : fields);
+    this.trace.record('hw', type, this.machine.withVcpu(fields));
   }
 
   get memoryBytes(): bigint { return this.machine.memoryBytes; }

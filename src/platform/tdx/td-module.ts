@@ -228,8 +228,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 
   record(type: string, fields: Record<string, TraceValue> = {}): void {
-    // With several vCPUs every event says which one it happened on.
-    this.trace.record('hw', type, this.machine.vcpuCount > 1 ? { vcpu: this.machine.vcpuIndex, ...fields } : fields);
+    this.trace.record('hw', type, this.machine.withVcpu(fields));
   }
 
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
