@@ -23,8 +23,8 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   boot: {
     exitStatus: [
       [0, 'done: the guest reported a clean finish ("@mv done"); with --linux, handover: the decompressor entered the kernel it decompressed'],
-      [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image, or a --trace or --map file that cannot be written (refused before the guest runs)'],
-      USAGE_ERROR,
+      [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
+      [2, 'bad flags or arguments, or a --trace or --map file that cannot be written (refused before the guest runs); one line on stderr says which'],
       [141, 'the reader of `--trace -` (or /dev/stdout) closed the pipe: the run was cut short, quietly (as SIGPIPE would)'],
     ],
     examples: [

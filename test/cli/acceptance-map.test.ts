@@ -56,15 +56,15 @@ describe('boot --map', () => {
     }
   });
 
-  it('a map that cannot be written is one clear line and exit 1 before any guest runs, and leaves nothing behind', async () => {
+  it('a map that cannot be written is one clear line and exit 2 (a usage error) before any guest runs, and leaves nothing behind', async () => {
     const io = capture();
-    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', '/nonexistent-dir/map.svg'], io)).toBe(1);
+    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', '/nonexistent-dir/map.svg'], io)).toBe(2);
     expect(io.stderr).toEqual(['minivisor boot: cannot write map "/nonexistent-dir/map.svg": the directory "/nonexistent-dir" does not exist (ENOENT)']);
     expect(io.stdout).toEqual([]);
     // The map opens first; a trace that then cannot be opened leaves no half-made map file.
     const dir = mkdtempSync(join(tmpdir(), 'mv-map-'));
     const both = capture();
-    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', join(dir, 'map.svg'), '--trace', '/nonexistent-dir/run.json'], both)).toBe(1);
+    expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', join(dir, 'map.svg'), '--trace', '/nonexistent-dir/run.json'], both)).toBe(2);
     expect(both.stderr).toEqual(['minivisor boot: cannot write Perfetto trace "/nonexistent-dir/run.json": the directory "/nonexistent-dir" does not exist (ENOENT)']);
     expect(both.stdout).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);

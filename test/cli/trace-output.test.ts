@@ -51,9 +51,9 @@ describe('boot --trace', () => {
     }
   });
 
-  it('a missing directory is one clear line and exit 1, before any guest runs', async () => {
+  it('a missing directory is one clear line and exit 2 (a usage error), before any guest runs', async () => {
     const io = capture();
-    expect(await main(['boot', ...SMALL, '--trace', '/nonexistent-dir/run.jsonl'], io)).toBe(1);
+    expect(await main(['boot', ...SMALL, '--trace', '/nonexistent-dir/run.jsonl'], io)).toBe(2);
     expect(io.stderr).toEqual(['minivisor boot: cannot write trace "/nonexistent-dir/run.jsonl": the directory "/nonexistent-dir" does not exist (ENOENT)']);
     expect(io.stdout).toEqual([]);
   });

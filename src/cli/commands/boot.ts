@@ -168,10 +168,11 @@ export function bootCommand(io: CliIo): Command {
           io.exitCode = EXIT_READER_GONE;
           return;
         }
-        // Bad flags are usage errors (2); a missing or malformed image is a failed boot (1).
+        // Bad flags and output files that cannot be written are usage errors (2), as in replay and
+        // trace export; a missing or malformed image is a failed boot (1).
         if (err instanceof BootOptionError || err instanceof TraceFilterError || err instanceof GuestImageError || err instanceof OutputFileError) {
           io.err(`minivisor boot: ${err.message}`);
-          io.exitCode = err instanceof BootOptionError || err instanceof TraceFilterError ? 2 : 1;
+          io.exitCode = err instanceof GuestImageError ? 1 : 2;
           return;
         }
         throw err;
