@@ -51,7 +51,8 @@ export const DEFAULT_EXECUTION_BUDGET = 5_000_000n;
 
 export interface Execution {
   judgement: Judgement;
-  traceSha256: string;
+  /** The whole trace's hash; a snapshot executor computes it on first read (most executions never need it). */
+  readonly traceSha256: string;
   traceEvents: number;
   /** Guest instructions and exits to the VMM in this execution. */
   instructions: bigint;

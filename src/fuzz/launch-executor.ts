@@ -169,8 +169,9 @@ export class LaunchAwareExecutor implements Executor {
     }
     const handovers = [...start.prefixHandovers, ...start.recorder.handovers];
     const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine, handovers);
+    const traceSha256 = session.trace.deferredSha256();
     const execution: Execution = {
-      judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
+      judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,
       instructions: vcpu.instructions - startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
       callCounts: book.callCounts, gpas, edges: start.edges, console: '',
     };

@@ -67,8 +67,9 @@ export class SnapshotExecutor implements Executor {
     }
     const events = session.trace.events.slice(firstEvent);
     const { judgement, gpas } = judgeExecution(new AcceptanceOracle(this.#prefixLifetimes.clone()), events, outcome, machine, this.#handovers.handovers);
+    const traceSha256 = session.trace.deferredSha256();
     const execution: Execution = {
-      judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length,
+      judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,
       instructions: vcpu.instructions - startInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
       callCounts: book.callCounts, gpas, edges: this.#edges, console: '',
     };

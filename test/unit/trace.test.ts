@@ -45,4 +45,25 @@ describe('Trace hash', () => {
     expect(trace.length).toBe(20_000);
     expect(trace.events).toEqual([]);
   });
+
+  it('hashes kept events only when asked, giving what hashing them as recorded gives, across snapshots and restores', () => {
+    const kept = new Trace();
+    const eager = new Trace({ keep: false });
+    const both = (i: number) => { for (const t of [kept, eager]) t.record(...EVENTS[i % EVENTS.length]!); };
+    for (let i = 0; i < 3; i++) both(i);
+    const keptStart = kept.saveState();
+    const eagerStart = eager.saveState();
+    for (let i = 3; i < 9; i++) both(i);
+    const later = kept.deferredSha256();
+    const laterHash = eager.sha256();
+    // Restore and record something else: the deferred hash is still the one of its moment.
+    kept.loadState(keptStart);
+    eager.loadState(eagerStart);
+    expect(kept.sha256()).toBe(eager.sha256());
+    both(4);
+    expect(kept.deferredSha256()()).toBe(eager.sha256());
+    expect(later()).toBe(laterHash);
+    expect(later()).not.toBe(kept.sha256());
+    expect(kept.length).toBe(4);
+  });
 });
