@@ -150,9 +150,14 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   check('SEPT.ADD level 3', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~((1n << 39n) - 1n), 3)).status);
   check('SEPT.ADD level 2', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x3fffffffn, 2)).status);
   check('SEPT.ADD level 1', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x1fffffn, 1)).status);
-  // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand).
-  for (const gpa of pages(TEMP_RAM)) check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), staged.page(gpa)).status);
-  for (const gpa of pages(INITIAL_IMAGE)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand), one
+  // range at a time as KVM_TDX_INIT_MEM_REGION takes them.
+  const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => {
+    const r = host.addPages(range.gpa, staged.range(range.gpa, range.bytes), measured);
+    check(`${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${r.at.toString(16)}`, r.status);
+  };
+  addRange(TEMP_RAM, false);
+  addRange(INITIAL_IMAGE, true);
   // The firmware volume, every page, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD +
   // MR.EXTEND): its 1 GiB SEPT level once (the volume lies in the last GiB below 4 GiB; the
   // 512 GiB one is the temporary RAM's), then a 2 MiB level for each 2 MiB it spans.
@@ -160,7 +165,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   for (let pd = volume.gpa & ~0x1fffffn; pd < volume.gpa + volume.bytes; pd += 0x200000n) {
     check(`SEPT.ADD level 1 (firmware volume 0x${pd.toString(16)})`, host.memSeptAdd(gpaLevel(pd, 1)).status);
   }
-  for (const gpa of pages(volume)) check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, staged.page(gpa)).status);
+  addRange(volume, true);
   if (images.linux) launchLinuxTdx(host, images.linux, check);
   options.vmm?.tdxPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(td.platform.machine, images.linux);

@@ -38,6 +38,16 @@ export class StagedImage implements LoadTarget {
     return this.#pages.get(base) ?? new Uint8Array(Number(PAGE));
   }
 
+  /** The pages of [base, base+bytes) back to back (zeros where nothing was staged); `base` and `bytes` page-aligned. */
+  range(base: bigint, bytes: bigint): Uint8Array {
+    const out = new Uint8Array(Number(bytes));
+    for (let offset = 0n; offset < bytes; offset += PAGE) {
+      const page = this.#pages.get(base + offset);
+      if (page) out.set(page, Number(offset));
+    }
+    return out;
+  }
+
   /** Staged pages outside [gpa, gpa+bytes) of every given range: bytes the launch would drop. */
   pagesOutside(ranges: ReadonlyArray<{ gpa: bigint; bytes: bigint }>): bigint[] {
     return [...this.#pages.keys()].filter((p) => !ranges.some((r) => p >= r.gpa && p < r.gpa + r.bytes));

@@ -6,7 +6,7 @@ import type { BootConfig } from './boot-config.js';
 import { minivisorVersion } from '../shared/version.js';
 
 /** Bumped when an event's envelope or a documented field changes meaning. */
-export const TRACE_SCHEMA_VERSION = 2;
+export const TRACE_SCHEMA_VERSION = 3;
 
 export interface TraceHeader {
   type: 'minivisor-trace';

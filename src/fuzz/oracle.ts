@@ -265,8 +265,10 @@ export class AcceptanceOracle {
         return;
       }
       case 'seamcall':
-        // TDH.MEM.PAGE.ADD before the TD runs: the page is the guest's, measured, accepted.
-        if (e.leaf === 'TDH_MEM_PAGE_ADD' && e.status === 0n && typeof e.rcx === 'bigint') this.lifetimes.set(e.rcx & TDX_GPA_MASK, PAGE, true, 'launch');
+        // TDH.MEM.PAGE.ADD before the TD runs: the page (with `pages`, each of them) is the guest's, measured, accepted.
+        if (e.leaf === 'TDH_MEM_PAGE_ADD' && e.status === 0n && typeof e.rcx === 'bigint') {
+          this.lifetimes.set(e.rcx & TDX_GPA_MASK, PAGE * BigInt(typeof e.pages === 'number' ? e.pages : 1), true, 'launch');
+        }
         return;
       case 'launch-update':
         if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE, true, 'launch');

@@ -66,10 +66,14 @@ export class SeamcallHost {
     return this.#td.sept.topLevel;
   }
 
-  /** Records the call as a `seamcall` event; `calls`: it stands for that many identical calls (addMeasuredPage). */
-  #done<T extends SeamcallResult>(name: SeamcallName, rcx: bigint | null, result: T, calls?: number): T {
+  /**
+   * Records the call as a `seamcall` event. `count`: it stands for several calls, all with this
+   * status (docs/trace-schema.md): `calls` on the next 256-byte chunks (MR.EXTEND), `pages` on
+   * the next 4 KiB pages (PAGE.ADD of a launch range).
+   */
+  #done<T extends SeamcallResult>(name: SeamcallName, rcx: bigint | null, result: T, count?: { calls: number } | { pages: number }): T {
     const fields = { leaf: name, rcx, status: result.status, result: statusName(result.status) };
-    this.#td.trace.record('hw', 'seamcall', calls === undefined ? fields : { ...fields, calls });
+    this.#td.trace.record('hw', 'seamcall', count === undefined ? fields : { ...fields, ...count });
     return result;
   }
 
@@ -184,7 +188,69 @@ export class SeamcallHost {
     const status = this.#mrExtendStatus(gpa);
     if (status !== TdxStatus.SUCCESS) return this.#done('TDH_MR_EXTEND', gpa, { status });
     for (let off = 0; off < 4096; off += 256) this.#measureChunk(gpa + BigInt(off), source.subarray(off, off + 256));
-    return this.#done('TDH_MR_EXTEND', gpa, { status }, 16);
+    return this.#done('TDH_MR_EXTEND', gpa, { status }, { calls: 16 });
+  }
+
+  /**
+   * The VMM's launch of one range of the initial image (KVM_TDX_INIT_MEM_REGION, with the flag
+   * KVM_TDX_MEASURE_MEMORY_REGION when `measured`: Linux Documentation/virt/kvm/x86/intel-tdx.rst): for each 4 KiB page of [gpa, gpa +
+   * source.byteLength) in address order, TDH.MEM.PAGE.ADD from `source`, and when `measured`
+   * TDH.MR.EXTEND of its sixteen 256-byte chunks right after it (addMeasuredPage). It stops at the
+   * first call that fails, as KVM does, and returns that call's status and page (`at`; the last
+   * page when all succeed). SEPT, memory and MRTD end as after those calls one by one.
+   *
+   * The trace: when every page can only succeed (before MR.FINALIZE, a valid range inside RAM,
+   * each page's leaf FREE and reachable, no entry locked), one PAGE.ADD event with `pages` stands
+   * for the range's PAGE.ADDs, and for a measured range one MR.EXTEND event with `calls` for all
+   * their chunks, in address order (trace schema 3). A PAGE.ADD event and a gate update per page
+   * were most of a default TDX boot's VM setup (issue 11). Otherwise each call has its own event.
+   */
+  addPages(gpa: bigint, source: Uint8Array, measured: boolean): SeamcallResult & { at: bigint } {
+    const pages = source.byteLength / 4096;
+    if (!Number.isInteger(pages) || pages < 1) return this.#addPageByPage(gpa, source, measured);
+    const last = gpa + BigInt(pages - 1) * 4096n;
+    const td = this.#td;
+    // The legality table's row for a FREE leaf, as #transition reads it for each page.
+    const next = lookupTransition('ADD', 'FREE');
+    // Both ends valid is every page valid: same alignment, and the pages between lie between them.
+    const canOnlySucceed = !td.finalized
+      && typeof this.#operand('ADD', gpaLevel(gpa, 0)) !== 'bigint' && typeof this.#operand('ADD', gpaLevel(last, 0)) !== 'bigint'
+      && td.guestLocks.size === 0 && td.hostPriority.size === 0 && td.sept.freeReachableLeaves(gpa, pages);
+    if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, source, measured);
+    td.machine.memory.write(gpa, source);
+    td.sept.setFreeLeaves(gpa, pages, next.next);
+    const h = td.mrtdHash;
+    // The source's chunks are copied into the hash buffer without a view object each.
+    const chunks = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+    for (let i = 0; i < pages; i++) {
+      const page = gpa + BigInt(i * 4096);
+      this.#measure('MEM.PAGE.ADD', page);
+      if (!measured) continue;
+      for (let off = 0; off < 4096; off += 256) {
+        this.#measure('MR.EXTEND', page + BigInt(off));
+        h.room(256);
+        chunks.copy(h.buf, h.pos, i * 4096 + off, i * 4096 + off + 256);
+        h.pos += 256;
+      }
+    }
+    const count = pages > 1 ? { pages } : undefined;
+    const added = this.#done('TDH_MEM_PAGE_ADD', gpaLevel(gpa, 0), { status: TdxStatus.SUCCESS }, count);
+    if (measured) this.#done('TDH_MR_EXTEND', gpa, { status: TdxStatus.SUCCESS }, { calls: 16 * pages });
+    return { ...added, at: last };
+  }
+
+  /** addPages() one call after the other, each with its own event. */
+  #addPageByPage(gpa: bigint, source: Uint8Array, measured: boolean): SeamcallResult & { at: bigint } {
+    // Not whole pages: PAGE.ADD refuses the source operand (R9) itself.
+    if (source.byteLength === 0 || source.byteLength % 4096 !== 0) return { ...this.memPageAdd(gpaLevel(gpa, 0), source), at: gpa };
+    let result: SeamcallResult = { status: TdxStatus.SUCCESS };
+    let page = gpa;
+    for (let off = 0; off < source.byteLength; off += 4096, page += 4096n) {
+      const bytes = source.subarray(off, off + 4096);
+      result = measured ? this.addMeasuredPage(page, bytes) : this.memPageAdd(gpaLevel(page, 0), bytes);
+      if (result.status !== TdxStatus.SUCCESS) return { ...result, at: page };
+    }
+    return { ...result, at: page - 4096n };
   }
 
   /** One 128-byte MRTD block: ASCII operation name, GPA at byte 16 (tdh_mem_page_add.c / tdh_mr_extend.c). */

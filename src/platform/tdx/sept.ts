@@ -126,6 +126,33 @@ export class Sept implements Snapshottable<SeptTables> {
     }
   }
 
+  /**
+   * Every 4K leaf of [gpa, gpa + pages × 4 KiB) is FREE and the walk reaches it: what a
+   * TDH.MEM.PAGE.ADD operand walk checks for each page, answered once per 2 MiB for the levels
+   * above. `gpa` is 4 KiB-aligned.
+   */
+  freeReachableLeaves(gpa: bigint, pages: number): boolean {
+    const first = Number(gpa) / LEVEL_BYTES[0]!;
+    const leaves = this.#levels[0]!;
+    for (let i = 0; i < pages; i++) if (leaves.has(first + i)) return false;
+    for (let pd = Math.floor(first / ENTRIES_PER_TABLE); pd <= Math.floor((first + pages - 1) / ENTRIES_PER_TABLE); pd++) {
+      if (!this.#reachable(0, BigInt(pd) * LEVEL_SIZE[1])) return false;
+    }
+    return true;
+  }
+
+  /**
+   * setState(0, page, state) of each page of a range that freeReachableLeaves() holds for, with
+   * the gate derived once for the whole range instead of once per page.
+   */
+  setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
+    const first = Number(gpa) / LEVEL_BYTES[0]!;
+    const leaves = this.#levels[0]!;
+    for (let i = 0; i < pages; i++) leaves.set(first + i, { state, acceptCounter: 0, blockEpoch: 0n });
+    // As setState: a FREE leaf closes its page, so only a state that opens it changes the gate.
+    if (opensRange(state)) this.#setGate(gpa, BigInt(pages) * LEVEL_SIZE[0], state === 'MAPPED');
+  }
+
   /** Re-derives the gate under one entry (after something outside the SEPT changed the gate). */
   resyncGate(level: SeptLevel, gpa: bigint): void {
     this.#refreshGate(level, Sept.alignDown(gpa, level));

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import { TdxStatus } from '../../../src/platform/tdx/status.js';
+import { OperandId, TdxStatus, withOperand } from '../../../src/platform/tdx/status.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { acceptAsm, HALT, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -102,5 +102,74 @@ describe('A5 host transitions seen by the guest', () => {
     const after = td.trace.length;
     expect(h.addMeasuredPage(0x2000n, page).status).toBe(TdxStatus.OP_STATE_INCORRECT);
     expect(td.trace.events.slice(after).map((e) => [e.leaf, e.calls])).toEqual([['TDH_MEM_PAGE_ADD', undefined]]);
+  });
+
+  describe('addPages: one launch range (KVM_TDX_INIT_MEM_REGION)', () => {
+    /** A TD before MR.FINALIZE with the SEPT levels above [0, 4 MiB) added (two 2 MiB tables). */
+    const freshTd = () => {
+      const td = tdGuest(HALT, { noBoot: true });
+      const h = td.platform.module.host;
+      for (let level = h.septTopLevel; level >= 2; level--) h.memSeptAdd(gpaLevel(0n, level as 2 | 3));
+      h.memSeptAdd(gpaLevel(0n, 1));
+      h.memSeptAdd(gpaLevel(0x200000n, 1));
+      return td;
+    };
+    /** 40 pages straddling the 2 MiB boundary, each page's bytes its own. */
+    const GPA = 0x1ec000n;
+    const source = Buffer.alloc(40 * 4096);
+    for (let i = 0; i < 40; i++) source.fill(i + 1, i * 4096, (i + 1) * 4096).write(`page ${i}`, i * 4096);
+
+    it.each([true, false])('measured %s: SEPT, gate, memory and MRTD as the calls one by one, in two events', (measured) => {
+      const ranged = freshTd();
+      const byPage = freshTd();
+      const r = ranged.platform.module.host.addPages(GPA, source, measured);
+      expect([r.status, r.at]).toEqual([0n, GPA + 39n * 4096n]);
+      for (let i = 0; i < 40; i++) {
+        const page = GPA + BigInt(i * 4096), bytes = source.subarray(i * 4096, (i + 1) * 4096);
+        const h = byPage.platform.module.host;
+        expect((measured ? h.addMeasuredPage(page, bytes) : h.memPageAdd(gpaLevel(page, 0), bytes)).status).toBe(0n);
+      }
+      for (const td of [ranged, byPage]) {
+        const m = td.platform.machine;
+        expect(Buffer.from(m.memory.read(GPA, source.byteLength)).equals(source)).toBe(true);
+        expect(m.gate.count('private', GPA, BigInt(source.byteLength), 'readwrite')).toBe(40n);
+        expect(m.gate.count('private', GPA - 4096n, 4096n, 'readwrite')).toBe(0n);
+        expect(m.gate.count('private', GPA + BigInt(source.byteLength), 4096n, 'readwrite')).toBe(0n);
+        for (const page of [GPA, 0x200000n, GPA + 39n * 4096n]) expect(td.platform.pageState(page).accepted).toBe(true);
+      }
+      expect(ranged.platform.module.host.mrFinalize().mrtd!.equals(byPage.platform.module.host.mrFinalize().mrtd!)).toBe(true);
+      const launch = ranged.trace.ofType('seamcall').filter((e) => e.leaf === 'TDH_MEM_PAGE_ADD' || e.leaf === 'TDH_MR_EXTEND');
+      expect(launch.map((e) => [e.leaf, e.rcx, e.pages, e.calls, e.result])).toEqual([
+        ['TDH_MEM_PAGE_ADD', GPA, 40, undefined, 'SUCCESS'],
+        ...(measured ? [['TDH_MR_EXTEND', GPA, undefined, 640, 'SUCCESS']] : []),
+      ]);
+    });
+
+    it('a range with a page that cannot be added: a call and an event per page, stopping at that page', () => {
+      const td = freshTd();
+      const h = td.platform.module.host;
+      expect(h.memPageAdd(gpaLevel(GPA + 3n * 4096n, 0), Buffer.alloc(4096)).status).toBe(0n);
+      const before = td.trace.length;
+      const r = h.addPages(GPA, source, true);
+      expect([r.status, r.at]).toEqual([withOperand(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX), GPA + 3n * 4096n]);
+      const events = td.trace.events.slice(before);
+      expect(events.map((e) => [e.leaf, e.rcx, e.pages, e.calls])).toEqual([
+        ...[0, 1, 2].flatMap((i) => [['TDH_MEM_PAGE_ADD', GPA + BigInt(i * 4096), undefined, undefined], ['TDH_MR_EXTEND', GPA + BigInt(i * 4096), undefined, 16]]),
+        ['TDH_MEM_PAGE_ADD', GPA + 3n * 4096n, undefined, undefined],
+      ]);
+      // The pages before it are added, the ones after it are not.
+      expect(td.platform.pageState(GPA + 2n * 4096n).accepted).toBe(true);
+      expect(td.platform.pageState(GPA + 4n * 4096n).accepted).toBe(false);
+    });
+
+    it('refused whole after MR.FINALIZE, and for a source that is not whole pages, as PAGE.ADD refuses them', () => {
+      const td = freshTd();
+      const h = td.platform.module.host;
+      expect(h.addPages(GPA, source.subarray(0, 6000), false).status).toBe(withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9));
+      expect(h.mrFinalize().status).toBe(0n);
+      const before = td.trace.length;
+      expect(h.addPages(GPA, source, true)).toEqual({ status: TdxStatus.OP_STATE_INCORRECT, at: GPA });
+      expect(td.trace.events.slice(before).map((e) => [e.leaf, e.pages])).toEqual([['TDH_MEM_PAGE_ADD', undefined]]);
+    });
   });
 });

@@ -44,6 +44,12 @@ describe('acceptance oracle', () => {
     expect(j.findings.map((f) => f.category)).toEqual(['double-acceptance']);
   });
 
+  it('TDX: each page of a launch range (PAGE.ADD with `pages`) is the guest\'s, and none past it', () => {
+    const added = ev('seamcall', { leaf: 'TDH_MEM_PAGE_ADD', rcx: 0x300000n, status: 0n, result: 'SUCCESS', pages: 3 });
+    expect(judge([added, accept(0x302000n, 0)]).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+    expect(judge([added, accept(0x303000n, 0)]).verdict).toBe('benign');
+  });
+
   it('SNP: a rescind by the guest ends the lifetime; re-validation after the VMM un-validated it does not', () => {
     expect(judge([pvalidate(0x800000n, true), pvalidate(0x800000n, false), pvalidate(0x800000n, true)]).verdict).toBe('benign');
     expect(judge([pvalidate(0x800000n, true), ev('rmpupdate', { spa: 0x800000n }), pvalidate(0x800000n, true)]).verdict).toBe('finding');
