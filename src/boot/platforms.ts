@@ -225,11 +225,19 @@ function watchLinuxHandover(machine: Machine, linux: NonNullable<BootImages['lin
  * measures a table of the kernel's hashes instead, kernel-hashes=on, and lets OVMF load it), the
  * decompressor's working area as ZERO pages. LAUNCH_UPDATE leaves both validated.
  */
-function launchLinuxSnp(linux: NonNullable<BootImages['linux']>, launch: (gpa: bigint, type: LaunchPageType, source?: Uint8Array) => void): void {
+function launchLinuxSnp(linux: NonNullable<BootImages['linux']>, launch: LaunchRange): void {
   const { plan } = linux;
-  for (let gpa = plan.kernelRange.start; gpa < plan.kernelRange.end; gpa += PAGE) launch(gpa, 'NORMAL', kernelPage(linux, gpa));
-  for (let gpa = plan.workRange.start; gpa < plan.workRange.end; gpa += PAGE) launch(gpa, 'ZERO', new Uint8Array(Number(PAGE)));
+  const kernelBytes = plan.kernelRange.end - plan.kernelRange.start;
+  // The kernel's pages back to back, zero past the image's end (kernelPage's bytes).
+  const kernel = new Uint8Array(Number(kernelBytes));
+  const offset = Number(plan.kernelRange.start - plan.loadAddress);
+  kernel.set(linux.image.kernel.subarray(offset, offset + kernel.byteLength));
+  launch(plan.kernelRange.start, kernelBytes, 'NORMAL', kernel);
+  launch(plan.workRange.start, plan.workRange.end - plan.workRange.start, 'ZERO');
 }
+
+/** KVM_SEV_SNP_LAUNCH_UPDATE of [gpa, gpa+bytes) as `type` (SnpVmmHandle.launchRange), or an error. */
+type LaunchRange = (gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array) => void;
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
@@ -243,23 +251,33 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;
   const host = platform.handle;
   const { staged, volume } = stageImages(images);
-  const launch = (gpa: bigint, type: LaunchPageType, source = staged.page(gpa)) => {
-    const assign = host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: host.asid });
-    if (assign.rc !== 0) throw new Error(`VMM setup: RMPUPDATE 0x${gpa.toString(16)} failed: ${assign.result}`);
-    // SNP_LAUNCH_UPDATE copies the source page in, encrypts and measures it.
-    const r = host.launchUpdatePage(gpa, type, source, lowerVmplPerms);
-    if (r.rc !== 0) throw new Error(`VMM setup: SNP_LAUNCH_UPDATE 0x${gpa.toString(16)} failed: ${r.result}`);
+  // One launch command per piece of the image with one page type, as KVM takes them
+  // (KVM_SEV_SNP_LAUNCH_UPDATE over a range); the digest takes the pages in address order.
+  const launch: LaunchRange = (gpa, bytes, type, source) => {
+    const r = host.launchRange(gpa, bytes, type, source, lowerVmplPerms);
+    if (r.rc !== 0) throw new Error(`VMM setup: ${r.op === 'rmpupdate' ? 'RMPUPDATE' : 'SNP_LAUNCH_UPDATE'} 0x${r.at.toString(16)} failed: ${r.result}`);
+  };
+  /** `range` as `type` from the staged image, but for the page at `special.gpa` (if inside) as its own type and bytes. */
+  const launchAround = (range: { gpa: bigint; bytes: bigint }, type: LaunchPageType, special?: { gpa: bigint; type: LaunchPageType; bytes: Uint8Array }) => {
+    const end = range.gpa + range.bytes;
+    const piece = (from: bigint, to: bigint) => {
+      if (to > from) launch(from, to - from, type, type === 'ZERO' ? undefined : staged.range(from, to - from));
+    };
+    if (!special || special.gpa < range.gpa || special.gpa >= end) {
+      piece(range.gpa, end);
+      return;
+    }
+    piece(range.gpa, special.gpa);
+    launch(special.gpa, PAGE, special.type, special.bytes);
+    piece(special.gpa + PAGE, end);
   };
   // The CPUID page, like QEMU's sev_snp_launch_update_cpuid: a table the firmware checks.
   const cpuid = options.vmm?.snpCpuidPage ?? { type: 'CPUID', bytes: honestCpuidPage(host.cBit) };
-  for (const gpa of pages(TEMP_RAM)) {
-    if (gpa === SNP_CPUID_PAGE_GPA) launch(gpa, cpuid.type, cpuid.bytes);
-    else launch(gpa, 'ZERO');
-  }
+  launchAround(TEMP_RAM, 'ZERO', { gpa: SNP_CPUID_PAGE_GPA, ...cpuid });
   // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
   const secretsPageGpa = images.linux?.bootData.secretsPageGpa;
-  for (const gpa of pages(INITIAL_IMAGE)) launch(gpa, gpa === secretsPageGpa ? 'SECRETS' : 'NORMAL');
-  for (const gpa of pages(volume)) launch(gpa, 'NORMAL');
+  launchAround(INITIAL_IMAGE, 'NORMAL', secretsPageGpa === undefined ? undefined : { gpa: secretsPageGpa, type: 'SECRETS', bytes: staged.page(secretsPageGpa) });
+  launchAround(volume, 'NORMAL');
   if (images.linux) launchLinuxSnp(images.linux, launch);
   options.vmm?.snpPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(platform.machine, images.linux);

@@ -271,7 +271,8 @@ export class AcceptanceOracle {
         }
         return;
       case 'launch-update':
-        if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE, true, 'launch');
+        // With `pages` (trace schema 3), each of that many pages from `gpa` on.
+        if (e.result === 'SUCCESS' && typeof e.gpa === 'bigint') this.lifetimes.set(e.gpa, PAGE * BigInt(typeof e.pages === 'number' ? e.pages : 1), true, 'launch');
         return;
       case 'guest-release':
         // The adversary layer records the guest's own request to convert memory to shared.

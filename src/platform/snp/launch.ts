@@ -1,21 +1,28 @@
 // SNP_LAUNCH_UPDATE measurement: the launch digest is a SHA-384 chain over PAGE_INFO
 // structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
 // PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
-import { createHash } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
 import type { Snapshottable } from '../../shared/snapshottable.js';
+
+// One-shot SHA-384 (crypto.hash, Node >= 20.12) where the runtime has it: no Hash object per call.
+const oneShotHash: typeof nodeCrypto.hash | undefined = nodeCrypto.hash;
+const sha384 = (data: Uint8Array): Buffer =>
+  oneShotHash ? oneShotHash('sha384', data, 'buffer') : nodeCrypto.createHash('sha384').update(data).digest();
+const ZERO_CONTENTS = new Uint8Array(48);
 
 export const LAUNCH_PAGE_TYPE = { NORMAL: 1, VMSA: 2, ZERO: 3, UNMEASURED: 4, SECRETS: 5, CPUID: 6 } as const;
 export type LaunchPageType = keyof typeof LAUNCH_PAGE_TYPE;
 export const DIGEST_BYTES = 48;
+const PAGE_BYTES = 0x1000;
 
 /** VMPL1..3 permissions a launched page gets (SNP_LAUNCH_UPDATE VMPLn_PERMS; VMPL0 gets all). */
 export type LaunchVmplPerms = readonly [number, number, number];
 export const NO_LOWER_VMPL_PERMS: LaunchVmplPerms = [0, 0, 0];
 
-export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): Buffer {
+export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS, into?: Buffer): Buffer {
   // Plain byte stores: a launch builds ~500 of these in a cold process, where Buffer's checked
-  // writers were a visible share of an SNP boot's VM setup (issue 11).
-  const b = Buffer.alloc(0x70);
+  // writers were a visible share of an SNP boot's VM setup (issue 11). A range reuses `into`.
+  const b = into ?? Buffer.alloc(0x70);
   b.set(digestCur, 0);
   b.set(contents, 48);
   b[96] = 0x70;  // LENGTH, little-endian u16
@@ -41,8 +48,26 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
     if (type === 'UNMEASURED') return;
     const hashesContents = type === 'NORMAL' || type === 'VMSA';
     if (hashesContents && page === undefined) throw new Error(`a ${type} page is measured by its contents`);
-    const contents = hashesContents ? createHash('sha384').update(page!).digest() : new Uint8Array(DIGEST_BYTES);
-    this.#digest = createHash('sha384').update(pageInfo(this.#digest, contents, type, gpa, vmplPerms)).digest();
+    const contents = hashesContents ? sha384(page!) : ZERO_CONTENTS;
+    this.#digest = sha384(pageInfo(this.#digest, contents, type, gpa, vmplPerms));
+  }
+
+  /**
+   * extend() of `pages` consecutive 4 KiB pages from `gpa` on, all of page type `type`, in
+   * address order: what as many SNP_LAUNCH_UPDATEs give, the same digest, with one PAGE_INFO
+   * buffer for all of them. `contents` holds the pages' bytes back to back (NORMAL needs them).
+   */
+  extendRange(type: 'NORMAL' | 'ZERO' | 'UNMEASURED', gpa: bigint, pages: number, contents: Uint8Array | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
+    if (this.#finished) throw new Error('launch already finished');
+    if (type === 'UNMEASURED') return;
+    if (type === 'NORMAL' && (contents === undefined || contents.byteLength !== pages * PAGE_BYTES)) throw new Error('NORMAL pages are measured by their contents');
+    const info = Buffer.alloc(0x70);
+    let digest = this.#digest;
+    for (let i = 0; i < pages; i++) {
+      const page = type === 'NORMAL' ? sha384(contents!.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES)) : ZERO_CONTENTS;
+      digest = sha384(pageInfo(digest, page, type, gpa + BigInt(i * PAGE_BYTES), vmplPerms, info));
+    }
+    this.#digest = digest;
   }
 
   saveState(): { digest: Uint8Array; finished: boolean } {

@@ -118,6 +118,28 @@ export class Rmp implements Snapshottable<RmpTable> {
     return true;
   }
 
+  /**
+   * Whether every page of [spa, spa+length) (4 KiB aligned) has the reset entry: nothing stored
+   * for it, neither a 2 MiB entry nor a 4 KiB one. One look per 2 MiB region, not per page.
+   */
+  allReset(spa: bigint, length: bigint): boolean {
+    const first = Number(spa) / 0x1000, end = first + Number(length) / 0x1000;
+    for (let page = first; page < end;) {
+      const key = Math.floor(page / PAGES_PER_2M);
+      const regionEnd = Math.min(end, (key + 1) * PAGES_PER_2M);
+      const region = this.#regions.get(key);
+      if (region?.kind === 'large') return false;
+      if (region) {
+        for (const index of region.entries.keys()) {
+          const at = key * PAGES_PER_2M + index;
+          if (at >= page && at < regionEnd) return false;
+        }
+      }
+      page = regionEnd;
+    }
+    return true;
+  }
+
   /** Any immutable entry in [spa, spa+length)? (length 4K or 2M, aligned) */
   anyImmutable(spa: bigint, length: bigint): boolean {
     if (length === PAGE_4K) return this.lookup(spa).immutable;

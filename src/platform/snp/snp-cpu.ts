@@ -347,14 +347,70 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return { rc: 0, result, state };
   }
 
-  /** The usual VMM sequence for the initial image: RMPUPDATE pre-guest, then LAUNCH_UPDATE, per page. */
+  /** launchRange() of the pages overlapping [gpa, gpa+length), their bytes as they are in memory; throws if one fails. */
   launchUpdateRange(gpa: bigint, length: bigint, type: LaunchPageType = 'NORMAL'): void {
-    for (let p = gpa & ~(PAGE_4K - 1n); p < gpa + length; p += PAGE_4K) {
-      const u = this.rmpUpdate(p, { assigned: true, pageSize: '4k', immutable: true, gpa: p, asid: this.asid });
-      if (u.rc !== 0) throw new Error(`launch RMPUPDATE of 0x${p.toString(16)} failed: ${u.result}`);
-      const l = this.launchUpdatePage(p, type);
-      if (l.rc !== 0) throw new Error(`SNP_LAUNCH_UPDATE of 0x${p.toString(16)} failed: ${l.result}`);
+    const base = gpa & ~(PAGE_4K - 1n);
+    const end = (gpa + length + PAGE_4K - 1n) & ~(PAGE_4K - 1n);
+    const r = this.launchRange(base, end - base, type);
+    if (r.rc !== 0) throw new Error(`${r.op === 'rmpupdate' ? 'launch RMPUPDATE' : 'SNP_LAUNCH_UPDATE'} of 0x${r.at.toString(16)} failed: ${r.result}`);
+  }
+
+  /**
+   * What a VMM's launch of one piece of the initial image does (KVM_SEV_SNP_LAUNCH_UPDATE over a
+   * range: KVM's sev_gmem_post_populate makes each page pre-guest with RMPUPDATE, then issues the
+   * firmware's SNP_LAUNCH_UPDATE for it): every 4 KiB page of [gpa, gpa+bytes) assigned to this
+   * guest at its own GPA, Immutable, then LAUNCH_UPDATEd as `type`, in address order. `source`
+   * holds the pages' bytes back to back; without it a NORMAL or UNMEASURED page keeps what memory
+   * holds there. It stops at the first page that fails, as KVM does; the result is that page's
+   * (`at`, `op`), or the last page's. RMP, memory and launch digest end as after rmpUpdate() and
+   * launchUpdatePage() of each page in turn.
+   *
+   * The trace: when the VMM launches fresh memory (every page in the reset state; type NORMAL,
+   * ZERO or UNMEASURED; good input), one `rmpupdate` and one `launch-update` event stand for all
+   * the pages, with `pages` when there are several (trace schema 3; 513 pairs of per-page events
+   * and their gate updates were most of an SNP boot's VM setup, issue 11). Otherwise (CPUID,
+   * SECRETS, VMSA pages, pages the host changed before) the per-page events, as launchUpdatePage.
+   */
+  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
+    const pages = Number(bytes / PAGE_4K);
+    const wholeFreshRange = (type === 'NORMAL' || type === 'ZERO' || type === 'UNMEASURED') && !this.launch.finished
+      && pages > 0 && bytes % PAGE_4K === 0n && gpa % PAGE_4K === 0n && gpa >= 0n && gpa + bytes <= this.rmp.coveredBytes
+      && (source === undefined || source.byteLength === pages * Number(PAGE_4K))
+      && vmplPerms.every((p) => Number.isInteger(p) && p >= 0 && p <= 0x1f) && this.rmp.allReset(gpa, bytes);
+    if (!wholeFreshRange) return this.#launchPageByPage(gpa, bytes, type, source, vmplPerms);
+    const count: Record<string, TraceValue> = pages > 1 ? { pages } : {};
+    const asid = this.asid;
+    // rmpUpdate()'s legality for each page: aligned, covered, reset entry -> hv-owned, SUCCESS.
+    this.#record('rmpupdate', { spa: gpa, gpa, assigned: true, pageSize: '4k', immutable: true, asid, state: 'hv-owned', result: 'SUCCESS', ...count });
+    // #changeOwner of a pre-guest page: DRAM the host wrote there is now the firmware's to encrypt in place.
+    for (const page of [...this.#dramPages]) if (page >= gpa && page < gpa + bytes) this.#dramPages.delete(page);
+    // launchUpdatePage()'s legality for each page, now pre-guest at its own GPA: immutable, SUCCESS.
+    this.#record('launch-update', { gpa, pageType: type, state: 'immutable', result: 'SUCCESS', ...count });
+    if (type === 'ZERO') this.machine.memory.fill(gpa, bytes, 0);
+    else if (source !== undefined) this.machine.memory.write(gpa, source);
+    this.launch.extendRange(type, gpa, pages, type === 'NORMAL' ? source ?? this.machine.memory.read(gpa, Number(bytes)) : undefined, vmplPerms);
+    // Each page's entry after both: the RMPUPDATE's, then LAUNCH_UPDATE's Immutable cleared, Validated set, VMPL permissions.
+    const perms: RmpEntry['vmplPerms'] = [VMPL_PERM_ALL, vmplPerms[0], vmplPerms[1], vmplPerms[2]];
+    for (let i = 0; i < pages; i++) {
+      const page = gpa + BigInt(i) * PAGE_4K;
+      this.rmp.put4k(page, { assigned: true, pageSize: '4k', immutable: false, gpa: page, asid, validated: true, vmsa: false, vmplPerms: perms });
     }
+    this.#syncUniformRange(gpa, bytes);
+    return { rc: 0, result: 'SUCCESS', state: 'immutable', at: gpa + bytes - PAGE_4K, op: 'launch-update' };
+  }
+
+  /** launchRange() one rmpUpdate() and launchUpdatePage() after the other, each with its own events. */
+  #launchPageByPage(gpa: bigint, bytes: bigint, type: LaunchPageType, source: Uint8Array | undefined, vmplPerms: LaunchVmplPerms): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
+    if (bytes <= 0n) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state: 'misaligned', at: gpa, op: 'rmpupdate' };
+    let last: HostOpResult | undefined;
+    let page = gpa;
+    for (let offset = 0; BigInt(offset) < bytes; offset += Number(PAGE_4K), page += PAGE_4K) {
+      const assign = this.rmpUpdate(page, { assigned: true, pageSize: '4k', immutable: true, gpa: page, asid: this.asid });
+      if (assign.rc !== 0) return { ...assign, at: page, op: 'rmpupdate' };
+      last = this.launchUpdatePage(page, type, source?.subarray(offset, offset + Number(PAGE_4K)), vmplPerms);
+      if (last.rc !== 0) return { ...last, at: page, op: 'launch-update' };
+    }
+    return { ...last!, at: page - PAGE_4K, op: 'launch-update' };
   }
 
   launchUpdateVmsa(vmsa: Vmsa): void {
@@ -538,6 +594,19 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const g = this.gateFor(base);
     this.machine.gate.set('private', base, length, g.private);
     this.machine.gate.set('shared', base, length, g.shared);
+  }
+
+  /**
+   * #syncPage of every page of [base, base+length) after the same change to each (4 KiB entries
+   * alike but for their own GPA, none inside a 2 MiB entry): without 2 MiB nested mappings, which
+   * make a page's gate depend on its region, they all get the first page's gate, in one update.
+   */
+  #syncUniformRange(base: bigint, length: bigint): void {
+    if (this.#npt2m.size === 0) {
+      this.#applyGate(base, length);
+      return;
+    }
+    for (let page = base; page < base + length; page += PAGE_4K) this.#syncPage(page);
   }
 
   /** Re-derives the gate for one 4 KiB page after a 4 KiB RMP change (this opens it for shared use too). */

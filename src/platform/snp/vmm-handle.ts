@@ -75,6 +75,15 @@ export class SnpVmmHandle {
     return this.#platform.launchUpdatePage(gpa, type, source, vmplPerms);
   }
 
+  /**
+   * KVM_SEV_SNP_LAUNCH_UPDATE over [gpa, gpa+bytes): RMPUPDATE of each page to pre-guest, then
+   * SNP_LAUNCH_UPDATE of it as `type` from `source` (the pages back to back), in address order,
+   * stopping at the first page that fails (SnpPlatform.launchRange).
+   */
+  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array, vmplPerms?: LaunchVmplPerms): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
+    return this.#platform.launchRange(gpa, bytes, type, source, vmplPerms);
+  }
+
   /** SNP_LAUNCH_FINISH: fixes the launch digest (hex). */
   launchFinish(): string { return this.#platform.launchFinish(); }
 

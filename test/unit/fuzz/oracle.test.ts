@@ -50,6 +50,12 @@ describe('acceptance oracle', () => {
     expect(judge([added, accept(0x303000n, 0)]).verdict).toBe('benign');
   });
 
+  it('SNP: each page of a launch range (launch-update with `pages`) is the guest\'s, and none past it', () => {
+    const range = ev('launch-update', { gpa: 0x300000n, result: 'SUCCESS', pages: 256 });
+    expect(judge([range, pvalidate(0x3ff000n, true)]).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+    expect(judge([range, pvalidate(0x400000n, true)]).verdict).toBe('benign');
+  });
+
   it('SNP: a rescind by the guest ends the lifetime; re-validation after the VMM un-validated it does not', () => {
     expect(judge([pvalidate(0x800000n, true), pvalidate(0x800000n, false), pvalidate(0x800000n, true)]).verdict).toBe('benign');
     expect(judge([pvalidate(0x800000n, true), ev('rmpupdate', { spa: 0x800000n }), pvalidate(0x800000n, true)]).verdict).toBe('finding');

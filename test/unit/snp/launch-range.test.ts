@@ -1,0 +1,108 @@
+// SnpPlatform.launchRange (KVM_SEV_SNP_LAUNCH_UPDATE over a range) against the page-by-page
+// sequence it stands for (RMPUPDATE pre-guest, then SNP_LAUNCH_UPDATE, per page): the same launch
+// digest, RMP entries, memory and page gate; one event pair with `pages` for a fresh range
+// (trace schema 3), the per-page events otherwise.
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../../src/cpu/machine.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { LaunchDigest, type LaunchPageType, type LaunchVmplPerms } from '../../../src/platform/snp/launch.js';
+
+const PAGE = 0x1000n;
+const BASE = 0x3fe000n; // straddles a 2 MiB boundary
+const PAGES = 5;
+
+function platform(): SnpPlatform {
+  return new SnpPlatform(new Machine({ memoryBytes: 16n << 20n, countInstructions: false }));
+}
+
+function source(): Uint8Array {
+  return Uint8Array.from({ length: PAGES * 4096 }, (_, i) => (i * 7 + (i >> 12)) & 0xff);
+}
+
+function pageByPage(p: SnpPlatform, type: LaunchPageType, bytes: Uint8Array | undefined, perms: LaunchVmplPerms): void {
+  for (let i = 0; i < PAGES; i++) {
+    const gpa = BASE + BigInt(i) * PAGE;
+    expect(p.rmpUpdate(gpa, { assigned: true, pageSize: '4k', immutable: true, gpa, asid: p.asid }).rc).toBe(0);
+    expect(p.launchUpdatePage(gpa, type, bytes?.subarray(i * 4096, (i + 1) * 4096), perms).rc).toBe(0);
+  }
+}
+
+/** Everything the launch leaves behind that the guest or the digest can see. */
+function observe(p: SnpPlatform) {
+  const pages = Array.from({ length: PAGES + 2 }, (_, i) => BASE + BigInt(i - 1) * PAGE);
+  return {
+    digest: p.launchFinish(),
+    rmp: pages.map((gpa) => p.rmp.lookup(gpa)),
+    gate: pages.map((gpa) => [p.machine.gate.get('private', gpa), p.machine.gate.get('shared', gpa)]),
+    memory: Buffer.from(p.machine.memory.read(BASE - PAGE, (PAGES + 2) * 4096)).toString('hex'),
+  };
+}
+
+describe('SNP launchRange', () => {
+  for (const [type, perms] of [['NORMAL', [0, 0, 0]], ['NORMAL', [0xf, 1, 0]], ['ZERO', [0, 0, 0]], ['UNMEASURED', [0, 0, 0]]] as const) {
+    it(`a fresh ${type} range (VMPL perms ${perms.join(',')}) ends as the page-by-page launch, with one rmpupdate and one launch-update event`, () => {
+      const a = platform(), b = platform();
+      // Something already in memory: ZERO must clear it, UNMEASURED with a source overwrite it.
+      for (const p of [a, b]) p.machine.memory.write(BASE, new Uint8Array(4096).fill(0xee));
+      const r = a.launchRange(BASE, BigInt(PAGES) * PAGE, type, source(), perms);
+      pageByPage(b, type, source(), perms);
+      expect(r).toMatchObject({ rc: 0, result: 'SUCCESS', at: BASE + BigInt(PAGES - 1) * PAGE, op: 'launch-update' });
+      expect(observe(a)).toEqual(observe(b));
+      expect(a.trace.events.map((e) => [e.type, e.pages])).toEqual([['rmpupdate', PAGES], ['launch-update', PAGES], ['launch-finish', undefined]]);
+      expect(a.trace.events[0]).toMatchObject({ spa: BASE, gpa: BASE, assigned: true, pageSize: '4k', immutable: true, state: 'hv-owned', result: 'SUCCESS' });
+      expect(a.trace.events[1]).toMatchObject({ gpa: BASE, pageType: type, state: 'immutable', result: 'SUCCESS' });
+      expect(b.trace.ofType('launch-update')).toHaveLength(PAGES);
+    });
+  }
+
+  it('a NORMAL range without a source measures and keeps what memory holds', () => {
+    const a = platform(), b = platform();
+    for (const p of [a, b]) p.machine.memory.write(BASE, source());
+    a.launchRange(BASE, BigInt(PAGES) * PAGE, 'NORMAL');
+    pageByPage(b, 'NORMAL', undefined, [0, 0, 0]);
+    expect(observe(a)).toEqual(observe(b));
+  });
+
+  it('a one-page range has the per-page events exactly (no pages field)', () => {
+    const a = platform(), b = platform();
+    a.launchRange(BASE, PAGE, 'ZERO');
+    b.rmpUpdate(BASE, { assigned: true, pageSize: '4k', immutable: true, gpa: BASE, asid: b.asid });
+    b.launchUpdatePage(BASE, 'ZERO');
+    expect(a.trace.events).toEqual(b.trace.events);
+    expect(a.trace.sha256()).toBe(b.trace.sha256());
+  });
+
+  it('a range over a page the host changed first: per-page events, stopping at the page that fails', () => {
+    const p = platform();
+    const third = BASE + 2n * PAGE;
+    p.rmpUpdate(third, { assigned: true, pageSize: '4k', immutable: true, gpa: third, asid: p.asid });
+    const r = p.launchRange(BASE, BigInt(PAGES) * PAGE, 'NORMAL', source());
+    expect(r).toMatchObject({ rc: 2, result: 'FAIL_PERMISSION', at: third, op: 'rmpupdate' });
+    expect(p.trace.events.slice(1).map((e) => [e.type, e.spa ?? e.gpa, e.result, e.pages])).toEqual([
+      ['rmpupdate', BASE, 'SUCCESS', undefined], ['launch-update', BASE, 'SUCCESS', undefined],
+      ['rmpupdate', BASE + PAGE, 'SUCCESS', undefined], ['launch-update', BASE + PAGE, 'SUCCESS', undefined],
+      ['rmpupdate', third, 'FAIL_PERMISSION', undefined],
+    ]);
+    expect(p.rmp.lookup(BASE + PAGE).validated).toBe(true);
+    expect(p.rmp.lookup(BASE + 3n * PAGE).assigned).toBe(false);
+  });
+
+  it('CPUID pages and finished launches go page by page, with the firmware\'s answers', () => {
+    const p = platform();
+    const r = p.launchRange(BASE, PAGE, 'CPUID', new Uint8Array(4096).fill(0xff));
+    expect(r).toMatchObject({ result: 'INVALID_PARAM', op: 'launch-update', at: BASE });
+    p.launchFinish();
+    expect(p.launchRange(BASE + 4n * PAGE, 2n * PAGE, 'ZERO')).toMatchObject({ result: 'INVALID_PAGE_STATE', op: 'launch-update', at: BASE + 4n * PAGE });
+  });
+
+  it('LaunchDigest.extendRange is extend() of each page in turn', () => {
+    const bytes = source();
+    for (const type of ['NORMAL', 'ZERO', 'UNMEASURED'] as const) {
+      const a = new LaunchDigest(), b = new LaunchDigest();
+      a.extendRange(type, 0x7000n, PAGES, type === 'NORMAL' ? bytes : undefined, [1, 2, 3]);
+      for (let i = 0; i < PAGES; i++) b.extend(type, 0x7000n + BigInt(i) * PAGE, bytes.subarray(i * 4096, (i + 1) * 4096), [1, 2, 3]);
+      expect(a.hex).toBe(b.hex);
+    }
+    expect(() => new LaunchDigest().extendRange('NORMAL', 0n, 2, new Uint8Array(4096))).toThrow(/measured by their contents/);
+  });
+});
