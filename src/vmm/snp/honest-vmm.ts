@@ -89,9 +89,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     if (!this.#inRam(host, page, PAGE_4K)) return { outcome: 'fault', reason: `guest access to GPA 0x${exit.gpa.toString(16)} outside its RAM` };
     const ours = entry.assigned && entry.asid === host.asid;
     if (privateAccess && ours && entry.pageSize === '2m') {
-      const r = host.psmash(region);
+      // One gate derivation for the region after both changes (SnpVmmHandle.batch).
+      const r = host.batch(() => {
+        const smashed = host.psmash(region);
+        if (smashed.rc === 0) host.setNptPageSize(region, '4k');
+        return smashed;
+      });
       if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
-      host.setNptPageSize(region, '4k');
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
       return 'resume';
     }
@@ -404,6 +408,8 @@ class Ghcb {
   readonly #host: SnpVmmHandle;
   readonly #gpa: bigint;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
+  /** The valid bitmap as the guest left it, read once (the VMM writes it only from clearValid on). */
+  #bitmap: Uint8Array | undefined;
   constructor(host: SnpVmmHandle, gpa: bigint) {
     this.#host = host;
     this.#gpa = gpa;
@@ -411,16 +417,19 @@ class Ghcb {
   get(f: keyof typeof GHCB_OFFSET): bigint { return this.#host.hostMemory.readU64(this.#gpa + BigInt(GHCB_OFFSET[f])); }
   set(f: keyof typeof GHCB_OFFSET, v: bigint): void { this.#host.hostMemory.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v); }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
+  #guestBitmap(): Uint8Array {
+    this.#bitmap ??= this.#host.hostMemory.read(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16);
+    return this.#bitmap;
+  }
   valid(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
-    const byte = this.#host.hostMemory.readU8(this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
-    return ((byte >> (bit & 7)) & 1) === 1;
+    return ((this.#guestBitmap()[bit >> 3]! >> (bit & 7)) & 1) === 1;
   }
   /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
   clearValid(): void {
-    const base = this.#gpa + BigInt(GHCB_OFFSET.validBitmap);
-    this.#savedBitmap = [this.#host.hostMemory.readU64(base), this.#host.hostMemory.readU64(base + 8n)];
-    this.#host.hostMemory.fill(base, 16n, 0);
+    const bitmap = new DataView(this.#guestBitmap().buffer, this.#guestBitmap().byteOffset, 16);
+    this.#savedBitmap = [bitmap.getBigUint64(0, true), bitmap.getBigUint64(8, true)];
+    this.#host.hostMemory.fill(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
   }
   validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);

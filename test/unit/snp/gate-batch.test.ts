@@ -70,4 +70,32 @@ describe('SnpPlatform.batchGateSync', () => {
     expect(p.machine.gate.get('shared', FIRST)).toBe('ciphertext');
     p.machine.close();
   });
+
+  it('a resynchronised region of 4 KiB entries gives every page the gate of its own RMP entry (neighbours alike share one derivation)', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY });
+    const region = FIRST;
+    const asid = p.asid;
+    expect(p.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region, asid }).rc).toBe(0);
+    p.rmp.setValidated(region, true);
+    expect(p.psmash(region).rc).toBe(0);
+    // Runs of alike entries broken by: a shared page, two pages whose reverse map points 64 KiB
+    // away (alike to each other, not to their neighbours), a page not validated, one with other
+    // VMPL permissions, an immutable (pre-guest) page.
+    const at = (k: bigint) => region + k * PAGE_4K;
+    p.rmpUpdate(at(5n), { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+    for (const k of [9n, 10n]) {
+      p.rmpUpdate(at(k), { assigned: true, pageSize: '4k', gpa: at(k) + 0x10000n, asid });
+      p.rmp.setValidated(at(k), true);
+    }
+    p.rmpUpdate(at(11n), { assigned: true, pageSize: '4k', gpa: at(11n), asid });
+    p.rmp.adjustPermissions(at(20n), 0, 1, false);
+    p.rmpUpdate(at(30n), { assigned: true, pageSize: '4k', immutable: true, gpa: at(30n), asid });
+    p.setNptPageSize(region, '4k');  // resynchronises the region
+    for (let k = 0n; k < 512n; k++) {
+      const want = p.gateFor(at(k));
+      expect([k, p.machine.gate.get('private', at(k)), p.machine.gate.get('shared', at(k))]).toEqual([k, want.private, want.shared]);
+    }
+    expect(new Set(Array.from({ length: 32 }, (_, k) => p.machine.gate.get('private', at(BigInt(k))))).size).toBeGreaterThan(2);
+    p.machine.close();
+  });
 });
