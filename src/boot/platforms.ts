@@ -119,10 +119,6 @@ function seedCpu(machine: Machine, seed: bigint): void {
   machine.tsc.seed(seed);
 }
 
-function* pages(range: { gpa: bigint; bytes: bigint }): Generator<bigint> {
-  for (let gpa = range.gpa; gpa < range.gpa + range.bytes; gpa += PAGE) yield gpa;
-}
-
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), ram: guestRamRanges(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
