@@ -15,10 +15,10 @@ function minivisor(args: string[], options: { shell?: string } = {}): SpawnSyncR
   return spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 60_000 });
 }
 
-/** One line on stderr, starting with the command's name, and no stack trace. */
-function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp): void {
+/** One line on stderr, starting with the command's name, and no stack trace; exit 1, or 2 for a usage error. */
+function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp, status: 1 | 2 = 1): void {
   expect(r.signal).toBeNull();  // not killed by the timeout: no hang
-  expect(r.status).toBe(1);
+  expect(r.status).toBe(status);
   const lines = r.stderr.trimEnd().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^minivisor( boot)?: /);
@@ -61,7 +61,7 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
 
   it('--trace naming the --firmware file is refused and the firmware is intact', () => {
     const { fw, original } = firmwareCopy();
-    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', fw]), /trace ".*fw\.elf" is the input .*inputs are never overwritten/);
+    expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', fw]), /trace ".*fw\.elf" is the input .*inputs are never overwritten/, 2);
     expect(readFileSync(fw).equals(original)).toBe(true);
   });
 
@@ -70,7 +70,7 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     symlinkSync(fw, join(dir, 'via-symlink'));
     linkSync(fw, join(dir, 'via-hardlink'));
     for (const alias of ['via-symlink', 'via-hardlink']) {
-      expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', join(dir, alias)]), /inputs are never overwritten/);
+      expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', fw, '--trace', join(dir, alias)]), /inputs are never overwritten/, 2);
     }
     expect(readFileSync(fw).equals(original)).toBe(true);
   });
@@ -81,15 +81,15 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     const input = join(dir, `${name}.svg`);
     copyFileSync(BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, `guest/build/${name}`), input);
     const original = readFileSync(input);
-    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--trace', input]), /inputs are never overwritten/);
-    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--map', input]), /map ".*\.svg" is the input .*inputs are never overwritten/);
+    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--trace', input]), /inputs are never overwritten/, 2);
+    expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--map', input]), /map ".*\.svg" is the input .*inputs are never overwritten/, 2);
     expect(readFileSync(input).equals(original)).toBe(true);
   });
 
   it('--trace naming the built guest image is refused', () => {
     const image = BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, 'guest/build/guest-image.elf');
     const before = readFileSync(image);
-    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', image]), /inputs are never overwritten/);
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', image]), /inputs are never overwritten/, 2);
     expect(readFileSync(image).equals(before)).toBe(true);
   });
 
@@ -125,7 +125,7 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
   });
 
   it('--trace in a directory that does not exist is one clear error', () => {
-    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', join(scratch(), 'no/such/dir/t.jsonl')]), /cannot write trace .*ENOENT/);
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', join(scratch(), 'no/such/dir/t.jsonl')]), /cannot write trace .*ENOENT/, 2);
   });
 });
 
