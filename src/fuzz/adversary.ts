@@ -468,8 +468,10 @@ export function snpHostAction(book: Pick<DecisionBook, 'captured'>, host: SnpVmm
     case 'snp.psmash': return host.psmash(action.spa & ~(PAGE_2M - 1n)).result;
     case 'snp.unvalidate': {
       const page = action.spa & ~(PAGE_4K - 1n);
-      if (host.rmpEntry(page).pageSize === '2m') host.psmash(page & ~(PAGE_2M - 1n));
-      return host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: host.asid }).result;
+      return host.batch(() => {
+        if (host.rmpEntry(page).pageSize === '2m') host.psmash(page & ~(PAGE_2M - 1n));
+        return host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: host.asid }).result;
+      });
     }
     case 'snp.npt-page-size':
       host.setNptPageSize(action.gpa, action.size);
@@ -582,7 +584,8 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
       const answer = book.answerFor('snp.onNpf');
       book.cover(answerKey('snp.onNpf', answer));
-      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
+      // Its PSMASH, RMPUPDATE and NPT changes re-derive the page gate once, when the answer is done.
+      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => host.batch(() => npfAnswer(host, exit, answer)));
       if (answer.kind === 'resume') return 'resume';
       if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
       return honest.onNpf(host, exit);

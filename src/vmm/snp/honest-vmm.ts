@@ -108,7 +108,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       return r.rc === 0 ? 'resume' : { outcome: 'vmm-error', reason: `implicit conversion failed: ${r.result}` };
     }
     if (!privateAccess && ours) {
-      const r = this.#makeShared(host, page);
+      const r = host.batch(() => this.#makeShared(host, page));
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-shared', ok: r });
       return r ? 'resume' : { outcome: 'vmm-error', reason: 'implicit conversion to shared failed' };
     }
@@ -182,7 +182,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         const gpa = req.gfn << 12n;
         let error = 0;
         if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || !this.#inRam(host, gpa, PAGE_4K)) error = 1;
-        else error = this.#pscPage(host, gpa, req.op);
+        else error = host.batch(() => this.#pscPage(host, gpa, req.op));
         host.trace.record('vmm', 'psc', { via: 'msr', gpa, op: req.op, error });
         host.ghcbMsr = ghcbMsr.pscResp(error);
         return 'resume';
