@@ -7,6 +7,7 @@ import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
 import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
 import { TdxStatus } from '../platform/tdx/status.js';
+import type { SeptMirror } from '../vmm/tdx/sept-mirror.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
@@ -188,8 +189,11 @@ function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'td
   }
 }
 
-/** Runs one TDX host action; returns a short result for coverage and the trace. */
-export function tdxHostAction(host: VmmContext['host'], action: HostAction): string {
+/**
+ * Runs one TDX host action; returns a short result for coverage and the trace. With the VMM's
+ * `mirror` (at run time; a launch action has none yet), a replay finds the leaves from it.
+ */
+export function tdxHostAction(host: VmmContext['host'], action: HostAction, mirror?: SeptMirror): string {
   switch (action.kind) {
     case 'tdx.seamcall': {
       const status = tdxSeamcall(host, action);
@@ -200,8 +204,8 @@ export function tdxHostAction(host: VmmContext['host'], action: HostAction): str
       // target is demoted first (BLOCK, TRACK, DEMOTE), then BLOCK, TRACK, REMOVE, and AUG.
       const size = action.level === 1 ? 0x200000n : 0x1000n;
       const base = Sept.alignDown(action.gpa, action.level);
-      removePrivateRange(host, base, base + size);
-      augRange(host, base, base + size);
+      removePrivateRange(host, base, base + size, mirror);
+      augRange(host, base, base + size, mirror);
       return 'ok';
     }
     case 'tdx.post-interrupt':
@@ -232,7 +236,7 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
   for (const action of book.beginExit()) {
     let result: string;
     try {
-      result = tdxHostAction(ctx.host, action);
+      result = tdxHostAction(ctx.host, action, ctx.septMirror);
     } catch (err) {
       // The hardware refused (a bad operand, a protected page): the adversary just failed.
       result = `refused: ${err instanceof Error ? err.message : String(err)}`;
@@ -249,7 +253,7 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
 function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
   const base = Sept.alignDown(gpa & ~(1n << BigInt(ctx.gpaWidth - 1)), level);
   try {
-    ensureSeptLevels(ctx.host, base, level);
+    ensureSeptLevels(ctx.host, base, level, ctx.septMirror);
     ctx.host.memPageAug(gpaLevel(base, level));
   } catch (err) {
     ctx.trace.record('vmm', 'adversary', { aug: base, level, failed: err instanceof Error ? err.message : String(err) });
@@ -284,11 +288,11 @@ function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean
   const end = base + bytes > ctx.memoryBytes ? ctx.memoryBytes : base + bytes;
   if (end <= base) return;
   if (toShared) {
-    removePrivateRange(ctx.host, base, end);
+    removePrivateRange(ctx.host, base, end, ctx.septMirror);
     ctx.host.setShared(base, end - base, true);
   } else {
     ctx.host.setShared(base, end - base, false);
-    augRange(ctx.host, base, end);
+    augRange(ctx.host, base, end, ctx.septMirror);
   }
 }
 

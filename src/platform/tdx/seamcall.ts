@@ -54,8 +54,19 @@ function nameBlock(name: string): Uint8Array {
   return block;
 }
 
+/**
+ * Told of each SEAMCALL when it completes: its leaf, its RCX operand (`gpa | level`), its status,
+ * and how many consecutive 4 KiB pages from there it stands for (a launch range's PAGE.ADD).
+ */
+export type SeamcallObserver = (leaf: SeamcallName, rcx: bigint | null, status: bigint, pages: number) => void;
+
 export class SeamcallHost {
   readonly #td: TdModule;
+  /**
+   * The VMM's own record of what its SEAMCALLs did (a KVM keeps a mirror of the S-EPT it built):
+   * it learns only what the caller sees anyway, each call's operand and status.
+   */
+  observer: SeamcallObserver | undefined;
 
   constructor(td: TdModule) {
     this.#td = td;
@@ -74,6 +85,7 @@ export class SeamcallHost {
   #done<T extends SeamcallResult>(name: SeamcallName, rcx: bigint | null, result: T, count?: { calls: number } | { pages: number }): T {
     const fields = { leaf: name, rcx, status: result.status, result: statusName(result.status) };
     this.#td.trace.record('hw', 'seamcall', count === undefined ? fields : { ...fields, ...count });
+    this.observer?.(name, rcx, result.status, count !== undefined && 'pages' in count ? count.pages : 1);
     return result;
   }
 

@@ -7,6 +7,7 @@ import { gpaLevel } from '../../platform/tdx/seamcall.js';
 import type { TdxVmmHandle } from '../../platform/tdx/vmm-handle.js';
 import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
 import { Sept } from '../../platform/tdx/sept.js';
+import { SeptMirror, type MirroredWalk, type SeptMirrorState } from './sept-mirror.js';
 import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
 import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, type Console } from '../console.js';
@@ -36,8 +37,8 @@ export interface VmmContext {
   memoryBytes: bigint;
   /** Where the guest has RAM (the VMM's memslots): AUG and MapGPA only there. */
   ram: readonly GuestRamRange[];
-  /** The VMM's own memory of the S-EPT's upper levels (saved with the VMM in snapshots). */
-  knownSept: KnownSeptEntries;
+  /** The VMM's own record of the S-EPT, from what its SEAMCALLs did (saved with the VMM in snapshots). */
+  septMirror: SeptMirror;
 }
 
 /** Every decision the TDX VMM makes. */
@@ -74,45 +75,35 @@ function check(name: string, r: { status: bigint }, allow: bigint[] = []): void 
 
 const WALK_FAILED = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
 
-/** TDH.MEM.SEPT.RD of the entry at `level`; a walk that stops above it reports where it stopped. */
-function septRead(host: SeamcallHost, gpa: bigint, level: SeptLevel) {
-  const r = host.memSeptRead(gpaLevel(Sept.alignDown(gpa, level), level));
-  check('TDH.MEM.SEPT.RD', r, [WALK_FAILED]);
-  return r;
+/**
+ * Where the walk to `gpa` stops at `level`, and in which state: what the VMM's mirror knows, or
+ * else what TDH.MEM.SEPT.RD reports (a walk that stops above `level` says where), remembered.
+ * KVM asks its mirror only: a VMM without one (the launch's setup, a test's) reads every time.
+ */
+function septRead(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: SeptMirror): MirroredWalk {
+  return mirror?.walk(gpa, level) ?? readSept(host, gpa, level, mirror);
 }
 
-/**
- * The upper SEPT entries (levels above the leaf) the VMM knows are not FREE: it added their SEPT
- * page or read them in another state. KVM does the same with its mirror of the S-EPT (the TDP MMU
- * walks its own tables and calls TDH.MEM.SEPT.ADD only where they have no table; it never reads
- * the S-EPT back before TDH.MEM.PAGE.AUG). No SEAMCALL of the model turns such an entry FREE again
- * (TDH.MEM.SEPT.REMOVE is not modelled; PROMOTE, REMOVE and BLOCK leave a non-FREE state), so what
- * it remembers stays true until a snapshot is restored, which restores this memory too.
- */
-export class KnownSeptEntries {
-  #entries = new Set<bigint>();
-
-  /** Keyed by the SEAMCALL operand of the entry: its aligned GPA with the level in the low bits. */
-  has(entry: bigint): boolean { return this.#entries.has(entry); }
-  add(entry: bigint): void { this.#entries.add(entry); }
-  saveState(): readonly bigint[] { return [...this.#entries]; }
-  loadState(state: readonly bigint[]): void { this.#entries = new Set(state); }
+/** TDH.MEM.SEPT.RD of the entry at `level` (a walk that stops above it reports where), remembered in `mirror`. */
+function readSept(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: SeptMirror): MirroredWalk {
+  const aligned = Sept.alignDown(gpa, level);
+  const r = host.memSeptRead(gpaLevel(aligned, level));
+  check('TDH.MEM.SEPT.RD', r, [WALK_FAILED]);
+  mirror?.learn(aligned, r);
+  return r;
 }
 
 /**
  * Adds SEPT pages (TDH.MEM.SEPT.ADD), top level first, so that `gpa` can be mapped at `level`:
  * only the root exists when the TD is created (`tdh_mem_sept_add.c`: levels PD..ept_pwl).
- * With `known`, entries it holds are not read again (TDH.MEM.SEPT.RD) and the ones read or added
- * are remembered; without it, every level is read first.
+ * With the VMM's `mirror`, levels it knows are not read (TDH.MEM.SEPT.RD), as KVM's TDP MMU walks
+ * its own tables and links a SEPT page only where they have none (tdx_sept_link_private_spt).
  */
-export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel, known?: KnownSeptEntries): void {
+export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: SeptMirror): void {
   for (let l = host.septTopLevel; l > level; l = (l - 1) as SeptLevel) {
-    const entry = gpaLevel(Sept.alignDown(gpa, l), l);
-    if (known?.has(entry)) continue;
-    const r = septRead(host, gpa, l);
+    const r = septRead(host, gpa, l, mirror);
     if (r.level !== l) continue; // the walk stopped above: a leaf there, nothing to add
-    if (r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(entry));
-    known?.add(entry);
+    if (r.state === 'FREE') check('TDH.MEM.SEPT.ADD', host.memSeptAdd(gpaLevel(Sept.alignDown(gpa, l), l)));
   }
 }
 
@@ -122,11 +113,15 @@ function blockAndTrack(host: SeamcallHost, gpa: bigint, level: SeptLevel): void 
   check('TDH.MEM.TRACK', host.memTrack());
 }
 
-/** Removes every private page in [base, end) (splitting larger leaves that straddle the range). */
-export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint): void {
+/**
+ * Removes every private page in [base, end) (splitting larger leaves that straddle the range).
+ * With the VMM's `mirror`, where each leaf is comes from it (KVM zaps the leaves its mirror
+ * holds: tdx_sept_remove_private_spte, BLOCK + TRACK + REMOVE each), not from TDH.MEM.SEPT.RD.
+ */
+export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint, mirror?: SeptMirror): void {
   let gpa = base;
   while (gpa < end) {
-    const r = septRead(host, gpa, 0);
+    const r = septRead(host, gpa, 0, mirror);
     const blockBase = Sept.alignDown(gpa, r.level);
     const size = LEVEL_SIZE[r.level];
     if (r.state === 'FREE' || r.state === 'REMOVED') { gpa = blockBase + size; continue; }
@@ -141,19 +136,19 @@ export function removePrivateRange(host: SeamcallHost, base: bigint, end: bigint
   }
 }
 
-/** AUGs every FREE page of [base, end) (2M where a whole aligned 2M is free, else 4K). */
-export function augRange(host: SeamcallHost, base: bigint, end: bigint, known?: KnownSeptEntries): void {
+/** AUGs every FREE page of [base, end) (2M where a whole aligned 2M is free, else 4K); `mirror` as for removePrivateRange. */
+export function augRange(host: SeamcallHost, base: bigint, end: bigint, mirror?: SeptMirror): void {
   let gpa = base;
   while (gpa < end) {
     const twoM = LEVEL_SIZE[1];
     if (gpa % twoM === 0n && gpa + twoM <= end) {
-      ensureSeptLevels(host, gpa, 1, known);
-      const r = septRead(host, gpa, 1);
+      ensureSeptLevels(host, gpa, 1, mirror);
+      const r = septRead(host, gpa, 1, mirror);
       if (r.level === 1 && r.state === 'FREE') { check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 1))); gpa += twoM; continue; }
       if (r.level === 1 && r.state !== 'NL_MAPPED') { gpa += twoM; continue; } // already a 2M leaf
     }
-    ensureSeptLevels(host, gpa, 0, known);
-    const r = septRead(host, gpa, 0);
+    ensureSeptLevels(host, gpa, 0, mirror);
+    const r = septRead(host, gpa, 0, mirror);
     if (r.state === 'FREE' || r.state === 'REMOVED') check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(gpa, 0)));
     gpa = Sept.alignDown(gpa, r.level === 0 || r.state === 'FREE' ? 0 : r.level) + LEVEL_SIZE[r.level === 0 || r.state === 'FREE' ? 0 : r.level];
   }
@@ -180,7 +175,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       const host = ctx.host;
       if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
       if (errState === 'FREE') {
-        ensureSeptLevels(host, exit.gpa, reqLevel, ctx.knownSept);
+        ensureSeptLevels(host, exit.gpa, reqLevel, ctx.septMirror);
         check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
       } else if (errState === 'REMOVED' && errLevel <= 1) {
         // Re-AUG the removed page at its own size; a smaller ACCEPT then demotes it (next exit).
@@ -207,10 +202,14 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     }
     // Like KVM: fault the page in (PENDING); the guest then takes #VE or the pending-access exit.
     return guarded(ctx, 'fault-in', () => {
-      const r = septRead(ctx.host, exit.gpa, 0);
+      // The exit reports the state the walk stopped on. A mirror that says otherwise missed a
+      // change made other than by the VMM's SEAMCALLs (a test setting the S-EPT directly): the
+      // VMM reads the entry instead, and its mirror learns it.
+      const known = ctx.septMirror.walk(exit.gpa, 0);
+      const r = known !== undefined && known.state === exit.septState ? known : readSept(ctx.host, exit.gpa, 0, ctx.septMirror);
       // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
       const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
-      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.knownSept);
+      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.septMirror);
       check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
       return { kind: 'resume' };
     });
@@ -239,12 +238,12 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     const chunkEnd = end - base > MAP_GPA_CHUNK ? base + MAP_GPA_CHUNK : end;
     try {
       if (toShared) {
-        removePrivateRange(ctx.host, base, chunkEnd);
+        removePrivateRange(ctx.host, base, chunkEnd, ctx.septMirror);
         ctx.host.setShared(base, chunkEnd - base, true);
       } else {
         ctx.host.setShared(base, chunkEnd - base, false);
         // A page converted back to private is PENDING again: the guest must accept it.
-        augRange(ctx.host, base, chunkEnd, ctx.knownSept);
+        augRange(ctx.host, base, chunkEnd, ctx.septMirror);
       }
     } catch (err) {
       if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
@@ -315,9 +314,9 @@ export const honestTdxPolicy: TdxVmmPolicy = {
 };
 
 /** Routes TD exits to the policy and hands VMCALL answers back through the handle. */
-/** The VMM in a snapshot: its policy and what it knows of the S-EPT. */
+/** The VMM in a snapshot: its policy and its mirror of the S-EPT. */
 export interface SavedTdxVmm extends SavedPolicy<TdxVmmPolicy> {
-  knownSept: readonly bigint[];
+  septMirror: SeptMirrorState;
 }
 
 export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
@@ -325,9 +324,12 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
   /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
   policy: TdxVmmPolicy;
 
-  constructor(ctx: Omit<VmmContext, 'knownSept'>, policy: TdxVmmPolicy = honestTdxPolicy) {
-    this.ctx = { ...ctx, knownSept: new KnownSeptEntries() };
+  constructor(ctx: Omit<VmmContext, 'septMirror'>, policy: TdxVmmPolicy = honestTdxPolicy) {
+    const septMirror = new SeptMirror(ctx.host.septTopLevel);
+    this.ctx = { ...ctx, septMirror };
     this.policy = policy;
+    // Every SEAMCALL through the VMM's handle, the honest code's, an attack's or a test's, updates the mirror.
+    ctx.host.observer = (leaf, rcx, status, pages) => septMirror.observe(leaf, rcx, status, pages);
   }
 
   handleExit(exit: TdExit): 'resume' | RunOutcome {
@@ -355,11 +357,11 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
   }
 
   saveState(): SavedTdxVmm {
-    return { ...savePolicy(this.policy), knownSept: this.ctx.knownSept.saveState() };
+    return { ...savePolicy(this.policy), septMirror: this.ctx.septMirror.saveState() };
   }
 
   loadState(state: SavedTdxVmm): void {
-    this.ctx.knownSept.loadState(state.knownSept);
+    this.ctx.septMirror.loadState(state.septMirror);
     this.policy = state.policy;
     state.policy.loadState?.(state.state);
   }

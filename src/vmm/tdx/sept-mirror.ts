@@ -1,0 +1,186 @@
+// The VMM's own record of the S-EPT, built from what it did: KVM's "mirror" page tables for a TD
+// (arch/x86/kvm/mmu/tdp_mmu.c with kvm_gfn_direct_bits / the mirror root; arch/x86/kvm/vmx/tdx.c).
+// KVM never reads the S-EPT back (it has no use for TDH.MEM.SEPT.RD): it knows where it added
+// SEPT pages (tdx_sept_link_private_spt -> TDH.MEM.SEPT.ADD), which pages it mapped
+// (tdx_sept_set_private_spte -> TDH.MEM.PAGE.AUG) and which it zapped (BLOCK, TRACK, REMOVE), at
+// which level. This mirror knows the same, from the result of every SEAMCALL made through the
+// VMM's handle, and answers the question the honest VMM used to ask TDH.MEM.SEPT.RD: where does
+// the walk to a GPA stop, and in which state. Where it does not know (nothing it did or read
+// covers the entry) the VMM still asks the module, and remembers the answer.
+//
+// States are kept as classes, because the guest changes some without the VMM seeing it
+// (TDG.MEM.PAGE.ACCEPT turns PENDING into MAPPED) and the VMM acts on none of those differences:
+// LEAF is any leaf (MAPPED, PENDING, BLOCKED, PENDING_BLOCKED). Nothing but the host's SEAMCALLs
+// changes the S-EPT's shape (sept-legality.ts: the guest's ACCEPT only maps a PENDING leaf).
+import type { Snapshottable } from '../../shared/snapshottable.js';
+import type { SeamcallName } from '../../platform/tdx/seamcall.js';
+import { LEVEL_SIZE, type SeptLevel, type SeptStateName } from '../../platform/tdx/sept-states.js';
+import { TdxStatus } from '../../platform/tdx/status.js';
+
+/** What the VMM knows of one entry: its state, with every leaf state one class. */
+export type MirroredState = 'FREE' | 'REMOVED' | 'NL_MAPPED' | 'NL_BLOCKED' | 'LEAF';
+
+/** Where the walk to a GPA stops and in which state (what TDH.MEM.SEPT.RD reports). */
+export interface MirroredWalk {
+  level: SeptLevel;
+  state: MirroredState | SeptStateName;
+}
+
+// An entry is one number: its state code, plus, for a non-leaf, what its children are when the
+// mirror has no entry of their own (a SEPT page the VMM added holds FREE entries; a DEMOTEd leaf
+// gives 512 leaves). The GPA keys are numbers, as in sept.ts.
+const STATES: readonly MirroredState[] = ['FREE', 'REMOVED', 'NL_MAPPED', 'NL_BLOCKED', 'LEAF'];
+const CODE: Readonly<Record<MirroredState, number>> = { FREE: 0, REMOVED: 1, NL_MAPPED: 2, NL_BLOCKED: 3, LEAF: 4 };
+const CHILDREN_UNKNOWN = 0, CHILDREN_FREE = 1, CHILDREN_LEAVES = 2;
+const CHILD_SHIFT = 3, STATE_MASK = 7;
+const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
+const ENTRIES = 512;
+
+const keyOf = (gpa: number, level: SeptLevel): number => Math.floor(gpa / LEVEL_BYTES[level]!);
+
+/** The class of a state the module reported. */
+function classOf(state: SeptStateName): MirroredState {
+  return state === 'FREE' || state === 'REMOVED' || state === 'NL_MAPPED' || state === 'NL_BLOCKED' ? state : 'LEAF';
+}
+
+/**
+ * What each SEAMCALL that succeeded made of its entry, by class (sept-legality.ts, the rows a
+ * SEAMCALL can take): `children` says what the entries below it are now, when it made them.
+ * BLOCK and UNBLOCK keep a leaf a leaf and toggle a non-leaf; a state the mirror did not know
+ * stays unknown.
+ */
+type MirrorTransition = (from: MirroredState | undefined) => { state: MirroredState; children?: number } | undefined;
+const AFTER: Partial<Record<SeamcallName, MirrorTransition>> = {
+  TDH_MEM_SEPT_ADD: () => ({ state: 'NL_MAPPED', children: CHILDREN_FREE }),
+  TDH_MEM_PAGE_ADD: () => ({ state: 'LEAF' }),
+  TDH_MEM_PAGE_AUG: () => ({ state: 'LEAF' }),
+  TDH_MEM_PAGE_REMOVE: () => ({ state: 'FREE' }),
+  TDH_MEM_PAGE_DEMOTE: () => ({ state: 'NL_MAPPED', children: CHILDREN_LEAVES }),
+  TDH_MEM_PAGE_PROMOTE: () => ({ state: 'LEAF', children: CHILDREN_UNKNOWN }),
+  TDH_MEM_RANGE_BLOCK: (from) => (from === 'NL_MAPPED' ? { state: 'NL_BLOCKED' } : from === 'LEAF' ? { state: 'LEAF' } : undefined),
+  TDH_MEM_RANGE_UNBLOCK: (from) => (from === 'NL_BLOCKED' ? { state: 'NL_MAPPED' } : from === 'LEAF' ? { state: 'LEAF' } : undefined),
+};
+
+/** A saved mirror: each level's entries (shared with the live mirror until either writes). */
+export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
+
+export class SeptMirror implements Snapshottable<SeptMirrorState> {
+  readonly #top: SeptLevel;
+  #levels: Map<number, number>[];
+  /** Levels whose map a saved state also holds: copied before the first write (restores are per execution). */
+  #shared: boolean[];
+
+  constructor(topLevel: SeptLevel) {
+    this.#top = topLevel;
+    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<number, number>());
+    this.#shared = this.#levels.map(() => false);
+  }
+
+  saveState(): SeptMirrorState {
+    this.#shared = this.#levels.map(() => true);
+    return this.#levels;
+  }
+
+  loadState(state: SeptMirrorState): void {
+    this.#levels = state as Map<number, number>[];
+    this.#shared = this.#levels.map(() => true);
+  }
+
+  /** What TDH.MEM.SEPT.RD of (`gpa`, `level`) would report, or undefined when the mirror does not know. */
+  walk(gpa: bigint, level: SeptLevel): MirroredWalk | undefined {
+    const at = Number(gpa);
+    let children = CHILDREN_UNKNOWN; // the root's entries: not assumed (the VMM may start after the TD did)
+    for (let l = this.#top; ; l = (l - 1) as SeptLevel) {
+      const entry = this.#levels[l]!.get(keyOf(at, l));
+      let code: number;
+      if (entry !== undefined) code = entry & STATE_MASK;
+      else if (children === CHILDREN_FREE) code = CODE.FREE;
+      else if (children === CHILDREN_LEAVES) code = CODE.LEAF;
+      else return undefined;
+      if (l === level || code !== CODE.NL_MAPPED) return { level: l, state: STATES[code]! };
+      children = entry! >> CHILD_SHIFT;
+    }
+  }
+
+  /** Remembers what a TDH.MEM.SEPT.RD (status SUCCESS or EPT_WALK_FAILED) reported: every level above `level` is a present non-leaf. */
+  learn(gpa: bigint, walk: { level: SeptLevel; state: SeptStateName }): void {
+    const at = Number(gpa);
+    for (let l = this.#top; l > walk.level; l = (l - 1) as SeptLevel) {
+      if (this.#stateAt(l, at) !== 'NL_MAPPED') this.#set(l, keyOf(at, l), 'NL_MAPPED', CHILDREN_UNKNOWN);
+    }
+    const state = classOf(walk.state);
+    const known = this.#stateAt(walk.level, at);
+    if (known === state) return;
+    const key = keyOf(at, walk.level);
+    if (known !== undefined && walk.level > 0) this.#forgetBelow(walk.level, key);
+    this.#set(walk.level, key, state, CHILDREN_UNKNOWN);
+  }
+
+  /**
+   * A SEAMCALL completed through the VMM's handle (RCX = GPA | level), standing for `pages`
+   * calls on consecutive entries (a launch range's PAGE.ADD); only a successful one changed anything.
+   */
+  observe(leaf: SeamcallName, rcx: bigint | null, status: bigint, pages = 1): void {
+    if (status !== TdxStatus.SUCCESS || rcx === null) return;
+    const after = AFTER[leaf];
+    if (!after) return;
+    const level = Number(rcx & 7n) as SeptLevel;
+    if (level > this.#top) return;
+    const first = keyOf(Number(rcx & 0x000ffffffffff000n), level);
+    for (let i = 0; i < pages; i++) this.#apply(after, level, first + i);
+  }
+
+  #apply(after: MirrorTransition, level: SeptLevel, key: number): void {
+    const entry = this.#levels[level]!.get(key);
+    const next = after(entry === undefined ? undefined : STATES[entry & STATE_MASK]);
+    if (!next) {
+      this.#delete(level, key);
+      return;
+    }
+    // An entry that keeps its state keeps what it knew of its children (BLOCK / UNBLOCK of a non-leaf).
+    const children = next.children ?? (entry === undefined ? CHILDREN_UNKNOWN : entry >> CHILD_SHIFT);
+    if (next.children !== undefined && level > 0) this.#forgetBelow(level, key);
+    this.#set(level, key, next.state, children);
+  }
+
+  /** How many entries the mirror holds at each level, 4K first (for tests). */
+  entryCounts(): number[] {
+    return this.#levels.map((m) => m.size);
+  }
+
+  #stateAt(level: SeptLevel, at: number): MirroredState | undefined {
+    const entry = this.#levels[level]!.get(keyOf(at, level));
+    return entry === undefined ? undefined : STATES[entry & STATE_MASK];
+  }
+
+  #writable(level: SeptLevel): Map<number, number> {
+    if (this.#shared[level]) {
+      this.#levels = this.#levels.slice();
+      this.#levels[level] = new Map(this.#levels[level]);
+      this.#shared[level] = false;
+    }
+    return this.#levels[level]!;
+  }
+
+  #set(level: SeptLevel, key: number, state: MirroredState, children: number): void {
+    this.#writable(level).set(key, CODE[state] | (children << CHILD_SHIFT));
+  }
+
+  #delete(level: SeptLevel, key: number): void {
+    if (this.#levels[level]!.has(key)) this.#writable(level).delete(key);
+  }
+
+  /** Drops every entry under (`level`, `key`): the SEAMCALL replaced what was below it. */
+  #forgetBelow(level: SeptLevel, key: number): void {
+    const child = (level - 1) as SeptLevel;
+    const first = key * ENTRIES;
+    const map = this.#levels[child]!;
+    if (map.size === 0) return;
+    for (let i = 0; i < ENTRIES; i++) {
+      const entry = map.get(first + i);
+      if (entry === undefined) continue;
+      if (child > 0) this.#forgetBelow(child, first + i);
+      this.#writable(child).delete(first + i);
+    }
+  }
+}

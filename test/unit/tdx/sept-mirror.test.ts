@@ -1,0 +1,131 @@
+// The VMM's mirror of the S-EPT (src/vmm/tdx/sept-mirror.ts) against the module's own S-EPT:
+// whatever SEAMCALLs the host makes (legal or not) and whatever the guest accepts, every answer
+// the mirror gives is the one TDH.MEM.SEPT.RD would give, state by class.
+import { describe, expect, it } from 'vitest';
+import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import type { TdModule } from '../../../src/platform/tdx/td-module.js';
+import { Prng } from '../../../src/shared/prng.js';
+import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import type { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
+
+const MiB = 1n << 20n;
+/** GPAs in two 2 MiB regions, at their edges and inside, so operations overlap. */
+const PAGES = [0n, 0x1000n, 0x2000n, 0x1ff000n, 0x200000n, 0x201000n, 0x3ff000n];
+const ZERO_PAGE = new Uint8Array(4096);
+
+const classOf = (s: SeptStateName) => (s === 'FREE' || s === 'REMOVED' || s === 'NL_MAPPED' || s === 'NL_BLOCKED' ? s : 'LEAF');
+
+/** One random host SEAMCALL or guest ACCEPT on the TD. */
+function randomStep(rng: Prng, m: TdModule, mirror: SeptMirror): void {
+  const h = m.host;
+  const gpa = rng.pick(PAGES);
+  const level = rng.pick([0, 0, 1, 1, 2, 3] as SeptLevel[]);
+  const aligned = (l: SeptLevel) => gpa & ~((1n << BigInt(12 + 9 * l)) - 1n);
+  const rcx = gpaLevel(aligned(level), level);
+  switch (rng.below(11)) {
+    case 0: h.memSeptAdd(rcx); break;
+    case 1: h.memPageAug(gpaLevel(aligned(Math.min(level, 1) as SeptLevel), Math.min(level, 1) as SeptLevel)); break;
+    case 2:
+      if (m.finalized) break;
+      // One PAGE.ADD, or a launch range of several (one event standing for all its pages).
+      if (rng.chance(1, 2)) h.memPageAdd(gpaLevel(gpa, 0), ZERO_PAGE);
+      else h.addPages(gpa, new Uint8Array(4096 * (1 + rng.below(4))), rng.chance(1, 2));
+      break;
+    case 3: h.memRangeBlock(rcx); break;
+    case 4: h.memRangeUnblock(rcx); break;
+    case 5: h.memTrack(); break;
+    case 6: h.memPageRemove(rcx); break;
+    case 7: h.memPageDemote(rcx); break;
+    case 8: h.memPagePromote(rcx); break;
+    case 9: pageAccept(m, gpaLevel(aligned(Math.min(level, 1) as SeptLevel), Math.min(level, 1) as SeptLevel)); break;
+    default: {
+      // The VMM reads an entry it does not know and remembers the answer.
+      const r = h.memSeptRead(rcx);
+      if (r.status === 0n || r.level !== level) mirror.learn(aligned(level), r);
+    }
+  }
+  if (!m.finalized && rng.chance(1, 100)) h.mrFinalize();
+}
+
+/** Every answer the mirror gives matches the module's walk; returns how many it gave. */
+function checkMirror(m: TdModule, mirror: SeptMirror): number {
+  let known = 0;
+  for (const gpa of PAGES) {
+    for (const level of [0, 1, 2, 3] as SeptLevel[]) {
+      const mirrored = mirror.walk(gpa, level);
+      if (!mirrored) continue;
+      known++;
+      const truth = m.sept.walk(gpa, level);
+      expect({ gpa, level, walk: mirrored }).toEqual({ gpa, level, walk: { level: truth.level, state: classOf(truth.state) } });
+    }
+  }
+  return known;
+}
+
+describe('the TDX VMM mirror of the S-EPT', () => {
+  it('agrees with the module after any sequence of SEAMCALLs and guest accepts, and knows most entries', () => {
+    let known = 0, asked = 0;
+    for (let seed = 1n; seed <= 12n; seed++) {
+      const td = createTd({ memoryBytes: 8n * MiB });
+      const m = td.platform.module;
+      const mirror = td.vmm.ctx.septMirror;
+      const rng = new Prng(seed);
+      // As a launch starts: the upper levels over the first GiB (then anything goes).
+      m.host.memSeptAdd(gpaLevel(0n, 3));
+      m.host.memSeptAdd(gpaLevel(0n, 2));
+      for (let step = 0; step < 300; step++) {
+        randomStep(rng, m, mirror);
+        known += checkMirror(m, mirror);
+        asked += PAGES.length * 4;
+      }
+      td.platform.machine.close();
+    }
+    // Not vacuous: the mirror answers most questions (the rest are entries nothing told it about).
+    expect(known / asked).toBeGreaterThan(0.5);
+  });
+
+  it('is saved and restored with the VMM: a restore brings back what it knew, and later changes do not reach the saved copy', () => {
+    const td = createTd({ memoryBytes: 8n * MiB });
+    const m = td.platform.module;
+    const mirror = td.vmm.ctx.septMirror;
+    const rng = new Prng(99n);
+    for (let step = 0; step < 200; step++) randomStep(rng, m, mirror);
+    const savedModule = m.saveState();
+    const savedVmm = td.vmm.saveState();
+    const before = checkMirror(m, mirror);
+    expect(before).toBeGreaterThan(0);
+    for (let round = 0; round < 3; round++) {
+      for (let step = 0; step < 100; step++) {
+        randomStep(rng, m, mirror);
+        checkMirror(m, mirror);
+      }
+      m.loadState(savedModule);
+      td.vmm.loadState(savedVmm);
+      expect(checkMirror(m, mirror)).toBe(before);
+    }
+    td.platform.machine.close();
+  });
+
+  it('spares the honest VMM every TDH.MEM.SEPT.RD of a converting MapGPA: it converts from what it knows', () => {
+    const td = createTd({ memoryBytes: 8n * MiB });
+    const h = td.platform.module.host;
+    // What a launch leaves: the upper SEPT levels, and a 2 MiB private page the guest then accepts.
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.mrFinalize();
+    h.memPageAug(gpaLevel(0x200000n, 1));
+    pageAccept(td.platform.module, gpaLevel(0x200000n, 1));
+    const reads = () => td.trace.events.filter((e) => e.type === 'seamcall' && e.leaf === 'TDH_MEM_SEPT_RD').length;
+    const call = (r12: bigint, r13: bigint) => ({ reason: 'tdvmcall', regs: { r10: 0n, r11: 0x10001n, r12, r13 } }) as never;
+    const shared = 1n << 47n;
+    // To shared and back: BLOCK, TRACK, DEMOTE, then BLOCK, TRACK, REMOVE per page; AUG back.
+    expect(td.vmm.decide(call(0x204000n | shared, 0x3000n))).toMatchObject({ kind: 'return', regs: { r10: 0n } });
+    expect(td.vmm.decide(call(0x204000n, 0x3000n))).toMatchObject({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.events.filter((e) => e.type === 'seamcall' && e.leaf === 'TDH_MEM_PAGE_REMOVE' && e.status === 0n)).toHaveLength(3);
+    expect(td.trace.events.filter((e) => e.type === 'seamcall' && e.leaf === 'TDH_MEM_PAGE_AUG' && e.status === 0n)).toHaveLength(4);
+    expect(reads()).toBe(0);
+    td.platform.machine.close();
+  });
+});
