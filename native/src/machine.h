@@ -227,6 +227,8 @@ class Machine {
   static bool OnInvalidInsn(uc_engine* uc, void* self);
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
   static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
+  // OnCode past its common case (machine.cc); never inlined, so the common case needs no frame.
+  __attribute__((noinline)) static void OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine* m);
   static void OnBlock(uc_engine* uc, uint64_t address, uint32_t size, void* self);
 
   // Guest stub (guest_stub.cc): a host-owned page of code the guest CPU itself executes to load
