@@ -14,7 +14,9 @@
         "src/guest_stub.cc",
         "src/abort_guard.cc",
         "src/code_bits.cc",
-        "src/spin_loop.cc"
+        "src/spin_loop.cc",
+        "src/content_watch.cc",
+        "src/content_watch_fill.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

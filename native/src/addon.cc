@@ -121,6 +121,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::SetEdgeMap>("setEdgeMap"),
       InstanceMethod<&NativeMachine::ResetEdges>("resetEdges"),
       InstanceMethod<&NativeMachine::WatchExecution>("watchExecution"),
+      InstanceMethod<&NativeMachine::WatchContent>("watchContent"),
+      InstanceMethod<&NativeMachine::CountWatchedContent>("countWatchedContent"),
+      InstanceMethod<&NativeMachine::TakeForeignReads>("takeForeignReads"),
     });
   }
 
@@ -489,6 +492,52 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (v[0] >= v[1] || v[2] >= v[3]) return ThrowRange(info.Env(), "watchExecution ranges must not be empty");
     m->WatchExecution(v[0], v[1], v[2], v[3]);
     return info.Env().Undefined();
+  }
+
+  // watchContent(gpa, bytes: bigint, on: boolean): see Machine::WatchContent (whole pages,
+  // clipped to guest RAM).
+  Napi::Value WatchContent(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    uint64_t first, pages;
+    if (!PageRange(info, &first, &pages)) return info.Env().Undefined();
+    if (info.Length() < 3 || !info[2].IsBoolean()) return ThrowType(info.Env(), "on must be a boolean");
+    m->WatchContent(first, pages, info[2].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  }
+
+  // countWatchedContent(gpa, bytes: bigint): how many pages of the range are watched.
+  Napi::Value CountWatchedContent(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    uint64_t first, pages;
+    if (!PageRange(info, &first, &pages)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<double>(m->CountWatchedContent(first, pages)));
+  }
+
+  // takeForeignReads(): BigUint64Array of (gpa, rip, instructions) triples, oldest first; forgets them.
+  Napi::Value TakeForeignReads(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    std::vector<ForeignRead> reads = m->TakeForeignReads();
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(info.Env(), reads.size() * 3 * sizeof(uint64_t));
+    uint64_t* out = static_cast<uint64_t*>(buf.Data());
+    for (size_t i = 0; i < reads.size(); i++) {
+      out[i * 3] = reads[i].gpa;
+      out[i * 3 + 1] = reads[i].rip;
+      out[i * 3 + 2] = reads[i].instructions;
+    }
+    return Napi::TypedArrayOf<uint64_t>::New(info.Env(), reads.size() * 3, buf, 0, napi_biguint64_array);
+  }
+
+  // (gpa, bytes) arguments 0 and 1 as whole pages: the pages the byte range touches.
+  static bool PageRange(const Napi::CallbackInfo& info, uint64_t* first, uint64_t* pages) {
+    uint64_t gpa, bytes;
+    if (!GetU64(info, 0, "gpa", &gpa) || !GetU64(info, 1, "bytes", &bytes)) return false;
+    uint64_t end = gpa + bytes < gpa ? ~0ull : gpa + bytes;
+    *first = gpa >> kPageShift;
+    *pages = bytes == 0 ? 0 : ((end - 1) >> kPageShift) - *first + 1;
+    return true;
   }
 
   std::unique_ptr<Machine> machine_;

@@ -50,6 +50,7 @@ class Snapshot {
   uint64_t charged = 0;
   uint64_t instruction_limit = 0;
   uint64_t budget_limit = 0;
+  ContentWatch content_watch;
 
   const uint8_t* Find(uint64_t page) const {
     auto it = std::lower_bound(pages.begin(), pages.end(), page);
@@ -580,6 +581,11 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->fault_[3] = 0;
     return refuse(ExitKind::kExecWatch);
   }
+  // Content the hardware model named foreign (content_watch.h): only private accesses consume it.
+  uint32_t watch_perms = UC_PROT_ALL;
+  if (!m->content_watch_.empty() && space == Space::kPrivate && m->content_watch_.Watched(page)) {
+    watch_perms = m->WatchedFill(vaddr, page, access);
+  }
   uint32_t perms = UC_PROT_READ;
   // A guest store to a page with code bits: its bytes may change, so the bits go (code_bits.h).
   // Until then no fill may make the page writable.
@@ -606,7 +612,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     if (!m->config_.count_instructions) m->ScanForInterceptedInsns(vaddr, host);
   }
   entry->paddr = t.gpa & ~(kPageSize - 1);
-  entry->perms = static_cast<uc_prot>(perms);
+  entry->perms = static_cast<uc_prot>(perms & watch_perms);
   (void)uc;
   return true;
 }
@@ -724,6 +730,10 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
 
 void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine* m) {
   if (m->stub_active_) return;  // the host's own stub: not guest instructions
+  if (m->content_watch_flush_) {
+    m->content_watch_flush_ = false;
+    uc_ctl_flush_tlb(uc);
+  }
   uint64_t* a = m->area_;
   uint64_t offset = address & (kPageSize - 1);
   CodeCacheEntry& entry = m->code_cache_[(address >> kPageShift) % kCodeCacheSize];
@@ -1056,6 +1066,7 @@ uint64_t Machine::TakeSnapshot() {
   s->charged = area_[kSlotCharged];
   s->instruction_limit = area_[kSlotInstructionLimit];
   s->budget_limit = area_[kSlotBudgetLimit];
+  s->content_watch = content_watch_;
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s.get();
@@ -1125,6 +1136,9 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   area_[kSlotCharged] = s->charged;
   area_[kSlotInstructionLimit] = s->instruction_limit;
   area_[kSlotBudgetLimit] = s->budget_limit;
+  content_watch_ = s->content_watch;
+  area_[kSlotForeignReads] = content_watch_.pending().size();
+  content_watch_flush_ = false;  // the flush below drops every entry
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s;

@@ -15,6 +15,7 @@
 
 #include "budget.h"
 #include "code_bits.h"
+#include "content_watch.h"
 #include "guest_ram.h"
 #include "page_walk.h"
 #include "trapped_insn.h"
@@ -63,6 +64,7 @@ enum RunSlot : int {
   kSlotCharged = 28,       // host work charged beyond instructions (budget.h)
   kSlotBudgetLimit = 29,   // counting mode: stop with kBudget when instructions + charged reach it
   kSlotHostResult = 30,    // a host call's 64-bit result beside its return value (translate: the GPA)
+  kSlotForeignReads = 31,  // foreign-content reads recorded and not yet taken (content_watch.h)
   kRunAreaSlots = 32,
 };
 
@@ -218,6 +220,16 @@ class Machine {
   // a Linux boot where the decompressor jumps to the kernel it decompressed (src/boot/linux/).
   void WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop_begin, uint64_t stop_end);
 
+  // A host-side watch on the content of private guest pages (content_watch.h), seen by the
+  // TLB-fill hook: `on` starts watching [first_page, first_page + pages) afresh (nothing in it is
+  // the guest's own), off stops. The first guest read of a watched byte the guest did not write
+  // itself is recorded (kSlotForeignReads counts those not yet taken). Part of snapshots. With no
+  // page watched it costs one test per TLB fill and one per instruction (counting mode).
+  void WatchContent(uint64_t first_page, uint64_t pages, bool on);
+  uint64_t CountWatchedContent(uint64_t first_page, uint64_t pages) const { return content_watch_.CountWatched(first_page, pages); }
+  // The recorded reads, oldest first; forgets them.
+  std::vector<ForeignRead> TakeForeignReads();
+
  private:
   friend class GateTableReader;
   Machine(const MachineConfig& config, uint64_t* area);
@@ -267,6 +279,9 @@ class Machine {
   void DropAllCodeBits();
   void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
   void SetExit(ExitKind kind);
+  // A private TLB fill of a page the content watch holds (content_watch_fill.cc): checks and
+  // records the access, and returns the permissions the fill may grant at most.
+  uint32_t WatchedFill(uint64_t vaddr, uint64_t page, Access access);
   // After a refused TLB fill stopped the emulator: narrows the page-granular fault address in
   // the run area to the exact one when it can (data: decodes the instruction at RIP, which is
   // precise; fetch: see ExactFetchFaultAddress).
@@ -311,6 +326,10 @@ class Machine {
   uint64_t watch_stop_[2] = {0, 0};
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
+  ContentWatch content_watch_;
+  // A watched page was let into the TLB for one instruction: flush before the next one starts,
+  // so every instruction that touches a watched page is seen by WatchedFill.
+  bool content_watch_flush_ = false;
   // The emulator called abort() inside a run (see abort_guard.h): never run or free it again.
   bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).

@@ -4,7 +4,7 @@ import { toNativeMarker, type AddressMarker } from '../memory/address-marker.js'
 import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
 import { PageGate } from '../memory/page-gate.js';
 import { registerNativeErrors } from './errors.js';
-import { RUN_AREA_SLOTS } from './run-area.js';
+import { RUN_AREA_SLOTS, RunSlot } from './run-area.js';
 import { Vcpu } from './vcpu.js';
 import { HardwareRandom } from './hardware-random.js';
 import { VirtualTsc } from './virtual-tsc.js';
@@ -68,6 +68,16 @@ export class Snapshot {
 const snapshotCleanup = new FinalizationRegistry<{ native: WeakRef<NativeMachine>; id: number }>(({ native, id }) => {
   native.deref()?.forgetSnapshot(id);
 });
+
+/** A guest read of watched private content that was not its own (Machine.watchContent). */
+export interface ForeignRead {
+  /** The first foreign byte read (its page when the instruction could not be decoded). */
+  gpa: bigint;
+  /** The reading instruction; undefined in fast mode, which does not track it. */
+  rip: bigint | undefined;
+  /** Its instruction number (counting mode; 0n otherwise). */
+  instructions: bigint;
+}
 
 /** Machine state in a whole-VM snapshot: the native snapshot plus the vCPU's exit counters. */
 export interface MachineState {
@@ -214,6 +224,37 @@ export class Machine implements Snapshottable<MachineState> {
     const counts = this.vcpu.exitCounts as Record<string, number>;
     for (const kind of Object.keys(counts)) delete counts[kind];
     Object.assign(counts, state.exitCounts);
+  }
+
+  /**
+   * A host-side, guest-invisible watch on private content (native/src/content_watch.h): `on`
+   * watches the pages [gpa, gpa+bytes) touches afresh, as holding content the guest did not put
+   * there itself; off forgets them. The first private read (or fetch) of a watched byte the guest
+   * has not written itself since is recorded for takeForeignReads(), and ends that page's watch.
+   * Part of snapshots. Costs nothing measurable while no page is watched.
+   */
+  watchContent(gpa: bigint, bytes: bigint, on: boolean): void {
+    this.#live().watchContent(gpa, bytes, on);
+  }
+
+  /** How many pages of [gpa, gpa+bytes) the content watch holds. */
+  watchedContentPages(gpa: bigint, bytes: bigint): number {
+    return this.#live().countWatchedContent(gpa, bytes);
+  }
+
+  /** Whether the content watch recorded reads that takeForeignReads() has not returned yet: one slot read, for every exit. */
+  get foreignReadsPending(): boolean {
+    return this.vcpu.runArea[RunSlot.foreignReads] !== 0n;
+  }
+
+  /** The foreign-content reads recorded since the last call, oldest first. */
+  takeForeignReads(): ForeignRead[] {
+    const raw = this.#live().takeForeignReads();
+    const reads: ForeignRead[] = [];
+    for (let i = 0; i + 2 < raw.length; i += 3) {
+      reads.push({ gpa: raw[i]!, rip: raw[i + 1] === 0xffffffffffffffffn ? undefined : raw[i + 1]!, instructions: raw[i + 2]! });
+    }
+    return reads;
   }
 
   /** Pages written since the last snapshot or restore (meaningful once a snapshot exists). */

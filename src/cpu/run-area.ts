@@ -16,6 +16,8 @@ export const RunSlot = {
   budgetLimit: 29,
   /** A host call's 64-bit result beside its return value (translate: the GPA). */
   hostResult: 30,
+  /** Foreign-content reads the native content watch recorded and the host has not taken yet. */
+  foreignReads: 31,
 } as const;
 export const RUN_AREA_SLOTS = 32;
 
