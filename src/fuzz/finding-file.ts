@@ -25,6 +25,10 @@ export interface StoredFinding {
   summary: string;
   detail: string;
   gpa?: bigint;
+  /** The guest instruction that did it, when the hardware saw one (foreign-content: the read). */
+  rip?: bigint;
+  /** seq of the trace event that showed it, in the replayed trace. */
+  eventSeq?: number;
   target: FuzzTarget;
   seed: bigint;
   job: number;
@@ -43,6 +47,8 @@ export function storedFinding(f: CampaignFinding, job: number): StoredFinding {
     seed: f.seed, job, execIndex: f.execIndex, outcome: f.outcome, traceSha256: f.traceSha256, program: f.program, unshrunk: f.unshrunk,
   };
   if (f.gpa !== undefined) s.gpa = f.gpa;
+  if (f.rip !== undefined) s.rip = f.rip;
+  if (f.eventSeq !== undefined) s.eventSeq = f.eventSeq;
   return s;
 }
 
@@ -60,6 +66,7 @@ export function findingToJson(f: StoredFinding, replayCommand: string): string {
   const value = {
     format: FINDING_FORMAT, version: FINDING_VERSION, id: f.id, category: f.category, severity: f.severity,
     summary: f.summary, detail: f.detail, ...(f.gpa !== undefined ? { gpa: hex(f.gpa) } : {}),
+    ...(f.rip !== undefined ? { rip: hex(f.rip) } : {}), ...(f.eventSeq !== undefined ? { eventSeq: f.eventSeq } : {}),
     target: targetToJson(f.target), seed: hex(f.seed), job: f.job, execIndex: f.execIndex, outcome: f.outcome,
     traceSha256: f.traceSha256, replay: replayCommand,
     program: attackProgramToJsonValue(f.program), unshrunk: attackProgramToJsonValue(f.unshrunk),
@@ -153,6 +160,8 @@ export function findingFromJson(text: string, path: string): StoredFinding {
     outcome: { outcome: outcome.outcome, reason: outcome.reason }, traceSha256: str(o, 'traceSha256', path), program, unshrunk,
   };
   if (o.gpa !== undefined) f.gpa = big(o, 'gpa', path);
+  if (o.rip !== undefined) f.rip = big(o, 'rip', path);
+  if (o.eventSeq !== undefined) f.eventSeq = int(o, 'eventSeq', path);
   return f;
 }
 

@@ -24,7 +24,11 @@ export const FINDING_CATEGORIES = {
   },
   'foreign-content': {
     severity: 'high',
-    summary: 'the guest uses private memory whose content is not the zeroes of its own accept: it asked for the page back as private and carried on without accepting it, while the hardware kept the old contents mapped',
+    summary: "the guest read private memory whose content it did not put there itself in the page's current lifetime and that is not the zeroes of its own accept, and carried on: the hardware's content watch saw the read (src/platform/foreign-content.ts says which pages count on each platform)",
+  },
+  'latent-foreign-content': {
+    severity: 'medium',
+    summary: 'the guest asked for memory back as private and finished without accepting it again, while the hardware kept old contents mapped private: it did not read them, but its next use of that memory would',
   },
   'latent-double-acceptance': {
     severity: 'high',
@@ -53,6 +57,8 @@ export interface OracleFinding {
   gpa?: bigint;
   /** seq of the trace event that showed it. */
   eventSeq?: number;
+  /** The guest instruction that did it, when the hardware saw one (foreign-content: the read). */
+  rip?: bigint;
 }
 
 export interface Judgement {
@@ -183,17 +189,20 @@ export class AcceptanceOracle {
   #exitWithoutRequest = false;
   /** Pages the guest asked to have back as private and has not accepted since. */
   readonly #reclaimed = new LifetimeMap();
+  /** The first read of foreign content the hardware's content watch saw, waiting to see whether the guest stops. */
+  #foreignRead: { gpa: bigint; rip: bigint | undefined; seq: number } | undefined;
 
   constructor(initial: LifetimeMap = new LifetimeMap()) {
     this.lifetimes = initial;
   }
 
-  #report(category: FindingCategory, detail: string, gpa?: bigint, eventSeq?: number): void {
+  #report(category: FindingCategory, detail: string, gpa?: bigint, eventSeq?: number, rip?: bigint): void {
     if (this.#seen.has(category)) return;
     this.#seen.add(category);
     const f: OracleFinding = { category, severity: FINDING_CATEGORIES[category].severity, detail };
     if (gpa !== undefined) f.gpa = gpa;
     if (eventSeq !== undefined) f.eventSeq = eventSeq;
+    if (rip !== undefined) f.rip = rip;
     this.#findings.push(f);
   }
 
@@ -282,6 +291,11 @@ export class AcceptanceOracle {
         // …and to have it back as private: until it accepts it, its content is not its own.
         if (typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') this.#reclaimed.set(e.gpa, e.bytes, true);
         return;
+      case 'foreign-read':
+        // The hardware's content watch: the guest read a byte of private memory it did not write
+        // itself in the page's lifetime (src/platform/foreign-content.ts).
+        if (!this.#foreignRead && typeof e.gpa === 'bigint') this.#foreignRead = { gpa: e.gpa, rip: typeof e.rip === 'bigint' ? e.rip : undefined, seq: e.seq };
+        return;
       default:
     }
   }
@@ -304,6 +318,13 @@ export class AcceptanceOracle {
   judge(outcome: RunOutcome, ctx: OracleContext): Judgement {
     if (outcome.outcome === 'vmm-error' && /^internal error|^hardware model/.test(outcome.reason)) {
       this.#report('minivisor-bug', outcome.reason);
+    }
+    // Reading foreign content and then stopping on the fatal path is the guest noticing (its own
+    // check read it); reading it and going on is using it.
+    const read = this.#foreignRead;
+    if (read && outcome.outcome !== 'guest-fatal') {
+      const at = read.rip === undefined ? '' : ` at RIP 0x${read.rip.toString(16)}`;
+      this.#report('foreign-content', `the guest read 0x${read.gpa.toString(16)}${at}, private content it did not put there itself in this lifetime of the page (nor the zeroes of its own accept), and carried on`, read.gpa, read.seq, read.rip);
     }
     // The guest carried on past a refusal when it went on to do acceptance work (another accept,
     // PVALIDATE or page-state request) or finished: stopping on the fatal path is what it must do.
@@ -328,11 +349,16 @@ export class AcceptanceOracle {
     return { verdict, outcome, findings };
   }
 
-  /** Foreign content: memory asked back as private, never accepted, yet mapped private by the hardware. */
+  /**
+   * Latent foreign content: memory asked back as private, never accepted, yet mapped private by
+   * the hardware at the end. Whether the guest read it is the content watch's business
+   * (foreign-content); this is the end state only: the next use of that memory would read it.
+   */
   #checkReclaimed(ctx: OracleContext): void {
+    if (this.#seen.has('foreign-content')) return; // the guest did read such content: the latent form adds nothing
     for (const gpa of this.#reclaimed.all()) {
-      if (!ctx.hardwareAccepted(gpa)) continue; // not usable without an accept: nothing consumed
-      this.#report('foreign-content', `the guest asked for 0x${gpa.toString(16)} back as private and finished without accepting it again, while the hardware kept its old contents mapped private`, gpa);
+      if (!ctx.hardwareAccepted(gpa)) continue; // not usable without an accept: nothing to read
+      this.#report('latent-foreign-content', `the guest asked for 0x${gpa.toString(16)} back as private and finished without accepting it again, while the hardware kept its old contents mapped private`, gpa);
       return;
     }
   }

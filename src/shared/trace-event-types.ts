@@ -33,6 +33,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   hw('shutdown', 'the vCPU shut down (triple fault)'),
   hw('rdrand', 'an RDRAND the CPU model answered (the value follows the run\'s seed)'),
   hw('rdseed', 'an RDSEED the CPU model answered (the value follows the run\'s seed)'),
+  hw('foreign-read', 'the guest read private content it did not put there itself in the page\'s lifetime (gpa, rip, instruction: the content watch, src/platform/foreign-content.ts)'),
   // The trusted AMD CPU and firmware model (src/platform/snp/).
   hw('pvalidate', 'SNP: a PVALIDATE by the guest (gpa, size, validate, rc, cf)'),
   hw('rmpadjust', 'SNP: an RMPADJUST by the guest (VMPL permissions)'),

@@ -28,6 +28,7 @@ import { executeRandomInstruction } from '../../cpu/hardware-random.js';
 import { executeRdtsc } from '../../cpu/virtual-tsc.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
+import { recordForeignReads } from '../foreign-content.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -206,6 +207,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.machine.vcpuCount > 1) this.machine.pauseExits = this.#runnable.filter(Boolean).length > 1;
   }
 
+  readonly #recordHw = (type: string, fields: Record<string, TraceValue>): void => this.#record(type, fields);
+
   /** An event of the hardware; with several vCPUs it says which one it happened on (as on TDX). */
   #record(type: string, fields: Record<string, TraceValue>): void {
     this.trace.record('hw', type, this.machine.withVcpu(fields));
@@ -283,7 +286,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       for (const page of written) {
         if (this.rmp.lookup(page).assigned) continue;
         this.#dramPages.delete(page);
-        if (!req.immutable) this.machine.memory.write(page, this.#encryption.decryptPage(page, this.machine.memory.read(page, Number(PAGE_4K))));
+        if (req.immutable) continue;
+        this.machine.memory.write(page, this.#encryption.decryptPage(page, this.machine.memory.read(page, Number(PAGE_4K))));
+        // Not the guest's content, whatever it validates it as (foreign-content.ts).
+        this.machine.watchContent(page, PAGE_4K, true);
       }
       return;
     }
@@ -546,6 +552,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     scheduler?.switchPoint('exit');
     for (;;) {
       const exit = this.machine.vcpu.run();
+      recordForeignReads(this.machine, this.#recordHw);
       if (scheduler?.takesExit(exit)) continue;
       let step: HwStep;
       try {

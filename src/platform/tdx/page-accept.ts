@@ -78,6 +78,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   }
   if (level === 0) {
     td.machine.memory.fill(gpa, CHUNK, 0);
+    td.machine.watchContent(gpa, CHUNK, false); // zeroed by the guest's own accept (foreign-content.ts)
     td.sept.setState(0, gpa, 'MAPPED', { acceptCounter: 0 });
     return { kind: 'return', status: TdxStatus.SUCCESS };
   }
@@ -109,6 +110,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
     td.postedInterrupts.push(interrupt!.vector);
     return { kind: 'step', step: td.deliverPostedInterrupt(), result: 'interrupted' };
   }
+  td.machine.watchContent(gpa, LEVEL_SIZE[level], false);
   td.sept.setState(level, gpa, 'MAPPED', { acceptCounter: 0 });
   if (start > 0) td.record('accept-resumed-complete', { gpa, level, resumedFrom: start });
   return { kind: 'return', status: TdxStatus.SUCCESS };

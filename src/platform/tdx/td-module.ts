@@ -72,6 +72,8 @@ export interface PendingInterrupt {
 }
 
 const MASK64 = (1n << 64n) - 1n;
+/** TDG.VP.VMCALL<MapGPA> (GHCI 1.5 Table 3-x; Linux TDVMCALL_MAP_GPA). */
+const TDVMCALL_MAP_GPA = 0x10001n;
 /** HLT is F4; the vCPU reports RIP after it. */
 const HLT_LENGTH = 1n;
 
@@ -349,6 +351,20 @@ export class TdModule implements Snapshottable<TdModuleState> {
       if (vector !== DF_VECTOR) return this.injectException(DF_VECTOR, 0n);
       return { kind: 'stop', outcome: { outcome: 'terminated', reason: `triple fault: ${err.message}` } };
     }
+  }
+
+  /**
+   * The guest's own request, passing through TDG.VP.VMCALL, to convert memory to shared (MapGPA,
+   * GHCI 1.5 §3.2: R10 = 0, R11 = 0x10001, R12 = GPA with the shared bit set, R13 = size) ends the
+   * private lifetime of that memory: whatever the host then does, the private pages' contents
+   * are not the guest's own until it accepts them again (foreign-content.ts). Only what the
+   * guest exposed to the VMM counts, as only that reaches the VMM.
+   */
+  observeVmcall(seen: Readonly<VmcallRegs>): void {
+    if (seen.r10 !== 0n || seen.r11 !== TDVMCALL_MAP_GPA || (seen.r12 & this.#sharedBit) === 0n) return;
+    const gpa = seen.r12 & ~this.#sharedBit & ~0xfffn;
+    if (gpa >= this.machine.memoryBytes || seen.r13 === 0n) return;
+    this.machine.watchContent(gpa, seen.r13 & MASK64, true);
   }
 
   /** Remembers a TDG.VP.VMCALL in flight until the VMM answers it. */

@@ -153,6 +153,7 @@ function vpVmcall(td: TdModule, exit: TdcallExit): LeafResult {
   const seen = {} as VmcallRegs;
   for (const name of VMCALL_REGS) seen[name] = exposed(mask, name) ? regs[name] : 0n;
   seen.rcx = mask; // the VMM learns the bitmap itself
+  td.observeVmcall(seen);
   td.beginVmcall(exit.length, mask);
   return { kind: 'step', step: td.tdExit({ reason: 'tdvmcall', rip: exit.rip, mask, regs: seen }), result: 'td-exit(tdvmcall)' };
 }

@@ -4,6 +4,8 @@ import { Machine, type MachineState } from '../../cpu/machine.js';
 import { Trace } from '../../shared/trace.js';
 import { DEFAULT_QUANTUM, VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
+import { recordForeignReads } from '../foreign-content.js';
+import type { TraceValue } from '../../shared/trace.js';
 import { TdModule, type TdConfig, type TdExit, type TdModuleState } from './td-module.js';
 import type { TdxVmmHandle } from './vmm-handle.js';
 
@@ -25,6 +27,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
   readonly kind = 'tdx' as const;
   readonly machine: Machine;
   readonly module: TdModule;
+  readonly #recordHw = (type: string, fields: Record<string, TraceValue>): void => this.module.record(type, fields);
   readonly trace: Trace;
   /** Several vCPUs: who runs when. */
   readonly scheduler: VcpuScheduler | undefined;
@@ -82,6 +85,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
     if (posted.kind === 'stop') return { kind: 'outcome', outcome: posted.outcome };
     for (;;) {
       const exit = this.machine.vcpu.run();
+      recordForeignReads(this.machine, this.#recordHw);
       if (scheduler?.takesExit(exit)) continue;
       const step = this.module.handleExit(exit);
       if (step.kind === 'resume') {

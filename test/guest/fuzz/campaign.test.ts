@@ -121,9 +121,20 @@ describe('the oracle on planted-bug variants (guest/DEFENCES.md)', () => {
     const honest = new BootExecutor(variantTarget()).execute(keep);
     expect(honest.judgement.verdict).toBe('detected');
     expect(honest.judgement.outcome.reason).toMatch(/^tdx_accept_already_accepted/);
-    const planted = new BootExecutor(variantTarget('reaccept-skipped')).execute(keep);
+    expect(honest.judgement.findings).toEqual([]);
+    const planted = new BootExecutor(variantTarget('reaccept-skipped')).execute(keep, { keepTrace: true });
     expect(planted.judgement.verdict).toBe('finding');
     expect(planted.judgement.findings.map((f) => f.category)).toEqual(['foreign-content']);
+    // The hardware saw the read itself: the workload's round-trip counter, the second qword of a
+    // page it converted back and never re-accepted (guest/kernel/main.c convert_round_trip).
+    const [finding] = planted.judgement.findings;
+    const read = planted.events!.find((e) => e.seq === finding!.eventSeq);
+    expect(read).toMatchObject({ type: 'foreign-read', gpa: finding!.gpa, rip: finding!.rip });
+    expect(finding!.gpa! & 0xfffn).toBe(8n);
+    expect(planted.events!.some((e) => e.type === 'guest-release' && typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint' &&
+      finding!.gpa! >= e.gpa && finding!.gpa! < e.gpa + e.bytes)).toBe(true);
+    // RIP is the reading instruction's (in the kernel's code), not an address in the page read.
+    expect(finding!.rip! >> 12n).not.toBe(finding!.gpa! >> 12n);
   }, 60_000);
 
   it('trusts-injected-exception: a workload page replayed zeroed is detected by the honest stubs, a double acceptance in the variant', () => {

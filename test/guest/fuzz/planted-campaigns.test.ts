@@ -33,6 +33,14 @@ describe('a campaign finds every planted bug, in the category it belongs to', ()
       expect(program.decisions.length + (program.launch?.length ?? 0) + (program.memoryDescription ? 1 : 0)).toBeLessThanOrEqual(4);
       // And it reproduces: the shrunk program alone gives the same category.
       expect(executor.execute(program).judgement.findings.map((f) => f.category)).toContain(bug.expect);
+      // Foreign content is the read the hardware saw, with the instruction that read.
+      if (bug.expect === 'foreign-content') {
+        const replayed = executor.execute(program, { keepTrace: true });
+        const read = replayed.events!.find((e) => e.seq === finding!.eventSeq);
+        expect(finding!.rip).toBeDefined();
+        expect(read).toMatchObject({ type: 'foreign-read', gpa: finding!.gpa, rip: finding!.rip });
+        expect(replayed.traceSha256).toBe(finding!.traceSha256);
+      }
       // The planted bug is what it finds: the same program against the stubs without it is no such finding.
       const fixed = createExecutor(target(bug.platform, bug.withoutBug));
       try {

@@ -156,3 +156,45 @@ describe('ownership changes: DRAM keeps the ciphertext', () => {
     expect(plain(T).readBigUInt64LE()).toBe(PLAIN);
   });
 });
+
+// The content watch (src/platform/foreign-content.ts): a page the host took and gave back holds
+// DRAM content the host decided (here the page's own old ciphertext: a replay), so after the guest
+// validates it again, its reads of bytes it has not written since are foreign-content reads.
+describe('foreign content: a page the host re-assigned', () => {
+  const revalidate = `
+    mov rax, 0x${T.toString(16)}
+    xor ecx, ecx
+    mov edx, 1
+    ${PVALIDATE}`;
+  const reassigned = (afterRevalidate: string) => {
+    const g = guest(`hlt\n${revalidate}\n${afterRevalidate}`);
+    setup(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.platform.rmpUpdate(T, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: g.platform.asid }).rc).toBe(0);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    return g;
+  };
+
+  it('the first read of it is recorded, with the byte and the reading instruction', () => {
+    const g = reassigned(`mov r12, [0x${(T + 0x10n).toString(16)}]`);
+    expect(g.vm.vcpu.regs.r12).toBe(0n); // the replayed plaintext: the guest wrote only the first qword
+    const reads = g.trace.ofType('foreign-read');
+    expect(reads).toHaveLength(1);
+    expect(reads[0]).toMatchObject({ gpa: T + 0x10n });
+    expect(typeof reads[0]!.rip).toBe('bigint');
+  });
+
+  it('nothing is recorded when the guest does not read it, or writes the whole page before reading it', () => {
+    expect(reassigned(`mov r12, [0x${(T + 0x1000n).toString(16)}]`).trace.ofType('foreign-read')).toEqual([]);
+    const g = reassigned(`
+      mov rdi, 0x${T.toString(16)}
+      mov rcx, 512
+      xor eax, eax
+      rep stosq
+      mov r12, [0x${(T + 0x10n).toString(16)}]`);
+    expect(g.vm.vcpu.regs.r12).toBe(0n);
+    expect(g.trace.ofType('foreign-read')).toEqual([]);
+    expect(g.vm.watchedContentPages(T, 0x1000n)).toBe(0);
+  });
+});

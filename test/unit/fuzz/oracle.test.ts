@@ -145,16 +145,31 @@ describe('acceptance oracle', () => {
 
 describe('acceptance oracle: memory asked back as private', () => {
   const held: OracleContext = { hardwareAccepted: () => true, guestRecord: () => undefined };
-  it('is foreign content when the guest finishes without accepting it and the hardware kept it mapped', () => {
-    const events = [
-      accept(0x400000n, 1),
-      ev('guest-release', { gpa: 0x400000n, bytes: 0x200000n }),
-      ev('guest-reclaim', { gpa: 0x400000n, bytes: 0x200000n }),
-    ];
-    expect(judge(events, done, held).findings).toMatchObject([{ category: 'foreign-content', gpa: 0x400000n }]);
+  const reclaimed = () => [
+    accept(0x400000n, 1),
+    ev('guest-release', { gpa: 0x400000n, bytes: 0x200000n }),
+    ev('guest-reclaim', { gpa: 0x400000n, bytes: 0x200000n }),
+  ];
+  it('unread, it is only a latent risk: the guest finished without accepting it while the hardware kept it mapped', () => {
+    const events = reclaimed();
+    expect(judge(events, done, held).findings).toMatchObject([{ category: 'latent-foreign-content', severity: 'medium', gpa: 0x400000n }]);
     // Accepting it again (the zeroes of its own accept) is the honest path.
     expect(judge([...events, accept(0x400000n, 1)], done, held).verdict).toBe('benign');
     // The hardware does not hold it accepted: the guest cannot use it without faulting.
     expect(judge(events, done, nothingAccepted).verdict).toBe('benign');
+  });
+
+  it('read, as the hardware\'s content watch saw, it is foreign content, with the read\'s GPA, RIP and event', () => {
+    const read = ev('foreign-read', { gpa: 0x401008n, rip: 0x1234n, instruction: 99n });
+    const j = judge([...reclaimed(), read], done, held);
+    expect(j.verdict).toBe('finding');
+    // The latent form of the same bug adds nothing once the read is seen.
+    expect(j.findings).toEqual([expect.objectContaining({ category: 'foreign-content', severity: 'high', gpa: 0x401008n, rip: 0x1234n, eventSeq: read.seq })]);
+    // Whatever the end state: the read is what counts.
+    expect(judge([read], done, nothingAccepted).findings).toMatchObject([{ category: 'foreign-content', gpa: 0x401008n }]);
+    // A guest that read it and then stopped on its fatal path noticed (its own check read it).
+    expect(judge([read], fatal, held).verdict).toBe('detected');
+    // A run cut short after the read (budget, denial of service) still used it.
+    expect(judge([read], { outcome: 'budget', reason: 'instruction budget' }).findings).toMatchObject([{ category: 'foreign-content' }]);
   });
 });
