@@ -36,6 +36,20 @@ std::vector<ForeignRead> Machine::TakeForeignReads() {
   return reads;
 }
 
+void Machine::RequestWatchFlush() {
+  if (content_watch_flush_) return;
+  content_watch_flush_ = true;
+  watch_saved_instruction_limit_ = area_[kSlotInstructionLimit];
+  area_[kSlotInstructionLimit] = 0;
+}
+
+void Machine::FinishWatchFlush() {
+  if (!content_watch_flush_) return;
+  content_watch_flush_ = false;
+  area_[kSlotInstructionLimit] = watch_saved_instruction_limit_;
+  uc_ctl_flush_tlb(uc_);
+}
+
 uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {
   const bool counting = config_.count_instructions;
   const uint64_t va_page = vaddr & ~(kPageSize - 1);
@@ -65,7 +79,7 @@ uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {
   }
   if (!insn.known) {
     if (access == Access::kRead) return consumed(0);
-    if (counting) content_watch_flush_ = true;
+    if (counting) RequestWatchFlush();
     return UC_PROT_WRITE;
   }
   // The bytes [from, to) of this page that an access touches (false: none).
@@ -90,7 +104,7 @@ uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {
     uint32_t from, to;
     if ((insn.accesses[i].kind & kMemWrite) && on_page(insn.accesses[i], &from, &to)) content_watch_.MarkOwn(page, from, to);
   }
-  if (content_watch_.Watched(page)) content_watch_flush_ = true;
+  if (content_watch_.Watched(page)) RequestWatchFlush();
   return UC_PROT_ALL;
 }
 

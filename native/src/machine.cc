@@ -583,7 +583,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   // Content the hardware model named foreign (content_watch.h): only private accesses consume it.
   uint32_t watch_perms = UC_PROT_ALL;
-  if (!m->content_watch_.empty() && space == Space::kPrivate && m->content_watch_.Watched(page)) {
+  if (!m->content_watch_.empty() && space == Space::kPrivate && !m->stub_active_ && m->content_watch_.Watched(page)) {
     watch_perms = m->WatchedFill(vaddr, page, access);
   }
   uint32_t perms = UC_PROT_READ;
@@ -730,10 +730,6 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
 
 void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine* m) {
   if (m->stub_active_) return;  // the host's own stub: not guest instructions
-  if (m->content_watch_flush_) {
-    m->content_watch_flush_ = false;
-    uc_ctl_flush_tlb(uc);
-  }
   uint64_t* a = m->area_;
   uint64_t offset = address & (kPageSize - 1);
   CodeCacheEntry& entry = m->code_cache_[(address >> kPageShift) % kCodeCacheSize];
@@ -769,10 +765,14 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine
     }
     m->last_insn_ = address;
     if (OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
-      m->SetExit(ExitKind::kBudget);
-      a[kSlotArg0] = n;
-      uc_emu_stop(uc);
-      return;
+      // The content watch borrows this check (zero cost while nothing is watched): not a budget stop.
+      m->FinishWatchFlush();
+      if (OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
+        m->SetExit(ExitKind::kBudget);
+        a[kSlotArg0] = n;
+        uc_emu_stop(uc);
+        return;
+      }
     }
     a[kSlotInstructions] = n + 1;
     if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
@@ -859,6 +859,7 @@ uc_err Machine::Run() {
     if (sigsetjmp(abort_env, 0) != 0) emulator_aborted_ = true;
     else e = uc_emu_start(uc_, rip, 0, timeout, 0);
   }
+  FinishWatchFlush();  // the run ended before the instruction after a watched access started
   if (emulator_aborted_) return RefuseAbortedEmulator();
   SyncRegsOut();
   if (exit_pending_) return UC_ERR_OK;

@@ -282,6 +282,12 @@ class Machine {
   // A private TLB fill of a page the content watch holds (content_watch_fill.cc): checks and
   // records the access, and returns the permissions the fill may grant at most.
   uint32_t WatchedFill(uint64_t vaddr, uint64_t page, Access access);
+  // Counting mode: the TLB must be flushed before the next instruction starts. Borrows the code
+  // hook's budget check (the instruction limit reads 0 until then), so the hook pays nothing for
+  // it while no page is watched; FinishWatchFlush puts the limit back and flushes. Only ever set
+  // inside Run's emulation, which finishes it before returning.
+  void RequestWatchFlush();
+  void FinishWatchFlush();
   // After a refused TLB fill stopped the emulator: narrows the page-granular fault address in
   // the run area to the exact one when it can (data: decodes the instruction at RIP, which is
   // precise; fetch: see ExactFetchFaultAddress).
@@ -330,6 +336,7 @@ class Machine {
   // A watched page was let into the TLB for one instruction: flush before the next one starts,
   // so every instruction that touches a watched page is seen by WatchedFill.
   bool content_watch_flush_ = false;
+  uint64_t watch_saved_instruction_limit_ = 0;
   // The emulator called abort() inside a run (see abort_guard.h): never run or free it again.
   bool emulator_aborted_ = false;
   // Address of the last instruction the code hook saw in this Run (~0: none yet).

@@ -90,6 +90,38 @@ describe('content watch', () => {
     }
   });
 
+  it('is invisible to the budget: the same instruction count and limit with and without the watch, and exact stepping', () => {
+    const source = `
+      mov rbx, ${WATCHED}
+      mov qword ptr [rbx], 1
+      mov rax, [rbx]
+      mov rcx, 3
+      mov [rbx+8], rcx
+      hlt`;
+    const counts = [true, false].map((watch) => {
+      const { vm, exit } = run(source, { watch });
+      try {
+        expect(exit).toBe('hlt');
+        expect(vm.takeForeignReads()).toEqual([]);
+        return { instructions: vm.vcpu.instructions, limit: vm.vcpu.instructionLimit };
+      } finally {
+        vm.close();
+      }
+    });
+    expect(counts[0]).toEqual(counts[1]);
+    // A limit that falls right after a watched store still stops there, and the limit reads as set.
+    const vm = simpleGuest(source);
+    try {
+      vm.watchContent(WATCHED, 0x1000n, true);
+      vm.vcpu.instructionLimit = vm.vcpu.instructions + 2n;
+      expect(vm.vcpu.run().kind).toBe('budget');
+      expect(vm.vcpu.regs.rip).toBe(ripAfter(7, 7));
+      expect(vm.vcpu.instructionLimit).toBe(vm.vcpu.instructions);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('a read-modify-write consumes what it reads', () => {
     const { vm } = run(`
       mov rbx, ${WATCHED}
