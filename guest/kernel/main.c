@@ -222,9 +222,15 @@ static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
 	if (mv_platform.kind == MV_PLATFORM_TDX)
 		mv_tdx_map_gpa(pa, bytes, false); /* then ACCEPT: Linux tdx_enc_status_changed */
 #ifdef MV_PLANT_REACCEPT_SKIPPED
-	/* Planted bug: the page-state change back to private is taken as enough, no re-accept. */
-	if (mv_platform.kind == MV_PLATFORM_SNP)
+	/* Planted bug: the page-state change back to private is taken as enough, no re-accept, and
+	 * the memory is used as the accept would have left it on TDX, zeroed: the second qword of each
+	 * page counts the round trips it went through, from that zero (a read before any write). */
+	if (mv_platform.kind == MV_PLATFORM_SNP) {
 		mv_snp_psc(pa, bytes, SNP_PSC_PRIVATE);
+	} else {
+		for (u64 off = 0; off < bytes; off += MV_PAGE_SIZE)
+			((volatile u64 *)(uintptr_t)(pa + off))[1] += 1;
+	}
 #else
 	mv_arch_accept(pa, pa + bytes);       /* TDX ACCEPT; SNP PSC private + PVALIDATE */
 	if (mv_platform.kind == MV_PLATFORM_TDX) {
@@ -235,14 +241,6 @@ static void convert_round_trip(u64 pa, u64 bytes, u64 *rng)
 		zero_checked_pages += bytes / MV_PAGE_SIZE;
 	}
 #endif
-	/* TDX: memory back from shared is freshly accepted, so zeroed (checked above), and the
-	 * workload relies on that as a zeroed allocation would: the second qword of each page counts
-	 * the round trips it went through, starting from the accept's zero. (On SNP a validation
-	 * does not clear the page, so nothing may be read before it is written.) */
-	if (mv_platform.kind == MV_PLATFORM_TDX) {
-		for (u64 off = 0; off < bytes; off += MV_PAGE_SIZE)
-			((volatile u64 *)(uintptr_t)(pa + off))[1] += 1;
-	}
 	u64 private_pattern = mv_splitmix64(rng);
 	fill_pattern(private_va, pa, bytes, private_pattern);
 	verify_pattern(private_va, pa, bytes, private_pattern);
