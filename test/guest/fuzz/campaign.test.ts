@@ -137,6 +137,26 @@ describe('the oracle on planted-bug variants (guest/DEFENCES.md)', () => {
     expect(finding!.rip! >> 12n).not.toBe(finding!.gpa! >> 12n);
   }, 60_000);
 
+  it('reaccept-skipped from a whole-VM snapshot: the content watch is restored with the VM, so the finding repeats bit for bit', () => {
+    const keep: AttackProgram = {
+      platform: 'tdx',
+      decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000, answer: { kind: 'map-gpa', convertBytes: 1n << 40n, status: 0n, sharedEptOnly: true } }],
+    };
+    const executor = createExecutor(variantTarget('reaccept-skipped'));
+    try {
+      const first = executor.execute(keep, { keepTrace: true });
+      // An honest execution in between re-accepts what the first left watched and read.
+      expect(executor.execute({ platform: 'tdx', decisions: [] }).judgement.findings).toEqual([]);
+      const again = executor.execute(keep, { keepTrace: true });
+      expect(first.judgement.findings).toMatchObject([{ category: 'foreign-content' }]);
+      expect(again.judgement.findings).toEqual(first.judgement.findings);
+      expect(again.traceSha256).toBe(first.traceSha256);
+      expect(again.events!.filter((e) => e.type === 'foreign-read')).toEqual(first.events!.filter((e) => e.type === 'foreign-read'));
+    } finally {
+      executor.close();
+    }
+  }, 60_000);
+
   it('trusts-injected-exception: a workload page replayed zeroed is detected by the honest stubs, a double acceptance in the variant', () => {
     // The kernel's first MapGPA exit (its workload's conversion), found from an honest execution's trace.
     const probe = new BootExecutor(variantTarget()).execute({ platform: 'tdx', decisions: [] }, { keepTrace: true });
