@@ -126,8 +126,16 @@ export type ApStartResult = { ok: true } | { ok: false; reason: string };
 function sameAccessInputs(a: Readonly<RmpEntry>, b: Readonly<RmpEntry>, distance: number): boolean {
   return a.assigned === b.assigned && a.asid === b.asid && a.immutable === b.immutable && a.validated === b.validated
     && a.vmsa === b.vmsa && a.pageSize === b.pageSize
-    && (a.vmplPerms === b.vmplPerms || a.vmplPerms.every((p, i) => p === b.vmplPerms[i]))
-    && b.gpa - a.gpa === BigInt(distance) * PAGE_4K;
+    && (a.vmplPerms === b.vmplPerms || (a.vmplPerms[0] === b.vmplPerms[0] && a.vmplPerms[1] === b.vmplPerms[1]
+      && a.vmplPerms[2] === b.vmplPerms[2] && a.vmplPerms[3] === b.vmplPerms[3]))
+    && sameDistance(a.gpa, b.gpa, distance);
+}
+
+/** b - a === distance pages; on numbers (no BigInt allocated) when both are exact as numbers. */
+function sameDistance(a: bigint, b: bigint, distance: number): boolean {
+  const na = Number(a), nb = Number(b);
+  if (Number.isSafeInteger(na) && Number.isSafeInteger(nb)) return nb - na === distance * 0x1000;
+  return b - a === BigInt(distance) * PAGE_4K;
 }
 
 export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatformState> {
@@ -723,12 +731,17 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // A page whose entry gives the access checks the same inputs as its left neighbour's gets
     // the same gate without them: after a PSMASH all 512 entries do, and three checkAccess calls
     // per page made one region resynchronisation ~10 ms of a cold boot (issue 11).
-    let previous: { index: number; entry: Readonly<RmpEntry>; gate: { private: GateAccess; shared: GateAccess } } | undefined;
+    const endIndex = Number((end - base) / PAGE_4K);
+    let previousIndex = -1;
+    let previousEntry: Readonly<RmpEntry> | undefined;
+    let previousGate: { private: GateAccess; shared: GateAccess } | undefined;
     for (const [index, entry] of entries) {
-      const page = base + BigInt(index) * PAGE_4K;
-      if (page >= end) break;
-      const g = previous && sameAccessInputs(previous.entry, entry, index - previous.index) ? previous.gate : this.gateFor(page);
-      previous = { index, entry, gate: g };
+      if (index >= endIndex) break;
+      const g = previousEntry !== undefined && sameAccessInputs(previousEntry, entry, index - previousIndex)
+        ? previousGate! : this.gateFor(base + BigInt(index) * PAGE_4K);
+      previousIndex = index;
+      previousEntry = entry;
+      previousGate = g;
       if (runGate && index === runEnd && g.private === runGate.private && g.shared === runGate.shared) {
         runEnd++;
         continue;

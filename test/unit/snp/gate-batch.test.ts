@@ -90,6 +90,11 @@ describe('SnpPlatform.batchGateSync', () => {
     p.rmpUpdate(at(11n), { assigned: true, pageSize: '4k', gpa: at(11n), asid });
     p.rmp.adjustPermissions(at(20n), 0, 1, false);
     p.rmpUpdate(at(30n), { assigned: true, pageSize: '4k', immutable: true, gpa: at(30n), asid });
+    // Reverse maps beyond 2^53 (a hostile VMM's RMPUPDATE may name any GPA): compared exactly.
+    for (const k of [40n, 41n]) {
+      p.rmpUpdate(at(k), { assigned: true, pageSize: '4k', gpa: (1n << 60n) + at(k), asid });
+      p.rmp.setValidated(at(k), true);
+    }
     p.setNptPageSize(region, '4k');  // resynchronises the region
     for (let k = 0n; k < 512n; k++) {
       const want = p.gateFor(at(k));
