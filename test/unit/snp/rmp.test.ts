@@ -145,8 +145,10 @@ describe('codecs', () => {
     const d = new LaunchDigest();
     d.extend('NORMAL', 0x7000n, page, [1, 2, 3]);
     d.extend('ZERO', 0x12345000n, undefined);
+    d.extend('NORMAL', 0x9000n, new Uint8Array(4096));  // a NORMAL page of zeros is measured by its bytes too
     let expected = sha384(info(Buffer.alloc(48), sha384(page), 1, [1, 2, 3], 0x7000n));
     expected = sha384(info(expected, Buffer.alloc(48), 3, [0, 0, 0], 0x12345000n));
+    expected = sha384(info(expected, sha384(Buffer.alloc(4096)), 1, [0, 0, 0], 0x9000n));
     expect(d.hex).toBe(expected.toString('hex'));
     expect(() => d.extend('NORMAL', 0x8000n, undefined)).toThrow(/measured by its contents/);
   });
