@@ -131,13 +131,16 @@ export class SeamcallHost {
     // sept_lock_acquire_host (tdx_locks.h), before the state check: an entry a vCPU holds
     // locked inside its TDG.MEM.PAGE.ACCEPT gives OPERAND_BUSY|RCX and gets the host-priority
     // bit; taking the lock clears it.
+    // Without any lock or host-priority bit held (nearly always) there is no key to build.
     const td = this.#td;
-    const lockKey = `${level}:${gpa}`;
-    if (td.guestLocks.has(lockKey)) {
-      td.hostPriority.add(lockKey);
-      return this.#done(name, rcx, { status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) });
+    if (td.guestLocks.size !== 0 || td.hostPriority.size !== 0) {
+      const lockKey = `${level}:${gpa}`;
+      if (td.guestLocks.has(lockKey)) {
+        td.hostPriority.add(lockKey);
+        return this.#done(name, rcx, { status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) });
+      }
+      td.hostPriority.delete(lockKey);
     }
-    td.hostPriority.delete(lockKey);
     const t = lookupTransition(op, from);
     if (t.kind === 'status') return this.#done(name, rcx, { status: withOperand(t.status, OperandId.RCX) });
     if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);

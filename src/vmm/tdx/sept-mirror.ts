@@ -61,29 +61,47 @@ const AFTER: Partial<Record<SeamcallName, MirrorTransition>> = {
   TDH_MEM_RANGE_UNBLOCK: (from) => (from === 'NL_BLOCKED' ? { state: 'NL_MAPPED' } : from === 'LEAF' ? { state: 'LEAF' } : undefined),
 };
 
-/** A saved mirror: each level's entries (shared with the live mirror until either writes). */
+/** A saved mirror: each level's entries (never changed once saved: a restore reads them as they are). */
 export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
+
+/** An overlay's mark for an entry the base has and the mirror dropped since. */
+const DROPPED = -1;
 
 export class SeptMirror implements Snapshottable<SeptMirrorState> {
   readonly #top: SeptLevel;
-  #levels: Map<number, number>[];
-  /** Levels whose map a saved state also holds: copied before the first write (restores are per execution). */
-  #shared: boolean[];
+  /**
+   * Each level's entries as saved (or restored), never written, and what changed since: a restore
+   * per fuzz execution then costs nothing, where copying the launch's several hundred entries did.
+   */
+  #base: SeptMirrorState;
+  #overlay: Map<number, number>[];
 
   constructor(topLevel: SeptLevel) {
     this.#top = topLevel;
-    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<number, number>());
-    this.#shared = this.#levels.map(() => false);
+    this.#base = Array.from({ length: topLevel + 1 }, () => new Map<number, number>());
+    this.#overlay = this.#base.map(() => new Map<number, number>());
   }
 
   saveState(): SeptMirrorState {
-    this.#shared = this.#levels.map(() => true);
-    return this.#levels;
+    if (this.#overlay.some((o) => o.size > 0)) {
+      this.#base = this.#base.map((base, level) => {
+        const overlay = this.#overlay[level]!;
+        if (overlay.size === 0) return base;
+        const merged = new Map(base);
+        for (const [key, entry] of overlay) {
+          if (entry === DROPPED) merged.delete(key);
+          else merged.set(key, entry);
+        }
+        return merged;
+      });
+      this.#overlay = this.#base.map(() => new Map<number, number>());
+    }
+    return this.#base;
   }
 
   loadState(state: SeptMirrorState): void {
-    this.#levels = state as Map<number, number>[];
-    this.#shared = this.#levels.map(() => true);
+    this.#base = state;
+    for (const overlay of this.#overlay) overlay.clear();
   }
 
   /** What TDH.MEM.SEPT.RD of (`gpa`, `level`) would report, or undefined when the mirror does not know. */
@@ -91,7 +109,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     const at = Number(gpa);
     let children = CHILDREN_UNKNOWN; // the root's entries: not assumed (the VMM may start after the TD did)
     for (let l = this.#top; ; l = (l - 1) as SeptLevel) {
-      const entry = this.#levels[l]!.get(keyOf(at, l));
+      const entry = this.#get(l, keyOf(at, l));
       let code: number;
       if (entry !== undefined) code = entry & STATE_MASK;
       else if (children === CHILDREN_FREE) code = CODE.FREE;
@@ -131,7 +149,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   #apply(after: MirrorTransition, level: SeptLevel, key: number): void {
-    const entry = this.#levels[level]!.get(key);
+    const entry = this.#get(level, key);
     const next = after(entry === undefined ? undefined : STATES[entry & STATE_MASK]);
     if (!next) {
       this.#delete(level, key);
@@ -143,44 +161,34 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     this.#set(level, key, next.state, children);
   }
 
-  /** How many entries the mirror holds at each level, 4K first (for tests). */
-  entryCounts(): number[] {
-    return this.#levels.map((m) => m.size);
-  }
-
   #stateAt(level: SeptLevel, at: number): MirroredState | undefined {
-    const entry = this.#levels[level]!.get(keyOf(at, level));
+    const entry = this.#get(level, keyOf(at, level));
     return entry === undefined ? undefined : STATES[entry & STATE_MASK];
   }
 
-  #writable(level: SeptLevel): Map<number, number> {
-    if (this.#shared[level]) {
-      this.#levels = this.#levels.slice();
-      this.#levels[level] = new Map(this.#levels[level]);
-      this.#shared[level] = false;
-    }
-    return this.#levels[level]!;
+  #get(level: SeptLevel, key: number): number | undefined {
+    const changed = this.#overlay[level]!.get(key);
+    if (changed === undefined) return this.#base[level]!.get(key);
+    return changed === DROPPED ? undefined : changed;
   }
 
   #set(level: SeptLevel, key: number, state: MirroredState, children: number): void {
-    this.#writable(level).set(key, CODE[state] | (children << CHILD_SHIFT));
+    this.#overlay[level]!.set(key, CODE[state] | (children << CHILD_SHIFT));
   }
 
   #delete(level: SeptLevel, key: number): void {
-    if (this.#levels[level]!.has(key)) this.#writable(level).delete(key);
+    if (this.#get(level, key) !== undefined) this.#overlay[level]!.set(key, DROPPED);
   }
 
   /** Drops every entry under (`level`, `key`): the SEAMCALL replaced what was below it. */
   #forgetBelow(level: SeptLevel, key: number): void {
     const child = (level - 1) as SeptLevel;
     const first = key * ENTRIES;
-    const map = this.#levels[child]!;
-    if (map.size === 0) return;
+    if (this.#base[child]!.size === 0 && this.#overlay[child]!.size === 0) return;
     for (let i = 0; i < ENTRIES; i++) {
-      const entry = map.get(first + i);
-      if (entry === undefined) continue;
+      if (this.#get(child, first + i) === undefined) continue;
       if (child > 0) this.#forgetBelow(child, first + i);
-      this.#writable(child).delete(first + i);
+      this.#delete(child, first + i);
     }
   }
 }
