@@ -1,10 +1,11 @@
 // Bundles the compiled CLI (dist/cli/main.js and everything it imports, commander included) into
-// one CommonJS file, dist/cli/minivisor.cjs, which bin/minivisor.js runs with a V8 code cache
+// one CommonJS file, dist/cli/minivisor.cjs (ASCII only, see below), which bin/minivisor.js runs with a V8 code cache
 // (src/cli/bundled-cli.ts says why), and that loader itself into dist/cli/bundled-cli.cjs, so the
 // CommonJS bin starts without node's ES module loader. Run after tsc: `npm run build:ts` does both.
 // In the bundle every module's import.meta.url is the bundle's own URL: files shipped beside the
 // code are found from src/shared/package-root.ts, which holds for both layouts.
 import { build } from 'esbuild';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,3 +19,11 @@ await build({
   banner: { js: "const __minivisorBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
 await build({ ...common, entryPoints: [join(cli, 'bundled-cli.js')], outfile: join(cli, 'bundled-cli.cjs') });
+
+// ASCII only, so the loader can take the file as Latin-1 (a copy, where UTF-8 needs decoding) and V8
+// holds it one byte a character: esbuild escapes non-ASCII characters in code (its default charset)
+// but keeps comments as they are, so theirs become \u escapes, which a comment does not interpret.
+const bundle = join(cli, 'minivisor.cjs');
+const text = readFileSync(bundle, 'utf8');
+const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+if (ascii !== text) writeFileSync(bundle, ascii);
