@@ -13,6 +13,7 @@ export function findUnicorn(log?: (message: string) => void): FoundUnicorn | nul
 export function ensureUnicorn(log?: (message: string) => void): FoundUnicorn;
 export function addonRpath(found: FoundUnicorn, addonDir?: string): string;
 export function staticArchive(found: FoundUnicorn): string | null;
+export function wantsStaticLink(found: FoundUnicorn, env?: Record<string, string | undefined>): boolean;
 export function linkArguments(found: FoundUnicorn, staticLink?: boolean): string[];
 export const DEBIAN_KEYRING: string;
 export type PrivateApt = (cmd: string, args: string[], cwd?: string) => import('node:child_process').SpawnSyncReturns<string>;

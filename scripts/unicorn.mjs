@@ -263,12 +263,20 @@ export function staticArchive(found) {
   return existsSync(archive) ? archive : null;
 }
 
-// The linker arguments for binding.gyp, one per line. The default links libunicorn.so.2 through
-// the rpath above. MINIVISOR_UNICORN_STATIC=1 (scripts/prebuild.mjs) links libunicorn.a into the
-// addon instead, so the prebuilt addon the package ships needs no libunicorn on the user's machine;
-// --exclude-libs keeps Unicorn's (and QEMU's) symbols out of the addon's dynamic symbol table.
-// libunicorn.pc's Libs.private are -lpthread -lm.
-export function linkArguments(found, staticLink = process.env.MINIVISOR_UNICORN_STATIC === '1') {
+// Whether the addon links libunicorn.a in: MINIVISOR_UNICORN_STATIC=1 asks for it (the prebuilt
+// addon, scripts/prebuild.mjs: it then needs no libunicorn on the user's machine), =0 for the shared
+// library; otherwise whenever the archive is there (Debian's libunicorn-dev ships it). Loading
+// libunicorn.so.2 costs every process ~6 ms more: it is linked with BIND_NOW, and its ~7,500 PLT
+// relocations are each a symbol lookup (20M instructions in ld.so per `minivisor boot`, issue 11).
+export function wantsStaticLink(found, env = process.env) {
+  if (env.MINIVISOR_UNICORN_STATIC === '1' || env.MINIVISOR_UNICORN_STATIC === '0') return env.MINIVISOR_UNICORN_STATIC === '1';
+  return staticArchive(found) !== null;
+}
+
+// The linker arguments for binding.gyp, one per line: libunicorn.so.2 through the rpath above, or
+// libunicorn.a linked in (wantsStaticLink), with --exclude-libs keeping Unicorn's (and QEMU's)
+// symbols out of the addon's dynamic symbol table. libunicorn.pc's Libs.private are -lpthread -lm.
+export function linkArguments(found, staticLink = wantsStaticLink(found)) {
   if (!staticLink) return [`-L${found.lib}`, `-Wl,-rpath,${addonRpath(found)}`, '-lunicorn'];
   const archive = staticArchive(found);
   if (!archive) fail(`a static link was asked for (MINIVISOR_UNICORN_STATIC=1) but ${found.source} has no libunicorn.a in ${found.lib}`);

@@ -2,7 +2,7 @@
 // host process when its translation buffer fills (README "Unicorn"). These tests build fake apt
 // configurations, package roots and libraries; none of them touches the network or the machine's apt.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -60,13 +60,17 @@ describe('Unicorn version floor', () => {
   });
 
   it('the addon refuses to load a libunicorn older than 2.1.4', () => {
-    // A stand-in libunicorn.so.2 whose uc_version reports 2.1.1. The addon binds its other
-    // symbols lazily, so the version check at load is the first and only call.
+    // A stand-in libunicorn.so.2 whose uc_version reports 2.1.1, and the addon linked against it
+    // from this build's objects: the build itself links libunicorn.a in when it has it
+    // (scripts/unicorn.mjs wantsStaticLink), which no library path can swap. The addon binds its
+    // other symbols lazily, so the version check at load is the first and only call.
     const dir = scratch();
     writeFileSync(join(dir, 'fake.c'), 'unsigned uc_version(unsigned *a, unsigned *b) { if (a) *a = 2; if (b) *b = 1; return 0x020101ffu; }\n');
     execFileSync('gcc', ['-shared', '-fPIC', '-Wl,-soname,libunicorn.so.2', '-o', join(dir, 'libunicorn.so.2'), join(dir, 'fake.c')]);
-    const load = `import('${join(process.cwd(), 'dist/native/binding.js')}').then((m) => m.addon())`;
-    const r = spawnSync(process.execPath, ['-e', load], { env: { ...process.env, LD_LIBRARY_PATH: dir }, encoding: 'utf8' });
+    const objects = join(process.cwd(), 'native/build/Release/obj.target/minivisor/src');
+    const addon = join(dir, 'minivisor.node');
+    execFileSync('g++', ['-shared', '-o', addon, ...readdirSync(objects).filter((f) => f.endsWith('.o')).map((f) => join(objects, f)), join(dir, 'libunicorn.so.2')]);
+    const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)})`], { env: { ...process.env, LD_LIBRARY_PATH: dir }, encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.signal).toBeNull();
     expect(r.stderr).toMatch(/the loaded libunicorn is 2\.1\.1; minivisor needs 2\.1\.4 or later/);

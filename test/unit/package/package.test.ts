@@ -1,11 +1,12 @@
 // The installable package: what package.json promises exists, the CLI reports its version, and
 // the addon finds libunicorn relative to itself (a moved checkout or package keeps working).
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
-import { addonRpath, linkArguments } from '../../../scripts/unicorn.mjs';
+import { addonRpath, linkArguments, wantsStaticLink } from '../../../scripts/unicorn.mjs';
 
 const root = process.cwd();
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -61,6 +62,17 @@ describe('the addon rpath', () => {
   it('links libunicorn.so through that rpath, or libunicorn.a without one for the prebuild', () => {
     expect(linkArguments(found, false)).toEqual([`-L${found.lib}`, "-Wl,-rpath,'$$ORIGIN/../../../.unicorn/root/usr/lib/x86_64-linux-gnu'", '-lunicorn']);
     expect(() => linkArguments({ ...found, lib: '/nonexistent' }, true)).toThrow(/no libunicorn\.a in \/nonexistent/);
+  });
+
+  it('links libunicorn.a in whenever it is there, unless MINIVISOR_UNICORN_STATIC says otherwise', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-unicorn-lib-'));
+    const withArchive = { ...found, lib: dir };
+    expect(wantsStaticLink(withArchive, {})).toBe(false);
+    writeFileSync(join(dir, 'libunicorn.a'), '');
+    expect(wantsStaticLink(withArchive, {})).toBe(true);
+    expect(wantsStaticLink(withArchive, { MINIVISOR_UNICORN_STATIC: '0' })).toBe(false);
+    expect(wantsStaticLink({ ...found, lib: '/nonexistent' }, { MINIVISOR_UNICORN_STATIC: '1' })).toBe(true);
+    expect(linkArguments(withArchive, wantsStaticLink(withArchive, {}))).toContain(join(dir, 'libunicorn.a'));
   });
 
   it('is not an absolute path into the checkout in the built addon', () => {
