@@ -1,13 +1,12 @@
 // SNP_LAUNCH_UPDATE measurement: the launch digest is a SHA-384 chain over PAGE_INFO
 // structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
 // PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
-import * as nodeCrypto from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 
-// One-shot SHA-384 (crypto.hash, Node >= 20.12) where the runtime has it: no Hash object per call.
-const oneShotHash: typeof nodeCrypto.hash | undefined = nodeCrypto.hash;
-const sha384 = (data: Uint8Array): Buffer =>
-  oneShotHash ? oneShotHash('sha384', data, 'buffer') : nodeCrypto.createHash('sha384').update(data).digest();
+// A named import: the bundle then takes node:crypto as it is (a namespace import copied every
+// property of it, ~2 ms of a cold boot); crypto.hash's one-shot form measured no faster here.
+const sha384 = (data: Uint8Array): Buffer => createHash('sha384').update(data).digest();
 const ZERO_CONTENTS = new Uint8Array(48);
 const ZERO_PAGE = Buffer.alloc(0x1000);
 let zeroPageSha384: Buffer | undefined;
