@@ -16,7 +16,10 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
   /** Next free byte of `buf`; advance it after writing there. */
   pos = 0;
   readonly #algorithm: string;
-  #hash: Hash;
+  /** The hash in progress; undefined while it is still the loaded state, copied only once something is added. */
+  #hash: Hash | undefined;
+  /** The state last loaded: saved states are never changed, so it can be handed out again as it is. */
+  #loaded: Hash | undefined;
   #digested = false;
 
   constructor(algorithm: string) {
@@ -24,16 +27,29 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
     this.#hash = createHash(algorithm);
   }
 
+  /** Restoring a snapshot does not copy the saved hash until something is added (most restores add nothing). */
+  #live(): Hash {
+    return (this.#hash ??= this.#loaded!.copy());
+  }
+
   saveState(): BufferedHashState {
     if (this.#digested) return undefined;
+    if (this.pos === 0 && this.#hash === undefined) return this.#loaded;
     this.flush();
-    return this.#hash.copy();
+    return this.#live().copy();
   }
 
   loadState(state: BufferedHashState): void {
     this.pos = 0;
-    this.#digested = state === undefined;
-    this.#hash = state ? state.copy() : createHash(this.#algorithm);
+    if (state === undefined) {
+      // Nothing can be added after a digest: a fresh hash only if this one can still take data.
+      if (!this.#digested || this.#hash === undefined) this.#hash = createHash(this.#algorithm);
+      this.#digested = true;
+      return;
+    }
+    this.#digested = false;
+    this.#loaded = state;
+    this.#hash = undefined;
   }
 
   /** Makes room for `bytes` (at most `capacity`) at `pos`. */
@@ -43,14 +59,14 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
 
   flush(): void {
     if (this.pos === 0) return;
-    this.#hash.update(this.buf.subarray(0, this.pos));
+    this.#live().update(this.buf.subarray(0, this.pos));
     this.pos = 0;
   }
 
   update(data: Uint8Array): void {
     if (data.byteLength > BUFFER_BYTES) {
       this.flush();
-      this.#hash.update(data);
+      this.#live().update(data);
       return;
     }
     this.room(data.byteLength);
@@ -60,12 +76,12 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
 
   /** The digest so far; hashing can go on. */
   peek(encoding: 'hex'): string {
-    return this.#hash.copy().update(this.buf.subarray(0, this.pos)).digest(encoding);
+    return (this.#hash ?? this.#loaded!).copy().update(this.buf.subarray(0, this.pos)).digest(encoding);
   }
 
   digest(): Buffer {
     this.flush();
     this.#digested = true;
-    return this.#hash.digest();
+    return this.#live().digest();
   }
 }

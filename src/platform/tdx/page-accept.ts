@@ -95,7 +95,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   const preemptAt = td.preemptAccept?.(start) ?? Infinity;
   const stop = Math.min(ENTRIES_PER_TABLE, interruptAt, preemptAt);
   td.machine.memory.fill(gpa + BigInt(start) * CHUNK, BigInt(stop - start) * CHUNK, 0);
-  entry.acceptCounter = stop;
+  td.sept.setState(level, gpa, entry.state, { acceptCounter: stop });
   if (stop < ENTRIES_PER_TABLE && stop === preemptAt && stop !== interruptAt) {
     td.guestLocks.set(lockKey, td.machine.vcpuIndex);
     td.record('accept-preempted', { gpa, level, acceptCounter: stop, resumedFrom: start });
