@@ -134,6 +134,15 @@ export class BootSession {
 
   /** Runs to the end and returns the outcome as `minivisor boot` reports it, with the guest's report. */
   finish(): { outcome: RunOutcome; report: BootReport } {
+    const outcome = this.finishOutcome();
+    return { outcome, report: structuredClone(this.parser.report) };
+  }
+
+  /**
+   * finish() without a copy of the guest's report (the fuzzer's executions need only the outcome,
+   * and copying the report, all console text of the boot included, showed in every execution).
+   */
+  finishOutcome(): RunOutcome {
     let result;
     try {
       result = this.platform.vm.run({ maxExits: MAX_EXITS });
@@ -141,8 +150,7 @@ export class BootSession {
       this.platform.console.flush();
     }
     if (result.kind !== 'ended') throw new Error('unreachable: a run without stopBefore never pauses');
-    const report = structuredClone(this.parser.end());
-    return { outcome: finalOutcome(result.outcome, report), report };
+    return finalOutcome(result.outcome, this.parser.end());
   }
 
   /** The whole VM, as it is now. */

@@ -101,16 +101,18 @@ function gpasOf(e: TraceEvent, into: Set<bigint>): void {
 }
 
 /**
- * The oracle's verdict on one execution's events, checked against the hardware's page gate and
- * the guest's own acceptance record in `machine` (at the end, and at each stage handover the run
- * captured: `handovers`, in trace order); with every GPA the events name.
+ * The oracle's verdict on one execution's events (`events` from index `from`: a snapshot's
+ * execution skips the prefix without copying the rest), checked against the hardware's page gate
+ * and the guest's own acceptance record in `machine` (at the end, and at each stage handover the
+ * run captured: `handovers`, in trace order); with every GPA the events name.
  */
 export function judgeExecution(
-  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [],
+  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [], from = 0,
 ): { judgement: Judgement; gpas: bigint[] } {
   const gpas = new Set<bigint>();
   let next = 0;
-  for (const e of events) {
+  for (let i = from; i < events.length; i++) {
+    const e = events[i]!;
     oracle.observe(e);
     while (next < handovers.length && handovers[next]!.seq <= e.seq) {
       if (handovers[next]!.seq === e.seq) oracle.handedOver(handovers[next]!);

@@ -52,7 +52,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
         edges = machine.enableEdgeCoverage();
         install(session, book);
         applySchedule(session.platform.scheduler, program);
-        outcome = session.finish().outcome;
+        outcome = session.finishOutcome();
       }
     } catch (err) {
       return crashedExecution(err, book);
@@ -162,7 +162,7 @@ export class LaunchAwareExecutor implements Executor {
     applySchedule(session.platform.scheduler, program);
     let outcome: RunOutcome;
     try {
-      outcome = session.finish().outcome;
+      outcome = session.finishOutcome();
     } catch (err) {
       this.#evict(key);
       return crashedExecution(err, book);

@@ -89,16 +89,32 @@ export const LIVENESS_REQUEST_RUN = 256;
  */
 export class LifetimeMap {
   readonly #regions = new Map<number, Uint8Array>();
+  /**
+   * Regions this map may change in place; the others it shares with maps cloned from it or that
+   * it was cloned from, and copies before its first change. Every execution clones the honest
+   * prefix's lifetimes and changes few of its regions: copying all of them showed (issue 10).
+   */
+  readonly #own = new Set<number>();
 
-  #region(key: number, create: boolean): Uint8Array | undefined {
+  #writableRegion(key: number, create: boolean): Uint8Array | undefined {
     let r = this.#regions.get(key);
-    if (!r && create) this.#regions.set(key, (r = new Uint8Array(PAGES_PER_REGION)));
+    if (!r) {
+      if (create) {
+        this.#regions.set(key, (r = new Uint8Array(PAGES_PER_REGION)));
+        this.#own.add(key);
+      }
+      return r;
+    }
+    if (!this.#own.has(key)) {
+      this.#regions.set(key, (r = r.slice()));
+      this.#own.add(key);
+    }
     return r;
   }
 
   has(gpa: bigint): boolean {
     const page = pageOf(gpa);
-    return (this.#region(Math.floor(page / PAGES_PER_REGION), false)?.[page % PAGES_PER_REGION] ?? 0) !== 0;
+    return (this.#regions.get(Math.floor(page / PAGES_PER_REGION))?.[page % PAGES_PER_REGION] ?? 0) !== 0;
   }
 
   /**
@@ -114,7 +130,7 @@ export class LifetimeMap {
       const key = Math.floor(page / PAGES_PER_REGION);
       const from = page % PAGES_PER_REGION;
       const to = Math.min(PAGES_PER_REGION, from + (end - page));
-      const r = this.#region(key, value);
+      const r = this.#writableRegion(key, value);
       if (r) {
         if (value && already === undefined) {
           for (let i = from; i < to; i++) if (r[i] !== 0) { already = key * PAGES_PER_REGION + i; break; }
@@ -149,7 +165,8 @@ export class LifetimeMap {
 
   clone(): LifetimeMap {
     const copy = new LifetimeMap();
-    for (const [k, v] of this.#regions) copy.#regions.set(k, v.slice());
+    for (const [k, v] of this.#regions) copy.#regions.set(k, v);
+    this.#own.clear(); // shared from now on: copied before either map changes them
     return copy;
   }
 }

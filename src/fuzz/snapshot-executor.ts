@@ -61,12 +61,13 @@ export class SnapshotExecutor implements Executor {
     const firstEvent = session.trace.events.length;
     let outcome;
     try {
-      outcome = session.finish().outcome;
+      outcome = session.finishOutcome();
     } catch (err) {
       return crashedExecution(err, book);
     }
-    const events = session.trace.events.slice(firstEvent);
-    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(this.#prefixLifetimes.clone()), events, outcome, machine, this.#handovers.handovers);
+    const { judgement, gpas } = judgeExecution(
+      new AcceptanceOracle(this.#prefixLifetimes.clone()), session.trace.events, outcome, machine, this.#handovers.handovers, firstEvent,
+    );
     const traceSha256 = session.trace.deferredSha256();
     const execution: Execution = {
       judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,

@@ -1,7 +1,7 @@
 // The oracle judges from hardware events: these are the event sequences the TDX module and the SNP
 // CPU model record (tdcall / pvalidate / seamcall / launch-update / td-exit / vmgexit events).
 import { describe, expect, it } from 'vitest';
-import { AcceptanceOracle, LIVENESS_REQUEST_RUN, type OracleContext } from '../../../src/fuzz/oracle.js';
+import { AcceptanceOracle, LifetimeMap, LIVENESS_REQUEST_RUN, type OracleContext } from '../../../src/fuzz/oracle.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import type { RunOutcome } from '../../../src/shared/outcome.js';
 import type { TraceEvent } from '../../../src/shared/trace.js';
@@ -171,5 +171,35 @@ describe('acceptance oracle: memory asked back as private', () => {
     expect(judge([read], fatal, held).verdict).toBe('detected');
     // A run cut short after the read (budget, denial of service) still used it.
     expect(judge([read], { outcome: 'budget', reason: 'instruction budget' }).findings).toMatchObject([{ category: 'foreign-content' }]);
+  });
+});
+
+describe('lifetime map clones', () => {
+  const pages = (m: LifetimeMap) => [...m.all()].map((g) => g.toString(16)).join(',');
+
+  it('are independent of their original and of each other, whichever changes first', () => {
+    const prefix = new LifetimeMap();
+    prefix.set(0x1000n, 0x2000n, true);
+    prefix.set(0x400000n, 0x1000n, true, 'launch');
+    const before = pages(prefix);
+    const a = prefix.clone();
+    const b = prefix.clone();
+    expect(a.set(0x2000n, 0x1000n, true)).toBe(0x2000n); // already marked: shared data is read
+    a.set(0x1000n, 0x1000n, false);
+    b.set(0x401000n, 0x1000n, true);
+    b.set(0x600000n, 0x1000n, true); // a region nobody had
+    expect(pages(prefix)).toBe(before);
+    expect(pages(a)).toBe('2000,400000');
+    expect(pages(b)).toBe('1000,2000,400000,401000,600000');
+    // The original changing after cloning changes no clone.
+    prefix.set(0x2000n, 0x1000n, false);
+    expect(pages(a)).toBe('2000,400000');
+    expect(pages(b)).toBe('1000,2000,400000,401000,600000');
+    expect(a.has(0x2000n) && !prefix.has(0x2000n)).toBe(true);
+    // A clone of a clone, and the first clone changing afterwards.
+    const c = a.clone();
+    a.set(0x400000n, 0x1000n, false);
+    expect(pages(c)).toBe('2000,400000');
+    expect(pages(a)).toBe('2000');
   });
 });
