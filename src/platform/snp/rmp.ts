@@ -51,8 +51,8 @@ type Region = { kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map
 /** A saved copy of the table (regions are copied; entries are replaced, never changed in place). */
 export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
 
-const copyRegions = (regions: RmpTable): Map<number, Region> =>
-  new Map([...regions].map(([k, r]) => [k, r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries) }]));
+const copyRegion = (r: Readonly<Region>): Region => (r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries) });
+const copyRegions = (regions: RmpTable): Map<number, Region> => new Map([...regions].map(([k, r]) => [k, copyRegion(r)]));
 
 export function regionOf(spa: bigint): bigint {
   return spa >> 21n;
@@ -70,6 +70,13 @@ function indexInRegion(spa: bigint): number {
 
 export class Rmp implements Snapshottable<RmpTable> {
   #regions = new Map<number, Region>();
+  /**
+   * The saved table the live one started from at the last save or load, and each region changed
+   * since as it was then (undefined: not stored): loading that same state again (the fuzzer
+   * restores one snapshot per execution) puts back only those regions instead of copying the table.
+   */
+  #base: RmpTable | undefined;
+  readonly #changed = new Map<number, Region | undefined>();
   /** Size of system memory the RMP covers (RMP-Covered check). */
   readonly coveredBytes: bigint;
 
@@ -78,11 +85,30 @@ export class Rmp implements Snapshottable<RmpTable> {
   }
 
   saveState(): RmpTable {
-    return copyRegions(this.#regions);
+    const state = copyRegions(this.#regions);
+    this.#base = state;
+    this.#changed.clear();
+    return state;
   }
 
   loadState(state: RmpTable): void {
-    this.#regions = copyRegions(state);
+    if (state === this.#base) {
+      for (const [key, was] of this.#changed) {
+        if (was) this.#regions.set(key, was);
+        else this.#regions.delete(key);
+      }
+    } else {
+      this.#regions = copyRegions(state);
+    }
+    this.#base = state;
+    this.#changed.clear();
+  }
+
+  /** Call before changing, replacing or removing the region `key`: keeps what it was since the last save or load. */
+  #willChange(key: number): void {
+    if (this.#changed.has(key)) return;
+    const region = this.#regions.get(key);
+    this.#changed.set(key, region && copyRegion(region));
   }
 
   covers(spa: bigint): boolean {
@@ -158,6 +184,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const index = indexInRegion(spa);
     let region = this.#regions.get(key);
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
+    this.#willChange(key);
     if (!entry.assigned && !entry.validated && !entry.immutable) {
       // Back to the reset state: forget it (sparseness).
       if (region) {
@@ -175,6 +202,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   put2m(spa: bigint, entry: RmpEntry): void {
     const key = regionKey(spa);
+    this.#willChange(key);
     if (!entry.assigned && !entry.validated && !entry.immutable) {
       this.#regions.delete(key);
       return;
@@ -187,6 +215,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const key = regionKey(spa);
     const region = this.#regions.get(key);
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
+    this.#willChange(key);
     const entries = new Map<number, RmpEntry>();
     for (let i = 0; i < PAGES_PER_2M; i++) {
       entries.set(i, { ...region.entry, pageSize: '4k', gpa: region.entry.gpa + BigInt(i) * PAGE_4K });
@@ -198,6 +227,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   setValidated(spa: bigint, validated: boolean): void {
     const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('setValidated on a hypervisor-owned page');
+    this.#willChange(regionKey(spa));
     if (region.kind === 'large') {
       region.entry = { ...region.entry, validated };
       return;
@@ -212,6 +242,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
     const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('adjustPermissions on a hypervisor-owned page');
+    this.#willChange(regionKey(spa));
     const adjust = (e: RmpEntry): RmpEntry => {
       const vmplPerms = [...e.vmplPerms] as [number, number, number, number];
       vmplPerms[vmpl] = perms;

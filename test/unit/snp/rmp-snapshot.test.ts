@@ -1,0 +1,52 @@
+// An RMP restore of the state it last saved or loaded puts back only the regions changed since;
+// restoring must give exactly the table a full copy would, however it was changed.
+import { describe, expect, it } from 'vitest';
+import { PAGE_2M, PAGE_4K, Rmp, type RmpEntry } from '../../../src/platform/snp/rmp.js';
+
+const ASSIGNED: RmpEntry = { assigned: true, pageSize: '4k', immutable: false, gpa: 0n, asid: 1, validated: false, vmsa: false, vmplPerms: [0xf, 0, 0, 0] };
+const at = (spa: bigint): RmpEntry => ({ ...ASSIGNED, gpa: spa });
+
+function table(rmp: Rmp): string {
+  const out: string[] = [];
+  for (let spa = 0n; spa < 6n * PAGE_2M; spa += PAGE_4K) {
+    const e = rmp.lookup(spa);
+    if (e.assigned || e.validated || e.immutable) out.push(`${spa.toString(16)}=${e.pageSize}/${e.gpa.toString(16)}/${e.validated}/${e.vmsa}/${e.vmplPerms.join('')}`);
+  }
+  return `${rmp.storedRegions} ${out.join(' ')}`;
+}
+
+describe('Rmp snapshots', () => {
+  it('restore the saved table after every kind of write, again and again', () => {
+    const rmp = new Rmp(8n * PAGE_2M);
+    rmp.put4k(0x1000n, at(0x1000n));
+    rmp.put2m(PAGE_2M, { ...at(PAGE_2M), pageSize: '2m' });
+    rmp.put2m(2n * PAGE_2M, { ...at(2n * PAGE_2M), pageSize: '2m', validated: true });
+    const saved = rmp.saveState();
+    const before = table(rmp);
+    for (let round = 0; round < 3; round++) {
+      rmp.setValidated(0x1000n, true);
+      rmp.put4k(0x1000n + PAGE_4K, at(0x2000n));
+      rmp.put4k(0x1000n, { ...ASSIGNED, assigned: false });  // back to the reset state: forgotten
+      rmp.setValidated(PAGE_2M, true);
+      rmp.split(2n * PAGE_2M);
+      rmp.adjustPermissions(2n * PAGE_2M + 0x5000n, 1, 0x3, true);
+      rmp.put4k(4n * PAGE_2M + 0x7000n, at(0x7000n));  // a region nobody had
+      if (round === 1) rmp.put2m(PAGE_2M, { ...ASSIGNED, assigned: false });
+      expect(table(rmp)).not.toBe(before);
+      rmp.loadState(saved);
+      expect(table(rmp)).toBe(before);
+    }
+    // The saved state itself was never changed, and loading another state copies it whole.
+    const other = new Rmp(8n * PAGE_2M);
+    other.loadState(saved);
+    expect(table(other)).toBe(before);
+    other.put4k(5n * PAGE_2M, at(5n * PAGE_2M));
+    const second = other.saveState();
+    rmp.loadState(second);
+    rmp.split(2n * PAGE_2M);
+    rmp.loadState(second);
+    expect(table(rmp)).toBe(table(other));
+    rmp.loadState(saved);
+    expect(table(rmp)).toBe(before);
+  });
+});
