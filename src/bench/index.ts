@@ -43,7 +43,7 @@ for (const c of costs) {
   log(`  ${c.platform} whole process     ${fmt(c.boot.cpuMs, 1)} ms CPU, ${fmt(c.boot.wallMs, 1)} ms wall = ${fmt(c.bootVsFloor, 2)}× the floor (target ≤ ${c.targetBootVsFloor}×): node start ${fmt(c.nodeStart.cpuMs, 1)} ms CPU (${fmt(c.nodeStart.wallMs, 1)} ms wall) + the same instructions on plain Unicorn ${fmt(c.plainUnicornMs, 1)} ms`);
 }
 
-log('boots (each in its own process; best of 3 for 1G/64G/1T, of 2 at 4G and 16G):');
+log('boots (each in its own process; best of 3 for 1G/64G/1T, of 2 for lazy 4G, of 5 for eager 4G and 16G, taken in turn):');
 for (const s of boot.samples) {
   log(`  ${s.platform} ${s.memory.padEnd(4)} ${s.accept.padEnd(5)} ${s.outcome.padEnd(5)} ${fmt(s.processCpuMs, 1).padStart(8)} ms CPU ${fmt(s.processWallMs, 1).padStart(8)} ms wall (boot itself ${fmt(s.wallMs, 1)} ms)  ${fmt(s.peakRssMiB, 1).padStart(7)} MiB peak RSS  accepted ${fmt(s.acceptedGiB, 3)} GiB`);
 }
