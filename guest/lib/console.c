@@ -85,10 +85,15 @@ void mv_console_flush(void)
 	pending_len = 0;
 }
 
+/* No console yet: SNP before the GHCB exists, or no platform. */
+static bool console_ready(void)
+{
+	return mv_platform.kind == MV_PLATFORM_TDX || (mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa);
+}
+
 void mv_putc(char c)
 {
-	/* No console yet: SNP before the GHCB exists, or no platform. */
-	if (mv_platform.kind != MV_PLATFORM_TDX && !(mv_platform.kind == MV_PLATFORM_SNP && mv_platform.ghcb_gpa))
+	if (!console_ready())
 		return;
 	if (pending_len == sizeof(pending))
 		mv_console_flush();
@@ -109,10 +114,22 @@ void mv_tdx_console_setup(struct mv_boot_params *bp)
 	mv_platform.console_gpa = bp->console_gpa = MV_CONSOLE_PAGE_GPA;
 }
 
+/* mv_putc for each byte, with the same flushes (a full buffer goes out before the next byte),
+ * copied in one loop: the kernel's final report is ~400 bytes, and a call per byte was 23% of an
+ * SNP kernel-stage fuzz execution's guest instructions, 13% of a TDX one's (issue 10). */
 void mv_puts(const char *s)
 {
-	while (*s)
-		mv_putc(*s++);
+	if (!console_ready())
+		return;
+	for (;;) {
+		u32 len = pending_len;
+		while (*s && len < sizeof(pending))
+			pending[len++] = *s++;
+		pending_len = len;
+		if (!*s)
+			return;
+		mv_console_flush();
+	}
 }
 
 void mv_put_dec(u64 v)
