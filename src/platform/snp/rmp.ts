@@ -106,7 +106,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** Call before changing, replacing or removing the region `key`: keeps what it was since the last save or load. */
   #willChange(key: number): void {
-    if (this.#changed.has(key)) return;
+    if (this.#base === undefined || this.#changed.has(key)) return; // nothing to go back to before a save or load
     const region = this.#regions.get(key);
     this.#changed.set(key, region && copyRegion(region));
   }
