@@ -24,10 +24,14 @@ export class EdgeCoverage {
     if (!hits) return false;
     let fresh = false;
     const seen = this.#seen;
-    // An execution hits a few hundred of the 65,536 slots: skip the empty ones four at a time
-    // (the byte-by-byte scan was ~0.7 ms of every execution).
+    // An execution hits a few hundred of the 65,536 slots: skip the empty ones sixteen at a time
+    // (the byte-by-byte scan was ~0.7 ms of every execution, word by word still ~1% of a campaign).
     const words = wordsOf(hits);
     for (let w = 0; w < words.length; w++) {
+      if ((w & 3) === 0 && w + 3 < words.length && (words[w]! | words[w + 1]! | words[w + 2]! | words[w + 3]!) === 0) {
+        w += 3;
+        continue;
+      }
       if (words[w] === 0) continue;
       for (let i = w * 4; i < w * 4 + 4; i++) {
         const h = hits[i]!;
