@@ -28,7 +28,7 @@ import { executeRandomInstruction } from '../../cpu/hardware-random.js';
 import { executeRdtsc } from '../../cpu/virtual-tsc.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { recordForeignReads } from '../foreign-content.js';
+import { enterVm, type HardwareHandled } from '../vm-entry.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -554,30 +554,25 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.#pendingOutcome = undefined;
       return { kind: 'outcome', outcome };
     }
-    // Several vCPUs: as on TDX, every exit the hardware or the VMM handled is a switch point,
-    // and so is the end of a quantum and a PAUSE.
     const scheduler = this.scheduler;
     scheduler?.switchPoint('exit');
-    for (;;) {
-      const exit = this.machine.vcpu.run();
-      recordForeignReads(this.machine, this.#recordHw);
-      if (scheduler?.takesExit(exit)) continue;
-      let step: HwStep;
-      try {
-        step = this.handleExit(exit);
-      } catch (e) {
-        // The model must turn guest input into architecture; anything else is our bug, reported.
-        if (e instanceof InjectionError || e instanceof RangeError) return { kind: 'outcome', outcome: { outcome: 'fault', reason: `hardware model: ${e.message}` } };
-        throw e;
-      }
-      if (step.kind === 'resume') {
-        scheduler?.switchPoint('exit');
-        continue;
-      }
-      if (step.kind === 'outcome') return step;
-      return { kind: 'exit', exit: step.exit };
-    }
+    return enterVm(this.machine, scheduler, this.#recordHw, this.#handleExitForVmm);
   }
+
+  readonly #handleExitForVmm = (exit: VmExit): HardwareHandled<SnpVmExit> => {
+    let step: HwStep;
+    try {
+      step = this.handleExit(exit);
+    } catch (e) {
+      // The model must turn guest input into architecture; anything else is our bug, reported.
+      if (e instanceof InjectionError || e instanceof RangeError) return { kind: 'outcome', outcome: { outcome: 'fault', reason: `hardware model: ${e.message}` } };
+      throw e;
+    }
+    if (step.kind === 'resume') return undefined;
+    if (step.kind === 'outcome') return step;
+    return { kind: 'exit', exit: step.exit };
+  };
+
 
   pageState(gpa: bigint): PageState {
     const page = gpa & ~(PAGE_4K - 1n);

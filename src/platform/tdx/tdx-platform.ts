@@ -4,7 +4,8 @@ import { Machine, type MachineState } from '../../cpu/machine.js';
 import { Trace } from '../../shared/trace.js';
 import { DEFAULT_QUANTUM, VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { recordForeignReads } from '../foreign-content.js';
+import { enterVm, type HardwareHandled } from '../vm-entry.js';
+import type { VmExit } from '../../cpu/exits.js';
 import type { TraceValue } from '../../shared/trace.js';
 import { TdModule, type TdConfig, type TdExit, type TdModuleState } from './td-module.js';
 import type { TdxVmmHandle } from './vmm-handle.js';
@@ -83,19 +84,16 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
     scheduler?.switchPoint('exit');
     const posted = this.module.deliverPostedInterrupt();
     if (posted.kind === 'stop') return { kind: 'outcome', outcome: posted.outcome };
-    for (;;) {
-      const exit = this.machine.vcpu.run();
-      recordForeignReads(this.machine, this.#recordHw);
-      if (scheduler?.takesExit(exit)) continue;
-      const step = this.module.handleExit(exit);
-      if (step.kind === 'resume') {
-        scheduler?.switchPoint('exit');
-        continue;
-      }
-      if (step.kind === 'stop') return { kind: 'outcome', outcome: step.outcome };
-      return { kind: 'exit', exit: step.exit };
-    }
+    return enterVm(this.machine, scheduler, this.#recordHw, this.#handleExit);
   }
+
+  readonly #handleExit = (exit: VmExit): HardwareHandled<TdExit> => {
+    const step = this.module.handleExit(exit);
+    if (step.kind === 'resume') return undefined;
+    if (step.kind === 'stop') return { kind: 'outcome', outcome: step.outcome };
+    return { kind: 'exit', exit: step.exit };
+  };
+
 
   pageState(gpa: bigint): PageState {
     const page = gpa & ~0xfffn & ~this.module.sharedBit;

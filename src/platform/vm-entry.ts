@@ -1,0 +1,31 @@
+// One VM entry as both platforms model it (TDH.VP.ENTER on TDX, VMRUN on SNP): the vCPUs run until
+// the trusted side has an exit for the VMM or the run ends. Exits the hardware handles itself
+// (TDCALLs, PVALIDATE, #VE/#VC delivery) resume in place. With several vCPUs, each such exit, the
+// end of a quantum and a PAUSE are switch points (src/cpu/vcpu-scheduler.ts). Both platforms share
+// this loop so that what happens around every exit (the scheduler, the content watch's reads) is
+// written once.
+import type { VmExit } from '../cpu/exits.js';
+import type { Machine } from '../cpu/machine.js';
+import type { VcpuScheduler } from '../cpu/vcpu-scheduler.js';
+import type { TraceValue } from '../shared/trace.js';
+import { recordForeignReads } from './foreign-content.js';
+import type { PlatformStep } from './platform.js';
+
+/** What the hardware model did with one exit: `undefined` when the guest resumes, else the step for the VMM. */
+export type HardwareHandled<Exit> = PlatformStep<Exit> | undefined;
+
+export function enterVm<Exit>(
+  machine: Machine,
+  scheduler: VcpuScheduler | undefined,
+  recordHw: (type: string, fields: Record<string, TraceValue>) => void,
+  handleExit: (exit: VmExit) => HardwareHandled<Exit>,
+): PlatformStep<Exit> {
+  for (;;) {
+    const exit = machine.vcpu.run();
+    recordForeignReads(machine, recordHw);
+    if (scheduler?.takesExit(exit)) continue;
+    const step = handleExit(exit);
+    if (step) return step;
+    scheduler?.switchPoint('exit');
+  }
+}
