@@ -8,7 +8,7 @@
 // multiarch folder other than x86_64-linux-gnu.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, normalize, relative } from 'node:path';
@@ -158,6 +158,9 @@ describe.skipIf(missing.length > 0)(`the Debian fetch against a local mirror${mi
 
   afterAll(() => {
     mirror?.server.close();
+    // gpg started an agent for the test's key: stop it (it would outlive the run) and drop the scratch folder.
+    spawnSync('gpgconf', ['--homedir', join(work, 'gnupg'), '--kill', 'gpg-agent']);
+    rmSync(work, { recursive: true, force: true });
   });
 
 
