@@ -5,9 +5,11 @@
 // this loop so that what happens around every exit (the scheduler, the content watch's reads) is
 // written once.
 import type { VmExit } from '../cpu/exits.js';
+import { executeRandomInstruction } from '../cpu/hardware-random.js';
+import { executeRdtsc } from '../cpu/virtual-tsc.js';
 import type { Machine } from '../cpu/machine.js';
 import type { VcpuScheduler } from '../cpu/vcpu-scheduler.js';
-import type { TraceValue } from '../shared/trace.js';
+import type { Trace, TraceValue } from '../shared/trace.js';
 import { recordForeignReads } from './foreign-content.js';
 import type { PlatformStep } from './platform.js';
 
@@ -28,4 +30,21 @@ export function enterVm<Exit>(
     if (step) return step;
     scheduler?.switchPoint('exit');
   }
+}
+
+/**
+ * RDRAND/RDSEED, RDTSC and PAUSE, which neither platform intercepts, completed as the CPU would:
+ * the values follow the run's seed (src/cpu/hardware-random.ts, src/cpu/virtual-tsc.ts).
+ */
+export function runsOnCpu(machine: Machine, trace: Trace, exit: Extract<VmExit, { kind: 'random' | 'rdtsc' | 'pause' }>): { kind: 'resume' } {
+  const regs = machine.vcpu.regs;
+  if (exit.kind === 'random') {
+    const value = executeRandomInstruction(regs, exit, machine.random);
+    trace.record('hw', exit.instruction, { rip: exit.rip, value });
+  } else if (exit.kind === 'rdtsc') {
+    executeRdtsc(regs, exit, machine.tsc);
+  } else {
+    machine.vcpu.complete(exit);
+  }
+  return { kind: 'resume' };
 }

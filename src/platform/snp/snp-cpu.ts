@@ -24,11 +24,9 @@ import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
 import { secretsPage } from './secrets-page.js';
-import { executeRandomInstruction } from '../../cpu/hardware-random.js';
-import { executeRdtsc } from '../../cpu/virtual-tsc.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { enterVm, type HardwareHandled } from '../vm-entry.js';
+import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -809,19 +807,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'tdcall':
         return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
       // RDRAND/RDSEED and RDTSC run on the CPU (SEV-SNP leaves them unintercepted, KVM does not
-      // intercept RDTSC): the model's values follow the run's seed (src/cpu/hardware-random.ts).
-      case 'random': {
-        const value = executeRandomInstruction(vcpu.regs, exit, this.machine.random);
-        this.trace.record('hw', exit.instruction, { rip: exit.rip, value });
-        return { kind: 'resume' };
-      }
+      // intercept RDTSC); PAUSE exits only on machines with several vCPUs (a scheduler hint): they just run.
+      case 'random':
       case 'rdtsc':
-        executeRdtsc(vcpu.regs, exit, this.machine.tsc);
-        return { kind: 'resume' };
-      // PAUSE exits only on machines with several vCPUs (a scheduler hint): it just runs.
       case 'pause':
-        this.machine.vcpu.complete(exit);
-        return { kind: 'resume' };
+        return runsOnCpu(this.machine, this.trace, exit);
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };

@@ -4,8 +4,7 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { InjectionError } from '../../cpu/errors.js';
-import { executeRandomInstruction } from '../../cpu/hardware-random.js';
-import { executeRdtsc } from '../../cpu/virtual-tsc.js';
+import { runsOnCpu } from '../vm-entry.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
@@ -259,19 +258,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'vmgexit':
         return this.injectException(UD_VECTOR);
       // RDRAND/RDSEED and RDTSC do not exit a TD (the TSC is virtualized, TDX module spec
-      // §"Time Stamp Counter"): the model's values follow the run's seed (src/cpu/hardware-random.ts).
-      case 'random': {
-        const value = executeRandomInstruction(this.machine.vcpu.regs, exit, this.machine.random);
-        this.trace.record('hw', exit.instruction, { rip: exit.rip, value });
-        return { kind: 'resume' };
-      }
+      // §"Time Stamp Counter"); PAUSE is a spin-wait hint for the vCPU scheduler: they just run.
+      case 'random':
       case 'rdtsc':
-        executeRdtsc(this.machine.vcpu.regs, exit, this.machine.tsc);
-        return { kind: 'resume' };
-      // A spin-wait hint for the vCPU scheduler (machines with several vCPUs): PAUSE just runs.
       case 'pause':
-        this.machine.vcpu.complete(exit);
-        return { kind: 'resume' };
+        return runsOnCpu(this.machine, this.trace, exit);
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
       case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
