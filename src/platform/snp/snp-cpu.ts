@@ -254,6 +254,23 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   /**
+   * The host-written pages (#dramPages) in [base, end). Visits whichever is fewer, those pages (a
+   * handful in a boot: GHCB and PSC buffers) or the range's: walking the 512 pages of each 2 MiB
+   * range with a BigInt set lookup per page was most of the extra per-GiB cost of an eager SNP
+   * acceptance over TDX's (issue 11).
+   */
+  #dramPagesIn(base: bigint, end: bigint): bigint[] {
+    const rangePages = Number((end - base) / PAGE_4K);
+    if (this.#dramPages.size < rangePages) return [...this.#dramPages].filter((page) => page >= base && page < end);
+    const pages: bigint[] = [];
+    for (let i = 0; i < rangePages; i++) {
+      const page = base + BigInt(i) * PAGE_4K;
+      if (this.#dramPages.has(page)) pages.push(page);
+    }
+    return pages;
+  }
+
+  /**
    * What DRAM holds across RMPUPDATE of `spa` (4 KiB, or the 2 MiB range), in this model's terms:
    * `machine.memory` keeps the guest's plaintext (its C=1 view) for assigned pages and the DRAM
    * bytes (everyone's C=0 view) for hypervisor-owned ones. Guest memory is encrypted with the
@@ -280,15 +297,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const base = req.pageSize === '2m' ? spa & ~(PAGE_2M - 1n) : spa & ~(PAGE_4K - 1n);
     const end = base + (req.pageSize === '2m' ? PAGE_2M : PAGE_4K);
     if (req.assigned) {
-      // Only pages the host wrote can need decrypting. Visit whichever is fewer, those pages (a
-      // handful in a boot: GHCB and PSC buffers) or the range's: walking the 512 pages of each
-      // 2 MiB range with a BigInt set lookup per page was most of the extra per-GiB cost of an
-      // eager SNP acceptance over TDX's (issue 11).
-      const rangePages = Number((end - base) / PAGE_4K);
-      const candidates = this.#dramPages.size < rangePages
-        ? [...this.#dramPages]
-        : Array.from({ length: rangePages }, (_, i) => base + BigInt(i) * PAGE_4K);
-      const written = candidates.filter((page) => page >= base && page < end && page < this.memoryBytes && this.#dramPages.has(page));
+      // Only pages the host wrote can need decrypting.
+      const written = this.#dramPagesIn(base, end).filter((page) => page < this.memoryBytes);
       for (const page of written) {
         if (this.rmp.lookup(page).assigned) continue;
         this.#dramPages.delete(page);
@@ -408,7 +418,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // rmpUpdate()'s legality for each page: aligned, covered, reset entry -> hv-owned, SUCCESS.
     this.#record('rmpupdate', { spa: gpa, gpa, assigned: true, pageSize: '4k', immutable: true, asid, state: 'hv-owned', result: 'SUCCESS', ...count });
     // #changeOwner of a pre-guest page: DRAM the host wrote there is now the firmware's to encrypt in place.
-    for (const page of [...this.#dramPages]) if (page >= gpa && page < gpa + bytes) this.#dramPages.delete(page);
+    for (const page of this.#dramPagesIn(gpa, gpa + bytes)) this.#dramPages.delete(page);
     // launchUpdatePage()'s legality for each page, now pre-guest at its own GPA: immutable, SUCCESS.
     this.#record('launch-update', { gpa, pageType: type, state: 'immutable', result: 'SUCCESS', ...count });
     if (type === 'ZERO') this.machine.memory.fill(gpa, bytes, 0);
