@@ -47,6 +47,14 @@ export function septStateByValue(value: number): SeptStateName | undefined {
 export type SeptLevel = 0 | 1 | 2 | 3 | 4;
 export const LEVEL_SIZE: Record<SeptLevel, bigint> = { 0: 0x1000n, 1: 0x200000n, 2: 0x40000000n, 3: 1n << 39n, 4: 1n << 48n };
 export const LEVEL_SHIFT: Record<SeptLevel, bigint> = { 0: 12n, 1: 21n, 2: 30n, 3: 39n, 4: 48n };
+
+/** Each level's size as a number (exact: at most 2^48). */
+export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
+
+/** The map key of the entry at `level` that covers `gpa` (a GPA as a number): the S-EPT's and the VMM's mirror's. */
+export function septEntryKey(gpa: number, level: SeptLevel): number {
+  return Math.floor(gpa / LEVEL_BYTES[level]!);
+}
 export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G', 3: '512G', 4: '256T' };
 export const ENTRIES_PER_TABLE = 512;
 

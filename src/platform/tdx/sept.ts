@@ -11,7 +11,7 @@
 import type { PageGate } from '../../memory/page-gate.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import {
-  ENTRIES_PER_TABLE, LEVEL_SIZE, isLeafState, walkContinuesBelow, type SeptLevel, type SeptStateName,
+  ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, isLeafState, septEntryKey, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
 
 export interface SeptEntry {
@@ -39,17 +39,9 @@ export type SeptTables = ReadonlyArray<ReadonlyMap<number, Readonly<SeptEntry>>>
 const copyLevels = (levels: SeptTables): Map<number, SeptEntry>[] =>
   levels.map((m) => new Map([...m].map(([k, e]) => [k, { ...e }])));
 
-/** Each level's size as a number (exact: at most 2^48). */
-const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
-
 /** Whether an entry in `state` can leave any of its range open (#openMappedLeaves): a MAPPED leaf, or a walk below it. */
 function opensRange(state: SeptStateName): boolean {
   return state === 'MAPPED' || walkContinuesBelow(state);
-}
-
-/** The map key of the entry at `level` that covers `gpa` (a GPA as a number). */
-function keyOf(gpa: number, level: SeptLevel): number {
-  return Math.floor(gpa / LEVEL_BYTES[level]!);
 }
 
 export class Sept implements Snapshottable<SeptTables> {
@@ -121,7 +113,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Read-only: change entries through setState (a restore puts back only what went through it). */
   entry(level: SeptLevel, gpa: bigint): Readonly<SeptEntry> | undefined {
-    return this.#levels[level]?.get(keyOf(Number(gpa), level));
+    return this.#levels[level]?.get(septEntryKey(Number(gpa), level));
   }
 
   stateAt(level: SeptLevel, gpa: bigint): SeptStateName {
@@ -135,7 +127,7 @@ export class Sept implements Snapshottable<SeptTables> {
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
     const at = Number(gpa);
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
-      const state = this.#levels[l]!.get(keyOf(at, l))?.state ?? 'FREE';
+      const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
       if (l === level || l === 0 || !walkContinuesBelow(state)) {
         return { level: l, requestedLevel: level, state, base: Sept.alignDown(gpa, l), isLeaf: isLeafState(state) };
       }
@@ -145,7 +137,7 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
   setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = {}): void {
     const base = Sept.alignDown(gpa, level);
-    const key = keyOf(Number(gpa), level);
+    const key = septEntryKey(Number(gpa), level);
     const map = this.#levels[level]!;
     const old = map.get(key);
     const oldState = old?.state;
@@ -208,11 +200,11 @@ export class Sept implements Snapshottable<SeptTables> {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
     const map = this.#levels[child]!;
-    const key = keyOf(Number(base), level);
+    const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
     this.#levels[level]!.set(key, { state: 'NL_MAPPED', acceptCounter: 0, blockEpoch: 0n });
     if (childState !== 'FREE') {
-      const first = keyOf(Number(base), child);
+      const first = septEntryKey(Number(base), child);
       for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
         this.#willChange(child, first + i);
         map.set(first + i, { state: childState, acceptCounter: 0, blockEpoch: 0n });
@@ -234,7 +226,7 @@ export class Sept implements Snapshottable<SeptTables> {
   merge(level: 1 | 2, gpa: bigint, state: SeptStateName): void {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
-    const first = keyOf(Number(base), child);
+    const first = septEntryKey(Number(base), child);
     for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
       this.#willChange(child, first + i);
       this.#levels[child]!.delete(first + i);
@@ -251,7 +243,7 @@ export class Sept implements Snapshottable<SeptTables> {
   #reachable(level: SeptLevel, gpa: bigint): boolean {
     const at = Number(gpa);
     for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
-      if (!walkContinuesBelow(this.#levels[l]!.get(keyOf(at, l))?.state ?? 'FREE')) return false;
+      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) return false;
     }
     return true;
   }
@@ -275,7 +267,7 @@ export class Sept implements Snapshottable<SeptTables> {
     // Only children that exist can open anything; absent ones are FREE. Neighbouring MAPPED 4K
     // leaves open as one range: a DEMOTEd 2M leaf has 512 of them, and a gate update each was
     // most of a fuzz execution's DEMOTE (~0.3 ms).
-    const first = keyOf(Number(base), child);
+    const first = septEntryKey(Number(base), child);
     let run = -1;
     const openRun = (end: number) => {
       if (run >= 0) this.#setGate(base + BigInt(run) * LEVEL_SIZE[0], BigInt(end - run) * LEVEL_SIZE[0], true);

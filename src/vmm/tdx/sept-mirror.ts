@@ -14,7 +14,7 @@
 // changes the S-EPT's shape (sept-legality.ts: the guest's ACCEPT only maps a PENDING leaf).
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import type { SeamcallName } from '../../platform/tdx/seamcall.js';
-import { LEVEL_SIZE, type SeptLevel, type SeptStateName } from '../../platform/tdx/sept-states.js';
+import { isLeafState, septEntryKey, type SeptLevel, type SeptStateName } from '../../platform/tdx/sept-states.js';
 import { TdxStatus } from '../../platform/tdx/status.js';
 
 /** What the VMM knows of one entry: its state, with every leaf state one class. */
@@ -33,14 +33,11 @@ const STATES: readonly MirroredState[] = ['FREE', 'REMOVED', 'NL_MAPPED', 'NL_BL
 const CODE: Readonly<Record<MirroredState, number>> = { FREE: 0, REMOVED: 1, NL_MAPPED: 2, NL_BLOCKED: 3, LEAF: 4 };
 const CHILDREN_UNKNOWN = 0, CHILDREN_FREE = 1, CHILDREN_LEAVES = 2;
 const CHILD_SHIFT = 3, STATE_MASK = 7;
-const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
 const ENTRIES = 512;
-
-const keyOf = (gpa: number, level: SeptLevel): number => Math.floor(gpa / LEVEL_BYTES[level]!);
 
 /** The class of a state the module reported. */
 function classOf(state: SeptStateName): MirroredState {
-  return state === 'FREE' || state === 'REMOVED' || state === 'NL_MAPPED' || state === 'NL_BLOCKED' ? state : 'LEAF';
+  return isLeafState(state) ? 'LEAF' : state as Exclude<MirroredState, 'LEAF'>;
 }
 
 /**
@@ -109,7 +106,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     const at = Number(gpa);
     let children = CHILDREN_UNKNOWN; // the root's entries: not assumed (the VMM may start after the TD did)
     for (let l = this.#top; ; l = (l - 1) as SeptLevel) {
-      const entry = this.#get(l, keyOf(at, l));
+      const entry = this.#get(l, septEntryKey(at, l));
       let code: number;
       if (entry !== undefined) code = entry & STATE_MASK;
       else if (children === CHILDREN_FREE) code = CODE.FREE;
@@ -124,12 +121,12 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   learn(gpa: bigint, walk: { level: SeptLevel; state: SeptStateName }): void {
     const at = Number(gpa);
     for (let l = this.#top; l > walk.level; l = (l - 1) as SeptLevel) {
-      if (this.#stateAt(l, at) !== 'NL_MAPPED') this.#set(l, keyOf(at, l), 'NL_MAPPED', CHILDREN_UNKNOWN);
+      if (this.#stateAt(l, at) !== 'NL_MAPPED') this.#set(l, septEntryKey(at, l), 'NL_MAPPED', CHILDREN_UNKNOWN);
     }
     const state = classOf(walk.state);
     const known = this.#stateAt(walk.level, at);
     if (known === state) return;
-    const key = keyOf(at, walk.level);
+    const key = septEntryKey(at, walk.level);
     if (known !== undefined && walk.level > 0) this.#forgetBelow(walk.level, key);
     this.#set(walk.level, key, state, CHILDREN_UNKNOWN);
   }
@@ -144,7 +141,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     if (!after) return;
     const level = Number(rcx & 7n) as SeptLevel;
     if (level > this.#top) return;
-    const first = keyOf(Number(rcx & 0x000ffffffffff000n), level);
+    const first = septEntryKey(Number(rcx & 0x000ffffffffff000n), level);
     for (let i = 0; i < pages; i++) this.#apply(after, level, first + i);
   }
 
@@ -162,7 +159,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   #stateAt(level: SeptLevel, at: number): MirroredState | undefined {
-    const entry = this.#get(level, keyOf(at, level));
+    const entry = this.#get(level, septEntryKey(at, level));
     return entry === undefined ? undefined : STATES[entry & STATE_MASK];
   }
 
