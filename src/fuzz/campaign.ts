@@ -99,6 +99,14 @@ function profileOf(e: Execution, memoryBytes: bigint, vcpus?: number): Execution
   return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes, ...(vcpus !== undefined ? { vcpus } : {}) };
 }
 
+/** A campaign's statistics before its first execution. */
+export function emptyStats(): CampaignStats {
+  return {
+    execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
+    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
+  };
+}
+
 /** Lets timers and messages run between executions (a campaign is long, synchronous work). */
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -113,10 +121,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const corpus: CorpusEntry[] = [];
   const findings: CampaignFinding[] = [];
   const signatures = new Set<string>();
-  const stats: CampaignStats = {
-    execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
-    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
-  };
+  const stats = emptyStats();
   const cost = new CostAccount();
   /** Every execution of the campaign, shrinking included, goes through here: its cost is counted. */
   const execute = (program: AttackProgram): Execution => {

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { traceLine } from '../shared/trace.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 import type { AttackProgram } from './attack-program.js';
-import { findingSignature, HonestRunOverBudgetError, runCampaign, type CampaignStats } from './campaign.js';
+import { emptyStats, findingSignature, HonestRunOverBudgetError, runCampaign, type CampaignStats } from './campaign.js';
 import { createExecutor } from './create-executor.js';
 import type { Executor, FuzzTarget } from './executor.js';
 import { storedFinding, type StoredFinding } from './finding-file.js';
@@ -107,13 +107,6 @@ export async function runJob(spec: JobSpec, post: (m: JobMessage) => void): Prom
   } finally {
     executor.close();
   }
-}
-
-export function emptyStats(): CampaignStats {
-  return {
-    execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
-    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
-  };
 }
 
 /** Sums job statistics (edges and decision keys: the largest job's, as maps are per job). */
