@@ -134,7 +134,7 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
    * A budget exit the scheduler armed (the quantum ended), as opposed to the run's own budget:
    * the machine's `budgetLimit` is the run's, `instructionLimit` is the scheduler's.
    */
-  isQuantumEnd(exit: VmExit): boolean {
+  #isQuantumEnd(exit: VmExit): boolean {
     const vcpu = this.machine.vcpu;
     return exit.kind === 'budget' && vcpu.instructions + vcpu.budgetCharged < vcpu.budgetLimit;
   }
@@ -149,7 +149,7 @@ export class VcpuScheduler implements Snapshottable<VcpuSchedulerState> {
       this.switchPoint('pause');
       return true;
     }
-    if (this.isQuantumEnd(exit)) {
+    if (this.#isQuantumEnd(exit)) {
       this.switchPoint('quantum');
       return true;
     }
