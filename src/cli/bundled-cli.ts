@@ -68,12 +68,13 @@ export async function runCli(entry: string, argv: string[]): Promise<number> {
   const bundle = freshBundle(entry);
   if (!bundle) return ((await import(entry)) as { main: Main }).main(argv);
   const bytes = readFileSync(bundle);
-  const bundleHash = createHash('sha256').update(bytes).digest();
   // The bundler writes ASCII: as Latin-1 that is the same text, copied rather than decoded, and a
   // one-byte string for V8 (hashing and decoding the ~750 KB as UTF-8 were ~20M instructions).
   const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   const cacheFile = codeCacheFile(bundle, argv);
-  const cached = cacheFile ? readCodeCache(cacheFile, bundleHash) : undefined;
+  // The cache is keyed by the bundle's bytes; a command without a cache (--help) need not hash them.
+  const bundleHash = cacheFile ? createHash('sha256').update(bytes).digest() : undefined;
+  const cached = cacheFile && bundleHash ? readCodeCache(cacheFile, bundleHash) : undefined;
   // The CommonJS module wrapper, on the source's first line so that line numbers stay the bundle's.
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: bundle, ...(cached ? { cachedData: cached } : {}),
@@ -82,6 +83,6 @@ export async function runCli(entry: string, argv: string[]): Promise<number> {
   (script.runInThisContext() as (...args: unknown[]) => void)
     .call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
   const status = await module.exports.main!(argv);
-  if (cacheFile && status === 0 && (!cached || script.cachedDataRejected)) writeCodeCache(cacheFile, bundleHash, script.createCachedData());
+  if (cacheFile && bundleHash && status === 0 && (!cached || script.cachedDataRejected)) writeCodeCache(cacheFile, bundleHash, script.createCachedData());
   return status;
 }
