@@ -16,13 +16,12 @@ import { BzImageError, parseBzImage, type BzImage } from './linux/bzimage.js';
 import { BootParamsError, buildLinuxBootData, type LinuxBootData } from './linux/boot-params.js';
 import { LinuxLaunchError, planLinuxLaunch, type LinuxLaunchPlan } from './linux/linux-launch.js';
 
-const root = PACKAGE_ROOT;
-export const BUILT_FIRMWARE = join(root, 'firmware', 'build', 'firmware.elf');
-export const BUILT_GUEST_IMAGE = join(root, 'guest', 'build', 'guest-image.elf');
+export const BUILT_FIRMWARE = join(PACKAGE_ROOT, 'firmware', 'build', 'firmware.elf');
+export const BUILT_GUEST_IMAGE = join(PACKAGE_ROOT, 'guest', 'build', 'guest-image.elf');
 /** Our decompressor with an empty linked payload: it reads the one appended after it. */
-export const BUILT_DECOMPRESSOR = join(root, 'guest', 'build', 'decompressor.elf');
+export const BUILT_DECOMPRESSOR = join(PACKAGE_ROOT, 'guest', 'build', 'decompressor.elf');
 /** Our kernel's payload (guest/tools/mkpayload.py), appended after a user's decompressor. */
-export const BUILT_KERNEL_PAYLOAD = join(root, 'guest', 'build', 'kernel.mvkz');
+export const BUILT_KERNEL_PAYLOAD = join(PACKAGE_ROOT, 'guest', 'build', 'kernel.mvkz');
 
 /**
  * Compile-time variants of the stubs, each with ONE planted acceptance bug (the -D flag in
@@ -69,13 +68,13 @@ export function isAcceptanceTracking(name: string): name is AcceptanceTracking {
 export function builtImagePaths(variant?: StubVariant, handover?: Handover, tracking: AcceptanceTracking = 'bitmap'): { firmware: string; guestImage: string } {
   if (handover !== undefined) {
     if (variant !== undefined) throw new GuestImageError(`a handover boots the honest stubs: it cannot be combined with the variant ${variant}`);
-    return { firmware: BUILT_FIRMWARE, guestImage: join(root, 'guest', 'build', 'variants', `handover-${handover}`, 'guest-image.elf') };
+    return { firmware: BUILT_FIRMWARE, guestImage: join(PACKAGE_ROOT, 'guest', 'build', 'variants', `handover-${handover}`, 'guest-image.elf') };
   }
   if (variant === undefined && tracking === 'bitmap') return { firmware: BUILT_FIRMWARE, guestImage: BUILT_GUEST_IMAGE };
   const build = tracking === 'bitmap' ? variant! : variant === undefined ? 'tracking-memmap' : `tracking-memmap+${variant}`;
   return {
-    firmware: join(root, 'firmware', 'build', 'variants', build, 'firmware.elf'),
-    guestImage: join(root, 'guest', 'build', 'variants', build, 'guest-image.elf'),
+    firmware: join(PACKAGE_ROOT, 'firmware', 'build', 'variants', build, 'firmware.elf'),
+    guestImage: join(PACKAGE_ROOT, 'guest', 'build', 'variants', build, 'guest-image.elf'),
   };
 }
 
@@ -91,7 +90,7 @@ export class GuestImageError extends Error {
 export const MAX_IMAGE_BYTES = 32 << 20;
 
 export function readImage(path: string, what: string): Uint8Array {
-  const built = path.startsWith(join(root, 'firmware', 'build')) || path.startsWith(join(root, 'guest', 'build'));
+  const built = path.startsWith(join(PACKAGE_ROOT, 'firmware', 'build')) || path.startsWith(join(PACKAGE_ROOT, 'guest', 'build'));
   if (!existsSync(path) && built) {
     throw new GuestImageError(`no guest is installed: ${path} is missing (run \`npm install\`, which builds the stubs with gcc/binutils)`);
   }
