@@ -173,32 +173,35 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   };
 }
 
-/** The page of the protected-mode kernel launched at `gpa` (zero past the image's end). */
-function kernelPage(linux: NonNullable<BootImages['linux']>, gpa: bigint): Uint8Array {
-  const offset = Number(gpa - linux.plan.loadAddress);
-  const page = new Uint8Array(Number(PAGE));
-  if (offset < linux.image.kernel.byteLength) page.set(linux.image.kernel.subarray(offset, offset + Number(PAGE)));
-  return page;
+/** The protected-mode kernel's launched bytes, its range back to back: the image, zero past its end. */
+function kernelRangeBytes(linux: NonNullable<BootImages['linux']>): Uint8Array {
+  const { plan } = linux;
+  const bytes = new Uint8Array(Number(plan.kernelRange.end - plan.kernelRange.start));
+  const offset = Number(plan.kernelRange.start - plan.loadAddress);
+  bytes.set(linux.image.kernel.subarray(offset, offset + bytes.byteLength));
+  return bytes;
 }
 
 /**
  * The kernel's launched ranges (src/boot/linux/linux-launch.ts): the protected-mode kernel
- * measured page by page (PAGE.ADD + MR.EXTEND, like a TDVF/TD-shim payload), and the
+ * measured (PAGE.ADD + MR.EXTEND of every page, like a TDVF/TD-shim payload), and the
  * decompressor's working area at the end of its buffer added zeroed without measurement (like
  * temporary RAM). Both are private and accepted before the vCPU runs.
  */
 function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux']>, check: (what: string, status: bigint) => void): void {
   const { plan } = linux;
-  const zero = new Uint8Array(Number(PAGE));
+  const kernel = kernelRangeBytes(linux);
   for (const range of [plan.kernelRange, plan.workRange]) {
     const measured = range === plan.kernelRange;
-    for (let gpa = range.start; gpa < range.end; gpa += PAGE) {
+    // One range per 2 MiB, as KVM_TDX_INIT_MEM_REGION takes them, each after its SEPT levels.
+    for (let gpa = range.start; gpa < range.end;) {
+      const next = (gpa | 0x1fffffn) + 1n;
+      const end = next < range.end ? next : range.end;
       if (gpa % 0x200000n === 0n) ensureSeptLevels(host, gpa, 0);
-      if (!measured) {
-        check(`PAGE.ADD 0x${gpa.toString(16)}`, host.memPageAdd(gpaLevel(gpa, 0), zero).status);
-        continue;
-      }
-      check(`PAGE.ADD+MR.EXTEND 0x${gpa.toString(16)}`, host.addMeasuredPage(gpa, kernelPage(linux, gpa)).status);
+      const bytes = measured ? kernel.subarray(Number(gpa - range.start), Number(end - range.start)) : new Uint8Array(Number(end - gpa));
+      const r = host.addPages(gpa, bytes, measured);
+      check(`${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${r.at.toString(16)}`, r.status);
+      gpa = end;
     }
   }
 }
@@ -223,12 +226,7 @@ function watchLinuxHandover(machine: Machine, linux: NonNullable<BootImages['lin
  */
 function launchLinuxSnp(linux: NonNullable<BootImages['linux']>, launch: LaunchRange): void {
   const { plan } = linux;
-  const kernelBytes = plan.kernelRange.end - plan.kernelRange.start;
-  // The kernel's pages back to back, zero past the image's end (kernelPage's bytes).
-  const kernel = new Uint8Array(Number(kernelBytes));
-  const offset = Number(plan.kernelRange.start - plan.loadAddress);
-  kernel.set(linux.image.kernel.subarray(offset, offset + kernel.byteLength));
-  launch(plan.kernelRange.start, kernelBytes, 'NORMAL', kernel);
+  launch(plan.kernelRange.start, plan.kernelRange.end - plan.kernelRange.start, 'NORMAL', kernelRangeBytes(linux));
   launch(plan.workRange.start, plan.workRange.end - plan.workRange.start, 'ZERO');
 }
 
