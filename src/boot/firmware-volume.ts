@@ -5,7 +5,7 @@
 // range, as a VMM maps a firmware image whole at the top of 4 GiB (TDVF's BFV metadata section
 // covers the whole volume; QEMU maps the flash image below 4 GiB).
 import type { ElfImage } from './elf.js';
-import { FIRMWARE_LOAD, FIRMWARE_REGION } from './layout.js';
+import { FIRMWARE_LOAD, FIRMWARE_REGION, FIRMWARE_REGION_LOAD } from './layout.js';
 
 const PAGE = 0x1000n;
 const FOUR_GIB = 1n << 32n;
@@ -35,8 +35,7 @@ export function checkFirmwareWindows(firmware: ElfImage): void {
   for (const s of firmware.segments) {
     const start = s.gpa;
     const end = s.gpa + s.memSize;
-    if (start >= FIRMWARE_LOAD.start && end <= FIRMWARE_LOAD.end) continue;
-    if (start >= FIRMWARE_REGION.gpa && end <= FOUR_GIB) continue;
+    if ([FIRMWARE_LOAD, FIRMWARE_REGION_LOAD].some((w) => start >= w.start && end <= w.end)) continue;
     const what = `segment [${hex(start)}, ${hex(end)})`;
     if (end <= FOUR_GIB && end > FIRMWARE_REGION.gpa) {
       throw new FirmwareWindowError(`${what} makes the firmware volume ${formatSize(FOUR_GIB - (start & ~(PAGE - 1n)))} ` +

@@ -147,6 +147,7 @@ export const FIRMWARE_REGION = { gpa: ABI.MV_FIRMWARE_REGION_GPA, bytes: ABI.MV_
 export const RESET_VECTOR_GPA = ABI.MV_RESET_VECTOR_GPA;
 /** Where firmware.elf's PT_LOAD segments must lie: its window in the initial image, or the firmware region. */
 export const FIRMWARE_LOAD = { start: ABI.MV_FIRMWARE_LOAD_GPA, end: ABI.MV_FIRMWARE_LOAD_LIMIT } as const;
+/** FIRMWARE_REGION as a load window [start, end): the other place firmware.elf's segments may lie. */
 export const FIRMWARE_REGION_LOAD = { start: ABI.MV_FIRMWARE_REGION_GPA, end: ABI.MV_FIRMWARE_REGION_GPA + ABI.MV_FIRMWARE_REGION_BYTES } as const;
 /** Where guest-image.elf's PT_LOAD segments must lie. */
 export const GUEST_IMAGE_LOAD = { start: ABI.MV_GUEST_IMAGE_GPA, end: ABI.MV_GUEST_IMAGE_LIMIT } as const;

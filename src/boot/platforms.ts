@@ -83,9 +83,10 @@ export interface VmmOverride {
   snp?: (echo: (line: string) => void) => SnpVmmPolicy & { console: Console };
   /**
    * What the SNP VMM launches at the CPUID page's GPA. Default: the honest table (the CPU's
-   * answers) as page type CPUID, which the firmware checks.
+   * answers) as page type CPUID, which the firmware checks; `bytes` default to that table, or
+   * zeroes for type ZERO.
    */
-  snpCpuidPage?: { type: LaunchPageType; bytes: Uint8Array };
+  snpCpuidPage?: { type: LaunchPageType; bytes?: Uint8Array };
   /** The initial image the VMM loads (firmware config, firmware, guest image), before it is measured. */
   images?: (images: BootImages) => BootImages;
   /** Host actions after the honest launch and before TDH.MR.FINALIZE: more SEAMCALLs (e.g. PAGE.ADD, AUG), the shared EPT. */
@@ -266,7 +267,8 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     piece(special.gpa + PAGE, end);
   };
   // The CPUID page, like QEMU's sev_snp_launch_update_cpuid: a table the firmware checks.
-  const cpuid = options.vmm?.snpCpuidPage ?? { type: 'CPUID', bytes: honestCpuidPage(host.cBit) };
+  const cpuidType = options.vmm?.snpCpuidPage?.type ?? 'CPUID';
+  const cpuid = { type: cpuidType, bytes: options.vmm?.snpCpuidPage?.bytes ?? (cpuidType === 'ZERO' ? new Uint8Array(Number(PAGE)) : honestCpuidPage(host.cBit)) };
   launchAround(TEMP_RAM, 'ZERO', { gpa: SNP_CPUID_PAGE_GPA, ...cpuid });
   // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
   const secretsPageGpa = images.linux?.bootData.secretsPageGpa;

@@ -57,7 +57,7 @@ export function stripBuildVariants(text: string, file = 'source'): string {
       }
       case 'if':
       case 'elif': {
-        if (/\bMV_(PLANT|FIXTURE)_|\bMV_TRACKING_MEMMAP\b/.test(line)) throw new StripVariantsError(`${where}: #${directive} on a build variant; write it as #ifdef/#ifndef`);
+        if ((line.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? []).some(isBuildVariantMacro)) throw new StripVariantsError(`${where}: #${directive} on a build variant; write it as #ifdef/#ifndef`);
         if (directive === 'if') {
           stack.push({ resolved: false, branchKept: true, outerKept: kept() });
           if (stack.at(-1)!.outerKept) out.push(line);

@@ -6,11 +6,10 @@
 // does nothing, like a refused lie at run time.
 import type { BootImages } from '../boot/images.js';
 import { ABI, FW_CONFIG_GPA } from '../boot/layout.js';
-import { SNP_C_BIT, type VmmOverride } from '../boot/platforms.js';
+import type { VmmOverride } from '../boot/platforms.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
-import { honestCpuidPage } from '../vmm/snp/honest-vmm.js';
 import { ensureSeptLevels } from '../vmm/tdx/honest-vmm.js';
 import { snpHostAction, tdxHostAction } from './adversary.js';
 import type { AttackProgram, HostAction, LaunchAction, MemoryRange } from './attack-program.js';
@@ -102,7 +101,7 @@ export function launchOverride(program: AttackProgram): VmmOverride {
   // The CPUID page's type (the last one the program gives): what the VMM launches at its GPA.
   const cpuidPage = (program.launch ?? []).filter((a) => a.kind === 'snp.cpuid-page').pop();
   if (cpuidPage && program.platform === 'snp') {
-    override.snpCpuidPage = { type: cpuidPage.type, bytes: cpuidPage.type === 'ZERO' ? new Uint8Array(Number(PAGE)) : honestCpuidPage(SNP_C_BIT) };
+    override.snpCpuidPage = { type: cpuidPage.type };
   }
   const actions = (program.launch ?? []).filter((a) => a.kind !== 'image-write' && a.kind !== 'snp.cpuid-page');
   if (actions.length === 0) return override;
