@@ -1,7 +1,7 @@
 // TDG.MEM.PAGE.ACCEPT (leaf 6), after `tdg_mem_page_accept.c` (TDX 1.5; reference A3): operand
 // checks, SEPT walk, then the ACCEPT / ACCEPT_LARGER rows of the legality table decide.
 import { lookupTransition, type AcceptAction } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_SIZE, SEPT_PUBLIC_STATE, type SeptLevel } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SEPT_PUBLIC_STATE, septLockKey, type SeptLevel } from './sept-states.js';
 import { OperandId, TdxStatus, withOperand } from './status.js';
 import { EEQ_TYPE, type TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
@@ -34,7 +34,7 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
   // OPERAND_BUSY_HOST_PRIORITY, which the dispatcher reports to the guest as OPERAND_BUSY. The
   // vCPU that holds the entry across a preemption keeps it (no fresh acquisition).
   if (walk.level === level && (td.hostLocks.size > 0 || td.guestLocks.size > 0 || td.hostPriority.size > 0)) {
-    const key = `${walk.level}:${walk.base}`;
+    const key = septLockKey(walk.level, walk.base);
     const holder = td.guestLocks.get(key);
     if (td.hostLocks.has(key) || (holder !== undefined && holder !== td.machine.vcpuIndex) || (holder === undefined && td.hostPriority.has(key))) {
       return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
@@ -85,7 +85,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   const entry = td.sept.entry(level, gpa)!;
   const start = entry.acceptCounter;
   const interrupt = td.pendingInterrupt;
-  const lockKey = `${level}:${gpa}`;
+  const lockKey = septLockKey(level, gpa);
   // The module zeroes 4 KiB at a time and checks for a pending interrupt after each chunk; zero
   // every chunk up to where that check would first fire in one go (same result, one host call).
   const interruptAt = interrupt ? start + Math.max(1, interrupt.afterChunks) : Infinity;

@@ -3,7 +3,7 @@
 // call returns the module's status value (never throws on bad input) and is a `seamcall` trace event.
 // RCX-style inputs are `gpa | level` (bits 2:0 level, 51:12 GPA).
 import { lookupTransition, type SeptOperation } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, type SeptLevel, type SeptStateName } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import type { TdModule } from './td-module.js';
 
@@ -148,7 +148,7 @@ export class SeamcallHost {
     // Without any lock or host-priority bit held (nearly always) there is no key to build.
     const td = this.#td;
     if (td.guestLocks.size !== 0 || td.hostPriority.size !== 0) {
-      const lockKey = `${level}:${gpa}`;
+      const lockKey = septLockKey(level, gpa);
       if (td.guestLocks.has(lockKey)) {
         td.hostPriority.add(lockKey);
         return this.#done(name, rcx, { status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) });

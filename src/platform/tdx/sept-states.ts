@@ -55,6 +55,15 @@ export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(
 export function septEntryKey(gpa: number, level: SeptLevel): number {
   return Math.floor(gpa / LEVEL_BYTES[level]!);
 }
+/**
+ * Names the entry at `level` whose range starts at `gpa` (aligned to the level) in the module's
+ * SEPT entry locks (td-module.ts hostLocks, guestLocks, hostPriority): the GPA with the level in
+ * its low bits, as a number (exact: GPAs are below 2^52), like a SEAMCALL's RCX operand. A
+ * template string per lookup was built on every 2M ACCEPT and on every SEAMCALL while any lock was held.
+ */
+export function septLockKey(level: SeptLevel, gpa: bigint): number {
+  return Number(gpa) + level;
+}
 export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G', 3: '512G', 4: '256T' };
 export const ENTRIES_PER_TABLE = 512;
 

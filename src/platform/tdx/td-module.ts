@@ -86,9 +86,9 @@ export interface TdModuleState {
   vcpusInitialized: ReadonlySet<number>;
   mrtd: Buffer | undefined;
   mrtdHash: BufferedHashState;
-  hostLocks: ReadonlySet<string>;
-  hostPriority: ReadonlySet<string>;
-  guestLocks: ReadonlyMap<string, number>;
+  hostLocks: ReadonlySet<number>;
+  hostPriority: ReadonlySet<number>;
+  guestLocks: ReadonlyMap<number, number>;
   msrValues: ReadonlyMap<number, bigint>;
   pendingInterrupt: PendingInterrupt | undefined;
   postedInterrupts: readonly number[];
@@ -113,16 +113,16 @@ export class TdModule implements Snapshottable<TdModuleState> {
   mrtd: Buffer | undefined;
   /** MRTD in progress: SHA-384 over the measured blocks and data, buffered (the digest is the same). */
   readonly mrtdHash = new BufferedHash('sha384');
-  /** SEPT entries the host currently holds locked (`${level}:${gpa}`): the guest gets OPERAND_BUSY. */
-  readonly hostLocks = new Set<string>();
+  /** SEPT entries the host currently holds locked (septLockKey): the guest gets OPERAND_BUSY. */
+  readonly hostLocks = new Set<number>();
   /**
    * SEPT entries a vCPU holds locked because it is inside a 2M TDG.MEM.PAGE.ACCEPT that the
-   * vCPU scheduler preempted between 4K chunks (`${level}:${gpa}` -> vCPU index): on hardware
+   * vCPU scheduler preempted between 4K chunks (septLockKey -> vCPU index): on hardware
    * the other CPUs run meanwhile, and their ACCEPT of that entry gets OPERAND_BUSY.
    */
-  readonly guestLocks = new Map<string, number>();
+  readonly guestLocks = new Map<number, number>();
   /**
-   * SEPT entries whose host-priority (HP) bit is set (`${level}:${gpa}`): a host SEAMCALL found
+   * SEPT entries whose host-priority (HP) bit is set (septLockKey): a host SEAMCALL found
    * the entry locked by a guest TDCALL (sept_lock_acquire_host in tdx_locks.h sets HP and returns
    * OPERAND_BUSY). Until the host gets the lock (which clears HP), a guest that takes the lock
    * finds HP set, lets go and gets OPERAND_BUSY_HOST_PRIORITY, reported to it as OPERAND_BUSY
@@ -130,7 +130,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
    * starve the host of an entry. The dispatcher's HP_LOCK_TIMEOUT (TSC ticks, then a TD exit
    * TDX_HOST_PRIORITY_BUSY_TIMEOUT) is not modelled: the model has no TSC.
    */
-  readonly hostPriority = new Set<string>();
+  readonly hostPriority = new Set<number>();
   /**
    * Several vCPUs: where a 2M ACCEPT that has zeroed `done` of its 512 chunks is preempted
    * (a chunk count in (done, 512)), or undefined to let it finish. Set by the platform.

@@ -12,7 +12,7 @@
 import { HostMemory } from '../host-memory.js';
 import type { Trace } from '../../shared/trace.js';
 import { SeamcallHost } from './seamcall.js';
-import type { SeptLevel } from './sept-states.js';
+import { septLockKey, type SeptLevel } from './sept-states.js';
 import type { TdModule, VmcallRegs } from './td-module.js';
 import { TD_RESET_RIP, initTdVcpu } from './vp-init.js';
 
@@ -86,7 +86,7 @@ export class TdxVmmHandle extends SeamcallHost {
 
   /** Models a concurrent SEAMCALL on another host CPU holding a SEPT entry lock (the guest sees OPERAND_BUSY). */
   lockEntry(gpa: bigint, level: SeptLevel, locked = true): void {
-    const key = `${level}:${gpa}`;
+    const key = septLockKey(level, gpa);
     if (locked) this.#td.hostLocks.add(key);
     else this.#td.hostLocks.delete(key);
   }

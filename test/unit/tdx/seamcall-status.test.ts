@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
+import { septLockKey } from '../../../src/platform/tdx/sept-states.js';
 
 const STATE_INCORRECT_RCX = 0xc0000b0d00000001n;
 const P = 0x200000n;
@@ -23,12 +24,12 @@ describe('TDX 1.5 SEAMCALL status codes', () => {
     h.mrFinalize();
     expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
     // vCPU 1 is inside its 2M ACCEPT of the entry, preempted between chunks (page-accept.ts).
-    m.guestLocks.set(`1:${P}`, 1);
+    m.guestLocks.set(septLockKey(1, P), 1);
     expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0x8000020000000001n);
-    expect(m.hostPriority.has(`1:${P}`)).toBe(true);
+    expect(m.hostPriority.has(septLockKey(1, P))).toBe(true);
     expect(m.sept.walk(P, 1).state).toBe('PENDING');
     // vCPU 1 finishes and lets go; vCPU 0 now takes the free lock, finds HP and lets go again.
-    m.guestLocks.delete(`1:${P}`);
+    m.guestLocks.delete(septLockKey(1, P));
     expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0x8000020000000001n });
     expect(m.sept.walk(P, 1).state).toBe('PENDING');
     // The host's retry gets the lock (clearing HP) and blocks the entry.
