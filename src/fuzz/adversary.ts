@@ -588,8 +588,7 @@ export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): Sn
       book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
       const answer = book.answerFor('snp.onNpf');
       book.cover(answerKey('snp.onNpf', answer));
-      // Its PSMASH, RMPUPDATE and NPT changes re-derive the page gate once, when the answer is done.
-      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => host.batch(() => npfAnswer(host, exit, answer)));
+      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
       if (answer.kind === 'resume') return 'resume';
       if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
       return honest.onNpf(host, exit);

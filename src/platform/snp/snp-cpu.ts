@@ -494,6 +494,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (vmsa.sevFeatures !== SNP_GUEST_SEV_FEATURES) return refuse(`SEV_FEATURES 0x${vmsa.sevFeatures.toString(16)} differ from the guest's`);
     const entry = vmsaEntryState(vmsa);
     if ('refused' in entry) return refuse(entry.refused);
+    this.#syncDeferredRegions();
     const running = this.machine.vcpuIndex;
     this.machine.switchVcpu(index);
     try {
@@ -595,6 +596,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   /** An event the VMM injects (SnpVmmHandle.inject); a failed delivery ends the run at the next step. */
   injectFromHost(vector: number, errorCode?: bigint): void {
+    this.#syncDeferredRegions();
     const step = this.inject(vector, errorCode, undefined, 'injected by the VMM');
     if (step.kind === 'outcome') this.#pendingOutcome = step.outcome;
   }
@@ -666,6 +668,24 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     } finally {
       this.#deferredRegions = undefined;
       this.#syncRegions(regions);
+    }
+  }
+
+  /**
+   * Inside batchGateSync, before something reads guest memory through the gate (an event the
+   * host injects pushes its frame through the guest's page tables and the gate, as the CPU
+   * would): the regions deferred so far get their gate now, so it sees what it would have seen
+   * without the batch. The batch goes on.
+   */
+  #syncDeferredRegions(): void {
+    const regions = this.#deferredRegions;
+    if (regions === undefined || regions.size === 0) return;
+    this.#deferredRegions = undefined;
+    try {
+      this.#syncRegions(regions);
+    } finally {
+      regions.clear();
+      this.#deferredRegions = regions;
     }
   }
 

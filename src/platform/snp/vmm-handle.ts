@@ -50,7 +50,8 @@ export class SnpVmmHandle {
   setNptPageSize(gpa: bigint, size: RmpPageSize): void { this.#platform.setNptPageSize(gpa, size); }
   /**
    * Runs `fn`, host operations on many pages (a PSC), letting the platform derive its page gate
-   * once at the end instead of after each one: the same result, fewer updates.
+   * once at the end instead of after each one: the same result, fewer updates. The VMM driver
+   * runs every exit's answer in one (SnpVmm.handleExit); nested calls join the outer batch.
    */
   batch<T>(fn: () => T): T { return this.#platform.batchGateSync(fn); }
   nptPageSize(gpa: bigint): RmpPageSize { return this.#platform.nptPageSize(gpa); }

@@ -89,12 +89,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     if (!this.#inRam(host, page, PAGE_4K)) return { outcome: 'fault', reason: `guest access to GPA 0x${exit.gpa.toString(16)} outside its RAM` };
     const ours = entry.assigned && entry.asid === host.asid;
     if (privateAccess && ours && entry.pageSize === '2m') {
-      // One gate derivation for the region after both changes (SnpVmmHandle.batch).
-      const r = host.batch(() => {
-        const smashed = host.psmash(region);
-        if (smashed.rc === 0) host.setNptPageSize(region, '4k');
-        return smashed;
-      });
+      const r = host.psmash(region);
+      if (r.rc === 0) host.setNptPageSize(region, '4k');
       if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
       return 'resume';
@@ -108,7 +104,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       return r.rc === 0 ? 'resume' : { outcome: 'vmm-error', reason: `implicit conversion failed: ${r.result}` };
     }
     if (!privateAccess && ours) {
-      const r = host.batch(() => this.#makeShared(host, page));
+      const r = this.#makeShared(host, page);
       host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'make-shared', ok: r });
       return r ? 'resume' : { outcome: 'vmm-error', reason: 'implicit conversion to shared failed' };
     }
@@ -182,7 +178,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         const gpa = req.gfn << 12n;
         let error = 0;
         if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || !this.#inRam(host, gpa, PAGE_4K)) error = 1;
-        else error = host.batch(() => this.#pscPage(host, gpa, req.op));
+        else error = this.#pscPage(host, gpa, req.op);
         host.trace.record('vmm', 'psc', { via: 'msr', gpa, op: req.op, error });
         host.ghcbMsr = ghcbMsr.pscResp(error);
         return 'resume';
@@ -262,8 +258,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // The PSC buffer must lie in the GHCB's shared buffer (the only place an honest VMM reads).
         const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
         if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
-        // One gate derivation per region for the whole request, not per RMPUPDATE and NPT change.
-        const info2 = host.batch(() => this.#psc(host, scratch, gpa + 0xff0n));
+        const info2 = this.#psc(host, scratch, gpa + 0xff0n);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);
         return 'resume';

@@ -24,7 +24,16 @@ export class SnpVmm implements VmmDriver<SnpVmExit, SavedPolicy<SnpVmmPolicy>> {
     this.policy = policy;
   }
 
+  /**
+   * Whatever the policy does about one exit (RMPUPDATEs, PSMASHes, NPT page sizes, from an honest
+   * PSC or an adversary's host actions) re-derives the page gate once per 2 MiB region, when it is
+   * done (SnpVmmHandle.batch): one wrap here instead of one around each host-operation sequence.
+   */
   handleExit(exit: SnpVmExit): 'resume' | RunOutcome {
+    return this.handle.batch(() => this.#answer(exit));
+  }
+
+  #answer(exit: SnpVmExit): 'resume' | RunOutcome {
     switch (exit.kind) {
       case 'npf': return this.policy.onNpf(this.handle, exit);
       case 'vmgexit': return this.policy.onVmgexit(this.handle, exit);
