@@ -122,65 +122,83 @@ const FATAL_REASONS: Record<number, string> = {
   4: EMULATOR_ABORTED,
 };
 
-/** Decodes the exit the native side wrote into the run area. */
-export function decodeExit(area: BigUint64Array): VmExit {
+/**
+ * A run-area slot's low 32 bits as a number, through the area's 32-bit view (`words`; x86 and arm
+ * hosts are little-endian): for the slots that hold small values (the kind, lengths, code bits,
+ * CS, ports, CPUID leaves, MSR numbers), reading them as BigInts first allocated one per slot.
+ */
+const low = (words: Uint32Array, slot: number): number => words[slot * 2]!;
+/** A slot as a number, as Number() of its BigInt would give it (one rounding: exact below 2^53). */
+const asNumber = (words: Uint32Array, slot: number): number => words[slot * 2]! + words[slot * 2 + 1]! * 0x1_0000_0000;
+
+/**
+ * Decodes the exit the native side wrote into the run area; `words` is the same memory as 32-bit
+ * words. Each kind reads only the slots it has: reading all four arguments as BigInts allocated
+ * four per exit whatever the kind (issue 10).
+ */
+export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
   const rip = area[RunSlot.regs + 16]!;
-  const kind = Number(area[RunSlot.kind]);
-  const length = Number(area[RunSlot.insnLength]);
-  const a0 = area[RunSlot.arg0]!;
-  const a1 = area[RunSlot.arg1]!;
-  const a2 = area[RunSlot.arg2]!;
-  const a3 = area[RunSlot.arg3]!;
+  const kind = asNumber(words, RunSlot.kind);
+  const length = asNumber(words, RunSlot.insnLength);
+  const { arg0, arg1, arg2, arg3 } = RunSlot;
   switch (kind) {
     case ExitCode.hlt: return { kind: 'hlt', rip };
-    case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: a0, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
-    case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
-    case ExitCode.rmpadjust: return { kind: 'rmpadjust', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
-    case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length, codeBits: Number(a2) as CodeBits, cs: Number(a3) };
+    case ExitCode.tdcall: return { kind: 'tdcall', rip, length, leaf: area[arg0]!, codeBits: asNumber(words, arg2) as CodeBits, cs: asNumber(words, arg3) };
+    case ExitCode.pvalidate: return { kind: 'pvalidate', rip, length, codeBits: asNumber(words, arg2) as CodeBits, cs: asNumber(words, arg3) };
+    case ExitCode.rmpadjust: return { kind: 'rmpadjust', rip, length, codeBits: asNumber(words, arg2) as CodeBits, cs: asNumber(words, arg3) };
+    case ExitCode.vmgexit: return { kind: 'vmgexit', rip, length, codeBits: asNumber(words, arg2) as CodeBits, cs: asNumber(words, arg3) };
     case ExitCode.invalidOpcode: {
-      const n = Math.min(Number(a0), 8);
+      const n = Math.min(asNumber(words, arg0), 8);
       const bytes = new Uint8Array(n);
       for (let i = 0; i < n; i++) bytes[i] = Number((area[RunSlot.insnBytes]! >> BigInt(8 * i)) & 0xffn);
       return { kind: 'invalid-opcode', rip, bytes };
     }
-    case ExitCode.cpuid: return { kind: 'cpuid', rip, length, leaf: Number(a0), subleaf: Number(a1) };
-    case ExitCode.rdmsr: return { kind: 'rdmsr', rip, length, msr: Number(a0) };
-    case ExitCode.wrmsr: return { kind: 'wrmsr', rip, length, msr: Number(a0), value: a1 };
+    case ExitCode.cpuid: return { kind: 'cpuid', rip, length, leaf: asNumber(words, arg0), subleaf: asNumber(words, arg1) };
+    case ExitCode.rdmsr: return { kind: 'rdmsr', rip, length, msr: asNumber(words, arg0) };
+    case ExitCode.wrmsr: return { kind: 'wrmsr', rip, length, msr: asNumber(words, arg0), value: area[arg1]! };
     case ExitCode.ioIn:
-    case ExitCode.ioOut:
+    case ExitCode.ioOut: {
+      const flags = low(words, arg2);
       return {
-        kind: 'io', rip, length, direction: kind === ExitCode.ioIn ? 'in' : 'out', port: Number(a0),
-        size: Number(a1) as 1 | 2 | 4, string: (a2 & 1n) !== 0n, rep: (a2 & 2n) !== 0n, value: Number(a3),
+        kind: 'io', rip, length, direction: kind === ExitCode.ioIn ? 'in' : 'out', port: asNumber(words, arg0),
+        size: asNumber(words, arg1) as 1 | 2 | 4, string: (flags & 1) !== 0, rep: (flags & 2) !== 0, value: asNumber(words, arg3),
       };
-    case ExitCode.gateFault:
+    }
+    case ExitCode.gateFault: {
+      const flags = low(words, arg3);
       return {
-        kind: 'gate-fault', rip, gpa: a0, gva: a1, access: ACCESS[Number(a2)] ?? 'read',
-        space: (a3 & 1n) !== 0n ? 'private' : 'shared', pageWalk: (a3 & 2n) !== 0n, outsideRam: (a3 & 4n) !== 0n,
-        exactAddress: (a3 & 8n) !== 0n, ciphertext: (a3 & 16n) !== 0n,
+        kind: 'gate-fault', rip, gpa: area[arg0]!, gva: area[arg1]!, access: ACCESS[asNumber(words, arg2)] ?? 'read',
+        space: (flags & 1) !== 0 ? 'private' : 'shared', pageWalk: (flags & 2) !== 0, outsideRam: (flags & 4) !== 0,
+        exactAddress: (flags & 8) !== 0, ciphertext: (flags & 16) !== 0,
       };
+    }
     case ExitCode.exception: {
-      const hasError = (a2 & 1n) !== 0n;
-      const vector = Number(a0);
-      const exit: ExceptionExit = { kind: 'exception', rip, vector, afterInstruction: (a2 & 2n) !== 0n };
-      if (hasError) exit.errorCode = a1;
+      const flags = low(words, arg2);
+      const hasError = (flags & 1) !== 0;
+      const vector = asNumber(words, arg0);
+      const exit: ExceptionExit = { kind: 'exception', rip, vector, afterInstruction: (flags & 2) !== 0 };
+      if (hasError) exit.errorCode = area[arg1]!;
       if (vector === 14 && hasError) {
-        exit.cr2 = a3;
-        exit.exactAddress = (a2 & 4n) !== 0n;
+        exit.cr2 = area[arg3]!;
+        exit.exactAddress = (flags & 4) !== 0;
       }
       return exit;
     }
     case ExitCode.pause: return { kind: 'pause', rip, length };
-    case ExitCode.random:
+    case ExitCode.random: {
+      const a0 = low(words, arg0);
       return {
-        kind: 'random', rip, length, instruction: (a0 >> 16n) & 1n ? 'rdseed' : 'rdrand', register: GPRS[Number(a0 & 0xfn)]!,
-        bits: Number((a0 >> 8n) & 0xffn) as 16 | 32 | 64,
+        kind: 'random', rip, length, instruction: (a0 >> 16) & 1 ? 'rdseed' : 'rdrand', register: GPRS[a0 & 0xf]!,
+        bits: ((a0 >> 8) & 0xff) as 16 | 32 | 64,
       };
+    }
     case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length };
-    case ExitCode.budget: return { kind: 'budget', rip, instructions: a0 };
-    case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (a1 & ~0xfffn) | (rip & 0xfffn) };
+    case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
+    case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {
+      const a0 = area[arg0]!;
       const exit: VmExit = { kind: 'fatal', rip, reason: FATAL_REASONS[Number(a0)] ?? `fatal condition ${a0}` };
-      if (a0 === 2n) exit.unicornCode = Number(a1);
+      if (a0 === 2n) exit.unicornCode = asNumber(words, arg1);
       return exit;
     }
     default:

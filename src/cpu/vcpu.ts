@@ -60,17 +60,20 @@ export class Vcpu {
   readonly exitCounts: Partial<Record<VmExit['kind'], number>> = {};
   readonly #native: NativeMachine;
   readonly #area: BigUint64Array;
+  /** The run area as 32-bit words, for decodeExit's small fields. */
+  readonly #words: Uint32Array;
 
   constructor(native: NativeMachine, area: BigUint64Array) {
     this.#native = native;
     this.#area = area;
+    this.#words = new Uint32Array(area.buffer, area.byteOffset, area.length * 2);
     this.regs = new Registers(area);
   }
 
   /** Runs until the next exit. */
   run(): VmExit {
     this.#native.run();
-    const exit = decodeExit(this.#area);
+    const exit = decodeExit(this.#area, this.#words);
     this.exitCounts[exit.kind] = (this.exitCounts[exit.kind] ?? 0) + 1;
     return exit;
   }
