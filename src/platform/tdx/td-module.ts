@@ -71,6 +71,21 @@ export interface PendingInterrupt {
 }
 
 const MASK64 = (1n << 64n) - 1n;
+
+/**
+ * The EPT-violation exit qualification of a gate fault, by access and whether the page walk
+ * made it (td_ept_violation.c): the access bits, GLA valid, and "translated" for an access by
+ * the instruction itself (not the walk). Fixed per case: built once, not from BigInts per fault.
+ */
+const GATE_FAULT_QUAL: Readonly<Record<Access, readonly [bigint, bigint]>> = (() => {
+  const qual = (access: Access, pageWalk: boolean): bigint =>
+    (access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ)
+    | EptQual.GLA_VALID | (pageWalk ? 0n : EptQual.TRANSLATED);
+  return {
+    read: [qual('read', false), qual('read', true)], write: [qual('write', false), qual('write', true)],
+    fetch: [qual('fetch', false), qual('fetch', true)],
+  };
+})();
 /** TDG.VP.VMCALL<MapGPA> (GHCI 1.5 Table 3-x; Linux TDVMCALL_MAP_GPA). */
 const TDVMCALL_MAP_GPA = 0x10001n;
 /** HLT is F4; the vCPU reports RIP after it. */
@@ -273,18 +288,14 @@ export class TdModule implements Snapshottable<TdModuleState> {
   /** A guest access the page gate refused (td_ept_violation.c). */
   #gateFault(exit: GateFaultExit): TdStep {
     const access = exit.access;
-    let qual = access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ;
-    qual |= EptQual.GLA_VALID | (exit.pageWalk ? 0n : EptQual.TRANSLATED);
+    const qual = GATE_FAULT_QUAL[access][exit.pageWalk ? 1 : 0];
     // VE info carries the exact GLA/GPA when the native side decoded the instruction
     // (exit.exactAddress). A TD exit does not: tdx_ept_violation_exit_to_vmm (td_other_exits.c)
     // clears GPA bits 11:0 and qualification bits 12:7, and passes no GLA.
     const gpa = exit.space === 'shared' ? exit.gpa | this.sharedBit : exit.gpa;
-    const base = {
-      reason: 'ept-violation' as const, rip: exit.rip, gpa: gpa & ~0xfffn, access, space: exit.space,
-      exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam: exit.outsideRam,
-    };
-    if (exit.outsideRam || exit.space === 'shared') {
-      return this.tdExit({ ...base, eeq: { type: 'none', raw: 0n } });
+    const { rip, space, outsideRam } = exit;
+    if (outsideRam || space === 'shared') {
+      return this.tdExit({ reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam, eeq: { type: 'none', raw: 0n } });
     }
     const walk = this.sept.walk(exit.gpa, 0);
     const t = lookupTransition('ACCESS', walk.state);
@@ -295,13 +306,16 @@ export class TdModule implements Snapshottable<TdModuleState> {
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
       return { kind: 'resume' };
     }
-    if (action === 'pending') {
-      if (this.pendingVeEnabled) {
-        return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 });
-      }
-      return this.tdExit({ ...base, septState: walk.state, eeq: { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } });
+    if (action === 'pending' && this.pendingVeEnabled) {
+      return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 });
     }
-    return this.tdExit({ ...base, septState: walk.state, eeq: { type: 'none', raw: 0n } });
+    // One literal (keys in the order the exit always had) instead of spreading a shared prefix.
+    const eeq: ExtendedExitQualification = action === 'pending'
+      ? { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } : { type: 'none', raw: 0n };
+    return this.tdExit({
+      reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam,
+      septState: walk.state, eeq,
+    });
   }
 
   tdExit(exit: TdExit): TdStep {
@@ -377,10 +391,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.#vmcall = undefined;
     const regs = this.machine.vcpu.regs;
     const ignored: string[] = [];
+    const bits = exposedBits(call.mask);
     for (const name of VMCALL_REGS) {
       const value = out[name];
       if (value === undefined) continue;
-      if (exposed(call.mask, name)) regs[name] = value & MASK64;
+      if (exposed(bits, name)) regs[name] = value & MASK64;
       else ignored.push(name);
     }
     regs.rax = 0n;
@@ -389,10 +404,17 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 }
 
-const GPR_BIT: Record<VmcallReg, bigint> = {
-  rcx: 1n, rdx: 2n, rbx: 3n, rbp: 5n, rsi: 6n, rdi: 7n, r8: 8n, r9: 9n, r10: 10n, r11: 11n, r12: 12n, r13: 13n, r14: 14n, r15: 15n,
+/** Each register's bit in TDG.VP.VMCALL's RCX bitmap (the GPR number). */
+const GPR_BIT: Record<VmcallReg, number> = {
+  rcx: 1, rdx: 2, rbx: 3, rbp: 5, rsi: 6, rdi: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
 };
 
-export function exposed(mask: bigint, reg: VmcallReg): boolean {
-  return ((mask >> GPR_BIT[reg]) & 1n) === 1n && reg !== 'rcx';
+/** The GPR bits 15:0 of a TDG.VP.VMCALL's RCX bitmap, as a number (a BigInt shift per register was two allocations each). */
+export function exposedBits(mask: bigint): number {
+  return Number(BigInt.asUintN(16, mask));
+}
+
+/** Whether the bitmap (exposedBits) exposes `reg` to the VMM; RCX itself never is. */
+export function exposed(bits: number, reg: VmcallReg): boolean {
+  return ((bits >> GPR_BIT[reg]) & 1) === 1 && reg !== 'rcx';
 }
