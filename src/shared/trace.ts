@@ -38,12 +38,6 @@ export function traceLine(event: TraceEvent): string {
   return JSON.stringify(toJson(event as unknown as TraceValue));
 }
 
-/** What a boot's trace puts on every event after the header keys (src/boot/accounting.ts). */
-export interface Envelope {
-  icount: bigint;
-  stage: string;
-}
-
 // Tags of the binary encoding. Objects and arrays end with END; every object key is KEY + string.
 const enum Tag { Null, False, True, Number, String, U64, BigHex, Array, Object, Key, End = 0xff }
 const HEX = /^0x[0-9a-f]+$/;
@@ -149,10 +143,11 @@ class EventHasher {
   }
 
   /**
-   * The event `{ seq, source, type, ...fields }` without building it; with an envelope,
+   * The event `{ seq, source, type, ...fields }` without building it; with an envelope (what a
+   * boot's trace puts on every event after the header keys, src/boot/accounting.ts),
    * `{ seq, source, type, icount, stage, ...fields }`.
    */
-  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, envelope?: Envelope): void {
+  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, icount?: bigint, stage?: string): void {
     this.#byte(Tag.Object);
     this.#string(Tag.Key, 'seq');
     this.value(seq);
@@ -160,11 +155,11 @@ class EventHasher {
     this.#string(Tag.String, source);
     this.#string(Tag.Key, 'type');
     this.value(type);
-    if (envelope) {
+    if (icount !== undefined) {
       this.#string(Tag.Key, 'icount');
-      this.#bigint(envelope.icount);
+      this.#bigint(icount);
       this.#string(Tag.Key, 'stage');
-      this.value(envelope.stage);
+      this.value(stage);
     }
     this.#fields(fields);
     this.#byte(Tag.End);
@@ -247,10 +242,10 @@ export class Trace implements Snapshottable<TraceState> {
   /**
    * record() of `{ icount, stage, ...fields }`, without building that object: spreading every
    * event's fields into a new one was a large share of a boot's per-exit trace work (issue 11).
+   * The envelope comes as two arguments, not an object built per event (issue 10).
    */
-  protected recordWithEnvelope(source: TraceEvent['source'], type: string, envelope: Envelope, fields: Record<string, TraceValue>): void {
+  protected recordWithEnvelope(source: TraceEvent['source'], type: string, icount: bigint, stage: string, fields: Record<string, TraceValue>): void {
     const seq = this.#seq++;
-    const { icount, stage } = envelope;
     this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
     if (this.#keep) {
       this.#keepEvent({ seq, source, type, icount, stage, ...fields });
@@ -259,7 +254,7 @@ export class Trace implements Snapshottable<TraceState> {
     if ('seq' in fields || 'source' in fields || 'type' in fields || 'icount' in fields || 'stage' in fields) {
       this.#hasher.value({ seq, source, type, icount, stage, ...fields });
     } else {
-      this.#hasher.event(seq, source, type, fields, envelope);
+      this.#hasher.event(seq, source, type, fields, icount, stage);
     }
     if (this.#sink) this.#keepEvent({ seq, source, type, icount, stage, ...fields });
   }
