@@ -101,15 +101,11 @@ function gpasOf(e: TraceEvent, into: Set<bigint>): void {
 }
 
 /**
- * The oracle's verdict on one execution's events (`events` from index `from`: a snapshot's
- * execution skips the prefix without copying the rest), checked against the hardware's page gate
- * and the guest's own acceptance record in `machine` (at the end, and at each stage handover the
- * run captured: `handovers`, in trace order); with every GPA the events name.
+ * Feeds `events` from index `from` to `oracle` (a snapshot's execution skips the prefix without
+ * copying the rest), each stage handover right after its `stage` event (`handovers`, in trace
+ * order), and adds the GPAs the events name to `gpas`.
  */
-export function judgeExecution(
-  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [], from = 0,
-): { judgement: Judgement; gpas: bigint[] } {
-  const gpas = new Set<bigint>();
+export function observeEvents(oracle: AcceptanceOracle, events: readonly TraceEvent[], handovers: readonly StageHandover[], from: number, gpas: Set<bigint>): void {
   let next = 0;
   for (let i = from; i < events.length; i++) {
     const e = events[i]!;
@@ -120,6 +116,19 @@ export function judgeExecution(
     }
     gpasOf(e, gpas);
   }
+}
+
+/**
+ * The oracle's verdict on one execution's events (observeEvents), checked against the hardware's
+ * page gate and the guest's own acceptance record in `machine`; with every GPA the events name
+ * (after `priorGpas`: those of the run before a snapshot, when they count).
+ */
+export function judgeExecution(
+  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [], from = 0,
+  priorGpas: readonly bigint[] = [],
+): { judgement: Judgement; gpas: bigint[] } {
+  const gpas = new Set<bigint>(priorGpas);
+  observeEvents(oracle, events, handovers, from, gpas);
   const judgement = oracle.judge(outcome, {
     hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
     guestRecord: () => readGuestAcceptanceRecord(machine.memory),

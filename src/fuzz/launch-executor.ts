@@ -5,26 +5,18 @@
 // whole trace, launch included. A boot per execution: the mutator adds launch actions rarely.
 import { BootSession } from '../boot/boot-session.js';
 import type { RunOutcome } from '../shared/outcome.js';
-import type { VmSnapshot } from '../vmm/run-vm.js';
-import type { StageHandover } from './stage-handover.js';
-import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
+import { DecisionBook } from './adversary.js';
 import { launchKey, needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
   applySchedule, bootConfigFor, crashedExecution, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
 } from './executor.js';
+import { ExecutionStart, installAdversary } from './execution-start.js';
 import { launchOverride } from './launch.js';
 import { AcceptanceOracle } from './oracle.js';
 
-function install(session: BootSession, book: DecisionBook): void {
-  book.probe = (gpa) => session.platform.pageState(gpa);
-  const vmm = session.vmm;
-  if (vmm.kind === 'tdx') vmm.driver.policy = tdxAdversaryPolicy(book, vmm.honest);
-  else vmm.driver.policy = snpAdversaryPolicy(book, vmm.honest);
-}
-
 /** Runs a just-launched VM with no decisions (the honest VMM) up to `target`'s stage, or to its end. */
 function runHonestPrefix(session: BootSession, target: FuzzTarget, platform: AttackProgram['platform']) {
-  install(session, new DecisionBook({ platform, decisions: [] }));
+  installAdversary(session, new DecisionBook({ platform, decisions: [] }));
   return target.stage === 'all' ? { kind: 'paused' as const } : session.runToStageOrEnd(target.stage);
 }
 
@@ -50,7 +42,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
         outcome = prefix.outcome;
       } else {
         edges = machine.enableEdgeCoverage();
-        install(session, book);
+        installAdversary(session, book);
         applySchedule(session.platform.scheduler, program);
         outcome = session.finishOutcome();
       }
@@ -79,20 +71,11 @@ export const LAUNCH_CACHE_ENTRIES = 4;
 
 /**
  * One launch part's start: a VM launched with it and run honestly to the stage (the prefix of
- * executeFromLaunch, done once), then snapshotted; or, when the guest ended before the stage, that
- * execution itself (the program's decisions never act then, so it is the launch part's alone).
+ * executeFromLaunch, done once), observed and snapshotted there; or, when the guest ended before
+ * the stage, that execution itself (the program's decisions never act then, so it is the launch
+ * part's alone).
  */
-interface LaunchedStart {
-  session?: BootSession;
-  snapshot?: VmSnapshot;
-  /** Handovers the prefix recorded (judged in every execution, as a fresh launch judges them). */
-  prefixHandovers: StageHandover[];
-  recorder: HandoverRecorder;
-  edges?: Uint8Array;
-  /** At the pause: instructions, host-work charges and the run's limits (restored relative to the counters). */
-  pause: { instructions: bigint; charged: bigint; instructionLimit: bigint; budgetLimit: bigint };
-  ended?: Execution;
-}
+type LaunchedStart = { start: ExecutionStart; ended?: undefined } | { start?: undefined; ended: Execution };
 
 /**
  * Restores `inner`'s snapshot for programs that keep the honest launch. A program that changes the
@@ -100,7 +83,8 @@ interface LaunchedStart {
  * small LRU cache keyed by that launch part: a launch-changing corpus entry is launched once and
  * its mutants that keep its launch part (most of them) restore its snapshot. Each execution is
  * what executeFromLaunch gives for the same program (same trace hash, same verdict): the same
- * launch, the same honest prefix, the whole trace judged, the budget counted from the launch.
+ * launch, the same honest prefix, the whole trace judged (the prefix once, when it is launched),
+ * the budget counted from the launch.
  */
 export class LaunchAwareExecutor implements Executor {
   readonly target: FuzzTarget;
@@ -120,67 +104,36 @@ export class LaunchAwareExecutor implements Executor {
     if (program.platform !== this.target.platform) throw new Error(`a ${program.platform} attack program cannot run on ${this.target.platform}`);
     if (!needsFreshLaunch(program)) return this.#inner.execute(program, options);
     const key = launchKey(program);
-    let start = this.#launched.get(key);
+    let launched = this.#launched.get(key);
     let launchInstructions = 0n;
-    if (start) {
+    if (launched) {
       // Most recently used last: the first entry is the one to evict.
       this.#launched.delete(key);
-      this.#launched.set(key, start);
+      this.#launched.set(key, launched);
     } else {
-      let launched;
       try {
-        launched = this.#launch(program);
+        ({ launched, instructions: launchInstructions } = this.#launch(program));
       } catch (err) {
         return crashedExecution(err, new DecisionBook(program));
       }
-      start = launched.start;
-      launchInstructions = launched.instructions;
-      this.#launched.set(key, start);
+      this.#launched.set(key, launched);
       if (this.#launched.size > LAUNCH_CACHE_ENTRIES) {
         const [oldest] = this.#launched.keys();
         this.#evict(oldest!);
       }
     }
-    if (start.ended) {
-      const e: Execution = { ...start.ended, launchInstructions };
+    if (launched.ended) {
+      const e: Execution = { ...launched.ended, launchInstructions };
       if (!options.keepTrace) delete e.events;
       return e;
     }
-    const session = start.session!;
-    const machine = session.platform.machine;
-    const vcpu = machine.vcpu;
-    session.restore(start.snapshot!);
-    machine.resetEdgeCoverage();
-    // The same budget left as the fresh launch had at the pause, whatever the counters restore to.
-    const p = start.pause;
-    vcpu.instructionLimit = vcpu.instructions + (p.instructionLimit - p.instructions);
-    vcpu.budgetLimit = vcpu.instructions + vcpu.budgetCharged + (p.budgetLimit - p.instructions - p.charged);
-    const startInstructions = vcpu.instructions;
-    const book = new DecisionBook(program);
-    install(session, book);
-    start.recorder.clear();
-    applySchedule(session.platform.scheduler, program);
-    let outcome: RunOutcome;
-    try {
-      outcome = session.finishOutcome();
-    } catch (err) {
-      this.#evict(key);
-      return crashedExecution(err, book);
-    }
-    const handovers = [...start.prefixHandovers, ...start.recorder.handovers];
-    const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, outcome, machine, handovers);
-    const traceSha256 = session.trace.deferredSha256();
-    const execution: Execution = {
-      judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,
-      instructions: vcpu.instructions - startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
-      callCounts: book.callCounts, gpas, edges: start.edges, console: '',
-    };
-    if (options.keepTrace) execution.events = session.trace.events.slice();
+    const execution = launched.start.execute(program, options, launchInstructions);
+    if (launched.start.broken) this.#evict(key);
     return execution;
   }
 
   /** Launches a VM with `program`'s launch part and runs it honestly to the stage (executeFromLaunch's prefix). */
-  #launch(program: AttackProgram): { start: LaunchedStart; instructions: bigint } {
+  #launch(program: AttackProgram): { launched: LaunchedStart; instructions: bigint } {
     const target = this.target;
     const recorder = new HandoverRecorder();
     const session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage });
@@ -188,7 +141,7 @@ export class LaunchAwareExecutor implements Executor {
     try {
       const prefix = runHonestPrefix(session, target, program.platform);
       const vcpu = machine.vcpu;
-      const pause = { instructions: vcpu.instructions, charged: vcpu.budgetCharged, instructionLimit: vcpu.instructionLimit, budgetLimit: vcpu.budgetLimit };
+      const instructions = vcpu.instructions;
       if (prefix.kind === 'ended') {
         // As executeFromLaunch: the program's decisions never act; nothing of this VM is needed again.
         const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, prefix.outcome, machine, recorder.handovers);
@@ -197,12 +150,11 @@ export class LaunchAwareExecutor implements Executor {
           vmmExits: 0, decisionCoverage: new Set(), callCounts: new Map(), gpas, edges: undefined, console: '', events: session.trace.events.slice(),
         };
         machine.close();
-        return { start: { prefixHandovers: [], recorder, pause, ended }, instructions: pause.instructions };
+        return { launched: { ended }, instructions };
       }
-      const prefixHandovers = recorder.handovers.slice();
-      const edges = machine.enableEdgeCoverage();
-      const snapshot = session.snapshot();
-      return { start: { session, snapshot, prefixHandovers, recorder, edges, pause }, instructions: pause.instructions };
+      // The same budget left as the fresh launch had at the pause, whatever the counters restore to.
+      const budget = { instructions: vcpu.instructionLimit - instructions, total: vcpu.budgetLimit - instructions - vcpu.budgetCharged };
+      return { launched: { start: new ExecutionStart(session, recorder, { budget, prefixGpas: true }) }, instructions };
     } catch (err) {
       machine.close();
       throw err;
@@ -212,7 +164,7 @@ export class LaunchAwareExecutor implements Executor {
   #evict(key: string): void {
     const start = this.#launched.get(key);
     this.#launched.delete(key);
-    start?.session?.platform.machine.close();
+    start?.start?.close();
   }
 
   close(): void {

@@ -205,12 +205,33 @@ export class AcceptanceOracle {
   #requestKey = '';
   #exitWithoutRequest = false;
   /** Pages the guest asked to have back as private and has not accepted since. */
-  readonly #reclaimed = new LifetimeMap();
+  #reclaimed = new LifetimeMap();
   /** The first read of foreign content the hardware's content watch saw, waiting to see whether the guest stops. */
   #foreignRead: { gpa: bigint; rip: bigint | undefined; seq: number } | undefined;
 
   constructor(initial: LifetimeMap = new LifetimeMap()) {
     this.lifetimes = initial;
+  }
+
+  /**
+   * An oracle that has observed everything this one has; what either observes from now on leaves
+   * the other as it is. An execution from a snapshot forks the oracle that observed the run up to
+   * the snapshot, instead of observing that prefix again (issue 10). Lifetime regions are shared
+   * until one side changes them.
+   */
+  fork(): AcceptanceOracle {
+    const copy = new AcceptanceOracle(this.lifetimes.clone());
+    copy.#findings.push(...this.#findings.map((f) => ({ ...f })));
+    for (const c of this.#seen) copy.#seen.add(c);
+    copy.#refusedAccepts.push(...this.#refusedAccepts.map((a) => ({ ...a })));
+    copy.#refusedChanges.push(...this.#refusedChanges.map((c) => ({ ...c })));
+    copy.#lastAcceptanceWork = this.#lastAcceptanceWork;
+    copy.#requestRun = this.#requestRun;
+    copy.#requestKey = this.#requestKey;
+    copy.#exitWithoutRequest = this.#exitWithoutRequest;
+    copy.#reclaimed = this.#reclaimed.clone();
+    copy.#foreignRead = this.#foreignRead && { ...this.#foreignRead };
+    return copy;
   }
 
   #report(category: FindingCategory, detail: string, gpa?: bigint, eventSeq?: number, rip?: bigint): void {

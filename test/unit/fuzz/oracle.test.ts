@@ -203,3 +203,63 @@ describe('lifetime map clones', () => {
     expect(pages(a)).toBe('2000');
   });
 });
+
+describe('oracle forks', () => {
+  const held: OracleContext = { hardwareAccepted: () => true, guestRecord: () => undefined };
+  const stopped: RunOutcome = { outcome: 'vmm-error', reason: 'the VMM stopped the guest' };
+  const request = () => [ev('td-exit', {}), ev('guest-request', { key: 'map-gpa a00000+1000' })];
+  /** A prefix that leaves state of every kind pending: a lifetime, a refused accept and change, a reclaim, a request run. */
+  const prefix = () => [
+    accept(0x400000n, 1),
+    accept(0x600000n, 0, TDX_ALREADY_ACCEPTED),
+    ev('state-change-refused', { gpa: 0x800000n, bytes: 0x1000n, to: 'shared', reached: false }),
+    ev('guest-release', { gpa: 0xa00000n, bytes: 0x1000n }),
+    ev('guest-reclaim', { gpa: 0xa00000n, bytes: 0x1000n }),
+    ...request(),
+  ];
+  const run = () => [...prefix(), ...Array.from({ length: LIVENESS_REQUEST_RUN - 2 }, request).flat()];
+  /** The same with a finding already made, a foreign read seen, a request run one short of a livelock (and cut by an exit). */
+  const prefixes = () => [
+    prefix(),
+    [...prefix(), accept(0x401000n, 0)],
+    [...prefix(), ev('foreign-read', { gpa: 0xa00010n, rip: 0x1000n })],
+    run(),
+    [...run(), ev('td-exit', {})],
+  ];
+  /** Continuations that each resolve a different piece of that state. */
+  const continuations = () => [
+    [accept(0x401000n, 0)],
+    [ev('exit-after-refusal', { point: 'tdx.mapGpa' })],
+    [ev('foreign-read', { gpa: 0xa00010n, rip: 0x1000n })],
+    [accept(0xa00000n, 0), pvalidate(0xc00000n, true)],
+    request(),
+    [],
+  ];
+
+  it('judge a continuation exactly as one oracle that observed the prefix and the continuation, and leave the original as it was', () => {
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget' };
+    const categories = new Set<string>();
+    for (const head of prefixes()) {
+      const observed = new AcceptanceOracle();
+      for (const e of head) observed.observe(e);
+      for (const rest of continuations()) {
+        for (const outcome of [done, stopped, fatal, budget]) {
+          const whole = new AcceptanceOracle();
+          for (const e of [...head, ...rest]) whole.observe(e);
+          const fork = observed.fork();
+          for (const e of rest) fork.observe(e);
+          const expected = whole.judge(outcome, held);
+          expect(fork.judge(outcome, held)).toEqual(expected);
+          for (const f of expected.findings) categories.add(f.category);
+        }
+      }
+      // Forks observed and judged did not change the oracle they came from.
+      const fresh = new AcceptanceOracle();
+      for (const e of head) fresh.observe(e);
+      expect(observed.fork().judge(stopped, held)).toEqual(fresh.judge(stopped, held));
+      expect([...observed.lifetimes.all()]).toEqual([...fresh.lifetimes.all()]);
+    }
+    // The cases reach every kind of state the fork carries.
+    expect([...categories].sort()).toEqual(['double-acceptance', 'foreign-content', 'latent-foreign-content', 'liveness', 'unchecked-state-change']);
+  });
+});
