@@ -105,13 +105,14 @@ describe('A5 host transitions seen by the guest', () => {
   });
 
   describe('addPages: one launch range (KVM_TDX_INIT_MEM_REGION)', () => {
-    /** A TD before MR.FINALIZE with the SEPT levels above [0, 4 MiB) added (two 2 MiB tables). */
-    const freshTd = () => {
-      const td = tdGuest(HALT, { noBoot: true });
+    /** A TD before MR.FINALIZE with the SEPT levels above [base, base + 4 MiB) added (two 2 MiB tables). */
+    const freshTd = (base = 0n) => {
+      const td = tdGuest(HALT, { noBoot: true, ...(base > 0n ? { memoryBytes: base + (4n << 20n) } : {}) });
       const h = td.platform.module.host;
-      for (let level = h.septTopLevel; level >= 2; level--) h.memSeptAdd(gpaLevel(0n, level as 2 | 3));
-      h.memSeptAdd(gpaLevel(0n, 1));
-      h.memSeptAdd(gpaLevel(0x200000n, 1));
+      // Each level's entry is named by the start of the range it maps: 2 MiB << 9 per level up.
+      for (let level = h.septTopLevel; level >= 2; level--) h.memSeptAdd(gpaLevel(base & -(1n << BigInt(12 + 9 * level)), level as 2 | 3));
+      h.memSeptAdd(gpaLevel(base, 1));
+      h.memSeptAdd(gpaLevel(base + 0x200000n, 1));
       return td;
     };
     /** 40 pages straddling the 2 MiB boundary, each page's bytes its own. */
@@ -143,6 +144,19 @@ describe('A5 host transitions seen by the guest', () => {
         ['TDH_MEM_PAGE_ADD', GPA, 40, undefined, 'SUCCESS'],
         ...(measured ? [['TDH_MR_EXTEND', GPA, undefined, 640, 'SUCCESS']] : []),
       ]);
+    });
+
+    it('all-zero pages (their chunks are not copied) and GPAs above 4 GiB (a high GPA word) measure as the calls one by one', () => {
+      const base = 5n << 30n;
+      const sparse = Buffer.from(source);
+      for (let i = 0; i < 40; i += 3) sparse.fill(0, i * 4096, (i + 1) * 4096);
+      const ranged = freshTd(base);
+      const byPage = freshTd(base);
+      expect(ranged.platform.module.host.addPages(base + GPA, sparse, true).status).toBe(0n);
+      for (let i = 0; i < 40; i++) {
+        expect(byPage.platform.module.host.addMeasuredPage(base + GPA + BigInt(i * 4096), sparse.subarray(i * 4096, (i + 1) * 4096)).status).toBe(0n);
+      }
+      expect(ranged.platform.module.host.mrFinalize().mrtd!.equals(byPage.platform.module.host.mrFinalize().mrtd!)).toBe(true);
     });
 
     it('a range with a page that cannot be added: a call and an event per page, stopping at that page', () => {
