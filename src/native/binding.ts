@@ -2,6 +2,9 @@
 // friendly check and every policy lives in src/cpu and src/memory.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+// Imported, not required at run time, so that the CLI bundle holds it (scripts/bundle-cli.mjs):
+// resolving and compiling it from node_modules was ~2 ms of every command that runs a guest.
+import nodeGypBuild from 'node-gyp-build';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
 export interface NativeMarker {
@@ -75,9 +78,6 @@ export interface NativeAddon {
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
 }
 
-/** node-gyp-build's resolver (the package has no types; this is its documented `path(dir)`). */
-interface NodeGypBuild { path(dir: string): string }
-
 /**
  * The addon node-gyp-build picks in native/: a local build (native/build/Release, what `npm install`
  * makes in a clone or a from-source fallback) before the prebuild the package ships
@@ -85,9 +85,8 @@ interface NodeGypBuild { path(dir: string): string }
  */
 function findAddon(): string {
   const root = PACKAGE_ROOT;
-  const require = createRequire(import.meta.url);
   try {
-    return (require('node-gyp-build') as NodeGypBuild).path(join(root, 'native'));
+    return nodeGypBuild.path(join(root, 'native'));
   } catch (err) {
     const why = err instanceof Error ? err.message.trim().split('\n')[0] : String(err);
     throw new Error(`the native addon is not built and no prebuilt one fits this machine (${why}): run \`npm install\` in ${root}`);
