@@ -1,7 +1,7 @@
 // `minivisor boot`: firmware -> decompressor -> kernel on an emulated TDX or SNP platform with an
 // honest VMM, and the report the CLI prints. A run is a pure function of its config and seed:
 // the only wall-clock reading is `wallMs`, which nothing guest-visible depends on.
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../shared/monotonic-clock.js';
 import type { BootReport } from './console-protocol.js';
 import type { BootConfig } from './boot-config.js';
 import type { OutcomeKind } from '../shared/outcome.js';
@@ -89,7 +89,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
     : undefined);
   let booted: BootRun;
   try {
-    const start = performance.now();
+    const start = monotonicMs();
     // The header goes out with the first event: a run that fails before any event writes nothing.
     let header: string | undefined = `${JSON.stringify(traceHeader(config))}\n`;
     const traceSink = (line: string) => {
@@ -105,7 +105,7 @@ export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
     const runCpu = process.cpuUsage();
     const { outcome, report } = session.finish();
     const { user, system } = process.cpuUsage(runCpu);
-    const wallMs = performance.now() - start;
+    const wallMs = monotonicMs() - start;
     const { trace, platform } = session;
     const totals = trace.totals;
     const n = (v: bigint) => Number(v);

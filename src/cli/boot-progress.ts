@@ -2,7 +2,7 @@
 // rate and, when the kernel accepts eagerly, an ETA for the rest of memory. Silent when stderr is
 // not a terminal, and for boots shorter than a second. Wall-clock time is read here only to show
 // it: nothing the guest sees depends on it.
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../shared/monotonic-clock.js';
 import type { CliIo } from './io.js';
 import { StatusLine } from './status-line.js';
 import { formatBinary } from '../view/acceptance-map.js';
@@ -29,7 +29,7 @@ export class BootProgress {
 
   constructor(io: CliIo, options: BootProgressOptions) {
     this.#line = new StatusLine(io);
-    this.#options = { delayMs: 1000, now: () => performance.now(), ...options };
+    this.#options = { delayMs: 1000, now: () => monotonicMs(), ...options };
     this.#start = this.#options.now();
     this.enabled = io.errTty === true && io.errRaw !== undefined;
   }
