@@ -11,8 +11,31 @@ import { fileURLToPath } from 'node:url';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli');
 const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
+
+// commander requires node:child_process when it loads, for the one thing it uses it for: spawning
+// a stand-alone executable subcommand, which minivisor has none of. Loading child_process (and the
+// net, stream and dgram modules it pulls in) was ~3 ms of every command's start (issue 11), so the
+// bundle's copy requires it at the first spawn instead. Should commander change that line, the
+// bundle keeps the eager require: slower, never wrong.
+const EAGER_CHILD_PROCESS = "const childProcess = require('node:child_process');";
+const lazyChildProcess = {
+  name: 'commander-lazy-child-process',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes(EAGER_CHILD_PROCESS)) {
+        console.warn(`bundle-cli: ${args.path} no longer has \`${EAGER_CHILD_PROCESS}\`; child_process stays eager`);
+        return undefined;
+      }
+      const lazy = "const childProcess = { spawn: (...args) => require('node:child_process').spawn(...args) };";
+      return { contents: text.replace(EAGER_CHILD_PROCESS, lazy), loader: 'js' };
+    });
+  },
+};
+
 await build({
   ...common,
+  plugins: [lazyChildProcess],
   entryPoints: [join(cli, 'main.js')],
   outfile: join(cli, 'minivisor.cjs'),
   define: { 'import.meta.url': '__minivisorBundleUrl' },

@@ -2,10 +2,10 @@
 // Chrome/Perfetto trace-event format (converted when the run ends), anything else (.jsonl) the
 // native JSON lines. `--trace-filter` keeps only the named event types or sources; the header
 // line says which, because a filtered file no longer hashes to the run's traceSha256.
-import { writeSync } from 'node:fs';
 import { OutputFile, OutputFileError } from '../shared/output-file.js';
 import { TRACE_EVENT_TYPES, TRACE_SOURCES } from '../shared/trace-event-types.js';
 import type { TraceWriter } from '../boot/boot-guest.js';
+import { writeFullySync } from './io.js';
 import { parseTraceLines, toChromeTrace } from '../view/perfetto.js';
 
 export class TraceFilterError extends Error {
@@ -70,17 +70,11 @@ const HEAD = /^\{"seq":\d+,"source":"([a-z]+)","type":"([^"]*)"/;
 /** stdout as a TraceWriter: written as it goes; a closed pipe ends the run (TraceReaderGone). */
 class StdoutTrace implements TraceWriter {
   write(text: string): void {
-    let rest = Buffer.from(text, 'utf8');
-    while (rest.length > 0) {
-      try {
-        rest = rest.subarray(writeSync(1, rest));
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EPIPE') throw new OutputFileError('cannot write the trace to stdout: EPIPE', 'EPIPE');
-        // A non-blocking stdout that is full: wait for the reader a moment.
-        if (code !== 'EAGAIN') throw err;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-      }
+    try {
+      writeFullySync(1, Buffer.from(text, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE') throw new OutputFileError('cannot write the trace to stdout: EPIPE', 'EPIPE');
+      throw err;
     }
   }
   commit(): void {}
