@@ -1,6 +1,6 @@
 // `npm run bench [-- --json]`: prints each figure beside its target and its same-run baseline.
 import { unicornVersion } from '../cpu/machine.js';
-import { benchCreate, benchExits, benchGate, benchRestore } from './foundation.js';
+import { benchCountingCost, benchCreate, benchExits, benchGate, benchRestore } from './foundation.js';
 import { benchBoot } from './boot.js';
 import { benchBootCost } from './boot-cost.js';
 import { benchModelExits } from './model-exits.js';
@@ -27,6 +27,8 @@ for (const p of ['tdx', 'snp'] as const) {
 }
 const gate = benchGate();
 log(`gateOverhead        ${fmt(gate.gateOverhead, 3)} (target ≤ ${gate.target}); gated ${fmt(gate.gatedSeconds * 1000, 1)} ms vs plain Unicorn ${fmt(gate.plainSeconds * 1000, 1)} ms`);
+const counting = benchCountingCost();
+log(`countingCost        ${fmt(counting.countingNsPerInstruction, 2)} ns per instruction in counting mode vs ${fmt(counting.fastNsPerInstruction, 2)} ns in fast mode = ${fmt(counting.countingSlowdown, 1)}× (a load/store loop of ${fmt(counting.instructions)} instructions, no exits: the per-instruction code hook)`);
 const create = benchCreate();
 log(`createTiB           ${fmt(create.createTiBMs, 1)} ms, +${fmt(create.createTiBRssMiB, 1)} MiB RSS (targets < ${create.targetMs} ms, < ${create.targetRssMiB} MiB); ${fmt(create.tibVs64MiB, 2)}× a 64 MiB VM`);
 const restore = benchRestore();
@@ -69,6 +71,7 @@ if (json) {
     modelExits: model,
     gateOverhead: gate.gateOverhead,
     gate,
+    countingCost: counting,
     createTiB: { ms: create.createTiBMs, rssMiB: create.createTiBRssMiB, ...create },
     restoresPerSecond: restore.restoresPerSecond,
     restore,
