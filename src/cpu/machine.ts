@@ -26,8 +26,10 @@ export interface MachineOptions {
   /**
    * Fast mode (countInstructions: false) only: a run that takes longer ends with a `fatal` exit
    * (reason: timeout). A guard against hangs, not a budget: it depends on the host's speed, so
-   * deterministic work uses counting mode. Default 10 s; 0 disables it (each armed run costs a
-   * helper thread inside Unicorn, so exit-heavy fast-mode loops may want 0).
+   * deterministic work uses counting mode. Default 60 s: one exit-free stretch of the real Linux
+   * decompressor took over 10 s (the old default) on two cores shared with a whole test suite.
+   * 0 disables it (each armed run costs a helper thread inside Unicorn, so exit-heavy fast-mode
+   * loops may want 0).
    */
   wallClockTimeoutMs?: number;
   marker?: AddressMarker;
@@ -119,7 +121,7 @@ export class Machine implements Snapshottable<MachineState> {
     this.#marker = options.marker ?? { kind: 'none' };
     const area = new BigUint64Array(RUN_AREA_SLOTS);
     const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker),
-      { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 10_000 });
+      { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 60_000 });
     this.#native = native;
     this.memory = new GuestMemory(native, memoryBytes);
     this.gate = new PageGate(native, memoryBytes);
