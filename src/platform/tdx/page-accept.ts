@@ -104,7 +104,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   td.guestLocks.delete(lockKey);
   if (stop < ENTRIES_PER_TABLE) {
     td.pendingInterrupt = undefined;
-    td.record('accept-interrupted', { gpa, level, acceptCounter: entry.acceptCounter, resumedFrom: start, vector: interrupt!.vector });
+    td.record('accept-interrupted', { gpa, level, acceptCounter: stop, resumedFrom: start, vector: interrupt!.vector });
     // The host takes its interrupt and posts the vector to the TD: the guest sees it before the
     // re-executed TDCALL if RFLAGS.IF is set, later otherwise.
     td.postedInterrupts.push(interrupt!.vector);

@@ -11,7 +11,7 @@
 import type { PageGate } from '../../memory/page-gate.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import {
-  ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, isLeafState, septEntryKey, walkContinuesBelow, type SeptLevel, type SeptStateName,
+  ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_STATE_NAMES, isLeafState, septEntryKey, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
 
 export interface SeptEntry {
@@ -33,11 +33,23 @@ export interface SeptWalk {
   isLeaf: boolean;
 }
 
-/** A saved copy of every level's entries (entries are copied: setState updates them in place). */
+/** A saved copy of every level's entries (the maps are copied; entries never change once stored). */
 export type SeptTables = ReadonlyArray<ReadonlyMap<number, Readonly<SeptEntry>>>;
 
-const copyLevels = (levels: SeptTables): Map<number, SeptEntry>[] =>
-  levels.map((m) => new Map([...m].map(([k, e]) => [k, { ...e }])));
+const copyLevels = (levels: SeptTables): Map<number, Readonly<SeptEntry>>[] => levels.map((m) => new Map(m));
+
+/**
+ * The entry of each state with both counters 0, shared by every entry that has them (most do):
+ * entries are never changed in place, so a DEMOTE's 512 children, a launch range's leaves and
+ * an AUG need no object of their own, and the undo log and snapshots keep entries as they are.
+ */
+const FRESH_ENTRY: Readonly<Record<SeptStateName, Readonly<SeptEntry>>> = Object.fromEntries(
+  SEPT_STATE_NAMES.map((state) => [state, Object.freeze({ state, acceptCounter: 0, blockEpoch: 0n })]),
+) as Record<SeptStateName, Readonly<SeptEntry>>;
+
+function entryOf(state: SeptStateName, acceptCounter: number, blockEpoch: bigint): Readonly<SeptEntry> {
+  return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRY[state] : { state, acceptCounter, blockEpoch };
+}
 
 /** Whether an entry in `state` can leave any of its range open (#openMappedLeaves): a MAPPED leaf, or a walk below it. */
 function opensRange(state: SeptStateName): boolean {
@@ -46,7 +58,7 @@ function opensRange(state: SeptStateName): boolean {
 
 export class Sept implements Snapshottable<SeptTables> {
   readonly topLevel: SeptLevel;
-  #levels: Map<number, SeptEntry>[];
+  #levels: Map<number, Readonly<SeptEntry>>[];
   readonly #gate: PageGate | undefined;
   readonly #ramBytes: bigint;
   /**
@@ -59,13 +71,13 @@ export class Sept implements Snapshottable<SeptTables> {
   #base: SeptTables | undefined;
   readonly #undoLevels: SeptLevel[] = [];
   readonly #undoKeys: number[] = [];
-  readonly #undoEntries: (SeptEntry | undefined)[] = [];
+  readonly #undoEntries: (Readonly<SeptEntry> | undefined)[] = [];
 
   /** `gate` is optional so the table can be unit-tested without a VM. */
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
     this.#ramBytes = ramBytes;
     this.topLevel = topLevel;
-    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<number, SeptEntry>());
+    this.#levels = Array.from({ length: topLevel + 1 }, () => new Map<number, Readonly<SeptEntry>>());
     this.#gate = gate;
   }
 
@@ -101,10 +113,9 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Call before changing or removing the entry at (`level`, `key`): logs what it was (once there is a state to go back to). */
   #willChange(level: SeptLevel, key: number): void {
     if (this.#base === undefined) return; // a boot that never snapshots keeps no log
-    const e = this.#levels[level]!.get(key);
     this.#undoLevels.push(level);
     this.#undoKeys.push(key);
-    this.#undoEntries.push(e && { ...e });
+    this.#undoEntries.push(this.#levels[level]!.get(key));
   }
 
   static alignDown(gpa: bigint, level: SeptLevel): bigint {
@@ -142,16 +153,8 @@ export class Sept implements Snapshottable<SeptTables> {
     const old = map.get(key);
     const oldState = old?.state;
     this.#willChange(level, key);
-    if (state === 'FREE') {
-      map.delete(key);
-    } else if (old) {
-      // In place: saved tables hold copies (saveState), and no caller keeps an entry across a change.
-      old.state = state;
-      if (fields.acceptCounter !== undefined) old.acceptCounter = fields.acceptCounter;
-      if (fields.blockEpoch !== undefined) old.blockEpoch = fields.blockEpoch;
-    } else {
-      map.set(key, { state, acceptCounter: fields.acceptCounter ?? 0, blockEpoch: fields.blockEpoch ?? 0n });
-    }
+    if (state === 'FREE') map.delete(key);
+    else map.set(key, entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
     // states that both close the entry's whole range (no MAPPED leaf, no walk below it), such as
     // the FREE → PENDING of every AUG: the range was closed and stays so. Any other change may.
@@ -182,9 +185,10 @@ export class Sept implements Snapshottable<SeptTables> {
   setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
     const first = Number(gpa) / LEVEL_BYTES[0]!;
     const leaves = this.#levels[0]!;
+    const entry = FRESH_ENTRY[state];
     for (let i = 0; i < pages; i++) {
       this.#willChange(0, first + i);
-      leaves.set(first + i, { state, acceptCounter: 0, blockEpoch: 0n });
+      leaves.set(first + i, entry);
     }
     // As setState: a FREE leaf closes its page, so only a state that opens it changes the gate.
     if (opensRange(state)) this.#setGate(gpa, BigInt(pages) * LEVEL_SIZE[0], state === 'MAPPED');
@@ -202,12 +206,13 @@ export class Sept implements Snapshottable<SeptTables> {
     const map = this.#levels[child]!;
     const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
-    this.#levels[level]!.set(key, { state: 'NL_MAPPED', acceptCounter: 0, blockEpoch: 0n });
+    this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
       const first = septEntryKey(Number(base), child);
+      const entry = FRESH_ENTRY[childState];
       for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
         this.#willChange(child, first + i);
-        map.set(first + i, { state: childState, acceptCounter: 0, blockEpoch: 0n });
+        map.set(first + i, entry);
       }
     }
     this.#refreshGate(level, base);
