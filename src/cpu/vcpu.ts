@@ -62,6 +62,10 @@ export class Vcpu {
   readonly #area: BigUint64Array;
   /** The run area as 32-bit words, for decodeExit's small fields. */
   readonly #words: Uint32Array;
+  /** The instruction count as last read, and the slot's two words then. */
+  #instructions = 0n;
+  #instructionsLo = 0;
+  #instructionsHi = 0;
 
   constructor(native: NativeMachine, area: BigUint64Array) {
     this.#native = native;
@@ -98,7 +102,16 @@ export class Vcpu {
 
   /** Instructions the guest has started since the VM was created (counting mode only). */
   get instructions(): bigint {
-    return this.#area[RunSlot.instructions]!;
+    // Every trace event of a boot carries it, several per exit, and it changes only while the
+    // guest runs: the BigInt read last time is handed out again while the slot's words are the
+    // same (a BigInt per read was one of the larger allocations per exit; issue 10).
+    const words = this.#words, lo = words[RunSlot.instructions * 2]!, hi = words[RunSlot.instructions * 2 + 1]!;
+    if (lo !== this.#instructionsLo || hi !== this.#instructionsHi) {
+      this.#instructions = this.#area[RunSlot.instructions]!;
+      this.#instructionsLo = lo;
+      this.#instructionsHi = hi;
+    }
+    return this.#instructions;
   }
 
   /**
