@@ -46,10 +46,14 @@ export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   }
 
   let result: LeafResult;
-  const leaf = Number(rax & 0xffffn);
-  const version = Number((rax >> 16n) & 0xffn);
+  // RAX[15:0] leaf, [23:16] version, [63:24] reserved: decoded as a number (BigInt masks and
+  // shifts allocated four per TDCALL); RAX < 2^24 is "the reserved bits are 0".
+  const reservedClear = rax < 0x1000000n;
+  const low = Number(reservedClear ? rax : rax & 0xffffffn);
+  const leaf = low & 0xffff;
+  const version = low >>> 16;
   const leafName = LEAF_NAME.get(leaf) ?? `0x${leaf.toString(16)}`;
-  if ((rax >> 24n) !== 0n || (version !== 0 && !(leaf === TdcallLeaf.VM_RD && version <= 1))) {
+  if (!reservedClear || (version !== 0 && !(leaf === TdcallLeaf.VM_RD && version <= 1))) {
     result = { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
   } else {
     result = dispatch(td, leaf, exit);
