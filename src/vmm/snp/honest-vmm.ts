@@ -398,10 +398,17 @@ function isPrivateTo(e: Readonly<RmpEntry>, gpa: bigint, asid: number): boolean 
   return e.assigned && e.asid === asid && !e.immutable && e.gpa + offset === (gpa & ~(PAGE_4K - 1n));
 }
 
-/** The VMM's view of a GHCB (remembers the valid bitmap before clearing it). */
+/**
+ * The VMM's view of a GHCB (remembers the valid bitmap before clearing it). The page is read from
+ * host memory once, at the first field the VMM looks at, and its fields come from that copy; the
+ * VMM's own writes go to memory and to the copy. Nothing else writes the page while the VMM
+ * answers (the guest is stopped). A host read per field (a native copy, an RMP lookup and two
+ * buffers) was several per VMGEXIT.
+ */
 class Ghcb {
   readonly #host: SnpVmmHandle;
   readonly #gpa: bigint;
+  #page: Buffer | undefined;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
   /** The valid bitmap as the guest left it, read once (the VMM writes it only from clearValid on). */
   #bitmap: Uint8Array | undefined;
@@ -409,11 +416,21 @@ class Ghcb {
     this.#host = host;
     this.#gpa = gpa;
   }
-  get(f: keyof typeof GHCB_OFFSET): bigint { return this.#host.hostMemory.readU64(this.#gpa + BigInt(GHCB_OFFSET[f])); }
-  set(f: keyof typeof GHCB_OFFSET, v: bigint): void { this.#host.hostMemory.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v); }
+  #bytes(): Buffer {
+    if (this.#page === undefined) {
+      const page = this.#host.hostMemory.read(this.#gpa, GHCB_SIZE);
+      this.#page = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
+    }
+    return this.#page;
+  }
+  get(f: keyof typeof GHCB_OFFSET): bigint { return this.#bytes().readBigUInt64LE(GHCB_OFFSET[f]); }
+  set(f: keyof typeof GHCB_OFFSET, v: bigint): void {
+    this.#host.hostMemory.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v);
+    this.#bytes().writeBigUInt64LE(BigInt.asUintN(64, v), GHCB_OFFSET[f]);
+  }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
   #guestBitmap(): Uint8Array {
-    this.#bitmap ??= this.#host.hostMemory.read(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16);
+    this.#bitmap ??= Uint8Array.prototype.slice.call(this.#bytes(), GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
     return this.#bitmap;
   }
   valid(f: keyof typeof GHCB_OFFSET): boolean {
@@ -425,6 +442,7 @@ class Ghcb {
     const bitmap = new DataView(this.#guestBitmap().buffer, this.#guestBitmap().byteOffset, 16);
     this.#savedBitmap = [bitmap.getBigUint64(0, true), bitmap.getBigUint64(8, true)];
     this.#host.hostMemory.fill(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
+    this.#bytes().fill(0, GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
   }
   validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
@@ -432,7 +450,9 @@ class Ghcb {
   }
   setValid(f: keyof typeof GHCB_OFFSET): void {
     const bit = this.#bit(f);
-    const at = this.#gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
-    this.#host.hostMemory.writeU8(at, this.#host.hostMemory.readU8(at) | (1 << (bit & 7)));
+    const offset = GHCB_OFFSET.validBitmap + (bit >> 3);
+    const page = this.#bytes();
+    page[offset] = page[offset]! | (1 << (bit & 7));
+    this.#host.hostMemory.writeU8(this.#gpa + BigInt(offset), page[offset]!);
   }
 }
