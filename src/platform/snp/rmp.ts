@@ -217,8 +217,12 @@ export class Rmp implements Snapshottable<RmpTable> {
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
     const entries = new Map<number, RmpEntry>();
-    for (let i = 0; i < PAGES_PER_2M; i++) {
-      entries.set(i, { ...region.entry, pageSize: '4k', gpa: region.entry.gpa + BigInt(i) * PAGE_4K });
+    // One literal per entry in the 2 MiB entry's key order (a spread per entry, and a BigInt
+    // product per GPA, were most of a PSMASH).
+    const { assigned, immutable, asid, validated, vmsa, vmplPerms } = region.entry;
+    let gpa = region.entry.gpa;
+    for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
+      entries.set(i, { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms });
     }
     this.#regions.set(key, { kind: 'small', entries });
   }
@@ -282,5 +286,24 @@ export class Rmp implements Snapshottable<RmpTable> {
   smallEntries(region: bigint): Array<[number, RmpEntry]> {
     const r = this.#regions.get(Number(region));
     return r?.kind === 'small' ? [...r.entries] : [];
+  }
+
+  /**
+   * The 4 KiB entries stored in a small region in page order, each with its index: `visit` is
+   * called for each. A region that holds most of its pages (a PSMASHed one holds all 512) is
+   * walked by index, without sorting; a sparse one by its sorted indices.
+   */
+  forEachSmallEntry(region: bigint, visit: (index: number, entry: Readonly<RmpEntry>) => void): void {
+    const r = this.#regions.get(Number(region));
+    if (r?.kind !== 'small') return;
+    const entries = r.entries;
+    if (entries.size * 8 >= PAGES_PER_2M) {
+      for (let i = 0; i < PAGES_PER_2M; i++) {
+        const e = entries.get(i);
+        if (e !== undefined) visit(i, e);
+      }
+      return;
+    }
+    for (const i of [...entries.keys()].sort((a, b) => a - b)) visit(i, entries.get(i)!);
   }
 }

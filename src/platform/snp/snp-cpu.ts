@@ -7,6 +7,7 @@ import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import { Machine, type MachineState } from '../../cpu/machine.js';
 import type { GateAccess } from '../../memory/page-gate.js';
+import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
@@ -135,6 +136,10 @@ function sameDistance(a: bigint, b: bigint, distance: number): boolean {
   if (Number.isSafeInteger(na) && Number.isSafeInteger(nb)) return nb - na === distance * 0x1000;
   return b - a === BigInt(distance) * PAGE_4K;
 }
+
+/** What the page gate allows a page in each space. */
+type PageGates = { private: GateAccess; shared: GateAccess };
+const SPACES: readonly Space[] = ['private', 'shared'];
 
 export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatformState> {
   readonly kind = 'snp' as const;
@@ -607,7 +612,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * What the gate allows for one page: private readwrite iff a write would pass every check;
    * shared reads of an assigned page see its ciphertext (memory-encryption.ts).
    */
-  gateFor(gpa: bigint): { private: GateAccess; shared: GateAccess } {
+  gateFor(gpa: bigint): PageGates {
     const nptSize = this.nptPageSize(gpa);
     const sharedWrite = checkAccess(this.rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, this.#ctx).kind === 'ok';
     return {
@@ -737,44 +742,47 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // translation covers assigned pages too (it needs the whole region hypervisor-owned).
     const gate = this.machine.gate;
     const npt2m = this.nptPageSize(base) === '2m';
-    gate.set('private', base, end - base, 'none');
-    gate.set('shared', base, end - base, npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite');
-    // Pages with an RMP entry of their own, in runs of neighbours that get the same gate: one gate
-    // update per run instead of two native calls per page (a PSMASHed region has 512 entries,
-    // and a fuzz execution that converts one re-derived it page by page, ~2 ms).
-    const entries = this.rmp.smallEntries(key).sort((a, b) => a[0] - b[0]);
-    let runStart = -1, runEnd = -1;
-    let runGate: { private: GateAccess; shared: GateAccess } | undefined;
-    const flush = () => {
-      if (!runGate) return;
-      const from = base + BigInt(runStart) * PAGE_4K;
-      gate.set('private', from, BigInt(runEnd - runStart) * PAGE_4K, runGate.private);
-      gate.set('shared', from, BigInt(runEnd - runStart) * PAGE_4K, runGate.shared);
+    const hvOwnedGate: PageGates = { private: 'none', shared: npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite' };
+    // Each space of the region as runs of neighbouring pages that get the same gate, each set
+    // once: one gate update per run instead of two native calls per page (a PSMASHed region has
+    // 512 entries, and a fuzz execution that converts one re-derived it page by page, ~2 ms).
+    // Runs that do not overlap: closing the whole region first and then opening its runs again
+    // made every resynchronisation flush the vCPU's TLB, even when no page's gate changed.
+    const runs = { private: { start: 0, access: hvOwnedGate.private }, shared: { start: 0, access: hvOwnedGate.shared } };
+    const setRun = (space: Space, end: number): void => {
+      const run = runs[space];
+      if (end > run.start) gate.set(space, base + BigInt(run.start) * PAGE_4K, BigInt(end - run.start) * PAGE_4K, run.access);
+    };
+    const continueWith = (index: number, g: PageGates): void => {
+      for (const space of SPACES) {
+        const run = runs[space];
+        if (g[space] === run.access) continue;
+        setRun(space, index);
+        run.start = index;
+        run.access = g[space];
+      }
     };
     // A page whose entry gives the access checks the same inputs as its left neighbour's gets
     // the same gate without them: after a PSMASH all 512 entries do, and three checkAccess calls
     // per page made one region resynchronisation ~10 ms of a cold boot (issue 11).
     const endIndex = Number((end - base) / PAGE_4K);
+    let next = 0;  // the first page after the last entry visited
     let previousIndex = -1;
     let previousEntry: Readonly<RmpEntry> | undefined;
-    let previousGate: { private: GateAccess; shared: GateAccess } | undefined;
-    for (const [index, entry] of entries) {
-      if (index >= endIndex) break;
+    let previousGate: PageGates | undefined;
+    this.rmp.forEachSmallEntry(key, (index, entry) => {
+      if (index >= endIndex) return;
+      if (index > next) continueWith(next, hvOwnedGate);  // pages without an entry of their own
       const g = previousEntry !== undefined && sameAccessInputs(previousEntry, entry, index - previousIndex)
         ? previousGate! : this.gateFor(base + BigInt(index) * PAGE_4K);
       previousIndex = index;
       previousEntry = entry;
       previousGate = g;
-      if (runGate && index === runEnd && g.private === runGate.private && g.shared === runGate.shared) {
-        runEnd++;
-        continue;
-      }
-      flush();
-      runStart = index;
-      runEnd = index + 1;
-      runGate = g;
-    }
-    flush();
+      continueWith(index, g);
+      next = index + 1;
+    });
+    if (next < endIndex) continueWith(next, hvOwnedGate);
+    for (const space of SPACES) setRun(space, endIndex);
   }
 
   // ---------------------------------------------------------------- guest exits
