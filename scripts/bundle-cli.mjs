@@ -1,5 +1,5 @@
 // Bundles the compiled CLI (dist/cli/main.js and everything it imports, commander included) into
-// one CommonJS file, dist/cli/minivisor.cjs (ASCII only, see below), which bin/minivisor.js runs with a V8 code cache
+// one CommonJS module inside its wrapper, dist/cli/minivisor.cjs (ASCII only, see below), which bin/minivisor.js runs with a V8 code cache
 // (src/cli/bundled-cli.ts says why), and that loader itself into dist/cli/bundled-cli.cjs, so the
 // CommonJS bin starts without node's ES module loader. Run after tsc: `npm run build:ts` does both.
 // In the bundle every module's import.meta.url is the bundle's own URL: files shipped beside the
@@ -49,4 +49,6 @@ await build({ ...common, entryPoints: [join(cli, 'bundled-cli.js')], outfile: jo
 const bundle = join(cli, 'minivisor.cjs');
 const text = readFileSync(bundle, 'utf8');
 const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-if (ascii !== text) writeFileSync(bundle, ascii);
+// Inside the CommonJS module wrapper, which the loader compiles as it is (src/cli/bundled-cli.ts).
+const { MODULE_WRAPPER, MODULE_WRAPPER_END } = await import(join(cli, 'bundled-cli.js'));
+writeFileSync(bundle, `${MODULE_WRAPPER}${ascii}${MODULE_WRAPPER_END}`);

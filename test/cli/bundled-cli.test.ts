@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { codeCacheFile, freshBundle, runCli } from '../../src/cli/bundled-cli.js';
+import { codeCacheFile, freshBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
 
 /** A dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
 function fakeDist(): { dir: string; entry: string; bundle: string } {
@@ -61,6 +61,14 @@ describe('the bundled CLI loader', () => {
     expect(readdirSync(dir).filter((f) => f.includes('partial'))).toEqual([]);
   });
 
+  it('compiles a bundle that is already inside the module wrapper as it is, and wraps one that is not', async () => {
+    const { entry, bundle } = fakeDist();
+    setMtime(entry, 1_000_000);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(11);
+    writeFileSync(bundle, `${MODULE_WRAPPER}module.exports.main = async (argv) => (argv[1] === 'fail' ? 13 : 0);${MODULE_WRAPPER_END}`);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(13);
+  });
+
   it('keeps no cache for what is not a command word', () => {
     expect(codeCacheFile('/x/minivisor.cjs', [])).toBeUndefined();
     expect(codeCacheFile('/x/minivisor.cjs', ['--help'])).toBeUndefined();
@@ -82,8 +90,11 @@ describe('the bundled CLI loader', () => {
 describe('the real bundle', () => {
   const entry = join(process.cwd(), 'dist', 'cli', 'main.js');
 
-  it('is built and up to date (npm install and `npm run build:ts` make it)', () => {
-    expect(freshBundle(entry), 'dist/cli/minivisor.cjs is missing or older than dist/cli/main.js: run `npm run build:ts`').toBeDefined();
+  it('is built and up to date (npm install and `npm run build:ts` make it), inside the module wrapper', () => {
+    const bundle = freshBundle(entry);
+    expect(bundle, 'dist/cli/minivisor.cjs is missing or older than dist/cli/main.js: run `npm run build:ts`').toBeDefined();
+    const text = readFileSync(bundle!, 'latin1');
+    expect(text.startsWith(MODULE_WRAPPER) && text.endsWith(MODULE_WRAPPER_END)).toBe(true);
   });
 
   it('runs a fuzz campaign whose jobs are worker threads on the compiled worker', () => {
