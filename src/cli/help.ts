@@ -147,6 +147,7 @@ export function addHelpTexts(cmd: Command): void {
     if (!takesValue || option.defaultValue !== undefined || /default/i.test(option.description)) continue;
     option.description += ` (default: ${help?.unset?.[option.long ?? ''] ?? UNDESCRIBED_DEFAULT})`;
   }
-  if (help !== undefined) cmd.addHelpText('after', helpText(path, help));
+  // Built when help is shown, not at every start.
+  if (help !== undefined) cmd.addHelpText('after', () => helpText(path, help));
   cmd.commands.forEach(addHelpTexts);
 }
