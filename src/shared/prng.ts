@@ -1,39 +1,99 @@
 // The only source of randomness of the fuzzer, the vCPU scheduler and the CPU's RDRAND: a seeded PRNG (SplitMix64, Steele et al. 2014, the
 // seeding generator of java.util.SplittableRandom and xoshiro). Hand-written rather than taken
 // from npm on purpose: findings are replayed from their seed, so the stream must stay bit-for-bit
-// the same across dependency upgrades, and it is ten lines.
+// the same across dependency upgrades, and it is a few lines.
+//
+// The 64-bit state and arithmetic are kept as two unsigned 32-bit halves in numbers: the same
+// values as the BigInt form of the algorithm (test/unit/prng.test.ts checks both against each
+// other and against SplitMix64's published first outputs), without a BigInt allocated at every
+// step, which showed in every fuzz mutation (issue 10). Only next64() builds a BigInt, of its result.
 const MASK64 = (1n << 64n) - 1n;
-const GOLDEN = 0x9e3779b97f4a7c15n;
+const TWO32 = 0x1_0000_0000;
+/** The golden-ratio increment 0x9e3779b97f4a7c15 and the two mixing multipliers, as halves. */
+const GOLDEN_HI = 0x9e3779b9, GOLDEN_LO = 0x7f4a7c15;
+const MIX1_HI = 0xbf58476d, MIX1_LO = 0x1ce4e5b9;
+const MIX2_HI = 0x94d049bb, MIX2_LO = 0x133111eb;
+
+/** multiply64()'s second result: the high half of the product. */
+let productHi = 0;
+/**
+ * `a * b` mod 2^64 of two 64-bit values given as halves: returns the low half and leaves the high
+ * half in `productHi`. The low halves' full product is taken in 16-bit limbs (exact in doubles);
+ * the cross terms only reach the high half, modulo 2^32 (Math.imul).
+ */
+function multiply64(aHi: number, aLo: number, bHi: number, bLo: number): number {
+  const a0 = aLo & 0xffff, a1 = aLo >>> 16, b0 = bLo & 0xffff, b1 = bLo >>> 16;
+  const p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const middle = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+  const lo = (((middle & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
+  const loProductHi = p11 + (p01 >>> 16) + (p10 >>> 16) + (middle >>> 16);
+  productHi = (loProductHi + Math.imul(aHi, bLo) + Math.imul(aLo, bHi)) >>> 0;
+  return lo;
+}
+
+/** Scratch for building next64()'s BigInt from its halves in one step. */
+const halves = new Uint32Array(2);
+const asBig = new BigUint64Array(halves.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export class Prng {
-  #state: bigint;
+  #hi: number;
+  #lo: number;
+  /** The last output's halves (next() leaves them here). */
+  #outHi = 0;
+  #outLo = 0;
 
   constructor(seed: bigint) {
-    this.#state = BigInt.asUintN(64, seed);
+    const state = BigInt.asUintN(64, seed);
+    this.#hi = Number(state >> 32n);
+    this.#lo = Number(state & 0xffffffffn);
   }
 
   /** The generator's position, for snapshots: loadState(saveState()) replays the same stream. */
   saveState(): bigint {
-    return this.#state;
+    return (BigInt(this.#hi) << 32n) | BigInt(this.#lo);
   }
 
   loadState(state: bigint): void {
-    this.#state = state;
+    this.#hi = Number((state >> 32n) & 0xffffffffn);
+    this.#lo = Number(state & 0xffffffffn);
+  }
+
+  /** One SplitMix64 step: state += golden; z = state; z = (z ^ z >> 30) * M1; z = (z ^ z >> 27) * M2; z ^= z >> 31. */
+  #next(): void {
+    const lo = this.#lo + GOLDEN_LO;
+    this.#lo = lo >>> 0;
+    this.#hi = (this.#hi + GOLDEN_HI + (lo >= TWO32 ? 1 : 0)) >>> 0;
+    let hi = this.#hi, zLo = this.#lo;
+    // z ^= z >> 30
+    zLo = (zLo ^ ((zLo >>> 30) | (hi << 2))) >>> 0;
+    hi = (hi ^ (hi >>> 30)) >>> 0;
+    zLo = multiply64(hi, zLo, MIX1_HI, MIX1_LO);
+    hi = productHi;
+    // z ^= z >> 27
+    zLo = (zLo ^ ((zLo >>> 27) | (hi << 5))) >>> 0;
+    hi = (hi ^ (hi >>> 27)) >>> 0;
+    zLo = multiply64(hi, zLo, MIX2_HI, MIX2_LO);
+    hi = productHi;
+    // z ^= z >> 31
+    this.#outLo = (zLo ^ ((zLo >>> 31) | (hi << 1))) >>> 0;
+    this.#outHi = (hi ^ (hi >>> 31)) >>> 0;
   }
 
   /** The next 64-bit value. */
   next64(): bigint {
-    this.#state = (this.#state + GOLDEN) & MASK64;
-    let z = this.#state;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
-    return z ^ (z >> 31n);
+    this.#next();
+    if (!LITTLE_ENDIAN) return (BigInt(this.#outHi) << 32n) | BigInt(this.#outLo);
+    halves[0] = this.#outLo;
+    halves[1] = this.#outHi;
+    return asBig[0]!;
   }
 
-  /** Uniform integer in [0, n) (n ≥ 1, up to 2^32). */
+  /** Uniform integer in [0, n) (n ≥ 1, up to 2^32): the next value's high 32 bits modulo n. */
   below(n: number): number {
     if (!Number.isInteger(n) || n < 1 || n > 2 ** 32) throw new RangeError(`below(${n})`);
-    return Number((this.next64() >> 32n) % BigInt(n));
+    this.#next();
+    return this.#outHi % n;
   }
 
   /** Uniform bigint in [0, n). */
@@ -53,7 +113,7 @@ export class Prng {
 
   /** An independent generator for sub-task `index` (a job, a shard, one mutation round). */
   derive(index: number | bigint): Prng {
-    return new Prng(deriveSeed(this.#state, index));
+    return new Prng(deriveSeed(this.saveState(), index));
   }
 }
 
