@@ -51,6 +51,11 @@ function entryOf(state: SeptStateName, acceptCounter: number, blockEpoch: bigint
   return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRY[state] : { state, acceptCounter, blockEpoch };
 }
 
+/** Each level's alignment mask, ~(size - 1), built once: alignDown is on every walk and SEAMCALL. */
+const ALIGN_MASK: Readonly<Record<SeptLevel, bigint>> = {
+  0: ~(LEVEL_SIZE[0] - 1n), 1: ~(LEVEL_SIZE[1] - 1n), 2: ~(LEVEL_SIZE[2] - 1n), 3: ~(LEVEL_SIZE[3] - 1n), 4: ~(LEVEL_SIZE[4] - 1n),
+};
+
 /** Whether an entry in `state` can leave any of its range open (#openMappedLeaves): a MAPPED leaf, or a walk below it. */
 function opensRange(state: SeptStateName): boolean {
   return state === 'MAPPED' || walkContinuesBelow(state);
@@ -119,7 +124,7 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   static alignDown(gpa: bigint, level: SeptLevel): bigint {
-    return gpa & ~(LEVEL_SIZE[level] - 1n);
+    return gpa & ALIGN_MASK[level];
   }
 
   /** Read-only: change entries through setState (a restore puts back only what went through it). */

@@ -158,6 +158,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
   readonly postedInterrupts: number[] = [];
   #vmcall: { length: number; mask: bigint } | undefined;
   readonly #sharedBit: bigint;
+  /** Clears a GPA's page offset and shared bit (built once: two BigInt NOTs per host access were not). */
+  readonly #privatePageMask: bigint;
 
   constructor(machine: Machine, trace: Trace, config: TdConfig) {
     this.machine = machine;
@@ -168,6 +170,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
     };
     this.#sharedBit = tdxSharedBit(config.gpaWidth);
+    this.#privatePageMask = ~0xfffn & ~this.#sharedBit;
     // TD_CTLS.PENDING_VE_DISABLE starts as ATTRIBUTES.SEPT_VE_DISABLE (reference A6).
     this.tdCtls = (config.attributes & TdAttributes.SEPT_VE_DISABLE) !== 0n ? TD_CTLS_PENDING_VE_DISABLE : 0n;
     if (machine.marker.kind !== 'tdx-shared-bit' || machine.marker.gpaWidth !== config.gpaWidth) {
@@ -218,6 +221,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return this.#veInfos[this.machine.vcpuIndex]!;
   }
 
+  /** The 4 KiB private page of `gpa`: page offset and shared bit cleared. */
+  privatePageOf(gpa: bigint): bigint {
+    return gpa & this.#privatePageMask;
+  }
+
   /** GPA bit GPAW-1 (computed once: it was a BigInt shift per use, several per exit). */
   get sharedBit(): bigint {
     return this.#sharedBit;
@@ -225,7 +233,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   /** A page the SEPT holds for the TD (any leaf state but FREE/REMOVED): the host may not touch it. */
   isPrivatePage(gpa: bigint): boolean {
-    const state = this.sept.walk(gpa & ~0xfffn & ~this.sharedBit, 0).state;
+    const state = this.sept.walk(gpa & this.#privatePageMask, 0).state;
     return state !== 'FREE' && state !== 'REMOVED';
   }
 

@@ -96,7 +96,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
 
 
   pageState(gpa: bigint): PageState {
-    const page = gpa & ~0xfffn & ~this.module.sharedBit;
+    const page = this.module.privatePageOf(gpa);
     const walk = this.module.sept.walk(page, 0);
     const state = walk.state;
     const pending = state === 'PENDING' || state === 'PENDING_BLOCKED';
