@@ -45,10 +45,18 @@ export function freshBundle(entry: string): string | undefined {
   }
 }
 
-/** The code cache for the command `argv` starts with; none for anything but a plain command word. */
+/**
+ * The code cache for the command `argv` starts with, and for its `--platform` when it names one:
+ * TDX and SNP run disjoint halves of the hardware model and the VMM, and a cache written by a TDX
+ * boot left an SNP boot to compile its ~190 functions from source on every run (and the other way
+ * round), since a cache that V8 accepts is never rewritten. None for anything but a plain command word.
+ */
 export function codeCacheFile(bundle: string, argv: readonly string[]): string | undefined {
   const command = argv[0];
-  return command !== undefined && /^[a-z][a-z-]{0,31}$/.test(command) ? `${bundle}.${command}.v8cache` : undefined;
+  if (command === undefined || !/^[a-z][a-z-]{0,31}$/.test(command)) return undefined;
+  const at = argv.indexOf('--platform');
+  const platform = at > 0 ? argv[at + 1] : argv.find((arg) => arg.startsWith('--platform='))?.slice('--platform='.length);
+  return platform !== undefined && /^[a-z]{1,16}$/.test(platform) ? `${bundle}.${command}.${platform}.v8cache` : `${bundle}.${command}.v8cache`;
 }
 
 function readCodeCache(file: string, bundleHash: Buffer): Buffer | undefined {

@@ -76,6 +76,15 @@ describe('the bundled CLI loader', () => {
     expect(codeCacheFile('/x/minivisor.cjs', ['new-stub', 'dir'])).toBe('/x/minivisor.cjs.new-stub.v8cache');
   });
 
+  it('keeps one cache per platform, which decides half of the code a command runs', () => {
+    expect(codeCacheFile('/x/minivisor.cjs', ['boot', '--platform', 'snp', '--json'])).toBe('/x/minivisor.cjs.boot.snp.v8cache');
+    expect(codeCacheFile('/x/minivisor.cjs', ['fuzz', '--runs', '5', '--platform=tdx'])).toBe('/x/minivisor.cjs.fuzz.tdx.v8cache');
+    expect(codeCacheFile('/x/minivisor.cjs', ['boot', '--json'])).toBe('/x/minivisor.cjs.boot.v8cache');
+    // A value that is no plain name keys nothing (the command fails on it anyway).
+    expect(codeCacheFile('/x/minivisor.cjs', ['boot', '--platform', '../../etc'])).toBe('/x/minivisor.cjs.boot.v8cache');
+    expect(codeCacheFile('/x/minivisor.cjs', ['boot', '--platform'])).toBe('/x/minivisor.cjs.boot.v8cache');
+  });
+
   it('runs from a read-only folder without a cache', async () => {
     const { dir, entry, bundle } = fakeDist();
     setMtime(entry, 1_000_000);
