@@ -118,6 +118,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::SetPauseExits>("setPauseExits"),
       InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
+      InstanceMethod<&NativeMachine::MemoryCounters>("memoryCounters"),
       InstanceMethod<&NativeMachine::SetEdgeMap>("setEdgeMap"),
       InstanceMethod<&NativeMachine::ResetEdges>("resetEdges"),
       InstanceMethod<&NativeMachine::WatchExecution>("watchExecution"),
@@ -451,6 +452,19 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     Machine* m = Live(info);
     if (!m) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), static_cast<double>(m->dirty_pages()));
+  }
+
+  // memoryCounters(): [TLB fills, TLB flushes, restored pages] since creation.
+  Napi::Value MemoryCounters(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    if (!m) return info.Env().Undefined();
+    const Machine::MemoryCounters& c = m->memory_counters();
+    Napi::Array out = Napi::Array::New(info.Env());
+    uint32_t i = 0;
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.tlb_fills)));
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.tlb_flushes)));
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.restored_pages)));
+    return out;
   }
 
   // setEdgeMap(map: Uint8Array of 65536 bytes | null): the block hook counts edges into it.

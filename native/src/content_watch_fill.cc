@@ -23,7 +23,8 @@ void Machine::WatchContent(uint64_t first_page, uint64_t pages, bool on) {
   pages = std::min(pages, pages_ - first_page);
   if (on) {
     content_watch_.Watch(first_page, pages);
-    uc_ctl_flush_tlb(uc_);  // entries filled before the watch would let reads through unseen
+    // Entries filled before the watch would let reads through unseen.
+    if (TlbMayHold(first_page, pages)) FlushTlb();
   } else {
     content_watch_.Unwatch(first_page, pages);
   }
@@ -47,7 +48,7 @@ void Machine::FinishWatchFlush() {
   if (!content_watch_flush_) return;
   content_watch_flush_ = false;
   area_[kSlotInstructionLimit] = watch_saved_instruction_limit_;
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
 }
 
 uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {

@@ -46,10 +46,10 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
   stub_stray_fetch_ = false;
   exit_pending_ = false;
   fault_kind_ = ExitKind::kNone;
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   uc_err e = uc_emu_start(uc_, eip, 0, 0, 0);
   stub_active_ = false;
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   bool raised = exit_pending_ && area_[kSlotKind] == static_cast<uint64_t>(ExitKind::kException);
   uint64_t vector = area_[kSlotArg0];
   bool other_exit = exit_pending_ && !raised;
@@ -176,7 +176,7 @@ std::string Machine::SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_
     entry_cs_selector_ = cs_selector;
     entry_cs_base_ = cs_base;
   }
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   SyncRegsOut();
   return "";
 }

@@ -95,6 +95,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   for (auto& space : gate_) for (auto& bm : space) bm.reset(new PageBitmap(pages_));
   dirty_.reset(new PageSet(pages_));
   written_.reset(new PageSet(pages_));
+  tlb_pages_.reset(new PageSet(pages_));
   for (int sp = 0; sp < 2; sp++) {
     gate_touched_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
     gate_changed_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
@@ -105,7 +106,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   shadow_valid_.reset(new PageBitmap(pages_));
   if (!shadow_valid_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
-  if (!dirty_->ok() || !written_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+  if (!dirty_->ok() || !written_->ok() || !tlb_pages_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
   auto check = [&](uc_err e, const char* what) {
     if (e == UC_ERR_OK) return true;
@@ -153,7 +154,7 @@ Machine::~Machine() {
 
 void Machine::set_marker(const MarkerConfig& m) {
   config_.marker = m;
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
 }
 
 // ---- registers ----
@@ -196,6 +197,7 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
   uc_err e = SyncRegsIn();
   if (e != UC_ERR_OK) return e;
   const SpecialReg& r = kSpecialRegs[id];
+  const CpuPaging before = ReadPaging();
   if (r.uc_id == UC_X86_REG_CR2) {
     // Unicorn 2.1.1 writes CR1/CR2 through cpu_x86_update_cr3 (qemu/target/i386/unicorn.c,
     // reg_write), so CR3 takes the value too. Put CR3 back afterwards.
@@ -216,7 +218,13 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
     else mmr.selector = static_cast<uint16_t>(value);
     e = uc_reg_write(uc_, r.uc_id, &mmr);
   }
-  uc_ctl_flush_tlb(uc_);  // a paging register may have changed
+  // The TLB-fill hook's walk reads only CR0, CR3, CR4 and EFER: when none of them changed, no
+  // translation did (segment and descriptor-table bases apply before the TLB). The VMSA loads and
+  // #PF deliveries of an SNP fuzz execution wrote ~15 registers, most to the value they had
+  // (issue 10).
+  const CpuPaging after = ReadPaging();
+  bool paging_changed = before.cr0 != after.cr0 || before.cr3 != after.cr3 || before.cr4 != after.cr4 || before.efer != after.efer;
+  if (paging_changed || ExecWatchPending()) FlushTlb();
   SyncRegsOut();
   return e;
 }
@@ -275,6 +283,9 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   // (read or write only added, what a read sees unchanged, no ciphertext shadow in use) needs no
   // flush: a missing permission makes the next such access fill again. Flushing on every accept
   // and PVALIDATE was a large share of an exit's cost (issue 11). Large ranges are not examined.
+  // Nor does any change to pages no TLB entry maps (TlbMayHold): a fuzz execution's conversions
+  // revoke pages it has not touched since the restore's flush, and each flush cost the refill of
+  // the whole working set (issue 10).
   bool flush = true;
   if (pages <= 512 && !stale_shadow_mapping_ && shadow_valid_->Count(first_page, pages) == 0) {
     // Write and ciphertext pages are readable too (the assignments below), so these counts cover
@@ -289,6 +300,8 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
       case GateAccess::kCiphertext: flush = writable != 0 || ciphertext != readable; break;
     }
   }
+  // A stale ciphertext mapping is of another page: it is dropped at the next gate change as before.
+  if (flush && !stale_shadow_mapping_ && !TlbMayHold(first_page, pages)) flush = false;
   uint64_t first_bm = GateBitmapPage(first_page), bm_count = GateBitmapPage(first_page + pages - 1) - first_bm + 1;
   if (access != GateAccess::kNone) gate_touched_[s]->InsertRange(first_bm, bm_count);
   if (tracking_dirty_) gate_changed_[s]->InsertRange(first_bm, bm_count);
@@ -298,7 +311,7 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   // The page's state changed: its ciphertext is recomputed on the next shared read.
   shadow_valid_->Assign(first_page, pages, false);
   if (flush) {
-    uc_ctl_flush_tlb(uc_);
+    FlushTlb();
     stale_shadow_mapping_ = false;
   }
 }
@@ -319,8 +332,19 @@ bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
   std::memcpy(shadow_->At(page << kPageShift), data, kPageSize);
   shadow_valid_->Set(page);
   shadow_written_.push_back(page);
-  uc_ctl_flush_tlb(uc_);  // no stale private write translation may bypass the invalidation below
+  // No stale private write translation may bypass the invalidation of the shadow on a write.
+  if (TlbMayHold(page, 1)) FlushTlb();
   return true;
+}
+
+bool Machine::TlbMayHold(uint64_t first, uint64_t count) {
+  if (ExecWatchPending() || tlb_pages_overflow_) return true;
+  // The bitmap for small ranges (a word per 64 pages), the member list for large ones.
+  if (count / 64 <= tlb_pages_->inserted()) return tlb_pages_->CountIn(first, count) != 0;
+  for (uint64_t p : tlb_pages_->Members()) {
+    if (p >= first && p - first < count) return true;
+  }
+  return false;
 }
 
 GateAccess Machine::GetGate(Space space, uint64_t page) const {
@@ -439,7 +463,7 @@ const CodeBits* Machine::CodeBitsFor(CodeCacheEntry& e) {
   has_code_bits_->Set(e.page);
   // Establishes the invariant: no TLB entry may still allow writes to the page. A flush inside
   // the code hook only makes later accesses fill again; the running block is not affected.
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   return e.bits = bits.get();
 }
 
@@ -497,6 +521,7 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
 
 bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self) {
   Machine* m = static_cast<Machine*>(self);
+  m->counters_.tlb_fills++;
   if (m->stub_active_) {
     // While a guest stub runs, its linear pages show the stub page; any other fetch means the
     // CPU is not where the host put it (guest_stub.cc).
@@ -554,6 +579,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     }
     entry->paddr = kShadowBase + (page << kPageShift);
     entry->perms = UC_PROT_READ;
+    m->NoteTlbPage(page);
     return true;
   }
   // A private write makes the ciphertext stale (shared translations of it are dropped at the
@@ -613,6 +639,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   entry->paddr = t.gpa & ~(kPageSize - 1);
   entry->perms = static_cast<uc_prot>(perms & watch_perms);
+  m->NoteTlbPage(page);
   (void)uc;
   return true;
 }
@@ -898,7 +925,7 @@ void Machine::WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop
   watch_stop_[1] = stop_end;
   watch_state_ = WatchState::kWaitingToArm;
   // Fetches are seen at TLB fills: start from an empty TLB.
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
 }
 
 // ---- host access ----
@@ -906,7 +933,7 @@ void Machine::WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop
 void Machine::InvalidateAllCode() {
   uc_ctl_flush_tb(uc_);
   // Code pages are re-learnt from fetch fills, so the TLB must forget its execute permissions.
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   code_->ClearAll();
   code_va_.clear();
   DropAllCodeBits();
@@ -1029,7 +1056,7 @@ bool Machine::LoadCpuState(const uint8_t* in) {
   entry_cs_selector_ = h.entry_cs_selector;
   entry_mode_ = static_cast<EntryMode>(h.entry_mode);
   // Another CPU: its own CR3 and paging mode, so no translation of the last one may be used.
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   for (auto& e : code_cache_) e = {~0ull, nullptr};
   last_insn_ = ~0ull;
   prev_block_ = 0;
@@ -1071,7 +1098,7 @@ uint64_t Machine::TakeSnapshot() {
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s.get();
-  uc_ctl_flush_tlb(uc_);  // writes must come back through the TLB-fill hook to be tracked
+  FlushTlb();  // writes must come back through the TLB-fill hook to be tracked
   uint64_t id = next_snapshot_id_++;
   snapshots_[id] = s.release();
   return id;
@@ -1085,6 +1112,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   auto restore_page = [&](uint64_t page) {
     const uint8_t* src = s->Find(page);
     uint8_t* dst = ram_->At(page * kPageSize);
+    counters_.restored_pages++;
     if (src) {
       std::memcpy(dst, src, kPageSize);
       written_->Insert(page);
@@ -1143,7 +1171,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   tracking_dirty_ = true;
   dirty_->Clear();
   base_snapshot_ = s;
-  uc_ctl_flush_tlb(uc_);
+  FlushTlb();
   SyncRegsOut();
   return true;
 }

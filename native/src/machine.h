@@ -205,6 +205,15 @@ class Machine {
 
   uint64_t dirty_pages() const;
 
+  // Counters of memory-system work since creation (benchmarks and tests read them): TLB fills the
+  // hook answered, full TLB flushes, and pages copied or cleared by restores.
+  struct MemoryCounters {
+    uint64_t tlb_fills = 0;
+    uint64_t tlb_flushes = 0;
+    uint64_t restored_pages = 0;
+  };
+  const MemoryCounters& memory_counters() const { return counters_; }
+
   // Fuzzing: AFL-style edge coverage. `map` (kEdgeMapBytes, owned by the caller, which keeps it
   // alive while enabled) counts hits of (previous block, block) edges; nullptr disables the hook.
   // Off by default, so boots pay nothing for it.
@@ -279,6 +288,26 @@ class Machine {
   void DropAllCodeBits();
   void ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page);
   void SetExit(ExitKind kind);
+  // Drops every TLB entry.
+  void FlushTlb() {
+    counters_.tlb_flushes++;
+    uc_ctl_flush_tlb(uc_);
+    tlb_pages_->Clear();
+    tlb_pages_overflow_ = false;
+  }
+  // Called for every page a TLB fill grants: records it in tlb_pages_, up to kMaxTlbPages.
+  void NoteTlbPage(uint64_t page) {
+    if (tlb_pages_overflow_) return;
+    if (tlb_pages_->inserted() >= kMaxTlbPages) { tlb_pages_overflow_ = true; return; }
+    tlb_pages_->Insert(page);
+  }
+  // Whether a TLB entry may map a guest page in [first, first + count): one was filled since the
+  // last full flush. While an execution watch is pending every page counts, because it relies on
+  // flushes for pages outside the range as well (WatchExecution).
+  bool TlbMayHold(uint64_t first, uint64_t count);
+  // An execution watch (WatchExecution) is armed or waiting to arm: it counts on every flush the
+  // machine ever did, so none is skipped meanwhile.
+  bool ExecWatchPending() const { return watch_state_ == WatchState::kWaitingToArm || watch_state_ == WatchState::kArmed; }
   // A private TLB fill of a page the content watch holds (content_watch_fill.cc): checks and
   // records the access, and returns the permissions the fill may grant at most.
   uint32_t WatchedFill(uint64_t vaddr, uint64_t page, Access access);
@@ -300,6 +329,7 @@ class Machine {
 
   MachineConfig config_;
   uint64_t* area_;
+  MemoryCounters counters_;
   uc_engine* uc_ = nullptr;
   HostMapping* ram_ = nullptr;
   uint64_t pages_ = 0;
@@ -313,6 +343,14 @@ class Machine {
   // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
   std::vector<bool> mapped_chunks_;
   std::unique_ptr<PageSet> dirty_;          // written since the base snapshot
+  // Guest pages the TLB-fill hook let into the TLB since the last full flush (FlushTlb): every page
+  // a TLB entry can map is in it (QEMU's own flushes, at CR3 writes and INVLPG, only make it a
+  // superset). A permission taken from pages outside it needs no flush.
+  std::unique_ptr<PageSet> tlb_pages_;
+  // A run that touches more pages than this between two flushes (a large workload) stops listing
+  // them, and any page then counts as mapped, until the next flush.
+  static constexpr size_t kMaxTlbPages = 1u << 16;
+  bool tlb_pages_overflow_ = false;
   // Pages that may hold non-zero bytes: the guest was given write access to them, or the host
   // wrote them. Every other page reads as zeros, so snapshots and zero fills can skip it.
   std::unique_ptr<PageSet> written_;

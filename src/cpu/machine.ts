@@ -57,6 +57,13 @@ export interface MachineOptions {
 /** The most vCPUs a machine takes (TDX MAX_VCPUS is 16 bits; a bound for host memory). */
 export const MAX_VCPUS = 64;
 
+/** Counters of memory-system work (Machine.memoryCounters). */
+export interface MemoryCounters {
+  tlbFills: number;
+  tlbFlushes: number;
+  restoredPages: number;
+}
+
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
 export class Snapshot {
   readonly id: number;
@@ -262,6 +269,16 @@ export class Machine implements Snapshottable<MachineState> {
   /** Pages written since the last snapshot or restore (meaningful once a snapshot exists). */
   dirtyPages(): number {
     return this.#live().dirtyPages();
+  }
+
+  /**
+   * Memory-system work since the VM was created (native/src/machine.h MemoryCounters): TLB fills
+   * answered by the page gate, full TLB flushes, and pages a restore copied back or cleared. For
+   * benchmarks and tests; the guest never sees them.
+   */
+  memoryCounters(): MemoryCounters {
+    const [tlbFills, tlbFlushes, restoredPages] = this.#live().memoryCounters();
+    return { tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages! };
   }
 
   /**

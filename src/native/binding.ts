@@ -62,6 +62,8 @@ export interface NativeMachine {
   setPauseExits(on: boolean): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
+  /** [TLB fills, TLB flushes, restored pages] (native/src/machine.h MemoryCounters). */
+  memoryCounters(): number[];
   setEdgeMap(map: Uint8Array | null): void;
   resetEdges(): void;
   watchExecution(armBegin: bigint, armEnd: bigint, stopBegin: bigint, stopEnd: bigint): void;
