@@ -140,6 +140,41 @@ describe('snapshot and restore', () => {
     expect(vm.memory.readU64(0x300000n)).toBe(2n);
   });
 
+  it('restores pages of every kind byte for byte: zeros, a few non-zero qwords anywhere, and dense content', () => {
+    // A snapshot keeps pages with at most 32 non-zero qwords as those qwords only (native
+    // Snapshot::Add); the guest then overwrites every qword of all five pages.
+    const vm = simpleGuest(`
+      mov rcx, 0x400000
+    1:
+      mov [rcx], rcx
+      add rcx, 8
+      cmp rcx, 0x405000
+      jne 1b
+      hlt`);
+    const page = (i: number) => 0x400000n + BigInt(i) * 0x1000n;
+    const images = [new Uint8Array(4096)];                       // all zeros
+    const tagged = new Uint8Array(4096);                          // the workload's shape: first and last qword
+    tagged.set([1, 2, 3, 4, 5, 6, 7, 8], 0);
+    tagged.set([0xff, 0, 0, 0, 0, 0, 0, 0x80], 4088);
+    images.push(tagged);
+    const scattered = new Uint8Array(4096);                       // 32 non-zero qwords: still sparse
+    for (let q = 0; q < 32; q++) scattered[q * 127 * 8 % 4096 + (q % 8)] = q + 1;
+    images.push(scattered);
+    const dense = new Uint8Array(4096);                           // 33 non-zero qwords: held whole
+    for (let q = 0; q < 33; q++) dense[q * 8 + 7] = 0x40 + q;
+    images.push(dense);
+    images.push(Uint8Array.from({ length: 4096 }, (_, i) => (i * 7 + 3) & 0xff));
+    images.forEach((bytes, i) => vm.memory.write(page(i), bytes));
+    const snap = vm.snapshot();
+    for (let round = 0; round < 2; round++) {
+      vm.vcpu.regs.rip = 0x1000n;
+      runToHlt(vm);
+      expect(vm.memory.readU64(page(1))).toBe(page(1));
+      vm.restore(snap);
+      images.forEach((bytes, i) => expect(Buffer.from(vm.memory.read(page(i), 4096)).equals(Buffer.from(bytes))).toBe(true));
+    }
+  });
+
   it('restores an older snapshot: the gate and guest-written RAM of that moment, whatever changed since', () => {
     // Guest: write rax to [rcx] for rcx in [0x400000, 0x410000) step 0x1000 (16 pages).
     const vm = simpleGuest(`
