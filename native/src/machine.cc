@@ -282,16 +282,26 @@ uc_err Machine::ReadMsr(uint32_t index, uint64_t* value) {
 }
 
 uc_err Machine::WriteMsr(uint32_t index, uint64_t value) {
+  efer_known_ = false;
   uc_x86_msr msr{index, value};
   return uc_reg_write(uc_, UC_X86_REG_MSR, &msr);
 }
 
 CpuPaging Machine::ReadPaging() {
+  static const int kIds[3] = {UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4};
   CpuPaging p;
-  uc_reg_read(uc_, UC_X86_REG_CR0, &p.cr0);
-  uc_reg_read(uc_, UC_X86_REG_CR3, &p.cr3);
-  uc_reg_read(uc_, UC_X86_REG_CR4, &p.cr4);
-  ReadMsr(0xC0000080u, &p.efer);
+  void* values[3] = {&p.cr0, &p.cr3, &p.cr4};
+  uc_reg_read_batch(uc_, const_cast<int*>(kIds), values, 3);
+  // EFER is read through the emulator's RDMSR helper, a large share of a TLB fill's register
+  // reads. In counting mode the guest cannot change it itself (every WRMSR exits to the host,
+  // which writes it through WriteMsr), so the value read last stays good until the host writes an
+  // MSR or puts back a CPU context. Fast mode hooks WRMSR only where it scanned for it, so it
+  // always reads.
+  if (!efer_known_ || !config_.count_instructions) {
+    ReadMsr(0xC0000080u, &efer_);
+    efer_known_ = true;
+  }
+  p.efer = efer_;
   return p;
 }
 
@@ -1096,6 +1106,7 @@ bool Machine::LoadCpuState(const uint8_t* in) {
   CpuStateHeader h;
   std::memcpy(&h, in, sizeof h);
   std::memcpy(cpu_scratch_, in + sizeof h, uc_context_size(uc_));
+  efer_known_ = false;
   if (uc_context_restore(uc_, cpu_scratch_) != UC_ERR_OK) return false;
   entry_cs_base_ = h.entry_cs_base;
   entry_cs_selector_ = h.entry_cs_selector;
@@ -1200,6 +1211,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   for (uint64_t p : shadow_written_) shadow_valid_->Assign(p, 1, false);
   shadow_written_.clear();
   uc_context_restore(uc_, s->context);
+  efer_known_ = false;
   // After the context, so the page tables the VA lookups use are the restored ones.
   for (uint64_t page : code_pages) InvalidateCodePages(page, 1);
   area_[kSlotInstructions] = s->instructions;

@@ -270,6 +270,9 @@ class Machine {
   std::string DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code);
 
   CpuPaging ReadPaging();
+  // EFER as ReadPaging last read it, while efer_known_ (see ReadPaging).
+  uint64_t efer_ = 0;
+  bool efer_known_ = false;
   // Records that guest pages [first, first + count) may now hold data (and are dirty).
   void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;

@@ -145,6 +145,30 @@ describe('page gate with guest paging', () => {
     expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0b1001n });
   });
 
+  it('walks with the EFER.NXE the host last wrote or a restore put back', () => {
+    // XD (bit 63) in an entry: with EFER.NXE clear it is a reserved bit, so even a read faults with
+    // RSVD; with NXE set, reads are fine. The walk keeps the EFER it read (native ReadPaging).
+    const vm = new Machine({ memoryBytes: 16n * MiB });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, 'mov rcx, 0xc00000\nmov rax, [rcx]\nhlt');
+    enablePaging(vm, [
+      { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
+      { va: 0xc00000n, pa: 0xc00000n, size: 0x1000n, pageSize: 4096n, noExecute: true },
+    ], undefined, { nxe: true });
+    vm.memory.writeU64(0xc00000n, 0x77n);
+    const withNxe = vm.snapshot();
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(0x77n);
+    vm.vcpu.writeSpecial('efer', vm.vcpu.readSpecial('efer') & ~(1n << 11n));
+    vm.vcpu.regs.rip = 0x1000n;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0b1001n, cr2: 0xc00000n });
+    vm.restore(withNxe);
+    vm.vcpu.regs.rax = 0n;
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rax).toBe(0x77n);
+  });
+
   it('reports a page-table page the gate refuses as a page-walk gate fault', () => {
     const vm = new Machine({ memoryBytes: 16n * MiB });
     acceptAll(vm);
