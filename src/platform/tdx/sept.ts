@@ -77,6 +77,8 @@ export class Sept implements Snapshottable<SeptTables> {
   readonly #undoLevels: SeptLevel[] = [];
   readonly #undoKeys: number[] = [];
   readonly #undoEntries: (Readonly<SeptEntry> | undefined)[] = [];
+  /** Inside batchGate: the private gate updates not applied yet, in order. */
+  #deferredGate: { base: bigint; length: bigint; open: boolean }[] | undefined;
 
   /** `gate` is optional so the table can be unit-tested without a VM. */
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
@@ -297,6 +299,34 @@ export class Sept implements Snapshottable<SeptTables> {
   #setGate(base: bigint, size: bigint, open: boolean): void {
     if (!this.#gate || base >= this.#ramBytes) return;
     const length = base + size > this.#ramBytes ? this.#ramBytes - base : size;
-    this.#gate.set('private', base, length, open ? 'readwrite' : 'none');
+    const deferred = this.#deferredGate;
+    if (deferred === undefined) {
+      this.#gate.set('private', base, length, open ? 'readwrite' : 'none');
+      return;
+    }
+    // Inside batchGate: a range that continues the last one with the same access joins it.
+    const last = deferred[deferred.length - 1];
+    if (last !== undefined && last.open === open && last.base + last.length === base) last.length += length;
+    else deferred.push({ base, length, open });
+  }
+
+  /**
+   * Runs `fn`, host operations between two guest runs (a VMM's answer to one exit), and applies
+   * the private gate updates they made when it ends, in their order, neighbouring ranges with the
+   * same access as one. The gate is only the emulator's enforcement of the S-EPT, and nothing
+   * reads it until the guest runs again (host accesses ask the S-EPT), so the result is the same
+   * as updating it at once. A MapGPA to shared BLOCKs each 4 KiB page of its range, and closing
+   * them one by one flushed the vCPU's TLB for every page (issue 10).
+   */
+  batchGate<T>(fn: () => T): T {
+    if (this.#deferredGate !== undefined) return fn();
+    const deferred: { base: bigint; length: bigint; open: boolean }[] = [];
+    this.#deferredGate = deferred;
+    try {
+      return fn();
+    } finally {
+      this.#deferredGate = undefined;
+      for (const r of deferred) this.#gate!.set('private', r.base, r.length, r.open ? 'readwrite' : 'none');
+    }
   }
 }

@@ -332,7 +332,15 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
     ctx.host.observer = (leaf, rcx, status, pages) => septMirror.observe(leaf, rcx, status, pages);
   }
 
+  /**
+   * The policy's answer to one TD exit, its SEAMCALLs' page-gate updates applied together when it
+   * is done (TdxVmmHandle.batch), as on SNP.
+   */
   handleExit(exit: TdExit): 'resume' | RunOutcome {
+    return this.ctx.host.batch(() => this.#answer(exit));
+  }
+
+  #answer(exit: TdExit): 'resume' | RunOutcome {
     const decision = this.decide(exit);
     if (decision.kind === 'stop') return decision.outcome;
     if (exit.reason === 'tdvmcall') this.ctx.host.completeVmcall(decision.kind === 'return' ? decision.regs : {});
