@@ -11,6 +11,7 @@ import { FINDING_CATEGORIES, type FindingCategory, type OracleFinding, type Seve
 import { Prng } from '../shared/prng.js';
 import { shrinkProgram } from './shrink.js';
 import { CostAccount } from './execution-cost.js';
+import { LaunchTacticDeck } from './tactics.js';
 
 export interface CampaignOptions {
   executor: Executor;
@@ -95,8 +96,11 @@ export function programHash(program: AttackProgram): string {
   return createHash('sha256').update(attackProgramToJson(program)).digest('hex').slice(0, 12);
 }
 
-function profileOf(e: Execution, memoryBytes: bigint, vcpus?: number): ExecutionProfile {
-  return { callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes, ...(vcpus !== undefined ? { vcpus } : {}) };
+function profileOf(e: Execution, target: FuzzTarget): ExecutionProfile {
+  return {
+    callCounts: e.callCounts, vmmExits: e.vmmExits, gpas: e.gpas, memoryBytes: target.memoryBytes, preAccept: target.preAccept,
+    ...(target.vcpus !== undefined ? { vcpus: target.vcpus } : {}),
+  };
 }
 
 /** A campaign's statistics before its first execution. */
@@ -123,6 +127,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const signatures = new Set<string>();
   const stats = emptyStats();
   const cost = new CostAccount();
+  const launchDeck = new LaunchTacticDeck();
   /** Every execution of the campaign, shrinking included, goes through here: its cost is counted. */
   const execute = (program: AttackProgram): Execution => {
     const e = executor.execute(program);
@@ -183,7 +188,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     await yieldToEventLoop();
   };
 
-  const entryOf = (program: AttackProgram, e: Execution): CorpusEntry => ({ program, profile: profileOf(e, target.memoryBytes, target.vcpus) });
+  const entryOf = (program: AttackProgram, e: Execution): CorpusEntry => ({ program, profile: profileOf(e, target) });
   const pickParent = (): CorpusEntry => corpus[rng.below(corpus.length)]!;
 
   const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
@@ -207,7 +212,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       parent = draw < FRUGAL_PARENT_DRAWS ? pickParent() : corpus[0]!;
     }
     const other = corpus.length > 1 && rng.chance(1, 4) ? corpus[rng.below(corpus.length)]!.program : undefined;
-    const mutant = mutate(rng, parent.program, parent.profile, other, { keepLaunch: frugal });
+    const mutant = mutate(rng, parent.program, parent.profile, other, { keepLaunch: frugal, launchDeck });
     await account(mutant, execute(mutant));
   }
   return { stats, findings, corpus: corpus.map((c) => c.program) };

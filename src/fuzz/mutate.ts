@@ -8,7 +8,7 @@ import {
 } from './attack-program.js';
 import type { Prng } from '../shared/prng.js';
 import { SCHEDULE_POLICIES } from '../cpu/vcpu-scheduler.js';
-import { pickTactic } from './tactics.js';
+import { pickTactic, type LaunchTacticDeck } from './tactics.js';
 
 /** What the mutator knows about where a program's execution went. */
 export interface ExecutionProfile {
@@ -16,6 +16,8 @@ export interface ExecutionProfile {
   vmmExits: number;
   gpas: readonly bigint[];
   memoryBytes: bigint;
+  /** What the VMM configured the firmware to pre-accept (its own setting; default: the CLI's). */
+  preAccept?: bigint | 'all';
   /** The target's vCPUs: with several, a mutant may also change the VMM's vCPU schedule. */
   vcpus?: number;
 }
@@ -151,6 +153,8 @@ export interface MutateOptions {
    * asks for it once fresh launches have had their share of its cost (execution-cost.ts).
    */
   keepLaunch?: boolean;
+  /** The campaign's launch tactics still to try (tactics.ts): each is tried once before any again. */
+  launchDeck?: LaunchTacticDeck;
 }
 
 /**
@@ -169,7 +173,9 @@ export function mutate(rng: Prng, program: AttackProgram, profile: ExecutionProf
     switch (op) {
       case 0:
       case 1: {
-        const tactic = rng.chance(1, 2) ? pickTactic(rng, program.platform, profile, { launch: !keepLaunch }) : undefined;
+        const tactic = rng.chance(1, 2) ? pickTactic(rng, program.platform, profile, {
+          launch: !keepLaunch, ...(memoryDescription ? { memoryDescription } : {}), ...(options.launchDeck ? { launchDeck: options.launchDeck } : {}),
+        }) : undefined;
         if (tactic) {
           decisions.splice(rng.below(decisions.length + 1), 0, ...tactic.decisions);
           launch.push(...(tactic.launch ?? []));

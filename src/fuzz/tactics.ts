@@ -7,13 +7,13 @@
 // Every tactic is generic: it names a VMM behaviour, not a bug. Where it strikes comes from the
 // parent's execution (the decision points it reached and how often, the exits, the GPAs the
 // guest accepted or converted), and every choice from the campaign's seeded PRNG.
-import { ABI } from '../boot/layout.js';
+import { ABI, E820_TYPE } from '../boot/layout.js';
 import type { AttackPlatform, CallPoint, Decision, LaunchAction, MemoryDescription } from './attack-program.js';
 import type { ExecutionProfile } from './mutate.js';
+import { MAP_LIES, honestMemoryMap } from './memory-map-lies.js';
 import type { Prng } from '../shared/prng.js';
 
 const PAGE = 0x1000n;
-const TWO_MB = 0x200000n;
 const FOREVER = 1_000_000;
 /** "Convert everything asked for" (more than any request). */
 const ALL = 1n << 40n;
@@ -23,23 +23,31 @@ const FAILURES = [0x8000000000000000n /* INVALID_OPERAND */, 0x8000000000000001n
 /** GHCB SW_EXITINFO2 PSC errors (GHCB spec §4.1.6: 1<<32 | code; Linux sev-common.h) and GHCB MSR PSC responses with an error (§2.3.1). */
 const PSC_ERRORS = [(1n << 32n) | 1n, (1n << 32n) | 2n, (1n << 32n) | 3n];
 const MSR_PSC_ERRORS = [(1n << 32n) | 0x15n, (2n << 32n) | 0x15n];
-/** E820 types (guest/include/minivisor/boot_abi.h; 15 is Linux's EFI_UNACCEPTED_MEMORY). */
-const E820_RAM = 1;
-const E820_RESERVED = 2;
-const E820_UNACCEPTED = 15;
 
 export interface TacticMaterial {
   decisions: Decision[];
+
   launch?: LaunchAction[];
   memoryDescription?: MemoryDescription;
 }
 
+/**
+ * The parts of a launch a VMM decides: the pages it adds, the host-side state it leaves before
+ * the guest runs, and the memory description, split into what it says about acceptance (the
+ * protocol under test) and the form of the table itself.
+ */
+export type LaunchSurface = 'launched pages' | 'host state before launch' | 'what the memory map says is accepted' | "the memory map's shape";
+
 export interface Tactic {
   name: string;
   platforms: readonly AttackPlatform[];
-  /** Launch tactics need a fresh launch per execution (slow): the mutator picks them less often. */
-  launch?: boolean;
-  build(rng: Prng, profile: ExecutionProfile): TacticMaterial | undefined;
+  /**
+   * Launch tactics need a fresh launch per execution (slow): what part of the launch they change.
+   * The campaign tries its launch tactics surface by surface (LaunchTacticDeck).
+   */
+  launch?: LaunchSurface;
+  /** `parent`: the memory description of the program the tactic goes into, if it has one. */
+  build(rng: Prng, profile: ExecutionProfile, parent?: MemoryDescription): TacticMaterial | undefined;
 }
 
 /** An occurrence of `point` that the parent's execution reached (undefined if it never did). */
@@ -68,6 +76,26 @@ function workedGpa(rng: Prng, profile: ExecutionProfile): bigint {
 function anyPage(rng: Prng, profile: ExecutionProfile): bigint {
   const gpa = rng.belowBig(profile.memoryBytes);
   return gpa - (gpa % PAGE);
+}
+
+/**
+ * A page for a launch action: one time in two, a page of RAM the honest firmware accepts at boot
+ * (the pre-accepted part of the map the VMM configured, where a launched page meets the guest's
+ * own accept at once); otherwise any page of RAM.
+ */
+function launchPage(rng: Prng, profile: ExecutionProfile): bigint {
+  if (rng.chance(1, 2)) {
+    const accepted = honestMemoryMap(profile.memoryBytes, profile.preAccept ?? ABI.MV_DEFAULT_PRE_ACCEPT_BYTES).filter((r) => r.type === E820_TYPE.ram);
+    const pages = accepted.reduce((n, r) => n + r.size / PAGE, 0n);
+    if (pages > 0n) {
+      let page = rng.belowBig(pages);
+      for (const r of accepted) {
+        if (page < r.size / PAGE) return r.addr + page * PAGE;
+        page -= r.size / PAGE;
+      }
+    }
+  }
+  return anyPage(rng, profile);
 }
 
 export const TACTICS: readonly Tactic[] = [
@@ -116,11 +144,11 @@ export const TACTICS: readonly Tactic[] = [
     build: (rng, p) => ({ decisions: [{ at: 'exit', exitIndex: exitIndex(rng, p), action: { kind: 'tdx.post-interrupt', vector: 32 + rng.below(224), afterChunks: 1 + rng.below(511) } }] }),
   },
   {
-    name: 'PAGE.ADD an extra page before launch', platforms: ['tdx'], launch: true,
+    name: 'PAGE.ADD an extra page before launch', platforms: ['tdx'], launch: 'launched pages',
     build: (rng, p) => ({ decisions: [], launch: [{ kind: 'tdx.page-add', gpa: anyPage(rng, p), fill: rng.chance(1, 2) ? 0 : rng.below(256) }] }),
   },
   {
-    name: 'a host SEAMCALL holds a SEPT entry lock', platforms: ['tdx'], launch: true,
+    name: 'a host SEAMCALL holds a SEPT entry lock', platforms: ['tdx'], launch: 'host state before launch',
     build: (rng, p) => ({ decisions: [], launch: [{ kind: 'tdx.lock-entry', gpa: anyPage(rng, p), level: rng.chance(1, 2) ? 1 : 0 }] }),
   },
 
@@ -187,11 +215,11 @@ export const TACTICS: readonly Tactic[] = [
     },
   },
   {
-    name: 'launch an extra validated page', platforms: ['snp'], launch: true,
+    name: 'launch an extra validated page', platforms: ['snp'], launch: 'launched pages',
     build: (rng, p) => ({ decisions: [], launch: [{ kind: 'snp.launch-page', gpa: anyPage(rng, p), fill: rng.chance(1, 2) ? 0 : rng.below(256) }] }),
   },
   {
-    name: 'a page re-assigned before launch', platforms: ['snp'], launch: true,
+    name: 'a page re-assigned before launch', platforms: ['snp'], launch: 'host state before launch',
     build: (rng, p) => {
       const spa = anyPage(rng, p);
       return { decisions: [], launch: [{ kind: 'snp.rmpupdate', spa, assigned: true, pageSize: '4k', gpa: spa }] };
@@ -199,43 +227,82 @@ export const TACTICS: readonly Tactic[] = [
   },
 
   // ---------------------------------------------------------------- both
-  {
-    // The memory map a firmware that passes the VMM's description through hands on: RAM up to a
-    // split point, and an unaccepted range that starts a few 2 MiB blocks below it, so some RAM is
-    // described both as accepted and as unaccepted. Where the firmware had accepted that RAM, a
-    // guest that takes the map as it is records accepted memory as unaccepted.
-    name: 'describe memory with an unaccepted range overlapping RAM', platforms: ['tdx', 'snp'], launch: true,
-    build: (rng, p) => {
-      const top = p.memoryBytes < ABI.MV_RAM_HOLE_GPA ? p.memoryBytes - (p.memoryBytes % TWO_MB) : ABI.MV_RAM_HOLE_GPA;
-      const low = ABI.MV_FIRMWARE_RESERVED_END;
-      if (top <= low + TWO_MB) return undefined;
-      const split = low + TWO_MB * (1n + rng.belowBig((top - low) / TWO_MB));
-      const overlap = TWO_MB * BigInt(1 + rng.below(4));
-      const unacceptedStart = split - overlap > low ? split - overlap : low;
-      return {
-        decisions: [],
-        memoryDescription: {
-          ranges: [
-            { addr: 0n, size: ABI.MV_FIRMWARE_RESERVED_GPA, type: E820_RAM },
-            { addr: ABI.MV_FIRMWARE_RESERVED_GPA, size: low - ABI.MV_FIRMWARE_RESERVED_GPA, type: E820_RESERVED },
-            { addr: low, size: split - low, type: E820_RAM },
-            { addr: unacceptedStart, size: top - unacceptedStart, type: E820_UNACCEPTED },
-          ],
-        },
-      };
+  // The memory description: one tactic per lie (memory-map-lies.ts), told in the honest map the
+  // firmware would build or, one time in two, in the parent's map if it has one (lies stack over
+  // generations, but a lie told alone shows what that lie does, whatever the parent's others did).
+  ...MAP_LIES.map((lie): Tactic => ({
+    name: `describe memory with ${lie.name}`, platforms: ['tdx', 'snp'], launch: lie.about === 'acceptance' ? 'what the memory map says is accepted' : 'the memory map\'s shape',
+    build: (rng, p, parent) => {
+      const map = parent?.ranges && rng.chance(1, 2) ? parent.ranges : honestMemoryMap(p.memoryBytes, p.preAccept ?? ABI.MV_DEFAULT_PRE_ACCEPT_BYTES);
+      const ranges = lie.tell(rng, map, p.memoryBytes);
+      return ranges ? { decisions: [], memoryDescription: { ranges } } : undefined;
     },
-  },
+  })),
 ];
+
+/**
+ * The order in which a campaign tries its launch tactics: a launch surface at a time, each
+ * surface once before any again, and within a surface each tactic once before any again, in
+ * orders the campaign's seeded PRNG shuffles (drawing without replacement, as AFL's deterministic
+ * stage uses every dictionary token once before havoc picks them at random). Each launch tactic
+ * costs a fresh launch, of which a campaign affords only a bounded share (execution-cost.ts):
+ * drawn with replacement, a short campaign tries some two or three times and never tries others,
+ * and a surface with many tactics (the memory map has a dozen lies) would crowd out the others.
+ */
+export class LaunchTacticDeck {
+  #surfaces = new ShuffledDeck<LaunchSurface>();
+  #tactics = new Map<LaunchSurface, ShuffledDeck>();
+
+  draw(rng: Prng, pool: readonly Tactic[]): Tactic {
+    const surfaces = [...new Set(pool.map((t) => t.launch!))];
+    const surface = this.#surfaces.draw(rng, surfaces);
+    let deck = this.#tactics.get(surface);
+    if (!deck) this.#tactics.set(surface, (deck = new ShuffledDeck()));
+    const name = deck.draw(rng, pool.filter((t) => t.launch === surface).map((t) => t.name));
+    return pool.find((t) => t.name === name)!;
+  }
+}
+
+/** Items drawn in shuffled rounds: each once per round. */
+class ShuffledDeck<T = string> {
+  #left: T[] = [];
+
+  draw(rng: Prng, items: readonly T[]): T {
+    let next = this.#left.pop();
+    while (next !== undefined && !items.includes(next)) next = this.#left.pop();
+    if (next !== undefined) return next;
+    const round = [...items];
+    for (let i = round.length - 1; i > 0; i--) {
+      const j = rng.below(i + 1);
+      [round[i], round[j]] = [round[j]!, round[i]!];
+    }
+    this.#left = round;
+    return this.#left.pop()!;
+  }
+}
+
+export interface PickTacticOptions {
+  /** False: no launch tactics (the mutant keeps its parent's launch part). */
+  launch?: boolean;
+  /** The parent's memory description: a memory-map lie is told in it. */
+  memoryDescription?: MemoryDescription;
+  /** The campaign's launch tactics still to try (without one, launch tactics are drawn at random). */
+  launchDeck?: LaunchTacticDeck;
+}
 
 /** One tactic for `platform`, built against `profile` (undefined when the parent never reached its decision point). */
 export function pickTactic(
-  rng: Prng, platform: AttackPlatform, profile: ExecutionProfile, options: { launch?: boolean } = {},
+  rng: Prng, platform: AttackPlatform, profile: ExecutionProfile, options: PickTacticOptions = {},
 ): (TacticMaterial & { name: string }) | undefined {
   const tactics = TACTICS.filter((t) => t.platforms.includes(platform) && (options.launch !== false || !t.launch));
-  // A launch tactic costs a fresh launch (then a snapshot of it for its descendants): one pick in eight.
-  const pool = rng.chance(1, 8) ? tactics.filter((t) => t.launch) : tactics.filter((t) => !t.launch);
-  const tactic = rng.pick(pool.length > 0 ? pool : tactics);
-  const material = tactic.build(rng, profile);
+  // A launch tactic costs a fresh launch (then a snapshot of it for its descendants). The campaign
+  // bounds their share of its cost (execution-cost.ts) and asks for none once over it; while it
+  // has room for one, it is worth taking at once: one pick in two.
+  const launchPool = tactics.filter((t) => t.launch);
+  let tactic: Tactic;
+  if (rng.chance(1, 2) && launchPool.length > 0) tactic = options.launchDeck ? options.launchDeck.draw(rng, launchPool) : rng.pick(launchPool);
+  else tactic = rng.pick(tactics.filter((t) => !t.launch));
+  const material = tactic.build(rng, profile, options.memoryDescription);
   return material ? { ...material, name: tactic.name } : undefined;
 }
 

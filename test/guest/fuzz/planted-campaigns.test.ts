@@ -10,9 +10,10 @@ import { PLANTED_BUGS, plantedBugTarget } from '../../../src/fuzz/planted-bugs.j
 const target = plantedBugTarget;
 
 /**
- * The most executions any planted bug may take with seed 1 (the slowest, e820-unchecked on TDX,
- * takes about 310: it needs a memory description, and the campaign keeps fresh launches to a
- * quarter of its cost, execution-cost.ts, so it tries fewer of them per execution).
+ * The most executions any planted bug may take with seed 1. The ones that need a launch lie
+ * (e820-unchecked: a memory description; accept-already-accepted: a launched page) take longest,
+ * as the campaign keeps fresh launches to a quarter of its cost (execution-cost.ts) and tries its
+ * launch tactics a surface at a time (tactics.ts LaunchTacticDeck). `npm run bench:fuzz` times them.
  */
 const RUNS = 400;
 
