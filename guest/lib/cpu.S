@@ -216,23 +216,4 @@ mv_fill64:
 	rep stosq
 	ret
 
-/* u64 mv_scan64(const void *src, u64 value, u64 qwords): qwords equal to value before the
- * first mismatch (repe scasq). */
-	.globl mv_scan64
-mv_scan64:
-	mov rax, rsi
-	mov rcx, rdx
-	test rcx, rcx
-	jz 2f
-	repe scasq
-	jne 1f
-	mov rax, rdx            /* all matched */
-	ret
-1:	mov rax, rdx
-	sub rax, rcx
-	dec rax                 /* rcx counts the mismatching qword as consumed */
-	ret
-2:	xor eax, eax
-	ret
-
 	.section .note.GNU-stack, "", @progbits

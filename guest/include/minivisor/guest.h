@@ -28,10 +28,8 @@ void *memset(void *dst, int c, size_t n);
 void *memcpy(void *dst, const void *src, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
-/* rep stosq / repe scasq: cheap in instructions, which the emulator counts. */
+/* rep stosq: cheap in instructions, which the emulator counts. */
 void mv_fill64(void *dst, u64 value, u64 qwords);
-/* Returns the number of leading qwords equal to value. */
-u64 mv_scan64(const void *src, u64 value, u64 qwords);
 
 /* splitmix64 (Steele, Lea, Flood 2014): the one PRNG; everything derives from the VM seed. */
 u64 mv_splitmix64(u64 *state);
