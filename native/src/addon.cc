@@ -508,15 +508,17 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return info.Env().Undefined();
   }
 
-  // watchContent(gpa, bytes: bigint, on: boolean): see Machine::WatchContent (whole pages,
-  // clipped to guest RAM).
+  // watchContent(gpa, bytes: bigint, on: boolean, untilWrite?: boolean): see
+  // Machine::WatchContent (whole pages, clipped to guest RAM).
   Napi::Value WatchContent(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     if (!m) return info.Env().Undefined();
     uint64_t first, pages;
     if (!PageRange(info, &first, &pages)) return info.Env().Undefined();
     if (info.Length() < 3 || !info[2].IsBoolean()) return ThrowType(info.Env(), "on must be a boolean");
-    m->WatchContent(first, pages, info[2].As<Napi::Boolean>().Value());
+    if (info.Length() >= 4 && !info[3].IsBoolean() && !info[3].IsUndefined()) return ThrowType(info.Env(), "untilWrite must be a boolean");
+    bool until_write = info.Length() >= 4 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+    m->WatchContent(first, pages, info[2].As<Napi::Boolean>().Value(), until_write);
     return info.Env().Undefined();
   }
 

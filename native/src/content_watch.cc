@@ -4,49 +4,81 @@
 
 namespace minivisor {
 
-void ContentWatch::Watch(uint64_t first, uint64_t count) {
+void ContentWatch::Add(Ranges& ranges, uint64_t first, uint64_t count) {
   if (count == 0) return;
   uint64_t end = first + count;
-  ForgetOwn(first, count);
   // Merge with every range that overlaps or touches [first, end).
-  auto it = ranges_.upper_bound(first);
-  if (it != ranges_.begin() && std::prev(it)->second >= first) --it;
-  while (it != ranges_.end() && it->first <= end) {
+  auto it = ranges.upper_bound(first);
+  if (it != ranges.begin() && std::prev(it)->second >= first) --it;
+  while (it != ranges.end() && it->first <= end) {
     first = std::min(first, it->first);
     end = std::max(end, it->second);
-    it = ranges_.erase(it);
+    it = ranges.erase(it);
   }
-  ranges_[first] = end;
+  ranges[first] = end;
 }
 
-void ContentWatch::Unwatch(uint64_t first, uint64_t count) {
-  if (count == 0 || ranges_.empty()) return;
+void ContentWatch::Remove(Ranges& ranges, uint64_t first, uint64_t count) {
+  if (count == 0 || ranges.empty()) return;
   uint64_t end = first + count;
-  ForgetOwn(first, count);
-  auto it = ranges_.upper_bound(first);
-  if (it != ranges_.begin()) --it;
-  while (it != ranges_.end() && it->first < end) {
+  auto it = ranges.upper_bound(first);
+  if (it != ranges.begin()) --it;
+  while (it != ranges.end() && it->first < end) {
     uint64_t r_first = it->first, r_end = it->second;
     if (r_end <= first) { ++it; continue; }
-    it = ranges_.erase(it);
-    if (r_first < first) ranges_[r_first] = first;
-    if (r_end > end) ranges_[end] = r_end;
+    it = ranges.erase(it);
+    if (r_first < first) ranges[r_first] = first;
+    if (r_end > end) ranges[end] = r_end;
   }
 }
 
-bool ContentWatch::Watched(uint64_t page) const {
-  auto it = ranges_.upper_bound(page);
-  if (it == ranges_.begin()) return false;
+bool ContentWatch::InRanges(const Ranges& ranges, uint64_t page) {
+  if (ranges.empty()) return false;
+  auto it = ranges.upper_bound(page);
+  if (it == ranges.begin()) return false;
   return std::prev(it)->second > page;
 }
 
-uint64_t ContentWatch::CountWatched(uint64_t first, uint64_t count) const {
+uint64_t ContentWatch::CountIn(const Ranges& ranges, uint64_t first, uint64_t count) {
   uint64_t end = first + count, n = 0;
-  for (const auto& [r_first, r_end] : ranges_) {
+  for (const auto& [r_first, r_end] : ranges) {
     uint64_t lo = std::max(first, r_first), hi = std::min(end, r_end);
     if (hi > lo) n += hi - lo;
   }
   return n;
+}
+
+void ContentWatch::Watch(uint64_t first, uint64_t count) {
+  if (count == 0) return;
+  ForgetOwn(first, count);
+  Remove(until_write_, first, count);
+  Add(ranges_, first, count);
+}
+
+void ContentWatch::WatchUntilWrite(uint64_t first, uint64_t count) {
+  // Byte-by-byte watches in the range stay: the finer watch of the same content.
+  uint64_t end = first + count;
+  for (uint64_t page = first; page < end;) {
+    auto it = ranges_.upper_bound(page);
+    if (it != ranges_.begin() && std::prev(it)->second > page) {
+      page = std::prev(it)->second;  // skip the byte-watched range holding `page`
+      continue;
+    }
+    uint64_t stop = it == ranges_.end() ? end : std::min(end, it->first);
+    Add(until_write_, page, stop - page);
+    page = stop;
+  }
+}
+
+void ContentWatch::Unwatch(uint64_t first, uint64_t count) {
+  if (count == 0 || empty()) return;
+  ForgetOwn(first, count);
+  Remove(ranges_, first, count);
+  Remove(until_write_, first, count);
+}
+
+uint64_t ContentWatch::CountWatched(uint64_t first, uint64_t count) const {
+  return CountIn(ranges_, first, count) + CountIn(until_write_, first, count);
 }
 
 uint32_t ContentWatch::FirstForeign(uint64_t page, uint32_t from, uint32_t to) const {

@@ -9,6 +9,13 @@
 // Partial writes are conservative: a store makes only the bytes it wrote the guest's own, so a
 // read of the other bytes of the page still counts.
 //
+// A page can instead be watched at page granularity (WatchUntilWrite): the guest's first store to
+// it ends its watch, whatever bytes it wrote; only a read (or fetch) before any store consumes.
+// That costs one TLB fill per page (the one its first access needs anyway), not a decoded
+// instruction and a TLB flush per access, so the hardware model can watch every page it hands back
+// to the guest with host-decided content (foreign-content.ts says which) without slowing its own
+// sparse use of them; what it misses is a read of bytes the guest left unwritten after a store.
+//
 // The state is plain data (copyable), so a whole-VM snapshot holds it as it is.
 #pragma once
 #include <array>
@@ -32,11 +39,18 @@ class ContentWatch {
   // Reads recorded and not yet taken by the host; more are dropped (the first ones decide).
   static constexpr size_t kMaxPending = 64;
 
-  bool empty() const { return ranges_.empty(); }
+  bool empty() const { return ranges_.empty() && until_write_.empty(); }
   // Starts watching [first, first + count) (pages): nothing in it is the guest's own any more.
   void Watch(uint64_t first, uint64_t count);
+  // Starts watching [first, first + count) at page granularity (above); pages already watched
+  // byte by byte stay so.
+  void WatchUntilWrite(uint64_t first, uint64_t count);
+  // Ends both kinds of watch on [first, first + count).
   void Unwatch(uint64_t first, uint64_t count);
-  bool Watched(uint64_t page) const;
+  // Watched at all (either kind).
+  bool Watched(uint64_t page) const { return InRanges(ranges_, page) || InRanges(until_write_, page); }
+  // Watched byte by byte.
+  bool WatchedBytes(uint64_t page) const { return InRanges(ranges_, page); }
   uint64_t CountWatched(uint64_t first, uint64_t count) const;
 
   // The first byte offset in [from, to) of `page` that is not the guest's own, or `to`.
@@ -51,8 +65,14 @@ class ContentWatch {
 
  private:
   using OwnBytes = std::array<uint64_t, kPageBytes / 64>;
+  using Ranges = std::map<uint64_t, uint64_t>;  // disjoint, non-adjacent [first page, end page)
+  static void Add(Ranges& ranges, uint64_t first, uint64_t count);
+  static void Remove(Ranges& ranges, uint64_t first, uint64_t count);
+  static bool InRanges(const Ranges& ranges, uint64_t page);
+  static uint64_t CountIn(const Ranges& ranges, uint64_t first, uint64_t count);
   void ForgetOwn(uint64_t first, uint64_t count);
-  std::map<uint64_t, uint64_t> ranges_;  // disjoint, non-adjacent [first page, end page)
+  Ranges ranges_;       // watched byte by byte
+  Ranges until_write_;  // watched until the guest's first store (page granularity)
   std::unordered_map<uint64_t, OwnBytes> own_;  // watched pages the guest wrote part of
   std::vector<ForeignRead> pending_;
 };

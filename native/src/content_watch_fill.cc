@@ -18,11 +18,12 @@
 
 namespace minivisor {
 
-void Machine::WatchContent(uint64_t first_page, uint64_t pages, bool on) {
+void Machine::WatchContent(uint64_t first_page, uint64_t pages, bool on, bool until_write) {
   if (first_page >= pages_) return;
   pages = std::min(pages, pages_ - first_page);
   if (on) {
-    content_watch_.Watch(first_page, pages);
+    if (until_write) content_watch_.WatchUntilWrite(first_page, pages);
+    else content_watch_.Watch(first_page, pages);
     // Entries filled before the watch would let reads through unseen.
     if (TlbMayHold(first_page, pages)) FlushTlb();
   } else {
@@ -61,6 +62,14 @@ uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {
     return UC_PROT_ALL;  // no longer watched
   };
   if (access == Access::kFetch) return consumed(0);
+  // Watched at page granularity (content_watch.h): a store first ends the watch, whatever it
+  // writes, and the fill needs nothing more (QEMU loads before it stores in a read-modify-write,
+  // so an instruction that also reads the page arrived here as a read). A read is decoded below
+  // only to name the byte it read: nothing on the page is the guest's own.
+  if (!content_watch_.WatchedBytes(page) && access == Access::kWrite) {
+    content_watch_.Unwatch(page, 1);
+    return UC_PROT_ALL;
+  }
   InsnMemAccesses insn;
   // last_insn_ is the instruction running now (the code hook ran at its start); the decoder knows
   // 64-bit code only. The GPRs are current: QEMU syncs them before a memory access's slow path.
@@ -105,7 +114,7 @@ uint32_t Machine::WatchedFill(uint64_t vaddr, uint64_t page, Access access) {
     uint32_t from, to;
     if ((insn.accesses[i].kind & kMemWrite) && on_page(insn.accesses[i], &from, &to)) content_watch_.MarkOwn(page, from, to);
   }
-  if (content_watch_.Watched(page)) RequestWatchFlush();
+  if (content_watch_.WatchedBytes(page)) RequestWatchFlush();
   return UC_PROT_ALL;
 }
 

@@ -234,7 +234,8 @@ class Machine {
   // the guest's own), off stops. The first guest read of a watched byte the guest did not write
   // itself is recorded (kSlotForeignReads counts those not yet taken). Part of snapshots. With no
   // page watched it costs one test per TLB fill and one per instruction (counting mode).
-  void WatchContent(uint64_t first_page, uint64_t pages, bool on);
+  // `until_write`: watch at page granularity instead, until the guest's first store to the page.
+  void WatchContent(uint64_t first_page, uint64_t pages, bool on, bool until_write = false);
   uint64_t CountWatchedContent(uint64_t first_page, uint64_t pages) const { return content_watch_.CountWatched(first_page, pages); }
   // The recorded reads, oldest first; forgets them.
   std::vector<ForeignRead> TakeForeignReads();

@@ -67,7 +67,7 @@ export interface NativeMachine {
   setEdgeMap(map: Uint8Array | null): void;
   resetEdges(): void;
   watchExecution(armBegin: bigint, armEnd: bigint, stopBegin: bigint, stopEnd: bigint): void;
-  watchContent(gpa: bigint, bytes: bigint, on: boolean): void;
+  watchContent(gpa: bigint, bytes: bigint, on: boolean, untilWrite?: boolean): void;
   countWatchedContent(gpa: bigint, bytes: bigint): number;
   /** (gpa, rip, instructions) triples, oldest first. */
   takeForeignReads(): BigUint64Array;

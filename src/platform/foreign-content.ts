@@ -21,19 +21,29 @@
 // SEV-SNP. RMPUPDATE writes the RMP entry, not memory (APM Vol. 3 "RMPUPDATE", snp-cpu.ts), and
 // PVALIDATE's results are EAX, rFLAGS and the entry's Validated bit (tdx-snp-architecture.md B2;
 // the APM Vol. 3 PVALIDATE page itself was not read, so "it does not write the page" is (U)); Linux
-// snp_accept_memory clears nothing after it. So a page the guest validates holds whatever DRAM
-// held, read through its key. The model watches the pages whose DRAM content the host decided:
-// pages assigned to the guest (RMPUPDATE) whose DRAM the host wrote, or that kept the ciphertext
-// of a validated page the host took from the guest (a re-assignment or remap): snp-cpu.ts
-// #changeOwner decrypts exactly those, to garbage or to a replay of old plaintext. The watch
-// starts at that RMPUPDATE; a validation does not end it (it does not write the page), only the
-// guest's own writes do.
-// Not watched, though not the guest's either: a page the guest itself rescinded and validated
-// again (on hardware its bytes are then garbage; the model keeps the plaintext, snp-cpu.ts: "a
-// guest must write memory it validates again before it uses it"), and pages validated for the
-// first time whose DRAM nobody wrote (the model keeps them zero). Watching them would put every
-// SNP conversion round trip under the watch: measured at 20-30% of an honest kernel-stage
-// execution (300-run campaigns, the decode and TLB flush per instruction that touches the page).
+// snp_accept_memory (arch/x86/coco/sev/core.c: set_pages_state(..., SNP_PAGE_STATE_PRIVATE)) and
+// snp_set_memory_private clear nothing after it, unlike TDX ACCEPT. So a page the guest validates
+// holds whatever DRAM held, read through its key. Watched:
+// - a page that left the guest (RMPUPDATE to the hypervisor: the guest's own conversion to shared,
+//   PVALIDATE rescind then PSC, or the host taking it) and comes back: DRAM held what the host
+//   wanted meanwhile (on hardware the guest then reads its decryption, garbage; the model keeps the
+//   plaintext, snp-cpu.ts #changeOwner). Watched from that RMPUPDATE (only private accesses are
+//   seen, so the guest's shared use of it does not count) until the guest's first private store
+//   after it validates the page again: page granularity (content_watch.h);
+// - of those, the pages whose DRAM the host wrote (a replay of old ciphertext, another page's, the
+//   host's own bytes: #changeOwner decrypts exactly those, to garbage or to old plaintext): byte
+//   by byte, from their re-assignment.
+// Not watched: launch pages (SNP_LAUNCH_UPDATE, measured: Firmware ABI §8.17); a page the guest
+// rescinds and validates again with no RMPUPDATE in between (it kept the guest's own ciphertext:
+// the host cannot write an assigned page); and first validations (lazy acceptance, implicit
+// conversions), whose bytes are the host's too: an honest crash kernel dumps accepted memory it
+// never wrote (handover.test.ts) and the watch cannot tell a copy from a use, so watching them
+// made that dump a finding. A guest that trusts a first-validated page to be zero is not caught.
+// Cost: byte by byte for every page that comes back was measured at 20-30% of an honest
+// kernel-stage execution (the kernel converts 2 MiB to shared and back per execution and writes
+// two qwords of each page after: a decoded instruction and a TLB flush per access); the page
+// granularity costs one TLB fill per page, within the noise of bench:fuzz --speed. Its blind
+// spot: a guest that writes part of a page validated again and then reads the rest.
 //
 // Not seen by the watch: the guest's page-table walks (done in C by the TLB-fill hook, not by
 // guest loads), and accesses through shared (unencrypted) mappings, which read shared memory by

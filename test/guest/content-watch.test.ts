@@ -8,10 +8,10 @@ import type { Machine } from '../../src/cpu/machine.js';
 
 const WATCHED = 0x40000n;
 
-function run(source: string, options: { countInstructions?: boolean; watch?: boolean } = {}): { vm: Machine; exit: string } {
+function run(source: string, options: { countInstructions?: boolean; watch?: boolean; granularity?: 'byte' | 'page' } = {}): { vm: Machine; exit: string } {
   const vm = simpleGuest(source, { countInstructions: options.countInstructions ?? true });
   vm.memory.write(WATCHED, Buffer.alloc(0x1000, 0xab)); // what someone else left there
-  if (options.watch !== false) vm.watchContent(WATCHED, 0x1000n, true);
+  if (options.watch !== false) vm.watchContent(WATCHED, 0x1000n, true, options.granularity ?? 'byte');
   const exit = vm.vcpu.run().kind;
   return { vm, exit };
 }
@@ -210,5 +210,96 @@ describe('content watch', () => {
     } finally {
       vm.close();
     }
+  });
+
+  describe('page granularity (until the guest\'s first store)', () => {
+    for (const countInstructions of [true, false]) {
+      const mode = countInstructions ? 'counting' : 'fast';
+      it(`${mode} mode: a read before any store is recorded, at the byte it read when decoded`, () => {
+        const { vm } = run(`
+          mov rbx, ${WATCHED}
+          mov rax, [rbx+0x18]
+          hlt`, { countInstructions, granularity: 'page' });
+        try {
+          expect(vm.vcpu.regs.rax).toBe(0xababababababababn);
+          expect(vm.takeForeignReads()).toEqual([countInstructions
+            ? { gpa: WATCHED + 0x18n, rip: ripAfter(7), instructions: 2n }
+            : { gpa: WATCHED, rip: undefined, instructions: 0n }]);
+          expect(vm.watchedContentPages(WATCHED, 0x1000n)).toBe(0);
+        } finally {
+          vm.close();
+        }
+      });
+
+      it(`${mode} mode: the first store ends the watch, whatever bytes it wrote (the granularity's blind spot)`, () => {
+        const { vm } = run(`
+          mov rbx, ${WATCHED}
+          mov byte ptr [rbx], 1
+          mov rax, [rbx]
+          mov rcx, [rbx+0x800]
+          hlt`, { countInstructions, granularity: 'page' });
+        try {
+          expect(vm.vcpu.regs.rax).toBe(0xababababababab01n);
+          expect(vm.takeForeignReads()).toEqual([]);
+          expect(vm.watchedContentPages(WATCHED, 0x1000n)).toBe(0);
+        } finally {
+          vm.close();
+        }
+      });
+    }
+
+    it('a read-modify-write reads first: it consumes', () => {
+      const { vm } = run(`
+        mov rbx, ${WATCHED}
+        add qword ptr [rbx+0x20], 1
+        hlt`, { granularity: 'page' });
+      try {
+        expect(vm.takeForeignReads()).toMatchObject([{ gpa: WATCHED + 0x20n, rip: CODE_BASE + 7n }]);
+      } finally {
+        vm.close();
+      }
+    });
+
+    it('does not coarsen a byte-by-byte watch of the same page', () => {
+      const vm = simpleGuest(`
+        mov rbx, ${WATCHED}
+        mov qword ptr [rbx], 1
+        mov rax, [rbx+8]
+        mov qword ptr [rbx+0x1000], 1
+        mov rcx, [rbx+0x1008]
+        hlt`);
+      try {
+        vm.watchContent(WATCHED, 0x1000n, true);
+        vm.watchContent(WATCHED, 0x2000n, true, 'page');
+        expect(vm.watchedContentPages(WATCHED, 0x2000n)).toBe(2);
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        // The byte-watched page still sees the read of its unwritten +8; the page-watched one ended at the store.
+        expect(vm.takeForeignReads()).toMatchObject([{ gpa: WATCHED + 8n }]);
+        expect(vm.watchedContentPages(WATCHED, 0x2000n)).toBe(0);
+      } finally {
+        vm.close();
+      }
+    });
+
+    it('is part of a snapshot', () => {
+      const vm = simpleGuest(`
+        hlt
+        mov rbx, ${WATCHED}
+        mov rax, [rbx]
+        hlt`);
+      try {
+        vm.watchContent(WATCHED, 0x1000n, true, 'page');
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        const snap = vm.snapshot();
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        expect(vm.takeForeignReads()).toHaveLength(1);
+        vm.restore(snap);
+        expect(vm.watchedContentPages(WATCHED, 0x1000n)).toBe(1);
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        expect(vm.takeForeignReads()).toHaveLength(1);
+      } finally {
+        vm.close();
+      }
+    });
   });
 });

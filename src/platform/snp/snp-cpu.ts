@@ -309,17 +309,29 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#dramPages.delete(page);
         if (req.immutable) continue;
         this.machine.memory.write(page, this.#encryption.decryptPage(page, this.machine.memory.read(page, Number(PAGE_4K))));
-        // Not the guest's content, whatever it validates it as (foreign-content.ts).
+        // Garbage or a replay of old plaintext: watched byte by byte (foreign-content.ts).
         this.machine.watchContent(page, PAGE_4K, true);
       }
       return;
     }
+    // A page the guest gives up (or the host takes) holds, when it comes back, what DRAM held in
+    // between, which the host could write: watched from now (only private accesses are seen, so
+    // the guest's shared use of it does not count) until the guest's first private store after
+    // it validates the page again, page by page (foreign-content.ts).
+    let watchFrom: bigint | undefined;
     for (let page = base; page < end && page < this.memoryBytes; page += PAGE_4K) {
       const old = this.rmp.lookup(page);
-      if (!old.assigned || old.asid !== this.asid || !old.validated) continue;
+      const guests = old.assigned && old.asid === this.asid;
+      if (guests && watchFrom === undefined) watchFrom = page;
+      if (!guests && watchFrom !== undefined) {
+        this.machine.watchContent(watchFrom, page - watchFrom, true, 'page');
+        watchFrom = undefined;
+      }
+      if (!guests || !old.validated) continue;
       this.machine.memory.write(page, this.#ciphertextOf(page));
       this.#dramPages.add(page);
     }
+    if (watchFrom !== undefined) this.machine.watchContent(watchFrom, (end < this.memoryBytes ? end : this.memoryBytes) - watchFrom, true, 'page');
   }
 
   /** A host write reached `page` (it may write only hypervisor-owned pages): DRAM now holds its bytes there. */
