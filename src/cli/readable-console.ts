@@ -3,6 +3,7 @@
 // console lines unchanged. `--raw-console` prints the protocol as the guest wrote it.
 import { parseConsoleLine } from '../boot/console-protocol.js';
 import { formatBinary } from '../view/acceptance-map.js';
+import { groupThousands } from '../shared/thousands.js';
 
 /** Printed once, before the first console line. */
 export const CONSOLE_LEGEND = 'guest console (its @mv protocol in words: bytes in binary units, addresses in hex; --raw-console prints the raw lines):';
@@ -19,7 +20,7 @@ const STAT_WIDTH = 28;
 function statValue(name: string, value: bigint): string {
   if (/(_gpa|_addr|_address)$/.test(name)) return `0x${value.toString(16)}`;
   if (/_bytes(_|$)/.test(name)) return value < 1024n ? `${value} B` : `${formatBinary(value)} (${value} bytes)`;
-  return value.toLocaleString('en-US');
+  return groupThousands(value);
 }
 
 /** One console line in words (protocol lines) or as it is (anything else). */

@@ -2,6 +2,7 @@
 // around it. Headers (version, schema, config) are compared first: a different config explains
 // a different trace before any event does.
 import type { TraceValue } from './trace.js';
+import { groupThousands } from './thousands.js';
 
 interface ParsedTrace {
   header: Record<string, unknown> | undefined;
@@ -48,7 +49,7 @@ const ENVELOPE = new Set(['seq', 'source', 'type', 'icount', 'stage']);
 /** One event in words: "#41 (kernel, 1,234,567 instructions) hw tdcall: leaf MEM_PAGE_ACCEPT, status 0x0". */
 export function describeEvent(e: Record<string, TraceValue>): string {
   const icount = typeof e.icount === 'string' && /^0x[0-9a-f]+$/.test(e.icount) ? BigInt(e.icount) : typeof e.icount === 'number' ? BigInt(e.icount) : undefined;
-  const where = [e.stage !== undefined ? `stage ${String(e.stage)}` : '', icount !== undefined ? `${icount.toLocaleString('en-US')} instructions` : ''].filter(Boolean);
+  const where = [e.stage !== undefined ? `stage ${String(e.stage)}` : '', icount !== undefined ? `${groupThousands(icount)} instructions` : ''].filter(Boolean);
   const fields = Object.entries(e).filter(([k]) => !ENVELOPE.has(k)).map(([k, v]) => `${k} ${words(v)}`).join(', ');
   return `#${String(e.seq)}${where.length ? ` (${where.join(', ')})` : ''} ${String(e.source)} ${String(e.type)}${fields ? `: ${fields}` : ''}`;
 }

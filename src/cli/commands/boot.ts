@@ -3,6 +3,7 @@ import { BootOptionError, parseBootOptions, type RawBootOptions } from '../boot-
 import type { BootConfig } from '../../boot/boot-config.js';
 import type { BootTrace } from '../../boot/accounting.js';
 import { formatSize } from '../size.js';
+import { groupThousands } from '../../shared/thousands.js';
 import { DEFAULT_QUANTUM } from '../../cpu/vcpu-scheduler.js';
 import type { CliIo } from '../io.js';
 import { bootGuest, bootSucceeded, type BootResult, type BootRun } from '../../boot/boot-guest.js';
@@ -30,7 +31,7 @@ function summary(r: BootResult): string[] {
     `  accept calls: ${r.acceptCalls['2M']} × 2M, ${r.acceptCalls['4K']} × 4K issued; ${r.acceptCallsCompleted['2M']} × 2M, ${r.acceptCallsCompleted['4K']} × 4K completed ` +
       '(the others exited to the VMM and ran again, or failed; the guest\'s accept_calls_* count completed ones)',
     `  exits: ${exits}`,
-    `  ${r.guestInstructions.toLocaleString('en-US')} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
+    `  ${groupThousands(r.guestInstructions)} guest instructions in ${r.wallMs} ms; launch measurement ${r.measurement.slice(0, 16)}…; trace ${r.traceSha256.slice(0, 16)}… (${r.traceEvents} events)`,
     ...(r.failure ? formatFailure(r.failure).map((line) => `  ${line}`) : []),
   ];
 }
