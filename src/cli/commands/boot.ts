@@ -22,7 +22,9 @@ import { BootProgress } from '../boot-progress.js';
 
 function summary(r: BootResult): string[] {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
-  const exits = Object.entries(r.exits).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
+  // Exit kinds are unique lower-case ASCII, so code-point order is their order; localeCompare
+  // would set up ICU's collator, ~7 ms of CPU at the end of every boot (issue 11).
+  const exits = Object.entries(r.exits).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k} ${v}`).join(', ');
   return [
     '',
     `minivisor: ${r.platform.toUpperCase()} guest, ${formatSize(BigInt(r.memoryBytes))}, seed ${r.seed}: ${r.outcome} (${r.outcomeReason})`,
