@@ -332,43 +332,53 @@ function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, an
   }
 }
 
+type TdxEptMethod = 'onAcceptViolation' | 'onPrivateEptViolation' | 'onPendingAccess' | 'onSharedEptViolation';
+type TdxVmcallMethod = 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'instructionIo' | 'instructionHlt' | 'otherVmcall';
+
+// The policy bodies live at module level, not in closures made per policy: a fresh policy is made
+// for every fuzz execution, and V8 holds a closure's optimised code only weakly, so big bodies
+// inside per-policy closures were re-optimised by TurboFan again and again in a steady campaign.
+function tdxEptDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxEptMethod, ctx: VmmContext, exit: EptViolationExit): VmmAction {
+  runTdxHostActions(book, ctx);
+  book.noteExitPoint(ctx.trace, point, exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1)));
+  const answer = book.answerFor(point);
+  book.cover(answerKey(point, answer));
+  return eptAnswer(ctx, point, exit, answer, () => honest[method](ctx, exit));
+}
+
+function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxVmcallMethod, ctx: VmmContext, call: VmcallExit): VmcallDecision {
+  runTdxHostActions(book, ctx);
+  book.noteExitPoint(ctx.trace, point);
+  let change: RequestedChange | undefined;
+  if (method === 'mapGpa') {
+    // The guest's own request to convert memory to shared ends the acceptance lifetime of
+    // that memory for the oracle, whatever the VMM then does with it.
+    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const gpa = call.regs.r12 & ~sharedBit;
+    const key = `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}`;
+    ctx.trace.record('vmm', 'guest-request', { key });
+    const toShared = (call.regs.r12 & sharedBit) !== 0n;
+    ctx.trace.record('vmm', toShared ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
+    if (book.noteRequest(key)) return { kind: 'stop', outcome: book.livelockOutcome };
+    change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
+  }
+  const answer = book.answerFor(point);
+  book.cover(answerKey(point, answer));
+  const decision = vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
+  // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
+  if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
+  return decision;
+}
+
 /**
  * The hostile TDX policy: each method first takes the host actions due at this exit, then
  * answers as the program says for this call of this decision point, else as `honest` would.
  */
 export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = honestTdxPolicy): TdxVmmPolicy {
-  const ept = (point: TdxCallPoint, method: 'onAcceptViolation' | 'onPrivateEptViolation' | 'onPendingAccess' | 'onSharedEptViolation') =>
-    (ctx: VmmContext, exit: EptViolationExit): VmmAction => {
-      runTdxHostActions(book, ctx);
-      book.noteExitPoint(ctx.trace, point, exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1)));
-      const answer = book.answerFor(point);
-      book.cover(answerKey(point, answer));
-      return eptAnswer(ctx, point, exit, answer, () => honest[method](ctx, exit));
-    };
-  const vmcall = (point: TdxCallPoint, method: 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'instructionIo' | 'instructionHlt' | 'otherVmcall') =>
-    (ctx: VmmContext, call: VmcallExit): VmcallDecision => {
-      runTdxHostActions(book, ctx);
-      book.noteExitPoint(ctx.trace, point);
-      let change: RequestedChange | undefined;
-      if (method === 'mapGpa') {
-        // The guest's own request to convert memory to shared ends the acceptance lifetime of
-        // that memory for the oracle, whatever the VMM then does with it.
-        const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
-        const gpa = call.regs.r12 & ~sharedBit;
-        const key = `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}`;
-        ctx.trace.record('vmm', 'guest-request', { key });
-        const toShared = (call.regs.r12 & sharedBit) !== 0n;
-        ctx.trace.record('vmm', toShared ? 'guest-release' : 'guest-reclaim', { gpa, bytes: call.regs.r13 });
-        if (book.noteRequest(key)) return { kind: 'stop', outcome: book.livelockOutcome };
-        change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
-      }
-      const answer = book.answerFor(point);
-      book.cover(answerKey(point, answer));
-      const decision = vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
-      // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
-      if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
-      return decision;
-    };
+  const ept = (point: TdxCallPoint, method: TdxEptMethod) =>
+    (ctx: VmmContext, exit: EptViolationExit): VmmAction => tdxEptDecision(book, honest, point, method, ctx, exit);
+  const vmcall = (point: TdxCallPoint, method: TdxVmcallMethod) =>
+    (ctx: VmmContext, call: VmcallExit): VmcallDecision => tdxVmcallDecision(book, honest, point, method, ctx, call);
   return {
     onAcceptViolation: ept('tdx.onAcceptViolation', 'onAcceptViolation'),
     onPrivateEptViolation: ept('tdx.onPrivateEptViolation', 'onPrivateEptViolation'),
@@ -586,54 +596,63 @@ function snpEffect(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint, answe
   return result;
 }
 
-/** The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB). */
+function snpNpfDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHandle, exit: Npf): VmmAnswer {
+  runSnpVmmHandleActions(book, host);
+  book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
+  const answer = book.answerFor('snp.onNpf');
+  book.cover(answerKey('snp.onNpf', answer));
+  if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
+  if (answer.kind === 'resume') return 'resume';
+  if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
+  return honest.onNpf(host, exit);
+}
+
+function snpVmgexitDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHandle, exit: Vmgexit): VmmAnswer {
+  runSnpVmmHandleActions(book, host);
+  const point = snpVmgexitPoint(host, exit);
+  book.noteExitPoint(host.trace, point);
+  const request = noteSnpRequests(host, exit, point);
+  if (request && book.noteRequest(request.key)) return book.livelockOutcome;
+  const answer = book.answerFor(point);
+  book.cover(answerKey(point, answer));
+  if (answer.kind === 'stop') return stopByAdversary(point);
+  let result: VmmAnswer;
+  if (answer.kind !== 'vmgexit') {
+    result = honest.onVmgexit(host, exit);
+  } else {
+    result = answer.effect === 'honest' ? snpEffect(host, exit, point, answer, honest) : 'resume';
+    if (result === 'resume') {
+      result = adversaryTry(host, point, () => {
+        vmgexitOverrides(host, exit, answer);
+        return 'resume';
+      });
+    }
+  }
+  if (result === 'resume' && request && request.changes.length > 0 && snpAnswerReportsFailure(host, exit, point)) {
+    book.noteRefusedChanges(host.trace, request.changes);
+  }
+  return result;
+}
+
+function snpHltDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHandle, exit: Parameters<SnpVmmPolicy['onHlt']>[1]): VmmAnswer {
+  runSnpVmmHandleActions(book, host);
+  book.noteExitPoint(host.trace, 'snp.onHlt');
+  const answer = book.answerFor('snp.onHlt');
+  book.cover(answerKey('snp.onHlt', answer));
+  if (answer.kind === 'resume') return 'resume';
+  if (answer.kind === 'stop') return stopByAdversary('snp.onHlt');
+  return honest.onHlt(host, exit);
+}
+
+/**
+ * The hostile SNP VMM around an honest one (which keeps its own state, e.g. the registered GHCB).
+ * Its bodies are module-level functions for the reason given above tdxEptDecision.
+ */
 export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
   return {
-    onNpf(host, exit) {
-      runSnpVmmHandleActions(book, host);
-      book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
-      const answer = book.answerFor('snp.onNpf');
-      book.cover(answerKey('snp.onNpf', answer));
-      if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
-      if (answer.kind === 'resume') return 'resume';
-      if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
-      return honest.onNpf(host, exit);
-    },
-    onVmgexit(host, exit) {
-      runSnpVmmHandleActions(book, host);
-      const point = snpVmgexitPoint(host, exit);
-      book.noteExitPoint(host.trace, point);
-      const request = noteSnpRequests(host, exit, point);
-      if (request && book.noteRequest(request.key)) return book.livelockOutcome;
-      const answer = book.answerFor(point);
-      book.cover(answerKey(point, answer));
-      if (answer.kind === 'stop') return stopByAdversary(point);
-      let result: VmmAnswer;
-      if (answer.kind !== 'vmgexit') {
-        result = honest.onVmgexit(host, exit);
-      } else {
-        result = answer.effect === 'honest' ? snpEffect(host, exit, point, answer, honest) : 'resume';
-        if (result === 'resume') {
-          result = adversaryTry(host, point, () => {
-            vmgexitOverrides(host, exit, answer);
-            return 'resume';
-          });
-        }
-      }
-      if (result === 'resume' && request && request.changes.length > 0 && snpAnswerReportsFailure(host, exit, point)) {
-        book.noteRefusedChanges(host.trace, request.changes);
-      }
-      return result;
-    },
-    onHlt(host, exit) {
-      runSnpVmmHandleActions(book, host);
-      book.noteExitPoint(host.trace, 'snp.onHlt');
-      const answer = book.answerFor('snp.onHlt');
-      book.cover(answerKey('snp.onHlt', answer));
-      if (answer.kind === 'resume') return 'resume';
-      if (answer.kind === 'stop') return stopByAdversary('snp.onHlt');
-      return honest.onHlt(host, exit);
-    },
+    onNpf: (host, exit) => snpNpfDecision(book, honest, host, exit),
+    onVmgexit: (host, exit) => snpVmgexitDecision(book, honest, host, exit),
+    onHlt: (host, exit) => snpHltDecision(book, honest, host, exit),
   };
 }
 

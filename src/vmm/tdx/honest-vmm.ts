@@ -163,6 +163,49 @@ function guarded(ctx: VmmContext, what: string, body: () => VmmAction): VmmActio
   }
 }
 
+// The bodies that `guarded` runs are module-level functions, not inline closures: V8 holds the
+// optimised code of a closure made per call only weakly, so each garbage collection sent these
+// big bodies back through TurboFan in a steady fuzz campaign.
+
+/** The honest answer to an ACCEPT exit: AUG, demote or unblock so that the guest's ACCEPT can succeed. */
+function augOnDemand(ctx: VmmContext, exit: EptViolationExit, eeq: Extract<EptViolationExit['eeq'], { type: 'accept' }>): VmmAction {
+  const { reqLevel, errLevel, errState } = eeq;
+  const host = ctx.host;
+  if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
+  if (errState === 'FREE') {
+    ensureSeptLevels(host, exit.gpa, reqLevel, ctx.septMirror);
+    check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
+  } else if (errState === 'REMOVED' && errLevel <= 1) {
+    // Re-AUG the removed page at its own size; a smaller ACCEPT then demotes it (next exit).
+    check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
+  } else if (errState === 'PENDING' && errLevel > reqLevel) {
+    const base = Sept.alignDown(exit.gpa, errLevel);
+    blockAndTrack(host, base, errLevel);
+    check('TDH.MEM.PAGE.DEMOTE', host.memPageDemote(gpaLevel(base, errLevel)));
+  } else if (errState === 'BLOCKED' || errState === 'PENDING_BLOCKED' || errState === 'NL_BLOCKED') {
+    check('TDH.MEM.TRACK', host.memTrack());
+    check('TDH.MEM.RANGE.UNBLOCK', host.memRangeUnblock(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
+  } else {
+    return stop('vmm-error', `cannot satisfy ACCEPT of ${hex(exit.gpa)}: entry ${errState} at level ${errLevel}`);
+  }
+  ctx.trace.record('vmm', 'vmm-accept-assist', { gpa: exit.gpa, reqLevel, errLevel, errState });
+  return { kind: 'resume' };
+}
+
+/** The honest answer to an EPT violation on a FREE or REMOVED private GPA: AUG a page there. */
+function faultIn(ctx: VmmContext, exit: EptViolationExit): VmmAction {
+  // The exit reports the state the walk stopped on. A mirror that says otherwise missed a
+  // change made other than by the VMM's SEAMCALLs (a test setting the S-EPT directly): the
+  // VMM reads the entry instead, and its mirror learns it.
+  const known = ctx.septMirror.walk(exit.gpa, 0);
+  const r = known !== undefined && known.state === exit.septState ? known : readSept(ctx.host, exit.gpa, 0, ctx.septMirror);
+  // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
+  const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
+  if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.septMirror);
+  check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
+  return { kind: 'resume' };
+}
+
 /** Max bytes one MapGPA call converts before answering RETRY (KVM also converts in bounded chunks). */
 export const MAP_GPA_CHUNK = 0x200000n;
 
@@ -170,29 +213,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   onAcceptViolation(ctx, exit) {
     const eeq = exit.eeq;
     if (eeq.type !== 'accept') return stop('vmm-error', 'ACCEPT exit without an ACCEPT qualification');
-    return guarded(ctx, 'AUG on demand', () => {
-      const { reqLevel, errLevel, errState } = eeq;
-      const host = ctx.host;
-      if (exit.outsideRam || !inGuestRam(ctx.ram, exit.gpa)) return stop('fault', `guest accepted GPA ${hex(exit.gpa)} outside its RAM`);
-      if (errState === 'FREE') {
-        ensureSeptLevels(host, exit.gpa, reqLevel, ctx.septMirror);
-        check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, reqLevel), reqLevel)));
-      } else if (errState === 'REMOVED' && errLevel <= 1) {
-        // Re-AUG the removed page at its own size; a smaller ACCEPT then demotes it (next exit).
-        check('TDH.MEM.PAGE.AUG', host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
-      } else if (errState === 'PENDING' && errLevel > reqLevel) {
-        const base = Sept.alignDown(exit.gpa, errLevel);
-        blockAndTrack(host, base, errLevel);
-        check('TDH.MEM.PAGE.DEMOTE', host.memPageDemote(gpaLevel(base, errLevel)));
-      } else if (errState === 'BLOCKED' || errState === 'PENDING_BLOCKED' || errState === 'NL_BLOCKED') {
-        check('TDH.MEM.TRACK', host.memTrack());
-        check('TDH.MEM.RANGE.UNBLOCK', host.memRangeUnblock(gpaLevel(Sept.alignDown(exit.gpa, errLevel), errLevel)));
-      } else {
-        return stop('vmm-error', `cannot satisfy ACCEPT of ${hex(exit.gpa)}: entry ${errState} at level ${errLevel}`);
-      }
-      ctx.trace.record('vmm', 'vmm-accept-assist', { gpa: exit.gpa, reqLevel, errLevel, errState });
-      return { kind: 'resume' };
-    });
+    return guarded(ctx, 'AUG on demand', () => augOnDemand(ctx, exit, eeq));
   },
 
   onPrivateEptViolation(ctx, exit) {
@@ -201,18 +222,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       return stop('vmm-error', `EPT violation on ${exit.septState} private GPA ${hex(exit.gpa)}`);
     }
     // Like KVM: fault the page in (PENDING); the guest then takes #VE or the pending-access exit.
-    return guarded(ctx, 'fault-in', () => {
-      // The exit reports the state the walk stopped on. A mirror that says otherwise missed a
-      // change made other than by the VMM's SEAMCALLs (a test setting the S-EPT directly): the
-      // VMM reads the entry instead, and its mirror learns it.
-      const known = ctx.septMirror.walk(exit.gpa, 0);
-      const r = known !== undefined && known.state === exit.septState ? known : readSept(ctx.host, exit.gpa, 0, ctx.septMirror);
-      // A REMOVED leaf is re-AUGed at its own level; a FREE range gets SEPT pages and a 4K page.
-      const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
-      if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.septMirror);
-      check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
-      return { kind: 'resume' };
-    });
+    return guarded(ctx, 'fault-in', () => faultIn(ctx, exit));
   },
 
   onPendingAccess(_ctx, exit) {
