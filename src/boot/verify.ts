@@ -4,12 +4,11 @@
 // or the VMM swapped it: Linux's accept_memory() contract, mm/page_alloc.c); a page it believes
 // unaccepted must not be (else a second accept: TDX ALREADY_ACCEPTED, SNP PVALIDATE CF=1, or a
 // page it can never reuse). Every mismatch is reported, merged into maximal ranges.
-import type { PageState } from '../platform/platform.js';
+import { governingLeafEnd, type PageState } from '../platform/platform.js';
 import { readGuestMemoryRecord, type GuestMemoryReader } from './guest-record.js';
 import type { BootRun } from './boot-guest.js';
 
 const PAGE = 0x1000n;
-const PAGE_SIZE_BYTES: Record<PageState['pageSize'], bigint> = { '4k': PAGE, '2m': 0x200000n, '1g': 0x40000000n };
 
 export interface PageStateSource {
   pageState(gpa: bigint): PageState;
@@ -53,8 +52,7 @@ export function verifyAcceptance(hardware: PageStateSource, memory: GuestMemoryR
     checkedBytes += run.end - run.start;
     for (let gpa = run.start & ~(PAGE - 1n); gpa < run.end;) {
       const state = hardware.pageState(gpa);
-      const leaf = PAGE_SIZE_BYTES[state.pageSize];
-      const leafEnd = (gpa / leaf + 1n) * leaf;
+      const leafEnd = governingLeafEnd({ gpa, pageSize: state.pageSize });
       const end = leafEnd < run.end ? leafEnd : run.end;
       if (state.accepted !== run.accepted) {
         const guest = run.accepted ? 'accepted' : 'unaccepted';

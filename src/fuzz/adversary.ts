@@ -12,7 +12,7 @@ import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
-import type { PageState } from '../platform/platform.js';
+import { governingLeafEnd, type PageState } from '../platform/platform.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceValue } from '../shared/trace.js';
 import type { SnpVmmPolicy, VmmAnswer } from '../vmm/snp/policy.js';
@@ -42,7 +42,6 @@ export interface RequestedChange {
 
 /** Pages the harness samples per refused change (a request covers at most a few MiB in these stubs). */
 const MAX_PROBED_PAGES = 4096n;
-const LEAF_BYTES: Record<PageState['pageSize'], bigint> = { '4k': 0x1000n, '2m': 0x200000n, '1g': 0x40000000n };
 /**
  * Exits for the guest's output: TDX Instruction.IO and the vendor-specific TDVMCALLs (the stubs'
  * batched console is the only one they make), SNP GHCB IOIO. What follows them shows what the
@@ -123,8 +122,7 @@ export class DecisionBook {
         if (state.visibility !== c.to) reached = false;
         // Every page the same SEPT leaf / RMP entry governs is in the same state: skip to its end
         // (asking page by page about a 2 MiB request showed in every execution that made one).
-        const leafEnd = (state.gpa & ~(LEAF_BYTES[state.pageSize] - 1n)) + LEAF_BYTES[state.pageSize];
-        i += (leafEnd - state.gpa) / 0x1000n;
+        i += (governingLeafEnd(state) - state.gpa) / 0x1000n;
       }
       trace.record('vmm', 'state-change-refused', { gpa: c.gpa, bytes: c.bytes, to: c.to, reached });
       if (!reached) this.#awaitingNextExit = true;

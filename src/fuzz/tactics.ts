@@ -7,7 +7,7 @@
 // Every tactic is generic: it names a VMM behaviour, not a bug. Where it strikes comes from the
 // parent's execution (the decision points it reached and how often, the exits, the GPAs the
 // guest accepted or converted), and every choice from the campaign's seeded PRNG.
-import { ABI, E820_TYPE } from '../boot/layout.js';
+import { ABI } from '../boot/layout.js';
 import type { AttackPlatform, CallPoint, Decision, LaunchAction, MemoryDescription } from './attack-program.js';
 import type { ExecutionProfile } from './mutate.js';
 import { MAP_LIES, honestMemoryMap } from './memory-map-lies.js';
@@ -26,7 +26,6 @@ const MSR_PSC_ERRORS = [(1n << 32n) | 0x15n, (2n << 32n) | 0x15n];
 
 export interface TacticMaterial {
   decisions: Decision[];
-
   launch?: LaunchAction[];
   memoryDescription?: MemoryDescription;
 }
@@ -78,25 +77,6 @@ function anyPage(rng: Prng, profile: ExecutionProfile): bigint {
   return gpa - (gpa % PAGE);
 }
 
-/**
- * A page for a launch action: one time in two, a page of RAM the honest firmware accepts at boot
- * (the pre-accepted part of the map the VMM configured, where a launched page meets the guest's
- * own accept at once); otherwise any page of RAM.
- */
-function launchPage(rng: Prng, profile: ExecutionProfile): bigint {
-  if (rng.chance(1, 2)) {
-    const accepted = honestMemoryMap(profile.memoryBytes, profile.preAccept ?? ABI.MV_DEFAULT_PRE_ACCEPT_BYTES).filter((r) => r.type === E820_TYPE.ram);
-    const pages = accepted.reduce((n, r) => n + r.size / PAGE, 0n);
-    if (pages > 0n) {
-      let page = rng.belowBig(pages);
-      for (const r of accepted) {
-        if (page < r.size / PAGE) return r.addr + page * PAGE;
-        page -= r.size / PAGE;
-      }
-    }
-  }
-  return anyPage(rng, profile);
-}
 
 export const TACTICS: readonly Tactic[] = [
   // ---------------------------------------------------------------- TDX
@@ -251,20 +231,20 @@ export const TACTICS: readonly Tactic[] = [
  */
 export class LaunchTacticDeck {
   #surfaces = new ShuffledDeck<LaunchSurface>();
-  #tactics = new Map<LaunchSurface, ShuffledDeck>();
+  #tactics = new Map<LaunchSurface, ShuffledDeck<Tactic>>();
 
   draw(rng: Prng, pool: readonly Tactic[]): Tactic {
     const surfaces = [...new Set(pool.map((t) => t.launch!))];
     const surface = this.#surfaces.draw(rng, surfaces);
     let deck = this.#tactics.get(surface);
-    if (!deck) this.#tactics.set(surface, (deck = new ShuffledDeck()));
-    const name = deck.draw(rng, pool.filter((t) => t.launch === surface).map((t) => t.name));
-    return pool.find((t) => t.name === name)!;
+    if (!deck) this.#tactics.set(surface, (deck = new ShuffledDeck<Tactic>()));
+    // The pool's tactics are TACTICS' own objects, so a deck holds them as they are.
+    return deck.draw(rng, pool.filter((t) => t.launch === surface));
   }
 }
 
 /** Items drawn in shuffled rounds: each once per round. */
-class ShuffledDeck<T = string> {
+class ShuffledDeck<T> {
   #left: T[] = [];
 
   draw(rng: Prng, items: readonly T[]): T {

@@ -34,6 +34,15 @@ export interface PageState {
   raw: string;
 }
 
+/** Bytes mapped by a leaf of each PageState.pageSize. */
+export const PAGE_SIZE_BYTES: Readonly<Record<PageState['pageSize'], bigint>> = { '4k': 0x1000n, '2m': 0x200000n, '1g': 0x40000000n };
+
+/** The end of the `state.pageSize` leaf that governs `state.gpa`: every page before it is in the same state. */
+export function governingLeafEnd(state: Pick<PageState, 'gpa' | 'pageSize'>): bigint {
+  const leaf = PAGE_SIZE_BYTES[state.pageSize];
+  return (state.gpa / leaf + 1n) * leaf;
+}
+
 /**
  * `State` is the whole hardware side of a VM: the machine (CPU, RAM, page gate) and the model
  * (SEPT/RMP, module or firmware state, measurement), saved and restored together.
