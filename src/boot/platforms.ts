@@ -83,8 +83,8 @@ export interface VmmOverride {
   snp?: (echo: (line: string) => void) => SnpVmmPolicy & { console: Console };
   /**
    * What the SNP VMM launches at the CPUID page's GPA. Default: the honest table (the CPU's
-   * answers) as page type CPUID, which the firmware checks; `bytes` default to that table, or
-   * zeroes for type ZERO.
+   * answers) as page type CPUID, which the firmware checks; `bytes` default to that table (type
+   * ZERO takes none).
    */
   snpCpuidPage?: { type: LaunchPageType; bytes?: Uint8Array };
   /** The initial image the VMM loads (firmware config, firmware, guest image), before it is measured. */
@@ -149,10 +149,11 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   check('SEPT.ADD level 1', host.memSeptAdd(gpaLevel(TEMP_RAM.gpa & ~0x1fffffn, 1)).status);
   // PAGE.ADD copies each page from the VMM's staging buffer (the "source page" operand), one
   // range at a time as KVM_TDX_INIT_MEM_REGION takes them.
-  const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => {
-    const r = host.addPages(range.gpa, staged.range(range.gpa, range.bytes), measured);
+  const addPages: AddPages = (gpa, source, measured) => {
+    const r = host.addPages(gpa, source, measured);
     check(`${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${r.at.toString(16)}`, r.status);
   };
+  const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => addPages(range.gpa, staged.range(range.gpa, range.bytes), measured);
   addRange(TEMP_RAM, false);
   addRange(INITIAL_IMAGE, true);
   // The firmware volume, every page, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD +
@@ -163,7 +164,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     check(`SEPT.ADD level 1 (firmware volume 0x${pd.toString(16)})`, host.memSeptAdd(gpaLevel(pd, 1)).status);
   }
   addRange(volume, true);
-  if (images.linux) launchLinuxTdx(host, images.linux, check);
+  if (images.linux) launchLinuxTdx(host, images.linux, addPages);
   options.vmm?.tdxPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(td.platform.machine, images.linux);
   const finalized = host.mrFinalize();
@@ -189,23 +190,24 @@ function kernelRangeBytes(linux: NonNullable<BootImages['linux']>): Uint8Array {
  * decompressor's working area at the end of its buffer added zeroed without measurement (like
  * temporary RAM). Both are private and accepted before the vCPU runs.
  */
-function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux']>, check: (what: string, status: bigint) => void): void {
+function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux']>, addPages: AddPages): void {
   const { plan } = linux;
-  const kernel = kernelRangeBytes(linux);
   for (const range of [plan.kernelRange, plan.workRange]) {
     const measured = range === plan.kernelRange;
+    const source = measured ? kernelRangeBytes(linux) : new Uint8Array(Number(range.end - range.start));
     // One range per 2 MiB, as KVM_TDX_INIT_MEM_REGION takes them, each after its SEPT levels.
     for (let gpa = range.start; gpa < range.end;) {
       const next = (gpa | 0x1fffffn) + 1n;
       const end = next < range.end ? next : range.end;
       if (gpa % 0x200000n === 0n) ensureSeptLevels(host, gpa, 0);
-      const bytes = measured ? kernel.subarray(Number(gpa - range.start), Number(end - range.start)) : new Uint8Array(Number(end - gpa));
-      const r = host.addPages(gpa, bytes, measured);
-      check(`${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${r.at.toString(16)}`, r.status);
+      addPages(gpa, source.subarray(Number(gpa - range.start), Number(end - range.start)), measured);
       gpa = end;
     }
   }
 }
+
+/** The VMM's PAGE.ADD (+ MR.EXTEND when `measured`) of `source` from `gpa` on, or an error naming the page that failed. */
+type AddPages = (gpa: bigint, source: Uint8Array, measured: boolean) => void;
 
 /**
  * The end point of a Linux boot: the decompressor's jump into the kernel it decompressed. The
@@ -253,7 +255,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
     if (r.rc !== 0) throw new Error(`VMM setup: ${r.op === 'rmpupdate' ? 'RMPUPDATE' : 'SNP_LAUNCH_UPDATE'} 0x${r.at.toString(16)} failed: ${r.result}`);
   };
   /** `range` as `type` from the staged image, but for the page at `special.gpa` (if inside) as its own type and bytes. */
-  const launchAround = (range: { gpa: bigint; bytes: bigint }, type: LaunchPageType, special?: { gpa: bigint; type: LaunchPageType; bytes: Uint8Array }) => {
+  const launchAround = (range: { gpa: bigint; bytes: bigint }, type: LaunchPageType, special?: { gpa: bigint; type: LaunchPageType; bytes?: Uint8Array }) => {
     const end = range.gpa + range.bytes;
     const piece = (from: bigint, to: bigint) => {
       if (to > from) launch(from, to - from, type, type === 'ZERO' ? undefined : staged.range(from, to - from));
@@ -268,7 +270,8 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   };
   // The CPUID page, like QEMU's sev_snp_launch_update_cpuid: a table the firmware checks.
   const cpuidType = options.vmm?.snpCpuidPage?.type ?? 'CPUID';
-  const cpuid = { type: cpuidType, bytes: options.vmm?.snpCpuidPage?.bytes ?? (cpuidType === 'ZERO' ? new Uint8Array(Number(PAGE)) : honestCpuidPage(host.cBit)) };
+  // A ZERO page takes no source (LAUNCH_UPDATE zeroes it), as the ZERO pieces around it.
+  const cpuid = { type: cpuidType, bytes: options.vmm?.snpCpuidPage?.bytes ?? (cpuidType === 'ZERO' ? undefined : honestCpuidPage(host.cBit)) };
   launchAround(TEMP_RAM, 'ZERO', { gpa: SNP_CPUID_PAGE_GPA, ...cpuid });
   // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
   const secretsPageGpa = images.linux?.bootData.secretsPageGpa;

@@ -1,6 +1,7 @@
 // Live progress on stderr: one line redrawn in place on a terminal (at most 4 times a second),
 // plain lines every few seconds otherwise (logs, CI).
 import type { CliIo } from './io.js';
+import { monotonicMs } from '../shared/monotonic-clock.js';
 
 const TTY_INTERVAL_MS = 250;
 const PLAIN_INTERVAL_MS = 5000;
@@ -18,7 +19,7 @@ export class StatusLine {
 
   /** Shows `text` if enough time has passed since the last update (always when `force`). */
   update(text: () => string, force = false): void {
-    const now = performance.now();
+    const now = monotonicMs();
     if (!force && now - this.#last < (this.#tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS)) return;
     this.#last = now;
     if (this.#tty) {

@@ -15,6 +15,7 @@ import { fuzzReportHtml } from '../../view/fuzz-report.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../fuzz/output-dir.js';
+import { monotonicMs } from '../../shared/monotonic-clock.js';
 
 function statusText(s: CampaignStats, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? (s.execs * 1000) / elapsedMs : 0;
@@ -86,7 +87,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   const seeds = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`)).filter((p) => p.platform === config.target.platform);
   const status = new StatusLine(io);
   const coverage = new CoverageSamples();
-  const start = performance.now();
+  const start = monotonicMs();
   const findingFiles: string[] = [];
   let result: FuzzRunResult;
   try {
@@ -96,7 +97,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
       ...(config.timeMs !== undefined ? { timeMs: config.timeMs } : {}),
       ...(config.shard ? { shard: config.shard } : {}),
       onProgress: (s) => {
-        const ms = performance.now() - start;
+        const ms = monotonicMs() - start;
         coverage.record(s, ms);
         status.update(() => statusText(s, ms));
       },
@@ -122,7 +123,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     }
     throw err;
   }
-  const wallMs = performance.now() - start;
+  const wallMs = monotonicMs() - start;
   status.update(() => statusText(result.stats, wallMs), true);
   status.end();
   for (const program of result.corpus) out.addCorpus(program);

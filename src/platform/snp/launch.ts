@@ -3,19 +3,19 @@
 // PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
 import { createHash } from 'node:crypto';
 import type { Snapshottable } from '../../shared/snapshottable.js';
+import { ZERO_PAGE, isZeroPage } from '../../memory/zero-page.js';
 
 // A named import: the bundle then takes node:crypto as it is (a namespace import copied every
 // property of it, ~2 ms of a cold boot); crypto.hash's one-shot form measured no faster here.
 const sha384 = (data: Uint8Array): Buffer => createHash('sha384').update(data).digest();
 const ZERO_CONTENTS = new Uint8Array(48);
-const ZERO_PAGE = Buffer.alloc(0x1000);
 let zeroPageSha384: Buffer | undefined;
 /**
  * SHA-384 of a 4 KiB page; an all-zero page (most of an initial image: 243 of the stubs' 256)
  * gets the one digest of zeros, computed once: a compare instead of hashing 4 KiB.
  */
 const pageSha384 = (page: Uint8Array): Buffer => {
-  if (page.byteLength !== 0x1000 || !ZERO_PAGE.equals(page)) return sha384(page);
+  if (!isZeroPage(page)) return sha384(page);
   zeroPageSha384 ??= sha384(ZERO_PAGE);
   return zeroPageSha384;
 };

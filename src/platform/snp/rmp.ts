@@ -282,12 +282,6 @@ export class Rmp implements Snapshottable<RmpTable> {
     return [...this.#regions.keys()].map(BigInt);
   }
 
-  /** 4 KiB entries stored in a small region, as [page index, entry]. */
-  smallEntries(region: bigint): Array<[number, RmpEntry]> {
-    const r = this.#regions.get(Number(region));
-    return r?.kind === 'small' ? [...r.entries] : [];
-  }
-
   /**
    * The 4 KiB entries stored in a small region in page order, each with its index: `visit` is
    * called for each. A region that holds most of its pages (a PSMASHed one holds all 512) is

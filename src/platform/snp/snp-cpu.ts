@@ -319,7 +319,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // the guest's shared use of it does not count) until the guest's first private store after
     // it validates the page again, page by page (foreign-content.ts).
     let watchFrom: bigint | undefined;
-    for (let page = base; page < end && page < this.memoryBytes; page += PAGE_4K) {
+    const stop = end < this.memoryBytes ? end : this.memoryBytes;
+    for (let page = base; page < stop; page += PAGE_4K) {
       const old = this.rmp.lookup(page);
       const guests = old.assigned && old.asid === this.asid;
       if (guests && watchFrom === undefined) watchFrom = page;
@@ -331,7 +332,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.machine.memory.write(page, this.#ciphertextOf(page));
       this.#dramPages.add(page);
     }
-    if (watchFrom !== undefined) this.machine.watchContent(watchFrom, (end < this.memoryBytes ? end : this.memoryBytes) - watchFrom, true, 'page');
+    if (watchFrom !== undefined) this.machine.watchContent(watchFrom, stop - watchFrom, true, 'page');
   }
 
   /** A host write reached `page` (it may write only hypervisor-owned pages): DRAM now holds its bytes there. */
@@ -709,7 +710,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** #syncRegion of each region, in address order; whole-region gates of neighbours in one update each. */
   #syncRegions(keys: ReadonlySet<bigint>): void {
     const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    let run: { first: bigint; end: bigint; gate: { private: GateAccess; shared: GateAccess } } | undefined;
+    let run: { first: bigint; end: bigint; gate: PageGates } | undefined;
     const flush = () => {
       if (!run) return;
       const base = run.first << 21n;

@@ -5,6 +5,7 @@
 import { lookupTransition, type SeptOperation } from './sept-legality.js';
 import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
+import { isZeroPage } from '../../memory/zero-page.js';
 import type { TdModule } from './td-module.js';
 
 export const SeamcallLeaf = {
@@ -61,9 +62,6 @@ const MEASURED_PAGE_BLOCKS = (() => {
   for (let chunk = 0; chunk < 16; chunk++) blocks.set(MEASUREMENT_BLOCK['MR.EXTEND'], 128 + chunk * 384);
   return blocks;
 })();
-
-/** A page of zeros, to tell the all-zero pages of a launch range with one compare (#measurePages). */
-const ZERO_PAGE = Buffer.alloc(4096);
 
 /**
  * Told of each SEAMCALL when it completes: its leaf, its RCX operand (`gpa | level`), its status,
@@ -282,7 +280,7 @@ export class SeamcallHost {
         for (let field = at + 144, chunkGpa = low; field < end; field += 384, chunkGpa += 256) view.setUint32(field, chunkGpa, true);
         if (high !== 0) for (let field = at + 148; field < end; field += 384) view.setUint32(field, high, true);
         const bytes = source.subarray(page * 4096, page * 4096 + 4096);
-        if (!ZERO_PAGE.equals(bytes)) {
+        if (!isZeroPage(bytes)) {
           for (let chunk = 0; chunk < 16; chunk++) h.buf.set(bytes.subarray(chunk * 256, chunk * 256 + 256), at + 256 + chunk * 384);
         }
       }

@@ -4,7 +4,7 @@ import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import {
-  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TdcsField, exposedBits, type TdModule, type TdStep, type VmcallRegs,
+  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TdcsField, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs,
 } from './td-module.js';
 import { GP_VECTOR } from './ve.js';
 
@@ -158,11 +158,11 @@ function vpVmcall(td: TdModule, exit: TdcallExit): LeafResult {
   const bits = exposedBits(mask);
   const seen: VmcallRegs = {
     rcx: mask, // the VMM learns the bitmap itself
-    rdx: bits & 1 << 2 ? regs.rdx : 0n, rbx: bits & 1 << 3 ? regs.rbx : 0n, rbp: bits & 1 << 5 ? regs.rbp : 0n,
-    rsi: bits & 1 << 6 ? regs.rsi : 0n, rdi: bits & 1 << 7 ? regs.rdi : 0n, r8: bits & 1 << 8 ? regs.r8 : 0n,
-    r9: bits & 1 << 9 ? regs.r9 : 0n, r10: bits & 1 << 10 ? regs.r10 : 0n, r11: bits & 1 << 11 ? regs.r11 : 0n,
-    r12: bits & 1 << 12 ? regs.r12 : 0n, r13: bits & 1 << 13 ? regs.r13 : 0n, r14: bits & 1 << 14 ? regs.r14 : 0n,
-    r15: bits & 1 << 15 ? regs.r15 : 0n,
+    rdx: exposed(bits, 'rdx') ? regs.rdx : 0n, rbx: exposed(bits, 'rbx') ? regs.rbx : 0n, rbp: exposed(bits, 'rbp') ? regs.rbp : 0n,
+    rsi: exposed(bits, 'rsi') ? regs.rsi : 0n, rdi: exposed(bits, 'rdi') ? regs.rdi : 0n, r8: exposed(bits, 'r8') ? regs.r8 : 0n,
+    r9: exposed(bits, 'r9') ? regs.r9 : 0n, r10: exposed(bits, 'r10') ? regs.r10 : 0n, r11: exposed(bits, 'r11') ? regs.r11 : 0n,
+    r12: exposed(bits, 'r12') ? regs.r12 : 0n, r13: exposed(bits, 'r13') ? regs.r13 : 0n, r14: exposed(bits, 'r14') ? regs.r14 : 0n,
+    r15: exposed(bits, 'r15') ? regs.r15 : 0n,
   };
   td.observeVmcall(seen);
   td.beginVmcall(exit.length, mask);

@@ -117,9 +117,9 @@ describe('RMPADJUST', () => {
     function atVmpl1(source: string) {
       const g = snpGuest(source, { vmpl: 1 });
       for (const key of g.platform.rmp.regionKeys()) {
-        for (const [index, e] of g.platform.rmp.smallEntries(key)) {
-          if (e.assigned) g.platform.rmp.adjustPermissions((key << 21n) + BigInt(index) * 0x1000n, 1, 0xf, false);
-        }
+        const assigned: bigint[] = [];
+        g.platform.rmp.forEachSmallEntry(key, (index, e) => { if (e.assigned) assigned.push((key << 21n) + BigInt(index) * 0x1000n); });
+        for (const gpa of assigned) g.platform.rmp.adjustPermissions(gpa, 1, 0xf, false);
         g.platform.setNptPageSize(key << 21n, '4k'); // resyncs the gate
       }
       return g;
