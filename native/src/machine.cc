@@ -242,7 +242,12 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
   uc_err e = SyncRegsIn();
   if (e != UC_ERR_OK) return e;
   const SpecialReg& r = kSpecialRegs[id];
-  const CpuPaging before = ReadPaging();
+  // The TLB-fill hook's walk reads only CR0, CR3, CR4 and EFER (an MSR): no other write can
+  // change a translation (segment and descriptor-table bases apply before the TLB; CR2's write
+  // puts CR3 back as it was). The VMSA loads and #PF deliveries of an SNP fuzz execution wrote
+  // ~15 registers, most to the value they had (issue 10).
+  const bool may_change_paging = r.kind == kMsr || r.uc_id == UC_X86_REG_CR0 || r.uc_id == UC_X86_REG_CR3 || r.uc_id == UC_X86_REG_CR4;
+  const CpuPaging before = may_change_paging ? ReadPaging() : CpuPaging{};
   if (r.uc_id == UC_X86_REG_CR2) {
     // Unicorn 2.1.1 writes CR1/CR2 through cpu_x86_update_cr3 (qemu/target/i386/unicorn.c,
     // reg_write), so CR3 takes the value too. Put CR3 back afterwards.
@@ -263,12 +268,11 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
     else mmr.selector = static_cast<uint16_t>(value);
     e = uc_reg_write(uc_, r.uc_id, &mmr);
   }
-  // The TLB-fill hook's walk reads only CR0, CR3, CR4 and EFER: when none of them changed, no
-  // translation did (segment and descriptor-table bases apply before the TLB). The VMSA loads and
-  // #PF deliveries of an SNP fuzz execution wrote ~15 registers, most to the value they had
-  // (issue 10).
-  const CpuPaging after = ReadPaging();
-  bool paging_changed = before.cr0 != after.cr0 || before.cr3 != after.cr3 || before.cr4 != after.cr4 || before.efer != after.efer;
+  bool paging_changed = false;
+  if (may_change_paging) {
+    const CpuPaging after = ReadPaging();
+    paging_changed = before.cr0 != after.cr0 || before.cr3 != after.cr3 || before.cr4 != after.cr4 || before.efer != after.efer;
+  }
   if (paging_changed || ExecWatchPending()) FlushTlb();
   SyncRegsOut();
   return e;
@@ -396,10 +400,9 @@ bool Machine::TlbMayHold(uint64_t first, uint64_t count) {
   if (ExecWatchPending() || tlb_pages_overflow_) return true;
   // The bitmap for small ranges (a word per 64 pages), the member list for large ones.
   if (count / 64 <= tlb_pages_->inserted()) return tlb_pages_->CountIn(first, count) != 0;
-  for (uint64_t p : tlb_pages_->Members()) {
-    if (p >= first && p - first < count) return true;
-  }
-  return false;
+  const std::vector<uint64_t>& members = tlb_pages_->Members();  // sorted
+  auto it = std::lower_bound(members.begin(), members.end(), first);
+  return it != members.end() && *it - first < count;
 }
 
 GateAccess Machine::GetGate(Space space, uint64_t page) const {
