@@ -410,8 +410,6 @@ class Ghcb {
   readonly #gpa: bigint;
   #page: Buffer | undefined;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
-  /** The valid bitmap as the guest left it, read once (the VMM writes it only from clearValid on). */
-  #bitmap: Uint8Array | undefined;
   constructor(host: SnpVmmHandle, gpa: bigint) {
     this.#host = host;
     this.#gpa = gpa;
@@ -429,20 +427,17 @@ class Ghcb {
     this.#bytes().writeBigUInt64LE(BigInt.asUintN(64, v), GHCB_OFFSET[f]);
   }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
-  #guestBitmap(): Uint8Array {
-    this.#bitmap ??= Uint8Array.prototype.slice.call(this.#bytes(), GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
-    return this.#bitmap;
-  }
+  /** Whether the guest marked `f` valid: asked before clearValid() (after it, validAfterClear()). */
   valid(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
-    return ((this.#guestBitmap()[bit >> 3]! >> (bit & 7)) & 1) === 1;
+    return ((this.#bytes()[GHCB_OFFSET.validBitmap + (bit >> 3)]! >> (bit & 7)) & 1) === 1;
   }
   /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
   clearValid(): void {
-    const bitmap = new DataView(this.#guestBitmap().buffer, this.#guestBitmap().byteOffset, 16);
-    this.#savedBitmap = [bitmap.getBigUint64(0, true), bitmap.getBigUint64(8, true)];
+    const page = this.#bytes();
+    this.#savedBitmap = [page.readBigUInt64LE(GHCB_OFFSET.validBitmap), page.readBigUInt64LE(GHCB_OFFSET.validBitmap + 8)];
     this.#host.hostMemory.fill(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
-    this.#bytes().fill(0, GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
+    page.fill(0, GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
   }
   validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
