@@ -31,11 +31,6 @@ function multiply64(aHi: number, aLo: number, bHi: number, bLo: number): number 
   return lo;
 }
 
-/** Scratch for building next64()'s BigInt from its halves in one step. */
-const halves = new Uint32Array(2);
-const asBig = new BigUint64Array(halves.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 export class Prng {
   #hi: number;
   #lo: number;
@@ -83,10 +78,7 @@ export class Prng {
   /** The next 64-bit value. */
   next64(): bigint {
     this.#next();
-    if (!LITTLE_ENDIAN) return (BigInt(this.#outHi) << 32n) | BigInt(this.#outLo);
-    halves[0] = this.#outLo;
-    halves[1] = this.#outHi;
-    return asBig[0]!;
+    return (BigInt(this.#outHi) << 32n) | BigInt(this.#outLo);
   }
 
   /** Uniform integer in [0, n) (n ≥ 1, up to 2^32): the next value's high 32 bits modulo n. */
