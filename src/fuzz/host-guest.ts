@@ -4,6 +4,7 @@
 // launches a handful of pages (tables, stack, the code) the way a VMM would. Exception vectors 0-31
 // point into the code itself, so random bytes also reach injection, #VE/#VC and handler loops.
 import { flatGuestRam } from '../vmm/guest-ram.js';
+import { SNP_C_BIT, TDX_GPA_WIDTH } from '../boot/platforms.js';
 import { Machine, type Snapshot } from '../cpu/machine.js';
 import { EMULATOR_ABORTED } from '../cpu/exits.js';
 import { CR0_PG, CR0_WP, CR4_PAE } from '../cpu/registers.js';
@@ -28,8 +29,6 @@ const GDT_GPA = 0x10000n;
 const IDT_GPA = 0x11000n;
 const STACK_TOP = 0x80000n;
 const PML4_GPA = 0x100000n;
-const SNP_C_BIT = 51;
-const TDX_GPA_WIDTH = 48;
 
 export interface HostExecution {
   outcome: RunOutcome;
