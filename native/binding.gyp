@@ -5,6 +5,7 @@
       "sources": [
         "src/addon.cc",
         "src/machine.cc",
+        "src/machine_pool.cc",
         "src/budget.cc",
         "src/page_walk.cc",
         "src/trapped_insn.cc",

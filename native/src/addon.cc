@@ -191,7 +191,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    machine_.reset();
+    Machine::Release(std::move(machine_));
     area_ref_.Reset();
     edge_map_ref_.Reset();
     return info.Env().Undefined();
@@ -454,7 +454,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return Napi::Number::New(info.Env(), static_cast<double>(m->dirty_pages()));
   }
 
-  // memoryCounters(): [TLB fills, TLB flushes, restored pages] since creation.
+  // memoryCounters(): [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages] since creation.
   Napi::Value MemoryCounters(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     if (!m) return info.Env().Undefined();
@@ -464,6 +464,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.tlb_fills)));
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.tlb_flushes)));
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.restored_pages)));
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.kept_code_pages)));
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.dropped_code_pages)));
     return out;
   }
 

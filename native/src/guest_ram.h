@@ -52,6 +52,8 @@ class HostMapping {
   }
   void Ref() { refs_.fetch_add(1); }
   void Unref();
+  // Whether a window (a JavaScript ArrayBuffer) still refers to the mapping besides its machine.
+  bool shared() const { return refs_.load() != 1; }
 
  private:
   HostMapping(uint64_t size, int piece_shift, std::vector<uint8_t*> pieces)

@@ -127,6 +127,10 @@ Machine::Machine(const MachineConfig& config, uint64_t* area) : config_(config),
 
 std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* run_area,
                                          std::string* error, uc_err* uc_error) {
+  if (std::unique_ptr<Machine> pooled = TakePooled(config, run_area)) {
+    *uc_error = UC_ERR_OK;
+    return pooled;
+  }
   std::unique_ptr<Machine> m(new Machine(config, run_area));
   if (!m->Init(error, uc_error)) return nullptr;
   return m;
@@ -181,16 +185,25 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   area_[kSlotInstructionLimit] = ~0ull;
   area_[kSlotBudgetLimit] = ~0ull;
   SyncRegsOut();
+  if (!check(uc_context_alloc(uc_, &pristine_), "uc_context_alloc")) { pristine_ = nullptr; return false; }
+  if (!check(uc_context_save(uc_, pristine_), "uc_context_save")) return false;
   return true;
 }
 
-Machine::~Machine() {
+void Machine::FreeSnapshots() {
   for (auto& [id, s] : snapshots_) {
     if (s->context) uc_context_free(s->context);
     delete s;
   }
+  snapshots_.clear();
+  base_snapshot_ = nullptr;
+}
+
+Machine::~Machine() {
+  FreeSnapshots();
   // An emulator that aborted mid-translation is left as it is: freeing it could crash the host.
   if (cpu_scratch_) uc_context_free(cpu_scratch_);
+  if (pristine_) uc_context_free(pristine_);
   if (uc_ && !emulator_aborted_) uc_close(uc_);
   if (stub_page_) munmap(stub_page_, kPageSize);
   if (ram_) ram_->Unref();
@@ -665,6 +678,17 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->fault_[3] = 0;
     return refuse(ExitKind::kExecWatch);
   }
+  // Translations kept from the machine's last life hold only while the page has their bytes
+  // (machine_pool.cc). Checked after the execution watch, which is the last reason to refuse the
+  // fill, so the fill Run() then makes for the same fetch cannot be refused; nothing below has
+  // happened yet.
+  if (access == Access::kFetch && !m->retired_code_.empty() && !m->stub_active_ && !m->RetiredCodeStillValid(page)) {
+    m->retired_fault_ = true;
+    m->retired_fault_va_ = vaddr & ~(kPageSize - 1);
+    m->retired_fault_page_ = page;
+    m->counters_.tlb_fills--;  // counted once, when InvalidateRetiredPage makes the fill for it
+    return false;
+  }
   // Content the hardware model named foreign (content_watch.h): only private accesses consume it.
   uint32_t watch_perms = UC_PROT_ALL;
   if (!m->content_watch_.empty() && space == Space::kPrivate && !m->stub_active_ && m->content_watch_.Watched(page)) {
@@ -757,7 +781,8 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
 // cur a hash of the block address. Counts saturate at 255 instead of wrapping to 0.
 void Machine::OnBlock(uc_engine*, uint64_t address, uint32_t, void* self) {
   Machine* m = static_cast<Machine*>(self);
-  if (m->stub_active_) return;  // the host's segment-load stub is not guest coverage
+  // No map: the hook stays after coverage ends, and a pooled machine keeps it (SetEdgeMap).
+  if (m->stub_active_ || !m->edge_map_) return;  // the host's segment-load stub is not guest coverage
   uint64_t cur = ((address ^ (address >> 15)) * 0x9e3779b97f4a7c15ull) >> 48;
   uint8_t* slot = &m->edge_map_[(cur ^ m->prev_block_) & (kEdgeMapBytes - 1)];
   if (*slot != 0xff) ++*slot;
@@ -765,19 +790,20 @@ void Machine::OnBlock(uc_engine*, uint64_t address, uint32_t, void* self) {
 }
 
 bool Machine::SetEdgeMap(uint8_t* map) {
-  if (block_hook_) {
-    uc_hook_del(uc_, block_hook_);
-    block_hook_ = 0;
-  }
   edge_map_ = map;
   prev_block_ = 0;
-  if (map && uc_hook_add(uc_, &block_hook_, UC_HOOK_BLOCK, (void*)OnBlock, this, 1, 0) != UC_ERR_OK) {
+  // The hook stays once added (OnBlock does nothing without a map): a machine taken from the pool
+  // had it in its last life, so the code it kept calls it and no flush is needed.
+  if (!map || block_hook_in_all_code_) return true;
+  if (!block_hook_ && uc_hook_add(uc_, &block_hook_, UC_HOOK_BLOCK, (void*)OnBlock, this, 1, 0) != UC_ERR_OK) {
     edge_map_ = nullptr;
     block_hook_ = 0;
     return false;
   }
   // Blocks translated before the hook existed would not call it.
   uc_ctl_flush_tb(uc_);
+  retired_code_.clear();
+  block_hook_in_all_code_ = true;
   return true;
 }
 
@@ -941,8 +967,24 @@ uc_err Machine::Run() {
     // savemask 0: saving the signal mask is a system call on every run, ~9% of an exit's cost
     // (issue 11). The SIGABRT handler runs with SA_NODEFER, so jumping out of it leaves the mask
     // as abort() left it: SIGABRT unblocked, which it is in a running emulator anyway.
-    if (sigsetjmp(abort_env, 0) != 0) emulator_aborted_ = true;
-    else e = uc_emu_start(uc_, rip, 0, timeout, 0);
+    if (sigsetjmp(abort_env, 0) != 0) {
+      emulator_aborted_ = true;
+    } else {
+      retired_fault_ = false;
+      e = uc_emu_start(uc_, rip, 0, timeout, 0);
+      // A refused fetch of a changed retired page (RetiredCodeStillValid): drop its code and go
+      // on from where the CPU stopped, as if the fetch had filled at once. Nothing of the guest
+      // ran past the stop, and this is the same run (no exit charge, the same last instruction).
+      while (retired_fault_ && e == UC_ERR_EXCEPTION && !exit_pending_) {
+        retired_fault_ = false;
+        fault_kind_ = ExitKind::kNone;
+        FinishWatchFlush();
+        // A refused fill there (not expected) is the run's fault, as the guest's own fill's.
+        if (!InvalidateRetiredPage() && fault_kind_ != ExitKind::kNone) break;
+        uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
+        e = uc_emu_start(uc_, rip, 0, timeout, 0);
+      }
+    }
   }
   FinishWatchFlush();  // the run ended before the instruction after a watched access started
   if (emulator_aborted_) return RefuseAbortedEmulator();
@@ -990,6 +1032,7 @@ void Machine::WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop
 
 void Machine::InvalidateAllCode() {
   uc_ctl_flush_tb(uc_);
+  retired_code_.clear();
   // Code pages are re-learnt from fetch fills, so the TLB must forget its execute permissions.
   FlushTlb();
   code_->ClearAll();

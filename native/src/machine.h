@@ -137,6 +137,10 @@ class Machine {
   // Returns nullptr and sets *error (and *uc_error when Unicorn refused) on failure.
   static std::unique_ptr<Machine> Create(const MachineConfig& config, uint64_t* run_area,
                                          std::string* error, uc_err* uc_error);
+  // Closes a machine. A healthy counting-mode machine is kept (one per thread) and handed to the
+  // next Create with the same size and modes, reset to what a new one is but for the emulator's
+  // translated code, which a fresh launch would otherwise translate again (machine_pool.cc).
+  static void Release(std::unique_ptr<Machine> machine);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
@@ -206,11 +210,14 @@ class Machine {
   uint64_t dirty_pages() const;
 
   // Counters of memory-system work since creation (benchmarks and tests read them): TLB fills the
-  // hook answered, full TLB flushes, and pages copied or cleared by restores.
+  // hook answered, full TLB flushes, pages copied or cleared by restores, and retired code pages
+  // (machine_pool.cc) whose translations were kept or dropped at their first fetch.
   struct MemoryCounters {
     uint64_t tlb_fills = 0;
     uint64_t tlb_flushes = 0;
     uint64_t restored_pages = 0;
+    uint64_t kept_code_pages = 0;
+    uint64_t dropped_code_pages = 0;
   };
   const MemoryCounters& memory_counters() const { return counters_; }
 
@@ -244,6 +251,23 @@ class Machine {
   friend class GateTableReader;
   Machine(const MachineConfig& config, uint64_t* area);
   bool Init(std::string* error, uc_err* uc_error);
+
+  // The machine pool (machine_pool.cc).
+  static std::unique_ptr<Machine> TakePooled(const MachineConfig& config, uint64_t* run_area);
+  bool Poolable() const;
+  void FreeSnapshots();
+  // At Release: drops everything of this life (snapshots, RAM contents, gate, watches) and keeps
+  // the translated code, each page of it retired with the bytes it was translated from.
+  void Retire();
+  // At Create: takes the new owner's configuration and run area, and the CPU's state at creation.
+  bool Reuse(const MachineConfig& config, uint64_t* area);
+  // A fetch fill of a retired page: true if its translations still hold (its bytes are the ones
+  // they were made from); false leaves it retired for InvalidateRetiredPage.
+  bool RetiredCodeStillValid(uint64_t page);
+  // After a fetch of a retired page that changed was refused: drops the page's translations (the
+  // fetch's own TLB fill does it, at the linear page the guest fetched from) so the run can go on.
+  // False if that fill did not happen (then no kept code is left at all).
+  bool InvalidateRetiredPage();
 
   static bool OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self);
   static bool OnInvalidInsn(uc_engine* uc, void* self);
@@ -429,6 +453,18 @@ class Machine {
   uint8_t* edge_map_ = nullptr;
   uint64_t prev_block_ = 0;
   uc_hook block_hook_ = 0;
+  // The block hook was there when every block now translated was: adding a map needs no flush.
+  bool block_hook_in_all_code_ = false;
+  // The CPU as Init left it, for Reuse.
+  uc_context* pristine_ = nullptr;
+  // Guest pages that held translated code when the machine was last retired, with the bytes the
+  // code was translated from (nullptr: a page of zeros). Their pages are not in code_, so their
+  // first fetch fill in this life compares the bytes (RetiredCodeStillValid).
+  std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> retired_code_;
+  // A fetch of a changed retired page was refused: its linear page and guest page.
+  bool retired_fault_ = false;
+  uint64_t retired_fault_va_ = 0;
+  uint64_t retired_fault_page_ = 0;
   // Last: the cache is 40 KiB, and the fields above that the code hook reads share cache lines.
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
   // with the guest page and its code bits (counting mode).

@@ -62,6 +62,13 @@ export interface MemoryCounters {
   tlbFills: number;
   tlbFlushes: number;
   restoredPages: number;
+  /**
+   * A machine of the same size and modes closed before hands its emulator on, translated code and
+   * all (native/src/machine_pool.cc): pages whose code was kept because their bytes were the same
+   * at their first fetch, and pages whose code was dropped because they had changed.
+   */
+  keptCodePages: number;
+  droppedCodePages: number;
 }
 
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
@@ -281,8 +288,8 @@ export class Machine implements Snapshottable<MachineState> {
    * benchmarks and tests; the guest never sees them.
    */
   memoryCounters(): MemoryCounters {
-    const [tlbFills, tlbFlushes, restoredPages] = this.#live().memoryCounters();
-    return { tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages! };
+    const [tlbFills, tlbFlushes, restoredPages, keptCodePages, droppedCodePages] = this.#live().memoryCounters();
+    return { tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages!, keptCodePages: keptCodePages!, droppedCodePages: droppedCodePages! };
   }
 
   /**

@@ -62,7 +62,7 @@ export interface NativeMachine {
   setPauseExits(on: boolean): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
-  /** [TLB fills, TLB flushes, restored pages] (native/src/machine.h MemoryCounters). */
+  /** [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages] (native/src/machine.h MemoryCounters). */
   memoryCounters(): number[];
   setEdgeMap(map: Uint8Array | null): void;
   resetEdges(): void;

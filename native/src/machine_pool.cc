@@ -1,0 +1,166 @@
+// Closed machines kept for the next one of the same size and modes: the emulator's translated
+// code outlives the VM.
+//
+// A fuzz campaign launches a fresh VM for every program that changes the launch (launch-executor.ts),
+// and each new emulator translated the boot's ~670 blocks again: TCG translation was ~23% of a
+// launch's CPU time and ~7.6% of a TDX campaign's (issue 10, perf). The guest code a launch runs is
+// the same bytes at the same guest-physical addresses every time, so a machine that is closed is
+// reset to what Create makes (CPU state, RAM, gate, watches, snapshots, counters) and kept, with its
+// translation blocks. QEMU looks a block up by the guest-physical address of its code, and a block
+// stays right only while that page holds the bytes it was translated from, so every page that held
+// code is *retired* with a copy of its bytes: it is no longer marked as code (code_), so no TLB
+// entry lets the guest execute it without a fetch fill, and its first fetch fill compares the
+// bytes. The same bytes keep the blocks; other bytes drop them (a refused fill, then
+// InvalidateRetiredPage) before any of them runs. Guest-visible behaviour is the same as a new
+// machine's: a block is a pure function of its address, flags and bytes, so a kept one is the
+// block the new machine would translate.
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "machine.h"
+
+namespace minivisor {
+
+namespace {
+// One machine per thread: a campaign has one launch at a time, and each kept machine holds its
+// translation buffer (up to 64 MiB, touched as code is translated).
+thread_local std::unique_ptr<Machine> g_pooled;
+// Past this many retired pages (their copies are 4 KiB each) the kept code is dropped instead.
+constexpr size_t kMaxRetiredPages = 4096;
+
+bool SameKind(const MachineConfig& a, const MachineConfig& b) {
+  return a.memory_bytes == b.memory_bytes && a.count_instructions == b.count_instructions && a.page_gate == b.page_gate &&
+         a.timeout_us == b.timeout_us;
+}
+
+bool AllZero(const uint8_t* bytes) {
+  uint64_t acc = 0;
+  for (size_t i = 0; i < kPageSize; i += 8) {
+    uint64_t q;
+    std::memcpy(&q, bytes + i, 8);
+    acc |= q;
+  }
+  return acc == 0;
+}
+}  // namespace
+
+std::unique_ptr<Machine> Machine::TakePooled(const MachineConfig& config, uint64_t* run_area) {
+  if (!g_pooled || !SameKind(g_pooled->config_, config)) return nullptr;
+  std::unique_ptr<Machine> m = std::move(g_pooled);
+  if (!m->Reuse(config, run_area)) return nullptr;  // destroyed; the caller makes a new one
+  return m;
+}
+
+void Machine::Release(std::unique_ptr<Machine> machine) {
+  if (!machine || !machine->Poolable()) return;
+  machine->Retire();
+  g_pooled = std::move(machine);  // the one kept before, if any, is closed
+}
+
+bool Machine::Poolable() const {
+  // Counting mode only: fast mode adds exact-address code hooks as it scans pages, which a
+  // reset could not take back. A RAM window still held by JavaScript would see the next VM.
+  return uc_ && pristine_ && !emulator_aborted_ && config_.count_instructions && config_.page_gate && !ram_->shared() &&
+         !stub_active_;
+}
+
+void Machine::Retire() {
+  // Code first, while RAM still holds the bytes it was translated from. A page is in code_va_ once
+  // fetched; retired pages not fetched in this life keep the bytes of their own translations.
+  if (retired_code_.size() + code_va_.size() > kMaxRetiredPages) {
+    InvalidateAllCode();
+  } else {
+    for (const auto& [page, va] : code_va_) {
+      if (retired_code_.count(page)) continue;
+      std::unique_ptr<uint8_t[]> bytes;
+      const uint8_t* host = ram_->At(page << kPageShift);
+      if (written_->Contains(page) && !AllZero(host)) {
+        bytes.reset(new uint8_t[kPageSize]);
+        std::memcpy(bytes.get(), host, kPageSize);
+      }
+      retired_code_.emplace(page, std::move(bytes));
+    }
+  }
+  code_->ClearAll();
+  code_va_.clear();
+  DropAllCodeBits();
+  code_bits_drops_.clear();
+  has_code_bits_->ClearAll();
+  for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
+
+  FreeSnapshots();
+  next_snapshot_id_ = 1;
+
+  // RAM and bitmaps back to untouched: the pages go back to the kernel, as in a new machine.
+  ram_->ForEachRun(0, ram_->size(), [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_DONTNEED); });
+  written_->Clear();
+  dirty_->Clear();
+  tracking_dirty_ = false;
+  for (auto& space : gate_) for (auto& bm : space) bm->ClearAll();
+  for (int sp = 0; sp < 2; sp++) {
+    gate_touched_[sp]->Clear();
+    gate_changed_[sp]->Clear();
+  }
+  shadow_valid_->ClearAll();
+  shadow_written_.clear();
+  stale_shadow_mapping_ = false;
+
+  watch_state_ = WatchState::kOff;
+  watch_arm_[0] = watch_arm_[1] = watch_stop_[0] = watch_stop_[1] = 0;
+  content_watch_ = ContentWatch();
+  content_watch_flush_ = false;
+  watch_saved_instruction_limit_ = 0;
+  edge_map_ = nullptr;
+  prev_block_ = 0;
+  pause_exits_ = false;
+  entry_mode_ = EntryMode::kLong64;
+  entry_cs_selector_ = 0;
+  entry_cs_base_ = 0;
+  exit_pending_ = false;
+  fault_kind_ = ExitKind::kNone;
+  retired_fault_ = false;
+  last_insn_ = ~0ull;
+  spin_ = SpinWatch{};
+  area_ = nullptr;  // the run area belongs to the closed VM's JavaScript object
+}
+
+bool Machine::Reuse(const MachineConfig& config, uint64_t* area) {
+  config_ = config;
+  area_ = area;
+  if (uc_context_restore(uc_, pristine_) != UC_ERR_OK) return false;
+  efer_known_ = false;
+  FlushTlb();
+  counters_ = MemoryCounters{};
+  std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
+  area_[kSlotInstructionLimit] = ~0ull;
+  area_[kSlotBudgetLimit] = ~0ull;
+  SyncRegsOut();
+  return true;
+}
+
+bool Machine::RetiredCodeStillValid(uint64_t page) {
+  auto it = retired_code_.find(page);
+  if (it == retired_code_.end()) return true;
+  const uint8_t* now = ram_->At(page << kPageShift);
+  const bool same = it->second ? std::memcmp(now, it->second.get(), kPageSize) == 0 : AllZero(now);
+  if (!same) return false;
+  retired_code_.erase(it);  // its code is this life's now (the fill marks the page as code)
+  counters_.kept_code_pages++;
+  return true;
+}
+
+bool Machine::InvalidateRetiredPage() {
+  uint64_t page = retired_fault_page_;
+  retired_code_.erase(page);
+  counters_.dropped_code_pages++;
+  // Unicorn drops code by guest-physical range, found through a fetch TLB fill of the linear page:
+  // the fill the guest asked for, granted now that the page is no longer retired.
+  uc_ctl_remove_cache(uc_, retired_fault_va_, retired_fault_va_ + kPageSize);
+  // That fill marks the page as code; if it did not happen, no code of the page may stay.
+  if (code_->Test(page)) return true;
+  InvalidateAllCode();
+  return false;
+}
+
+}  // namespace minivisor

@@ -1,0 +1,129 @@
+// A closed counting-mode machine hands its emulator, translated code included, to the next machine
+// of the same size (native/src/machine_pool.cc). The new machine must be a new machine in all the
+// guest can see: reset CPU, zero RAM, closed gate, the bytes it runs and not the ones translated
+// in the last life, and the same instruction counts and coverage as a machine never used before.
+// Each case uses its own RAM size, so only the machine it closed itself can be handed back.
+import { describe, expect, it } from 'vitest';
+import { Machine } from '../../src/cpu/machine.js';
+import { assemble } from '../helpers/assemble.js';
+import { runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+
+const MiB = 1n << 20n;
+
+/** Runs `source` to HLT on a new machine of `memoryBytes` and returns what it saw; closes the machine. */
+function runOnce(source: string, memoryBytes: bigint, before?: (vm: Machine) => void) {
+  const vm = simpleGuest(source, { memoryBytes });
+  try {
+    before?.(vm);
+    const edges = vm.enableEdgeCoverage();
+    runToHlt(vm);
+    return {
+      rbx: vm.vcpu.regs.rbx, instructions: vm.vcpu.instructions, edges: Buffer.from(edges).toString('base64'),
+      counters: vm.memoryCounters(),
+    };
+  } finally {
+    vm.close();
+  }
+}
+
+// Calls the routine at 0x2000 (its own page) 300 times, so the emulator has translated both pages.
+const CALLER = `
+    mov ecx, 300
+  again:
+    push rcx
+    mov rax, 0x2000
+    call rax
+    pop rcx
+    dec ecx
+    jnz again
+    hlt`;
+const routine = (n: number) => `.org 0x1000\n add rbx, ${n}\n ret`;
+
+describe('machine pool: a closed machine hands its translated code on', () => {
+  it('a machine taken from the pool starts as a new one: CPU state, RAM, gate and counters', () => {
+    const size = 17n * MiB;
+    const fresh = new Machine({ memoryBytes: size });
+    const resetRip = fresh.vcpu.regs.rip, resetCr0 = fresh.vcpu.readSpecial('cr0'), resetEfer = fresh.vcpu.readSpecial('efer');
+    const first = simpleGuest(`mov qword ptr [0x5000], 7\n mov rbx, 9\n hlt`, { memoryBytes: size });
+    fresh.close(); // the pool keeps one machine: `first` goes back below, after this one
+    runToHlt(first);
+    first.gate.set('shared', 0x800000n, 0x1000n, 'readwrite');
+    first.snapshot();
+    first.close();
+
+    const vm = new Machine({ memoryBytes: size });
+    try {
+      expect(vm.vcpu.regs.rip).toBe(resetRip);
+      expect(vm.vcpu.regs.rbx).toBe(0n);
+      expect(vm.vcpu.readSpecial('cr0')).toBe(resetCr0);
+      expect(vm.vcpu.readSpecial('efer')).toBe(resetEfer);
+      expect(vm.vcpu.readSpecial('gdtrBase')).toBe(0n);
+      expect(vm.vcpu.instructions).toBe(0n);
+      expect([...vm.memory.read(0x5000n, 8)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+      expect([...vm.memory.read(0x1000n, 8)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+      expect(vm.gate.get('private', 0x1000n)).toBe('none');
+      expect(vm.gate.get('shared', 0x800000n)).toBe('none');
+      expect(vm.memoryCounters()).toMatchObject({ tlbFills: 0, restoredPages: 0, keptCodePages: 0, droppedCodePages: 0 });
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('the same code runs on kept translations, with the instruction count and edges of a new machine', () => {
+    const source = `${CALLER}\n${routine(1)}`;
+    const size = 18n * MiB;
+    const fresh = runOnce(source, size);
+    const reused = runOnce(source, size);
+    expect(fresh.counters.keptCodePages).toBe(0);
+    expect(reused.counters.keptCodePages).toBe(2);
+    expect(reused.counters.droppedCodePages).toBe(0);
+    expect(reused.rbx).toBe(300n);
+    expect(reused.instructions).toBe(fresh.instructions);
+    expect(reused.edges).toBe(fresh.edges);
+  });
+
+  it('other bytes loaded at the same address run, not the code translated from the old ones', () => {
+    const size = 19n * MiB;
+    runOnce(`${CALLER}\n${routine(1)}`, size);
+    const changed = runOnce(`${CALLER}\n${routine(2)}`, size);
+    expect(changed.rbx).toBe(600n);
+    expect(changed.counters.droppedCodePages).toBe(1); // the routine's page; the caller's is the same
+    expect(changed.counters.keptCodePages).toBe(1);
+    const fresh = runOnce(`${CALLER}\n${routine(2)}`, 20n * MiB);
+    expect(changed.instructions).toBe(fresh.instructions);
+    expect(changed.edges).toBe(fresh.edges);
+  });
+
+  it('a retired page the guest itself rewrites before running it runs the new bytes', () => {
+    // The routine's page is empty in the new life: the guest stores `add rbx, 3; ret` there first.
+    const newBytes = assemble('add rbx, 3\n ret', 0x2000n);
+    const qword = Buffer.alloc(8);
+    Buffer.from(newBytes).copy(qword);
+    const writer = `
+        mov rax, 0x${qword.readBigUInt64LE().toString(16)}
+        mov qword ptr [0x2000], rax
+        ${CALLER}`;
+    const size = 21n * MiB;
+    runOnce(`${CALLER}\n${routine(1)}`, size);
+    const rewritten = runOnce(writer, size);
+    expect(rewritten.rbx).toBe(900n);
+    expect(rewritten.counters.droppedCodePages).toBe(2); // the routine's page, and the caller's (the store before it)
+    const fresh = runOnce(writer, 22n * MiB);
+    expect(rewritten.instructions).toBe(fresh.instructions);
+    expect(rewritten.edges).toBe(fresh.edges);
+  });
+
+  it('a machine of another size or mode is not handed on', () => {
+    const size = 23n * MiB;
+    runOnce(`${CALLER}\n${routine(1)}`, size);
+    const other = runOnce(`${CALLER}\n${routine(1)}`, 24n * MiB);
+    expect(other.counters.keptCodePages).toBe(0);
+    const fast = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, countInstructions: false });
+    try {
+      runToHlt(fast);
+      expect(fast.memoryCounters().keptCodePages).toBe(0);
+    } finally {
+      fast.close();
+    }
+  });
+});
