@@ -351,14 +351,16 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return Napi::Number::New(info.Env(), static_cast<double>(packed));
   }
 
-  // inject(vector, errorCode?: bigint) -> "" or the reason the guest's tables are unusable
+  // inject(vector, errorCode?: bigint, cr2?: bigint) -> "" or the reason the guest's tables are unusable
   Napi::Value Inject(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
-    uint32_t vector; uint64_t error_code = 0;
+    uint32_t vector; uint64_t error_code = 0, cr2 = 0;
     if (!m || !GetU32(info, 0, "vector", 255, &vector)) return info.Env().Undefined();
     bool has_error = info.Length() > 1 && !info[1].IsUndefined();
     if (has_error && !GetU64(info, 1, "errorCode", &error_code)) return info.Env().Undefined();
-    return Napi::String::New(info.Env(), m->Inject(static_cast<uint8_t>(vector), has_error, error_code));
+    bool has_cr2 = info.Length() > 2 && !info[2].IsUndefined();
+    if (has_cr2 && !GetU64(info, 2, "cr2", &cr2)) return info.Env().Undefined();
+    return Napi::String::New(info.Env(), m->Inject(static_cast<uint8_t>(vector), has_error, error_code, has_cr2 ? &cr2 : nullptr));
   }
 
   // setEntryState(mode, csSelector, csBase) -> "" or the reason the state cannot be entered

@@ -102,9 +102,16 @@ CodeSegment Machine::CurrentCodeSegment() {
   return cs;
 }
 
-std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code) {
+std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2) {
   if (config_.count_instructions) area_[kSlotCharged] += kInjectCharge;
   if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
+  // CR2 is loaded when the fault is raised, before the delivery that may fail and escalate
+  // (Intel SDM Vol. 3 §6.15 "Interrupt 14": the address that caused the #PF; AMD APM Vol. 2
+  // §15.36.10: #VC PAGE_NOT_VALIDATED also reports the faulting GVA in CR2). A plain store in
+  // Unicorn >= 2.1.4 (reg_write UC_X86_REG_CR2 touches neither CR3 nor the TLB): writing it
+  // through WriteSpecial and putting CR3 back, as before, flushed the emulator's TLB and TB jump
+  // cache on every #VC, and the guest refilled both (issue 10).
+  if (cr2 != nullptr && uc_reg_write(uc_, UC_X86_REG_CR2, cr2) != UC_ERR_OK) return "cannot write CR2";
   CodeSegment cs = CurrentCodeSegment();
   std::string err = !cs.protected_mode ? DeliverReal(vector)
                     : !cs.long_mode    ? DeliverProtected(vector, has_error_code, error_code)

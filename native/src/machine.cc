@@ -256,19 +256,12 @@ uc_err Machine::WriteSpecial(int id, uint64_t value) {
   if (e != UC_ERR_OK) return e;
   const SpecialReg& r = kSpecialRegs[id];
   // The TLB-fill hook's walk reads only CR0, CR3, CR4 and EFER (an MSR): no other write can
-  // change a translation (segment and descriptor-table bases apply before the TLB; CR2's write
-  // puts CR3 back as it was). The VMSA loads and #PF deliveries of an SNP fuzz execution wrote
-  // ~15 registers, most to the value they had (issue 10).
+  // change a translation (segment and descriptor-table bases apply before the TLB). The VMSA
+  // loads and #PF deliveries of an SNP fuzz execution wrote ~15 registers, most to the value
+  // they had (issue 10).
   const bool may_change_paging = r.kind == kMsr || r.uc_id == UC_X86_REG_CR0 || r.uc_id == UC_X86_REG_CR3 || r.uc_id == UC_X86_REG_CR4;
   const CpuPaging before = may_change_paging ? ReadPaging() : CpuPaging{};
-  if (r.uc_id == UC_X86_REG_CR2) {
-    // Unicorn 2.1.1 writes CR1/CR2 through cpu_x86_update_cr3 (qemu/target/i386/unicorn.c,
-    // reg_write), so CR3 takes the value too. Put CR3 back afterwards.
-    uint64_t cr3 = 0;
-    uc_reg_read(uc_, UC_X86_REG_CR3, &cr3);
-    e = uc_reg_write(uc_, UC_X86_REG_CR2, &value);
-    if (e == UC_ERR_OK) e = uc_reg_write(uc_, UC_X86_REG_CR3, &cr3);
-  } else if (r.kind == kPlain) {
+  if (r.kind == kPlain) {
     e = uc_reg_write(uc_, r.uc_id, &value);
   } else if (r.kind == kMsr) {
     e = WriteMsr(r.msr, value);

@@ -182,7 +182,8 @@ class Machine {
 
   // Delivers an exception or interrupt through the guest's IDT (IA-32e and protected mode) or
   // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason.
-  std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code);
+  // Delivers `vector` through the guest IDT; `cr2` (if not null) is loaded first, as a #PF or #VC does.
+  std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2 = nullptr);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
   std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);

@@ -165,12 +165,13 @@ export class Vcpu {
    * Delivers an exception or interrupt through the guest's IDT: pushes SS, RSP, RFLAGS, CS,
    * RIP (and the error code) and enters the handler. Throws InjectionError when the IDT, GDT
    * or stack cannot take it; the platform model decides what the guest sees then.
-   * For #PF, pass `cr2` to set CR2 as the CPU would.
+   * For #PF (and SNP's #VC 0x404), pass `cr2` to set CR2 as the CPU would: it is loaded when the
+   * fault is raised, so also when the delivery then fails.
    */
   inject(vector: number, errorCode?: bigint, cr2?: bigint): void {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, got ${vector}`);
-    if (cr2 !== undefined) this.writeSpecial('cr2', cr2);
-    const reason = errorCode === undefined ? this.#native.inject(vector) : this.#native.inject(vector, errorCode & MASK64);
+    // One native call: CR2 written on its own was a register write-back and read-back more per event.
+    const reason = this.#native.inject(vector, errorCode === undefined ? undefined : errorCode & MASK64, cr2 === undefined ? undefined : cr2 & MASK64);
     if (reason) throw new InjectionError(vector, reason);
   }
 

@@ -51,7 +51,7 @@ export interface NativeMachine {
   noteHostWrite(gpa: bigint, length: bigint): void;
   /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
   translate(va: bigint, access: number): number;
-  inject(vector: number, errorCode?: bigint): string;
+  inject(vector: number, errorCode?: bigint, cr2?: bigint): string;
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
   codeSegment(): NativeCodeSegment;
   snapshot(): number;

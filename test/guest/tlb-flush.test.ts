@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
 import { CR0_WP } from '../../src/cpu/registers.js';
-import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { acceptAll, enablePaging, installGdt, installIdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 const flushes = (vm: Machine) => vm.memoryCounters().tlbFlushes;
 
@@ -94,5 +94,36 @@ describe('TLB flushes on register writes', () => {
     before = flushes(vm);
     vm.vcpu.writeSpecial('efer', vm.vcpu.readSpecial('efer') | (1n << 11n));
     expect(flushes(vm)).toBe(before + 1);
+  });
+});
+
+describe('TLB across event injection', () => {
+  it('delivering a #PF with CR2 keeps the emulator TLB: a second delivery refills nothing, and the handler reads CR2', () => {
+    const vm = simpleGuest(`
+    1:
+      mov rax, [rcx]
+      .byte 0x66, 0x0f, 0x01, 0xcc     # TDCALL: an exit to the host
+      jmp 1b
+      .org 0x1000
+      add rsp, 8                       # the error code
+      mov rdx, cr2
+      mov rax, [rcx]
+      iretq`);
+    installIdt(vm, { 14: 0x2000n });
+    enablePaging(vm, [{ va: 0n, pa: 0n, size: 16n << 20n, pageSize: 0x200000n }]);
+    vm.vcpu.regs.rcx = 0x400000n;
+    const deliver = (cr2: bigint) => {
+      const exit = vm.vcpu.run();
+      expect(exit.kind).toBe('tdcall');
+      vm.vcpu.complete(exit as { length: number });
+      vm.vcpu.inject(14, 0n, cr2);
+      expect(vm.vcpu.readSpecial('cr2')).toBe(cr2);
+    };
+    deliver(0xdead000n);
+    deliver(0xbeef000n);                                               // every page the loop and handler use is in the TLB now
+    const fills = vm.memoryCounters().tlbFills;
+    expect(vm.vcpu.run().kind).toBe('tdcall');
+    expect(vm.vcpu.regs.rdx).toBe(0xbeef000n);
+    expect(vm.memoryCounters().tlbFills).toBe(fills);
   });
 });

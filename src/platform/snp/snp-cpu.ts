@@ -982,16 +982,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
     this.#record(vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
     try {
-      // Workaround: writeSpecial('cr2') also overwrites CR3 in the native layer (Unicorn's
-      // CR2 write path), which broke delivery with paging on. Deliver first, then set CR2 and
-      // put CR3 back (reported to the lead).
-      const vcpu = this.machine.vcpu;
-      vcpu.inject(vector, errorCode);
-      if (cr2 !== undefined) {
-        const cr3 = vcpu.readSpecial('cr3');
-        vcpu.writeSpecial('cr2', cr2);
-        vcpu.writeSpecial('cr3', cr3);
-      }
+      // CR2 with the delivery, in one native call (Vcpu.inject): loaded as the fault is raised.
+      this.machine.vcpu.inject(vector, errorCode, cr2);
       return { kind: 'resume' };
     } catch (e) {
       if (!(e instanceof InjectionError)) throw e;
