@@ -2,7 +2,17 @@
 // VM's own memory and the host's guarded view of it share one implementation.
 export abstract class TypedAccess {
   abstract read(gpa: bigint, length: number): Uint8Array;
+  /** Copies `data` before it returns: the writers below hand it the same scratch bytes every time. */
   abstract write(gpa: bigint, data: Uint8Array): void;
+
+  /**
+   * The writers' bytes, made once: a Buffer allocated per write was one of the larger
+   * allocations of an SNP exit (GHCB and PSC fields; issue 10).
+   */
+  readonly #scratch = Buffer.alloc(8);
+  readonly #scratch1 = this.#scratch.subarray(0, 1);
+  readonly #scratch2 = this.#scratch.subarray(0, 2);
+  readonly #scratch4 = this.#scratch.subarray(0, 4);
 
   readU8(gpa: bigint): number { return this.read(gpa, 1)[0]!; }
   // Decoded from the bytes read, not from a Buffer copy of them (a second allocation per read).
@@ -10,8 +20,8 @@ export abstract class TypedAccess {
   readU32(gpa: bigint): number { const b = this.read(gpa, 4); return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0; }
   readU64(gpa: bigint): bigint { const b = this.read(gpa, 8); return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true); }
 
-  writeU8(gpa: bigint, value: number): void { this.write(gpa, Uint8Array.of(value & 0xff)); }
-  writeU16(gpa: bigint, value: number): void { const b = Buffer.alloc(2); b.writeUInt16LE(value & 0xffff); this.write(gpa, b); }
-  writeU32(gpa: bigint, value: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(value >>> 0); this.write(gpa, b); }
-  writeU64(gpa: bigint, value: bigint): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt.asUintN(64, value)); this.write(gpa, b); }
+  writeU8(gpa: bigint, value: number): void { this.#scratch1[0] = value & 0xff; this.write(gpa, this.#scratch1); }
+  writeU16(gpa: bigint, value: number): void { this.#scratch.writeUInt16LE(value & 0xffff); this.write(gpa, this.#scratch2); }
+  writeU32(gpa: bigint, value: number): void { this.#scratch.writeUInt32LE(value >>> 0); this.write(gpa, this.#scratch4); }
+  writeU64(gpa: bigint, value: bigint): void { this.#scratch.writeBigUInt64LE(BigInt.asUintN(64, value)); this.write(gpa, this.#scratch); }
 }

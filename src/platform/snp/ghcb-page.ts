@@ -19,6 +19,11 @@ export const GHCB_OFFSET = {
   usage: 0xffc,
 } as const;
 export const GHCB_SHARED_BUFFER_SIZE = 0x7f0; // 2032 bytes
+/**
+ * The save area, [0, 0x400), which ends with the valid bitmap (Linux asm/svm.h struct ghcb_save_area,
+ * valid_bitmap at 0x3f0): every GHCB field a VMM reads apart from the shared buffer and the trailer.
+ */
+export const GHCB_SAVE_AREA_AND_BITMAP_BYTES = GHCB_OFFSET.validBitmap + 16;
 
 /** SW_EXITCODE values the model's hypervisor serves (uapi/asm/svm.h, B4). */
 export const SVM_EXIT = {

@@ -12,7 +12,7 @@ import {
   decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
-  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SIZE, PSC_ERROR,
+  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SIZE, PSC_ERROR,
   PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, type PscEntry,
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
@@ -207,6 +207,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     // The GHCB must be shared: the hypervisor cannot read private memory.
     if (host.rmpEntry(gpa).assigned) return { outcome: 'vmm-error', reason: `GHCB at 0x${gpa.toString(16)} is not in shared memory` };
     const g = new Ghcb(host, gpa);
+    try {
+      return this.#ghcbRequest(host, gpa, g);
+    } finally {
+      g.flush();
+    }
+  }
+
+  /** The GHCB request at `gpa` (checked by #ghcbPage), answered through `g`. */
+  #ghcbRequest(host: SnpVmmHandle, gpa: bigint, g: Ghcb): VmmAnswer {
     const fail = (code: bigint): VmmAnswer => {
       g.set('swExitInfo1', GHCB_RESULT.ERROR);
       g.set('swExitInfo2', code);
@@ -258,6 +267,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // The PSC buffer must lie in the GHCB's shared buffer (the only place an honest VMM reads).
         const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
         if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+        g.flush();  // a PSC may take the GHCB page itself from the host
         const info2 = this.#psc(host, scratch, gpa + 0xff0n);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);
@@ -295,6 +305,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n || !this.#inRam(host, vmsaGpa, PAGE_4K)) return fail(GHCB_ERR.INVALID_INPUT);
         // KVM then points the target's VMCB at the page and makes it runnable; a VMRUN the
         // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
+        g.flush();
         const started = host.runApFromVmsa(apicId, vmsaGpa);
         if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
         g.set('swExitInfo1', GHCB_RESULT.OK);
@@ -399,32 +410,49 @@ function isPrivateTo(e: Readonly<RmpEntry>, gpa: bigint, asid: number): boolean 
 }
 
 /**
- * The VMM's view of a GHCB (remembers the valid bitmap before clearing it). The page is read from
- * host memory once, at the first field the VMM looks at, and its fields come from that copy; the
- * VMM's own writes go to memory and to the copy. Nothing else writes the page while the VMM
- * answers (the guest is stopped). A host read per field (a native copy, an RMP lookup and two
- * buffers) was several per VMGEXIT.
+ * The VMM's view of a GHCB's save area (remembers the valid bitmap before clearing it). The save
+ * area is read from host memory once, at the first field the VMM looks at, and its fields come
+ * from that copy; the VMM's writes go to the copy and reach memory in one host write (flush()),
+ * before anything else can look at the page: when the answer is done, and before work that
+ * reads memory or changes the RMP (a PSC, an AP creation). Nothing else writes the save area
+ * while the VMM answers (the guest is stopped). A host read of the whole page, and a host write
+ * per field set (each with its RMP checks and a buffer), were most of an IOIO exit (issue 10).
  */
 class Ghcb {
   readonly #host: SnpVmmHandle;
   readonly #gpa: bigint;
-  #page: Buffer | undefined;
+  #area: Buffer | undefined;
+  /** The part of the copy the VMM changed and memory does not have yet: [#dirtyStart, #dirtyEnd). */
+  #dirtyStart = GHCB_SAVE_AREA_AND_BITMAP_BYTES;
+  #dirtyEnd = 0;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
   constructor(host: SnpVmmHandle, gpa: bigint) {
     this.#host = host;
     this.#gpa = gpa;
   }
   #bytes(): Buffer {
-    if (this.#page === undefined) {
-      const page = this.#host.hostMemory.read(this.#gpa, GHCB_SIZE);
-      this.#page = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
+    if (this.#area === undefined) {
+      const area = this.#host.hostMemory.read(this.#gpa, GHCB_SAVE_AREA_AND_BITMAP_BYTES);
+      this.#area = Buffer.from(area.buffer, area.byteOffset, area.byteLength);
     }
-    return this.#page;
+    return this.#area;
+  }
+  #changed(offset: number, length: number): void {
+    if (offset < this.#dirtyStart) this.#dirtyStart = offset;
+    if (offset + length > this.#dirtyEnd) this.#dirtyEnd = offset + length;
+  }
+  /** Writes what the VMM changed to memory. */
+  flush(): void {
+    if (this.#dirtyEnd <= this.#dirtyStart) return;
+    const start = this.#dirtyStart, end = this.#dirtyEnd;
+    this.#dirtyStart = GHCB_SAVE_AREA_AND_BITMAP_BYTES;
+    this.#dirtyEnd = 0;
+    this.#host.hostMemory.write(this.#gpa + BigInt(start), this.#bytes().subarray(start, end));
   }
   get(f: keyof typeof GHCB_OFFSET): bigint { return this.#bytes().readBigUInt64LE(GHCB_OFFSET[f]); }
   set(f: keyof typeof GHCB_OFFSET, v: bigint): void {
-    this.#host.hostMemory.writeU64(this.#gpa + BigInt(GHCB_OFFSET[f]), v);
     this.#bytes().writeBigUInt64LE(BigInt.asUintN(64, v), GHCB_OFFSET[f]);
+    this.#changed(GHCB_OFFSET[f], 8);
   }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
   /** Whether the guest marked `f` valid: asked before clearValid() (after it, validAfterClear()). */
@@ -434,10 +462,10 @@ class Ghcb {
   }
   /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
   clearValid(): void {
-    const page = this.#bytes();
-    this.#savedBitmap = [page.readBigUInt64LE(GHCB_OFFSET.validBitmap), page.readBigUInt64LE(GHCB_OFFSET.validBitmap + 8)];
-    this.#host.hostMemory.fill(this.#gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
-    page.fill(0, GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
+    const area = this.#bytes();
+    this.#savedBitmap = [area.readBigUInt64LE(GHCB_OFFSET.validBitmap), area.readBigUInt64LE(GHCB_OFFSET.validBitmap + 8)];
+    area.fill(0, GHCB_OFFSET.validBitmap, GHCB_OFFSET.validBitmap + 16);
+    this.#changed(GHCB_OFFSET.validBitmap, 16);
   }
   validAfterClear(f: keyof typeof GHCB_OFFSET): boolean {
     const bit = this.#bit(f);
@@ -446,8 +474,8 @@ class Ghcb {
   setValid(f: keyof typeof GHCB_OFFSET): void {
     const bit = this.#bit(f);
     const offset = GHCB_OFFSET.validBitmap + (bit >> 3);
-    const page = this.#bytes();
-    page[offset] = page[offset]! | (1 << (bit & 7));
-    this.#host.hostMemory.writeU8(this.#gpa + BigInt(offset), page[offset]!);
+    const area = this.#bytes();
+    area[offset] = area[offset]! | (1 << (bit & 7));
+    this.#changed(offset, 1);
   }
 }
