@@ -13,7 +13,6 @@ namespace {
 
 constexpr uint64_t kMaxMemoryBytes = 1ull << 46;  // 64 TiB of guest-physical address space
 constexpr uint64_t kMaxWindowBytes = 1ull << 30;
-constexpr uint64_t kMaxCopyBytes = 1ull << 30;
 
 struct AddonData {
   Napi::FunctionReference unicorn_error;
@@ -101,7 +100,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::WriteSpecial>("writeSpecial"),
       InstanceMethod<&NativeMachine::ReadMsr>("readMsr"),
       InstanceMethod<&NativeMachine::WriteMsr>("writeMsr"),
-      InstanceMethod<&NativeMachine::Read>("read"),
+      InstanceMethod<&NativeMachine::ReadInto>("readInto"),
       InstanceMethod<&NativeMachine::Write>("write"),
       InstanceMethod<&NativeMachine::Fill>("fill"),
       InstanceMethod<&NativeMachine::Window>("window"),
@@ -280,13 +279,20 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return info.Env().Undefined();
   }
 
-  Napi::Value Read(const Napi::CallbackInfo& info) {
+  // readInto(gpa, target: Uint8Array): copies target.byteLength bytes from `gpa` into `target`.
+  // The caller brings the bytes: making a Buffer here (N-API) cost more than the copy for the
+  // small GHCB and PSC fields a VMM reads on every VMGEXIT (issue 10).
+  Napi::Value ReadInto(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
-    uint64_t gpa; uint32_t length;
-    if (!m || !GetU64(info, 0, "gpa", &gpa) || !GetU32(info, 1, "length", kMaxCopyBytes, &length) || !InRam(info, gpa, length)) return info.Env().Undefined();
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), length);
-    m->ram()->ForEachRun(gpa, length, [&](const uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(out.Data() + (at - gpa), host, n); });
-    return out;
+    uint64_t gpa;
+    if (!m || !GetU64(info, 0, "gpa", &gpa)) return info.Env().Undefined();
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      return ThrowType(info.Env(), "target must be a Uint8Array");
+    }
+    Napi::Uint8Array target = info[1].As<Napi::Uint8Array>();
+    if (!InRam(info, gpa, target.ByteLength())) return info.Env().Undefined();
+    m->ram()->ForEachRun(gpa, target.ByteLength(), [&](const uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(target.Data() + (at - gpa), host, n); });
+    return info.Env().Undefined();
   }
 
   Napi::Value Write(const Napi::CallbackInfo& info) {

@@ -44,7 +44,8 @@ export interface NativeMachine {
   writeSpecial(id: number, value: bigint): void;
   readMsr(index: number): bigint;
   writeMsr(index: number, value: bigint): void;
-  read(gpa: bigint, length: number): Buffer;
+  /** Copies target.byteLength bytes from `gpa` into `target`. */
+  readInto(gpa: bigint, target: Uint8Array): void;
   write(gpa: bigint, data: Uint8Array): void;
   fill(gpa: bigint, length: bigint, byte: number): void;
   window(gpa: bigint, length: number): ArrayBuffer;

@@ -24,9 +24,10 @@ describe('native binding argument checks', () => {
 
   it('rejects out-of-range memory, registers and gate arguments', () => {
     const m = new NativeMachine(1n << 20n, true, new BigUint64Array(32), marker);
-    expect(() => m.read(1n << 20n, 1)).toThrow(RangeError);
-    expect(() => m.read((1n << 64n) - 1n, 2)).toThrow(RangeError);
-    expect(() => m.read(0n, -1)).toThrow(RangeError);
+    expect(() => m.readInto(1n << 20n, new Uint8Array(1))).toThrow(RangeError);
+    expect(() => m.readInto((1n << 64n) - 1n, new Uint8Array(2))).toThrow(RangeError);
+    expect(() => m.readInto(0n, [1, 2] as unknown as Uint8Array)).toThrow(TypeError);
+    expect(() => m.readInto(0n, new Uint16Array(2) as unknown as Uint8Array)).toThrow(TypeError);
     expect(() => m.fill(0n, 1n << 63n, 0)).toThrow(RangeError);
     expect(() => m.write(0n, [1, 2] as unknown as Uint8Array)).toThrow(TypeError);
     expect(() => m.window(0n, 2 ** 31)).toThrow(RangeError);
