@@ -3,7 +3,7 @@
 // call returns the module's status value (never throws on bad input) and is a `seamcall` trace event.
 // RCX-style inputs are `gpa | level` (bits 2:0 level, 51:12 GPA).
 import { lookupTransition, type SeptOperation } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_SIZE, SeptState, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
 import type { TdModule } from './td-module.js';
@@ -32,13 +32,29 @@ export function gpaLevel(gpa: bigint, level: SeptLevel): bigint {
 /**
  * The levels each leaf accepts (`verify_page_info_input(…, min, max)` in each `tdh_mem_*.c`);
  * `top` is the TD's page-walk length (EPTP.ept_pwl): SEPT.ADD, BLOCK, UNBLOCK and SEPT.RD go up to it.
+ * `mapsMemory`: the leaf maps a page, which the model can back only inside guest RAM.
  */
-const LEVELS_ALLOWED: Record<string, [min: SeptLevel, max: SeptLevel | 'top']> = {
-  ADD: [0, 0], AUG: [0, 1], SEPT_ADD: [1, 'top'], BLOCK: [0, 'top'], UNBLOCK: [0, 'top'], REMOVE: [0, 2],
-  DEMOTE: [1, 2], PROMOTE: [1, 2], SEPT_RD: [0, 'top'],
+interface OperandRule { min: SeptLevel; max: SeptLevel | 'top'; mapsMemory: boolean }
+type OperandKey = 'ADD' | 'AUG' | 'SEPT_ADD' | 'BLOCK' | 'UNBLOCK' | 'REMOVE' | 'DEMOTE' | 'PROMOTE' | 'SEPT_RD';
+const OPERAND_RULES: Readonly<Record<OperandKey, OperandRule>> = {
+  ADD: { min: 0, max: 0, mapsMemory: true }, AUG: { min: 0, max: 1, mapsMemory: true }, SEPT_ADD: { min: 1, max: 'top', mapsMemory: false },
+  BLOCK: { min: 0, max: 'top', mapsMemory: false }, UNBLOCK: { min: 0, max: 'top', mapsMemory: false }, REMOVE: { min: 0, max: 2, mapsMemory: false },
+  DEMOTE: { min: 1, max: 2, mapsMemory: false }, PROMOTE: { min: 1, max: 2, mapsMemory: false }, SEPT_RD: { min: 0, max: 'top', mapsMemory: false },
 };
-/** Leaves that map a page, which the model can back only inside guest RAM. */
-const MAPS_MEMORY = new Set(['ADD', 'AUG']);
+/** RCX bits 63:52 are reserved: an operand below this has them clear, and is exact as a number. */
+const RCX_LIMIT = 1n << 52n;
+const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+const OPERAND_ADDR_RANGE_ERROR_RCX = withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
+const EPT_WALK_FAILED_RCX = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+const OPERAND_BUSY_RCX = withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+
+/** The SEAMCALLs that change one S-EPT entry through #transition (the legality table decides, then #apply). */
+type EntryCall = 'TDH_MEM_PAGE_ADD' | 'TDH_MEM_SEPT_ADD' | 'TDH_MEM_PAGE_AUG' | 'TDH_MEM_RANGE_BLOCK' | 'TDH_MEM_RANGE_UNBLOCK'
+  | 'TDH_MEM_PAGE_REMOVE' | 'TDH_MEM_PAGE_DEMOTE' | 'TDH_MEM_PAGE_PROMOTE';
+
+/** Counter updates an AUG or REMOVE makes to its entry (built once; setState copies what it needs). */
+const COUNTERS_CLEARED = { acceptCounter: 0, blockEpoch: 0n } as const;
+const BLOCK_EPOCH_CLEARED = { blockEpoch: 0n } as const;
 
 type MeasuredOperation = 'MEM.PAGE.ADD' | 'MR.EXTEND';
 
@@ -76,9 +92,17 @@ export class SeamcallHost {
    * it learns only what the caller sees anyway, each call's operand and status.
    */
   observer: SeamcallObserver | undefined;
+  /** GPA bit GPAW-1 and guest RAM's size, as numbers (exact: below 2^52), for #operand's checks. */
+  readonly #sharedBitValue: number;
+  readonly #ramBytes: number;
+  /** The operand #operand decoded last: fields, not an object per SEAMCALL. */
+  #operandGpa = 0n;
+  #operandLevel: SeptLevel = 0;
 
   constructor(td: TdModule) {
     this.#td = td;
+    this.#sharedBitValue = 2 ** (td.config.gpaWidth - 1);
+    this.#ramBytes = Number(td.machine.memoryBytes);
   }
 
   /** The TD's top SEPT level (the page-walk length the host chose at TDH.MNG.INIT). */
@@ -98,45 +122,45 @@ export class SeamcallHost {
     return result;
   }
 
-  /** Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM. */
-  #operand(op: string, rcx: bigint): { gpa: bigint; level: SeptLevel } | bigint {
-    const level = Number(rcx & 7n);
-    const gpa = rcx & 0x000ffffffffff000n;
-    const [min, max] = LEVELS_ALLOWED[op]!;
-    const top = max === 'top' ? this.#td.sept.topLevel : max;
-    if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n || level < min || level > top) {
-      return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
-    }
+  /**
+   * Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM:
+   * SUCCESS with the operand in #operandGpa / #operandLevel, or the refusal. Checked on the
+   * operand as a number (exact: RCX below 2^52, else reserved bits are set), not with a dozen
+   * BigInt masks and shifts (every SEAMCALL of a MapGPA's per-page BLOCK, TRACK, REMOVE; issue 10).
+   */
+  #operand(op: OperandKey, rcx: bigint): bigint {
+    if (rcx < 0n || rcx >= RCX_LIMIT) return OPERAND_INVALID_RCX; // bits 63:52 reserved
+    const n = Number(rcx);
+    const level = n % 8;
+    const rule = OPERAND_RULES[op];
+    const top = rule.max === 'top' ? this.#td.sept.topLevel : rule.max;
+    if (n % 4096 >= 8 || level < rule.min || level > top) return OPERAND_INVALID_RCX; // bits 11:3 reserved
     const l = level as SeptLevel;
-    if ((gpa & (LEVEL_SIZE[l] - 1n)) !== 0n || (gpa & this.#td.sharedBit) !== 0n || (gpa >> BigInt(this.#td.config.gpaWidth)) !== 0n) {
-      return withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
-    }
+    const gpa = n - (n % 4096);
+    // Aligned to the level, and neither the shared bit (GPAW-1) nor any bit above it set.
+    if (gpa % LEVEL_BYTES[l]! !== 0 || gpa >= this.#sharedBitValue) return OPERAND_INVALID_RCX;
     // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).
-    if (MAPS_MEMORY.has(op) && gpa + LEVEL_SIZE[l] > this.#td.machine.memoryBytes) {
-      return withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
-    }
-    return { gpa, level: l };
-  }
-
-  /** Walks to exactly `level`; a missing SEPT level (or a leaf above it) is EPT_WALK_FAILED. */
-  #entryAt(gpa: bigint, level: SeptLevel): SeptStateName | bigint {
-    const walk = this.#td.sept.walk(gpa, level);
-    if (walk.level !== level) return withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
-    return walk.state;
+    if (rule.mapsMemory && gpa + LEVEL_BYTES[l]! > this.#ramBytes) return OPERAND_ADDR_RANGE_ERROR_RCX;
+    this.#operandGpa = BigInt(gpa);
+    this.#operandLevel = l;
+    return TdxStatus.SUCCESS;
   }
 
   #tracked(level: SeptLevel, gpa: bigint): boolean {
     return (this.#td.sept.entry(level, gpa)?.blockEpoch ?? 0n) < this.#td.epoch;
   }
 
-  /** Common path: operand → walk → legality table → apply. */
-  #transition(name: SeamcallName, op: SeptOperation, opKey: string, rcx: bigint,
-    apply?: (gpa: bigint, level: SeptLevel, from: SeptStateName, next: SeptStateName) => bigint | void): SeamcallResult {
-    const operand = this.#operand(opKey, rcx);
-    if (typeof operand === 'bigint') return this.#done(name, rcx, { status: operand });
-    const { gpa, level } = operand;
-    const from = this.#entryAt(gpa, level);
-    if (typeof from === 'bigint') return this.#done(name, rcx, { status: from });
+  /**
+   * Common path: operand → walk to exactly the operand's level (a missing SEPT level, or a leaf
+   * above it, is EPT_WALK_FAILED) → legality table → #apply. `source`: PAGE.ADD's page.
+   */
+  #transition(name: EntryCall, op: SeptOperation, opKey: OperandKey, rcx: bigint, source?: Uint8Array): SeamcallResult {
+    const refused = this.#operand(opKey, rcx);
+    if (refused !== TdxStatus.SUCCESS) return this.#done(name, rcx, { status: refused });
+    const gpa = this.#operandGpa;
+    const level = this.#operandLevel;
+    const from = this.#td.sept.reachedState(gpa, level);
+    if (from === undefined) return this.#done(name, rcx, { status: EPT_WALK_FAILED_RCX });
     // sept_lock_acquire_host (tdx_locks.h), before the state check: an entry a vCPU holds
     // locked inside its TDG.MEM.PAGE.ACCEPT gives OPERAND_BUSY|RCX and gets the host-priority
     // bit; taking the lock clears it.
@@ -146,27 +170,74 @@ export class SeamcallHost {
       const lockKey = septLockKey(level, gpa);
       if (td.guestLocks.has(lockKey)) {
         td.hostPriority.add(lockKey);
-        return this.#done(name, rcx, { status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) });
+        return this.#done(name, rcx, { status: OPERAND_BUSY_RCX });
       }
       td.hostPriority.delete(lockKey);
     }
     const t = lookupTransition(op, from);
     if (t.kind === 'status') return this.#done(name, rcx, { status: withOperand(t.status, OperandId.RCX) });
     if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);
-    const extra = apply?.(gpa, level, from, t.next);
-    if (typeof extra === 'bigint') return this.#done(name, rcx, { status: extra });
+    const extra = this.#apply(name, gpa, level, from, t.next, source);
+    if (extra !== undefined) return this.#done(name, rcx, { status: extra });
     return this.#done(name, rcx, { status: TdxStatus.SUCCESS });
+  }
+
+  /**
+   * What each leaf does once the legality table allowed it (`next`: the table's new state), or
+   * the status of a check that comes after the table (TLB tracking, PROMOTE's 512 children).
+   * One method, not a closure per call: a MapGPA makes three SEAMCALLs per page.
+   */
+  #apply(name: EntryCall, gpa: bigint, level: SeptLevel, from: SeptStateName, next: SeptStateName, source: Uint8Array | undefined): bigint | undefined {
+    const td = this.#td;
+    const sept = td.sept;
+    switch (name) {
+      case 'TDH_MEM_PAGE_ADD':
+        td.machine.memory.write(gpa, source!);
+        sept.setState(level, gpa, next);
+        this.#measure('MEM.PAGE.ADD', gpa);
+        return undefined;
+      case 'TDH_MEM_SEPT_ADD':
+        sept.setState(level, gpa, next);
+        return undefined;
+      case 'TDH_MEM_PAGE_AUG':
+        sept.setState(level, gpa, next, COUNTERS_CLEARED);
+        return undefined;
+      case 'TDH_MEM_RANGE_BLOCK':
+        sept.setState(level, gpa, next, { blockEpoch: td.epoch });
+        return undefined;
+      case 'TDH_MEM_RANGE_UNBLOCK':
+        if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
+        sept.setState(level, gpa, next, BLOCK_EPOCH_CLEARED);
+        return undefined;
+      case 'TDH_MEM_PAGE_REMOVE':
+        if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+        sept.setState(level, gpa, next, COUNTERS_CLEARED);
+        return undefined;
+      case 'TDH_MEM_PAGE_DEMOTE': {
+        if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+        const child: SeptStateName = from === 'MAPPED' || from === 'BLOCKED' ? 'MAPPED' : 'PENDING';
+        // A partly accepted 2M PENDING page restarts its accept per 4K page (progress is not carried over).
+        sept.split(level as 1 | 2, gpa, child);
+        return undefined;
+      }
+      case 'TDH_MEM_PAGE_PROMOTE': {
+        if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+        const states = sept.childStates(level as 1 | 2, gpa);
+        const first = states[0]!;
+        if ((first !== 'MAPPED' && first !== 'PENDING') || states.length !== ENTRIES_PER_TABLE || states.some((s) => s !== first)) {
+          return withOperand(TdxStatus.EPT_INVALID_PROMOTE_CONDITIONS, OperandId.RCX);
+        }
+        sept.merge(level as 1 | 2, gpa, first);
+        return undefined;
+      }
+    }
   }
 
   /** TDH.MEM.PAGE.ADD: copy `source` (4 KiB) into a FREE 4K GPA before finalization, MAPPED; MRTD gets "MEM.PAGE.ADD"‖GPA. */
   memPageAdd(rcx: bigint, source: Uint8Array): SeamcallResult {
     if (this.#td.finalized) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
     if (source.byteLength !== 4096) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9) });
-    return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', 'ADD', rcx, (gpa, level, _from, next) => {
-      this.#td.machine.memory.write(gpa, source);
-      this.#td.sept.setState(level, gpa, next);
-      this.#measure('MEM.PAGE.ADD', gpa);
-    });
+    return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', 'ADD', rcx, source);
   }
 
   /**
@@ -238,7 +309,7 @@ export class SeamcallHost {
     const next = lookupTransition('ADD', 'FREE');
     // Both ends valid is every page valid: same alignment, and the pages between lie between them.
     const canOnlySucceed = !td.finalized
-      && typeof this.#operand('ADD', gpaLevel(gpa, 0)) !== 'bigint' && typeof this.#operand('ADD', gpaLevel(last, 0)) !== 'bigint'
+      && this.#operand('ADD', gpaLevel(gpa, 0)) === TdxStatus.SUCCESS && this.#operand('ADD', gpaLevel(last, 0)) === TdxStatus.SUCCESS
       && td.guestLocks.size === 0 && td.hostPriority.size === 0 && td.sept.freeReachableLeaves(gpa, pages);
     if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, source, measured);
     td.machine.memory.write(gpa, source);
@@ -326,16 +397,12 @@ export class SeamcallHost {
    * the range can be mapped one level down. Its parent must exist: the host adds levels top-down.
    */
   memSeptAdd(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx, (gpa, level, _from, next) => {
-      this.#td.sept.setState(level, gpa, next);
-    });
+    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx);
   }
 
   /** TDH.MEM.PAGE.AUG: FREE/REMOVED → PENDING (4K/2M), before or after MR.FINALIZE (op_state_lookup.c). */
   memPageAug(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', 'AUG', rcx, (gpa, level, _from, next) => {
-      this.#td.sept.setState(level, gpa, next, { acceptCounter: 0, blockEpoch: 0n });
-    });
+    return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', 'AUG', rcx);
   }
 
   /**
@@ -343,9 +410,7 @@ export class SeamcallHost {
    * NL_BLOCKED) that stops every SEPT walk there, so the whole range below becomes unreachable.
    */
   memRangeBlock(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', 'BLOCK', rcx, (gpa, level, _from, next) => {
-      this.#td.sept.setState(level, gpa, next, { blockEpoch: this.#td.epoch });
-    });
+    return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', 'BLOCK', rcx);
   }
 
   /** TDH.MEM.TRACK: advance the TD epoch; entries blocked before now count as TLB-tracked. */
@@ -360,44 +425,25 @@ export class SeamcallHost {
    * its absence is reported against the SEPT tree, not RCX.
    */
   memRangeUnblock(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', 'UNBLOCK', rcx, (gpa, level, _from, next) => {
-      if (this.#td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
-      this.#td.sept.setState(level, gpa, next, { blockEpoch: 0n });
-    });
+    return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', 'UNBLOCK', rcx);
   }
 
   /** TDH.MEM.PAGE.REMOVE: → FREE; on a running TD only blocked and tracked entries. */
   memPageRemove(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_REMOVE', running ? 'REMOVE_RUNNING' : 'REMOVE', 'REMOVE', rcx, (gpa, level, _from, next) => {
-      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-      this.#td.sept.setState(level, gpa, next, { acceptCounter: 0, blockEpoch: 0n });
-    });
+    return this.#transition('TDH_MEM_PAGE_REMOVE', running ? 'REMOVE_RUNNING' : 'REMOVE', 'REMOVE', rcx);
   }
 
   /** TDH.MEM.PAGE.DEMOTE: a 2M/1G leaf becomes 512 leaves one level down, in its (unblocked) state. */
   memPageDemote(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_DEMOTE', running ? 'DEMOTE_RUNNING' : 'DEMOTE', 'DEMOTE', rcx, (gpa, level, from) => {
-      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-      const child: SeptStateName = from === 'MAPPED' || from === 'BLOCKED' ? 'MAPPED' : 'PENDING';
-      // A partly accepted 2M PENDING page restarts its accept per 4K page (progress is not carried over).
-      this.#td.sept.split(level as 1 | 2, gpa, child);
-    });
+    return this.#transition('TDH_MEM_PAGE_DEMOTE', running ? 'DEMOTE_RUNNING' : 'DEMOTE', 'DEMOTE', rcx);
   }
 
   /** TDH.MEM.PAGE.PROMOTE: 512 uniform MAPPED (or PENDING) leaves merge into one leaf. */
   memPagePromote(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_PROMOTE', running ? 'PROMOTE_RUNNING' : 'PROMOTE', 'PROMOTE', rcx, (gpa, level) => {
-      if (running && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-      const states = this.#td.sept.childStates(level as 1 | 2, gpa);
-      const first = states[0]!;
-      if ((first !== 'MAPPED' && first !== 'PENDING') || states.length !== ENTRIES_PER_TABLE || states.some((s) => s !== first)) {
-        return withOperand(TdxStatus.EPT_INVALID_PROMOTE_CONDITIONS, OperandId.RCX);
-      }
-      this.#td.sept.merge(level as 1 | 2, gpa, first);
-    });
+    return this.#transition('TDH_MEM_PAGE_PROMOTE', running ? 'PROMOTE_RUNNING' : 'PROMOTE', 'PROMOTE', rcx);
   }
 
   /**
@@ -406,10 +452,10 @@ export class SeamcallHost {
    * describe the entry it stopped on.
    */
   memSeptRead(rcx: bigint): SeptReadResult {
-    const operand = this.#operand('SEPT_RD', rcx);
-    if (typeof operand === 'bigint') return this.#done('TDH_MEM_SEPT_RD', rcx, { status: operand, level: 0, state: 'FREE' });
-    const walk = this.#td.sept.walk(operand.gpa, operand.level);
-    const status = walk.level === operand.level ? TdxStatus.SUCCESS : withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+    const refused = this.#operand('SEPT_RD', rcx);
+    if (refused !== TdxStatus.SUCCESS) return this.#done('TDH_MEM_SEPT_RD', rcx, { status: refused, level: 0, state: 'FREE' });
+    const walk = this.#td.sept.walk(this.#operandGpa, this.#operandLevel);
+    const status = walk.level === this.#operandLevel ? TdxStatus.SUCCESS : EPT_WALK_FAILED_RCX;
     return this.#done('TDH_MEM_SEPT_RD', rcx, { status, level: walk.level, state: walk.state });
   }
 }

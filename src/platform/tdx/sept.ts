@@ -152,6 +152,20 @@ export class Sept implements Snapshottable<SeptTables> {
     }
   }
 
+  /**
+   * The state of the entry at `level` when the walk (as walk()) reaches it, else undefined (it
+   * stops above): walk() without building its result, for the SEAMCALLs that act on exactly one
+   * level (several per exit when a VMM converts memory).
+   */
+  reachedState(gpa: bigint, level: SeptLevel): SeptStateName | undefined {
+    const at = Number(gpa);
+    for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
+      const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
+      if (l === level) return state;
+      if (l === 0 || !walkContinuesBelow(state)) return undefined;
+    }
+  }
+
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
   setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = {}): void {
     const base = Sept.alignDown(gpa, level);
