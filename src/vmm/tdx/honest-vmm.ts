@@ -69,11 +69,13 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 /** Thrown inside the honest helpers when a SEAMCALL fails; becomes a vmm-error outcome. */
 class SeamcallFailed extends Error {}
-function check(name: string, r: { status: bigint }, allow: bigint[] = []): void {
+const NOTHING_ALLOWED: readonly bigint[] = [];
+function check(name: string, r: { status: bigint }, allow: readonly bigint[] = NOTHING_ALLOWED): void {
   if (r.status !== TdxStatus.SUCCESS && !allow.includes(r.status)) throw new SeamcallFailed(`${name} failed: ${statusName(r.status)} (${hex(r.status)})`);
 }
 
-const WALK_FAILED = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+const WALK_FAILED: readonly bigint[] = [withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX)];
+const ALREADY_BLOCKED: readonly bigint[] = [withOperand(TdxStatus.GPA_RANGE_ALREADY_BLOCKED, OperandId.RCX)];
 
 /**
  * Where the walk to `gpa` stops at `level`, and in which state: what the VMM's mirror knows, or
@@ -88,7 +90,7 @@ function septRead(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: Se
 function readSept(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: SeptMirror): MirroredWalk {
   const aligned = Sept.alignDown(gpa, level);
   const r = host.memSeptRead(gpaLevel(aligned, level));
-  check('TDH.MEM.SEPT.RD', r, [WALK_FAILED]);
+  check('TDH.MEM.SEPT.RD', r, WALK_FAILED);
   mirror?.learn(aligned, r);
   return r;
 }
@@ -109,7 +111,7 @@ export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLev
 
 /** BLOCK (tolerating already-blocked) + TRACK: what REMOVE/DEMOTE/UNBLOCK on a running TD need first. */
 function blockAndTrack(host: SeamcallHost, gpa: bigint, level: SeptLevel): void {
-  check('TDH.MEM.RANGE.BLOCK', host.memRangeBlock(gpaLevel(gpa, level)), [withOperand(TdxStatus.GPA_RANGE_ALREADY_BLOCKED, OperandId.RCX)]);
+  check('TDH.MEM.RANGE.BLOCK', host.memRangeBlock(gpaLevel(gpa, level)), ALREADY_BLOCKED);
   check('TDH.MEM.TRACK', host.memTrack());
 }
 

@@ -35,6 +35,13 @@ const CHILDREN_UNKNOWN = 0, CHILDREN_FREE = 1, CHILDREN_LEAVES = 2;
 const CHILD_SHIFT = 3, STATE_MASK = 7;
 const ENTRIES = 512;
 
+/**
+ * Every walk result there can be, built once (level × state code): the honest VMM asks the
+ * mirror before every page it converts, and only reads the result.
+ */
+const WALKS: readonly (readonly Readonly<MirroredWalk>[])[] = [0, 1, 2, 3, 4].map((level) =>
+  STATES.map((state) => Object.freeze({ level: level as SeptLevel, state })));
+
 /** The class of a state the module reported. */
 function classOf(state: SeptStateName): MirroredState {
   return isLeafState(state) ? 'LEAF' : state as Exclude<MirroredState, 'LEAF'>;
@@ -46,20 +53,31 @@ function classOf(state: SeptStateName): MirroredState {
  * BLOCK and UNBLOCK keep a leaf a leaf and toggle a non-leaf; a state the mirror did not know
  * stays unknown.
  */
-type MirrorTransition = (from: MirroredState | undefined) => { state: MirroredState; children?: number } | undefined;
+type MirrorTransition = (from: MirroredState | undefined) => Readonly<{ state: MirroredState; children?: number }> | undefined;
+// The results as constants: one is looked up for every SEAMCALL the VMM makes.
+const TO_NL_MAPPED_FREE_CHILDREN = { state: 'NL_MAPPED', children: CHILDREN_FREE } as const;
+const TO_LEAF = { state: 'LEAF' } as const;
+const TO_FREE = { state: 'FREE' } as const;
+const TO_NL_MAPPED_LEAF_CHILDREN = { state: 'NL_MAPPED', children: CHILDREN_LEAVES } as const;
+const TO_LEAF_CHILDREN_UNKNOWN = { state: 'LEAF', children: CHILDREN_UNKNOWN } as const;
+const TO_NL_BLOCKED = { state: 'NL_BLOCKED' } as const;
+const TO_NL_MAPPED = { state: 'NL_MAPPED' } as const;
 const AFTER: Partial<Record<SeamcallName, MirrorTransition>> = {
-  TDH_MEM_SEPT_ADD: () => ({ state: 'NL_MAPPED', children: CHILDREN_FREE }),
-  TDH_MEM_PAGE_ADD: () => ({ state: 'LEAF' }),
-  TDH_MEM_PAGE_AUG: () => ({ state: 'LEAF' }),
-  TDH_MEM_PAGE_REMOVE: () => ({ state: 'FREE' }),
-  TDH_MEM_PAGE_DEMOTE: () => ({ state: 'NL_MAPPED', children: CHILDREN_LEAVES }),
-  TDH_MEM_PAGE_PROMOTE: () => ({ state: 'LEAF', children: CHILDREN_UNKNOWN }),
-  TDH_MEM_RANGE_BLOCK: (from) => (from === 'NL_MAPPED' ? { state: 'NL_BLOCKED' } : from === 'LEAF' ? { state: 'LEAF' } : undefined),
-  TDH_MEM_RANGE_UNBLOCK: (from) => (from === 'NL_BLOCKED' ? { state: 'NL_MAPPED' } : from === 'LEAF' ? { state: 'LEAF' } : undefined),
+  TDH_MEM_SEPT_ADD: () => TO_NL_MAPPED_FREE_CHILDREN,
+  TDH_MEM_PAGE_ADD: () => TO_LEAF,
+  TDH_MEM_PAGE_AUG: () => TO_LEAF,
+  TDH_MEM_PAGE_REMOVE: () => TO_FREE,
+  TDH_MEM_PAGE_DEMOTE: () => TO_NL_MAPPED_LEAF_CHILDREN,
+  TDH_MEM_PAGE_PROMOTE: () => TO_LEAF_CHILDREN_UNKNOWN,
+  TDH_MEM_RANGE_BLOCK: (from) => (from === 'NL_MAPPED' ? TO_NL_BLOCKED : from === 'LEAF' ? TO_LEAF : undefined),
+  TDH_MEM_RANGE_UNBLOCK: (from) => (from === 'NL_BLOCKED' ? TO_NL_MAPPED : from === 'LEAF' ? TO_LEAF : undefined),
 };
 
 /** A saved mirror: each level's entries (never changed once saved: a restore reads them as they are). */
 export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
+
+/** RCX bits 63:52 (reserved in a `gpa | level` operand) start here. */
+const RESERVED_RCX_BITS = 1n << 52n;
 
 /** An overlay's mark for an entry the base has and the mirror dropped since. */
 const DROPPED = -1;
@@ -112,7 +130,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
       else if (children === CHILDREN_FREE) code = CODE.FREE;
       else if (children === CHILDREN_LEAVES) code = CODE.LEAF;
       else return undefined;
-      if (l === level || code !== CODE.NL_MAPPED) return { level: l, state: STATES[code]! };
+      if (l === level || code !== CODE.NL_MAPPED) return WALKS[l]![code]!;
       children = entry! >> CHILD_SHIFT;
     }
   }
@@ -139,9 +157,11 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     if (status !== TdxStatus.SUCCESS || rcx === null) return;
     const after = AFTER[leaf];
     if (!after) return;
-    const level = Number(rcx & 7n) as SeptLevel;
+    // A call that succeeded had a valid operand: below 2^52 (bits 63:52 reserved), so exact as a number.
+    const operand = Number(rcx < RESERVED_RCX_BITS ? rcx : rcx & (RESERVED_RCX_BITS - 1n));
+    const level = (operand % 8) as SeptLevel;
     if (level > this.#top) return;
-    const first = septEntryKey(Number(rcx & 0x000ffffffffff000n), level);
+    const first = septEntryKey(operand - (operand % 4096), level);
     for (let i = 0; i < pages; i++) this.#apply(after, level, first + i);
   }
 
