@@ -49,11 +49,16 @@ const MAX_PROBED_PAGES = 4096n;
  */
 const OUTPUT_POINTS: ReadonlySet<CallPoint> = new Set<CallPoint>(['tdx.instructionIo', 'tdx.otherVmcall', 'snp.ghcb.ioio']);
 
+/** Most exits have no host action due. */
+const NO_ACTIONS: readonly HostAction[] = Object.freeze([]);
+
 /** Which decision applies when: indexes an attack program for the run loop. */
 export class DecisionBook {
   readonly #calls = new Map<CallPoint, { from: number; to: number; answer: Answer }[]>();
   readonly #actions = new Map<number, HostAction[]>();
   readonly #seen = new Map<CallPoint, number>();
+  /** Coverage keys of the program's answers (coverAnswer). */
+  readonly #answerKeys = new Map<Answer, string>();
   /** Exits to the VMM so far in this execution. */
   exits = 0;
   /** Decision coverage: decision point × choice (and host action × result) keys this execution reached. */
@@ -88,10 +93,10 @@ export class DecisionBook {
   }
 
   /** A new exit reached the VMM: the host actions due before it is handled. */
-  beginExit(): HostAction[] {
+  beginExit(): readonly HostAction[] {
     if (!this.#requestThisExit) this.#requestRun = 0;
     this.#requestThisExit = false;
-    return this.#actions.get(this.exits++) ?? [];
+    return this.#actions.get(this.exits++) ?? NO_ACTIONS;
   }
 
   /** The guest's page-state request of this exit; true when the livelock guard must end the run. */
@@ -145,8 +150,28 @@ export class DecisionBook {
   answerFor(point: CallPoint): Answer {
     const occurrence = this.#seen.get(point) ?? 0;
     this.#seen.set(point, occurrence + 1);
-    const hit = this.#calls.get(point)?.find((d) => occurrence >= d.from && occurrence < d.to);
-    return hit?.answer ?? { kind: 'honest' };
+    const list = this.#calls.get(point);
+    if (list !== undefined) {
+      for (const d of list) if (occurrence >= d.from && occurrence < d.to) return d.answer;
+    }
+    return HONEST_ANSWER;
+  }
+
+  /**
+   * Covers `point` × `answer` (answerKey): the key is built once per answer of the program (an
+   * answer belongs to one decision point), not as a new string on every exit.
+   */
+  coverAnswer(point: CallPoint, answer: Answer): void {
+    if (answer === HONEST_ANSWER) {
+      this.coverage.add(honestAnswerKey(point));
+      return;
+    }
+    let key = this.#answerKeys.get(answer);
+    if (key === undefined) {
+      key = answerKey(point, answer);
+      this.#answerKeys.set(answer, key);
+    }
+    this.coverage.add(key);
   }
 
   /** How many times each decision point was reached (the mutator aims occurrences with it). */
@@ -157,6 +182,19 @@ export class DecisionBook {
   cover(key: string): void {
     this.coverage.add(key);
   }
+}
+
+/** The answer where the program has no decision: one object, read only. */
+const HONEST_ANSWER: Answer = Object.freeze({ kind: 'honest' });
+const HONEST_KEYS = new Map<CallPoint, string>();
+/** answerKey(point, HONEST_ANSWER), built once per point. */
+function honestAnswerKey(point: CallPoint): string {
+  let key = HONEST_KEYS.get(point);
+  if (key === undefined) {
+    key = answerKey(point, HONEST_ANSWER);
+    HONEST_KEYS.set(point, key);
+  }
+  return key;
 }
 
 /** A short coverage key for an answer: its shape, not its addresses. */
@@ -178,6 +216,13 @@ function record(trace: { record(source: 'vmm', type: string, fields: Record<stri
 // ------------------------------------------------------------------------------------------ TDX
 
 const SEAMCALL_RESULT_OK = TdxStatus.SUCCESS;
+
+/** The shared bit (GPAW-1) and the mask that clears it, built once per GPA width, not per exit. */
+const SHARED_BIT: Readonly<Record<VmmContext['gpaWidth'], bigint>> = { 48: 1n << 47n, 52: 1n << 51n };
+const PRIVATE_MASK: Readonly<Record<VmmContext['gpaWidth'], bigint>> = { 48: ~SHARED_BIT[48], 52: ~SHARED_BIT[52] };
+function privateMask(ctx: VmmContext): bigint {
+  return PRIVATE_MASK[ctx.gpaWidth];
+}
 
 function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'tdx.seamcall' }>): bigint {
   const rcx = gpaLevel(action.gpa, action.level as SeptLevel);
@@ -255,7 +300,7 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
  * SEAMCALL the module refuses just means the attack did nothing: the adversary does not care.
  */
 function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
-  const base = Sept.alignDown(gpa & ~(1n << BigInt(ctx.gpaWidth - 1)), level);
+  const base = Sept.alignDown(gpa & privateMask(ctx), level);
   try {
     ensureSeptLevels(ctx.host, base, level, ctx.septMirror);
     ctx.host.memPageAug(gpaLevel(base, level));
@@ -264,7 +309,7 @@ function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
   }
 }
 
-function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: () => VmmAction): VmmAction {
+function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: TdxVmmPolicy, method: TdxEptMethod): VmmAction {
   switch (answer.kind) {
     case 'resume': return { kind: 'resume' };
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
@@ -273,7 +318,7 @@ function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
         case 'aug-4k': augAt(ctx, exit.gpa, 0); return { kind: 'resume' };
         case 'aug-2m': augAt(ctx, exit.gpa, 1); return { kind: 'resume' };
         case 'aug-other': {
-          const target = (exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1))) + (answer.otherDelta ?? 0n);
+          const target = (exit.gpa & privateMask(ctx)) + (answer.otherDelta ?? 0n);
           if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
           return { kind: 'resume' };
         }
@@ -283,7 +328,7 @@ function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
       break;
     default:
   }
-  return honest();
+  return honest[method](ctx, exit);
 }
 
 /** Converts [base, base+bytes) like the honest MapGPA, without its chunking. */
@@ -300,16 +345,16 @@ function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean
   }
 }
 
-function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honest: () => VmcallDecision): VmcallDecision {
+function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honest: TdxVmmPolicy, method: TdxVmcallMethod): VmcallDecision {
   switch (answer.kind) {
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
     case 'vmcall-return': {
       if (answer.effect === 'none') return { kind: 'return', regs: { ...answer.regs } };
-      const d = honest();
+      const d = honest[method](ctx, call);
       return d.kind === 'stop' ? d : { kind: 'return', regs: { ...d.regs, ...answer.regs } };
     }
     case 'map-gpa': {
-      const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+      const sharedBit = SHARED_BIT[ctx.gpaWidth];
       const start = call.regs.r12;
       const size = call.regs.r13;
       const base = start & ~sharedBit;
@@ -326,7 +371,7 @@ function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, an
       return regs;
     }
     default:
-      return honest();
+      return honest[method](ctx, call);
   }
 }
 
@@ -338,10 +383,10 @@ type TdxVmcallMethod = 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'inst
 // re-optimised by TurboFan again and again in a steady campaign (--trace-opt), with no deopt.
 function tdxEptDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxEptMethod, ctx: VmmContext, exit: EptViolationExit): VmmAction {
   runTdxHostActions(book, ctx);
-  book.noteExitPoint(ctx.trace, point, exit.gpa & ~(1n << BigInt(ctx.gpaWidth - 1)));
+  book.noteExitPoint(ctx.trace, point, exit.gpa & privateMask(ctx));
   const answer = book.answerFor(point);
-  book.cover(answerKey(point, answer));
-  return eptAnswer(ctx, point, exit, answer, () => honest[method](ctx, exit));
+  book.coverAnswer(point, answer);
+  return eptAnswer(ctx, point, exit, answer, honest, method);
 }
 
 function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxVmcallMethod, ctx: VmmContext, call: VmcallExit): VmcallDecision {
@@ -351,7 +396,7 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
   if (method === 'mapGpa') {
     // The guest's own request to convert memory to shared ends the acceptance lifetime of
     // that memory for the oracle, whatever the VMM then does with it.
-    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const sharedBit = SHARED_BIT[ctx.gpaWidth];
     const gpa = call.regs.r12 & ~sharedBit;
     const key = `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}`;
     ctx.trace.record('vmm', 'guest-request', { key });
@@ -361,8 +406,8 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
     change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
   }
   const answer = book.answerFor(point);
-  book.cover(answerKey(point, answer));
-  const decision = vmcallAnswer(ctx, point, call, answer, () => honest[method](ctx, call));
+  book.coverAnswer(point, answer);
+  const decision = vmcallAnswer(ctx, point, call, answer, honest, method);
   // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
   if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
   return decision;
