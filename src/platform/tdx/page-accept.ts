@@ -1,7 +1,7 @@
 // TDG.MEM.PAGE.ACCEPT (leaf 6), after `tdg_mem_page_accept.c` (TDX 1.5; reference A3): operand
 // checks, SEPT walk, then the ACCEPT / ACCEPT_LARGER rows of the legality table decide.
 import { lookupTransition, type AcceptAction } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_SIZE, SEPT_PUBLIC_STATE, septLockKey, type SeptLevel } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_PUBLIC_STATE, septLockKey, type SeptLevel } from './sept-states.js';
 import { OperandId, TdxStatus, withOperand } from './status.js';
 import { EEQ_TYPE, type TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
@@ -9,22 +9,37 @@ import { EptQual } from './ve.js';
 
 const CHUNK = 0x1000n;
 
-/** RCX checks of `page_info_api_input_t` + `check_gpa_validity(PRIVATE_ONLY)`. */
-export function decodeAcceptOperand(td: TdModule, rcx: bigint): { gpa: bigint; level: SeptLevel } | undefined {
-  const level = Number(rcx & 7n);
-  if ((rcx & 0xff8n) !== 0n || (rcx >> 52n) !== 0n) return undefined; // bits 11:3 and 63:52 reserved
+/** RCX bits 63:52 are reserved: an operand below this has them clear, and is exact as a number. */
+const RCX_LIMIT = 1n << 52n;
+/** RCX bits 51:12: the GPA of a valid operand. */
+const RCX_GPA = 0x000ffffffffff000n;
+const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+const OPERAND_BUSY_RCX = withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+/** What a completed accept leaves in its entry's counter. */
+const ACCEPT_COUNTER_CLEARED = { acceptCounter: 0 } as const;
+
+/**
+ * RCX checks of `page_info_api_input_t` + `check_gpa_validity(PRIVATE_ONLY)`: the level to accept
+ * at (0 or 1), or undefined when RCX is invalid. Checked on RCX as a number (exact below 2^52),
+ * not with a dozen BigInt masks and shifts per ACCEPT (issue 10).
+ */
+export function acceptOperandLevel(td: TdModule, rcx: bigint): SeptLevel | undefined {
+  if (rcx < 0n || rcx >= RCX_LIMIT) return undefined; // bits 63:52 reserved
+  const n = Number(rcx);
+  if (n % 4096 >= 8) return undefined; // bits 11:3 reserved
+  const level = n % 8;
   if (level > 1) return undefined; // 1G is rejected: verify_page_info_input(…, LVL_PT, LVL_PD)
-  const gpa = rcx & 0x000ffffffffff000n;
-  if ((gpa & (LEVEL_SIZE[level as SeptLevel] - 1n)) !== 0n) return undefined;
-  if ((gpa & td.sharedBit) !== 0n) return undefined; // private only
-  if ((gpa >> BigInt(td.config.gpaWidth)) !== 0n) return undefined; // bits ≥ GPAW (51:48 for GPAW 48)
-  return { gpa, level: level as SeptLevel };
+  const gpa = n - level;
+  if (gpa % LEVEL_BYTES[level]! !== 0) return undefined;
+  // The shared bit (private only) or any bit ≥ GPAW (51:48 for GPAW 48) set.
+  if (gpa >= 2 ** (td.config.gpaWidth - 1)) return undefined;
+  return level as SeptLevel;
 }
 
 export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
-  const op = decodeAcceptOperand(td, rcx);
-  if (!op) return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
-  const { gpa, level } = op;
+  const level = acceptOperandLevel(td, rcx);
+  if (level === undefined) return { kind: 'return', status: OPERAND_INVALID_RCX };
+  const gpa = rcx & RCX_GPA;
   const walk = td.sept.walk(gpa, level);
   // check_tdaccept_failure: a walk that stopped above the requested level decides (ALREADY_ACCEPTED
   // or TD exit) without locking anything; only an entry at the requested level is locked first.
@@ -37,7 +52,7 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
     const key = septLockKey(walk.level, walk.base);
     const holder = td.guestLocks.get(key);
     if (td.hostLocks.has(key) || (holder !== undefined && holder !== td.machine.vcpuIndex) || (holder === undefined && td.hostPriority.has(key))) {
-      return { kind: 'return', status: withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
+      return { kind: 'return', status: OPERAND_BUSY_RCX };
     }
   }
   const t = lookupTransition(walk.level === level ? 'ACCEPT' : 'ACCEPT_LARGER', walk.state);
@@ -51,11 +66,12 @@ export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
       // async_tdexit_ept_violation (td_other_exits.c): EEQ ACCEPT info = req_level[2:0],
       // err_level[5:3], err_sept_state[13:6] (the public state, sept_get_arch_state), is_leaf[14].
       // The qualification is a write plus the entry's RWX, which is 0 in every state that exits here.
-      const info = BigInt(level) | (BigInt(walk.level) << 3n) | (BigInt(SEPT_PUBLIC_STATE[walk.state]) << 6n) | ((walk.isLeaf ? 1n : 0n) << 14n);
+      // Bits 14:0 of the info, built as a number.
+      const info = level | (walk.level << 3) | (SEPT_PUBLIC_STATE[walk.state] << 6) | ((walk.isLeaf ? 1 : 0) << 14);
       const step = td.tdExit({
         reason: 'ept-violation', rip: td.machine.vcpu.regs.rip, gpa, access: 'write', space: 'private',
         exitQualification: EptQual.WRITE, outsideRam: gpa >= td.machine.memoryBytes, septState: walk.state,
-        eeq: { type: 'accept', raw: EEQ_TYPE.accept | (info << 32n), reqLevel: level, errLevel: walk.level, errState: walk.state, isLeaf: walk.isLeaf },
+        eeq: { type: 'accept', raw: EEQ_TYPE.accept | (BigInt(info) << 32n), reqLevel: level, errLevel: walk.level, errState: walk.state, isLeaf: walk.isLeaf },
       });
       return { kind: 'step', step, result: 'td-exit(accept)' };
     }
@@ -79,7 +95,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   if (level === 0) {
     td.machine.memory.fill(gpa, CHUNK, 0);
     td.machine.watchContent(gpa, CHUNK, false); // zeroed by the guest's own accept (foreign-content.ts)
-    td.sept.setState(0, gpa, 'MAPPED', { acceptCounter: 0 });
+    td.sept.setState(0, gpa, 'MAPPED', ACCEPT_COUNTER_CLEARED);
     return { kind: 'return', status: TdxStatus.SUCCESS };
   }
   const entry = td.sept.entry(level, gpa)!;
@@ -111,7 +127,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
     return { kind: 'step', step: td.deliverPostedInterrupt(), result: 'interrupted' };
   }
   td.machine.watchContent(gpa, LEVEL_SIZE[level], false);
-  td.sept.setState(level, gpa, 'MAPPED', { acceptCounter: 0 });
+  td.sept.setState(level, gpa, 'MAPPED', ACCEPT_COUNTER_CLEARED);
   if (start > 0) td.record('accept-resumed-complete', { gpa, level, resumedFrom: start });
   return { kind: 'return', status: TdxStatus.SUCCESS };
 }

@@ -400,12 +400,17 @@ export class TdModule implements Snapshottable<TdModuleState> {
     const regs = this.machine.vcpu.regs;
     const ignored: string[] = [];
     const bits = exposedBits(call.mask);
-    for (const name of VMCALL_REGS) {
-      const value = out[name];
-      if (value === undefined) continue;
-      if (exposed(bits, name)) regs[name] = value & MASK64;
+    // Only the registers the answer names (one or two, usually), not a look-up of each of the
+    // fourteen in an object of whatever shape the VMM built (issue 10).
+    for (const name in out) {
+      const value = out[name as VmcallReg];
+      if (value === undefined || !Object.hasOwn(GPR_BIT, name)) continue; // not a VMCALL register
+      // A register store keeps the value modulo 2^64 (Registers).
+      if (exposed(bits, name as VmcallReg)) regs.set(name as VmcallReg, value);
       else ignored.push(name);
     }
+    // Reported in VMCALL_REGS order, whatever order the answer had them in.
+    if (ignored.length > 1) ignored.sort((a, b) => VMCALL_REGS.indexOf(a as VmcallReg) - VMCALL_REGS.indexOf(b as VmcallReg));
     regs.rax = 0n;
     this.machine.vcpu.complete(call);
     this.record('vmcall-complete', { r10: regs.r10, r11: regs.r11, ignoredUnexposed: ignored });
