@@ -63,7 +63,7 @@ export interface TdxVmmPolicy extends PolicyStateHook {
   otherVmcall(ctx: VmmContext, call: VmcallExit): VmcallDecision;
 }
 
-const ret = (r10: bigint, more: Partial<VmcallRegs> = {}): VmcallDecision => ({ kind: 'return', regs: { r10, ...more } });
+const ret = (r10: bigint, more?: Partial<VmcallRegs>): VmcallDecision => ({ kind: 'return', regs: more === undefined ? { r10 } : { r10, ...more } });
 const stop = (outcome: RunOutcome['outcome'], reason: string): { kind: 'stop'; outcome: RunOutcome } => ({ kind: 'stop', outcome: { outcome, reason } });
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -335,6 +335,10 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
   readonly ctx: VmmContext;
   /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
   policy: TdxVmmPolicy;
+  /** The last EPT violation's repeatKey and what it was built from (a cache, not state). */
+  #eptKeyRip = -1n;
+  #eptKeyGpa = -1n;
+  #eptKey = '';
 
   constructor(ctx: Omit<VmmContext, 'septMirror'>, policy: TdxVmmPolicy = honestTdxPolicy) {
     const septMirror = new SeptMirror(ctx.host.septTopLevel);
@@ -366,7 +370,15 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
    * the VMM may give, but no progress).
    */
   repeatKey(exit: TdExit): string | undefined {
-    if (exit.reason === 'ept-violation') return `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}`;
+    if (exit.reason === 'ept-violation') {
+      // A VMM that does not resolve a violation sees it again and again: the same key, built once.
+      if (exit.rip !== this.#eptKeyRip || exit.gpa !== this.#eptKeyGpa) {
+        this.#eptKeyRip = exit.rip;
+        this.#eptKeyGpa = exit.gpa;
+        this.#eptKey = `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}`;
+      }
+      return this.#eptKey;
+    }
     const { r10, r11, r12 } = exit.regs;
     if (r10 === 0n && r11 === TdvmcallLeaf.HLT && (r12 & 1n) === 1n) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
     return undefined;
