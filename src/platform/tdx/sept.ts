@@ -51,6 +51,9 @@ function entryOf(state: SeptStateName, acceptCounter: number, blockEpoch: bigint
   return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRY[state] : { state, acceptCounter, blockEpoch };
 }
 
+/** setState's counters when the caller changes none (one object, read only). */
+const NO_FIELDS: Partial<Omit<SeptEntry, 'state'>> = Object.freeze({});
+
 /** Each level's alignment mask, ~(size - 1), built once: alignDown is on every walk and SEAMCALL. */
 const ALIGN_MASK: Readonly<Record<SeptLevel, bigint>> = {
   0: ~(LEVEL_SIZE[0] - 1n), 1: ~(LEVEL_SIZE[1] - 1n), 2: ~(LEVEL_SIZE[2] - 1n), 3: ~(LEVEL_SIZE[3] - 1n), 4: ~(LEVEL_SIZE[4] - 1n),
@@ -119,10 +122,15 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Call before changing or removing the entry at (`level`, `key`): logs what it was (once there is a state to go back to). */
   #willChange(level: SeptLevel, key: number): void {
+    if (this.#base !== undefined) this.#logChange(level, key, this.#levels[level]!.get(key));
+  }
+
+  /** #willChange when the caller has the entry (`was`) at hand already. */
+  #logChange(level: SeptLevel, key: number, was: Readonly<SeptEntry> | undefined): void {
     if (this.#base === undefined) return; // a boot that never snapshots keeps no log
     this.#undoLevels.push(level);
     this.#undoKeys.push(key);
-    this.#undoEntries.push(this.#levels[level]!.get(key));
+    this.#undoEntries.push(was);
   }
 
   static alignDown(gpa: bigint, level: SeptLevel): bigint {
@@ -167,20 +175,19 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
-  setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = {}): void {
-    const base = Sept.alignDown(gpa, level);
+  setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = NO_FIELDS): void {
     const key = septEntryKey(Number(gpa), level);
     const map = this.#levels[level]!;
     const old = map.get(key);
     const oldState = old?.state;
-    this.#willChange(level, key);
+    this.#logChange(level, key, old);
     if (state === 'FREE') map.delete(key);
     else map.set(key, entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
     // states that both close the entry's whole range (no MAPPED leaf, no walk below it), such as
     // the FREE → PENDING of every AUG: the range was closed and stays so. Any other change may.
     if (oldState !== state && !(state === 'NL_MAPPED' && old === undefined) && (opensRange(oldState ?? 'FREE') || opensRange(state))) {
-      this.#refreshGate(level, base);
+      this.#refreshGate(level, Sept.alignDown(gpa, level), state);
     }
   }
 
@@ -217,7 +224,8 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Re-derives the gate under one entry (after something outside the SEPT changed the gate). */
   resyncGate(level: SeptLevel, gpa: bigint): void {
-    this.#refreshGate(level, Sept.alignDown(gpa, level));
+    const base = Sept.alignDown(gpa, level);
+    this.#refreshGate(level, base, this.stateAt(level, base));
   }
 
   /** Turns a leaf at `level` (1 or 2) into a non-leaf whose 512 children are in `childState`. */
@@ -236,7 +244,7 @@ export class Sept implements Snapshottable<SeptTables> {
         map.set(first + i, entry);
       }
     }
-    this.#refreshGate(level, base);
+    this.#refreshGate(level, base, 'NL_MAPPED');
   }
 
   /** The states of the 512 children of a non-leaf at `level` (1 or 2). */
@@ -274,16 +282,15 @@ export class Sept implements Snapshottable<SeptTables> {
     return true;
   }
 
-  /** Re-derives the private gate for the range of the entry at (`level`, `base`) from the SEPT. */
-  #refreshGate(level: SeptLevel, base: bigint): void {
+  /** Re-derives the private gate for the range of the entry at (`level`, `base`), in `state` now, from the SEPT. */
+  #refreshGate(level: SeptLevel, base: bigint, state: SeptStateName): void {
     if (!this.#gate || base >= this.#ramBytes) return;
     if (!this.#reachable(level, base)) return; // closed by an entry above, and stays so
-    this.#openMappedLeaves(level, base);
+    this.#openMappedLeaves(level, base, state);
   }
 
-  /** Sets the gate under one reachable entry: MAPPED leaves open, everything else closed. */
-  #openMappedLeaves(level: SeptLevel, base: bigint): void {
-    const state = this.stateAt(level, base);
+  /** Sets the gate under one reachable entry (in `state`): MAPPED leaves open, everything else closed. */
+  #openMappedLeaves(level: SeptLevel, base: bigint, state: SeptStateName): void {
     if (level === 0 || !walkContinuesBelow(state)) {
       this.#setGate(base, LEVEL_SIZE[level], state === 'MAPPED');
       return;
@@ -305,7 +312,7 @@ export class Sept implements Snapshottable<SeptTables> {
         if (e?.state === 'MAPPED') { if (run < 0) run = i; } else openRun(i);
         continue;
       }
-      if (e && (e.state === 'MAPPED' || walkContinuesBelow(e.state))) this.#openMappedLeaves(child, base + BigInt(i) * LEVEL_SIZE[child]);
+      if (e && (e.state === 'MAPPED' || walkContinuesBelow(e.state))) this.#openMappedLeaves(child, base + BigInt(i) * LEVEL_SIZE[child], e.state);
     }
     openRun(ENTRIES_PER_TABLE);
   }
