@@ -73,25 +73,32 @@ class Snapshot {
 
   // Appends `page` (after every page appended so far) with the bytes at `src`.
   void Add(uint64_t page, const uint8_t* src) {
-    uint64_t qwords[kPageSize / 8];
-    std::memcpy(qwords, src, kPageSize);
-    uint32_t nonzero = 0;
-    for (uint64_t q : qwords) nonzero += q != 0;
     pages.push_back(page);
-    if (nonzero > kMaxSparseWords) {
-      content.push_back({static_cast<uint32_t>(whole.size() / kPageSize), SnapshotPage::kWhole});
-      whole.insert(whole.end(), src, src + kPageSize);
-      return;
-    }
-    content.push_back({static_cast<uint32_t>(words.size()), nonzero});
+    // Sparse as long as the non-zero qwords fit: a page with more is held whole as soon as that
+    // shows, without counting the rest or copying the page first (a launch's snapshot holds
+    // thousands of pages, issue 10).
+    const uint32_t first = static_cast<uint32_t>(words.size());
     for (uint32_t i = 0; i < kPageSize / 8; i++) {
-      if (qwords[i]) words.push_back({qwords[i], i});
+      uint64_t q;
+      std::memcpy(&q, src + i * 8, 8);
+      if (!q) continue;
+      if (words.size() - first == kMaxSparseWords) {
+        words.resize(first);
+        content.push_back({static_cast<uint32_t>(whole.size() / kPageSize), SnapshotPage::kWhole});
+        whole.insert(whole.end(), src, src + kPageSize);
+        return;
+      }
+      words.push_back({q, i});
     }
+    content.push_back({first, static_cast<uint32_t>(words.size() - first)});
   }
 
   // Writes the held bytes of `page` to `dst`; false (and nothing written) if the page is not held.
-  bool Put(uint64_t page, uint8_t* dst) const {
-    auto it = std::lower_bound(pages.begin(), pages.end(), page);
+  // `from`: where to start looking in `pages` (callers visiting pages in ascending order pass the
+  // position the last call returned in it, so the searches shrink as they go).
+  bool Put(uint64_t page, uint8_t* dst, size_t* from = nullptr) const {
+    auto it = std::lower_bound(pages.begin() + (from ? *from : 0), pages.end(), page);
+    if (from) *from = it - pages.begin();
     if (it == pages.end() || *it != page) return false;
     const SnapshotPage& c = content[it - pages.begin()];
     if (c.count == SnapshotPage::kWhole) {
@@ -1202,10 +1209,13 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   if (found == snapshots_.end()) return false;
   Snapshot* s = found->second;
   std::vector<uint64_t> code_pages;
+  // Pages are restored in ascending order in each pass (PageSet::Members is sorted): the snapshot's
+  // page list is searched from where the last page was found.
+  size_t held_from = 0;
   auto restore_page = [&](uint64_t page) {
     uint8_t* dst = ram_->At(page * kPageSize);
     counters_.restored_pages++;
-    if (s->Put(page, dst)) {
+    if (s->Put(page, dst, &held_from)) {
       written_->Insert(page);
     } else {
       std::memset(dst, 0, kPageSize);
@@ -1235,6 +1245,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
     std::vector<uint64_t> current;
     if (config_.page_gate) current = written_->Members(); else ResidentPages(*ram_, &current);
     for (uint64_t p : current) restore_page(p);
+    held_from = 0;
     for (uint64_t p : s->pages) restore_page(p);
     for (int sp = 0; sp < 2; sp++) {
       std::vector<uint64_t> touched = gate_touched_[sp]->Members();
