@@ -28,6 +28,8 @@ namespace {
 thread_local std::unique_ptr<Machine> g_pooled;
 // Past this many retired pages (their copies are 4 KiB each) the kept code is dropped instead.
 constexpr size_t kMaxRetiredPages = 4096;
+// Past this many written pages (64 MiB) Retire gives RAM back to the kernel instead of clearing it.
+constexpr size_t kMaxPagesClearedInPlace = 16384;
 
 bool SameKind(const MachineConfig& a, const MachineConfig& b) {
   return a.memory_bytes == b.memory_bytes && a.count_instructions == b.count_instructions && a.page_gate == b.page_gate &&
@@ -92,8 +94,15 @@ void Machine::Retire() {
   FreeSnapshots();
   next_snapshot_id_ = 1;
 
-  // RAM and bitmaps back to untouched: the pages go back to the kernel, as in a new machine.
-  ram_->ForEachRun(0, ram_->size(), [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_DONTNEED); });
+  // RAM back to zeros. Only pages in written_ can hold anything else (snapshots rely on the same).
+  // A few are cleared in place, so the next life does not fault them in again (guest RAM is in
+  // transparent huge pages: a fault clears 2 MiB); more go back to the kernel.
+  const std::vector<uint64_t>& written = written_->Members();
+  if (written.size() <= kMaxPagesClearedInPlace) {
+    for (uint64_t page : written) std::memset(ram_->At(page << kPageShift), 0, kPageSize);
+  } else {
+    ram_->ForEachRun(0, ram_->size(), [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_DONTNEED); });
+  }
   written_->Clear();
   dirty_->Clear();
   tracking_dirty_ = false;
