@@ -64,7 +64,7 @@ export class BootTrace extends Trace {
    * docs/trace-schema.md.
    */
   override record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
-    this.recordWithEnvelope(source, type, this.#instructions(), this.stage, fields);
+    this.recordWithEnvelope(source, type, this.#instructions, this.stage, fields);
     this.faults.observe(this.length - 1, source, type, fields, this.stage);
     if (source === 'hw') this.#account(type, fields);
   }

@@ -2,17 +2,25 @@
 // oracle as it stood after observing the run up to the pause. Both the campaign's honest start
 // (snapshot-executor.ts) and a kept launch of a launch-changing program (launch-executor.ts) are
 // one of these, and every execution from either runs the same sequence: restore the whole VM,
-// give it the budget it had at the pause, install the program's adversary, run to the end, and
-// judge from a fork of the paused oracle. The run before the pause is observed once, when the
-// start is taken, not again in every execution (issue 10).
+// give it the budget it had at the pause, install the program's adversary, run to the end with a
+// fork of the paused oracle observing the events as they are recorded, and judge. The run before
+// the pause is observed once, when the start is taken, not again in every execution (issue 10).
+//
+// Executions neither keep nor hash their trace events (trace retention 'none'): the oracle has
+// seen them, and the hash is wanted for the few executions that become findings. Reading an
+// execution's traceSha256 runs it again from the snapshot with the trace hashing (executions are
+// deterministic: the same events, so the hash the execution would have had). Building and keeping
+// every event to walk it after the run was a tenth of a low-exit execution, and most of its garbage.
 import type { BootSession } from '../boot/boot-session.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
 import {
-  applySchedule, crashedExecution, judgeExecution, observeEvents, type ExecuteOptions, type Execution, type HandoverRecorder,
+  applySchedule, crashedExecution, ExecutionObserver, observeEvents, type ExecuteOptions, type Execution, type HandoverRecorder,
 } from './executor.js';
 import { AcceptanceOracle } from './oracle.js';
+import type { RunOutcome } from '../shared/outcome.js';
+import type { TraceRetention } from '../shared/trace.js';
 
 /** Hands the VM's decisions to `book`'s adversary (the honest VMM where it has no decision). */
 export function installAdversary(session: BootSession, book: DecisionBook): void {
@@ -36,6 +44,20 @@ export interface StartOptions {
    * (the honest start, shared by every program).
    */
   prefixGpas: boolean;
+  /**
+   * The trace hash of `program`'s execution once this start is closed (and cannot run it again):
+   * from an equivalent execution elsewhere (a fresh launch). Absent: reading it then throws.
+   */
+  traceSha256WhenClosed?: (program: AttackProgram) => string;
+}
+
+/** What ran: the outcome (undefined: the run threw `error`), the adversary's book and the observer that saw the events. */
+interface Run {
+  outcome: RunOutcome | undefined;
+  error?: unknown;
+  book: DecisionBook;
+  observer: ExecutionObserver;
+  startInstructions: bigint;
 }
 
 export class ExecutionStart {
@@ -46,23 +68,25 @@ export class ExecutionStart {
   readonly #gpas: readonly bigint[];
   readonly #edges: Uint8Array;
   readonly #budget: BudgetLeft;
+  readonly #traceSha256WhenClosed: ((program: AttackProgram) => string) | undefined;
+  #closed = false;
   /** The last execution threw out of the run: the VM may be in no state to restore from. */
   broken = false;
 
   /**
-   * Takes the start where `session` is paused: observes its trace so far and the stage handovers
-   * `recorder` captured (its onStage is the session's onStageEntered), turns edge coverage on and
-   * snapshots the whole VM.
+   * Takes the start where `session` is paused: observes its trace so far (kept: the session keeps
+   * its trace until here) and the stage handovers `recorder` captured (its onStage is the
+   * session's onStageEntered), turns edge coverage on and snapshots the whole VM.
    */
   constructor(session: BootSession, recorder: HandoverRecorder, options: StartOptions) {
     this.session = session;
     this.#recorder = recorder;
     this.#budget = options.budget;
-    const oracle = new AcceptanceOracle();
-    const gpas = new Set<bigint>();
-    observeEvents(oracle, session.trace.events, recorder.handovers, 0, gpas);
-    this.#oracle = oracle;
-    this.#gpas = options.prefixGpas ? [...gpas] : [];
+    this.#traceSha256WhenClosed = options.traceSha256WhenClosed;
+    const observer = new ExecutionObserver(new AcceptanceOracle());
+    observeEvents(observer, session.trace.events, recorder.handovers, 0);
+    this.#oracle = observer.oracle;
+    this.#gpas = options.prefixGpas ? [...observer.gpas] : [];
     const machine = session.platform.machine;
     recorder.clear();
     this.#edges = machine.enableEdgeCoverage();
@@ -71,9 +95,35 @@ export class ExecutionStart {
 
   /** Runs `program` from the start; `launchInstructions`: what launching this start cost, if this execution paid for it. */
   execute(program: AttackProgram, options: ExecuteOptions = {}, launchInstructions = 0n): Execution {
+    const run = this.#run(program, options.keepTrace ? 'keep' : 'none');
+    if (run.outcome === undefined) return crashedExecution(run.error, run.book);
+    const { book, observer } = run;
+    const session = this.session;
+    const machine = session.platform.machine;
+    const judgement = observer.judge(run.outcome, machine);
+    let traceSha256: () => string;
+    if (options.keepTrace) {
+      traceSha256 = session.trace.deferredSha256();
+    } else {
+      let digest: string | undefined;
+      traceSha256 = () => (digest ??= this.#traceSha256Of(program));
+    }
+    const execution: Execution = {
+      judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,
+      instructions: machine.vcpu.instructions - run.startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
+      callCounts: book.callCounts, gpas: [...observer.gpas], edges: this.#edges, console: '',
+    };
+    // The whole trace (the run before the pause too): its hash is the one reported.
+    if (options.keepTrace) execution.events = session.trace.events.slice();
+    return execution;
+  }
+
+  /** Restores the start and runs `program` to the end, the trace keeping, hashing or only showing its events. */
+  #run(program: AttackProgram, retention: TraceRetention): Run {
     const session = this.session;
     const machine = session.platform.machine;
     const vcpu = machine.vcpu;
+    const trace = session.trace;
     session.restore(this.#snapshot);
     machine.resetEdgeCoverage();
     // Counters as restored (host-work charges may not be part of the snapshot): the budget is what was left at the pause.
@@ -84,27 +134,34 @@ export class ExecutionStart {
     installAdversary(session, book);
     this.#recorder.clear();
     applySchedule(session.platform.scheduler, program);
-    const firstEvent = session.trace.events.length;
-    let outcome;
+    const observer = new ExecutionObserver(this.#oracle.fork(), this.#gpas);
+    trace.retention = retention;
+    trace.observer = observer;
+    this.#recorder.observer = observer;
     try {
-      outcome = session.finishOutcome();
-    } catch (err) {
+      return { outcome: session.finishOutcome(), book, observer, startInstructions };
+    } catch (error) {
       this.broken = true;
-      return crashedExecution(err, book);
+      return { outcome: undefined, error, book, observer, startInstructions };
+    } finally {
+      trace.observer = undefined;
+      this.#recorder.observer = undefined;
     }
-    const { judgement, gpas } = judgeExecution(this.#oracle.fork(), session.trace.events, outcome, machine, this.#recorder.handovers, firstEvent, this.#gpas);
-    const traceSha256 = session.trace.deferredSha256();
-    const execution: Execution = {
-      judgement, get traceSha256() { return traceSha256(); }, traceEvents: session.trace.length,
-      instructions: vcpu.instructions - startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
-      callCounts: book.callCounts, gpas, edges: this.#edges, console: '',
-    };
-    // The whole trace (the run before the pause too): its hash is the one reported.
-    if (options.keepTrace) execution.events = session.trace.events.slice();
-    return execution;
+  }
+
+  /** `program`'s execution again, hashing its trace: the hash that execution had. */
+  #traceSha256Of(program: AttackProgram): string {
+    if (this.#closed) {
+      if (this.#traceSha256WhenClosed) return this.#traceSha256WhenClosed(program);
+      throw new Error('the executor was closed before this execution\'s trace hash was read (it is computed by running the execution again)');
+    }
+    const run = this.#run(program, 'hash');
+    if (run.outcome === undefined) throw run.error;
+    return this.session.trace.sha256();
   }
 
   close(): void {
+    this.#closed = true;
     this.session.platform.machine.close();
   }
 }

@@ -8,7 +8,7 @@ import { loadBootImages } from '../boot/images.js';
 import type { Machine } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, type VcpuScheduler } from '../cpu/vcpu-scheduler.js';
 import type { RunOutcome } from '../shared/outcome.js';
-import type { TraceEvent } from '../shared/trace.js';
+import type { TraceEvent, TraceObserver, TraceValue } from '../shared/trace.js';
 import { DecisionBook } from './adversary.js';
 import { adversaryVmm } from './adversary-vmm.js';
 import type { AttackProgram, CallPoint } from './attack-program.js';
@@ -90,50 +90,77 @@ export interface Executor {
 const MAX_GPAS = 64;
 
 /** GPAs worth aiming host actions at: pages the guest accepted, converted or faulted on. */
-function gpasOf(e: TraceEvent, into: Set<bigint>): void {
+function gpasOf(type: string, e: Readonly<Record<string, TraceValue>>, into: Set<bigint>): void {
   if (into.size >= MAX_GPAS) return;
   let gpa: TraceValueBigint = undefined;
-  if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
-  else if ((e.type === 'pvalidate' || e.type === 'npf' || e.type === 'guest-release' || e.type === 'td-exit') && typeof e.gpa === 'bigint') gpa = e.gpa;
+  if (type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT' && typeof e.rcx === 'bigint') gpa = e.rcx & 0x000ffffffffff000n;
+  else if ((type === 'pvalidate' || type === 'npf' || type === 'guest-release' || type === 'td-exit') && typeof e.gpa === 'bigint') gpa = e.gpa;
   if (gpa !== undefined) into.add(gpa & ~0xfffn);
   // The code page the guest exited from: memory it certainly uses again (the stubs identity-map, VA == GPA).
-  if ((e.type === 'td-exit' || e.type === 'vmgexit') && typeof e.rip === 'bigint' && into.size < MAX_GPAS) into.add(e.rip & ~0xfffn);
+  if ((type === 'td-exit' || type === 'vmgexit') && typeof e.rip === 'bigint' && into.size < MAX_GPAS) into.add(e.rip & ~0xfffn);
 }
 
 /**
- * Feeds `events` from index `from` to `oracle` (a snapshot's execution skips the prefix without
- * copying the rest), each stage handover right after its `stage` event (`handovers`, in trace
- * order), and adds the GPAs the events name to `gpas`.
+ * What one execution's events go through: its oracle, and the GPAs they name. A trace observer
+ * (fed as events are recorded) and the stage handovers' sink (each right after its `stage` event).
  */
-export function observeEvents(oracle: AcceptanceOracle, events: readonly TraceEvent[], handovers: readonly StageHandover[], from: number, gpas: Set<bigint>): void {
-  let next = 0;
-  for (let i = from; i < events.length; i++) {
-    const e = events[i]!;
-    oracle.observe(e);
-    while (next < handovers.length && handovers[next]!.seq <= e.seq) {
-      if (handovers[next]!.seq === e.seq) oracle.handedOver(handovers[next]!);
-      next++;
-    }
-    gpasOf(e, gpas);
+export class ExecutionObserver implements TraceObserver {
+  readonly oracle: AcceptanceOracle;
+  /** GPAs the events named, in the order first named (after those given to start with). */
+  readonly gpas: Set<bigint>;
+
+  constructor(oracle: AcceptanceOracle, gpas: Iterable<bigint> = []) {
+    this.oracle = oracle;
+    this.gpas = new Set(gpas);
+  }
+
+  event(seq: number, type: string, fields: Readonly<Record<string, TraceValue>>): void {
+    this.oracle.observeFields(seq, type, fields);
+    gpasOf(type, fields, this.gpas);
+  }
+
+  handover(h: StageHandover): void {
+    this.oracle.handedOver(h);
+  }
+
+  /** The oracle's verdict, checked against the hardware's page gate and the guest's own acceptance record in `machine`. */
+  judge(outcome: RunOutcome, machine: Machine): Judgement {
+    return this.oracle.judge(outcome, {
+      hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
+      guestRecord: () => readGuestAcceptanceRecord(machine.memory),
+    });
   }
 }
 
 /**
- * The oracle's verdict on one execution's events (observeEvents), checked against the hardware's
- * page gate and the guest's own acceptance record in `machine`; with every GPA the events name
- * (after `priorGpas`: those of the run before a snapshot, when they count).
+ * Feeds kept `events` from index `from` to `observer` (a snapshot's execution skips the prefix
+ * without copying the rest), each stage handover right after its `stage` event (`handovers`, in
+ * trace order).
+ */
+export function observeEvents(observer: ExecutionObserver, events: readonly TraceEvent[], handovers: readonly StageHandover[], from: number): void {
+  let next = 0;
+  for (let i = from; i < events.length; i++) {
+    const e = events[i]!;
+    observer.oracle.observeFields(e.seq, e.type, e);
+    while (next < handovers.length && handovers[next]!.seq <= e.seq) {
+      if (handovers[next]!.seq === e.seq) observer.handover(handovers[next]!);
+      next++;
+    }
+    gpasOf(e.type, e, observer.gpas);
+  }
+}
+
+/**
+ * The oracle's verdict on one execution's kept events (observeEvents), checked against the
+ * hardware's page gate and the guest's own acceptance record in `machine`; with every GPA the
+ * events name.
  */
 export function judgeExecution(
-  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [], from = 0,
-  priorGpas: readonly bigint[] = [],
+  oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [],
 ): { judgement: Judgement; gpas: bigint[] } {
-  const gpas = new Set<bigint>(priorGpas);
-  observeEvents(oracle, events, handovers, from, gpas);
-  const judgement = oracle.judge(outcome, {
-    hardwareAccepted: (gpa) => machine.gate.get('private', gpa) !== 'none',
-    guestRecord: () => readGuestAcceptanceRecord(machine.memory),
-  });
-  return { judgement, gpas: [...gpas] };
+  const observer = new ExecutionObserver(oracle);
+  observeEvents(observer, events, handovers, 0);
+  return { judgement: observer.judge(outcome, machine), gpas: [...observer.gpas] };
 }
 type TraceValueBigint = bigint | undefined;
 
@@ -144,6 +171,8 @@ type TraceValueBigint = bigint | undefined;
  */
 export class HandoverRecorder {
   readonly handovers: StageHandover[] = [];
+  /** Also given each handover as it is captured (an execution's observer; not the kept prefix's). */
+  observer: ExecutionObserver | undefined;
 
   readonly onStage = (stage: StageHandover['stage'], seq: number, machine: Machine): void => {
     let h: StageHandover | undefined;
@@ -152,7 +181,10 @@ export class HandoverRecorder {
     } catch {
       return;
     }
-    if (h && h.heldButRecordedUnaccepted.length > 0) this.handovers.push(h);
+    if (h && h.heldButRecordedUnaccepted.length > 0) {
+      this.handovers.push(h);
+      this.observer?.handover(h);
+    }
   };
 
   clear(): void {

@@ -154,7 +154,9 @@ export class LaunchAwareExecutor implements Executor {
       }
       // The same budget left as the fresh launch had at the pause, whatever the counters restore to.
       const budget = { instructions: vcpu.instructionLimit - instructions, total: vcpu.budgetLimit - instructions - vcpu.budgetCharged };
-      return { launched: { start: new ExecutionStart(session, recorder, { budget, prefixGpas: true }) }, instructions };
+      // Evicted, it can no longer run an execution again for its trace hash: a fresh launch gives the same one.
+      const traceSha256WhenClosed = (p: AttackProgram) => executeFromLaunch(target, p).traceSha256;
+      return { launched: { start: new ExecutionStart(session, recorder, { budget, prefixGpas: true, traceSha256WhenClosed }) }, instructions };
     } catch (err) {
       machine.close();
       throw err;

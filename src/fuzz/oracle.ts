@@ -10,7 +10,7 @@
 // that is exactly the replay the guest must notice.
 import { TdxStatus } from '../platform/tdx/status.js';
 import type { RunOutcome } from '../shared/outcome.js';
-import type { TraceEvent } from '../shared/trace.js';
+import type { TraceEvent, TraceValue } from '../shared/trace.js';
 import type { StageHandover } from './stage-handover.js';
 
 export type Verdict = 'detected' | 'benign' | 'finding';
@@ -258,24 +258,29 @@ export class AcceptanceOracle {
   }
 
   observe(e: TraceEvent): void {
-    if (e.type === 'td-exit' || e.type === 'vmgexit' || e.type === 'npf') {
+    this.observeFields(e.seq, e.type, e);
+  }
+
+  /** observe() of the event numbered `seq`, of type `type`, with these fields (a TraceObserver's view, trace.ts). */
+  observeFields(seq: number, type: string, e: Readonly<Record<string, TraceValue>>): void {
+    if (type === 'td-exit' || type === 'vmgexit' || type === 'npf') {
       if (this.#exitWithoutRequest) {
         this.#requestRun = 0;
         this.#requestKey = '';
       }
       this.#exitWithoutRequest = true;
-    } else if (e.type === 'guest-request' && typeof e.key === 'string') {
+    } else if (type === 'guest-request' && typeof e.key === 'string') {
       this.#exitWithoutRequest = false;
       this.#requestRun = e.key === this.#requestKey ? this.#requestRun + 1 : 1;
       this.#requestKey = e.key;
     }
-    if ((e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') || e.type === 'pvalidate' || e.type === 'guest-request') this.#lastAcceptanceWork = e.seq;
-    switch (e.type) {
+    if ((type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') || type === 'pvalidate' || type === 'guest-request') this.#lastAcceptanceWork = seq;
+    switch (type) {
       case 'state-change-refused':
         // Recorded by the harness when the VMM answered a page-state request with a failure:
         // `reached` is the hardware's view of whether the pages are in the state asked for anyway.
         if (e.reached === false && typeof e.gpa === 'bigint' && typeof e.bytes === 'bigint') {
-          this.#refusedChanges.push({ gpa: e.gpa, bytes: e.bytes, seq: e.seq, to: String(e.to) });
+          this.#refusedChanges.push({ gpa: e.gpa, bytes: e.bytes, seq, to: String(e.to) });
         }
         return;
       case 'exit-after-refusal':
@@ -295,8 +300,8 @@ export class AcceptanceOracle {
         if (e.leaf !== 'MEM_PAGE_ACCEPT' || typeof e.status !== 'bigint' || typeof e.rcx !== 'bigint') return;
         const gpa = e.rcx & TDX_GPA_MASK;
         const bytes = (e.rcx & 7n) === 1n ? 0x200000n : PAGE;
-        if (e.status === 0n) this.#accepted(gpa, bytes, e.seq, 'TDG.MEM.PAGE.ACCEPT');
-        else if (e.status >> 32n === TDX_ALREADY_ACCEPTED_CLASS) this.#refusedAccepts.push({ gpa, seq: e.seq, what: 'TDG.MEM.PAGE.ACCEPT returned TDX_PAGE_ALREADY_ACCEPTED' });
+        if (e.status === 0n) this.#accepted(gpa, bytes, seq, 'TDG.MEM.PAGE.ACCEPT');
+        else if (e.status >> 32n === TDX_ALREADY_ACCEPTED_CLASS) this.#refusedAccepts.push({ gpa, seq: seq, what: 'TDG.MEM.PAGE.ACCEPT returned TDX_PAGE_ALREADY_ACCEPTED' });
         return;
       }
       case 'pvalidate': {
@@ -305,9 +310,9 @@ export class AcceptanceOracle {
         if (e.validate !== true) {
           if (e.cf === false) this.released(e.gpa, bytes);
         } else if (e.cf === false) {
-          this.#accepted(e.gpa, bytes, e.seq, 'PVALIDATE');
+          this.#accepted(e.gpa, bytes, seq, 'PVALIDATE');
         } else {
-          this.#refusedAccepts.push({ gpa: e.gpa, seq: e.seq, what: 'PVALIDATE left the page unchanged (CF=1)' });
+          this.#refusedAccepts.push({ gpa: e.gpa, seq: seq, what: 'PVALIDATE left the page unchanged (CF=1)' });
         }
         return;
       }
@@ -332,7 +337,7 @@ export class AcceptanceOracle {
       case 'foreign-read':
         // The hardware's content watch: the guest read a byte of private memory it did not write
         // itself in the page's lifetime (src/platform/foreign-content.ts).
-        if (!this.#foreignRead && typeof e.gpa === 'bigint') this.#foreignRead = { gpa: e.gpa, rip: typeof e.rip === 'bigint' ? e.rip : undefined, seq: e.seq };
+        if (!this.#foreignRead && typeof e.gpa === 'bigint') this.#foreignRead = { gpa: e.gpa, rip: typeof e.rip === 'bigint' ? e.rip : undefined, seq };
         return;
       default:
     }

@@ -9,10 +9,16 @@
 // hashing a written trace file back (traceSha256OfJsonLines) gives the same value. Event objects
 // and JSON lines are only built when something keeps or writes them.
 //
-// A trace that keeps its events hashes them only when asked (sha256, a snapshot): the fuzzer keeps
-// every execution's events for its oracle but needs the hash of the few that are findings, and
-// hashing every event as it was recorded was ~12% of an execution (issue 10). A kept event is the
-// very object the eager path hashes field by field, so both give the same bytes.
+// A trace that keeps its events hashes them only when asked (sha256, a snapshot). A kept event is
+// the very object the eager path hashes field by field, so both give the same bytes.
+//
+// What a trace does with each event is its retention, which can change between runs: 'hash' (feed
+// the hash as recorded), 'keep' (keep the event object, hash on demand) or 'none' (neither). A
+// trace observer sees every event as it is recorded, whatever the retention. The fuzzer runs its
+// executions with 'none' and the oracle as the observer: it needs the hash of the few executions
+// that become findings, and gets it by running such an execution again with 'hash' (executions are
+// deterministic); building, keeping and later walking every event of every execution was a tenth
+// of an execution and most of its garbage (issue 10).
 import { BufferedHash, type BufferedHashState } from './buffered-hash.js';
 import type { Snapshottable } from './snapshottable.js';
 
@@ -193,8 +199,20 @@ export function traceSha256OfJsonLines(text: string): string {
   return hasher.digest();
 }
 
+/** What a trace does with each event besides showing it to its observer (see the top of this file). */
+export type TraceRetention = 'keep' | 'hash' | 'none';
+
+/**
+ * Sees each event as it is recorded: its seq and type, and its fields (the fields object the
+ * recorder passed, not to be kept or changed; the whole event object when a field has the name of
+ * a header key, so that what is read is what a kept event holds).
+ */
+export interface TraceObserver {
+  event(seq: number, type: string, fields: Readonly<Record<string, TraceValue>>): void;
+}
+
 export interface TraceOptions {
-  /** Keep events in memory (tests, replays). Default true. */
+  /** Keep events in memory (tests, replays). Default true. false: hash them as recorded. */
   keep?: boolean;
   /** Called with each serialised line (e.g. to write a --trace file). */
   sink?: (line: string) => void;
@@ -210,31 +228,65 @@ export interface TraceState {
 
 export class Trace implements Snapshottable<TraceState> {
   readonly events: TraceEvent[] = [];
-  readonly #keep: boolean;
+  #retention: TraceRetention;
   readonly #sink: ((line: string) => void) | undefined;
   readonly #hasher = new EventHasher();
   /** Kept events already fed to the hasher (with keep, hashing waits until the hash is needed). */
   #hashed = 0;
   #seq = 0;
-  readonly counts = new Map<string, number>();
+  /** Events were recorded with retention 'none' since the last load: the hash no longer covers the trace. */
+  #unhashed = false;
+  /** Sees every event as it is recorded (not part of the trace's state). */
+  observer: TraceObserver | undefined;
+  /** Events recorded, by type: one counter object per type ever seen, so counting an event is one lookup. */
+  readonly #counts = new Map<string, { n: number }>();
 
   constructor(options: TraceOptions = {}) {
-    this.#keep = options.keep ?? true;
+    this.#retention = (options.keep ?? true) ? 'keep' : 'hash';
     this.#sink = options.sink;
+  }
+
+  get retention(): TraceRetention {
+    return this.#retention;
+  }
+
+  /**
+   * What to do with the events recorded from now on. After events recorded with 'none', the trace
+   * has no hash (sha256 and saveState throw) until a state is loaded.
+   */
+  set retention(retention: TraceRetention) {
+    if (retention !== 'keep') this.#catchUp();
+    this.#retention = retention;
   }
 
   record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
     const seq = this.#seq++;
-    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
-    if (this.#keep) {
+    this.#count(type);
+    const retention = this.#retention;
+    if (retention === 'none' && !this.#sink) {
+      this.#unhashed = true;
+      if (!this.observer) return;
+      if (fields.seq !== undefined || fields.type !== undefined) {
+        // A field shadows the seq or type an observer reads: show what a kept event would hold.
+        const event: TraceEvent = { seq, source, type, ...fields };
+        this.observer.event(event.seq, event.type, event);
+      } else {
+        this.observer.event(seq, type, fields);
+      }
+      return;
+    }
+    if (retention !== 'hash') {
       this.#keepEvent({ seq, source, type, ...fields });
       return;
     }
     if ('seq' in fields || 'source' in fields || 'type' in fields) {
       // A field shadows a header key: hash exactly the object the file would hold.
-      this.#hasher.value({ seq, source, type, ...fields });
+      const event: TraceEvent = { seq, source, type, ...fields };
+      this.#hasher.value(event);
+      this.observer?.event(event.seq, event.type, event);
     } else {
       this.#hasher.event(seq, source, type, fields);
+      this.observer?.event(seq, type, fields);
     }
     if (this.#sink) this.#keepEvent({ seq, source, type, ...fields });
   }
@@ -242,27 +294,64 @@ export class Trace implements Snapshottable<TraceState> {
   /**
    * record() of `{ icount, stage, ...fields }`, without building that object: spreading every
    * event's fields into a new one was a large share of a boot's per-exit trace work (issue 11).
-   * The envelope comes as two arguments, not an object built per event (issue 10).
+   * The envelope comes as arguments, not an object built per event, and `icount` is only read when
+   * the event is kept, hashed or written (issue 10).
    */
-  protected recordWithEnvelope(source: TraceEvent['source'], type: string, icount: bigint, stage: string, fields: Record<string, TraceValue>): void {
+  protected recordWithEnvelope(source: TraceEvent['source'], type: string, icount: () => bigint, stage: string, fields: Record<string, TraceValue>): void {
     const seq = this.#seq++;
-    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
-    if (this.#keep) {
-      this.#keepEvent({ seq, source, type, icount, stage, ...fields });
+    this.#count(type);
+    const retention = this.#retention;
+    if (retention === 'none' && !this.#sink) {
+      this.#unhashed = true;
+      if (!this.observer) return;
+      // Property loads, not `in` (a megamorphic `in` per event was 5% of a low-exit execution).
+      if (fields.seq !== undefined || fields.type !== undefined) {
+        const event: TraceEvent = { seq, source, type, icount: icount(), stage, ...fields };
+        this.observer.event(event.seq, event.type, event);
+      } else {
+        this.observer.event(seq, type, fields);
+      }
+      return;
+    }
+    if (retention !== 'hash') {
+      this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields });
       return;
     }
     if ('seq' in fields || 'source' in fields || 'type' in fields || 'icount' in fields || 'stage' in fields) {
-      this.#hasher.value({ seq, source, type, icount, stage, ...fields });
+      const event: TraceEvent = { seq, source, type, icount: icount(), stage, ...fields };
+      this.#hasher.value(event);
+      this.observer?.event(event.seq, event.type, event);
     } else {
-      this.#hasher.event(seq, source, type, fields, icount, stage);
+      this.#hasher.event(seq, source, type, fields, icount(), stage);
+      this.observer?.event(seq, type, fields);
     }
-    if (this.#sink) this.#keepEvent({ seq, source, type, icount, stage, ...fields });
+    if (this.#sink) this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields });
   }
 
   /** Event objects are built only when something keeps or writes them. */
   #keepEvent(event: TraceEvent): void {
-    if (this.#keep) this.events.push(event);
+    const retention = this.#retention;
+    if (retention === 'keep') this.events.push(event);
+    else if (retention === 'none') this.#unhashed = true;
+    if (retention !== 'hash') this.observer?.event(event.seq, event.type, event);
     this.#sink?.(traceLine(event));
+  }
+
+  #count(type: string): void {
+    const counter = this.#counts.get(type);
+    if (counter !== undefined) counter.n++;
+    else this.#counts.set(type, { n: 1 });
+  }
+
+  /** Events recorded so far, by type. */
+  get counts(): ReadonlyMap<string, number> {
+    const counts = new Map<string, number>();
+    for (const [type, counter] of this.#counts) if (counter.n > 0) counts.set(type, counter.n);
+    return counts;
+  }
+
+  #checkHashed(): void {
+    if (this.#unhashed) throw new Error('this trace recorded events without keeping or hashing them (retention none): it has no hash until a state is loaded');
   }
 
   /** Feeds the kept events not hashed yet to the hasher. */
@@ -273,17 +362,23 @@ export class Trace implements Snapshottable<TraceState> {
   }
 
   saveState(): TraceState {
+    this.#checkHashed();
     this.#catchUp();
-    return { seq: this.#seq, kept: this.events.length, hash: this.#hasher.hash.saveState(), counts: new Map(this.counts) };
+    return { seq: this.#seq, kept: this.events.length, hash: this.#hasher.hash.saveState(), counts: this.counts };
   }
 
   loadState(state: TraceState): void {
     this.#seq = state.seq;
     this.events.length = state.kept;
     this.#hashed = state.kept;
+    this.#unhashed = false;
     this.#hasher.hash.loadState(state.hash);
-    this.counts.clear();
-    for (const [type, n] of state.counts) this.counts.set(type, n);
+    for (const counter of this.#counts.values()) counter.n = 0;
+    for (const [type, n] of state.counts) {
+      const counter = this.#counts.get(type);
+      if (counter !== undefined) counter.n = n;
+      else this.#counts.set(type, { n });
+    }
   }
 
   get length(): number {
@@ -292,6 +387,7 @@ export class Trace implements Snapshottable<TraceState> {
 
   /** SHA-256 of the events so far in the binary encoding (the trace's identity for determinism checks). */
   sha256(): string {
+    this.#checkHashed();
     this.#catchUp();
     return this.#hasher.digest();
   }
@@ -301,7 +397,8 @@ export class Trace implements Snapshottable<TraceState> {
    * it. The fuzzer takes one per execution and reads the few that become findings.
    */
   deferredSha256(): () => string {
-    if (!this.#keep) {
+    this.#checkHashed();
+    if (this.#retention !== 'keep') {
       const digest = this.sha256();
       return () => digest;
     }

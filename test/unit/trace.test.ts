@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Trace, traceSha256OfJsonLines, type TraceValue } from '../../src/shared/trace.js';
+import { Trace, traceSha256OfJsonLines, type TraceEvent, type TraceValue } from '../../src/shared/trace.js';
 
 type Recorded = [source: 'hw' | 'vmm' | 'guest', type: string, fields: Record<string, TraceValue>];
 
@@ -65,5 +65,38 @@ describe('Trace hash', () => {
     expect(later()).toBe(laterHash);
     expect(later()).not.toBe(kept.sha256());
     expect(kept.length).toBe(4);
+  });
+
+  it('with retention none, shows its observer what a kept trace holds, and has no hash until a state is loaded', () => {
+    const seen = (trace: Trace) => {
+      const events: { seq: number; type: string; fields: Readonly<Record<string, TraceValue>> }[] = [];
+      trace.observer = { event: (seq, type, fields) => events.push({ seq, type, fields: { ...fields } }) };
+      return events;
+    };
+    const kept = new Trace();
+    const streamed = new Trace();
+    for (let i = 0; i < 2; i++) for (const t of [kept, streamed]) t.record(...EVENTS[i]!);
+    const start = streamed.saveState();
+    const keptSeen = seen(kept);
+    const streamedSeen = seen(streamed);
+    streamed.retention = 'none';
+    for (let i = 2; i < EVENTS.length; i++) for (const t of [kept, streamed]) t.record(...EVENTS[i]!);
+    expect(streamed.events).toHaveLength(2);
+    expect(streamed.length).toBe(EVENTS.length);
+    expect(streamedSeen.map((e) => [e.seq, e.type])).toEqual(keptSeen.map((e) => [e.seq, e.type]));
+    // Header and fields together are the kept event, the shadowed one (type 'odd' with a `type` field) too.
+    streamedSeen.forEach((e, i) => {
+      const event = kept.events[i + 2]!;
+      expect({ seq: e.seq, source: event.source, type: e.type, ...e.fields } as TraceEvent).toEqual(event);
+    });
+    expect(streamedSeen.at(-1)!.type).toBe('shadowed');
+    expect(() => streamed.sha256()).toThrow(/retention none/);
+    expect(() => streamed.saveState()).toThrow(/retention none/);
+    // Loaded back and recorded again while hashing: the kept trace's hash.
+    streamed.loadState(start);
+    streamed.retention = 'hash';
+    for (let i = 2; i < EVENTS.length; i++) streamed.record(...EVENTS[i]!);
+    expect(streamed.sha256()).toBe(kept.sha256());
+    expect(streamed.counts).toEqual(kept.counts);
   });
 });

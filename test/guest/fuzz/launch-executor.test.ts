@@ -68,8 +68,10 @@ describe('launch-changing programs from a cached launch snapshot', () => {
     const executor = createExecutor(plantedBugTarget('tdx', 'e820-unchecked'));
     executors.push(executor);
     const programs = Array.from({ length: LAUNCH_CACHE_ENTRIES + 1 }, (_, i) => overlapping('tdx', BigInt(24 + 2 * i) << 20n));
-    for (const p of programs) executor.execute(p);
+    const executions = programs.map((p) => executor.execute(p));
     expect(executor.startsFromSnapshot!(programs[0]!)).toBe(false);
     expect(programs.slice(1).every((p) => executor.startsFromSnapshot!(p))).toBe(true);
+    // The evicted launch cannot run its execution again for the trace hash: a fresh launch gives it.
+    expect(executions[0]!.traceSha256).toBe(executeFromLaunch(plantedBugTarget('tdx', 'e820-unchecked'), programs[0]!).traceSha256);
   }, 180_000);
 });

@@ -34,5 +34,8 @@ describe('snapshot executor', () => {
     // Only the kernel stage ran: fewer instructions than the whole boot, and guest edges were counted.
     expect(first.instructions).toBeLessThan(boot.instructions);
     expect(first.edges!.some((v) => v > 0)).toBe(true);
+    // Executions keep no trace: a hash read after later executions is the one a kept trace gives.
+    if (hostile) expect(hostile.traceSha256).toBe(executor.execute(stall, { keepTrace: true }).traceSha256);
+    expect(executor.execute(honest(platform), { keepTrace: true }).traceSha256).toBe(first.traceSha256);
   }, 120_000);
 });
