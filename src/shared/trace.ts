@@ -204,8 +204,9 @@ export type TraceRetention = 'keep' | 'hash' | 'none';
 
 /**
  * Sees each event as it is recorded: its seq and type, and its fields (the fields object the
- * recorder passed, not to be kept or changed; the whole event object when a field has the name of
- * a header key, so that what is read is what a kept event holds).
+ * recorder passed, or the kept event object; not to be kept or changed). The seq and type are the
+ * recorded ones even if a field has the same name (which a kept event would show instead; no
+ * recorder does that, and checking every event for it cost more than the rest of the observing).
  */
 export interface TraceObserver {
   event(seq: number, type: string, fields: Readonly<Record<string, TraceValue>>): void;
@@ -265,30 +266,21 @@ export class Trace implements Snapshottable<TraceState> {
     const retention = this.#retention;
     if (retention === 'none' && !this.#sink) {
       this.#unhashed = true;
-      if (!this.observer) return;
-      if (fields.seq !== undefined || fields.type !== undefined) {
-        // A field shadows the seq or type an observer reads: show what a kept event would hold.
-        const event: TraceEvent = { seq, source, type, ...fields };
-        this.observer.event(event.seq, event.type, event);
-      } else {
-        this.observer.event(seq, type, fields);
-      }
+      this.observer?.event(seq, type, fields);
       return;
     }
     if (retention !== 'hash') {
-      this.#keepEvent({ seq, source, type, ...fields });
+      this.#keepEvent({ seq, source, type, ...fields }, seq, type);
       return;
     }
     if ('seq' in fields || 'source' in fields || 'type' in fields) {
       // A field shadows a header key: hash exactly the object the file would hold.
-      const event: TraceEvent = { seq, source, type, ...fields };
-      this.#hasher.value(event);
-      this.observer?.event(event.seq, event.type, event);
+      this.#hasher.value({ seq, source, type, ...fields });
     } else {
       this.#hasher.event(seq, source, type, fields);
-      this.observer?.event(seq, type, fields);
     }
-    if (this.#sink) this.#keepEvent({ seq, source, type, ...fields });
+    this.observer?.event(seq, type, fields);
+    if (this.#sink) this.#keepEvent({ seq, source, type, ...fields }, seq, type);
   }
 
   /**
@@ -303,37 +295,28 @@ export class Trace implements Snapshottable<TraceState> {
     const retention = this.#retention;
     if (retention === 'none' && !this.#sink) {
       this.#unhashed = true;
-      if (!this.observer) return;
-      // Property loads, not `in` (a megamorphic `in` per event was 5% of a low-exit execution).
-      if (fields.seq !== undefined || fields.type !== undefined) {
-        const event: TraceEvent = { seq, source, type, icount: icount(), stage, ...fields };
-        this.observer.event(event.seq, event.type, event);
-      } else {
-        this.observer.event(seq, type, fields);
-      }
+      this.observer?.event(seq, type, fields);
       return;
     }
     if (retention !== 'hash') {
-      this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields });
+      this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields }, seq, type);
       return;
     }
     if ('seq' in fields || 'source' in fields || 'type' in fields || 'icount' in fields || 'stage' in fields) {
-      const event: TraceEvent = { seq, source, type, icount: icount(), stage, ...fields };
-      this.#hasher.value(event);
-      this.observer?.event(event.seq, event.type, event);
+      this.#hasher.value({ seq, source, type, icount: icount(), stage, ...fields });
     } else {
       this.#hasher.event(seq, source, type, fields, icount(), stage);
-      this.observer?.event(seq, type, fields);
     }
-    if (this.#sink) this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields });
+    this.observer?.event(seq, type, fields);
+    if (this.#sink) this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields }, seq, type);
   }
 
-  /** Event objects are built only when something keeps or writes them. */
-  #keepEvent(event: TraceEvent): void {
+  /** Event objects are built only when something keeps or writes them (`seq` and `type` as recorded). */
+  #keepEvent(event: TraceEvent, seq: number, type: string): void {
     const retention = this.#retention;
     if (retention === 'keep') this.events.push(event);
     else if (retention === 'none') this.#unhashed = true;
-    if (retention !== 'hash') this.observer?.event(event.seq, event.type, event);
+    if (retention !== 'hash') this.observer?.event(seq, type, event);
     this.#sink?.(traceLine(event));
   }
 
