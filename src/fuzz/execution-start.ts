@@ -161,6 +161,7 @@ export class ExecutionStart {
   }
 
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     this.session.platform.machine.close();
   }

@@ -30,7 +30,16 @@ export class SnapshotExecutor implements Executor {
     }
     // Each execution gets the whole per-execution budget from the pause (the prefix ran unbounded).
     const budget = { instructions: target.maxInstructions, total: target.maxInstructions };
-    this.#start = new ExecutionStart(session, recorder, { budget, prefixGpas: false });
+    // Closed, it can no longer run an execution again for its trace hash: a new executor gives the same one.
+    const traceSha256WhenClosed = (program: AttackProgram) => {
+      const again = new SnapshotExecutor(target);
+      try {
+        return again.execute(program, { keepTrace: true }).traceSha256;
+      } finally {
+        again.close();
+      }
+    };
+    this.#start = new ExecutionStart(session, recorder, { budget, prefixGpas: false, traceSha256WhenClosed });
   }
 
   execute(program: AttackProgram, options: ExecuteOptions = {}): Execution {

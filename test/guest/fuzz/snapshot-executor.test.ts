@@ -37,5 +37,12 @@ describe('snapshot executor', () => {
     // Executions keep no trace: a hash read after later executions is the one a kept trace gives.
     if (hostile) expect(hostile.traceSha256).toBe(executor.execute(stall, { keepTrace: true }).traceSha256);
     expect(executor.execute(honest(platform), { keepTrace: true }).traceSha256).toBe(first.traceSha256);
+    // Read after the executor is closed, it is what a new executor gives.
+    if (hostile) {
+      const another = executor.execute(stall);
+      const hash = executor.execute(stall, { keepTrace: true }).traceSha256;
+      executor.close();
+      expect(another.traceSha256).toBe(hash);
+    }
   }, 120_000);
 });
