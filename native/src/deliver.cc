@@ -112,17 +112,26 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
   // through WriteSpecial and putting CR3 back, as before, flushed the emulator's TLB and TB jump
   // cache on every #VC, and the guest refilled both (issue 10).
   if (cr2 != nullptr && uc_reg_write(uc_, UC_X86_REG_CR2, cr2) != UC_ERR_OK) return "cannot write CR2";
-  CodeSegment cs = CurrentCodeSegment();
-  std::string err = !cs.protected_mode ? DeliverReal(vector)
-                    : !cs.long_mode    ? DeliverProtected(vector, has_error_code, error_code)
-                                       : DeliverLong(vector, has_error_code, error_code);
-  SyncRegsOut();
+  // The code segment is read once (a GDT read through the page tables) and handed down.
+  const CodeSegment cs = CurrentCodeSegment();
+  bool flow_only = false;
+  std::string err = !cs.protected_mode ? DeliverReal(cs, vector)
+                    : !cs.long_mode    ? DeliverProtected(cs, vector, has_error_code, error_code)
+                                       : DeliverLong(cs, vector, has_error_code, error_code, &flow_only);
+  if (err.empty() && flow_only) {
+    // Only RFLAGS, RSP and RIP of the run area changed: read back those three, not all of them.
+    static const int kIds[3] = {UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_RIP};
+    void* ptrs[3] = {&area_[kSlotRegs + kRegRflags], &area_[kSlotRegs + kRegRsp], &area_[kSlotRegs + kRegRip]};
+    uc_reg_read_batch(uc_, const_cast<int*>(kIds), ptrs, 3);
+  } else {
+    SyncRegsOut();
+  }
   return err;
 }
 
 // Real mode (SDM Vol. 3 §20.1.4): the IVT at IDTR.base holds CS:IP; FLAGS, CS and IP are pushed
 // as words, IF, TF and AC are cleared. No error code is pushed in real mode.
-std::string Machine::DeliverReal(uint8_t vector) {
+std::string Machine::DeliverReal(const CodeSegment& cs, uint8_t vector) {
   uc_x86_mmr idtr{};
   uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
   char msg[160];
@@ -133,7 +142,6 @@ std::string Machine::DeliverReal(uint8_t vector) {
   uint16_t entry[2];
   std::string err = AccessVirtual(idtr.base + uint64_t(vector) * 4, reinterpret_cast<uint8_t*>(entry), 4, false);
   if (!err.empty()) return "cannot read the IVT: " + err;
-  CodeSegment cs = CurrentCodeSegment();
   uint64_t ss = 0;
   uc_reg_read(uc_, UC_X86_REG_SS, &ss);
   uint64_t rsp = area_[kSlotRegs + kRegRsp], rflags = area_[kSlotRegs + kRegRflags];
@@ -176,7 +184,7 @@ std::string Machine::ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate) {
 // Protected mode (SDM Vol. 3 §6.11-6.12): 8-byte interrupt/trap gates; 32-bit gates push
 // EFLAGS, CS, EIP and the error code as dwords, 16-bit gates as words, on the current stack
 // (same privilege level). TF, NT, RF and VM are cleared, and IF too for interrupt gates.
-std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code) {
+std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code) {
   char msg[200];
   uint8_t gate[8];
   std::string err = ReadIdtGate(vector, sizeof gate, gate);
@@ -201,7 +209,6 @@ std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint6
     snprintf(msg, sizeof msg, "handler offset 0x%llx is beyond the limit of code segment 0x%x", (unsigned long long)handler, selector);
     return msg;
   }
-  CodeSegment cs = CurrentCodeSegment();
   // The stack segment: selector 0 is the TD's flat 32-bit entry SS; otherwise its descriptor.
   uint64_t ss = 0;
   uc_reg_read(uc_, UC_X86_REG_SS, &ss);
@@ -241,7 +248,7 @@ std::string Machine::DeliverProtected(uint8_t vector, bool has_error_code, uint6
 // IA-32e mode (SDM Vol. 3 §6.14): 16-byte gates to 64-bit code; SS, RSP, RFLAGS, CS, RIP and
 // the error code are pushed as quadwords on a 16-byte aligned stack (the IST one if named),
 // from 64-bit and compatibility mode alike.
-std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code) {
+std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool* flow_only) {
   char msg[200];
   uint8_t gate[16];
   std::string err = ReadIdtGate(vector, sizeof gate, gate);
@@ -265,7 +272,6 @@ std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t e
     snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
     return msg;
   }
-  CodeSegment cs = CurrentCodeSegment();
   uint64_t rsp = area_[kSlotRegs + kRegRsp];
   if (ist) {
     uc_x86_mmr tr{};
@@ -302,6 +308,7 @@ std::string Machine::DeliverLong(uint8_t vector, bool has_error_code, uint64_t e
   }
   uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
   uc_reg_write(uc_, UC_X86_REG_RIP, &handler);
+  *flow_only = cs.bits == 64;  // no far jump through the guest stub
   return "";
 }
 

@@ -181,8 +181,8 @@ class Machine {
   Translation TranslateForHost(uint64_t va, Access access);
 
   // Delivers an exception or interrupt through the guest's IDT (IA-32e and protected mode) or
-  // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason.
-  // Delivers `vector` through the guest IDT; `cr2` (if not null) is loaded first, as a #PF or #VC does.
+  // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason. `cr2` (if
+  // not null) is loaded first, as a #PF or #VC does.
   std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2 = nullptr);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
@@ -290,10 +290,12 @@ class Machine {
   // Reads the 8-byte GDT descriptor `selector` names.
   std::string ReadDescriptor(uint16_t selector, uint64_t* desc);
   std::string AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write);
-  std::string DeliverReal(uint8_t vector);
+  // The Deliver* functions take the code segment the vCPU was in when the event came.
+  std::string DeliverReal(const CodeSegment& cs, uint8_t vector);
   std::string ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate);
-  std::string DeliverProtected(uint8_t vector, bool has_error_code, uint64_t error_code);
-  std::string DeliverLong(uint8_t vector, bool has_error_code, uint64_t error_code);
+  std::string DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code);
+  // Sets *flow_only when it changed no run-area register but RFLAGS, RSP and RIP (no far jump).
+  std::string DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool* flow_only);
 
   CpuPaging ReadPaging();
   // EFER as ReadPaging last read it, while efer_known_ (see ReadPaging).
