@@ -107,16 +107,24 @@ function baseNpfBits(req: AccessRequest): bigint {
   return bits;
 }
 
+/**
+ * The results that do not depend on the request, made once (results are read, never changed): the
+ * page gate asks three checks per page it derives and the #VC path one per exit (issue 10).
+ */
+const OK: AccessResult = Object.freeze({ kind: 'ok' });
+const VC_RESULTS: ReadonlyMap<CheckName, AccessResult> = new Map(ACCESS_CHECKS.flatMap((check) =>
+  check.fails.raise === 'vc' ? [[check.name, Object.freeze({ kind: 'vc', check: check.name, errorCode: check.fails.errorCode })] as const] : []));
+
 /** Runs the checks that apply to `req`, in order; the first failure decides. */
 export function checkAccess(rmp: Rmp, req: AccessRequest, ctx: GuestContext): AccessResult {
   const kind = req.space === 'private' ? 'private' : req.access === 'write' ? 'shared-write' : undefined;
-  if (!kind) return { kind: 'ok' };
+  if (!kind) return OK;
   const entry = rmp.covers(req.gpa) ? rmp.lookup(req.gpa) : HV_OWNED_ENTRY;
   for (const check of ACCESS_CHECKS) {
     if (check.appliesTo !== kind) continue;
     if (check.passes(entry, req, ctx, rmp)) continue;
-    if (check.fails.raise === 'vc') return { kind: 'vc', check: check.name, errorCode: check.fails.errorCode };
+    if (check.fails.raise === 'vc') return VC_RESULTS.get(check.name)!;
     return { kind: 'npf', check: check.name, errorCode: baseNpfBits(req) | check.fails.extraBits };
   }
-  return { kind: 'ok' };
+  return OK;
 }

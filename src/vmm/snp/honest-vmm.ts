@@ -53,8 +53,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   #inRam(host: SnpVmmHandle, gpa: bigint, size: bigint): boolean {
-    return inGuestRam(this.#ram ?? flatGuestRam(host.memoryBytes), gpa, size);
+    if (this.#ram === undefined && this.#flatRam?.[0]?.end !== host.memoryBytes) this.#flatRam = flatGuestRam(host.memoryBytes);
+    return inGuestRam(this.#ram ?? this.#flatRam!, gpa, size);
   }
+  /** Without a memory map: all the machine backs, made once rather than on every exit. */
+  #flatRam: readonly GuestRamRange[] | undefined;
 
   /** The GHCB GPA the BSP (vCPU 0) registered, if any. */
   get registeredGhcb(): bigint | undefined {
