@@ -685,7 +685,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return fn();
     } finally {
       this.#deferredRegions = undefined;
-      this.#syncRegions(regions);
+      // Most exits change no region (a console byte, a refused NPF): nothing to sort or derive.
+      if (regions.size > 0) this.#syncRegions(regions);
     }
   }
 
