@@ -16,6 +16,17 @@ import type { Execution } from './executor.js';
  * 37 ms (TDX) / 32 ms (SNP) per fresh launch, and the planted-bug target (1 MiB workload) 6 ms
  * and 54–76 ms. (It was charged 48,000, 24 executions, and campaigns spent 14% of their CPU time
  * on launches, not the quarter MAX_LAUNCH_COST_SHARE means to give them.)
+ *
+ * Checked again on 2026-12-02 (main at fd58567, where a launch reuses the machine and translated
+ * code the last one closed): steady-state executions 500–1500 of seed-1 campaigns, CPU time,
+ * loaded 2-core machine. 4 KiB workload: an execution 2.2–2.5 ms (TDX) / 2.8 ms (SNP), a launch
+ * 19–24 ms (TDX) / 28–29 ms (SNP) more than the execution it starts, 9.2x / 10.3x; launches took
+ * 26–27% / 28–29% of the CPU time (on 822f876, before the reuse: 32–33% / 29%). 1 MiB
+ * workload: 10.1x / 9.2x, 27% / 26%. The charges give a launch ~9.9 executions (20,000 + ~60 for
+ * its ~480K instructions on average, against 2,000 + 13–31 for an average execution's): within
+ * the 10% these measurements scatter by, so they stand. Executions keep getting cheaper while a
+ * launch's ~576K instructions to the kernel stage (mostly the decompressor's LZ4 and CRC-32 of the
+ * kernel) do not: check again when the ratio moves.
  */
 export const EXECUTION_OVERHEAD = 2_000n;
 export const INSTRUCTIONS_PER_UNIT = 8_192n;
