@@ -17,7 +17,7 @@ import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceValue } from '../shared/trace.js';
 import type { SnpVmmPolicy, VmmAnswer } from '../vmm/snp/policy.js';
 import {
-  augRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
+  augRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, RESUME, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
   type VmcallExit, type VmmAction, type VmmContext,
 } from '../vmm/tdx/honest-vmm.js';
 import type { Answer, AttackProgram, CallPoint, HostAction, SnpCallPoint, TdxCallPoint } from './attack-program.js';
@@ -311,18 +311,18 @@ function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
 
 function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: TdxVmmPolicy, method: TdxEptMethod): VmmAction {
   switch (answer.kind) {
-    case 'resume': return { kind: 'resume' };
+    case 'resume': return RESUME;
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
     case 'ept':
       switch (answer.action) {
-        case 'aug-4k': augAt(ctx, exit.gpa, 0); return { kind: 'resume' };
-        case 'aug-2m': augAt(ctx, exit.gpa, 1); return { kind: 'resume' };
+        case 'aug-4k': augAt(ctx, exit.gpa, 0); return RESUME;
+        case 'aug-2m': augAt(ctx, exit.gpa, 1); return RESUME;
         case 'aug-other': {
           const target = (exit.gpa & privateMask(ctx)) + (answer.otherDelta ?? 0n);
           if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
-          return { kind: 'resume' };
+          return RESUME;
         }
-        case 'refuse': return { kind: 'resume' };
+        case 'refuse': return RESUME;
         case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
       }
       break;

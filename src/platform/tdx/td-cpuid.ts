@@ -9,7 +9,7 @@
 // answered leaf reads as 0 (feature absent) apart from its fixed-1 bits. Dynamic bits the module
 // computes per call (APIC ID, OSXSAVE, OSPKE, SYSCALL in 64-bit mode) are computed likewise.
 import type { VmExit } from '../../cpu/exits.js';
-import type { TdModule, TdStep } from './td-module.js';
+import { TD_RESUME, type TdModule, type TdStep } from './td-module.js';
 import { ExitReason } from './ve.js';
 
 /** EAX, EBX, ECX, EDX. */
@@ -136,5 +136,5 @@ export function handleCpuid(td: TdModule, exit: Extract<VmExit, { kind: 'cpuid' 
   vcpu.regs.rcx = BigInt(ecx);
   vcpu.regs.rdx = BigInt(edx);
   vcpu.complete(exit);
-  return { kind: 'resume' };
+  return TD_RESUME;
 }

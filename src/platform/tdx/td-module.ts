@@ -60,6 +60,8 @@ export type TdExit =
   | { reason: 'tdvmcall'; rip: bigint; mask: bigint; regs: VmcallRegs };
 
 export type TdStep = { kind: 'resume' } | { kind: 'td-exit'; exit: TdExit } | { kind: 'stop'; outcome: RunOutcome };
+/** The step of every exit the module handles itself (most of them): one object, read only. */
+export const TD_RESUME: TdStep = Object.freeze({ kind: 'resume' });
 
 /**
  * An interrupt that arrives on the host CPU (IA32_INTR_PENDING) after `afterChunks` 4K chunks of
@@ -243,7 +245,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
    */
   deliverPostedInterrupt(): TdStep {
     const IF = 1n << 9n;
-    if (this.postedInterrupts.length === 0 || (this.machine.vcpu.regs.rflags & IF) === 0n) return { kind: 'resume' };
+    if (this.postedInterrupts.length === 0 || (this.machine.vcpu.regs.rflags & IF) === 0n) return TD_RESUME;
     return this.injectException(this.postedInterrupts.shift()!);
   }
 
@@ -312,7 +314,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       // The gate disagreed with the SEPT: resynchronise it (cannot happen unless someone bypassed Sept).
       this.sept.resyncGate(walk.level, walk.base);
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
-      return { kind: 'resume' };
+      return TD_RESUME;
     }
     if (action === 'pending' && this.pendingVeEnabled) {
       return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 });
@@ -357,7 +359,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     try {
       this.machine.vcpu.inject(vector, errorCode, cr2);
       if (!quiet) this.record('exception-injected', { vector, errorCode: errorCode ?? null, rip: this.machine.vcpu.regs.rip });
-      return { kind: 'resume' };
+      return TD_RESUME;
     } catch (err) {
       if (!(err instanceof InjectionError)) throw err;
       this.record('injection-failed', { vector, reason: err.message });

@@ -9,7 +9,7 @@
 // Only the MSRs a boot touches are listed; every other MSR takes the #VE default, which is right
 // for all MSRs the lookup table leaves out and wrong only for those listed there that are not here.
 import type { VmExit } from '../../cpu/exits.js';
-import { TdAttributes, type TdModule, type TdStep } from './td-module.js';
+import { TD_RESUME, TdAttributes, type TdModule, type TdStep } from './td-module.js';
 import { tdCpuid } from './td-cpuid.js';
 import { ExitReason, GP_VECTOR } from './ve.js';
 
@@ -126,7 +126,7 @@ export function handleMsr(td: TdModule, exit: MsrExit): TdStep {
     vcpu.regs.rdx = value >> 32n;
   }
   vcpu.complete(exit);
-  return { kind: 'resume' };
+  return TD_RESUME;
 }
 
 function readMsrValue(td: TdModule, msr: number): bigint {

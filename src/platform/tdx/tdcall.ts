@@ -4,7 +4,7 @@ import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import {
-  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TdcsField, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs,
+  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TD_RESUME, TdcsField, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs,
 } from './td-module.js';
 import { GP_VECTOR } from './ve.js';
 
@@ -69,7 +69,7 @@ export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   regs.rax = status;
   vcpu.complete(exit);
   td.record('tdcall', { rip, rax, rcx, leaf: leafName, result: statusName(status), status });
-  return { kind: 'resume' };
+  return TD_RESUME;
 }
 
 function dispatch(td: TdModule, leaf: number, exit: TdcallExit): LeafResult {

@@ -21,6 +21,8 @@ export const TdvmcallLeaf = {
 } as const;
 
 export type VmmAction = { kind: 'resume' } | { kind: 'stop'; outcome: RunOutcome };
+/** Resume the guest: one object, read only (most answers to an EPT violation). */
+export const RESUME: VmmAction = Object.freeze({ kind: 'resume' });
 /** The VMM's answer to a TDG.VP.VMCALL: registers to hand back (R10 = status, R11 = output, …) or stop the TD. */
 export type VmcallDecision = { kind: 'return'; regs: Partial<VmcallRegs> } | { kind: 'stop'; outcome: RunOutcome };
 
@@ -191,7 +193,7 @@ function augOnDemand(ctx: VmmContext, exit: EptViolationExit, eeq: Extract<EptVi
     return stop('vmm-error', `cannot satisfy ACCEPT of ${hex(exit.gpa)}: entry ${errState} at level ${errLevel}`);
   }
   ctx.trace.record('vmm', 'vmm-accept-assist', { gpa: exit.gpa, reqLevel, errLevel, errState });
-  return { kind: 'resume' };
+  return RESUME;
 }
 
 /** The honest answer to an EPT violation on a FREE or REMOVED private GPA: AUG a page there. */
@@ -205,7 +207,7 @@ function faultIn(ctx: VmmContext, exit: EptViolationExit): VmmAction {
   const level: SeptLevel = r.state === 'REMOVED' && r.level <= 1 ? r.level : 0;
   if (level === 0) ensureSeptLevels(ctx.host, exit.gpa, 0, ctx.septMirror);
   check('TDH.MEM.PAGE.AUG', ctx.host.memPageAug(gpaLevel(Sept.alignDown(exit.gpa, level), level)));
-  return { kind: 'resume' };
+  return RESUME;
 }
 
 /** Max bytes one MapGPA call converts before answering RETRY (KVM also converts in bounded chunks). */
