@@ -17,7 +17,8 @@
         "src/code_bits.cc",
         "src/spin_loop.cc",
         "src/content_watch.cc",
-        "src/content_watch_fill.cc"
+        "src/content_watch_fill.cc",
+        "src/digest.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

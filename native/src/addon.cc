@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "digest.h"
 #include "machine.h"
 
 namespace minivisor {
@@ -605,6 +606,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   env.SetInstanceData(new AddonData());
   exports.Set("NativeMachine", NativeMachine::Define(env));
+  exports.Set("NativeDigest", DefineNativeDigest(env));
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
   exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));
   return exports;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 // Imported, not required at run time, so that the CLI bundle holds it (scripts/bundle-cli.mjs):
 // resolving and compiling it from node_modules was ~2 ms of every command that runs a guest.
 import nodeGypBuild from 'node-gyp-build';
+import { provideDigests, type Digest, type DigestAlgorithm } from '../shared/digest.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
 export interface NativeMarker {
@@ -74,7 +75,16 @@ export interface NativeMachine {
   takeForeignReads(): BigUint64Array;
 }
 
+/** native/src/digest.h: OpenSSL's SHA-256 / SHA-384, the one Node carries. */
+export interface NativeDigest {
+  update(data: Uint8Array): NativeDigest;
+  /** Once: the digest ends the hash. */
+  digest(): Buffer;
+}
+
 export interface NativeAddon {
+  /** A new hash, or a copy of `from` that goes on from the same position. */
+  NativeDigest?: new (algorithmOrFrom: DigestAlgorithm | NativeDigest) => NativeDigest;
   NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
     options?: { pageGate: boolean; timeoutMs?: number }) => NativeMachine;
   unicornVersion(): string;
@@ -102,6 +112,33 @@ export function addon(): NativeAddon {
   if (!loaded) {
     const require = createRequire(import.meta.url);
     loaded = require(findAddon()) as NativeAddon;
+    const NativeDigestClass = loaded.NativeDigest;
+    // An addon built before it had digests (an old prebuild) leaves them to node:crypto.
+    if (NativeDigestClass) provideDigests((algorithm) => new AddonDigest(new NativeDigestClass(algorithm), NativeDigestClass));
   }
   return loaded;
+}
+
+/** The Digest face of a NativeDigest (src/shared/digest.ts installs it when the addon loads). */
+class AddonDigest implements Digest {
+  readonly #native: NativeDigest;
+  readonly #class: new (from: NativeDigest) => NativeDigest;
+
+  constructor(native: NativeDigest, nativeClass: new (from: NativeDigest) => NativeDigest) {
+    this.#native = native;
+    this.#class = nativeClass;
+  }
+
+  update(data: Uint8Array): Digest {
+    this.#native.update(data);
+    return this;
+  }
+
+  copy(): Digest {
+    return new AddonDigest(new this.#class(this.#native), this.#class);
+  }
+
+  digest(): Buffer {
+    return this.#native.digest();
+  }
 }

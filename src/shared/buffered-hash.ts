@@ -1,13 +1,13 @@
 // A hash fed through a 64 KiB buffer that callers write into directly: one native update per
 // 64 KiB instead of one per small piece, which dominated the trace hash and the TDX measurement
 // (issue 11). The digest is the same as hashing every piece in order.
-import { createHash, type Hash } from 'node:crypto';
+import { createDigest, type Digest, type DigestAlgorithm } from './digest.js';
 import type { Snapshottable } from './snapshottable.js';
 
 const BUFFER_BYTES = 1 << 16;
 
 /** A saved hash position; undefined once the digest was taken (nothing can be added after that). */
-export type BufferedHashState = Hash | undefined;
+export type BufferedHashState = Digest | undefined;
 
 export class BufferedHash implements Snapshottable<BufferedHashState> {
   static readonly capacity = BUFFER_BYTES;
@@ -15,26 +15,29 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
   readonly view = new DataView(this.buf.buffer, this.buf.byteOffset, BUFFER_BYTES);
   /** Next free byte of `buf`; advance it after writing there. */
   pos = 0;
-  readonly #algorithm: string;
-  /** The hash in progress; undefined while it is still the loaded state, copied only once something is added. */
-  #hash: Hash | undefined;
+  readonly #algorithm: DigestAlgorithm;
+  /**
+   * The hash in progress; undefined while it is still the loaded state, copied only once something
+   * is added, or before anything was: the digest is made when the first bytes go in, so one made
+   * before the native addon loads still gets the addon's (src/shared/digest.ts).
+   */
+  #hash: Digest | undefined;
   /** The state last loaded: saved states are never changed, so it can be handed out again as it is. */
-  #loaded: Hash | undefined;
+  #loaded: Digest | undefined;
   #digested = false;
 
-  constructor(algorithm: string) {
+  constructor(algorithm: DigestAlgorithm) {
     this.#algorithm = algorithm;
-    this.#hash = createHash(algorithm);
   }
 
-  /** Restoring a snapshot does not copy the saved hash until something is added (most restores add nothing). */
-  #live(): Hash {
-    return (this.#hash ??= this.#loaded!.copy());
+  #live(): Digest {
+    // Restoring a snapshot does not copy the saved hash until something is added (most restores add nothing).
+    return (this.#hash ??= this.#loaded ? this.#loaded.copy() : createDigest(this.#algorithm));
   }
 
   saveState(): BufferedHashState {
     if (this.#digested) return undefined;
-    if (this.pos === 0 && this.#hash === undefined) return this.#loaded;
+    if (this.pos === 0 && this.#hash === undefined && this.#loaded !== undefined) return this.#loaded;
     this.flush();
     return this.#live().copy();
   }
@@ -43,7 +46,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
     this.pos = 0;
     if (state === undefined) {
       // Nothing can be added after a digest: a fresh hash only if this one can still take data.
-      if (!this.#digested || this.#hash === undefined) this.#hash = createHash(this.#algorithm);
+      if (!this.#digested || this.#hash === undefined) this.#hash = createDigest(this.#algorithm);
       this.#digested = true;
       return;
     }
@@ -76,7 +79,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
 
   /** The digest so far; hashing can go on. */
   peek(encoding: 'hex'): string {
-    return (this.#hash ?? this.#loaded!).copy().update(this.buf.subarray(0, this.pos)).digest(encoding);
+    return (this.#hash ?? this.#loaded ?? this.#live()).copy().update(this.buf.subarray(0, this.pos)).digest().toString(encoding);
   }
 
   digest(): Buffer {

@@ -1,13 +1,11 @@
 // SNP_LAUNCH_UPDATE measurement: the launch digest is a SHA-384 chain over PAGE_INFO
 // structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
-// PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes). node:crypto only.
-import { createHash } from 'node:crypto';
+// PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes).
+import { digestOf } from '../../shared/digest.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { ZERO_PAGE, isZeroPage } from '../../memory/zero-page.js';
 
-// A named import: the bundle then takes node:crypto as it is (a namespace import copied every
-// property of it, ~2 ms of a cold boot); crypto.hash's one-shot form measured no faster here.
-const sha384 = (data: Uint8Array): Buffer => createHash('sha384').update(data).digest();
+const sha384 = (data: Uint8Array): Buffer => digestOf('sha384', data);
 const ZERO_CONTENTS = new Uint8Array(48);
 let zeroPageSha384: Buffer | undefined;
 /**

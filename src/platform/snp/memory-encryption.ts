@@ -14,8 +14,14 @@
 // ciphertext moved to another address, or bytes the host wrote, read as garbage, while the
 // ciphertext put back at its own address decrypts to the old plaintext (a replay that only the
 // cleared Validated bit stops).
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { digestOf } from '../../shared/digest.js';
 import { PAGE_4K } from './rmp.js';
+
+// node:crypto is loaded at the first page this model encrypts or decrypts, not with the module:
+// a boot that never reads ciphertext does not pay for it (src/shared/digest.ts says why).
+let crypto: typeof import('node:crypto') | undefined;
+const nodeCrypto = () => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
 
 const PAGE_BYTES = Number(PAGE_4K);
 
@@ -25,20 +31,20 @@ export class MemoryEncryption {
 
   /** `vmIdentity` names the VM (e.g. its ASID and seed): equal identities give equal keys. */
   constructor(vmIdentity: string) {
-    this.#key = createHash('sha256').update('minivisor SEV-SNP VM encryption key\0').update(vmIdentity).digest();
+    this.#key = digestOf('sha256', Buffer.from('minivisor SEV-SNP VM encryption key\0'), Buffer.from(vmIdentity));
   }
 
   /** The ciphertext DRAM holds for `plaintext` (one 4 KiB page) at system-physical `spa`. */
   encryptPage(spa: bigint, plaintext: Uint8Array): Buffer {
     if (plaintext.length !== PAGE_BYTES) throw new RangeError(`a page is ${PAGE_BYTES} bytes, got ${plaintext.length}`);
-    const cipher = createCipheriv('aes-128-xts', this.#key, tweakOf(spa));
+    const cipher = nodeCrypto().createCipheriv('aes-128-xts', this.#key, tweakOf(spa));
     return Buffer.concat([cipher.update(plaintext), cipher.final()]);
   }
 
   /** What a guest (C=1) read of `spa` returns when DRAM holds `ciphertext` there: the inverse of encryptPage. */
   decryptPage(spa: bigint, ciphertext: Uint8Array): Buffer {
     if (ciphertext.length !== PAGE_BYTES) throw new RangeError(`a page is ${PAGE_BYTES} bytes, got ${ciphertext.length}`);
-    const decipher = createDecipheriv('aes-128-xts', this.#key, tweakOf(spa));
+    const decipher = nodeCrypto().createDecipheriv('aes-128-xts', this.#key, tweakOf(spa));
     return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
   }
 }

@@ -8,7 +8,7 @@
 // The real firmware draws the VMPCKs from its RNG; here they come from the VM's identity (its
 // ASID and key seed), so runs stay a function of their config and seed, and only the hardware
 // model computes them.
-import { createHash } from 'node:crypto';
+import { digestOf } from '../../shared/digest.js';
 import { PAGE_4K } from './rmp.js';
 
 export const SecretsPage = { VERSION: 0x000, FMS: 0x008, VMPCK0: 0x020, VMPCK_BYTES: 32, OS_AREA: 0x0a0, SVSM_BASE: 0x140, TSC_FACTOR: 0x160 } as const;
@@ -22,7 +22,7 @@ export function secretsPage(vmIdentity: string, fms: number): Uint8Array {
   view.setUint32(SecretsPage.VERSION, SECRETS_PAGE_VERSION, true);
   view.setUint32(SecretsPage.FMS, fms >>> 0, true);
   for (let vmpl = 0; vmpl < 4; vmpl++) {
-    const key = createHash('sha256').update('minivisor SEV-SNP VMPCK\0').update(vmIdentity).update(Uint8Array.of(vmpl)).digest();
+    const key = digestOf('sha256', Buffer.from('minivisor SEV-SNP VMPCK\0'), Buffer.from(vmIdentity), Uint8Array.of(vmpl));
     page.set(key, SecretsPage.VMPCK0 + vmpl * SecretsPage.VMPCK_BYTES);
   }
   return page;
