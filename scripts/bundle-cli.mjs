@@ -5,6 +5,7 @@
 // In the bundle every module's import.meta.url is the bundle's own URL: files shipped beside the
 // code are found from src/shared/package-root.ts, which holds for both layouts.
 import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +50,8 @@ await build({ ...common, entryPoints: [join(cli, 'bundled-cli.js')], outfile: jo
 const bundle = join(cli, 'minivisor.cjs');
 const text = readFileSync(bundle, 'utf8');
 const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-// Inside the CommonJS module wrapper, which the loader compiles as it is (src/cli/bundled-cli.ts).
-const { MODULE_WRAPPER, MODULE_WRAPPER_END } = await import(join(cli, 'bundled-cli.js'));
-writeFileSync(bundle, `${MODULE_WRAPPER}${ascii}${MODULE_WRAPPER_END}`);
+// Inside the CommonJS module wrapper, which the loader compiles as it is (src/cli/bundled-cli.ts),
+// with the bundle's SHA-256 on the first line: the key of its code caches, read rather than computed.
+const { MODULE_WRAPPER, MODULE_WRAPPER_END, BUNDLE_DIGEST_MARK } = await import(join(cli, 'bundled-cli.js'));
+const digest = createHash('sha256').update(`${MODULE_WRAPPER}${ascii}${MODULE_WRAPPER_END}`, 'latin1').digest('hex');
+writeFileSync(bundle, `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${digest}*/${ascii}${MODULE_WRAPPER_END}`);

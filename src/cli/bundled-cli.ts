@@ -11,14 +11,17 @@
 // (`minivisor.cjs.<command>.v8cache`, beside the bundle; not written where the package is
 // read-only). It starts with the SHA-256 of the bundle it was made from and is ignored, and
 // rewritten, when that differs or V8 rejects it (another Node version, other V8 flags): V8's own
-// check compares the source's length only.
+// check compares the source's length only. The bundler writes that digest on the bundle's first
+// line (BUNDLE_DIGEST_MARK), so the loader reads it rather than hashing ~800 KB with node:crypto,
+// whose loading alone (~35 of Node's modules) was ~3-5 ms of every command (issue 11); a bundle
+// without the line (a hand-made one) is hashed here. Edit the bundle by hand only with the line
+// removed: the digest on it is trusted.
 //
 // The bundler writes the bundle inside the CommonJS module wrapper (MODULE_WRAPPER), so its text
 // is compiled as it was read: wrapping it here made V8 flatten a second ~750 KB copy, which cost a
 // young-generation collection of every boot (3 -> 2 scavenges, --trace-gc). A bundle without the
 // wrapper (a hand-made one, or one a tool wrote) is still wrapped here.
 import { isAscii } from 'node:buffer';
-import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -34,6 +37,23 @@ const HASH_BYTES = 32;
  */
 export const MODULE_WRAPPER = '(function (exports, require, module, __filename, __dirname) {';
 export const MODULE_WRAPPER_END = '\n})';
+/**
+ * Follows MODULE_WRAPPER on the bundle's first line: the SHA-256 (hex) of the bundle as the
+ * bundler wrote it without this comment, then `*` `/`.
+ */
+export const BUNDLE_DIGEST_MARK = '/*minivisor-bundle-sha256:';
+
+/** The SHA-256 of `bytes`, the bundle at `file`: the one the bundler wrote on its first line, else hashed here. */
+export function bundleDigest(file: string, bytes: Buffer): Buffer {
+  const at = MODULE_WRAPPER.length + BUNDLE_DIGEST_MARK.length;
+  if (bytes.toString('latin1', MODULE_WRAPPER.length, at) === BUNDLE_DIGEST_MARK && bytes.toString('latin1', at + 64, at + 66) === '*/') {
+    const hex = bytes.toString('latin1', at, at + 64);
+    if (/^[0-9a-f]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
+  }
+  // Not import.meta.url: the loader is itself bundled as CommonJS, where it is undefined.
+  const { createHash } = createRequire(file)('node:crypto') as typeof import('node:crypto');
+  return createHash('sha256').update(bytes).digest();
+}
 
 /** The bundle beside `entry` (dist/cli/main.js), when it exists and is not older than it. */
 export function freshBundle(entry: string): string | undefined {
@@ -91,8 +111,8 @@ export async function runCli(entry: string, argv: string[]): Promise<number> {
   // one-byte string for V8 (hashing and decoding the ~750 KB as UTF-8 were ~20M instructions).
   const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   const cacheFile = codeCacheFile(bundle, argv);
-  // The cache is keyed by the bundle's bytes; a command without a cache (--help) need not hash them.
-  const bundleHash = cacheFile ? createHash('sha256').update(bytes).digest() : undefined;
+  // The cache is keyed by the bundle's bytes; a command without a cache (--help) needs no digest.
+  const bundleHash = cacheFile ? bundleDigest(bundle, bytes) : undefined;
   const cached = cacheFile && bundleHash ? readCodeCache(cacheFile, bundleHash) : undefined;
   const wrapped = source.startsWith(MODULE_WRAPPER) ? source : `${MODULE_WRAPPER}${source}${MODULE_WRAPPER_END}`;
   const script = new Script(wrapped, { filename: bundle, ...(cached ? { cachedData: cached } : {}) });

@@ -1,6 +1,7 @@
 // The CLI's one-file bundle (scripts/bundle-cli.mjs) and its loader (src/cli/bundled-cli.ts):
 // the loader runs the bundle only when it is up to date with dist/cli/main.js, keeps a V8 code
-// cache per command that is tied to the bundle's exact bytes, and the real bundle runs what
+// cache per command that is tied to the bundle's exact bytes (through the digest the bundler
+// writes on its first line), and the real bundle runs what
 // finds files from the package root (a fuzz job's worker thread, the guest SDK).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -8,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { codeCacheFile, freshBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
+import { BUNDLE_DIGEST_MARK, bundleDigest, codeCacheFile, freshBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
 
 /** A dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
 function fakeDist(): { dir: string; entry: string; bundle: string } {
@@ -61,6 +62,24 @@ describe('the bundled CLI loader', () => {
     expect(readdirSync(dir).filter((f) => f.includes('partial'))).toEqual([]);
   });
 
+  it('keys the cache by the digest the bundler wrote on the first line, and hashes a bundle without one', async () => {
+    const { entry, bundle } = fakeDist();
+    setMtime(entry, 1_000_000);
+    const body = "module.exports.main = async (argv) => (argv[1] === 'fail' ? 14 : 0);";
+    const written = 'ab'.repeat(32);
+    writeFileSync(bundle, `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${written}*/${body}${MODULE_WRAPPER_END}`);
+    expect(bundleDigest(bundle, readFileSync(bundle)).toString('hex')).toBe(written);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(14);
+    expect(await runCli(entry, ['boot'])).toBe(0);
+    expect(readFileSync(codeCacheFile(bundle, ['boot'])!).subarray(0, 32).toString('hex')).toBe(written);
+    // Not a digest (too short, not hex): the bytes are hashed.
+    for (const line of [`${BUNDLE_DIGEST_MARK}abc*/`, `${BUNDLE_DIGEST_MARK}${'zz'.repeat(32)}*/`]) {
+      writeFileSync(bundle, `${MODULE_WRAPPER}${line}${body}${MODULE_WRAPPER_END}`);
+      const bytes = readFileSync(bundle);
+      expect(bundleDigest(bundle, bytes).equals(createHash('sha256').update(bytes).digest())).toBe(true);
+    }
+  });
+
   it('compiles a bundle that is already inside the module wrapper as it is, and wraps one that is not', async () => {
     const { entry, bundle } = fakeDist();
     setMtime(entry, 1_000_000);
@@ -104,6 +123,11 @@ describe('the real bundle', () => {
     expect(bundle, 'dist/cli/minivisor.cjs is missing or older than dist/cli/main.js: run `npm run build:ts`').toBeDefined();
     const text = readFileSync(bundle!, 'latin1');
     expect(text.startsWith(MODULE_WRAPPER) && text.endsWith(MODULE_WRAPPER_END)).toBe(true);
+    // With its digest on the first line: the SHA-256 of the bundle as it would be without that comment.
+    const digest = bundleDigest(bundle!, readFileSync(bundle!)).toString('hex');
+    const line = `${BUNDLE_DIGEST_MARK}${digest}*/`;
+    expect(text.startsWith(`${MODULE_WRAPPER}${line}`)).toBe(true);
+    expect(createHash('sha256').update(text.replace(line, ''), 'latin1').digest('hex')).toBe(digest);
   });
 
   it('runs a fuzz campaign whose jobs are worker threads on the compiled worker', () => {
