@@ -39,7 +39,7 @@ for (const s of snapshot.samples) log(`  ${s.memory.padEnd(4)} snapshot ${fmt(s.
 log(`  16T vs 64M         ${fmt(snapshot.largestVsSmallest, 2)}× (target ≤ ${snapshot.target}×)`);
 
 const costs = (['tdx', 'snp'] as const).map((p) => benchBootCost(p));
-log('default boot (4G, 64M workload; CPU time, best of 3):');
+log('default boot (4G, 64M workload; CPU time: the guest run best of 3, the whole process best of 7 taken in turn with node\'s start):');
 for (const c of costs) {
   log(`  ${c.platform} counting vs fast  ${fmt(c.countingVsFast, 2)}× fast mode's speed (target ≥ ${c.targetCountingVsFast}): guest run ${fmt(c.counting.runCpuMs, 1)} ms counting vs ${fmt(c.fast.runCpuMs, 1)} ms fast, ${fmt(c.counting.instructions)} instructions (${fmt(c.counting.instructions / c.counting.runCpuMs / 1000, 1)} M/s); traces ${c.identicalTraces ? 'identical' : 'DIFFER'} (icount aside, which fast mode does not count)`);
   log(`  ${c.platform} whole process     ${fmt(c.boot.cpuMs, 1)} ms CPU, ${fmt(c.boot.wallMs, 1)} ms wall = ${fmt(c.bootVsFloor, 2)}× the floor (target ≤ ${c.targetBootVsFloor}×): node start ${fmt(c.nodeStart.cpuMs, 1)} ms CPU (${fmt(c.nodeStart.wallMs, 1)} ms wall) + the same instructions on plain Unicorn ${fmt(c.plainUnicornMs, 1)} ms`);
