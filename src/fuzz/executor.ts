@@ -51,7 +51,11 @@ export const DEFAULT_EXECUTION_BUDGET = 5_000_000n;
 
 export interface Execution {
   judgement: Judgement;
-  /** The whole trace's hash; a snapshot executor computes it on first read (most executions never need it). */
+  /**
+   * The whole trace's hash. A snapshot executor computes it on first read, by running the
+   * execution again from its snapshot with the trace hashing (most executions never need it): read
+   * it before relying on the executor's VM or edge map being as this execution left them.
+   */
   readonly traceSha256: string;
   traceEvents: number;
   /** Guest instructions and exits to the VMM in this execution. */
