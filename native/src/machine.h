@@ -257,10 +257,12 @@ class Machine {
   static std::unique_ptr<Machine> TakePooled(const MachineConfig& config, uint64_t* run_area);
   bool Poolable() const;
   void FreeSnapshots();
-  // At Release: drops everything of this life (snapshots, RAM contents, gate, watches) and keeps
-  // the translated code, each page of it retired with the bytes it was translated from.
+  // At Release: lets go of the closed VM's run area and edge map, and frees its snapshots.
   void Retire();
-  // At Create: takes the new owner's configuration and run area, and the CPU's state at creation.
+  // At Reuse: drops everything else of the last life (RAM contents, gate, watches, code bits) and
+  // keeps the translated code, each page of it retired with the bytes it was translated from.
+  void ClearLife();
+  // At Create: ClearLife, then the new owner's configuration and run area, and the CPU's state at creation.
   bool Reuse(const MachineConfig& config, uint64_t* area);
   // A fetch fill of a retired page: true if its translations still hold (its bytes are the ones
   // they were made from); false leaves it retired for InvalidateRetiredPage.

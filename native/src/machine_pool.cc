@@ -68,6 +68,15 @@ bool Machine::Poolable() const {
 }
 
 void Machine::Retire() {
+  // Only what the closed VM's JavaScript objects own, and the snapshots' memory: the rest waits
+  // for Reuse, so a process that never makes another machine (a CLI boot) pays nothing for it.
+  FreeSnapshots();
+  next_snapshot_id_ = 1;
+  edge_map_ = nullptr;
+  area_ = nullptr;
+}
+
+void Machine::ClearLife() {
   // Code first, while RAM still holds the bytes it was translated from. A page is in code_va_ once
   // fetched; retired pages not fetched in this life keep the bytes of their own translations.
   if (retired_code_.size() + code_va_.size() > kMaxRetiredPages) {
@@ -90,9 +99,6 @@ void Machine::Retire() {
   code_bits_drops_.clear();
   has_code_bits_->ClearAll();
   for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
-
-  FreeSnapshots();
-  next_snapshot_id_ = 1;
 
   // RAM back to zeros. Only pages in written_ can hold anything else (snapshots rely on the same).
   // A few are cleared in place, so the next life does not fault them in again (guest RAM is in
@@ -120,7 +126,6 @@ void Machine::Retire() {
   content_watch_ = ContentWatch();
   content_watch_flush_ = false;
   watch_saved_instruction_limit_ = 0;
-  edge_map_ = nullptr;
   prev_block_ = 0;
   pause_exits_ = false;
   entry_mode_ = EntryMode::kLong64;
@@ -131,10 +136,10 @@ void Machine::Retire() {
   retired_fault_ = false;
   last_insn_ = ~0ull;
   spin_ = SpinWatch{};
-  area_ = nullptr;  // the run area belongs to the closed VM's JavaScript object
 }
 
 bool Machine::Reuse(const MachineConfig& config, uint64_t* area) {
+  ClearLife();
   config_ = config;
   area_ = area;
   if (uc_context_restore(uc_, pristine_) != UC_ERR_OK) return false;
