@@ -63,6 +63,10 @@ interface Check {
   fails: { raise: 'npf'; extraBits: bigint } | { raise: 'vc'; errorCode: bigint };
 }
 
+/** BigInt masks made once: BigInt arithmetic on constants allocates on every check otherwise. */
+const PAGE_BASE_MASK = ~(PAGE_4K - 1n);
+const OFFSET_IN_2M_MASK = PAGE_2M - PAGE_4K;
+
 function permBit(access: Access): number {
   return access === 'write' ? VMPL_PERM.write : access === 'fetch' ? VMPL_PERM.execSupervisor : VMPL_PERM.read;
 }
@@ -74,8 +78,8 @@ export const ACCESS_CHECKS: readonly Check[] = [
   {
     name: 'reverse-map', appliesTo: 'private',
     passes: (e, r) => {
-      const offset = e.pageSize === '2m' ? r.gpa & (PAGE_2M - PAGE_4K) : 0n;
-      return e.gpa + offset === (r.gpa & ~(PAGE_4K - 1n));
+      const page = r.gpa & PAGE_BASE_MASK;
+      return e.pageSize === '2m' ? e.gpa + (r.gpa & OFFSET_IN_2M_MASK) === page : e.gpa === page;
     },
     fails: { raise: 'npf', extraBits: NPF_BITS.rmp },
   },

@@ -82,7 +82,9 @@ export function opSize(op: HostOp): bigint {
 /** Classifies the target of `op` at system-physical `spa` (columns checked in table order). */
 export function classifyTarget(rmp: Rmp, op: HostOp, spa: bigint): TargetState {
   const size = opSize(op);
-  if (spa % size !== 0n || !rmp.covers(spa)) return 'misaligned';
+  // Alignment on numbers (a BigInt remainder allocated per host operation): exact for every
+  // covered address (below 2^46), and an uncovered one is 'misaligned' either way.
+  if (!rmp.covers(spa) || Number(spa) % Number(size) !== 0) return 'misaligned';
   if (rmp.anyImmutable(spa, size)) return 'immutable';
   if (rmp.isLarge(spa)) return 'assigned-2m';
   if (size === PAGE_4K) return rmp.lookup(spa).assigned ? 'assigned-4k' : 'hv-owned';
