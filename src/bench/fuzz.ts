@@ -15,6 +15,7 @@ import { FUZZ_DEFAULTS } from '../cli/fuzz-options.js';
 import { needsFreshLaunch } from '../fuzz/attack-program.js';
 import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
+import { executionCost } from '../fuzz/execution-cost.js';
 import { BootExecutor, type Executor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
 import { PLANTED_BUGS, plantedBugTarget } from '../fuzz/planted-bugs.js';
@@ -65,15 +66,41 @@ async function steadySpeed(config: FuzzTarget) {
   const warmUp = createExecutor(config);
   await runCampaign({ executor: warmUp, seed: 2n, runs: WARM_UP_RUNS });
   warmUp.close();
-  const executor = createExecutor(config);
-  executor.execute({ platform: config.platform, decisions: [] });
+  const inner = createExecutor(config);
+  inner.execute({ platform: config.platform, decisions: [] });
+  // Executions that launch a fresh VM and the others apart, in CPU time and in what the cost model
+  // charged them: a launch's cost beyond its execution, in executions, is the ratio
+  // execution-cost.ts is calibrated with.
+  const launches = { execs: 0, ms: 0, charged: 0n };
+  const others = { execs: 0, ms: 0, charged: 0n };
+  const executor: Executor = {
+    target: inner.target, close: () => inner.close(),
+    startsFromSnapshot: (program) => inner.startsFromSnapshot?.(program) ?? true,
+    execute(program, options) {
+      const t = cpuMs();
+      const e = inner.execute(program, options);
+      const cost = executionCost(e);
+      const kind = e.launchInstructions ? launches : others;
+      kind.execs++;
+      kind.ms += cpuMs() - t;
+      kind.charged += e.launchInstructions ? cost.launch : cost.total;
+      return e;
+    },
+  };
   const start = cpuMs();
   const result = await runCampaign({ executor, seed: 1n, runs: SPEED_RUNS });
   const ms = cpuMs() - start;
   executor.close();
   const bootMsPerExec = bootCost(config);
   const msPerExec = ms / result.stats.execs;
-  return { warmUpExecs: WARM_UP_RUNS, execs: result.stats.execs, execsPerSecPerCore: 1000 / msPerExec, msPerExec, bootMsPerExec, speedupVsBoot: bootMsPerExec / msPerExec };
+  const msPerOther = others.ms / others.execs;
+  const launchInExecutions = launches.execs > 0 ? (launches.ms / launches.execs - msPerOther) / msPerOther : 0;
+  const launchInExecutionsCharged = launches.execs > 0 ? Number(launches.charged) / launches.execs / (Number(others.charged) / others.execs) : 0;
+  return {
+    warmUpExecs: WARM_UP_RUNS, execs: result.stats.execs, execsPerSecPerCore: 1000 / msPerExec, msPerExec, bootMsPerExec, speedupVsBoot: bootMsPerExec / msPerExec,
+    freshLaunchExecs: launches.execs, freshLaunchCpuShare: launches.ms / ms, msPerFreshLaunch: launches.execs > 0 ? launches.ms / launches.execs : 0,
+    launchInExecutions, launchInExecutionsCharged,
+  };
 }
 
 async function coldSpeed(config: FuzzTarget) {
@@ -157,7 +184,7 @@ for (const p of ['tdx', 'snp'] as const) {
   speeds.push(s);
   log(`fuzz speed ${p} (kernel stage, 4 KiB workload), cold (a ${s.execs}-execution campaign before any warm-up on this platform: V8 compiling and optimising as it goes): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits}; ${s.outOfBudgetExecs} executions ran out of the per-execution budget and are counted in full (a guest parked in a pure spin loop costs little: its rounds are skipped natively), the others ${fmt(s.instructionsPerExecWithinBudget)} instructions on average, median ${fmt(s.medianInstructionsWithinBudget)}); ${fmt(s.freshLaunchCpuShare * 100)}% of the CPU time in the ${s.freshLaunchExecs} executions (shrinking included) that launch a fresh VM, ${fmt(s.msPerFreshLaunch, 1)} ms each (of ${s.launchChangingExecs} executions of launch-changing programs, ${s.launchChangingFromSnapshot} started from a kept launch snapshot)`);
   const w = s.steady;
-  log(`fuzz speed ${p}, steady state (the same ${w.execs}-execution campaign after a ${fmt(w.warmUpExecs)}-execution warm-up campaign in the same process): ${fmt(w.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(w.msPerExec, 2)} ms CPU per execution vs ${fmt(w.bootMsPerExec, 1)} ms for a full boot = ${fmt(w.speedupVsBoot, 1)}× (target ≥ 100×)`);
+  log(`fuzz speed ${p}, steady state (the same ${w.execs}-execution campaign after a ${fmt(w.warmUpExecs)}-execution warm-up campaign in the same process): ${fmt(w.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(w.msPerExec, 2)} ms CPU per execution vs ${fmt(w.bootMsPerExec, 1)} ms for a full boot = ${fmt(w.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(w.freshLaunchCpuShare * 100)}% of the CPU time in the ${w.freshLaunchExecs} executions that launch a fresh VM, ${fmt(w.msPerFreshLaunch, 1)} ms each: beyond its execution a launch costs ${fmt(w.launchInExecutions, 1)} executions from a snapshot, and the cost model charges ${fmt(w.launchInExecutionsCharged, 1)} (execution-cost.ts)`);
 }
 const planted = [];
 for (const v of speedOnly ? [] : PLANTED) {

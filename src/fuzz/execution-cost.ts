@@ -26,7 +26,17 @@ import type { Execution } from './executor.js';
  * its ~480K instructions on average, against 2,000 + 13–31 for an average execution's): within
  * the 10% these measurements scatter by, so they stand. Executions keep getting cheaper while a
  * launch's ~576K instructions to the kernel stage (mostly the decompressor's LZ4 and CRC-32 of the
- * kernel) do not: check again when the ratio moves.
+ * kernel) do not: check again when the ratio moves (`bench:fuzz --speed` prints both ratios).
+ *
+ * It moved the same night (main at b555a49, executions that no longer keep or hash their trace):
+ * an execution 1.5 ms (TDX) / 2.0 ms (SNP), a launch 10.7x / 10.1x beyond its execution (seed-1
+ * campaign, executions 500–1500), 13.6x / 17.4x in `bench:fuzz --speed`'s steady state; launches
+ * took 28–36% of the CPU time. Charging 25,000 would bring that back to about a quarter, but
+ * e820-unchecked, whose finding needs a memory-description launch, then took 414 / 337 / 418 /
+ * 152 / 48 executions with seeds 1–5 on TDX instead of 90 / 186 / 161 / 95 / 330 (SNP: 190 / 297
+ * / 42 / 112 / 149 instead of 361 / 209 / 33 / 127 / 62), seed 1 past the 400 the planted-bug
+ * campaigns allow. So 20,000 stays, knowingly a little under the measured cost: the share is a
+ * means to find launch bugs, and a quarter is not a hard bound.
  */
 export const EXECUTION_OVERHEAD = 2_000n;
 export const INSTRUCTIONS_PER_UNIT = 8_192n;
