@@ -37,10 +37,13 @@ export function digestOf(algorithm: DigestAlgorithm, ...data: Uint8Array[]): Buf
   return d.digest();
 }
 
-let createHash: typeof import('node:crypto').createHash | undefined;
+let crypto: typeof import('node:crypto') | undefined;
 
-/** node:crypto, loaded at the first digest that needs it rather than with this module. */
+/** node:crypto, loaded at its first use rather than with the module that needs it. */
+export function nodeCrypto(): typeof import('node:crypto') {
+  return (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
+}
+
 function nodeCryptoDigest(algorithm: DigestAlgorithm): Digest {
-  createHash ??= (createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto')).createHash;
-  return createHash(algorithm);
+  return nodeCrypto().createHash(algorithm);
 }

@@ -14,14 +14,11 @@
 // ciphertext moved to another address, or bytes the host wrote, read as garbage, while the
 // ciphertext put back at its own address decrypts to the old plaintext (a replay that only the
 // cleared Validated bit stops).
-import { createRequire } from 'node:module';
-import { digestOf } from '../../shared/digest.js';
+import { digestOf, nodeCrypto } from '../../shared/digest.js';
 import { PAGE_4K } from './rmp.js';
 
 // node:crypto is loaded at the first page this model encrypts or decrypts, not with the module:
 // a boot that never reads ciphertext does not pay for it (src/shared/digest.ts says why).
-let crypto: typeof import('node:crypto') | undefined;
-const nodeCrypto = () => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
 
 const PAGE_BYTES = Number(PAGE_4K);
 

@@ -1,7 +1,7 @@
 // TDG.MEM.PAGE.ACCEPT (leaf 6), after `tdg_mem_page_accept.c` (TDX 1.5; reference A3): operand
 // checks, SEPT walk, then the ACCEPT / ACCEPT_LARGER rows of the legality table decide.
 import { lookupTransition, type AcceptAction } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_PUBLIC_STATE, septLockKey, type SeptLevel } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_SIZE, SEPT_PUBLIC_STATE, decodeGpaLevel, septLockKey, type SeptLevel } from './sept-states.js';
 import { OperandId, TdxStatus, withOperand } from './status.js';
 import { EEQ_TYPE, type TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
@@ -9,8 +9,6 @@ import { EptQual } from './ve.js';
 
 const CHUNK = 0x1000n;
 
-/** RCX bits 63:52 are reserved: an operand below this has them clear, and is exact as a number. */
-const RCX_LIMIT = 1n << 52n;
 /** RCX bits 51:12: the GPA of a valid operand. */
 const RCX_GPA = 0x000ffffffffff000n;
 const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
@@ -20,20 +18,11 @@ const ACCEPT_COUNTER_CLEARED = { acceptCounter: 0 } as const;
 
 /**
  * RCX checks of `page_info_api_input_t` + `check_gpa_validity(PRIVATE_ONLY)`: the level to accept
- * at (0 or 1), or undefined when RCX is invalid. Checked on RCX as a number (exact below 2^52),
- * not with a dozen BigInt masks and shifts per ACCEPT (issue 10).
+ * at (0 or 1), or undefined when RCX is invalid.
  */
 export function acceptOperandLevel(td: TdModule, rcx: bigint): SeptLevel | undefined {
-  if (rcx < 0n || rcx >= RCX_LIMIT) return undefined; // bits 63:52 reserved
-  const n = Number(rcx);
-  if (n % 4096 >= 8) return undefined; // bits 11:3 reserved
-  const level = n % 8;
-  if (level > 1) return undefined; // 1G is rejected: verify_page_info_input(…, LVL_PT, LVL_PD)
-  const gpa = n - level;
-  if (gpa % LEVEL_BYTES[level]! !== 0) return undefined;
-  // The shared bit (private only) or any bit ≥ GPAW (51:48 for GPAW 48) set.
-  if (gpa >= 2 ** (td.config.gpaWidth - 1)) return undefined;
-  return level as SeptLevel;
+  // 1G is rejected: verify_page_info_input(…, LVL_PT, LVL_PD). Private only: the shared bit clear.
+  return decodeGpaLevel(rcx, 0, 1, 2 ** (td.config.gpaWidth - 1));
 }
 
 export function pageAccept(td: TdModule, rcx: bigint): LeafResult {

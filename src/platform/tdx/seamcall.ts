@@ -3,7 +3,7 @@
 // call returns the module's status value (never throws on bad input) and is a `seamcall` trace event.
 // RCX-style inputs are `gpa | level` (bits 2:0 level, 51:12 GPA).
 import { lookupTransition, type SeptOperation } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, decodeGpaLevel, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
 import type { TdModule } from './td-module.js';
@@ -41,8 +41,6 @@ const OPERAND_RULES: Readonly<Record<OperandKey, OperandRule>> = {
   BLOCK: { min: 0, max: 'top', mapsMemory: false }, UNBLOCK: { min: 0, max: 'top', mapsMemory: false }, REMOVE: { min: 0, max: 2, mapsMemory: false },
   DEMOTE: { min: 1, max: 2, mapsMemory: false }, PROMOTE: { min: 1, max: 2, mapsMemory: false }, SEPT_RD: { min: 0, max: 'top', mapsMemory: false },
 };
-/** RCX bits 63:52 are reserved: an operand below this has them clear, and is exact as a number. */
-const RCX_LIMIT = 1n << 52n;
 const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX);
 const OPERAND_ADDR_RANGE_ERROR_RCX = withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
 const EPT_WALK_FAILED_RCX = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
@@ -124,25 +122,17 @@ export class SeamcallHost {
 
   /**
    * Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM:
-   * SUCCESS with the operand in #operandGpa / #operandLevel, or the refusal. Checked on the
-   * operand as a number (exact: RCX below 2^52, else reserved bits are set), not with a dozen
-   * BigInt masks and shifts (every SEAMCALL of a MapGPA's per-page BLOCK, TRACK, REMOVE; issue 10).
+   * SUCCESS with the operand in #operandGpa / #operandLevel, or the refusal.
    */
   #operand(op: OperandKey, rcx: bigint): bigint {
-    if (rcx < 0n || rcx >= RCX_LIMIT) return OPERAND_INVALID_RCX; // bits 63:52 reserved
-    const n = Number(rcx);
-    const level = n % 8;
     const rule = OPERAND_RULES[op];
-    const top = rule.max === 'top' ? this.#td.sept.topLevel : rule.max;
-    if (n % 4096 >= 8 || level < rule.min || level > top) return OPERAND_INVALID_RCX; // bits 11:3 reserved
-    const l = level as SeptLevel;
-    const gpa = n - (n % 4096);
-    // Aligned to the level, and neither the shared bit (GPAW-1) nor any bit above it set.
-    if (gpa % LEVEL_BYTES[l]! !== 0 || gpa >= this.#sharedBitValue) return OPERAND_INVALID_RCX;
+    const level = decodeGpaLevel(rcx, rule.min, rule.max === 'top' ? this.#td.sept.topLevel : rule.max, this.#sharedBitValue);
+    if (level === undefined) return OPERAND_INVALID_RCX;
+    const gpa = Number(rcx) - level;
     // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).
-    if (rule.mapsMemory && gpa + LEVEL_BYTES[l]! > this.#ramBytes) return OPERAND_ADDR_RANGE_ERROR_RCX;
+    if (rule.mapsMemory && gpa + LEVEL_BYTES[level]! > this.#ramBytes) return OPERAND_ADDR_RANGE_ERROR_RCX;
     this.#operandGpa = BigInt(gpa);
-    this.#operandLevel = l;
+    this.#operandLevel = level;
     return TdxStatus.SUCCESS;
   }
 

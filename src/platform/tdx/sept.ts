@@ -166,12 +166,7 @@ export class Sept implements Snapshottable<SeptTables> {
    * level (several per exit when a VMM converts memory).
    */
   reachedState(gpa: bigint, level: SeptLevel): SeptStateName | undefined {
-    const at = Number(gpa);
-    for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
-      const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
-      if (l === level) return state;
-      if (l === 0 || !walkContinuesBelow(state)) return undefined;
-    }
+    return this.#reachable(level, gpa) ? this.stateAt(level, gpa) : undefined;
   }
 
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */

@@ -76,9 +76,6 @@ const AFTER: Partial<Record<SeamcallName, MirrorTransition>> = {
 /** A saved mirror: each level's entries (never changed once saved: a restore reads them as they are). */
 export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
 
-/** RCX bits 63:52 (reserved in a `gpa | level` operand) start here. */
-const RESERVED_RCX_BITS = 1n << 52n;
-
 /** An overlay's mark for an entry the base has and the mirror dropped since. */
 const DROPPED = -1;
 
@@ -158,7 +155,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     const after = AFTER[leaf];
     if (!after) return;
     // A call that succeeded had a valid operand: below 2^52 (bits 63:52 reserved), so exact as a number.
-    const operand = Number(rcx < RESERVED_RCX_BITS ? rcx : rcx & (RESERVED_RCX_BITS - 1n));
+    const operand = Number(rcx);
     const level = (operand % 8) as SeptLevel;
     if (level > this.#top) return;
     const first = septEntryKey(operand - (operand % 4096), level);
