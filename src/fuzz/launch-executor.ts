@@ -82,9 +82,12 @@ type LaunchedStart = { start: ExecutionStart; ended?: undefined } | { start?: un
  * launch starts from a VM launched with its launch part and snapshotted at the stage, kept in a
  * small LRU cache keyed by that launch part: a launch-changing corpus entry is launched once and
  * its mutants that keep its launch part (most of them) restore its snapshot. Each execution is
- * what executeFromLaunch gives for the same program (same trace hash, same verdict): the same
- * launch, the same honest prefix, the whole trace judged (the prefix once, when it is launched),
- * the budget counted from the launch.
+ * the same whether its launch part was just launched or restored (same trace hash, same verdict):
+ * the same launch, the same honest prefix, the whole trace judged (the prefix once, when it is
+ * launched), the budget counted from the launch, and every execution begins with the restore.
+ * executeFromLaunch runs on from the pause without that restore: for most programs the same
+ * execution, but not for all (an SNP program with host RMPUPDATEs at the first exits after the
+ * pause was seen to differ; the emulator's TLB, flushed by a restore, is the suspected cause).
  */
 export class LaunchAwareExecutor implements Executor {
   readonly target: FuzzTarget;
@@ -154,12 +157,24 @@ export class LaunchAwareExecutor implements Executor {
       }
       // The same budget left as the fresh launch had at the pause, whatever the counters restore to.
       const budget = { instructions: vcpu.instructionLimit - instructions, total: vcpu.budgetLimit - instructions - vcpu.budgetCharged };
-      // Evicted, it can no longer run an execution again for its trace hash: a fresh launch gives the same one.
-      const traceSha256WhenClosed = (p: AttackProgram) => executeFromLaunch(target, p).traceSha256;
+      // Evicted, it can no longer run an execution again for its trace hash: the same launch part
+      // launched again and its start's first execution give the same one. (Not executeFromLaunch:
+      // it runs on from the pause without the restore every cached execution begins with.)
+      const traceSha256WhenClosed = (p: AttackProgram) => this.#relaunchedTraceSha256(p);
       return { launched: { start: new ExecutionStart(session, recorder, { budget, prefixGpas: true, traceSha256WhenClosed }) }, instructions };
     } catch (err) {
       machine.close();
       throw err;
+    }
+  }
+
+  #relaunchedTraceSha256(program: AttackProgram): string {
+    const { launched } = this.#launch(program);
+    if (launched.ended) return launched.ended.traceSha256;
+    try {
+      return launched.start.execute(program, { keepTrace: true }).traceSha256;
+    } finally {
+      launched.start.close();
     }
   }
 

@@ -121,7 +121,33 @@ describe('launch-changing programs from a cached launch snapshot', () => {
     const executions = programs.map((p) => executor.execute(p));
     expect(executor.startsFromSnapshot!(programs[0]!)).toBe(false);
     expect(programs.slice(1).every((p) => executor.startsFromSnapshot!(p))).toBe(true);
-    // The evicted launch cannot run its execution again for the trace hash: a fresh launch gives it.
+    // The evicted launch cannot run its execution again for the trace hash: launched again, it gives it.
     expect(executions[0]!.traceSha256).toBe(executeFromLaunch(plantedBugTarget('tdx', 'e820-unchecked'), programs[0]!).traceSha256);
+  }, 180_000);
+
+  it('the execution of an evicted launch reads the trace hash replay gives, for a program with decisions too', () => {
+    // Host actions right after the stage: running on from the launch's pause (executeFromLaunch)
+    // and restoring its snapshot take them into different guests here, so only a relaunch and
+    // restore give the execution's own hash (a campaign reads hashes after shrinking evicted it).
+    const target = plantedBugTarget('snp', 'e820-unchecked');
+    const program: AttackProgram = {
+      ...overlapping('snp', 64n << 20n),
+      decisions: [
+        { at: 'exit', exitIndex: 0, action: { kind: 'snp.rmpupdate', spa: 0x207000n, assigned: true, pageSize: '4k', gpa: 0x207000n } },
+        { at: 'exit', exitIndex: 6, action: { kind: 'snp.unvalidate', spa: 0x1001000n } },
+      ],
+      launch: [{ kind: 'snp.rmpupdate', spa: 0x2f20000n, assigned: true, pageSize: '4k', gpa: 0x2f20000n }],
+    };
+    const executor = createExecutor(target);
+    executors.push(executor);
+    const execution = executor.execute(program);
+    for (let i = 0; i < LAUNCH_CACHE_ENTRIES; i++) executor.execute(overlapping('snp', BigInt(24 + 2 * i) << 20n));
+    expect(executor.startsFromSnapshot!(program)).toBe(false);
+    const replay = createExecutor(target);
+    try {
+      expect(execution.traceSha256).toBe(replay.execute(program, { keepTrace: true }).traceSha256);
+    } finally {
+      replay.close();
+    }
   }, 180_000);
 });
