@@ -280,18 +280,26 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return info.Env().Undefined();
   }
 
+  // Arguments (gpa: bigint, bytes: Uint8Array) of a host copy to or from [gpa, gpa+bytes.byteLength),
+  // which must lie in guest RAM; false (with the error thrown) otherwise.
+  bool GetRamBytes(const Napi::CallbackInfo& info, const char* name, uint64_t* gpa, Napi::Uint8Array* bytes) {
+    if (!GetU64(info, 0, "gpa", gpa)) return false;
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowType(info.Env(), std::string(name) + " must be a Uint8Array");
+      return false;
+    }
+    *bytes = info[1].As<Napi::Uint8Array>();
+    return InRam(info, *gpa, bytes->ByteLength());
+  }
+
   // readInto(gpa, target: Uint8Array): copies target.byteLength bytes from `gpa` into `target`.
   // The caller brings the bytes: making a Buffer here (N-API) cost more than the copy for the
   // small GHCB and PSC fields a VMM reads on every VMGEXIT (issue 10).
   Napi::Value ReadInto(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     uint64_t gpa;
-    if (!m || !GetU64(info, 0, "gpa", &gpa)) return info.Env().Undefined();
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      return ThrowType(info.Env(), "target must be a Uint8Array");
-    }
-    Napi::Uint8Array target = info[1].As<Napi::Uint8Array>();
-    if (!InRam(info, gpa, target.ByteLength())) return info.Env().Undefined();
+    Napi::Uint8Array target;
+    if (!m || !GetRamBytes(info, "target", &gpa, &target)) return info.Env().Undefined();
     m->ram()->ForEachRun(gpa, target.ByteLength(), [&](const uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(target.Data() + (at - gpa), host, n); });
     return info.Env().Undefined();
   }
@@ -299,12 +307,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     uint64_t gpa;
-    if (!m || !GetU64(info, 0, "gpa", &gpa)) return info.Env().Undefined();
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      return ThrowType(info.Env(), "data must be a Uint8Array");
-    }
-    Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-    if (!InRam(info, gpa, data.ByteLength())) return info.Env().Undefined();
+    Napi::Uint8Array data;
+    if (!m || !GetRamBytes(info, "data", &gpa, &data)) return info.Env().Undefined();
     m->ram()->ForEachRun(gpa, data.ByteLength(), [&](uint8_t* host, uint64_t at, uint64_t n) { std::memcpy(host, data.Data() + (at - gpa), n); });
     m->NoteHostWrite(gpa, data.ByteLength());
     return info.Env().Undefined();
