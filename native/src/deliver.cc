@@ -112,6 +112,9 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
   // through WriteSpecial and putting CR3 back, as before, flushed the emulator's TLB and TB jump
   // cache on every #VC, and the guest refilled both (issue 10).
   if (cr2 != nullptr && uc_reg_write(uc_, UC_X86_REG_CR2, cr2) != UC_ERR_OK) return "cannot write CR2";
+  // As WriteSpecial's: while an execution watch waits or is armed, a special-register write drops
+  // the TLB, so stop-range pages that ran before it armed come back through the fill hook.
+  if (cr2 != nullptr && ExecWatchPending()) FlushTlb();
   // The code segment is read once (a GDT read through the page tables) and handed down.
   const CodeSegment cs = CurrentCodeSegment();
   bool flow_only = false;

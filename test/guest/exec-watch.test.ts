@@ -2,7 +2,7 @@
 // stops the run at the first later fetch from another, before that instruction runs. Boots of a
 // real Linux use it to stop where the decompressor enters the kernel it decompressed.
 import { describe, expect, it } from 'vitest';
-import { simpleGuest } from '../helpers/guest-setup.js';
+import { installIdt, simpleGuest } from '../helpers/guest-setup.js';
 
 // 0x1000 calls into the stop range while the watch is not armed yet, then runs in the arm range
 // at 0x3000, which drops the stop page's TLB entry (as the CR3 write of Linux's decompressor
@@ -59,6 +59,37 @@ describe('execution watch', () => {
       vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x1000n, end: 0x10000n });
       expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', rip: 0x2100n, gpa: 0x2100n });
       expect(vm.vcpu.regs.rbx).toBe(1n);
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('a #PF the host injects with its CR2 drops the old translations of the stop page, as writing CR2 itself does', () => {
+    // The guest is loaded at 0x1000. The stop page 0x5000 runs before the watch arms; the arm page
+    // 0x2000 then halts with no CR3 write, and the #PF handler (0x3000) jumps back into the stop
+    // page: that fetch must fire.
+    const vm = simpleGuest(`
+      mov rax, 0x5000
+      jmp rax
+      .org 0x1000
+      hlt
+      .org 0x2000
+      mov rax, 0x5000
+      jmp rax
+      .org 0x4000
+      test rbx, rbx
+      jnz 1f
+      mov rbx, 1
+      mov rax, 0x2000
+      jmp rax
+    1: hlt`, { memoryBytes: 40n << 20n });
+    try {
+      installIdt(vm, { 14: 0x3000n });
+      vm.vcpu.watchExecution({ start: 0x2000n, end: 0x3000n }, { start: 0x5000n, end: 0x6000n });
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt', rip: 0x2001n });
+      vm.vcpu.inject(14, 0n, 0xdead000n);
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', gpa: 0x5000n });
+      expect(vm.vcpu.readSpecial('cr2')).toBe(0xdead000n);
     } finally {
       vm.close();
     }
