@@ -84,7 +84,7 @@ export class ExecutionStart {
     this.#budget = options.budget;
     this.#traceSha256WhenClosed = options.traceSha256WhenClosed;
     const observer = new ExecutionObserver(new AcceptanceOracle());
-    observeEvents(observer, session.trace.events, recorder.handovers, 0);
+    observeEvents(observer, session.trace.events, recorder.handovers);
     this.#oracle = observer.oracle;
     this.#gpas = options.prefixGpas ? [...observer.gpas] : [];
     const machine = session.platform.machine;
@@ -103,7 +103,9 @@ export class ExecutionStart {
     const judgement = observer.judge(run.outcome, machine);
     let traceSha256: () => string;
     if (options.keepTrace) {
-      traceSha256 = session.trace.deferredSha256();
+      // Kept for replay or a finding, whose hash is read: hashed now, before the next restore.
+      const digest = session.trace.sha256();
+      traceSha256 = () => digest;
     } else {
       let digest: string | undefined;
       traceSha256 = () => (digest ??= this.#traceSha256Of(program));

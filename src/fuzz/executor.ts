@@ -137,13 +137,12 @@ export class ExecutionObserver implements TraceObserver {
 }
 
 /**
- * Feeds kept `events` from index `from` to `observer` (a snapshot's execution skips the prefix
- * without copying the rest), each stage handover right after its `stage` event (`handovers`, in
- * trace order).
+ * Feeds kept `events` to `observer`, each stage handover right after its `stage` event
+ * (`handovers`, in trace order).
  */
-export function observeEvents(observer: ExecutionObserver, events: readonly TraceEvent[], handovers: readonly StageHandover[], from: number): void {
+export function observeEvents(observer: ExecutionObserver, events: readonly TraceEvent[], handovers: readonly StageHandover[]): void {
   let next = 0;
-  for (let i = from; i < events.length; i++) {
+  for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
     observer.oracle.observeFields(e.seq, e.type, e);
     while (next < handovers.length && handovers[next]!.seq <= e.seq) {
@@ -163,7 +162,7 @@ export function judgeExecution(
   oracle: AcceptanceOracle, events: readonly TraceEvent[], outcome: RunOutcome, machine: Machine, handovers: readonly StageHandover[] = [],
 ): { judgement: Judgement; gpas: bigint[] } {
   const observer = new ExecutionObserver(oracle);
-  observeEvents(observer, events, handovers, 0);
+  observeEvents(observer, events, handovers);
   return { judgement: observer.judge(outcome, machine), gpas: [...observer.gpas] };
 }
 type TraceValueBigint = bigint | undefined;

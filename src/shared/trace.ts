@@ -176,14 +176,6 @@ class EventHasher {
   }
 }
 
-/** The hash of `events` appended to the saved hash position `from`. */
-function sha256After(from: BufferedHashState, events: readonly TraceEvent[]): string {
-  const hasher = new EventHasher();
-  hasher.hash.loadState(from);
-  for (const e of events) hasher.value(e as unknown as TraceValue);
-  return hasher.digest();
-}
-
 /** The trace hash of a JSON-lines trace file (what `Trace.sha256()` reported for the run that wrote it). */
 export function traceSha256OfJsonLines(text: string): string {
   const hasher = new EventHasher();
@@ -373,22 +365,6 @@ export class Trace implements Snapshottable<TraceState> {
     this.#checkHashed();
     this.#catchUp();
     return this.#hasher.digest();
-  }
-
-  /**
-   * What sha256() returns now, computed on the first call: later events and restores do not change
-   * it. The fuzzer takes one per execution and reads the few that become findings.
-   */
-  deferredSha256(): () => string {
-    this.#checkHashed();
-    if (this.#retention !== 'keep') {
-      const digest = this.sha256();
-      return () => digest;
-    }
-    const from = this.#hasher.hash.saveState();
-    const tail = this.events.slice(this.#hashed);
-    let digest: string | undefined;
-    return () => (digest ??= sha256After(from, tail));
   }
 
   ofType(type: string): TraceEvent[] {
