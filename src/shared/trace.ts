@@ -204,6 +204,11 @@ export interface TraceObserver {
   event(seq: number, type: string, fields: Readonly<Record<string, TraceValue>>): void;
 }
 
+/** The event as a file holds it: the header keys, the envelope when there is one, then the fields. */
+function eventObject(seq: number, source: TraceEvent['source'], type: string, fields: Record<string, TraceValue>, icount: (() => bigint) | undefined, stage: string): TraceEvent {
+  return icount === undefined ? { seq, source, type, ...fields } : { seq, source, type, icount: icount(), stage, ...fields };
+}
+
 export interface TraceOptions {
   /** Keep events in memory (tests, replays). Default true. false: hash them as recorded. */
   keep?: boolean;
@@ -253,26 +258,7 @@ export class Trace implements Snapshottable<TraceState> {
   }
 
   record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue> = {}): void {
-    const seq = this.#seq++;
-    this.#count(type);
-    const retention = this.#retention;
-    if (retention === 'none' && !this.#sink) {
-      this.#unhashed = true;
-      this.observer?.event(seq, type, fields);
-      return;
-    }
-    if (retention !== 'hash') {
-      this.#keepEvent({ seq, source, type, ...fields }, seq, type);
-      return;
-    }
-    if ('seq' in fields || 'source' in fields || 'type' in fields) {
-      // A field shadows a header key: hash exactly the object the file would hold.
-      this.#hasher.value({ seq, source, type, ...fields });
-    } else {
-      this.#hasher.event(seq, source, type, fields);
-    }
-    this.observer?.event(seq, type, fields);
-    if (this.#sink) this.#keepEvent({ seq, source, type, ...fields }, seq, type);
+    this.#record(source, type, fields, undefined, '');
   }
 
   /**
@@ -282,6 +268,11 @@ export class Trace implements Snapshottable<TraceState> {
    * the event is kept, hashed or written (issue 10).
    */
   protected recordWithEnvelope(source: TraceEvent['source'], type: string, icount: () => bigint, stage: string, fields: Record<string, TraceValue>): void {
+    this.#record(source, type, fields, icount, stage);
+  }
+
+  /** One event, with the envelope when `icount` is given. */
+  #record(source: TraceEvent['source'], type: string, fields: Record<string, TraceValue>, icount: (() => bigint) | undefined, stage: string): void {
     const seq = this.#seq++;
     this.#count(type);
     const retention = this.#retention;
@@ -291,16 +282,19 @@ export class Trace implements Snapshottable<TraceState> {
       return;
     }
     if (retention !== 'hash') {
-      this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields }, seq, type);
+      this.#keepEvent(eventObject(seq, source, type, fields, icount, stage), seq, type);
       return;
     }
-    if ('seq' in fields || 'source' in fields || 'type' in fields || 'icount' in fields || 'stage' in fields) {
-      this.#hasher.value({ seq, source, type, icount: icount(), stage, ...fields });
+    if ('seq' in fields || 'source' in fields || 'type' in fields || (icount !== undefined && ('icount' in fields || 'stage' in fields))) {
+      // A field shadows a header key: hash exactly the object the file would hold.
+      this.#hasher.value(eventObject(seq, source, type, fields, icount, stage));
+    } else if (icount === undefined) {
+      this.#hasher.event(seq, source, type, fields);
     } else {
       this.#hasher.event(seq, source, type, fields, icount(), stage);
     }
     this.observer?.event(seq, type, fields);
-    if (this.#sink) this.#keepEvent({ seq, source, type, icount: icount(), stage, ...fields }, seq, type);
+    if (this.#sink) this.#keepEvent(eventObject(seq, source, type, fields, icount, stage), seq, type);
   }
 
   /** Event objects are built only when something keeps or writes them (`seq` and `type` as recorded). */
