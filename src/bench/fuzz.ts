@@ -12,11 +12,11 @@
 //   first finding of the category its bug belongs to (target ≤ 60 s on one core).
 // - Honest stubs: the findings of a campaign of the same budget (target: zero).
 import { FUZZ_DEFAULTS } from '../cli/fuzz-options.js';
-import { needsFreshLaunch } from '../fuzz/attack-program.js';
+import { needsFreshLaunch, type AttackProgram } from '../fuzz/attack-program.js';
 import { runCampaign } from '../fuzz/campaign.js';
 import { createExecutor } from '../fuzz/create-executor.js';
 import { executionCost } from '../fuzz/execution-cost.js';
-import { BootExecutor, type Executor, type FuzzTarget } from '../fuzz/executor.js';
+import { BootExecutor, type Execution, type Executor, type FuzzTarget } from '../fuzz/executor.js';
 import type { FindingCategory } from '../fuzz/oracle.js';
 import { PLANTED_BUGS, plantedBugTarget } from '../fuzz/planted-bugs.js';
 import type { StubVariant } from '../boot/images.js';
@@ -57,6 +57,20 @@ async function speed(platform: 'tdx' | 'snp') {
   return { ...cold, steady };
 }
 
+/** `inner`, telling `seen` of each execution and its CPU time. */
+function timed(inner: Executor, seen: (program: AttackProgram, e: Execution, ms: number) => void): Executor {
+  return {
+    target: inner.target, close: () => inner.close(),
+    startsFromSnapshot: (program) => inner.startsFromSnapshot?.(program) ?? true,
+    execute(program, options) {
+      const t = cpuMs();
+      const e = inner.execute(program, options);
+      seen(program, e, cpuMs() - t);
+      return e;
+    },
+  };
+}
+
 /**
  * The campaign again, as the warm process of a longer campaign runs it: a warm-up campaign (another
  * seed) first, then the same SPEED_RUNS executions on a new executor (the same snapshot and
@@ -73,20 +87,13 @@ async function steadySpeed(config: FuzzTarget) {
   // execution-cost.ts is calibrated with.
   const launches = { execs: 0, ms: 0, charged: 0n };
   const others = { execs: 0, ms: 0, charged: 0n };
-  const executor: Executor = {
-    target: inner.target, close: () => inner.close(),
-    startsFromSnapshot: (program) => inner.startsFromSnapshot?.(program) ?? true,
-    execute(program, options) {
-      const t = cpuMs();
-      const e = inner.execute(program, options);
-      const cost = executionCost(e);
-      const kind = e.launchInstructions ? launches : others;
-      kind.execs++;
-      kind.ms += cpuMs() - t;
-      kind.charged += e.launchInstructions ? cost.launch : cost.total;
-      return e;
-    },
-  };
+  const executor = timed(inner, (_program, e, ms) => {
+    const cost = executionCost(e);
+    const kind = e.launchInstructions ? launches : others;
+    kind.execs++;
+    kind.ms += ms;
+    kind.charged += e.launchInstructions ? cost.launch : cost.total;
+  });
   const start = cpuMs();
   const result = await runCampaign({ executor, seed: 1n, runs: SPEED_RUNS });
   const ms = cpuMs() - start;
@@ -115,25 +122,18 @@ async function coldSpeed(config: FuzzTarget) {
   // natively (spin_loop.h): they are most of the mean, so the others are reported apart.
   const outOfBudget = { execs: 0 };
   const withinBudget: number[] = [];
-  const executor: Executor = {
-    target: inner.target, close: () => inner.close(),
-    startsFromSnapshot: (program) => inner.startsFromSnapshot?.(program) ?? true,
-    execute(program, options) {
-      const t = cpuMs();
-      const e = inner.execute(program, options);
-      if (e.judgement.outcome.outcome === 'budget') outOfBudget.execs++;
-      else withinBudget.push(Number(e.instructions));
-      if (needsFreshLaunch(program)) {
-        launchProgram.execs++;
-        if (!e.launchInstructions) launchProgram.fromSnapshot++;
-      }
-      if (e.launchInstructions) {
-        fresh.ms += cpuMs() - t;
-        fresh.execs++;
-      }
-      return e;
-    },
-  };
+  const executor = timed(inner, (program, e, ms) => {
+    if (e.judgement.outcome.outcome === 'budget') outOfBudget.execs++;
+    else withinBudget.push(Number(e.instructions));
+    if (needsFreshLaunch(program)) {
+      launchProgram.execs++;
+      if (!e.launchInstructions) launchProgram.fromSnapshot++;
+    }
+    if (e.launchInstructions) {
+      fresh.ms += ms;
+      fresh.execs++;
+    }
+  });
   const start = cpuMs();
   const result = await runCampaign({ executor, seed: 1n, runs: SPEED_RUNS });
   const ms = cpuMs() - start;
