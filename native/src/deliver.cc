@@ -117,12 +117,13 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
   if (cr2 != nullptr && ExecWatchPending()) FlushTlb();
   // The code segment is read once (a GDT read through the page tables) and handed down.
   const CodeSegment cs = CurrentCodeSegment();
-  bool flow_only = false;
   std::string err = !cs.protected_mode ? DeliverReal(cs, vector)
                     : !cs.long_mode    ? DeliverProtected(cs, vector, has_error_code, error_code)
-                                       : DeliverLong(cs, vector, has_error_code, error_code, &flow_only);
+                                       : DeliverLong(cs, vector, has_error_code, error_code);
+  // A delivery from 64-bit code needs no far jump through the guest stub (DeliverLong), so only
+  // RFLAGS, RSP and RIP of the run area changed: read back those three, not all of them.
+  const bool flow_only = cs.protected_mode && cs.long_mode && cs.bits == 64;
   if (err.empty() && flow_only) {
-    // Only RFLAGS, RSP and RIP of the run area changed: read back those three, not all of them.
     static const int kIds[3] = {UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_RIP};
     void* ptrs[3] = {&area_[kSlotRegs + kRegRflags], &area_[kSlotRegs + kRegRsp], &area_[kSlotRegs + kRegRip]};
     uc_reg_read_batch(uc_, const_cast<int*>(kIds), ptrs, 3);
@@ -251,7 +252,7 @@ std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, boo
 // IA-32e mode (SDM Vol. 3 §6.14): 16-byte gates to 64-bit code; SS, RSP, RFLAGS, CS, RIP and
 // the error code are pushed as quadwords on a 16-byte aligned stack (the IST one if named),
 // from 64-bit and compatibility mode alike.
-std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool* flow_only) {
+std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code) {
   char msg[200];
   uint8_t gate[16];
   std::string err = ReadIdtGate(vector, sizeof gate, gate);
@@ -311,7 +312,6 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
   }
   uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);
   uc_reg_write(uc_, UC_X86_REG_RIP, &handler);
-  *flow_only = cs.bits == 64;  // no far jump through the guest stub
   return "";
 }
 

@@ -296,8 +296,8 @@ class Machine {
   std::string DeliverReal(const CodeSegment& cs, uint8_t vector);
   std::string ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate);
   std::string DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code);
-  // Sets *flow_only when it changed no run-area register but RFLAGS, RSP and RIP (no far jump).
-  std::string DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool* flow_only);
+  // From 64-bit code it changes no run-area register but RFLAGS, RSP and RIP (no far jump).
+  std::string DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code);
 
   CpuPaging ReadPaging();
   // EFER as ReadPaging last read it, while efer_known_ (see ReadPaging).
