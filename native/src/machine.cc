@@ -681,8 +681,8 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   // Translations kept from the machine's last life hold only while the page has their bytes
   // (machine_pool.cc). Checked after the execution watch, which is the last reason to refuse the
   // fill, so the fill Run() then makes for the same fetch cannot be refused; nothing below has
-  // happened yet.
-  if (access == Access::kFetch && !m->retired_code_.empty() && !m->stub_active_ && !m->RetiredCodeStillValid(page)) {
+  // happened yet. (No fetch gets here while a guest stub runs: the stub branch above returned.)
+  if (access == Access::kFetch && !m->retired_code_.empty() && !m->RetiredCodeStillValid(page)) {
     m->retired_fault_ = true;
     m->retired_fault_va_ = vaddr & ~(kPageSize - 1);
     m->retired_fault_page_ = page;
