@@ -129,7 +129,7 @@ class GateTableReader : public TableReader {
 };
 
 Machine::Machine(const MachineConfig& config, uint64_t* area) : config_(config), area_(area) {
-  for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
+  ClearCodeCache();
 }
 
 std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* run_area,
@@ -188,13 +188,17 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   stub_page_ = static_cast<uint8_t*>(mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (stub_page_ == MAP_FAILED) { stub_page_ = nullptr; *error = "cannot allocate the guest stub page"; return false; }
   if (!check(uc_mem_map_ptr(uc_, kStubGpa, kPageSize, UC_PROT_ALL, stub_page_), "uc_mem_map_ptr(stub page)")) return false;
+  ResetRunArea();
+  if (!check(uc_context_alloc(uc_, &pristine_), "uc_context_alloc")) { pristine_ = nullptr; return false; }
+  if (!check(uc_context_save(uc_, pristine_), "uc_context_save")) return false;
+  return true;
+}
+
+void Machine::ResetRunArea() {
   std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
   area_[kSlotInstructionLimit] = ~0ull;
   area_[kSlotBudgetLimit] = ~0ull;
   SyncRegsOut();
-  if (!check(uc_context_alloc(uc_, &pristine_), "uc_context_alloc")) { pristine_ = nullptr; return false; }
-  if (!check(uc_context_save(uc_, pristine_), "uc_context_save")) return false;
-  return true;
 }
 
 void Machine::FreeSnapshots() {
@@ -1159,7 +1163,7 @@ bool Machine::LoadCpuState(const uint8_t* in) {
   entry_mode_ = static_cast<EntryMode>(h.entry_mode);
   // Another CPU: its own CR3 and paging mode, so no translation of the last one may be used.
   FlushTlb();
-  for (auto& e : code_cache_) e = {~0ull, nullptr};
+  ClearCodeCache();
   last_insn_ = ~0ull;
   prev_block_ = 0;
   SyncRegsOut();

@@ -252,6 +252,13 @@ class Machine {
   friend class GateTableReader;
   Machine(const MachineConfig& config, uint64_t* area);
   bool Init(std::string* error, uc_err* uc_error);
+  // The run area as a new machine hands it over: zeros, no instruction or budget limit, and the
+  // CPU's registers (Init and Reuse).
+  void ResetRunArea();
+  // Forgets every cached code page translation (code_cache_).
+  void ClearCodeCache() {
+    for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
+  }
 
   // The machine pool (machine_pool.cc).
   static std::unique_ptr<Machine> TakePooled(const MachineConfig& config, uint64_t* run_area);

@@ -95,10 +95,9 @@ void Machine::ClearLife() {
   }
   code_->ClearAll();
   code_va_.clear();
-  DropAllCodeBits();
+  DropAllCodeBits();  // clears has_code_bits_ too: a bit is set only with its page's code_bits_ entry
   code_bits_drops_.clear();
-  has_code_bits_->ClearAll();
-  for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
+  ClearCodeCache();
 
   // RAM back to zeros. Only pages in written_ can hold anything else (snapshots rely on the same).
   // A few are cleared in place, so the next life does not fault them in again (guest RAM is in
@@ -146,10 +145,7 @@ bool Machine::Reuse(const MachineConfig& config, uint64_t* area) {
   efer_known_ = false;
   FlushTlb();
   counters_ = MemoryCounters{};
-  std::memset(area_, 0, kRunAreaSlots * sizeof(uint64_t));
-  area_[kSlotInstructionLimit] = ~0ull;
-  area_[kSlotBudgetLimit] = ~0ull;
-  SyncRegsOut();
+  ResetRunArea();
   return true;
 }
 
