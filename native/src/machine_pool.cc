@@ -31,9 +31,10 @@ constexpr size_t kMaxRetiredPages = 4096;
 // Past this many written pages (64 MiB) Retire gives RAM back to the kernel instead of clearing it.
 constexpr size_t kMaxPagesClearedInPlace = 16384;
 
-bool SameKind(const MachineConfig& a, const MachineConfig& b) {
-  return a.memory_bytes == b.memory_bytes && a.count_instructions == b.count_instructions && a.page_gate == b.page_gate &&
-         a.timeout_us == b.timeout_us;
+// Poolable keeps only counting-mode, page-gated machines, so the wanted one must be the same kind
+// and size. timeout_us does not matter: a counting-mode run ignores it (Machine::Run).
+bool Serves(const MachineConfig& pooled, const MachineConfig& wanted) {
+  return pooled.memory_bytes == wanted.memory_bytes && wanted.count_instructions && wanted.page_gate;
 }
 
 bool AllZero(const uint8_t* bytes) {
@@ -48,7 +49,7 @@ bool AllZero(const uint8_t* bytes) {
 }  // namespace
 
 std::unique_ptr<Machine> Machine::TakePooled(const MachineConfig& config, uint64_t* run_area) {
-  if (!g_pooled || !SameKind(g_pooled->config_, config)) return nullptr;
+  if (!g_pooled || !Serves(g_pooled->config_, config)) return nullptr;
   std::unique_ptr<Machine> m = std::move(g_pooled);
   if (!m->Reuse(config, run_area)) return nullptr;  // destroyed; the caller makes a new one
   return m;

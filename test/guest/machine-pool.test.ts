@@ -126,4 +126,17 @@ describe('machine pool: a closed machine hands its translated code on', () => {
       fast.close();
     }
   });
+
+  it('a counting-mode machine with another wall-clock timeout is handed on: counting mode ignores it', () => {
+    const size = 25n * MiB;
+    runOnce(`${CALLER}\n${routine(1)}`, size);
+    const vm = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, wallClockTimeoutMs: 1234 });
+    try {
+      runToHlt(vm);
+      expect(vm.vcpu.regs.rbx).toBe(300n);
+      expect(vm.memoryCounters().keptCodePages).toBe(2);
+    } finally {
+      vm.close();
+    }
+  });
 });

@@ -100,8 +100,13 @@ export function enablePaging(vm: Machine, mappings: Mapping[], base = PT_BASE, o
 }
 
 /** A VM with all RAM accepted, a GDT and `source` loaded at CODE_BASE. */
-export function simpleGuest(source: string, options: { memoryBytes?: bigint; countInstructions?: boolean } = {}): Machine {
-  const vm = new Machine({ memoryBytes: options.memoryBytes ?? 16n << 20n, countInstructions: options.countInstructions ?? true });
+export function simpleGuest(
+  source: string, options: { memoryBytes?: bigint; countInstructions?: boolean; wallClockTimeoutMs?: number } = {},
+): Machine {
+  const vm = new Machine({
+    memoryBytes: options.memoryBytes ?? 16n << 20n, countInstructions: options.countInstructions ?? true,
+    wallClockTimeoutMs: options.wallClockTimeoutMs,
+  });
   acceptAll(vm);
   installGdt(vm);
   loadCode(vm, source);
