@@ -7,6 +7,7 @@ import type { SnpVmmHandle } from '../platform/snp/vmm-handle.js';
 import type { SeptLevel } from '../platform/tdx/sept-states.js';
 import { Sept } from '../platform/tdx/sept.js';
 import { TdxStatus } from '../platform/tdx/status.js';
+import { tdxSharedBit } from '../platform/tdx/td-module.js';
 import type { SeptMirror } from '../vmm/tdx/sept-mirror.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
@@ -217,11 +218,9 @@ function record(trace: { record(source: 'vmm', type: string, fields: Record<stri
 
 const SEAMCALL_RESULT_OK = TdxStatus.SUCCESS;
 
-/** The shared bit (GPAW-1) and the mask that clears it, built once per GPA width, not per exit. */
-const SHARED_BIT: Readonly<Record<VmmContext['gpaWidth'], bigint>> = { 48: 1n << 47n, 52: 1n << 51n };
-const PRIVATE_MASK: Readonly<Record<VmmContext['gpaWidth'], bigint>> = { 48: ~SHARED_BIT[48], 52: ~SHARED_BIT[52] };
-function privateMask(ctx: VmmContext): bigint {
-  return PRIVATE_MASK[ctx.gpaWidth];
+/** A GPA with the shared bit (GPAW-1) cleared. */
+function withoutSharedBit(ctx: VmmContext, gpa: bigint): bigint {
+  return gpa & ~tdxSharedBit(ctx.gpaWidth);
 }
 
 function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'tdx.seamcall' }>): bigint {
@@ -300,7 +299,7 @@ function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
  * SEAMCALL the module refuses just means the attack did nothing: the adversary does not care.
  */
 function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
-  const base = Sept.alignDown(gpa & privateMask(ctx), level);
+  const base = Sept.alignDown(withoutSharedBit(ctx, gpa), level);
   try {
     ensureSeptLevels(ctx.host, base, level, ctx.septMirror);
     ctx.host.memPageAug(gpaLevel(base, level));
@@ -318,7 +317,7 @@ function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
         case 'aug-4k': augAt(ctx, exit.gpa, 0); return RESUME;
         case 'aug-2m': augAt(ctx, exit.gpa, 1); return RESUME;
         case 'aug-other': {
-          const target = (exit.gpa & privateMask(ctx)) + (answer.otherDelta ?? 0n);
+          const target = withoutSharedBit(ctx, exit.gpa) + (answer.otherDelta ?? 0n);
           if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
           return RESUME;
         }
@@ -354,7 +353,7 @@ function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, an
       return d.kind === 'stop' ? d : { kind: 'return', regs: { ...d.regs, ...answer.regs } };
     }
     case 'map-gpa': {
-      const sharedBit = SHARED_BIT[ctx.gpaWidth];
+      const sharedBit = tdxSharedBit(ctx.gpaWidth);
       const start = call.regs.r12;
       const size = call.regs.r13;
       const base = start & ~sharedBit;
@@ -383,7 +382,7 @@ type TdxVmcallMethod = 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'inst
 // re-optimised by TurboFan again and again in a steady campaign (--trace-opt), with no deopt.
 function tdxEptDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxEptMethod, ctx: VmmContext, exit: EptViolationExit): VmmAction {
   runTdxHostActions(book, ctx);
-  book.noteExitPoint(ctx.trace, point, exit.gpa & privateMask(ctx));
+  book.noteExitPoint(ctx.trace, point, withoutSharedBit(ctx, exit.gpa));
   const answer = book.answerFor(point);
   book.coverAnswer(point, answer);
   return eptAnswer(ctx, point, exit, answer, honest, method);
@@ -396,7 +395,7 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
   if (method === 'mapGpa') {
     // The guest's own request to convert memory to shared ends the acceptance lifetime of
     // that memory for the oracle, whatever the VMM then does with it.
-    const sharedBit = SHARED_BIT[ctx.gpaWidth];
+    const sharedBit = tdxSharedBit(ctx.gpaWidth);
     const gpa = call.regs.r12 & ~sharedBit;
     const key = `map-gpa ${call.regs.r12.toString(16)}+${call.regs.r13.toString(16)}`;
     ctx.trace.record('vmm', 'guest-request', { key });

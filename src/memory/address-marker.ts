@@ -13,8 +13,11 @@ export type AddressMarker =
   /** SEV-SNP: the C-bit in the page-table entry (CPUID 0x8000001F EBX[5:0]); set = private. */
   | { kind: 'snp-c-bit'; position: number };
 
+/** The shared bit of each GPA width, built once: callers ask for it on every exit. */
+const TDX_SHARED_BIT: Readonly<Record<48 | 52, bigint>> = { 48: 1n << 47n, 52: 1n << 51n };
+
 export function tdxSharedBit(gpaWidth: 48 | 52): bigint {
-  return 1n << BigInt(gpaWidth - 1);
+  return TDX_SHARED_BIT[gpaWidth];
 }
 
 export function toNativeMarker(marker: AddressMarker): NativeMarker {

@@ -9,6 +9,8 @@ import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
+/** The VMM and the fuzzer reach the shared bit through the platform (they do not import src/memory). */
+export { tdxSharedBit };
 import type { RunOutcome } from '../../shared/outcome.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
 import { BufferedHash, type BufferedHashState } from '../../shared/buffered-hash.js';

@@ -9,7 +9,7 @@ import { LEVEL_SIZE, type SeptLevel } from '../../platform/tdx/sept-states.js';
 import { Sept } from '../../platform/tdx/sept.js';
 import { SeptMirror, type MirroredWalk, type SeptMirrorState } from './sept-mirror.js';
 import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
-import type { TdExit, VmcallRegs } from '../../platform/tdx/td-module.js';
+import { tdxSharedBit, type TdExit, type VmcallRegs } from '../../platform/tdx/td-module.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, type Console } from '../console.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
@@ -241,13 +241,13 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   },
 
   mapGpa(ctx, call) {
-    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const sharedBit = tdxSharedBit(ctx.gpaWidth);
     const start = call.regs.r12;
     const size = call.regs.r13;
     const toShared = (start & sharedBit) !== 0n;
     const base = start & ~sharedBit;
     if (base % 0x1000n !== 0n || size % 0x1000n !== 0n || size === 0n) return ret(TdvmcallStatus.ALIGN_ERROR);
-    if ((base >> BigInt(ctx.gpaWidth - 1)) !== 0n || !inGuestRam(ctx.ram, base, size)) return ret(TdvmcallStatus.INVALID_OPERAND);
+    if (base >= sharedBit || !inGuestRam(ctx.ram, base, size)) return ret(TdvmcallStatus.INVALID_OPERAND);
     const end = base + size;
     const chunkEnd = end - base > MAP_GPA_CHUNK ? base + MAP_GPA_CHUNK : end;
     try {
@@ -312,7 +312,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     const { r10, r11, r12: gpa, r13: count } = call.regs;
     if (r10 !== BATCHED_CONSOLE.VMCALL || r11 !== BATCHED_CONSOLE.VMCALL_WRITE) return ret(TdvmcallStatus.SUBFUNC_UNSUPPORTED);
     // The stubs' console batch (boot_abi.h): shared memory within one page, read as the host sees it.
-    const sharedBit = 1n << BigInt(ctx.gpaWidth - 1);
+    const sharedBit = tdxSharedBit(ctx.gpaWidth);
     const base = gpa & ~sharedBit;
     if ((gpa & sharedBit) === 0n || count > BigInt(BATCHED_CONSOLE.BATCH_MAX) || (base & 0xfffn) + count > 0x1000n || !inGuestRam(ctx.ram, base, count)) {
       return ret(TdvmcallStatus.INVALID_OPERAND);
