@@ -3,7 +3,7 @@
 // Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
-import { flatGuestRam, inGuestRam, type GuestRamRange } from '../guest-ram.js';
+import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
 import { BATCHED_CONSOLE, COM1_DATA_PORT, Console } from '../console.js';
 import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
@@ -52,12 +52,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     this.#ram = options.ram;
   }
 
+  /** Without a memory map, all the machine backs is RAM: inGuestRam over flatGuestRam(memoryBytes), without the array. */
   #inRam(host: SnpVmmHandle, gpa: bigint, size: bigint): boolean {
-    if (this.#ram === undefined && this.#flatRam?.[0]?.end !== host.memoryBytes) this.#flatRam = flatGuestRam(host.memoryBytes);
-    return inGuestRam(this.#ram ?? this.#flatRam!, gpa, size);
+    return this.#ram ? inGuestRam(this.#ram, gpa, size) : gpa >= 0n && gpa + size <= host.memoryBytes;
   }
-  /** Without a memory map: all the machine backs, made once rather than on every exit. */
-  #flatRam: readonly GuestRamRange[] | undefined;
 
   /** The GHCB GPA the BSP (vCPU 0) registered, if any. */
   get registeredGhcb(): bigint | undefined {
