@@ -21,7 +21,7 @@ import {
   augRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, RESUME, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
   type VmcallExit, type VmmAction, type VmmContext,
 } from '../vmm/tdx/honest-vmm.js';
-import type { Answer, AttackProgram, CallPoint, HostAction, SnpCallPoint, TdxCallPoint } from './attack-program.js';
+import { SNP_CALL_POINTS, TDX_CALL_POINTS, type Answer, type AttackProgram, type CallPoint, type HostAction, type SnpCallPoint, type TdxCallPoint } from './attack-program.js';
 
 const stopByAdversary = (point: CallPoint): RunOutcome => ({ outcome: 'vmm-error', reason: `the VMM stopped the guest at ${point} (attack program)` });
 
@@ -55,11 +55,10 @@ const NO_ACTIONS: readonly HostAction[] = Object.freeze([]);
 
 /** Which decision applies when: indexes an attack program for the run loop. */
 export class DecisionBook {
-  readonly #calls = new Map<CallPoint, { from: number; to: number; answer: Answer }[]>();
+  /** Each call decision with its coverage key (answerKey), built here once, not on every exit. */
+  readonly #calls = new Map<CallPoint, { from: number; to: number; answer: Answer; coverageKey: string }[]>();
   readonly #actions = new Map<number, HostAction[]>();
   readonly #seen = new Map<CallPoint, number>();
-  /** Coverage keys of the program's answers (coverAnswer). */
-  readonly #answerKeys = new Map<Answer, string>();
   /** Exits to the VMM so far in this execution. */
   exits = 0;
   /** Decision coverage: decision point × choice (and host action × result) keys this execution reached. */
@@ -83,7 +82,7 @@ export class DecisionBook {
     for (const d of program.decisions) {
       if (d.at === 'call') {
         const list = this.#calls.get(d.point) ?? [];
-        list.push({ from: d.occurrence, to: d.occurrence + (d.repeat ?? 1), answer: d.answer });
+        list.push({ from: d.occurrence, to: d.occurrence + (d.repeat ?? 1), answer: d.answer, coverageKey: answerKey(d.point, d.answer) });
         this.#calls.set(d.point, list);
       } else {
         const list = this.#actions.get(d.exitIndex) ?? [];
@@ -147,32 +146,24 @@ export class DecisionBook {
     trace.record('vmm', 'exit-after-refusal', gpa === undefined ? { point } : { point, gpa });
   }
 
-  /** The answer for this call of `point` (the first decision covering it wins), counting the call. */
+  /**
+   * The answer for this call of `point` (the first decision covering it wins), counting the call
+   * and adding its decision point × choice key to the coverage.
+   */
   answerFor(point: CallPoint): Answer {
     const occurrence = this.#seen.get(point) ?? 0;
     this.#seen.set(point, occurrence + 1);
     const list = this.#calls.get(point);
     if (list !== undefined) {
-      for (const d of list) if (occurrence >= d.from && occurrence < d.to) return d.answer;
+      for (const d of list) {
+        if (occurrence >= d.from && occurrence < d.to) {
+          this.coverage.add(d.coverageKey);
+          return d.answer;
+        }
+      }
     }
+    this.coverage.add(HONEST_ANSWER_KEYS[point]);
     return HONEST_ANSWER;
-  }
-
-  /**
-   * Covers `point` × `answer` (answerKey): the key is built once per answer of the program (an
-   * answer belongs to one decision point), not as a new string on every exit.
-   */
-  coverAnswer(point: CallPoint, answer: Answer): void {
-    if (answer === HONEST_ANSWER) {
-      this.coverage.add(honestAnswerKey(point));
-      return;
-    }
-    let key = this.#answerKeys.get(answer);
-    if (key === undefined) {
-      key = answerKey(point, answer);
-      this.#answerKeys.set(answer, key);
-    }
-    this.coverage.add(key);
   }
 
   /** How many times each decision point was reached (the mutator aims occurrences with it). */
@@ -187,16 +178,10 @@ export class DecisionBook {
 
 /** The answer where the program has no decision: one object, read only. */
 const HONEST_ANSWER: Answer = Object.freeze({ kind: 'honest' });
-const HONEST_KEYS = new Map<CallPoint, string>();
-/** answerKey(point, HONEST_ANSWER), built once per point. */
-function honestAnswerKey(point: CallPoint): string {
-  let key = HONEST_KEYS.get(point);
-  if (key === undefined) {
-    key = answerKey(point, HONEST_ANSWER);
-    HONEST_KEYS.set(point, key);
-  }
-  return key;
-}
+/** answerKey(point, HONEST_ANSWER) of every decision point of both platforms, built once. */
+const HONEST_ANSWER_KEYS = Object.fromEntries(
+  [...TDX_CALL_POINTS, ...SNP_CALL_POINTS].map((point) => [point, answerKey(point, HONEST_ANSWER)]),
+) as Readonly<Record<CallPoint, string>>;
 
 /** A short coverage key for an answer: its shape, not its addresses. */
 function answerKey(point: CallPoint, a: Answer): string {
@@ -384,7 +369,6 @@ function tdxEptDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCall
   runTdxHostActions(book, ctx);
   book.noteExitPoint(ctx.trace, point, withoutSharedBit(ctx, exit.gpa));
   const answer = book.answerFor(point);
-  book.coverAnswer(point, answer);
   return eptAnswer(ctx, point, exit, answer, honest, method);
 }
 
@@ -405,7 +389,6 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
     change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
   }
   const answer = book.answerFor(point);
-  book.coverAnswer(point, answer);
   const decision = vmcallAnswer(ctx, point, call, answer, honest, method);
   // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
   if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
@@ -642,7 +625,6 @@ function snpNpfDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHa
   runSnpVmmHandleActions(book, host);
   book.noteExitPoint(host.trace, 'snp.onNpf', exit.gpa);
   const answer = book.answerFor('snp.onNpf');
-  book.cover(answerKey('snp.onNpf', answer));
   if (answer.kind === 'npf') return adversaryTry(host, 'snp.onNpf', () => npfAnswer(host, exit, answer));
   if (answer.kind === 'resume') return 'resume';
   if (answer.kind === 'stop') return stopByAdversary('snp.onNpf');
@@ -656,7 +638,6 @@ function snpVmgexitDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpV
   const request = noteSnpRequests(host, exit, point);
   if (request && book.noteRequest(request.key)) return book.livelockOutcome;
   const answer = book.answerFor(point);
-  book.cover(answerKey(point, answer));
   if (answer.kind === 'stop') return stopByAdversary(point);
   let result: VmmAnswer;
   if (answer.kind !== 'vmgexit') {
@@ -680,7 +661,6 @@ function snpHltDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHa
   runSnpVmmHandleActions(book, host);
   book.noteExitPoint(host.trace, 'snp.onHlt');
   const answer = book.answerFor('snp.onHlt');
-  book.cover(answerKey('snp.onHlt', answer));
   if (answer.kind === 'resume') return 'resume';
   if (answer.kind === 'stop') return stopByAdversary('snp.onHlt');
   return honest.onHlt(host, exit);
