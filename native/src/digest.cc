@@ -7,37 +7,30 @@
 namespace minivisor {
 namespace {
 
-// Marks the objects this class made: napi_unwrap would hand out another class's native pointer.
-constexpr napi_type_tag kDigestTag = {0x6d696e6976697330ull, 0x6469676573740001ull};
-
 class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeDigest", {
+    // copy() makes its new digest through the class, which it finds in the method's data: this
+    // environment's reference to it, dropped when the environment is torn down.
+    auto* self_class = new Napi::FunctionReference();
+    Napi::Function cls = DefineClass(env, "NativeDigest", {
       InstanceMethod<&NativeDigest::Update>("update"),
+      InstanceMethod<&NativeDigest::Copy>("copy", napi_default, self_class),
       InstanceMethod<&NativeDigest::Digest>("digest"),
     });
+    *self_class = Napi::Persistent(cls);
+    env.AddCleanupHook([self_class] { delete self_class; });
+    return cls;
   }
 
   explicit NativeDigest(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeDigest>(info), ctx_(EVP_MD_CTX_new()) {
     Napi::Env env = info.Env();
     if (!ctx_) { Napi::Error::New(env, "out of memory for a digest").ThrowAsJavaScriptException(); return; }
-    info.This().As<Napi::Object>().TypeTag(&kDigestTag);
-    if (info.Length() >= 1 && info[0].IsString()) {
-      std::string name = info[0].As<Napi::String>().Utf8Value();
-      const EVP_MD* md = name == "sha256" ? EVP_sha256() : name == "sha384" ? EVP_sha384() : nullptr;
-      if (!md) { Napi::TypeError::New(env, "digest algorithm must be 'sha256' or 'sha384'").ThrowAsJavaScriptException(); return; }
-      if (EVP_DigestInit_ex(ctx_, md, nullptr) != 1) { Napi::Error::New(env, "EVP_DigestInit_ex failed").ThrowAsJavaScriptException(); return; }
-      live_ = true;
-      return;
-    }
-    NativeDigest* from = nullptr;
-    if (info.Length() >= 1 && info[0].IsObject() && info[0].As<Napi::Object>().CheckTypeTag(&kDigestTag)) {
-      from = Unwrap(info[0].As<Napi::Object>());
-    }
-    if (!from) { Napi::TypeError::New(env, "expected an algorithm name or a NativeDigest to copy").ThrowAsJavaScriptException(); return; }
-    if (!from->live_) { Napi::Error::New(env, "cannot copy a digest that has ended").ThrowAsJavaScriptException(); return; }
-    if (EVP_MD_CTX_copy_ex(ctx_, from->ctx_) != 1) { Napi::Error::New(env, "EVP_MD_CTX_copy_ex failed").ThrowAsJavaScriptException(); return; }
+    std::string name = info.Length() >= 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    const EVP_MD* md = name == "sha256" ? EVP_sha256() : name == "sha384" ? EVP_sha384() : nullptr;
+    if (!md) { Napi::TypeError::New(env, "digest algorithm must be 'sha256' or 'sha384'").ThrowAsJavaScriptException(); return; }
+    if (EVP_DigestInit_ex(ctx_, md, nullptr) != 1) { Napi::Error::New(env, "EVP_DigestInit_ex failed").ThrowAsJavaScriptException(); return; }
+    algorithm_ = md == EVP_sha256() ? "sha256" : "sha384";
     live_ = true;
   }
 
@@ -64,6 +57,20 @@ class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
     return info.This();
   }
 
+  // A second digest that goes on from the same position: a new one of the same algorithm, then
+  // this one's state.
+  Napi::Value Copy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(info)) return env.Undefined();
+    Napi::Object copy = static_cast<Napi::FunctionReference*>(info.Data())->New({Napi::String::New(env, algorithm_)});
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (EVP_MD_CTX_copy_ex(Unwrap(copy)->ctx_, ctx_) != 1) {
+      Napi::Error::New(env, "EVP_MD_CTX_copy_ex failed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return copy;
+  }
+
   Napi::Value Digest(const Napi::CallbackInfo& info) {
     if (!Live(info)) return info.Env().Undefined();
     unsigned char out[EVP_MAX_MD_SIZE];
@@ -77,6 +84,7 @@ class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
   }
 
   EVP_MD_CTX* ctx_;
+  const char* algorithm_ = nullptr;
   bool live_ = false;
 };
 

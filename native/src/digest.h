@@ -7,8 +7,8 @@
 
 namespace minivisor {
 
-// The NativeDigest class: new NativeDigest('sha256' | 'sha384' | other: NativeDigest (a copy)),
-// update(data: Uint8Array): this, digest(): Buffer (once; the digest ends it).
+// The NativeDigest class: new NativeDigest('sha256' | 'sha384'), update(data: Uint8Array): this,
+// copy(): NativeDigest (goes on from the same position), digest(): Buffer (once; the digest ends it).
 Napi::Function DefineNativeDigest(Napi::Env env);
 
 }  // namespace minivisor

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 // Imported, not required at run time, so that the CLI bundle holds it (scripts/bundle-cli.mjs):
 // resolving and compiling it from node_modules was ~2 ms of every command that runs a guest.
 import nodeGypBuild from 'node-gyp-build';
-import { provideDigests, type Digest, type DigestAlgorithm } from '../shared/digest.js';
+import { provideDigests, type DigestAlgorithm } from '../shared/digest.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
 export interface NativeMarker {
@@ -78,13 +78,15 @@ export interface NativeMachine {
 /** native/src/digest.h: OpenSSL's SHA-256 / SHA-384, the one Node carries. */
 export interface NativeDigest {
   update(data: Uint8Array): NativeDigest;
+  /** A second digest that goes on from the same position. */
+  copy(): NativeDigest;
   /** Once: the digest ends the hash. */
   digest(): Buffer;
 }
 
 export interface NativeAddon {
-  /** A new hash, or a copy of `from` that goes on from the same position. */
-  NativeDigest?: new (algorithmOrFrom: DigestAlgorithm | NativeDigest) => NativeDigest;
+  /** A new hash. */
+  NativeDigest?: new (algorithm: DigestAlgorithm) => NativeDigest;
   NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
     options?: { pageGate: boolean; timeoutMs?: number }) => NativeMachine;
   unicornVersion(): string;
@@ -113,32 +115,8 @@ export function addon(): NativeAddon {
     const require = createRequire(import.meta.url);
     loaded = require(findAddon()) as NativeAddon;
     const NativeDigestClass = loaded.NativeDigest;
-    // An addon built before it had digests (an old prebuild) leaves them to node:crypto.
-    if (NativeDigestClass) provideDigests((algorithm) => new AddonDigest(new NativeDigestClass(algorithm), NativeDigestClass));
+    // An addon built before its digests could copy themselves (an old prebuild) leaves them to node:crypto.
+    if (NativeDigestClass && typeof NativeDigestClass.prototype.copy === 'function') provideDigests((algorithm) => new NativeDigestClass(algorithm));
   }
   return loaded;
-}
-
-/** The Digest face of a NativeDigest (src/shared/digest.ts installs it when the addon loads). */
-class AddonDigest implements Digest {
-  readonly #native: NativeDigest;
-  readonly #class: new (from: NativeDigest) => NativeDigest;
-
-  constructor(native: NativeDigest, nativeClass: new (from: NativeDigest) => NativeDigest) {
-    this.#native = native;
-    this.#class = nativeClass;
-  }
-
-  update(data: Uint8Array): Digest {
-    this.#native.update(data);
-    return this;
-  }
-
-  copy(): Digest {
-    return new AddonDigest(new this.#class(this.#native), this.#class);
-  }
-
-  digest(): Buffer {
-    return this.#native.digest();
-  }
 }

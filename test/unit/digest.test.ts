@@ -40,7 +40,7 @@ describe('digests', () => {
   it('refuse what they cannot hash, and a digest that has ended', () => {
     expect(() => new NativeDigest!('md5' as 'sha256')).toThrow(TypeError);
     expect(() => new NativeDigest!({} as unknown as 'sha256')).toThrow(TypeError);
-    // Another class's native object is no digest to copy.
+    // Another class's native object is no algorithm name.
     const machine = new NativeMachine(4096n, true, new BigUint64Array(32), toNativeMarker({ kind: 'none' }));
     expect(() => new NativeDigest!(machine as unknown as 'sha256')).toThrow(TypeError);
     machine.close();
@@ -49,7 +49,8 @@ describe('digests', () => {
     d.digest();
     expect(() => d.digest()).toThrow(/ended/);
     expect(() => d.update(new Uint8Array(1))).toThrow(/ended/);
-    expect(() => new NativeDigest!(d)).toThrow(/ended/);
+    expect(() => d.copy()).toThrow(/ended/);
+    expect(() => new NativeDigest!(new NativeDigest!('sha256') as unknown as 'sha256')).toThrow(TypeError);
   });
 
   it('a BufferedHash saved before anything was added, and after, restores to each position', () => {
