@@ -20,10 +20,13 @@ export interface VmmDriver<Exit, State = unknown> extends Snapshottable<State> {
   /** Handles one exit through the VMM's handle: resume the guest or end the run. */
   handleExit(exit: Exit): 'resume' | RunOutcome;
   /**
-   * Identifies an exit that, repeated back to back, means the VMM is not resolving it (the same
-   * fault at the same RIP and GPA). undefined: not a fault exit.
+   * Whether `exit`, right after `previous`, is the same fault again: repeated back to back, it
+   * means the VMM is not resolving it (the same fault at the same RIP and GPA). False for an exit
+   * that is not a fault. A comparison of fields, so the loop builds no text on every exit.
    */
-  repeatKey(exit: Exit): string | undefined;
+  sameFault(previous: Exit, exit: Exit): boolean;
+  /** Names a fault exit for the no-progress outcome (built only when the repeat limit is hit). */
+  describeFault(exit: Exit): string;
   /** Called once with the final outcome (flush the console, …). */
   finish?(outcome: RunOutcome): void;
 }
@@ -72,7 +75,8 @@ export interface VmParts<Exit> extends SnapshotParts {
 /** Where the loop is: the exit it paused before, the repeat detector, the exit count. */
 interface LoopState<Exit> {
   pending: Exit | undefined;
-  lastKey: string | undefined;
+  /** The exit before this one (exits are never changed after the platform makes them). */
+  lastExit: Exit | undefined;
   repeats: number;
   exits: number;
 }
@@ -90,7 +94,7 @@ export class Vm<Exit> {
   readonly console: Console;
   /** Every part, in restore order: the hardware first, then what sits on it. */
   readonly #parts: SnapshotParts;
-  #loop: LoopState<Exit> = { pending: undefined, lastKey: undefined, repeats: 0, exits: 0 };
+  #loop: LoopState<Exit> = { pending: undefined, lastExit: undefined, repeats: 0, exits: 0 };
 
   /** `extra`: further snapshottable state that lives above the VMM (e.g. the boot's console parser). */
   constructor(parts: VmParts<Exit>, extra: SnapshotParts = {}) {
@@ -138,11 +142,10 @@ export class Vm<Exit> {
           if (step.kind === 'outcome') return this.#end('hw', step.outcome);
           exit = step.exit;
           loop.exits++;
-          const key = this.vmm.repeatKey(exit);
-          loop.repeats = key !== undefined && key === loop.lastKey ? loop.repeats + 1 : 0;
-          loop.lastKey = key;
+          loop.repeats = loop.lastExit !== undefined && this.vmm.sameFault(loop.lastExit, exit) ? loop.repeats + 1 : 0;
+          loop.lastExit = exit;
           if (loop.repeats >= maxRepeats) {
-            return this.#end('vmm', { outcome: 'vmm-error', reason: `no progress: the same exit ${loop.repeats + 1} times in a row (${key})` });
+            return this.#end('vmm', { outcome: 'vmm-error', reason: `no progress: the same exit ${loop.repeats + 1} times in a row (${this.vmm.describeFault(exit)})` });
           }
           if (options.stopBefore?.(exit)) {
             loop.pending = exit;

@@ -50,11 +50,17 @@ export class SnpVmm implements VmmDriver<SnpVmExit, SavedPolicy<SnpVmmPolicy>> {
     state.policy.loadState?.(state.state);
   }
 
-  /** As on TDX: the same NPF over and over, or a HLT with interrupts blocked resumed over and over. */
-  repeatKey(exit: SnpVmExit): string | undefined {
+  /** As on TDX: the same NPF (RIP, GPA, reason) over and over, or a HLT with interrupts blocked resumed over and over. */
+  sameFault(previous: SnpVmExit, exit: SnpVmExit): boolean {
+    if (exit.kind === 'npf') return previous.kind === 'npf' && previous.rip === exit.rip && previous.gpa === exit.gpa && previous.reason === exit.reason;
+    if (exit.kind === 'hlt') return exit.interruptsBlocked && previous.kind === 'hlt' && previous.interruptsBlocked && previous.rip === exit.rip;
+    return false;
+  }
+
+  describeFault(exit: SnpVmExit): string {
     if (exit.kind === 'npf') return `NPF at RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)} (${exit.reason})`;
-    if (exit.kind === 'hlt' && exit.interruptsBlocked) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
-    return undefined;
+    if (exit.kind === 'hlt') return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
+    return `${exit.kind} at RIP 0x${exit.rip.toString(16)}`;
   }
 }
 

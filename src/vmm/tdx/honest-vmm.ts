@@ -333,14 +333,17 @@ export interface SavedTdxVmm extends SavedPolicy<TdxVmmPolicy> {
   septMirror: SeptMirrorState;
 }
 
+/** TDVMCALL<Instruction.HLT> with R12 bit 0 (interrupts blocked) set (GHCI 1.5 §3.6.1). */
+function isHltWithInterruptsBlocked(exit: TdExit): boolean {
+  if (exit.reason !== 'tdvmcall') return false;
+  const { r10, r11, r12 } = exit.regs;
+  return r10 === 0n && r11 === TdvmcallLeaf.HLT && (r12 & 1n) === 1n;
+}
+
 export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
   readonly ctx: VmmContext;
   /** Replaceable between runs (the fuzzer swaps in an adversary after restoring a snapshot). */
   policy: TdxVmmPolicy;
-  /** The last EPT violation's repeatKey and what it was built from (a cache, not state). */
-  #eptKeyRip = -1n;
-  #eptKeyGpa = -1n;
-  #eptKey = '';
 
   constructor(ctx: Omit<VmmContext, 'septMirror'>, policy: TdxVmmPolicy = honestTdxPolicy) {
     const septMirror = new SeptMirror(ctx.host.septTopLevel);
@@ -371,19 +374,15 @@ export class TdxVmm implements VmmDriver<TdExit, SavedTdxVmm> {
    * and over: no interrupt can end that halt, so each resume only halts again (a spurious wake
    * the VMM may give, but no progress).
    */
-  repeatKey(exit: TdExit): string | undefined {
-    if (exit.reason === 'ept-violation') {
-      // A VMM that does not resolve a violation sees it again and again: the same key, built once.
-      if (exit.rip !== this.#eptKeyRip || exit.gpa !== this.#eptKeyGpa) {
-        this.#eptKeyRip = exit.rip;
-        this.#eptKeyGpa = exit.gpa;
-        this.#eptKey = `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}`;
-      }
-      return this.#eptKey;
-    }
-    const { r10, r11, r12 } = exit.regs;
-    if (r10 === 0n && r11 === TdvmcallLeaf.HLT && (r12 & 1n) === 1n) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
-    return undefined;
+  sameFault(previous: TdExit, exit: TdExit): boolean {
+    if (exit.reason === 'ept-violation') return previous.reason === 'ept-violation' && previous.rip === exit.rip && previous.gpa === exit.gpa;
+    return isHltWithInterruptsBlocked(exit) && isHltWithInterruptsBlocked(previous) && previous.rip === exit.rip;
+  }
+
+  describeFault(exit: TdExit): string {
+    if (exit.reason === 'ept-violation') return `RIP 0x${exit.rip.toString(16)} GPA 0x${exit.gpa.toString(16)}`;
+    if (isHltWithInterruptsBlocked(exit)) return `HLT with interrupts blocked at RIP 0x${exit.rip.toString(16)}`;
+    return `TDVMCALL at RIP 0x${exit.rip.toString(16)}`;
   }
 
   finish(): void {
