@@ -46,7 +46,8 @@ export interface StartOptions {
   prefixGpas: boolean;
   /**
    * The trace hash of `program`'s execution once this start is closed (and cannot run it again):
-   * from an equivalent execution elsewhere (a fresh launch). Absent: reading it then throws.
+   * from the same start taken again (a new executor, or the same launch part launched again).
+   * Absent: reading it then throws.
    */
   traceSha256WhenClosed?: (program: AttackProgram) => string;
 }

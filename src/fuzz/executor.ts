@@ -144,12 +144,11 @@ export function observeEvents(observer: ExecutionObserver, events: readonly Trac
   let next = 0;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    observer.oracle.observeFields(e.seq, e.type, e);
+    observer.event(e.seq, e.type, e);
     while (next < handovers.length && handovers[next]!.seq <= e.seq) {
       if (handovers[next]!.seq === e.seq) observer.handover(handovers[next]!);
       next++;
     }
-    gpasOf(e.type, e, observer.gpas);
   }
 }
 
