@@ -34,6 +34,10 @@ export class AcceptedRanges {
       if (runs[mid]![1] < start) lo = mid + 1;
       else hi = mid;
     }
+    // Already inside that run (a page accepted again after a conversion, or the VMM's replay and
+    // the guest's accept again): nothing changes, and nothing is spliced or allocated.
+    const inside = runs[lo];
+    if (inside !== undefined && inside[0] <= start && inside[1] >= end) return;
     let mergedStart = start;
     let mergedEnd = end;
     let covered = 0n;

@@ -42,27 +42,46 @@ export interface FailureExplanation {
 
 /** Follows the trace as it is recorded and keeps the latest run of consecutive fault events. */
 interface FaultChainState {
-  /** As recorded; turned into JSON form only when a run is explained (every EPT-violation exit is a fault event). */
-  chain: TraceEvent[];
+  /**
+   * As recorded: each event's header and the fields object it was recorded with (never changed
+   * after recording), made into an event only when a run is explained. Every EPT-violation exit
+   * is a fault event that starts a chain: spreading its fields into an event object each time was
+   * a large share of an ACCEPT exit's garbage (issue 10).
+   */
+  chain: ChainedFault[];
   lastSeq: number;
   chainStage: string;
   chainConsoleLine: string | null;
   consoleLine: string | null;
 }
 
+/** A fault event of the chain as it was recorded. */
+interface ChainedFault {
+  readonly seq: number;
+  readonly source: TraceEvent['source'];
+  readonly type: string;
+  readonly fields: Readonly<Record<string, TraceValue>>;
+}
+
 export class FaultChainRecorder implements Snapshottable<FaultChainState> {
-  #chain: TraceEvent[] = [];
+  /**
+   * The chain is the first #chainLength entries, changed in place (a new chain starts again at
+   * 0, keeping the array): saveState and loadState copy it.
+   */
+  readonly #chain: ChainedFault[] = [];
+  #chainLength = 0;
   #lastSeq = -2;
   #chainStage = '';
   #chainConsoleLine: string | null = null;
   #consoleLine: string | null = null;
 
   saveState(): FaultChainState {
-    return { chain: [...this.#chain], lastSeq: this.#lastSeq, chainStage: this.#chainStage, chainConsoleLine: this.#chainConsoleLine, consoleLine: this.#consoleLine };
+    return { chain: this.#chain.slice(0, this.#chainLength), lastSeq: this.#lastSeq, chainStage: this.#chainStage, chainConsoleLine: this.#chainConsoleLine, consoleLine: this.#consoleLine };
   }
 
   loadState(state: FaultChainState): void {
-    this.#chain = [...state.chain];
+    for (let i = 0; i < state.chain.length; i++) this.#chain[i] = state.chain[i]!;
+    this.#chainLength = state.chain.length;
     this.#lastSeq = state.lastSeq;
     this.#chainStage = state.chainStage;
     this.#chainConsoleLine = state.chainConsoleLine;
@@ -73,12 +92,12 @@ export class FaultChainRecorder implements Snapshottable<FaultChainState> {
   observe(seq: number, source: TraceEvent['source'], type: string, fields: Record<string, TraceValue>, stage: string): void {
     if (!isFault(type, fields)) return;
     if (seq !== this.#lastSeq + 1) {
-      this.#chain = [];
+      this.#chainLength = 0;
       this.#chainStage = stage;
       this.#chainConsoleLine = this.#consoleLine;
     }
     this.#lastSeq = seq;
-    if (this.#chain.length < CHAIN_LIMIT) this.#chain.push({ seq, source, type, ...fields });
+    if (this.#chainLength < CHAIN_LIMIT) this.#chain[this.#chainLength++] = { seq, source, type, fields };
   }
 
   /** A console line the guest wrote (for "what the guest was doing"). */
@@ -95,7 +114,7 @@ export class FaultChainRecorder implements Snapshottable<FaultChainState> {
     return {
       outcome: outcome.outcome,
       reason: outcome.reason,
-      causeChain: current ? this.#chain.map((e) => JSON.parse(traceLine(e)) as JsonTraceEvent) : [],
+      causeChain: current ? this.#chain.slice(0, this.#chainLength).map((e) => JSON.parse(traceLine({ seq: e.seq, source: e.source, type: e.type, ...e.fields })) as JsonTraceEvent) : [],
       stage: stageName(current ? this.#chainStage : stage),
       lastConsoleLine: current ? this.#chainConsoleLine : this.#consoleLine,
       registers: registerDump(vcpu),
