@@ -45,6 +45,8 @@ const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX
 const OPERAND_ADDR_RANGE_ERROR_RCX = withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
 const EPT_WALK_FAILED_RCX = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
 const OPERAND_BUSY_RCX = withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+/** The result of every SEAMCALL that succeeded and reports nothing more: one object, read only (a MapGPA makes three per page). */
+const SUCCEEDED: SeamcallResult = Object.freeze({ status: TdxStatus.SUCCESS });
 
 /** The SEAMCALLs that change one S-EPT entry through #transition (the legality table decides, then #apply). */
 type EntryCall = 'TDH_MEM_PAGE_ADD' | 'TDH_MEM_SEPT_ADD' | 'TDH_MEM_PAGE_AUG' | 'TDH_MEM_RANGE_BLOCK' | 'TDH_MEM_RANGE_UNBLOCK'
@@ -169,7 +171,7 @@ export class SeamcallHost {
     if (t.kind !== 'ok') throw new Error(`legality table row ${op} is not a SEAMCALL row`);
     const extra = this.#apply(name, gpa, level, from, t.next, source);
     if (extra !== undefined) return this.#done(name, rcx, { status: extra });
-    return this.#done(name, rcx, { status: TdxStatus.SUCCESS });
+    return this.#done(name, rcx, SUCCEEDED);
   }
 
   /**
@@ -406,7 +408,7 @@ export class SeamcallHost {
   /** TDH.MEM.TRACK: advance the TD epoch; entries blocked before now count as TLB-tracked. */
   memTrack(): SeamcallResult {
     this.#td.epoch += 1n;
-    return this.#done('TDH_MEM_TRACK', null, { status: TdxStatus.SUCCESS });
+    return this.#done('TDH_MEM_TRACK', null, SUCCEEDED);
   }
 
   /**

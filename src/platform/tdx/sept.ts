@@ -82,6 +82,20 @@ export class Sept implements Snapshottable<SeptTables> {
   readonly #undoEntries: (Readonly<SeptEntry> | undefined)[] = [];
   /** Inside batchGate: the private gate updates not applied yet, in order. */
   #deferredGate: { base: bigint; length: bigint; open: boolean }[] | undefined;
+  /**
+   * Bumped whenever an entry above the 4K level may change (setState above 4K, split, merge,
+   * loadState): the memo below is good only for the count it was taken at.
+   */
+  #upperChanges = 0;
+  /**
+   * The 2 MiB range (its key at level 1) whose walk was last found to pass every level above the
+   * 4K one, and whether it does, as of #upperChanges = #pathChecked. Walks to 4K pages cluster in
+   * one 2 MiB range at a time (a MapGPA's BLOCK/TRACK/REMOVE of each page, the kernel's ACCEPT of
+   * each 4K page of a demoted 2M page), and each walked every level from the top again.
+   */
+  #pathKey = -1;
+  #pathChecked = -1;
+  #pathOpen = false;
 
   /** `gate` is optional so the table can be unit-tested without a VM. */
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
@@ -99,6 +113,7 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   loadState(state: SeptTables): void {
+    this.#upperChanges++;
     if (state === this.#base) {
       // Newest first: the oldest record of an entry, what it was at the save or load, is put back last.
       for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
@@ -152,6 +167,10 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
     const at = Number(gpa);
+    if (level === 0 && this.#reachesLeafTable(at)) {
+      const state = this.#levels[0]!.get(septEntryKey(at, 0))?.state ?? 'FREE';
+      return { level: 0, requestedLevel: 0, state, base: Sept.alignDown(gpa, 0), isLeaf: isLeafState(state) };
+    }
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
       const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
       if (l === level || l === 0 || !walkContinuesBelow(state)) {
@@ -176,6 +195,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const old = map.get(key);
     const oldState = old?.state;
     this.#logChange(level, key, old);
+    if (level > 0) this.#upperChanges++;
     if (state === 'FREE') map.delete(key);
     else map.set(key, entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
@@ -230,6 +250,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const map = this.#levels[child]!;
     const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
+    this.#upperChanges++;
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
       const first = septEntryKey(Number(base), child);
@@ -256,6 +277,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
     const first = septEntryKey(Number(base), child);
+    this.#upperChanges++;
     for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
       this.#willChange(child, first + i);
       this.#levels[child]!.delete(first + i);
@@ -271,10 +293,25 @@ export class Sept implements Snapshottable<SeptTables> {
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
     const at = Number(gpa);
+    if (level === 0) return this.#reachesLeafTable(at);
     for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
       if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) return false;
     }
     return true;
+  }
+
+  /** #reachable(0, …) for the GPA `at` (a number), from the memo when the 2 MiB range and the upper levels are as it saw them. */
+  #reachesLeafTable(at: number): boolean {
+    const key = septEntryKey(at, 1);
+    if (key === this.#pathKey && this.#pathChecked === this.#upperChanges) return this.#pathOpen;
+    let open = true;
+    for (let l = this.topLevel; l > 0; l = (l - 1) as SeptLevel) {
+      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) { open = false; break; }
+    }
+    this.#pathKey = key;
+    this.#pathChecked = this.#upperChanges;
+    this.#pathOpen = open;
+    return open;
   }
 
   /** Re-derives the private gate for the range of the entry at (`level`, `base`), in `state` now, from the SEPT. */

@@ -104,6 +104,13 @@ function readSept(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: Se
  * its own tables and links a SEPT page only where they have none (tdx_sept_link_private_spt).
  */
 export function ensureSeptLevels(host: SeamcallHost, gpa: bigint, level: SeptLevel, mirror?: SeptMirror): void {
+  // The mirror's walk reaches a present non-leaf just above `level`: every level above it is one
+  // too (a walk passes only those), so the loop below would find nothing to add. One walk then,
+  // not one from the top per level (an AUG on demand made three).
+  if (level < host.septTopLevel) {
+    const known = mirror?.walk(gpa, (level + 1) as SeptLevel);
+    if (known !== undefined && known.level === level + 1 && known.state === 'NL_MAPPED') return;
+  }
   for (let l = host.septTopLevel; l > level; l = (l - 1) as SeptLevel) {
     const r = septRead(host, gpa, l, mirror);
     if (r.level !== l) continue; // the walk stopped above: a leaf there, nothing to add

@@ -1,0 +1,60 @@
+// A 4K walk answers from a memo of the levels above it (the last 2 MiB range walked): whatever
+// changes above the 4K level, through any path, walks and SEAMCALL reachability must follow it.
+import { describe, expect, it } from 'vitest';
+import { Sept } from '../../../src/platform/tdx/sept.js';
+
+const MIB2 = 0x200000n;
+const PAGE = MIB2 + 0x3000n;
+
+/** A table with PML4, PDPT and PD present over the first 1 GiB and a MAPPED 4K leaf at PAGE. */
+function mappedLeaf(): Sept {
+  const sept = new Sept(16n * MIB2, 3);
+  sept.setState(3, 0n, 'NL_MAPPED');
+  sept.setState(2, 0n, 'NL_MAPPED');
+  sept.setState(1, MIB2, 'NL_MAPPED');
+  sept.setState(0, PAGE, 'MAPPED');
+  return sept;
+}
+
+describe('Sept 4K walks', () => {
+  it('follow every change above the 4K level: setState at each level, split, merge and restores', () => {
+    const sept = mappedLeaf();
+    const saved = sept.saveState();
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    expect(sept.reachedState(PAGE, 0)).toBe('MAPPED');
+
+    // A blocked PD non-leaf stops the walk above the page (the memo of that 2 MiB range is stale).
+    sept.setState(1, MIB2, 'NL_BLOCKED');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 1, state: 'NL_BLOCKED' });
+    expect(sept.reachedState(PAGE, 0)).toBeUndefined();
+    sept.setState(1, MIB2, 'NL_MAPPED');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+
+    // Higher up too.
+    sept.setState(2, 0n, 'NL_BLOCKED');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 2, state: 'NL_BLOCKED' });
+    sept.setState(2, 0n, 'NL_MAPPED');
+    expect(sept.walk(PAGE, 0).state).toBe('MAPPED');
+
+    // A merge makes the range one 2M leaf; a split makes it 512 4K leaves again.
+    for (let i = 0n; i < 512n; i++) sept.setState(0, MIB2 + i * 0x1000n, 'MAPPED');
+    sept.merge(1, MIB2, 'PENDING');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    sept.split(1, MIB2, 'PENDING');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+
+    // A walk in another 2 MiB range (no PD there), then back.
+    expect(sept.walk(4n * MIB2, 0)).toMatchObject({ level: 1, state: 'FREE' });
+    expect(sept.walk(PAGE, 0).state).toBe('PENDING');
+
+    // A restore puts the levels above back as well.
+    sept.setState(1, MIB2, 'NL_BLOCKED');
+    expect(sept.walk(PAGE, 0).level).toBe(1);
+    sept.loadState(saved);
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    sept.setState(2, 0n, 'FREE');
+    expect(sept.walk(PAGE, 0)).toMatchObject({ level: 2, state: 'FREE' });
+    sept.loadState(saved);
+    expect(sept.reachedState(PAGE, 0)).toBe('MAPPED');
+  });
+});
