@@ -87,6 +87,17 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
    */
   #base: SeptMirrorState;
   #overlay: Map<number, number>[];
+  /** Bumped whenever an entry above the 4K level may change: the memo below is good only for the count it was taken at. */
+  #upperChanges = 0;
+  /**
+   * The 2 MiB range (its key at level 1) whose walk was last found to pass every level above the
+   * 4K one, with what its PD entry says of its children, as of #upperChanges = #pathChecked; -1
+   * children: the walk does not pass (then the full walk answers). The honest VMM walks to each
+   * 4K page of a range it converts, and each walk went through every level from the top again.
+   */
+  #pathKey = -1;
+  #pathChecked = -1;
+  #pathChildren = -1;
 
   constructor(topLevel: SeptLevel) {
     this.#top = topLevel;
@@ -95,6 +106,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   saveState(): SeptMirrorState {
+    this.#upperChanges++;
     if (this.#overlay.some((o) => o.size > 0)) {
       this.#base = this.#base.map((base, level) => {
         const overlay = this.#overlay[level]!;
@@ -112,6 +124,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   loadState(state: SeptMirrorState): void {
+    this.#upperChanges++;
     this.#base = state;
     for (const overlay of this.#overlay) overlay.clear();
   }
@@ -119,6 +132,10 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   /** What TDH.MEM.SEPT.RD of (`gpa`, `level`) would report, or undefined when the mirror does not know. */
   walk(gpa: bigint, level: SeptLevel): MirroredWalk | undefined {
     const at = Number(gpa);
+    if (level === 0) {
+      const known = this.#leafTableChildren(at);
+      if (known >= 0) return this.#leafWalk(at, known);
+    }
     let children = CHILDREN_UNKNOWN; // the root's entries: not assumed (the VMM may start after the TD did)
     for (let l = this.#top; ; l = (l - 1) as SeptLevel) {
       const entry = this.#get(l, septEntryKey(at, l));
@@ -130,6 +147,38 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
       if (l === level || code !== CODE.NL_MAPPED) return WALKS[l]![code]!;
       children = entry! >> CHILD_SHIFT;
     }
+  }
+
+  /**
+   * What the PD entry of `at`'s 2 MiB range says of its children when the walk passes every level
+   * above 4K (a present non-leaf at each), else -1: from the memo when nothing above 4K changed.
+   */
+  #leafTableChildren(at: number): number {
+    const key = septEntryKey(at, 1);
+    if (key === this.#pathKey && this.#pathChecked === this.#upperChanges) return this.#pathChildren;
+    let children = CHILDREN_UNKNOWN;
+    let result = -1;
+    for (let l = this.#top; l > 0; l = (l - 1) as SeptLevel) {
+      const entry = this.#get(l, septEntryKey(at, l));
+      // Only a present non-leaf the mirror has an entry for passes: one it would derive from its
+      // parent's children (FREE, LEAF) stops the walk there.
+      if (entry === undefined || (entry & STATE_MASK) !== CODE.NL_MAPPED) { children = -1; break; }
+      children = entry >> CHILD_SHIFT;
+      if (l === 1) result = children;
+    }
+    this.#pathKey = key;
+    this.#pathChecked = this.#upperChanges;
+    this.#pathChildren = children < 0 ? -1 : result;
+    return this.#pathChildren;
+  }
+
+  /** walk(at, 0) once the walk is known to reach the 4K level, under a PD entry whose children are `children`. */
+  #leafWalk(at: number, children: number): MirroredWalk | undefined {
+    const entry = this.#get(0, septEntryKey(at, 0));
+    if (entry !== undefined) return WALKS[0]![entry & STATE_MASK]!;
+    if (children === CHILDREN_FREE) return WALKS[0]![CODE.FREE]!;
+    if (children === CHILDREN_LEAVES) return WALKS[0]![CODE.LEAF]!;
+    return undefined;
   }
 
   /** Remembers what a TDH.MEM.SEPT.RD (status SUCCESS or EPT_WALK_FAILED) reported: every level above `level` is a present non-leaf. */
@@ -172,6 +221,8 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     // An entry that keeps its state keeps what it knew of its children (BLOCK / UNBLOCK of a non-leaf).
     const children = next.children ?? (entry === undefined ? CHILDREN_UNKNOWN : entry >> CHILD_SHIFT);
     if (next.children !== undefined && level > 0) this.#forgetBelow(level, key);
+    // A BLOCK of a leaf keeps it a leaf: nothing to write (one per page a MapGPA converts).
+    if (entry === (CODE[next.state] | (children << CHILD_SHIFT))) return;
     this.#set(level, key, next.state, children);
   }
 
@@ -187,11 +238,14 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   #set(level: SeptLevel, key: number, state: MirroredState, children: number): void {
+    if (level > 0) this.#upperChanges++;
     this.#overlay[level]!.set(key, CODE[state] | (children << CHILD_SHIFT));
   }
 
   #delete(level: SeptLevel, key: number): void {
-    if (this.#get(level, key) !== undefined) this.#overlay[level]!.set(key, DROPPED);
+    if (this.#get(level, key) === undefined) return;
+    if (level > 0) this.#upperChanges++;
+    this.#overlay[level]!.set(key, DROPPED);
   }
 
   /** Drops every entry under (`level`, `key`): the SEAMCALL replaced what was below it. */
