@@ -23,6 +23,8 @@ export interface AcceptanceTotals {
 }
 
 const SIZE_BYTES: Record<PageSizeName, bigint> = { '4K': 0x1000n, '2M': 0x200000n };
+/** Clears a GPA's page offset (a constant: `~0xfffn` in place was a BigInt per accept). */
+const PAGE_GPA_MASK = ~0xfffn;
 
 export interface BootTraceState extends TraceState {
   stage: BootStage | 'vmm';
@@ -96,7 +98,7 @@ export class BootTrace extends Trace {
       const level = typeof e.rcx === 'bigint' ? Number(e.rcx & 7n) : -1;
       size = level === 1 ? '2M' : '4K';
       accepted = e.status === 0n;
-      if (typeof e.rcx === 'bigint') gpa = e.rcx & ~0xfffn;
+      if (typeof e.rcx === 'bigint') gpa = e.rcx & PAGE_GPA_MASK;
     } else if (type === 'pvalidate' && e.validate === true) {
       size = e.size === '2m' ? '2M' : '4K';
       accepted = e.rc === 0 && e.cf === false;

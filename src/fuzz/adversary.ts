@@ -203,9 +203,12 @@ function record(trace: { record(source: 'vmm', type: string, fields: Record<stri
 
 const SEAMCALL_RESULT_OK = TdxStatus.SUCCESS;
 
+/** Each GPA width's mask that clears the shared bit (GPAW-1): built once, not a BigInt NOT per exit. */
+const WITHOUT_SHARED_BIT: Readonly<Record<48 | 52, bigint>> = { 48: ~tdxSharedBit(48), 52: ~tdxSharedBit(52) };
+
 /** A GPA with the shared bit (GPAW-1) cleared. */
 function withoutSharedBit(ctx: VmmContext, gpa: bigint): bigint {
-  return gpa & ~tdxSharedBit(ctx.gpaWidth);
+  return gpa & WITHOUT_SHARED_BIT[ctx.gpaWidth];
 }
 
 function tdxSeamcall(host: SeamcallHost, action: Extract<HostAction, { kind: 'tdx.seamcall' }>): bigint {
