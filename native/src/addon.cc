@@ -194,6 +194,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     Machine::Release(std::move(machine_));
     area_ref_.Reset();
     edge_map_ref_.Reset();
+    edge_slots_ref_.Reset();
     return info.Env().Undefined();
   }
 
@@ -482,24 +483,38 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return out;
   }
 
-  // setEdgeMap(map: Uint8Array of 65536 bytes | null): the block hook counts edges into it.
+  // setEdgeMap(map: Uint8Array of 65536 bytes | null, slots?: Uint32Array of 65537 entries): the
+  // block hook counts edges into `map` and lists the slots it hits in `slots` (Machine::SetEdgeMap).
   Napi::Value SetEdgeMap(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     if (!m) return info.Env().Undefined();
     if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) {
       m->SetEdgeMap(nullptr);
       edge_map_ref_.Reset();
+      edge_slots_ref_.Reset();
       return info.Env().Undefined();
     }
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
         info[0].As<Napi::Uint8Array>().ElementLength() != Machine::kEdgeMapBytes) {
       return ThrowType(info.Env(), "the edge map must be a Uint8Array of 65536 bytes");
     }
+    uint32_t* slots = nullptr;
+    if (info.Length() >= 2 && !info[1].IsUndefined()) {
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+          info[1].As<Napi::Uint32Array>().ElementLength() != Machine::kEdgeMapBytes + 1) {
+        return ThrowType(info.Env(), "the edge slot list must be a Uint32Array of 65537 entries");
+      }
+      slots = info[1].As<Napi::Uint32Array>().Data();
+      slots[0] = 0;
+    }
     Napi::Uint8Array map = info[0].As<Napi::Uint8Array>();
-    // Keep the buffer alive while the hook writes into it.
+    // Keep the buffers alive while the hook writes into them.
     edge_map_ref_ = Napi::Persistent(map.As<Napi::Object>());
-    if (!m->SetEdgeMap(map.Data())) {
+    if (slots) edge_slots_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
+    else edge_slots_ref_.Reset();
+    if (!m->SetEdgeMap(map.Data(), slots)) {
       edge_map_ref_.Reset();
+      edge_slots_ref_.Reset();
       return ThrowType(info.Env(), "cannot add the edge-coverage block hook");
     }
     return info.Env().Undefined();
@@ -574,6 +589,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   std::unique_ptr<Machine> machine_;
   Napi::ObjectReference area_ref_;
   Napi::ObjectReference edge_map_ref_;
+  Napi::ObjectReference edge_slots_ref_;
 };
 
 Napi::Value UnicornVersion(const Napi::CallbackInfo& info) {

@@ -788,19 +788,23 @@ void Machine::OnBlock(uc_engine*, uint64_t address, uint32_t, void* self) {
   // No map: the hook stays after coverage ends, and a pooled machine keeps it (SetEdgeMap).
   if (m->stub_active_ || !m->edge_map_) return;  // the host's segment-load stub is not guest coverage
   uint64_t cur = ((address ^ (address >> 15)) * 0x9e3779b97f4a7c15ull) >> 48;
-  uint8_t* slot = &m->edge_map_[(cur ^ m->prev_block_) & (kEdgeMapBytes - 1)];
+  uint32_t index = static_cast<uint32_t>((cur ^ m->prev_block_) & (kEdgeMapBytes - 1));
+  uint8_t* slot = &m->edge_map_[index];
+  if (*slot == 0 && m->edge_slots_) m->edge_slots_[++m->edge_slots_[0]] = index;
   if (*slot != 0xff) ++*slot;
   m->prev_block_ = cur >> 1;
 }
 
-bool Machine::SetEdgeMap(uint8_t* map) {
+bool Machine::SetEdgeMap(uint8_t* map, uint32_t* slots) {
   edge_map_ = map;
+  edge_slots_ = map ? slots : nullptr;
   prev_block_ = 0;
   // The hook stays once added (OnBlock does nothing without a map): a machine taken from the pool
   // had it in its last life, so the code it kept calls it and no flush is needed.
   if (!map || block_hook_in_all_code_) return true;
   if (!block_hook_ && uc_hook_add(uc_, &block_hook_, UC_HOOK_BLOCK, (void*)OnBlock, this, 1, 0) != UC_ERR_OK) {
     edge_map_ = nullptr;
+    edge_slots_ = nullptr;
     block_hook_ = 0;
     return false;
   }
@@ -812,7 +816,13 @@ bool Machine::SetEdgeMap(uint8_t* map) {
 }
 
 void Machine::ResetEdges() {
-  if (edge_map_) std::memset(edge_map_, 0, kEdgeMapBytes);
+  if (edge_map_ && edge_slots_) {
+    // Only the slots hit: a few hundred stores instead of 64 KiB.
+    for (uint32_t i = 1, n = edge_slots_[0]; i <= n; i++) edge_map_[edge_slots_[i]] = 0;
+    edge_slots_[0] = 0;
+  } else if (edge_map_) {
+    std::memset(edge_map_, 0, kEdgeMapBytes);
+  }
   prev_block_ = 0;
 }
 

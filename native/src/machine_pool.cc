@@ -74,6 +74,7 @@ void Machine::Retire() {
   FreeSnapshots();
   next_snapshot_id_ = 1;
   edge_map_ = nullptr;
+  edge_slots_ = nullptr;
   area_ = nullptr;
 }
 

@@ -119,6 +119,7 @@ export class Machine implements Snapshottable<MachineState> {
   #native: NativeMachine | undefined;
   #marker: AddressMarker;
   #edgeMap: Uint8Array | undefined;
+  #edgeSlots: Uint32Array | undefined;
   /** Several vCPUs: the saved state of each vCPU that is not running (undefined for the one that is). */
   #cpuStates: (Uint8Array | undefined)[] = [undefined];
   #currentVcpu = 0;
@@ -299,9 +300,20 @@ export class Machine implements Snapshottable<MachineState> {
    */
   enableEdgeCoverage(): Uint8Array {
     const map = new Uint8Array(EDGE_MAP_BYTES);
-    this.#live().setEdgeMap(map);
+    const slots = new Uint32Array(EDGE_MAP_BYTES + 1);
+    this.#live().setEdgeMap(map, slots);
     this.#edgeMap = map;
+    this.#edgeSlots = slots;
     return map;
+  }
+
+  /**
+   * The slots of the edge map hit since coverage was enabled or last reset, each once, in the
+   * order first hit: `[n, slot1, …, slotn]` (the native hook keeps it, and a reset clears only
+   * these slots). An execution hits a few hundred of the 65,536: merging it visits only those.
+   */
+  get edgeSlots(): Uint32Array | undefined {
+    return this.#edgeSlots;
   }
 
   resetEdgeCoverage(): void {

@@ -137,7 +137,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   };
 
   const isNew = (e: Execution): boolean => {
-    let fresh = edges.merge(e.edges);
+    let fresh = edges.merge(e.edges, e.edgeSlots);
     for (const key of e.decisionCoverage) {
       if (!decisionKeys.has(key)) {
         decisionKeys.add(key);

@@ -68,6 +68,7 @@ export class ExecutionStart {
   readonly #oracle: AcceptanceOracle;
   readonly #gpas: readonly bigint[];
   readonly #edges: Uint8Array;
+  readonly #edgeSlots: Uint32Array | undefined;
   readonly #budget: BudgetLeft;
   readonly #traceSha256WhenClosed: ((program: AttackProgram) => string) | undefined;
   #closed = false;
@@ -91,6 +92,7 @@ export class ExecutionStart {
     const machine = session.platform.machine;
     recorder.clear();
     this.#edges = machine.enableEdgeCoverage();
+    this.#edgeSlots = machine.edgeSlots;
     this.#snapshot = session.snapshot();
   }
 
@@ -116,6 +118,7 @@ export class ExecutionStart {
       instructions: machine.vcpu.instructions - run.startInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
       callCounts: book.callCounts, gpas: [...observer.gpas], edges: this.#edges, console: '',
     };
+    if (this.#edgeSlots) execution.edgeSlots = this.#edgeSlots;
     // The whole trace (the run before the pause too): its hash is the one reported.
     if (options.keepTrace) execution.events = session.trace.events.slice();
     return execution;

@@ -74,6 +74,11 @@ export interface Execution {
   gpas: bigint[];
   /** AFL-style edge hit counts of this execution, when the executor collects them. */
   edges: Uint8Array | undefined;
+  /**
+   * The slots of `edges` this execution hit, `[n, slot1, …, slotn]` (Machine.edgeSlots), when the
+   * executor keeps that list: merging the edges then visits only those. Absent: scan `edges`.
+   */
+  edgeSlots?: Uint32Array;
   /** The trace, when asked for (replay, findings). */
   events?: TraceEvent[];
   console: string;

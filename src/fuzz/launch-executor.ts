@@ -55,6 +55,8 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
       instructions: machine.vcpu.instructions - launchInstructions, launchInstructions, vmmExits: book.exits, decisionCoverage: book.coverage,
       callCounts: book.callCounts, gpas, edges: edges ? edges.slice() : undefined, console: '',
     };
+    const slots = machine.edgeSlots;
+    if (edges && slots) execution.edgeSlots = slots.slice(0, slots[0]! + 1);
     if (options.keepTrace) execution.events = session.trace.events.slice();
     return execution;
   } finally {

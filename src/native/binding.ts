@@ -66,7 +66,8 @@ export interface NativeMachine {
   dirtyPages(): number;
   /** [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages] (native/src/machine.h MemoryCounters). */
   memoryCounters(): number[];
-  setEdgeMap(map: Uint8Array | null): void;
+  /** `slots`: the list of slots hit since the last reset, [count, slot, …] (native/src/machine.h SetEdgeMap). */
+  setEdgeMap(map: Uint8Array | null, slots?: Uint32Array): void;
   resetEdges(): void;
   watchExecution(armBegin: bigint, armEnd: bigint, stopBegin: bigint, stopEnd: bigint): void;
   watchContent(gpa: bigint, bytes: bigint, on: boolean, untilWrite?: boolean): void;

@@ -60,4 +60,29 @@ describe('edge coverage', () => {
     expect(hitEdges(oddMap)).toBe(0);
     for (const vm of [even, odd, longer]) vm.close();
   });
+
+  it('lists the slots it hits, once each, and a reset clears exactly those', () => {
+    const vm = simpleGuest(branchy(100, 1));
+    const map = vm.enableEdgeCoverage();
+    const slots = vm.edgeSlots!;
+    expect(slots[0]).toBe(0);
+    runToHlt(vm);
+    const listed = [...slots.subarray(1, slots[0]! + 1)];
+    const nonzero = [...map.keys()].filter((i) => map[i] !== 0);
+    expect(new Set(listed).size).toBe(listed.length);
+    expect([...listed].sort((a, b) => a - b)).toEqual(nonzero);
+    expect(listed.length).toBeGreaterThan(2);
+
+    // Merging through the list finds what scanning the map finds.
+    const scanned = new EdgeCoverage();
+    const viaList = new EdgeCoverage();
+    expect(viaList.merge(map, slots)).toBe(scanned.merge(map));
+    expect(viaList.count).toBe(scanned.count);
+    expect(viaList.merge(map, slots)).toBe(false);
+
+    vm.resetEdgeCoverage();
+    expect(slots[0]).toBe(0);
+    expect(hitEdges(map)).toBe(0);
+    vm.close();
+  });
 });

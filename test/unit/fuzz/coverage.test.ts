@@ -39,6 +39,23 @@ describe('EdgeCoverage', () => {
     expect(cov.count).toBe(3);
   });
 
+  it('with the list of slots hit, visits only those (and finds what a scan finds)', () => {
+    const hits = new Uint8Array(EDGE_MAP_BYTES);
+    hits[7] = 1;
+    hits[40000] = 130;
+    const slots = new Uint32Array(EDGE_MAP_BYTES + 1);
+    slots.set([2, 40000, 7]);
+    const cov = new EdgeCoverage();
+    expect(cov.merge(hits, slots)).toBe(true);
+    expect(cov.count).toBe(2);
+    expect(cov.merge(hits, slots)).toBe(false);
+    // A slot the list does not name is not looked at: the list is the executor's word for what was hit.
+    hits[9] = 1;
+    expect(cov.merge(hits, slots)).toBe(false);
+    expect(cov.merge(hits)).toBe(true);
+    expect(cov.count).toBe(3);
+  });
+
   it('an execution without an edge map is never new', () => {
     expect(new EdgeCoverage().merge(undefined)).toBe(false);
   });
