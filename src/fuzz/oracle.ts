@@ -87,34 +87,40 @@ export const LIVENESS_REQUEST_RUN = 256;
  * below 2^53, exact in a double): a 2 MiB accept marks 512 pages, and BigInt arithmetic per page
  * showed in every execution.
  */
+/** The regions of a map that has none (never changed: a map's changes go into its own regions). */
+const NO_REGIONS: ReadonlyMap<number, Uint8Array> = new Map();
+
 export class LifetimeMap {
-  readonly #regions = new Map<number, Uint8Array>();
   /**
-   * Regions this map may change in place; the others it shares with maps cloned from it or that
-   * it was cloned from, and copies before its first change. Every execution clones the honest
-   * prefix's lifetimes and changes few of its regions: copying all of them showed (issue 10).
+   * Regions shared with the maps cloned from this one or that it was cloned from: never changed
+   * in place. Every execution clones the honest prefix's lifetimes and changes few regions, so a
+   * clone shares them all (issue 10: copying every region, then even the table of them, showed).
    */
-  readonly #own = new Set<number>();
+  #shared: ReadonlyMap<number, Uint8Array>;
+  /** Regions this map made or copied since it was cloned (absent: none); they shadow #shared. */
+  #own: Map<number, Uint8Array> | undefined;
+
+  constructor(shared: ReadonlyMap<number, Uint8Array> = NO_REGIONS) {
+    this.#shared = shared;
+  }
+
+  #region(key: number): Uint8Array | undefined {
+    return this.#own?.get(key) ?? this.#shared.get(key);
+  }
 
   #writableRegion(key: number, create: boolean): Uint8Array | undefined {
-    let r = this.#regions.get(key);
-    if (!r) {
-      if (create) {
-        this.#regions.set(key, (r = new Uint8Array(PAGES_PER_REGION)));
-        this.#own.add(key);
-      }
-      return r;
-    }
-    if (!this.#own.has(key)) {
-      this.#regions.set(key, (r = r.slice()));
-      this.#own.add(key);
-    }
+    const own = this.#own?.get(key);
+    if (own) return own;
+    const shared = this.#shared.get(key);
+    if (!shared && !create) return undefined;
+    const r = shared ? shared.slice() : new Uint8Array(PAGES_PER_REGION);
+    (this.#own ??= new Map()).set(key, r);
     return r;
   }
 
   has(gpa: bigint): boolean {
     const page = pageOf(gpa);
-    return (this.#regions.get(Math.floor(page / PAGES_PER_REGION))?.[page % PAGES_PER_REGION] ?? 0) !== 0;
+    return (this.#region(Math.floor(page / PAGES_PER_REGION))?.[page % PAGES_PER_REGION] ?? 0) !== 0;
   }
 
   /**
@@ -130,7 +136,8 @@ export class LifetimeMap {
       const key = Math.floor(page / PAGES_PER_REGION);
       const from = page % PAGES_PER_REGION;
       const to = Math.min(PAGES_PER_REGION, from + (end - page));
-      const r = this.#writableRegion(key, value);
+      // Unmarking pages already unmarked changes nothing: no copy of a shared region for it.
+      const r = value || this.#anyMarked(key, from, to) ? this.#writableRegion(key, value) : undefined;
       if (r) {
         if (value && already === undefined) {
           for (let i = from; i < to; i++) if (r[i] !== 0) { already = key * PAGES_PER_REGION + i; break; }
@@ -142,6 +149,14 @@ export class LifetimeMap {
     return already === undefined ? undefined : BigInt(already) << PAGE_SHIFT;
   }
 
+  /** Whether any page [from, to) of region `key` is marked. */
+  #anyMarked(key: number, from: number, to: number): boolean {
+    const r = this.#region(key);
+    if (!r) return false;
+    for (let i = from; i < to; i++) if (r[i] !== 0) return true;
+    return false;
+  }
+
   /** Pages in [gpa, gpa+bytes) whose lifetime the guest's own accept began, in address order. */
   *marked(gpa: bigint, bytes: bigint): Generator<bigint> {
     const end = pageOf(gpa + bytes);
@@ -149,7 +164,7 @@ export class LifetimeMap {
       const key = Math.floor(page / PAGES_PER_REGION);
       const from = page % PAGES_PER_REGION;
       const to = Math.min(PAGES_PER_REGION, from + (end - page));
-      const r = this.#regions.get(key);
+      const r = this.#region(key);
       if (r) for (let i = from; i < to; i++) if (r[i] === 1) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
       page += to - from;
     }
@@ -157,17 +172,23 @@ export class LifetimeMap {
 
   /** Every marked page (either origin), in address order. */
   *all(): Generator<bigint> {
-    for (const key of [...this.#regions.keys()].sort((a, b) => a - b)) {
-      const r = this.#regions.get(key)!;
+    const keys = new Set([...this.#shared.keys(), ...(this.#own?.keys() ?? [])]);
+    for (const key of [...keys].sort((a, b) => a - b)) {
+      const r = this.#region(key)!;
       for (let i = 0; i < PAGES_PER_REGION; i++) if (r[i] !== 0) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
     }
   }
 
+  /** A map with the same pages marked; what either marks from now on leaves the other as it is. */
   clone(): LifetimeMap {
-    const copy = new LifetimeMap();
-    for (const [k, v] of this.#regions) copy.#regions.set(k, v);
-    this.#own.clear(); // shared from now on: copied before either map changes them
-    return copy;
+    if (this.#own) {
+      // The regions this map changed become shared too (neither map changes them in place again).
+      const merged = new Map(this.#shared);
+      for (const [key, r] of this.#own) merged.set(key, r);
+      this.#shared = merged;
+      this.#own = undefined;
+    }
+    return new LifetimeMap(this.#shared);
   }
 }
 

@@ -201,6 +201,14 @@ describe('lifetime map clones', () => {
     a.set(0x400000n, 0x1000n, false);
     expect(pages(c)).toBe('2000,400000');
     expect(pages(a)).toBe('2000');
+    // …and the clone of a clone changing: regions its original had changed are shared, not handed over.
+    c.set(0x2000n, 0x1000n, false);
+    c.set(0x3000n, 0x1000n, true);
+    expect(pages(c)).toBe('3000,400000');
+    expect(pages(a)).toBe('2000');
+    // Unmarking pages nobody marked is a no-op, wherever they are.
+    c.set(0x10000000n, 0x200000n, false);
+    expect(pages(c)).toBe('3000,400000');
   });
 });
 
