@@ -9,6 +9,14 @@ const BUFFER_BYTES = 1 << 16;
 /** A saved hash position; undefined once the digest was taken (nothing can be added after that). */
 export type BufferedHashState = Digest | undefined;
 
+/**
+ * What went into a hash since it was created, as a HashStepMemo knows it (src/shared/hash-step-memo.ts):
+ * an object that two hashes share only when the same memoized steps, in the same order, were all
+ * that fed them. Each algorithm's new hashes start at its own.
+ */
+export type HashLineage = object;
+const NEW_HASH_LINEAGE: Record<DigestAlgorithm, HashLineage> = { sha256: {}, sha384: {} };
+
 export class BufferedHash implements Snapshottable<BufferedHashState> {
   static readonly capacity = BUFFER_BYTES;
   readonly buf = Buffer.allocUnsafe(BUFFER_BYTES);
@@ -25,9 +33,16 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
   /** The state last loaded: saved states are never changed, so it can be handed out again as it is. */
   #loaded: Digest | undefined;
   #digested = false;
+  /**
+   * Known while nothing but HashStepMemo steps fed this hash; forgotten (undefined) by anything
+   * else that can change it: room() (every writer into `buf` makes room first), update(),
+   * loadState() and digest().
+   */
+  lineage: HashLineage | undefined;
 
   constructor(algorithm: DigestAlgorithm) {
     this.#algorithm = algorithm;
+    this.lineage = NEW_HASH_LINEAGE[algorithm];
   }
 
   #live(): Digest {
@@ -43,6 +58,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
   }
 
   loadState(state: BufferedHashState): void {
+    this.lineage = undefined;
     this.pos = 0;
     if (state === undefined) {
       // Nothing can be added after a digest: a fresh hash only if this one can still take data.
@@ -57,6 +73,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
 
   /** Makes room for `bytes` (at most `capacity`) at `pos`. */
   room(bytes: number): void {
+    this.lineage = undefined;
     if (this.pos + bytes > BUFFER_BYTES) this.flush();
   }
 
@@ -68,6 +85,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
 
   update(data: Uint8Array): void {
     if (data.byteLength > BUFFER_BYTES) {
+      this.lineage = undefined;
       this.flush();
       this.#live().update(data);
       return;
@@ -83,6 +101,7 @@ export class BufferedHash implements Snapshottable<BufferedHashState> {
   }
 
   digest(): Buffer {
+    this.lineage = undefined;
     this.flush();
     this.#digested = true;
     return this.#live().digest();

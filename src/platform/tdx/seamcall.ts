@@ -6,6 +6,8 @@ import { lookupTransition, type SeptOperation } from './sept-legality.js';
 import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, decodeGpaLevel, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
+import { HashStepMemo, feedMemoized, type BufferedHashStep } from '../../shared/hash-step-memo.js';
+import type { HashLineage } from '../../shared/buffered-hash.js';
 import type { TdModule } from './td-module.js';
 
 export const SeamcallLeaf = {
@@ -70,6 +72,16 @@ function nameBlock(name: string): Uint8Array {
   block.set(Buffer.from(name, 'latin1'));
   return block;
 }
+
+/**
+ * MRTD after a launch's ranges, kept from one TD to the next (in this process): a fuzz campaign's
+ * launches mostly measure the same image into a new TD (src/shared/hash-step-memo.ts). A range
+ * is taken from here only after the same ranges from TD creation on, and with the same GPA, size,
+ * measured flag and (measured) bytes; its events, SEPT and memory updates happen as ever. A few
+ * TDs' worth: a launch adds three to five ranges.
+ */
+const MRTD_STEPS = new HashStepMemo<HashLineage, BufferedHashStep>(16);
+const NO_BYTES = new Uint8Array(0);
 
 /** A measured page's blocks but for their GPAs and chunk bytes: "MEM.PAGE.ADD", then sixteen times "MR.EXTEND" and 256 bytes. */
 const MEASURED_PAGE_BLOCKS = (() => {
@@ -313,6 +325,13 @@ export class SeamcallHost {
     return { ...added, at: last };
   }
 
+  /** MRTD for PAGE.ADD (+ MR.EXTEND) of `source`'s pages: from MRTD_STEPS when it has them, else #measurePagesNow. */
+  #measurePages(gpa: bigint, source: Uint8Array, measured: boolean): void {
+    // An unmeasured range feeds only its pages' GPAs (MEM.PAGE.ADD blocks), not their bytes.
+    const label = `${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${gpa.toString(16)} ${source.byteLength}`;
+    feedMemoized(MRTD_STEPS, this.#td.mrtdHash, label, measured ? source : NO_BYTES, () => this.#measurePagesNow(gpa, source, measured));
+  }
+
   /**
    * MRTD for PAGE.ADD of each page of `source` from `gpa` on and, when `measured`, MR.EXTEND of
    * its sixteen chunks: the blocks #measure and #measureChunk would give, written a page at a time
@@ -322,7 +341,7 @@ export class SeamcallHost {
    * made it hot enough for TurboFan to compile it twice (on-stack and whole) in the background
    * of every cold boot, ~10-20 ms of CPU for a loop that runs once (issue 11).
    */
-  #measurePages(gpa: bigint, source: Uint8Array, measured: boolean): void {
+  #measurePagesNow(gpa: bigint, source: Uint8Array, measured: boolean): void {
     const h = this.#td.mrtdHash;
     const template = measured ? MEASURED_PAGE_BLOCKS : MEASUREMENT_BLOCK['MEM.PAGE.ADD'];
     const first = Number(gpa);  // below 2^52: exact

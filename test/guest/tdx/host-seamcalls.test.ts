@@ -159,6 +159,46 @@ describe('A5 host transitions seen by the guest', () => {
       expect(ranged.platform.module.host.mrFinalize().mrtd!.equals(byPage.platform.module.host.mrFinalize().mrtd!)).toBe(true);
     });
 
+    it('TDs measuring the same ranges share MRTDs (kept from one to the next); a byte or a step before different, as the calls one by one', () => {
+      const mrtd = (td: ReturnType<typeof freshTd>) => td.platform.module.host.mrFinalize().mrtd!.toString('hex');
+      const byPage = (pages: readonly { gpa: bigint; bytes: Uint8Array }[]) => {
+        const td = freshTd();
+        for (const { gpa, bytes } of pages) {
+          for (let off = 0; off < bytes.byteLength; off += 4096) {
+            expect(td.platform.module.host.addMeasuredPage(gpa + BigInt(off), bytes.subarray(off, off + 4096)).status).toBe(0n);
+          }
+        }
+        return mrtd(td);
+      };
+      const launch = (pages: readonly { gpa: bigint; bytes: Uint8Array }[]) => {
+        const td = freshTd();
+        for (const { gpa, bytes } of pages) expect(td.platform.module.host.addPages(gpa, bytes, true).status).toBe(0n);
+        return mrtd(td);
+      };
+      const head = { gpa: GPA, bytes: source.subarray(0, 8 * 4096) };
+      const tail = { gpa: GPA + 8n * 4096n, bytes: source.subarray(8 * 4096) };
+      const expected = byPage([head, tail]);
+      expect([launch([head, tail]), launch([head, tail])]).toEqual([expected, expected]);
+      const changed = Buffer.from(tail.bytes);
+      changed[5000] ^= 1;
+      expect(launch([head, { gpa: tail.gpa, bytes: changed }])).toBe(byPage([head, { gpa: tail.gpa, bytes: changed }]));
+      const otherHead = Buffer.from(head.bytes);
+      otherHead[0] ^= 1;
+      expect(launch([{ gpa: GPA, bytes: otherHead }, tail])).toBe(byPage([{ gpa: GPA, bytes: otherHead }, tail]));
+      // A page added before the range (a PAGE.ADD of its own) changes what the range follows.
+      const td = freshTd();
+      const h = td.platform.module.host;
+      expect(h.memPageAdd(gpaLevel(0x100000n, 0), Buffer.alloc(4096)).status).toBe(0n);
+      expect(h.addPages(head.gpa, head.bytes, true).status).toBe(0n);
+      expect(h.addPages(tail.gpa, tail.bytes, true).status).toBe(0n);
+      const reference = freshTd();
+      expect(reference.platform.module.host.memPageAdd(gpaLevel(0x100000n, 0), Buffer.alloc(4096)).status).toBe(0n);
+      for (let i = 0; i < 40; i++) reference.platform.module.host.addMeasuredPage(GPA + BigInt(i * 4096), source.subarray(i * 4096, (i + 1) * 4096));
+      const afterPage = mrtd(reference);
+      expect(mrtd(td)).toBe(afterPage);
+      expect(afterPage).not.toBe(expected);
+    });
+
     it('a range with a page that cannot be added: a call and an event per page, stopping at that page', () => {
       const td = freshTd();
       const h = td.platform.module.host;

@@ -105,4 +105,39 @@ describe('SNP launchRange', () => {
     }
     expect(() => new LaunchDigest().extendRange('NORMAL', 0n, 2, new Uint8Array(4096))).toThrow(/measured by their contents/);
   });
+
+  it('LaunchDigest.extendRange kept from one launch to the next only for the same digest before, range and bytes', () => {
+    const perPage = (start: LaunchDigest, type: 'NORMAL' | 'ZERO', gpa: bigint, bytes: Uint8Array) => {
+      for (let i = 0; i < bytes.byteLength / 4096; i++) start.extend(type, gpa + BigInt(i) * PAGE, bytes.subarray(i * 4096, (i + 1) * 4096));
+      return start.hex;
+    };
+    const bytes = source();
+    const ranged = () => new LaunchDigest();
+    const first = ranged(), second = ranged();
+    first.extendRange('NORMAL', 0x9000n, PAGES, bytes);
+    second.extendRange('NORMAL', 0x9000n, PAGES, bytes);
+    const expected = perPage(new LaunchDigest(), 'NORMAL', 0x9000n, bytes);
+    expect([first.hex, second.hex]).toEqual([expected, expected]);
+    const changed = Uint8Array.from(bytes);
+    changed[3 * 4096 + 17] ^= 1;
+    const third = ranged();
+    third.extendRange('NORMAL', 0x9000n, PAGES, changed);
+    expect(third.hex).toBe(perPage(new LaunchDigest(), 'NORMAL', 0x9000n, changed));
+    // The same range after another one: from another digest.
+    const after = ranged(), reference = new LaunchDigest();
+    after.extendRange('ZERO', 0x1000n, 2, undefined);
+    reference.extendRange('ZERO', 0x1000n, 2, undefined);
+    after.extendRange('NORMAL', 0x9000n, PAGES, bytes);
+    expect(after.hex).toBe(perPage(reference, 'NORMAL', 0x9000n, bytes));
+    expect(after.hex).not.toBe(expected);
+    // Other VMPL permissions or another GPA: measured, not kept.
+    const perms = ranged();
+    perms.extendRange('NORMAL', 0x9000n, PAGES, bytes, [1, 0, 0]);
+    const permsReference = new LaunchDigest();
+    for (let i = 0; i < PAGES; i++) permsReference.extend('NORMAL', 0x9000n + BigInt(i) * PAGE, bytes.subarray(i * 4096, (i + 1) * 4096), [1, 0, 0]);
+    expect(perms.hex).toBe(permsReference.hex);
+    const moved = ranged();
+    moved.extendRange('NORMAL', 0xa000n, PAGES, bytes);
+    expect(moved.hex).toBe(perPage(new LaunchDigest(), 'NORMAL', 0xa000n, bytes));
+  });
 });

@@ -1,0 +1,73 @@
+// Hash states after steps of input that recur from one VM to the next: a fuzz campaign launches a
+// fresh VM for every program that changes the launch, and most launches measure the same initial
+// image (the same bytes at the same addresses, after the same steps) into a fresh TDX MRTD or SNP
+// launch digest. Hashing it again was ~12% of a TDX launch's CPU (SHA-384 over ~1.6 MB of MRTD
+// blocks; issue 10). A step's result is taken from the memo only when the state before it is the
+// same (`from`: a value, or the identity of a hash's lineage) and the step's own input is the
+// same: `label` (what, besides `bytes`, decides what it feeds the hash) and `bytes`, compared byte
+// for byte.
+import { Buffer } from 'node:buffer';
+import type { BufferedHash, BufferedHashState, HashLineage } from './buffered-hash.js';
+
+interface Step<From, Result> {
+  from: From;
+  label: string;
+  /** A copy of the step's bytes (the caller's may change after the step). */
+  bytes: Buffer;
+  result: Result;
+}
+
+/** Results of hash steps by the state before them and their input; keeps the `capacity` used last. */
+export class HashStepMemo<From, Result> {
+  /** Most recently used last. */
+  readonly #steps: Step<From, Result>[] = [];
+  readonly #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  /** The result of the step from `from` with input `label` and `bytes`, if remembered. */
+  find(from: From, label: string, bytes: Uint8Array): Result | undefined {
+    const index = this.#steps.findIndex((s) => s.from === from && s.label === label && s.bytes.equals(bytes));
+    if (index < 0) return undefined;
+    const step = this.#steps[index]!;
+    this.#steps.splice(index, 1);
+    this.#steps.push(step);
+    return step.result;
+  }
+
+  /** Remembers `result` (which must never change afterwards: callers share it) for that step. */
+  remember(from: From, label: string, bytes: Uint8Array, result: Result): void {
+    this.#steps.push({ from, label, bytes: Buffer.from(bytes), result });
+    if (this.#steps.length > this.#capacity) this.#steps.shift();
+  }
+}
+
+/** A BufferedHash's state after a step, and the lineage it then has. */
+export interface BufferedHashStep {
+  state: BufferedHashState;
+  lineage: HashLineage;
+}
+
+/**
+ * Feeds `hash` what `feed` feeds it: by running `feed`, or, when `memo` holds that step from the
+ * hash's lineage (the same memoized steps from a new hash: BufferedHash.lineage), by loading the
+ * state it gave. `feed` must feed only bytes decided by `label` and `bytes`, and must not read
+ * the hash. A hash fed anything else has forgotten its lineage and takes nothing from the memo.
+ */
+export function feedMemoized(memo: HashStepMemo<HashLineage, BufferedHashStep>, hash: BufferedHash, label: string, bytes: Uint8Array, feed: () => void): void {
+  const from = hash.lineage;
+  const known = from === undefined ? undefined : memo.find(from, label, bytes);
+  if (known) {
+    hash.loadState(known.state);
+    hash.lineage = known.lineage;
+    return;
+  }
+  feed();
+  if (from === undefined) return;
+  // A saved state is never changed (BufferedHash copies it before adding to it): hashes can share it.
+  const step: BufferedHashStep = { state: hash.saveState(), lineage: {} };
+  memo.remember(from, label, bytes, step);
+  hash.lineage = step.lineage;
+}
