@@ -47,11 +47,24 @@ export function ownerOf(e: RmpEntry): RmpOwner {
   return e.asid === 0 ? 'firmware' : 'guest';
 }
 
-type Region = { kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> };
+/**
+ * `version` names the region's contents: every change gives the region a number no table of this
+ * thread gave before, and copies (snapshots) keep it, so two regions with the same version hold
+ * the same entries. What is derived from a region alone (the platform's page gate) can be
+ * remembered by it.
+ */
+type Region = ({ kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> }) & { version: number };
 /** A saved copy of the table (regions are copied; entries are replaced, never changed in place). */
 export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
 
-const copyRegion = (r: Readonly<Region>): Region => (r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries) });
+/**
+ * The next region version (see Region), shared by every table of this thread: a state saved from
+ * one table and loaded into another keeps versions that mean the same entries in both.
+ */
+let nextRegionVersion = 1;
+
+const copyRegion = (r: Readonly<Region>): Region =>
+  (r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries), version: r.version });
 const copyRegions = (regions: RmpTable): Map<number, Region> => new Map([...regions].map(([k, r]) => [k, copyRegion(r)]));
 
 export function regionOf(spa: bigint): bigint {
@@ -109,6 +122,19 @@ export class Rmp implements Snapshottable<RmpTable> {
     if (this.#base === undefined || this.#changed.has(key)) return; // nothing to go back to before a save or load
     const region = this.#regions.get(key);
     this.#changed.set(key, region && copyRegion(region));
+  }
+
+  /** A version no region had before, for a region whose entries just changed. */
+  #newVersion(): number {
+    return nextRegionVersion++;
+  }
+
+  /**
+   * The version of the 2 MiB region with index `key` (spa >> 21): equal versions, equal entries
+   * (see Region). 0 for a region that stores nothing (every page in the reset state).
+   */
+  regionVersion(key: number): number {
+    return this.#regions.get(key)?.version ?? 0;
   }
 
   covers(spa: bigint): boolean {
@@ -184,20 +210,22 @@ export class Rmp implements Snapshottable<RmpTable> {
     const index = indexInRegion(spa);
     let region = this.#regions.get(key);
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
-    this.#willChange(key);
     if (!entry.assigned && !entry.validated && !entry.immutable) {
-      // Back to the reset state: forget it (sparseness).
-      if (region) {
-        region.entries.delete(index);
-        if (region.entries.size === 0) this.#regions.delete(key);
-      }
+      // Back to the reset state: forget it (sparseness). A page already there changes nothing.
+      if (!region?.entries.has(index)) return;
+      this.#willChange(key);
+      region.entries.delete(index);
+      if (region.entries.size === 0) this.#regions.delete(key);
+      else region.version = this.#newVersion();
       return;
     }
+    this.#willChange(key);
     if (!region) {
-      region = { kind: 'small', entries: new Map() };
+      region = { kind: 'small', entries: new Map(), version: 0 };
       this.#regions.set(key, region);
     }
     region.entries.set(index, { ...entry, pageSize: '4k' });
+    region.version = this.#newVersion();
   }
 
   put2m(spa: bigint, entry: RmpEntry): void {
@@ -207,7 +235,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       this.#regions.delete(key);
       return;
     }
-    this.#regions.set(key, { kind: 'large', entry: { ...entry, pageSize: '2m' } });
+    this.#regions.set(key, { kind: 'large', entry: { ...entry, pageSize: '2m' }, version: this.#newVersion() });
   }
 
   /** PSMASH's effect: 512 4 KiB entries with the 2 MiB entry's attributes (Validated kept). */
@@ -224,7 +252,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
       entries.set(i, { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms });
     }
-    this.#regions.set(key, { kind: 'small', entries });
+    this.#regions.set(key, { kind: 'small', entries, version: this.#newVersion() });
   }
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
@@ -232,6 +260,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('setValidated on a hypervisor-owned page');
     this.#willChange(regionKey(spa));
+    region.version = this.#newVersion();
     if (region.kind === 'large') {
       region.entry = { ...region.entry, validated };
       return;
@@ -252,6 +281,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       vmplPerms[vmpl] = perms;
       return { ...e, vmplPerms, vmsa };
     };
+    region.version = this.#newVersion();
     if (region.kind === 'large') {
       region.entry = adjust(region.entry);
       return;

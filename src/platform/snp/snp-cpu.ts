@@ -140,6 +140,10 @@ function sameDistance(a: bigint, b: bigint, distance: number): boolean {
 /** What the page gate allows a page in each space. */
 type PageGates = { private: GateAccess; shared: GateAccess };
 const SPACES: readonly Space[] = ['private', 'shared'];
+/** One gate update of a region's derivation: [base + offset, base + offset + length) of `space`. */
+type RegionGateUpdate = Readonly<{ space: Space; offset: bigint; length: bigint; access: GateAccess }>;
+/** Derivations remembered (SnpPlatform.#regionGateUpdates) before the memo starts again. */
+const REGION_GATE_MEMO_LIMIT = 4096;
 
 export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatformState> {
   readonly kind = 'snp' as const;
@@ -170,6 +174,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #pendingOutcome: RunOutcome | undefined;
   /** Inside batchGateSync: the 2 MiB regions whose gate is derived when the batch ends. */
   #deferredRegions: Set<bigint> | undefined;
+  /** Gate updates of small regions by RMP version and nested page size (#regionGateUpdates). */
+  readonly #regionGateMemo = new Map<number, readonly RegionGateUpdate[]>();
   /**
    * Hypervisor-owned pages whose bytes in `machine.memory` are DRAM content the guest's key must
    * decrypt when the page is assigned to it again (see #changeOwner): the ciphertext a validated
@@ -752,10 +758,37 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.#applyGate(base, end - base);
       return;
     }
+    const gate = this.machine.gate;
+    for (const u of this.#regionGateUpdates(key, base, end)) gate.set(u.space, base + u.offset, u.length, u.access);
+  }
+
+  /**
+   * The gate updates that derive the gate of the region `key` (4 KiB RMP entries, or none) from
+   * the RMP and the nested page size, in the order #syncRegion makes them. They depend on nothing
+   * else (access-check.ts looks at the page's own region only), so they are remembered by the
+   * region's RMP version (Rmp.regionVersion) and nested page size: a fuzz execution that answers
+   * the same NPF again and again re-derives an unchanged region on every exit (the PSMASH or NPT
+   * split of a no-progress loop), and walking its 512 entries was ~10% of such executions (issue 10).
+   * The same updates are made, not skipped: a gate update also drops the pages' ciphertext shadows
+   * and may flush the TLB, which the guest's next shared read or the budget can see.
+   */
+  #regionGateUpdates(key: bigint, base: bigint, end: bigint): readonly RegionGateUpdate[] {
+    const npt2m = this.nptPageSize(base) === '2m';
+    const version = this.rmp.regionVersion(Number(key));
+    // Regions that store nothing share version 0: they are told apart by their index (the last one may be short).
+    const memoKey = version !== 0 ? version * 2 + (npt2m ? 1 : 0) : -(Number(key) * 2 + (npt2m ? 1 : 0)) - 1;
+    const known = this.#regionGateMemo.get(memoKey);
+    if (known !== undefined) return known;
+    const updates = this.#deriveRegionGate(key, base, end, npt2m);
+    if (this.#regionGateMemo.size >= REGION_GATE_MEMO_LIMIT) this.#regionGateMemo.clear();
+    this.#regionGateMemo.set(memoKey, updates);
+    return updates;
+  }
+
+  #deriveRegionGate(key: bigint, base: bigint, end: bigint, npt2m: boolean): RegionGateUpdate[] {
+    const updates: RegionGateUpdate[] = [];
     // Hypervisor-owned pages: no private access; shared writes unless a 2 MiB nested
     // translation covers assigned pages too (it needs the whole region hypervisor-owned).
-    const gate = this.machine.gate;
-    const npt2m = this.nptPageSize(base) === '2m';
     const hvOwnedGate: PageGates = { private: 'none', shared: npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite' };
     // Each space of the region as runs of neighbouring pages that get the same gate, each set
     // once: one gate update per run instead of two native calls per page (a PSMASHed region has
@@ -765,7 +798,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const runs = { private: { start: 0, access: hvOwnedGate.private }, shared: { start: 0, access: hvOwnedGate.shared } };
     const setRun = (space: Space, end: number): void => {
       const run = runs[space];
-      if (end > run.start) gate.set(space, base + BigInt(run.start) * PAGE_4K, BigInt(end - run.start) * PAGE_4K, run.access);
+      if (end > run.start) updates.push({ space, offset: BigInt(run.start) * PAGE_4K, length: BigInt(end - run.start) * PAGE_4K, access: run.access });
     };
     const continueWith = (index: number, g: PageGates): void => {
       for (const space of SPACES) {
@@ -797,6 +830,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     });
     if (next < endIndex) continueWith(next, hvOwnedGate);
     for (const space of SPACES) setRun(space, endIndex);
+    return updates;
   }
 
   // ---------------------------------------------------------------- guest exits

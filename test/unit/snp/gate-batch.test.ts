@@ -104,3 +104,41 @@ describe('SnpPlatform.batchGateSync', () => {
     p.machine.close();
   });
 });
+
+describe('SnpPlatform region gate derivation', () => {
+  it('a region resynchronised again, unchanged or after a restore, gets the same gate updates as the first time', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY });
+    const region = FIRST;
+    const asid = p.asid;
+    expect(p.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region, asid }).rc).toBe(0);
+    p.rmp.setValidated(region, true);
+    expect(p.psmash(region).rc).toBe(0);
+    p.rmpUpdate(region + 5n * PAGE_4K, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+    const set = vi.spyOn(p.machine.gate, 'set');
+    const resync = (): unknown[][] => {
+      set.mockClear();
+      p.setNptPageSize(region, '4k');
+      return set.mock.calls.map((c) => [...c]);
+    };
+    const first = resync();
+    expect(first.length).toBeGreaterThan(2);
+    expect(resync()).toEqual(first);
+    const saved = p.saveState();
+    // A change to the region: its next derivation follows the RMP, not what was derived before.
+    p.rmpUpdate(region + 9n * PAGE_4K, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
+    const changed = resync();
+    expect(changed).not.toEqual(first);
+    expect(p.machine.gate.get('shared', region + 9n * PAGE_4K)).toBe('readwrite');
+    p.loadState(saved);
+    expect(resync()).toEqual(first);
+    for (let k = 0n; k < 512n; k++) {
+      const want = p.gateFor(region + k * PAGE_4K);
+      expect([k, p.machine.gate.get('private', region + k * PAGE_4K), p.machine.gate.get('shared', region + k * PAGE_4K)]).toEqual([k, want.private, want.shared]);
+    }
+    // The nested page size is part of what the gate is derived from.
+    set.mockClear();
+    p.setNptPageSize(region, '2m');
+    expect(set.mock.calls.map((c) => [...c])).not.toEqual(first);
+    p.machine.close();
+  });
+});

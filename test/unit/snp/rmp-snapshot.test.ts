@@ -50,3 +50,44 @@ describe('Rmp snapshots', () => {
     expect(table(rmp)).toBe(before);
   });
 });
+
+describe('Rmp region versions', () => {
+  it('change with every write to a region, stay with its entries across save and load, and name the same entries', () => {
+    const rmp = new Rmp(8n * PAGE_2M);
+    const key = 1;
+    expect(rmp.regionVersion(key)).toBe(0);  // nothing stored: the reset state
+    const seen = new Map<number, string>();
+    const check = (): number => {
+      const version = rmp.regionVersion(key);
+      const entries = table(rmp);
+      if (seen.has(version)) expect(entries).toBe(seen.get(version));
+      else seen.set(version, entries);
+      return version;
+    };
+    rmp.put2m(PAGE_2M, { ...at(PAGE_2M), pageSize: '2m' });
+    const large = check();
+    expect(large).not.toBe(0);
+    const saved = rmp.saveState();
+    rmp.split(PAGE_2M);
+    const split = check();
+    expect(split).not.toBe(large);
+    rmp.setValidated(PAGE_2M + PAGE_4K, true);
+    expect(check()).not.toBe(split);
+    const adjusted = (rmp.adjustPermissions(PAGE_2M, 1, 0x3, false), check());
+    // Putting back the reset state of a page that has it changes nothing, so the version stays.
+    rmp.put4k(PAGE_2M + PAGE_4K, { ...ASSIGNED, assigned: false });
+    const reset = check();
+    expect(reset).not.toBe(adjusted);
+    rmp.put4k(PAGE_2M + PAGE_4K, { ...ASSIGNED, assigned: false });
+    expect(check()).toBe(reset);
+    rmp.loadState(saved);
+    expect(check()).toBe(large);
+    // A split again, after the load, is a new version (its entries are equal, but it is not the same write).
+    rmp.split(PAGE_2M);
+    expect(check()).not.toBe(split);
+    // Another region's writes leave this one's version alone.
+    const now = rmp.regionVersion(key);
+    rmp.put4k(3n * PAGE_2M, at(3n * PAGE_2M));
+    expect(rmp.regionVersion(key)).toBe(now);
+  });
+});
