@@ -208,7 +208,8 @@ class Machine {
   bool RestoreSnapshot(uint64_t id);
   void ForgetSnapshot(uint64_t id);
 
-  uint64_t dirty_pages() const;
+  // Pages a restore of the base snapshot writes back: dirty or zeroed since.
+  uint64_t dirty_pages();
 
   // Counters of memory-system work since creation (benchmarks and tests read them): TLB fills the
   // hook answered, full TLB flushes, pages copied or cleared by restores, and retired code pages
@@ -386,6 +387,10 @@ class Machine {
   // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
   std::vector<bool> mapped_chunks_;
   std::unique_ptr<PageSet> dirty_;          // written since the base snapshot
+  // Pages Fill zeroed that were not dirty then: they held the base snapshot's content and read as
+  // zeros since, unless they are dirty now (any write after the zeroing made them so). Restore
+  // writes the snapshot's content back over the zeros.
+  std::unique_ptr<PageSet> zeroed_;
   // Guest pages the TLB-fill hook let into the TLB since the last full flush (FlushTlb): every page
   // a TLB entry can map is in it (QEMU's own flushes, at CR3 writes and INVLPG, only make it a
   // superset). A permission taken from pages outside it needs no flush.

@@ -326,4 +326,41 @@ describe('host fills', () => {
     vm.restore(snap);
     expect([vm.memory.readU64(0x400000n), vm.memory.readU64(0x401ff8n), vm.memory.readU64(0x5ffff8n)]).toEqual([0x77n, 0x77n, 0x77n]);
   });
+
+  it('zeroing pages that hold a few words of the snapshot, then reading or writing them, restores every byte', () => {
+    // Guest: reads the first qword of page 0x400000 into rbx, adds 5 to the last qword of page
+    // 0x401000, writes 9 into the middle of page 0x402000.
+    const vm = simpleGuest(`
+      mov rbx, [0x400000]
+      add qword ptr [0x401ff8], 5
+      mov qword ptr [0x402800], 9
+      hlt`);
+    const pages = [0x400000n, 0x401000n, 0x402000n, 0x403000n];
+    for (const page of pages) {  // a few words per page: held sparse by the snapshot
+      vm.memory.writeU64(page, page + 1n);
+      vm.memory.writeU64(page + 0xff8n, page + 2n);
+    }
+    const snap = vm.snapshot();
+    const check = () => {
+      for (const page of pages) {
+        expect([vm.memory.readU64(page), vm.memory.readU64(page + 0x800n), vm.memory.readU64(page + 0xff8n)]).toEqual([page + 1n, 0n, page + 2n]);
+      }
+    };
+    for (let round = 0; round < 2; round++) {
+      vm.memory.fill(0x400000n, 0x4000n, 0);
+      for (const page of pages) expect(Buffer.from(vm.memory.read(page, 0x1000)).every((b) => b === 0)).toBe(true);
+      expect(vm.dirtyPages()).toBe(4);
+      runToHlt(vm);
+      expect(vm.vcpu.regs.rbx).toBe(0n);
+      expect([vm.memory.readU64(0x401ff8n), vm.memory.readU64(0x402800n)]).toEqual([5n, 9n]);
+      vm.restore(snap);
+      expect(vm.dirtyPages()).toBe(0);
+      check();
+      // Written by the host after the zeroing: the whole page comes back too.
+      vm.memory.fill(0x403000n, 0x1000n, 0);
+      vm.memory.writeU64(0x403400n, 3n);
+      vm.restore(snap);
+      check();
+    }
+  });
 });
