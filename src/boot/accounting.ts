@@ -78,7 +78,7 @@ export class BootTrace extends Trace {
   override loadState(state: BootTraceState): void {
     super.loadState(state);
     this.stage = state.stage;
-    Object.assign(this.totals, copyTotals(state.totals));
+    loadTotals(this.totals, state.totals);
     this.faults.loadState(state.faults);
     this.acceptedRanges.loadState(state.accepted);
   }
@@ -119,6 +119,14 @@ export class BootTrace extends Trace {
     this.totals.acceptedBytes.total += bytes;
     this.onAccepted?.();
   }
+}
+
+/** Puts saved totals `from` back into `into` (its objects stay: callers may hold them). */
+function loadTotals(into: AcceptanceTotals, from: AcceptanceTotals): void {
+  Object.assign(into.acceptedBytes, from.acceptedBytes);
+  Object.assign(into.acceptCalls, from.acceptCalls);
+  Object.assign(into.completedAcceptCalls, from.completedAcceptCalls);
+  into.unsuccessfulAcceptCalls = from.unsuccessfulAcceptCalls;
 }
 
 function copyTotals(t: AcceptanceTotals): AcceptanceTotals {

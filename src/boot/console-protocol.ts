@@ -71,20 +71,29 @@ export function parseConsoleLine(rawLine: string): ParsedLine {
 export class ConsoleProtocolParser implements Snapshottable<{ report: BootReport; partial: string }> {
   readonly report: BootReport = { stages: [], stats: {}, done: false, errors: [], text: [] };
   #partial = '';
+  /**
+   * The state last loaded, while nothing changed the report since (most fuzz executions end
+   * before the guest prints a line): loading it again copies nothing. Cleared by every change
+   * (the report is read, never changed, outside this class).
+   */
+  #unchangedSince: { report: BootReport; partial: string } | undefined;
 
   saveState(): { report: BootReport; partial: string } {
     return { report: copyReport(this.report), partial: this.#partial };
   }
 
   loadState(state: { report: BootReport; partial: string }): void {
+    if (state === this.#unchangedSince) return;
     const saved = copyReport(state.report);
     delete this.report.fatal;
     Object.assign(this.report, saved);
     this.#partial = state.partial;
+    this.#unchangedSince = state;
   }
 
   /** Feeds console output (a string or latin1 bytes); complete lines are parsed. */
   push(chunk: string | Uint8Array): void {
+    this.#unchangedSince = undefined;
     this.#partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('latin1');
     let nl: number;
     while ((nl = this.#partial.indexOf('\n')) >= 0) {
@@ -95,7 +104,10 @@ export class ConsoleProtocolParser implements Snapshottable<{ report: BootReport
 
   /** Parses a trailing line without a newline (call when the guest has stopped). */
   end(): BootReport {
-    if (this.#partial) this.#line(this.#partial);
+    if (this.#partial) {
+      this.#unchangedSince = undefined;
+      this.#line(this.#partial);
+    }
     this.#partial = '';
     return this.report;
   }

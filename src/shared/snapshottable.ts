@@ -20,7 +20,18 @@ export function saveParts<P extends SnapshotParts>(parts: P): PartStates<P> {
   return states as PartStates<P>;
 }
 
-/** Loads every part, in the order the parts were listed. */
-export function loadParts<P extends SnapshotParts>(parts: P, states: PartStates<P>): void {
-  for (const [name, part] of Object.entries(parts)) part.loadState((states as Record<string, unknown>)[name]);
+/** Named parts as a list, in the order they were listed: for a composite that loads them again and again. */
+export type PartList = ReadonlyArray<readonly [string, Snapshottable<unknown>]>;
+
+export function partList(parts: SnapshotParts): PartList {
+  return Object.entries(parts);
+}
+
+/** Loads every part, in the order the parts were listed (`parts` as partList gives them, when loaded often). */
+export function loadParts<P extends SnapshotParts>(parts: P | PartList, states: PartStates<P>): void {
+  const list = Array.isArray(parts) ? (parts as PartList) : partList(parts as P);
+  for (let i = 0; i < list.length; i++) {
+    const [name, part] = list[i]!;
+    part.loadState((states as Record<string, unknown>)[name]);
+  }
 }

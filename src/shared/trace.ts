@@ -238,6 +238,14 @@ export class Trace implements Snapshottable<TraceState> {
   observer: TraceObserver | undefined;
   /** Events recorded, by type: one counter object per type ever seen, so counting an event is one lookup. */
   readonly #counts = new Map<string, { n: number }>();
+  /**
+   * The state whose counts were last loaded, with its counters and their values there: a fuzz
+   * campaign loads one state per execution, and walking its Map every time showed (issue 10).
+   * Counters are never removed from #counts, so these stay valid.
+   */
+  #countsOf: TraceState | undefined;
+  #loadedCounters: { n: number }[] = [];
+  #loadedCounts: number[] = [];
 
   constructor(options: TraceOptions = {}) {
     this.#retention = (options.keep ?? true) ? 'keep' : 'hash';
@@ -343,11 +351,21 @@ export class Trace implements Snapshottable<TraceState> {
     this.#unhashed = false;
     this.#hasher.hash.loadState(state.hash);
     for (const counter of this.#counts.values()) counter.n = 0;
-    for (const [type, n] of state.counts) {
-      const counter = this.#counts.get(type);
-      if (counter !== undefined) counter.n = n;
-      else this.#counts.set(type, { n });
+    if (this.#countsOf !== state) {
+      const counters: { n: number }[] = [];
+      const values: number[] = [];
+      for (const [type, n] of state.counts) {
+        let counter = this.#counts.get(type);
+        if (counter === undefined) this.#counts.set(type, (counter = { n: 0 }));
+        counters.push(counter);
+        values.push(n);
+      }
+      this.#countsOf = state;
+      this.#loadedCounters = counters;
+      this.#loadedCounts = values;
     }
+    const counters = this.#loadedCounters, values = this.#loadedCounts;
+    for (let i = 0; i < counters.length; i++) counters[i]!.n = values[i]!;
   }
 
   get length(): number {

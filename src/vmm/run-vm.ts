@@ -11,7 +11,7 @@
 import { HostAccessRefused } from '../platform/host-memory.js';
 import type { Platform } from '../platform/platform.js';
 import type { RunOutcome } from '../shared/outcome.js';
-import { loadParts, saveParts, type PartStates, type SnapshotParts, type Snapshottable } from '../shared/snapshottable.js';
+import { loadParts, partList, saveParts, type PartList, type PartStates, type SnapshotParts, type Snapshottable } from '../shared/snapshottable.js';
 import type { Trace } from '../shared/trace.js';
 import type { Console } from './console.js';
 
@@ -94,6 +94,8 @@ export class Vm<Exit> {
   readonly console: Console;
   /** Every part, in restore order: the hardware first, then what sits on it. */
   readonly #parts: SnapshotParts;
+  /** The same, listed once (a restore per fuzz execution listed them again every time). */
+  readonly #partList: PartList;
   #loop: LoopState<Exit> = { pending: undefined, lastExit: undefined, repeats: 0, exits: 0 };
 
   /** `extra`: further snapshottable state that lives above the VMM (e.g. the boot's console parser). */
@@ -104,9 +106,10 @@ export class Vm<Exit> {
     this.console = parts.console;
     const loop: Snapshottable<LoopState<Exit>> = {
       saveState: () => ({ ...this.#loop }),
-      loadState: (state) => { this.#loop = { ...state }; },
+      loadState: (state) => { Object.assign(this.#loop, state); },
     };
     this.#parts = { ...parts, ...extra, loop };
+    this.#partList = partList(this.#parts);
   }
 
   /** VMM exits handled or pending since the VM was created (restored with snapshots). */
@@ -120,7 +123,7 @@ export class Vm<Exit> {
 
   restore(snapshot: VmSnapshot): void {
     if (snapshot.vm !== this) throw new Error('that snapshot belongs to another VM');
-    loadParts(this.#parts, snapshot.states);
+    loadParts(this.#partList, snapshot.states);
   }
 
   /**

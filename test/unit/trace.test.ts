@@ -99,4 +99,26 @@ describe('Trace hash', () => {
     expect(streamed.sha256()).toBe(kept.sha256());
     expect(streamed.counts).toEqual(kept.counts);
   });
+
+  it('counts events by type across loads of the same state, of another one, and back', () => {
+    const t = new Trace({ keep: false });
+    t.record(...EVENTS[0]!);
+    t.record(...EVENTS[0]!);
+    const first = t.saveState();
+    const countsThen = t.counts;
+    t.record(...EVENTS[1]!);
+    t.loadState(first);
+    expect(t.counts).toEqual(countsThen);
+    for (const e of EVENTS) t.record(...e);
+    const second = t.saveState();
+    const countsLater = t.counts;
+    t.loadState(first);
+    t.loadState(first);
+    expect(t.counts).toEqual(countsThen);
+    t.loadState(second);
+    expect(t.counts).toEqual(countsLater);
+    t.record(...EVENTS[2]!);
+    t.loadState(first);
+    expect(t.counts).toEqual(countsThen);
+  });
 });

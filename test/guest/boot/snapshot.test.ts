@@ -100,6 +100,31 @@ describe.each(['tdx', 'snp'] as const)('%s whole-VM snapshot', (platform) => {
     session.platform.machine.close();
   });
 
+  it('restoring the same snapshot again gives its state, after runs that changed every part and after none (parts skip reloading what did not change)', () => {
+    const session = BootSession.create(config);
+    expect(session.runToStage('kernel')).toBe(true);
+    const atKernel = session.snapshot();
+    const view = () => ({
+      report: structuredClone(session.parser.report), totals: structuredClone(session.trace.totals), distinct: session.trace.acceptedRanges.bytes,
+      counts: session.trace.counts, length: session.trace.length, stage: session.stage, exits: session.platform.vm.exits,
+    });
+    const start = view();
+    const finished = session.finish();
+    const hash = session.trace.sha256();
+    // The honest run printed, accepted, recorded and exited: every part changed.
+    expect(view()).not.toEqual(start);
+    for (let round = 0; round < 3; round++) {
+      session.restore(atKernel);
+      expect(view()).toEqual(start);
+      session.restore(atKernel); // nothing ran since
+      expect(view()).toEqual(start);
+      if (round === 1) continue; // the next restore follows one that changed nothing
+      expect(session.finish()).toEqual(finished);
+      expect(session.trace.sha256()).toBe(hash);
+    }
+    session.platform.machine.close();
+  });
+
   it('snapshots at the firmware and decompressor stages resume to the same end too', () => {
     const session = BootSession.create(config);
     expect(session.runToStage('firmware')).toBe(true);

@@ -41,4 +41,25 @@ describe('AcceptedRanges', () => {
     r.add(0x1000n, 0x2000n);
     expect(r.bytes).toBe(0x2000n);
   });
+
+  it('loads the same state again and again, whether or not accepts changed it in between (a fuzz campaign restores one state per execution)', () => {
+    const r = new AcceptedRanges();
+    r.add(0n, 0x1000n);
+    r.add(0x4000n, 0x5000n);
+    const saved = r.saveState();
+    const copy = structuredClone(saved);
+    r.loadState(saved);
+    r.loadState(saved); // nothing changed: the same state
+    expect(r.bytes).toBe(0x2000n);
+    r.add(0x1000n, 0x4000n); // merges into the runs: the loaded state must not be what changed
+    expect(r.bytes).toBe(0x5000n);
+    expect(saved).toEqual(copy);
+    r.loadState(saved);
+    expect(r.bytes).toBe(0x2000n);
+    expect(r.saveState()).toEqual(copy);
+    r.add(0x5000n, 0x6000n); // extends the last run in place
+    r.loadState(saved);
+    expect(r.saveState()).toEqual(copy);
+    expect(saved).toEqual(copy);
+  });
 });

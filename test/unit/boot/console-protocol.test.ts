@@ -65,4 +65,27 @@ describe('console protocol', () => {
     expect(parseConsoleLine('x @mv done')).toEqual({ kind: 'text', line: 'x @mv done' });
     expect(parseConsoleLine('@mvdone').kind).toBe('text');
   });
+
+  it('loads the same state again and again, whether or not output changed the report in between', () => {
+    const p = new ConsoleProtocolParser();
+    p.push('@mv stage firmware\nhello\npart');
+    const saved = p.saveState();
+    const copy = structuredClone(saved);
+    p.loadState(saved);
+    p.loadState(saved); // nothing changed since: the same state
+    expect(p.report).toEqual(copy.report);
+    p.push('ial\n@mv stat accepted_bytes 4096\n@mv fatal out of memory\n');
+    expect(p.report.fatal).toBe('out of memory');
+    expect(saved).toEqual(copy);
+    p.loadState(saved);
+    expect(p.report).toEqual(copy.report);
+    expect(p.saveState()).toEqual(copy);
+    // A trailing line parsed by end() is a change too.
+    p.push('ial\n@mv done');
+    p.end();
+    expect(p.report.done).toBe(true);
+    p.loadState(saved);
+    expect(p.saveState()).toEqual(copy);
+    expect(saved).toEqual(copy);
+  });
 });
