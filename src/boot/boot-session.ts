@@ -44,6 +44,11 @@ export interface BootSessionIo {
    * over to the next, which the fuzz oracle inspects (reading `machine`). Not part of the VM's state.
    */
   onStageEntered?: (stage: BootStage, seq: number, machine: Machine) => void;
+  /**
+   * The config's images as loadBootImages(config) gives them, loaded once by a caller that
+   * launches the same config many times (a fuzz executor): never changed, so VMs can share them.
+   */
+  images?: BootImages;
 }
 
 /** The instruction budget is the real guard; this cap only stops a runaway VMM loop. */
@@ -68,7 +73,7 @@ export class BootSession {
 
   /** Builds the VM for `config` and launches the boot image; no guest instruction has run. */
   static create(config: BootConfig, io: BootSessionIo = {}): BootSession {
-    const loaded = loadBootImages(config);
+    const loaded = io.images ?? loadBootImages(config);
     const images = io.vmm?.images ? io.vmm.images(loaded) : loaded;
     const trace = new BootTrace({ keep: io.keepTrace ?? false, ...(io.traceSink ? { sink: io.traceSink } : {}) });
     const parser = new ConsoleProtocolParser();

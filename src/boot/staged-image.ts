@@ -7,8 +7,16 @@ const PAGE = 0x1000n;
 
 export class StagedImage implements LoadTarget {
   readonly #pages = new Map<bigint, Uint8Array>();
+  #sealed = false;
+
+  /** No more writes: from here on the image can be launched into any number of VMs (every read copies). */
+  seal(): this {
+    this.#sealed = true;
+    return this;
+  }
 
   #page(base: bigint): Uint8Array {
+    if (this.#sealed) throw new Error('a sealed staged image cannot be written');
     let page = this.#pages.get(base);
     if (!page) {
       page = new Uint8Array(Number(PAGE));
@@ -33,9 +41,9 @@ export class StagedImage implements LoadTarget {
     this.write(gpa, new Uint8Array(Number(length)).fill(byte));
   }
 
-  /** The 4 KiB page at `base` (zeros where nothing was staged). */
+  /** A copy of the 4 KiB page at `base` (zeros where nothing was staged). */
   page(base: bigint): Uint8Array {
-    return this.#pages.get(base) ?? new Uint8Array(Number(PAGE));
+    return this.#pages.get(base)?.slice() ?? new Uint8Array(Number(PAGE));
   }
 
   /** The pages of [base, base+bytes) back to back (zeros where nothing was staged); `base` and `bytes` page-aligned. */

@@ -4,6 +4,7 @@
 // exits from there, as with the snapshot), then under the program to the end. The oracle sees the
 // whole trace, launch included. A boot per execution: the mutator adds launch actions rarely.
 import { BootSession } from '../boot/boot-session.js';
+import { loadBootImages, type BootImages } from '../boot/images.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import { DecisionBook } from './adversary.js';
 import { launchKey, needsFreshLaunch, type AttackProgram } from './attack-program.js';
@@ -95,6 +96,8 @@ export class LaunchAwareExecutor implements Executor {
   readonly target: FuzzTarget;
   readonly #inner: Executor;
   readonly #launched = new Map<string, LaunchedStart>();
+  /** The target's images, read and parsed at the first launch: every launch starts from them (launch parts edit copies). */
+  #images: BootImages | undefined;
 
   constructor(inner: Executor) {
     this.target = inner.target;
@@ -141,7 +144,9 @@ export class LaunchAwareExecutor implements Executor {
   #launch(program: AttackProgram): { launched: LaunchedStart; instructions: bigint } {
     const target = this.target;
     const recorder = new HandoverRecorder();
-    const session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage });
+    const config = bootConfigFor(target);
+    this.#images ??= loadBootImages(config);
+    const session = BootSession.create(config, { keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage, images: this.#images });
     const machine = session.platform.machine;
     try {
       const prefix = runHonestPrefix(session, target, program.platform);
