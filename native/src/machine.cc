@@ -554,7 +554,15 @@ const CodeBits* Machine::CodeBitsFor(CodeCacheEntry& e) {
   auto drops = code_bits_drops_.find(e.page);
   if (drops != code_bits_drops_.end() && drops->second >= kMaxCodeBitsDrops) return nullptr;
   auto& bits = code_bits_[e.page];
-  bits.reset(new CodeBits(e.host));
+  auto kept = kept_code_bits_.find(e.page);
+  if (kept != kept_code_bits_.end()) {
+    if (std::memcmp(e.host, kept->second.bytes.get(), kPageSize) == 0) {
+      bits = std::move(kept->second.bits);
+      counters_.kept_code_bits++;
+    }
+    kept_code_bits_.erase(kept);
+  }
+  if (!bits) bits.reset(new CodeBits(e.host));
   has_code_bits_->Set(e.page);
   // Establishes the invariant: no TLB entry may still allow writes to the page. A flush inside
   // the code hook only makes later accesses fill again; the running block is not affected.

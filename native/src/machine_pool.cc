@@ -97,6 +97,15 @@ void Machine::ClearLife() {
   }
   code_->ClearAll();
   code_va_.clear();
+  // Code bits, with the bytes they were computed from (a page with bits holds them still: a guest
+  // store drops them first), for CodeBitsFor in the next life.
+  if (kept_code_bits_.size() + code_bits_.size() > kMaxKeptCodeBits) kept_code_bits_.clear();
+  for (auto& [page, bits] : code_bits_) {
+    if (!bits) continue;
+    KeptCodeBits kept{std::unique_ptr<uint8_t[]>(new uint8_t[kPageSize]), std::move(bits)};
+    std::memcpy(kept.bytes.get(), ram_->At(page << kPageShift), kPageSize);
+    kept_code_bits_[page] = std::move(kept);
+  }
   DropAllCodeBits();  // clears has_code_bits_ too: a bit is set only with its page's code_bits_ entry
   code_bits_drops_.clear();
   ClearCodeCache();

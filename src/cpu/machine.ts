@@ -69,6 +69,8 @@ export interface MemoryCounters {
    */
   keptCodePages: number;
   droppedCodePages: number;
+  /** Pages whose code bits (native/src/code_bits.h) came from such a machine's life before, the page's bytes being the same. */
+  keptCodeBits: number;
 }
 
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
@@ -289,8 +291,11 @@ export class Machine implements Snapshottable<MachineState> {
    * benchmarks and tests; the guest never sees them.
    */
   memoryCounters(): MemoryCounters {
-    const [tlbFills, tlbFlushes, restoredPages, keptCodePages, droppedCodePages] = this.#live().memoryCounters();
-    return { tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages!, keptCodePages: keptCodePages!, droppedCodePages: droppedCodePages! };
+    const [tlbFills, tlbFlushes, restoredPages, keptCodePages, droppedCodePages, keptCodeBits] = this.#live().memoryCounters();
+    return {
+      tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages!, keptCodePages: keptCodePages!, droppedCodePages: droppedCodePages!,
+      keptCodeBits: keptCodeBits!,
+    };
   }
 
   /**

@@ -80,5 +80,24 @@ describe('code bits follow the bytes of the page (counting mode)', () => {
     runToHlt(vm);
     // One exit (the run) and no retranslation charge: 1000 REP steps re-run one address.
     expect(vm.vcpu.budgetCharged).toBe(1024n);
+    // Each step counts as an instruction: the loop's 2 x 5000, six more, and 1000 steps.
+    expect(vm.vcpu.instructions).toBe(10_000n + 6n + 1000n);
+  });
+
+  it('REP OUTSB on a page with code bits exits (string I/O is intercepted, repeated or not)', () => {
+    const vm = simpleGuest(`
+        mov ecx, 5000
+      hot:
+        dec ecx
+        jnz hot
+        lea rsi, [rip + hot]
+        mov dx, 0x80
+        mov ecx, 3
+        rep outsb
+        hlt`);
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'io', direction: 'out', port: 0x80, string: true, rep: true, size: 1 });
+    vm.vcpu.complete(exit as { length: number });  // the VMM completes the whole string
+    expect(vm.vcpu.run().kind).toBe('hlt');
   });
 });

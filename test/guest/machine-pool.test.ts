@@ -76,6 +76,8 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     const reused = runOnce(source, size);
     expect(fresh.counters.keptCodePages).toBe(0);
     expect(reused.counters.keptCodePages).toBe(2);
+    // Both pages ran often enough for code bits (native/src/code_bits.h): the same bytes, the same bits.
+    expect([fresh.counters.keptCodeBits, reused.counters.keptCodeBits]).toEqual([0, 2]);
     expect(reused.counters.droppedCodePages).toBe(0);
     expect(reused.rbx).toBe(300n);
     expect(reused.instructions).toBe(fresh.instructions);
@@ -89,6 +91,7 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     expect(changed.rbx).toBe(600n);
     expect(changed.counters.droppedCodePages).toBe(1); // the routine's page; the caller's is the same
     expect(changed.counters.keptCodePages).toBe(1);
+    expect(changed.counters.keptCodeBits).toBe(1); // the routine's page computes its own
     const fresh = runOnce(`${CALLER}\n${routine(2)}`, 20n * MiB);
     expect(changed.instructions).toBe(fresh.instructions);
     expect(changed.edges).toBe(fresh.edges);
@@ -111,6 +114,30 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     const fresh = runOnce(writer, 22n * MiB);
     expect(rewritten.instructions).toBe(fresh.instructions);
     expect(rewritten.edges).toBe(fresh.edges);
+  });
+
+  it('code bits are kept only for the same bytes: NOPs turned into CPUID on a hot page of the last life still exit', () => {
+    const hot = (patch: string) => `
+        mov ecx, 5000
+      hot:
+        dec ecx
+        jnz hot
+      patch:
+        ${patch}
+        hlt`;
+    const size = 26n * MiB;
+    runOnce(hot('nop\n nop'), size);
+    const same = runOnce(hot('nop\n nop'), size);
+    expect(same.counters.keptCodeBits).toBe(1);
+    const vm = simpleGuest(hot('cpuid'), { memoryBytes: size });
+    try {
+      const exit = vm.vcpu.run();
+      expect(exit.kind).toBe('cpuid');
+      expect([...vm.memory.read(exit.rip, 2)]).toEqual([0x0f, 0xa2]);
+      expect(vm.memoryCounters()).toMatchObject({ keptCodeBits: 0, droppedCodePages: 1 });
+    } finally {
+      vm.close();
+    }
   });
 
   it('a machine of another size or mode is not handed on', () => {
