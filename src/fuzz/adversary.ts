@@ -403,10 +403,24 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
  * answers as the program says for this call of this decision point, else as `honest` would.
  */
 export function tdxAdversaryPolicy(book: DecisionBook, honest: TdxVmmPolicy = honestTdxPolicy): TdxVmmPolicy {
+  return tdxAdversaryPolicyOf({ book }, honest);
+}
+
+/**
+ * Where an adversary policy finds the book it answers from: one policy can serve execution after
+ * execution, each with its own book (the fuzzer's executions from one snapshot; building the
+ * policy per execution was most of what installing an adversary allocated).
+ */
+export interface BookHolder {
+  book: DecisionBook;
+}
+
+/** tdxAdversaryPolicy answering from whatever book `holder` holds at each exit. */
+export function tdxAdversaryPolicyOf(holder: BookHolder, honest: TdxVmmPolicy = honestTdxPolicy): TdxVmmPolicy {
   const ept = (point: TdxCallPoint, method: TdxEptMethod) =>
-    (ctx: VmmContext, exit: EptViolationExit): VmmAction => tdxEptDecision(book, honest, point, method, ctx, exit);
+    (ctx: VmmContext, exit: EptViolationExit): VmmAction => tdxEptDecision(holder.book, honest, point, method, ctx, exit);
   const vmcall = (point: TdxCallPoint, method: TdxVmcallMethod) =>
-    (ctx: VmmContext, call: VmcallExit): VmcallDecision => tdxVmcallDecision(book, honest, point, method, ctx, call);
+    (ctx: VmmContext, call: VmcallExit): VmcallDecision => tdxVmcallDecision(holder.book, honest, point, method, ctx, call);
   return {
     onAcceptViolation: ept('tdx.onAcceptViolation', 'onAcceptViolation'),
     onPrivateEptViolation: ept('tdx.onPrivateEptViolation', 'onPrivateEptViolation'),
@@ -674,10 +688,15 @@ function snpHltDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpVmmHa
  * Its bodies are module-level functions for the reason given above tdxEptDecision.
  */
 export function snpAdversaryPolicy(book: DecisionBook, honest: SnpVmmPolicy): SnpVmmPolicy {
+  return snpAdversaryPolicyOf({ book }, honest);
+}
+
+/** snpAdversaryPolicy answering from whatever book `holder` holds at each exit. */
+export function snpAdversaryPolicyOf(holder: BookHolder, honest: SnpVmmPolicy): SnpVmmPolicy {
   return {
-    onNpf: (host, exit) => snpNpfDecision(book, honest, host, exit),
-    onVmgexit: (host, exit) => snpVmgexitDecision(book, honest, host, exit),
-    onHlt: (host, exit) => snpHltDecision(book, honest, host, exit),
+    onNpf: (host, exit) => snpNpfDecision(holder.book, honest, host, exit),
+    onVmgexit: (host, exit) => snpVmgexitDecision(holder.book, honest, host, exit),
+    onHlt: (host, exit) => snpHltDecision(holder.book, honest, host, exit),
   };
 }
 

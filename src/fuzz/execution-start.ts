@@ -13,7 +13,7 @@
 // every event to walk it after the run was a tenth of a low-exit execution, and most of its garbage.
 import type { BootSession } from '../boot/boot-session.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
-import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from './adversary.js';
+import { DecisionBook, snpAdversaryPolicy, snpAdversaryPolicyOf, tdxAdversaryPolicy, tdxAdversaryPolicyOf, type BookHolder } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
 import {
   applySchedule, crashedExecution, ExecutionObserver, observeEvents, type ExecuteOptions, type Execution, type HandoverRecorder,
@@ -28,6 +28,36 @@ export function installAdversary(session: BootSession, book: DecisionBook): void
   const vmm = session.vmm;
   if (vmm.kind === 'tdx') vmm.driver.policy = tdxAdversaryPolicy(book, vmm.honest);
   else vmm.driver.policy = snpAdversaryPolicy(book, vmm.honest);
+}
+
+/**
+ * The adversary of one VM, made once and handed each execution's book: installing it for an
+ * execution sets the book and puts the policy in charge (a restore puts back the one in charge at
+ * the snapshot). What installAdversary does, without a new policy and probe per execution.
+ */
+class AdversarySeat {
+  readonly #holder: BookHolder;
+  readonly #install: () => void;
+  readonly #probe: (gpa: bigint) => ReturnType<BootSession['platform']['pageState']>;
+
+  constructor(session: BootSession, first: DecisionBook) {
+    this.#holder = { book: first };
+    this.#probe = (gpa) => session.platform.pageState(gpa);
+    const vmm = session.vmm;
+    if (vmm.kind === 'tdx') {
+      const policy = tdxAdversaryPolicyOf(this.#holder, vmm.honest);
+      this.#install = () => { vmm.driver.policy = policy; };
+    } else {
+      const policy = snpAdversaryPolicyOf(this.#holder, vmm.honest);
+      this.#install = () => { vmm.driver.policy = policy; };
+    }
+  }
+
+  install(book: DecisionBook): void {
+    book.probe = this.#probe;
+    this.#holder.book = book;
+    this.#install();
+  }
 }
 
 /** What one execution may still spend from the pause: guest instructions, and instructions plus host-work charges. */
@@ -71,6 +101,7 @@ export class ExecutionStart {
   readonly #edgeSlots: Uint32Array | undefined;
   readonly #budget: BudgetLeft;
   readonly #traceSha256WhenClosed: ((program: AttackProgram) => string) | undefined;
+  #seat: AdversarySeat | undefined;
   #closed = false;
   /** The last execution threw out of the run: the VM may be in no state to restore from. */
   broken = false;
@@ -137,7 +168,7 @@ export class ExecutionStart {
     vcpu.budgetLimit = vcpu.instructions + vcpu.budgetCharged + this.#budget.total;
     const startInstructions = vcpu.instructions;
     const book = new DecisionBook(program);
-    installAdversary(session, book);
+    (this.#seat ??= new AdversarySeat(session, book)).install(book);
     this.#recorder.clear();
     applySchedule(session.platform.scheduler, program);
     const observer = new ExecutionObserver(this.#oracle.fork(), this.#gpas);
