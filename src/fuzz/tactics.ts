@@ -234,13 +234,29 @@ export class LaunchTacticDeck {
   #tactics = new Map<LaunchSurface, ShuffledDeck<Tactic>>();
 
   draw(rng: Prng, pool: readonly Tactic[]): Tactic {
-    const surfaces = [...new Set(pool.map((t) => t.launch!))];
+    const { surfaces, bySurface } = surfacesOf(pool);
     const surface = this.#surfaces.draw(rng, surfaces);
     let deck = this.#tactics.get(surface);
     if (!deck) this.#tactics.set(surface, (deck = new ShuffledDeck<Tactic>()));
     // The pool's tactics are TACTICS' own objects, so a deck holds them as they are.
-    return deck.draw(rng, pool.filter((t) => t.launch === surface));
+    return deck.draw(rng, bySurface.get(surface)!);
   }
+}
+
+/**
+ * A pool's launch surfaces in the order its tactics first name them, and its tactics by surface
+ * (in pool order); remembered for frozen pools (pickTactic's), which cannot change.
+ */
+const SURFACES = new WeakMap<readonly Tactic[], { surfaces: LaunchSurface[]; bySurface: Map<LaunchSurface, Tactic[]> }>();
+
+function surfacesOf(pool: readonly Tactic[]): { surfaces: LaunchSurface[]; bySurface: Map<LaunchSurface, Tactic[]> } {
+  let known = SURFACES.get(pool);
+  if (!known) {
+    const surfaces = [...new Set(pool.map((t) => t.launch!))];
+    known = { surfaces, bySurface: new Map(surfaces.map((s) => [s, pool.filter((t) => t.launch === s)])) };
+    if (Object.isFrozen(pool)) SURFACES.set(pool, known);
+  }
+  return known;
 }
 
 /** Items drawn in shuffled rounds: each once per round. */
@@ -270,18 +286,37 @@ export interface PickTacticOptions {
   launchDeck?: LaunchTacticDeck;
 }
 
+interface TacticPools {
+  /** Launch tactics (empty when they are not allowed) and run-time ones, each in TACTICS order. */
+  launchPool: readonly Tactic[];
+  runPool: readonly Tactic[];
+}
+
+/** The pools of each platform, with and without launch tactics: picked from on every mutation, filtered once. */
+const POOLS = new Map<string, TacticPools>();
+
+function poolsFor(platform: AttackPlatform, launch: boolean): TacticPools {
+  const key = `${platform} ${launch}`;
+  let pools = POOLS.get(key);
+  if (!pools) {
+    const tactics = TACTICS.filter((t) => t.platforms.includes(platform) && (launch || !t.launch));
+    pools = { launchPool: Object.freeze(tactics.filter((t) => t.launch)), runPool: Object.freeze(tactics.filter((t) => !t.launch)) };
+    POOLS.set(key, pools);
+  }
+  return pools;
+}
+
 /** One tactic for `platform`, built against `profile` (undefined when the parent never reached its decision point). */
 export function pickTactic(
   rng: Prng, platform: AttackPlatform, profile: ExecutionProfile, options: PickTacticOptions = {},
 ): (TacticMaterial & { name: string }) | undefined {
-  const tactics = TACTICS.filter((t) => t.platforms.includes(platform) && (options.launch !== false || !t.launch));
+  const { launchPool, runPool } = poolsFor(platform, options.launch !== false);
   // A launch tactic costs a fresh launch (then a snapshot of it for its descendants). The campaign
   // bounds their share of its cost (execution-cost.ts) and asks for none once over it; while it
   // has room for one, it is worth taking at once: one pick in two.
-  const launchPool = tactics.filter((t) => t.launch);
   let tactic: Tactic;
   if (rng.chance(1, 2) && launchPool.length > 0) tactic = options.launchDeck ? options.launchDeck.draw(rng, launchPool) : rng.pick(launchPool);
-  else tactic = rng.pick(tactics.filter((t) => !t.launch));
+  else tactic = rng.pick(runPool);
   const material = tactic.build(rng, profile, options.memoryDescription);
   return material ? { ...material, name: tactic.name } : undefined;
 }
