@@ -62,6 +62,30 @@ export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
  * one table and loaded into another keeps versions that mean the same entries in both.
  */
 let nextRegionVersion = 1;
+/**
+ * The version a region gets from a write that its entries alone decide (a PSMASH, a page put back
+ * to the reset state, PVALIDATE's Validated), by the version it had and the write: the same write
+ * to the same entries gives the same version again, so what is remembered by version (the page
+ * gate's derivation) is found again when a fuzz execution repeats what the last one did from the
+ * same snapshot. Started again when it grows large (versions are then only new).
+ */
+const writtenVersions = new Map<number, number>();
+const WRITTEN_VERSIONS_LIMIT = 1 << 18;
+/** Write kinds in the key of writtenVersions (its low 3 bits). */
+const enum Write { Split, Reset, Validated, NotValidated }
+
+/** The version after `write` (at page `index` of the region) to a region of version `from`. */
+function versionAfter(from: number, write: Write, index: number): number {
+  // Exact while versions stay below 2^41 (a thread that wrote that many regions is not in sight).
+  const key = from * 4096 + index * 8 + write;
+  if (from === 0 || key > Number.MAX_SAFE_INTEGER) return nextRegionVersion++;
+  const known = writtenVersions.get(key);
+  if (known !== undefined) return known;
+  if (writtenVersions.size >= WRITTEN_VERSIONS_LIMIT) writtenVersions.clear();
+  const version = nextRegionVersion++;
+  writtenVersions.set(key, version);
+  return version;
+}
 
 const copyRegion = (r: Readonly<Region>): Region =>
   (r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries), version: r.version });
@@ -216,7 +240,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       this.#willChange(key);
       region.entries.delete(index);
       if (region.entries.size === 0) this.#regions.delete(key);
-      else region.version = this.#newVersion();
+      else region.version = versionAfter(region.version, Write.Reset, index);
       return;
     }
     this.#willChange(key);
@@ -252,7 +276,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
       entries.set(i, { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms });
     }
-    this.#regions.set(key, { kind: 'small', entries, version: this.#newVersion() });
+    this.#regions.set(key, { kind: 'small', entries, version: versionAfter(region.version, Write.Split, 0) });
   }
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
@@ -260,12 +284,12 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(regionKey(spa));
     if (!region) throw new Error('setValidated on a hypervisor-owned page');
     this.#willChange(regionKey(spa));
-    region.version = this.#newVersion();
+    const index = indexInRegion(spa);
+    region.version = versionAfter(region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index);
     if (region.kind === 'large') {
       region.entry = { ...region.entry, validated };
       return;
     }
-    const index = indexInRegion(spa);
     const e = region.entries.get(index);
     if (!e) throw new Error('setValidated on a hypervisor-owned page');
     region.entries.set(index, { ...e, validated });

@@ -139,7 +139,6 @@ function sameDistance(a: bigint, b: bigint, distance: number): boolean {
 
 /** What the page gate allows a page in each space. */
 type PageGates = { private: GateAccess; shared: GateAccess };
-const SPACES: readonly Space[] = ['private', 'shared'];
 /** One gate update of a region's derivation: [base + offset, base + offset + length) of `space`. */
 type RegionGateUpdate = Readonly<{ space: Space; offset: bigint; length: bigint; access: GateAccess }>;
 /** Derivations remembered (SnpPlatform.#regionGateUpdates) before the memo starts again. */
@@ -174,6 +173,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #pendingOutcome: RunOutcome | undefined;
   /** Inside batchGateSync: the 2 MiB regions whose gate is derived when the batch ends. */
   #deferredRegions: Set<bigint> | undefined;
+  readonly #batchRegions = new Set<bigint>();
   /** Gate updates of small regions by RMP version and nested page size (#regionGateUpdates). */
   readonly #regionGateMemo = new Map<number, readonly RegionGateUpdate[]>();
   /**
@@ -685,14 +685,21 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   batchGateSync<T>(fn: () => T): T {
     if (this.#deferredRegions) return fn();
-    const regions = new Set<bigint>();
+    // One set for every batch (the VMM runs each exit's answer in one): emptied when it ends.
+    const regions = this.#batchRegions;
     this.#deferredRegions = regions;
     try {
       return fn();
     } finally {
       this.#deferredRegions = undefined;
       // Most exits change no region (a console byte, a refused NPF): nothing to sort or derive.
-      if (regions.size > 0) this.#syncRegions(regions);
+      if (regions.size > 0) {
+        try {
+          this.#syncRegions(regions);
+        } finally {
+          regions.clear();
+        }
+      }
     }
   }
 
@@ -795,23 +802,24 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // 512 entries, and a fuzz execution that converts one re-derived it page by page, ~2 ms).
     // Runs that do not overlap: closing the whole region first and then opening its runs again
     // made every resynchronisation flush the vCPU's TLB, even when no page's gate changed.
-    const runs = { private: { start: 0, access: hvOwnedGate.private }, shared: { start: 0, access: hvOwnedGate.shared } };
-    const setRun = (space: Space, end: number): void => {
-      const run = runs[space];
-      if (end > run.start) updates.push({ space, offset: BigInt(run.start) * PAGE_4K, length: BigInt(end - run.start) * PAGE_4K, access: run.access });
-    };
+    let privateStart = 0, privateAccess = hvOwnedGate.private, sharedStart = 0, sharedAccess = hvOwnedGate.shared;
+    /** The pages from `index` on get `g` (so far): closes the run of each space whose gate changes there. */
     const continueWith = (index: number, g: PageGates): void => {
-      for (const space of SPACES) {
-        const run = runs[space];
-        if (g[space] === run.access) continue;
-        setRun(space, index);
-        run.start = index;
-        run.access = g[space];
+      if (g.private !== privateAccess) {
+        if (index > privateStart) updates.push({ space: 'private', offset: BigInt(privateStart) * PAGE_4K, length: BigInt(index - privateStart) * PAGE_4K, access: privateAccess });
+        privateStart = index;
+        privateAccess = g.private;
+      }
+      if (g.shared !== sharedAccess) {
+        if (index > sharedStart) updates.push({ space: 'shared', offset: BigInt(sharedStart) * PAGE_4K, length: BigInt(index - sharedStart) * PAGE_4K, access: sharedAccess });
+        sharedStart = index;
+        sharedAccess = g.shared;
       }
     };
     // A page whose entry gives the access checks the same inputs as its left neighbour's gets
     // the same gate without them: after a PSMASH all 512 entries do, and three checkAccess calls
-    // per page made one region resynchronisation ~10 ms of a cold boot (issue 11).
+    // per page made one region resynchronisation ~10 ms of a cold boot (issue 11). Its runs then
+    // go on as they are.
     const endIndex = Number((end - base) / PAGE_4K);
     let next = 0;  // the first page after the last entry visited
     let previousIndex = -1;
@@ -819,17 +827,21 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     let previousGate: PageGates | undefined;
     this.rmp.forEachSmallEntry(key, (index, entry) => {
       if (index >= endIndex) return;
-      if (index > next) continueWith(next, hvOwnedGate);  // pages without an entry of their own
-      const g = previousEntry !== undefined && sameAccessInputs(previousEntry, entry, index - previousIndex)
-        ? previousGate! : this.gateFor(base + BigInt(index) * PAGE_4K);
+      const gap = index > next;
+      if (gap) continueWith(next, hvOwnedGate);  // pages without an entry of their own
+      if (previousEntry !== undefined && sameAccessInputs(previousEntry, entry, index - previousIndex)) {
+        if (gap) continueWith(index, previousGate!);
+      } else {
+        previousGate = this.gateFor(base + BigInt(index) * PAGE_4K);
+        continueWith(index, previousGate);
+      }
       previousIndex = index;
       previousEntry = entry;
-      previousGate = g;
-      continueWith(index, g);
       next = index + 1;
     });
     if (next < endIndex) continueWith(next, hvOwnedGate);
-    for (const space of SPACES) setRun(space, endIndex);
+    if (endIndex > privateStart) updates.push({ space: 'private', offset: BigInt(privateStart) * PAGE_4K, length: BigInt(endIndex - privateStart) * PAGE_4K, access: privateAccess });
+    if (endIndex > sharedStart) updates.push({ space: 'shared', offset: BigInt(sharedStart) * PAGE_4K, length: BigInt(endIndex - sharedStart) * PAGE_4K, access: sharedAccess });
     return updates;
   }
 
@@ -1001,12 +1013,27 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         return { kind: 'resume' };
       case 'vc':
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
-        return this.injectVc(r.errorCode, exit.gva, `${r.check} ${exit.access} gpa 0x${exit.gpa.toString(16)}`);
+        return this.injectVc(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));
       case 'npf':
         this.#record('npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
     }
   }
+
+  /**
+   * The trace's reason for a #VC of a refused access: the text of the last one again when it is
+   * the same. A #VC whose handler is on a page the guest may not fetch from refaults on every
+   * delivery, ~1,400 times until its stack runs out, at the same address each time (issue 10).
+   */
+  #vcReason(check: string, access: Access, gpa: bigint): string {
+    const last = this.#lastVcReason;
+    if (last !== undefined && last.check === check && last.access === access && last.gpa === gpa) return last.text;
+    const text = `${check} ${access} gpa 0x${gpa.toString(16)}`;
+    this.#lastVcReason = { check, access, gpa, text };
+    return text;
+  }
+
+  #lastVcReason: { check: string; access: Access; gpa: bigint; text: string } | undefined;
 
   /** Injects #VC with `errorCode` (the SW_EXITCODE the guest would see). */
   injectVc(errorCode: bigint, cr2: bigint | undefined, reason: string): HwStep {
