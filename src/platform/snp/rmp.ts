@@ -1,8 +1,8 @@
 // The Reverse Map Table: one entry per 4 KiB system-physical page (APM Vol. 2 §15.36.3;
 // tdx-snp-architecture.md B3). Stored sparsely: a Map keyed by 2 MiB region holding either one
-// 2 MiB entry or the region's assigned 4 KiB entries. Hypervisor-owned entries (the reset state
-// of every page) are never stored, so memory use is proportional to what is assigned, whatever
-// the size of guest RAM. Region keys are numbers (the 2 MiB index): hashing BigInt keys was a
+// 2 MiB entry or the region's 4 KiB entries (a slot per page). Regions whose pages all have the
+// reset state (hypervisor-owned) are never stored, so memory use is proportional to the regions
+// assigned, whatever the size of guest RAM. Region keys are numbers (the 2 MiB index): hashing BigInt keys was a
 // large share of every PVALIDATE exit (issue 11).
 //
 // Address model (documented simplification): guest-physical = system-physical. The RMP is
@@ -53,7 +53,25 @@ export function ownerOf(e: RmpEntry): RmpOwner {
  * the same entries. What is derived from a region alone (the platform's page gate) can be
  * remembered by it.
  */
-type Region = ({ kind: 'large'; entry: RmpEntry } | { kind: 'small'; entries: Map<number, RmpEntry> }) & { version: number };
+type Region = ({ kind: 'large'; entry: RmpEntry } | SmallRegion) & { version: number };
+/**
+ * A region of 4 KiB entries: one slot per page (undefined: the reset state), and how many are
+ * stored. An array of 512 rather than a map of what is stored: the first write to a region after a
+ * save or load copies it (#willChange), a PSMASH fills it, the page gate walks it, and a 512-entry
+ * Map took ~40x as long to copy and ~5x as long to fill or walk (issue 10: every fuzz execution
+ * that validates, converts or splits a page of such a region does one of them).
+ */
+interface SmallRegion {
+  kind: 'small';
+  entries: (RmpEntry | undefined)[];
+  count: number;
+  /** How many of them are assigned (regionHypervisorOwned, asked on shared writes under a 2 MiB nested mapping). */
+  assigned: number;
+}
+
+function emptySmallRegion(): SmallRegion & { version: number } {
+  return { kind: 'small', entries: new Array<RmpEntry | undefined>(PAGES_PER_2M).fill(undefined), count: 0, assigned: 0, version: 0 };
+}
 /** A saved copy of the table (regions are copied; entries are replaced, never changed in place). */
 export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
 
@@ -88,7 +106,7 @@ function versionAfter(from: number, write: Write, index: number): number {
 }
 
 const copyRegion = (r: Readonly<Region>): Region =>
-  (r.kind === 'large' ? { ...r } : { kind: 'small', entries: new Map(r.entries), version: r.version });
+  (r.kind === 'large' ? { ...r } : { kind: 'small', entries: r.entries.slice(), count: r.count, assigned: r.assigned, version: r.version });
 const copyRegions = (regions: RmpTable): Map<number, Region> => new Map([...regions].map(([k, r]) => [k, copyRegion(r)]));
 
 export function regionOf(spa: bigint): bigint {
@@ -170,7 +188,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(regionKey(spa));
     if (!region) return HV_OWNED_ENTRY;
     if (region.kind === 'large') return region.entry;
-    return region.entries.get(indexInRegion(spa)) ?? HV_OWNED_ENTRY;
+    return region.entries[indexInRegion(spa)] ?? HV_OWNED_ENTRY;
   }
 
   /** Whether `spa` lies in a 2 MiB RMP entry. */
@@ -182,7 +200,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   assigned4kInRegion(spa: bigint): number {
     const region = this.#regions.get(regionKey(spa));
     if (!region || region.kind === 'large') return 0;
-    return region.entries.size;
+    return region.count;
   }
 
   /** Whether every 4 KiB RMP entry of the 2 MiB region around `spa` is hypervisor-owned. */
@@ -190,8 +208,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(regionKey(spa));
     if (!region) return true;
     if (region.kind === 'large') return !region.entry.assigned;
-    for (const e of region.entries.values()) if (e.assigned) return false;
-    return true;
+    return region.assigned === 0;
   }
 
   /**
@@ -206,10 +223,8 @@ export class Rmp implements Snapshottable<RmpTable> {
       const region = this.#regions.get(key);
       if (region?.kind === 'large') return false;
       if (region) {
-        for (const index of region.entries.keys()) {
-          const at = key * PAGES_PER_2M + index;
-          if (at >= page && at < regionEnd) return false;
-        }
+        const entries = region.entries;
+        for (let at = page; at < regionEnd; at++) if (entries[at - key * PAGES_PER_2M] !== undefined) return false;
       }
       page = regionEnd;
     }
@@ -222,7 +237,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(regionKey(spa));
     if (!region) return false;
     if (region.kind === 'large') return region.entry.immutable;
-    for (const e of region.entries.values()) if (e.immutable) return true;
+    for (const e of region.entries) if (e?.immutable) return true;
     return false;
   }
 
@@ -236,19 +251,27 @@ export class Rmp implements Snapshottable<RmpTable> {
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
     if (!entry.assigned && !entry.validated && !entry.immutable) {
       // Back to the reset state: forget it (sparseness). A page already there changes nothing.
-      if (!region?.entries.has(index)) return;
+      if (!region) return;
+      const old = region.entries[index];
+      if (old === undefined) return;
       this.#willChange(key);
-      region.entries.delete(index);
-      if (region.entries.size === 0) this.#regions.delete(key);
+      region.entries[index] = undefined;
+      region.count--;
+      if (old.assigned) region.assigned--;
+      if (region.count === 0) this.#regions.delete(key);
       else region.version = versionAfter(region.version, Write.Reset, index);
       return;
     }
     this.#willChange(key);
     if (!region) {
-      region = { kind: 'small', entries: new Map(), version: 0 };
+      region = emptySmallRegion();
       this.#regions.set(key, region);
     }
-    region.entries.set(index, { ...entry, pageSize: '4k' });
+    const old = region.entries[index];
+    if (old === undefined) region.count++;
+    else if (old.assigned) region.assigned--;
+    if (entry.assigned) region.assigned++;
+    region.entries[index] = { ...entry, pageSize: '4k' };
     region.version = this.#newVersion();
   }
 
@@ -268,15 +291,15 @@ export class Rmp implements Snapshottable<RmpTable> {
     const region = this.#regions.get(key);
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
-    const entries = new Map<number, RmpEntry>();
+    const entries = new Array<RmpEntry>(PAGES_PER_2M);
     // One literal per entry in the 2 MiB entry's key order (a spread per entry, and a BigInt
     // product per GPA, were most of a PSMASH).
     const { assigned, immutable, asid, validated, vmsa, vmplPerms } = region.entry;
     let gpa = region.entry.gpa;
     for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
-      entries.set(i, { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms });
+      entries[i] = { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms };
     }
-    this.#regions.set(key, { kind: 'small', entries, version: versionAfter(region.version, Write.Split, 0) });
+    this.#regions.set(key, { kind: 'small', entries, count: PAGES_PER_2M, assigned: assigned ? PAGES_PER_2M : 0, version: versionAfter(region.version, Write.Split, 0) });
   }
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
@@ -290,9 +313,9 @@ export class Rmp implements Snapshottable<RmpTable> {
       region.entry = { ...region.entry, validated };
       return;
     }
-    const e = region.entries.get(index);
+    const e = region.entries[index];
     if (!e) throw new Error('setValidated on a hypervisor-owned page');
-    region.entries.set(index, { ...e, validated });
+    region.entries[index] = { ...e, validated };
   }
 
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
@@ -311,9 +334,9 @@ export class Rmp implements Snapshottable<RmpTable> {
       return;
     }
     const index = indexInRegion(spa);
-    const e = region.entries.get(index);
+    const e = region.entries[index];
     if (!e) throw new Error('adjustPermissions on a hypervisor-owned page');
-    region.entries.set(index, adjust(e));
+    region.entries[index] = adjust(e);
   }
 
   /** Stored 2 MiB regions (the memory-proportionality measure). */
@@ -326,7 +349,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     let n = 0;
     for (const r of this.#regions.values()) {
       if (r.kind === 'large') n += r.entry.assigned ? PAGES_PER_2M : 0;
-      else for (const e of r.entries.values()) if (e.assigned) n++;
+      else for (const e of r.entries) if (e?.assigned) n++;
     }
     return n;
   }
@@ -336,22 +359,15 @@ export class Rmp implements Snapshottable<RmpTable> {
     return [...this.#regions.keys()].map(BigInt);
   }
 
-  /**
-   * The 4 KiB entries stored in a small region in page order, each with its index: `visit` is
-   * called for each. A region that holds most of its pages (a PSMASHed one holds all 512) is
-   * walked by index, without sorting; a sparse one by its sorted indices.
-   */
+  /** The 4 KiB entries stored in a small region in page order, each with its index: `visit` is called for each. */
   forEachSmallEntry(region: bigint, visit: (index: number, entry: Readonly<RmpEntry>) => void): void {
     const r = this.#regions.get(Number(region));
     if (r?.kind !== 'small') return;
     const entries = r.entries;
-    if (entries.size * 8 >= PAGES_PER_2M) {
-      for (let i = 0; i < PAGES_PER_2M; i++) {
-        const e = entries.get(i);
-        if (e !== undefined) visit(i, e);
-      }
-      return;
+    for (let i = 0; i < PAGES_PER_2M; i++) {
+      const e = entries[i];
+      if (e !== undefined) visit(i, e);
     }
-    for (const i of [...entries.keys()].sort((a, b) => a - b)) visit(i, entries.get(i)!);
   }
+
 }
