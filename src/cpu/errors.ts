@@ -26,11 +26,16 @@ export class UnicornError extends Error {
   }
 }
 
+/** The text of a delivery that failed (InjectionError's message, Vcpu.tryInject's result). */
+export function injectionFailure(vector: number, reason: string): string {
+  return `cannot deliver vector ${vector}: ${reason}`;
+}
+
 /** The guest's IDT, GDT or stack cannot take an injected event. */
 export class InjectionError extends Error {
   readonly vector: number;
   constructor(vector: number, reason: string) {
-    super(`cannot deliver vector ${vector}: ${reason}`);
+    super(injectionFailure(vector, reason));
     this.name = 'InjectionError';
     this.vector = vector;
   }

@@ -1,6 +1,6 @@
 // The vCPU: registers in the shared run area, run() returning a VmExit, event injection.
 import type { NativeCodeSegment, NativeMachine, NativeTranslation } from '../native/binding.js';
-import { InjectionError } from './errors.js';
+import { InjectionError, injectionFailure } from './errors.js';
 import { decodeExit, type Access, type VmExit } from './exits.js';
 import { GPRS, GPR_INDEX, SPECIAL_INDEX, type Gpr, type SpecialRegister } from './registers.js';
 import { RunSlot, type ExitCode } from './run-area.js';
@@ -169,10 +169,24 @@ export class Vcpu {
    * fault is raised, so also when the delivery then fails.
    */
   inject(vector: number, errorCode?: bigint, cr2?: bigint): void {
+    const reason = this.#deliver(vector, errorCode, cr2);
+    if (reason) throw new InjectionError(vector, reason);
+  }
+
+  /**
+   * inject() that returns instead of throwing: undefined once delivered, else InjectionError's
+   * message. For a caller that turns the failure into an outcome anyway: building the Error (its
+   * stack trace) was ~30 us, the end of every SNP #VC storm in a fuzz campaign (issue 10).
+   */
+  tryInject(vector: number, errorCode?: bigint, cr2?: bigint): string | undefined {
+    const reason = this.#deliver(vector, errorCode, cr2);
+    return reason ? injectionFailure(vector, reason) : undefined;
+  }
+
+  #deliver(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined): string {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, got ${vector}`);
     // One native call: CR2 written on its own was a register write-back and read-back more per event.
-    const reason = this.#native.inject(vector, errorCode === undefined ? undefined : errorCode & MASK64, cr2 === undefined ? undefined : cr2 & MASK64);
-    if (reason) throw new InjectionError(vector, reason);
+    return this.#native.inject(vector, errorCode === undefined ? undefined : errorCode & MASK64, cr2 === undefined ? undefined : cr2 & MASK64);
   }
 
   /**

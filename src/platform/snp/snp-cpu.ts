@@ -43,6 +43,8 @@ const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([MSR_EFER, 0xc0000100, 0xc
 /** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
 export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 const RFLAGS_IF = 1n << 9n;
+/** The step of every exit the hardware completes itself: one object, read only (one per exit was garbage). */
+const RESUME: { readonly kind: 'resume' } = Object.freeze({ kind: 'resume' });
 
 export interface SnpPlatformOptions {
   /** The guest's ASID (non-zero). Default 1. */
@@ -875,20 +877,20 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         vcpu.regs.rdx = value >> 32n;
         this.#record('rdmsr', { msr: exit.msr, value });
         vcpu.complete(exit);
-        return { kind: 'resume' };
+        return RESUME;
       }
       case 'wrmsr': {
         if (exit.msr === MSR_GHCB) {
           this.ghcbMsr = exit.value;
           this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
-          return { kind: 'resume' };
+          return RESUME;
         }
         if (PASSTHROUGH_MSRS.has(exit.msr)) {
           vcpu.writeMsr(exit.msr, exit.value);
           this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
-          return { kind: 'resume' };
+          return RESUME;
         }
         if (exit.msr === MSR_SEV_STATUS) return this.inject(GP_VECTOR, 0n, undefined, 'wrmsr SEV_STATUS (read-only)');
         return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `wrmsr 0x${exit.msr.toString(16)}`);
@@ -935,7 +937,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#record('pvalidate', { rip, gva, size, validate, gpa: out.gpa ?? null, rc: out.rc, cf: out.rc === 0 && out.unchanged });
     if (out.gpa !== undefined && !out.unchanged) this.#syncRmpInsnTarget(out.gpa, size);
     vcpu.complete(exit);
-    return { kind: 'resume' };
+    return RESUME;
   }
 
   #rmpadjust(exit: Extract<VmExit, { kind: 'rmpadjust' }>): HwStep {
@@ -952,7 +954,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#record('rmpadjust', { ...base, gpa: out.gpa ?? null, rc: out.rc });
     if (out.gpa !== undefined) this.#syncRmpInsnTarget(out.gpa, regs.size);
     vcpu.complete(exit);
-    return { kind: 'resume' };
+    return RESUME;
   }
 
   /**
@@ -989,7 +991,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
       case 'retry':
         this.#syncRegion(regionOf(out.gpa));
-        return { kind: 'resume' };
+        return RESUME;
     }
   }
 
@@ -1002,7 +1004,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       const page = exit.gpa & ~(PAGE_4K - 1n);
       this.machine.gate.writeShadow(page, this.#ciphertextOf(page));
       this.#record('shared-read-ciphertext', { rip: exit.rip, gpa: page });
-      return { kind: 'resume' };
+      return RESUME;
     }
     const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
     const r = checkAccess(this.rmp, req, this.ctx);
@@ -1010,7 +1012,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'ok':
         // A region the gate has not opened yet (see the constructor): open it and retry.
         this.#syncRegion(regionOf(exit.gpa));
-        return { kind: 'resume' };
+        return RESUME;
       case 'vc':
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
         return this.injectVc(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));
@@ -1043,14 +1045,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string): HwStep {
     const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
     this.#record(vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
-    try {
-      // CR2 with the delivery, in one native call (Vcpu.inject): loaded as the fault is raised.
-      this.machine.vcpu.inject(vector, errorCode, cr2);
-      return { kind: 'resume' };
-    } catch (e) {
-      if (!(e instanceof InjectionError)) throw e;
-      this.#record('shutdown', { vector, reason: e.message });
-      return { kind: 'outcome', outcome: { outcome: 'terminated', reason: `cannot deliver vector ${vector} (${reason}): ${e.message}` } };
-    }
+    // CR2 with the delivery, in one native call (Vcpu.inject): loaded as the fault is raised.
+    const failure = this.machine.vcpu.tryInject(vector, errorCode, cr2);
+    if (failure === undefined) return RESUME;
+    this.#record('shutdown', { vector, reason: failure });
+    return { kind: 'outcome', outcome: { outcome: 'terminated', reason: `cannot deliver vector ${vector} (${reason}): ${failure}` } };
   }
 }
