@@ -32,6 +32,11 @@ export type RmpInsnEarlyOutcome =
 
 export type RmpInsnTarget = { kind: 'target'; gpa: bigint; entry: Readonly<RmpEntry> };
 
+/** NPF error codes of the instruction's own checks, made once (BigInt ORs allocated on every refused instruction). */
+const NPF_NOT_COVERED = NPF_BITS.present | NPF_BITS.finalGpa | NPF_BITS.rmp;
+const NPF_RMP_CHECK = NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp;
+const NPF_SIZE_MISMATCH = NPF_RMP_CHECK | NPF_BITS.sizeMismatch;
+
 /** `insn` names the instruction in fault reasons. */
 export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest, insn: 'PVALIDATE' | 'RMPADJUST'): RmpInsnEarlyOutcome | RmpInsnTarget {
   // CPL must be 0 (B2, (U)): #GP(0).
@@ -54,14 +59,14 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   const gpa = t.gpa & ~(PAGE_4K - 1n);
   // A 2 MiB request must land on a 2 MiB-aligned GPA (U: the GVA check mirrored on the GPA).
   if (req.size === '2m' && gpa % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
-  if (!rmp.covers(gpa)) return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.finalGpa | NPF_BITS.rmp, reason: 'rmp-covered' };
+  if (!rmp.covers(gpa)) return { kind: 'npf', gpa, errorCode: NPF_NOT_COVERED, reason: 'rmp-covered' };
   const entry = rmp.lookup(gpa);
   // Ownership, reverse map and mutability as in Table 15-39 -> NPF (B2: (U), by analogy).
   const accessReq = { gpa, space: 'private' as const, access: 'write' as const, pageWalk: false, nptSize: entry.pageSize };
   for (const check of ACCESS_CHECKS) {
     if (check.name !== 'guest-owned' && check.name !== 'reverse-map' && check.name !== 'mutable') continue;
     if (!check.passes(entry, accessReq, ctx, rmp)) {
-      return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp, reason: check.name };
+      return { kind: 'npf', gpa, errorCode: NPF_RMP_CHECK, reason: check.name };
     }
   }
   // Size mismatch (APM Table 15-40), against the RMP entry AND the nested page table: a 4K
@@ -70,7 +75,7 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   // either maps 4K -> FAIL_SIZEMISMATCH (the guest falls back to 4K: Linux pval_pages).
   const nptSize = req.nptSizeAt(gpa);
   if (req.size === '4k' && (entry.pageSize === '2m' || nptSize === '2m')) {
-    return { kind: 'npf', gpa, errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp | NPF_BITS.sizeMismatch, reason: 'size-mismatch' };
+    return { kind: 'npf', gpa, errorCode: NPF_SIZE_MISMATCH, reason: 'size-mismatch' };
   }
   // RMPADJUST needs a validated page (PVALIDATE is what validates it): after the ownership and
   // 4K-under-2M checks and before the 2M-over-4K size check, an unvalidated page is #VC 0x404

@@ -930,6 +930,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       gva, size, validate, cpl: exit.cs & 3, translation: this.#translateRmpInsnTarget(gva, size), nptSizeAt: this.#nptSizeAt,
     });
     const rip = exit.rip;
+    if (out.kind === 'npf') {
+      // The refused PVALIDATE of a no-progress loop, on every exit: its event as one literal
+      // (the keys in #rmpInsnNotDone's order; a spread of a shared prefix was most of this exit's own work).
+      this.#record('pvalidate', { rip, gva, size, validate, gpa: out.gpa, npf: out.reason });
+      return this.#rmpInsnNpf(rip, 'pvalidate', gva, out);
+    }
     if (out.kind !== 'result') return this.#rmpInsnNotDone(exit, 'pvalidate', { rip, gva, size, validate }, out);
     vcpu.regs.rax = BigInt(out.rc);
     vcpu.regs.rflags = pvalidateFlags(vcpu.regs.rflags, out.rc, out.unchanged);
@@ -984,8 +990,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     switch (out.kind) {
       case 'npf':
         this.#record(insn, { ...base, gpa: out.gpa, npf: out.reason });
-        this.#record('npf', { rip: exit.rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: insn });
-        return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: out.gpa, gva: base.gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
+        return this.#rmpInsnNpf(exit.rip, insn, base.gva, out);
       case 'fault':
         this.#record(insn, { ...base, fault: out.vector, reason: out.reason });
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
@@ -993,6 +998,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#syncRegion(regionOf(out.gpa));
         return RESUME;
     }
+  }
+
+  /** #VMEXIT(NPF) of an RMP instruction (after its own event). */
+  #rmpInsnNpf(rip: bigint, insn: 'pvalidate' | 'rmpadjust', gva: bigint, out: Extract<RmpInsnEarlyOutcome, { kind: 'npf' }>): HwStep {
+    this.#record('npf', { rip, gpa: out.gpa, errorCode: out.errorCode, reason: out.reason, cause: insn });
+    return { kind: 'vmexit', exit: { kind: 'npf', rip, gpa: out.gpa, gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
   }
 
   #gateFault(exit: GateFaultExit): HwStep {
