@@ -1175,6 +1175,10 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
     } else {
       if (in_place) std::memset(host, 0, kPageSize);
       if (tracking_dirty_) dirty_->Insert(p);
+      // A dirty page may still have a writable TLB entry, through which the guest writes it again
+      // without a TLB fill, so without being noted as written: it stays written (a later Fill
+      // zeroes it again, snapshots and the pool's reset cover it) rather than hide that data.
+      if (TlbMayHold(p, 1)) continue;
     }
     written_->Erase(p);
   }
