@@ -6,7 +6,10 @@ export class AcceptedRanges {
   /** Sorted, disjoint, non-adjacent [start, end) runs. */
   #runs: Array<[bigint, bigint]> = [];
   #bytes = 0n;
-  /** The state last loaded, while no accept changed the runs since (a fuzz execution accepts rarely). */
+  /**
+   * The state last loaded, while no accept changed the runs since (cleared only where the runs
+   * change: most accepts in a fuzz execution land inside a run and change nothing).
+   */
   #unchangedSince: ReadonlyArray<readonly [bigint, bigint]> | undefined;
 
   /** Distinct bytes accepted so far. */
@@ -15,16 +18,17 @@ export class AcceptedRanges {
   }
 
   add(start: bigint, end: bigint): void {
-    this.#unchangedSince = undefined;
     const runs = this.#runs;
     const last = runs[runs.length - 1];
     // The common case: at or past the end of the highest run.
     if (last === undefined || start > last[1]) {
+      this.#unchangedSince = undefined;
       runs.push([start, end]);
       this.#bytes += end - start;
       return;
     }
     if (start === last[1]) {
+      this.#unchangedSince = undefined;
       last[1] = end;
       this.#bytes += end - start;
       return;
@@ -52,6 +56,7 @@ export class AcceptedRanges {
       if (e > mergedEnd) mergedEnd = e;
       i++;
     }
+    this.#unchangedSince = undefined;
     runs.splice(lo, i - lo, [mergedStart, mergedEnd]);
     this.#bytes += (mergedEnd - mergedStart) - covered;
   }

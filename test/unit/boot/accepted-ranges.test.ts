@@ -61,5 +61,10 @@ describe('AcceptedRanges', () => {
     r.loadState(saved);
     expect(r.saveState()).toEqual(copy);
     expect(saved).toEqual(copy);
+    r.add(0x4000n, 0x5000n); // inside a run: nothing changes
+    r.add(0x8000n, 0x9000n); // a new highest run
+    r.loadState(saved);
+    expect(r.saveState()).toEqual(copy);
+    expect(r.bytes).toBe(0x2000n);
   });
 });
