@@ -17,14 +17,20 @@ interface Step<From, Result> {
   result: Result;
 }
 
-/** Results of hash steps by the state before them and their input; keeps the `capacity` used last. */
+/**
+ * Results of hash steps by the state before them and their input; keeps the `capacity` steps used
+ * last, and no more than `maxBytes` of their bytes (a Linux kernel's launched range is megabytes).
+ */
 export class HashStepMemo<From, Result> {
   /** Most recently used last. */
   readonly #steps: Step<From, Result>[] = [];
   readonly #capacity: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, maxBytes = 32 << 20) {
     this.#capacity = capacity;
+    this.#maxBytes = maxBytes;
   }
 
   /** The result of the step from `from` with input `label` and `bytes`, if remembered. */
@@ -39,8 +45,10 @@ export class HashStepMemo<From, Result> {
 
   /** Remembers `result` (which must never change afterwards: callers share it) for that step. */
   remember(from: From, label: string, bytes: Uint8Array, result: Result): void {
+    if (bytes.byteLength > this.#maxBytes) return;
     this.#steps.push({ from, label, bytes: Buffer.from(bytes), result });
-    if (this.#steps.length > this.#capacity) this.#steps.shift();
+    this.#bytes += bytes.byteLength;
+    while (this.#steps.length > this.#capacity || this.#bytes > this.#maxBytes) this.#bytes -= this.#steps.shift()!.bytes.byteLength;
   }
 }
 

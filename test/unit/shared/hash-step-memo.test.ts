@@ -88,4 +88,14 @@ describe('HashStepMemo', () => {
     expect(step(memo, new BufferedHash('sha384'), 'a', original)).toBe(true);  // evicted
     expect(step(memo, new BufferedHash('sha384'), 'c', original)).toBe(false);
   });
+
+  it('keeps no more than its byte bound of steps, and no step larger than it', () => {
+    const memo = new HashStepMemo<HashLineage, BufferedHashStep>(8, 100);
+    for (const label of ['a', 'b', 'c']) step(memo, new BufferedHash('sha384'), label, bytes(40, 1));
+    expect(step(memo, new BufferedHash('sha384'), 'a', bytes(40, 1))).toBe(true);  // 120 bytes > 100: the oldest went
+    expect(step(memo, new BufferedHash('sha384'), 'c', bytes(40, 1))).toBe(false);
+    const big = new BufferedHash('sha384');
+    expect([step(memo, big, 'big', bytes(101, 2)), step(memo, new BufferedHash('sha384'), 'big', bytes(101, 2))]).toEqual([true, true]);
+    expect(big.digest().toString('hex')).toBe(sha384(Buffer.from('big'), bytes(101, 2)));
+  });
 });
