@@ -108,6 +108,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::NoteHostWrite>("noteHostWrite"),
       InstanceMethod<&NativeMachine::Translate>("translate"),
       InstanceMethod<&NativeMachine::Inject>("inject"),
+      InstanceMethod<&NativeMachine::InjectRepeating>("injectRepeating"),
       InstanceMethod<&NativeMachine::SetEntryState>("setEntryState"),
       InstanceMethod<&NativeMachine::CodeSegmentInfo>("codeSegment"),
       InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
@@ -364,7 +365,14 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
   }
 
   // inject(vector, errorCode?: bigint, cr2?: bigint) -> "" or the reason the guest's tables are unusable
-  Napi::Value Inject(const Napi::CallbackInfo& info) {
+  Napi::Value Inject(const Napi::CallbackInfo& info) { return Deliver(info, false); }
+
+  // injectRepeating(vector, errorCode?: bigint, cr2?: bigint) -> as inject; the run area's
+  // hostResult slot = the deliveries of the same fault storm made after the first << 1 | whether
+  // the run the storm ended on is held for the next run (deliver.cc)
+  Napi::Value InjectRepeating(const Napi::CallbackInfo& info) { return Deliver(info, true); }
+
+  Napi::Value Deliver(const Napi::CallbackInfo& info, bool repeating) {
     Machine* m = Live(info);
     uint32_t vector; uint64_t error_code = 0, cr2 = 0;
     if (!m || !GetU32(info, 0, "vector", 255, &vector)) return info.Env().Undefined();
@@ -372,7 +380,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (has_error && !GetU64(info, 1, "errorCode", &error_code)) return info.Env().Undefined();
     bool has_cr2 = info.Length() > 2 && !info[2].IsUndefined();
     if (has_cr2 && !GetU64(info, 2, "cr2", &cr2)) return info.Env().Undefined();
-    return Napi::String::New(info.Env(), m->Inject(static_cast<uint8_t>(vector), has_error, error_code, has_cr2 ? &cr2 : nullptr));
+    const uint64_t* cr2_ptr = has_cr2 ? &cr2 : nullptr;
+    return Napi::String::New(info.Env(), repeating ? m->InjectRepeating(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr)
+                                                   : m->Inject(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr));
   }
 
   // setEntryState(mode, csSelector, csBase) -> "" or the reason the state cannot be entered

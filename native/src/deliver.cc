@@ -315,4 +315,64 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
   return "";
 }
 
+
+// Fault storms (issue 10). A delivery whose handler faults again before it starts (SNP: the #VC
+// handler on a page the guest may not fetch from; TDX: a #VE/#DF handler on a page it cannot
+// reach) is answered by the platform model with the same delivery again, ~1,400 times, until the
+// pushed frames walk the stack into the GDT or the page tables and a delivery fails. The model's
+// answer to a gate-fault exit is a function of the exit (kind, GPA, GVA, access, space, page-walk
+// and other flags, RIP) and of the model's own state (RMP, nested tables, gate), which only
+// JavaScript changes, and no JavaScript runs between the runs of this loop. So when a run ends in
+// exactly the exit being answered - the same run-area words, at the RIP the delivery entered,
+// with the instruction count unchanged (counting mode: nothing started in between, so the guest's
+// registers other than the frame's RSP/RFLAGS are what they were) and no foreign-content read to
+// report - the answer is that delivery again. It is made here, through the same Inject (the frame
+// pushed through the guest's tables as before, the same charges) and Run (the same exit charge,
+// budget check and watches), without a round trip through JavaScript per delivery; the caller
+// records one event per delivery, from kSlotHostResult (the repeats << 1 | whether a run is
+// held). Anything else stops the loop: a delivery failure (returned), a delivery that entered
+// elsewhere (returned: the next run is the caller's), or a run that ended otherwise (a different
+// exit, a budget or watch stop, a fatal exit, a Unicorn error), which is held for the next Run(),
+// so that the caller sees it as its own next run (with the run area's instruction count as before
+// it until then). Outside counting mode, or when the exit being answered is not a gate fault,
+// this is Inject.
+std::string Machine::InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2) {
+  uint64_t* a = area_;
+  a[kSlotHostResult] = 0;
+  run_held_ = false;
+  // Dirty registers would mean the caller changed the vCPU after the exit: then the exit's RIP
+  // in the run area is not the fault's, and the storm is not recognised (plain Inject).
+  const bool storm_possible = config_.count_instructions && !emulator_aborted_ &&
+                              a[kSlotKind] == static_cast<uint64_t>(ExitKind::kGateFault) &&
+                              a[kSlotForeignReads] == 0 && a[kSlotDirtyRegs] == 0;
+  const uint64_t fault[6] = {a[kSlotKind], a[kSlotArg0], a[kSlotArg1], a[kSlotArg2], a[kSlotArg3], a[kSlotRegs + kRegRip]};
+  const uint64_t instructions = a[kSlotInstructions];
+  std::string err = Inject(vector, has_error_code, error_code, cr2);
+  // Only a handler whose entry is the faulting RIP can fault there again with nothing started.
+  if (!storm_possible || !err.empty() || a[kSlotRegs + kRegRip] != fault[5]) return err;
+  // A bound on one call (the loop is also bounded by the budget's per-run and per-delivery
+  // charges): the caller then handles the held exit and calls again, with the same result.
+  constexpr uint64_t kMaxRepeatsPerCall = 1u << 20;
+  for (uint64_t repeats = 0;;) {
+    const uc_err e = Run();
+    const bool same = e == UC_ERR_OK && repeats < kMaxRepeatsPerCall && a[kSlotInstructions] == instructions &&
+                      a[kSlotForeignReads] == 0 && a[kSlotKind] == fault[0] && a[kSlotArg0] == fault[1] &&
+                      a[kSlotArg1] == fault[2] && a[kSlotArg2] == fault[3] && a[kSlotArg3] == fault[4] &&
+                      a[kSlotRegs + kRegRip] == fault[5];
+    if (!same) {
+      // Until the caller takes that run, it records the storm's events, which read the
+      // instruction count as it was at each delivery: put that back until the held Run().
+      run_held_ = true;
+      held_run_result_ = e;
+      held_instructions_ = a[kSlotInstructions];
+      a[kSlotInstructions] = instructions;
+      a[kSlotHostResult] = repeats << 1 | 1;
+      return "";
+    }
+    a[kSlotHostResult] = ++repeats << 1;
+    err = Inject(vector, has_error_code, error_code, cr2);
+    if (!err.empty() || a[kSlotRegs + kRegRip] != fault[5]) return err;
+  }
+}
+
 }  // namespace minivisor

@@ -991,6 +991,11 @@ uc_err Machine::RefuseAbortedEmulator() {
 }
 
 uc_err Machine::Run() {
+  if (run_held_) {  // the run InjectRepeating stopped at (deliver.cc): its exit is in the run area
+    run_held_ = false;
+    area_[kSlotInstructions] = held_instructions_;
+    return held_run_result_;
+  }
   if (emulator_aborted_) return RefuseAbortedEmulator();
   uc_err e = SyncRegsIn();
   if (e != UC_ERR_OK) return e;
@@ -1279,6 +1284,7 @@ uint64_t Machine::TakeSnapshot() {
 bool Machine::RestoreSnapshot(uint64_t id) {
   auto found = snapshots_.find(id);
   if (found == snapshots_.end()) return false;
+  run_held_ = false;
   Snapshot* s = found->second;
   std::vector<uint64_t> code_pages;
   // Pages are restored in ascending order in each pass (PageSet::Members is sorted): the snapshot's

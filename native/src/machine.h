@@ -184,6 +184,11 @@ class Machine {
   // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason. `cr2` (if
   // not null) is loaded first, as a #PF or #VC does.
   std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2 = nullptr);
+  // Inject, for the gate-fault exit in the run area, then, while the guest's next run ends in the
+  // very same exit again with no instruction started, the same delivery again (a fault storm: see
+  // deliver.cc). Returns the last delivery's failure or ""; kSlotHostResult = the deliveries made
+  // after the first << 1 | 1 when a run that ended otherwise is held (its exit) for the next Run().
+  std::string InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
   std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);
@@ -420,6 +425,11 @@ class Machine {
   uint64_t watch_stop_[2] = {0, 0};
   bool tracking_dirty_ = false;
   bool exit_pending_ = false;
+  // InjectRepeating ran the guest once more than it delivered for: the next Run() returns that
+  // run's result (its exit is in the run area) without running. Cleared by a restore.
+  bool run_held_ = false;
+  uc_err held_run_result_ = UC_ERR_OK;
+  uint64_t held_instructions_ = 0;  // kSlotInstructions after the held run
   ContentWatch content_watch_;
   // A watched page was let into the TLB for one instruction: flush before the next one starts,
   // so every instruction that touches a watched page is seen by WatchedFill.

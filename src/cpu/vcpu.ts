@@ -183,10 +183,60 @@ export class Vcpu {
     return reason ? injectionFailure(vector, reason) : undefined;
   }
 
-  #deliver(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined): string {
+  /**
+   * Whether tryInjectRepeating() repeats deliveries natively (true) or is tryInject() (false):
+   * off only to compare the two (test/integration/fault-storm.test.ts).
+   */
+  static repeatFaultDeliveries = true;
+
+  /**
+   * tryInject() for the gate-fault exit run() just returned, which the platform model answered
+   * with this delivery, and only when that answer depends on nothing but the exit and model state
+   * no run changes (the caller's promise; a single vCPU, whose runs nothing else is scheduled
+   * between). While the guest's next run ends in the very same exit again, at the RIP the delivery
+   * entered, with no instruction started, the same delivery is made again natively (a fault storm,
+   * native/src/deliver.cc InjectRepeating) with the same frame pushes and budget charges.
+   * Afterwards `repeatedDeliveries` is how many were made after the first (the caller records an
+   * event for each, as it did for the first), and unless the last delivery failed (the result),
+   * the next run() returns the exit the storm ended on. Those runs count in exitCounts as run()'s.
+   */
+  tryInjectRepeating(vector: number, errorCode?: bigint, cr2?: bigint): string | undefined {
+    if (!Vcpu.repeatFaultDeliveries) {
+      this.#repeatedDeliveries = 0;
+      this.#stormRunHeld = false;
+      return this.tryInject(vector, errorCode, cr2);
+    }
+    const reason = this.#deliver(vector, errorCode, cr2, true);
+    const result = Number(this.#area[RunSlot.hostResult]!);
+    const repeats = Math.floor(result / 2);
+    this.#repeatedDeliveries = repeats;
+    this.#stormRunHeld = (result & 1) !== 0;
+    if (repeats > 0) this.exitCounts['gate-fault'] = (this.exitCounts['gate-fault'] ?? 0) + repeats;
+    return reason ? injectionFailure(vector, reason) : undefined;
+  }
+
+  /** The deliveries the last tryInjectRepeating() made after its first. */
+  get repeatedDeliveries(): number {
+    return this.#repeatedDeliveries;
+  }
+
+  /**
+   * Whether the last tryInjectRepeating() ran the guest after its last delivery (then every
+   * delivery it made entered the faulting RIP, and the next run() returns that run's exit); if
+   * not, and it delivered, the last delivery entered `regs.rip` and any before it the faulting RIP.
+   */
+  get stormRunHeld(): boolean {
+    return this.#stormRunHeld;
+  }
+
+  #repeatedDeliveries = 0;
+  #stormRunHeld = false;
+
+  #deliver(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, repeating = false): string {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, got ${vector}`);
     // One native call: CR2 written on its own was a register write-back and read-back more per event.
-    return this.#native.inject(vector, errorCode === undefined ? undefined : errorCode & MASK64, cr2 === undefined ? undefined : cr2 & MASK64);
+    const e = errorCode === undefined ? undefined : errorCode & MASK64, c = cr2 === undefined ? undefined : cr2 & MASK64;
+    return repeating ? this.#native.injectRepeating(vector, e, c) : this.#native.inject(vector, e, c);
   }
 
   /**

@@ -54,6 +54,8 @@ export interface NativeMachine {
   /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
   translate(va: bigint, access: number): number;
   inject(vector: number, errorCode?: bigint, cr2?: bigint): string;
+  /** inject(), then the same delivery again while the guest's next run ends in the same gate fault (native/src/deliver.cc); run area hostResult = the repeats. */
+  injectRepeating(vector: number, errorCode?: bigint, cr2?: bigint): string;
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
   codeSegment(): NativeCodeSegment;
   snapshot(): number;

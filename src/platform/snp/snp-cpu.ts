@@ -1026,7 +1026,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         return RESUME;
       case 'vc':
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
-        return this.injectVc(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));
+        return this.#injectVcRepeating(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));
       case 'npf':
         this.#record('npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
@@ -1053,12 +1053,37 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return this.inject(VC_VECTOR, errorCode, cr2, reason);
   }
 
+  /**
+   * injectVc for a refused access (#gateFault), with fault storms made natively: when the #VC
+   * handler's first fetch (or access) is refused the same way, the guest's next run ends in the
+   * same gate fault with nothing started, and the answer above is the same #VC again. That answer
+   * depends only on the exit's fields (outsideRam, ciphertext, GPA, space, access, page walk: the
+   * native side compares every word of it, and the RIP and instruction count) and on the RMP, the
+   * nested page sizes, and the guest context, which only this model changes, and it does not run
+   * between the repeated deliveries (one vCPU: no scheduler switch between runs). So
+   * Vcpu.tryInjectRepeating makes them without a round trip each, and each gets its event here, as
+   * it would have: the same fields (RIP is the fault's: the native side checks it), in order
+   * (nothing else is recorded between them: a run with a foreign-content read ends the storm).
+   */
+  #injectVcRepeating(errorCode: bigint, cr2: bigint, reason: string): HwStep {
+    const vcpu = this.machine.vcpu;
+    if (this.machine.vcpuCount !== 1) return this.injectVc(errorCode, cr2, reason);
+    const rip = vcpu.regs.rip;
+    this.#record('inject-vc', { vector: VC_VECTOR, errorCode, cr2, rip, reason });
+    const failure = vcpu.tryInjectRepeating(VC_VECTOR, errorCode, cr2);
+    for (let i = vcpu.repeatedDeliveries; i > 0; i--) this.#record('inject-vc', { vector: VC_VECTOR, errorCode, cr2, rip, reason });
+    return failure === undefined ? RESUME : this.#deliveryFailed(VC_VECTOR, reason, failure);
+  }
+
   inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string): HwStep {
     const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
     this.#record(vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
     // CR2 with the delivery, in one native call (Vcpu.inject): loaded as the fault is raised.
     const failure = this.machine.vcpu.tryInject(vector, errorCode, cr2);
-    if (failure === undefined) return RESUME;
+    return failure === undefined ? RESUME : this.#deliveryFailed(vector, reason, failure);
+  }
+
+  #deliveryFailed(vector: number, reason: string, failure: string): HwStep {
     this.#record('shutdown', { vector, reason: failure });
     return { kind: 'outcome', outcome: { outcome: 'terminated', reason: `cannot deliver vector ${vector} (${reason}): ${failure}` } };
   }

@@ -319,7 +319,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       return TD_RESUME;
     }
     if (action === 'pending' && this.pendingVeEnabled) {
-      return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 });
+      return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 }, rip);
     }
     // One literal (keys in the order the exit always had) instead of spreading a shared prefix.
     const eeq: ExtendedExitQualification = action === 'pending'
@@ -346,14 +346,47 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return { kind: 'td-exit', exit };
   }
 
-  /** Raises #VE with `fields`, or #DF if the previous VE info is still unread. */
-  deliverVe(fields: VeInfoFields): TdStep {
+  /**
+   * Raises #VE with `fields`, or #DF if the previous VE info is still unread. `gateFaultRip`: the
+   * RIP of the refused access (#gateFault) this answers, whose #DF may start a fault storm.
+   */
+  deliverVe(fields: VeInfoFields, gateFaultRip?: bigint): TdStep {
     if (!this.veInfo.store(fields)) {
       this.record('df-injected', { cause: 've-info-still-valid', exitReason: fields.exitReason, gpa: fields.gpa });
+      if (gateFaultRip !== undefined && this.machine.vcpuCount === 1) return this.#injectDfRepeating(fields, gateFaultRip);
       return this.injectException(DF_VECTOR, 0n);
     }
     this.record('ve-injected', { exitReason: fields.exitReason, qual: fields.exitQualification, gla: fields.gla, gpa: fields.gpa, rip: this.machine.vcpu.regs.rip });
     return this.injectException(VE_VECTOR, undefined, undefined, true);
+  }
+
+  /**
+   * The #DF of a refused access to a PENDING page while the VE info is unread, with fault storms
+   * made natively: when the #DF handler's own first fetch (or access) is refused the same way, the
+   * guest's next run ends in the same gate fault with nothing started, and the answer is the same
+   * #DF again (the handler never reads the VE info). That answer depends only on the exit's fields
+   * (the native side compares every word of it, the RIP and the instruction count), the SEPT, the
+   * TD's controls and the VE info's valid bit, which only this module changes (a refused store
+   * changes nothing), and it does not run between the repeated deliveries (one vCPU; posted
+   * interrupts are delivered at TD entry only, before the first run). So Vcpu.tryInjectRepeating
+   * makes them without a round trip each, and each gets its events here as injectException would
+   * record them: `df-injected` before each delivery after the first, `exception-injected` with the
+   * RIP it entered after each one made, and for one that failed, `injection-failed` and the triple fault.
+   */
+  #injectDfRepeating(fields: VeInfoFields, faultRip: bigint): TdStep {
+    const vcpu = this.machine.vcpu;
+    const failure = vcpu.tryInjectRepeating(DF_VECTOR, 0n);
+    const attempts = vcpu.repeatedDeliveries + 1;
+    const delivered = failure === undefined ? attempts : attempts - 1;
+    // Every delivery entered the faulting RIP but a last one made without a run after it (Vcpu.stormRunHeld).
+    const lastEntry = failure === undefined && !vcpu.stormRunHeld ? vcpu.regs.rip : faultRip;
+    for (let i = 0; i < attempts; i++) {
+      if (i > 0) this.record('df-injected', { cause: 've-info-still-valid', exitReason: fields.exitReason, gpa: fields.gpa });
+      if (i < delivered) this.record('exception-injected', { vector: DF_VECTOR, errorCode: 0n, rip: i === delivered - 1 ? lastEntry : faultRip });
+    }
+    if (failure === undefined) return TD_RESUME;
+    this.record('injection-failed', { vector: DF_VECTOR, reason: failure });
+    return { kind: 'stop', outcome: { outcome: 'terminated', reason: `triple fault: ${failure}` } };
   }
 
   /** Delivers an exception through the guest IDT; an undeliverable one escalates to #DF, then triple fault. */
