@@ -13,7 +13,7 @@
 // every event to walk it after the run was a tenth of a low-exit execution, and most of its garbage.
 import type { BootSession } from '../boot/boot-session.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
-import { DecisionBook, snpAdversaryPolicy, snpAdversaryPolicyOf, tdxAdversaryPolicy, tdxAdversaryPolicyOf, type BookHolder } from './adversary.js';
+import { DecisionBook, snpAdversaryPolicyOf, tdxAdversaryPolicyOf, type BookHolder } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
 import {
   applySchedule, crashedExecution, ExecutionObserver, observeEvents, type ExecuteOptions, type Execution, type HandoverRecorder,
@@ -22,18 +22,15 @@ import { AcceptanceOracle } from './oracle.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceRetention } from '../shared/trace.js';
 
-/** Hands the VM's decisions to `book`'s adversary (the honest VMM where it has no decision). */
+/** Hands the VM's decisions to `book`'s adversary (the honest VMM where it has no decision), for one run. */
 export function installAdversary(session: BootSession, book: DecisionBook): void {
-  book.probe = (gpa) => session.platform.pageState(gpa);
-  const vmm = session.vmm;
-  if (vmm.kind === 'tdx') vmm.driver.policy = tdxAdversaryPolicy(book, vmm.honest);
-  else vmm.driver.policy = snpAdversaryPolicy(book, vmm.honest);
+  new AdversarySeat(session, book).install(book);
 }
 
 /**
  * The adversary of one VM, made once and handed each execution's book: installing it for an
  * execution sets the book and puts the policy in charge (a restore puts back the one in charge at
- * the snapshot). What installAdversary does, without a new policy and probe per execution.
+ * the snapshot). An execution start keeps one, so executions make no new policy and probe each.
  */
 class AdversarySeat {
   readonly #holder: BookHolder;

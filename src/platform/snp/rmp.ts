@@ -349,7 +349,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     let n = 0;
     for (const r of this.#regions.values()) {
       if (r.kind === 'large') n += r.entry.assigned ? PAGES_PER_2M : 0;
-      else for (const e of r.entries) if (e?.assigned) n++;
+      else n += r.assigned;
     }
     return n;
   }
