@@ -143,6 +143,7 @@ void Machine::ClearLife() {
   entry_cs_selector_ = 0;
   entry_cs_base_ = 0;
   exit_pending_ = false;
+  run_held_ = false;  // a run InjectRepeating held is the old life's
   fault_kind_ = ExitKind::kNone;
   retired_fault_ = false;
   last_insn_ = ~0ull;
