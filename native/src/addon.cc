@@ -545,6 +545,11 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     const char* names[4] = {"armBegin", "armEnd", "stopBegin", "stopEnd"};
     for (size_t i = 0; i < 4; i++) if (!GetU64(info, i, names[i], &v[i])) return info.Env().Undefined();
     if (v[0] >= v[1] || v[2] >= v[3]) return ThrowRange(info.Env(), "watchExecution ranges must not be empty");
+    // The watch sees fetches at TLB fills, one per page: a range boundary inside a page would let
+    // a fetch from its other part fill the page for both, and later fetches pass unseen.
+    for (size_t i = 0; i < 4; i++) {
+      if ((v[i] & (kPageSize - 1)) != 0) return ThrowRange(info.Env(), std::string("watchExecution ranges must be page-aligned: ") + names[i] + " is not");
+    }
     m->WatchExecution(v[0], v[1], v[2], v[3]);
     return info.Env().Undefined();
   }

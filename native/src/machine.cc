@@ -696,10 +696,19 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->watch_state_ = WatchState::kArmed;
     // Pages of the stop range fetched before (their earlier contents ran) must come back here
     // on their next fetch: forget that they are code, so data fills grant no execute permission.
-    // The TLB entries that still grant it go at the guest's next CR3 write.
     uint64_t first = m->watch_stop_[0] >> kPageShift;
     uint64_t last = std::min<uint64_t>((m->watch_stop_[1] + kPageSize - 1) >> kPageShift, m->pages_);
     if (last > first) m->code_->Assign(first, last - first, false);
+    // And drop every TLB entry now, which drops the jump cache too (QEMU's tlb_flush clears
+    // cpu->tb_jmp_cache): a block of the stop range translated before this is found through the
+    // jump cache by its linear PC with no TLB lookup at all (tb_lookup__cpu_state), and a TLB
+    // entry that still grants execute lets a new one be translated with no fill. After the flush
+    // every block is found through tb_htable_lookup, whose get_page_addr_code (on both pages of
+    // a block that spans two) fills here; a direct jump (goto_tb) only chains blocks whose
+    // start is on the page of the jump, and never into a block that spans two pages (tb_find).
+    // Safe inside the fill: every caller of tlb_fill reloads its entry after it (the TLB may
+    // have been resized), and the entry for this fetch is set after the hook returns.
+    m->FlushTlb();
   } else if (access == Access::kFetch && m->watch_state_ == WatchState::kArmed &&
              t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1] &&
              !(t.gpa >= m->watch_arm_[0] && t.gpa < m->watch_arm_[1])) {  // the stop range less the arm range

@@ -246,6 +246,12 @@ class Machine {
   // then the first fetch from [stop_begin, stop_end) stops the run with kExecWatch (arg0 = the
   // linear address) before that instruction runs. One-shot; not part of snapshots. Used to stop
   // a Linux boot where the decompressor jumps to the kernel it decompressed (src/boot/linux/).
+  // Ranges are page-aligned (the caller checks). Arming drops every TLB entry and with them the
+  // emulator's jump cache, so code of the stop range translated before cannot run unseen. One
+  // case stops early: a block of straight-line code that starts on the page before a stop page
+  // and runs into it stops at the block's start, before any of it runs, because QEMU 5's
+  // translator does not end a block at a page boundary and the fill of its second page (at
+  // translation, or at tb_lookup_cmp for a block translated before) comes before it runs.
   void WatchExecution(uint64_t arm_begin, uint64_t arm_end, uint64_t stop_begin, uint64_t stop_end);
 
   // A host-side watch on the content of private guest pages (content_watch.h), seen by the

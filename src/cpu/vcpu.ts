@@ -265,7 +265,10 @@ export class Vcpu {
    * A host-side execution watch (not guest-visible): once the guest fetches an instruction from
    * guest-physical [arm.start, arm.end), the first fetch from [stop.start, stop.end) outside the
    * arm range ends run() with an `exec-watch` exit before that instruction runs. One-shot; not
-   * part of snapshots.
+   * part of snapshots. Both ranges must be page-aligned (the watch sees fetches page by page).
+   * A block of straight-line code that runs from the page before into the stop range stops at
+   * the block's start instead, before any of it runs (the emulator checks both pages before it
+   * runs such a block; see Machine::WatchExecution).
    */
   watchExecution(arm: { start: bigint; end: bigint }, stop: { start: bigint; end: bigint }): void {
     this.#native.watchExecution(arm.start, arm.end, stop.start, stop.end);

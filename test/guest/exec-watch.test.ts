@@ -95,6 +95,115 @@ describe('execution watch', () => {
     }
   });
 
+  // 0x1000 calls into the stop page before the watch arms, so the emulator holds its translated
+  // block, a jump-cache entry for it and a TLB entry that grants execute; the arm page at 0x3000
+  // then calls back into the stop page with no TLB flush of its own: through the jump cache at
+  // 0x2000 (the block translated before), or with a TLB hit at 0x2100 (a new block).
+  for (const countInstructions of [true, false]) {
+    for (const target of [0x2000n, 0x2100n]) {
+      it(`code of the stop range that ran before the watch armed cannot run again unseen (call 0x${target.toString(16)}, ${countInstructions ? 'counting' : 'fast'} mode)`, () => {
+        const vm = simpleGuest(`
+          mov rax, 0x2000
+          call rax
+          mov rax, 0x3000
+          jmp rax
+          .org 0x1000
+          inc rbx
+          ret
+          .org 0x1100
+          mov rbx, 7
+          ret
+          .org 0x2000
+          mov rax, ${target}
+          call rax
+          hlt`, { countInstructions });
+        try {
+          vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x2000n, end: 0x3000n });
+          expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', rip: target, gpa: target });
+          expect(vm.vcpu.regs.rbx).toBe(1n); // only the call before arming ran
+        } finally {
+          vm.close();
+        }
+      });
+    }
+  }
+
+  it('straight-line code running from the arm page into a stop page that ran before stops before the stop page runs', () => {
+    // The stop page 0x3000 runs once before the watch arms; then the arm page's last bytes at
+    // 0x2ff0 fall through into it. The emulator translates that as one block over both pages, so
+    // the watch stops at the block's start (0x2ff0), before the stop page's INC runs a second time.
+    const vm = simpleGuest(`
+      mov rax, 0x3000
+      call rax
+      mov rax, 0x2ff0
+      jmp rax
+      .org 0x1ff0
+      mov ecx, 5
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      nop
+      .org 0x2000
+      inc rbx
+      cmp rbx, 2
+      je 1f
+      ret
+    1: hlt`);
+    try {
+      vm.vcpu.watchExecution({ start: 0x2000n, end: 0x3000n }, { start: 0x3000n, end: 0x4000n });
+      expect(vm.vcpu.run().kind).toBe('exec-watch');
+      expect(vm.vcpu.regs.rbx).toBe(1n);
+      expect(vm.vcpu.regs.rip).toBeLessThanOrEqual(0x3000n);
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('a machine reused from the pool with the stop page translated in its last life stops there too', () => {
+    const guest = `
+      mov rax, 0x2000
+      call rax
+      mov rax, 0x3000
+      jmp rax
+      .org 0x1000
+      inc rbx
+      ret
+      .org 0x2000
+      mov rax, 0x2000
+      call rax
+      hlt`;
+    const first = simpleGuest(guest);
+    expect(first.vcpu.run().kind).toBe('hlt');
+    expect(first.vcpu.regs.rbx).toBe(2n);
+    first.close();
+    const vm = simpleGuest(guest);
+    try {
+      vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x2000n, end: 0x3000n });
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', rip: 0x2000n });
+      expect(vm.vcpu.regs.rbx).toBe(1n);
+      expect(vm.memoryCounters().keptCodePages).toBeGreaterThan(0); // the last life's code was kept
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('refuses ranges that are not page-aligned (a fetch from the rest of a page would fill it for both)', () => {
+    const vm = simpleGuest('hlt');
+    try {
+      expect(() => vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x2100n, end: 0x3000n })).toThrow(/page-aligned: stopBegin/);
+      expect(() => vm.vcpu.watchExecution({ start: 0x3000n, end: 0x3800n }, { start: 0x2000n, end: 0x3000n })).toThrow(/page-aligned: armEnd/);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('never fires when the arm range is never reached', () => {
     const vm = simpleGuest('mov rax, 0x2000\n jmp rax\n .org 0x1000\n hlt');
     try {
