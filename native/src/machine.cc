@@ -1107,6 +1107,7 @@ void Machine::InvalidateAllCode() {
 
 void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
   if (!code_->Count(first, count)) return;
+  bool rescan = false;
   for (uint64_t page = first; page < first + count; page++) {
     if (!code_->Test(page)) continue;
     auto va = code_va_.find(page);
@@ -1116,8 +1117,12 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
     // The page stays marked as code: its TLB entry may still allow execution.
     uc_ctl_remove_cache(uc_, va->second, va->second + kPageSize);
     DropCodeBits(page, false);
-    scanned_va_pages_.erase(va->second);
+    rescan |= scanned_va_pages_.erase(va->second) > 0;
   }
+  // Fast mode finds the intercepted instructions of a page when a fetch fills it: a TLB entry
+  // that still grants execute would run the new bytes unscanned (a CPUID written by the host ran
+  // natively), so the next fetch must come back through the fill.
+  if (rescan && TlbMayHold(first, count)) FlushTlb();
 }
 
 void Machine::NoteWritten(uint64_t first, uint64_t count) {

@@ -178,6 +178,32 @@ describe('vCPU exits', () => {
   });
 });
 
+describe('host writes to code that already ran', () => {
+  it('fast mode intercepts an instruction the host wrote over code the guest runs again (its page is scanned anew)', () => {
+    // 0x2000 runs twice in the first run; then the host writes CPUID over its NOPs and the guest
+    // enters it again through its still-cached translation of the page.
+    const vm = simpleGuest(`
+      mov rax, 0x2000
+      call rax
+      call rax
+      hlt
+      .org 0x1000
+      nop
+      nop
+      inc rbx
+      ret`, { countInstructions: false });
+    try {
+      expect(vm.vcpu.run().kind).toBe('hlt');
+      expect(vm.vcpu.regs.rbx).toBe(2n);
+      vm.memory.write(0x2000n, Uint8Array.from([0x0f, 0xa2])); // cpuid
+      vm.vcpu.regs.rip = 0x1000n;
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'cpuid', rip: 0x2000n });
+    } finally {
+      vm.close();
+    }
+  });
+});
+
 describe('hang guard in fast mode', () => {
   it('ends a guest that never exits with a fatal timeout instead of hanging the process', () => {
     const fast = new Machine({ memoryBytes: 16n << 20n, countInstructions: false, wallClockTimeoutMs: 200 });
