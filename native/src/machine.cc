@@ -694,11 +694,10 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   if (access == Access::kFetch && m->watch_state_ == WatchState::kWaitingToArm &&
       t.gpa >= m->watch_arm_[0] && t.gpa < m->watch_arm_[1]) {
     m->watch_state_ = WatchState::kArmed;
-    // Pages of the stop range fetched before (their earlier contents ran) must come back here
-    // on their next fetch: forget that they are code, so data fills grant no execute permission.
-    uint64_t first = m->watch_stop_[0] >> kPageShift;
-    uint64_t last = std::min<uint64_t>((m->watch_stop_[1] + kPageSize - 1) >> kPageShift, m->pages_);
-    if (last > first) m->code_->Assign(first, last - first, false);
+    // Pages of the stop range fetched before (their earlier contents ran) must come back here on
+    // their next fetch: while armed, data fills grant them no execute permission (below). They
+    // stay marked as code: their translations remain, and a host write or a restore must still
+    // drop those when it changes their bytes (InvalidateCodePages, RestoreSnapshot).
     // And drop every TLB entry now, which drops the jump cache too (QEMU's tlb_flush clears
     // cpu->tb_jmp_cache): a block of the stop range translated before this is found through the
     // jump cache by its linear PC with no TLB lookup at all (tb_lookup__cpu_state), and a TLB
@@ -750,8 +749,10 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     perms |= UC_PROT_WRITE;
     m->written_->Insert(page);
   }
-  // Execute permission only on a fetch fill, so every code page is seen here first.
-  if (t.executable && (access == Access::kFetch || m->code_->Test(page))) perms |= UC_PROT_EXEC;
+  // Execute permission only on a fetch fill, so every code page is seen here first; and while the
+  // execution watch is armed, not on a data fill of its stop range, whose next fetch must stop.
+  const bool watched_stop = m->watch_state_ == WatchState::kArmed && t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1];
+  if (t.executable && (access == Access::kFetch || (m->code_->Test(page) && !watched_stop))) perms |= UC_PROT_EXEC;
   if (access == Access::kWrite && m->tracking_dirty_) m->dirty_->Insert(page);
   if (access == Access::kFetch) {
     m->code_->Set(page);

@@ -194,6 +194,45 @@ describe('execution watch', () => {
     }
   });
 
+  for (const countInstructions of [true, false]) {
+    it(`a stop page that ran before arming and is rewritten by the host after the stop runs its new bytes (${countInstructions ? 'counting' : 'fast'} mode)`, () => {
+      // The page at 0x2000 runs a hot loop (in counting mode its page gets code bits) when it is
+      // called, before the watch arms; the arm page at 0x3000 jumps back to it: the stop. The
+      // host then writes CPUID over its first instruction, and the run goes on with that CPUID,
+      // not with translations or code bits of the bytes the page held before arming.
+      const vm = simpleGuest(`
+        mov rax, 0x2000
+        call rax
+        mov rax, 0x3000
+        jmp rax
+        .org 0x1000
+        nop
+        nop
+        inc rbx
+        cmp rbx, 1
+        jne out
+        mov ecx, 5000
+      hot:
+        dec ecx
+        jnz hot
+        ret
+      out:
+        hlt
+        .org 0x2000
+        mov rax, 0x2000
+        jmp rax`, { countInstructions });
+      try {
+        vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x2000n, end: 0x3000n });
+        expect(vm.vcpu.run()).toMatchObject({ kind: 'exec-watch', rip: 0x2000n });
+        expect(vm.vcpu.regs.rbx).toBe(1n);
+        vm.memory.write(0x2000n, Uint8Array.from([0x0f, 0xa2])); // cpuid over the two NOPs
+        expect(vm.vcpu.run()).toMatchObject({ kind: 'cpuid', rip: 0x2000n });
+      } finally {
+        vm.close();
+      }
+    });
+  }
+
   it('refuses ranges that are not page-aligned (a fetch from the rest of a page would fill it for both)', () => {
     const vm = simpleGuest('hlt');
     try {
