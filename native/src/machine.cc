@@ -698,16 +698,20 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     // their next fetch: while armed, data fills grant them no execute permission (below). They
     // stay marked as code: their translations remain, and a host write or a restore must still
     // drop those when it changes their bytes (InvalidateCodePages, RestoreSnapshot).
-    // And drop every TLB entry now, which drops the jump cache too (QEMU's tlb_flush clears
+    // And drop every TLB entry, which drops the jump cache too (QEMU's tlb_flush clears
     // cpu->tb_jmp_cache): a block of the stop range translated before this is found through the
     // jump cache by its linear PC with no TLB lookup at all (tb_lookup__cpu_state), and a TLB
     // entry that still grants execute lets a new one be translated with no fill. After the flush
     // every block is found through tb_htable_lookup, whose get_page_addr_code (on both pages of
     // a block that spans two) fills here; a direct jump (goto_tb) only chains blocks whose
     // start is on the page of the jump, and never into a block that spans two pages (tb_find).
-    // Safe inside the fill: every caller of tlb_fill reloads its entry after it (the TLB may
-    // have been resized), and the entry for this fetch is set after the hook returns.
-    m->FlushTlb();
+    // Not inside this fill: a block that spans a stop page and this arm page would still go into
+    // the jump cache after the flush (tb_find adds it once translated) and run again unseen.
+    // The fill is refused instead, before anything of the block ran, and Run() flushes and goes
+    // on from the same RIP (as for a changed retired page below): the fill is made again then.
+    m->arm_restart_ = true;
+    m->counters_.tlb_fills--;  // counted once, when the fill is made again
+    return false;
   } else if (access == Access::kFetch && m->watch_state_ == WatchState::kArmed &&
              t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1] &&
              !(t.gpa >= m->watch_arm_[0] && t.gpa < m->watch_arm_[1])) {  // the stop range less the arm range
@@ -1036,16 +1040,23 @@ uc_err Machine::Run() {
       emulator_aborted_ = true;
     } else {
       retired_fault_ = false;
+      arm_restart_ = false;
       e = uc_emu_start(uc_, rip, 0, timeout, 0);
       // A refused fetch of a changed retired page (RetiredCodeStillValid): drop its code and go
-      // on from where the CPU stopped, as if the fetch had filled at once. Nothing of the guest
-      // ran past the stop, and this is the same run (no exit charge, the same last instruction).
-      while (retired_fault_ && e == UC_ERR_EXCEPTION && !exit_pending_) {
-        retired_fault_ = false;
+      // on from where the CPU stopped, as if the fetch had filled at once. Or the fetch that armed
+      // the execution watch: drop every TLB entry and go on. Nothing of the guest ran past the
+      // stop, and this is the same run (no exit charge, the same last instruction).
+      while ((retired_fault_ || arm_restart_) && e == UC_ERR_EXCEPTION && !exit_pending_) {
         fault_kind_ = ExitKind::kNone;
         FinishWatchFlush();
-        // A refused fill there (not expected) is the run's fault, as the guest's own fill's.
-        if (!InvalidateRetiredPage() && fault_kind_ != ExitKind::kNone) break;
+        if (arm_restart_) {
+          arm_restart_ = false;
+          FlushTlb();
+        } else {
+          retired_fault_ = false;
+          // A refused fill there (not expected) is the run's fault, as the guest's own fill's.
+          if (!InvalidateRetiredPage() && fault_kind_ != ExitKind::kNone) break;
+        }
         uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
         e = uc_emu_start(uc_, rip, 0, timeout, 0);
       }

@@ -233,6 +233,37 @@ describe('execution watch', () => {
     });
   }
 
+  for (const countInstructions of [true, false]) {
+    it(`code running from a stop page straight into the arm page cannot come back to the stop page unseen (${countInstructions ? 'counting' : 'fast'} mode)`, () => {
+      // The code at 0x2ff0 runs on into the arm page, in a block that spans both pages: the fetch
+      // of the arm page that arms the watch is made while it is translated. The loop at 0x3000
+      // jumps back to 0x2ff0 four times. The run stops in the stop page (early: before that
+      // block runs, as the emulator translates both pages before any of it runs) and never
+      // reaches the HLT.
+      const vm = simpleGuest(`
+        mov rax, 0x2ff0
+        jmp rax
+        .org 0x1ff0
+        inc rbx
+        .fill 0x2000 - 0x1ff3, 1, 0x90
+        cmp rbx, 5
+        jae done
+        mov rax, 0x2ff0
+        jmp rax
+      done:
+        hlt`, { countInstructions });
+      try {
+        vm.vcpu.watchExecution({ start: 0x3000n, end: 0x4000n }, { start: 0x2000n, end: 0x3000n });
+        const exit = vm.vcpu.run();
+        expect(exit.kind).toBe('exec-watch');
+        expect(vm.vcpu.regs.rip >= 0x2ff0n && vm.vcpu.regs.rip < 0x3000n).toBe(true);
+        expect(vm.vcpu.regs.rbx).toBeLessThan(2n);
+      } finally {
+        vm.close();
+      }
+    });
+  }
+
   it('refuses ranges that are not page-aligned (a fetch from the rest of a page would fill it for both)', () => {
     const vm = simpleGuest('hlt');
     try {
