@@ -1129,12 +1129,17 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
     // The page stays marked as code: its TLB entry may still allow execution.
     uc_ctl_remove_cache(uc_, va->second, va->second + kPageSize);
     DropCodeBits(page, false);
-    rescan |= scanned_va_pages_.erase(va->second) > 0;
+    rescan = true;
   }
   // Fast mode finds the intercepted instructions of a page when a fetch fills it: a TLB entry
   // that still grants execute would run the new bytes unscanned (a CPUID written by the host ran
-  // natively), so the next fetch must come back through the fill.
-  if (rescan && TlbMayHold(first, count)) FlushTlb();
+  // natively), so the next fetch must come back through the fill, and find its linear page not
+  // yet scanned. code_va_ keeps one linear address per page, and the page may be mapped at
+  // others too: every linear page is scanned anew (hooked_addresses_ keeps hooks from doubling).
+  if (rescan && !scanned_va_pages_.empty()) {
+    scanned_va_pages_.clear();
+    if (TlbMayHold(first, count)) FlushTlb();
+  }
 }
 
 void Machine::NoteWritten(uint64_t first, uint64_t count) {
