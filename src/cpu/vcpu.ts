@@ -185,7 +185,7 @@ export class Vcpu {
 
   /**
    * Whether tryInjectRepeating() repeats deliveries natively (true) or is tryInject() (false):
-   * off only to compare the two (test/integration/fault-storm.test.ts).
+   * off only to compare the two (test/guest/fuzz/fault-storm.test.ts).
    */
   static repeatFaultDeliveries = true;
 
