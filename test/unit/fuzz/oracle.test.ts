@@ -2,6 +2,7 @@
 // CPU model record (tdcall / pvalidate / seamcall / launch-update / td-exit / vmgexit events).
 import { describe, expect, it } from 'vitest';
 import { AcceptanceOracle, LifetimeMap, LIVENESS_REQUEST_RUN, type OracleContext } from '../../../src/fuzz/oracle.js';
+import { PVALIDATE_RC } from '../../../src/platform/snp/pvalidate.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
 import type { RunOutcome } from '../../../src/shared/outcome.js';
 import type { TraceEvent } from '../../../src/shared/trace.js';
@@ -140,6 +141,85 @@ describe('acceptance oracle', () => {
     const j = judge([], { outcome: 'vmm-error', reason: 'internal error: TypeError: x is undefined' });
     expect(j.findings).toMatchObject([{ category: 'minivisor-bug', severity: 'internal' }]);
     expect(judge([], { outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.mapGpa (attack program)' }).verdict).toBe('benign');
+  });
+});
+
+describe('acceptance oracle: which hardware results begin or end a lifetime', () => {
+  it('only a successful PVALIDATE begins one: FAIL_SIZEMISMATCH and FAIL_INPUT change no RMP entry (APM Vol. 3, PVALIDATE)', () => {
+    const failed = (rc: number) => ev('pvalidate', { gpa: 0x400000n, validate: true, rc, cf: false, size: '2m' });
+    expect(judge([failed(PVALIDATE_RC.FAIL_SIZEMISMATCH), pvalidate(0x400000n, true)]).verdict).toBe('benign');
+    expect(judge([failed(PVALIDATE_RC.FAIL_INPUT), pvalidate(0x401000n, true)]).verdict).toBe('benign');
+  });
+
+  it('a 2M PVALIDATE begins the lifetime of all 512 pages, and no page past them', () => {
+    const huge = pvalidate(0x400000n, true, false, '2m');
+    expect(judge([huge, pvalidate(0x5ff000n, true)]).findings).toMatchObject([{ category: 'double-acceptance', gpa: 0x5ff000n }]);
+    expect(judge([huge, pvalidate(0x600000n, true)]).verdict).toBe('benign');
+  });
+
+  it('a rescind that left the page unchanged (CF=1: it was not validated) does not end a lifetime', () => {
+    // The VMM un-validated the page behind the guest's back; the guest's own rescind then finds
+    // nothing to do, and its re-validation is still inside the lifetime it began.
+    const events = [pvalidate(0x800000n, true), pvalidate(0x800000n, false, true), pvalidate(0x800000n, true)];
+    expect(judge(events).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+  });
+
+  it('a failed TDH.MEM.PAGE.ADD or SNP_LAUNCH_UPDATE gives the guest nothing', () => {
+    const add = ev('seamcall', { leaf: 'TDH_MEM_PAGE_ADD', rcx: 0x300000n, status: TdxStatus.OPERAND_BUSY, result: 'OPERAND_BUSY' });
+    expect(judge([add, accept(0x300000n, 0)]).verdict).toBe('benign');
+    const update = ev('launch-update', { gpa: 0x300000n, result: 'INVALID_PARAM' });
+    expect(judge([update, pvalidate(0x300000n, true)]).verdict).toBe('benign');
+  });
+
+  it('only TDX_PAGE_ALREADY_ACCEPTED is a refused accept: a busy or mismatched ACCEPT the guest retries is not', () => {
+    // TDX_OPERAND_BUSY and TDX_PAGE_SIZE_MISMATCH (the 2M -> 4K fallback) are ordinary results
+    // that the guest handles and goes on from (tdg_mem_page_accept.c; Linux try_accept_one).
+    for (const status of [TdxStatus.OPERAND_BUSY, TdxStatus.PAGE_SIZE_MISMATCH | 1n]) {
+      expect(judge([accept(0x400000n, 1, status), accept(0x400000n, 0)]).verdict).toBe('benign');
+    }
+  });
+
+  it('the first finding of a category is kept, in trace order', () => {
+    const j = judge([accept(0x400000n, 0), accept(0x400000n, 0), accept(0x800000n, 0), accept(0x800000n, 0)]);
+    expect(j.findings).toMatchObject([{ category: 'double-acceptance', gpa: 0x400000n }]);
+  });
+
+  it('the first foreign read is the one reported', () => {
+    const first = ev('foreign-read', { gpa: 0x401008n, rip: 0x1000n });
+    const j = judge([first, ev('foreign-read', { gpa: 0x402000n, rip: 0x2000n })]);
+    expect(j.findings).toMatchObject([{ category: 'foreign-content', gpa: 0x401008n, rip: 0x1000n, eventSeq: first.seq }]);
+  });
+
+  it('a guest whose own fatal reason reads like an internal error is not a minivisor bug (the reason is guest-chosen text)', () => {
+    expect(judge([], { outcome: 'guest-fatal', reason: 'internal error: made up by the guest' }).verdict).toBe('detected');
+    expect(judge([], { outcome: 'done', reason: 'hardware model: made up' }).verdict).toBe('benign');
+  });
+});
+
+describe('acceptance oracle: what shows the guest carried on', () => {
+  const refused = ev('state-change-refused', { gpa: 0x800000n, bytes: 0x1000n, to: 'shared', reached: false });
+  const stopped: RunOutcome = { outcome: 'vmm-error', reason: 'the VMM stopped the guest' };
+
+  it('a fault on the first byte past the refused range is not a use of it', () => {
+    const fault = (gpa: bigint) => ev('exit-after-refusal', { point: 'snp.onNpf', gpa });
+    expect(judge([refused, fault(0x800fffn)], stopped).verdict).toBe('finding');
+    expect(judge([refused, fault(0x801000n)], stopped).verdict).toBe('benign');
+  });
+
+  it('another page-state request after an ALREADY_ACCEPTED is acceptance work: the guest carried on', () => {
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget' };
+    const refusedAccept = [accept(0x400000n, 0), accept(0x400000n, 0, TDX_ALREADY_ACCEPTED)];
+    expect(judge([...refusedAccept, ev('guest-request', { key: 'map-gpa 1000+1000' })], budget).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+  });
+
+  it('a nested page fault between two identical page-state requests breaks the run: the guest did something else', () => {
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget exhausted' };
+    const retry = [ev('vmgexit', { reason: 'psc' }), ev('guest-request', { key: 'psc 800000+1000' })];
+    const stuck = Array.from({ length: LIVENESS_REQUEST_RUN }, () => retry).flat();
+    expect(judge(stuck, budget).findings.map((f) => f.category)).toEqual(['liveness']);
+    const half = LIVENESS_REQUEST_RUN / 2;
+    const interrupted = [...stuck.slice(0, 2 * half), ev('npf', { gpa: 0x900000n }), ev('npf', { gpa: 0x900000n }), ...stuck.slice(0, 2 * half)];
+    expect(judge(interrupted, budget).verdict).toBe('benign');
   });
 });
 
