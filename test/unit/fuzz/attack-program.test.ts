@@ -1,7 +1,8 @@
 // The attack-program file format: what a hand-written attack or a finding on disk may contain.
 import { describe, expect, it } from 'vitest';
 import {
-  AttackProgramError, attackProgramFromJson, attackProgramToJson, describeDecision, needsFreshLaunch, parseAttackProgram, type AttackProgram,
+  AttackProgramError, attackProgramFromJson, attackProgramToJson, describeDecision, MAX_DECISIONS, MAX_MEMORY_RANGES, needsFreshLaunch, parseAttackProgram,
+  type AttackProgram,
 } from '../../../src/fuzz/attack-program.js';
 
 const tdxProgram: AttackProgram = {
@@ -99,6 +100,53 @@ describe('attack program format', () => {
     expect(() => parseAttackProgram(bad)).toThrow(message);
   });
 
+  // Each bound is the real one: posted-interrupt vectors are 32..255 (0..31 are exceptions, SDM
+  // Vol. 3 §6.2), a 2M accept has 512 chunks, TDX pages are 4K/2M/1G (levels 0..2) but a replay
+  // AUGs 4K or 2M, the capture slots are 16, e820 types are 32-bit, a run of answers and a
+  // scheduler quantum are at least one.
+  it.each([
+    ['a posted interrupt on an exception vector', 'tdx', (p: any) => { p.decisions[4].action.vector = 31; }, /decisions\[4\]\.action\.vector: expected an integer in \[32, 255\]/],
+    ['a posted interrupt after no chunk', 'tdx', (p: any) => { p.decisions[4].action.afterChunks = 0; }, /afterChunks: expected an integer in \[1, 511\]/],
+    ['a 1G replay', 'tdx', (p: any) => { p.decisions[3].action.level = 2; }, /decisions\[3\]\.action\.level: expected an integer in \[0, 1\]/],
+    ['a SEAMCALL past the 1G level', 'tdx', (p: any) => { p.decisions[5].action.level = 3; }, /decisions\[5\]\.action\.level: expected an integer in \[0, 2\]/],
+    ['a capture slot past the last', 'snp', (p: any) => { p.decisions[3].action.slot = 16; }, /decisions\[3\]\.action\.slot: expected an integer in \[0, 15\]/],
+    ['a write of 3 bytes', 'snp', (p: any) => { p.decisions[7].action.size = 3; }, /decisions\[7\]\.action\.size: expected 1, 2, 4 or 8/],
+    ['a repeat of none', 'tdx', (p: any) => { p.decisions[1].repeat = 0; }, /decisions\[1\]\.repeat: expected an integer in \[1, /],
+    ['an unknown field on a call decision', 'tdx', (p: any) => { p.decisions[0].when = 1; }, /decisions\[0\]: unknown field "when"/],
+    ['an unknown field on an exit decision', 'tdx', (p: any) => { p.decisions[3].occurrence = 1; }, /decisions\[3\]: unknown field "occurrence"/],
+    ['an unknown field on an RMPUPDATE', 'snp', (p: any) => { p.decisions[4].action.vmsa = true; }, /decisions\[4\]\.action: unknown field "vmsa"/],
+    ['an unknown field in the memory description', 'snp', (p: any) => { p.memoryDescription.holes = []; }, /memoryDescription: unknown field "holes"/],
+    ['an e820 type past 32 bits', 'snp', (p: any) => { p.memoryDescription.ranges[0].type = 0x100000000; }, /ranges\[0\]\.type: expected an integer in \[0, 4294967295\]/],
+    ['a 32-bit e820 type', 'snp', (p: any) => { p.memoryDescription.ranges[0].type = 0xffffffff; }, null],
+    ['a scheduler quantum of none', 'snp', (p: any) => { p.schedule = { policy: 'pct', seed: '0x1', quantum: 0 }; }, /schedule\.quantum: expected an integer in \[1, /],
+    ['an unknown field in the schedule', 'snp', (p: any) => { p.schedule = { policy: 'pct', seed: '0x1', quantum: 1, depth: 3 }; }, /schedule: unknown field "depth"/],
+  ])('bounds: rejects %s', (_what, platform, damage, message) => {
+    const bad = JSON.parse(attackProgramToJson(platform === 'tdx' ? tdxProgram : snpProgram));
+    damage(bad);
+    if (message === null) expect(() => parseAttackProgram(bad)).not.toThrow();
+    else expect(() => parseAttackProgram(bad)).toThrow(message);
+  });
+
+  it('takes at most MAX_DECISIONS decisions and launch actions, and MAX_MEMORY_RANGES ranges', () => {
+    const exit = { at: 'exit', exitIndex: 0, action: { kind: 'snp.psmash', spa: '0x0' } };
+    const program = (decisions: number, launch: number, ranges: number) => ({
+      format: 'minivisor-attack-program', version: 1, platform: 'snp',
+      decisions: Array.from({ length: decisions }, () => exit),
+      launch: Array.from({ length: launch }, () => ({ kind: 'snp.psmash', spa: '0x0' })),
+      memoryDescription: { ranges: Array.from({ length: ranges }, () => ({ addr: '0x0', size: '0x1000', type: 1 })) },
+    });
+    expect(() => parseAttackProgram(program(MAX_DECISIONS, MAX_DECISIONS, MAX_MEMORY_RANGES))).not.toThrow();
+    expect(() => parseAttackProgram(program(MAX_DECISIONS + 1, 0, 0))).toThrow(/decisions: more than 10000 decisions/);
+    expect(() => parseAttackProgram(program(0, MAX_DECISIONS + 1, 0))).toThrow(/launch: more than 10000 launch actions/);
+    expect(() => parseAttackProgram(program(0, 0, MAX_MEMORY_RANGES + 1))).toThrow(/ranges: more than 128 ranges/);
+  });
+
+  it('leaves absent optional fields out of the JSON rather than writing them as null', () => {
+    const text = attackProgramToJson({ platform: 'tdx', decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: undefined, answer: { kind: 'honest' } }] });
+    expect(text).not.toContain('repeat');
+    expect(text).not.toContain('null');
+  });
+
   it('rejects text that is not JSON with a clear error', () => {
     expect(() => attackProgramFromJson('{', 'attack.json')).toThrow(/^attack\.json: not JSON/);
   });
@@ -112,5 +160,7 @@ describe('attack program format', () => {
 
   it('describes a decision in one line', () => {
     expect(describeDecision(tdxProgram.decisions[3]!)).toBe('at exit #7: {"kind":"tdx.replay-zeroed","gpa":"0x4000000","level":0}');
+    // A repeated answer names the first and the last occurrence it answers.
+    expect(describeDecision(tdxProgram.decisions[1]!)).toMatch(/^call tdx\.instructionIo #3\.\.#7: answer /);
   });
 });
