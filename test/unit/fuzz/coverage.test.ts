@@ -25,6 +25,22 @@ describe('EdgeCoverage', () => {
     expect(cov.count).toBe(3);
   });
 
+  it('puts hit counts in AFL\'s buckets: 1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128-255 (afl-fuzz count_class_lookup8)', () => {
+    const buckets = [[1, 1], [2, 2], [3, 3], [4, 7], [8, 15], [16, 31], [32, 127], [128, 255]];
+    const hits = new Uint8Array(EDGE_MAP_BYTES);
+    const cov = new EdgeCoverage();
+    for (const [first, last] of buckets) {
+      // The bucket's first count is new; every other count in it is not; its last is not either.
+      hits[100] = first!;
+      expect(cov.merge(hits)).toBe(true);
+      for (let n = first!; n <= last!; n++) {
+        hits[100] = n;
+        expect(cov.merge(hits)).toBe(false);
+      }
+    }
+    expect(cov.count).toBe(1);
+  });
+
   it('reads a map that is not 4-byte aligned the same way', () => {
     const backing = new Uint8Array(EDGE_MAP_BYTES + 1);
     const hits = backing.subarray(1);
