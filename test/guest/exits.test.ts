@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
-import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
 
 describe('vCPU exits', () => {
   it('stops at TDCALL with RIP at the instruction and resumes past it', () => {
@@ -179,20 +179,18 @@ describe('vCPU exits', () => {
 });
 
 describe('host writes to code that already ran', () => {
-  it('fast mode intercepts an instruction the host wrote over code the guest runs again (its page is scanned anew)', () => {
-    // 0x2000 runs twice in the first run; then the host writes CPUID over its NOPs and the guest
-    // enters it again through its still-cached translation of the page.
-    const vm = simpleGuest(`
-      mov rax, 0x2000
-      call rax
-      call rax
-      hlt
+  // The code at 0x2000 (NOPs, then `inc rbx; ret`) runs twice in the first run; then the host
+  // writes CPUID over its NOPs and the guest enters it again: fast mode must intercept it.
+  const CALLEE = `
       .org 0x1000
       nop
       nop
       inc rbx
-      ret`, { countInstructions: false });
+      ret`;
+  function expectRewrittenCodeIntercepted(callers: string, mappings?: Mapping[]): void {
+    const vm = simpleGuest(`${callers}\n      hlt${CALLEE}`, { countInstructions: false });
     try {
+      if (mappings) enablePaging(vm, mappings);
       expect(vm.vcpu.run().kind).toBe('hlt');
       expect(vm.vcpu.regs.rbx).toBe(2n);
       vm.memory.write(0x2000n, Uint8Array.from([0x0f, 0xa2])); // cpuid
@@ -201,35 +199,27 @@ describe('host writes to code that already ran', () => {
     } finally {
       vm.close();
     }
+  }
+
+  it('fast mode intercepts an instruction the host wrote over code the guest runs again (its page is scanned anew)', () => {
+    // Entered again through its still-cached translation of the page.
+    expectRewrittenCodeIntercepted(`
+      mov rax, 0x2000
+      call rax
+      call rax`);
   });
 
   it('fast mode intercepts an instruction the host wrote over code that ran at two linear addresses', () => {
-    // The page at 0x2000 also appears at 0x400000 and runs through both, the alias last; the
-    // host's write then makes the guest run it again through 0x2000 first.
-    const vm = simpleGuest(`
+    // The page also appears at 0x400000 and runs through both, the alias last; after the write
+    // the guest runs it again through 0x2000 first.
+    expectRewrittenCodeIntercepted(`
       mov rax, 0x2000
       call rax
       mov rax, 0x400000
-      call rax
-      hlt
-      .org 0x1000
-      nop
-      nop
-      inc rbx
-      ret`, { countInstructions: false });
-    try {
-      enablePaging(vm, [
-        { va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n },
-        { va: 0x400000n, pa: 0x2000n, size: 0x1000n, pageSize: 4096n },
-      ]);
-      expect(vm.vcpu.run().kind).toBe('hlt');
-      expect(vm.vcpu.regs.rbx).toBe(2n);
-      vm.memory.write(0x2000n, Uint8Array.from([0x0f, 0xa2])); // cpuid
-      vm.vcpu.regs.rip = 0x1000n;
-      expect(vm.vcpu.run()).toMatchObject({ kind: 'cpuid', rip: 0x2000n });
-    } finally {
-      vm.close();
-    }
+      call rax`, [
+      { va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n },
+      { va: 0x400000n, pa: 0x2000n, size: 0x1000n, pageSize: 4096n },
+    ]);
   });
 });
 
