@@ -37,6 +37,57 @@ describe('Trace hash', () => {
     expect(traceOf(EVENTS.map(([s, t, f]) => [s === 'hw' ? 'vmm' : s, t, f])).trace.sha256()).not.toBe(base);
   });
 
+  it('tells apart values that only the binary encoding could confuse', () => {
+    const hashOf = (fields: Record<string, TraceValue>) => traceOf([['hw', 'x', fields]]).trace.sha256();
+    // Characters that differ only above their low byte.
+    expect(hashOf({ s: '\u0101' })).not.toBe(hashOf({ s: '\u0201' }));
+    // A bigint past 64 bits is "0x…" in the file, not the bare digits of a string.
+    expect(hashOf({ v: 1n << 64n })).not.toBe(hashOf({ v: '10000000000000000' }));
+    expect(hashOf({ v: 1n << 64n })).toBe(hashOf({ v: '0x10000000000000000' }));
+    // An array slot JSON cannot hold is null, as JSON.stringify writes it.
+    expect(hashOf({ a: [undefined as unknown as TraceValue] })).toBe(hashOf({ a: [null] }));
+    expect(hashOf({ a: [undefined as unknown as TraceValue] })).not.toBe(hashOf({ a: [] }));
+  });
+
+  it('hashes strings longer than its buffer as the file holds them', () => {
+    for (const long of ['x'.repeat(200_000), `${'é'.repeat(70_000)}!`]) {
+      const { trace, lines } = traceOf([['guest', 'console', { text: long }]]);
+      expect(traceSha256OfJsonLines(`${lines[0]}\n`)).toBe(trace.sha256());
+      expect(traceOf([['guest', 'console', { text: `${long.slice(0, -1)}?` }]]).trace.sha256()).not.toBe(trace.sha256());
+    }
+  });
+
+  it('hashes the boot envelope (icount, stage) as the file holds it, when only hashing too', () => {
+    class EnvelopeTrace extends Trace {
+      recordAt(icount: bigint, stage: string, type: string, fields: Record<string, TraceValue>): void {
+        this.recordWithEnvelope('hw', type, () => icount, stage, fields);
+      }
+    }
+    const lines: string[] = [];
+    const hashed = new EnvelopeTrace({ keep: false, sink: (l) => lines.push(l) });
+    const plain = new EnvelopeTrace({ keep: false });
+    for (const t of [hashed, plain]) {
+      t.recordAt(100n, 'firmware', 'tdcall', { leaf: 'MEM_PAGE_ACCEPT', status: 0n });
+      t.recordAt(2n ** 63n + 1n, 'kernel', 'hlt', {});
+    }
+    expect(lines[1]).toContain('"stage":"kernel"');
+    expect(plain.sha256()).toBe(hashed.sha256());
+    expect(traceSha256OfJsonLines(lines.map((l) => `${l}\n`).join(''))).toBe(plain.sha256());
+  });
+
+  it('keeps the encoding stable: a stored finding\'s trace hash must still replay', () => {
+    // Computed apart from this code, by a separate encoder written from the format's description
+    // (per event an object: tag 8, then per key tag 9 + u32 length + UTF-8, values as tag 3 +
+    // float64 / tag 5 + u64 (little endian) / tag 6 + hex past 64 bits / tag 4 + string
+    // ("0x-…" for a negative bigint) / 0, 1, 2 for null, false, true / tag 7 … 0xff for arrays;
+    // 0xff ends an object). Changing any of it changes every trace hash findings and goldens carry.
+    const { trace } = traceOf([
+      ['hw', 'tdcall', { rcx: 0x8000000000000000n, status: 0xc0000b0b00000001n, n: 1.5, ok: false, none: null }],
+      ['vmm', 'psc', { list: [1, 'two', { three: 3n }], big: 1n << 70n, neg: -1n, text: 'µ' }],
+    ]);
+    expect(trace.sha256()).toBe('03ae729a1dda9675f0b67fc0672f23b38770b404c55a18b90b94cf2ee03eb778');
+  });
+
   it('hashes a long trace the same whether it is read back or kept', () => {
     const many: Recorded[] = [];
     for (let i = 0; i < 20_000; i++) many.push(['hw', 'tdcall', { rip: BigInt(i) * 7n, leaf: 'MEM_PAGE_ACCEPT', blob: 'x'.repeat(i % 97) }]);
