@@ -1,0 +1,27 @@
+// How a run is split into jobs and shards (src/fuzz/parallel.ts): `--shard K/N` must give disjoint,
+// deterministic slices whose union is the unsharded run of N times the jobs, each job with its own
+// derived seed, and `--runs` must be split so that the jobs' runs add up to it.
+import { describe, expect, it } from 'vitest';
+import { planJobs } from '../../../src/fuzz/parallel.js';
+import { deriveSeed } from '../../../src/shared/prng.js';
+
+describe('planJobs', () => {
+  it('gives shards disjoint jobs whose union is the whole run, each seeded from its global job number', () => {
+    const jobs = 3, count = 4, seed = 77n;
+    const shards = Array.from({ length: count }, (_, index) => planJobs({ jobs, seed, shard: { index, count } }));
+    const all = shards.flat();
+    expect(all.map((p) => p.job)).toEqual(Array.from({ length: jobs * count }, (_, g) => g));
+    for (const p of all) expect(p.seed).toBe(deriveSeed(seed, p.job));
+    expect(new Set(all.map((p) => p.seed)).size).toBe(all.length);
+    // Deterministic: planning again gives the same slice.
+    expect(planJobs({ jobs, seed, shard: { index: 2, count } })).toEqual(shards[2]);
+    // The unsharded run with the same jobs is shard 0/1.
+    expect(planJobs({ jobs, seed })).toEqual(planJobs({ jobs, seed, shard: { index: 0, count: 1 } }));
+  });
+
+  it('splits --runs over the jobs so that they add up to it, the first jobs taking the remainder', () => {
+    expect(planJobs({ jobs: 4, seed: 1n, runs: 10 }).map((p) => p.runs)).toEqual([3, 3, 2, 2]);
+    expect(planJobs({ jobs: 3, seed: 1n, runs: 2 }).map((p) => p.runs)).toEqual([1, 1, 0]);
+    expect(planJobs({ jobs: 2, seed: 1n }).map((p) => p.runs)).toEqual([undefined, undefined]);
+  });
+});
