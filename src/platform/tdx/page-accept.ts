@@ -22,7 +22,7 @@ const ACCEPT_COUNTER_CLEARED = { acceptCounter: 0 } as const;
  */
 export function acceptOperandLevel(td: TdModule, rcx: bigint): SeptLevel | undefined {
   // 1G is rejected: verify_page_info_input(…, LVL_PT, LVL_PD). Private only: the shared bit clear.
-  return decodeGpaLevel(rcx, 0, 1, 2 ** (td.config.gpaWidth - 1));
+  return decodeGpaLevel(rcx, 0, 1, td.sharedBit);
 }
 
 export function pageAccept(td: TdModule, rcx: bigint): LeafResult {
@@ -84,7 +84,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   if (level === 0) {
     td.machine.memory.fill(gpa, CHUNK, 0);
     td.machine.watchContent(gpa, CHUNK, false); // zeroed by the guest's own accept (foreign-content.ts)
-    td.sept.setState(0, gpa, 'MAPPED', ACCEPT_COUNTER_CLEARED);
+    td.sept.setState(0, gpa, 'MAPPED'); // only a 2M ACCEPT counts chunks: a 4K entry's counter is 0
     return { kind: 'return', status: TdxStatus.SUCCESS };
   }
   const entry = td.sept.entry(level, gpa)!;

@@ -104,8 +104,7 @@ export class SeamcallHost {
    * it learns only what the caller sees anyway, each call's operand and status.
    */
   observer: SeamcallObserver | undefined;
-  /** GPA bit GPAW-1 and guest RAM's size, as numbers (exact: below 2^52), for #operand's checks. */
-  readonly #sharedBitValue: number;
+  /** Guest RAM's size, as a number (exact: below 2^52), for #operand's checks. */
   readonly #ramBytes: number;
   /** The operand #operand decoded last: fields, not an object per SEAMCALL. */
   #operandGpa = 0n;
@@ -113,7 +112,6 @@ export class SeamcallHost {
 
   constructor(td: TdModule) {
     this.#td = td;
-    this.#sharedBitValue = 2 ** (td.config.gpaWidth - 1);
     this.#ramBytes = Number(td.machine.memoryBytes);
   }
 
@@ -140,7 +138,7 @@ export class SeamcallHost {
    */
   #operand(op: OperandKey, rcx: bigint): bigint {
     const rule = OPERAND_RULES[op];
-    const level = decodeGpaLevel(rcx, rule.min, rule.max === 'top' ? this.#td.sept.topLevel : rule.max, this.#sharedBitValue);
+    const level = decodeGpaLevel(rcx, rule.min, rule.max === 'top' ? this.#td.sept.topLevel : rule.max, this.#td.sharedBit);
     if (level === undefined) return OPERAND_INVALID_RCX;
     const gpa = Number(rcx) - level;
     // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).

@@ -51,23 +51,20 @@ export const LEVEL_SHIFT: Record<SeptLevel, bigint> = { 0: 12n, 1: 21n, 2: 30n, 
 /** Each level's size as a number (exact: at most 2^48). */
 export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
 
-/** RCX bits 63:52 are reserved in a `gpa | level` operand: one below this has them clear, and is exact as a number. */
-const RCX_RESERVED_FROM = 1n << 52n;
-
 /**
  * Decodes a `gpa | level` operand (`page_info_api_input_t`: level in bits 2:0, bits 11:3 and
  * 63:52 reserved, the GPA aligned to the level) whose level must lie in [min, max] and whose GPA
  * must be below `sharedBit` (the shared bit GPAW-1 and every bit above it clear): the level, or
- * undefined for OPERAND_INVALID. Checked on RCX as a number (exact below 2^52), not with a dozen
- * BigInt masks and shifts per call (SEAMCALLs and ACCEPTs of every fuzz exit; issue 10).
+ * undefined for OPERAND_INVALID. RCX below the shared bit has bits 63:52 clear too, and is exact
+ * as a number: the rest is checked on that, not with a dozen BigInt masks and shifts per call
+ * (SEAMCALLs and ACCEPTs of every fuzz exit; issue 10). A reserved bit in 11:3 leaves the GPA
+ * unaligned at every level.
  */
-export function decodeGpaLevel(rcx: bigint, min: SeptLevel, max: SeptLevel, sharedBit: number): SeptLevel | undefined {
-  if (rcx < 0n || rcx >= RCX_RESERVED_FROM) return undefined;
+export function decodeGpaLevel(rcx: bigint, min: SeptLevel, max: SeptLevel, sharedBit: bigint): SeptLevel | undefined {
+  if (rcx < 0n || rcx >= sharedBit) return undefined; // below 0: only a hostile VMM's BigInt
   const n = Number(rcx);
   const level = n % 8;
-  if (n % 4096 >= 8 || level < min || level > max) return undefined;
-  const gpa = n - level;
-  if (gpa % LEVEL_BYTES[level]! !== 0 || gpa >= sharedBit) return undefined;
+  if (level < min || level > max || (n - level) % LEVEL_BYTES[level]! !== 0) return undefined;
   return level as SeptLevel;
 }
 
