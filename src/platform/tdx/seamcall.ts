@@ -54,8 +54,7 @@ const SUCCEEDED: SeamcallResult = Object.freeze({ status: TdxStatus.SUCCESS });
 type EntryCall = 'TDH_MEM_PAGE_ADD' | 'TDH_MEM_SEPT_ADD' | 'TDH_MEM_PAGE_AUG' | 'TDH_MEM_RANGE_BLOCK' | 'TDH_MEM_RANGE_UNBLOCK'
   | 'TDH_MEM_PAGE_REMOVE' | 'TDH_MEM_PAGE_DEMOTE' | 'TDH_MEM_PAGE_PROMOTE';
 
-/** Counter updates an AUG or REMOVE makes to its entry (built once; setState copies what it needs). */
-const COUNTERS_CLEARED = { acceptCounter: 0, blockEpoch: 0n } as const;
+/** UNBLOCK's counter update (built once; setState copies what it needs). */
 const BLOCK_EPOCH_CLEARED = { blockEpoch: 0n } as const;
 
 type MeasuredOperation = 'MEM.PAGE.ADD' | 'MR.EXTEND';
@@ -202,7 +201,8 @@ export class SeamcallHost {
         sept.setState(level, gpa, next);
         return undefined;
       case 'TDH_MEM_PAGE_AUG':
-        sept.setState(level, gpa, next, COUNTERS_CLEARED);
+        // From FREE (no entry) or REMOVED (an entry without counters): the new entry has none either.
+        sept.setState(level, gpa, next);
         return undefined;
       case 'TDH_MEM_RANGE_BLOCK':
         sept.setState(level, gpa, next, { blockEpoch: td.epoch });
@@ -213,7 +213,7 @@ export class SeamcallHost {
         return undefined;
       case 'TDH_MEM_PAGE_REMOVE':
         if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-        sept.setState(level, gpa, next, COUNTERS_CLEARED);
+        sept.setState(level, gpa, next); // FREE: the entry goes, counters and all
         return undefined;
       case 'TDH_MEM_PAGE_DEMOTE': {
         if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);

@@ -7,6 +7,7 @@ import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { septLockKey } from '../../../src/platform/tdx/sept-states.js';
 
 const STATE_INCORRECT_RCX = 0xc0000b0d00000001n;
+const OPERAND_INVALID_RCX = 0xc000010000000001n;
 const P = 0x200000n;
 
 /** A TD with the SEPT levels above P (512 GiB and 1 GiB entries) added, not finalized. */
@@ -122,6 +123,95 @@ describe('TDX 1.5 SEAMCALL status codes', () => {
     expect(h.memSeptAdd(gpaLevel(0n, 4)).status).toBe(0n);
     expect(h.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
     t.platform.machine.close();
+  });
+});
+
+describe('operand levels: verify_page_info_input(min, max) in each handler', () => {
+  it('PAGE.ADD is 4K only (LVL_PT..LVL_PT), SEPT.ADD starts at PD (LVL_PD..ept_pwl), REMOVE goes up to 1G (LVL_PT..LVL_PDPT)', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memPageAdd(gpaLevel(P, 1), new Uint8Array(4096)).status).toBe(OPERAND_INVALID_RCX);
+    expect(h.memSeptAdd(gpaLevel(P, 0)).status).toBe(OPERAND_INVALID_RCX);
+    expect(h.memPageRemove(gpaLevel(0n, 3)).status).toBe(OPERAND_INVALID_RCX);
+    // A 1G leaf (e.g. PROMOTEd from 2M leaves) is removed at level 2.
+    m.sept.setState(2, 0x40000000n, 'MAPPED');
+    expect(h.memPageRemove(gpaLevel(0x40000000n, 2)).status).toBe(0n);
+    expect(m.sept.walk(0x40000000n, 2).state).toBe('FREE');
+  });
+
+  it('PAGE.ADD refuses a source that is not one 4 KiB page with OPERAND_INVALID|R9 (the source operand)', () => {
+    const h = td().platform.module.host;
+    h.memSeptAdd(gpaLevel(P, 1));
+    expect(h.memPageAdd(gpaLevel(P, 0), new Uint8Array(100)).status).toBe(0xc000010000000009n);
+    expect(h.memPageAdd(gpaLevel(P, 0), new Uint8Array(8192)).status).toBe(0xc000010000000009n);
+  });
+});
+
+describe('TLB tracking and the TD\'s op state (op_state_lookup.c state_flags_lookup, tdh_mem_page_remove.c, tdh_mem_page_promote.c)', () => {
+  it('REMOVE before MR.FINALIZE needs no TRACK, even of a blocked entry (tlb_tracking_required is 0 in INITIALIZED)', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memPageRemove(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P, 1).state).toBe('FREE');
+  });
+
+  it('PROMOTE of a running TD needs TDH.MEM.TRACK after BLOCK: TLB_TRACKING_NOT_DONE|RCX', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.mrFinalize();
+    m.sept.split(1, P, 'MAPPED');
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0xc0000b0800000001n);
+    expect(m.sept.walk(P, 1).state).toBe('NL_BLOCKED');
+    h.memTrack();
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P, 1).state).toBe('MAPPED');
+  });
+});
+
+describe('PROMOTE (tdh_mem_page_promote.c is_sept_page_valid_for_merge)', () => {
+  it('512 PENDING children merge into a PENDING 2M leaf, which the guest then accepts at 2M', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.mrFinalize();
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    for (let g = P; g < P + 0x200000n; g += 0x1000n) expect(h.memPageAug(gpaLevel(g, 0)).status).toBe(0n);
+    h.memRangeBlock(gpaLevel(P, 1));
+    h.memTrack();
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.walk(P + 0x3000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+  });
+
+  it('children neither all MAPPED nor all PENDING → EPT_INVALID_PROMOTE_CONDITIONS|RCX 0xC0000B0900000001', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    m.sept.split(1, P, 'MAPPED');
+    m.sept.setState(0, P + 0x5000n, 'PENDING');
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0xc0000b0900000001n);
+    m.sept.setState(0, P + 0x5000n, 'MAPPED');
+    m.sept.setState(0, P, 'BLOCKED');
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0xc0000b0900000001n);
+  });
+});
+
+describe('TDH.MR.EXTEND checks (tdh_mr_extend.c, helpers.c check_gpa_validity)', () => {
+  it('after MR.FINALIZE → TDX_OP_STATE_INCORRECT 0xC000060800000000 (no operand: check_any_td_state_map_tdcs_and_lock)', () => {
+    const h = td().platform.module.host;
+    h.memSeptAdd(gpaLevel(P, 1));
+    expect(h.addMeasuredPage(P, new Uint8Array(4096)).status).toBe(0n);
+    expect(h.mrFinalize().status).toBe(0n);
+    expect(h.mrExtend(P).status).toBe(0xc000060800000000n);
+    expect(h.memPageAdd(gpaLevel(P + 0x1000n, 0), new Uint8Array(4096)).status).toBe(0xc000060800000000n);
+    expect(h.mrFinalize().status).toBe(0xc000060800000000n);
+  });
+
+  it('GPA bits 51:48 of a GPAW-48 TD → OPERAND_INVALID|RCX', () => {
+    const h = td().platform.module.host;
+    expect(h.mrExtend((1n << 48n) | P).status).toBe(OPERAND_INVALID_RCX);
+    expect(h.mrExtend((1n << 47n) | P).status).toBe(OPERAND_INVALID_RCX); // the shared bit
   });
 });
 
