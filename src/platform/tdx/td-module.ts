@@ -78,17 +78,16 @@ const MASK64 = (1n << 64n) - 1n;
 
 /**
  * The EPT-violation exit qualification of a gate fault, by access and whether the page walk
- * made it (td_ept_violation.c): the access bits, GLA valid, and "translated" for an access by
- * the instruction itself (not the walk). Fixed per case: built once, not from BigInts per fault.
+ * made it (td_ept_violation.c; SDM Vol. 3C Table 28-7, §28.3.3.2): the one access bit (a fetch
+ * is not a data read), GLA valid, and "translated" for an access by the instruction itself. The
+ * walk's own access, a read of a paging-structure entry, is a data read whatever the instruction
+ * does. Fixed per case: built once, not from BigInts per fault.
  */
 const GATE_FAULT_QUAL: Readonly<Record<Access, readonly [bigint, bigint]>> = (() => {
-  const qual = (access: Access, pageWalk: boolean): bigint =>
-    (access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH | EptQual.READ)
-    | EptQual.GLA_VALID | (pageWalk ? 0n : EptQual.TRANSLATED);
-  return {
-    read: [qual('read', false), qual('read', true)], write: [qual('write', false), qual('write', true)],
-    fetch: [qual('fetch', false), qual('fetch', true)],
-  };
+  const walkRead = EptQual.READ | EptQual.GLA_VALID;
+  const qual = (access: Access): bigint =>
+    (access === 'read' ? EptQual.READ : access === 'write' ? EptQual.WRITE : EptQual.FETCH) | EptQual.GLA_VALID | EptQual.TRANSLATED;
+  return { read: [qual('read'), walkRead], write: [qual('write'), walkRead], fetch: [qual('fetch'), walkRead] };
 })();
 /** TDG.VP.VMCALL<MapGPA> (GHCI 1.5 Table 3-x; Linux TDVMCALL_MAP_GPA). */
 const TDVMCALL_MAP_GPA = 0x10001n;

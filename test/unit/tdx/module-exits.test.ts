@@ -1,0 +1,102 @@
+// vCPU exits handed to the module directly (no guest run): what the #VE info and the TD exit
+// carry. intel/tdx-module TDX_1.5.01 src/td_dispatcher/vm_exits/td_ept_violation.c,
+// td_other_exits.c (tdx_ept_violation_exit_to_vmm) and tdx_td_dispatcher.c; exit qualifications
+// as the SDM Vol. 3C defines them (Table 28-5 I/O, Table 28-7 EPT violations; reference A6).
+import { describe, expect, it } from 'vitest';
+import type { Access, GateFaultExit, IoExit } from '../../../src/cpu/exits.js';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { TdAttributes, type TdExit } from '../../../src/platform/tdx/td-module.js';
+import { createTd } from '../../../src/vmm/tdx/run-td.js';
+
+const P = 0x200000n;
+const SHARED = 1n << 47n;
+
+/** A finalized TD whose 2M page at P is PENDING (AUG'd, not accepted). */
+function tdWithPendingPage(attributes = 0n) {
+  const t = createTd({ memoryBytes: 8n << 20n, attributes });
+  const m = t.platform.module;
+  m.host.memSeptAdd(gpaLevel(0n, 3));
+  m.host.memSeptAdd(gpaLevel(0n, 2));
+  m.host.mrFinalize();
+  expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+  return m;
+}
+
+const fault = (access: Access, more: Partial<GateFaultExit> = {}): GateFaultExit => ({
+  kind: 'gate-fault', rip: 0x1234n, gpa: P + 0x567n, gva: 0x7000_0567n, access, space: 'private', pageWalk: false,
+  outsideRam: false, exactAddress: true, ciphertext: false, ...more,
+});
+
+describe('#VE info of an access to a PENDING page (td_ept_violation.c)', () => {
+  // Bit 0 data read, 1 data write, 2 instruction fetch (not also a read), 7 GLA valid, 8 the
+  // access was to the translation of the linear address; clear when it was to a paging-structure
+  // entry, whose read by the walk is a data read (§28.3.3.2) whatever the instruction's access.
+  it.each([
+    ['read', false, '0x181', 0x181n], ['write', false, '0x182', 0x182n], ['fetch', false, '0x184', 0x184n],
+    ['read', true, '0x81', 0x81n], ['write', true, '0x81', 0x81n], ['fetch', true, '0x81', 0x81n],
+  ] as const)('%s (page walk: %s) → qualification %s, the exact GLA and GPA, reason 48', (access, pageWalk, _hex, qual) => {
+    const m = tdWithPendingPage();
+    m.handleExit(fault(access, { pageWalk }));
+    expect(m.veInfo.valid).toBe(true);
+    expect(m.veInfo.fields).toEqual({ exitReason: 48, exitQualification: qual, gla: 0x7000_0567n, gpa: P + 0x567n, instructionLength: 0, instructionInfo: 0 });
+  });
+});
+
+describe('EPT-violation TD exits (tdx_ept_violation_exit_to_vmm): GPA bits 11:0 and qualification bits 12:7 cleared', () => {
+  it('a PENDING page with SEPT_VE_DISABLE: EEQ type 6 (PENDING_EPT_VIOLATION)', () => {
+    const m = tdWithPendingPage(TdAttributes.SEPT_VE_DISABLE);
+    const step = m.handleExit(fault('write'));
+    expect(m.veInfo.valid).toBe(false);
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'ept-violation', gpa: P, exitQualification: 0x2n, septState: 'PENDING', eeq: { type: 'pending-ept-violation', raw: 6n } } });
+  });
+
+  it('a shared GPA: the exit has the shared bit and the page only', () => {
+    const m = tdWithPendingPage();
+    const step = m.handleExit(fault('read', { space: 'shared' }));
+    const exit: TdExit = { reason: 'ept-violation', rip: 0x1234n, gpa: SHARED | P, access: 'read', space: 'shared', exitQualification: 0x1n, outsideRam: false, eeq: { type: 'none', raw: 0n } };
+    expect(step).toEqual({ kind: 'td-exit', exit });
+  });
+
+  it('a private GPA outside guest RAM: a plain exit, no SEPT state (nothing the SEPT holds)', () => {
+    const m = tdWithPendingPage();
+    const step = m.handleExit(fault('fetch', { gpa: 0x4000_0123n, outsideRam: true }));
+    const exit: TdExit = { reason: 'ept-violation', rip: 0x1234n, gpa: 0x4000_0000n, access: 'fetch', space: 'private', exitQualification: 0x4n, outsideRam: true, eeq: { type: 'none', raw: 0n } };
+    expect(step).toEqual({ kind: 'td-exit', exit });
+  });
+});
+
+describe('the host\'s view of private memory (td-module.ts isPrivatePage)', () => {
+  it('a page in any leaf state the TD holds is private; FREE and REMOVED pages are not', () => {
+    const m = tdWithPendingPage();
+    expect(m.isPrivatePage(P + 0x1000n)).toBe(true); // PENDING
+    expect(() => m.host.hostMemory.write(P + 0x1000n, new Uint8Array([1]))).toThrow(/TD-private/);
+    m.sept.setState(1, P, 'REMOVED');
+    expect(m.isPrivatePage(P + 0x1000n)).toBe(false);
+    m.host.hostMemory.write(P + 0x1000n, new Uint8Array([1]));
+    expect(m.isPrivatePage(0x400000n)).toBe(false); // FREE
+  });
+});
+
+describe('port I/O raises #VE with the I/O exit qualification (SDM Table 28-5)', () => {
+  // Bits 2:0 size - 1, bit 3 direction (1 = IN), bit 4 string, bit 5 REP, bits 31:16 port.
+  it.each([
+    ['in eax, dx', { direction: 'in', size: 4, port: 0x3f8, string: false, rep: false, length: 1 }, 0x3f8_000bn],
+    ['out dx, al', { direction: 'out', size: 1, port: 0xcf8, string: false, rep: false, length: 1 }, 0xcf8_0000n],
+    ['rep outsw', { direction: 'out', size: 2, port: 0x80, string: true, rep: true, length: 3 }, 0x80_0031n],
+    ['insb', { direction: 'in', size: 1, port: 0x71, string: true, rep: false, length: 1 }, 0x71_0018n],
+  ] as const)('%s', (_insn, io, qual) => {
+    const m = tdWithPendingPage();
+    const exit: IoExit = { kind: 'io', rip: 0x1234n, value: 0, ...io };
+    m.handleExit(exit);
+    expect(m.veInfo.fields).toEqual({ exitReason: 30, exitQualification: qual, gla: 0n, gpa: 0n, instructionLength: io.length, instructionInfo: 0 });
+  });
+});
+
+describe('instructions of the other vendor (SEV-SNP) in a TD', () => {
+  it.each(['pvalidate', 'rmpadjust', 'vmgexit'] as const)('%s is #UD', (kind) => {
+    const m = tdWithPendingPage();
+    m.handleExit({ kind, rip: 0x1234n, length: 4, codeBits: 64, cs: 0x8 });
+    // No guest IDT here: the #UD is attempted, then #DF (injectException's escalation).
+    expect(m.trace.ofType('injection-failed').map((e) => e.vector)).toEqual([6, 8]);
+  });
+});
