@@ -427,7 +427,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   /**
    * The VMM's answer to a TDG.VP.VMCALL: only exposed registers are written (others keep the
-   * guest's values), RAX = TDX_SUCCESS, RIP moves past the TDCALL (trap-like; reference A7).
+   * guest's values), RIP moves past the TDCALL (trap-like; reference A7). RAX = TDX_SUCCESS: it
+   * still holds 0, the leaf number, as no exposable register is RAX.
    */
   completeVmcall(out: Partial<VmcallRegs>): void {
     const call = this.#vmcall;
@@ -447,7 +448,6 @@ export class TdModule implements Snapshottable<TdModuleState> {
     }
     // Reported in VMCALL_REGS order, whatever order the answer had them in.
     if (ignored.length > 1) ignored.sort((a, b) => VMCALL_REGS.indexOf(a as VmcallReg) - VMCALL_REGS.indexOf(b as VmcallReg));
-    regs.rax = 0n;
     this.machine.vcpu.complete(call);
     this.record('vmcall-complete', { r10: regs.r10, r11: regs.r11, ignoredUnexposed: ignored });
   }
@@ -463,7 +463,7 @@ export function exposedBits(mask: bigint): number {
   return Number(BigInt.asUintN(16, mask));
 }
 
-/** Whether the bitmap (exposedBits) exposes `reg` to the VMM; RCX itself never is. */
+/** Whether the bitmap (exposedBits) exposes `reg` to the VMM; RCX itself never is (vpVmcall refuses its bit). */
 export function exposed(bits: number, reg: VmcallReg): boolean {
-  return ((bits >> GPR_BIT[reg]) & 1) === 1 && reg !== 'rcx';
+  return ((bits >> GPR_BIT[reg]) & 1) === 1;
 }

@@ -1,0 +1,97 @@
+// TDCALL leaves handed to the module directly (no guest run): RAX checks, the leaf's outputs.
+// intel/tdx-module TDX_1.5.01: tdx_td_dispatcher.c td_call(), tdg_vp_info.c, tdg_vp_veinfo_get.c,
+// tdg_vm_rd_wr.c, tdg_vp_vmcall.c (reference A1, A2, A6, A7).
+import { describe, expect, it } from 'vitest';
+import type { VmExit } from '../../../src/cpu/exits.js';
+import type { Gpr } from '../../../src/cpu/registers.js';
+import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdcsField } from '../../../src/platform/tdx/td-module.js';
+import { createTd } from '../../../src/vmm/tdx/run-td.js';
+
+const OPERAND_INVALID_RAX = 0xc000010000000000n;
+const OPERAND_INVALID_RCX = 0xc000010000000001n;
+
+function module(options: { gpaWidth?: 48 | 52; configFlags?: bigint } = {}) {
+  return createTd({ memoryBytes: 8n << 20n, ...options }).platform.module;
+}
+type Module = ReturnType<typeof module>;
+
+/** One TDCALL with `regs` set; returns the registers after it. CS 0x08 (CPL 0) unless told. */
+function tdcall(m: Module, regs: Partial<Record<Gpr, bigint>>, cs = 0x08) {
+  const r = m.machine.vcpu.regs;
+  for (const [name, value] of Object.entries(regs) as [Gpr, bigint][]) r.set(name, value);
+  const exit: VmExit = { kind: 'tdcall', rip: r.rip, length: 4, leaf: r.rax, codeBits: 64, cs };
+  const step = m.handleExit(exit);
+  return { step, regs: r };
+}
+
+describe('td_call(): RAX and privilege checks', () => {
+  it('CPL 3 → #GP(0), not a TDCALL result (RAX unchanged)', () => {
+    const m = module();
+    const { regs } = tdcall(m, { rax: 1n }, 0x33);
+    expect(regs.rax).toBe(1n);
+    expect(m.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'cpl>0' });
+  });
+
+  it('RAX bits 63:24 must be 0: bit 24 and bit 31 set → OPERAND_INVALID|RAX', () => {
+    const m = module();
+    expect(tdcall(m, { rax: (1n << 24n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
+    expect(tdcall(m, { rax: (1n << 31n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
+    expect(tdcall(m, { rax: 1n }).regs.rax).toBe(0n); // TDG.VP.INFO itself is fine
+  });
+});
+
+describe('TDG.VP.INFO (tdg_vp_info.c)', () => {
+  it('RCX = GPAW: 52 for a GPAW-52 TD', () => {
+    expect(tdcall(module({ gpaWidth: 52 }), { rax: 1n }).regs.rcx).toBe(52n);
+  });
+});
+
+describe('TDG.VP.VEINFO.GET (tdg_vp_veinfo_get.c)', () => {
+  it('R10 = instruction length [31:0] | instruction info [63:32]; the info is then invalid', () => {
+    const m = module();
+    m.veInfo.store({ exitReason: 30, exitQualification: 0x3f8_0000n, gla: 0n, gpa: 0n, instructionLength: 2, instructionInfo: 0x1234 });
+    const { regs } = tdcall(m, { rax: 3n });
+    expect([regs.rax, regs.rcx, regs.rdx, regs.r10]).toEqual([0n, 30n, 0x3f8_0000n, 0x0000_1234_0000_0002n]);
+    expect(m.veInfo.valid).toBe(false);
+  });
+
+  it('without valid VE info → NO_VALID_VE_INFO, every output 0', () => {
+    const m = module();
+    const { regs } = tdcall(m, { rax: 3n, rcx: 7n, rdx: 7n, r8: 7n, r9: 7n, r10: 7n });
+    expect([regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9, regs.r10]).toEqual([0xc000070400000000n, 0n, 0n, 0n, 0n, 0n]);
+  });
+});
+
+describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
+  it('RD of a field the model does not know → R8 = 0 (set before any check)', () => {
+    const { regs } = tdcall(module(), { rax: 7n, rdx: 0x1234n, r8: 0x55n });
+    expect(regs.rax >> 63n).toBe(1n);
+    expect(regs.r8).toBe(0n);
+  });
+
+  it('WR of TD_CTLS changes only the bits in the write mask and returns the old value in R8', () => {
+    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    expect(m.tdCtls).toBe(0n);
+    const { regs } = tdcall(m, { rax: 8n, rdx: TdcsField.TD_CTLS, r8: 0xffn, r9: 1n });
+    expect([regs.rax, regs.r8, m.tdCtls]).toEqual([0n, 0n, 1n]);
+    expect(tdcall(m, { rax: 8n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.r8).toBe(1n);
+    expect(m.tdCtls).toBe(0n);
+  });
+});
+
+describe('TDG.VP.VMCALL RCX bitmap (tdg_vp_vmcall.c)', () => {
+  it('bit 63 (reserved 63:32) → OPERAND_INVALID|RCX, no TD exit', () => {
+    const m = module();
+    const { step, regs } = tdcall(m, { rax: 0n, rcx: (1n << 63n) | 0xfc00n });
+    expect(step).toEqual({ kind: 'resume' });
+    expect(regs.rax).toBe(OPERAND_INVALID_RCX);
+  });
+
+  it('the VMM sees exactly the selected GPRs by their x86 numbers: RSI is 6, RDI 7, RBP 5', () => {
+    const m = module();
+    const { step } = tdcall(m, { rax: 0n, rcx: 1n << 6n, rsi: 0x66n, rdi: 0x77n, rbp: 0x55n });
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { rsi: 0x66n, rdi: 0n, rbp: 0n } } });
+    m.completeVmcall({ rsi: 1n, rdi: 2n });
+    expect([m.machine.vcpu.regs.rsi, m.machine.vcpu.regs.rdi]).toEqual([1n, 0x77n]);
+  });
+});
