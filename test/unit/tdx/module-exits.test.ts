@@ -70,9 +70,11 @@ describe('the host\'s view of private memory (td-module.ts isPrivatePage)', () =
     const m = tdWithPendingPage();
     expect(m.isPrivatePage(P + 0x1000n)).toBe(true); // PENDING
     expect(() => m.host.hostMemory.write(P + 0x1000n, new Uint8Array([1]))).toThrow(/TD-private/);
+    expect(() => m.host.hostMemory.read(P + 0x1000n, 1)).toThrow(/TD-private/);
     m.sept.setState(1, P, 'REMOVED');
     expect(m.isPrivatePage(P + 0x1000n)).toBe(false);
     m.host.hostMemory.write(P + 0x1000n, new Uint8Array([1]));
+    expect([...m.host.hostMemory.read(P + 0x1000n, 1)]).toEqual([1]);
     expect(m.isPrivatePage(0x400000n)).toBe(false); // FREE
   });
 });
@@ -98,5 +100,40 @@ describe('instructions of the other vendor (SEV-SNP) in a TD', () => {
     m.handleExit({ kind, rip: 0x1234n, length: 4, codeBits: 64, cs: 0x8 });
     // No guest IDT here: the #UD is attempted, then #DF (injectException's escalation).
     expect(m.trace.ofType('injection-failed').map((e) => e.vector)).toEqual([6, 8]);
+  });
+});
+
+describe('the VMM posts interrupts only (vmm-handle.ts: a TDX VMM cannot inject exceptions)', () => {
+  it('vectors 32..255 are posted; an exception vector (0..31) or one above 255 is refused', () => {
+    const m = tdWithPendingPage();
+    m.host.injectInterrupt(32);
+    m.host.injectInterrupt(255);
+    for (const vector of [0, 14, 20, 31, 256]) expect(() => m.host.injectInterrupt(vector)).toThrow(RangeError);
+    expect(m.postedInterrupts).toEqual([32, 255]);
+  });
+});
+
+describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
+  it('setShared maps the page of a GPA given with or without the shared bit, clipped to guest RAM', () => {
+    const m = tdWithPendingPage();
+    const ram = m.machine.memoryBytes;
+    m.host.setShared(SHARED | 0x400000n, 0x1000n, true);
+    expect([m.host.isSharedMapped(0x400000n), m.host.isSharedMapped(SHARED | 0x400000n), m.host.isSharedMapped(0x401000n)]).toEqual([true, true, false]);
+    m.host.setShared(ram - 0x1000n, 0x3000n, true); // runs past the end of RAM
+    expect(m.host.isSharedMapped(ram - 0x1000n)).toBe(true);
+    expect(m.machine.gate.get('shared', ram - 0x1000n)).toBe('readwrite');
+    m.host.setShared(SHARED | 0x400000n, 0x1000n, false);
+    expect(m.host.isSharedMapped(0x400000n)).toBe(false);
+  });
+
+  it('TDH.VP.INIT once per vCPU, and only before MR.FINALIZE', () => {
+    const t = createTd({ memoryBytes: 8n << 20n });
+    const h = t.platform.module.host;
+    h.vpInit(0x1000n);
+    expect(() => h.vpInit(0x1000n)).toThrow(/already initialized/);
+    h.mrFinalize();
+    const u = createTd({ memoryBytes: 8n << 20n });
+    u.platform.module.host.mrFinalize();
+    expect(() => u.platform.module.host.vpInit(0x1000n)).toThrow(/after MR.FINALIZE/);
   });
 });

@@ -87,10 +87,12 @@ describe('TDG.VP.VMCALL RCX bitmap (tdg_vp_vmcall.c)', () => {
     expect(regs.rax).toBe(OPERAND_INVALID_RCX);
   });
 
-  it('the VMM sees exactly the selected GPRs by their x86 numbers: RSI is 6, RDI 7, RBP 5', () => {
+  it('the VMM sees exactly the selected GPRs by their x86 numbers (RSI is 6); the others read as 0', () => {
     const m = module();
-    const { step } = tdcall(m, { rax: 0n, rcx: 1n << 6n, rsi: 0x66n, rdi: 0x77n, rbp: 0x55n });
-    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { rsi: 0x66n, rdi: 0n, rbp: 0n } } });
+    const gprs = { rdx: 0x22n, rbx: 0x33n, rbp: 0x55n, rsi: 0x66n, rdi: 0x77n, r8: 8n, r9: 9n, r10: 10n, r11: 11n, r12: 12n, r13: 13n, r14: 14n, r15: 15n };
+    const { step } = tdcall(m, { rax: 0n, rcx: 1n << 6n, ...gprs });
+    const none = Object.fromEntries(Object.keys(gprs).map((r) => [r, 0n]));
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { ...none, rcx: 1n << 6n, rsi: 0x66n } } });
     m.completeVmcall({ rsi: 1n, rdi: 2n });
     expect([m.machine.vcpu.regs.rsi, m.machine.vcpu.regs.rdi]).toEqual([1n, 0x77n]);
   });
