@@ -164,6 +164,7 @@ export class Sept implements Snapshottable<SeptTables> {
   /**
    * `secure_ept_walk` (`sept_manager.c`): from the top level down to `level`, stopping early at
    * any entry the walk cannot pass (a leaf, a FREE entry, or a non-leaf whose RWX is 0: blocked).
+   * `level` is at most the top level (every caller's operand rules say so).
    */
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
     const at = Number(gpa);
@@ -173,7 +174,7 @@ export class Sept implements Snapshottable<SeptTables> {
     }
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
       const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
-      if (l === level || l === 0 || !walkContinuesBelow(state)) {
+      if (l === level || !walkContinuesBelow(state)) {
         return { level: l, requestedLevel: level, state, base: Sept.alignDown(gpa, l), isLeaf: isLeafState(state) };
       }
     }

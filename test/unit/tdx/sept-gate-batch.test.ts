@@ -68,3 +68,18 @@ describe('Sept.batchGate', () => {
     t.platform.machine.close();
   });
 });
+
+describe('the private gate follows the walk (sept_manager.c secure_ept_walk)', () => {
+  it('a leaf that becomes MAPPED below a blocked non-leaf stays closed until the non-leaf is unblocked', () => {
+    const t = td();
+    const sept = t.platform.module.sept;
+    const gate = t.platform.machine.gate;
+    sept.setState(0, MIB2 + PAGE, 'PENDING');
+    sept.setState(1, MIB2, 'NL_BLOCKED');
+    expect(gate.count('private', MIB2, MIB2, 'readwrite')).toBe(0n);
+    sept.setState(0, MIB2 + PAGE, 'MAPPED');
+    expect(gate.get('private', MIB2 + PAGE)).toBe('none');
+    sept.setState(1, MIB2, 'NL_MAPPED');
+    expect(gate.count('private', MIB2, MIB2, 'readwrite')).toBe(512n);
+  });
+});
