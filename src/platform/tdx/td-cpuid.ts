@@ -125,7 +125,7 @@ export function tdCpuid(leaf: number, subleaf: number, state: CpuidDynamicState)
 /** A CPUID the guest executed: answered in place (RIP advances) or #VE with the instruction length. */
 export function handleCpuid(td: TdModule, exit: Extract<VmExit, { kind: 'cpuid' }>): TdStep {
   const vcpu = td.machine.vcpu;
-  const answer = tdCpuid(exit.leaf, exit.subleaf, { vcpuIndex: 0, cr4: vcpu.readSpecial('cr4'), in64BitMode: vcpu.codeSegment().bits === 64 });
+  const answer = tdCpuid(exit.leaf, exit.subleaf, { vcpuIndex: td.machine.vcpuIndex, cr4: vcpu.readSpecial('cr4'), in64BitMode: vcpu.codeSegment().bits === 64 });
   td.record('cpuid', { leaf: exit.leaf, subleaf: exit.subleaf, rip: exit.rip, handledBy: answer.kind === 've' ? '#VE' : 'tdx-module' });
   if (answer.kind === 've') {
     return td.deliverVe({ exitReason: ExitReason.CPUID, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
