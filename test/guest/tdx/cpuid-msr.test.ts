@@ -62,8 +62,11 @@ describe('CPUID answered by the TDX module from its table (td_cpuid.c, cpuid_con
     expect([r.r12, r.r13, r.rdi]).toEqual([1n, 10n, 2n]);
   });
 
-  it.each([0x30, 0x80000009])('leaf %d, above its range, is answered as the last base leaf 0x23: no #VE', (leaf) => {
-    expect(run(cpuid(leaf)).r12).toBe(0n);
+  it.each([0x30, 0x80000009])('leaf %d, above its range, is answered as the last base leaf 0x23 (not the last extended one): no #VE', (leaf) => {
+    const r = run(cpuid(leaf));
+    const last = run(cpuid(0x23));
+    expect([r.r12, r.rbx, r.rsi, r.r8, r.r9]).toEqual([0n, last.rbx, last.rsi, last.r8, last.r9]);
+    expect(r.rbx).not.toBe(0x3034n); // CPUID(0x8000_0008).EAX
   });
 });
 
@@ -95,6 +98,11 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect([r.rbx, r.rsi, r.r12, r.r14]).toEqual([0x0007010600070106n, 0x20n, 0n, 0n]);
   });
 
+  it('IA32_SPEC_CTRL (0x48) is the TD\'s own (msr_config_lookup.c: bitmap bit 0): written and read back without any exit', () => {
+    const r = run(`${wrmsr(0x48, 1n)}\n ${rdmsr(0x48)}`);
+    expect([r.rbx, r.r12, r.r14]).toEqual([1n, 0n, 0n]);
+  });
+
   it('IA32_MISC_ENABLE read is emulated without PERFMON: bit 7 (perfmon available) 0, bit 12 (PEBS unavailable) 1', () => {
     const r = run(rdmsr(0x1a0));
     expect([r.rbx & 0x80n, r.rbx & 0x1000n, r.r12]).toEqual([0n, 0x1000n, 0n]);
@@ -106,6 +114,13 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect(r.rbx & 0x400n).toBe(0x400n); // LMA: the guest runs in long mode
     expect(r.r15).toBe(r.rbx | 1n); // SCE set
     expect([r.r12, r.r13]).toEqual([1n, 32n]); // flipping NXE → #VE
+  });
+
+  it('IA32_EFER: LMA is read-only, a write with it clear keeps it (wrmsr_ia32_efer uses the old value): no #VE', () => {
+    const r = run(`${rdmsr(0xc0000080)}\n mov rax, rbx\n and rax, ~0x400\n xor rax, 1\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000080\n wrmsr
+      ${rdmsr(0xc0000080, 'r15')}`);
+    expect(r.rbx & 0x400n).toBe(0x400n);
+    expect([r.r15, r.r12]).toEqual([r.rbx ^ 1n, 0n]);
   });
 
   it('IA32_TSC read is native and advances', () => {
