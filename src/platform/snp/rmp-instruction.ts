@@ -1,7 +1,7 @@
 // What the guest's RMP instructions (PVALIDATE, RMPADJUST) check before they change an RMP
-// entry, in order: CPL, alignment, the guest page walk of RAX, RMP ownership, page size
-// (APM Vol. 2 §15.36.6-.10, Tables 15-39/15-40; tdx-snp-architecture.md B2). The caller
-// (snp-cpu.ts) translates RAX with the guest page tables.
+// entry, in order: CPL (and, for PVALIDATE, VMPL0), alignment, the guest page walk of RAX, RMP
+// ownership, page size (APM Vol. 2 §15.36.6-.10, Tables 15-39/15-40; tdx-snp-architecture.md
+// B2). The caller (snp-cpu.ts) translates RAX with the guest page tables.
 import type { NativeTranslation } from '../../native/binding.js';
 import { ACCESS_CHECKS, checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type GuestContext } from './access-check.js';
 import { PAGE_2M, PAGE_4K, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
@@ -41,6 +41,11 @@ const NPF_SIZE_MISMATCH = NPF_RMP_CHECK | NPF_BITS.sizeMismatch;
 export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest, insn: 'PVALIDATE' | 'RMPADJUST'): RmpInsnEarlyOutcome | RmpInsnTarget {
   // CPL must be 0 (B2, (U)): #GP(0).
   if (req.cpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: `${insn} at CPL>0` };
+  // PVALIDATE only at VMPL0: "The PVALIDATE instruction can only be performed at VMPL0" (Linux
+  // fcd042e86422 and EDK2's SVSM_CORE_PVALIDATE patch, both by AMD: a guest below VMPL0 asks its
+  // SVSM). Below it: #GP(0), before the input checks (microsoft/verismo op_pvalidate: VMPL != 0
+  // -> Unsupported -> #GP; U: the APM Vol. 3 page itself was not reachable here).
+  if (insn === 'PVALIDATE' && ctx.vmpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: 'PVALIDATE below VMPL0' };
   // 2M request with a GVA that is not 2 MiB aligned: FAIL_INPUT (B2).
   if (req.size === '2m' && req.gva % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
   const t = req.translation;
