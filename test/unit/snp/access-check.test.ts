@@ -1,0 +1,117 @@
+// The RMP checks of a guest access (APM Vol. 2 Table 15-39, §15.36.10; tdx-snp-architecture.md B3)
+// on entries the guest-level tests do not build: another guest's page, VMPL permissions below
+// VMPL0, a PSMASHed region under a 2 MiB nested mapping, an immutable 2 MiB page.
+import { describe, expect, it } from 'vitest';
+import { checkAccess, NPF_BITS, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
+import { classifyTarget } from '../../../src/platform/snp/rmp-legality.js';
+import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry } from '../../../src/platform/snp/rmp.js';
+import { Machine } from '../../../src/cpu/machine.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+
+const MEMORY = 16n << 20n;
+const T = 0x400000n;
+const VMPL0: GuestContext = { asid: 1, vmpl: 0 };
+
+function entry(fields: Partial<RmpEntry> = {}): RmpEntry {
+  return { assigned: true, pageSize: '4k', immutable: false, gpa: T, asid: 1, validated: true, vmsa: false, vmplPerms: [VMPL_PERM_ALL, 0, 0, 0], ...fields };
+}
+
+function privateAccess(access: AccessRequest['access'], more: Partial<AccessRequest> = {}): AccessRequest {
+  return { gpa: T, space: 'private', access, pageWalk: false, nptSize: '4k', ...more };
+}
+
+describe('guest access checks', () => {
+  it("another guest's page (assigned, other ASID): NPF from the Guest-Owned check, before Validated", () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, entry({ asid: 2 }));
+    expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toMatchObject({ kind: 'npf', check: 'guest-owned' });
+    rmp.put4k(T, entry({ asid: 2, validated: false }));
+    expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toMatchObject({ kind: 'npf', check: 'guest-owned' });
+    // Not assigned, though the VMM wrote the guest's ASID into it (RMPUPDATE takes any ASID): not the guest's.
+    rmp.put4k(T, entry({ assigned: false }));
+    expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toMatchObject({ kind: 'npf', check: 'guest-owned' });
+    rmp.put4k(T, entry());
+    expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toEqual({ kind: 'ok' });
+  });
+
+  it('VMPL permissions: a fetch needs execute-supervisor, a write needs write (Table 15-37/15-39); failures set the VMPL bit', () => {
+    const rmp = new Rmp(MEMORY);
+    const vmpl1: GuestContext = { asid: 1, vmpl: 1 };
+    rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read | VMPL_PERM.execUser, 0, 0] }));
+    expect(checkAccess(rmp, privateAccess('read'), vmpl1)).toEqual({ kind: 'ok' });
+    const fetch = checkAccess(rmp, privateAccess('fetch'), vmpl1);
+    expect(fetch).toMatchObject({ kind: 'npf', check: 'vmpl-permission' });
+    expect((fetch as { errorCode: bigint }).errorCode & (NPF_BITS.vmpl | NPF_BITS.rmp | NPF_BITS.fetch)).toBe(NPF_BITS.vmpl | NPF_BITS.rmp | NPF_BITS.fetch);
+    expect(checkAccess(rmp, privateAccess('write'), vmpl1)).toMatchObject({ kind: 'npf', check: 'vmpl-permission' });
+    rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read | VMPL_PERM.execSupervisor, 0, 0] }));
+    expect(checkAccess(rmp, privateAccess('fetch'), vmpl1)).toEqual({ kind: 'ok' });
+  });
+
+  it('NPF error code: present, write/fetch as the access, final-GPA or page-table, ENC for private accesses (B3)', () => {
+    const rmp = new Rmp(MEMORY);  // T hypervisor-owned: every private access fails Guest-Owned
+    const code = (req: AccessRequest) => (checkAccess(rmp, req, VMPL0) as { errorCode: bigint }).errorCode;
+    expect(code(privateAccess('read'))).toBe(NPF_BITS.present | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp);
+    expect(code(privateAccess('write'))).toBe(NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp);
+    expect(code(privateAccess('fetch'))).toBe(NPF_BITS.present | NPF_BITS.fetch | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp);
+    expect(code(privateAccess('read', { pageWalk: true }))).toBe(NPF_BITS.present | NPF_BITS.pageTable | NPF_BITS.enc | NPF_BITS.rmp);
+    rmp.put4k(T, entry());
+    expect(code({ gpa: T, space: 'shared', access: 'write', pageWalk: false, nptSize: '4k' })).toBe(NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.rmp);
+  });
+
+  it('NPF_BITS are the APM EXITINFO1 positions (B3)', () => {
+    expect(NPF_BITS).toEqual({
+      present: 1n, write: 2n, user: 4n, fetch: 16n, rmp: 1n << 31n, finalGpa: 1n << 32n, pageTable: 1n << 33n, enc: 1n << 34n, sizeMismatch: 1n << 35n, vmpl: 1n << 36n,
+    });
+  });
+
+  it('shared reads are not RMP-checked; shared writes need a hypervisor-owned page (§15.36.10)', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, entry());
+    expect(checkAccess(rmp, { gpa: T, space: 'shared', access: 'read', pageWalk: false, nptSize: '4k' }, VMPL0)).toEqual({ kind: 'ok' });
+    expect(checkAccess(rmp, { gpa: T, space: 'shared', access: 'write', pageWalk: false, nptSize: '4k' }, VMPL0)).toMatchObject({ kind: 'npf', check: 'shared-write-hv-owned' });
+    expect(checkAccess(rmp, { gpa: T + 0x1000n, space: 'shared', access: 'write', pageWalk: false, nptSize: '4k' }, VMPL0)).toEqual({ kind: 'ok' });
+  });
+
+  it('a shared write through a 2 MiB nested mapping of a PSMASHed guest region: NPF (every 4K entry under it must be hypervisor-owned)', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    expect(p.rmpUpdate(T, { assigned: true, pageSize: '2m', gpa: T, asid: p.asid }).rc).toBe(0);
+    expect(p.psmash(T).rc).toBe(0);
+    const sharedWrite: AccessRequest = { gpa: T, space: 'shared', access: 'write', pageWalk: false, nptSize: '2m' };
+    expect(checkAccess(p.rmp, sharedWrite, p.ctx)).toMatchObject({ kind: 'npf', check: 'shared-write-hv-owned' });
+    expect(p.rmpUpdate(T, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);  // the first page shared again
+    expect(checkAccess(p.rmp, sharedWrite, p.ctx)).toMatchObject({ kind: 'npf', check: 'shared-write-hv-owned' });
+    expect(checkAccess(p.rmp, { ...sharedWrite, nptSize: '4k' }, p.ctx)).toEqual({ kind: 'ok' });
+    vm.close();
+  });
+
+  it('a region whose last guest page went back to the hypervisor is hypervisor-owned again', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, entry());
+    rmp.put4k(T + 0x1000n, { ...entry(), assigned: false, asid: 0, immutable: true, validated: false, gpa: 0n, vmplPerms: [0, 0, 0, 0] });
+    expect(rmp.regionHypervisorOwned(T)).toBe(false);
+    rmp.put4k(T, { assigned: false, pageSize: '4k', immutable: false, gpa: 0n, asid: 0, validated: false, vmsa: false, vmplPerms: [0, 0, 0, 0] });
+    expect(rmp.regionHypervisorOwned(T)).toBe(true);
+  });
+});
+
+describe('RMP coverage and immutable 2 MiB entries (host operations)', () => {
+  it('the RMP covers [0, memory): the first byte after it is not covered', () => {
+    const rmp = new Rmp(MEMORY);
+    expect(rmp.covers(MEMORY - 0x1000n)).toBe(true);
+    expect(rmp.covers(MEMORY)).toBe(false);
+    expect(classifyTarget(rmp, 'rmpupdate-4k', MEMORY)).toBe('misaligned');
+  });
+
+  it('an immutable 2 MiB entry refuses RMPUPDATE and PSMASH with FAIL_PERMISSION, and stays as it was', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    expect(p.rmpUpdate(T, { assigned: true, pageSize: '2m', immutable: true, gpa: T, asid: p.asid }).rc).toBe(0);
+    const before = p.rmp.lookup(T);
+    expect(p.rmpUpdate(T, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 })).toMatchObject({ result: 'FAIL_PERMISSION', state: 'immutable' });
+    expect(p.rmpUpdate(T + 0x3000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 })).toMatchObject({ result: 'FAIL_PERMISSION', state: 'immutable' });
+    expect(p.psmash(T)).toMatchObject({ result: 'FAIL_PERMISSION', state: 'immutable' });
+    expect(p.rmp.lookup(T)).toEqual(before);
+    vm.close();
+  });
+});
