@@ -81,8 +81,3 @@ export const ghcbMsr = {
   hvFeaturesResp: (features: bigint): bigint => ((features << 12n) & M64) | BigInt(GHCB_INFO.HV_FEATURES_RESP),
   termReq: (set: number, code: number): bigint => (BigInt(code & 0xff) << 16n) | (BigInt(set & 0xf) << 12n) | BigInt(GHCB_INFO.TERM_REQ),
 };
-
-/** PSC response error field ([63:32]); non-zero = failure. */
-export function pscRespError(value: bigint): number {
-  return Number((value >> 32n) & 0xffffffffn);
-}

@@ -1,8 +1,6 @@
 // The GHCB page: layout, valid bitmap, result codes and the Page State Change buffer codec
 // (tdx-snp-architecture.md B4; GHCB spec 56421 §2.5/§4.1.6; Linux asm/svm.h struct ghcb,
 // asm/sev-common.h struct snp_psc_desc, uapi/asm/svm.h exit codes).
-import type { GuestMemory } from '../../memory/guest-memory.js';
-
 export const GHCB_SIZE = 0x1000;
 export const GHCB_OFFSET = {
   rax: 0x1f8,
@@ -63,11 +61,6 @@ export const PSC_ERROR = {
 /** IOIO EXITINFO1 layout (APM Vol. 2 §15.10.2, as the GHCB IOIO NAE uses it). */
 export const IOIO = { TYPE_IN: 1n, STRING: 1n << 2n, REP: 1n << 3n, SZ8: 1n << 4n, SZ16: 1n << 5n, SZ32: 1n << 6n } as const;
 
-export function ioioExitInfo(direction: 'in' | 'out', port: number, size: 1 | 2 | 4): bigint {
-  const sz = size === 1 ? IOIO.SZ8 : size === 2 ? IOIO.SZ16 : IOIO.SZ32;
-  return (BigInt(port & 0xffff) << 16n) | sz | (direction === 'in' ? IOIO.TYPE_IN : 0n);
-}
-
 export function decodeIoioExitInfo(info: bigint): { direction: 'in' | 'out'; port: number; size: 1 | 2 | 4 | undefined; string: boolean; rep: boolean } {
   const size = (info & IOIO.SZ8) ? 1 : (info & IOIO.SZ16) ? 2 : (info & IOIO.SZ32) ? 4 : undefined;
   return {
@@ -76,42 +69,8 @@ export function decodeIoioExitInfo(info: bigint): { direction: 'in' | 'out'; por
   };
 }
 
-/** Reads and writes the fields of a GHCB at `gpa` in guest memory (as the hypervisor sees it). */
-export class GhcbView {
-  readonly gpa: bigint;
-  readonly #mem: GuestMemory;
-  constructor(mem: GuestMemory, gpa: bigint) {
-    this.#mem = mem;
-    this.gpa = gpa;
-  }
-  get(field: keyof typeof GHCB_OFFSET): bigint {
-    return this.#mem.readU64(this.gpa + BigInt(GHCB_OFFSET[field]));
-  }
-  set(field: keyof typeof GHCB_OFFSET, value: bigint): void {
-    this.#mem.writeU64(this.gpa + BigInt(GHCB_OFFSET[field]), value);
-  }
-  /** Whether the guest marked the save-area field as valid (bit = offset / 8). */
-  isValid(field: keyof typeof GHCB_OFFSET): boolean {
-    const bit = GHCB_OFFSET[field] / 8;
-    const byte = this.#mem.readU8(this.gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)));
-    return ((byte >> (bit & 7)) & 1) === 1;
-  }
-  setValid(field: keyof typeof GHCB_OFFSET, valid = true): void {
-    const bit = GHCB_OFFSET[field] / 8;
-    const at = this.gpa + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
-    const byte = this.#mem.readU8(at);
-    this.#mem.writeU8(at, valid ? byte | (1 << (bit & 7)) : byte & ~(1 << (bit & 7)));
-  }
-  clearValidBitmap(): void {
-    this.#mem.fill(this.gpa + BigInt(GHCB_OFFSET.validBitmap), 16n, 0);
-  }
-  get protocolVersion(): number { return this.#mem.readU16(this.gpa + BigInt(GHCB_OFFSET.protocolVersion)); }
-  get usage(): number { return this.#mem.readU32(this.gpa + BigInt(GHCB_OFFSET.usage)); }
-}
-
 /** One PSC entry: cur_page[11:0], gfn[51:12], operation[55:52], pagesize[56], reserved[63:57]. */
 export interface PscEntry { curPage: number; gfn: bigint; op: number; size2m: boolean; reserved: number }
-export interface PscHeader { curEntry: number; endEntry: number; reserved: number }
 
 export function decodePscEntry(v: bigint): PscEntry {
   return {
@@ -123,16 +82,6 @@ export function decodePscEntry(v: bigint): PscEntry {
 export function encodePscEntry(e: Omit<PscEntry, 'reserved'> & { reserved?: number }): bigint {
   return BigInt(e.curPage & 0xfff) | ((e.gfn & ((1n << 40n) - 1n)) << 12n) | (BigInt(e.op & 0xf) << 52n)
     | ((e.size2m ? 1n : 0n) << 56n) | (BigInt(e.reserved ?? 0) << 57n);
-}
-
-export function readPscHeader(mem: GuestMemory, gpa: bigint): PscHeader {
-  return { curEntry: mem.readU16(gpa), endEntry: mem.readU16(gpa + 2n), reserved: mem.readU32(gpa + 4n) };
-}
-
-export function writePscHeader(mem: GuestMemory, gpa: bigint, h: PscHeader): void {
-  mem.writeU16(gpa, h.curEntry);
-  mem.writeU16(gpa + 2n, h.endEntry);
-  mem.writeU32(gpa + 4n, h.reserved);
 }
 
 export function pscEntryAddress(bufferGpa: bigint, index: number): bigint {

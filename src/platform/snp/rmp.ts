@@ -40,13 +40,6 @@ export const HV_OWNED_ENTRY: Readonly<RmpEntry> = Object.freeze({
   vmplPerms: [0, 0, 0, 0] as const,
 });
 
-export type RmpOwner = 'hypervisor' | 'guest' | 'firmware';
-/** Owner per B3: HV (Assigned=0, ASID=0), guest (1, ASID), AMD-SP (1, 0, Immutable). */
-export function ownerOf(e: RmpEntry): RmpOwner {
-  if (!e.assigned) return 'hypervisor';
-  return e.asid === 0 ? 'firmware' : 'guest';
-}
-
 /**
  * `version` names the region's contents: every change gives the region a number no table of this
  * thread gave before, and copies (snapshots) keep it, so two regions with the same version hold
