@@ -1,7 +1,9 @@
 // SnpPlatform's answers to single vCPU exits and host operations, without running guest code:
 // what the hardware does for an instruction at CPL3, a TDX instruction, and what RMPUPDATE resets.
 import { describe, expect, it } from 'vitest';
+import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { bspResetVmsa } from '../../../src/platform/snp/vmsa.js';
 
 const T = 0x400000n;
 
@@ -42,6 +44,46 @@ describe('RMPUPDATE', () => {
     expect(p.rmp.lookup(T)).toMatchObject({ validated: true, vmsa: true, vmplPerms: [0xf, 0x3, 0, 0] });
     expect(p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid }).rc).toBe(0);
     expect(p.rmp.lookup(T)).toMatchObject({ validated: false, vmsa: false, vmplPerms: [0xf, 0, 0, 0] });
+    p.machine.close();
+  });
+});
+
+describe('what the host sees and sets', () => {
+  it('the GHCB MSR the VMM writes is a 64-bit register: wider or negative values wrap', () => {
+    const p = platform();
+    p.handle.ghcbMsr = -1n;
+    expect(p.ghcbMsr).toBe((1n << 64n) - 1n);
+    p.handle.ghcbMsr = (1n << 64n) | 0x13n;
+    expect(p.ghcbMsr).toBe(0x13n);
+    p.machine.close();
+  });
+
+  it("pageState: a validated page of another ASID is not this guest's accepted page", () => {
+    const p = platform();
+    p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid + 1 });
+    p.rmp.setValidated(T, true);
+    expect(p.pageState(T)).toMatchObject({ visibility: 'private', accepted: false, pending: false, raw: `asid-${p.asid + 1}-validated` });
+    p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid });
+    expect(p.pageState(T + 0x10n)).toMatchObject({ gpa: T, accepted: false, pending: true, raw: 'guest' });
+    p.rmp.setValidated(T, true);
+    expect(p.pageState(T)).toMatchObject({ accepted: true, pending: false, raw: 'guest-validated' });
+    p.machine.close();
+  });
+});
+
+describe('guest identity and launch', () => {
+  it('a guest cannot have ASID 0, the owner ASID of firmware and hypervisor pages (B3)', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n, countInstructions: false });
+    expect(() => new SnpPlatform(vm, { asid: 0 })).toThrow(RangeError);
+    vm.close();
+  });
+
+  it('once SNP_LAUNCH_FINISH fixed the digest, no VMSA can be measured or loaded (Firmware ABI §8.17, LAUNCH_UPDATE before LAUNCH_FINISH)', () => {
+    const p = platform();
+    p.launchUpdateVmsa(bspResetVmsa());
+    const digest = p.launchFinish();
+    expect(() => p.launchUpdateVmsa(bspResetVmsa())).toThrow();
+    expect(p.launch.hex).toBe(digest);
     p.machine.close();
   });
 });

@@ -1,0 +1,86 @@
+// The GHCB MSR protocol and the GHCB page layout, bit by bit against the GHCB specification
+// (AMD 56421 §2.3.1 MSR protocol, §2.5 GHCB layout, §4.1.6 Page State Change) as
+// tdx-snp-architecture.md B4 and Linux asm/sev-common.h / asm/svm.h give them: the round trips in
+// rmp.test.ts would pass with any self-consistent layout.
+import { describe, expect, it } from 'vitest';
+import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import {
+  decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_OFFSET, GHCB_SAVE_AREA_AND_BITMAP_BYTES, PSC_ERROR, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
+} from '../../../src/platform/snp/ghcb-page.js';
+
+describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
+  it('SEV information response 0x001: [63:48] max protocol, [47:32] min protocol, [31:24] C-bit position', () => {
+    expect(ghcbMsr.sevInfoResp(2, 1, 51)).toBe((2n << 48n) | (1n << 32n) | (51n << 24n) | 0x001n);
+    expect([GHCB_PROTOCOL_MIN, GHCB_PROTOCOL_MAX]).toEqual([1, 2]);  // Linux GHCB_PROTOCOL_MIN/MAX
+  });
+
+  it('CPUID request 0x004: [63:32] function, [31:30] register; response 0x005: [63:32] value, [31:30] register', () => {
+    expect(ghcbMsr.cpuidReq(0x8000001f, 1)).toBe((0x8000001fn << 32n) | (1n << 30n) | 0x004n);
+    expect(decodeGhcbMsr((0x8000001fn << 32n) | (3n << 30n) | 0x004n)).toEqual({ kind: 'cpuid', fn: 0x8000001f, reg: 3 });
+    expect(ghcbMsr.cpuidResp(0xdeadbeef, 2)).toBe((0xdeadbeefn << 32n) | (2n << 30n) | 0x005n);
+  });
+
+  it('GHCB GPA registration 0x012/0x013: [63:12] GFN', () => {
+    expect(decodeGhcbMsr((0x30n << 12n) | 0x012n)).toEqual({ kind: 'register-ghcb', gfn: 0x30n });
+    expect(ghcbMsr.registerResp(0x30n)).toBe((0x30n << 12n) | 0x013n);
+  });
+
+  it('Page State Change request 0x014: [51:12] GFN, [55:52] operation; response 0x015: [63:32] error', () => {
+    const req = (0xfn << 52n) | (0xabcdn << 12n) | 0x014n;
+    expect(decodeGhcbMsr(req)).toEqual({ kind: 'psc', gfn: 0xabcdn, op: 0xf });
+    expect(decodeGhcbMsr((1n << 56n) | (2n << 52n) | (1n << 12n) | 0x014n)).toEqual({ kind: 'psc', gfn: 1n, op: PSC_OP.SHARED });
+    expect(ghcbMsr.pscReq(0xabcdn, PSC_OP.PRIVATE)).toBe((1n << 52n) | (0xabcdn << 12n) | 0x014n);
+    expect(ghcbMsr.pscResp(0x80000001)).toBe((0x80000001n << 32n) | 0x015n);
+    expect(PSC_OP).toEqual({ PRIVATE: 1, SHARED: 2, PSMASH: 3, UNSMASH: 4 });
+  });
+
+  it('hypervisor features response 0x081: the bitmap in [63:12] (b0 SNP, b1 AP creation, b2 restricted injection)', () => {
+    expect(ghcbMsr.hvFeaturesResp(HV_FEATURE.SNP | HV_FEATURE.AP_CREATION)).toBe((3n << 12n) | 0x081n);
+    expect(HV_FEATURE).toEqual({ SNP: 1n, AP_CREATION: 2n, RESTRICTED_INJECTION: 4n });
+  });
+
+  it('termination request 0x100: [15:12] reason set, [23:16] reason code', () => {
+    expect(decodeGhcbMsr((0xa5n << 16n) | (0x3n << 12n) | 0x100n)).toEqual({ kind: 'terminate', reasonSet: 3, reasonCode: 0xa5 });
+    expect(ghcbMsr.termReq(1, 0xa5)).toBe((0xa5n << 16n) | (1n << 12n) | 0x100n);
+  });
+
+  it('GHCBInfo codes (B4)', () => {
+    expect(GHCB_INFO).toEqual({
+      SEV_INFO_RESP: 0x001, SEV_INFO_REQ: 0x002, CPUID_REQ: 0x004, CPUID_RESP: 0x005, AP_RESET_HOLD_REQ: 0x006, AP_RESET_HOLD_RESP: 0x007,
+      PREFERRED_GHCB_REQ: 0x010, PREFERRED_GHCB_RESP: 0x011, REGISTER_GHCB_REQ: 0x012, REGISTER_GHCB_RESP: 0x013, PSC_REQ: 0x014, PSC_RESP: 0x015,
+      HV_FEATURES_REQ: 0x080, HV_FEATURES_RESP: 0x081, TERM_REQ: 0x100,
+    });
+  });
+});
+
+describe('GHCB page', () => {
+  it('save-area offsets, the valid bitmap, the shared buffer and the trailer (Linux struct ghcb)', () => {
+    expect(GHCB_OFFSET).toEqual({
+      rax: 0x1f8, rcx: 0x308, rdx: 0x310, rbx: 0x318, swExitCode: 0x390, swExitInfo1: 0x398, swExitInfo2: 0x3a0, swScratch: 0x3a8,
+      validBitmap: 0x3f0, sharedBuffer: 0x800, protocolVersion: 0xffa, usage: 0xffc,
+    });
+    expect(GHCB_SAVE_AREA_AND_BITMAP_BYTES).toBe(0x400);  // the 16-byte valid bitmap ends the save area
+  });
+
+  it('Page State Change: entries after the 8-byte header, at most 253 in the 2032-byte buffer; cur_page[11:0] gfn[51:12] operation[55:52] pagesize[56] reserved[63:57]', () => {
+    expect(pscEntryAddress(0x30800n, 0)).toBe(0x30808n);
+    expect(pscEntryAddress(0x30800n, 252)).toBe(0x30808n + 252n * 8n);
+    expect(PSC_MAX_ENTRIES).toBe((0x7f0 - 8) / 8);
+    const raw = (0x5n << 58n) | (1n << 56n) | (2n << 52n) | (0x123456789n << 12n) | 0xabcn;
+    expect(decodePscEntry(raw)).toEqual({ curPage: 0xabc, gfn: 0x123456789n, op: 2, size2m: true, reserved: 0x5 << 1 });
+    expect(decodePscEntry(1n << 57n).reserved).toBe(1);
+    expect(encodePscEntry({ curPage: 0xfff, gfn: 1n, op: 1, size2m: false })).toBe((1n << 52n) | (1n << 12n) | 0xfffn);
+  });
+
+  it('errors in SW_EXITINFO2 and the NAE exit codes (GHCB spec §4.1.6; uapi asm/svm.h)', () => {
+    expect(PSC_ERROR).toEqual({ INVALID_HEADER: (1n << 32n) | 1n, INVALID_ENTRY: (1n << 32n) | 2n, GENERIC: 0x100n << 32n });
+    expect(SVM_EXIT).toMatchObject({ CPUID: 0x72, IOIO: 0x7b, MSR: 0x7c, NPF: 0x400, PSC: 0x80000010, AP_CREATION: 0x80000013, HV_FEATURES: 0x8000fffd, TERM_REQUEST: 0x8000fffe, UNSUPPORTED: 0x8000ffff });
+  });
+
+  it('IOIO EXITINFO1: port [31:16], size bits 4-6, REP 3, string 2, IN 0 (APM Vol. 2 §15.10.2)', () => {
+    expect(decodeIoioExitInfo((0x3f8n << 16n) | (1n << 4n) | 1n)).toEqual({ direction: 'in', port: 0x3f8, size: 1, string: false, rep: false });
+    expect(decodeIoioExitInfo((0xcf8n << 16n) | (1n << 6n) | (1n << 3n) | (1n << 2n))).toEqual({ direction: 'out', port: 0xcf8, size: 4, string: true, rep: true });
+    expect(decodeIoioExitInfo((0x80n << 16n) | (1n << 5n))).toMatchObject({ size: 2 });
+    expect(decodeIoioExitInfo(0x80n << 16n).size).toBeUndefined();
+  });
+});
