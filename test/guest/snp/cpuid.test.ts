@@ -158,12 +158,27 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     const hypervisor = launch(encodeCpuidPage([...good, extra(0x40000000)]));
     expect(hypervisor.r.rc).toBe(0);
     hypervisor.vm.close();
-    for (const leaf of [0x7, 0x80000002]) {
+    // The ranges end at Fn0000_FFFF and Fn8000_FFFF (sanitize_cpuid_list): past them, unchecked.
+    for (const leaf of [0x10000, 0x80010000]) {
+      const beyond = launch(encodeCpuidPage([...good, extra(leaf)]));
+      expect(beyond.r.rc).toBe(0);
+      beyond.vm.close();
+    }
+    for (const leaf of [0x7, 0xffff, 0x80000002, 0x8000ffff]) {
       const { vm, r } = launch(encodeCpuidPage([...good, extra(leaf)]));
       expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
       expect(decodeCpuidPage(r.corrected!).entries.at(-1)).toMatchObject({ eaxIn: leaf, eax: 0, ebx: 0, ecx: 0, edx: 0 });
       vm.close();
     }
+  });
+
+  it('a reserved field set on an entry otherwise right is a mismatch of that leaf, and comes back zero', () => {
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    const { vm, p, r } = launch(encodeCpuidPage(good.map((e) => (e.eaxIn === 0x80000000 ? { ...e, reserved: 1n } : e))));
+    expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+    expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x80000000] });
+    expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    vm.close();
   });
 
   it('an empty table, or one with more than 64 entries, is refused', () => {

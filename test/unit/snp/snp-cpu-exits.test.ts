@@ -58,6 +58,13 @@ describe('what the host sees and sets', () => {
     p.machine.close();
   });
 
+  it('the VMM injects vectors 0..255 only (an IDT has 256 entries)', () => {
+    const p = platform();
+    for (const vector of [256, -1, 1.5]) expect(() => p.handle.inject(vector)).toThrow(RangeError);
+    expect(p.trace.ofType('inject')).toHaveLength(0);
+    p.machine.close();
+  });
+
   it("pageState: a validated page of another ASID is not this guest's accepted page", () => {
     const p = platform();
     p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid + 1 });
