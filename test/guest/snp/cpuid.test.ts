@@ -136,6 +136,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     // FN00000001_CUSTOM: family/model/stepping not above the CPU's, CLFLUSH exact, ECX/EDX a subset
     // but for OSXSAVE and the hypervisor bit.
     { name: 'Fn0000_0001 EAX an older stepping (FMS not above)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax & ~0xf } : e) },
+    { name: 'Fn0000_0001 EAX a later stepping (FMS above)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax + 1 } : e) },
     { name: 'Fn0000_0001 EAX a later family (FMS above)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax + (1 << 20) } : e) },
     { name: 'Fn0000_0001 EBX APIC ID and processor count (unchecked)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & 0xffff) | (7 << 24) | (4 << 16) } : e) },
     { name: 'Fn0000_0001 EBX CLFLUSH size (exact)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & ~0xff00) | (16 << 8) } : e) },
@@ -178,6 +179,14 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
     expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x80000000] });
     expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    vm.close();
+  });
+
+  it('a table whose header reserved bytes are not zero is refused (Firmware ABI CPUID page: count, then reserved)', () => {
+    const page = honestCpuidPage(51);
+    page[8] = 1;
+    const { vm, r } = launch(page);
+    expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
     vm.close();
   });
 
