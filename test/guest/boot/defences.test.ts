@@ -28,6 +28,8 @@ const TERM = (set: number, code: number) => new RegExp(`GHCB termination request
 const PAGE_IN_USE = 0x1000n; // the kernel's first workload chunk: its tag is read again at the end
 const LAZY_PAGE_IN_USE = 0x4100000n; // with 256M/64M: a workload chunk above the 64 MiB pre-accept, accepted by the kernel
 const LAZY_EXIT = 1; // the kernel stage's second exit: after the workload's lazy accepts (a 256M guest's kernel stage has 11)
+/** MapGPA calls: the firmware's console page, then the kernel's 2 MiB buffer to shared and back, then its 16 KiB buffer to shared. */
+const SMALL_BUFFER_TO_SHARED = 3;
 /** With 2 vCPUs, 128M, workload 4M: the page the kernel makes AP 1's VMSA (the trace's rmpadjust with vmsa set). */
 const AP1_VMSA = 0x7000n;
 /** The kernel stage's exit 2 (with 2 vCPUs): the PSC sharing AP 1's GHCB page; the next is the AP Creation request. */
@@ -70,6 +72,13 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'fw_config_bad_linux_entry', platform: 'tdx', attack: 'the Linux flag with an entry inside the firmware range', program: () => tdx([], [configWrite(0x34, 1n, 4)]), expected: /^fw_config_bad_linux_entry/ },
   { check: 'fw_config_bad_guest_image_entry', platform: 'tdx', attack: 'entry point 0', program: () => tdx([], [configWrite(0x38, 0n)]), expected: /^fw_config_bad_guest_image_entry/ },
 
+  // ---- firmware entry (firmware/entry.S): the C-bit the VMM gives before any #VC handler exists ----
+  // GHCB spec §2.3.1 (MSR protocol CPUID): the response is 0x005 with GHCBData[31:30] naming the register
+  // asked for; Linux __sev_cpuid_hv_msr refuses anything else, and a C-bit outside [32, 51] (the E row has 5).
+  { check: 'SNP entry: C-bit above 51', platform: 'snp', attack: 'the entry code\'s CPUID 0x8000001F EBX request (the first MSR-protocol CPUID) answered with C-bit 52; no console yet', program: () => snp([once('snp.msr.cpuid', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.cpuidResp(52, 1) })]), expected: TERM(0, 0) },
+  { check: 'SNP entry: malformed CPUID answer', platform: 'snp', attack: 'the entry code\'s CPUID request answered with the honest C-bit under response code 0x007 (not 0x005); no console yet', program: () => snp([once('snp.msr.cpuid', { kind: 'vmgexit', effect: 'none', msr: (ghcbMsr.cpuidResp(SNP_C_BIT, 1) & ~0xfffn) | 0x007n })]), expected: TERM(0, 0) },
+  { check: 'SNP entry: malformed CPUID answer', platform: 'snp', attack: 'the entry code\'s CPUID request for EBX answered with the honest C-bit as the answer for EAX (GHCBData[31:30] = 0); no console yet', program: () => snp([once('snp.msr.cpuid', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.cpuidResp(SNP_C_BIT, 0) })]), expected: TERM(0, 0) },
+
   // ---- platform protocols (guest/lib/platform.c) ----
   { check: 'tdx_accept_already_accepted', platform: 'tdx', attack: 'PAGE.ADD of a page inside the pre-accepted range before launch', program: () => tdx([], [{ kind: 'tdx.page-add', gpa: 0x600000n, fill: 0 }]), expected: /^tdx_accept_already_accepted gpa=0x600000/ },
   { check: 'tdx_accept_failed', platform: 'tdx', attack: 'a host SEAMCALL keeps the SEPT entry of GPA 0 locked (OPERAND_BUSY on every retry)', program: () => tdx([], [{ kind: 'tdx.lock-entry', gpa: 0n, level: 1 }]), expected: /^tdx_accept_failed gpa=0x0 status=0x80000200/ },
@@ -88,6 +97,11 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(1, 1, SNP_C_BIT) })]), expected: TERM(0, 1) },
   { check: 'snp SEV info: C-bit', platform: 'snp', attack: 'SEV_INFO reports another C-bit position than CPUID', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, SNP_C_BIT - 1) })]), expected: TERM(0, 0) },
   { check: 'C-bit out of range', platform: 'snp', attack: 'no CPUID page (launched as a ZERO page); CPUID 0x8000001F EBX answered honestly to the entry code, then (the 7th MSR-protocol CPUID request, its second for that register) with C-bit 20', program: () => snp([once('snp.msr.cpuid', { kind: 'vmgexit', effect: 'honest', msr: ghcbMsr.cpuidResp(20, 1) }, 6)], [{ kind: 'snp.cpuid-page', type: 'ZERO' }]), expected: TERM(0, 2) },
+  // GHCB spec §2.3.1: HV features response 0x081; Linux get_hv_features terminates on another code.
+  { check: 'snp HV features answer', platform: 'snp', attack: 'the HV features request (MSR protocol) answered with SNP and AP creation under the SEV_INFO response code (0x001, not 0x081), 2 vCPUs', flags: { vcpus: '2' }, program: () => snp([always('snp.msr.hvFeatures', { kind: 'vmgexit', effect: 'honest', msr: (ghcbMsr.hvFeaturesResp(3n) & ~0xfffn) | 0x001n })]), expected: TERM(0, 0) },
+  // TDX module tdg_mem_page_accept.c: a 4K ACCEPT of a page already accepted is TDX_PAGE_ALREADY_ACCEPTED.
+  { check: 'tdx_accept_already_accepted (4K ACCEPT)', platform: 'tdx', attack: 'MapGPA(shared) of the kernel\'s 16 KiB conversion buffer flips only the VMM\'s shared EPT and keeps the private pages: its re-accept (4K ACCEPTs, the range is under 2 MiB) finds them accepted', program: () => tdx([once('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 1n << 40n, status: 0n, sharedEptOnly: true }, SMALL_BUFFER_TO_SHARED)]), expected: /^tdx_accept_already_accepted gpa=0x[0-9a-f]+ status=/ },
+  { check: 'snp_pvalidate_unchanged (2M PVALIDATE)', platform: 'snp', attack: 'a memory map that also lists the kernel range as unaccepted, past the planted e820-unchecked decompressor: its 2M PVALIDATE of memory the firmware validated at 2M gives CF=1', flags: { variant: 'e820-unchecked' }, program: () => snp([], mapOverride([...honestMap().slice(0, 3), { addr: 16n * M, size: 16n * M, type: E820.unaccepted }, honestMap()[3]!])), expected: /^snp_pvalidate_unchanged va=0x1000000 rc=255 validate/ },
   { check: 'accept_unaligned_range', platform: 'tdx', attack: 'a memory map with an unaligned unaccepted entry, past the planted e820-unchecked decompressor', program: () => tdx([], mapOverride([...honestMap().slice(0, 3), { addr: 64n * M, size: 0x1800n, type: E820.unaccepted }, { addr: 64n * M + 0x2000n, size: 64n * M - 0x2000n, type: E820.unaccepted }])), flags: { variant: 'e820-unchecked' }, expected: /^accept_unaligned_range/ },
 
   // ---- exceptions (guest/lib/cpu.c): every one is fatal ----

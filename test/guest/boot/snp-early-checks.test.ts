@@ -70,7 +70,12 @@ describe('SNP boot: CPUID through #VC 0x72', () => {
   });
 
   it('a CPUID MSR answer with the wrong response code terminates the guest (set 0, code 0)', () => {
-    const run = boot({ snpCpuidPage: ZERO_PAGE, snp: lyingCpuid((_fn, _reg, honest) => (honest & ~0xfffn) | 0x007n) });
+    // The entry code's request (the first, before any #VC handler exists) is answered honestly: the
+    // entry code checks its answer itself (defences.test.ts, SNP entry rows). The lie reaches the
+    // #VC handler's own check (platform.c mv_snp_vc_cpuid; Linux do_vc_no_ghcb).
+    let requests = 0;
+    const run = boot({ snpCpuidPage: ZERO_PAGE, snp: lyingCpuid((_fn, _reg, honest) => (requests++ === 0 ? honest : (honest & ~0xfffn) | 0x007n)) });
+    expect(requests).toBeGreaterThan(1);
     expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
   });
 
