@@ -36,7 +36,7 @@ export interface TdConfig {
   attributes: bigint;
   numVcpus?: number;
   maxVcpus?: number;
-  /** TDCS_CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE lets the guest write TD_CTLS.PENDING_VE_DISABLE. */
+  /** TDCS_CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE lets the guest change TD_CTLS.PENDING_VE_DISABLE through TDG.VM.WR. */
   configFlags?: bigint;
 }
 

@@ -110,38 +110,65 @@ function veInfoGet(td: TdModule): LeafResult {
   return { kind: 'return', status: info ? TdxStatus.SUCCESS : TdxStatus.NO_VALID_VE_INFO };
 }
 
-/** TDG.VM.RD: RDX = field ID → R8 = value. Only the two TDCS fields of reference A6 are modelled. */
-function vmRead(td: TdModule): LeafResult {
-  const regs = td.machine.vcpu.regs;
-  const field = regs.rdx;
-  if (field === TdcsField.TD_CTLS) { regs.r8 = td.tdCtls; return { kind: 'return', status: TdxStatus.SUCCESS }; }
-  if (field === TdcsField.CONFIG_FLAGS) { regs.r8 = td.config.configFlags; return { kind: 'return', status: TdxStatus.SUCCESS }; }
-  regs.r8 = 0n;
-  return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_ID_INCORRECT, OperandId.RDX) };
+/**
+ * The TDCS fields the model holds, with the guest's masks (`tdr_tdcs_fields_lookup.c`: both read
+ * masks are all ones; guest_wr_mask is 0 for CONFIG_FLAGS and bit 0, PENDING_VE_DISABLE, for TD_CTLS).
+ */
+function tdcsFieldForGuest(td: TdModule, field: bigint): { value: bigint; guestWrMask: bigint } | undefined {
+  if (field === TdcsField.TD_CTLS) return { value: td.tdCtls, guestWrMask: TD_CTLS_PENDING_VE_DISABLE };
+  if (field === TdcsField.CONFIG_FLAGS) return { value: td.config.configFlags, guestWrMask: 0n };
+  return undefined;
+}
+
+/** A TDG.VM.RD/WR status for the guest (`tdg_vm_rd_wr.c` tdg_vm_rd_wr() adds no operand ID to metadata errors). */
+function vmRdWrResult(status: bigint): LeafResult {
+  return { kind: 'return', status };
 }
 
 /**
- * TDG.VM.WR: RDX = field, R8 = value, R9 = write mask → R8 = old value. TD_CTLS.PENDING_VE_DISABLE
- * is guest-writable only with CONFIG_FLAGS.FLEXIBLE_PENDING_VE (Linux `disable_sept_ve()`).
+ * TDG.VM.RD: RCX = VM ID (0: this TD), RDX = field ID → R8 = value. Only the two TDCS fields of
+ * reference A6 are modelled; version 1's RDX = next field ID is not.
+ */
+function vmRead(td: TdModule): LeafResult {
+  const regs = td.machine.vcpu.regs;
+  regs.r8 = 0n; // tdg_vm_rd_wr(): R8 = 0 before any check, so every error leaves R8 = 0
+  if (regs.rcx !== 0n) return vmRdWrResult(withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX));
+  const field = tdcsFieldForGuest(td, regs.rdx);
+  // md_read_element(): an unknown field is METADATA_FIELD_ID_INCORRECT without an operand ID.
+  if (field === undefined) return vmRdWrResult(TdxStatus.METADATA_FIELD_ID_INCORRECT);
+  regs.r8 = field.value;
+  return vmRdWrResult(TdxStatus.SUCCESS);
+}
+
+/**
+ * TDG.VM.WR: RCX = VM ID (0), RDX = field, R8 = value, R9 = write mask → R8 = old value.
+ * Checks in the order of metadata_td.c md_td_write_element().
  */
 function vmWrite(td: TdModule): LeafResult {
   const regs = td.machine.vcpu.regs;
-  const field = regs.rdx;
   const value = regs.r8;
-  const mask = regs.r9;
-  if (field === TdcsField.CONFIG_FLAGS) {
-    return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_NOT_WRITABLE, OperandId.RDX) };
+  const requestMask = regs.r9;
+  regs.r8 = 0n; // tdg_vm_rd_wr(): R8 = 0 before any check
+  if (regs.rcx !== 0n) return vmRdWrResult(withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX));
+  const field = tdcsFieldForGuest(td, regs.rdx);
+  if (field === undefined) return vmRdWrResult(TdxStatus.METADATA_FIELD_ID_INCORRECT);
+  const old = field.value;
+  const writeMask = field.guestWrMask & requestMask;
+  if (writeMask === 0n) return vmRdWrResult(TdxStatus.METADATA_FIELD_NOT_WRITABLE);
+  // md_check_forbidden_bits_unchanged(): requested bits the guest may not write are refused only
+  // when their value would change.
+  const forbidden = requestMask & ~field.guestWrMask;
+  if (((old ^ value) & forbidden) !== 0n) return vmRdWrResult(TdxStatus.METADATA_FIELD_VALUE_NOT_VALID);
+  const updated = (old & ~writeMask) | (value & writeMask);
+  // Only TD_CTLS is writable. Its special write handling: without CONFIG_FLAGS.FLEXIBLE_PENDING_VE the
+  // guest may rewrite PENDING_VE_DISABLE but not change it (Linux disable_sept_ve() relies on the flag).
+  const flexible = (td.config.configFlags & CONFIG_FLAGS_FLEXIBLE_PENDING_VE) !== 0n;
+  if (!flexible && ((updated ^ old) & TD_CTLS_PENDING_VE_DISABLE) !== 0n) {
+    return vmRdWrResult(TdxStatus.METADATA_FIELD_VALUE_NOT_VALID);
   }
-  if (field !== TdcsField.TD_CTLS) {
-    return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_ID_INCORRECT, OperandId.RDX) };
-  }
-  const writable = (td.config.configFlags & CONFIG_FLAGS_FLEXIBLE_PENDING_VE) !== 0n ? TD_CTLS_PENDING_VE_DISABLE : 0n;
-  if (writable === 0n) return { kind: 'return', status: withOperand(TdxStatus.METADATA_FIELD_NOT_WRITABLE, OperandId.RDX) };
-  if ((mask & ~writable) !== 0n) return { kind: 'return', status: withOperand(0xc0000c0a00000000n /* METADATA_WR_MASK_NOT_VALID */, OperandId.R9) };
-  const old = td.tdCtls;
-  td.tdCtls = (old & ~mask) | (value & mask);
+  td.tdCtls = updated;
   regs.r8 = old;
-  return { kind: 'return', status: TdxStatus.SUCCESS };
+  return vmRdWrResult(TdxStatus.SUCCESS);
 }
 
 /**

@@ -84,16 +84,21 @@ describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () 
     expect([r.r12, r.r13, r.rbx]).toEqual([2n, 0n, 1n]);
   });
 
-  it('without FLEXIBLE_PENDING_VE, TD_CTLS is not writable and CONFIG_FLAGS never is', () => {
+  // metadata_td.c md_td_write_element(): without FLEXIBLE_PENDING_VE, changing PENDING_VE_DISABLE is
+  // FIELD_VALUE_NOT_VALID; CONFIG_FLAGS has guest_wr_mask 0 (FIELD_NOT_WRITABLE). No operand IDs.
+  it('without FLEXIBLE_PENDING_VE, TD_CTLS.PENDING_VE_DISABLE cannot change and CONFIG_FLAGS is never writable', () => {
     const { td, outcome } = runTdGuest(`
-      mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r12, rax
+      xor ecx, ecx
+      mov rax, 8\n mov rdx, 0x1110000300000017\n mov r8, 1\n mov r9, 1\n ${TDCALL}\n mov r12, rax\n mov r14, r8
       mov rax, 8\n mov rdx, 0x1110000300000016\n mov r8, 2\n mov r9, 2\n ${TDCALL}\n mov r13, rax
       mov rax, 7\n mov rdx, 0x1234\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
     expect(outcome.outcome).toBe('done');
     const r = td.platform.machine.vcpu.regs;
-    expect(r.r12).toBe(0xc0000c0100000002n);
-    expect(r.r13).toBe(0xc0000c0100000002n);
-    expect(r.rbx).toBe(0xc0000c0000000002n);
+    expect(r.r12).toBe(0xc0000c0300000000n);
+    expect(r.r14).toBe(0n); // R8 is zeroed before any check
+    expect(r.r13).toBe(0xc0000c0100000000n);
+    expect(r.rbx).toBe(0xc0000c0000000000n);
+    expect(td.platform.module.tdCtls).toBe(0n);
   });
 });
 

@@ -4,13 +4,19 @@
 import { describe, expect, it } from 'vitest';
 import type { VmExit } from '../../../src/cpu/exits.js';
 import type { Gpr } from '../../../src/cpu/registers.js';
-import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdcsField } from '../../../src/platform/tdx/td-module.js';
+import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
 
-function module(options: { gpaWidth?: 48 | 52; configFlags?: bigint } = {}) {
+const METADATA_FIELD_ID_INCORRECT = 0xc0000c0000000000n;
+const METADATA_FIELD_NOT_WRITABLE = 0xc0000c0100000000n;
+const METADATA_FIELD_VALUE_NOT_VALID = 0xc0000c0300000000n;
+const VM_RD = 7n;
+const VM_WR = 8n;
+
+function module(options: { gpaWidth?: 48 | 52; configFlags?: bigint; attributes?: bigint } = {}) {
   return createTd({ memoryBytes: 8n << 20n, ...options }).platform.module;
 }
 type Module = ReturnType<typeof module>;
@@ -76,6 +82,58 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
     expect([regs.rax, regs.r8, m.tdCtls]).toEqual([0n, 0n, 1n]);
     expect(tdcall(m, { rax: 8n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.r8).toBe(1n);
     expect(m.tdCtls).toBe(0n);
+  });
+
+  // tdg_vm_rd_wr(): R8 = 0 before any check; md_read_element()/md_td_write_element() return bare
+  // metadata statuses (no api_error_with_operand_id).
+  it('every WR error leaves R8 = 0 and carries no operand ID', () => {
+    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const cases: [bigint, bigint, bigint, bigint][] = [
+      [0x1234n, 1n, 1n, METADATA_FIELD_ID_INCORRECT],
+      [TdcsField.CONFIG_FLAGS, 2n, 2n, METADATA_FIELD_NOT_WRITABLE], // guest_wr_mask 0
+      [TdcsField.TD_CTLS, 1n, 2n, METADATA_FIELD_NOT_WRITABLE], // mask misses bit 0, the only writable bit
+      [TdcsField.TD_CTLS, 3n, 3n, METADATA_FIELD_VALUE_NOT_VALID], // would change non-writable bit 1
+    ];
+    for (const [rdx, r8, r9, status] of cases) {
+      const { regs } = tdcall(m, { rax: VM_WR, rcx: 0n, rdx, r8, r9 });
+      expect([regs.rax, regs.r8]).toEqual([status, 0n]);
+    }
+    expect(m.tdCtls).toBe(0n);
+  });
+
+  it('RD of an unknown field → METADATA_FIELD_ID_INCORRECT without an operand ID', () => {
+    expect(tdcall(module(), { rax: VM_RD, rcx: 0n, rdx: 0x1234n }).regs.rax).toBe(METADATA_FIELD_ID_INCORRECT);
+  });
+
+  it('a non-zero VM ID (RCX) → OPERAND_INVALID|RCX, R8 = 0, nothing written', () => {
+    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const wr = tdcall(m, { rax: VM_WR, rcx: 1n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
+    expect([wr.rax, wr.r8, m.tdCtls]).toEqual([OPERAND_INVALID_RCX, 0n, 0n]);
+    const rd = tdcall(m, { rax: VM_RD, rcx: 1n, rdx: TdcsField.CONFIG_FLAGS, r8: 5n }).regs;
+    expect([rd.rax, rd.r8]).toEqual([OPERAND_INVALID_RCX, 0n]);
+  });
+
+  // metadata_td.c md_td_write_element(), TD_CTLS special write: without FLEXIBLE_PENDING_VE only a
+  // change of PENDING_VE_DISABLE is refused.
+  it('without FLEXIBLE_PENDING_VE, rewriting PENDING_VE_DISABLE unchanged succeeds; changing it → FIELD_VALUE_NOT_VALID', () => {
+    const clear = module();
+    expect(tdcall(clear, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.rax).toBe(0n);
+    const changed = tdcall(clear, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
+    expect([changed.rax, changed.r8, clear.tdCtls]).toEqual([METADATA_FIELD_VALUE_NOT_VALID, 0n, 0n]);
+
+    const set = module({ attributes: TdAttributes.SEPT_VE_DISABLE }); // TD_CTLS starts as 1
+    const same = tdcall(set, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
+    expect([same.rax, same.r8, set.tdCtls]).toEqual([0n, 1n, 1n]);
+    expect(tdcall(set, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.rax).toBe(METADATA_FIELD_VALUE_NOT_VALID);
+    expect(set.tdCtls).toBe(1n);
+  });
+
+  // metadata_generic.h md_check_forbidden_bits_unchanged(): mask bits outside guest_wr_mask fail only if
+  // their value would change.
+  it('write-mask bits outside the guest-writable mask are accepted when their value stays the same', () => {
+    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const { regs } = tdcall(m, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: ~0n & 0xffff_ffff_ffff_ffffn });
+    expect([regs.rax, regs.r8, m.tdCtls]).toEqual([0n, 0n, 1n]);
   });
 });
 
