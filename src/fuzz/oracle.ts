@@ -81,15 +81,15 @@ const FAULT_POINTS = new Set(['tdx.onPrivateEptViolation', 'tdx.onPendingAccess'
 /** Identical page-state requests in a row, at the end of a budget-exhausted run, that count as a livelock. */
 export const LIVENESS_REQUEST_RUN = 256;
 
+/** The regions of a map that has none (never changed: a map's changes go into its own regions). */
+const NO_REGIONS: ReadonlyMap<number, Uint8Array> = new Map();
+
 /**
  * Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. Page
  * numbers are plain numbers inside (any 64-bit GPA, even plus a 64-bit length, has a page number
  * below 2^53, exact in a double): a 2 MiB accept marks 512 pages, and BigInt arithmetic per page
  * showed in every execution.
  */
-/** The regions of a map that has none (never changed: a map's changes go into its own regions). */
-const NO_REGIONS: ReadonlyMap<number, Uint8Array> = new Map();
-
 export class LifetimeMap {
   /**
    * Regions shared with the maps cloned from this one or that it was cloned from: never changed
