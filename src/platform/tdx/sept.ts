@@ -294,25 +294,25 @@ export class Sept implements Snapshottable<SeptTables> {
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
     const at = Number(gpa);
-    if (level === 0) return this.#reachesLeafTable(at);
-    for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
-      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) return false;
-    }
-    return true;
+    return level === 0 ? this.#reachesLeafTable(at) : this.#passesAbove(level, at);
   }
 
   /** #reachable(0, …) for the GPA `at` (a number), from the memo when the 2 MiB range and the upper levels are as it saw them. */
   #reachesLeafTable(at: number): boolean {
     const key = septEntryKey(at, 1);
     if (key === this.#pathKey && this.#pathChecked === this.#upperChanges) return this.#pathOpen;
-    let open = true;
-    for (let l = this.topLevel; l > 0; l = (l - 1) as SeptLevel) {
-      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) { open = false; break; }
-    }
     this.#pathKey = key;
     this.#pathChecked = this.#upperChanges;
-    this.#pathOpen = open;
-    return open;
+    this.#pathOpen = this.#passesAbove(0, at);
+    return this.#pathOpen;
+  }
+
+  /** Whether every entry above `level` on the walk to the GPA `at` (a number) lets the walk pass. */
+  #passesAbove(level: SeptLevel, at: number): boolean {
+    for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
+      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) return false;
+    }
+    return true;
   }
 
   /** Re-derives the private gate for the range of the entry at (`level`, `base`), in `state` now, from the SEPT. */
