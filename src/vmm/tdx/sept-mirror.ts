@@ -156,20 +156,19 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   #leafTableChildren(at: number): number {
     const key = septEntryKey(at, 1);
     if (key === this.#pathKey && this.#pathChecked === this.#upperChanges) return this.#pathChildren;
-    let children = CHILDREN_UNKNOWN;
-    let result = -1;
+    // The walk ends at level 1 (the PD entry): its children are the answer.
+    let children = -1;
     for (let l = this.#top; l > 0; l = (l - 1) as SeptLevel) {
       const entry = this.#get(l, septEntryKey(at, l));
       // Only a present non-leaf the mirror has an entry for passes: one it would derive from its
       // parent's children (FREE, LEAF) stops the walk there.
       if (entry === undefined || (entry & STATE_MASK) !== CODE.NL_MAPPED) { children = -1; break; }
       children = entry >> CHILD_SHIFT;
-      if (l === 1) result = children;
     }
     this.#pathKey = key;
     this.#pathChecked = this.#upperChanges;
-    this.#pathChildren = children < 0 ? -1 : result;
-    return this.#pathChildren;
+    this.#pathChildren = children;
+    return children;
   }
 
   /** walk(at, 0) once the walk is known to reach the 4K level, under a PD entry whose children are `children`. */
