@@ -805,15 +805,19 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // Runs that do not overlap: closing the whole region first and then opening its runs again
     // made every resynchronisation flush the vCPU's TLB, even when no page's gate changed.
     let privateStart = 0, privateAccess = hvOwnedGate.private, sharedStart = 0, sharedAccess = hvOwnedGate.shared;
+    /** The update for the run of `space` from page `start` up to page `until`, if it holds any. */
+    const closeRun = (space: Space, start: number, until: number, access: GateAccess): void => {
+      if (until > start) updates.push({ space, offset: BigInt(start) * PAGE_4K, length: BigInt(until - start) * PAGE_4K, access });
+    };
     /** The pages from `index` on get `g` (so far): closes the run of each space whose gate changes there. */
     const continueWith = (index: number, g: PageGates): void => {
       if (g.private !== privateAccess) {
-        if (index > privateStart) updates.push({ space: 'private', offset: BigInt(privateStart) * PAGE_4K, length: BigInt(index - privateStart) * PAGE_4K, access: privateAccess });
+        closeRun('private', privateStart, index, privateAccess);
         privateStart = index;
         privateAccess = g.private;
       }
       if (g.shared !== sharedAccess) {
-        if (index > sharedStart) updates.push({ space: 'shared', offset: BigInt(sharedStart) * PAGE_4K, length: BigInt(index - sharedStart) * PAGE_4K, access: sharedAccess });
+        closeRun('shared', sharedStart, index, sharedAccess);
         sharedStart = index;
         sharedAccess = g.shared;
       }
@@ -842,8 +846,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       next = index + 1;
     });
     if (next < endIndex) continueWith(next, hvOwnedGate);
-    if (endIndex > privateStart) updates.push({ space: 'private', offset: BigInt(privateStart) * PAGE_4K, length: BigInt(endIndex - privateStart) * PAGE_4K, access: privateAccess });
-    if (endIndex > sharedStart) updates.push({ space: 'shared', offset: BigInt(sharedStart) * PAGE_4K, length: BigInt(endIndex - sharedStart) * PAGE_4K, access: sharedAccess });
+    closeRun('private', privateStart, endIndex, privateAccess);
+    closeRun('shared', sharedStart, endIndex, sharedAccess);
     return updates;
   }
 
