@@ -315,7 +315,6 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
   return "";
 }
 
-
 // Fault storms (issue 10). A delivery whose handler faults again before it starts (SNP: the #VC
 // handler on a page the guest may not fetch from; TDX: a #VE/#DF handler on a page it cannot
 // reach) is answered by the platform model with the same delivery again, ~1,400 times, until the

@@ -502,10 +502,10 @@ class Machine {
   std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> retired_code_;
   // A fetch of a changed retired page was refused: its linear page and guest page.
   bool retired_fault_ = false;
-  // The fetch that armed the execution watch was refused: Run() flushes the TLB and goes on (OnTlbFill).
-  bool arm_restart_ = false;
   uint64_t retired_fault_va_ = 0;
   uint64_t retired_fault_page_ = 0;
+  // The fetch that armed the execution watch was refused: Run() flushes the TLB and goes on (OnTlbFill).
+  bool arm_restart_ = false;
   // Last: the cache is 40 KiB, and the fields above that the code hook reads share cache lines.
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
   // with the guest page and its code bits (counting mode).

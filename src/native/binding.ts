@@ -66,7 +66,7 @@ export interface NativeMachine {
   setPauseExits(on: boolean): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
-  /** [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages] (native/src/machine.h MemoryCounters). */
+  /** [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages, kept code bits] (native/src/machine.h MemoryCounters). */
   memoryCounters(): number[];
   /** `slots`: the list of slots hit since the last reset, [count, slot, …] (native/src/machine.h SetEdgeMap). */
   setEdgeMap(map: Uint8Array | null, slots?: Uint32Array): void;

@@ -2,8 +2,8 @@
 // tdx-snp-architecture.md B3). Stored sparsely: a Map keyed by 2 MiB region holding either one
 // 2 MiB entry or the region's 4 KiB entries (a slot per page). Regions whose pages all have the
 // reset state (hypervisor-owned) are never stored, so memory use is proportional to the regions
-// assigned, whatever the size of guest RAM. Region keys are numbers (the 2 MiB index): hashing BigInt keys was a
-// large share of every PVALIDATE exit (issue 11).
+// assigned, whatever the size of guest RAM. Region keys are numbers (the 2 MiB index): hashing
+// BigInt keys was a large share of every PVALIDATE exit (issue 11).
 //
 // Address model (documented simplification): guest-physical = system-physical. The RMP is
 // indexed by system-physical page, and each entry's `gpa` field is the reverse map; the VMM may
@@ -362,5 +362,4 @@ export class Rmp implements Snapshottable<RmpTable> {
       if (e !== undefined) visit(i, e);
     }
   }
-
 }
