@@ -21,7 +21,7 @@ import { TdAttributes, type TdExit } from '../platform/tdx/td-module.js';
 import { Vm } from '../vmm/run-vm.js';
 import { HonestSnpVmm, honestCpuidPage } from '../vmm/snp/honest-vmm.js';
 import type { LaunchPageType, LaunchVmplPerms } from '../platform/snp/launch.js';
-import { VMPL_PERM_ALL } from '../platform/snp/rmp.js';
+import { VMPL_PERM_RWX } from '../platform/snp/rmp.js';
 import type { SnpVmmPolicy } from '../vmm/snp/policy.js';
 import type { TdxVmm, TdxVmmPolicy } from '../vmm/tdx/honest-vmm.js';
 import { SnpVmm } from '../vmm/snp/run-snp.js';
@@ -262,7 +262,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   });
   seedCpu(platform.machine, options.seed);
   const vmpl = options.vmm?.snpVmpl ?? 0;
-  const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_ALL : 0)) as unknown as LaunchVmplPerms;
+  const lowerVmplPerms = [1, 2, 3].map((v) => (v <= vmpl ? VMPL_PERM_RWX : 0)) as unknown as LaunchVmplPerms;
   const host = platform.handle;
   const { staged, volume } = stageImages(images);
   // One launch command per piece of the image with one page type, as KVM takes them

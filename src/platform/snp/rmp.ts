@@ -17,9 +17,17 @@ export const PAGES_PER_2M = 512;
 
 export type RmpPageSize = '4k' | '2m';
 
-/** VMPL permission bits (APM Table 15-37, RMPADJUST perm mask). */
-export const VMPL_PERM = { read: 1, write: 2, execUser: 4, execSupervisor: 8 } as const;
-export const VMPL_PERM_ALL = 0xf;
+/** VMPL permission bits (APM Table 15-37, RMPADJUST perm mask; b4 supervisor shadow stack). */
+export const VMPL_PERM = { read: 1, write: 2, execUser: 4, execSupervisor: 8, supervisorShadowStack: 0x10 } as const;
+/**
+ * Every permission, supervisor shadow stack included: what VMPL0 holds on a page newly assigned
+ * to the guest ("VMPL0 gets full permission": microsoft/verismo rmp_perm_init, the full set of
+ * Read, Write, ExeU, ExeS and Shadow; perm_s.rs gives Shadow the value 16). RMPADJUST grants
+ * only a subset of the caller's own, so with 0xF VMPL0 could never grant a lower VMPL the SSS bit.
+ */
+export const VMPL_PERM_ALL = 0x1f;
+/** Read, write and both executes, no shadow stack: what an SVSM grants its guest (COCONUT-SVSM RMPFlags::RWX). */
+export const VMPL_PERM_RWX = 0xf;
 
 export interface RmpEntry {
   assigned: boolean;
@@ -30,7 +38,7 @@ export interface RmpEntry {
   asid: number;
   validated: boolean;
   vmsa: boolean;
-  /** Permissions for VMPL0..3. VMPL0 gets all on assignment, the others none (B3). */
+  /** Permissions for VMPL0..3. VMPL0 gets all (VMPL_PERM_ALL) on assignment, the others none (B3). */
   vmplPerms: readonly [number, number, number, number];
 }
 

@@ -6,7 +6,7 @@
 // execute-supervisor, b4 supervisor shadow stack), RDX[16] = VMSA. EAX: SUCCESS 0, FAIL_INPUT 1,
 // FAIL_PERMISSION 2, FAIL_SIZEMISMATCH 6 (MS __rmpadjust documentation, Linux sev.h).
 import type { GuestContext } from './access-check.js';
-import type { Rmp, RmpPageSize } from './rmp.js';
+import { VMPL_PERM_ALL, type Rmp, type RmpPageSize } from './rmp.js';
 import { resolveRmpInsnTarget, RMP_INSN_RC, type RmpInsnEarlyOutcome, type RmpInsnRc, type RmpInsnRequest } from './rmp-instruction.js';
 
 export interface RmpadjustRegs { gva: bigint; size: RmpPageSize; targetVmpl: number; perms: number; vmsa: boolean }
@@ -19,7 +19,7 @@ export function decodeRmpadjustRegs(rax: bigint, rcx: bigint, rdx: bigint): Rmpa
 }
 
 /** Permission-mask bits that exist (b0..b4); the rest must be zero (U: FAIL_INPUT). */
-const PERM_BITS = 0x1f;
+const PERM_BITS = VMPL_PERM_ALL;
 
 export type RmpadjustOutcome = { kind: 'result'; rc: RmpInsnRc; gpa?: bigint } | Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>;
 

@@ -387,7 +387,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#record('launch-update', { gpa, pageType: type, state, result });
     if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
     if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
-    if (vmplPerms.some((p) => !Number.isInteger(p) || p < 0 || p > 0x1f)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
+    if (vmplPerms.some((p) => !Number.isInteger(p) || p < 0 || p > VMPL_PERM_ALL)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (type === 'CPUID') {
       // The firmware checks the proposed table against the CPU before the guest may trust it
       // (cpuid-page.ts); a bad one stays pre-guest and the corrected table goes back to the host.
@@ -437,7 +437,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const wholeFreshRange = (type === 'NORMAL' || type === 'ZERO' || type === 'UNMEASURED') && !this.launch.finished
       && pages > 0 && bytes % PAGE_4K === 0n && gpa % PAGE_4K === 0n && gpa >= 0n && gpa + bytes <= this.rmp.coveredBytes
       && (source === undefined || source.byteLength === pages * Number(PAGE_4K))
-      && vmplPerms.every((p) => Number.isInteger(p) && p >= 0 && p <= 0x1f) && this.rmp.allReset(gpa, bytes);
+      && vmplPerms.every((p) => Number.isInteger(p) && p >= 0 && p <= VMPL_PERM_ALL) && this.rmp.allReset(gpa, bytes);
     if (!wholeFreshRange) return this.#launchPageByPage(gpa, bytes, type, source, vmplPerms);
     const count: Record<string, TraceValue> = pages > 1 ? { pages } : {};
     const asid = this.asid;

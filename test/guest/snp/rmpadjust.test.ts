@@ -36,15 +36,26 @@ describe('RMPADJUST', () => {
     expect(g.vm.vcpu.regs.r13).toBe(0n); // no exception handler ran
     expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.SUCCESS));
     expect((g.vm.vcpu.regs.rbx & RFLAGS.ZF) !== 0n).toBe(true);
-    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0x3, 0, 0]);
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0x1f, 0x3, 0, 0]);
     expect(g.trace.ofType('rmpadjust').at(-1)).toMatchObject({ gpa: T, rc: 0, targetVmpl: 1, perms: 3 });
+  });
+
+  it('at VMPL0, grants VMPL1 every permission, supervisor shadow stack (b4) included: VMPL0 holds all five on its pages', () => {
+    // verismo (Microsoft's SNP model after APM Vol. 2 §15.36.7): rmp_perm_init gives VMPL0 the
+    // full set {Read, Write, ExeU, ExeS, Shadow} on assignment, and RmpEntry::rmpadjust grants a
+    // subset of the caller's own. With VMPL0 at 0xF this was FAIL_PERMISSION.
+    const g = snpGuest(rmpadjustGuest(T, false, 1, 0x1f));
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.SUCCESS));
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0x1f, 0x1f, 0, 0]);
   });
 
   it('the VMSA bit is set at VMPL0', () => {
     const g = snpGuest(rmpadjustGuest(T, false, 1, 0, true));
     ownValidated(g);
     expect(g.run()).toMatchObject({ outcome: 'done' });
-    expect(g.platform.rmp.lookup(T)).toMatchObject({ vmsa: true, vmplPerms: [0xf, 0, 0, 0] });
+    expect(g.platform.rmp.lookup(T)).toMatchObject({ vmsa: true, vmplPerms: [0x1f, 0, 0, 0] });
   });
 
   it('a page the guest owns but has not validated: #VC 0x404 with CR2 = RAX, nothing changes (APM Vol. 3 RMPADJUST)', () => {
@@ -54,7 +65,7 @@ describe('RMPADJUST', () => {
     expect(g.run()).toMatchObject({ outcome: 'done' });
     const r = g.vm.vcpu.regs;
     expect([r.r13, r.r15, r.r14]).toEqual([29n, 0x404n, T]);
-    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0, 0, 0]);
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0x1f, 0, 0, 0]);
     // Validated, the same instruction succeeds.
     const ok = snpGuest(rmpadjustGuest(T, false, 1, 0x3));
     ownValidated(ok);
@@ -84,7 +95,7 @@ describe('RMPADJUST', () => {
     ownValidated(g);
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vm.vcpu.regs.r8).toBe(BigInt(RMP_INSN_RC.FAIL_PERMISSION));
-    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0xf, 0, 0, 0]);
+    expect(g.platform.rmp.lookup(T).vmplPerms).toEqual([0x1f, 0, 0, 0]);
   });
 
   it('a VMPL that does not exist: FAIL_INPUT', () => {
@@ -109,7 +120,7 @@ describe('RMPADJUST', () => {
     expect(npf).toMatchObject({ cause: 'rmpadjust', reason: 'size-mismatch' });
     expect((npf.errorCode as bigint) & NPF_BITS.sizeMismatch).toBe(NPF_BITS.sizeMismatch);
     expect(g.vm.vcpu.regs.r8).toBe(0n);
-    expect(g.platform.rmp.lookup(T + 0x1000n)).toMatchObject({ pageSize: '4k', vmplPerms: [0xf, 0x1, 0, 0] });
+    expect(g.platform.rmp.lookup(T + 0x1000n)).toMatchObject({ pageSize: '4k', vmplPerms: [0x1f, 0x1, 0, 0] });
   });
 
   describe('at VMPL1 (under an SVSM)', () => {
@@ -144,7 +155,7 @@ describe('RMPADJUST', () => {
       same.platform.rmp.adjustPermissions(T, 1, 0x1, false);
       expect(same.run()).toMatchObject({ outcome: 'done' });
       expect(same.vm.vcpu.regs.r8).toBe(0n);
-      expect(same.platform.rmp.lookup(T)).toMatchObject({ vmplPerms: [0xf, 0x1, 0x1, 0], vmsa: false }); // VMSA ignored below VMPL0
+      expect(same.platform.rmp.lookup(T)).toMatchObject({ vmplPerms: [0x1f, 0x1, 0x1, 0], vmsa: false }); // VMSA ignored below VMPL0
     });
   });
 });

@@ -74,7 +74,7 @@ describe('SNP_LAUNCH_UPDATE VMPLn_PERMS', () => {
       const p = new SnpPlatform(vm);
       p.rmpUpdate(R, { assigned: true, pageSize: '4k', immutable: true, gpa: R, asid: 1 });
       expect(p.launchUpdatePage(R, 'NORMAL', undefined, perms).rc).toBe(0);
-      expect(p.rmp.lookup(R).vmplPerms).toEqual([0xf, ...perms]);
+      expect(p.rmp.lookup(R).vmplPerms).toEqual([0x1f, ...perms]);
       digests.push(p.launchFinish());
       vm.close();
     }

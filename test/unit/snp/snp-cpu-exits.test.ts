@@ -22,7 +22,7 @@ describe('SNP CPU exits', () => {
     p.handleExit({ kind: 'rmpadjust', rip: 0x1000n, length: 4, codeBits: 64, cs: 0x33 });
     expect(p.trace.ofType('rmpadjust').at(-1)).toMatchObject({ fault: 13 });
     expect(p.trace.ofType('inject').map((e) => e.vector)).toEqual([13, 13]);
-    expect(p.rmp.lookup(T)).toMatchObject({ validated: false, vmplPerms: [0xf, 0, 0, 0] });
+    expect(p.rmp.lookup(T)).toMatchObject({ validated: false, vmplPerms: [0x1f, 0, 0, 0] });
     p.machine.close();
   });
 
@@ -41,9 +41,9 @@ describe('RMPUPDATE', () => {
     p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid });
     p.rmp.setValidated(T, true);
     p.rmp.adjustPermissions(T, 1, 0x3, true);
-    expect(p.rmp.lookup(T)).toMatchObject({ validated: true, vmsa: true, vmplPerms: [0xf, 0x3, 0, 0] });
+    expect(p.rmp.lookup(T)).toMatchObject({ validated: true, vmsa: true, vmplPerms: [0x1f, 0x3, 0, 0] });
     expect(p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid }).rc).toBe(0);
-    expect(p.rmp.lookup(T)).toMatchObject({ validated: false, vmsa: false, vmplPerms: [0xf, 0, 0, 0] });
+    expect(p.rmp.lookup(T)).toMatchObject({ validated: false, vmsa: false, vmplPerms: [0x1f, 0, 0, 0] });
     p.machine.close();
   });
 });
@@ -91,6 +91,28 @@ describe('guest identity and launch', () => {
     const digest = p.launchFinish();
     expect(() => p.launchUpdateVmsa(bspResetVmsa())).toThrow();
     expect(p.launch.hex).toBe(digest);
+    p.machine.close();
+  });
+});
+
+describe('VMPL0 permissions', () => {
+  // Read, write, execute-user, execute-supervisor and supervisor shadow stack (APM Table 15-37
+  // RMPADJUST mask b0..b4): VMPL0's full set on a page newly assigned to the guest (verismo
+  // rmp_perm_init; B3 "VMPL0 full perms, others none"). PVALIDATE changes only Validated.
+  const FULL = 0x1f;
+
+  it('are all five bits after RMPUPDATE, after SNP_LAUNCH_UPDATE and after PVALIDATE', () => {
+    const p = platform();
+    p.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: p.asid });
+    expect(p.rmp.lookup(T).vmplPerms).toEqual([FULL, 0, 0, 0]);
+    const L = T + 0x1000n;
+    p.rmpUpdate(L, { assigned: true, pageSize: '4k', immutable: true, gpa: L, asid: p.asid });
+    expect(p.launchUpdatePage(L, 'ZERO').rc).toBe(0);
+    expect(p.rmp.lookup(L).vmplPerms).toEqual([FULL, 0, 0, 0]);
+    const regs = p.machine.vcpu.regs;
+    regs.rax = T; regs.rcx = 0n; regs.rdx = 1n;  // PVALIDATE 4K, validate
+    p.handleExit({ kind: 'pvalidate', rip: 0x1000n, length: 4, codeBits: 64, cs: 0x8 });
+    expect(p.rmp.lookup(T)).toMatchObject({ validated: true, vmplPerms: [FULL, 0, 0, 0] });
     p.machine.close();
   });
 });
