@@ -35,7 +35,10 @@ export const TdxStatus = {
   EPT_ENTRY_STATE_INCORRECT: 0xc0000b0d00000000n,
   METADATA_FIELD_ID_INCORRECT: 0xc0000c0000000000n,
   METADATA_FIELD_NOT_WRITABLE: 0xc0000c0100000000n,
+  METADATA_FIELD_NOT_READABLE: 0xc0000c0200000000n,
   METADATA_FIELD_VALUE_NOT_VALID: 0xc0000c0300000000n,
+  /** Not an error: TDG.VM.RD version 1 of the null field ID returns the first field ID in RDX. */
+  METADATA_FIRST_FIELD_ID_IN_CONTEXT: 0x00000c0b00000000n,
 } as const;
 export type TdxStatusName = keyof typeof TdxStatus;
 

@@ -99,6 +99,7 @@ export interface TdModuleState {
   sept: SeptTables;
   veInfo: ReturnType<VeInfo['saveState']>[];
   tdCtls: bigint;
+  notifyEnables: bigint;
   epoch: bigint;
   finalized: boolean;
   vcpusInitialized: ReadonlySet<number>;
@@ -123,6 +124,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
   /** VE info, one per vCPU (TDVPS): a #VE on one vCPU never makes another's #VE a #DF. */
   readonly #veInfos: VeInfo[];
   tdCtls: bigint;
+  /** TDCS NOTIFY_ENABLES: bit 0 is guest-writable through TDG.VM.WR; the model raises no notification. */
+  notifyEnables = 0n;
   /** TD epoch for TLB tracking (TDH.MEM.TRACK). */
   epoch = 1n;
   finalized = false;
@@ -188,7 +191,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   saveState(): TdModuleState {
     return {
-      sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, epoch: this.epoch,
+      sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
       hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
@@ -199,6 +202,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.sept.loadState(s.sept);
     s.veInfo.forEach((v, i) => this.#veInfos[i]!.loadState(v));
     this.tdCtls = s.tdCtls;
+    this.notifyEnables = s.notifyEnables;
     this.epoch = s.epoch;
     this.finalized = s.finalized;
     this.vcpusInitialized.clear();

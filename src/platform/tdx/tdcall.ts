@@ -3,9 +3,8 @@
 import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
-import {
-  CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, TD_RESUME, TdcsField, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs,
-} from './td-module.js';
+import { TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
+import { MD_FIELD_ID_NA, guestReadTdField, guestWriteTdField } from './td-metadata.js';
 import { GP_VECTOR } from './ve.js';
 
 export const TdcallLeaf = {
@@ -53,10 +52,11 @@ export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   const leaf = low & 0xffff;
   const version = low >>> 16;
   const leafName = LEAF_NAME.get(leaf) ?? `0x${leaf.toString(16)}`;
-  if (!reservedClear || (version !== 0 && !(leaf === TdcallLeaf.VM_RD && version <= 1))) {
+  // Only TDG.VM.RD has versions beyond 0: its handler checks the version itself.
+  if (!reservedClear || (version !== 0 && leaf !== TdcallLeaf.VM_RD)) {
     result = { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
   } else {
-    result = dispatch(td, leaf, exit);
+    result = dispatch(td, leaf, version, exit);
   }
 
   // One object literal per event (same keys in the same order as the trace always had): building
@@ -72,13 +72,13 @@ export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   return TD_RESUME;
 }
 
-function dispatch(td: TdModule, leaf: number, exit: TdcallExit): LeafResult {
+function dispatch(td: TdModule, leaf: number, version: number, exit: TdcallExit): LeafResult {
   switch (leaf) {
     case TdcallLeaf.VP_VMCALL: return vpVmcall(td, exit);
     case TdcallLeaf.VP_INFO: return vpInfo(td);
     case TdcallLeaf.VP_VEINFO_GET: return veInfoGet(td);
     case TdcallLeaf.MEM_PAGE_ACCEPT: return pageAccept(td, td.machine.vcpu.regs.rcx);
-    case TdcallLeaf.VM_RD: return vmRead(td);
+    case TdcallLeaf.VM_RD: return vmRead(td, version);
     case TdcallLeaf.VM_WR: return vmWrite(td);
     // Leaves that exist in 1.5 but are not modelled (RTMR.EXTEND, REPORT, …) and unknown leaves.
     default: return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
@@ -110,65 +110,39 @@ function veInfoGet(td: TdModule): LeafResult {
   return { kind: 'return', status: info ? TdxStatus.SUCCESS : TdxStatus.NO_VALID_VE_INFO };
 }
 
-/**
- * The TDCS fields the model holds, with the guest's masks (`tdr_tdcs_fields_lookup.c`: both read
- * masks are all ones; guest_wr_mask is 0 for CONFIG_FLAGS and bit 0, PENDING_VE_DISABLE, for TD_CTLS).
- */
-function tdcsFieldForGuest(td: TdModule, field: bigint): { value: bigint; guestWrMask: bigint } | undefined {
-  if (field === TdcsField.TD_CTLS) return { value: td.tdCtls, guestWrMask: TD_CTLS_PENDING_VE_DISABLE };
-  if (field === TdcsField.CONFIG_FLAGS) return { value: td.config.configFlags, guestWrMask: 0n };
-  return undefined;
-}
-
 /** A TDG.VM.RD/WR status for the guest (`tdg_vm_rd_wr.c` tdg_vm_rd_wr() adds no operand ID to metadata errors). */
 function vmRdWrResult(status: bigint): LeafResult {
   return { kind: 'return', status };
 }
 
 /**
- * TDG.VM.RD: RCX = VM ID (0: this TD), RDX = field ID → R8 = value. Only the two TDCS fields of
- * reference A6 are modelled; version 1's RDX = next field ID is not.
+ * TDG.VM.RD (`tdg_vm_rd_wr.c` tdg_vm_rd_wr()): RCX = VM ID (0: this TD), RDX = field ID → R8 =
+ * value; version 1 also returns in RDX the next field ID the guest can read (td-metadata.ts).
  */
-function vmRead(td: TdModule): LeafResult {
+function vmRead(td: TdModule, version: number): LeafResult {
   const regs = td.machine.vcpu.regs;
-  regs.r8 = 0n; // tdg_vm_rd_wr(): R8 = 0 before any check, so every error leaves R8 = 0
+  const field = regs.rdx;
+  // RDX (version 1) and R8 get their defaults before any check, so every error leaves them.
+  if (version > 0) regs.rdx = MD_FIELD_ID_NA;
+  regs.r8 = 0n;
+  // The dispatcher lets every TDG.VM.RD version through; this leaf supports 0 and 1.
+  if (version > 1) return vmRdWrResult(withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX));
   if (regs.rcx !== 0n) return vmRdWrResult(withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX));
-  const field = tdcsFieldForGuest(td, regs.rdx);
-  // md_read_element(): an unknown field is METADATA_FIELD_ID_INCORRECT without an operand ID.
-  if (field === undefined) return vmRdWrResult(TdxStatus.METADATA_FIELD_ID_INCORRECT);
-  regs.r8 = field.value;
-  return vmRdWrResult(TdxStatus.SUCCESS);
+  const read = guestReadTdField(td, field, version);
+  if (version > 0) regs.rdx = read.next;
+  regs.r8 = read.value;
+  return vmRdWrResult(read.status);
 }
 
-/**
- * TDG.VM.WR: RCX = VM ID (0), RDX = field, R8 = value, R9 = write mask → R8 = old value.
- * Checks in the order of metadata_td.c md_td_write_element().
- */
+/** TDG.VM.WR: RCX = VM ID (0), RDX = field, R8 = value, R9 = write mask → R8 = old value. */
 function vmWrite(td: TdModule): LeafResult {
   const regs = td.machine.vcpu.regs;
   const value = regs.r8;
-  const requestMask = regs.r9;
   regs.r8 = 0n; // tdg_vm_rd_wr(): R8 = 0 before any check
   if (regs.rcx !== 0n) return vmRdWrResult(withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX));
-  const field = tdcsFieldForGuest(td, regs.rdx);
-  if (field === undefined) return vmRdWrResult(TdxStatus.METADATA_FIELD_ID_INCORRECT);
-  const old = field.value;
-  const writeMask = field.guestWrMask & requestMask;
-  if (writeMask === 0n) return vmRdWrResult(TdxStatus.METADATA_FIELD_NOT_WRITABLE);
-  // md_check_forbidden_bits_unchanged(): requested bits the guest may not write are refused only
-  // when their value would change.
-  const forbidden = requestMask & ~field.guestWrMask;
-  if (((old ^ value) & forbidden) !== 0n) return vmRdWrResult(TdxStatus.METADATA_FIELD_VALUE_NOT_VALID);
-  const updated = (old & ~writeMask) | (value & writeMask);
-  // Only TD_CTLS is writable. Its special write handling: without CONFIG_FLAGS.FLEXIBLE_PENDING_VE the
-  // guest may rewrite PENDING_VE_DISABLE but not change it (Linux disable_sept_ve() relies on the flag).
-  const flexible = (td.config.configFlags & CONFIG_FLAGS_FLEXIBLE_PENDING_VE) !== 0n;
-  if (!flexible && ((updated ^ old) & TD_CTLS_PENDING_VE_DISABLE) !== 0n) {
-    return vmRdWrResult(TdxStatus.METADATA_FIELD_VALUE_NOT_VALID);
-  }
-  td.tdCtls = updated;
-  regs.r8 = old;
-  return vmRdWrResult(TdxStatus.SUCCESS);
+  const write = guestWriteTdField(td, regs.rdx, value, regs.r9);
+  regs.r8 = write.old;
+  return vmRdWrResult(write.status);
 }
 
 /**
