@@ -24,6 +24,7 @@ import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
 import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
+import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from './ghcb-msr.js';
 import { secretsPage } from './secrets-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
@@ -158,7 +159,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** 2 MiB regions the VMM maps with a 2 MiB NPT page (default: 4 KiB). */
   readonly #npt2m = new Set<bigint>();
   readonly #encryption: MemoryEncryption;
-  /** The GHCB MSR of each vCPU (it is VMSA state, per vCPU). */
+  /**
+   * The GHCB MSR of each vCPU: the GHCB GPA field of its VMCB control area (Linux struct
+   * vmcb_control_area ghcb_gpa; KVM set_ghcb_msr), the hypervisor's to write, not VMSA state.
+   */
   #ghcbMsrs: bigint[];
   /**
    * Which vCPUs exist for the guest: the BSP from launch, an AP once the VMM ran it from the VMSA
@@ -213,7 +217,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // regions it touches.
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
-    this.#ghcbMsrs = new Array<bigint>(machine.vcpuCount).fill(0n);
+    // At vCPU RESET a GHCB-spec hypervisor puts the SEV Information response there, unasked (KVM
+    // sev_es_init_vmcb: "Set the GHCB MSR value as per the GHCB specification when emulating vCPU
+    // RESET"; COCONUT-SVSM d72a9aac: "the HV is required to put an unsolicited SEV Information
+    // response into the GHCB MSR"). An AP keeps it until it first runs (runApFromVmsa).
+    this.#ghcbMsrs = new Array<bigint>(machine.vcpuCount).fill(ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, this.cBit));
     this.#runnable = Array.from({ length: machine.vcpuCount }, (_, i) => i === 0);
     this.scheduler = machine.vcpuCount > 1 ? new VcpuScheduler(machine, options.schedule ?? { policy: 'round-robin', seed: 1n, quantum: 2000 }) : undefined;
     if (this.scheduler) this.scheduler.isRunnable = (i) => this.#runnable[i]!;
@@ -530,7 +538,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     }
     this.#runnable[index] = true;
     this.#syncPauseExits();
-    this.#ghcbMsrs[index] = 0n;
+    // VMRUN loads the vCPU from the VMSA page; the VMCB's GHCB field is not in it and stays what
+    // the hypervisor left there (KVM's AP creation is an INIT-like reset, svm_vcpu_reset with
+    // init_event, which does not set the GHCB MSR: the AP sees the value from its vCPU RESET).
     this.trace.record('hw', 'ap-vmrun', { vcpu: index, vmsaGpa, mode: entry.mode, rip: vmsa.rip });
     return { ok: true };
   }

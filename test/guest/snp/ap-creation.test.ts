@@ -3,6 +3,7 @@
 // by RMPADJUST), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
 // state the page holds (Linux struct sev_es_save_area offsets). Until then the AP does not exist.
 import { describe, expect, it } from 'vitest';
+import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
@@ -48,6 +49,21 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(v.readSpecial('efer') & 0x100n).toBe(0x100n);
     expect(v.codeSegment().bits).toBe(32);
     expect(p.trace.ofType('ap-vmrun')).toHaveLength(1);
+  });
+
+  it("leaves the AP's GHCB MSR as its vCPU RESET set it: the SEV Information response, unasked", () => {
+    // The GHCB MSR is the VMCB's GHCB GPA field, not VMSA state. At vCPU RESET the hypervisor
+    // puts the SEV Information response there (KVM sev_es_init_vmcb "as per the GHCB
+    // specification"; COCONUT-SVSM d72a9aac "the HV is required to put an unsolicited SEV
+    // Information response into the GHCB MSR"); SNP AP creation is an INIT-like reset that keeps
+    // it (KVM svm_vcpu_reset(init_event) -> sev_snp_init_protected_guest_state). Was 0 here.
+    const p = platformWithVmsa(vmsaBytes());
+    const sevInfo = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, p.cBit);
+    expect(p.ghcbMsr).toBe(sevInfo); // the BSP's, before the guest wrote it
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    expect(p.ghcbMsr).toBe(sevInfo);
+    expect(sevInfo & 0xfffn).toBe(0x001n);
   });
 
   it.each([
