@@ -124,28 +124,37 @@ function allowed(rule: LeafRule, proposed: number, hw: number): number {
 
 /**
  * The firmware's check of a proposed CPUID page against the CPU (`hardware(leaf, subleaf)`).
- * `ok` when nothing had to change; `corrected` is the table the firmware writes back.
+ * `ok` when nothing had to change. `corrected`, when the entries failed the check, is what the
+ * firmware writes back to the host's page: the proposed page with the entries' register outputs
+ * corrected and nothing else (AMD-ASPFW sev_mcmd.c SNP_LAUNCH_UPDATE of a CPUID page copies its
+ * sanitized scratch copy back; cpuid_lookup.c rewrites only EAX..EDX, and only flags a non-zero
+ * entry reserved field). A header with reserved bits set or more than 64 entries fails before
+ * the entries are looked at, and nothing is written back.
  */
-export function validateCpuidPage(page: Uint8Array, hardware: (leaf: number, subleaf: number) => CpuidResult): { ok: boolean; corrected: Uint8Array; mismatches: number[] } {
+export function validateCpuidPage(page: Uint8Array, hardware: (leaf: number, subleaf: number) => CpuidResult): { ok: boolean; corrected?: Uint8Array; mismatches: number[] } {
   const { count, entries } = decodeCpuidPage(page);
+  // COUNT 0: the firmware accepts it (sev_mcmd.c refuses only COUNT > 64). Refused here on
+  // purpose: the stubs, unlike Linux setup_cpuid_table, then ask the hypervisor for CPUID, and a
+  // CPUID page is measured by its type only, so the launch digest would not show it.
+  const headerOk = count > 0 && count <= SNP_CPUID_COUNT_MAX && Buffer.from(page.subarray(4, HEADER_BYTES)).every((x) => x === 0);
+  if (!headerOk) return { ok: false, mismatches: [] };
+  const corrected = Buffer.from(page);
   const mismatches: number[] = [];
-  const fixed = entries.map((e) => {
-    if (!isChecked(e.eaxIn >>> 0)) return e;
-    // The firmware's table is keyed by (EAX_IN, ECX_IN); ours lists sub-leaf 0 only.
+  entries.forEach((e, i) => {
+    if (!isChecked(e.eaxIn >>> 0)) return;
+    // The firmware's table is keyed by (EAX_IN, ECX_IN), an exact match whatever the leaf
+    // (sanitize_cpuid_entry); ours lists sub-leaf 0 only.
     const rules = e.ecxIn === 0 ? CPUID_POLICY[e.eaxIn >>> 0] : undefined;
-    const out: CpuidEntry = { ...e, reserved: 0n };
+    const out: CpuidResult = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
     if (rules) {
       const hw = hardware(e.eaxIn, e.ecxIn);
       for (const r of REGS) out[r] = allowed(rules[r], e[r], hw[r]);
-    } else {
-      // "Any architectural leaf not listed in the table must have all output values equal to 0."
-      for (const r of REGS) out[r] = 0;
     }
+    // else: "Any architectural leaf not listed in the table must have all output values equal to 0."
     if (REGS.some((r) => out[r] !== (e[r] >>> 0)) || (e.reserved ?? 0n) !== 0n) mismatches.push(e.eaxIn);
-    return out;
+    const o = HEADER_BYTES + i * CPUID_ENTRY_BYTES + 24;
+    REGS.forEach((r, k) => corrected.writeUInt32LE(out[r], o + 4 * k));
   });
-  const corrected = encodeCpuidPage(fixed);
-  const headerOk = count > 0 && count <= SNP_CPUID_COUNT_MAX && Buffer.from(page.subarray(4, HEADER_BYTES)).every((x) => x === 0);
-  const bodyOk = Buffer.compare(Buffer.from(corrected), Buffer.from(page)) === 0;
-  return { ok: headerOk && bodyOk && mismatches.length === 0, corrected, mismatches };
+  const ok = mismatches.length === 0;
+  return ok ? { ok, mismatches } : { ok, corrected: new Uint8Array(corrected.buffer, corrected.byteOffset, corrected.byteLength), mismatches };
 }

@@ -132,7 +132,8 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn8000_001F EBX[15:12] VMPL count above the CPU (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx | (4 << 12) } : e) },
     { name: 'Fn8000_001F EDX minimum SEV ASID (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, edx: 0x100 } : e) },
     { name: 'Fn8000_001F EAX feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | (1 << 24) } : e) },
-    { name: 'a reserved field set', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, reserved: 1n } : e) },
+    // Only flagged (sanitize_cpuid_list): the firmware does not rewrite the reserved field.
+    { name: 'a reserved field set', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, reserved: 1n } : e), corrected: (e) => (e.eaxIn === 0 ? { ...e, reserved: 1n } : e) },
     // FN00000001_CUSTOM: family/model/stepping not above the CPU's, CLFLUSH exact, ECX/EDX a subset
     // but for OSXSAVE and the hypervisor bit.
     { name: 'Fn0000_0001 EAX an older stepping (FMS not above)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax & ~0xf } : e) },
@@ -145,11 +146,11 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn0000_0001 ECX AVX the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx | (1 << 28) } : e) },
     { name: 'Fn0000_0001 EDX a feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, edx: (e.edx | (1 << 28)) >>> 0 } : e) },
   ];
-  it.each(cases)('$name: accepted $accepted', ({ change, accepted }) => {
+  it.each(cases)('$name: accepted $accepted', ({ change, accepted, corrected }) => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
     const { vm, r } = launch(encodeCpuidPage(good.map((e) => change(e)!)));
     expect(r.rc).toBe(accepted ? 0 : SEV_RET_INVALID_PARAM);
-    if (!accepted) expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    if (!accepted) expect(decodeCpuidPage(r.corrected!).entries).toEqual(good.map(corrected ?? ((e) => e)));
     vm.close();
   });
 
@@ -173,12 +174,45 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     }
   });
 
-  it('a reserved field set on an entry otherwise right is a mismatch of that leaf, and comes back zero', () => {
+  it('a reserved field set on an entry otherwise right is a mismatch of that leaf, and comes back as it was', () => {
+    // AMD-ASPFW sanitize_cpuid_list: a non-zero reserved field only sets `failed`; the
+    // sanitized copy the firmware writes back (sev_mcmd.c copy_to_x86) still holds it.
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
-    const { vm, p, r } = launch(encodeCpuidPage(good.map((e) => (e.eaxIn === 0x80000000 ? { ...e, reserved: 1n } : e))));
+    const proposed = good.map((e) => (e.eaxIn === 0x80000000 ? { ...e, reserved: 1n } : e));
+    const { vm, p, r } = launch(encodeCpuidPage(proposed));
     expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
     expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x80000000] });
-    expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    expect(decodeCpuidPage(r.corrected!).entries).toEqual(proposed);
+    vm.close();
+  });
+
+  it('entries are matched by (EAX_IN, ECX_IN): a sub-leaf the firmware does not list must be all zero, even of a leaf it checks', () => {
+    // AMD-ASPFW sanitize_cpuid_entry looks up lookup_table[i].eax_in == EAX_IN && .ecx_in ==
+    // ECX_IN for every leaf, indexed or not; Fn8000_001F has only its x00 entry.
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    const sevLeaf = good.find((e) => e.eaxIn === 0x8000001f)!;
+    const { vm, p, r } = launch(encodeCpuidPage([...good, { ...sevLeaf, ecxIn: 1 }]));
+    expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+    expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x8000001f] });
+    expect(decodeCpuidPage(r.corrected!).entries.at(-1)).toMatchObject({ eaxIn: 0x8000001f, ecxIn: 1, eax: 0, ebx: 0, ecx: 0, edx: 0 });
+    vm.close();
+    const zero = launch(encodeCpuidPage([...good, { ...sevLeaf, ecxIn: 1, eax: 0, ebx: 0, ecx: 0, edx: 0 }]));
+    expect(zero.r.rc).toBe(0);
+    zero.vm.close();
+  });
+
+  it('bytes past the last entry are not looked at, and a rejected page comes back with them as they were', () => {
+    // sanitize_cpuid_list walks COUNT entries; the scratch copy written back is the whole page.
+    const page = honestCpuidPage(51);
+    page[4095] = 0xa5;
+    const accepted = launch(page);
+    expect(accepted.r.rc).toBe(0);
+    accepted.vm.close();
+    const bad = encodeCpuidPage(decodeCpuidPage(honestCpuidPage(51)).entries.map((e) => (e.eaxIn === 0 ? { ...e, eax: 0x20 } : e)));
+    bad[4095] = 0xa5;
+    const { vm, r } = launch(bad);
+    expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+    expect(r.corrected![4095]).toBe(0xa5);
     vm.close();
   });
 
@@ -187,6 +221,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     page[8] = 1;
     const { vm, r } = launch(page);
     expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+    expect(r.corrected).toBeUndefined(); // refused before the entries: nothing written back (sev_mcmd.c)
     vm.close();
   });
 
@@ -196,6 +231,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
       new DataView(page.buffer).setUint32(0, count, true);
       const { vm, r } = launch(page);
       expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
+      expect(r.corrected).toBeUndefined();
       vm.close();
     }
   });
