@@ -63,6 +63,20 @@ describe('SNP boot: CPUID through #VC 0x72', () => {
     run.platform.machine.close();
   });
 
+  it("the guest matches ECX_IN only for indexed leaves: a firmware-valid all-zero 0x8000001F sub-leaf listed first answers CPUID 0x8000001F, SEV looks hidden, the guest terminates", () => {
+    // Linux snp_cpuid_get_validated_func takes the first entry whose EAX_IN matches and checks
+    // ECX_IN only when cpuid_function_is_indexed (0x8000001F is not). The firmware matches
+    // (EAX_IN, ECX_IN) exactly, so it lists no (0x8000001F, 1) and accepts it only all zero
+    // (AMD-ASPFW sanitize_cpuid_entry). The zero EAX then fails do_vc_no_ghcb's SEV-bit check.
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries;
+    const at = entries.findIndex((e) => e.eaxIn === 0x8000001f);
+    entries.splice(at, 0, { eaxIn: 0x8000001f, ecxIn: 1, xcr0In: 0n, xssIn: 0n, eax: 0, ebx: 0, ecx: 0, edx: 0 });
+    const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '128M' }), { vmm: { snpCpuidPage: { type: 'CPUID', bytes: encodeCpuidPage(entries) } }, keepTrace: true });
+    run.platform.machine.close();
+    expect(run.trace.ofType('launch-cpuid-rejected')).toHaveLength(0);
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  });
+
   it('without a CPUID page the firmware asks the VMM through the MSR protocol and boots', () => {
     const run = boot({ snpCpuidPage: ZERO_PAGE });
     expect(run.result.outcome).toBe('done');
