@@ -69,6 +69,8 @@ export interface IoExit {
   /** INS/OUTS: the VMM must emulate the string transfer itself. */
   string: boolean;
   rep: boolean;
+  /** The port is an imm8 operand (E4-E7), not DX. */
+  immediate: boolean;
   /** OUT (non-string): the value written. */
   value: number;
 }
@@ -161,7 +163,8 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
       const flags = low(words, arg2);
       return {
         kind: 'io', rip, length, direction: kind === ExitCode.ioIn ? 'in' : 'out', port: asNumber(words, arg0),
-        size: asNumber(words, arg1) as 1 | 2 | 4, string: (flags & 1) !== 0, rep: (flags & 2) !== 0, value: asNumber(words, arg3),
+        size: asNumber(words, arg1) as 1 | 2 | 4, string: (flags & 1) !== 0, rep: (flags & 2) !== 0, immediate: (flags & 4) !== 0,
+        value: asNumber(words, arg3),
       };
     }
     case ExitCode.gateFault: {

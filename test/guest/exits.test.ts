@@ -97,13 +97,13 @@ describe('vCPU exits', () => {
       mov r9, rax
       hlt`);
     const o1 = vm.vcpu.run();
-    expect(o1).toMatchObject({ kind: 'io', direction: 'out', port: 0x3f8, size: 1, value: 0x41, length: 1 });
+    expect(o1).toMatchObject({ kind: 'io', direction: 'out', port: 0x3f8, size: 1, immediate: false, value: 0x41, length: 1 });
     vm.vcpu.complete(o1 as { length: number });
     const o2 = vm.vcpu.run();
-    expect(o2).toMatchObject({ kind: 'io', direction: 'out', port: 0x80, size: 4, length: 2 });
+    expect(o2).toMatchObject({ kind: 'io', direction: 'out', port: 0x80, size: 4, immediate: true, length: 2 });
     vm.vcpu.complete(o2 as { length: number });
     const i1 = vm.vcpu.run();
-    expect(i1).toMatchObject({ kind: 'io', direction: 'in', port: 0x1000, size: 2, length: 2 });
+    expect(i1).toMatchObject({ kind: 'io', direction: 'in', port: 0x1000, size: 2, immediate: false, length: 2 });
     vm.vcpu.regs.rax = (vm.vcpu.regs.rax & ~0xffffn) | 0xbeefn;
     vm.vcpu.complete(i1 as { length: number });
     runToHlt(vm);
@@ -115,7 +115,7 @@ describe('vCPU exits', () => {
       mov dx, 0x3f8
       rep outsb
       hlt`);
-    expect(vm.vcpu.run()).toMatchObject({ kind: 'io', direction: 'out', string: true, rep: true, size: 1 });
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'io', direction: 'out', string: true, rep: true, immediate: false, size: 1 });
   });
 
   it('stops at HLT with RIP after it', () => {

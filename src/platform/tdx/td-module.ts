@@ -22,7 +22,7 @@ import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
-import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, type VeInfoFields } from './ve.js';
+import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, type VeInfoFields } from './ve.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
@@ -274,10 +274,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
         this.machine.vcpu.regs.rip = exit.rip - HLT_LENGTH;
         return this.deliverVe({ exitReason: ExitReason.HLT, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: Number(HLT_LENGTH), instructionInfo: 0 });
       // In a TD, port I/O and MSR accesses raise #VE (the guest turns them into TDVMCALLs).
-      case 'io': {
-        const qual = BigInt(exit.size - 1) | (exit.direction === 'in' ? 8n : 0n) | (exit.string ? 16n : 0n) | (exit.rep ? 32n : 0n) | (BigInt(exit.port) << 16n);
-        return this.deliverVe({ exitReason: ExitReason.IO, exitQualification: qual, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
-      }
+      // td_generic_ve_exit passes the CPU's exit qualification to the #VE unchanged.
+      case 'io':
+        return this.deliverVe({ exitReason: ExitReason.IO, exitQualification: ioExitQualification(exit), gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
       case 'rdmsr':
       case 'wrmsr':
         return handleMsr(this, exit);

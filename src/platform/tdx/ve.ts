@@ -2,6 +2,7 @@
 // (`td_ept_violation.c` / `tdx_inject_ve`; reference A6), and TDG.VP.VEINFO.GET's outputs
 // (`tdg_vp_veinfo_get.c`).
 
+import type { IoExit } from '../../cpu/exits.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 
 export const VE_VECTOR = 20;
@@ -21,6 +22,16 @@ export const EptQual = { READ: 1n << 0n, WRITE: 1n << 1n, FETCH: 1n << 2n, GLA_V
  * EPT-violation TD exit: the VMM learns nothing about the guest's linear address.
  */
 export const TD_EXIT_QUAL_CLEARED = 0x1f80n;
+
+/**
+ * The exit qualification of an I/O instruction (SDM Vol. 3C Table 28-5): bits 2:0 size - 1, bit 3
+ * direction (1 = IN), bit 4 string, bit 5 REP, bit 6 operand encoding (1 = imm8 port, 0 = DX),
+ * bits 31:16 port.
+ */
+export function ioExitQualification(io: Pick<IoExit, 'size' | 'direction' | 'string' | 'rep' | 'immediate' | 'port'>): bigint {
+  return BigInt((io.size - 1) | (io.direction === 'in' ? 0x8 : 0) | (io.string ? 0x10 : 0) | (io.rep ? 0x20 : 0) | (io.immediate ? 0x40 : 0))
+    | (BigInt(io.port) << 16n);
+}
 
 export interface VeInfoFields {
   exitReason: number;

@@ -80,12 +80,15 @@ describe('the host\'s view of private memory (td-module.ts isPrivatePage)', () =
 });
 
 describe('port I/O raises #VE with the I/O exit qualification (SDM Table 28-5)', () => {
-  // Bits 2:0 size - 1, bit 3 direction (1 = IN), bit 4 string, bit 5 REP, bits 31:16 port.
+  // Bits 2:0 size - 1, bit 3 direction (1 = IN), bit 4 string, bit 5 REP, bit 6 operand encoding
+  // (1 = immediate port), bits 31:16 port. td_generic_ve_exit (tdx_td_dispatcher.c) copies it as is.
   it.each([
-    ['in eax, dx', { direction: 'in', size: 4, port: 0x3f8, string: false, rep: false, length: 1 }, 0x3f8_000bn],
-    ['out dx, al', { direction: 'out', size: 1, port: 0xcf8, string: false, rep: false, length: 1 }, 0xcf8_0000n],
-    ['rep outsw', { direction: 'out', size: 2, port: 0x80, string: true, rep: true, length: 3 }, 0x80_0031n],
-    ['insb', { direction: 'in', size: 1, port: 0x71, string: true, rep: false, length: 1 }, 0x71_0018n],
+    ['in eax, dx', { direction: 'in', size: 4, port: 0x3f8, string: false, rep: false, immediate: false, length: 1 }, 0x3f8_000bn],
+    ['out dx, al', { direction: 'out', size: 1, port: 0xcf8, string: false, rep: false, immediate: false, length: 1 }, 0xcf8_0000n],
+    ['rep outsw', { direction: 'out', size: 2, port: 0x80, string: true, rep: true, immediate: false, length: 3 }, 0x80_0031n],
+    ['insb', { direction: 'in', size: 1, port: 0x71, string: true, rep: false, immediate: false, length: 1 }, 0x71_0018n],
+    ['out 0x80, al', { direction: 'out', size: 1, port: 0x80, string: false, rep: false, immediate: true, length: 2 }, 0x80_0040n],
+    ['in ax, 0x71', { direction: 'in', size: 2, port: 0x71, string: false, rep: false, immediate: true, length: 3 }, 0x71_0049n],
   ] as const)('%s', (_insn, io, qual) => {
     const m = tdWithPendingPage();
     const exit: IoExit = { kind: 'io', rip: 0x1234n, value: 0, ...io };
