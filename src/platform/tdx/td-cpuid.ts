@@ -77,6 +77,18 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
   e(0x80000008, ANY, { native: [0x00003034, 0, 0, 0], fixed0: [0xffff0000, 0xfffffdff, 0xffffffff, 0xffffffff] }),
 ];
 
+/**
+ * The TD's XFAM as its CPUID answers imply it: the module clears CPUID(1).ECX.AVX unless XFAM[2]
+ * is set (tdh_mng_init.c apply_cpuid_xfam_masks), leaf 0xD enumerates no other state component,
+ * and x87 and SSE (bits 1:0) are in every XFAM.
+ */
+export const TD_XFAM: bigint = (() => {
+  const leaf1 = TD_CPUID_TABLE.find((e) => e.leaf === 1)!;
+  const CPUID1_ECX_AVX = 1 << 28;
+  const avx = ((leaf1.native?.[2] ?? 0) & ~(leaf1.fixed0?.[2] ?? 0) & CPUID1_ECX_AVX) !== 0;
+  return 0x3n | (avx ? 0x4n : 0n);
+})();
+
 /** The last leaf of each range the module virtualizes (CPUID_LAST_BASE_LEAF; 0x8000_0000's fixed EAX). */
 export const CPUID_LAST_BASE_LEAF = 0x23;
 export const CPUID_LAST_EXTENDED_LEAF = 0x80000008;

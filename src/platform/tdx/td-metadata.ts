@@ -9,7 +9,7 @@
 // size, 51 write mask valid, 54:52 context code, 55 reserved, 61:56 class code, 62 reserved,
 // 63 non-arch.
 import { TdxStatus } from './status.js';
-import { tdCpuid, TD_CPUID_TABLE } from './td-cpuid.js';
+import { TD_CPUID_TABLE, TD_XFAM, tdCpuid } from './td-cpuid.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, type TdModule } from './td-module.js';
 
 /** MD_FIELD_ID_NA: "no field" (after the last readable element, and the RDX of a failed version-1 read). */
@@ -154,10 +154,6 @@ function cpuidElementStatus(id: bigint, write: boolean): bigint {
   return TdxStatus.METADATA_FIELD_NOT_WRITABLE;
 }
 
-const CPUID1_ECX_AVX = 1 << 28;
-const XFAM_X87_SSE = 0x3n;
-const XFAM_AVX = 0x4n;
-
 /** The value of one readable element, where the model holds it (every guest-readable row). */
 function elementValue(td: TdModule, name: string, element: number): bigint | undefined {
   const c = td.config;
@@ -165,12 +161,7 @@ function elementValue(td: TdModule, name: string, element: number): bigint | und
     case 'NUM_VCPUS': return BigInt(c.numVcpus);
     case 'MAX_VCPUS': return BigInt(c.maxVcpus);
     case 'ATTRIBUTES': return c.attributes;
-    // The XFAM the TD's CPUID answers imply: the module clears CPUID(1).ECX.AVX unless XFAM[2] is
-    // set (tdh_mng_init.c apply_cpuid_xfam_masks); x87 and SSE are in every XFAM.
-    case 'XFAM': {
-      const leaf1 = tdCpuid(1, 0, { vcpuIndex: 0, cr4: 0n, in64BitMode: true });
-      return XFAM_X87_SSE | (leaf1.kind === 'answer' && (leaf1.regs[2] & CPUID1_ECX_AVX) !== 0 ? XFAM_AVX : 0n);
-    }
+    case 'XFAM': return TD_XFAM;
     case 'GPAW': return c.gpaWidth === 52 ? 1n : 0n; // TDCS.GPAW is a bool: 1 for GPAW 52
     // In 25 MHz units: CPUID 0x15 EBX, which the module computes from it (the crystal is 25 MHz, EAX 1).
     case 'TSC_FREQUENCY': {

@@ -123,6 +123,45 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect([r.r15, r.r12]).toEqual([r.rbx ^ 1n, 0n]);
   });
 
+  // msr_config_lookup.c rows checked against the old partial table: each of these took the #VE default.
+  it.each([
+    ['IA32_SGXLEPUBKEYHASH0 (0x8C) read', rdmsr(0x8c)], ['MSR_SLAM_ENABLE (0x276) write', wrmsr(0x276, 1n)],
+    ['IA32_VMX_BASIC (0x480) write', wrmsr(0x480, 0n)], ['IA32_BNDCFGS (0xD90) write', wrmsr(0xd90, 0n)],
+    ['IA32_PMC0 (0xC1) read without ATTRIBUTES.PERFMON (DYN_PERFMON)', rdmsr(0xc1)],
+    ['IA32_U_CET (0x6A0) read, XFAM without CET (DYN_XFAM_CET)', rdmsr(0x6a0)], ['IA32_PKRS (0x6E1) write without ATTRIBUTES.PKS', wrmsr(0x6e1, 0n)],
+    ['IA32_XSS (0xDA0) write of a component XFAM lacks (wrmsr_ia32_xss)', wrmsr(0xda0, 0x800n)],
+    ['IA32_DEBUGCTL (0x1D9) write of reserved bit 3 (wrmsr_ia32_debugctl)', wrmsr(0x1d9, 8n)],
+  ])('%s → #GP(0) from the module, no #VE', (_n, body) => {
+    const r = run(body);
+    expect([r.r14, r.r12]).toEqual([1n, 0n]);
+  });
+
+  it.each([
+    ['IA32_CSTAR (0xC000_0083, not in the table) write', wrmsr(0xc0000083, 0n), 32n],
+    ['IA32_VMX_PINBASED_CTLS (0x481) read', rdmsr(0x481), 31n],
+    ['IA32_DEBUGCTL (0x1D9) write of TR without BTS (wrmsr_ia32_debugctl)', wrmsr(0x1d9, 0x40n), 32n],
+  ])('%s → #VE', (_n, body, reason) => {
+    const r = run(body);
+    expect([r.r12, r.r13, r.r14]).toEqual([1n, reason, 0n]);
+  });
+
+  // IA32_PRED_CMD / IA32_FLUSH_CMD: bitmap bit 0 for both directions, so the CPU runs them; they are
+  // write-only with bit 0 the only command bit (SDM Vol. 4 Table 2-2).
+  it('IA32_PRED_CMD (0x49) and IA32_FLUSH_CMD (0x10B) run natively: a command write passes; a read or a reserved bit is the CPU\'s #GP(0)', () => {
+    const r = run(`${wrmsr(0x49, 1n)}\n ${wrmsr(0x10b, 1n)}\n mov rbx, r14\n ${rdmsr(0x49, 'rsi')}\n ${wrmsr(0x49, 2n)}`);
+    expect([r.rbx, r.r14, r.r12]).toEqual([0n, 2n, 0n]);
+  });
+
+  it('the module emulates IA32_XAPIC_DISABLE_STATUS (0xBD: 1) and IA32_ARCH_CAPABILITIES (0x10A) reads; writes are the CPU\'s #GP', () => {
+    const r = run(`${rdmsr(0xbd)}\n ${rdmsr(0x10a, 'rsi')}\n mov r15, r14\n ${wrmsr(0x10a, 0n)}`);
+    expect([r.rbx, r.rsi, r.r12, r.r15, r.r14]).toEqual([1n, 0n, 0n, 0n, 1n]);
+  });
+
+  it('IA32_DEBUGCTL (0x1D9) is emulated: LBR written and read back; IA32_SYSENTER_CS (0x174) is the TD\'s own', () => {
+    const r = run(`${wrmsr(0x1d9, 1n)}\n ${rdmsr(0x1d9)}\n ${wrmsr(0x174, 0x10n)}\n ${rdmsr(0x174, 'rsi')}`);
+    expect([r.rbx, r.rsi, r.r12, r.r14]).toEqual([1n, 0x10n, 0n, 0n]);
+  });
+
   it('IA32_TSC read is native and advances', () => {
     const r = run(`${rdmsr(0x10)}\n nop\n nop\n ${rdmsr(0x10, 'rsi')}`);
     expect(r.r12).toBe(0n);
