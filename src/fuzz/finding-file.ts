@@ -1,7 +1,7 @@
 // finding.json: everything needed to understand and replay one finding, bit for bit: the exact
 // target configuration, the campaign seed, the shrunk attack program, the outcome and the trace
 // hash its execution produced. Bigints are "0x…" strings, as in attack programs.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAcceptanceTracking, isStubVariant } from '../boot/images.js';
 import { MAX_VCPUS } from '../cpu/machine.js';
@@ -9,9 +9,27 @@ import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type 
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
 import { FINDING_CATEGORIES, type FindingCategory, type Severity } from './oracle.js';
+import { InputFileError, readInputText } from '../shared/input-file.js';
 
 export const FINDING_FORMAT = 'minivisor-finding';
 export const FINDING_VERSION = 1;
+
+/**
+ * A bound on finding.json and corpus files, so a device, a FIFO or a runaway file named as one ends
+ * in one error instead of an endless read or a hang: two programs of MAX_DECISIONS decisions stay
+ * far below it.
+ */
+export const MAX_FINDING_BYTES = 64 << 20;
+
+/** The text of a finding.json or a corpus program: a regular file of at most MAX_FINDING_BYTES. */
+export function readFindingText(path: string, what: string): string {
+  try {
+    return readInputText(path, what, MAX_FINDING_BYTES);
+  } catch (err) {
+    if (err instanceof InputFileError) throw new FindingFileError(err.message);
+    throw err;
+  }
+}
 
 export class FindingFileError extends Error {
   override name = 'FindingFileError';
@@ -170,11 +188,5 @@ export function loadFinding(path: string): { finding: StoredFinding; file: strin
   let file = path;
   if (existsSync(path) && statSync(path).isDirectory()) file = join(path, 'finding.json');
   if (!existsSync(file)) throw new FindingFileError(`${path}: no such finding (expected a finding.json or a findings/<id>/ directory)`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new FindingFileError(`${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  return { finding: findingFromJson(text, file), file };
+  return { finding: findingFromJson(readFindingText(file, 'finding'), file), file };
 }

@@ -5,11 +5,15 @@
 //   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
 //   DIR/stats.json                              the campaign's numbers
 // Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
 import { findingSignature, programHash } from './campaign.js';
-import { findingFromJson, findingToJson, type StoredFinding } from './finding-file.js';
+import { findingFromJson, findingToJson, readFindingText, type StoredFinding } from './finding-file.js';
+import { InputFileError, readInputText } from '../shared/input-file.js';
+
+/** A bound on a finding's trace.jsonl read back by merge (the bound of `minivisor trace`). */
+const MAX_TRACE_BYTES = 512 * 2 ** 20;
 
 export function writeFileAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -89,7 +93,7 @@ export class FuzzOutputDir {
     for (const name of readdirSync(this.corpusDir).filter((n) => n.endsWith('.json')).sort()) {
       const path = join(this.corpusDir, name);
       try {
-        programs.push(attackProgramFromJson(readFileSync(path, 'utf8'), path));
+        programs.push(attackProgramFromJson(readFindingText(path, 'corpus program'), path));
       } catch (err) {
         warn(`skipping ${path}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -105,7 +109,7 @@ export class FuzzOutputDir {
       const path = join(this.findingsDir, name, 'finding.json');
       if (!existsSync(path)) continue;
       try {
-        out.push({ finding: findingFromJson(readFileSync(path, 'utf8'), path), dir: join(this.findingsDir, name) });
+        out.push({ finding: findingFromJson(readFindingText(path, 'finding'), path), dir: join(this.findingsDir, name) });
       } catch (err) {
         warn(`skipping ${path}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -130,7 +134,13 @@ export function mergeOutputDirs(into: string, sources: readonly string[], warn: 
       if (signatures.has(signature)) continue;
       signatures.add(signature);
       const traceFile = join(dir, 'trace.jsonl');
-      const trace = existsSync(traceFile) ? readFileSync(traceFile, 'utf8').split('\n').filter((l) => l !== '') : [];
+      let trace: string[] = [];
+      try {
+        if (existsSync(traceFile)) trace = readInputText(traceFile, 'trace', MAX_TRACE_BYTES).split('\n').filter((l) => l !== '');
+      } catch (err) {
+        if (!(err instanceof InputFileError)) throw err;
+        warn(`${err.message}: the merged finding has no trace`);
+      }
       out.addFinding(finding, trace);
     }
   }

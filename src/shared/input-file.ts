@@ -45,3 +45,8 @@ export function readInputFile(path: string, what: string, maxBytes: number): Uin
     closeSync(fd);
   }
 }
+
+/** readInputFile, decoded as UTF-8 (invalid bytes become U+FFFD; the parser that follows says what is wrong). */
+export function readInputText(path: string, what: string, maxBytes: number): string {
+  return Buffer.from(readInputFile(path, what, maxBytes)).toString('utf8');
+}

@@ -1,11 +1,12 @@
 // Bad inputs get one clear error and a non-zero exit, never a hang, a stack trace or a damaged
 // file (issue 8). Each case runs the installed command in a child process, as a user would.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BUILT_FIRMWARE } from '../../src/boot/images.js';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 
 const SMALL = ['--memory', '256M', '--workload', '16M'];
 const scratch = () => mkdtempSync(join(tmpdir(), 'minivisor-hostile-'));
@@ -21,7 +22,7 @@ function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp, statu
   expect(r.status).toBe(status);
   const lines = r.stderr.trimEnd().split('\n');
   expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^minivisor( boot)?: /);
+  expect(lines[0]).toMatch(/^minivisor( [a-z-]+)*: /);
   expect(lines[0]).toMatch(pattern);
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }
@@ -48,6 +49,44 @@ describe('file inputs are read with a bound and only from regular files', () => 
     writeFileSync(big, '');
     truncateSync(big, 64 * 2 ** 30);  // sparse: 64 GiB that would take minutes to read
     expectOneClearError(minivisor(['boot', ...SMALL, '--firmware', big]), /is 68719476736 bytes, more than the 33554432 allowed/);
+  });
+});
+
+describe('finding files and fuzz output directories are read with a bound and only from regular files', () => {
+  // Before, these were read whole with readFileSync: /dev/zero grew without end and a FIFO blocked on open.
+  it.each(['replay', 'shrink'])('%s of /dev/zero or of a FIFO is one clear error', (command) => {
+    const fifo = join(scratch(), 'finding.json');
+    spawnSync('mkfifo', [fifo]);
+    expectOneClearError(minivisor([command, '/dev/zero']), /^minivisor (replay|shrink): finding "\/dev\/zero" is a character device; give a regular file$/, 2);
+    expectOneClearError(minivisor([command, fifo]), /finding ".*finding\.json" is a FIFO; give a regular file$/, 2);
+  });
+
+  it('fuzz skips a corpus entry that is a device or a FIFO, with a warning, and runs', () => {
+    const out = scratch();
+    mkdirSync(join(out, 'corpus'));
+    symlinkSync('/dev/zero', join(out, 'corpus', 'zero.json'));
+    spawnSync('mkfifo', [join(out, 'corpus', 'fifo.json')]);
+    const r = minivisor(['fuzz', '--runs', '1', '--memory', '128M', '--out', out]);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/skipping .*fifo\.json: corpus program .* is a FIFO/);
+    expect(r.stderr).toMatch(/skipping .*zero\.json: corpus program .* is a character device/);
+  });
+
+  it('fuzz merge skips a finding.json or trace.jsonl that is a FIFO, with a warning', () => {
+    const source = scratch();
+    const finding = handMadeFinding(source);
+    const trace = join(dirname(finding), 'trace.jsonl');
+    spawnSync('mkfifo', [trace]);
+    mkdirSync(join(source, 'findings', 'fifo-finding'));
+    spawnSync('mkfifo', [join(source, 'findings', 'fifo-finding', 'finding.json')]);
+    const into = scratch();
+    const r = minivisor(['fuzz', 'merge', into, source]);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/skipping .*fifo-finding\/finding\.json: finding .* is a FIFO/);
+    expect(r.stderr).toMatch(/trace .* is a FIFO; give a regular file: the merged finding has no trace/);
+    expect(r.stdout).toMatch(/now holds 0 corpus programs and 1 findings/);
   });
 });
 

@@ -12,7 +12,9 @@ import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
 import { CoverageSamples } from '../coverage-samples.js';
 import { fuzzReportHtml } from '../../view/fuzz-report.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readInputText } from '../../shared/input-file.js';
+import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../fuzz/output-dir.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
@@ -56,7 +58,7 @@ function readStats(dir: string, warn: (m: string) => void): Record<string, unkno
   const path = join(dir, 'stats.json');
   if (!existsSync(path)) return {};
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    return JSON.parse(readInputText(path, 'stats', MAX_FINDING_BYTES)) as Record<string, unknown>;
   } catch (err) {
     warn(`${path} cannot be read (${err instanceof Error ? err.message : String(err)}); the report has no numbers`);
     return {};
