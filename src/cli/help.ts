@@ -73,7 +73,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     unset: { '--trace': 'no trace file', '--trace-filter': 'every event', '--variant': 'the stubs the finding was made with' },
   },
   shrink: {
-    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces'], [2, 'the finding file or --budget is bad']],
+    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)']],
     examples: [
       ['minivisor shrink fuzz-out/findings/<id>', 'print the shrunk attack program'],
       ['minivisor shrink finding.json --budget 5000 --out small.json', 'a larger budget, written as a new finding'],

@@ -1,7 +1,7 @@
 // Bad inputs get one clear error and a non-zero exit, never a hang, a stack trace or a damaged
 // file (issue 8). Each case runs the installed command in a child process, as a user would.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -123,6 +123,55 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--trace', input]), /inputs are never overwritten/, 2);
     expectOneClearError(minivisor(['boot', ...SMALL, flag, input, '--map', input]), /map ".*\.svg" is the input .*inputs are never overwritten/, 2);
     expect(readFileSync(input).equals(original)).toBe(true);
+  });
+
+  /** A finding that reproduces on the planted-bug stubs (a program the fuzzer found and shrank). */
+  function reproducingFinding(): string {
+    const file = handMadeFinding(scratch());
+    const f = JSON.parse(readFileSync(file, 'utf8'));
+    f.target = { ...f.target, stage: 'kernel', maxInstructions: '0x4c4b40', variant: 'accept-already-accepted' };
+    f.program.decisions = [
+      { at: 'call', point: 'tdx.otherVmcall', occurrence: 1, answer: { kind: 'stop' } },
+      { at: 'call', point: 'tdx.mapGpa', occurrence: 1, answer: { kind: 'map-gpa', convertBytes: '0x10000000000', status: '0x0', sharedEptOnly: true }, repeat: 1000000 },
+      { at: 'call', point: 'tdx.otherVmcall', occurrence: 0, answer: { kind: 'vmcall-return', effect: 'honest', regs: { r10: '0xffffffffffffffff' } } },
+    ];
+    f.unshrunk = f.program;
+    writeFileSync(file, JSON.stringify(f));
+    return file;
+  }
+
+  it('shrink --out naming its own finding is refused before shrinking, and the finding is intact', () => {
+    const file = reproducingFinding();
+    const original = readFileSync(file);
+    expectOneClearError(minivisor(['shrink', file, '--out', file]), /^minivisor shrink: shrunk finding ".*finding\.json".* is the input .*; inputs are never overwritten$/, 2);
+    expectOneClearError(minivisor(['shrink', dirname(file), '--out', file]), /inputs are never overwritten/, 2);
+    expect(readFileSync(file).equals(original)).toBe(true);
+  });
+
+  it('shrink --out in a directory that does not exist is refused before shrinking', () => {
+    const file = reproducingFinding();
+    expectOneClearError(minivisor(['shrink', file, '--out', join(scratch(), 'no/such/dir/small.json')]), /^minivisor shrink: cannot write shrunk finding .*ENOENT/, 2);
+  });
+
+  it('shrink --out naming a device writes to it and leaves it in place (here through a symlink to /dev/null)', () => {
+    const file = reproducingFinding();
+    const link = join(scratch(), 'to-dev-null.json');
+    symlinkSync('/dev/null', link);
+    const r = minivisor(['shrink', file, '--out', link]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/3 -> 3 decisions/);
+    // Renaming a temporary file over the name replaced the symlink (and, named directly, /dev/null itself).
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+  });
+
+  it('shrink --out replaces an old file whole and leaves no temporary file', () => {
+    const file = reproducingFinding();
+    const dir = scratch();
+    const small = join(dir, 'small.json');
+    writeFileSync(small, 'old');
+    expect(minivisor(['shrink', file, '--out', small]).status).toBe(0);
+    expect(JSON.parse(readFileSync(small, 'utf8'))).toMatchObject({ format: 'minivisor-finding', replay: `minivisor replay ${small}` });
+    expect(readdirSync(dir)).toEqual(['small.json']);
   });
 
   it('--trace naming the built guest image is refused', () => {

@@ -1,11 +1,13 @@
 // `minivisor shrink FINDING`: shrinks a finding's attack program further (a larger budget than
 // the campaign's) and prints the result; --out writes it as a new finding.json. The input file is
-// never changed.
+// never changed: --out is opened (and refused when it is the input) before any execution, written
+// whole or not at all, and a device such as /dev/null is written, never replaced.
 import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
 import { findingToJson, FindingFileError, loadFinding } from '../../fuzz/finding-file.js';
-import { replayCommand as replayLine, writeFileAtomic } from '../../fuzz/output-dir.js';
+import { replayCommand as replayLine } from '../../fuzz/output-dir.js';
+import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { shrinkProgram } from '../../fuzz/shrink.js';
 import { FuzzOptionError } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
@@ -18,11 +20,13 @@ export function shrinkCommand(io: CliIo): Command {
     .option('--out <file>', 'write the shrunk finding as a new finding.json')
     .action(async (path: string, opts: { budget: string; out?: string }) => {
       let loaded;
+      let out: OutputFile | undefined;
       try {
         if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget "${opts.budget}" is not a positive integer`);
         loaded = loadFinding(path);
+        if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file]);
       } catch (err) {
-        if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError)) throw err;
+        if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError) && !(err instanceof OutputFileError)) throw err;
         io.err(`minivisor shrink: ${err.message}`);
         io.exitCode = 2;
         return;
@@ -35,6 +39,7 @@ export function shrinkCommand(io: CliIo): Command {
           return executor.execute(p).judgement.findings.some((f) => f.category === finding.category);
         };
         if (!(await reproduces(finding.program))) {
+          out?.abandon();
           io.err(`minivisor shrink: ${finding.id} does not reproduce any more; nothing to shrink`);
           io.exitCode = 1;
           return;
@@ -42,11 +47,19 @@ export function shrinkCommand(io: CliIo): Command {
         const shrunk = await shrinkProgram(finding.program, reproduces, Number(opts.budget));
         io.out(attackProgramToJson(shrunk.program).trimEnd());
         io.err(`minivisor shrink: ${finding.program.decisions.length} -> ${shrunk.program.decisions.length} decisions in ${shrunk.executions} executions`);
-        if (opts.out !== undefined) {
+        if (out !== undefined) {
           const e = executor.execute(shrunk.program);
-          writeFileAtomic(opts.out, findingToJson({ ...finding, program: shrunk.program, traceSha256: e.traceSha256, outcome: e.judgement.outcome }, replayLine(opts.out)));
+          try {
+            out.write(findingToJson({ ...finding, program: shrunk.program, traceSha256: e.traceSha256, outcome: e.judgement.outcome }, replayLine(out.path)));
+            out.commit();
+          } catch (err) {
+            if (!(err instanceof OutputFileError)) throw err;
+            io.err(`minivisor shrink: ${err.message}${out.isOpen ? ` (${out.abandon()})` : ''}`);
+            io.exitCode = 1;
+          }
         }
       } finally {
+        if (out?.isOpen) out.abandon();
         executor.close();
       }
     });
