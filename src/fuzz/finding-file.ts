@@ -10,6 +10,7 @@ import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
 import { FINDING_CATEGORIES, type FindingCategory, type Severity } from './oracle.js';
 import { InputFileError, readInputText } from '../shared/input-file.js';
+import { quoteForError } from '../shared/quote.js';
 
 export const FINDING_FORMAT = 'minivisor-finding';
 export const FINDING_VERSION = 1;
@@ -158,7 +159,8 @@ export function findingFromJson(text: string, path: string): StoredFinding {
   if (o.format !== FINDING_FORMAT) fail(path, `format must be "${FINDING_FORMAT}"`);
   if (o.version !== FINDING_VERSION) fail(path, `unsupported version (this minivisor reads ${FINDING_VERSION})`);
   const category = str(o, 'category', path) as FindingCategory;
-  if (!(category in FINDING_CATEGORIES)) fail(path, `unknown category "${category}"`);
+  // An own key only: "constructor" or "__proto__" are not categories (`in` found them on Object.prototype).
+  if (!Object.hasOwn(FINDING_CATEGORIES, category)) fail(path, `unknown category ${quoteForError(category)}`);
   const outcome = o.outcome as Record<string, unknown> | undefined;
   if (!outcome || typeof outcome.outcome !== 'string' || typeof outcome.reason !== 'string') fail(path, 'outcome must be { outcome, reason }');
   let program: AttackProgram;

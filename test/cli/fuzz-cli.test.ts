@@ -80,6 +80,22 @@ describe('minivisor replay and shrink', () => {
     expect(readFileSync(bad, 'utf8')).toBe('{"format":"minivisor-finding","version":1,"category":"double-acceptance"');
   });
 
+  /** The hand-made finding with `edit` applied to its parsed JSON. */
+  function editedFinding(edit: (f: Record<string, any>) => void): string {
+    const file = handMadeFinding(tmp());
+    const f = JSON.parse(readFileSync(file, 'utf8'));
+    edit(f);
+    writeFileSync(file, JSON.stringify(f));
+    return file;
+  }
+
+  it.each(['constructor', '__proto__', 'toString'])('refuses the category %j (a key of Object.prototype, not a category)', async (category) => {
+    const file = editedFinding((f) => { f.category = category; });
+    const io = capture();
+    expect(await main(['replay', file], io)).toBe(2);
+    expect(io.stderr.join('\n')).toMatch(new RegExp(`unknown category "${category}"`));
+  });
+
   it('merges output directories: union of corpora, findings deduplicated', async () => {
     const a = tmp();
     const b = tmp();
