@@ -4,6 +4,7 @@
 import { BootOptionError, parseBootOptions } from './boot-options.js';
 import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
+import { FindingFileError, loadFinding, type StoredFinding } from '../fuzz/finding-file.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -109,4 +110,30 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
   else config.timeMs = parseDuration(raw.time ?? FUZZ_DEFAULTS.time, '--time');
   if (raw.shard !== undefined) config.shard = parseShard(raw.shard);
   return config;
+}
+
+/**
+ * loadFinding, for running it: its target must also be one `minivisor fuzz` could have made, its
+ * sizes, budget and combinations passing the same checks as the flags (a hand-edited memoryBytes
+ * of 0 otherwise reached the emulator, and a unitBytes of 3 or a maxInstructions of 0 ran a
+ * configuration no flag can ask for). FindingFileError otherwise.
+ */
+export function loadRunnableFinding(path: string): { finding: StoredFinding; file: string } {
+  const loaded = loadFinding(path);
+  const t = loaded.finding.target;
+  const unit = t.unitBytes === 0x1000n ? '4K' : t.unitBytes === 0x200000n ? '2M' : t.unitBytes.toString();
+  try {
+    parseBootOptions({
+      platform: t.platform, memory: t.memoryBytes.toString(), workload: t.workloadBytes.toString(),
+      preAccept: t.preAccept === 'all' ? 'all' : t.preAccept.toString(), accept: t.accept, unit,
+      seed: t.guestSeed.toString(), maxInstructions: t.maxInstructions.toString(),
+      ...(t.variant !== undefined ? { variant: t.variant } : {}),
+      ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
+      ...(t.vcpus !== undefined ? { vcpus: t.vcpus.toString() } : {}),
+    });
+  } catch (err) {
+    if (err instanceof BootOptionError) throw new FindingFileError(`${loaded.file}: target is not a configuration \`minivisor fuzz\` accepts (its sizes in bytes): ${err.message}`);
+    throw err;
+  }
+  return loaded;
 }

@@ -89,6 +89,27 @@ describe('minivisor replay and shrink', () => {
     return file;
   }
 
+  // The same bounds as the flags (boot-options.ts): before, these ran (a unit of 3 bytes, a budget
+  // of 0, a workload not in pages) or failed inside the emulator with exit status 1.
+  it.each([
+    ['memoryBytes', '0x0', /--memory must be between 128M and 64T, not "0"/],
+    ['memoryBytes', '0xffffffffffffffff', /--memory must be between 128M and 64T/],
+    ['memoryBytes', '0x8000001', /--memory must be a multiple of 4K/],
+    ['workloadBytes', '0x1001', /--workload must be a multiple of 4K/],
+    ['preAccept', '0xffffffffffffffff', /--pre-accept .* is larger than --memory/],
+    ['unitBytes', '0x3', /--unit must be 4K or 2M, not "3"/],
+    ['maxInstructions', '0x0', /--max-instructions must be at least 1/],
+  ])('refuses a finding whose target.%s is %s, before running it, with exit status 2', async (field, value, message) => {
+    const file = editedFinding((f) => { f.target[field] = value; });
+    for (const command of ['replay', 'shrink']) {
+      const io = capture();
+      expect(await main([command, file], io)).toBe(2);
+      expect(io.stderr).toHaveLength(1);
+      expect(io.stderr[0]).toMatch(/finding\.json: target is not a configuration `minivisor fuzz` accepts \(its sizes in bytes\): /);
+      expect(io.stderr[0]).toMatch(message);
+    }
+  });
+
   it.each(['constructor', '__proto__', 'toString'])('refuses the category %j (a key of Object.prototype, not a category)', async (category) => {
     const file = editedFinding((f) => { f.category = category; });
     const io = capture();

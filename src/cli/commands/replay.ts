@@ -8,7 +8,8 @@ import { bootConfigFor } from '../../fuzz/executor.js';
 import { traceHeader } from '../../boot/trace-header.js';
 import { OutputFileError } from '../../shared/output-file.js';
 import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, TraceReaderGone, type TraceOutput } from '../trace-output.js';
-import { FindingFileError, loadFinding } from '../../fuzz/finding-file.js';
+import { FindingFileError } from '../../fuzz/finding-file.js';
+import { loadRunnableFinding } from '../fuzz-options.js';
 import { traceLine } from '../../shared/trace.js';
 import type { CliIo } from '../io.js';
 
@@ -23,7 +24,7 @@ export function replayCommand(io: CliIo): Command {
     .action((path: string, opts: { trace?: string; traceFilter?: string; json?: boolean; variant?: string }) => {
       let loaded;
       try {
-        loaded = loadFinding(path);
+        loaded = loadRunnableFinding(path);
       } catch (err) {
         if (!(err instanceof FindingFileError)) throw err;
         io.err(`minivisor replay: ${err.message}`);

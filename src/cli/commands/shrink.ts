@@ -5,11 +5,11 @@
 import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
-import { findingToJson, FindingFileError, loadFinding } from '../../fuzz/finding-file.js';
+import { findingToJson, FindingFileError } from '../../fuzz/finding-file.js';
 import { replayCommand as replayLine } from '../../fuzz/output-dir.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { shrinkProgram } from '../../fuzz/shrink.js';
-import { FuzzOptionError } from '../fuzz-options.js';
+import { FuzzOptionError, loadRunnableFinding } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 
 export function shrinkCommand(io: CliIo): Command {
@@ -23,7 +23,7 @@ export function shrinkCommand(io: CliIo): Command {
       let out: OutputFile | undefined;
       try {
         if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget "${opts.budget}" is not a positive integer`);
-        loaded = loadFinding(path);
+        loaded = loadRunnableFinding(path);
         if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file]);
       } catch (err) {
         if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError) && !(err instanceof OutputFileError)) throw err;
