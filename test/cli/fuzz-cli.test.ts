@@ -32,6 +32,19 @@ describe('minivisor fuzz', () => {
     expect(io.stderr.join('\n')).toMatch(message);
   });
 
+  it('refuses an --out that is a file, or under one, before any execution: exit status 2, the file untouched', async () => {
+    const file = join(tmp(), 'notes.txt');
+    writeFileSync(file, 'keep me');
+    for (const out of [file, join(file, 'sub'), '']) {
+      const io = capture();
+      // Before: the mkdir's bare ENOTDIR reached main's catch-all, with exit status 1.
+      expect(await main(['fuzz', ...small, '--runs', '1', '--out', out], io)).toBe(2);
+      expect(io.stderr).toHaveLength(1);
+      expect(io.stderr[0]).toMatch(/^minivisor fuzz: cannot use --out ".*" as the output directory: (it or a folder above it is a file, not a directory|it is empty)$/);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
   it('stops with exit status 2 when the honest execution exceeds the budget', async () => {
     const io = capture();
     expect(await main(['fuzz', ...small, '--runs', '4', '--max-instructions', '20000', '--out', tmp()], io), io.stderr.join('\n')).toBe(2);

@@ -18,6 +18,7 @@ import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../fuzz/output-dir.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
+import { quoteForError } from '../../shared/quote.js';
 
 function statusText(s: CampaignStats, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? (s.execs * 1000) / elapsedMs : 0;
@@ -85,7 +86,18 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     }
     throw err;
   }
-  const out = new FuzzOutputDir(config.out);
+  // The output directory is made before the campaign, so a bad --out is a usage error that costs no execution.
+  let out: FuzzOutputDir;
+  try {
+    if (config.out.trim() === '') throw new Error('it is empty');
+    out = new FuzzOutputDir(config.out);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or a folder above it is a file, not a directory' : err instanceof Error ? err.message : String(err);
+    io.err(`minivisor fuzz: cannot use --out ${quoteForError(config.out)} as the output directory: ${why}`);
+    io.exitCode = 2;
+    return;
+  }
   const seeds = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`)).filter((p) => p.platform === config.target.platform);
   const status = new StatusLine(io);
   const coverage = new CoverageSamples();
