@@ -15,7 +15,7 @@
 //   adversary: attacks/stall.json       # optional: a hostile VMM, as an attack program (the fuzzer's
 //                                       # format, src/fuzz/attack-program.ts): a file (relative to
 //                                       # this one; a fuzz finding.json's `program` is taken too) or inline
-import { mkdirSync } from 'node:fs';
+import { makeDirectories } from '../shared/make-directories.js';
 import { createRequire } from 'node:module';
 import { dirname, resolve, basename } from 'node:path';
 import { readInputFile, InputFileError } from '../shared/input-file.js';
@@ -247,7 +247,7 @@ export function runScenario(scenario: Scenario, options: { update?: boolean } = 
       const got: Golden = { traceSha256: r.traceSha256, traceEvents: r.traceEvents, eventCounts: Object.fromEntries([...run.trace.counts].sort(([a], [b]) => a.localeCompare(b))) };
       const want = readGolden(ex.golden);
       if (options.update && (!want || want.traceSha256 !== got.traceSha256)) {
-        mkdirSync(dirname(ex.golden), { recursive: true });
+        makeDirectories(dirname(ex.golden));
         const out = new OutputFile(ex.golden, 'golden', [scenario.file]);
         out.write(`${JSON.stringify(got, null, 2)}\n`);
         out.commit();

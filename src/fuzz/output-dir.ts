@@ -5,7 +5,8 @@
 //   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
 //   DIR/stats.json                              the campaign's numbers
 // Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { makeDirectories } from '../shared/make-directories.js';
 import { join } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
 import { findingSignature, programHash } from './campaign.js';
@@ -61,8 +62,8 @@ export class FuzzOutputDir {
     this.corpusDir = join(dir, 'corpus');
     this.findingsDir = join(dir, 'findings');
     if (create) {
-      mkdirSync(this.corpusDir, { recursive: true });
-      mkdirSync(this.findingsDir, { recursive: true });
+      makeDirectories(this.corpusDir);
+      makeDirectories(this.findingsDir);
     }
   }
 
@@ -74,7 +75,7 @@ export class FuzzOutputDir {
   /** Writes one finding's directory; returns the path of its finding.json. */
   addFinding(f: StoredFinding, traceLines: readonly string[]): string {
     const dir = join(this.findingsDir, f.id);
-    mkdirSync(dir, { recursive: true });
+    makeDirectories(dir);
     const json = join(dir, 'finding.json');
     writeFileAtomic(join(dir, 'trace.jsonl'), traceLines.length ? `${traceLines.join('\n')}\n` : '');
     writeFileAtomic(join(dir, 'README.txt'), findingReadme(f, json));

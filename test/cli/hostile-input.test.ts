@@ -90,6 +90,18 @@ describe('finding files and fuzz output directories are read with a bound and on
   });
 });
 
+describe('output directories under /proc end in one error instead of spinning', () => {
+  // procfs answers ENOENT to mkdir of any new name; Node's recursive mkdir took that for a missing
+  // parent, made the parent (EEXIST) and tried again, forever at 100% CPU.
+  it.each([
+    [['fuzz', '--runs', '1', '--memory', '128M', '--out', '/proc/minivisor-out'], /^minivisor fuzz: cannot use --out "\/proc\/minivisor-out" as the output directory: ENOENT/, 2],
+    [['fuzz', 'merge', '.', '--out', '/proc/minivisor-out'], /^minivisor fuzz merge: ENOENT: .*mkdir '\/proc\/minivisor-out'/, 2],
+    [['new-stub', '/proc/minivisor-stub'], /^minivisor: ENOENT: .*mkdir '\/proc\/minivisor-stub'/, 1],
+  ] as const)('%j', (args, pattern, status) => {
+    expectOneClearError(spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 20_000 }), pattern, status);
+  });
+});
+
 describe('inputs are never overwritten; outputs appear only when complete', () => {
   function firmwareCopy(): { dir: string; fw: string; original: Buffer } {
     const dir = scratch();

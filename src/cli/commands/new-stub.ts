@@ -5,7 +5,8 @@
 // are our own stages' sources (firmware/, guest/decompressor/), copied without the build variants
 // only this repository compiles, so the template is the code every default boot runs.
 import { Command } from 'commander';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { makeDirectories } from '../../shared/make-directories.js';
 import { basename, join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../shared/package-root.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -91,7 +92,7 @@ export function stubTemplateFiles(stage: StubTemplate): Map<string, string> {
 export function writeStubTemplate(dir: string, stage: StubTemplate = 'kernel'): string[] {
   const files = stubTemplateFiles(stage);
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new NewStubError(`${quoteForError(dir)} is not empty: new-stub writes only into a new or empty folder`);
-  mkdirSync(dir, { recursive: true });
+  makeDirectories(dir);
   for (const [name, text] of files) writeFileSync(join(dir, name), text);
   return [...files.keys()];
 }
