@@ -160,6 +160,19 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expect(readFileSync(file).equals(original)).toBe(true);
   });
 
+  it('replay --trace and shrink --out naming an image the finding boots are refused (here through a symlink to the built firmware)', () => {
+    const file = handMadeFinding(scratch());  // the honest stubs: the built firmware
+    const link = join(scratch(), 'firmware.jsonl');
+    symlinkSync(BUILT_FIRMWARE, link);
+    const before = readFileSync(BUILT_FIRMWARE);
+    // Only the finding counted as an input: the temporary file was renamed over the symlink (and,
+    // named directly, over the built firmware itself).
+    expectOneClearError(minivisor(['replay', file, '--trace', link]), /^minivisor replay: trace ".*firmware\.jsonl" is the input ".*firmware\.elf"; inputs are never overwritten$/, 2);
+    expectOneClearError(minivisor(['shrink', file, '--out', link]), /^minivisor shrink: shrunk finding ".*firmware\.jsonl" is the input ".*firmware\.elf"; inputs are never overwritten$/, 2);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(BUILT_FIRMWARE).equals(before)).toBe(true);
+  });
+
   it('shrink --out in a directory that does not exist is refused before shrinking', () => {
     const file = reproducingFinding();
     expectOneClearError(minivisor(['shrink', file, '--out', join(scratch(), 'no/such/dir/small.json')]), /^minivisor shrink: cannot write shrunk finding .*ENOENT/, 2);

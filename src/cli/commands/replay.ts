@@ -2,7 +2,7 @@
 // says whether it reproduces, bit for bit (the same trace hash). Exit status 1 while the finding
 // reproduces (like the fuzzer), 0 once it no longer does (the stub was fixed), 2 for bad input.
 import { Command } from 'commander';
-import { isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
+import { bootInputFiles, isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
 import { bootConfigFor } from '../../fuzz/executor.js';
 import { traceHeader } from '../../boot/trace-header.js';
@@ -50,7 +50,8 @@ export function replayCommand(io: CliIo): Command {
         if (opts.trace === '-' && opts.json) throw new TraceFilterError('--trace - and --json both want stdout: write the trace to a file');
         if (opts.traceFilter !== undefined && opts.trace === undefined) throw new TraceFilterError('--trace-filter needs --trace');
         const filter = opts.traceFilter !== undefined ? parseTraceFilter(opts.traceFilter) : undefined;
-        if (opts.trace !== undefined) trace = openTraceOutput(opts.trace, [loaded.file], filter);
+        // The finding and the images the replay boots are inputs: never overwritten.
+        if (opts.trace !== undefined) trace = openTraceOutput(opts.trace, [loaded.file, ...bootInputFiles(bootConfigFor(target))], filter);
       } catch (err) {
         if (!(err instanceof TraceFilterError || err instanceof OutputFileError)) throw err;
         io.err(`minivisor replay: ${err.message}`);

@@ -5,6 +5,8 @@
 import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
+import { bootConfigFor } from '../../fuzz/executor.js';
+import { bootInputFiles } from '../../boot/images.js';
 import { findingToJson, FindingFileError } from '../../fuzz/finding-file.js';
 import { replayCommand as replayLine } from '../../fuzz/output-dir.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
@@ -24,7 +26,8 @@ export function shrinkCommand(io: CliIo): Command {
       try {
         if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget "${opts.budget}" is not a positive integer`);
         loaded = loadRunnableFinding(path);
-        if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file]);
+        // The finding and the images its executions boot are inputs: never overwritten.
+        if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file, ...bootInputFiles(bootConfigFor(loaded.finding.target))]);
       } catch (err) {
         if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError) && !(err instanceof OutputFileError)) throw err;
         io.err(`minivisor shrink: ${err.message}`);
