@@ -99,7 +99,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [['minivisor trace diff a.jsonl b.jsonl', 'where two traces part, in words'], ['minivisor trace diff a.jsonl b.jsonl --context 10', 'with ten events around it']],
   },
   test: {
-    exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why)']],
+    exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why), or --junit is a file a scenario reads or cannot be written (refused before any scenario runs)']],
     examples: [['minivisor test scenarios/', 'run every *.scenario.yaml|json below scenarios/'], ['minivisor test my.scenario.yaml --update --junit report.xml', 'rewrite its golden, write a JUnit report']],
     unset: { '--junit': 'no report file' },
   },

@@ -23,6 +23,7 @@ import { OutputFile } from '../shared/output-file.js';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
 import { parseSize, SizeError } from './size.js';
 import { bootGuest } from '../boot/boot-guest.js';
+import { bootInputFiles } from '../boot/images.js';
 import { describeMismatch, verifyBoot } from '../boot/verify.js';
 import type { BootConfig } from '../boot/boot-config.js';
 import { DecisionBook } from '../fuzz/adversary.js';
@@ -51,6 +52,8 @@ export class ScenarioError extends Error {
 
 export interface Scenario {
   file: string;
+  /** Every file the scenario reads: itself, its images (ours too) and its adversary; never written. */
+  inputs: string[];
   name: string;
   config: BootConfig;
   /** The VMM's attack program; the honest VMM without one. */
@@ -163,8 +166,11 @@ export function loadScenario(file: string): Scenario {
   }
   if (ex.golden !== undefined) expect.golden = resolve(dir, scalar(ex.golden, `${file}: expect.golden`));
   const name = top.name !== undefined ? scalar(top.name, `${file}: name`) : basename(file).replace(SCENARIO_FILE, '');
-  const scenario: Scenario = { file, name, config, expect };
-  if (top.adversary !== undefined) scenario.adversary = loadAdversary(top.adversary, dir, file, config);
+  const scenario: Scenario = { file, inputs: [file, ...bootInputFiles(config)], name, config, expect };
+  if (top.adversary !== undefined) {
+    scenario.adversary = loadAdversary(top.adversary, dir, file, config);
+    if (typeof top.adversary === 'string') scenario.inputs.push(resolve(dir, top.adversary));
+  }
   return scenario;
 }
 
@@ -221,7 +227,11 @@ export function goldenDifferences(want: Golden, got: Golden): string[] {
   return out;
 }
 
-export function runScenario(scenario: Scenario, options: { update?: boolean } = {}): ScenarioResult {
+/**
+ * Runs a scenario. `inputs`: files that must never be written (every scenario's inputs in a
+ * `minivisor test` run); the scenario's own are always among them.
+ */
+export function runScenario(scenario: Scenario, options: { update?: boolean; inputs?: readonly string[] } = {}): ScenarioResult {
   const run = bootGuest(scenario.config, scenario.adversary ? { vmm: adversaryVmm(scenario.adversary.platform, new DecisionBook(scenario.adversary)) } : {});
   const failures: string[] = [];
   let updated = false;
@@ -248,7 +258,7 @@ export function runScenario(scenario: Scenario, options: { update?: boolean } = 
       const want = readGolden(ex.golden);
       if (options.update && (!want || want.traceSha256 !== got.traceSha256)) {
         makeDirectories(dirname(ex.golden));
-        const out = new OutputFile(ex.golden, 'golden', [scenario.file]);
+        const out = new OutputFile(ex.golden, 'golden', [...scenario.inputs, ...(options.inputs ?? [])]);
         out.write(`${JSON.stringify(got, null, 2)}\n`);
         out.commit();
         updated = true;

@@ -1,7 +1,8 @@
 // `minivisor test`: our own stubs regression-tested through scenario files (scenarios/), and
 // what a failing scenario looks like.
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
@@ -103,5 +104,54 @@ describe('minivisor test', () => {
       expect(await main(['test', join(dir, `${name}.scenario.yaml`)], io)).toBe(2);
       expect(io.stdout[0], name).toMatch(message);
     }
+  });
+});
+
+describe('minivisor test never writes a file a scenario reads', () => {
+  /** A scenario booting a copy of our firmware with an empty adversary file; `golden` as given. */
+  function scenarioWithInputs(golden?: string): { dir: string; scenario: string; firmware: string; adversary: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-scenario-inputs-'));
+    const firmware = join(dir, 'fw.elf');
+    copyFileSync(BUILT_FIRMWARE, firmware);
+    const adversary = join(dir, 'adversary.json');
+    writeFileSync(adversary, JSON.stringify({ format: 'minivisor-attack-program', version: 1, platform: 'tdx', decisions: [] }));
+    const scenario = join(dir, 'inputs.scenario.yaml');
+    writeFileSync(scenario, `boot: { platform: tdx, memory: 256M, workload: 1M, firmware: fw.elf }\nadversary: adversary.json\n${golden ? `expect: { golden: ${golden} }\n` : ''}`);
+    return { dir, scenario, firmware, adversary };
+  }
+
+  // Before, only the scenario file itself was protected: --update rewrote its firmware or its
+  // adversary as a golden, and --junit wrote the report over any of them.
+  it.each(['fw.elf', 'adversary.json'])('--update with a golden that is the scenario\'s %s: unusable, the file intact', async (name) => {
+    const { scenario, dir } = scenarioWithInputs(name);
+    const before = readFileSync(join(dir, name));
+    const io = capture();
+    expect(await main(['test', scenario, '--update'], io)).toBe(2);
+    expect(io.stdout[0]).toMatch(new RegExp(`^ERROR .*inputs\\.scenario\\.yaml: golden ".*${name.replace('.', '\\.')}" is the input .*; inputs are never overwritten$`));
+    expect(readFileSync(join(dir, name)).equals(before)).toBe(true);
+  });
+
+  it('--junit naming a file a scenario reads is refused before any scenario runs (exit 2), the file intact', async () => {
+    const { dir, scenario, firmware, adversary } = scenarioWithInputs();
+    // Our guest image through a symlink: were it not refused, the rename would replace the link only.
+    const guestImage = join(dir, 'guest-image.elf');
+    symlinkSync(BUILT_FIRMWARE.replace(/firmware\/build\/firmware\.elf$/, 'guest/build/guest-image.elf'), guestImage);
+    for (const target of [adversary, firmware, guestImage]) {
+      const before = readFileSync(target);
+      const io = capture();
+      expect(await main(['test', scenario, '--junit', target], io)).toBe(2);
+      expect(io.stdout).toEqual([]);
+      expect(io.stderr).toHaveLength(1);
+      expect(io.stderr[0]).toMatch(/^minivisor test: JUnit report ".*" is the input ".*"; inputs are never overwritten$/);
+      expect(readFileSync(target).equals(before)).toBe(true);
+    }
+  });
+
+  it('--junit in a directory that does not exist is refused before any scenario runs (exit 2)', async () => {
+    const { dir, scenario } = scenarioWithInputs();
+    const io = capture();
+    expect(await main(['test', scenario, '--junit', join(dir, 'no/such/dir/report.xml')], io)).toBe(2);
+    expect(io.stdout).toEqual([]);
+    expect(io.stderr).toEqual([expect.stringMatching(/^minivisor test: cannot write JUnit report .*ENOENT/)]);
   });
 });

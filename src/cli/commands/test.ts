@@ -60,27 +60,58 @@ export function testCommand(io: CliIo): Command {
         io.exitCode = 2;
         return;
       }
+      // Every scenario is loaded first, so the files they all read are known before anything is
+      // written: no golden (--update) and no --junit report may overwrite one of them.
+      const loaded = files.map((file) => {
+        try {
+          return { file, scenario: loadScenario(file) };
+        } catch (err) {
+          if (!(err instanceof ScenarioError)) throw err;
+          return { file, error: err.message };
+        }
+      });
+      const inputs = [...new Set([...files, ...loaded.flatMap((l) => l.scenario?.inputs ?? [])])];
+      const goldens = loaded.flatMap((l) => (l.scenario?.expect.golden !== undefined ? [l.scenario.expect.golden] : []));
+      let junit: OutputFile | undefined;
+      try {
+        if (opts.junit !== undefined) junit = new OutputFile(opts.junit, 'JUnit report', [...inputs, ...goldens]);
+      } catch (err) {
+        if (!(err instanceof OutputFileError)) throw err;
+        io.err(`minivisor test: ${err.message}`);
+        io.exitCode = 2;
+        return;
+      }
       const results: ScenarioResult[] = [];
       let unusable = 0;
-      for (const file of files) {
-        try {
-          const result = runScenario(loadScenario(file), { update: opts.update ?? false });
-          results.push(result);
-          const mark = result.passed ? 'PASS' : 'FAIL';
-          io.out(`${mark}  ${result.scenario.name}  (${result.summary}${result.updated ? '; golden updated' : ''})`);
-          for (const f of result.failures) io.out(f.split('\n').map((l) => `      ${l}`).join('\n'));
-        } catch (err) {
-          if (!(err instanceof ScenarioError || err instanceof GuestImageError || err instanceof OutputFileError)) throw err;
-          unusable++;
-          io.out(`ERROR ${file}: ${err.message}`);
+      let failed = 0;
+      try {
+        for (const { file, scenario, error } of loaded) {
+          try {
+            if (scenario === undefined) throw new ScenarioError(error!);
+            const result = runScenario(scenario, { update: opts.update ?? false, inputs });
+            results.push(result);
+            const mark = result.passed ? 'PASS' : 'FAIL';
+            io.out(`${mark}  ${result.scenario.name}  (${result.summary}${result.updated ? '; golden updated' : ''})`);
+            for (const f of result.failures) io.out(f.split('\n').map((l) => `      ${l}`).join('\n'));
+          } catch (err) {
+            if (!(err instanceof ScenarioError || err instanceof GuestImageError || err instanceof OutputFileError)) throw err;
+            unusable++;
+            io.out(`ERROR ${file}: ${err.message}`);
+          }
         }
-      }
-      const failed = results.filter((r) => !r.passed).length;
-      io.out(`\n${results.length - failed} passed, ${failed} failed${unusable ? `, ${unusable} unusable` : ''} (${files.length} scenario files)`);
-      if (opts.junit !== undefined) {
-        const out = new OutputFile(opts.junit, 'JUnit report', files);
-        out.write(junitReport(results));
-        out.commit();
+        failed = results.filter((r) => !r.passed).length;
+        io.out(`\n${results.length - failed} passed, ${failed} failed${unusable ? `, ${unusable} unusable` : ''} (${files.length} scenario files)`);
+        if (junit !== undefined) {
+          junit.write(junitReport(results));
+          junit.commit();
+        }
+      } catch (err) {
+        if (!(err instanceof OutputFileError)) throw err;
+        io.err(`minivisor test: ${err.message}${junit?.isOpen ? ` (${junit.abandon()})` : ''}`);
+        io.exitCode = 1;
+        return;
+      } finally {
+        if (junit?.isOpen) junit.abandon();
       }
       io.exitCode = unusable ? 2 : failed ? 1 : 0;
     });
