@@ -19,6 +19,7 @@ import { makeDirectories } from '../shared/make-directories.js';
 import { createRequire } from 'node:module';
 import { dirname, resolve, basename } from 'node:path';
 import { readInputFile, InputFileError } from '../shared/input-file.js';
+import { quoteForError } from '../shared/quote.js';
 import { OutputFile } from '../shared/output-file.js';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
 import { parseSize, SizeError } from './size.js';
@@ -158,7 +159,12 @@ export function loadScenario(file: string): Scenario {
   }
   if (ex.guestStats !== undefined) {
     const s = object(ex.guestStats, `${file}: expect.guestStats`);
-    expect.guestStats = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, scalar(v, `${file}: expect.guestStats.${k}`)]));
+    // Checked here, so a value that is not a number is this scenario's error, not a BigInt SyntaxError ending the whole run.
+    expect.guestStats = Object.fromEntries(Object.entries(s).map(([k, v]) => {
+      const text = scalar(v, `${file}: expect.guestStats.${k}`).trim();
+      if (!/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new ScenarioError(`${file}: expect.guestStats.${k} must be a non-negative integer, not ${quoteForError(text)}`);
+      return [k, text];
+    }));
   }
   if (ex.verify !== undefined) {
     if (ex.verify !== 'clean' && ex.verify !== 'mismatch') throw new ScenarioError(`${file}: expect.verify must be clean or mismatch`);
@@ -245,7 +251,8 @@ export function runScenario(scenario: Scenario, options: { update?: boolean; inp
     if (bounds?.min !== undefined && total < bounds.min) failures.push(`acceptedBytes: expected at least ${bounds.min}, got ${total}`);
     if (bounds?.max !== undefined && total > bounds.max) failures.push(`acceptedBytes: expected at most ${bounds.max}, got ${total}`);
     for (const [key, want] of Object.entries(ex.guestStats ?? {})) {
-      const got = r.guestStats[key];
+      // An own key only: "constructor" is no guest statistic.
+      const got = Object.hasOwn(r.guestStats, key) ? r.guestStats[key] : undefined;
       if (got === undefined || BigInt(got) !== BigInt(want)) failures.push(`guestStats.${key}: expected ${want}, got ${got ?? 'nothing'}`);
     }
     if (ex.verify !== undefined) {

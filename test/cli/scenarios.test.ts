@@ -73,6 +73,28 @@ describe('minivisor test', () => {
     expect(io2.stderr[0]).toMatch(/does not exist/);
   });
 
+  it('refuses a guestStats value that is not a number as that scenario\'s error, and runs the others', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-bad-stats-'));
+    writeFileSync(join(dir, 'a-words.scenario.yaml'), 'boot: { memory: 256M, workload: 1M }\nexpect: { guestStats: { workload_bytes_verified: lots } }\n');
+    writeFileSync(join(dir, 'b-fraction.scenario.yaml'), 'boot: { memory: 256M, workload: 1M }\nexpect: { guestStats: { workload_bytes_verified: 1.5 } }\n');
+    writeFileSync(join(dir, 'c-good.scenario.yaml'), 'boot: { memory: 256M, workload: 1M }\nexpect: { outcome: done }\n');
+    const io = capture();
+    // Before: BigInt("lots") threw a SyntaxError out of the run: exit 1, "minivisor: Cannot convert lots to a BigInt", no scenario reported.
+    expect(await main(['test', dir], io)).toBe(2);
+    expect(io.stderr).toEqual([]);
+    expect(io.stdout[0]).toMatch(/^ERROR .*a-words\.scenario\.yaml: .*expect\.guestStats\.workload_bytes_verified must be a non-negative integer, not "lots"$/);
+    expect(io.stdout[1]).toMatch(/^ERROR .*b-fraction\.scenario\.yaml: .*not "1\.5"$/);
+    expect(io.stdout[2]).toMatch(/^PASS +c-good /);
+  });
+
+  it('a guestStats key of Object.prototype is a statistic the guest did not report', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-proto-stats-'));
+    writeFileSync(join(dir, 'proto.scenario.yaml'), 'boot: { memory: 256M, workload: 1M }\nexpect: { guestStats: { constructor: 1 } }\n');
+    const io = capture();
+    expect(await main(['test', dir], io)).toBe(1);
+    expect(io.stdout.join('\n')).toMatch(/guestStats\.constructor: expected 1, got nothing/);
+  });
+
   it('runs an adversary (an attack program) as the VMM: without it the same expectations fail', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'minivisor-adversary-'));
     const stall = readFileSync(join(process.cwd(), 'scenarios', 'tdx-mapgpa-stall.scenario.yaml'), 'utf8');
