@@ -59,6 +59,8 @@ export class OutputFile {
     this.path = path;
     this.#what = what;
     const name = `${what} ${quoteForError(path)}`;
+    // An empty name is the current directory's temporary file renamed to nothing: only after the run would that fail.
+    if (path === '') throw new OutputFileError(`${what} "" is an empty file name`);
     const input = inputs.find((i) => sameFile(path, i));
     if (input !== undefined) throw new OutputFileError(`${name} is the input ${quoteForError(input)}; inputs are never overwritten`);
     let existing: import('node:fs').Stats | undefined;

@@ -237,6 +237,17 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expect(spawnSync('test', ['-c', '/dev/null']).status).toBe(0);
   });
 
+  it('an empty output file name is refused before the run, and leaves nothing behind', () => {
+    const cwd = scratch();
+    // Before: the boot ran, the rename to "" failed, and the trace stayed behind as <cwd>/.partial.
+    const r = spawnSync(process.execPath, [join(process.cwd(), 'bin/minivisor.js'), 'boot', ...SMALL, '--trace', ''], { cwd, encoding: 'utf8', timeout: 60_000 });
+    expectOneClearError(r, /^minivisor boot: trace "" is an empty file name$/, 2);
+    const file = handMadeFinding(cwd);
+    expectOneClearError(minivisor(['replay', file, '--trace', '']), /^minivisor replay: trace "" is an empty file name$/, 2);
+    expectOneClearError(minivisor(['shrink', file, '--out', '']), /^minivisor shrink: shrunk finding "" is an empty file name$/, 2);
+    expect(readdirSync(cwd)).toEqual(['findings']);
+  });
+
   it('--trace in a directory that does not exist is one clear error', () => {
     expectOneClearError(minivisor(['boot', ...SMALL, '--trace', join(scratch(), 'no/such/dir/t.jsonl')]), /cannot write trace .*ENOENT/, 2);
   });
