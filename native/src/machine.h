@@ -210,6 +210,9 @@ class Machine {
   // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
   // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
   uint64_t TakeSnapshot();
+  // A run InjectRepeating held (deliver.cc): the guest already ran it, so until Run() hands it
+  // over, a delivery, a snapshot or a register write would act on a state the caller has not seen.
+  bool run_held() const { return run_held_; }
   bool RestoreSnapshot(uint64_t id);
   void ForgetSnapshot(uint64_t id);
 

@@ -198,7 +198,9 @@ export class Vcpu {
    * native/src/deliver.cc InjectRepeating) with the same frame pushes and budget charges.
    * Afterwards `repeatedDeliveries` is how many were made after the first (the caller records an
    * event for each, as it did for the first), and unless the last delivery failed (the result),
-   * the next run() returns the exit the storm ended on. Those runs count in exitCounts as run()'s.
+   * the next run() returns the exit the storm ended on. Until that run() a delivery, a snapshot
+   * and a register write throw (the guest already ran it: they would act on a state the caller
+   * has not seen). Those runs count in exitCounts as run()'s.
    */
   tryInjectRepeating(vector: number, errorCode?: bigint, cr2?: bigint): string | undefined {
     if (!Vcpu.repeatFaultDeliveries) {
