@@ -65,11 +65,6 @@ const PF_X = 1, PF_W = 2, PF_R = 4;
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
-function toOffset(value: bigint, what: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ElfError('segment-outside-file', `${what} ${hex(value)} is beyond any file`);
-  return Number(value);
-}
-
 /** Parses and validates `bytes` as an ELF64 little-endian x86-64 executable. */
 export function parseElf(bytes: Uint8Array, limits: ElfLimits): ElfImage {
   if (bytes.byteLength < EHDR_SIZE) throw new ElfError('too-small', `${bytes.byteLength} bytes is smaller than the 64-byte ELF header`);
@@ -123,7 +118,7 @@ export function parseElf(bytes: Uint8Array, limits: ElfLimits): ElfImage {
       const list = limits.windows.map((w) => `[${hex(w.start)}, ${hex(w.end)})`).join(' or ');
       throw new ElfError('segment-outside-window', `${name}: [${hex(paddr)}, ${hex(end)}) is outside the ABI window ${list}`);
     }
-    const start = toOffset(offset, `${name}: p_offset`);
+    const start = Number(offset); // within the file (checked above), so exact as a number
     segments.push({
       gpa: paddr, vaddr, memSize,
       data: bytes.subarray(start, start + Number(fileSize)),

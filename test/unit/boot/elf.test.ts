@@ -92,6 +92,92 @@ describe('ELF loader', () => {
     ['an entry in a data segment', buildElf([text, data], () => {}, 0x302004n), 'entry-not-executable'],
   ])('rejects %s', (_, bytes, code) => expectElfError(bytes, code));
 
+  // Each bound at its edge: the last accepted value and the first rejected one (ELF-64 Object File
+  // Format 1.5: e_ehsize 64, e_phentsize 56, p_filesz <= p_memsz, p_vaddr = p_offset modulo p_align).
+  describe('at the edges of each bound', () => {
+    const accepts = (bytes: Uint8Array, limits: Parameters<typeof parseElf>[1] = { physicalBytes: RAM }) => parseElf(bytes, limits);
+
+    it('a 63-byte file is too small for the header', () => {
+      expectElfError(buildElf([text]).subarray(0, 63), 'too-small');
+      expectElfError(buildElf([text]).subarray(0, 64), 'phdrs-outside-file');
+    });
+
+    it('e_version and e_ehsize are checked on their own', () => {
+      expectElfError(buildElf([text], (b) => b.writeUInt32LE(2, 20)), 'bad-version');
+      expectElfError(buildElf([text], (b) => b.writeUInt16LE(52, 52)), 'bad-header-size');
+    });
+
+    it('takes 64 program headers and refuses 65', () => {
+      const notes = (n: number): Seg[] => Array.from({ length: n }, () => ({ type: 4, vaddr: 0n, filesz: 0n, memsz: 0n }));
+      expect(accepts(buildElf([text, ...notes(63)])).segments).toHaveLength(1);
+      expectElfError(buildElf([text, ...notes(64)]), 'bad-phdr-count');
+    });
+
+    it('program headers may end at the last byte of the file, not one past it', () => {
+      const moved = (shift: number) => {
+        const b = buildElf([text]);
+        const at = b.length - 56 + shift;
+        const out = Buffer.alloc(Math.max(b.length, at + 56));
+        b.copy(out);
+        b.copy(out, at, 64, 64 + 56);
+        out.writeBigUInt64LE(BigInt(at), 32);
+        return out.subarray(0, b.length);
+      };
+      expect(accepts(moved(0)).segments).toHaveLength(1);
+      expectElfError(moved(1), 'phdrs-outside-file');
+    });
+
+    it('p_filesz may equal p_memsz, not exceed it by one', () => {
+      expect(accepts(buildElf([{ ...text, filesz: 0x100n, memsz: 0x100n }])).segments).toHaveLength(1);
+      expectElfError(buildElf([{ ...text, filesz: 0x101n, memsz: 0x100n }]), 'segment-filesz-exceeds-memsz');
+    });
+
+    it('segment bytes may end at the end of the file, not one past it', () => {
+      expect(accepts(buildElf([text])).segments[0]!.data.byteLength).toBe(0x100);
+      expectElfError(buildElf([text], (b) => b.writeBigUInt64LE(0x1001n, 64 + 8)), 'segment-outside-file');
+    });
+
+    it('p_vaddr must be congruent with p_offset modulo p_align, whatever the power of two', () => {
+      expectElfError(buildElf([{ ...text, vaddr: 0x301010n }], () => {}, 0x301010n), 'segment-bad-alignment');
+      expectElfError(buildElf([{ ...text, vaddr: 0x301001n, align: 2n }], () => {}, 0x301001n), 'segment-bad-alignment');
+      expect(accepts(buildElf([{ ...text, vaddr: 0x301001n, align: 1n }], () => {}, 0x301001n)).segments).toHaveLength(1);
+    });
+
+    it('a segment may end at the end of guest memory, not one byte past it', () => {
+      const at = (vaddr: bigint) => buildElf([{ ...text, vaddr, align: 0n }], () => {}, vaddr);
+      expect(accepts(at(RAM - 0x100n)).segments[0]!.gpa).toBe(RAM - 0x100n);
+      expectElfError(at(RAM - 0xffn), 'segment-outside-ram');
+    });
+
+    it('a segment must end inside the ABI window too', () => {
+      const window = { physicalBytes: RAM, windows: [{ start: 0x301000n, end: 0x301100n }] };
+      expect(accepts(buildElf([text]), window).segments).toHaveLength(1);
+      expectElfError(buildElf([{ ...text, memsz: 0x101n }]), 'segment-outside-window', window);
+    });
+
+    it('reports each permission bit as it is', () => {
+      const [seg] = accepts(buildElf([{ ...text, flags: 1 }])).segments;
+      expect([seg!.readable, seg!.writable, seg!.executable]).toEqual([false, false, true]);
+    });
+
+    it('segments may touch, not overlap by a byte, in whatever order they are listed', () => {
+      const next = { ...data, vaddr: 0x301100n, offset: 0x1100n, align: 0n };
+      expect(accepts(buildElf([next, { ...text, offset: 0x1000n }], () => {}, 0x301000n)).segments.map((s) => s.gpa)).toEqual([0x301100n, 0x301000n]);
+      expectElfError(buildElf([text, { ...next, vaddr: 0x3010ffn }]), 'segments-overlap');
+    });
+
+    it('the entry must lie before the end of its segment', () => {
+      expect(accepts(buildElf([text], () => {}, 0x3010ffn)).entry).toBe(0x3010ffn);
+      expectElfError(buildElf([text], () => {}, 0x301100n), 'entry-not-executable');
+    });
+
+    it('zero-fills a one-byte bss', () => {
+      const fills: [bigint, bigint][] = [];
+      loadElf({ write: () => {}, fill: (gpa, len) => fills.push([gpa, len]) }, accepts(buildElf([{ ...text, memsz: 0x101n }])));
+      expect(fills).toEqual([[0x301100n, 1n]]);
+    });
+  });
+
   it('enforces the ABI window', () => {
     expectElfError(buildElf([text]), 'segment-outside-window', { physicalBytes: RAM, windows: [{ start: 0x340000n, end: 0x400000n }] });
   });
