@@ -817,8 +817,17 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   m->SetExit(ExitKind::kException);
   m->area_[kSlotArg0] = intno;
   // Unicorn does not expose the error code of exceptions it raises itself (unicorn.md §4).
-  // INT3, INTO and INT n leave RIP after the instruction; faults leave it at the instruction.
+  // INT n, INT3, INTO and traps leave RIP after the instruction; faults leave it at the
+  // instruction. In counting mode the code hook saw that instruction start (last_insn_, a linear
+  // address), so RIP tells which: INT 14 is then a software interrupt, not a fault. Without it
+  // (fast mode) the vector decides, and INT n below 32 but for INT3/INTO reads as a fault.
   bool after = intno == 3 || intno == 4 || intno >= 32;
+  if (m->config_.count_instructions && m->last_insn_ != ~0ull) {
+    uint64_t rip = 0;
+    uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+    CodeSegment cs = m->CurrentCodeSegment();
+    after = (cs.bits == 64 ? rip : (cs.base + rip) & 0xffffffffull) != m->last_insn_;
+  }
   m->area_[kSlotArg2] = after ? kExcAfterInstruction : 0;
   uc_emu_stop(uc);
 }

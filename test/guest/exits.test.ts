@@ -50,6 +50,11 @@ describe('vCPU exits', () => {
     if (exit.kind === 'invalid-opcode') expect([...exit.bytes.slice(0, 2)]).toEqual([0x0f, 0x0b]);
   });
 
+  it('reports the first eight bytes at an invalid opcode', () => {
+    const vm = simpleGuest('ud2\n.byte 1, 2, 3, 4, 5, 6, 7');
+    expect(vm.vcpu.run()).toEqual({ kind: 'invalid-opcode', rip: 0x1000n, bytes: Uint8Array.of(0x0f, 0x0b, 1, 2, 3, 4, 5, 6) });
+  });
+
   it('intercepts CPUID before it runs, with leaf and subleaf', () => {
     const vm = simpleGuest(`
       mov eax, 0x21

@@ -189,6 +189,22 @@ describe('exact addresses under guest paging', () => {
     expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0x10n, cr2: 0x900123n, exactAddress: true });
   });
 
+  it('#PF from an instruction the decoder does not model keeps the page address (far call)', () => {
+    const vm = pagedGuest('mov rcx, 0x900100\ncall fword ptr [rcx]');
+    enablePaging(vm, [{ va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n }]);
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0n, cr2: 0x900000n, exactAddress: false });
+  });
+
+  it('INT 14 is a software interrupt, not a page fault: no error code and no CR2 (SDM Vol. 3A 6.13), RIP past it', () => {
+    const vm = pagedGuest('int 14');
+    enablePaging(vm, [{ va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n }]);
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'exception', vector: 14, afterInstruction: true });
+    expect(exit).not.toHaveProperty('errorCode');
+    expect(exit).not.toHaveProperty('cr2');
+    expect(exit).not.toHaveProperty('exactAddress');
+  });
+
   it('#PF on a write to a read-only page, crossing into it', () => {
     const vm = pagedGuest('mov rcx, 0x9ffffc\nmov qword ptr [rcx], 1');
     enablePaging(vm, [
