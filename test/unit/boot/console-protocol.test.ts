@@ -40,6 +40,8 @@ describe('console protocol', () => {
     ['@mv stat x 0x10', /not a decimal/],
     ['@mv stat x 18446744073709551616', /64 bits/],
     ['@mv stat x', /exactly a name and a value/],
+    ['@mv stat x 1 2', /exactly a name and a value/],
+    ['@mv  stage firmware', /unknown verb ""/],
     ['@mv done now', /no arguments/],
     ['@mv fatal', /unknown verb|needs a reason/],
     ['@mv reboot', /unknown verb/],
@@ -59,6 +61,61 @@ describe('console protocol', () => {
     expect(r.errors[0]).toMatch(/out of order/);
     expect(r.errors[1]).toMatch(/after done/);
     expect(r.stats.late).toBeUndefined();
+  });
+
+  it('takes a fatal reason without the spaces around it', () => {
+    expect(parseConsoleLine('@mv fatal  kernel_crc_mismatch 12  ')).toEqual({ kind: 'fatal', reason: 'kernel_crc_mismatch 12' });
+  });
+
+  it('reads console bytes as Latin-1, one character per byte, whatever they are', () => {
+    const p = new ConsoleProtocolParser();
+    p.push(Uint8Array.of(0x68, 0xe9, 0xff, 0x0a));
+    expect(p.end().text).toEqual(['h\u00e9\u00ff']);
+  });
+
+  it('records a protocol line after fatal as a violation and ignores it', () => {
+    const r = parseConsoleOutput('@mv fatal out of memory\n@mv stat late 1\n@mv done\n');
+    expect(r.fatal).toBe('out of memory');
+    expect(r.stats.late).toBeUndefined();
+    expect(r.done).toBe(false);
+    expect(r.errors).toEqual(['protocol line after fatal: "@mv stat late 1"', 'protocol line after fatal: "@mv done"']);
+  });
+
+  it('flags a stage announced twice, and a stage before the last one announced', () => {
+    expect(parseConsoleOutput('@mv stage firmware\n@mv stage firmware\n').errors).toEqual(['stage firmware out of order after firmware']);
+    const r = parseConsoleOutput('@mv stage firmware\n@mv stage decompressor\n@mv stage decompressor\n');
+    expect(r.errors).toEqual(['stage decompressor out of order after firmware,decompressor']);
+  });
+
+  it('parses a trailing line once, however often end() is called', () => {
+    const p = new ConsoleProtocolParser();
+    p.push('tail');
+    p.end();
+    expect(p.end().text).toEqual(['tail']);
+  });
+
+  it('saves copies: a later fatal, error or line does not reach a saved state, and a saved fatal comes back', () => {
+    const p = new ConsoleProtocolParser();
+    p.push('@mv fatal first\n');
+    const atFatal = p.saveState();
+    p.push('@mv stat late 1\n');
+    expect(atFatal.report.errors).toEqual([]);
+    const fresh = new ConsoleProtocolParser();
+    fresh.loadState(atFatal);
+    expect(fresh.report.fatal).toBe('first');
+    expect(fresh.saveState().report.fatal).toBe('first');
+  });
+
+  it('a state with a trailing partial line loads again after end() parsed that line', () => {
+    const p = new ConsoleProtocolParser();
+    p.push('@mv stage firmware\npartial');
+    const saved = p.saveState();
+    const copy = structuredClone(saved);
+    p.loadState(saved);
+    p.end(); // parses "partial" from the loaded state
+    expect(p.report.text).toEqual(['partial']);
+    p.loadState(saved);
+    expect(p.saveState()).toEqual(copy);
   });
 
   it('treats lines that merely mention @mv as text', () => {
