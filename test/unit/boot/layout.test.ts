@@ -65,4 +65,58 @@ describe('firmware config encoding', () => {
     expect(v.magicOk).toBe(true);
     expect(v.e820).toEqual([{ addr: 0n, size: 0x200000n, type: 1 }, { addr: 0x200000n, size: 0x200000n, type: 15 }]);
   });
+
+  // The boot params are guest memory: whatever the guest wrote there, the host reads at most the
+  // table's room and never past the bytes it was given.
+  describe('guest-written boot params', () => {
+    const params = (count: number, entries: number, bytes = Number(ABI.MV_BOOT_PARAMS_BYTES)) => {
+      const b = Buffer.alloc(bytes);
+      b.writeUInt32LE(Number(ABI.MV_BOOT_PARAMS_MAGIC), 0);
+      b.writeUInt32LE(count, Number(ABI.MV_BOOT_PARAMS_OFF_E820_COUNT));
+      for (let i = 0; i < entries; i++) {
+        const o = Number(ABI.MV_BOOT_PARAMS_OFF_E820) + i * Number(ABI.MV_E820_ENTRY_SIZE);
+        if (o + 24 > bytes) break;
+        b.writeBigUInt64LE(BigInt(i) << 21n, o); b.writeBigUInt64LE(0x200000n, o + 8); b.writeUInt32LE(0x10001 + i, o + 16);
+      }
+      return b;
+    };
+    const max = Number(ABI.MV_E820_MAX_ENTRIES);
+
+    it('reads at most MV_E820_MAX_ENTRIES entries, whatever count the guest wrote', () => {
+      expect(decodeBootParams(params(0xffffffff, max)).e820).toHaveLength(max);
+      expect(decodeBootParams(params(max + 1, max)).e820).toHaveLength(max);
+    });
+
+    it('reads an entry ending at the end of the bytes, and none past them', () => {
+      const end = (n: number) => Number(ABI.MV_BOOT_PARAMS_OFF_E820) + n * Number(ABI.MV_E820_ENTRY_SIZE) - Number(ABI.MV_E820_ENTRY_SIZE) + 24;
+      expect(decodeBootParams(params(3, 3, end(2))).e820).toHaveLength(2);
+      expect(decodeBootParams(params(3, 3, end(2) - 1)).e820).toHaveLength(1);
+    });
+
+    it('reads the 32-bit type whole', () => {
+      expect(decodeBootParams(params(1, 1)).e820).toEqual([{ addr: 0n, size: 0x200000n, type: 0x10001 }]);
+    });
+
+    it('says whether the magic is there', () => {
+      const b = params(0, 0);
+      expect(decodeBootParams(b).magicOk).toBe(true);
+      b[0]! ^= 1;
+      expect(decodeBootParams(b).magicOk).toBe(false);
+    });
+  });
+
+  it('writes the CPU table after the config for several vCPUs, and the Linux flag', () => {
+    const config = { memoryBytes: 1n << 30n, preAccept: 0n, acceptMode: 'lazy', acceptUnit: 0x200000, workloadBytes: 0n, seed: 1n, guestImageEntry: 0n } as const;
+    const one = Buffer.from(encodeFirmwareConfig(config));
+    expect(one.byteLength).toBe(Number(ABI.MV_FW_CONFIG_SIZE));
+    expect(one.readUInt32LE(Number(ABI.MV_FW_CONFIG_OFF_FLAGS))).toBe(0);
+    const four = Buffer.from(encodeFirmwareConfig({ ...config, cpus: 4, linux: true }));
+    expect(four.byteLength).toBe(Number(ABI.MV_CPU_TABLE_OFFSET) + 8);
+    expect(four.readUInt32LE(Number(ABI.MV_CPU_TABLE_OFFSET))).toBe(Number(ABI.MV_CPU_TABLE_MAGIC));
+    expect(four.readUInt32LE(Number(ABI.MV_CPU_TABLE_OFFSET) + 4)).toBe(4);
+    expect(four.readUInt32LE(Number(ABI.MV_FW_CONFIG_OFF_FLAGS))).toBe(Number(ABI.MV_FW_CONFIG_FLAG_LINUX));
+    // The one-vCPU page is the several-vCPU page's start, byte for byte, but for the flag.
+    four.writeUInt32LE(0, Number(ABI.MV_FW_CONFIG_OFF_FLAGS));
+    expect(four.subarray(0, one.byteLength)).toEqual(one);
+  });
 });
