@@ -353,11 +353,11 @@ function emulateWrite(td: TdModule, msr: number, value: bigint): 'done' | 've' |
       return 'done';
     }
     case MsrIndex.IA32_DEBUGCTL: {
-      // wrmsr_ia32_debugctl: reserved bits #GP; TR without BTS #VE; EN_UNCORE_PMI keeps its old value.
+      // wrmsr_ia32_debugctl: reserved bits #GP; TR without BTS #VE; EN_UNCORE_PMI keeps its old
+      // value, which in the model is 0: nothing else writes DEBUGCTL (the host of a debug TD could).
       if ((value & DEBUGCTL_RESERVED) !== 0n) return 'gp';
       if ((value & DEBUGCTL_TR) !== 0n && (value & DEBUGCTL_BTS) === 0n) return 've';
-      const old = td.msrValues.get(msr) ?? 0n;
-      td.msrValues.set(msr, (value & ~DEBUGCTL_EN_UNCORE_PMI) | (old & DEBUGCTL_EN_UNCORE_PMI));
+      td.msrValues.set(msr, value & ~DEBUGCTL_EN_UNCORE_PMI);
       return 'done';
     }
     case MsrIndex.IA32_XSS:
@@ -374,7 +374,7 @@ function emulatedRead(td: TdModule, msr: number): bigint {
     case MsrIndex.IA32_MISC_ENABLE:
       // Exits only without PERFMON (DYN_PERFMON): performance monitoring and PEBS reported unavailable.
       return (MISC_ENABLE_NATIVE & ~MISC_ENABLE_PERFMON_AVAILABLE) | MISC_ENABLE_PEBS_UNAVAILABLE;
-    case MsrIndex.IA32_DEBUGCTL: return (td.msrValues.get(msr) ?? 0n) & ~DEBUGCTL_EN_UNCORE_PMI;
+    case MsrIndex.IA32_DEBUGCTL: return td.msrValues.get(msr) ?? 0n;
     case MsrIndex.IA32_XAPIC_DISABLE_STATUS: return XAPIC_DISABLE_STATUS_LEGACY_XAPIC_DISABLED;
     // rdmsr_ia32_perf_capabilities: 0 without PERFMON; with it, the platform's value with bit 16
     // cleared. The virtual CPU's IA32_PERF_CAPABILITIES, like its IA32_ARCH_CAPABILITIES (from which

@@ -157,8 +157,8 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect([r.rbx, r.rsi, r.r12, r.r15, r.r14]).toEqual([1n, 0n, 0n, 0n, 1n]);
   });
 
-  it('IA32_DEBUGCTL (0x1D9) is emulated: LBR written and read back; IA32_SYSENTER_CS (0x174) is the TD\'s own', () => {
-    const r = run(`${wrmsr(0x1d9, 1n)}\n ${rdmsr(0x1d9)}\n ${wrmsr(0x174, 0x10n)}\n ${rdmsr(0x174, 'rsi')}`);
+  it('IA32_DEBUGCTL (0x1D9) is emulated: LBR written and read back, EN_UNCORE_PMI (bit 13) not; IA32_SYSENTER_CS (0x174) is the TD\'s own', () => {
+    const r = run(`${wrmsr(0x1d9, 0x2001n)}\n ${rdmsr(0x1d9)}\n ${wrmsr(0x174, 0x10n)}\n ${rdmsr(0x174, 'rsi')}`);
     expect([r.rbx, r.rsi, r.r12, r.r14]).toEqual([1n, 0x10n, 0n, 0n]);
   });
 

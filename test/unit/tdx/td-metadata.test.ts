@@ -69,6 +69,9 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
     const mrtd2SizeCode0 = (Field.MRTD & ~(3n << 32n)) | 2n; // element size code is ignored on input
     expect(read(m, mrtd2SizeCode0).rdx).toBe(mrtd2SizeCode0 + 1n);
     expect(read(m, Field.MRTD | 5n).rdx).toBe(Field.MRCONFIGID);
+    // tdg_vm_rd_wr() sets CONTEXT_CODE to TD (1) before the lookup, so the next ID carries it.
+    const mrtd2ContextVp = (Field.MRTD & ~(7n << 52n)) | (2n << 52n) | 2n;
+    expect(read(m, mrtd2ContextVp).rdx).toBe(Field.MRTD | 3n);
   });
 
   it('the null field ID → METADATA_FIRST_FIELD_ID_IN_CONTEXT, RDX = TD_UUID (the first readable row), R8 = 0', () => {
@@ -76,6 +79,8 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
     expect(read(m, MD_FIELD_ID_NA)).toEqual({ rax: FIRST_FIELD_ID_IN_CONTEXT, rdx: Field.TD_UUID, r8: 0n });
     // CONTEXT_CODE is ignored on input: all ones apart from it is still the null ID.
     expect(read(m, MD_FIELD_ID_NA & ~(7n << 52n)).rdx).toBe(Field.TD_UUID);
+    // Version 0 has no null-ID case: all ones fails md_check_as_single_element_id.
+    expect(read(m, MD_FIELD_ID_NA, VM_RD)).toEqual({ rax: FIELD_ID_INCORRECT, rdx: MD_FIELD_ID_NA, r8: 0n });
   });
 
   it('after the last readable element (SERVTD_BINDINGS_TABLE[15]) RDX = -1 and the read succeeds', () => {

@@ -28,6 +28,18 @@ describe('msrAction over the whole bitmap range', () => {
     expect(msrAction(module(), 0x1a0, false).action).toBe('emulate');
   });
 
+  // The model's TD: XFAM x87|SSE|AVX (no PT, CET, ULI, LBR), CPUID without HLE, WAITPKG, XFD, DCA,
+  // TME or PCONFIG, ATTRIBUTES without PKS: each dynamic row exits, and its action is #GP(0).
+  it.each([
+    ['IA32_TSX_CTRL (DYN_TSX)', 0x122], ['IA32_UMWAIT_CONTROL (DYN_UMWAIT)', 0xe1], ['IA32_XFD (DYN_XFD)', 0x1c4],
+    ['IA32_RTIT_CTL (DYN_XFAM_PT)', 0x570], ['IA32_U_CET (DYN_XFAM_CET)', 0x6a0], ['IA32_UINTR_RR (DYN_XFAM_ULI)', 0x985],
+    ['IA32_LBR_CTL (DYN_XFAM_LBR)', 0x14ce], ['IA32_PKRS (DYN_PKS)', 0x6e1], ['IA32_PERF_METRICS (DYN_OTHER)', 0x329],
+    ['IA32_PLATFORM_DCA_CAP (GP_OR_VE, no DCA)', 0x1f8], ['IA32_TME_CAPABILITY (GP_OR_VE, no TME)', 0x981],
+    ['IA32_MKTME_PARTITIONING (GP_OR_VE, no PCONFIG)', 0x87],
+  ])('%s → #GP(0) both ways for a TD without the feature', (_n, msr) => {
+    expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['gp', 'gp']);
+  });
+
   it('the VMX capability reads the module answers from TDCS values are marked not modelled (#VE in the model)', () => {
     expect(msrAction(module(), 0x480, false).action).toBe('not-modelled');
     expect(msrAction(module(), 0x481, false).action).toBe('ve'); // PINBASED_CTLS: the table's #VE
