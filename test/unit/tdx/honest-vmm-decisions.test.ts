@@ -1,0 +1,198 @@
+// The honest TDX VMM's decisions (src/vmm/tdx/honest-vmm.ts), one TD exit at a time through
+// TdxVmm.decide(): no guest runs, the exits are the ones the module would make. What each answer
+// must be comes from KVM's TDX host code (arch/x86/kvm/vmx/tdx.c) and the GHCI.
+import { describe, expect, it } from 'vitest';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
+import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
+import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
+import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
+
+const MiB = 1n << 20n;
+const SHARED = 1n << 47n; // GPAW 48
+const INVALID_OPERAND = 0x8000000000000000n;
+const ALIGN_ERROR = 0x8000000000000002n;
+
+/** A finalized TD of `memory` bytes with the SEPT pages above the first GiB's PD, as a launch leaves them. */
+function finalizedTd(memory = 16n * MiB): Td {
+  const td = createTd({ memoryBytes: memory });
+  const h = td.platform.module.host;
+  h.memSeptAdd(gpaLevel(0n, 3));
+  h.memSeptAdd(gpaLevel(0n, 2));
+  h.mrFinalize();
+  return td;
+}
+
+const vmcallExit = (regs: Partial<VmcallRegs>): TdExit => ({
+  reason: 'tdvmcall', rip: 0x1000n, mask: 0xfc00n,
+  regs: { ...Object.fromEntries(VMCALL_REGS.map((r) => [r, 0n])) as VmcallRegs, ...regs },
+});
+
+/** The ACCEPT exit TDG.MEM.PAGE.ACCEPT of (`gpa`, `reqLevel`) makes when its walk stops at `errLevel` in `errState`. */
+const acceptExit = (gpa: bigint, reqLevel: SeptLevel, errLevel: SeptLevel, errState: SeptStateName): TdExit => ({
+  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n, outsideRam: false,
+  eeq: { type: 'accept', raw: 0n, reqLevel, errLevel, errState, isLeaf: false },
+});
+
+const seamcalls = (td: Td, leaf: string) => td.trace.events.filter((e) => e.type === 'seamcall' && e.leaf === leaf);
+
+describe('honest TDX VMM: a SEAMCALL that fails', () => {
+  it('stops the TD as a VMM error instead of resuming it (KVM: a failed TDH.MEM.PAGE.AUG is KVM_BUG_ON, the VM is dead)', () => {
+    const td = finalizedTd();
+    // An ACCEPT exit that claims FREE where the VMM has already AUGed: the AUG it answers with fails.
+    td.platform.module.host.memSeptAdd(gpaLevel(0x400000n, 1));
+    td.platform.module.host.memPageAug(gpaLevel(0x400000n, 0));
+    const decision = td.vmm.decide(acceptExit(0x400000n, 0, 0, 'FREE'));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/^AUG on demand: TDH\.MEM\.PAGE\.AUG failed/);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: what it does not know of the S-EPT', () => {
+  it('reads an entry once and remembers it (KVM asks only its mirror): a fault-in needs one TDH.MEM.SEPT.RD', () => {
+    const td = finalizedTd();
+    // A VMM that starts knowing nothing (as one attached to a running TD would).
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    const fault: TdExit = {
+      reason: 'ept-violation', rip: 0x1000n, gpa: 0x401000n, access: 'read', space: 'private', exitQualification: 0n,
+      outsideRam: false, septState: 'FREE', eeq: { type: 'none', raw: 0n },
+    };
+    expect(td.vmm.decide(fault)).toEqual({ kind: 'resume' });
+    // The leaf read stops at the FREE PD entry (EPT_WALK_FAILED) and tells of every level above it.
+    expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toHaveLength(1);
+    expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0x400000n, 1), status: 0n });
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+
+  it('an ACCEPT it knows nothing about: each upper level is read at that level\'s alignment, then SEPT.ADD and AUG', () => {
+    const td = finalizedTd();
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    // 4K ACCEPT of 0x401000 under a FREE PD entry (tdg_mem_page_accept.c: err_level 1).
+    expect(td.vmm.decide(acceptExit(0x401000n, 0, 1, 'FREE'))).toEqual({ kind: 'resume' });
+    // TDH.MEM.SEPT.RD takes a GPA aligned to its level (tdh_mem_sept_rd.c): any other is OPERAND_INVALID.
+    const reads = seamcalls(td, 'TDH_MEM_SEPT_RD').map((e) => e.rcx as bigint);
+    expect(reads.length).toBeGreaterThan(0);
+    for (const rcx of reads) expect(rcx & ((1n << (12n + 9n * (rcx & 7n))) - 1n) & ~7n).toBe(0n);
+    expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0x400000n, 1), status: 0n });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x401000n, 0), status: 0n }]);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: TDG.VP.VMCALL operands', () => {
+  it('GetTdVmCallInfo with R12 ≠ 0 → INVALID_OPERAND (KVM tdx_get_td_vm_call_info; GHCI: R12 must be 0)', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10000n, r12: 2n }))).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10000n, r12: 0n }))).toEqual({ kind: 'return', regs: { r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n } });
+    td.platform.machine.close();
+  });
+
+  it.each([
+    ['size 3', 3n, 1n], ['size 8', 8n, 0n], ['direction 2 (reserved, neither read nor write)', 1n, 2n],
+  ])('Instruction.IO with %s → INVALID_OPERAND, nothing written (KVM tdx_emulate_io)', (_what, size, direction) => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 30n, r12: size, r13: direction, r14: 0x3f8n, r15: 0x41n }))).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    td.platform.machine.close();
+  });
+
+  it('Instruction.IO IN of a port with no device reads all ones at the access size (QEMU unassigned_io_read)', () => {
+    const td = finalizedTd();
+    const read = (size: bigint) => td.vmm.decide(vmcallExit({ r11: 30n, r12: size, r13: 0n, r14: 0x80n }));
+    expect([1n, 2n, 4n].map(read)).toEqual([0xffn, 0xffffn, 0xffffffffn].map((r11) => ({ kind: 'return', regs: { r10: 0n, r11 } })));
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
+  it.each([
+    ['a GPA not 4K aligned', 0x400800n, 0x1000n, ALIGN_ERROR],
+    ['a size not 4K aligned', 0x400000n, 0x800n, ALIGN_ERROR],
+    ['a range running past the end of RAM', 15n * MiB, 2n * MiB, INVALID_OPERAND],
+  ])('%s → refused, nothing converted', (_what, gpa, size, status) => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: gpa | SHARED, r13: size }))).toEqual({ kind: 'return', regs: { r10: status } });
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+
+  it('an empty range is an error, not a conversion (KVM: gpa + size <= gpa)', () => {
+    const td = finalizedTd();
+    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 0n }));
+    expect((decision as { regs: VmcallRegs }).regs.r10 & INVALID_OPERAND).toBe(INVALID_OPERAND);
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: MapGPA conversions', () => {
+  it('to private, of 4K inside a 2 MiB private page: nothing to do, SUCCESS, the 2M leaf stays (KVM: "Nothing to do if the entire range has the desired attributes")', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memPageAug(gpaLevel(0x400000n, 1));
+    const before = td.trace.events.length;
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    // No SEAMCALL that changes the S-EPT was made (and none failed).
+    const calls = td.trace.events.slice(before).filter((e) => e.type === 'seamcall');
+    expect(calls.filter((e) => e.leaf !== 'TDH_MEM_SEPT_RD')).toEqual([]);
+    td.platform.machine.close();
+  });
+
+  it('to shared, of a page the host left BLOCKED: BLOCK answers ALREADY_BLOCKED and the VMM goes on to TRACK and REMOVE it', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0x400000n, 1));
+    h.memPageAug(gpaLevel(0x401000n, 0));
+    expect(h.memRangeBlock(gpaLevel(0x401000n, 0)).status).toBe(0n);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_REMOVE')).toMatchObject([{ rcx: gpaLevel(0x401000n, 0), status: 0n }]);
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'FREE' });
+    expect(td.platform.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
+    td.platform.machine.close();
+  });
+
+  // KVM zaps exactly the converted range: a huge leaf that straddles an end of it is split first
+  // (tdx_sept_split_private_spt / TDH.MEM.PAGE.DEMOTE), a whole one is removed at its own level.
+  const leafOps = (td: Td) => td.trace.events.filter((e) => e.type === 'seamcall' && (e.leaf === 'TDH_MEM_PAGE_DEMOTE' || e.leaf === 'TDH_MEM_PAGE_REMOVE'))
+    .map((e) => [e.leaf, e.rcx]);
+  const privateLeafTo2M = (td: Td) => {
+    td.platform.module.host.memPageAug(gpaLevel(0x400000n, 1));
+    return td.trace.events.length;
+  };
+
+  it.each([
+    ['its first 4K', 0x400000n],
+    ['its last 4K', 0x5ff000n],
+  ])('to shared, of %s of a 2 MiB private page: DEMOTE, then REMOVE of that 4K only; the other 511 pages stay private', (_what, page) => {
+    const td = finalizedTd();
+    privateLeafTo2M(td);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: page | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(leafOps(td)).toEqual([['TDH_MEM_PAGE_DEMOTE', gpaLevel(0x400000n, 1)], ['TDH_MEM_PAGE_REMOVE', gpaLevel(page, 0)]]);
+    const other = page === 0x400000n ? 0x5ff000n : 0x400000n;
+    expect(td.platform.module.sept.walk(other, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+
+  it('to shared, of a whole 2 MiB private page: one REMOVE at 2M, no DEMOTE', () => {
+    const td = finalizedTd();
+    privateLeafTo2M(td);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 0x200000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(leafOps(td)).toEqual([['TDH_MEM_PAGE_REMOVE', gpaLevel(0x400000n, 1)]]);
+    td.platform.machine.close();
+  });
+
+  it('to shared, over a REMOVED 2M entry: there is no private page to take away, so no BLOCK (tdh_mem_range_block.c: an entry that maps nothing cannot be blocked)', () => {
+    const td = finalizedTd();
+    privateLeafTo2M(td);
+    // The entry changes behind the VMM's back (as a test may set it): it reads it, as KVM would find it zapped.
+    td.platform.module.sept.setState(1, 0x400000n, 'REMOVED');
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 0x200000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(seamcalls(td, 'TDH_MEM_RANGE_BLOCK')).toEqual([]);
+    td.platform.machine.close();
+  });
+});
