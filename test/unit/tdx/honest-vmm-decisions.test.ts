@@ -195,4 +195,27 @@ describe('honest TDX VMM: MapGPA conversions', () => {
     expect(seamcalls(td, 'TDH_MEM_RANGE_BLOCK')).toEqual([]);
     td.platform.machine.close();
   });
+
+  it('to private, of an aligned 2 MiB range: the SEPT page it needs, then one 2M AUG (the largest mapping the range allows)', () => {
+    // A TD with no PD page yet over its first GiB: only the PML4 entry exists.
+    const td = createTd({ memoryBytes: 16n * MiB });
+    td.platform.module.host.memSeptAdd(gpaLevel(0n, 3));
+    td.platform.module.host.mrFinalize();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n, r13: 0x200000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0n, 2), status: 0n });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x400000n, 1), status: 0n }]);
+    expect(td.platform.module.sept.walk(0x5ff000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+
+  it('to private, of 2 MiB that is not 2M aligned: 512 AUGs at 4K (no 2M leaf can cover it)', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n, r13: 0x200000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    const augs = seamcalls(td, 'TDH_MEM_PAGE_AUG');
+    expect(augs).toHaveLength(512);
+    expect(augs.every((e) => e.status === 0n && ((e.rcx as bigint) & 7n) === 0n)).toBe(true);
+    expect([0x401000n, 0x5ff000n, 0x600000n].map((gpa) => td.platform.module.sept.walk(gpa, 0).state)).toEqual(['PENDING', 'PENDING', 'PENDING']);
+    expect(td.platform.module.sept.walk(0x400000n, 0).state).toBe('FREE');
+    td.platform.machine.close();
+  });
 });
