@@ -218,4 +218,36 @@ describe('honest TDX VMM: MapGPA conversions', () => {
     expect(td.platform.module.sept.walk(0x400000n, 0).state).toBe('FREE');
     td.platform.machine.close();
   });
+
+  it('to private, over a REMOVED 4K entry: AUG takes REMOVED as it takes FREE (tdh_mem_page_aug.c), the page is PENDING', () => {
+    const td = finalizedTd();
+    td.platform.module.host.memSeptAdd(gpaLevel(0x400000n, 1));
+    td.platform.module.sept.setState(0, 0x401000n, 'REMOVED');
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x401000n, 0), status: 0n }]);
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
+  it('an ACCEPT in a hole between RAM ranges: no AUG there (no memslot), the run ends as a fault', () => {
+    const td = createTd({ memoryBytes: 16n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: 12n * MiB, end: 16n * MiB }] });
+    td.platform.module.host.memSeptAdd(gpaLevel(0n, 3));
+    td.platform.module.host.memSeptAdd(gpaLevel(0n, 2));
+    td.platform.module.host.mrFinalize();
+    expect(td.vmm.decide(acceptExit(0x900000n, 0, 1, 'FREE'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
+    td.platform.machine.close();
+  });
+
+  it('a REMOVED 1G entry above the request: the VMM makes no AUG at 1G (TDH.MEM.PAGE.AUG maps 4K or 2M only) and stops', () => {
+    const td = finalizedTd();
+    const decision = td.vmm.decide(acceptExit(0x400000n, 0, 2, 'REMOVED'));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/^cannot satisfy ACCEPT of 0x400000: entry REMOVED at level 2/);
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
+    td.platform.machine.close();
+  });
 });
