@@ -250,4 +250,13 @@ describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
     td.platform.machine.close();
   });
+
+  it('PENDING at the requested level (an exit the module never makes: tdg_mem_page_accept.c accepts that page itself): no DEMOTE, the VMM stops', () => {
+    const td = finalizedTd();
+    td.platform.module.host.memPageAug(gpaLevel(0x400000n, 1));
+    expect(td.vmm.decide(acceptExit(0x400000n, 1, 1, 'PENDING'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_DEMOTE')).toEqual([]);
+    expect(td.platform.module.sept.walk(0x400000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    td.platform.machine.close();
+  });
 });
