@@ -1,0 +1,86 @@
+// The honest SNP VMM's decisions (src/vmm/snp/honest-vmm.ts), one #VMEXIT at a time: the exit
+// is handed to the policy as the hardware model would make it, the GHCB (shared memory) written as
+// a guest would. What each answer must be comes from the GHCB spec (AMD 56421) and KVM's SNP host
+// code (arch/x86/kvm/svm/sev.c).
+import { describe, expect, it } from 'vitest';
+import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
+import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
+import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
+import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
+
+const MiB = 1n << 20n;
+
+/** A launched SNP guest of `memoryBytes` (nothing run) and its honest VMM. */
+function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm) {
+  const g = snpGuest('hlt', { memoryBytes });
+  const v = vmm ?? g.vmm;
+  const host = g.platform.handle;
+  /** The GHCB MSR protocol: the VMM's answer to `request` (the GHCB MSR it leaves). */
+  const msr = (request: bigint) => {
+    const answer = v.onVmgexit(host, { kind: 'vmgexit', rip: 0n, ghcbMsr: request });
+    return { answer, msr: host.ghcbMsr };
+  };
+  /** #VMEXIT(NPF) of a write to `gpa`, private (C-bit set, error code bit 34) or shared. */
+  const npf = (gpa: bigint, space: 'private' | 'shared') => v.onNpf(host, {
+    kind: 'npf', rip: 0x1000n, gpa, access: 'write', reason: 'rmp',
+    errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.rmp | NPF_BITS.finalGpa | (space === 'private' ? NPF_BITS.enc : 0n),
+  });
+  const npfActions = () => g.trace.events.filter((e) => e.type === 'npf-handled').map((e) => e.action);
+  return { g, vmm: v, host, msr, npf, npfActions, close: () => g.vm.close() };
+}
+
+/** MSR-protocol PSC response (GHCB spec §2.3.1): error code in bits 63:32 of 0x015. */
+const pscError = (msr: bigint) => { expect(msr & 0xfffn).toBe(0x15n); return msr >> 32n; };
+
+describe('honest SNP VMM: which GPAs are RAM', () => {
+  it('a page-state change of the last page of memory is done; of the first page past it is refused', () => {
+    const t = launched();
+    const last = 8n * MiB - 0x1000n;
+    expect(pscError(t.msr(ghcbMsr.pscReq(last >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    expect(t.host.rmpEntry(last)).toMatchObject({ assigned: true, pageSize: '4k', gpa: last });
+    expect(pscError(t.msr(ghcbMsr.pscReq((8n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).not.toBe(0n);
+    t.close();
+  });
+
+  it('with a memory map, a page in a hole between RAM ranges is refused (no memslot there)', () => {
+    const vmm = new HonestSnpVmm({ ram: [{ start: 0n, end: 4n * MiB }, { start: 6n * MiB, end: 8n * MiB }] });
+    const t = launched(8n * MiB, vmm);
+    expect(pscError(t.msr(ghcbMsr.pscReq((5n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).not.toBe(0n);
+    expect(t.host.rmpEntry(5n * MiB).assigned).toBe(false);
+    expect(pscError(t.msr(ghcbMsr.pscReq((6n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    t.close();
+  });
+});
+
+describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm_convert_memory on KVM_EXIT_MEMORY_FAULT)', () => {
+  const REGION = 0x400000n;
+
+  it('an access in a hole between RAM ranges is a fault: no RMPUPDATE makes a page there', () => {
+    const vmm = new HonestSnpVmm({ ram: [{ start: 0n, end: 4n * MiB }, { start: 6n * MiB, end: 8n * MiB }] });
+    const t = launched(8n * MiB, vmm);
+    expect(t.npf(5n * MiB, 'private')).toMatchObject({ outcome: 'fault' });
+    expect(t.host.rmpEntry(5n * MiB).assigned).toBe(false);
+    t.close();
+  });
+
+  it('a shared access to a 2 MiB private page of this guest converts that 4K page to shared (PSMASH, then RMPUPDATE); the rest stays private', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: t.host.asid }).rc).toBe(0);
+    expect(t.npf(REGION + 0x3000n, 'shared')).toBe('resume');
+    expect(t.npfActions()).toEqual(['make-shared']);
+    expect(t.host.rmpEntry(REGION + 0x3000n).assigned).toBe(false);
+    expect(t.host.rmpEntry(REGION + 0x4000n)).toMatchObject({ assigned: true, pageSize: '4k', asid: t.host.asid });
+    t.close();
+  });
+
+  it.each(['private', 'shared'] as const)('a %s access to a page another guest owns: the VMM neither PSMASHes nor converts it', (space) => {
+    const t = launched();
+    const other = t.host.asid + 1;
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: other }).rc).toBe(0);
+    t.npf(REGION + 0x3000n, space);
+    expect(t.npfActions().filter((a) => a !== 'split-npt')).toEqual([]);
+    expect(t.host.rmpEntry(REGION + 0x3000n)).toMatchObject({ assigned: true, pageSize: '2m', asid: other });
+    t.close();
+  });
+});
