@@ -83,4 +83,12 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
     expect(t.host.rmpEntry(REGION + 0x3000n)).toMatchObject({ assigned: true, pageSize: '2m', asid: other });
     t.close();
   });
+
+  it('a private access to a hypervisor page the RMP makes immutable: the conversion fails and the VMM stops (QEMU stops the VM when kvm_convert_memory fails)', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(REGION, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    expect(t.npf(REGION, 'private')).toMatchObject({ outcome: 'vmm-error' });
+    expect(t.host.rmpEntry(REGION).assigned).toBe(false);
+    t.close();
+  });
 });

@@ -64,6 +64,10 @@ describe('honest TDX VMM: what it does not know of the S-EPT', () => {
     expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toHaveLength(1);
     expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0x400000n, 1), status: 0n });
     expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    // The next fault-in in that 2 MiB range is answered from what the VMM knows: no read at all.
+    expect(td.vmm.decide({ ...fault, gpa: 0x402000n })).toEqual({ kind: 'resume' });
+    expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toHaveLength(1);
+    expect(td.platform.module.sept.walk(0x402000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
     td.platform.machine.close();
   });
 
