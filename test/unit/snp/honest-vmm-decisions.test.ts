@@ -78,8 +78,10 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
     const t = launched();
     const other = t.host.asid + 1;
     expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: other }).rc).toBe(0);
-    t.npf(REGION + 0x3000n, space);
-    expect(t.npfActions().filter((a) => a !== 'split-npt')).toEqual([]);
+    t.host.setNptPageSize(REGION, '4k');
+    // Nothing the VMM may do resolves it: it stops rather than resume into the same fault.
+    expect(t.npf(REGION + 0x3000n, space)).toMatchObject({ outcome: 'vmm-error' });
+    expect(t.npfActions()).toEqual([]);
     expect(t.host.rmpEntry(REGION + 0x3000n)).toMatchObject({ assigned: true, pageSize: '2m', asid: other });
     t.close();
   });
@@ -89,6 +91,14 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
     expect(t.host.rmpUpdate(REGION, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
     expect(t.npf(REGION, 'private')).toMatchObject({ outcome: 'vmm-error' });
     expect(t.host.rmpEntry(REGION).assigned).toBe(false);
+    t.close();
+  });
+
+  it('a shared access to a private page of this guest that the RMP makes immutable: the conversion to shared fails and the VMM stops', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '4k', gpa: REGION, asid: t.host.asid, immutable: true }).rc).toBe(0);
+    expect(t.npf(REGION, 'shared')).toMatchObject({ outcome: 'vmm-error' });
+    expect(t.host.rmpEntry(REGION)).toMatchObject({ assigned: true, asid: t.host.asid });
     t.close();
   });
 });
