@@ -67,8 +67,11 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
   it('a shared access to a 2 MiB private page of this guest converts that 4K page to shared (PSMASH, then RMPUPDATE); the rest stays private', () => {
     const t = launched();
     expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: t.host.asid }).rc).toBe(0);
+    t.host.setNptPageSize(REGION, '2m');
     expect(t.npf(REGION + 0x3000n, 'shared')).toBe('resume');
     expect(t.npfActions()).toEqual(['make-shared']);
+    // The region is mixed now: KVM maps it again at 4K (KVM_LPAGE_MIXED_FLAG), so the next access does not fault on the size.
+    expect(t.host.nptPageSize(REGION + 0x3000n)).toBe('4k');
     expect(t.host.rmpEntry(REGION + 0x3000n).assigned).toBe(false);
     expect(t.host.rmpEntry(REGION + 0x4000n)).toMatchObject({ assigned: true, pageSize: '4k', asid: t.host.asid });
     t.close();

@@ -236,12 +236,18 @@ describe('honest TDX VMM: MapGPA conversions', () => {
 });
 
 describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
-  it('an ACCEPT in a hole between RAM ranges: no AUG there (no memslot), the run ends as a fault', () => {
+  it('an ACCEPT or an access in a hole between RAM ranges: no AUG there (no memslot), the run ends as a fault', () => {
     const td = createTd({ memoryBytes: 16n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: 12n * MiB, end: 16n * MiB }] });
     td.platform.module.host.memSeptAdd(gpaLevel(0n, 3));
     td.platform.module.host.memSeptAdd(gpaLevel(0n, 2));
     td.platform.module.host.mrFinalize();
     expect(td.vmm.decide(acceptExit(0x900000n, 0, 1, 'FREE'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
+    // So is a plain access there.
+    const access: TdExit = {
+      reason: 'ept-violation', rip: 0x1000n, gpa: 0x900000n, access: 'write', space: 'private', exitQualification: 0n,
+      outsideRam: false, septState: 'FREE', eeq: { type: 'none', raw: 0n },
+    };
+    expect(td.vmm.decide(access)).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
     td.platform.machine.close();
   });
