@@ -270,3 +270,51 @@ describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
     td.platform.machine.close();
   });
 });
+
+describe('honest TDX VMM: the stubs\' batched console (vendor TDG.VP.VMCALL R10 = 0x4d56, guest/include/minivisor/boot_abi.h)', () => {
+  const PAGE = 0x400000n;
+  /** A TD whose page PAGE is shared (converted by MapGPA) and holds `text` at `offset`. */
+  const withSharedText = (text: string, offset: bigint, options: { ram?: { start: bigint; end: bigint }[] } = {}) => {
+    const td = createTd({ memoryBytes: 16n * MiB, ...options });
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.mrFinalize();
+    td.platform.module.host.setShared(PAGE, 0x1000n, true);
+    td.platform.module.host.hostMemory.write(PAGE + offset, Buffer.from(text, 'latin1'));
+    return td;
+  };
+  const batch = (td: Td, gpa: bigint, count: bigint, r11 = 1n) => td.vmm.decide(vmcallExit({ r10: 0x4d56n, r11, r12: gpa, r13: count }));
+
+  it('a batch that ends exactly at the end of its page is printed', () => {
+    const td = withSharedText('0123456789abcde\n', 0xff0n);
+    expect(batch(td, (PAGE + 0xff0n) | SHARED, 0x10n)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.console.text).toBe('0123456789abcde\n');
+    td.platform.machine.close();
+  });
+
+  it('another sub-function of that vendor call → SUBFUNC_UNSUPPORTED, nothing printed', () => {
+    const td = withSharedText('Hi\n', 0n);
+    expect(batch(td, PAGE | SHARED, 3n, 2n)).toEqual({ kind: 'return', regs: { r10: 0x8000000000000003n } });
+    expect(td.console.text).toBe('');
+    td.platform.machine.close();
+  });
+
+  it('a batch in a page the host cannot read (private: no shared mapping) → INVALID_OPERAND, nothing printed', () => {
+    const td = withSharedText('Hi\n', 0n);
+    td.platform.module.host.setShared(PAGE, 0x1000n, false);
+    td.platform.module.host.memSeptAdd(gpaLevel(PAGE, 1));
+    td.platform.module.host.memPageAug(gpaLevel(PAGE, 0));
+    expect(batch(td, PAGE | SHARED, 3n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    td.platform.machine.close();
+  });
+
+  it('a batch in a hole between RAM ranges → INVALID_OPERAND, nothing printed', () => {
+    const td = withSharedText('Hi\n', 0n, { ram: [{ start: 0n, end: PAGE }, { start: PAGE + 0x200000n, end: 16n * MiB }] });
+    expect(batch(td, PAGE | SHARED, 3n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    td.platform.machine.close();
+  });
+});
+
