@@ -105,3 +105,35 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
     t.close();
   });
 });
+
+describe('honest SNP VMM: MSR-protocol page-state changes (GHCB spec §2.3.1; KVM snp_handle_page_state_change / kvm_vm_set_mem_attributes)', () => {
+  const REGION = 0x400000n;
+  const rmpUpdates = (t: ReturnType<typeof launched>) => t.g.trace.events.filter((e) => e.type === 'rmpupdate');
+
+  it('to shared, of a page that is already shared: nothing to do, no RMPUPDATE ("Nothing to do if the entire range has the desired attributes")', () => {
+    const t = launched();
+    const before = rmpUpdates(t).length;
+    expect(pscError(t.msr(ghcbMsr.pscReq((REGION + 0x1000n) >> 12n, PSC_OP.SHARED)).msr)).toBe(0n);
+    expect(rmpUpdates(t)).toHaveLength(before);
+    t.close();
+  });
+
+  it('to private, of one page of a shared region the NPT maps at 2M: the region is mixed now, so its NPT goes to 4K', () => {
+    const t = launched();
+    t.host.setNptPageSize(REGION, '2m');
+    expect(pscError(t.msr(ghcbMsr.pscReq((REGION + 0x1000n) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    expect(t.host.rmpEntry(REGION + 0x1000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION + 0x1000n });
+    expect(t.host.nptPageSize(REGION + 0x1000n)).toBe('4k');
+    t.close();
+  });
+
+  it('to private, of a page inside a 2 MiB entry of this guest that maps other GPAs: PSMASH, then the page gets its own 4K entry', () => {
+    const t = launched();
+    // The RMP's reverse map says this 2 MiB backs the guest's [6 MiB, 8 MiB), not [4 MiB, 6 MiB).
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: 6n * MiB, asid: t.host.asid }).rc).toBe(0);
+    expect(pscError(t.msr(ghcbMsr.pscReq((REGION + 0x1000n) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    expect(t.host.rmpEntry(REGION + 0x1000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION + 0x1000n, asid: t.host.asid });
+    t.close();
+  });
+});
+

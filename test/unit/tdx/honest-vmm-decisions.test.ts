@@ -6,6 +6,7 @@ import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
 import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
+import { honestTdxPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
 
@@ -236,6 +237,29 @@ describe('honest TDX VMM: MapGPA conversions', () => {
 });
 
 describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
+  it('an EPT violation on a BLOCKED private GPA: nothing for the VMM to map there, it stops without an AUG', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0x400000n, 1));
+    h.memPageAug(gpaLevel(0x401000n, 0));
+    h.memRangeBlock(gpaLevel(0x401000n, 0));
+    const before = seamcalls(td, 'TDH_MEM_PAGE_AUG').length;
+    const access: TdExit = {
+      reason: 'ept-violation', rip: 0x1000n, gpa: 0x401000n, access: 'write', space: 'private', exitQualification: 0n,
+      outsideRam: false, septState: 'BLOCKED', eeq: { type: 'none', raw: 0n },
+    };
+    expect(td.vmm.decide(access)).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toHaveLength(before);
+    td.platform.machine.close();
+  });
+
+  it('the ACCEPT handler given an exit without an ACCEPT qualification stops rather than resume', () => {
+    const td = finalizedTd();
+    const exit = { ...acceptExit(0x400000n, 0, 0, 'FREE'), eeq: { type: 'none', raw: 0n } } as Extract<TdExit, { reason: 'ept-violation' }>;
+    expect(honestTdxPolicy.onAcceptViolation(td.vmm.ctx, exit)).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    td.platform.machine.close();
+  });
+
   it('an ACCEPT or an access in a hole between RAM ranges: no AUG there (no memslot), the run ends as a fault', () => {
     const td = createTd({ memoryBytes: 16n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: 12n * MiB, end: 16n * MiB }] });
     td.platform.module.host.memSeptAdd(gpaLevel(0n, 3));
