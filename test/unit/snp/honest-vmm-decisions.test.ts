@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
+import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
 
@@ -133,6 +134,24 @@ describe('honest SNP VMM: MSR-protocol page-state changes (GHCB spec §2.3.1; KV
     expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: 6n * MiB, asid: t.host.asid }).rc).toBe(0);
     expect(pscError(t.msr(ghcbMsr.pscReq((REGION + 0x1000n) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
     expect(t.host.rmpEntry(REGION + 0x1000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION + 0x1000n, asid: t.host.asid });
+    t.close();
+  });
+
+  it('to shared, of a private page the RMP makes immutable: the RMPUPDATE fails and the response carries a non-zero error', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '4k', gpa: REGION, asid: t.host.asid, immutable: true }).rc).toBe(0);
+    expect(pscError(t.msr(ghcbMsr.pscReq(REGION >> 12n, PSC_OP.SHARED)).msr)).not.toBe(0n);
+    expect(t.host.rmpEntry(REGION).assigned).toBe(true);
+    t.close();
+  });
+});
+
+describe('honest SNP VMM: MSR-protocol CPUID (GHCB spec §2.3.1: bits 31:30 name the register, 0 EAX, 1 EBX, 2 ECX, 3 EDX)', () => {
+  it('answers each register of leaf 0 with the CPU\'s own value', () => {
+    const t = launched();
+    const cpu = snpCpuid(0, 0, t.host.cBit);
+    const answers = [0, 1, 2, 3].map((reg) => t.msr(ghcbMsr.cpuidReq(0, reg)).msr);
+    expect(answers).toEqual([cpu.eax, cpu.ebx, cpu.ecx, cpu.edx].map((value, reg) => ghcbMsr.cpuidResp(value, reg)));
     t.close();
   });
 });
