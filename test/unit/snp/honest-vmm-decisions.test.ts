@@ -13,8 +13,8 @@ import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
 const MiB = 1n << 20n;
 
 /** A launched SNP guest of `memoryBytes` (nothing run) and its honest VMM. */
-function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm) {
-  const g = snpGuest('hlt', { memoryBytes });
+function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
+  const g = snpGuest('hlt', { memoryBytes, vcpus });
   const v = vmm ?? g.vmm;
   const host = g.platform.handle;
   /** The GHCB MSR protocol: the VMM's answer to `request` (the GHCB MSR it leaves). */
@@ -28,7 +28,18 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm) {
     errorCode: NPF_BITS.present | NPF_BITS.write | NPF_BITS.rmp | NPF_BITS.finalGpa | (space === 'private' ? NPF_BITS.enc : 0n),
   });
   const npfActions = () => g.trace.events.filter((e) => e.type === 'npf-handled').map((e) => e.action);
-  return { g, vmm: v, host, msr, npf, npfActions, close: () => g.vm.close() };
+  /** Writes a GHCB at `gpa` as a guest fills one: the save-area fields given, each marked valid, nothing else. */
+  const writeGhcb = (gpa: bigint, fields: Partial<Record<keyof typeof GHCB_OFFSET, bigint>>) => {
+    const area = Buffer.alloc(GHCB_OFFSET.validBitmap + 16);
+    for (const [name, value] of Object.entries(fields) as [keyof typeof GHCB_OFFSET, bigint][]) {
+      area.writeBigUInt64LE(value, GHCB_OFFSET[name]);
+      const bit = GHCB_OFFSET[name] / 8;
+      area[GHCB_OFFSET.validBitmap + (bit >> 3)]! |= 1 << (bit & 7);
+    }
+    host.hostMemory.write(gpa, area);
+  };
+  const readGhcb = (gpa: bigint, name: keyof typeof GHCB_OFFSET) => Buffer.from(host.hostMemory.read(gpa + BigInt(GHCB_OFFSET[name]), 8)).readBigUInt64LE(0);
+  return { g, vmm: v, host, msr, npf, npfActions, writeGhcb, readGhcb, close: () => g.vm.close() };
 }
 
 /** MSR-protocol PSC response (GHCB spec §2.3.1): error code in bits 63:32 of 0x015. */
@@ -153,6 +164,63 @@ describe('honest SNP VMM: MSR-protocol CPUID (GHCB spec §2.3.1: bits 31:30 name
     const answers = [0, 1, 2, 3].map((reg) => t.msr(ghcbMsr.cpuidReq(0, reg)).msr);
     expect(answers).toEqual([cpu.eax, cpu.ebx, cpu.ecx, cpu.edx].map((value, reg) => ghcbMsr.cpuidResp(value, reg)));
     t.close();
+  });
+});
+
+describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spec §2.3.2 GHCB GPA registration)', () => {
+  const HV_FEATURES_NAE = { swExitCode: 0x8000fffdn, swExitInfo1: 0n, swExitInfo2: 0n };
+
+  it('a VMGEXIT with no GHCB GPA in the MSR (0) is refused: "GHCB gpa is not set"', () => {
+    const t = launched();
+    t.writeGhcb(0n, HV_FEATURES_NAE);
+    expect(t.msr(0n).answer).toMatchObject({ outcome: 'vmm-error' });
+    t.close();
+  });
+
+  it('a GHCB in a hole between RAM ranges is refused', () => {
+    const vmm = new HonestSnpVmm({ ram: [{ start: 0n, end: 4n * MiB }, { start: 6n * MiB, end: 8n * MiB }] });
+    const t = launched(8n * MiB, vmm);
+    t.writeGhcb(5n * MiB, HV_FEATURES_NAE);
+    expect(t.msr(5n * MiB).answer).toMatchObject({ outcome: 'vmm-error' });
+    t.close();
+  });
+
+  it('once a vCPU registered its GHCB, a VMGEXIT with another GHCB GPA is refused ("GHCB GPA is not registered")', () => {
+    const t = launched();
+    t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
+    t.writeGhcb(GHCB_GPA + 0x1000n, HV_FEATURES_NAE);
+    expect(t.msr(GHCB_GPA + 0x1000n).answer).toMatchObject({ outcome: 'vmm-error' });
+    t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect(t.readGhcb(GHCB_GPA, 'swExitInfo1')).toBe(0n);
+    t.close();
+  });
+
+  it('each vCPU registers its own GHCB (KVM keeps ghcb_registered_gpa per vCPU): the BSP\'s stays valid after an AP registers another', () => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
+    t.g.vm.switchVcpu(1);
+    t.msr(ghcbMsr.registerReq((GHCB_GPA + 0x1000n) >> 12n));
+    t.writeGhcb(GHCB_GPA + 0x1000n, HV_FEATURES_NAE);
+    expect(t.msr(GHCB_GPA + 0x1000n).answer).toBe('resume');
+    t.g.vm.switchVcpu(0);
+    t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    t.close();
+  });
+});
+
+describe('honest SNP VMM: the console at the end of a run', () => {
+  it('a last line without its newline still reaches the echo when the guest halts or asks to terminate', () => {
+    for (const end of ['hlt', 'terminate'] as const) {
+      const echoed: string[] = [];
+      const t = launched(8n * MiB, new HonestSnpVmm({ echo: (text) => echoed.push(text) }));
+      for (const b of Buffer.from('last words')) t.vmm.console.write(b);
+      if (end === 'hlt') t.vmm.onHlt();
+      else expect(t.msr(ghcbMsr.termReq(0, 1)).answer).toMatchObject({ outcome: 'guest-fatal' });
+      expect(echoed).toEqual(['last words']);
+      t.close();
+    }
   });
 });
 
