@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
-import { GHCB_OFFSET } from '../../../src/platform/snp/ghcb-page.js';
+import { GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
@@ -29,10 +29,11 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
   });
   const npfActions = () => g.trace.events.filter((e) => e.type === 'npf-handled').map((e) => e.action);
   /** Writes a GHCB at `gpa` as a guest fills one: the save-area fields given, each marked valid, nothing else. */
-  const writeGhcb = (gpa: bigint, fields: Partial<Record<keyof typeof GHCB_OFFSET, bigint>>) => {
+  const writeGhcb = (gpa: bigint, fields: Partial<Record<keyof typeof GHCB_OFFSET, bigint>>, notValid: (keyof typeof GHCB_OFFSET)[] = []) => {
     const area = Buffer.alloc(GHCB_OFFSET.validBitmap + 16);
     for (const [name, value] of Object.entries(fields) as [keyof typeof GHCB_OFFSET, bigint][]) {
       area.writeBigUInt64LE(value, GHCB_OFFSET[name]);
+      if (notValid.includes(name)) continue;
       const bit = GHCB_OFFSET[name] / 8;
       area[GHCB_OFFSET.validBitmap + (bit >> 3)]! |= 1 << (bit & 7);
     }
@@ -221,6 +222,74 @@ describe('honest SNP VMM: the console at the end of a run', () => {
       expect(echoed).toEqual(['last words']);
       t.close();
     }
+  });
+});
+
+describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vmgexit, sev_es_string_io)', () => {
+  const HV_FEATURES_NAE = { swExitCode: 0x8000fffdn, swExitInfo1: 0n, swExitInfo2: 0n };
+  /** A launched guest and a VMGEXIT with the GHCB at GHCB_GPA as `fields` leave it; returns the VMM's answer. */
+  const request = (fields: Partial<Record<keyof typeof GHCB_OFFSET, bigint>>, notValid: (keyof typeof GHCB_OFFSET)[] = []) => {
+    const t = launched();
+    t.writeGhcb(GHCB_GPA, fields, notValid);
+    const answer = t.msr(GHCB_GPA).answer;
+    return { t, answer, result: [t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')] };
+  };
+  const ioioOut = (port: bigint, size: bigint) => (port << 16n) | size;
+
+  it.each(['swExitCode', 'swExitInfo1', 'swExitInfo2'] as const)('%s not marked valid → SW_EXITINFO1 2, SW_EXITINFO2 MISSING_INPUT (4), nothing done', (field) => {
+    const { t, answer, result } = request(HV_FEATURES_NAE, [field]);
+    expect(answer).toBe('resume');
+    expect(result).toEqual([2n, 4n]);
+    t.close();
+  });
+
+  it('IOIO with no operand size in EXITINFO1 → a GHCB error (the guest gets it back), not a VMM failure', () => {
+    const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: 0x3f8n << 16n, swExitInfo2: 0n, rax: 0x41n });
+    expect(answer).toBe('resume');
+    expect(result[0]).toBe(2n);
+    expect(t.vmm.console.text).toBe('');
+    t.close();
+  });
+
+  it('IOIO IN: the COM1 line status reads "transmitter empty" (0x60); a port with no device reads all ones at the access size', () => {
+    for (const [port, size, value] of [[0x3fdn, IOIO.SZ8, 0x60n], [0x80n, IOIO.SZ16, 0xffffn], [0x80n, IOIO.SZ32, 0xffffffffn]] as const) {
+      const { t, result } = request({ swExitCode: 0x7bn, swExitInfo1: (port << 16n) | size | IOIO.TYPE_IN, swExitInfo2: 0n });
+      expect(result).toEqual([0n, 0n]);
+      expect(t.readGhcb(GHCB_GPA, 'rax')).toBe(value);
+      t.close();
+    }
+  });
+
+  describe('string OUT (OUTS) from the shared buffer', () => {
+    const BUFFER = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
+    const outs = (port: bigint, size: bigint, count: bigint, data: string, notValid: (keyof typeof GHCB_OFFSET)[] = []) => {
+      const t = launched();
+      t.host.hostMemory.write(BUFFER, Buffer.from(data, 'latin1'));
+      t.writeGhcb(GHCB_GPA, { swExitCode: 0x7bn, swExitInfo1: ioioOut(port, size) | IOIO.STRING | IOIO.REP, swExitInfo2: count, swScratch: BUFFER }, notValid);
+      expect(t.msr(GHCB_GPA).answer).toBe('resume');
+      return { t, result: [t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')] };
+    };
+
+    it('of 16-bit elements: EXITINFO2 counts elements, each puts its low byte on the COM1 data port', () => {
+      const { t, result } = outs(0x3f8n, IOIO.SZ16, 3n, 'H\0i\0\n\0');
+      expect(result).toEqual([0n, 0n]);
+      expect(t.vmm.console.text).toBe('Hi\n');
+      t.close();
+    });
+
+    it('to a port other than the COM1 data port prints nothing', () => {
+      const { t, result } = outs(0x80n, IOIO.SZ8, 3n, 'Hi\n');
+      expect(result).toEqual([0n, 0n]);
+      expect(t.vmm.console.text).toBe('');
+      t.close();
+    });
+
+    it('without SW_SCRATCH marked valid → a GHCB error, nothing printed (even with a usable address there)', () => {
+      const { t, result } = outs(0x3f8n, IOIO.SZ8, 3n, 'Hi\n', ['swScratch']);
+      expect(result[0]).toBe(2n);
+      expect(t.vmm.console.text).toBe('');
+      t.close();
+    });
   });
 });
 
