@@ -209,6 +209,8 @@ describe('honest TDX VMM: MapGPA conversions', () => {
     expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n, r13: 0x200000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
     expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0n, 2), status: 0n });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x400000n, 1), status: 0n }]);
+    // The entries of a SEPT page it added are FREE, and the VMM knows it (KVM links and maps from its own tables): no read.
+    expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toEqual([]);
     expect(td.platform.module.sept.walk(0x5ff000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
     td.platform.machine.close();
   });

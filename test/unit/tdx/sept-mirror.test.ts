@@ -148,4 +148,28 @@ describe('the TDX VMM mirror of the S-EPT', () => {
     expect(reads()).toBe(0);
     td.platform.machine.close();
   });
+
+  // The mirror remembers the last 2 MiB range whose walk reached the 4K level; that memo must not
+  // outlive a change above the 4K level, nor a restore.
+  it('a walk to 4K after its PD entry changed, or after a restore, answers from the entry as it is now', () => {
+    const td = createTd({ memoryBytes: 8n * MiB });
+    const h = td.platform.module.host;
+    const mirror = td.vmm.ctx.septMirror;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    const beforePd = td.vmm.saveState();
+    h.memSeptAdd(gpaLevel(0x200000n, 1));
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'FREE' });
+    // BLOCK of the PD entry (tdh_mem_range_block.c: a non-leaf becomes NL_BLOCKED): the walk stops there.
+    expect(h.memRangeBlock(gpaLevel(0x200000n, 1)).status).toBe(0n);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'NL_BLOCKED' });
+    h.memTrack();
+    expect(h.memRangeUnblock(gpaLevel(0x200000n, 1)).status).toBe(0n);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'FREE' });
+    // Back to before the PD page was added: the walk stops at the FREE PD entry.
+    td.vmm.loadState(beforePd);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'FREE' });
+    td.platform.machine.close();
+  });
 });
+
