@@ -7,6 +7,7 @@ import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
+import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
 
@@ -235,6 +236,55 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     return { t, answer, result: [t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')] };
   };
   const ioioOut = (port: bigint, size: bigint) => (port << 16n) | size;
+  const validBit = (t: ReturnType<typeof launched>, name: keyof typeof GHCB_OFFSET) => {
+    const bit = GHCB_OFFSET[name] / 8;
+    return (t.host.hostMemory.read(GHCB_GPA + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)), 1)[0]! >> (bit & 7)) & 1;
+  };
+
+  it('HV features NAE → SW_EXITINFO2 = SNP | SNP_AP_CREATION (KVM GHCB_HV_FT_SUPPORTED)', () => {
+    const { t, result } = request(HV_FEATURES_NAE);
+    expect(result).toEqual([0n, 3n]);
+    t.close();
+  });
+
+  it('CPUID NAE: RAX, RBX, RCX, RDX hold the answer and are marked valid (Linux vc_handle_cpuid rejects the answer otherwise)', () => {
+    const { t, result } = request({ swExitCode: 0x72n, swExitInfo1: 0n, swExitInfo2: 0n, rax: 0n, rcx: 0n });
+    expect(result).toEqual([0n, 0n]);
+    const cpu = snpCpuid(0, 0, t.host.cBit);
+    expect((['rax', 'rbx', 'rcx', 'rdx'] as const).map((r) => [t.readGhcb(GHCB_GPA, r), validBit(t, r)]))
+      .toEqual([cpu.eax, cpu.ebx, cpu.ecx, cpu.edx].map((v) => [BigInt(v >>> 0), 1]));
+    t.close();
+  });
+
+  it.each([
+    ['not marked valid (KVM: PSC needs SW_SCRATCH valid)', GHCB_GPA + 0x800n, ['swScratch'], 4n],
+    ['in the save area, before the shared buffer', GHCB_GPA + 0x400n, [], 3n],
+    ['with no room for the 8-byte header before the GHCB trailer', GHCB_GPA + 0xff0n, [], 3n],
+  ] as const)('Page State Change with SW_SCRATCH %s → a GHCB error, no page changed', (_what, scratch, notValid, code) => {
+    const t = launched();
+    // A header (cur 0, end 0) and one entry making 0x400000 private, wherever SW_SCRATCH points.
+    t.host.hostMemory.write(scratch, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]));
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch }, [...notValid]);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, code]);
+    t.close();
+  });
+
+  it('Page State Change whose entries would run past the shared buffer (into the GHCB trailer) → invalid header, nothing done', () => {
+    const t = launched();
+    const scratch = GHCB_GPA + 0xf00n;
+    const header = Buffer.alloc(8);
+    header.writeUInt16LE(29, 2); // end_entry 29: entries up to 0xf08 + 30 * 8 = 0xff8 > 0xff0
+    t.host.hostMemory.write(scratch, header);
+    const entries = Buffer.alloc(30 * 8);
+    for (let i = 0; i < 30; i++) entries.writeBigUInt64LE((BigInt(PSC_OP.PRIVATE) << 52n) | ((0x400000n >> 12n) + BigInt(i)) << 12n, i * 8);
+    t.host.hostMemory.write(scratch + 8n, entries.subarray(0, 0xff0 - 0xf08));
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect(t.readGhcb(GHCB_GPA, 'swExitInfo2')).toBe((1n << 32n) | 1n);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(false);
+    t.close();
+  });
 
   it.each(['swExitCode', 'swExitInfo1', 'swExitInfo2'] as const)('%s not marked valid → SW_EXITINFO1 2, SW_EXITINFO2 MISSING_INPUT (4), nothing done', (field) => {
     const { t, answer, result } = request(HV_FEATURES_NAE, [field]);
@@ -256,6 +306,8 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       const { t, result } = request({ swExitCode: 0x7bn, swExitInfo1: (port << 16n) | size | IOIO.TYPE_IN, swExitInfo2: 0n });
       expect(result).toEqual([0n, 0n]);
       expect(t.readGhcb(GHCB_GPA, 'rax')).toBe(value);
+      // Marked valid: Linux vc_handle_ioio takes an IN's value only from a valid RAX (else ES_VMM_ERROR).
+      expect(validBit(t, 'rax')).toBe(1);
       t.close();
     }
   });
@@ -290,6 +342,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       expect(t.vmm.console.text).toBe('');
       t.close();
     });
+  });
+});
+
+describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
+  it('an APIC ID that names no vCPU (one past the last) → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; the VM goes on', () => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (2n << 32n) | 1n, swExitInfo2: 0x401000n, rax: SNP_GUEST_SEV_FEATURES });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
+    t.close();
   });
 });
 
