@@ -344,3 +344,17 @@ describe('honest TDX VMM: the stubs\' batched console (vendor TDG.VP.VMCALL R10 
   });
 });
 
+describe('honest TDX VMM: what counts as the same fault again (the run loop\'s no-progress guard)', () => {
+  it('an EPT violation is the same fault only at the same RIP and GPA', () => {
+    const td = finalizedTd();
+    const fault = (rip: bigint, gpa: bigint): TdExit => ({
+      reason: 'ept-violation', rip, gpa, access: 'read', space: 'private', exitQualification: 0n, outsideRam: false, eeq: { type: 'none', raw: 0n },
+    });
+    expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), fault(0x1000n, 0x400000n))).toBe(true);
+    // A loop touching one page from different instructions makes progress.
+    expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), fault(0x1004n, 0x400000n))).toBe(false);
+    expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), fault(0x1000n, 0x401000n))).toBe(false);
+    td.platform.machine.close();
+  });
+});
+

@@ -171,5 +171,23 @@ describe('the TDX VMM mirror of the S-EPT', () => {
     expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'FREE' });
     td.platform.machine.close();
   });
+
+  it('learning what a TDH.MEM.SEPT.RD reported keeps what the mirror already knew above and below it', () => {
+    const td = createTd({ memoryBytes: 8n * MiB });
+    const h = td.platform.module.host;
+    const mirror = td.vmm.ctx.septMirror;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.memSeptAdd(gpaLevel(0x200000n, 1));
+    h.memPageAug(gpaLevel(0x201000n, 0));
+    // A read that stops at the FREE PD entry of 0x400000, and one of the PD entry it added itself.
+    mirror.learn(0x400000n, { level: 1, state: 'FREE' });
+    mirror.learn(0x200000n, { level: 1, state: 'NL_MAPPED' });
+    // The PD page's other entries are still known FREE, and the 4K entries under 0x200000 as they were.
+    expect(mirror.walk(0x600000n, 1)).toEqual({ level: 1, state: 'FREE' });
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'LEAF' });
+    expect(mirror.walk(0x202000n, 0)).toEqual({ level: 0, state: 'FREE' });
+    td.platform.machine.close();
+  });
 });
 
