@@ -213,13 +213,17 @@ describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spe
 });
 
 describe('honest SNP VMM: the console at the end of a run', () => {
-  it('a last line without its newline still reaches the echo when the guest halts or asks to terminate', () => {
-    for (const end of ['hlt', 'terminate'] as const) {
+  it('a last line without its newline still reaches the echo when the guest halts or asks to terminate (MSR protocol or NAE)', () => {
+    for (const end of ['hlt', 'terminate', 'terminate-nae'] as const) {
       const echoed: string[] = [];
       const t = launched(8n * MiB, new HonestSnpVmm({ echo: (text) => echoed.push(text) }));
       for (const b of Buffer.from('last words')) t.vmm.console.write(b);
       if (end === 'hlt') t.vmm.onHlt();
-      else expect(t.msr(ghcbMsr.termReq(0, 1)).answer).toMatchObject({ outcome: 'guest-fatal' });
+      else if (end === 'terminate') expect(t.msr(ghcbMsr.termReq(0, 1)).answer).toMatchObject({ outcome: 'guest-fatal' });
+      else {
+        t.writeGhcb(GHCB_GPA, { swExitCode: 0x8000fffen, swExitInfo1: 0x10n, swExitInfo2: 0n });
+        expect(t.msr(GHCB_GPA).answer).toMatchObject({ outcome: 'guest-fatal' });
+      }
       expect(echoed).toEqual(['last words']);
       t.close();
     }
@@ -267,6 +271,19 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch }, [...notValid]);
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, code]);
+    t.close();
+  });
+
+  it('Page State Change whose header has cur_entry past end_entry → invalid header (KVM snp_begin_psc: idx_start > idx_end)', () => {
+    const t = launched();
+    const scratch = GHCB_GPA + 0x800n;
+    const header = Buffer.alloc(16);
+    header.writeUInt16LE(2, 0); // cur_entry 2
+    header.writeUInt16LE(1, 2); // end_entry 1
+    t.host.hostMemory.write(scratch, header);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect(t.readGhcb(GHCB_GPA, 'swExitInfo2')).toBe((1n << 32n) | 1n);
     t.close();
   });
 
@@ -346,11 +363,18 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
 });
 
 describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
-  it('an APIC ID that names no vCPU (one past the last) → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; the VM goes on', () => {
+  it.each([
+    ['an APIC ID that names no vCPU (one past the last)', 2n, 0x401000n, []],
+    ['RAX (the SEV features) not marked valid', 1n, 0x401000n, ['rax']],
+    ['a VMSA GPA that is not page aligned', 1n, 0x401800n, []],
+    ['a 2 MiB-aligned VMSA GPA ("unsafe as it is 2M aligned", the SNP erratum)', 1n, 0x400000n, []],
+    ['a VMSA GPA past the end of RAM', 1n, 8n * MiB + 0x1000n, []],
+  ] as const)('%s → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; no AP starts, the VM goes on', (_what, apicId, vmsa, notValid) => {
     const t = launched(8n * MiB, undefined, 2);
-    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (2n << 32n) | 1n, swExitInfo2: 0x401000n, rax: SNP_GUEST_SEV_FEATURES });
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | 1n, swExitInfo2: vmsa, rax: SNP_GUEST_SEV_FEATURES }, [...notValid]);
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
+    expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
     t.close();
   });
 });

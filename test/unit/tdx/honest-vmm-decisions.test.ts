@@ -354,6 +354,10 @@ describe('honest TDX VMM: what counts as the same fault again (the run loop\'s n
     // A loop touching one page from different instructions makes progress.
     expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), fault(0x1004n, 0x400000n))).toBe(false);
     expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), fault(0x1000n, 0x401000n))).toBe(false);
+    // A HLT with interrupts blocked repeats only after the same HLT, not after a fault at its RIP.
+    const hlt = { ...vmcallExit({ r11: 12n, r12: 1n }), rip: 0x1000n };
+    expect(td.vmm.sameFault(hlt, hlt)).toBe(true);
+    expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), hlt)).toBe(false);
     td.platform.machine.close();
   });
 });
