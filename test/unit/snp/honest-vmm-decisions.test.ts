@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
-import { GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
+import { encodePscEntry, GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
@@ -271,6 +271,39 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch }, [...notValid]);
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, code]);
+    t.close();
+  });
+
+  /** A PSC NAE with `entries` in the shared buffer (cur_entry 0); returns the answer and the buffer after it. */
+  const psc = (t: ReturnType<typeof launched>, entries: bigint[]) => {
+    const scratch = GHCB_GPA + 0x800n;
+    const buf = Buffer.alloc(8 + entries.length * 8);
+    buf.writeUInt16LE(entries.length - 1, 2);
+    entries.forEach((e, i) => buf.writeBigUInt64LE(e, 8 + i * 8));
+    t.host.hostMemory.write(scratch, buf);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    const answer = t.msr(GHCB_GPA).answer;
+    const after = Buffer.from(t.host.hostMemory.read(scratch, buf.length));
+    return { answer, info2: t.readGhcb(GHCB_GPA, 'swExitInfo2'), curEntry: after.readUInt16LE(0), entries: entries.map((_, i) => after.readBigUInt64LE(8 + i * 8)) };
+  };
+
+  it('Page State Change progress is written back: cur_entry past the last entry, a 2M entry\'s cur_page 512 (GHCB spec §4.1.6)', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect(r.entries[0]! & 0xfffn).toBe(512n);
+    expect(t.host.rmpEntry(0x400000n)).toMatchObject({ assigned: true, pageSize: '2m' });
+    t.close();
+  });
+
+  it('a 2M Page State Change entry that runs past the end of RAM → invalid entry, nothing changed', () => {
+    const t = launched(7n * MiB);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: (6n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', (1n << 32n) | 2n]);
+    expect(t.host.rmpEntry(6n * MiB).assigned).toBe(false);
     t.close();
   });
 

@@ -6,7 +6,8 @@ import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
 import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
-import { honestTdxPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
+import { Console } from '../../../src/vmm/console.js';
+import { honestTdxPolicy, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
 
@@ -358,6 +359,29 @@ describe('honest TDX VMM: what counts as the same fault again (the run loop\'s n
     const hlt = { ...vmcallExit({ r11: 12n, r12: 1n }), rip: 0x1000n };
     expect(td.vmm.sameFault(hlt, hlt)).toBe(true);
     expect(td.vmm.sameFault(fault(0x1000n, 0x400000n), hlt)).toBe(false);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: its part of a run and of a snapshot', () => {
+  it('the end of a run shows a last console line that has no newline yet', () => {
+    const echoed: string[] = [];
+    const td = createTd({ memoryBytes: 16n * MiB, console: new Console((text) => echoed.push(text)) });
+    for (const b of Buffer.from('last words')) td.console.write(b);
+    td.vmm.finish();
+    expect(echoed).toEqual(['last words']);
+    td.platform.machine.close();
+  });
+
+  it('a restore gives a policy with state of its own the state it had at the snapshot', () => {
+    let count = 0;
+    const counting: TdxVmmPolicy = { ...honestTdxPolicy, saveState: () => count, loadState: (state) => { count = state as number; } };
+    const td = createTd({ memoryBytes: 16n * MiB, policy: counting });
+    count = 5;
+    const saved = td.vmm.saveState();
+    count = 9;
+    td.vmm.loadState(saved);
+    expect(count).toBe(5);
     td.platform.machine.close();
   });
 });

@@ -189,5 +189,21 @@ describe('the TDX VMM mirror of the S-EPT', () => {
     expect(mirror.walk(0x202000n, 0)).toEqual({ level: 0, state: 'FREE' });
     td.platform.machine.close();
   });
+
+  it('an entry found changed forgets what was below it: a SEPT page added there again has only FREE entries', () => {
+    const mirror = new SeptMirror(3);
+    const ok = 0n;
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0n, 3), ok);
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0n, 2), ok);
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0x200000n, 1), ok);
+    mirror.observe('TDH_MEM_PAGE_AUG', gpaLevel(0x201000n, 0), ok);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'LEAF' });
+    // A TDH.MEM.SEPT.RD finds the PD entry FREE (its page went away behind the VMM's back) ...
+    mirror.learn(0x200000n, { level: 1, state: 'FREE' });
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'FREE' });
+    // ... and a new SEPT page there holds FREE entries only (tdh_mem_sept_add.c), not the old leaf.
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0x200000n, 1), ok);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'FREE' });
+  });
 });
 
