@@ -299,6 +299,37 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  it('a 2M entry to private over a region with one page already private: every page of it ends private (not skipped as "already")', () => {
+    const t = launched();
+    expect(pscError(t.msr(ghcbMsr.pscReq(0x400000n >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    for (const page of [0x400000n, 0x401000n, 0x5ff000n]) expect(t.host.rmpEntry(page)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
+
+  it('a 2M entry to shared over a region that is all shared already: nothing to do, no RMPUPDATE', () => {
+    const t = launched();
+    const updates = () => t.g.trace.events.filter((e) => e.type === 'rmpupdate').length;
+    const before = updates();
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(updates()).toBe(before);
+    t.close();
+  });
+
+  it.each([
+    ['a 4K entry (PSMASH splits a 2 MiB page)', false, true],
+    ['a 2M entry over a region with no 2 MiB RMP entry (PSMASH fails)', true, false],
+  ])('a PSMASH entry with %s → invalid entry, the RMP unchanged', (_what, size2m, private2m) => {
+    const t = launched();
+    if (private2m) expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '2m', gpa: 0x400000n, asid: t.host.asid }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PSMASH, size2m })]);
+    expect([r.answer, r.info2]).toEqual(['resume', (1n << 32n) | 2n]);
+    expect(t.host.rmpEntry(0x401000n).pageSize).toBe(private2m ? '2m' : '4k');
+    t.close();
+  });
+
   it('a 2M Page State Change entry that runs past the end of RAM → invalid entry, nothing changed', () => {
     const t = launched(7n * MiB);
     const r = psc(t, [encodePscEntry({ curPage: 0, gfn: (6n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
