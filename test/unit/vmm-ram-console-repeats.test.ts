@@ -1,0 +1,85 @@
+// Small parts of the untrusted VMM layer both platforms share: where the VMM has RAM (its
+// memslots), the console's lines, and which SNP exits count as the same fault again.
+import { describe, expect, it } from 'vitest';
+import { Console } from '../../src/vmm/console.js';
+import { inGuestRam } from '../../src/vmm/guest-ram.js';
+import { SnpVmm, snpVm } from '../../src/vmm/snp/run-snp.js';
+import type { SnpVmExit } from '../../src/platform/snp/snp-cpu.js';
+import type { SnpVmmHandle } from '../../src/platform/snp/vmm-handle.js';
+import { HonestSnpVmm } from '../../src/vmm/snp/honest-vmm.js';
+import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
+import { snpGuest } from '../helpers/snp-guest.js';
+
+describe('inGuestRam: [gpa, gpa + size) inside one RAM range [start, end)', () => {
+  const ram = [{ start: 0x1000n, end: 0x3000n }, { start: 0x5000n, end: 0x6000n }];
+  it.each([
+    [0x1000n, 0x2000n, true], // exactly the first range
+    [0x0n, 0x1000n, false], // just below it
+    [0x2000n, 0x1000n, true], // its last page
+    [0x2000n, 0x2000n, false], // running past its end
+    [0x2fffn, 1n, true], // its last byte
+    [0x3000n, 1n, false], // the first byte after it
+    [0x2000n, 0x4000n, false], // across the hole into the next range
+  ])('%s + %s → %s', (gpa, size, inside) => {
+    expect(inGuestRam(ram, gpa, size)).toBe(inside);
+  });
+});
+
+describe('the VMM console', () => {
+  it('echoes each line when its newline arrives, keeps bytes as bytes, and restores the line in progress', () => {
+    const echoed: string[] = [];
+    const c = new Console((line) => echoed.push(line));
+    c.writeBytes(Buffer.from('one\ntw'));
+    expect(echoed).toEqual(['one\n']);
+    const saved = c.saveState();
+    c.write(0x141); // a wider value is its low byte
+    expect(c.text).toBe('one\ntwA');
+    c.loadState(saved);
+    c.writeBytes(Buffer.from('o\n'));
+    expect(echoed).toEqual(['one\n', 'two\n']);
+    expect(c.text).toBe('one\ntwo\n');
+    c.flush();
+    expect(echoed).toHaveLength(2); // nothing left to show
+    c.write(0x78);
+    c.flush();
+    c.flush();
+    expect(echoed).toEqual(['one\n', 'two\n', 'x']); // a flushed line is shown once
+  });
+});
+
+describe('SNP: the same fault again (the run loop\'s no-progress guard)', () => {
+  const vmm = new SnpVmm({} as SnpVmmHandle, new HonestSnpVmm());
+  const npf = (rip: bigint, gpa: bigint, reason = 'rmp'): SnpVmExit => ({ kind: 'npf', rip, gpa, access: 'write', errorCode: 0n, reason });
+  const hlt = (rip: bigint, interruptsBlocked: boolean): SnpVmExit => ({ kind: 'hlt', rip, interruptsBlocked });
+  it('an NPF repeats only with the same RIP, GPA and reason', () => {
+    expect(vmm.sameFault(npf(1n, 0x1000n), npf(1n, 0x1000n))).toBe(true);
+    expect(vmm.sameFault(npf(1n, 0x1000n), npf(2n, 0x1000n))).toBe(false);
+    expect(vmm.sameFault(npf(1n, 0x1000n), npf(1n, 0x2000n))).toBe(false);
+    expect(vmm.sameFault(npf(1n, 0x1000n, 'rmp'), npf(1n, 0x1000n, 'size'))).toBe(false);
+  });
+  it('a HLT repeats only with interrupts blocked both times (an interrupt could end an open one)', () => {
+    expect(vmm.sameFault(hlt(1n, true), hlt(1n, true))).toBe(true);
+    expect(vmm.sameFault(hlt(1n, false), hlt(1n, true))).toBe(false);
+    expect(vmm.sameFault(hlt(1n, true), hlt(1n, false))).toBe(false);
+  });
+});
+
+describe('SNP: the VMM in a VM', () => {
+  it('the VM\'s console is the policy\'s own (what the guest printed is in the VM\'s snapshots)', () => {
+    const g = snpGuest('hlt');
+    expect(snpVm(g.platform, g.vmm).console).toBe(g.vmm.console);
+    g.vm.close();
+  });
+
+  it('a restore gives a policy with state of its own the state it had when saved', () => {
+    let count = 0;
+    const policy: SnpVmmPolicy = { onNpf: () => 'resume', onVmgexit: () => 'resume', onHlt: () => 'resume', saveState: () => count, loadState: (state) => { count = state as number; } };
+    const vmm = new SnpVmm({} as SnpVmmHandle, policy);
+    count = 5;
+    const saved = vmm.saveState();
+    count = 9;
+    vmm.loadState(saved);
+    expect(count).toBe(5);
+  });
+});
+
