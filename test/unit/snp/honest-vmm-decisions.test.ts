@@ -141,6 +141,16 @@ describe('honest SNP VMM: MSR-protocol page-state changes (GHCB spec §2.3.1; KV
     t.close();
   });
 
+  it('to private, of a page inside a 2 MiB private page of this guest: nothing to do, the 2M entry stays (no PSMASH, no RMPUPDATE)', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: t.host.asid }).rc).toBe(0);
+    const before = rmpUpdates(t).length;
+    expect(pscError(t.msr(ghcbMsr.pscReq((REGION + 0x1000n) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    expect(t.host.rmpEntry(REGION + 0x1000n).pageSize).toBe('2m');
+    expect(rmpUpdates(t)).toHaveLength(before);
+    t.close();
+  });
+
   it('to private, of a page inside a 2 MiB entry of this guest that maps other GPAs: PSMASH, then the page gets its own 4K entry', () => {
     const t = launched();
     // The RMP's reverse map says this 2 MiB backs the guest's [6 MiB, 8 MiB), not [4 MiB, 6 MiB).
@@ -198,6 +208,16 @@ describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spe
     t.close();
   });
 
+  it('a restore takes back a GHCB registration made after the snapshot', () => {
+    const t = launched();
+    const saved = t.vmm.saveState();
+    t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
+    expect(t.vmm.registeredGhcb).toBe(GHCB_GPA);
+    t.vmm.loadState(saved);
+    expect(t.vmm.registeredGhcb).toBeUndefined();
+    t.close();
+  });
+
   it('each vCPU registers its own GHCB (KVM keeps ghcb_registered_gpa per vCPU): the BSP\'s stays valid after an AP registers another', () => {
     const t = launched(8n * MiB, undefined, 2);
     t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
@@ -245,9 +265,10 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     return (t.host.hostMemory.read(GHCB_GPA + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)), 1)[0]! >> (bit & 7)) & 1;
   };
 
-  it('HV features NAE → SW_EXITINFO2 = SNP | SNP_AP_CREATION (KVM GHCB_HV_FT_SUPPORTED)', () => {
+  it('HV features NAE → SW_EXITINFO2 = SNP | SNP_AP_CREATION (KVM GHCB_HV_FT_SUPPORTED); the valid bitmap is cleared (KVM sev_es_sync_from_ghcb)', () => {
     const { t, result } = request(HV_FEATURES_NAE);
     expect(result).toEqual([0n, 3n]);
+    expect((['swExitCode', 'swExitInfo1', 'swExitInfo2'] as const).map((f) => validBit(t, f))).toEqual([0, 0, 0]);
     t.close();
   });
 
@@ -327,6 +348,27 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PSMASH, size2m })]);
     expect([r.answer, r.info2]).toEqual(['resume', (1n << 32n) | 2n]);
     expect(t.host.rmpEntry(0x401000n).pageSize).toBe(private2m ? '2m' : '4k');
+    t.close();
+  });
+
+  it('a 4K entry that cannot be done (an immutable page to make shared) → GENERIC error, the entries after it not done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '4k', gpa: 0x400000n, asid: t.host.asid, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
+    expect(t.host.rmpEntry(0x600000n).assigned).toBe(false);
+    t.close();
+  });
+
+  it('a 2M entry to shared over a region with one private page in it (not its first): that page ends shared too', () => {
+    const t = launched();
+    expect(pscError(t.msr(ghcbMsr.pscReq(0x401000n >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(t.host.rmpEntry(0x401000n).assigned).toBe(false);
     t.close();
   });
 
