@@ -84,6 +84,8 @@ describe('honest TDX VMM: what it does not know of the S-EPT', () => {
     for (const rcx of reads) expect(rcx & ((1n << (12n + 9n * (rcx & 7n))) - 1n) & ~7n).toBe(0n);
     expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0x400000n, 1), status: 0n });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x401000n, 0), status: 0n }]);
+    // The trace says what the VMM did for the guest's ACCEPT (a VMM event of trace-event-types.ts).
+    expect(td.trace.ofType('vmm-accept-assist')).toMatchObject([{ gpa: 0x401000n, reqLevel: 0, errLevel: 1, errState: 'FREE' }]);
     td.platform.machine.close();
   });
 });
