@@ -1,7 +1,7 @@
 // `minivisor test`: our own stubs regression-tested through scenario files (scenarios/), and
 // what a failing scenario looks like.
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,6 +93,18 @@ describe('minivisor test', () => {
     const io = capture();
     expect(await main(['test', dir], io)).toBe(1);
     expect(io.stdout.join('\n')).toMatch(/guestStats\.constructor: expected 1, got nothing/);
+  });
+
+  it('walks each folder once: symlinks back up the tree are skipped, not followed until the path is too long', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-loop-'));
+    mkdirSync(join(dir, 'sub'));
+    writeFileSync(join(dir, 'sub', 'one.scenario.yaml'), 'boot: { memory: 256M, workload: 1M }\nexpect: { outcome: done }\n');
+    symlinkSync('..', join(dir, 'sub', 'up'));
+    symlinkSync('..', join(dir, 'sub', 'up-again'));
+    symlinkSync(join(dir, 'nowhere'), join(dir, 'sub', 'dangling'));
+    const io = capture();
+    expect(await main(['test', dir], io)).toBe(0);
+    expect(io.stdout.filter((l) => l.startsWith('PASS'))).toHaveLength(1);
   });
 
   it('runs an adversary (an attack program) as the VMM: without it the same expectations fail', async () => {

@@ -9,17 +9,28 @@ import { loadScenario, runScenario, ScenarioError, SCENARIO_FILE, type ScenarioR
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { GuestImageError } from '../../boot/images.js';
 
-/** Scenario files under the arguments, each directory walked in name order. */
+/**
+ * Scenario files under the arguments, each directory walked in name order, once: a symlink back to
+ * a folder already walked is skipped (two links to `..` made the walk double at every level until
+ * the path was too long, which then ended the run as "does not exist").
+ */
 export function scenarioFiles(paths: string[]): string[] {
   const out: string[] = [];
+  const walked = new Set<string>();
   const walk = (path: string, explicit: boolean) => {
     let st;
     try {
       st = statSync(path);
-    } catch {
-      throw new ScenarioError(`${path} does not exist`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Inside a folder, an entry that cannot be read (a dangling link) is skipped unless it is named as a scenario.
+      if (!explicit && !SCENARIO_FILE.test(path)) return;
+      throw new ScenarioError(code === 'ENOENT' ? `${path} does not exist` : `cannot read ${path}: ${code ?? String(err)}`);
     }
     if (st.isDirectory()) {
+      const id = `${st.dev}:${st.ino}`;
+      if (walked.has(id)) return;
+      walked.add(id);
       for (const entry of readdirSync(path).sort()) walk(join(path, entry), false);
     } else if (explicit || SCENARIO_FILE.test(path)) {
       out.push(path);
