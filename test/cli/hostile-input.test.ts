@@ -96,9 +96,20 @@ describe('output directories under /proc end in one error instead of spinning', 
   it.each([
     [['fuzz', '--runs', '1', '--memory', '128M', '--out', '/proc/minivisor-out'], /^minivisor fuzz: cannot use --out "\/proc\/minivisor-out" as the output directory: ENOENT/, 2],
     [['fuzz', 'merge', '.', '--out', '/proc/minivisor-out'], /^minivisor fuzz merge: ENOENT: .*mkdir '\/proc\/minivisor-out'/, 2],
-    [['new-stub', '/proc/minivisor-stub'], /^minivisor: ENOENT: .*mkdir '\/proc\/minivisor-stub'/, 1],
+    [['new-stub', '/proc/minivisor-stub'], /^minivisor new-stub: cannot write the template into "\/proc\/minivisor-stub": ENOENT: .*mkdir '\/proc\/minivisor-stub'/, 1],
   ] as const)('%j', (args, pattern, status) => {
     expectOneClearError(spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 20_000 }), pattern, status);
+  });
+});
+
+describe('new-stub names what is wrong with its folder in one line', () => {
+  // Before: a bare "minivisor: ENOTDIR: not a directory, scandir ..." from readdirSync or mkdir.
+  it('a file, or a path under a file, is not a folder, and the file is intact', () => {
+    const file = join(scratch(), 'notes.txt');
+    writeFileSync(file, 'keep me');
+    expectOneClearError(minivisor(['new-stub', file]), /^minivisor new-stub: ".*notes\.txt" is not a folder: new-stub writes only into a new or empty folder$/);
+    expectOneClearError(minivisor(['new-stub', join(file, 'stub')]), /^minivisor new-stub: cannot write the template into ".*notes\.txt\/stub": ENOTDIR/);
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
   });
 });
 

@@ -5,7 +5,7 @@
 // are our own stages' sources (firmware/, guest/decompressor/), copied without the build variants
 // only this repository compiles, so the template is the code every default boot runs.
 import { Command } from 'commander';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { makeDirectories } from '../../shared/make-directories.js';
 import { basename, join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../shared/package-root.js';
@@ -91,9 +91,15 @@ export function stubTemplateFiles(stage: StubTemplate): Map<string, string> {
 /** Writes the template for `stage` into `dir` (which must be absent or empty); returns the files written. */
 export function writeStubTemplate(dir: string, stage: StubTemplate = 'kernel'): string[] {
   const files = stubTemplateFiles(stage);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new NewStubError(`${quoteForError(dir)} is not a folder: new-stub writes only into a new or empty folder`);
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new NewStubError(`${quoteForError(dir)} is not empty: new-stub writes only into a new or empty folder`);
-  makeDirectories(dir);
-  for (const [name, text] of files) writeFileSync(join(dir, name), text);
+  try {
+    makeDirectories(dir);
+    for (const [name, text] of files) writeFileSync(join(dir, name), text);
+  } catch (err) {
+    // Under a file, under /proc, without permission: said in one line, not as a bare errno.
+    throw new NewStubError(`cannot write the template into ${quoteForError(dir)}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   return [...files.keys()];
 }
 
