@@ -372,6 +372,36 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // GHCB spec §4.1.6: a 2M entry's cur_page is the 4K page it continues from (the guest resubmits
+  // an entry the hypervisor left part done); 512 means done, more is an invalid entry.
+  it('a 2M entry to private from cur_page 256: only its pages 256..511 change, cur_page ends at 512', () => {
+    const t = launched();
+    const r = psc(t, [encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([r.answer, r.info2, r.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 512n]);
+    expect([0x400000n, 0x4ff000n, 0x500000n, 0x5ff000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([false, false, true, true]);
+    t.close();
+  });
+
+  it('a 2M entry that stops at a page it cannot change: cur_page says how far it got', () => {
+    const t = launched();
+    const stuck = 0x400000n + 300n * 0x1000n;
+    expect(t.host.rmpUpdate(stuck, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([r.info2, r.entries[0]! & 0xfffn]).toEqual([0x100n << 32n, 300n]);
+    expect(t.host.rmpEntry(stuck - 0x1000n).assigned).toBe(true);
+    t.close();
+  });
+
+  it('a 2M entry with cur_page 512 is done already (nothing changes); one with 513 is an invalid entry', () => {
+    const t = launched();
+    const done = psc(t, [encodePscEntry({ curPage: 512, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([done.answer, done.info2]).toEqual(['resume', 0n]);
+    expect(t.host.rmpEntry(0x5ff000n).assigned).toBe(false);
+    const bad = psc(t, [encodePscEntry({ curPage: 513, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect(bad.info2).toBe((1n << 32n) | 2n);
+    t.close();
+  });
+
   it('a 2M Page State Change entry that runs past the end of RAM → invalid entry, nothing changed', () => {
     const t = launched(7n * MiB);
     const r = psc(t, [encodePscEntry({ curPage: 0, gfn: (6n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
