@@ -292,6 +292,17 @@ function gccHarness(): string | undefined {
   return exe;
 }
 
+/**
+ * Good blocks at the edges of lz4.c's fixed-size copies, each in an exactly sized buffer so that
+ * ASan sees a copy one byte too long: a match of offset >= 8 whose 8-byte steps would end past the
+ * output (9 bytes, 5 before its end: the slow path must take it), and 1 literal with exactly 15
+ * input bytes after the token (the 16-byte literal copy would read one past the input).
+ */
+const EDGE_BLOCKS: Array<[string, number[], number]> = [
+  ['match near the end', [0xa5, ...Buffer.from('ABCDEFGHIJ'), 8, 0, 0x50, ...Buffer.from('KLMNO')], 24],
+  ['literal near the end of the input', [0x14, a, 1, 0, 0xb0, ...Buffer.from('KLMNOPQRSTU')], 20],
+];
+
 const hasGcc = spawnSync('gcc', ['--version']).status === 0;
 describe.skipIf(!hasGcc)('guest/decompressor/lz4.c on the host (gcc harness)', () => {
   if (!hasGcc) console.warn('skipped: gcc not found, guest/decompressor/lz4.c not run on the host');
@@ -302,6 +313,7 @@ describe.skipIf(!hasGcc)('guest/decompressor/lz4.c on the host (gcc harness)', (
       ...blocks.map(([, data, block]) => [block, data.length] as [Buffer, number]),
       ...MALFORMED.map(([, bytes, capacity]) => [Buffer.from(bytes), capacity] as [Buffer, number]),
       [Buffer.of(0x00), 0],
+      ...EDGE_BLOCKS.map(([, bytes, capacity]) => [Buffer.from(bytes), capacity] as [Buffer, number]),
       ...mutations(3000),
     ];
     const records = cases.map(([b, cap]) => {
