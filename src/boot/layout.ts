@@ -129,6 +129,13 @@ export type AbiName = keyof typeof ABI;
 export const TEMP_RAM = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES } as const;
 /** Pre-accepted and measured: firmware config, firmware ELF, guest image. */
 export const INITIAL_IMAGE = { gpa: ABI.MV_INITIAL_IMAGE_GPA, bytes: ABI.MV_INITIAL_IMAGE_BYTES } as const;
+/**
+ * The initial image's first page, the firmware config (FW_CONFIG_GPA), and the rest of it (the
+ * firmware ELF and the guest image): the VMM measures the config page after the rest and after
+ * the firmware volume (platforms.ts says why).
+ */
+export const FW_CONFIG_PAGE = { gpa: ABI.MV_FW_CONFIG_GPA, bytes: 0x1000n } as const;
+export const INITIAL_IMAGE_PAST_CONFIG = { gpa: ABI.MV_FW_CONFIG_GPA + 0x1000n, bytes: ABI.MV_INITIAL_IMAGE_END - ABI.MV_FW_CONFIG_GPA - 0x1000n } as const;
 /** Everything the VMM must pre-accept (PAGE.ADD / SNP launch update) before the vCPU starts. */
 export const PRE_ACCEPTED = { gpa: ABI.MV_TEMP_RAM_GPA, bytes: ABI.MV_TEMP_RAM_BYTES + ABI.MV_INITIAL_IMAGE_BYTES } as const;
 /**

@@ -4,7 +4,7 @@
 // and image measured into MRTD as TDVF's metadata asks; SNP: RMPUPDATE + SNP_LAUNCH_UPDATE into
 // the launch digest); everything else stays unaccepted for the guest to accept. The vCPU starts
 // at the reset vector in the volume.
-import { INITIAL_IMAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
+import { INITIAL_IMAGE, INITIAL_IMAGE_PAST_CONFIG, FW_CONFIG_PAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
 import { loadElf } from './elf.js';
 import { firmwareVolume } from './firmware-volume.js';
 import type { Machine } from '../cpu/machine.js';
@@ -172,7 +172,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
   };
   const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => addPages(range.gpa, staged.range(range.gpa, range.bytes), measured);
   addRange(TEMP_RAM, false);
-  addRange(INITIAL_IMAGE, true);
+  addRange(INITIAL_IMAGE_PAST_CONFIG, true);
   // The firmware volume, every page, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD +
   // MR.EXTEND): its 1 GiB SEPT level once (the volume lies in the last GiB below 4 GiB; the
   // 512 GiB one is the temporary RAM's), then a 2 MiB level for each 2 MiB it spans.
@@ -181,6 +181,12 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     check(`SEPT.ADD level 1 (firmware volume 0x${pd.toString(16)})`, host.memSeptAdd(gpaLevel(pd, 1)).status);
   }
   addRange(volume, true);
+  // The config page last, as TDVF's metadata lists its configuration volume (CFV) after the code
+  // (BFV; OvmfPkg/ResetVector/X64/IntelTdxMetadata.asm) and the VMM adds sections in that order.
+  // A fuzz campaign's launches differ mostly in the config (the memory description): MRTD's
+  // SHA-384 stream is then the same up to this page, and seamcall.ts's memo serves the ~1 MiB
+  // before it (hashing it again was ~14% of a launch's CPU time).
+  addRange(FW_CONFIG_PAGE, true);
   if (images.linux) launchLinuxTdx(host, images.linux, addPages);
   options.vmm?.tdxPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(td.platform.machine, images.linux);
@@ -292,8 +298,12 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   launchAround(TEMP_RAM, 'ZERO', { gpa: SNP_CPUID_PAGE_GPA, ...cpuid });
   // A Linux boot's secrets page (named by the CC blob) lies in the initial image; the firmware writes it.
   const secretsPageGpa = images.linux?.bootData.secretsPageGpa;
-  launchAround(INITIAL_IMAGE, 'NORMAL', secretsPageGpa === undefined ? undefined : { gpa: secretsPageGpa, type: 'SECRETS', bytes: staged.page(secretsPageGpa) });
+  const secrets = secretsPageGpa === undefined ? undefined : { gpa: secretsPageGpa, type: 'SECRETS' as const, bytes: staged.page(secretsPageGpa) };
+  // The config page after the rest of the image and the volume, as on TDX (bootTdx says why):
+  // the launch digest chains page after page, so the memo in launch.ts serves the pages before it.
+  launchAround(INITIAL_IMAGE_PAST_CONFIG, 'NORMAL', secrets);
   launchAround(volume, 'NORMAL');
+  launchAround(FW_CONFIG_PAGE, 'NORMAL', secrets);
   if (images.linux) launchLinuxSnp(images.linux, launch);
   options.vmm?.snpPrelaunch?.(host);
   if (images.linux) watchLinuxHandover(platform.machine, images.linux);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ABI, PRE_ACCEPTED, TEMP_RAM, INITIAL_IMAGE } from '../../../src/boot/layout.js';
+import { ABI, PRE_ACCEPTED, TEMP_RAM, INITIAL_IMAGE, FW_CONFIG_PAGE, INITIAL_IMAGE_PAST_CONFIG } from '../../../src/boot/layout.js';
 import { decodeBootParams, encodeFirmwareConfig } from '../../../src/boot/fw-config.js';
 
 const HEADER = join(import.meta.dirname, '../../../guest/include/minivisor/boot_abi.h');
@@ -33,6 +33,12 @@ describe('boot ABI layout', () => {
     expect(PRE_ACCEPTED.gpa % ABI.MV_SIZE_2M).toBe(0n);
     expect((PRE_ACCEPTED.gpa + PRE_ACCEPTED.bytes) % ABI.MV_SIZE_2M).toBe(0n);
     expect(PRE_ACCEPTED.gpa + PRE_ACCEPTED.bytes).toBe(ABI.MV_FIRMWARE_RESERVED_END);
+  });
+
+  it('splits the initial image into the config page and the rest, which the VMM measures apart', () => {
+    expect(FW_CONFIG_PAGE).toEqual({ gpa: INITIAL_IMAGE.gpa, bytes: 0x1000n });
+    expect(INITIAL_IMAGE_PAST_CONFIG.gpa).toBe(FW_CONFIG_PAGE.gpa + FW_CONFIG_PAGE.bytes);
+    expect(INITIAL_IMAGE_PAST_CONFIG.gpa + INITIAL_IMAGE_PAST_CONFIG.bytes).toBe(INITIAL_IMAGE.gpa + INITIAL_IMAGE.bytes);
   });
 });
 
