@@ -129,14 +129,14 @@ function allowed(rule: LeafRule, proposed: number, hw: number): number {
  * corrected and nothing else (AMD-ASPFW sev_mcmd.c SNP_LAUNCH_UPDATE of a CPUID page copies its
  * sanitized scratch copy back; cpuid_lookup.c rewrites only EAX..EDX, and only flags a non-zero
  * entry reserved field). A header with reserved bits set or more than 64 entries fails before
- * the entries are looked at, and nothing is written back.
+ * the entries are looked at, and nothing is written back; an empty table passes.
  */
 export function validateCpuidPage(page: Uint8Array, hardware: (leaf: number, subleaf: number) => CpuidResult): { ok: boolean; corrected?: Uint8Array; mismatches: number[] } {
   const { count, entries } = decodeCpuidPage(page);
-  // COUNT 0: the firmware accepts it (sev_mcmd.c refuses only COUNT > 64). Refused here on
-  // purpose: the stubs, unlike Linux setup_cpuid_table, then ask the hypervisor for CPUID, and a
-  // CPUID page is measured by its type only, so the launch digest would not show it.
-  const headerOk = count > 0 && count <= SNP_CPUID_COUNT_MAX && Buffer.from(page.subarray(4, HEADER_BYTES)).every((x) => x === 0);
+  // COUNT 0 passes (sev_mcmd.c refuses only COUNT > 64; sanitize_cpuid_list then checks no
+  // entry). A CPUID page is measured by its type only, so the launch digest does not show an
+  // empty table: the guest refuses it (Linux setup_cpuid_table terminates with GHCB_TERM_CPUID).
+  const headerOk = count <= SNP_CPUID_COUNT_MAX && Buffer.from(page.subarray(4, HEADER_BYTES)).every((x) => x === 0);
   if (!headerOk) return { ok: false, mismatches: [] };
   const corrected = Buffer.from(page);
   const mismatches: number[] = [];
