@@ -537,15 +537,15 @@ static bool cpuid_is_indexed(u32 fn)
 }
 
 /* Linux snp_cpuid() without post-processing: the entry for (fn, subfn), or zeros for a leaf
- * the table does not list. 0 = answered, -1 = no table (count 0): ask the hypervisor. */
-static int cpuid_from_table(u32 fn, u32 subfn, u32 out[4])
+ * the table does not list. Linux setup_cpuid_table refuses, before any lookup, a table that is
+ * empty (a ZERO page where the CPUID page should be reads as one; the firmware accepts COUNT 0
+ * and measures a CPUID page by its type only, so only the guest can notice) or over 64 entries:
+ * an SNP guest never asks the hypervisor for CPUID instead. */
+static void cpuid_from_table(u32 fn, u32 subfn, u32 out[4])
 {
 	const struct snp_cpuid_table *t = (const struct snp_cpuid_table *)(uintptr_t)MV_SNP_CPUID_PAGE_GPA;
 	u32 count = t->count;
-	if (count == 0)
-		return -1;
-	/* Linux setup_cpuid_table: a table the firmware could not have accepted is fatal. */
-	if (count > SNP_CPUID_COUNT_MAX)
+	if (count == 0 || count > SNP_CPUID_COUNT_MAX)
 		mv_terminate_silently(MV_SNP_TERM_SET_LINUX, MV_SNP_TERM_CPUID);
 	out[0] = out[1] = out[2] = out[3] = 0;
 	for (u32 i = 0; i < count; i++) {
@@ -558,13 +558,11 @@ static int cpuid_from_table(u32 fn, u32 subfn, u32 out[4])
 		out[3] = e->edx;
 		break;
 	}
-	return 0;
 }
 
 /* Linux do_vc_no_ghcb(): only a real CPUID (0F A2: a #VC 0x72 injected elsewhere is the WeSee
- * attack), the CPUID page first, else the GHCB MSR protocol (0x004/0x005, one register per
- * request); the hypervisor must not hide SEV (0x80000000 EAX >= 0x8000001F, 0x8000001F EAX bit
- * 1). Any failure: terminate with GHCB_SEV_ES_GEN_REQ (set 0, code 0). */
+ * attack), answered from the CPUID page; the table must not hide SEV (0x80000000 EAX >=
+ * 0x8000001F, 0x8000001F EAX bit 1): terminate with GHCB_SEV_ES_GEN_REQ (set 0, code 0). */
 void mv_snp_vc_cpuid(struct mv_exception_frame *f)
 {
 	/* Only SEV-ES/SNP raise #VC: terminate through the GHCB even before detection finished. */
@@ -573,16 +571,7 @@ void mv_snp_vc_cpuid(struct mv_exception_frame *f)
 	if (insn[0] != 0x0f || insn[1] != 0xa2)
 		mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
 	u32 fn = (u32)f->rax, subfn = (u32)f->rcx, r[4];
-	if (cpuid_from_table(fn, subfn, r) != 0) {
-		/* The MSR protocol has no sub-leaf (Linux __sev_cpuid_hv_msr refuses a non-zero one of
-		 * an indexed leaf); the stubs ask no indexed leaf, so they need no such check. */
-		for (u64 reg = 0; reg < 4; reg++) {
-			u64 resp = ghcb_msr_call(((u64)fn << 32) | (reg << 30) | GHCB_MSR_CPUID_REQ);
-			if ((resp & 0xfff) != GHCB_MSR_CPUID_RESP)
-				mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
-			r[reg] = (u32)(resp >> 32);
-		}
-	}
+	cpuid_from_table(fn, subfn, r);
 	if ((fn == 0x80000000 && r[0] < 0x8000001f) || (fn == 0x8000001f && !(r[0] & (1u << 1))))
 		mv_terminate_silently(MV_SNP_TERM_SET_GENERAL, MV_SNP_TERM_GENERAL);
 	f->rax = r[0];

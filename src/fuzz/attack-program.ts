@@ -136,7 +136,7 @@ export type LaunchAction =
   /**
    * SNP: the SNP_LAUNCH_UPDATE page type the CPUID page goes in with (SEV-SNP Firmware ABI §8.17):
    * CPUID (honest: the firmware checks the table against the CPU), NORMAL or UNMEASURED (the same
-   * table, unchecked), or ZERO (no table: the guest has to ask the hypervisor for CPUID).
+   * table, unchecked), or ZERO (no table: the guest terminates, as Linux setup_cpuid_table does).
    */
   | { kind: 'snp.cpuid-page'; type: (typeof CPUID_PAGE_TYPES)[number] }
   /** Host actions that need no running guest. */

@@ -192,8 +192,9 @@ void mv_platform_use_stats(struct mv_accept_stats *s);
 void mv_platform_adopt(struct mv_boot_params *bp, u32 stage);
 /* SNP: rescinds, converts to shared and registers the GHCB page (needs paging on). */
 void mv_snp_setup_ghcb(u64 gpa);
-/* SNP #VC 0x72: answers the CPUID at frame->rip like Linux do_vc_no_ghcb (CPUID page first,
- * else the GHCB MSR protocol) and steps over it; terminates on anything the VMM got wrong. */
+/* SNP #VC 0x72: answers the CPUID at frame->rip from the CPUID page like Linux do_vc_no_ghcb
+ * (an empty or missing table is fatal, as in Linux setup_cpuid_table) and steps over it;
+ * terminates on anything the VMM got wrong. */
 void mv_snp_vc_cpuid(struct mv_exception_frame *frame);
 
 /* Page conversion with hypervisor-interference checks (fatal on any misbehaviour). */

@@ -7,7 +7,7 @@ import { bootGuest } from '../../../src/boot/boot-guest.js';
 import { SNP_C_BIT, type VmmOverride } from '../../../src/boot/platforms.js';
 import { SNP_CPUID_PAGE_GPA } from '../../../src/boot/layout.js';
 import { decodeCpuidPage, encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
-import { decodeGhcbMsr, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
 import { HonestSnpVmm, honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
 
 const ZERO_PAGE = { type: 'ZERO' as const, bytes: new Uint8Array(4096) };
@@ -16,21 +16,6 @@ function boot(vmm: VmmOverride = {}) {
   const run = bootGuest(parseBootOptions({ platform: 'snp', memory: '128M' }), { vmm, keepTrace: true });
   run.platform.machine.close();
   return run;
-}
-
-/** The honest VMM, except for its answers to GHCB MSR protocol CPUID requests. */
-function lyingCpuid(answer: (fn: number, reg: number, honest: bigint) => bigint): VmmOverride['snp'] {
-  return (echo) => {
-    const vmm = new HonestSnpVmm({ echo });
-    const honest = vmm.onVmgexit.bind(vmm);
-    vmm.onVmgexit = (host, exit) => {
-      const req = decodeGhcbMsr(exit.ghcbMsr);
-      const result = honest(host, exit);
-      if (req.kind === 'cpuid') host.ghcbMsr = answer(req.fn, req.reg, host.ghcbMsr);
-      return result;
-    };
-    return vmm;
-  };
 }
 
 describe('SNP boot: CPUID through #VC 0x72', () => {
@@ -77,28 +62,43 @@ describe('SNP boot: CPUID through #VC 0x72', () => {
     expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
   });
 
-  it('without a CPUID page the firmware asks the VMM through the MSR protocol and boots', () => {
+  // Linux setup_cpuid_table terminates an SNP guest (SEV_TERM_SET_LINUX, GHCB_TERM_CPUID) when
+  // the table is missing or its COUNT is 0 or above 64: asking the hypervisor for CPUID instead
+  // would trust the attacker. The firmware accepts COUNT 0 (AMD-ASPFW sev_mcmd.c) and measures a
+  // CPUID page by its type only, so only the guest can notice an empty table.
+  it('an empty CPUID table, launched as page type CPUID, gives the honest launch digest; the guest terminates (GHCB_TERM_CPUID) without asking the VMM', () => {
+    const honest = boot();
+    const run = boot({ snpCpuidPage: { type: 'CPUID', bytes: encodeCpuidPage([]) } });
+    expect(run.trace.ofType('launch-cpuid-rejected')).toHaveLength(0);
+    const digest = (r: typeof run) => r.trace.ofType('launch-finish')[0]!.digest;
+    expect(digest(run)).toBe(digest(honest));
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 1, code 4' });
+    // Only the entry code's request for the C-bit, before any #VC handler exists.
+    expect(run.trace.events.filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid')).toHaveLength(1);
+  });
+
+  it('a ZERO page where the CPUID page should be reads as an empty table: the guest terminates (GHCB_TERM_CPUID)', () => {
     const run = boot({ snpCpuidPage: ZERO_PAGE });
-    expect(run.result.outcome).toBe('done');
-    expect(run.trace.events.filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid').length).toBeGreaterThanOrEqual(8);
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 1, code 4' });
+    expect(run.trace.events.filter((e) => e.type === 'ghcb-msr' && e.request === 'cpuid')).toHaveLength(1);
   });
 
-  it('a CPUID MSR answer with the wrong response code terminates the guest (set 0, code 0)', () => {
-    // The entry code's request (the first, before any #VC handler exists) is answered honestly: the
-    // entry code checks its answer itself (defences.test.ts, SNP entry rows). The lie reaches the
-    // #VC handler's own check (platform.c mv_snp_vc_cpuid; Linux do_vc_no_ghcb).
-    let requests = 0;
-    const run = boot({ snpCpuidPage: ZERO_PAGE, snp: lyingCpuid((_fn, _reg, honest) => (requests++ === 0 ? honest : (honest & ~0xfffn) | 0x007n)) });
-    expect(requests).toBeGreaterThan(1);
+  it('a table the firmware accepts that hides SEV (CPUID 0x8000001F EAX bit 1 clear) terminates the guest (set 0, code 0)', () => {
+    // cpuid_lookup.c: Fn8000_001F EAX is a 'mask' rule, so clearing a feature passes the firmware;
+    // Linux do_vc_no_ghcb refuses a 0x8000001F without the SEV bit.
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries.map((e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax & ~2 } : e));
+    const run = boot({ snpCpuidPage: { type: 'CPUID', bytes: encodeCpuidPage(entries) } });
+    expect(run.trace.ofType('launch-cpuid-rejected')).toHaveLength(0);
     expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
   });
 
-  it('a VMM that hides SEV in CPUID 0x8000001F EAX terminates the guest', () => {
-    const run = boot({
-      snpCpuidPage: ZERO_PAGE,
-      snp: lyingCpuid((fn, reg, honest) => (fn === 0x8000001f && reg === 0 ? ghcbMsr.cpuidResp(0x10, 0) : honest)),
-    });
-    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 0' });
+  it.each([20, 52])('a table with C-bit %i (slipped in as a NORMAL page: the firmware would correct it) terminates the guest (set 0, code 2)', (cBit) => {
+    // The entry code asked the VMM for the C-bit (answered honestly); platform.c
+    // mv_platform_detect then reads CPUID 0x8000001F from the table and refuses a C-bit
+    // outside [32, 51] (GHCB_SNP_UNSUPPORTED).
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0x3f) | cBit } : e));
+    const run = boot({ snpCpuidPage: { type: 'NORMAL', bytes: encodeCpuidPage(entries) } });
+    expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 0, code 2' });
   });
 
   it('a CPUID table of more than 64 entries (slipped in as a NORMAL page) terminates the guest (GHCB_TERM_CPUID)', () => {

@@ -84,7 +84,7 @@ describe('launch-changing programs from a cached launch snapshot', () => {
     executors.push(executor);
     // More launch parts than the cache holds, so that later ones launch on the machines (and the
     // translated code) of evicted ones: memory maps (the planted bug's finding), pre-accepted sizes, a memory size lie (ends
-    // before the stage), pages added at launch and, on SNP, the CPUID page as a ZERO page.
+    // before the stage), pages added at launch and, on SNP, the CPUID page as a ZERO page (the guest terminates before the stage).
     const programs: AttackProgram[] = [
       ...Array.from({ length: LAUNCH_CACHE_ENTRIES + 1 }, (_, i) => overlapping(platform, BigInt(20 + 2 * i) << 20n)),
       { platform, decisions: [], memoryDescription: { memoryBytes: 1n << 40n } },
