@@ -41,6 +41,13 @@ import type { Execution } from './executor.js';
  * Since the stubs' memset and memcpy move qwords (guest/lib/string.c), a launch to the kernel
  * stage runs ~402K instructions instead of ~576K, and in `bench:fuzz --speed`'s steady state costs
  * 13.7–17 ms against 16–20, 30–35% of the CPU time; the charges stand.
+ *
+ * Since the decompressor's CRC-32 and LZ4 copies take words (a5058d5) and the launch measures the
+ * firmware config page last, so that the image's hash steps are kept (8c53563), a launch runs
+ * ~290K instructions and costs 0.65–0.91× what it did (100 launches with changed memory
+ * descriptions, alternating on a loaded machine). `bench:fuzz --speed` then put a launch at 12–18
+ * executions beyond its own against the 10 charged, within what those loaded runs scatter by: the
+ * charges stand.
  */
 export const EXECUTION_OVERHEAD = 2_000n;
 export const INSTRUCTIONS_PER_UNIT = 8_192n;
