@@ -18,7 +18,7 @@ export class OutputFileError extends Error {
 }
 
 /** Same file: same device and inode when both exist, else the same resolved path. */
-function sameFile(a: string, b: string): boolean {
+export function sameFile(a: string, b: string): boolean {
   try {
     const sa = statSync(a);
     const sb = statSync(b);

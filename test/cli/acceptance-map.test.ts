@@ -69,6 +69,16 @@ describe('boot --map', () => {
     expect(both.stdout).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('refuses a map and a trace in one file (the later would replace the other), before any guest runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-map-'));
+    for (const trace of [join(dir, 'run.svg'), `${dir}/./run.svg`]) {
+      const io = capture();
+      expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', join(dir, 'run.svg'), '--trace', trace], io)).toBe(2);
+      expect(io.stderr).toEqual([`minivisor boot: --map and --trace both name ${JSON.stringify(join(dir, 'run.svg'))}: give each its own file`]);
+      expect(readdirSync(dir)).toEqual([]);
+    }
+  });
 });
 
 describe('the HTML map\'s timeline', () => {

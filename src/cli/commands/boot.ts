@@ -10,7 +10,7 @@ import { bootGuest, bootSucceeded, type BootResult, type BootRun } from '../../b
 import { formatLinuxBootReport, type LinuxBootReport } from '../../boot/linux/linux-report.js';
 import { formatFailure } from '../../boot/failure.js';
 import { bootInputFiles, GuestImageError } from '../../boot/images.js';
-import { OutputFile, OutputFileError } from '../../shared/output-file.js';
+import { OutputFile, OutputFileError, sameFile } from '../../shared/output-file.js';
 import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.js';
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
@@ -129,6 +129,10 @@ export function bootCommand(io: CliIo): Command {
         if (raw.map !== undefined) mapFormat(raw.map);
         if (raw.trace === '-' && raw.json) throw new BootOptionError('--trace - and --json both want stdout: write the trace to a file');
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
+        // Two outputs in one file: the one written last would silently replace the other.
+        if (raw.map !== undefined && raw.trace !== undefined && raw.trace !== '-' && sameFile(raw.map, raw.trace)) {
+          throw new BootOptionError(`--map and --trace both name ${JSON.stringify(raw.map)}: give each its own file`);
+        }
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
         // Opened before the guest runs, like the trace (and before it: a trace that cannot be
         // opened abandons the map below, while nothing would abandon an opened trace).
