@@ -9,7 +9,8 @@
 // machine does not turn a slow batch into a false hang; a child that makes no progress without
 // using CPU is caught by a much longer wall-clock bound.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { makeDirectories } from '../shared/make-directories.js';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 import { MAX_CODE_BYTES } from './host-guest.js';
@@ -130,7 +131,7 @@ export async function runHostFuzz(options: HostFuzzOptions): Promise<HostFuzzRep
   const fileOf = (f: WorkerFinding) => join(options.outDir, `host-${f.kind}-${f.platform}-${seed}-${f.index}.json`);
   const record = (f: WorkerFinding) => {
     raw.push(f);
-    mkdirSync(options.outDir, { recursive: true });
+    makeDirectories(options.outDir);
     writeFileSync(fileOf(f), `${JSON.stringify({ ...f, seed, budget }, null, 2)}\n`);
     log(`host fuzz finding: ${f.kind} on ${f.platform} at execution ${f.index} (${f.detail}); ${fileOf(f)}`);
   };

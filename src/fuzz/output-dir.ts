@@ -12,9 +12,7 @@ import { attackProgramFromJson, attackProgramToJson, describeDecision, type Atta
 import { findingSignature, programHash } from './campaign.js';
 import { findingFromJson, findingToJson, readFindingText, type StoredFinding } from './finding-file.js';
 import { InputFileError, readInputText } from '../shared/input-file.js';
-
-/** A bound on a finding's trace.jsonl read back by merge (the bound of `minivisor trace`). */
-const MAX_TRACE_BYTES = 512 * 2 ** 20;
+import { MAX_TRACE_FILE_BYTES } from '../shared/trace.js';
 
 export function writeFileAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -137,7 +135,7 @@ export function mergeOutputDirs(into: string, sources: readonly string[], warn: 
       const traceFile = join(dir, 'trace.jsonl');
       let trace: string[] = [];
       try {
-        if (existsSync(traceFile)) trace = readInputText(traceFile, 'trace', MAX_TRACE_BYTES).split('\n').filter((l) => l !== '');
+        if (existsSync(traceFile)) trace = readInputText(traceFile, 'trace', MAX_TRACE_FILE_BYTES).split('\n').filter((l) => l !== '');
       } catch (err) {
         if (!(err instanceof InputFileError)) throw err;
         warn(`${err.message}: the merged finding has no trace`);

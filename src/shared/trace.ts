@@ -40,6 +40,12 @@ function toJson(value: TraceValue): unknown {
   return value;
 }
 
+/**
+ * A bound on a trace file read back (`minivisor trace`, `fuzz merge`), so a device or a runaway
+ * file ends in one error: a 64T eager boot's trace is far below it.
+ */
+export const MAX_TRACE_FILE_BYTES = 512 * 2 ** 20;
+
 export function traceLine(event: TraceEvent): string {
   return JSON.stringify(toJson(event as unknown as TraceValue));
 }

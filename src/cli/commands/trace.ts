@@ -8,9 +8,8 @@ import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
 import { diffTraces, TraceFileError } from '../../shared/trace-diff.js';
+import { MAX_TRACE_FILE_BYTES } from '../../shared/trace.js';
 
-/** A bound on the input, so a device or a runaway file ends in one error (a 64T eager boot's trace is far below it). */
-const MAX_TRACE_BYTES = 512 * 2 ** 20;
 
 export function traceCommand(io: CliIo): Command {
   const trace = new Command('trace').description('work with JSON-lines traces written by `boot --trace`');
@@ -26,7 +25,7 @@ export function traceCommand(io: CliIo): Command {
         return;
       }
       try {
-        const bytes = readInputFile(input, 'trace', MAX_TRACE_BYTES);
+        const bytes = readInputFile(input, 'trace', MAX_TRACE_FILE_BYTES);
         const { header, events } = parseTraceLines(Buffer.from(bytes).toString('utf8'));
         const chrome = toChromeTrace(events, header);
         const file = new OutputFile(output, 'Perfetto trace', [input]);
@@ -60,7 +59,7 @@ export function traceCommand(io: CliIo): Command {
         return;
       }
       try {
-        const text = (path: string) => Buffer.from(readInputFile(path, 'trace', MAX_TRACE_BYTES)).toString('utf8');
+        const text = (path: string) => Buffer.from(readInputFile(path, 'trace', MAX_TRACE_FILE_BYTES)).toString('utf8');
         const diff = diffTraces(text(pathA), text(pathB), [pathA, pathB], context);
         for (const line of diff.lines) io.out(line);
         io.exitCode = diff.identical ? 0 : 1;
