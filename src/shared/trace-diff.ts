@@ -1,7 +1,7 @@
 // `minivisor trace diff A B`: where two --trace files first part ways, in words, with the events
 // around it. Headers (version, schema, config) are compared first: a different config explains
 // a different trace before any event does.
-import type { TraceValue } from './trace.js';
+import { notATraceReason, type TraceValue } from './trace.js';
 import { groupThousands } from './thousands.js';
 
 interface ParsedTrace {
@@ -14,8 +14,13 @@ export class TraceFileError extends Error {
   override name = 'TraceFileError';
 }
 
+/**
+ * The header and the event lines of a trace file's text; `name` names it in errors. The event
+ * lines are parsed only as far as the report needs them, the first one here: a file that starts
+ * with something else than a header or an event, or holds neither, is refused before any comparing.
+ */
 export function parseTraceFile(text: string, name: string): ParsedTrace {
-  const lines = text.split('\n').filter((l) => l !== '');
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
   let header: Record<string, unknown> | undefined;
   if (lines.length > 0) {
     const first = parseLine(lines[0]!, name, 1);
@@ -24,6 +29,11 @@ export function parseTraceFile(text: string, name: string): ParsedTrace {
       lines.shift();
     }
   }
+  if (lines.length > 0 && typeof parseLine(lines[0]!, name, header ? 2 : 1).seq !== 'number') {
+    throw new TraceFileError(`${name} line ${header ? 2 : 1} is neither a minivisor trace header ("type":"minivisor-trace") nor an event ("seq")`);
+  }
+  const reason = notATraceReason(header, lines.length);
+  if (reason !== undefined) throw new TraceFileError(`${name} ${reason}`);
   return { header, lines };
 }
 

@@ -82,7 +82,7 @@ function describe(e: TraceLineEvent): { name: string; cat: string } {
   return { name: e.type, cat: 'event' };
 }
 
-/** Parses a JSON-lines trace (a header line, if any, is the first line without a `seq`). */
+/** Parses a JSON-lines trace (a header line, if any, is the first line: `type` minivisor-trace, no `seq`). */
 export function parseTraceLines(text: string): { header: Record<string, unknown> | undefined; events: TraceLineEvent[] } {
   let header: Record<string, unknown> | undefined;
   const events: TraceLineEvent[] = [];
@@ -98,8 +98,11 @@ export function parseTraceLines(text: string): { header: Record<string, unknown>
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceFormatError(`line ${i + 1} is not a JSON object`);
     const o = value as Record<string, unknown>;
     if (typeof o.seq !== 'number') {
-      if (events.length === 0 && header === undefined) { header = o; return; }
-      throw new TraceFormatError(`line ${i + 1} has no event number ("seq")`);
+      const first = events.length === 0 && header === undefined;
+      if (first && o.type === 'minivisor-trace') { header = o; return; }
+      throw new TraceFormatError(first
+        ? `line ${i + 1} is neither a minivisor trace header ("type":"minivisor-trace") nor an event ("seq")`
+        : `line ${i + 1} has no event number ("seq")`);
     }
     if (typeof o.type !== 'string' || typeof o.source !== 'string' || !(o.source in TID)) {
       throw new TraceFormatError(`line ${i + 1} is not a minivisor trace event (needs source hw, vmm or guest and a type)`);

@@ -7,8 +7,9 @@ import { InputFileError, readInputFile } from '../../shared/input-file.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
+import { quoteForError } from '../../shared/quote.js';
 import { diffTraces, TraceFileError } from '../../shared/trace-diff.js';
-import { MAX_TRACE_FILE_BYTES } from '../../shared/trace.js';
+import { MAX_TRACE_FILE_BYTES, notATraceReason } from '../../shared/trace.js';
 
 
 export function traceCommand(io: CliIo): Command {
@@ -27,6 +28,8 @@ export function traceCommand(io: CliIo): Command {
       try {
         const bytes = readInputFile(input, 'trace', MAX_TRACE_FILE_BYTES);
         const { header, events } = parseTraceLines(Buffer.from(bytes).toString('utf8'));
+        const notATrace = notATraceReason(header, events.length);
+        if (notATrace !== undefined) throw new TraceFormatError(notATrace);
         const chrome = toChromeTrace(events, header);
         const file = new OutputFile(output, 'Perfetto trace', [input]);
         try {
@@ -39,7 +42,7 @@ export function traceCommand(io: CliIo): Command {
         io.err(`minivisor trace export: ${events.length} events -> ${output} (open it at https://ui.perfetto.dev)`);
       } catch (err) {
         if (err instanceof InputFileError || err instanceof OutputFileError || err instanceof TraceFormatError) {
-          io.err(`minivisor trace export: ${err instanceof TraceFormatError ? `trace ${JSON.stringify(input)}: ` : ''}${err.message}`);
+          io.err(`minivisor trace export: ${err instanceof TraceFormatError ? `trace ${quoteForError(input)} ` : ''}${err.message}`);
           io.exitCode = err instanceof TraceFormatError || err instanceof InputFileError ? 2 : 1;
           return;
         }

@@ -1,0 +1,82 @@
+// What `trace export` and `trace diff` take for a trace: a header line and events, as `boot --trace`
+// writes. An empty file, blank lines or a header alone are not a trace: one line on stderr, exit 2,
+// nothing written. A --trace-filter run's file may hold a header and no event: that one is a trace.
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'minivisor-trace-input-'));
+
+function capture() {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
+}
+
+const HEADER = '{"type":"minivisor-trace","schema":3,"minivisor":"0.1.0","config":{"platform":"tdx"}}';
+const EVENT = '{"seq":0,"source":"vmm","type":"vp-init","icount":"0x0","stage":"vmm"}';
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const NOT_TRACES: Array<[string, string, RegExp]> = [
+  ['empty', '', /is empty: not a trace/],
+  ['blank lines', '\n \n\n', /is empty: not a trace/],
+  ['a header alone', `${HEADER}\n`, /has a header line but no events/],
+  ['an object that is neither header nor event', '{"hello":"world"}\n', /line 1 is neither a minivisor trace header .* nor an event/],
+];
+
+describe('trace export and trace diff refuse what is not a trace', () => {
+  const good = file('good.jsonl', `${HEADER}\n${EVENT}\n`);
+  for (const [what, text, pattern] of NOT_TRACES) {
+    it(`trace export: ${what}`, async () => {
+      const input = file(`${what.replace(/\W+/g, '-')}.jsonl`, text);
+      const out = join(dir, `${what.replace(/\W+/g, '-')}-out.json`);
+      const io = capture();
+      expect(await main(['trace', 'export', '--perfetto', input, out], io)).toBe(2);
+      expect(io.stderr).toEqual([expect.stringMatching(/^minivisor trace export: trace ".*" /)]);
+      expect(io.stderr[0]).toMatch(pattern);
+      expect(existsSync(out)).toBe(false);
+      expect(readFileSync(input, 'utf8')).toBe(text);
+    });
+
+    it(`trace diff: ${what}, on either side or both`, async () => {
+      const input = file(`${what.replace(/\W+/g, '-')}.jsonl`, text);
+      for (const [a, b] of [[input, input], [input, good], [good, input]]) {
+        const io = capture();
+        expect(await main(['trace', 'diff', a!, b!], io)).toBe(2);
+        expect(io.stdout).toEqual([]);
+        expect(io.stderr).toEqual([expect.stringMatching(/^minivisor trace diff: \/\S+\.jsonl /)]);
+        expect(io.stderr[0]).toMatch(pattern);
+      }
+    });
+  }
+
+  it('trace diff refuses a header followed by something else than events (before: the file and itself were "identical", exit 0)', async () => {
+    const junk = file('header-then-junk.jsonl', `${HEADER}\n\x7fELF\x02\x01\x01\x00\n`);
+    const io = capture();
+    expect(await main(['trace', 'diff', junk, junk], io)).toBe(2);
+    expect(io.stderr).toEqual([expect.stringMatching(/^minivisor trace diff: \/\S+header-then-junk\.jsonl line 2 is not JSON/)]);
+  });
+
+  it('a header alone is a trace when it names a --trace-filter that kept nothing', async () => {
+    const filtered = file('filtered.jsonl', `${HEADER.slice(0, -1)},"filter":["psmash"]}\n`);
+    const io = capture();
+    expect(await main(['trace', 'diff', filtered, filtered], io)).toBe(0);
+    expect(io.stdout).toEqual(['the 0 events are identical']);
+    const out = join(dir, 'filtered.json');
+    expect(await main(['trace', 'export', '--perfetto', filtered, out], capture())).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).traceEvents.every((e: { ph: string }) => e.ph === 'M')).toBe(true);
+  });
+
+  it('events without a header line (an older or hand-made trace) are still a trace', async () => {
+    const headless = file('headless.jsonl', `${EVENT}\n`);
+    expect(await main(['trace', 'diff', headless, headless], capture())).toBe(0);
+    expect(await main(['trace', 'export', '--perfetto', headless, join(dir, 'headless.json')], capture())).toBe(0);
+  });
+});
