@@ -43,7 +43,10 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     },
   },
   fuzz: {
-    exitStatus: [[0, 'no findings'], [1, 'at least one finding (each printed with its replay command); or an unreadable image'], USAGE_ERROR],
+    exitStatus: [
+      [0, 'no findings'], [1, 'at least one finding (each printed with its replay command); or an unreadable image'], USAGE_ERROR,
+      [130, 'stopped by Ctrl-C (143: SIGTERM) before the next execution, with corpus, findings and stats.json saved; it ends by that signal (a second one quits at once, saving nothing more)'],
+    ],
     examples: [
       ['minivisor fuzz --runs 500 --seed 7', 'a deterministic campaign: same seed, same findings'],
       ['minivisor fuzz --platform snp --time 5m --jobs 2 --out snp-out', 'five minutes on two cores'],

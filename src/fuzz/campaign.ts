@@ -27,7 +27,11 @@ export interface CampaignOptions {
   /** Called after every execution (throttle it yourself). */
   onExecution?(stats: CampaignStats): void;
   onFinding?(finding: CampaignFinding): void;
-  /** Checked after every execution: true ends the campaign early (e.g. the first finding was enough). */
+  /**
+   * Checked before every execution: true ends the campaign early (the first finding was enough,
+   * Ctrl-C). A shrink under way then runs no more executions and keeps what it reduced so far;
+   * executions before the stop are exactly those of an uninterrupted campaign.
+   */
   stop?(): boolean;
 }
 
@@ -152,12 +156,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const signature = findingSignature(f);
       if (signatures.has(signature)) continue;
       signatures.add(signature);
+      let shrinkExecs = 0;
       const reproduces = async (p: AttackProgram) => {
         await yieldToEventLoop();
+        if (options.stop?.()) return false;
+        shrinkExecs++;
         return execute(p).judgement.findings.some((g) => g.category === f.category);
       };
       const shrunk = await shrinkProgram(program, reproduces, options.shrinkBudget ?? 200);
-      stats.shrinkExecs += shrunk.executions;
+      stats.shrinkExecs += shrinkExecs;
       // The shrunk program's own execution is what the finding reports (and what replay reproduces).
       const final = execute(shrunk.program);
       const again = final.judgement.findings.find((g) => g.category === f.category);
@@ -166,7 +173,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const finding: CampaignFinding = {
         ...shown, signature, id: `${f.category}-${programHash(program_)}`, summary: FINDING_CATEGORIES[f.category].summary,
         program: program_, unshrunk: program, execIndex, target, seed: options.seed,
-        outcome: (again ? final : e).judgement.outcome, traceSha256: (again ? final : e).traceSha256, shrinkExecutions: shrunk.executions,
+        outcome: (again ? final : e).judgement.outcome, traceSha256: (again ? final : e).traceSha256, shrinkExecutions: shrinkExecs,
       };
       findings.push(finding);
       stats.findingsByCategory[f.category] = (stats.findingsByCategory[f.category] ?? 0) + 1;
@@ -193,7 +200,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
 
   const initial = [HONEST(target.platform), ...(options.seeds ?? []).filter((p) => p.platform === target.platform)];
   for (const program of initial) {
-    if (stats.execs >= runs || performanceNow() >= deadline) break;
+    if (stats.execs >= runs || performanceNow() >= deadline || options.stop?.()) break;
     const e = execute(program);
     if (program === initial[0] && e.judgement.outcome.outcome === 'budget') {
       throw new HonestRunOverBudgetError(`the honest execution needs more than its budget of ${target.maxInstructions} instructions ` +

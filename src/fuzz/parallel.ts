@@ -36,6 +36,11 @@ export interface FuzzRunOptions {
   onProgress?(stats: CampaignStats): void;
   /** With one job: each finding as soon as it is shrunk (several jobs report at the end, in order). */
   onFinding?(finding: StoredFinding, traceLines: string[]): void;
+  /**
+   * Aborted: every job stops before its next execution (Ctrl-C) and the run returns what the jobs
+   * have, as a finished run does.
+   */
+  signal?: AbortSignal;
 }
 
 export interface FuzzRunResult {
@@ -68,6 +73,9 @@ export type JobMessage =
   | { kind: 'done'; job: number; result: JobResult }
   | { kind: 'error'; job: number; message: string; overBudget?: boolean };
 
+/** From the parent to a job's worker: stop before the next execution and report as if done. */
+export interface StopMessage { kind: 'stop' }
+
 /** The trace of one execution of `program`, as JSON lines (what trace.jsonl holds). */
 export function traceLinesOf(executor: Executor, program: AttackProgram): { lines: string[]; sha256: string } {
   const e = executor.execute(program, { keepTrace: true });
@@ -78,14 +86,15 @@ const PROGRESS_EVERY_MS = 250;
 /** The compiled worker (from src/ under vitest as from dist/ or the CLI bundle), like host-campaign's. */
 const WORKER = join(PACKAGE_ROOT, 'dist', 'fuzz', 'worker.js');
 
-/** Runs one job in this thread. */
-export async function runJob(spec: JobSpec, post: (m: JobMessage) => void): Promise<JobResult> {
+/** Runs one job in this thread; `stop` ends it early (checked before every execution). */
+export async function runJob(spec: JobSpec, post: (m: JobMessage) => void, stop?: () => boolean): Promise<JobResult> {
   const executor = createExecutor(spec.target);
   try {
     const findings: JobResult['findings'] = [];
     let lastProgress = 0;
     const result = await runCampaign({
       executor, seed: spec.seed, seeds: spec.seeds,
+      ...(stop !== undefined ? { stop } : {}),
       ...(spec.runs !== undefined ? { runs: spec.runs } : {}),
       ...(spec.timeMs !== undefined ? { timeMs: spec.timeMs } : {}),
       ...(spec.shrinkBudget !== undefined ? { shrinkBudget: spec.shrinkBudget } : {}),
@@ -169,12 +178,16 @@ export async function runFuzz(options: FuzzRunOptions): Promise<FuzzRunResult> {
     const result = await runJob(specOf(plan[0]!), (m) => {
       if (m.kind === 'stats') options.onProgress?.(m.stats);
       if (m.kind === 'finding') options.onFinding?.(m.finding, m.traceLines);
-    });
+    }, () => options.signal?.aborted === true);
     return mergeResults([result], 1);
   }
   const latest = new Map<number, CampaignStats>();
   const results = await Promise.all(plan.map((p) => new Promise<JobResult>((resolve, reject) => {
     const worker = new Worker(WORKER, { workerData: specOf(p) });
+    const stop = () => worker.postMessage({ kind: 'stop' } satisfies StopMessage);
+    if (options.signal?.aborted) stop();
+    options.signal?.addEventListener('abort', stop, { once: true });
+    worker.on('exit', () => options.signal?.removeEventListener('abort', stop));
     worker.on('message', (m: JobMessage) => {
       if (m.kind === 'stats') {
         latest.set(m.job, m.stats);

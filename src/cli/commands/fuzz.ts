@@ -28,7 +28,7 @@ function statusText(s: CampaignStats, elapsedMs: number): string {
 }
 
 /** stats.json: the run's configuration and numbers (rates are wall-clock measurements). */
-function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number, findingFiles: string[], coverage: CoverageSamples): Record<string, unknown> {
+function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number, findingFiles: string[], coverage: CoverageSamples, interrupted: StopSignal | undefined): Record<string, unknown> {
   const s = result.stats;
   const execsPerSec = wallMs > 0 ? (s.execs * 1000) / wallMs : 0;
   return {
@@ -37,6 +37,7 @@ function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number,
     jobs: result.jobs,
     ...(config.shard ? { shard: `${config.shard.index + 1}/${config.shard.count}` } : {}),
     ...(config.runs !== undefined ? { runs: config.runs } : { timeMs: config.timeMs }),
+    ...(interrupted !== undefined ? { interrupted } : {}),
     wallMs: Math.round(wallMs),
     execs: s.execs,
     execsPerSec: Math.round(execsPerSec * 10) / 10,
@@ -74,6 +75,38 @@ function writeReport(out: FuzzOutputDir, stats: Record<string, unknown>, warn: (
   return path;
 }
 
+/** The signals that stop a campaign with its work saved, and the exit status each ends with (128 + its number). */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/**
+ * Ctrl-C (SIGINT) and SIGTERM while a campaign runs: the first aborts `controller` (every job
+ * stops before its next execution, and what the campaign has is saved, as libFuzzer and AFL++ do);
+ * a second one ends the process at once, by that signal. `stop()` puts the default handling back.
+ */
+function catchStopSignals(controller: AbortController, io: CliIo, onFirst: () => void): { signal(): StopSignal | undefined; stop(): void } {
+  let received: StopSignal | undefined;
+  const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((name) => {
+    const handler = () => {
+      if (received !== undefined) {
+        stop();
+        process.kill(process.pid, name);
+        return;
+      }
+      received = name;
+      onFirst();
+      io.err(`minivisor fuzz: ${name}: stopping after the current execution to save the campaign (again to quit at once)`);
+      controller.abort();
+    };
+    process.on(name, handler);
+    return [name, handler] as const;
+  });
+  const stop = () => {
+    for (const [name, handler] of handlers) process.removeListener(name, handler);
+  };
+  return { signal: () => received, stop };
+}
+
 async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   let config: FuzzCliConfig;
   try {
@@ -103,10 +136,12 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   const coverage = new CoverageSamples();
   const start = monotonicMs();
   const findingFiles: string[] = [];
+  const controller = new AbortController();
+  const stopSignals = catchStopSignals(controller, io, () => status.end());
   let result: FuzzRunResult;
   try {
     result = await runFuzz({
-      target: config.target, seed: config.seed, jobs: config.jobs, seeds,
+      target: config.target, seed: config.seed, jobs: config.jobs, seeds, signal: controller.signal,
       ...(config.runs !== undefined ? { runs: config.runs } : {}),
       ...(config.timeMs !== undefined ? { timeMs: config.timeMs } : {}),
       ...(config.shard ? { shard: config.shard } : {}),
@@ -124,6 +159,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
       },
     });
   } catch (err) {
+    stopSignals.stop();
     status.end();
     if (err instanceof GuestImageError) {
       io.err(`minivisor fuzz: ${err.message}`);
@@ -137,23 +173,29 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     }
     throw err;
   }
+  // Stopped by a signal (a first one while saving changes no number, only how the process ends).
+  const interrupted = stopSignals.signal();
   const wallMs = monotonicMs() - start;
   status.update(() => statusText(result.stats, wallMs), true);
   status.end();
   for (const program of result.corpus) out.addCorpus(program);
   coverage.record(result.stats, wallMs, true);
-  const stats = statsJson(config, result, wallMs, findingFiles, coverage);
+  const stats = statsJson(config, result, wallMs, findingFiles, coverage, interrupted);
   out.writeStats(stats);
   const report = writeReport(out, stats, (m) => io.err(`minivisor fuzz: ${m}`));
+  const signalled = stopSignals.signal();
+  stopSignals.stop();
   if (config.json) {
     io.out(JSON.stringify(stats));
   } else {
-    io.out(`minivisor fuzz: ${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}, report ${report}`);
+    io.out(`minivisor fuzz: ${interrupted !== undefined ? `interrupted (${interrupted}) after ` : ''}${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}, report ${report}`);
     for (const { finding } of result.findings) {
       io.out(`  ${finding.id}: ${FINDING_CATEGORIES[finding.category].summary}`);
     }
   }
-  io.exitCode = result.findings.length > 0 ? 1 : 0;
+  // Interrupted: 128 + the signal's number, which bin/minivisor.js turns into ending by that
+  // signal, so a calling shell sees the interruption and stops too (its findings are saved and printed).
+  io.exitCode = signalled !== undefined ? STOP_SIGNALS[signalled] : result.findings.length > 0 ? 1 : 0;
 }
 
 export function fuzzCommand(io: CliIo): Command {
