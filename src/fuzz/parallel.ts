@@ -139,14 +139,22 @@ export function sumStats(all: readonly CampaignStats[]): CampaignStats {
   return total;
 }
 
-/** The global job numbers and per-job runs of this shard. */
+/**
+ * The global job numbers and per-job runs of this shard. With fewer --runs than --jobs only the
+ * first `runs` jobs are planned (one run each): the others would start a worker and launch an
+ * emulator for nothing. Numbering and seeds stay those of `jobs` jobs per shard, so the jobs that
+ * run are the same jobs, with the same seeds, as before, and shards stay disjoint.
+ */
 export function planJobs(options: Pick<FuzzRunOptions, 'jobs' | 'shard' | 'runs' | 'seed'>): { job: number; seed: bigint; runs?: number }[] {
   const shard = options.shard ?? { index: 0, count: 1 };
   const plan: { job: number; seed: bigint; runs?: number }[] = [];
   for (let j = 0; j < options.jobs; j++) {
     const job = shard.index * options.jobs + j;
     const entry: { job: number; seed: bigint; runs?: number } = { job, seed: deriveSeed(options.seed, job) };
-    if (options.runs !== undefined) entry.runs = Math.floor(options.runs / options.jobs) + (j < options.runs % options.jobs ? 1 : 0);
+    if (options.runs !== undefined) {
+      entry.runs = Math.floor(options.runs / options.jobs) + (j < options.runs % options.jobs ? 1 : 0);
+      if (entry.runs === 0) break;  // and so are all later jobs'
+    }
     plan.push(entry);
   }
   return plan;

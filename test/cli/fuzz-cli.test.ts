@@ -65,6 +65,13 @@ describe('minivisor fuzz', () => {
     // Without a terminal, progress comes as plain lines on stderr.
     expect(io.stderr.at(-1)).toMatch(/^fuzz: 3 execs \([\d.]+\/s\), \d+ edges, \d+ decisions, corpus \d+, findings 0/);
   }, 120_000);
+
+  it('--runs 2 with --jobs 4 starts the 2 jobs that have runs, and counts only them', async () => {
+    // Before: 4 workers (2 of them with no run to do), and stats.json said jobs 4.
+    const io = capture();
+    expect(await main(['fuzz', '--runs', '2', '--jobs', '4', '--out', tmp(), '--json'], io)).toBe(0);
+    expect(JSON.parse(io.stdout[0]!)).toMatchObject({ execs: 2, jobs: 2, runs: 2 });
+  }, 120_000);
 });
 
 describe('minivisor replay and shrink', () => {

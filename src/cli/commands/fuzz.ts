@@ -206,7 +206,7 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--time <duration>', `stop after this long, e.g. 30s, 5m (default ${FUZZ_DEFAULTS.time})`)
     .option('--runs <n>', 'stop after this many executions (deterministic: same seed, same findings)')
     .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
-    .option('--jobs <n>', 'parallel jobs, one emulator per worker thread', FUZZ_DEFAULTS.jobs)
+    .option('--jobs <n>', 'parallel jobs, one emulator per worker thread (with --runs, at most that many: a job runs at least once)', FUZZ_DEFAULTS.jobs)
     .option('--shard <K/N>', 'run slice K of N (disjoint, deterministic); merge the outputs with `fuzz merge`')
     .option('--out <dir>', 'output directory: corpus/, findings/, stats.json, report.html', FUZZ_DEFAULTS.out)
     .option('--workload <size>', 'memory the kernel workload allocates', FUZZ_DEFAULTS.workload)

@@ -21,7 +21,17 @@ describe('planJobs', () => {
 
   it('splits --runs over the jobs so that they add up to it, the first jobs taking the remainder', () => {
     expect(planJobs({ jobs: 4, seed: 1n, runs: 10 }).map((p) => p.runs)).toEqual([3, 3, 2, 2]);
-    expect(planJobs({ jobs: 3, seed: 1n, runs: 2 }).map((p) => p.runs)).toEqual([1, 1, 0]);
     expect(planJobs({ jobs: 2, seed: 1n }).map((p) => p.runs)).toEqual([undefined, undefined]);
+  });
+
+  it('starts no job without runs: --runs M under --jobs N > M plans M jobs, each the job (and seed) it was among N', () => {
+    // Before: [1, 1, 0], a worker started (an emulator launched) for a job with nothing to run.
+    expect(planJobs({ jobs: 3, seed: 1n, runs: 2 }).map((p) => p.runs)).toEqual([1, 1]);
+    const among = planJobs({ jobs: 8, seed: 5n, runs: 3, shard: { index: 2, count: 4 } });
+    expect(among.map((p) => p.job)).toEqual([16, 17, 18]);
+    expect(among.map((p) => p.seed)).toEqual([16, 17, 18].map((g) => deriveSeed(5n, g)));
+    expect(among.map((p) => p.runs)).toEqual([1, 1, 1]);
+    // The runs still add up to --runs.
+    expect(planJobs({ jobs: 256, seed: 1n, runs: 1 })).toEqual([{ job: 0, seed: deriveSeed(1n, 0), runs: 1 }]);
   });
 });
