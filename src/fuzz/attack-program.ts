@@ -17,6 +17,7 @@
 // serialised as "0x…" strings (negative: "-0x…").
 
 import { SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
+import { escapeControls } from '../shared/quote.js';
 
 export const ATTACK_PROGRAM_FORMAT = 'minivisor-attack-program';
 export const ATTACK_PROGRAM_VERSION = 1;
@@ -512,7 +513,7 @@ export function attackProgramFromJson(text: string, path = 'program'): AttackPro
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new AttackProgramError(`${path}: not JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new AttackProgramError(`${path}: not JSON (${escapeControls(err instanceof Error ? err.message : String(err))})`);
   }
   return parseAttackProgram(json, path);
 }

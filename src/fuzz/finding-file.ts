@@ -9,8 +9,8 @@ import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type 
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
 import { FINDING_CATEGORIES, type FindingCategory, type Severity } from './oracle.js';
-import { InputFileError, readInputText } from '../shared/input-file.js';
-import { quoteForError } from '../shared/quote.js';
+import { InputFileError, readInputTextStrict } from '../shared/input-file.js';
+import { escapeControls, quoteForError } from '../shared/quote.js';
 
 export const FINDING_FORMAT = 'minivisor-finding';
 export const FINDING_VERSION = 1;
@@ -25,7 +25,7 @@ export const MAX_FINDING_BYTES = 64 << 20;
 /** The text of a finding.json or a corpus program: a regular file of at most MAX_FINDING_BYTES. */
 export function readFindingText(path: string, what: string): string {
   try {
-    return readInputText(path, what, MAX_FINDING_BYTES);
+    return readInputTextStrict(path, what, MAX_FINDING_BYTES, `${what} file`);
   } catch (err) {
     if (err instanceof InputFileError) throw new FindingFileError(err.message);
     throw err;
@@ -152,7 +152,7 @@ export function findingFromJson(text: string, path: string): StoredFinding {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    fail(path, `not JSON (${err instanceof Error ? err.message : String(err)})`);
+    fail(path, `not JSON (${escapeControls(err instanceof Error ? err.message : String(err))})`);
   }
   if (typeof v !== 'object' || v === null) fail(path, 'expected a JSON object');
   const o = v as Record<string, unknown>;

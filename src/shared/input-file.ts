@@ -3,7 +3,8 @@
 // an endless read or a hang on open. The file is opened non-blocking and checked on the open
 // descriptor, so it cannot be swapped between the check and the read.
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { quoteForError } from './quote.js';
+import { isUtf8 } from 'node:buffer';
+import { quoteBytesForError, quoteForError } from './quote.js';
 
 export class InputFileError extends Error {
   override name = 'InputFileError';
@@ -49,4 +50,16 @@ export function readInputFile(path: string, what: string, maxBytes: number): Uin
 /** readInputFile, decoded as UTF-8 (invalid bytes become U+FFFD; the parser that follows says what is wrong). */
 export function readInputText(path: string, what: string, maxBytes: number): string {
   return Buffer.from(readInputFile(path, what, maxBytes)).toString('utf8');
+}
+
+/**
+ * readInputFile for a text format (`kind`, e.g. "finding file"): a file with a NUL byte (an image,
+ * an archive) or one that is not UTF-8 is refused here, with its first bytes escaped, rather than
+ * handed to a parser whose error would quote the raw bytes back to the terminal.
+ */
+export function readInputTextStrict(path: string, what: string, maxBytes: number, kind: string): string {
+  const bytes = readInputFile(path, what, maxBytes);
+  const why = bytes.includes(0) ? 'binary data, not JSON text' : !isUtf8(bytes) ? 'not UTF-8 text' : undefined;
+  if (why !== undefined) throw new InputFileError(`${what} ${quoteForError(path)} is not a ${kind}: ${why} (it starts ${quoteBytesForError(bytes)})`);
+  return Buffer.from(bytes).toString('utf8');
 }
