@@ -1,0 +1,167 @@
+// SnpPlatform paths the guest suites rarely take, driven as single exits and host operations:
+// intercepted WRMSRs, accesses outside RAM, RMPADJUST of a 2 MiB page, pages of ASID 0, and a
+// launch of nothing. Expected values come from the AMD APM, the GHCB spec and KVM, cited per test.
+import { describe, expect, it } from 'vitest';
+import { SnpPlatform, VC_VECTOR } from '../../../src/platform/snp/snp-cpu.js';
+import { PAGE_2M, PAGE_4K } from '../../../src/platform/snp/rmp.js';
+import type { VmExit } from '../../../src/cpu/exits.js';
+
+const MEMORY = 16n << 20n;
+const REGION = 0x400000n; // 2 MiB aligned
+const RIP = 0x1000n;
+
+function platform(): SnpPlatform {
+  return SnpPlatform.create({ memoryBytes: MEMORY, countInstructions: false });
+}
+
+/** RMPADJUST's RDX: target VMPL in [7:0], permission mask in [15:8] (APM Vol. 3 RMPADJUST). */
+const rmpadjustRdx = (vmpl: number, perms: number) => BigInt(vmpl | (perms << 8));
+
+function rmpadjust(p: SnpPlatform, gva: bigint, size: '4k' | '2m', rdx: bigint): void {
+  const regs = p.machine.vcpu.regs;
+  regs.rip = RIP;
+  regs.rax = gva; regs.rcx = size === '2m' ? 1n : 0n; regs.rdx = rdx;
+  p.handleExit({ kind: 'rmpadjust', rip: RIP, length: 4, codeBits: 64, cs: 0x8 });
+}
+
+describe('WRMSR in an SNP guest', () => {
+  // An SEV-ES/SNP guest's intercepted MSR access raises #VC with the exit code as error code:
+  // SVM_EXIT_MSR 0x7C (GHCB spec §4.1 "MSR_PROT" NAE event; Linux vc_handle_msr), RIP left at the
+  // WRMSR so the handler can emulate it and step over it.
+  it('to an intercepted MSR (IA32_APIC_BASE) raises #VC with error code 0x7C and does not complete', () => {
+    const p = platform();
+    const regs = p.machine.vcpu.regs;
+    regs.rip = RIP;
+    const ghcbBefore = p.ghcbMsr;
+    p.handleExit({ kind: 'wrmsr', rip: RIP, length: 2, msr: 0x1b, value: 0xfee00900n });
+    expect(p.trace.ofType('inject-vc').at(-1)).toMatchObject({ vector: VC_VECTOR, errorCode: 0x7cn, rip: RIP });
+    expect(p.trace.ofType('wrmsr')).toHaveLength(0);
+    expect(p.ghcbMsr).toBe(ghcbBefore);
+    p.machine.close();
+  });
+
+  // SEV_STATUS (MSR C001_0131) is read-only (APM Vol. 2 §15.34.10 "SEV_STATUS MSR"); a write is
+  // the architectural #GP(0) of a WRMSR to a read-only MSR, not a #VC the guest could emulate.
+  it('to SEV_STATUS is #GP(0), no #VC, and SEV_STATUS still reads SEV|SEV-ES|SNP (0x7)', () => {
+    const p = platform();
+    const regs = p.machine.vcpu.regs;
+    regs.rip = RIP;
+    p.handleExit({ kind: 'wrmsr', rip: RIP, length: 2, msr: 0xc0010131, value: 0n });
+    expect(p.trace.ofType('inject').at(-1)).toMatchObject({ vector: 13, errorCode: 0n });
+    expect(p.trace.ofType('inject-vc')).toHaveLength(0);
+    regs.rip = RIP;
+    p.handleExit({ kind: 'rdmsr', rip: RIP, length: 2, msr: 0xc0010131 });
+    expect([regs.rax, regs.rdx]).toEqual([0x7n, 0n]);
+    expect(regs.rip).toBe(RIP + 2n);
+    p.machine.close();
+  });
+});
+
+describe('a guest access outside its RAM', () => {
+  it('ends the run as a fault naming the GPA and RIP; no NPF goes to the VMM', () => {
+    const p = platform();
+    const gpa = MEMORY + 0x2000n;
+    const exit: VmExit = {
+      kind: 'gate-fault', rip: 0x301005n, gpa, gva: gpa, access: 'read', space: 'private', pageWalk: false,
+      outsideRam: true, exactAddress: true, ciphertext: false,
+    };
+    const step = p.handleExit(exit);
+    expect(step).toEqual({ kind: 'outcome', outcome: { outcome: 'fault', reason: 'access to 0x1002000 outside guest RAM at rip 0x301005' } });
+    expect(p.trace.ofType('npf')).toHaveLength(0);
+    p.machine.close();
+  });
+});
+
+describe('RMPADJUST of a 2 MiB page', () => {
+  // A 2 MiB RMPADJUST adjusts the one 2 MiB RMP entry, so every 4 KiB page of the region gets the
+  // new VMPL permissions (APM Vol. 2 §15.36.7; Table 15-40: the request size must match the RMP
+  // entry and the nested page size). EAX = 0 on success.
+  it('on a validated 2 MiB entry under a 2 MiB nested mapping: EAX 0, the whole region gets VMPL1\'s permissions', () => {
+    const p = platform();
+    expect(p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid }).rc).toBe(0);
+    p.setNptPageSize(REGION, '2m');
+    p.rmp.setValidated(REGION, true);
+    rmpadjust(p, REGION, '2m', rmpadjustRdx(1, 0x3));
+    expect(p.machine.vcpu.regs.rax).toBe(0n);
+    for (const page of [REGION, REGION + PAGE_4K, REGION + PAGE_2M - PAGE_4K]) {
+      expect(p.rmp.lookup(page)).toMatchObject({ pageSize: '2m', validated: true, vmplPerms: [0x1f, 0x3, 0, 0] });
+    }
+    expect(p.trace.ofType('rmpadjust').at(-1)).toMatchObject({ size: '2m', targetVmpl: 1, perms: 3, gpa: REGION, rc: 0 });
+    p.machine.close();
+  });
+
+  // FAIL_SIZEMISMATCH is 6 (Linux arch/x86/include/asm/sev.h; MS __rmpadjust docs): a 2 MiB
+  // request where the RMP or the nested page table maps 4 KiB; nothing changes.
+  it('over 4 KiB RMP entries, or under a 4 KiB nested mapping, is FAIL_SIZEMISMATCH (6) and changes nothing', () => {
+    const p = platform();
+    for (let k = 0n; k < 512n; k++) {
+      const gpa = REGION + k * PAGE_4K;
+      p.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: p.asid });
+      p.rmp.setValidated(gpa, true);
+    }
+    rmpadjust(p, REGION, '2m', rmpadjustRdx(1, 0x3));
+    expect(p.machine.vcpu.regs.rax).toBe(6n);
+    expect(p.rmp.lookup(REGION).vmplPerms).toEqual([0x1f, 0, 0, 0]);
+
+    const q = platform();
+    const big = REGION + PAGE_2M;
+    q.rmpUpdate(big, { assigned: true, pageSize: '2m', gpa: big, asid: q.asid });
+    q.rmp.setValidated(big, true);  // the nested mapping stays 4 KiB
+    rmpadjust(q, big, '2m', rmpadjustRdx(1, 0x3));
+    expect(q.machine.vcpu.regs.rax).toBe(6n);
+    expect(q.rmp.lookup(big).vmplPerms).toEqual([0x1f, 0, 0, 0]);
+    p.machine.close();
+    q.machine.close();
+  });
+
+  it('a 2 MiB request at a GVA that is not 2 MiB aligned is FAIL_INPUT (1) (APM RMPADJUST: RAX aligned to the page size)', () => {
+    const p = platform();
+    p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid });
+    p.setNptPageSize(REGION, '2m');
+    p.rmp.setValidated(REGION, true);
+    rmpadjust(p, REGION + PAGE_4K, '2m', rmpadjustRdx(1, 0x3));
+    expect(p.machine.vcpu.regs.rax).toBe(1n);
+    expect(p.rmp.lookup(REGION).vmplPerms).toEqual([0x1f, 0, 0, 0]);
+    p.machine.close();
+  });
+});
+
+describe('pageState of an ASID 0 page', () => {
+  // ASID 0 owns firmware and hypervisor-private pages that are assigned in the RMP (APM Vol. 2
+  // §15.36.3, tdx-snp-architecture.md B3): private to the guest's view, never its accepted memory.
+  it('is private, neither accepted nor pending, raw "firmware"', () => {
+    const p = platform();
+    expect(p.rmpUpdate(REGION, { assigned: true, pageSize: '4k', gpa: REGION, asid: 0 }).rc).toBe(0);
+    expect(p.pageState(REGION + 0x80n)).toEqual({
+      gpa: REGION, visibility: 'private', accepted: false, pending: false, pageSize: '4k', raw: 'firmware',
+    });
+    p.rmp.setValidated(REGION, true);
+    expect(p.pageState(REGION)).toMatchObject({ accepted: false, pending: false, raw: 'firmware-validated' });
+    p.machine.close();
+  });
+});
+
+describe('a launch of no pages', () => {
+  // KVM_SEV_SNP_LAUNCH_UPDATE refuses a zero length (KVM sev.c snp_launch_update: !params.len ->
+  // -EINVAL) before any RMPUPDATE: the model answers FAIL_INPUT at the first step, nothing measured.
+  it('launchRange of 0 bytes is FAIL_INPUT from the RMPUPDATE step, the RMP and digest untouched', () => {
+    const p = platform();
+    const before = p.launch.saveState();
+    const r = p.launchRange(REGION, 0n, 'NORMAL');
+    expect(r).toMatchObject({ rc: 1, result: 'FAIL_INPUT', op: 'rmpupdate', at: REGION });
+    expect(p.rmp.lookup(REGION).assigned).toBe(false);
+    expect(p.launch.saveState()).toEqual(before);
+    expect(p.trace.ofType('rmpupdate')).toHaveLength(0);
+    p.machine.close();
+  });
+
+  it('launchUpdateRange names the page and the step that failed', () => {
+    const p = platform();
+    p.launchFinish();
+    // After SNP_LAUNCH_FINISH the RMPUPDATE still succeeds, the firmware's LAUNCH_UPDATE does not.
+    expect(() => p.launchUpdateRange(REGION + 0x10n, 0x100n)).toThrow('SNP_LAUNCH_UPDATE of 0x400000 failed: INVALID_PAGE_STATE');
+    // A page beyond the RMP's reach fails the RMPUPDATE itself.
+    expect(() => p.launchUpdateRange(1n << 50n, 0x1000n)).toThrow(`launch RMPUPDATE of 0x${(1n << 50n).toString(16)} failed: FAIL_INPUT`);
+    p.machine.close();
+  });
+});
