@@ -223,6 +223,35 @@ describe('acceptance oracle: what shows the guest carried on', () => {
   });
 });
 
+describe('acceptance oracle: edges of the evidence', () => {
+  const stopped: RunOutcome = { outcome: 'vmm-error', reason: 'the VMM stopped the guest' };
+  const refused = () => ev('state-change-refused', { gpa: 0x800000n, bytes: 0x1000n, to: 'shared', reached: false });
+  const next = (point: string) => ev('exit-after-refusal', { point });
+
+  // "The guest's first exit after an unmade change ... shows whether it went on" (oracle.ts): a
+  // later exit does not overturn it, either way.
+  it('only the first exit after a refusal decides whether the guest carried on', () => {
+    expect(judge([refused(), next('tdx.reportFatalError'), next('tdx.mapGpa')], stopped).verdict).toBe('benign');
+    expect(judge([refused(), next('tdx.mapGpa'), next('tdx.reportFatalError')], stopped).findings.map((f) => f.category)).toEqual(['unchecked-state-change']);
+  });
+
+  it('a foreign read recorded without a RIP is reported without one', () => {
+    const j = judge([ev('foreign-read', { gpa: 0x401008n })]);
+    expect(j.findings).toHaveLength(1);
+    expect(j.findings[0]!.rip).toBeUndefined();
+    expect(j.findings[0]!.detail).toMatch(/^the guest read 0x401008, private content/);
+    const withRip = judge([ev('foreign-read', { gpa: 0x401008n, rip: 0x1234n })]);
+    expect(withRip.findings[0]!.detail).toMatch(/^the guest read 0x401008 at RIP 0x1234, private content/);
+  });
+
+  // The guest's record lives in guest memory, which the guest (or a hostile VMM) can make
+  // unreadable: that is no evidence of a latent double acceptance, and never an oracle crash.
+  it('an unreadable guest record gives no latent-double-acceptance finding', () => {
+    const unreadable: OracleContext = { hardwareAccepted: () => true, guestRecord: () => { throw new RangeError('bitmap outside guest RAM'); } };
+    expect(judge([accept(0x400000n, 1)], done, unreadable)).toMatchObject({ verdict: 'benign', findings: [] });
+  });
+});
+
 describe('acceptance oracle: memory asked back as private', () => {
   const held: OracleContext = { hardwareAccepted: () => true, guestRecord: () => undefined };
   const reclaimed = () => [
