@@ -162,6 +162,28 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect([r.rbx, r.rsi, r.r12, r.r14]).toEqual([1n, 0x10n, 0n, 0n]);
   });
 
+  // wrmsr_ia32_xss (td_msr_access.c): a set bit must be in ia32_xss_supported_mask AND in XFAM.
+  // The model's TD has XFAM x87|SSE|AVX and the CPU's XSS components are supervisor ones
+  // (PT bit 8, CET 11/12, ...): no bit is in both, so only 0 is written, natively (bitmap read bit FIXED_0).
+  it('IA32_XSS (0xDA0): 0 is written without an exit; a user component (SSE, bit 1) or one XFAM lacks (PT, bit 8) is #GP(0)', () => {
+    const r = run(`${wrmsr(0xda0, 0n)}\n mov rax, -1\n mov rdx, -1\n ${rdmsr(0xda0)}\n mov r15, r14\n ${wrmsr(0xda0, 2n)}\n mov rsi, r14\n ${wrmsr(0xda0, 0x100n)}`);
+    expect([r.rbx, r.r15, r.rsi, r.r14, r.r12]).toEqual([0n, 0n, 1n, 2n, 0n]);
+  });
+
+  // rdmsr_ia32_perf_capabilities: without ATTRIBUTES.PERFMON "Return the value 0 in EDX:EAX";
+  // the write row is DYN_PERFMON / MSR_ACTION_GP (msr_config_lookup.c row 34).
+  it('IA32_PERF_CAPABILITIES (0x345) without PERFMON: a read is emulated as 0 over EDX:EAX, a write is #GP(0)', () => {
+    const r = run(`mov rax, -1\n mov rdx, -1\n ${rdmsr(0x345)}\n mov r15, r14\n ${wrmsr(0x345, 0n)}`);
+    expect([r.rbx, r.r15, r.r14, r.r12]).toEqual([0n, 0n, 1n, 0n]);
+  });
+
+  // rdmsr_ia32_debugctl reads the TD VMCS's guest DEBUGCTL; nothing has written it, and IA32_DEBUGCTL
+  // is 0 after RESET/INIT (SDM Vol. 4 Table 2-2; Vol. 3 Table 10-1).
+  it('IA32_DEBUGCTL (0x1D9) reads 0 before any write, over whatever EDX:EAX held', () => {
+    const r = run(`mov rax, -1\n mov rdx, -1\n ${rdmsr(0x1d9)}`);
+    expect([r.rbx, r.r12, r.r14]).toEqual([0n, 0n, 0n]);
+  });
+
   it('IA32_TSC read is native and advances', () => {
     const r = run(`${rdmsr(0x10)}\n nop\n nop\n ${rdmsr(0x10, 'rsi')}`);
     expect(r.r12).toBe(0n);
