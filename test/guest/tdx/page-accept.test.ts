@@ -173,6 +173,25 @@ describe('A3 SEPT situations', () => {
     expect(TdxStatus.OPERAND_BUSY | 1n).toBe(0x8000020000000001n);
   });
 
+  // sept_lock_acquire_guest only fails while another holder has the entry: once the host's
+  // SEAMCALL lets go (lockEntry(..., false)), the guest's retried ACCEPT takes it and completes.
+  it('entry unlocked by the host → the retried ACCEPT succeeds and maps the page', () => {
+    const td = tdGuest(`${acceptAsm(P, 1)}\n mov r12, rax\n 1: pause\n cmp r13, 0\n je 1b\n ${acceptAsm(P, 1)}\n mov rbx, rax\n ${HALT}`);
+    const host = td.platform.module.host;
+    host.memPageAug(gpaLevel(P, 1));
+    host.lockEntry(P, 1);
+    td.platform.machine.vcpu.instructionLimit = 200n;
+    expect(runTd(td).outcome).toBe('budget');
+    expect(td.platform.machine.vcpu.regs.r12).toBe(TdxStatus.OPERAND_BUSY | 1n);
+    expect(td.platform.module.sept.walk(P, 1).state).toBe('PENDING');
+    host.lockEntry(P, 1, false);
+    td.platform.machine.vcpu.regs.r13 = 1n;
+    td.platform.machine.vcpu.instructionLimit = 1n << 40n;
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
+    expect(td.platform.module.sept.walk(P, 1).state).toBe('MAPPED');
+  });
+
   it('the walk result comes before the lock: 4K ACCEPT under a locked, accepted 2M leaf → ALREADY_ACCEPTED|1', () => {
     // tdg_mem_page_accept.c check_tdaccept_failure: a walk that stopped above the requested level
     // returns without taking the entry lock; only the 2M request itself meets the lock.

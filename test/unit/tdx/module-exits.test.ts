@@ -5,7 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Access, GateFaultExit, IoExit } from '../../../src/cpu/exits.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import { TdAttributes, type TdExit } from '../../../src/platform/tdx/td-module.js';
+import { TdAttributes, TdModule, type TdExit } from '../../../src/platform/tdx/td-module.js';
+import { Machine } from '../../../src/cpu/machine.js';
+import { Trace } from '../../../src/shared/trace.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
 
 const P = 0x200000n;
@@ -138,5 +140,44 @@ describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
     const u = createTd({ memoryBytes: 8n << 20n });
     u.platform.module.host.mrFinalize();
     expect(() => u.platform.module.host.vpInit(0x1000n)).toThrow(/after MR.FINALIZE/);
+  });
+});
+
+describe('the page gate is the SEPT\'s cache (td-module.ts #gateFault, sept.ts resyncGate)', () => {
+  // td_ept_violation.c only runs for an access the SEPT refuses; the model's gate caches the SEPT,
+  // so a refusal of an access the SEPT allows is a stale gate: it is rebuilt from the SEPT and the
+  // access retried, with no #VE and no TD exit.
+  it('a refused access to a MAPPED page resynchronises the gate and resumes, no #VE or TD exit', () => {
+    const m = tdWithPendingPage();
+    m.sept.setState(1, P, 'MAPPED');
+    expect(m.machine.gate.get('private', P + 0x5000n)).toBe('readwrite');
+    m.machine.gate.set('private', P, 0x200000n, 'none');
+    const step = m.handleExit(fault('write'));
+    expect(step).toEqual({ kind: 'resume' });
+    expect(m.trace.ofType('gate-resync')).toMatchObject([{ gpa: P + 0x567n, level: 1 }]);
+    expect(m.machine.gate.get('private', P + 0x5000n)).toBe('readwrite');
+    expect(m.veInfo.valid).toBe(false);
+    expect(m.trace.ofType('td-exit')).toHaveLength(0);
+  });
+});
+
+describe('TDG.VP.VMCALL completion and the module\'s machine', () => {
+  it('an answer with no TDG.VP.VMCALL in flight is refused, and leaves the registers alone', () => {
+    const m = tdWithPendingPage();
+    const regs = m.machine.vcpu.regs;
+    regs.r10 = 0x55n;
+    expect(m.vmcallInFlight).toBe(false);
+    expect(() => m.host.completeVmcall({ r10: 0n })).toThrow('no TDG.VP.VMCALL is in flight');
+    expect(regs.r10).toBe(0x55n);
+  });
+
+  // A TD's GPAs carry the shared bit at GPAW-1 (47 or 51: TDX module tdh_mng_init GPAW), which the
+  // machine's address marker must strip: a machine without it, or with the other width, is refused.
+  it('a TD cannot be built on a machine whose marker is not its shared bit', () => {
+    for (const marker of [undefined, { kind: 'tdx-shared-bit' as const, gpaWidth: 52 as const }]) {
+      const machine = new Machine({ memoryBytes: 8n << 20n, countInstructions: false, ...(marker ? { marker } : {}) });
+      expect(() => new TdModule(machine, new Trace(), { gpaWidth: 48, attributes: 0n })).toThrow(/marker to be \{ kind: 'tdx-shared-bit', gpaWidth: 48 \}/);
+      machine.close();
+    }
   });
 });
