@@ -71,6 +71,16 @@ function permBit(access: Access): number {
   return access === 'write' ? VMPL_PERM.write : access === 'fetch' ? VMPL_PERM.execSupervisor : VMPL_PERM.read;
 }
 
+/**
+ * Whether the VMPL permission mask `perms` allows `access`. Write without Read is an illegal
+ * setting: "a data access to a page so configured causes #VMEXIT(NPF)" (APM Vol. 2 §15.36.7,
+ * after Table 15-36), so such a mask allows no data access at all, not even the write.
+ */
+function vmplAllows(perms: number, access: Access): boolean {
+  if (access !== 'fetch' && (perms & (VMPL_PERM.read | VMPL_PERM.write)) === VMPL_PERM.write) return false;
+  return (perms & permBit(access)) !== 0;
+}
+
 /** Table 15-39 in priority order. */
 export const ACCESS_CHECKS: readonly Check[] = [
   { name: 'rmp-covered', appliesTo: 'private', passes: (_e, r, _c, rmp) => rmp.covers(r.gpa), fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
@@ -91,7 +101,7 @@ export const ACCESS_CHECKS: readonly Check[] = [
   { name: 'validated', appliesTo: 'private', passes: (e) => e.validated, fails: { raise: 'vc', errorCode: VC_PAGE_NOT_VALIDATED } },
   {
     name: 'vmpl-permission', appliesTo: 'private',
-    passes: (e, r, c) => (e.vmplPerms[c.vmpl]! & permBit(r.access)) !== 0,
+    passes: (e, r, c) => vmplAllows(e.vmplPerms[c.vmpl]!, r.access),
     fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.vmpl },
   },
   {
