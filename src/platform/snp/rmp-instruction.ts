@@ -37,8 +37,13 @@ const NPF_NOT_COVERED = NPF_BITS.present | NPF_BITS.finalGpa | NPF_BITS.rmp;
 const NPF_RMP_CHECK = NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp;
 const NPF_SIZE_MISMATCH = NPF_RMP_CHECK | NPF_BITS.sizeMismatch;
 
-/** `insn` names the instruction in fault reasons. */
-export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest, insn: 'PVALIDATE' | 'RMPADJUST'): RmpInsnEarlyOutcome | RmpInsnTarget {
+/**
+ * `insn` names the instruction in fault reasons. `operandRc`, the instruction's own checks of
+ * its register operands, runs after the CPL and alignment checks and before RAX is translated:
+ * a result code it returns ends the instruction there.
+ */
+export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest, insn: 'PVALIDATE' | 'RMPADJUST',
+  operandRc?: () => RmpInsnRc | undefined): RmpInsnEarlyOutcome | RmpInsnTarget {
   // CPL must be 0 (B2, (U)): #GP(0).
   if (req.cpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: `${insn} at CPL>0` };
   // PVALIDATE only at VMPL0: "The PVALIDATE instruction can only be performed at VMPL0" (Linux
@@ -48,6 +53,8 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   if (insn === 'PVALIDATE' && ctx.vmpl !== 0) return { kind: 'fault', vector: 13, errorCode: 0n, reason: 'PVALIDATE below VMPL0' };
   // 2M request with a GVA that is not 2 MiB aligned: FAIL_INPUT (B2).
   if (req.size === '2m' && req.gva % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
+  const rc = operandRc?.();
+  if (rc !== undefined) return { kind: 'result', rc };
   const t = req.translation;
   // GVA not mapped: the walk faults. EDK2 says #GP; we raise the walk's #PF with CR2 = RAX,
   // as for any linear-address access (U: APM Vol. 3 page not found).

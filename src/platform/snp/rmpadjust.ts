@@ -24,13 +24,19 @@ const PERM_BITS = VMPL_PERM_ALL;
 export type RmpadjustOutcome = { kind: 'result'; rc: RmpInsnRc; gpa?: bigint } | Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>;
 
 export function rmpadjust(rmp: Rmp, ctx: GuestContext, req: RmpInsnRequest & RmpadjustRegs): RmpadjustOutcome {
-  // A VMPL that does not exist, or perm bits that do not: bad input (U).
-  if (req.targetVmpl > 3 || (req.perms & ~PERM_BITS) !== 0) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
-  const r = resolveRmpInsnTarget(rmp, ctx, req, 'RMPADJUST');
+  const r = resolveRmpInsnTarget(rmp, ctx, req, 'RMPADJUST', () => {
+    // A VMPL that does not exist, or perm bits that do not: bad input (U).
+    if (req.targetVmpl > 3 || (req.perms & ~PERM_BITS) !== 0) return RMP_INSN_RC.FAIL_INPUT;
+    // Only a less privileged (numerically higher) VMPL can be adjusted (§15.36.7). Decided from
+    // the registers alone, before RAX is translated or the RMP looked at: a VMPL1 guest probing
+    // for VMPL0 (Linux enforce_vmpl0/svsm_setup_ca) gets FAIL_PERMISSION, never a fault, whatever
+    // the page (microsoft/verismo mem op_rmpadjust: 2M alignment -> Input, then
+    // current VMPL >= target VMPL -> Perm, then the page walk and RmpEntry::rmpadjust).
+    if (req.targetVmpl <= ctx.vmpl) return RMP_INSN_RC.FAIL_PERMISSION;
+    return undefined;
+  });
   if (r.kind !== 'target') return r;
-  // Only a less privileged (numerically higher) VMPL can be adjusted, and never beyond the
-  // permissions the current VMPL itself holds on the page (§15.36.7).
-  if (req.targetVmpl <= ctx.vmpl) return { kind: 'result', rc: RMP_INSN_RC.FAIL_PERMISSION };
+  // Never beyond the permissions the current VMPL itself holds on the page (§15.36.7).
   if ((req.perms & ~r.entry.vmplPerms[ctx.vmpl]!) !== 0) return { kind: 'result', rc: RMP_INSN_RC.FAIL_PERMISSION };
   // The VMSA bit is honoured only at VMPL0 ("Ignored when the current VMPL != 0", MS docs).
   rmp.adjustPermissions(r.gpa, req.targetVmpl, req.perms, ctx.vmpl === 0 ? req.vmsa : r.entry.vmsa);

@@ -13,7 +13,11 @@
 import { describe, expect, it } from 'vitest';
 import type { NativeTranslation } from '../../../src/native/binding.js';
 import { checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
-import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry } from '../../../src/platform/snp/rmp.js';
+import { PVALIDATE_RC, pvalidate, pvalidateFlags } from '../../../src/platform/snp/pvalidate.js';
+import { RMP_INSN_RC, type RmpInsnRequest } from '../../../src/platform/snp/rmp-instruction.js';
+import { rmpadjust, type RmpadjustRegs } from '../../../src/platform/snp/rmpadjust.js';
+import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry, type RmpPageSize } from '../../../src/platform/snp/rmp.js';
+import { RFLAGS } from '../../../src/cpu/registers.js';
 
 const MEMORY = 16n << 20n;
 const T = 0x400000n;  // 2 MiB aligned
@@ -84,5 +88,110 @@ describe('VMPL permission masks (APM Vol. 2 §15.36.7, Table 15-36)', () => {
 
   it('bit values: Read 0, Write 1, Execute-User 2, Execute-Supervisor 3, Supervisor-Shadow-Stack 4', () => {
     expect(VMPL_PERM).toEqual({ read: 1, write: 2, execUser: 4, execSupervisor: 8, supervisorShadowStack: 16 });
+  });
+});
+
+/** A translation of RAX that succeeded, to `gpa`. */
+function mappedTo(gpa: bigint): NativeTranslation {
+  return { status: 'ok', gpa, isPrivate: true, level: 1, writable: true, executable: true, pfError: 0 };
+}
+const unmapped: NativeTranslation = { status: 'page-fault', gpa: 0n, isPrivate: false, level: 4, writable: false, executable: false, pfError: 0 };
+
+function insnRequest(gva: bigint, size: RmpPageSize, more: Partial<RmpInsnRequest> = {}): RmpInsnRequest {
+  return { gva, size, cpl: 0, translation: mappedTo(gva), nptSizeAt: () => '4k', ...more };
+}
+
+describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => {
+  it('return codes: 0 success, 1 an input parameter is invalid, 6 the guest page and RMP entry page sizes do not match', () => {
+    expect(PVALIDATE_RC).toEqual({ SUCCESS: 0, FAIL_INPUT: 1, FAIL_SIZEMISMATCH: 6 });
+  });
+
+  it('sets Validated and nothing else (Table 15-34: PVALIDATE writes only the Validated flag); again: rc 0 with "validated bit not changed" (CF=1)', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, guestEntry({ validated: false, vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read, 0, 0] }));
+    const before = rmp.lookup(T);
+    expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k'), validate: true })).toEqual({ kind: 'result', rc: 0, unchanged: false, gpa: T });
+    expect(rmp.lookup(T)).toEqual({ ...before, validated: true });
+    expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k'), validate: true })).toEqual({ kind: 'result', rc: 0, unchanged: true, gpa: T });
+    expect(pvalidateFlags(0n, 0, true) & RFLAGS.CF).toBe(RFLAGS.CF);
+  });
+
+  it('Table 15-40: a 4K request on a 2MB RMP entry is #VMEXIT(NPF) with SIZEM (bit 35); a 2MB request on 4KB entries is FAIL_SIZEMISMATCH', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put2m(T, guestEntry({ pageSize: '2m', validated: false }));
+    const npf = pvalidate(rmp, VMPL0, { ...insnRequest(T + 0x3000n, '4k', { nptSizeAt: () => '2m' }), validate: true });
+    expect(npf).toMatchObject({ kind: 'npf', gpa: T + 0x3000n });
+    expect((npf as { errorCode: bigint }).errorCode & (NPF_BITS.rmp | NPF_BITS.sizeMismatch)).toBe(NPF_BITS.rmp | NPF_BITS.sizeMismatch);
+    const small = new Rmp(MEMORY);
+    small.put4k(T, guestEntry({ validated: false }));
+    expect(pvalidate(small, VMPL0, { ...insnRequest(T, '2m'), validate: true })).toMatchObject({ kind: 'result', rc: 6 });
+    expect(small.lookup(T).validated).toBe(false);
+  });
+
+  it('§15.36.6: the nested page table counts too: 4K under a 2MB NPT mapping is NPF; 2MB under 4KB NPT mappings is an error returned to the guest', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, guestEntry({ validated: false }));
+    expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k', { nptSizeAt: () => '2m' }), validate: true })).toMatchObject({ kind: 'npf' });
+    const big = new Rmp(MEMORY);
+    big.put2m(T, guestEntry({ pageSize: '2m', validated: false }));
+    expect(pvalidate(big, VMPL0, { ...insnRequest(T, '2m', { nptSizeAt: () => '4k' }), validate: true })).toMatchObject({ kind: 'result', rc: 6 });
+    expect(pvalidate(big, VMPL0, { ...insnRequest(T, '2m', { nptSizeAt: () => '2m' }), validate: true })).toMatchObject({ kind: 'result', rc: 0 });
+    expect(big.lookup(T + 0x1ff000n).validated).toBe(true);
+  });
+
+  it('a page the guest does not own (hypervisor-owned, or after the hypervisor reassigned it): NPF, Validated untouched (Table 15-39 checks)', () => {
+    const rmp = new Rmp(MEMORY);
+    expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k'), validate: true })).toMatchObject({ kind: 'npf', reason: 'guest-owned' });
+    rmp.put4k(T, guestEntry({ asid: ASID + 1, validated: false }));
+    expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k'), validate: true })).toMatchObject({ kind: 'npf', reason: 'guest-owned' });
+    expect(rmp.lookup(T).validated).toBe(false);
+  });
+});
+
+describe('RMPADJUST (APM Vol. 2 §15.36.7; MS __rmpadjust; verismo op_rmpadjust / RmpEntry::rmpadjust)', () => {
+  const regs = (targetVmpl: number, perms: number, vmsa = false): RmpadjustRegs => ({ gva: T, size: '4k', targetVmpl, perms, vmsa });
+
+  it('return codes: 0 success, 1 invalid input, 2 the current VMPL has insufficient permissions, 6 page sizes do not match', () => {
+    expect(RMP_INSN_RC).toEqual({ SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_SIZEMISMATCH: 6 });
+  });
+
+  it('a VMPL cannot adjust itself or a more privileged VMPL: FAIL_PERMISSION from the registers alone, before RAX is translated or the RMP checked', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, guestEntry({ validated: false }));  // unvalidated: a walk to it would be #VC
+    for (const target of [0, 1]) {
+      expect(rmpadjust(rmp, VMPL1, { ...insnRequest(T, '4k'), ...regs(target, VMPL_PERM.read) })).toEqual({ kind: 'result', rc: 2 });
+      expect(rmpadjust(rmp, VMPL1, { ...insnRequest(T, '4k', { translation: unmapped }), ...regs(target, VMPL_PERM.read) })).toEqual({ kind: 'result', rc: 2 });
+      expect(rmpadjust(new Rmp(MEMORY), VMPL1, { ...insnRequest(T, '4k'), ...regs(target, VMPL_PERM.read) })).toEqual({ kind: 'result', rc: 2 });
+    }
+    expect(rmp.lookup(T).vmplPerms).toEqual([VMPL_PERM_ALL, 0, 0, 0]);
+  });
+
+  it('cannot grant more than the current VMPL holds: VMPL1 without Write cannot give VMPL2 Write (the section\'s example)', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, guestEntry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read, 0, 0] }));
+    expect(rmpadjust(rmp, VMPL1, { ...insnRequest(T, '4k'), ...regs(2, VMPL_PERM.read | VMPL_PERM.write) })).toMatchObject({ kind: 'result', rc: 2 });
+    expect(rmpadjust(rmp, VMPL1, { ...insnRequest(T, '4k'), ...regs(2, VMPL_PERM.read) })).toMatchObject({ kind: 'result', rc: 0 });
+    expect(rmp.lookup(T).vmplPerms).toEqual([VMPL_PERM_ALL, VMPL_PERM.read, VMPL_PERM.read, 0]);
+  });
+
+  it('the VMSA bit is honoured at VMPL0 only ("Ignored when the current VMPL != 0")', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, guestEntry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM_ALL, 0, 0] }));
+    expect(rmpadjust(rmp, VMPL1, { ...insnRequest(T, '4k'), ...regs(2, VMPL_PERM.read, true) })).toMatchObject({ rc: 0 });
+    expect(rmp.lookup(T).vmsa).toBe(false);
+    expect(rmpadjust(rmp, VMPL0, { ...insnRequest(T, '4k'), ...regs(1, VMPL_PERM.read, true) })).toMatchObject({ rc: 0 });
+    expect(rmp.lookup(T).vmsa).toBe(true);
+  });
+
+  it('Table 15-40 applies to RMPADJUST too: 4K on a 2MB entry is NPF with SIZEM, 2MB on 4KB entries FAIL_SIZEMISMATCH; an unvalidated page is #VC 0x404', () => {
+    const big = new Rmp(MEMORY);
+    big.put2m(T, guestEntry({ pageSize: '2m' }));
+    const npf = rmpadjust(big, VMPL0, { ...insnRequest(T, '4k', { nptSizeAt: () => '2m' }), ...regs(1, VMPL_PERM.read) });
+    expect((npf as { errorCode: bigint }).errorCode & NPF_BITS.sizeMismatch).toBe(NPF_BITS.sizeMismatch);
+    const small = new Rmp(MEMORY);
+    small.put4k(T, guestEntry());
+    expect(rmpadjust(small, VMPL0, { ...insnRequest(T, '2m'), ...regs(1, VMPL_PERM.read), size: '2m' })).toMatchObject({ kind: 'result', rc: 6 });
+    small.put4k(T, guestEntry({ validated: false }));
+    expect(rmpadjust(small, VMPL0, { ...insnRequest(T, '4k'), ...regs(1, VMPL_PERM.read) })).toMatchObject({ kind: 'fault', vector: 29, errorCode: 0x404n, cr2: T });
   });
 });
