@@ -29,8 +29,13 @@ export const TARGET_STATES = [
 ] as const;
 export type TargetState = (typeof TARGET_STATES)[number];
 
-/** Return codes shared by RMPUPDATE / PSMASH (APM; Linux sev.h). */
-export const RMP_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_INUSE: 3, FAIL_OVERLAP: 4 } as const;
+/**
+ * Return codes shared by RMPUPDATE / PSMASH (APM; Linux sev.h; MS __rmpupdate/__psmash).
+ * FAIL_BADADDR is PSMASH's "the page doesn't meet the requirements for expansion" (MS __psmash:
+ * 7). AMD's first SNP host patches (2021 RFC, asm/sev.h) numbered a PSMASH_FAIL_BADADDR 4,
+ * which is RMPUPDATE's FAIL_OVERLAP in the same code space; the current documentation says 7.
+ */
+export const RMP_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_INUSE: 3, FAIL_OVERLAP: 4, FAIL_BADADDR: 7 } as const;
 export type RmpRcName = keyof typeof RMP_RC;
 /** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state (Linux uapi psp-sev.h SEV_RET_INVALID_PAGE_STATE). */
 export const LAUNCH_INVALID_PAGE_STATE = 0x1a;
@@ -56,12 +61,15 @@ export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, 
     'assigned-4k': 'FAIL_OVERLAP',
     'assigned-2m': 'SUCCESS',
   },
-  // PSMASH splits an assigned 2 MiB entry into 512 4 KiB entries; anything else is bad input (U).
+  // PSMASH splits an assigned 2 MiB entry into 512 4 KiB entries (APM Vol. 2 §15.36.11). Its
+  // input is a 2 MiB-aligned address (FAIL_INPUT otherwise); an address whose entry is not a
+  // 2 MiB one "doesn't meet the requirements for expansion": FAIL_BADADDR (MS __psmash). An
+  // immutable entry cannot be changed by x86 RMP instructions (Table 15-34 "Immutable").
   'psmash': {
     'misaligned': 'FAIL_INPUT',
     'immutable': 'FAIL_PERMISSION',
-    'hv-owned': 'FAIL_INPUT',
-    'assigned-4k': 'FAIL_INPUT',
+    'hv-owned': 'FAIL_BADADDR',
+    'assigned-4k': 'FAIL_BADADDR',
     'assigned-2m': 'SUCCESS',
   },
   // SNP_LAUNCH_UPDATE (AMD-SP firmware): only a pre-guest page (assigned to the guest's ASID,

@@ -17,6 +17,8 @@ import { PVALIDATE_RC, pvalidate, pvalidateFlags } from '../../../src/platform/s
 import { RMP_INSN_RC, type RmpInsnRequest } from '../../../src/platform/snp/rmp-instruction.js';
 import { rmpadjust, type RmpadjustRegs } from '../../../src/platform/snp/rmpadjust.js';
 import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry, type RmpPageSize } from '../../../src/platform/snp/rmp.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { Machine } from '../../../src/cpu/machine.js';
 import { RFLAGS } from '../../../src/cpu/registers.js';
 
 const MEMORY = 16n << 20n;
@@ -193,5 +195,63 @@ describe('RMPADJUST (APM Vol. 2 §15.36.7; MS __rmpadjust; verismo op_rmpadjust 
     expect(rmpadjust(small, VMPL0, { ...insnRequest(T, '2m'), ...regs(1, VMPL_PERM.read), size: '2m' })).toMatchObject({ kind: 'result', rc: 6 });
     small.put4k(T, guestEntry({ validated: false }));
     expect(rmpadjust(small, VMPL0, { ...insnRequest(T, '4k'), ...regs(1, VMPL_PERM.read) })).toMatchObject({ kind: 'fault', vector: 29, errorCode: 0x404n, cr2: T });
+  });
+});
+
+describe('host RMP instructions (APM Vol. 2 §15.36.5/§15.36.6/§15.36.11; MS __rmpupdate, __psmash)', () => {
+  const R = 0x400000n;
+
+  it('RMPUPDATE assigning a page: VMPL0 gets every permission, the other VMPLs none, Validated 0 (§15.36.6 "all pages start unvalidated", §15.36.7)', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    expect(p.rmpUpdate(R, { assigned: true, pageSize: '4k', gpa: R, asid: p.asid })).toMatchObject({ rc: 0 });
+    expect(p.rmp.lookup(R)).toEqual({ assigned: true, pageSize: '4k', immutable: false, gpa: R, asid: p.asid, validated: false, vmsa: false, vmplPerms: [VMPL_PERM_ALL, 0, 0, 0] });
+    vm.close();
+  });
+
+  it('RMPUPDATE of a validated page clears Validated, even when it rewrites the same owner and GPA (§15.36.6: deallocating, reassigning or remapping with RMPUPDATE makes the page unvalidated)', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(R, { assigned: true, pageSize: '4k', gpa: R, asid: p.asid });
+    p.rmp.setValidated(R, true);
+    expect(p.rmpUpdate(R, { assigned: true, pageSize: '4k', gpa: R, asid: p.asid })).toMatchObject({ rc: 0 });
+    expect(p.rmp.lookup(R).validated).toBe(false);
+    vm.close();
+  });
+
+  it('RMPUPDATE: 2 for an immutable entry, 4 for overlapping 4KB and 2MB entries, 1 for an address not aligned to the new size', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(R + 0x5000n, { assigned: true, pageSize: '4k', gpa: R + 0x5000n, asid: p.asid });
+    expect(p.rmpUpdate(R, { assigned: true, pageSize: '2m', gpa: R, asid: p.asid })).toMatchObject({ rc: 4, result: 'FAIL_OVERLAP' });
+    expect(p.rmpUpdate(R + 0x1000n, { assigned: true, pageSize: '2m', gpa: R, asid: p.asid })).toMatchObject({ rc: 1, result: 'FAIL_INPUT' });
+    p.rmpUpdate(R + 0x6000n, { assigned: true, pageSize: '4k', immutable: true, gpa: R + 0x6000n, asid: p.asid });
+    expect(p.rmpUpdate(R + 0x6000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 })).toMatchObject({ rc: 2, result: 'FAIL_PERMISSION' });
+    vm.close();
+  });
+
+  it('PSMASH: 512 4KB entries with consecutive GPAs, Page_Size 0, every other field copied, Validated kept (§15.36.11)', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(R, { assigned: true, pageSize: '2m', gpa: R, asid: p.asid });
+    p.rmp.setValidated(R, true);
+    p.rmp.adjustPermissions(R, 1, VMPL_PERM.read, true);
+    expect(p.psmash(R)).toMatchObject({ rc: 0 });
+    for (const i of [0n, 1n, 511n]) {
+      expect(p.rmp.lookup(R + i * 0x1000n)).toEqual({ assigned: true, pageSize: '4k', immutable: false, gpa: R + i * 0x1000n, asid: p.asid, validated: true, vmsa: true, vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read, 0, 0] });
+    }
+    vm.close();
+  });
+
+  it('PSMASH: 1 for an address not 2MB aligned; 7 (FAIL_BADADDR) where there is no 2MB entry to expand; nothing changes', () => {
+    const vm = new Machine({ memoryBytes: MEMORY });
+    const p = new SnpPlatform(vm);
+    p.rmpUpdate(R, { assigned: true, pageSize: '4k', gpa: R, asid: p.asid });
+    const before = p.rmp.lookup(R);
+    expect(p.psmash(R)).toMatchObject({ rc: 7, result: 'FAIL_BADADDR' });
+    expect(p.psmash(R + 0x200000n)).toMatchObject({ rc: 7, result: 'FAIL_BADADDR' });  // hypervisor-owned
+    expect(p.psmash(R + 0x1000n)).toMatchObject({ rc: 1, result: 'FAIL_INPUT' });
+    expect(p.rmp.lookup(R)).toEqual(before);
+    vm.close();
   });
 });
