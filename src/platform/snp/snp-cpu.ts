@@ -506,10 +506,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * VMRUN of vCPU `index` from the VMSA page at `vmsaGpa`, as the hypervisor does after an AP
    * creation request (KVM sev_snp_ap_creation + __sev_snp_update_protected_guest_state: the
    * target's VMCB points at the guest's page, the vCPU becomes runnable). The hardware loads
-   * the vCPU from that page only if the RMP makes it this guest's VMSA: assigned to its ASID,
-   * validated, VMSA bit set (the guest sets it with RMPADJUST at VMPL0: Linux snp_set_vmsa), and
-   * the VMSA's VMPL and SEV_FEATURES match the guest's (U: the order and completeness of VMRUN's
-   * own VMSA checks are not verified against the APM; these are the ones KVM and Linux rely on). The VMSA is read here, once: this model has no later VMRUN from it.
+   * the vCPU from that page only if it passes VMRUN's page checks for the VMSA of an SNP-active
+   * guest, APM Vol. 2 §15.36.12 Table 15-41: RMP-Covered, Guest-Owned, Reverse-Map, Mutable and
+   * VMSA (the bit the guest sets with RMPADJUST at VMPL0: Linux snp_set_vmsa), else
+   * VMEXIT_INVALID. Validated is not among them. Then the VMSA's VMPL and SEV_FEATURES must match
+   * the guest's (U: these are the ones KVM and Linux rely on). The VMSA is read here, once: this
+   * model has no later VMRUN from it.
    */
   runApFromVmsa(index: number, vmsaGpa: bigint): ApStartResult {
     const refuse = (reason: string): ApStartResult => {
@@ -519,10 +521,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (!Number.isInteger(index) || index < 0 || index >= this.machine.vcpuCount) return refuse(`no vCPU ${index}`);
     if (index === this.machine.vcpuIndex) return refuse('the target vCPU is the one running');
     if ((vmsaGpa & (PAGE_4K - 1n)) !== 0n || vmsaGpa < 0n || vmsaGpa >= this.memoryBytes) return refuse('VMSA address not a page in guest RAM');
+    // Table 15-41 in its order; guest RAM is RMP-covered (Rmp.coveredBytes = memoryBytes).
     const e = this.rmp.lookup(vmsaGpa);
     if (!e.assigned || e.asid !== this.asid) return refuse('VMSA page not assigned to the guest');
+    const mappedGpa = e.pageSize === '2m' ? e.gpa + (vmsaGpa & (PAGE_2M - PAGE_4K)) : e.gpa;
+    if (mappedGpa !== vmsaGpa) return refuse(`VMSA page's reverse map says GPA 0x${mappedGpa.toString(16)}`);
+    if (e.immutable) return refuse('VMSA page immutable');
     if (!e.vmsa) return refuse('RMP VMSA bit clear');
-    if (!e.validated) return refuse('VMSA page not validated');
     const vmsa = decodeVmsaPage(this.machine.memory.read(vmsaGpa, Number(PAGE_4K)));
     if (vmsa.vmpl !== this.vmpl) return refuse(`VMSA VMPL ${vmsa.vmpl}, the guest runs at VMPL${this.vmpl}`);
     if (vmsa.sevFeatures !== SNP_GUEST_SEV_FEATURES) return refuse(`SEV_FEATURES 0x${vmsa.sevFeatures.toString(16)} differ from the guest's`);

@@ -1,6 +1,6 @@
 // The hardware side of SNP AP creation: VMRUN of an AP from the VMSA page the guest wrote. It runs
-// only from a page the RMP makes this guest's VMSA (assigned to its ASID, validated, VMSA bit set
-// by RMPADJUST), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
+// only from a page that passes VMRUN's VMSA page checks (APM Vol. 2 Table 15-41: assigned to its
+// ASID, mapped at its own GPA, mutable, VMSA bit set by RMPADJUST; Validated is not checked), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
 // state the page holds (Linux struct sev_es_save_area offsets). Until then the AP does not exist.
 import { describe, expect, it } from 'vitest';
 import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
@@ -20,11 +20,11 @@ function vmsaBytes(edit: (b: Buffer) => void = () => {}): Buffer {
   return b;
 }
 
-function platformWithVmsa(page: Buffer, rmp: { assigned?: boolean; validated?: boolean; vmsaBit?: boolean } = {}) {
+function platformWithVmsa(page: Buffer, rmp: { assigned?: boolean; validated?: boolean; vmsaBit?: boolean; gpa?: bigint; immutable?: boolean } = {}) {
   const p = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
   p.machine.memory.write(VMSA, page);
   if (rmp.assigned ?? true) {
-    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: p.asid }).rc).toBe(0);
+    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: rmp.gpa ?? VMSA, asid: p.asid, immutable: rmp.immutable ?? false }).rc).toBe(0);
     if (rmp.validated ?? true) p.rmp.setValidated(VMSA, true);
     if (rmp.vmsaBit ?? true) p.rmp.adjustPermissions(VMSA, 1, 0, true);
   }
@@ -68,7 +68,8 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
 
   it.each([
     ['an unassigned (hypervisor) page', vmsaBytes(), { assigned: false }, /not assigned/],
-    ['a page the guest never validated', vmsaBytes(), { validated: false }, /not validated/],
+    ['a page the RMP maps at another GPA (Reverse-Map)', vmsaBytes(), { gpa: VMSA + 0x1000n }, /reverse map/],
+    ['an immutable page (Mutable)', vmsaBytes(), { immutable: true }, /immutable/],
     ['a page without the RMP VMSA bit', vmsaBytes(), { vmsaBit: false }, /VMSA bit clear/],
     ['other SEV_FEATURES', vmsaBytes((b) => b.writeBigUInt64LE(0n, 0x3b0)), {}, /SEV_FEATURES/],
     ['EFER.SVME clear', vmsaBytes((b) => b.writeBigUInt64LE(1n << 8n, 0xd0)), {}, /SVME/],
@@ -79,6 +80,11 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(reason);
     expect(p.isRunnable(1)).toBe(false);
+  });
+
+  it('runs from a page the guest rescinded after setting its VMSA bit: Validated is not one of the Table 15-41 checks', () => {
+    const p = platformWithVmsa(vmsaBytes(), { validated: false });
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
   });
 
   it('refuses a vCPU that does not exist, the running one, and an unaligned page', () => {
