@@ -373,7 +373,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return Napi::Number::New(info.Env(), static_cast<double>(packed));
   }
 
-  // inject(vector, errorCode?: bigint, cr2?: bigint) -> "" or the reason the guest's tables are unusable
+  // inject(vector, errorCode?: bigint, cr2?: bigint, resume?: boolean) -> "" or the reason the
+  // guest's tables are unusable; resume: the pushed RFLAGS has RF set (a fault, deliver.cc)
   Napi::Value Inject(const Napi::CallbackInfo& info) { return Deliver(info, false); }
 
   // injectRepeating(vector, errorCode?: bigint, cr2?: bigint) -> as inject; the run area's
@@ -390,9 +391,10 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     bool has_cr2 = info.Length() > 2 && !info[2].IsUndefined();
     if (has_cr2 && !GetU64(info, 2, "cr2", &cr2)) return info.Env().Undefined();
     const uint64_t* cr2_ptr = has_cr2 ? &cr2 : nullptr;
+    const bool resume = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
     if (m->run_held()) return ThrowHeldRun(info.Env(), repeating ? "injectRepeating()" : "inject()");
-    return Napi::String::New(info.Env(), repeating ? m->InjectRepeating(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr)
-                                                   : m->Inject(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr));
+    return Napi::String::New(info.Env(), repeating ? m->InjectRepeating(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr, resume)
+                                                   : m->Inject(static_cast<uint8_t>(vector), has_error, error_code, cr2_ptr, resume));
   }
 
   // setEntryState(mode, csSelector, csBase) -> "" or the reason the state cannot be entered

@@ -102,7 +102,12 @@ CodeSegment Machine::CurrentCodeSegment() {
   return cs;
 }
 
-std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2) {
+// `resume`: the RFLAGS image pushed has RF = 1, as the CPU pushes it for every fault-class
+// exception but an instruction breakpoint (Intel SDM Vol. 3 §17.3.1.1 "Instruction-Breakpoint
+// Exception Condition"), and as the TDX module makes it for every exception it injects by setting
+// the guest's RFLAGS.RF before the VM entry (tdx-module td_other_exits.c tdx_inject_ve;
+// helpers.h inject_gp, inject_ud; helpers.c inject_pf). Handlers run with RF clear either way.
+std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2, bool resume) {
   if (config_.count_instructions) area_[kSlotCharged] += kInjectCharge;
   if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
   // CR2 is loaded when the fault is raised, before the delivery that may fail and escalate
@@ -118,8 +123,8 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
   // The code segment is read once (a GDT read through the page tables) and handed down.
   const CodeSegment cs = CurrentCodeSegment();
   std::string err = !cs.protected_mode ? DeliverReal(cs, vector)
-                    : !cs.long_mode    ? DeliverProtected(cs, vector, has_error_code, error_code)
-                                       : DeliverLong(cs, vector, has_error_code, error_code);
+                    : !cs.long_mode    ? DeliverProtected(cs, vector, has_error_code, error_code, resume)
+                                       : DeliverLong(cs, vector, has_error_code, error_code, resume);
   // A delivery from 64-bit code needs no far jump through the guest stub (DeliverLong), so only
   // RFLAGS, RSP and RIP of the run area changed: read back those three, not all of them.
   const bool flow_only = cs.protected_mode && cs.long_mode && cs.bits == 64;
@@ -188,7 +193,7 @@ std::string Machine::ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate) {
 // Protected mode (SDM Vol. 3 §6.11-6.12): 8-byte interrupt/trap gates; 32-bit gates push
 // EFLAGS, CS, EIP and the error code as dwords, 16-bit gates as words, on the current stack
 // (same privilege level). TF, NT, RF and VM are cleared, and IF too for interrupt gates.
-std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code) {
+std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool resume) {
   char msg[200];
   uint8_t gate[8];
   std::string err = ReadIdtGate(vector, sizeof gate, gate);
@@ -228,7 +233,7 @@ std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, boo
   uint64_t rsp = area_[kSlotRegs + kRegRsp], rflags = area_[kSlotRegs + kRegRflags];
   uint32_t values[4];
   int n = 0;
-  values[n++] = uint32_t(rflags);
+  values[n++] = uint32_t(rflags | (resume ? kRF : 0));
   values[n++] = cs.selector;
   values[n++] = uint32_t(area_[kSlotRegs + kRegRip]);
   if (has_error_code) values[n++] = uint32_t(error_code);
@@ -252,7 +257,7 @@ std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, boo
 // IA-32e mode (SDM Vol. 3 §6.14): 16-byte gates to 64-bit code; SS, RSP, RFLAGS, CS, RIP and
 // the error code are pushed as quadwords on a 16-byte aligned stack (the IST one if named),
 // from 64-bit and compatibility mode alike.
-std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code) {
+std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool resume) {
   char msg[200];
   uint8_t gate[16];
   std::string err = ReadIdtGate(vector, sizeof gate, gate);
@@ -291,7 +296,7 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
   if (has_error_code) frame[n++] = error_code;
   frame[n++] = area_[kSlotRegs + kRegRip];
   frame[n++] = cs.selector;
-  frame[n++] = rflags;
+  frame[n++] = rflags | (resume ? kRF : 0);
   frame[n++] = area_[kSlotRegs + kRegRsp];
   frame[n++] = ss;
   uint64_t new_rsp = (rsp & ~0xFull) - uint64_t(n) * 8;
@@ -335,7 +340,7 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
 // so that the caller sees it as its own next run (with the run area's instruction count as before
 // it until then). Outside counting mode, or when the exit being answered is not a gate fault,
 // this is Inject.
-std::string Machine::InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2) {
+std::string Machine::InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2, bool resume) {
   uint64_t* a = area_;
   a[kSlotHostResult] = 0;
   run_held_ = false;
@@ -346,7 +351,7 @@ std::string Machine::InjectRepeating(uint8_t vector, bool has_error_code, uint64
                               a[kSlotForeignReads] == 0 && a[kSlotDirtyRegs] == 0;
   const uint64_t fault[6] = {a[kSlotKind], a[kSlotArg0], a[kSlotArg1], a[kSlotArg2], a[kSlotArg3], a[kSlotRegs + kRegRip]};
   const uint64_t instructions = a[kSlotInstructions];
-  std::string err = Inject(vector, has_error_code, error_code, cr2);
+  std::string err = Inject(vector, has_error_code, error_code, cr2, resume);
   // Only a handler whose entry is the faulting RIP can fault there again with nothing started.
   if (!storm_possible || !err.empty() || a[kSlotRegs + kRegRip] != fault[5]) return err;
   // A bound on one call (the loop is also bounded by the budget's per-run and per-delivery
@@ -369,7 +374,7 @@ std::string Machine::InjectRepeating(uint8_t vector, bool has_error_code, uint64
       return "";
     }
     a[kSlotHostResult] = ++repeats << 1;
-    err = Inject(vector, has_error_code, error_code, cr2);
+    err = Inject(vector, has_error_code, error_code, cr2, resume);
     if (!err.empty() || a[kSlotRegs + kRegRip] != fault[5]) return err;
   }
 }

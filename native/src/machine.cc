@@ -490,7 +490,8 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       SetExit(insn.kind == TrappedKind::kIoIn ? ExitKind::kIoIn : ExitKind::kIoOut);
       area_[kSlotArg0] = insn.port_in_dx ? (rdx & 0xffff) : insn.port;
       area_[kSlotArg1] = insn.size;
-      area_[kSlotArg2] = (insn.string ? 1 : 0) | (insn.rep ? 2 : 0) | (insn.port_in_dx ? 0 : 4);
+      area_[kSlotArg2] = (insn.string ? 1 : 0) | (insn.rep ? 2 : 0) | (insn.port_in_dx ? 0 : 4) |
+                         (uint64_t(insn.address_size) << 3) | (uint64_t(insn.segment) << 5);
       uint64_t mask = insn.size == 1 ? 0xff : insn.size == 2 ? 0xffff : 0xffffffffu;
       area_[kSlotArg3] = insn.kind == TrappedKind::kIoOut && !insn.string ? (rax & mask) : 0;
       break;

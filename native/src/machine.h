@@ -183,12 +183,12 @@ class Machine {
   // Delivers an exception or interrupt through the guest's IDT (IA-32e and protected mode) or
   // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason. `cr2` (if
   // not null) is loaded first, as a #PF or #VC does.
-  std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2 = nullptr);
+  std::string Inject(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2 = nullptr, bool resume = false);
   // Inject, for the gate-fault exit in the run area, then, while the guest's next run ends in the
   // very same exit again with no instruction started, the same delivery again (a fault storm: see
   // deliver.cc). Returns the last delivery's failure or ""; kSlotHostResult = the deliveries made
   // after the first << 1 | 1 when a run that ended otherwise is held (its exit) for the next Run().
-  std::string InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2);
+  std::string InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2, bool resume = false);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
   std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);
@@ -322,9 +322,9 @@ class Machine {
   // The Deliver* functions take the code segment the vCPU was in when the event came.
   std::string DeliverReal(const CodeSegment& cs, uint8_t vector);
   std::string ReadIdtGate(uint8_t vector, unsigned size, uint8_t* gate);
-  std::string DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code);
+  std::string DeliverProtected(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool resume);
   // From 64-bit code it changes no run-area register but RFLAGS, RSP and RIP (no far jump).
-  std::string DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code);
+  std::string DeliverLong(const CodeSegment& cs, uint8_t vector, bool has_error_code, uint64_t error_code, bool resume);
 
   CpuPaging ReadPaging();
   // EFER as ReadPaging last read it, while efer_known_ (see ReadPaging).

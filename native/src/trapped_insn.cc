@@ -9,6 +9,8 @@ struct Prefixes {
   bool opsize = false;  // 66
   uint8_t last_mandatory = 0;  // the last of 66/F2/F3, which selects TDCALL/PVALIDATE/VMGEXIT
   bool rep = false;
+  bool addrsize = false;  // 67
+  int8_t segment = -1;    // the last segment-override prefix, in the SDM's encoding (0 ES .. 5 GS)
   uint8_t rex = 0;
 };
 
@@ -29,6 +31,16 @@ Prefixes ScanPrefixes(const uint8_t* b, size_t avail, bool rex) {
     if (v == 0x66) p.opsize = true;
     if (v == 0x66 || v == 0xF2 || v == 0xF3) p.last_mandatory = v;
     if (v == 0xF3 || v == 0xF2) p.rep = true;
+    if (v == 0x67) p.addrsize = true;
+    switch (v) {
+      case 0x26: p.segment = 0; break;
+      case 0x2E: p.segment = 1; break;
+      case 0x36: p.segment = 2; break;
+      case 0x3E: p.segment = 3; break;
+      case 0x64: p.segment = 4; break;
+      case 0x65: p.segment = 5; break;
+      default: break;
+    }
     p.count++;
   }
   // REX must come last; only RDRAND/RDSEED among the forms recognised here read it.
@@ -55,6 +67,14 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     t.string = string;
     t.rep = string && p.rep;
     t.length = static_cast<uint8_t>(i + (imm ? 2 : 1));
+    if (string) {
+      // 67 selects the other address size: 64 -> 32, 32 -> 16, 16 -> 32.
+      int bits = code_bits == 64 ? (p.addrsize ? 32 : 64) : code_bits == 32 ? (p.addrsize ? 16 : 32) : (p.addrsize ? 32 : 16);
+      t.address_size = static_cast<uint8_t>(bits == 16 ? 0 : bits == 32 ? 1 : 2);
+      // The override as encoded (in 64-bit mode CS/DS/ES/SS overrides name a zero-based
+      // segment, but the instruction still names them); INS's destination is ES:rDI always.
+      t.segment = static_cast<uint8_t>(kind == TrappedKind::kIoIn ? 0 : p.segment >= 0 ? p.segment : 3);
+    }
   };
   switch (op) {
     case 0xE4: io(TrappedKind::kIoIn, 1, true, false); return t;

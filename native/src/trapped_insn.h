@@ -30,6 +30,12 @@ struct TrappedInsn {
   uint8_t size = 0;        // 1, 2 or 4 bytes
   bool string = false;     // INS/OUTS
   bool rep = false;
+  // INS/OUTS only: what the VM-exit instruction-information field reports (Intel SDM Vol. 3C
+  // "VM-Exit Instruction-Information Field as Used for INS and OUTS"): the address size
+  // (0 = 16-bit, 1 = 32-bit, 2 = 64-bit) and the segment register of the memory operand
+  // (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS: OUTS reads DS unless overridden; INS always writes ES).
+  uint8_t address_size = 0;
+  uint8_t segment = 0;
   // RDRAND/RDSEED only.
   uint8_t reg = 0;           // destination: ModRM.rm + REX.B, in x86 encoding order
   uint8_t operand_bits = 0;  // 16, 32 or 64

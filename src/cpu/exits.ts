@@ -73,6 +73,13 @@ export interface IoExit {
   immediate: boolean;
   /** OUT (non-string): the value written. */
   value: number;
+  /** INS/OUTS: the address size of the memory operand (the segment's, flipped by 67); 0 otherwise. */
+  addressBits: 0 | 16 | 32 | 64;
+  /**
+   * INS/OUTS: the segment register of the memory operand in the SDM's encoding (0 ES, 1 CS, 2 SS,
+   * 3 DS, 4 FS, 5 GS): OUTS reads DS unless a prefix overrides it, INS always writes ES. 0 otherwise.
+   */
+  segment: number;
 }
 
 export interface GateFaultExit {
@@ -114,6 +121,8 @@ export interface ExceptionExit {
 export type ExitKind = VmExit['kind'];
 
 const ACCESS: readonly Access[] = ['read', 'write', 'fetch'];
+/** The native decoder's address-size code of a string I/O exit (native/src/trapped_insn.h). */
+const IO_ADDRESS_BITS: readonly (16 | 32 | 64)[] = [16, 32, 64];
 /** A run ended because Unicorn itself aborted (native/src/abort_guard.h): that VM never runs again. */
 export const EMULATOR_ABORTED = 'the emulator aborted translating guest code (a Unicorn bug); this VM cannot run again';
 
@@ -165,6 +174,7 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
         kind: 'io', rip, length, direction: kind === ExitCode.ioIn ? 'in' : 'out', port: asNumber(words, arg0),
         size: asNumber(words, arg1) as 1 | 2 | 4, string: (flags & 1) !== 0, rep: (flags & 2) !== 0, immediate: (flags & 4) !== 0,
         value: asNumber(words, arg3),
+        addressBits: (flags & 1) !== 0 ? IO_ADDRESS_BITS[(flags >> 3) & 3] ?? 64 : 0, segment: (flags >> 5) & 7,
       };
     }
     case ExitCode.gateFault: {

@@ -166,10 +166,12 @@ export class Vcpu {
    * RIP (and the error code) and enters the handler. Throws InjectionError when the IDT, GDT
    * or stack cannot take it; the platform model decides what the guest sees then.
    * For #PF (and SNP's #VC 0x404), pass `cr2` to set CR2 as the CPU would: it is loaded when the
-   * fault is raised, so also when the delivery then fails.
+   * fault is raised, so also when the delivery then fails. `resume`: the pushed RFLAGS image has
+   * RF set, as the CPU pushes it for a fault-class exception (Intel SDM Vol. 3 §17.3.1.1) and the
+   * TDX module for every exception it injects (native/src/deliver.cc); the handler runs with RF clear.
    */
-  inject(vector: number, errorCode?: bigint, cr2?: bigint): void {
-    const reason = this.#deliver(vector, errorCode, cr2);
+  inject(vector: number, errorCode?: bigint, cr2?: bigint, resume = false): void {
+    const reason = this.#deliver(vector, errorCode, cr2, false, resume);
     if (reason) throw new InjectionError(vector, reason);
   }
 
@@ -178,8 +180,8 @@ export class Vcpu {
    * message. For a caller that turns the failure into an outcome anyway: building the Error (its
    * stack trace) was ~30 us, the end of every SNP #VC storm in a fuzz campaign (issue 10).
    */
-  tryInject(vector: number, errorCode?: bigint, cr2?: bigint): string | undefined {
-    const reason = this.#deliver(vector, errorCode, cr2);
+  tryInject(vector: number, errorCode?: bigint, cr2?: bigint, resume = false): string | undefined {
+    const reason = this.#deliver(vector, errorCode, cr2, false, resume);
     return reason ? injectionFailure(vector, reason) : undefined;
   }
 
@@ -202,13 +204,13 @@ export class Vcpu {
    * and a register write throw (the guest already ran it: they would act on a state the caller
    * has not seen). Those runs count in exitCounts as run()'s.
    */
-  tryInjectRepeating(vector: number, errorCode?: bigint, cr2?: bigint): string | undefined {
+  tryInjectRepeating(vector: number, errorCode?: bigint, cr2?: bigint, resume = false): string | undefined {
     if (!Vcpu.repeatFaultDeliveries) {
       this.#repeatedDeliveries = 0;
       this.#stormRunHeld = false;
-      return this.tryInject(vector, errorCode, cr2);
+      return this.tryInject(vector, errorCode, cr2, resume);
     }
-    const reason = this.#deliver(vector, errorCode, cr2, true);
+    const reason = this.#deliver(vector, errorCode, cr2, true, resume);
     const result = Number(this.#area[RunSlot.hostResult]!);
     const repeats = Math.floor(result / 2);
     this.#repeatedDeliveries = repeats;
@@ -234,11 +236,11 @@ export class Vcpu {
   #repeatedDeliveries = 0;
   #stormRunHeld = false;
 
-  #deliver(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, repeating = false): string {
+  #deliver(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, repeating: boolean, resume: boolean): string {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector must be 0..255, got ${vector}`);
     // One native call: CR2 written on its own was a register write-back and read-back more per event.
     const e = errorCode === undefined ? undefined : errorCode & MASK64, c = cr2 === undefined ? undefined : cr2 & MASK64;
-    return repeating ? this.#native.injectRepeating(vector, e, c) : this.#native.inject(vector, e, c);
+    return repeating ? this.#native.injectRepeating(vector, e, c, resume) : this.#native.inject(vector, e, c, resume);
   }
 
   /**

@@ -53,9 +53,10 @@ export interface NativeMachine {
   noteHostWrite(gpa: bigint, length: bigint): void;
   /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
   translate(va: bigint, access: number): number;
-  inject(vector: number, errorCode?: bigint, cr2?: bigint): string;
+  /** `resume`: the pushed RFLAGS image has RF set, as for a fault (native/src/deliver.cc). */
+  inject(vector: number, errorCode?: bigint, cr2?: bigint, resume?: boolean): string;
   /** inject(), then the same delivery again while the guest's next run ends in the same gate fault (native/src/deliver.cc); run area hostResult = the repeats. */
-  injectRepeating(vector: number, errorCode?: bigint, cr2?: bigint): string;
+  injectRepeating(vector: number, errorCode?: bigint, cr2?: bigint, resume?: boolean): string;
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
   codeSegment(): NativeCodeSegment;
   snapshot(): number;

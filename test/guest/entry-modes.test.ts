@@ -109,6 +109,33 @@ describe('entry states', () => {
   });
 });
 
+describe('string I/O exits carry the address size and segment of their memory operand', () => {
+  // What the VM-exit instruction-information field of an INS/OUTS exit reports (Intel SDM Vol. 3C,
+  // its format for INS and OUTS): the address size is the code segment's, flipped by 67, and
+  // OUTS reads DS unless a segment prefix names another; INS writes ES:rDI whatever the prefixes.
+  it.each([
+    ['32-bit code: outsb', 'outsb', { direction: 'out', addressBits: 32, segment: 3, length: 1 }],
+    ['32-bit code: 67 es outsw', '.byte 0x67, 0x26, 0x66, 0x6f', { direction: 'out', addressBits: 16, segment: 0, size: 2, length: 4 }],
+    ['32-bit code: fs insd (the override is ignored)', '.byte 0x64, 0x6d', { direction: 'in', addressBits: 32, segment: 0, size: 4, length: 2 }],
+    ['32-bit code: in al, dx is not a string', 'in al, dx', { direction: 'in', addressBits: 0, segment: 0, string: false }],
+  ] as const)('%s', (_name, insn, expected) => {
+    const vm = vmWith(`.code32\nmov edx, 0x80\n${insn}\nhlt`, 0x1000n);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = 0x1000n;
+    expect(runTo(vm, 'io')).toMatchObject({ kind: 'io', port: 0x80, ...expected });
+  });
+
+  it('16-bit code: outsb is 16-bit addressing, 67 makes it 32-bit', () => {
+    const vm = vmWith('.code16\nmov dx, 0x80\nouts dx, byte ptr [si]\n.byte 0x67, 0x6e\nhlt', 0x301000n);
+    vm.vcpu.enter({ mode: 'real16', csSelector: 0xf000, csBase: 0x300000n });
+    vm.vcpu.regs.rip = 0x1000n;
+    const first = runTo(vm, 'io');
+    expect(first).toMatchObject({ addressBits: 16, segment: 3, length: 1 });
+    vm.vcpu.complete(first as { length: number });
+    expect(runTo(vm, 'io')).toMatchObject({ addressBits: 32, segment: 3, length: 2 });
+  });
+});
+
 describe('exception delivery in every mode', () => {
   it('real mode: through the IVT, with a FLAGS/CS/IP frame, and IRET returns', () => {
     const vm = vmWith(`

@@ -22,7 +22,7 @@ import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
-import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, type VeInfoFields } from './ve.js';
+import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
@@ -251,7 +251,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
   deliverPostedInterrupt(): TdStep {
     const IF = 1n << 9n;
     if (this.postedInterrupts.length === 0 || (this.machine.vcpu.regs.rflags & IF) === 0n) return TD_RESUME;
-    return this.injectException(this.postedInterrupts.shift()!);
+    // An interrupt between instructions pushes RF as it is (Intel SDM Vol. 3 §17.3.1.1).
+    return this.injectException(this.postedInterrupts.shift()!, undefined, undefined, false, false);
   }
 
   get pendingVeEnabled(): boolean {
@@ -274,13 +275,20 @@ export class TdModule implements Snapshottable<TdModuleState> {
         this.machine.vcpu.regs.rip = exit.rip - HLT_LENGTH;
         return this.deliverVe({ exitReason: ExitReason.HLT, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: Number(HLT_LENGTH), instructionInfo: 0 });
       // In a TD, port I/O and MSR accesses raise #VE (the guest turns them into TDVMCALLs).
-      // td_generic_ve_exit passes the CPU's exit qualification to the #VE unchanged.
+      // td_generic_ve_exit passes the CPU's exit qualification to the #VE unchanged, and
+      // tdx_inject_ve the VMCS instruction length and information; GLA and GPA are 0 (the
+      // VMCS guest-linear address of an INS/OUTS exit is not copied).
       case 'io':
-        return this.deliverVe({ exitReason: ExitReason.IO, exitQualification: ioExitQualification(exit), gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+        return this.deliverVe({
+          exitReason: ExitReason.IO, exitQualification: ioExitQualification(exit), gla: 0n, gpa: 0n, instructionLength: exit.length,
+          instructionInfo: ioInstructionInformation(exit),
+        });
       case 'rdmsr':
       case 'wrmsr':
         return handleMsr(this, exit);
-      case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2);
+      // The CPU's own exception: a fault pushes RF = 1, a trap (INT n, INT3, INTO) RF as it is
+      // (Intel SDM Vol. 3 §17.3.1.1).
+      case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2, false, !exit.afterInstruction);
       case 'invalid-opcode':
       case 'pvalidate':
       case 'rmpadjust':
@@ -377,7 +385,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
    */
   #injectDfRepeating(fields: VeInfoFields, faultRip: bigint): TdStep {
     const vcpu = this.machine.vcpu;
-    const failure = vcpu.tryInjectRepeating(DF_VECTOR, 0n);
+    const failure = vcpu.tryInjectRepeating(DF_VECTOR, 0n, undefined, true);
     const attempts = vcpu.repeatedDeliveries + 1;
     const delivered = failure === undefined ? attempts : attempts - 1;
     // Every delivery entered the faulting RIP but a last one made without a run after it (Vcpu.stormRunHeld).
@@ -391,16 +399,24 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return { kind: 'stop', outcome: { outcome: 'terminated', reason: `triple fault: ${failure}` } };
   }
 
-  /** Delivers an exception through the guest IDT; an undeliverable one escalates to #DF, then triple fault. */
-  injectException(vector: number, errorCode?: bigint, cr2?: bigint, quiet = false): TdStep {
+  /**
+   * Delivers an exception through the guest IDT; an undeliverable one escalates to #DF, then
+   * triple fault. `resume` (RF = 1 in the RFLAGS image pushed): the module sets the guest's
+   * RFLAGS.RF before the VM entry that delivers any exception it injects (td_other_exits.c
+   * tdx_inject_ve for #VE and #DF; helpers.h inject_gp, inject_ud; helpers.c inject_pf), so that
+   * IRET back to the faulting instruction skips its instruction breakpoint, as a fault the CPU
+   * raises itself would (Intel SDM Vol. 3 §17.3.1.1). Only an interrupt or a trap passes false.
+   * A #DF from a failed delivery pushes RF as it was when that delivery failed: the same flag.
+   */
+  injectException(vector: number, errorCode?: bigint, cr2?: bigint, quiet = false, resume = true): TdStep {
     try {
-      this.machine.vcpu.inject(vector, errorCode, cr2);
+      this.machine.vcpu.inject(vector, errorCode, cr2, resume);
       if (!quiet) this.record('exception-injected', { vector, errorCode: errorCode ?? null, rip: this.machine.vcpu.regs.rip });
       return TD_RESUME;
     } catch (err) {
       if (!(err instanceof InjectionError)) throw err;
       this.record('injection-failed', { vector, reason: err.message });
-      if (vector !== DF_VECTOR) return this.injectException(DF_VECTOR, 0n);
+      if (vector !== DF_VECTOR) return this.injectException(DF_VECTOR, 0n, undefined, false, resume);
       return { kind: 'stop', outcome: { outcome: 'terminated', reason: `triple fault: ${err.message}` } };
     }
   }

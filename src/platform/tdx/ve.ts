@@ -33,6 +33,21 @@ export function ioExitQualification(io: Pick<IoExit, 'size' | 'direction' | 'str
     | (BigInt(io.port) << 16n);
 }
 
+/**
+ * The VM-exit instruction-information field of an INS/OUTS exit (Intel SDM Vol. 3C, "Format of the
+ * VM-Exit Instruction-Information Field as Used for INS and OUTS"): bits 9:7 the address size
+ * (0 16-bit, 1 32-bit, 2 64-bit), bits 17:15 the segment register (0 ES .. 5 GS; undefined for
+ * INS, reported as ES, the segment INS writes); every other bit undefined, reported 0. For IN and
+ * OUT the whole field is undefined (reported 0). td_generic_ve_exit (tdx_td_dispatcher.c) reaches
+ * tdx_inject_ve (td_other_exits.c), which copies the VMCS field into VE_INFO.INSTRUCTION_INFO as
+ * it is; TDG.VP.VEINFO.GET returns it in R10[63:32].
+ */
+export function ioInstructionInformation(io: Pick<IoExit, 'string' | 'addressBits' | 'segment'>): number {
+  if (!io.string) return 0;
+  const addressSize = io.addressBits === 16 ? 0 : io.addressBits === 32 ? 1 : 2;
+  return (addressSize << 7) | ((io.segment & 7) << 15);
+}
+
 export interface VeInfoFields {
   exitReason: number;
   exitQualification: bigint;

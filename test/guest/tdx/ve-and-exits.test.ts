@@ -5,7 +5,7 @@ import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { honestTdxPolicy, type EptViolationExit, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { HALT, HANDLER, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, HANDLER, IRQ_VECTOR, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
 const P = 0x400000n;
 // #VE handler: VEINFO.GET status → R12, exit reason → RBX, qualification → R14, GLA → RBP, GPA → RSI,
@@ -234,5 +234,70 @@ describe('CPUID and TDCALL leaf rules', () => {
   it('port I/O in a TD raises #VE (reason 30)', () => {
     const { td } = runTdGuest(`mov dx, 0x3f8\n mov al, 0x41\n out dx, al\n ${HALT}`, { ve: VE_READER });
     expect(td.platform.machine.vcpu.regs.rbx).toBe(30n);
+  });
+});
+
+describe('what the guest reads after a #VE for string I/O (tdx_inject_ve: VMCS exit qualification, length and information)', () => {
+  // Handler: VEINFO.GET; RCX → RBX, RDX → R14, R8 → RBP, R9 → RSI, R10 (length | info << 32) → RDI.
+  const VE_ALL = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov rdi, r10\n mov r15, 20\n ${HALT}`;
+
+  it('gs rep outsb with an address-size prefix in 64-bit code: 32-bit address, GS, length 4', () => {
+    // Exit qualification (SDM Vol. 3C, I/O instructions): size 1 → 0, OUT → bit 3 clear, string
+    // bit 4, REP bit 5, DX operand → bit 6 clear, port 0x80 in 31:16. Instruction information
+    // (the INS/OUTS format): address size 1 (32-bit) in 9:7, segment 5 (GS) in 17:15. GLA and GPA
+    // are 0: td_generic_ve_exit passes neither. Linux handle_io then refuses a string #VE (-EIO).
+    const { td, outcome } = runTdGuest(`mov edx, 0x80\n mov ecx, 3\n xor esi, esi\n .byte 0x65, 0x67, 0xf3, 0x6e\n ${HALT}`, { ve: VE_ALL });
+    expect(outcome.outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r12, r.rbx, r.r14, r.rbp, r.rsi]).toEqual([0n, 30n, 0x80_0030n, 0n, 0n]);
+    expect(r.rdi & 0xffffffffn).toBe(4n);
+    expect(r.rdi >> 32n).toBe((1n << 7n) | (5n << 15n));
+  });
+
+  it('insw: 64-bit address, ES (INS writes ES:RDI), length 2; a plain OUT reports no information', () => {
+    const ins = runTdGuest(`mov edx, 0x71\n xor edi, edi\n .byte 0x66, 0x6d\n ${HALT}`, { ve: VE_ALL });
+    const r = ins.td.platform.machine.vcpu.regs;
+    expect([r.rbx, r.r14]).toEqual([30n, 0x71_0019n]); // size 2 → 1, IN (bit 3), string (bit 4)
+    expect(r.rdi).toBe((2n << 7n) << 32n | 2n);
+    const out = runTdGuest(`mov edx, 0x3f8\n mov al, 0x41\n out dx, al\n ${HALT}`, { ve: VE_ALL });
+    expect(out.td.platform.machine.vcpu.regs.rdi).toBe(1n);
+  });
+});
+
+describe('RFLAGS.RF in the frame of an exception the TDX module injects (tdx_inject_ve, inject_gp: rflags.rf = 1)', () => {
+  // The handler keeps the pushed RFLAGS (RSP + 16: RIP, CS, RFLAGS; #VE has no error code, #GP
+  // has one) in RBX and its own RFLAGS in RBP. PUSHFQ never copies RF (SDM PUSHF), so the own
+  // value is read back through the frame of an INT3 the handler raises itself: a trap, RF as it is.
+  const RF = 1n << 16n;
+
+  it('#VE for a PENDING page: the frame has RF set (IRET then skips the instruction breakpoint)', () => {
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: `mov rbx, [rsp + 16]\n mov r15, 20\n ${HALT}` });
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.r15).toBe(20n);
+    expect(td.platform.machine.vcpu.regs.rbx & RF).toBe(RF);
+  });
+
+  it('#VE for HLT and #DF for a second #VE: RF set in both frames; a posted interrupt\'s frame has it clear', () => {
+    const hlt = runTdGuest(`hlt\n ${HALT}`, { ve: `mov rbx, [rsp + 16]\n mov r15, 20\n ${HALT}` });
+    expect(hlt.td.platform.machine.vcpu.regs.rbx & RF).toBe(RF);
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: 'mov rax, [0x401000]', df: `mov rbx, [rsp + 24]\n mov r15, 8\n ${HALT}` });
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.r15).toBe(8n);
+    expect(td.platform.machine.vcpu.regs.rbx & RF).toBe(RF); // #DF pushes an error code (0) first
+    // Posted before the run: delivered at the TD entry after the next TD exit (a TDVMCALL
+    // <GetTdVmCallInfo>) once IF is set.
+    const irq = tdGuest(`xor r14, r14\n sti\n xor eax, eax\n mov ecx, 0x1c00\n xor r10, r10\n mov r11, 0x10000\n xor r12, r12\n ${TDCALL}\n ${HALT}`, { irq: 'mov rbx, [rsp + 16]\n inc r14\n iretq' });
+    irq.platform.handle.injectInterrupt(IRQ_VECTOR);
+    expect(runTd(irq).outcome).toBe('done');
+    expect(irq.platform.machine.vcpu.regs.r14).toBe(1n);
+    expect(irq.platform.machine.vcpu.regs.rbx & RF).toBe(0n);
+  });
+
+  it('#GP(0) the module injects for a TDCALL outside 64-bit mode has RF set', () => {
+    const { td } = runTdGuest(`${TO_COMPAT_MODE}\n .byte 0x66, 0x0f, 0x01, 0xcc\n hlt`, { gp: `mov rbx, [rsp + 24]\n mov r15, 13\n ${HALT}` });
+    expect(td.platform.machine.vcpu.regs.r15).toBe(13n);
+    expect(td.platform.machine.vcpu.regs.rbx & RF).toBe(RF);
   });
 });

@@ -84,18 +84,22 @@ describe('the host\'s view of private memory (td-module.ts isPrivatePage)', () =
 describe('port I/O raises #VE with the I/O exit qualification (SDM Table 28-5)', () => {
   // Bits 2:0 size - 1, bit 3 direction (1 = IN), bit 4 string, bit 5 REP, bit 6 operand encoding
   // (1 = immediate port), bits 31:16 port. td_generic_ve_exit (tdx_td_dispatcher.c) copies it as is.
+  // The instruction information (SDM Vol. 3C, the field's format for INS and OUTS): bits 9:7
+  // address size (0 16-bit, 1 32-bit, 2 64-bit), bits 17:15 segment (0 ES, 3 DS, 5 GS); undefined
+  // for IN/OUT (0 here). tdx_inject_ve (td_other_exits.c) copies it from the VMCS.
   it.each([
-    ['in eax, dx', { direction: 'in', size: 4, port: 0x3f8, string: false, rep: false, immediate: false, length: 1 }, 0x3f8_000bn],
-    ['out dx, al', { direction: 'out', size: 1, port: 0xcf8, string: false, rep: false, immediate: false, length: 1 }, 0xcf8_0000n],
-    ['rep outsw', { direction: 'out', size: 2, port: 0x80, string: true, rep: true, immediate: false, length: 3 }, 0x80_0031n],
-    ['insb', { direction: 'in', size: 1, port: 0x71, string: true, rep: false, immediate: false, length: 1 }, 0x71_0018n],
-    ['out 0x80, al', { direction: 'out', size: 1, port: 0x80, string: false, rep: false, immediate: true, length: 2 }, 0x80_0040n],
-    ['in ax, 0x71', { direction: 'in', size: 2, port: 0x71, string: false, rep: false, immediate: true, length: 3 }, 0x71_0049n],
-  ] as const)('%s', (_insn, io, qual) => {
+    ['in eax, dx', { direction: 'in', size: 4, port: 0x3f8, string: false, rep: false, immediate: false, length: 1, addressBits: 0, segment: 0 }, 0x3f8_000bn, 0],
+    ['out dx, al', { direction: 'out', size: 1, port: 0xcf8, string: false, rep: false, immediate: false, length: 1, addressBits: 0, segment: 0 }, 0xcf8_0000n, 0],
+    ['rep outsw (64-bit code, DS)', { direction: 'out', size: 2, port: 0x80, string: true, rep: true, immediate: false, length: 3, addressBits: 64, segment: 3 }, 0x80_0031n, (2 << 7) | (3 << 15)],
+    ['gs outsb with 67 (32-bit address)', { direction: 'out', size: 1, port: 0x80, string: true, rep: false, immediate: false, length: 3, addressBits: 32, segment: 5 }, 0x80_0010n, (1 << 7) | (5 << 15)],
+    ['insb (16-bit code, ES)', { direction: 'in', size: 1, port: 0x71, string: true, rep: false, immediate: false, length: 1, addressBits: 16, segment: 0 }, 0x71_0018n, 0],
+    ['out 0x80, al', { direction: 'out', size: 1, port: 0x80, string: false, rep: false, immediate: true, length: 2, addressBits: 0, segment: 0 }, 0x80_0040n, 0],
+    ['in ax, 0x71', { direction: 'in', size: 2, port: 0x71, string: false, rep: false, immediate: true, length: 3, addressBits: 0, segment: 0 }, 0x71_0049n, 0],
+  ] as const)('%s', (_insn, io, qual, info) => {
     const m = tdWithPendingPage();
     const exit: IoExit = { kind: 'io', rip: 0x1234n, value: 0, ...io };
     m.handleExit(exit);
-    expect(m.veInfo.fields).toEqual({ exitReason: 30, exitQualification: qual, gla: 0n, gpa: 0n, instructionLength: io.length, instructionInfo: 0 });
+    expect(m.veInfo.fields).toEqual({ exitReason: 30, exitQualification: qual, gla: 0n, gpa: 0n, instructionLength: io.length, instructionInfo: info });
   });
 });
 
