@@ -83,6 +83,11 @@ export class TdxVmmHandle extends SeamcallHost {
     this.#td.trace.record('vmm', 'inject-interrupt', { vector });
   }
 
+  /** Whether an interrupt this VMM posted is still waiting for the guest (its own descriptor: KVM kvm_vcpu_has_events). */
+  get interruptPending(): boolean {
+    return this.#td.postedInterrupts.length > 0;
+  }
+
   /**
    * An interrupt pending on the host CPU while the guest runs a 2 MiB TDG.MEM.PAGE.ACCEPT: the
    * module interrupts the accept after `afterChunks` 4 KiB chunks whatever the guest's RFLAGS.IF

@@ -217,8 +217,13 @@ function faultIn(ctx: VmmContext, exit: EptViolationExit): VmmAction {
   return RESUME;
 }
 
-/** Max bytes one MapGPA call converts before answering RETRY (KVM also converts in bounded chunks). */
+/**
+ * The bytes KVM converts per round before it looks for pending events (tdx.c TDX_MAP_GPA_MAX_LEN,
+ * one KVM_HC_MAP_GPA_RANGE exit to userspace each): between rounds, tdx_complete_vmcall_map_gpa
+ * answers RETRY with R11 = the next GPA if the vCPU has an event pending, else goes on.
+ */
 export const MAP_GPA_CHUNK = 0x200000n;
+const MASK64 = (1n << 64n) - 1n;
 
 export const honestTdxPolicy: TdxVmmPolicy = {
   onAcceptViolation(ctx, exit) {
@@ -248,31 +253,46 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   },
 
   mapGpa(ctx, call) {
+    // KVM tdx_map_gpa, in its order: an empty or wrapping range, an end beyond the guest's
+    // physical-address width (GPAW: KVM reports guest MAXPHYADDR = shared bit + 1) or a range
+    // that straddles the shared bit is INVALID_OPERAND; only then is misalignment ALIGN_ERROR.
+    // Every refusal hands R12 back in R11.
     const sharedBit = tdxSharedBit(ctx.gpaWidth);
     const start = call.regs.r12;
     const size = call.regs.r13;
+    const refuse = (status: bigint): VmcallDecision => ret(status, { r11: start });
+    const last = (start + size - 1n) & MASK64;
+    const limit = 1n << BigInt(ctx.gpaWidth);
+    if (((start + size) & MASK64) <= start || start >= limit || last >= limit || (start & sharedBit) !== (last & sharedBit)) {
+      return refuse(TdvmcallStatus.INVALID_OPERAND);
+    }
+    if (start % 0x1000n !== 0n || size % 0x1000n !== 0n) return refuse(TdvmcallStatus.ALIGN_ERROR);
     const toShared = (start & sharedBit) !== 0n;
     const base = start & ~sharedBit;
-    if (base % 0x1000n !== 0n || size % 0x1000n !== 0n || size === 0n) return ret(TdvmcallStatus.ALIGN_ERROR);
-    if (base >= sharedBit || !inGuestRam(ctx.ram, base, size)) return ret(TdvmcallStatus.INVALID_OPERAND);
+    // KVM hands the range to userspace, which fails it outside the VM's memory (INVALID_OPERAND).
+    if (!inGuestRam(ctx.ram, base, size)) return refuse(TdvmcallStatus.INVALID_OPERAND);
     const end = base + size;
-    const chunkEnd = end - base > MAP_GPA_CHUNK ? base + MAP_GPA_CHUNK : end;
-    try {
-      if (toShared) {
-        removePrivateRange(ctx.host, base, chunkEnd, ctx.septMirror);
-        ctx.host.setShared(base, chunkEnd - base, true);
-      } else {
-        ctx.host.setShared(base, chunkEnd - base, false);
-        // A page converted back to private is PENDING again: the guest must accept it.
-        augRange(ctx.host, base, chunkEnd, ctx.septMirror);
+    for (let next = base; ;) {
+      const chunkEnd = end - next > MAP_GPA_CHUNK ? next + MAP_GPA_CHUNK : end;
+      try {
+        if (toShared) {
+          removePrivateRange(ctx.host, next, chunkEnd, ctx.septMirror);
+          ctx.host.setShared(next, chunkEnd - next, true);
+        } else {
+          ctx.host.setShared(next, chunkEnd - next, false);
+          // A page converted back to private is PENDING again: the guest must accept it.
+          augRange(ctx.host, next, chunkEnd, ctx.septMirror);
+        }
+      } catch (err) {
+        if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
+        throw err;
       }
-    } catch (err) {
-      if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
-      throw err;
+      ctx.trace.record('vmm', 'map-gpa', { gpa: next, size: chunkEnd - next, toShared, requestedEnd: end });
+      if (chunkEnd >= end) return ret(TdvmcallStatus.SUCCESS);
+      next = chunkEnd;
+      // tdx_complete_vmcall_map_gpa: a pending event ends the call here, the guest resumes from R11.
+      if (ctx.host.interruptPending) return ret(TdvmcallStatus.RETRY, { r11: next | (toShared ? sharedBit : 0n) });
     }
-    ctx.trace.record('vmm', 'map-gpa', { gpa: base, size: chunkEnd - base, toShared, requestedEnd: end });
-    if (chunkEnd < end) return ret(TdvmcallStatus.RETRY, { r11: chunkEnd | (toShared ? sharedBit : 0n) });
-    return ret(TdvmcallStatus.SUCCESS);
   },
 
   reportFatalError(_ctx, call) {

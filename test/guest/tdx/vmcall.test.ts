@@ -171,7 +171,7 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
       jmp 2b
     3:`;
 
-  it('private → shared (RETRY per 2 MiB), data through the shared alias, back to private must be re-accepted', () => {
+  it('private → shared (4 MiB in one call: nothing pending, no RETRY), data through the shared alias, back to private must be re-accepted', () => {
     const td = tdGuest(`
       ${acceptAsm(0x400000n, 1)}
       ${acceptAsm(0x600000n, 1)}
@@ -187,17 +187,27 @@ describe('MapGPA (0x10001): RETRY with resume GPA, private↔shared conversion',
     const outcome = runTd(td);
     expect(outcome, outcome.reason).toMatchObject({ outcome: 'done' });
     const r = td.platform.machine.vcpu.regs;
-    expect(r.rdi).toBe(1n); // one RETRY for the 4 MiB request
+    expect(r.rdi).toBe(0n); // KVM converts both 2 MiB rounds without returning: no event was pending
     expect(r.r9).toBe(0n);
     expect(r.r8).toBe(0n);
     const maps = td.trace.ofType('map-gpa');
     expect(maps.map((m) => [m.gpa, m.toShared])).toEqual([[0x400000n, true], [0x600000n, true], [0x400000n, false]]);
-    const retry = td.trace.ofType('vmm-decision').find((d) => d.r10 === 1n);
-    expect(retry!.r11).toBe(0x600000n | SB);
     // The 2M leaf was split so that only 4K went back to private; the rest of that 2M stays shared.
     expect(td.platform.module.sept.walk(0x401000n, 0).state).toBe('FREE');
     expect(td.platform.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
     expect(td.platform.machine.gate.get('shared', 0x400000n)).toBe('none');
+  });
+
+  it('an interrupt pending between 2 MiB rounds ends the call with RETRY from the next round; the guest resumes there', () => {
+    // The interrupt is posted before the run; the guest keeps IF clear, so it stays pending.
+    const td = tdGuest(`${acceptAsm(0x400000n, 1)}\n ${acceptAsm(0x600000n, 1)}\n ${mapLoop(0x400000n | SB, 0x400000n)}\n ${HALT}`);
+    td.platform.module.host.injectInterrupt(0x30);
+    expect(runTd(td).outcome).toBe('done');
+    // The first call converts one round and answers RETRY; the retry converts the last round (no
+    // round after it to stop before: SUCCESS).
+    expect(td.platform.machine.vcpu.regs.rdi).toBe(1n);
+    expect(td.trace.ofType('vmm-decision').filter((d) => d.r10 === 1n).map((d) => d.r11)).toEqual([0x600000n | SB]);
+    expect(td.trace.ofType('map-gpa').map((m) => m.gpa)).toEqual([0x400000n, 0x600000n]);
   });
 
   it('a private access to a page converted to shared is an EPT violation the VMM faults in (PENDING → #VE)', () => {

@@ -116,22 +116,42 @@ describe('honest TDX VMM: TDG.VP.VMCALL operands', () => {
 });
 
 describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
+  // KVM checks the range first (INVALID_OPERAND: gpa + size <= gpa, either end not a legal GPA,
+  // the ends on two sides of the shared bit), the alignment only then (ALIGN_ERROR), and hands R12
+  // back in R11 with either. The guest's MAXPHYADDR is GPAW (48 here): KVM sets it to the shared
+  // bit + 1 (tdx_read_cpuid for 0x80000008, from gfn_direct_bits).
+  const END_OF_SPACE = 1n << 48n;
   it.each([
-    ['a GPA not 4K aligned', 0x400800n, 0x1000n, ALIGN_ERROR],
-    ['a size not 4K aligned', 0x400000n, 0x800n, ALIGN_ERROR],
-    ['a range running past the end of RAM', 15n * MiB, 2n * MiB, INVALID_OPERAND],
+    ['a GPA not 4K aligned', 0x400800n | SHARED, 0x1000n, ALIGN_ERROR],
+    ['a size not 4K aligned', 0x400000n | SHARED, 0x800n, ALIGN_ERROR],
+    ['a range running past the end of RAM (userspace refuses it)', 15n * MiB | SHARED, 2n * MiB, INVALID_OPERAND],
+    ['size 0 (gpa + size <= gpa), even at an aligned GPA', 0x400000n | SHARED, 0n, INVALID_OPERAND],
+    ['size 0 at an unaligned GPA: the range check comes first', 0x400800n | SHARED, 0n, INVALID_OPERAND],
+    ['a size that wraps the 64-bit space', 0x400000n | SHARED, (1n << 64n) - 0x1000n, INVALID_OPERAND],
+    ['an end beyond the guest\'s 48-bit physical space', END_OF_SPACE - 0x1000n, 0x2000n, INVALID_OPERAND],
+    ['a GPA beyond the 48-bit physical space, unaligned too', END_OF_SPACE + 0x800n, 0x1000n, INVALID_OPERAND],
+    ['a private start with a shared end (straddles bit 47)', SHARED - 0x1000n, 0x2000n, INVALID_OPERAND],
   ])('%s → refused, nothing converted', (_what, gpa, size, status) => {
     const td = finalizedTd();
-    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: gpa | SHARED, r13: size }))).toEqual({ kind: 'return', regs: { r10: status } });
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: gpa, r13: size }))).toEqual({ kind: 'return', regs: { r10: status, r11: gpa } });
     expect(td.trace.ofType('map-gpa')).toHaveLength(0);
     td.platform.machine.close();
   });
+});
 
-  it('an empty range is an error, not a conversion (KVM: gpa + size <= gpa)', () => {
+describe('honest TDX VMM: MapGPA of more than 2 MiB (KVM tdx_complete_vmcall_map_gpa)', () => {
+  it('converts every 2 MiB round in one call when no event is pending: SUCCESS, no RETRY', () => {
     const td = finalizedTd();
-    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 0n }));
-    expect((decision as { regs: VmcallRegs }).regs.r10 & INVALID_OPERAND).toBe(INVALID_OPERAND);
-    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 5n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa').map((m) => [m.gpa, m.size])).toEqual([[0x400000n, 2n * MiB], [0x600000n, 2n * MiB], [0x800000n, MiB]]);
+    td.platform.machine.close();
+  });
+
+  it('with an interrupt pending, stops after the first round: RETRY, R11 = the next GPA with the shared bit as given', () => {
+    const td = finalizedTd();
+    td.platform.module.host.injectInterrupt(0x30);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 5n * MiB }))).toEqual({ kind: 'return', regs: { r10: 1n, r11: 0x600000n | SHARED } });
+    expect(td.trace.ofType('map-gpa').map((m) => m.gpa)).toEqual([0x400000n]);
     td.platform.machine.close();
   });
 });
