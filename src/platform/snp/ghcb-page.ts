@@ -11,6 +11,7 @@ export const GHCB_OFFSET = {
   swExitInfo1: 0x398,
   swExitInfo2: 0x3a0,
   swScratch: 0x3a8,
+  xcr0: 0x3e8,
   validBitmap: 0x3f0,
   sharedBuffer: 0x800,
   protocolVersion: 0xffa,

@@ -4,7 +4,7 @@
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
 import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
-import { BATCHED_CONSOLE, COM1_DATA_PORT, Console } from '../console.js';
+import { COM1_DATA_PORT, Console } from '../console.js';
 import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
@@ -19,6 +19,12 @@ import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
 import { snpCpuid } from '../../platform/snp/sev-status.js';
 import { encodeCpuidPage } from '../../platform/snp/cpuid-page.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
+import { HostAccessRefused } from '../../platform/host-memory.js';
+
+/** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
+const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
+/** sev_es_string_io refuses a count above INT_MAX (its exit handler fails: KVM_RUN returns -EINVAL). */
+const INT_MAX = 0x7fffffffn;
 
 /** The leaves an honest VMM lists in the SNP CPUID page (QEMU: from KVM_GET_CPUID2). */
 const CPUID_PAGE_LEAVES = [0x0, 0x1, 0x80000000, 0x8000001f];
@@ -230,30 +236,17 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     switch (code) {
       case BigInt(SVM_EXIT.IOIO): {
         const io = decodeIoioExitInfo(info1);
+        // sev_es_validate_vmgexit first: string I/O needs SW_SCRATCH marked valid, an OUT needs RAX.
+        if (io.string && !g.validAfterClear('swScratch')) return fail(GHCB_ERR.MISSING_INPUT);
+        if (!io.string && io.direction === 'out' && !g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
         if (io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
-        if (io.string) {
-          // OUTS (KVM sev_es_string_io): SW_EXITINFO2 elements at SW_SCRATCH, which must lie in
-          // the GHCB's shared buffer. The stubs' batched console (boot_abi.h) is one.
-          if (io.direction !== 'out' || !g.validAfterClear('swScratch')) return fail(GHCB_ERR.INVALID_INPUT);
-          const bytes = g.get('swExitInfo2') * BigInt(io.size);
-          const scratch = g.get('swScratch');
-          const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
-          if (bytes > BigInt(BATCHED_CONSOLE.BATCH_MAX) || scratch < bufStart || scratch + bytes > gpa + 0xff0n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
-          const data = host.hostMemory.read(scratch, Number(bytes));
-          if (io.port === COM1_DATA_PORT) for (let i = 0; i < data.length; i += io.size) this.console.write(data[i]!);
-          host.trace.record('vmm', 'io', { direction: 'out', port: io.port, string: true, bytes });
-          g.set('swExitInfo1', GHCB_RESULT.OK);
-          g.set('swExitInfo2', 0n);
-          return 'resume';
-        }
+        if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, io.size, fail);
         if (io.direction === 'out') {
-          if (!g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
           const v = g.get('rax');
           this.console.uartWrite(io.port, Number(v & 0xffn));
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
         } else {
-          // 16550 LSR: transmitter empty; anything else reads as all-ones (unmapped port).
-          const value = io.port === COM1_DATA_PORT + 5 ? 0x60n : (1n << BigInt(8 * io.size)) - 1n;
+          const value = portRead(io.port, io.size);
           g.set('rax', value);
           g.setValid('rax');
           host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
@@ -275,9 +268,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         return 'resume';
       }
       case BigInt(SVM_EXIT.CPUID): {
-        // CPUID NAE (GHCB spec §4.1.1; KVM sev_es_validate_vmgexit needs RAX and RCX valid):
-        // the answer in RAX, RBX, RCX, RDX, marked valid.
+        // CPUID NAE (GHCB spec §4.1.1; KVM sev_es_validate_vmgexit needs RAX and RCX valid, and
+        // XCR0 too when RAX, all 64 bits of it, is 0xD): the answer in RAX, RBX, RCX, RDX, marked valid.
         if (!g.validAfterClear('rax') || !g.validAfterClear('rcx')) return fail(GHCB_ERR.MISSING_INPUT);
+        if (g.get('rax') === 0xdn && !g.validAfterClear('xcr0')) return fail(GHCB_ERR.MISSING_INPUT);
         const leaf = Number(g.get('rax') & 0xffffffffn), subleaf = Number(g.get('rcx') & 0xffffffffn);
         const r = snpCpuid(leaf, subleaf, host.cBit);
         for (const [reg, value] of [['rax', r.eax], ['rbx', r.ebx], ['rcx', r.ecx], ['rdx', r.edx]] as const) {
@@ -322,6 +316,51 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       default:
         return fail(GHCB_ERR.INVALID_EVENT);
     }
+  }
+
+  /**
+   * INS/OUTS through the GHCB (KVM sev_es_string_io, setup_vmgexit_scratch): SW_EXITINFO2
+   * elements of `size` bytes at SW_SCRATCH. A scratch area that starts in the GHCB page must lie
+   * in its shared buffer [0x800, 0xff0); one elsewhere may be up to 16 pages, which KVM copies
+   * from guest memory (and back, for INS, when the exit ends). A zero, wrapping, misplaced or
+   * too large area is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_SCRATCH_AREA. The stubs'
+   * batched console (boot_abi.h) is an OUTS in the shared buffer.
+   */
+  #stringIo(host: SnpVmmHandle, gpa: bigint, g: Ghcb, direction: 'in' | 'out', port: number, size: 1 | 2 | 4, fail: (code: bigint) => VmmAnswer): VmmAnswer {
+    const count = g.get('swExitInfo2');
+    if (count > INT_MAX) return { outcome: 'vmm-error', reason: `string I/O count 0x${count.toString(16)} above INT_MAX: KVM's exit handler fails (-EINVAL)` };
+    const bytes = count * BigInt(size);
+    const scratch = g.get('swScratch');
+    const end = scratch + bytes;
+    const inGhcb = (scratch & ~(PAGE_4K - 1n)) === gpa;
+    if (scratch === 0n || end > MASK64
+      || (inGhcb ? scratch < gpa + BigInt(GHCB_OFFSET.sharedBuffer) || end > gpa + GHCB_SHARED_BUFFER_END : bytes > GHCB_SCRATCH_AREA_LIMIT)) {
+      return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+    }
+    // KVM's copy of an area outside the GHCB is kvm_read_guest, which fails outside the VM's memory.
+    if (!inGhcb && !this.#inRam(host, scratch, bytes === 0n ? 1n : bytes)) {
+      return { outcome: 'vmm-error', reason: `string I/O scratch area 0x${scratch.toString(16)} (+${bytes}) outside guest RAM: KVM cannot copy it (-EFAULT)` };
+    }
+    if (direction === 'out') {
+      const data = host.hostMemory.read(scratch, Number(bytes));
+      if (port === COM1_DATA_PORT) for (let i = 0; i < data.length; i += size) this.console.write(data[i]!);
+      host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
+    } else {
+      const data = Buffer.alloc(Number(bytes));
+      const value = portRead(port, size);
+      for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(value), i, size);
+      g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
+      try {
+        host.hostMemory.write(scratch, data);
+      } catch (err) {
+        if (!(err instanceof HostAccessRefused)) throw err;
+        return { outcome: 'vmm-error', reason: `string I/O: cannot write the INS data back to 0x${scratch.toString(16)}: ${err.message}` };
+      }
+      host.trace.record('vmm', 'io', { direction: 'in', port, string: true, bytes });
+    }
+    g.set('swExitInfo1', GHCB_RESULT.OK);
+    g.set('swExitInfo2', 0n);
+    return 'resume';
   }
 
   /**
@@ -396,6 +435,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
     return finish(0n);
   }
+}
+
+const MASK64 = (1n << 64n) - 1n;
+/** The end of the GHCB's shared buffer (struct ghcb reserved_0xff0): a scratch area in the GHCB page ends by it. */
+const GHCB_SHARED_BUFFER_END = 0xff0n;
+
+/** What an IN of `port` reads: the 16550's LSR says transmitter empty; any other port floats high (QEMU unassigned_io_read). */
+function portRead(port: number, size: 1 | 2 | 4): bigint {
+  return port === COM1_DATA_PORT + 5 ? 0x60n : (1n << BigInt(8 * size)) - 1n;
 }
 
 /** Whether every 4 KiB RMP entry of the 2 MiB region at `gpa` is hypervisor-owned (RMPREAD each). */

@@ -54,10 +54,10 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
 });
 
 describe('GHCB page', () => {
-  it('save-area offsets, the valid bitmap, the shared buffer and the trailer (Linux struct ghcb)', () => {
+  it('save-area offsets (XCR0 after reserved_0x3b0[56]), the valid bitmap, the shared buffer and the trailer (Linux struct ghcb)', () => {
     expect(GHCB_OFFSET).toEqual({
       rax: 0x1f8, rcx: 0x308, rdx: 0x310, rbx: 0x318, swExitCode: 0x390, swExitInfo1: 0x398, swExitInfo2: 0x3a0, swScratch: 0x3a8,
-      validBitmap: 0x3f0, sharedBuffer: 0x800, protocolVersion: 0xffa, usage: 0xffc,
+      xcr0: 0x3e8, validBitmap: 0x3f0, sharedBuffer: 0x800, protocolVersion: 0xffa, usage: 0xffc,
     });
     expect(GHCB_SAVE_AREA_AND_BITMAP_BYTES).toBe(0x400);  // the 16-byte valid bitmap ends the save area
   });

@@ -489,10 +489,83 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       t.close();
     });
 
-    it('without SW_SCRATCH marked valid → a GHCB error, nothing printed (even with a usable address there)', () => {
+    it('without SW_SCRATCH marked valid → SW_EXITINFO2 MISSING_INPUT (4), nothing printed (even with a usable address there)', () => {
+      // KVM sev_es_validate_vmgexit: SVM_EXIT_IOIO with SVM_IOIO_STR_MASK needs kvm_ghcb_sw_scratch_is_valid.
       const { t, result } = outs(0x3f8n, IOIO.SZ8, 3n, 'Hi\n', ['swScratch']);
-      expect(result[0]).toBe(2n);
+      expect(result).toEqual([2n, 4n]);
       expect(t.vmm.console.text).toBe('');
+      t.close();
+    });
+  });
+
+  describe('string I/O operands (KVM sev_es_validate_vmgexit, sev_es_string_io, setup_vmgexit_scratch)', () => {
+    const BUFFER = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
+    const OUTSIDE = 0x400000n; // a hypervisor-owned (shared) page of the launched guest
+    const stringIo = (info1: bigint, count: bigint, scratch: bigint, notValid: (keyof typeof GHCB_OFFSET)[] = [], prepare?: (t: ReturnType<typeof launched>) => void) => {
+      const t = launched();
+      prepare?.(t);
+      t.writeGhcb(GHCB_GPA, { swExitCode: 0x7bn, swExitInfo1: info1 | IOIO.STRING | IOIO.REP, swExitInfo2: count, swScratch: scratch }, notValid);
+      const answer = t.msr(GHCB_GPA).answer;
+      return { t, answer, result: [t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')] };
+    };
+
+    it('SW_SCRATCH not valid comes first: with no operand size either it is MISSING_INPUT, not INVALID_INPUT', () => {
+      const { t, result } = stringIo(0x3f8n << 16n, 3n, BUFFER, ['swScratch']);
+      expect(result).toEqual([2n, 4n]);
+      t.close();
+    });
+
+    it.each([
+      ['0 (scratch gpa not provided)', 0n, 3n],
+      ['in the GHCB page but before its shared buffer', GHCB_GPA + 0x7f8n, 3n],
+      ['in the GHCB page, running past the shared buffer (0xff0)', GHCB_GPA + 0xfe8n, 0x10n],
+      ['outside the GHCB page, over the 16-page limit', OUTSIDE, 16n * 4096n + 1n],
+    ])('a scratch area %s → SW_EXITINFO2 INVALID_SCRATCH_AREA (3), nothing printed', (_what, scratch, count) => {
+      const { t, answer, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), count, scratch);
+      expect(answer).toBe('resume');
+      expect(result).toEqual([2n, 3n]);
+      expect(t.vmm.console.text).toBe('');
+      t.close();
+    });
+
+    it('OUTS from a shared page outside the GHCB: KVM copies the area in, the bytes reach the port', () => {
+      const { t, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, OUTSIDE, [], (u) => u.host.hostMemory.write(OUTSIDE, Buffer.from('ok\n', 'latin1')));
+      expect(result).toEqual([0n, 0n]);
+      expect(t.vmm.console.text).toBe('ok\n');
+      t.close();
+    });
+
+    it('INS into the shared buffer: each element is what an IN of the port reads (COM1 LSR 0x60; no device: all ones)', () => {
+      const lsr = stringIo((0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, 3n, BUFFER, [], (u) => u.host.hostMemory.write(BUFFER, Buffer.alloc(8, 0x11)));
+      expect(lsr.result).toEqual([0n, 0n]);
+      expect([...lsr.t.host.hostMemory.read(BUFFER, 4)]).toEqual([0x60, 0x60, 0x60, 0x11]);
+      lsr.t.close();
+      const none = stringIo((0x80n << 16n) | IOIO.SZ16 | IOIO.TYPE_IN, 2n, OUTSIDE);
+      expect(none.result).toEqual([0n, 0n]);
+      expect([...none.t.host.hostMemory.read(OUTSIDE, 5)]).toEqual([0xff, 0xff, 0xff, 0xff, 0]);
+      none.t.close();
+    });
+
+    it('a count above INT_MAX, or an area outside guest RAM, stops the VM (KVM\'s exit handler fails: -EINVAL, -EFAULT)', () => {
+      const big = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 0x80000000n, BUFFER);
+      expect(big.answer).toMatchObject({ outcome: 'vmm-error' });
+      big.t.close();
+      const outside = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, 8n * MiB);
+      expect(outside.answer).toMatchObject({ outcome: 'vmm-error' });
+      outside.t.close();
+    });
+  });
+
+  describe('CPUID NAE operands (KVM sev_es_validate_vmgexit: RAX and RCX valid; XCR0 too when RAX is 0xD)', () => {
+    it.each([
+      ['RCX (the sub-leaf) not valid', { rax: 1n, rcx: 0n }, ['rcx'], [2n, 4n]],
+      ['RAX not valid', { rax: 1n, rcx: 0n }, ['rax'], [2n, 4n]],
+      ['leaf 0xD without XCR0 valid', { rax: 0xdn, rcx: 0n }, [], [2n, 4n]],
+      ['leaf 0xD with XCR0 valid', { rax: 0xdn, rcx: 0n, xcr0: 1n }, [], [0n, 0n]],
+      ['RAX 0x1_0000_000D (KVM compares all 64 bits) without XCR0', { rax: 0x1_0000_000dn, rcx: 0n }, [], [0n, 0n]],
+    ] as const)('%s', (_what, regs, notValid, expected) => {
+      const { t, result } = request({ swExitCode: 0x72n, swExitInfo1: 0n, swExitInfo2: 0n, ...regs }, [...notValid]);
+      expect(result).toEqual(expected);
       t.close();
     });
   });
