@@ -7,8 +7,9 @@ import { bootGuest } from '../../../src/boot/boot-guest.js';
 import { SNP_C_BIT, type VmmOverride } from '../../../src/boot/platforms.js';
 import { SNP_CPUID_PAGE_GPA } from '../../../src/boot/layout.js';
 import { decodeCpuidPage, encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
-import { decodeGhcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
 import { HonestSnpVmm, honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
+import { program, runAttack } from '../../helpers/attack-programs.js';
 
 const ZERO_PAGE = { type: 'ZERO' as const, bytes: new Uint8Array(4096) };
 
@@ -139,5 +140,63 @@ describe('SNP boot: enforce_vmpl0', () => {
     const run = boot({ snpVmpl: 1 });
     expect(run.result).toMatchObject({ outcome: 'guest-fatal', outcomeReason: 'GHCB termination request: reason set 1, code 3' });
     expect(run.trace.events.find((e) => e.type === 'rmpadjust')).toMatchObject({ targetVmpl: 1, rc: 2 });
+  });
+});
+
+// Linux checks the C-bit it was told before it runs on page tables built with it
+// (arch/x86/kernel/sev_verify_cbit.S sev_verify_cbit; arch/x86/boot/compressed/mem_encrypt.S
+// startup32_check_sev_cbit): a random value written through the current tables must read back
+// the same through the new ones, else it halts. That catches SEV and SEV-ES, whose page walks
+// follow the C-bits of the entries, so a lying position maps the tables and data shared. On SNP
+// every page-table walk is a private access (APM Vol. 2 Table 15-39): tables built with a lying
+// position make the walk read GPA (table | 1 << lie) as private, which is outside RAM or never
+// validated, so not one instruction runs on them and the stubs carry no such check. These pin
+// that, for a lie in the range the stubs accept; the CPUID page's own C-bit is an exact rule of
+// the firmware's check (AMD-ASPFW cpuid_lookup.c), refused at launch.
+describe('SNP boot: a C-bit position lie inside [32, 51] never runs the guest on it', () => {
+  /** The GPA in a 'fault' outcome's "access to 0x… outside guest RAM" or a #VC delivery failure's "validated read gpa 0x…". */
+  const faultGpa = (reason: string | undefined) => BigInt(/(?:access to|gpa) (0x[0-9a-f]+)/.exec(reason ?? '')?.[1] ?? '-1');
+
+  it.each([47, 50])('the entry code told C-bit %i through the MSR protocol: its first page walk reads outside RAM (fault), nothing printed', (lie) => {
+    const attack = program('snp', [{ at: 'call', point: 'snp.msr.cpuid', occurrence: 0, answer: { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.cpuidResp(lie, 1) } }]);
+    const { execution, outcome } = runAttack(attack);
+    expect(outcome.outcome, outcome.reason).toBe('fault');
+    const gpa = faultGpa(outcome.reason);
+    expect(gpa >> BigInt(lie)).toBe(1n); // the lying bit, taken as an address bit
+    expect(gpa & ((1n << BigInt(lie)) - 1n)).toBeLessThan(4n << 20n); // one of the entry map's tables in [0, 4 MiB)
+    expect(execution.judgement.verdict).toBe('benign');
+  });
+
+  it('with 8 GiB, C-bit 32 names RAM: the walk reads a page above 4 GiB no one validated (#VC 0x404), which cannot be delivered yet: triple fault', () => {
+    const attack = program('snp', [{ at: 'call', point: 'snp.msr.cpuid', occurrence: 0, answer: { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.cpuidResp(32, 1) } }]);
+    const { outcome } = runAttack(attack, { memory: '8G' });
+    expect(outcome.outcome, outcome.reason).toBe('terminated');
+    expect(outcome.reason).toMatch(/cannot deliver vector 29/);
+    const gpa = faultGpa(outcome.reason);
+    expect(gpa >> 32n).toBe(1n);
+  });
+
+  it('the CPUID page and SEV_INFO agreeing on C-bit 50 (the page slipped in as NORMAL): the firmware\'s own tables fault at the CR3 switch', () => {
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0x3f) | 50 } : e));
+    const run = boot({
+      snpCpuidPage: { type: 'NORMAL', bytes: encodeCpuidPage(entries) },
+      snp: (echo) => {
+        const vmm = new HonestSnpVmm({ echo });
+        const honest = vmm.onVmgexit.bind(vmm);
+        vmm.onVmgexit = (host, exit) => {
+          const result = honest(host, exit);
+          if (decodeGhcbMsr(exit.ghcbMsr).kind === 'sev-info') host.ghcbMsr = ghcbMsr.sevInfoResp(GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, 50);
+          return result;
+        };
+        return vmm;
+      },
+    });
+    expect(run.result.outcome, run.result.outcomeReason).toBe('fault');
+    expect(faultGpa(run.result.outcomeReason) >> 50n).toBe(1n);
+  });
+
+  it('the same table launched as page type CPUID: the firmware refuses it (INVALID_PARAM) and the VMM cannot launch', () => {
+    const entries = decodeCpuidPage(honestCpuidPage(SNP_C_BIT)).entries.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0x3f) | 50 } : e));
+    expect(() => boot({ snpCpuidPage: { type: 'CPUID', bytes: encodeCpuidPage(entries) } })).toThrow(/SNP_LAUNCH_UPDATE 0x[0-9a-f]+ failed: INVALID_PARAM/);
   });
 });
