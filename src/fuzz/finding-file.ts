@@ -174,8 +174,14 @@ export function findingFromJson(text: string, path: string): StoredFinding {
   }
   const target = targetFromJson(o.target, path);
   if (program.platform !== target.platform) fail(path, 'the program and the target are for different platforms');
+  // The id names the finding's folder (`fuzz merge` writes findings/<id>/): only the form the
+  // campaign gives it, the category and 12 hex digits of the program's hash (campaign.ts), so a
+  // finding from elsewhere cannot name a path outside findings/ or put escapes on the terminal.
+  const id = str(o, 'id', path);
+  if (!/^[a-z][a-z-]*-[0-9a-f]{12}$/.test(id)) fail(path, `id ${quoteForError(id)} is not a finding id (the category, a dash and 12 hex digits)`);
+  if (!id.startsWith(`${category}-`) || id.length !== category.length + 13) fail(path, `id ${quoteForError(id)} is not a finding id of category ${category}`);
   const f: StoredFinding = {
-    id: str(o, 'id', path), category, severity: FINDING_CATEGORIES[category].severity, summary: str(o, 'summary', path),
+    id, category, severity: FINDING_CATEGORIES[category].severity, summary: str(o, 'summary', path),
     detail: str(o, 'detail', path), target, seed: big(o, 'seed', path), job: int(o, 'job', path), execIndex: int(o, 'execIndex', path),
     outcome: { outcome: outcome.outcome, reason: outcome.reason }, traceSha256: str(o, 'traceSha256', path), program, unshrunk,
   };

@@ -34,7 +34,7 @@ describe('the vCPU schedule as an attack-program decision', () => {
     expect(t.vcpus).toBe(4);
     const program = withSchedule({ policy: 'round-robin', seed: 0x3458a32ebdefa907n, quantum: 500 });
     const finding: StoredFinding = {
-      id: 'double-acceptance-1', category: 'double-acceptance', severity: 'high', summary: 's', detail: 'd', target: t, seed: 1n, job: 0,
+      id: 'double-acceptance-000000000001', category: 'double-acceptance', severity: 'high', summary: 's', detail: 'd', target: t, seed: 1n, job: 0,
       execIndex: 13, outcome: { outcome: 'guest-fatal', reason: 'r' }, traceSha256: '0'.repeat(64), program, unshrunk: program,
     };
     const back = findingFromJson(findingToJson(finding, 'minivisor replay x'), 'finding.json');
