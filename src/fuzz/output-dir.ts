@@ -5,7 +5,7 @@
 //   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
 //   DIR/stats.json                              the campaign's numbers
 // Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
-import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { makeDirectories } from '../shared/make-directories.js';
 import { join } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
@@ -13,6 +13,7 @@ import { findingSignature, programHash } from './campaign.js';
 import { findingFromJson, findingToJson, readFindingText, type StoredFinding } from './finding-file.js';
 import { InputFileError, readInputText } from '../shared/input-file.js';
 import { MAX_TRACE_FILE_BYTES } from '../shared/trace.js';
+import { quoteForError } from '../shared/quote.js';
 
 export function writeFileAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -47,6 +48,55 @@ export function findingReadme(f: StoredFinding, findingJson: string): string {
     '',
   ];
   return lines.join('\n');
+}
+
+/** A directory that cannot be a fuzz output directory (to write to, or to merge from); the message says why. */
+export class OutputDirError extends Error {
+  override name = 'OutputDirError';
+}
+
+/** What every fuzz output directory holds at least one of (an empty campaign still makes both folders). */
+const OUTPUT_DIR_MARKS = ['corpus', 'findings', 'stats.json'];
+
+/**
+ * Checks that `dir` can be written as a fuzz output directory: a new or empty folder, or one a
+ * campaign or a merge wrote (it is resumed). A folder with other files and none of an output
+ * directory's is refused rather than filled with corpus/, findings/ and the rest (AFL++ likewise
+ * refuses an -o folder it did not make). OutputDirError otherwise.
+ */
+export function checkWritableOutputDir(dir: string): void {
+  if (dir.trim() === '') throw new OutputDirError('it is empty');
+  let entries: string[];
+  try {
+    if (!statSync(dir).isDirectory()) throw new OutputDirError('it or a folder above it is a file, not a directory');
+    entries = readdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;  // made when the campaign starts
+    if (code === 'ENOTDIR') throw new OutputDirError('it or a folder above it is a file, not a directory');
+    throw err;
+  }
+  if (entries.length > 0 && !entries.some((name) => OUTPUT_DIR_MARKS.includes(name))) {
+    const shown = entries.sort().slice(0, 3).map(quoteForError).join(', ');
+    throw new OutputDirError(`it holds other files (${shown}${entries.length > 3 ? ', …' : ''}) and no corpus/, findings/ or stats.json: give a new or empty folder, or one a campaign wrote`);
+  }
+}
+
+/** Checks that `dir` is a fuzz output directory to read (merge sources): OutputDirError otherwise, saying why. */
+export function checkReadableOutputDir(dir: string): void {
+  let isDirectory: boolean;
+  try {
+    isDirectory = statSync(dir).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OutputDirError(`${quoteForError(dir)} does not exist`);
+    if (code === 'ENOTDIR') throw new OutputDirError(`${quoteForError(dir)} is not a directory: give fuzz --out directories`);
+    throw new OutputDirError(`cannot read ${quoteForError(dir)}: ${code ?? String(err)}`);
+  }
+  if (!isDirectory) throw new OutputDirError(`${quoteForError(dir)} is not a directory: give fuzz --out directories`);
+  if (!existsSync(join(dir, 'corpus')) && !existsSync(join(dir, 'findings'))) {
+    throw new OutputDirError(`${quoteForError(dir)} is not a fuzz output directory (it has no corpus/ and no findings/)`);
+  }
 }
 
 export class FuzzOutputDir {
@@ -122,10 +172,11 @@ export class FuzzOutputDir {
  * by signature (category and what happened, addresses aside), first directory first.
  */
 export function mergeOutputDirs(into: string, sources: readonly string[], warn: (message: string) => void = () => {}): { corpus: number; findings: number } {
+  // Every source is checked before anything is written: a bad one last left the others merged.
+  for (const source of sources) checkReadableOutputDir(source);
   const out = new FuzzOutputDir(into);
   const signatures = new Set(out.readFindings(warn).map(({ finding }) => findingSignature(finding)));
   for (const source of sources) {
-    if (!existsSync(source)) throw new Error(`${source} does not exist`);
     const src = new FuzzOutputDir(source, false);
     for (const program of src.readCorpus(warn)) out.addCorpus(program);
     for (const { finding, dir } of src.readFindings(warn)) {

@@ -2,9 +2,9 @@
 // outside the directory it merges into, and a source that is not an output directory is one clear
 // error before anything is written.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
 
@@ -14,9 +14,9 @@ function minivisor(args: string[], cwd?: string): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [join(process.cwd(), 'bin/minivisor.js'), ...args], { encoding: 'utf8', timeout: 60_000, ...(cwd ? { cwd } : {}) });
 }
 
-function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp): void {
+function expectOneClearError(r: SpawnSyncReturns<string>, pattern: RegExp, status = 2): void {
   expect(r.signal).toBeNull();
-  expect(r.status).toBe(2);
+  expect(r.status).toBe(status);
   const lines = r.stderr.trimEnd().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
@@ -51,5 +51,72 @@ describe('a finding\'s id names its folder, so it must be one the fuzzer makes',
     expect(readdirSync(join(work, 'into', 'deep', 'findings'))).toEqual([]);
     // And replay refuses it the same way.
     expectOneClearError(minivisor(['replay', join(source, 'findings', 'double-acceptance-000000000000')]), pattern);
+  });
+});
+
+describe('merge sources and destinations', () => {
+  it('a source that is a file, a FIFO, or a folder that is not an output directory is refused before anything is written', () => {
+    const good = dirname(dirname(dirname(handMadeFinding(scratch()))));
+    const dir = scratch();
+    const file = join(dir, 'notes.txt');
+    writeFileSync(file, 'keep me');
+    const fifo = join(dir, 'fifo');
+    spawnSync('mkfifo', [fifo]);
+    const plain = join(dir, 'plain');
+    mkdirSync(plain);
+    writeFileSync(join(plain, 'a.txt'), 'x');
+    const cases: Array<[string, RegExp]> = [
+      [file, /^minivisor fuzz merge: ".*notes\.txt" is not a directory: give fuzz --out directories$/],
+      [fifo, /^minivisor fuzz merge: ".*fifo" is not a directory: give fuzz --out directories$/],
+      [plain, /^minivisor fuzz merge: ".*plain" is not a fuzz output directory \(it has no corpus\/ and no findings\/\)$/],
+      [join(dir, 'missing'), /^minivisor fuzz merge: ".*missing" does not exist$/],
+    ];
+    for (const [source, pattern] of cases) {
+      const into = join(scratch(), 'merged');
+      // The bad source last: before, the good one was merged first, and then the error came.
+      expectOneClearError(minivisor(['fuzz', 'merge', good, source, '--out', into]), pattern);
+      expect(existsSync(into)).toBe(false);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it('merging into a first directory that is a file is one clear error, and the file is intact', () => {
+    const good = dirname(dirname(dirname(handMadeFinding(scratch()))));
+    const file = join(scratch(), 'notes.txt');
+    writeFileSync(file, 'keep me');
+    expectOneClearError(minivisor(['fuzz', 'merge', file, good]), /^minivisor fuzz merge: cannot use ".*notes\.txt" as the output directory: it or a folder above it is a file, not a directory$/);
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it('--out that is a file, or under one, is one clear error and the file is intact', () => {
+    const good = dirname(dirname(dirname(handMadeFinding(scratch()))));
+    const file = join(scratch(), 'notes.txt');
+    writeFileSync(file, 'keep me');
+    for (const out of [file, join(file, 'sub')]) {
+      // Before: "ENOTDIR: not a directory, stat '…/notes.txt/corpus'".
+      expectOneClearError(minivisor(['fuzz', 'merge', good, '--out', out]), /^minivisor fuzz merge: cannot use --out ".*notes\.txt(\/sub)?" as the output directory: it or a folder above it is a file, not a directory$/);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+});
+
+describe('fuzz --out', () => {
+  it('an existing folder with other files and no corpus/, findings/ or stats.json is refused before any execution, untouched', () => {
+    const dir = scratch();
+    writeFileSync(join(dir, 'notes.txt'), 'keep me');
+    mkdirSync(join(dir, 'src'));
+    // Before: corpus/, findings/, stats.json and report.html were written beside the user's files.
+    for (const command of [['fuzz', '--runs', '1', '--out', dir], ['fuzz', 'merge', dirname(dirname(dirname(handMadeFinding(scratch())))), '--out', dir]]) {
+      expectOneClearError(minivisor(command), /^minivisor fuzz( merge)?: cannot use --out ".*" as the output directory: it holds other files \("notes\.txt", "src"\) and no corpus\/, findings\/ or stats\.json: give a new or empty folder, or one a campaign wrote$/);
+      expect(readdirSync(dir).sort()).toEqual(['notes.txt', 'src']);
+    }
+  });
+
+  it('an empty folder, or one a campaign wrote (resumed), is used', () => {
+    const empty = scratch();
+    expect(minivisor(['fuzz', '--runs', '1', '--out', empty]).status).toBe(0);
+    expect(readdirSync(empty).sort()).toEqual(['corpus', 'findings', 'report.html', 'stats.json']);
+    writeFileSync(join(empty, 'my-notes.txt'), 'mine');
+    expect(minivisor(['fuzz', '--runs', '1', '--out', empty]).status).toBe(0);
   });
 });

@@ -95,7 +95,7 @@ describe('output directories under /proc end in one error instead of spinning', 
   // parent, made the parent (EEXIST) and tried again, forever at 100% CPU.
   it.each([
     [['fuzz', '--runs', '1', '--memory', '128M', '--out', '/proc/minivisor-out'], /^minivisor fuzz: cannot use --out "\/proc\/minivisor-out" as the output directory: ENOENT/, 2],
-    [['fuzz', 'merge', '.', '--out', '/proc/minivisor-out'], /^minivisor fuzz merge: ENOENT: .*mkdir '\/proc\/minivisor-out'/, 2],
+    [['fuzz', 'merge', dirname(dirname(dirname(handMadeFinding(scratch())))), '--out', '/proc/minivisor-out'], /^minivisor fuzz merge: cannot use --out "\/proc\/minivisor-out" as the output directory: ENOENT: .*mkdir '\/proc\/minivisor-out'/, 2],
     [['new-stub', '/proc/minivisor-stub'], /^minivisor new-stub: cannot write the template into "\/proc\/minivisor-stub": ENOENT: .*mkdir '\/proc\/minivisor-stub'/, 1],
   ] as const)('%j', (args, pattern, status) => {
     expectOneClearError(spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 20_000 }), pattern, status);

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaign.js';
 import { GuestImageError } from '../../boot/images.js';
-import { FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
+import { checkReadableOutputDir, checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
@@ -15,7 +15,7 @@ import { fuzzReportHtml } from '../../view/fuzz-report.js';
 import { existsSync } from 'node:fs';
 import { readInputText } from '../../shared/input-file.js';
 import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../fuzz/output-dir.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -107,6 +107,18 @@ function catchStopSignals(controller: AbortController, io: CliIo, onFirst: () =>
   return { signal: () => received, stop };
 }
 
+/** `--out DIR` (`flag`) checked (checkWritableOutputDir) and made; an Error whose message names it and says why not. */
+function openWritableOutputDir(dir: string, flag = '--out '): FuzzOutputDir {
+  try {
+    checkWritableOutputDir(dir);
+    return new FuzzOutputDir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or a folder above it is a file, not a directory' : err instanceof Error ? err.message : String(err);
+    throw new Error(`cannot use ${flag}${quoteForError(dir)} as the output directory: ${why}`);
+  }
+}
+
 async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   let config: FuzzCliConfig;
   try {
@@ -122,12 +134,9 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   // The output directory is made before the campaign, so a bad --out is a usage error that costs no execution.
   let out: FuzzOutputDir;
   try {
-    if (config.out.trim() === '') throw new Error('it is empty');
-    out = new FuzzOutputDir(config.out);
+    out = openWritableOutputDir(config.out);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or a folder above it is a file, not a directory' : err instanceof Error ? err.message : String(err);
-    io.err(`minivisor fuzz: cannot use --out ${quoteForError(config.out)} as the output directory: ${why}`);
+    io.err(`minivisor fuzz: ${err instanceof Error ? err.message : String(err)}`);
     io.exitCode = 2;
     return;
   }
@@ -208,7 +217,7 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
     .option('--jobs <n>', 'parallel jobs, one emulator per worker thread (with --runs, at most that many: a job runs at least once)', FUZZ_DEFAULTS.jobs)
     .option('--shard <K/N>', 'run slice K of N (disjoint, deterministic); merge the outputs with `fuzz merge`')
-    .option('--out <dir>', 'output directory: corpus/, findings/, stats.json, report.html', FUZZ_DEFAULTS.out)
+    .option('--out <dir>', 'output directory (new, empty, or an earlier campaign\'s): corpus/, findings/, stats.json, report.html', FUZZ_DEFAULTS.out)
     .option('--workload <size>', 'memory the kernel workload allocates', FUZZ_DEFAULTS.workload)
     .option('--memory <size>', 'guest memory', FUZZ_DEFAULTS.memory)
     .option('--unit <size>', 'acceptance bitmap unit, 4K or 2M')
@@ -227,9 +236,11 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--out <dir>', 'where to merge into (default: the first directory)')
     .action((dirs: string[], opts: { out?: string }) => {
       const into = opts.out ?? dirs[0]!;
-      const sources = dirs.filter((d) => d !== into);
+      const sources = dirs.filter((d) => resolve(d) !== resolve(into));
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
+        for (const source of sources) checkReadableOutputDir(source);
+        openWritableOutputDir(into, opts.out !== undefined ? '--out ' : '');
         const merged = mergeOutputDirs(into, sources, warn);
         // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
         const report = writeReport(new FuzzOutputDir(into), readStats(into, warn), warn);
