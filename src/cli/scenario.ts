@@ -18,8 +18,8 @@
 import { makeDirectories } from '../shared/make-directories.js';
 import { createRequire } from 'node:module';
 import { dirname, resolve, basename } from 'node:path';
-import { readInputFile, InputFileError } from '../shared/input-file.js';
-import { quoteForError } from '../shared/quote.js';
+import { readInputFile, readInputTextStrict, InputFileError } from '../shared/input-file.js';
+import { escapeControls, quoteForError } from '../shared/quote.js';
 import { OutputFile } from '../shared/output-file.js';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
 import { parseSize, SizeError } from './size.js';
@@ -113,11 +113,13 @@ function size(v: unknown, where: string): bigint {
 export function loadScenario(file: string): Scenario {
   let doc: unknown;
   try {
-    const text = Buffer.from(readInputFile(file, 'scenario', MAX_SCENARIO_BYTES)).toString('utf8');
+    const text = readInputTextStrict(file, 'scenario', MAX_SCENARIO_BYTES, 'a scenario file', file.endsWith('.json') ? 'JSON' : 'YAML');
     doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     if (err instanceof InputFileError) throw new ScenarioError(err.message);
-    if (err instanceof Error) throw new ScenarioError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`);
+    // JSON.parse's message is one sentence quoting the text (raw newlines and all); the yaml
+    // package's first line is the sentence, a code frame follows.
+    if (err instanceof Error) throw new ScenarioError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${escapeControls(file.endsWith('.json') ? err.message : err.message.split('\n')[0]!)}`);
     throw err;
   }
   const top = object(doc, file);
@@ -172,6 +174,8 @@ export function loadScenario(file: string): Scenario {
   }
   if (ex.golden !== undefined) expect.golden = resolve(dir, scalar(ex.golden, `${file}: expect.golden`));
   const name = top.name !== undefined ? scalar(top.name, `${file}: name`) : basename(file).replace(SCENARIO_FILE, '');
+  // Printed on its PASS/FAIL line and written to the JUnit XML, where XML 1.0 allows no C0 control.
+  if (escapeControls(name) !== name) throw new ScenarioError(`${file}: name ${quoteForError(name)} must be one line of text without control characters`);
   const scenario: Scenario = { file, inputs: [file, ...bootInputFiles(config)], name, config, expect };
   if (top.adversary !== undefined) {
     scenario.adversary = loadAdversary(top.adversary, dir, file, config);
@@ -188,10 +192,10 @@ function loadAdversary(value: unknown, dir: string, file: string, config: BootCo
     const path = resolve(dir, value);
     where = `${file}: adversary ${path}`;
     try {
-      json = JSON.parse(Buffer.from(readInputFile(path, 'attack program', MAX_SCENARIO_BYTES)).toString('utf8'));
+      json = JSON.parse(readInputTextStrict(path, 'attack program', MAX_SCENARIO_BYTES, 'an attack program file'));
     } catch (err) {
       if (err instanceof InputFileError) throw new ScenarioError(`${file}: adversary: ${err.message}`);
-      if (err instanceof Error) throw new ScenarioError(`${where}: not JSON: ${err.message}`);
+      if (err instanceof Error) throw new ScenarioError(`${where}: not JSON: ${escapeControls(err.message)}`);
       throw err;
     }
     // A finding (minivisor fuzz --out DIR/findings/<id>/finding.json) carries its program.

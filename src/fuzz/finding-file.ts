@@ -25,7 +25,7 @@ export const MAX_FINDING_BYTES = 64 << 20;
 /** The text of a finding.json or a corpus program: a regular file of at most MAX_FINDING_BYTES. */
 export function readFindingText(path: string, what: string): string {
   try {
-    return readInputTextStrict(path, what, MAX_FINDING_BYTES, `${what} file`);
+    return readInputTextStrict(path, what, MAX_FINDING_BYTES, `a ${what} file`);
   } catch (err) {
     if (err instanceof InputFileError) throw new FindingFileError(err.message);
     throw err;

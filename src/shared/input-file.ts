@@ -53,13 +53,13 @@ export function readInputText(path: string, what: string, maxBytes: number): str
 }
 
 /**
- * readInputFile for a text format (`kind`, e.g. "finding file"): a file with a NUL byte (an image,
+ * readInputFile for a text `format` (`kind`, e.g. "a finding file"): a file with a NUL byte (an image,
  * an archive) or one that is not UTF-8 is refused here, with its first bytes escaped, rather than
  * handed to a parser whose error would quote the raw bytes back to the terminal.
  */
-export function readInputTextStrict(path: string, what: string, maxBytes: number, kind: string): string {
+export function readInputTextStrict(path: string, what: string, maxBytes: number, kind: string, format = 'JSON'): string {
   const bytes = readInputFile(path, what, maxBytes);
-  const why = bytes.includes(0) ? 'binary data, not JSON text' : !isUtf8(bytes) ? 'not UTF-8 text' : undefined;
-  if (why !== undefined) throw new InputFileError(`${what} ${quoteForError(path)} is not a ${kind}: ${why} (it starts ${quoteBytesForError(bytes)})`);
+  const why = bytes.includes(0) ? `binary data, not ${format} text` : !isUtf8(bytes) ? 'not UTF-8 text' : undefined;
+  if (why !== undefined) throw new InputFileError(`${what} ${quoteForError(path)} is not ${kind}: ${why} (it starts ${quoteBytesForError(bytes)})`);
   return Buffer.from(bytes).toString('utf8');
 }

@@ -1,0 +1,60 @@
+// `minivisor test` reads scenario files and the attack programs they name: one that is binary, not
+// UTF-8 or not valid JSON/YAML is reported (ERROR line, exit 2) with the parser's message escaped
+// and whole, and a scenario's name, printed and written to the JUnit XML, is one line of text.
+import { describe, expect, it } from 'vitest';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.js';
+import { BUILT_FIRMWARE } from '../../src/boot/images.js';
+
+function capture() {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
+}
+
+// eslint-disable-next-line no-control-regex
+const RAW = /[\x00-\x09\x0b-\x1f\x7f-\x9f\ufffd]/;
+
+async function errorLine(name: string, content: string | Buffer): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'minivisor-scenario-input-'));
+  writeFileSync(join(dir, name), content);
+  const io = capture();
+  expect(await main(['test', dir], io)).toBe(2);
+  expect(io.stdout.join('\n')).not.toMatch(RAW);
+  const errors = io.stdout.filter((l) => l.startsWith('ERROR '));
+  expect(errors).toHaveLength(1);
+  return errors[0]!;
+}
+
+describe('minivisor test: scenario files that cannot be read', () => {
+  it('an image named as a scenario is binary, not a scenario file (before: "must be a mapping", YAML took it for a string)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-scenario-input-'));
+    copyFileSync(BUILT_FIRMWARE, join(dir, 'fw.scenario.yaml'));
+    const io = capture();
+    expect(await main(['test', dir], io)).toBe(2);
+    expect(io.stdout[0]).toMatch(/^ERROR .*fw\.scenario\.yaml: scenario ".*fw\.scenario\.yaml" is not a scenario file: binary data, not YAML text \(it starts "\\x7fELF/);
+  });
+
+  it('bytes that are not UTF-8', async () => {
+    expect(await errorLine('latin1.scenario.json', Buffer.from([0x7b, 0x22, 0xe9, 0x22, 0x3a, 0x31, 0x7d]))).toMatch(/is not a scenario file: not UTF-8 text \(it starts "\{\\"\\xe9\\":1\}"\)$/);
+  });
+
+  it('JSON that is not valid: the parser\'s whole message, its quoted excerpt escaped (before: cut at the excerpt\'s newline)', async () => {
+    expect(await errorLine('bad.scenario.json', 'hello\n\x1b[2J')).toMatch(/bad\.scenario\.json: not valid JSON: Unexpected token 'h', "hello\\u000a\\u001b\[2J" is not valid JSON$/);
+  });
+
+  it('a name with a control character is refused (it is printed and written to the JUnit XML, which cannot hold one)', async () => {
+    expect(await errorLine('n.scenario.json', JSON.stringify({ name: 'red\u001b[31m', boot: { platform: 'tdx' } }))).toMatch(/n\.scenario\.json: name "red\\u001b\[31m" must be one line of text without control characters$/);
+  });
+
+  it('an adversary file that is binary', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-scenario-input-'));
+    copyFileSync(BUILT_FIRMWARE, join(dir, 'attack.json'));
+    writeFileSync(join(dir, 'a.scenario.json'), JSON.stringify({ boot: { platform: 'tdx' }, adversary: 'attack.json' }));
+    const io = capture();
+    expect(await main(['test', dir], io)).toBe(2);
+    expect(io.stdout[0]).toMatch(/^ERROR .*a\.scenario\.json: .*a\.scenario\.json: adversary: attack program ".*attack\.json" is not an attack program file: binary data, not JSON text \(it starts "\\x7fELF/);
+  });
+});
