@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { addHelpTexts } from './help.js';
 import { processIo, type CliIo } from './io.js';
 import { minivisorVersion } from '../shared/version.js';
+import { escapeControls } from '../shared/quote.js';
 
 type CommandFactory = (io: CliIo) => Command;
 
@@ -35,20 +36,36 @@ async function commandsFor(argv: readonly string[], io: CliIo): Promise<Command[
   return factories.map((make) => make(io));
 }
 
+/** "minivisor fuzz merge": the command's name and its parents'. */
+function commandPath(cmd: Command): string {
+  return cmd.parent ? `${commandPath(cmd.parent)} ${cmd.name()}` : cmd.name();
+}
+
+/**
+ * commander's usage error ("error: unknown option '--x'", perhaps with "(Did you mean --y?)" on a
+ * line of its own) as one line in the form of every other error: the command, what is wrong, and
+ * where the usage is.
+ */
+function usageError(cmd: Command, message: string): string {
+  const path = commandPath(cmd);
+  const what = message.trim().replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+  return `${path}: ${escapeControls(what)} (run \`${path} --help\` for usage)`;
+}
+
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const program = new Command('minivisor')
     .description('boot, attack and regression-test TDX and SEV-SNP memory acceptance on an emulated CPU')
     .version(minivisorVersion(), '-V, --version', 'print the minivisor version')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
-    .showHelpAfterError('(run `minivisor --help` for usage)')
     .enablePositionalOptions();
   for (const command of await commandsFor(argv, io)) program.addCommand(command);
   const configure = (cmd: Command): void => {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()),
+      outputError: (s) => io.err(usageError(cmd, s)),
+    });
     cmd.commands.forEach(configure);
   };
-  program.commands.forEach(configure);
+  configure(program);
   addHelpTexts(program);
   try {
     await program.parseAsync(argv, { from: 'user' });

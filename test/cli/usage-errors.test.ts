@@ -1,0 +1,31 @@
+// commander's own usage errors (unknown command or option, a missing or extra argument) in the
+// form of every other error: one line naming the command, what is wrong, where the usage is;
+// exit status 2. Before: "error: unknown option '--x'" without the command, and at the top level a
+// second line for the usage hint.
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+
+function capture() {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
+}
+
+describe('usage errors are one line naming the command', () => {
+  it.each([
+    [['bogus'], 'minivisor: unknown command \'bogus\' (run `minivisor --help` for usage)'],
+    [['bot'], 'minivisor: unknown command \'bot\' (Did you mean boot?) (run `minivisor --help` for usage)'],
+    [['--bogus'], 'minivisor: unknown option \'--bogus\' (run `minivisor --help` for usage)'],
+    [['boot', '--bogus'], 'minivisor boot: unknown option \'--bogus\' (run `minivisor boot --help` for usage)'],
+    [['boot', '--memory'], 'minivisor boot: option \'--memory <size>\' argument missing (run `minivisor boot --help` for usage)'],
+    [['fuzz', 'merge', '--bogus', 'x'], 'minivisor fuzz merge: unknown option \'--bogus\' (run `minivisor fuzz merge --help` for usage)'],
+    [['trace', 'export'], 'minivisor trace export: missing required argument \'in\' (run `minivisor trace export --help` for usage)'],
+    [['info', 'extra'], 'minivisor info: too many arguments for \'info\'. Expected 0 arguments but got 1. (run `minivisor info --help` for usage)'],
+    [['\u001b[2J'], 'minivisor: unknown command \'\\u001b[2J\' (run `minivisor --help` for usage)'],
+  ])('%j', async (argv, line) => {
+    const io = capture();
+    expect(await main(argv, io)).toBe(2);
+    expect(io.stderr).toEqual([line]);
+    expect(io.stdout).toEqual([]);
+  });
+});
