@@ -79,4 +79,14 @@ describe('trace export and trace diff refuse what is not a trace', () => {
     expect(await main(['trace', 'diff', headless, headless], capture())).toBe(0);
     expect(await main(['trace', 'export', '--perfetto', headless, join(dir, 'headless.json')], capture())).toBe(0);
   });
+
+  it('trace diff writes the events\' strings escaped: a control character in a field does not reach the terminal', async () => {
+    const a = file('plain.jsonl', `${HEADER}\n{"seq":0,"source":"vmm","type":"x","note":"a"}\n`);
+    const b = file('escapes.jsonl', `${HEADER}\n{"seq":0,"source":"vmm","type":"x","note":"\\u001b[2J\\u009b31m"}\n`);
+    const io = capture();
+    expect(await main(['trace', 'diff', a, b], io)).toBe(1);
+    expect(io.stdout).toContain('  B >  #0 vmm x: note \\u001b[2J\\u009b31m');
+    // eslint-disable-next-line no-control-regex
+    expect(io.stdout.join('\n')).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  });
 });

@@ -7,7 +7,7 @@ import { InputFileError, readInputFile } from '../../shared/input-file.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
-import { quoteForError } from '../../shared/quote.js';
+import { escapeControls, quoteForError } from '../../shared/quote.js';
 import { diffTraces, TraceFileError } from '../../shared/trace-diff.js';
 import { MAX_TRACE_FILE_BYTES, notATraceReason } from '../../shared/trace.js';
 
@@ -64,7 +64,9 @@ export function traceCommand(io: CliIo): Command {
       try {
         const text = (path: string) => Buffer.from(readInputFile(path, 'trace', MAX_TRACE_FILE_BYTES)).toString('utf8');
         const diff = diffTraces(text(pathA), text(pathB), [pathA, pathB], context);
-        for (const line of diff.lines) io.out(line);
+        // The events' own strings are in the report: a hand-made or damaged trace must not put
+        // escape sequences on the terminal.
+        for (const line of diff.lines) io.out(escapeControls(line));
         io.exitCode = diff.identical ? 0 : 1;
       } catch (err) {
         if (err instanceof InputFileError || err instanceof TraceFileError) {
