@@ -60,11 +60,13 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
 
   /**
    * Extends the digest with one 4 KiB page. NORMAL and VMSA pages hash their bytes (`page`, which
-   * only they need); ZERO/SECRETS/CPUID hash zeros; UNMEASURED does nothing.
+   * only they need); the others (ZERO, UNMEASURED, SECRETS, CPUID) put zeros in CONTENTS. Every
+   * page type extends the digest: UNMEASURED only leaves the contents out ("Unconditionally
+   * update GCTX.LD", amd/AMD-ASPFW sev_mcmd.c snp_mcmd_launch_update, which digests the
+   * PAGE_INFO of every page and hashes the data of NORMAL and VMSA pages only).
    */
   extend(type: LaunchPageType, gpa: bigint, page: Uint8Array | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     if (this.#finished) throw new Error('launch already finished');
-    if (type === 'UNMEASURED') return;
     const hashesContents = type === 'NORMAL' || type === 'VMSA';
     if (hashesContents && page === undefined) throw new Error(`a ${type} page is measured by its contents`);
     const contents = hashesContents ? pageSha384(page!) : ZERO_CONTENTS;
@@ -78,7 +80,6 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
    */
   extendRange(type: 'NORMAL' | 'ZERO' | 'UNMEASURED', gpa: bigint, pages: number, contents: Uint8Array | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     if (this.#finished) throw new Error('launch already finished');
-    if (type === 'UNMEASURED') return;
     if (type === 'NORMAL' && (contents === undefined || contents.byteLength !== pages * PAGE_BYTES)) throw new Error('NORMAL pages are measured by their contents');
     const from = Buffer.from(this.#digest).toString('hex');
     const label = `${type} 0x${gpa.toString(16)} ${pages} ${vmplPerms.join(',')}`;

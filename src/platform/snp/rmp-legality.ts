@@ -37,10 +37,18 @@ export type TargetState = (typeof TARGET_STATES)[number];
  */
 export const RMP_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_INUSE: 3, FAIL_OVERLAP: 4, FAIL_BADADDR: 7 } as const;
 export type RmpRcName = keyof typeof RMP_RC;
-/** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state (Linux uapi psp-sev.h SEV_RET_INVALID_PAGE_STATE). */
-export const LAUNCH_INVALID_PAGE_STATE = 0x1a;
-/** INVALID_PARAM: e.g. a CPUID page the firmware had to correct (cpuid-page.ts). */
-export type HostResult = RmpRcName | 'INVALID_PAGE_STATE' | 'INVALID_PARAM';
+/**
+ * SNP firmware statuses SNP_LAUNCH_UPDATE returns (Linux uapi psp-sev.h SEV_RET_*; which check
+ * gives which: AMD's firmware, amd/AMD-ASPFW sev_mcmd.c snp_mcmd_launch_update). INVALID_PARAM
+ * is also a CPUID page the firmware had to correct (cpuid-page.ts).
+ */
+export const LAUNCH_STATUS = {
+  INVALID_GUEST_STATE: 0x02, INVALID_PARAM: 0x16, INVALID_PAGE_SIZE: 0x19, INVALID_PAGE_STATE: 0x1a, INVALID_PAGE_OWNER: 0x1c,
+} as const;
+export type LaunchStatusName = keyof typeof LAUNCH_STATUS;
+/** SNP firmware status for SNP_LAUNCH_UPDATE on a page not in the pre-guest state. */
+export const LAUNCH_INVALID_PAGE_STATE = LAUNCH_STATUS.INVALID_PAGE_STATE;
+export type HostResult = RmpRcName | LaunchStatusName;
 
 export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, HostResult>>>> = {
   // RMPUPDATE of one 4 KiB entry: overwrites it (and clears Validated) unless it is immutable
@@ -73,9 +81,11 @@ export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, 
     'assigned-2m': 'SUCCESS',
   },
   // SNP_LAUNCH_UPDATE (AMD-SP firmware): only a pre-guest page (assigned to the guest's ASID,
-  // Immutable) can be measured and pre-validated; the firmware then clears Immutable.
+  // Immutable) can be measured and pre-validated; the firmware then clears Immutable. An address
+  // with bits 11:0 set fails the reserved-bits check (SNP_ADDR_RESERVED_MASK): INVALID_PARAM.
+  // The rest of the firmware's checks need the entry itself (SnpPlatform.launchUpdatePage).
   'launch-update': {
-    'misaligned': 'FAIL_INPUT',
+    'misaligned': 'INVALID_PARAM',
     'immutable': 'SUCCESS',
     'hv-owned': 'INVALID_PAGE_STATE',
     'assigned-4k': 'INVALID_PAGE_STATE',

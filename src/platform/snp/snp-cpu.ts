@@ -16,9 +16,9 @@ import { VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntry
 import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
-import { SEV_RET_INVALID_PARAM, validateCpuidPage } from './cpuid-page.js';
+import { validateCpuidPage } from './cpuid-page.js';
 import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
-import { legality, RMP_RC, LAUNCH_INVALID_PAGE_STATE, type HostOp, type HostResult, type TargetState } from './rmp-legality.js';
+import { legality, RMP_RC, LAUNCH_STATUS, type HostOp, type HostResult, type LaunchStatusName, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
 import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
 import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
@@ -386,14 +386,25 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * the firmware copies `source` in (or, without one, encrypts the page's current contents in
    * place, which the host wrote while the page was still its own), measures it and marks it
    * validated (B4 "pre-validation"); it clears Immutable (Firmware ABI §8.17).
+   *
+   * Its checks, in the firmware's order (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_launch_update): the
+   * address's reserved bits (INVALID_PARAM); the page's RMP state must be PRE_GUEST, Assigned,
+   * Immutable, not Validated, a non-zero ASID (sev_rmp.c rmp_entry_get_state; an address the RMP
+   * does not cover is a DEFAULT page): INVALID_PAGE_STATE; the entry's page size must be the
+   * command's, 4 KiB here: INVALID_PAGE_SIZE; the guest must still be launching:
+   * INVALID_GUEST_STATE; the page's ASID must be the guest's: INVALID_PAGE_OWNER. The entry's GPA
+   * is not checked: it is what the measurement records (PAGE_INFO.GPA = the RMP entry's GPA).
    */
   launchUpdatePage(gpa: bigint, type: LaunchPageType = 'NORMAL', source?: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): HostOpResult {
     let { state, result } = legality(this.rmp, 'launch-update', gpa);
-    if (this.launch.finished) result = 'INVALID_PAGE_STATE';
     const e = this.rmp.lookup(gpa);
-    if (result === 'SUCCESS' && (e.asid !== this.asid || e.pageSize !== '4k' || e.gpa !== gpa)) result = 'INVALID_PAGE_STATE';
+    if (state === 'misaligned' && gpa % PAGE_4K === 0n) result = 'INVALID_PAGE_STATE';  // aligned but not covered: DEFAULT
+    else if (result === 'SUCCESS' && (!e.assigned || e.validated || e.asid === 0)) result = 'INVALID_PAGE_STATE';
+    else if (result === 'SUCCESS' && e.pageSize !== '4k') result = 'INVALID_PAGE_SIZE';
+    else if (result === 'SUCCESS' && this.launch.finished) result = 'INVALID_GUEST_STATE';
+    else if (result === 'SUCCESS' && e.asid !== this.asid) result = 'INVALID_PAGE_OWNER';
     this.#record('launch-update', { gpa, pageType: type, state, result });
-    if (result !== 'SUCCESS') return { rc: result === 'FAIL_INPUT' ? RMP_RC.FAIL_INPUT : LAUNCH_INVALID_PAGE_STATE, result, state };
+    if (result !== 'SUCCESS') return { rc: LAUNCH_STATUS[result as LaunchStatusName], result, state };
     if (source !== undefined && source.byteLength !== Number(PAGE_4K)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (vmplPerms.some((p) => !Number.isInteger(p) || p < 0 || p > VMPL_PERM_ALL)) return { rc: RMP_RC.FAIL_INPUT, result: 'FAIL_INPUT', state };
     if (type === 'CPUID') {
@@ -402,16 +413,18 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       const check = validateCpuidPage(source ?? this.machine.memory.read(gpa, Number(PAGE_4K)), (leaf, sub) => snpCpuid(leaf, sub, this.cBit));
       if (!check.ok) {
         this.#record('launch-cpuid-rejected', { gpa, leaves: check.mismatches });
-        return { rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM', state, corrected: check.corrected };
+        return { rc: LAUNCH_STATUS.INVALID_PARAM, result: 'INVALID_PARAM', state, corrected: check.corrected };
       }
     }
     if (type === 'ZERO') this.machine.memory.fill(gpa, PAGE_4K, 0);
     // The firmware writes the secrets page itself (secrets-page.ts); what the host proposed is dropped.
     else if (type === 'SECRETS') this.machine.memory.write(gpa, secretsPage(this.#identity, snpCpuid(1, 0, this.cBit).eax));
     else if (source !== undefined) this.machine.memory.write(gpa, source);
-    // Only a NORMAL page is measured by its bytes (launch.ts): they are what was just written, or the page as it was.
-    this.launch.extend(type, gpa, type === 'NORMAL' ? source ?? this.machine.memory.read(gpa, Number(PAGE_4K)) : undefined, vmplPerms);
-    this.rmp.put4k(gpa, { ...e, immutable: false, validated: true, vmplPerms: [VMPL_PERM_ALL, ...vmplPerms] });
+    // NORMAL and VMSA pages are measured by their bytes (launch.ts): what was just written, or the page as it was.
+    const measured = type === 'NORMAL' || type === 'VMSA' ? source ?? this.machine.memory.read(gpa, Number(PAGE_4K)) : undefined;
+    this.launch.extend(type, e.gpa, measured, vmplPerms);
+    // A VMSA page gets the RMP VMSA bit ("Set the RMP.VMSA of the page to 1h", snp_mcmd_launch_update).
+    this.rmp.put4k(gpa, { ...e, immutable: false, validated: true, vmsa: e.vmsa || type === 'VMSA', vmplPerms: [VMPL_PERM_ALL, ...vmplPerms] });
     this.#syncPage(gpa);
     return { rc: 0, result, state };
   }

@@ -2,7 +2,10 @@
 // the platform does what RMP_LEGALITY says, this file checks what RMP_LEGALITY says.
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
-import { RMP_LEGALITY, RMP_RC, LAUNCH_INVALID_PAGE_STATE } from '../../../src/platform/snp/rmp-legality.js';
+import { createHash } from 'node:crypto';
+import { RMP_LEGALITY, RMP_RC, LAUNCH_INVALID_PAGE_STATE, LAUNCH_STATUS } from '../../../src/platform/snp/rmp-legality.js';
+import { LaunchDigest, pageInfo } from '../../../src/platform/snp/launch.js';
+import { SEV_RET_INVALID_PARAM } from '../../../src/platform/snp/cpuid-page.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 
 describe('RMP legality cells', () => {
@@ -15,7 +18,7 @@ describe('RMP legality cells', () => {
       'rmpupdate-4k': { 'misaligned': 'FAIL_INPUT', 'immutable': 'FAIL_PERMISSION', 'hv-owned': 'SUCCESS', 'assigned-4k': 'SUCCESS', 'assigned-2m': 'FAIL_OVERLAP' },
       'rmpupdate-2m': { 'misaligned': 'FAIL_INPUT', 'immutable': 'FAIL_PERMISSION', 'hv-owned': 'SUCCESS', 'assigned-4k': 'FAIL_OVERLAP', 'assigned-2m': 'SUCCESS' },
       'psmash': { 'misaligned': 'FAIL_INPUT', 'immutable': 'FAIL_PERMISSION', 'hv-owned': 'FAIL_BADADDR', 'assigned-4k': 'FAIL_BADADDR', 'assigned-2m': 'SUCCESS' },
-      'launch-update': { 'misaligned': 'FAIL_INPUT', 'immutable': 'SUCCESS', 'hv-owned': 'INVALID_PAGE_STATE', 'assigned-4k': 'INVALID_PAGE_STATE', 'assigned-2m': 'INVALID_PAGE_STATE' },
+      'launch-update': { 'misaligned': 'INVALID_PARAM', 'immutable': 'SUCCESS', 'hv-owned': 'INVALID_PAGE_STATE', 'assigned-4k': 'INVALID_PAGE_STATE', 'assigned-2m': 'INVALID_PAGE_STATE' },
     });
   });
 
@@ -25,21 +28,77 @@ describe('RMP legality cells', () => {
   });
 });
 
-describe('SNP_LAUNCH_UPDATE', () => {
+describe('SNP_LAUNCH_UPDATE (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_launch_update, sev_rmp.c rmp_entry_get_state)', () => {
   const R = 0x400000n;
+  const preGuest = (p: SnpPlatform, spa: bigint, fields: { gpa?: bigint; asid?: number; pageSize?: '4k' | '2m' } = {}) =>
+    expect(p.rmpUpdate(spa, { assigned: true, pageSize: fields.pageSize ?? '4k', immutable: true, gpa: fields.gpa ?? spa, asid: fields.asid ?? p.asid }).rc).toBe(0);
 
-  it("takes only this guest's pre-guest page at its own GPA; anything else is INVALID_PAGE_STATE and stays as it was (Firmware ABI §8.17)", () => {
+  it('statuses (Linux uapi psp-sev.h SEV_RET_*)', () => {
+    expect(LAUNCH_STATUS).toEqual({ INVALID_GUEST_STATE: 0x02, INVALID_PARAM: 0x16, INVALID_PAGE_SIZE: 0x19, INVALID_PAGE_STATE: 0x1a, INVALID_PAGE_OWNER: 0x1c });
+    expect(LAUNCH_STATUS.INVALID_PARAM).toBe(SEV_RET_INVALID_PARAM);
+  });
+
+  it("another guest's pre-guest page: INVALID_PAGE_OWNER (the page's ASID is not the guest's), the entry as it was", () => {
     const vm = new Machine({ memoryBytes: 16n << 20n });
     const p = new SnpPlatform(vm);
-    const otherAsid = p.rmpUpdate(R, { assigned: true, pageSize: '4k', immutable: true, gpa: R, asid: p.asid + 1 });
-    expect(otherAsid.rc).toBe(0);
-    const remapped = p.rmpUpdate(R + 0x1000n, { assigned: true, pageSize: '4k', immutable: true, gpa: R + 0x2000n, asid: p.asid });
-    expect(remapped.rc).toBe(0);
-    for (const gpa of [R, R + 0x1000n]) {
-      const before = p.rmp.lookup(gpa);
-      expect(p.launchUpdatePage(gpa)).toMatchObject({ rc: LAUNCH_INVALID_PAGE_STATE, result: 'INVALID_PAGE_STATE' });
-      expect(p.rmp.lookup(gpa)).toEqual(before);
-    }
+    preGuest(p, R, { asid: p.asid + 1 });
+    const before = p.rmp.lookup(R);
+    expect(p.launchUpdatePage(R)).toMatchObject({ rc: 0x1c, result: 'INVALID_PAGE_OWNER' });
+    expect(p.rmp.lookup(R)).toEqual(before);
     vm.close();
+  });
+
+  it('the entry\'s GPA is not checked: it is the GPA the measurement records (page_info.gpa = the RMP entry\'s GPA)', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    preGuest(p, R + 0x1000n, { gpa: R + 0x2000n });
+    const expected = new LaunchDigest();
+    expected.extend('ZERO', R + 0x2000n, undefined);
+    expect(p.launchUpdatePage(R + 0x1000n, 'ZERO')).toMatchObject({ rc: 0, result: 'SUCCESS' });
+    expect(p.launch.hex).toBe(expected.hex);
+    expect(p.rmp.lookup(R + 0x1000n)).toMatchObject({ gpa: R + 0x2000n, validated: true, immutable: false });
+    vm.close();
+  });
+
+  it('a 2 MiB pre-guest entry under a 4 KiB command: INVALID_PAGE_SIZE; a page the RMP does not cover: INVALID_PAGE_STATE (a DEFAULT page); bits 11:0 set: INVALID_PARAM', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    preGuest(p, R, { pageSize: '2m' });
+    expect(p.launchUpdatePage(R)).toMatchObject({ rc: 0x19, result: 'INVALID_PAGE_SIZE' });
+    expect(p.launchUpdatePage(p.memoryBytes)).toMatchObject({ rc: 0x1a, result: 'INVALID_PAGE_STATE' });
+    expect(p.launchUpdatePage(R + 0x10n)).toMatchObject({ rc: 0x16, result: 'INVALID_PARAM' });
+    vm.close();
+  });
+
+  it('after SNP_LAUNCH_FINISH: INVALID_GUEST_STATE for a pre-guest page (the page state is checked first: INVALID_PAGE_STATE for any other)', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    preGuest(p, R);
+    p.launchFinish();
+    expect(p.launchUpdatePage(R)).toMatchObject({ rc: 0x02, result: 'INVALID_GUEST_STATE' });
+    expect(p.launchUpdatePage(R + 0x1000n)).toMatchObject({ rc: 0x1a, result: 'INVALID_PAGE_STATE' });
+    vm.close();
+  });
+
+  it('a VMSA page: measured by its bytes, and the firmware sets the RMP VMSA bit', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    preGuest(p, R);
+    const bytes = new Uint8Array(4096).fill(0x5a);
+    const expected = new LaunchDigest();
+    expected.extend('VMSA', R, bytes);
+    expect(p.launchUpdatePage(R, 'VMSA', bytes)).toMatchObject({ rc: 0 });
+    expect(p.launch.hex).toBe(expected.hex);
+    expect(p.rmp.lookup(R)).toMatchObject({ vmsa: true, validated: true, immutable: false });
+    vm.close();
+  });
+
+  it('an UNMEASURED page still extends the launch digest, with zero CONTENTS ("Unconditionally update GCTX.LD")', () => {
+    const d = new LaunchDigest();
+    const before = d.hex;
+    d.extend('UNMEASURED', R, undefined);
+    expect(d.hex).not.toBe(before);
+    const byHand = createHash('sha384').update(pageInfo(new Uint8Array(48), new Uint8Array(48), 'UNMEASURED', R)).digest('hex');
+    expect(d.hex).toBe(byHand);
   });
 });

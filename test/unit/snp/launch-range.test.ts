@@ -92,7 +92,7 @@ describe('SNP launchRange', () => {
     const r = p.launchRange(BASE, PAGE, 'CPUID', new Uint8Array(4096).fill(0xff));
     expect(r).toMatchObject({ result: 'INVALID_PARAM', op: 'launch-update', at: BASE });
     p.launchFinish();
-    expect(p.launchRange(BASE + 4n * PAGE, 2n * PAGE, 'ZERO')).toMatchObject({ result: 'INVALID_PAGE_STATE', op: 'launch-update', at: BASE + 4n * PAGE });
+    expect(p.launchRange(BASE + 4n * PAGE, 2n * PAGE, 'ZERO')).toMatchObject({ result: 'INVALID_GUEST_STATE', op: 'launch-update', at: BASE + 4n * PAGE });
   });
 
   it('LaunchDigest.extendRange is extend() of each page in turn', () => {

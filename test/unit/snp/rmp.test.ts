@@ -15,7 +15,8 @@ const R = 0x400000n;
 function arrange(p: SnpPlatform, op: HostOp, state: TargetState): bigint {
   const big = op === 'rmpupdate-2m' || op === 'psmash';
   switch (state) {
-    case 'misaligned': return big ? R + 0x1000n : p.memoryBytes + 0x1000n;
+    // SNP_LAUNCH_UPDATE tells a misaligned address (INVALID_PARAM) from one the RMP does not cover (a DEFAULT page).
+    case 'misaligned': return big ? R + 0x1000n : op === 'launch-update' ? R + 0x10n : p.memoryBytes + 0x1000n;
     case 'immutable': p.rmpUpdate(R, { assigned: true, pageSize: '4k', immutable: true, gpa: R, asid: p.asid }); return R;
     case 'hv-owned': return R;
     case 'assigned-4k': p.rmpUpdate(R, { assigned: true, pageSize: '4k', gpa: R, asid: p.asid }); return R;

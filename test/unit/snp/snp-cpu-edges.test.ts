@@ -159,7 +159,7 @@ describe('a launch of no pages', () => {
     const p = platform();
     p.launchFinish();
     // After SNP_LAUNCH_FINISH the RMPUPDATE still succeeds, the firmware's LAUNCH_UPDATE does not.
-    expect(() => p.launchUpdateRange(REGION + 0x10n, 0x100n)).toThrow('SNP_LAUNCH_UPDATE of 0x400000 failed: INVALID_PAGE_STATE');
+    expect(() => p.launchUpdateRange(REGION + 0x10n, 0x100n)).toThrow('SNP_LAUNCH_UPDATE of 0x400000 failed: INVALID_GUEST_STATE');
     // A page beyond the RMP's reach fails the RMPUPDATE itself.
     expect(() => p.launchUpdateRange(1n << 50n, 0x1000n)).toThrow(`launch RMPUPDATE of 0x${(1n << 50n).toString(16)} failed: FAIL_INPUT`);
     p.machine.close();
