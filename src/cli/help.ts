@@ -91,7 +91,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   'trace export': {
-    exitStatus: [[0, 'written'], [1, 'the output cannot be written (it is left untouched)'], [2, 'the input is missing or not a minivisor JSON-lines trace']],
+    exitStatus: [[0, 'written'], [1, 'writing the output failed on the way (an old file there is left untouched)'], [2, 'the input is missing or not a minivisor JSON-lines trace, or the output cannot be used (the input itself, a directory, no such folder)']],
     examples: [
       ['minivisor trace export --perfetto run.jsonl run.json', 'open run.json at ui.perfetto.dev'],
       ['minivisor trace export --perfetto fuzz-out/replay.jsonl replay.json', 'a replay\'s trace'],

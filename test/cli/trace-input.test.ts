@@ -89,4 +89,26 @@ describe('trace export and trace diff refuse what is not a trace', () => {
     // eslint-disable-next-line no-control-regex
     expect(io.stdout.join('\n')).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
   });
+
+  it('trace export: an output that cannot be used is a usage error (exit 2, as boot, replay and shrink), the input intact', async () => {
+    const input = file('in.jsonl', `${HEADER}\n${EVENT}\n`);
+    const cases: Array<[string, RegExp]> = [
+      [input, /^minivisor trace export: Perfetto trace ".*in\.jsonl" is the input ".*in\.jsonl"; inputs are never overwritten$/],
+      [dir, /^minivisor trace export: Perfetto trace ".*" is a directory$/],
+      ['', /^minivisor trace export: Perfetto trace "" is an empty file name$/],
+      [join(dir, 'no', 'such', 'x.json'), /^minivisor trace export: cannot write Perfetto trace .*does not exist \(ENOENT\)$/],
+    ];
+    for (const [out, pattern] of cases) {
+      const io = capture();
+      // Before: exit status 1, which the help gives to a write that fails on the way.
+      expect(await main(['trace', 'export', '--perfetto', input, out], io)).toBe(2);
+      expect(io.stderr).toEqual([expect.stringMatching(pattern)]);
+    }
+    expect(readFileSync(input, 'utf8')).toBe(`${HEADER}\n${EVENT}\n`);
+    // A write that fails on the way is still exit 1.
+    const io = capture();
+    expect(await main(['trace', 'export', '--perfetto', input, '/dev/full'], io)).toBe(1);
+    expect(io.stderr).toEqual([expect.stringMatching(/ENOSPC/)]);
+  });
 });
+

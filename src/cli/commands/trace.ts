@@ -31,7 +31,16 @@ export function traceCommand(io: CliIo): Command {
         const notATrace = notATraceReason(header, events.length);
         if (notATrace !== undefined) throw new TraceFormatError(notATrace);
         const chrome = toChromeTrace(events, header);
-        const file = new OutputFile(output, 'Perfetto trace', [input]);
+        let file: OutputFile;
+        try {
+          file = new OutputFile(output, 'Perfetto trace', [input]);
+        } catch (err) {
+          if (!(err instanceof OutputFileError)) throw err;
+          // Refused before writing (the input itself, a directory, no such folder): a usage error, as in boot, replay and shrink.
+          io.err(`minivisor trace export: ${err.message}`);
+          io.exitCode = 2;
+          return;
+        }
         try {
           file.write(`${JSON.stringify(chrome)}\n`);
         } catch (err) {
