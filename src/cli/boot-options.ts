@@ -93,7 +93,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   if (raw.decompressor !== undefined) config.decompressorFile = raw.decompressor;
   if (raw.kernel !== undefined) config.kernelFile = raw.kernel;
   if (raw.variant !== undefined) {
-    if (!isStubVariant(raw.variant)) throw new BootOptionError(`--variant must be one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${raw.variant}"`);
+    if (!isStubVariant(raw.variant)) throw new BootOptionError(`--variant must be one of ${Object.keys(STUB_VARIANTS).join(', ')}, not ${quoteForError(raw.variant)}`);
     config.variant = raw.variant;
   }
   const vcpus = Number(unsigned(raw.vcpus ?? '1', '--vcpus', BigInt(MAX_VCPUS)));

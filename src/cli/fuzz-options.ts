@@ -5,6 +5,7 @@ import { BootOptionError, parseBootOptions } from './boot-options.js';
 import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget } from '../fuzz/executor.js';
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 import { FindingFileError, loadFinding, type StoredFinding } from '../fuzz/finding-file.js';
+import { quoteForError } from '../shared/quote.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -48,7 +49,7 @@ const MAX_JOBS = 256;
 /** "60s", "2m", "1h", "500ms" or a plain number of seconds. */
 export function parseDuration(text: string, flag: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (!m) throw new FuzzOptionError(`${flag} "${text}" is not a duration (examples: 30s, 5m, 1h)`);
+  if (!m) throw new FuzzOptionError(`${flag} ${quoteForError(text)} is not a duration (examples: 30s, 5m, 1h)`);
   const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
   const ms = Number(m[1]) * scale;
   if (!(ms > 0) || ms > 366 * 24 * 3_600_000) throw new FuzzOptionError(`${flag} must be more than 0 and at most a year`);
@@ -56,25 +57,25 @@ export function parseDuration(text: string, flag: string): number {
 }
 
 function positiveInt(text: string, flag: string, max: number): number {
-  if (!/^\s*\d+\s*$/.test(text)) throw new FuzzOptionError(`${flag} "${text}" is not a positive integer`);
+  if (!/^\s*\d+\s*$/.test(text)) throw new FuzzOptionError(`${flag} ${quoteForError(text)} is not a positive integer`);
   const n = Number(text);
-  if (n < 1 || n > max) throw new FuzzOptionError(`${flag} must be between 1 and ${max}, not ${text}`);
+  if (n < 1 || n > max) throw new FuzzOptionError(`${flag} must be between 1 and ${max}, not ${quoteForError(text.trim())}`);
   return n;
 }
 
 /** "K/N": shard K (1-based) of N. */
 export function parseShard(text: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
-  if (!m) throw new FuzzOptionError(`--shard "${text}" must look like K/N, e.g. 1/4`);
+  if (!m) throw new FuzzOptionError(`--shard ${quoteForError(text)} must look like K/N, e.g. 1/4`);
   const k = Number(m[1]);
   const n = Number(m[2]);
-  if (n < 1 || n > 100_000 || k < 1 || k > n) throw new FuzzOptionError(`--shard ${text}: K must be between 1 and N (N at most 100000)`);
+  if (n < 1 || n > 100_000 || k < 1 || k > n) throw new FuzzOptionError(`--shard ${quoteForError(text.trim())}: K must be between 1 and N (N at most 100000)`);
   return { index: k - 1, count: n };
 }
 
 export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
   const stage = (raw.stage ?? FUZZ_DEFAULTS.stage) as FuzzStage;
-  if (!FUZZ_STAGES.includes(stage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not "${raw.stage}"`);
+  if (!FUZZ_STAGES.includes(stage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not ${quoteForError(raw.stage ?? '')}`);
   let boot;
   try {
     boot = parseBootOptions({

@@ -20,7 +20,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'minivisor-fuzz-'));
 describe('minivisor fuzz', () => {
   it.each([
     [['--time', '5s', '--runs', '3'], /give --time or --runs, not both/],
-    [['--shard', '0/4'], /--shard 0\/4: K must be between 1 and N/],
+    [['--shard', '0/4'], /--shard "0\/4": K must be between 1 and N/],
     [['--shard', 'half'], /--shard "half" must look like K\/N/],
     [['--stage', 'bios'], /--stage must be one of firmware, decompressor, kernel, all/],
     [['--jobs', '0'], /--jobs must be between 1 and 256/],

@@ -1,9 +1,13 @@
 // commander's own usage errors (unknown command or option, a missing or extra argument) in the
 // form of every other error: one line naming the command, what is wrong, where the usage is;
-// exit status 2. Before: "error: unknown option '--x'" without the command, and at the top level a
+// exit status 2; the values of flags echoed escaped and cut short. Before: "error: unknown option '--x'" without the command, and at the top level a
 // second line for the usage hint.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 
 function capture() {
   const stdout: string[] = [];
@@ -27,5 +31,31 @@ describe('usage errors are one line naming the command', () => {
     expect(await main(argv, io)).toBe(2);
     expect(io.stderr).toEqual([line]);
     expect(io.stdout).toEqual([]);
+  });
+});
+
+describe('flag values are echoed escaped and cut short', () => {
+  // An escape sequence and 100 more characters: before, these flags echoed it raw and whole.
+  const hostile = `a\u001b[2J${'9'.repeat(100)}`;
+  it.each([
+    ['fuzz', '--time'], ['fuzz', '--runs'], ['fuzz', '--jobs'], ['fuzz', '--shard'], ['fuzz', '--stage'], ['fuzz', '--variant'], ['boot', '--variant'],
+  ])('%s %s', async (command, flag) => {
+    const io = capture();
+    expect(await main([command, flag, hostile, ...(command === 'fuzz' ? ['--out', '/nonexistent/never-written'] : [])], io)).toBe(2);
+    expect(io.stderr).toHaveLength(1);
+    expect(io.stderr[0]).toMatch(new RegExp(`^minivisor ${command}: `));
+    expect(io.stderr[0]).toContain('"a\\u001b[2J9999');
+    expect(io.stderr[0]).toMatch(/\(105 characters\)/);
+    expect(io.stderr[0]).not.toContain('\u001b');
+  });
+
+  it.each([['shrink', '--budget'], ['replay', '--variant']])('%s %s', async (command, flag) => {
+    const io = capture();
+    // A finding that loads: replay checks --variant after reading it.
+    const file = handMadeFinding(mkdtempSync(join(tmpdir(), 'minivisor-usage-')));
+    expect(await main([command, file, flag, hostile], io)).toBe(2);
+    expect(io.stderr).toHaveLength(1);
+    expect(io.stderr[0]).toMatch(/\(105 characters\)/);
+    expect(io.stderr[0]).not.toContain('\u001b');
   });
 });

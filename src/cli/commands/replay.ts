@@ -12,6 +12,7 @@ import { FindingFileError } from '../../fuzz/finding-file.js';
 import { loadRunnableFinding } from '../fuzz-options.js';
 import { traceLine } from '../../shared/trace.js';
 import type { CliIo } from '../io.js';
+import { quoteForError } from '../../shared/quote.js';
 
 export function replayCommand(io: CliIo): Command {
   return new Command('replay')
@@ -39,7 +40,7 @@ export function replayCommand(io: CliIo): Command {
         } else if (isStubVariant(opts.variant)) {
           target.variant = opts.variant;
         } else {
-          io.err(`minivisor replay: --variant must be "honest" or one of ${Object.keys(STUB_VARIANTS).join(', ')}, not "${opts.variant}"`);
+          io.err(`minivisor replay: --variant must be "honest" or one of ${Object.keys(STUB_VARIANTS).join(', ')}, not ${quoteForError(opts.variant)}`);
           io.exitCode = 2;
           return;
         }

@@ -13,6 +13,7 @@ import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { shrinkProgram } from '../../fuzz/shrink.js';
 import { FuzzOptionError, loadRunnableFinding } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
+import { quoteForError } from '../../shared/quote.js';
 
 export function shrinkCommand(io: CliIo): Command {
   return new Command('shrink')
@@ -24,7 +25,7 @@ export function shrinkCommand(io: CliIo): Command {
       let loaded;
       let out: OutputFile | undefined;
       try {
-        if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget "${opts.budget}" is not a positive integer`);
+        if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget ${quoteForError(opts.budget)} is not a positive integer`);
         loaded = loadRunnableFinding(path);
         // The finding and the images its executions boot are inputs: never overwritten.
         if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file, ...bootInputFiles(bootConfigFor(loaded.finding.target))]);
