@@ -113,6 +113,15 @@ describe('new-stub names what is wrong with its folder in one line', () => {
   });
 });
 
+describe('new-stub of an empty name', () => {
+  it('is a usage error, and nothing is written into the working directory (resolve("") is it)', () => {
+    const cwd = scratch();
+    const r = spawnSync(process.execPath, [join(process.cwd(), 'bin/minivisor.js'), 'new-stub', ''], { cwd, encoding: 'utf8', timeout: 60_000 });
+    expectOneClearError(r, /^minivisor new-stub: "" is an empty folder name$/, 2);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+});
+
 describe('inputs are never overwritten; outputs appear only when complete', () => {
   function firmwareCopy(): { dir: string; fw: string; original: Buffer } {
     const dir = scratch();

@@ -115,6 +115,12 @@ export function newStubCommand(io: CliIo): Command {
         io.exitCode = 2;
         return;
       }
+      // resolve('') is the working directory: an empty name (an unset variable) must not mean it.
+      if (dir.trim() === '') {
+        io.err(`minivisor new-stub: ${quoteForError(dir)} is an empty folder name`);
+        io.exitCode = 2;
+        return;
+      }
       const stage = options.stage as StubTemplate;
       try {
         const target = resolve(dir);
