@@ -195,6 +195,6 @@ export function findingFromJson(text: string, path: string): StoredFinding {
 export function loadFinding(path: string): { finding: StoredFinding; file: string } {
   let file = path;
   if (existsSync(path) && statSync(path).isDirectory()) file = join(path, 'finding.json');
-  if (!existsSync(file)) throw new FindingFileError(`${path}: no such finding (expected a finding.json or a findings/<id>/ directory)`);
+  if (!existsSync(file)) throw new FindingFileError(`${quoteForError(path)}: no such finding (expected a finding.json or a findings/<id>/ directory)`);
   return { finding: findingFromJson(readFindingText(file, 'finding'), file), file };
 }

@@ -59,3 +59,16 @@ describe('flag values are echoed escaped and cut short', () => {
     expect(io.stderr[0]).not.toContain('\u001b');
   });
 });
+
+describe('paths in errors are quoted, so an empty or odd one is visible', () => {
+  it.each([
+    [['test', ''], 'minivisor test: "" does not exist'],
+    [['test', 'no\u001bwhere'], 'minivisor test: "no\\u001bwhere" does not exist'],
+    [['replay', ''], 'minivisor replay: "": no such finding (expected a finding.json or a findings/<id>/ directory)'],
+    [['shrink', 'no-such.json'], 'minivisor shrink: "no-such.json": no such finding (expected a finding.json or a findings/<id>/ directory)'],
+  ])('%j', async (argv, line) => {
+    const io = capture();
+    expect(await main(argv, io)).toBe(2);
+    expect(io.stderr).toEqual([line]);
+  });
+});

@@ -8,6 +8,7 @@ import type { CliIo } from '../io.js';
 import { loadScenario, runScenario, ScenarioError, SCENARIO_FILE, type ScenarioResult } from '../scenario.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { GuestImageError } from '../../boot/images.js';
+import { quoteForError } from '../../shared/quote.js';
 
 /**
  * Scenario files under the arguments, each directory walked in name order, once: a symlink back to
@@ -25,7 +26,7 @@ export function scenarioFiles(paths: string[]): string[] {
       const code = (err as NodeJS.ErrnoException).code;
       // Inside a folder, an entry that cannot be read (a dangling link) is skipped unless it is named as a scenario.
       if (!explicit && !SCENARIO_FILE.test(path)) return;
-      throw new ScenarioError(code === 'ENOENT' ? `${path} does not exist` : `cannot read ${path}: ${code ?? String(err)}`);
+      throw new ScenarioError(code === 'ENOENT' ? `${quoteForError(path)} does not exist` : `cannot read ${quoteForError(path)}: ${code ?? String(err)}`);
     }
     if (st.isDirectory()) {
       const id = `${st.dev}:${st.ino}`;
@@ -64,7 +65,7 @@ export function testCommand(io: CliIo): Command {
       let files: string[];
       try {
         files = scenarioFiles(paths);
-        if (files.length === 0) throw new ScenarioError(`no scenario files (*.scenario.json, *.scenario.yaml) under ${paths.join(', ')}`);
+        if (files.length === 0) throw new ScenarioError(`no scenario files (*.scenario.json, *.scenario.yaml) under ${paths.map(quoteForError).join(', ')}`);
       } catch (err) {
         if (!(err instanceof ScenarioError)) throw err;
         io.err(`minivisor test: ${err.message}`);
