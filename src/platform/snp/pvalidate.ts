@@ -21,9 +21,16 @@ export type PvalidateOutcome =
   | { kind: 'result'; rc: RmpInsnRc; unchanged: boolean; gpa?: bigint }
   | Exclude<RmpInsnEarlyOutcome, { kind: 'result' }>;
 
-export function decodePvalidateRegs(rax: bigint, rcx: bigint, rdx: bigint): { gva: bigint; size: RmpPageSize; validate: boolean } {
+/**
+ * The operands of PVALIDATE executed in code of `codeBits` bits. The address is rAX at the
+ * code's address size: RAX in 64-bit mode, EAX in 32-bit code, AX in 16-bit code (LLVM
+ * X86InstrSNP.td: PVALIDATE64 uses RAX, PVALIDATE32 uses EAX, "pvalidate {%eax|eax}"; the APM's
+ * rAX notation). An address-size prefix (0x67) is not modelled (U).
+ */
+export function decodePvalidateRegs(rax: bigint, rcx: bigint, rdx: bigint, codeBits: 16 | 32 | 64 = 64): { gva: bigint; size: RmpPageSize; validate: boolean } {
+  const gva = codeBits === 64 ? rax : rax & (codeBits === 32 ? 0xffffffffn : 0xffffn);
   // Only bit 0 of ECX/EDX is architecturally defined (B2); other bits are ignored here (U).
-  return { gva: rax, size: (rcx & 1n) === 1n ? '2m' : '4k', validate: (rdx & 1n) === 1n };
+  return { gva, size: (rcx & 1n) === 1n ? '2m' : '4k', validate: (rdx & 1n) === 1n };
 }
 
 /** PVALIDATE: the checks it shares with RMPADJUST, then the update of Validated. */

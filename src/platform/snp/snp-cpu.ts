@@ -957,7 +957,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
     const vcpu = this.machine.vcpu;
-    const { gva, size, validate } = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
+    const { gva, size, validate } = decodePvalidateRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx, exit.codeBits);
     const out = pvalidate(this.rmp, this.#ctx, {
       gva, size, validate, cpl: exit.cs & 3, translation: this.#translateRmpInsnTarget(gva, size), nptSizeAt: this.#nptSizeAt,
     });

@@ -63,4 +63,39 @@ describe('SNP #VC in 32-bit protected mode', () => {
     expect(r.rax).toBe(1n);
     expect(vm.vcpu.codeSegment().bits).toBe(32);
   });
+
+  it('PVALIDATE in 32-bit code takes its address from EAX: bits 63:32 of RAX, left over from before, do not count (LLVM X86InstrSNP.td PVALIDATE32 uses EAX)', () => {
+    const P = 0x200000n;
+    const vm = new Machine({ memoryBytes: 32n << 20n });
+    vm.memory.write(CODE, assemble(`
+      .code32
+      lgdt [gdtr]
+      .byte 0xea
+      .long flat_cs
+      .word 0x08
+    flat_cs:
+      mov ebx, 0x10
+      mov ss, ebx
+      .byte 0xf2, 0x0f, 0x01, 0xff   # pvalidate: EAX = P, ECX = 0 (4K), EDX = 1 (validate)
+      hlt
+      .balign 8
+    gdt:
+      .quad 0, 0x00cf9b000000ffff, 0x00cf93000000ffff
+    gdtr:
+      .word 23
+      .long gdt`, CODE));
+    const platform = new SnpPlatform(vm);
+    platform.launchUpdateRange(CODE, 0x1000n);
+    expect(platform.rmpUpdate(P, { assigned: true, pageSize: '4k', gpa: P, asid: platform.asid }).rc).toBe(0);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = CODE;
+    vm.vcpu.regs.rax = (0xdeadn << 32n) | P;
+    vm.vcpu.regs.rcx = 0n;
+    vm.vcpu.regs.rdx = 1n;
+    platform.launchFinish();
+    expect(runSnp(platform, new HonestSnpVmm()).outcome).toBe('done');
+    expect(vm.vcpu.regs.rax & 0xffffffffn).toBe(0n);
+    expect(platform.rmp.lookup(P).validated).toBe(true);
+    expect(platform.trace.ofType('pvalidate')[0]).toMatchObject({ gva: P, gpa: P, rc: 0 });
+  });
 });

@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NativeTranslation } from '../../../src/native/binding.js';
 import { checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
-import { PVALIDATE_RC, pvalidate, pvalidateFlags } from '../../../src/platform/snp/pvalidate.js';
+import { PVALIDATE_RC, decodePvalidateRegs, pvalidate, pvalidateFlags } from '../../../src/platform/snp/pvalidate.js';
 import { RMP_INSN_RC, type RmpInsnRequest } from '../../../src/platform/snp/rmp-instruction.js';
 import { rmpadjust, type RmpadjustRegs } from '../../../src/platform/snp/rmpadjust.js';
 import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry, type RmpPageSize } from '../../../src/platform/snp/rmp.js';
@@ -106,6 +106,13 @@ function insnRequest(gva: bigint, size: RmpPageSize, more: Partial<RmpInsnReques
 describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => {
   it('return codes: 0 success, 1 an input parameter is invalid, 6 the guest page and RMP entry page sizes do not match', () => {
     expect(PVALIDATE_RC).toEqual({ SUCCESS: 0, FAIL_INPUT: 1, FAIL_SIZEMISMATCH: 6 });
+  });
+
+  it('the address is rAX at the code\'s address size: RAX in 64-bit code, EAX in 32-bit, AX in 16-bit (LLVM X86InstrSNP.td PVALIDATE64/PVALIDATE32)', () => {
+    const rax = 0xdead_beef_1234_5000n;
+    expect(decodePvalidateRegs(rax, 0n, 1n, 64).gva).toBe(rax);
+    expect(decodePvalidateRegs(rax, 0n, 1n, 32).gva).toBe(0x1234_5000n);
+    expect(decodePvalidateRegs(rax, 0n, 1n, 16).gva).toBe(0x5000n);
   });
 
   it('sets Validated and nothing else (Table 15-34: PVALIDATE writes only the Validated flag); again: rc 0 with "validated bit not changed" (CF=1)', () => {
