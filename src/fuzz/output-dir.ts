@@ -5,7 +5,7 @@
 //   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
 //   DIR/stats.json                              the campaign's numbers
 // Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
-import { existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { makeDirectories } from '../shared/make-directories.js';
 import { join } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
@@ -17,8 +17,13 @@ import { quoteForError } from '../shared/quote.js';
 
 export function writeFileAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });  // no temporary file left behind (a full disk, a directory in the way)
+    throw err;
+  }
 }
 
 const mib = (b: bigint): string => (b % (1n << 20n) === 0n ? `${b >> 20n} MiB` : `${b} bytes`);
@@ -57,6 +62,8 @@ export class OutputDirError extends Error {
 
 /** What every fuzz output directory holds at least one of (an empty campaign still makes both folders). */
 const OUTPUT_DIR_MARKS = ['corpus', 'findings', 'stats.json'];
+/** What a campaign writes into the output directory, and the kind each must be when it is there already. */
+const OUTPUT_DIR_ENTRIES: ReadonlyArray<readonly [string, 'folder' | 'file']> = [['corpus', 'folder'], ['findings', 'folder'], ['stats.json', 'file'], ['report.html', 'file']];
 
 /**
  * Checks that `dir` can be written as a fuzz output directory: a new or empty folder, or one a
@@ -79,6 +86,12 @@ export function checkWritableOutputDir(dir: string): void {
   if (entries.length > 0 && !entries.some((name) => OUTPUT_DIR_MARKS.includes(name))) {
     const shown = entries.sort().slice(0, 3).map(quoteForError).join(', ');
     throw new OutputDirError(`it holds other files (${shown}${entries.length > 3 ? ', …' : ''}) and no corpus/, findings/ or stats.json: give a new or empty folder, or one a campaign wrote`);
+  }
+  // Checked now, not found out when the campaign's results are written at its end.
+  for (const [name, kind] of OUTPUT_DIR_ENTRIES) {
+    if (!entries.includes(name)) continue;
+    const isDirectory = statSync(join(dir, name), { throwIfNoEntry: false })?.isDirectory();
+    if (isDirectory !== undefined && isDirectory !== (kind === 'folder')) throw new OutputDirError(`its ${name} is ${kind === 'folder' ? 'not a folder' : 'a folder, not a file'}`);
   }
 }
 

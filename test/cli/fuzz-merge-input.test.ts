@@ -119,4 +119,21 @@ describe('fuzz --out', () => {
     writeFileSync(join(empty, 'my-notes.txt'), 'mine');
     expect(minivisor(['fuzz', '--runs', '1', '--out', empty]).status).toBe(0);
   });
+
+  it('an output directory whose stats.json or report.html is a folder, or whose corpus or findings is a file, is refused before any execution', () => {
+    // Before: stats.json as a folder failed at the end of the campaign (EISDIR, exit 1) and left stats.json.tmp-<pid> behind.
+    const cases: Array<[string, (dir: string) => void, RegExp]> = [
+      ['stats.json', (d) => mkdirSync(join(d, 'stats.json')), /its stats\.json is a folder, not a file$/],
+      ['report.html', (d) => { mkdirSync(join(d, 'corpus')); mkdirSync(join(d, 'report.html')); }, /its report\.html is a folder, not a file$/],
+      ['findings', (d) => { mkdirSync(join(d, 'corpus')); writeFileSync(join(d, 'findings'), ''); }, /its findings is not a folder$/],
+    ];
+    for (const [, make, pattern] of cases) {
+      const dir = scratch();
+      make(dir);
+      const before = readdirSync(dir).sort();
+      expectOneClearError(minivisor(['fuzz', '--runs', '1', '--out', dir]), new RegExp(`^minivisor fuzz: cannot use --out ".*" as the output directory: ${pattern.source}`));
+      expect(readdirSync(dir).sort()).toEqual(before);
+    }
+  });
 });
+
