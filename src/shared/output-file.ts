@@ -2,7 +2,7 @@
 // half-written result under the final name: the data goes to a temporary file in the same
 // directory, renamed into place by commit(). A target that is not a regular file (/dev/null, a
 // FIFO, /dev/stdout) is written directly: renaming over it would replace the device node.
-import { closeSync, constants, openSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { quoteForError } from './quote.js';
 
@@ -30,6 +30,43 @@ export function sameFile(a: string, b: string): boolean {
 }
 
 let sequence = 0;
+
+/** `.NAME.tmp-PID-SEQ`: the temporary file an OutputFile for NAME writes (see the constructor). */
+function tempName(path: string, pid: number, seq: number): string {
+  return `.${basename(path)}.tmp-${pid}-${seq}`;
+}
+
+/** The process `pid` still exists (signal 0 checks without sending; EPERM: it exists, not ours). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files an earlier run left for `path` when a signal ended it (Ctrl-C during
+ * a boot, which runs synchronously: no handler could run before the end, so none can clean up
+ * then). Only files of exactly our naming for this output, of processes that no longer exist.
+ */
+function removeStaleTemps(path: string): void {
+  const dir = dirname(resolve(path));
+  const prefix = tempName(path, 0, 0).replace(/0-0$/, '');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-(\d+)$/.exec(name.slice(prefix.length));
+    if (!m || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
+    try { unlinkSync(join(dir, name)); } catch { /* gone meanwhile, or not ours to remove */ }
+  }
+}
 
 /** Why a file cannot be created, in words (the errno code stays at the end for searching). */
 function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
@@ -70,7 +107,8 @@ export class OutputFile {
       if (existing && !existing.isFile()) {
         this.#fd = openSync(path, constants.O_WRONLY | constants.O_NOCTTY);
       } else {
-        this.#temp = join(dirname(resolve(path)), `.${basename(path)}.tmp-${process.pid}-${sequence++}`);
+        removeStaleTemps(path);
+        this.#temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
         this.#fd = openSync(this.#temp, 'wx', 0o644);
       }
     } catch (err) {
