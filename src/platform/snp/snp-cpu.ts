@@ -980,6 +980,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   #rmpadjust(exit: Extract<VmExit, { kind: 'rmpadjust' }>): HwStep {
     const vcpu = this.machine.vcpu;
+    // A 64-bit-mode-only instruction: LLVM X86InstrSNP.td gives RMPADJUST (unlike PVALIDATE) no
+    // 32-bit form (Requires<[In64BitMode]>), and AMD's EDK2 MpLib says "RMPADJUST is not supported
+    // in 32-bit mode". Elsewhere its opcode is invalid: #UD (U: the APM Vol. 3 page was not read).
+    if (exit.codeBits !== 64) return this.inject(UD_VECTOR, undefined, undefined, `RMPADJUST in ${exit.codeBits}-bit code`);
     const regs = decodeRmpadjustRegs(vcpu.regs.rax, vcpu.regs.rcx, vcpu.regs.rdx);
     const out = rmpadjust(this.rmp, this.#ctx, {
       ...regs, cpl: exit.cs & 3, translation: this.#translateRmpInsnTarget(regs.gva, regs.size), nptSizeAt: this.#nptSizeAt,

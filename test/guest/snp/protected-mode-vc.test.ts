@@ -1,6 +1,7 @@
 // #VC raised by a guest instruction in 32-bit protected mode reaches the guest's 32-bit handler
 // through an 8-byte IDT gate, with the SW_EXITCODE as error code (GHCB spec §4.1; SDM Vol. 3
-// §6.12), as in OVMF's 32-bit reset-vector code (OvmfPkg/ResetVector/Ia32/AmdSev.asm).
+// §6.12), as in OVMF's 32-bit reset-vector code (OvmfPkg/ResetVector/Ia32/AmdSev.asm). Also the
+// RMP instructions in 32-bit code: PVALIDATE takes EAX, RMPADJUST does not exist there.
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
@@ -97,5 +98,50 @@ describe('SNP #VC in 32-bit protected mode', () => {
     expect(vm.vcpu.regs.rax & 0xffffffffn).toBe(0n);
     expect(platform.rmp.lookup(P).validated).toBe(true);
     expect(platform.trace.ofType('pvalidate')[0]).toMatchObject({ gva: P, gpa: P, rc: 0 });
+  });
+
+  it('RMPADJUST in 32-bit code: #UD, the RMP unchanged (a 64-bit-only instruction: LLVM X86InstrSNP.td Requires<[In64BitMode]>; EDK2 MpLib "RMPADJUST is not supported in 32-bit mode")', () => {
+    const vm = new Machine({ memoryBytes: 32n << 20n });
+    vm.memory.write(CODE, assemble(`
+      .code32
+      lgdt [gdtr]
+      lidt [idtr]
+      .byte 0xea
+      .long flat_cs
+      .word 0x08
+    flat_cs:
+      mov ebx, 0x10
+      mov ss, ebx
+      mov esp, ${STACK}
+      mov eax, ${CODE}
+      xor ecx, ecx
+      mov edx, 0x11f01       # VMPL1, every permission, VMSA
+      .byte 0xf3, 0x0f, 0x01, 0xfe   # rmpadjust
+      hlt
+      .org 0x800
+    ud_handler:
+      mov esi, 6
+      hlt
+      .balign 8
+    gdt:
+      .quad 0, 0x00cf9b000000ffff, 0x00cf93000000ffff
+    gdtr:
+      .word 23
+      .long gdt
+    idtr:
+      .word 0x7ff
+      .long ${IDT}`, CODE));
+    vm.memory.writeU64(IDT + 6n * 8n, (CODE + 0x800n) | (0x08n << 16n) | (0x8en << 40n));
+    const platform = new SnpPlatform(vm);
+    platform.launchUpdateRange(CODE, 0x1000n);
+    platform.launchUpdateRange(IDT, 0x1000n);
+    platform.launchUpdateRange(STACK - 0x1000n, 0x1000n);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = CODE;
+    platform.launchFinish();
+    const before = platform.rmp.lookup(CODE);
+    expect(runSnp(platform, new HonestSnpVmm()).outcome).toBe('done');
+    expect(vm.vcpu.regs.rsi).toBe(6n);
+    expect(platform.rmp.lookup(CODE)).toEqual(before);
   });
 });
