@@ -269,8 +269,14 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     if (start % 0x1000n !== 0n || size % 0x1000n !== 0n) return refuse(TdvmcallStatus.ALIGN_ERROR);
     const toShared = (start & sharedBit) !== 0n;
     const base = start & ~sharedBit;
-    // KVM hands the range to userspace, which fails it outside the VM's memory (INVALID_OPERAND).
-    if (!inGuestRam(ctx.ram, base, size)) return refuse(TdvmcallStatus.INVALID_OPERAND);
+    if (!inGuestRam(ctx.ram, base, size)) {
+      // KVM hands the range to userspace. QEMU kvm_convert_memory finds no memory region above
+      // the end of RAM and then ignores a conversion to shared (OVMF MapGPAs MMIO to shared) and
+      // fails one to private; a range that is partly RAM fails either way (INVALID_OPERAND).
+      const ramEnd = ctx.ram.reduce((end, r) => (r.end > end ? r.end : end), 0n);
+      if (toShared && base >= ramEnd) return ret(TdvmcallStatus.SUCCESS);
+      return refuse(TdvmcallStatus.INVALID_OPERAND);
+    }
     const end = base + size;
     for (let next = base; ;) {
       const chunkEnd = end - next > MAP_GPA_CHUNK ? next + MAP_GPA_CHUNK : end;

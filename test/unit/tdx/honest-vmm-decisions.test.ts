@@ -139,6 +139,22 @@ describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
   });
 });
 
+describe('honest TDX VMM: MapGPA above the end of RAM (QEMU kvm_convert_memory: no memory region there)', () => {
+  it('to shared: ignored, SUCCESS, nothing converted ("Ignore converting non-assigned region to shared")', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (32n * MiB) | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    expect(td.trace.ofType('shared-ept')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+
+  it('to private: refused, INVALID_OPERAND (kvm_convert_memory returns -1, KVM answers INVALID_OPERAND)', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 32n * MiB, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND, r11: 32n * MiB } });
+    td.platform.machine.close();
+  });
+});
+
 describe('honest TDX VMM: MapGPA of more than 2 MiB (KVM tdx_complete_vmcall_map_gpa)', () => {
   it('converts every 2 MiB round in one call when no event is pending: SUCCESS, no RETRY', () => {
     const td = finalizedTd();
