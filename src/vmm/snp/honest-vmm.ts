@@ -228,6 +228,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       g.set('swExitInfo2', code);
       return 'resume';
     };
+    // KVM sev_es_validate_vmgexit: only GHCB usage 0 (the standard format) is served, checked first.
+    if (Buffer.from(host.hostMemory.read(gpa + BigInt(GHCB_OFFSET.usage), 4)).readUInt32LE(0) !== 0) return fail(GHCB_ERR.INVALID_USAGE);
     if (!g.valid('swExitCode') || !g.valid('swExitInfo1') || !g.valid('swExitInfo2')) return fail(GHCB_ERR.MISSING_INPUT);
     const code = g.get('swExitCode');
     const info1 = g.get('swExitInfo1');

@@ -446,6 +446,17 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  it('a GHCB usage other than 0 → SW_EXITINFO2 INVALID_USAGE (2), before the valid bitmap is looked at (KVM: "Only GHCB Usage code 0 is supported")', () => {
+    for (const notValid of [[], ['swExitCode']] as const) {
+      const t = launched();
+      t.host.hostMemory.write(GHCB_GPA + BigInt(GHCB_OFFSET.usage), Buffer.from([1, 0, 0, 0]));
+      t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE, [...notValid]);
+      expect(t.msr(GHCB_GPA).answer).toBe('resume');
+      expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 2n]);
+      t.close();
+    }
+  });
+
   it('IOIO with no operand size in EXITINFO1 → a GHCB error (the guest gets it back), not a VMM failure', () => {
     const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: 0x3f8n << 16n, swExitInfo2: 0n, rax: 0x41n });
     expect(answer).toBe('resume');
