@@ -192,6 +192,19 @@ describe('A3 SEPT situations', () => {
     expect(td.platform.module.sept.walk(P, 1).state).toBe('MAPPED');
   });
 
+  // The SEPT lock is per entry (sept_lock_acquire_guest on the entry the walk reached): the host
+  // holding one 2 MiB entry does not stop an ACCEPT of its neighbour.
+  it('entry locked by the host → an ACCEPT of another entry is not blocked', () => {
+    const td = tdGuest(acceptThenHalt((P + 0x200000n) | 1n));
+    const host = td.platform.module.host;
+    host.memPageAug(gpaLevel(P, 1));
+    host.memPageAug(gpaLevel(P + 0x200000n, 1));
+    host.lockEntry(P, 1);
+    expect(acceptStatus(td)).toBe(0n);
+    expect(td.platform.module.sept.walk(P + 0x200000n, 1).state).toBe('MAPPED');
+    expect(td.platform.module.sept.walk(P, 1).state).toBe('PENDING');
+  });
+
   it('the walk result comes before the lock: 4K ACCEPT under a locked, accepted 2M leaf → ALREADY_ACCEPTED|1', () => {
     // tdg_mem_page_accept.c check_tdaccept_failure: a walk that stopped above the requested level
     // returns without taking the entry lock; only the 2M request itself meets the lock.

@@ -135,6 +135,17 @@ describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
     expect(m.host.isSharedMapped(0x400000n)).toBe(false);
   });
 
+  it('setShared of a GPA at or past the end of RAM maps nothing and records nothing (there is no page there)', () => {
+    const m = tdWithPendingPage();
+    const ram = m.machine.memoryBytes;
+    const before = m.trace.ofType('shared-ept').length;
+    m.host.setShared(ram, 0x1000n, true);
+    m.host.setShared(SHARED | (ram + 0x1000n), 0x1000n, true);
+    expect(m.trace.ofType('shared-ept')).toHaveLength(before);
+    expect(m.host.isSharedMapped(ram)).toBe(false);
+    expect(m.machine.gate.get('shared', ram - 0x1000n)).toBe('none');
+  });
+
   it('TDH.VP.INIT once per vCPU, and only before MR.FINALIZE', () => {
     const t = createTd({ memoryBytes: 8n << 20n });
     const h = t.platform.module.host;

@@ -41,6 +41,8 @@ describe('td_call(): RAX and privilege checks', () => {
   it('RAX bits 63:24 must be 0: bit 24 and bit 31 set → OPERAND_INVALID|RAX', () => {
     const m = module();
     expect(tdcall(m, { rax: (1n << 24n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
+    // Bit 24 alone (leaf 0, version 0): reserved0 is bits 31:24 (tdx_api_defs.h tdx_leaf_and_version_t).
+    expect(tdcall(m, { rax: 1n << 24n }).regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(tdcall(m, { rax: (1n << 31n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(tdcall(m, { rax: 1n }).regs.rax).toBe(0n); // TDG.VP.INFO itself is fine
   });
