@@ -424,3 +424,67 @@ describe('honest TDX VMM: its part of a run and of a snapshot', () => {
   });
 });
 
+
+describe('honest TDX VMM: a MapGPA larger than one conversion (GHCI 1.5 §3.2 TDG.VP.VMCALL_RETRY)', () => {
+  // The VMM converts at most 2 MiB per call (KVM tdx_map_gpa: TDX_MAP_GPA_MAX_LEN) and answers
+  // RETRY (R10 = 1) with R11 = the GPA to go on from; Linux's guest (arch/x86/coco/tdx/tdx.c
+  // tdx_map_gpa) checks R11 against its own start and end, which carry the shared bit for a
+  // conversion to shared, and calls again from there.
+  const RETRY = 1n;
+  const mapGpa = (td: Td, gpa: bigint, size: bigint) => td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: gpa, r13: size }));
+
+  it('to private, 4 MiB: the first 2 MiB made PENDING, RETRY from 0x600000; the call from there finishes', () => {
+    const td = finalizedTd();
+    expect(mapGpa(td, 0x400000n, 4n * MiB)).toEqual({ kind: 'return', regs: { r10: RETRY, r11: 0x600000n } });
+    expect(td.platform.module.sept.walk(0x400000n, 1).state).toBe('PENDING');
+    expect(td.platform.module.sept.walk(0x600000n, 1).state).toBe('FREE');
+    expect(mapGpa(td, 0x600000n, 2n * MiB)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.platform.module.sept.walk(0x600000n, 1).state).toBe('PENDING');
+    td.platform.machine.close();
+  });
+
+  it('to shared, 3 MiB: R11 carries the shared bit; only the first 2 MiB is shared until the guest calls again', () => {
+    const td = finalizedTd();
+    expect(mapGpa(td, 0x400000n | SHARED, 3n * MiB)).toEqual({ kind: 'return', regs: { r10: RETRY, r11: 0x600000n | SHARED } });
+    const host = td.platform.module.host;
+    expect([host.isSharedMapped(0x5ff000n), host.isSharedMapped(0x600000n)]).toEqual([true, false]);
+    expect(mapGpa(td, 0x600000n | SHARED, 1n * MiB)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect([host.isSharedMapped(0x6ff000n), host.isSharedMapped(0x700000n)]).toEqual([true, false]);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: ReportFatalError and accesses it cannot serve', () => {
+  /** `text` as Linux tdx_panic packs it: 64 bytes over R14, R15, RBX, RDI, RSI, R8, R9, RDX, NUL-padded. */
+  const packed = (text: string): Partial<VmcallRegs> => {
+    const buf = Buffer.alloc(64);
+    buf.write(text, 'latin1');
+    const regs = ['r14', 'r15', 'rbx', 'rdi', 'rsi', 'r8', 'r9', 'rdx'] as const;
+    return Object.fromEntries(regs.map((r, i) => [r, buf.readBigUInt64LE(i * 8)]));
+  };
+
+  // tdx_panic: "VMM assumes '\0' in byte 65, if the message took all 64 bytes".
+  it('a message of all 64 bytes is read whole; a shorter one ends at its NUL', () => {
+    const td = finalizedTd();
+    const full = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    expect(full).toHaveLength(64);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10003n, r12: 0x1234n, ...packed(full) })))
+      .toEqual({ kind: 'stop', outcome: { outcome: 'guest-fatal', reason: `ReportFatalError 0x1234: ${full}` } });
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10003n, r12: 0n, ...packed('oops') })))
+      .toEqual({ kind: 'stop', outcome: { outcome: 'guest-fatal', reason: 'ReportFatalError 0x0: oops' } });
+    td.platform.machine.close();
+  });
+
+  it('a shared access outside guest RAM ends the run as a fault naming the GPA and RIP, with no conversion', () => {
+    const td = finalizedTd();
+    const exit: TdExit = {
+      reason: 'ept-violation', rip: 0x301000n, gpa: SHARED | 0x4000_0000n, access: 'read', space: 'shared', exitQualification: 1n,
+      outsideRam: true, eeq: { type: 'none', raw: 0n },
+    };
+    const decision = td.vmm.decide(exit);
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/outside its RAM at RIP 0x301000$/);
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+});
