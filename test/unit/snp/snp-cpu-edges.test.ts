@@ -126,6 +126,20 @@ describe('RMPADJUST of a 2 MiB page', () => {
   });
 });
 
+describe('host writes to assigned pages (APM Vol. 2 §15.36.10: a hypervisor write to an assigned page is an RMP violation)', () => {
+  it('are refused, naming the owner: the firmware for ASID 0, the ASID otherwise; nothing is written', () => {
+    const p = platform();
+    p.rmpUpdate(REGION, { assigned: true, pageSize: '4k', gpa: REGION, asid: 0 });
+    p.rmpUpdate(REGION + PAGE_4K, { assigned: true, pageSize: '4k', gpa: REGION + PAGE_4K, asid: 7 });
+    const host = p.handle.hostMemory;
+    expect(() => host.write(REGION, Buffer.from('x'))).toThrow('RMP-protected (firmware page)');
+    expect(() => host.write(REGION + PAGE_4K, Buffer.from('x'))).toThrow('RMP-protected (assigned to ASID 7)');
+    expect(p.machine.memory.read(REGION, 1)[0]).toBe(0);
+    expect(p.machine.memory.read(REGION + PAGE_4K, 1)[0]).toBe(0);
+    p.machine.close();
+  });
+});
+
 describe('pageState of an ASID 0 page', () => {
   // ASID 0 owns firmware and hypervisor-private pages that are assigned in the RMP (APM Vol. 2
   // §15.36.3, tdx-snp-architecture.md B3): private to the guest's view, never its accepted memory.
