@@ -179,3 +179,41 @@ describe('a launch of no pages', () => {
     p.machine.close();
   });
 });
+
+describe('a launch range the fast path must not take', () => {
+  // RMPUPDATE of a 4 KiB entry inside an assigned 2 MiB entry is FAIL_OVERLAP (4) (Linux
+  // arch/x86/include/asm/sev.h RMPUPDATE_FAIL_OVERLAP; rmp-legality.ts): launching a page there
+  // fails at its RMPUPDATE and leaves the 2 MiB entry as it was.
+  it('over a region the RMP holds as one 2 MiB entry: FAIL_OVERLAP at the RMPUPDATE, the 2 MiB entry kept', () => {
+    const p = platform();
+    p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid });
+    expect(p.launchRange(REGION + PAGE_4K, PAGE_4K, 'NORMAL')).toMatchObject({ rc: 4, result: 'FAIL_OVERLAP', op: 'rmpupdate', at: REGION + PAGE_4K });
+    expect(p.rmp.lookup(REGION + PAGE_4K)).toMatchObject({ pageSize: '2m', immutable: false, validated: false });
+    expect(p.trace.ofType('launch-update')).toHaveLength(0);
+    p.machine.close();
+  });
+
+  // SNP_LAUNCH_UPDATE's VMPL permission masks are 5-bit masks (APM Table 15-37 b0..b4): a value
+  // that is not one is bad input, however the range is launched.
+  it('with a VMPL permission that is not an integer mask: FAIL_INPUT at the LAUNCH_UPDATE, nothing validated', () => {
+    const p = platform();
+    expect(p.launchRange(REGION, 2n * PAGE_4K, 'NORMAL', undefined, [1.5, 0, 0])).toMatchObject({ rc: 1, result: 'FAIL_INPUT', op: 'launch-update', at: REGION });
+    expect(p.rmp.lookup(REGION).validated).toBe(false);
+    p.machine.close();
+  });
+});
+
+describe('host bytes in hypervisor-owned pages', () => {
+  // RMPUPDATE writes the RMP entry, not memory (APM Vol. 3 RMPUPDATE): assigning a 2 MiB region
+  // to the guest leaves the host's own bytes in the page right after it as the host wrote them.
+  it('survive the assignment of the neighbouring 2 MiB region (with more host-written pages than the region has)', () => {
+    const p = platform();
+    const host = p.handle.hostMemory;
+    const next = REGION + PAGE_2M;
+    for (let page = REGION; page < next; page += PAGE_4K) host.write(page, Buffer.from('guest-to-be'));
+    host.write(next, Buffer.from('host data'));
+    expect(p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid }).rc).toBe(0);
+    expect(Buffer.from(host.read(next, 9)).toString('latin1')).toBe('host data');
+    p.machine.close();
+  });
+});
