@@ -203,6 +203,19 @@ describe('a launch range the fast path must not take', () => {
   });
 });
 
+describe('a launch range taken page by page', () => {
+  // KVM_SEV_SNP_LAUNCH_UPDATE covers exactly [uaddr, uaddr + len) (KVM sev.c snp_launch_update:
+  // npages = len >> PAGE_SHIFT); a SECRETS page goes page by page (secrets-page.ts) and stops there.
+  it('launches exactly its pages: the page after a one-page SECRETS range stays the hypervisor\'s', () => {
+    const p = platform();
+    expect(p.launchRange(REGION, PAGE_4K, 'SECRETS')).toMatchObject({ rc: 0, op: 'launch-update', at: REGION });
+    expect(p.rmp.lookup(REGION)).toMatchObject({ assigned: true, validated: true });
+    expect(p.rmp.lookup(REGION + PAGE_4K).assigned).toBe(false);
+    expect(p.trace.ofType('launch-update')).toHaveLength(1);
+    p.machine.close();
+  });
+});
+
 describe('host bytes in hypervisor-owned pages', () => {
   // RMPUPDATE writes the RMP entry, not memory (APM Vol. 3 RMPUPDATE): assigning a 2 MiB region
   // to the guest leaves the host's own bytes in the page right after it as the host wrote them.
