@@ -1,0 +1,72 @@
+// The host's (C=0) view of SNP guest memory (src/platform/host-memory.ts through SnpVmmHandle):
+// hypervisor-owned pages as written, assigned pages as their ciphertext (AMD APM Vol. 2 §15.34.5:
+// a C=0 access to an encrypted page sees the encrypted bytes), writes to assigned pages refused
+// (§15.36.10, an RMP violation) and nothing written outside guest RAM.
+import { describe, expect, it } from 'vitest';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { HostAccessRefused } from '../../../src/platform/host-memory.js';
+import { PAGE_4K } from '../../../src/platform/snp/rmp.js';
+
+const MEMORY = 16n << 20n;
+const HV = 0x400000n;            // hypervisor-owned
+const GUEST = HV + PAGE_4K;       // assigned to the guest
+const HV_AFTER = GUEST + PAGE_4K; // hypervisor-owned again
+
+function setUp() {
+  const p = SnpPlatform.create({ memoryBytes: MEMORY, countInstructions: false });
+  const host = p.handle.hostMemory;
+  host.write(HV, Buffer.alloc(0x1000, 0x11));
+  host.write(HV_AFTER, Buffer.alloc(0x1000, 0x33));
+  p.launchUpdateRange(GUEST, PAGE_4K); // assigned, validated: the guest's page from now on
+  p.machine.memory.write(GUEST, Buffer.alloc(0x1000, 0x22)); // the guest's plaintext
+  return { p, host };
+}
+
+describe('host reads across page boundaries', () => {
+  it('a read spanning a host page, a guest page and a host page is each page\'s own view, byte for byte', () => {
+    const { p, host } = setUp();
+    const cipher = Buffer.from(host.read(GUEST, 0x1000));
+    expect(cipher.equals(Buffer.alloc(0x1000, 0x22))).toBe(false); // not the plaintext
+    const span = Buffer.from(host.read(HV + 0xff8n, 0x1010));
+    expect(span.subarray(0, 8).equals(Buffer.alloc(8, 0x11))).toBe(true);
+    expect(span.subarray(8, 0x1008).equals(cipher)).toBe(true);
+    expect(span.subarray(0x1008).equals(Buffer.alloc(8, 0x33))).toBe(true);
+    // Ending inside the guest page: the host page's tail, then the guest page's head.
+    const head = Buffer.from(host.read(HV + 0xff8n, 0x10));
+    expect(head.subarray(8).equals(cipher.subarray(0, 8))).toBe(true);
+    // Starting inside the guest page: its tail, then the host page after it.
+    const tail = Buffer.from(host.read(GUEST + 0xffcn, 8));
+    expect(tail.subarray(0, 4).equals(cipher.subarray(0xffc))).toBe(true);
+    expect(tail.subarray(4).equals(Buffer.alloc(4, 0x33))).toBe(true);
+    p.machine.close();
+  });
+});
+
+describe('host writes', () => {
+  it('a write that reaches an assigned page is refused at that page, and writes nothing, not even its host part', () => {
+    const { p, host } = setUp();
+    let error: unknown;
+    try {
+      host.write(HV + 0xff0n, Buffer.alloc(0x20, 0xee));
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(HostAccessRefused);
+    expect((error as HostAccessRefused).gpa).toBe(GUEST);
+    expect(Buffer.from(p.machine.memory.read(HV + 0xff0n, 0x10)).equals(Buffer.alloc(0x10, 0x11))).toBe(true);
+    expect(Buffer.from(p.machine.memory.read(GUEST, 0x10)).equals(Buffer.alloc(0x10, 0x22))).toBe(true);
+    p.machine.close();
+  });
+
+  it('a write past the end of guest RAM, or at a negative GPA, is a RangeError and writes nothing', () => {
+    const { p, host } = setUp();
+    const last = MEMORY - PAGE_4K;
+    host.write(last, Buffer.alloc(0x1000, 0x44));
+    expect(() => host.write(MEMORY - 4n, Buffer.alloc(8, 0x55))).toThrow(RangeError);
+    expect(() => host.fill(MEMORY - 4n, 8n, 0x55)).toThrow(`guest-physical range 0x${(MEMORY - 4n).toString(16)}+0x8 is outside guest RAM`);
+    expect(() => host.fill(-0x1000n, 0x10n, 0x55)).toThrow(RangeError);
+    expect(Buffer.from(p.machine.memory.read(MEMORY - 4n, 4)).equals(Buffer.alloc(4, 0x44))).toBe(true);
+    expect(host.size).toBe(MEMORY);
+    p.machine.close();
+  });
+});
