@@ -149,6 +149,13 @@ describe('field ID matching (md_check_as_single_element_id, md_find_entry_idx)',
     expect(read(m, cpuid(4)).rax).toBe(FIELD_ID_INCORRECT); // leaf 4 has subleaf entries only
     expect(read(m, cpuid(0x80000008)).rax).toBe(FIELD_NOT_READABLE);
     expect(read(m, cpuid(0) | (1n << 17n)).rax).toBe(FIELD_ID_INCORRECT); // reserved field-code bit
+    // A subleaf in bits 7:1 (subleaf-NA clear): get_cpuid_lookup_entry matches leaf and subleaf.
+    const sub = (leaf: number, subleaf: number) => Field.CPUID_VALUES | BigInt(((leaf & 0x7f) << 9) | (subleaf << 1));
+    expect(read(m, sub(4, 4)).rax).toBe(FIELD_NOT_READABLE); // leaf 4 subleaf 4 is in cpuid_lookup
+    expect(read(m, sub(4, 5)).rax).toBe(FIELD_ID_INCORRECT); // subleaf 5 is not
+    expect(read(m, sub(0xd, 0x40)).rax).toBe(FIELD_ID_INCORRECT); // leaf 0xD has subleaves 0..0x12: all 7 subleaf bits count
+    expect(read(m, sub(0x1f, 2)).rax).toBe(FIELD_NOT_READABLE); // faulting
+    expect(read(m, sub(1, 0)).rax).toBe(FIELD_NOT_READABLE); // a leaf without subleaves matches any subleaf
   });
 });
 
