@@ -11,7 +11,7 @@ import { DecisionBook, snpAdversaryPolicy, tdxAdversaryPolicy } from '../../../s
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { readGuestAcceptanceRecord } from '../../../src/fuzz/guest-record.js';
 import { acceptanceMismatches, doubleAccepts } from '../../helpers/boot-check.js';
-import { dumpDigest, verifyCrashDump } from '../../../src/boot/crash-dump.js';
+import { CRASH_KERNEL_REGION, dumpDigest, verifyCrashDump } from '../../../src/boot/crash-dump.js';
 
 const KiB = 1024n;
 const MiB = 1024n * KiB;
@@ -160,6 +160,52 @@ describe('boot --handover crash', () => {
       const first = run.report.stats.dump_0_digest!;
       run.report.stats.dump_0_digest = first ^ 1n;
       expect(verifyCrashDump(run).problems.join('\n')).toMatch(/^dump range \[0x[0-9a-f]+, 0x[0-9a-f]+\): the crash kernel's digest/);
+    } finally {
+      run.platform.machine.close();
+    }
+  });
+});
+
+describe('the host check of a crash dump refuses every kind of wrong dump (crash-dump.ts)', () => {
+  // crash-dump.ts's contract: every dumped page accepted in hardware and digested as it is;
+  // every accepted page of RAM dumped, except the crash kernel's own region.
+  it('a missing, incomplete, misaligned, reordered or overreaching range, or no dump at all', () => {
+    const run = boot({ platform: 'tdx', memory: '256M', preAccept: '16M', workload: '32M', handover: 'crash' });
+    try {
+      const stats = run.report.stats;
+      const original = { ...stats };
+      const problems = (edit: (s: Record<string, bigint>) => void) => {
+        for (const key of Object.keys(stats)) delete stats[key];
+        Object.assign(stats, original);
+        edit(stats);
+        return verifyCrashDump(run).problems;
+      };
+      expect(problems(() => {})).toEqual([]);
+      const count = original.dump_ranges!;
+      expect(count).toBeGreaterThan(1n);
+      const last = count - 1n;
+      const [start, end] = [original[`dump_${last}_start`]!, original[`dump_${last}_end`]!];
+      const outsideCrashRegion = (gpa: bigint) => gpa < CRASH_KERNEL_REGION.start || gpa >= CRASH_KERNEL_REGION.end;
+      let pages = 0n;
+      for (let gpa = start; gpa < end; gpa += 0x1000n) if (outsideCrashRegion(gpa)) pages++;
+      // The last range left out: its accepted pages are missing from the dump.
+      expect(problems((s) => { s.dump_ranges = last; }))
+        .toEqual(pages > 0n ? [`${pages} accepted pages of RAM are missing from the dump, the first at 0x${start.toString(16)}`] : []);
+      expect(problems((s) => { delete s.dump_0_end; })[0]).toBe('dump range 0 is incomplete');
+      expect(problems((s) => { s.dump_0_start = original.dump_0_start! + 8n; })[0]).toMatch(/^dump range \[0x[0-9a-f]+, 0x[0-9a-f]+\) is not a page-aligned range in order inside guest memory$/);
+      // Range 1 reported before range 0: the second one reported goes backwards.
+      expect(problems((s) => {
+        for (const f of ['start', 'end', 'digest']) [s[`dump_0_${f}`], s[`dump_1_${f}`]] = [original[`dump_1_${f}`]!, original[`dump_0_${f}`]!];
+      })).toContain(`dump range [0x${original.dump_0_start!.toString(16)}, 0x${original.dump_0_end!.toString(16)}) is not a page-aligned range in order inside guest memory`);
+      // The last range stretched past the end of guest memory, and one page into memory nobody accepted.
+      expect(problems((s) => { s[`dump_${last}_end`] = run.platform.machine.memory.size + 0x1000n; })[0]).toMatch(/is not a page-aligned range in order inside guest memory$/);
+      // A page past the last range that the hardware does not hold accepted (the crash kernel skipped it).
+      let top = end;
+      while (run.platform.pageState(top).accepted) top += 0x1000n;
+      expect(top).toBeLessThan(run.platform.machine.memory.size);
+      expect(problems((s) => { s.dump_ranges = count + 1n; s[`dump_${count}_start`] = top; s[`dump_${count}_end`] = top + 0x1000n; s[`dump_${count}_digest`] = dumpDigest(new Uint8Array(0x1000)); }))
+        .toEqual([`dump range [0x${top.toString(16)}, 0x${(top + 0x1000n).toString(16)}) holds 1 pages the hardware does not hold accepted`]);
+      expect(problems((s) => { delete s.dump_ranges; })[0]).toBe('the crash kernel reported no dump (no dump_ranges stat)');
     } finally {
       run.platform.machine.close();
     }
