@@ -196,3 +196,26 @@ describe('TDG.VP.VMCALL completion and the module\'s machine', () => {
     }
   });
 });
+
+describe('the module\'s saved state (td-module.ts saveState / loadState)', () => {
+  // A snapshot is the module as it was: a TDG.VP.VMCALL in flight and an interrupt pending on the
+  // host CPU are part of it, and so is their absence.
+  it('restores "no VMCALL in flight, no interrupt pending" over a module that has both, and back', () => {
+    const m = tdWithPendingPage();
+    const quiet = m.saveState();
+    m.beginVmcall(4, 0xfc00n);
+    m.host.postInterrupt(0x40, 3);
+    const busy = m.saveState();
+    m.pendingInterrupt!.afterChunks = 7; // the live module goes on after the save
+    m.loadState(quiet);
+    expect(m.vmcallInFlight).toBe(false);
+    expect(m.pendingInterrupt).toBeUndefined();
+    m.loadState(busy);
+    expect(m.vmcallInFlight).toBe(true);
+    expect(m.pendingInterrupt).toEqual({ vector: 0x40, afterChunks: 3 });
+    // The saved state is a copy: what the live module does next does not change it.
+    m.pendingInterrupt!.afterChunks = 9;
+    m.loadState(busy);
+    expect(m.pendingInterrupt).toEqual({ vector: 0x40, afterChunks: 3 });
+  });
+});
