@@ -115,6 +115,23 @@ describe('TDX 1.5 SEAMCALL status codes', () => {
     t.platform.machine.close();
   });
 
+  // tdh_mem_sept_rd.c: the operand's level must be 0..the SEPT's top (EPTP.ept_pwl) and its
+  // GPA aligned to that level; otherwise OPERAND_INVALID|RCX before any walk.
+  it('SEPT.RD refuses a level above the top or a GPA not aligned to its level; a good one reads the entry', () => {
+    const t = createTd({ memoryBytes: 8n << 20n });
+    const h = t.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.memPageAug(gpaLevel(P, 1));
+    expect(h.memSeptRead(gpaLevel(0n, 4)).status).toBe(0xc000010000000001n);
+    expect(h.memSeptRead(gpaLevel(P + 0x1000n, 1)).status).toBe(0xc000010000000001n);
+    const r = h.memSeptRead(gpaLevel(P, 1));
+    expect([r.status, r.level, r.state]).toEqual([0n, 1, 'PENDING']);
+    const top = h.memSeptRead(gpaLevel(0n, 3));
+    expect([top.status, top.level, top.state]).toEqual([0n, 3, 'NL_MAPPED']);
+    t.platform.machine.close();
+  });
+
   it('a GPAW-52 TD has a 5-level SEPT: SEPT.ADD level 4 is legal', () => {
     const t = createTd({ memoryBytes: 8n << 20n, gpaWidth: 52 });
     const h = t.platform.module.host;
