@@ -35,11 +35,6 @@ export function isLeafState(state: SeptStateName): boolean {
   return (SeptState[state] & ENCODING_PS_BIT) !== 0;
 }
 
-const NAME_BY_VALUE = new Map<number, SeptStateName>(SEPT_STATE_NAMES.map((n) => [SeptState[n], n]));
-export function septStateByValue(value: number): SeptStateName | undefined {
-  return NAME_BY_VALUE.get(value);
-}
-
 /**
  * SEPT levels as the module numbers them (`ept_level_t`: LVL_PT 0, LVL_PD 1, LVL_PDPT 2, LVL_PML4 3,
  * LVL_PML5 4; TDX_PS_4K/2M/1G in Linux `asm/shared/tdx.h`). Entries at 3 and 4 are non-leaf only.
@@ -92,10 +87,6 @@ export const ENTRIES_PER_TABLE = 512;
  */
 export function septTopLevel(gpaWidth: 48 | 52): SeptLevel {
   return gpaWidth === 52 ? 4 : 3;
-}
-
-export function isNonLeaf(state: SeptStateName): boolean {
-  return state === 'NL_MAPPED' || state === 'NL_BLOCKED';
 }
 
 /**
