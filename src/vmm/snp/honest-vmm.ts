@@ -376,9 +376,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint {
     const start = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
-    // KVM snp_begin_psc: end_entry beyond the maximum or cur_entry past it is a bad header;
-    // the entries must also fit in the shared buffer.
-    if (end >= PSC_MAX_ENTRIES || start > end || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
+    // KVM snp_begin_psc: end_entry beyond the maximum is a bad header; the entries must also fit
+    // in the shared buffer. cur_entry past end_entry is not an error there: the entry loop does not
+    // run and snp_complete_psc(svm, 0) reports success ("Nothing more to process").
+    if (end >= PSC_MAX_ENTRIES || pscEntryAddress(buf, end) + 8n > limit) return PSC_ERROR.INVALID_HEADER;
+    if (start > end) return 0n;
     const count = Math.max(0, Math.ceil(Math.min(end - start + 1, this.pscEntriesPerExit)));
     const entries = count > 0 ? host.hostMemory.read(pscEntryAddress(buf, start), count * 8) : new Uint8Array(0);
     const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
@@ -398,38 +400,50 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       const e = decodePscEntry(view.getBigUint64((cur - start) * 8, true));
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
-      if (e.reserved !== 0 || gpa % size !== 0n || !this.#inRam(host, gpa, size) || (e.size2m && e.curPage > 512) || (!e.size2m && e.curPage !== 0)) {
+      const pages = e.size2m ? 512 : 1;
+      // KVM snp_begin_psc: cur_page beyond the entry's page count, or a gfn not aligned to its
+      // size, is an invalid entry; cur_page equal to the page count (512 for 2M, 1 for 4K) means the
+      // entry is done already and is skipped (npages - cur_page == 0, cur_entry++).
+      const malformed = e.reserved !== 0 || gpa % size !== 0n || e.curPage > pages;
+      if (!malformed && e.curPage === pages) { cur++; continue; }
+      const carriedOut = e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED;
+      if (malformed || (carriedOut && !this.#inRam(host, gpa, size))) {
         host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
         return finish(PSC_ERROR.INVALID_ENTRY);
       }
+      if (!carriedOut) {
+        // KVM snp_begin_psc, default case: only private/shared are carried out; any other
+        // operation (PSMASH, UNSMASH, an undefined one) is completed as it stands by
+        // __snp_complete_one_psc (cur_page = 512 or 1, cur_entry past it), with no error.
+        setCurPage(e, pages);
+        host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: 0n, ignored: true });
+        cur++;
+        continue;
+      }
       let error: bigint | undefined;
-      if (e.op === PSC_OP.PSMASH) {
-        if (!e.size2m || host.psmash(gpa).rc !== 0) error = PSC_ERROR.INVALID_ENTRY;
-      } else if (e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED) {
-        if (e.size2m) {
-          // Already in the requested state: a no-op (see #pscPage). Otherwise prefer one 2 MiB
-          // RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
-          const before = host.rmpEntry(gpa);
-          const already = e.op === PSC_OP.PRIVATE
-            ? before.pageSize === '2m' && isPrivateTo(before, gpa, host.asid)
-            : regionHypervisorOwned(host, gpa);
-          const whole = already || (e.curPage === 0 && (e.op === PSC_OP.PRIVATE
-            ? host.rmpUpdate(gpa, { assigned: true, pageSize: '2m', gpa, asid: host.asid }).rc === 0
-            : host.rmpUpdate(gpa, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc === 0));
-          if (whole) {
-            this.#remapNpt(host, gpa);
-          } else {
-            for (let p = e.curPage; p < 512; p++) {
-              if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
-              setCurPage(e, p + 1);
-            }
+      if (e.size2m) {
+        // Already in the requested state: a no-op (see #pscPage). Otherwise prefer one 2 MiB
+        // RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
+        const before = host.rmpEntry(gpa);
+        const already = e.op === PSC_OP.PRIVATE
+          ? before.pageSize === '2m' && isPrivateTo(before, gpa, host.asid)
+          : regionHypervisorOwned(host, gpa);
+        const whole = already || (e.curPage === 0 && (e.op === PSC_OP.PRIVATE
+          ? host.rmpUpdate(gpa, { assigned: true, pageSize: '2m', gpa, asid: host.asid }).rc === 0
+          : host.rmpUpdate(gpa, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc === 0));
+        if (whole) {
+          this.#remapNpt(host, gpa);
+        } else {
+          for (let p = e.curPage; p < 512; p++) {
+            if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
+            setCurPage(e, p + 1);
           }
-          if (error === undefined) setCurPage(e, 512);
-        } else if (this.#pscPage(host, gpa, e.op) !== 0) {
-          error = PSC_ERROR.GENERIC;
         }
+        if (error === undefined) setCurPage(e, 512);
+      } else if (this.#pscPage(host, gpa, e.op) !== 0) {
+        error = PSC_ERROR.GENERIC;
       } else {
-        error = PSC_ERROR.INVALID_ENTRY;
+        setCurPage(e, 1);  // KVM __snp_complete_one_psc: a done 4K entry's cur_page becomes 1
       }
       host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
       if (error !== undefined) return finish(error);

@@ -339,15 +339,65 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // Expected values from KVM arch/x86/kvm/svm/sev.c (torvalds/linux 0097f9df): snp_begin_psc
+  // carries out only VMGEXIT_PSC_OP_PRIVATE/SHARED; its default case completes any other
+  // operation through __snp_complete_one_psc (cur_page = pagesize ? 512 : 1, cur_entry past it)
+  // and reports success, SW_EXITINFO2 0.
   it.each([
-    ['a 4K entry (PSMASH splits a 2 MiB page)', false, true],
-    ['a 2M entry over a region with no 2 MiB RMP entry (PSMASH fails)', true, false],
-  ])('a PSMASH entry with %s → invalid entry, the RMP unchanged', (_what, size2m, private2m) => {
+    ['PSMASH (3), 2M', PSC_OP.PSMASH, true],
+    ['PSMASH (3), 4K', PSC_OP.PSMASH, false],
+    ['UNSMASH (4), 2M', PSC_OP.UNSMASH, true],
+    ['undefined operation 0, 4K', 0, false],
+    ['undefined operation 15, 2M', 15, true],
+  ])('a %s entry is completed without being carried out (KVM snp_begin_psc default case): no error, cur_page set, RMP unchanged', (_what, op, size2m) => {
     const t = launched();
-    if (private2m) expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '2m', gpa: 0x400000n, asid: t.host.asid }).rc).toBe(0);
-    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PSMASH, size2m })]);
-    expect([r.answer, r.info2]).toEqual(['resume', (1n << 32n) | 2n]);
-    expect(t.host.rmpEntry(0x401000n).pageSize).toBe(private2m ? '2m' : '4k');
+    expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '2m', gpa: 0x400000n, asid: t.host.asid }).rc).toBe(0);
+    const before = [0x400000n, 0x401000n, 0x600000n].map((gpa) => t.host.rmpEntry(gpa));
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op, size2m }),
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([size2m ? 512n : 1n, 1n]);
+    expect([0x400000n, 0x401000n].map((gpa) => t.host.rmpEntry(gpa))).toEqual(before.slice(0, 2));
+    expect(t.host.rmpEntry(0x600000n)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
+
+  // KVM snp_begin_psc: npages = pagesize ? 512 : 1; cur_page > npages is an invalid entry, and
+  // cur_page == npages leaves nothing to do for the entry (skipped, cur_entry++).
+  it('a 4K entry with cur_page 1 is done already: skipped, the page unchanged, the next entry done', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 1, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(false);
+    expect(t.host.rmpEntry(0x600000n).assigned).toBe(true);
+    t.close();
+  });
+
+  it('a 4K entry with cur_page 2 → invalid entry (KVM snp_begin_psc: cur_page > npages), nothing done', () => {
+    const t = launched();
+    const r = psc(t, [encodePscEntry({ curPage: 2, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false })]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', (1n << 32n) | 2n, 0]);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(false);
+    t.close();
+  });
+
+  it('a done 4K entry gets cur_page 1 written back (KVM __snp_complete_one_psc: cur_page = pagesize ? 512 : 1)', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x401000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 1n]);
+    expect(r.entries.map((e) => e & ~0xfffn)).toEqual([
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x401000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
+    ]);
     t.close();
   });
 
@@ -410,12 +460,30 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
-  it('Page State Change whose header has cur_entry past end_entry → invalid header (KVM snp_begin_psc: idx_start > idx_end)', () => {
+  // KVM snp_begin_psc: with idx_start > idx_end the entry loop does not run, idx > idx_end, and
+  // snp_complete_psc(svm, 0) reports success ("Nothing more to process"); only end_entry >=
+  // VMGEXIT_PSC_MAX_COUNT is an invalid header.
+  it('Page State Change whose header has cur_entry past end_entry → success, nothing done (KVM snp_begin_psc)', () => {
     const t = launched();
     const scratch = GHCB_GPA + 0x800n;
     const header = Buffer.alloc(16);
     header.writeUInt16LE(2, 0); // cur_entry 2
     header.writeUInt16LE(1, 2); // end_entry 1
+    header.writeBigUInt64LE(encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }), 8);
+    t.host.hostMemory.write(scratch, header);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, 0n]);
+    expect(t.host.hostMemory.readU16(scratch)).toBe(2);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(false);
+    t.close();
+  });
+
+  it('Page State Change whose end_entry is 253 (VMGEXIT_PSC_MAX_COUNT) → invalid header (KVM snp_begin_psc)', () => {
+    const t = launched();
+    const scratch = GHCB_GPA + 0x800n;
+    const header = Buffer.alloc(8);
+    header.writeUInt16LE(253, 2);
     t.host.hostMemory.write(scratch, header);
     t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
