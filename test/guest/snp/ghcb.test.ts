@@ -307,13 +307,21 @@ describe('GHCB page protocol', () => {
     expect(g.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_HEADER);
   });
 
-  it('invalid entry (unknown operation / misaligned 2M) -> (1<<32)|2', () => {
+  it('invalid entry (misaligned 2M) -> (1<<32)|2', () => {
     const g = pscGuest([encodePscEntry({ curPage: 0, gfn: 0x601n, op: PSC_OP.PRIVATE, size2m: true })], 0);
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_ENTRY);
-    const g2 = pscGuest([encodePscEntry({ curPage: 0, gfn: 0x400n, op: 9, size2m: false })], 0);
-    expect(g2.run()).toMatchObject({ outcome: 'done' });
-    expect(g2.vm.vcpu.regs.r8).toBe(PSC_ERROR.INVALID_ENTRY);
+  });
+
+  // KVM arch/x86/kvm/svm/sev.c snp_begin_psc, default case: an operation other than private/shared
+  // is completed by __snp_complete_one_psc (cur_page 1 for 4K) with SW_EXITINFO2 0, not carried out.
+  it('an unknown operation (9) is completed without being carried out -> 0, cur_page 1', () => {
+    const g = pscGuest([encodePscEntry({ curPage: 0, gfn: 0x400n, op: 9, size2m: false })], 0);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+    expect(g.vm.memory.readU16(GHCB_GPA + 0x800n)).toBe(1);
+    expect(g.vm.memory.readU64(GHCB_GPA + 0x808n) & 0xfffn).toBe(1n);
+    expect(g.platform.rmp.lookup(0x400000n)).toMatchObject({ assigned: false });
   });
 
   it('a GHCB in private memory is refused by the VMM', () => {
