@@ -16,13 +16,19 @@ export const SEV_STATUS = {
 /** An SNP guest: SEV, SEV-ES and SNP enabled. */
 export const SNP_GUEST_SEV_STATUS = SEV_STATUS.SEV | SEV_STATUS.SEV_ES | SEV_STATUS.SNP;
 
+/** VMPLs an SNP CPU has (VMPL0-3), CPUID Fn8000_001F EBX[15:12]. */
+export const SNP_VMPL_COUNT = 4;
+
 export interface CpuidResult { eax: number; ebx: number; ecx: number; edx: number }
 
 /**
  * The emulated CPU's own CPUID answers: what the firmware checks an SNP CPUID page against
  * (cpuid-page.ts) and what an honest VMM reports. The guest never executes CPUID natively: it
- * raises #VC 0x72 (snp-cpu.ts). 0x8000001F: EAX bit0 SME, 1 SEV, 3 SEV-ES, 4 SNP; EBX[5:0] C-bit
- * position, EBX[11:6] physical-address reduction (APM Vol. 3 CPUID Fn8000_001F).
+ * raises #VC 0x72 (snp-cpu.ts). 0x8000001F: EAX bit0 SME, 1 SEV, 3 SEV-ES, 4 SNP, 5 VMPL;
+ * EBX[5:0] C-bit position, EBX[11:6] physical-address reduction, EBX[15:12] number of VMPLs
+ * (APM Vol. 3 CPUID Fn8000_001F; Linux tools/arch/x86/kcpuid/cpuid.csv vm_permission_levels,
+ * vmpl_count). SNP parts have four VMPLs (0-3; a Genoa host's `snphost ok` reports "Number of
+ * VMPLs: 4"), and the model runs VMPLs 1-3.
  */
 export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidResult {
   switch (leaf >>> 0) {
@@ -35,7 +41,7 @@ export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidRes
     // (APM Vol. 3 CPUID Fn0000_0001.)
     case 0x1: return { eax: 0x00a10f11, ebx: 0x00010800, ecx: 0xc0982201, edx: 0x78bfbfd };
     case 0x80000000: return { eax: 0x8000001f, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 };
-    case 0x8000001f: return { eax: 0x1b, ebx: (cBit & 0x3f) | (1 << 6), ecx: 509, edx: 1 };
+    case 0x8000001f: return { eax: 0x3b, ebx: (cBit & 0x3f) | (1 << 6) | (SNP_VMPL_COUNT << 12), ecx: 509, edx: 1 };
     default: return { eax: 0, ebx: 0, ecx: 0, edx: 0 };
   }
 }

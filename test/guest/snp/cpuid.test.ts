@@ -90,6 +90,16 @@ describe('CPUID in an SNP guest', () => {
     expect(g.vm.vcpu.regs.rax & 0xfffn).toBe(0x005n);
     expect((g.vm.vcpu.regs.rax >> 32n) & 0x3fn).toBe(51n);
   });
+
+  // An SNP part (our CPU reports Genoa, family 19h model 11h) has VMPLs 0-3: APM Vol. 3 CPUID
+  // Fn8000_001F EAX[5] VMPL supported, EBX[15:12] number of VMPLs (Linux kcpuid cpuid.csv
+  // vm_permission_levels, vmpl_count; `snphost ok` on Genoa: "Number of VMPLs: 4").
+  it('Fn8000_001F reports VMPL support: EAX bit 5 set, EBX[15:12] four VMPLs', () => {
+    const g = snpGuest(`${msrProtocol(ghcbMsr.cpuidReq(0x8000001f, 0))}\nmov r12, rax\n${msrProtocol(ghcbMsr.cpuidReq(0x8000001f, 1))}\nhlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(((g.vm.vcpu.regs.r12 >> 32n) >> 5n) & 1n).toBe(1n);
+    expect(((g.vm.vcpu.regs.rax >> 32n) >> 12n) & 0xfn).toBe(4n);
+  });
 });
 
 describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
@@ -129,7 +139,9 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn0000_0000 highest leaf lowered (lessThan)', accepted: true, change: (e) => (e.eaxIn === 0 ? { ...e, eax: 1 } : e) },
     { name: 'Fn0000_0000 highest leaf raised (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0 ? { ...e, eax: 0x20 } : e) },
     { name: 'Fn8000_001F EBX[11:6] physical-address reduction (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfc0) | (5 << 6) } : e) },
-    { name: 'Fn8000_001F EBX[15:12] VMPL count above the CPU (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx | (4 << 12) } : e) },
+    { name: 'Fn8000_001F EBX[15:12] VMPL count above the CPU\'s 4 (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xf000) | (5 << 12) } : e) },
+    { name: 'Fn8000_001F EBX[15:12] VMPL count lowered to 1 (lessThan)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xf000) | (1 << 12) } : e) },
+    { name: 'Fn8000_001F EAX VMPL support (bit 5) dropped (mask)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax & ~(1 << 5) } : e) },
     { name: 'Fn8000_001F EDX minimum SEV ASID (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, edx: 0x100 } : e) },
     { name: 'Fn8000_001F EAX feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | (1 << 24) } : e) },
     // Only flagged (sanitize_cpuid_list): the firmware does not rewrite the reserved field.
