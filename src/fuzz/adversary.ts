@@ -18,7 +18,7 @@ import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceValue } from '../shared/trace.js';
 import type { SnpVmmPolicy, VmmAnswer } from '../vmm/snp/policy.js';
 import {
-  augRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, RESUME, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
+  augRange, convertRange, ensureSeptLevels, honestTdxPolicy, removePrivateRange, RESUME, type EptViolationExit, type TdxVmmPolicy, type VmcallDecision,
   type VmcallExit, type VmmAction, type VmmContext,
 } from '../vmm/tdx/honest-vmm.js';
 import { SNP_CALL_POINTS, TDX_CALL_POINTS, type Answer, type AttackProgram, type CallPoint, type HostAction, type SnpCallPoint, type TdxCallPoint } from './attack-program.js';
@@ -323,13 +323,7 @@ function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean
   if (bytes <= 0n) return;
   const end = base + bytes > ctx.memoryBytes ? ctx.memoryBytes : base + bytes;
   if (end <= base) return;
-  if (toShared) {
-    removePrivateRange(ctx.host, base, end, ctx.septMirror);
-    ctx.host.setShared(base, end - base, true);
-  } else {
-    ctx.host.setShared(base, end - base, false);
-    augRange(ctx.host, base, end, ctx.septMirror);
-  }
+  convertRange(ctx, base, end, toShared);
 }
 
 function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honest: TdxVmmPolicy, method: TdxVmcallMethod): VmcallDecision {

@@ -218,6 +218,21 @@ function faultIn(ctx: VmmContext, exit: EptViolationExit): VmmAction {
 }
 
 /**
+ * Converts [base, end) as the VMM does for MapGPA: to shared, the private pages are removed
+ * (BLOCK + TRACK + REMOVE) before the shared mapping opens; to private, the shared mapping closes
+ * and the range is AUGed: PENDING again, so the guest must accept it.
+ */
+export function convertRange(ctx: VmmContext, base: bigint, end: bigint, toShared: boolean): void {
+  if (toShared) {
+    removePrivateRange(ctx.host, base, end, ctx.septMirror);
+    ctx.host.setShared(base, end - base, true);
+  } else {
+    ctx.host.setShared(base, end - base, false);
+    augRange(ctx.host, base, end, ctx.septMirror);
+  }
+}
+
+/**
  * The bytes KVM converts per round before it looks for pending events (tdx.c TDX_MAP_GPA_MAX_LEN,
  * one KVM_HC_MAP_GPA_RANGE exit to userspace each): between rounds, tdx_complete_vmcall_map_gpa
  * answers RETRY with R11 = the next GPA if the vCPU has an event pending, else goes on.
@@ -281,14 +296,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     for (let next = base; ;) {
       const chunkEnd = end - next > MAP_GPA_CHUNK ? next + MAP_GPA_CHUNK : end;
       try {
-        if (toShared) {
-          removePrivateRange(ctx.host, next, chunkEnd, ctx.septMirror);
-          ctx.host.setShared(next, chunkEnd - next, true);
-        } else {
-          ctx.host.setShared(next, chunkEnd - next, false);
-          // A page converted back to private is PENDING again: the guest must accept it.
-          augRange(ctx.host, next, chunkEnd, ctx.septMirror);
-        }
+        convertRange(ctx, next, chunkEnd, toShared);
       } catch (err) {
         if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
         throw err;
