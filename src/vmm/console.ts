@@ -17,6 +17,17 @@ export interface ConsoleState { bytes: number; line: string; divisorLatch: boole
 /** The 16550 line control register's offset from the data port, and its divisor-latch access bit. */
 const UART_LCR = 3;
 const UART_LCR_DLAB = 0x80;
+/** The 16550 line status register's offset from the data port, and its value with the transmitter empty (THRE | TEMT). */
+const UART_LSR = 5;
+const UART_LSR_TRANSMITTER_EMPTY = 0x60n;
+
+/**
+ * What an IN of `size` bytes from `port` reads: COM1's line status says the transmitter is empty,
+ * so polling serial drivers go on; any other port floats high (QEMU unassigned_io_read).
+ */
+export function uartRead(port: number, size: 1 | 2 | 4): bigint {
+  return port === COM1_DATA_PORT + UART_LSR ? UART_LSR_TRANSMITTER_EMPTY : (1n << BigInt(8 * size)) - 1n;
+}
 
 export class Console implements Snapshottable<ConsoleState> {
   readonly #bytes: number[] = [];

@@ -4,7 +4,7 @@
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
 import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
-import { COM1_DATA_PORT, Console } from '../console.js';
+import { COM1_DATA_PORT, Console, uartRead } from '../console.js';
 import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
@@ -248,7 +248,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           this.console.uartWrite(io.port, Number(v & 0xffn));
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
         } else {
-          const value = portRead(io.port, io.size);
+          const value = uartRead(io.port, io.size);
           g.set('rax', value);
           g.setValid('rax');
           host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
@@ -349,7 +349,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
     } else {
       const data = Buffer.alloc(Number(bytes));
-      const value = portRead(port, size);
+      const value = uartRead(port, size);
       for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(value), i, size);
       g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
       try {
@@ -456,11 +456,6 @@ export class HonestSnpVmm implements SnpVmmPolicy {
 const MASK64 = (1n << 64n) - 1n;
 /** The end of the GHCB's shared buffer (struct ghcb reserved_0xff0): a scratch area in the GHCB page ends by it. */
 const GHCB_SHARED_BUFFER_END = 0xff0n;
-
-/** What an IN of `port` reads: the 16550's LSR says transmitter empty; any other port floats high (QEMU unassigned_io_read). */
-function portRead(port: number, size: 1 | 2 | 4): bigint {
-  return port === COM1_DATA_PORT + 5 ? 0x60n : (1n << BigInt(8 * size)) - 1n;
-}
 
 /** Whether every 4 KiB RMP entry of the 2 MiB region at `gpa` is hypervisor-owned (RMPREAD each). */
 function regionHypervisorOwned(host: SnpVmmHandle, gpa: bigint): boolean {

@@ -10,7 +10,7 @@ import { Sept } from '../../platform/tdx/sept.js';
 import { SeptMirror, type MirroredWalk, type SeptMirrorState } from './sept-mirror.js';
 import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
 import { tdxSharedBit, type TdExit, type VmcallRegs } from '../../platform/tdx/td-module.js';
-import { BATCHED_CONSOLE, COM1_DATA_PORT, type Console } from '../console.js';
+import { BATCHED_CONSOLE, type Console, uartRead } from '../console.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { savePolicy, type PolicyStateHook, type SavedPolicy, type VmmDriver } from '../run-vm.js';
@@ -331,9 +331,7 @@ export const honestTdxPolicy: TdxVmmPolicy = {
       ctx.console.uartWrite(Number(port), Number(value & 0xffn));
       return ret(TdvmcallStatus.SUCCESS);
     }
-    // COM1 line status: transmitter empty, so polling serial drivers proceed; other ports float high.
-    const data = Number(port) === COM1_DATA_PORT + 5 ? 0x60n : (1n << (size * 8n)) - 1n;
-    return ret(TdvmcallStatus.SUCCESS, { r11: data });
+    return ret(TdvmcallStatus.SUCCESS, { r11: uartRead(Number(port), Number(size) as 1 | 2 | 4) });
   },
 
   instructionCpuid(_ctx, call) {
