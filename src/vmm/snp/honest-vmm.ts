@@ -12,7 +12,7 @@ import {
   decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
-  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SIZE, PSC_ERROR,
+  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, PSC_ERROR,
   PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, type PscEntry,
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
@@ -229,7 +229,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       return 'resume';
     };
     // KVM sev_es_validate_vmgexit: only GHCB usage 0 (the standard format) is served, checked first.
-    if (Buffer.from(host.hostMemory.read(gpa + BigInt(GHCB_OFFSET.usage), 4)).readUInt32LE(0) !== 0) return fail(GHCB_ERR.INVALID_USAGE);
+    if (host.hostMemory.readU32(gpa + BigInt(GHCB_OFFSET.usage)) !== 0) return fail(GHCB_ERR.INVALID_USAGE);
     if (!g.valid('swExitCode') || !g.valid('swExitInfo1') || !g.valid('swExitInfo2')) return fail(GHCB_ERR.MISSING_INPUT);
     const code = g.get('swExitCode');
     const info1 = g.get('swExitInfo1');
@@ -455,7 +455,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
 
 const MASK64 = (1n << 64n) - 1n;
 /** The end of the GHCB's shared buffer (struct ghcb reserved_0xff0): a scratch area in the GHCB page ends by it. */
-const GHCB_SHARED_BUFFER_END = 0xff0n;
+const GHCB_SHARED_BUFFER_END = BigInt(GHCB_OFFSET.sharedBuffer + GHCB_SHARED_BUFFER_SIZE);
 
 /** Whether every 4 KiB RMP entry of the 2 MiB region at `gpa` is hypervisor-owned (RMPREAD each). */
 function regionHypervisorOwned(host: SnpVmmHandle, gpa: bigint): boolean {
