@@ -240,10 +240,10 @@ export function fuzzCommand(io: CliIo): Command {
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
         for (const source of sources) checkReadableOutputDir(source);
-        openWritableOutputDir(into, opts.out !== undefined ? '--out ' : '');
+        const out = openWritableOutputDir(into, opts.out !== undefined ? '--out ' : '');
         const merged = mergeOutputDirs(into, sources, warn);
         // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
-        const report = writeReport(new FuzzOutputDir(into), readStats(into, warn), warn);
+        const report = writeReport(out, readStats(into, warn), warn);
         io.out(`minivisor fuzz merge: ${into} now holds ${merged.corpus} corpus programs and ${merged.findings} findings; report ${report}`);
       } catch (err) {
         io.err(`minivisor fuzz merge: ${err instanceof Error ? err.message : String(err)}`);
