@@ -18,7 +18,7 @@
 import { makeDirectories } from '../shared/make-directories.js';
 import { createRequire } from 'node:module';
 import { dirname, resolve, basename } from 'node:path';
-import { readInputFile, readInputTextStrict, InputFileError } from '../shared/input-file.js';
+import { readInputText, readInputTextStrict, InputFileError } from '../shared/input-file.js';
 import { escapeControls, quoteForError } from '../shared/quote.js';
 import { OutputFile } from '../shared/output-file.js';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
@@ -216,7 +216,7 @@ function loadAdversary(value: unknown, dir: string, file: string, config: BootCo
 
 function readGolden(path: string): Golden | undefined {
   try {
-    const g = JSON.parse(Buffer.from(readInputFile(path, 'golden', MAX_SCENARIO_BYTES)).toString('utf8')) as Golden;
+    const g = JSON.parse(readInputText(path, 'golden', MAX_SCENARIO_BYTES)) as Golden;
     if (typeof g.traceSha256 !== 'string' || typeof g.traceEvents !== 'number' || typeof g.eventCounts !== 'object') return undefined;
     return g;
   } catch {

@@ -3,7 +3,7 @@
 // `minivisor trace diff A B`: the first divergence between two traces, in words (exit 0
 // identical, 1 different, 2 unreadable input, like diff(1)).
 import { Command } from 'commander';
-import { InputFileError, readInputFile } from '../../shared/input-file.js';
+import { InputFileError, readInputText } from '../../shared/input-file.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
@@ -26,8 +26,7 @@ export function traceCommand(io: CliIo): Command {
         return;
       }
       try {
-        const bytes = readInputFile(input, 'trace', MAX_TRACE_FILE_BYTES);
-        const { header, events } = parseTraceLines(Buffer.from(bytes).toString('utf8'));
+        const { header, events } = parseTraceLines(readInputText(input, 'trace', MAX_TRACE_FILE_BYTES));
         const notATrace = notATraceReason(header, events.length);
         if (notATrace !== undefined) throw new TraceFormatError(notATrace);
         const chrome = toChromeTrace(events, header);
@@ -71,7 +70,7 @@ export function traceCommand(io: CliIo): Command {
         return;
       }
       try {
-        const text = (path: string) => Buffer.from(readInputFile(path, 'trace', MAX_TRACE_FILE_BYTES)).toString('utf8');
+        const text = (path: string) => readInputText(path, 'trace', MAX_TRACE_FILE_BYTES);
         const diff = diffTraces(text(pathA), text(pathB), [pathA, pathB], context);
         // The events' own strings are in the report: a hand-made or damaged trace must not put
         // escape sequences on the terminal.
