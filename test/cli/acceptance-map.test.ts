@@ -10,6 +10,7 @@ import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
 import type { MapOp } from '../../src/view/acceptance-map.js';
 import { MAX_FRAMES, timelineFrames } from '../../src/view/acceptance-map-html.js';
+import { quoteForError } from '../../src/shared/quote.js';
 
 function capture(): CliIo & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -75,7 +76,7 @@ describe('boot --map', () => {
     for (const trace of [join(dir, 'run.svg'), `${dir}/./run.svg`]) {
       const io = capture();
       expect(await main(['boot', '--memory', '256M', '--workload', '16M', '--map', join(dir, 'run.svg'), '--trace', trace], io)).toBe(2);
-      expect(io.stderr).toEqual([`minivisor boot: --map and --trace both name ${JSON.stringify(join(dir, 'run.svg'))}: give each its own file`]);
+      expect(io.stderr).toEqual([`minivisor boot: --map and --trace both name ${quoteForError(join(dir, 'run.svg'))}: give each its own file`]);
       expect(readdirSync(dir)).toEqual([]);
     }
   });

@@ -18,6 +18,7 @@ import { verifyCrashDump, type CrashDumpReport } from '../../boot/crash-dump.js'
 import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
+import { quoteForError } from '../../shared/quote.js';
 
 
 function summary(r: BootResult): string[] {
@@ -131,7 +132,7 @@ export function bootCommand(io: CliIo): Command {
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
         // Two outputs in one file: the one written last would silently replace the other.
         if (raw.map !== undefined && raw.trace !== undefined && raw.trace !== '-' && sameFile(raw.map, raw.trace)) {
-          throw new BootOptionError(`--map and --trace both name ${JSON.stringify(raw.map)}: give each its own file`);
+          throw new BootOptionError(`--map and --trace both name ${quoteForError(raw.map)}: give each its own file`);
         }
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;
         // Opened before the guest runs, like the trace (and before it: a trace that cannot be
