@@ -37,6 +37,6 @@ describe('gate faults (machine.h kGatePrivate 1, kGatePageWalk 2, kGateOutsideRa
     expect(decode(4n)).toMatchObject({ ...none, outsideRam: true });
     expect(decode(8n)).toMatchObject({ ...none, exactAddress: true });
     expect(decode(16n)).toMatchObject({ ...none, ciphertext: true });
-    expect(area(ExitCode.gateFault, { arg2: 2n }).access).toBe('fetch');
+    expect(area(ExitCode.gateFault, { arg2: 2n })).toMatchObject({ kind: 'gate-fault', access: 'fetch' });
   });
 });
