@@ -18,7 +18,8 @@
         "src/spin_loop.cc",
         "src/content_watch.cc",
         "src/content_watch_fill.cc",
-        "src/digest.cc"
+        "src/digest.cc",
+        "src/other_arches.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
