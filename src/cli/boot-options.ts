@@ -5,6 +5,7 @@ import { HANDOVERS, type BootConfig, type Handover } from '../boot/boot-config.j
 import { ACCEPTANCE_TRACKINGS, isAcceptanceTracking, isStubVariant, MEMMAP_VARIANTS, STUB_VARIANTS } from '../boot/images.js';
 import { MAX_VCPUS } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
+import { MASK64 } from '../shared/u64.js';
 
 export interface RawBootOptions {
   platform?: string;
@@ -84,7 +85,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   const workloadBytes = size(raw.workload ?? '64M', '--workload');
   if (workloadBytes % 4096n !== 0n) throw new BootOptionError('--workload must be a multiple of 4K');
   if (workloadBytes > memoryBytes / 2n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most half of --memory`);
-  const seed = unsigned(raw.seed ?? '1', '--seed', (1n << 64n) - 1n);
+  const seed = unsigned(raw.seed ?? '1', '--seed', MASK64);
   const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', (1n << 62n));
   if (maxInstructions === 0n) throw new BootOptionError('--max-instructions must be at least 1');
   const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions };

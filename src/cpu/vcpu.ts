@@ -4,8 +4,7 @@ import { InjectionError, injectionFailure } from './errors.js';
 import { decodeExit, type Access, type VmExit } from './exits.js';
 import { GPRS, GPR_INDEX, SPECIAL_INDEX, type Gpr, type SpecialRegister } from './registers.js';
 import { RunSlot, type ExitCode } from './run-area.js';
-
-const MASK64 = (1n << 64n) - 1n;
+import { MASK64 } from '../shared/u64.js';
 
 /** Where a vCPU starts (Vcpu.enter). */
 export type EntryState =

@@ -18,6 +18,7 @@
 
 import { SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
 import { escapeControls } from '../shared/quote.js';
+import { MASK64 } from '../shared/u64.js';
 
 export const ATTACK_PROGRAM_FORMAT = 'minivisor-attack-program';
 export const ATTACK_PROGRAM_VERSION = 1;
@@ -259,7 +260,6 @@ export class AttackProgramError extends Error {
   override name = 'AttackProgramError';
 }
 
-const U64_MAX = (1n << 64n) - 1n;
 /** Occurrence and exit indices beyond this cannot be reached by any execution we run. */
 export const MAX_INDEX = 1_000_000_000;
 export const MAX_DECISIONS = 10_000;
@@ -315,7 +315,7 @@ class Reader {
     const negative = v.startsWith('-');
     if (negative && !signed) this.fail('must not be negative');
     const magnitude = BigInt(negative ? v.slice(1) : v);
-    if (magnitude > U64_MAX) this.fail('does not fit in 64 bits');
+    if (magnitude > MASK64) this.fail('does not fit in 64 bits');
     return negative ? -magnitude : magnitude;
   }
 

@@ -7,7 +7,8 @@
 // values as the BigInt form of the algorithm (test/unit/prng.test.ts checks both against each
 // other and against SplitMix64's published first outputs), without a BigInt allocated at every
 // step, which showed in every fuzz mutation (issue 10). Only next64() builds a BigInt, of its result.
-const MASK64 = (1n << 64n) - 1n;
+import { MASK64 } from './u64.js';
+
 const TWO32 = 0x1_0000_0000;
 /** The golden-ratio increment 0x9e3779b97f4a7c15 and the two mixing multipliers, as halves. */
 const GOLDEN_HI = 0x9e3779b9, GOLDEN_LO = 0x7f4a7c15;

@@ -1,5 +1,7 @@
 // The GHCB MSR protocol (MSR 0xC0010130, GHCBInfo = bits 11:0): encode/decode only
 // (tdx-snp-architecture.md B4; GHCB spec 56421 §2.3.1; Linux asm/sev-common.h).
+import { MASK64 } from '../../shared/u64.js';
+
 export const GHCB_INFO = {
   SEV_INFO_RESP: 0x001,
   SEV_INFO_REQ: 0x002,
@@ -44,15 +46,13 @@ export type GhcbMsrRequest =
   | { kind: 'terminate'; reasonSet: number; reasonCode: number }
   | { kind: 'unknown'; info: number; value: bigint };
 
-const M64 = (1n << 64n) - 1n;
-
 export function ghcbInfo(value: bigint): number {
   return Number(value & 0xfffn);
 }
 
 /** Decodes a value the guest wrote to the GHCB MSR before VMGEXIT. */
 export function decodeGhcbMsr(value: bigint): GhcbMsrRequest {
-  const v = value & M64;
+  const v = value & MASK64;
   const info = ghcbInfo(v);
   switch (info) {
     case 0: return { kind: 'ghcb-gpa', gpa: v };
@@ -74,10 +74,10 @@ export const ghcbMsr = {
     (BigInt(max & 0xffff) << 48n) | (BigInt(min & 0xffff) << 32n) | (BigInt(cBit & 0xff) << 24n) | BigInt(GHCB_INFO.SEV_INFO_RESP),
   cpuidReq: (fn: number, reg: number): bigint => (BigInt(fn >>> 0) << 32n) | (BigInt(reg & 3) << 30n) | BigInt(GHCB_INFO.CPUID_REQ),
   cpuidResp: (value: number, reg: number): bigint => (BigInt(value >>> 0) << 32n) | (BigInt(reg & 3) << 30n) | BigInt(GHCB_INFO.CPUID_RESP),
-  registerReq: (gfn: bigint): bigint => ((gfn << 12n) & M64) | BigInt(GHCB_INFO.REGISTER_GHCB_REQ),
-  registerResp: (gfn: bigint): bigint => ((gfn << 12n) & M64) | BigInt(GHCB_INFO.REGISTER_GHCB_RESP),
+  registerReq: (gfn: bigint): bigint => ((gfn << 12n) & MASK64) | BigInt(GHCB_INFO.REGISTER_GHCB_REQ),
+  registerResp: (gfn: bigint): bigint => ((gfn << 12n) & MASK64) | BigInt(GHCB_INFO.REGISTER_GHCB_RESP),
   pscReq: (gfn: bigint, op: number): bigint => (BigInt(op & 0xf) << 52n) | ((gfn & ((1n << 40n) - 1n)) << 12n) | BigInt(GHCB_INFO.PSC_REQ),
   pscResp: (error: number): bigint => (BigInt(error >>> 0) << 32n) | BigInt(GHCB_INFO.PSC_RESP),
-  hvFeaturesResp: (features: bigint): bigint => ((features << 12n) & M64) | BigInt(GHCB_INFO.HV_FEATURES_RESP),
+  hvFeaturesResp: (features: bigint): bigint => ((features << 12n) & MASK64) | BigInt(GHCB_INFO.HV_FEATURES_RESP),
   termReq: (set: number, code: number): bigint => (BigInt(code & 0xff) << 16n) | (BigInt(set & 0xf) << 12n) | BigInt(GHCB_INFO.TERM_REQ),
 };

@@ -23,6 +23,7 @@ import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
 import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
+import { MASK64 } from '../../shared/u64.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
@@ -73,8 +74,6 @@ export interface PendingInterrupt {
   vector: number;
   afterChunks: number;
 }
-
-const MASK64 = (1n << 64n) - 1n;
 
 /**
  * The EPT-violation exit qualification of a gate fault, by access and whether the page walk

@@ -20,6 +20,7 @@ import { snpCpuid } from '../../platform/snp/sev-status.js';
 import { encodeCpuidPage } from '../../platform/snp/cpuid-page.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
+import { MASK64 } from '../../shared/u64.js';
 
 /** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
 const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
@@ -453,7 +454,6 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 }
 
-const MASK64 = (1n << 64n) - 1n;
 /** The end of the GHCB's shared buffer (struct ghcb reserved_0xff0): a scratch area in the GHCB page ends by it. */
 const GHCB_SHARED_BUFFER_END = BigInt(GHCB_OFFSET.sharedBuffer + GHCB_SHARED_BUFFER_SIZE);
 

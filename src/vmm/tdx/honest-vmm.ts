@@ -15,6 +15,7 @@ import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { savePolicy, type PolicyStateHook, type SavedPolicy, type VmmDriver } from '../run-vm.js';
 import type { Trace, TraceValue } from '../../shared/trace.js';
+import { MASK64 } from '../../shared/u64.js';
 
 export const TdvmcallLeaf = {
   CPUID: 10n, HLT: 12n, IO: 30n, GET_TD_VM_CALL_INFO: 0x10000n, MAP_GPA: 0x10001n, GET_QUOTE: 0x10002n, REPORT_FATAL_ERROR: 0x10003n,
@@ -238,7 +239,6 @@ export function convertRange(ctx: VmmContext, base: bigint, end: bigint, toShare
  * answers RETRY with R11 = the next GPA if the vCPU has an event pending, else goes on.
  */
 export const MAP_GPA_CHUNK = 0x200000n;
-const MASK64 = (1n << 64n) - 1n;
 
 export const honestTdxPolicy: TdxVmmPolicy = {
   onAcceptViolation(ctx, exit) {

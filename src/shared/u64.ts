@@ -1,0 +1,4 @@
+// Unsigned 64-bit values held in bigint, as x86 registers and the TDX and SEV-SNP ABIs carry them.
+
+/** 2^64 - 1, the largest unsigned 64-bit value; `x & MASK64` wraps x to 64 bits as a register does. */
+export const MASK64 = (1n << 64n) - 1n;
