@@ -6,7 +6,8 @@ import { OutputFile, OutputFileError } from '../shared/output-file.js';
 import { TRACE_EVENT_TYPES, TRACE_SOURCES } from '../shared/trace-event-types.js';
 import type { TraceWriter } from '../boot/boot-guest.js';
 import { writeFullySync } from './io.js';
-import { parseTraceLines, toChromeTrace } from '../view/perfetto.js';
+import { toChromeTrace } from '../view/perfetto.js';
+import { parseTraceText } from '../shared/trace-file.js';
 
 export class TraceFilterError extends Error {
   override name = 'TraceFilterError';
@@ -91,7 +92,7 @@ export function openTraceOutput(path: string, inputs: readonly string[], filter:
   const format = path === '-' ? 'jsonl' : traceFormat(path);
   const target: TraceWriter = path === '-' ? new StdoutTrace() : new OutputFile(path, format === 'perfetto' ? 'Perfetto trace' : 'trace', inputs);
   const convert = (text: string) => {
-    const { header, events } = parseTraceLines(text);
+    const { header, events } = parseTraceText(text, 'trace');
     return `${JSON.stringify(toChromeTrace(events, header))}\n`;
   };
   // Perfetto's format is one JSON object: the lines are kept and converted at the end.

@@ -1,52 +1,9 @@
 // `minivisor trace diff A B`: where two --trace files first part ways, in words, with the events
 // around it. Headers (version, schema, config) are compared first: a different config explains
 // a different trace before any event does.
-import { notATraceReason, type TraceValue } from './trace.js';
+import type { TraceValue } from './trace.js';
+import { readTraceFile, type TraceFile } from './trace-file.js';
 import { groupThousands } from './thousands.js';
-
-interface ParsedTrace {
-  header: Record<string, unknown> | undefined;
-  /** Event lines as written (compared as text: the writer is deterministic). */
-  lines: string[];
-}
-
-export class TraceFileError extends Error {
-  override name = 'TraceFileError';
-}
-
-/**
- * The header and the event lines of a trace file's text; `name` names it in errors. The event
- * lines are parsed only as far as the report needs them, the first one here: a file that starts
- * with something else than a header or an event, or holds neither, is refused before any comparing.
- */
-export function parseTraceFile(text: string, name: string): ParsedTrace {
-  const lines = text.split('\n').filter((l) => l.trim() !== '');
-  let header: Record<string, unknown> | undefined;
-  if (lines.length > 0) {
-    const first = parseLine(lines[0]!, name, 1);
-    if (first.type === 'minivisor-trace' && !('seq' in first)) {
-      header = first;
-      lines.shift();
-    }
-  }
-  if (lines.length > 0 && typeof parseLine(lines[0]!, name, header ? 2 : 1).seq !== 'number') {
-    throw new TraceFileError(`${name} line ${header ? 2 : 1} is neither a minivisor trace header ("type":"minivisor-trace") nor an event ("seq")`);
-  }
-  const reason = notATraceReason(header, lines.length);
-  if (reason !== undefined) throw new TraceFileError(`${name} ${reason}`);
-  return { header, lines };
-}
-
-function parseLine(line: string, name: string, lineNo: number): Record<string, TraceValue> {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    throw new TraceFileError(`${name} line ${lineNo} is not JSON: is it a --trace file?`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new TraceFileError(`${name} line ${lineNo} is not a trace event object`);
-  return value as Record<string, TraceValue>;
-}
 
 function words(v: TraceValue): string {
   if (v === null || typeof v !== 'object') return String(v);
@@ -84,8 +41,8 @@ export interface TraceDiff {
 
 /** Compares two traces' texts; `context` events are shown on each side of the divergence. */
 export function diffTraces(textA: string, textB: string, names: [string, string] = ['A', 'B'], context = 3): TraceDiff {
-  const a = parseTraceFile(textA, names[0]);
-  const b = parseTraceFile(textB, names[1]);
+  const a = readTraceFile(textA, names[0]);
+  const b = readTraceFile(textB, names[1]);
   const out: string[] = [];
   const headers = headerDifferences(a.header, b.header);
   if (headers.length) out.push('the headers differ:', ...headers.map((h) => `  ${h}`));
@@ -96,22 +53,21 @@ export function diffTraces(textA: string, textB: string, names: [string, string]
     out.push(`the ${n} events are identical`);
     return { identical: headers.length === 0, lines: out };
   }
-  const event = (t: ParsedTrace, k: number, name: string) => parseLine(t.lines[k]!, name, k + (t.header ? 2 : 1));
   out.push(`the traces agree on ${i} events and part at event ${i}:`);
-  for (let k = Math.max(0, i - context); k < i; k++) out.push(`  both  ${describeEvent(event(a, k, names[0]))}`);
-  const side = (t: ParsedTrace, name: string, label: string) => {
+  for (let k = Math.max(0, i - context); k < i; k++) out.push(`  both  ${describeEvent(a.events[k]!)}`);
+  const side = (t: TraceFile, name: string, label: string) => {
     if (i >= t.lines.length) {
       out.push(`  ${label}     (${name} ends here, after ${t.lines.length} events)`);
       return;
     }
-    for (let k = i; k < Math.min(t.lines.length, i + context + 1); k++) out.push(`  ${label}${k === i ? ' >' : '  '}  ${describeEvent(event(t, k, name))}`);
+    for (let k = i; k < Math.min(t.lines.length, i + context + 1); k++) out.push(`  ${label}${k === i ? ' >' : '  '}  ${describeEvent(t.events[k]!)}`);
     if (t.lines.length > i + context + 1) out.push(`  ${label}     … ${t.lines.length - i - context - 1} more events`);
   };
   side(a, names[0], 'A');
   side(b, names[1], 'B');
   if (i < n) {
-    const ea = event(a, i, names[0]);
-    const eb = event(b, i, names[1]);
+    const ea = a.events[i]!;
+    const eb = b.events[i]!;
     const keys = [...new Set([...Object.keys(ea), ...Object.keys(eb)])].filter((k) => JSON.stringify(ea[k]) !== JSON.stringify(eb[k]));
     out.push(`  first difference in ${keys.map((k) => `${k} (A ${ea[k] === undefined ? 'absent' : words(ea[k]!)}, B ${eb[k] === undefined ? 'absent' : words(eb[k]!)})`).join(', ')}`);
   }

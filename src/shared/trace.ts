@@ -46,19 +46,6 @@ function toJson(value: TraceValue): unknown {
  */
 export const MAX_TRACE_FILE_BYTES = 512 * 2 ** 20;
 
-/**
- * Why a trace file read back (`trace export`, `trace diff`) holds no trace, or undefined when it
- * does. `boot --trace` writes a header line and then the events, at least one (the vCPU's
- * vp-init); only a --trace-filter run, whose header names the filter, may keep none. Events without
- * a header (an older or hand-made file) are read as a trace. `header` is the header line, when any.
- */
-export function notATraceReason(header: Record<string, unknown> | undefined, eventCount: number): string | undefined {
-  if (eventCount > 0) return undefined;
-  if (header === undefined) return 'is empty: not a trace (`minivisor boot --trace FILE` writes a header line, then the events)';
-  if (header.filter === undefined) return 'has a header line but no events: not a whole trace (only a --trace-filter run may keep no events)';
-  return undefined;
-}
-
 export function traceLine(event: TraceEvent): string {
   return JSON.stringify(toJson(event as unknown as TraceValue));
 }

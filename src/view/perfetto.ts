@@ -48,10 +48,6 @@ const CONVERSIONS = new Set(['map-gpa', 'psc', 'rmpupdate', 'psmash', 'shared-ep
 /** Exits to the VMM and the faults that cause them. */
 const EXITS = new Set(['td-exit', 'vmgexit', 'npf', 'npf-handled', 'ghcb-exit', 'ghcb-msr']);
 
-export class TraceFormatError extends Error {
-  override name = 'TraceFormatError';
-}
-
 /** Field names kit's trace header work gives each event (instruction count); optional. */
 const CLOCK_FIELDS = ['instructions', 'icount'] as const;
 
@@ -80,36 +76,6 @@ function describe(e: TraceLineEvent): { name: string; cat: string } {
   if (EXITS.has(e.type)) return { name: e.type, cat: 'exit' };
   if (e.type === 'outcome') return { name: `outcome ${String(e.outcome)}`, cat: 'outcome' };
   return { name: e.type, cat: 'event' };
-}
-
-/** Parses a JSON-lines trace (a header line, if any, is the first line: `type` minivisor-trace, no `seq`). */
-export function parseTraceLines(text: string): { header: Record<string, unknown> | undefined; events: TraceLineEvent[] } {
-  let header: Record<string, unknown> | undefined;
-  const events: TraceLineEvent[] = [];
-  const lines = text.split('\n');
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new TraceFormatError(`line ${i + 1} is not JSON`);
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceFormatError(`line ${i + 1} is not a JSON object`);
-    const o = value as Record<string, unknown>;
-    if (typeof o.seq !== 'number') {
-      const first = events.length === 0 && header === undefined;
-      if (first && o.type === 'minivisor-trace') { header = o; return; }
-      throw new TraceFormatError(first
-        ? `line ${i + 1} is neither a minivisor trace header ("type":"minivisor-trace") nor an event ("seq")`
-        : `line ${i + 1} has no event number ("seq")`);
-    }
-    if (typeof o.type !== 'string' || typeof o.source !== 'string' || !(o.source in TID)) {
-      throw new TraceFormatError(`line ${i + 1} is not a minivisor trace event (needs source hw, vmm or guest and a type)`);
-    }
-    events.push(o as TraceLineEvent);
-  });
-  return { header, events };
 }
 
 /** The Chrome trace-event form of a run's events (see the file comment). */

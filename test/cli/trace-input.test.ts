@@ -29,6 +29,11 @@ const NOT_TRACES: Array<[string, string, RegExp]> = [
   ['blank lines', '\n \n\n', /is empty: not a trace/],
   ['a header alone', `${HEADER}\n`, /has a header line but no events/],
   ['an object that is neither header nor event', '{"hello":"world"}\n', /line 1 is neither a minivisor trace header .* nor an event/],
+  // Every line is checked, not only those a diff report shows (before, trace diff found a file with
+  // this one identical to itself), and counted as an editor counts them, blank lines too.
+  ['a line that is not JSON after events and a blank line', `${HEADER}\n${EVENT}\n\n\x7fELF\n`, /line 4 is not JSON/],
+  ['an event from no known source', `${HEADER}\n${EVENT}\n{"seq":1,"source":"toString","type":"x"}\n`, /line 3 is not a minivisor trace event \(needs source hw, vmm or guest/],
+  ['a later line without an event number', `${HEADER}\n${EVENT}\n{"type":"minivisor-trace"}\n`, /line 3 has no event number/],
 ];
 
 describe('trace export and trace diff refuse what is not a trace', () => {

@@ -5,12 +5,12 @@
 import { Command } from 'commander';
 import { InputFileError, readInputText } from '../../shared/input-file.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
-import { parseTraceLines, toChromeTrace, TraceFormatError } from '../../view/perfetto.js';
+import { toChromeTrace } from '../../view/perfetto.js';
 import type { CliIo } from '../io.js';
 import { escapeControls, quoteForError } from '../../shared/quote.js';
-import { diffTraces, TraceFileError } from '../../shared/trace-diff.js';
-import { MAX_TRACE_FILE_BYTES, notATraceReason } from '../../shared/trace.js';
-
+import { diffTraces } from '../../shared/trace-diff.js';
+import { readTraceFile, TraceFileError } from '../../shared/trace-file.js';
+import { MAX_TRACE_FILE_BYTES } from '../../shared/trace.js';
 
 export function traceCommand(io: CliIo): Command {
   const trace = new Command('trace').description('work with JSON-lines traces written by `boot --trace`');
@@ -26,9 +26,7 @@ export function traceCommand(io: CliIo): Command {
         return;
       }
       try {
-        const { header, events } = parseTraceLines(readInputText(input, 'trace', MAX_TRACE_FILE_BYTES));
-        const notATrace = notATraceReason(header, events.length);
-        if (notATrace !== undefined) throw new TraceFormatError(notATrace);
+        const { header, events } = readTraceFile(readInputText(input, 'trace', MAX_TRACE_FILE_BYTES), `trace ${quoteForError(input)}`);
         const chrome = toChromeTrace(events, header);
         let file: OutputFile;
         try {
@@ -49,9 +47,9 @@ export function traceCommand(io: CliIo): Command {
         file.commit();
         io.err(`minivisor trace export: ${events.length} events -> ${output} (open it at https://ui.perfetto.dev)`);
       } catch (err) {
-        if (err instanceof InputFileError || err instanceof OutputFileError || err instanceof TraceFormatError) {
-          io.err(`minivisor trace export: ${err instanceof TraceFormatError ? `trace ${quoteForError(input)} ` : ''}${err.message}`);
-          io.exitCode = err instanceof TraceFormatError || err instanceof InputFileError ? 2 : 1;
+        if (err instanceof InputFileError || err instanceof OutputFileError || err instanceof TraceFileError) {
+          io.err(`minivisor trace export: ${err.message}`);
+          io.exitCode = err instanceof TraceFileError || err instanceof InputFileError ? 2 : 1;
           return;
         }
         throw err;
