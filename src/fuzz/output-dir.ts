@@ -181,13 +181,14 @@ export class FuzzOutputDir {
 }
 
 /**
- * Merges output directories into `into`: the union of the corpora, and the findings deduplicated
- * by signature (category and what happened, addresses aside), first directory first.
+ * Merges the output directories `sources` into the one `openInto` opens (and makes): the union of
+ * the corpora, and the findings deduplicated by signature (category and what happened, addresses
+ * aside), first directory first. Every source is checked (checkReadableOutputDir) before `openInto`
+ * is called: a bad one last left the others merged, and a bad one must not leave a new folder made.
  */
-export function mergeOutputDirs(into: string, sources: readonly string[], warn: (message: string) => void = () => {}): { corpus: number; findings: number } {
-  // Every source is checked before anything is written: a bad one last left the others merged.
+export function mergeOutputDirs(sources: readonly string[], openInto: () => FuzzOutputDir, warn: (message: string) => void = () => {}): { out: FuzzOutputDir; corpus: number; findings: number } {
   for (const source of sources) checkReadableOutputDir(source);
-  const out = new FuzzOutputDir(into);
+  const out = openInto();
   const signatures = new Set(out.readFindings(warn).map(({ finding }) => findingSignature(finding)));
   for (const source of sources) {
     const src = new FuzzOutputDir(source, false);
@@ -207,5 +208,5 @@ export function mergeOutputDirs(into: string, sources: readonly string[], warn: 
       out.addFinding(finding, trace);
     }
   }
-  return { corpus: readdirSync(out.corpusDir).filter((n) => n.endsWith('.json')).length, findings: out.readFindings().length };
+  return { out, corpus: readdirSync(out.corpusDir).filter((n) => n.endsWith('.json')).length, findings: out.readFindings().length };
 }

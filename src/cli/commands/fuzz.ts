@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaign.js';
 import { GuestImageError } from '../../boot/images.js';
-import { checkReadableOutputDir, checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
+import { checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
@@ -239,11 +239,9 @@ export function fuzzCommand(io: CliIo): Command {
       const sources = dirs.filter((d) => resolve(d) !== resolve(into));
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
-        for (const source of sources) checkReadableOutputDir(source);
-        const out = openWritableOutputDir(into, opts.out !== undefined ? '--out ' : '');
-        const merged = mergeOutputDirs(into, sources, warn);
+        const merged = mergeOutputDirs(sources, () => openWritableOutputDir(into, opts.out !== undefined ? '--out ' : ''), warn);
         // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
-        const report = writeReport(out, readStats(into, warn), warn);
+        const report = writeReport(merged.out, readStats(into, warn), warn);
         io.out(`minivisor fuzz merge: ${into} now holds ${merged.corpus} corpus programs and ${merged.findings} findings; report ${report}`);
       } catch (err) {
         io.err(`minivisor fuzz merge: ${err instanceof Error ? err.message : String(err)}`);
