@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Machine } from '../../src/cpu/machine.js';
-import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
+import { enablePaging, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
 
 describe('vCPU exits', () => {
   it('stops at TDCALL with RIP at the instruction and resumes past it', () => {
@@ -230,10 +229,7 @@ describe('host writes to code that already ran', () => {
 
 describe('hang guard in fast mode', () => {
   it('ends a guest that never exits with a fatal timeout instead of hanging the process', () => {
-    const fast = new Machine({ memoryBytes: 16n << 20n, countInstructions: false, wallClockTimeoutMs: 200 });
-    acceptAll(fast);
-    installGdt(fast);
-    loadCode(fast, '1: jmp 1b');
+    const fast = simpleGuest('1: jmp 1b', { countInstructions: false, wallClockTimeoutMs: 200 });
     expect(fast.vcpu.run()).toMatchObject({ kind: 'fatal', reason: expect.stringMatching(/timeout/) });
     fast.close();
   });

@@ -6,7 +6,7 @@ import { Machine } from '../../src/cpu/machine.js';
 import type { GateAccess } from '../../src/memory/page-gate.js';
 import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
 import { runTd } from '../../src/vmm/tdx/run-td.js';
-import { acceptAll, enablePaging, installGdt, loadCode, simpleGuest } from '../helpers/guest-setup.js';
+import { enablePaging, simpleGuest } from '../helpers/guest-setup.js';
 import { snpGuest } from '../helpers/snp-guest.js';
 import { HALT, TDCALL, tdGuest } from '../helpers/tdx-guest.js';
 
@@ -170,11 +170,7 @@ describe('exact gate-fault addresses', () => {
 
 describe('exact addresses under guest paging', () => {
   function pagedGuest(asm: string, memoryBytes = 16n * MiB): Machine {
-    const vm = new Machine({ memoryBytes });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, `${asm}\nhlt`);
-    return vm;
+    return simpleGuest(`${asm}\nhlt`, { memoryBytes });
   }
 
   it('#PF on a not-present page reports CR2 exactly', () => {

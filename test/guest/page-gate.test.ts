@@ -69,10 +69,7 @@ describe('page gate', () => {
 
 describe('page gate with guest paging', () => {
   it('follows a non-identity mapping and reports both GVA and GPA', () => {
-    const vm = new Machine({ memoryBytes: 16n * MiB });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, `
+    const vm = simpleGuest(`
       mov rcx, 0x40000000
       mov rax, [rcx]
       mov rdx, [rcx + 0x1000]
@@ -108,10 +105,7 @@ describe('page gate with guest paging', () => {
   });
 
   it('turns a not-present entry into #PF with error code and CR2, and a write to a read-only page too', () => {
-    const vm = new Machine({ memoryBytes: 16n * MiB });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, `
+    const vm = simpleGuest(`
       mov rcx, 0x900000
       mov rax, [rcx]
       hlt`);
@@ -121,10 +115,7 @@ describe('page gate with guest paging', () => {
     ]);
     expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 14, errorCode: 0n, cr2: 0x900000n, rip: 0x1007n });
 
-    const vm2 = new Machine({ memoryBytes: 16n * MiB });
-    acceptAll(vm2);
-    installGdt(vm2);
-    loadCode(vm2, 'mov rcx, 0xa00000\nmov qword ptr [rcx], 1\nhlt');
+    const vm2 = simpleGuest('mov rcx, 0xa00000\nmov qword ptr [rcx], 1\nhlt');
     enablePaging(vm2, [
       { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
       { va: 0xa00000n, pa: 0xa00000n, size: 0x1000n, pageSize: 4096n, writable: false },
@@ -133,10 +124,7 @@ describe('page gate with guest paging', () => {
   });
 
   it('reports reserved bits in an entry as #PF with RSVD', () => {
-    const vm = new Machine({ memoryBytes: 16n * MiB, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, 'mov rcx, 0xc00000\nmov rax, [rcx]\nhlt');
+    const vm = simpleGuest('mov rcx, 0xc00000\nmov rax, [rcx]\nhlt', { marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
     enablePaging(vm, [
       { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
       // bit 50 is above GPAW 48: reserved (tdx-snp-architecture.md A6)
@@ -148,10 +136,7 @@ describe('page gate with guest paging', () => {
   it('walks with the EFER.NXE the host last wrote or a restore put back', () => {
     // XD (bit 63) in an entry: with EFER.NXE clear it is a reserved bit, so even a read faults with
     // RSVD; with NXE set, reads are fine. The walk keeps the EFER it read (native ReadPaging).
-    const vm = new Machine({ memoryBytes: 16n * MiB });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, 'mov rcx, 0xc00000\nmov rax, [rcx]\nhlt');
+    const vm = simpleGuest('mov rcx, 0xc00000\nmov rax, [rcx]\nhlt');
     enablePaging(vm, [
       { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
       { va: 0xc00000n, pa: 0xc00000n, size: 0x1000n, pageSize: 4096n, noExecute: true },
@@ -170,10 +155,7 @@ describe('page gate with guest paging', () => {
   });
 
   it('reports a page-table page the gate refuses as a page-walk gate fault', () => {
-    const vm = new Machine({ memoryBytes: 16n * MiB });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, 'mov rcx, 0x800000\nmov rax, [rcx]\nhlt');
+    const vm = simpleGuest('mov rcx, 0x800000\nmov rax, [rcx]\nhlt');
     const end = enablePaging(vm, [
       { va: 0n, pa: 0n, size: 8n * MiB, pageSize: 0x200000n },
       { va: 0x800000n, pa: 0x800000n, size: 0x1000n, pageSize: 4096n },

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
 import { CR0_WP } from '../../src/cpu/registers.js';
-import { acceptAll, enablePaging, installGdt, installIdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { enablePaging, installIdt, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 const flushes = (vm: Machine) => vm.memoryCounters().tlbFlushes;
 
@@ -68,10 +68,7 @@ describe('TLB flushes on gate changes', () => {
 
 describe('TLB flushes on register writes', () => {
   it('flushes when CR0, CR3, CR4 or EFER changes, not for other registers or the same value', () => {
-    const vm = new Machine({ memoryBytes: 16n << 20n });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, 'mov qword ptr [rcx], 5\nhlt');
+    const vm = simpleGuest('mov qword ptr [rcx], 5\nhlt');
     // VA 0x40000000 maps GPA 0x400000 read-only; with CR0.WP clear, supervisor writes ignore that.
     enablePaging(vm, [{ va: 0x40000000n, pa: 0x400000n, size: 0x1000n, pageSize: 4096n, writable: false },
       { va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n }]);

@@ -1,6 +1,6 @@
 // Builds what a tiny guest needs before its first instruction: page tables, a GDT with a
 // 64-bit code segment, an IDT, a stack. Tests compose these; nothing here runs guest code.
-import { Machine } from '../../src/cpu/machine.js';
+import { Machine, type MachineOptions } from '../../src/cpu/machine.js';
 import { CR0_PG, CR0_WP, CR4_PAE } from '../../src/cpu/registers.js';
 import { assemble } from './assemble.js';
 
@@ -99,14 +99,9 @@ export function enablePaging(vm: Machine, mappings: Mapping[], base = PT_BASE, o
   return next;
 }
 
-/** A VM with all RAM accepted, a GDT and `source` loaded at CODE_BASE. */
-export function simpleGuest(
-  source: string, options: { memoryBytes?: bigint; countInstructions?: boolean; wallClockTimeoutMs?: number } = {},
-): Machine {
-  const vm = new Machine({
-    memoryBytes: options.memoryBytes ?? 16n << 20n, countInstructions: options.countInstructions ?? true,
-    wallClockTimeoutMs: options.wallClockTimeoutMs,
-  });
+/** A VM (16 MiB unless `options` say otherwise) with all RAM accepted, a GDT and `source` loaded at CODE_BASE. */
+export function simpleGuest(source: string, options: Partial<MachineOptions> = {}): Machine {
+  const vm = new Machine({ ...options, memoryBytes: options.memoryBytes ?? 16n << 20n });
   acceptAll(vm);
   installGdt(vm);
   loadCode(vm, source);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { createTd, runTd } from '../../../src/vmm/tdx/run-td.js';
-import { acceptAll, installGdt, loadCode } from '../../helpers/guest-setup.js';
+import { acceptAll, installGdt, simpleGuest } from '../../helpers/guest-setup.js';
 import { snpGuest } from '../../helpers/snp-guest.js';
 import { TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -66,17 +66,14 @@ describe('retranslation the guest forces counts against the budget', () => {
   });
 
   it('REP string steps and branches to themselves are not charged', () => {
-    const vm = new Machine({ memoryBytes: 16n << 20n, instructionLimit: 1_000_000n });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, `
+    const vm = simpleGuest(`
       mov rdi, 0x100000
       mov rcx, 0x10000
       rep stosb
       mov rcx, 0x10000
       mov rsi, 0x100000
       rep lodsb
-      jmp .`);
+      jmp .`, { instructionLimit: 1_000_000n });
     const exit = vm.vcpu.run();
     expect(exit.kind).toBe('budget');
     // One run: one exit charge, nothing else; the jmp-to-self loop used up the rest exactly.
@@ -85,10 +82,7 @@ describe('retranslation the guest forces counts against the budget', () => {
   });
 
   it('the instruction limit alone still stops after exactly that many instructions (stepping)', () => {
-    const vm = new Machine({ memoryBytes: 16n << 20n });
-    acceptAll(vm);
-    installGdt(vm);
-    loadCode(vm, 'jmp .');
+    const vm = simpleGuest('jmp .');
     vm.vcpu.instructionLimit = 100n;
     expect(vm.vcpu.run()).toMatchObject({ kind: 'budget', instructions: 100n });
     expect(vm.vcpu.budgetCharged).toBe(EXIT_CHARGE);
