@@ -4,9 +4,8 @@
 // metadata_td.c md_td_get_element() / md_td_read_element() / md_td_write_element(), and the rows
 // of include/auto_gen/tdr_tdcs_fields_lookup.c (field IDs, guest read/write masks).
 import { describe, expect, it } from 'vitest';
-import type { VmExit } from '../../../src/cpu/exits.js';
 import type { Gpr } from '../../../src/cpu/registers.js';
-import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import { tdcall, tdxModule, type TdxModule } from '../../helpers/tdx-module.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -40,24 +39,17 @@ const Field = {
   L2_SEPT_ROOT_1: 0x2510000300000000n,
 } as const;
 
-function module(options: { gpaWidth?: 48 | 52; attributes?: bigint; configFlags?: bigint } = {}) {
-  return createTd({ memoryBytes: 8n << 20n, ...options }).platform.module;
-}
-type Module = ReturnType<typeof module>;
-
-function tdcall(m: Module, regs: Partial<Record<Gpr, bigint>>) {
-  const r = m.machine.vcpu.regs;
-  for (const [name, value] of Object.entries(regs) as [Gpr, bigint][]) r.set(name, value);
-  const exit: VmExit = { kind: 'tdcall', rip: r.rip, length: 4, leaf: r.rax, codeBits: 64, cs: 0x08 };
-  m.handleExit(exit);
+/** TDG.VM.RD/WR with `regs` set: its outputs, RAX (status), RDX (field ID) and R8 (value). */
+function vmRdWr(m: TdxModule, regs: Partial<Record<Gpr, bigint>>) {
+  const { regs: r } = tdcall(m, regs);
   return { rax: r.rax, rdx: r.rdx, r8: r.r8 };
 }
-const read = (m: Module, field: bigint, rax = VM_RD_V1) => tdcall(m, { rax, rcx: 0n, rdx: field, r8: 0x55n });
-const write = (m: Module, field: bigint, value: bigint, mask: bigint) => tdcall(m, { rax: VM_WR, rcx: 0n, rdx: field, r8: value, r9: mask });
+const read = (m: TdxModule, field: bigint, rax = VM_RD_V1) => vmRdWr(m, { rax, rcx: 0n, rdx: field, r8: 0x55n });
+const write = (m: TdxModule, field: bigint, value: bigint, mask: bigint) => vmRdWr(m, { rax: VM_WR, rcx: 0n, rdx: field, r8: value, r9: mask });
 
 describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () => {
   it('CONFIG_FLAGS → TD_CTLS → MRTD: rows the guest cannot read (CPUID_VALID … REFCOUNT) are skipped', () => {
-    const m = module();
+    const m = tdxModule();
     expect(read(m, Field.CONFIG_FLAGS)).toEqual({ rax: 0n, rdx: Field.TD_CTLS, r8: 0n });
     expect(read(m, Field.TD_CTLS)).toEqual({ rax: 0n, rdx: Field.MRTD, r8: 0n });
   });
@@ -65,7 +57,7 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
   // md_get_next_item_with_iterator(): inside a row only FIELD_CODE advances (the guest's other bits
   // stay); moving to the next row takes that row's ID from the table.
   it('inside a multi-element field the next ID is the guest\'s own ID + 1; past its last element, the table\'s next ID', () => {
-    const m = module();
+    const m = tdxModule();
     const mrtd2SizeCode0 = (Field.MRTD & ~(3n << 32n)) | 2n; // element size code is ignored on input
     expect(read(m, mrtd2SizeCode0).rdx).toBe(mrtd2SizeCode0 + 1n);
     expect(read(m, Field.MRTD | 5n).rdx).toBe(Field.MRCONFIGID);
@@ -75,7 +67,7 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
   });
 
   it('the null field ID → METADATA_FIRST_FIELD_ID_IN_CONTEXT, RDX = TD_UUID (the first readable row), R8 = 0', () => {
-    const m = module();
+    const m = tdxModule();
     expect(read(m, MD_FIELD_ID_NA)).toEqual({ rax: FIRST_FIELD_ID_IN_CONTEXT, rdx: Field.TD_UUID, r8: 0n });
     // CONTEXT_CODE is ignored on input: all ones apart from it is still the null ID.
     expect(read(m, MD_FIELD_ID_NA & ~(7n << 52n)).rdx).toBe(Field.TD_UUID);
@@ -84,11 +76,11 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
   });
 
   it('after the last readable element (SERVTD_BINDINGS_TABLE[15]) RDX = -1 and the read succeeds', () => {
-    expect(read(module(), Field.SERVTD_BINDINGS_TABLE + 15n)).toEqual({ rax: 0n, rdx: MD_FIELD_ID_NA, r8: 0n });
+    expect(read(tdxModule(), Field.SERVTD_BINDINGS_TABLE + 15n)).toEqual({ rax: 0n, rdx: MD_FIELD_ID_NA, r8: 0n });
   });
 
   it('walking from the null ID reads every guest-readable element once (89) and ends at -1', () => {
-    const m = module();
+    const m = tdxModule();
     let next = read(m, MD_FIELD_ID_NA).rdx;
     let count = 0;
     while (next !== MD_FIELD_ID_NA && count < 200) {
@@ -101,35 +93,35 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
   });
 
   it('any error leaves RDX = MD_FIELD_ID_NA (set before the checks); version 0 leaves RDX alone', () => {
-    const m = module();
+    const m = tdxModule();
     expect(read(m, 0x1234n)).toEqual({ rax: FIELD_ID_INCORRECT, rdx: MD_FIELD_ID_NA, r8: 0n });
-    expect(tdcall(m, { rax: VM_RD_V1, rcx: 1n, rdx: Field.TD_CTLS })).toEqual({ rax: OPERAND_INVALID_RCX, rdx: MD_FIELD_ID_NA, r8: 0n });
+    expect(vmRdWr(m, { rax: VM_RD_V1, rcx: 1n, rdx: Field.TD_CTLS })).toEqual({ rax: OPERAND_INVALID_RCX, rdx: MD_FIELD_ID_NA, r8: 0n });
     expect(read(m, Field.CONFIG_FLAGS, VM_RD).rdx).toBe(Field.CONFIG_FLAGS);
   });
 
   // td_call() lets any TDG.VM.RD version through; tdg_vm_rd_wr() rejects version > 1 after its defaults.
   it('version 2 → OPERAND_INVALID|RAX with RDX = -1 and R8 = 0; TDG.VM.WR version 1 is refused by the dispatcher', () => {
-    const m = module();
+    const m = tdxModule();
     expect(read(m, Field.TD_CTLS, VM_RD | (2n << 16n))).toEqual({ rax: OPERAND_INVALID_RAX, rdx: MD_FIELD_ID_NA, r8: 0n });
-    expect(tdcall(m, { rax: VM_WR | (1n << 16n), rcx: 0n, rdx: Field.TD_CTLS, r8: 0x55n, r9: 1n })).toEqual({ rax: OPERAND_INVALID_RAX, rdx: Field.TD_CTLS, r8: 0x55n });
+    expect(vmRdWr(m, { rax: VM_WR | (1n << 16n), rcx: 0n, rdx: Field.TD_CTLS, r8: 0x55n, r9: 1n })).toEqual({ rax: OPERAND_INVALID_RAX, rdx: Field.TD_CTLS, r8: 0x55n });
   });
 });
 
 describe('field ID matching (md_check_as_single_element_id, md_find_entry_idx)', () => {
   it('element size, inc size, write-mask-valid, context code and non-arch bits are ignored', () => {
-    const m = module({ attributes: 0x10000000n });
+    const m = tdxModule({ attributes: 0x10000000n });
     const ignored = [3n << 32n, 1n << 50n, 1n << 51n, 7n << 52n, 1n << 63n];
     for (const bits of ignored) expect(read(m, Field.ATTRIBUTES ^ bits, VM_RD)).toEqual({ rax: 0n, rdx: Field.ATTRIBUTES ^ bits, r8: 0x10000000n });
   });
 
   it('reserved bits and last-element / last-field bits → FIELD_ID_INCORRECT', () => {
-    const m = module();
+    const m = tdxModule();
     const mustBeZero = [1n << 24n, 1n << 31n, 1n << 34n, 1n << 38n, 1n << 46n, 1n << 47n, 1n << 49n, 1n << 55n, 1n << 62n];
     for (const bit of mustBeZero) expect(read(m, Field.TD_CTLS | bit).rax).toBe(FIELD_ID_INCORRECT);
   });
 
   it('a field the guest may not read → FIELD_NOT_READABLE; may not write → FIELD_NOT_WRITABLE; no such row → FIELD_ID_INCORRECT', () => {
-    const m = module();
+    const m = tdxModule();
     expect(read(m, Field.EPTP)).toEqual({ rax: FIELD_NOT_READABLE, rdx: MD_FIELD_ID_NA, r8: 0n });
     expect(read(m, Field.HKID).rax).toBe(FIELD_NOT_READABLE);
     expect(write(m, Field.ATTRIBUTES, 1n, 1n)).toMatchObject({ rax: FIELD_NOT_WRITABLE, r8: 0n });
@@ -140,7 +132,7 @@ describe('field ID matching (md_check_as_single_element_id, md_find_entry_idx)',
 
   // CPUID_VALUES field code: element bit 0, subleaf 7:1, subleaf-NA 8, leaf 15:9, leaf bit 31 at 16.
   it('CPUID_VALUES: a leaf the lookup has → NOT_READABLE / NOT_WRITABLE (faulting: NOT_READABLE); one it lacks → FIELD_ID_INCORRECT', () => {
-    const m = module();
+    const m = tdxModule();
     const cpuid = (leaf: number, subleafNa = true) => Field.CPUID_VALUES | BigInt(((leaf & 0x7f) << 9) | (subleafNa ? 0x100 : 0) | ((leaf >>> 31) << 16));
     expect(read(m, cpuid(0)).rax).toBe(FIELD_NOT_READABLE);
     expect(write(m, cpuid(0), 0n, 1n).rax).toBe(FIELD_NOT_WRITABLE);
@@ -161,7 +153,7 @@ describe('field ID matching (md_check_as_single_element_id, md_find_entry_idx)',
 
 describe('guest-readable TD fields: values and the writable NOTIFY_ENABLES', () => {
   it('reads NUM_VCPUS, MAX_VCPUS, GPAW (a bool: 1 for GPAW 52) and MRTD from the TD', () => {
-    const m = module({ gpaWidth: 52 });
+    const m = tdxModule({ gpaWidth: 52 });
     expect(read(m, Field.NUM_VCPUS).r8).toBe(1n);
     expect(read(m, Field.MAX_VCPUS).r8).toBe(1n);
     expect(read(m, Field.GPAW).r8).toBe(1n);
@@ -170,7 +162,7 @@ describe('guest-readable TD fields: values and the writable NOTIFY_ENABLES', () 
   });
 
   it('NOTIFY_ENABLES: the guest may set bit 0 (old value in R8); bit 1 is not writable', () => {
-    const m = module();
+    const m = tdxModule();
     expect(write(m, Field.NOTIFY_ENABLES, 1n, 1n)).toMatchObject({ rax: 0n, r8: 0n });
     expect(read(m, Field.NOTIFY_ENABLES).r8).toBe(1n);
     expect(write(m, Field.NOTIFY_ENABLES, 2n, 2n).rax).toBe(FIELD_NOT_WRITABLE);

@@ -2,10 +2,8 @@
 // intel/tdx-module TDX_1.5.01: tdx_td_dispatcher.c td_call(), tdg_vp_info.c, tdg_vp_veinfo_get.c,
 // tdg_vm_rd_wr.c, tdg_vp_vmcall.c (reference A1, A2, A6, A7).
 import { describe, expect, it } from 'vitest';
-import type { VmExit } from '../../../src/cpu/exits.js';
-import type { Gpr } from '../../../src/cpu/registers.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
-import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -16,30 +14,16 @@ const METADATA_FIELD_VALUE_NOT_VALID = 0xc0000c0300000000n;
 const VM_RD = 7n;
 const VM_WR = 8n;
 
-function module(options: { gpaWidth?: 48 | 52; configFlags?: bigint; attributes?: bigint } = {}) {
-  return createTd({ memoryBytes: 8n << 20n, ...options }).platform.module;
-}
-type Module = ReturnType<typeof module>;
-
-/** One TDCALL with `regs` set; returns the registers after it. CS 0x08 (CPL 0) unless told. */
-function tdcall(m: Module, regs: Partial<Record<Gpr, bigint>>, cs = 0x08) {
-  const r = m.machine.vcpu.regs;
-  for (const [name, value] of Object.entries(regs) as [Gpr, bigint][]) r.set(name, value);
-  const exit: VmExit = { kind: 'tdcall', rip: r.rip, length: 4, leaf: r.rax, codeBits: 64, cs };
-  const step = m.handleExit(exit);
-  return { step, regs: r };
-}
-
 describe('td_call(): RAX and privilege checks', () => {
   it('CPL 3 → #GP(0), not a TDCALL result (RAX unchanged)', () => {
-    const m = module();
+    const m = tdxModule();
     const { regs } = tdcall(m, { rax: 1n }, 0x33);
     expect(regs.rax).toBe(1n);
     expect(m.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'cpl>0' });
   });
 
   it('RAX bits 63:24 must be 0: bit 24 and bit 31 set → OPERAND_INVALID|RAX', () => {
-    const m = module();
+    const m = tdxModule();
     expect(tdcall(m, { rax: (1n << 24n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
     // Bit 24 alone (leaf 0, version 0): reserved0 is bits 31:24 (tdx_api_defs.h tdx_leaf_and_version_t).
     expect(tdcall(m, { rax: 1n << 24n }).regs.rax).toBe(OPERAND_INVALID_RAX);
@@ -50,13 +34,13 @@ describe('td_call(): RAX and privilege checks', () => {
 
 describe('TDG.VP.INFO (tdg_vp_info.c)', () => {
   it('RCX = GPAW: 52 for a GPAW-52 TD', () => {
-    expect(tdcall(module({ gpaWidth: 52 }), { rax: 1n }).regs.rcx).toBe(52n);
+    expect(tdcall(tdxModule({ gpaWidth: 52 }), { rax: 1n }).regs.rcx).toBe(52n);
   });
 });
 
 describe('TDG.VP.VEINFO.GET (tdg_vp_veinfo_get.c)', () => {
   it('R10 = instruction length [31:0] | instruction info [63:32]; the info is then invalid', () => {
-    const m = module();
+    const m = tdxModule();
     m.veInfo.store({ exitReason: 30, exitQualification: 0x3f8_0000n, gla: 0n, gpa: 0n, instructionLength: 2, instructionInfo: 0x1234 });
     const { regs } = tdcall(m, { rax: 3n });
     expect([regs.rax, regs.rcx, regs.rdx, regs.r10]).toEqual([0n, 30n, 0x3f8_0000n, 0x0000_1234_0000_0002n]);
@@ -64,7 +48,7 @@ describe('TDG.VP.VEINFO.GET (tdg_vp_veinfo_get.c)', () => {
   });
 
   it('without valid VE info → NO_VALID_VE_INFO, every output 0', () => {
-    const m = module();
+    const m = tdxModule();
     const { regs } = tdcall(m, { rax: 3n, rcx: 7n, rdx: 7n, r8: 7n, r9: 7n, r10: 7n });
     expect([regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9, regs.r10]).toEqual([0xc000070400000000n, 0n, 0n, 0n, 0n, 0n]);
   });
@@ -72,13 +56,13 @@ describe('TDG.VP.VEINFO.GET (tdg_vp_veinfo_get.c)', () => {
 
 describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
   it('RD of a field the model does not know → R8 = 0 (set before any check)', () => {
-    const { regs } = tdcall(module(), { rax: 7n, rdx: 0x1234n, r8: 0x55n });
+    const { regs } = tdcall(tdxModule(), { rax: 7n, rdx: 0x1234n, r8: 0x55n });
     expect(regs.rax >> 63n).toBe(1n);
     expect(regs.r8).toBe(0n);
   });
 
   it('WR of TD_CTLS changes only the bits in the write mask and returns the old value in R8', () => {
-    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const m = tdxModule({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
     expect(m.tdCtls).toBe(0n);
     const { regs } = tdcall(m, { rax: 8n, rdx: TdcsField.TD_CTLS, r8: 0xffn, r9: 1n });
     expect([regs.rax, regs.r8, m.tdCtls]).toEqual([0n, 0n, 1n]);
@@ -89,7 +73,7 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
   // tdg_vm_rd_wr(): R8 = 0 before any check; md_read_element()/md_td_write_element() return bare
   // metadata statuses (no api_error_with_operand_id).
   it('every WR error leaves R8 = 0 and carries no operand ID', () => {
-    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const m = tdxModule({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
     const cases: [bigint, bigint, bigint, bigint][] = [
       [0x1234n, 1n, 1n, METADATA_FIELD_ID_INCORRECT],
       [TdcsField.CONFIG_FLAGS, 2n, 2n, METADATA_FIELD_NOT_WRITABLE], // guest_wr_mask 0
@@ -104,11 +88,11 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
   });
 
   it('RD of an unknown field → METADATA_FIELD_ID_INCORRECT without an operand ID', () => {
-    expect(tdcall(module(), { rax: VM_RD, rcx: 0n, rdx: 0x1234n }).regs.rax).toBe(METADATA_FIELD_ID_INCORRECT);
+    expect(tdcall(tdxModule(), { rax: VM_RD, rcx: 0n, rdx: 0x1234n }).regs.rax).toBe(METADATA_FIELD_ID_INCORRECT);
   });
 
   it('a non-zero VM ID (RCX) → OPERAND_INVALID|RCX, R8 = 0, nothing written', () => {
-    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const m = tdxModule({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
     const wr = tdcall(m, { rax: VM_WR, rcx: 1n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
     expect([wr.rax, wr.r8, m.tdCtls]).toEqual([OPERAND_INVALID_RCX, 0n, 0n]);
     const rd = tdcall(m, { rax: VM_RD, rcx: 1n, rdx: TdcsField.CONFIG_FLAGS, r8: 5n }).regs;
@@ -118,12 +102,12 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
   // metadata_td.c md_td_write_element(), TD_CTLS special write: without FLEXIBLE_PENDING_VE only a
   // change of PENDING_VE_DISABLE is refused.
   it('without FLEXIBLE_PENDING_VE, rewriting PENDING_VE_DISABLE unchanged succeeds; changing it → FIELD_VALUE_NOT_VALID', () => {
-    const clear = module();
+    const clear = tdxModule();
     expect(tdcall(clear, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.rax).toBe(0n);
     const changed = tdcall(clear, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
     expect([changed.rax, changed.r8, clear.tdCtls]).toEqual([METADATA_FIELD_VALUE_NOT_VALID, 0n, 0n]);
 
-    const set = module({ attributes: TdAttributes.SEPT_VE_DISABLE }); // TD_CTLS starts as 1
+    const set = tdxModule({ attributes: TdAttributes.SEPT_VE_DISABLE }); // TD_CTLS starts as 1
     const same = tdcall(set, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs;
     expect([same.rax, same.r8, set.tdCtls]).toEqual([0n, 1n, 1n]);
     expect(tdcall(set, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 1n }).regs.rax).toBe(METADATA_FIELD_VALUE_NOT_VALID);
@@ -133,7 +117,7 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
   // metadata_generic.h md_check_forbidden_bits_unchanged(): mask bits outside guest_wr_mask fail only if
   // their value would change.
   it('write-mask bits outside the guest-writable mask are accepted when their value stays the same', () => {
-    const m = module({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
+    const m = tdxModule({ configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE });
     const { regs } = tdcall(m, { rax: VM_WR, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: ~0n & 0xffff_ffff_ffff_ffffn });
     expect([regs.rax, regs.r8, m.tdCtls]).toEqual([0n, 0n, 1n]);
   });
@@ -141,14 +125,14 @@ describe('TDG.VM.RD / TDG.VM.WR (tdg_vm_rd_wr.c)', () => {
 
 describe('TDG.VP.VMCALL RCX bitmap (tdg_vp_vmcall.c)', () => {
   it('bit 63 (reserved 63:32) → OPERAND_INVALID|RCX, no TD exit', () => {
-    const m = module();
+    const m = tdxModule();
     const { step, regs } = tdcall(m, { rax: 0n, rcx: (1n << 63n) | 0xfc00n });
     expect(step).toEqual({ kind: 'resume' });
     expect(regs.rax).toBe(OPERAND_INVALID_RCX);
   });
 
   it('the VMM sees exactly the selected GPRs by their x86 numbers (RSI is 6); the others read as 0', () => {
-    const m = module();
+    const m = tdxModule();
     const gprs = { rdx: 0x22n, rbx: 0x33n, rbp: 0x55n, rsi: 0x66n, rdi: 0x77n, r8: 8n, r9: 9n, r10: 10n, r11: 11n, r12: 12n, r13: 13n, r14: 14n, r15: 15n };
     const { step } = tdcall(m, { rax: 0n, rcx: 1n << 6n, ...gprs });
     const none = Object.fromEntries(Object.keys(gprs).map((r) => [r, 0n]));
