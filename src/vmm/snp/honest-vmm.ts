@@ -201,8 +201,16 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         return { outcome: 'guest-fatal', reason: `GHCB termination request: reason set ${req.reasonSet}, code ${req.reasonCode}` };
       case 'ghcb-gpa':
         return this.#ghcbPage(host, req.gpa);
-      default:
-        return { outcome: 'vmm-error', reason: `unsupported GHCB MSR request 0x${exit.ghcbMsr.toString(16)}` };
+      // KVM answers these two (AP reset hold parks the vCPU until a SIPI; the preferred-GHCB
+      // request gets GHCB_MSR_PREF_GPA_NONE); this VMM models neither, so it says so.
+      case 'ap-reset-hold':
+      case 'preferred-ghcb':
+        return { outcome: 'vmm-error', reason: `GHCB MSR request ${req.kind} (0x${exit.ghcbMsr.toString(16)}) is not modelled by this VMM` };
+      case 'unknown':
+        // KVM sev_handle_vmgexit_msr_protocol, default case: "Error, keep GHCB MSR value as-is"
+        // and resume the guest (ret = 1): the guest reads back its own request, no VM exit to
+        // userspace, no termination.
+        return 'resume';
     }
   }
 

@@ -98,6 +98,18 @@ describe('GHCB MSR protocol', () => {
     expect(g.vm.vcpu.regs.r12 >> 32n).not.toBe(0n);
   });
 
+  // KVM arch/x86/kvm/svm/sev.c sev_handle_vmgexit_msr_protocol, default case: "Error, keep GHCB
+  // MSR value as-is", ret = 1 (resume the guest). The guest reads back its own request and runs on.
+  it('an unknown request (GHCBInfo 0xabc) leaves the GHCB MSR as the guest wrote it and the guest runs on', () => {
+    const request = (0x12345n << 12n) | 0xabcn;
+    const g = snpGuest(`${msrProtocol(request)}\nmov r12, rax\nmov r9, 0x77\nhlt`);
+    expect(g.run()).toEqual({ outcome: 'done', reason: 'guest halted' });
+    expect(g.vm.vcpu.regs.r12).toBe(request);
+    expect(g.vm.vcpu.regs.r9).toBe(0x77n);
+    expect(g.platform.ghcbMsr).toBe(request);
+    expect(g.trace.ofType('vmgexit')).toHaveLength(1);
+  });
+
   it('termination request 0x100 ends the run with its reason set and code', () => {
     const g = snpGuest(`${msrProtocol(ghcbMsr.termReq(1, 2))}\nhlt`);
     expect(g.run()).toEqual({ outcome: 'guest-fatal', reason: 'GHCB termination request: reason set 1, code 2' });
