@@ -27,6 +27,13 @@ export const GHCB_PROTOCOL_MAX = 2;
 /** PSC operations (MSR protocol [55:52]; also the PSC NAE entry operation). */
 export const PSC_OP = { PRIVATE: 1, SHARED: 2, PSMASH: 3, UNSMASH: 4 } as const;
 
+/**
+ * The PSC response's error field ([63:32]) KVM sends for any failed MSR-protocol PSC: bit 63 of
+ * the MSR, "a generic error response" (Linux asm/sev-common.h GHCB_MSR_PSC_RESP_ERROR =
+ * BIT_ULL(63) | GHCB_MSR_PSC_RESP; set by sev.c snp_begin_psc_msr and snp_complete_psc_msr).
+ */
+export const PSC_MSR_ERROR_GENERIC = 0x8000_0000;
+
 /** HV features bitmap ([63:12]). */
 export const HV_FEATURE = { SNP: 1n << 0n, AP_CREATION: 1n << 1n, RESTRICTED_INJECTION: 1n << 2n } as const;
 

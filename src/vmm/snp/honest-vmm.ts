@@ -9,7 +9,7 @@ import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-c
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
 import {
-  decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP,
+  decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_MSR_ERROR_GENERIC, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
   AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, PSC_ERROR,
@@ -166,6 +166,28 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return this.#makeShared(host, gpa) ? 0 : 1;
   }
 
+  /** Whether any byte of [gpa, gpa+size) is RAM (a memslot backs it). */
+  #touchesRam(host: SnpVmmHandle, gpa: bigint, size: bigint): boolean {
+    return this.#ram ? this.#ram.some((r) => gpa < r.end && gpa + size > r.start) : gpa < host.memoryBytes && gpa + size > 0n;
+  }
+
+  /**
+   * A conversion of [gpa, gpa+size), not wholly in the VMM's RAM, that KVM hands to userspace
+   * (KVM_HC_MAP_GPA_RANGE; KVM itself checks no memslot). QEMU's kvm_convert_memory: where no
+   * memory region is, a conversion to shared is ignored and reported done ("Ignore converting
+   * non-assigned region to shared") and one to private fails; a range that starts in RAM and runs
+   * past its end fails either way (ram_block_discard_range / ram_block_discard_guest_memfd_range:
+   * "Overrun block"). QEMU stops the VM on the failed exit (kvm_cpu_exec: a negative exit
+   * handler result is RUN_STATE_INTERNAL_ERROR). Returns that outcome, or undefined when the
+   * guest goes on (the conversion counts as done).
+   */
+  #outsideRam(host: SnpVmmHandle, gpa: bigint, size: bigint, op: number, via: 'msr' | 'ghcb'): Exclude<VmmAnswer, 'resume'> | undefined {
+    const ignored = op === PSC_OP.SHARED && !this.#touchesRam(host, gpa, size);
+    host.trace.record('vmm', 'psc', { via, gpa, op, size: size === PAGE_2M ? '2m' : '4k', outsideRam: true, error: ignored ? 0n : 'vm-stopped' });
+    if (ignored) return undefined;
+    return { outcome: 'vmm-error', reason: `page state change to ${op === PSC_OP.PRIVATE ? 'private' : 'shared'} of 0x${gpa.toString(16)} (+0x${size.toString(16)}), not all guest RAM: the VMM stops the VM (QEMU kvm_convert_memory fails)` };
+  }
+
   onVmgexit(host: SnpVmmHandle, exit: Vmgexit): VmmAnswer {
     const req = decodeGhcbMsr(exit.ghcbMsr);
     host.trace.record('vmm', 'ghcb-msr', { request: req.kind, value: exit.ghcbMsr });
@@ -183,10 +205,18 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         host.ghcbMsr = ghcbMsr.registerResp(req.gfn);
         return 'resume';
       case 'psc': {
+        // KVM snp_begin_psc_msr: an operation other than private/shared is refused at once;
+        // otherwise the page goes to userspace (KVM_HC_MAP_GPA_RANGE, one 4K page) and any
+        // failure there is the same GHCB_MSR_PSC_RESP_ERROR (snp_complete_psc_msr).
         const gpa = req.gfn << 12n;
         let error = 0;
-        if ((req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) || !this.#inRam(host, gpa, PAGE_4K)) error = 1;
-        else error = this.#pscPage(host, gpa, req.op);
+        if (req.op !== PSC_OP.PRIVATE && req.op !== PSC_OP.SHARED) error = PSC_MSR_ERROR_GENERIC;
+        else if (!this.#inRam(host, gpa, PAGE_4K)) {
+          const stop = this.#outsideRam(host, gpa, PAGE_4K, req.op, 'msr');
+          if (stop) return stop;
+          host.ghcbMsr = ghcbMsr.pscResp(0);
+          return 'resume';
+        } else if (this.#pscPage(host, gpa, req.op) !== 0) error = PSC_MSR_ERROR_GENERIC;
         host.trace.record('vmm', 'psc', { via: 'msr', gpa, op: req.op, error });
         host.ghcbMsr = ghcbMsr.pscResp(error);
         return 'resume';
@@ -274,6 +304,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
         g.flush();  // a PSC may take the GHCB page itself from the host
         const info2 = this.#psc(host, scratch, gpa + 0xff0n);
+        if (typeof info2 !== 'bigint') return info2;
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);
         return 'resume';
@@ -375,14 +406,26 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   /**
-   * Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error).
-   * The entries this exit may process are read in one host read, and cur_entry and the entries'
-   * cur_page are written back once when the exit ends, as KVM does (it copies the scratch area in
-   * at VMGEXIT, setup_vmgexit_scratch, updates cur_page in that copy, and syncs it back when the
-   * exit completes); one host access per entry step was most of an eager SNP boot's acceptance
-   * time (issue 11).
+   * Processes the PSC buffer at `buf` from cur_entry; returns SW_EXITINFO2 (0 or a PSC error),
+   * or the run's end when the VMM stops the VM (#outsideRam). The entries this exit may process
+   * are read in one host read, and cur_entry and the entries' cur_page are written back once when
+   * the exit ends, as KVM does (it copies the scratch area in at VMGEXIT, setup_vmgexit_scratch,
+   * updates cur_page in that copy, and syncs it back when the exit completes); one host access
+   * per entry step was most of an eager SNP boot's acceptance time (issue 11).
+   *
+   * Entry by entry as KVM's snp_begin_psc / snp_complete_psc (arch/x86/kvm/svm/sev.c) treat them:
+   * - the header's reserved word and each entry's reserved bits [63:57] are never read (struct
+   *   psc_hdr / psc_entry in asm/sev-common.h; snp_begin_psc checks only end_entry, cur_page and
+   *   the gfn's alignment), so setting them changes nothing;
+   * - KVM converts a run of entries at a time: from the first one not done, every following one
+   *   with the same operation and page size, cur_page 0 and gfn = first gfn + pages so far. Such a
+   *   run that fails (snp_complete_one_psc: userspace returned an error) is
+   *   VMGEXIT_PSC_ERROR_GENERIC with none of its entries marked done and cur_entry at its first
+   *   entry; the runs before it stay done (__snp_complete_one_psc already wrote their cur_page
+   *   and cur_entry). An invalid entry is found only where a run starts, so the runs before it
+   *   are done too and cur_entry names it.
    */
-  #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint {
+  #psc(host: SnpVmmHandle, buf: bigint, limit: bigint): bigint | Exclude<VmmAnswer, 'resume'> {
     const start = host.hostMemory.readU16(buf);
     const end = host.hostMemory.readU16(buf + 2n);
     // KVM snp_begin_psc: end_entry beyond the maximum is a bad header; the entries must also fit
@@ -398,28 +441,39 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     let updated = 0;
     const setCurPage = (e: PscEntry, curPage: number) => {
       view.setBigUint64((cur - start) * 8, encodePscEntry({ ...e, curPage }), true);
-      updated = cur - start + 1;
+      updated = Math.max(updated, cur - start + 1);
     };
     const finish = (result: bigint): bigint => {
       if (updated > 0) host.hostMemory.write(pscEntryAddress(buf, start), entries.subarray(0, updated * 8));
       if (cur !== start) host.hostMemory.writeU16(buf, cur);
       return result;
     };
+    /** The run KVM would convert in one exit to userspace (snp_begin_psc): where it began, and what joins it. */
+    let run: { first: number; values: bigint[]; op: number; huge: boolean; nextGfn: bigint } | undefined;
     while (cur < start + count) {
-      const e = decodePscEntry(view.getBigUint64((cur - start) * 8, true));
+      const value = view.getBigUint64((cur - start) * 8, true);
+      const e = decodePscEntry(value);
       const gpa = e.gfn << 12n;
       const size = e.size2m ? PAGE_2M : PAGE_4K;
       const pages = e.size2m ? 512 : 1;
-      // KVM snp_begin_psc: cur_page beyond the entry's page count, or a gfn not aligned to its
-      // size, is an invalid entry; cur_page equal to the page count (512 for 2M, 1 for 4K) means the
-      // entry is done already and is skipped (npages - cur_page == 0, cur_entry++).
-      const malformed = e.reserved !== 0 || gpa % size !== 0n || e.curPage > pages;
-      if (!malformed && e.curPage === pages) { cur++; continue; }
-      const carriedOut = e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED;
-      if (malformed || (carriedOut && !this.#inRam(host, gpa, size))) {
-        host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
-        return finish(PSC_ERROR.INVALID_ENTRY);
+      if (run && e.op === run.op && e.gfn === run.nextGfn && e.curPage === 0 && e.size2m === run.huge) {
+        run.values.push(value);
+        run.nextGfn += BigInt(pages);
+      } else {
+        run = undefined;
+        // KVM snp_begin_psc: cur_page beyond the entry's page count, or a gfn not aligned to its
+        // size, is an invalid entry; cur_page equal to the page count (512 for 2M, 1 for 4K) means the
+        // entry is done already and is skipped (npages - cur_page == 0, cur_entry++).
+        if (gpa % size !== 0n || e.curPage > pages) {
+          host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
+          return finish(PSC_ERROR.INVALID_ENTRY);
+        }
+        if (e.curPage === pages) { cur++; continue; }
+        // A partly done 2M entry goes on at 4K (huge = false), and KVM's next-gfn test adds the
+        // pages left to the entry's own gfn, not to where they start.
+        run = { first: cur, values: [value], op: e.op, huge: e.size2m && e.curPage === 0, nextGfn: e.gfn + BigInt(pages - e.curPage) };
       }
+      const carriedOut = e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED;
       if (!carriedOut) {
         // KVM snp_begin_psc, default case: only private/shared are carried out; any other
         // operation (PSMASH, UNSMASH, an undefined one) is completed as it stands by
@@ -429,10 +483,17 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         cur++;
         continue;
       }
+      if (!this.#inRam(host, gpa, size)) {
+        const stop = this.#outsideRam(host, gpa, size, e.op, 'ghcb');
+        if (stop) return stop;
+        setCurPage(e, pages);
+        cur++;
+        continue;
+      }
       let error: bigint | undefined;
       if (e.size2m) {
         // Already in the requested state: a no-op (see #pscPage). Otherwise prefer one 2 MiB
-        // RMPUPDATE; fall back to 4 KiB pages tracked by cur_page.
+        // RMPUPDATE; fall back to 4 KiB pages from cur_page on.
         const before = host.rmpEntry(gpa);
         const already = e.op === PSC_OP.PRIVATE
           ? before.pageSize === '2m' && isPrivateTo(before, gpa, host.asid)
@@ -445,17 +506,19 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         } else {
           for (let p = e.curPage; p < 512; p++) {
             if (this.#pscPage(host, gpa + BigInt(p) * PAGE_4K, e.op) !== 0) { error = PSC_ERROR.GENERIC; break; }
-            setCurPage(e, p + 1);
           }
         }
-        if (error === undefined) setCurPage(e, 512);
       } else if (this.#pscPage(host, gpa, e.op) !== 0) {
         error = PSC_ERROR.GENERIC;
-      } else {
-        setCurPage(e, 1);  // KVM __snp_complete_one_psc: a done 4K entry's cur_page becomes 1
       }
       host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
-      if (error !== undefined) return finish(error);
+      if (error !== undefined) {
+        // The whole run failed: its entries keep the cur_page the guest gave them, cur_entry names its first.
+        run.values.forEach((v, i) => view.setBigUint64((run!.first + i - start) * 8, v, true));
+        cur = run.first;
+        return finish(error);
+      }
+      setCurPage(e, pages);  // KVM __snp_complete_one_psc: cur_page = 512 or 1
       cur++;
     }
     return finish(0n);

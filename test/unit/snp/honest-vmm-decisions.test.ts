@@ -48,21 +48,39 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
 const pscError = (msr: bigint) => { expect(msr & 0xfffn).toBe(0x15n); return msr >> 32n; };
 
 describe('honest SNP VMM: which GPAs are RAM', () => {
-  it('a page-state change of the last page of memory is done; of the first page past it is refused', () => {
+  // KVM snp_begin_psc_msr checks no memslot: the page goes to userspace (KVM_HC_MAP_GPA_RANGE).
+  // QEMU kvm_convert_memory finds no memory region there: to shared is "ignored" and succeeds,
+  // to private fails, and QEMU stops the VM on a failed exit (kvm_cpu_exec, RUN_STATE_INTERNAL_ERROR).
+  it('a page-state change of the last page of memory is done; of the first page past it: to shared a no-op that succeeds, to private the VM stops', () => {
     const t = launched();
     const last = 8n * MiB - 0x1000n;
     expect(pscError(t.msr(ghcbMsr.pscReq(last >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
     expect(t.host.rmpEntry(last)).toMatchObject({ assigned: true, pageSize: '4k', gpa: last });
-    expect(pscError(t.msr(ghcbMsr.pscReq((8n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).not.toBe(0n);
+    const shared = t.msr(ghcbMsr.pscReq((8n * MiB) >> 12n, PSC_OP.SHARED));
+    expect([shared.answer, pscError(shared.msr)]).toEqual(['resume', 0n]);
+    expect(t.msr(ghcbMsr.pscReq((8n * MiB) >> 12n, PSC_OP.PRIVATE)).answer).toMatchObject({ outcome: 'vmm-error' });
     t.close();
   });
 
-  it('with a memory map, a page in a hole between RAM ranges is refused (no memslot there)', () => {
+  it('with a memory map, a page in a hole between RAM ranges (no memslot there): to shared succeeds and changes nothing, to private stops the VM', () => {
     const vmm = new HonestSnpVmm({ ram: [{ start: 0n, end: 4n * MiB }, { start: 6n * MiB, end: 8n * MiB }] });
     const t = launched(8n * MiB, vmm);
-    expect(pscError(t.msr(ghcbMsr.pscReq((5n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).not.toBe(0n);
+    const shared = t.msr(ghcbMsr.pscReq((5n * MiB) >> 12n, PSC_OP.SHARED));
+    expect([shared.answer, pscError(shared.msr)]).toEqual(['resume', 0n]);
+    expect(t.msr(ghcbMsr.pscReq((5n * MiB) >> 12n, PSC_OP.PRIVATE)).answer).toMatchObject({ outcome: 'vmm-error' });
     expect(t.host.rmpEntry(5n * MiB).assigned).toBe(false);
     expect(pscError(t.msr(ghcbMsr.pscReq((6n * MiB) >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+    t.close();
+  });
+
+  // Linux asm/sev-common.h: GHCB_MSR_PSC_RESP_ERROR = BIT_ULL(63) | GHCB_MSR_PSC_RESP, what KVM
+  // sends for an operation other than private/shared (snp_begin_psc_msr) and for a failed
+  // conversion (snp_complete_psc_msr): the error field [63:32] is 0x80000000.
+  it('an MSR-protocol PSC with operation 3 (not private/shared), or one that cannot be done: response 0x8000000000000015', () => {
+    const t = launched();
+    expect(t.msr(ghcbMsr.pscReq(0x400n, PSC_OP.PSMASH)).msr).toBe(0x8000_0000_0000_0015n);
+    expect(t.host.rmpUpdate(0x500000n, { assigned: true, pageSize: '4k', gpa: 0x500000n, asid: t.host.asid, immutable: true }).rc).toBe(0);
+    expect(t.msr(ghcbMsr.pscReq(0x500n, PSC_OP.SHARED)).msr).toBe(0x8000_0000_0000_0015n);
     t.close();
   });
 });
@@ -432,13 +450,58 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
-  it('a 2M entry that stops at a page it cannot change: cur_page says how far it got', () => {
+  // KVM converts the entry's pages left in one exit to userspace; when that fails
+  // (snp_complete_one_psc) it writes no cur_page: the guest's 256 stays, cur_entry names the entry.
+  it('a 2M entry that stops at a page it cannot change: GENERIC, its cur_page left as the guest gave it', () => {
     const t = launched();
     const stuck = 0x400000n + 300n * 0x1000n;
     expect(t.host.rmpUpdate(stuck, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
     const r = psc(t, [encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
-    expect([r.info2, r.entries[0]! & 0xfffn]).toEqual([0x100n << 32n, 300n]);
-    expect(t.host.rmpEntry(stuck - 0x1000n).assigned).toBe(true);
+    expect([r.info2, r.curEntry, r.entries[0]! & 0xfffn]).toEqual([0x100n << 32n, 0, 256n]);
+    t.close();
+  });
+
+  // KVM snp_begin_psc combines entry 1 and 2 (same operation and size, cur_page 0, gfn = first +
+  // pages so far) into one exit to userspace; entry 0 (another operation) was one before it. When
+  // the run 1..2 fails, snp_complete_one_psc marks none of its entries (no __snp_complete_one_psc)
+  // and cur_entry stays at its first, 1; entry 0's run was completed already: cur_page 1.
+  it('a later entry fails: the entries of its run (combined with it by KVM) are not marked done, cur_entry is the run\'s first; earlier runs stay done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x501000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x501000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 0n, 0n]);
+    t.close();
+  });
+
+  // KVM never reads psc_entry.reserved (bits 63:57) or psc_hdr.reserved (asm/sev-common.h; only
+  // end_entry, cur_page and the gfn's alignment are checked in snp_begin_psc).
+  it('an entry with its reserved bits (63:57) set is carried out as if they were clear, and keeps them', () => {
+    const t = launched();
+    const entry = encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false, reserved: 0x7f });
+    const r = psc(t, [entry]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 1]);
+    expect(r.entries[0]).toBe(entry | 1n);
+    expect(t.host.rmpEntry(0x400000n)).toMatchObject({ assigned: true, gpa: 0x400000n });
+    t.close();
+  });
+
+  it('a header with its reserved word set is processed as usual (KVM does not look at it)', () => {
+    const t = launched();
+    const scratch = GHCB_GPA + 0x800n;
+    const header = Buffer.alloc(16);
+    header.writeUInt32LE(0xffffffff, 4);
+    header.writeBigUInt64LE(encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }), 8);
+    t.host.hostMemory.write(scratch, header);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect(t.readGhcb(GHCB_GPA, 'swExitInfo2')).toBe(0n);
+    expect(t.host.hostMemory.readU16(scratch)).toBe(1);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(true);
     t.close();
   });
 
@@ -452,11 +515,23 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
-  it('a 2M Page State Change entry that runs past the end of RAM → invalid entry, nothing changed', () => {
+  // KVM checks no memslot (snp_begin_psc); QEMU kvm_convert_memory fails a range that starts in
+  // RAM and runs past it ("Overrun block") whatever the direction, and one where no memory region
+  // is when it is to private; shared there is ignored. A failed conversion stops the VM.
+  it('a 2M entry that runs past the end of RAM: the VM stops, nothing changed', () => {
     const t = launched(7n * MiB);
     const r = psc(t, [encodePscEntry({ curPage: 0, gfn: (6n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
-    expect([r.answer, r.info2]).toEqual(['resume', (1n << 32n) | 2n]);
+    expect(r.answer).toMatchObject({ outcome: 'vmm-error' });
     expect(t.host.rmpEntry(6n * MiB).assigned).toBe(false);
+    t.close();
+  });
+
+  it('4K entries wholly outside RAM: to shared done and nothing changed (cur_page 1), then one to private stops the VM', () => {
+    const t = launched(8n * MiB);
+    const shared = psc(t, [encodePscEntry({ curPage: 0, gfn: (9n * MiB) >> 12n, op: PSC_OP.SHARED, size2m: false })]);
+    expect([shared.answer, shared.info2, shared.curEntry, shared.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 1, 1n]);
+    const priv = psc(t, [encodePscEntry({ curPage: 0, gfn: (9n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: false })]);
+    expect(priv.answer).toMatchObject({ outcome: 'vmm-error' });
     t.close();
   });
 
