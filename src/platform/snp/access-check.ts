@@ -38,6 +38,11 @@ export interface AccessRequest {
   pageWalk: boolean;
   /** Page size of the nested page table mapping of this GPA (the VMM's choice). */
   nptSize: RmpPageSize;
+  /**
+   * The CPL of an instruction fetch: it picks the VMPL execute permission (ExeU at CPL 3, ExeS
+   * below). Absent means 0, where the model's guests run; data accesses do not look at it.
+   */
+  cpl?: number;
 }
 
 export interface GuestContext {
@@ -67,8 +72,13 @@ interface Check {
 const PAGE_BASE_MASK = ~(PAGE_4K - 1n);
 const OFFSET_IN_2M_MASK = PAGE_2M - PAGE_4K;
 
-function permBit(access: Access): number {
-  return access === 'write' ? VMPL_PERM.write : access === 'fetch' ? VMPL_PERM.execSupervisor : VMPL_PERM.read;
+/**
+ * The VMPL permission an access needs (APM Vol. 2 §15.36.7, Table 15-36 "VMPL Permission Mask
+ * Definition"): bit 2 Execute-User allows execution at CPL 3, bit 3 Execute-Supervisor at CPL < 3.
+ */
+function permBit(access: Access, cpl: number): number {
+  if (access === 'fetch') return cpl === 3 ? VMPL_PERM.execUser : VMPL_PERM.execSupervisor;
+  return access === 'write' ? VMPL_PERM.write : VMPL_PERM.read;
 }
 
 /**
@@ -76,9 +86,9 @@ function permBit(access: Access): number {
  * setting: "a data access to a page so configured causes #VMEXIT(NPF)" (APM Vol. 2 §15.36.7,
  * after Table 15-36), so such a mask allows no data access at all, not even the write.
  */
-function vmplAllows(perms: number, access: Access): boolean {
+function vmplAllows(perms: number, access: Access, cpl: number): boolean {
   if (access !== 'fetch' && (perms & (VMPL_PERM.read | VMPL_PERM.write)) === VMPL_PERM.write) return false;
-  return (perms & permBit(access)) !== 0;
+  return (perms & permBit(access, cpl)) !== 0;
 }
 
 /** Table 15-39 in priority order. */
@@ -101,7 +111,7 @@ export const ACCESS_CHECKS: readonly Check[] = [
   { name: 'validated', appliesTo: 'private', passes: (e) => e.validated, fails: { raise: 'vc', errorCode: VC_PAGE_NOT_VALIDATED } },
   {
     name: 'vmpl-permission', appliesTo: 'private',
-    passes: (e, r, c) => vmplAllows(e.vmplPerms[c.vmpl]!, r.access),
+    passes: (e, r, c) => vmplAllows(e.vmplPerms[c.vmpl]!, r.access, r.cpl ?? 0),
     fails: { raise: 'npf', extraBits: NPF_BITS.rmp | NPF_BITS.vmpl },
   },
   {

@@ -1054,6 +1054,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return RESUME;
     }
     const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
+    if (exit.access === 'fetch') req.cpl = this.#currentCpl();
     const r = checkAccess(this.rmp, req, this.ctx);
     switch (r.kind) {
       case 'ok':
@@ -1067,6 +1068,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#record('npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
     }
+  }
+
+  /** The vCPU's CPL: CS.RPL in protected mode, 0 in real mode. */
+  #currentCpl(): number {
+    const cs = this.machine.vcpu.codeSegment();
+    return cs.protectedMode ? cs.selector & 3 : 0;
   }
 
   /**

@@ -47,6 +47,30 @@ describe('guest access checks', () => {
     expect(checkAccess(rmp, privateAccess('fetch'), vmpl1)).toEqual({ kind: 'ok' });
   });
 
+  // APM Vol. 2 §15.36.7, Table 15-36 (VMPL Permission Mask Definition): bit 2 Execute-User, "0:
+  // execution at CPL 3 causes #VMEXIT(NPF)"; bit 3 Execute-Supervisor, the same for CPL < 3.
+  it.each([
+    ['ExeU only', VMPL_PERM.read | VMPL_PERM.execUser, [false, false, false, true]],
+    ['ExeS only', VMPL_PERM.read | VMPL_PERM.execSupervisor, [true, true, true, false]],
+    ['both', VMPL_PERM.read | VMPL_PERM.execUser | VMPL_PERM.execSupervisor, [true, true, true, true]],
+    ['neither', VMPL_PERM.read, [false, false, false, false]],
+  ] as const)('VMPL1 mask with %s: a fetch at CPL 3 needs Execute-User, at CPL 0-2 Execute-Supervisor', (_what, perms, allowedAtCpl) => {
+    const rmp = new Rmp(MEMORY);
+    const vmpl1: GuestContext = { asid: 1, vmpl: 1 };
+    rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, perms, 0, 0] }));
+    const fetchAllowed = [0, 1, 2, 3].map((cpl) => checkAccess(rmp, privateAccess('fetch', { cpl }), vmpl1).kind === 'ok');
+    expect(fetchAllowed).toEqual(allowedAtCpl);
+    // Data accesses do not depend on the CPL: Read alone decides a read.
+    expect([0, 3].map((cpl) => checkAccess(rmp, privateAccess('read', { cpl }), vmpl1).kind)).toEqual(['ok', 'ok']);
+  });
+
+  it('a fetch refused for its CPL is an NPF of the VMPL check, with the fetch, RMP and VMPL bits', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read | VMPL_PERM.execSupervisor, 0, 0] }));
+    const r = checkAccess(rmp, privateAccess('fetch', { cpl: 3 }), { asid: 1, vmpl: 1 });
+    expect(r).toEqual({ kind: 'npf', check: 'vmpl-permission', errorCode: NPF_BITS.present | NPF_BITS.fetch | NPF_BITS.finalGpa | NPF_BITS.enc | NPF_BITS.rmp | NPF_BITS.vmpl });
+  });
+
   it('NPF error code: present, write/fetch as the access, final-GPA or page-table, ENC for private accesses (B3)', () => {
     const rmp = new Rmp(MEMORY);  // T hypervisor-owned: every private access fails Guest-Owned
     const code = (req: AccessRequest) => (checkAccess(rmp, req, VMPL0) as { errorCode: bigint }).errorCode;
