@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { RFLAGS } from '../../../src/cpu/registers.js';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { RMP_INSN_RC } from '../../../src/platform/snp/rmp-instruction.js';
+import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { snpGuest } from '../../helpers/snp-guest.js';
 
 const RMPADJUST = '.byte 0xf3,0x0f,0x01,0xfe';
@@ -157,5 +158,34 @@ describe('RMPADJUST', () => {
       expect(same.vm.vcpu.regs.r8).toBe(0n);
       expect(same.platform.rmp.lookup(T)).toMatchObject({ vmplPerms: [0x1f, 0x1, 0x1, 0], vmsa: false }); // VMSA ignored below VMPL0
     });
+  });
+});
+
+// RMPQUERY (F3 0F 01 FD; APM Vol. 3) exists only where CPUID Fn8000_001F_EAX bit 6 (RMPQUERY) is
+// set (the bit as AMD's SEV firmware for Genoa names it: AMD-ASPFW cpuid_lookup.h
+// FN8000001F_EAX_RMPQUERY (1 << 6); EDK2 and NetBSD define the same). The CPU this model claims
+// answers EAX 0x3b there (sev-status.ts: SME, SEV, SEV-ES, SNP, VMPL), bit 6 clear, so on it the
+// opcode is undefined: #UD at the instruction, nothing written (rFLAGS, RCX, RDX are its outputs).
+describe('RMPQUERY on a CPU without it', () => {
+  it('CPUID Fn8000_001F EAX[6] is clear, and RMPQUERY raises #UD with RIP at it; RAX, RCX, RDX, RFLAGS as they were', () => {
+    expect(snpCpuid(0x8000001f, 0, 51).eax & (1 << 6)).toBe(0);
+    const g = snpGuest(`
+      mov rax, 0x${T.toString(16)}
+      mov ecx, 0x1234
+      mov edx, 1
+      xor r8d, r8d          # ZF=1, CF=0
+      lea r11, [rip + 1f]
+    1:
+      .byte 0xf3,0x0f,0x01,0xfd   # rmpquery
+      mov r9, 0x77
+      hlt`, { udHandler: 'mov r13, 6\nmov r15, [rsp]\nmov r12, [rsp+16]\nhlt' });
+    ownValidated(g);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r13, r.r15]).toEqual([6n, r.r11]);  // #UD, the frame's RIP at RMPQUERY
+    expect(r.r9).toBe(0n);                         // the instruction after it never ran
+    expect([r.rax, r.rcx, r.rdx]).toEqual([T, 0x1234n, 1n]);
+    expect(r.r12 & (RFLAGS.ZF | RFLAGS.CF)).toBe(RFLAGS.ZF);  // the frame's RFLAGS: the XOR's, untouched
+    expect(g.trace.ofType('inject')).toEqual([expect.objectContaining({ vector: 6, rip: r.r11 })]);
   });
 });
