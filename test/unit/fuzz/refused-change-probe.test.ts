@@ -48,3 +48,15 @@ describe('a refused change: does the hardware hold it in the state asked for any
     expect(reached(hardware([], [0x401000n]), 0x401800n, 0x1000n)).toBe(false);
   });
 });
+
+describe('a refused change larger than the sample', () => {
+  it('asks about the first 4096 pages (16 MiB) of a request only: a page in another state beyond them goes unseen', () => {
+    const MB16 = 0x1000000n;
+    const beyond = hardware([], [MB16 + 0x5000n]);
+    expect(reached(beyond, 0n, 2n * MB16)).toBe(true);
+    expect(beyond.asked).toHaveLength(4096);
+    expect(beyond.asked.at(-1)).toBe(MB16 - 0x1000n);
+    // The last sampled page still counts.
+    expect(reached(hardware([], [MB16 - 0x1000n]), 0n, 2n * MB16)).toBe(false);
+  });
+});

@@ -1,0 +1,298 @@
+// The attack primitives of the hostile VMM (src/fuzz/adversary.ts), each through a real exit of a
+// tiny guest: what the guest and the hardware see after each answer and host action. A primitive
+// that silently stopped working would make the fuzzer report "nothing found"; these fail instead.
+// Expected values come from the hardware's rules (TDX module: TDG.MEM.PAGE.ACCEPT and the
+// TDH.MEM.* SEAMCALLs; AMD APM Vol. 2 §15.36: PVALIDATE, the RMP checks; GHCB spec 2.x: the PSC
+// request and the VMGEXIT exit codes), not from the adversary's own output.
+import { describe, expect, it } from 'vitest';
+import { DecisionBook, LIVELOCK_REQUESTS, snpAdversaryPolicy, snpHostAction, tdxAdversaryPolicy, tdxHostAction } from '../../../src/fuzz/adversary.js';
+import type { Answer, CallPoint, Decision, HostAction } from '../../../src/fuzz/attack-program.js';
+import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import { encodePscEntry, GHCB_OFFSET, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
+import type { Td } from '../../../src/vmm/tdx/run-td.js';
+import { runTd } from '../../../src/vmm/tdx/run-td.js';
+import { FOREVER } from '../../helpers/attack-programs.js';
+import { CODE_BASE } from '../../helpers/guest-setup.js';
+import { GHCB_GPA, PVALIDATE, VMGEXIT, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { acceptAsm, HALT, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
+
+/** A 2 MiB-aligned GPA above the tiny guests' boot image, in both platforms' 32 MiB guests. */
+const P = 0x400000n;
+/** The tiny guests' memory (tdGuest's and snpGuest's default). */
+const MEMORY = 32n << 20n;
+const TDX_SHARED_BIT = 1n << 47n; // GPAW 48
+
+/** Answer `repeat` calls of `point`, from its first, with `answer`. */
+const call = (point: CallPoint, answer: Answer, repeat = 1): Decision => ({ at: 'call', point, occurrence: 0, repeat, answer });
+
+// ------------------------------------------------------------------------------------------ TDX
+
+function tdUnder(main: string, decisions: Decision[]): { td: Td; book: DecisionBook } {
+  const book = new DecisionBook({ platform: 'tdx', decisions });
+  return { td: tdGuest(main, { policy: tdxAdversaryPolicy(book) }), book };
+}
+
+/** The SEAMCALLs made after MR.FINALIZE (the VMM's, at run time), as `LEAF rcx`. */
+function runtimeSeamcalls(td: Td): string[] {
+  const calls = td.trace.ofType('seamcall');
+  const launch = calls.findIndex((c) => c.leaf === 'TDH_MR_FINALIZE');
+  return calls.slice(launch + 1).map((c) => `${String(c.leaf)} 0x${(c.rcx as bigint).toString(16)}`);
+}
+
+/** TDG.VP.VMCALL<MapGPA>(start, size); R10 → RBX, R11 → RSI. */
+const mapGpa = (start: bigint, size: bigint) =>
+  `xor eax, eax\n mov ecx, 0xfc00\n xor r10d, r10d\n mov r11d, 0x10001\n mov r12, 0x${start.toString(16)}\n mov r13, 0x${size.toString(16)}\n ${TDCALL}\n mov rbx, r10\n mov rsi, r11`;
+
+/** ACCEPT 4K of P (status → RBX), then halt. */
+const ACCEPT_P = `${acceptAsm(P)}\n mov rbx, rax\n ${HALT}`;
+/** What the honest VMM does for that ACCEPT's exit: a SEPT page for P's 2 MiB, then AUG 4K (tdx honest-vmm augOnDemand). */
+const HONEST_AUG_OF_P = ['TDH_MEM_SEPT_ADD 0x400001', 'TDH_MEM_PAGE_AUG 0x400000'];
+
+describe('adversary, TDX EPT-violation answers', () => {
+  it('aug-4k: the ACCEPT exit gets a 4K PENDING page; the guest\'s 4K ACCEPT then succeeds and the rest of the 2 MiB stays FREE', () => {
+    const { td, book } = tdUnder(ACCEPT_P, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'aug-4k' }, FOREVER)]);
+    expect(runTd(td).outcome).toBe('done');
+    // TDG.MEM.PAGE.ACCEPT of a PENDING 4K leaf: SUCCESS, the leaf MAPPED; a 2M AUG instead would
+    // have made the 4K ACCEPT exit again (PENDING at a larger level), and no answer would end it.
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
+    expect(td.platform.module.sept.walk(P, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    expect(td.platform.module.sept.walk(P + 0x1000n, 0)).toMatchObject({ state: 'FREE' });
+    expect(book.callCounts.get('tdx.onAcceptViolation')).toBe(1);
+  });
+
+  it('aug-other: the page at GPA + otherDelta is AUGed instead, and the guest\'s ACCEPT exits again', () => {
+    const { td, book } = tdUnder(ACCEPT_P, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'aug-other', otherDelta: 0x2000n })]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.module.sept.walk(P + 0x2000n, 0)).toMatchObject({ level: 0, state: 'PENDING' }); // AUGed, never accepted
+    expect(book.callCounts.get('tdx.onAcceptViolation')).toBe(2); // the second exit is answered honestly
+    expect(td.platform.module.sept.walk(P, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+  });
+
+  it('aug-other whose target lies outside guest memory (below 0, at its end) makes no SEAMCALL', () => {
+    for (const otherDelta of [-P - 0x1000n, MEMORY - P]) {
+      const { td } = tdUnder(ACCEPT_P, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'aug-other', otherDelta })]);
+      expect(runTd(td).outcome).toBe('done');
+      expect(runtimeSeamcalls(td)).toEqual(HONEST_AUG_OF_P);
+      expect(td.trace.ofType('adversary')).toEqual([]);
+    }
+  });
+
+  it('refuse resumes with nothing done: the same ACCEPT exits again', () => {
+    const { td, book } = tdUnder(ACCEPT_P, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'refuse' })]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(book.callCounts.get('tdx.onAcceptViolation')).toBe(2);
+    const exits = td.trace.ofType('td-exit').filter((e) => e.eeqType === 'accept');
+    expect(exits.map((e) => e.gpa)).toEqual([P, P]);
+    expect(runtimeSeamcalls(td)).toEqual(HONEST_AUG_OF_P); // all from the honest second answer
+  });
+
+  it('stop, as an answer and as an EPT action, ends the run as vmm-error at that decision point', () => {
+    const accept = tdUnder(ACCEPT_P, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'stop' })]);
+    expect(runTd(accept.td)).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.onAcceptViolation (attack program)' });
+    const write = tdUnder(`mov qword ptr [0x${P.toString(16)}], 1\n ${HALT}`, [call('tdx.onPrivateEptViolation', { kind: 'stop' })]);
+    expect(runTd(write.td)).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.onPrivateEptViolation (attack program)' });
+    expect(write.td.platform.module.sept.walk(P, 0).state).toBe('FREE'); // nothing was faulted in
+  });
+});
+
+describe('adversary, TDX MapGPA lies', () => {
+  it('converts only what lies inside guest memory: a request across its end AUGs the pages below it and asks nothing beyond', () => {
+    const last = MEMORY - 0x1000n;
+    const { td } = tdUnder(`${mapGpa(last, 0x2000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0x100000n, status: 0n })]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n); // the lie: SUCCESS for a range half outside RAM
+    expect(td.platform.module.sept.walk(last, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    expect(runtimeSeamcalls(td).filter((c) => BigInt(c.split(' ')[1]!) >= MEMORY)).toEqual([]);
+    expect(td.trace.ofType('adversary')).toEqual([]);
+  });
+
+  it('with convertBytes 0 converts nothing: no SEAMCALL, no shared-EPT change; the guest still gets the status', () => {
+    const { td } = tdUnder(`${mapGpa(P | TDX_SHARED_BIT, 0x1000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0n, status: 0n })]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
+    expect(runtimeSeamcalls(td)).toEqual([]);
+    expect(td.trace.ofType('shared-ept')).toEqual([]);
+  });
+
+  it('a conversion the module refuses halfway is recorded, and the guest still gets the lie', () => {
+    // The guest's ACCEPT of P makes a SEPT page for P's 2 MiB (a non-leaf); a host BLOCK of it
+    // (exit 1, before the MapGPA is answered) leaves a blocked non-leaf, which the conversion to
+    // shared cannot demote or remove: DEMOTE/REMOVE work on leaves only (tdh_mem_page_demote.c).
+    const { td } = tdUnder(`${acceptAsm(P)}\n ${mapGpa(P | TDX_SHARED_BIT, 0x1000n)}\n ${HALT}`, [
+      { at: 'exit', exitIndex: 1, action: { kind: 'tdx.seamcall', op: 'BLOCK', gpa: P, level: 1 } },
+      call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0x1000n, status: 0n }),
+    ]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
+    expect(td.platform.module.sept.walk(P, 0)).toMatchObject({ level: 1, state: 'NL_BLOCKED' });
+    const failed = td.trace.ofType('adversary').filter((e) => e.point === 'tdx.mapGpa');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.failed).toMatch(/^TDH\.MEM\.PAGE\.DEMOTE failed: /);
+  });
+});
+
+describe('adversary, TDX host SEAMCALL actions', () => {
+  /** tdx.seamcall as the adversary runs it: 'ok' or the status class (bits 63:32) in hex. */
+  function seamcall(td: Td, op: Extract<HostAction, { kind: 'tdx.seamcall' }>['op'], gpa: bigint, level: 0 | 1): string {
+    return tdxHostAction(td.platform.module.host, { kind: 'tdx.seamcall', op, gpa, level });
+  }
+
+  it('each op is the SEAMCALL of its name: AUG, BLOCK, UNBLOCK, TRACK, DEMOTE and REMOVE on a running TD', () => {
+    const td = tdGuest(HALT); // launched and finalized: P's 2 MiB is FREE, the PD above it exists
+    const walk = (gpa: bigint, level: 0 | 1) => td.platform.module.sept.walk(gpa, level);
+    // Status classes (bits 63:32) from the TDX module (tdx_error_codes_defs.h): EPT_ENTRY_STATE_INCORRECT
+    // 0xC0000B0D, GPA_RANGE_NOT_BLOCKED 0xC0000B06, TLB_TRACKING_NOT_DONE 0xC0000B08.
+    expect(seamcall(td, 'AUG', P, 1)).toBe('ok');
+    expect(walk(P, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+    // tdh_mem_range_unblock.c: an entry that is not blocked fails the state lookup.
+    expect(seamcall(td, 'UNBLOCK', P, 1)).toBe('0xc0000b0d');
+    // tdh_mem_page_demote.c / tdh_mem_page_remove.c on a running TD: the entry must be blocked,
+    // and the block tracked (TDH.MEM.TRACK) before it is split or removed.
+    expect(seamcall(td, 'DEMOTE', P, 1)).toBe('0xc0000b06');
+    expect(seamcall(td, 'BLOCK', P, 1)).toBe('ok');
+    expect(walk(P, 1).state).toBe('PENDING_BLOCKED');
+    expect(seamcall(td, 'DEMOTE', P, 1)).toBe('0xc0000b08');
+    expect(seamcall(td, 'TRACK', P, 0)).toBe('ok');
+    expect(seamcall(td, 'DEMOTE', P, 1)).toBe('ok');
+    // A demoted PENDING 2M leaf: 512 PENDING 4K leaves, unblocked.
+    expect(walk(P + 0x1ff000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    expect(seamcall(td, 'REMOVE', P, 0)).toBe('0xc0000b06');
+    expect(seamcall(td, 'BLOCK', P, 0)).toBe('ok');
+    expect(seamcall(td, 'TRACK', P, 0)).toBe('ok');
+    expect(seamcall(td, 'REMOVE', P, 0)).toBe('ok');
+    expect(walk(P, 0).state).toBe('FREE');
+    expect(seamcall(td, 'BLOCK', P + 0x1000n, 0)).toBe('ok');
+    expect(seamcall(td, 'TRACK', P, 0)).toBe('ok');
+    expect(seamcall(td, 'UNBLOCK', P + 0x1000n, 0)).toBe('ok');
+    expect(walk(P + 0x1000n, 0).state).toBe('PENDING');
+  });
+
+  it('an action of the other platform is not carried out on either: "unsupported"', () => {
+    const td = tdGuest(HALT);
+    expect(tdxHostAction(td.platform.module.host, { kind: 'snp.psmash', spa: P })).toBe('unsupported');
+    const g = snpGuest('hlt');
+    const before = g.platform.rmp.lookup(P);
+    expect(snpHostAction({ captured: new Map() }, g.platform.handle, { kind: 'tdx.seamcall', op: 'AUG', gpa: P, level: 0 })).toBe('unsupported');
+    expect(g.platform.rmp.lookup(P)).toEqual(before);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ SNP
+
+function snpUnder(main: string, decisions: Decision[], options: Parameters<typeof snpGuest>[1] = {}) {
+  const book = new DecisionBook({ platform: 'snp', decisions });
+  const g = snpGuest(main, options);
+  return { g, book, run: () => g.run(snpAdversaryPolicy(book, g.vmm)) };
+}
+
+/** PVALIDATE(validate) 4K of `gpa` (paging off: GVA = GPA); RAX → R8, RFLAGS → RBX. */
+const pvalidate4k = (gpa: bigint) => `mov rax, 0x${gpa.toString(16)}\n xor ecx, ecx\n mov edx, 1\n ${PVALIDATE}\n pushfq\n pop rbx\n mov r8, rax\n hlt`;
+/** The GHCB MSR set to `gpa` (a GHCB-page request, GHCB spec §2.3.1: GPA with info 0), VMGEXIT, HLT. */
+const vmgexitWithGhcbAt = (gpa: bigint) => `mov ecx, 0xc0010130\n mov rax, 0x${gpa.toString(16)}\n mov rdx, rax\n shr rdx, 32\n wrmsr\n ${VMGEXIT}\n hlt`;
+const CF = 1n;
+
+describe('adversary, SNP NPF answers', () => {
+  it('make-private: RMPUPDATE assigns the faulting page to the guest, not validated; its PVALIDATE then succeeds', () => {
+    // P is hypervisor-owned: PVALIDATE takes #VMEXIT(NPF) (APM Table 15-39, guest-owned check).
+    const r = snpUnder(pvalidate4k(P), [call('snp.onNpf', { kind: 'npf', action: 'make-private' }, FOREVER)]);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.book.callCounts.get('snp.onNpf')).toBe(1);
+    // PVALIDATE of an assigned, unvalidated 4K page: SUCCESS with CF=0 (Validated 0 → 1).
+    expect(r.g.vm.vcpu.regs.r8).toBe(0n);
+    expect(r.g.vm.vcpu.regs.rbx & CF).toBe(0n);
+    expect(r.g.platform.rmp.lookup(P)).toMatchObject({ assigned: true, validated: true, pageSize: '4k', gpa: P, asid: r.g.platform.asid });
+    expect(r.g.trace.ofType('npf-handled')).toEqual([]); // the adversary's RMPUPDATE, not the honest VMM's
+  });
+
+  it('npt-4k: the VMM maps the region with 4K NPT pages; a 4K PVALIDATE under a 2M mapping then succeeds', () => {
+    // 4K RMP entries under a 2M NPT mapping: a 4K PVALIDATE takes NPF with SIZEM (APM Table 15-40).
+    const r = snpUnder(pvalidate4k(P + 0x3000n), [call('snp.onNpf', { kind: 'npf', action: 'npt-4k' }, FOREVER)]);
+    for (let page = P; page < P + 0x200000n; page += 0x1000n) r.g.platform.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: r.g.platform.asid });
+    r.g.platform.setNptPageSize(P, '2m');
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.book.callCounts.get('snp.onNpf')).toBe(1);
+    expect(r.g.platform.nptPageSize(P)).toBe('4k');
+    expect(r.g.vm.vcpu.regs.r8).toBe(0n);
+    expect(r.g.platform.rmp.lookup(P + 0x3000n).validated).toBe(true);
+    expect(r.g.trace.ofType('npf-handled')).toEqual([]);
+  });
+
+  it('stop at an NPF or a HLT ends the run as vmm-error at that decision point', () => {
+    const npf = snpUnder(pvalidate4k(P), [call('snp.onNpf', { kind: 'stop' })]);
+    expect(npf.run()).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at snp.onNpf (attack program)' });
+    expect(npf.g.platform.rmp.lookup(P).assigned).toBe(false);
+    const hlt = snpUnder('hlt', [call('snp.onHlt', { kind: 'stop' })]);
+    expect(hlt.run()).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at snp.onHlt (attack program)' });
+  });
+});
+
+describe('adversary, SNP VMGEXIT decision points and answers', () => {
+  it('a GHCB GPA past the end of guest memory is snp.ghcb.other: the VMM reads no GHCB page there', () => {
+    const r = snpUnder(vmgexitWithGhcbAt(MEMORY), [call('snp.ghcb.other', { kind: 'stop' })]);
+    expect(r.run()).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at snp.ghcb.other (attack program)' });
+  });
+
+  it('SW_EXITCODE 0x8000FFFD in the GHCB page is snp.ghcb.hvFeatures (GHCB spec: SNP hypervisor feature support)', () => {
+    const r = snpUnder(`${ghcbCall({ exitCode: BigInt(SVM_EXIT.HV_FEATURES) })}\n hlt`, [call('snp.ghcb.hvFeatures', { kind: 'stop' })], { mappings: privateIdentityWithGhcb() });
+    expect(SVM_EXIT.HV_FEATURES).toBe(0x8000fffd);
+    expect(r.run()).toEqual({ outcome: 'vmm-error', reason: 'the VMM stopped the guest at snp.ghcb.hvFeatures (attack program)' });
+  });
+
+  it('a GHCB field the VMM cannot write (the guest named a private page as its GHCB) fails the lie, and the guest resumes', () => {
+    // CODE_BASE was validated at launch: assigned to the guest, so a host write to it is
+    // RMP-protected (APM Vol. 2 §15.36.10).
+    const r = snpUnder(vmgexitWithGhcbAt(CODE_BASE), [call('snp.ghcb.other', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo2: 1n } })]);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    const failed = r.g.trace.ofType('adversary');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ point: 'snp.ghcb.other' });
+    expect(String(failed[0]!.failed)).toMatch(/write refused/);
+  });
+
+  it('the livelock guard ends a guest that repeats the same page-state request, as out of budget', () => {
+    const loop = `mov r12, ${LIVELOCK_REQUESTS + 50}\n 1:\n ${msrProtocol(ghcbMsr.pscReq(P >> 12n, PSC_OP.SHARED))}\n dec r12\n jnz 1b\n hlt`;
+    const r = snpUnder(loop, []);
+    const outcome = r.run();
+    expect(outcome.outcome).toBe('budget');
+    expect(outcome.reason).toMatch(new RegExp(`^livelock guard: the guest made the same page-state request ${LIVELOCK_REQUESTS} times in a row`));
+    expect(r.g.trace.ofType('guest-request')).toHaveLength(LIVELOCK_REQUESTS);
+  });
+});
+
+describe('adversary, SNP page-state requests as the oracle sees them', () => {
+  /** A GHCB-page PSC request the host wrote into the shared GHCB page at `ghcb`, made by the guest's VMGEXIT. */
+  function pscRequest(ghcb: bigint, header: { cur: number; end: number }, entries: bigint[], decisions: Decision[] = []) {
+    const r = snpUnder(vmgexitWithGhcbAt(ghcb), decisions);
+    const mem = r.g.vm.memory;
+    mem.writeU64(ghcb + BigInt(GHCB_OFFSET.swExitCode), BigInt(SVM_EXIT.PSC));
+    const buffer = ghcb + BigInt(GHCB_OFFSET.sharedBuffer);
+    mem.writeU16(buffer, header.cur);
+    mem.writeU16(buffer + 2n, header.end);
+    entries.forEach((e, i) => mem.writeU64(buffer + 8n + BigInt(i) * 8n, e));
+    return r;
+  }
+
+  it('a PSMASH-hint entry (GHCB spec PSC operation 3) is no page-state change: refusing the request refuses only the private entry beside it', () => {
+    // The VMM answers the PSC with SW_EXITINFO2 ≠ 0, a failure (GHCB spec §4.1.6), and does nothing.
+    const r = pscRequest(GHCB_GPA, { cur: 0, end: 1 }, [
+      encodePscEntry({ curPage: 0, gfn: 0x600n, op: PSC_OP.PSMASH, size2m: true }),
+      encodePscEntry({ curPage: 0, gfn: P >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ], [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo2: 1n } })]);
+    r.book.probe = (gpa) => r.g.platform.pageState(gpa);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.trace.ofType('guest-release')).toEqual([]);
+    expect(r.g.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
+    // P is still hypervisor-owned (shared): the refused change did not happen behind the guest's back.
+    expect(r.g.trace.ofType('state-change-refused').map((e) => [e.gpa, e.to, e.reached])).toEqual([[P, 'private', false]]);
+  });
+
+  it('a cur_entry past the 253 entries a PSC buffer holds is keyed without reading an entry beyond the GHCB page', () => {
+    // GHCB spec §4.1.6: the buffer holds entries 0..252; 0xFFFF would lie 512 KiB past the header.
+    // With the GHCB on the last page of memory, reading it would run off the end of guest memory.
+    const r = pscRequest(MEMORY - 0x1000n, { cur: 0xffff, end: 0xffff }, []);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.trace.ofType('guest-request').map((e) => e.key)).toEqual(['psc-ghcb 65535-65535 0']);
+    expect(r.g.trace.ofType('guest-release')).toEqual([]);
+    expect(r.g.trace.ofType('guest-reclaim')).toEqual([]);
+  });
+});
