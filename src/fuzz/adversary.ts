@@ -318,10 +318,10 @@ function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
   return honest[method](ctx, exit);
 }
 
-/** Converts [base, base+bytes) like the honest MapGPA, without its chunking. */
+/** Converts [base, base+bytes) like the honest MapGPA, without its chunking; nothing past guest memory. */
 function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean): void {
-  if (bytes <= 0n) return;
   const end = base + bytes > ctx.memoryBytes ? ctx.memoryBytes : base + bytes;
+  // Nothing to convert: no bytes, or a range that starts at or past the end of memory.
   if (end <= base) return;
   convertRange(ctx, base, end, toShared);
 }
