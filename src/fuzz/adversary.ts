@@ -457,11 +457,19 @@ export function snpVmgexitPoint(host: SnpVmmHandle, exit: Vmgexit): SnpCallPoint
   }
 }
 
+/** A guest's page-state request: its key (for the livelock guard), the changes asked for, and for a GHCB-page request the GHCB's GPA. */
+interface SnpPageStateRequest {
+  key: string;
+  changes: RequestedChange[];
+  /** The GHCB page the request came in (a GHCB PSC); undefined for the MSR protocol's PSC. */
+  ghcb?: bigint;
+}
+
 /**
  * Records the guest's own requests to make memory shared (they end acceptance lifetimes) or
- * private again, and returns the request's key (for the livelock guard) and the changes asked for.
+ * private again, and returns the request.
  */
-function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): { key: string; changes: RequestedChange[] } | undefined {
+function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): SnpPageStateRequest | undefined {
   const req = decodeGhcbMsr(exit.ghcbMsr);
   const kind = (op: number) => (op === PSC_OP.SHARED ? 'guest-release' : op === PSC_OP.PRIVATE ? 'guest-reclaim' : undefined);
   const changes: RequestedChange[] = [];
@@ -488,7 +496,7 @@ function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint)
       const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
       note(e.op, e.gfn << 12n, e.size2m ? PAGE_2M : PAGE_4K);
     }
-    return { key, changes };
+    return { key, changes, ghcb: req.gpa };
   }
   return undefined;
 }
@@ -498,20 +506,16 @@ function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint)
  * MSR-protocol PSC response that is not "0 = success" (GHCB spec §2.3.1), or a GHCB PSC with
  * SW_EXITINFO1[31:0] or SW_EXITINFO2 non-zero (GHCB spec §4.1.6, Linux vmgexit_psc).
  */
-function snpAnswerReportsFailure(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint): boolean {
-  try {
-    if (point === 'snp.msr.psc') {
-      const resp = host.ghcbMsr;
-      return (resp & 0xfffn) !== BigInt(GHCB_INFO.PSC_RESP) || resp >> 32n !== 0n;
-    }
-    const req = decodeGhcbMsr(exit.ghcbMsr);
-    if (point !== 'snp.ghcb.psc' || req.kind !== 'ghcb-gpa') return false;
-    const info1 = host.hostMemory.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitInfo1));
-    const info2 = host.hostMemory.readU64(req.gpa + BigInt(GHCB_OFFSET.swExitInfo2));
-    return (info1 & 0xffffffffn) !== 0n || info2 !== 0n;
-  } catch {
-    return false;
+function snpAnswerReportsFailure(host: SnpVmmHandle, request: SnpPageStateRequest): boolean {
+  if (request.ghcb === undefined) {
+    const resp = host.ghcbMsr;
+    return (resp & 0xfffn) !== BigInt(GHCB_INFO.PSC_RESP) || resp >> 32n !== 0n;
   }
+  // The GHCB page lies inside guest memory (snpVmgexitPoint), and a host read of it never faults:
+  // it returns the ciphertext if the page is the guest's (APM Vol. 2 §15.36.10; host-memory.ts).
+  const info1 = host.hostMemory.readU64(request.ghcb + BigInt(GHCB_OFFSET.swExitInfo1));
+  const info2 = host.hostMemory.readU64(request.ghcb + BigInt(GHCB_OFFSET.swExitInfo2));
+  return (info1 & 0xffffffffn) !== 0n || info2 !== 0n;
 }
 
 /** Runs one SNP host action; returns a short result for coverage and the trace. */
@@ -662,7 +666,7 @@ function snpVmgexitDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpV
       });
     }
   }
-  if (result === 'resume' && request && request.changes.length > 0 && snpAnswerReportsFailure(host, exit, point)) {
+  if (result === 'resume' && request && request.changes.length > 0 && snpAnswerReportsFailure(host, request)) {
     book.noteRefusedChanges(host.trace, request.changes);
   }
   return result;
