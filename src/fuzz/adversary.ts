@@ -296,26 +296,28 @@ function augAt(ctx: VmmContext, gpa: bigint, level: SeptLevel): void {
   }
 }
 
+/** The program's EPT action for this exit (every EPT_ACTIONS entry answers). */
+function eptAction(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Extract<Answer, { kind: 'ept' }>): VmmAction {
+  switch (answer.action) {
+    case 'aug-4k': augAt(ctx, exit.gpa, 0); return RESUME;
+    case 'aug-2m': augAt(ctx, exit.gpa, 1); return RESUME;
+    case 'aug-other': {
+      const target = withoutSharedBit(ctx, exit.gpa) + (answer.otherDelta ?? 0n);
+      if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
+      return RESUME;
+    }
+    case 'refuse': return RESUME;
+    case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
+  }
+}
+
 function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: TdxVmmPolicy, method: TdxEptMethod): VmmAction {
   switch (answer.kind) {
     case 'resume': return RESUME;
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
-    case 'ept':
-      switch (answer.action) {
-        case 'aug-4k': augAt(ctx, exit.gpa, 0); return RESUME;
-        case 'aug-2m': augAt(ctx, exit.gpa, 1); return RESUME;
-        case 'aug-other': {
-          const target = withoutSharedBit(ctx, exit.gpa) + (answer.otherDelta ?? 0n);
-          if (target >= 0n && target < ctx.memoryBytes) augAt(ctx, target, 0);
-          return RESUME;
-        }
-        case 'refuse': return RESUME;
-        case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
-      }
-      break;
-    default:
+    case 'ept': return eptAction(ctx, point, exit, answer);
+    default: return honest[method](ctx, exit);
   }
-  return honest[method](ctx, exit);
 }
 
 /** Converts [base, base+bytes) like the honest MapGPA, without its chunking; nothing past guest memory. */
