@@ -131,6 +131,20 @@ describe('adversary, TDX MapGPA lies', () => {
   });
 });
 
+describe('adversary, TDX CPUID', () => {
+  it('TDVMCALL<Instruction.CPUID> is no decision point: the guest gets the honest answer whatever the program says elsewhere', () => {
+    // GHCI Instruction.CPUID (sub-function 10): R12/R13 = leaf/subleaf in, R12..R15 = EAX..EDX out;
+    // the honest VMM offers no hypervisor leaves (all zero, SUCCESS).
+    const cpuid = `mov r12, 0x40000000\n xor r13d, r13d\n mov r14, -1\n mov r15, -1\n xor eax, eax\n mov ecx, 0xfc00\n xor r10d, r10d\n mov r11d, 10\n ${TDCALL}
+      mov rbx, r10\n mov rsi, r12\n mov rdi, r13\n mov r8, r14\n mov r9, r15\n ${HALT}`;
+    const { td, book } = tdUnder(cpuid, [call('tdx.otherVmcall', { kind: 'vmcall-return', effect: 'none', regs: { r10: 0x8000000000000003n } }, FOREVER)]);
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.rbx, r.rsi, r.rdi, r.r8, r.r9]).toEqual([0n, 0n, 0n, 0n, 0n]);
+    expect([...book.callCounts.keys()]).toEqual(['tdx.instructionHlt']);
+  });
+});
+
 describe('adversary, TDX host SEAMCALL actions', () => {
   /** tdx.seamcall as the adversary runs it: 'ok' or the status class (bits 63:32) in hex. */
   function seamcall(td: Td, op: Extract<HostAction, { kind: 'tdx.seamcall' }>['op'], gpa: bigint, level: 0 | 1): string {
