@@ -4,8 +4,9 @@
 //   DIR/findings/<category>-<hash>/trace.jsonl  the trace of its replay
 //   DIR/findings/<category>-<hash>/README.txt   what happened, in words, and how to replay it
 //   DIR/stats.json                              the campaign's numbers
-// Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged one.
-import { existsSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged
+// one; the temporary files of a process a signal killed are removed when the directory is next written.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { makeDirectories } from '../shared/make-directories.js';
 import { join } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
@@ -14,17 +15,7 @@ import { findingFromJson, findingToJson, readFindingText, type StoredFinding } f
 import { InputFileError, readInputText } from '../shared/input-file.js';
 import { MAX_TRACE_FILE_BYTES } from '../shared/trace.js';
 import { quoteForError } from '../shared/quote.js';
-
-export function writeFileAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });  // no temporary file left behind (a full disk, a directory in the way)
-    throw err;
-  }
-}
+import { removeStaleTempsIn, writeFileAtomic } from '../shared/output-file.js';
 
 const mib = (b: bigint): string => (b % (1n << 20n) === 0n ? `${b >> 20n} MiB` : `${b} bytes`);
 
@@ -125,6 +116,7 @@ export class FuzzOutputDir {
     if (create) {
       makeDirectories(this.corpusDir);
       makeDirectories(this.findingsDir);
+      for (const d of [dir, this.corpusDir, this.findingsDir, ...readdirSync(this.findingsDir).map((n) => join(this.findingsDir, n))]) removeStaleTempsIn(d);
     }
   }
 

@@ -2,7 +2,8 @@
 // half-written result under the final name: the data goes to a temporary file in the same
 // directory, renamed into place by commit(). A target that is not a regular file (/dev/null, a
 // FIFO, /dev/stdout) is written directly: renaming over it would replace the device node.
-import { closeSync, constants, openSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+// writeFileAtomic does the same for a whole text at once (the files of a fuzz output directory).
+import { closeSync, constants, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { quoteForError } from './quote.js';
 
@@ -46,6 +47,13 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/** `.NAME.tmp-PID-SEQ` of a process that no longer exists (and not ours). */
+function isStaleTemp(name: string, prefix: string): boolean {
+  if (!name.startsWith(prefix)) return false;
+  const m = /^(\d+)-(\d+)$/.exec(name.slice(prefix.length));
+  return m !== null && Number(m[1]) !== process.pid && !isRunning(Number(m[1]));
+}
+
 /**
  * Removes the temporary files an earlier run left for `path` when a signal ended it (Ctrl-C during
  * a boot, which runs synchronously: no handler could run before the end, so none can clean up
@@ -61,10 +69,69 @@ function removeStaleTemps(path: string): void {
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)-(\d+)$/.exec(name.slice(prefix.length));
-    if (!m || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
+    if (!isStaleTemp(name, prefix)) continue;
     try { unlinkSync(join(dir, name)); } catch { /* gone meanwhile, or not ours to remove */ }
+  }
+}
+
+/**
+ * Removes every temporary file of our naming (`.NAME.tmp-PID-SEQ`) in `dir` whose process no
+ * longer exists: for a directory only minivisor writes (a fuzz output directory), where
+ * writeFileAtomic writes many files and looking for each one's leftovers would read it each time.
+ */
+export function removeStaleTempsIn(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^(\..+\.tmp-)\d+-\d+$/.exec(name);
+    if (!m || !isStaleTemp(name, m[1]!)) continue;
+    try { unlinkSync(join(dir, name)); } catch { /* gone meanwhile, or not ours to remove */ }
+  }
+}
+
+/**
+ * The temporary files this thread is writing now. A process that quits at once (a second Ctrl-C:
+ * removeLiveTemps) or exits with one still open (an error nobody caught) removes them first, so
+ * none outlives it; only a signal no handler can see (the kernel's default action while
+ * synchronous work runs) leaves one, which the next run writing there removes (removeStaleTemps,
+ * removeStaleTempsIn).
+ */
+const liveTemps = new Set<string>();
+let removeOnExit = false;
+
+function trackTemp(path: string): void {
+  liveTemps.add(path);
+  if (!removeOnExit) {
+    removeOnExit = true;
+    process.on('exit', removeLiveTemps);
+  }
+}
+
+/** Removes the temporary files being written now (see liveTemps); their outputs stay as they were. */
+export function removeLiveTemps(): void {
+  for (const path of liveTemps) rmSync(path, { force: true });
+  liveTemps.clear();
+}
+
+/**
+ * Writes `text` to `path` whole or not at all: a temporary file in the same directory, renamed
+ * into place. On failure (a full disk, a directory in the way) the temporary file is removed.
+ */
+export function writeFileAtomic(path: string, text: string): void {
+  const temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
+  trackTemp(temp);
+  try {
+    writeFileSync(temp, text);
+    renameSync(temp, path);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  } finally {
+    liveTemps.delete(temp);
   }
 }
 
@@ -110,6 +177,7 @@ export class OutputFile {
         removeStaleTemps(path);
         this.#temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
         this.#fd = openSync(this.#temp, 'wx', 0o644);
+        trackTemp(this.#temp);
       }
     } catch (err) {
       throw new OutputFileError(`cannot write ${name}: ${whyNotWritable(path, err as NodeJS.ErrnoException)}`);
@@ -137,6 +205,7 @@ export class OutputFile {
     if (this.#temp === undefined) return;
     try {
       renameSync(this.#temp, this.path);
+      liveTemps.delete(this.#temp);
     } catch (err) {
       const left = this.#leaveBehind();
       throw new OutputFileError(`cannot put ${this.#what} in place at ${quoteForError(this.path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; ${left}`);
@@ -157,6 +226,7 @@ export class OutputFile {
   #leaveBehind(): string {
     const temp = this.#temp!;
     this.#temp = undefined;
+    liveTemps.delete(temp);  // moved to .partial or removed below; else the message says where it is
     try {
       if (this.#bytes === 0) {
         unlinkSync(temp);

@@ -74,6 +74,7 @@ describe('an interrupted fuzz campaign keeps what it found', () => {
     const r = await fuzzInterrupted(['--time', '10m', '--out', out], ['SIGINT', 'SIGINT']);
     expect([r.status, r.signal]).toEqual([null, 'SIGINT']);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(readdirSync(out, { recursive: true }).filter((n) => String(n).includes('.tmp-'))).toEqual([]);
   });
 });
 

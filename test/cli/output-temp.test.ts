@@ -3,7 +3,7 @@
 // signal ends it at once) leaves that temporary file behind; the next run writing the same output
 // removes those of processes that no longer exist, and keeps those of running ones.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -43,5 +43,21 @@ describe('temporary output files', () => {
     expect(spawnSync(process.execPath, ['bin/minivisor.js', 'boot', ...SMALL, '--trace', join(dir, 'run.jsonl')], { encoding: 'utf8' }).status).toBe(0);
     expect(readdirSync(dir).sort()).toEqual([...others, 'run.jsonl'].sort());
     expect(existsSync(join(dir, `.run.jsonl.tmp-${dead}-0`))).toBe(false);
+  }, 60_000);
+
+  it('a fuzz output directory loses the temporary files of dead processes when a campaign next writes it, and keeps a running one\'s', () => {
+    const out = mkdtempSync(join(tmpdir(), 'minivisor-temp-fuzz-'));
+    const finding = join(out, 'findings', 'double-acceptance-000000000000');
+    mkdirSync(join(out, 'corpus'), { recursive: true });
+    mkdirSync(finding, { recursive: true });
+    const dead = deadPid();
+    const stale = [join(out, `.stats.json.tmp-${dead}-0`), join(out, 'corpus', `.0123abcd.json.tmp-${dead}-4`), join(finding, `.finding.json.tmp-${dead}-2`)];
+    const kept = [join(out, 'corpus', `.4567cdef.json.tmp-${process.pid}-0`), join(out, 'corpus', `notes.tmp-${dead}`), join(finding, 'finding.json.partial')];
+    for (const path of [...stale, ...kept]) writeFileSync(path, '');
+    const r = spawnSync(process.execPath, ['bin/minivisor.js', 'fuzz', '--runs', '1', '--out', out], { encoding: 'utf8' });
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.status).toBe(0);
+    for (const path of stale) expect(existsSync(path), path).toBe(false);
+    for (const path of kept) expect(existsSync(path), path).toBe(true);
   }, 60_000);
 });

@@ -16,7 +16,8 @@ import { existsSync } from 'node:fs';
 import { readInputText } from '../../shared/input-file.js';
 import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../fuzz/output-dir.js';
+import { writeFileAtomic } from '../../shared/output-file.js';
+import { catchStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
 
@@ -75,38 +76,6 @@ function writeReport(out: FuzzOutputDir, stats: Record<string, unknown>, warn: (
   return path;
 }
 
-/** The signals that stop a campaign with its work saved, and the exit status each ends with (128 + its number). */
-const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
-type StopSignal = keyof typeof STOP_SIGNALS;
-
-/**
- * Ctrl-C (SIGINT) and SIGTERM while a campaign runs: the first aborts `controller` (every job
- * stops before its next execution, and what the campaign has is saved, as libFuzzer and AFL++ do);
- * a second one ends the process at once, by that signal. `stop()` puts the default handling back.
- */
-function catchStopSignals(controller: AbortController, io: CliIo, onFirst: () => void): { signal(): StopSignal | undefined; stop(): void } {
-  let received: StopSignal | undefined;
-  const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((name) => {
-    const handler = () => {
-      if (received !== undefined) {
-        stop();
-        process.kill(process.pid, name);
-        return;
-      }
-      received = name;
-      onFirst();
-      io.err(`minivisor fuzz: ${name}: stopping after the current execution to save the campaign (again to quit at once)`);
-      controller.abort();
-    };
-    process.on(name, handler);
-    return [name, handler] as const;
-  });
-  const stop = () => {
-    for (const [name, handler] of handlers) process.removeListener(name, handler);
-  };
-  return { signal: () => received, stop };
-}
-
 /** `--out DIR` (`flag`) checked (checkWritableOutputDir) and made; an Error whose message names it and says why not. */
 function openWritableOutputDir(dir: string, flag = '--out '): FuzzOutputDir {
   try {
@@ -146,7 +115,11 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   const start = monotonicMs();
   const findingFiles: string[] = [];
   const controller = new AbortController();
-  const stopSignals = catchStopSignals(controller, io, () => status.end());
+  // The first Ctrl-C or SIGTERM: every job stops before its next execution and what the campaign has is saved.
+  const stopSignals = catchStopSignals(controller, (name) => {
+    status.end();
+    io.err(`minivisor fuzz: ${name}: stopping after the current execution to save the campaign (again to quit at once)`);
+  });
   let result: FuzzRunResult;
   try {
     result = await runFuzz({
