@@ -1,7 +1,9 @@
 // `minivisor shrink FINDING`: shrinks a finding's attack program further (a larger budget than
 // the campaign's) and prints the result; --out writes it as a new finding.json. The input file is
 // never changed: --out is opened (and refused when it is the input) before any execution, written
-// whole or not at all, and a device such as /dev/null is written, never replaced.
+// whole or not at all, and a device such as /dev/null is written, never replaced. Ctrl-C (SIGINT)
+// or SIGTERM stops it at the next execution with the smallest program found so far, printed and
+// written as a finished shrink's is; the process then ends by that signal (130/143), as `fuzz` does.
 import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
@@ -13,7 +15,11 @@ import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { shrinkProgram } from '../../fuzz/shrink.js';
 import { FuzzOptionError, loadRunnableFinding } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
+import { StatusLine } from '../status-line.js';
 import { quoteForError } from '../../shared/quote.js';
+import { catchStopSignals, STOP_SIGNALS } from '../stop-signals.js';
+
+const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
 
 export function shrinkCommand(io: CliIo): Command {
   return new Command('shrink')
@@ -37,21 +43,54 @@ export function shrinkCommand(io: CliIo): Command {
       }
       const { finding } = loaded;
       const executor = createExecutor(finding.target);
+      const controller = new AbortController();
+      const status = new StatusLine(io);
+      const stopSignals = catchStopSignals(controller, (name) => {
+        status.end();
+        io.err(`minivisor shrink: ${name}: stopping after the current execution, keeping the smallest program found so far (again to quit at once)`);
+      });
       try {
+        let executions = 0;
+        const original = finding.program.decisions.length;
+        let smallest = original;
         const reproduces = async (p: typeof finding.program) => {
+          // Signal handlers run here, between executions.
           await new Promise((resolve) => setImmediate(resolve));
-          return executor.execute(p).judgement.findings.some((f) => f.category === finding.category);
+          // Stopped: no more executions; the shrinker keeps what it has reduced, as a campaign's shrink does.
+          if (controller.signal.aborted) return false;
+          executions++;
+          const reproduced = executor.execute(p).judgement.findings.some((f) => f.category === finding.category);
+          // The shrinker keeps every candidate that reproduces: each is the smallest so far. Shown
+          // as it changes, as libFuzzer's crash minimisation reports each smaller input.
+          if (reproduced && executions > 1 && p.decisions.length < smallest) {
+            smallest = p.decisions.length;
+            status.update(() => `shrink: ${count(smallest, 'decision')} (from ${original}) after ${count(executions - 1, 'execution')}`, true);
+          }
+          return reproduced;
         };
         if (!(await reproduces(finding.program))) {
           out?.abandon();
+          const interrupted = stopSignals.signal();
+          if (interrupted !== undefined) {
+            io.err(`minivisor shrink: interrupted (${interrupted}) before the first execution; nothing written`);
+            io.exitCode = STOP_SIGNALS[interrupted];
+            return;
+          }
           io.err(`minivisor shrink: ${finding.id} does not reproduce any more; nothing to shrink`);
           io.exitCode = 1;
           return;
         }
-        const shrunk = await shrinkProgram(finding.program, reproduces, Number(opts.budget));
+        const budget = Number(opts.budget);
+        const shrunk = await shrinkProgram(finding.program, reproduces, budget);
+        const interrupted = stopSignals.signal();
+        status.end();
         io.out(attackProgramToJson(shrunk.program).trimEnd());
-        io.err(`minivisor shrink: ${finding.program.decisions.length} -> ${shrunk.program.decisions.length} decisions in ${shrunk.executions} executions`);
+        const decisions = `${original} -> ${count(shrunk.program.decisions.length, 'decision')}`;
+        io.err(interrupted === undefined
+          ? `minivisor shrink: ${decisions} in ${count(shrunk.executions, 'execution')}`
+          : `minivisor shrink: interrupted (${interrupted}) after ${executions - 1} of at most ${count(budget, 'execution')}: ${decisions} so far`);
         if (out !== undefined) {
+          // Once more for the trace hash and outcome the finding records (interrupted or not).
           const e = executor.execute(shrunk.program);
           try {
             out.write(findingToJson({ ...finding, program: shrunk.program, traceSha256: e.traceSha256, outcome: e.judgement.outcome }, replayLine(out.path)));
@@ -60,9 +99,13 @@ export function shrinkCommand(io: CliIo): Command {
             if (!(err instanceof OutputFileError)) throw err;
             io.err(`minivisor shrink: ${err.message}${out.isOpen ? ` (${out.abandon()})` : ''}`);
             io.exitCode = 1;
+            return;
           }
         }
+        // Interrupted: 128 + the signal's number; bin/minivisor.js then ends the process by that signal, as `fuzz` does.
+        if (interrupted !== undefined) io.exitCode = STOP_SIGNALS[interrupted];
       } finally {
+        stopSignals.stop();
         if (out?.isOpen) out.abandon();
         executor.close();
       }

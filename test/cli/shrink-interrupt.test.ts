@@ -1,0 +1,109 @@
+// Ctrl-C (SIGINT) or SIGTERM during `minivisor shrink` keeps the work done, as libFuzzer's and
+// AFL's minimisers do: the shrink stops at the next execution, prints the smallest program found
+// so far and writes it to --out as a finished shrink does (whole: temporary file and rename), says
+// how far it got, and the process ends by that signal (130/143), as `fuzz` does. A second signal
+// quits at once, writing nothing and leaving no temporary file. Each case spawns the CLI as a user
+// would and signals it once the shrink has reported a smaller program.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { attackProgramFromJson, attackProgramToJsonValue, type AttackProgram, type Decision } from '../../src/fuzz/attack-program.js';
+import { findingFromJson } from '../../src/fuzz/finding-file.js';
+
+/** The one decision the reaccept-skipped stubs' foreign-content finding needs (what `fuzz --variant reaccept-skipped` finds with seed 1). */
+const NEEDED: Decision = {
+  at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 1_000_000,
+  answer: { kind: 'map-gpa', convertBytes: 0x100_0000_0000n, status: 0n, sharedEptOnly: true },
+};
+/** Host writes after exits the run never reaches: the shrinker removes them all, half a list at a time. */
+const PADDING: Decision[] = Array.from({ length: 203 }, (_, i) => ({
+  at: 'exit', exitIndex: 900_000 + i, action: { kind: 'shared-write', gpa: 0x1a84f98n, value: 1n, size: 4 },
+}));
+
+/**
+ * A reproducing finding of 204 decisions whose shrink (17 executions) takes seconds: eager
+ * acceptance of 32 GiB makes each execution ~0.3 s, so a signal lands while it runs.
+ */
+function slowFinding(dir: string): string {
+  const program: AttackProgram = { platform: 'tdx', decisions: [...PADDING.slice(0, 101), NEEDED, ...PADDING.slice(101)] };
+  const file = join(dir, 'finding.json');
+  writeFileSync(file, JSON.stringify({
+    format: 'minivisor-finding', version: 1, id: 'foreign-content-000000000000', category: 'foreign-content', severity: 'high',
+    summary: 's', detail: 'd', target: {
+      platform: 'tdx', stage: 'kernel', memoryBytes: '0x800000000', workloadBytes: '0x100000', preAccept: '0x4000000', accept: 'eager',
+      unitBytes: '0x200000', guestSeed: '0x1', maxInstructions: '0x77359400', variant: 'reaccept-skipped',
+    }, seed: '0x1', job: 0, execIndex: 0, outcome: { outcome: 'done', reason: 'r' }, traceSha256: '0'.repeat(64),
+    replay: `minivisor replay ${file}`, program: attackProgramToJsonValue(program), unshrunk: attackProgramToJsonValue(program),
+  }));
+  return file;
+}
+
+interface Ended { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; smallestSeen: number }
+
+/** Runs `minivisor shrink ARGS` and sends `signals` once it reports a program smaller than the finding's. */
+function shrinkInterrupted(args: string[], signals: NodeJS.Signals[]): Promise<Ended> {
+  const child = spawn(process.execPath, ['bin/minivisor.js', 'shrink', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let smallestSeen = 0;
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    const m = /^shrink: (\d+) decisions? \(from 204\) after \d+ executions?$/m.exec(stderr);
+    if (smallestSeen === 0 && m) {
+      smallestSeen = Number(m[1]);
+      for (const s of signals) child.kill(s);
+    }
+  });
+  return new Promise((done) => child.on('close', (status, signal) => {
+    clearTimeout(killer);
+    done({ status, signal, stdout, stderr, smallestSeen });
+  }));
+}
+
+describe('an interrupted shrink keeps the smallest program found so far', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s: printed and written to --out as a finished shrink does, and the process ends by that signal', async (signal) => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-shrink-int-'));
+    const input = slowFinding(dir);
+    const before = readFileSync(input, 'utf8');
+    const out = join(dir, 'smaller.json');
+    const r = await shrinkInterrupted([input, '--out', out], [signal]);
+    expect([r.status, r.signal]).toEqual([null, signal]);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr).toMatch(new RegExp(`^minivisor shrink: ${signal}: stopping after the current execution, keeping the smallest program found so far \\(again to quit at once\\)$`, 'm'));
+    const m = new RegExp(`^minivisor shrink: interrupted \\(${signal}\\) after (\\d+) of at most 1000 executions: 204 -> (\\d+) decisions? so far$`, 'm').exec(r.stderr);
+    expect(m).not.toBeNull();
+    // Stopped before the end (the whole shrink is 17 executions, down to 1 decision), with at most what it had reported.
+    const [executions, kept] = [Number(m![1]), Number(m![2])];
+    expect(executions).toBeLessThan(17);
+    expect(kept).toBeLessThanOrEqual(r.smallestSeen);
+    const printed = attackProgramFromJson(r.stdout, 'stdout');
+    expect(printed.decisions).toHaveLength(kept);
+    expect(printed.decisions).toContainEqual(NEEDED);
+    // The finding is written whole, with the printed program, and replays with the trace hash it records.
+    const written = findingFromJson(readFileSync(out, 'utf8'), out);
+    expect(written.program).toEqual(printed);
+    const replay = spawnSync(process.execPath, ['bin/minivisor.js', 'replay', out, '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(replay.stdout)).toMatchObject({ reproduced: true, identicalTrace: true, category: 'foreign-content' });
+    expect(readFileSync(input, 'utf8')).toBe(before);
+    expect(readdirSync(dir).sort()).toEqual(['finding.json', 'smaller.json']);
+  }, 60_000);
+
+  it('a second signal quits at once: nothing printed or written, and no temporary file left', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-shrink-int2-'));
+    const input = slowFinding(dir);
+    // Two different signals: two of the same sent back to back may reach the process as one.
+    const r = await shrinkInterrupted([input, '--out', join(dir, 'smaller.json')], ['SIGTERM', 'SIGINT']);
+    expect(r.status).toBeNull();
+    expect(['SIGINT', 'SIGTERM']).toContain(r.signal);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr).toMatch(/^minivisor shrink: SIG(INT|TERM): stopping after the current execution/m);
+    expect(r.stderr).not.toMatch(/interrupted \(SIG(INT|TERM)\) after/);
+    expect(r.stdout).toBe('');
+    expect(existsSync(join(dir, 'smaller.json'))).toBe(false);
+    expect(readdirSync(dir)).toEqual(['finding.json']);
+  }, 60_000);
+});
