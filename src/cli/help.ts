@@ -76,7 +76,8 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     unset: { '--trace': 'no trace file', '--trace-filter': 'every event', '--variant': 'the stubs the finding was made with' },
   },
   shrink: {
-    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)']],
+    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM) before the next execution, the smallest program so far printed and written to --out; it ends by that signal (a second one quits at once, writing nothing)']],
     examples: [
       ['minivisor shrink fuzz-out/findings/<id>', 'print the shrunk attack program'],
       ['minivisor shrink finding.json --budget 5000 --out small.json', 'a larger budget, written as a new finding'],
