@@ -160,6 +160,30 @@ export function planJobs(options: Pick<FuzzRunOptions, 'jobs' | 'shard' | 'runs'
   return plan;
 }
 
+/**
+ * Memory one job holds at its peak: its emulator (Unicorn's translation buffers, the VM snapshots
+ * it starts executions from, a worker thread's own heap; guest RAM is reserved lazily and costs
+ * only what the guest writes), its corpus and coverage maps, plus the guest memory its kernel
+ * workload writes. Measured for the default target (TDX, 128 MiB, 1 MiB workload) on Linux x86-64:
+ * a job's resident memory above Node's own (~48 MiB) is ~350 MiB after a 2-minute campaign and
+ * grows slowly with its corpus; 512 MiB leaves room for a longer one. A 512 MiB workload adds
+ * ~450 MiB (`boot --workload 512M` reports peakRssMiB).
+ */
+export const JOB_MEMORY_BYTES = 512 * 2 ** 20;
+
+/** The estimated peak memory of one job fuzzing `target` (JOB_MEMORY_BYTES plus its workload). */
+export function jobMemoryBytes(target: Pick<FuzzTarget, 'workloadBytes'>): number {
+  return JOB_MEMORY_BYTES + Number(target.workloadBytes);
+}
+
+/**
+ * How many jobs fuzzing `target` fit in `availableBytes` of memory; at least one, since one job
+ * is the smallest run there is (it runs in the calling thread, as a boot does).
+ */
+export function jobsThatFit(target: Pick<FuzzTarget, 'workloadBytes'>, availableBytes: number): number {
+  return Math.max(1, Math.floor(availableBytes / jobMemoryBytes(target)));
+}
+
 function mergeResults(results: JobResult[], jobs: number): FuzzRunResult {
   const seen = new Set<string>();
   const findings: FuzzRunResult['findings'] = [];

@@ -4,7 +4,8 @@ import { Command } from 'commander';
 import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaign.js';
 import { GuestImageError } from '../../boot/images.js';
 import { checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
-import { runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
+import { jobMemoryBytes, jobsThatFit, planJobs, runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
+import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
 import { FuzzOptionError, FUZZ_DEFAULTS, parseFuzzOptions, type FuzzCliConfig, type RawFuzzOptions } from '../fuzz-options.js';
@@ -88,6 +89,40 @@ function openWritableOutputDir(dir: string, flag = '--out '): FuzzOutputDir {
   }
 }
 
+/** Memory this process may still take: the kernel's MemAvailable, or less under a cgroup limit (Node 20.13+). */
+function availableMemoryBytes(): number {
+  return typeof process.availableMemory === 'function' ? process.availableMemory() : freemem();
+}
+
+function inBinaryUnits(bytes: number): string {
+  if (bytes >= 2 ** 40) return `${(bytes / 2 ** 40).toFixed(1)} TiB`;
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
+}
+
+/**
+ * The jobs that will start must fit in the memory available now: a run that outgrows it is killed
+ * by the kernel's OOM killer part way, losing the campaign, so more jobs than fit is refused
+ * before any execution, with the number that fits (as afl-fuzz refuses to start, "No more free CPU
+ * cores", when every core is taken: bind_to_free_cpu in AFL++'s src/afl-fuzz-init.c), rather than
+ * starting fewer jobs than asked (other seeds than the run's); --shard spreads a larger run over
+ * machines with the same seeds. More jobs than CPUs only share them (each runs slower, a --runs
+ * campaign finds the same): a warning.
+ * Returns the usage error, if any.
+ */
+function checkJobsFit(config: FuzzCliConfig, warn: (m: string) => void): string | undefined {
+  const starting = planJobs(config).length;
+  const available = availableMemoryBytes();
+  const fit = jobsThatFit(config.target, available);
+  if (starting > fit) {
+    return `--jobs ${config.jobs} needs about ${starting} × ${inBinaryUnits(jobMemoryBytes(config.target))} of memory and ${inBinaryUnits(available)} is available: ` +
+      `at most ${fit} job${fit === 1 ? '' : 's'} fit${fit === 1 ? 's' : ''} (a job holds an emulator with its snapshots and corpus, about ${inBinaryUnits(jobMemoryBytes({ workloadBytes: 0n }))}, plus the guest memory its --workload writes); ` +
+      `give --jobs ${fit}${fit === 1 ? '' : ' or fewer'}, or split the run over machines with --shard`;
+  }
+  const cpus = availableParallelism();
+  if (starting > cpus) warn(`--jobs ${config.jobs}: ${starting} jobs share ${cpus} CPU${cpus === 1 ? '' : 's'}, so each runs slower (a --runs campaign still finds the same)`);
+  return undefined;
+}
+
 async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   let config: FuzzCliConfig;
   try {
@@ -99,6 +134,12 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
       return;
     }
     throw err;
+  }
+  const tooMany = checkJobsFit(config, (m) => io.err(`minivisor fuzz: warning: ${m}`));
+  if (tooMany !== undefined) {
+    io.err(`minivisor fuzz: ${tooMany}`);
+    io.exitCode = 2;
+    return;
   }
   // The output directory is made before the campaign, so a bad --out is a usage error that costs no execution.
   let out: FuzzOutputDir;
@@ -188,7 +229,7 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--time <duration>', `stop after this long, e.g. 30s, 5m (default ${FUZZ_DEFAULTS.time})`)
     .option('--runs <n>', 'stop after this many executions (deterministic: same seed, same findings)')
     .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
-    .option('--jobs <n>', 'parallel jobs, one emulator per worker thread (with --runs, at most that many: a job runs at least once)', FUZZ_DEFAULTS.jobs)
+    .option('--jobs <n>', 'parallel jobs, one emulator per worker thread (with --runs, at most that many: a job runs at least once); refused beyond what the available memory holds, about 512 MiB plus the --workload per job', FUZZ_DEFAULTS.jobs)
     .option('--shard <K/N>', 'run slice K of N (disjoint, deterministic); merge the outputs with `fuzz merge`')
     .option('--out <dir>', 'output directory (new, empty, or an earlier campaign\'s): corpus/, findings/, stats.json, report.html', FUZZ_DEFAULTS.out)
     .option('--workload <size>', 'memory the kernel workload allocates', FUZZ_DEFAULTS.workload)
