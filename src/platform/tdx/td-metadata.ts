@@ -11,6 +11,7 @@
 import { TdxStatus } from './status.js';
 import { TD_CPUID_TABLE, TD_XFAM, tdCpuid } from './td-cpuid.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, type TdModule } from './td-module.js';
+import { TDCS_VIRTUAL_VMX_MSRS } from './virtual-vmx-msrs.js';
 
 /** MD_FIELD_ID_NA: "no field" (after the last readable element, and the RDX of a failed version-1 read). */
 export const MD_FIELD_ID_NA = 0xffff_ffff_ffff_ffffn;
@@ -95,8 +96,9 @@ const TD_FIELD_ROWS: readonly TdFieldRow[] = [
   row('RTMR', 0x1310000300000040n, 4 * 6, ALL),
   row('CPUID_VALUES', 0x9410000300000000n, 80 * 2),
   row('VIRTUAL_IA32_ARCH_CAPABILITIES', 0x961000030000010An, 1),
-  ...[0x480, 0x485, 0x486, 0x487, 0x488, 0x489, 0x48b, 0x48c, 0x48d, 0x48e, 0x48f, 0x490, 0x491, 0x492, 0x493]
-    .map((msr) => row(`VIRTUAL_IA32_VMX 0x${msr.toString(16)}`, 0x9610000300000000n | BigInt(msr), 1)),
+  // The field code is the MSR index; neither host nor guest may read or write them (masks 0): the
+  // TD sees them only through RDMSR (virtual-vmx-msrs.ts).
+  ...TDCS_VIRTUAL_VMX_MSRS.map(({ msr, name }) => row(`VIRTUAL_IA32_VMX_${name}`, 0x9610000300000000n | BigInt(msr), 1)),
   row('MIG_DEC_KEY_SET', 0x9810000000000001n, 1),
   row('EXPORT_COUNT', 0x9810000200000002n, 1),
   row('IMPORT_COUNT', 0x9810000200000003n, 1),

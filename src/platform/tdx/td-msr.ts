@@ -11,12 +11,10 @@ import type { VmExit } from '../../cpu/exits.js';
 import { TD_RESUME, TdAttributes, type TdModule, type TdStep } from './td-module.js';
 import { TD_XFAM, tdCpuid } from './td-cpuid.js';
 import { ExitReason, GP_VECTOR } from './ve.js';
+import { VIRTUAL_VMX_READS, virtualVmxMsrs } from './virtual-vmx-msrs.js';
 
-/**
- * native: no VM exit, the TD's own MSR; emulate: the module computes the result (`OTHER`);
- * gp / ve: #GP(0) / #VE; not-modelled: an emulated read whose value the model has no source for.
- */
-export type MsrAction = 'native' | 'emulate' | 'gp' | 've' | 'not-modelled';
+/** native: no VM exit, the TD's own MSR; emulate: the module computes the result (`OTHER`); gp / ve: #GP(0) / #VE. */
+export type MsrAction = 'native' | 'emulate' | 'gp' | 've';
 
 /** Bitmap bit meaning: F0/F1 fixed; the others are cleared (no exit) when the TD has the feature. */
 type BitMeaning = 'F0' | 'F1' | 'PERFMON' | 'UMWAIT' | 'TSX' | 'XFD' | 'PKS' | 'PT' | 'CET' | 'ULI' | 'LBR' | 'OTHER';
@@ -232,8 +230,6 @@ function gpOrVe(msr: number): 'gp' | 've' {
   return enumerated ? 've' : 'gp';
 }
 
-/** The VMX capability MSRs rdmsr_l1_only_special_msrs() answers from TDCS virtual values. */
-const VMX_VIRTUAL_READS = new Set([0x480, 0x485, 0x486, 0x487, 0x488, 0x489, 0x48b, 0x48c, 0x48d, 0x48e, 0x48f, 0x490, 0x491, 0x492]);
 /** Reads td_rdmsr_exit emulates before the table's action (when the bitmap makes them exit). */
 const EMULATED_READS = new Set<number>([
   MsrIndex.IA32_DEBUGCTL, MsrIndex.IA32_MISC_ENABLE, MsrIndex.IA32_PERF_CAPABILITIES, MsrIndex.IA32_ARCH_CAPABILITIES, MsrIndex.IA32_XAPIC_DISABLE_STATUS,
@@ -254,7 +250,8 @@ export function msrAction(td: TdModule, msr: number, write: boolean): { action: 
   const name = row.name;
   if (bitCleared(td, msr, write ? row.wrBit : row.rdBit)) return { action: 'native', name };
   if (write ? EMULATED_WRITES.has(msr) : EMULATED_READS.has(msr)) return { action: 'emulate', name };
-  if (!write && VMX_VIRTUAL_READS.has(msr)) return { action: 'not-modelled', name };
+  // rdmsr_l1_only_special_msrs: the TDCS virtual VMX values (the rows' OTHER reads).
+  if (!write && VIRTUAL_VMX_READS.has(msr)) return { action: 'emulate', name };
   const action = write ? row.wrAction : row.rdAction;
   switch (action) {
     case 'VE': return { action: 've', name };
@@ -314,7 +311,7 @@ export function handleMsr(td: TdModule, exit: MsrExit): TdStep {
   td.record(write ? 'wrmsr' : 'rdmsr', { msr, name, action, rip: exit.rip });
   const ve = (): TdStep =>
     td.deliverVe({ exitReason: write ? ExitReason.WRMSR : ExitReason.RDMSR, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
-  if (action === 've' || action === 'not-modelled') return ve();
+  if (action === 've') return ve();
   if (action === 'gp') return td.injectException(GP_VECTOR, 0n);
   const vcpu = td.machine.vcpu;
   if (action === 'native') {
@@ -382,7 +379,11 @@ function emulatedRead(td: TdModule, msr: number): bigint {
     case MsrIndex.IA32_PERF_CAPABILITIES:
     case MsrIndex.IA32_ARCH_CAPABILITIES:
       return 0n;
-    default: throw new Error(`no emulated read for MSR 0x${msr.toString(16)}`);
+    default: {
+      const virtualVmx = VIRTUAL_VMX_READS.has(msr) ? virtualVmxMsrs(td).get(msr) : undefined;
+      if (virtualVmx === undefined) throw new Error(`no emulated read for MSR 0x${msr.toString(16)}`);
+      return virtualVmx;
+    }
   }
 }
 

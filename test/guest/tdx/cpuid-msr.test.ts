@@ -145,6 +145,15 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect([r.r12, r.r13, r.r14]).toEqual([1n, reason, 0n]);
   });
 
+  // td_rdmsr_exit → rdmsr_l1_only_special_msrs: the TDCS virtual values TDH.MNG.INIT computed
+  // (virt_msr_helpers.h; worked out in test/unit/tdx/virtual-vmx-msrs.test.ts); 0x481 (non-TRUE
+  // PINBASED_CTLS) is msr_config_lookup.c's MSR_ACTION_VE row.
+  it('IA32_VMX_BASIC (0x480), TRUE_PROCBASED_CTLS (0x48E) and CR4_FIXED1 (0x489) reads are answered by the module; PINBASED_CTLS (0x481) is #VE', () => {
+    const r = run(`${rdmsr(0x480)}\n ${rdmsr(0x48e, 'rsi')}\n ${rdmsr(0x489, 'r15')}\n ${rdmsr(0x481, 'r8')}`);
+    expect([r.rbx, r.rsi, r.r15]).toEqual([0x01c0_0000_0000_0000n, 0xfdfb_fffe_b522_6dfan, 0x627ffn]);
+    expect([r.r12, r.r13, r.r14]).toEqual([1n, 31n, 0n]);
+  });
+
   // IA32_PRED_CMD / IA32_FLUSH_CMD: bitmap bit 0 for both directions, so the CPU runs them; they are
   // write-only with bit 0 the only command bit (SDM Vol. 4 Table 2-2).
   it('IA32_PRED_CMD (0x49) and IA32_FLUSH_CMD (0x10B) run natively: a command write passes; a read or a reserved bit is the CPU\'s #GP(0)', () => {

@@ -40,8 +40,8 @@ describe('msrAction over the whole bitmap range', () => {
     expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['gp', 'gp']);
   });
 
-  it('the VMX capability reads the module answers from TDCS values are marked not modelled (#VE in the model)', () => {
-    expect(msrAction(module(), 0x480, false).action).toBe('not-modelled');
+  it('the VMX capability reads rdmsr_l1_only_special_msrs answers from TDCS values are emulated; the rest of 0x480-0x492 are the table\'s #VE', () => {
+    expect(msrAction(module(), 0x480, false).action).toBe('emulate');
     expect(msrAction(module(), 0x481, false).action).toBe('ve'); // PINBASED_CTLS: the table's #VE
   });
 });
