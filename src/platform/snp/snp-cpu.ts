@@ -44,6 +44,21 @@ const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([MSR_EFER, 0xc0000100, 0xc
 /** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
 export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 const RFLAGS_IF = 1n << 9n;
+
+/**
+ * Whether the RFLAGS image an exception pushes has RF = 1. AMD APM Vol. 2 §3.1.6 "Resume Flag
+ * (RF) Bit 16": "When an exception occurs (or when a string instruction is interrupted), the
+ * processor normally sets RF=1 in the RFLAGS image saved on the interrupt stack", clearing it only
+ * for an instruction-breakpoint #DB. So every exception the CPU raises on a guest instruction (#VC
+ * included: a fault, RIP at the instruction) pushes RF = 1, and an interrupt arriving between
+ * instructions pushes RF as it is. Which vectors count as fault-class (the rest: #DB, #BP, #OF
+ * traps; #DF, #MC aborts; NMI and vectors 32-255 interrupts) follows Linux KVM's exception_type()
+ * (arch/x86/kvm/x86.c), which also sets RF for the fault-class exceptions it injects
+ * (inject_pending_event).
+ */
+export function pushesResumeFlag(vector: number): boolean {
+  return vector < 32 && ![1, 2, 3, 4, 8, 18].includes(vector);
+}
 /** The step of every exit the hardware completes itself: one object, read only (one per exit was garbage). */
 const RESUME: { readonly kind: 'resume' } = Object.freeze({ kind: 'resume' });
 
@@ -648,10 +663,15 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     };
   }
 
-  /** An event the VMM injects (SnpVmmHandle.inject); a failed delivery ends the run at the next step. */
+  /**
+   * An event the VMM injects (SnpVmmHandle.inject); a failed delivery ends the run at the next
+   * step. EVENTINJ events "are treated in every way as though they had occurred normally in the
+   * guest" (AMD APM Vol. 2 §15.20), so a fault-class exception pushes RF = 1 and an interrupt RF
+   * as it is (pushesResumeFlag). The VMM cannot set RF itself: RFLAGS is in the encrypted VMSA.
+   */
   injectFromHost(vector: number, errorCode?: bigint): void {
     this.#syncDeferredRegions();
-    const step = this.inject(vector, errorCode, undefined, 'injected by the VMM');
+    const step = this.inject(vector, errorCode, undefined, 'injected by the VMM', pushesResumeFlag(vector));
     if (step.kind === 'outcome') this.#pendingOutcome = step.outcome;
   }
 
@@ -934,7 +954,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       // Port I/O is intercepted: #VC with SW_EXITCODE IOIO; the guest then uses the GHCB.
       case 'io': return this.injectVc(BigInt(SVM_EXIT.IOIO), undefined, `${exit.direction} port 0x${exit.port.toString(16)}`);
       case 'gate-fault': return this.#gateFault(exit);
-      case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception');
+      // A fault pushes RF = 1; INT n, INT3 and INTO (after the instruction) push RF as it is.
+      case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception', !exit.afterInstruction);
       case 'invalid-opcode':
       case 'tdcall':
         return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
@@ -1113,16 +1134,21 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (this.machine.vcpuCount !== 1) return this.injectVc(errorCode, cr2, reason);
     const rip = vcpu.regs.rip;
     this.#record('inject-vc', { vector: VC_VECTOR, errorCode, cr2, rip, reason });
-    const failure = vcpu.tryInjectRepeating(VC_VECTOR, errorCode, cr2);
+    const failure = vcpu.tryInjectRepeating(VC_VECTOR, errorCode, cr2, true);
     for (let i = vcpu.repeatedDeliveries; i > 0; i--) this.#record('inject-vc', { vector: VC_VECTOR, errorCode, cr2, rip, reason });
     return failure === undefined ? RESUME : this.#deliveryFailed(VC_VECTOR, reason, failure);
   }
 
-  inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string): HwStep {
+  /**
+   * Delivers `vector` through the guest IDT. `resume`: the pushed RFLAGS image has RF = 1
+   * (pushesResumeFlag); true for the faults the CPU raises on a guest instruction (#VC, #GP, #UD,
+   * #PF), the default here.
+   */
+  inject(vector: number, errorCode: bigint | undefined, cr2: bigint | undefined, reason: string, resume = true): HwStep {
     const fields = { vector, errorCode: errorCode ?? null, cr2: cr2 ?? null, rip: this.machine.vcpu.regs.rip, reason };
     this.#record(vector === VC_VECTOR ? 'inject-vc' : 'inject', fields);
     // CR2 with the delivery, in one native call (Vcpu.inject): loaded as the fault is raised.
-    const failure = this.machine.vcpu.tryInject(vector, errorCode, cr2);
+    const failure = this.machine.vcpu.tryInject(vector, errorCode, cr2, resume);
     return failure === undefined ? RESUME : this.#deliveryFailed(vector, reason, failure);
   }
 

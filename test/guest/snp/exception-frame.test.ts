@@ -1,0 +1,56 @@
+// RFLAGS.RF in the frame an SEV-SNP guest's exception pushes. AMD APM Vol. 2 §3.1.6 "Resume Flag
+// (RF) Bit 16": when an exception occurs the processor normally sets RF=1 in the RFLAGS image
+// saved on the interrupt stack (so that IRET back to the faulting instruction skips its
+// instruction breakpoint); an interrupt between instructions pushes RF as it is (0 here: nothing
+// set it). §15.20: events the VMM injects through EVENTINJ "are treated in every way as though
+// they had occurred normally in the guest".
+import { describe, expect, it } from 'vitest';
+import { HANDLER, snpGuest } from '../../helpers/snp-guest.js';
+import { installIdt } from '../../helpers/guest-setup.js';
+
+const RF = 1n << 16n;
+// 64-bit frame: [error code,] RIP, CS, RFLAGS. Each handler keeps the pushed RFLAGS in RBX.
+const WITH_ERROR_CODE = 'mov rbx, [rsp + 24]\n mov r13, 29\n hlt';
+const WITHOUT_ERROR_CODE = 'mov rbx, [rsp + 16]\n mov r13, 6\n hlt';
+
+describe('RF in the RFLAGS image of an SNP guest\'s exception frame', () => {
+  it('#VC the CPU raises for CPUID (SW_EXITCODE 0x72, RIP at the CPUID) pushes RF = 1', () => {
+    const g = snpGuest('mov eax, 1\n cpuid\n hlt', { vcHandler: WITH_ERROR_CODE });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.rbx & RF]).toEqual([29n, RF]);
+  });
+
+  it('#VC 0x404 the CPU raises for a read of a guest-owned page with Validated = 0 pushes RF = 1', () => {
+    const page = 0x400000n;
+    const g = snpGuest(`mov rax, [0x${page.toString(16)}]\n hlt`, { vcHandler: WITH_ERROR_CODE });
+    g.platform.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: g.platform.asid });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('inject-vc')[0]).toMatchObject({ errorCode: 0x404n });
+    expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.rbx & RF]).toEqual([29n, RF]);
+  });
+
+  it('#UD the CPU raises for UD2 (a fault) pushes RF = 1', () => {
+    const g = snpGuest('ud2\n hlt', { udHandler: WITHOUT_ERROR_CODE });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.rbx & RF]).toEqual([6n, RF]);
+  });
+
+  it('events the VMM injects: a fault-class exception (#VC, #UD) pushes RF = 1, an interrupt (vector 0x20) RF as it is (0)', () => {
+    const vc = snpGuest('hlt', { vcHandler: WITH_ERROR_CODE });
+    vc.platform.injectFromHost(29, 0x72n);
+    expect(vc.run()).toMatchObject({ outcome: 'done' });
+    expect([vc.vm.vcpu.regs.r13, vc.vm.vcpu.regs.rbx & RF]).toEqual([29n, RF]);
+
+    const ud = snpGuest('hlt', { udHandler: WITHOUT_ERROR_CODE });
+    ud.platform.injectFromHost(6);
+    expect(ud.run()).toMatchObject({ outcome: 'done' });
+    expect([ud.vm.vcpu.regs.r13, ud.vm.vcpu.regs.rbx & RF]).toEqual([6n, RF]);
+
+    // Vector 0x20 delivered through the #UD handler's code: the same frame layout (no error code).
+    const irq = snpGuest('hlt', { udHandler: WITHOUT_ERROR_CODE });
+    installIdt(irq.vm, { 29: HANDLER.vc, 13: HANDLER.gp, 14: HANDLER.pf, 6: HANDLER.ud, 0x20: HANDLER.ud });
+    irq.platform.injectFromHost(0x20);
+    expect(irq.run()).toMatchObject({ outcome: 'done' });
+    expect([irq.vm.vcpu.regs.r13, irq.vm.vcpu.regs.rbx & RF]).toEqual([6n, 0n]);
+  });
+});
