@@ -7,6 +7,7 @@
 // error, never thrown: the guest is untrusted input too.
 import { STAGES } from './layout.js';
 import type { Snapshottable } from '../shared/snapshottable.js';
+import { U64_LIMIT } from '../shared/u64.js';
 
 export type BootStage = (typeof STAGES)[number];
 
@@ -55,7 +56,7 @@ export function parseConsoleLine(rawLine: string): ParsedLine {
       if (!STAT_NAME.test(name)) return bad(`bad stat name "${name}"`);
       if (!DECIMAL.test(value)) return bad(`stat value "${value}" is not a decimal number`);
       const n = BigInt(value);
-      if (n >= 1n << 64n) return bad(`stat value ${value} does not fit in 64 bits`);
+      if (n >= U64_LIMIT) return bad(`stat value ${value} does not fit in 64 bits`);
       return { kind: 'stat', name, value: n };
     }
     case 'done':

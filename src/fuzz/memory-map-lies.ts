@@ -14,10 +14,10 @@
 import { ABI, E820_TYPE, guestRamRanges } from '../boot/layout.js';
 import type { MemoryRange } from './attack-program.js';
 import type { Prng } from '../shared/prng.js';
+import { U64_LIMIT } from '../shared/u64.js';
 
 const PAGE = 0x1000n;
 const TWO_MB = 0x200000n;
-const U64 = 1n << 64n;
 /** E820 types no stub knows: ACPI, NVS, unusable, persistent memory, a vendor type, 0 and all-ones. */
 const UNKNOWN_TYPES = [0, 3, 4, 5, 7, 20, 0xffffffff];
 
@@ -188,7 +188,7 @@ export const MAP_LIES: readonly MapLie[] = [
       const entry = out[rng.below(out.length)]!;
       switch (rng.below(3)) {
         case 0: entry.size = 0n; break;
-        case 1: entry.size = U64 - PAGE * BigInt(1 + rng.below(16)); break; // addr + size wraps past 2^64 (past the top, from 0)
+        case 1: entry.size = U64_LIMIT - PAGE * BigInt(1 + rng.below(16)); break; // addr + size wraps past 2^64 (past the top, from 0)
         default: entry.size = 1n << BigInt(40 + rng.below(24)); break;     // huge, still below 2^64
       }
       return out;

@@ -21,6 +21,7 @@
 // of an execution and most of its garbage (issue 10).
 import { BufferedHash, type BufferedHashState } from './buffered-hash.js';
 import type { Snapshottable } from './snapshottable.js';
+import { U64_LIMIT } from './u64.js';
 
 export type TraceValue = string | number | boolean | bigint | null | TraceValue[] | { [key: string]: TraceValue };
 export interface TraceEvent {
@@ -53,7 +54,6 @@ export function traceLine(event: TraceEvent): string {
 // Tags of the binary encoding. Objects and arrays end with END; every object key is KEY + string.
 const enum Tag { Null, False, True, Number, String, U64, BigHex, Array, Object, Key, End = 0xff }
 const HEX = /^0x[0-9a-f]+$/;
-const U64_LIMIT = 1n << 64n;
 
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {

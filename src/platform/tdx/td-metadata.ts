@@ -12,6 +12,7 @@ import { TdxStatus } from './status.js';
 import { TD_CPUID_TABLE, TD_XFAM, tdCpuid } from './td-cpuid.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TD_CTLS_PENDING_VE_DISABLE, type TdModule } from './td-module.js';
 import { TDCS_VIRTUAL_VMX_MSRS } from './virtual-vmx-msrs.js';
+import { MASK64 } from '../../shared/u64.js';
 
 /** MD_FIELD_ID_NA: "no field" (after the last readable element, and the RDX of a failed version-1 read). */
 export const MD_FIELD_ID_NA = 0xffff_ffff_ffff_ffffn;
@@ -47,7 +48,7 @@ function row(name: string, id: bigint, elements: number, guestRd = 0n, guestWr =
 
 function elementSizeMask(id: bigint): bigint {
   const code = (id >> 32n) & 3n;
-  return code === 3n ? 0xffff_ffff_ffff_ffffn : (1n << (8n << code)) - 1n;
+  return code === 3n ? MASK64 : (1n << (8n << code)) - 1n;
 }
 
 // tdr_tdcs_lookup[] in table order (the order md_get_next_element_in_context walks). The last
