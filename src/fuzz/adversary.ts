@@ -11,6 +11,7 @@ import { tdxSharedBit } from '../platform/tdx/td-module.js';
 import type { SeptMirror } from '../vmm/tdx/sept-mirror.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
+import type { HostMemory } from '../platform/host-memory.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
 import { governingLeafEnd, type PageState } from '../platform/platform.js';
@@ -254,18 +255,21 @@ export function tdxHostAction(host: VmmContext['host'], action: HostAction, mirr
       host.injectInterrupt(action.vector);
       return 'ok';
     case 'shared-write':
-      writeLittleEndian(host.hostMemory, action);
-      return 'ok';
+      return writeLittleEndian(host.hostMemory, action);
     default:
       return 'unsupported';
   }
 }
 
-/** A host write of `size` bytes of `value` (the handle's host memory refuses private pages). */
-function writeLittleEndian(memory: { write(gpa: bigint, data: Uint8Array): void }, action: Extract<HostAction, { kind: 'shared-write' }>): void {
+/**
+ * A host write of `size` bytes of `value`: 'ok', or the hardware's refusal (the handle's host
+ * memory refuses private pages) as the result a thrown refusal gives (runTdxHostActions).
+ */
+function writeLittleEndian(memory: Pick<HostMemory, 'tryWrite'>, action: Extract<HostAction, { kind: 'shared-write' }>): string {
   const bytes = new Uint8Array(action.size);
   for (let i = 0; i < action.size; i++) bytes[i] = Number((action.value >> BigInt(8 * i)) & 0xffn);
-  memory.write(action.gpa, bytes);
+  const refused = memory.tryWrite(action.gpa, bytes);
+  return refused === undefined ? 'ok' : `refused: ${refused}`;
 }
 
 function runTdxHostActions(book: DecisionBook, ctx: VmmContext): void {
@@ -551,8 +555,7 @@ export function snpHostAction(book: Pick<DecisionBook, 'captured'>, host: SnpVmm
       host.inject(action.vector, action.errorCode);
       return 'ok';
     case 'shared-write':
-      writeLittleEndian(host.hostMemory, action);
-      return 'ok';
+      return writeLittleEndian(host.hostMemory, action);
     default:
       return 'unsupported';
   }

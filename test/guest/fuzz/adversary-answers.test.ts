@@ -181,6 +181,18 @@ describe('adversary, TDX host SEAMCALL actions', () => {
     expect(walk(P + 0x1000n, 0).state).toBe('PENDING');
   });
 
+  it('shared-write: a private page refuses the host (TDX: private memory is the TD\'s alone) and is left as it was; a shared page takes the bytes', () => {
+    const td = tdGuest(HALT);
+    const memory = td.platform.machine.memory;
+    const before = Buffer.from(memory.read(CODE_BASE, 8));
+    const refused = tdxHostAction(td.platform.module.host, { kind: 'shared-write', gpa: CODE_BASE, size: 8, value: 0x1122334455667788n });
+    expect(refused).toMatch(/^refused: host write refused: .* at 0x/);
+    expect(Buffer.from(memory.read(CODE_BASE, 8)).equals(before)).toBe(true);
+    // P's 2 MiB is FREE (never AUGed): no private page there, so the host's write lands.
+    expect(tdxHostAction(td.platform.module.host, { kind: 'shared-write', gpa: P + 8n, size: 4, value: 0xaabbccddn })).toBe('ok');
+    expect(Buffer.from(memory.read(P + 8n, 4))).toEqual(Buffer.from([0xdd, 0xcc, 0xbb, 0xaa]));
+  });
+
   it('an action of the other platform is not carried out on either: "unsupported"', () => {
     const td = tdGuest(HALT);
     expect(tdxHostAction(td.platform.module.host, { kind: 'snp.psmash', spa: P })).toBe('unsupported');

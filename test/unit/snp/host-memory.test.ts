@@ -58,6 +58,24 @@ describe('host writes', () => {
     p.machine.close();
   });
 
+  it('tryWrite is write() that returns the refusal: the same message, nothing written; an allowed write is made and returns undefined', () => {
+    const { p, host } = setUp();
+    let thrown: HostAccessRefused | undefined;
+    try {
+      host.write(HV + 0xff0n, Buffer.alloc(0x20, 0xee));
+    } catch (err) {
+      thrown = err as HostAccessRefused;
+    }
+    expect(host.tryWrite(HV + 0xff0n, Buffer.alloc(0x20, 0xee))).toBe(thrown!.message);
+    expect(thrown!.message).toContain(`at 0x${GUEST.toString(16)}`);
+    expect(Buffer.from(p.machine.memory.read(HV + 0xff0n, 0x10)).equals(Buffer.alloc(0x10, 0x11))).toBe(true);
+    expect(Buffer.from(p.machine.memory.read(GUEST, 0x10)).equals(Buffer.alloc(0x10, 0x22))).toBe(true);
+    expect(host.tryWrite(HV + 0x10n, Buffer.alloc(0x10, 0xdd))).toBeUndefined();
+    expect(Buffer.from(p.machine.memory.read(HV + 0x10n, 0x10)).equals(Buffer.alloc(0x10, 0xdd))).toBe(true);
+    expect(() => host.tryWrite(MEMORY - 4n, Buffer.alloc(8, 0x55))).toThrow(RangeError);
+    p.machine.close();
+  });
+
   it('a write past the end of guest RAM, or at a negative GPA, is a RangeError and writes nothing', () => {
     const { p, host } = setUp();
     const last = MEMORY - PAGE_4K;
