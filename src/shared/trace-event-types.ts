@@ -59,6 +59,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('cpuid', 'a CPUID the VMM answered'),
   vmm('ghcb-msr', 'SNP: a GHCB MSR-protocol request'),
   vmm('ghcb-exit', 'SNP: a full GHCB exit'),
+  vmm('ghcb-unmapped', 'SNP: a VMGEXIT whose GHCB GPA is 0 or not guest RAM, resumed unanswered as KVM does'),
   vmm('ap-creation', 'SNP: an AP Creation request (request, APIC ID, VMSA GPA)'),
   vmm('guest-request', 'a guest request the VMM saw (the fuzzer keys on it)'),
   vmm('guest-release', 'the guest asked to make memory shared'),

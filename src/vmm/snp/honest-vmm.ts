@@ -245,7 +245,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   #ghcbPage(host: SnpVmmHandle, gpa: bigint): VmmAnswer {
-    if (gpa === 0n || !this.#inRam(host, gpa, BigInt(GHCB_SIZE))) return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} invalid` };
+    // KVM sev_handle_vmgexit: a GHCB GPA of 0 ("GHCB gpa is not set") or one kvm_vcpu_map cannot
+    // map (no memslot: not guest RAM) resumes the guest with nothing read or written ("Without a
+    // GHCB, just return right back to the guest"): the guest finds its GHCB and the MSR as it left
+    // them, and its own checks decide. A guest that retries for ever ends on the budget (each
+    // exit is charged, native/src/budget.h kExitCharge).
+    if (gpa === 0n || !this.#inRam(host, gpa, BigInt(GHCB_SIZE))) {
+      host.trace.record('vmm', 'ghcb-unmapped', { gpa });
+      return 'resume';
+    }
     const registered = this.#registeredGhcbs.get(host.vcpuIndex);
     if (registered !== undefined && registered !== gpa) {
       return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${registered.toString(16)}` };

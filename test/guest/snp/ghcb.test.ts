@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { encodePscEntry, IOIO, PSC_ERROR, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
-import { GHCB_GPA, PVALIDATE, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { GHCB_GPA, PVALIDATE, VMGEXIT, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const T = 0x400000n;
 
@@ -108,6 +108,28 @@ describe('GHCB MSR protocol', () => {
     expect(g.vm.vcpu.regs.r9).toBe(0x77n);
     expect(g.platform.ghcbMsr).toBe(request);
     expect(g.trace.ofType('vmgexit')).toHaveLength(1);
+  });
+
+  // KVM sev_handle_vmgexit resumes a VMGEXIT whose GHCB GPA is 0 without an answer ("Without a
+  // GHCB, just return right back to the guest"), so a guest that retries it never gets one. KVM
+  // would spin with it; here every return to the host is charged to the budget (native/src/budget.h
+  // kExitCharge = 1024), so the retries end the run long before the instructions alone would.
+  it('a guest that retries a VMGEXIT with GHCB GPA 0 for ever gets no answer and ends on the budget', () => {
+    const g = snpGuest(`
+      retry:
+      mov ecx, 0xc0010130
+      xor eax, eax
+      xor edx, edx
+      wrmsr
+      ${VMGEXIT}
+      jmp retry`, { instructionLimit: 200_000n });
+    expect(g.run()).toMatchObject({ outcome: 'budget' });
+    const exits = g.trace.ofType('vmgexit').length;
+    // A round is 6 instructions and two returns to the host (the WRMSR the CPU model handles, the
+    // VMGEXIT), so about 200000 / (6 + 2 * 1024) rounds; by instructions alone it would be 33333.
+    expect(exits).toBeGreaterThan(90);
+    expect(exits).toBeLessThan(100);
+    expect(g.trace.ofType('ghcb-unmapped')).toHaveLength(exits);
   });
 
   it('termination request 0x100 ends the run with its reason set and code', () => {

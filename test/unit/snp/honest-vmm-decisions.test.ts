@@ -20,6 +20,7 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
   const host = g.platform.handle;
   /** The GHCB MSR protocol: the VMM's answer to `request` (the GHCB MSR it leaves). */
   const msr = (request: bigint) => {
+    host.ghcbMsr = request;  // the VMCB's GHCB GPA field holds what the guest wrote to the MSR
     const answer = v.onVmgexit(host, { kind: 'vmgexit', rip: 0n, ghcbMsr: request });
     return { answer, msr: host.ghcbMsr };
   };
@@ -200,18 +201,35 @@ describe('honest SNP VMM: MSR-protocol CPUID (GHCB spec §2.3.1: bits 31:30 name
 describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spec §2.3.2 GHCB GPA registration)', () => {
   const HV_FEATURES_NAE = { swExitCode: 0x8000fffdn, swExitInfo1: 0n, swExitInfo2: 0n };
 
-  it('a VMGEXIT with no GHCB GPA in the MSR (0) is refused: "GHCB gpa is not set"', () => {
+  // KVM sev_handle_vmgexit (torvalds/linux arch/x86/kvm/svm/sev.c): "if (!ghcb_gpa) { ... /* Without
+  // a GHCB, just return right back to the guest */ return 1; }", and the same when kvm_vcpu_map of
+  // the GHCB's gfn fails (no memslot there). Nothing is read or written: no answer in the GHCB, the
+  // MSR as the guest wrote it, the run goes on.
+  /** A VMGEXIT whose GHCB GPA KVM does not serve resumes the guest with the page at `gpa` (if any) and the MSR untouched. */
+  const resumedUnanswered = (t: ReturnType<typeof launched>, gpa: bigint, page: bigint) => {
+    t.writeGhcb(page, HV_FEATURES_NAE);
+    const before = Buffer.from(t.host.hostMemory.read(page, 0x1000));
+    const r = t.msr(gpa);
+    expect(r.answer).toBe('resume');
+    expect(r.msr).toBe(gpa);
+    expect(Buffer.from(t.host.hostMemory.read(page, 0x1000)).equals(before)).toBe(true);
+    expect(t.g.trace.ofType('ghcb-unmapped').at(-1)).toMatchObject({ gpa });
+    expect(t.g.trace.ofType('ghcb-exit')).toHaveLength(0);
+  };
+
+  it('a VMGEXIT with no GHCB GPA in the MSR (0) resumes the guest unanswered ("GHCB gpa is not set")', () => {
     const t = launched();
-    t.writeGhcb(0n, HV_FEATURES_NAE);
-    expect(t.msr(0n).answer).toMatchObject({ outcome: 'vmm-error' });
+    resumedUnanswered(t, 0n, 0n);
     t.close();
   });
 
-  it('a GHCB in a hole between RAM ranges is refused', () => {
+  it('a GHCB GPA in a hole between RAM ranges, or past the end of RAM, resumes the guest unanswered (KVM cannot map it)', () => {
     const vmm = new HonestSnpVmm({ ram: [{ start: 0n, end: 4n * MiB }, { start: 6n * MiB, end: 8n * MiB }] });
     const t = launched(8n * MiB, vmm);
-    t.writeGhcb(5n * MiB, HV_FEATURES_NAE);
-    expect(t.msr(5n * MiB).answer).toMatchObject({ outcome: 'vmm-error' });
+    resumedUnanswered(t, 5n * MiB, 5n * MiB);
+    const r = t.msr(8n * MiB);
+    expect([r.answer, r.msr]).toEqual(['resume', 8n * MiB]);
+    expect(t.g.trace.ofType('ghcb-unmapped').at(-1)).toMatchObject({ gpa: 8n * MiB });
     t.close();
   });
 
