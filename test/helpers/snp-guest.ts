@@ -1,6 +1,7 @@
 // Builds a tiny SNP guest: GDT, IDT with #VC/#GP/#PF/#UD handlers at fixed addresses, code at
 // CODE_BASE, optional paging, and a launch that pre-validates the image (SNP_LAUNCH_UPDATE).
 import { Machine } from '../../src/cpu/machine.js';
+import { ghcbMsr } from '../../src/platform/snp/ghcb-msr.js';
 import { SnpPlatform, SNP_GUEST_SEV_FEATURES } from '../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm, type HonestSnpVmmOptions } from '../../src/vmm/snp/honest-vmm.js';
 import { runSnp } from '../../src/vmm/snp/run-snp.js';
@@ -103,7 +104,13 @@ export function msrProtocol(value: bigint): string {
   or rax, rdx`;
 }
 
-/** Asm: fill the GHCB at GHCB_GPA (rdi) for one NAE call and VMGEXIT. */
+/**
+ * Asm: register GHCB_GPA as this vCPU's GHCB (GHCB MSR protocol 0x012), which an SNP guest must do
+ * before its first GHCB call: KVM refuses a GHCB GPA the vCPU did not register. Clobbers rax, rcx, rdx.
+ */
+export const REGISTER_GHCB = msrProtocol(ghcbMsr.registerReq(GHCB_GPA >> 12n));
+
+/** Asm: fill the GHCB at GHCB_GPA (rdi) for one NAE call and VMGEXIT (after REGISTER_GHCB). */
 export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; rax?: bigint; scratch?: bigint }): string {
   // Valid bitmap bits are offset/8: rax 0x1f8 -> bit 63; exit code/info1/info2/scratch -> bits 114..117.
   let high = (1 << 2) | (1 << 3) | (1 << 4);

@@ -254,9 +254,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       host.trace.record('vmm', 'ghcb-unmapped', { gpa });
       return 'resume';
     }
+    // KVM sev_handle_vmgexit: "SEV-SNP guest requires that the GHCB GPA must be registered": a GHCB
+    // GPA other than the vCPU's ghcb_registered_gpa (0 until a GHCB MSR registration request sets
+    // it: the vCPU is allocated zeroed and nothing else writes it) fails the exit with -EINVAL, so
+    // KVM_RUN fails and QEMU stops the VM (kvm_cpu_exec: RUN_STATE_INTERNAL_ERROR). The guest gets
+    // no SW_EXITINFO answer: the VM is over.
     const registered = this.#registeredGhcbs.get(host.vcpuIndex);
-    if (registered !== undefined && registered !== gpa) {
-      return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} differs from the registered 0x${registered.toString(16)}` };
+    if (registered !== gpa) {
+      const why = registered === undefined ? 'this vCPU registered no GHCB' : `this vCPU registered 0x${registered.toString(16)}`;
+      return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} is not registered (${why}): KVM fails the exit (-EINVAL) and the VM stops` };
     }
     // The GHCB must be shared: the hypervisor cannot read private memory.
     if (host.rmpEntry(gpa).assigned) return { outcome: 'vmm-error', reason: `GHCB at 0x${gpa.toString(16)} is not in shared memory` };

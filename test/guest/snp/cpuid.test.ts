@@ -7,7 +7,7 @@ import { decodeCpuidPage, encodeCpuidPage, SEV_RET_INVALID_PARAM, type CpuidEntr
 import { ghcbMsr } from '../../../src/platform/snp/ghcb-msr.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { honestCpuidPage } from '../../../src/vmm/snp/honest-vmm.js';
-import { msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { REGISTER_GHCB, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 describe('CPUID in an SNP guest', () => {
   it('raises #VC with error code 0x72 and RIP at the CPUID, which has not run', () => {
@@ -59,6 +59,7 @@ describe('CPUID in an SNP guest', () => {
     // Valid bitmap bit = offset / 8: RAX 0x1f8 -> bit 63, RCX 0x308 -> bit 97, exit code and
     // EXITINFO1/2 -> bits 114..116.
     const g = snpGuest(`
+      ${REGISTER_GHCB}
       mov rdi, 0x30000
       mov qword ptr [rdi+0x390], 0x72
       mov qword ptr [rdi+0x398], 0

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { encodePscEntry, IOIO, PSC_ERROR, SVM_EXIT } from '../../../src/platform/snp/ghcb-page.js';
-import { GHCB_GPA, PVALIDATE, VMGEXIT, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { GHCB_GPA, PVALIDATE, REGISTER_GHCB, VMGEXIT, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const T = 0x400000n;
 
@@ -171,9 +171,11 @@ describe('GHCB MSR protocol', () => {
 
 describe('GHCB page protocol', () => {
   const mappings = privateIdentityWithGhcb();
+  /** A guest that registers its GHCB first (KVM serves no other), then runs `main`. */
+  const ghcbGuest: typeof snpGuest = (main, options) => snpGuest(`${REGISTER_GHCB}\n${main}`, options);
 
   it('IOIO (0x7B) prints to the console', () => {
-    const g = snpGuest(`
+    const g = ghcbGuest(`
       ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}
       ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x69n })}
       mov r8, [rdi+0x398]
@@ -196,11 +198,11 @@ describe('GHCB page protocol', () => {
       hlt`;
 
   it('string IOIO (OUTS) prints a whole batch of BATCH_MAX (0x7f0) bytes with one exit', () => {
-    const g = snpGuest(outs(0x7f0n), { mappings });
+    const g = ghcbGuest(outs(0x7f0n), { mappings });
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([0n, 0n]);
     expect(g.vmm.console.text).toBe(`${'A'.repeat(0x7ef)}\n`);
-    expect(g.trace.ofType('vmgexit')).toHaveLength(1);
+    expect(g.trace.ofType('ghcb-exit')).toHaveLength(1);
   });
 
   it.each([
@@ -208,14 +210,14 @@ describe('GHCB page protocol', () => {
     ['a buffer starting before the shared buffer', 0x10n, GHCB_GPA + 0x7f8n],
     ['a buffer running past the shared buffer', 0x10n, GHCB_GPA + 0xfe8n],
   ])('string IOIO with %s is a GHCB error (INVALID_SCRATCH_AREA) and prints nothing', (_what, count, scratch) => {
-    const g = snpGuest(outs(count, scratch), { mappings });
+    const g = ghcbGuest(outs(count, scratch), { mappings });
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([2n, 3n]);
     expect(g.vmm.console.text).toBe('');
   });
 
   it('IOIO OUT without RAX marked valid is a GHCB error (MISSING_INPUT)', () => {
-    const g = snpGuest(`
+    const g = ghcbGuest(`
       ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n })}
       mov r8, [rdi+0x398]
       mov r9, [rdi+0x3a0]
@@ -225,19 +227,19 @@ describe('GHCB page protocol', () => {
   });
 
   it('unknown exit code: GHCB error INVALID_EVENT', () => {
-    const g = snpGuest(`${ghcbCall({ exitCode: 0x1234n })}\nmov r8, [rdi+0x398]\nmov r9, [rdi+0x3a0]\nhlt`, { mappings });
+    const g = ghcbGuest(`${ghcbCall({ exitCode: 0x1234n })}\nmov r8, [rdi+0x398]\nmov r9, [rdi+0x3a0]\nhlt`, { mappings });
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9]).toEqual([2n, 6n]);
   });
 
   it('termination NAE 0x8000FFFE is the outcome', () => {
-    const g = snpGuest(`${ghcbCall({ exitCode: 0x8000fffen, info1: (2n << 4n) | 1n })}\nhlt`, { mappings });
+    const g = ghcbGuest(`${ghcbCall({ exitCode: 0x8000fffen, info1: (2n << 4n) | 1n })}\nhlt`, { mappings });
     expect(g.run()).toEqual({ outcome: 'guest-fatal', reason: 'GHCB termination request: reason set 1, code 2' });
   });
 
   function pscGuest(entries: bigint[], endEntry: number, perExit?: number) {
     const buf = GHCB_GPA + 0x800n;
-    const g = snpGuest(`
+    const g = ghcbGuest(`
       xor r12, r12
     1:
       inc r12
@@ -295,7 +297,7 @@ describe('GHCB page protocol', () => {
       mov ecx, 1
       mov edx, 1
       ${PVALIDATE}`;
-    const g = snpGuest(`${psc}\n${validate2m}\nsetc r8b\nmov r12, rax\n${psc}\nmov r13, [rdi+0x3a0]\n${validate2m}\nsetc r9b\nmov r10, rax\nhlt`, { mappings });
+    const g = ghcbGuest(`${psc}\n${validate2m}\nsetc r8b\nmov r12, rax\n${psc}\nmov r13, [rdi+0x3a0]\n${validate2m}\nsetc r9b\nmov r10, rax\nhlt`, { mappings });
     expect(g.run()).toMatchObject({ outcome: 'done' });
     const r = g.vm.vcpu.regs;
     expect([r.r12, r.r8 & 0xffn]).toEqual([0n, 0n]);
@@ -315,7 +317,7 @@ describe('GHCB page protocol', () => {
       mov rax, 0x${encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op, size2m }).toString(16)}
       mov [0x${(GHCB_GPA + 0x808n).toString(16)}], rax
       ${ghcbCall({ exitCode: BigInt(SVM_EXIT.PSC), scratch: GHCB_GPA + 0x800n })}`;
-    const g = snpGuest(`${psc(PSC_OP.PRIVATE, true, R)}
+    const g = ghcbGuest(`${psc(PSC_OP.PRIVATE, true, R)}
       mov r12, rax
       ${psc(PSC_OP.SHARED, true, R)}
       ${psc(PSC_OP.PRIVATE, false, R + 0x3000n)}
@@ -358,8 +360,17 @@ describe('GHCB page protocol', () => {
     expect(g.platform.rmp.lookup(0x400000n)).toMatchObject({ assigned: false });
   });
 
-  it('a GHCB in private memory is refused by the VMM', () => {
+  // KVM sev_handle_vmgexit: a GHCB GPA the vCPU did not register fails the exit (-EINVAL): KVM_RUN
+  // fails and the VM stops, with no answer in the GHCB.
+  it('a GHCB call before the guest registered its GHCB stops the VM (vmm-error), the GHCB unanswered', () => {
     const g = snpGuest(`${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}\nhlt`, { mappings });
+    expect(g.run()).toEqual({ outcome: 'vmm-error', reason: 'GHCB GPA 0x30000 is not registered (this vCPU registered no GHCB): KVM fails the exit (-EINVAL) and the VM stops' });
+    expect(g.vm.memory.readU64(GHCB_GPA + 0x398n)).toBe((0x3f8n << 16n) | 0x10n);  // SW_EXITINFO1 as the guest wrote it
+    expect(g.vmm.console.text).toBe('');
+  });
+
+  it('a GHCB in private memory is refused by the VMM', () => {
+    const g = ghcbGuest(`${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}\nhlt`, { mappings });
     g.platform.rmpUpdate(GHCB_GPA, { assigned: true, pageSize: '4k', gpa: GHCB_GPA, asid: 1 });
     // The guest's own C=0 write to it NPFs first; the honest VMM makes it shared again, so force it:
     const r = g.vmm.onVmgexit(g.platform.handle, { kind: 'vmgexit', rip: 0n, ghcbMsr: GHCB_GPA });

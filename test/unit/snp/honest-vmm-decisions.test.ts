@@ -13,8 +13,11 @@ import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
 
 const MiB = 1n << 20n;
 
-/** A launched SNP guest of `memoryBytes` (nothing run) and its honest VMM. */
-function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
+/**
+ * A launched SNP guest of `memoryBytes` (nothing run) and its honest VMM. `registerGhcb`: vCPU 0
+ * has registered GHCB_GPA as its GHCB (MSR protocol 0x012), as a guest must before it uses it.
+ */
+function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1, registerGhcb = true) {
   const g = snpGuest('hlt', { memoryBytes, vcpus });
   const v = vmm ?? g.vmm;
   const host = g.platform.handle;
@@ -42,6 +45,7 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1) {
     host.hostMemory.write(gpa, area);
   };
   const readGhcb = (gpa: bigint, name: keyof typeof GHCB_OFFSET) => Buffer.from(host.hostMemory.read(gpa + BigInt(GHCB_OFFSET[name]), 8)).readBigUInt64LE(0);
+  if (registerGhcb) expect(msr(ghcbMsr.registerReq(GHCB_GPA >> 12n)).msr).toBe(ghcbMsr.registerResp(GHCB_GPA >> 12n));
   return { g, vmm: v, host, msr, npf, npfActions, writeGhcb, readGhcb, close: () => g.vm.close() };
 }
 
@@ -233,19 +237,62 @@ describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spe
     t.close();
   });
 
-  it('once a vCPU registered its GHCB, a VMGEXIT with another GHCB GPA is refused ("GHCB GPA is not registered")', () => {
+  // KVM sev_handle_vmgexit: "SEV-SNP guest requires that the GHCB GPA must be registered": if
+  // !ghcb_gpa_is_registered(svm, ghcb_gpa) (svm.h: ghcb_registered_gpa == ghcb_gpa) it returns
+  // -EINVAL, no SW_EXITINFO answer: KVM_RUN fails and QEMU stops the VM. ghcb_registered_gpa is
+  // written only by the GHCB MSR registration request (GHCB_MSR_REG_GPA_REQ), so it is 0 until then.
+  /** The GHCB at `gpa` is refused as KVM refuses it: the VM stops, the page as the guest left it. */
+  const refused = (t: ReturnType<typeof launched>, gpa: bigint) => {
+    t.writeGhcb(gpa, HV_FEATURES_NAE);
+    const before = Buffer.from(t.host.hostMemory.read(gpa, 0x1000));
+    const answer = t.msr(gpa).answer;
+    expect(answer).toMatchObject({ outcome: 'vmm-error' });
+    expect(Buffer.from(t.host.hostMemory.read(gpa, 0x1000)).equals(before)).toBe(true);
+    return answer === 'resume' ? '' : answer.reason;
+  };
+  const served = (t: ReturnType<typeof launched>, gpa: bigint) => {
+    t.writeGhcb(gpa, HV_FEATURES_NAE);
+    expect(t.msr(gpa).answer).toBe('resume');
+    expect([t.readGhcb(gpa, 'swExitInfo1'), t.readGhcb(gpa, 'swExitInfo2')]).toEqual([0n, 3n]);
+  };
+
+  it('a vCPU that registered no GHCB has its first GHCB exit refused (KVM: "GHCB GPA … is not registered", -EINVAL): the VM stops', () => {
+    const t = launched(8n * MiB, undefined, 1, false);
+    expect(refused(t, GHCB_GPA)).toMatch(/^GHCB GPA 0x30000 is not registered \(this vCPU registered no GHCB\)/);
+    t.close();
+  });
+
+  // GHCB spec (AMD 56421) "GHCB GPA Registration": request 0x012 with the GFN in [63:12], response
+  // 0x013 with the GFN the hypervisor registered (all ones if it cannot, Linux commit 0c76b1d08280:
+  // "respond back with the same GPA otherwise return -1"). KVM never refuses: it stores the GFN and
+  // echoes it, whatever it is.
+  it('a registration request is answered 0x013 with the same GFN, whatever the GFN (KVM checks none)', () => {
+    const t = launched(8n * MiB, undefined, 1, false);
+    for (const gfn of [GHCB_GPA >> 12n, (8n * MiB) >> 12n, (1n << 40n) - 1n]) {
+      const r = t.msr(ghcbMsr.registerReq(gfn));
+      expect([r.answer, r.msr]).toEqual(['resume', ghcbMsr.registerResp(gfn)]);
+      expect(t.vmm.registeredGhcb).toBe(gfn << 12n);
+    }
+    t.close();
+  });
+
+  it('a VMGEXIT with a GHCB GPA other than the registered one is refused; the registered one is served', () => {
     const t = launched();
-    t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
-    t.writeGhcb(GHCB_GPA + 0x1000n, HV_FEATURES_NAE);
-    expect(t.msr(GHCB_GPA + 0x1000n).answer).toMatchObject({ outcome: 'vmm-error' });
-    t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE);
-    expect(t.msr(GHCB_GPA).answer).toBe('resume');
-    expect(t.readGhcb(GHCB_GPA, 'swExitInfo1')).toBe(0n);
+    expect(refused(t, GHCB_GPA + 0x1000n)).toMatch(/this vCPU registered 0x30000/);
+    served(t, GHCB_GPA);
+    t.close();
+  });
+
+  it('a second registration replaces the first (KVM overwrites ghcb_registered_gpa): the old GHCB is refused', () => {
+    const t = launched();
+    t.msr(ghcbMsr.registerReq((GHCB_GPA + 0x1000n) >> 12n));
+    served(t, GHCB_GPA + 0x1000n);
+    refused(t, GHCB_GPA);
     t.close();
   });
 
   it('a restore takes back a GHCB registration made after the snapshot', () => {
-    const t = launched();
+    const t = launched(8n * MiB, undefined, 1, false);
     const saved = t.vmm.saveState();
     t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
     expect(t.vmm.registeredGhcb).toBe(GHCB_GPA);
@@ -254,16 +301,14 @@ describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spe
     t.close();
   });
 
-  it('each vCPU registers its own GHCB (KVM keeps ghcb_registered_gpa per vCPU): the BSP\'s stays valid after an AP registers another', () => {
+  it('each vCPU registers its own GHCB (KVM keeps ghcb_registered_gpa per vCPU): an AP cannot use the BSP\'s, and the BSP\'s stays valid after an AP registers another', () => {
     const t = launched(8n * MiB, undefined, 2);
-    t.msr(ghcbMsr.registerReq(GHCB_GPA >> 12n));
     t.g.vm.switchVcpu(1);
+    expect(refused(t, GHCB_GPA)).toMatch(/this vCPU registered no GHCB/);
     t.msr(ghcbMsr.registerReq((GHCB_GPA + 0x1000n) >> 12n));
-    t.writeGhcb(GHCB_GPA + 0x1000n, HV_FEATURES_NAE);
-    expect(t.msr(GHCB_GPA + 0x1000n).answer).toBe('resume');
+    served(t, GHCB_GPA + 0x1000n);
     t.g.vm.switchVcpu(0);
-    t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE);
-    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    served(t, GHCB_GPA);
     t.close();
   });
 });
