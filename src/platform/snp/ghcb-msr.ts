@@ -34,6 +34,15 @@ export const PSC_OP = { PRIVATE: 1, SHARED: 2, PSMASH: 3, UNSMASH: 4 } as const;
  */
 export const PSC_MSR_ERROR_GENERIC = 0x8000_0000;
 
+/**
+ * The GFN a GHCB GPA registration response (0x013) carries when the hypervisor refuses the GPA:
+ * all ones in GHCBData[63:12] (Linux commit 0c76b1d08280, "KVM: SEV: Add support to handle GHCB
+ * GPA register VMGEXIT", after the GHCB spec's "GHCB GPA Registration": "If hypervisor can work
+ * with the guest requested GPA then it must respond back with the same GPA otherwise return -1").
+ * KVM itself never refuses: it registers and echoes any GFN (sev_handle_vmgexit_msr_protocol).
+ */
+export const REGISTER_GHCB_REFUSED_GFN = (1n << 52n) - 1n;
+
 /** HV features bitmap ([63:12]). */
 export const HV_FEATURE = { SNP: 1n << 0n, AP_CREATION: 1n << 1n, RESTRICTED_INJECTION: 1n << 2n } as const;
 

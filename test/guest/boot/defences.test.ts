@@ -10,7 +10,7 @@ import { SNP_C_BIT } from '../../../src/boot/platforms.js';
 import type { RawBootOptions } from '../../../src/cli/boot-options.js';
 import type { Answer, AttackProgram, CallPoint, Decision, HostAction, LaunchAction } from '../../../src/fuzz/attack-program.js';
 import type { FuzzStage } from '../../../src/fuzz/executor.js';
-import { ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN } from '../../../src/platform/snp/ghcb-msr.js';
+import { ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, REGISTER_GHCB_REFUSED_GFN } from '../../../src/platform/snp/ghcb-msr.js';
 import { TdvmcallStatus } from '../../../src/platform/tdx/status.js';
 import { configWrite, FOREVER, imageWrite, mapOverride, payloadHeader, program, runAttack } from '../../helpers/attack-programs.js';
 
@@ -105,6 +105,13 @@ export const DEFENCE_ATTACKS: DefenceAttack[] = [
   { check: 'snp_pvalidate_unchanged (validate)', platform: 'snp', attack: 'an extra page validated at launch; the PSC leaves it alone (it is private already)', program: () => snp([], [{ kind: 'snp.launch-page', gpa: 0x600000n, fill: 0xa5 }]), expected: /^snp_pvalidate_unchanged va=0x600000 rc=255 validate/ },
   { check: 'snp_pvalidate_unchanged (rescind)', platform: 'snp', attack: 'the GHCB page re-assigned before launch (not validated); its rescind finds nothing to change; no console yet', program: () => snp([], [{ kind: 'snp.rmpupdate', spa: ABI.MV_GHCB_GPA, assigned: true, pageSize: '4k', gpa: ABI.MV_GHCB_GPA }]), expected: TERM(1, 2) },
   { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration answered with another GFN; no console yet', program: () => snp([always('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.registerResp(GHCB_GFN + 1n) })]), expected: TERM(1, 0) },
+  // A hypervisor refuses a GHCB GPA by answering the registration with a GFN of all ones (GHCB spec
+  // "GHCB GPA Registration"; KVM commit 0c76b1d08280: "otherwise return -1"). Linux
+  // snp_register_ghcb_early terminates on any GFN but its own, so a refusal is fatal: for the
+  // firmware's GHCB (the BSP's first registration) and for an AP's own GHCB (the kernel's
+  // second registration with 2 vCPUs, guest/kernel/smp.c).
+  { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration refused (GFN all ones); no console yet', program: () => snp([always('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.registerResp(REGISTER_GHCB_REFUSED_GFN) })]), expected: TERM(1, 0) },
+  { check: 'snp register GHCB', platform: 'snp', attack: 'AP 1\'s GHCB registration refused (GFN all ones), 2 vCPUs; the BSP\'s was registered', flags: { vcpus: '2' }, program: () => snp([once('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.registerResp(REGISTER_GHCB_REFUSED_GFN) }, 1)]), expected: TERM(1, 0) },
   // GHCB spec §2.3.1: the registration response code is 0x013; Linux snp_register_ghcb_early terminates on another.
   { check: 'snp register GHCB', platform: 'snp', attack: 'GHCB registration done, answered with its GFN under the PSC response code (0x015, not 0x013); no console yet', program: () => snp([always('snp.msr.registerGhcb', { kind: 'vmgexit', effect: 'honest', msr: (ghcbMsr.registerResp(GHCB_GFN) & ~0xfffn) | 0x015n })]), expected: TERM(1, 0) },
   { check: 'snp SEV info: protocol', platform: 'snp', attack: 'SEV_INFO offers GHCB protocol 1 only', program: () => snp([always('snp.msr.sevInfo', { kind: 'vmgexit', effect: 'none', msr: ghcbMsr.sevInfoResp(1, 1, SNP_C_BIT) })]), expected: TERM(0, 1) },
