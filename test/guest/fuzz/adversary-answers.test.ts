@@ -214,7 +214,8 @@ function snpUnder(main: string, decisions: Decision[], options: Parameters<typeo
 /** PVALIDATE(validate) 4K of `gpa` (paging off: GVA = GPA); RAX → R8, RFLAGS → RBX. */
 const pvalidate4k = (gpa: bigint) => `mov rax, 0x${gpa.toString(16)}\n xor ecx, ecx\n mov edx, 1\n ${PVALIDATE}\n pushfq\n pop rbx\n mov r8, rax\n hlt`;
 /** The GHCB MSR set to `gpa` (a GHCB-page request, GHCB spec §2.3.1: GPA with info 0), VMGEXIT, HLT. */
-const vmgexitWithGhcbAt = (gpa: bigint) => `mov ecx, 0xc0010130\n mov rax, 0x${gpa.toString(16)}\n mov rdx, rax\n shr rdx, 32\n wrmsr\n ${VMGEXIT}\n hlt`;
+/** Registers `gpa` as the vCPU's GHCB (KVM serves no other), then VMGEXITs with it. */
+const vmgexitWithGhcbAt = (gpa: bigint) => `${msrProtocol(ghcbMsr.registerReq(gpa >> 12n))}\n mov ecx, 0xc0010130\n mov rax, 0x${gpa.toString(16)}\n mov rdx, rax\n shr rdx, 32\n wrmsr\n ${VMGEXIT}\n hlt`;
 const CF = 1n;
 
 describe('adversary, SNP NPF answers', () => {
