@@ -47,11 +47,11 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** `.NAME.tmp-PID-SEQ` of a process that no longer exists (and not ours). */
+/** `.NAME.tmp-PID-SEQ` of a process that no longer exists (not ours, then: this process is running). */
 function isStaleTemp(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
   const m = /^(\d+)-(\d+)$/.exec(name.slice(prefix.length));
-  return m !== null && Number(m[1]) !== process.pid && !isRunning(Number(m[1]));
+  return m !== null && !isRunning(Number(m[1]));
 }
 
 /**
