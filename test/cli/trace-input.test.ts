@@ -2,7 +2,7 @@
 // writes. An empty file, blank lines or a header alone are not a trace: one line on stderr, exit 2,
 // nothing written. A --trace-filter run's file may hold a header and no event: that one is a trace.
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
@@ -110,9 +110,12 @@ describe('trace export and trace diff refuse what is not a trace', () => {
       expect(io.stderr).toEqual([expect.stringMatching(pattern)]);
     }
     expect(readFileSync(input, 'utf8')).toBe(`${HEADER}\n${EVENT}\n`);
-    // A write that fails on the way is still exit 1.
+    // A write that fails on the way is still exit 1. /dev/full through a link of our own: a broken
+    // output writer (a mutant) that renames over its target replaces the link, not the device.
+    const devFull = join(dir, 'full');
+    symlinkSync('/dev/full', devFull);
     const io = capture();
-    expect(await main(['trace', 'export', '--perfetto', input, '/dev/full'], io)).toBe(1);
+    expect(await main(['trace', 'export', '--perfetto', input, devFull], io)).toBe(1);
     expect(io.stderr).toEqual([expect.stringMatching(/ENOSPC/)]);
   });
 });
