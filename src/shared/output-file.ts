@@ -60,18 +60,8 @@ function isStaleTemp(name: string, prefix: string): boolean {
  * then). Only files of exactly our naming for this output, of processes that no longer exist.
  */
 function removeStaleTemps(path: string): void {
-  const dir = dirname(resolve(path));
   const prefix = tempName(path, 0, 0).replace(/0-0$/, '');
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!isStaleTemp(name, prefix)) continue;
-    try { unlinkSync(join(dir, name)); } catch { /* gone meanwhile, or not ours to remove */ }
-  }
+  unlinkStaleTemps(dirname(resolve(path)), () => prefix);
 }
 
 /**
@@ -80,6 +70,11 @@ function removeStaleTemps(path: string): void {
  * writeFileAtomic writes many files and looking for each one's leftovers would read it each time.
  */
 export function removeStaleTempsIn(dir: string): void {
+  unlinkStaleTemps(dir, (name) => /^(\..+\.tmp-)\d+-\d+$/.exec(name)?.[1]);
+}
+
+/** Unlinks the files of `dir` that are stale temporaries (isStaleTemp) of the prefix `prefixOf` gives their name. */
+function unlinkStaleTemps(dir: string, prefixOf: (name: string) => string | undefined): void {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -87,8 +82,8 @@ export function removeStaleTempsIn(dir: string): void {
     return;
   }
   for (const name of names) {
-    const m = /^(\..+\.tmp-)\d+-\d+$/.exec(name);
-    if (!m || !isStaleTemp(name, m[1]!)) continue;
+    const prefix = prefixOf(name);
+    if (prefix === undefined || !isStaleTemp(name, prefix)) continue;
     try { unlinkSync(join(dir, name)); } catch { /* gone meanwhile, or not ours to remove */ }
   }
 }
