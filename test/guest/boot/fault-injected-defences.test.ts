@@ -76,3 +76,15 @@ describe('platform checks behind a trusted TDX module (guest/lib/platform.c), re
     expectFatal(run, /^tdx_vmcall_failed 0xc000010000000001/);
   });
 });
+
+describe('the wakeup mailbox (guest/kernel/smp.c), reached by a module that miscounts the vCPUs', () => {
+  it('ap_wakeup_timeout: TDG.VP.INFO reports 2 vCPUs (R8 NUM_VCPUS) in a TD with one: nobody answers the mailbox', () => {
+    // A --firmware whose APs never poll the mailbox reaches it too, but then every PAUSE of the
+    // waiting BSP hands the turn to the spinning AP, and a 2-vCPU boot runs out of its default
+    // instruction budget (2e9) before the BSP's 2^22 polls end.
+    const run = bootWithFault({}, undefined, (td, exit) => {
+      if (isTdcall(exit, TdcallLeaf.VP_INFO)) td.machine.vcpu.regs.r8 = 2n | (2n << 32n); // NUM_VCPUS | MAX_VCPUS << 32
+    });
+    expectFatal(run, /^ap_wakeup_timeout 0x1\b/);
+  });
+});
