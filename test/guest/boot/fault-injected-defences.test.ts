@@ -3,13 +3,27 @@
 // injected in this file only (a wrapped TdModule.handleExit: a TDCALL register changed, or a private
 // byte written through the machine's raw memory), to show the check works and is not dead code. The
 // hardware model and the VMM handle in src/ stay as they are: nothing here is an attack a VMM can run.
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bootGuest, type BootRun } from '../../../src/boot/boot-guest.js';
+import { builtImagePaths } from '../../../src/boot/images.js';
+import { ABI, BOOT_PARAMS_GPA } from '../../../src/boot/layout.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import type { VmExit } from '../../../src/cpu/exits.js';
 import { TdcallLeaf } from '../../../src/platform/tdx/tdcall.js';
 import { TdModule } from '../../../src/platform/tdx/td-module.js';
 
+/** guest/kernel/handover.h */
+const KEXEC_REGION = 0x1800000n;
+const KEXEC_REGION_BYTES = 0x200000n;
+const KEXEC_RECORD = KEXEC_REGION + KEXEC_REGION_BYTES;
+const KEXEC_RECORD_MAGIC = 0x4f4448584543454bn;
+const CRASH_RECORD_MAGIC = 0x50554d4448534152n;
+/** struct mv_kexec_record offsets */
+const RECORD_PRESERVED_GPA = 8n;
+/** struct mv_boot_params: stats.unaccepted_units (stats at 0x90: accepted_bytes[3], then 4k, 2m, fallbacks, psc, units). */
+const BP_UNACCEPTED_UNITS = ABI.MV_BOOT_PARAMS_OFF_STATS + 7n * 8n;
 /** TDX GHCI: TDG.VP.VMCALL<MapGPA> sub-function in R11. */
 const TDVMCALL_MAP_GPA = 0x10001n;
 
@@ -39,6 +53,41 @@ function expectFatal(run: BootRun, reason: RegExp): void {
 }
 
 const isTdcall = (exit: VmExit, leaf: number): boolean => exit.kind === 'tdcall' && exit.leaf === BigInt(leaf);
+const read64 = (td: TdModule, gpa: bigint): bigint => Buffer.from(td.machine.memory.read(gpa, 8)).readBigUInt64LE(0);
+function write64(td: TdModule, gpa: bigint, value: bigint): void {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt.asUintN(64, value));
+  td.machine.memory.write(gpa, b);
+}
+
+/** The acceptance bitmap's bit for `gpa` set: the guest's record now calls that unit unaccepted. */
+function markUnaccepted(td: TdModule, gpa: bigint): void {
+  const bp = Buffer.from(td.machine.memory.read(BOOT_PARAMS_GPA, 0x100));
+  const bitmap = bp.readBigUInt64LE(Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_GPA));
+  const bit = gpa / BigInt(bp.readUInt32LE(Number(ABI.MV_BOOT_PARAMS_OFF_ACCEPT_UNIT)));
+  const byte = td.machine.memory.read(bitmap + bit / 8n, 1)[0]!;
+  td.machine.memory.write(bitmap + bit / 8n, Uint8Array.of(byte | (1 << Number(bit % 8n))));
+}
+
+/** Runs `corrupt` once, at the first exit after the first kernel wrote its handover record (`magic`). */
+function onceRecordWritten(magic: bigint, corrupt: (td: TdModule) => void): Fault {
+  let done = false;
+  return (td) => {
+    if (done || read64(td, KEXEC_RECORD) !== magic) return;
+    done = true;
+    corrupt(td);
+  };
+}
+
+/** A symbol's address and size in an ELF (binutils' nm, which the stubs' build needs anyway). */
+function symbol(elf: string, name: string): { addr: bigint; size: bigint } {
+  const line = execFileSync('nm', ['-S', elf], { encoding: 'utf8' }).split('\n').find((l) => l.endsWith(` ${name}`));
+  if (line === undefined) throw new Error(`no symbol ${name} in ${elf}`);
+  const fields = line.split(' '); // address, size (absent for a label), type, name
+  return { addr: BigInt(`0x${fields[0]}`), size: fields.length === 4 ? BigInt(`0x${fields[1]}`) : 0n };
+}
+/** The kernel ELF of the honest stubs or of a handover / tracking build. */
+const kernelElf = (handover?: 'kexec' | 'crash', tracking?: 'memmap') => join(dirname(builtImagePaths(undefined, handover, tracking).guestImage), 'kernel.elf');
 
 describe('platform checks behind a trusted TDX module (guest/lib/platform.c), reached by a faulty module', () => {
   it('tdx_vp_info_failed: TDG.VP.INFO with its RAX version field flipped to 1 is refused (OPERAND_INVALID)', () => {
@@ -74,6 +123,102 @@ describe('platform checks behind a trusted TDX module (guest/lib/platform.c), re
       regs.rcx |= 1n;
     });
     expectFatal(run, /^tdx_vmcall_failed 0xc000010000000001/);
+  });
+});
+
+describe('kexec hand-over checks (guest/kernel/kexec.c), reached by corrupting private memory between the two kernels', () => {
+  const kexec = (corrupt: (td: TdModule) => void) => bootWithFault({ handover: 'kexec' }, onceRecordWritten(KEXEC_RECORD_MAGIC, corrupt));
+
+  it('kexec_record_missing: a bit of the record\'s magic flipped', () => {
+    expectFatal(kexec((td) => write64(td, KEXEC_RECORD, KEXEC_RECORD_MAGIC ^ 1n)), /^kexec_record_missing 0x4f4448584543454a/);
+  });
+
+  it('kexec_preserved_region_invalid: the preserved region\'s GPA moved off a page boundary', () => {
+    let moved = 0n;
+    const run = kexec((td) => {
+      moved = read64(td, KEXEC_RECORD + RECORD_PRESERVED_GPA) + 8n;
+      write64(td, KEXEC_RECORD + RECORD_PRESERVED_GPA, moved);
+    });
+    expectFatal(run, new RegExp(`^kexec_preserved_region_invalid 0x${moved.toString(16)}\\b`));
+  });
+
+  it('kexec_preserved_region_unaccepted: the acceptance table marks the preserved region\'s unit unaccepted', () => {
+    let preserved = 0n;
+    const run = kexec((td) => {
+      preserved = read64(td, KEXEC_RECORD + RECORD_PRESERVED_GPA);
+      markUnaccepted(td, preserved);
+    });
+    expectFatal(run, new RegExp(`^kexec_preserved_region_unaccepted 0x${preserved.toString(16)}\\b`));
+  });
+
+  it('kexec_preserved_data_mismatch: a byte of the preserved data\'s second page changed', () => {
+    let page = 0n;
+    const run = kexec((td) => {
+      page = read64(td, KEXEC_RECORD + RECORD_PRESERVED_GPA) + 0x1000n;
+      td.machine.memory.write(page + 0x800n, Uint8Array.of(0x5a));
+      write64(td, page, read64(td, page) ^ 0x100n);
+    });
+    expectFatal(run, new RegExp(`^kexec_preserved_data_mismatch 0x${page.toString(16)}\\b`));
+  });
+
+  it('kexec_acceptance_table_changed: one unit the first kernel left unaccepted marked accepted in the table handed over (its count kept in step)', () => {
+    let units = 0n;
+    const run = kexec((td) => {
+      const bp = Buffer.from(td.machine.memory.read(BOOT_PARAMS_GPA, 0x100));
+      const bitmap = bp.readBigUInt64LE(Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_GPA));
+      const bytes = Number(bp.readBigUInt64LE(Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_BYTES)));
+      const table = td.machine.memory.read(bitmap, bytes);
+      let at = table.length - 1;
+      while (at >= 0 && table[at] === 0) at--;
+      expect(at).toBeGreaterThanOrEqual(0); // 128 MiB with a 4 MiB workload leaves units unaccepted
+      td.machine.memory.write(bitmap + BigInt(at), Uint8Array.of(table[at]! & (table[at]! - 1)));
+      units = read64(td, BOOT_PARAMS_GPA + BP_UNACCEPTED_UNITS) - 1n;
+      write64(td, BOOT_PARAMS_GPA + BP_UNACCEPTED_UNITS, units);
+    });
+    expectFatal(run, new RegExp(`^kexec_acceptance_table_changed 0x${units.toString(16)}\\b`));
+  });
+});
+
+describe('crash hand-over checks (guest/kernel/crash.c)', () => {
+  it('crash_record_missing: a bit of the crash record\'s magic flipped before the panic', () => {
+    const run = bootWithFault({ handover: 'crash' }, onceRecordWritten(CRASH_RECORD_MAGIC, (td) => write64(td, KEXEC_RECORD, CRASH_RECORD_MAGIC ^ 1n)));
+    expectFatal(run, /^crash_record_missing 0x50554d4448534153/);
+  });
+});
+
+/**
+ * Patches the immediate of `mov $mv_kexec_image_end, %eax` in the first kernel's
+ * `function` (where it computes the second kernel's image size) once the kernel's code is in
+ * memory, so the size it computes is `bytes`: a corrupted instruction in private memory.
+ */
+function imageSizeFault(handover: 'kexec' | 'crash', fn: string, bytes: bigint): Fault {
+  const elf = kernelElf(handover);
+  const at = symbol(elf, fn).addr;
+  const start = symbol(elf, 'mv_kexec_image_start').addr;
+  const movEnd = Buffer.alloc(5);
+  movEnd[0] = 0xb8; // mov imm32, %eax
+  movEnd.writeUInt32LE(Number(symbol(elf, 'mv_kexec_image_end').addr), 1);
+  let done = false;
+  return (td) => {
+    if (done) return;
+    const code = Buffer.from(td.machine.memory.read(at, 0x40));
+    const offset = code.indexOf(movEnd);
+    if (offset < 0) return; // not decompressed yet
+    done = true;
+    const patched = Buffer.from(movEnd);
+    patched.writeUInt32LE(Number(start + bytes), 1);
+    td.machine.memory.write(at + BigInt(offset), patched);
+  };
+}
+
+describe('the second kernel\'s image size (linked in at build time), reached by a corrupted instruction', () => {
+  it('kexec_image_too_large: the first kernel computes a 3 MiB image (the region holds 2 MiB)', () => {
+    const run = bootWithFault({ handover: 'kexec' }, imageSizeFault('kexec', 'mv_handover_kexec', 0x300000n));
+    expectFatal(run, /^kexec_image_too_large 0x300000\b/);
+  });
+  it('crash_kernel_image_too_large: the first kernel computes a 3 MiB crash kernel image', () => {
+    const run = bootWithFault({ handover: 'crash' }, imageSizeFault('crash', 'mv_handover_boot', 0x300000n));
+    expectFatal(run, /^crash_kernel_image_too_large 0x300000\b/);
   });
 });
 
