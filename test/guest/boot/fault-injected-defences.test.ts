@@ -222,6 +222,77 @@ describe('the second kernel\'s image size (linked in at build time), reached by 
   });
 });
 
+describe('the kernel\'s private bookkeeping (guest/kernel/main.c, memmap-state.c), reached by corrupting it', () => {
+  /** Runs `corrupt` at the kernel's first MapGPA (its 2 MiB buffer to shared): the workload is allocated, verified, not yet freed. */
+  const atKernelFirstMapGpa = (corrupt: (td: TdModule) => void): Fault => {
+    let mapGpas = 0;
+    return (td, exit) => {
+      if (isTdcall(exit, TdcallLeaf.VP_VMCALL) && td.machine.vcpu.regs.r11 === TDVMCALL_MAP_GPA && mapGpas++ === 1) corrupt(td);
+    };
+  };
+  const chunksArray = () => symbol(kernelElf(), 'chunks').addr;
+
+  it('allocator_extent_table_full: the free-extent count set to the table\'s size before the workload frees every other chunk', () => {
+    const freeList = symbol(kernelElf(), 'free_list');
+    const freeCount = symbol(kernelElf(), 'free_count').addr;
+    const full = Number(freeList.size / 16n); // struct extent { u64 start, end; }
+    let chunk1 = 0n;
+    const run = bootWithFault({}, atKernelFirstMapGpa((td) => {
+      chunk1 = read64(td, chunksArray() + 8n); // the first chunk freed: its extent is the first insert
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(full);
+      td.machine.memory.write(freeCount, b);
+    }));
+    expectFatal(run, new RegExp(`^allocator_extent_table_full 0x${chunk1.toString(16)}\\b`));
+  });
+
+  it('reallocated_memory_not_accepted: the bitmap marks a workload chunk unaccepted before it is freed and allocated again (unit 4K)', () => {
+    let chunk1 = 0n;
+    const run = bootWithFault({ unit: '4K' }, atKernelFirstMapGpa((td) => {
+      chunk1 = read64(td, chunksArray() + 8n); // freed first, and first fit allocates it first again
+      markUnaccepted(td, chunk1);
+    }));
+    expectFatal(run, new RegExp(`^reallocated_memory_not_accepted 0x${chunk1.toString(16)}\\b`));
+  });
+
+  it('reallocation_accepted_again: a page inside a freed chunk marked unaccepted, and the module answers its re-accept as a fresh accept (SUCCESS, zeroed)', () => {
+    let page = -1n;
+    const run = bootWithFault({ unit: '4K' }, atKernelFirstMapGpa((td) => {
+      page = read64(td, chunksArray() + 8n) + 0x80000n; // neither the chunk's first nor its last page
+      markUnaccepted(td, page);
+    }), (td, exit) => {
+      const regs = td.machine.vcpu.regs;
+      if (!isTdcall(exit, TdcallLeaf.MEM_PAGE_ACCEPT) || regs.rcx !== page || regs.rax >> 32n !== 0xb0an /* TDX_PAGE_ALREADY_ACCEPTED */) return;
+      td.machine.memory.fill(page, 0x1000n);
+      regs.rax = 0n;
+    });
+    expectFatal(run, /^reallocation_accepted_again 0x/);
+  });
+
+  it('memmap_state_full (--tracking memmap): the unaccepted-extent count set to the table\'s size, the extent being accepted grown by a page below', () => {
+    const elf = kernelElf(undefined, 'memmap');
+    const table = symbol(elf, 'unaccepted');
+    const count = symbol(elf, 'unaccepted_count').addr;
+    let split = 0n;
+    const run = bootWithFault({ tracking: 'memmap', memory: '256M', workload: '64M' }, (td, exit) => {
+      if (split !== 0n || !isTdcall(exit, TdcallLeaf.MEM_PAGE_ACCEPT)) return;
+      const gpa = td.machine.vcpu.regs.rcx & ~0xfffn;
+      const n = Buffer.from(td.machine.memory.read(count, 4)).readUInt32LE(0);
+      for (let i = 0n; i < BigInt(n); i++) {
+        if (read64(td, table.addr + i * 16n) !== gpa) continue;
+        // The accept's removal now splits [gpa - 4K, end) with no slot left.
+        split = gpa;
+        write64(td, table.addr + i * 16n, gpa - 0x1000n);
+        const b = Buffer.alloc(4);
+        b.writeUInt32LE(Number(table.size / 16n));
+        td.machine.memory.write(count, b);
+        return;
+      }
+    });
+    expectFatal(run, new RegExp(`^memmap_state_full 0x${split.toString(16)}\\b`));
+  });
+});
+
 describe('the wakeup mailbox (guest/kernel/smp.c), reached by a module that miscounts the vCPUs', () => {
   it('ap_wakeup_timeout: TDG.VP.INFO reports 2 vCPUs (R8 NUM_VCPUS) in a TD with one: nobody answers the mailbox', () => {
     // A --firmware whose APs never poll the mailbox reaches it too, but then every PAUSE of the
