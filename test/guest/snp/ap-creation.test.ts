@@ -82,6 +82,25 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.isRunnable(1)).toBe(false);
   });
 
+  // Reverse-Map for a page inside a 2 MiB RMP entry: the entry holds the GPA of the 2 MiB page's
+  // base (KVM sev_gmem_prepare: rmp_make_private(pfn_aligned, gfn_to_gpa(gfn_aligned), level, …)),
+  // so a page in it is mapped at that GPA plus its offset. Table 15-41 checks it before Mutable and VMSA.
+  it('checks the reverse map of a page inside a 2 MiB entry as the entry\'s GPA plus the page\'s offset', () => {
+    const region = 0x400000n;
+    const vmsa = region + 0x5000n;
+    const mapped = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
+    mapped.machine.memory.write(vmsa, vmsaBytes());
+    expect(mapped.handle.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region, asid: mapped.asid }).rc).toBe(0);
+    // Past the reverse-map check: refused for the VMSA bit, which a 2 MiB entry here does not have.
+    expect(mapped.runApFromVmsa(1, vmsa)).toEqual({ ok: false, reason: 'RMP VMSA bit clear' });
+    const elsewhere = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
+    expect(elsewhere.handle.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region + 0x200000n, asid: elsewhere.asid }).rc).toBe(0);
+    expect(elsewhere.runApFromVmsa(1, vmsa)).toEqual({ ok: false, reason: "VMSA page's reverse map says GPA 0x605000" });
+    expect(elsewhere.isRunnable(1)).toBe(false);
+    mapped.machine.close();
+    elsewhere.machine.close();
+  });
+
   it('runs from a page the guest rescinded after setting its VMSA bit: Validated is not one of the Table 15-41 checks', () => {
     const p = platformWithVmsa(vmsaBytes(), { validated: false });
     expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });

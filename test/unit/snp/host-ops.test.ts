@@ -5,7 +5,7 @@ import { Machine } from '../../../src/cpu/machine.js';
 import { createHash } from 'node:crypto';
 import { RMP_LEGALITY, RMP_RC, LAUNCH_INVALID_PAGE_STATE, LAUNCH_STATUS } from '../../../src/platform/snp/rmp-legality.js';
 import { LaunchDigest, pageInfo } from '../../../src/platform/snp/launch.js';
-import { SEV_RET_INVALID_PARAM } from '../../../src/platform/snp/cpuid-page.js';
+import { SEV_RET_INVALID_PARAM, encodeCpuidPage } from '../../../src/platform/snp/cpuid-page.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 
 describe('RMP legality cells', () => {
@@ -67,6 +67,43 @@ describe('SNP_LAUNCH_UPDATE (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_launch_update, se
     expect(p.launchUpdatePage(R)).toMatchObject({ rc: 0x19, result: 'INVALID_PAGE_SIZE' });
     expect(p.launchUpdatePage(p.memoryBytes)).toMatchObject({ rc: 0x1a, result: 'INVALID_PAGE_STATE' });
     expect(p.launchUpdatePage(R + 0x10n)).toMatchObject({ rc: 0x16, result: 'INVALID_PARAM' });
+    vm.close();
+  });
+
+  // rmp_entry_get_state (sev_rmp.c) calls a page PRE_GUEST only when Assigned, not Validated, of a
+  // non-zero ASID and Immutable: an Immutable page of the hypervisor (assigned 0: HV_FIXED), of
+  // ASID 0 (FIRMWARE), not assigned yet naming an ASID (a state the function does not know:
+  // INVALID) or Validated (PRE_SWAP) is immutable too, but not pre-guest, so INVALID_PAGE_STATE.
+  it('an immutable page that is not pre-guest (HV_FIXED, FIRMWARE, unassigned with an ASID, PRE_SWAP): INVALID_PAGE_STATE, the entry as it was', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    expect(p.rmpUpdate(R, { assigned: false, pageSize: '4k', immutable: true, gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(p.rmpUpdate(R + 0x1000n, { assigned: true, pageSize: '4k', immutable: true, gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(p.rmpUpdate(R + 0x2000n, { assigned: false, pageSize: '4k', immutable: true, gpa: R + 0x2000n, asid: p.asid }).rc).toBe(0);
+    // PRE_SWAP: a pre-guest entry with Validated set (what the firmware's page swap leaves).
+    preGuest(p, R + 0x3000n);
+    p.rmp.setValidated(R + 0x3000n, true);
+    for (const page of [R, R + 0x1000n, R + 0x2000n, R + 0x3000n]) {
+      const before = p.rmp.lookup(page);
+      expect(p.launchUpdatePage(page, 'ZERO')).toMatchObject({ rc: 0x1a, result: 'INVALID_PAGE_STATE', state: 'immutable' });
+      expect(p.rmp.lookup(page)).toEqual(before);
+    }
+    vm.close();
+  });
+
+  // Without a source the firmware takes the page as the host left it while it was still its own
+  // (KVM's sev_gmem_post_populate copies the CPUID table there first): that is the table it checks.
+  it('a CPUID page launched without a source is checked as it is in memory', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n });
+    const p = new SnpPlatform(vm);
+    vm.memory.write(R, new Uint8Array(4096).fill(0xff));  // COUNT 0xffffffff > 64: refused
+    vm.memory.write(R + 0x1000n, encodeCpuidPage([]));    // COUNT 0: passes (sev_mcmd.c refuses only COUNT > 64)
+    preGuest(p, R);
+    preGuest(p, R + 0x1000n);
+    expect(p.launchUpdatePage(R, 'CPUID')).toMatchObject({ rc: 0x16, result: 'INVALID_PARAM' });
+    expect(p.rmp.lookup(R)).toMatchObject({ immutable: true, validated: false });
+    expect(p.launchUpdatePage(R + 0x1000n, 'CPUID')).toMatchObject({ rc: 0, result: 'SUCCESS' });
+    expect(p.rmp.lookup(R + 0x1000n)).toMatchObject({ immutable: false, validated: true });
     vm.close();
   });
 

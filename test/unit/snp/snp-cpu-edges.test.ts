@@ -9,6 +9,7 @@ import type { VmExit } from '../../../src/cpu/exits.js';
 const MEMORY = 16n << 20n;
 const REGION = 0x400000n; // 2 MiB aligned
 const RIP = 0x1000n;
+const PAGE_4K_N = Number(PAGE_4K);
 
 function platform(): SnpPlatform {
   return SnpPlatform.create({ memoryBytes: MEMORY, countInstructions: false });
@@ -228,5 +229,65 @@ describe('host bytes in hypervisor-owned pages', () => {
     expect(p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid }).rc).toBe(0);
     expect(Buffer.from(host.read(next, 9)).toString('latin1')).toBe('host data');
     p.machine.close();
+  });
+});
+
+// README: guest RAM need not be a multiple of 2 MiB (`--memory 4097M`): the last 2 MiB region then
+// holds less RAM than a 2 MiB page. The RMP covers RAM (Rmp.coveredBytes = memoryBytes), and a
+// 2 MiB entry there is legal (RMPUPDATE checks alignment and the entries, B2); what the guest can
+// reach through it is the RAM in it and nothing past the end.
+describe('a 2 MiB page in the last region when RAM ends 1 MiB into it', () => {
+  const RAM = MEMORY + (1n << 20n);       // 17 MiB
+  const LAST = MEMORY;                    // the region [16 MiB, 18 MiB), half of it RAM
+  const LAST_PAGE = RAM - PAGE_4K;
+
+  function pvalidate(p: SnpPlatform, gva: bigint, size: '4k' | '2m', validate: boolean): void {
+    const regs = p.machine.vcpu.regs;
+    regs.rip = RIP;
+    regs.rax = gva; regs.rcx = size === '2m' ? 1n : 0n; regs.rdx = validate ? 1n : 0n;
+    p.handleExit({ kind: 'pvalidate', rip: RIP, length: 4, codeBits: 64, cs: 0x8 });
+  }
+
+  it('is assigned, validated and given back with the gate set on its RAM and the rest of RAM untouched', () => {
+    const p = SnpPlatform.create({ memoryBytes: RAM, countInstructions: false });
+    const below = LAST - PAGE_4K;
+    const gateBelow = [p.machine.gate.get('private', below), p.machine.gate.get('shared', below)];
+    expect(p.rmpUpdate(LAST, { assigned: true, pageSize: '2m', gpa: LAST, asid: p.asid }).rc).toBe(0);
+    p.setNptPageSize(LAST, '2m');
+    // Assigned, not validated: no private access yet, shared reads see ciphertext (APM §15.36.10).
+    expect([p.machine.gate.get('private', LAST_PAGE), p.machine.gate.get('shared', LAST_PAGE)]).toEqual(['none', 'ciphertext']);
+    pvalidate(p, LAST, '2m', true);
+    expect(p.machine.vcpu.regs.rax).toBe(0n);
+    expect(p.pageState(LAST_PAGE)).toMatchObject({ accepted: true, pageSize: '2m' });
+    expect(p.machine.gate.get('private', LAST)).toBe('readwrite');
+    expect(p.machine.gate.get('private', LAST_PAGE)).toBe('readwrite');
+    // The guest writes its data; the host takes the page back (RMPUPDATE to hypervisor-owned).
+    p.machine.memory.write(LAST_PAGE, new Uint8Array(PAGE_4K_N).fill(0x5a));
+    expect(p.rmpUpdate(LAST, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(p.pageState(LAST_PAGE)).toMatchObject({ visibility: 'shared', accepted: false });
+    expect([p.machine.gate.get('private', LAST_PAGE), p.machine.gate.get('shared', LAST_PAGE)]).toEqual(['none', 'readwrite']);
+    // The host now reads the ciphertext the guest's data left in DRAM, not the plaintext.
+    expect(Buffer.from(p.handle.hostMemory.read(LAST_PAGE, 16)).equals(Buffer.alloc(16, 0x5a))).toBe(false);
+    expect([p.machine.gate.get('private', below), p.machine.gate.get('shared', below)]).toEqual(gateBelow);
+    p.machine.close();
+  });
+
+  it('a batch of host work there leaves the gate as the same work done one operation at a time', () => {
+    const work = (p: SnpPlatform) => {
+      for (const region of [LAST - 2n * PAGE_2M, LAST - PAGE_2M, LAST]) {
+        expect(p.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region, asid: p.asid }).rc).toBe(0);
+        p.setNptPageSize(region, '2m');
+      }
+    };
+    const one = SnpPlatform.create({ memoryBytes: RAM, countInstructions: false });
+    const batched = SnpPlatform.create({ memoryBytes: RAM, countInstructions: false });
+    work(one);
+    batched.batchGateSync(() => work(batched));
+    for (let page = LAST - 2n * PAGE_2M; page < RAM; page += PAGE_4K) {
+      expect([batched.machine.gate.get('private', page), batched.machine.gate.get('shared', page)]).toEqual(['none', 'ciphertext']);
+      expect(one.machine.gate.get('shared', page)).toBe('ciphertext');
+    }
+    one.machine.close();
+    batched.machine.close();
   });
 });
