@@ -1,8 +1,9 @@
 // The stubs' fatal checks that no VMM action reaches (guest/DEFENCES.md, test column F): they
-// guard against a faulty TDX module or a corrupted private page. Each is reached here by a fault
-// injected in this file only (a wrapped TdModule.handleExit: a TDCALL register changed, or a private
-// byte written through the machine's raw memory), to show the check works and is not dead code. The
-// hardware model and the VMM handle in src/ stay as they are: nothing here is an attack a VMM can run.
+// guard against a faulty TDX module or SNP CPU, or a corrupted private page. Each is reached here by
+// a fault injected in this file only (a wrapped TdModule.handleExit or SnpPlatform.handleExit: a
+// register of a TDCALL, PVALIDATE or RMPADJUST changed, or a private byte written through the
+// machine's raw memory), to show the check works and is not dead code. The hardware model and the
+// VMM handle in src/ stay as they are: nothing here is an attack a VMM can run.
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -11,6 +12,7 @@ import { builtImagePaths } from '../../../src/boot/images.js';
 import { ABI, BOOT_PARAMS_GPA } from '../../../src/boot/layout.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import type { VmExit } from '../../../src/cpu/exits.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { TdcallLeaf } from '../../../src/platform/tdx/tdcall.js';
 import { TdModule } from '../../../src/platform/tdx/td-module.js';
 
@@ -30,6 +32,7 @@ const TDVMCALL_MAP_GPA = 0x10001n;
 type Fault = (td: TdModule, exit: VmExit) => void;
 
 const originalHandleExit = TdModule.prototype.handleExit;
+const originalSnpHandleExit = SnpPlatform.prototype.handleExit;
 afterEach(() => vi.restoreAllMocks());
 
 /**
@@ -44,6 +47,15 @@ function bootWithFault(raw: RawBootOptions, before?: Fault, after?: Fault): Boot
     return step;
   });
   return bootGuest(parseBootOptions({ platform: 'tdx', memory: '128M', workload: '4M', ...raw }));
+}
+
+/** Boots an SNP guest (128 MiB, 4 MiB workload unless told) with `before` run on every exit the SNP CPU model handles, before it does. */
+function bootSnpWithFault(raw: RawBootOptions, before: (snp: SnpPlatform, exit: VmExit) => void): BootRun {
+  vi.spyOn(SnpPlatform.prototype, 'handleExit').mockImplementation(function (this: SnpPlatform, exit: VmExit) {
+    before(this, exit);
+    return originalSnpHandleExit.call(this, exit);
+  });
+  return bootGuest(parseBootOptions({ platform: 'snp', memory: '128M', workload: '4M', ...raw }));
 }
 
 function expectFatal(run: BootRun, reason: RegExp): void {
@@ -302,5 +314,45 @@ describe('the wakeup mailbox (guest/kernel/smp.c), reached by a module that misc
       if (isTdcall(exit, TdcallLeaf.VP_INFO)) td.machine.vcpu.regs.r8 = 2n | (2n << 32n); // NUM_VCPUS | MAX_VCPUS << 32
     });
     expectFatal(run, /^ap_wakeup_timeout 0x1\b/);
+  });
+});
+
+// PVALIDATE and RMPADJUST return codes: APM Vol. 3 (tdx-snp-architecture.md B2; Linux sev.h, MS
+// __pvalidate/__rmpadjust docs): 0 SUCCESS, 1 FAIL_INPUT, 2 FAIL_PERMISSION, 6 FAIL_SIZEMISMATCH.
+describe('RMP instruction results behind the SNP CPU (guest/lib/platform.c, guest/kernel/smp.c), reached by a faulty CPU', () => {
+  /** Whether `exit` is a PVALIDATE of that page size (RCX bit 0) and direction (RDX bit 0). */
+  const isPvalidate = (snp: SnpPlatform, exit: VmExit, size2m: boolean, validate: boolean): boolean => {
+    const regs = snp.machine.vcpu.regs;
+    return exit.kind === 'pvalidate' && ((regs.rcx & 1n) === 1n) === size2m && ((regs.rdx & 1n) === 1n) === validate;
+  };
+
+  // The stub's own address is reported (va=), not RAX: PVALIDATE overwrites RAX with the code.
+  for (const validate of [true, false]) {
+    it(`snp_pvalidate_failed (${validate ? 'validate' : 'rescind'}): the first 2M PVALIDATE to ${validate ? 'validate' : 'rescind'} reads its address 4 KiB off the 2 MiB boundary (FAIL_INPUT)`, () => {
+      // The first 2M validate is the firmware's of [0, 2M) (after its GHCB, so the reason is
+      // printed); the first 2M rescind is the kernel's of its 2 MiB conversion buffer.
+      let gpa = -1n;
+      const run = bootSnpWithFault({}, (snp, exit) => {
+        if (gpa >= 0n || !isPvalidate(snp, exit, true, validate)) return;
+        gpa = snp.machine.vcpu.regs.rax;
+        snp.machine.vcpu.regs.rax += 0x1000n;
+      });
+      expect(gpa).toBeGreaterThanOrEqual(0n);
+      expectFatal(run, new RegExp(`^snp_pvalidate_failed va=0x${gpa.toString(16)} rc=1 ${validate ? 'validate' : 'rescind'}\\b`));
+    });
+  }
+
+  it('snp_set_vmsa_failed: the RMPADJUST that makes AP 1\'s VMSA page reads target VMPL 0 for 1 at VMPL0 (FAIL_PERMISSION), 2 vCPUs', () => {
+    // Only a less privileged (numerically higher) VMPL can be adjusted (APM Vol. 2 §15.36.7).
+    const VMSA_BIT = 1n << 16n;
+    let changed = false;
+    const run = bootSnpWithFault({ vcpus: '2' }, (snp, exit) => {
+      const regs = snp.machine.vcpu.regs;
+      if (changed || exit.kind !== 'rmpadjust' || (regs.rdx & VMSA_BIT) === 0n) return;
+      changed = true;
+      regs.rdx &= ~0xffn;
+    });
+    expect(changed).toBe(true);
+    expectFatal(run, /^snp_set_vmsa_failed 0x2\b/);
   });
 });
