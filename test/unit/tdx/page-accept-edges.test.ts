@@ -90,3 +90,54 @@ describe('ACCEPT of a PENDING leaf', () => {
     expect(m.postedInterrupts).toEqual([0x31]);
   });
 });
+
+// A fuzz execution starts from a restored TdModule snapshot (saveState/loadState): the SEPT entry
+// locks are module state a SEAMCALL on another host CPU or a vCPU inside its ACCEPT holds across
+// exits, so a restore must put back exactly the locks of the moment of the save. A guest ACCEPT of
+// a locked entry is OPERAND_BUSY|RCX (tdg_mem_page_accept.c: sept_lock_acquire_guest fails; a free
+// lock with the host-priority bit set is refused too, tdx_locks.h).
+describe('ACCEPT after the module state is restored', () => {
+  const OPERAND_BUSY_RCX = 0x8000020000000001n;
+  const key = septLockKey(1, P);
+
+  function pendingTd() {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    return m;
+  }
+
+  it.each([
+    ['a host SEAMCALL\'s lock', (m: ReturnType<typeof runningTd>) => m.host.lockEntry(P, 1)],
+    ['the host-priority bit', (m: ReturnType<typeof runningTd>) => m.hostPriority.add(key)],
+    ['another vCPU\'s ACCEPT lock', (m: ReturnType<typeof runningTd>) => m.guestLocks.set(key, 1)],
+  ] as const)('%s held when the state was saved is held again after the restore', (_what, lock) => {
+    const m = pendingTd();
+    lock(m);
+    const saved = m.saveState();
+    m.hostLocks.clear();
+    m.hostPriority.clear();
+    m.guestLocks.clear();
+    m.loadState(saved);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: OPERAND_BUSY_RCX });
+  });
+
+  it('a lock taken after the save is gone after the restore, and the ACCEPT goes ahead', () => {
+    const m = pendingTd();
+    const saved = m.saveState();
+    m.host.lockEntry(P, 1);
+    m.hostPriority.add(key);
+    m.guestLocks.set(key, 1);
+    m.loadState(saved);
+    expect(pageAccept(m, gpaLevel(P, 1))).not.toEqual({ kind: 'return', status: OPERAND_BUSY_RCX });
+  });
+
+  it('the TD\'s MSR values of the moment of the save come back, and later writes are undone', () => {
+    const m = pendingTd();
+    m.msrValues.set(0x1d9, 0x1n);
+    const saved = m.saveState();
+    m.msrValues.set(0x1d9, 0x2n);
+    m.msrValues.set(0x10, 0x3n);
+    m.loadState(saved);
+    expect([...m.msrValues]).toEqual([[0x1d9, 0x1n]]);
+  });
+});
