@@ -55,3 +55,17 @@ describe('TDX foreign content', () => {
     expect(td.trace.ofType('foreign-read')).toEqual([]);
   });
 });
+
+describe('TDX foreign content: MapGPA requests that name no RAM', () => {
+  // GHCI 1.5 §3.2: R12 the start GPA, R13 the size. A request of 0 bytes, or one that starts past
+  // the TD's RAM, converts none of the guest's memory: nothing it reads later is foreign.
+  it.each([
+    ['of 0 bytes', P | SHARED, 0n],
+    ['that starts past RAM', (1n << 40n) | SHARED, 0x200000n],
+  ])('a MapGPA %s watches nothing', (_what, r12, r13) => {
+    const { td, m } = guest(`mov rax, [0x${KEPT.toString(16)}]\n mov rax, [0x${P.toString(16)}]`);
+    m.observeVmcall(vmcallSeen({ r10: 0n, r11: 0x10001n, r12, r13 }));
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.trace.ofType('foreign-read')).toEqual([]);
+  });
+});
