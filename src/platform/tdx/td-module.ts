@@ -429,9 +429,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
    */
   observeVmcall(seen: Readonly<VmcallRegs>): void {
     if (seen.r10 !== 0n || seen.r11 !== TDVMCALL_MAP_GPA || (seen.r12 & this.#sharedBit) === 0n) return;
-    const gpa = seen.r12 & ~this.#sharedBit & ~0xfffn;
-    if (gpa >= this.machine.memoryBytes || seen.r13 === 0n) return;
-    this.machine.watchContent(gpa, seen.r13 & MASK64, true);
+    // A range of 0 bytes or past RAM watches nothing: watchContent clips to RAM (Machine::WatchContent).
+    this.machine.watchContent(seen.r12 & ~this.#sharedBit & ~0xfffn, seen.r13 & MASK64, true);
   }
 
   /** Remembers a TDG.VP.VMCALL in flight until the VMM answers it. */
