@@ -13,7 +13,7 @@ function words(v: TraceValue): string {
 
 const ENVELOPE = new Set(['seq', 'source', 'type', 'icount', 'stage']);
 
-/** One event in words: "#41 (kernel, 1,234,567 instructions) hw tdcall: leaf MEM_PAGE_ACCEPT, status 0x0". */
+/** One event in words: "#41 (stage kernel, 1,234,567 instructions) hw tdcall: leaf MEM_PAGE_ACCEPT, status 0x0". */
 export function describeEvent(e: Record<string, TraceValue>): string {
   const icount = typeof e.icount === 'string' && /^0x[0-9a-f]+$/.test(e.icount) ? BigInt(e.icount) : typeof e.icount === 'number' ? BigInt(e.icount) : undefined;
   const where = [e.stage !== undefined ? `stage ${String(e.stage)}` : '', icount !== undefined ? `${groupThousands(icount)} instructions` : ''].filter(Boolean);
