@@ -3,7 +3,7 @@
 // Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
 // snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
-import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
+import { flatGuestRam, inGuestRam, userspaceConversionOutsideRam, type GuestRamRange } from '../guest-ram.js';
 import { COM1_DATA_PORT, Console, uartRead } from '../console.js';
 import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
@@ -166,23 +166,14 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return this.#makeShared(host, gpa) ? 0 : 1;
   }
 
-  /** Whether any byte of [gpa, gpa+size) is RAM (a memslot backs it). */
-  #touchesRam(host: SnpVmmHandle, gpa: bigint, size: bigint): boolean {
-    return this.#ram ? this.#ram.some((r) => gpa < r.end && gpa + size > r.start) : gpa < host.memoryBytes && gpa + size > 0n;
-  }
-
   /**
-   * A conversion of [gpa, gpa+size), not wholly in the VMM's RAM, that KVM hands to userspace
-   * (KVM_HC_MAP_GPA_RANGE; KVM itself checks no memslot). QEMU's kvm_convert_memory: where no
-   * memory region is, a conversion to shared is ignored and reported done ("Ignore converting
-   * non-assigned region to shared") and one to private fails; a range that starts in RAM and runs
-   * past its end fails either way (ram_block_discard_range / ram_block_discard_guest_memfd_range:
-   * "Overrun block"). QEMU stops the VM on the failed exit (kvm_cpu_exec: a negative exit
-   * handler result is RUN_STATE_INTERNAL_ERROR). Returns that outcome, or undefined when the
-   * guest goes on (the conversion counts as done).
+   * A conversion of [gpa, gpa+size), not wholly in the VMM's RAM, as QEMU takes it
+   * (userspaceConversionOutsideRam). Returns the outcome when the VM stops, or undefined when
+   * the guest goes on (the conversion counts as done).
    */
   #outsideRam(host: SnpVmmHandle, gpa: bigint, size: bigint, op: number, via: 'msr' | 'ghcb'): Exclude<VmmAnswer, 'resume'> | undefined {
-    const ignored = op === PSC_OP.SHARED && !this.#touchesRam(host, gpa, size);
+    const ram = this.#ram ?? flatGuestRam(host.memoryBytes);
+    const ignored = userspaceConversionOutsideRam(ram, gpa, size, op === PSC_OP.PRIVATE) === 'ignored';
     host.trace.record('vmm', 'psc', { via, gpa, op, size: size === PAGE_2M ? '2m' : '4k', outsideRam: true, error: ignored ? 0n : 'vm-stopped' });
     if (ignored) return undefined;
     return { outcome: 'vmm-error', reason: `page state change to ${op === PSC_OP.PRIVATE ? 'private' : 'shared'} of 0x${gpa.toString(16)} (+0x${size.toString(16)}), not all guest RAM: the VMM stops the VM (QEMU kvm_convert_memory fails)` };
