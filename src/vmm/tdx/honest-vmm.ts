@@ -1,7 +1,7 @@
 // The untrusted VMM for a TD, honest flavour (KVM-like). It sees only TD exits and acts only through
 // the SEAMCALL host interface and its own shared EPT. Every decision goes through `TdxVmmPolicy`, so
 // an adversarial VMM can replace any single method (e.g. `{ ...honestTdxPolicy, mapGpa: lie }`).
-import { inGuestRam, type GuestRamRange } from '../guest-ram.js';
+import { inGuestRam, userspaceConversionOutsideRam, type GuestRamRange } from '../guest-ram.js';
 import type { SeamcallHost } from '../../platform/tdx/seamcall.js';
 import { gpaLevel } from '../../platform/tdx/seamcall.js';
 import type { TdxVmmHandle } from '../../platform/tdx/vmm-handle.js';
@@ -284,28 +284,36 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     if (start % 0x1000n !== 0n || size % 0x1000n !== 0n) return refuse(TdvmcallStatus.ALIGN_ERROR);
     const toShared = (start & sharedBit) !== 0n;
     const base = start & ~sharedBit;
-    if (!inGuestRam(ctx.ram, base, size)) {
-      // KVM hands the range to userspace. QEMU kvm_convert_memory finds no memory region above
-      // the end of RAM and then ignores a conversion to shared (OVMF MapGPAs MMIO to shared) and
-      // fails one to private; a range that is partly RAM fails either way (INVALID_OPERAND).
-      const ramEnd = ctx.ram.reduce((end, r) => (r.end > end ? r.end : end), 0n);
-      if (toShared && base >= ramEnd) return ret(TdvmcallStatus.SUCCESS);
-      return refuse(TdvmcallStatus.INVALID_OPERAND);
-    }
     const end = base + size;
+    // KVM hands userspace one round at a time (__tdx_map_gpa: at most TDX_MAP_GPA_MAX_LEN from
+    // map_gpa_next), so QEMU judges each round on its own: a round in RAM converts, one outside
+    // is ignored or stops the VM (userspaceConversionOutsideRam), whatever the rounds before did.
     for (let next = base; ;) {
       const chunkEnd = end - next > MAP_GPA_CHUNK ? next + MAP_GPA_CHUNK : end;
-      try {
-        convertRange(ctx, next, chunkEnd, toShared);
-      } catch (err) {
-        if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
-        throw err;
+      if (!inGuestRam(ctx.ram, next, chunkEnd - next)) {
+        if (userspaceConversionOutsideRam(ctx.ram, next, chunkEnd - next, !toShared) === 'vm-stopped') {
+          return stop('vmm-error', `MapGPA to ${toShared ? 'shared' : 'private'} of ${hex(next)} (+${hex(chunkEnd - next)}), not all guest RAM: the VMM stops the TD (QEMU kvm_convert_memory fails)`);
+        }
+      } else {
+        try {
+          convertRange(ctx, next, chunkEnd, toShared);
+        } catch (err) {
+          if (err instanceof SeamcallFailed) return { kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA: ${err.message}` } };
+          throw err;
+        }
+        ctx.trace.record('vmm', 'map-gpa', { gpa: next, size: chunkEnd - next, toShared, requestedEnd: end });
       }
-      ctx.trace.record('vmm', 'map-gpa', { gpa: next, size: chunkEnd - next, toShared, requestedEnd: end });
       if (chunkEnd >= end) return ret(TdvmcallStatus.SUCCESS);
       next = chunkEnd;
       // tdx_complete_vmcall_map_gpa: a pending event ends the call here, the guest resumes from R11.
       if (ctx.host.interruptPending) return ret(TdvmcallStatus.RETRY, { r11: next | (toShared ? sharedBit : 0n) });
+      // Rounds to shared that reach no RAM are all ignored and leave no trace: go past them at
+      // once (a MapGPA of terabytes of MMIO is one step here, not millions of rounds).
+      if (toShared) {
+        const ramAhead = ctx.ram.reduce<bigint | undefined>((first, r) => (r.end > next && (first === undefined || r.start < first) ? r.start : first), undefined);
+        if (ramAhead === undefined || ramAhead >= end) return ret(TdvmcallStatus.SUCCESS);
+        if (ramAhead > next) next += ((ramAhead - next) / MAP_GPA_CHUNK) * MAP_GPA_CHUNK;
+      }
     }
   },
 

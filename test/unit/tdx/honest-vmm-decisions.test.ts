@@ -124,7 +124,6 @@ describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
   it.each([
     ['a GPA not 4K aligned', 0x400800n | SHARED, 0x1000n, ALIGN_ERROR],
     ['a size not 4K aligned', 0x400000n | SHARED, 0x800n, ALIGN_ERROR],
-    ['a range running past the end of RAM (userspace refuses it)', 15n * MiB | SHARED, 2n * MiB, INVALID_OPERAND],
     ['size 0 (gpa + size <= gpa), even at an aligned GPA', 0x400000n | SHARED, 0n, INVALID_OPERAND],
     ['size 0 at an unaligned GPA: the range check comes first', 0x400800n | SHARED, 0n, INVALID_OPERAND],
     ['a size that wraps the 64-bit space', 0x400000n | SHARED, (1n << 64n) - 0x1000n, INVALID_OPERAND],
@@ -139,18 +138,98 @@ describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
   });
 });
 
-describe('honest TDX VMM: MapGPA above the end of RAM (QEMU kvm_convert_memory: no memory region there)', () => {
-  it('to shared: ignored, SUCCESS, nothing converted ("Ignore converting non-assigned region to shared")', () => {
+describe('honest TDX VMM: MapGPA outside RAM (QEMU kvm_convert_memory, one KVM round at a time)', () => {
+  // KVM checks no memslot: it hands userspace rounds of at most 2 MiB from map_gpa_next
+  // (tdx.c __tdx_map_gpa, TDX_MAP_GPA_MAX_LEN). QEMU accel/kvm/kvm-all.c kvm_convert_memory, for a
+  // round where memory_region_find finds no region: to shared is ignored and done ("Ignore
+  // converting non-assigned region to shared"), to private returns an error. A round that starts
+  // in RAM and runs past its region fails either way (physmem.c ram_block_discard_range "Overrun
+  // block"; ram-block-attributes.c ram_block_attributes_is_valid_range). A failed round is a
+  // negative exit-handler result: kvm_cpu_exec stops the VM (RUN_STATE_INTERNAL_ERROR); QEMU never
+  // sets hypercall.ret, so KVM's INVALID_OPERAND answer (tdx_complete_vmcall_map_gpa) is not reached.
+  const vmStopped = { kind: 'stop', outcome: { outcome: 'vmm-error' } };
+  /** RAM [0, 8 MiB) and [12 MiB, 16 MiB): a hole [8 MiB, 12 MiB) between, as the firmware region below 4 GiB. */
+  function tdWithHole(): Td {
+    const td = createTd({ memoryBytes: 16n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: 12n * MiB, end: 16n * MiB }] });
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.mrFinalize();
+    return td;
+  }
+  const mapGpa = (td: Td, gpa: bigint, size: bigint) => td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: gpa, r13: size }));
+  const converted = (td: Td) => td.trace.ofType('map-gpa').map((m) => [m.gpa, m.size]);
+
+  it('above the end of RAM, to shared: ignored, SUCCESS, nothing converted', () => {
     const td = finalizedTd();
-    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (32n * MiB) | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(mapGpa(td, (32n * MiB) | SHARED, 0x1000n)).toEqual({ kind: 'return', regs: { r10: 0n } });
     expect(td.trace.ofType('map-gpa')).toHaveLength(0);
     expect(td.trace.ofType('shared-ept')).toHaveLength(0);
     td.platform.machine.close();
   });
 
-  it('to private: refused, INVALID_OPERAND (kvm_convert_memory returns -1, KVM answers INVALID_OPERAND)', () => {
+  it('above the end of RAM, to private: the VMM stops the TD (kvm_convert_memory fails)', () => {
     const td = finalizedTd();
-    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 32n * MiB, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND, r11: 32n * MiB } });
+    expect(mapGpa(td, 32n * MiB, 0x1000n)).toMatchObject(vmStopped);
+    td.platform.machine.close();
+  });
+
+  it('a round running past the end of RAM, to shared: the VMM stops the TD, nothing converted', () => {
+    const td = finalizedTd();
+    expect(mapGpa(td, (15n * MiB) | SHARED, 2n * MiB)).toMatchObject(vmStopped);
+    expect(td.trace.ofType('shared-ept')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+
+  it('wholly in a hole between RAM ranges, to shared: ignored, SUCCESS (no region there, as above RAM)', () => {
+    const td = tdWithHole();
+    expect(mapGpa(td, (8n * MiB) | SHARED, 4n * MiB)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('shared-ept')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+
+  it('wholly in a hole between RAM ranges, to private: the VMM stops the TD', () => {
+    const td = tdWithHole();
+    expect(mapGpa(td, 8n * MiB, 0x1000n)).toMatchObject(vmStopped);
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
+    td.platform.machine.close();
+  });
+
+  it('to shared across the hole, in rounds that each lie in RAM or in the hole: RAM rounds converted, hole rounds ignored, SUCCESS', () => {
+    const td = tdWithHole();
+    expect(mapGpa(td, (6n * MiB) | SHARED, 8n * MiB)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(converted(td)).toEqual([[6n * MiB, 2n * MiB], [12n * MiB, 2n * MiB]]);
+    td.platform.machine.close();
+  });
+
+  it('to shared, a round that starts in RAM and runs into the hole: the rounds before it are converted, then the VMM stops the TD', () => {
+    const td = tdWithHole();
+    expect(mapGpa(td, (5n * MiB) | SHARED, 4n * MiB)).toMatchObject(vmStopped);
+    expect(converted(td)).toEqual([[5n * MiB, 2n * MiB]]);
+    td.platform.machine.close();
+  });
+
+  it('to private, RAM then the hole: the RAM round is converted (AUGed), then the VMM stops the TD', () => {
+    const td = tdWithHole();
+    expect(mapGpa(td, 6n * MiB, 4n * MiB)).toMatchObject(vmStopped);
+    expect(converted(td)).toEqual([[6n * MiB, 2n * MiB]]);
+    expect(td.platform.module.sept.walk(6n * MiB, 1).state).toBe('PENDING');
+    td.platform.machine.close();
+  });
+
+  it('with an event pending, an ignored round in the hole still ends the call: RETRY, R11 = the next round', () => {
+    const td = tdWithHole();
+    td.platform.module.host.injectInterrupt(0x30);
+    expect(mapGpa(td, (8n * MiB) | SHARED, 6n * MiB)).toEqual({ kind: 'return', regs: { r10: 1n, r11: (10n * MiB) | SHARED } });
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+
+  it('all of the 48-bit space past RAM, to shared, answers SUCCESS at once, not in 2^26 rounds', () => {
+    const td = finalizedTd();
+    const t0 = process.hrtime.bigint();
+    expect(mapGpa(td, (16n * MiB) | SHARED, SHARED - 16n * MiB)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(process.hrtime.bigint() - t0).toBeLessThan(1_000_000_000n);
     td.platform.machine.close();
   });
 });
