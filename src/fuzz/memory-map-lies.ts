@@ -35,10 +35,9 @@ export function honestMemoryMap(memoryBytes: bigint, preAccept: bigint | 'all'):
   const acceptedEnd = preAccept === 'all' ? memoryBytes : min(alignUp(min(preAccept, memoryBytes), TWO_MB), memoryBytes);
   const map: MemoryRange[] = [];
   const add = (start: bigint, end: bigint, type: number) => {
-    if (start >= end) return;
-    const last = map[map.length - 1];
-    if (last && last.type === type && last.addr + last.size === start) last.size += end - start;
-    else map.push({ addr: start, size: end - start, type });
+    // No two entries it adds meet with one type: the carve puts reserved between RAM, the split
+    // puts unaccepted after accepted, and RAM ranges have the hole between them.
+    if (start < end) map.push({ addr: start, size: end - start, type });
   };
   const addRam = (start: bigint, end: bigint) => {
     const split = min(max(acceptedEnd, start), end);
