@@ -3,40 +3,22 @@
 // final summary, then the process ends by that signal (the shell's 130 or 143), so a calling
 // script stops too. Each case spawns the CLI as a user would and signals it after its first
 // status line.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runInterrupted, type InterruptedRun } from '../helpers/interrupted-cli.js';
 import { attackProgramFromJson } from '../../src/fuzz/attack-program.js';
 import { runCampaign } from '../../src/fuzz/campaign.js';
 import { createExecutor } from '../../src/fuzz/create-executor.js';
 import { plantedBugTarget } from '../../src/fuzz/planted-bugs.js';
 
-interface Ended { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; afterSignalMs: number }
-
 /** Runs `minivisor fuzz ARGS`, sends `signals` once the first status line is on stderr, and waits for the end. */
-function fuzzInterrupted(args: string[], signals: NodeJS.Signals[]): Promise<Ended> {
-  const child = spawn(process.execPath, ['bin/minivisor.js', 'fuzz', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let sentAt = 0;
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    if (sentAt === 0 && /^fuzz: \d+ execs/m.test(stderr)) {
-      sentAt = performance.now();
-      for (const s of signals) child.kill(s);
-    }
-  });
-  return new Promise((done) => child.on('close', (status, signal) => {
-    clearTimeout(killer);
-    done({ status, signal, stdout, stderr, afterSignalMs: performance.now() - sentAt });
-  }));
+function fuzzInterrupted(args: string[], signals: NodeJS.Signals[]): Promise<InterruptedRun> {
+  return runInterrupted(['fuzz', ...args], /^fuzz: \d+ execs/m, signals);
 }
 
-function expectSavedCampaign(out: string, r: Ended, signal: 'SIGINT' | 'SIGTERM'): void {
+function expectSavedCampaign(out: string, r: InterruptedRun, signal: 'SIGINT' | 'SIGTERM'): void {
   expect(r.afterSignalMs).toBeLessThan(15_000);
   expect(r.stderr).not.toMatch(/\n\s+at /);
   const stats = JSON.parse(readFileSync(join(out, 'stats.json'), 'utf8'));

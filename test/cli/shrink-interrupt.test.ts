@@ -4,11 +4,12 @@
 // how far it got, and the process ends by that signal (130/143), as `fuzz` does. A second signal
 // quits at once, writing nothing and leaving no temporary file. Each case spawns the CLI as a user
 // would and signals it once the shrink has reported a smaller program.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runInterrupted } from '../helpers/interrupted-cli.js';
 import { attackProgramFromJson, attackProgramToJsonValue, type AttackProgram, type Decision } from '../../src/fuzz/attack-program.js';
 import { findingFromJson } from '../../src/fuzz/finding-file.js';
 
@@ -40,28 +41,10 @@ function slowFinding(dir: string): string {
   return file;
 }
 
-interface Ended { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; smallestSeen: number }
-
 /** Runs `minivisor shrink ARGS` and sends `signals` once it reports a program smaller than the finding's. */
-function shrinkInterrupted(args: string[], signals: NodeJS.Signals[]): Promise<Ended> {
-  const child = spawn(process.execPath, ['bin/minivisor.js', 'shrink', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let smallestSeen = 0;
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    const m = /^shrink: (\d+) decisions? \(from 204\) after \d+ executions?$/m.exec(stderr);
-    if (smallestSeen === 0 && m) {
-      smallestSeen = Number(m[1]);
-      for (const s of signals) child.kill(s);
-    }
-  });
-  return new Promise((done) => child.on('close', (status, signal) => {
-    clearTimeout(killer);
-    done({ status, signal, stdout, stderr, smallestSeen });
-  }));
+async function shrinkInterrupted(args: string[], signals: NodeJS.Signals[]) {
+  const r = await runInterrupted(['shrink', ...args], /^shrink: (\d+) decisions? \(from 204\) after \d+ executions?$/m, signals);
+  return { ...r, smallestSeen: r.trigger ? Number(r.trigger[1]) : 0 };
 }
 
 describe('an interrupted shrink keeps the smallest program found so far', () => {
