@@ -16,6 +16,7 @@ import { InputFileError, readInputText } from '../shared/input-file.js';
 import { MAX_TRACE_FILE_BYTES } from '../shared/trace.js';
 import { quoteForError } from '../shared/quote.js';
 import { removeStaleTempsIn, writeFileAtomic } from '../shared/output-file.js';
+import { counted } from '../shared/counted.js';
 
 const mib = (b: bigint): string => (b % (1n << 20n) === 0n ? `${b >> 20n} MiB` : `${b} bytes`);
 
@@ -36,7 +37,7 @@ export function findingReadme(f: StoredFinding, findingJson: string): string {
     `Configuration: ${t.platform.toUpperCase()}${t.variant ? ` (stub variant ${t.variant})` : ''}${t.tracking ? ` (${t.tracking} tracking)` : ''}${t.vcpus ? `, ${t.vcpus} vCPUs` : ''}, ${mib(t.memoryBytes)} RAM, workload ${mib(t.workloadBytes)}, pre-accept ${t.preAccept === 'all' ? 'all' : mib(t.preAccept)}, ${t.accept} acceptance, ${t.unitBytes === 0x1000n ? '4K' : '2M'} unit, guest seed ${t.guestSeed}, executions start at stage ${t.stage}, budget ${t.maxInstructions} instructions.`,
     `Found by job ${f.job} (its seed ${f.seed}, derived from the campaign's --seed) at execution ${f.execIndex}.`,
     '',
-    `The attack program (${f.program.decisions.length} decision${f.program.decisions.length === 1 ? '' : 's'}, shrunk from ${f.unshrunk.decisions.length}); everything else the VMM answered honestly:`,
+    `The attack program (${counted(f.program.decisions.length, 'decision')}, shrunk from ${f.unshrunk.decisions.length}); everything else the VMM answered honestly:`,
     ...f.program.decisions.map((d) => `  - ${describeDecision(d)}`),
     '',
     `Replay it (the trace hash must be ${f.traceSha256}):`,

@@ -21,6 +21,7 @@ import { writeFileAtomic } from '../../shared/output-file.js';
 import { catchStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
+import { counted } from '../../shared/counted.js';
 
 function statusText(s: CampaignStats, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? (s.execs * 1000) / elapsedMs : 0;
@@ -115,11 +116,11 @@ function checkJobsFit(config: FuzzCliConfig, warn: (m: string) => void): string 
   const fit = jobsThatFit(config.target, available);
   if (starting > fit) {
     return `--jobs ${config.jobs} needs about ${starting} × ${inBinaryUnits(jobMemoryBytes(config.target))} of memory and ${inBinaryUnits(available)} is available: ` +
-      `at most ${fit} job${fit === 1 ? '' : 's'} fit${fit === 1 ? 's' : ''} (a job holds an emulator with its snapshots and corpus, about ${inBinaryUnits(jobMemoryBytes({ workloadBytes: 0n }))}, plus the guest memory its --workload writes); ` +
+      `at most ${counted(fit, 'job')} fit${fit === 1 ? 's' : ''} (a job holds an emulator with its snapshots and corpus, about ${inBinaryUnits(jobMemoryBytes({ workloadBytes: 0n }))}, plus the guest memory its --workload writes); ` +
       `give --jobs ${fit}${fit === 1 ? '' : ' or fewer'}, or split the run over machines with --shard`;
   }
   const cpus = availableParallelism();
-  if (starting > cpus) warn(`--jobs ${config.jobs}: ${starting} jobs share ${cpus} CPU${cpus === 1 ? '' : 's'}, so each runs slower (a --runs campaign still finds the same)`);
+  if (starting > cpus) warn(`--jobs ${config.jobs}: ${starting} jobs share ${counted(cpus, 'CPU')}, so each runs slower (a --runs campaign still finds the same)`);
   return undefined;
 }
 
@@ -211,7 +212,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   if (config.json) {
     io.out(JSON.stringify(stats));
   } else {
-    io.out(`minivisor fuzz: ${interrupted !== undefined ? `interrupted (${interrupted}) after ` : ''}${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${result.findings.length} finding${result.findings.length === 1 ? '' : 's'}; output in ${config.out}, report ${report}`);
+    io.out(`minivisor fuzz: ${interrupted !== undefined ? `interrupted (${interrupted}) after ` : ''}${result.stats.execs} executions in ${(wallMs / 1000).toFixed(1)} s, ${counted(result.findings.length, 'finding')}; output in ${config.out}, report ${report}`);
     for (const { finding } of result.findings) {
       io.out(`  ${finding.id}: ${FINDING_CATEGORIES[finding.category].summary}`);
     }

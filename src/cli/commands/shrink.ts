@@ -18,8 +18,7 @@ import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
 import { quoteForError } from '../../shared/quote.js';
 import { catchStopSignals, STOP_SIGNALS } from '../stop-signals.js';
-
-const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+import { counted } from '../../shared/counted.js';
 
 export function shrinkCommand(io: CliIo): Command {
   return new Command('shrink')
@@ -64,7 +63,7 @@ export function shrinkCommand(io: CliIo): Command {
           // as it changes, as libFuzzer's crash minimisation reports each smaller input.
           if (reproduced && executions > 1 && p.decisions.length < smallest) {
             smallest = p.decisions.length;
-            status.update(() => `shrink: ${count(smallest, 'decision')} (from ${original}) after ${count(executions - 1, 'execution')}`, true);
+            status.update(() => `shrink: ${counted(smallest, 'decision')} (from ${original}) after ${counted(executions - 1, 'execution')}`, true);
           }
           return reproduced;
         };
@@ -85,10 +84,10 @@ export function shrinkCommand(io: CliIo): Command {
         const interrupted = stopSignals.signal();
         status.end();
         io.out(attackProgramToJson(shrunk.program).trimEnd());
-        const decisions = `${original} -> ${count(shrunk.program.decisions.length, 'decision')}`;
+        const decisions = `${original} -> ${counted(shrunk.program.decisions.length, 'decision')}`;
         io.err(interrupted === undefined
-          ? `minivisor shrink: ${decisions} in ${count(shrunk.executions, 'execution')}`
-          : `minivisor shrink: interrupted (${interrupted}) after ${executions - 1} of at most ${count(budget, 'execution')}: ${decisions} so far`);
+          ? `minivisor shrink: ${decisions} in ${counted(shrunk.executions, 'execution')}`
+          : `minivisor shrink: interrupted (${interrupted}) after ${executions - 1} of at most ${counted(budget, 'execution')}: ${decisions} so far`);
         if (out !== undefined) {
           // Once more for the trace hash and outcome the finding records (interrupted or not).
           const e = executor.execute(shrunk.program);
