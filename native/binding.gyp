@@ -14,6 +14,7 @@
         "src/deliver.cc",
         "src/guest_stub.cc",
         "src/abort_guard.cc",
+        "src/stop_signal_cleanup.cc",
         "src/code_bits.cc",
         "src/spin_loop.cc",
         "src/content_watch.cc",

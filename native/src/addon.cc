@@ -8,6 +8,7 @@
 
 #include "digest.h"
 #include "machine.h"
+#include "stop_signal_cleanup.h"
 
 namespace minivisor {
 namespace {
@@ -658,6 +659,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeDigest", DefineNativeDigest(env));
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
   exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));
+  exports.Set("removeOnStopSignal", Napi::Function::New(env, RemoveOnStopSignal));
   return exports;
 }
 

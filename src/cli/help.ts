@@ -25,6 +25,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       [0, 'done: the guest reported a clean finish ("@mv done"); with --linux, handover: the decompressor entered the kernel it decompressed'],
       [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
       [2, 'bad flags or arguments, or a --trace or --map file that cannot be written (refused before the guest runs); one line on stderr says which'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --trace and --map stay as they were (their temporary files are removed)'],
       [141, 'the reader of `--trace -` (or /dev/stdout) closed the pipe: the run was cut short, quietly (as SIGPIPE would)'],
     ],
     examples: [
@@ -57,7 +58,8 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     },
   },
   'fuzz merge': {
-    exitStatus: [[0, 'merged'], [2, 'a directory cannot be read or written']],
+    exitStatus: [[0, 'merged'], [2, 'a directory cannot be read or written'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; each file merged so far is whole, the one being written is removed (merge again to finish)']],
     examples: [
       ['minivisor fuzz merge out-1 out-2', 'merge out-2 into out-1'],
       ['minivisor fuzz merge a b --out all', 'merge both into a new directory'],

@@ -1,7 +1,9 @@
 // Ctrl-C (SIGINT) and SIGTERM during a long command (`fuzz`, `shrink`): the first one asks the
 // work to stop at the next execution and keep what it has, as libFuzzer and AFL++ do; a second
 // one quits at once. Both commands share this, so they stop, report and end alike.
-import { removeLiveTemps } from '../shared/output-file.js';
+import { constants } from 'node:os';
+import { addon } from '../native/binding.js';
+import { removeLiveTemps, watchLiveTemps } from '../shared/output-file.js';
 
 /** The signals that stop a command with its work saved, and the exit status each ends with (128 + its number). */
 export const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -41,4 +43,24 @@ export function catchStopSignals(controller: AbortController, onFirst: (signal: 
     for (const [name, handler] of handlers) process.removeListener(name, handler);
   };
   return { signal: () => received, stop };
+}
+
+/**
+ * For a command that writes its output files while it runs synchronously (boot, replay, fuzz
+ * merge, trace export, test): no JavaScript runs until the work ends, so SIGINT or SIGTERM ends
+ * the process at once, by node's handler, the shell's 130 or 143 as after `fuzz`. While a
+ * temporary file is being written, a native handler removes it first
+ * (native/src/stop_signal_cleanup.h); its output stays as it was. A signal with a JavaScript
+ * listener (catchStopSignals) is left to it. The addon loads at the first temporary file.
+ */
+export function removeTempsOnStopSignals(): void {
+  let guard: ((paths: readonly string[], signals: readonly number[]) => void) | undefined;
+  let guarding = false;
+  watchLiveTemps((paths) => {
+    if (paths.length === 0 && !guarding) return;
+    guard ??= addon().removeOnStopSignal?.bind(addon()) ?? (() => {});  // an older addon: the next run's sweep removes them
+    const signals = paths.length === 0 ? [] : (Object.keys(STOP_SIGNALS) as StopSignal[]).filter((name) => process.listenerCount(name) === 0).map((name) => constants.signals[name]);
+    guard(paths, signals);
+    guarding = signals.length > 0;
+  });
 }

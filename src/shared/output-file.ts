@@ -55,9 +55,10 @@ function isStaleTemp(name: string, prefix: string): boolean {
 }
 
 /**
- * Removes the temporary files an earlier run left for `path` when a signal ended it (Ctrl-C during
- * a boot, which runs synchronously: no handler could run before the end, so none can clean up
- * then). Only files of exactly our naming for this output, of processes that no longer exist.
+ * Removes the temporary files an earlier run left for `path` when a signal ended it that no
+ * handler sees (SIGKILL; SIGINT and SIGTERM during synchronous work have a native handler remove
+ * them, cli/stop-signals.ts). Only files of exactly our naming for this output, of processes that
+ * no longer exist.
  */
 function removeStaleTemps(path: string): void {
   const prefix = tempName(path, 0, 0).replace(/0-0$/, '');
@@ -90,13 +91,14 @@ function unlinkStaleTemps(dir: string, prefixOf: (name: string) => string | unde
 
 /**
  * The temporary files this thread is writing now. A process that quits at once (a second Ctrl-C:
- * removeLiveTemps) or exits with one still open (an error nobody caught) removes them first, so
- * none outlives it; only a signal no handler can see (the kernel's default action while
- * synchronous work runs) leaves one, which the next run writing there removes (removeStaleTemps,
- * removeStaleTempsIn).
+ * removeLiveTemps; SIGINT or SIGTERM during synchronous work: the native handler watchLiveTemps
+ * feeds) or exits with one still open (an error nobody caught) removes them first, so none
+ * outlives it; only a signal no handler can see (SIGKILL) leaves one, which the next run writing
+ * there removes (removeStaleTemps, removeStaleTempsIn).
  */
 const liveTemps = new Set<string>();
 let removeOnExit = false;
+let liveTempsWatcher: ((paths: readonly string[]) => void) | undefined;
 
 function trackTemp(path: string): void {
   liveTemps.add(path);
@@ -104,12 +106,27 @@ function trackTemp(path: string): void {
     removeOnExit = true;
     process.on('exit', removeLiveTemps);
   }
+  liveTempsWatcher?.([...liveTemps]);
+}
+
+function untrackTemp(path: string): void {
+  if (liveTemps.delete(path)) liveTempsWatcher?.([...liveTemps]);
+}
+
+/**
+ * Tells `watcher` the temporary files being written whenever they change (and now): a command
+ * that writes while it runs synchronously has them removed when a signal ends it (cli/stop-signals.ts).
+ */
+export function watchLiveTemps(watcher: (paths: readonly string[]) => void): void {
+  liveTempsWatcher = watcher;
+  watcher([...liveTemps]);
 }
 
 /** Removes the temporary files being written now (see liveTemps); their outputs stay as they were. */
 export function removeLiveTemps(): void {
   for (const path of liveTemps) rmSync(path, { force: true });
   liveTemps.clear();
+  liveTempsWatcher?.([]);
 }
 
 /**
@@ -126,7 +143,7 @@ export function writeFileAtomic(path: string, text: string): void {
     rmSync(temp, { force: true });
     throw err;
   } finally {
-    liveTemps.delete(temp);
+    untrackTemp(temp);
   }
 }
 
@@ -200,7 +217,7 @@ export class OutputFile {
     if (this.#temp === undefined) return;
     try {
       renameSync(this.#temp, this.path);
-      liveTemps.delete(this.#temp);
+      untrackTemp(this.#temp);
     } catch (err) {
       const left = this.#leaveBehind();
       throw new OutputFileError(`cannot put ${this.#what} in place at ${quoteForError(this.path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; ${left}`);
@@ -221,7 +238,7 @@ export class OutputFile {
   #leaveBehind(): string {
     const temp = this.#temp!;
     this.#temp = undefined;
-    liveTemps.delete(temp);  // moved to .partial or removed below; else the message says where it is
+    untrackTemp(temp);  // moved to .partial or removed below; else the message says where it is
     try {
       if (this.#bytes === 0) {
         unlinkSync(temp);

@@ -1,12 +1,14 @@
 // An output file is written under a hidden temporary name, renamed into place when complete. A
-// process that a signal ends mid-run (Ctrl-C during a long boot: the boot is synchronous, so the
-// signal ends it at once) leaves that temporary file behind; the next run writing the same output
-// removes those of processes that no longer exist, and keeps those of running ones.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+// command that writes while it runs synchronously (a boot, `fuzz merge`) cannot handle a signal in
+// JavaScript before its work ends; SIGINT and SIGTERM end it at once, and a native handler removes
+// the temporary files first (src/cli/stop-signals.ts). SIGKILL leaves them: the next run writing
+// the same output removes those of processes that no longer exist, and keeps those of running ones.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { handMadeFinding } from '../helpers/hand-made-finding.js';
 
 const SMALL = ['--memory', '256M', '--workload', '16M'];
 
@@ -16,18 +18,76 @@ function deadPid(): number {
   return Number(child.stdout);
 }
 
+/** The temporary files (`.NAME.tmp-PID-SEQ`) anywhere under `dir`. */
+function tempsUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true }).map(String).filter((n) => /(^|\/)\.[^/]+\.tmp-\d+-\d+$/.test(n));
+}
+
+/**
+ * Spawns `minivisor ARGS`, sends `signal` once `expected` temporary files show under `dir` (looked
+ * for every millisecond: one may exist only while a large file is written), and waits for the
+ * end. `sawTemp`: the temporary files seen then (fewer: the process ended first).
+ */
+async function interruptWhileWriting(args: string[], dir: string, signal: NodeJS.Signals, expected = 1): Promise<{ signal: NodeJS.Signals | null; status: number | null; stderr: string; sawTemp: string[] }> {
+  const child: ChildProcess = spawn(process.execPath, ['bin/minivisor.js', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
+  const ended = new Promise<{ signal: NodeJS.Signals | null; status: number | null }>((done) => child.on('close', (status, s) => done({ status, signal: s })));
+  let running = true;
+  void ended.then(() => { running = false; });
+  let sawTemp: string[] = [];
+  const giveUp = performance.now() + 30_000;
+  while (running && performance.now() < giveUp) {
+    sawTemp = existsSync(dir) ? tempsUnder(dir) : [];
+    if (sawTemp.length >= expected) {
+      child.kill(signal);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  if (sawTemp.length < expected) child.kill('SIGKILL');
+  return { ...(await ended), stderr, sawTemp };
+}
+
 describe('temporary output files', () => {
-  it('a boot interrupted by SIGINT leaves its temporary trace file, and the next boot writing that trace removes it', async () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('a boot ended by %s removes its temporary trace and map files and leaves the earlier ones as they were', async (signal) => {
     const dir = mkdtempSync(join(tmpdir(), 'minivisor-temp-'));
     const trace = join(dir, 'run.jsonl');
-    const child = spawn(process.execPath, ['bin/minivisor.js', 'boot', '--memory', '64G', '--accept', 'eager', '--trace', trace], { stdio: 'ignore' });
-    // Wait for the temporary file, then interrupt.
-    for (let i = 0; i < 200 && !readdirSync(dir).some((n) => n.startsWith('.run.jsonl.tmp-')); i++) await new Promise((r) => setTimeout(r, 25));
-    child.kill('SIGINT');
-    const signal = await new Promise((done) => child.on('exit', (_code, s) => done(s)));
-    expect(signal).toBe('SIGINT');
-    const left = readdirSync(dir);
-    expect(left).toEqual([expect.stringMatching(/^\.run\.jsonl\.tmp-\d+-0$/)]);
+    const map = join(dir, 'run.svg');
+    writeFileSync(trace, 'the earlier trace\n');
+    writeFileSync(map, '<svg/>\n');
+    const r = await interruptWhileWriting(['boot', '--memory', '64G', '--accept', 'eager', '--trace', trace, '--map', map], dir, signal, 2);
+    expect(r.sawTemp.sort()).toEqual([expect.stringMatching(/^\.run\.jsonl\.tmp-\d+-\d+$/), expect.stringMatching(/^\.run\.svg\.tmp-\d+-\d+$/)]);
+    // Ended by the signal, as with no handler: the shell's 130 or 143.
+    expect([r.status, r.signal]).toEqual([null, signal]);
+    expect(r.stderr).toBe('');
+    expect(readdirSync(dir).sort()).toEqual(['run.jsonl', 'run.svg']);
+    expect(readFileSync(trace, 'utf8')).toBe('the earlier trace\n');
+    expect(readFileSync(map, 'utf8')).toBe('<svg/>\n');
+  }, 60_000);
+
+  it('a fuzz merge ended by SIGINT while it writes a finding removes the temporary file; what it wrote before stays whole', async () => {
+    const source = mkdtempSync(join(tmpdir(), 'minivisor-temp-merge-src-'));
+    const finding = handMadeFinding(source);
+    // A trace large enough that writing its copy takes a while (~100 MiB of JSON lines).
+    const line = `${JSON.stringify({ i: 0, src: 'hw', type: 'exit', pad: 'x'.repeat(1000) })}\n`;
+    writeFileSync(join(dirname(finding), 'trace.jsonl'), line.repeat(100_000));
+    const into = join(mkdtempSync(join(tmpdir(), 'minivisor-temp-merge-')), 'into');
+    const r = await interruptWhileWriting(['fuzz', 'merge', '--out', into, source], into, 'SIGINT');
+    expect(r.sawTemp).toEqual([expect.stringMatching(/^findings\/double-acceptance-000000000000\/\.trace\.jsonl\.tmp-\d+-\d+$/)]);
+    expect([r.status, r.signal]).toEqual([null, 'SIGINT']);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(tempsUnder(into)).toEqual([]);
+    // The finding's trace was being written: no trace.jsonl, rather than a part of one.
+    expect(existsSync(join(into, 'findings', 'double-acceptance-000000000000', 'trace.jsonl'))).toBe(false);
+  }, 60_000);
+
+  it('a boot ended by SIGKILL leaves its temporary trace file, and the next boot writing that trace removes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-temp-'));
+    const trace = join(dir, 'run.jsonl');
+    const r = await interruptWhileWriting(['boot', '--memory', '64G', '--accept', 'eager', '--trace', trace], dir, 'SIGKILL');
+    expect(r.signal).toBe('SIGKILL');
+    expect(readdirSync(dir)).toEqual([expect.stringMatching(/^\.run\.jsonl\.tmp-\d+-0$/)]);
     // A live process's temporary file for the same output stays: it is still being written.
     const live = `.run.jsonl.tmp-${process.pid}-7`;
     writeFileSync(join(dir, live), 'in progress');

@@ -19,6 +19,7 @@ import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, 
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
 import { quoteForError } from '../../shared/quote.js';
+import { removeTempsOnStopSignals } from '../stop-signals.js';
 
 
 function summary(r: BootResult): string[] {
@@ -116,6 +117,7 @@ export function bootCommand(io: CliIo): Command {
         for (const line of traceFilterHelp()) io.out(line);
         return;
       }
+      removeTempsOnStopSignals();
       let config: BootConfig;
       let result: BootResult;
       let verified: VerifyReport | undefined;

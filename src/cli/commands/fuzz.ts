@@ -18,7 +18,7 @@ import { readInputText } from '../../shared/input-file.js';
 import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../shared/output-file.js';
-import { catchStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
+import { catchStopSignals, removeTempsOnStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
 import { counted } from '../../shared/counted.js';
@@ -252,6 +252,7 @@ export function fuzzCommand(io: CliIo): Command {
     .action((dirs: string[], opts: { out?: string }) => {
       const into = opts.out ?? dirs[0]!;
       const sources = dirs.filter((d) => resolve(d) !== resolve(into));
+      removeTempsOnStopSignals();
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
         const merged = mergeOutputDirs(sources, () => openWritableOutputDir(into, opts.out !== undefined ? '--out ' : ''), warn);

@@ -13,6 +13,7 @@ import { loadRunnableFinding } from '../fuzz-options.js';
 import { traceLine } from '../../shared/trace.js';
 import type { CliIo } from '../io.js';
 import { quoteForError } from '../../shared/quote.js';
+import { removeTempsOnStopSignals } from '../stop-signals.js';
 
 export function replayCommand(io: CliIo): Command {
   return new Command('replay')
@@ -46,6 +47,7 @@ export function replayCommand(io: CliIo): Command {
         }
       }
       // The trace output is opened before the replay runs, so a bad path costs no execution.
+      removeTempsOnStopSignals();
       let trace: TraceOutput | undefined;
       try {
         if (opts.trace === '-' && opts.json) throw new TraceFilterError('--trace - and --json both want stdout: write the trace to a file');

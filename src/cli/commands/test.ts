@@ -9,6 +9,7 @@ import { loadScenario, runScenario, ScenarioError, SCENARIO_FILE, type ScenarioR
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { GuestImageError } from '../../boot/images.js';
 import { quoteForError } from '../../shared/quote.js';
+import { removeTempsOnStopSignals } from '../stop-signals.js';
 
 /**
  * Scenario files under the arguments, each directory walked in name order, once: a symlink back to
@@ -85,6 +86,7 @@ export function testCommand(io: CliIo): Command {
       const inputs = [...new Set([...files, ...loaded.flatMap((l) => l.scenario?.inputs ?? [])])];
       const goldens = loaded.flatMap((l) => (l.scenario?.expect.golden !== undefined ? [l.scenario.expect.golden] : []));
       let junit: OutputFile | undefined;
+      removeTempsOnStopSignals();
       try {
         if (opts.junit !== undefined) junit = new OutputFile(opts.junit, 'JUnit report', [...inputs, ...goldens]);
       } catch (err) {

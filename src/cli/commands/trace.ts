@@ -11,6 +11,7 @@ import { escapeControls, quoteForError } from '../../shared/quote.js';
 import { diffTraces } from '../../shared/trace-diff.js';
 import { readTraceFile, TraceFileError } from '../../shared/trace-file.js';
 import { MAX_TRACE_FILE_BYTES } from '../../shared/trace.js';
+import { removeTempsOnStopSignals } from '../stop-signals.js';
 
 export function traceCommand(io: CliIo): Command {
   const trace = new Command('trace').description('work with JSON-lines traces written by `boot --trace`');
@@ -29,6 +30,7 @@ export function traceCommand(io: CliIo): Command {
         const { header, events } = readTraceFile(readInputText(input, 'trace', MAX_TRACE_FILE_BYTES), `trace ${quoteForError(input)}`);
         const chrome = toChromeTrace(events, header);
         let file: OutputFile;
+        removeTempsOnStopSignals();
         try {
           file = new OutputFile(output, 'Perfetto trace', [input]);
         } catch (err) {
