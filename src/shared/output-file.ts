@@ -187,9 +187,17 @@ export class OutputFile {
         this.#fd = openSync(path, constants.O_WRONLY | constants.O_NOCTTY);
       } else {
         removeStaleTemps(path);
-        this.#temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
-        this.#fd = openSync(this.#temp, 'wx', 0o644);
-        trackTemp(this.#temp);
+        const temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
+        // Tracked before it exists: a signal handler that removes the live ones (watchLiveTemps)
+        // must know it from the moment it appears.
+        trackTemp(temp);
+        try {
+          this.#fd = openSync(temp, 'wx', 0o644);
+        } catch (err) {
+          untrackTemp(temp);
+          throw err;
+        }
+        this.#temp = temp;
       }
     } catch (err) {
       throw new OutputFileError(`cannot write ${name}: ${whyNotWritable(path, err as NodeJS.ErrnoException)}`);
