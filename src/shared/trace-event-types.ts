@@ -60,6 +60,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('ghcb-msr', 'SNP: a GHCB MSR-protocol request'),
   vmm('ghcb-exit', 'SNP: a full GHCB exit'),
   vmm('ghcb-unmapped', 'SNP: a VMGEXIT whose GHCB GPA is 0 or not guest RAM, resumed unanswered as KVM does'),
+  vmm('ghcb-answer-lost', 'SNP: the VMM\'s answer in a GHCB that is not in shared memory did not reach the guest (gpa, the answer, why); the guest resumes, as under KVM'),
   vmm('ap-creation', 'SNP: an AP Creation request (request, APIC ID, VMSA GPA)'),
   vmm('guest-request', 'a guest request the VMM saw (the fuzzer keys on it)'),
   vmm('guest-release', 'the guest asked to make memory shared'),

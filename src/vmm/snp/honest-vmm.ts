@@ -255,14 +255,31 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       const why = registered === undefined ? 'this vCPU registered no GHCB' : `this vCPU registered 0x${registered.toString(16)}`;
       return { outcome: 'vmm-error', reason: `GHCB GPA 0x${gpa.toString(16)} is not registered (${why}): KVM fails the exit (-EINVAL) and the VM stops` };
     }
-    // The GHCB must be shared: the hypervisor cannot read private memory.
-    if (host.rmpEntry(gpa).assigned) return { outcome: 'vmm-error', reason: `GHCB at 0x${gpa.toString(16)} is not in shared memory` };
+    // Whether the guest made its GHCB shared is not checked: KVM maps the GHCB GPA through the
+    // memslot's host mapping (sev_handle_vmgexit: kvm_vcpu_map; virt/kvm/kvm_main.c __kvm_vcpu_map:
+    // kvm_follow_pfn on the userspace address, no look at the page's private attribute) and serves
+    // what it finds there. With guest_memfd a private page is not behind that mapping, so KVM reads
+    // and answers into the shared backing, which the guest does not see (QEMU kvm_convert_memory
+    // discards it on a conversion to private: KVM reads zeros there, and answers
+    // GHCB_ERR_MISSING_INPUT from sev_es_validate_vmgexit). In this model the host's view of a page
+    // the RMP assigns reads back as ciphertext and refuses writes (vmm-handle.ts): the VMM serves
+    // whatever that ciphertext says (almost always GHCB_ERR_INVALID_USAGE, the usage field checked
+    // first) and its answer is lost. The guest resumes with its GHCB as it left it.
     const g = new Ghcb(host, gpa);
+    let answer: VmmAnswer;
     try {
-      return this.#ghcbRequest(host, gpa, g);
-    } finally {
+      answer = this.#ghcbRequest(host, gpa, g);
       g.flush();
+    } catch (err) {
+      if (!(err instanceof HostAccessRefused) || err.gpa < gpa || err.gpa >= gpa + BigInt(GHCB_SIZE)) throw err;
+      // A write into the GHCB page other than the save area's (the PSC buffer, INS data): lost as well.
+      g.lose(err.message);
+      answer = 'resume';
     }
+    if (g.lostWrite !== undefined) {
+      host.trace.record('vmm', 'ghcb-answer-lost', { gpa, exitInfo1: g.get('swExitInfo1'), exitInfo2: g.get('swExitInfo2'), why: g.lostWrite });
+    }
+    return answer;
   }
 
   /** The GHCB request at `gpa` (checked by #ghcbPage), answered through `g`. */
@@ -562,6 +579,8 @@ class Ghcb {
   #dirtyStart = GHCB_SAVE_AREA_AND_BITMAP_BYTES;
   #dirtyEnd = 0;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
+  /** Why a write of the VMM's answer did not reach the GHCB page (the first one), if one did not. */
+  lostWrite: string | undefined;
   constructor(host: SnpVmmHandle, gpa: bigint) {
     this.#host = host;
     this.#gpa = gpa;
@@ -577,13 +596,22 @@ class Ghcb {
     if (offset < this.#dirtyStart) this.#dirtyStart = offset;
     if (offset + length > this.#dirtyEnd) this.#dirtyEnd = offset + length;
   }
-  /** Writes what the VMM changed to memory. */
+  /**
+   * Writes what the VMM changed to memory. A write the hardware refuses (the page is not the
+   * host's: a GHCB in private memory) is lost, as KVM's goes to a shared backing the guest does not
+   * see (HonestSnpVmm.#ghcbPage); `lostWrite` says why.
+   */
   flush(): void {
     if (this.#dirtyEnd <= this.#dirtyStart) return;
     const start = this.#dirtyStart, end = this.#dirtyEnd;
     this.#dirtyStart = GHCB_SAVE_AREA_AND_BITMAP_BYTES;
     this.#dirtyEnd = 0;
-    this.#host.hostMemory.write(this.#gpa + BigInt(start), this.#bytes().subarray(start, end));
+    const refused = this.#host.hostMemory.tryWrite(this.#gpa + BigInt(start), this.#bytes().subarray(start, end));
+    if (refused !== undefined) this.lose(refused);
+  }
+  /** Records that a write of the answer did not reach the GHCB page (the first reason is kept). */
+  lose(why: string): void {
+    this.lostWrite ??= why;
   }
   get(f: keyof typeof GHCB_OFFSET): bigint { return this.#bytes().readBigUInt64LE(GHCB_OFFSET[f]); }
   set(f: keyof typeof GHCB_OFFSET, v: bigint): void {

@@ -369,12 +369,64 @@ describe('GHCB page protocol', () => {
     expect(g.vmm.console.text).toBe('');
   });
 
-  it('a GHCB in private memory is refused by the VMM', () => {
-    const g = ghcbGuest(`${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}\nhlt`, { mappings });
-    g.platform.rmpUpdate(GHCB_GPA, { assigned: true, pageSize: '4k', gpa: GHCB_GPA, asid: 1 });
-    // The guest's own C=0 write to it NPFs first; the honest VMM makes it shared again, so force it:
-    const r = g.vmm.onVmgexit(g.platform.handle, { kind: 'vmgexit', rip: 0n, ghcbMsr: GHCB_GPA });
-    expect(r).toMatchObject({ outcome: 'vmm-error' });
+  // KVM maps the GHCB GPA through the host's (shared) view and never asks whether the guest made it
+  // shared (sev.c sev_handle_vmgexit: kvm_vcpu_map). A guest that forgot to share its GHCB gets no
+  // answer: KVM's goes to the shared backing, which is not the page the guest reads. Here the host
+  // reads the page's ciphertext and its writes are refused, so the answer is lost the same way.
+  describe('a registered GHCB the guest left in private memory', () => {
+    /** The whole identity map private (C=1), the GHCB page too, validated at launch. */
+    const allPrivate = { mappings: privateIdentityWithGhcb().slice(0, 1), launch: [[GHCB_GPA, 0x1000n]] as Array<[bigint, bigint]> };
+    const info1 = (0x3f8n << 16n) | 0x10n;
+
+    it('gets no answer: the guest resumes and reads back its own GHCB (no console output, no VM stop)', () => {
+      const g = ghcbGuest(`${ghcbCall({ exitCode: 0x7bn, info1, rax: 0x48n })}
+        mov r8, [rdi+0x398]
+        mov r9, [rdi+0x3a0]
+        mov r10, [rdi+0x3f0]
+        mov r11, [rdi+0x3f8]
+        hlt`, allPrivate);
+      expect(g.platform.rmp.lookup(GHCB_GPA)).toMatchObject({ assigned: true, validated: true });
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      // SW_EXITINFO1/2 and the valid bitmap (rax bit 63, exit code/info1/info2 bits 114..116) as the guest wrote them.
+      expect([g.vm.vcpu.regs.r8, g.vm.vcpu.regs.r9, g.vm.vcpu.regs.r10, g.vm.vcpu.regs.r11]).toEqual([info1, 0n, 1n << 63n, 0x1cn << 48n]);
+      expect(g.vmm.console.text).toBe('');
+    });
+
+    it('is served as what the host sees there, its ciphertext (a usage field that is not 0: INVALID_USAGE), and the answer is recorded as lost', () => {
+      const g = ghcbGuest(`${ghcbCall({ exitCode: 0x7bn, info1, rax: 0x48n })}
+hlt`, allPrivate);
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      expect(g.platform.handle.hostMemory.readU32(GHCB_GPA + 0xffcn)).not.toBe(0);  // the guest wrote 0 there (its memory starts zeroed)
+      expect(g.vm.memory.readU32(GHCB_GPA + 0xffcn)).toBe(0);
+      const lost = g.trace.ofType('ghcb-answer-lost');
+      expect(lost).toHaveLength(1);
+      expect(lost[0]).toMatchObject({ gpa: GHCB_GPA, exitInfo1: 2n, exitInfo2: 2n });  // GHCB_ERR_INVALID_USAGE
+      expect(String(lost[0]!.why)).toMatch(/write refused: RMP-protected \(assigned to ASID 1\)/);
+      expect(g.trace.ofType('ghcb-exit')).toHaveLength(0);
+    });
+
+    it('made private by its own PSC: the progress and the answer written back into it are lost, the guest resumes', () => {
+      // KVM's PSC progress (__snp_complete_one_psc) and answer go into the page it mapped at the
+      // VMGEXIT, which after the conversion is no longer the guest's; here the host's writes are refused.
+      const entry = encodePscEntry({ curPage: 0, gfn: GHCB_GPA >> 12n, op: PSC_OP.PRIVATE, size2m: false });
+      const g = ghcbGuest(`
+        mov word ptr [0x${(GHCB_GPA + 0x800n).toString(16)}], 0
+        mov word ptr [0x${(GHCB_GPA + 0x802n).toString(16)}], 0
+        mov rax, 0x${entry.toString(16)}
+        mov [0x${(GHCB_GPA + 0x808n).toString(16)}], rax
+        ${ghcbCall({ exitCode: BigInt(SVM_EXIT.PSC), scratch: GHCB_GPA + 0x800n })}
+        hlt`, { mappings });
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      expect(g.platform.rmp.lookup(GHCB_GPA)).toMatchObject({ assigned: true, validated: false });
+      expect(g.trace.ofType('psc')).toMatchObject([{ via: 'ghcb', entry: 0, gpa: GHCB_GPA, op: PSC_OP.PRIVATE, error: 0n }]);
+      expect(g.trace.ofType('ghcb-answer-lost')).toMatchObject([{ gpa: GHCB_GPA, why: expect.stringMatching(/write refused: RMP-protected/) }]);
+    });
+
+    it('unregistered, stops the VM first: KVM checks the registration before it serves the GHCB', () => {
+      const g = snpGuest(`${ghcbCall({ exitCode: 0x7bn, info1, rax: 0x48n })}
+hlt`, allPrivate);
+      expect(g.run()).toMatchObject({ outcome: 'vmm-error', reason: expect.stringMatching(/^GHCB GPA 0x30000 is not registered/) });
+    });
   });
 });
 
