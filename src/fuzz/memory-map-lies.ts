@@ -92,7 +92,9 @@ function acceptanceLines(map: readonly MemoryRange[]): number[] {
  * described as both accepted and unaccepted.
  */
 function reachAcross(rng: Prng, map: readonly MemoryRange[], type: number): MemoryRange[] | undefined {
-  const lines = acceptanceLines(map);
+  // A later `type` entry can start early only if it starts after the one before it: in a map already
+  // out of order (another lie) it would start at the earlier entry's address, past its own end.
+  const lines = acceptanceLines(map).filter((i) => map[i]!.type !== type || map[i - 1]!.addr < map[i]!.addr);
   if (lines.length === 0) return undefined;
   const out = copy(map);
   const i = rng.pick(lines);

@@ -91,6 +91,17 @@ describe('memory-map lies', () => {
     }
   });
 
+  it('in a map already out of order, never moves an entry\'s start past its own end (no negative size)', () => {
+    // An earlier lie put RAM at 0 after unaccepted memory at 18 MiB: RAM cannot start early there.
+    const outOfOrder: MemoryRange[] = [{ addr: 18n * MiB, size: 4n * MiB, type: UNACCEPTED }, { addr: 0n, size: TWO_MB, type: RAM_TYPE }];
+    for (const seed of SEEDS) {
+      expect(lie('accepted RAM reaching into the unaccepted memory beside it').tell(new Prng(seed), outOfOrder, RAM)).toBeUndefined();
+      const onward = lie('unaccepted memory reaching into the accepted RAM beside it').tell(new Prng(seed), outOfOrder, RAM)!;
+      expect(onward[1]).toEqual(outOfOrder[1]);
+      expect(onward[0]!.size).toBeGreaterThan(4n * MiB);
+    }
+  });
+
   it.each([
     ['part of accepted RAM described again as unaccepted', RAM_TYPE, UNACCEPTED],
     ['part of unaccepted memory described again as accepted RAM', UNACCEPTED, RAM_TYPE],
