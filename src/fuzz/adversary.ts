@@ -10,7 +10,7 @@ import { TdxStatus } from '../platform/tdx/status.js';
 import { tdxSharedBit } from '../platform/tdx/td-module.js';
 import type { SeptMirror } from '../vmm/tdx/sept-mirror.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
-import { decodeGhcbMsr, GHCB_INFO, PSC_OP } from '../platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, PSC_OP, REGISTER_GHCB_REFUSED_GFN } from '../platform/snp/ghcb-msr.js';
 import type { HostMemory } from '../platform/host-memory.js';
 import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
@@ -191,6 +191,7 @@ function answerKey(point: CallPoint, a: Answer): string {
     case 'vmcall-return': return `${point}|vmcall|${a.effect}|r10=${a.regs.r10 ?? '-'}`;
     case 'ept': return `${point}|ept|${a.action}`;
     case 'npf': return `${point}|npf|${a.action}`;
+    case 'ghcb-registration': return `${point}|ghcb-registration|${a.response}`;
     case 'vmgexit': return `${point}|vmgexit|${a.effect}|${a.msr !== undefined ? 'msr' : ''}|${Object.keys(a.ghcb ?? {}).join(',')}|${Object.keys(a.pscHeader ?? {}).join(',')}`;
     default: return `${point}|${a.kind}`;
   }
@@ -610,6 +611,24 @@ function vmgexitOverrides(host: SnpVmmHandle, exit: Vmgexit, answer: Extract<Ans
   if (h?.reserved !== undefined) host.hostMemory.writeU32(header + 4n, h.reserved);
 }
 
+/** The GFN field of a GHCB MSR registration (GHCBData[63:12]): 52 bits. */
+const GFN_FIELD = (1n << 52n) - 1n;
+
+/**
+ * A GHCB registration answered with another GFN (Answer 'ghcb-registration'): a refusal (all ones)
+ * registers nothing; another GFN is registered by the honest VMM as if the guest had asked for it,
+ * so this vCPU's GHCB calls at its own GPA then meet an unregistered GHCB (KVM: the VM stops).
+ */
+function ghcbRegistrationAnswer(host: SnpVmmHandle, exit: Vmgexit, answer: Extract<Answer, { kind: 'ghcb-registration' }>, honest: SnpVmmPolicy): VmmAnswer {
+  if (answer.response === 'refuse') {
+    host.ghcbMsr = ghcbMsr.registerResp(REGISTER_GHCB_REFUSED_GFN);
+    return 'resume';
+  }
+  // The decision point is the registration request (snpVmgexitPoint): GHCBData[63:12] is the guest's GFN.
+  const other = ((exit.ghcbMsr >> 12n) + (answer.gfnDelta ?? 0n)) & GFN_FIELD;
+  return honest.onVmgexit(host, { ...exit, ghcbMsr: ghcbMsr.registerReq(other) });
+}
+
 /** A lie the hardware refuses (an RMP-protected write, a bad operand) just fails: the guest resumes. */
 function adversaryTry(host: SnpVmmHandle, point: SnpCallPoint, body: () => VmmAnswer): VmmAnswer {
   try {
@@ -660,7 +679,9 @@ function snpVmgexitDecision(book: DecisionBook, honest: SnpVmmPolicy, host: SnpV
   const answer = book.answerFor(point);
   if (answer.kind === 'stop') return stopByAdversary(point);
   let result: VmmAnswer;
-  if (answer.kind !== 'vmgexit') {
+  if (answer.kind === 'ghcb-registration') {
+    result = ghcbRegistrationAnswer(host, exit, answer, honest);
+  } else if (answer.kind !== 'vmgexit') {
     result = honest.onVmgexit(host, exit);
   } else {
     result = answer.effect === 'honest' ? snpEffect(host, exit, point, answer, honest) : 'resume';

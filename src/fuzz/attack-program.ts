@@ -87,7 +87,18 @@ export type Answer =
       kind: 'vmgexit'; effect: Effect; pscEntries?: number; msr?: bigint;
       ghcb?: Partial<Record<GhcbField, bigint>>;
       pscHeader?: { curEntry?: number; endEntry?: number; reserved?: number };
-    };
+    }
+  /**
+   * SNP GHCB GPA registration (MSR protocol request 0x012): the response (0x013) names another GFN
+   * than the guest's, as a hypervisor that will not work with that GPA does (GHCB spec, "GHCB GPA
+   * Registration": "If hypervisor can work with the guest requested GPA then it must respond back
+   * with the same GPA otherwise return -1"). `refuse`: all ones, nothing registered; `other-gfn`:
+   * the guest's GFN + `gfnDelta` (modulo 2^52, the field's width), which the VMM registers instead.
+   * Relative to the request, so it means the same on any target wherever the guest puts its GHCB.
+   */
+  | { kind: 'ghcb-registration'; response: (typeof GHCB_REGISTRATION_RESPONSES)[number]; gfnDelta?: bigint };
+
+export const GHCB_REGISTRATION_RESPONSES = ['refuse', 'other-gfn'] as const;
 
 export const TDX_SEAMCALL_OPS = ['BLOCK', 'UNBLOCK', 'TRACK', 'REMOVE', 'AUG', 'DEMOTE', 'PROMOTE', 'SEPT_ADD'] as const;
 export type TdxSeamcallOp = (typeof TDX_SEAMCALL_OPS)[number];
@@ -230,7 +241,7 @@ export const ANSWERS_FOR_POINT: Record<CallPoint, readonly Answer['kind'][]> = {
   'snp.onHlt': ['honest', 'resume', 'stop'],
   'snp.msr.sevInfo': ['honest', 'vmgexit', 'stop'],
   'snp.msr.cpuid': ['honest', 'vmgexit', 'stop'],
-  'snp.msr.registerGhcb': ['honest', 'vmgexit', 'stop'],
+  'snp.msr.registerGhcb': ['honest', 'ghcb-registration', 'vmgexit', 'stop'],
   'snp.msr.psc': ['honest', 'vmgexit', 'stop'],
   'snp.msr.hvFeatures': ['honest', 'vmgexit', 'stop'],
   'snp.msr.other': ['honest', 'vmgexit', 'stop'],
@@ -359,6 +370,18 @@ function readAnswer(r: Reader, point: CallPoint): Answer {
     case 'npf':
       r.only('kind', 'action');
       return { kind, action: r.field('action').oneOf(NPF_ACTIONS) };
+    case 'ghcb-registration': {
+      r.only('kind', 'response', 'gfnDelta');
+      const response = r.field('response').oneOf(GHCB_REGISTRATION_RESPONSES);
+      if (response === 'refuse') {
+        if (r.has('gfnDelta')) r.field('gfnDelta').fail('a refusal names no GFN (leave gfnDelta out)');
+        return { kind, response };
+      }
+      if (!r.has('gfnDelta')) r.fail('other-gfn needs gfnDelta');
+      const gfnDelta = r.field('gfnDelta').bigint(true);
+      if (gfnDelta === 0n) r.field('gfnDelta').fail('0 names the guest\'s own GFN (that is the honest answer)');
+      return { kind, response, gfnDelta };
+    }
     case 'vmgexit': {
       r.only('kind', 'effect', 'pscEntries', 'msr', 'ghcb', 'pscHeader');
       const a: Extract<Answer, { kind: 'vmgexit' }> = { kind, effect: r.field('effect').oneOf(['honest', 'none'] as const) };

@@ -37,6 +37,8 @@ const GHCB_EXIT_INFO = [0n, 1n, 2n, 4n, (1n << 32n) | 1n, (1n << 32n) | 2n, 0x10
 const MSR_RESPONSES = [0x15n, (1n << 32n) | 0x15n, 0x13n, 0x1013n, 0x0002000100330001n, 0x0002000133330001n, 0n, 0xfffn];
 const PSC_HEADER_ENTRIES = [0, 1, 2, 252, 253, 0xffff];
 const DELTAS = [0n, PAGE, -PAGE, TWO_MB, -TWO_MB, 0x10n];
+/** GFN offsets for a GHCB registration answered with another GFN: the next or previous page, 2 MiB away, far off. */
+const GFN_DELTAS = [1n, -1n, 0x200n, -0x200n, 1n << 20n];
 
 function pickGpa(rng: Prng, profile: ExecutionProfile, align: bigint): bigint {
   const pool = profile.gpas;
@@ -71,6 +73,8 @@ function randomAnswer(rng: Prng, point: CallPoint, kinds = ANSWERS_FOR_POINT[poi
     }
     case 'npf':
       return { kind, action: rng.pick(NPF_ACTIONS) };
+    case 'ghcb-registration':
+      return rng.chance(1, 2) ? { kind, response: 'refuse' } : { kind, response: 'other-gfn', gfnDelta: rng.pick(GFN_DELTAS) };
     case 'vmgexit': {
       const a: Extract<Answer, { kind: 'vmgexit' }> = { kind, effect: rng.chance(3, 4) ? 'honest' : 'none' };
       const what = rng.below(3);

@@ -166,6 +166,16 @@ export const TACTICS: readonly Tactic[] = [
     },
   },
   {
+    // GHCB spec "GHCB GPA Registration": a hypervisor that will not use the guest's GPA answers
+    // -1; a hostile one may name another page. Every vCPU registers, so every one is a target.
+    name: 'GHCB registration refused, or answered with another GFN', platforms: ['snp'],
+    build: (rng, p) => {
+      const k = reachedOccurrence(rng, p, 'snp.msr.registerGhcb');
+      if (k === undefined) return undefined;
+      return { decisions: [call('snp.msr.registerGhcb', k, rng.chance(1, 2) ? { kind: 'ghcb-registration', response: 'refuse' } : { kind: 'ghcb-registration', response: 'other-gfn', gfnDelta: rng.pick([1n, -1n, 0x200n]) })] };
+    },
+  },
+  {
     name: 'PSMASH + RMPUPDATE a validated page (un-validate it)', platforms: ['snp'],
     build: (rng, p) => ({ decisions: [{ at: 'exit', exitIndex: exitIndex(rng, p), action: { kind: 'snp.unvalidate', spa: workedGpa(rng, p) } }] }),
   },

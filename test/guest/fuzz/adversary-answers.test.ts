@@ -286,6 +286,42 @@ describe('adversary, SNP VMGEXIT decision points and answers', () => {
   });
 });
 
+// GHCB spec "GHCB GPA Registration": a hypervisor that will not work with the guest's GPA answers
+// -1 (all ones in GHCBData[63:12]); a hostile one may name another page. KVM serves only the GHCB
+// GPA it registered (sev.c sev_handle_vmgexit: ghcb_gpa_is_registered).
+describe('adversary, SNP GHCB registration answers', () => {
+  /** Registers GHCB_GPA (response → R12), then uses it for one IOIO call (SW_EXITINFO1 → R13). */
+  const registerThenCall = `${msrProtocol(ghcbMsr.registerReq(GHCB_GPA >> 12n))}
+    mov r12, rax
+    ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | 0x10n, rax: 0x48n })}
+    mov r13, [rdi+0x398]
+    hlt`;
+
+  it('refuse: the response 0x013 with GFN all ones, nothing registered, so the guest\'s GHCB call stops the VM', () => {
+    const r = snpUnder(registerThenCall, [call('snp.msr.registerGhcb', { kind: 'ghcb-registration', response: 'refuse' })], { mappings: privateIdentityWithGhcb() });
+    expect(r.run()).toMatchObject({ outcome: 'vmm-error', reason: expect.stringMatching(/^GHCB GPA 0x30000 is not registered \(this vCPU registered no GHCB\)/) });
+    expect(r.g.vm.vcpu.regs.r12).toBe(0xfffffffffffff013n);
+    expect(r.g.vmm.registeredGhcb).toBeUndefined();
+  });
+
+  it('other-gfn: the guest\'s GFN + gfnDelta answered and registered in its place (the GFN field wraps at 52 bits)', () => {
+    const r = snpUnder(registerThenCall, [call('snp.msr.registerGhcb', { kind: 'ghcb-registration', response: 'other-gfn', gfnDelta: 2n })], { mappings: privateIdentityWithGhcb() });
+    expect(r.run()).toMatchObject({ outcome: 'vmm-error', reason: expect.stringMatching(/^GHCB GPA 0x30000 is not registered \(this vCPU registered 0x32000\)/) });
+    expect(r.g.vm.vcpu.regs.r12).toBe(ghcbMsr.registerResp((GHCB_GPA >> 12n) + 2n));
+    const below = snpUnder(registerThenCall, [call('snp.msr.registerGhcb', { kind: 'ghcb-registration', response: 'other-gfn', gfnDelta: -(GHCB_GPA >> 12n) - 1n })], { mappings: privateIdentityWithGhcb() });
+    below.run();
+    expect(below.g.vm.vcpu.regs.r12).toBe(0xfffffffffffff013n);
+  });
+
+  it('is its decision point\'s only answer: the next registration is answered honestly, and the GHCB then serves', () => {
+    const twice = `${msrProtocol(ghcbMsr.registerReq(GHCB_GPA >> 12n))}\n mov r11, rax\n ${registerThenCall}`;
+    const r = snpUnder(twice, [call('snp.msr.registerGhcb', { kind: 'ghcb-registration', response: 'refuse' })], { mappings: privateIdentityWithGhcb() });
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect([r.g.vm.vcpu.regs.r11, r.g.vm.vcpu.regs.r12, r.g.vm.vcpu.regs.r13]).toEqual([0xfffffffffffff013n, ghcbMsr.registerResp(GHCB_GPA >> 12n), 0n]);
+    expect(r.g.vmm.console.text).toBe('H');
+  });
+});
+
 describe('adversary, SNP page-state requests as the oracle sees them', () => {
   /** A GHCB-page PSC request the host wrote into the shared GHCB page at `ghcb`, made by the guest's VMGEXIT. */
   function pscRequest(ghcb: bigint, header: { cur: number; end: number }, entries: bigint[], decisions: Decision[] = []) {

@@ -33,6 +33,8 @@ const snpProgram: AttackProgram = {
     { at: 'exit', exitIndex: 4, action: { kind: 'snp.unvalidate', spa: 0x101000n } },
     { at: 'exit', exitIndex: 5, action: { kind: 'inject', vector: 29, errorCode: 0x404n } },
     { at: 'exit', exitIndex: 6, action: { kind: 'shared-write', gpa: 0x9000n, value: 0xabn, size: 1 } },
+    { at: 'call', point: 'snp.msr.registerGhcb', occurrence: 0, answer: { kind: 'ghcb-registration', response: 'refuse' } },
+    { at: 'call', point: 'snp.msr.registerGhcb', occurrence: 1, answer: { kind: 'ghcb-registration', response: 'other-gfn', gfnDelta: -1n } },
   ],
   launch: [{ kind: 'snp.cpuid-page', type: 'ZERO' }],
   memoryDescription: {
@@ -50,6 +52,7 @@ describe('attack program format', () => {
       expect(attackProgramFromJson(text)).toEqual(program);
     }
     expect(attackProgramToJson(tdxProgram)).toContain('"resumeDelta":"-0x1000"');
+    expect(attackProgramToJson(snpProgram)).toContain('{"kind":"ghcb-registration","response":"other-gfn","gfnDelta":"-0x1"}');
   });
 
   it('rejects decisions a platform does not have, naming the field', () => {
@@ -120,6 +123,12 @@ describe('attack program format', () => {
     ['a 32-bit e820 type', 'snp', (p: any) => { p.memoryDescription.ranges[0].type = 0xffffffff; }, null],
     ['a scheduler quantum of none', 'snp', (p: any) => { p.schedule = { policy: 'pct', seed: '0x1', quantum: 0 }; }, /schedule\.quantum: expected an integer in \[1, /],
     ['an unknown field in the schedule', 'snp', (p: any) => { p.schedule = { policy: 'pct', seed: '0x1', quantum: 1, depth: 3 }; }, /schedule: unknown field "depth"/],
+    // A GHCB registration answered with another GFN (GHCB spec "GHCB GPA Registration"): all ones, or the guest's own GFN moved.
+    ['a refused registration that names a GFN', 'snp', (p: any) => { p.decisions[8].answer.gfnDelta = '0x1'; }, /decisions\[8\]\.answer\.gfnDelta: a refusal names no GFN/],
+    ['another GFN with no offset', 'snp', (p: any) => { delete p.decisions[9].answer.gfnDelta; }, /decisions\[9\]\.answer: other-gfn needs gfnDelta/],
+    ['another GFN that is the guest\'s own', 'snp', (p: any) => { p.decisions[9].answer.gfnDelta = '0x0'; }, /decisions\[9\]\.answer\.gfnDelta: 0 names the guest's own GFN/],
+    ['a registration response it does not know', 'snp', (p: any) => { p.decisions[8].answer.response = 'error'; }, /decisions\[8\]\.answer\.response: expected one of refuse, other-gfn/],
+    ['a registration answer to a PSC request', 'snp', (p: any) => { p.decisions[1].answer = { kind: 'ghcb-registration', response: 'refuse' }; }, /decisions\[1\]\.answer\.kind: expected one of honest, vmgexit, stop/],
   ])('bounds: rejects %s', (_what, platform, damage, message) => {
     const bad = JSON.parse(attackProgramToJson(platform === 'tdx' ? tdxProgram : snpProgram));
     damage(bad);

@@ -48,6 +48,20 @@ describe('mutate', () => {
     });
   }
 
+  it('snp: answers a GHCB registration the parent reached with a refusal or another GFN, at that decision point only', () => {
+    const responses = new Set<string>();
+    for (const seed of [1n, 2n, 3n]) {
+      for (const mutant of lineage('snp', seed, 300)) {
+        for (const d of mutant.decisions) {
+          if (d.at !== 'call' || d.answer.kind !== 'ghcb-registration') continue;
+          expect(d.point).toBe('snp.msr.registerGhcb');
+          responses.add(d.answer.response);
+        }
+      }
+    }
+    expect(responses).toEqual(new Set(['refuse', 'other-gfn']));
+  });
+
   it('is a function of its seed: the same seed gives the same lineage, another seed another', () => {
     const a = lineage('snp', 42n, 50).map(attackProgramToJson);
     expect(lineage('snp', 42n, 50).map(attackProgramToJson)).toEqual(a);

@@ -10,7 +10,7 @@ import { Prng } from '../../../src/shared/prng.js';
 const RAM = 128n << 20n;
 const profile: ExecutionProfile = {
   callCounts: new Map([
-    ['tdx.mapGpa', 3], ['tdx.onAcceptViolation', 5], ['snp.ghcb.psc', 4], ['snp.msr.psc', 2], ['snp.onNpf', 6],
+    ['tdx.mapGpa', 3], ['tdx.onAcceptViolation', 5], ['snp.ghcb.psc', 4], ['snp.msr.psc', 2], ['snp.onNpf', 6], ['snp.msr.registerGhcb', 2],
   ]),
   vmmExits: 40, gpas: [0x5000n, 0x800000n], memoryBytes: RAM, preAccept: 64n << 20n,
 };
@@ -42,6 +42,7 @@ const CALL_TACTICS: [string, string][] = [
   ['PSC does only part of the entries', 'snp.ghcb.psc'],
   ['PSC answered with no progress, forever', 'snp.ghcb.psc'],
   ['back 2M with 4K RMP entries (PSMASH on every NPF)', 'snp.onNpf'],
+  ['GHCB registration refused, or answered with another GFN', 'snp.msr.registerGhcb'],
 ];
 
 describe('call-point tactics', () => {
@@ -133,6 +134,21 @@ describe('call-point tactics', () => {
       expect(calls(m)[0]!.answer).toEqual({ kind: 'npf', action: 'psmash' });
       expect(calls(m)[0]!.repeat).toBeGreaterThanOrEqual(FOREVER_AT_LEAST);
     }
+  });
+});
+
+describe('the GHCB registration tactic', () => {
+  it('refuses (all ones, nothing registered) or names a GFN near the guest\'s, never the guest\'s own, both over the seeds', () => {
+    const responses = new Set<string>();
+    for (const m of builds('GHCB registration refused, or answered with another GFN')) {
+      const a = calls(m)[0]!.answer;
+      expect(a.kind).toBe('ghcb-registration');
+      if (a.kind !== 'ghcb-registration') continue;
+      responses.add(a.response);
+      if (a.response === 'refuse') expect(a.gfnDelta).toBeUndefined();
+      else expect([1n, -1n, 0x200n]).toContain(a.gfnDelta);
+    }
+    expect(responses).toEqual(new Set(['refuse', 'other-gfn']));
   });
 });
 
