@@ -104,6 +104,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::Close>("close"),
       InstanceMethod<&NativeMachine::SetGate>("setGate"),
       InstanceMethod<&NativeMachine::GetGate>("getGate"),
+      InstanceMethod<&NativeMachine::GetGateFetch>("getGateFetch"),
       InstanceMethod<&NativeMachine::WriteShadow>("writeShadow"),
       InstanceMethod<&NativeMachine::CountGate>("countGate"),
       InstanceMethod<&NativeMachine::ReadSpecial>("readSpecial"),
@@ -220,12 +221,15 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
 
   Napi::Value SetGate(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
-    Space space; uint64_t gpa, length; uint32_t access;
-    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "access", 3, &access)) return info.Env().Undefined();
+    Space space; uint64_t gpa, length; uint32_t access, fetch;
+    if (!m || !GetSpaceRange(info, &space, &gpa, &length) || !GetU32(info, 3, "access", 3, &access) ||
+        !GetU32(info, 4, "fetch", 3, &fetch)) {
+      return info.Env().Undefined();
+    }
     if (space == Space::kPrivate && static_cast<GateAccess>(access) == GateAccess::kCiphertext) {
       return ThrowRange(info.Env(), "only shared accesses can see ciphertext");
     }
-    m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access));
+    m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access), static_cast<GateFetch>(fetch));
     return info.Env().Undefined();
   }
 
@@ -247,6 +251,13 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint32_t s; uint64_t gpa;
     if (!m || !GetU32(info, 0, "space", 1, &s) || !GetU64(info, 1, "gpa", &gpa) || !InRam(info, gpa, 1)) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), static_cast<int>(m->GetGate(static_cast<Space>(s), gpa >> kPageShift)));
+  }
+
+  Napi::Value GetGateFetch(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t s; uint64_t gpa;
+    if (!m || !GetU32(info, 0, "space", 1, &s) || !GetU64(info, 1, "gpa", &gpa) || !InRam(info, gpa, 1)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<int>(m->GetGateFetch(static_cast<Space>(s), gpa >> kPageShift)));
   }
 
   Napi::Value CountGate(const Napi::CallbackInfo& info) {

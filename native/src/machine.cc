@@ -23,6 +23,8 @@ constexpr uint64_t kChunkBytes = 1ull << 30;
 // One 4 KiB page of a gate bitmap holds the bits of 32768 guest pages.
 constexpr uint64_t kGatePagesPerBitmapPage = kPageSize * 8;
 static uint64_t GateBitmapPage(uint64_t page) { return page / kGatePagesPerBitmapPage; }
+// The gate bitmaps of a space (Machine::gate_).
+enum GateBitmap : int { kReadableBitmap = 0, kWritableBitmap = 1, kCiphertextBitmap = 2, kFetchSupervisorBitmap = 3, kFetchUserBitmap = 4 };
 
 // Special registers, numbered as in src/cpu/registers.ts.
 enum SpecialKind { kPlain, kMsr, kMmrBase, kMmrLimit, kMmrSelector };
@@ -63,8 +65,8 @@ class Snapshot {
   std::vector<SnapshotPage> content; // one for each of `pages`
   std::vector<uint8_t> whole;        // kPageSize bytes for each page held whole
   std::vector<SnapshotWord> words;   // the non-zero qwords of the sparse pages
-  std::vector<uint64_t> gate_pages[2][3];  // resident bitmap pages (by bitmap page number)
-  std::vector<uint8_t> gate_data[2][3];
+  std::vector<uint64_t> gate_pages[2];  // resident bitmap pages (by bitmap page number), of every bitmap alike
+  std::vector<uint8_t> gate_data[2][kGateBitmaps];
   uint64_t instructions = 0;
   uint64_t charged = 0;
   uint64_t instruction_limit = 0;
@@ -351,8 +353,26 @@ CpuPaging Machine::ReadPaging() {
 bool Machine::Allowed(Space space, uint64_t page, Access access) const {
   int s = static_cast<int>(space);
   if (page >= pages_) return false;
-  if (!gate_[s][0]->Test(page)) return false;
-  return access != Access::kWrite || gate_[s][1]->Test(page);
+  if (!gate_[s][kReadableBitmap]->Test(page)) return false;
+  return access != Access::kWrite || gate_[s][kWritableBitmap]->Test(page);
+}
+
+bool Machine::FetchAllowed(Space space, uint64_t page) {
+  int s = static_cast<int>(space);
+  if (page >= pages_) return false;
+  bool supervisor = gate_[s][kFetchSupervisorBitmap]->Test(page), user = gate_[s][kFetchUserBitmap]->Test(page);
+  if (supervisor == user) return supervisor;
+  // The TLB keeps CPL 3 fills apart from the others (QEMU's x86 MMU_USER_IDX), so a fill decided
+  // at one CPL is never used at the other.
+  return CurrentCpl() == 3 ? user : supervisor;
+}
+
+int Machine::CurrentCpl() {
+  uint64_t cr0 = 0, cs = 0;
+  uc_reg_read(uc_, UC_X86_REG_CR0, &cr0);
+  if (!(cr0 & 1)) return 0;
+  uc_reg_read(uc_, UC_X86_REG_CS, &cs);
+  return static_cast<int>(cs & 3);
 }
 
 bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
@@ -369,14 +389,15 @@ bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
   return true;
 }
 
-void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access) {
+void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch) {
   int s = static_cast<int>(space);
+  const bool opens = access != GateAccess::kNone || fetch != kFetchNone;
   // Refusing is always safe; opening a page needs its chunk mapped in Unicorn. If mapping
   // fails the gate stays closed and accesses keep exiting as gate faults.
-  if (access != GateAccess::kNone && !EnsureMapped(first_page, pages)) return;
+  if (opens && !EnsureMapped(first_page, pages)) return;
   if (pages == 0) return;
   // A TLB entry can only hold permissions the gate gave, so a change that takes nothing away
-  // (read or write only added, what a read sees unchanged, no ciphertext shadow in use) needs no
+  // (read, write or fetch only added, what a read sees unchanged, no ciphertext shadow in use) needs no
   // flush: a missing permission makes the next such access fill again. Flushing on every accept
   // and PVALIDATE was a large share of an exit's cost (issue 11). Large ranges are not examined.
   // Nor does any change to pages no TLB entry maps (TlbMayHold): a fuzz execution's conversions
@@ -386,24 +407,29 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
   if (pages <= 512 && !stale_shadow_mapping_ && shadow_valid_->Count(first_page, pages) == 0) {
     // Write and ciphertext pages are readable too (the assignments below), so these counts cover
     // every page that loses a permission or changes between plaintext and ciphertext.
-    uint64_t readable = gate_[s][0]->Count(first_page, pages);
-    uint64_t writable = gate_[s][1]->Count(first_page, pages);
-    uint64_t ciphertext = gate_[s][2]->Count(first_page, pages);
+    uint64_t readable = gate_[s][kReadableBitmap]->Count(first_page, pages);
+    uint64_t writable = gate_[s][kWritableBitmap]->Count(first_page, pages);
+    uint64_t ciphertext = gate_[s][kCiphertextBitmap]->Count(first_page, pages);
     switch (access) {
       case GateAccess::kNone: flush = readable != 0; break;
       case GateAccess::kRead: flush = writable != 0 || ciphertext != 0; break;
       case GateAccess::kReadWrite: flush = ciphertext != 0; break;
       case GateAccess::kCiphertext: flush = writable != 0 || ciphertext != readable; break;
     }
+    // A fetch permission taken away: an entry may grant execute (OnTlbFill).
+    if (!flush && !(fetch & kFetchSupervisor)) flush = gate_[s][kFetchSupervisorBitmap]->Count(first_page, pages) != 0;
+    if (!flush && !(fetch & kFetchUser)) flush = gate_[s][kFetchUserBitmap]->Count(first_page, pages) != 0;
   }
   // A stale ciphertext mapping is of another page: it is dropped at the next gate change as before.
   if (flush && !stale_shadow_mapping_ && !TlbMayHold(first_page, pages)) flush = false;
   uint64_t first_bm = GateBitmapPage(first_page), bm_count = GateBitmapPage(first_page + pages - 1) - first_bm + 1;
-  if (access != GateAccess::kNone) gate_touched_[s]->InsertRange(first_bm, bm_count);
+  if (opens) gate_touched_[s]->InsertRange(first_bm, bm_count);
   if (tracking_dirty_) gate_changed_[s]->InsertRange(first_bm, bm_count);
-  gate_[s][0]->Assign(first_page, pages, access != GateAccess::kNone);
-  gate_[s][1]->Assign(first_page, pages, access == GateAccess::kReadWrite);
-  gate_[s][2]->Assign(first_page, pages, access == GateAccess::kCiphertext);
+  gate_[s][kReadableBitmap]->Assign(first_page, pages, access != GateAccess::kNone);
+  gate_[s][kWritableBitmap]->Assign(first_page, pages, access == GateAccess::kReadWrite);
+  gate_[s][kCiphertextBitmap]->Assign(first_page, pages, access == GateAccess::kCiphertext);
+  gate_[s][kFetchSupervisorBitmap]->Assign(first_page, pages, fetch & kFetchSupervisor);
+  gate_[s][kFetchUserBitmap]->Assign(first_page, pages, fetch & kFetchUser);
   // The page's state changed: its ciphertext is recomputed on the next shared read.
   shadow_valid_->Assign(first_page, pages, false);
   if (flush) {
@@ -444,16 +470,22 @@ bool Machine::TlbMayHold(uint64_t first, uint64_t count) {
 
 GateAccess Machine::GetGate(Space space, uint64_t page) const {
   int s = static_cast<int>(space);
-  if (!gate_[s][0]->Test(page)) return GateAccess::kNone;
-  if (gate_[s][2]->Test(page)) return GateAccess::kCiphertext;
-  return gate_[s][1]->Test(page) ? GateAccess::kReadWrite : GateAccess::kRead;
+  if (!gate_[s][kReadableBitmap]->Test(page)) return GateAccess::kNone;
+  if (gate_[s][kCiphertextBitmap]->Test(page)) return GateAccess::kCiphertext;
+  return gate_[s][kWritableBitmap]->Test(page) ? GateAccess::kReadWrite : GateAccess::kRead;
+}
+
+GateFetch Machine::GetGateFetch(Space space, uint64_t page) const {
+  int s = static_cast<int>(space);
+  return static_cast<GateFetch>((gate_[s][kFetchSupervisorBitmap]->Test(page) ? kFetchSupervisor : 0) |
+                                (gate_[s][kFetchUserBitmap]->Test(page) ? kFetchUser : 0));
 }
 
 uint64_t Machine::CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const {
   int s = static_cast<int>(space);
   if (at_least == GateAccess::kNone) return pages;
-  if (at_least == GateAccess::kCiphertext) return gate_[s][2]->Count(first_page, pages);
-  return gate_[s][at_least == GateAccess::kReadWrite ? 1 : 0]->Count(first_page, pages);
+  if (at_least == GateAccess::kCiphertext) return gate_[s][kCiphertextBitmap]->Count(first_page, pages);
+  return gate_[s][at_least == GateAccess::kReadWrite ? kWritableBitmap : kReadableBitmap]->Count(first_page, pages);
 }
 
 // ---- exits ----
@@ -664,14 +696,14 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   uint64_t page = t.gpa >> kPageShift;
   Space space = t.is_private ? Space::kPrivate : Space::kShared;
-  if (t.gpa >= m->ram_->size() || !m->Allowed(space, page, access)) {
+  if (t.gpa >= m->ram_->size() || !(access == Access::kFetch ? m->FetchAllowed(space, page) : m->Allowed(space, page, access))) {
     m->fault_[0] = t.gpa & ~(kPageSize - 1);
     m->fault_[1] = vaddr;
     m->fault_[2] = static_cast<uint64_t>(access);
     m->fault_[3] = (t.is_private ? kGatePrivate : 0) | (t.gpa >= m->ram_->size() ? kGateOutsideRam : 0);
     return refuse(ExitKind::kGateFault);
   }
-  if (space == Space::kShared && m->gate_[1][2]->Test(page)) {
+  if (space == Space::kShared && m->gate_[1][kCiphertextBitmap]->Test(page)) {
     // A shared read of a page encrypted with the guest's key sees its ciphertext: the shadow
     // page, which the platform model computes when this fill is first refused.
     if (!m->shadow_valid_->Test(page)) {
@@ -739,7 +771,9 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   if (!m->content_watch_.empty() && space == Space::kPrivate && !m->stub_active_ && m->content_watch_.Watched(page)) {
     watch_perms = m->WatchedFill(vaddr, page, access);
   }
-  uint32_t perms = UC_PROT_READ;
+  // A fetch fill may be of a page the gate lets the CPU fetch from but not read (an SNP VMPL with
+  // execute and no read permission): its data accesses come back here and are refused.
+  uint32_t perms = access != Access::kFetch || m->Allowed(space, page, Access::kRead) ? UC_PROT_READ : 0;
   // A guest store to a page with code bits: its bytes may change, so the bits go (code_bits.h).
   // Until then no fill may make the page writable.
   bool has_code_bits = m->has_code_bits_->Test(page);
@@ -756,8 +790,14 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   // Execute permission only on a fetch fill, so every code page is seen here first; and while the
   // execution watch is armed, not on a data fill of its stop range, whose next fetch must stop.
+  // Nor on a data fill of a page not fetchable at every CPL: its fetches are decided by a fetch
+  // fill, at the CPL they run at (FetchAllowed).
   const bool watched_stop = m->watch_state_ == WatchState::kArmed && t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1];
-  if (t.executable && (access == Access::kFetch || (m->code_->Test(page) && !watched_stop))) perms |= UC_PROT_EXEC;
+  if (t.executable && (access == Access::kFetch ||
+                       (m->code_->Test(page) && !watched_stop && m->gate_[static_cast<int>(space)][kFetchSupervisorBitmap]->Test(page) &&
+                        m->gate_[static_cast<int>(space)][kFetchUserBitmap]->Test(page)))) {
+    perms |= UC_PROT_EXEC;
+  }
   if (access == Access::kWrite && m->tracking_dirty_) m->dirty_->Insert(page);
   if (access == Access::kFetch) {
     m->code_->Set(page);
@@ -1298,10 +1338,10 @@ uint64_t Machine::TakeSnapshot() {
   for (int sp = 0; sp < 2; sp++) {
     // Gate-bitmap pages never opened hold no set bits.
     const std::vector<uint64_t>& touched = gate_touched_[sp]->Members();
-    for (int rw = 0; rw < 3; rw++) {
-      const uint8_t* base = reinterpret_cast<const uint8_t*>(gate_[sp][rw]->words());
-      s->gate_pages[sp][rw] = touched;
-      auto& data = s->gate_data[sp][rw];
+    s->gate_pages[sp] = touched;
+    for (int bm = 0; bm < kGateBitmaps; bm++) {
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(gate_[sp][bm]->words());
+      auto& data = s->gate_data[sp][bm];
       data.resize(touched.size() * kPageSize);
       for (size_t i = 0; i < touched.size(); i++) std::memcpy(&data[i * kPageSize], base + touched[i] * kPageSize, kPageSize);
     }
@@ -1344,12 +1384,12 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   };
   // One 4 KiB page of each gate bitmap of a space: the snapshot's copy, or zeros if it had none.
   auto restore_gate_page = [&](int sp, uint64_t index) {
-    const auto& pages = s->gate_pages[sp][0];
+    const auto& pages = s->gate_pages[sp];
     auto it = std::lower_bound(pages.begin(), pages.end(), index);
     bool held = it != pages.end() && *it == index;
-    for (int rw = 0; rw < 3; rw++) {
-      uint8_t* dst = reinterpret_cast<uint8_t*>(gate_[sp][rw]->words()) + index * kPageSize;
-      if (held) std::memcpy(dst, &s->gate_data[sp][rw][(it - pages.begin()) * kPageSize], kPageSize);
+    for (int bm = 0; bm < kGateBitmaps; bm++) {
+      uint8_t* dst = reinterpret_cast<uint8_t*>(gate_[sp][bm]->words()) + index * kPageSize;
+      if (held) std::memcpy(dst, &s->gate_data[sp][bm][(it - pages.begin()) * kPageSize], kPageSize);
       else std::memset(dst, 0, kPageSize);
     }
   };
@@ -1374,7 +1414,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
     for (int sp = 0; sp < 2; sp++) {
       std::vector<uint64_t> touched = gate_touched_[sp]->Members();
       for (uint64_t index : touched) restore_gate_page(sp, index);
-      for (uint64_t index : s->gate_pages[sp][0]) {
+      for (uint64_t index : s->gate_pages[sp]) {
         restore_gate_page(sp, index);
         gate_touched_[sp]->Insert(index);
       }

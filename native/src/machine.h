@@ -75,6 +75,12 @@ enum class Space : uint8_t { kPrivate = 0, kShared = 1 };
 // kCiphertext (shared space only): reads are allowed and see the page's ciphertext, held in a
 // shadow the platform model fills (SEV-SNP: a C=0 read of a guest-encrypted page).
 enum class GateAccess : uint8_t { kNone = 0, kRead = 1, kReadWrite = 2, kCiphertext = 3 };
+// Which CPLs may fetch instructions from a page, apart from its read permission (an SEV-SNP VMPL's
+// Execute-Supervisor and Execute-User permissions: AMD APM Vol. 2 §15.36.7). A mask: bit 0 CPL 0-2,
+// bit 1 CPL 3. TDX pages are fetchable exactly when readable (kAny with any opening access).
+enum GateFetch : uint8_t { kFetchNone = 0, kFetchSupervisor = 1, kFetchUser = 2, kFetchAny = 3 };
+// Bitmaps of the page gate per space (Machine::gate_).
+constexpr int kGateBitmaps = 5;
 // Guest-physical base of the ciphertext shadow in Unicorn's physical address space: above the
 // largest guest RAM (64 TiB) and below the 52-bit physical limit.
 constexpr uint64_t kShadowBase = 1ull << 47;
@@ -164,8 +170,9 @@ class Machine {
   uc_err SyncRegsIn();       // dirty run-area registers -> Unicorn
 
   // Page gate. Ranges are in pages; callers check bounds.
-  void SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access);
+  void SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch);
   GateAccess GetGate(Space space, uint64_t page) const;
+  GateFetch GetGateFetch(Space space, uint64_t page) const;
   uint64_t CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const;
 
   // Host-side writes to guest RAM: mark pages dirty (for restore) and drop translated code
@@ -333,6 +340,12 @@ class Machine {
   // Records that guest pages [first, first + count) may now hold data (and are dirty).
   void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;
+  // Whether an instruction fetch from the page is allowed at the current CPL (read only when the
+  // page's two fetch bits differ, so pages fetchable at every CPL cost no register read).
+  bool FetchAllowed(Space space, uint64_t page);
+  // CPL as the access checks take it (src/platform/snp/snp-cpu.ts #currentCpl): CS.RPL in
+  // protected mode, 0 in real mode.
+  int CurrentCpl();
   // Maps the Unicorn RAM chunks that cover [first_page, first_page + pages).
   bool EnsureMapped(uint64_t first_page, uint64_t pages);
   // Copies up to 15 instruction bytes at guest-virtual `rip`; returns how many were readable.
@@ -393,8 +406,9 @@ class Machine {
   uc_engine* uc_ = nullptr;
   HostMapping* ram_ = nullptr;
   uint64_t pages_ = 0;
-  // Page gate: readable / writable / reads-see-ciphertext, for private and for shared accesses.
-  std::unique_ptr<PageBitmap> gate_[2][3];
+  // Page gate, for private and for shared accesses: readable / writable / reads-see-ciphertext /
+  // fetchable at CPL 0-2 / fetchable at CPL 3 (indexes kReadableBitmap..kFetchUserBitmap, machine.cc).
+  std::unique_ptr<PageBitmap> gate_[2][kGateBitmaps];
   // Ciphertext shadow: one lazily committed page per guest page, valid while its bit is set.
   HostMapping* shadow_ = nullptr;
   std::unique_ptr<PageBitmap> shadow_valid_;

@@ -12,6 +12,15 @@ import { PAGE_SIZE } from './guest-memory.js';
 export type GateAccess = 'none' | 'read' | 'readwrite' | 'ciphertext';
 const ACCESS_CODE: Record<GateAccess, number> = { none: 0, read: 1, readwrite: 2, ciphertext: 3 };
 const ACCESS_NAME: readonly GateAccess[] = ['none', 'read', 'readwrite', 'ciphertext'];
+/**
+ * Which CPLs may fetch instructions from a page: 'supervisor' CPL 0-2, 'user' CPL 3. Apart from
+ * the read permission, because an SEV-SNP VMPL's Execute-Supervisor and Execute-User permissions
+ * are (AMD APM Vol. 2 §15.36.7). By default a page is fetchable at every CPL exactly when it is
+ * readable (TDX, and an SNP VMPL that holds both executes).
+ */
+export type GateFetch = 'none' | 'supervisor' | 'user' | 'any';
+const FETCH_CODE: Record<GateFetch, number> = { none: 0, supervisor: 1, user: 2, any: 3 };
+const FETCH_NAME: readonly GateFetch[] = ['none', 'supervisor', 'user', 'any'];
 const SPACE_CODE: Record<Space, number> = { private: 0, shared: 1 };
 const PAGE_BYTES = Number(PAGE_SIZE);
 
@@ -36,15 +45,22 @@ export class PageGate {
     }
   }
 
-  set(space: Space, gpa: bigint, length: bigint, access: GateAccess): void {
+  set(space: Space, gpa: bigint, length: bigint, access: GateAccess, fetch: GateFetch = access === 'none' ? 'none' : 'any'): void {
     this.#check(gpa, length);
-    this.#native.setGate(SPACE_CODE[space], gpa, length, ACCESS_CODE[access]);
+    this.#native.setGate(SPACE_CODE[space], gpa, length, ACCESS_CODE[access], FETCH_CODE[fetch]);
   }
 
   get(space: Space, gpa: bigint): GateAccess {
     const page = gpa - (gpa % PAGE_SIZE);
     this.#check(page, PAGE_SIZE);
     return ACCESS_NAME[this.#native.getGate(SPACE_CODE[space], page)]!;
+  }
+
+  /** Which CPLs may fetch instructions from the page at `gpa`. */
+  fetch(space: Space, gpa: bigint): GateFetch {
+    const page = gpa - (gpa % PAGE_SIZE);
+    this.#check(page, PAGE_SIZE);
+    return FETCH_NAME[this.#native.getGateFetch(SPACE_CODE[space], page)]!;
   }
 
   /** Stores the ciphertext shared reads of the 'ciphertext' page at `gpa` see (4096 bytes). */

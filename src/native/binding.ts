@@ -37,8 +37,10 @@ export interface NativeCodeSegment {
 export interface NativeMachine {
   run(): void;
   close(): void;
-  setGate(space: number, gpa: bigint, length: bigint, access: number): void;
+  /** `fetch`: which CPLs may fetch from the pages, bit 0 CPL 0-2, bit 1 CPL 3 (page-gate.ts GateFetch). */
+  setGate(space: number, gpa: bigint, length: bigint, access: number, fetch: number): void;
   getGate(space: number, gpa: bigint): number;
+  getGateFetch(space: number, gpa: bigint): number;
   writeShadow(gpa: bigint, data: Uint8Array): void;
   countGate(space: number, gpa: bigint, length: bigint, atLeast: number): bigint;
   readSpecial(id: number): bigint;

@@ -211,3 +211,133 @@ describe('page gate with guest paging', () => {
     expect(vm.vcpu.translate(0x700000n)).toMatchObject({ isPrivate: false });
   });
 });
+
+// The fetch permission apart from the read permission (an SEV-SNP VMPL's Execute-Supervisor and
+// Execute-User, AMD APM Vol. 2 §15.36.7): the TLB-fill hook decides each fetch at the CPL it runs at.
+describe('page gate: fetch permission', () => {
+  const Q = 0x600000n;
+  /** A guest whose main code calls Q (`add r9, 1; ret`) and halts; at 0x1100: reads Q, calls it again. */
+  function callerOfQ(): Machine {
+    const vm = simpleGuest(`
+      mov rcx, 0x600000
+      call rcx
+      hlt
+    .org 0x100
+      mov rcx, 0x600000
+      mov rax, [rcx]
+      call rcx
+      hlt`);
+    loadCode(vm, 'add r9, 1\nret', Q);
+    vm.vcpu.regs.rip = 0x1000n;
+    return vm;
+  }
+  const Q_BYTES = 0xc3_01_c1_83_49n;  // add r9, 1; ret (little-endian, the low 5 bytes)
+
+  it('a readable page the gate does not let the CPU fetch from: reads pass, the jump exits as a refused fetch', () => {
+    const vm = callerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'none');
+    expect(vm.gate.fetch('private', Q)).toBe('none');
+    vm.vcpu.regs.rip = 0x1100n;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q, space: 'private' });
+    expect(vm.vcpu.regs.rax & 0xff_ffff_ffffn).toBe(Q_BYTES);
+    expect(vm.vcpu.regs.r9).toBe(0n);
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'supervisor');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+
+  it('by default a page is fetchable at every CPL exactly when it is readable', () => {
+    const vm = callerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'read');
+    expect(vm.gate.fetch('private', Q)).toBe('any');
+    vm.gate.set('private', Q, 0x1000n, 'none');
+    expect(vm.gate.fetch('private', Q)).toBe('none');
+  });
+
+  it('taking the fetch permission away drops what the TLB holds, and a read of the page after it grants no execute', () => {
+    const vm = callerOfQ();
+    runToHlt(vm);  // Q ran: its page is code, and a data fill of a code page may grant execute
+    expect(vm.vcpu.regs.r9).toBe(1n);
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'none');
+    vm.vcpu.regs.rip = 0x1100n;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q });
+    expect(vm.vcpu.regs.rax & 0xff_ffff_ffffn).toBe(Q_BYTES);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+
+  it('CPL 0 fetches need the supervisor permission: the user one alone is refused', () => {
+    const vm = callerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'user');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q });
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'any');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+
+  it('a page fetchable but not readable runs, and a read of it exits', () => {
+    const vm = callerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'none', 'supervisor');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+    vm.vcpu.regs.rip = 0x1100n;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'read', gpa: Q });
+  });
+
+  it('snapshots hold the fetch permission: a restore puts it back either way', () => {
+    const vm = callerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'none');
+    const refused = vm.snapshot();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'any');
+    const allowed = vm.snapshot();  // the base snapshot: its restore follows the changed gate pages
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'none');
+    vm.restore(allowed);
+    expect(vm.gate.fetch('private', Q)).toBe('any');
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+    vm.restore(refused);  // not the base: every touched gate page is copied back
+    expect(vm.gate.fetch('private', Q)).toBe('none');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q });
+    vm.restore(allowed);
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+});
+
+describe('page gate: fetch permission at CPL 3', () => {
+  const Q = 0x600000n;
+  /** A guest that IRETQs to CPL 3 (user code 0x1b, user data 0x23) and calls Q there (`add r9, 1; hlt`: #GP at CPL 3). */
+  function userCallerOfQ(): Machine {
+    const vm = simpleGuest(`
+      push 0x23
+      push 0x70000
+      push 0x2
+      push 0x1b
+      lea rax, [rip + user]
+      push rax
+      iretq
+    user:
+      mov rcx, 0x600000
+      call rcx`);
+    const gdt = Buffer.alloc(40);
+    gdt.writeBigUInt64LE(0x00af9b000000ffffn, 8);   // kernel code, L=1
+    gdt.writeBigUInt64LE(0x00cf93000000ffffn, 16);  // kernel data
+    gdt.writeBigUInt64LE(0x00affb000000ffffn, 24);  // user code, DPL 3, L=1
+    gdt.writeBigUInt64LE(0x00cff3000000ffffn, 32);  // user data, DPL 3
+    vm.memory.write(0x10000n, gdt);
+    vm.vcpu.writeSpecial('gdtrLimit', 39n);
+    loadCode(vm, 'add r9, 1\nhlt', Q);
+    vm.vcpu.regs.rip = 0x1000n;
+    return vm;
+  }
+
+  it('a CPL 3 fetch needs the user permission: the supervisor one alone is refused, and the CPL 0 code around it still runs', () => {
+    const vm = userCallerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'supervisor');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q });
+    expect(vm.vcpu.codeSegment().selector).toBe(0x1b);
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'user');
+    // HLT at CPL 3 is #GP(0): Q ran up to it.
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 13 });
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+});

@@ -6,6 +6,7 @@ import { SnpPlatform, SNP_GUEST_SEV_FEATURES } from '../../src/platform/snp/snp-
 import { HonestSnpVmm, type HonestSnpVmmOptions } from '../../src/vmm/snp/honest-vmm.js';
 import { runSnp } from '../../src/vmm/snp/run-snp.js';
 import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
+import type { LaunchVmplPerms } from '../../src/platform/snp/launch.js';
 import type { ScheduleOptions } from '../../src/cpu/vcpu-scheduler.js';
 import { Trace } from '../../src/shared/trace.js';
 import { CODE_BASE, GDT_BASE, IDT_BASE, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, type Mapping } from './guest-setup.js';
@@ -25,8 +26,12 @@ export interface SnpGuestOptions {
   udHandler?: string;
   /** Page-table mappings (C-bit via extraBits); paging stays off without them. */
   mappings?: Mapping[];
-  /** Extra [gpa, length] ranges to pre-validate at launch. */
-  launch?: Array<[bigint, bigint]>;
+  /** Extra [gpa, length] ranges to pre-validate at launch, with VMPL1-3 permissions (default none). */
+  launch?: Array<[bigint, bigint] | [bigint, bigint, LaunchVmplPerms]>;
+  /** Code assembled at a GPA (before the launch, which measures it); launch it with `launch`. */
+  extraCode?: Array<[bigint, string]>;
+  /** VMPL1-3 permissions SNP_LAUNCH_UPDATE gives the guest's own pages (code, GDT, IDT, stack, page tables); default none. */
+  imageVmplPerms?: LaunchVmplPerms;
   vmm?: HonestSnpVmmOptions;
   /** Names the VM's memory-encryption key (SnpPlatformOptions.keySeed). */
   keySeed?: bigint;
@@ -57,6 +62,7 @@ ${defaultHandler(14, true)}
 .org 0xb00
 ${options.udHandler ?? defaultHandler(6, false)}
 `;
+  for (const [gpa, code] of options.extraCode ?? []) loadCode(vm, code, gpa);
   loadCode(vm, source);
   let ptEnd = PT_BASE;
   if (options.mappings) ptEnd = enablePaging(vm, options.mappings);
@@ -65,12 +71,13 @@ ${options.udHandler ?? defaultHandler(6, false)}
     trace, ...(options.keySeed !== undefined ? { keySeed: options.keySeed } : {}), ...(options.vmpl !== undefined ? { vmpl: options.vmpl } : {}),
     ...(options.schedule !== undefined ? { schedule: options.schedule } : {}),
   });
-  platform.launchUpdateRange(CODE_BASE, 0x1000n);
-  platform.launchUpdateRange(GDT_BASE, 0x1000n);
-  platform.launchUpdateRange(IDT_BASE, 0x1000n);
-  platform.launchUpdateRange(STACK_TOP - 0x1000n, 0x1000n);
-  if (ptEnd > PT_BASE) platform.launchUpdateRange(PT_BASE, ptEnd - PT_BASE);
-  for (const [gpa, len] of options.launch ?? []) platform.launchUpdateRange(gpa, len);
+  const imagePerms = options.imageVmplPerms;
+  platform.launchUpdateRange(CODE_BASE, 0x1000n, 'NORMAL', imagePerms);
+  platform.launchUpdateRange(GDT_BASE, 0x1000n, 'NORMAL', imagePerms);
+  platform.launchUpdateRange(IDT_BASE, 0x1000n, 'NORMAL', imagePerms);
+  platform.launchUpdateRange(STACK_TOP - 0x1000n, 0x1000n, 'NORMAL', imagePerms);
+  if (ptEnd > PT_BASE) platform.launchUpdateRange(PT_BASE, ptEnd - PT_BASE, 'NORMAL', imagePerms);
+  for (const [gpa, len, perms] of options.launch ?? []) platform.launchUpdateRange(gpa, len, 'NORMAL', perms);
   const digest = platform.launchFinish();
   const vmm = new HonestSnpVmm(options.vmm);
   return {

@@ -6,7 +6,7 @@
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
 import { Machine, type MachineState } from '../../cpu/machine.js';
-import type { GateAccess } from '../../memory/page-gate.js';
+import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
@@ -155,10 +155,15 @@ function sameDistance(a: bigint, b: bigint, distance: number): boolean {
   return b - a === BigInt(distance) * PAGE_4K;
 }
 
-/** What the page gate allows a page in each space. */
-type PageGates = { private: GateAccess; shared: GateAccess };
-/** One gate update of a region's derivation: [base + offset, base + offset + length) of `space`. */
-type RegionGateUpdate = Readonly<{ space: Space; offset: bigint; length: bigint; access: GateAccess }>;
+/**
+ * What the page gate allows a page in each space, and at which CPLs it may be fetched from (every
+ * instruction fetch is a private access: APM Vol. 2 §15.34.5).
+ */
+type PageGates = { private: GateAccess; fetch: GateFetch; shared: GateAccess };
+/** What the private gate allows a page. */
+type PrivateGate = { access: GateAccess; fetch: GateFetch };
+/** One gate update of a region's derivation: [base + offset, base + offset + length) of `space`; `fetch` private only. */
+type RegionGateUpdate = Readonly<{ space: Space; offset: bigint; length: bigint; access: GateAccess; fetch?: GateFetch }>;
 /** Derivations remembered (SnpPlatform.#regionGateUpdates) before the memo starts again. */
 const REGION_GATE_MEMO_LIMIT = 4096;
 
@@ -444,11 +449,14 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return { rc: 0, result, state };
   }
 
-  /** launchRange() of the pages overlapping [gpa, gpa+length), their bytes as they are in memory; throws if one fails. */
-  launchUpdateRange(gpa: bigint, length: bigint, type: LaunchPageType = 'NORMAL'): void {
+  /**
+   * launchRange() of the pages overlapping [gpa, gpa+length), their bytes as they are in memory,
+   * VMPL1-3 given `vmplPerms`; throws if one fails.
+   */
+  launchUpdateRange(gpa: bigint, length: bigint, type: LaunchPageType = 'NORMAL', vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     const base = gpa & ~(PAGE_4K - 1n);
     const end = (gpa + length + PAGE_4K - 1n) & ~(PAGE_4K - 1n);
-    const r = this.launchRange(base, end - base, type);
+    const r = this.launchRange(base, end - base, type, undefined, vmplPerms);
     if (r.rc !== 0) throw new Error(`${r.op === 'rmpupdate' ? 'launch RMPUPDATE' : 'SNP_LAUNCH_UPDATE'} of 0x${r.at.toString(16)} failed: ${r.result}`);
   }
 
@@ -684,22 +692,36 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   gateFor(gpa: bigint): PageGates {
     const nptSize = this.nptPageSize(gpa);
     const sharedWrite = checkAccess(this.rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, this.#ctx).kind === 'ok';
+    const privateGate = this.#privateGate(gpa, nptSize);
     return {
-      private: this.#privateGate(gpa, nptSize),
+      private: privateGate.access,
+      fetch: privateGate.fetch,
       shared: sharedWrite ? 'readwrite' : this.rmp.lookup(gpa).assigned ? 'ciphertext' : 'read',
     };
   }
 
-  #privateGate(gpa: bigint, nptSize: RmpPageSize): GateAccess {
+  /**
+   * Private readwrite iff a write would pass every check, read iff a read would; fetchable at the
+   * CPLs whose fetch would (the VMPL's Execute-Supervisor at CPL 0-2, Execute-User at CPL 3:
+   * access-check.ts), so a fetch the VMPL may not make exits and gets its #VMEXIT(NPF) there.
+   */
+  #privateGate(gpa: bigint, nptSize: RmpPageSize): PrivateGate {
     const rmp = this.rmp, ctx = this.#ctx;
-    if (checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx).kind === 'ok') return 'readwrite';
-    return checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx).kind === 'ok' ? 'read' : 'none';
+    const write = checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx);
+    const read = write.kind === 'ok' ? write : checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx);
+    const access: GateAccess = write.kind === 'ok' ? 'readwrite' : read.kind === 'ok' ? 'read' : 'none';
+    // The checks before the VMPL permission's do not look at the kind of access (access-check.ts):
+    // a read they refuse, they refuse a fetch too.
+    if (read.kind !== 'ok' && read.check !== 'vmpl-permission') return { access, fetch: 'none' };
+    const supervisor = checkAccess(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 0 }, ctx).kind === 'ok';
+    const user = checkAccess(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 3 }, ctx).kind === 'ok';
+    return { access, fetch: supervisor ? (user ? 'any' : 'supervisor') : user ? 'user' : 'none' };
   }
 
   /** Sets both spaces of the gate for [base, base+length) to what the RMP allows at `base`. */
   #applyGate(base: bigint, length: bigint): void {
     const g = this.gateFor(base);
-    this.machine.gate.set('private', base, length, g.private);
+    this.machine.gate.set('private', base, length, g.private, g.fetch);
     this.machine.gate.set('shared', base, length, g.shared);
   }
 
@@ -779,7 +801,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       if (!run) return;
       const base = run.first << 21n;
       const end = (run.end << 21n) > this.memoryBytes ? this.memoryBytes : run.end << 21n;
-      this.machine.gate.set('private', base, end - base, run.gate.private);
+      this.machine.gate.set('private', base, end - base, run.gate.private, run.gate.fetch);
       this.machine.gate.set('shared', base, end - base, run.gate.shared);
       run = undefined;
     };
@@ -793,7 +815,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         continue;
       }
       const gate = this.gateFor(base);
-      if (run && key === run.end && gate.private === run.gate.private && gate.shared === run.gate.shared) {
+      if (run && key === run.end && gate.private === run.gate.private && gate.fetch === run.gate.fetch && gate.shared === run.gate.shared) {
         run.end = key + 1n;
         continue;
       }
@@ -816,7 +838,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return;
     }
     const gate = this.machine.gate;
-    for (const u of this.#regionGateUpdates(key, base, end)) gate.set(u.space, base + u.offset, u.length, u.access);
+    for (const u of this.#regionGateUpdates(key, base, end)) gate.set(u.space, base + u.offset, u.length, u.access, u.fetch);
   }
 
   /**
@@ -846,23 +868,25 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const updates: RegionGateUpdate[] = [];
     // Hypervisor-owned pages: no private access; shared writes unless a 2 MiB nested
     // translation covers assigned pages too (it needs the whole region hypervisor-owned).
-    const hvOwnedGate: PageGates = { private: 'none', shared: npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite' };
+    const hvOwnedGate: PageGates = { private: 'none', fetch: 'none', shared: npt2m && !this.rmp.regionHypervisorOwned(base) ? 'read' : 'readwrite' };
     // Each space of the region as runs of neighbouring pages that get the same gate, each set
     // once: one gate update per run instead of two native calls per page (a PSMASHed region has
     // 512 entries, and a fuzz execution that converts one re-derived it page by page, ~2 ms).
     // Runs that do not overlap: closing the whole region first and then opening its runs again
     // made every resynchronisation flush the vCPU's TLB, even when no page's gate changed.
-    let privateStart = 0, privateAccess = hvOwnedGate.private, sharedStart = 0, sharedAccess = hvOwnedGate.shared;
+    let privateStart = 0, privateAccess = hvOwnedGate.private, privateFetch = hvOwnedGate.fetch;
+    let sharedStart = 0, sharedAccess = hvOwnedGate.shared;
     /** The update for the run of `space` from page `start` up to page `until`, if it holds any. */
-    const closeRun = (space: Space, start: number, until: number, access: GateAccess): void => {
-      if (until > start) updates.push({ space, offset: BigInt(start) * PAGE_4K, length: BigInt(until - start) * PAGE_4K, access });
+    const closeRun = (space: Space, start: number, until: number, access: GateAccess, fetch?: GateFetch): void => {
+      if (until > start) updates.push({ space, offset: BigInt(start) * PAGE_4K, length: BigInt(until - start) * PAGE_4K, access, fetch });
     };
     /** The pages from `index` on get `g` (so far): closes the run of each space whose gate changes there. */
     const continueWith = (index: number, g: PageGates): void => {
-      if (g.private !== privateAccess) {
-        closeRun('private', privateStart, index, privateAccess);
+      if (g.private !== privateAccess || g.fetch !== privateFetch) {
+        closeRun('private', privateStart, index, privateAccess, privateFetch);
         privateStart = index;
         privateAccess = g.private;
+        privateFetch = g.fetch;
       }
       if (g.shared !== sharedAccess) {
         closeRun('shared', sharedStart, index, sharedAccess);
@@ -894,7 +918,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       next = index + 1;
     });
     if (next < endIndex) continueWith(next, hvOwnedGate);
-    closeRun('private', privateStart, endIndex, privateAccess);
+    closeRun('private', privateStart, endIndex, privateAccess, privateFetch);
     closeRun('shared', sharedStart, endIndex, sharedAccess);
     return updates;
   }
@@ -1033,7 +1057,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const nptSize = this.nptPageSize(page);
     if (size === '2m' ? large : !large && nptSize === '4k') {
       const length = size === '2m' && page + PAGE_2M > this.memoryBytes ? this.memoryBytes - page : size === '2m' ? PAGE_2M : PAGE_4K;
-      this.machine.gate.set('private', page, length, this.#privateGate(page, nptSize));
+      const g = this.#privateGate(page, nptSize);
+      this.machine.gate.set('private', page, length, g.access, g.fetch);
     } else if (size === '2m') {
       this.#syncRegion(regionOf(gpa));
     } else {

@@ -2,7 +2,7 @@
 // as the same operations resynchronised one by one do, with fewer gate updates.
 import { describe, expect, it, vi } from 'vitest';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
-import { PAGE_2M, PAGE_4K } from '../../../src/platform/snp/rmp.js';
+import { PAGE_2M, PAGE_4K, VMPL_PERM } from '../../../src/platform/snp/rmp.js';
 import type { Space } from '../../../src/memory/address-marker.js';
 
 const MEMORY = 32n << 20n;
@@ -36,6 +36,7 @@ function gateOf(p: SnpPlatform): string[] {
   const out: string[] = [];
   for (let page = 0n; page < MEMORY; page += PAGE_4K) {
     for (const space of ['private', 'shared'] as Space[]) out.push(p.machine.gate.get(space, page));
+    out.push(p.machine.gate.fetch('private', page));
   }
   return out;
 }
@@ -80,7 +81,8 @@ describe('SnpPlatform.batchGateSync', () => {
     expect(p.psmash(region).rc).toBe(0);
     // Runs of alike entries broken by: a shared page, two pages whose reverse map points 64 KiB
     // away (alike to each other, not to their neighbours), a page not validated, one with other
-    // VMPL permissions, an immutable (pre-guest) page.
+    // VMPL permissions (read only; read and Execute-Supervisor; Execute-Supervisor only; read and
+    // Execute-User), an immutable (pre-guest) page.
     const at = (k: bigint) => region + k * PAGE_4K;
     p.rmpUpdate(at(5n), { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 });
     for (const k of [9n, 10n]) {
@@ -88,7 +90,10 @@ describe('SnpPlatform.batchGateSync', () => {
       p.rmp.setValidated(at(k), true);
     }
     p.rmpUpdate(at(11n), { assigned: true, pageSize: '4k', gpa: at(11n), asid });
-    p.rmp.adjustPermissions(at(20n), 0, 1, false);
+    p.rmp.adjustPermissions(at(20n), 0, VMPL_PERM.read, false);
+    p.rmp.adjustPermissions(at(21n), 0, VMPL_PERM.read | VMPL_PERM.execSupervisor, false);
+    p.rmp.adjustPermissions(at(22n), 0, VMPL_PERM.execSupervisor, false);
+    p.rmp.adjustPermissions(at(23n), 0, VMPL_PERM.read | VMPL_PERM.execUser, false);
     p.rmpUpdate(at(30n), { assigned: true, pageSize: '4k', immutable: true, gpa: at(30n), asid });
     // Reverse maps beyond 2^53 (a hostile VMM's RMPUPDATE may name any GPA): compared exactly.
     for (const k of [40n, 41n]) {
@@ -98,9 +103,13 @@ describe('SnpPlatform.batchGateSync', () => {
     p.setNptPageSize(region, '4k');  // resynchronises the region
     for (let k = 0n; k < 512n; k++) {
       const want = p.gateFor(at(k));
-      expect([k, p.machine.gate.get('private', at(k)), p.machine.gate.get('shared', at(k))]).toEqual([k, want.private, want.shared]);
+      expect([k, p.machine.gate.get('private', at(k)), p.machine.gate.fetch('private', at(k)), p.machine.gate.get('shared', at(k))])
+        .toEqual([k, want.private, want.fetch, want.shared]);
     }
     expect(new Set(Array.from({ length: 32 }, (_, k) => p.machine.gate.get('private', at(BigInt(k))))).size).toBeGreaterThan(2);
+    expect([19n, 20n, 21n, 22n, 23n].map((k) => [p.machine.gate.get('private', at(k)), p.machine.gate.fetch('private', at(k))])).toEqual([
+      ['readwrite', 'any'], ['read', 'none'], ['read', 'supervisor'], ['none', 'supervisor'], ['read', 'user'],
+    ]);
     p.machine.close();
   });
 });
@@ -133,7 +142,8 @@ describe('SnpPlatform region gate derivation', () => {
     expect(resync()).toEqual(first);
     for (let k = 0n; k < 512n; k++) {
       const want = p.gateFor(region + k * PAGE_4K);
-      expect([k, p.machine.gate.get('private', region + k * PAGE_4K), p.machine.gate.get('shared', region + k * PAGE_4K)]).toEqual([k, want.private, want.shared]);
+      expect([k, p.machine.gate.get('private', region + k * PAGE_4K), p.machine.gate.fetch('private', region + k * PAGE_4K), p.machine.gate.get('shared', region + k * PAGE_4K)])
+        .toEqual([k, want.private, want.fetch, want.shared]);
     }
     // The nested page size is part of what the gate is derived from.
     set.mockClear();
