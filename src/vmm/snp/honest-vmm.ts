@@ -12,8 +12,8 @@ import {
   decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_MSR_ERROR_GENERIC, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
-  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, PSC_ERROR,
-  PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, type PscEntry,
+  AP_REQUEST, decodeIoioExitInfo, decodePscEntryWords, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, PSC_ERROR,
+  PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, withPscCurPage,
 } from '../../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K, type RmpEntry } from '../../platform/snp/rmp.js';
 import { snpCpuid } from '../../platform/snp/sev-status.js';
@@ -458,11 +458,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     const count = Math.max(0, Math.ceil(Math.min(end - start + 1, this.pscEntriesPerExit)));
     const entries = count > 0 ? host.hostMemory.read(pscEntryAddress(buf, start), count * 8) : new Uint8Array(0);
     const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
+    /** The entries as the guest wrote them, for a run that fails (its entries keep the cur_page the guest gave them). */
+    const asWritten = new Uint8Array(entries);  // a copy (a Buffer's slice() would share the bytes)
     let cur = start;
     /** Entries [start, start + updated) whose cur_page changed in the copy. */
     let updated = 0;
-    const setCurPage = (e: PscEntry, curPage: number) => {
-      view.setBigUint64((cur - start) * 8, encodePscEntry({ ...e, curPage }), true);
+    /** The low half of the entry at `cur` (cur_page is in it). */
+    let low = 0;
+    const setCurPage = (curPage: number) => {
+      view.setUint32((cur - start) * 8, withPscCurPage(low, curPage), true);
       updated = Math.max(updated, cur - start + 1);
     };
     const finish = (result: bigint): bigint => {
@@ -471,36 +475,36 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       return result;
     };
     /** The run KVM would convert in one exit to userspace (snp_begin_psc): where it began, and what joins it. */
-    let run: { first: number; values: bigint[]; op: number; huge: boolean; nextGfn: bigint } | undefined;
+    let run: { first: number; op: number; huge: boolean; nextGfn: number } | undefined;
     while (cur < start + count) {
-      const value = view.getBigUint64((cur - start) * 8, true);
-      const e = decodePscEntry(value);
-      const gpa = e.gfn << 12n;
+      // Each entry as its two 32-bit halves, on numbers (decodePscEntryWords): gfn < 2^40.
+      low = view.getUint32((cur - start) * 8, true);
+      const e = decodePscEntryWords(low, view.getUint32((cur - start) * 8 + 4, true));
+      const gpa = BigInt(e.gfn * 0x1000);
       const size = e.size2m ? PAGE_2M : PAGE_4K;
       const pages = e.size2m ? 512 : 1;
       if (run && e.op === run.op && e.gfn === run.nextGfn && e.curPage === 0 && e.size2m === run.huge) {
-        run.values.push(value);
-        run.nextGfn += BigInt(pages);
+        run.nextGfn += pages;
       } else {
         run = undefined;
         // KVM snp_begin_psc: cur_page beyond the entry's page count, or a gfn not aligned to its
         // size, is an invalid entry; cur_page equal to the page count (512 for 2M, 1 for 4K) means the
         // entry is done already and is skipped (npages - cur_page == 0, cur_entry++).
-        if (gpa % size !== 0n || e.curPage > pages) {
+        if (e.gfn % pages !== 0 || e.curPage > pages) {
           host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, error: 'invalid-entry' });
           return finish(PSC_ERROR.INVALID_ENTRY);
         }
         if (e.curPage === pages) { cur++; continue; }
         // A partly done 2M entry goes on at 4K (huge = false), and KVM's next-gfn test adds the
         // pages left to the entry's own gfn, not to where they start.
-        run = { first: cur, values: [value], op: e.op, huge: e.size2m && e.curPage === 0, nextGfn: e.gfn + BigInt(pages - e.curPage) };
+        run = { first: cur, op: e.op, huge: e.size2m && e.curPage === 0, nextGfn: e.gfn + pages - e.curPage };
       }
       const carriedOut = e.op === PSC_OP.PRIVATE || e.op === PSC_OP.SHARED;
       if (!carriedOut) {
         // KVM snp_begin_psc, default case: only private/shared are carried out; any other
         // operation (PSMASH, UNSMASH, an undefined one) is completed as it stands by
         // __snp_complete_one_psc (cur_page = 512 or 1, cur_entry past it), with no error.
-        setCurPage(e, pages);
+        setCurPage(pages);
         host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: 0n, ignored: true });
         cur++;
         continue;
@@ -508,7 +512,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       if (!this.#inRam(host, gpa, size)) {
         const stop = this.#outsideRam(host, gpa, size, e.op, 'ghcb');
         if (stop) return stop;
-        setCurPage(e, pages);
+        setCurPage(pages);
         cur++;
         continue;
       }
@@ -536,11 +540,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       host.trace.record('vmm', 'psc', { via: 'ghcb', entry: cur, gpa, op: e.op, size: e.size2m ? '2m' : '4k', error: error ?? 0n });
       if (error !== undefined) {
         // The whole run failed: its entries keep the cur_page the guest gave them, cur_entry names its first.
-        run.values.forEach((v, i) => view.setBigUint64((run!.first + i - start) * 8, v, true));
+        entries.set(asWritten.subarray((run.first - start) * 8, (cur - start + 1) * 8), (run.first - start) * 8);
         cur = run.first;
         return finish(error);
       }
-      setCurPage(e, pages);  // KVM __snp_complete_one_psc: cur_page = 512 or 1
+      setCurPage(pages);  // KVM __snp_complete_one_psc: cur_page = 512 or 1
       cur++;
     }
     return finish(0n);

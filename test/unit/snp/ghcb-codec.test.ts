@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import {
-  decodeIoioExitInfo, decodePscEntry, encodePscEntry, GHCB_OFFSET, GHCB_SAVE_AREA_AND_BITMAP_BYTES, PSC_ERROR, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT,
+  decodeIoioExitInfo, decodePscEntry, decodePscEntryWords, encodePscEntry, GHCB_OFFSET, GHCB_SAVE_AREA_AND_BITMAP_BYTES, PSC_ERROR, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, withPscCurPage,
 } from '../../../src/platform/snp/ghcb-page.js';
 
 describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
@@ -70,6 +70,25 @@ describe('GHCB page', () => {
     expect(decodePscEntry(raw)).toEqual({ curPage: 0xabc, gfn: 0x123456789n, op: 2, size2m: true, reserved: 0x5 << 1 });
     expect(decodePscEntry(1n << 57n).reserved).toBe(1);
     expect(encodePscEntry({ curPage: 0xfff, gfn: 1n, op: 1, size2m: false })).toBe((1n << 52n) | (1n << 12n) | 0xfffn);
+  });
+
+  it('a PSC entry read as two 32-bit halves gives the fields decodePscEntry gives, and cur_page written into the low half is encodePscEntry with that cur_page', () => {
+    const halves = (v: bigint) => [Number(v & 0xffffffffn), Number(v >> 32n)] as const;
+    const raws = [
+      (0x5n << 58n) | (1n << 56n) | (2n << 52n) | (0x123456789n << 12n) | 0xabcn,
+      (1n << 64n) - 1n,
+      ((1n << 40n) - 1n) << 12n,  // the largest gfn: every bit of both halves' gfn parts
+      (1n << 52n) | (0x80000n << 12n) | 0x200n,  // gfn bit 19, the top bit of the low half
+      0n,
+    ];
+    for (const raw of raws) {
+      const e = decodePscEntry(raw);
+      const [low, high] = halves(raw);
+      expect(decodePscEntryWords(low, high)).toEqual({ curPage: e.curPage, gfn: Number(e.gfn), op: e.op, size2m: e.size2m });
+      for (const curPage of [0, 1, 512, 0xfff]) {
+        expect(withPscCurPage(low, curPage)).toBe(halves(encodePscEntry({ ...e, curPage }))[0]);
+      }
+    }
   });
 
   it('errors in SW_EXITINFO2 and the NAE exit codes (GHCB spec §4.1.6; uapi asm/svm.h)', () => {
