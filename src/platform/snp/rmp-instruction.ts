@@ -4,7 +4,7 @@
 // B2). The caller (snp-cpu.ts) translates RAX with the guest page tables.
 import type { NativeTranslation } from '../../native/binding.js';
 import { ACCESS_CHECKS, checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type GuestContext } from './access-check.js';
-import { PAGE_2M, PAGE_4K, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
+import { PAGE_2M, PAGE_4K_BASE, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
 
 /** Return codes shared by PVALIDATE and RMPADJUST (APM; Linux sev.h; MS __rmpadjust docs). */
 export const RMP_INSN_RC = { SUCCESS: 0, FAIL_INPUT: 1, FAIL_PERMISSION: 2, FAIL_SIZEMISMATCH: 6 } as const;
@@ -68,7 +68,7 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
     if (walk.kind === 'npf') return { kind: 'npf', gpa: t.gpa, errorCode: walk.errorCode, reason: walk.check };
     return { kind: 'retry', gpa: t.gpa };
   }
-  const gpa = t.gpa & ~(PAGE_4K - 1n);
+  const gpa = t.gpa & PAGE_4K_BASE;
   // A 2 MiB request must land on a 2 MiB-aligned GPA (U: the GVA check mirrored on the GPA).
   if (req.size === '2m' && gpa % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
   if (!rmp.covers(gpa)) return { kind: 'npf', gpa, errorCode: NPF_NOT_COVERED, reason: 'rmp-covered' };

@@ -14,6 +14,12 @@ import type { Snapshottable } from '../../shared/snapshottable.js';
 export const PAGE_4K = 0x1000n;
 export const PAGE_2M = 0x200000n;
 export const PAGES_PER_2M = 512;
+/**
+ * `spa & PAGE_4K_BASE` (`PAGE_2M_BASE`) is the start of the 4 KiB (2 MiB) page holding spa. Made
+ * once: `~(PAGE_4K - 1n)` written in place is two more BigInt operations, each an allocation, per use.
+ */
+export const PAGE_4K_BASE = ~(PAGE_4K - 1n);
+export const PAGE_2M_BASE = ~(PAGE_2M - 1n);
 
 export type RmpPageSize = '4k' | '2m';
 

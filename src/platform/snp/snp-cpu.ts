@@ -17,7 +17,7 @@ import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '..
 import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { validateCpuidPage } from './cpuid-page.js';
-import { PAGE_2M, PAGE_4K, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
+import { PAGE_2M, PAGE_2M_BASE, PAGE_4K, PAGE_4K_BASE, PAGES_PER_2M, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_STATUS, type HostOp, type HostResult, type LaunchStatusName, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
 import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
@@ -302,8 +302,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   #dramPagesIn(base: bigint, end: bigint): bigint[] {
     const rangePages = Number((end - base) / PAGE_4K);
-    if (this.#dramPages.size < rangePages) return [...this.#dramPages].filter((page) => page >= base && page < end);
     const pages: bigint[] = [];
+    if (this.#dramPages.size < rangePages) {
+      for (const page of this.#dramPages) if (page >= base && page < end) pages.push(page);
+      return pages;
+    }
     for (let i = 0; i < rangePages; i++) {
       const page = base + BigInt(i) * PAGE_4K;
       if (this.#dramPages.has(page)) pages.push(page);
@@ -335,7 +338,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * a guest must write memory it validates again before it uses it.
    */
   #changeOwner(spa: bigint, req: RmpUpdateRequest): void {
-    const base = req.pageSize === '2m' ? spa & ~(PAGE_2M - 1n) : spa & ~(PAGE_4K - 1n);
+    const base = spa & (req.pageSize === '2m' ? PAGE_2M_BASE : PAGE_4K_BASE);
     const end = base + (req.pageSize === '2m' ? PAGE_2M : PAGE_4K);
     if (req.assigned) {
       // Only pages the host wrote can need decrypting.
@@ -796,7 +799,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** #syncRegion of each region, in address order; whole-region gates of neighbours in one update each. */
   #syncRegions(keys: ReadonlySet<bigint>): void {
     const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    let run: { first: bigint; end: bigint; gate: PageGates } | undefined;
+    /** Neighbouring 2 MiB entries with one gate; `entry` and `nptSize` are its last region's. */
+    let run: { first: bigint; end: bigint; gate: PageGates; entry: Readonly<RmpEntry>; nptSize: RmpPageSize } | undefined;
     const flush = () => {
       if (!run) return;
       const base = run.first << 21n;
@@ -814,13 +818,27 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#syncRegion(key);
         continue;
       }
+      // A 2 MiB entry that gives the access checks the same inputs as its left neighbour's, under
+      // the same nested page size, gets the same gate without them (as pages do in
+      // #deriveRegionGate): a PSC of many 2 MiB pages converts runs of such regions, and each
+      // went through gateFor's checkAccess calls (issue 11).
+      const entry = this.rmp.lookup(base);
+      const nptSize = this.nptPageSize(base);
+      const neighbour = run !== undefined && key === run.end ? run : undefined;
+      if (neighbour && nptSize === neighbour.nptSize && sameAccessInputs(neighbour.entry, entry, PAGES_PER_2M)) {
+        neighbour.end = key + 1n;
+        neighbour.entry = entry;
+        continue;
+      }
       const gate = this.gateFor(base);
-      if (run && key === run.end && gate.private === run.gate.private && gate.fetch === run.gate.fetch && gate.shared === run.gate.shared) {
-        run.end = key + 1n;
+      if (neighbour && gate.private === neighbour.gate.private && gate.fetch === neighbour.gate.fetch && gate.shared === neighbour.gate.shared) {
+        neighbour.end = key + 1n;
+        neighbour.entry = entry;
+        neighbour.nptSize = nptSize;
         continue;
       }
       flush();
-      run = { first: key, end: key + 1n, gate };
+      run = { first: key, end: key + 1n, gate, entry, nptSize };
     }
     flush();
   }
@@ -1051,7 +1069,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * the instruction's page only the private gate is set: one host call per exit fewer (issue 11).
    */
   #syncRmpInsnTarget(gpa: bigint, size: RmpPageSize): void {
-    const page = size === '2m' ? gpa & ~(PAGE_2M - 1n) : gpa & ~(PAGE_4K - 1n);
+    const page = gpa & (size === '2m' ? PAGE_2M_BASE : PAGE_4K_BASE);
     if (page >= this.memoryBytes) return;
     const large = this.rmp.isLarge(page);
     const nptSize = this.nptPageSize(page);
