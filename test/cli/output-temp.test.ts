@@ -3,12 +3,13 @@
 // JavaScript before its work ends; SIGINT and SIGTERM end it at once, and a native handler removes
 // the temporary files first (src/cli/stop-signals.ts). SIGKILL leaves them: the next run writing
 // the same output removes those of processes that no longer exist, and keeps those of running ones.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
+import { interruptWhileWriting, tempsUnder } from '../helpers/interrupted-cli.js';
 
 const SMALL = ['--memory', '256M', '--workload', '16M'];
 
@@ -18,36 +19,6 @@ function deadPid(): number {
   return Number(child.stdout);
 }
 
-/** The temporary files (`.NAME.tmp-PID-SEQ`) anywhere under `dir`. */
-function tempsUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true }).map(String).filter((n) => /(^|\/)\.[^/]+\.tmp-\d+-\d+$/.test(n));
-}
-
-/**
- * Spawns `minivisor ARGS`, sends `signal` once `expected` temporary files show under `dir` (looked
- * for every millisecond: one may exist only while a large file is written), and waits for the
- * end. `sawTemp`: the temporary files seen then (fewer: the process ended first).
- */
-async function interruptWhileWriting(args: string[], dir: string, signal: NodeJS.Signals, expected = 1): Promise<{ signal: NodeJS.Signals | null; status: number | null; stderr: string; sawTemp: string[] }> {
-  const child: ChildProcess = spawn(process.execPath, ['bin/minivisor.js', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => { stderr += d; });
-  const ended = new Promise<{ signal: NodeJS.Signals | null; status: number | null }>((done) => child.on('close', (status, s) => done({ status, signal: s })));
-  let running = true;
-  void ended.then(() => { running = false; });
-  let sawTemp: string[] = [];
-  const giveUp = performance.now() + 30_000;
-  while (running && performance.now() < giveUp) {
-    sawTemp = existsSync(dir) ? tempsUnder(dir) : [];
-    if (sawTemp.length >= expected) {
-      child.kill(signal);
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  if (sawTemp.length < expected) child.kill('SIGKILL');
-  return { ...(await ended), stderr, sawTemp };
-}
 
 describe('temporary output files', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('a boot ended by %s removes its temporary trace and map files and leaves the earlier ones as they were', async (signal) => {

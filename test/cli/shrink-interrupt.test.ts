@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runInterrupted } from '../helpers/interrupted-cli.js';
+import { interruptWhileWriting, runInterrupted } from '../helpers/interrupted-cli.js';
 import { attackProgramFromJson, attackProgramToJsonValue, type AttackProgram, type Decision } from '../../src/fuzz/attack-program.js';
 import { findingFromJson } from '../../src/fuzz/finding-file.js';
 
@@ -25,15 +25,16 @@ const PADDING: Decision[] = Array.from({ length: 203 }, (_, i) => ({
 
 /**
  * A reproducing finding of 204 decisions whose shrink (17 executions) takes seconds: eager
- * acceptance of 32 GiB makes each execution ~0.3 s, so a signal lands while it runs.
+ * acceptance of 32 GiB makes each execution ~0.3 s, so a signal lands while it runs. `preAccept`:
+ * the memory the firmware accepts before the kernel stage where executions start (hex).
  */
-function slowFinding(dir: string): string {
+function slowFinding(dir: string, preAccept = '0x4000000'): string {
   const program: AttackProgram = { platform: 'tdx', decisions: [...PADDING.slice(0, 101), NEEDED, ...PADDING.slice(101)] };
   const file = join(dir, 'finding.json');
   writeFileSync(file, JSON.stringify({
     format: 'minivisor-finding', version: 1, id: 'foreign-content-000000000000', category: 'foreign-content', severity: 'high',
     summary: 's', detail: 'd', target: {
-      platform: 'tdx', stage: 'kernel', memoryBytes: '0x800000000', workloadBytes: '0x100000', preAccept: '0x4000000', accept: 'eager',
+      platform: 'tdx', stage: 'kernel', memoryBytes: '0x800000000', workloadBytes: '0x100000', preAccept, accept: 'eager',
       unitBytes: '0x200000', guestSeed: '0x1', maxInstructions: '0x77359400', variant: 'reaccept-skipped',
     }, seed: '0x1', job: 0, execIndex: 0, outcome: { outcome: 'done', reason: 'r' }, traceSha256: '0'.repeat(64),
     replay: `minivisor replay ${file}`, program: attackProgramToJsonValue(program), unshrunk: attackProgramToJsonValue(program),
@@ -88,5 +89,18 @@ describe('an interrupted shrink keeps the smallest program found so far', () => 
     expect(r.stdout).toBe('');
     expect(existsSync(join(dir, 'smaller.json'))).toBe(false);
     expect(readdirSync(dir)).toEqual(['finding.json']);
+  }, 60_000);
+
+  it('a signal while the shrink sets up, before it handles signals itself, ends it by that signal and removes the temporary --out file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-shrink-setup-'));
+    // Half of the 32 GiB accepted by the firmware on the way to the kernel stage: seconds of setup with --out open.
+    const input = slowFinding(dir, '0x400000000');
+    const before = readFileSync(input, 'utf8');
+    const r = await interruptWhileWriting(['shrink', input, '--out', join(dir, 'smaller.json')], dir, 'SIGINT');
+    expect(r.sawTemp).toEqual([expect.stringMatching(/^\.smaller\.json\.tmp-\d+-\d+$/)]);
+    expect([r.status, r.signal]).toEqual([null, 'SIGINT']);
+    expect(r.stderr).toBe('');
+    expect(readdirSync(dir)).toEqual(['finding.json']);
+    expect(readFileSync(input, 'utf8')).toBe(before);
   }, 60_000);
 });

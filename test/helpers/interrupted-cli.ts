@@ -1,7 +1,9 @@
 // A CLI run interrupted as a user interrupts it: `minivisor ARGS` spawned from the checkout, sent
 // the given signals the first time its stderr so far matches a pattern (the moment the test waits
-// for: a status line, a progress report), then awaited to its end.
+// for: a status line, a progress report), or once it has temporary output files open, then
+// awaited to its end.
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 
 export interface InterruptedRun {
   status: number | null;
@@ -35,4 +37,35 @@ export function runInterrupted(args: string[], when: RegExp, signals: NodeJS.Sig
     clearTimeout(killer);
     done({ status, signal, stdout, stderr, trigger, afterSignalMs: performance.now() - sentAt });
   }));
+}
+
+/** The temporary files (`.NAME.tmp-PID-SEQ`) anywhere under `dir`. */
+export function tempsUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true }).map(String).filter((n) => /(^|\/)\.[^/]+\.tmp-\d+-\d+$/.test(n));
+}
+
+/**
+ * Spawns `minivisor ARGS`, sends `signal` once `expected` temporary files show under `dir` (looked
+ * for every millisecond: one may exist only while a large file is written), and waits for the
+ * end. `sawTemp`: the temporary files seen then (fewer: the process ended first).
+ */
+export async function interruptWhileWriting(args: string[], dir: string, signal: NodeJS.Signals, expected = 1): Promise<{ signal: NodeJS.Signals | null; status: number | null; stderr: string; sawTemp: string[] }> {
+  const child = spawn(process.execPath, ['bin/minivisor.js', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const ended = new Promise<{ signal: NodeJS.Signals | null; status: number | null }>((done) => child.on('close', (status, s) => done({ status, signal: s })));
+  let running = true;
+  void ended.then(() => { running = false; });
+  let sawTemp: string[] = [];
+  const giveUp = performance.now() + 30_000;
+  while (running && performance.now() < giveUp) {
+    sawTemp = existsSync(dir) ? tempsUnder(dir) : [];
+    if (sawTemp.length >= expected) {
+      child.kill(signal);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  if (sawTemp.length < expected) child.kill('SIGKILL');
+  return { ...(await ended), stderr, sawTemp };
 }

@@ -17,7 +17,7 @@ import { FuzzOptionError, loadRunnableFinding } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
 import { quoteForError } from '../../shared/quote.js';
-import { catchStopSignals, STOP_SIGNALS } from '../stop-signals.js';
+import { catchStopSignals, removeTempsOnStopSignals, STOP_SIGNALS } from '../stop-signals.js';
 import { counted } from '../../shared/counted.js';
 
 export function shrinkCommand(io: CliIo): Command {
@@ -29,6 +29,8 @@ export function shrinkCommand(io: CliIo): Command {
     .action(async (path: string, opts: { budget: string; out?: string }) => {
       let loaded;
       let out: OutputFile | undefined;
+      // Until catchStopSignals below: setting up the executor runs synchronously, with --out open.
+      removeTempsOnStopSignals();
       try {
         if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget ${quoteForError(opts.budget)} is not a positive integer`);
         loaded = loadRunnableFinding(path);
