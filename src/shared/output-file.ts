@@ -177,6 +177,9 @@ export class OutputFile {
     const name = `${what} ${quoteForError(path)}`;
     // An empty name is the current directory's temporary file renamed to nothing: only after the run would that fail.
     if (path === '') throw new OutputFileError(`${what} "" is an empty file name`);
+    // "x/" names a directory: the temporary file beside x could never be renamed onto it, which
+    // only the end of the run would find out.
+    if (path.endsWith('/')) throw new OutputFileError(`${name} ends in "/": a directory's name, not a file's`);
     const input = inputs.find((i) => sameFile(path, i));
     if (input !== undefined) throw new OutputFileError(`${name} is the input ${quoteForError(input)}; inputs are never overwritten`);
     let existing: import('node:fs').Stats | undefined;

@@ -268,6 +268,17 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expect(readdirSync(cwd)).toEqual(['findings']);
   });
 
+  it('an output name that ends in "/" (a directory\'s name) is refused before the run, and leaves nothing behind', () => {
+    const cwd = scratch();
+    // Before: the boot ran, the rename onto "run.jsonl/" failed (ENOTDIR), and the whole trace stayed
+    // behind under the hidden temporary name, which the next run's sweep then removed.
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', `${cwd}/run.jsonl/`]), /^minivisor boot: trace ".*\/run\.jsonl\/" ends in "\/": a directory's name, not a file's$/, 2);
+    const file = handMadeFinding(cwd);
+    expectOneClearError(minivisor(['replay', file, '--trace', `${cwd}/replay.jsonl/`]), /^minivisor replay: trace ".*\/replay\.jsonl\/" ends in "\/"/, 2);
+    expectOneClearError(minivisor(['shrink', file, '--out', `${cwd}/small.json/`]), /^minivisor shrink: shrunk finding ".*\/small\.json\/" ends in "\/"/, 2);
+    expect(readdirSync(cwd)).toEqual(['findings']);
+  });
+
   it('--trace in a directory that does not exist is one clear error', () => {
     expectOneClearError(minivisor(['boot', ...SMALL, '--trace', join(scratch(), 'no/such/dir/t.jsonl')]), /cannot write trace .*ENOENT/, 2);
   });
