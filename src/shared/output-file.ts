@@ -3,7 +3,7 @@
 // directory, renamed into place by commit(). A target that is not a regular file (/dev/null, a
 // FIFO, /dev/stdout) is written directly: renaming over it would replace the device node.
 // writeFileAtomic does the same for a whole text at once (the files of a fuzz output directory).
-import { closeSync, constants, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { quoteForError } from './quote.js';
 
@@ -163,6 +163,8 @@ function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
 export class OutputFile {
   readonly path: string;
   readonly #what: string;
+  /** Where the data goes: `path`, or the file a symbolic link `path` leads to (see the constructor). */
+  #target: string;
   #fd: number | undefined;
   #temp: string | undefined;
   #bytes = 0;
@@ -173,6 +175,7 @@ export class OutputFile {
    */
   constructor(path: string, what: string, inputs: readonly string[]) {
     this.path = path;
+    this.#target = path;
     this.#what = what;
     const name = `${what} ${quoteForError(path)}`;
     // An empty name is the current directory's temporary file renamed to nothing: only after the run would that fail.
@@ -185,12 +188,22 @@ export class OutputFile {
     let existing: import('node:fs').Stats | undefined;
     try { existing = statSync(path); } catch { existing = undefined; }
     if (existing?.isDirectory()) throw new OutputFileError(`${name} is a directory`);
+    // A symbolic link to a file (run.jsonl -> runs/3.jsonl; /dev/stdout -> /proc/self/fd/1 -> the
+    // file a shell sent stdout to) has that file replaced, as writing through the link would:
+    // renaming onto the link would replace the link itself (/dev/stdout with a regular file).
+    if (existing?.isFile() && lstatSync(path).isSymbolicLink()) {
+      try {
+        const real = realpathSync(path);
+        if (sameFile(real, path)) this.#target = real;
+      } catch { /* a link into a deleted file ("… (deleted)"): the link is replaced, as before */ }
+    }
+    const target = this.#target;
     try {
       if (existing && !existing.isFile()) {
         this.#fd = openSync(path, constants.O_WRONLY | constants.O_NOCTTY);
       } else {
-        removeStaleTemps(path);
-        const temp = join(dirname(resolve(path)), tempName(path, process.pid, sequence++));
+        removeStaleTemps(target);
+        const temp = join(dirname(resolve(target)), tempName(target, process.pid, sequence++));
         // Tracked before it exists: a signal handler that removes the live ones (watchLiveTemps)
         // must know it from the moment it appears.
         trackTemp(temp);
@@ -203,7 +216,7 @@ export class OutputFile {
         this.#temp = temp;
       }
     } catch (err) {
-      throw new OutputFileError(`cannot write ${name}: ${whyNotWritable(path, err as NodeJS.ErrnoException)}`);
+      throw new OutputFileError(`cannot write ${name}: ${whyNotWritable(target, err as NodeJS.ErrnoException)}`);
     }
   }
 
@@ -227,7 +240,7 @@ export class OutputFile {
     this.#close();
     if (this.#temp === undefined) return;
     try {
-      renameSync(this.#temp, this.path);
+      renameSync(this.#temp, this.#target);
       untrackTemp(this.#temp);
     } catch (err) {
       const left = this.#leaveBehind();
@@ -255,7 +268,7 @@ export class OutputFile {
         unlinkSync(temp);
         return `no ${this.#what} was written`;
       }
-      const partial = `${this.path}.partial`;
+      const partial = `${this.#target}.partial`;
       renameSync(temp, partial);
       return `the partial ${this.#what} (${this.#bytes} bytes) is in ${quoteForError(partial)}`;
     } catch {

@@ -251,6 +251,18 @@ describe('inputs are never overwritten; outputs appear only when complete', () =
     expect(readdirSync(dir)).toEqual(['run.jsonl']);
   });
 
+  it('--trace through a symbolic link replaces the file it leads to, whole, and keeps the link', () => {
+    const dir = scratch();
+    writeFileSync(join(dir, 'real.jsonl'), 'the earlier trace\n');
+    symlinkSync('real.jsonl', join(dir, 'link.jsonl'));
+    // Before: the trace was renamed onto the link's name, replacing the link with a regular file
+    // and leaving real.jsonl as it was.
+    expect(minivisor(['boot', ...SMALL, '--trace', join(dir, 'link.jsonl')]).status).toBe(0);
+    expect(lstatSync(join(dir, 'link.jsonl')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, 'real.jsonl'), 'utf8')).toMatch(/^\{"type":"minivisor-trace"/);
+    expect(readdirSync(dir).sort()).toEqual(['link.jsonl', 'real.jsonl']);
+  });
+
   it('--trace /dev/null writes to the device and leaves it a device', () => {
     const r = minivisor(['boot', ...SMALL, '--trace', '/dev/null']);
     expect(r.status).toBe(0);
