@@ -36,6 +36,11 @@ export function writeFullySync(fd: number, bytes: Uint8Array): void {
  */
 const MEMORY_DEVICES_MAJOR = 1;
 
+/** One of Linux's memory devices (/dev/null, /dev/zero, /dev/full, …): see MEMORY_DEVICES_MAJOR. */
+export function isMemoryDevice(stat: import('node:fs').Stats): boolean {
+  return stat.isCharacterDevice() && deviceMajor(stat.rdev) === MEMORY_DEVICES_MAJOR;
+}
+
 /** The major number of a device number as Linux packs it (glibc's gnu_dev_major: bits 8-19 and 32-43). */
 export function deviceMajor(rdev: number): number {
   return (Math.floor(rdev / 0x100) & 0xfff) | (Math.floor(rdev / 0x1_0000_0000) & ~0xfff);
@@ -49,7 +54,7 @@ export function deviceMajor(rdev: number): number {
 function isTerminal(fd: number): boolean {
   try {
     const stat = fstatSync(fd);
-    if (!stat.isCharacterDevice() || deviceMajor(stat.rdev) === MEMORY_DEVICES_MAJOR) return false;
+    if (!stat.isCharacterDevice() || isMemoryDevice(stat)) return false;
     return (createRequire(import.meta.url)('node:tty') as typeof import('node:tty')).isatty(fd);
   } catch {
     return false;

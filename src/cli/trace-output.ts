@@ -1,11 +1,13 @@
-// Where `boot --trace` goes and in which format: `-` is stdout, a name ending in .json is the
+// Where `boot --trace` goes and in which format: `-` (or a name for stdout itself, such as
+// /dev/stdout) is stdout, a name ending in .json is the
 // Chrome/Perfetto trace-event format (converted when the run ends), anything else (.jsonl) the
 // native JSON lines. `--trace-filter` keeps only the named event types or sources; the header
 // line says which, because a filtered file no longer hashes to the run's traceSha256.
 import { OutputFile, OutputFileError } from '../shared/output-file.js';
 import { TRACE_EVENT_TYPES, TRACE_SOURCES } from '../shared/trace-event-types.js';
 import type { TraceWriter } from '../boot/boot-guest.js';
-import { writeFullySync } from './io.js';
+import { fstatSync, statSync } from 'node:fs';
+import { isMemoryDevice, writeFullySync } from './io.js';
 import { toChromeTrace } from '../view/perfetto.js';
 import { parseTraceText } from '../shared/trace-file.js';
 
@@ -85,12 +87,29 @@ class StdoutTrace implements TraceWriter {
 }
 
 /**
+ * `--trace PATH` goes to this process's stdout: `-`, or a name for what stdout is (/dev/stdout,
+ * /proc/self/fd/1, the file or pipe the shell sent it to). The trace then has stdout to itself, as
+ * with `-`: the console and the summary written there too would land in the middle of it. Not a
+ * memory device (/dev/null): what goes there is discarded, so nothing is mixed.
+ */
+export function traceGoesToStdout(path: string): boolean {
+  if (path === '-') return true;
+  try {
+    const stdout = fstatSync(1);
+    const target = statSync(path);
+    return stdout.dev === target.dev && stdout.ino === target.ino && !isMemoryDevice(target);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A file (or stdout) for `--trace PATH` in the format its name asks for, keeping only what
  * `filter` keeps. `inputs` are never overwritten.
  */
 export function openTraceOutput(path: string, inputs: readonly string[], filter: TraceFilter | undefined): TraceOutput {
   const format = path === '-' ? 'jsonl' : traceFormat(path);
-  const target: TraceWriter = path === '-' ? new StdoutTrace() : new OutputFile(path, format === 'perfetto' ? 'Perfetto trace' : 'trace', inputs);
+  const target: TraceWriter = traceGoesToStdout(path) ? new StdoutTrace() : new OutputFile(path, format === 'perfetto' ? 'Perfetto trace' : 'trace', inputs);
   const convert = (text: string) => {
     const { header, events } = parseTraceText(text, 'trace');
     return `${JSON.stringify(toChromeTrace(events, header))}\n`;

@@ -3,7 +3,7 @@
 // follows the file name (.json: Perfetto, checked against the schema; .jsonl: JSON lines), and
 // `--trace-filter` keeps only the named event types, with `help` listing them; `replay --trace` alike.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -103,6 +103,32 @@ describe('boot --trace', () => {
     const both = capture();
     expect(await main(['boot', '--trace', '-', '--json'], both)).toBe(2);
     expect(both.stderr[0]).toContain('both want stdout');
+  });
+
+  it('a name for stdout itself (/proc/self/fd/1, like /dev/stdout) while stdout is a file is `-`: the trace alone in the file, the summary on stderr', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mv-trace-fd1-'));
+    const file = join(dir, 'run.jsonl');
+    const run = (args: string[]) => {
+      const fd = openSync(file, 'w');
+      try {
+        return spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+      } finally {
+        closeSync(fd);
+      }
+    };
+    // Before: the console and the summary went into the middle of the trace, and the trace was
+    // written beside the link's name and renamed onto it (in /proc/self/fd: refused, exit 2; for
+    // /dev/stdout, as root: /dev/stdout replaced by a regular file).
+    const r = run(['boot', ...SMALL, '--trace', '/proc/self/fd/1']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('minivisor: TDX guest, 128M, seed 1: done');
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]!.type).toBe('minivisor-trace');
+    expect(lines.slice(1).every((e) => typeof e.seq === 'number')).toBe(true);
+    expect(readdirSync(dir)).toEqual(['run.jsonl']);
+    const both = run(['boot', ...SMALL, '--trace', '/proc/self/fd/1', '--json']);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toBe('minivisor boot: --trace "/proc/self/fd/1" and --json both want stdout: write the trace to a file\n');
   });
 });
 

@@ -15,7 +15,7 @@ import { acceptanceMapSvg, buildAcceptanceMap } from '../../view/acceptance-map.
 import { acceptanceMapHtml } from '../../view/acceptance-map-html.js';
 import { describeMismatch, verifyBoot, verifyReportJson, type VerifyReport } from '../../boot/verify.js';
 import { verifyCrashDump, type CrashDumpReport } from '../../boot/crash-dump.js';
-import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
+import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceFilterHelp, traceGoesToStdout, TraceReaderGone, type TraceFilter, type TraceOutput } from '../trace-output.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -124,16 +124,17 @@ export function bootCommand(io: CliIo): Command {
       let crashDump: CrashDumpReport | undefined;
       let traceWriter: TraceOutput | undefined;
       let mapFile: OutputFile | undefined;
-      // With `--trace -` stdout is the trace's: the console and the summary go to stderr.
-      const say = raw.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
+      // With `--trace -` (or /dev/stdout) stdout is the trace's: the console and the summary go to stderr.
+      const traceOnStdout = raw.trace !== undefined && traceGoesToStdout(raw.trace);
+      const say = traceOnStdout ? (line: string) => io.err(line) : (line: string) => io.out(line);
       let linuxReport: LinuxBootReport | undefined;
       try {
         config = parseBootOptions(raw);
         if (raw.map !== undefined) mapFormat(raw.map);
-        if (raw.trace === '-' && raw.json) throw new BootOptionError('--trace - and --json both want stdout: write the trace to a file');
+        if (traceOnStdout && raw.json) throw new BootOptionError(`--trace ${raw.trace === '-' ? '-' : quoteForError(raw.trace!)} and --json both want stdout: write the trace to a file`);
         if (raw.traceFilter !== undefined && raw.trace === undefined) throw new BootOptionError('--trace-filter needs --trace');
         // Two outputs in one file: the one written last would silently replace the other.
-        if (raw.map !== undefined && raw.trace !== undefined && raw.trace !== '-' && sameFile(raw.map, raw.trace)) {
+        if (raw.map !== undefined && raw.trace !== undefined && !traceOnStdout && sameFile(raw.map, raw.trace)) {
           throw new BootOptionError(`--map and --trace both name ${quoteForError(raw.map)}: give each its own file`);
         }
         const filter: TraceFilter | undefined = raw.traceFilter !== undefined ? parseTraceFilter(raw.traceFilter) : undefined;

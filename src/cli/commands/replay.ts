@@ -7,7 +7,7 @@ import { createExecutor } from '../../fuzz/create-executor.js';
 import { bootConfigFor } from '../../fuzz/executor.js';
 import { traceHeader } from '../../boot/trace-header.js';
 import { OutputFileError } from '../../shared/output-file.js';
-import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, TraceReaderGone, type TraceOutput } from '../trace-output.js';
+import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceGoesToStdout, TraceReaderGone, type TraceOutput } from '../trace-output.js';
 import { FindingFileError } from '../../fuzz/finding-file.js';
 import { loadRunnableFinding } from '../fuzz-options.js';
 import { traceLine } from '../../shared/trace.js';
@@ -49,8 +49,9 @@ export function replayCommand(io: CliIo): Command {
       // The trace output is opened before the replay runs, so a bad path costs no execution.
       removeTempsOnStopSignals();
       let trace: TraceOutput | undefined;
+      const traceOnStdout = opts.trace !== undefined && traceGoesToStdout(opts.trace);
       try {
-        if (opts.trace === '-' && opts.json) throw new TraceFilterError('--trace - and --json both want stdout: write the trace to a file');
+        if (traceOnStdout && opts.json) throw new TraceFilterError(`--trace ${opts.trace === '-' ? '-' : quoteForError(opts.trace!)} and --json both want stdout: write the trace to a file`);
         if (opts.traceFilter !== undefined && opts.trace === undefined) throw new TraceFilterError('--trace-filter needs --trace');
         const filter = opts.traceFilter !== undefined ? parseTraceFilter(opts.traceFilter) : undefined;
         // The finding and the images the replay boots are inputs: never overwritten.
@@ -61,8 +62,8 @@ export function replayCommand(io: CliIo): Command {
         io.exitCode = 2;
         return;
       }
-      // With `--trace -` stdout is the trace's: the verdict goes to stderr.
-      const say = opts.trace === '-' ? (line: string) => io.err(line) : (line: string) => io.out(line);
+      // With `--trace -` (or /dev/stdout) stdout is the trace's: the verdict goes to stderr.
+      const say = traceOnStdout ? (line: string) => io.err(line) : (line: string) => io.out(line);
       const executor = createExecutor(target);
       let execution;
       try {
