@@ -38,6 +38,12 @@ export class BootOptionError extends Error {
 }
 
 export const MIN_MEMORY = 128n << 20n;
+
+/**
+ * The largest workload the stub kernel runs: its table holds MAX_CHUNKS (4096) allocations of
+ * CHUNK_BYTES (1 MiB) (guest/kernel/main.c); a larger one ends the boot in workload_too_large.
+ */
+export const MAX_STUB_WORKLOAD = 4096n << 20n;
 export const MAX_MEMORY = 64n << 40n;
 export const DEFAULT_MAX_INSTRUCTIONS = 2_000_000_000n;
 /**
@@ -115,6 +121,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     if (config.vcpus !== undefined) throw new BootOptionError('--handover runs one vCPU: the kernel jumps to the next one with no APs to stop');
     // The second kernel's workload is twice the first's (guest/kernel/kexec.c), beside the first's memory.
     if (raw.handover === 'kexec' && workloadBytes > memoryBytes / 4n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most a quarter of --memory with --handover kexec: the second kernel's workload is twice it`);
+    if (raw.handover === 'kexec' && 2n * workloadBytes > MAX_STUB_WORKLOAD) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most ${formatSize(MAX_STUB_WORKLOAD / 2n)} with --handover kexec: the second kernel's workload is twice it, and the stub kernel runs at most ${formatSize(MAX_STUB_WORKLOAD)}`);
     config.handover = raw.handover as Handover;
   }
   if (raw.fast) {
@@ -127,6 +134,10 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
     if (raw.handover !== undefined) throw new BootOptionError('--handover hands the stub kernel to a second one; --linux boots a Linux kernel instead');
     if (raw.variant !== undefined) throw new BootOptionError('--variant selects a stub guest image; --linux boots a kernel instead');
     config.linux = { kernelFile: raw.linux, cmdline: raw.cmdline ?? DEFAULT_LINUX_CMDLINE };
+  }
+  // Only our kernel runs the workload (not one of --kernel's, nor Linux).
+  if (config.kernelFile === undefined && config.linux === undefined && workloadBytes > MAX_STUB_WORKLOAD) {
+    throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most ${formatSize(MAX_STUB_WORKLOAD)}: the stub kernel's workload table holds 4096 allocations of 1M`);
   }
   if (raw.tracking !== undefined) {
     if (!isAcceptanceTracking(raw.tracking)) throw new BootOptionError(`--tracking must be one of ${ACCEPTANCE_TRACKINGS.join(', ')}, not ${quoteForError(raw.tracking)}`);

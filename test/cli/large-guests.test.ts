@@ -63,4 +63,10 @@ describe('large acceptance and workloads', () => {
     expect(r.guestStats.workload_bytes_verified).toBeDefined();
     expect(BigInt(r.guestStats.reallocated_bytes!)).toBe(256n << 20n);
   }, 180_000);
+
+  it('the largest workload the CLI takes (4G: the stub kernel\'s 4096 chunks of 1M) completes', async () => {
+    const r = await boot('--memory', '8G', '--workload', '4G', '--fast');
+    expect(r.outcome).toBe('done');
+    expect(r.guestStats.workload_bytes_verified).toBeDefined();
+  }, 180_000);
 });

@@ -72,3 +72,19 @@ describe('paths in errors are quoted, so an empty or odd one is visible', () => 
     expect(io.stderr).toEqual([line]);
   });
 });
+
+describe('a --workload the stub kernel cannot run is a usage error before any guest runs', () => {
+  // guest/kernel/main.c: MAX_CHUNKS (4096) allocations of CHUNK_BYTES (1 MiB); a larger workload
+  // ended the boot in workload_too_large (exit 1), and made every fuzz execution that same
+  // detected fatal (exit 0, a campaign that tested nothing). kexec doubles it for the second kernel.
+  it.each([
+    [['boot', '--memory', '16G', '--workload', '4097M'], 'minivisor boot: --workload "4097M" must be at most 4G: the stub kernel\'s workload table holds 4096 allocations of 1M'],
+    [['fuzz', '--memory', '16G', '--workload', '4097M', '--out', '/nonexistent/never-written'], 'minivisor fuzz: --workload "4097M" must be at most 4G: the stub kernel\'s workload table holds 4096 allocations of 1M'],
+    [['boot', '--memory', '16G', '--workload', '2049M', '--handover', 'kexec'], 'minivisor boot: --workload "2049M" must be at most 2G with --handover kexec: the second kernel\'s workload is twice it, and the stub kernel runs at most 4G'],
+  ])('%j', async (argv, line) => {
+    const io = capture();
+    expect(await main(argv, io)).toBe(2);
+    expect(io.stderr).toEqual([line]);
+    expect(io.stdout).toEqual([]);
+  });
+});
