@@ -26,6 +26,24 @@ describe('SNP CPU exits', () => {
     p.machine.close();
   });
 
+  it('after each PVALIDATE the private gate is what that page\'s own entry allows, whatever the page validated before it allowed (B2, B3)', () => {
+    const p = platform();
+    const pages = [T, T + 0x1000n, T + 0x2000n];
+    for (const gpa of pages) p.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: p.asid });
+    const regs = p.machine.vcpu.regs;
+    const pvalidate = (gpa: bigint, validate: boolean) => {
+      regs.rax = gpa; regs.rcx = 0n; regs.rdx = validate ? 1n : 0n;
+      p.handleExit({ kind: 'pvalidate', rip: 0x1000n, length: 4, codeBits: 64, cs: 0x8 });
+      expect(p.trace.ofType('pvalidate').at(-1)).toMatchObject({ gpa, rc: 0, cf: false });
+    };
+    pvalidate(pages[1]!, true);
+    pvalidate(pages[0]!, true);
+    pvalidate(pages[1]!, false);  // rescinded right after its neighbour was validated
+    pvalidate(pages[2]!, true);
+    expect(pages.map((gpa) => p.machine.gate.get('private', gpa))).toEqual(['readwrite', 'none', 'readwrite']);
+    p.machine.close();
+  });
+
   it('TDCALL and an undecodable instruction on an SNP CPU: #UD (there is no TDX module)', () => {
     const p = platform();
     p.handleExit({ kind: 'tdcall', rip: 0x1000n, length: 4, leaf: 0n, codeBits: 64, cs: 0x8 });
