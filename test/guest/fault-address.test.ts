@@ -240,7 +240,7 @@ describe('exact addresses reach the guest', () => {
       mov rax, 0x${T.toString(16)}
       mov rbx, [rax + 0x5a8]
       hlt`);
-    // Guest-owned but never validated: the access is a #VC 0x404 (APM 2 Table 15-39).
+    // Guest-owned but never validated: the access is a #VC 0x404 (APM Vol. 2 §15.36.10).
     expect(g.platform.rmpUpdate(T, { assigned: true, pageSize: '4k', gpa: T, asid: g.platform.asid }).result).toBe('SUCCESS');
     expect(g.run()).toMatchObject({ outcome: 'done' });
     expect(g.vm.vcpu.regs.r13).toBe(29n);

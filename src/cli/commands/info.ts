@@ -29,7 +29,7 @@ const PLATFORMS = [
       'RMP with RMPUPDATE and PSMASH; SNP_LAUNCH_UPDATE (normal, zero, VMSA, CPUID pages) and the launch digest',
       'PVALIDATE and RMPADJUST (VMPL permissions) with NPT page-size checks',
       '#VC; GHCB MSR protocol and GHCB page (page-state change, CPUID, I/O, termination)',
-      'nested page faults per Table 15-39; ciphertext for C=0 reads of private pages',
+      'nested page faults per the RMP Memory Access Checks (APM §15.36.10); ciphertext for C=0 reads of private pages',
     ],
   },
 ] as const;

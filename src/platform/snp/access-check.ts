@@ -1,5 +1,6 @@
 // Guest access checks of an SNP-active guest, in architectural priority order (APM Vol. 2
-// Table 15-39; tdx-snp-architecture.md B3), as a data table walked by one function.
+// §15.36.10 "RMP Memory Access Checks"; tdx-snp-architecture.md B3), as a data table walked by
+// one function.
 //
 // Private accesses (C=1 data, every instruction fetch, every page-table walk):
 //   RMP-covered, guest-owned (ASID), reverse-map (GPA), mutable, page size  -> #VMEXIT(NPF)
@@ -73,7 +74,7 @@ const PAGE_BASE_MASK = ~(PAGE_4K - 1n);
 const OFFSET_IN_2M_MASK = PAGE_2M - PAGE_4K;
 
 /**
- * The VMPL permission an access needs (APM Vol. 2 §15.36.7, Table 15-36 "VMPL Permission Mask
+ * The VMPL permission an access needs (APM Vol. 2 §15.36.7 "VMPL Permission Mask
  * Definition"): bit 2 Execute-User allows execution at CPL 3, bit 3 Execute-Supervisor at CPL < 3.
  */
 function permBit(access: Access, cpl: number): number {
@@ -84,14 +85,14 @@ function permBit(access: Access, cpl: number): number {
 /**
  * Whether the VMPL permission mask `perms` allows `access`. Write without Read is an illegal
  * setting: "a data access to a page so configured causes #VMEXIT(NPF)" (APM Vol. 2 §15.36.7,
- * after Table 15-36), so such a mask allows no data access at all, not even the write.
+ * after the mask table), so such a mask allows no data access at all, not even the write.
  */
 function vmplAllows(perms: number, access: Access, cpl: number): boolean {
   if (access !== 'fetch' && (perms & (VMPL_PERM.read | VMPL_PERM.write)) === VMPL_PERM.write) return false;
   return (perms & permBit(access, cpl)) !== 0;
 }
 
-/** Table 15-39 in priority order. */
+/** The RMP Memory Access Checks (§15.36.10) in priority order. */
 export const ACCESS_CHECKS: readonly Check[] = [
   { name: 'rmp-covered', appliesTo: 'private', passes: (_e, r, _c, rmp) => rmp.covers(r.gpa), fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },
   { name: 'guest-owned', appliesTo: 'private', passes: (e, _r, c) => e.assigned && e.asid === c.asid, fails: { raise: 'npf', extraBits: NPF_BITS.rmp } },

@@ -1,5 +1,6 @@
-// PVALIDATE semantics (tdx-snp-architecture.md B2; APM Vol. 2 Table 15-40), typed like
-// COCONUT-SVSM's pvalidate(): a result code, or a fault, or an NPF to the hypervisor.
+// PVALIDATE semantics (tdx-snp-architecture.md B2; APM Vol. 2 §15.36.6 and §15.36.11 "Page
+// Size Mismatch Combinations"), typed like COCONUT-SVSM's pvalidate(): a result code, or a
+// fault, or an NPF to the hypervisor.
 // Inputs: RAX = guest-virtual address, ECX[0] = page size (0 4K, 1 2M), EDX[0] = 1 validate /
 // 0 rescind. The caller (snp-cpu.ts) translates RAX with the guest page tables.
 import { RFLAGS } from '../../cpu/registers.js';

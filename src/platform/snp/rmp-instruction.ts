@@ -1,7 +1,8 @@
 // What the guest's RMP instructions (PVALIDATE, RMPADJUST) check before they change an RMP
 // entry, in order: CPL (and, for PVALIDATE, VMPL0), alignment, the guest page walk of RAX, RMP
-// ownership, page size (APM Vol. 2 §15.36.6-.10, Tables 15-39/15-40; tdx-snp-architecture.md
-// B2). The caller (snp-cpu.ts) translates RAX with the guest page tables.
+// ownership, page size (APM Vol. 2 §15.36.6-.11: "RMP Memory Access Checks" in §15.36.10,
+// "Page Size Mismatch Combinations" in §15.36.11; tdx-snp-architecture.md B2). The caller
+// (snp-cpu.ts) translates RAX with the guest page tables.
 import type { NativeTranslation } from '../../native/binding.js';
 import { ACCESS_CHECKS, checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type GuestContext } from './access-check.js';
 import { PAGE_2M, PAGE_4K_BASE, type Rmp, type RmpEntry, type RmpPageSize } from './rmp.js';
@@ -16,7 +17,7 @@ export interface RmpInsnRequest {
   cpl: number;
   /** Translation of the (size-aligned) GVA through the guest page tables. */
   translation: NativeTranslation;
-  /** Page size of the VMM's nested mapping of a GPA (checked as well as the RMP's: Table 15-40). */
+  /** Page size of the VMM's nested mapping of a GPA (checked as well as the RMP's: §15.36.11). */
   nptSizeAt: (gpa: bigint) => RmpPageSize;
 }
 
@@ -60,9 +61,9 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   // as for any linear-address access (U: APM Vol. 3 page not found).
   if (t.status === 'page-fault') return { kind: 'fault', vector: 14, errorCode: BigInt(t.pfError), cr2: req.gva, reason: 'GVA not mapped' };
   if (t.status === 'table-blocked') {
-    // The instruction's own walk reads guest page-table pages as private memory, so Table
-    // 15-39 applies to them as to a load's walk: not validated -> #VC 0x404 with CR2 = the
-    // linear address; not guest-owned (etc.) -> NPF with the page-table bit (§15.36.10).
+    // The instruction's own walk reads guest page-table pages as private memory, so the RMP
+    // Memory Access Checks (§15.36.10) apply to them as to a load's walk: not validated -> #VC
+    // 0x404 with CR2 = the linear address; not guest-owned (etc.) -> NPF with the page-table bit.
     const walk = checkAccess(rmp, { gpa: t.gpa, space: 'private', access: 'read', pageWalk: true, nptSize: req.nptSizeAt(t.gpa) }, ctx);
     if (walk.kind === 'vc') return { kind: 'fault', vector: 29, errorCode: walk.errorCode, cr2: req.gva, reason: `page walk through 0x${t.gpa.toString(16)}: ${walk.check}` };
     if (walk.kind === 'npf') return { kind: 'npf', gpa: t.gpa, errorCode: walk.errorCode, reason: walk.check };
@@ -73,7 +74,8 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
   if (req.size === '2m' && gpa % PAGE_2M !== 0n) return { kind: 'result', rc: RMP_INSN_RC.FAIL_INPUT };
   if (!rmp.covers(gpa)) return { kind: 'npf', gpa, errorCode: NPF_NOT_COVERED, reason: 'rmp-covered' };
   const entry = rmp.lookup(gpa);
-  // Ownership, reverse map and mutability as in Table 15-39 -> NPF (B2: (U), by analogy).
+  // Ownership, reverse map and mutability as in the RMP Memory Access Checks -> NPF
+  // (B2: (U), by analogy).
   const accessReq = { gpa, space: 'private' as const, access: 'write' as const, pageWalk: false, nptSize: entry.pageSize };
   for (const check of ACCESS_CHECKS) {
     if (check.name !== 'guest-owned' && check.name !== 'reverse-map' && check.name !== 'mutable') continue;
@@ -81,7 +83,7 @@ export function resolveRmpInsnTarget(rmp: Rmp, ctx: GuestContext, req: RmpInsnRe
       return { kind: 'npf', gpa, errorCode: NPF_RMP_CHECK, reason: check.name };
     }
   }
-  // Size mismatch (APM Table 15-40), against the RMP entry AND the nested page table: a 4K
+  // Size mismatch (APM Vol. 2 §15.36.11), against the RMP entry AND the nested page table: a 4K
   // request where either maps 2M -> NPF with SIZEM (the hypervisor PSMASHes / splits its NPT
   // and resumes: KVM sev_handle_rmp_fault names PVALIDATE and RMPADJUST); a 2M request where
   // either maps 4K -> FAIL_SIZEMISMATCH (the guest falls back to 4K: Linux pval_pages).

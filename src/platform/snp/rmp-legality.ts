@@ -72,7 +72,8 @@ export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, 
   // PSMASH splits an assigned 2 MiB entry into 512 4 KiB entries (APM Vol. 2 §15.36.11). Its
   // input is a 2 MiB-aligned address (FAIL_INPUT otherwise); an address whose entry is not a
   // 2 MiB one "doesn't meet the requirements for expansion": FAIL_BADADDR (MS __psmash). An
-  // immutable entry cannot be changed by x86 RMP instructions (Table 15-34 "Immutable").
+  // immutable entry cannot be changed by x86 RMP instructions (§15.36.3 "Fields of an RMP
+  // Entry": Immutable).
   'psmash': {
     'misaligned': 'FAIL_INPUT',
     'immutable': 'FAIL_PERMISSION',

@@ -23,7 +23,8 @@ export const PAGE_2M_BASE = ~(PAGE_2M - 1n);
 
 export type RmpPageSize = '4k' | '2m';
 
-/** VMPL permission bits (APM Table 15-37, RMPADJUST perm mask; b4 supervisor shadow stack). */
+/** VMPL permission bits (APM Vol. 2 §15.36.7 "VMPL Permission Mask Definition"; b4 supervisor
+ * shadow stack). */
 export const VMPL_PERM = { read: 1, write: 2, execUser: 4, execSupervisor: 8, supervisorShadowStack: 0x10 } as const;
 /**
  * Every permission, supervisor shadow stack included: what VMPL0 holds on a page newly assigned

@@ -548,8 +548,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * creation request (KVM sev_snp_ap_creation + __sev_snp_update_protected_guest_state: the
    * target's VMCB points at the guest's page, the vCPU becomes runnable). The hardware loads
    * the vCPU from that page only if it passes VMRUN's page checks for the VMSA of an SNP-active
-   * guest, APM Vol. 2 §15.36.12 Table 15-41: RMP-Covered, Guest-Owned, Reverse-Map, Mutable and
-   * VMSA (the bit the guest sets with RMPADJUST at VMPL0: Linux snp_set_vmsa), else
+   * guest, APM Vol. 2 §15.36.12 "VMRUN Page Checks": RMP-Covered, Guest-Owned, Reverse-Map,
+   * Mutable and VMSA (the bit the guest sets with RMPADJUST at VMPL0: Linux snp_set_vmsa), else
    * VMEXIT_INVALID. Validated is not among them. Then the VMSA's VMPL and SEV_FEATURES must match
    * the guest's (U: these are the ones KVM and Linux rely on). The VMSA is read here, once: this
    * model has no later VMRUN from it.
@@ -562,7 +562,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (!Number.isInteger(index) || index < 0 || index >= this.machine.vcpuCount) return refuse(`no vCPU ${index}`);
     if (index === this.machine.vcpuIndex) return refuse('the target vCPU is the one running');
     if ((vmsaGpa & (PAGE_4K - 1n)) !== 0n || vmsaGpa < 0n || vmsaGpa >= this.memoryBytes) return refuse('VMSA address not a page in guest RAM');
-    // Table 15-41 in its order; guest RAM is RMP-covered (Rmp.coveredBytes = memoryBytes).
+    // VMRUN Page Checks in their order; guest RAM is RMP-covered (Rmp.coveredBytes = memoryBytes).
     const e = this.rmp.lookup(vmsaGpa);
     if (!e.assigned || e.asid !== this.asid) return refuse('VMSA page not assigned to the guest');
     const mappedGpa = e.pageSize === '2m' ? e.gpa + (vmsaGpa & (PAGE_2M - PAGE_4K)) : e.gpa;

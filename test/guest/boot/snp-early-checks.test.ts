@@ -148,7 +148,7 @@ describe('SNP boot: enforce_vmpl0', () => {
 // startup32_check_sev_cbit): a random value written through the current tables must read back
 // the same through the new ones, else it halts. That catches SEV and SEV-ES, whose page walks
 // follow the C-bits of the entries, so a lying position maps the tables and data shared. On SNP
-// every page-table walk is a private access (APM Vol. 2 Table 15-39): tables built with a lying
+// every page-table walk is a private access (APM Vol. 2 §15.36.10): tables built with a lying
 // position make the walk read GPA (table | 1 << lie) as private, which is outside RAM or never
 // validated, so not one instruction runs on them and the stubs carry no such check. These pin
 // that, for a lie in the range the stubs accept; the CPUID page's own C-bit is an exact rule of

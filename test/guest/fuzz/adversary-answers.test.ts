@@ -220,7 +220,7 @@ const CF = 1n;
 
 describe('adversary, SNP NPF answers', () => {
   it('make-private: RMPUPDATE assigns the faulting page to the guest, not validated; its PVALIDATE then succeeds', () => {
-    // P is hypervisor-owned: PVALIDATE takes #VMEXIT(NPF) (APM Table 15-39, guest-owned check).
+    // P is hypervisor-owned: PVALIDATE takes #VMEXIT(NPF) (APM Vol. 2 §15.36.10, guest-owned check).
     const r = snpUnder(pvalidate4k(P), [call('snp.onNpf', { kind: 'npf', action: 'make-private' }, FOREVER)]);
     expect(r.run()).toMatchObject({ outcome: 'done' });
     expect(r.book.callCounts.get('snp.onNpf')).toBe(1);
@@ -232,7 +232,7 @@ describe('adversary, SNP NPF answers', () => {
   });
 
   it('npt-4k: the VMM maps the region with 4K NPT pages; a 4K PVALIDATE under a 2M mapping then succeeds', () => {
-    // 4K RMP entries under a 2M NPT mapping: a 4K PVALIDATE takes NPF with SIZEM (APM Table 15-40).
+    // 4K RMP entries under a 2M NPT mapping: a 4K PVALIDATE takes NPF with SIZEM (APM Vol. 2 §15.36.11).
     const r = snpUnder(pvalidate4k(P + 0x3000n), [call('snp.onNpf', { kind: 'npf', action: 'npt-4k' }, FOREVER)]);
     for (let page = P; page < P + 0x200000n; page += 0x1000n) r.g.platform.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: r.g.platform.asid });
     r.g.platform.setNptPageSize(P, '2m');

@@ -1,5 +1,5 @@
 // The hardware side of SNP AP creation: VMRUN of an AP from the VMSA page the guest wrote. It runs
-// only from a page that passes VMRUN's VMSA page checks (APM Vol. 2 Table 15-41: assigned to its
+// only from a page that passes VMRUN's VMSA page checks (APM Vol. 2 §15.36.12 "VMRUN Page Checks": assigned to its
 // ASID, mapped at its own GPA, mutable, VMSA bit set by RMPADJUST; Validated is not checked), with the guest's VMPL and SEV_FEATURES and EFER.SVME; then the AP starts in the
 // state the page holds (Linux struct sev_es_save_area offsets). Until then the AP does not exist.
 import { describe, expect, it } from 'vitest';
@@ -84,7 +84,7 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
 
   // Reverse-Map for a page inside a 2 MiB RMP entry: the entry holds the GPA of the 2 MiB page's
   // base (KVM sev_gmem_prepare: rmp_make_private(pfn_aligned, gfn_to_gpa(gfn_aligned), level, …)),
-  // so a page in it is mapped at that GPA plus its offset. Table 15-41 checks it before Mutable and VMSA.
+  // so a page in it is mapped at that GPA plus its offset. VMRUN Page Checks test it before Mutable and VMSA.
   it('checks the reverse map of a page inside a 2 MiB entry as the entry\'s GPA plus the page\'s offset', () => {
     const region = 0x400000n;
     const vmsa = region + 0x5000n;
@@ -101,7 +101,7 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     elsewhere.machine.close();
   });
 
-  it('runs from a page the guest rescinded after setting its VMSA bit: Validated is not one of the Table 15-41 checks', () => {
+  it('runs from a page the guest rescinded after setting its VMSA bit: Validated is not one of the VMRUN page checks', () => {
     const p = platformWithVmsa(vmsaBytes(), { validated: false });
     expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
   });

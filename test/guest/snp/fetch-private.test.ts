@@ -1,6 +1,6 @@
 // Instruction fetches are private whatever the guest's C-bit says (APM Vol. 2 §15.34.5: fetches
-// and guest page-table walks "are always treated as private, regardless of the C-bit"; Table
-// 15-39 gives them the private checks with C-bit "-"), so a hypervisor cannot have an SNP guest
+// and guest page-table walks "are always treated as private, regardless of the C-bit"; §15.36.10
+// gives them the private checks with C-bit "-"), so a hypervisor cannot have an SNP guest
 // run code from a page the hypervisor owns by the guest mapping it C=0.
 import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';

@@ -1,4 +1,4 @@
-// PVALIDATE rows of tdx-snp-architecture.md B2 / APM Table 15-40, through real PVALIDATE
+// PVALIDATE rows of tdx-snp-architecture.md B2 / APM Vol. 2 §15.36.11, through real PVALIDATE
 // instructions in small guests.
 import { describe, expect, it } from 'vitest';
 import { RFLAGS } from '../../../src/cpu/registers.js';
@@ -31,7 +31,7 @@ function setup(g: ReturnType<typeof snpGuest>, s: Setup, at = T): void {
   if (s === 'guest-4k-npt-2m') for (let i = 0n; i < 512n; i++) p.rmpUpdate(at + i * 0x1000n, { assigned: true, pageSize: '4k', gpa: at + i * 0x1000n, asid });
   if (s === 'guest-2m' || s === 'guest-2m-validated' || s === 'guest-2m-npt-4k') p.rmpUpdate(at, { assigned: true, pageSize: '2m', gpa: at, asid });
   // The nested mapping: 2 MiB over a 2 MiB private page, as KVM maps it; the -npt- setups are
-  // the mismatches of APM Table 15-40.
+  // the mismatches of APM Vol. 2 §15.36.11.
   if (s === 'guest-2m' || s === 'guest-2m-validated' || s === 'guest-4k-npt-2m') p.setNptPageSize(at, '2m');
   if (s === 'guest-4k-wrong-gpa') p.rmpUpdate(at, { assigned: true, pageSize: '4k', gpa: at + 0x1000n, asid });
   if (s === 'guest-4k-validated') p.rmp.setValidated(at, true);
@@ -140,7 +140,7 @@ describe('PVALIDATE result codes and flags', () => {
     expect(g.platform.rmp.lookup(T + 0x2000n).validated).toBe(true);
   });
 
-  // Issue 9 row 13: PVALIDATE's own walk is checked like a load's (Table 15-39).
+  // Issue 9 row 13: PVALIDATE's own walk is checked like a load's (§15.36.10).
   describe('PVALIDATE whose page walk goes through a page-table page that is not validated', () => {
     const VA = 0x40000000n;
     // enablePaging allocates PML4, PDPT, PD(0), PT(0) and then the PD of VA: PT_BASE + 0x4000.
@@ -183,7 +183,7 @@ describe('PVALIDATE result codes and flags', () => {
   });
 });
 
-describe('guest accesses (Table 15-39)', () => {
+describe('guest accesses (RMP Memory Access Checks)', () => {
   it('an access to a guest-owned page with Validated=0 raises #VC 0x404 with CR2', () => {
     const g = snpGuest(`
       mov rax, 0x${(T + 0x10n).toString(16)}

@@ -1,7 +1,7 @@
 // Two vCPUs of one SNP guest and the RMP: an RMPUPDATE the hypervisor does while handling one
 // vCPU's exit is what the other vCPU's next access is checked against, with no stale translation.
 // Hardware: every guest access is RMP-checked against the entry of the system-physical page (APM
-// Vol. 2 §15.36.10 "RMP Checks", Table 15-39). The check is made at the table walk and its result
+// Vol. 2 §15.36.10 "RMP and VMPL Access Checks"). The check is made at the table walk and its result
 // is cached with the translation, so the hypervisor must invalidate the TLB entries of a page it
 // RMPUPDATEs before the change binds running vCPUs (KVM zaps the nested mapping of every
 // conversion: kvm_vm_set_mem_attributes -> kvm_unmap_gfn_range). In this model the vCPUs take

@@ -1,7 +1,7 @@
 // A VMPL's execute permissions on its own pages (AMD APM Vol. 2 §15.36.7: Execute-User allows
 // execution at CPL 3, Execute-Supervisor at CPL 0-2; virtee/sev VmplPerms says the same of the
 // SNP_LAUNCH_UPDATE masks): a fetch the running VMPL may not make is a #VMEXIT(NPF) with the VMPL
-// bit (Table 15-39's last private check), even where it may read the page.
+// bit (the last private check of §15.36.10), even where it may read the page.
 import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import type { LaunchVmplPerms } from '../../../src/platform/snp/launch.js';

@@ -1,4 +1,4 @@
-// The RMP checks of a guest access (APM Vol. 2 Table 15-39, §15.36.10; tdx-snp-architecture.md B3)
+// The RMP checks of a guest access (APM Vol. 2 §15.36.10 "RMP Memory Access Checks"; tdx-snp-architecture.md B3)
 // on entries the guest-level tests do not build: another guest's page, VMPL permissions below
 // VMPL0, a PSMASHed region under a 2 MiB nested mapping, an immutable 2 MiB page.
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,7 @@ describe('guest access checks', () => {
     expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toEqual({ kind: 'ok' });
   });
 
-  it('VMPL permissions: a fetch needs execute-supervisor, a write needs write (Table 15-37/15-39); failures set the VMPL bit', () => {
+  it('VMPL permissions: a fetch needs execute-supervisor, a write needs write (§15.36.7, §15.36.10); failures set the VMPL bit', () => {
     const rmp = new Rmp(MEMORY);
     const vmpl1: GuestContext = { asid: 1, vmpl: 1 };
     rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read | VMPL_PERM.execUser, 0, 0] }));
@@ -47,7 +47,7 @@ describe('guest access checks', () => {
     expect(checkAccess(rmp, privateAccess('fetch'), vmpl1)).toEqual({ kind: 'ok' });
   });
 
-  // APM Vol. 2 §15.36.7, Table 15-36 (VMPL Permission Mask Definition): bit 2 Execute-User, "0:
+  // APM Vol. 2 §15.36.7 "VMPL Permission Mask Definition": bit 2 Execute-User, "0:
   // execution at CPL 3 causes #VMEXIT(NPF)"; bit 3 Execute-Supervisor, the same for CPL < 3.
   it.each([
     ['ExeU only', VMPL_PERM.read | VMPL_PERM.execUser, [false, false, false, true]],

@@ -1,9 +1,10 @@
 // SEV-SNP rules pinned against their primary sources, one test per rule, the expected values
 // taken from the source the test names (not from our code):
 // - APM Vol. 2 §15.36 (read through the faithful Chinese translation in the code corpus, "APM-SEV"):
-//   Table 15-34 RMP entry fields, Table 15-35 owners, §15.36.6 validation, §15.36.7 VMPL masks,
-//   Table 15-39 access checks in priority order, §15.36.10 error bits, §15.36.11 PSMASH,
-//   Table 15-40 size mismatch, Table 15-41 VMRUN page checks;
+//   §15.36.3 RMP entry fields, §15.36.5 owners, §15.36.6 validation, §15.36.7 VMPL masks,
+//   §15.36.10 access checks in priority order and error bits, §15.36.11 PSMASH and size
+//   mismatch, §15.36.12 VMRUN page checks (cited by section and table title: the translation's
+//   table numbers mix APM revisions, see README "The SEV-SNP model");
 // - the return codes of each instruction as Microsoft's intrinsics document them (learn.microsoft.com
 //   __pvalidate, __rmpadjust, __rmpupdate, __psmash: each names the APM instruction it wraps);
 // - the formal model microsoft/verismo (source/verismo/src/arch/rmp/access_s.rs, mem/db_p.rs
@@ -35,7 +36,7 @@ function access(access: AccessRequest['access'], more: Partial<AccessRequest> = 
   return { gpa: T, space: 'private', access, pageWalk: false, nptSize: '4k', ...more };
 }
 
-describe('guest accesses (APM Vol. 2 §15.36.10, Table 15-39)', () => {
+describe('guest accesses (APM Vol. 2 §15.36.10 "RMP Memory Access Checks")', () => {
   it('a private access to a page whose Validated is 0: #VC with error code PAGE_NOT_VALIDATED (0x404)', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put4k(T, guestEntry({ validated: false }));
@@ -75,7 +76,7 @@ describe('guest accesses (APM Vol. 2 §15.36.10, Table 15-39)', () => {
   });
 });
 
-describe('VMPL permission masks (APM Vol. 2 §15.36.7, Table 15-36)', () => {
+describe('VMPL permission masks (APM Vol. 2 §15.36.7 "VMPL Permission Mask Definition")', () => {
   it('Write without Read is illegal: any data access to such a page is #VMEXIT(NPF), the write too', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put4k(T, guestEntry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.write, 0, 0] }));
@@ -103,7 +104,7 @@ function insnRequest(gva: bigint, size: RmpPageSize, more: Partial<RmpInsnReques
   return { gva, size, cpl: 0, translation: mappedTo(gva), nptSizeAt: () => '4k', ...more };
 }
 
-describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => {
+describe('PVALIDATE (APM Vol. 2 §15.36.6, §15.36.11; MS __pvalidate)', () => {
   it('return codes: 0 success, 1 an input parameter is invalid, 6 the guest page and RMP entry page sizes do not match', () => {
     expect(PVALIDATE_RC).toEqual({ SUCCESS: 0, FAIL_INPUT: 1, FAIL_SIZEMISMATCH: 6 });
   });
@@ -115,7 +116,7 @@ describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => 
     expect(decodePvalidateRegs(rax, 0n, 1n, 16).gva).toBe(0x5000n);
   });
 
-  it('sets Validated and nothing else (Table 15-34: PVALIDATE writes only the Validated flag); again: rc 0 with "validated bit not changed" (CF=1)', () => {
+  it('sets Validated and nothing else (§15.36.3: PVALIDATE writes only the Validated flag); again: rc 0 with "validated bit not changed" (CF=1)', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put4k(T, guestEntry({ validated: false, vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.read, 0, 0] }));
     const before = rmp.lookup(T);
@@ -125,7 +126,7 @@ describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => 
     expect(pvalidateFlags(0n, 0, true) & RFLAGS.CF).toBe(RFLAGS.CF);
   });
 
-  it('Table 15-40: a 4K request on a 2MB RMP entry is #VMEXIT(NPF) with SIZEM (bit 35); a 2MB request on 4KB entries is FAIL_SIZEMISMATCH', () => {
+  it('§15.36.11 size mismatch: a 4K request on a 2MB RMP entry is #VMEXIT(NPF) with SIZEM (bit 35); a 2MB request on 4KB entries is FAIL_SIZEMISMATCH', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put2m(T, guestEntry({ pageSize: '2m', validated: false }));
     const npf = pvalidate(rmp, VMPL0, { ...insnRequest(T + 0x3000n, '4k', { nptSizeAt: () => '2m' }), validate: true });
@@ -148,7 +149,7 @@ describe('PVALIDATE (APM Vol. 2 §15.36.6, Table 15-40; MS __pvalidate)', () => 
     expect(big.lookup(T + 0x1ff000n).validated).toBe(true);
   });
 
-  it('a page the guest does not own (hypervisor-owned, or after the hypervisor reassigned it): NPF, Validated untouched (Table 15-39 checks)', () => {
+  it('a page the guest does not own (hypervisor-owned, or after the hypervisor reassigned it): NPF, Validated untouched (RMP Memory Access Checks)', () => {
     const rmp = new Rmp(MEMORY);
     expect(pvalidate(rmp, VMPL0, { ...insnRequest(T, '4k'), validate: true })).toMatchObject({ kind: 'npf', reason: 'guest-owned' });
     rmp.put4k(T, guestEntry({ asid: ASID + 1, validated: false }));
@@ -192,7 +193,7 @@ describe('RMPADJUST (APM Vol. 2 §15.36.7; MS __rmpadjust; verismo op_rmpadjust 
     expect(rmp.lookup(T).vmsa).toBe(true);
   });
 
-  it('Table 15-40 applies to RMPADJUST too: 4K on a 2MB entry is NPF with SIZEM, 2MB on 4KB entries FAIL_SIZEMISMATCH; an unvalidated page is #VC 0x404', () => {
+  it('§15.36.11 size mismatch applies to RMPADJUST too: 4K on a 2MB entry is NPF with SIZEM, 2MB on 4KB entries FAIL_SIZEMISMATCH; an unvalidated page is #VC 0x404', () => {
     const big = new Rmp(MEMORY);
     big.put2m(T, guestEntry({ pageSize: '2m' }));
     const npf = rmpadjust(big, VMPL0, { ...insnRequest(T, '4k', { nptSizeAt: () => '2m' }), ...regs(1, VMPL_PERM.read) });

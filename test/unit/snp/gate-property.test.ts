@@ -1,8 +1,8 @@
 // Property: whatever the host does to the RMP and its nested page table (RMPUPDATE, PSMASH, NPT
 // page sizes; alone or inside a gate batch) and whatever the guest validates or adjusts (PVALIDATE,
 // RMPADJUST), the page gate the native TLB-fill hook enforces never allows more than the APM's
-// access checks allow for that page (SnpPlatform.gateFor: access-check.ts, Table 15-39 in priority
-// order), in either space, nor private fetches at a CPL the VMPL may not execute at. The gate is a cache: it starts closed and a region opens on its first
+// access checks allow for that page (SnpPlatform.gateFor: access-check.ts, the RMP Memory Access
+// Checks in priority order), in either space, nor private fetches at a CPL the VMPL may not execute at. The gate is a cache: it starts closed and a region opens on its first
 // guest access (a gate fault re-derives it), so it may be closed where the RMP allows more; where
 // it is open, it is exactly what the checks say (a shared read of an assigned page sees ciphertext,
 // never plaintext). The platform derives the gate incrementally (one page, one 2 MiB region,

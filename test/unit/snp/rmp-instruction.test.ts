@@ -1,7 +1,8 @@
 // PVALIDATE and RMPADJUST as functions of the RMP, the guest context and the instruction's
 // registers, without a guest: the checks and results of tdx-snp-architecture.md B2 (APM Vol. 2
-// §15.36, Tables 15-39/15-40) that the guest-level tests (test/guest/snp) cannot tell apart
-// because their guests map every GVA to the same GPA, run at CPL0, and set only bit 0 of RCX/RDX.
+// §15.36.10 "RMP Memory Access Checks", §15.36.11 "Page Size Mismatch Combinations") that the
+// guest-level tests (test/guest/snp) cannot tell apart because their guests map every GVA to the
+// same GPA, run at CPL0, and set only bit 0 of RCX/RDX.
 import { describe, expect, it } from 'vitest';
 import { RFLAGS } from '../../../src/cpu/registers.js';
 import type { NativeTranslation } from '../../../src/native/binding.js';
@@ -90,7 +91,7 @@ describe('PVALIDATE', () => {
       .toMatchObject({ kind: 'fault', vector: 14, errorCode: BigInt(notPresentWrite), cr2: 0x7000000000n });
   });
 
-  it('a GPA the RMP does not cover: NPF from the RMP-Covered check, with the RMP bit (Table 15-39)', () => {
+  it('a GPA the RMP does not cover: NPF from the RMP-Covered check, with the RMP bit (RMP Memory Access Checks)', () => {
     const rmp = rmpWithGuestPages();
     const out = pvalidate(rmp, VMPL0, pvalidateRequest(MEMORY + 0x1000n, '4k', true));
     expect(out).toMatchObject({ kind: 'npf', gpa: MEMORY + 0x1000n, reason: 'rmp-covered' });

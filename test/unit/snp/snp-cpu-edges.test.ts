@@ -75,7 +75,7 @@ describe('a guest access outside its RAM', () => {
 
 describe('RMPADJUST of a 2 MiB page', () => {
   // A 2 MiB RMPADJUST adjusts the one 2 MiB RMP entry, so every 4 KiB page of the region gets the
-  // new VMPL permissions (APM Vol. 2 §15.36.7; Table 15-40: the request size must match the RMP
+  // new VMPL permissions (APM Vol. 2 §15.36.7; §15.36.11: the request size must match the RMP
   // entry and the nested page size). EAX = 0 on success.
   it('on a validated 2 MiB entry under a 2 MiB nested mapping: EAX 0, the whole region gets VMPL1\'s permissions', () => {
     const p = platform();
@@ -194,7 +194,7 @@ describe('a launch range the fast path must not take', () => {
     p.machine.close();
   });
 
-  // SNP_LAUNCH_UPDATE's VMPL permission masks are 5-bit masks (APM Table 15-37 b0..b4): a value
+  // SNP_LAUNCH_UPDATE's VMPL permission masks are 5-bit masks (APM Vol. 2 §15.36.7 b0..b4): a value
   // that is not one is bad input, however the range is launched.
   it('with a VMPL permission that is not an integer mask: FAIL_INPUT at the LAUNCH_UPDATE, nothing validated', () => {
     const p = platform();

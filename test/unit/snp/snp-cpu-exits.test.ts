@@ -114,9 +114,10 @@ describe('guest identity and launch', () => {
 });
 
 describe('VMPL0 permissions', () => {
-  // Read, write, execute-user, execute-supervisor and supervisor shadow stack (APM Table 15-37
-  // RMPADJUST mask b0..b4): VMPL0's full set on a page newly assigned to the guest (verismo
-  // rmp_perm_init; B3 "VMPL0 full perms, others none"). PVALIDATE changes only Validated.
+  // Read, write, execute-user, execute-supervisor and supervisor shadow stack (APM Vol. 2
+  // §15.36.7 "VMPL Permission Mask Definition", b0..b4): VMPL0's full set on a page newly
+  // assigned to the guest (verismo rmp_perm_init; B3 "VMPL0 full perms, others none").
+  // PVALIDATE changes only Validated.
   const FULL = 0x1f;
 
   it('are all five bits after RMPUPDATE, after SNP_LAUNCH_UPDATE and after PVALIDATE', () => {
