@@ -119,7 +119,7 @@ export type HostAction =
   /**
    * SNP: take a validated page's validation away behind the guest's back: PSMASH its 2M entry if
    * it has one, then RMPUPDATE it assigned to the guest again (which clears Validated, APM
-   * §15.36.9). The guest's next access takes #VC 0x404 (page not validated).
+   * §15.36.6). The guest's next access takes #VC 0x404 (page not validated).
    */
   | { kind: 'snp.unvalidate'; spa: bigint }
   | { kind: 'snp.npt-page-size'; gpa: bigint; size: '4k' | '2m' }
