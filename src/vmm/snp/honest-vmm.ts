@@ -1,7 +1,7 @@
 // The honest SNP VMM: answers Page State Change with RMPUPDATE, PSMASHes on a size-mismatch
 // NPF, prints console output from GHCB IOIO, records termination requests as the outcome.
 // Its behaviour follows KVM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol,
-// snp_handle_page_state_change / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
+// snp_begin_psc_msr / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
 import { flatGuestRam, inGuestRam, userspaceConversionOutsideRam, type GuestRamRange } from '../guest-ram.js';
 import { COM1_DATA_PORT, Console, uartRead } from '../console.js';
