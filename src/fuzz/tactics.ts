@@ -331,8 +331,3 @@ export function pickTactic(
   return material ? { ...material, name: tactic.name } : undefined;
 }
 
-/** Tactic names per platform (for the README and tests). */
-export function tacticNames(platform: AttackPlatform): string[] {
-  return TACTICS.filter((t) => t.platforms.includes(platform)).map((t) => t.name);
-}
-
