@@ -165,6 +165,8 @@ describe('exit tactics', () => {
       if (profile.gpas.some((g) => d.action.kind === 'tdx.replay-zeroed' && d.action.gpa >= g && d.action.gpa < g + 0x8000n)) nearWorked++;
     }
     expect(nearWorked).toBeGreaterThan(SEEDS.length / 2);
+    // Both sizes of replay happen: a 4K page (level 0) and a whole 2M page (level 1).
+    expect(new Set(builds('BLOCK+TRACK+REMOVE+AUG an accepted page (a zeroed replay)').map((m) => (exits(m)[0]!.action as { level: number }).level))).toEqual(new Set([0, 1]));
     // With no exits or GPAs in the parent: exit 0, any page of RAM.
     const m = tactic('BLOCK+TRACK+REMOVE+AUG an accepted page (a zeroed replay)').build(new Prng(3n), bare)!;
     expect(exits(m)[0]!.exitIndex).toBe(0);
@@ -175,6 +177,13 @@ describe('exit tactics', () => {
       const a = exits(m)[0]!.action;
       expect(a.kind === 'tdx.post-interrupt' && a.vector >= 32 && a.vector <= 255 && a.afterChunks >= 1 && a.afterChunks <= 511).toBe(true);
     }
+    // Over many draws, every point of the ranges is used, their ends included: never before the
+    // first chunk or after the last (that would not be the middle of the ACCEPT), nor an exception vector.
+    const rng = new Prng(9n);
+    const drawn = Array.from({ length: 6000 }, () => exits(tactic('interrupt in the middle of a 2M ACCEPT').build(rng, profile)!)[0]!.action as { vector: number; afterChunks: number });
+    const chunks = drawn.map((a) => a.afterChunks), vectors = drawn.map((a) => a.vector);
+    expect([Math.min(...chunks), Math.max(...chunks)]).toEqual([1, 511]);
+    expect([Math.min(...vectors), Math.max(...vectors)]).toEqual([32, 255]);
   });
 
   it('SNP: un-validate a worked page; #VC 0x404 with no cause; capture a page and restore it at a later exit', () => {
@@ -204,19 +213,24 @@ describe('launch tactics', () => {
   const launchOf = (m: TacticMaterial): LaunchAction => { expect(m.decisions).toEqual([]); expect(m.launch).toHaveLength(1); return m.launch![0]!; };
 
   it('add or launch an extra page, hold a SEPT lock, re-assign a page: one launch action at a page of RAM', () => {
-    const fills = new Set<string>();
     for (const name of ['PAGE.ADD an extra page before launch', 'launch an extra validated page']) {
+      // Each tactic adds zeroed pages and pages of other bytes (a zero page measures like an unused one).
+      const fills = new Set<string>();
       for (const m of builds(name)) {
         const a = launchOf(m) as LaunchAction & { gpa: bigint; fill: number };
         expect(pageAligned(a.gpa) && a.gpa < RAM && a.fill >= 0 && a.fill <= 255).toBe(true);
         fills.add(a.fill === 0 ? 'zero' : 'other');
       }
+      expect(fills, name).toEqual(new Set(['zero', 'other']));
     }
-    expect(fills).toEqual(new Set(['zero', 'other']));
+    const lockLevels = new Set<number>();
     for (const m of builds('a host SEAMCALL holds a SEPT entry lock')) {
       const a = launchOf(m);
       expect(a.kind === 'tdx.lock-entry' && pageAligned(a.gpa) && a.gpa < RAM && (a.level === 0 || a.level === 1)).toBe(true);
+      if (a.kind === 'tdx.lock-entry') lockLevels.add(a.level);
     }
+    // The lock is held on a 4K leaf entry and on a 2M one.
+    expect(lockLevels).toEqual(new Set([0, 1]));
     for (const m of builds('a page re-assigned before launch')) {
       const a = launchOf(m);
       expect(a.kind === 'snp.rmpupdate' && a.assigned && a.pageSize === '4k' && a.gpa === a.spa && pageAligned(a.spa)).toBe(true);

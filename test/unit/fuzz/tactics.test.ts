@@ -30,6 +30,18 @@ describe('the launch tactic deck', () => {
     }
   });
 
+  it('draws only from the pool it is given, even when its round began with another pool', () => {
+    const deck = new LaunchTacticDeck();
+    const rng = new Prng(7n);
+    // Half a round from TDX's launch tactics: the deck still holds TDX tactics it has not drawn.
+    for (let i = 0; i < 2; i++) deck.draw(rng, pool);
+    const snpPool = TACTICS.filter((t) => t.launch && t.platforms.includes('snp'));
+    for (let i = 0; i < 40; i++) expect(snpPool).toContain(deck.draw(rng, snpPool));
+    // A pool of one surface only: the other surfaces left in the round are passed over.
+    const mapOnly = pool.filter((t) => t.launch === "the memory map's shape");
+    for (let i = 0; i < 10; i++) expect(mapOnly).toContain(deck.draw(rng, mapOnly));
+  });
+
   it('is a function of the seed', () => {
     expect(draws(3n, 40)).toEqual(draws(3n, 40));
     expect(draws(3n, 40)).not.toEqual(draws(4n, 40));
