@@ -250,12 +250,15 @@ export class Rmp implements Snapshottable<RmpTable> {
   }
 
   // Raw writers: only the platform's instruction implementations call these, after the
-  // legality table said yes.
+  // legality table said yes. Each refuses, before it changes anything, a write that would make
+  // the table contradict itself; the platform never asks for one (each throw says why), so a
+  // throw here is a bug in a caller.
 
   put4k(spa: bigint, entry: RmpEntry): void {
     const key = regionKey(spa);
     const index = indexInRegion(spa);
     let region = this.#regions.get(key);
+    // RMPUPDATE 4K and SNP_LAUNCH_UPDATE in a 2 MiB entry are refused first (FAIL_OVERLAP, INVALID_PAGE_SIZE).
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
     if (!entry.assigned && !entry.validated && !entry.immutable) {
       // Back to the reset state: forget it (sparseness). A page already there changes nothing.
@@ -297,6 +300,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   split(spa: bigint): void {
     const key = regionKey(spa);
     const region = this.#regions.get(key);
+    // PSMASH of anything but a 2 MiB entry is FAIL_BADADDR in the legality table.
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
     const entries = new Array<RmpEntry>(PAGES_PER_2M);
@@ -313,23 +317,21 @@ export class Rmp implements Snapshottable<RmpTable> {
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
   setValidated(spa: bigint, validated: boolean): void {
     const region = this.#regions.get(regionKey(spa));
-    if (!region) throw new Error('setValidated on a hypervisor-owned page');
-    this.#willChange(regionKey(spa));
     const index = indexInRegion(spa);
+    // PVALIDATE gets here only past its guest-owned check: the page is assigned, so stored.
+    if (!region || (region.kind === 'small' && !region.entries[index])) throw new Error('setValidated on a hypervisor-owned page');
+    this.#willChange(regionKey(spa));
     region.version = versionAfter(region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index);
-    if (region.kind === 'large') {
-      region.entry = { ...region.entry, validated };
-      return;
-    }
-    const e = region.entries[index];
-    if (!e) throw new Error('setValidated on a hypervisor-owned page');
-    region.entries[index] = { ...e, validated };
+    if (region.kind === 'large') region.entry = { ...region.entry, validated };
+    else region.entries[index] = { ...region.entries[index]!, validated };
   }
 
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
     const region = this.#regions.get(regionKey(spa));
-    if (!region) throw new Error('adjustPermissions on a hypervisor-owned page');
+    const index = indexInRegion(spa);
+    // RMPADJUST gets here only past its guest-owned check: the page is assigned, so stored.
+    if (!region || (region.kind === 'small' && !region.entries[index])) throw new Error('adjustPermissions on a hypervisor-owned page');
     this.#willChange(regionKey(spa));
     const adjust = (e: RmpEntry): RmpEntry => {
       const vmplPerms = [...e.vmplPerms] as [number, number, number, number];
@@ -337,14 +339,8 @@ export class Rmp implements Snapshottable<RmpTable> {
       return { ...e, vmplPerms, vmsa };
     };
     region.version = this.#newVersion();
-    if (region.kind === 'large') {
-      region.entry = adjust(region.entry);
-      return;
-    }
-    const index = indexInRegion(spa);
-    const e = region.entries[index];
-    if (!e) throw new Error('adjustPermissions on a hypervisor-owned page');
-    region.entries[index] = adjust(e);
+    if (region.kind === 'large') region.entry = adjust(region.entry);
+    else region.entries[index] = adjust(region.entries[index]!);
   }
 
   /** Stored 2 MiB regions (the memory-proportionality measure). */
