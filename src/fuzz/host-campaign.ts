@@ -18,6 +18,7 @@ import { hostFuzzInput, platformOf } from './host-inputs.js';
 import type { FindingKind, WorkerFinding, WorkerReply, WorkerRequest } from './host-worker.js';
 import type { PlatformKind } from '../platform/platform.js';
 import { ddmin } from './shrink.js';
+import { counted } from '../shared/counted.js';
 
 // Children run the compiled worker (from src/ under vitest as from dist/), like bin/minivisor.js.
 const WORKER = join(PACKAGE_ROOT, 'dist', 'fuzz', 'host-worker.js');
@@ -179,7 +180,7 @@ export async function runHostFuzz(options: HostFuzzOptions): Promise<HostFuzzRep
       }
       done += count;
       if (done % (batchSize * 10) === 0 || done === options.executions) {
-        log(`host fuzz: ${done}/${options.executions} executions, ${raw.length} findings, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+        log(`host fuzz: ${done}/${options.executions} executions, ${counted(raw.length, 'finding')}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
       }
     }
     child.kill();
