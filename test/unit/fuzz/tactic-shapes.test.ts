@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AttackProgram, Decision, LaunchAction } from '../../../src/fuzz/attack-program.js';
 import type { ExecutionProfile } from '../../../src/fuzz/mutate.js';
+import { MAP_LIES } from '../../../src/fuzz/memory-map-lies.js';
 import { LaunchTacticDeck, pickTactic, TACTICS, type Tactic, type TacticMaterial } from '../../../src/fuzz/tactics.js';
 import { Prng } from '../../../src/shared/prng.js';
 
@@ -155,6 +156,7 @@ describe('the GHCB registration tactic', () => {
 describe('exit tactics', () => {
   it('a zeroed replay: at an exit the parent made, of a page-aligned GPA it worked on (mostly) at 4K or 2M', () => {
     let nearWorked = 0;
+    const offsets = new Set<bigint>();
     for (const m of builds('BLOCK+TRACK+REMOVE+AUG an accepted page (a zeroed replay)')) {
       const d = exits(m)[0]!;
       expect(d.exitIndex).toBeLessThan(profile.vmmExits);
@@ -162,9 +164,16 @@ describe('exit tactics', () => {
       if (d.action.kind !== 'tdx.replay-zeroed') continue;
       expect(pageAligned(d.action.gpa) && d.action.gpa < RAM).toBe(true);
       expect([0, 1]).toContain(d.action.level);
-      if (profile.gpas.some((g) => d.action.kind === 'tdx.replay-zeroed' && d.action.gpa >= g && d.action.gpa < g + 0x8000n)) nearWorked++;
+      const worked = profile.gpas.find((g) => d.action.kind === 'tdx.replay-zeroed' && d.action.gpa >= g && d.action.gpa < g + 0x8000n);
+      if (worked !== undefined) {
+        nearWorked++;
+        offsets.add(d.action.gpa - worked);
+      }
     }
     expect(nearWorked).toBeGreaterThan(SEEDS.length / 2);
+    // The page the guest worked on and the pages after it (it accepts and converts runs of pages).
+    expect(offsets.has(0n)).toBe(true);
+    expect([...offsets].some((o) => o >= 0x1000n)).toBe(true);
     // Both sizes of replay happen: a 4K page (level 0) and a whole 2M page (level 1).
     expect(new Set(builds('BLOCK+TRACK+REMOVE+AUG an accepted page (a zeroed replay)').map((m) => (exits(m)[0]!.action as { level: number }).level))).toEqual(new Set([0, 1]));
     // With no exits or GPAs in the parent: exit 0, any page of RAM.
@@ -201,11 +210,15 @@ describe('exit tactics', () => {
       expect(capture!.action.kind).toBe('snp.capture');
       expect(restore!.action.kind).toBe('snp.restore');
       expect(restore!.exitIndex).toBeGreaterThan(capture!.exitIndex);
+      // At an exit the parent made, or the one after its last.
+      expect(restore!.exitIndex).toBeLessThanOrEqual(profile.vmmExits);
       const c = capture!.action as Extract<Decision, { at: 'exit' }>['action'] & { spa: bigint; slot: number };
       const r = restore!.action as typeof c;
       expect([r.spa, r.slot]).toEqual([c.spa, c.slot]);
       expect(pageAligned(c.spa)).toBe(true);
     }
+    // The old ciphertext comes back later under the guest, not always at the very next exit.
+    expect(builds("replay a page's old ciphertext").some((m) => exits(m)[1]!.exitIndex - exits(m)[0]!.exitIndex > 1)).toBe(true);
   });
 });
 
@@ -252,12 +265,32 @@ describe('launch tactics', () => {
     expect(inParent).toBeLessThan(SEEDS.length);
     // Without a parent map, the honest one (4 entries at a 64 MiB pre-accept).
     expect(t.build(new Prng(1n), profile)!.memoryDescription!.ranges).toHaveLength(4);
+    // The honest map splits accepted RAM from unaccepted memory where the parent's target pre-accepted up to (64 MiB without one).
+    const boundaries = (p: ExecutionProfile) => SEEDS.map((s) => t.build(new Prng(s), p)!.memoryDescription!.ranges!.map((r) => r.addr));
+    expect(boundaries({ ...profile, preAccept: 32n << 20n }).every((addrs) => addrs.includes(32n << 20n))).toBe(true);
+    expect(boundaries({ ...profile, preAccept: undefined }).every((addrs) => addrs.includes(64n << 20n))).toBe(true);
     // A lie the parent's map gives no place to (one entry cannot be out of order): no tactic, when told in it.
     const outOfOrder = SEEDS.map((s) => tactic('describe memory with memory ranges out of order').build(new Prng(s), profile, { ranges: parentRanges.slice(0, 1) }));
     expect(outOfOrder.some((m) => m === undefined)).toBe(true);
     expect(outOfOrder.some((m) => m !== undefined)).toBe(true);
   });
 });
+
+/** The tactics that are one platform's own (its hypercalls, SEAMCALLs or RMP instructions); memory-map lies are both's. */
+const ONLY_ON = {
+  tdx: [
+    'MapGPA RETRY at the same address, forever', 'MapGPA fails, nothing converted', 'MapGPA converts, then reports failure',
+    'MapGPA flips only the shared EPT and keeps the private pages', 'BLOCK+TRACK+REMOVE+AUG an accepted page (a zeroed replay)',
+    'back every 2M accept with 4K pages', 'interrupt in the middle of a 2M ACCEPT', 'PAGE.ADD an extra page before launch',
+    'a host SEAMCALL holds a SEPT entry lock',
+  ],
+  snp: [
+    'PSC fails, nothing converted', 'PSC converts, then reports failure', 'PSC does only part of the entries', 'PSC answered with no progress, forever',
+    'GHCB registration refused, or answered with another GFN',
+    'PSMASH + RMPUPDATE a validated page (un-validate it)', 'inject #VC 0x404 with no cause', "replay a page's old ciphertext",
+    'back 2M with 4K RMP entries (PSMASH on every NPF)', 'launch an extra validated page', 'a page re-assigned before launch',
+  ],
+};
 
 describe('pickTactic', () => {
   const pick = (platform: AttackProgram['platform'], options = {}) => SEEDS.flatMap((s) => {
@@ -273,6 +306,27 @@ describe('pickTactic', () => {
       expect(picked.every((t) => names.has(t.name))).toBe(true);
       expect(picked.some((t) => launchNames.has(t.name))).toBe(true);
       expect(pick(platform, { launch: false }).some((t) => launchNames.has(t.name))).toBe(false);
+    }
+  });
+
+  it('picks every tactic of the platform, and a launch tactic one time in two when they are allowed', () => {
+    for (const platform of ['tdx', 'snp'] as const) {
+      const rng = new Prng(11n);
+      const picked = Array.from({ length: 3000 }, () => pickTactic(rng, platform, profile)).filter((t) => t !== undefined);
+      expect(new Set(picked.map((t) => t.name))).toEqual(new Set([...ONLY_ON[platform], ...MAP_LIES.map((lie) => `describe memory with ${lie.name}`)]));
+      const launchShare = picked.filter((t) => launchNames.has(t.name)).length / picked.length;
+      expect(launchShare).toBeGreaterThan(0.4);
+      expect(launchShare).toBeLessThan(0.6);
+    }
+  });
+
+  it('tells memory-map lies about acceptance and lies about the map\'s shape as two launch surfaces', () => {
+    const surface = (lie: string) => tactic(`describe memory with ${lie}`).launch;
+    for (const lie of ['unaccepted memory reaching into the accepted RAM beside it', 'part of unaccepted memory described again as accepted RAM']) {
+      expect(surface(lie)).toBe('what the memory map says is accepted');
+    }
+    for (const lie of ['memory ranges out of order', 'a memory range beyond the end of RAM', 'a memory range of a type no guest knows']) {
+      expect(surface(lie)).toBe("the memory map's shape");
     }
   });
 

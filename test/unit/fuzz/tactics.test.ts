@@ -42,6 +42,16 @@ describe('the launch tactic deck', () => {
     for (let i = 0; i < 10; i++) expect(mapOnly).toContain(deck.draw(rng, mapOnly));
   });
 
+  it('draws from a pool as the caller has since changed it', () => {
+    const deck = new LaunchTacticDeck();
+    const rng = new Prng(2n);
+    const mine = pool.filter((t) => t.launch === 'launched pages');
+    deck.draw(rng, mine);
+    mine.push(...pool.filter((t) => t.launch === "the memory map's shape"));
+    const surfaces = new Set(Array.from({ length: 30 }, () => deck.draw(rng, mine).launch));
+    expect(surfaces).toEqual(new Set(['launched pages', "the memory map's shape"]));
+  });
+
   it('is a function of the seed', () => {
     expect(draws(3n, 40)).toEqual(draws(3n, 40));
     expect(draws(3n, 40)).not.toEqual(draws(4n, 40));
