@@ -2,6 +2,7 @@
 // input stays in the queue only when it reached coverage no earlier one did), when it stops, how
 // it reports and shrinks findings, how the launch budget picks parents, and that a seed and a run
 // count fix the whole sequence of programs.
+import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { attackProgramToJson, launchKey, type AttackProgram, type Decision } from '../../../src/fuzz/attack-program.js';
 import { findingSignature, HonestRunOverBudgetError, programHash, runCampaign, type CampaignFinding } from '../../../src/fuzz/campaign.js';
@@ -32,11 +33,10 @@ interface Script {
 }
 
 class ScriptedExecutor implements Executor {
-  readonly target = TARGET;
   readonly executed: AttackProgram[] = [];
   readonly launched: boolean[] = [];
   startsFromSnapshot?: (p: AttackProgram) => boolean;
-  constructor(private readonly script: Script = {}) {
+  constructor(private readonly script: Script = {}, readonly target: FuzzTarget = TARGET) {
     if (script.snapshot) this.startsFromSnapshot = script.snapshot;
   }
   execute(program: AttackProgram): Execution {
@@ -131,6 +131,10 @@ describe('campaign loop', () => {
     const executor = new ScriptedExecutor({ budget: (p) => p.decisions.length === 0 });
     await expect(runCampaign({ executor, seed: 1n, runs: 10 })).rejects.toThrow(HonestRunOverBudgetError);
     await expect(runCampaign({ executor, seed: 1n, runs: 10 })).rejects.toThrow(/5000000 instructions/);
+    // It says how far the guest got and what to change.
+    await expect(runCampaign({ executor, seed: 1n, runs: 10 })).rejects.toMatchObject({
+      name: 'HonestRunOverBudgetError', message: expect.stringMatching(/stopped after 1000 guest instructions.*raise --max-instructions or fuzz a smaller --workload/) as string,
+    });
     // A seed that runs out of budget is just another execution.
     const seed: AttackProgram = { platform: 'tdx', decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: 0, answer: { kind: 'honest' } }] };
     const mutantsOverBudget = new ScriptedExecutor({ budget: (p) => p.decisions.length > 0 });
@@ -186,6 +190,26 @@ describe('campaign loop', () => {
     executor.execute = (p) => { now += 10; return inner(p); };
     const result = await runCampaign({ executor, seed: 1n, timeMs: 95 });
     expect(result.stats.execs).toBe(10);
+    // At the deadline itself the time is up: a 100 ms campaign also runs 10 (at 0, 10, …, 90 ms).
+    now = 1_000;
+    expect((await runCampaign({ executor, seed: 1n, timeMs: 100 })).stats.execs).toBe(10);
+  });
+
+  it('runs nothing when its time is up before the honest program, by a clock that has not moved', async () => {
+    vi.spyOn(performance, 'now').mockImplementation(() => 5_000);
+    const executor = new ScriptedExecutor();
+    const result = await runCampaign({ executor, seed: 1n, timeMs: 0 });
+    expect(executor.executed).toEqual([]);
+    expect(result.stats.execs).toBe(0);
+  });
+
+  it('on a target with several vCPUs, mutants also choose how the VMM schedules them; with one, never', async () => {
+    const multi = new ScriptedExecutor({}, { ...TARGET, vcpus: 2 });
+    await runCampaign({ executor: multi, seed: 3n, runs: 60 });
+    expect(multi.executed.filter((p) => p.schedule !== undefined).length).toBeGreaterThan(30);
+    const single = new ScriptedExecutor({}, { ...TARGET, vcpus: 1 });
+    await runCampaign({ executor: single, seed: 3n, runs: 60 });
+    expect(single.executed.some((p) => p.schedule !== undefined)).toBe(false);
   });
 
   it('splices another corpus entry into some mutants', async () => {
@@ -298,6 +322,8 @@ describe('campaign findings', () => {
     expect(result.findings[0]!.shrinkExecutions).toBe(0);
     expect(result.findings[0]!.program).toEqual(HOSTILE);
     expect(result.stats.execs).toBe(2);
+    // No reduced program was tried: the honest program, the seed, and the finding's final run of the seed as found.
+    expect(json(executor.executed)).toEqual(json([{ platform: 'tdx', decisions: [] }, HOSTILE, HOSTILE]));
   });
 
   it('reports a second finding of the same category and words only once', async () => {
@@ -307,6 +333,27 @@ describe('campaign findings', () => {
     expect(result.findings).toHaveLength(1);
     expect(result.stats.findingsByCategory).toEqual({ 'double-acceptance': 1 });
     expect(result.findings[0]!.shrinkExecutions).toBeLessThanOrEqual(5);
+  });
+
+  it('names a program by the first 12 hex digits of the SHA-256 of its JSON', () => {
+    const hash = programHash(HOSTILE);
+    expect(hash).toMatch(/^[0-9a-f]{12}$/);
+    expect(hash).toBe(createHash('sha256').update(attackProgramToJson(HOSTILE)).digest('hex').slice(0, 12));
+    expect(programHash({ platform: 'tdx', decisions: [NEEDED] })).not.toBe(hash);
+  });
+
+  it('shrinks each finding against its own category, and reports what its own category said', async () => {
+    // Every program with decisions shows a foreign-content finding; only those with NEEDED also a
+    // double acceptance. Shrinking the double acceptance must keep NEEDED, not any decision.
+    const foreign = (i: number): OracleFinding => ({ category: 'foreign-content', severity: 'high', detail: `read 0x${(0x7000 + i).toString(16)}`, gpa: 0x7000n });
+    const executor = new ScriptedExecutor({ findings: (p, i) => (hasNeeded(p) ? [foreign(i), doubleAcceptance(0x5000)] : p.decisions.length > 0 ? [foreign(i)] : []) });
+    const result = await runCampaign({ executor, seed: 1n, runs: 2, seeds: [HOSTILE] });
+    const double = result.findings.find((f) => f.category === 'double-acceptance')!;
+    expect(double.program.decisions).toEqual([NEEDED]);
+    expect(double.detail).toBe(doubleAcceptance(0x5000).detail);
+    const other = result.findings.find((f) => f.category === 'foreign-content')!;
+    expect(other.program.decisions).toHaveLength(1);
+    expect(result.findings).toHaveLength(2);
   });
 
   it('makes addresses and numbers out of a finding signature, not its category', () => {
