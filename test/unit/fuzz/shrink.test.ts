@@ -46,6 +46,18 @@ describe('ddmin', () => {
     expect(full.executions).toBeLessThan(100);
   });
 
+  it('finds one needed item among n in about two binary searches: at most 2·log2(n) + 2 checks', async () => {
+    // ddmin's logarithmic case (Zeller & Hildebrandt §4): after a removal it goes back to a
+    // coarser split (n - 1 parts, at least 2), so the chunks it tries halve round by round.
+    for (const n of [64, 128, 1024]) {
+      for (const needed of [0, 17, n - 1]) {
+        const { items, executions } = await ddmin(range(n), containsAll([needed]), 10_000);
+        expect(items).toEqual([needed]);
+        expect(executions, `item ${needed} of ${n}`).toBeLessThanOrEqual(2 * Math.log2(n) + 2);
+      }
+    }
+  });
+
   it('stops at its budget inside a pass too, when nothing can be removed', async () => {
     let calls = 0;
     const { items, executions } = await ddmin(range(16), () => { calls++; return false; }, 3);
@@ -92,6 +104,26 @@ describe('shrinkProgram', () => {
     expect(result.program.decisions).toEqual([honest(2)]);
     // ddmin: without the first (reproduces), without the second (does not); nothing else to try.
     expect([result.executions, calls]).toEqual([2, 2]);
+  });
+
+  it('keeps a repeat it had no budget left to try as a single occurrence', async () => {
+    // One decision, the repeated stall: ddmin spends the one execution (without it: no), and
+    // nothing is left to learn whether one occurrence would do, so the repeat stays.
+    let calls = 0;
+    const needsRepeat = (p: AttackProgram) => { calls++; return p.decisions.some((d) => d.at === 'call' && d.repeat === 1000); };
+    const result = await shrinkProgram({ platform: 'tdx', decisions: [stall] }, needsRepeat, 1);
+    expect(result.program.decisions).toEqual([stall]);
+    expect([result.executions, calls]).toEqual([1, 1]);
+  });
+
+  it('shares one budget between decisions and launch actions', async () => {
+    let calls = 0;
+    const reproduces = (p: AttackProgram) => { calls++; return hasStall(p) && (p.launch ?? []).some((a) => a.kind === 'tdx.page-add' && a.gpa === 0x3000n); };
+    const launch = Array.from({ length: 8 }, (_, i) => pageAdd(BigInt(i + 1) * 0x1000n));
+    const result = await shrinkProgram({ platform: 'tdx', decisions: [stall], launch }, reproduces, 4);
+    expect(result.executions).toBe(calls);
+    expect(calls).toBe(4);
+    expect(reproduces(result.program)).toBe(true);
   });
 
   it('never spends more executions than its budget, and what it returns still reproduces', async () => {
