@@ -208,7 +208,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   assigned4kInRegion(spa: bigint): number {
     const region = this.#regions.get(regionKey(spa));
     if (!region || region.kind === 'large') return 0;
-    return region.count;
+    return region.assigned;
   }
 
   /** Whether every 4 KiB RMP entry of the 2 MiB region around `spa` is hypervisor-owned. */
