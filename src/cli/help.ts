@@ -69,6 +69,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     exitStatus: [
       [0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'],
       [2, 'the finding file cannot be read, or --trace cannot be written'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --trace stays as it was (its temporary file is removed)'],
       [141, 'the reader of `--trace -` closed the pipe (quietly, as SIGPIPE would)'],
     ],
     examples: [
@@ -105,7 +106,8 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [['minivisor trace diff a.jsonl b.jsonl', 'where two traces part, in words'], ['minivisor trace diff a.jsonl b.jsonl --context 10', 'with ten events around it']],
   },
   test: {
-    exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why), or --junit is a file a scenario reads or cannot be written (refused before any scenario runs)']],
+    exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why), or --junit is a file a scenario reads or cannot be written (refused before any scenario runs)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --junit and the goldens stay as they were (their temporary files are removed)']],
     examples: [['minivisor test scenarios/', 'run every *.scenario.yaml|json below scenarios/'], ['minivisor test my.scenario.yaml --update --junit report.xml', 'rewrite its golden, write a JUnit report']],
     unset: { '--junit': 'no report file' },
   },

@@ -53,6 +53,21 @@ describe('temporary output files', () => {
     expect(existsSync(join(into, 'findings', 'double-acceptance-000000000000', 'trace.jsonl'))).toBe(false);
   }, 60_000);
 
+  it('a replay ended by SIGTERM while it runs removes its temporary trace file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-temp-replay-'));
+    const finding = handMadeFinding(dir);
+    // 16 GiB accepted by the firmware before the kernel stage where the execution starts: seconds with --trace open.
+    const f = JSON.parse(readFileSync(finding, 'utf8'));
+    f.target = { ...f.target, stage: 'kernel', memoryBytes: '0x800000000', preAccept: '0x400000000' };
+    writeFileSync(finding, JSON.stringify(f));
+    const out = join(mkdtempSync(join(tmpdir(), 'minivisor-temp-replay-out-')), 'replay.jsonl');
+    const r = await interruptWhileWriting(['replay', finding, '--trace', out], dirname(out), 'SIGTERM');
+    expect(r.sawTemp).toEqual([expect.stringMatching(/^\.replay\.jsonl\.tmp-\d+-\d+$/)]);
+    expect([r.status, r.signal]).toEqual([null, 'SIGTERM']);
+    expect(r.stderr).toBe('');
+    expect(readdirSync(dirname(out))).toEqual([]);
+  }, 60_000);
+
   it('a boot ended by SIGKILL leaves its temporary trace file, and the next boot writing that trace removes it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'minivisor-temp-'));
     const trace = join(dir, 'run.jsonl');
