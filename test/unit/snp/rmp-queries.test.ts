@@ -99,6 +99,17 @@ describe('RMP table answers', () => {
     expect(rmp.lookup(2n * PAGE_2M)).toEqual(HV_OWNED_ENTRY);
   });
 
+  it('a table loaded from a saved state answers and walks its 4 KiB entries as the table it was saved from', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(PAGE_2M + 0x5000n, at(PAGE_2M + 0x5000n));
+    rmp.put4k(PAGE_2M + 0x9000n, at(PAGE_2M + 0x9000n, { assigned: false, immutable: true }));
+    const walk = (r: Rmp) => { const seen: number[] = []; r.forEachSmallEntry(1n, (index) => seen.push(index)); return seen; };
+    const other = new Rmp(MEMORY);
+    other.loadState(rmp.saveState());
+    expect(walk(other)).toEqual([5, 9]);
+    expect(answered(other, PAGE_2M)).toEqual(answered(rmp, PAGE_2M));
+  });
+
   it('covers exactly [0, coveredBytes)', () => {
     const rmp = new Rmp(MEMORY);
     expect([rmp.covers(-PAGE_4K), rmp.covers(0n), rmp.covers(MEMORY - PAGE_4K), rmp.covers(MEMORY)]).toEqual([false, true, true, false]);
