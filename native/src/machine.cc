@@ -672,6 +672,16 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
   Translation t = m->TranslateForHost(vaddr, access);
+  if (m->host_code_lookup_) {
+    // The host's own lookup (InvalidateCodePages checked the translation first): no gate, no
+    // watch, nothing the guest did. Refusing it would raise a fault outside any run (Unicorn's
+    // tlb_fill is not probing there), and the entry goes with the TLB flush that follows.
+    if (t.status != Translation::kOk) return false;
+    entry->paddr = t.gpa & ~(kPageSize - 1);
+    entry->perms = UC_PROT_EXEC;
+    m->host_code_lookup_filled_ = true;
+    return true;
+  }
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
@@ -1177,7 +1187,9 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
     Translation t = TranslateForHost(va->second, Access::kFetch);
     if (t.status != Translation::kOk || (t.gpa >> kPageShift) != page) { InvalidateAllCode(); return; }
     // The page stays marked as code: its TLB entry may still allow execution.
+    host_code_lookup_ = true;
     uc_ctl_remove_cache(uc_, va->second, va->second + kPageSize);
+    host_code_lookup_ = false;
     DropCodeBits(page, false);
     rescan = true;
   }
@@ -1186,10 +1198,12 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
   // natively), so the next fetch must come back through the fill, and find its linear page not
   // yet scanned. code_va_ keeps one linear address per page, and the page may be mapped at
   // others too: every linear page is scanned anew (hooked_addresses_ keeps hooks from doubling).
-  if (rescan && !scanned_va_pages_.empty()) {
-    scanned_va_pages_.clear();
-    if (TlbMayHold(first, count)) FlushTlb();
-  }
+  // And an entry the lookups above filled went past the page gate and the content watch: the
+  // guest must not use it.
+  bool stale_exec = rescan && !scanned_va_pages_.empty() && TlbMayHold(first, count);
+  if (rescan) scanned_va_pages_.clear();
+  if (stale_exec || host_code_lookup_filled_) FlushTlb();
+  host_code_lookup_filled_ = false;
 }
 
 void Machine::NoteWritten(uint64_t first, uint64_t count) {
