@@ -670,18 +670,17 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     }
     if (type == UC_MEM_FETCH) { m->stub_stray_fetch_ = true; return false; }
   }
-  Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
-  Translation t = m->TranslateForHost(vaddr, access);
-  if (m->host_code_lookup_) {
-    // The host's own lookup (InvalidateCodePages checked the translation first): no gate, no
-    // watch, nothing the guest did. Refusing it would raise a fault outside any run (Unicorn's
-    // tlb_fill is not probing there), and the entry goes with the TLB flush that follows.
-    if (t.status != Translation::kOk) return false;
-    entry->paddr = t.gpa & ~(kPageSize - 1);
+  if (m->host_code_lookup_gpa_ != kNoHostLookup) {
+    // The host's own lookup of a page InvalidateCodePages translated: no gate, no watch, nothing
+    // the guest did. Refusing it would raise a fault outside any run (Unicorn's tlb_fill is not
+    // probing there), and the entry goes with the TLB flush that follows.
+    entry->paddr = m->host_code_lookup_gpa_;
     entry->perms = UC_PROT_EXEC;
     m->host_code_lookup_filled_ = true;
     return true;
   }
+  Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
+  Translation t = m->TranslateForHost(vaddr, access);
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
@@ -1187,9 +1186,9 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
     Translation t = TranslateForHost(va->second, Access::kFetch);
     if (t.status != Translation::kOk || (t.gpa >> kPageShift) != page) { InvalidateAllCode(); return; }
     // The page stays marked as code: its TLB entry may still allow execution.
-    host_code_lookup_ = true;
+    host_code_lookup_gpa_ = page << kPageShift;
     uc_ctl_remove_cache(uc_, va->second, va->second + kPageSize);
-    host_code_lookup_ = false;
+    host_code_lookup_gpa_ = kNoHostLookup;
     DropCodeBits(page, false);
     rescan = true;
   }

@@ -523,10 +523,11 @@ class Machine {
   uint64_t retired_fault_page_ = 0;
   // The fetch that armed the execution watch was refused: Run() flushes the TLB and goes on (OnTlbFill).
   bool arm_restart_ = false;
-  // Set while the host drops a page's translated code (InvalidateCodePages): Unicorn finds the
-  // code's guest-physical page through a fetch TLB fill of the linear page, which is the host's,
-  // not a guest fetch (OnTlbFill).
-  bool host_code_lookup_ = false;
+  // While the host drops a page's translated code (InvalidateCodePages): the page's guest-physical
+  // address, which InvalidateCodePages has translated. Unicorn finds the code through a fetch TLB
+  // fill of the linear page, which is the host's, not a guest fetch (OnTlbFill). kNoHostLookup otherwise.
+  static constexpr uint64_t kNoHostLookup = ~0ull;
+  uint64_t host_code_lookup_gpa_ = kNoHostLookup;
   bool host_code_lookup_filled_ = false;  // such a fill was made: its TLB entry must go
   // Last: the cache is 40 KiB, and the fields above that the code hook reads share cache lines.
   // Fetch translations seen by the TLB-fill hook: a small direct-mapped cache VA page -> host,
