@@ -123,7 +123,7 @@ describe('the private page gate follows the S-EPT walk (property, fast-check)', 
         for (const g of groups) {
           run(td, g);
           opened += expectGateFollowsWalk(td);
-          if (td.platform.module.sept.entryCounts().some((_, l) => l > 0 && GPAS.some((gpa) => td.platform.module.sept.entry(l as SeptLevel, alignDown(gpa, l as SeptLevel))?.state === 'NL_BLOCKED'))) blockedNonLeaf++;
+          if (LEVELS.some((l) => l > 0 && GPAS.some((gpa) => td.platform.module.sept.entry(l, alignDown(gpa, l))?.state === 'NL_BLOCKED'))) blockedNonLeaf++;
         }
       } finally {
         td.platform.machine.close();
