@@ -49,40 +49,60 @@ PageBitmap::PageBitmap(uint64_t pages) : pages_(pages), words_(nullptr), mapped_
   mapped_bytes_ = (bytes + kPageSize - 1) & ~(kPageSize - 1);
   if (mapped_bytes_ == 0) mapped_bytes_ = kPageSize;
   words_ = static_cast<uint64_t*>(MapLazily(mapped_bytes_));
+  touched_.assign((mapped_bytes_ / kPageSize + 63) / 64, 0);
 }
 
 PageBitmap::~PageBitmap() {
   if (words_) munmap(words_, mapped_bytes_);
 }
 
+void PageBitmap::ClearWords(uint64_t first, uint64_t count) {
+  std::memset(&words_[first], 0, count * 8);
+}
+
 void PageBitmap::Assign(uint64_t first, uint64_t count, bool value) {
-  uint64_t end = first + count;
-  uint64_t p = first;
-  while (p < end && (p & 63)) {
-    if (value) words_[p >> 6] |= 1ull << (p & 63); else words_[p >> 6] &= ~(1ull << (p & 63));
-    p++;
-  }
-  if (p + 64 <= end) {
-    uint64_t nwords = (end - p) >> 6;
-    uint64_t* first = &words_[p >> 6];
-    if (!value && nwords * 8 >= 2 * kPageSize) {
-      // Clearing: hand whole bitmap pages back to the kernel (they read as zeros again) rather
-      // than writing zeros, which would make a cleared 1 TiB range cost 32 MiB of RAM.
-      uintptr_t lo = reinterpret_cast<uintptr_t>(first);
-      uintptr_t hi = reinterpret_cast<uintptr_t>(first + nwords);
-      uintptr_t lo_page = (lo + kPageSize - 1) & ~(uintptr_t)(kPageSize - 1);
-      uintptr_t hi_page = hi & ~(uintptr_t)(kPageSize - 1);
-      std::memset(first, 0, lo_page - lo);
-      madvise(reinterpret_cast<void*>(lo_page), hi_page - lo_page, MADV_DONTNEED);
-      std::memset(reinterpret_cast<void*>(hi_page), 0, hi - hi_page);
-    } else {
-      std::memset(first, value ? 0xff : 0, nwords * 8);
+  if (count == 0) return;
+  const uint64_t end = first + count;
+  const uint64_t first_index = first >> kPagesPerBitmapPageShift, last_index = (end - 1) >> kPagesPerBitmapPageShift;
+  if (value) {
+    for (uint64_t i = first_index; i <= last_index; i++) Touch(i);
+    uint64_t p = first;
+    while (p < end && (p & 63)) words_[p >> 6] |= 1ull << (p & 63), p++;
+    if (p + 64 <= end) {
+      uint64_t nwords = (end - p) >> 6;
+      std::memset(&words_[p >> 6], 0xff, nwords * 8);
+      p += nwords << 6;
     }
-    p += nwords << 6;
+    while (p < end) words_[p >> 6] |= 1ull << (p & 63), p++;
+    return;
   }
-  while (p < end) {
-    if (value) words_[p >> 6] |= 1ull << (p & 63); else words_[p >> 6] &= ~(1ull << (p & 63));
-    p++;
+  // Clearing: only touched pages of the mapping can hold set bits. Whole pages inside the range go
+  // back to the kernel when there are many (a cleared 1 TiB range must not keep 32 MiB of zeros).
+  const uint64_t per_page = 1ull << kPagesPerBitmapPageShift;
+  uint64_t whole_touched = 0;
+  for (uint64_t i = first_index; i <= last_index; i++) {
+    if (!touched_[i >> 6]) { i |= 63; continue; }
+    whole_touched += Touched(i) && i * per_page >= first && (i + 1) * per_page <= end;
+  }
+  const bool give_back = whole_touched > kMaxPagesClearedInPlace;
+  for (uint64_t i = first_index; i <= last_index; i++) {
+    if (!touched_[i >> 6]) { i |= 63; continue; }
+    if (!Touched(i)) continue;
+    const uint64_t lo = std::max(first, i * per_page), hi = std::min(end, (i + 1) * per_page);
+    if (lo == i * per_page && hi == (i + 1) * per_page) {
+      if (give_back) madvise(reinterpret_cast<uint8_t*>(words_) + i * kPageSize, kPageSize, MADV_DONTNEED);
+      else ClearWords(lo >> 6, per_page >> 6);
+      Untouch(i);
+      continue;
+    }
+    uint64_t p = lo;
+    while (p < hi && (p & 63)) words_[p >> 6] &= ~(1ull << (p & 63)), p++;
+    if (p + 64 <= hi) {
+      uint64_t nwords = (hi - p) >> 6;
+      ClearWords(p >> 6, nwords);
+      p += nwords << 6;
+    }
+    while (p < hi) words_[p >> 6] &= ~(1ull << (p & 63)), p++;
   }
 }
 
@@ -95,8 +115,20 @@ uint64_t PageBitmap::Count(uint64_t first, uint64_t count) const {
 }
 
 void PageBitmap::ClearAll() {
-  // Giving the pages back keeps a cleared 1 TiB bitmap free of resident memory.
-  madvise(words_, mapped_bytes_, MADV_DONTNEED);
+  uint64_t touched = 0;
+  for (uint64_t w : touched_) touched += __builtin_popcountll(w);
+  if (touched > kMaxPagesClearedInPlace) {
+    // Giving the pages back keeps a cleared 1 TiB bitmap free of resident memory.
+    madvise(words_, mapped_bytes_, MADV_DONTNEED);
+  } else {
+    for (size_t w = 0; w < touched_.size(); w++) {
+      for (uint64_t bits = touched_[w]; bits; bits &= bits - 1) {
+        uint64_t index = w * 64 + __builtin_ctzll(bits);
+        ClearWords(index * (kPageSize / 8), kPageSize / 8);
+      }
+    }
+  }
+  std::fill(touched_.begin(), touched_.end(), 0);
 }
 
 const std::vector<uint64_t>& PageSet::Members() {

@@ -67,6 +67,13 @@ class HostMapping {
 };
 
 // One bit per guest page over a lazily committed mapping.
+//
+// It also keeps which 4 KiB pages of its own mapping may hold set bits (touched): clearing then
+// writes zeros to those pages only, and leaves them mapped. Handing cleared pages back to the
+// kernel (MADV_DONTNEED) is kept for clears that would write many: on this paravirtualised host a
+// madvise of a multi-threaded process costs a TLB shootdown across CPUs, and every page handed back
+// costs a fault when it is read again; a fresh launch's VM, reset and set up again, did that for
+// ~30 of its bitmaps (~15% of a launch's CPU time, issue 10).
 class PageBitmap {
  public:
   explicit PageBitmap(uint64_t pages);
@@ -76,20 +83,39 @@ class PageBitmap {
   bool ok() const { return words_ != nullptr; }
   uint64_t pages() const { return pages_; }
   bool Test(uint64_t page) const { return (words_[page >> 6] >> (page & 63)) & 1; }
-  void Set(uint64_t page) { words_[page >> 6] |= 1ull << (page & 63); }
+  void Set(uint64_t page) {
+    words_[page >> 6] |= 1ull << (page & 63);
+    Touch(page >> kPagesPerBitmapPageShift);
+  }
   // Sets or clears [first, first + count). Whole words are written with memset-like loops.
   void Assign(uint64_t first, uint64_t count, bool value);
   // Counts set bits in [first, first + count).
   uint64_t Count(uint64_t first, uint64_t count) const;
   void ClearAll();
-  uint64_t* words() const { return words_; }
+  const uint64_t* words() const { return words_; }
+  // The 4 KiB page `index` of the mapping, to be written directly (a snapshot restores them whole).
+  uint8_t* WritablePage(uint64_t index) {
+    Touch(index);
+    return reinterpret_cast<uint8_t*>(words_) + index * kPageSize;
+  }
   uint64_t word_count() const { return (pages_ + 63) / 64; }
   uint64_t byte_size() const { return word_count() * 8; }
 
  private:
+  // Guest pages one 4 KiB page of the bitmap covers (32,768).
+  static constexpr uint64_t kPagesPerBitmapPageShift = kPageShift + 3;
+  // More touched pages than this (1 MiB of bitmap) in one clear go back to the kernel instead.
+  static constexpr uint64_t kMaxPagesClearedInPlace = 256;
+  void Touch(uint64_t index) { touched_[index >> 6] |= 1ull << (index & 63); }
+  bool Touched(uint64_t index) const { return (touched_[index >> 6] >> (index & 63)) & 1; }
+  void Untouch(uint64_t index) { touched_[index >> 6] &= ~(1ull << (index & 63)); }
+  // Zeros the words [first, first + count) of one touched bitmap page, or all of it.
+  void ClearWords(uint64_t first, uint64_t count);
+
   uint64_t pages_;
   uint64_t* words_;
   uint64_t mapped_bytes_;
+  std::vector<uint64_t> touched_;  // a bit per 4 KiB page of the mapping: it may hold set bits
 };
 
 // A set of pages that costs work in proportion to its members, not to the guest: a bitmap for

@@ -1401,7 +1401,7 @@ bool Machine::RestoreSnapshot(uint64_t id) {
     auto it = std::lower_bound(pages.begin(), pages.end(), index);
     bool held = it != pages.end() && *it == index;
     for (int bm = 0; bm < kGateBitmaps; bm++) {
-      uint8_t* dst = reinterpret_cast<uint8_t*>(gate_[sp][bm]->words()) + index * kPageSize;
+      uint8_t* dst = gate_[sp][bm]->WritablePage(index);
       if (held) std::memcpy(dst, &s->gate_data[sp][bm][(it - pages.begin()) * kPageSize], kPageSize);
       else std::memset(dst, 0, kPageSize);
     }

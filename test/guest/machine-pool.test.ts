@@ -69,6 +69,30 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     }
   });
 
+  it('a machine taken from the pool has its gate closed over every bitmap page the last life opened, and none of it lost when opened again', () => {
+    // 40 GiB: 320 pages of each gate bitmap (128 MiB of guest pages each), more than a reset clears in place.
+    const size = 40n << 30n;
+    const first = new Machine({ memoryBytes: size });
+    first.gate.set('private', 0n, size, 'readwrite');
+    first.gate.set('shared', 0x1000n, 0x1000n, 'read');
+    first.close();
+    const second = new Machine({ memoryBytes: size });
+    // A few scattered ranges: this life resets in place.
+    for (const gpa of [0n, 3n << 30n, 17n << 30n]) second.gate.set('shared', gpa + 0x3000n, 0x200000n, 'readwrite');
+    expect(second.gate.count('private', 0n, size)).toBe(0n);
+    expect(second.gate.count('shared', 0n, size)).toBe(3n * 512n);
+    second.close();
+    const vm = new Machine({ memoryBytes: size });
+    try {
+      expect(vm.gate.count('private', 0n, size)).toBe(0n);
+      expect(vm.gate.count('shared', 0n, size)).toBe(0n);
+      vm.gate.set('private', 1n << 30n, 4n << 30n, 'read');
+      expect(vm.gate.count('private', 0n, size)).toBe((4n << 30n) / 4096n);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('the same code runs on kept translations, with the instruction count and edges of a new machine', () => {
     const source = `${CALLER}\n${routine(1)}`;
     const size = 18n * MiB;

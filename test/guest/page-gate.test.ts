@@ -65,6 +65,29 @@ describe('page gate', () => {
     expect(vm.gate.get('private', 0x40000000n)).toBe('none');
     expect(vm.gate.get('private', 0x3ffff000n)).toBe('readwrite');
   });
+
+  it('closing part of an open range closes exactly that part, whether it ends inside a 64-page word or spans whole bitmap pages', () => {
+    // One 4 KiB page of a gate bitmap covers 128 MiB of guest pages; the cleared range starts and ends mid-word.
+    const vm = new Machine({ memoryBytes: 2n << 30n });
+    try {
+      vm.gate.set('shared', 0n, 1536n * MiB, 'readwrite');
+      const from = 100n * MiB + 3n * 4096n, to = 900n * MiB - 5n * 4096n;
+      vm.gate.set('shared', from, to - from, 'none');
+      expect(vm.gate.count('shared', 0n, 2n << 30n)).toBe((1536n * MiB - (to - from)) / 4096n);
+      expect(vm.gate.get('shared', from - 4096n)).toBe('readwrite');
+      expect(vm.gate.get('shared', from)).toBe('none');
+      expect(vm.gate.get('shared', 512n * MiB)).toBe('none');
+      expect(vm.gate.get('shared', to - 4096n)).toBe('none');
+      expect(vm.gate.get('shared', to)).toBe('readwrite');
+      // Closing what was never opened, and reopening across the closed part.
+      vm.gate.set('shared', 1536n * MiB, 512n * MiB, 'none');
+      vm.gate.set('shared', 0n, 2n << 30n, 'read');
+      expect(vm.gate.count('shared', 0n, 2n << 30n)).toBe((2n << 30n) / 4096n);
+      expect(vm.gate.get('shared', 512n * MiB)).toBe('read');
+    } finally {
+      vm.close();
+    }
+  });
 });
 
 describe('page gate with guest paging', () => {
