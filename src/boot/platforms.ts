@@ -100,35 +100,58 @@ export interface VmmOverride {
   snpVmpl?: 1 | 2 | 3;
 }
 
+type Staged = { staged: StagedImage; volume: { gpa: bigint; bytes: bigint } };
+
 /**
  * Staged images by the images they were staged from: a fuzz executor launches the same images
  * (BootSessionIo.images) for most programs, and staging them took ~4% of a launch (issue 10).
- * Sealed: every launch only reads them (copies), so VMs never share anything mutable through them.
+ * Sealed: every launch only reads them, so VMs never share anything mutable through them.
  */
-const stagedImages = new WeakMap<BootImages, { staged: StagedImage; volume: { gpa: bigint; bytes: bigint } }>();
+const stagedImages = new WeakMap<BootImages, Staged>();
+/**
+ * The firmware and guest image (or Linux boot data) staged without the config, by the firmware
+ * and then by the guest image or Linux boot: a fuzz launch whose program changes only the
+ * memory description launches other images (launch.ts edits a copy of the config) with the same
+ * firmware and guest image, so only its config page is staged anew.
+ */
+const stagedCode = new WeakMap<object, WeakMap<object, Staged>>();
 
 /** The firmware, guest image and config, staged in the VMM's own buffer for the measured launch. */
-function stageImages(images: BootImages): { staged: StagedImage; volume: { gpa: bigint; bytes: bigint } } {
+function stageImages(images: BootImages): Staged {
   let done = stagedImages.get(images);
   if (!done) {
-    done = stageImagesNow(images);
-    done.staged.seal();
+    const code = stageCode(images);
+    const staged = code.staged.derive();
+    staged.write(images.config.gpa, images.config.bytes);
+    checkLaunchRanges(staged, code.volume);
+    done = { staged: staged.seal(), volume: code.volume };
     stagedImages.set(images, done);
   }
   return done;
 }
 
-function stageImagesNow(images: BootImages): { staged: StagedImage; volume: { gpa: bigint; bytes: bigint } } {
-  const staged = new StagedImage();
-  loadElf(staged, images.firmware);
-  // A Linux boot puts the zero page and EFI tables where the guest image would go.
-  if (images.linux) staged.write(images.linux.bootData.gpa, images.linux.bootData.bytes);
-  else loadElf(staged, images.guestImage);
-  staged.write(images.config.gpa, images.config.bytes);
-  const volume = firmwareVolume(images.firmware);
+function stageCode(images: BootImages): Staged {
+  const guest = images.linux ?? images.guestImage;
+  let byGuest = stagedCode.get(images.firmware);
+  if (!byGuest) stagedCode.set(images.firmware, (byGuest = new WeakMap()));
+  let done = byGuest.get(guest);
+  if (!done) {
+    const staged = new StagedImage();
+    loadElf(staged, images.firmware);
+    // A Linux boot puts the zero page and EFI tables where the guest image would go.
+    if (images.linux) staged.write(images.linux.bootData.gpa, images.linux.bootData.bytes);
+    else loadElf(staged, images.guestImage);
+    const volume = firmwareVolume(images.firmware);
+    checkLaunchRanges(staged, volume);
+    done = { staged: staged.seal(), volume };
+    byGuest.set(guest, done);
+  }
+  return done;
+}
+
+function checkLaunchRanges(staged: StagedImage, volume: { gpa: bigint; bytes: bigint }): void {
   const dropped = staged.pagesOutside([TEMP_RAM, INITIAL_IMAGE, volume]);
   if (dropped.length) throw new Error(`VMM setup: image bytes at 0x${dropped[0]!.toString(16)} lie outside the launch ranges`);
-  return { staged, volume };
 }
 
 /** The CPU's random number generator and time-stamp counter start from the run's seed. */

@@ -1,0 +1,53 @@
+// StagedImage: the VMM's copy of the initial image, and one staged over it (a fuzz launch's image
+// with another firmware config page) that shows the pages it does not write from the one below.
+import { describe, expect, it } from 'vitest';
+import { StagedImage } from '../../../src/boot/staged-image.js';
+
+const PAGE = 0x1000n;
+
+function base(): StagedImage {
+  const image = new StagedImage();
+  image.write(0x1000n, new Uint8Array([1, 2, 3]));
+  image.write(0x2ffen, new Uint8Array([4, 5, 6, 7])); // across two pages
+  return image.seal();
+}
+
+describe('StagedImage', () => {
+  it('a range is the staged pages back to back, zeros between; a sealed image gives the same bytes every time', () => {
+    const image = base();
+    const range = image.range(0n, 4n * PAGE);
+    expect([...range.subarray(0x1000, 0x1003)]).toEqual([1, 2, 3]);
+    expect([...range.subarray(0x2ffe, 0x3002)]).toEqual([4, 5, 6, 7]);
+    expect(range.subarray(0, 0x1000).every((b) => b === 0)).toBe(true);
+    expect(image.range(0n, 4n * PAGE)).toEqual(range);
+    expect(() => image.write(0n, new Uint8Array(1))).toThrow(/sealed/);
+  });
+
+  it('an image staged over a sealed one: its writes on top, the rest from below, the one below unchanged', () => {
+    const below = base();
+    const before = Buffer.from(below.range(0n, 4n * PAGE));
+    const above = below.derive();
+    above.write(0x1001n, new Uint8Array([9]));
+    above.write(0x3800n, new Uint8Array([8]));
+    above.seal();
+    const range = above.range(0n, 4n * PAGE);
+    expect([...range.subarray(0x1000, 0x1003)]).toEqual([1, 9, 3]);
+    expect([...range.subarray(0x2ffe, 0x3002)]).toEqual([4, 5, 6, 7]);
+    expect(range[0x3800]).toBe(8);
+    expect([...above.page(0x1000n).subarray(0, 3)]).toEqual([1, 9, 3]);
+    expect([...above.page(0x2000n).subarray(0xffe)]).toEqual([4, 5]);
+    // A range with none of its own pages is the one below's.
+    expect(above.range(0x2000n, PAGE)).toEqual(below.range(0x2000n, PAGE));
+    expect(Buffer.from(below.range(0n, 4n * PAGE)).equals(before)).toBe(true);
+    expect(() => new StagedImage(new StagedImage())).toThrow(/sealed/);
+  });
+
+  it('pages outside the launch ranges are found in either image, each once', () => {
+    const below = base();
+    const above = below.derive();
+    above.write(0x1000n, new Uint8Array([1]));
+    above.write(0x9000n, new Uint8Array([1]));
+    expect(above.pagesOutside([{ gpa: 0x2000n, bytes: PAGE }])).toEqual([0x1000n, 0x3000n, 0x9000n]);
+    expect(above.pagesOutside([{ gpa: 0n, bytes: 0x10000n }])).toEqual([]);
+  });
+});
