@@ -17,10 +17,10 @@ if (!existsSync(entry)) {
 const loader = join(root, 'dist', 'cli', 'bundled-cli.js');
 const loaderCjs = join(root, 'dist', 'cli', 'bundled-cli.cjs');
 const fresh = existsSync(loaderCjs) && statSync(loaderCjs).mtimeMs >= statSync(loader).mtimeMs;
-// A command stopped by SIGINT or SIGTERM saves its work and returns 128 + the signal's number
+// A command stopped by SIGINT, SIGTERM or SIGHUP saves its work and returns 128 + the signal's number
 // (`fuzz`); the process then ends by that signal, so the shell that ran it sees an interruption
 // and a script or loop around it stops too, not an ordinary exit it would carry on after.
-const ENDED_BY_SIGNAL = { 130: 'SIGINT', 143: 'SIGTERM' };
+const ENDED_BY_SIGNAL = { 129: 'SIGHUP', 130: 'SIGINT', 143: 'SIGTERM' };
 (fresh ? Promise.resolve(require(loaderCjs)) : import(loader))
   .then(({ runCli }) => runCli(entry, process.argv.slice(2)))
   .then((status) => {

@@ -22,7 +22,7 @@ struct PathList {
 std::atomic<PathList*> removable{nullptr};
 std::atomic<bool> handler_started{false};
 
-// The action the handler replaced, per signal (SIGINT and SIGTERM are below 32): written before
+// The action the handler replaced, per signal (SIGHUP, SIGINT and SIGTERM are below 32): written before
 // the handler goes in, so the handler always finds the one it replaced.
 constexpr int kMaxSignal = 32;
 struct sigaction replaced[kMaxSignal];
@@ -80,7 +80,7 @@ Napi::Value RemoveOnStopSignal(const Napi::CallbackInfo& info) {
     Napi::Value s = signals.Get(i);
     if (!s.IsNumber()) return TypeError(env);
     int sig = s.As<Napi::Number>().Int32Value();
-    if (sig != SIGINT && sig != SIGTERM) return TypeError(env);
+    if (sig != SIGHUP && sig != SIGINT && sig != SIGTERM) return TypeError(env);
     wanted[sig] = true;
   }
   for (uint32_t i = 0; i < paths.Length(); i++) {
@@ -96,7 +96,7 @@ Napi::Value RemoveOnStopSignal(const Napi::CallbackInfo& info) {
   if (!handler_started.load()) delete old;
   // Worker threads may call this too: one at a time, so no call saves the other's handler as the one it replaced.
   std::lock_guard<std::mutex> lock(install_mutex);
-  for (int sig : {SIGINT, SIGTERM}) {
+  for (int sig : {SIGHUP, SIGINT, SIGTERM}) {
     if (wanted[sig]) Install(sig);
     else Restore(sig);
   }

@@ -1,8 +1,9 @@
 // A command that writes an output file under a temporary name while it runs synchronously (a
-// boot, `fuzz merge`) cannot handle SIGINT or SIGTERM in JavaScript: node runs a listener only
-// when the event loop turns, after the work. Without one, node's own handler ends the process at
-// once and the temporary file stays. While such files exist, this handler removes them first and
-// then hands the signal to the handler it replaced, which ends the process by that signal.
+// boot, `fuzz merge`) cannot handle SIGINT, SIGTERM or SIGHUP in JavaScript: node runs a listener
+// only when the event loop turns, after the work. Without one, node's own handler (or the
+// default action) ends the process at once and the temporary file stays. While such files exist,
+// this handler removes them first and then hands the signal to the action it replaced, which ends
+// the process by that signal.
 #pragma once
 
 #include <napi.h>

@@ -25,7 +25,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       [0, 'done: the guest reported a clean finish ("@mv done"); with --linux, handover: the decompressor entered the kernel it decompressed'],
       [1, 'guest-fatal, terminated, vmm-error, fault or budget (the summary says why: the first fault, the stage, the registers); or an unreadable image'],
       [2, 'bad flags or arguments, or a --trace or --map file that cannot be written (refused before the guest runs); one line on stderr says which'],
-      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --trace and --map stay as they were (their temporary files are removed)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; --trace and --map stay as they were (their temporary files are removed)'],
       [141, 'the reader of `--trace -` (or /dev/stdout) closed the pipe: the run was cut short, quietly (as SIGPIPE would)'],
     ],
     examples: [
@@ -46,7 +46,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   fuzz: {
     exitStatus: [
       [0, 'no findings'], [1, 'at least one finding (each printed with its replay command); or an unreadable image'], USAGE_ERROR,
-      [130, 'stopped by Ctrl-C (143: SIGTERM) before the next execution, with corpus, findings and stats.json saved; it ends by that signal (a second one quits at once, saving nothing more)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) before the next execution, with corpus, findings and stats.json saved; it ends by that signal (a second one quits at once, saving nothing more)'],
     ],
     examples: [
       ['minivisor fuzz --runs 500 --seed 7', 'a deterministic campaign: same seed, same findings'],
@@ -59,7 +59,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   'fuzz merge': {
     exitStatus: [[0, 'merged'], [2, 'a directory cannot be read or written'],
-      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; each file merged so far is whole, the one being written is removed (merge again to finish)']],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; each file merged so far is whole, the one being written is removed (merge again to finish)']],
     examples: [
       ['minivisor fuzz merge out-1 out-2', 'merge out-2 into out-1'],
       ['minivisor fuzz merge a b --out all', 'merge both into a new directory'],
@@ -69,7 +69,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     exitStatus: [
       [0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'],
       [2, 'the finding file cannot be read, or --trace cannot be written'],
-      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --trace stays as it was (its temporary file is removed)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; --trace stays as it was (its temporary file is removed)'],
       [141, 'the reader of `--trace -` closed the pipe (quietly, as SIGPIPE would)'],
     ],
     examples: [
@@ -80,7 +80,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   shrink: {
     exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)'],
-      [130, 'stopped by Ctrl-C (143: SIGTERM) before the next execution, the smallest program so far printed and written to --out; it ends by that signal (a second one quits at once, writing nothing)']],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) before the next execution, the smallest program so far printed and written to --out; it ends by that signal (a second one quits at once, writing nothing)']],
     examples: [
       ['minivisor shrink fuzz-out/findings/<id>', 'print the shrunk attack program'],
       ['minivisor shrink finding.json --budget 5000 --out small.json', 'a larger budget, written as a new finding'],
@@ -95,7 +95,8 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   'trace export': {
-    exitStatus: [[0, 'written'], [1, 'writing the output failed on the way (an old file there is left untouched)'], [2, 'the input is missing or not a minivisor JSON-lines trace, or the output cannot be used (the input itself, a directory, no such folder)']],
+    exitStatus: [[0, 'written'], [1, 'writing the output failed on the way (an old file there is left untouched)'], [2, 'the input is missing or not a minivisor JSON-lines trace, or the output cannot be used (the input itself, a directory, no such folder)'],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; the output stays as it was (its temporary file is removed)']],
     examples: [
       ['minivisor trace export --perfetto run.jsonl run.json', 'open run.json at ui.perfetto.dev'],
       ['minivisor trace export --perfetto fuzz-out/replay.jsonl replay.json', 'a replay\'s trace'],
@@ -107,7 +108,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   test: {
     exitStatus: [[0, 'every scenario passed'], [1, 'a scenario failed (each failed expectation is printed, expected vs got)'], [2, 'no scenario files, or one cannot be used (it says why), or --junit is a file a scenario reads or cannot be written (refused before any scenario runs)'],
-      [130, 'stopped by Ctrl-C (143: SIGTERM) at once: it ends by that signal; --junit and the goldens stay as they were (their temporary files are removed)']],
+      [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; --junit stays as it was, each golden is the old one or a whole new one (temporary files are removed)']],
     examples: [['minivisor test scenarios/', 'run every *.scenario.yaml|json below scenarios/'], ['minivisor test my.scenario.yaml --update --junit report.xml', 'rewrite its golden, write a JUnit report']],
     unset: { '--junit': 'no report file' },
   },

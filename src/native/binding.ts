@@ -98,7 +98,7 @@ export interface NativeAddon {
   unicornVersion(): string;
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
   /**
-   * The files to remove when one of `signals` (SIGINT, SIGTERM) ends the process; its handler
+   * The files to remove when one of `signals` (SIGHUP, SIGINT, SIGTERM) ends the process; its handler
    * goes in for those and out for the others (native/src/stop_signal_cleanup.h). Absent from an
    * addon built before it.
    */

@@ -56,7 +56,7 @@ function isStaleTemp(name: string, prefix: string): boolean {
 
 /**
  * Removes the temporary files an earlier run left for `path` when a signal ended it that no
- * handler sees (SIGKILL; SIGINT and SIGTERM during synchronous work have a native handler remove
+ * handler sees (SIGKILL; SIGINT, SIGTERM and SIGHUP during synchronous work have a native handler remove
  * them, cli/stop-signals.ts). Only files of exactly our naming for this output, of processes that
  * no longer exist.
  */
@@ -91,7 +91,7 @@ function unlinkStaleTemps(dir: string, prefixOf: (name: string) => string | unde
 
 /**
  * The temporary files this thread is writing now. A process that quits at once (a second Ctrl-C:
- * removeLiveTemps; SIGINT or SIGTERM during synchronous work: the native handler watchLiveTemps
+ * removeLiveTemps; SIGINT, SIGTERM or SIGHUP during synchronous work: the native handler watchLiveTemps
  * feeds) or exits with one still open (an error nobody caught) removes them first, so none
  * outlives it; only a signal no handler can see (SIGKILL) leaves one, which the next run writing
  * there removes (removeStaleTemps, removeStaleTempsIn).

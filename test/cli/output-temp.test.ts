@@ -1,8 +1,9 @@
 // An output file is written under a hidden temporary name, renamed into place when complete. A
 // command that writes while it runs synchronously (a boot, `fuzz merge`) cannot handle a signal in
-// JavaScript before its work ends; SIGINT and SIGTERM end it at once, and a native handler removes
-// the temporary files first (src/cli/stop-signals.ts). SIGKILL leaves them: the next run writing
-// the same output removes those of processes that no longer exist, and keeps those of running ones.
+// JavaScript before its work ends; SIGINT, SIGTERM and SIGHUP end it at once, and a native handler
+// removes the temporary files first (src/cli/stop-signals.ts). SIGKILL leaves them: the next run
+// writing the same output removes those of processes that no longer exist, and keeps those of
+// running ones.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ function deadPid(): number {
 
 
 describe('temporary output files', () => {
-  it.each(['SIGINT', 'SIGTERM'] as const)('a boot ended by %s removes its temporary trace and map files and leaves the earlier ones as they were', async (signal) => {
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('a boot ended by %s removes its temporary trace and map files and leaves the earlier ones as they were', async (signal) => {
     const dir = mkdtempSync(join(tmpdir(), 'minivisor-temp-'));
     const trace = join(dir, 'run.jsonl');
     const map = join(dir, 'run.svg');

@@ -157,7 +157,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   const start = monotonicMs();
   const findingFiles: string[] = [];
   const controller = new AbortController();
-  // The first Ctrl-C or SIGTERM: every job stops before its next execution and what the campaign has is saved.
+  // The first Ctrl-C, SIGTERM or SIGHUP: every job stops before its next execution and what the campaign has is saved.
   const stopSignals = catchStopSignals(controller, (name) => {
     status.end();
     io.err(`minivisor fuzz: ${name}: stopping after the current execution to save the campaign (again to quit at once)`);

@@ -1,9 +1,10 @@
 // `minivisor shrink FINDING`: shrinks a finding's attack program further (a larger budget than
 // the campaign's) and prints the result; --out writes it as a new finding.json. The input file is
 // never changed: --out is opened (and refused when it is the input) before any execution, written
-// whole or not at all, and a device such as /dev/null is written, never replaced. Ctrl-C (SIGINT)
-// or SIGTERM stops it at the next execution with the smallest program found so far, printed and
-// written as a finished shrink's is; the process then ends by that signal (130/143), as `fuzz` does.
+// whole or not at all, and a device such as /dev/null is written, never replaced. Ctrl-C (SIGINT),
+// SIGTERM or SIGHUP stops it at the next execution with the smallest program found so far, printed
+// and written as a finished shrink's is; the process then ends by that signal (130/143/129), as
+// `fuzz` does.
 import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
