@@ -1,7 +1,10 @@
 #include "stop_signal_cleanup.h"
 
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <mutex>
@@ -22,14 +25,31 @@ struct PathList {
 std::atomic<PathList*> removable{nullptr};
 std::atomic<bool> handler_started{false};
 
-// The action the handler replaced, per signal (SIGHUP, SIGINT and SIGTERM are below 32): written before
-// the handler goes in, so the handler always finds the one it replaced.
+// The thread (kernel id) that registered the paths: the one writing them. 0: none yet.
+std::atomic<pid_t> writer{0};
+
+// The action the handler replaced, per signal (SIGHUP, SIGINT and SIGTERM are below 32): written
+// before the handler goes in, so the handler always finds the one it replaced.
 constexpr int kMaxSignal = 32;
 struct sigaction replaced[kMaxSignal];
 std::mutex install_mutex;
 
+pid_t CurrentThread() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
 void OnStopSignal(int sig) {
-  // unlink, sigaction and raise are async-signal-safe (POSIX.1-2017 XSH 2.4.3).
+  // A signal sent to the process goes to any thread not blocking it: often one of V8's or libuv's
+  // (signal(7)), while the writer keeps running and may rename a file into place or open another
+  // after this removed the list. It is handed to the writer, which then stops where it is. Should
+  // the writer be gone (tgkill fails), it is handled here.
+  pid_t to = writer.load();
+  if (to != 0 && to != CurrentThread()) {
+    int saved = errno;
+    bool handed = syscall(SYS_tgkill, getpid(), to, sig) == 0;
+    errno = saved;
+    if (handed) return;
+  }
+  // unlink, sigaction and raise are async-signal-safe (POSIX.1-2017 XSH 2.4.3); tgkill is a bare
+  // system call.
   handler_started.store(true);
   PathList* list = removable.load();
   if (list != nullptr) {
@@ -91,7 +111,8 @@ Napi::Value RemoveOnStopSignal(const Napi::CallbackInfo& info) {
     list = new PathList;
     for (uint32_t i = 0; i < paths.Length(); i++) list->paths.push_back(paths.Get(i).As<Napi::String>().Utf8Value());
   }
-  // The paths first, so a handler going in never sees an older list.
+  // The writer and paths first, so a handler going in never sees an older list.
+  if (list != nullptr) writer.store(CurrentThread());
   PathList* old = removable.exchange(list);
   if (!handler_started.load()) delete old;
   // Worker threads may call this too: one at a time, so no call saves the other's handler as the one it replaced.
