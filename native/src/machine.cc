@@ -73,6 +73,34 @@ class Snapshot {
   uint64_t budget_limit = 0;
   ContentWatch content_watch;
 
+  // A spare (Machine::RecycleSnapshot) keeps at most this much of the buffers below (64 MiB).
+  static constexpr uint64_t kMaxSpareBytes = 64ull << 20;
+
+  uint64_t CapacityBytes() const {
+    uint64_t n = pages.capacity() * sizeof(uint64_t) + content.capacity() * sizeof(SnapshotPage) + whole.capacity() +
+                 words.capacity() * sizeof(SnapshotWord);
+    for (int sp = 0; sp < 2; sp++) {
+      n += gate_pages[sp].capacity() * sizeof(uint64_t);
+      for (const auto& data : gate_data[sp]) n += data.capacity();
+    }
+    return n;
+  }
+
+  // Empties it for another TakeSnapshot, keeping its buffers and emulator context; returns CapacityBytes().
+  uint64_t Clear() {
+    pages.clear();
+    content.clear();
+    whole.clear();
+    words.clear();
+    for (int sp = 0; sp < 2; sp++) {
+      gate_pages[sp].clear();
+      for (auto& data : gate_data[sp]) data.clear();
+    }
+    instructions = charged = instruction_limit = budget_limit = 0;
+    content_watch = ContentWatch();
+    return CapacityBytes();
+  }
+
   // Appends `page` (after every page appended so far) with the bytes at `src`.
   void Add(uint64_t page, const uint8_t* src) {
     pages.push_back(page);
@@ -224,16 +252,25 @@ void Machine::ResetRunArea() {
 }
 
 void Machine::FreeSnapshots() {
-  for (auto& [id, s] : snapshots_) {
-    if (s->context) uc_context_free(s->context);
-    delete s;
-  }
+  for (auto& [id, s] : snapshots_) RecycleSnapshot(s);
   snapshots_.clear();
   base_snapshot_ = nullptr;
 }
 
+void Machine::RecycleSnapshot(Snapshot* s) {
+  // The larger one is kept, unless it holds more than a fuzz launch's snapshot would need.
+  if (s->Clear() <= Snapshot::kMaxSpareBytes && (!spare_snapshot_ || s->CapacityBytes() > spare_snapshot_->CapacityBytes())) std::swap(s, spare_snapshot_);
+  if (!s) return;
+  if (s->context) uc_context_free(s->context);
+  delete s;
+}
+
 Machine::~Machine() {
   FreeSnapshots();
+  if (spare_snapshot_) {
+    if (spare_snapshot_->context) uc_context_free(spare_snapshot_->context);
+    delete spare_snapshot_;
+  }
   // An emulator that aborted mid-translation is left as it is: freeing it could crash the host.
   if (cpu_scratch_) uc_context_free(cpu_scratch_);
   if (pristine_) uc_context_free(pristine_);
@@ -1340,8 +1377,9 @@ bool Machine::LoadCpuState(const uint8_t* in) {
 
 uint64_t Machine::TakeSnapshot() {
   SyncRegsIn();
-  std::unique_ptr<Snapshot> s(new Snapshot);
-  if (uc_context_alloc(uc_, &s->context) != UC_ERR_OK) return 0;
+  std::unique_ptr<Snapshot> s(spare_snapshot_ ? spare_snapshot_ : new Snapshot);
+  spare_snapshot_ = nullptr;
+  if (!s->context && uc_context_alloc(uc_, &s->context) != UC_ERR_OK) return 0;
   if (uc_context_save(uc_, s->context) != UC_ERR_OK) { uc_context_free(s->context); s->context = nullptr; return 0; }
   // Only pages that may hold data: the rest read as zeros (plain Unicorn memory, a benchmark
   // baseline, is written without the TLB-fill hook, so there the kernel says what is resident).
@@ -1463,8 +1501,7 @@ void Machine::ForgetSnapshot(uint64_t id) {
   Snapshot* s = it->second;
   snapshots_.erase(it);
   if (base_snapshot_ == s) base_snapshot_ = nullptr;
-  if (s->context) uc_context_free(s->context);
-  delete s;
+  RecycleSnapshot(s);
 }
 
 }  // namespace minivisor

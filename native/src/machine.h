@@ -291,6 +291,8 @@ class Machine {
   static std::unique_ptr<Machine> TakePooled(const MachineConfig& config, uint64_t* run_area);
   bool Poolable() const;
   void FreeSnapshots();
+  // Frees a snapshot no longer wanted, or keeps its buffers (cleared) for the next TakeSnapshot.
+  void RecycleSnapshot(Snapshot* s);
   // At Release: lets go of the closed VM's run area and edge map, and frees its snapshots.
   void Retire();
   // At Reuse: drops everything else of the last life (RAM contents, gate, watches, code bits) and
@@ -491,6 +493,10 @@ class Machine {
   std::unordered_map<uint64_t, Snapshot*> snapshots_;
   uint64_t next_snapshot_id_ = 1;
   Snapshot* base_snapshot_ = nullptr;
+  // A freed snapshot's buffers, emptied, for the next one: a fresh fuzz launch (a pooled machine)
+  // snapshots thousands of pages at its stage, and new buffers for them page-faulted as they filled
+  // (this host makes a first touch of memory expensive; issue 10).
+  Snapshot* spare_snapshot_ = nullptr;
   // Guest stub state.
   uint8_t* stub_page_ = nullptr;
   bool stub_active_ = false;

@@ -93,6 +93,28 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     }
   });
 
+  it('snapshots of a machine taken from the pool hold only their own pages, whatever the last life snapshotted', () => {
+    const size = 21n * MiB;
+    const first = new Machine({ memoryBytes: size });
+    first.memory.write(0x5000n, new Uint8Array(4096).fill(0xab));
+    first.memory.write(0x6000n, new Uint8Array([1, 2, 3]));
+    first.snapshot();
+    first.close();
+    const vm = new Machine({ memoryBytes: size });
+    try {
+      vm.memory.write(0x7000n, new Uint8Array(4096).fill(0x5a));
+      const snap = vm.snapshot();
+      vm.memory.write(0x5000n, new Uint8Array([9]));
+      vm.memory.write(0x7000n, new Uint8Array([9]));
+      vm.restore(snap);
+      expect(vm.memory.read(0x5000n, 4096).every((b) => b === 0)).toBe(true);
+      expect(vm.memory.read(0x6000n, 4096).every((b) => b === 0)).toBe(true);
+      expect(vm.memory.read(0x7000n, 4096).every((b) => b === 0x5a)).toBe(true);
+    } finally {
+      vm.close();
+    }
+  });
+
   it('the same code runs on kept translations, with the instruction count and edges of a new machine', () => {
     const source = `${CALLER}\n${routine(1)}`;
     const size = 18n * MiB;

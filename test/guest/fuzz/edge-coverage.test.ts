@@ -85,4 +85,24 @@ describe('edge coverage', () => {
     expect(hitEdges(map)).toBe(0);
     vm.close();
   });
+  it('a machine that turns coverage on after another closed with it on starts from an empty map, and counts as a fresh one', () => {
+    const first = simpleGuest(branchy(10, 1));
+    const firstMap = first.enableEdgeCoverage();
+    runToHlt(first);
+    const counted = Buffer.from(firstMap);
+    expect(hitEdges(firstMap)).toBeGreaterThan(2);
+    first.close();
+    expect(first.edgeMap).toBeUndefined();
+    const second = simpleGuest(branchy(10, 1));
+    try {
+      const map = second.enableEdgeCoverage();
+      expect(hitEdges(map)).toBe(0);
+      expect(second.edgeSlots![0]).toBe(0);
+      runToHlt(second);
+      expect(Buffer.from(map).equals(counted)).toBe(true);
+      expect(second.edgeSlots![0]).toBe(hitEdges(map));
+    } finally {
+      second.close();
+    }
+  });
 });
