@@ -79,6 +79,19 @@ void PageBitmap::Assign(uint64_t first, uint64_t count, bool value) {
   // Clearing: only touched pages of the mapping can hold set bits. Whole pages inside the range go
   // back to the kernel when there are many (a cleared 1 TiB range must not keep 32 MiB of zeros).
   const uint64_t per_page = 1ull << kPagesPerBitmapPageShift;
+  if (first_index == last_index) {
+    // Within one page of the bitmap (a restore's page-by-page clears): the bits, if it has any.
+    if (!Touched(first_index)) return;
+    uint64_t p = first;
+    while (p < end && (p & 63)) Clear(p++);
+    if (p + 64 <= end) {
+      uint64_t nwords = (end - p) >> 6;
+      ClearWords(p >> 6, nwords);
+      p += nwords << 6;
+    }
+    while (p < end) Clear(p++);
+    return;
+  }
   uint64_t whole_touched = 0;
   for (uint64_t i = first_index; i <= last_index; i++) {
     if (!touched_[i >> 6]) { i |= 63; continue; }

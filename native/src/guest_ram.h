@@ -87,6 +87,7 @@ class PageBitmap {
     words_[page >> 6] |= 1ull << (page & 63);
     Touch(page >> kPagesPerBitmapPageShift);
   }
+  void Clear(uint64_t page) { words_[page >> 6] &= ~(1ull << (page & 63)); }
   // Sets or clears [first, first + count). Whole words are written with memset-like loops.
   void Assign(uint64_t first, uint64_t count, bool value);
   // Counts set bits in [first, first + count).
@@ -134,7 +135,7 @@ class PageSet {
     for (uint64_t p = first; p < first + count; p++) Insert(p);
   }
   // Removes one member; its stale list entry goes at the next Members().
-  void Erase(uint64_t page) { bits_.Assign(page, 1, false); }
+  void Erase(uint64_t page) { bits_.Clear(page); }
   // Members in [first, first + count); counts in whole bitmap words, so a 2 MiB range is 8 words.
   uint64_t CountIn(uint64_t first, uint64_t count) const { return bits_.Count(first, count); }
   // The members, sorted and each once.
@@ -142,7 +143,7 @@ class PageSet {
   // Members inserted and not erased since the last Clear (exact while nothing is erased).
   size_t inserted() const { return list_.size(); }
   void Clear() {
-    for (uint64_t p : list_) bits_.Assign(p, 1, false);
+    for (uint64_t p : list_) bits_.Clear(p);
     list_.clear();
   }
 
