@@ -13,13 +13,65 @@ interface Step<From, Result> {
   from: From;
   label: string;
   /** A copy of the step's bytes (the caller's may change after the step). */
-  bytes: Buffer;
+  bytes: SparseCopy;
   result: Result;
+}
+
+const CHUNK = 0x1000;
+const ZERO_CHUNK = Buffer.alloc(CHUNK);
+
+/**
+ * A copy of bytes that holds only their 4 KiB chunks with something other than zeros: a launched
+ * range is mostly zero pages (the stubs' initial image: 2 MiB around a few dozen KiB), and copying
+ * it whole made a boot fault in a fresh page of host memory for each of them (~260 page faults of
+ * a default TDX boot, which launches one VM and never looks the step up; issue 11).
+ */
+class SparseCopy {
+  readonly length: number;
+  /** Offsets of the chunks kept, ascending, and their copies. */
+  readonly #offsets: number[] = [];
+  readonly #chunks: Buffer[] = [];
+  /** Bytes held in copies. */
+  readonly heldBytes: number;
+
+  constructor(bytes: Uint8Array) {
+    this.length = bytes.byteLength;
+    let held = 0;
+    for (let at = 0; at < bytes.byteLength; at += CHUNK) {
+      const chunk = bytes.subarray(at, at + CHUNK);
+      if (isZero(chunk)) continue;
+      this.#offsets.push(at);
+      this.#chunks.push(Buffer.from(chunk));
+      held += chunk.byteLength;
+    }
+    this.heldBytes = held;
+  }
+
+  /** Whether `bytes` are the bytes this was copied from. */
+  equals(bytes: Uint8Array): boolean {
+    if (bytes.byteLength !== this.length) return false;
+    let kept = 0;
+    for (let at = 0; at < bytes.byteLength; at += CHUNK) {
+      const chunk = bytes.subarray(at, at + CHUNK);
+      if (this.#offsets[kept] === at) {
+        if (!this.#chunks[kept]!.equals(chunk)) return false;
+        kept++;
+      } else if (!isZero(chunk)) {
+        return false;
+      }
+    }
+    return true;
+  }
+}
+
+function isZero(chunk: Uint8Array): boolean {
+  return (chunk.byteLength === CHUNK ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, chunk.byteLength)).equals(chunk);
 }
 
 /**
  * Results of hash steps by the state before them and their input; keeps the `capacity` steps used
- * last, and no more than `maxBytes` of their bytes (a Linux kernel's launched range is megabytes).
+ * last, no step whose bytes are more than `maxBytes`, and no more than `maxBytes` of copies of
+ * their bytes (a Linux kernel's launched range is megabytes; zero chunks are not copied).
  */
 export class HashStepMemo<From, Result> {
   /** Most recently used last. */
@@ -46,9 +98,10 @@ export class HashStepMemo<From, Result> {
   /** Remembers `result` (which must never change afterwards: callers share it) for that step. */
   remember(from: From, label: string, bytes: Uint8Array, result: Result): void {
     if (bytes.byteLength > this.#maxBytes) return;
-    this.#steps.push({ from, label, bytes: Buffer.from(bytes), result });
-    this.#bytes += bytes.byteLength;
-    while (this.#steps.length > this.#capacity || this.#bytes > this.#maxBytes) this.#bytes -= this.#steps.shift()!.bytes.byteLength;
+    const copy = new SparseCopy(bytes);
+    this.#steps.push({ from, label, bytes: copy, result });
+    this.#bytes += copy.heldBytes;
+    while (this.#steps.length > this.#capacity || this.#bytes > this.#maxBytes) this.#bytes -= this.#steps.shift()!.bytes.heldBytes;
   }
 }
 

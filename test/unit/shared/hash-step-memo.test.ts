@@ -89,6 +89,34 @@ describe('HashStepMemo', () => {
     expect(step(memo, new BufferedHash('sha384'), 'c', original)).toBe(false);
   });
 
+  it('a mostly-zero range (kept without its zero chunks) is taken only with every byte the same, zeros included', () => {
+    const memo = new HashStepMemo<HashLineage, BufferedHashStep>(8);
+    const range = new Uint8Array(5 * 4096 + 100);  // a short last chunk
+    range.set(bytes(300, 1), 4096 + 17);
+    range[5 * 4096 + 99] = 9;
+    step(memo, new BufferedHash('sha384'), 'r', range);
+    expect(step(memo, new BufferedHash('sha384'), 'r', Uint8Array.from(range))).toBe(false);
+    for (const at of [0, 4095, 4096 + 17, 2 * 4096 + 5, 5 * 4096, 5 * 4096 + 99]) {
+      const changed = Uint8Array.from(range);
+      changed[at] ^= 0x40;
+      const h = new BufferedHash('sha384');
+      expect(step(memo, h, 'r', changed), `byte ${at}`).toBe(true);
+      expect(h.digest().toString('hex')).toBe(sha384(Buffer.from('r'), changed));
+    }
+    expect(step(memo, new BufferedHash('sha384'), 'r', range.subarray(0, range.byteLength - 1))).toBe(true);
+    const longer = new Uint8Array(range.byteLength + 1);
+    longer.set(range);
+    expect(step(memo, new BufferedHash('sha384'), 'r', longer)).toBe(true);
+  });
+
+  it('counts only the chunks it copies against its byte bound', () => {
+    const memo = new HashStepMemo<HashLineage, BufferedHashStep>(8, 3 * 4096);
+    const sparse = new Uint8Array(3 * 4096);
+    sparse[5000] = 1;  // one chunk of three to copy
+    for (const label of ['a', 'b', 'c']) step(memo, new BufferedHash('sha384'), label, sparse);
+    expect(['a', 'b', 'c'].map((label) => step(memo, new BufferedHash('sha384'), label, sparse))).toEqual([false, false, false]);
+  });
+
   it('keeps no more than its byte bound of steps, and no step larger than it', () => {
     const memo = new HashStepMemo<HashLineage, BufferedHashStep>(8, 100);
     for (const label of ['a', 'b', 'c']) step(memo, new BufferedHash('sha384'), label, bytes(40, 1));
