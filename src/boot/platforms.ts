@@ -31,6 +31,7 @@ import type { BootTrace } from './accounting.js';
 import { StagedImage } from './staged-image.js';
 import type { ScheduleOptions, VcpuScheduler } from '../cpu/vcpu-scheduler.js';
 import type { BootImages } from './images.js';
+import type { SparsePages } from '../shared/sparse-pages.js';
 
 const PAGE = 0x1000n;
 /** SNP C-bit position our platform reports (CPUID 0x8000001F EBX[5:0]), as on Milan/Genoa. */
@@ -193,7 +194,7 @@ export function bootTdx(images: BootImages, options: BootPlatformOptions): BootP
     const r = host.addPages(gpa, source, measured);
     check(`${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${r.at.toString(16)}`, r.status);
   };
-  const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => addPages(range.gpa, staged.range(range.gpa, range.bytes), measured);
+  const addRange = (range: { gpa: bigint; bytes: bigint }, measured: boolean) => addPages(range.gpa, staged.sparseRange(range.gpa, range.bytes), measured);
   addRange(TEMP_RAM, false);
   addRange(INITIAL_IMAGE_PAST_CONFIG, true);
   // The firmware volume, every page, as TDVF's TDX metadata section of type BFV asks (PAGE.ADD +
@@ -253,7 +254,7 @@ function launchLinuxTdx(host: TdxVmmHandle, linux: NonNullable<BootImages['linux
 }
 
 /** The VMM's PAGE.ADD (+ MR.EXTEND when `measured`) of `source` from `gpa` on, or an error naming the page that failed. */
-type AddPages = (gpa: bigint, source: Uint8Array, measured: boolean) => void;
+type AddPages = (gpa: bigint, source: Uint8Array | SparsePages, measured: boolean) => void;
 
 /**
  * The end point of a Linux boot: the decompressor's jump into the kernel it decompressed. The
@@ -280,7 +281,7 @@ function launchLinuxSnp(linux: NonNullable<BootImages['linux']>, launch: LaunchR
 }
 
 /** KVM_SEV_SNP_LAUNCH_UPDATE of [gpa, gpa+bytes) as `type` (SnpVmmHandle.launchRange), or an error. */
-type LaunchRange = (gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array) => void;
+type LaunchRange = (gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array | SparsePages) => void;
 
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
@@ -304,7 +305,7 @@ export function bootSnp(images: BootImages, options: BootPlatformOptions): BootP
   const launchAround = (range: { gpa: bigint; bytes: bigint }, type: LaunchPageType, special?: { gpa: bigint; type: LaunchPageType; bytes?: Uint8Array }) => {
     const end = range.gpa + range.bytes;
     const piece = (from: bigint, to: bigint) => {
-      if (to > from) launch(from, to - from, type, type === 'ZERO' ? undefined : staged.range(from, to - from));
+      if (to > from) launch(from, to - from, type, type === 'ZERO' ? undefined : staged.sparseRange(from, to - from));
     };
     if (!special || special.gpa < range.gpa || special.gpa >= end) {
       piece(range.gpa, end);

@@ -2,6 +2,7 @@
 // launch copies each page into the guest (TDX TDH.MEM.PAGE.ADD's source page, SNP
 // SNP_LAUNCH_UPDATE's source); nothing is written into guest RAM before that.
 import type { LoadTarget } from './elf.js';
+import type { SparsePages } from '../shared/sparse-pages.js';
 
 const PAGE = 0x1000n;
 
@@ -96,6 +97,21 @@ export class StagedImage implements LoadTarget {
       if (page) out.set(page, Number(offset));
     }
     return out;
+  }
+
+  /**
+   * range() given by its staged pages (copies; an image's own before the one's below): the pages
+   * nothing was staged in are zeros, and a launch need not read them (src/shared/sparse-pages.ts).
+   */
+  sparseRange(base: bigint, bytes: bigint): SparsePages {
+    const pages = new Map<number, Uint8Array>();
+    for (let image: StagedImage | undefined = this; image; image = image.#under) {
+      for (const [at, page] of image.#pages) {
+        const offset = Number(at - base);
+        if (at >= base && at < base + bytes && !pages.has(offset)) pages.set(offset, page.slice());
+      }
+    }
+    return { byteLength: Number(bytes), pages };
   }
 
   /** Staged pages outside [gpa, gpa+bytes) of every given range: bytes the launch would drop. */

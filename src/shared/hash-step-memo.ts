@@ -8,6 +8,7 @@
 // for byte.
 import { Buffer } from 'node:buffer';
 import type { BufferedHash, BufferedHashState, HashLineage } from './buffered-hash.js';
+import { isSparsePages, type SparsePages } from './sparse-pages.js';
 
 interface Step<From, Result> {
   from: From;
@@ -34,12 +35,12 @@ class SparseCopy {
   /** Bytes held in copies. */
   readonly heldBytes: number;
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array | SparsePages) {
     this.length = bytes.byteLength;
     let held = 0;
     for (let at = 0; at < bytes.byteLength; at += CHUNK) {
-      const chunk = bytes.subarray(at, at + CHUNK);
-      if (isZero(chunk)) continue;
+      const chunk = chunkAt(bytes, at);
+      if (chunk === undefined || isZero(chunk)) continue;
       this.#offsets.push(at);
       this.#chunks.push(Buffer.from(chunk));
       held += chunk.byteLength;
@@ -48,20 +49,25 @@ class SparseCopy {
   }
 
   /** Whether `bytes` are the bytes this was copied from. */
-  equals(bytes: Uint8Array): boolean {
+  equals(bytes: Uint8Array | SparsePages): boolean {
     if (bytes.byteLength !== this.length) return false;
     let kept = 0;
     for (let at = 0; at < bytes.byteLength; at += CHUNK) {
-      const chunk = bytes.subarray(at, at + CHUNK);
+      const chunk = chunkAt(bytes, at);
       if (this.#offsets[kept] === at) {
-        if (!this.#chunks[kept]!.equals(chunk)) return false;
+        if (chunk === undefined || !this.#chunks[kept]!.equals(chunk)) return false;
         kept++;
-      } else if (!isZero(chunk)) {
+      } else if (chunk !== undefined && !isZero(chunk)) {
         return false;
       }
     }
     return true;
   }
+}
+
+/** The chunk at `at` (the last one may be short); undefined for a page a SparsePages leaves out. */
+function chunkAt(bytes: Uint8Array | SparsePages, at: number): Uint8Array | undefined {
+  return isSparsePages(bytes) ? bytes.pages.get(at) : bytes.subarray(at, at + CHUNK);
 }
 
 function isZero(chunk: Uint8Array): boolean {
@@ -86,7 +92,7 @@ export class HashStepMemo<From, Result> {
   }
 
   /** The result of the step from `from` with input `label` and `bytes`, if remembered. */
-  find(from: From, label: string, bytes: Uint8Array): Result | undefined {
+  find(from: From, label: string, bytes: Uint8Array | SparsePages): Result | undefined {
     const index = this.#steps.findIndex((s) => s.from === from && s.label === label && s.bytes.equals(bytes));
     if (index < 0) return undefined;
     const step = this.#steps[index]!;
@@ -96,7 +102,7 @@ export class HashStepMemo<From, Result> {
   }
 
   /** Remembers `result` (which must never change afterwards: callers share it) for that step. */
-  remember(from: From, label: string, bytes: Uint8Array, result: Result): void {
+  remember(from: From, label: string, bytes: Uint8Array | SparsePages, result: Result): void {
     if (bytes.byteLength > this.#maxBytes) return;
     const copy = new SparseCopy(bytes);
     this.#steps.push({ from, label, bytes: copy, result });
@@ -117,7 +123,7 @@ export interface BufferedHashStep {
  * state it gave. `feed` must feed only bytes decided by `label` and `bytes`, and must not read
  * the hash. A hash fed anything else has forgotten its lineage and takes nothing from the memo.
  */
-export function feedMemoized(memo: HashStepMemo<HashLineage, BufferedHashStep>, hash: BufferedHash, label: string, bytes: Uint8Array, feed: () => void): void {
+export function feedMemoized(memo: HashStepMemo<HashLineage, BufferedHashStep>, hash: BufferedHash, label: string, bytes: Uint8Array | SparsePages, feed: () => void): void {
   const from = hash.lineage;
   const known = from === undefined ? undefined : memo.find(from, label, bytes);
   if (known) {

@@ -5,6 +5,7 @@ import { digestOf } from '../../shared/digest.js';
 import { HashStepMemo } from '../../shared/hash-step-memo.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { ZERO_PAGE, isZeroPage } from '../../memory/zero-page.js';
+import { pageAt, type SparsePages } from '../../shared/sparse-pages.js';
 
 const sha384 = (data: Uint8Array): Buffer => digestOf('sha384', data);
 const ZERO_CONTENTS = new Uint8Array(48);
@@ -76,9 +77,10 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
   /**
    * extend() of `pages` consecutive 4 KiB pages from `gpa` on, all of page type `type`, in
    * address order: what as many SNP_LAUNCH_UPDATEs give, the same digest, with one PAGE_INFO
-   * buffer for all of them. `contents` holds the pages' bytes back to back (NORMAL needs them).
+   * buffer for all of them. `contents` holds the pages' bytes back to back, or gives its non-zero
+   * pages (NORMAL needs them).
    */
-  extendRange(type: 'NORMAL' | 'ZERO' | 'UNMEASURED', gpa: bigint, pages: number, contents: Uint8Array | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
+  extendRange(type: 'NORMAL' | 'ZERO' | 'UNMEASURED', gpa: bigint, pages: number, contents: Uint8Array | SparsePages | undefined, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): void {
     if (this.#finished) throw new Error('launch already finished');
     if (type === 'NORMAL' && (contents === undefined || contents.byteLength !== pages * PAGE_BYTES)) throw new Error('NORMAL pages are measured by their contents');
     const from = Buffer.from(this.#digest).toString('hex');
@@ -92,7 +94,7 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
     const info = Buffer.alloc(0x70);
     let digest = this.#digest;
     for (let i = 0; i < pages; i++) {
-      const page = type === 'NORMAL' ? pageSha384(contents!.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES)) : ZERO_CONTENTS;
+      const page = type === 'NORMAL' ? pageSha384(pageAt(contents!, i * PAGE_BYTES) ?? ZERO_PAGE) : ZERO_CONTENTS;
       digest = sha384(pageInfo(digest, page, type, gpa + BigInt(i * PAGE_BYTES), vmplPerms, info));
     }
     RANGE_STEPS.remember(from, label, bytes, digest);

@@ -29,6 +29,7 @@ import { secretsPage } from './secrets-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
+import { denseBytes, isSparsePages, type SparsePages } from '../../shared/sparse-pages.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -481,13 +482,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * and their gate updates were most of an SNP boot's VM setup, issue 11). Otherwise (CPUID,
    * SECRETS, VMSA pages, pages the host changed before) the per-page events, as launchUpdatePage.
    */
-  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
+  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array | SparsePages, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
     const pages = Number(bytes / PAGE_4K);
     const wholeFreshRange = (type === 'NORMAL' || type === 'ZERO' || type === 'UNMEASURED') && !this.launch.finished
       && pages > 0 && bytes % PAGE_4K === 0n && gpa % PAGE_4K === 0n && gpa >= 0n && gpa + bytes <= this.rmp.coveredBytes
       && (source === undefined || source.byteLength === pages * Number(PAGE_4K))
       && vmplPerms.every((p) => Number.isInteger(p) && p >= 0 && p <= VMPL_PERM_ALL) && this.rmp.allReset(gpa, bytes);
-    if (!wholeFreshRange) return this.#launchPageByPage(gpa, bytes, type, source, vmplPerms);
+    if (!wholeFreshRange) return this.#launchPageByPage(gpa, bytes, type, source && denseBytes(source), vmplPerms);
     const count: Record<string, TraceValue> = pages > 1 ? { pages } : {};
     const asid = this.asid;
     // rmpUpdate()'s legality for each page: aligned, covered, reset entry -> hv-owned, SUCCESS.
@@ -497,7 +498,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // launchUpdatePage()'s legality for each page, now pre-guest at its own GPA: immutable, SUCCESS.
     this.#record('launch-update', { gpa, pageType: type, state: 'immutable', result: 'SUCCESS', ...count });
     if (type === 'ZERO') this.machine.memory.fill(gpa, bytes, 0);
-    else if (source !== undefined) this.machine.memory.write(gpa, source);
+    else if (source !== undefined && isSparsePages(source)) {
+      // The pages it leaves out are zeros: a fill, which leaves RAM nobody wrote untouched (it reads as zeros).
+      this.machine.memory.fill(gpa, bytes, 0);
+      for (const [offset, page] of source.pages) this.machine.memory.write(gpa + BigInt(offset), page);
+    } else if (source !== undefined) this.machine.memory.write(gpa, source);
     this.launch.extendRange(type, gpa, pages, type === 'NORMAL' ? source ?? this.machine.memory.read(gpa, Number(bytes)) : undefined, vmplPerms);
     // Each page's entry after both: the RMPUPDATE's, then LAUNCH_UPDATE's Immutable cleared, Validated set, VMPL permissions.
     const perms: RmpEntry['vmplPerms'] = [VMPL_PERM_ALL, vmplPerms[0], vmplPerms[1], vmplPerms[2]];

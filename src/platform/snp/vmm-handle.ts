@@ -16,6 +16,7 @@ import type { Trace } from '../../shared/trace.js';
 import type { LaunchPageType, LaunchVmplPerms } from './launch.js';
 import type { RmpEntry, RmpPageSize } from './rmp.js';
 import type { ApStartResult, HostOpResult, RmpUpdateRequest, SnpPlatform } from './snp-cpu.js';
+import type { SparsePages } from '../../shared/sparse-pages.js';
 
 export class SnpVmmHandle {
   readonly #platform: SnpPlatform;
@@ -81,7 +82,7 @@ export class SnpVmmHandle {
    * SNP_LAUNCH_UPDATE of it as `type` from `source` (the pages back to back), in address order,
    * stopping at the first page that fails (SnpPlatform.launchRange).
    */
-  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array, vmplPerms?: LaunchVmplPerms): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
+  launchRange(gpa: bigint, bytes: bigint, type: LaunchPageType, source?: Uint8Array | SparsePages, vmplPerms?: LaunchVmplPerms): HostOpResult & { at: bigint; op: 'rmpupdate' | 'launch-update' } {
     return this.#platform.launchRange(gpa, bytes, type, source, vmplPerms);
   }
 

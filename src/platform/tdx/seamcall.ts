@@ -7,6 +7,7 @@ import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, decodeGpaLevel, septLockKey,
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
 import { HashStepMemo, feedMemoized, type BufferedHashStep } from '../../shared/hash-step-memo.js';
+import { denseBytes, isSparsePages, pageAt, type SparsePages } from '../../shared/sparse-pages.js';
 import type { HashLineage } from '../../shared/buffered-hash.js';
 import type { TdModule } from './td-module.js';
 
@@ -301,10 +302,13 @@ export class SeamcallHost {
    * for the range's PAGE.ADDs, and for a measured range one MR.EXTEND event with `calls` for all
    * their chunks, in address order (trace schema 3). A PAGE.ADD event and a gate update per page
    * were most of a default TDX boot's VM setup (issue 11). Otherwise each call has its own event.
+   *
+   * `source` may come as its non-zero pages (SparsePages): the same calls, events and MRTD, with
+   * the zero pages' RAM zero-filled (RAM nothing wrote stays untouched) rather than copied.
    */
-  addPages(gpa: bigint, source: Uint8Array, measured: boolean): SeamcallResult & { at: bigint } {
+  addPages(gpa: bigint, source: Uint8Array | SparsePages, measured: boolean): SeamcallResult & { at: bigint } {
     const pages = source.byteLength / 4096;
-    if (!Number.isInteger(pages) || pages < 1) return this.#addPageByPage(gpa, source, measured);
+    if (!Number.isInteger(pages) || pages < 1) return this.#addPageByPage(gpa, denseBytes(source), measured);
     const last = gpa + BigInt(pages - 1) * 4096n;
     const td = this.#td;
     // The legality table's row for a FREE leaf, as #transition reads it for each page.
@@ -313,8 +317,14 @@ export class SeamcallHost {
     const canOnlySucceed = !td.finalized
       && this.#operand('ADD', gpaLevel(gpa, 0)) === TdxStatus.SUCCESS && this.#operand('ADD', gpaLevel(last, 0)) === TdxStatus.SUCCESS
       && td.guestLocks.size === 0 && td.hostPriority.size === 0 && td.sept.freeReachableLeaves(gpa, pages);
-    if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, source, measured);
-    td.machine.memory.write(gpa, source);
+    if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, denseBytes(source), measured);
+    if (isSparsePages(source)) {
+      // The pages it leaves out are zeros: a fill, which leaves RAM nobody wrote untouched (it reads as zeros).
+      td.machine.memory.fill(gpa, BigInt(source.byteLength), 0);
+      for (const [offset, page] of source.pages) td.machine.memory.write(gpa + BigInt(offset), page);
+    } else {
+      td.machine.memory.write(gpa, source);
+    }
     td.sept.setFreeLeaves(gpa, pages, next.next);
     this.#measurePages(gpa, source, measured);
     const count = pages > 1 ? { pages } : undefined;
@@ -324,7 +334,7 @@ export class SeamcallHost {
   }
 
   /** MRTD for PAGE.ADD (+ MR.EXTEND) of `source`'s pages: from MRTD_STEPS when it has them, else #measurePagesNow. */
-  #measurePages(gpa: bigint, source: Uint8Array, measured: boolean): void {
+  #measurePages(gpa: bigint, source: Uint8Array | SparsePages, measured: boolean): void {
     // An unmeasured range feeds only its pages' GPAs (MEM.PAGE.ADD blocks), not their bytes.
     const label = `${measured ? 'PAGE.ADD+MR.EXTEND' : 'PAGE.ADD'} 0x${gpa.toString(16)} ${source.byteLength}`;
     feedMemoized(MRTD_STEPS, this.#td.mrtdHash, label, measured ? source : NO_BYTES, () => this.#measurePagesNow(gpa, source, measured));
@@ -339,7 +349,7 @@ export class SeamcallHost {
    * made it hot enough for TurboFan to compile it twice (on-stack and whole) in the background
    * of every cold boot, ~10-20 ms of CPU for a loop that runs once (issue 11).
    */
-  #measurePagesNow(gpa: bigint, source: Uint8Array, measured: boolean): void {
+  #measurePagesNow(gpa: bigint, source: Uint8Array | SparsePages, measured: boolean): void {
     const h = this.#td.mrtdHash;
     const template = measured ? MEASURED_PAGE_BLOCKS : MEASUREMENT_BLOCK['MEM.PAGE.ADD'];
     const first = Number(gpa);  // below 2^52: exact
@@ -359,8 +369,8 @@ export class SeamcallHost {
         // Each chunk's MR.EXTEND block: its GPA at +16, its bytes at +128; the template's high words are zero.
         for (let field = at + 144, chunkGpa = low; field < end; field += 384, chunkGpa += 256) view.setUint32(field, chunkGpa, true);
         if (high !== 0) for (let field = at + 148; field < end; field += 384) view.setUint32(field, high, true);
-        const bytes = source.subarray(page * 4096, page * 4096 + 4096);
-        if (!isZeroPage(bytes)) {
+        const bytes = pageAt(source, page * 4096);
+        if (bytes !== undefined && !isZeroPage(bytes)) {
           for (let chunk = 0; chunk < 16; chunk++) h.buf.set(bytes.subarray(chunk * 256, chunk * 256 + 256), at + 256 + chunk * 384);
         }
       }

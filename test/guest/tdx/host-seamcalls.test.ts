@@ -159,6 +159,29 @@ describe('A5 host transitions seen by the guest', () => {
       expect(ranged.platform.module.host.mrFinalize().mrtd!.equals(byPage.platform.module.host.mrFinalize().mrtd!)).toBe(true);
     });
 
+    it.each([true, false])('measured %s: a source given by its non-zero pages launches as the same bytes given whole, and RAM under a page it leaves out reads zero', (measured) => {
+      const bytes = Buffer.from(source);
+      const pages = new Map<number, Uint8Array>();
+      for (let i = 0; i < 40; i++) {
+        if (i % 3 === 0) bytes.fill(0, i * 4096, (i + 1) * 4096);
+        else if (i !== 7) pages.set(i * 4096, bytes.subarray(i * 4096, (i + 1) * 4096));
+      }
+      bytes.fill(0, 7 * 4096, 8 * 4096);
+      pages.set(7 * 4096, new Uint8Array(4096));  // a zero page given anyway
+      const sparse = freshTd(), whole = freshTd();
+      // Something already in RAM under pages the sparse source leaves out (0) and gives as zeros (7).
+      for (const td of [sparse, whole]) for (const i of [0, 7]) td.platform.machine.memory.write(GPA + BigInt(i * 4096), new Uint8Array(4096).fill(0xee));
+      const a = sparse.platform.module.host.addPages(GPA, { byteLength: 40 * 4096, pages }, measured);
+      const b = whole.platform.module.host.addPages(GPA, bytes, measured);
+      expect(a).toEqual(b);
+      const launch = (td: typeof sparse) => td.trace.ofType('seamcall').map((e) => [e.leaf, e.rcx, e.pages, e.calls, e.result]);
+      expect(launch(sparse)).toEqual(launch(whole));
+      expect(Buffer.from(sparse.platform.machine.memory.read(GPA - 4096n, 42 * 4096)).equals(Buffer.from(whole.platform.machine.memory.read(GPA - 4096n, 42 * 4096)))).toBe(true);
+      expect(Buffer.from(sparse.platform.machine.memory.read(GPA, 40 * 4096)).equals(bytes)).toBe(true);
+      expect(sparse.platform.machine.gate.count('private', GPA, 40n * 4096n, 'readwrite')).toBe(40n);
+      expect(sparse.platform.module.host.mrFinalize().mrtd!.equals(whole.platform.module.host.mrFinalize().mrtd!)).toBe(true);
+    });
+
     it('TDs measuring the same ranges share MRTDs (kept from one to the next); a byte or a step before different, as the calls one by one', () => {
       const mrtd = (td: ReturnType<typeof freshTd>) => td.platform.module.host.mrFinalize().mrtd!.toString('hex');
       const byPage = (pages: readonly { gpa: bigint; bytes: Uint8Array }[]) => {

@@ -2,6 +2,7 @@
 // with another firmware config page) that shows the pages it does not write from the one below.
 import { describe, expect, it } from 'vitest';
 import { StagedImage } from '../../../src/boot/staged-image.js';
+import { denseBytes } from '../../../src/shared/sparse-pages.js';
 
 const PAGE = 0x1000n;
 
@@ -49,5 +50,32 @@ describe('StagedImage', () => {
     above.write(0x9000n, new Uint8Array([1]));
     expect(above.pagesOutside([{ gpa: 0x2000n, bytes: PAGE }])).toEqual([0x1000n, 0x3000n, 0x9000n]);
     expect(above.pagesOutside([{ gpa: 0n, bytes: 0x10000n }])).toEqual([]);
+  });
+});
+
+describe('StagedImage.sparseRange', () => {
+  it('holds the staged pages inside the range (copies, at their offsets) and spans the same bytes as range()', () => {
+    const image = new StagedImage();
+    image.write(0x1ff0n, Uint8Array.from({ length: 0x20 }, (_, i) => i + 1));  // straddles two pages
+    image.write(0x5000n, Uint8Array.of(9));
+    image.write(0x9000n, Uint8Array.of(7));  // outside the range below
+    image.seal();
+    const sparse = image.sparseRange(0x1000n, 0x6000n);
+    expect(sparse.byteLength).toBe(0x6000);
+    expect([...sparse.pages.keys()].sort((a, b) => a - b)).toEqual([0, 0x1000, 0x4000]);
+    expect(Buffer.from(denseBytes(sparse)).equals(Buffer.from(image.range(0x1000n, 0x6000n)))).toBe(true);
+    sparse.pages.get(0)![0xff0] ^= 0xff;  // a copy: the image is unchanged
+    expect(image.page(0x1000n)[0xff0]).toBe(1);
+    expect(image.sparseRange(0xa000n, 0x2000n).pages.size).toBe(0);
+  });
+
+  it('of an image staged over another: its own pages over the ones below, the rest from below', () => {
+    const above = base().derive();
+    above.write(0x1001n, new Uint8Array([9]));
+    above.write(0x3800n, new Uint8Array([8]));
+    above.seal();
+    const sparse = above.sparseRange(0n, 4n * PAGE);
+    expect([...sparse.pages.keys()].sort((a, b) => a - b)).toEqual([0x1000, 0x2000, 0x3000]);
+    expect(Buffer.from(denseBytes(sparse)).equals(Buffer.from(above.range(0n, 4n * PAGE)))).toBe(true);
   });
 });

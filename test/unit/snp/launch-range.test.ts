@@ -55,6 +55,22 @@ describe('SNP launchRange', () => {
     });
   }
 
+  for (const type of ['NORMAL', 'UNMEASURED'] as const) {
+    it(`a ${type} range given by its non-zero pages launches as the same bytes given whole; RAM under a page it leaves out reads zero`, () => {
+      const bytes = source();
+      bytes.fill(0, 0, 4096);
+      bytes.fill(0, 3 * 4096, 4 * 4096);
+      const pages = new Map<number, Uint8Array>([1, 2, 4].map((i) => [i * 4096, bytes.subarray(i * 4096, (i + 1) * 4096)]));
+      const a = platform(), b = platform();
+      for (const p of [a, b]) p.machine.memory.write(BASE, new Uint8Array(4096).fill(0xee));
+      const r = a.launchRange(BASE, BigInt(PAGES) * PAGE, type, { byteLength: PAGES * 4096, pages });
+      expect(r).toEqual(b.launchRange(BASE, BigInt(PAGES) * PAGE, type, bytes));
+      expect(a.trace.events).toEqual(b.trace.events);
+      expect(Buffer.from(a.machine.memory.read(BASE, PAGES * 4096)).equals(bytes)).toBe(true);
+      expect(observe(a)).toEqual(observe(b));
+    });
+  }
+
   it('a NORMAL range without a source measures and keeps what memory holds', () => {
     const a = platform(), b = platform();
     for (const p of [a, b]) p.machine.memory.write(BASE, source());
