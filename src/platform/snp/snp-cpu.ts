@@ -615,7 +615,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return out;
   }
 
-  #ciphertextOf(page: bigint): Buffer {
+  #ciphertextOf(page: bigint): Readonly<Uint8Array> {
     return this.#encryption.encryptPage(page, this.machine.memory.read(page, Number(PAGE_4K)));
   }
 
