@@ -145,4 +145,19 @@ describe('console protocol', () => {
     expect(p.saveState()).toEqual(copy);
     expect(saved).toEqual(copy);
   });
+
+  it('copies stats in their order, and a stat named __proto__ neither becomes one nor changes the prototype', () => {
+    const p = new ConsoleProtocolParser();
+    p.push('@mv stat b 2\n@mv stat __proto__ 7\n@mv stat a 1\n');
+    const saved = p.saveState();
+    p.push('@mv stat c 3\n');
+    p.loadState(saved);
+    p.push('@mv stat d 4\n');
+    for (const r of [saved.report, p.report]) {
+      expect(Object.getPrototypeOf(r.stats)).toBe(Object.prototype);
+      expect(Object.hasOwn(r.stats, '__proto__')).toBe(false);
+    }
+    expect(Object.entries(saved.report.stats)).toEqual([['b', 2n], ['a', 1n]]);
+    expect(Object.entries(p.report.stats)).toEqual([['b', 2n], ['a', 1n], ['d', 4n]]);
+  });
 });
