@@ -113,6 +113,32 @@ function versionAfter(from: number, write: Write, index: number): number {
   return version;
 }
 
+/**
+ * The 4 KiB entries PSMASH makes of 2 MiB entries, by the version the region gets (equal versions,
+ * equal entries): the entry objects of a split made before, in a new array. A fuzz execution that
+ * answers an NPF with PSMASH splits the same region from the same snapshot as the one before, and
+ * making 512 entries and their GPAs each time was a fifth of an SNP campaign's allocation (issue 10).
+ * Entries are never changed in place (a write replaces the slot's object), so sharing them is safe.
+ */
+const splits = new Map<number, readonly RmpEntry[]>();
+const SPLITS_LIMIT = 64;
+
+function splitEntries(large: Readonly<RmpEntry>, version: number): (RmpEntry | undefined)[] {
+  const known = splits.get(version);
+  if (known !== undefined) return known.slice();
+  const entries = new Array<RmpEntry>(PAGES_PER_2M);
+  // One literal per entry in the 2 MiB entry's key order (a spread per entry, and a BigInt
+  // product per GPA, were most of a PSMASH).
+  const { assigned, immutable, asid, validated, vmsa, vmplPerms } = large;
+  let gpa = large.gpa;
+  for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
+    entries[i] = { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms };
+  }
+  if (splits.size >= SPLITS_LIMIT) splits.clear();
+  splits.set(version, entries);
+  return entries.slice();
+}
+
 const copyRegion = (r: Readonly<Region>): Region =>
   (r.kind === 'large' ? { ...r } : { kind: 'small', entries: r.entries.slice(), count: r.count, assigned: r.assigned, version: r.version });
 const copyRegions = (regions: RmpTable): Map<number, Region> => new Map([...regions].map(([k, r]) => [k, copyRegion(r)]));
@@ -303,15 +329,9 @@ export class Rmp implements Snapshottable<RmpTable> {
     // PSMASH of anything but a 2 MiB entry is FAIL_BADADDR in the legality table.
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
-    const entries = new Array<RmpEntry>(PAGES_PER_2M);
-    // One literal per entry in the 2 MiB entry's key order (a spread per entry, and a BigInt
-    // product per GPA, were most of a PSMASH).
-    const { assigned, immutable, asid, validated, vmsa, vmplPerms } = region.entry;
-    let gpa = region.entry.gpa;
-    for (let i = 0; i < PAGES_PER_2M; i++, gpa += PAGE_4K) {
-      entries[i] = { assigned, pageSize: '4k', immutable, gpa, asid, validated, vmsa, vmplPerms };
-    }
-    this.#regions.set(key, { kind: 'small', entries, count: PAGES_PER_2M, assigned: assigned ? PAGES_PER_2M : 0, version: versionAfter(region.version, Write.Split, 0) });
+    const { assigned } = region.entry;
+    const version = versionAfter(region.version, Write.Split, 0);
+    this.#regions.set(key, { kind: 'small', entries: splitEntries(region.entry, version), count: PAGES_PER_2M, assigned: assigned ? PAGES_PER_2M : 0, version });
   }
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */

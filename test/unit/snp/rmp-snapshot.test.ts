@@ -137,3 +137,32 @@ describe('Rmp region versions', () => {
     expect(rmp.regionVersion(key)).toBe(now);
   });
 });
+
+describe('Rmp PSMASH from a saved state', () => {
+  it('splits the same 2 MiB entry into the same entries each time, and a write after one split reaches no other', () => {
+    // Two tables loaded from one state (two executions, or two VMs of one thread), each split
+    // again and again: the remembered split of one must not carry the other's later writes.
+    const first = new Rmp(4n * PAGE_2M);
+    first.put2m(PAGE_2M, { ...at(PAGE_2M), pageSize: '2m', validated: true, vmplPerms: [0x1f, 0x3, 0, 0] });
+    const saved = first.saveState();
+    const second = new Rmp(4n * PAGE_2M);
+    second.loadState(saved);
+    const fresh = new Rmp(4n * PAGE_2M);
+    fresh.put2m(PAGE_2M, { ...at(PAGE_2M), pageSize: '2m', validated: true, vmplPerms: [0x1f, 0x3, 0, 0] });
+    fresh.split(PAGE_2M);
+    const split = table(fresh);
+    for (let round = 0; round < 3; round++) {
+      for (const rmp of [first, second]) {
+        rmp.loadState(saved);
+        rmp.split(PAGE_2M);
+        expect(table(rmp)).toBe(split);
+        expect(rmp.lookup(PAGE_2M + 7n * PAGE_4K).gpa).toBe(PAGE_2M + 7n * PAGE_4K);
+        rmp.setValidated(PAGE_2M + BigInt(round) * PAGE_4K, false);
+        rmp.adjustPermissions(PAGE_2M + 9n * PAGE_4K, 1, 0x1, true);
+        rmp.put4k(PAGE_2M + 10n * PAGE_4K, { ...ASSIGNED, assigned: false });
+      }
+      expect(table(first)).toBe(table(second));
+      expect(table(first)).not.toBe(split);
+    }
+  });
+});
