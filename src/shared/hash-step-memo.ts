@@ -8,7 +8,7 @@
 // for byte.
 import { Buffer } from 'node:buffer';
 import type { BufferedHash, BufferedHashState, HashLineage } from './buffered-hash.js';
-import { isSparsePages, type SparsePages } from './sparse-pages.js';
+import { pageAt, SPARSE_PAGE_BYTES, type SparsePages } from './sparse-pages.js';
 
 interface Step<From, Result> {
   from: From;
@@ -18,7 +18,7 @@ interface Step<From, Result> {
   result: Result;
 }
 
-const CHUNK = 0x1000;
+const CHUNK = SPARSE_PAGE_BYTES;
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
 
 /**
@@ -39,7 +39,7 @@ class SparseCopy {
     this.length = bytes.byteLength;
     let held = 0;
     for (let at = 0; at < bytes.byteLength; at += CHUNK) {
-      const chunk = chunkAt(bytes, at);
+      const chunk = pageAt(bytes, at);  // the last one may be short
       if (chunk === undefined || isZero(chunk)) continue;
       this.#offsets.push(at);
       this.#chunks.push(Buffer.from(chunk));
@@ -53,7 +53,7 @@ class SparseCopy {
     if (bytes.byteLength !== this.length) return false;
     let kept = 0;
     for (let at = 0; at < bytes.byteLength; at += CHUNK) {
-      const chunk = chunkAt(bytes, at);
+      const chunk = pageAt(bytes, at);  // the last one may be short
       if (this.#offsets[kept] === at) {
         if (chunk === undefined || !this.#chunks[kept]!.equals(chunk)) return false;
         kept++;
@@ -63,11 +63,6 @@ class SparseCopy {
     }
     return true;
   }
-}
-
-/** The chunk at `at` (the last one may be short); undefined for a page a SparsePages leaves out. */
-function chunkAt(bytes: Uint8Array | SparsePages, at: number): Uint8Array | undefined {
-  return isSparsePages(bytes) ? bytes.pages.get(at) : bytes.subarray(at, at + CHUNK);
 }
 
 function isZero(chunk: Uint8Array): boolean {
