@@ -5,6 +5,7 @@
 // write without noteHostWrite could survive a fill(…, 0) such as a TDX ACCEPT.
 import type { NativeMachine } from '../native/binding.js';
 import { TypedAccess } from './typed-access.js';
+import { isSparsePages, type SparsePages } from '../shared/sparse-pages.js';
 
 export const PAGE_SIZE = 4096n;
 /** The most one read copies (1 GiB, as a window maps). */
@@ -50,6 +51,16 @@ export class GuestMemory extends TypedAccess {
   fill(gpa: bigint, length: bigint, byte = 0): void {
     this.#check(gpa, length);
     this.#native.fill(gpa, length, byte);
+  }
+
+  /**
+   * write() of `source`, which may come as its non-zero pages: the pages it leaves out are zeros,
+   * a fill, which leaves RAM nobody wrote untouched (it reads as zeros).
+   */
+  writePages(gpa: bigint, source: Uint8Array | SparsePages): void {
+    if (!isSparsePages(source)) return this.write(gpa, source);
+    this.fill(gpa, BigInt(source.byteLength), 0);
+    for (const [offset, page] of source.pages) this.write(gpa + BigInt(offset), page);
   }
 
   /** A zero-copy view of [gpa, gpa+length) (at most 1 GiB). It stays valid after the VM closes. */

@@ -29,7 +29,7 @@ import { secretsPage } from './secrets-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
-import { denseBytes, isSparsePages, type SparsePages } from '../../shared/sparse-pages.js';
+import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
 export const VC_VECTOR = 29;
 const GP_VECTOR = 13;
@@ -498,11 +498,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // launchUpdatePage()'s legality for each page, now pre-guest at its own GPA: immutable, SUCCESS.
     this.#record('launch-update', { gpa, pageType: type, state: 'immutable', result: 'SUCCESS', ...count });
     if (type === 'ZERO') this.machine.memory.fill(gpa, bytes, 0);
-    else if (source !== undefined && isSparsePages(source)) {
-      // The pages it leaves out are zeros: a fill, which leaves RAM nobody wrote untouched (it reads as zeros).
-      this.machine.memory.fill(gpa, bytes, 0);
-      for (const [offset, page] of source.pages) this.machine.memory.write(gpa + BigInt(offset), page);
-    } else if (source !== undefined) this.machine.memory.write(gpa, source);
+    else if (source !== undefined) this.machine.memory.writePages(gpa, source);
     this.launch.extendRange(type, gpa, pages, type === 'NORMAL' ? source ?? this.machine.memory.read(gpa, Number(bytes)) : undefined, vmplPerms);
     // Each page's entry after both: the RMPUPDATE's, then LAUNCH_UPDATE's Immutable cleared, Validated set, VMPL permissions.
     const perms: RmpEntry['vmplPerms'] = [VMPL_PERM_ALL, vmplPerms[0], vmplPerms[1], vmplPerms[2]];

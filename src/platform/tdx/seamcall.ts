@@ -7,7 +7,7 @@ import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, decodeGpaLevel, septLockKey,
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
 import { HashStepMemo, feedMemoized, type BufferedHashStep } from '../../shared/hash-step-memo.js';
-import { denseBytes, isSparsePages, pageAt, type SparsePages } from '../../shared/sparse-pages.js';
+import { denseBytes, pageAt, type SparsePages } from '../../shared/sparse-pages.js';
 import type { HashLineage } from '../../shared/buffered-hash.js';
 import type { TdModule } from './td-module.js';
 
@@ -318,13 +318,7 @@ export class SeamcallHost {
       && this.#operand('ADD', gpaLevel(gpa, 0)) === TdxStatus.SUCCESS && this.#operand('ADD', gpaLevel(last, 0)) === TdxStatus.SUCCESS
       && td.guestLocks.size === 0 && td.hostPriority.size === 0 && td.sept.freeReachableLeaves(gpa, pages);
     if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, denseBytes(source), measured);
-    if (isSparsePages(source)) {
-      // The pages it leaves out are zeros: a fill, which leaves RAM nobody wrote untouched (it reads as zeros).
-      td.machine.memory.fill(gpa, BigInt(source.byteLength), 0);
-      for (const [offset, page] of source.pages) td.machine.memory.write(gpa + BigInt(offset), page);
-    } else {
-      td.machine.memory.write(gpa, source);
-    }
+    td.machine.memory.writePages(gpa, source);
     td.sept.setFreeLeaves(gpa, pages, next.next);
     this.#measurePages(gpa, source, measured);
     const count = pages > 1 ? { pages } : undefined;
