@@ -11,8 +11,6 @@ export class StagedImage implements LoadTarget {
   /** A sealed image whose pages this one shows where it has none of its own (derive()). */
   readonly #under: StagedImage | undefined;
   #sealed = false;
-  /** range() results of the sealed image, by base and length. */
-  readonly #ranges = new Map<string, Uint8Array>();
 
   constructor(under?: StagedImage) {
     if (under && !under.#sealed) throw new Error('an image can only be staged over a sealed one');
@@ -22,7 +20,7 @@ export class StagedImage implements LoadTarget {
   /**
    * A new image with this sealed one's pages, to be written further (a fuzz launch's image is the
    * campaign's with another firmware config page): pages it does not write are read from this one,
-   * and so are its ranges that hold none of its own pages, without copying them again.
+   * without copying them again.
    */
   derive(): StagedImage {
     return new StagedImage(this);
@@ -71,26 +69,8 @@ export class StagedImage implements LoadTarget {
     return this.#stagedPage(base)?.slice() ?? new Uint8Array(Number(PAGE));
   }
 
-  /**
-   * The pages of [base, base+bytes) back to back (zeros where nothing was staged); `base` and
-   * `bytes` page-aligned. A sealed image makes each range once and returns that one every time,
-   * shared by every launch: callers only read it (the launch copies it into guest RAM and hashes
-   * it). Making it anew for each fuzz launch, megabytes of mostly zeros, was ~4% of the launch's
-   * CPU time, page faults of the new buffer included (issue 10).
-   */
+  /** The pages of [base, base+bytes) back to back (zeros where nothing was staged); `base` and `bytes` page-aligned. */
   range(base: bigint, bytes: bigint): Uint8Array {
-    if (!this.#sealed) return this.#rangeNow(base, bytes);
-    const key = `${base}:${bytes}`;
-    let out = this.#ranges.get(key);
-    if (!out) {
-      const ownPage = [...this.#pages.keys()].some((p) => p >= base && p < base + bytes);
-      out = this.#under && !ownPage ? this.#under.range(base, bytes) : this.#rangeNow(base, bytes);
-      this.#ranges.set(key, out);
-    }
-    return out;
-  }
-
-  #rangeNow(base: bigint, bytes: bigint): Uint8Array {
     const out = new Uint8Array(Number(bytes));
     for (let offset = 0n; offset < bytes; offset += PAGE) {
       const page = this.#stagedPage(base + offset);
