@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
+import { NewStubError, writeStubTemplate, type WriteTemplateFile } from '../../src/cli/commands/new-stub.js';
 
 const SMALL = ['--memory', '256M', '--workload', '16M'];
 const scratch = () => mkdtempSync(join(tmpdir(), 'minivisor-hostile-'));
@@ -110,6 +111,32 @@ describe('new-stub names what is wrong with its folder in one line', () => {
     expectOneClearError(minivisor(['new-stub', file]), /^minivisor new-stub: ".*notes\.txt" is not a folder: new-stub writes only into a new or empty folder$/);
     expectOneClearError(minivisor(['new-stub', join(file, 'stub')]), /^minivisor new-stub: cannot write the template into ".*notes\.txt\/stub": ENOTDIR/);
     expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+});
+
+describe('new-stub that fails part-way (a full disk) leaves no half-written template', () => {
+  const diskFullAt = (failing: number): WriteTemplateFile => {
+    let written = 0;
+    return (path, text) => {
+      if (++written === failing) {
+        writeFileSync(path, text.slice(0, 10)); // the short write a full disk leaves behind
+        throw Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC' });
+      }
+      writeFileSync(path, text);
+    };
+  };
+
+  it('a new folder is removed again, and the same command then succeeds', () => {
+    const dir = join(scratch(), 'my-kernel');
+    expect(() => writeStubTemplate(dir, 'kernel', diskFullAt(3))).toThrow(/^cannot write the template into ".*my-kernel": ENOSPC/);
+    expect(existsSync(dir)).toBe(false);
+    expect(writeStubTemplate(dir, 'kernel')).toEqual(readdirSync(dir).sort());
+  });
+
+  it('an empty folder given by the user stays, emptied again', () => {
+    const dir = scratch();
+    expect(() => writeStubTemplate(dir, 'firmware', diskFullAt(5))).toThrow(NewStubError);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 

@@ -5,7 +5,7 @@
 // are our own stages' sources (firmware/, guest/decompressor/), copied without the build variants
 // only this repository compiles, so the template is the code every default boot runs.
 import { Command } from 'commander';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { makeDirectories } from '../../shared/make-directories.js';
 import { basename, join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../shared/package-root.js';
@@ -88,15 +88,31 @@ export function stubTemplateFiles(stage: StubTemplate): Map<string, string> {
   return new Map([...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Writes the template for `stage` into `dir` (which must be absent or empty); returns the files written. */
-export function writeStubTemplate(dir: string, stage: StubTemplate = 'kernel'): string[] {
+/** How a template file is written: `writeFileSync`, or a failing stand-in in tests of the rollback. */
+export type WriteTemplateFile = (path: string, text: string) => void;
+
+/**
+ * Writes the template for `stage` into `dir` (which must be absent or empty); returns the files written.
+ * All or nothing: when a write fails (a full disk, a quota), the files already written and the folder,
+ * if this call made it, are removed again, so a later `new-stub` into the same folder is not refused
+ * as "not empty" over a half-written template.
+ */
+export function writeStubTemplate(dir: string, stage: StubTemplate = 'kernel', writeFile: WriteTemplateFile = writeFileSync): string[] {
   const files = stubTemplateFiles(stage);
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new NewStubError(`${quoteForError(dir)} is not a folder: new-stub writes only into a new or empty folder`);
-  if (existsSync(dir) && readdirSync(dir).length > 0) throw new NewStubError(`${quoteForError(dir)} is not empty: new-stub writes only into a new or empty folder`);
+  const existed = existsSync(dir);
+  if (existed && !statSync(dir).isDirectory()) throw new NewStubError(`${quoteForError(dir)} is not a folder: new-stub writes only into a new or empty folder`);
+  if (existed && readdirSync(dir).length > 0) throw new NewStubError(`${quoteForError(dir)} is not empty: new-stub writes only into a new or empty folder`);
+  const started: string[] = [];
   try {
     makeDirectories(dir);
-    for (const [name, text] of files) writeFileSync(join(dir, name), text);
+    for (const [name, text] of files) {
+      started.push(join(dir, name));
+      writeFile(join(dir, name), text);
+    }
   } catch (err) {
+    for (const path of started) rmSync(path, { force: true });
+    // Only an emptied folder of our own making goes; rmdir refuses one anybody else has filled meanwhile.
+    if (!existed) try { rmdirSync(dir); } catch { /* not made, or no longer ours to remove */ }
     // Under a file, under /proc, without permission: said in one line, not as a bare errno.
     throw new NewStubError(`cannot write the template into ${quoteForError(dir)}: ${err instanceof Error ? err.message : String(err)}`);
   }
