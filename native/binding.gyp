@@ -20,7 +20,8 @@
         "src/content_watch.cc",
         "src/content_watch_fill.cc",
         "src/digest.cc",
-        "src/other_arches.cc"
+        "src/other_arches.cc",
+        "src/run_watchdog.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -266,6 +266,7 @@ void Machine::RecycleSnapshot(Snapshot* s) {
 }
 
 Machine::~Machine() {
+  watchdog_.reset();  // its thread may stop a run of uc_ until it is joined
   FreeSnapshots();
   if (spare_snapshot_) {
     if (spare_snapshot_->context) uc_context_free(spare_snapshot_->context);
@@ -1121,11 +1122,13 @@ uc_err Machine::Run() {
     area_[kSlotArg0] = area_[kSlotInstructions];
     return UC_ERR_OK;
   }
-  // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
-  // invalidation it does for any other `until` (unicorn.md §5).
-  // Unicorn runs its timeout on a helper thread started per call, so it is only armed where
-  // nothing else can stop a guest (fast mode).
-  uint64_t timeout = config_.count_instructions ? 0 : config_.timeout_us;
+  // Only where nothing else can stop a guest (fast mode): a run that never exits. The watchdog
+  // rather than uc_emu_start's own timeout, which starts a thread on every call (run_watchdog.h).
+  const uint64_t timeout = config_.count_instructions ? 0 : config_.timeout_us;
+  if (timeout) {
+    if (!watchdog_) watchdog_.reset(new RunWatchdog(uc_));
+    watchdog_->Arm(timeout);
+  }
   {
     sigjmp_buf abort_env;
     AbortGuard guard(&abort_env);
@@ -1137,7 +1140,9 @@ uc_err Machine::Run() {
     } else {
       retired_fault_ = false;
       arm_restart_ = false;
-      e = uc_emu_start(uc_, rip, 0, timeout, 0);
+      // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
+      // invalidation it does for any other `until` (unicorn.md §5).
+      e = uc_emu_start(uc_, rip, 0, 0, 0);
       // A refused fetch of a changed retired page (RetiredCodeStillValid): drop its code and go
       // on from where the CPU stopped, as if the fetch had filled at once. Or the fetch that armed
       // the execution watch: drop every TLB entry and go on. Nothing of the guest ran past the
@@ -1154,10 +1159,11 @@ uc_err Machine::Run() {
           if (!InvalidateRetiredPage() && fault_kind_ != ExitKind::kNone) break;
         }
         uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
-        e = uc_emu_start(uc_, rip, 0, timeout, 0);
+        e = uc_emu_start(uc_, rip, 0, 0, 0);
       }
     }
   }
+  const bool timed_out = timeout && watchdog_->Disarm();
   FinishWatchFlush();  // the run ended before the instruction after a watched access started
   if (emulator_aborted_) return RefuseAbortedEmulator();
   SyncRegsOut();
@@ -1175,8 +1181,7 @@ uc_err Machine::Run() {
     return UC_ERR_OK;
   }
   if (e == UC_ERR_OK) {
-    size_t timed_out = 0;
-    if (timeout && uc_query(uc_, UC_QUERY_TIMEOUT, &timed_out) == UC_ERR_OK && timed_out) {
+    if (timed_out) {
       SetExit(ExitKind::kFatal);
       area_[kSlotArg0] = kFatalTimeout;
       return UC_ERR_OK;

@@ -18,6 +18,7 @@
 #include "content_watch.h"
 #include "guest_ram.h"
 #include "page_walk.h"
+#include "run_watchdog.h"
 #include "trapped_insn.h"
 
 namespace minivisor {
@@ -403,6 +404,8 @@ class Machine {
   void InvalidateAllCode();
 
   MachineConfig config_;
+  // Fast mode's hang guard (run_watchdog.h), made at the first run that has a timeout.
+  std::unique_ptr<RunWatchdog> watchdog_;
   uint64_t* area_;
   MemoryCounters counters_;
   uc_engine* uc_ = nullptr;

@@ -28,8 +28,7 @@ export interface MachineOptions {
    * (reason: timeout). A guard against hangs, not a budget: it depends on the host's speed, so
    * deterministic work uses counting mode. Default 60 s: one exit-free stretch of the real Linux
    * decompressor took over 10 s (the old default) on two cores shared with a whole test suite.
-   * 0 disables it (each armed run costs a helper thread inside Unicorn, so exit-heavy fast-mode
-   * loops may want 0).
+   * 0 disables it. An armed run costs a mutex, not a thread (native/src/run_watchdog.h).
    */
   wallClockTimeoutMs?: number;
   marker?: AddressMarker;

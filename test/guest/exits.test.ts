@@ -233,4 +233,21 @@ describe('hang guard in fast mode', () => {
     expect(fast.vcpu.run()).toMatchObject({ kind: 'fatal', reason: expect.stringMatching(/timeout/) });
     fast.close();
   });
+
+  it('times each run from its own start: short runs before and a pause between runs are no timeout', () => {
+    // The guard is one thread per machine (native/src/run_watchdog.h): a deadline armed for an
+    // earlier run must neither stop a later one early nor be reported by a run that ended in time.
+    const fast = simpleGuest('hlt\n hlt\n hlt\n 1: jmp 1b', { countInstructions: false, wallClockTimeoutMs: 200 });
+    try {
+      expect(fast.vcpu.run().kind).toBe('hlt');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // past the first run's deadline
+      expect(fast.vcpu.run().kind).toBe('hlt');
+      expect(fast.vcpu.run().kind).toBe('hlt');
+      const start = performance.now();
+      expect(fast.vcpu.run()).toMatchObject({ kind: 'fatal', reason: expect.stringMatching(/timeout/) });
+      expect(performance.now() - start).toBeGreaterThanOrEqual(190);
+    } finally {
+      fast.close();
+    }
+  });
 });
