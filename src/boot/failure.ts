@@ -15,13 +15,17 @@ export type JsonTraceEvent = { seq: number; source: TraceEvent['source']; type: 
  * delivery (td-module.ts); an EPT violation that exits to the VMM. SNP: nested page faults and
  * #VC/exception injection by the CPU model (snp-cpu.ts).
  */
-const FAULT_TYPES = new Set([
-  've-injected', 'df-injected', 'exception-injected', 'injection-failed',
-  'npf', 'inject-vc', 'inject', 'shutdown',
-]);
-
 function isFault(type: string, fields: Record<string, TraceValue>): boolean {
-  return FAULT_TYPES.has(type) || (type === 'td-exit' && fields.reason === 'ept-violation');
+  // A switch, not a Set: compares of interned strings rather than a hash lookup for every event recorded.
+  switch (type) {
+    case 've-injected': case 'df-injected': case 'exception-injected': case 'injection-failed':
+    case 'npf': case 'inject-vc': case 'inject': case 'shutdown':
+      return true;
+    case 'td-exit':
+      return fields.reason === 'ept-violation';
+    default:
+      return false;
+  }
 }
 
 /** Most events a chain keeps (an escalation is a handful; a fault storm is cut to its start). */

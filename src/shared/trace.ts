@@ -150,7 +150,11 @@ class EventHasher {
       const v = obj[key];
       if (v === undefined) continue;  // JSON drops the key
       this.#string(Tag.Key, key);
-      this.value(v);
+      // Most field values are bigints and strings that are not "0x…": encoded here, without the
+      // call into value() and its switch (the fields of every event go through this loop).
+      if (typeof v === 'bigint') this.#bigint(v);
+      else if (typeof v === 'string' && v.charCodeAt(0) !== 48) this.#string(Tag.String, v);
+      else this.value(v);
     }
   }
 
