@@ -96,6 +96,16 @@ export class Sept implements Snapshottable<SeptTables> {
   #pathKey = -1;
   #pathChecked = -1;
   #pathOpen = false;
+  /**
+   * The same one level up: bumped whenever an entry above the 2M level may change, and the 1 GiB
+   * range (its key at level 2) whose walk was last found to pass every level above the 2M one.
+   * Every 2M ACCEPT and AUG changes an entry at the 2M level (so the memo above is stale each
+   * time) and walks to that level three or four times, each from the top (issue 11).
+   */
+  #highChanges = 0;
+  #pdKey = -1;
+  #pdChecked = -1;
+  #pdOpen = false;
 
   /** `gate` is optional so the table can be unit-tested without a VM. */
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
@@ -114,6 +124,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   loadState(state: SeptTables): void {
     this.#upperChanges++;
+    this.#highChanges++;
     if (state === this.#base) {
       // Newest first: the oldest record of an entry, what it was at the save or load, is put back last.
       for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
@@ -172,6 +183,10 @@ export class Sept implements Snapshottable<SeptTables> {
       const state = this.#levels[0]!.get(septEntryKey(at, 0))?.state ?? 'FREE';
       return { level: 0, requestedLevel: 0, state, base: Sept.alignDown(gpa, 0), isLeaf: isLeafState(state) };
     }
+    if (level === 1 && this.#reachesPdTable(at)) {
+      const state = this.#levels[1]!.get(septEntryKey(at, 1))?.state ?? 'FREE';
+      return { level: 1, requestedLevel: 1, state, base: Sept.alignDown(gpa, 1), isLeaf: isLeafState(state) };
+    }
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
       const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
       if (l === level || !walkContinuesBelow(state)) {
@@ -197,6 +212,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const oldState = old?.state;
     this.#logChange(level, key, old);
     if (level > 0) this.#upperChanges++;
+    if (level > 1) this.#highChanges++;
     if (state === 'FREE') map.delete(key);
     else map.set(key, entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
@@ -252,6 +268,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
     this.#upperChanges++;
+    if (level > 1) this.#highChanges++;
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
       const first = septEntryKey(Number(base), child);
@@ -294,7 +311,17 @@ export class Sept implements Snapshottable<SeptTables> {
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
     const at = Number(gpa);
-    return level === 0 ? this.#reachesLeafTable(at) : this.#passesAbove(level, at);
+    return level === 0 ? this.#reachesLeafTable(at) : level === 1 ? this.#reachesPdTable(at) : this.#passesAbove(level, at);
+  }
+
+  /** #reachable(1, …) for the GPA `at` (a number), from the memo when the 1 GiB range and the levels above 2M are as it saw them. */
+  #reachesPdTable(at: number): boolean {
+    const key = septEntryKey(at, 2);
+    if (key === this.#pdKey && this.#pdChecked === this.#highChanges) return this.#pdOpen;
+    this.#pdKey = key;
+    this.#pdChecked = this.#highChanges;
+    this.#pdOpen = this.#passesAbove(1, at);
+    return this.#pdOpen;
   }
 
   /** #reachable(0, …) for the GPA `at` (a number), from the memo when the 2 MiB range and the upper levels are as it saw them. */
