@@ -1,5 +1,6 @@
-// A 4K walk answers from a memo of the levels above it (the last 2 MiB range walked): whatever
-// changes above the 4K level, through any path, walks and SEAMCALL reachability must follow it.
+// A 4K walk answers from a memo of the levels above it (the last 2 MiB range walked), a 2M walk
+// from one of the levels above 2M (the last 1 GiB range): whatever changes above those levels,
+// through any path, walks and SEAMCALL reachability must follow it.
 import { describe, expect, it } from 'vitest';
 import { Sept } from '../../../src/platform/tdx/sept.js';
 
@@ -56,5 +57,40 @@ describe('Sept 4K walks', () => {
     expect(sept.walk(PAGE, 0)).toMatchObject({ level: 2, state: 'FREE' });
     sept.loadState(saved);
     expect(sept.reachedState(PAGE, 0)).toBe('MAPPED');
+  });
+
+  it('2M walks follow every change above the 2M level: setState, split of a 1G leaf, merge into one and restores', () => {
+    const sept = mappedLeaf();
+    const saved = sept.saveState();
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 1, state: 'NL_MAPPED' });
+    expect(sept.reachedState(MIB2, 1)).toBe('NL_MAPPED');
+    // Changes at the 2M level itself are seen at once (the memo covers only the levels above).
+    sept.setState(1, 4n * MIB2, 'PENDING');
+    expect(sept.walk(4n * MIB2, 1)).toMatchObject({ level: 1, state: 'PENDING', isLeaf: true });
+
+    sept.setState(2, 0n, 'NL_BLOCKED');
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 2, state: 'NL_BLOCKED' });
+    expect(sept.reachedState(MIB2, 1)).toBeUndefined();
+    sept.setState(2, 0n, 'NL_MAPPED');
+    expect(sept.walk(MIB2, 1).level).toBe(1);
+    sept.setState(3, 0n, 'NL_BLOCKED');
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 3, state: 'NL_BLOCKED' });
+    sept.setState(3, 0n, 'NL_MAPPED');
+
+    // The 1G entry merged into a leaf, then split again into PENDING 2M leaves.
+    sept.merge(2, 0n, 'MAPPED');
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 2, state: 'MAPPED' });
+    sept.split(2, 0n, 'PENDING');
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+
+    // Another 1 GiB range (no PDPT entry there), then back; a restore puts it all back.
+    expect(sept.walk(1n << 30n, 1)).toMatchObject({ level: 2, state: 'FREE' });
+    expect(sept.walk(MIB2, 1).state).toBe('PENDING');
+    sept.loadState(saved);
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 1, state: 'NL_MAPPED' });
+    sept.setState(2, 0n, 'FREE');
+    expect(sept.walk(MIB2, 1)).toMatchObject({ level: 2, state: 'FREE' });
+    sept.loadState(saved);
+    expect(sept.reachedState(MIB2, 1)).toBe('NL_MAPPED');
   });
 });
