@@ -1,6 +1,6 @@
 // The Secure EPT: per-GPA entry state at every level from the TD's top level (PML4, or PML5 for
-// GPAW 52) down to 4K, stored sparsely (one Map per level keyed by the GPA's index at that level), so memory
-// follows what is mapped, not the guest size. An entry that is absent is FREE. Only the root page
+// GPAW 52) down to 4K, stored sparsely (one Map per level keyed by the GPA's index at that level;
+// the 4K level as one 512-slot table per 2 MiB range), so memory follows what is mapped, not the guest size. An entry that is absent is FREE. Only the root page
 // above the top level exists from the start; the host adds every level below it with
 // TDH.MEM.SEPT.ADD. It drives the page gate: a private page is accessible iff the walk to it ends
 // on a MAPPED leaf (a blocked non-leaf on the way closes everything below it).
@@ -33,10 +33,27 @@ export interface SeptWalk {
   isLeaf: boolean;
 }
 
-/** A saved copy of every level's entries (the maps are copied; entries never change once stored). */
-export type SeptTables = ReadonlyArray<ReadonlyMap<number, Readonly<SeptEntry>>>;
+/**
+ * The 4K leaves of one 2 MiB range, a slot per page (undefined: FREE). A table, not entries in a
+ * Map: a DEMOTE sets 512 of them and a MapGPA frees and restores as many, and the fuzzer's restore
+ * took them out again; the Map then rehashed on every such execution (its deleted slots filled it),
+ * ~40 µs a DEMOTE and most of a TDX campaign's page faults from JavaScript (issue 10).
+ */
+type LeafTable = (Readonly<SeptEntry> | undefined)[];
 
-const copyLevels = (levels: SeptTables): Map<number, Readonly<SeptEntry>>[] => levels.map((m) => new Map(m));
+/** A saved copy of every level's entries (maps and leaf tables are copied; entries never change once stored). */
+export interface SeptTables {
+  /** Levels above 4K, by level (index 0 is unused). */
+  readonly levels: ReadonlyArray<ReadonlyMap<number, Readonly<SeptEntry>>>;
+  /** The 4K level: leaf tables by their 2 MiB range's key at level 1. */
+  readonly leaves: ReadonlyMap<number, readonly (Readonly<SeptEntry> | undefined)[]>;
+}
+
+const copyLevels = (levels: SeptTables['levels']): Map<number, Readonly<SeptEntry>>[] => levels.map((m) => new Map(m));
+const copyLeaves = (leaves: SeptTables['leaves']): Map<number, LeafTable> => new Map([...leaves].map(([k, t]) => [k, t.slice()]));
+
+/** An undo log record's level for a whole leaf table (its key the table's; what it held, a copy, or undefined if absent). */
+const LEAF_TABLE = -1;
 
 /**
  * The entry of each state with both counters 0, shared by every entry that has them (most do):
@@ -66,7 +83,9 @@ function opensRange(state: SeptStateName): boolean {
 
 export class Sept implements Snapshottable<SeptTables> {
   readonly topLevel: SeptLevel;
+  /** Levels above 4K (index 0 stays empty: the 4K level is #leaves). */
   #levels: Map<number, Readonly<SeptEntry>>[];
+  #leaves = new Map<number, LeafTable>();
   readonly #gate: PageGate | undefined;
   readonly #ramBytes: bigint;
   /**
@@ -77,9 +96,9 @@ export class Sept implements Snapshottable<SeptTables> {
    * changes: a DEMOTE adds 512 entries, and a map lookup and insert each showed.
    */
   #base: SeptTables | undefined;
-  readonly #undoLevels: SeptLevel[] = [];
+  readonly #undoLevels: (SeptLevel | typeof LEAF_TABLE)[] = [];
   readonly #undoKeys: number[] = [];
-  readonly #undoEntries: (Readonly<SeptEntry> | undefined)[] = [];
+  readonly #undoEntries: (Readonly<SeptEntry> | LeafTable | undefined)[] = [];
   /** Inside batchGate: the private gate updates not applied yet, in order. */
   #deferredGate: { base: bigint; length: bigint; open: boolean }[] | undefined;
   /**
@@ -117,7 +136,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** The page gate is not part of it: the machine's snapshot restores the gate. */
   saveState(): SeptTables {
-    const state = copyLevels(this.#levels);
+    const state: SeptTables = { levels: copyLevels(this.#levels), leaves: copyLeaves(this.#leaves) };
     this.#startFrom(state);
     return state;
   }
@@ -128,15 +147,50 @@ export class Sept implements Snapshottable<SeptTables> {
     if (state === this.#base) {
       // Newest first: the oldest record of an entry, what it was at the save or load, is put back last.
       for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
-        const map = this.#levels[this.#undoLevels[i]!]!;
-        const was = this.#undoEntries[i];
-        if (was) map.set(this.#undoKeys[i]!, was);
-        else map.delete(this.#undoKeys[i]!);
+        const level = this.#undoLevels[i]!, key = this.#undoKeys[i]!, was = this.#undoEntries[i];
+        if (level === LEAF_TABLE) {
+          if (was) this.#leaves.set(key, was as LeafTable);
+          else this.#leaves.delete(key);
+        } else {
+          this.#put(level, key, was as Readonly<SeptEntry> | undefined);
+        }
       }
     } else {
-      this.#levels = copyLevels(state);
+      this.#levels = copyLevels(state.levels);
+      this.#leaves = copyLeaves(state.leaves);
     }
     this.#startFrom(state);
+  }
+
+  /** The entry at (`level`, `key`), undefined if FREE. */
+  #get(level: SeptLevel, key: number): Readonly<SeptEntry> | undefined {
+    if (level !== 0) return this.#levels[level]!.get(key);
+    return this.#leaves.get(Math.floor(key / ENTRIES_PER_TABLE))?.[key % ENTRIES_PER_TABLE];
+  }
+
+  /** Stores the entry at (`level`, `key`), or makes it FREE (undefined). A leaf table, once made, stays (its slots are cleared). */
+  #put(level: SeptLevel, key: number, entry: Readonly<SeptEntry> | undefined): void {
+    if (level !== 0) {
+      if (entry) this.#levels[level]!.set(key, entry);
+      else this.#levels[level]!.delete(key);
+      return;
+    }
+    const tableKey = Math.floor(key / ENTRIES_PER_TABLE);
+    let table = this.#leaves.get(tableKey);
+    if (!table) {
+      if (!entry) return;
+      table = new Array<Readonly<SeptEntry> | undefined>(ENTRIES_PER_TABLE).fill(undefined);
+      this.#leaves.set(tableKey, table);
+    }
+    table[key % ENTRIES_PER_TABLE] = entry;
+  }
+
+  /** Call before replacing or removing the whole leaf table `tableKey`: logs a copy of it (once there is a state to go back to). */
+  #willChangeTable(tableKey: number): void {
+    if (this.#base === undefined) return;
+    this.#undoLevels.push(LEAF_TABLE);
+    this.#undoKeys.push(tableKey);
+    this.#undoEntries.push(this.#leaves.get(tableKey)?.slice());
   }
 
   #startFrom(state: SeptTables): void {
@@ -148,7 +202,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Call before changing or removing the entry at (`level`, `key`): logs what it was (once there is a state to go back to). */
   #willChange(level: SeptLevel, key: number): void {
-    if (this.#base !== undefined) this.#logChange(level, key, this.#levels[level]!.get(key));
+    if (this.#base !== undefined) this.#logChange(level, key, this.#get(level, key));
   }
 
   /** #willChange when the caller has the entry (`was`) at hand already. */
@@ -165,7 +219,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Read-only: change entries through setState (a restore puts back only what went through it). */
   entry(level: SeptLevel, gpa: bigint): Readonly<SeptEntry> | undefined {
-    return this.#levels[level]?.get(septEntryKey(Number(gpa), level));
+    return level >= 0 && level <= this.topLevel ? this.#get(level, septEntryKey(Number(gpa), level)) : undefined;
   }
 
   stateAt(level: SeptLevel, gpa: bigint): SeptStateName {
@@ -180,7 +234,7 @@ export class Sept implements Snapshottable<SeptTables> {
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
     const at = Number(gpa);
     if (level === 0 && this.#reachesLeafTable(at)) {
-      const state = this.#levels[0]!.get(septEntryKey(at, 0))?.state ?? 'FREE';
+      const state = this.#get(0, septEntryKey(at, 0))?.state ?? 'FREE';
       return { level: 0, requestedLevel: 0, state, base: Sept.alignDown(gpa, 0), isLeaf: isLeafState(state) };
     }
     if (level === 1 && this.#reachesPdTable(at)) {
@@ -188,7 +242,7 @@ export class Sept implements Snapshottable<SeptTables> {
       return { level: 1, requestedLevel: 1, state, base: Sept.alignDown(gpa, 1), isLeaf: isLeafState(state) };
     }
     for (let l = this.topLevel; ; l = (l - 1) as SeptLevel) {
-      const state = this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE';
+      const state = this.#get(l, septEntryKey(at, l))?.state ?? 'FREE';
       if (l === level || !walkContinuesBelow(state)) {
         return { level: l, requestedLevel: level, state, base: Sept.alignDown(gpa, l), isLeaf: isLeafState(state) };
       }
@@ -207,14 +261,13 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
   setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = NO_FIELDS): void {
     const key = septEntryKey(Number(gpa), level);
-    const map = this.#levels[level]!;
-    const old = map.get(key);
+    const old = this.#get(level, key);
     const oldState = old?.state;
     this.#logChange(level, key, old);
     if (level > 0) this.#upperChanges++;
     if (level > 1) this.#highChanges++;
-    if (state === 'FREE') map.delete(key);
-    else map.set(key, entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
+    this.#put(level, key, state === 'FREE' ? undefined
+      : entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
     // states that both close the entry's whole range (no MAPPED leaf, no walk below it), such as
     // the FREE → PENDING of every AUG: the range was closed and stays so. Any other change may.
@@ -230,8 +283,7 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   freeReachableLeaves(gpa: bigint, pages: number): boolean {
     const first = Number(gpa) / LEVEL_BYTES[0]!;
-    const leaves = this.#levels[0]!;
-    for (let i = 0; i < pages; i++) if (leaves.has(first + i)) return false;
+    for (let i = 0; i < pages; i++) if (this.#get(0, first + i) !== undefined) return false;
     for (let pd = Math.floor(first / ENTRIES_PER_TABLE); pd <= Math.floor((first + pages - 1) / ENTRIES_PER_TABLE); pd++) {
       if (!this.#reachable(0, BigInt(pd) * LEVEL_SIZE[1])) return false;
     }
@@ -244,11 +296,10 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
     const first = Number(gpa) / LEVEL_BYTES[0]!;
-    const leaves = this.#levels[0]!;
     const entry = FRESH_ENTRY[state];
     for (let i = 0; i < pages; i++) {
       this.#willChange(0, first + i);
-      leaves.set(first + i, entry);
+      this.#put(0, first + i, entry);
     }
     // As setState: a FREE leaf closes its page, so only a state that opens it changes the gate.
     if (opensRange(state)) this.#setGate(gpa, BigInt(pages) * LEVEL_SIZE[0], state === 'MAPPED');
@@ -264,18 +315,24 @@ export class Sept implements Snapshottable<SeptTables> {
   split(level: 1 | 2, gpa: bigint, childState: SeptStateName): void {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
-    const map = this.#levels[child]!;
     const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
     this.#upperChanges++;
     if (level > 1) this.#highChanges++;
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
-      const first = septEntryKey(Number(base), child);
       const entry = FRESH_ENTRY[childState];
-      for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
-        this.#willChange(child, first + i);
-        map.set(first + i, entry);
+      if (child === 0) {
+        // The 2 MiB range's leaf table is `key` (its entry's key at level 1): replaced whole.
+        this.#willChangeTable(key);
+        this.#leaves.set(key, new Array<Readonly<SeptEntry> | undefined>(ENTRIES_PER_TABLE).fill(entry));
+      } else {
+        const map = this.#levels[child]!;
+        const first = septEntryKey(Number(base), child);
+        for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
+          this.#willChange(child, first + i);
+          map.set(first + i, entry);
+        }
       }
     }
     this.#refreshGate(level, base, 'NL_MAPPED');
@@ -296,16 +353,25 @@ export class Sept implements Snapshottable<SeptTables> {
     const child = (level - 1) as SeptLevel;
     const first = septEntryKey(Number(base), child);
     this.#upperChanges++;
-    for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
-      this.#willChange(child, first + i);
-      this.#levels[child]!.delete(first + i);
+    if (child === 0) {
+      // The leaf table of the 2 MiB range (keyed as the entry at level 1), dropped whole.
+      const tableKey = septEntryKey(Number(base), 1);
+      this.#willChangeTable(tableKey);
+      this.#leaves.delete(tableKey);
+    } else {
+      for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
+        this.#willChange(child, first + i);
+        this.#levels[child]!.delete(first + i);
+      }
     }
     this.setState(level, base, state, { acceptCounter: 0, blockEpoch: 0n });
   }
 
   /** How many entries exist at each level, 4K first (for memory-proportionality tests). */
   entryCounts(): number[] {
-    return this.#levels.map((m) => m.size);
+    let leaves = 0;
+    for (const table of this.#leaves.values()) for (const e of table) if (e) leaves++;
+    return this.#levels.map((m, level) => (level === 0 ? leaves : m.size));
   }
 
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
@@ -337,7 +403,7 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Whether every entry above `level` on the walk to the GPA `at` (a number) lets the walk pass. */
   #passesAbove(level: SeptLevel, at: number): boolean {
     for (let l = this.topLevel; l > level; l = (l - 1) as SeptLevel) {
-      if (!walkContinuesBelow(this.#levels[l]!.get(septEntryKey(at, l))?.state ?? 'FREE')) return false;
+      if (!walkContinuesBelow(this.#get(l, septEntryKey(at, l))?.state ?? 'FREE')) return false;
     }
     return true;
   }
@@ -366,8 +432,9 @@ export class Sept implements Snapshottable<SeptTables> {
       if (run >= 0) this.#setGate(base + BigInt(run) * LEVEL_SIZE[0], BigInt(end - run) * LEVEL_SIZE[0], true);
       run = -1;
     };
+    const table = child === 0 ? this.#leaves.get(septEntryKey(Number(base), 1)) : undefined;
     for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
-      const e = this.#levels[child]!.get(first + i);
+      const e = child === 0 ? table?.[i] : this.#levels[child]!.get(first + i);
       if (child === 0) {
         if (e?.state === 'MAPPED') { if (run < 0) run = i; } else openRun(i);
         continue;
