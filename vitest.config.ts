@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import SlowFirstSequencer from './test/helpers/slow-first-sequencer.js';
 
 // Files that need a fresh module graph of their own: a vi.mock of a module others load first
 // (host-fuzz-child-death), the module-level state of output-file.ts they inspect, and the CLI
@@ -16,6 +17,7 @@ export default defineConfig({
     // Each test file boots its own VMs; two workers match the 2-core CI machine.
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     setupFiles: ['./test/helpers/yield-between-tests.ts'],
+    sequence: { sequencer: SlowFirstSequencer },
     pool: 'forks',
     // isolate false: a worker process runs file after file and keeps the modules it loaded.
     // A fresh process and module graph per file cost ~40% of the suite's CPU time (node start,
