@@ -78,6 +78,15 @@ export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
 
 /** An overlay's mark for an entry the base has and the mirror dropped since. */
 const DROPPED = -1;
+/**
+ * Overlay values carry the restore they belong to: `generation + 1 + entry` (DROPPED included),
+ * the generation a multiple of this; a value below the current generation is stale, as if absent.
+ * A restore then moves the generation on instead of clearing the maps: cleared, they grew again
+ * from empty through every rehash in each fuzz execution (a MapGPA changes hundreds of entries).
+ */
+const GENERATION_STEP = 32;
+/** Past this many keys (stale ones included) an overlay is cleared at a restore, so it stays bounded. */
+const OVERLAY_KEYS_LIMIT = 1 << 16;
 
 export class SeptMirror implements Snapshottable<SeptMirrorState> {
   readonly #top: SeptLevel;
@@ -87,6 +96,10 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
    */
   #base: SeptMirrorState;
   #overlay: Map<number, number>[];
+  /** The current generation of overlay values (see GENERATION_STEP). */
+  #generation = 0;
+  /** Current entries in each level's overlay (its size counts stale keys too). */
+  #live: number[];
   /** Bumped whenever an entry above the 4K level may change: the memo below is good only for the count it was taken at. */
   #upperChanges = 0;
   /**
@@ -103,22 +116,25 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     this.#top = topLevel;
     this.#base = Array.from({ length: topLevel + 1 }, () => new Map<number, number>());
     this.#overlay = this.#base.map(() => new Map<number, number>());
+    this.#live = this.#base.map(() => 0);
   }
 
   saveState(): SeptMirrorState {
     this.#upperChanges++;
-    if (this.#overlay.some((o) => o.size > 0)) {
+    if (this.#live.some((n) => n > 0)) {
+      const generation = this.#generation;
       this.#base = this.#base.map((base, level) => {
-        const overlay = this.#overlay[level]!;
-        if (overlay.size === 0) return base;
+        if (this.#live[level] === 0) return base;
         const merged = new Map(base);
-        for (const [key, entry] of overlay) {
+        for (const [key, value] of this.#overlay[level]!) {
+          if (value < generation) continue;
+          const entry = value - generation - 1;
           if (entry === DROPPED) merged.delete(key);
           else merged.set(key, entry);
         }
         return merged;
       });
-      this.#overlay = this.#base.map(() => new Map<number, number>());
+      this.#newGeneration();
     }
     return this.#base;
   }
@@ -126,7 +142,16 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   loadState(state: SeptMirrorState): void {
     this.#upperChanges++;
     this.#base = state;
-    for (const overlay of this.#overlay) overlay.clear();
+    this.#newGeneration();
+  }
+
+  /** Makes every overlay value stale (what a clear would do, keeping the maps' keys). */
+  #newGeneration(): void {
+    this.#generation += GENERATION_STEP;
+    for (let level = 0; level < this.#overlay.length; level++) {
+      this.#live[level] = 0;
+      if (this.#overlay[level]!.size > OVERLAY_KEYS_LIMIT) this.#overlay[level]!.clear();
+    }
   }
 
   /** What TDH.MEM.SEPT.RD of (`gpa`, `level`) would report, or undefined when the mirror does not know. */
@@ -231,20 +256,28 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   }
 
   #get(level: SeptLevel, key: number): number | undefined {
-    const changed = this.#overlay[level]!.get(key);
-    if (changed === undefined) return this.#base[level]!.get(key);
-    return changed === DROPPED ? undefined : changed;
+    const value = this.#overlay[level]!.get(key);
+    if (value === undefined || value < this.#generation) return this.#base[level]!.get(key);
+    const entry = value - this.#generation - 1;
+    return entry === DROPPED ? undefined : entry;
   }
 
   #set(level: SeptLevel, key: number, state: MirroredState, children: number): void {
     if (level > 0) this.#upperChanges++;
-    this.#overlay[level]!.set(key, CODE[state] | (children << CHILD_SHIFT));
+    this.#put(level, key, CODE[state] | (children << CHILD_SHIFT));
   }
 
   #delete(level: SeptLevel, key: number): void {
     if (this.#get(level, key) === undefined) return;
     if (level > 0) this.#upperChanges++;
-    this.#overlay[level]!.set(key, DROPPED);
+    this.#put(level, key, DROPPED);
+  }
+
+  #put(level: SeptLevel, key: number, entry: number): void {
+    const overlay = this.#overlay[level]!;
+    const value = overlay.get(key);
+    if (value === undefined || value < this.#generation) this.#live[level]!++;
+    overlay.set(key, this.#generation + 1 + entry);
   }
 
   /**
@@ -257,12 +290,13 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
   #forgetBelow(level: SeptLevel, key: number): void {
     const child = (level - 1) as SeptLevel;
     const first = key * ENTRIES;
-    const base = this.#base[child]!, overlay = this.#overlay[child]!;
-    if (base.size === 0 && overlay.size === 0) return;
-    if (base.size + overlay.size < ENTRIES) {
+    const base = this.#base[child]!, overlay = this.#overlay[child]!, live = this.#live[child]!;
+    if (base.size === 0 && live === 0) return;
+    // What a search by keys would visit: stale overlay keys too, when the overlay has current ones.
+    if (base.size + (live > 0 ? overlay.size : 0) < ENTRIES) {
       const below = new Set<number>();
       for (const k of base.keys()) if (k >= first && k < first + ENTRIES) below.add(k);
-      for (const k of overlay.keys()) if (k >= first && k < first + ENTRIES) below.add(k);
+      if (live > 0) for (const k of overlay.keys()) if (k >= first && k < first + ENTRIES) below.add(k);
       for (const k of below) this.#forget(child, k);
       return;
     }
