@@ -67,6 +67,29 @@ type Utf8Writer = (this: Buffer, s: string, offset: number) => number;
 const utf8Write: Utf8Writer = (Buffer.prototype as unknown as { utf8Write?: Utf8Writer }).utf8Write
   ?? function (this: Buffer, s: string, offset: number) { return this.write(s, offset, 'utf8'); };
 
+/**
+ * Strings of at most this many characters are encoded once, with their tag and length, and copied
+ * whole from then on: a trace's keys and its enum-like values (leaf names, states, results) are a
+ * few hundred strings written over and over. utf8Write per string cost ~90 ns in optimised code,
+ * where a 2M ACCEPT's six events write ~120 strings: it doubled the trace's cost per page of an
+ * eager boot (issue 11); the copy is ~40 ns there, and no slower than utf8Write in the interpreter.
+ */
+const CACHED_STRING_CHARS = 64;
+/** At most this many of each kind are kept: past that (varied text), strings are encoded each time. */
+const CACHED_STRINGS = 4096;
+const keyUnits = new Map<string, Uint8Array>();
+const stringUnits = new Map<string, Uint8Array>();
+
+/** `s` as the encoding writes it after `tag`: tag, u32 length, UTF-8. */
+function encodedUnit(tag: Tag, s: string): Uint8Array {
+  const bytes = Buffer.from(s, 'utf8');
+  const unit = new Uint8Array(5 + bytes.length);
+  unit[0] = tag;
+  new DataView(unit.buffer).setUint32(1, bytes.length, true);
+  unit.set(bytes, 5);
+  return unit;
+}
+
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
   readonly #h = new BufferedHash('sha256');
@@ -85,6 +108,18 @@ class EventHasher {
   #string(tag: Tag, s: string): void {
     const h = this.#h;
     const n = s.length;
+    if (n <= CACHED_STRING_CHARS && tag !== Tag.BigHex) {
+      const units = tag === Tag.Key ? keyUnits : stringUnits;
+      let unit = units.get(s);
+      if (unit === undefined) {
+        unit = encodedUnit(tag, s);
+        if (units.size < CACHED_STRINGS) units.set(s, unit);
+      }
+      h.room(unit.length);
+      h.buf.set(unit, h.pos);
+      h.pos += unit.length;
+      return;
+    }
     if (5 + 3 * n > BufferedHash.capacity) {
       const bytes = Buffer.from(s, 'utf8');
       h.room(5);
