@@ -81,6 +81,19 @@ function opensRange(state: SeptStateName): boolean {
   return state === 'MAPPED' || walkContinuesBelow(state);
 }
 
+/**
+ * Whether a walk to `level` passes every entry above it, for the one table (a key at level + 1)
+ * it was last asked about, good only while `changes` (bumped on any change above `level`) is as
+ * it was then.
+ */
+class PassesAboveMemo {
+  changes = 0;
+  key = -1;
+  checked = -1;
+  passes = false;
+  constructor(readonly level: 0 | 1) {}
+}
+
 export class Sept implements Snapshottable<SeptTables> {
   readonly topLevel: SeptLevel;
   /** Levels above 4K (index 0 stays empty: the 4K level is #leaves). */
@@ -102,29 +115,18 @@ export class Sept implements Snapshottable<SeptTables> {
   /** Inside batchGate: the private gate updates not applied yet, in order. */
   #deferredGate: { base: bigint; length: bigint; open: boolean }[] | undefined;
   /**
-   * Bumped whenever an entry above the 4K level may change (setState above 4K, split, merge,
-   * loadState): the memo below is good only for the count it was taken at.
+   * Whether a walk to the 4K level passes every level above it, for the 2 MiB range walked last.
+   * Walks to 4K pages cluster in one 2 MiB range at a time (a MapGPA's BLOCK/TRACK/REMOVE of each
+   * page, the kernel's ACCEPT of each 4K page of a demoted 2M page), and each walked every level
+   * from the top again.
    */
-  #upperChanges = 0;
+  readonly #leafTableMemo = new PassesAboveMemo(0);
   /**
-   * The 2 MiB range (its key at level 1) whose walk was last found to pass every level above the
-   * 4K one, and whether it does, as of #upperChanges = #pathChecked. Walks to 4K pages cluster in
-   * one 2 MiB range at a time (a MapGPA's BLOCK/TRACK/REMOVE of each page, the kernel's ACCEPT of
-   * each 4K page of a demoted 2M page), and each walked every level from the top again.
+   * The same for walks to the 2M level, per 1 GiB range. Every 2M ACCEPT and AUG changes an entry
+   * at the 2M level (so the memo above is stale each time) and walks to that level three or four
+   * times, each from the top (issue 11).
    */
-  #pathKey = -1;
-  #pathChecked = -1;
-  #pathOpen = false;
-  /**
-   * The same one level up: bumped whenever an entry above the 2M level may change, and the 1 GiB
-   * range (its key at level 2) whose walk was last found to pass every level above the 2M one.
-   * Every 2M ACCEPT and AUG changes an entry at the 2M level (so the memo above is stale each
-   * time) and walks to that level three or four times, each from the top (issue 11).
-   */
-  #highChanges = 0;
-  #pdKey = -1;
-  #pdChecked = -1;
-  #pdOpen = false;
+  readonly #pdTableMemo = new PassesAboveMemo(1);
 
   /** `gate` is optional so the table can be unit-tested without a VM. */
   constructor(ramBytes: bigint, topLevel: SeptLevel, gate?: PageGate) {
@@ -142,8 +144,7 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   loadState(state: SeptTables): void {
-    this.#upperChanges++;
-    this.#highChanges++;
+    this.#changedAt(this.topLevel);
     if (state === this.#base) {
       // Newest first: the oldest record of an entry, what it was at the save or load, is put back last.
       for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
@@ -264,8 +265,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const old = this.#get(level, key);
     const oldState = old?.state;
     this.#logChange(level, key, old);
-    if (level > 0) this.#upperChanges++;
-    if (level > 1) this.#highChanges++;
+    this.#changedAt(level);
     this.#put(level, key, state === 'FREE' ? undefined
       : entryOf(state, fields.acceptCounter ?? old?.acceptCounter ?? 0, fields.blockEpoch ?? old?.blockEpoch ?? 0n));
     // A new empty SEPT page (FREE → NL_MAPPED) opens nothing. Neither does a change between two
@@ -317,8 +317,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const child = (level - 1) as SeptLevel;
     const key = septEntryKey(Number(base), level);
     this.#willChange(level, key);
-    this.#upperChanges++;
-    if (level > 1) this.#highChanges++;
+    this.#changedAt(level);
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
       const entry = FRESH_ENTRY[childState];
@@ -352,7 +351,7 @@ export class Sept implements Snapshottable<SeptTables> {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
     const first = septEntryKey(Number(base), child);
-    this.#upperChanges++;
+    this.#changedAt(level);
     if (child === 0) {
       // The leaf table of the 2 MiB range (keyed as the entry at level 1), dropped whole.
       const tableKey = septEntryKey(Number(base), 1);
@@ -380,24 +379,31 @@ export class Sept implements Snapshottable<SeptTables> {
     return level === 0 ? this.#reachesLeafTable(at) : level === 1 ? this.#reachesPdTable(at) : this.#passesAbove(level, at);
   }
 
-  /** #reachable(1, …) for the GPA `at` (a number), from the memo when the 1 GiB range and the levels above 2M are as it saw them. */
-  #reachesPdTable(at: number): boolean {
-    const key = septEntryKey(at, 2);
-    if (key === this.#pdKey && this.#pdChecked === this.#highChanges) return this.#pdOpen;
-    this.#pdKey = key;
-    this.#pdChecked = this.#highChanges;
-    this.#pdOpen = this.#passesAbove(1, at);
-    return this.#pdOpen;
+  /** An entry at `level` may change: the walk memos of the levels below it are stale. */
+  #changedAt(level: SeptLevel): void {
+    if (level > 0) this.#leafTableMemo.changes++;
+    if (level > 1) this.#pdTableMemo.changes++;
   }
 
   /** #reachable(0, …) for the GPA `at` (a number), from the memo when the 2 MiB range and the upper levels are as it saw them. */
   #reachesLeafTable(at: number): boolean {
-    const key = septEntryKey(at, 1);
-    if (key === this.#pathKey && this.#pathChecked === this.#upperChanges) return this.#pathOpen;
-    this.#pathKey = key;
-    this.#pathChecked = this.#upperChanges;
-    this.#pathOpen = this.#passesAbove(0, at);
-    return this.#pathOpen;
+    return this.#passesAboveMemoised(this.#leafTableMemo, at);
+  }
+
+  /** #reachable(1, …) for the GPA `at` (a number), from the memo when the 1 GiB range and the levels above 2M are as it saw them. */
+  #reachesPdTable(at: number): boolean {
+    return this.#passesAboveMemoised(this.#pdTableMemo, at);
+  }
+
+  /** #passesAbove(memo.level, at), from `memo` when the table walked to and the levels above are as it saw them. */
+  #passesAboveMemoised(memo: PassesAboveMemo, at: number): boolean {
+    // The table holding the entry at memo.level is keyed as its parent entry, one level up.
+    const key = septEntryKey(at, (memo.level + 1) as SeptLevel);
+    if (key === memo.key && memo.checked === memo.changes) return memo.passes;
+    memo.key = key;
+    memo.checked = memo.changes;
+    memo.passes = this.#passesAbove(memo.level, at);
+    return memo.passes;
   }
 
   /** Whether every entry above `level` on the walk to the GPA `at` (a number) lets the walk pass. */
