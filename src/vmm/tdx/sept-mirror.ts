@@ -83,6 +83,8 @@ const DROPPED = -1;
  * the generation a multiple of this; a value below the current generation is stale, as if absent.
  * A restore then moves the generation on instead of clearing the maps: cleared, they grew again
  * from empty through every rehash in each fuzz execution (a MapGPA changes hundreds of entries).
+ * It must exceed 1 + the largest entry, LEAF | CHILDREN_LEAVES << CHILD_SHIFT = 20, or an older
+ * generation's value could read as current.
  */
 const GENERATION_STEP = 32;
 /** Past this many keys (stale ones included) an overlay is cleared at a restore, so it stays bounded. */
