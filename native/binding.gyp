@@ -7,7 +7,6 @@
         "src/machine.cc",
         "src/machine_pool.cc",
         "src/budget.cc",
-        "src/page_walk.cc",
         "src/trapped_insn.cc",
         "src/mem_operand.cc",
         "src/guest_ram.cc",

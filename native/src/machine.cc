@@ -160,10 +160,11 @@ class Snapshot {
   }
 };
 
-class GateTableReader : public TableReader {
+// The reader of the page walk (page_walk.h).
+class GateTableReader {
  public:
   explicit GateTableReader(const Machine* m) : m_(m) {}
-  bool ReadEntry(uint64_t gpa, uint64_t* value) override {
+  bool ReadEntry(uint64_t gpa, uint64_t* value) {
     if (gpa + 8 > m_->ram_->size()) return false;
     // Page-table pages are read as private memory (the walk strips the marker from table
     // addresses). SNP: APM 2 §15.34.5 treats page-table walks as private when paging is on;

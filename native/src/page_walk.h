@@ -44,15 +44,128 @@ struct Translation {
   uint64_t blocked_gpa = 0;  // kTableBlocked: the table page the walk could not read
 };
 
-// Reads one 8-byte paging-structure entry at a guest-physical address. Returns false when the
-// table page is outside RAM or the page gate refuses a private read of it.
-class TableReader {
+// The walk, split in two: what depends only on the registers and the marker (masks, the root
+// table) is computed once when a PageWalker is made, and Walk does the rest for one address. The
+// TLB-fill hook keeps its walker between fills (Machine::TranslateForFill); the walk's own set-up
+// and its loop over levels were most of its cost per fill (issue 11).
+//
+// `Reader` has `bool ReadEntry(uint64_t gpa, uint64_t* value)`: reads one 8-byte paging-structure
+// entry at a guest-physical address, and returns false when the table page is outside RAM or the
+// page gate refuses a private read of it. A template, so the walk is inlined with its reader.
+class PageWalker {
  public:
-  virtual ~TableReader() = default;
-  virtual bool ReadEntry(uint64_t gpa, uint64_t* value) = 0;
+  PageWalker() = default;
+  PageWalker(const CpuPaging& cpu, const MarkerConfig& marker) : marker_(marker) {
+    paging_ = cpu.paging();
+    write_protect_ = cpu.write_protect();
+    nx_ = cpu.nx_enabled();
+    marker_bit_ = marker.bit >= 0 ? 1ull << marker.bit : 0;
+    addr_mask_ = Bits(51, 12) & ~marker_bit_;
+    reserved_ = marker.max_phys_bits < 52 ? Bits(51, marker.max_phys_bits) & ~marker_bit_ : 0;
+    if (!nx_) reserved_ |= kExecuteDisable;
+    root_ = cpu.cr3 & addr_mask_;
+  }
+
+  template <typename Reader>
+  Translation Walk(uint64_t va, Access access, Reader& tables) const;
+
+ private:
+  static constexpr uint64_t kPresent = 1ull << 0;
+  static constexpr uint64_t kWritable = 1ull << 1;
+  static constexpr uint64_t kPageSizeBit = 1ull << 7;
+  static constexpr uint64_t kExecuteDisable = 1ull << 63;
+  static constexpr uint64_t Bits(int hi, int lo) { return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1); }
+
+  // Applies the marker to a translated physical address: strips it and says which space it names.
+  void ApplyMarker(uint64_t phys, Access access, Translation* t) const {
+    if (marker_.bit < 0) {
+      t->gpa = phys;
+      t->is_private = true;
+      return;
+    }
+    bool set = phys & marker_bit_;
+    t->gpa = phys & ~marker_bit_;
+    t->is_private = set == marker_.set_means_private;
+    if (access == Access::kFetch && marker_.fetch_always_private) t->is_private = true;
+  }
+
+  MarkerConfig marker_;
+  bool paging_ = false, write_protect_ = false, nx_ = false;
+  uint64_t marker_bit_ = 0, addr_mask_ = 0, reserved_ = 0, root_ = 0;
 };
 
-Translation Translate(const CpuPaging& cpu, const MarkerConfig& marker, uint64_t va, Access access,
-                      TableReader& tables);
+template <typename Reader>
+Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables) const {
+  Translation t;
+  if (!paging_) {
+    ApplyMarker(va, access, &t);
+    if (marker_.private_when_paging_off) t.is_private = true;
+    return t;
+  }
+  const uint32_t access_bits = (access == Access::kWrite ? kPfWrite : 0) | (access == Access::kFetch ? kPfFetch : 0);
+
+  // Levels 4 (PML4E) to 1 (PTE); each may fail as the SDM orders it (Vol. 3 §4.5.4): the table is
+  // unreadable, the entry is not present, or a reserved bit is set. PS is reserved in a PML4E; in
+  // a PDPTE or PDE it makes the entry the leaf, whose frame's low bits then are reserved.
+  uint64_t table = root_;
+  uint64_t all = ~0ull;  // AND of the entries: R/W of every level
+  uint64_t any = 0;      // OR of the entries: XD of any level
+  uint64_t entry = 0;
+  int level = 4;
+  for (;; level--) {
+    const int shift = 12 + 9 * (level - 1);
+    const uint64_t entry_gpa = table + ((va >> shift) & 511) * 8;
+    if (!tables.ReadEntry(entry_gpa, &entry)) {
+      t.status = Translation::kTableBlocked;
+      t.blocked_gpa = entry_gpa & ~(uint64_t)0xfff;
+      return t;
+    }
+    if (!(entry & kPresent)) {
+      t.status = Translation::kPageFault;
+      t.pf_error = access_bits;
+      return t;
+    }
+    uint64_t rsvd = reserved_;
+    bool leaf = level == 1;
+    if (level == 4) {
+      rsvd |= kPageSizeBit;
+    } else if (level != 1 && (entry & kPageSizeBit)) {
+      leaf = true;
+      rsvd |= level == 3 ? Bits(29, 13) : Bits(20, 13);
+    }
+    if (entry & rsvd) {
+      t.status = Translation::kPageFault;
+      t.pf_error = kPfPresent | kPfReserved | access_bits;
+      return t;
+    }
+    all &= entry;
+    any |= entry;
+    if (leaf) break;
+    table = entry & addr_mask_;
+  }
+  const uint64_t page_mask = (1ull << (12 + 9 * (level - 1))) - 1;
+  const uint64_t frame = entry & addr_mask_ & ~page_mask;
+  // The marker bit may sit inside a large page's frame bits; keep it for ApplyMarker.
+  const uint64_t phys = frame | (entry & marker_bit_) | (va & page_mask);
+  // CR0.WP=0: supervisor writes ignore R/W.
+  const bool writable = !write_protect_ || (all & kWritable);
+  const bool executable = !(nx_ && (any & kExecuteDisable));
+  t.writable = writable;
+  t.executable = executable;
+  t.level = static_cast<uint8_t>(level);
+  if ((access == Access::kWrite && !writable) || (access == Access::kFetch && !executable)) {
+    t.status = Translation::kPageFault;
+    t.pf_error = kPfPresent | access_bits;
+    return t;
+  }
+  ApplyMarker(phys, access, &t);
+  return t;
+}
+
+// One walk with the registers as they are given.
+template <typename Reader>
+Translation Translate(const CpuPaging& cpu, const MarkerConfig& marker, uint64_t va, Access access, Reader& tables) {
+  return PageWalker(cpu, marker).Walk(va, access, tables);
+}
 
 }  // namespace minivisor
