@@ -47,6 +47,7 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
   exit_pending_ = false;
   fault_kind_ = ExitKind::kNone;
   FlushTlb();
+  fill_paging_valid_ = false;  // TranslateForFill: the stub's registers are the host's
   uc_err e = uc_emu_start(uc_, eip, 0, 0, 0);
   stub_active_ = false;
   FlushTlb();

@@ -663,6 +663,40 @@ Translation Machine::TranslateForHost(uint64_t va, Access access) {
   return Translate(ReadPaging(), config_.marker, va, access, reader);
 }
 
+// Reading CR0, CR3 and CR4 was a quarter of the hook's cost per fill (issue 11); a boot's fills are
+// nearly all data fills (~180 of 63,000 fetch). So a data fill uses the registers the last fetch
+// fill read, which is exact wherever the guest cannot change what the walk uses (CR0.PG and WP,
+// CR3, EFER.NXE) without a fetch fill coming first:
+// - The host changes registers (and the marker) only between emulations (uc_emu_start), and
+//   each starts afresh.
+// - In the emulator, what changes CR0.PG/WP or CR3 flushes the whole TLB when paging is or was on
+//   (QEMU's cpu_x86_update_cr0/cr3, which MOV to CR, LMSW and VMRUN call) and ends the block, and
+//   the next block is then found through get_page_addr_code: a fetch fill, before any data access
+//   (machine.h WatchExecution relies on the same). CR3 written with paging off is not walked
+//   until a CR0 write turns paging on, which flushes. VMRUN loads CR3 after CR0, so it flushes
+//   too while paging is on. EFER is as ReadPaging keeps it.
+// - But a task switch (JMP/CALL to a TSS, IRET with NT) loads CR3 and goes on to read descriptors:
+//   data fills with no fetch fill between. It is #GP in IA-32e mode (EFER.LMA; QEMU's
+//   helper_ljmp_protected, helper_lcall_protected, helper_iret_protected), so the registers are
+//   kept with paging off or in IA-32e mode only. Nothing else loads CR3: exceptions never go
+//   through a task gate here (Unicorn hands them to OnInterrupt instead of delivering them).
+// Fast mode reads them every time, as it reads EFER (ReadPaging).
+Translation Machine::TranslateForFill(uint64_t va, Access access) {
+  if (!fill_paging_valid_) {  // every fetch fill clears it (OnTlbFill)
+    const CpuPaging paging = ReadPaging();
+    fill_walker_ = PageWalker(paging, config_.marker);
+    bool keep = config_.count_instructions;
+    if (keep && paging.paging()) {
+      // LMA as it is now (ReadPaging's EFER may predate a CR0.PG write that changed it).
+      uint64_t efer = 0;
+      keep = ReadMsr(0xC0000080u, &efer) == UC_ERR_OK && (efer & (1ull << 10));
+    }
+    fill_paging_valid_ = keep;
+  }
+  GateTableReader reader(this);
+  return fill_walker_.Walk(va, access, reader);
+}
+
 size_t Machine::FetchInsnBytes(uint64_t rip, uint8_t* out) {
   size_t got = 0;
   while (got < 15) {
@@ -697,6 +731,7 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
 bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self) {
   Machine* m = static_cast<Machine*>(self);
   m->counters_.tlb_fills++;
+  if (type == UC_MEM_FETCH) m->fill_paging_valid_ = false;  // TranslateForFill
   if (m->stub_active_) {
     // While a guest stub runs, its linear pages show the stub page; any other fetch means the
     // CPU is not where the host put it (guest_stub.cc).
@@ -719,7 +754,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     return true;
   }
   Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
-  Translation t = m->TranslateForHost(vaddr, access);
+  Translation t = m->TranslateForFill(vaddr, access);
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
@@ -1143,6 +1178,7 @@ uc_err Machine::Run() {
       arm_restart_ = false;
       // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
       // invalidation it does for any other `until` (unicorn.md §5).
+      fill_paging_valid_ = false;  // TranslateForFill: the host may have written registers
       e = uc_emu_start(uc_, rip, 0, 0, 0);
       // A refused fetch of a changed retired page (RetiredCodeStillValid): drop its code and go
       // on from where the CPU stopped, as if the fetch had filled at once. Or the fetch that armed
@@ -1160,6 +1196,7 @@ uc_err Machine::Run() {
           if (!InvalidateRetiredPage() && fault_kind_ != ExitKind::kNone) break;
         }
         uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
+        fill_paging_valid_ = false;
         e = uc_emu_start(uc_, rip, 0, 0, 0);
       }
     }

@@ -340,6 +340,11 @@ class Machine {
   // EFER as ReadPaging last read it, while efer_known_ (see ReadPaging).
   uint64_t efer_ = 0;
   bool efer_known_ = false;
+  // The TLB-fill hook's walk: with the paging registers as the last fetch fill of this emulation
+  // read them, while fill_paging_valid_ (see machine.cc).
+  Translation TranslateForFill(uint64_t va, Access access);
+  PageWalker fill_walker_;
+  bool fill_paging_valid_ = false;
   // Records that guest pages [first, first + count) may now hold data (and are dirty).
   void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;
