@@ -90,9 +90,58 @@ function encodedUnit(tag: Tag, s: string): Uint8Array {
   return unit;
 }
 
+/**
+ * What the encoding writes for one event type after the event's seq: the source and type keys
+ * and values (`head`), and the units of the keys its fields had the last time, by position
+ * (`keys`, `keyUnits`). Most events of a type have the same keys in the same order, so a field's
+ * key is found by comparing it with the one seen there last, not by a Map lookup; the four
+ * strings of the head are one copy (issue 11: these lookups and copies were ~8% of a PVALIDATE exit).
+ */
+interface TypeUnits {
+  head: Uint8Array;
+  keys: string[];
+  keyUnits: Uint8Array[];
+}
+/** By source, then type; at most CACHED_STRINGS types each (past that, events are encoded as before). */
+const typeUnits = new Map<string, Map<string, TypeUnits>>();
+/** Object tag, the key "seq" and the Number tag: how every event starts, before its seq. */
+const EVENT_START = Uint8Array.from([Tag.Object, ...encodedUnit(Tag.Key, 'seq'), Tag.Number]);
+
+/** The units of events of `type` from `source`; undefined for a type the cache does not take. */
+function unitsOf(source: string, type: string): TypeUnits | undefined {
+  let bySource = typeUnits.get(source);
+  if (bySource === undefined) {
+    if (source.length > CACHED_STRING_CHARS) return undefined;
+    typeUnits.set(source, (bySource = new Map()));
+  }
+  let units = bySource.get(type);
+  if (units === undefined) {
+    // A "0x…" type hashes as the bigint it names (value()): left to the general path.
+    if (type.length > CACHED_STRING_CHARS || bySource.size >= CACHED_STRINGS || HEX.test(type)) return undefined;
+    const head = Buffer.concat([encodedUnit(Tag.Key, 'source'), encodedUnit(Tag.String, source), encodedUnit(Tag.Key, 'type'), encodedUnit(Tag.String, type)]);
+    units = { head, keys: [], keyUnits: [] };
+    bySource.set(type, units);
+  }
+  return units;
+}
+
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
   readonly #h = new BufferedHash('sha256');
+
+  /**
+   * Appends `unit`: short ones a byte at a time, which in optimised code is a few instructions a
+   * byte where TypedArray.prototype.set is a builtin call of ~150 (issue 11).
+   */
+  #copy(unit: Uint8Array): void {
+    const h = this.#h;
+    const n = unit.length;
+    h.room(n);
+    const buf = h.buf, at = h.pos;
+    if (n <= 8) for (let i = 0; i < n; i++) buf[at + i] = unit[i]!;
+    else buf.set(unit, at);
+    h.pos = at + n;
+  }
 
   /** The hash position so far, for a snapshot. */
   get hash(): BufferedHash {
@@ -115,9 +164,7 @@ class EventHasher {
         unit = encodedUnit(tag, s);
         if (units.size < CACHED_STRINGS) units.set(s, unit);
       }
-      h.room(unit.length);
-      h.buf.set(unit, h.pos);
-      h.pos += unit.length;
+      this.#copy(unit);
       return;
     }
     if (5 + 3 * n > BufferedHash.capacity) {
@@ -186,11 +233,21 @@ class EventHasher {
     }
   }
 
-  #fields(obj: { [key: string]: TraceValue | undefined }): void {
+  /** `units`: the event type's key units (TypeUnits), which this updates; none for nested objects. */
+  #fields(obj: { [key: string]: TraceValue | undefined }, units?: TypeUnits): void {
+    let i = 0;
     for (const key in obj) {
       const v = obj[key];
       if (v === undefined) continue;  // JSON drops the key
-      this.#string(Tag.Key, key);
+      if (units === undefined || key.length > CACHED_STRING_CHARS) this.#string(Tag.Key, key);
+      else if (units.keys[i] === key) this.#copy(units.keyUnits[i]!);
+      else {
+        const unit = keyUnits.get(key) ?? encodedUnit(Tag.Key, key);
+        units.keys[i] = key;
+        units.keyUnits[i] = unit;
+        this.#copy(unit);
+      }
+      i++;
       // Most field values are bigints and strings that are not "0x…": encoded here, without the
       // call into value() and its switch (the fields of every event go through this loop).
       if (typeof v === 'bigint') this.#bigint(v);
@@ -205,20 +262,30 @@ class EventHasher {
    * `{ seq, source, type, icount, stage, ...fields }`.
    */
   event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, icount?: bigint, stage?: string): void {
-    this.#byte(Tag.Object);
-    this.#string(Tag.Key, 'seq');
-    this.value(seq);
-    this.#string(Tag.Key, 'source');
-    this.#string(Tag.String, source);
-    this.#string(Tag.Key, 'type');
-    this.value(type);
+    const units = unitsOf(source, type);
+    if (units !== undefined) {
+      this.#copy(EVENT_START);
+      const h = this.#h;
+      h.room(8);
+      h.view.setFloat64(h.pos, seq, true);  // seq counts from 0: finite, and never -0
+      h.pos += 8;
+      this.#copy(units.head);
+    } else {
+      this.#byte(Tag.Object);
+      this.#string(Tag.Key, 'seq');
+      this.value(seq);
+      this.#string(Tag.Key, 'source');
+      this.#string(Tag.String, source);
+      this.#string(Tag.Key, 'type');
+      this.value(type);
+    }
     if (icount !== undefined) {
       this.#string(Tag.Key, 'icount');
       this.#bigint(icount);
       this.#string(Tag.Key, 'stage');
       this.value(stage);
     }
-    this.#fields(fields);
+    this.#fields(fields, units);
     this.#byte(Tag.End);
   }
 
