@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "digest.h"
 #include "machine.h"
@@ -16,8 +17,23 @@ namespace {
 constexpr uint64_t kMaxMemoryBytes = 1ull << 46;  // 64 TiB of guest-physical address space
 constexpr uint64_t kMaxWindowBytes = 1ull << 30;
 
+class NativeMachine;
+
+// The live NativeMachines of one env, by slot: what the data of a hot method names (HotMethod).
+// Shared with each machine, so that whichever of the env's data and a machine is finalized last
+// still finds it.
+struct HotSlots {
+  struct Slot {
+    NativeMachine* machine = nullptr;
+    uint32_t generation = 0;  // bumped when the slot is let go: an older method of it finds no machine
+  };
+  std::vector<Slot> slots;
+  std::vector<uint32_t> free;
+};
+
 struct AddonData {
   Napi::FunctionReference unicorn_error;
+  std::shared_ptr<HotSlots> hot = std::make_shared<HotSlots>();
 };
 
 Napi::Value ThrowType(Napi::Env env, const std::string& msg) {
@@ -174,10 +190,87 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (!machine_) {
       if (uc_error != UC_ERR_OK) ThrowUnicorn(env, uc_error, error);
       else Napi::Error::New(env, error).ThrowAsJavaScriptException();
+      return;
     }
+    DefineHotMethods(info.This().As<Napi::Object>());
+  }
+
+  ~NativeMachine() override {
+    if (!hot_) return;
+    HotSlots::Slot& slot = hot_->slots[hot_index_];
+    slot.machine = nullptr;
+    slot.generation++;
+    hot_->free.push_back(hot_index_);
   }
 
  private:
+  // The methods called on every VM exit or several times per exit, as own properties of the
+  // instance that shadow the prototype's: each a function whose data names this machine's slot,
+  // so a call finds the machine without ObjectWrap::Unwrap, whose napi_unwrap (a private-symbol
+  // property lookup) was ~800 instructions a call, 6-9% of a PVALIDATE or TDG.MEM.PAGE.ACCEPT
+  // exit (issue 11). Same checks and results as the prototype's methods; the receiver is not
+  // looked at (the data says which machine), and a method kept past its machine's collection
+  // finds its slot let go and throws.
+  void DefineHotMethods(Napi::Object self) {
+    Napi::Env env = self.Env();
+    hot_ = env.GetInstanceData<AddonData>()->hot;
+    if (hot_->free.empty()) {
+      hot_index_ = static_cast<uint32_t>(hot_->slots.size());
+      hot_->slots.emplace_back();
+    } else {
+      hot_index_ = hot_->free.back();
+      hot_->free.pop_back();
+    }
+    HotSlots::Slot& slot = hot_->slots[hot_index_];
+    slot.machine = this;
+    void* data = reinterpret_cast<void*>((static_cast<uintptr_t>(slot.generation) << 32) | hot_index_);
+    const std::pair<const char*, napi_callback> methods[] = {
+        {"run", HotMethod<&NativeMachine::Run>},
+        {"setGate", HotMethod<&NativeMachine::SetGate>},
+        {"getGate", HotMethod<&NativeMachine::GetGate>},
+        {"writeShadow", HotMethod<&NativeMachine::WriteShadow>},
+        {"readSpecial", HotMethod<&NativeMachine::ReadSpecial>},
+        {"readInto", HotMethod<&NativeMachine::ReadInto>},
+        {"write", HotMethod<&NativeMachine::Write>},
+        {"fill", HotMethod<&NativeMachine::Fill>},
+        {"noteHostWrite", HotMethod<&NativeMachine::NoteHostWrite>},
+        {"translate", HotMethod<&NativeMachine::Translate>},
+        {"inject", HotMethod<&NativeMachine::Inject>},
+        {"injectRepeating", HotMethod<&NativeMachine::InjectRepeating>},
+        {"codeSegment", HotMethod<&NativeMachine::CodeSegmentInfo>},
+        {"watchContent", HotMethod<&NativeMachine::WatchContent>},
+        {"takeForeignReads", HotMethod<&NativeMachine::TakeForeignReads>},
+    };
+    std::vector<napi_property_descriptor> props;
+    for (const auto& [name, cb] : methods) {
+      napi_value fn = nullptr;
+      // Should one fail (no memory), the prototype's methods stay in use.
+      if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, data, &fn) != napi_ok) return;
+      props.push_back({name, nullptr, nullptr, nullptr, nullptr, fn, napi_default, nullptr});
+    }
+    napi_define_properties(env, self, props.size(), props.data());
+  }
+
+  template <Napi::Value (NativeMachine::*Method)(const Napi::CallbackInfo&)>
+  static napi_value HotMethod(napi_env env, napi_callback_info cb_info) {
+    Napi::CallbackInfo info(env, cb_info);
+    uintptr_t data = reinterpret_cast<uintptr_t>(info.Data());
+    AddonData* addon = info.Env().GetInstanceData<AddonData>();
+    uint32_t index = static_cast<uint32_t>(data & 0xffffffffu), generation = static_cast<uint32_t>(data >> 32);
+    NativeMachine* self = nullptr;
+    if (addon && index < addon->hot->slots.size() && addon->hot->slots[index].generation == generation) {
+      self = addon->hot->slots[index].machine;
+    }
+    if (!self) {
+      Napi::Error::New(env, "the VM is gone").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    return (self->*Method)(info);
+  }
+
+  std::shared_ptr<HotSlots> hot_;
+  uint32_t hot_index_ = 0;
+
   Machine* Live(const Napi::CallbackInfo& info) {
     if (!machine_) Napi::Error::New(info.Env(), "the VM is closed").ThrowAsJavaScriptException();
     return machine_.get();
