@@ -164,13 +164,14 @@ class Snapshot {
 class GateTableReader {
  public:
   explicit GateTableReader(const Machine* m) : m_(m) {}
-  bool ReadEntry(uint64_t gpa, uint64_t* value) {
+  bool ReadEntry(uint64_t gpa, uint64_t* value, const uint8_t** where) {
     if (gpa + 8 > m_->ram_->size()) return false;
     // Page-table pages are read as private memory (the walk strips the marker from table
     // addresses). SNP: APM 2 §15.34.5 treats page-table walks as private when paging is on;
     // TDX guests keep paging structures in private memory (unverified detail, see README).
     if (!m_->Allowed(Space::kPrivate, gpa >> kPageShift, Access::kRead)) return false;
-    std::memcpy(value, m_->ram_->At(gpa), 8);
+    *where = m_->ram_->At(gpa);
+    std::memcpy(value, *where, 8);
     return true;
   }
 
@@ -685,6 +686,7 @@ Translation Machine::TranslateForFill(uint64_t va, Access access) {
   if (!fill_paging_valid_) {  // every fetch fill clears it (OnTlbFill)
     const CpuPaging paging = ReadPaging();
     fill_walker_ = PageWalker(paging, config_.marker);
+    fill_memo_.Clear();
     bool keep = config_.count_instructions;
     if (keep && paging.paging()) {
       // LMA as it is now (ReadPaging's EFER may predate a CR0.PG write that changed it).
@@ -694,7 +696,9 @@ Translation Machine::TranslateForFill(uint64_t va, Access access) {
     fill_paging_valid_ = keep;
   }
   GateTableReader reader(this);
-  return fill_walker_.Walk(va, access, reader);
+  // The memo's tables keep their gate and place while the walker is kept: the gate, like the
+  // registers, changes only between emulations.
+  return fill_walker_.Walk(va, access, reader, &fill_memo_);
 }
 
 size_t Machine::FetchInsnBytes(uint64_t rip, uint8_t* out) {

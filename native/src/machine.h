@@ -344,6 +344,7 @@ class Machine {
   // read them, while fill_paging_valid_ (see machine.cc).
   Translation TranslateForFill(uint64_t va, Access access);
   PageWalker fill_walker_;
+  WalkMemo fill_memo_;
   bool fill_paging_valid_ = false;
   // Records that guest pages [first, first + count) may now hold data (and are dirty).
   void NoteWritten(uint64_t first, uint64_t count);

@@ -5,6 +5,7 @@
 // protection keys are not checked. Accessed/Dirty bits are not written back. LA57 is not modelled.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace minivisor {
 
@@ -49,9 +50,25 @@ struct Translation {
 // TLB-fill hook keeps its walker between fills (Machine::TranslateForFill); the walk's own set-up
 // and its loop over levels were most of its cost per fill (issue 11).
 //
-// `Reader` has `bool ReadEntry(uint64_t gpa, uint64_t* value)`: reads one 8-byte paging-structure
-// entry at a guest-physical address, and returns false when the table page is outside RAM or the
-// page gate refuses a private read of it. A template, so the walk is inlined with its reader.
+// `Reader` has `bool ReadEntry(uint64_t gpa, uint64_t* value, const uint8_t** where)`: reads one
+// 8-byte paging-structure entry at a guest-physical address and says where it is in host memory,
+// and returns false when the table page is outside RAM or the page gate refuses a private read of
+// it. A template, so the walk is inlined with its reader.
+//
+// A WalkMemo lets the next walk in the same 2 MiB start below the entries this one read above its
+// leaf's table (or down to a large leaf): the TLB-fill hook's fills come mostly in runs through the
+// same tables. They are compared with what is in memory now, so a guest that rewrites them is
+// walked afresh; everything else they depend on (the walker, the page gate of their tables, RAM)
+// is the memo owner's to keep still, or to Clear() the memo.
+struct WalkMemo {
+  uint64_t region = ~0ull;  // va >> 21 of the walk that filled it; ~0: empty
+  int count = 0;            // entries held, from level 4 down
+  bool leaf = false;        // the last of them is the leaf (a 1 GiB or 2 MiB page)
+  const uint8_t* where[3] = {};
+  uint64_t value[3] = {};
+  void Clear() { region = ~0ull; }
+};
+
 class PageWalker {
  public:
   PageWalker() = default;
@@ -66,8 +83,9 @@ class PageWalker {
     root_ = cpu.cr3 & addr_mask_;
   }
 
+  // `memo`: null, or one that only walks of this walker filled.
   template <typename Reader>
-  Translation Walk(uint64_t va, Access access, Reader& tables) const;
+  Translation Walk(uint64_t va, Access access, Reader& tables, WalkMemo* memo = nullptr) const;
 
  private:
   static constexpr uint64_t kPresent = 1ull << 0;
@@ -95,7 +113,7 @@ class PageWalker {
 };
 
 template <typename Reader>
-Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables) const {
+Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables, WalkMemo* memo) const {
   Translation t;
   if (!paging_) {
     ApplyMarker(va, access, &t);
@@ -112,21 +130,52 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables) const {
   uint64_t any = 0;      // OR of the entries: XD of any level
   uint64_t entry = 0;
   int level = 4;
-  for (;; level--) {
+  bool leaf = false;
+  if (memo) {
+    const uint64_t region = va >> 21;
+    bool same = memo->region == region && memo->count > 0;
+    for (int i = 0; same && i < memo->count; i++) {
+      uint64_t now;
+      std::memcpy(&now, memo->where[i], 8);
+      same = now == memo->value[i];
+    }
+    if (same) {
+      // The held entries passed every check before, with the same walker and tables.
+      for (int i = 0; i < memo->count; i++) {
+        all &= memo->value[i];
+        any |= memo->value[i];
+      }
+      entry = memo->value[memo->count - 1];
+      level = 4 - memo->count + 1;
+      leaf = memo->leaf;
+      if (!leaf) {
+        table = entry & addr_mask_;
+        level--;
+      }
+    } else {
+      memo->region = region;
+      memo->count = 0;
+      memo->leaf = false;
+    }
+  }
+  for (; !leaf; level--) {
     const int shift = 12 + 9 * (level - 1);
     const uint64_t entry_gpa = table + ((va >> shift) & 511) * 8;
-    if (!tables.ReadEntry(entry_gpa, &entry)) {
+    const uint8_t* where = nullptr;
+    if (!tables.ReadEntry(entry_gpa, &entry, &where)) {
+      if (memo && level > 1) memo->Clear();
       t.status = Translation::kTableBlocked;
       t.blocked_gpa = entry_gpa & ~(uint64_t)0xfff;
       return t;
     }
     if (!(entry & kPresent)) {
+      if (memo && level > 1) memo->Clear();
       t.status = Translation::kPageFault;
       t.pf_error = access_bits;
       return t;
     }
     uint64_t rsvd = reserved_;
-    bool leaf = level == 1;
+    leaf = level == 1;
     if (level == 4) {
       rsvd |= kPageSizeBit;
     } else if (level != 1 && (entry & kPageSizeBit)) {
@@ -134,12 +183,19 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables) const {
       rsvd |= level == 3 ? Bits(29, 13) : Bits(20, 13);
     }
     if (entry & rsvd) {
+      if (memo && level > 1) memo->Clear();
       t.status = Translation::kPageFault;
       t.pf_error = kPfPresent | kPfReserved | access_bits;
       return t;
     }
     all &= entry;
     any |= entry;
+    if (memo && level > 1) {
+      memo->where[memo->count] = where;
+      memo->value[memo->count] = entry;
+      memo->count++;
+      memo->leaf = leaf;
+    }
     if (leaf) break;
     table = entry & addr_mask_;
   }
