@@ -39,6 +39,34 @@ bool ContentWatch::InRanges(const Ranges& ranges, uint64_t page) {
   return std::prev(it)->second > page;
 }
 
+bool ContentWatch::InRangesSpan(const Ranges& ranges, uint64_t page, uint64_t* first, uint64_t* end) {
+  auto it = ranges.upper_bound(page);
+  *first = 0;
+  if (it != ranges.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second > page) {
+      *first = prev->first;
+      *end = prev->second;
+      return true;
+    }
+    *first = prev->second;
+  }
+  *end = it == ranges.end() ? ~0ull : it->first;
+  return false;
+}
+
+bool ContentWatch::WatchedSpan(uint64_t page) const {
+  uint64_t first, end, first2, end2;
+  bool watched = InRangesSpan(ranges_, page, &first, &end);
+  if (InRangesSpan(until_write_, page, &first2, &end2)) watched = true;
+  first = std::max(first, first2);
+  end = std::min(end, end2);
+  span_first_ = first;
+  span_pages_ = end - first;
+  span_watched_ = watched;
+  return watched;
+}
+
 uint64_t ContentWatch::CountIn(const Ranges& ranges, uint64_t first, uint64_t count) {
   uint64_t end = first + count, n = 0;
   for (const auto& [r_first, r_end] : ranges) {
@@ -50,12 +78,14 @@ uint64_t ContentWatch::CountIn(const Ranges& ranges, uint64_t first, uint64_t co
 
 void ContentWatch::Watch(uint64_t first, uint64_t count) {
   if (count == 0) return;
+  ForgetSpan();
   ForgetOwn(first, count);
   Remove(until_write_, first, count);
   Add(ranges_, first, count);
 }
 
 void ContentWatch::WatchUntilWrite(uint64_t first, uint64_t count) {
+  ForgetSpan();
   // Byte-by-byte watches in the range stay: the finer watch of the same content.
   uint64_t end = first + count;
   for (uint64_t page = first; page < end;) {
@@ -72,6 +102,7 @@ void ContentWatch::WatchUntilWrite(uint64_t first, uint64_t count) {
 
 void ContentWatch::Unwatch(uint64_t first, uint64_t count) {
   if (count == 0 || empty()) return;
+  ForgetSpan();
   ForgetOwn(first, count);
   Remove(ranges_, first, count);
   Remove(until_write_, first, count);

@@ -166,6 +166,30 @@ describe('content watch', () => {
     }
   });
 
+  for (const granularity of ['byte', 'page'] as const) {
+    it(`a ${granularity} watch started among pages the TLB-fill hook already found unwatched is seen`, () => {
+      // The hook keeps the answer for the run of unwatched pages around the one it asked about
+      // (ContentWatch::Watched); a new watch inside that run must end it.
+      const { vm, exit } = run(`
+        mov rax, [rbx]
+        hlt`);
+      try {
+        vm.vcpu.regs.rip = CODE_BASE;
+        vm.vcpu.regs.rbx = WATCHED + 0x2000n;
+        expect(exit).toBe('hlt');
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        expect(vm.foreignReadsPending).toBe(false);
+        vm.watchContent(WATCHED + 0x3000n, 0x1000n, true, granularity);
+        vm.vcpu.regs.rip = CODE_BASE;
+        vm.vcpu.regs.rbx = WATCHED + 0x3000n;
+        expect(vm.vcpu.run().kind).toBe('hlt');
+        expect(vm.takeForeignReads()).toMatchObject([{ gpa: WATCHED + 0x3000n }]);
+      } finally {
+        vm.close();
+      }
+    });
+  }
+
   it('fast mode: a read is recorded without the RIP, and a store makes nothing the guest\'s own', () => {
     const { vm, exit } = run(`
       mov rbx, ${WATCHED}
