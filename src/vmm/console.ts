@@ -40,8 +40,23 @@ export class Console implements Snapshottable<ConsoleState> {
     this.#echo = echo;
   }
 
+  /**
+   * write() of each byte, a line at a time: the line's text is decoded at once (latin1, what
+   * write() makes of a byte) rather than grown by a string concatenation per byte, which with
+   * the byte loop was ~1.4% of a TDX fuzz campaign's CPU time (issue 10).
+   */
   writeBytes(bytes: Uint8Array): void {
-    for (const b of bytes) this.write(b);
+    let from = 0;
+    while (from < bytes.length) {
+      const newline = bytes.indexOf(0x0a, from);
+      const to = newline < 0 ? bytes.length : newline + 1;
+      for (let i = from; i < to; i++) this.#bytes.push(bytes[i]!);
+      this.#line += Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString('latin1');
+      if (newline < 0) return;
+      this.#echo?.(this.#line);
+      this.#line = '';
+      from = to;
+    }
   }
 
   write(byte: number): void {

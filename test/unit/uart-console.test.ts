@@ -21,6 +21,21 @@ describe('COM1 UART', () => {
     c.uartWrite(0x3f8, 0x43);
     expect(c.text).toBe('ABC');
   });
+
+  it('takes a batch of bytes as it takes each byte in turn: the same lines echoed, text and state', () => {
+    const batch = Buffer.from([0x61, 0x0a, 0x0a, 0xe9, 0x00, 0x62, 0x0a, 0x63, 0x64]);
+    const perByte: string[] = [], batched: string[] = [];
+    const one = new Console((line) => perByte.push(line)), all = new Console((line) => batched.push(line));
+    for (const c of [one, all]) c.write(0x7a);
+    for (const b of batch) one.write(b);
+    all.writeBytes(batch.subarray(0, 4));
+    all.writeBytes(batch.subarray(4));
+    all.writeBytes(new Uint8Array(0));
+    expect(batched).toEqual(['za\n', '\n', '\u00e9\u0000b\n']);
+    expect(batched).toEqual(perByte);
+    expect(all.text).toBe(one.text);
+    expect(all.saveState()).toEqual(one.saveState());
+  });
 });
 
 describe('TDVMCALL<Instruction.CPUID>', () => {

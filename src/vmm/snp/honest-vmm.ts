@@ -407,7 +407,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
     if (direction === 'out') {
       const data = host.hostMemory.read(scratch, Number(bytes));
-      if (port === COM1_DATA_PORT) for (let i = 0; i < data.length; i += size) this.console.write(data[i]!);
+      if (port === COM1_DATA_PORT) {
+        if (size === 1) this.console.writeBytes(data);
+        else for (let i = 0; i < data.length; i += size) this.console.write(data[i]!);
+      }
       host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
     } else {
       const data = Buffer.alloc(Number(bytes));
