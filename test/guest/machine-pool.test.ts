@@ -45,7 +45,7 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     const fresh = new Machine({ memoryBytes: size });
     const resetRip = fresh.vcpu.regs.rip, resetCr0 = fresh.vcpu.readSpecial('cr0'), resetEfer = fresh.vcpu.readSpecial('efer');
     const first = simpleGuest(`mov qword ptr [0x5000], 7\n mov rbx, 9\n hlt`, { memoryBytes: size });
-    fresh.close(); // the pool keeps one machine: `first` goes back below, after this one
+    fresh.close(); // the pool hands out the machine closed last: `first`, closed below, after this one
     runToHlt(first);
     first.gate.set('shared', 0x800000n, 0x1000n, 'readwrite');
     first.snapshot();
@@ -183,6 +183,24 @@ describe('machine pool: a closed machine hands its translated code on', () => {
       expect(vm.memoryCounters()).toMatchObject({ keptCodeBits: 0, droppedCodePages: 1 });
     } finally {
       vm.close();
+    }
+  });
+
+  it('several closed machines are kept: each of as many new ones takes one, with its translated code', () => {
+    const source = `${CALLER}\n${routine(1)}`;
+    const size = 27n * MiB;
+    // Two alive at once, as a fuzz campaign's kept launches are, then both closed.
+    const a = simpleGuest(source, { memoryBytes: size }), b = simpleGuest(source, { memoryBytes: size });
+    for (const vm of [a, b]) {
+      runToHlt(vm);
+      vm.close();
+    }
+    const again = [simpleGuest(source, { memoryBytes: size }), simpleGuest(source, { memoryBytes: size })];
+    try {
+      for (const vm of again) runToHlt(vm);
+      expect(again.map((vm) => [vm.vcpu.regs.rbx, vm.memoryCounters().keptCodePages])).toEqual([[300n, 2], [300n, 2]]);
+    } finally {
+      for (const vm of again) vm.close();
     }
   });
 
