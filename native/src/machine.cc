@@ -682,7 +682,7 @@ Translation Machine::TranslateForHost(uint64_t va, Access access) {
 //   kept with paging off or in IA-32e mode only. Nothing else loads CR3: exceptions never go
 //   through a task gate here (Unicorn hands them to OnInterrupt instead of delivering them).
 // Fast mode reads them every time, as it reads EFER (ReadPaging).
-Translation Machine::TranslateForFill(uint64_t va, Access access) {
+inline Translation Machine::TranslateForFill(uint64_t va, Access access) {
   if (!fill_paging_valid_) {  // every fetch fill clears it (OnTlbFill)
     const CpuPaging paging = ReadPaging();
     fill_walker_ = PageWalker(paging, config_.marker);

@@ -341,8 +341,9 @@ class Machine {
   uint64_t efer_ = 0;
   bool efer_known_ = false;
   // The TLB-fill hook's walk: with the paging registers as the last fetch fill of this emulation
-  // read them, while fill_paging_valid_ (see machine.cc).
-  Translation TranslateForFill(uint64_t va, Access access);
+  // read them, while fill_paging_valid_ (see machine.cc). Inlined into the hook with the walk, so
+  // the Translation stays in registers and two call frames go (~80 instructions of ~394 per fill).
+  inline __attribute__((always_inline)) Translation TranslateForFill(uint64_t va, Access access);
   PageWalker fill_walker_;
   WalkMemo fill_memo_;
   bool fill_paging_valid_ = false;

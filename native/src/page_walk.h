@@ -83,9 +83,10 @@ class PageWalker {
     root_ = cpu.cr3 & addr_mask_;
   }
 
-  // `memo`: null, or one that only walks of this walker filled.
+  // `memo`: null, or one that only walks of this walker filled. Always inlined: the TLB-fill hook's
+  // walk (Machine::TranslateForFill).
   template <typename Reader>
-  Translation Walk(uint64_t va, Access access, Reader& tables, WalkMemo* memo = nullptr) const;
+  inline __attribute__((always_inline)) Translation Walk(uint64_t va, Access access, Reader& tables, WalkMemo* memo = nullptr) const;
 
  private:
   static constexpr uint64_t kPresent = 1ull << 0;
