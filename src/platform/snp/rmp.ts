@@ -100,11 +100,17 @@ const WRITTEN_VERSIONS_LIMIT = 1 << 18;
 /** Write kinds in the key of writtenVersions (its low 3 bits). */
 const enum Write { Split, Reset, Validated, NotValidated }
 
-/** The version after `write` (at page `index` of the region) to a region of version `from`. */
-function versionAfter(from: number, write: Write, index: number): number {
+/**
+ * The version after `write` (at page `index` of the region) to a region of version `from`.
+ * `repeatable`: the table was saved or loaded, so a region can be at `from` again. Before that,
+ * every version a table's regions had was new (only a load brings one back), so no later write
+ * starts from `from` and remembering it only fills the map: an SNP guest that validates its RAM
+ * without snapshots added an entry per PVALIDATE, ~10% of such an exit's JavaScript (issue 11).
+ */
+function versionAfter(from: number, write: Write, index: number, repeatable: boolean): number {
   // Exact while versions stay below 2^41 (a thread that wrote that many regions is not in sight).
   const key = from * 4096 + index * 8 + write;
-  if (from === 0 || key > Number.MAX_SAFE_INTEGER) return nextRegionVersion++;
+  if (!repeatable || from === 0 || key > Number.MAX_SAFE_INTEGER) return nextRegionVersion++;
   const known = writtenVersions.get(key);
   if (known !== undefined) return known;
   if (writtenVersions.size >= WRITTEN_VERSIONS_LIMIT) writtenVersions.clear();
@@ -152,9 +158,9 @@ function regionKey(spa: bigint): number {
   return Math.floor(Number(spa) / 0x200000);
 }
 
-/** The 4 KiB entry's index inside its 2 MiB region. */
-function indexInRegion(spa: bigint): number {
-  return Math.floor(Number(spa) / 0x1000) % PAGES_PER_2M;
+/** The 4 KiB entry's index inside its 2 MiB region, from `Number(spa)`. */
+function indexInRegionOf(spaNumber: number): number {
+  return Math.floor(spaNumber / 0x1000) % PAGES_PER_2M;
 }
 
 export class Rmp implements Snapshottable<RmpTable> {
@@ -219,10 +225,12 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** The entry governing `spa` (a 2 MiB entry for every page inside it). */
   lookup(spa: bigint): Readonly<RmpEntry> {
-    const region = this.#regions.get(regionKey(spa));
+    // Number(bigint) is a runtime call (~140 instructions): made once, for both the key and the index.
+    const n = Number(spa);
+    const region = this.#regions.get(Math.floor(n / 0x200000));
     if (!region) return HV_OWNED_ENTRY;
     if (region.kind === 'large') return region.entry;
-    return region.entries[indexInRegion(spa)] ?? HV_OWNED_ENTRY;
+    return region.entries[indexInRegionOf(n)] ?? HV_OWNED_ENTRY;
   }
 
   /** Whether `spa` lies in a 2 MiB RMP entry. */
@@ -281,8 +289,9 @@ export class Rmp implements Snapshottable<RmpTable> {
   // throw here is a bug in a caller.
 
   put4k(spa: bigint, entry: RmpEntry): void {
-    const key = regionKey(spa);
-    const index = indexInRegion(spa);
+    const n = Number(spa);
+    const key = Math.floor(n / 0x200000);
+    const index = indexInRegionOf(n);
     let region = this.#regions.get(key);
     // RMPUPDATE 4K and SNP_LAUNCH_UPDATE in a 2 MiB entry are refused first (FAIL_OVERLAP, INVALID_PAGE_SIZE).
     if (region?.kind === 'large') throw new Error('put4k inside a 2 MiB RMP entry (the legality table should have refused)');
@@ -296,7 +305,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       region.count--;
       if (old.assigned) region.assigned--;
       if (region.count === 0) this.#regions.delete(key);
-      else region.version = versionAfter(region.version, Write.Reset, index);
+      else region.version = versionAfter(region.version, Write.Reset, index, this.#base !== undefined);
       return;
     }
     this.#willChange(key);
@@ -330,29 +339,33 @@ export class Rmp implements Snapshottable<RmpTable> {
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
     const { assigned } = region.entry;
-    const version = versionAfter(region.version, Write.Split, 0);
+    const version = versionAfter(region.version, Write.Split, 0, this.#base !== undefined);
     this.#regions.set(key, { kind: 'small', entries: splitEntries(region.entry, version), count: PAGES_PER_2M, assigned: assigned ? PAGES_PER_2M : 0, version });
   }
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
   setValidated(spa: bigint, validated: boolean): void {
-    const region = this.#regions.get(regionKey(spa));
-    const index = indexInRegion(spa);
+    const n = Number(spa);
+    const key = Math.floor(n / 0x200000);
+    const region = this.#regions.get(key);
+    const index = indexInRegionOf(n);
     // PVALIDATE gets here only past its guest-owned check: the page is assigned, so stored.
     if (!region || (region.kind === 'small' && !region.entries[index])) throw new Error('setValidated on a hypervisor-owned page');
-    this.#willChange(regionKey(spa));
-    region.version = versionAfter(region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index);
+    this.#willChange(key);
+    region.version = versionAfter(region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index, this.#base !== undefined);
     if (region.kind === 'large') region.entry = { ...region.entry, validated };
     else region.entries[index] = { ...region.entries[index]!, validated };
   }
 
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
-    const region = this.#regions.get(regionKey(spa));
-    const index = indexInRegion(spa);
+    const n = Number(spa);
+    const key = Math.floor(n / 0x200000);
+    const region = this.#regions.get(key);
+    const index = indexInRegionOf(n);
     // RMPADJUST gets here only past its guest-owned check: the page is assigned, so stored.
     if (!region || (region.kind === 'small' && !region.entries[index])) throw new Error('adjustPermissions on a hypervisor-owned page');
-    this.#willChange(regionKey(spa));
+    this.#willChange(key);
     const adjust = (e: RmpEntry): RmpEntry => {
       const vmplPerms = [...e.vmplPerms] as [number, number, number, number];
       vmplPerms[vmpl] = perms;

@@ -204,7 +204,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** Gate updates of small regions by RMP version and nested page size (#regionGateUpdates). */
   readonly #regionGateMemo = new Map<number, readonly RegionGateUpdate[]>();
   /** #privateGateOfEntry's last answer and what it was derived from (a cache: every input is compared). */
-  #lastEntryGate: { page: bigint; entry: Readonly<RmpEntry>; nptSize: RmpPageSize; gate: PrivateGate } | undefined;
+  #lastEntryGate: { pageNumber: number; entry: Readonly<RmpEntry>; nptSize: RmpPageSize; gate: PrivateGate } | undefined;
   /**
    * Hypervisor-owned pages whose bytes in `machine.memory` are DRAM content the guest's key must
    * decrypt when the page is assigned to it again (see #changeOwner): the ciphertext a validated
@@ -1018,7 +1018,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   /** Where PVALIDATE/RMPADJUST read RAX: translated like a data access, at the size's alignment. */
   #translateRmpInsnTarget(gva: bigint, size: RmpPageSize) {
-    return this.machine.vcpu.translate(size === '2m' ? gva : gva & ~(PAGE_4K - 1n), 'read');
+    return this.machine.vcpu.translate(size === '2m' ? gva : gva & PAGE_4K_BASE, 'read');
   }
 
   #pvalidate(exit: Extract<VmExit, { kind: 'pvalidate' }>): HwStep {
@@ -1098,11 +1098,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #privateGateOfEntry(page: bigint, nptSize: RmpPageSize): PrivateGate {
     const entry = this.rmp.lookup(page);
     const last = this.#lastEntryGate;
-    // Pages below RAM's end (at most 64 TiB): exact as numbers.
+    // Pages below RAM's end (at most 64 TiB): exact as numbers. The last page is kept as one
+    // (Number(bigint) is a runtime call).
+    const pageNumber = Number(page);
     if (last !== undefined && last.nptSize === nptSize
-      && sameAccessInputs(last.entry, entry, (Number(page) - Number(last.page)) / 0x1000)) return last.gate;
+      && sameAccessInputs(last.entry, entry, (pageNumber - last.pageNumber) / 0x1000)) return last.gate;
     const gate = this.#privateGate(page, nptSize);
-    this.#lastEntryGate = { page, entry, nptSize, gate };
+    this.#lastEntryGate = { pageNumber, entry, nptSize, gate };
     return gate;
   }
 
