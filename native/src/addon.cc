@@ -67,13 +67,14 @@ Napi::Value ThrowHeldRun(Napi::Env env, const char* what) {
   return env.Undefined();
 }
 
+// GetU64 and GetU32 let the N-API getter check the type (it answers bigint_expected or
+// number_expected): asking napi_typeof first was a second call per argument, on every exit.
 bool GetU64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out) {
-  if (info.Length() <= i || !info[i].IsBigInt()) {
+  bool lossless = false;
+  if (info.Length() <= i || napi_get_value_bigint_uint64(info.Env(), info[i], out, &lossless) != napi_ok) {
     ThrowType(info.Env(), std::string(name) + " must be a bigint");
     return false;
   }
-  bool lossless = false;
-  *out = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
   if (!lossless) {
     ThrowRange(info.Env(), std::string(name) + " must be an unsigned 64-bit integer");
     return false;
@@ -82,11 +83,11 @@ bool GetU64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t
 }
 
 bool GetU32(const Napi::CallbackInfo& info, size_t i, const char* name, uint32_t max, uint32_t* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
+  double d = 0;
+  if (info.Length() <= i || napi_get_value_double(info.Env(), info[i], &d) != napi_ok) {
     ThrowType(info.Env(), std::string(name) + " must be a number");
     return false;
   }
-  double d = info[i].As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) {
     ThrowRange(info.Env(), std::string(name) + " must be an integer from 0 to " + std::to_string(max));
     return false;
