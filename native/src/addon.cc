@@ -176,6 +176,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (info.Length() > 4 && info[4].IsObject()) {
       Napi::Object options = info[4].As<Napi::Object>();
       config.page_gate = options.Get("pageGate").ToBoolean();
+      Napi::Value huge = options.Get("hugePages");
+      if (huge.IsBoolean()) config.huge_pages = huge.As<Napi::Boolean>().Value();
       Napi::Value timeout = options.Get("timeoutMs");
       if (timeout.IsNumber()) {
         double ms = timeout.As<Napi::Number>().DoubleValue();

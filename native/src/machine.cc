@@ -197,7 +197,7 @@ std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* 
 bool Machine::Init(std::string* error, uc_err* uc_error) {
   *uc_error = UC_ERR_OK;
   pages_ = config_.memory_bytes >> kPageShift;
-  ram_ = HostMapping::Create(config_.memory_bytes, /*huge_pages=*/true);
+  ram_ = HostMapping::Create(config_.memory_bytes, config_.huge_pages);
   if (!ram_) { *error = "cannot reserve host address space for guest RAM"; return false; }
   for (auto& space : gate_) for (auto& bm : space) bm.reset(new PageBitmap(pages_));
   dirty_.reset(new PageSet(pages_));

@@ -134,6 +134,9 @@ struct MachineConfig {
   // Fast mode only (no instruction counting, so no budget): a wall-clock guard against a guest
   // that never exits. 0 = none. Non-deterministic by nature, so it ends the run as fatal.
   uint64_t timeout_us = 0;
+  // Guest RAM in transparent huge pages (MADV_HUGEPAGE): fewer faults for a guest that touches
+  // much of its RAM, but each first touch of a 2 MiB range clears all of it (see MachineOptions.hugePages).
+  bool huge_pages = true;
   MarkerConfig marker;
 };
 

@@ -42,9 +42,11 @@ constexpr size_t kMaxRetiredPages = 4096;
 constexpr size_t kMaxPagesClearedInPlace = 16384;
 
 // Poolable keeps only counting-mode, page-gated machines, so the wanted one must be the same kind
-// and size. timeout_us does not matter: a counting-mode run ignores it (Machine::Run).
+// and size, its RAM in the pages it asked for. timeout_us does not matter: a counting-mode run
+// ignores it (Machine::Run).
 bool Serves(const MachineConfig& pooled, const MachineConfig& wanted) {
-  return pooled.memory_bytes == wanted.memory_bytes && wanted.count_instructions && wanted.page_gate;
+  return pooled.memory_bytes == wanted.memory_bytes && pooled.huge_pages == wanted.huge_pages && wanted.count_instructions &&
+         wanted.page_gate;
 }
 
 bool AllZero(const uint8_t* bytes) {

@@ -49,6 +49,8 @@ export interface BootSessionIo {
    * launches the same config many times (a fuzz executor): never changed, so VMs can share them.
    */
   images?: BootImages;
+  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). How the host backs RAM, never what the guest sees. */
+  hugePages?: boolean;
 }
 
 /** The instruction budget is the real guard; this cap only stops a runaway VMM loop. */
@@ -93,6 +95,7 @@ export class BootSession {
     const options = {
       memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, countInstructions: config.countInstructions ?? true,
       seed: config.seed, trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
+      ...(io.hugePages !== undefined ? { hugePages: io.hugePages } : {}),
       ...(config.vcpus !== undefined && config.vcpus > 1
         ? { vcpus: { count: config.vcpus, schedule: { seed: config.seed, ...(config.schedule ?? { policy: 'random' as const, quantum: DEFAULT_QUANTUM }) } } }
         : {}),

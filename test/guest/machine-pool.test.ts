@@ -209,6 +209,14 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     runOnce(`${CALLER}\n${routine(1)}`, size);
     const other = runOnce(`${CALLER}\n${routine(1)}`, 24n * MiB);
     expect(other.counters.keptCodePages).toBe(0);
+    const smallPages = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, hugePages: false });
+    try {
+      runToHlt(smallPages);
+      expect(smallPages.vcpu.regs.rbx).toBe(300n);
+      expect(smallPages.memoryCounters().keptCodePages).toBe(0); // RAM in 4 KiB pages: not the one in huge pages
+    } finally {
+      smallPages.close();
+    }
     const fast = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, countInstructions: false });
     try {
       runToHlt(fast);

@@ -83,6 +83,8 @@ export interface SnpMachineOptions extends SnpPlatformOptions {
   vcpus?: number;
   countInstructions?: boolean;
   instructionLimit?: bigint;
+  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). */
+  hugePages?: boolean;
 }
 
 /** What the hardware hands to the VMM (a #VMEXIT). */
@@ -218,6 +220,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
       marker: { kind: 'snp-c-bit', position: options.cBit ?? 51 }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+      ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
     });
     return new SnpPlatform(machine, options);
   }

@@ -14,6 +14,8 @@ export interface TdxPlatformOptions extends Partial<TdConfig> {
   memoryBytes: bigint;
   countInstructions?: boolean;
   instructionLimit?: bigint;
+  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). */
+  hugePages?: boolean;
   trace?: Trace;
   /** vCPUs (default 1); with more, `schedule` decides their interleaving (default round-robin, seed 1). */
   vcpus?: number;
@@ -40,6 +42,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
       marker: { kind: 'tdx-shared-bit', gpaWidth }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+      ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
     });
     const config: TdConfig = { gpaWidth, attributes: options.attributes ?? 0n };
     if (options.numVcpus !== undefined) config.numVcpus = options.numVcpus;
