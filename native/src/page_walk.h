@@ -66,6 +66,7 @@ struct WalkMemo {
   bool leaf = false;        // the last of them is the leaf (a 1 GiB or 2 MiB page)
   const uint8_t* where[3] = {};
   uint64_t value[3] = {};
+  uint64_t all = ~0ull, any = 0;  // AND and OR of the values (the walk's R/W and XD so far)
   void Clear() { region = ~0ull; }
 };
 
@@ -142,10 +143,8 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables, WalkMem
     }
     if (same) {
       // The held entries passed every check before, with the same walker and tables.
-      for (int i = 0; i < memo->count; i++) {
-        all &= memo->value[i];
-        any |= memo->value[i];
-      }
+      all = memo->all;
+      any = memo->any;
       entry = memo->value[memo->count - 1];
       level = 4 - memo->count + 1;
       leaf = memo->leaf;
@@ -196,6 +195,8 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables, WalkMem
       memo->value[memo->count] = entry;
       memo->count++;
       memo->leaf = leaf;
+      memo->all = all;
+      memo->any = any;
     }
     if (leaf) break;
     table = entry & addr_mask_;
