@@ -100,6 +100,13 @@ interface TypeUnits {
   head: Uint8Array;
   keys: string[];
   keyUnits: Uint8Array[];
+  /**
+   * By position, the string value the field had last time (enum-like values: a leaf's name, a
+   * result, a page size), and once it came twice in a row the key's and its units as one
+   * (`pairUnits`): one copy instead of two and no lookup of the value's unit (issue 11).
+   */
+  values: (string | undefined)[];
+  pairUnits: (Uint8Array | undefined)[];
 }
 /** By source, then type; at most CACHED_STRINGS types each (past that, events are encoded as before). */
 const typeUnits = new Map<string, Map<string, TypeUnits>>();
@@ -118,7 +125,7 @@ function unitsOf(source: string, type: string): TypeUnits | undefined {
     // A "0x…" type hashes as the bigint it names (value()): left to the general path.
     if (type.length > CACHED_STRING_CHARS || bySource.size >= CACHED_STRINGS || HEX.test(type)) return undefined;
     const head = Buffer.concat([encodedUnit(Tag.Key, 'source'), encodedUnit(Tag.String, source), encodedUnit(Tag.Key, 'type'), encodedUnit(Tag.String, type)]);
-    units = { head, keys: [], keyUnits: [] };
+    units = { head, keys: [], keyUnits: [], values: [], pairUnits: [] };
     bySource.set(type, units);
   }
   return units;
@@ -251,11 +258,25 @@ class EventHasher {
       const v = obj[key];
       if (v === undefined) continue;  // JSON drops the key
       if (units === undefined || key.length > CACHED_STRING_CHARS) this.#string(Tag.Key, key);
-      else if (units.keys[i] === key) this.#copy(units.keyUnits[i]!);
-      else {
+      else if (units.keys[i] === key) {
+        // A string that is not "0x…" and short enough for the unit cache: what #string writes
+        // for it is its encodedUnit, so the pair is the key's unit and that.
+        if (typeof v === 'string' && v.charCodeAt(0) !== 48 && v.length <= CACHED_STRING_CHARS) {
+          if (units.values[i] === v) {
+            this.#copy(units.pairUnits[i] ??= Buffer.concat([units.keyUnits[i]!, stringUnits.get(v) ?? encodedUnit(Tag.String, v)]));
+            i++;
+            continue;
+          }
+          units.values[i] = v;
+          units.pairUnits[i] = undefined;
+        }
+        this.#copy(units.keyUnits[i]!);
+      } else {
         const unit = keyUnits.get(key) ?? encodedUnit(Tag.Key, key);
         units.keys[i] = key;
         units.keyUnits[i] = unit;
+        units.values[i] = undefined;
+        units.pairUnits[i] = undefined;
         this.#copy(unit);
       }
       i++;

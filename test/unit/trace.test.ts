@@ -101,6 +101,10 @@ describe('Trace hash', () => {
       ['vmm', 'pvalidate', { rip: 1n, gva: 2n, rc: 0 }],
       ['hw', 'pvalidate', {}],
       ['hw', '0x12', { rip: 1n }],
+      // String values it remembers by position too: the same one again, another, a "0x…" one, a long one.
+      ...(['4k', '4k', '4k', '2m', '0x1f', '0x1f', 'x'.repeat(80), 'x'.repeat(80), '2m', '2m'] as const).map((size): Recorded => ['hw', 'tdcall', { rip: 1n, size, leaf: 'ACCEPT' }]),
+      ['hw', 'tdcall', { rip: 1n, size: 7n, leaf: 'ACCEPT' }],
+      ['hw', 'tdcall', { rip: 1n, leaf: '2m', size: '2m' }],
     ];
     const { trace, lines } = traceOf(events, { keep: false });
     expect(traceSha256OfJsonLines(lines.map((l) => `${l}\n`).join(''))).toBe(trace.sha256());
