@@ -4,6 +4,7 @@
 import type { NativeMachine } from '../native/binding.js';
 import type { Space } from './address-marker.js';
 import { PAGE_SIZE } from './guest-memory.js';
+import { u64ToNumber } from '../shared/u64.js';
 
 /**
  * 'ciphertext' (shared space): reads are allowed and see the page's ciphertext, which the
@@ -36,7 +37,7 @@ export class PageGate {
   #check(gpa: bigint, length: bigint): void {
     // On numbers: BigInt arithmetic allocated on every gate change, one per exit (issue 11). Exact
     // for every value below 2^53, and anything larger is outside RAM (at most 2^46) either way.
-    const g = Number(gpa), l = Number(length);
+    const g = u64ToNumber(gpa), l = u64ToNumber(length);
     if (g % PAGE_BYTES !== 0 || l % PAGE_BYTES !== 0) {
       throw new RangeError(`page-gate ranges must be 4 KiB aligned (gpa 0x${gpa.toString(16)}, length 0x${length.toString(16)})`);
     }

@@ -10,6 +10,7 @@
 // assign a page with a GPA other than its own address, which the reverse-map check then
 // rejects (NPF), so remap/alias attacks remain expressible without a separate SPA space.
 import type { Snapshottable } from '../../shared/snapshottable.js';
+import { u64ToNumber } from '../../shared/u64.js';
 
 export const PAGE_4K = 0x1000n;
 export const PAGE_2M = 0x200000n;
@@ -155,10 +156,10 @@ export function regionOf(spa: bigint): bigint {
 
 /** The table's key of the 2 MiB region holding `spa` (exact: addresses are below 2^53). */
 function regionKey(spa: bigint): number {
-  return Math.floor(Number(spa) / 0x200000);
+  return Math.floor(u64ToNumber(spa) / 0x200000);
 }
 
-/** The 4 KiB entry's index inside its 2 MiB region, from `Number(spa)`. */
+/** The 4 KiB entry's index inside its 2 MiB region, from `Number(spa)` (u64ToNumber). */
 function indexInRegionOf(spaNumber: number): number {
   return Math.floor(spaNumber / 0x1000) % PAGES_PER_2M;
 }
@@ -225,8 +226,8 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** The entry governing `spa` (a 2 MiB entry for every page inside it). */
   lookup(spa: bigint): Readonly<RmpEntry> {
-    // Number(bigint) is a runtime call (~140 instructions): made once, for both the key and the index.
-    const n = Number(spa);
+    // Converted once, for both the key and the index.
+    const n = u64ToNumber(spa);
     const region = this.#regions.get(Math.floor(n / 0x200000));
     if (!region) return HV_OWNED_ENTRY;
     if (region.kind === 'large') return region.entry;
@@ -289,7 +290,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   // throw here is a bug in a caller.
 
   put4k(spa: bigint, entry: RmpEntry): void {
-    const n = Number(spa);
+    const n = u64ToNumber(spa);
     const key = Math.floor(n / 0x200000);
     const index = indexInRegionOf(n);
     let region = this.#regions.get(key);
@@ -345,7 +346,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
   setValidated(spa: bigint, validated: boolean): void {
-    const n = Number(spa);
+    const n = u64ToNumber(spa);
     const key = Math.floor(n / 0x200000);
     const region = this.#regions.get(key);
     const index = indexInRegionOf(n);
@@ -359,7 +360,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
-    const n = Number(spa);
+    const n = u64ToNumber(spa);
     const key = Math.floor(n / 0x200000);
     const region = this.#regions.get(key);
     const index = indexInRegionOf(n);

@@ -17,6 +17,7 @@ import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '..
 import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
 import { validateCpuidPage } from './cpuid-page.js';
+import { u64ToNumber } from '../../shared/u64.js';
 import { PAGE_2M, PAGE_2M_BASE, PAGE_4K, PAGE_4K_BASE, PAGES_PER_2M, Rmp, VMPL_PERM_ALL, regionOf, type RmpEntry, type RmpTable, type RmpPageSize } from './rmp.js';
 import { legality, RMP_RC, LAUNCH_STATUS, type HostOp, type HostResult, type LaunchStatusName, type TargetState } from './rmp-legality.js';
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
@@ -153,7 +154,7 @@ function sameAccessInputs(a: Readonly<RmpEntry>, b: Readonly<RmpEntry>, distance
 
 /** b - a === distance pages; on numbers (no BigInt allocated) when both are exact as numbers. */
 function sameDistance(a: bigint, b: bigint, distance: number): boolean {
-  const na = Number(a), nb = Number(b);
+  const na = u64ToNumber(a), nb = u64ToNumber(b);
   if (Number.isSafeInteger(na) && Number.isSafeInteger(nb)) return nb - na === distance * 0x1000;
   return b - a === BigInt(distance) * PAGE_4K;
 }
@@ -1150,7 +1151,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const last = this.#lastEntryGate;
     // Pages below RAM's end (at most 64 TiB): exact as numbers. The last page is kept as one
     // (Number(bigint) is a runtime call).
-    const pageNumber = Number(page);
+    const pageNumber = u64ToNumber(page);
     if (last !== undefined && last.nptSize === nptSize
       && sameAccessInputs(last.entry, entry, (pageNumber - last.pageNumber) / 0x1000)) return last.gate;
     const gate = this.#privateGate(page, nptSize);
