@@ -1019,18 +1019,12 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
     uint64_t n = a[kSlotInstructions];
     if (!OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
       const bool again = address == m->last_insn_;
-      // size > 5: no intercepted form is that long (see OnCodeFull).
-      if (!again && size > 5) {
-        m->last_insn_ = address;
-        a[kSlotInstructions] = n + 1;
-        return;
-      }
       uint64_t offset = address & (kPageSize - 1);
       const CodeCacheEntry& entry = m->code_cache_[(address >> kPageShift) % kCodeCacheSize];
       // Bits already attached to the entry are what OnCodeFull's lookup returns without side
       // effects. Run again, OnCodeFull charges nothing for an architectural repeat and counts it.
       if (entry.va_page == address - offset && CodeBits::Covers(offset) && entry.bits &&
-          (!again || entry.bits->Repeats(offset)) && (size > 5 || !entry.bits->MayIntercept(offset))) {
+          (!again || entry.bits->Repeats(offset)) && !entry.bits->MayIntercept(offset)) {
         m->last_insn_ = address;
         a[kSlotInstructions] = n + 1;
         return;
@@ -1087,7 +1081,8 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine
       }
     }
     a[kSlotInstructions] = n + 1;
-    if (size > 5) return;  // intercepted forms are at most 5 bytes with their prefixes
+    // Not by its length: redundant prefixes pad any intercepted form up to 15 bytes (a CPUID
+    // as 66 66 66 66 0F A2 ran natively when instructions over 5 bytes were let through).
     const CodeBits* bits = code_bits();
     if (bits && !bits->MayIntercept(offset)) return;
   }

@@ -129,7 +129,10 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
 
 bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   size_t i = 0;
-  while (i < avail && i < 4 && (IsLegacyPrefix(b[i]) || (b[i] & 0xF0) == 0x40)) i++;
+  // As many prefixes as an instruction can carry (its 15 bytes less an opcode byte), as
+  // ScanPrefixes allows: redundant ones are legal (Intel SDM Vol. 2 §2.1.1), and a bound of four
+  // let a CPUID behind five of them run unseen.
+  while (i < avail && i < 14 && (IsLegacyPrefix(b[i]) || (b[i] & 0xF0) == 0x40)) i++;
   if (i >= avail) return false;
   uint8_t op = b[i];
   if ((op >= 0xE4 && op <= 0xE7) || (op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F)) return true;

@@ -182,6 +182,50 @@ describe('vCPU exits', () => {
   });
 });
 
+describe('intercepted instructions behind redundant prefixes', () => {
+  // A prefix an instruction ignores is still legal, up to the 15-byte limit (Intel SDM Vol. 2
+  // §2.1.1), and the CPU still traps the instruction: neither its length nor its prefix count may
+  // let it run unseen. 2E/3E (segment overrides, ignored in 64-bit mode) and 66 pad them here.
+  const PADDED = `
+      mov eax, 0x21
+      xor ecx, ecx
+      .byte 0x66, 0x66, 0x66, 0x66, 0x0f, 0xa2                              # CPUID, 6 bytes
+      .byte ${Array(13).fill('0x2e').join(', ')}, 0x0f, 0xa2      # CPUID, 15 bytes
+      mov ecx, 0x10
+      .byte 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x0f, 0x32                        # RDMSR, 7 bytes
+      .byte 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0xe6, 0x80                        # OUT 0x80, AL, 7 bytes
+      hlt`;
+  const EXPECTED = [['cpuid', 6], ['cpuid', 15], ['rdmsr', 7], ['io', 7], ['hlt', undefined]];
+
+  function exits(vm: ReturnType<typeof simpleGuest>): (string | number | undefined)[][] {
+    const seen: (string | number | undefined)[][] = [];
+    try {
+      for (;;) {
+        const exit = vm.vcpu.run();
+        seen.push([exit.kind, 'length' in exit ? exit.length : undefined]);
+        if (exit.kind === 'hlt' || !('length' in exit)) return seen;
+        vm.vcpu.complete(exit);
+      }
+    } finally {
+      vm.close();
+    }
+  }
+
+  it('counting mode traps them, on a cold page and on one hot enough to have code bits', () => {
+    expect(exits(simpleGuest(PADDED))).toEqual(EXPECTED);
+    expect(exits(simpleGuest(`
+        mov ecx, 5000
+      hot:
+        dec ecx
+        jnz hot
+      ${PADDED}`))).toEqual(EXPECTED);
+  });
+
+  it('fast mode traps them', () => {
+    expect(exits(simpleGuest(PADDED, { countInstructions: false }))).toEqual(EXPECTED);
+  });
+});
+
 describe('host writes to code that already ran', () => {
   // The code at 0x2000 (NOPs, then `inc rbx; ret`) runs twice in the first run; then the host
   // writes CPUID over its NOPs and the guest enters it again: fast mode must intercept it.
