@@ -204,8 +204,6 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** Inside batchGateSync: the 2 MiB regions whose gate is derived when the batch ends. */
   #deferredRegions: Set<bigint> | undefined;
   readonly #batchRegions = new Set<bigint>();
-  /** Inside batchGateSync: the 4 KiB pages whose gate #syncPage derives when the batch ends. */
-  readonly #batchPages = new Set<bigint>();
   /** Gate updates of small regions by RMP version and nested page size (#regionGateUpdates). */
   readonly #regionGateMemo = new Map<number, readonly RegionGateUpdate[]>();
   /** #privateGateOfEntry's last answer and what it was derived from (a cache: every input is compared). */
@@ -754,11 +752,6 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #syncPage(gpa: bigint): void {
     const page = gpa & ~(PAGE_4K - 1n);
     if (page >= this.memoryBytes) return;
-    // In a batch, when it ends (#syncPages): nothing reads the gate before (batchGateSync).
-    if (this.#deferredRegions) {
-      this.#batchPages.add(page);
-      return;
-    }
     if (this.rmp.isLarge(page) || this.nptPageSize(page) === '2m') this.#syncRegion(regionOf(page));
     else this.#applyGate(page, PAGE_4K);
   }
@@ -782,13 +775,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     } finally {
       this.#deferredRegions = undefined;
       // Most exits change no region (a console byte, a refused NPF): nothing to sort or derive.
-      if (regions.size > 0 || this.#batchPages.size > 0) {
+      if (regions.size > 0) {
         try {
           this.#syncRegions(regions);
-          this.#syncPages(this.#batchPages, regions);
         } finally {
           regions.clear();
-          this.#batchPages.clear();
         }
       }
     }
@@ -802,52 +793,14 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   #syncDeferredRegions(): void {
     const regions = this.#deferredRegions;
-    if (regions === undefined || (regions.size === 0 && this.#batchPages.size === 0)) return;
+    if (regions === undefined || regions.size === 0) return;
     this.#deferredRegions = undefined;
     try {
       this.#syncRegions(regions);
-      this.#syncPages(this.#batchPages, regions);
     } finally {
       regions.clear();
-      this.#batchPages.clear();
       this.#deferredRegions = regions;
     }
-  }
-
-  /**
-   * #syncPage of each page, in address order, neighbours that get the same gate in one update, but
-   * for pages of the `synced` regions, each of whose pages has just got its gate: an exit's PSC
-   * makes a run of pages private or shared one RMPUPDATE at a time, and each page's two gate
-   * updates were ~40 native calls of a kernel-stage SNP fuzz execution (issue 10).
-   */
-  #syncPages(pages: ReadonlySet<bigint>, synced: Set<bigint>): void {
-    if (pages.size === 0) return;
-    const sorted = [...pages].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    let run: { base: bigint; end: bigint; gate: PageGates } | undefined;
-    const flush = () => {
-      if (!run) return;
-      this.machine.gate.set('private', run.base, run.end - run.base, run.gate.private, run.gate.fetch);
-      this.machine.gate.set('shared', run.base, run.end - run.base, run.gate.shared);
-      run = undefined;
-    };
-    for (const page of sorted) {
-      const region = regionOf(page);
-      if (synced.has(region)) continue;
-      if (this.rmp.isLarge(page) || this.nptPageSize(page) === '2m') {
-        flush();
-        this.#syncRegion(region);
-        synced.add(region);
-        continue;
-      }
-      const gate = this.gateFor(page);
-      if (run && page === run.end && gate.private === run.gate.private && gate.fetch === run.gate.fetch && gate.shared === run.gate.shared) {
-        run.end = page + PAGE_4K;
-        continue;
-      }
-      flush();
-      run = { base: page, end: page + PAGE_4K, gate };
-    }
-    flush();
   }
 
   /** #syncRegion of each region, in address order; whole-region gates of neighbours in one update each. */
