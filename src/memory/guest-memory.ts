@@ -32,6 +32,16 @@ export class GuestMemory extends TypedAccess {
     }
   }
 
+  /** readTransient's bytes: one view per length over the same 8 bytes. */
+  readonly #transient = ((bytes: Buffer) => [bytes, bytes.subarray(0, 1), bytes.subarray(0, 2), bytes, bytes.subarray(0, 4), bytes, bytes, bytes, bytes])(Buffer.alloc(8));
+
+  override readTransient(gpa: bigint, length: 1 | 2 | 4 | 8): Uint8Array {
+    this.#check(gpa, BigInt(length));
+    const out = this.#transient[length]!;
+    this.#native.readInto(gpa, out);
+    return out;
+  }
+
   read(gpa: bigint, length: number): Uint8Array {
     this.#check(gpa, BigInt(length));
     // A Buffer from Node's pool filled natively: a Buffer made by the addon per read cost more

@@ -14,11 +14,18 @@ export abstract class TypedAccess {
   readonly #scratch2 = this.#scratch.subarray(0, 2);
   readonly #scratch4 = this.#scratch.subarray(0, 4);
 
-  readU8(gpa: bigint): number { return this.read(gpa, 1)[0]!; }
+  /**
+   * read() of at most 8 bytes into bytes that stay valid only until the next such read: the typed
+   * readers below decode them at once. By default read() itself; a view that can read into bytes
+   * of its own instead saves the allocation, on every GHCB and PSC field an SNP VMM reads (issue 10).
+   */
+  readTransient(gpa: bigint, length: 1 | 2 | 4 | 8): Uint8Array { return this.read(gpa, length); }
+
+  readU8(gpa: bigint): number { return this.readTransient(gpa, 1)[0]!; }
   // Decoded from the bytes read, not from a Buffer copy of them (a second allocation per read).
-  readU16(gpa: bigint): number { const b = this.read(gpa, 2); return b[0]! | (b[1]! << 8); }
-  readU32(gpa: bigint): number { const b = this.read(gpa, 4); return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0; }
-  readU64(gpa: bigint): bigint { const b = this.read(gpa, 8); return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true); }
+  readU16(gpa: bigint): number { const b = this.readTransient(gpa, 2); return b[0]! | (b[1]! << 8); }
+  readU32(gpa: bigint): number { const b = this.readTransient(gpa, 4); return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0; }
+  readU64(gpa: bigint): bigint { const b = this.readTransient(gpa, 8); return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true); }
 
   writeU8(gpa: bigint, value: number): void { this.#scratch1[0] = value & 0xff; this.write(gpa, this.#scratch1); }
   writeU16(gpa: bigint, value: number): void { this.#scratch.writeUInt16LE(value & 0xffff); this.write(gpa, this.#scratch2); }

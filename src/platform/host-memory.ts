@@ -54,7 +54,15 @@ export class HostMemory extends TypedAccess {
   }
 
   read(gpa: bigint, length: number): Uint8Array {
-    const out = this.#memory.read(gpa, length);
+    return this.#guarded(gpa, length, this.#memory.read(gpa, length));
+  }
+
+  override readTransient(gpa: bigint, length: 1 | 2 | 4 | 8): Uint8Array {
+    return this.#guarded(gpa, length, this.#memory.readTransient(gpa, length));
+  }
+
+  /** `out`, the bytes of [gpa, gpa+length) in RAM, as the guard lets the host see them (or a refusal thrown). */
+  #guarded(gpa: bigint, length: number, out: Uint8Array): Uint8Array {
     for (let page = gpa & ~(PAGE - 1n); page < gpa + BigInt(length); page += PAGE) {
       const seen = this.#guard.read(page);
       if (seen === 'plain') continue;

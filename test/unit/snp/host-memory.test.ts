@@ -43,6 +43,21 @@ describe('host reads across page boundaries', () => {
 });
 
 describe('host writes', () => {
+  it('typed reads are read() decoded, across a page boundary too, and each keeps its value after the next', () => {
+    const { p, host } = setUp();
+    host.write(HV + 0xffcn, Buffer.from([1, 2, 3, 4]));
+    const across = host.read(HV + 0xffcn, 8);
+    const u64 = host.readU64(HV + 0xffcn);
+    expect(u64).toBe(Buffer.from(across).readBigUInt64LE());
+    expect(u64 & 0xffffffffn).toBe(0x04030201n); // the host page's bytes, then the guest page's ciphertext
+    expect([host.readU8(HV + 0xffdn), host.readU16(HV + 0xffen), host.readU32(GUEST)]).toEqual([2, 0x0403, Buffer.from(host.read(GUEST, 4)).readUInt32LE()]);
+    const first = host.readU64(HV), second = host.readU64(GUEST);
+    expect([first, second]).toEqual([0x1111111111111111n, Buffer.from(host.read(GUEST, 8)).readBigUInt64LE()]);
+    expect(p.machine.memory.readU32(GUEST)).toBe(0x22222222); // the VM's own view: the plaintext
+    expect(() => host.readU64(MEMORY - 4n)).toThrow(RangeError);
+    p.machine.close();
+  });
+
   it('a write that reaches an assigned page is refused at that page, and writes nothing, not even its host part', () => {
     const { p, host } = setUp();
     let error: unknown;
