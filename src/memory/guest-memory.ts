@@ -6,6 +6,7 @@
 import type { NativeMachine } from '../native/binding.js';
 import { TypedAccess } from './typed-access.js';
 import { isSparsePages, type SparsePages } from '../shared/sparse-pages.js';
+import { u64ToNumber } from '../shared/u64.js';
 
 export const PAGE_SIZE = 4096n;
 /** The most one read copies (1 GiB, as a window maps). */
@@ -26,7 +27,7 @@ export class GuestMemory extends TypedAccess {
   #check(gpa: bigint, length: bigint): void {
     // On numbers, which allocate nothing (BigInt sums did, on every exit): exact below 2^53, and
     // anything larger is outside RAM (at most 2^46) either way.
-    const g = Number(gpa), l = Number(length);
+    const g = u64ToNumber(gpa), l = u64ToNumber(length);
     if (g < 0 || l < 0 || g + l > this.#sizeNumber) {
       throw new RangeError(`guest-physical range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM (0x${this.size.toString(16)} bytes)`);
     }

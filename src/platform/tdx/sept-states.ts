@@ -2,6 +2,8 @@
 // reference A5). The encoding is the module's packed state field; we keep it so traces and
 // TD-exit qualifications (err_sept_state) carry the real values.
 
+import { u64ToNumber } from '../../shared/u64.js';
+
 export const SeptState = {
   FREE: 0x0e,
   REMOVED: 0x0c,
@@ -57,7 +59,7 @@ export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(
  */
 export function decodeGpaLevel(rcx: bigint, min: SeptLevel, max: SeptLevel, sharedBit: bigint): SeptLevel | undefined {
   if (rcx < 0n || rcx >= sharedBit) return undefined; // below 0: only a hostile VMM's BigInt
-  const n = Number(rcx);
+  const n = u64ToNumber(rcx);
   const level = n % 8;
   if (level < min || level > max || (n - level) % LEVEL_BYTES[level]! !== 0) return undefined;
   return level as SeptLevel;
@@ -74,7 +76,7 @@ export function septEntryKey(gpa: number, level: SeptLevel): number {
  * template string per lookup was built on every 2M ACCEPT and on every SEAMCALL while any lock was held.
  */
 export function septLockKey(level: SeptLevel, gpa: bigint): number {
-  return Number(gpa) + level;
+  return u64ToNumber(gpa) + level;
 }
 export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G', 3: '512G', 4: '256T' };
 export const ENTRIES_PER_TABLE = 512;

@@ -10,6 +10,7 @@
 // an ACCEPT exit (issue 11).
 import type { PageGate } from '../../memory/page-gate.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
+import { u64ToNumber } from '../../shared/u64.js';
 import {
   ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_STATE_NAMES, isLeafState, septEntryKey, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
@@ -220,7 +221,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Read-only: change entries through setState (a restore puts back only what went through it). */
   entry(level: SeptLevel, gpa: bigint): Readonly<SeptEntry> | undefined {
-    return level >= 0 && level <= this.topLevel ? this.#get(level, septEntryKey(Number(gpa), level)) : undefined;
+    return level >= 0 && level <= this.topLevel ? this.#get(level, septEntryKey(u64ToNumber(gpa), level)) : undefined;
   }
 
   stateAt(level: SeptLevel, gpa: bigint): SeptStateName {
@@ -233,7 +234,7 @@ export class Sept implements Snapshottable<SeptTables> {
    * `level` is at most the top level (every caller's operand rules say so).
    */
   walk(gpa: bigint, level: SeptLevel): SeptWalk {
-    const at = Number(gpa);
+    const at = u64ToNumber(gpa);
     if (level === 0 && this.#reachesLeafTable(at)) {
       const state = this.#get(0, septEntryKey(at, 0))?.state ?? 'FREE';
       return { level: 0, requestedLevel: 0, state, base: Sept.alignDown(gpa, 0), isLeaf: isLeafState(state) };
@@ -261,7 +262,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
   setState(level: SeptLevel, gpa: bigint, state: SeptStateName, fields: Partial<Omit<SeptEntry, 'state'>> = NO_FIELDS): void {
-    const key = septEntryKey(Number(gpa), level);
+    const key = septEntryKey(u64ToNumber(gpa), level);
     const old = this.#get(level, key);
     const oldState = old?.state;
     this.#logChange(level, key, old);
@@ -282,7 +283,7 @@ export class Sept implements Snapshottable<SeptTables> {
    * above. `gpa` is 4 KiB-aligned.
    */
   freeReachableLeaves(gpa: bigint, pages: number): boolean {
-    const first = Number(gpa) / LEVEL_BYTES[0]!;
+    const first = u64ToNumber(gpa) / LEVEL_BYTES[0]!;
     for (let i = 0; i < pages; i++) if (this.#get(0, first + i) !== undefined) return false;
     for (let pd = Math.floor(first / ENTRIES_PER_TABLE); pd <= Math.floor((first + pages - 1) / ENTRIES_PER_TABLE); pd++) {
       if (!this.#reachable(0, BigInt(pd) * LEVEL_SIZE[1])) return false;
@@ -295,7 +296,7 @@ export class Sept implements Snapshottable<SeptTables> {
    * the gate derived once for the whole range instead of once per page.
    */
   setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
-    const first = Number(gpa) / LEVEL_BYTES[0]!;
+    const first = u64ToNumber(gpa) / LEVEL_BYTES[0]!;
     const entry = FRESH_ENTRY[state];
     for (let i = 0; i < pages; i++) {
       this.#willChange(0, first + i);
@@ -315,7 +316,7 @@ export class Sept implements Snapshottable<SeptTables> {
   split(level: 1 | 2, gpa: bigint, childState: SeptStateName): void {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
-    const key = septEntryKey(Number(base), level);
+    const key = septEntryKey(u64ToNumber(base), level);
     this.#willChange(level, key);
     this.#changedAt(level);
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
@@ -327,7 +328,7 @@ export class Sept implements Snapshottable<SeptTables> {
         this.#leaves.set(key, new Array<Readonly<SeptEntry> | undefined>(ENTRIES_PER_TABLE).fill(entry));
       } else {
         const map = this.#levels[child]!;
-        const first = septEntryKey(Number(base), child);
+        const first = septEntryKey(u64ToNumber(base), child);
         for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
           this.#willChange(child, first + i);
           map.set(first + i, entry);
@@ -350,11 +351,11 @@ export class Sept implements Snapshottable<SeptTables> {
   merge(level: 1 | 2, gpa: bigint, state: SeptStateName): void {
     const base = Sept.alignDown(gpa, level);
     const child = (level - 1) as SeptLevel;
-    const first = septEntryKey(Number(base), child);
+    const first = septEntryKey(u64ToNumber(base), child);
     this.#changedAt(level);
     if (child === 0) {
       // The leaf table of the 2 MiB range (keyed as the entry at level 1), dropped whole.
-      const tableKey = septEntryKey(Number(base), 1);
+      const tableKey = septEntryKey(u64ToNumber(base), 1);
       this.#willChangeTable(tableKey);
       this.#leaves.delete(tableKey);
     } else {
@@ -375,7 +376,7 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
-    const at = Number(gpa);
+    const at = u64ToNumber(gpa);
     return level === 0 ? this.#reachesLeafTable(at) : level === 1 ? this.#reachesPdTable(at) : this.#passesAbove(level, at);
   }
 
@@ -432,13 +433,13 @@ export class Sept implements Snapshottable<SeptTables> {
     // Only children that exist can open anything; absent ones are FREE. Neighbouring MAPPED 4K
     // leaves open as one range: a DEMOTEd 2M leaf has 512 of them, and a gate update each was
     // most of a fuzz execution's DEMOTE (~0.3 ms).
-    const first = septEntryKey(Number(base), child);
+    const first = septEntryKey(u64ToNumber(base), child);
     let run = -1;
     const openRun = (end: number) => {
       if (run >= 0) this.#setGate(base + BigInt(run) * LEVEL_SIZE[0], BigInt(end - run) * LEVEL_SIZE[0], true);
       run = -1;
     };
-    const table = child === 0 ? this.#leaves.get(septEntryKey(Number(base), 1)) : undefined;
+    const table = child === 0 ? this.#leaves.get(septEntryKey(u64ToNumber(base), 1)) : undefined;
     for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
       const e = child === 0 ? table?.[i] : this.#levels[child]!.get(first + i);
       if (child === 0) {
