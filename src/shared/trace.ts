@@ -21,6 +21,7 @@
 // of an execution and most of its garbage (issue 10).
 import { BufferedHash, type BufferedHashState } from './buffered-hash.js';
 import type { Snapshottable } from './snapshottable.js';
+import { setU64LE } from './u64.js';
 
 export type TraceValue = string | number | boolean | bigint | null | TraceValue[] | { [key: string]: TraceValue };
 export interface TraceEvent {
@@ -131,11 +132,6 @@ function unitsOf(source: string, type: string): TypeUnits | undefined {
   return units;
 }
 
-const u64Scratch = new BigUint64Array(1);
-const u64ScratchWords = new Uint32Array(u64Scratch.buffer);
-/** Which word of u64Scratch holds the low 32 bits (the host's byte order). */
-const LOW_WORD = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
-
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
   readonly #h = new BufferedHash('sha256');
@@ -196,18 +192,15 @@ class EventHasher {
   }
 
   #bigint(v: bigint): void {
-    // 0 <= v < 2^64, and its two words as the little-endian u64 the encoding writes: two BigInt
-    // comparisons (~50 instructions each in optimised code) and DataView.setBigUint64 (a builtin
-    // call, ~120) were ~220 instructions per bigint, four or more per event; BigInt.asUintN(64)
-    // and a BigUint64Array store are inlined, and the same bytes come out (issue 11).
+    // 0 <= v < 2^64: BigInt.asUintN(64) is inlined, where two BigInt comparisons were ~50
+    // instructions each in optimised code, four or more bigints per event (issue 11); setU64LE
+    // writes the same bytes as DataView.setBigUint64 did.
     if (BigInt.asUintN(64, v) === v) {
       const h = this.#h;
       h.room(9);
       const at = h.pos;
       h.buf[at] = Tag.U64;
-      u64Scratch[0] = v;
-      h.view.setUint32(at + 1, u64ScratchWords[LOW_WORD]!, true);
-      h.view.setUint32(at + 5, u64ScratchWords[1 - LOW_WORD]!, true);
+      setU64LE(h.view, at + 1, v);
       h.pos = at + 9;
     } else if (v >= 0n) {
       this.#string(Tag.BigHex, v.toString(16));

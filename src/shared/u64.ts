@@ -12,6 +12,17 @@ const scratchWords = new Uint32Array(scratch.buffer);
 const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
 
 /**
+ * Writes u64 `v` (0 <= v < 2^64, the caller's check) little-endian at `at` in `view`, as its two
+ * 32-bit words: DataView.setBigUint64 is a builtin call (~120 instructions in optimised code),
+ * the BigUint64Array store and the two word writes are inlined (issue 11). The same bytes.
+ */
+export function setU64LE(view: DataView, at: number, v: bigint): void {
+  scratch[0] = v;
+  view.setUint32(at, scratchWords[LOW]!, true);
+  view.setUint32(at + 4, scratchWords[1 - LOW]!, true);
+}
+
+/**
  * Number(v), for every bigint. Number(bigint) is a runtime call (~140 instructions in optimised
  * code) and the PVALIDATE and PAGE.ACCEPT paths made several per exit (issue 11); for a u64,
  * BigInt.asUintN(64) and a BigUint64Array store are inlined. high * 2^32 is exact and adding the

@@ -156,7 +156,12 @@ export function regionOf(spa: bigint): bigint {
 
 /** The table's key of the 2 MiB region holding `spa` (exact: addresses are below 2^53). */
 function regionKey(spa: bigint): number {
-  return Math.floor(u64ToNumber(spa) / 0x200000);
+  return regionKeyOf(u64ToNumber(spa));
+}
+
+/** regionKey, from `Number(spa)` (u64ToNumber): for a caller that also wants indexInRegionOf. */
+function regionKeyOf(spaNumber: number): number {
+  return Math.floor(spaNumber / 0x200000);
 }
 
 /** The 4 KiB entry's index inside its 2 MiB region, from `Number(spa)` (u64ToNumber). */
@@ -228,7 +233,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   lookup(spa: bigint): Readonly<RmpEntry> {
     // Converted once, for both the key and the index.
     const n = u64ToNumber(spa);
-    const region = this.#regions.get(Math.floor(n / 0x200000));
+    const region = this.#regions.get(regionKeyOf(n));
     if (!region) return HV_OWNED_ENTRY;
     if (region.kind === 'large') return region.entry;
     return region.entries[indexInRegionOf(n)] ?? HV_OWNED_ENTRY;
@@ -291,7 +296,7 @@ export class Rmp implements Snapshottable<RmpTable> {
 
   put4k(spa: bigint, entry: RmpEntry): void {
     const n = u64ToNumber(spa);
-    const key = Math.floor(n / 0x200000);
+    const key = regionKeyOf(n);
     const index = indexInRegionOf(n);
     let region = this.#regions.get(key);
     // RMPUPDATE 4K and SNP_LAUNCH_UPDATE in a 2 MiB entry are refused first (FAIL_OVERLAP, INVALID_PAGE_SIZE).
@@ -347,7 +352,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   /** Sets Validated on the entry governing `spa` (PVALIDATE's only write). */
   setValidated(spa: bigint, validated: boolean): void {
     const n = u64ToNumber(spa);
-    const key = Math.floor(n / 0x200000);
+    const key = regionKeyOf(n);
     const region = this.#regions.get(key);
     const index = indexInRegionOf(n);
     // PVALIDATE gets here only past its guest-owned check: the page is assigned, so stored.
@@ -361,7 +366,7 @@ export class Rmp implements Snapshottable<RmpTable> {
   /** RMPADJUST's only write: one VMPL's permissions and the VMSA bit of the entry governing `spa`. */
   adjustPermissions(spa: bigint, vmpl: number, perms: number, vmsa: boolean): void {
     const n = u64ToNumber(spa);
-    const key = Math.floor(n / 0x200000);
+    const key = regionKeyOf(n);
     const region = this.#regions.get(key);
     const index = indexInRegionOf(n);
     // RMPADJUST gets here only past its guest-owned check: the page is assigned, so stored.
