@@ -26,6 +26,7 @@ export { HonestSnpVmm } from './vmm/snp/honest-vmm.js';
 export { Trace, traceLine, traceSha256OfJsonLines, type TraceEvent, type TraceValue } from './shared/trace.js';
 export type { OutcomeKind, RunOutcome } from './shared/outcome.js';
 export { GuestImageError } from './boot/images.js';
+export { BootConfigError, checkBootConfig } from './boot/boot-config.js';
 export { minivisorVersion } from './shared/version.js';
 export { verifyBoot as verify, verifyAcceptance, describeMismatch, type VerifyReport, type VerifyMismatch, type PageStateSource } from './boot/verify.js';
 export { readGuestMemoryRecord, type GuestMemoryRecord, type GuestMemoryRun, type GuestMemoryReader } from './boot/guest-record.js';

@@ -3,7 +3,7 @@
 // the only wall-clock reading is `wallMs`, which nothing guest-visible depends on.
 import { monotonicMs } from '../shared/monotonic-clock.js';
 import type { BootReport } from './console-protocol.js';
-import type { BootConfig } from './boot-config.js';
+import { checkBootConfig, type BootConfig } from './boot-config.js';
 import type { OutcomeKind } from '../shared/outcome.js';
 import { OutputFile } from '../shared/output-file.js';
 import type { AcceptanceTotals, BootTrace } from './accounting.js';
@@ -83,6 +83,7 @@ export type BootIo = Omit<BootSessionIo, 'traceSink'> & {
 };
 
 export function bootGuest(config: BootConfig, io: BootIo = {}): BootRun {
+  checkBootConfig(config);  // before the trace header reads it (BootSession.create checks it too)
   const { traceWriter, onAccepted, ...sessionIo } = io;
   const traceFile: TraceWriter | undefined = traceWriter ?? (config.traceFile !== undefined
     ? new OutputFile(config.traceFile, 'trace', bootInputFiles(config))

@@ -18,7 +18,7 @@
 // charge and its own state through its optional saveState/loadState hook), the boot's console
 // parser (stage, stats, done/fatal) and the run loop (the exit it paused before). A restore puts
 // the policy in charge at snapshot time back: set yours after each restore.
-import type { BootConfig } from './boot-config.js';
+import { checkBootConfig, type BootConfig } from './boot-config.js';
 import { BootTrace } from './accounting.js';
 import { ConsoleProtocolParser, type BootReport, type BootStage } from './console-protocol.js';
 import { loadBootImages, type BootImages } from './images.js';
@@ -75,6 +75,7 @@ export class BootSession {
 
   /** Builds the VM for `config` and launches the boot image; no guest instruction has run. */
   static create(config: BootConfig, io: BootSessionIo = {}): BootSession {
+    checkBootConfig(config);
     const loaded = io.images ?? loadBootImages(config);
     const images = io.vmm?.images ? io.vmm.images(loaded) : loaded;
     const trace = new BootTrace({ keep: io.keepTrace ?? false, ...(io.traceSink ? { sink: io.traceSink } : {}) });

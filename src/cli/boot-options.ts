@@ -1,7 +1,7 @@
 // `minivisor boot` flags, validated into a BootConfig. Every bad value gets one clear message.
 import { parseSize, SizeError, formatSize } from './size.js';
 import { quoteForError } from '../shared/quote.js';
-import { HANDOVERS, type BootConfig, type Handover } from '../boot/boot-config.js';
+import { HANDOVERS, MAX_INSTRUCTION_BUDGET, MAX_MEMORY, MIN_MEMORY, type BootConfig, type Handover } from '../boot/boot-config.js';
 import { ACCEPTANCE_TRACKINGS, isAcceptanceTracking, isStubVariant, MEMMAP_VARIANTS, STUB_VARIANTS } from '../boot/images.js';
 import { MAX_VCPUS } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, SCHEDULE_POLICIES, type SchedulePolicy } from '../cpu/vcpu-scheduler.js';
@@ -37,14 +37,11 @@ export class BootOptionError extends Error {
   override name = 'BootOptionError';
 }
 
-export const MIN_MEMORY = 128n << 20n;
-
 /**
  * The largest workload the stub kernel runs: its table holds MAX_CHUNKS (4096) allocations of
  * CHUNK_BYTES (1 MiB) (guest/kernel/main.c); a larger one ends the boot in workload_too_large.
  */
 export const MAX_STUB_WORKLOAD = 4096n << 20n;
-export const MAX_MEMORY = 64n << 40n;
 export const DEFAULT_MAX_INSTRUCTIONS = 2_000_000_000n;
 /**
  * The decompressor prints through the serial port (earlyprintk; on TDX its port I/O is
@@ -92,7 +89,7 @@ export function parseBootOptions(raw: RawBootOptions): BootConfig {
   if (workloadBytes % 4096n !== 0n) throw new BootOptionError('--workload must be a multiple of 4K');
   if (workloadBytes > memoryBytes / 2n) throw new BootOptionError(`--workload ${quoteForError(raw.workload ?? '64M')} must be at most half of --memory`);
   const seed = unsigned(raw.seed ?? '1', '--seed', MASK64);
-  const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', (1n << 62n));
+  const maxInstructions = unsigned(raw.maxInstructions ?? DEFAULT_MAX_INSTRUCTIONS.toString(), '--max-instructions', MAX_INSTRUCTION_BUDGET);
   if (maxInstructions === 0n) throw new BootOptionError('--max-instructions must be at least 1');
   const config: BootConfig = { platform, memoryBytes, preAccept, accept, unitBytes, workloadBytes, seed, maxInstructions };
   if (raw.trace !== undefined) config.traceFile = raw.trace;

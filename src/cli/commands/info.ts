@@ -4,7 +4,8 @@
 import { Command } from 'commander';
 import { MAX_VCPUS, unicornVersion } from '../../cpu/machine.js';
 import { TdcallLeaf } from '../../platform/tdx/tdcall.js';
-import { DEFAULT_MAX_INSTRUCTIONS, MAX_MEMORY, MIN_MEMORY } from '../boot-options.js';
+import { DEFAULT_MAX_INSTRUCTIONS } from '../boot-options.js';
+import { MAX_MEMORY, MIN_MEMORY } from '../../boot/boot-config.js';
 import { formatSize } from '../size.js';
 import type { CliIo } from '../io.js';
 
