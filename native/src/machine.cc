@@ -576,6 +576,10 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       area_[kSlotArg0] = insn.reg | (static_cast<uint64_t>(insn.operand_bits) << 8) | (insn.seed ? 1ull << 16 : 0);
       break;
     case TrappedKind::kRdtsc: SetExit(ExitKind::kRdtsc); break;
+    // The emulator would run the SVM ones itself (QEMU's nested-SVM helpers, reading and writing
+    // the VMCB at RAX past the page gate) and has no VMX: the platforms decide what the guest sees.
+    case TrappedKind::kSvm: SetExit(ExitKind::kSvm); area_[kSlotArg0] = insn.svm_op; break;
+    case TrappedKind::kVmcall: SetExit(ExitKind::kVmcall); break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;
@@ -722,7 +726,7 @@ void Machine::ScanForInterceptedInsns(uint64_t va_page, const uint8_t* host_page
     if (!MayBeIntercepted(host_page + i, avail)) continue;
     // A superset: OnCode decodes again in the mode the instruction runs in.
     TrappedInsn t = DecodeTrapped(host_page + i, avail, 64);
-    if (t.kind == TrappedKind::kNone) continue;
+    if (t.kind == TrappedKind::kNone || ArrivesAsInvalidOpcode(t.kind)) continue;
     uint64_t addr = va_page + i;
     if (!hooked_addresses_.insert(addr).second) continue;
     uc_hook h;
@@ -921,8 +925,7 @@ bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
     n = m->FetchInsnBytes(linear, buf);
   }
   TrappedInsn t = DecodeTrapped(bytes, n, cs.bits);
-  if (t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate || t.kind == TrappedKind::kVmgexit ||
-      t.kind == TrappedKind::kRmpadjust) {
+  if (ArrivesAsInvalidOpcode(t.kind)) {
     m->RecordTrapped(t);
     // The code segment these instructions ran in: the models check the mode and CPL of every
     // one, and asking for it again from JavaScript cost a native call per exit (issue 11).
@@ -1090,10 +1093,7 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine
   if (!MayBeIntercepted(bytes, avail)) return;
   // Rare path: the operand size and REX depend on the code segment (`address` is linear).
   TrappedInsn t = DecodeTrapped(bytes, avail, m->CurrentCodeSegment().bits);
-  if (t.kind == TrappedKind::kNone || t.kind == TrappedKind::kTdcall || t.kind == TrappedKind::kPvalidate ||
-      t.kind == TrappedKind::kVmgexit) {
-    return;  // the last three arrive through the invalid-instruction hook
-  }
+  if (t.kind == TrappedKind::kNone || ArrivesAsInvalidOpcode(t.kind)) return;
   if (t.kind == TrappedKind::kPause && !m->pause_exits_) {
     if (m->config_.count_instructions) m->SkipPureSpinRounds(address);
     return;

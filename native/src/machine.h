@@ -45,6 +45,8 @@ enum class ExitKind : uint64_t {
   kExecWatch = 17,
   kRandom = 18,  // RDRAND/RDSEED: arg0 = destination | operand bits << 8 | RDSEED << 16
   kRdtsc = 19,
+  kSvm = 20,     // 0F 01 D8-DF before it runs: arg0 = ModRM & 7 (0 VMRUN .. 7 INVLPGA)
+  kVmcall = 21,  // 0F 01 C1 before it runs
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with

@@ -9,6 +9,7 @@ struct Prefixes {
   bool opsize = false;  // 66
   uint8_t last_mandatory = 0;  // the last of 66/F2/F3, which selects TDCALL/PVALIDATE/VMGEXIT
   bool rep = false;
+  bool lock = false;      // F0
   bool addrsize = false;  // 67
   int8_t segment = -1;    // the last segment-override prefix, in the SDM's encoding (0 ES .. 5 GS)
   uint8_t rex = 0;
@@ -31,6 +32,7 @@ Prefixes ScanPrefixes(const uint8_t* b, size_t avail, bool rex) {
     if (v == 0x66) p.opsize = true;
     if (v == 0x66 || v == 0xF2 || v == 0xF3) p.last_mandatory = v;
     if (v == 0xF3 || v == 0xF2) p.rep = true;
+    if (v == 0xF0) p.lock = true;
     if (v == 0x67) p.addrsize = true;
     switch (v) {
       case 0x26: p.segment = 0; break;
@@ -122,6 +124,16 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     if (modrm == 0xFF && p.last_mandatory == 0xF2) k = TrappedKind::kPvalidate;
     if (modrm == 0xD9 && p.last_mandatory == 0xF3) k = TrappedKind::kVmgexit;
     if (modrm == 0xFE && p.last_mandatory == 0xF3) k = TrappedKind::kRmpadjust;
+    // The SVM instructions, trapped before the emulator runs them in its own nested-SVM helpers
+    // (the platform decides what the guest sees). LOCK makes any of them #UD (APM Vol. 3 §1.2.5:
+    // LOCK on an instruction that cannot take it), which the emulator raises itself.
+    if (k == TrappedKind::kNone && (modrm & 0xF8) == 0xD8 && !p.lock) {
+      k = TrappedKind::kSvm;
+      t.svm_op = modrm & 7;
+    }
+    // VMCALL: "Operand size causes #UD; REP* cause #UD; LOCK causes #UD" (SDM Vol. 3C VMCALL, Use
+    // of Prefixes): those forms are the emulator's own #UD (it has no VMX), not a VM exit.
+    if (modrm == 0xC1 && !p.opsize && !p.rep && !p.lock) k = TrappedKind::kVmcall;
     if (k != TrappedKind::kNone) { t.kind = k; t.length = static_cast<uint8_t>(i + 3); }
   }
   return t;
@@ -139,6 +151,7 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
+    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1);
     return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7;
   }
   return false;

@@ -19,7 +19,16 @@ enum class TrappedKind : uint8_t {
   kPause,      // F3 90
   kRandom,     // 0F C7 /6 (RDRAND) or /7 (RDSEED), register form, no F2/F3 (F3 0F C7 /7 is RDPID)
   kRdtsc,      // 0F 31
+  kSvm,        // 0F 01 D8-DF: VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT INVLPGA (F3 0F 01 D9 is kVmgexit)
+  kVmcall,     // 0F 01 C1 (VMX), without 66/F2/F3/F0: those prefixes make it #UD (SDM Vol. 3C VMCALL)
 };
+
+// The trapped instructions the emulator raises #UD for, which arrive through the
+// invalid-instruction hook, not the code hook (unicorn.md §1).
+inline bool ArrivesAsInvalidOpcode(TrappedKind k) {
+  return k == TrappedKind::kTdcall || k == TrappedKind::kPvalidate || k == TrappedKind::kVmgexit ||
+         k == TrappedKind::kRmpadjust;
+}
 
 struct TrappedInsn {
   TrappedKind kind = TrappedKind::kNone;
@@ -40,6 +49,8 @@ struct TrappedInsn {
   uint8_t reg = 0;           // destination: ModRM.rm + REX.B, in x86 encoding order
   uint8_t operand_bits = 0;  // 16, 32 or 64
   bool seed = false;         // RDSEED
+  // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
+  uint8_t svm_op = 0;
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
@@ -47,8 +58,8 @@ struct TrappedInsn {
 // operand size than the segment's default. Returns kind kNone for anything else.
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
-// True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED
-// or RDTSC instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
+// True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED,
+// RDTSC, SVM (0F 01 D8-DF) or VMCALL instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 
 }  // namespace minivisor

@@ -15,6 +15,9 @@
 // - random (RDRAND/RDSEED), rdtsc: AT the instruction, which has not run: the platform gives the
 //   value (src/cpu/hardware-random.ts, virtual-tsc.ts) and completes it. Unicorn would execute
 //   them from the host's random source and clock, which no run could repeat.
+// - svm (0F 01 D8-DF: VMRUN .. INVLPGA, not the F3 0F 01 D9 of VMGEXIT), vmcall (0F 01 C1): AT
+//   the instruction, which has not run: the emulator would run the SVM ones in its own nested-SVM
+//   helpers and has no VMX; the platform says what the guest sees (an exception, mostly).
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -44,10 +47,16 @@ export type VmExit =
   | { kind: 'pause'; rip: bigint; length: number }
   | RandomExit
   | { kind: 'rdtsc'; rip: bigint; length: number }
+  | { kind: 'svm'; rip: bigint; length: number; instruction: SvmInstruction }
+  | { kind: 'vmcall'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
   | { kind: 'fatal'; rip: bigint; reason: string; unicornCode?: number };
+
+/** 0F 01 D8 .. DF in order (AMD APM Vol. 3 opcode map, group 7 with ModRM.mod = 11, reg = 3). */
+export const SVM_INSTRUCTIONS = ['vmrun', 'vmmcall', 'vmload', 'vmsave', 'stgi', 'clgi', 'skinit', 'invlpga'] as const;
+export type SvmInstruction = (typeof SVM_INSTRUCTIONS)[number];
 
 export interface RandomExit {
   kind: 'random';
@@ -206,6 +215,8 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
       };
     }
     case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length };
+    case ExitCode.svm: return { kind: 'svm', rip, length, instruction: SVM_INSTRUCTIONS[low(words, arg0) & 7]! };
+    case ExitCode.vmcall: return { kind: 'vmcall', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {

@@ -43,5 +43,7 @@ export const ExitCode = {
   execWatch: 17,
   random: 18,
   rdtsc: 19,
+  svm: 20,
+  vmcall: 21,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

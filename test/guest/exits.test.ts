@@ -42,6 +42,46 @@ describe('vCPU exits', () => {
     expect(runToHlt(vm).rip).toBe(0x1009n);
   });
 
+  it('stops before the SVM instructions (0F 01 D8-DF) and VMCALL (0F 01 C1) run, in counting and fast mode', () => {
+    // The emulator would run the SVM ones in its nested-SVM helpers and has no VMX: the platforms
+    // decide (src/platform/snp/svm-insn.ts, td-module.ts). VMGEXIT (F3 0F 01 D9) stays VMGEXIT.
+    const source = `
+      .byte 0x0f, 0x01, 0xd8
+      .byte 0x0f, 0x01, 0xd9
+      .byte 0x0f, 0x01, 0xda
+      .byte 0x0f, 0x01, 0xdb
+      .byte 0x0f, 0x01, 0xdc
+      .byte 0x0f, 0x01, 0xdd
+      .byte 0x0f, 0x01, 0xde
+      .byte 0x0f, 0x01, 0xdf
+      .byte 0x0f, 0x01, 0xc1
+      .byte 0xf3, 0x0f, 0x01, 0xd9
+      hlt`;
+    for (const countInstructions of [true, false]) {
+      const vm = simpleGuest(source, { countInstructions });
+      const seen: unknown[] = [];
+      for (;;) {
+        const exit = vm.vcpu.run();
+        seen.push(exit.kind === 'svm' ? [exit.instruction, exit.rip, exit.length] : [exit.kind, exit.rip]);
+        if (!('length' in exit)) break;
+        vm.vcpu.complete(exit);
+      }
+      vm.close();
+      expect(seen).toEqual([
+        ['vmrun', 0x1000n, 3], ['vmmcall', 0x1003n, 3], ['vmload', 0x1006n, 3], ['vmsave', 0x1009n, 3], ['stgi', 0x100cn, 3],
+        ['clgi', 0x100fn, 3], ['skinit', 0x1012n, 3], ['invlpga', 0x1015n, 3], ['vmcall', 0x1018n], ['vmgexit', 0x101bn], ['hlt', 0x1020n],
+      ]);
+    }
+  });
+
+  it('leaves to the emulator\'s #UD the forms that are invalid opcodes: LOCK on an SVM instruction, VMCALL with 66/F2/F3/F0 (SDM Vol. 3C VMCALL: they cause #UD)', () => {
+    for (const bytes of ['0xf0, 0x0f, 0x01, 0xd8', '0xf0, 0x0f, 0x01, 0xd9', '0x66, 0x0f, 0x01, 0xc1', '0xf3, 0x0f, 0x01, 0xc1', '0xf2, 0x0f, 0x01, 0xc1', '0xf0, 0x0f, 0x01, 0xc1']) {
+      const vm = simpleGuest(`.byte ${bytes}\n hlt`);
+      expect(vm.vcpu.run(), bytes).toMatchObject({ kind: 'invalid-opcode', rip: 0x1000n });
+      vm.close();
+    }
+  });
+
   it('reports other invalid opcodes with their bytes', () => {
     const vm = simpleGuest('ud2');
     const exit = vm.vcpu.run();
@@ -194,8 +234,11 @@ describe('intercepted instructions behind redundant prefixes', () => {
       mov ecx, 0x10
       .byte 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x0f, 0x32                        # RDMSR, 7 bytes
       .byte 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0xe6, 0x80                        # OUT 0x80, AL, 7 bytes
+      .byte ${Array(12).fill('0x3e').join(', ')}, 0x0f, 0x01, 0xd9      # VMMCALL, 15 bytes
+      .byte 0x2e, 0x66, 0x0f, 0x01, 0xd8                                    # VMRUN, 5 bytes
+      .byte 0x2e, 0x2e, 0x0f, 0x01, 0xc1                                    # VMCALL, 5 bytes
       hlt`;
-  const EXPECTED = [['cpuid', 6], ['cpuid', 15], ['rdmsr', 7], ['io', 7], ['hlt', undefined]];
+  const EXPECTED = [['cpuid', 6], ['cpuid', 15], ['rdmsr', 7], ['io', 7], ['svm', 15], ['svm', 5], ['vmcall', 5], ['hlt', undefined]];
 
   function exits(vm: ReturnType<typeof simpleGuest>): (string | number | undefined)[][] {
     const seen: (string | number | undefined)[][] = [];

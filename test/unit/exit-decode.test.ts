@@ -40,3 +40,14 @@ describe('gate faults (machine.h kGatePrivate 1, kGatePageWalk 2, kGateOutsideRa
     expect(area(ExitCode.gateFault, { arg2: 2n })).toMatchObject({ kind: 'gate-fault', access: 'fetch' });
   });
 });
+
+describe('SVM and VMCALL exits (machine.h kSvm 20 with arg0 = ModRM & 7, kVmcall 21)', () => {
+  it('arg0 names the instruction in 0F 01 D8-DF order', () => {
+    const names = [0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n].map((op) => {
+      const exit = area(ExitCode.svm, { arg0: op });
+      return exit.kind === 'svm' ? exit.instruction : exit.kind;
+    });
+    expect(names).toEqual(['vmrun', 'vmmcall', 'vmload', 'vmsave', 'stgi', 'clgi', 'skinit', 'invlpga']);
+    expect(area(ExitCode.vmcall)).toEqual({ kind: 'vmcall', rip: 0x301000n, length: 0 });
+  });
+});

@@ -1005,8 +1005,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'gate-fault': return this.#gateFault(exit);
       // A fault pushes RF = 1; INT n, INT3 and INTO (after the instruction) push RF as it is.
       case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception', !exit.afterInstruction);
+      // The emulator's #UD for them until the SVM intercepts are modelled (its CPU has no SVM:
+      // EFER cannot hold SVME). AMD CPUs have no VMX: VMCALL (0F 01 C1) is an invalid opcode there.
+      case 'svm':
       case 'invalid-opcode':
       case 'tdcall':
+      case 'vmcall':
         return this.inject(UD_VECTOR, undefined, undefined, `${exit.kind} on an SNP CPU`);
       // RDRAND/RDSEED and RDTSC run on the CPU (SEV-SNP leaves them unintercepted, KVM does not
       // intercept RDTSC); PAUSE exits only on machines with several vCPUs (a scheduler hint): they just run.

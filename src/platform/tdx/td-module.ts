@@ -288,6 +288,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
       // The CPU's own exception: a fault pushes RF = 1, a trap (INT n, INT3, INTO) RF as it is
       // (Intel SDM Vol. 3 §17.3.1.1).
       case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2, false, !exit.afterInstruction);
+      // The emulator's #UD for them, as before they were trapped (VMCALL's #VE comes next).
+      case 'svm':
+      case 'vmcall':
       case 'invalid-opcode':
       case 'pvalidate':
       case 'rmpadjust':
