@@ -43,12 +43,15 @@ export interface SnpGuestOptions {
   schedule?: ScheduleOptions;
   /** A budget exit after this many guest instructions (a bound on tests that could spin). */
   instructionLimit?: bigint;
+  /** Counting mode (default) or fast mode (MachineOptions.countInstructions). */
+  countInstructions?: boolean;
 }
 
 export function snpGuest(main: string, options: SnpGuestOptions = {}) {
   const vm = new Machine({ memoryBytes: options.memoryBytes ?? 32n << 20n,
     ...(options.vcpus !== undefined ? { vcpus: options.vcpus } : {}),
     ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
+    ...(options.countInstructions !== undefined ? { countInstructions: options.countInstructions } : {}),
   });
   installGdt(vm);
   installIdt(vm, { 29: HANDLER.vc, 13: HANDLER.gp, 14: HANDLER.pf, 6: HANDLER.ud });

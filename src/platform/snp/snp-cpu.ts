@@ -25,6 +25,7 @@ import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
 import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
 import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
+import { svmInstruction } from './svm-insn.js';
 import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from './ghcb-msr.js';
 import { secretsPage } from './secrets-page.js';
 import { SnpVmmHandle } from './vmm-handle.js';
@@ -1005,9 +1006,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'gate-fault': return this.#gateFault(exit);
       // A fault pushes RF = 1; INT n, INT3 and INTO (after the instruction) push RF as it is.
       case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception', !exit.afterInstruction);
-      // The emulator's #UD for them until the SVM intercepts are modelled (its CPU has no SVM:
-      // EFER cannot hold SVME). AMD CPUs have no VMX: VMCALL (0F 01 C1) is an invalid opcode there.
-      case 'svm':
+      case 'svm': return this.#svmInstruction(exit);
+      // AMD CPUs have no VMX: VMCALL (0F 01 C1) is an invalid opcode there, as TDCALL is.
       case 'invalid-opcode':
       case 'tdcall':
       case 'vmcall':
@@ -1021,6 +1021,17 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
+    }
+  }
+
+  /** The guest's own VMRUN .. INVLPGA (svm-insn.ts): #UD, #GP(0) or the intercept's #VC, RIP at the instruction. */
+  #svmInstruction(exit: Extract<VmExit, { kind: 'svm' }>): HwStep {
+    const vcpu = this.machine.vcpu;
+    const out = svmInstruction(exit.instruction, { protectedMode: vcpu.codeSegment().protectedMode, cpl: this.#currentCpl() });
+    switch (out.kind) {
+      case 'ud': return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction} outside protected mode`);
+      case 'gp': return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
+      case 'vc': return this.injectVc(BigInt(out.exitCode), undefined, exit.instruction);
     }
   }
 
