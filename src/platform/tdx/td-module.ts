@@ -288,9 +288,18 @@ export class TdModule implements Snapshottable<TdModuleState> {
       // The CPU's own exception: a fault pushes RF = 1, a trap (INT n, INT3, INTO) RF as it is
       // (Intel SDM Vol. 3 §17.3.1.1).
       case 'exception': return this.injectException(exit.vector, exit.errorCode, exit.cr2, false, !exit.afterInstruction);
-      // The emulator's #UD for them, as before they were trapped (VMCALL's #VE comes next).
-      case 'svm':
+      // VMCALL in VMX non-root operation is a VM exit at any CPL and in any mode (SDM Vol. 3C
+      // VMCALL, Operation), and the module answers it as it answers HLT: td_generic_ve_exit, #VE
+      // reason 18 with RIP at the VMCALL (tdx_td_dispatcher.c); qualification and instruction
+      // information 0 (the SDM defines neither for VMCALL; as for HLT), the VMCS instruction length.
       case 'vmcall':
+        return this.deliverVe({ exitReason: ExitReason.VMCALL, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+      // The other VMX instructions (VMLAUNCH, VMRESUME, VMPTRLD, VMFUNC, INVEPT, …) either #UD in
+      // the TD or exit to the module, which injects #UD (tdx_td_dispatcher.c: inject_ud()); the
+      // emulator, with no VMX, raises #UD for them itself ('invalid-opcode'). The SVM ones
+      // (0F 01 D8-DF) are AMD's: an Intel CPU raises #UD for them (KVM's emulator_fix_hypercall
+      // exists because VMMCALL #UDs on Intel), which the TD takes itself.
+      case 'svm':
       case 'invalid-opcode':
       case 'pvalidate':
       case 'rmpadjust':
