@@ -8,12 +8,44 @@
 //   });
 import { bootGuest, type BootResult } from '../boot/boot-guest.js';
 import { verifyBoot, describeMismatch, type VerifyReport } from '../boot/verify.js';
-import { parseBootOptions, type RawBootOptions } from '../cli/boot-options.js';
+import { BootOptionError, parseBootOptions, type RawBootOptions } from '../cli/boot-options.js';
 
-/** Boot options as the CLI spells them (sizes as "512M", seed as a string or number). */
-export interface StubOptions extends Omit<RawBootOptions, 'json' | 'seed' | 'maxInstructions'> {
-  seed?: string | number | bigint;
-  maxInstructions?: string | number | bigint;
+/**
+ * What each option takes, keyed by every flag but --json (the compiler checks the table is
+ * complete): text, a count or size (also a number or bigint; a size then in bytes), or a switch.
+ */
+const OPTION_KINDS = {
+  platform: 'text', memory: 'numeric', preAccept: 'numeric', accept: 'text', unit: 'numeric', workload: 'numeric',
+  seed: 'numeric', maxInstructions: 'numeric', trace: 'text', firmware: 'text', decompressor: 'text', kernel: 'text',
+  verify: 'switch', variant: 'text', vcpus: 'numeric', schedule: 'text', quantum: 'numeric', handover: 'text',
+  linux: 'text', cmdline: 'text', fast: 'switch', tracking: 'text',
+} as const satisfies Record<Exclude<keyof RawBootOptions, 'json'>, 'text' | 'numeric' | 'switch'>;
+type Numeric = { [K in keyof typeof OPTION_KINDS]: (typeof OPTION_KINDS)[K] extends 'numeric' ? K : never }[keyof typeof OPTION_KINDS];
+
+/** Boot options as the CLI spells them (sizes as "512M" or a number of bytes, counts as a string or number). */
+export type StubOptions = Omit<RawBootOptions, 'json' | Numeric> & { [K in Numeric]?: string | number | bigint };
+
+/**
+ * The options as the CLI's flags: a JavaScript caller's typo or wrong type is a BootOptionError
+ * that names it, not a TypeError from inside the parser or an option silently ignored.
+ */
+function asFlags(options: StubOptions): RawBootOptions {
+  const raw: Record<string, string | boolean> = {};
+  for (const [key, value] of Object.entries(options) as Array<[string, unknown]>) {
+    if (value === undefined) continue;
+    const kind: string | undefined = Object.hasOwn(OPTION_KINDS, key) ? OPTION_KINDS[key as keyof typeof OPTION_KINDS] : undefined;
+    if (kind === undefined) throw new BootOptionError(`bootStub has no option ${JSON.stringify(key)} (options: ${Object.keys(OPTION_KINDS).join(', ')})`);
+    if (kind === 'switch') {
+      if (typeof value !== 'boolean') throw new BootOptionError(`bootStub option ${key} must be true or false, got ${typeof value}`);
+      raw[key] = value;
+    } else if (kind === 'numeric' && ((typeof value === 'number' && Number.isSafeInteger(value)) || typeof value === 'bigint')) {
+      raw[key] = value.toString();
+    } else {
+      if (typeof value !== 'string') throw new BootOptionError(`bootStub option ${key} must be a string${kind === 'numeric' ? ' or an integer' : ''}, got ${typeof value}`);
+      raw[key] = value;
+    }
+  }
+  return raw as RawBootOptions;
 }
 
 export interface StubRun {
@@ -24,12 +56,7 @@ export interface StubRun {
 
 /** Boots with `minivisor boot`'s defaults and flags (firmware, platform, memory, …) and verifies the result. */
 export function bootStub(options: StubOptions = {}): StubRun {
-  const { seed, maxInstructions, ...rest } = options;
-  const config = parseBootOptions({
-    ...rest,
-    ...(seed !== undefined ? { seed: seed.toString() } : {}),
-    ...(maxInstructions !== undefined ? { maxInstructions: maxInstructions.toString() } : {}),
-  });
+  const config = parseBootOptions(asFlags(options));
   const run = bootGuest(config);
   try {
     return { result: run.result, verify: verifyBoot(run) };

@@ -15,4 +15,21 @@ describe('minivisor/testing', () => {
   it('rejects a bad option with the CLI message', () => {
     expect(() => bootStub({ memory: 'lots' })).toThrow(/--memory "lots" is not a size/);
   });
+
+  it('takes a size or count as a number of bytes or a bigint, the same boot as its text', () => {
+    const text = bootStub({ platform: 'snp', memory: '512M', workload: '1M', seed: '7' });
+    const numbers = bootStub({ platform: 'snp', memory: 512 << 20, workload: 1n << 20n, seed: 7 });
+    expect(numbers.result.traceSha256).toBe(text.result.traceSha256);
+    expect(numbers.result.memoryBytes).toBe(512 * 2 ** 20);
+  });
+
+  it('names a JavaScript caller\'s unknown option or wrong type instead of failing inside the parser', () => {
+    const call = (options: Record<string, unknown>) => () => bootStub(options as never);
+    expect(call({ platfrom: 'snp' })).toThrow(/^bootStub has no option "platfrom" \(options: platform, memory, /);
+    expect(call({ platform: 5 })).toThrow(/^bootStub option platform must be a string, got number$/);
+    expect(call({ vcpus: [2] })).toThrow(/^bootStub option vcpus must be a string or an integer, got object$/);
+    expect(call({ memory: 1.5 })).toThrow(/^bootStub option memory must be a string or an integer, got number$/);
+    expect(call({ fast: 'no' })).toThrow(/^bootStub option fast must be true or false, got string$/);
+    expect(call({ seed: -1 })).toThrow(/--seed "-1" is not a non-negative integer/);
+  });
 });
