@@ -176,8 +176,14 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (info.Length() > 4 && info[4].IsObject()) {
       Napi::Object options = info[4].As<Napi::Object>();
       config.page_gate = options.Get("pageGate").ToBoolean();
-      Napi::Value huge = options.Get("hugePages");
-      if (huge.IsBoolean()) config.huge_pages = huge.As<Napi::Boolean>().Value();
+      Napi::Value paging = options.Get("ramPaging");
+      if (paging.IsString()) {
+        std::string p = paging.As<Napi::String>().Utf8Value();
+        if (p == "on-touch") config.ram_paging = MachineConfig::RamPaging::kOnTouch;
+        else if (p == "fault-around") config.ram_paging = MachineConfig::RamPaging::kFaultAround;
+        else if (p == "huge-pages") config.ram_paging = MachineConfig::RamPaging::kHugePages;
+        else { ThrowRange(env, "ramPaging must be on-touch, fault-around or huge-pages"); return; }
+      }
       Napi::Value timeout = options.Get("timeoutMs");
       if (timeout.IsNumber()) {
         double ms = timeout.As<Napi::Number>().DoubleValue();

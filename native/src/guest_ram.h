@@ -26,10 +26,9 @@ class HostMapping {
  public:
   static constexpr int kMinPieceShift = 30;
   // nullptr when the address space cannot hold it. `huge_pages`: ask for transparent huge pages
-  // (MADV_HUGEPAGE), for guest RAM: a page fault then maps 2 MiB rather than 4 KiB, and a boot's
-  // workload (64 MiB and more, written once) costs a few dozen faults instead of ~16,000, which
-  // were a third of a default boot's CPU time (issue 11). Each 2 MiB a guest touches costs that
-  // much host memory; a partial MADV_DONTNEED (restore, zeroing) splits the huge page back.
+  // (MADV_HUGEPAGE), for guest RAM (MachineOptions.ramPaging 'huge-pages'): a page fault then maps
+  // 2 MiB rather than 4 KiB. Each 2 MiB a guest touches costs that much host memory; a partial
+  // MADV_DONTNEED (restore, zeroing) splits the huge page back.
   static HostMapping* Create(uint64_t bytes, bool huge_pages = false);
   uint64_t size() const { return size_; }
   // The host address of `offset`; contiguous up to the end of its piece (ContiguousFrom).

@@ -136,9 +136,12 @@ struct MachineConfig {
   // Fast mode only (no instruction counting, so no budget): a wall-clock guard against a guest
   // that never exits. 0 = none. Non-deterministic by nature, so it ends the run as fatal.
   uint64_t timeout_us = 0;
-  // Guest RAM in transparent huge pages (MADV_HUGEPAGE): fewer faults for a guest that touches
-  // much of its RAM, but each first touch of a 2 MiB range clears all of it (see MachineOptions.hugePages).
-  bool huge_pages = true;
+  // How the host backs guest RAM (MachineOptions.ramPaging): 4 KiB pages faulted in on first
+  // touch; the same with the first write to a page populating its 64 KiB; or transparent huge
+  // pages (MADV_HUGEPAGE) populated 2 MiB at a time while the host hands them over quickly, then
+  // as fault-around (Machine::FaultAround).
+  enum class RamPaging { kOnTouch, kFaultAround, kHugePages };
+  RamPaging ram_paging = RamPaging::kHugePages;
   MarkerConfig marker;
 };
 
@@ -446,6 +449,18 @@ class Machine {
   // them, and any page then counts as mapped, until the next flush.
   static constexpr size_t kMaxTlbPages = 1u << 16;
   bool tlb_pages_overflow_ = false;
+  // Fault-around (RamPaging kFaultAround and kHugePages): a bit per unit of RAM (16 pages,
+  // 64 KiB) that was populated when the TLB-fill hook first granted write to one of its pages.
+  // Cleared where RAM goes back to the kernel; a stale bit only means a unit faults in page by page.
+  static constexpr uint64_t kFaultAroundShift = 4;
+  static constexpr uint64_t kHugeUnitPages = 512;
+  // A 2 MiB page whose populating took more CPU than this (~0.2-0.4 ms when the host has it
+  // backed, 5-25 ms when not) ends huge pages for the machine's RAM.
+  static constexpr int64_t kSlowHugePageNs = 2000000;
+  bool huge_pages_fast_ = false;
+  std::unique_ptr<PageBitmap> populated_;
+  void FaultAround(uint64_t page);
+  void ForgetPopulated(uint64_t first_page, uint64_t count);
   // Pages that may hold non-zero bytes: the guest was given write access to them, or the host
   // wrote them. Every other page reads as zeros, so snapshots and zero fills can skip it.
   std::unique_ptr<PageSet> written_;

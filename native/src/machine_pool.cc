@@ -45,7 +45,7 @@ constexpr size_t kMaxPagesClearedInPlace = 16384;
 // and size, its RAM in the pages it asked for. timeout_us does not matter: a counting-mode run
 // ignores it (Machine::Run).
 bool Serves(const MachineConfig& pooled, const MachineConfig& wanted) {
-  return pooled.memory_bytes == wanted.memory_bytes && pooled.huge_pages == wanted.huge_pages && wanted.count_instructions &&
+  return pooled.memory_bytes == wanted.memory_bytes && pooled.ram_paging == wanted.ram_paging && wanted.count_instructions &&
          wanted.page_gate;
 }
 
@@ -128,13 +128,14 @@ void Machine::ClearLife() {
   ClearCodeCache();
 
   // RAM back to zeros. Only pages in written_ can hold anything else (snapshots rely on the same).
-  // A few are cleared in place, so the next life does not fault them in again (guest RAM is in
-  // transparent huge pages: a fault clears 2 MiB); more go back to the kernel.
+  // A few are cleared in place, so the next life does not fault them in again (in transparent huge
+  // pages a fault clears 2 MiB); more go back to the kernel.
   const std::vector<uint64_t>& written = written_->Members();
   if (written.size() <= kMaxPagesClearedInPlace) {
     for (uint64_t page : written) std::memset(ram_->At(page << kPageShift), 0, kPageSize);
   } else {
     ram_->ForEachRun(0, ram_->size(), [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_DONTNEED); });
+    if (populated_) populated_->ClearAll();
   }
   written_->Clear();
   dirty_->Clear();

@@ -25,7 +25,7 @@ import { loadBootImages, type BootImages } from './images.js';
 import { DEFAULT_QUANTUM } from '../cpu/vcpu-scheduler.js';
 import { STAGES } from './layout.js';
 import { bootSnp, bootTdx, type BootPlatform, type BootVmm, type VmmOverride } from './platforms.js';
-import type { Machine } from '../cpu/machine.js';
+import type { Machine, RamPaging } from '../cpu/machine.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { VmSnapshot } from '../vmm/run-vm.js';
 
@@ -49,8 +49,8 @@ export interface BootSessionIo {
    * launches the same config many times (a fuzz executor): never changed, so VMs can share them.
    */
   images?: BootImages;
-  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). How the host backs RAM, never what the guest sees. */
-  hugePages?: boolean;
+  /** How the host backs guest RAM (MachineOptions.ramPaging; default 'huge-pages'), never what the guest sees. */
+  ramPaging?: RamPaging;
 }
 
 /** The instruction budget is the real guard; this cap only stops a runaway VMM loop. */
@@ -96,7 +96,7 @@ export class BootSession {
     const options = {
       memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, countInstructions: config.countInstructions ?? true,
       seed: config.seed, trace, echo, extraState: { parser }, ...(io.vmm ? { vmm: io.vmm } : {}),
-      ...(io.hugePages !== undefined ? { hugePages: io.hugePages } : {}),
+      ...(io.ramPaging !== undefined ? { ramPaging: io.ramPaging } : {}),
       ...(config.vcpus !== undefined && config.vcpus > 1
         ? { vcpus: { count: config.vcpus, schedule: { seed: config.seed, ...(config.schedule ?? { policy: 'random' as const, quantum: DEFAULT_QUANTUM }) } } }
         : {}),

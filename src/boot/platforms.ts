@@ -7,7 +7,7 @@
 import { INITIAL_IMAGE, INITIAL_IMAGE_PAST_CONFIG, FW_CONFIG_PAGE, TEMP_RAM, FW_CONFIG_GPA, SNP_CPUID_PAGE_GPA, guestPhysicalBytes, guestRamRanges } from './layout.js';
 import { loadElf } from './elf.js';
 import { firmwareVolume } from './firmware-volume.js';
-import type { Machine } from '../cpu/machine.js';
+import type { Machine, RamPaging } from '../cpu/machine.js';
 import type { PageState } from '../platform/platform.js';
 import { gpaLevel } from '../platform/tdx/seamcall.js';
 import { bspResetVmsa } from '../platform/snp/vmsa.js';
@@ -65,8 +65,8 @@ export interface BootPlatformOptions {
   memoryBytes: bigint;
   instructionLimit: bigint;
   countInstructions: boolean;
-  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). */
-  hugePages?: boolean;
+  /** How the host backs guest RAM (MachineOptions.ramPaging; default 'huge-pages'). */
+  ramPaging?: RamPaging;
   trace: BootTrace;
   /** Receives each complete console line the guest prints (TDX and SNP alike). */
   echo: (line: string) => void;
@@ -166,7 +166,7 @@ function seedCpu(machine: Machine, seed: bigint): void {
 export function bootTdx(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const td = createTd({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), ram: guestRamRanges(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions, gpaWidth: TDX_GPA_WIDTH,
-    ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
+    ...(options.ramPaging !== undefined ? { ramPaging: options.ramPaging } : {}),
     trace: options.trace, console: new Console(options.echo),
     extraState: options.extraState, ...(options.vmm?.tdx ? { policy: options.vmm.tdx } : {}),
     ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),
@@ -289,7 +289,7 @@ type LaunchRange = (gpa: bigint, bytes: bigint, type: LaunchPageType, source?: U
 export function bootSnp(images: BootImages, options: BootPlatformOptions): BootPlatform {
   const platform = SnpPlatform.create({
     memoryBytes: guestPhysicalBytes(options.memoryBytes), instructionLimit: options.instructionLimit, countInstructions: options.countInstructions,
-    ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
+    ...(options.ramPaging !== undefined ? { ramPaging: options.ramPaging } : {}),
     trace: options.trace, cBit: SNP_C_BIT, ...(options.vmm?.snpVmpl ? { vmpl: options.vmm.snpVmpl } : {}),
     // Only vCPU 0 starts from the launch VMSA; the kernel creates the APs (AP Creation VMGEXIT).
     ...(options.vcpus ? { vcpus: options.vcpus.count, schedule: options.vcpus.schedule } : {}),

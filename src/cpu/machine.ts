@@ -45,12 +45,17 @@ export interface MachineOptions {
    */
   pageGate?: boolean;
   /**
-   * Guest RAM in transparent huge pages (default true): a boot that fills tens of MiB faults in a
-   * few 2 MiB pages instead of thousands of 4 KiB ones. false for many short runs that touch little
-   * and scattered RAM (fuzz executions and launches): each first touch of a 2 MiB range clears all
-   * of it, and kept machines hold it.
+   * How the host backs guest RAM; never what the guest sees (native/src/machine.cc, FaultAround).
+   * - 'huge-pages' (default): transparent huge pages, the first write the guest may make to one
+   *   populating all 2 MiB of it, while the host hands them over quickly; after one that is slow
+   *   (a host that gives free memory back to its hypervisor has to back it anew), 'fault-around'
+   *   for the rest. A boot that fills tens of MiB then takes a few dozen page faults.
+   * - 'fault-around': 4 KiB pages, the first write to a page populating the 64 KiB around it.
+   * - 'on-touch': 4 KiB pages, each faulted in when first touched: for many short runs that touch
+   *   little and scattered RAM (fuzz executions and launches), where populating a neighbourhood
+   *   is mostly waste.
    */
-  hugePages?: boolean;
+  ramPaging?: RamPaging;
   /**
    * vCPUs on this machine (default 1). They take turns on the one emulator: the running one's
    * architectural state is saved and another's loaded (switchVcpu), so all of them share guest
@@ -59,6 +64,9 @@ export interface MachineOptions {
    */
   vcpus?: number;
 }
+
+/** How the host backs guest RAM (MachineOptions.ramPaging). */
+export type RamPaging = 'fault-around' | 'on-touch' | 'huge-pages';
 
 /** The most vCPUs a machine takes (TDX MAX_VCPUS is 16 bits; a bound for host memory). */
 export const MAX_VCPUS = 64;
@@ -152,7 +160,7 @@ export class Machine implements Snapshottable<MachineState> {
     this.#marker = options.marker ?? { kind: 'none' };
     const area = new BigUint64Array(RUN_AREA_SLOTS);
     const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker),
-      { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 60_000, hugePages: options.hugePages ?? true });
+      { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 60_000, ramPaging: options.ramPaging ?? 'huge-pages' });
     this.#native = native;
     this.memory = new GuestMemory(native, memoryBytes);
     this.gate = new PageGate(native, memoryBytes);

@@ -5,7 +5,7 @@ import type { BootConfig } from '../boot/boot-config.js';
 import type { AcceptanceTracking, StubVariant } from '../boot/images.js';
 import { bootGuest } from '../boot/boot-guest.js';
 import { loadBootImages } from '../boot/images.js';
-import type { Machine } from '../cpu/machine.js';
+import type { Machine, RamPaging } from '../cpu/machine.js';
 import { DEFAULT_QUANTUM, type VcpuScheduler } from '../cpu/vcpu-scheduler.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceEvent, TraceObserver, TraceValue } from '../shared/trace.js';
@@ -200,14 +200,14 @@ export class HandoverRecorder {
 }
 
 /**
- * A fuzz VM's RAM is in 4 KiB pages, not huge ones (MachineOptions.hugePages): its executions and
- * launches touch little, scattered RAM, and in huge pages each first touch of a 2 MiB range
- * cleared all of it (a launch's page added at a random GPA, a restore after a 2 MiB accept gave
- * its pages back). Seed-1 campaigns of 3,000 executions, 4 KiB workload: CPU time 0.93x (TDX and
- * SNP alike, medians of 5 alternating runs on a loaded machine), system time half, peak RSS
- * 269 -> 160 MB (TDX) and 312 -> 194 MB (SNP).
+ * A fuzz VM's RAM is in 4 KiB pages faulted in one by one (MachineOptions.ramPaging): its
+ * executions and launches touch little, scattered RAM. In huge pages each first touch of a 2 MiB
+ * range cleared all of it (a launch's page added at a random GPA, a restore after a 2 MiB accept
+ * gave its pages back); against them, seed-1 campaigns of 3,000 executions, 4 KiB workload: CPU
+ * time 0.93x (TDX and SNP alike, medians of 5 alternating runs on a loaded machine), system time
+ * half, peak RSS 269 -> 160 MB (TDX) and 312 -> 194 MB (SNP).
  */
-export const FUZZ_HUGE_PAGES = false;
+export const FUZZ_RAM_PAGING: RamPaging = 'on-touch';
 
 export function bootConfigFor(target: FuzzTarget): BootConfig {
   return {

@@ -9,7 +9,7 @@ import type { RunOutcome } from '../shared/outcome.js';
 import { DecisionBook } from './adversary.js';
 import { launchKey, needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
-  applySchedule, bootConfigFor, crashedExecution, FUZZ_HUGE_PAGES, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
+  applySchedule, bootConfigFor, crashedExecution, FUZZ_RAM_PAGING, HandoverRecorder, judgeExecution, type ExecuteOptions, type Execution, type Executor, type FuzzTarget,
 } from './executor.js';
 import { ExecutionStart, installAdversary } from './execution-start.js';
 import { launchOverride } from './launch.js';
@@ -27,7 +27,7 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
   const handovers = new HandoverRecorder();
   let session: BootSession;
   try {
-    session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: handovers.onStage, hugePages: FUZZ_HUGE_PAGES });
+    session = BootSession.create(bootConfigFor(target), { keepTrace: true, vmm: launchOverride(program), onStageEntered: handovers.onStage, ramPaging: FUZZ_RAM_PAGING });
   } catch (err) {
     return crashedExecution(err, book);
   }
@@ -147,7 +147,7 @@ export class LaunchAwareExecutor implements Executor {
     const config = bootConfigFor(target);
     this.#images ??= loadBootImages(config);
     const session = BootSession.create(config, {
-      keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage, images: this.#images, hugePages: FUZZ_HUGE_PAGES,
+      keepTrace: true, vmm: launchOverride(program), onStageEntered: recorder.onStage, images: this.#images, ramPaging: FUZZ_RAM_PAGING,
     });
     const machine = session.platform.machine;
     try {

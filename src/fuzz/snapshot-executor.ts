@@ -6,7 +6,7 @@
 import { BootSession } from '../boot/boot-session.js';
 import { DecisionBook } from './adversary.js';
 import type { AttackProgram } from './attack-program.js';
-import { bootConfigFor, FUZZ_HUGE_PAGES, HandoverRecorder, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
+import { bootConfigFor, FUZZ_RAM_PAGING, HandoverRecorder, type ExecuteOptions, type Execution, type Executor, type FuzzTarget } from './executor.js';
 import { ExecutionStart, installAdversary } from './execution-start.js';
 
 export class StageNotReachedError extends Error {
@@ -20,7 +20,7 @@ export class SnapshotExecutor implements Executor {
   constructor(target: FuzzTarget) {
     this.target = target;
     const recorder = new HandoverRecorder();
-    const session = BootSession.create({ ...bootConfigFor(target), maxInstructions: (1n << 62n) }, { keepTrace: true, onStageEntered: recorder.onStage, hugePages: FUZZ_HUGE_PAGES });
+    const session = BootSession.create({ ...bootConfigFor(target), maxInstructions: (1n << 62n) }, { keepTrace: true, onStageEntered: recorder.onStage, ramPaging: FUZZ_RAM_PAGING });
     // The prefix runs under the same (so far honest) adversary, so its trace and the oracle's view
     // of it are what a whole boot under the program would give.
     installAdversary(session, new DecisionBook({ platform: target.platform, decisions: [] }));

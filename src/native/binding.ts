@@ -94,7 +94,7 @@ export interface NativeAddon {
   /** A new hash. */
   NativeDigest?: new (algorithm: DigestAlgorithm) => NativeDigest;
   NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
-    options?: { pageGate: boolean; timeoutMs?: number; hugePages?: boolean }) => NativeMachine;
+    options?: { pageGate: boolean; timeoutMs?: number; ramPaging?: 'fault-around' | 'on-touch' | 'huge-pages' }) => NativeMachine;
   unicornVersion(): string;
   setUnicornErrorClass(ctor: new (message: string, code: number) => Error): void;
   /**

@@ -209,7 +209,7 @@ describe('machine pool: a closed machine hands its translated code on', () => {
     runOnce(`${CALLER}\n${routine(1)}`, size);
     const other = runOnce(`${CALLER}\n${routine(1)}`, 24n * MiB);
     expect(other.counters.keptCodePages).toBe(0);
-    const smallPages = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, hugePages: false });
+    const smallPages = simpleGuest(`${CALLER}\n${routine(1)}`, { memoryBytes: size, ramPaging: 'on-touch' });
     try {
       runToHlt(smallPages);
       expect(smallPages.vcpu.regs.rbx).toBe(300n);

@@ -5,7 +5,7 @@
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
-import { Machine, type MachineState } from '../../cpu/machine.js';
+import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
@@ -85,8 +85,8 @@ export interface SnpMachineOptions extends SnpPlatformOptions {
   vcpus?: number;
   countInstructions?: boolean;
   instructionLimit?: bigint;
-  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). */
-  hugePages?: boolean;
+  /** How the host backs guest RAM (MachineOptions.ramPaging; default 'huge-pages'). */
+  ramPaging?: RamPaging;
 }
 
 /** What the hardware hands to the VMM (a #VMEXIT). */
@@ -222,7 +222,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
       marker: { kind: 'snp-c-bit', position: options.cBit ?? 51 }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
-      ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
+      ...(options.ramPaging !== undefined ? { ramPaging: options.ramPaging } : {}),
     });
     return new SnpPlatform(machine, options);
   }

@@ -1,6 +1,6 @@
 // Intel TDX as a Platform: the vCPU under the TDX module. `step()` is TDH.VP.ENTER: the vCPU
 // runs, the module handles what it owns (TDCALLs, #VE, exceptions) and returns on a TD exit.
-import { Machine, type MachineState } from '../../cpu/machine.js';
+import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import { Trace } from '../../shared/trace.js';
 import { DEFAULT_QUANTUM, VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
@@ -14,8 +14,8 @@ export interface TdxPlatformOptions extends Partial<TdConfig> {
   memoryBytes: bigint;
   countInstructions?: boolean;
   instructionLimit?: bigint;
-  /** Guest RAM in huge pages (MachineOptions.hugePages; default true). */
-  hugePages?: boolean;
+  /** How the host backs guest RAM (MachineOptions.ramPaging; default 'huge-pages'). */
+  ramPaging?: RamPaging;
   trace?: Trace;
   /** vCPUs (default 1); with more, `schedule` decides their interleaving (default round-robin, seed 1). */
   vcpus?: number;
@@ -42,7 +42,7 @@ export class TdxPlatform implements Platform<TdExit, TdxVmmHandle, TdxPlatformSt
       memoryBytes: options.memoryBytes, countInstructions: options.countInstructions ?? true,
       marker: { kind: 'tdx-shared-bit', gpaWidth }, vcpus: options.vcpus ?? 1,
       ...(options.instructionLimit !== undefined ? { instructionLimit: options.instructionLimit } : {}),
-      ...(options.hugePages !== undefined ? { hugePages: options.hugePages } : {}),
+      ...(options.ramPaging !== undefined ? { ramPaging: options.ramPaging } : {}),
     });
     const config: TdConfig = { gpaWidth, attributes: options.attributes ?? 0n };
     if (options.numVcpus !== undefined) config.numVcpus = options.numVcpus;
