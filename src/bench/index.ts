@@ -43,7 +43,7 @@ log('default boot (4G, 64M workload; CPU time: the guest run best of 3, the whol
 for (const c of costs) {
   log(`  ${c.platform} counting vs fast  ${fmt(c.countingVsFast, 2)}× fast mode's speed (target ≥ ${c.targetCountingVsFast}): guest run ${fmt(c.counting.runCpuMs, 1)} ms counting vs ${fmt(c.fast.runCpuMs, 1)} ms fast, ${fmt(c.counting.instructions)} instructions (${fmt(c.counting.instructions / c.counting.runCpuMs / 1000, 1)} M/s); traces ${c.identicalTraces ? 'identical' : 'DIFFER'} (icount aside, which fast mode does not count)`);
   log(`  ${c.platform} whole process     ${fmt(c.boot.cpuMs, 1)} ms CPU, ${fmt(c.boot.wallMs, 1)} ms wall = ${fmt(c.bootVsFloor, 2)}× the floor (target ≤ ${c.targetBootVsFloor}×): node start ${fmt(c.nodeStart.cpuMs, 1)} ms CPU (${fmt(c.nodeStart.wallMs, 1)} ms wall) + the same instructions on plain Unicorn ${fmt(c.plainUnicornMs, 1)} ms`);
-  log(`  ${c.platform} median of the 7     ${fmt(c.median.bootCpuMs, 1)} ms CPU = ${fmt(c.median.bootVsFloor, 2)}× node start's median ${fmt(c.median.nodeStartCpuMs, 1)} ms + plain Unicorn`);
+  log(`  ${c.platform} median of the 7   ${fmt(c.median.bootCpuMs, 1)} ms CPU = ${fmt(c.median.bootVsFloor, 2)}× node start's median ${fmt(c.median.nodeStartCpuMs, 1)} ms + plain Unicorn`);
 }
 
 log(`boots (each in its own process; best of 3 for 1G/64G/1T, of 2 for lazy 4G, of 5 for eager 4G and ${EAGER_LARGE}, taken in turn):`);
