@@ -6,6 +6,7 @@
 import { BootSession } from '../boot/boot-session.js';
 import { loadBootImages, type BootImages } from '../boot/images.js';
 import type { RunOutcome } from '../shared/outcome.js';
+import { traceSha256OfEvents } from '../shared/trace.js';
 import { DecisionBook } from './adversary.js';
 import { launchKey, needsFreshLaunch, type AttackProgram } from './attack-program.js';
 import {
@@ -63,6 +64,17 @@ export function executeFromLaunch(target: FuzzTarget, program: AttackProgram, op
   } finally {
     machine.close();
   }
+}
+
+/** `ended`'s execution as one that paid `launchInstructions`; its hash read from `ended` when read (not copied). */
+function endedExecution(ended: Execution, launchInstructions: bigint, keepTrace: boolean): Execution {
+  const e: Execution = {
+    judgement: ended.judgement, get traceSha256() { return ended.traceSha256; }, traceEvents: ended.traceEvents, instructions: ended.instructions,
+    launchInstructions, vmmExits: ended.vmmExits, decisionCoverage: ended.decisionCoverage, callCounts: ended.callCounts, gpas: ended.gpas,
+    edges: ended.edges, console: ended.console,
+  };
+  if (keepTrace && ended.events) e.events = ended.events;
+  return e;
 }
 
 /**
@@ -130,11 +142,7 @@ export class LaunchAwareExecutor implements Executor {
         this.#evict(oldest!);
       }
     }
-    if (launched.ended) {
-      const e: Execution = { ...launched.ended, launchInstructions };
-      if (!options.keepTrace) delete e.events;
-      return e;
-    }
+    if (launched.ended) return endedExecution(launched.ended, launchInstructions, options.keepTrace === true);
     const execution = launched.start.execute(program, options, launchInstructions);
     if (launched.start.broken) this.#evict(key);
     return execution;
@@ -157,9 +165,12 @@ export class LaunchAwareExecutor implements Executor {
       if (prefix.kind === 'ended') {
         // As executeFromLaunch: the program's decisions never act; nothing of this VM is needed again.
         const { judgement, gpas } = judgeExecution(new AcceptanceOracle(), session.trace.events, prefix.outcome, machine, recorder.handovers);
+        // Its trace hash is computed when read (a finding's): the launch kept every event.
+        const events = session.trace.events.slice();
+        let digest: string | undefined;
         const ended: Execution = {
-          judgement, traceSha256: session.trace.sha256(), traceEvents: session.trace.length, instructions: 0n,
-          vmmExits: 0, decisionCoverage: new Set(), callCounts: new Map(), gpas, edges: undefined, console: '', events: session.trace.events.slice(),
+          judgement, get traceSha256() { return (digest ??= traceSha256OfEvents(events)); }, traceEvents: session.trace.length, instructions: 0n,
+          vmmExits: 0, decisionCoverage: new Set(), callCounts: new Map(), gpas, edges: undefined, console: '', events,
         };
         machine.close();
         return { launched: { ended }, instructions };

@@ -139,6 +139,42 @@ describe('Trace hash', () => {
     expect(kept.length).toBe(4);
   });
 
+  it('leaves the hash of a kept trace\'s snapshots to be computed when a restore needs it, snapshots of snapshots too', () => {
+    const kept = new Trace();
+    const eager = new Trace({ keep: false });
+    const both = (i: number) => { for (const t of [kept, eager]) t.record(...EVENTS[i % EVENTS.length]!); };
+    for (let i = 0; i < 3; i++) both(i);
+    const [keptA, eagerA] = [kept.saveState(), eager.saveState()];
+    for (let i = 3; i < 7; i++) both(i);
+    const [keptB, eagerB] = [kept.saveState(), eager.saveState()];
+    // Runs that neither keep nor hash (a fuzz execution) need no hash: none is computed for them.
+    kept.loadState(keptA);
+    kept.retention = 'none';
+    kept.record(...EVENTS[1]!);
+    kept.loadState(keptB);
+    kept.retention = 'keep';
+    eager.loadState(eagerB);
+    expect(kept.sha256()).toBe(eager.sha256());
+    // A hashing run from the first snapshot, and a kept one from it snapshotted again.
+    kept.loadState(keptA);
+    kept.retention = 'hash';
+    eager.loadState(eagerA);
+    both(5);
+    expect(kept.sha256()).toBe(eager.sha256());
+    kept.retention = 'keep';
+    kept.loadState(keptA);
+    eager.loadState(eagerA);
+    both(2);
+    const keptC = kept.saveState();
+    both(3);
+    kept.loadState(keptC);
+    kept.retention = 'hash';
+    both(4);
+    eager.loadState(eagerA);
+    for (const i of [2, 4]) eager.record(...EVENTS[i]!);
+    expect(kept.sha256()).toBe(eager.sha256());
+  });
+
   it('with retention none, shows its observer what a kept trace holds, and has no hash until a state is loaded', () => {
     const seen = (trace: Trace) => {
       const events: { seq: number; type: string; fields: Readonly<Record<string, TraceValue>> }[] = [];
