@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
-import { acceptAll, enablePaging, installGdt, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { acceptAll, enablePaging, installGdt, IRETQ_TO_CPL3, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 const MiB = 1n << 20n;
 
@@ -331,14 +331,7 @@ describe('page gate: fetch permission at CPL 3', () => {
   /** A guest that IRETQs to CPL 3 (user code 0x1b, user data 0x23) and calls Q there (`add r9, 1; hlt`: #GP at CPL 3). */
   function userCallerOfQ(): Machine {
     const vm = simpleGuest(`
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x1b
-      lea rax, [rip + user]
-      push rax
-      iretq
-    user:
+      ${IRETQ_TO_CPL3}
       mov rcx, 0x600000
       call rcx`);
     const gdt = Buffer.alloc(40);

@@ -10,6 +10,19 @@ export const IDT_BASE = 0x11000n;
 export const STACK_TOP = 0x80000n;
 export const PT_BASE = 0x100000n;  // page tables are built from here up
 export const KERNEL_CS = 0x08n;
+/**
+ * Assembly that IRETQs to CPL 3 (user code selector 0x1b, user data 0x23, stack 0x70000,
+ * RFLAGS 2) and goes on at the line after it; the GDT must hold those two user descriptors.
+ */
+export const IRETQ_TO_CPL3 = `
+      push 0x23
+      push 0x70000
+      push 0x2
+      push 0x1b
+      lea rax, [rip + user]
+      push rax
+      iretq
+    user:`;
 
 /** Makes [0, bytes) accessible for private reads and writes. */
 export function acceptAll(vm: Machine, bytes = vm.memoryBytes): void {

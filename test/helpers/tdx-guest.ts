@@ -14,6 +14,21 @@ export const TDCALL = '.byte 0x66, 0x0f, 0x01, 0xcc';
  * with `done`. A plain HLT raises #VE in a TD (tdx_td_dispatcher.c). Clobbers RAX, RCX, R10, R11.
  */
 export const HALT = `xor eax, eax\n mov ecx, 0xc00\n xor r10d, r10d\n mov r11d, 12\n ${TDCALL}`;
+
+/** Far-returns into a 32-bit code segment (GDT slot 0x18, added with a larger GDT limit). */
+export const TO_COMPAT_MODE = `
+      mov rax, 0x00cf9b000000ffff
+      mov [0x10018], rax
+      mov rax, 0x3f
+      mov word ptr [0x30000], ax
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      push 0x18
+      lea rax, [rip + compat]
+      push rax
+      retfq
+    compat:`;
+
 /** Guest-virtual alias of GPA 0 through the shared bit (GPAW 48), mapped 2M pages over the whole RAM. */
 export const SHARED_VA = 0x4000000000n;
 export const IRQ_VECTOR = 0x30;

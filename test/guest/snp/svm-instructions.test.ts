@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { svmInstruction } from '../../../src/platform/snp/svm-insn.js';
 import { snpGuest } from '../../helpers/snp-guest.js';
+import { IRETQ_TO_CPL3 } from '../../helpers/guest-setup.js';
 
 const VC = 29n;
 // #VC handler: error code -> R15, the pushed RIP -> RBX, vector -> R13.
@@ -87,14 +88,7 @@ describe('SNP guest SVM instructions at CPL 3', () => {
       mov word ptr [0x30000], 39
       mov qword ptr [0x30002], 0x10000
       lgdt [0x30000]
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x1b
-      lea rax, [rip + user]
-      push rax
-      iretq
-    user:
+      ${IRETQ_TO_CPL3}
       .byte ${bytes}
       hlt`, { launch: [[0x30000n, 0x1000n]] });
     g.run();

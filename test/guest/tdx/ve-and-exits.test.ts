@@ -5,26 +5,12 @@ import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { honestTdxPolicy, type EptViolationExit, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { HALT, HANDLER, IRQ_VECTOR, runTdGuest, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, HANDLER, IRQ_VECTOR, runTdGuest, TDCALL, TO_COMPAT_MODE, tdGuest } from '../../helpers/tdx-guest.js';
 
 const P = 0x400000n;
 // #VE handler: VEINFO.GET status → R12, exit reason → RBX, qualification → R14, GLA → RBP, GPA → RSI,
 // instruction length → RDI; a second GET's status → R13 (it zeroes RCX, RDX, R8–R10).
 const VE_READER = `mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov rbx, rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov edi, r10d\n mov rax, 3\n ${TDCALL}\n mov r13, rax\n mov r15, 20\n ${HALT}`;
-
-/** Far-returns into a 32-bit code segment (GDT slot 0x18, added with a larger GDT limit). */
-const TO_COMPAT_MODE = `
-      mov rax, 0x00cf9b000000ffff
-      mov [0x10018], rax
-      mov rax, 0x3f
-      mov word ptr [0x30000], ax
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      push 0x18
-      lea rax, [rip + compat]
-      push rax
-      retfq
-    compat:`;
 
 describe('A6 PENDING page with #VE enabled', () => {
   it('a load raises #VE; VEINFO.GET returns reason 48, qualification, GLA, GPA once', () => {

@@ -6,7 +6,7 @@
 // VMFUNC) #UDs in the TD or exits to the module, which injects #UD (the same switch: inject_ud()).
 // The SVM instructions (0F 01 D8-DF) are AMD's: #UD on an Intel CPU.
 import { describe, expect, it } from 'vitest';
-import { HALT, TDCALL, runTdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, TDCALL, TO_COMPAT_MODE, runTdGuest } from '../../helpers/tdx-guest.js';
 
 // #VE handler: VEINFO.GET's exit reason -> RBX, qualification -> R14, instruction length -> RDI,
 // the interrupted RIP -> R9; it steps over the instruction and returns.
@@ -41,18 +41,6 @@ describe('VMCALL in a TD: #VE reason 18, RIP at the VMCALL, not a TD exit', () =
   });
 
   it('in compatibility mode as well (a VM exit in any mode)', () => {
-    const TO_COMPAT_MODE = `
-      mov rax, 0x00cf9b000000ffff
-      mov [0x10018], rax
-      mov rax, 0x3f
-      mov word ptr [0x30000], ax
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      push 0x18
-      lea rax, [rip + compat]
-      push rax
-      retfq
-    compat:`;
     const { td } = runTdGuest(`${TO_COMPAT_MODE}\n .byte 0x0f, 0x01, 0xc1\n hlt`, { ve: `mov r15, 20\n ${HALT}` });
     expect(td.platform.machine.vcpu.regs.r15).toBe(20n);
     expect(td.trace.ofType('ve-injected')).toMatchObject([{ exitReason: 18 }]);
