@@ -145,6 +145,25 @@ void PageBitmap::ClearAll() {
 }
 
 const std::vector<uint64_t>& PageSet::Members() {
+  // Every set bit was inserted, so it is in the list: when the list's span is a few bitmap words
+  // per member, the members are read back from the bitmap in order instead of sorting the list.
+  // A fuzz execution's restore sorted its ~500 dirty pages (~1% of its instructions, issue 10).
+  if (list_.size() > 1) {
+    uint64_t lo = list_[0], hi = list_[0];
+    for (uint64_t p : list_) {
+      lo = p < lo ? p : lo;
+      hi = p > hi ? p : hi;
+    }
+    const uint64_t first_word = lo >> 6, last_word = hi >> 6;
+    if (last_word - first_word < 4 * list_.size()) {
+      list_.clear();
+      const uint64_t* words = bits_.words();
+      for (uint64_t i = first_word; i <= last_word; i++) {
+        for (uint64_t w = words[i]; w != 0; w &= w - 1) list_.push_back((i << 6) + static_cast<uint64_t>(__builtin_ctzll(w)));
+      }
+      return list_;
+    }
+  }
   std::sort(list_.begin(), list_.end());
   list_.erase(std::unique(list_.begin(), list_.end()), list_.end());
   list_.erase(std::remove_if(list_.begin(), list_.end(), [this](uint64_t p) { return !bits_.Test(p); }), list_.end());
