@@ -286,6 +286,19 @@ describe('acceptance oracle: memory asked back as private', () => {
 describe('lifetime map clones', () => {
   const pages = (m: LifetimeMap) => [...m.all()].map((g) => g.toString(16)).join(',');
 
+  it('list every marked page, and the guest\'s own within a range, in address order across regions', () => {
+    const m = new LifetimeMap();
+    m.set(0x1ff000n, 0x3000n, true);
+    m.set(0x200000n, 0x1000n, true, 'launch');
+    m.set(0x5000n, 0x1000n, true, 'launch');
+    m.set(0x1000n, 0x1000n, true);
+    expect(pages(m)).toBe('1000,5000,1ff000,200000,201000');
+    const marked = (gpa: bigint, bytes: bigint) => [...m.marked(gpa, bytes)].map((g) => g.toString(16)).join(',');
+    expect(marked(0n, 0x400000n)).toBe('1000,1ff000,201000');
+    expect(marked(0x2000n, 0x1fe000n)).toBe('1ff000');
+    expect(marked(0x200000n, 0x1000n)).toBe('');
+  });
+
   it('are independent of their original and of each other, whichever changes first', () => {
     const prefix = new LifetimeMap();
     prefix.set(0x1000n, 0x2000n, true);
