@@ -45,6 +45,8 @@ export function pvalidate(rmp: Rmp, ctx: GuestContext, req: PvalidateRequest): P
 }
 
 const STATUS_FLAGS = RFLAGS.CF | RFLAGS.PF | RFLAGS.AF | RFLAGS.ZF | RFLAGS.SF | RFLAGS.OF;
+/** The other flags, once: `~STATUS_FLAGS` in place was a BigInt per PVALIDATE. */
+const OTHER_FLAGS = ~STATUS_FLAGS;
 
 /**
  * RFLAGS after PVALIDATE: "OF, ZF, AF, PF and SF are set based on the return code" (B2) -- we
@@ -52,7 +54,7 @@ const STATUS_FLAGS = RFLAGS.CF | RFLAGS.PF | RFLAGS.AF | RFLAGS.ZF | RFLAGS.SF |
  * of the low byte, OF = AF = 0) (U); CF = 1 exactly when rc = 0 and Validated did not change.
  */
 export function pvalidateFlags(rflags: bigint, rc: number, unchanged: boolean): bigint {
-  let f = rflags & ~STATUS_FLAGS;
+  let f = rflags & OTHER_FLAGS;
   if (rc === 0) f |= RFLAGS.ZF;
   if ((rc >>> 31) & 1) f |= RFLAGS.SF;
   let bits = rc & 0xff, ones = 0;
