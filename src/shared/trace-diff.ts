@@ -15,7 +15,8 @@ const ENVELOPE = new Set(['seq', 'source', 'type', 'icount', 'stage']);
 
 /** One event in words: "#41 (stage kernel, 1,234,567 instructions) hw tdcall: leaf MEM_PAGE_ACCEPT, status 0x0". */
 export function describeEvent(e: Record<string, TraceValue>): string {
-  const icount = typeof e.icount === 'string' && /^0x[0-9a-f]+$/.test(e.icount) ? BigInt(e.icount) : typeof e.icount === 'number' ? BigInt(e.icount) : undefined;
+  // A hand-made or damaged trace may hold any JSON here: only a count is shown (before, 1.5 ended the command with BigInt's RangeError).
+  const icount = typeof e.icount === 'string' && /^0x[0-9a-f]+$/.test(e.icount) ? BigInt(e.icount) : Number.isSafeInteger(e.icount) && (e.icount as number) >= 0 ? BigInt(e.icount as number) : undefined;
   const where = [e.stage !== undefined ? `stage ${String(e.stage)}` : '', icount !== undefined ? `${groupThousands(icount)} instructions` : ''].filter(Boolean);
   const fields = Object.entries(e).filter(([k]) => !ENVELOPE.has(k)).map(([k, v]) => `${k} ${words(v)}`).join(', ');
   return `#${String(e.seq)}${where.length ? ` (${where.join(', ')})` : ''} ${String(e.source)} ${String(e.type)}${fields ? `: ${fields}` : ''}`;

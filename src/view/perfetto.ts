@@ -51,11 +51,22 @@ const EXITS = new Set(['td-exit', 'vmgexit', 'npf', 'npf-handled', 'ghcb-exit', 
 /** Field names kit's trace header work gives each event (instruction count); optional. */
 const CLOCK_FIELDS = ['instructions', 'icount'] as const;
 
+/**
+ * A "0x…" string field as a bigint, or undefined for anything else: a hand-made or damaged trace
+ * read back by `trace export` may hold any JSON there (before, "zz" ended the command with
+ * BigInt's SyntaxError).
+ */
+function hexField(v: unknown): bigint | undefined {
+  return typeof v === 'string' && /^0x[0-9a-f]+$/i.test(v) ? BigInt(v) : undefined;
+}
+
 function clockOf(e: TraceLineEvent): number | undefined {
   for (const f of CLOCK_FIELDS) {
     const v = e[f];
     if (typeof v === 'number' && Number.isFinite(v)) return v;
-    if (typeof v === 'string' && /^0x[0-9a-f]+$/i.test(v)) return Number(BigInt(v));
+    const n = hexField(v);
+    // Past 2^53 a count is no longer exact as a number (and 0x + 300 digits is Infinity, written as null).
+    if (n !== undefined && n <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(n);
   }
   return undefined;
 }
@@ -67,7 +78,8 @@ function isAccept(e: TraceLineEvent): boolean {
 /** Name and category of one event on the timeline. */
 function describe(e: TraceLineEvent): { name: string; cat: string } {
   if (e.type === 'tdcall' && e.leaf === 'MEM_PAGE_ACCEPT') {
-    const level = typeof e.rcx === 'string' ? Number(BigInt(e.rcx) & 7n) : -1;
+    const rcx = hexField(e.rcx);
+    const level = rcx !== undefined ? Number(rcx & 7n) : -1;
     return { name: `accept ${level === 1 ? '2M' : '4K'} ${e.status === '0x0' ? 'ok' : String(e.result ?? 'failed')}`, cat: 'accept' };
   }
   if (isAccept(e)) return { name: `pvalidate ${e.size === '2m' ? '2M' : '4K'} ${e.rc === 0 && e.cf === false ? 'ok' : `rc ${String(e.rc)}`}`, cat: 'accept' };

@@ -95,6 +95,22 @@ describe('trace export and trace diff refuse what is not a trace', () => {
     expect(io.stdout.join('\n')).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
   });
 
+  it('fields of an unexpected type in a hand-made trace are shown as they are, not fatal (before: BigInt\'s SyntaxError or RangeError, "minivisor: Cannot convert zz to a BigInt", exit 1)', async () => {
+    const odd = file('odd-fields.jsonl', `${HEADER}\n{"seq":0,"source":"hw","type":"tdcall","leaf":"MEM_PAGE_ACCEPT","rcx":"zz","icount":1.5}\n`
+      + `{"seq":1,"source":"vmm","type":"x","icount":"0x${'f'.repeat(300)}"}\n`);
+    const out = join(dir, 'odd-fields.json');
+    const exported = capture();
+    expect(await main(['trace', 'export', '--perfetto', odd, out], exported)).toBe(0);
+    const chrome = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: Array<{ ph: string; name: string; ts?: number }> };
+    const instants = chrome.traceEvents.filter((e) => e.ph === 'i');
+    // Not every event has a usable instruction count, so the clock is the event number.
+    expect(instants.map((e) => [e.name, e.ts])).toEqual([['accept 4K failed', 0], ['x', 1]]);
+    const diffed = capture();
+    expect(await main(['trace', 'diff', odd, file('plain-event.jsonl', `${HEADER}\n${EVENT}\n`)], diffed)).toBe(1);
+    expect(diffed.stderr).toEqual([]);
+    expect(diffed.stdout).toContain('  A >  #0 hw tdcall: leaf MEM_PAGE_ACCEPT, rcx zz');
+  });
+
   it('trace export: an output that cannot be used is a usage error (exit 2, as boot, replay and shrink), the input intact', async () => {
     const input = file('in.jsonl', `${HEADER}\n${EVENT}\n`);
     const cases: Array<[string, RegExp]> = [
