@@ -24,6 +24,7 @@ import { OutputFile } from '../shared/output-file.js';
 import { BootOptionError, parseBootOptions, type RawBootOptions } from './boot-options.js';
 import { parseSize, SizeError } from './size.js';
 import { bootGuest } from '../boot/boot-guest.js';
+import { OUTCOME_KINDS } from '../shared/outcome.js';
 import { bootInputFiles } from '../boot/images.js';
 import { describeMismatch, verifyBoot } from '../boot/verify.js';
 import type { BootConfig } from '../boot/boot-config.js';
@@ -37,7 +38,12 @@ import { AttackProgramError, parseAttackProgram, type AttackProgram } from '../f
  */
 function parseYaml(text: string): unknown {
   const yaml = createRequire(import.meta.url)('yaml') as typeof import('yaml');
-  return yaml.parse(text);
+  // parse() prints its warnings as a Node process warning and goes on: an unknown tag (`!!foo 4G`)
+  // became its plain string with "(node:…) YAMLWarning" on stderr. A scenario is refused instead.
+  const doc = yaml.parseDocument(text);
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw problem;
+  return doc.toJS();
 }
 
 export const SCENARIO_FILE = /\.scenario\.(json|ya?ml)$/;
@@ -97,6 +103,11 @@ function onlyKeys(o: Record<string, unknown>, keys: readonly string[], where: st
 }
 
 function scalar(v: unknown, where: string): string {
+  // JSON.parse and YAML read 12345678901234567890 as the nearest double, 12345678901234567000: a
+  // seed or a count that large would be another one, silently.
+  if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
+    throw new ScenarioError(`${where}: ${v} is past 2^53, where a number is no longer exact: write it as a string ("…")`);
+  }
   if (typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint') return String(v);
   throw new ScenarioError(`${where} must be a string or number`);
 }
@@ -143,7 +154,12 @@ export function loadScenario(file: string): Scenario {
   const ex = object(top.expect ?? {}, `${file}: expect`);
   onlyKeys(ex, EXPECT_KEYS, `${file}: expect`);
   const expect: Scenario['expect'] = {};
-  if (ex.outcome !== undefined) expect.outcome = scalar(ex.outcome, `${file}: expect.outcome`);
+  if (ex.outcome !== undefined) {
+    // A misspelt outcome would fail every run as "expected dne, got done" (exit 1): it is this file's error.
+    const outcome = scalar(ex.outcome, `${file}: expect.outcome`);
+    if (!(OUTCOME_KINDS as readonly string[]).includes(outcome)) throw new ScenarioError(`${file}: expect.outcome must be one of ${OUTCOME_KINDS.join(', ')}, not ${quoteForError(outcome)}`);
+    expect.outcome = outcome;
+  }
   if (ex.reason !== undefined) {
     try {
       expect.reason = new RegExp(scalar(ex.reason, `${file}: expect.reason`));
@@ -158,6 +174,9 @@ export function loadScenario(file: string): Scenario {
       ...(b.min !== undefined ? { min: size(b.min, 'expect.acceptedBytes.min') } : {}),
       ...(b.max !== undefined ? { max: size(b.max, 'expect.acceptedBytes.max') } : {}),
     };
+    const { min, max } = expect.acceptedBytes;
+    // No run can pass such bounds.
+    if (min !== undefined && max !== undefined && min > max) throw new ScenarioError(`${file}: expect.acceptedBytes: min ${min} is more than max ${max}`);
   }
   if (ex.guestStats !== undefined) {
     const s = object(ex.guestStats, `${file}: expect.guestStats`);

@@ -15,6 +15,10 @@ export type OutcomeKind =
   /** A Linux boot reached the decompressed kernel's entry (the host's execution watch, src/boot/linux/). */
   | 'handover';
 
+/** Every OutcomeKind, for input that names one (a scenario's expect.outcome); a Record, so a new kind cannot be left out. */
+const OUTCOME_KIND_SET: Record<OutcomeKind, true> = { 'done': true, 'guest-fatal': true, 'terminated': true, 'vmm-error': true, 'fault': true, 'budget': true, 'handover': true };
+export const OUTCOME_KINDS = Object.keys(OUTCOME_KIND_SET) as readonly OutcomeKind[];
+
 export interface RunOutcome {
   outcome: OutcomeKind;
   reason: string;

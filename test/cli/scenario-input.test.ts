@@ -57,4 +57,35 @@ describe('minivisor test: scenario files that cannot be read', () => {
     expect(await main(['test', dir], io)).toBe(2);
     expect(io.stdout[0]).toMatch(/^ERROR .*a\.scenario\.json: .*a\.scenario\.json: adversary: attack program ".*attack\.json" is not an attack program file: binary data, not JSON text \(it starts "\\x7fELF/);
   });
+
+  // Each of these was accepted before and ran the boot: a rounded seed passed with another seed
+  // than written, the others failed (exit 1) however the guest ran, or printed a Node warning.
+  it('a number past 2^53, unquoted, is refused rather than rounded (JSON and YAML)', async () => {
+    expect(await errorLine('big.scenario.json', '{"boot":{"seed":12345678901234567890}}')).toMatch(/big\.scenario\.json: boot\.seed: 12345678901234567000 is past 2\^53, where a number is no longer exact: write it as a string/);
+    expect(await errorLine('big.scenario.yaml', 'boot: { maxInstructions: 12345678901234567890 }\n')).toMatch(/big\.scenario\.yaml: boot\.maxInstructions: .* is past 2\^53/);
+  });
+
+  it('an expected outcome that no run has', async () => {
+    expect(await errorLine('o.scenario.yaml', 'expect: { outcome: dne }\n')).toMatch(/o\.scenario\.yaml: expect\.outcome must be one of done, guest-fatal, terminated, vmm-error, fault, budget, handover, not "dne"$/);
+  });
+
+  it('acceptedBytes bounds no run can meet', async () => {
+    expect(await errorLine('a.scenario.yaml', 'expect: { acceptedBytes: { min: 1G, max: 1M } }\n')).toMatch(/a\.scenario\.yaml: expect\.acceptedBytes: min 1073741824 is more than max 1048576$/);
+  });
+
+  it('a YAML tag the parser does not know (before: a Node "YAMLWarning" on stderr, and the tagged value taken as a string)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-scenario-input-'));
+    writeFileSync(join(dir, 't.scenario.yaml'), 'boot: { memory: !!foo 4G }\n');
+    const io = capture();
+    const warnings: unknown[] = [];
+    const onWarning = (w: unknown) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      expect(await main(['test', dir], io)).toBe(2);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(io.stdout[0]).toMatch(/^ERROR .*t\.scenario\.yaml: not valid YAML: Unresolved tag: tag:yaml\.org,2002:foo at line 1, column 17:$/);
+    expect(warnings).toEqual([]);
+  });
 });
