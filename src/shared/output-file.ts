@@ -3,7 +3,7 @@
 // directory, renamed into place by commit(). A target that is not a regular file (/dev/null, a
 // FIFO, /dev/stdout) is written directly: renaming over it would replace the device node.
 // writeFileAtomic does the same for a whole text at once (the files of a fuzz output directory).
-import { closeSync, constants, lstatSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { quoteForError } from './quote.js';
 
@@ -151,7 +151,8 @@ export function writeFileAtomic(path: string, text: string): void {
 function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
   const dir = quoteForError(dirname(resolve(path)));
   switch (err.code) {
-    case 'ENOENT': return `the directory ${dir} does not exist (ENOENT)`;
+    // A directory that exists may still refuse new files with ENOENT: /proc, /sys (before, this said it did not exist).
+    case 'ENOENT': return existsSync(dirname(resolve(path))) ? `the directory ${dir} takes no new files (ENOENT)` : `the directory ${dir} does not exist (ENOENT)`;
     case 'ENOTDIR': return `a part of ${dir} is not a directory (ENOTDIR)`;
     case 'EACCES': case 'EPERM': return `no permission to write in ${dir} (${err.code})`;
     case 'EROFS': return `${dir} is on a read-only file system (EROFS)`;

@@ -101,6 +101,10 @@ describe('output directories under /proc end in one error instead of spinning', 
   ] as const)('%j', (args, pattern, status) => {
     expectOneClearError(spawnSync(process.execPath, ['bin/minivisor.js', ...args], { encoding: 'utf8', timeout: 20_000 }), pattern, status);
   });
+
+  it('an output file there: the directory exists and takes no new files (before: "the directory "/proc" does not exist")', () => {
+    expectOneClearError(minivisor(['boot', ...SMALL, '--trace', '/proc/minivisor-trace.jsonl']), /^minivisor boot: cannot write trace "\/proc\/minivisor-trace\.jsonl": the directory "\/proc" takes no new files \(ENOENT\)$/, 2);
+  });
 });
 
 describe('new-stub names what is wrong with its folder in one line', () => {
