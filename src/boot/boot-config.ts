@@ -64,6 +64,13 @@ export const MIN_MEMORY = 128n << 20n;
 export const MAX_MEMORY = 64n << 40n;
 export const MAX_INSTRUCTION_BUDGET = 1n << 62n;
 
+/** Every field of a BootConfig; a Record, so the compiler keeps it complete. */
+const BOOT_CONFIG_FIELDS: Record<keyof BootConfig, true> = {
+  platform: true, memoryBytes: true, preAccept: true, accept: true, unitBytes: true, workloadBytes: true, seed: true, maxInstructions: true,
+  traceFile: true, firmwareFile: true, decompressorFile: true, kernelFile: true, countInstructions: true, variant: true, vcpus: true,
+  schedule: true, handover: true, linux: true, tracking: true,
+};
+
 export class BootConfigError extends Error {
   override name = 'BootConfigError';
 }
@@ -78,10 +85,15 @@ export function checkBootConfig(config: BootConfig): void {
   const c = config as unknown as Record<string, unknown>;
   const fail = (field: string, rule: string): never => {
     const got = c[field];
-    throw new BootConfigError(`BootConfig.${field} must be ${rule}, got ${typeof got === 'bigint' ? `${got}n` : JSON.stringify(got) ?? String(got)}`);
+    // NaN and Infinity are numbers JSON.stringify writes as null.
+    throw new BootConfigError(`BootConfig.${field} must be ${rule}, got ${typeof got === 'bigint' ? `${got}n` : typeof got === 'number' ? String(got) : JSON.stringify(got) ?? String(got)}`);
   };
   const pageMultiple = (v: unknown): v is bigint => typeof v === 'bigint' && v >= 0n && v % 4096n === 0n;
   if (typeof config !== 'object' || config === null) throw new BootConfigError('a BootConfig must be an object');
+  // A JavaScript caller's typo of an optional field (firmware for firmwareFile, vcpu) was ignored:
+  // the boot ran with our firmware, one vCPU.
+  const unknown = Object.keys(config).filter((k) => !Object.hasOwn(BOOT_CONFIG_FIELDS, k));
+  if (unknown.length > 0) throw new BootConfigError(`BootConfig has no field ${unknown.map((k) => JSON.stringify(k)).join(', ')} (its fields: ${Object.keys(BOOT_CONFIG_FIELDS).join(', ')})`);
   if (config.platform !== 'tdx' && config.platform !== 'snp') fail('platform', '"tdx" or "snp"');
   const memory = config.memoryBytes;
   if (!pageMultiple(memory) || memory < MIN_MEMORY || memory > MAX_MEMORY) fail('memoryBytes', `a bigint multiple of 4096 from ${MIN_MEMORY} (128 MiB) to ${MAX_MEMORY} (64 TiB)`);

@@ -50,6 +50,15 @@ describe('checkBootConfig', () => {
     for (const [field, value] of bad) expect(rejected({ [field]: value }), `${field} = ${String(value)}`).toMatch(new RegExp(`^BootConfig\\.${field} must be `));
   });
 
+  it('refuses a field a BootConfig does not have (before: a typo of an optional field was ignored, firmware: booted our firmware)', () => {
+    expect(rejected({ firmware: '/my/firmware.elf' })).toMatch(/^BootConfig has no field "firmware" \(its fields: platform, .*firmwareFile.*\)$/);
+    expect(rejected({ vcpu: 4, Seed: 2n })).toMatch(/^BootConfig has no field "vcpu", "Seed" /);
+  });
+
+  it('writes a number that JSON cannot (NaN) as itself (before: "got null")', () => {
+    expect(rejected({ vcpus: NaN })).toBe('BootConfig.vcpus must be an integer from 1 to 64, got NaN');
+  });
+
   it('lets fast mode, which counts no instructions, take a budget of 0', () => {
     expect(() => checkBootConfig({ ...valid, countInstructions: false, maxInstructions: 0n })).not.toThrow();
   });
