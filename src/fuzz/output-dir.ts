@@ -6,9 +6,9 @@
 //   DIR/stats.json                              the campaign's numbers
 // Files are written whole (temp file + rename), so an interrupted campaign never leaves a damaged
 // one; the temporary files of a process a signal killed are removed when the directory is next written.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { makeDirectories } from '../shared/make-directories.js';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { attackProgramFromJson, attackProgramToJson, describeDecision, type AttackProgram } from './attack-program.js';
 import { findingSignature, programHash } from './campaign.js';
 import { findingFromJson, findingToJson, readFindingText, type StoredFinding } from './finding-file.js';
@@ -84,6 +84,31 @@ export function checkWritableOutputDir(dir: string): void {
     if (!entries.includes(name)) continue;
     const isDirectory = statSync(join(dir, name), { throwIfNoEntry: false })?.isDirectory();
     if (isDirectory !== undefined && isDirectory !== (kind === 'folder')) throw new OutputDirError(`its ${name} is ${kind === 'folder' ? 'not a folder' : 'a folder, not a file'}`);
+  }
+}
+
+/** `path` with symbolic links resolved, for a path that may not exist yet: its nearest existing folder's real path, and the rest. */
+function realPathOfNew(path: string): string {
+  let existing = resolve(path);
+  const rest: string[] = [];
+  while (!existsSync(existing) && dirname(existing) !== existing) {
+    rest.unshift(basename(existing));
+    existing = dirname(existing);
+  }
+  return join(realpathSync(existing), ...rest);
+}
+
+/**
+ * Refuses a merge destination inside one of its sources (`merge a b --out a/corpus/all`): it would
+ * be written into that campaign's own folders, which a merge only reads, and a later campaign or
+ * merge of that source would find a folder among its corpus programs or findings.
+ */
+export function checkMergeDestination(into: string, sources: readonly string[]): void {
+  const target = realPathOfNew(into);
+  for (const source of sources) {
+    if (!existsSync(source)) continue;  // refused as a source, with its own message
+    const root = realpathSync(source);
+    if (target.startsWith(root + sep)) throw new OutputDirError(`--out ${quoteForError(into)} is inside the source ${quoteForError(source)}: give a folder outside the sources (or, to merge into that one, name it first and leave --out out)`);
   }
 }
 

@@ -2,7 +2,7 @@
 // outside the directory it merges into, and a source that is not an output directory is one clear
 // error before anything is written.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -78,6 +78,18 @@ describe('merge sources and destinations', () => {
       expect(existsSync(into)).toBe(false);
     }
     expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it('--out inside a source, directly or through a link, is refused before anything is written (before: merged into the source\'s findings/ as a folder)', () => {
+    const good = dirname(dirname(dirname(handMadeFinding(scratch()))));
+    const before = readdirSync(join(good, 'findings'));
+    const link = join(scratch(), 'link');
+    symlinkSync(good, link);
+    for (const out of [join(good, 'findings', 'all'), join(link, 'merged', 'deeper')]) {
+      expectOneClearError(minivisor(['fuzz', 'merge', good, '--out', out]), /^minivisor fuzz merge: --out ".*" is inside the source ".*": give a folder outside the sources/);
+    }
+    expect(readdirSync(join(good, 'findings'))).toEqual(before);
+    expect(existsSync(join(good, 'merged'))).toBe(false);
   });
 
   it('merging into a first directory that is a file is one clear error, and the file is intact', () => {

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaign.js';
 import { GuestImageError } from '../../boot/images.js';
-import { checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
+import { checkMergeDestination, checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { jobMemoryBytes, jobsThatFit, planJobs, runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
 import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
@@ -255,6 +255,7 @@ export function fuzzCommand(io: CliIo): Command {
       removeTempsOnStopSignals();
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
+        checkMergeDestination(into, dirs);
         const merged = mergeOutputDirs(sources, () => openWritableOutputDir(into, opts.out !== undefined ? '--out ' : ''), warn);
         // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
         const report = writeReport(merged.out, readStats(into, warn), warn);
