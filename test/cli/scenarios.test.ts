@@ -1,7 +1,7 @@
 // `minivisor test`: our own stubs regression-tested through scenario files (scenarios/), and
 // what a failing scenario looks like.
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +46,19 @@ describe('minivisor test', () => {
     expect(out).toMatch(/^ {6}golden: trace [0-9a-f]{16}… differs from the golden [0-9a-f]{16}… \(\d+ → \d+ events\)$/m);
     expect(out).toMatch(/0 passed, 1 failed \(1 scenario files\)$/);
     expect(readFileSync(junit, 'utf8')).toMatch(/failures="1"[\s\S]*<failure message="outcome: expected guest-fatal, got done/);
+  });
+
+  it('--update refuses scenarios that share a golden, before any runs (before: each rewrote it, the last one\'s trace stayed)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'minivisor-golden-'));
+    writeFileSync(join(dir, 'a.scenario.json'), JSON.stringify({ boot: { maxInstructions: '1000' }, expect: { golden: 'shared.json' } }));
+    writeFileSync(join(dir, 'b.scenario.yaml'), 'boot: { maxInstructions: 2000 }\nexpect: { golden: ./shared.json }\n');
+    const io = capture();
+    expect(await main(['test', dir, '--update'], io)).toBe(2);
+    expect(io.stdout.filter((l) => l.startsWith('ERROR '))).toEqual([
+      expect.stringMatching(/^ERROR .*a\.scenario\.json: .*a\.scenario\.json: with --update, its golden ".*shared\.json" is also that of ".*b\.scenario\.yaml", and each would rewrite it: give each scenario its own golden$/),
+      expect.stringMatching(/^ERROR .*b\.scenario\.yaml: .* is also that of ".*a\.scenario\.json"/),
+    ]);
+    expect(existsSync(join(dir, 'shared.json'))).toBe(false);
   });
 
   it('--update writes a missing golden, after which the scenario passes', async () => {

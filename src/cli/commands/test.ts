@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CliIo } from '../io.js';
-import { loadScenario, runScenario, ScenarioError, SCENARIO_FILE, type ScenarioResult } from '../scenario.js';
+import { loadScenario, runScenario, ScenarioError, SCENARIO_FILE, type Scenario, type ScenarioResult } from '../scenario.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { GuestImageError } from '../../boot/images.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -75,7 +75,7 @@ export function testCommand(io: CliIo): Command {
       }
       // Every scenario is loaded first, so the files they all read are known before anything is
       // written: no golden (--update) and no --junit report may overwrite one of them.
-      const loaded = files.map((file) => {
+      const loaded: Array<{ file: string; scenario?: Scenario; error?: string }> = files.map((file) => {
         try {
           return { file, scenario: loadScenario(file) };
         } catch (err) {
@@ -85,6 +85,18 @@ export function testCommand(io: CliIo): Command {
       });
       const inputs = [...new Set([...files, ...loaded.flatMap((l) => l.scenario?.inputs ?? [])])];
       const goldens = loaded.flatMap((l) => (l.scenario?.expect.golden !== undefined ? [l.scenario.expect.golden] : []));
+      if (opts.update) {
+        // Two scenarios with one golden: --update rewrote it for each in turn, so the last one's
+        // trace stayed and the others failed on the next run. Neither is run, nothing is written.
+        const byGolden = new Map<string, string[]>();
+        for (const l of loaded) if (l.scenario?.expect.golden !== undefined) byGolden.set(l.scenario.expect.golden, [...(byGolden.get(l.scenario.expect.golden) ?? []), l.file]);
+        for (const l of loaded) {
+          const sharing = l.scenario?.expect.golden !== undefined ? byGolden.get(l.scenario.expect.golden)! : [];
+          if (sharing.length < 2) continue;
+          l.error = `${l.file}: with --update, its golden ${quoteForError(l.scenario!.expect.golden!)} is also that of ${sharing.filter((f) => f !== l.file).map(quoteForError).join(', ')}, and each would rewrite it: give each scenario its own golden`;
+          delete l.scenario;
+        }
+      }
       let junit: OutputFile | undefined;
       removeTempsOnStopSignals();
       try {
