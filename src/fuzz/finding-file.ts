@@ -111,7 +111,8 @@ function big(o: Record<string, unknown>, key: string, path: string): bigint {
 
 function int(o: Record<string, unknown>, key: string, path: string): number {
   const v = o[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, `${key} must be a non-negative integer`);
+  // Safe integers only: 1e308 is an integer to JavaScript, and a count past 2^53 is no longer exact.
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(path, `${key} must be a non-negative integer`);
   return v;
 }
 

@@ -89,6 +89,8 @@ describe('a damaged finding.json', () => {
     ['a decimal gpa', edited((o) => { o.gpa = '4194304'; }), /gpa must be a hex string/],
     ['a hex rip as a number', edited((o) => { o.rip = 0x1000; }), /rip must be a string/],
     ['a string eventSeq', edited((o) => { o.eventSeq = '3'; }), /eventSeq must be a non-negative integer/],
+    ['an execIndex past 2^53 (before: 1e308 was taken and printed as 1e+308)', edited((o) => { o.execIndex = 1e308; }), /execIndex must be a non-negative integer/],
+    ['a job past 2^53', edited((o) => { o.job = 2 ** 53; }), /job must be a non-negative integer/],
   ];
   it.each(refusals)('%s → FindingFileError naming the file and the field', (_what, text, why) => {
     let error: unknown;
