@@ -165,8 +165,7 @@ export class LifetimeMap {
       const from = page % PAGES_PER_REGION;
       const to = Math.min(PAGES_PER_REGION, from + (end - page));
       const r = this.#region(key);
-      // indexOf: a native search, where the guest record's unaccepted ranges span whole regions of unmarked pages.
-      if (r) for (let i = r.indexOf(1, from); i >= 0 && i < to; i = r.indexOf(1, i + 1)) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
+      if (r) for (let i = from; i < to; i++) if (r[i] === 1) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
       page += to - from;
     }
   }
@@ -176,9 +175,14 @@ export class LifetimeMap {
     const keys = new Set([...this.#shared.keys(), ...(this.#own?.keys() ?? [])]);
     for (const key of [...keys].sort((a, b) => a - b)) {
       const r = this.#region(key)!;
-      // Marks are 1 and 2 (set): native searches for either skip the unmarked pages, most of a
-      // region unmarked again (0.8% of an SNP campaign's CPU profile was this loop, per page).
-      for (let i = nextMarked(r, 0); i >= 0; i = nextMarked(r, i + 1)) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
+      // Four pages at a time: most of a region an execution unmarked again is unmarked (0.8% of an
+      // SNP campaign's CPU profile was this loop, page by page). Regions are their own buffers
+      // (made new or sliced), so their 32-bit view is aligned.
+      const words = new Uint32Array(r.buffer, r.byteOffset, PAGES_PER_REGION / 4);
+      for (let w = 0; w < words.length; w++) {
+        if (words[w] === 0) continue;
+        for (let i = w * 4; i < w * 4 + 4; i++) if (r[i] !== 0) yield BigInt(key * PAGES_PER_REGION + i) << PAGE_SHIFT;
+      }
     }
   }
 
@@ -193,12 +197,6 @@ export class LifetimeMap {
     }
     return new LifetimeMap(this.#shared);
   }
-}
-
-/** The first page of region `r` from `from` on with either mark (1: the guest's accept, 2: the launch), or -1. */
-function nextMarked(r: Uint8Array, from: number): number {
-  const guest = r.indexOf(1, from), launch = r.indexOf(2, from);
-  return guest < 0 ? launch : launch < 0 ? guest : Math.min(guest, launch);
 }
 
 /** The 4 KiB page number of `gpa` (below 2^65), as a number: exact, being below 2^53. */
