@@ -56,7 +56,7 @@ export function parseDuration(text: string, flag: string): number {
   return Math.round(ms);
 }
 
-function positiveInt(text: string, flag: string, max: number): number {
+export function positiveInt(text: string, flag: string, max: number): number {
   if (!/^\s*\d+\s*$/.test(text)) throw new FuzzOptionError(`${flag} ${quoteForError(text)} is not a positive integer`);
   const n = Number(text);
   if (n < 1 || n > max) throw new FuzzOptionError(`${flag} must be between 1 and ${max}, not ${quoteForError(text.trim())}`);

@@ -49,6 +49,15 @@ describe('flag values are echoed escaped and cut short', () => {
     expect(io.stderr[0]).not.toContain('\u001b');
   });
 
+  it('shrink --budget past --runs\'s bound is refused (before: 99999999999999999999 was taken as the double 1e20)', async () => {
+    const file = handMadeFinding(mkdtempSync(join(tmpdir(), 'minivisor-usage-')));
+    for (const budget of ['99999999999999999999', '1000000001']) {
+      const io = capture();
+      expect(await main(['shrink', file, '--budget', budget], io)).toBe(2);
+      expect(io.stderr).toEqual([`minivisor shrink: --budget must be between 1 and 1000000000, not "${budget}"`]);
+    }
+  });
+
   it.each([['shrink', '--budget'], ['replay', '--variant']])('%s %s', async (command, flag) => {
     const io = capture();
     // A finding that loads: replay checks --variant after reading it.

@@ -14,7 +14,7 @@ import { findingToJson, FindingFileError } from '../../fuzz/finding-file.js';
 import { replayCommand as replayLine } from '../../fuzz/output-dir.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
 import { shrinkProgram } from '../../fuzz/shrink.js';
-import { FuzzOptionError, loadRunnableFinding } from '../fuzz-options.js';
+import { FuzzOptionError, loadRunnableFinding, positiveInt } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -33,7 +33,8 @@ export function shrinkCommand(io: CliIo): Command {
       // Until catchStopSignals below: setting up the executor runs synchronously, with --out open.
       removeTempsOnStopSignals();
       try {
-        if (!/^\d+$/.test(opts.budget) || Number(opts.budget) < 1) throw new FuzzOptionError(`--budget ${quoteForError(opts.budget)} is not a positive integer`);
+        // Bounded as --runs is: 99999999999999999999 was taken, as the double 1e20.
+        positiveInt(opts.budget, '--budget', 1_000_000_000);
         loaded = loadRunnableFinding(path);
         // The finding and the images its executions boot are inputs: never overwritten.
         if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file, ...bootInputFiles(bootConfigFor(loaded.finding.target))]);
