@@ -53,6 +53,8 @@ export function parseTraceText(text: string, name: string): TraceFile {
         ? 'is neither a minivisor trace header ("type":"minivisor-trace") nor an event ("seq")'
         : 'has no event number ("seq")');
     }
+    // A count from 0, as boot --trace writes it: 1e400 parsed as Infinity and was exported as ts null.
+    if (!Number.isSafeInteger(o.seq) || o.seq < 0) throw refuse(i + 1, `has an event number ("seq") that is not a whole number from 0 to 2^53: ${line.match(/"seq"\s*:\s*([^,}]{0,40})/)?.[1] ?? o.seq}`);
     if (typeof o.type !== 'string' || !SOURCES.has(o.source)) {
       throw refuse(i + 1, 'is not a minivisor trace event (needs source hw, vmm or guest and a type)');
     }

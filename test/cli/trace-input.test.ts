@@ -34,6 +34,8 @@ const NOT_TRACES: Array<[string, string, RegExp]> = [
   ['a line that is not JSON after events and a blank line', `${HEADER}\n${EVENT}\n\n\x7fELF\n`, /line 4 is not JSON/],
   ['an event from no known source', `${HEADER}\n${EVENT}\n{"seq":1,"source":"toString","type":"x"}\n`, /line 3 is not a minivisor trace event \(needs source hw, vmm or guest/],
   ['a later line without an event number', `${HEADER}\n${EVENT}\n{"type":"minivisor-trace"}\n`, /line 3 has no event number/],
+  ['an event number past what a number holds exactly', `${HEADER}\n${EVENT}\n{"seq":1e400,"source":"vmm","type":"x"}\n`, /line 3 has an event number \("seq"\) that is not a whole number from 0 to 2\^53: 1e400/],
+  ['a negative or fractional event number', `${HEADER}\n{"seq":-1.5,"source":"vmm","type":"x"}\n`, /line 2 has an event number \("seq"\) that is not a whole number from 0 to 2\^53: -1\.5/],
 ];
 
 describe('trace export and trace diff refuse what is not a trace', () => {
