@@ -584,8 +584,8 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       area_[kSlotArg0] = insn.reg | (static_cast<uint64_t>(insn.operand_bits) << 8) | (insn.seed ? 1ull << 16 : 0);
       break;
     case TrappedKind::kRdtsc: SetExit(ExitKind::kRdtsc); break;
-    // The emulator would run the SVM ones itself (QEMU's nested-SVM helpers, reading and writing
-    // the VMCB at RAX past the page gate) and has no VMX: the platforms decide what the guest sees.
+    // The emulator has neither SVM nor VMX and would raise #UD for these: the platforms decide
+    // what the guest sees (README, "The guest's own SVM instructions").
     case TrappedKind::kSvm: SetExit(ExitKind::kSvm); area_[kSlotArg0] = insn.svm_op; break;
     case TrappedKind::kVmcall: SetExit(ExitKind::kVmcall); break;
     case TrappedKind::kNone: return false;

@@ -124,8 +124,8 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     if (modrm == 0xFF && p.last_mandatory == 0xF2) k = TrappedKind::kPvalidate;
     if (modrm == 0xD9 && p.last_mandatory == 0xF3) k = TrappedKind::kVmgexit;
     if (modrm == 0xFE && p.last_mandatory == 0xF3) k = TrappedKind::kRmpadjust;
-    // The SVM instructions, trapped before the emulator runs them in its own nested-SVM helpers
-    // (the platform decides what the guest sees). LOCK makes any of them #UD (APM Vol. 3 §1.2.5:
+    // The SVM instructions, trapped before they run: the emulator's CPU has no SVM and would raise
+    // #UD, where an SNP guest's are intercepted (the platform decides what the guest sees). LOCK makes any of them #UD (APM Vol. 3 §1.2.5:
     // LOCK on an instruction that cannot take it), which the emulator raises itself.
     if (k == TrappedKind::kNone && (modrm & 0xF8) == 0xD8 && !p.lock) {
       k = TrappedKind::kSvm;

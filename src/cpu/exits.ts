@@ -16,8 +16,8 @@
 //   value (src/cpu/hardware-random.ts, virtual-tsc.ts) and completes it. Unicorn would execute
 //   them from the host's random source and clock, which no run could repeat.
 // - svm (0F 01 D8-DF: VMRUN .. INVLPGA, not the F3 0F 01 D9 of VMGEXIT), vmcall (0F 01 C1): AT
-//   the instruction, which has not run: the emulator would run the SVM ones in its own nested-SVM
-//   helpers and has no VMX; the platform says what the guest sees (an exception, mostly).
+//   the instruction, which has not run: the emulator has neither SVM nor VMX (its #UD would be
+//   wrong for a guest that expects an intercept); the platform says what the guest sees.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
