@@ -90,28 +90,42 @@ export type RmpTable = ReadonlyMap<number, Readonly<Region>>;
  */
 let nextRegionVersion = 1;
 /**
- * The version a region gets from a write that its entries alone decide (a PSMASH, a page put back
- * to the reset state, PVALIDATE's Validated), by the version it had and the write: the same write
- * to the same entries gives the same version again, so what is remembered by version (the page
- * gate's derivation) is found again when a fuzz execution repeats what the last one did from the
- * same snapshot. Started again when it grows large (versions are then only new).
+ * The version a region gets from a write that its entries and the write's kind alone decide (a
+ * PSMASH, a page put back to the reset state, PVALIDATE's Validated, a fresh assignment), by the
+ * version it had and the write: the same write to the same entries gives the same version again,
+ * so what is remembered by version (the page gate's derivation) is found again when a fuzz
+ * execution repeats what the last one did from the same snapshot. Started again when it grows
+ * large (versions are then only new).
  */
 const writtenVersions = new Map<number, number>();
 const WRITTEN_VERSIONS_LIMIT = 1 << 18;
-/** Write kinds in the key of writtenVersions (its low 3 bits). */
-const enum Write { Split, Reset, Validated, NotValidated }
+/** Write kinds in the key of writtenVersions. */
+const enum Write {
+  Split, Reset, Validated, NotValidated,
+  /** RMPUPDATE's entry for a 4 KiB page given to ASID `asid` at its own GPA (isFreshAssignment). */
+  Assigned,
+  /** The same for a 2 MiB page: the region's one entry. */
+  Assigned2m,
+}
+const WRITE_KINDS = 8;
+/** ASIDs a key of writtenVersions names (an Assigned write's); a write to another one gets a new version. */
+const KEYED_ASIDS = 1024;
 
 /**
- * The version after `write` (at page `index` of the region) to a region of version `from`.
- * `repeatable`: the table was saved or loaded, so a region can be at `from` again. Before that,
- * every version a table's regions had was new (only a load brings one back), so no later write
- * starts from `from` and remembering it only fills the map: an SNP guest that validates its RAM
- * without snapshots added an entry per PVALIDATE, ~10% of such an exit's JavaScript (issue 11).
+ * The version after `write` (at page `index`; an Assigned write to `asid`) to the region with
+ * index `regionKey` at version `from`. A stored region's version names its entries, and so its
+ * index; one with nothing stored (version 0) is named by its index. `repeatable`: the table was
+ * saved or loaded, so a region can be at `from` again. Before that, every version a table's
+ * regions had was new (only a load brings one back), so no later write starts from `from` and
+ * remembering it only fills the map: an SNP guest that validates its RAM without snapshots added
+ * an entry per PVALIDATE, ~10% of such an exit's JavaScript (issue 11).
  */
-function versionAfter(from: number, write: Write, index: number, repeatable: boolean): number {
-  // Exact while versions stay below 2^41 (a thread that wrote that many regions is not in sight).
-  const key = from * 4096 + index * 8 + write;
-  if (!repeatable || from === 0 || key > Number.MAX_SAFE_INTEGER) return nextRegionVersion++;
+function versionAfter(regionKey: number, from: number, write: Write, index: number, repeatable: boolean, asid = 0): number {
+  // Exact while versions stay below 2^31 (a thread that wrote that many regions is not in sight);
+  // regions with nothing stored below 0.
+  const before = from !== 0 ? from : -1 - regionKey;
+  const key = ((before * PAGES_PER_2M + index) * WRITE_KINDS + write) * KEYED_ASIDS + asid;
+  if (!repeatable || !(Number.isInteger(asid) && asid >= 0 && asid < KEYED_ASIDS) || !Number.isSafeInteger(key)) return nextRegionVersion++;
   const known = writtenVersions.get(key);
   if (known !== undefined) return known;
   if (writtenVersions.size >= WRITTEN_VERSIONS_LIMIT) writtenVersions.clear();
@@ -144,6 +158,21 @@ function splitEntries(large: Readonly<RmpEntry>, version: number): (RmpEntry | u
   if (splits.size >= SPLITS_LIMIT) splits.clear();
   splits.set(version, entries);
   return entries.slice();
+}
+
+/**
+ * Whether `entry`, written at the page that starts at `pageStart` (a number), is what RMPUPDATE makes
+ * of a page it gives a guest at the page's own GPA (snp-cpu.ts rmpUpdate): assigned, mutable, not
+ * validated, not a VMSA, all permissions at VMPL0 only. Its ASID is then its only other field, so
+ * the write is decided by its kind, page and ASID (Write.Assigned): a fuzz execution that converts
+ * the same page as the last one gets the same version, and the page gate's derivation by version
+ * is found again (issue 10: an NPF answered with PSMASH and a conversion re-derived the region).
+ */
+function isFreshAssignment(entry: Readonly<RmpEntry>, pageStart: number): boolean {
+  const p = entry.vmplPerms;
+  return entry.assigned && !entry.immutable && !entry.validated && !entry.vmsa
+    && p[0] === VMPL_PERM_ALL && p[1] === 0 && p[2] === 0 && p[3] === 0
+    && u64ToNumber(entry.gpa) === pageStart;
 }
 
 const copyRegion = (r: Readonly<Region>): Region =>
@@ -311,7 +340,7 @@ export class Rmp implements Snapshottable<RmpTable> {
       region.count--;
       if (old.assigned) region.assigned--;
       if (region.count === 0) this.#regions.delete(key);
-      else region.version = versionAfter(region.version, Write.Reset, index, this.#base !== undefined);
+      else region.version = versionAfter(key, region.version, Write.Reset, index, this.#base !== undefined);
       return;
     }
     this.#willChange(key);
@@ -324,7 +353,9 @@ export class Rmp implements Snapshottable<RmpTable> {
     else if (old.assigned) region.assigned--;
     if (entry.assigned) region.assigned++;
     region.entries[index] = { ...entry, pageSize: '4k' };
-    region.version = this.#newVersion();
+    region.version = isFreshAssignment(entry, n - (n % 0x1000))
+      ? versionAfter(key, region.version, Write.Assigned, index, this.#base !== undefined, entry.asid)
+      : this.#newVersion();
   }
 
   put2m(spa: bigint, entry: RmpEntry): void {
@@ -334,7 +365,11 @@ export class Rmp implements Snapshottable<RmpTable> {
       this.#regions.delete(key);
       return;
     }
-    this.#regions.set(key, { kind: 'large', entry: { ...entry, pageSize: '2m' }, version: this.#newVersion() });
+    // A fresh assignment's entry alone decides the region's entries, whatever it held before.
+    const version = isFreshAssignment(entry, key * 0x200000)
+      ? versionAfter(key, 0, Write.Assigned2m, 0, this.#base !== undefined, entry.asid)
+      : this.#newVersion();
+    this.#regions.set(key, { kind: 'large', entry: { ...entry, pageSize: '2m' }, version });
   }
 
   /** PSMASH's effect: 512 4 KiB entries with the 2 MiB entry's attributes (Validated kept). */
@@ -345,7 +380,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     if (region?.kind !== 'large') throw new Error('split of a region that is not a 2 MiB entry');
     this.#willChange(key);
     const { assigned } = region.entry;
-    const version = versionAfter(region.version, Write.Split, 0, this.#base !== undefined);
+    const version = versionAfter(key, region.version, Write.Split, 0, this.#base !== undefined);
     this.#regions.set(key, { kind: 'small', entries: splitEntries(region.entry, version), count: PAGES_PER_2M, assigned: assigned ? PAGES_PER_2M : 0, version });
   }
 
@@ -358,7 +393,7 @@ export class Rmp implements Snapshottable<RmpTable> {
     // PVALIDATE gets here only past its guest-owned check: the page is assigned, so stored.
     if (!region || (region.kind === 'small' && !region.entries[index])) throw new Error('setValidated on a hypervisor-owned page');
     this.#willChange(key);
-    region.version = versionAfter(region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index, this.#base !== undefined);
+    region.version = versionAfter(key, region.version, validated ? Write.Validated : Write.NotValidated, region.kind === 'large' ? 0 : index, this.#base !== undefined);
     if (region.kind === 'large') region.entry = { ...region.entry, validated };
     else region.entries[index] = { ...region.entries[index]!, validated };
   }

@@ -80,6 +80,77 @@ describe('Rmp region versions', () => {
     expect(byVersion.size).toBeGreaterThan(100);
   });
 
+  it('name the same entries after the same fresh assignment (4 KiB or 2 MiB, to one ASID), whatever the region held', () => {
+    // RMPUPDATE's entry for a page given to a guest at its own GPA is decided by the page and the
+    // ASID, so such a write gets a remembered version; any other entry gets a new one.
+    const fresh = (spa: bigint, asid: number, pageSize: '4k' | '2m' = '4k'): RmpEntry =>
+      ({ assigned: true, pageSize, immutable: false, gpa: spa, asid, validated: false, vmsa: false, vmplPerms: [0x1f, 0, 0, 0] });
+    const rmp = new Rmp(8n * PAGE_2M);
+    rmp.put2m(2n * PAGE_2M, fresh(2n * PAGE_2M, 1, '2m'));
+    rmp.split(2n * PAGE_2M);
+    rmp.setValidated(2n * PAGE_2M + PAGE_4K, true);
+    rmp.put4k(3n * PAGE_2M + PAGE_4K, fresh(3n * PAGE_2M + PAGE_4K, 1));
+    const saved = rmp.saveState();
+    const writes: ((r: Rmp) => void)[] = [];
+    for (const region of [1n, 2n, 3n]) {
+      const base = region * PAGE_2M;
+      for (const asid of [1, 2]) {
+        for (const index of [0n, 1n, 2n]) {
+          const page = base + index * PAGE_4K;
+          writes.push((r) => { if (!r.isLarge(page)) r.put4k(page, fresh(page, asid)); });
+        }
+        writes.push((r) => { if (r.assigned4kInRegion(base) === 0) r.put2m(base, fresh(base, asid, '2m')); });
+      }
+      // Entries that are not fresh assignments: another GPA, validated, a VMSA, other permissions,
+      // and a 2 MiB entry written at an address inside the region (its GPA is not the region's).
+      const page = base + PAGE_4K;
+      writes.push(
+        (r) => { if (!r.isLarge(page)) r.put4k(page, fresh(base + 2n * PAGE_4K, 1)); },
+        (r) => { if (!r.isLarge(page)) r.put4k(page, { ...fresh(page, 1), validated: true }); },
+        (r) => { if (!r.isLarge(page)) r.put4k(page, { ...fresh(page, 1), vmsa: true }); },
+        (r) => { if (!r.isLarge(page)) r.put4k(page, { ...fresh(page, 1), vmplPerms: [0x1f, 1, 0, 0] }); },
+        (r) => { if (r.assigned4kInRegion(base) === 0) r.put2m(page, fresh(page, 1, '2m')); },
+        (r) => { if (r.isLarge(base)) r.split(base); },
+        (r) => { if (!r.isLarge(page) && r.lookup(page).assigned) r.setValidated(page, true); },
+      );
+    }
+    // The pages the writes touch, and the region's last page (a 2 MiB entry or a split reaches it).
+    const regionTable = (r: Rmp, region: bigint): string => {
+      const out: string[] = [];
+      for (const index of [0n, 1n, 2n, 3n, 511n]) {
+        const spa = region * PAGE_2M + index * PAGE_4K;
+        const e = r.lookup(spa);
+        if (e.assigned || e.validated || e.immutable) out.push(`${spa.toString(16)}=${e.pageSize}/${e.gpa.toString(16)}/${e.asid}/${e.validated}/${e.vmsa}/${e.vmplPerms.join(',')}`);
+      }
+      return out.join(' ');
+    };
+    const byVersion = new Map<number, string>();
+    let repeated = 0;
+    for (const first of writes) {
+      for (const second of [undefined, ...writes]) {
+        rmp.loadState(saved);
+        first(rmp);
+        second?.(rmp);
+        for (const region of [1n, 2n, 3n]) {
+          const version = rmp.regionVersion(Number(region));
+          const entries = regionTable(rmp, region);
+          if (version === 0) expect(entries).toBe('');
+          else if (byVersion.has(version)) { expect(entries).toBe(byVersion.get(version)); repeated++; }
+          else byVersion.set(version, entries);
+        }
+      }
+    }
+    // Fresh assignments from the same state found their versions again.
+    expect(repeated).toBeGreaterThan(writes.length * writes.length);
+    // The same fresh assignment from the same state: the same version; to another ASID: another.
+    const versionAfter = (write: (r: Rmp) => void): number => { rmp.loadState(saved); write(rmp); return rmp.regionVersion(1); };
+    const assign = (asid: number) => (r: Rmp) => r.put4k(PAGE_2M + PAGE_4K, fresh(PAGE_2M + PAGE_4K, asid));
+    expect(versionAfter(assign(1))).toBe(versionAfter(assign(1)));
+    expect(versionAfter(assign(2))).not.toBe(versionAfter(assign(1)));
+    const validated = (r: Rmp) => r.put4k(PAGE_2M + PAGE_4K, { ...fresh(PAGE_2M + PAGE_4K, 1), validated: true });
+    expect(versionAfter(validated)).not.toBe(versionAfter(validated));
+  });
+
   it('change with every write to a region, stay with its entries across save and load, and name the same entries', () => {
     const rmp = new Rmp(8n * PAGE_2M);
     const key = 1;
@@ -122,7 +193,8 @@ describe('Rmp region versions', () => {
     expect(check()).toBe(validated);
     rmp.setValidated(PAGE_2M + PAGE_4K, false);
     expect(check()).not.toBe(validated);
-    // A write the entries alone do not decide (RMPUPDATE's new entry) is always a new version.
+    // A write the entries alone do not decide (RMPUPDATE's new entry, here with permissions other
+    // than a fresh assignment's) is always a new version.
     rmp.loadState(saved);
     rmp.split(PAGE_2M);
     rmp.put4k(PAGE_2M + PAGE_4K, at(PAGE_2M + PAGE_4K));
