@@ -147,8 +147,8 @@ export function writeFileAtomic(path: string, text: string): void {
   }
 }
 
-/** Why a file cannot be created, in words (the errno code stays at the end for searching). */
-function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
+/** Why a file (or directory) cannot be created at `path`, in words (the errno code stays at the end for searching). */
+export function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
   const dir = quoteForError(dirname(resolve(path)));
   switch (err.code) {
     // A directory that exists may still refuse new files with ENOENT: /proc, /sys (before, this said it did not exist).

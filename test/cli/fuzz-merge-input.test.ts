@@ -132,6 +132,27 @@ describe('fuzz --out', () => {
     expect(minivisor(['fuzz', '--runs', '1', '--out', empty]).status).toBe(0);
   });
 
+  it('a folder that takes no new entries (/proc) is one clear error in words, not Node\'s mkdir text', () => {
+    // Before: "ENOENT: no such file or directory, mkdir '/proc/…'", though /proc exists.
+    expectOneClearError(minivisor(['fuzz', '--runs', '1', '--out', '/proc/minivisor-out/deeper']),
+      /^minivisor fuzz: cannot use --out "\/proc\/minivisor-out\/deeper" as the output directory: the directory "\/proc" takes no new files \(ENOENT\)$/);
+  });
+
+  it('resuming another platform\'s campaign says how many of its corpus programs are seeds, and leaves the others', () => {
+    // Before: an SNP campaign into a TDX campaign's folder silently started from nothing.
+    const dir = scratch();
+    expect(minivisor(['fuzz', '--runs', '3', '--out', dir]).status).toBe(0);
+    const tdxPrograms = readdirSync(join(dir, 'corpus')).sort();
+    expect(tdxPrograms.length).toBeGreaterThan(0);
+    const snp = minivisor(['fuzz', '--platform', 'snp', '--runs', '1', '--out', dir]);
+    expect(snp.status).toBe(0);
+    const n = tdxPrograms.length;
+    expect(snp.stderr).toContain(`minivisor fuzz: resuming "${dir}": 0 SNP corpus programs as seeds; ${n} program${n === 1 ? '' : 's'} of another platform stay${n === 1 ? 's' : ''} in its corpus unused`);
+    expect(readdirSync(join(dir, 'corpus'))).toEqual(expect.arrayContaining(tdxPrograms));
+    const again = minivisor(['fuzz', '--runs', '1', '--out', dir]);
+    expect(again.stderr).toMatch(new RegExp(`resuming ".*": ${n} TDX corpus programs? as seeds; [1-9]\\d* programs? of another platform`));
+  });
+
   it('an output directory whose stats.json or report.html is a folder, or whose corpus or findings is a file, is refused before any execution', () => {
     // Before: stats.json as a folder failed at the end of the campaign (EISDIR, exit 1) and left stats.json.tmp-<pid> behind.
     const cases: Array<[string, (dir: string) => void, RegExp]> = [

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { readInputText } from '../../shared/input-file.js';
 import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../shared/output-file.js';
+import { whyNotWritable, writeFileAtomic } from '../../shared/output-file.js';
 import { catchStopSignals, removeTempsOnStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -84,8 +84,11 @@ function openWritableOutputDir(dir: string, flag = '--out '): FuzzOutputDir {
     checkWritableOutputDir(dir);
     return new FuzzOutputDir(dir);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or a folder above it is a file, not a directory' : err instanceof Error ? err.message : String(err);
+    const e = err as NodeJS.ErrnoException;
+    // In words, not Node's text ("ENOENT: no such file or directory, mkdir '/proc/x'" for a folder that does exist).
+    const why = e.code === 'ENOTDIR' || e.code === 'EEXIST' ? 'it or a folder above it is a file, not a directory'
+      : e.syscall === 'mkdir' && typeof e.path === 'string' ? whyNotWritable(e.path, e)
+        : err instanceof Error ? err.message : String(err);
     throw new Error(`cannot use ${flag}${quoteForError(dir)} as the output directory: ${why}`);
   }
 }
@@ -151,7 +154,15 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     io.exitCode = 2;
     return;
   }
-  const seeds = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`)).filter((p) => p.platform === config.target.platform);
+  const stored = out.readCorpus((m) => io.err(`minivisor fuzz: ${m}`));
+  const seeds = stored.filter((p) => p.platform === config.target.platform);
+  // Said, not silent: a folder of another platform's campaign (or a merge of both) gives this one fewer seeds, or none.
+  if (stored.length > 0) {
+    const others = stored.length - seeds.length;
+    const platform = config.target.platform.toUpperCase();
+    io.err(`minivisor fuzz: resuming ${quoteForError(config.out)}: ${counted(seeds.length, `${platform} corpus program`)} as seeds` +
+      (others > 0 ? `; ${counted(others, 'program')} of another platform stay${others === 1 ? 's' : ''} in its corpus unused` : ''));
+  }
   const status = new StatusLine(io);
   const coverage = new CoverageSamples();
   const start = monotonicMs();
