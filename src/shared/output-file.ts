@@ -147,8 +147,8 @@ export function writeFileAtomic(path: string, text: string): void {
   }
 }
 
-/** Why a file (or directory) cannot be created at `path`, in words (the errno code stays at the end for searching). */
-export function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
+/** Why a file cannot be created at `path`, in words (the errno code stays at the end for searching). */
+function whyNotWritable(path: string, err: NodeJS.ErrnoException): string {
   const dir = quoteForError(dirname(resolve(path)));
   switch (err.code) {
     // A directory that exists may still refuse new files with ENOENT: /proc, /sys (before, this said it did not exist).
@@ -159,6 +159,19 @@ export function whyNotWritable(path: string, err: NodeJS.ErrnoException): string
     case 'ENOSPC': return `no space left on the device of ${dir} (ENOSPC)`;
     default: return err.code ?? String(err);
   }
+}
+
+/** Error codes whyNotWritable puts in words. */
+const WORDED_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC']);
+
+/**
+ * A failed mkdir or file write, in words: "the directory "/proc" takes no new files (ENOENT)"
+ * rather than Node's "ENOENT: no such file or directory, mkdir '/proc/x'" (under a folder that exists).
+ */
+export function creationErrorInWords(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof Error && typeof e.path === 'string' && e.code !== undefined && WORDED_CODES.has(e.code)) return whyNotWritable(e.path, e);
+  return err instanceof Error ? err.message : String(err);
 }
 
 export class OutputFile {

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { readInputText } from '../../shared/input-file.js';
 import { MAX_FINDING_BYTES } from '../../fuzz/finding-file.js';
 import { join, resolve } from 'node:path';
-import { whyNotWritable, writeFileAtomic } from '../../shared/output-file.js';
+import { creationErrorInWords, writeFileAtomic } from '../../shared/output-file.js';
 import { catchStopSignals, removeTempsOnStopSignals, STOP_SIGNALS, type StopSignal } from '../stop-signals.js';
 import { monotonicMs } from '../../shared/monotonic-clock.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -84,11 +84,8 @@ function openWritableOutputDir(dir: string, flag = '--out '): FuzzOutputDir {
     checkWritableOutputDir(dir);
     return new FuzzOutputDir(dir);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    // In words, not Node's text ("ENOENT: no such file or directory, mkdir '/proc/x'" for a folder that does exist).
-    const why = e.code === 'ENOTDIR' || e.code === 'EEXIST' ? 'it or a folder above it is a file, not a directory'
-      : e.syscall === 'mkdir' && typeof e.path === 'string' ? whyNotWritable(e.path, e)
-        : err instanceof Error ? err.message : String(err);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or a folder above it is a file, not a directory' : creationErrorInWords(err);
     throw new Error(`cannot use ${flag}${quoteForError(dir)} as the output directory: ${why}`);
   }
 }

@@ -10,6 +10,7 @@ import { makeDirectories } from '../../shared/make-directories.js';
 import { basename, join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../shared/package-root.js';
 import { quoteForError } from '../../shared/quote.js';
+import { creationErrorInWords } from '../../shared/output-file.js';
 import { minivisorVersion } from '../../shared/version.js';
 import { StripVariantsError, stripBuildVariants } from '../strip-build-variants.js';
 import type { CliIo } from '../io.js';
@@ -114,7 +115,7 @@ export function writeStubTemplate(dir: string, stage: StubTemplate = 'kernel', w
     // Only an emptied folder of our own making goes; rmdir refuses one anybody else has filled meanwhile.
     if (!existed) try { rmdirSync(dir); } catch { /* not made, or no longer ours to remove */ }
     // Under a file, under /proc, without permission: said in one line, not as a bare errno.
-    throw new NewStubError(`cannot write the template into ${quoteForError(dir)}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new NewStubError(`cannot write the template into ${quoteForError(dir)}: ${creationErrorInWords(err)}`);
   }
   return [...files.keys()];
 }
