@@ -3,9 +3,10 @@
 // call returns the module's status value (never throws on bad input) and is a `seamcall` trace event.
 // RCX-style inputs are `gpa | level` (bits 2:0 level, 51:12 GPA).
 import { lookupTransition, type SeptOperation } from './sept-legality.js';
-import { ENTRIES_PER_TABLE, LEVEL_BYTES, SeptState, decodeGpaLevel, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
+import { ENTRIES_PER_TABLE, LEVEL_BITS, LEVEL_BYTES, SeptState, operandLevel, septLockKey, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { isZeroPage } from '../../memory/zero-page.js';
+import { u64ToNumber } from '../../shared/u64.js';
 import { HashStepMemo, feedMemoized, type BufferedHashStep } from '../../shared/hash-step-memo.js';
 import { denseBytes, pageAt, type SparsePages } from '../../shared/sparse-pages.js';
 import type { HashLineage } from '../../shared/buffered-hash.js';
@@ -27,9 +28,9 @@ export interface SeptReadResult extends SeamcallResult {
   state: SeptStateName;
 }
 
-/** Builds the RCX operand `gpa | level`. */
+/** Builds the RCX operand `gpa | level` (a 4K one is the GPA itself: no BigInt made). */
 export function gpaLevel(gpa: bigint, level: SeptLevel): bigint {
-  return gpa | BigInt(level);
+  return level === 0 ? gpa : gpa | LEVEL_BITS[level]!;
 }
 
 /**
@@ -134,16 +135,20 @@ export class SeamcallHost {
 
   /**
    * Decodes and checks a `gpa | level` operand against the leaf's allowed levels and guest RAM:
-   * SUCCESS with the operand in #operandGpa / #operandLevel, or the refusal.
+   * SUCCESS with the operand in #operandGpa / #operandLevel, or the refusal. Callers pass the rule
+   * itself: OPERAND_RULES[key] with a key that varies from call to call was a megamorphic load.
    */
-  #operand(op: OperandKey, rcx: bigint): bigint {
-    const rule = OPERAND_RULES[op];
-    const level = decodeGpaLevel(rcx, rule.min, rule.max === 'top' ? this.#td.sept.topLevel : rule.max, this.#td.sharedBit);
+  #operand(rule: OperandRule, rcx: bigint): bigint {
+    // decodeGpaLevel, with RCX converted to a number once: below the shared bit it is exact, and
+    // each Number(BigInt) and BigInt(number) conversion of a GPA was a runtime call (issue 10).
+    if (rcx < 0n || rcx >= this.#td.sharedBit) return OPERAND_INVALID_RCX;
+    const operand = u64ToNumber(rcx);
+    const level = operandLevel(operand, rule.min, rule.max === 'top' ? this.#td.sept.topLevel : rule.max);
     if (level === undefined) return OPERAND_INVALID_RCX;
-    const gpa = Number(rcx) - level;
     // The model can only back GPAs inside the machine's RAM (a real host would pass an HPA).
-    if (rule.mapsMemory && gpa + LEVEL_BYTES[level]! > this.#ramBytes) return OPERAND_ADDR_RANGE_ERROR_RCX;
-    this.#operandGpa = BigInt(gpa);
+    if (rule.mapsMemory && operand - level + LEVEL_BYTES[level]! > this.#ramBytes) return OPERAND_ADDR_RANGE_ERROR_RCX;
+    // RCX with its level bits cleared (a 4K operand's RCX is its GPA).
+    this.#operandGpa = level === 0 ? rcx : rcx ^ LEVEL_BITS[level]!;
     this.#operandLevel = level;
     return TdxStatus.SUCCESS;
   }
@@ -156,8 +161,8 @@ export class SeamcallHost {
    * Common path: operand → walk to exactly the operand's level (a missing SEPT level, or a leaf
    * above it, is EPT_WALK_FAILED) → legality table → #apply. `source`: PAGE.ADD's page.
    */
-  #transition(name: EntryCall, op: SeptOperation, opKey: OperandKey, rcx: bigint, source?: Uint8Array): SeamcallResult {
-    const refused = this.#operand(opKey, rcx);
+  #transition(name: EntryCall, op: SeptOperation, rule: OperandRule, rcx: bigint, source?: Uint8Array): SeamcallResult {
+    const refused = this.#operand(rule, rcx);
     if (refused !== TdxStatus.SUCCESS) return this.#done(name, rcx, { status: refused });
     const gpa = this.#operandGpa;
     const level = this.#operandLevel;
@@ -240,7 +245,7 @@ export class SeamcallHost {
   memPageAdd(rcx: bigint, source: Uint8Array): SeamcallResult {
     if (this.#td.finalized) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
     if (source.byteLength !== 4096) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9) });
-    return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', 'ADD', rcx, source);
+    return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', OPERAND_RULES.ADD, rcx, source);
   }
 
   /**
@@ -315,7 +320,7 @@ export class SeamcallHost {
     const next = lookupTransition('ADD', 'FREE');
     // Both ends valid is every page valid: same alignment, and the pages between lie between them.
     const canOnlySucceed = !td.finalized
-      && this.#operand('ADD', gpaLevel(gpa, 0)) === TdxStatus.SUCCESS && this.#operand('ADD', gpaLevel(last, 0)) === TdxStatus.SUCCESS
+      && this.#operand(OPERAND_RULES.ADD, gpaLevel(gpa, 0)) === TdxStatus.SUCCESS && this.#operand(OPERAND_RULES.ADD, gpaLevel(last, 0)) === TdxStatus.SUCCESS
       && td.guestLocks.size === 0 && td.hostPriority.size === 0 && td.sept.freeReachableLeaves(gpa, pages);
     if (!canOnlySucceed || next.kind !== 'ok' || next.next === 'FREE') return this.#addPageByPage(gpa, denseBytes(source), measured);
     td.machine.memory.writePages(gpa, source);
@@ -410,12 +415,12 @@ export class SeamcallHost {
    * the range can be mapped one level down. Its parent must exist: the host adds levels top-down.
    */
   memSeptAdd(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', 'SEPT_ADD', rcx);
+    return this.#transition('TDH_MEM_SEPT_ADD', 'SEPT_ADD', OPERAND_RULES.SEPT_ADD, rcx);
   }
 
   /** TDH.MEM.PAGE.AUG: FREE/REMOVED → PENDING (4K/2M), before or after MR.FINALIZE (op_state_lookup.c). */
   memPageAug(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', 'AUG', rcx);
+    return this.#transition('TDH_MEM_PAGE_AUG', 'AUG', OPERAND_RULES.AUG, rcx);
   }
 
   /**
@@ -423,7 +428,7 @@ export class SeamcallHost {
    * NL_BLOCKED) that stops every SEPT walk there, so the whole range below becomes unreachable.
    */
   memRangeBlock(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', 'BLOCK', rcx);
+    return this.#transition('TDH_MEM_RANGE_BLOCK', 'BLOCK', OPERAND_RULES.BLOCK, rcx);
   }
 
   /** TDH.MEM.TRACK: advance the TD epoch; entries blocked before now count as TLB-tracked. */
@@ -438,25 +443,25 @@ export class SeamcallHost {
    * its absence is reported against the SEPT tree, not RCX.
    */
   memRangeUnblock(rcx: bigint): SeamcallResult {
-    return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', 'UNBLOCK', rcx);
+    return this.#transition('TDH_MEM_RANGE_UNBLOCK', 'UNBLOCK', OPERAND_RULES.UNBLOCK, rcx);
   }
 
   /** TDH.MEM.PAGE.REMOVE: → FREE; on a running TD only blocked and tracked entries. */
   memPageRemove(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_REMOVE', running ? 'REMOVE_RUNNING' : 'REMOVE', 'REMOVE', rcx);
+    return this.#transition('TDH_MEM_PAGE_REMOVE', running ? 'REMOVE_RUNNING' : 'REMOVE', OPERAND_RULES.REMOVE, rcx);
   }
 
   /** TDH.MEM.PAGE.DEMOTE: a 2M/1G leaf becomes 512 leaves one level down, in its (unblocked) state. */
   memPageDemote(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_DEMOTE', running ? 'DEMOTE_RUNNING' : 'DEMOTE', 'DEMOTE', rcx);
+    return this.#transition('TDH_MEM_PAGE_DEMOTE', running ? 'DEMOTE_RUNNING' : 'DEMOTE', OPERAND_RULES.DEMOTE, rcx);
   }
 
   /** TDH.MEM.PAGE.PROMOTE: 512 uniform MAPPED (or PENDING) leaves merge into one leaf. */
   memPagePromote(rcx: bigint): SeamcallResult {
     const running = this.#td.finalized;
-    return this.#transition('TDH_MEM_PAGE_PROMOTE', running ? 'PROMOTE_RUNNING' : 'PROMOTE', 'PROMOTE', rcx);
+    return this.#transition('TDH_MEM_PAGE_PROMOTE', running ? 'PROMOTE_RUNNING' : 'PROMOTE', OPERAND_RULES.PROMOTE, rcx);
   }
 
   /**
@@ -465,7 +470,7 @@ export class SeamcallHost {
    * describe the entry it stopped on.
    */
   memSeptRead(rcx: bigint): SeptReadResult {
-    const refused = this.#operand('SEPT_RD', rcx);
+    const refused = this.#operand(OPERAND_RULES.SEPT_RD, rcx);
     if (refused !== TdxStatus.SUCCESS) return this.#done('TDH_MEM_SEPT_RD', rcx, { status: refused, level: 0, state: 'FREE' });
     const walk = this.#td.sept.walk(this.#operandGpa, this.#operandLevel);
     const status = walk.level === this.#operandLevel ? TdxStatus.SUCCESS : EPT_WALK_FAILED_RCX;

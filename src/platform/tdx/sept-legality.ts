@@ -77,6 +77,14 @@ export const SEPT_LEGALITY: Readonly<Record<SeptOperation, Readonly<Row>>> = {
   ACCESS:          { FREE: mem('ept-violation'), REMOVED: mem('ept-violation'), NL_MAPPED: mem('ept-violation'), NL_BLOCKED: mem('ept-violation'), MAPPED: mem('allowed'), BLOCKED: mem('ept-violation'), PENDING: mem('pending'), PENDING_BLOCKED: mem('ept-violation') },
 };
 
+/**
+ * SEPT_LEGALITY as maps: indexing its objects by a name that varies from call to call is a
+ * megamorphic property load in V8, two for each SEAMCALL, ACCEPT and refused access (issue 10).
+ */
+const LEGALITY_MAPS: ReadonlyMap<SeptOperation, ReadonlyMap<SeptStateName, SeptTransition>> = new Map(
+  (Object.entries(SEPT_LEGALITY) as [SeptOperation, Row][]).map(([op, row]) => [op, new Map(Object.entries(row) as [SeptStateName, SeptTransition][])]),
+);
+
 export function lookupTransition(op: SeptOperation, state: SeptStateName): SeptTransition {
-  return SEPT_LEGALITY[op][state];
+  return LEGALITY_MAPS.get(op)!.get(state)!;
 }

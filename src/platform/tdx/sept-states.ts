@@ -32,9 +32,12 @@ export const SEPT_PUBLIC_STATE: Readonly<Record<SeptStateName, number>> = {
 /** Encoding bit 6 becomes the entry's PS bit (SEPT_STATE_ENC_TO_MASK, `sept_manager.h`). */
 const ENCODING_PS_BIT = 0x40;
 
+/** The states whose encoding has the PS bit (a Set: SeptState[state] is a megamorphic load, the state varying). */
+const LEAF_STATES: ReadonlySet<SeptStateName> = new Set(SEPT_STATE_NAMES.filter((state) => (SeptState[state] & ENCODING_PS_BIT) !== 0));
+
 /** The entry maps a page (`is_secure_ept_leaf_entry`: PS = 1). FREE and REMOVED are not leaves. */
 export function isLeafState(state: SeptStateName): boolean {
-  return (SeptState[state] & ENCODING_PS_BIT) !== 0;
+  return LEAF_STATES.has(state);
 }
 
 /**
@@ -59,11 +62,18 @@ export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(
  */
 export function decodeGpaLevel(rcx: bigint, min: SeptLevel, max: SeptLevel, sharedBit: bigint): SeptLevel | undefined {
   if (rcx < 0n || rcx >= sharedBit) return undefined; // below 0: only a hostile VMM's BigInt
-  const n = u64ToNumber(rcx);
-  const level = n % 8;
-  if (level < min || level > max || (n - level) % LEVEL_BYTES[level]! !== 0) return undefined;
+  return operandLevel(u64ToNumber(rcx), min, max);
+}
+
+/** decodeGpaLevel's level and alignment checks of an operand already found below the shared bit, as a number. */
+export function operandLevel(operand: number, min: SeptLevel, max: SeptLevel): SeptLevel | undefined {
+  const level = operand % 8;
+  if (level < min || level > max || (operand - level) % LEVEL_BYTES[level]! !== 0) return undefined;
   return level as SeptLevel;
 }
+
+/** Each level as RCX's bits 2:0, a BigInt made once. */
+export const LEVEL_BITS: readonly bigint[] = [0n, 1n, 2n, 3n, 4n];
 
 /** The map key of the entry at `level` that covers `gpa` (a GPA as a number): the S-EPT's and the VMM's mirror's. */
 export function septEntryKey(gpa: number, level: SeptLevel): number {

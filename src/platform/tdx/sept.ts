@@ -65,8 +65,11 @@ const FRESH_ENTRY: Readonly<Record<SeptStateName, Readonly<SeptEntry>>> = Object
   SEPT_STATE_NAMES.map((state) => [state, Object.freeze({ state, acceptCounter: 0, blockEpoch: 0n })]),
 ) as Record<SeptStateName, Readonly<SeptEntry>>;
 
+/** FRESH_ENTRY by state, for a state that varies (FRESH_ENTRY[state] there is a megamorphic load). */
+const FRESH_ENTRIES: ReadonlyMap<SeptStateName, Readonly<SeptEntry>> = new Map(Object.entries(FRESH_ENTRY) as [SeptStateName, Readonly<SeptEntry>][]);
+
 function entryOf(state: SeptStateName, acceptCounter: number, blockEpoch: bigint): Readonly<SeptEntry> {
-  return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRY[state] : { state, acceptCounter, blockEpoch };
+  return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRIES.get(state)! : { state, acceptCounter, blockEpoch };
 }
 
 /** setState's counters when the caller changes none (one object, read only). */
@@ -257,7 +260,9 @@ export class Sept implements Snapshottable<SeptTables> {
    * level (several per exit when a VMM converts memory).
    */
   reachedState(gpa: bigint, level: SeptLevel): SeptStateName | undefined {
-    return this.#reachable(level, gpa) ? this.stateAt(level, gpa) : undefined;
+    const at = u64ToNumber(gpa);
+    if (!this.#reachableAt(level, at)) return undefined;
+    return level <= this.topLevel ? this.#get(level, septEntryKey(at, level))?.state ?? 'FREE' : 'FREE';
   }
 
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
@@ -297,7 +302,7 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
     const first = u64ToNumber(gpa) / LEVEL_BYTES[0]!;
-    const entry = FRESH_ENTRY[state];
+    const entry = FRESH_ENTRIES.get(state)!;
     for (let i = 0; i < pages; i++) {
       this.#willChange(0, first + i);
       this.#put(0, first + i, entry);
@@ -321,7 +326,7 @@ export class Sept implements Snapshottable<SeptTables> {
     this.#changedAt(level);
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
-      const entry = FRESH_ENTRY[childState];
+      const entry = FRESH_ENTRIES.get(childState)!;
       if (child === 0) {
         // The 2 MiB range's leaf table is `key` (its entry's key at level 1): replaced whole.
         this.#willChangeTable(key);
@@ -376,7 +381,11 @@ export class Sept implements Snapshottable<SeptTables> {
 
   /** The walk reaches `level` at `gpa`: every entry above it is a present non-leaf. */
   #reachable(level: SeptLevel, gpa: bigint): boolean {
-    const at = u64ToNumber(gpa);
+    return this.#reachableAt(level, u64ToNumber(gpa));
+  }
+
+  /** #reachable for the GPA `at` as a number. */
+  #reachableAt(level: SeptLevel, at: number): boolean {
     return level === 0 ? this.#reachesLeafTable(at) : level === 1 ? this.#reachesPdTable(at) : this.#passesAbove(level, at);
   }
 
@@ -460,7 +469,8 @@ export class Sept implements Snapshottable<SeptTables> {
       return;
     }
     // Inside batchGate: a range that continues the last one with the same access joins it.
-    const last = deferred[deferred.length - 1];
+    // (deferred[-1] of an empty list would be a property look-up, megamorphic: hence the length check.)
+    const last = deferred.length > 0 ? deferred[deferred.length - 1] : undefined;
     if (last !== undefined && last.open === open && last.base + last.length === base) last.length += length;
     else deferred.push({ base, length, open });
   }

@@ -469,9 +469,10 @@ export class TdModule implements Snapshottable<TdModuleState> {
     // fourteen in an object of whatever shape the VMM built (issue 10).
     for (const name in out) {
       const value = out[name as VmcallReg];
-      if (value === undefined || !Object.hasOwn(GPR_BIT, name)) continue; // not a VMCALL register
+      const bit = GPR_BIT_BY_NAME.get(name);
+      if (value === undefined || bit === undefined) continue; // not a VMCALL register
       // A register store keeps the value modulo 2^64 (Registers).
-      if (exposed(bits, name as VmcallReg)) regs.set(name as VmcallReg, value);
+      if (((bits >> bit) & 1) === 1) regs.set(name as VmcallReg, value);
       else ignored.push(name);
     }
     // Reported in VMCALL_REGS order, whatever order the answer had them in.
@@ -485,6 +486,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
 const GPR_BIT: Record<VmcallReg, number> = {
   rcx: 1, rdx: 2, rbx: 3, rbp: 5, rsi: 6, rdi: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
 };
+/** GPR_BIT for a name that varies from call to call (indexing the object by it is a megamorphic load). */
+const GPR_BIT_BY_NAME: ReadonlyMap<string, number> = new Map(Object.entries(GPR_BIT));
 
 /** The GPR bits 15:0 of a TDG.VP.VMCALL's RCX bitmap, as a number (a BigInt shift per register was two allocations each). */
 export function exposedBits(mask: bigint): number {

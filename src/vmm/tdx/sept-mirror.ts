@@ -16,6 +16,7 @@ import type { Snapshottable } from '../../shared/snapshottable.js';
 import type { SeamcallName } from '../../platform/tdx/seamcall.js';
 import { isLeafState, septEntryKey, type SeptLevel, type SeptStateName } from '../../platform/tdx/sept-states.js';
 import { TdxStatus } from '../../platform/tdx/status.js';
+import { u64ToNumber } from '../../shared/u64.js';
 
 /** What the VMM knows of one entry: its state, with every leaf state one class. */
 export type MirroredState = 'FREE' | 'REMOVED' | 'NL_MAPPED' | 'NL_BLOCKED' | 'LEAF';
@@ -53,25 +54,27 @@ function classOf(state: SeptStateName): MirroredState {
  * BLOCK and UNBLOCK keep a leaf a leaf and toggle a non-leaf; a state the mirror did not know
  * stays unknown.
  */
-type MirrorTransition = (from: MirroredState | undefined) => Readonly<{ state: MirroredState; children?: number }> | undefined;
-// The results as constants: one is looked up for every SEAMCALL the VMM makes.
-const TO_NL_MAPPED_FREE_CHILDREN = { state: 'NL_MAPPED', children: CHILDREN_FREE } as const;
-const TO_LEAF = { state: 'LEAF' } as const;
-const TO_FREE = { state: 'FREE' } as const;
-const TO_NL_MAPPED_LEAF_CHILDREN = { state: 'NL_MAPPED', children: CHILDREN_LEAVES } as const;
-const TO_LEAF_CHILDREN_UNKNOWN = { state: 'LEAF', children: CHILDREN_UNKNOWN } as const;
-const TO_NL_BLOCKED = { state: 'NL_BLOCKED' } as const;
-const TO_NL_MAPPED = { state: 'NL_MAPPED' } as const;
-const AFTER: Partial<Record<SeamcallName, MirrorTransition>> = {
-  TDH_MEM_SEPT_ADD: () => TO_NL_MAPPED_FREE_CHILDREN,
-  TDH_MEM_PAGE_ADD: () => TO_LEAF,
-  TDH_MEM_PAGE_AUG: () => TO_LEAF,
-  TDH_MEM_PAGE_REMOVE: () => TO_FREE,
-  TDH_MEM_PAGE_DEMOTE: () => TO_NL_MAPPED_LEAF_CHILDREN,
-  TDH_MEM_PAGE_PROMOTE: () => TO_LEAF_CHILDREN_UNKNOWN,
-  TDH_MEM_RANGE_BLOCK: (from) => (from === 'NL_MAPPED' ? TO_NL_BLOCKED : from === 'LEAF' ? TO_LEAF : undefined),
-  TDH_MEM_RANGE_UNBLOCK: (from) => (from === 'NL_BLOCKED' ? TO_NL_MAPPED : from === 'LEAF' ? TO_LEAF : undefined),
-};
+type MirrorTransition = (from: MirroredState | undefined) => Readonly<{ state: MirroredState; code: number; children?: number }> | undefined;
+// The results as constants: one is looked up for every SEAMCALL the VMM makes. Each carries its
+// state's code (CODE[state] with a state that varies was a megamorphic load).
+const TO_NL_MAPPED_FREE_CHILDREN = { state: 'NL_MAPPED', code: CODE.NL_MAPPED, children: CHILDREN_FREE } as const;
+const TO_LEAF = { state: 'LEAF', code: CODE.LEAF } as const;
+const TO_FREE = { state: 'FREE', code: CODE.FREE } as const;
+const TO_NL_MAPPED_LEAF_CHILDREN = { state: 'NL_MAPPED', code: CODE.NL_MAPPED, children: CHILDREN_LEAVES } as const;
+const TO_LEAF_CHILDREN_UNKNOWN = { state: 'LEAF', code: CODE.LEAF, children: CHILDREN_UNKNOWN } as const;
+const TO_NL_BLOCKED = { state: 'NL_BLOCKED', code: CODE.NL_BLOCKED } as const;
+const TO_NL_MAPPED = { state: 'NL_MAPPED', code: CODE.NL_MAPPED } as const;
+/** By SEAMCALL: a Map, as AFTER[leaf] with a leaf that varies was a megamorphic load. */
+const AFTER: ReadonlyMap<SeamcallName, MirrorTransition> = new Map<SeamcallName, MirrorTransition>([
+  ['TDH_MEM_SEPT_ADD', () => TO_NL_MAPPED_FREE_CHILDREN],
+  ['TDH_MEM_PAGE_ADD', () => TO_LEAF],
+  ['TDH_MEM_PAGE_AUG', () => TO_LEAF],
+  ['TDH_MEM_PAGE_REMOVE', () => TO_FREE],
+  ['TDH_MEM_PAGE_DEMOTE', () => TO_NL_MAPPED_LEAF_CHILDREN],
+  ['TDH_MEM_PAGE_PROMOTE', () => TO_LEAF_CHILDREN_UNKNOWN],
+  ['TDH_MEM_RANGE_BLOCK', (from) => (from === 'NL_MAPPED' ? TO_NL_BLOCKED : from === 'LEAF' ? TO_LEAF : undefined)],
+  ['TDH_MEM_RANGE_UNBLOCK', (from) => (from === 'NL_BLOCKED' ? TO_NL_MAPPED : from === 'LEAF' ? TO_LEAF : undefined)],
+]);
 
 /** A saved mirror: each level's entries (never changed once saved: a restore reads them as they are). */
 export type SeptMirrorState = readonly ReadonlyMap<number, number>[];
@@ -184,7 +187,7 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
 
   /** What TDH.MEM.SEPT.RD of (`gpa`, `level`) would report, or undefined when the mirror does not know. */
   walk(gpa: bigint, level: SeptLevel): MirroredWalk | undefined {
-    const at = Number(gpa);
+    const at = u64ToNumber(gpa);
     if (level === 0) {
       const known = this.#leafTableChildren(at);
       if (known >= 0) return this.#leafWalk(at, known);
@@ -235,16 +238,16 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
 
   /** Remembers what a TDH.MEM.SEPT.RD (status SUCCESS or EPT_WALK_FAILED) reported: every level above `level` is a present non-leaf. */
   learn(gpa: bigint, walk: { level: SeptLevel; state: SeptStateName }): void {
-    const at = Number(gpa);
+    const at = u64ToNumber(gpa);
     for (let l = this.#top; l > walk.level; l = (l - 1) as SeptLevel) {
-      if (this.#stateAt(l, at) !== 'NL_MAPPED') this.#set(l, septEntryKey(at, l), 'NL_MAPPED', CHILDREN_UNKNOWN);
+      if (this.#stateAt(l, at) !== 'NL_MAPPED') this.#set(l, septEntryKey(at, l), CODE.NL_MAPPED, CHILDREN_UNKNOWN);
     }
     const state = classOf(walk.state);
     const known = this.#stateAt(walk.level, at);
     if (known === state) return;
     const key = septEntryKey(at, walk.level);
     if (known !== undefined && walk.level > 0) this.#forgetBelow(walk.level, key);
-    this.#set(walk.level, key, state, CHILDREN_UNKNOWN);
+    this.#set(walk.level, key, CODE[state], CHILDREN_UNKNOWN);
   }
 
   /**
@@ -253,10 +256,10 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
    */
   observe(leaf: SeamcallName, rcx: bigint | null, status: bigint, pages = 1): void {
     if (status !== TdxStatus.SUCCESS || rcx === null) return;
-    const after = AFTER[leaf];
+    const after = AFTER.get(leaf);
     if (!after) return;
     // A call that succeeded had a valid operand: below 2^52 (bits 63:52 reserved), so exact as a number.
-    const operand = Number(rcx);
+    const operand = u64ToNumber(rcx);
     const level = (operand % 8) as SeptLevel;
     if (level > this.#top) return;
     const first = septEntryKey(operand - (operand % 4096), level);
@@ -274,8 +277,8 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     const children = next.children ?? (entry === undefined ? CHILDREN_UNKNOWN : entry >> CHILD_SHIFT);
     if (next.children !== undefined && level > 0) this.#forgetBelow(level, key);
     // A BLOCK of a leaf keeps it a leaf: nothing to write (one per page a MapGPA converts).
-    if (entry === (CODE[next.state] | (children << CHILD_SHIFT))) return;
-    this.#set(level, key, next.state, children);
+    if (entry === (next.code | (children << CHILD_SHIFT))) return;
+    this.#set(level, key, next.code, children);
   }
 
   #stateAt(level: SeptLevel, at: number): MirroredState | undefined {
@@ -290,9 +293,9 @@ export class SeptMirror implements Snapshottable<SeptMirrorState> {
     return entry === DROPPED ? undefined : entry;
   }
 
-  #set(level: SeptLevel, key: number, state: MirroredState, children: number): void {
+  #set(level: SeptLevel, key: number, code: number, children: number): void {
     if (level > 0) this.#upperChanges++;
-    this.#put(level, key, CODE[state] | (children << CHILD_SHIFT));
+    this.#put(level, key, code | (children << CHILD_SHIFT));
   }
 
   #delete(level: SeptLevel, key: number): void {
