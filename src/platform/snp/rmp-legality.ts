@@ -9,6 +9,7 @@
 // immutable=true, i.e. "pre-guest", before SNP_LAUNCH_UPDATE validates them).
 // Cells marked (U) are our reading where the APM text was not available.
 import { PAGE_2M, PAGE_4K, type Rmp } from './rmp.js';
+import { u64ToNumber } from '../../shared/u64.js';
 
 /** Host operations on the RMP. */
 export const HOST_OPS = ['rmpupdate-4k', 'rmpupdate-2m', 'psmash', 'launch-update'] as const;
@@ -100,13 +101,21 @@ export function opSize(op: HostOp): bigint {
 
 /** Classifies the target of `op` at system-physical `spa` (columns checked in table order). */
 export function classifyTarget(rmp: Rmp, op: HostOp, spa: bigint): TargetState {
-  const size = opSize(op);
+  const large = op === 'rmpupdate-2m' || op === 'psmash';
   // Alignment on numbers (a BigInt remainder allocated per host operation): exact for every
   // covered address (below 2^46), and an uncovered one is 'misaligned' either way.
-  if (!rmp.covers(spa) || Number(spa) % Number(size) !== 0) return 'misaligned';
-  if (rmp.anyImmutable(spa, size)) return 'immutable';
+  if (!rmp.covers(spa) || u64ToNumber(spa) % (large ? 0x200000 : 0x1000) !== 0) return 'misaligned';
+  if (!large) {
+    // One look at the entry governing the page: a 2 MiB entry is the one a 2 MiB region stores
+    // (Rmp.isLarge), with that page size. The 4 KiB RMPUPDATE of every page conversion asked
+    // the table three times (issue 10).
+    const e = rmp.lookup(spa);
+    if (e.immutable) return 'immutable';
+    if (e.pageSize === '2m') return 'assigned-2m';
+    return e.assigned ? 'assigned-4k' : 'hv-owned';
+  }
+  if (rmp.anyImmutable(spa, PAGE_2M)) return 'immutable';
   if (rmp.isLarge(spa)) return 'assigned-2m';
-  if (size === PAGE_4K) return rmp.lookup(spa).assigned ? 'assigned-4k' : 'hv-owned';
   return rmp.assigned4kInRegion(spa) > 0 ? 'assigned-4k' : 'hv-owned';
 }
 
