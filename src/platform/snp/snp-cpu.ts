@@ -349,7 +349,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const base = spa & (req.pageSize === '2m' ? PAGE_2M_BASE : PAGE_4K_BASE);
     const end = base + (req.pageSize === '2m' ? PAGE_2M : PAGE_4K);
     if (req.assigned) {
-      // Only pages the host wrote can need decrypting.
+      // Only pages the host wrote can need decrypting (most conversions find none).
+      if (this.#dramPages.size === 0) return;
       const written = this.#dramPagesIn(base, end).filter((page) => page < this.memoryBytes);
       for (const page of written) {
         if (this.rmp.lookup(page).assigned) continue;
@@ -365,8 +366,24 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // between, which the host could write: watched from now (only private accesses are seen, so
     // the guest's shared use of it does not count) until the guest's first private store after
     // it validates the page again, page by page (foreign-content.ts).
-    let watchFrom: bigint | undefined;
+    // A region with no assigned page has none of the guest's: nothing to watch or keep.
+    if (this.rmp.regionHypervisorOwned(base)) return;
     const stop = end < this.memoryBytes ? end : this.memoryBytes;
+    if (this.rmp.isLarge(base)) {
+      // One 2 MiB entry governs every page (a 4 KiB RMPUPDATE inside it is refused): what the loop
+      // below does page by page, without looking the same entry up 512 times.
+      const old = this.rmp.lookup(base);
+      if (!(old.assigned && old.asid === this.asid) || base >= stop) return;
+      if (old.validated) {
+        for (let page = base; page < stop; page += PAGE_4K) {
+          this.machine.memory.write(page, this.#ciphertextOf(page));
+          this.#dramPages.add(page);
+        }
+      }
+      this.machine.watchContent(base, stop - base, true, 'page');
+      return;
+    }
+    let watchFrom: bigint | undefined;
     for (let page = base; page < stop; page += PAGE_4K) {
       const old = this.rmp.lookup(page);
       const guests = old.assigned && old.asid === this.asid;

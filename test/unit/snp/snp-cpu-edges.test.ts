@@ -263,8 +263,11 @@ describe('a 2 MiB page in the last region when RAM ends 1 MiB into it', () => {
     expect(p.machine.gate.get('private', LAST_PAGE)).toBe('readwrite');
     // The guest writes its data; the host takes the page back (RMPUPDATE to hypervisor-owned).
     p.machine.memory.write(LAST_PAGE, new Uint8Array(PAGE_4K_N).fill(0x5a));
+    expect(p.machine.watchedContentPages(LAST, RAM - LAST)).toBe(0);
     expect(p.rmpUpdate(LAST, { assigned: false, pageSize: '2m', gpa: 0n, asid: 0 }).rc).toBe(0);
     expect(p.pageState(LAST_PAGE)).toMatchObject({ visibility: 'shared', accepted: false });
+    // Every page of it in RAM is watched from now (what DRAM holds when it comes back may be the host's).
+    expect(p.machine.watchedContentPages(LAST, RAM - LAST)).toBe(Number((RAM - LAST) / PAGE_4K));
     expect([p.machine.gate.get('private', LAST_PAGE), p.machine.gate.get('shared', LAST_PAGE)]).toEqual(['none', 'readwrite']);
     // The host now reads the ciphertext the guest's data left in DRAM, not the plaintext.
     expect(Buffer.from(p.handle.hostMemory.read(LAST_PAGE, 16)).equals(Buffer.alloc(16, 0x5a))).toBe(false);
