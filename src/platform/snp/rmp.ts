@@ -437,6 +437,17 @@ export class Rmp implements Snapshottable<RmpTable> {
     return [...this.#regions.keys()].map(BigInt);
   }
 
+  /**
+   * The 4 KiB entries of the region with index `key` (spa >> 21), a slot per page (undefined: the
+   * reset state), or undefined when it stores a 2 MiB entry or nothing. Read only, and valid until
+   * the table changes: for a walk of every page (the page gate's derivation) without a call per
+   * entry (forEachSmallEntry's, ~half of such a walk).
+   */
+  smallEntries(key: number): readonly (Readonly<RmpEntry> | undefined)[] | undefined {
+    const r = this.#regions.get(key);
+    return r?.kind === 'small' ? r.entries : undefined;
+  }
+
   /** The 4 KiB entries stored in a small region in page order, each with its index: `visit` is called for each. */
   forEachSmallEntry(region: bigint, visit: (index: number, entry: Readonly<RmpEntry>) => void): void {
     const r = this.#regions.get(Number(region));

@@ -946,8 +946,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     let previousIndex = -1;
     let previousEntry: Readonly<RmpEntry> | undefined;
     let previousGate: PageGates | undefined;
-    this.rmp.forEachSmallEntry(key, (index, entry) => {
-      if (index >= endIndex) return;
+    const entries = this.rmp.smallEntries(Number(key)) ?? [];
+    for (let index = 0; index < endIndex && index < entries.length; index++) {
+      const entry = entries[index];
+      if (entry === undefined) continue;
       const gap = index > next;
       if (gap) continueWith(next, hvOwnedGate);  // pages without an entry of their own
       if (previousEntry !== undefined && sameAccessInputs(previousEntry, entry, index - previousIndex)) {
@@ -959,7 +961,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       previousIndex = index;
       previousEntry = entry;
       next = index + 1;
-    });
+    }
     if (next < endIndex) continueWith(next, hvOwnedGate);
     closeRun('private', privateStart, endIndex, privateAccess, privateFetch);
     closeRun('shared', sharedStart, endIndex, sharedAccess);

@@ -110,6 +110,19 @@ describe('RMP table answers', () => {
     expect(answered(other, PAGE_2M)).toEqual(answered(rmp, PAGE_2M));
   });
 
+  it('smallEntries is a slot per page of a region of 4 KiB entries (the entries lookup gives), and nothing for other regions', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(PAGE_2M + 0x5000n, at(PAGE_2M + 0x5000n));
+    rmp.put2m(2n * PAGE_2M, at(2n * PAGE_2M, { pageSize: '2m' }));
+    const slots = rmp.smallEntries(1)!;
+    expect(slots).toHaveLength(PAGES_PER_2M);
+    expect(slots.flatMap((e, index) => (e === undefined ? [] : [index]))).toEqual([5]);
+    expect(slots[5]).toBe(rmp.lookup(PAGE_2M + 0x5000n));
+    expect([rmp.smallEntries(0), rmp.smallEntries(2)]).toEqual([undefined, undefined]);  // nothing stored; a 2 MiB entry
+    rmp.split(2n * PAGE_2M);
+    expect(rmp.smallEntries(2)!.every((e, index) => e === rmp.lookup(2n * PAGE_2M + BigInt(index) * PAGE_4K))).toBe(true);
+  });
+
   it('covers exactly [0, coveredBytes)', () => {
     const rmp = new Rmp(MEMORY);
     expect([rmp.covers(-PAGE_4K), rmp.covers(0n), rmp.covers(MEMORY - PAGE_4K), rmp.covers(MEMORY)]).toEqual([false, true, true, false]);
