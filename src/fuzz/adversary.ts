@@ -12,7 +12,7 @@ import type { SeptMirror } from '../vmm/tdx/sept-mirror.js';
 import type { SnpVmExit } from '../platform/snp/snp-cpu.js';
 import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, PSC_OP, REGISTER_GHCB_REFUSED_GFN } from '../platform/snp/ghcb-msr.js';
 import type { HostMemory } from '../platform/host-memory.js';
-import { decodePscEntry, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
+import { decodePscEntryWords, GHCB_OFFSET, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT } from '../platform/snp/ghcb-page.js';
 import { PAGE_2M, PAGE_4K } from '../platform/snp/rmp.js';
 import { governingLeafEnd, type PageState } from '../platform/platform.js';
 import type { RunOutcome } from '../shared/outcome.js';
@@ -494,14 +494,20 @@ function noteSnpRequests(host: SnpVmmHandle, exit: Vmgexit, point: SnpCallPoint)
   }
   if (point === 'snp.ghcb.psc' && req.kind === 'ghcb-gpa') {
     const buf = req.gpa + BigInt(GHCB_OFFSET.sharedBuffer);
-    const cur = host.hostMemory.readU16(buf);
-    const end = host.hostMemory.readU16(buf + 2n);
-    const first = cur < PSC_MAX_ENTRIES ? host.hostMemory.readU64(pscEntryAddress(buf, cur)) : 0n;
+    const header = host.hostMemory.readU32(buf);
+    const cur = header & 0xffff, end = header >>> 16;
+    // The entries asked for, and the one at cur_entry (the key names it), in one host read: the
+    // buffer lies in the GHCB page (snpVmgexitPoint), so every entry index below PSC_MAX_ENTRIES
+    // is in guest memory. One read per entry was most of this function (issue 10).
+    const last = Math.min(Math.max(cur, end), PSC_MAX_ENTRIES - 1);
+    const entries = cur < PSC_MAX_ENTRIES ? host.hostMemory.read(pscEntryAddress(buf, cur), (last - cur + 1) * 8) : new Uint8Array(0);
+    const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
+    const first = cur < PSC_MAX_ENTRIES ? view.getBigUint64(0, true) : 0n;
     const key = `psc-ghcb ${cur}-${end} ${first.toString(16)}`;
     host.trace.record('vmm', 'guest-request', { key });
     for (let i = cur; i <= end && i < PSC_MAX_ENTRIES; i++) {
-      const e = decodePscEntry(host.hostMemory.readU64(pscEntryAddress(buf, i)));
-      note(e.op, e.gfn << 12n, e.size2m ? PAGE_2M : PAGE_4K);
+      const e = decodePscEntryWords(view.getUint32((i - cur) * 8, true), view.getUint32((i - cur) * 8 + 4, true));
+      note(e.op, BigInt(e.gfn * 0x1000), e.size2m ? PAGE_2M : PAGE_4K);
     }
     return { key, changes, ghcb: req.gpa };
   }
