@@ -212,6 +212,19 @@ describe('acceptance oracle: what shows the guest carried on', () => {
     expect(judge([...refusedAccept, ev('guest-request', { key: 'map-gpa 1000+1000' })], budget).findings.map((f) => f.category)).toEqual(['double-acceptance']);
   });
 
+  it('TDX: only another TDG.MEM.PAGE.ACCEPT after an ALREADY_ACCEPTED is acceptance work, not any TDCALL', () => {
+    // The budget run's verdict rests on the guest's acceptance work after the refusal: an accept
+    // (of any page) is such work; a TDG.VP.VMCALL (console output, say) or VP.INFO is not.
+    const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget' };
+    const refusedAccept = [accept(0x400000n, 0), accept(0x400000n, 0, TDX_ALREADY_ACCEPTED)];
+    expect(judge([...refusedAccept, accept(0x401000n, 0)], budget).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+    for (const leaf of ['VP_VMCALL', 'VP_INFO']) {
+      expect(judge([...refusedAccept, ev('tdcall', { leaf, rcx: 0n, status: TDX_SUCCESS })], budget).verdict).toBe('benign');
+    }
+    // An event of another kind that names the accept leaf is not a TDCALL.
+    expect(judge([...refusedAccept, ev('td-exit', { leaf: 'MEM_PAGE_ACCEPT' })], budget).verdict).toBe('benign');
+  });
+
   it('a nested page fault between two identical page-state requests breaks the run: the guest did something else', () => {
     const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget exhausted' };
     const retry = [ev('vmgexit', { reason: 'psc' }), ev('guest-request', { key: 'psc 800000+1000' })];
