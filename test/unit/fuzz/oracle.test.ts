@@ -225,6 +225,21 @@ describe('acceptance oracle: what shows the guest carried on', () => {
     expect(judge([...refusedAccept, ev('td-exit', { leaf: 'MEM_PAGE_ACCEPT' })], budget).verdict).toBe('benign');
   });
 
+  it('a later refusal is judged by its own first exit, after an earlier one was judged by its own', () => {
+    const refusedAt = (gpa: bigint) => ev('state-change-refused', { gpa, bytes: 0x1000n, to: 'shared', reached: false });
+    const exitAfter = (point: string, gpa?: bigint) => ev('exit-after-refusal', gpa === undefined ? { point } : { point, gpa });
+    // The first refusal: a fault elsewhere (no evidence); the second: another page-state request (carried on).
+    const events = [refusedAt(0x800000n), exitAfter('snp.onNpf', 0x900000n), refusedAt(0xa00000n), exitAfter('snp.ghcb.psc')];
+    expect(judge(events, stopped).findings).toMatchObject([{ category: 'unchecked-state-change', gpa: 0xa00000n }]);
+    expect(judge(events.slice(0, 3), stopped).verdict).toBe('benign');
+  });
+
+  it('TDCALLs other than ACCEPT start no page lifetime, whatever their RCX and status', () => {
+    // TDG.VP.VMCALL with RCX = a GPA-looking value, twice with status 0: not two accepts of it.
+    const vmcall = ev('tdcall', { leaf: 'VP_VMCALL', rcx: 0x400000n, status: TDX_SUCCESS });
+    expect(judge([vmcall, { ...vmcall, seq: seq++ }, accept(0x400000n, 0)], done).verdict).toBe('benign');
+  });
+
   it('a nested page fault between two identical page-state requests breaks the run: the guest did something else', () => {
     const budget: RunOutcome = { outcome: 'budget', reason: 'instruction budget exhausted' };
     const retry = [ev('vmgexit', { reason: 'psc' }), ev('guest-request', { key: 'psc 800000+1000' })];
