@@ -4,7 +4,7 @@
 // Conditions that are not the entry's state (TD op state, TLB tracking done, 512 children uniform)
 // are checked by the callers in seamcall.ts / page-accept.ts, after this lookup succeeds.
 import { TdxStatus } from './status.js';
-import type { SeptStateName } from './sept-states.js';
+import { SEPT_STATE_NAMES, septStateIndex, type SeptStateName } from './sept-states.js';
 
 export type SeptOperation =
   /** TDH.MEM.PAGE.ADD (before TDH.MR.FINALIZE). */
@@ -78,13 +78,14 @@ export const SEPT_LEGALITY: Readonly<Record<SeptOperation, Readonly<Row>>> = {
 };
 
 /**
- * SEPT_LEGALITY as maps: indexing its objects by a name that varies from call to call is a
- * megamorphic property load in V8, two for each SEAMCALL, ACCEPT and refused access (issue 10).
+ * SEPT_LEGALITY's rows as arrays by septStateIndex, in a Map by operation: indexing the table's
+ * objects by names that vary from call to call was two megamorphic property loads for each
+ * SEAMCALL, ACCEPT and refused access (issue 10).
  */
-const LEGALITY_MAPS: ReadonlyMap<SeptOperation, ReadonlyMap<SeptStateName, SeptTransition>> = new Map(
-  (Object.entries(SEPT_LEGALITY) as [SeptOperation, Row][]).map(([op, row]) => [op, new Map(Object.entries(row) as [SeptStateName, SeptTransition][])]),
+const LEGALITY_ROWS: ReadonlyMap<SeptOperation, readonly SeptTransition[]> = new Map(
+  (Object.entries(SEPT_LEGALITY) as [SeptOperation, Row][]).map(([op, row]) => [op, SEPT_STATE_NAMES.map((state) => row[state])]),
 );
 
 export function lookupTransition(op: SeptOperation, state: SeptStateName): SeptTransition {
-  return LEGALITY_MAPS.get(op)!.get(state)!;
+  return LEGALITY_ROWS.get(op)![septStateIndex(state)]!;
 }

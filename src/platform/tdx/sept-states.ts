@@ -32,12 +32,31 @@ export const SEPT_PUBLIC_STATE: Readonly<Record<SeptStateName, number>> = {
 /** Encoding bit 6 becomes the entry's PS bit (SEPT_STATE_ENC_TO_MASK, `sept_manager.h`). */
 const ENCODING_PS_BIT = 0x40;
 
-/** The states whose encoding has the PS bit (a Set: SeptState[state] is a megamorphic load, the state varying). */
-const LEAF_STATES: ReadonlySet<SeptStateName> = new Set(SEPT_STATE_NAMES.filter((state) => (SeptState[state] & ENCODING_PS_BIT) !== 0));
+/**
+ * A state's position in SEPT_STATE_NAMES, for tables indexed by state on hot paths (every
+ * SEAMCALL, ACCEPT, walk and refused access). By comparisons with the literal names, which are
+ * pointer compares: an object indexed by a state that varies from call to call (SeptState[state])
+ * is a megamorphic load, and a Map hashes.
+ */
+export function septStateIndex(state: SeptStateName): number {
+  switch (state) {
+    case 'FREE': return 0;
+    case 'REMOVED': return 1;
+    case 'NL_MAPPED': return 2;
+    case 'NL_BLOCKED': return 3;
+    case 'MAPPED': return 4;
+    case 'BLOCKED': return 5;
+    case 'PENDING': return 6;
+    case 'PENDING_BLOCKED': return 7;
+  }
+}
+
+/** Whether each state (by septStateIndex) has the PS bit in its encoding. */
+const IS_LEAF: readonly boolean[] = SEPT_STATE_NAMES.map((state) => (SeptState[state] & ENCODING_PS_BIT) !== 0);
 
 /** The entry maps a page (`is_secure_ept_leaf_entry`: PS = 1). FREE and REMOVED are not leaves. */
 export function isLeafState(state: SeptStateName): boolean {
-  return LEAF_STATES.has(state);
+  return IS_LEAF[septStateIndex(state)]!;
 }
 
 /**

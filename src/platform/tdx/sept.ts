@@ -12,7 +12,7 @@ import type { PageGate } from '../../memory/page-gate.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { u64ToNumber } from '../../shared/u64.js';
 import {
-  ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_STATE_NAMES, isLeafState, septEntryKey, walkContinuesBelow, type SeptLevel, type SeptStateName,
+  ENTRIES_PER_TABLE, LEVEL_BYTES, LEVEL_SIZE, SEPT_STATE_NAMES, isLeafState, septEntryKey, septStateIndex, walkContinuesBelow, type SeptLevel, type SeptStateName,
 } from './sept-states.js';
 
 export interface SeptEntry {
@@ -65,11 +65,15 @@ const FRESH_ENTRY: Readonly<Record<SeptStateName, Readonly<SeptEntry>>> = Object
   SEPT_STATE_NAMES.map((state) => [state, Object.freeze({ state, acceptCounter: 0, blockEpoch: 0n })]),
 ) as Record<SeptStateName, Readonly<SeptEntry>>;
 
-/** FRESH_ENTRY by state, for a state that varies (FRESH_ENTRY[state] there is a megamorphic load). */
-const FRESH_ENTRIES: ReadonlyMap<SeptStateName, Readonly<SeptEntry>> = new Map(Object.entries(FRESH_ENTRY) as [SeptStateName, Readonly<SeptEntry>][]);
+/** FRESH_ENTRY by septStateIndex, for a state that varies (FRESH_ENTRY[state] there is a megamorphic load). */
+const FRESH_ENTRIES: readonly Readonly<SeptEntry>[] = SEPT_STATE_NAMES.map((state) => FRESH_ENTRY[state]);
+
+function freshEntry(state: SeptStateName): Readonly<SeptEntry> {
+  return FRESH_ENTRIES[septStateIndex(state)]!;
+}
 
 function entryOf(state: SeptStateName, acceptCounter: number, blockEpoch: bigint): Readonly<SeptEntry> {
-  return acceptCounter === 0 && blockEpoch === 0n ? FRESH_ENTRIES.get(state)! : { state, acceptCounter, blockEpoch };
+  return acceptCounter === 0 && blockEpoch === 0n ? freshEntry(state) : { state, acceptCounter, blockEpoch };
 }
 
 /** setState's counters when the caller changes none (one object, read only). */
@@ -302,7 +306,7 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   setFreeLeaves(gpa: bigint, pages: number, state: Exclude<SeptStateName, 'FREE'>): void {
     const first = u64ToNumber(gpa) / LEVEL_BYTES[0]!;
-    const entry = FRESH_ENTRIES.get(state)!;
+    const entry = freshEntry(state);
     for (let i = 0; i < pages; i++) {
       this.#willChange(0, first + i);
       this.#put(0, first + i, entry);
@@ -326,7 +330,7 @@ export class Sept implements Snapshottable<SeptTables> {
     this.#changedAt(level);
     this.#levels[level]!.set(key, FRESH_ENTRY.NL_MAPPED);
     if (childState !== 'FREE') {
-      const entry = FRESH_ENTRIES.get(childState)!;
+      const entry = freshEntry(childState);
       if (child === 0) {
         // The 2 MiB range's leaf table is `key` (its entry's key at level 1): replaced whole.
         this.#willChangeTable(key);

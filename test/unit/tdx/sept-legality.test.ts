@@ -1,8 +1,8 @@
 // Walks the whole SEPT legality table (state × operation), first as data against an independent
 // statement of reference A3/A5/A6, then through the SEAMCALL host interface on a real TD model.
 import { describe, expect, it } from 'vitest';
-import { SEPT_LEGALITY, type SeptOperation } from '../../../src/platform/tdx/sept-legality.js';
-import { SEPT_STATE_NAMES, SeptState, type SeptLevel, type SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import { SEPT_LEGALITY, lookupTransition, type SeptOperation } from '../../../src/platform/tdx/sept-legality.js';
+import { SEPT_STATE_NAMES, SeptState, isLeafState, septStateIndex, type SeptLevel, type SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { gpaLevel, type SeamcallResult } from '../../../src/platform/tdx/seamcall.js';
 import { TdxStatus, decodeTdxStatus, statusName } from '../../../src/platform/tdx/status.js';
 import { Sept } from '../../../src/platform/tdx/sept.js';
@@ -38,6 +38,18 @@ describe('SEPT state encodings (sept_state_lookup.h)', () => {
   it('match reference A5', () => {
     expect(SeptState).toEqual({ FREE: 0x0e, REMOVED: 0x0c, NL_MAPPED: 0, NL_BLOCKED: 0x08, MAPPED: 0x60, BLOCKED: 0x68, PENDING: 0x70, PENDING_BLOCKED: 0x78 });
     expect([...SEPT_STATE_NAMES].sort()).toEqual([...ORDER].sort());
+  });
+});
+
+describe('state-indexed look-ups', () => {
+  it('septStateIndex is each state\'s position in SEPT_STATE_NAMES', () => {
+    expect(SEPT_STATE_NAMES.map(septStateIndex)).toEqual(SEPT_STATE_NAMES.map((_, i) => i));
+  });
+  it('lookupTransition gives every cell of SEPT_LEGALITY, and isLeafState the PS bit of the encoding', () => {
+    for (const op of Object.keys(SEPT_LEGALITY) as SeptOperation[]) {
+      for (const state of SEPT_STATE_NAMES) expect(lookupTransition(op, state)).toBe(SEPT_LEGALITY[op][state]);
+    }
+    expect(SEPT_STATE_NAMES.filter(isLeafState)).toEqual(['MAPPED', 'BLOCKED', 'PENDING', 'PENDING_BLOCKED']);
   });
 });
 
