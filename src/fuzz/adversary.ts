@@ -163,7 +163,7 @@ export class DecisionBook {
         }
       }
     }
-    this.coverage.add(HONEST_ANSWER_KEYS[point]);
+    this.coverage.add(HONEST_ANSWER_KEYS.get(point)!);
     return HONEST_ANSWER;
   }
 
@@ -179,10 +179,13 @@ export class DecisionBook {
 
 /** The answer where the program has no decision: one object, read only. */
 const HONEST_ANSWER: Answer = Object.freeze({ kind: 'honest' });
-/** answerKey(point, HONEST_ANSWER) of every decision point of both platforms, built once. */
-const HONEST_ANSWER_KEYS = Object.fromEntries(
+/**
+ * answerKey(point, HONEST_ANSWER) of every decision point of both platforms, built once (a Map:
+ * an object indexed by the point, which varies from exit to exit, was a megamorphic load).
+ */
+const HONEST_ANSWER_KEYS: ReadonlyMap<CallPoint, string> = new Map(
   [...TDX_CALL_POINTS, ...SNP_CALL_POINTS].map((point) => [point, answerKey(point, HONEST_ANSWER)]),
-) as Readonly<Record<CallPoint, string>>;
+);
 
 /** A short coverage key for an answer: its shape, not its addresses. */
 function answerKey(point: CallPoint, a: Answer): string {
@@ -316,12 +319,16 @@ function eptAction(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit,
   }
 }
 
-function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honest: TdxVmmPolicy, method: TdxEptMethod): VmmAction {
+/** The honest policy's answer for one decision point (its method, bound). */
+type HonestEptAnswer = (ctx: VmmContext, exit: EptViolationExit) => VmmAction;
+type HonestVmcallAnswer = (ctx: VmmContext, call: VmcallExit) => VmcallDecision;
+
+function eptAnswer(ctx: VmmContext, point: TdxCallPoint, exit: EptViolationExit, answer: Answer, honestAnswer: HonestEptAnswer): VmmAction {
   switch (answer.kind) {
     case 'resume': return RESUME;
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
     case 'ept': return eptAction(ctx, point, exit, answer);
-    default: return honest[method](ctx, exit);
+    default: return honestAnswer(ctx, exit);
   }
 }
 
@@ -333,12 +340,12 @@ function convert(ctx: VmmContext, base: bigint, bytes: bigint, toShared: boolean
   convertRange(ctx, base, end, toShared);
 }
 
-function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honest: TdxVmmPolicy, method: TdxVmcallMethod): VmcallDecision {
+function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, answer: Answer, honestAnswer: HonestVmcallAnswer): VmcallDecision {
   switch (answer.kind) {
     case 'stop': return { kind: 'stop', outcome: stopByAdversary(point) };
     case 'vmcall-return': {
       if (answer.effect === 'none') return { kind: 'return', regs: { ...answer.regs } };
-      const d = honest[method](ctx, call);
+      const d = honestAnswer(ctx, call);
       return d.kind === 'stop' ? d : { kind: 'return', regs: { ...d.regs, ...answer.regs } };
     }
     case 'map-gpa': {
@@ -359,7 +366,7 @@ function vmcallAnswer(ctx: VmmContext, point: TdxCallPoint, call: VmcallExit, an
       return regs;
     }
     default:
-      return honest[method](ctx, call);
+      return honestAnswer(ctx, call);
   }
 }
 
@@ -369,14 +376,16 @@ type TdxVmcallMethod = 'mapGpa' | 'reportFatalError' | 'getTdVmCallInfo' | 'inst
 // The policy bodies live at module level, not in closures made per policy: a fresh policy is made
 // for every fuzz execution, and big bodies inside per-policy closures were observed being
 // re-optimised by TurboFan again and again in a steady campaign (--trace-opt), with no deopt.
-function tdxEptDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxEptMethod, ctx: VmmContext, exit: EptViolationExit): VmmAction {
+function tdxEptDecision(book: DecisionBook, honestAnswer: HonestEptAnswer, point: TdxCallPoint, ctx: VmmContext, exit: EptViolationExit): VmmAction {
   runTdxHostActions(book, ctx);
   book.noteExitPoint(ctx.trace, point, withoutSharedBit(ctx, exit.gpa));
   const answer = book.answerFor(point);
-  return eptAnswer(ctx, point, exit, answer, honest, method);
+  return eptAnswer(ctx, point, exit, answer, honestAnswer);
 }
 
-function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxCallPoint, method: TdxVmcallMethod, ctx: VmmContext, call: VmcallExit): VmcallDecision {
+function tdxVmcallDecision(
+  book: DecisionBook, honestAnswer: HonestVmcallAnswer, point: TdxCallPoint, method: TdxVmcallMethod, ctx: VmmContext, call: VmcallExit,
+): VmcallDecision {
   runTdxHostActions(book, ctx);
   book.noteExitPoint(ctx.trace, point);
   let change: RequestedChange | undefined;
@@ -393,7 +402,7 @@ function tdxVmcallDecision(book: DecisionBook, honest: TdxVmmPolicy, point: TdxC
     change = { gpa, bytes: call.regs.r13, to: toShared ? 'shared' : 'private' };
   }
   const answer = book.answerFor(point);
-  const decision = vmcallAnswer(ctx, point, call, answer, honest, method);
+  const decision = vmcallAnswer(ctx, point, call, answer, honestAnswer);
   // TDVMCALL status 0 is SUCCESS and 1 RETRY (GHCI 1.5 Table 3-1); anything else reports a failure.
   if (change && decision.kind === 'return' && decision.regs.r10 !== undefined && decision.regs.r10 > 1n) book.noteRefusedChanges(ctx.trace, [change]);
   return decision;
@@ -418,10 +427,16 @@ export interface BookHolder {
 
 /** tdxAdversaryPolicy answering from whatever book `holder` holds at each exit. */
 export function tdxAdversaryPolicyOf(holder: BookHolder, honest: TdxVmmPolicy = honestTdxPolicy): TdxVmmPolicy {
-  const ept = (point: TdxCallPoint, method: TdxEptMethod) =>
-    (ctx: VmmContext, exit: EptViolationExit): VmmAction => tdxEptDecision(holder.book, honest, point, method, ctx, exit);
-  const vmcall = (point: TdxCallPoint, method: TdxVmcallMethod) =>
-    (ctx: VmmContext, call: VmcallExit): VmcallDecision => tdxVmcallDecision(holder.book, honest, point, method, ctx, call);
+  // Each point's honest method is looked up (and bound) here once: honest[method] at every exit,
+  // with a method name that varies from exit to exit, was a megamorphic load.
+  const ept = (point: TdxCallPoint, method: TdxEptMethod) => {
+    const honestAnswer: HonestEptAnswer = honest[method].bind(honest);
+    return (ctx: VmmContext, exit: EptViolationExit): VmmAction => tdxEptDecision(holder.book, honestAnswer, point, ctx, exit);
+  };
+  const vmcall = (point: TdxCallPoint, method: TdxVmcallMethod) => {
+    const honestAnswer: HonestVmcallAnswer = honest[method].bind(honest);
+    return (ctx: VmmContext, call: VmcallExit): VmcallDecision => tdxVmcallDecision(holder.book, honestAnswer, point, method, ctx, call);
+  };
   return {
     onAcceptViolation: ept('tdx.onAcceptViolation', 'onAcceptViolation'),
     onPrivateEptViolation: ept('tdx.onPrivateEptViolation', 'onPrivateEptViolation'),

@@ -320,7 +320,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
   /** A guest access the page gate refused (td_ept_violation.c). */
   #gateFault(exit: GateFaultExit): TdStep {
     const access = exit.access;
-    const qual = GATE_FAULT_QUAL[access][exit.pageWalk ? 1 : 0];
+    // (By comparisons: GATE_FAULT_QUAL[access], the access varying, was a megamorphic load.)
+    const quals = access === 'read' ? GATE_FAULT_QUAL.read : access === 'write' ? GATE_FAULT_QUAL.write : GATE_FAULT_QUAL.fetch;
+    const qual = quals[exit.pageWalk ? 1 : 0];
     // VE info carries the exact GLA/GPA when the native side decoded the instruction
     // (exit.exactAddress). A TD exit does not: tdx_ept_violation_exit_to_vmm (td_other_exits.c)
     // clears GPA bits 11:0 and qualification bits 12:7, and passes no GLA.
@@ -469,7 +471,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     // fourteen in an object of whatever shape the VMM built (issue 10).
     for (const name in out) {
       const value = out[name as VmcallReg];
-      const bit = GPR_BIT_BY_NAME.get(name);
+      const bit = gprBit(name);
       if (value === undefined || bit === undefined) continue; // not a VMCALL register
       // A register store keeps the value modulo 2^64 (Registers).
       if (((bits >> bit) & 1) === 1) regs.set(name as VmcallReg, value);
@@ -482,12 +484,30 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 }
 
-/** Each register's bit in TDG.VP.VMCALL's RCX bitmap (the GPR number). */
-const GPR_BIT: Record<VmcallReg, number> = {
-  rcx: 1, rdx: 2, rbx: 3, rbp: 5, rsi: 6, rdi: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
-};
-/** GPR_BIT for a name that varies from call to call (indexing the object by it is a megamorphic load). */
-const GPR_BIT_BY_NAME: ReadonlyMap<string, number> = new Map(Object.entries(GPR_BIT));
+/**
+ * Each register's bit in TDG.VP.VMCALL's RCX bitmap (the GPR number), undefined for a name that is
+ * no VMCALL register. By comparisons: with a constant name (vpVmcall) they fold away, and an
+ * object indexed by a name that varies (completeVmcall) was a megamorphic load.
+ */
+function gprBit(name: string): number | undefined {
+  switch (name) {
+    case 'rcx': return 1;
+    case 'rdx': return 2;
+    case 'rbx': return 3;
+    case 'rbp': return 5;
+    case 'rsi': return 6;
+    case 'rdi': return 7;
+    case 'r8': return 8;
+    case 'r9': return 9;
+    case 'r10': return 10;
+    case 'r11': return 11;
+    case 'r12': return 12;
+    case 'r13': return 13;
+    case 'r14': return 14;
+    case 'r15': return 15;
+    default: return undefined;
+  }
+}
 
 /** The GPR bits 15:0 of a TDG.VP.VMCALL's RCX bitmap, as a number (a BigInt shift per register was two allocations each). */
 export function exposedBits(mask: bigint): number {
@@ -496,5 +516,5 @@ export function exposedBits(mask: bigint): number {
 
 /** Whether the bitmap (exposedBits) exposes `reg` to the VMM; RCX itself never is (vpVmcall refuses its bit). */
 export function exposed(bits: number, reg: VmcallReg): boolean {
-  return ((bits >> GPR_BIT[reg]) & 1) === 1;
+  return ((bits >> gprBit(reg)!) & 1) === 1;
 }
