@@ -92,14 +92,17 @@ let nextRegionVersion = 1;
 /**
  * The version a region gets from a write that its entries and the write's kind alone decide (a
  * PSMASH, a page put back to the reset state, PVALIDATE's Validated, a fresh assignment), by the
- * version it had and the write: the same write to the same entries gives the same version again,
- * so what is remembered by version (the page gate's derivation) is found again when a fuzz
- * execution repeats what the last one did from the same snapshot. Started again when it grows
- * large (versions are then only new).
+ * version it had (the outer key) and the write (the inner key: page, kind, ASID): the same write
+ * to the same entries gives the same version again, so what is remembered by version (the page
+ * gate's derivation) is found again when a fuzz execution repeats what the last one did from the
+ * same snapshot. Two levels of small-integer keys: one number for both was past 2^30, a heap number
+ * that the Map allocated and hashed on every write (~1% of a seed-1 SNP campaign). Started again
+ * when it holds WRITTEN_VERSIONS_LIMIT writes (versions are then only new).
  */
-const writtenVersions = new Map<number, number>();
-const WRITTEN_VERSIONS_LIMIT = 1 << 18;
-/** Write kinds in the key of writtenVersions. */
+const writtenVersions = new Map<number, Map<number, number>>();
+let writtenVersionsCount = 0;
+const WRITTEN_VERSIONS_LIMIT = 1 << 16;
+/** Write kinds in the inner key of writtenVersions. */
 const enum Write {
   Split, Reset, Validated, NotValidated,
   /** RMPUPDATE's entry for a 4 KiB page given to ASID `asid` at its own GPA (isFreshAssignment). */
@@ -108,7 +111,7 @@ const enum Write {
   Assigned2m,
 }
 const WRITE_KINDS = 8;
-/** ASIDs a key of writtenVersions names (an Assigned write's); a write to another one gets a new version. */
+/** ASIDs the inner key names (an Assigned write's); a write to another one gets a new version. */
 const KEYED_ASIDS = 1024;
 
 /**
@@ -121,16 +124,25 @@ const KEYED_ASIDS = 1024;
  * an entry per PVALIDATE, ~10% of such an exit's JavaScript (issue 11).
  */
 function versionAfter(regionKey: number, from: number, write: Write, index: number, repeatable: boolean, asid = 0): number {
-  // Exact while versions stay below 2^31 (a thread that wrote that many regions is not in sight);
-  // regions with nothing stored below 0.
+  if (!repeatable || !(Number.isInteger(asid) && asid >= 0 && asid < KEYED_ASIDS)) return nextRegionVersion++;
+  // Regions with nothing stored below 0.
   const before = from !== 0 ? from : -1 - regionKey;
-  const key = ((before * PAGES_PER_2M + index) * WRITE_KINDS + write) * KEYED_ASIDS + asid;
-  if (!repeatable || !(Number.isInteger(asid) && asid >= 0 && asid < KEYED_ASIDS) || !Number.isSafeInteger(key)) return nextRegionVersion++;
-  const known = writtenVersions.get(key);
+  const writeKey = (index * WRITE_KINDS + write) * KEYED_ASIDS + asid;
+  let after = writtenVersions.get(before);
+  const known = after?.get(writeKey);
   if (known !== undefined) return known;
-  if (writtenVersions.size >= WRITTEN_VERSIONS_LIMIT) writtenVersions.clear();
+  if (writtenVersionsCount >= WRITTEN_VERSIONS_LIMIT) {
+    writtenVersions.clear();
+    writtenVersionsCount = 0;
+    after = undefined;
+  }
+  if (after === undefined) {
+    after = new Map();
+    writtenVersions.set(before, after);
+  }
   const version = nextRegionVersion++;
-  writtenVersions.set(key, version);
+  after.set(writeKey, version);
+  writtenVersionsCount++;
   return version;
 }
 
