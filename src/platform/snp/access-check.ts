@@ -142,14 +142,29 @@ const VC_RESULTS: ReadonlyMap<CheckName, AccessResult> = new Map(ACCESS_CHECKS.f
 
 /** Runs the checks that apply to `req`, in order; the first failure decides. */
 export function checkAccess(rmp: Rmp, req: AccessRequest, ctx: GuestContext): AccessResult {
+  const check = firstFailure(rmp, req, ctx);
+  if (check === undefined) return OK;
+  if (check.fails.raise === 'vc') return VC_RESULTS.get(check.name)!;
+  return { kind: 'npf', check: check.name, errorCode: baseNpfBits(req) | check.fails.extraBits };
+}
+
+/**
+ * The name of the check `req` fails (the one checkAccess reports), or undefined when it passes:
+ * for the page gate, which asks only which check, three or four times per page it derives, and
+ * for which building each NPF's error code (five BigInt operations) was wasted work (issue 10).
+ */
+export function failedCheck(rmp: Rmp, req: AccessRequest, ctx: GuestContext): CheckName | undefined {
+  return firstFailure(rmp, req, ctx)?.name;
+}
+
+function firstFailure(rmp: Rmp, req: AccessRequest, ctx: GuestContext): Check | undefined {
   const kind = req.space === 'private' ? 'private' : req.access === 'write' ? 'shared-write' : undefined;
-  if (!kind) return OK;
+  if (!kind) return undefined;
   const entry = rmp.covers(req.gpa) ? rmp.lookup(req.gpa) : HV_OWNED_ENTRY;
   for (const check of ACCESS_CHECKS) {
     if (check.appliesTo !== kind) continue;
     if (check.passes(entry, req, ctx, rmp)) continue;
-    if (check.fails.raise === 'vc') return VC_RESULTS.get(check.name)!;
-    return { kind: 'npf', check: check.name, errorCode: baseNpfBits(req) | check.fails.extraBits };
+    return check;
   }
-  return OK;
+  return undefined;
 }

@@ -10,7 +10,7 @@ import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
-import { checkAccess, type AccessRequest, type GuestContext } from './access-check.js';
+import { checkAccess, failedCheck, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmplPerms } from './launch.js';
 import { VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
 import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
@@ -719,7 +719,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   gateFor(gpa: bigint): PageGates {
     const nptSize = this.nptPageSize(gpa);
-    const sharedWrite = checkAccess(this.rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, this.#ctx).kind === 'ok';
+    const sharedWrite = failedCheck(this.rmp, { gpa, space: 'shared', access: 'write', pageWalk: false, nptSize }, this.#ctx) === undefined;
     const privateGate = this.#privateGate(gpa, nptSize);
     return {
       private: privateGate.access,
@@ -735,14 +735,15 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   #privateGate(gpa: bigint, nptSize: RmpPageSize): PrivateGate {
     const rmp = this.rmp, ctx = this.#ctx;
-    const write = checkAccess(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx);
-    const read = write.kind === 'ok' ? write : checkAccess(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx);
-    const access: GateAccess = write.kind === 'ok' ? 'readwrite' : read.kind === 'ok' ? 'read' : 'none';
+    // The check each access fails, undefined for one that passes.
+    const write = failedCheck(rmp, { gpa, space: 'private', access: 'write', pageWalk: false, nptSize }, ctx);
+    const read = write === undefined ? undefined : failedCheck(rmp, { gpa, space: 'private', access: 'read', pageWalk: false, nptSize }, ctx);
+    const access: GateAccess = write === undefined ? 'readwrite' : read === undefined ? 'read' : 'none';
     // The checks before the VMPL permission's do not look at the kind of access (access-check.ts):
     // a read they refuse, they refuse a fetch too.
-    if (read.kind !== 'ok' && read.check !== 'vmpl-permission') return { access, fetch: 'none' };
-    const supervisor = checkAccess(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 0 }, ctx).kind === 'ok';
-    const user = checkAccess(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 3 }, ctx).kind === 'ok';
+    if (read !== undefined && read !== 'vmpl-permission') return { access, fetch: 'none' };
+    const supervisor = failedCheck(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 0 }, ctx) === undefined;
+    const user = failedCheck(rmp, { gpa, space: 'private', access: 'fetch', pageWalk: false, nptSize, cpl: 3 }, ctx) === undefined;
     return { access, fetch: supervisor ? (user ? 'any' : 'supervisor') : user ? 'user' : 'none' };
   }
 

@@ -2,7 +2,7 @@
 // on entries the guest-level tests do not build: another guest's page, VMPL permissions below
 // VMPL0, a PSMASHed region under a 2 MiB nested mapping, an immutable 2 MiB page.
 import { describe, expect, it } from 'vitest';
-import { checkAccess, NPF_BITS, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
+import { checkAccess, failedCheck, NPF_BITS, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
 import { classifyTarget } from '../../../src/platform/snp/rmp-legality.js';
 import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry } from '../../../src/platform/snp/rmp.js';
 import { Machine } from '../../../src/cpu/machine.js';
@@ -80,6 +80,29 @@ describe('guest access checks', () => {
     expect(code(privateAccess('read', { pageWalk: true }))).toBe(NPF_BITS.present | NPF_BITS.pageTable | NPF_BITS.enc | NPF_BITS.rmp);
     rmp.put4k(T, entry());
     expect(code({ gpa: T, space: 'shared', access: 'write', pageWalk: false, nptSize: '4k' })).toBe(NPF_BITS.present | NPF_BITS.write | NPF_BITS.finalGpa | NPF_BITS.rmp);
+  });
+
+  it('failedCheck names the check checkAccess reports, for every kind of entry and access', () => {
+    const rmp = new Rmp(MEMORY);
+    const entries: (RmpEntry | undefined)[] = [
+      undefined, entry(), entry({ asid: 2 }), entry({ gpa: T + 0x1000n }), entry({ immutable: true }), entry({ validated: false }),
+      entry({ vmplPerms: [VMPL_PERM.write, 0, 0, 0] }), entry({ vmplPerms: [VMPL_PERM.read | VMPL_PERM.execUser, 0, 0, 0] }), entry({ assigned: false, validated: true }),
+    ];
+    let failures = 0;
+    for (const e of entries) {
+      rmp.put4k(T, e ?? entry({ assigned: false, validated: false }));
+      for (const space of ['private', 'shared'] as const) {
+        for (const access of ['read', 'write', 'fetch'] as const) {
+          for (const more of [{}, { nptSize: '2m' as const }, { cpl: 3 }, { pageWalk: true }, { gpa: MEMORY }]) {
+            const req = privateAccess(access, { space, ...more });
+            const result = checkAccess(rmp, req, VMPL0);
+            expect(failedCheck(rmp, req, VMPL0)).toBe(result.kind === 'ok' ? undefined : result.check);
+            if (result.kind !== 'ok') failures++;
+          }
+        }
+      }
+    }
+    expect(failures).toBeGreaterThan(100);
   });
 
   it('NPF_BITS are the APM EXITINFO1 positions (B3)', () => {
