@@ -102,6 +102,9 @@ describe('acceptance oracle', () => {
     expect(judge([accept(0x400000n, 1)], done, { hardwareAccepted: () => false, guestRecord: record }).verdict).toBe('benign');
     // A bitmap that agrees with what the guest accepted.
     expect(judge([accept(0x200000n, 1)], done, held).verdict).toBe('benign');
+    // The VMM took the first such page away but the hardware still holds a later one: that one is the finding.
+    const tookFirst: OracleContext = { hardwareAccepted: (gpa) => gpa !== 0x400000n, guestRecord: record };
+    expect(judge([accept(0x400000n, 1)], done, tookFirst).findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x401000n }]);
   });
 
   it('a stage handed a record that calls a page it accepted unaccepted is a latent double acceptance, even if a later stage stops', () => {
@@ -294,6 +297,9 @@ describe('acceptance oracle: memory asked back as private', () => {
     expect(judge([...events, accept(0x400000n, 1)], done, held).verdict).toBe('benign');
     // The hardware does not hold it accepted: the guest cannot use it without faulting.
     expect(judge(events, done, nothingAccepted).verdict).toBe('benign');
+    // Only a later page of it still mapped private: that page is the finding.
+    const lastOnly: OracleContext = { hardwareAccepted: (gpa) => gpa === 0x5ff000n, guestRecord: () => undefined };
+    expect(judge(events, done, lastOnly).findings).toMatchObject([{ category: 'latent-foreign-content', gpa: 0x5ff000n }]);
   });
 
   it('read, as the hardware\'s content watch saw, it is foreign content, with the read\'s GPA, RIP and event', () => {
