@@ -147,6 +147,8 @@ export class Machine implements Snapshottable<MachineState> {
   /** Several vCPUs: the saved state of each vCPU that is not running (undefined for the one that is). */
   #cpuStates: (Uint8Array | undefined)[] = [undefined];
   #currentVcpu = 0;
+  /** The run area's foreignReads slot as two 32-bit words. */
+  readonly #foreignReadWords: Uint32Array;
 
   constructor(options: MachineOptions) {
     const { memoryBytes } = options;
@@ -159,6 +161,7 @@ export class Machine implements Snapshottable<MachineState> {
     this.countInstructions = options.countInstructions ?? true;
     this.#marker = options.marker ?? { kind: 'none' };
     const area = new BigUint64Array(RUN_AREA_SLOTS);
+    this.#foreignReadWords = new Uint32Array(area.buffer, RunSlot.foreignReads * 8, 2);
     const native = new (addon().NativeMachine)(memoryBytes, this.countInstructions, area, toNativeMarker(this.#marker),
       { pageGate: options.pageGate ?? true, timeoutMs: options.wallClockTimeoutMs ?? 60_000, ramPaging: options.ramPaging ?? 'huge-pages' });
     this.#native = native;
@@ -289,7 +292,9 @@ export class Machine implements Snapshottable<MachineState> {
 
   /** Whether the content watch recorded reads that takeForeignReads() has not returned yet: one slot read, for every exit. */
   get foreignReadsPending(): boolean {
-    return this.vcpu.runArea[RunSlot.foreignReads] !== 0n;
+    // As its two 32-bit words: reading the slot as a BigInt allocated one on every exit.
+    const w = this.#foreignReadWords;
+    return (w[0]! | w[1]!) !== 0;
   }
 
   /** The foreign-content reads recorded since the last call, oldest first. */

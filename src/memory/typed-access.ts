@@ -1,5 +1,7 @@
 // Little-endian 8/16/32/64-bit accessors over any byte-addressed guest-physical view, so the
 // VM's own memory and the host's guarded view of it share one implementation.
+import { u64FromWords } from '../shared/u64.js';
+
 export abstract class TypedAccess {
   abstract read(gpa: bigint, length: number): Uint8Array;
   /** Copies `data` before it returns: the writers below hand it the same scratch bytes every time. */
@@ -25,7 +27,11 @@ export abstract class TypedAccess {
   // Decoded from the bytes read, not from a Buffer copy of them (a second allocation per read).
   readU16(gpa: bigint): number { const b = this.readTransient(gpa, 2); return b[0]! | (b[1]! << 8); }
   readU32(gpa: bigint): number { const b = this.readTransient(gpa, 4); return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0; }
-  readU64(gpa: bigint): bigint { const b = this.readTransient(gpa, 8); return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true); }
+  // Through u64FromWords: a DataView per read was an allocation more, and getBigUint64 a builtin call.
+  readU64(gpa: bigint): bigint {
+    const b = this.readTransient(gpa, 8);
+    return u64FromWords((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0, (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0);
+  }
 
   writeU8(gpa: bigint, value: number): void { this.#scratch1[0] = value & 0xff; this.write(gpa, this.#scratch1); }
   writeU16(gpa: bigint, value: number): void { this.#scratch.writeUInt16LE(value & 0xffff); this.write(gpa, this.#scratch2); }

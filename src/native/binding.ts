@@ -52,6 +52,8 @@ export interface NativeMachine {
   write(gpa: bigint, data: Uint8Array): void;
   fill(gpa: bigint, length: bigint, byte: number): void;
   window(gpa: bigint, length: number): ArrayBuffer;
+  /** Guest RAM [chunk * 64 KiB, (chunk + 1) * 64 KiB) (less at its end), detached by close(); it does not keep the RAM alive as window() does. */
+  ramView(chunk: number): ArrayBuffer;
   noteHostWrite(gpa: bigint, length: bigint): void;
   /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
   translate(va: bigint, access: number): number;

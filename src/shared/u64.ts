@@ -33,3 +33,10 @@ export function u64ToNumber(v: bigint): number {
   scratch[0] = v;
   return scratchWords[1 - LOW]! * 0x100000000 + scratchWords[LOW]!;
 }
+
+/** The u64 `hi` * 2^32 + `lo` (two u32 numbers), through the BigUint64Array: no BigInt arithmetic, one BigInt made. */
+export function u64FromWords(lo: number, hi: number): bigint {
+  scratchWords[LOW] = lo;
+  scratchWords[1 - LOW] = hi;
+  return scratch[0]!;
+}

@@ -31,4 +31,35 @@ describe('GuestMemory host access', () => {
     expect(m.memory.read(size - 1n, 1)).toHaveLength(1);
     m.close();
   });
+
+  it('reads (from the RAM views) give what was written, up to the last byte, and throw once the VM is closed', () => {
+    const size = 16n << 20n;
+    const m = new Machine({ memoryBytes: size, countInstructions: false });
+    const bytes = Uint8Array.from({ length: 100 }, (_, i) => (i * 37 + 1) & 0xff);
+    m.memory.write(size - 100n, bytes);
+    expect(m.memory.read(size - 100n, 100)).toEqual(Buffer.from(bytes));
+    expect(m.memory.read(size - 8n, 8)).toEqual(Buffer.from(bytes.subarray(92)));
+    expect(m.memory.readU64(size - 8n)).toBe(Buffer.from(bytes.subarray(92)).readBigUInt64LE());
+    expect(m.memory.readU32(size - 4n)).toBe(Buffer.from(bytes.subarray(96)).readUInt32LE());
+    expect(m.memory.readU16(size - 2n)).toBe(Buffer.from(bytes.subarray(98)).readUInt16LE());
+    expect(m.memory.readU8(size - 1n)).toBe(bytes[99]);
+    expect(m.memory.read(0n, 0)).toHaveLength(0);
+    expect(m.memory.read(size, 0)).toHaveLength(0);
+    expect(() => m.memory.readU64(size - 4n)).toThrow(RangeError);
+    expect(() => m.memory.read(size - 1n, 2)).toThrow(RangeError);
+    expect(() => m.memory.read(0n, -1)).toThrow(RangeError);
+    m.close();
+    expect(() => m.memory.readU8(0n)).toThrow('the VM is closed');
+    expect(() => m.memory.read(0n, 64)).toThrow('the VM is closed');
+  });
+
+  it('reads across a boundary of the RAM views (64 KiB chunks) and of RAM pieces (1 GiB) give what was written', () => {
+    const m = new Machine({ memoryBytes: 2n << 30n, countInstructions: false });
+    const at = (1n << 30n) - 4n;
+    m.memory.write(at, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+    expect(m.memory.readU64(at)).toBe(0x0807060504030201n);
+    expect(m.memory.readU32(at + 4n)).toBe(0x08070605);
+    expect(m.memory.read(at - 60n, 72).subarray(60)).toEqual(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0]));
+    m.close();
+  });
 });
