@@ -38,24 +38,20 @@ export class GuestMemory extends TypedAccess {
   }
 
   /**
-   * The chunk view and offset in it of [gpa, gpa+length), in #at; false when it must be read
-   * natively (outside RAM, which the native path reports, across a chunk boundary, or closed).
+   * The offset of [gpa, gpa+length) in the chunk it lies in, which is then #lastChunk; -1 when it
+   * must be read natively (outside RAM, which the native path reports, across a chunk boundary, or
+   * closed).
    */
-  #locate(gpa: bigint, length: number): boolean {
+  #locate(gpa: bigint, length: number): number {
     const g = u64ToNumber(gpa);
-    if (!(g >= 0 && length > 0 && g + length <= this.#sizeNumber)) return false;
+    if (!(g >= 0 && length > 0 && g + length <= this.#sizeNumber)) return -1;
     const index = Math.floor(g / CHUNK_BYTES);
-    let chunk = this.#lastChunk;
     if (index !== this.#lastIndex) {
-      chunk = this.#chunks.get(index) ?? this.#open(index);
+      this.#lastChunk = this.#chunks.get(index) ?? this.#open(index);
       this.#lastIndex = index;
-      this.#lastChunk = chunk;
     }
     const at = g - index * CHUNK_BYTES;
-    if (at + length > chunk.length) return false;
-    this.#view = chunk;
-    this.#at = at;
-    return true;
+    return at + length <= this.#lastChunk.length ? at : -1;
   }
 
   #open(index: number): Uint8Array {
@@ -63,10 +59,6 @@ export class GuestMemory extends TypedAccess {
     this.#chunks.set(index, chunk);
     return chunk;
   }
-
-  /** Where #locate found the range. */
-  #view: Uint8Array = new Uint8Array(0);
-  #at = 0;
 
   #check(gpa: bigint, length: bigint): void {
     // On numbers, which allocate nothing (BigInt sums did, on every exit): exact below 2^53, and
@@ -82,8 +74,9 @@ export class GuestMemory extends TypedAccess {
 
   override readTransient(gpa: bigint, length: 1 | 2 | 4 | 8): Uint8Array {
     const out = this.#transient[length]!;
-    if (this.#locate(gpa, length)) {
-      const view = this.#view, at = this.#at;
+    const at = this.#locate(gpa, length);
+    if (at >= 0) {
+      const view = this.#lastChunk;
       for (let i = 0; i < length; i++) out[i] = view[at + i]!;
       return out;
     }
@@ -96,9 +89,10 @@ export class GuestMemory extends TypedAccess {
     // A Buffer from Node's pool, every byte of it overwritten (so the pool's old contents never
     // show): a Buffer made by the addon per read cost more than the copy for the small reads a
     // VMM does on every exit (issue 10).
-    if (Number.isInteger(length) && length <= MAX_COPY_BYTES && this.#locate(gpa, length)) {
+    const at = Number.isInteger(length) && length <= MAX_COPY_BYTES ? this.#locate(gpa, length) : -1;
+    if (at >= 0) {
       const out = Buffer.allocUnsafe(length);
-      const view = this.#view, at = this.#at;
+      const view = this.#lastChunk;
       // Short reads byte by byte: a subarray for set() is an allocation and a builtin call more.
       if (length <= 32) for (let i = 0; i < length; i++) out[i] = view[at + i]!;
       else out.set(view.subarray(at, at + length));
