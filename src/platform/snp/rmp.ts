@@ -453,21 +453,10 @@ export class Rmp implements Snapshottable<RmpTable> {
    * The 4 KiB entries of the region with index `key` (spa >> 21), a slot per page (undefined: the
    * reset state), or undefined when it stores a 2 MiB entry or nothing. Read only, and valid until
    * the table changes: for a walk of every page (the page gate's derivation) without a call per
-   * entry (forEachSmallEntry's, ~half of such a walk).
+   * entry (a callback per entry was ~half of such a walk).
    */
   smallEntries(key: number): readonly (Readonly<RmpEntry> | undefined)[] | undefined {
     const r = this.#regions.get(key);
     return r?.kind === 'small' ? r.entries : undefined;
-  }
-
-  /** The 4 KiB entries stored in a small region in page order, each with its index: `visit` is called for each. */
-  forEachSmallEntry(region: bigint, visit: (index: number, entry: Readonly<RmpEntry>) => void): void {
-    const r = this.#regions.get(Number(region));
-    if (r?.kind !== 'small') return;
-    const entries = r.entries;
-    for (let i = 0; i < PAGES_PER_2M; i++) {
-      const e = entries[i];
-      if (e !== undefined) visit(i, e);
-    }
   }
 }

@@ -130,7 +130,7 @@ describe('RMPADJUST', () => {
       const g = snpGuest(source, { vmpl: 1 });
       for (const key of g.platform.rmp.regionKeys()) {
         const assigned: bigint[] = [];
-        g.platform.rmp.forEachSmallEntry(key, (index, e) => { if (e.assigned) assigned.push((key << 21n) + BigInt(index) * 0x1000n); });
+        (g.platform.rmp.smallEntries(Number(key)) ?? []).forEach((e, index) => { if (e?.assigned) assigned.push((key << 21n) + BigInt(index) * 0x1000n); });
         for (const gpa of assigned) g.platform.rmp.adjustPermissions(gpa, 1, 0xf, false);
         g.platform.setNptPageSize(key << 21n, '4k'); // resyncs the gate
       }

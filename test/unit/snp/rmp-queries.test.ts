@@ -93,7 +93,7 @@ describe('RMP table answers', () => {
     rmp.put2m(PAGE_2M, at(0x40000000n, { pageSize: '2m', validated: true }));
     rmp.split(PAGE_2M);
     const seen: [number, bigint][] = [];
-    rmp.forEachSmallEntry(1n, (index, e) => seen.push([index, e.gpa]));
+    rmp.smallEntries(1)!.forEach((e, index) => { if (e !== undefined) seen.push([index, e.gpa]); });
     expect(seen).toEqual(Array.from({ length: PAGES_PER_2M }, (_, i) => [i, 0x40000000n + BigInt(i) * PAGE_4K]));
     expect(rmp.assignedPages()).toBe(PAGES_PER_2M);
     expect(rmp.lookup(2n * PAGE_2M)).toEqual(HV_OWNED_ENTRY);
@@ -103,7 +103,7 @@ describe('RMP table answers', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put4k(PAGE_2M + 0x5000n, at(PAGE_2M + 0x5000n));
     rmp.put4k(PAGE_2M + 0x9000n, at(PAGE_2M + 0x9000n, { assigned: false, immutable: true }));
-    const walk = (r: Rmp) => { const seen: number[] = []; r.forEachSmallEntry(1n, (index) => seen.push(index)); return seen; };
+    const walk = (r: Rmp) => { const seen: number[] = []; r.smallEntries(1)!.forEach((e, index) => { if (e !== undefined) seen.push(index); }); return seen; };
     const other = new Rmp(MEMORY);
     other.loadState(rmp.saveState());
     expect(walk(other)).toEqual([5, 9]);
