@@ -232,7 +232,12 @@ export class Sept implements Snapshottable<SeptTables> {
   }
 
   stateAt(level: SeptLevel, gpa: bigint): SeptStateName {
-    return this.entry(level, gpa)?.state ?? 'FREE';
+    return this.#stateOf(level, u64ToNumber(gpa));
+  }
+
+  /** stateAt for the GPA `at` as a number. */
+  #stateOf(level: SeptLevel, at: number): SeptStateName {
+    return level >= 0 && level <= this.topLevel ? this.#get(level, septEntryKey(at, level))?.state ?? 'FREE' : 'FREE';
   }
 
   /**
@@ -265,8 +270,7 @@ export class Sept implements Snapshottable<SeptTables> {
    */
   reachedState(gpa: bigint, level: SeptLevel): SeptStateName | undefined {
     const at = u64ToNumber(gpa);
-    if (!this.#reachableAt(level, at)) return undefined;
-    return level <= this.topLevel ? this.#get(level, septEntryKey(at, level))?.state ?? 'FREE' : 'FREE';
+    return this.#reachableAt(level, at) ? this.#stateOf(level, at) : undefined;
   }
 
   /** Sets one entry's state (keeping its counters unless told) and re-derives the gate under it. */
