@@ -12,7 +12,7 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, failedCheck, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmplPerms } from './launch.js';
-import { VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
+import { EFER_SVME, VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
 import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
@@ -992,6 +992,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         // guests (arch/x86/kvm/svm/sev.c, sev_es_init_vmcb: set_msr_interception(MSR_EFER, 1, 1);
         // writes only trap to the host afterwards), so no #VC.
         // FS/GS bases likewise (PASSTHROUGH_MSRS).
+        // EFER.SVME is set in every running SEV-ES/SNP guest (VMRUN refuses a VMSA without it),
+        // and Linux copies what it reads into its AP trampoline (arch/x86/realmode/init.c,
+        // setup_real_mode: trampoline_header->efer). Unicorn's CPU has no SVM and drops the bit.
+        else if (exit.msr === MSR_EFER) value = vcpu.readMsr(exit.msr) | EFER_SVME;
         else if (PASSTHROUGH_MSRS.has(exit.msr)) value = vcpu.readMsr(exit.msr);
         // Other MSRs are intercepted and raise #VC (SVM_EXIT_MSR) in an SEV-ES/SNP guest.
         else return this.injectVc(BigInt(SVM_EXIT.MSR), undefined, `rdmsr 0x${exit.msr.toString(16)}`);
@@ -1007,6 +1011,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
           this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           vcpu.complete(exit);
           return RESUME;
+        }
+        // The write lands in the VMSA and traps to the host afterwards (SVM_EXIT_EFER_WRITE_TRAP;
+        // KVM sev_es_init_vmcb sets TRAP_EFER_WRITE). Without SVME the VMRUN that resumes the
+        // guest fails its consistency checks (VMEXIT_INVALID; KVM reports KVM_EXIT_FAIL_ENTRY).
+        if (exit.msr === MSR_EFER && (exit.value & EFER_SVME) === 0n) {
+          this.#record('wrmsr', { msr: exit.msr, value: exit.value });
+          return { kind: 'outcome', outcome: { outcome: 'terminated', reason: 'the guest cleared EFER.SVME: VMRUN refuses the VMSA (VMEXIT_INVALID)' } };
         }
         if (PASSTHROUGH_MSRS.has(exit.msr)) {
           vcpu.writeMsr(exit.msr, exit.value);

@@ -121,7 +121,8 @@ export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
   };
 }
 
-const EFER_SVME = 1n << 12n;
+/** EFER.SVME: VMRUN refuses guest state without it (AMD APM Vol. 2 §15.5.1). */
+export const EFER_SVME = 1n << 12n;
 const CR0_PE = 1n;
 /** vmcb_seg attrib bits (Linux svm.h SVM_SELECTOR_*): L (64-bit code) 9, D/B 10. */
 const SEG_L = 1 << 9, SEG_DB = 1 << 10;

@@ -148,6 +148,40 @@ describe('GHCB MSR protocol', () => {
     expect(g.vm.vcpu.regs.r8 & 4n).toBe(4n);
   });
 
+  // VMRUN refuses a VMSA whose EFER.SVME is clear (AMD APM Vol. 2 §15.5.1), so a running SNP guest
+  // reads it set, although the emulated CPU has no SVM; EFER itself is not intercepted (KVM
+  // sev_es_init_vmcb), so neither access raises #VC.
+  it('EFER reads with SVME (bit 12) set, and a read-modify-write keeps it', () => {
+    const g = snpGuest(`
+      mov ecx, 0xc0000080
+      rdmsr
+      mov r8, rax
+      or eax, 0x800
+      wrmsr
+      rdmsr
+      mov r9, rax
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r8 & 0x1000n).toBe(0x1000n);
+    expect(g.vm.vcpu.regs.r9 & 0x1800n).toBe(0x1800n);
+    expect(g.vm.vcpu.regs.r13).toBe(0n); // no exception was delivered
+    expect(g.trace.ofType('rdmsr').map((e) => BigInt(e.value as bigint) & 0x1000n)).toEqual([0x1000n, 0x1000n]);
+  });
+
+  // The write lands in the VMSA and only traps to the host afterwards; the VMRUN that would resume
+  // the guest then fails its consistency checks (VMEXIT_INVALID), so the guest never runs again.
+  it('a guest that clears EFER.SVME is terminated before its next instruction', () => {
+    const g = snpGuest(`
+      mov ecx, 0xc0000080
+      rdmsr
+      and eax, 0xffffefff
+      wrmsr
+      mov r8, 1
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'terminated', reason: expect.stringMatching(/EFER\.SVME/) });
+    expect(g.vm.vcpu.regs.r8).toBe(0n);
+  });
+
   it('writing SEV_STATUS raises #GP; other MSRs raise #VC 0x7C; port I/O raises #VC 0x7B', () => {
     const gp = snpGuest('mov ecx, 0xc0010131\nxor eax, eax\nxor edx, edx\nwrmsr\nhlt');
     expect(gp.run()).toMatchObject({ outcome: 'done' });
