@@ -8,6 +8,7 @@ import type { TraceEvent } from '../../shared/trace.js';
 import { bitmapRanges, UNACCEPTED_HEADER_SIZE, type GpaRange } from './boot-params.js';
 import { mergeRanges } from './linux-launch.js';
 import { PSC_OP } from '../../platform/snp/ghcb-msr.js';
+import { PVALIDATE_FAIL_NOUPDATE } from '../../platform/snp/pvalidate.js';
 import type { LinuxImages } from '../images.js';
 
 export interface LinuxAcceptCall {
@@ -56,8 +57,6 @@ export interface LinuxBootReport {
   pageFaults: number;
 }
 
-/** What Linux's pvalidate() returns when PVALIDATE set CF (nothing changed): PVALIDATE_FAIL_NOUPDATE. */
-const PVALIDATE_FAIL_NOUPDATE = 255n;
 const within = (r: GpaRange, outer: readonly GpaRange[]) => outer.some((o) => r.start >= o.start && r.end <= o.end);
 const equalRanges = (a: readonly GpaRange[], b: readonly GpaRange[]) => a.length === b.length && a.every((r, i) => r.start === b[i]!.start && r.end === b[i]!.end);
 
@@ -97,7 +96,7 @@ export function linuxBootReport(linux: LinuxImages, events: readonly TraceEvent[
       // An NPF or fault (no rc) is no completed call: the VMM fixes it up and the guest runs it again.
       platform = 'snp';
       const bytes = e.size === '2m' ? 0x200000n : 0x1000n;
-      const status = e.rc !== 0 ? BigInt(e.rc) : e.cf === true ? PVALIDATE_FAIL_NOUPDATE : 0n;
+      const status = e.rc !== 0 ? BigInt(e.rc) : e.cf === true ? BigInt(PVALIDATE_FAIL_NOUPDATE) : 0n;
       if (e.validate !== true) {
         if (status === 0n) for (let p = e.gpa; p < e.gpa + bytes; p += 0x1000n) rescinded.add(p);
         continue;

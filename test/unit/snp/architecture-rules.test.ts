@@ -14,7 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NativeTranslation } from '../../../src/native/binding.js';
 import { checkAccess, NPF_BITS, VC_PAGE_NOT_VALIDATED, type AccessRequest, type GuestContext } from '../../../src/platform/snp/access-check.js';
-import { PVALIDATE_RC, decodePvalidateRegs, pvalidate, pvalidateFlags } from '../../../src/platform/snp/pvalidate.js';
+import { PVALIDATE_FAIL_NOUPDATE, PVALIDATE_RC, decodePvalidateRegs, pvalidate, pvalidateFlags } from '../../../src/platform/snp/pvalidate.js';
 import { RMP_INSN_RC, type RmpInsnRequest } from '../../../src/platform/snp/rmp-instruction.js';
 import { rmpadjust, type RmpadjustRegs } from '../../../src/platform/snp/rmpadjust.js';
 import { Rmp, VMPL_PERM, VMPL_PERM_ALL, type RmpEntry, type RmpPageSize } from '../../../src/platform/snp/rmp.js';
@@ -107,6 +107,8 @@ function insnRequest(gva: bigint, size: RmpPageSize, more: Partial<RmpInsnReques
 describe('PVALIDATE (APM Vol. 2 §15.36.6, §15.36.11; MS __pvalidate)', () => {
   it('return codes: 0 success, 1 an input parameter is invalid, 6 the guest page and RMP entry page sizes do not match', () => {
     expect(PVALIDATE_RC).toEqual({ SUCCESS: 0, FAIL_INPUT: 1, FAIL_SIZEMISMATCH: 6 });
+    // And the software code for CF=1 (Linux asm/sev.h: "Software defined (when rFlags.CF = 1)").
+    expect(PVALIDATE_FAIL_NOUPDATE).toBe(255);
   });
 
   it('the address is rAX at the code\'s address size: RAX in 64-bit code, EAX in 32-bit, AX in 16-bit (LLVM X86InstrSNP.td PVALIDATE64/PVALIDATE32)', () => {
@@ -114,6 +116,13 @@ describe('PVALIDATE (APM Vol. 2 §15.36.6, §15.36.11; MS __pvalidate)', () => {
     expect(decodePvalidateRegs(rax, 0n, 1n, 64).gva).toBe(rax);
     expect(decodePvalidateRegs(rax, 0n, 1n, 32).gva).toBe(0x1234_5000n);
     expect(decodePvalidateRegs(rax, 0n, 1n, 16).gva).toBe(0x5000n);
+    // Every bit of EAX / AX is kept, the low ones too (a 4K request's offset bits are not cleared here).
+    const allOnes = 0xffff_ffff_ffff_ffffn;
+    expect(decodePvalidateRegs(allOnes, 0n, 1n, 64).gva).toBe(allOnes);
+    expect(decodePvalidateRegs(allOnes, 0n, 1n, 32).gva).toBe(0xffff_ffffn);
+    expect(decodePvalidateRegs(allOnes, 0n, 1n, 16).gva).toBe(0xffffn);
+    // Without a code size, 64-bit code (long mode, where the model's guests run).
+    expect(decodePvalidateRegs(rax, 0n, 1n).gva).toBe(rax);
   });
 
   it('sets Validated and nothing else (§15.36.3: PVALIDATE writes only the Validated flag); again: rc 0 with "validated bit not changed" (CF=1)', () => {
