@@ -69,6 +69,15 @@ describe('PVALIDATE', () => {
     expect(pvalidate(rmp, VMPL0, pvalidateRequest(0x7000000000n, '4k', true, { translation: blocked(T) }))).toEqual({ kind: 'retry', gpa: T });
   });
 
+  it('a page-table page of the walk that the guest owns but has not validated: #VC 0x404 with CR2 = RAX, as for a load (B3: "When PVALIDATE\'s own page walk goes through an unvalidated guest page-table page, it gets #VC 0x404"); the target is untouched', () => {
+    const rmp = rmpWithGuestPages();
+    const ptPage = T + 0x1000n;  // guest-owned, not validated
+    const blocked: NativeTranslation = { status: 'table-blocked', gpa: ptPage, isPrivate: true, level: 2, writable: false, executable: false, pfError: 0 };
+    expect(pvalidate(rmp, VMPL0, pvalidateRequest(0x7000000000n, '4k', true, { translation: blocked })))
+      .toMatchObject({ kind: 'fault', vector: 29, errorCode: 0x404n, cr2: 0x7000000000n });
+    expect(rmp.lookup(ptPage).validated).toBe(false);
+  });
+
   it('2M request with a GVA that is not 2M aligned: FAIL_INPUT, even when it maps to a 2M-aligned GPA (B2)', () => {
     const rmp = rmpWithGuestPages();
     const out = pvalidate(rmp, VMPL0, pvalidateRequest(0x7000001000n, '2m', true, { translation: mappedTo(T + 0x200000n) }));
@@ -96,6 +105,21 @@ describe('PVALIDATE', () => {
     const out = pvalidate(rmp, VMPL0, pvalidateRequest(MEMORY + 0x1000n, '4k', true));
     expect(out).toMatchObject({ kind: 'npf', gpa: MEMORY + 0x1000n, reason: 'rmp-covered' });
     expect((out as { errorCode: bigint }).errorCode & NPF_BITS.rmp).toBe(NPF_BITS.rmp);
+  });
+
+  it('NPF error codes of its own RMP checks (EXITINFO1, B3): RMP bit 31 and final-GPA bit 32, never page-table bit 33; the ownership and size checks of the private target also P (bit 0, the nested page is present: a protection fault, as in a #PF error code) and ENC (bit 34, the effective C-bit)', () => {
+    const rmp = rmpWithGuestPages();
+    const notCovered = pvalidate(rmp, VMPL0, pvalidateRequest(MEMORY + 0x1000n, '4k', true)) as { errorCode: bigint };
+    expect(notCovered.errorCode & (NPF_BITS.rmp | NPF_BITS.finalGpa | NPF_BITS.pageTable)).toBe(NPF_BITS.rmp | NPF_BITS.finalGpa);
+    const targetBits = NPF_BITS.present | NPF_BITS.rmp | NPF_BITS.finalGpa | NPF_BITS.enc;
+    // A hypervisor-owned page (the Guest-Owned check).
+    const notOwned = pvalidate(rmp, VMPL0, pvalidateRequest(T + 0x5000n, '4k', true));
+    expect(notOwned).toMatchObject({ kind: 'npf', gpa: T + 0x5000n, reason: 'guest-owned' });
+    expect((notOwned as { errorCode: bigint }).errorCode & (targetBits | NPF_BITS.pageTable | NPF_BITS.sizeMismatch)).toBe(targetBits);
+    // A 4K request inside the 2 MiB entry: the same bits and SIZEM (bit 35).
+    const sizem = pvalidate(rmp, VMPL0, pvalidateRequest(T + 0x201000n, '4k', true));
+    expect(sizem).toMatchObject({ kind: 'npf', gpa: T + 0x201000n, reason: 'size-mismatch' });
+    expect((sizem as { errorCode: bigint }).errorCode & (targetBits | NPF_BITS.pageTable | NPF_BITS.sizeMismatch)).toBe(targetBits | NPF_BITS.sizeMismatch);
   });
 
   it('validates only the entry RAX translates to', () => {
@@ -128,6 +152,18 @@ describe('PVALIDATE', () => {
     // FAIL_SIZEMISMATCH (6 = 0b110): even parity, PF=1.
     expect(pvalidateFlags(0n, RMP_INSN_RC.FAIL_SIZEMISMATCH, false) & (RFLAGS.ZF | RFLAGS.PF | RFLAGS.CF)).toBe(RFLAGS.PF);
     expect(pvalidateFlags(others, 0, false) & (1n << 9n)).toBe(1n << 9n);
+  });
+
+  it('flags: SF, OF and AF are 0 after every return code, whatever they were before (B2: "OF, ZF, AF, PF and SF are set based on the return code"; every code is a small positive EAX)', () => {
+    const stale = RFLAGS.SF | RFLAGS.OF | RFLAGS.AF | RFLAGS.ZF | RFLAGS.PF | RFLAGS.CF;
+    for (const rc of [RMP_INSN_RC.SUCCESS, RMP_INSN_RC.FAIL_INPUT, RMP_INSN_RC.FAIL_SIZEMISMATCH]) {
+      for (const unchanged of [false, true]) {
+        expect(pvalidateFlags(stale, rc, unchanged) & (RFLAGS.SF | RFLAGS.OF | RFLAGS.AF)).toBe(0n);
+        expect(pvalidateFlags(0n, rc, unchanged) & (RFLAGS.SF | RFLAGS.OF | RFLAGS.AF)).toBe(0n);
+      }
+    }
+    // CF=1 only for a success that changed nothing: a failure with "unchanged" set has CF=0.
+    expect(pvalidateFlags(stale, RMP_INSN_RC.FAIL_INPUT, true) & RFLAGS.CF).toBe(0n);
   });
 });
 
