@@ -34,6 +34,18 @@ describe('guest access checks', () => {
     expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toEqual({ kind: 'ok' });
   });
 
+  it('Reverse-Map compares the page of the access, not its byte: any offset in a 4 KiB entry\'s page, or in a 2 MiB entry\'s region, passes (§15.36.10: the entry\'s Guest_Physical_Address is the GPA of the page it maps)', () => {
+    const rmp = new Rmp(MEMORY);
+    rmp.put4k(T, entry());
+    for (const offset of [0x1n, 0x7ffn, 0xfffn]) {
+      expect(checkAccess(rmp, privateAccess('read', { gpa: T + offset }), VMPL0)).toEqual({ kind: 'ok' });
+    }
+    rmp.put2m(T + 0x200000n, entry({ pageSize: '2m', gpa: T + 0x200000n }));
+    for (const offset of [0x1n, 0x3fffn, 0x1fffffn]) {
+      expect(checkAccess(rmp, privateAccess('write', { gpa: T + 0x200000n + offset, nptSize: '2m' }), VMPL0)).toEqual({ kind: 'ok' });
+    }
+  });
+
   it('VMPL permissions: a fetch needs execute-supervisor, a write needs write (§15.36.7, §15.36.10); failures set the VMPL bit', () => {
     const rmp = new Rmp(MEMORY);
     const vmpl1: GuestContext = { asid: 1, vmpl: 1 };
