@@ -8,7 +8,7 @@
 // PSMASH_FAIL_INUSE 3); KVM sev.c snp_launch_update (pages are made private with
 // immutable=true, i.e. "pre-guest", before SNP_LAUNCH_UPDATE validates them).
 // Cells marked (U) are our reading where the APM text was not available.
-import { PAGE_2M, PAGE_4K, type Rmp } from './rmp.js';
+import { PAGE_2M, type Rmp } from './rmp.js';
 import { u64ToNumber } from '../../shared/u64.js';
 
 /** Host operations on the RMP. */
@@ -94,10 +94,6 @@ export const RMP_LEGALITY: Readonly<Record<HostOp, Readonly<Record<TargetState, 
     'assigned-2m': 'INVALID_PAGE_STATE',
   },
 };
-
-export function opSize(op: HostOp): bigint {
-  return op === 'rmpupdate-2m' || op === 'psmash' ? PAGE_2M : PAGE_4K;
-}
 
 /** Classifies the target of `op` at system-physical `spa` (columns checked in table order). */
 export function classifyTarget(rmp: Rmp, op: HostOp, spa: bigint): TargetState {
