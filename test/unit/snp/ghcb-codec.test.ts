@@ -3,9 +3,10 @@
 // tdx-snp-architecture.md B4 and Linux asm/sev-common.h / asm/svm.h give them: the round trips in
 // rmp.test.ts would pass with any self-consistent layout.
 import { describe, expect, it } from 'vitest';
-import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import { decodeGhcbMsr, ghcbMsr, GHCB_INFO, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbInfo, HV_FEATURE, PSC_OP, REGISTER_GHCB_REFUSED_GFN, TERM_CODE_LINUX, TERM_SET } from '../../../src/platform/snp/ghcb-msr.js';
 import {
-  decodeIoioExitInfo, decodePscEntry, decodePscEntryWords, encodePscEntry, GHCB_OFFSET, GHCB_SAVE_AREA_AND_BITMAP_BYTES, PSC_ERROR, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, withPscCurPage,
+  AP_REQUEST, decodeIoioExitInfo, decodePscEntry, decodePscEntryWords, encodePscEntry, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, IOIO,
+  PSC_ERROR, PSC_MAX_ENTRIES, pscEntryAddress, SVM_EXIT, withPscCurPage,
 } from '../../../src/platform/snp/ghcb-page.js';
 
 describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
@@ -23,12 +24,18 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
   it('GHCB GPA registration 0x012/0x013: [63:12] GFN', () => {
     expect(decodeGhcbMsr((0x30n << 12n) | 0x012n)).toEqual({ kind: 'register-ghcb', gfn: 0x30n });
     expect(ghcbMsr.registerResp(0x30n)).toBe((0x30n << 12n) | 0x013n);
+    // A refusal answers GFN -1: every bit of GHCBData[63:12] set (GHCB spec "GHCB GPA Registration":
+    // "otherwise return -1"; Linux 0c76b1d08280).
+    expect(ghcbMsr.registerResp(REGISTER_GHCB_REFUSED_GFN)).toBe(0xffff_ffff_ffff_f013n);
+    expect(REGISTER_GHCB_REFUSED_GFN).toBe(0xf_ffff_ffff_ffffn);  // the 52 bits of GHCBData[63:12], as a GFN
   });
 
   it('Page State Change request 0x014: [51:12] GFN, [55:52] operation; response 0x015: [63:32] error', () => {
     const req = (0xfn << 52n) | (0xabcdn << 12n) | 0x014n;
     expect(decodeGhcbMsr(req)).toEqual({ kind: 'psc', gfn: 0xabcdn, op: 0xf });
     expect(decodeGhcbMsr((1n << 56n) | (2n << 52n) | (1n << 12n) | 0x014n)).toEqual({ kind: 'psc', gfn: 1n, op: PSC_OP.SHARED });
+    // The GFN field is all forty bits 51:12.
+    expect(decodeGhcbMsr((1n << 52n) | (0xff_ffff_ffffn << 12n) | 0x014n)).toEqual({ kind: 'psc', gfn: 0xff_ffff_ffffn, op: PSC_OP.PRIVATE });
     expect(ghcbMsr.pscReq(0xabcdn, PSC_OP.PRIVATE)).toBe((1n << 52n) | (0xabcdn << 12n) | 0x014n);
     expect(ghcbMsr.pscResp(0x80000001)).toBe((0x80000001n << 32n) | 0x015n);
     expect(PSC_OP).toEqual({ PRIVATE: 1, SHARED: 2, PSMASH: 3, UNSMASH: 4 });
@@ -42,6 +49,18 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
   it('termination request 0x100: [15:12] reason set, [23:16] reason code', () => {
     expect(decodeGhcbMsr((0xa5n << 16n) | (0x3n << 12n) | 0x100n)).toEqual({ kind: 'terminate', reasonSet: 3, reasonCode: 0xa5 });
     expect(ghcbMsr.termReq(1, 0xa5)).toBe((0xa5n << 16n) | (1n << 12n) | 0x100n);
+  });
+
+  it('termination reason sets and Linux\'s codes in set 1 (Linux asm/sev-common.h SEV_TERM_SET_GEN 0, SEV_TERM_SET_LINUX 1, GHCB_TERM_REGISTER 0 .. GHCB_TERM_CPUID_HV 5)', () => {
+    expect(TERM_SET).toEqual({ GENERAL: 0, LINUX: 1 });
+    expect(TERM_CODE_LINUX).toEqual({ REGISTER: 0, PSC: 1, PVALIDATE: 2, NOT_VMPL0: 3, CPUID: 4, CPUID_HV: 5 });
+  });
+
+  it('GHCBInfo is all twelve bits 11:0, odd codes too: a response code the guest writes back is no request (Linux GHCB_MSR_INFO_MASK 0xfff)', () => {
+    expect(ghcbInfo(0xffff_ffff_ffff_f013n)).toBe(0x013);
+    expect(ghcbInfo(0xfffn)).toBe(0xfff);
+    expect(decodeGhcbMsr((0x30n << 12n) | 0x013n)).toEqual({ kind: 'unknown', info: 0x013, value: (0x30n << 12n) | 0x013n });
+    expect(decodeGhcbMsr(0x003n)).toMatchObject({ kind: 'unknown', info: 0x003 });
   });
 
   it('GHCBInfo codes (B4)', () => {
@@ -91,6 +110,18 @@ describe('GHCB page', () => {
     }
   });
 
+  it('the page and its shared buffer: a 4 KiB page whose shared buffer is 2032 bytes (Linux struct ghcb: shared_buffer[2032] at 0x800, then the trailer)', () => {
+    expect(GHCB_SIZE).toBe(4096);
+    expect(GHCB_SHARED_BUFFER_SIZE).toBe(2032);
+    expect(GHCB_OFFSET.sharedBuffer + GHCB_SHARED_BUFFER_SIZE).toBe(0xff0);
+  });
+
+  it('SW_EXITINFO1 results 0 ok, 1 inject the event in EXITINFO2, 2 error (B4); errors in EXITINFO2 (Linux asm/sev-common.h GHCB_ERR_NOT_REGISTERED 1 .. GHCB_ERR_INVALID_EVENT 6); AP creation requests (uapi asm/svm.h SVM_VMGEXIT_AP_CREATE_ON_INIT 0, _CREATE 1, _DESTROY 2)', () => {
+    expect(GHCB_RESULT).toEqual({ OK: 0n, INJECT_EVENT: 1n, ERROR: 2n });
+    expect(GHCB_ERR).toEqual({ NOT_REGISTERED: 1n, INVALID_USAGE: 2n, INVALID_SCRATCH_AREA: 3n, MISSING_INPUT: 4n, INVALID_INPUT: 5n, INVALID_EVENT: 6n });
+    expect(AP_REQUEST).toEqual({ CREATE_ON_INIT: 0, CREATE: 1, DESTROY: 2 });
+  });
+
   it('errors in SW_EXITINFO2 and the NAE exit codes (GHCB spec §4.1.6; uapi asm/svm.h)', () => {
     expect(PSC_ERROR).toEqual({ INVALID_HEADER: (1n << 32n) | 1n, INVALID_ENTRY: (1n << 32n) | 2n, GENERIC: 0x100n << 32n });
     expect(SVM_EXIT).toMatchObject({ CPUID: 0x72, IOIO: 0x7b, MSR: 0x7c, NPF: 0x400, PSC: 0x80000010, AP_CREATION: 0x80000013, HV_FEATURES: 0x8000fffd, TERM_REQUEST: 0x8000fffe, UNSUPPORTED: 0x8000ffff });
@@ -101,5 +132,7 @@ describe('GHCB page', () => {
     expect(decodeIoioExitInfo((0xcf8n << 16n) | (1n << 6n) | (1n << 3n) | (1n << 2n))).toEqual({ direction: 'out', port: 0xcf8, size: 4, string: true, rep: true });
     expect(decodeIoioExitInfo((0x80n << 16n) | (1n << 5n))).toMatchObject({ size: 2 });
     expect(decodeIoioExitInfo(0x80n << 16n).size).toBeUndefined();
+    expect(IOIO).toEqual({ TYPE_IN: 1n, STRING: 1n << 2n, REP: 1n << 3n, SZ8: 1n << 4n, SZ16: 1n << 5n, SZ32: 1n << 6n });
+    expect(decodeIoioExitInfo((0x80n << 16n) | (1n << 2n) | (1n << 4n))).toMatchObject({ string: true, rep: false, size: 1 });
   });
 });
