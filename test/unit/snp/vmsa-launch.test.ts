@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LaunchDigest, pageInfo } from '../../../src/platform/snp/launch.js';
-import { decodeVmsaPage, vmsaEntryState } from '../../../src/platform/snp/vmsa.js';
+import { bspResetVmsa, decodeVmsaPage, resetVmsa, SNP_RESET_VECTOR, VMSA_MEASURED_GPA, vmsaEntryState, vmsaPage } from '../../../src/platform/snp/vmsa.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
 describe('VMSA entry state', () => {
@@ -13,6 +13,72 @@ describe('VMSA entry state', () => {
     expect(vmsaEntryState({ ...flat, cs: { ...flat.cs, attrib: flat.cs.attrib & ~(1 << 10) } })).toHaveProperty('refused');  // D=0: 16-bit
     expect(vmsaEntryState({ ...flat, cs: { ...flat.cs, attrib: flat.cs.attrib | (1 << 9) } })).toHaveProperty('refused');  // L=1: 64-bit
     expect(vmsaEntryState({ ...flat, cr0: 0x10n })).toEqual({ mode: 'real16' });
+  });
+});
+
+describe('the launch VMSA', () => {
+  it('the BSP starts in the x86 reset state: CS F000h with base FFFF0000h and limit FFFFh, IP FFF0h, RFLAGS 2, CR0 60000010h (APM Vol. 2 §14.1.5 Table 14-1), with EFER.SVME set as every SEV-ES VMSA needs', () => {
+    expect(SNP_RESET_VECTOR).toBe(0xfffffff0n);
+    const v = bspResetVmsa();
+    expect(v).toMatchObject({ cs: { selector: 0xf000, base: 0xffff0000n, limit: 0xffff }, rip: 0xfff0n, rflags: 0x2n, cr0: 0x60000010n, efer: 1n << 12n });
+    // Code segment attributes in VMCB form: present, S, type 0xB (execute/read, accessed).
+    expect(v.cs.attrib).toBe(0x9b);
+    // Another reset vector by the same SEV-ES reset-block convention: base from bits 31:16, IP from 15:0.
+    expect(resetVmsa(0x8765_4321n)).toMatchObject({ cs: { selector: 0xf000, base: 0x8765_0000n }, rip: 0x4321n });
+  });
+
+  it('its page holds each field at its sev_es_save_area offset, the other registers in their reset state (Table 14-1: DR6 FFFF0FF0h, DR7 400h, descriptor tables limit FFFFh; KVM init_vmcb: LDTR type LDT, TR busy 16-bit TSS)', () => {
+    const v = { ...bspResetVmsa(), rdx: 0xa10f11n };
+    const page = Buffer.from(vmsaPage(v));
+    const d = decodeVmsaPage(page);
+    expect(d.cs).toEqual({ selector: 0xf000, attrib: 0x9b, limit: 0xffff, base: 0xffff0000n });
+    for (const seg of [d.es, d.ss, d.ds, d.fs, d.gs]) expect(seg).toEqual({ selector: 0, attrib: 0x93, limit: 0xffff, base: 0n });
+    expect([d.gdtr, d.idtr]).toEqual([{ limit: 0xffff, base: 0n }, { limit: 0xffff, base: 0n }]);
+    expect([page.readUInt16LE(0x72), page.readUInt32LE(0x74)]).toEqual([0x82, 0xffff]);  // LDTR
+    expect([page.readUInt16LE(0x92), page.readUInt32LE(0x94)]).toEqual([0x83, 0xffff]);  // TR
+    expect({ efer: d.efer, cr0: d.cr0, rflags: d.rflags, rip: d.rip, rdx: d.gprs.rdx }).toEqual({ efer: 0x1000n, cr0: 0x60000010n, rflags: 2n, rip: 0xfff0n, rdx: 0xa10f11n });
+    expect([page.readBigUInt64LE(0x160), page.readBigUInt64LE(0x168)]).toEqual([0x400n, 0xffff0ff0n]);  // DR7, DR6
+  });
+
+  it('is measured at GPA 0xFFFFFFFFF000 (sev-snp-measure gctx.py VMSA_GPA: the RMP records a VMSA page with GPA -1, page-aligned, bits above 51 cleared)', () => {
+    expect(VMSA_MEASURED_GPA).toBe(0xffff_ffff_f000n);
+  });
+});
+
+describe('guest VMSA page layout', () => {
+  it('decodes each field from its offset in Linux struct sev_es_save_area (arch/x86/include/asm/svm.h; KVM selftests sev_init2: vmpl 0xca, rip 0x178, sev_features 0x3b0)', () => {
+    // Offsets worked out from the struct: vmcb_seg {u16 selector, u16 attrib, u32 limit, u64 base} x 10 from 0,
+    // then 4 SSPs and u_cet (0xa0..0xc7), reserved_0xc8[2], vmpl 0xca, cpl, reserved_0xcc[4], efer 0xd0,
+    // reserved_0xd8[104], xss 0x140, cr4, cr3, cr0, dr7, dr6, rflags, rip 0x178, ..., reserved_0x1c0[24], rsp 0x1d8,
+    // s_cet, ssp, isst_addr, rax 0x1f8, ..., reserved_0x2f0[24], rcx 0x308, rdx, rbx, reserved_0x320, rbp 0x328 .. r15 0x378,
+    // reserved_0x380[16], four exit fields, sev_features 0x3b0.
+    const page = Buffer.alloc(4096);
+    const segs = { es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50 } as const;
+    Object.values(segs).forEach((off, i) => {
+      page.writeUInt16LE(0x100 + i, off);
+      page.writeUInt16LE(0x200 + i, off + 2);
+      page.writeUInt32LE(0x30000 + i, off + 4);
+      page.writeBigUInt64LE(0x4000_0000n + BigInt(i), off + 8);
+    });
+    page.writeUInt32LE(0x57, 0x60 + 4); page.writeBigUInt64LE(0x6000n, 0x60 + 8);  // GDTR limit, base
+    page.writeUInt32LE(0xff, 0x80 + 4); page.writeBigUInt64LE(0x8000n, 0x80 + 8);  // IDTR limit, base
+    page.writeUInt8(2, 0xca);
+    const q: Record<string, number> = {
+      efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, rcx: 0x308, rdx: 0x310, rbx: 0x318,
+      rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350, r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
+    };
+    for (const off of Object.values(q)) page.writeBigUInt64LE(0x1111_0000_0000n | BigInt(off), off);
+    const v = decodeVmsaPage(page);
+    Object.keys(segs).forEach((name, i) => {
+      expect(v[name as keyof typeof segs]).toEqual({ selector: 0x100 + i, attrib: 0x200 + i, limit: 0x30000 + i, base: 0x4000_0000n + BigInt(i) });
+    });
+    expect(v.gdtr).toEqual({ limit: 0x57, base: 0x6000n });
+    expect(v.idtr).toEqual({ limit: 0xff, base: 0x8000n });
+    expect(v.vmpl).toBe(2);
+    for (const [name, off] of Object.entries(q)) {
+      const got = name in v.gprs ? v.gprs[name as keyof typeof v.gprs] : (v as unknown as Record<string, bigint>)[name];
+      expect([name, got]).toEqual([name, 0x1111_0000_0000n | BigInt(off)]);
+    }
   });
 });
 
