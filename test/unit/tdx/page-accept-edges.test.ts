@@ -141,3 +141,134 @@ describe('ACCEPT after the module state is restored', () => {
     expect([...m.msrValues]).toEqual([[0x1d9, 0x1n]]);
   });
 });
+
+// tdg_mem_page_accept.c (TDX_1.5): verify_page_info_input(gpa_mappings, LVL_PT, LVL_PD) admits
+// only 4K and 2M; check_tdaccept_failure decides a walk that stopped above the requested level
+// (walk_failed) before sept_lock_acquire_guest, so a lock on that larger entry is never looked at;
+// and only the entry at the requested level is locked, so a lock held on another entry is no
+// concern of this ACCEPT.
+describe('ACCEPT: levels and which entry\'s lock counts', () => {
+  const OPERAND_BUSY_RCX = 0x8000020000000001n;
+  const PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
+
+  it('a 1G ACCEPT (level 2) is OPERAND_INVALID|RCX, even for a 1G-aligned GPA with its levels in place', () => {
+    const m = runningTd();
+    expect(pageAccept(m, gpaLevel(0n, 2))).toEqual({ kind: 'return', status: OPERAND_INVALID_RCX });
+    // Levels 3 to 7 of RCX[2:0] are refused alike.
+    for (const level of [3n, 4n, 7n]) expect(pageAccept(m, level)).toEqual({ kind: 'return', status: OPERAND_INVALID_RCX });
+  });
+
+  it('a 4K ACCEPT inside a host-locked 2M PENDING leaf exits as an EPT violation: the walk failed, nothing is locked', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.host.lockEntry(P, 1);
+    const r = pageAccept(m, gpaLevel(P + 0x3000n, 0));
+    expect(r).toMatchObject({ kind: 'step', result: 'td-exit(accept)' });
+  });
+
+  it('a 4K ACCEPT inside a host-locked 2M MAPPED leaf is PAGE_ALREADY_ACCEPTED with the leaf\'s level', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    m.host.lockEntry(P, 1);
+    expect(pageAccept(m, gpaLevel(P + 0x3000n, 0))).toEqual({ kind: 'return', status: PAGE_ALREADY_ACCEPTED | 1n });
+  });
+
+  it.each([
+    ['the host holds', (m: ReturnType<typeof runningTd>, other: bigint) => m.host.lockEntry(other, 1)],
+    ['another vCPU holds', (m: ReturnType<typeof runningTd>, other: bigint) => m.guestLocks.set(septLockKey(1, other), 1)],
+    ['has the host-priority bit', (m: ReturnType<typeof runningTd>, other: bigint) => m.hostPriority.add(septLockKey(1, other))],
+  ] as const)('an entry that %s does not stop the ACCEPT of another entry', (_what, lock) => {
+    const m = runningTd();
+    const other = P + 0x200000n;
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memPageAug(gpaLevel(other, 1)).status).toBe(0n);
+    lock(m, other);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(pageAccept(m, gpaLevel(other, 1))).toEqual({ kind: 'return', status: OPERAND_BUSY_RCX });
+  });
+
+  it('the vCPU that holds the entry across a preemption goes on with its ACCEPT and lets the lock go when it completes', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.guestLocks.set(septLockKey(1, P), m.machine.vcpuIndex);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.guestLocks.size).toBe(0);
+  });
+});
+
+// The exact results of check_tdaccept_failure's cases (tdg_mem_page_accept.c, TDX_1.5):
+// ALREADY_ACCEPTED and SIZE_MISMATCH are api_error_with_operand_id(status, ept_level), the level
+// the walk reached; a VIOLATION is async_tdexit_ept_violation (td_other_exits.c), whose extended
+// exit qualification (vmx_ext_exit_qual_t, vmcs_defs.h) is type VMX_EEQ_ACCEPT (1) in bits 3:0 and
+// tdaccept_vmx_eeq_info_t (tdx_api_defs.h) in bits 63:32: req_sept_level[2:0],
+// err_sept_level[5:3], err_sept_state[13:6] (sept_get_arch_state: FREE 0, BLOCKED 1, PENDING 2,
+// PENDING_BLOCKED 3, MAPPED 4), err_sept_is_leaf[14]; exit_qual.data_write = 1 and the entry's RWX (0 here).
+describe('ACCEPT: the exact statuses and exit qualifications of each failure', () => {
+  const PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
+  const PAGE_SIZE_MISMATCH = 0xc0000b0b00000000n;
+
+  function eeqOf(r: ReturnType<typeof pageAccept>) {
+    if (r.kind !== 'step' || r.step.kind !== 'td-exit' || r.step.exit.reason !== 'ept-violation') throw new Error(`no EPT-violation TD exit: ${JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
+    return r.step.exit;
+  }
+
+  it('a 4K ACCEPT of a MAPPED 4K page is PAGE_ALREADY_ACCEPTED with level 0 in bits 31:0', () => {
+    const m = runningTd();
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memPageAug(gpaLevel(P, 0)).status).toBe(0n);
+    expect(pageAccept(m, gpaLevel(P, 0))).toEqual({ kind: 'return', status: 0n });
+    expect(pageAccept(m, gpaLevel(P, 0))).toEqual({ kind: 'return', status: PAGE_ALREADY_ACCEPTED });
+  });
+
+  it('a 2M ACCEPT where a SEPT page maps the range as 4K pages is PAGE_SIZE_MISMATCH|1', () => {
+    const m = runningTd();
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: PAGE_SIZE_MISMATCH | 1n });
+  });
+
+  it('a 4K ACCEPT inside a 2M PENDING leaf: EEQ info req 0, err level 1, state PENDING (2), leaf', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x5000n, 0)));
+    const info = 0n | (1n << 3n) | (2n << 6n) | (1n << 14n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'PENDING', isLeaf: true });
+    expect(exit).toMatchObject({ gpa: P + 0x5000n, access: 'write', space: 'private', exitQualification: 2n, septState: 'PENDING', outsideRam: false });
+  });
+
+  it('a 2M ACCEPT of a BLOCKED 2M leaf: EEQ info req 1, err level 1, state BLOCKED (1), leaf', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    const exit = eeqOf(pageAccept(m, gpaLevel(P, 1)));
+    const info = 1n | (1n << 3n) | (1n << 6n) | (1n << 14n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 1, errLevel: 1, errState: 'BLOCKED', isLeaf: true });
+  });
+
+  it('a 4K ACCEPT whose 2M entry is FREE (no SEPT page below it): EEQ info req 0, err level 1, state FREE (0), not a leaf', () => {
+    const m = runningTd();
+    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x1000n, 0)));
+    const info = (1n << 3n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'FREE', isLeaf: false });
+  });
+});
+
+describe('ACCEPT at and past the end of guest RAM', () => {
+  it('the TD exit of an ACCEPT of the first GPA past RAM says the GPA is outside RAM; the last page inside says it is not', () => {
+    const m = runningTd();
+    const past = pageAccept(m, gpaLevel(RAM, 0));
+    expect(past).toMatchObject({ kind: 'step', step: { kind: 'td-exit', exit: { gpa: RAM, outsideRam: true } } });
+    const inside = pageAccept(m, gpaLevel(RAM - 0x1000n, 0));
+    expect(inside).toMatchObject({ kind: 'step', step: { kind: 'td-exit', exit: { gpa: RAM - 0x1000n, outsideRam: false } } });
+  });
+
+  it('a PENDING entry past RAM (which no honest AUG makes) is refused with OPERAND_INVALID|RCX, not zeroed', () => {
+    const m = runningTd();
+    // AUG refuses a GPA past RAM (OPERAND_ADDR_RANGE_ERROR): the entry is planted in the S-EPT directly.
+    expect(m.host.memPageAug(gpaLevel(RAM, 1)).status).toBe(0xc000010100000001n);
+    m.sept.setState(1, RAM, 'PENDING');
+    expect(pageAccept(m, gpaLevel(RAM, 1))).toEqual({ kind: 'return', status: OPERAND_INVALID_RCX });
+    expect(m.sept.stateAt(1, RAM)).toBe('PENDING');
+  });
+});
