@@ -254,6 +254,64 @@ describe('ACCEPT: the exact statuses and exit qualifications of each failure', (
   });
 });
 
+// tdg_mem_page_accept.c: a 2M ACCEPT zeroes its page 4 KiB at a time and keeps its progress in the
+// entry's accept_counter; the re-executed TDCALL goes on from there. The chunks zeroed across the
+// calls are exactly the 2M page's: nothing below it or past it.
+describe('an interrupted 2M ACCEPT resumed', () => {
+  it('leaves the whole 2M page zero and the memory on either side of it as it was', () => {
+    const m = runningTd();
+    const below = P - 0x200000n, above = P + 0x200000n;
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.machine.memory.fill(below, 0x600000n, 0x5a);
+    m.host.postInterrupt(0x30, 100);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    const afterFirst = m.machine.memory.read(P, 0x200000);
+    expect(afterFirst.subarray(0, 100 * 4096).every((b) => b === 0)).toBe(true);
+    expect(afterFirst.subarray(100 * 4096).every((b) => b === 0x5a)).toBe(true);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.machine.memory.read(P, 0x200000).every((b) => b === 0)).toBe(true);
+    expect(m.machine.memory.read(below, 0x200000).every((b) => b === 0x5a)).toBe(true);
+    expect(m.machine.memory.read(above, 0x200000).every((b) => b === 0x5a)).toBe(true);
+  });
+});
+
+// Several vCPUs: the scheduler may end a vCPU's turn between two chunks of its 2M ACCEPT. On
+// hardware it stays inside TDG.MEM.PAGE.ACCEPT holding the entry's lock (sept_lock_acquire_guest,
+// tdx_locks.h) while the others run; the model returns to the TD without writing RAX, with the
+// lock in guestLocks under this vCPU, and records an accept-preempted event (docs/trace-schema.md).
+describe('a 2M ACCEPT the vCPU scheduler preempts', () => {
+  it('keeps the entry locked by this vCPU, leaves it PENDING with its progress, and records where it stopped', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.preemptAccept = (done) => (done < 300 ? 300 : undefined);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'step', step: { kind: 'resume' }, result: 'preempted' });
+    expect(m.guestLocks.get(septLockKey(1, P))).toBe(m.machine.vcpuIndex);
+    expect(m.sept.entry(1, P)).toMatchObject({ state: 'PENDING', acceptCounter: 300 });
+    expect(m.trace.ofType('accept-preempted')).toEqual([expect.objectContaining({ gpa: P, level: 1, acceptCounter: 300, resumedFrom: 0 })]);
+    // Re-executed on its next turn: it goes on from 300, completes and lets the lock go.
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.guestLocks.size).toBe(0);
+    expect(m.trace.ofType('accept-resumed-complete')).toEqual([expect.objectContaining({ gpa: P, level: 1, resumedFrom: 300 })]);
+  });
+
+  it('an ACCEPT resumed after its first chunk records accept-resumed-complete from 1', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.host.postInterrupt(0x30, 1);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.trace.ofType('accept-resumed-complete')).toEqual([expect.objectContaining({ gpa: P, level: 1, resumedFrom: 1 })]);
+  });
+
+  it('an ACCEPT that completes in one call records no accept-resumed-complete', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.trace.ofType('accept-resumed-complete')).toEqual([]);
+    expect(m.trace.ofType('accept-preempted')).toEqual([]);
+  });
+});
+
 describe('ACCEPT at and past the end of guest RAM', () => {
   it('the TD exit of an ACCEPT of the first GPA past RAM says the GPA is outside RAM; the last page inside says it is not', () => {
     const m = runningTd();

@@ -3,6 +3,7 @@
 // tdg_vm_rd_wr.c, tdg_vp_vmcall.c (reference A1, A2, A6, A7).
 import { describe, expect, it } from 'vitest';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
+import { TdcallLeaf } from '../../../src/platform/tdx/tdcall.js';
 import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
@@ -139,5 +140,38 @@ describe('TDG.VP.VMCALL RCX bitmap (tdg_vp_vmcall.c)', () => {
     expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { ...none, rcx: 1n << 6n, rsi: 0x66n } } });
     m.completeVmcall({ rsi: 1n, rdi: 2n });
     expect([m.machine.vcpu.regs.rsi, m.machine.vcpu.regs.rdi]).toEqual([1n, 0x77n]);
+  });
+});
+
+// tdg_vp_vmcall.c (TDX_1.5): gpr_check_mask = BIT(0) | BIT(1) | BIT(4) (RAX, RCX, RSP; RBP too only
+// with CONFIG_FLAGS.NO_RBP_MOD, which the model does not offer), and tdvmcall_control_t.reserved
+// (RCX[63:32], tdx_api_defs.h) must be 0; RCX[31:16] (xmm_select) is not checked.
+describe('TDG.VP.VMCALL RCX bitmap: each forbidden bit', () => {
+  it.each([0n, 1n, 4n, 32n, 47n])('bit %i alone, or beside valid bits → OPERAND_INVALID|RCX, no TD exit', (bit) => {
+    for (const rcx of [1n << bit, (1n << bit) | 0xfc00n]) {
+      const m = tdxModule();
+      const { step, regs } = tdcall(m, { rax: 0n, rcx });
+      expect(step).toEqual({ kind: 'resume' });
+      expect(regs.rax).toBe(OPERAND_INVALID_RCX);
+      expect(m.vmcallInFlight).toBe(false);
+    }
+  });
+
+  it('every other GPR bit (2, 3, 5 to 15) together, and xmm_select bits, are a TD exit', () => {
+    const m = tdxModule();
+    const rcx = 0xffecn | (0xffffn << 16n);
+    const { step } = tdcall(m, { rax: 0n, rcx, rbx: 3n, rbp: 5n });
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', mask: rcx, regs: { rcx, rbx: 3n, rbp: 5n } } });
+    expect(m.vmcallInFlight).toBe(true);
+  });
+});
+
+// tdx_api_defs.h (TDX_1.5) tdcall_leaf_opcode_t: the leaf numbers the trace names each TDCALL by.
+describe('TDCALL leaf numbers', () => {
+  it('are the module\'s: VP.VMCALL 0 … VM.WR 8, and the unmodelled ones are OPERAND_INVALID|RAX under their own names', () => {
+    expect(TdcallLeaf).toEqual({ VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5, MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8 });
+    const m = tdxModule();
+    for (const leaf of [2n, 4n, 5n, 9n]) expect(tdcall(m, { rax: leaf }).regs.rax).toBe(OPERAND_INVALID_RAX);
+    expect(m.trace.ofType('tdcall').map((e) => e.leaf)).toEqual(['MR_RTMR_EXTEND', 'MR_REPORT', 'VP_CPUIDVE_SET', '0x9']);
   });
 });
