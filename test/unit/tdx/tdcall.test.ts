@@ -23,6 +23,24 @@ describe('td_call(): RAX and privilege checks', () => {
     expect(m.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'cpl>0' });
   });
 
+  // The TDCALL instruction itself (Intel SDM / TDX ISA: IF CPL > 0 THEN #GP(0)) refuses every ring
+  // but 0, and td_call() (tdx_td_dispatcher.c) injects #GP(0) when the guest is not in 64-bit mode.
+  it.each([1, 2])('CPL %i → #GP(0) as well (only ring 0 may TDCALL)', (cpl) => {
+    const m = tdxModule();
+    const { regs } = tdcall(m, { rax: 1n }, 0x08 | cpl);
+    expect(regs.rax).toBe(1n);
+    expect(m.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'cpl>0' });
+  });
+
+  it('outside 64-bit mode at CPL 0 → #GP(0), recorded as not-64-bit', () => {
+    const m = tdxModule();
+    const r = m.machine.vcpu.regs;
+    r.rax = 1n;
+    m.handleExit({ kind: 'tdcall', rip: r.rip, length: 4, leaf: 1n, codeBits: 32, cs: 0x08 });
+    expect(r.rax).toBe(1n);
+    expect(m.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
+  });
+
   it('RAX bits 63:24 must be 0: bit 24 and bit 31 set → OPERAND_INVALID|RAX', () => {
     const m = tdxModule();
     expect(tdcall(m, { rax: (1n << 24n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
@@ -30,6 +48,8 @@ describe('td_call(): RAX and privilege checks', () => {
     expect(tdcall(m, { rax: 1n << 24n }).regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(tdcall(m, { rax: (1n << 31n) | 1n }).regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(tdcall(m, { rax: 1n }).regs.rax).toBe(0n); // TDG.VP.INFO itself is fine
+    // The trace still names the leaf RAX[15:0] asked for.
+    expect(m.trace.ofType('tdcall').map((e) => e.leaf)).toEqual(['VP_INFO', 'VP_VMCALL', 'VP_INFO', 'VP_INFO']);
   });
 });
 
