@@ -53,6 +53,55 @@ describe('td_call(): RAX and privilege checks', () => {
   });
 });
 
+// td_call() (tdx_td_dispatcher.c): "Only a few functions have multiple versions": version > 0 of
+// any leaf but TDG.VM.RD is OPERAND_INVALID|RAX before the leaf runs.
+describe('td_call(): RAX[23:16] version', () => {
+  it.each([0n, 1n, 3n, 6n, 8n])('leaf %i with version 1 or 0xFF → OPERAND_INVALID|RAX', (leaf) => {
+    const m = tdxModule();
+    for (const version of [1n, 0xffn]) {
+      const { step, regs } = tdcall(m, { rax: leaf | (version << 16n), rcx: 0n });
+      expect(step).toEqual({ kind: 'resume' });
+      expect(regs.rax).toBe(OPERAND_INVALID_RAX);
+    }
+  });
+
+  it('TDG.VM.RD version 1 runs the leaf', () => {
+    expect(tdcall(tdxModule(), { rax: VM_RD | (1n << 16n), rcx: 0n, rdx: TdcsField.TD_CTLS }).regs.rax).toBe(0n);
+  });
+});
+
+// A leaf that returns writes its status to RAX and the module resumes the TD after the TDCALL
+// (RIP + its length); a TDG.VP.VMCALL is a TD exit with RIP still at the TDCALL until the VMM
+// answers (tdg_vp_vmcall.c: trap-like, the module advances RIP when it resumes the TD). Each
+// TDCALL is one tdcall event (docs/trace-schema.md).
+describe('td_call(): RIP and the tdcall event', () => {
+  it('a leaf that returns advances RIP past the TDCALL and records its status', () => {
+    const m = tdxModule();
+    const rip = m.machine.vcpu.regs.rip;
+    const { step, regs } = tdcall(m, { rax: 1n });
+    expect(step).toEqual({ kind: 'resume' });
+    expect(regs.rip).toBe(rip + 4n);
+    expect(m.trace.ofType('tdcall')).toEqual([expect.objectContaining({ rip, rax: 1n, leaf: 'VP_INFO', result: 'SUCCESS', status: 0n })]);
+  });
+
+  it('a refused TDCALL advances RIP too, with its error in RAX', () => {
+    const m = tdxModule();
+    const rip = m.machine.vcpu.regs.rip;
+    expect(tdcall(m, { rax: 0x99n }).regs.rip).toBe(rip + 4n);
+    expect(m.trace.ofType('tdcall')).toEqual([expect.objectContaining({ leaf: '0x99', result: 'OPERAND_INVALID', status: OPERAND_INVALID_RAX })]);
+  });
+
+  it('a TDG.VP.VMCALL leaves RIP at the TDCALL until the VMM answers, and records the TD exit', () => {
+    const m = tdxModule();
+    const rip = m.machine.vcpu.regs.rip;
+    const { regs } = tdcall(m, { rax: 0n, rcx: 0x1000n });
+    expect(regs.rip).toBe(rip);
+    expect(m.trace.ofType('tdcall')).toEqual([expect.objectContaining({ rip, leaf: 'VP_VMCALL', result: 'td-exit(tdvmcall)' })]);
+    m.completeVmcall({ r12: 7n });
+    expect([regs.rip, regs.r12]).toEqual([rip + 4n, 7n]);
+  });
+});
+
 describe('TDG.VP.INFO (tdg_vp_info.c)', () => {
   it('RCX = GPAW: 52 for a GPAW-52 TD', () => {
     expect(tdcall(tdxModule({ gpaWidth: 52 }), { rax: 1n }).regs.rcx).toBe(52n);
