@@ -103,8 +103,39 @@ describe('td_call(): RIP and the tdcall event', () => {
 });
 
 describe('TDG.VP.INFO (tdg_vp_info.c)', () => {
+  // tdg_vp_info.c: RDX = ATTRIBUTES, R8 = td_num_of_vcpus_t (num_vcpus[31:0], max_vcpus[63:32],
+  // tdx_api_defs.h), R9 = VCPU_INDEX, R11 = 0. (R10, commands_available, is 0 here: the model
+  // offers no TDG.SYS.RD, so it does not say tdg_sys_rd_available.)
+  it('RDX = ATTRIBUTES, R8 = NUM_VCPUS | MAX_VCPUS << 32, R9 = the vCPU index, R10 = R11 = 0', () => {
+    const attributes = TdAttributes.SEPT_VE_DISABLE | TdAttributes.DEBUG;
+    const m = tdxModule({ attributes, numVcpus: 3, maxVcpus: 5 });
+    const { regs } = tdcall(m, { rax: 1n, rcx: 9n, rdx: 9n, r8: 9n, r9: 9n, r10: 9n, r11: 9n });
+    expect([regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9, regs.r10, regs.r11]).toEqual([0n, 48n, attributes, 3n | (5n << 32n), 0n, 0n, 0n]);
+  });
+
+  it('R9 is the index of the vCPU that asks', () => {
+    const m = tdxModule({ vcpus: 2 });
+    m.machine.switchVcpu(1);
+    expect(tdcall(m, { rax: 1n }).regs.r9).toBe(1n);
+    expect(tdcall(m, { rax: 1n }).regs.r8).toBe(2n | (2n << 32n));
+  });
+
   it('RCX = GPAW: 52 for a GPAW-52 TD', () => {
     expect(tdcall(tdxModule({ gpaWidth: 52 }), { rax: 1n }).regs.rcx).toBe(52n);
+  });
+});
+
+// td_call() (tdx_td_dispatcher.c) dispatches leaf 6 to tdg_mem_page_accept() with RCX.
+describe('TDG.MEM.PAGE.ACCEPT through the dispatcher', () => {
+  it('leaf 6 accepts the PENDING page RCX names', () => {
+    const m = tdxModule();
+    expect(m.host.memSeptAdd(3n).status).toBe(0n);
+    expect(m.host.memSeptAdd(2n).status).toBe(0n);
+    expect(m.host.memSeptAdd(0x200000n | 1n).status).toBe(0n);
+    expect(m.host.mrFinalize().status).toBe(0n);
+    expect(m.host.memPageAug(0x203000n).status).toBe(0n);
+    expect(tdcall(m, { rax: 6n, rcx: 0x203000n }).regs.rax).toBe(0n);
+    expect(m.sept.stateAt(0, 0x203000n)).toBe('MAPPED');
   });
 });
 
