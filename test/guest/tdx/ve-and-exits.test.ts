@@ -195,6 +195,8 @@ describe('CPUID and TDCALL leaf rules', () => {
     // The module decides #GP(0); the vCPU delivers it from compatibility mode to the 64-bit
     // handler like the CPU does (IA-32e frame with the 32-bit CS, error code 0).
     expect(td.trace.ofType('tdcall')[0]).toMatchObject({ result: '#GP(0)', cause: 'not-64-bit' });
+    // The tdcall event is the #GP's record: its delivery adds no exception-injected event.
+    expect(td.trace.ofType('exception-injected').filter((e) => e.vector === 13)).toEqual([]);
     expect(outcome.outcome).not.toBe('terminated');
     const vcpu = td.platform.machine.vcpu;
     expect(vcpu.regs.r15).toBe(13n);

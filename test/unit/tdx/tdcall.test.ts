@@ -1,7 +1,7 @@
 // TDCALL leaves handed to the module directly (no guest run): RAX checks, the leaf's outputs.
 // intel/tdx-module TDX_1.5.01: tdx_td_dispatcher.c td_call(), tdg_vp_info.c, tdg_vp_veinfo_get.c,
 // tdg_vm_rd_wr.c, tdg_vp_vmcall.c (reference A1, A2, A6, A7).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
 import { TdcallLeaf } from '../../../src/platform/tdx/tdcall.js';
 import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
@@ -255,6 +255,25 @@ describe('TDG.VP.VMCALL RCX bitmap: each forbidden bit', () => {
       expect(regs.rax).toBe(OPERAND_INVALID_RCX);
       expect(m.vmcallInFlight).toBe(false);
     }
+  });
+
+  // A MapGPA the guest sends through TDG.VP.VMCALL ends the private lifetime of its range
+  // (td-module.ts observeVmcall, foreign-content.ts): the module is told of exactly what the VMM sees.
+  it('the module observes each TDG.VP.VMCALL\'s exposed registers, as the VMM sees them', () => {
+    const m = tdxModule();
+    const observe = vi.spyOn(m, 'observeVmcall');
+    const mask = (1n << 10n) | (1n << 11n) | (1n << 12n) | (1n << 13n);
+    tdcall(m, { rax: 0n, rcx: mask, r10: 0n, r11: 0x10001n, r12: (1n << 47n) | 0x400000n, r13: 0x1000n, r14: 0x99n });
+    expect(observe).toHaveBeenCalledTimes(1);
+    expect(observe.mock.calls[0]![0]).toMatchObject({ rcx: mask, r10: 0n, r11: 0x10001n, r12: (1n << 47n) | 0x400000n, r13: 0x1000n, r14: 0n });
+  });
+
+  it('an empty bitmap exposes nothing: the VMM reads 0 in every GPR (copy_gprs_data_from_td_to_vmm)', () => {
+    const m = tdxModule();
+    const gprs = { rdx: 2n, rbx: 3n, rbp: 5n, rsi: 6n, rdi: 7n, r8: 8n, r9: 9n, r10: 10n, r11: 11n, r12: 12n, r13: 13n, r14: 14n, r15: 15n };
+    const { step } = tdcall(m, { rax: 0n, rcx: 0n, ...gprs });
+    const none = Object.fromEntries(Object.keys(gprs).map((r) => [r, 0n]));
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { ...none, rcx: 0n } } });
   });
 
   it('every other GPR bit (2, 3, 5 to 15) together, and xmm_select bits, are a TD exit', () => {
