@@ -251,3 +251,18 @@ describe('a blocked non-leaf entry (tdh_mem_range_block.c, sept_manager.c secure
     expect(machine.gate.get('private', P + 0x7000n)).toBe('none');
   });
 });
+
+// verify_page_info_input and check_gpa_validity (helpers.c) refuse only a misaligned GPA, a bad
+// level or a GPA at or above the shared bit: GPA 0, the first page of the TD, is a valid operand.
+describe('the operand at GPA 0', () => {
+  it('SEPT.ADD, AUG, BLOCK and REMOVE of the entries at GPA 0 (levels 1 and 0) succeed', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(0n, 1)).status).toBe(0n);
+    expect(h.memPageAug(0n).status).toBe(0n);
+    expect(m.sept.stateAt(0, 0n)).toBe('PENDING');
+    expect(h.memRangeBlock(0n).status).toBe(0n);
+    expect(h.memPageRemove(0n).status).toBe(0n);
+    expect(m.sept.stateAt(0, 0n)).toBe('FREE');
+  });
+});
