@@ -266,3 +266,23 @@ describe('the operand at GPA 0', () => {
     expect(m.sept.stateAt(0, 0n)).toBe('FREE');
   });
 });
+
+// tdh_mem_page_demote.c: "Prepare the SEPT entry for the small pages: non-blocked" (sept_unblock
+// of a *BLOCKED entry), then sept_split_entry gives each of the 512 children that state.
+describe('TDH.MEM.PAGE.DEMOTE of a blocked 2M leaf on a running TD', () => {
+  it.each([
+    ['MAPPED', true, 'MAPPED'],
+    ['PENDING', false, 'PENDING'],
+  ] as const)('a %s leaf, blocked and tracked, becomes a SEPT page of 512 %s children', (_from, accepted, child) => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.mrFinalize().status).toBe(0n);
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    if (accepted) expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(h.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memTrack().status).toBe(0n);
+    expect(h.memPageDemote(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.stateAt(1, P)).toBe('NL_MAPPED');
+    expect(new Set(m.sept.childStates(1, P))).toEqual(new Set([child]));
+  });
+});
