@@ -286,3 +286,29 @@ describe('TDH.MEM.PAGE.DEMOTE of a blocked 2M leaf on a running TD', () => {
     expect(new Set(m.sept.childStates(1, P))).toEqual(new Set([child]));
   });
 });
+
+// tdh_mem_page_promote.c is_sept_page_valid_for_merge: SEPT[0] must be MAPPED or PENDING
+// (sept_state_is_mapped_or_pending), whatever the other 511 are; else
+// api_error_with_operand_id(TDX_EPT_INVALID_PROMOTE_CONDITIONS, RCX).
+describe('TDH.MEM.PAGE.PROMOTE of 512 uniform children in a state that cannot merge', () => {
+  const INVALID_PROMOTE_CONDITIONS_RCX = 0xc0000b0900000001n;
+
+  it('512 FREE children (a SEPT page nothing was added to) → EPT_INVALID_PROMOTE_CONDITIONS|RCX', () => {
+    const m = td().platform.module;
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memPagePromote(gpaLevel(P, 1)).status).toBe(INVALID_PROMOTE_CONDITIONS_RCX);
+    expect(m.sept.stateAt(1, P)).toBe('NL_MAPPED');
+  });
+
+  it('512 BLOCKED children → EPT_INVALID_PROMOTE_CONDITIONS|RCX', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    for (let i = 0n; i < 512n; i++) {
+      expect(h.memPageAug(P + i * 0x1000n).status).toBe(0n);
+      expect(h.memRangeBlock(P + i * 0x1000n).status).toBe(0n);
+    }
+    expect(new Set(m.sept.childStates(1, P))).toEqual(new Set(['PENDING_BLOCKED']));
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(INVALID_PROMOTE_CONDITIONS_RCX);
+  });
+});
