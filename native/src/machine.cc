@@ -175,6 +175,7 @@ class GateTableReader {
     if (!m_->Allowed(Space::kPrivate, gpa >> kPageShift, Access::kRead)) return false;
     *where = m_->ram_->At(gpa);
     std::memcpy(value, *where, 8);
+    m_->walked_tables_->Insert(gpa >> kPageShift);
     return true;
   }
 
@@ -212,6 +213,8 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   zeroed_.reset(new PageSet(pages_));
   written_.reset(new PageSet(pages_));
   tlb_pages_.reset(new PageSet(pages_));
+  walked_tables_.reset(new PageSet(pages_));
+  tlb_writable_.reset(new PageSet(pages_));
   for (int sp = 0; sp < 2; sp++) {
     gate_touched_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
     gate_changed_[sp].reset(new PageSet(GateBitmapPage(pages_) + 1));
@@ -222,7 +225,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   shadow_valid_.reset(new PageBitmap(pages_));
   if (!shadow_valid_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
-  if (!dirty_->ok() || !zeroed_->ok() || !written_->ok() || !tlb_pages_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
+  if (!dirty_->ok() || !zeroed_->ok() || !written_->ok() || !tlb_pages_->ok() || !walked_tables_->ok() || !tlb_writable_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
   auto check = [&](uc_err e, const char* what) {
     if (e == UC_ERR_OK) return true;
@@ -1400,7 +1403,7 @@ void Machine::Fill(uint64_t gpa, uint64_t length, uint8_t byte) {
   for (uint64_t p = first; p < first + count; p++) {
     if (!written_->Contains(p)) continue;
     uint8_t* host = ram.At(p << kPageShift);
-    if (from_snapshot && !dirty_->Contains(p)) {
+    if (from_snapshot && !dirty_->Contains(p) && !tlb_writable_->Contains(p)) {
       base_snapshot_->ZeroHeld(p, host, &held_from);
       zeroed_->Insert(p);
     } else {
@@ -1501,6 +1504,7 @@ uint64_t Machine::TakeSnapshot() {
   tracking_dirty_ = true;
   dirty_->Clear();
   zeroed_->Clear();
+  tlb_writable_->Clear();
   base_snapshot_ = s.get();
   FlushTlb();  // writes must come back through the TLB-fill hook to be tracked
   uint64_t id = next_snapshot_id_++;
@@ -1508,11 +1512,63 @@ uint64_t Machine::TakeSnapshot() {
   return id;
 }
 
+uint32_t Machine::GateBitsOf(uint64_t page) const {
+  uint32_t bits = 0;
+  for (int sp = 0; sp < 2; sp++) {
+    for (int bm = 0; bm < kGateBitmaps; bm++) bits |= uint32_t(gate_[sp][bm]->Test(page)) << (sp * kGateBitmaps + bm);
+  }
+  return bits;
+}
+
+// Every TLB entry was filled since the last full flush, so it maps a page of tlb_pages_ through
+// tables of walked_tables_, with the paging registers as they are now (the emulator flushes itself
+// when the guest changes them, and the host's writes that change them flush: WriteSpecial), and
+// grants no more than the gate gives now (SetGate flushes when it takes a permission from a page
+// the TLB may hold). A restore of the base snapshot keeps each entry right if it leaves those
+// registers, tables and gate bits as they are, watches no page an entry maps, changes nothing else
+// a fill decides by (ciphertext shadows, the execution watch, the stub), and if the pages an entry
+// may write stay tracked (tlb_writable_).
+// Refilling the working set after every restore was ~40% of a fuzz execution's TLB fills, each
+// ~1,500 host instructions, most of them QEMU's cpu_restore_state (issue 10).
+bool Machine::TlbMayOutliveRestore(const Snapshot& s, std::vector<GateProbe>* probes) {
+  if (&s != base_snapshot_ || !config_.page_gate || !config_.count_instructions) return false;
+  if (tlb_pages_overflow_ || ExecWatchPending() || stub_active_ || stale_shadow_mapping_ || !shadow_written_.empty()) return false;
+  for (uint64_t table : walked_tables_->Members()) {
+    if (dirty_->Contains(table) || zeroed_->Contains(table) || tlb_writable_->Contains(table)) return false;
+  }
+  // No entry maps a page watched when it was filled (content_watch_fill.cc: such an entry lasts one
+  // instruction, and a run ends with it flushed), nor one watched since (WatchContent flushes); a
+  // page the snapshot's watch watches must come back to WatchedFill.
+  if (content_watch_flush_) return false;
+  if (!s.content_watch.empty()) {
+    for (uint64_t page : tlb_pages_->Members()) {
+      if (s.content_watch.Watched(page)) return false;
+    }
+  }
+  if (gate_changed_[0]->inserted() == 0 && gate_changed_[1]->inserted() == 0) return true;
+  auto probe = [&](uint64_t page) {
+    const uint64_t bm = GateBitmapPage(page);
+    if (gate_changed_[0]->Contains(bm) || gate_changed_[1]->Contains(bm)) probes->push_back({page, GateBitsOf(page)});
+  };
+  for (uint64_t page : tlb_pages_->Members()) probe(page);
+  for (uint64_t table : walked_tables_->Members()) probe(table);
+  return true;
+}
+
 bool Machine::RestoreSnapshot(uint64_t id) {
   auto found = snapshots_.find(id);
   if (found == snapshots_.end()) return false;
   run_held_ = false;
   Snapshot* s = found->second;
+  std::vector<GateProbe> gate_probes;
+  bool keep_tlb = TlbMayOutliveRestore(*s, &gate_probes);
+  CpuPaging paging_before;
+  if (keep_tlb) {
+    efer_known_ = false;
+    paging_before = ReadPaging();
+  }
+  // Pages a kept TLB entry may have written unseen since the last restore are put back too.
+  for (uint64_t p : tlb_writable_->Members()) dirty_->Insert(p);
   std::vector<uint64_t> code_pages;
   // Pages are restored in ascending order in each pass (PageSet::Members is sorted): the snapshot's
   // page list is searched from where the last page was found.
@@ -1581,11 +1637,22 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   content_watch_ = s->content_watch;
   area_[kSlotForeignReads] = content_watch_.pending().size();
   content_watch_flush_ = false;  // the flush below drops every entry
+  if (keep_tlb) {
+    const CpuPaging after = ReadPaging();
+    keep_tlb = after.cr0 == paging_before.cr0 && after.cr3 == paging_before.cr3 && after.cr4 == paging_before.cr4 && after.efer == paging_before.efer;
+    for (size_t i = 0; keep_tlb && i < gate_probes.size(); i++) keep_tlb = GateBitsOf(gate_probes[i].page) == gate_probes[i].bits;
+  }
+  if (!keep_tlb) FlushTlb();
+  // Pages written since the snapshot that a TLB entry may still map, writable or not (a flush above,
+  // or in InvalidateCodePages, leaves none).
+  tlb_writable_->Clear();
+  for (uint64_t p : dirty_->Members()) {
+    if (tlb_pages_->Contains(p) || tlb_pages_overflow_) tlb_writable_->Insert(p);
+  }
   tracking_dirty_ = true;
   dirty_->Clear();
   zeroed_->Clear();
   base_snapshot_ = s;
-  FlushTlb();
   SyncRegsOut();
   return true;
 }

@@ -385,7 +385,19 @@ class Machine {
     uc_ctl_flush_tlb(uc_);
     tlb_pages_->Clear();
     tlb_pages_overflow_ = false;
+    walked_tables_->Clear();
+    // Its tables were read before the flush: walks after it read them again, into walked_tables_.
+    fill_memo_.Clear();
   }
+  // RestoreSnapshot of the base snapshot: whether every TLB entry may stay, because each grants
+  // no more than a fill would now (see machine.cc). Called before anything is restored; `probes`
+  // gets the gate bits of the pages whose gate the restore may change, to compare after it.
+  struct GateProbe {
+    uint64_t page;
+    uint32_t bits;
+  };
+  bool TlbMayOutliveRestore(const Snapshot& s, std::vector<GateProbe>* probes);
+  uint32_t GateBitsOf(uint64_t page) const;
   // Called for every page a TLB fill grants: records it in tlb_pages_, up to kMaxTlbPages.
   void NoteTlbPage(uint64_t page) {
     if (tlb_pages_overflow_) return;
@@ -449,6 +461,14 @@ class Machine {
   // them, and any page then counts as mapped, until the next flush.
   static constexpr size_t kMaxTlbPages = 1u << 16;
   bool tlb_pages_overflow_ = false;
+  // Guest pages a page walk read a paging-structure entry from since the last full flush (a
+  // superset of the tables every TLB entry was made from): a restore that changes one must flush.
+  std::unique_ptr<PageSet> walked_tables_;
+  // Pages a restore put back to the snapshot's content while a TLB entry it kept may still grant
+  // write to them (TlbMayOutliveRestore): a guest store through that entry is not seen by the
+  // TLB-fill hook, so they count as written since the snapshot for every restore and Fill until a
+  // restore finds no TLB entry left that may map them.
+  std::unique_ptr<PageSet> tlb_writable_;
   // Fault-around (RamPaging kFaultAround and kHugePages): a bit per unit of RAM (16 pages,
   // 64 KiB) that was populated when the TLB-fill hook first granted write to one of its pages.
   // Cleared where RAM goes back to the kernel; a stale bit only means a unit faults in page by page.

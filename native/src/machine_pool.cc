@@ -140,6 +140,7 @@ void Machine::ClearLife() {
   written_->Clear();
   dirty_->Clear();
   zeroed_->Clear();
+  tlb_writable_->Clear();
   tracking_dirty_ = false;
   for (auto& space : gate_) for (auto& bm : space) bm->ClearAll();
   for (int sp = 0; sp < 2; sp++) {

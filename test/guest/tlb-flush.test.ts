@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
 import { CR0_WP } from '../../src/cpu/registers.js';
-import { enablePaging, installIdt, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { enablePaging, installIdt, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
 
 const flushes = (vm: Machine) => vm.memoryCounters().tlbFlushes;
 
@@ -122,5 +122,147 @@ describe('TLB across event injection', () => {
     expect(vm.vcpu.run().kind).toBe('tdcall');
     expect(vm.vcpu.regs.rdx).toBe(0xbeef000n);
     expect(vm.memoryCounters().tlbFills).toBe(fills);
+  });
+});
+
+/** The guest-physical address of the 4 KiB leaf entry that maps `va` (4-level tables from CR3). */
+function leafEntryAddress(vm: Machine, va: bigint): bigint {
+  let table = vm.vcpu.readSpecial('cr3') & ~0xfffn;
+  for (const shift of [39n, 30n, 21n]) table = vm.memory.readU64(table + ((va >> shift) & 511n) * 8n) & 0x000ffffffffff000n;
+  return table + ((va >> 12n) & 511n) * 8n;
+}
+
+const LOW_2M: Mapping = { va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n };
+
+describe('TLB across a snapshot restore (RestoreSnapshot keeps it when no entry can differ)', () => {
+  it('a store through an entry the restore kept is restored again by the next restore', () => {
+    const vm = simpleGuest('add qword ptr [0x400000], 1\nhlt');
+    vm.memory.writeU64(0x400000n, 40n);
+    const snap = vm.snapshot();
+    runToHlt(vm);
+    expect(vm.memory.readU64(0x400000n)).toBe(41n);
+    for (let round = 0; round < 3; round++) {
+      const before = { flushes: flushes(vm), fills: vm.memoryCounters().tlbFills };
+      vm.restore(snap);
+      expect(vm.memory.readU64(0x400000n)).toBe(40n);
+      expect(vm.dirtyPages()).toBe(0);
+      runToHlt(vm);                                                    // the kept write entry: no fill sees this store
+      expect(vm.memory.readU64(0x400000n)).toBe(41n);
+      expect({ flushes: flushes(vm), fills: vm.memoryCounters().tlbFills }).toEqual(before);
+    }
+    vm.restore(snap);
+    expect(vm.memory.readU64(0x400000n)).toBe(40n);
+  });
+
+  it('a page the restore zeroes by Fill after a kept entry wrote it comes back whole', () => {
+    const vm = simpleGuest('mov qword ptr [0x400800], 9\nhlt');
+    vm.memory.writeU64(0x400000n, 1n);                                 // held sparse by the snapshot
+    const snap = vm.snapshot();
+    runToHlt(vm);
+    vm.restore(snap);
+    runToHlt(vm);                                                      // through the kept entry
+    vm.memory.fill(0x400000n, 0x1000n, 0);                             // must not take the page for the snapshot's
+    vm.restore(snap);
+    expect([vm.memory.readU64(0x400000n), vm.memory.readU64(0x400800n)]).toEqual([1n, 0n]);
+  });
+
+  it('flushes when the restore takes back a gate permission an entry was filled with', () => {
+    const vm = simpleGuest(READ_RCX);
+    vm.memory.writeU64(0x400000n, 7n);
+    vm.gate.set('private', 0x400000n, 0x1000n, 'none');
+    const snap = vm.snapshot();
+    vm.gate.set('private', 0x400000n, 0x1000n, 'read');               // adds a permission: no flush
+    expect(read(vm, 0x400000n)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(7n);
+    vm.restore(snap);
+    expect(read(vm, 0x400000n)).toMatchObject({ kind: 'gate-fault', gpa: 0x400000n });
+  });
+
+  it('flushes when the restore watches the content of a page an entry maps again', () => {
+    // RDI set: store to the page (ending its page-granular watch), then read it; clear: read first.
+    const vm = simpleGuest(`
+      test rdi, rdi
+      jz 1f
+      mov qword ptr [0x400000], 1
+    1:
+      mov rbx, [0x400008]
+      hlt`);
+    vm.memory.writeU64(0x400008n, 0xabn);                             // someone else's content
+    vm.watchContent(0x400000n, 0x1000n, true, 'page');
+    const snap = vm.snapshot();
+    vm.vcpu.regs.rdi = 1n;
+    runToHlt(vm);
+    expect(vm.takeForeignReads()).toEqual([]);                         // its own store came first
+    vm.restore(snap);                                                  // RDI 0, the page watched again
+    runToHlt(vm);
+    expect(vm.vcpu.regs.rbx).toBe(0xabn);
+    expect(vm.takeForeignReads().map((r) => r.gpa & ~0xfffn)).toEqual([0x400000n]);
+  });
+
+  it('flushes when the restore puts back a paging-structure entry a fill walked', () => {
+    const vm = simpleGuest(READ_RCX);
+    enablePaging(vm, [LOW_2M, { va: 0x40000000n, pa: 0x400000n, size: 0x1000n, pageSize: 4096n }]);
+    vm.memory.writeU64(0x400000n, 4n);
+    vm.memory.writeU64(0x500000n, 5n);
+    const snap = vm.snapshot();
+    const leaf = leafEntryAddress(vm, 0x40000000n);
+    vm.memory.writeU64(leaf, vm.memory.readU64(leaf) + 0x100000n);    // now maps 0x500000
+    expect(read(vm, 0x40000000n)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(5n);
+    vm.restore(snap);
+    expect(read(vm, 0x40000000n)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(4n);
+  });
+
+  it('flushes when the restore puts back another CR3', () => {
+    const vm = simpleGuest(READ_RCX);
+    vm.memory.writeU64(0x400000n, 4n);
+    vm.memory.writeU64(0x500000n, 5n);
+    const next = enablePaging(vm, [LOW_2M, { va: 0x40000000n, pa: 0x500000n, size: 0x1000n, pageSize: 4096n }]);
+    const other = vm.vcpu.readSpecial('cr3');
+    enablePaging(vm, [LOW_2M, { va: 0x40000000n, pa: 0x400000n, size: 0x1000n, pageSize: 4096n }], next);
+    const snap = vm.snapshot();
+    vm.vcpu.writeSpecial('cr3', other);
+    expect(read(vm, 0x40000000n)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(5n);
+    vm.restore(snap);
+    expect(read(vm, 0x40000000n)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(4n);
+  });
+});
+
+describe('TLB across a snapshot restore, walks after a flush inside a run', () => {
+  it('counts the upper-level tables a walk took from its memo after the flush', () => {
+    // Reads VA 0x40000000, runs enough instructions for the code page to get its code bits (a TLB
+    // flush inside the run, native/src/machine.cc CodeBitsFor), then, in the same block (no fetch
+    // fill between), reads VA 0x40001000 in the same 2 MiB region: a walk that takes its upper
+    // levels from the memo of the first.
+    const vm = simpleGuest(`
+      mov rax, [rcx]
+      .rept 80
+      nop
+      .endr
+      mov rbx, [rcx + 0x1000]
+      hlt`);
+    enablePaging(vm, [LOW_2M, { va: 0x40000000n, pa: 0x400000n, size: 0x2000n, pageSize: 4096n }]);
+    for (const gpa of [0x400000n, 0x401000n, 0x500000n, 0x501000n]) vm.memory.writeU64(gpa, gpa);
+    // A second page table for the region, mapping it to 0x500000, and the PDE that names the first.
+    const ptA = leafEntryAddress(vm, 0x40000000n) & ~0xfffn;
+    const ptB = 0x300000n;
+    vm.memory.write(ptB, vm.memory.read(ptA, 0x1000));
+    for (const i of [0n, 1n]) vm.memory.writeU64(ptB + i * 8n, vm.memory.readU64(ptA + i * 8n) + 0x100000n);
+    let pde = vm.vcpu.readSpecial('cr3') & ~0xfffn;
+    for (const shift of [39n, 30n]) pde = vm.memory.readU64(pde + ((0x40000000n >> shift) & 511n) * 8n) & 0x000ffffffffff000n;
+    pde += ((0x40000000n >> 21n) & 511n) * 8n;
+    vm.vcpu.regs.rcx = 0x40000000n;
+    const snap = vm.snapshot();
+    vm.memory.writeU64(pde, (vm.memory.readU64(pde) & 0xfffn) | ptB);  // this run: the region maps 0x500000
+    const before = flushes(vm);
+    runToHlt(vm);
+    expect([vm.vcpu.regs.rax, vm.vcpu.regs.rbx]).toEqual([0x500000n, 0x501000n]);
+    expect(flushes(vm)).toBeGreaterThan(before);                       // the flush inside the run
+    vm.restore(snap);
+    runToHlt(vm);
+    expect([vm.vcpu.regs.rax, vm.vcpu.regs.rbx]).toEqual([0x400000n, 0x401000n]);
   });
 });
