@@ -90,6 +90,60 @@ describe('page gate', () => {
   });
 });
 
+describe('page gate: its ranges (README: every range is 4 KiB aligned and inside guest RAM)', () => {
+  it('a range that is not 4 KiB aligned, runs past the end of RAM or is negative is a RangeError naming it, for every operation', () => {
+    const end = 16n * MiB;
+    const vm = new Machine({ memoryBytes: end });
+    try {
+      // The error says what is wrong with which range (the native layer's own check says neither).
+      const misaligned = (gpa: bigint) => new RegExp(`4 KiB aligned \\(gpa 0x${gpa.toString(16)}`);
+      const outside = (gpa: bigint) => new RegExp(`range 0x${gpa.toString(16)}\\+.* is outside guest RAM`);
+      const bad: [bigint, bigint, RegExp][] = [
+        [0x1800n, 0x1000n, misaligned(0x1800n)], [0x1000n, 0x800n, misaligned(0x1000n)],
+        [end - 0x1000n, 0x2000n, outside(end - 0x1000n)], [end, 0x1000n, outside(end)],
+        [-0x1000n, 0x1000n, outside(-0x1000n)], [0x1000n, -0x1000n, outside(0x1000n)],
+        [-0x2000n, 0x3000n, outside(-0x2000n)], [0x3000n, -0x1000n, outside(0x3000n)],
+      ];
+      for (const [gpa, length, error] of bad) {
+        expect(() => vm.gate.set('private', gpa, length, 'read'), `set ${gpa} +${length}`).toThrow(error);
+        expect(() => vm.gate.count('shared', gpa, length), `count ${gpa} +${length}`).toThrow(error);
+      }
+      for (const gpa of [end, -0x1000n]) {
+        expect(() => vm.gate.get('private', gpa)).toThrow(outside(gpa));
+        expect(() => vm.gate.fetch('shared', gpa)).toThrow(outside(gpa));
+        expect(() => vm.gate.writeShadow(gpa, new Uint8Array(4096))).toThrow(outside(gpa));
+      }
+      expect(() => vm.gate.get('private', end + 0x10n)).toThrow(outside(end));
+      expect(() => vm.gate.writeShadow(0x1800n, new Uint8Array(4096))).toThrow(misaligned(0x1800n));
+      // The whole of RAM, and an empty range anywhere in it (its end included), are ranges.
+      vm.gate.set('shared', 0n, end, 'read');
+      expect(vm.gate.count('shared', 0n, end)).toBe(end / 4096n);
+      vm.gate.set('shared', end, 0n, 'none');
+      vm.gate.set('shared', 0x1000n, 0n, 'none');
+      expect(vm.gate.count('shared', 0x1000n, 0n)).toBe(0n);
+      expect(vm.gate.count('shared', 0n, end)).toBe(end / 4096n);
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('get and fetch of any address in a page answer for that page', () => {
+    const vm = new Machine({ memoryBytes: 16n * MiB });
+    try {
+      vm.gate.set('private', 0x5000n, 0x1000n, 'read', 'supervisor');
+      vm.gate.set('private', 0x6000n, 0x1000n, 'readwrite');
+      expect([vm.gate.get('private', 0x5fffn), vm.gate.fetch('private', 0x5abcn)]).toEqual(['read', 'supervisor']);
+      expect([vm.gate.get('private', 0x6001n), vm.gate.fetch('private', 0x6ff8n)]).toEqual(['readwrite', 'any']);
+      expect([vm.gate.get('private', 0x4fffn), vm.gate.fetch('private', 0x4fffn)]).toEqual(['none', 'none']);
+      // The last page of RAM, by an address inside it.
+      vm.gate.set('shared', 16n * MiB - 0x1000n, 0x1000n, 'readwrite', 'user');
+      expect([vm.gate.get('shared', 16n * MiB - 1n), vm.gate.fetch('shared', 16n * MiB - 0x800n)]).toEqual(['readwrite', 'user']);
+    } finally {
+      vm.close();
+    }
+  });
+});
+
 describe('page gate with guest paging', () => {
   it('follows a non-identity mapping and reports both GVA and GPA', () => {
     const vm = simpleGuest(`
