@@ -2,6 +2,7 @@
 // TdxVmm.decide(): no guest runs, the exits are the ones the module would make. What each answer
 // must be comes from KVM's TDX host code (arch/x86/kvm/vmx/tdx.c) and the GHCI.
 import { describe, expect, it } from 'vitest';
+import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
@@ -107,6 +108,18 @@ describe('honest TDX VMM: TDG.VP.VMCALL operands', () => {
     td.platform.machine.close();
   });
 
+  it('Instruction.IO of a port above 0xFFFF → INVALID_OPERAND (KVM tdx_emulate_io: the port is 16 bits); OUT to the COM1 data port puts the low byte of R15', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 30n, r12: 1n, r13: 1n, r14: 0x103f8n, r15: 0x41n }))).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    expect(td.vmm.decide(vmcallExit({ r11: 30n, r12: 1n, r13: 1n, r14: 0x3f8n, r15: 0x1242n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.vmm.decide(vmcallExit({ r11: 30n, r12: 4n, r13: 1n, r14: 0x3f8n, r15: 0x0an }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.console.text).toBe('B\n');
+    // The last port there is: no device, all ones.
+    expect(td.vmm.decide(vmcallExit({ r11: 30n, r12: 1n, r13: 0n, r14: 0xffffn }))).toEqual({ kind: 'return', regs: { r10: 0n, r11: 0xffn } });
+    td.platform.machine.close();
+  });
+
   it('Instruction.IO IN of a port with no device reads all ones at the access size (QEMU unassigned_io_read)', () => {
     const td = finalizedTd();
     const read = (size: bigint) => td.vmm.decide(vmcallExit({ r11: 30n, r12: size, r13: 0n, r14: 0x80n }));
@@ -128,6 +141,8 @@ describe('honest TDX VMM: MapGPA operands (KVM tdx_map_gpa)', () => {
     ['size 0 at an unaligned GPA: the range check comes first', 0x400800n | SHARED, 0n, INVALID_OPERAND],
     ['a size that wraps the 64-bit space', 0x400000n | SHARED, (1n << 64n) - 0x1000n, INVALID_OPERAND],
     ['an end beyond the guest\'s 48-bit physical space', END_OF_SPACE - 0x1000n, 0x2000n, INVALID_OPERAND],
+    ['from low memory to a last byte just past the 48-bit space (bit 47 clear at both ends), the size unaligned too', 0x1000n, END_OF_SPACE - 0x1000n + 1n, INVALID_OPERAND],
+    ['from low memory to past the 48-bit space (bit 47 clear at both ends)', 0x1000n, END_OF_SPACE, INVALID_OPERAND],
     ['a GPA beyond the 48-bit physical space, unaligned too', END_OF_SPACE + 0x800n, 0x1000n, INVALID_OPERAND],
     ['a private start with a shared end (straddles bit 47)', SHARED - 0x1000n, 0x2000n, INVALID_OPERAND],
   ])('%s → refused, nothing converted', (_what, gpa, size, status) => {
@@ -349,6 +364,18 @@ describe('honest TDX VMM: MapGPA conversions', () => {
     td.platform.machine.close();
   });
 
+  it('to shared and back to private: the shared mapping opens, then closes again (QEMU kvm_convert_memory discards the shared side)', () => {
+    const td = finalizedTd();
+    const page = 0x401000n;
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: page | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.platform.module.host.isSharedMapped(page)).toBe(true);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: page, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.platform.module.host.isSharedMapped(page)).toBe(false);
+    expect(td.platform.machine.gate.get('shared', page)).toBe('none');
+    expect(td.platform.module.sept.walk(page, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+
   it('to private, over a REMOVED 4K entry: AUG takes REMOVED as it takes FREE (tdh_mem_page_aug.c), the page is PENDING', () => {
     const td = finalizedTd();
     td.platform.module.host.memSeptAdd(gpaLevel(0x400000n, 1));
@@ -357,6 +384,97 @@ describe('honest TDX VMM: MapGPA conversions', () => {
     expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toMatchObject([{ rcx: gpaLevel(0x401000n, 0), status: 0n }]);
     expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: ACCEPT exits it satisfies (the entry the walk stopped at, made acceptable; then the guest\'s ACCEPT succeeds)', () => {
+  // Each case: the S-EPT as the host's SEAMCALLs leave it, the exit TDG.MEM.PAGE.ACCEPT makes on it
+  // (its walk, tdg_mem_page_accept.c), the VMM's answer, and then the same ACCEPT goes through.
+  const PAGE = 0x401000n, REGION = 0x400000n;
+  const acceptOn = (td: Td, gpa: bigint, reqLevel: SeptLevel): TdExit => {
+    const walk = td.platform.module.sept.walk(gpa, reqLevel);
+    return acceptExit(gpa, reqLevel, walk.level, walk.state);
+  };
+  /** A REMOVED entry (TDH.MEM.PAGE.REMOVE leaves FREE; REMOVED is set directly), the VMM's mirror reset as it does not know it. */
+  const removed = (td: Td, gpa: bigint, level: SeptLevel) => {
+    td.platform.module.sept.setState(level, gpa, 'REMOVED');
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+  };
+  const leaves = (td: Td, leaf: string, from = 0) => seamcalls(td, leaf).slice(from).map((e) => e.rcx);
+
+  it.each([
+    // A removed page is AUGed again at its own size (TDH.MEM.PAGE.AUG maps 4K or 2M); a 4K ACCEPT
+    // in a removed 2M range then meets a PENDING 2M page, and the VMM demotes it (next exit).
+    ['a REMOVED 4K page', 0 as SeptLevel, 'TDH_MEM_PAGE_AUG', gpaLevel(PAGE, 0), (td: Td) => {
+      td.platform.module.host.memSeptAdd(gpaLevel(REGION, 1));
+      removed(td, PAGE, 0);
+    }],
+    ['a REMOVED 2M page', 1 as SeptLevel, 'TDH_MEM_PAGE_AUG', gpaLevel(REGION, 1), (td: Td) => {
+      removed(td, REGION, 1);
+    }],
+    // A 4K ACCEPT in a PENDING 2M page: BLOCK, TRACK, DEMOTE at 2M (then 512 PENDING 4K pages).
+    ['a PENDING 2M page, accepted at 4K', 1 as SeptLevel, 'TDH_MEM_PAGE_DEMOTE', gpaLevel(REGION, 1), (td: Td) => {
+      td.platform.module.host.memPageAug(gpaLevel(REGION, 1));
+    }],
+    // A blocked entry: TRACK, then UNBLOCK at the level the walk stopped at.
+    ['a PENDING_BLOCKED 4K page', 0 as SeptLevel, 'TDH_MEM_RANGE_UNBLOCK', gpaLevel(PAGE, 0), (td: Td) => {
+      td.platform.module.host.memSeptAdd(gpaLevel(REGION, 1));
+      td.platform.module.host.memPageAug(gpaLevel(PAGE, 0));
+      td.platform.module.host.memRangeBlock(gpaLevel(PAGE, 0));
+    }],
+    ['an NL_BLOCKED 4K table', 1 as SeptLevel, 'TDH_MEM_RANGE_UNBLOCK', gpaLevel(REGION, 1), (td: Td) => {
+      td.platform.module.host.memSeptAdd(gpaLevel(REGION, 1));
+      td.platform.module.host.memPageAug(gpaLevel(PAGE, 0));
+      td.platform.module.host.memRangeBlock(gpaLevel(REGION, 1));
+    }],
+  ])('%s: the VMM resumes after its SEAMCALL, and the 4K ACCEPT then succeeds', (_what, errLevel, leaf, rcx, setUp) => {
+    const td = finalizedTd();
+    setUp(td);
+    const m = td.platform.module;
+    let exit = acceptOn(td, PAGE, 0);
+    expect((exit as { eeq: { errLevel: number } }).eeq.errLevel).toBe(errLevel);
+    const before = seamcalls(td, leaf).length;
+    expect(td.vmm.decide(exit)).toEqual({ kind: 'resume' });
+    expect(leaves(td, leaf, before)).toEqual([rcx]);
+    // The ACCEPT again, with the VMM answering each exit it makes, until it succeeds (at most twice).
+    for (let tries = 0; ; tries++) {
+      const r = pageAccept(m, gpaLevel(PAGE, 0));
+      if (r.kind === 'return') { expect(r.status).toBe(0n); break; }
+      expect(r).toMatchObject({ kind: 'step', result: 'td-exit(accept)' });
+      expect(tries).toBeLessThan(2);
+      exit = acceptOn(td, PAGE, 0);
+      expect(td.vmm.decide(exit)).toEqual({ kind: 'resume' });
+    }
+    expect(m.sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    td.platform.machine.close();
+  });
+
+  it('a MAPPED (accepted, then BLOCKED) 4K page: TRACK and UNBLOCK at 4K', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(REGION, 1));
+    h.memPageAug(gpaLevel(PAGE, 0));
+    expect(pageAccept(td.platform.module, gpaLevel(PAGE, 0))).toMatchObject({ status: 0n });
+    h.memRangeBlock(gpaLevel(PAGE, 0));
+    const exit = acceptOn(td, PAGE, 0);
+    expect(exit).toMatchObject({ eeq: { errLevel: 0, errState: 'BLOCKED' } });
+    expect(td.vmm.decide(exit)).toEqual({ kind: 'resume' });
+    expect(leaves(td, 'TDH_MEM_RANGE_UNBLOCK')).toEqual([gpaLevel(PAGE, 0)]);
+    expect(td.platform.module.sept.walk(PAGE, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    td.platform.machine.close();
+  });
+
+  it('an access (not an ACCEPT) to a REMOVED 2M page: AUG again at 2M (KVM faults in at the largest level the range allows), PENDING', () => {
+    const td = finalizedTd();
+    removed(td, REGION, 1);
+    const access: TdExit = {
+      reason: 'ept-violation', rip: 0x1000n, gpa: PAGE, access: 'read', space: 'private', exitQualification: 0n,
+      outsideRam: false, septState: 'REMOVED', eeq: { type: 'none', raw: 0n },
+    };
+    expect(td.vmm.decide(access)).toEqual({ kind: 'resume' });
+    expect(leaves(td, 'TDH_MEM_PAGE_AUG')).toEqual([gpaLevel(REGION, 1)]);
+    expect(td.platform.module.sept.walk(PAGE, 0)).toMatchObject({ level: 1, state: 'PENDING' });
     td.platform.machine.close();
   });
 });
@@ -455,6 +573,25 @@ describe('honest TDX VMM: the stubs\' batched console (vendor TDG.VP.VMCALL R10 
     td.platform.module.host.memSeptAdd(gpaLevel(PAGE, 1));
     td.platform.module.host.memPageAug(gpaLevel(PAGE, 0));
     expect(batch(td, PAGE | SHARED, 3n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    td.platform.machine.close();
+  });
+
+  it('a batch that runs one byte into the next page, is longer than MV_CONSOLE_BATCH_MAX (0x7f0), or names a private GPA (no shared bit) → INVALID_OPERAND, nothing printed', () => {
+    const td = withSharedText('x'.repeat(0x800), 0n);
+    expect(batch(td, (PAGE + 0xff0n) | SHARED, 0x11n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(batch(td, PAGE | SHARED, 0x7f1n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(batch(td, PAGE, 3n)).toEqual({ kind: 'return', regs: { r10: INVALID_OPERAND } });
+    expect(td.console.text).toBe('');
+    // The largest batch the ABI allows is printed whole.
+    expect(batch(td, PAGE | SHARED, 0x7f0n)).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.console.text).toBe('x'.repeat(0x7f0));
+    td.platform.machine.close();
+  });
+
+  it('another vendor leaf (R10 other than 0x4d56) → SUBFUNC_UNSUPPORTED, nothing printed', () => {
+    const td = withSharedText('Hi\n', 0n);
+    expect(td.vmm.decide(vmcallExit({ r10: 0x4d57n, r11: 1n, r12: PAGE | SHARED, r13: 3n }))).toEqual({ kind: 'return', regs: { r10: 0x8000000000000003n } });
     expect(td.console.text).toBe('');
     td.platform.machine.close();
   });
