@@ -84,6 +84,29 @@ export const LIVENESS_REQUEST_RUN = 256;
 /** The regions of a map that has none (never changed: a map's changes go into its own regions). */
 const NO_REGIONS: ReadonlyMap<number, Uint8Array> = new Map();
 
+/** Whether each shared region (never changed in place) holds a mark, once worked out. */
+const sharedRegionMarks = new WeakMap<Uint8Array, boolean>();
+/** The keys of each table of shared regions (never changed once shared), in ascending order. */
+const sharedKeys = new WeakMap<ReadonlyMap<number, Uint8Array>, readonly number[]>();
+
+function sharedRegionMarked(r: Uint8Array): boolean {
+  let marked = sharedRegionMarks.get(r);
+  if (marked === undefined) {
+    marked = r.some((v) => v !== 0);
+    sharedRegionMarks.set(r, marked);
+  }
+  return marked;
+}
+
+function sortedKeysOf(table: ReadonlyMap<number, Uint8Array>): readonly number[] {
+  let keys = sharedKeys.get(table);
+  if (!keys) {
+    keys = [...table.keys()].sort((a, b) => a - b);
+    sharedKeys.set(table, keys);
+  }
+  return keys;
+}
+
 /**
  * Pages the guest holds accepted in the current lifetime, stored sparsely per 2 MiB region. Page
  * numbers are plain numbers inside (any 64-bit GPA, even plus a 64-bit length, has a page number
@@ -172,9 +195,14 @@ export class LifetimeMap {
 
   /** Every marked page (either origin), in address order. */
   *all(): Generator<bigint> {
-    const keys = new Set([...this.#shared.keys(), ...(this.#own?.keys() ?? [])]);
-    for (const key of [...keys].sort((a, b) => a - b)) {
-      const r = this.#region(key)!;
+    const own = this.#own;
+    const keys = own ? [...new Set([...this.#shared.keys(), ...own.keys()])].sort((a, b) => a - b) : sortedKeysOf(this.#shared);
+    for (const key of keys) {
+      const mine = own?.get(key);
+      // A shared region never changes, so whether it holds a mark is worked out once for all the
+      // maps that share it: every execution's oracle clones the honest prefix's (issue 10).
+      const r = mine ?? this.#shared.get(key)!;
+      if (!mine && !sharedRegionMarked(r)) continue;
       // Four pages at a time: most of a region an execution unmarked again is unmarked (0.8% of an
       // SNP campaign's CPU profile was this loop, page by page). Regions are their own buffers
       // (made new or sliced), so their 32-bit view is aligned.

@@ -45,6 +45,30 @@ describe('the VMM console', () => {
     c.flush();
     expect(echoed).toEqual(['one\n', 'two\n', 'x']); // a flushed line is shown once
   });
+
+  it('keeps every byte across growth and restores, as a fuzz executor restores it again and again', () => {
+    const c = new Console();
+    const head = Buffer.from('head\n');
+    c.writeBytes(head);
+    const saved = c.saveState();
+    // Each "execution" prints more than the last; restored, only the head is left.
+    for (let run = 1; run <= 4; run++) {
+      const body = Buffer.alloc(300 * run, 0x61 + run);
+      c.writeBytes(body);
+      for (let i = 0; i < 70; i++) c.write(0x30 + (i % 10));
+      expect(c.text).toBe(`head\n${body.toString('latin1')}${'0123456789'.repeat(7)}`);
+      c.loadState(saved);
+      expect(c.text).toBe('head\n');
+    }
+    // A state saved with more bytes than the console holds reads zeros for the missing ones.
+    const other = new Console();
+    other.writeBytes(Buffer.from('abcdefgh'));
+    const longer = other.saveState();
+    const fresh = new Console();
+    fresh.write(0x7a);
+    fresh.loadState(longer);
+    expect(fresh.text).toBe('z\0\0\0\0\0\0\0');
+  });
 });
 
 describe('SNP: the same fault again (the run loop\'s no-progress guard)', () => {

@@ -366,6 +366,36 @@ describe('lifetime map clones', () => {
     c.set(0x10000000n, 0x200000n, false);
     expect(pages(c)).toBe('3000,400000');
   });
+
+  it('list the pages of every clone right when clones of one prefix empty or fill shared regions in turn', () => {
+    // What a fuzz executor does: every execution's oracle clones the same prefix and lists its
+    // pages at the end, after unmarking some of the prefix's regions and marking others.
+    const prefix = new LifetimeMap();
+    prefix.set(0x200000n, 0x200000n, false);
+    prefix.set(0x600000n, 0x1000n, true);
+    prefix.set(0x600000n, 0x1000n, false); // a region of the prefix's with nothing marked
+    prefix.set(0xa00000n, 0x2000n, true);
+    prefix.clone(); // the prefix's regions are shared from here on
+    for (let run = 0; run < 3; run++) {
+      const m = prefix.clone();
+      expect(pages(m)).toBe('a00000,a01000');
+      if (run === 1) m.set(0xa00000n, 0x2000n, false);
+      if (run === 2) m.set(0x600000n, 0x1000n, true);
+      expect(pages(m)).toBe(['a00000,a01000', '', '600000,a00000,a01000'][run]);
+      // Its own regions, listed and then changed, are listed as changed.
+      m.set(0xa01000n, 0x1000n, run !== 1);
+      m.set(0xa00000n, 0x1000n, run === 1);
+      m.set(0x600000n, 0x1000n, run !== 2);
+      expect(pages(m)).toBe(['600000,a01000', '600000,a00000', 'a01000'][run]);
+      // A clone of the clone lists the same (its regions shared now), and changing it changes neither.
+      const again = m.clone();
+      expect(pages(again)).toBe(pages(m));
+      again.set(0x601000n, 0x1000n, true);
+      expect(pages(again)).toBe(['600000,601000,a01000', '600000,601000,a00000', '601000,a01000'][run]);
+      expect(pages(m)).toBe(['600000,a01000', '600000,a00000', 'a01000'][run]);
+    }
+    expect(pages(prefix)).toBe('a00000,a01000');
+  });
 });
 
 describe('oracle forks', () => {
