@@ -203,7 +203,7 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   pages_ = config_.memory_bytes >> kPageShift;
   ram_ = HostMapping::Create(config_.memory_bytes, config_.ram_paging == MachineConfig::RamPaging::kHugePages);
   if (!ram_) { *error = "cannot reserve host address space for guest RAM"; return false; }
-  huge_pages_fast_ = config_.ram_paging == MachineConfig::RamPaging::kHugePages;
+  paging_unit_ = config_.ram_paging == MachineConfig::RamPaging::kHugePages ? PagingUnit::kHuge : PagingUnit::kSmall;
   if (config_.ram_paging != MachineConfig::RamPaging::kOnTouch) {
     populated_.reset(new PageBitmap((pages_ >> kFaultAroundShift) + 1));
     if (!populated_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
@@ -1304,33 +1304,61 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
 // the first write the TLB-fill hook grants to a page populates the unit around it with one
 // MADV_POPULATE_WRITE. In huge pages the unit is the 2 MiB page, while the host hands them over
 // quickly: on a host that gives free memory back to its hypervisor (free page reporting, as this
-// one's balloon device does) a 2 MiB page it has taken back costs 5-25 ms of CPU to populate
-// instead of ~0.2-0.4, and boots that kept on in huge pages spent 0.3-0.6 s in the kernel instead
-// of ~0.03 in a third or more of runs. After one such page the rest of RAM goes to 4 KiB pages
-// (MADV_NOHUGEPAGE), which come mostly from memory freed a moment ago and still backed, populated
-// 64 KiB at a time: ~4,400 page faults instead of ~24,000 one by one. Only the host's work
-// changes: populated pages read as zeros, as they would have unpopulated.
+// one's balloon device does) a 2 MiB page it has taken back costs 2.5-25 ms of CPU to populate
+// instead of ~0.2-0.4. 4 KiB pages (MADV_NOHUGEPAGE, populated 64 KiB at a time) come mostly from
+// memory freed a moment ago and still backed, but each then costs its first touch as well: under
+// a hypervisor that shadows the page tables (PVM), ~8 us of the thread's time per page, invisible
+// to a timer around the madvise, ~4.5 ms per 2 MiB. Which is cheaper depends on the host, so
+// after one slow 2 MiB page, 4 KiB pages go on trial: a few units, each timed with a write to
+// every page (an atomic OR of zero: no byte changes), and they stay only when they cost less than
+// half the slow 2 MiB page (about half of the 2 MiB pages in a slow spell are slow); else RAM
+// goes back to huge pages for good. Only the host's work changes: populated pages read as zeros,
+// as they would have unpopulated.
 void Machine::FaultAround(uint64_t page) {
   static std::atomic<bool> unsupported{false};  // a kernel before 5.14: EINVAL, and never again
   if (populated_->Test(page >> kFaultAroundShift) || unsupported.load(std::memory_order_relaxed)) return;
-  const uint64_t unit_pages = huge_pages_fast_ ? kHugeUnitPages : 1ull << kFaultAroundShift;
+  const bool huge = paging_unit_ == PagingUnit::kHuge || paging_unit_ == PagingUnit::kHugeKept;
+  const bool timed = paging_unit_ == PagingUnit::kHuge || paging_unit_ == PagingUnit::kSmallTrial;
+  const uint64_t unit_pages = huge ? kHugeUnitPages : 1ull << kFaultAroundShift;
   const uint64_t first = page & ~(unit_pages - 1), count = std::min(unit_pages, pages_ - first);
   populated_->Assign(first >> kFaultAroundShift, (count + (1ull << kFaultAroundShift) - 1) >> kFaultAroundShift, true);
   timespec before{}, after{};
-  if (huge_pages_fast_) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
+  if (timed) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
   // One unit never straddles two pieces of the mapping (pieces are at least 1 GiB).
   if (madvise(ram_->At(first << kPageShift), count << kPageShift, MADV_POPULATE_WRITE) != 0) {
     if (errno == EINVAL) unsupported.store(true, std::memory_order_relaxed);
     return;
   }
-  if (!huge_pages_fast_) return;
+  if (!timed) return;
+  if (paging_unit_ == PagingUnit::kSmallTrial) {
+    for (uint64_t p = first; p < first + count; p++) __atomic_fetch_or(ram_->At(p << kPageShift), uint8_t{0}, __ATOMIC_RELAXED);
+  }
   // This thread's CPU time, not the wall clock: a run preempted by other work must not count.
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &after);
   const int64_t ns = (after.tv_sec - before.tv_sec) * 1000000000ll + (after.tv_nsec - before.tv_nsec);
-  if (ns > kSlowHugePageNs) {
-    huge_pages_fast_ = false;
-    ram_->ForEachRun(0, ram_->size(), [](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, MADV_NOHUGEPAGE); });
+  if (paging_unit_ == PagingUnit::kHuge) {
+    if (ns <= kSlowHugePageNs) return;
+    slow_huge_page_ns_ = ns;
+    small_trial_ns_ = 0;
+    small_trial_pages_ = 0;
+    paging_unit_ = PagingUnit::kSmallTrial;
+    SetHugePages(false);
+    return;
   }
+  small_trial_ns_ += ns;
+  small_trial_pages_ += count;
+  if (small_trial_pages_ < kSmallTrialPages) return;
+  const int64_t small_per_huge_page = small_trial_ns_ * static_cast<int64_t>(kHugeUnitPages) / static_cast<int64_t>(small_trial_pages_);
+  if (2 * small_per_huge_page < slow_huge_page_ns_) {
+    paging_unit_ = PagingUnit::kSmall;
+  } else {
+    paging_unit_ = PagingUnit::kHugeKept;
+    SetHugePages(true);
+  }
+}
+
+void Machine::SetHugePages(bool on) {
+  ram_->ForEachRun(0, ram_->size(), [on](uint8_t* host, uint64_t, uint64_t len) { madvise(host, len, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE); });
 }
 
 void Machine::ForgetPopulated(uint64_t first_page, uint64_t count) {

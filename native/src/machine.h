@@ -475,9 +475,20 @@ class Machine {
   static constexpr uint64_t kFaultAroundShift = 4;
   static constexpr uint64_t kHugeUnitPages = 512;
   // A 2 MiB page whose populating took more CPU than this (~0.2-0.4 ms when the host has it
-  // backed, 5-25 ms when not) ends huge pages for the machine's RAM.
+  // backed, 2.5-25 ms when not) puts 4 KiB pages on trial (FaultAround).
   static constexpr int64_t kSlowHugePageNs = 2000000;
-  bool huge_pages_fast_ = false;
+  // The trial: this many 4 KiB pages (8 units of 64 KiB), each unit timed with its first touches.
+  static constexpr uint64_t kSmallTrialPages = 128;
+  enum class PagingUnit : uint8_t {
+    kHuge,        // 2 MiB units, each populating timed
+    kSmallTrial,  // 4 KiB pages in 64 KiB units, timed, after a slow 2 MiB page
+    kSmall,       // 4 KiB pages in 64 KiB units: the trial found them the cheaper
+    kHugeKept,    // 2 MiB units, untimed: the trial found 4 KiB pages the costlier
+  };
+  PagingUnit paging_unit_ = PagingUnit::kSmall;
+  int64_t slow_huge_page_ns_ = 0, small_trial_ns_ = 0;
+  uint64_t small_trial_pages_ = 0;
+  void SetHugePages(bool on);
   std::unique_ptr<PageBitmap> populated_;
   void FaultAround(uint64_t page);
   void ForgetPopulated(uint64_t first_page, uint64_t count);

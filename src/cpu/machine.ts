@@ -47,9 +47,10 @@ export interface MachineOptions {
   /**
    * How the host backs guest RAM; never what the guest sees (native/src/machine.cc, FaultAround).
    * - 'huge-pages' (default): transparent huge pages, the first write the guest may make to one
-   *   populating all 2 MiB of it, while the host hands them over quickly; after one that is slow
-   *   (a host that gives free memory back to its hypervisor has to back it anew), 'fault-around'
-   *   for the rest. A boot that fills tens of MiB then takes a few dozen page faults.
+   *   populating all 2 MiB of it. After one that is slow (a host that gives free memory back to
+   *   its hypervisor has to back it anew), a few units of 4 KiB pages are timed, first touches
+   *   included, and 'fault-around' takes the rest only when clearly cheaper. A boot that fills
+   *   tens of MiB then takes a few dozen page faults.
    * - 'fault-around': 4 KiB pages, the first write to a page populating the 64 KiB around it.
    * - 'on-touch': 4 KiB pages, each faulted in when first touched: for many short runs that touch
    *   little and scattered RAM (fuzz executions and launches), where populating a neighbourhood
