@@ -53,6 +53,48 @@ describe('honest TDX VMM: a SEAMCALL that fails', () => {
   });
 });
 
+// KVM kills the VM on a failed SEAMCALL in the middle of a conversion too: the zap path's
+// TDH.MEM.RANGE.BLOCK (tdx_sept_zap_private_spte) and the map path's TDH.MEM.PAGE.AUG
+// (tdx_mem_page_aug) are each KVM_BUG_ON(err) in arch/x86/kvm/vmx/tdx.c, so the MapGPA never
+// returns to the guest. To make a SEAMCALL fail, the S-EPT is changed behind the VMM's back,
+// after its mirror (tdp_mmu) learned the entry: the VMM then asks the module for what it believes
+// it can do.
+describe('honest TDX VMM: a SEAMCALL that fails in the middle of a MapGPA', () => {
+  it('to shared: the first 2 MiB round is converted, BLOCK fails in the second, and the TD stops as a VMM error (no SUCCESS, no RETRY)', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memPageAug(gpaLevel(0x400000n, 1));
+    h.memPageAug(gpaLevel(0x600000n, 1));
+    td.platform.module.sept.setState(1, 0x600000n, 'FREE'); // the mirror still holds a 2M leaf there
+    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n | SHARED, r13: 4n * MiB }));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/^MapGPA: TDH\.MEM\.RANGE\.BLOCK failed/);
+    // The first round went through: its 2M page removed and shared; the failed round is not reported converted.
+    expect(td.platform.module.sept.walk(0x400000n, 1)).toMatchObject({ level: 1, state: 'FREE' });
+    expect(h.isSharedMapped(0x400000n)).toBe(true);
+    expect(h.isSharedMapped(0x600000n)).toBe(false);
+    expect(td.trace.events.filter((e) => e.type === 'map-gpa').map((e) => e.gpa)).toEqual([0x400000n]);
+    td.platform.machine.close();
+  });
+
+  it('to private: the first 2 MiB round is AUGed, AUG fails in the second, and the TD stops as a VMM error', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    // The VMM learns that 0x600000 is FREE at 2M (it AUGs and removes a page there), then the entry changes unseen.
+    h.memPageAug(gpaLevel(0x600000n, 1));
+    h.memRangeBlock(gpaLevel(0x600000n, 1));
+    h.memTrack();
+    expect(h.memPageRemove(gpaLevel(0x600000n, 1)).status).toBe(0n);
+    td.platform.module.sept.setState(1, 0x600000n, 'PENDING');
+    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n, r13: 4n * MiB }));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/^MapGPA: TDH\.MEM\.PAGE\.AUG failed/);
+    expect(td.platform.module.sept.walk(0x400000n, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+    expect(td.trace.events.filter((e) => e.type === 'map-gpa').map((e) => e.gpa)).toEqual([0x400000n]);
+    td.platform.machine.close();
+  });
+});
+
 describe('honest TDX VMM: what it does not know of the S-EPT', () => {
   it('reads an entry once and remembers it (KVM asks only its mirror): a fault-in needs one TDH.MEM.SEPT.RD', () => {
     const td = finalizedTd();
