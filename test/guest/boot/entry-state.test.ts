@@ -33,6 +33,38 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
     td.platform.machine.close();
   });
 
+  it('every other GPR is 0 and RFLAGS 0x2 whatever the vCPU held, CR4 reads MCE only, IDTR is 0/0 and GDTR base 0', () => {
+    // tdh_vp_init.c init_vcpu_gprs_and_registers: "All other GPRs/Registers are set to 0". td_vmcs_init.c:
+    // guest CR4 0x2040, whose VMXE (bit 13) the CR4 read shadow hides from the guest
+    // (init_tdcs_dependent_fields_in_vmcs: "Bit MCE (6) is set to 1. Bit VMXE (13) is cleared to 0");
+    // neither init map sets IDTR or the GDTR base, so they keep the VMCS's 0 (not the CPU reset's
+    // IDTR limit 0xFFFF); the GDTR limit is 0xFFFF.
+    const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 48 });
+    const vcpu = td.platform.machine.vcpu;
+    const others = ['rax', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const;
+    for (const r of others) vcpu.regs[r] = 0x1111_2222_3333_4444n;
+    vcpu.regs.rflags = 0x246n;
+    vcpu.writeSpecial('idtrLimit', 0xffffn);
+    vcpu.writeSpecial('idtrBase', 0x1000n);
+    vcpu.writeSpecial('gdtrBase', 0x2000n);
+    td.platform.handle.vpInit(0x300000n);
+    expect(others.map((r) => vcpu.regs[r])).toEqual(others.map(() => 0n));
+    expect(vcpu.regs.rflags).toBe(2n);  // td_vmcs_init.c: guest RFLAGS 0x2
+    expect(vcpu.readSpecial('cr4')).toBe(0x40n);
+    expect(vcpu.readSpecial('efer')).toBe(0x901n);  // SCE, LME, NXE exactly; LMA clear (paging off)
+    expect([vcpu.readSpecial('idtrBase'), vcpu.readSpecial('idtrLimit'), vcpu.readSpecial('gdtrBase'), vcpu.readSpecial('gdtrLimit')]).toEqual([0n, 0n, 0n, 0xffffn]);
+    td.platform.machine.close();
+  });
+
+  it('RSI is the vCPU index the VMM gave TDH.VP.INIT (init_vcpu_gprs_and_registers: RSI = vcpu_index)', () => {
+    const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 48, vcpus: 2 });
+    td.platform.handle.vpInit(0n, 0);
+    td.platform.handle.vpInit(0n, 1);
+    td.platform.machine.switchVcpu(1);
+    expect(td.platform.machine.vcpu.regs.rsi).toBe(1n);
+    td.platform.machine.close();
+  });
+
   it('the guest finds CPUID(1).EAX in RDX: its first instructions at 0xFFFFFFF0 compare them', () => {
     // A 4 KiB firmware volume below 4 GiB, PAGE.ADDed: mov esi, edx; mov eax, 1; xor ecx, ecx;
     // cpuid; jmp $ (the jump ends the translation block before 4 GiB).
