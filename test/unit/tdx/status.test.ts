@@ -96,6 +96,7 @@ describe('decodeTdxStatus (api_error_code_t)', () => {
   });
 
   it('takes RAX as an unsigned 64-bit value (a negative BigInt is its two\'s complement)', () => {
-    expect(decodeTdxStatus(-0x3fffff0000000000n)).toMatchObject({ kind: 'error', name: 'OPERAND_INVALID', operand: 0n });
+    expect(decodeTdxStatus(-0x3fffff0000000000n)).toMatchObject({ kind: 'error', name: 'OPERAND_INVALID', operand: 0n, raw: 0xC000010000000000n });
+    expect(decodeTdxStatus(-(1n << 64n) + 0x00000B0A00000002n)).toEqual({ kind: 'warning', name: 'PAGE_ALREADY_ACCEPTED', detail: 2n, raw: 0x00000B0A00000002n });
   });
 });
