@@ -26,7 +26,7 @@ function td() {
 describe('TdxPlatform.pageState (the S-EPT leaf of the page, sept_state_lookup.h encodings)', () => {
   it('MAPPED 4K: private, accepted, not pending; the GPA asked is reduced to its private 4 KiB page', () => {
     const t = td();
-    expect(t.platform.pageState(0x1abcn | SHARED)).toEqual({ gpa: 0x1000n, visibility: 'private', accepted: true, pending: false, pageSize: '4k', raw: 'MAPPED' });
+    expect(t.platform.pageState(0x1abdn | SHARED)).toEqual({ gpa: 0x1000n, visibility: 'private', accepted: true, pending: false, pageSize: '4k', raw: 'MAPPED' });
     t.platform.machine.close();
   });
 
