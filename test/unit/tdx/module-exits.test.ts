@@ -59,6 +59,18 @@ describe('EPT-violation TD exits (tdx_ept_violation_exit_to_vmm): GPA bits 11:0 
     expect(step).toEqual({ kind: 'td-exit', exit });
   });
 
+  it('a private GPA in RAM whose leaf is FREE: EEQ type 0 (NONE) with nothing else in it, and the state the walk stopped on', () => {
+    // td_ept_violation_exit: ext_exit_qual = { .raw = 0 }, type VMX_EEQ_NONE; only a PENDING page
+    // with #VE disabled changes it (to VMX_EEQ_PENDING_EPT_VIOLATION).
+    const m = tdWithPendingPage();
+    const step = m.handleExit(fault('write', { gpa: 0x600123n }));
+    const exit: TdExit = {
+      reason: 'ept-violation', rip: 0x1234n, gpa: 0x600000n, access: 'write', space: 'private', exitQualification: 0x2n, outsideRam: false,
+      septState: 'FREE', eeq: { type: 'none', raw: 0n },
+    };
+    expect(step).toEqual({ kind: 'td-exit', exit });
+  });
+
   it('a private GPA outside guest RAM: a plain exit, no SEPT state (nothing the SEPT holds)', () => {
     const m = tdWithPendingPage();
     const step = m.handleExit(fault('fetch', { gpa: 0x4000_0123n, outsideRam: true }));
