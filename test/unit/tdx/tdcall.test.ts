@@ -243,6 +243,36 @@ describe('TDG.VP.VMCALL RCX bitmap (tdg_vp_vmcall.c)', () => {
   });
 });
 
+// The VMM's answer reaches the guest only through the GPRs the guest's RCX bitmap selected, each
+// by its x86 number (tdg_vp_vmcall.c: the bitmap is tdvmcall_control_t.gpr_select; on the way back
+// the module loads only the selected GPRs from the VMM's values). One register at a time, so that
+// a register mistaken for its neighbour in the bitmap shows.
+describe('TDG.VP.VMCALL: the VMM\'s answer writes exactly the selected GPR', () => {
+  const GPR_NUMBER = { rdx: 2, rbx: 3, rbp: 5, rsi: 6, rdi: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15 } as const;
+  type Reg = keyof typeof GPR_NUMBER;
+  const regs = Object.keys(GPR_NUMBER) as Reg[];
+  it.each(regs)('only %s selected: of an answer naming every GPR, only it is written; the rest are reported ignored', (selected) => {
+    const m = tdxModule();
+    const guest = Object.fromEntries(regs.map((r, i) => [r, 0x100n + BigInt(i)])) as Record<Reg, bigint>;
+    const { step } = tdcall(m, { rax: 0n, rcx: 1n << BigInt(GPR_NUMBER[selected]), ...guest });
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall' } });
+    const answer = Object.fromEntries(regs.map((r) => [r, 0xaaa0n])) as Record<Reg, bigint>;
+    m.completeVmcall(answer);
+    const after = m.machine.vcpu.regs;
+    expect(Object.fromEntries(regs.map((r) => [r, after[r]]))).toEqual({ ...guest, [selected]: 0xaaa0n });
+    expect(m.trace.ofType('vmcall-complete').at(-1)).toMatchObject({ ignoredUnexposed: regs.filter((r) => r !== selected) });
+  });
+
+  it('an answer completes the call: no TDG.VP.VMCALL is in flight after it, and a second answer is refused', () => {
+    const m = tdxModule();
+    tdcall(m, { rax: 0n, rcx: 1n << 10n });
+    expect(m.vmcallInFlight).toBe(true);
+    m.completeVmcall({ r10: 0n });
+    expect(m.vmcallInFlight).toBe(false);
+    expect(() => m.completeVmcall({ r10: 0n })).toThrow('no TDG.VP.VMCALL is in flight');
+  });
+});
+
 // tdg_vp_vmcall.c (TDX_1.5): gpr_check_mask = BIT(0) | BIT(1) | BIT(4) (RAX, RCX, RSP; RBP too only
 // with CONFIG_FLAGS.NO_RBP_MOD, which the model does not offer), and tdvmcall_control_t.reserved
 // (RCX[63:32], tdx_api_defs.h) must be 0; RCX[31:16] (xmm_select) is not checked.
