@@ -230,4 +230,24 @@ describe('the module\'s saved state (td-module.ts saveState / loadState)', () =>
     m.loadState(busy);
     expect(m.pendingInterrupt).toEqual({ vector: 0x40, afterChunks: 3 });
   });
+
+  // The VE info is per-vCPU TDVPS state: whether it is unread decides between #VE and #DF at the
+  // next one (tdx_inject_ve), so a restore must give back its valid bit and fields as saved.
+  it('restores the VE info: unread with its fields over a module that read it, and read over one that did not', () => {
+    const m = tdWithPendingPage();
+    const read = m.saveState();
+    m.handleExit(fault('write'));
+    const fields = { ...m.veInfo.fields };
+    const unread = m.saveState();
+    expect(m.veInfo.take()).toEqual(fields);
+    m.handleExit(fault('read')); // the live VE info goes on: unread again, a read's qualification
+    expect(m.veInfo.fields.exitQualification).toBe(0x181n);
+    m.loadState(unread);
+    expect(m.veInfo.valid).toBe(true);
+    expect(m.veInfo.fields).toEqual(fields);
+    m.loadState(read);
+    expect(m.veInfo.valid).toBe(false);
+    m.loadState(unread);
+    expect(m.veInfo.take()).toEqual({ exitReason: 48, exitQualification: 0x182n, gla: 0x7000_0567n, gpa: P + 0x567n, instructionLength: 0, instructionInfo: 0 });
+  });
 });
