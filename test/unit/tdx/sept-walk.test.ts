@@ -94,3 +94,16 @@ describe('Sept 4K walks', () => {
     expect(sept.reachedState(MIB2, 1)).toBe('NL_MAPPED');
   });
 });
+
+// secure_ept_walk (sept_manager.c) returns the entry it stopped on; the walk's result names that
+// entry's GPA range, aligned to the level it stopped at, whatever byte of the range was asked.
+describe('Sept walks: the base of the entry reached', () => {
+  it('is the GPA aligned to the level the walk ended at, for a walk to 4K, to 2M and one that stops above', () => {
+    const sept = mappedLeaf();
+    sept.setState(1, 2n * MIB2, 'PENDING');
+    expect(sept.walk(PAGE + 0x123n, 0)).toEqual({ level: 0, requestedLevel: 0, state: 'MAPPED', base: PAGE, isLeaf: true });
+    expect(sept.walk(2n * MIB2 + 0x5123n, 1)).toEqual({ level: 1, requestedLevel: 1, state: 'PENDING', base: 2n * MIB2, isLeaf: true });
+    expect(sept.walk(2n * MIB2 + 0x5123n, 0)).toEqual({ level: 1, requestedLevel: 0, state: 'PENDING', base: 2n * MIB2, isLeaf: true });
+    expect(sept.walk(MIB2 + 0x1234n, 1)).toEqual({ level: 1, requestedLevel: 1, state: 'NL_MAPPED', base: MIB2, isLeaf: false });
+  });
+});
