@@ -54,3 +54,33 @@ describe('Sept snapshots', () => {
     expect(tables(sept)).toBe(before);
   });
 });
+
+describe('Sept snapshots of merged and split ranges', () => {
+  it('a restore gives back the 4K leaves a merge (PROMOTE) took away, and the 2M children of a split 1G leaf', () => {
+    const sept = new Sept(1024n * MIB2, 3);
+    sept.setState(3, 0n, 'NL_MAPPED');
+    sept.setState(2, 0n, 'NL_MAPPED');
+    sept.setState(1, MIB2, 'MAPPED');
+    sept.split(1, MIB2, 'MAPPED');                       // 512 MAPPED 4K leaves under an NL_MAPPED PD entry
+    sept.setState(0, MIB2 + 0x3000n, 'PENDING');
+    sept.setState(2, 1n << 30n, 'PENDING');              // a 1G leaf
+    const saved = sept.saveState();
+    const before = tables(sept);
+    const counts = sept.entryCounts();
+    expect(counts[0]).toBe(512);
+    for (let round = 0; round < 2; round++) {
+      sept.merge(1, MIB2, 'MAPPED');
+      // tdh_mem_page_promote.c frees the child SEPT page: no 4K entry is left under the new 2M leaf.
+      expect(sept.entryCounts()[0]).toBe(0);
+      sept.split(2, 1n << 30n, 'PENDING');
+      expect(sept.walk((1n << 30n) + 5n * MIB2, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+      sept.merge(2, 1n << 30n, 'PENDING');
+      expect(sept.entryCounts()[1]).toBe(counts[1]);
+      sept.loadState(saved);
+      expect(tables(sept)).toBe(before);
+      expect(sept.entryCounts()).toEqual(counts);
+      expect(sept.walk(MIB2 + 0x3000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+      expect(sept.walk(MIB2 + 0x4000n, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    }
+  });
+});
