@@ -24,7 +24,7 @@ import { MASK64 } from '../../shared/u64.js';
 
 /** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
 const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
-/** sev_es_string_io refuses a count above INT_MAX (its exit handler fails: KVM_RUN returns -EINVAL). */
+/** sev_es_string_io refuses a count, or count × size, above INT_MAX (its exit handler fails: KVM_RUN returns -EINVAL). */
 const INT_MAX = 0x7fffffffn;
 
 /** The leaves an honest VMM lists in the SNP CPUID page (QEMU: from KVM_GET_CPUID2). */
@@ -394,6 +394,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     const count = g.get('swExitInfo2');
     if (count > INT_MAX) return { outcome: 'vmm-error', reason: `string I/O count 0x${count.toString(16)} above INT_MAX: KVM's exit handler fails (-EINVAL)` };
     const bytes = count * BigInt(size);
+    // sev_es_string_io multiplies in an int too: check_mul_overflow(count, size, &bytes) fails the same way.
+    if (bytes > INT_MAX) return { outcome: 'vmm-error', reason: `string I/O of 0x${count.toString(16)} ${size}-byte elements: 0x${bytes.toString(16)} bytes overflow an int, KVM's exit handler fails (-EINVAL)` };
     const scratch = g.get('swScratch');
     const end = scratch + bytes;
     const inGhcb = (scratch & ~(PAGE_4K - 1n)) === gpa;

@@ -301,6 +301,17 @@ describe('honest SNP VMM: which GHCB it serves (KVM sev_handle_vmgexit, GHCB spe
     t.close();
   });
 
+  it('a restore brings back the GHCB registration the snapshot held: that GHCB is served again, a later one refused', () => {
+    const t = launched();
+    const saved = t.vmm.saveState();
+    t.msr(ghcbMsr.registerReq((GHCB_GPA + 0x1000n) >> 12n));
+    t.vmm.loadState(saved);
+    expect(t.vmm.registeredGhcb).toBe(GHCB_GPA);
+    served(t, GHCB_GPA);
+    refused(t, GHCB_GPA + 0x1000n);
+    t.close();
+  });
+
   it('each vCPU registers its own GHCB (KVM keeps ghcb_registered_gpa per vCPU): an AP cannot use the BSP\'s, and the BSP\'s stays valid after an AP registers another', () => {
     const t = launched(8n * MiB, undefined, 2);
     t.g.vm.switchVcpu(1);
@@ -761,6 +772,41 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       expect(none.result).toEqual([0n, 0n]);
       expect([...none.t.host.hostMemory.read(OUTSIDE, 5)]).toEqual([0xff, 0xff, 0xff, 0xff, 0]);
       none.t.close();
+    });
+
+    // KVM sev_es_string_io: "if (svm->vmcb->control.exit_info_2 > INT_MAX) return -EINVAL;", then
+    // "if (unlikely(check_mul_overflow(count, size, &bytes))) return -EINVAL;" on int count and
+    // bytes; only then setup_vmgexit_scratch, whose area outside the GHCB may be up to
+    // GHCB_SCRATCH_AREA_LIMIT (16ULL * PAGE_SIZE) bytes ("if (len > GHCB_SCRATCH_AREA_LIMIT)": a
+    // GHCB error, SW_EXITINFO2 = GHCB_ERR_INVALID_SCRATCH_AREA, and the guest goes on).
+    it('an area outside the GHCB of exactly 16 pages (count × size) is served; one element more is INVALID_SCRATCH_AREA', () => {
+      for (const [size, elements] of [[IOIO.SZ8, 1n], [IOIO.SZ16, 2n], [IOIO.SZ32, 4n]] as const) {
+        const count = (16n * 4096n) / elements;
+        const fits = stringIo(ioioOut(0x3f8n, size), count, OUTSIDE);
+        expect([fits.answer, ...fits.result], `${count} elements of ${elements} bytes`).toEqual(['resume', 0n, 0n]);
+        fits.t.close();
+        const over = stringIo(ioioOut(0x3f8n, size), count + 1n, OUTSIDE);
+        expect([over.answer, ...over.result], `${count + 1n} elements of ${elements} bytes`).toEqual(['resume', 2n, 3n]);
+        over.t.close();
+      }
+    });
+
+    it('a count of INT_MAX bytes passes the count checks: the 16-page limit refuses it with a GHCB error, the VM goes on', () => {
+      const { t, answer, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 0x7fffffffn, OUTSIDE);
+      expect([answer, ...result]).toEqual(['resume', 2n, 3n]);
+      t.close();
+    });
+
+    it('a count below INT_MAX whose bytes (count × size) overflow an int stops the VM (check_mul_overflow: -EINVAL)', () => {
+      for (const [size, count] of [[IOIO.SZ16, 0x40000000n], [IOIO.SZ32, 0x20000000n]] as const) {
+        const { t, answer } = stringIo(ioioOut(0x3f8n, size), count, OUTSIDE);
+        expect(answer, `count 0x${count.toString(16)}`).toMatchObject({ outcome: 'vmm-error' });
+        t.close();
+      }
+      // One element fewer fits in an int: the scratch-area limit answers it, as a GHCB error.
+      const { t, answer, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ16), 0x3fffffffn, OUTSIDE);
+      expect([answer, ...result]).toEqual(['resume', 2n, 3n]);
+      t.close();
     });
 
     it('a count above INT_MAX, or an area outside guest RAM, stops the VM (KVM\'s exit handler fails: -EINVAL, -EFAULT)', () => {
