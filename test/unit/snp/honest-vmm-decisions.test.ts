@@ -126,6 +126,42 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
     t.close();
   });
 
+  // The NPF's GPA is the faulting byte's (APM Vol. 2 §15.25.6: EXITINFO2 holds the guest physical
+  // address that faulted); KVM works on its page: sev_handle_rmp_fault takes gfn = gpa >> PAGE_SHIFT
+  // and PSMASHes the 2 MiB page around it (pfn & ~(PTRS_PER_PMD - 1)); QEMU converts the page.
+  describe.each(['123', 'fff'])('at byte offset 0x%s of its page, the fault is about that page', (hex) => {
+    const offset = BigInt(`0x${hex}`);
+    it('a private access in a 2 MiB private page of this guest: PSMASH of the region at its 2 MiB base, the NPT split there', () => {
+      const t = launched();
+      expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: t.host.asid }).rc).toBe(0);
+      t.host.setNptPageSize(REGION, '2m');
+      expect(t.npf(REGION + 0x3000n + offset, 'private')).toBe('resume');
+      expect(t.npfActions()).toEqual(['psmash']);
+      expect(t.host.rmpEntry(REGION)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION });
+      expect(t.host.rmpEntry(REGION + 0x3000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION + 0x3000n });
+      expect(t.host.nptPageSize(REGION)).toBe('4k');
+      t.close();
+    });
+
+    it('a private access to a shared page makes that page private, its reverse map the page\'s GPA', () => {
+      const t = launched();
+      expect(t.npf(REGION + 0x5000n + offset, 'private')).toBe('resume');
+      expect(t.npfActions()).toEqual(['make-private']);
+      expect(t.host.rmpEntry(REGION + 0x5000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: REGION + 0x5000n, asid: t.host.asid });
+      expect([t.host.rmpEntry(REGION + 0x4000n).assigned, t.host.rmpEntry(REGION + 0x6000n).assigned]).toEqual([false, false]);
+      t.close();
+    });
+
+    it('a shared access to a 4 KiB private page of this guest makes that page shared', () => {
+      const t = launched();
+      expect(t.host.rmpUpdate(REGION + 0x5000n, { assigned: true, pageSize: '4k', gpa: REGION + 0x5000n, asid: t.host.asid }).rc).toBe(0);
+      expect(t.npf(REGION + 0x5000n + offset, 'shared')).toBe('resume');
+      expect(t.npfActions()).toEqual(['make-shared']);
+      expect(t.host.rmpEntry(REGION + 0x5000n).assigned).toBe(false);
+      t.close();
+    });
+  });
+
   it('a private access to a hypervisor page the RMP makes immutable: the conversion fails and the VMM stops (QEMU stops the VM when kvm_convert_memory fails)', () => {
     const t = launched();
     expect(t.host.rmpUpdate(REGION, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
