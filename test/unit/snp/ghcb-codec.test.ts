@@ -41,6 +41,24 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
     expect(PSC_OP).toEqual({ PRIVATE: 1, SHARED: 2, PSMASH: 3, UNSMASH: 4 });
   });
 
+  // Linux asm/sev-common.h builds each request with its fields masked to their widths:
+  // GHCB_CPUID_REQ: "reg & GHCB_MSR_CPUID_REG_MASK" (0x3) at 30, fn (32 bits) at 32;
+  // GHCB_MSR_REG_GPA_REQ_VAL: "(v) & GENMASK_ULL(51, 0)" at 12; GHCB_MSR_PSC_REQ_GFN: "(op) & 0xf"
+  // at 52, "(gfn) & GENMASK_ULL(39, 0)" at 12; GHCB_MSR_SEV_INFO: max and min "& GHCB_MSR_PROTO_MASK"
+  // (0xffff) at 48 and 32, the C-bit "& GHCB_MSR_CBIT_MASK" (0xff) at 24.
+  it('each encoder keeps every field to its width, all of it and no more (Linux sev-common.h masks)', () => {
+    expect(ghcbMsr.cpuidReq(0xffffffff, 3)).toBe(0xffff_ffff_c000_0004n);
+    expect(ghcbMsr.cpuidReq(0x80000000, 4 | 1)).toBe((0x80000000n << 32n) | (1n << 30n) | 0x004n);
+    expect(ghcbMsr.cpuidResp(0xffffffff, 3)).toBe(0xffff_ffff_c000_0005n);
+    expect(ghcbMsr.cpuidResp(0x12345678, 1)).toBe((0x12345678n << 32n) | (1n << 30n) | 0x005n);
+    expect(ghcbMsr.registerReq(0xf_ffff_ffff_ffffn)).toBe(0xffff_ffff_ffff_f012n);
+    expect(ghcbMsr.registerReq((1n << 52n) | 0x30n)).toBe((0x30n << 12n) | 0x012n);
+    expect(ghcbMsr.pscReq(0xff_ffff_ffffn, 0xf)).toBe(0x00ff_ffff_ffff_f014n);
+    expect(ghcbMsr.pscReq((1n << 40n) | 0xabcdn, 0x10 | PSC_OP.SHARED)).toBe((2n << 52n) | (0xabcdn << 12n) | 0x014n);
+    expect(ghcbMsr.sevInfoResp(0xffff, 0xffff, 0xff)).toBe(0xffff_ffff_ff00_0001n);
+    expect(ghcbMsr.sevInfoResp(0x1_0002, 0x1_0001, 0x133)).toBe(ghcbMsr.sevInfoResp(2, 1, 0x33));
+  });
+
   it('hypervisor features response 0x081: the bitmap in [63:12] (b0 SNP, b1 AP creation, b2 restricted injection)', () => {
     expect(ghcbMsr.hvFeaturesResp(HV_FEATURE.SNP | HV_FEATURE.AP_CREATION)).toBe((3n << 12n) | 0x081n);
     expect(HV_FEATURE).toEqual({ SNP: 1n, AP_CREATION: 2n, RESTRICTED_INJECTION: 4n });
@@ -89,6 +107,9 @@ describe('GHCB page', () => {
     expect(decodePscEntry(raw)).toEqual({ curPage: 0xabc, gfn: 0x123456789n, op: 2, size2m: true, reserved: 0x5 << 1 });
     expect(decodePscEntry(1n << 57n).reserved).toBe(1);
     expect(encodePscEntry({ curPage: 0xfff, gfn: 1n, op: 1, size2m: false })).toBe((1n << 52n) | (1n << 12n) | 0xfffn);
+    // struct psc_entry's bit-fields (cur_page:12, gfn:40, operation:4, pagesize:1) hold the low bits of what is stored in them.
+    expect(encodePscEntry({ curPage: 0x1fff, gfn: (1n << 41n) - 1n, op: 0x1f, size2m: true })).toBe(0x01ff_ffff_ffff_ffffn);
+    expect(encodePscEntry({ curPage: 0x1001, gfn: (1n << 40n) | 0x1234n, op: 0x12, size2m: false })).toBe((2n << 52n) | (0x1234n << 12n) | 1n);
   });
 
   it('a PSC entry read as two 32-bit halves gives the fields decodePscEntry gives, and cur_page written into the low half is encodePscEntry with that cur_page', () => {
