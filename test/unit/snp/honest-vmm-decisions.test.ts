@@ -664,6 +664,40 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // Linux's PSC descriptor fills the shared buffer: struct snp_psc_desc (asm/sev-common.h) is the
+  // 8-byte psc_hdr and VMGEXIT_PSC_MAX_ENTRY (253) entries, 2032 bytes, which the guest puts at the
+  // start of the shared buffer (arch/x86/coco/sev vmgexit_psc: sizeof(*desc) into ghcb_shared_buffer)
+  // and KVM serves (snp_begin_psc refuses only end_entry >= VMGEXIT_PSC_MAX_COUNT).
+  it('a Page State Change of 253 entries, the whole shared buffer as Linux fills it (end_entry 252) → all done', () => {
+    const t = launched();
+    const entries = Array.from({ length: 253 }, (_, i) => encodePscEntry({ curPage: 0, gfn: (0x400000n >> 12n) + BigInt(i), op: PSC_OP.PRIVATE, size2m: false }));
+    const r = psc(t, entries);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 253]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual(entries.map(() => 1n));
+    for (const i of [0n, 251n, 252n]) expect(t.host.rmpEntry(0x400000n + i * 0x1000n)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
+
+  // KVM snp_begin_psc: "idx_start = hdr->cur_entry; idx_end = hdr->end_entry;" and the entries
+  // idx_start..idx_end are processed, no others.
+  it('only the entries from cur_entry to end_entry are looked at: none before, none after', () => {
+    const t = launched();
+    const scratch = GHCB_GPA + 0x800n;
+    const buf = Buffer.alloc(8 + 4 * 8);
+    buf.writeUInt16LE(1, 0); // cur_entry 1
+    buf.writeUInt16LE(2, 2); // end_entry 2
+    for (let i = 0; i < 4; i++) buf.writeBigUInt64LE(encodePscEntry({ curPage: 0, gfn: (0x400000n >> 12n) + BigInt(i), op: PSC_OP.PRIVATE, size2m: false }), 8 + i * 8);
+    t.host.hostMemory.write(scratch, buf);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, 0n]);
+    expect([0n, 1n, 2n, 3n].map((i) => t.host.rmpEntry(0x400000n + i * 0x1000n).assigned)).toEqual([false, true, true, false]);
+    const after = Buffer.from(t.host.hostMemory.read(scratch, buf.length));
+    expect(after.readUInt16LE(0)).toBe(3);
+    expect([0, 1, 2, 3].map((i) => after.readBigUInt64LE(8 + i * 8) & 0xfffn)).toEqual([0n, 1n, 1n, 0n]);
+    t.close();
+  });
+
   it('Page State Change whose end_entry is 253 (VMGEXIT_PSC_MAX_COUNT) → invalid header (KVM snp_begin_psc)', () => {
     const t = launched();
     const scratch = GHCB_GPA + 0x800n;
