@@ -44,6 +44,22 @@ describe('SNP CPU exits', () => {
     p.machine.close();
   });
 
+  // An SEV-ES/SNP guest's RFLAGS is in its encrypted VMSA; the hypervisor learns IF from the VMCB
+  // (KVM svm.c svm_interrupt_blocked: "SEV-ES guests to not expose RFLAGS. Use the VMCB interrupt
+  // mask bit to determine the state of the IF flag": blocked when int_state lacks
+  // SVM_GUEST_INTERRUPT_MASK). RFLAGS.IF is bit 9 (APM Vol. 2 §3.1.6).
+  it('HLT: the exit tells the VMM whether RFLAGS.IF (bit 9) was clear, whatever the other flags', () => {
+    const p = platform();
+    const regs = p.machine.vcpu.regs;
+    const blocked = (rflags: bigint) => {
+      regs.rflags = rflags;
+      const step = p.handleExit({ kind: 'hlt', rip: 0x1000n });
+      return step.kind === 'vmexit' && step.exit.kind === 'hlt' ? step.exit.interruptsBlocked : step;
+    };
+    expect([0x2n, 0x202n, 0x3f_fdd7n, 0x3f_ffd7n].map(blocked)).toEqual([true, false, true, false]);
+    p.machine.close();
+  });
+
   it('TDCALL and an undecodable instruction on an SNP CPU: #UD (there is no TDX module)', () => {
     const p = platform();
     p.handleExit({ kind: 'tdcall', rip: 0x1000n, length: 4, leaf: 0n, codeBits: 64, cs: 0x8 });
