@@ -588,6 +588,32 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // KVM snp_begin_psc combines, after the first entry not done, every next one with "entry.operation
+  // == entry_start.operation", "entry.gfn == entry_start.gfn + npages" (npages counting the whole
+  // run so far), cur_page 0 and the same page size; any other entry, a done one included, ends the run.
+  it('a run goes on over any number of adjacent entries: the third fails, so none of the three is done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x502000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [0x500000n, 0x501000n, 0x502000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: false })));
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n, 0n]);
+    t.close();
+  });
+
+  it('a done entry between two adjacent ones ends the run: the entry after it that fails leaves the first done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x501000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 1, gfn: 0x700000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x501000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 2]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 1n, 0n]);
+    expect(t.host.rmpEntry(0x500000n)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
+
   // KVM never reads psc_entry.reserved (bits 63:57) or psc_hdr.reserved (asm/sev-common.h; only
   // end_entry, cur_page and the gfn's alignment are checked in snp_begin_psc).
   it('an entry with its reserved bits (63:57) set is carried out as if they were clear, and keeps them', () => {
