@@ -600,6 +600,30 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  it('two adjacent 2M entries are one run: the second fails, so neither is done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x605000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [0x400000n, 0x600000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: true })));
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n]);
+    t.close();
+  });
+
+  // A partly done 2M entry goes on at 4K ("npages -= entry_start.cur_page; gfn += entry_start.cur_page;
+  // huge = false"), and the next entry joins it only at entry_start.gfn + npages: the entry's own gfn
+  // plus the pages it has left, 256 here, not 768.
+  it('after a 2M entry done up to cur_page 256, a 4K entry at its gfn + 768 pages is a run of its own: it fails alone', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x700000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
+      encodePscEntry({ curPage: 0, gfn: 0x700000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([512n, 0n]);
+    t.close();
+  });
+
   it('a done entry between two adjacent ones ends the run: the entry after it that fails leaves the first done', () => {
     const t = launched();
     expect(t.host.rmpUpdate(0x501000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
