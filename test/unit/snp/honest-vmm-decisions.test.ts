@@ -424,9 +424,10 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   });
 
   /** A PSC NAE with `entries` in the shared buffer (cur_entry 0); returns the answer and the buffer after it. */
-  const psc = (t: ReturnType<typeof launched>, entries: bigint[]) => {
+  const psc = (t: ReturnType<typeof launched>, entries: bigint[], curEntry = 0) => {
     const scratch = GHCB_GPA + 0x800n;
     const buf = Buffer.alloc(8 + entries.length * 8);
+    buf.writeUInt16LE(curEntry, 0);
     buf.writeUInt16LE(entries.length - 1, 2);
     entries.forEach((e, i) => buf.writeBigUInt64LE(e, 8 + i * 8));
     t.host.hostMemory.write(scratch, buf);
@@ -550,13 +551,23 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  it('a 2M entry to shared over a 2 MiB private page of this guest: every page of the region ends hypervisor-owned', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '2m', gpa: 0x400000n, asid: t.host.asid }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2, r.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 512n]);
+    for (const gpa of [0x400000n, 0x4ff000n, 0x5ff000n]) expect(t.host.rmpEntry(gpa)).toMatchObject({ assigned: false, asid: 0, validated: false });
+    t.close();
+  });
+
   // GHCB spec §4.1.6: a 2M entry's cur_page is the 4K page it continues from (the guest resubmits
   // an entry the hypervisor left part done); 512 means done, more is an invalid entry.
   it('a 2M entry to private from cur_page 256: only its pages 256..511 change, cur_page ends at 512', () => {
     const t = launched();
     const r = psc(t, [encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
     expect([r.answer, r.info2, r.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 512n]);
-    expect([0x400000n, 0x4ff000n, 0x500000n, 0x5ff000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([false, false, true, true]);
+    // The entry ends at its page 511: the next region's first page (0x600000) is not its to change.
+    expect([0x400000n, 0x4ff000n, 0x500000n, 0x5ff000n, 0x600000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([false, false, true, true, false]);
     t.close();
   });
 
@@ -621,6 +632,22 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     ]);
     expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 1]);
     expect(r.entries.map((e) => e & 0xfffn)).toEqual([512n, 0n]);
+    t.close();
+  });
+
+  it('a run that fails after cur_entry 1: the entries before cur_entry and those of the failed run are as the guest wrote them, byte for byte', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x502000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const entries = [
+      encodePscEntry({ curPage: 0, gfn: 0x7ff000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),  // before cur_entry: not looked at
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.SHARED, size2m: false }),   // a run of its own: done
+      encodePscEntry({ curPage: 0, gfn: 0x501000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),  // the failing run: 0x501000, 0x502000
+      encodePscEntry({ curPage: 0, gfn: 0x502000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ];
+    const r = psc(t, entries, 1);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 2]);
+    expect(r.entries).toEqual([entries[0], entries[1]! | 1n, entries[2], entries[3]]);
+    expect(t.host.rmpEntry(0x7ff000n).assigned).toBe(false);
     t.close();
   });
 
