@@ -468,6 +468,18 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  it('a 2M entry to shared over an all-shared region next to private pages (the page before it, the page after it): still nothing to do', () => {
+    const t = launched();
+    for (const gpa of [0x3ff000n, 0x600000n]) expect(t.host.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: t.host.asid }).rc).toBe(0);
+    const updates = () => t.g.trace.events.filter((e) => e.type === 'rmpupdate').length;
+    const before = updates();
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(updates()).toBe(before);
+    expect([t.host.rmpEntry(0x3ff000n).assigned, t.host.rmpEntry(0x600000n).assigned]).toEqual([true, true]);
+    t.close();
+  });
+
   // Expected values from KVM arch/x86/kvm/svm/sev.c (torvalds/linux 0097f9df): snp_begin_psc
   // carries out only VMGEXIT_PSC_OP_PRIVATE/SHARED; its default case completes any other
   // operation through __snp_complete_one_psc (cur_page = pagesize ? 512 : 1, cur_entry past it)
