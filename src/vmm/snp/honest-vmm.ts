@@ -323,9 +323,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         const scratch = g.get('swScratch');
         // The PSC buffer must lie in the GHCB's shared buffer (the only place an honest VMM reads).
         const bufStart = gpa + BigInt(GHCB_OFFSET.sharedBuffer);
-        if (scratch < bufStart || scratch + 8n > gpa + BigInt(GHCB_OFFSET.protocolVersion) - 6n) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+        // KVM sev_handle_vmgexit: setup_vmgexit_scratch(svm, true, sizeof(struct psc_hdr)): the 8-byte
+        // header must end by the shared buffer's end (reserved_0xff0), or INVALID_SCRATCH_AREA.
+        if (scratch < bufStart || scratch + 8n > gpa + GHCB_SHARED_BUFFER_END) return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
         g.flush();  // a PSC may take the GHCB page itself from the host
-        const info2 = this.#psc(host, scratch, gpa + 0xff0n);
+        const info2 = this.#psc(host, scratch, gpa + GHCB_SHARED_BUFFER_END);
         if (typeof info2 !== 'bigint') return info2;
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', info2);

@@ -413,6 +413,9 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     ['not marked valid (KVM: PSC needs SW_SCRATCH valid)', GHCB_GPA + 0x800n, ['swScratch'], 4n],
     ['in the save area, before the shared buffer', GHCB_GPA + 0x400n, [], 3n],
     ['with no room for the 8-byte header before the GHCB trailer', GHCB_GPA + 0xff0n, [], 3n],
+    // KVM: setup_vmgexit_scratch(svm, true, sizeof(struct psc_hdr)), "scratch_gpa_end > ghcb_scratch_end".
+    ['whose 8-byte header would end one byte past the shared buffer (0xff1)', GHCB_GPA + 0xfe9n, [], 3n],
+    ['whose 8-byte header would end at 0xff4', GHCB_GPA + 0xfecn, [], 3n],
   ] as const)('Page State Change with SW_SCRATCH %s → a GHCB error, no page changed', (_what, scratch, notValid, code) => {
     const t = launched();
     // A header (cur 0, end 0) and one entry making 0x400000 private, wherever SW_SCRATCH points.
@@ -787,6 +790,19 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // KVM snp_begin_psc: "max_nr_entries = (sev_es->ghcb_sa_len - sizeof(struct psc_hdr)) / sizeof(struct
+  // psc_entry)" of the area from the header to the shared buffer's end; "idx_end >= max_nr_entries" is
+  // an invalid header. A header in the buffer's last 8 bytes is a scratch area, with room for no entry.
+  it.each([['0xfe8 (the header ends the buffer)', 0xfe8n], ['0xfe1 (entry 0 would end at 0xff1)', 0xfe1n]])('Page State Change whose header is at %s, end_entry 0 → invalid header, nothing done', (_what, offset) => {
+    const t = launched();
+    const scratch = GHCB_GPA + offset;
+    t.host.hostMemory.write(scratch, Buffer.alloc(8));
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0n, swExitInfo2: 0n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, (1n << 32n) | 1n]);
+    t.close();
+  });
+
   it('Page State Change whose end_entry is 253 (VMGEXIT_PSC_MAX_COUNT) → invalid header (KVM snp_begin_psc)', () => {
     const t = launched();
     const scratch = GHCB_GPA + 0x800n;
@@ -839,6 +855,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     expect(result[0]).toBe(2n);
     expect(t.vmm.console.text).toBe('');
     t.close();
+  });
+
+  // KVM sev_handle_vmgexit zeroes both before it serves the exit: "ghcb_set_sw_exit_info_1(ghcb, 0);
+  // ghcb_set_sw_exit_info_2(ghcb, 0);"; an IOIO that succeeds leaves them so.
+  it('IOIO IN and OUT that succeed answer SW_EXITINFO1 = SW_EXITINFO2 = 0, whatever the guest left in SW_EXITINFO2', () => {
+    for (const info1 of [(0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, ioioOut(0x80n, IOIO.SZ8)]) {
+      const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: info1, swExitInfo2: 0x1234n, rax: 0x41n });
+      expect([answer, ...result]).toEqual(['resume', 0n, 0n]);
+      t.close();
+    }
   });
 
   it('IOIO IN: the COM1 line status reads "transmitter empty" (0x60); a port with no device reads all ones at the access size', () => {
@@ -915,6 +941,31 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       t.close();
     });
 
+    // KVM setup_vmgexit_scratch: "scratch_gpa_end = scratch_gpa_beg + len" in u64, refused (a GHCB
+    // error) only when it wraps ("if (scratch_gpa_end < scratch_gpa_beg)"); an area that ends at
+    // 2^64 - 1 exactly does not wrap, and lies outside the GHCB, so kvm_read_guest must copy it and
+    // fails (-EFAULT): the VM stops.
+    it('an area ending exactly at 2^64 - 1 does not wrap (the copy fails, the VM stops); one byte further wraps (INVALID_SCRATCH_AREA)', () => {
+      const fits = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, 0xffff_ffff_ffff_fffcn);
+      expect(fits.answer).toMatchObject({ outcome: 'vmm-error' });
+      fits.t.close();
+      const wraps = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, 0xffff_ffff_ffff_fffdn);
+      expect([wraps.answer, ...wraps.result]).toEqual(['resume', 2n, 3n]);
+      wraps.t.close();
+    });
+
+    // Whether the area begins in the GHCB page is "(scratch_gpa_beg & PAGE_MASK) == control->ghcb_gpa":
+    // the page of its first byte, at any byte offset.
+    it('an area at an odd address of the GHCB page is judged as in the GHCB: before the shared buffer refused, inside it served', () => {
+      const before = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 1n, GHCB_GPA + 0x7ffn);
+      expect([before.answer, ...before.result]).toEqual(['resume', 2n, 3n]);
+      before.t.close();
+      const inside = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 2n, BUFFER + 1n, [], (u) => u.host.hostMemory.write(BUFFER, Buffer.from('xok', 'latin1')));
+      expect([inside.answer, ...inside.result]).toEqual(['resume', 0n, 0n]);
+      expect(inside.t.vmm.console.text).toBe('ok');
+      inside.t.close();
+    });
+
     it('OUTS from a shared page outside the GHCB: KVM copies the area in, the bytes reach the port', () => {
       const { t, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, OUTSIDE, [], (u) => u.host.hostMemory.write(OUTSIDE, Buffer.from('ok\n', 'latin1')));
       expect(result).toEqual([0n, 0n]);
@@ -965,6 +1016,12 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       // One element fewer fits in an int: the scratch-area limit answers it, as a GHCB error.
       const { t, answer, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ16), 0x3fffffffn, OUTSIDE);
       expect([answer, ...result]).toEqual(['resume', 2n, 3n]);
+      t.close();
+    });
+
+    it('an area outside the GHCB that starts in RAM and runs past its end stops the VM (kvm_read_guest of the whole area fails: -EFAULT)', () => {
+      const { t, answer } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 16n, 8n * MiB - 8n);
+      expect(answer).toMatchObject({ outcome: 'vmm-error' });
       t.close();
     });
 
