@@ -858,7 +858,25 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   });
 
   // KVM sev_handle_vmgexit zeroes both before it serves the exit: "ghcb_set_sw_exit_info_1(ghcb, 0);
-  // ghcb_set_sw_exit_info_2(ghcb, 0);"; an IOIO that succeeds leaves them so.
+  // ghcb_set_sw_exit_info_2(ghcb, 0);"; an exit that succeeds sets only what its answer needs.
+  it('HV features, CPUID and a Page State Change that succeed answer SW_EXITINFO1 = 0, and CPUID SW_EXITINFO2 = 0, whatever the guest left in them', () => {
+    const hv = request({ swExitCode: 0x8000fffdn, swExitInfo1: 0x77n, swExitInfo2: 0x1234n });
+    expect([hv.answer, ...hv.result]).toEqual(['resume', 0n, 3n]);
+    hv.t.close();
+    const cpuid = request({ swExitCode: 0x72n, swExitInfo1: 0x77n, swExitInfo2: 0x1234n, rax: 0n, rcx: 0n });
+    expect([cpuid.answer, ...cpuid.result]).toEqual(['resume', 0n, 0n]);
+    cpuid.t.close();
+    const t = launched();
+    const scratch = GHCB_GPA + 0x800n;
+    const buf = Buffer.alloc(16);
+    buf.writeBigUInt64LE(encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }), 8);
+    t.host.hostMemory.write(scratch, buf);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000010n, swExitInfo1: 0x77n, swExitInfo2: 0x1234n, swScratch: scratch });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, 0n]);
+    t.close();
+  });
+
   it('IOIO IN and OUT that succeed answer SW_EXITINFO1 = SW_EXITINFO2 = 0, whatever the guest left in SW_EXITINFO2', () => {
     for (const info1 of [(0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, ioioOut(0x80n, IOIO.SZ8)]) {
       const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: info1, swExitInfo2: 0x1234n, rax: 0x41n });
