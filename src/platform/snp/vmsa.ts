@@ -8,6 +8,7 @@
 // volume). An AP starts from the SEV-ES reset block OVMF publishes in its GUID table (CS base =
 // vector & 0xFFFF0000, IP = vector & 0xFFFF; QEMU target/i386/sev.c).
 import type { Machine } from '../../cpu/machine.js';
+import { snpCpuid } from './sev-status.js';
 
 export const VMSA_MEASURED_GPA = 0xfffffffff000n;
 
@@ -36,7 +37,10 @@ export function resetVmsa(vector: bigint): Vmsa {
     rflags: 0x2n,
     cr0: 0x60000010n,        // CD | NW | ET, the reset value (APM Vol. 2 Table 14-1)
     efer: 0x1000n,           // SVME: required in every SEV-ES VMSA
-    rdx: 0n,
+    // EDX at reset holds the processor's family/model/stepping, CPUID Fn0000_0001_EAX (APM Vol. 2
+    // §14.1.5, Table 14-1); QEMU's x86_cpu_reset_hold writes env->cpuid_version there, KVM's
+    // kvm_vcpu_reset the vCPU's CPUID(1).EAX, and sev-snp-measure builds the measured VMSA with it.
+    rdx: BigInt(snpCpuid(1, 0, 0).eax),
   };
 }
 

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LaunchDigest, pageInfo } from '../../../src/platform/snp/launch.js';
 import { bspResetVmsa, decodeVmsaPage, resetVmsa, SNP_RESET_VECTOR, VMSA_MEASURED_GPA, vmsaEntryState, vmsaPage } from '../../../src/platform/snp/vmsa.js';
+import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
 describe('VMSA entry state', () => {
@@ -25,6 +26,17 @@ describe('the launch VMSA', () => {
     expect(v.cs.attrib).toBe(0x9b);
     // Another reset vector by the same SEV-ES reset-block convention: base from bits 31:16, IP from 15:0.
     expect(resetVmsa(0x8765_4321n)).toMatchObject({ cs: { selector: 0xf000, base: 0x8765_0000n }, rip: 0x4321n });
+  });
+
+  it('RDX holds the processor signature, CPUID Fn0000_0001_EAX, as at an x86 reset (APM Vol. 2 Table 14-1; QEMU x86_cpu_reset_hold: EDX = cpuid_version; sev-snp-measure: the measured VMSA\'s rdx is the vCPU signature)', () => {
+    const rdx = bspResetVmsa().rdx;
+    expect(rdx).toBe(BigInt(snpCpuid(1, 0, 0).eax));
+    expect(resetVmsa(0x8765_4321n).rdx).toBe(rdx);  // an AP's reset-block VMSA is a reset too
+    // The EPYC 9004 (Genoa) signature the model's CPU reports: family 0Fh + extended family 0Ah = 19h,
+    // extended model 1 with model 1 = 11h, stepping 1 (APM Vol. 3 CPUID Fn0000_0001_EAX).
+    const family = Number((rdx >> 8n) & 0xfn) + Number((rdx >> 20n) & 0xffn);
+    const model = (Number((rdx >> 16n) & 0xfn) << 4) | Number((rdx >> 4n) & 0xfn);
+    expect([family, model, Number(rdx & 0xfn)]).toEqual([0x19, 0x11, 1]);
   });
 
   it('its page holds each field at its sev_es_save_area offset, the other registers in their reset state (Table 14-1: DR6 FFFF0FF0h, DR7 400h, descriptor tables limit FFFFh; KVM init_vmcb: LDTR type LDT, TR busy 16-bit TSS)', () => {
