@@ -211,7 +211,10 @@ export class SeamcallHost {
         sept.setState(level, gpa, next);
         return undefined;
       case 'TDH_MEM_RANGE_BLOCK':
-        sept.setState(level, gpa, next, { blockEpoch: td.epoch });
+        // block_sept_entry (tdh_mem_range_block.c) starts with sept_cleanup_if_pending: a PENDING
+        // 2M leaf loses its accept_counter (sept_manager.h), so an ACCEPT interrupted before the
+        // BLOCK starts again from its first 4K chunk after the UNBLOCK. A 4K entry's counter is 0.
+        sept.setState(level, gpa, next, from === 'PENDING' ? { blockEpoch: td.epoch, acceptCounter: 0 } : { blockEpoch: td.epoch });
         return undefined;
       case 'TDH_MEM_RANGE_UNBLOCK':
         if (td.finalized && !this.#tracked(level, gpa)) return withOperand(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);

@@ -252,6 +252,18 @@ describe('ACCEPT: the exact statuses and exit qualifications of each failure', (
     const info = (1n << 3n);
     expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'FREE', isLeaf: false });
   });
+
+  it('a 4K ACCEPT whose 4K entry is FREE (a SEPT page below the 2M entry, nothing AUGed there): EEQ info req 0, err level 0, state FREE (0), not a leaf', () => {
+    // A FREE entry's encoding (SEPT_STATE_FREE_ENCODING 0xe, sept_state_lookup.h) has no PS bit:
+    // is_secure_ept_leaf_entry is 0 at the 4K level as at any other.
+    const m = runningTd();
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memPageAug(gpaLevel(P, 0)).status).toBe(0n); // a neighbour in the same 2 MiB range
+    expect(pageAccept(m, gpaLevel(P, 0))).toEqual({ kind: 'return', status: 0n });
+    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x1000n, 0)));
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n, reqLevel: 0, errLevel: 0, errState: 'FREE', isLeaf: false });
+    expect(exit).toMatchObject({ gpa: P + 0x1000n, septState: 'FREE' });
+  });
 });
 
 // tdg_mem_page_accept.c: a 2M ACCEPT zeroes its page 4 KiB at a time and keeps its progress in the
@@ -272,6 +284,28 @@ describe('an interrupted 2M ACCEPT resumed', () => {
     expect(m.machine.memory.read(P, 0x200000).every((b) => b === 0)).toBe(true);
     expect(m.machine.memory.read(below, 0x200000).every((b) => b === 0x5a)).toBe(true);
     expect(m.machine.memory.read(above, 0x200000).every((b) => b === 0x5a)).toBe(true);
+  });
+
+  // block_sept_entry (tdh_mem_range_block.c) calls sept_cleanup_if_pending first (sept_manager.h):
+  // an entry in a state with any_pending_and_guest_acceptable (PENDING; sept_state_lookup.c) at
+  // LVL_PD has its accept_counter zeroed. UNBLOCK (sept_unblock) leaves it so.
+  it('a BLOCK of the interrupted PENDING 2M leaf clears its progress: after the UNBLOCK the ACCEPT starts again from the first chunk', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    m.host.postInterrupt(0x30, 100);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    expect(m.sept.entry(1, P)).toMatchObject({ state: 'PENDING', acceptCounter: 100 });
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.entry(1, P)).toMatchObject({ state: 'PENDING_BLOCKED', acceptCounter: 0 });
+    expect(m.host.memTrack().status).toBe(0n);
+    expect(m.host.memRangeUnblock(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.entry(1, P)).toMatchObject({ state: 'PENDING', acceptCounter: 0 });
+    // Interrupted again 30 chunks in: 30 chunks from 0, not from 100.
+    m.host.postInterrupt(0x30, 30);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    expect(m.trace.ofType('accept-interrupted').at(-1)).toMatchObject({ gpa: P, level: 1, acceptCounter: 30, resumedFrom: 0 });
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+    expect(m.trace.ofType('accept-resumed-complete')).toEqual([expect.objectContaining({ gpa: P, level: 1, resumedFrom: 30 })]);
   });
 });
 
