@@ -107,3 +107,27 @@ describe('Sept walks: the base of the entry reached', () => {
     expect(sept.walk(MIB2 + 0x1234n, 1)).toEqual({ level: 1, requestedLevel: 1, state: 'NL_MAPPED', base: MIB2, isLeaf: false });
   });
 });
+
+// The module aligns a GPA to an entry's range with the IA32E_*_ADDR_MASK constants of
+// src/common/x86_defs/x86_defs.h (TDX module 1.5): 0x000FFFFFFFFFF000 (4K), 0x000FFFFFFFE00000
+// (2M), 0x000FFFFFC0000000 (1G), 0x000FFF8000000000 (512G, a PML4 entry) and 0x000F000000000000
+// (256T, a PML5 entry). Each level's range is 512 of the level below (Intel SDM Vol. 3C §29.3.2).
+describe('Sept walks that stop above the 1G level', () => {
+  const MASKS = [0x000ffffffffff000n, 0x000fffffffe00000n, 0x000fffffc0000000n, 0x000fff8000000000n, 0x000f000000000000n] as const;
+  const GPA = (0x3n << 48n) | (0x5n << 39n) | (0x7n << 30n) | (0x9n << 21n) | (0xbn << 12n) | 0x123n;
+
+  it('align a GPA to each level as the module masks it', () => {
+    for (let level = 0; level <= 4; level++) expect(Sept.alignDown(GPA, level as 0 | 1 | 2 | 3 | 4)).toBe(GPA & MASKS[level]!);
+  });
+
+  it('name the PML5 and PML4 entry they stop at by its 256 TiB or 512 GiB range (GPAW 52)', () => {
+    const sept = new Sept(16n * MIB2, 4);
+    expect(sept.walk(GPA, 0)).toEqual({ level: 4, requestedLevel: 0, state: 'FREE', base: GPA & MASKS[4], isLeaf: false });
+    sept.setState(4, GPA, 'NL_MAPPED');
+    expect(sept.walk(GPA, 0)).toEqual({ level: 3, requestedLevel: 0, state: 'FREE', base: GPA & MASKS[3], isLeaf: false });
+    sept.setState(3, GPA, 'NL_MAPPED');
+    expect(sept.walk(GPA, 1)).toEqual({ level: 2, requestedLevel: 1, state: 'FREE', base: GPA & MASKS[2], isLeaf: false });
+    // The entry one PML4 range further on is another entry: FREE, and the walk to it stops there.
+    expect(sept.walk(GPA + (1n << 39n), 0)).toMatchObject({ level: 3, state: 'FREE', base: (GPA & MASKS[3]) + (1n << 39n) });
+  });
+});
