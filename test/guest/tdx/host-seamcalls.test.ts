@@ -241,6 +241,41 @@ describe('A5 host transitions seen by the guest', () => {
       expect(td.platform.pageState(GPA + 4n * 4096n).accepted).toBe(false);
     });
 
+    // tdh_mem_page_add.c: the page's own entry must be FREE (EPT_ENTRY_STATE_INCORRECT|RCX otherwise)
+    // and the walk must reach the 4K level (EPT_WALK_FAILED|RCX). A launch range stops at the first
+    // call that fails, whichever page of the range it is.
+    it.each([0, 39])('a range whose page %i is added already stops there, and leaves that page as it was', (index) => {
+      const td = freshTd();
+      const h = td.platform.module.host;
+      const taken = GPA + BigInt(index * 4096);
+      expect(h.memPageAdd(gpaLevel(taken, 0), Buffer.alloc(4096, 0xab)).status).toBe(0n);
+      const r = h.addPages(GPA, source, true);
+      expect([r.status, r.at]).toEqual([withOperand(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX), taken]);
+      expect(Buffer.from(td.platform.machine.memory.read(taken, 4096)).equals(Buffer.alloc(4096, 0xab))).toBe(true);
+      if (index > 0) expect(td.platform.pageState(taken - 4096n).accepted).toBe(true);
+    });
+
+    it('a range that runs into a 2 MiB range with no SEPT page stops at its first page there, EPT_WALK_FAILED; one that ends where it starts is one event', () => {
+      const firstTableOnly = () => {
+        const td = tdGuest(HALT, { noBoot: true });
+        const h = td.platform.module.host;
+        for (let level = h.septTopLevel; level >= 2; level--) h.memSeptAdd(gpaLevel(0n, level as 2 | 3));
+        h.memSeptAdd(gpaLevel(0n, 1)); // only the first 2 MiB range has its 4K table
+        return td;
+      };
+      const td = firstTableOnly();
+      const r = td.platform.module.host.addPages(GPA, source, false);
+      expect([r.status, r.at]).toEqual([withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX), 0x200000n]);
+      expect(td.platform.pageState(0x1ff000n).accepted).toBe(true);
+      expect(td.platform.pageState(0x200000n).accepted).toBe(false);
+      // A range that ends where that 2 MiB range begins needs nothing of it: every page can only
+      // succeed, and one PAGE.ADD event stands for them all (trace schema 3).
+      const ending = firstTableOnly();
+      const before = ending.trace.length;
+      expect(ending.platform.module.host.addPages(0x1f0000n, source.subarray(0, 16 * 4096), false)).toEqual({ status: 0n, at: 0x1ff000n });
+      expect(ending.trace.events.slice(before).map((e) => [e.leaf, e.rcx, e.pages])).toEqual([['TDH_MEM_PAGE_ADD', 0x1f0000n, 16]]);
+    });
+
     it('refused whole after MR.FINALIZE, and for a source that is not whole pages, as PAGE.ADD refuses them', () => {
       const td = freshTd();
       const h = td.platform.module.host;
