@@ -203,6 +203,13 @@ describe('sparse SEPT', () => {
     expect(td.platform.module.sept.entryCounts()).toEqual([0, 3, 3, 2]);
     expect(td.platform.machine.gate.get('private', (1n << 40n) - 0x1000n)).toBe('readwrite');
     expect(td.platform.machine.gate.get('private', gpas[1]!)).toBe('none');
+    // A removed page is FREE again: its entry goes (a TD that converts memory back and forth does
+    // not grow its SEPT). BLOCK, TRACK and REMOVE, the host's way to take a private page away.
+    expect(h.memRangeBlock(gpaLevel(gpas[0]!, 1)).status).toBe(0n);
+    expect(h.memTrack().status).toBe(0n);
+    expect(h.memPageRemove(gpaLevel(gpas[0]!, 1)).status).toBe(0n);
+    expect(td.platform.module.sept.stateAt(1, gpas[0]!)).toBe('FREE');
+    expect(td.platform.module.sept.entryCounts()).toEqual([0, 2, 3, 2]);
     td.platform.machine.close();
   });
 });
