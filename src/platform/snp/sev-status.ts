@@ -19,6 +19,11 @@ export const SNP_GUEST_SEV_STATUS = SEV_STATUS.SEV | SEV_STATUS.SEV_ES | SEV_STA
 /** VMPLs an SNP CPU has (VMPL0-3), CPUID Fn8000_001F EBX[15:12]. */
 export const SNP_VMPL_COUNT = 4;
 
+/** CPUID Fn8000_001F ECX: encrypted guests supported at once (APM Vol. 3 E.4.17). */
+export const SNP_ENCRYPTED_GUESTS = 1006;
+/** CPUID Fn8000_001F EDX: the minimum ASID of an SEV guest with SEV-ES off (APM Vol. 3 E.4.17). */
+export const SNP_MIN_SEV_NO_ES_ASID = 100;
+
 export interface CpuidResult { eax: number; ebx: number; ecx: number; edx: number }
 
 /**
@@ -41,7 +46,11 @@ export function snpCpuid(leaf: number, _subleaf: number, cBit: number): CpuidRes
     // (APM Vol. 3 CPUID Fn0000_0001.)
     case 0x1: return { eax: 0x00a10f11, ebx: 0x00010800, ecx: 0xc0982201, edx: 0x78bfbfd };
     case 0x80000000: return { eax: 0x8000001f, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 };
-    case 0x8000001f: return { eax: 0x3b, ebx: (cBit & 0x3f) | (1 << 6) | (SNP_VMPL_COUNT << 12), ecx: 509, edx: 1 };
+    // ECX: how many encrypted guests the CPU runs at once; EDX: the lowest ASID of an SEV guest
+    // without SEV-ES. ASIDs 1 to EDX-1 are the SEV-ES and SNP guests' (Linux's KVM, svm/sev.c
+    // sev_hardware_setup, turns SEV-ES and SNP off when EDX is 1). A Genoa host with SNP set up
+    // in its BIOS reports 1006 and 100 (virtee/snphost#193's `snphost ok` output).
+    case 0x8000001f: return { eax: 0x3b, ebx: (cBit & 0x3f) | (1 << 6) | (SNP_VMPL_COUNT << 12), ecx: SNP_ENCRYPTED_GUESTS, edx: SNP_MIN_SEV_NO_ES_ASID };
     default: return { eax: 0, ebx: 0, ecx: 0, edx: 0 };
   }
 }

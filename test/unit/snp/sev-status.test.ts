@@ -43,6 +43,12 @@ describe('CPUID of the emulated SNP CPU (APM Vol. 3 CPUID)', () => {
     expect((r.ebx >>> 12) & 0xf).toBe(4);
   });
 
+  it('Fn8000_001F ECX/EDX leave ASIDs for SEV-ES and SNP guests: 1 to EDX-1, with EDX ≤ ECX (Linux KVM svm/sev.c sev_hardware_setup: max_sev_asid = ECX, min_sev_asid = EDX, SEV-ES off when EDX is 1)', () => {
+    const r = snpCpuid(0x8000001f, 0, 51);
+    expect(r.edx).toBeGreaterThan(1);
+    expect(r.edx).toBeLessThanOrEqual(r.ecx);
+  });
+
   it('a leaf it does not implement answers zeros', () => {
     expect(snpCpuid(0x40000000, 0, 51)).toEqual({ eax: 0, ebx: 0, ecx: 0, edx: 0 });
   });
