@@ -35,6 +35,23 @@ describe('RF in the RFLAGS image of an SNP guest\'s exception frame', () => {
     expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.rbx & RF]).toEqual([6n, RF]);
   });
 
+  // The same APM text for exceptions the emulator itself raises on a guest instruction (exits of
+  // kind 'exception'): #DE is a fault (RIP at the DIV), so RF = 1; INT3 and INT n are traps whose
+  // frame holds the RIP after them, an instruction-boundary event: RF as it is (0).
+  it('#DE the CPU raises for a divide by zero (a fault) pushes RF = 1; INT3 and INT n (after the instruction) push RF as it is (0)', () => {
+    const frameRf = (main: string, vector: number) => {
+      const g = snpGuest(main, { udHandler: WITHOUT_ERROR_CODE });
+      installIdt(g.vm, { 29: HANDLER.vc, 13: HANDLER.gp, 14: HANDLER.pf, 6: HANDLER.ud, [vector]: HANDLER.ud });
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      expect(g.trace.ofType('inject').map((e) => e.vector)).toEqual([vector]);
+      expect(g.vm.vcpu.regs.r13).toBe(6n);  // the frame was read by the handler
+      return g.vm.vcpu.regs.rbx & RF;
+    };
+    expect(frameRf('xor ecx, ecx\n mov eax, 1\n div ecx\n hlt', 0)).toBe(RF);
+    expect(frameRf('int3\n hlt', 3)).toBe(0n);
+    expect(frameRf('int 0x40\n hlt', 0x40)).toBe(0n);
+  });
+
   it('events the VMM injects: a fault-class exception (#VC, #UD) pushes RF = 1, an interrupt (vector 0x20) RF as it is (0)', () => {
     const vc = snpGuest('hlt', { vcHandler: WITH_ERROR_CODE });
     vc.platform.injectFromHost(29, 0x72n);
