@@ -168,6 +168,50 @@ describe('GHCB MSR protocol', () => {
     expect(g.trace.ofType('rdmsr').map((e) => BigInt(e.value as bigint) & 0x1000n)).toEqual([0x1000n, 0x1000n]);
   });
 
+  // FS.base, GS.base and KernelGSbase are VMSA state KVM never intercepts (arch/x86/kvm/svm/svm.c
+  // direct_access_msrs lists MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE; sev_es_init_vmcb leaves
+  // them so): RDMSR reads what WRMSR wrote, both halves, with no #VC (Linux's paranoid_entry reads
+  // MSR_GS_BASE with RDMSR on a CPU without FSGSBASE, arch/x86/entry/entry_64.S).
+  it('FS.base, GS.base and KernelGSbase (0xC0000100..102) read back what was written, without a #VC', () => {
+    const g = snpGuest(`
+      mov ecx, 0xc0000100
+      mov eax, 0x11110000
+      mov edx, 0x1111
+      wrmsr
+      mov ecx, 0xc0000101
+      mov eax, 0x22220000
+      mov edx, 0x2222
+      wrmsr
+      mov ecx, 0xc0000102
+      mov eax, 0x33330000
+      mov edx, 0x3333
+      wrmsr
+      xor eax, eax
+      xor edx, edx
+      mov ecx, 0xc0000100
+      rdmsr
+      shl rdx, 32
+      or rax, rdx
+      mov r8, rax
+      mov ecx, 0xc0000101
+      rdmsr
+      shl rdx, 32
+      or rax, rdx
+      mov r9, rax
+      mov ecx, 0xc0000102
+      rdmsr
+      shl rdx, 32
+      or rax, rdx
+      mov r10, rax
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r8, r.r9, r.r10]).toEqual([0x1111_1111_0000n, 0x2222_2222_0000n, 0x3333_3333_0000n]);
+    expect(r.r13).toBe(0n);  // no exception was delivered
+    expect(g.trace.ofType('inject-vc')).toEqual([]);
+    expect(g.trace.ofType('rdmsr').map((e) => e.msr)).toEqual([0xc0000100, 0xc0000101, 0xc0000102]);
+  });
+
   // The write lands in the VMSA and only traps to the host afterwards; the VMRUN that would resume
   // the guest then fails its consistency checks (VMEXIT_INVALID), so the guest never runs again.
   it('a guest that clears EFER.SVME is terminated before its next instruction', () => {
