@@ -73,6 +73,25 @@ describe('shared reads of private pages', () => {
     expect(host).not.toBe(0x99n);
   });
 
+  // The first shared read of a page need not be at its start: DRAM holds the page's ciphertext
+  // at every offset, so the read at T+0x2238 gets the host's bytes at T+0x2238 (APM Vol. 2
+  // §15.34.1: the guest's C=0 view and the host's are the same DRAM).
+  it('a first shared read in the middle of a private page gets the ciphertext at that offset', () => {
+    const V = T + 0x2000n, OFFSET = 0x238n;
+    const g = guest(`
+      mov rax, 0x${PLAIN.toString(16)}
+      mov [0x${(V + OFFSET).toString(16)}], rax
+      mov r11, [0x${(SHARED_VA + 0x2000n + OFFSET).toString(16)}]`);
+    setup(g);
+    g.platform.rmpUpdate(V, { assigned: true, pageSize: '4k', gpa: V, asid: g.platform.asid });
+    g.platform.rmp.setValidated(V, true);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const host = g.platform.hostRead(V + OFFSET, 8).readBigUInt64LE();
+    expect(g.vm.vcpu.regs.r11).toBe(host);
+    expect(host).not.toBe(PLAIN);
+    expect(g.trace.ofType('shared-read-ciphertext').map((e) => e.gpa)).toEqual([T, T + 0x1000n, V]);
+  });
+
   it('hypervisor-owned (shared) pages read as their bytes from both sides', () => {
     const g = snpGuest(`mov qword ptr [0x${SHARED_VA.toString(16)}], 0x77\nmov r9, [0x${SHARED_VA.toString(16)}]\nhlt`, {
       mappings: [{ va: 0n, pa: 0n, size: 0x200000n, pageSize: 4096n, extraBits: C_BIT }, { va: SHARED_VA, pa: T, size: 0x1000n, pageSize: 4096n }],
