@@ -197,6 +197,24 @@ describe('guest accesses (RMP Memory Access Checks)', () => {
     expect(g.trace.ofType('inject-vc')[0]).toMatchObject({ errorCode: 0x404n });
   });
 
+  // Each refused access is its own #VC, with its own fault address: the trace's reason names the
+  // GPA of the access it was raised for, not the one before it (both fail the same check).
+  it('two reads of two unvalidated pages: two #VC 0x404, each with its own CR2 and its own GPA in the trace', () => {
+    const g = snpGuest(`
+      mov rax, 0x${(T + 0x10n).toString(16)}
+      mov rbx, [rax]
+      mov rax, 0x${(T + 0x1010n).toString(16)}
+      mov rbx, [rax]
+      mov r12, 1
+      hlt`, { vcHandler: 'add qword ptr [rsp + 8], 3\n add rsp, 8\n iretq' });  // skip the 3-byte MOV
+    setup(g, 'guest-4k');
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.vm.vcpu.regs.r12).toBe(1n);
+    const vcs = g.trace.ofType('inject-vc');
+    expect(vcs.map((e) => [e.errorCode, e.cr2])).toEqual([[0x404n, T + 0x10n], [0x404n, T + 0x1010n]]);
+    expect(vcs.map((e) => /gpa 0x([0-9a-f]+)/.exec(String(e.reason))?.[1])).toEqual([(T + 0x10n).toString(16), (T + 0x1010n).toString(16)]);
+  });
+
   it('validate then access works; rescind then access raises #VC 0x404', () => {
     const g = snpGuest(pvalidateGuest(T, false, true, `
       mov qword ptr [0x${T.toString(16)}], 0x1234
