@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { bspResetVmsa } from '../../../src/platform/snp/vmsa.js';
+import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 
 const T = 0x400000n;
 
@@ -57,6 +58,24 @@ describe('SNP CPU exits', () => {
       return step.kind === 'vmexit' && step.exit.kind === 'hlt' ? step.exit.interruptsBlocked : step;
     };
     expect([0x2n, 0x202n, 0x3f_fdd7n, 0x3f_ffd7n].map(blocked)).toEqual([true, false, true, false]);
+    p.machine.close();
+  });
+
+  // The #VMEXIT(NPF) of an RMP instruction: EXITINFO1 is a #PF-style error code (APM Vol. 2
+  // §15.25.6), whose bit 1 says write; the RMP instructions update the entry, so their RMP-check
+  // NPFs are writes (W set), and the exit the VMM sees names the same access as its error code.
+  it('the NPF exit of a PVALIDATE or RMPADJUST size mismatch (4K inside a 2M entry) is a write, as its error code\'s W bit says', () => {
+    const p = platform();
+    p.rmpUpdate(0x600000n, { assigned: true, pageSize: '2m', gpa: 0x600000n, asid: p.asid });
+    p.rmp.setValidated(0x600000n, true);
+    const regs = p.machine.vcpu.regs;
+    for (const kind of ['pvalidate', 'rmpadjust'] as const) {
+      regs.rax = 0x601000n; regs.rcx = 0n; regs.rdx = kind === 'pvalidate' ? 1n : 0x1n;
+      const step = p.handleExit({ kind, rip: 0x1000n, length: 4, codeBits: 64, cs: 0x8 });
+      if (step.kind !== 'vmexit' || step.exit.kind !== 'npf') throw new Error(`${kind}: expected an NPF, got ${JSON.stringify(step, (_, v) => typeof v === 'bigint' ? v.toString(16) : v)}`);
+      expect(step.exit.errorCode & (NPF_BITS.write | NPF_BITS.sizeMismatch)).toBe(NPF_BITS.write | NPF_BITS.sizeMismatch);
+      expect(step.exit.access).toBe('write');
+    }
     p.machine.close();
   });
 
