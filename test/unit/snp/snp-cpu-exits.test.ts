@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
-import { bspResetVmsa } from '../../../src/platform/snp/vmsa.js';
+import { applyVmsa, bspResetVmsa } from '../../../src/platform/snp/vmsa.js';
+import { VMPL_PERM } from '../../../src/platform/snp/rmp.js';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 
 const T = 0x400000n;
@@ -76,6 +77,72 @@ describe('SNP CPU exits', () => {
       expect(step.exit.errorCode & (NPF_BITS.write | NPF_BITS.sizeMismatch)).toBe(NPF_BITS.write | NPF_BITS.sizeMismatch);
       expect(step.exit.access).toBe('write');
     }
+    p.machine.close();
+  });
+
+  // APM Vol. 3 VMRUN (and VMLOAD, VMSAVE, STGI, CLGI, SKINIT, INVLPGA): "#UD: the instruction is
+  // only recognized in protected mode"; an invalid opcode has no error code.
+  it('an SVM instruction in real mode (the reset state): #UD without an error code, RIP at the instruction', () => {
+    const p = platform();
+    applyVmsa(p.machine, bspResetVmsa());
+    p.machine.vcpu.regs.rip = 0xfff0n;
+    p.handleExit({ kind: 'svm', rip: 0xfff0n, length: 3, instruction: 'vmrun' });
+    expect(p.trace.ofType('inject')).toMatchObject([{ vector: 6, errorCode: null, rip: 0xfff0n }]);
+    expect(p.trace.ofType('inject-vc')).toEqual([]);
+    p.machine.close();
+  });
+
+  // Real mode has no privilege levels: its code runs at CPL 0, whatever the low bits of CS (a
+  // real-mode segment value, not a selector with an RPL). So a VMPL whose page allows
+  // Execute-Supervisor only (APM Vol. 2 §15.36.7: CPL 0-2) may fetch it there.
+  it('a real-mode fetch is a CPL 0 fetch, whatever the low bits of CS: a VMPL1 page with Execute-Supervisor only runs', () => {
+    const p = SnpPlatform.create({ memoryBytes: 16n << 20n, countInstructions: false, vmpl: 1 });
+    const page = 0xf0000n;
+    p.launchUpdateRange(page, 0x1000n, 'NORMAL', [VMPL_PERM.read | VMPL_PERM.execSupervisor, 0, 0]);
+    applyVmsa(p.machine, bspResetVmsa());
+    p.machine.vcpu.writeSpecial('cs', 0xf003n);  // as a real-mode far jump to F003:xxxx loads it
+    expect(p.machine.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0xf003 });
+    const step = p.handleExit({ kind: 'gate-fault', rip: 0x10n, gpa: page + 0x40n, gva: page + 0x40n, access: 'fetch', space: 'private',
+      pageWalk: false, outsideRam: false, exactAddress: true, ciphertext: false });
+    expect(step).toEqual({ kind: 'resume' });
+    expect(p.trace.ofType('npf')).toEqual([]);
+    p.machine.close();
+  });
+
+  // APM Vol. 2 §15.36.7: Execute-User allows execution at CPL 3, Execute-Supervisor at CPL 0-2;
+  // a fetch the VMPL may not make is #VMEXIT(NPF) with the VMPL bit (§15.36.10).
+  it('a CPL 3 fetch (CS.RPL = 3) of a VMPL1 page with Execute-Supervisor only: NPF with the VMPL and fetch bits', () => {
+    const p = SnpPlatform.create({ memoryBytes: 16n << 20n, countInstructions: false, vmpl: 1 });
+    const page = 0x400000n;
+    p.launchUpdateRange(page, 0x1000n, 'NORMAL', [VMPL_PERM.read | VMPL_PERM.execSupervisor, 0, 0]);
+    const gdt = Buffer.alloc(32);
+    gdt.writeBigUInt64LE(0x00af9b000000ffffn, 8);   // 0x08: 64-bit code, DPL 0
+    gdt.writeBigUInt64LE(0x00cf93000000ffffn, 16);  // 0x10: data
+    gdt.writeBigUInt64LE(0x00affb000000ffffn, 24);  // 0x18: 64-bit code, DPL 3
+    p.machine.memory.write(0x10000n, gdt);
+    const vcpu = p.machine.vcpu;
+    vcpu.writeSpecial('gdtrBase', 0x10000n);
+    vcpu.writeSpecial('gdtrLimit', 31n);
+    vcpu.writeSpecial('cs', 0x1bn);
+    expect(vcpu.codeSegment()).toMatchObject({ protectedMode: true, selector: 0x1b });
+    const step = p.handleExit({ kind: 'gate-fault', rip: page, gpa: page, gva: page, access: 'fetch', space: 'private',
+      pageWalk: false, outsideRam: false, exactAddress: true, ciphertext: false });
+    if (step.kind !== 'vmexit' || step.exit.kind !== 'npf') throw new Error(`expected an NPF, got ${step.kind}`);
+    expect(step.exit.errorCode & (NPF_BITS.vmpl | NPF_BITS.fetch)).toBe(NPF_BITS.vmpl | NPF_BITS.fetch);
+    p.machine.close();
+  });
+
+  // NPF EXITINFO1 (APM Vol. 2 §15.25.6; tdx-snp-architecture.md B3): bit 32 is set for a fault on
+  // the final guest-physical address, bit 33 for one during the guest page-table walk. A load whose
+  // walk reads a hypervisor-owned page-table page faults in the walk.
+  it('a refused private read of a page-table page during a walk: NPF with the page-table bit, not the final-GPA bit', () => {
+    const p = platform();
+    const table = 0x500000n;
+    const step = p.handleExit({ kind: 'gate-fault', rip: 0x1000n, gpa: table, gva: 0x7000n, access: 'read', space: 'private',
+      pageWalk: true, outsideRam: false, exactAddress: false, ciphertext: false });
+    if (step.kind !== 'vmexit' || step.exit.kind !== 'npf') throw new Error(`expected an NPF, got ${step.kind}`);
+    expect(step.exit.errorCode & (NPF_BITS.pageTable | NPF_BITS.finalGpa)).toBe(NPF_BITS.pageTable);
+    expect(step.exit.gpa).toBe(table);
     p.machine.close();
   });
 
