@@ -4,6 +4,7 @@
 // pages it touches. The bitmaps are mapped the same way: a bit per guest page is 32 MiB for
 // 1 TiB, and untouched bitmap pages cost nothing either.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -123,6 +124,9 @@ class PageBitmap {
 class PageSet {
  public:
   explicit PageSet(uint64_t pages) : bits_(pages) {}
+  // Room for `members` in the list up front: growing it one doubling at a time copied every
+  // member into fresh memory each time, and a fresh page costs a fault (issue 11).
+  void Reserve(uint64_t members) { list_.reserve(std::min(members, bits_.pages())); }
   bool ok() const { return bits_.ok(); }
   bool Contains(uint64_t page) const { return bits_.Test(page); }
   void Insert(uint64_t page) {

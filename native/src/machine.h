@@ -460,6 +460,8 @@ class Machine {
   // A run that touches more pages than this between two flushes (a large workload) stops listing
   // them, and any page then counts as mapped, until the next flush.
   static constexpr size_t kMaxTlbPages = 1u << 16;
+  // The members reserved up front in written_ and tlb_pages_ (256 KiB of address space each).
+  static constexpr uint64_t kListedPagesReserved = 1u << 15;
   bool tlb_pages_overflow_ = false;
   // Guest pages a page walk read a paging-structure entry from since the last full flush (a
   // superset of the tables every TLB entry was made from): a restore that changes one must flush.
