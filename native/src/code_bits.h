@@ -26,9 +26,17 @@ class CodeBits {
   // RepeatsInPlace(page + offset, 15).
   bool Repeats(uint64_t offset) const { return (repeats_[offset >> 6] >> (offset & 63)) & 1; }
 
+  // The code hook's common case in one lookup (Machine::OnCode): words [0, 64) have a bit set at
+  // each covered offset that cannot be intercepted, words [64, 128) at each that also repeats in
+  // place (an instruction run again at the same address). Offsets not covered have no bit.
+  const uint64_t* pass_words() const { return pass_[0]; }
+  // pass_words() of a page with no bits: every lookup fails.
+  static const uint64_t kNoPass[2 * 64];
+
  private:
   uint64_t may_intercept_[64] = {};
   uint64_t repeats_[64] = {};
+  uint64_t pass_[2][64] = {};
 };
 
 }  // namespace minivisor

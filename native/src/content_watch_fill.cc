@@ -43,12 +43,14 @@ void Machine::RequestWatchFlush() {
   content_watch_flush_ = true;
   watch_saved_instruction_limit_ = area_[kSlotInstructionLimit];
   area_[kSlotInstructionLimit] = 0;
+  UpdateCodeFastStop();
 }
 
 void Machine::FinishWatchFlush() {
   if (!content_watch_flush_) return;
   content_watch_flush_ = false;
   area_[kSlotInstructionLimit] = watch_saved_instruction_limit_;
+  UpdateCodeFastStop();
   FlushTlb();
 }
 

@@ -43,6 +43,7 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
   for (int i = 0; i < count; i++) stub_va_pages_[i] = va_pages[i] & ~(kPageSize - 1);
   stub_va_count_ = count;
   stub_active_ = true;
+  UpdateCodeFastStop();
   stub_stray_fetch_ = false;
   exit_pending_ = false;
   fault_kind_ = ExitKind::kNone;
@@ -57,6 +58,7 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
   // Back to the exit record and counters of before; the registers are the stub's result.
   std::memcpy(area_, saved, kSlotRegs * sizeof(uint64_t));
   std::memcpy(area_ + kSlotDirtyRegs, saved + kSlotDirtyRegs, (kRunAreaSlots - kSlotDirtyRegs) * sizeof(uint64_t));
+  UpdateCodeFastStop();
   exit_pending_ = false;
   fault_kind_ = ExitKind::kNone;
   uint64_t rip = 0;

@@ -183,7 +183,7 @@ class GateTableReader {
   const Machine* m_;
 };
 
-Machine::Machine(const MachineConfig& config, uint64_t* area) : config_(config), area_(area) {
+Machine::Machine(const MachineConfig& config, uint64_t* area) : area_(area), config_(config) {
   ClearCodeCache();
 }
 
@@ -667,6 +667,7 @@ void Machine::DropCodeBits(uint64_t page, bool guest_write) {
   if (!has_code_bits_->Test(page)) return;
   has_code_bits_->Assign(page, 1, false);
   code_bits_.erase(page);
+  ForgetCodeFastPage();
   for (auto& e : code_cache_) {
     if (e.page == page) { e.bits = nullptr; e.decoded = 0; }
   }
@@ -676,6 +677,7 @@ void Machine::DropCodeBits(uint64_t page, bool guest_write) {
 void Machine::DropAllCodeBits() {
   for (const auto& [page, bits] : code_bits_) has_code_bits_->Assign(page, 1, false);
   code_bits_.clear();
+  ForgetCodeFastPage();
   for (auto& e : code_cache_) { e.bits = nullptr; e.decoded = 0; }
 }
 
@@ -912,6 +914,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->code_va_[page] = vaddr;
     const uint8_t* host = m->ram_->At(t.gpa & ~(kPageSize - 1));
     m->code_cache_[(vaddr >> kPageShift) % kCodeCacheSize] = {vaddr, host, page, has_code_bits ? m->code_bits_[page].get() : nullptr, 0};
+    m->ForgetCodeFastPage();
     if (!m->config_.count_instructions) m->ScanForInterceptedInsns(vaddr, host);
   }
   entry->paddr = t.gpa & ~(kPageSize - 1);
@@ -1027,28 +1030,25 @@ void Machine::ResetEdges() {
 
 // Counting mode calls this before every guest instruction, so its common case is kept to a few
 // loads and compares with no stack frame (it was ~69 host instructions per guest instruction, a
-// quarter of a fuzz execution's time in the emulator; issue 10): an instruction within budget
-// that its page's code bits say cannot be intercepted is counted and let through, whether it is a
-// new one or a REP string step run again at the same address (a fifth of a kernel-stage fuzz
-// execution's instructions are such steps, issue 10). Everything else (and every state change that
-// case does not make) is OnCodeFull's, which starts from scratch, so both give the same result.
+// quarter of a fuzz execution's time in the emulator, then ~45; issue 10): an instruction below
+// code_fast_stop_ (so within budget, in counting mode, no stub running) on the page OnCodeFull last
+// found code bits for, which its page's bits say cannot be intercepted, is counted and let through,
+// whether it is a new one or a REP string step run again at the same address (a fifth of a
+// kernel-stage fuzz execution's instructions are such steps, issue 10). Everything else (and every
+// state change that case does not make) is OnCodeFull's, which starts from scratch, so both give
+// the same result.
 void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self) {
   Machine* m = static_cast<Machine*>(self);
   uint64_t* a = m->area_;
-  if (m->config_.count_instructions && !m->stub_active_) {
-    uint64_t n = a[kSlotInstructions];
-    if (!OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
-      const bool again = address == m->last_insn_;
-      uint64_t offset = address & (kPageSize - 1);
-      const CodeCacheEntry& entry = m->code_cache_[(address >> kPageShift) % kCodeCacheSize];
-      // Bits already attached to the entry are what OnCodeFull's lookup returns without side
-      // effects. Run again, OnCodeFull charges nothing for an architectural repeat and counts it.
-      if (entry.va_page == address - offset && CodeBits::Covers(offset) && entry.bits &&
-          (!again || entry.bits->Repeats(offset)) && !entry.bits->MayIntercept(offset)) {
-        m->last_insn_ = address;
-        a[kSlotInstructions] = n + 1;
-        return;
-      }
+  const uint64_t n = a[kSlotInstructions];
+  const uint64_t offset = address - m->code_fast_va_;
+  if (n < m->code_fast_stop_ && offset < CodeBits::kCovered) {
+    // Run again, OnCodeFull charges nothing for an architectural repeat and counts it.
+    const uint64_t* pass = m->code_fast_pass_ + (address == m->last_insn_ ? 64 : 0);
+    if ((pass[offset >> 6] >> (offset & 63)) & 1) {
+      m->last_insn_ = address;
+      a[kSlotInstructions] = n + 1;
+      return;
     }
   }
   OnCodeFull(uc, address, size, m);
@@ -1087,7 +1087,10 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine
         fetch();
         repeats = RepeatsInPlace(bytes, avail);
       }
-      if (!repeats) a[kSlotCharged] += kRetranslateCharge;
+      if (!repeats) {
+        a[kSlotCharged] += kRetranslateCharge;
+        m->UpdateCodeFastStop();
+      }
     }
     m->last_insn_ = address;
     if (OverBudget(n, a[kSlotInstructionLimit], a[kSlotCharged], a[kSlotBudgetLimit])) {
@@ -1104,7 +1107,12 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine
     // Not by its length: redundant prefixes pad any intercepted form up to 15 bytes (a CPUID
     // as 66 66 66 66 0F A2 ran natively when instructions over 5 bytes were let through).
     const CodeBits* bits = code_bits();
-    if (bits && !bits->MayIntercept(offset)) return;
+    if (bits) {
+      // OnCode's page from now on: the entry's, which has bits.
+      m->code_fast_va_ = address - offset;
+      m->code_fast_pass_ = bits->pass_words();
+      if (!bits->MayIntercept(offset)) return;
+    }
   }
   if (!bytes) fetch();
   if (!MayBeIntercepted(bytes, avail)) return;
@@ -1195,6 +1203,7 @@ uc_err Machine::Run() {
       // until = 0: the emulator treats reaching address 0 as an exit, and skips the per-start TB
       // invalidation it does for any other `until` (unicorn.md §5).
       fill_paging_valid_ = false;  // TranslateForFill: the host may have written registers
+      UpdateCodeFastStop();  // so may the limits and charges
       e = uc_emu_start(uc_, rip, 0, 0, 0);
       // A refused fetch of a changed retired page (RetiredCodeStillValid): drop its code and go
       // on from where the CPU stopped, as if the fetch had filled at once. Or the fetch that armed
@@ -1213,6 +1222,7 @@ uc_err Machine::Run() {
         }
         uc_reg_read(uc_, UC_X86_REG_RIP, &rip);
         fill_paging_valid_ = false;
+        UpdateCodeFastStop();
         e = uc_emu_start(uc_, rip, 0, 0, 0);
       }
     }

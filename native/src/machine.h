@@ -6,6 +6,7 @@
 #pragma once
 #include <unicorn/unicorn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -294,6 +295,17 @@ class Machine {
   // Forgets every cached code page translation (code_cache_).
   void ClearCodeCache() {
     for (auto& e : code_cache_) e = {~0ull, nullptr, 0, nullptr, 0};
+    ForgetCodeFastPage();
+  }
+  // OnCode's page (code_fast_va_) may no longer be what code_cache_ says: forget it.
+  void ForgetCodeFastPage() { code_fast_pass_ = CodeBits::kNoPass; }
+  // Recomputes code_fast_stop_ from the run area's limits and charges and the machine's mode.
+  void UpdateCodeFastStop() {
+    const uint64_t* a = area_;
+    const uint64_t charged = a[kSlotCharged], budget = a[kSlotBudgetLimit];
+    // !OverBudget(n, limit, charged, budget) is n < limit && n < budget - charged (charged < budget).
+    const uint64_t stop = std::min(a[kSlotInstructionLimit], charged < budget ? budget - charged : 0);
+    code_fast_stop_ = config_.count_instructions && !stub_active_ ? stop : 0;
   }
 
   // The machine pool (machine_pool.cc).
@@ -430,10 +442,23 @@ class Machine {
   void InvalidateCodePages(uint64_t first, uint64_t count);
   void InvalidateAllCode();
 
+  // The code hook's common case reads only these, together in one cache line (OnCode):
+  uint64_t* area_;
+  // The instruction count from which OnCode must take its full path: the first count that is over
+  // budget (OverBudget), or 0 outside counting mode and while a guest stub runs. Kept by
+  // UpdateCodeFastStop wherever the limits, the charges or those states change inside an emulation,
+  // and before each emulation starts (the host changes them only between emulations).
+  uint64_t code_fast_stop_ = 0;
+  // The code page of the last instruction OnCodeFull saw on a page with code bits: its linear
+  // page and CodeBits::pass_words(), exactly as its code_cache_ entry has them; kNoPass when no
+  // such entry is known (every change to code_cache_ or to code bits resets it).
+  uint64_t code_fast_va_ = 0;
+  const uint64_t* code_fast_pass_ = CodeBits::kNoPass;
+  // Address of the last instruction the code hook saw in this Run (~0: none yet).
+  uint64_t last_insn_ = ~0ull;
   MachineConfig config_;
   // Fast mode's hang guard (run_watchdog.h), made at the first run that has a timeout.
   std::unique_ptr<RunWatchdog> watchdog_;
-  uint64_t* area_;
   MemoryCounters counters_;
   uc_engine* uc_ = nullptr;
   HostMapping* ram_ = nullptr;
@@ -525,8 +550,6 @@ class Machine {
   uint64_t watch_saved_instruction_limit_ = 0;
   // The emulator called abort() inside a run (see abort_guard.h): never run or free it again.
   bool emulator_aborted_ = false;
-  // Address of the last instruction the code hook saw in this Run (~0: none yet).
-  uint64_t last_insn_ = ~0ull;
   // Counting mode: the pure spin loop (spin_loop.h) the run may be parked in. A PAUSE at `pause`
   // ran `rounds` times in a row, each exactly `round` instructions and no charge after the last;
   // the loop's code is [head, end) (its other PAUSEs leave the watch alone).
