@@ -1044,17 +1044,18 @@ void Machine::OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self)
   const uint64_t offset = address - m->code_fast_va_;
   if (n < m->code_fast_stop_ && offset < CodeBits::kCovered) {
     // Run again, OnCodeFull charges nothing for an architectural repeat and counts it.
-    const uint64_t* pass = m->code_fast_pass_ + (address == m->last_insn_ ? 64 : 0);
+    const uint64_t* pass = m->code_fast_pass_;
+    if (address == m->last_insn_) pass += 64;
     if ((pass[offset >> 6] >> (offset & 63)) & 1) {
       m->last_insn_ = address;
       a[kSlotInstructions] = n + 1;
       return;
     }
   }
-  OnCodeFull(uc, address, size, m);
+  OnCodeFull(uc, address, m);
 }
 
-void Machine::OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine* m) {
+void Machine::OnCodeFull(uc_engine* uc, uint64_t address, Machine* m) {
   if (m->stub_active_) return;  // the host's own stub: not guest instructions
   uint64_t* a = m->area_;
   uint64_t offset = address & (kPageSize - 1);

@@ -334,7 +334,7 @@ class Machine {
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
   static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
   // OnCode past its common case (machine.cc); never inlined, so the common case needs no frame.
-  __attribute__((noinline)) static void OnCodeFull(uc_engine* uc, uint64_t address, uint32_t size, Machine* m);
+  __attribute__((noinline)) static void OnCodeFull(uc_engine* uc, uint64_t address, Machine* m);
   static void OnBlock(uc_engine* uc, uint64_t address, uint32_t size, void* self);
 
   // Guest stub (guest_stub.cc): a host-owned page of code the guest CPU itself executes to load
@@ -443,7 +443,7 @@ class Machine {
   void InvalidateAllCode();
 
   // The code hook's common case reads only these, together in one cache line (OnCode):
-  uint64_t* area_;
+  alignas(64) uint64_t* area_;
   // The instruction count from which OnCode must take its full path: the first count that is over
   // budget (OverBudget), or 0 outside counting mode and while a guest stub runs. Kept by
   // UpdateCodeFastStop wherever the limits, the charges or those states change inside an emulation,

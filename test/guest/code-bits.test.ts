@@ -3,7 +3,7 @@
 // moment its bytes change, whoever changes them: these guests run a loop long enough for their
 // page to get code bits, then turn two NOPs on that page into CPUID, which must still exit.
 import { describe, expect, it } from 'vitest';
-import { runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { PT_BASE, enablePaging, loadCode, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 const CPUID = [0x0f, 0xa2];
 
@@ -99,5 +99,61 @@ describe('code bits follow the bytes of the page (counting mode)', () => {
     expect(exit).toMatchObject({ kind: 'io', direction: 'out', port: 0x80, string: true, rep: true, size: 1 });
     vm.vcpu.complete(exit as { length: number });  // the VMM completes the whole string
     expect(vm.vcpu.run().kind).toBe('hlt');
+  });
+});
+
+// The code hook's common case (native/src/machine.cc OnCode) keeps the last code page's bits and the
+// instruction count at which the budget runs out beside it: both must change whenever what they
+// stand for does, or an instruction runs that the full path would have stopped.
+describe('the code hook\'s common case knows no more than its full path', () => {
+  it('a MOV to CR3 that maps the running linear page to other bytes exits at a CPUID there', () => {
+    const vm = simpleGuest('hlt');
+    const VA = 0x400000n;
+    const code = loadCode(vm, `
+        mov ecx, 5000
+      hot:
+        dec ecx
+        jnz hot
+        mov cr3, rdx
+      after:
+        nop
+        nop
+        hlt`, VA);
+    // The same page under other tables: the same bytes but a CPUID where the first page has NOPs.
+    const other = Uint8Array.from(code);
+    other.set(CPUID, code.length - 3);
+    vm.memory.write(0x500000n, other);
+    const CODE = { va: 0n, pa: 0n, size: 0x200000n, pageSize: 0x200000n } as const;
+    const tablesB = enablePaging(vm, [CODE, { va: VA, pa: VA, size: 0x1000n, pageSize: 4096n }]);
+    enablePaging(vm, [CODE, { va: VA, pa: 0x500000n, size: 0x1000n, pageSize: 4096n }], tablesB);
+    vm.vcpu.writeSpecial('cr3', PT_BASE);
+    vm.vcpu.regs.rip = VA;
+    vm.vcpu.regs.rdx = tablesB;
+    const exit = vm.vcpu.run();
+    expect(exit).toMatchObject({ kind: 'cpuid', rip: VA + BigInt(code.length - 3) });
+  });
+
+  it('a retranslation charge moves the budget stop of the instructions after it', () => {
+    // The store rewrites the block it runs in (the NOP after it), so the emulator runs it again in
+    // a block of its own: one retranslation, charged. Then a hot loop on another page runs into
+    // the budget on the common case.
+    const vm = simpleGuest(`
+        mov byte ptr [rip + patch], 0x90
+      patch:
+        nop
+        mov ecx, 1000000
+        mov eax, 0x3000
+        jmp rax`);
+    loadCode(vm, `
+      hot:
+        dec ecx
+        jnz hot
+        hlt`, 0x3000n);
+    vm.vcpu.regs.rip = 0x1000n;
+    const BUDGET = 20_000n;
+    vm.vcpu.budgetLimit = BUDGET;
+    expect(vm.vcpu.run().kind).toBe('budget');
+    expect(vm.vcpu.budgetCharged).toBe(1024n + 512n);  // the run and the retranslation
+    expect(vm.vcpu.instructions + vm.vcpu.budgetCharged).toBe(BUDGET);
   });
 });
