@@ -805,7 +805,11 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   uint64_t page = t.gpa >> kPageShift;
   Space space = t.is_private ? Space::kPrivate : Space::kShared;
-  if (t.gpa >= m->ram_->size() || !(access == Access::kFetch ? m->FetchAllowed(space, page) : m->Allowed(space, page, access))) {
+  // The page's read and write gate, tested once for every check below (Allowed's answers).
+  const bool in_ram = t.gpa < m->ram_->size();
+  const bool gate_read = in_ram && page < m->pages_ && m->gate_[static_cast<int>(space)][kReadableBitmap]->Test(page);
+  const bool gate_write = gate_read && m->gate_[static_cast<int>(space)][kWritableBitmap]->Test(page);
+  if (!in_ram || !(access == Access::kFetch ? m->FetchAllowed(space, page) : access == Access::kWrite ? gate_write : gate_read)) {
     m->fault_[0] = t.gpa & ~(kPageSize - 1);
     m->fault_[1] = vaddr;
     m->fault_[2] = static_cast<uint64_t>(access);
@@ -882,29 +886,32 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   // A fetch fill may be of a page the gate lets the CPU fetch from but not read (an SNP VMPL with
   // execute and no read permission): its data accesses come back here and are refused.
-  uint32_t perms = access != Access::kFetch || m->Allowed(space, page, Access::kRead) ? UC_PROT_READ : 0;
+  uint32_t perms = access != Access::kFetch || gate_read ? UC_PROT_READ : 0;
   // A guest store to a page with code bits: its bytes may change, so the bits go (code_bits.h).
   // Until then no fill may make the page writable.
   bool has_code_bits = m->has_code_bits_->Test(page);
-  if (has_code_bits && access == Access::kWrite && t.writable && m->Allowed(space, page, Access::kWrite)) {
+  if (has_code_bits && access == Access::kWrite && t.writable && gate_write) {
     m->DropCodeBits(page, true);
     has_code_bits = false;
   }
   // Write permission only on a write fill while dirty pages are tracked, so the first write
   // to each page after a snapshot comes back here and is recorded.
-  if (t.writable && !has_code_bits && m->Allowed(space, page, Access::kWrite) &&
+  if (t.writable && !has_code_bits && gate_write &&
       (access == Access::kWrite || !m->tracking_dirty_ || m->dirty_->Contains(page))) {
     perms |= UC_PROT_WRITE;
-    if (m->populated_ && !m->written_->Contains(page)) m->FaultAround(page);
-    m->written_->Insert(page);
+    if (!m->written_->Contains(page)) {
+      if (m->populated_) m->FaultAround(page);
+      m->written_->Insert(page);
+    }
   }
   // Execute permission only on a fetch fill, so every code page is seen here first; and while the
   // execution watch is armed, not on a data fill of its stop range, whose next fetch must stop.
   // Nor on a data fill of a page not fetchable at every CPL: its fetches are decided by a fetch
   // fill, at the CPL they run at (FetchAllowed).
-  const bool watched_stop = m->watch_state_ == WatchState::kArmed && t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1];
   if (t.executable && (access == Access::kFetch ||
-                       (m->code_->Test(page) && !watched_stop && m->gate_[static_cast<int>(space)][kFetchSupervisorBitmap]->Test(page) &&
+                       (m->code_->Test(page) &&
+                        !(m->watch_state_ == WatchState::kArmed && t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1]) &&
+                        m->gate_[static_cast<int>(space)][kFetchSupervisorBitmap]->Test(page) &&
                         m->gate_[static_cast<int>(space)][kFetchUserBitmap]->Test(page)))) {
     perms |= UC_PROT_EXEC;
   }

@@ -2,7 +2,8 @@
 // (native/src/machine.cc TranslateForFill): a guest's own CR3 or CR0.WP write must still be seen
 // by its next data access, which QEMU's TLB flush and the fetch fill after it make sure of. And
 // it starts a walk below the upper entries of the last one in the same 2 MiB (WalkMemo,
-// native/src/page_walk.h) only while they hold the same values.
+// native/src/page_walk.h) only while they hold the same values, and reads a PTE from the table
+// the last one read without asking the page gate again only within the same emulation.
 import { describe, expect, it } from 'vitest';
 import { PT_BASE, enablePaging, simpleGuest } from '../helpers/guest-setup.js';
 
@@ -90,5 +91,24 @@ describe('paging registers the TLB-fill hook keeps between fills', () => {
     expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
     expect(vm.vcpu.regs.rax).toBe(0x3333n);
     expect(vm.vcpu.regs.rbx).toBe(0x2222n);
+  });
+
+  it('a page table the gate closes between runs blocks the next walk through it, though the last walk read it', () => {
+    const vm = simpleGuest('mov rax, [rcx]\nhlt');
+    vm.memory.writeU64(0x400000n, 0x1111n);
+    enablePaging(vm, [CODE, { va: VA, pa: 0x400000n, size: 0x2000n, pageSize: 4096n }]);
+    const next = (table: bigint, index: bigint) => vm.memory.readU64(table + index * 8n) & 0x000ffffffffff000n;
+    const pt = next(next(next(PT_BASE, (VA >> 39n) & 511n), (VA >> 30n) & 511n), (VA >> 21n) & 511n);
+    const run = (va: bigint) => {
+      vm.vcpu.regs.rip = 0x1000n;
+      vm.vcpu.regs.rcx = va;
+      return vm.vcpu.run();
+    };
+    expect(run(VA)).toMatchObject({ kind: 'hlt' });
+    expect(vm.vcpu.regs.rax).toBe(0x1111n);
+    // No TLB entry maps the table page itself, so this needs no flush; the next PTE read from it
+    // (another page of the same table) must still be refused.
+    vm.gate.set('private', pt, 0x1000n, 'none');
+    expect(run(VA + 0x1000n)).toMatchObject({ kind: 'gate-fault', pageWalk: true, gpa: pt, gva: VA + 0x1000n });
   });
 });
