@@ -74,6 +74,9 @@ describe('Sept snapshots of merged and split ranges', () => {
       expect(sept.entryCounts()[0]).toBe(0);
       sept.split(2, 1n << 30n, 'PENDING');
       expect(sept.walk((1n << 30n) + 5n * MIB2, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+      // tdh_mem_page_demote.c: the new SEPT page's 512 entries split the 1G range, the last one too.
+      expect(sept.walk((1n << 30n) + 511n * MIB2 + 0x1000n, 1)).toMatchObject({ level: 1, state: 'PENDING', base: (1n << 30n) + 511n * MIB2 });
+      expect(sept.entryCounts()[1]).toBe(counts[1]! + 512);
       sept.merge(2, 1n << 30n, 'PENDING');
       expect(sept.entryCounts()[1]).toBe(counts[1]);
       sept.loadState(saved);
@@ -82,5 +85,8 @@ describe('Sept snapshots of merged and split ranges', () => {
       expect(sept.walk(MIB2 + 0x3000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
       expect(sept.walk(MIB2 + 0x4000n, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
     }
+    // Counts are of entries, not of table slots: a leaf made FREE in a table that stays is one fewer.
+    sept.setState(0, MIB2 + 0x3000n, 'FREE');
+    expect(sept.entryCounts()[0]).toBe(511);
   });
 });
