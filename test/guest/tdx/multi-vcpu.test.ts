@@ -113,6 +113,9 @@ describe('several vCPUs on one TD', () => {
     expect([...status].sort()).toEqual([TdxStatus.SUCCESS, TdxStatus.OPERAND_BUSY | 1n].sort());
     expect(td.platform.pageState(PAGE).accepted).toBe(true);
     expect(td.platform.module.guestLocks.size).toBe(0);
+    // Halfway is chunk 256 of the 512 4K chunks of a 2M page (NUM_OF_4K_PAGES_IN_2MB, the bound of
+    // accept_counter in tdg_mem_page_accept.c), where the other vCPU's turn begins.
+    expect(td.trace.ofType('accept-preempted')).toEqual([expect.objectContaining({ gpa: PAGE, level: 1, acceptCounter: 256, resumedFrom: 0 })]);
   });
 
   it('interleaves at instruction granularity: quanta inside the read-modify-write lose updates', () => {
