@@ -38,6 +38,38 @@ describe('A6 PENDING page with #VE enabled', () => {
     expect(td.trace.ofType('df-injected')).toHaveLength(1);
   });
 
+  // The frames the module's injections leave (helpers.h): inject_ve writes VE_INTERRUPTION_INFO
+  // 0x80000314 (vector 20, hardware exception, no error code); inject_df writes DF_INTERRUPTION_INFO
+  // 0x80000B08 (vector 8, deliver error code) and an error code of 0 (x86_defs.h).
+  it('the #VE frame has no error code (RIP of the access, then CS); the #DF frame has error code 0, then the RIP of the refused access', () => {
+    const td = tdGuest(`main_access: mov rax, [0x400000]\n ${HALT}`, {
+      ve: `mov rbx, [rsp]\n mov rbp, [rsp + 8]\n lea rdi, [rip + main_access]\n ve_access: mov rax, [0x401000]`,
+      df: `mov r12, [rsp]\n mov r13, [rsp + 8]\n mov r14, [rsp + 16]\n lea rsi, [rip + ve_access]\n mov r15, 8\n ${HALT}`,
+    });
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r15).toBe(8n);
+    expect(r.rbp).toBe(0x08n);                       // CS right after the RIP: nothing pushed before it
+    expect(r.rbx).toBe(r.rdi);                       // main's refused load
+    expect(r.r12).toBe(0n);                          // #DF error code
+    expect(r.r13).toBe(r.rsi);                       // the #VE handler's own refused load
+    expect(r.rsi).toBeGreaterThan(HANDLER.ve);
+    expect(r.r14).toBe(0x08n);
+  });
+
+  it('a #VE for an instruction (HLT) while the VE info is unread is a #DF with error code 0 too, at the HLT', () => {
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, {
+      ve: `ve_hlt: hlt`,
+      df: `mov r12, [rsp]\n mov r13, [rsp + 8]\n mov r14, [rsp + 16]\n lea rsi, [rip + ve_hlt]\n mov r15, 8\n ${HALT}`,
+    });
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r15, r.r12, r.r13, r.r14]).toEqual([8n, 0n, r.rsi, 0x08n]);
+    expect(td.trace.ofType('df-injected')).toEqual([expect.objectContaining({ cause: 've-info-still-valid', exitReason: 12 })]);
+  });
+
   it('an undeliverable #VE and #DF end in a triple fault (terminated), not an exception', () => {
     const td = tdGuest(`lidt [0x20000]\n mov rax, [0x400000]\n ${HALT}`);
     td.platform.machine.memory.fill(0x20000n, 16n, 0);
