@@ -54,6 +54,9 @@ describe('A6 PENDING page with #VE enabled', () => {
     expect(r.rbx).toBe(r.rdi);                       // main's refused load
     expect(r.r12).toBe(0n);                          // #DF error code
     expect(r.r13).toBe(r.rsi);                       // the #VE handler's own refused load
+    // The trace names where each was raised: the #VE at main's load, the #DF at the handler's.
+    expect(td.trace.ofType('ve-injected')).toEqual([expect.objectContaining({ exitReason: 48, gpa: P, rip: r.rdi })]);
+    expect(td.trace.ofType('df-injected')).toEqual([expect.objectContaining({ cause: 've-info-still-valid', gpa: P + 0x1000n })]);
     expect(r.rsi).toBeGreaterThan(HANDLER.ve);
     expect(r.r14).toBe(0x08n);
   });
