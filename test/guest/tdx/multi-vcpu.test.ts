@@ -3,6 +3,8 @@
 // PAGE_ALREADY_ACCEPTED (tdg_mem_page_accept.c: the second walk finds the leaf MAPPED).
 import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
+import { Vcpu } from '../../../src/cpu/vcpu.js';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import type { SchedulePolicy } from '../../../src/cpu/vcpu-scheduler.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
@@ -154,5 +156,56 @@ describe('several vCPUs on one TD', () => {
     expect(runTd(td)).toEqual(first);
     expect(td.trace.sha256()).toBe(hash);
     expect(Buffer.from(td.platform.machine.memory.read(COUNTER, 8)).readBigUInt64LE()).toBe(counter);
+  });
+});
+
+// A fault storm (a #DF handler on a PENDING page: every delivery's first fetch is refused, and
+// the VE info is still unread) is made natively in one call only with one vCPU (td-module.ts
+// #injectDfRepeating): with several, each delivery the module makes is a switch point, and the
+// others run between two of them (vcpu-scheduler.ts).
+describe('a #DF storm on one of two vCPUs', () => {
+  // vCPU 0 points IDT entry 8 (16 bytes each from 0x11000) at 0x600000, a PENDING page, then
+  // loads from another PENDING page: #VE, whose handler touches a third one: #DF, and the storm.
+  // vCPU 1 counts for as long as it runs.
+  const STORM = `
+    mov rax, 1
+    ${TDCALL}
+    test r9, r9
+    jnz spin
+    mov word ptr [0x11080], 0
+    mov word ptr [0x11086], 0x60
+    mov rax, [0x400000]
+    ${HALT}
+  spin:
+    inc qword ptr [${COUNTER}]
+    jmp spin`;
+
+  function stormRun(repeat: boolean) {
+    const saved = Vcpu.repeatFaultDeliveries;
+    Vcpu.repeatFaultDeliveries = repeat;
+    try {
+      const td = tdGuest(STORM, { vcpus: 2, schedule: { policy: 'round-robin', seed: 1n, quantum: 100 }, ve: 'mov rax, [0x401000]' });
+      startLikeBsp(td.platform.machine, 1);
+      const h = td.platform.module.host;
+      expect(h.memPageAug(gpaLevel(0x400000n, 1)).status).toBe(0n);
+      expect(h.memPageAug(gpaLevel(0x600000n, 1)).status).toBe(0n);
+      const outcome = runTd(td);
+      const counter = Buffer.from(td.platform.machine.memory.read(COUNTER, 8)).readBigUInt64LE();
+      const deliveries = td.trace.ofType('exception-injected').length;
+      const result = { outcome, hash: td.trace.sha256(), counter, deliveries, switches: td.platform.scheduler!.switches };
+      td.platform.machine.close();
+      return result;
+    } finally {
+      Vcpu.repeatFaultDeliveries = saved;
+    }
+  }
+
+  it('lets the other vCPU run between the deliveries: the same run as one delivery per round trip', () => {
+    const slow = stormRun(false);
+    expect(slow.outcome.outcome).toBe('terminated');
+    expect(slow.outcome.reason).toMatch(/triple fault/);
+    expect(slow.deliveries).toBeGreaterThan(100);
+    expect(slow.counter).toBeGreaterThan(0n);
+    expect(stormRun(true)).toEqual(slow);
   });
 });
