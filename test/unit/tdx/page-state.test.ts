@@ -56,6 +56,18 @@ describe('TdxPlatform.pageState (the S-EPT leaf of the page, sept_state_lookup.h
     t.platform.machine.close();
   });
 
+  // The walk stops at the first FREE entry (secure_ept_walk): with no SEPT page under the PDPT entry
+  // of a 1 GiB range, that entry decides for the whole 1 GiB; above it (a FREE PML4 entry) the
+  // largest page a TD can map, 1G, is reported.
+  it('FREE at the 1G level or above: the 1G size for any page under it', () => {
+    const t = td();
+    expect(t.platform.pageState(0x4000_5000n)).toMatchObject({ gpa: 0x4000_5000n, accepted: false, pending: false, pageSize: '1g', raw: 'FREE' });
+    expect(t.platform.pageState((1n << 39n) + 0x5000n)).toMatchObject({ accepted: false, pending: false, pageSize: '1g', raw: 'FREE' });
+    // Inside the first 1 GiB, under the PD page the TD has, a FREE 2M entry is a 2M one.
+    expect(t.platform.pageState(0x800000n)).toMatchObject({ pageSize: '2m', raw: 'FREE' });
+    t.platform.machine.close();
+  });
+
   it('after BLOCK, TRACK and REMOVE the 2M page is FREE again: shared, not pending', () => {
     const t = td();
     const h = t.platform.module.host;
