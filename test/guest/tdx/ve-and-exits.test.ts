@@ -75,6 +75,18 @@ describe('A6 PENDING page with #VE enabled', () => {
     expect(td.trace.ofType('df-injected')).toEqual([expect.objectContaining({ cause: 've-info-still-valid', exitReason: 12 })]);
   });
 
+  it('a #DF that cannot be delivered (the #VE handler emptied the IDT, then touched a PENDING page) is a triple fault, with no delivery recorded for it', () => {
+    const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { ve: 'lidt [0x20000]\n mov rax, [0x401000]' });
+    td.platform.machine.memory.fill(0x20000n, 16n, 0);
+    td.platform.module.host.memPageAug(gpaLevel(P, 1));
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('terminated');
+    expect(outcome.reason).toMatch(/^triple fault: .*vector 8/);
+    expect(td.trace.ofType('df-injected')).toHaveLength(1);
+    expect(td.trace.ofType('injection-failed').map((e) => e.vector)).toEqual([8]);
+    expect(td.trace.ofType('exception-injected')).toEqual([]);
+  });
+
   it('an undeliverable #VE and #DF end in a triple fault (terminated), not an exception', () => {
     const td = tdGuest(`lidt [0x20000]\n mov rax, [0x400000]\n ${HALT}`);
     td.platform.machine.memory.fill(0x20000n, 16n, 0);
