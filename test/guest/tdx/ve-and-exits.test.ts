@@ -57,8 +57,9 @@ describe('A6 PENDING page with #VE enabled', () => {
     // The trace names where each was raised: the #VE at main's load, the #DF at the handler's.
     expect(td.trace.ofType('ve-injected')).toEqual([expect.objectContaining({ exitReason: 48, gpa: P, rip: r.rdi })]);
     expect(td.trace.ofType('df-injected')).toEqual([expect.objectContaining({ cause: 've-info-still-valid', gpa: P + 0x1000n })]);
-    // A #VE is its ve-injected event alone; the #DF's delivery is an exception-injected one.
-    expect(td.trace.ofType('exception-injected')).toEqual([expect.objectContaining({ vector: 8, errorCode: 0n })]);
+    // A #VE is its ve-injected event alone; the #DF's delivery is an exception-injected one, with
+    // the RIP it entered: the #DF handler's (as injectException records every delivery).
+    expect(td.trace.ofType('exception-injected')).toEqual([expect.objectContaining({ vector: 8, errorCode: 0n, rip: HANDLER.df })]);
     expect(r.rsi).toBeGreaterThan(HANDLER.ve);
     expect(r.r14).toBe(0x08n);
   });
