@@ -2,7 +2,9 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LaunchDigest, pageInfo } from '../../../src/platform/snp/launch.js';
-import { bspResetVmsa, decodeVmsaPage, resetVmsa, SNP_RESET_VECTOR, VMSA_MEASURED_GPA, vmsaEntryState, vmsaPage } from '../../../src/platform/snp/vmsa.js';
+import { applyGuestVmsa, applyVmsa, bspResetVmsa, decodeVmsaPage, resetVmsa, SNP_RESET_VECTOR, VMSA_MEASURED_GPA, vmsaEntryState, vmsaPage } from '../../../src/platform/snp/vmsa.js';
+import { GPRS } from '../../../src/cpu/registers.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
@@ -91,6 +93,45 @@ describe('guest VMSA page layout', () => {
       const got = name in v.gprs ? v.gprs[name as keyof typeof v.gprs] : (v as unknown as Record<string, bigint>)[name];
       expect([name, got]).toEqual([name, 0x1111_0000_0000n | BigInt(off)]);
     }
+  });
+});
+
+// VMRUN loads the guest state from the save area (AMD APM Vol. 2 §15.5.1 "VMRUN": the processor
+// loads the guest's CR0, CR3, CR4, EFER, RFLAGS, RIP, RSP, RAX, descriptor-table registers and
+// segment state from it; an SEV-ES guest's other registers come from its encrypted VMSA too).
+describe('VMRUN from a VMSA', () => {
+  const machine = () => SnpPlatform.create({ memoryBytes: 16n << 20n, countInstructions: false }).machine;
+
+  it('the launch VMSA: the reset state, every GPR 0 but RDX, whatever the vCPU held (APM Vol. 2 §14.1.5 Table 14-1)', () => {
+    const m = machine();
+    const gprs = GPRS.filter((r) => r !== 'rip' && r !== 'rflags');
+    gprs.forEach((r, i) => { m.vcpu.regs[r] = 0x1000n + BigInt(i); });
+    const v = { ...bspResetVmsa(), rdx: 0xa10f11n, cr0: 0x10n };  // CR0: ET only, another real-mode CR0
+    applyVmsa(m, v);
+    const regs = m.vcpu.regs;
+    expect(Object.fromEntries(gprs.map((r) => [r, regs[r]]))).toEqual(Object.fromEntries(gprs.map((r) => [r, r === 'rdx' ? 0xa10f11n : 0n])));
+    expect([regs.rip, regs.rflags, m.vcpu.readSpecial('cr0')]).toEqual([0xfff0n, 0x2n, 0x10n]);
+    expect(m.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0xf000 });
+    m.close();
+  });
+
+  it('a guest-written flat 32-bit VMSA: CR3, CR4, GDTR, IDTR, FS/GS bases, RSP, RIP and the GPRs as written; RFLAGS bit 1 always set', () => {
+    const m = machine();
+    const page = flat32VmsaPage();
+    const v = decodeVmsaPage(page);
+    const written = {
+      ...v, cr3: 0x5000n, cr4: 0x20n, gdtr: { limit: 0x27, base: 0x6000n }, idtr: { limit: 0xfff, base: 0x7000n },
+      fs: { ...v.fs, base: 0x12340000n }, gs: { ...v.gs, base: 0x56780000n }, rsp: 0x9000n, rip: 0x3000n, rflags: 0x200n,
+      gprs: Object.fromEntries(Object.keys(v.gprs).map((r, i) => [r, 0x100n + BigInt(i)])) as typeof v.gprs,
+    };
+    expect(vmsaEntryState(written)).toEqual({ mode: 'protected32' });
+    applyGuestVmsa(m, written, 'protected32');
+    const c = m.vcpu;
+    expect(['cr3', 'cr4', 'gdtrBase', 'gdtrLimit', 'idtrBase', 'idtrLimit', 'fsBase', 'gsBase'].map((r) => c.readSpecial(r as 'cr3')))
+      .toEqual([0x5000n, 0x20n, 0x6000n, 0x27n, 0x7000n, 0xfffn, 0x12340000n, 0x56780000n]);
+    expect([c.regs.rsp, c.regs.rip, c.regs.rflags]).toEqual([0x9000n, 0x3000n, 0x202n]);  // RFLAGS bit 1 reads as 1 (APM Vol. 2 §3.1.6)
+    expect(Object.fromEntries(Object.keys(written.gprs).map((r) => [r, c.regs[r as 'rax']]))).toEqual(written.gprs);
+    m.close();
   });
 });
 
