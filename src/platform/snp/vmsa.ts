@@ -139,7 +139,18 @@ const SEG_L = 1 << 9, SEG_DB = 1 << 10;
  */
 export function vmsaEntryState(v: GuestVmsa): { mode: 'real16' | 'protected32' } | { refused: string } {
   if ((v.efer & EFER_SVME) === 0n) return { refused: 'EFER.SVME is clear (VMRUN consistency check)' };
-  if ((v.cr0 & CR0_PE) === 0n) return { mode: 'real16' };
+  if ((v.cr0 & CR0_PE) === 0n) {
+    // Any real-mode CS is legal VMRUN state, but the emulator enters real mode through a GDT
+    // descriptor for the selector (native guest_stub.cc: a non-null selector with TI = RPL = 0, and
+    // the one after it for SS) and a base below 4 GiB; a SIPI-style start fits (KVM
+    // kvm_vcpu_deliver_sipi_vector: selector = vector << 8, base = vector << 12). Another is
+    // refused here, as other states the emulator cannot load are, not thrown from Vcpu.enter.
+    const sel = v.cs.selector;
+    if (sel === 0 || (sel & 7) !== 0 || sel === 0xfff8 || v.cs.base > 0xffffffffn) {
+      return { refused: `a real-mode CS the emulator cannot enter from a VMSA (selector 0x${sel.toString(16)}, base 0x${v.cs.base.toString(16)})` };
+    }
+    return { mode: 'real16' };
+  }
   if ((v.cs.attrib & SEG_L) === 0 && (v.cs.attrib & SEG_DB) !== 0 && v.cs.base === 0n) return { mode: 'protected32' };
   return { refused: 'a code segment the emulator cannot enter from a VMSA (only real mode and flat 32-bit protected mode)' };
 }

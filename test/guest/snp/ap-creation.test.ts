@@ -51,6 +51,43 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.trace.ofType('ap-vmrun')).toHaveLength(1);
   });
 
+  // An AP started in real mode, as after a SIPI: VMRUN loads the hidden CS base from the VMSA
+  // (APM Vol. 2 §15.5.1: segment state comes from the save area), so the AP's first fetch is at
+  // base + RIP, not at selector << 4 or at RIP alone.
+  it('starts a real-mode AP at the VMSA\'s CS base + RIP', () => {
+    const base = 0x9f000n;
+    const p = platformWithVmsa(vmsaBytes((b) => {
+      b.writeUInt16LE(0x1238, 0x10);            // CS selector: not base >> 4
+      b.writeUInt16LE(0x9b, 0x12);              // present code, execute/read
+      b.writeUInt32LE(0xffff, 0x14);
+      b.writeBigUInt64LE(base, 0x18);           // CS base
+      b.writeBigUInt64LE(0x1000n | 0x10n, 0xd0);  // EFER.SVME
+      b.writeBigUInt64LE(0x10n, 0x158);         // CR0: PE clear, real mode
+      b.writeBigUInt64LE(0x20n, 0x178);         // RIP
+    }));
+    p.launchUpdateRange(base, 0x1000n);
+    p.machine.memory.write(base + 0x20n, new Uint8Array([0xf4]));  // HLT
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    expect(p.machine.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0x1238 });
+    expect(p.machine.vcpu.run()).toMatchObject({ kind: 'hlt', rip: 0x21n });
+  });
+
+  // A real-mode CS the emulator cannot load (vmsa.ts vmsaEntryState) is refused like any other
+  // VMSA the model cannot run: a clear refusal (the honest VMM then ends the run), never a throw.
+  it('refuses, without throwing, a real-mode AP whose CS selector has TI or RPL bits set, is 0, or has a base above 4 GiB', () => {
+    for (const [selector, base] of [[0x1234, 0x9f000n], [0x1233, 0x9f000n], [0, 0x9f000n], [0xfff8, 0x9f000n], [0x1238, 1n << 32n]] as const) {
+      const p = platformWithVmsa(vmsaBytes((b) => {
+        b.writeUInt16LE(selector, 0x10);
+        b.writeBigUInt64LE(base, 0x18);
+        b.writeBigUInt64LE(0x10n, 0x158);  // CR0: real mode
+      }));
+      const r = p.runApFromVmsa(1, VMSA);
+      expect(r, `selector 0x${selector.toString(16)}`).toMatchObject({ ok: false, reason: expect.stringMatching(/real-mode CS/) });
+      expect(p.isRunnable(1)).toBe(false);
+    }
+  });
+
   it("leaves the AP's GHCB MSR as its vCPU RESET set it: the SEV Information response, unasked", () => {
     // The GHCB MSR is the VMCB's GHCB GPA field, not VMSA state. At vCPU RESET the hypervisor
     // puts the SEV Information response there (KVM sev_es_init_vmcb "as per the GHCB
