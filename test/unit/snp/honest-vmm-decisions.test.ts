@@ -483,6 +483,31 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // GHCB spec §4.1.6: a 2M entry changes the state of all 512 pages of its region; KVM converts the
+  // whole range (snp_begin_psc: npages = 512). "Nothing to do" holds only when every one of them,
+  // the last included, is shared already.
+  it('a 2M entry to shared over a region whose only private page is its last one: that page ends shared too', () => {
+    const t = launched();
+    const last = 0x5ff000n;
+    expect(t.host.rmpUpdate(last, { assigned: true, pageSize: '4k', gpa: last, asid: t.host.asid }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(t.host.rmpEntry(last).assigned).toBe(false);
+    t.close();
+  });
+
+  // GHCB spec §4.1.6 / KVM: a page made private is assigned to this guest (its ASID, its own GPA in
+  // the reverse map); a page that some other ASID holds at that address is not that already.
+  it('a 4K entry to private of a page another ASID holds at that GPA: the page ends assigned to this guest', () => {
+    const t = launched();
+    const page = 0x400000n;
+    expect(t.host.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: t.host.asid + 1 }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: page >> 12n, op: PSC_OP.PRIVATE, size2m: false })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(t.host.rmpEntry(page)).toMatchObject({ assigned: true, asid: t.host.asid, gpa: page });
+    t.close();
+  });
+
   // Expected values from KVM arch/x86/kvm/svm/sev.c (torvalds/linux 0097f9df): snp_begin_psc
   // carries out only VMGEXIT_PSC_OP_PRIVATE/SHARED; its default case completes any other
   // operation through __snp_complete_one_psc (cur_page = pagesize ? 512 : 1, cur_entry past it)
