@@ -180,3 +180,41 @@ describe('the private page gate after a DEMOTE (the walk memo)', () => {
     td.platform.machine.close();
   });
 });
+
+/** Whether the private gate of each page of [gpa, gpa + pages × 4 KiB) is what the S-EPT walk says. */
+function expectPagesFollowWalk(td: Td, gpa: bigint, pages: number): void {
+  const gate = td.platform.machine.gate;
+  for (let i = 0n; i < BigInt(pages); i++) {
+    const page = gpa + i * PAGE;
+    expect({ page, gate: gate.get('private', page) }).toEqual({ page, gate: walkOpens(td, page) ? 'readwrite' : 'none' });
+  }
+}
+
+// A non-leaf entry that lets the walk pass again (UNBLOCK of NL_BLOCKED: tdh_mem_range_unblock.c)
+// opens exactly the pages whose walk now ends on a MAPPED leaf (secure_ept_walk), at every level
+// below it; the entries under it are not changed (the module only rewrites the unblocked entry).
+describe('the private page gate when a blocked non-leaf entry is unblocked', () => {
+  it('reopens a 2M leaf and a run of 4K leaves under a 1G entry, and nothing beside them', () => {
+    const td = newTd();
+    const h = td.platform.module.host;
+    // A SEPT page under the first 2M entry, with 4K pages 1 and 2 added (a run not at the table's start).
+    expect(h.memSeptAdd(gpaLevel(0n, 1)).status).toBe(0n);
+    expect(h.memPageAdd(gpaLevel(0x1000n, 0), ZERO_PAGE).status).toBe(0n);
+    expect(h.memPageAdd(gpaLevel(0x2000n, 0), ZERO_PAGE).status).toBe(0n);
+    expect(h.mrFinalize().status).toBe(0n);
+    // The second 2M entry a MAPPED 2M leaf (AUG, then the guest's ACCEPT).
+    expect(h.memPageAug(gpaLevel(0x200000n, 1)).status).toBe(0n);
+    pageAccept(td.platform.module, gpaLevel(0x200000n, 1));
+    expect(td.platform.module.sept.entry(1, 0x200000n)?.state).toBe('MAPPED');
+    // BLOCK the 1G entry above them all, TRACK, UNBLOCK.
+    expect(h.memRangeBlock(gpaLevel(0n, 2)).status).toBe(0n);
+    expectPagesFollowWalk(td, 0n, 4);
+    expect(td.platform.machine.gate.get('private', 0x200000n)).toBe('none');
+    h.memTrack();
+    expect(h.memRangeUnblock(gpaLevel(0n, 2)).status).toBe(0n);
+    expect(td.platform.machine.gate.get('private', 0x1000n)).toBe('readwrite');
+    expect(td.platform.machine.gate.get('private', 0x3ff000n)).toBe('readwrite');
+    expect(expectGateFollowsWalk(td)).toBe(2 + 512);
+    td.platform.machine.close();
+  });
+});
