@@ -67,6 +67,20 @@ describe('Sept.batchGate', () => {
     expect(t.platform.machine.gate.get('private', MIB2)).toBe('none');
     t.platform.machine.close();
   });
+
+  it('a batch inside a batch is part of it: its updates apply with the outer ones, in their order, when the outer batch ends', () => {
+    const t = td();
+    const sept = t.platform.module.sept;
+    const gate = t.platform.machine.gate;
+    t.platform.handle.batch(() => {
+      sept.setState(0, MIB2, 'BLOCKED');
+      t.platform.handle.batch(() => sept.setState(0, MIB2, 'MAPPED'));  // unblocked again
+      expect(gate.get('private', MIB2)).toBe('readwrite');  // nothing applied yet
+    });
+    // Closed, then opened: the page is open, as its MAPPED leaf says.
+    expect(gate.get('private', MIB2)).toBe('readwrite');
+    t.platform.machine.close();
+  });
 });
 
 describe('the private gate follows the walk (sept_manager.c secure_ept_walk)', () => {
@@ -81,5 +95,60 @@ describe('the private gate follows the walk (sept_manager.c secure_ept_walk)', (
     expect(gate.get('private', MIB2 + PAGE)).toBe('none');
     sept.setState(1, MIB2, 'NL_MAPPED');
     expect(gate.count('private', MIB2, MIB2, 'readwrite')).toBe(512n);
+  });
+});
+
+describe('the private gate follows the walk at the edges of a 2M and a 1G range', () => {
+  it('a 2M range that runs past the end of RAM: blocking and unblocking its entry closes and reopens the RAM part', () => {
+    const t = createTd({ memoryBytes: 7n << 20n });  // the 2M range at 6 MiB is half in RAM
+    const sept = t.platform.module.sept;
+    const gate = t.platform.machine.gate;
+    const at = 6n << 20n;
+    sept.setState(3, 0n, 'NL_MAPPED');
+    sept.setState(2, 0n, 'NL_MAPPED');
+    sept.setState(1, at, 'NL_MAPPED');
+    sept.setState(0, at + PAGE, 'MAPPED');
+    expect(gate.get('private', at + PAGE)).toBe('readwrite');
+    sept.setState(1, at, 'NL_BLOCKED');
+    expect(gate.count('private', at, MIB2 / 2n, 'read')).toBe(0n);
+    sept.setState(1, at, 'NL_MAPPED');
+    expect(gate.get('private', at + PAGE)).toBe('readwrite');
+    expect(gate.count('private', at, MIB2 / 2n, 'read')).toBe(1n);
+    t.platform.machine.close();
+  });
+
+  it('unblocking a 1G entry opens nothing under the next 1G entry, blocked', () => {
+    const GIB = 1n << 30n;
+    const t = createTd({ memoryBytes: GIB + 2n * MIB2 });
+    const sept = t.platform.module.sept;
+    const gate = t.platform.machine.gate;
+    sept.setState(3, 0n, 'NL_MAPPED');
+    sept.setState(2, 0n, 'NL_MAPPED');
+    sept.setState(1, 0n, 'MAPPED');
+    // The next 1G range's first 2M entry is a MAPPED leaf, its 1G entry blocked: closed.
+    sept.setState(2, GIB, 'NL_MAPPED');
+    sept.setState(1, GIB, 'MAPPED');
+    sept.setState(2, GIB, 'NL_BLOCKED');
+    expect(gate.get('private', GIB)).toBe('none');
+    sept.setState(2, 0n, 'NL_BLOCKED');
+    expect(gate.get('private', 0n)).toBe('none');
+    sept.setState(2, 0n, 'NL_MAPPED');
+    expect(gate.count('private', 0n, MIB2, 'readwrite')).toBe(512n);
+    expect(gate.count('private', GIB, MIB2, 'read')).toBe(0n);
+    t.platform.machine.close();
+  });
+
+  // Sept.resyncGate re-derives the gate under an entry after something outside the S-EPT changed it:
+  // under a non-leaf, only pages whose walk ends on a MAPPED leaf stay open (secure_ept_walk).
+  it('a resync of a non-leaf entry closes the pages under it whose leaf is not MAPPED', () => {
+    const t = td();
+    const sept = t.platform.module.sept;
+    const gate = t.platform.machine.gate;
+    sept.setState(0, MIB2 + PAGE, 'PENDING');
+    gate.set('private', MIB2, MIB2, 'readwrite');
+    sept.resyncGate(1, MIB2);
+    expect(gate.get('private', MIB2 + PAGE)).toBe('none');
+    expect(gate.count('private', MIB2, MIB2, 'readwrite')).toBe(511n);
+    t.platform.machine.close();
   });
 });
