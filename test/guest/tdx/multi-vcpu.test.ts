@@ -159,6 +159,56 @@ describe('several vCPUs on one TD', () => {
   });
 });
 
+/** TDG.VP.VMCALL<GetTdVmCallInfo> (R10 = 0, R11 = 0x10000, R12 = 0): a TD exit the VMM answers, the guest then resumes. */
+const GET_TD_VM_CALL_INFO = `xor eax, eax\n mov ecx, 0x1c00\n xor r10d, r10d\n mov r11d, 0x10000\n xor r12d, r12d\n ${TDCALL}`;
+
+describe('several vCPUs and the exits the VMM handles', () => {
+  it('a whole-VM snapshot at the first VMM exit, before the vCPUs race, replays the same interleaving', () => {
+    // BOTH after a VMCALL the VMM answers: the snapshot is taken before the read-modify-write race.
+    const td = tdGuest(`${GET_TD_VM_CALL_INFO}\n ${BOTH}`, { vcpus: 2, schedule: { policy: 'random', seed: 9n, quantum: 7 } });
+    startLikeBsp(td.platform.machine, 1);
+    expect(td.vm.run({ stopBefore: () => true }).kind).toBe('paused');
+    const snap = td.vm.snapshot();
+    const switchesBefore = td.platform.scheduler!.switches;
+    const counter = () => Buffer.from(td.platform.machine.memory.read(COUNTER, 8)).readBigUInt64LE();
+    const first = runTd(td);
+    expect(first.outcome).toBe('done');
+    const hash = td.trace.sha256();
+    const lost = counter();
+    expect(td.platform.scheduler!.switches - switchesBefore).toBeGreaterThan(50);  // turns the restore must replay
+    td.vm.restore(snap);
+    expect(td.platform.scheduler!.switches).toBe(switchesBefore);
+    expect(runTd(td)).toEqual(first);
+    expect(td.trace.sha256()).toBe(hash);
+    expect(counter()).toBe(lost);
+  });
+
+  it('round-robin: a TD exit the VMM handled is a switch point, so the other vCPU runs next', () => {
+    // vCPU 0 makes a VMCALL the VMM answers, vCPU 1 does not; then each takes a ticket (LOCK XADD).
+    // With a quantum longer than the program, only exits and PAUSE switch.
+    const TICKET = 0x3200n;
+    const td = tdGuest(`
+      mov rax, 1
+      ${TDCALL}
+      mov rbx, r9
+      shl rbx, 5
+      add rbx, ${RESULTS}
+      test r9, r9
+      jnz ticket
+      ${GET_TD_VM_CALL_INFO}
+    ticket:
+      mov rax, 1
+      lock xadd [${TICKET}], rax
+      ${RECORD_THEN_WAIT_OR_PARK}`, { vcpus: 2, schedule: { policy: 'round-robin', seed: 1n, quantum: 100_000 } });
+    startLikeBsp(td.platform.machine, 1);
+    expect(runTd(td).outcome).toBe('done');
+    const q = (gpa: bigint) => Buffer.from(td.platform.machine.memory.read(gpa, 8)).readBigUInt64LE();
+    // vCPU 1 took the first ticket while the VMM answered vCPU 0.
+    expect([q(RESULTS + 8n), q(RESULTS + 40n)]).toEqual([1n, 0n]);
+    expect(td.vm.exits).toBe(2);  // the VMCALL and the HALT
+  });
+});
+
 // A fault storm (a #DF handler on a PENDING page: every delivery's first fetch is refused, and
 // the VE info is still unread) is made natively in one call only with one vCPU (td-module.ts
 // #injectDfRepeating): with several, each delivery the module makes is a switch point, and the
