@@ -98,6 +98,23 @@ describe('A6 PENDING page with #VE enabled', () => {
   });
 });
 
+describe('a posted interrupt the guest cannot take', () => {
+  // The interrupt is delivered at the TD entry after the VMM's answer (IF set). With the IDT empty
+  // its delivery faults, the #DF too: shutdown (Intel SDM Vol. 3 §6.15, interrupt 8), a TD exit
+  // with VMEXIT_REASON_TRIPLE_FAULT and TDX_NON_RECOVERABLE_VCPU (tdx_td_dispatcher.c). The vCPU
+  // runs no further instruction: the HALT after the VMCALL is never reached.
+  it('is a triple fault at the TD entry that would deliver it, and the guest does not run on', () => {
+    const td = tdGuest(`lidt [0x20000]\n sti\n xor eax, eax\n mov ecx, 0x1c00\n xor r10, r10\n mov r11, 0x10000\n xor r12, r12\n ${TDCALL}\n ${HALT}`);
+    td.platform.machine.memory.fill(0x20000n, 16n, 0);
+    td.platform.handle.injectInterrupt(IRQ_VECTOR);
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('terminated');
+    expect(outcome.reason).toMatch(/^triple fault: .*vector 8/);
+    expect(td.trace.ofType('injection-failed').map((e) => e.vector)).toEqual([IRQ_VECTOR, 8]);
+    expect(td.trace.ofType('vmm-decision')).toHaveLength(1);  // the VMCALL's answer, not the HALT
+  });
+});
+
 describe('A6 PENDING page with #VE disabled → TD exit, fatal for the VMM', () => {
   it('ATTRIBUTES.SEPT_VE_DISABLE', () => {
     const td = tdGuest(`mov rax, [0x400000]\n ${HALT}`, { attributes: TdAttributes.SEPT_VE_DISABLE });
