@@ -5,7 +5,8 @@ import type { Platform } from '../../src/platform/platform.js';
 import type { RunOutcome } from '../../src/shared/outcome.js';
 import { Trace } from '../../src/shared/trace.js';
 import { Console } from '../../src/vmm/console.js';
-import { Vm, type VmmDriver } from '../../src/vmm/run-vm.js';
+import { HostAccessRefused } from '../../src/platform/host-memory.js';
+import { Vm, savePolicy, type VmmDriver } from '../../src/vmm/run-vm.js';
 
 type Exit = { fault: string };
 
@@ -68,5 +69,61 @@ describe('the run loop', () => {
     const a = scriptedVm(['A']);
     const b = scriptedVm(['A']);
     expect(() => a.vm.restore(b.vm.snapshot())).toThrow(/another VM/);
+  });
+});
+
+describe('pausing and snapshots of the run loop', () => {
+  it('stopBefore pauses before the VMM handles the exit it picks; the next run hands that exit to the VMM first, counted once', () => {
+    // (A VMM that ends the run after 5 exits: a loop handing B over again and again stops.)
+    const { vm, handled } = scriptedVm(['A', 'B', 'C'], () => (handled.length > 5 ? { outcome: 'vmm-error', reason: 'looping' } : 'resume'));
+    const asked: string[] = [];
+    expect(vm.run({ stopBefore: (exit) => { asked.push(exit.fault); return exit.fault === 'B'; } })).toEqual({ kind: 'paused', exit: { fault: 'B' } });
+    expect(handled).toEqual(['A']);
+    expect(vm.exits).toBe(2);
+    // Not asked again about B: the run goes on from it.
+    expect(vm.run({ stopBefore: (exit) => { asked.push(exit.fault); return exit.fault === 'B'; } })).toMatchObject({ kind: 'ended', outcome: { outcome: 'done' } });
+    expect(handled).toEqual(['A', 'B', 'C']);
+    expect(asked).toEqual(['A', 'B', 'C']);
+    expect(vm.exits).toBe(3);
+  });
+
+  it('a snapshot holds the loop as it was (the paused exit, the exit count, the repeats): later runs do not change it', () => {
+    const { vm, handled } = scriptedVm(['A', 'A', 'B', 'C']);
+    vm.run({ stopBefore: (exit) => exit.fault === 'B' });
+    const snap = vm.snapshot();
+    expect(vm.run({ maxRepeats: 2 })).toMatchObject({ kind: 'ended', outcome: { outcome: 'done' } });
+    expect(vm.exits).toBe(4);
+    vm.restore(snap);
+    expect(vm.exits).toBe(3);
+    handled.length = 0;
+    // B is the paused exit again, handed to the VMM first.
+    expect(vm.run({ maxRepeats: 2 })).toMatchObject({ kind: 'ended', outcome: { outcome: 'done' } });
+    expect(handled).toEqual(['B', 'C']);
+    expect(vm.exits).toBe(4);
+  });
+
+  it('a budget of 0 exits ends the run before the first exit; maxRepeats 1 ends it at the first repeat', () => {
+    const none = scriptedVm('forever');
+    expect(none.vm.run({ maxExits: 0 })).toEqual({ kind: 'ended', outcome: { outcome: 'vmm-error', reason: 'more than 0 exits' } });
+    expect(none.handled).toEqual([]);
+    const once = scriptedVm('forever');
+    expect(once.vm.run({ maxRepeats: 1 })).toMatchObject({ kind: 'ended', outcome: { outcome: 'vmm-error', reason: 'no progress: the same exit 2 times in a row (A)' } });
+    expect(once.handled).toEqual(['A']);
+  });
+
+  it('a host access the platform refuses (HostAccessRefused) ends the run as a VMM error naming it', () => {
+    const { vm, finished } = scriptedVm(['A'], () => { throw new HostAccessRefused(0x5000n, 'a private page'); });
+    const result = vm.run();
+    expect(result).toMatchObject({ kind: 'ended', outcome: { outcome: 'vmm-error' } });
+    expect(result.kind === 'ended' && result.outcome.reason).toMatch(/^VMM: .*0x5000/);
+    expect(finished).toHaveLength(1);
+  });
+});
+
+describe('savePolicy', () => {
+  it('keeps the policy object and what its own saveState returned', () => {
+    const policy = { saveState: () => ({ registered: 0x7000n }) };
+    expect(savePolicy(policy)).toEqual({ policy, state: { registered: 0x7000n } });
+    expect(savePolicy({})).toEqual({ policy: {}, state: undefined });
   });
 });
