@@ -207,3 +207,39 @@ describe('the TDX VMM mirror of the S-EPT', () => {
   });
 });
 
+
+describe('what the mirror derives for entries it has none of', () => {
+  const ok = 0n;
+
+  it('the 512 entries under a demoted 2M leaf are leaves (tdh_mem_page_demote.c: sept_split_entry gives each the leaf\'s state)', () => {
+    const mirror = new SeptMirror(3);
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0n, 3), ok);
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0n, 2), ok);
+    mirror.observe('TDH_MEM_PAGE_AUG', gpaLevel(0x200000n, 1), ok);
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'LEAF' });
+    mirror.observe('TDH_MEM_PAGE_DEMOTE', gpaLevel(0x200000n, 1), ok);
+    expect(mirror.walk(0x200000n, 1)).toEqual({ level: 1, state: 'NL_MAPPED' });
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'LEAF' });
+    expect(mirror.walk(0x3ff000n, 0)).toEqual({ level: 0, state: 'LEAF' });
+    // A SEPT page added elsewhere holds FREE entries (tdh_mem_sept_add.c), not leaves.
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0x400000n, 1), ok);
+    expect(mirror.walk(0x401000n, 0)).toEqual({ level: 0, state: 'FREE' });
+  });
+
+  it('what a TDH.MEM.SEPT.RD reported says nothing of the other entries of that SEPT page: they stay unknown', () => {
+    // A VMM that starts after the TD did learns one 4K leaf; its neighbours may be anything.
+    const mirror = new SeptMirror(3);
+    mirror.learn(0x201000n, { level: 0, state: 'MAPPED' });
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 0, state: 'LEAF' });
+    expect(mirror.walk(0x202000n, 0)).toBeUndefined();
+    expect(mirror.walk(0x400000n, 1)).toBeUndefined();
+    expect(mirror.walk(0x201000n, 1)).toEqual({ level: 1, state: 'NL_MAPPED' });
+  });
+
+  it('a REMOVED entry a TDH.MEM.SEPT.RD reported is remembered as REMOVED, and the walk stops there (it is no present non-leaf)', () => {
+    const mirror = new SeptMirror(3);
+    mirror.learn(0x200000n, { level: 1, state: 'REMOVED' });
+    expect(mirror.walk(0x200000n, 1)).toEqual({ level: 1, state: 'REMOVED' });
+    expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'REMOVED' });
+  });
+});
