@@ -6,7 +6,7 @@ import type { RunOutcome } from '../../src/shared/outcome.js';
 import { Trace } from '../../src/shared/trace.js';
 import { Console } from '../../src/vmm/console.js';
 import { HostAccessRefused } from '../../src/platform/host-memory.js';
-import { Vm, savePolicy, type VmmDriver } from '../../src/vmm/run-vm.js';
+import { Vm, runToEnd, savePolicy, type VmmDriver } from '../../src/vmm/run-vm.js';
 
 type Exit = { fault: string };
 
@@ -69,6 +69,22 @@ describe('the run loop', () => {
     const a = scriptedVm(['A']);
     const b = scriptedVm(['A']);
     expect(() => a.vm.restore(b.vm.snapshot())).toThrow(/another VM/);
+  });
+});
+
+describe('the end of a run', () => {
+  // docs/trace-schema.md: source hw is the trusted hardware model, vmm the untrusted VMM (and the loop on its behalf).
+  it('a VMM outcome ends the run at once, recorded as the VMM\'s; a platform outcome as the hardware\'s', () => {
+    const byVmm = scriptedVm(['A', 'B'], (exit) => (exit.fault === 'A' ? { outcome: 'fault', reason: 'gave up' } : 'resume'));
+    expect(byVmm.vm.run()).toEqual({ kind: 'ended', outcome: { outcome: 'fault', reason: 'gave up' } });
+    expect(byVmm.handled).toEqual(['A']);
+    expect(byVmm.vm.trace.events.at(-1)).toMatchObject({ source: 'vmm', type: 'outcome', outcome: 'fault', reason: 'gave up' });
+    const byPlatform = scriptedVm([]);
+    expect(runToEnd(byPlatform.vm)).toEqual({ outcome: 'done', reason: 'script ended' });
+    expect(byPlatform.vm.trace.events.at(-1)).toMatchObject({ source: 'hw', type: 'outcome', outcome: 'done', reason: 'script ended' });
+    const thrown = scriptedVm(['A'], () => { throw new RangeError('out of range'); });
+    thrown.vm.run();
+    expect(thrown.vm.trace.events.at(-1)).toMatchObject({ source: 'vmm', type: 'outcome', outcome: 'vmm-error' });
   });
 });
 
