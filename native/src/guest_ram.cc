@@ -120,10 +120,22 @@ void PageBitmap::Assign(uint64_t first, uint64_t count, bool value) {
 }
 
 uint64_t PageBitmap::Count(uint64_t first, uint64_t count) const {
+  // A page of the mapping nothing set a bit in counts none, unread: reading it would map the
+  // kernel's zero page, and the first write after that is a second fault. SetGate counts the
+  // pages it changes before it assigns them, so an eager acceptance paid two faults for each fresh
+  // page of every bitmap it counted, and most of those bitmaps are never set (issue 11).
   uint64_t end = first + count, n = 0, p = first;
-  while (p < end && (p & 63)) n += Test(p++);
-  while (p + 64 <= end) { n += __builtin_popcountll(words_[p >> 6]); p += 64; }
-  while (p < end) n += Test(p++);
+  while (p < end) {
+    const uint64_t index = p >> kPagesPerBitmapPageShift;
+    const uint64_t stop = std::min(end, (index + 1) << kPagesPerBitmapPageShift);
+    if (!Touched(index)) {
+      p = stop;
+      continue;
+    }
+    while (p < stop && (p & 63)) n += Test(p++);
+    while (p + 64 <= stop) { n += __builtin_popcountll(words_[p >> 6]); p += 64; }
+    while (p < stop) n += Test(p++);
+  }
   return n;
 }
 
