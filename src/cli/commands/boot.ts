@@ -20,6 +20,7 @@ import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
 import { quoteForError } from '../../shared/quote.js';
 import { removeTempsOnStopSignals } from '../stop-signals.js';
+import { withYoungGenerationKeptSmall } from '../young-generation.js';
 
 
 function summary(r: BootResult): string[] {
@@ -158,10 +159,10 @@ export function bootCommand(io: CliIo): Command {
           legendShown = true;
           say(readableConsoleLine(line));
         };
-        const run = bootGuest(config, {
+        const run = withYoungGenerationKeptSmall(() => bootGuest(config, {
           ...(raw.json ? {} : { consoleLine }), keepTrace: raw.map !== undefined, ...(traceWriter ? { traceWriter } : {}),
           ...(progress.enabled ? { onAccepted: (trace: BootTrace) => progress.update(() => ({ stage: trace.stage, acceptedBytes: trace.totals.acceptedBytes.total })) } : {}),
-        });
+        }));
         progress.clear();
         result = run.result;
         linuxReport = run.linux;
