@@ -1,0 +1,37 @@
+import { Script } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { withYoungGenerationKeptSmall } from '../../../src/cli/young-generation.js';
+
+// V8 keys a code cache by the flags that differ from their defaults: the CLI writes its bundle's
+// cache when a command ends, so the flag must be set only while the guest runs. Each check compiles
+// a source this isolate has not seen (a seen one comes from V8's compilation cache and never looks
+// at the code cache), of the same length as the one the cache was made from: V8 checks the length
+// of the source, not its bytes, and its flags first.
+let sources = 0;
+const freshSource = () => `(function f${String(sources++).padStart(6, '0')}(a) { return a * 2; })`;
+const cacheNow = () => new Script(freshSource()).createCachedData();
+const rejectedNow = (cache: Buffer) => new Script(freshSource(), { cachedData: cache }).cachedDataRejected;
+
+describe('withYoungGenerationKeptSmall', () => {
+  it('runs under other V8 flags: a code cache made before is rejected inside, one made inside is accepted there', () => {
+    const before = cacheNow();
+    expect(rejectedNow(before)).toBe(false);
+    expect(withYoungGenerationKeptSmall(() => rejectedNow(before))).toBe(true);
+    expect(withYoungGenerationKeptSmall(() => rejectedNow(cacheNow()))).toBe(false);
+  });
+
+  it('puts the flags back: caches made before and after it are accepted after, one made inside is not', () => {
+    const before = cacheNow();
+    const inside = withYoungGenerationKeptSmall(() => cacheNow());
+    expect(rejectedNow(before)).toBe(false);
+    expect(rejectedNow(inside)).toBe(true);
+    expect(rejectedNow(cacheNow())).toBe(false);
+  });
+
+  it('returns what the run returns, and puts the flags back when it throws', () => {
+    expect(withYoungGenerationKeptSmall(() => 42)).toBe(42);
+    const before = cacheNow();
+    expect(() => withYoungGenerationKeptSmall(() => { throw new Error('the guest run failed'); })).toThrow('the guest run failed');
+    expect(rejectedNow(before)).toBe(false);
+  });
+});
