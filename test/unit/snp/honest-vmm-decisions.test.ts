@@ -1090,6 +1090,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       expect(result).toEqual(expected);
       t.close();
     });
+
+    // KVM kvm_emulate_cpuid: eax = kvm_rax_read(vcpu), ecx = kvm_rcx_read(vcpu), both u32: the
+    // leaf is RAX's low half. Fn8000_001F (APM Vol. 3, CPUID): EAX bit 4 SNP, EBX[5:0] the C-bit.
+    it('RAX 0x1_8000_001F is leaf 0x8000001F: the answer has SNP (EAX bit 4) and the C-bit position (EBX[5:0])', () => {
+      const { t, result } = request({ swExitCode: 0x72n, swExitInfo1: 0n, swExitInfo2: 0n, rax: 0x1_8000_001fn, rcx: 0n });
+      expect(result).toEqual([0n, 0n]);
+      expect((t.readGhcb(GHCB_GPA, 'rax') >> 4n) & 1n).toBe(1n);
+      expect(t.readGhcb(GHCB_GPA, 'rbx') & 0x3fn).toBe(BigInt(t.host.cBit));
+      t.close();
+    });
   });
 });
 
