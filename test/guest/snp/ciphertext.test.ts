@@ -164,6 +164,20 @@ describe('ownership changes: DRAM keeps the ciphertext', () => {
     expect(moved).not.toBe(Buffer.from(oldT).readBigUInt64LE());
   });
 
+  // RMPUPDATE changes the RMP entries of its own range (APM Vol. 3 "RMPUPDATE": 2 MiB when
+  // PAGE_SIZE is set), nothing past it: the page after the range stays the hypervisor's, and a
+  // hypervisor-owned page reads back as the host wrote it.
+  it('a 2 MiB RMPUPDATE leaves the host-written page just past its range as the host wrote it', () => {
+    const { g, host } = run();
+    const next = T + 0x200000n;
+    toHost(g, T);
+    toHost(g, U);
+    host.hostMemory.write(next, Buffer.alloc(4096, 0x42));
+    expect(g.platform.rmpUpdate(T, { assigned: true, pageSize: '2m', gpa: T, asid: g.platform.asid }).rc).toBe(0);
+    expect(g.platform.rmpEntry(next).assigned).toBe(false);
+    expect(Buffer.from(host.hostMemory.read(next, 4096))).toEqual(Buffer.alloc(4096, 0x42));
+  });
+
   it('the hardware model\'s snapshot carries which pages hold DRAM content', () => {
     const { g, plain } = run();
     toHost(g, T);
