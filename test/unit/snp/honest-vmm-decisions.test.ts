@@ -9,7 +9,7 @@ import { encodePscEntry, GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghc
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
-import { GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
+import { flat32VmsaPage, GHCB_GPA, snpGuest } from '../../helpers/snp-guest.js';
 
 const MiB = 1n << 20n;
 
@@ -1104,6 +1104,37 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
 });
 
 describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
+  // KVM sev_handle_vmgexit sets SW_EXITINFO1 and SW_EXITINFO2 to 0 before it serves the request,
+  // and a CREATE that sev_snp_ap_creation accepts changes neither; the AP then runs from the page
+  // (VMRUN Page Checks, APM Vol. 2 §15.36.12: the page must carry the VMSA bit). A VMRUN the
+  // hardware refuses is KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal: the VM ends.
+  const VMSA = 0x401000n;
+  const createAp = (vmsaBit: boolean) => {
+    const t = launched(8n * MiB, undefined, 2);
+    const p = t.g.platform;
+    p.machine.memory.write(VMSA, flat32VmsaPage());
+    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: p.asid }).rc).toBe(0);
+    p.rmp.setValidated(VMSA, true);
+    if (vmsaBit) p.rmp.adjustPermissions(VMSA, 1, 0, true);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (1n << 32n) | 1n, swExitInfo2: VMSA, rax: SNP_GUEST_SEV_FEATURES });
+    return { t, answer: t.msr(GHCB_GPA).answer };
+  };
+
+  it('a CREATE of vCPU 1 from a VMSA page VMRUN accepts → SW_EXITINFO1 0, SW_EXITINFO2 0, the AP runnable', () => {
+    const { t, answer } = createAp(true);
+    expect(answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, 0n]);
+    expect(t.g.platform.isRunnable(1)).toBe(true);
+    t.close();
+  });
+
+  it('a CREATE whose VMSA page VMRUN refuses (no VMSA bit) ends the VM; the AP never runs', () => {
+    const { t, answer } = createAp(false);
+    expect(answer).toMatchObject({ outcome: 'fault' });
+    expect(t.g.platform.isRunnable(1)).toBe(false);
+    t.close();
+  });
+
   it.each([
     ['an APIC ID that names no vCPU (one past the last)', 2n, 0x401000n, []],
     ['RAX (the SEV features) not marked valid', 1n, 0x401000n, ['rax']],
