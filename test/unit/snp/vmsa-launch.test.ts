@@ -147,6 +147,27 @@ describe('launch digest', () => {
   });
 });
 
+// SNP_LAUNCH_UPDATE of the BSP's VMSA (Firmware ABI §8.17): the firmware measures the page, type
+// VMSA, at the GPA the RMP records for a VMSA (sev-snp-measure VMSA_GPA), into the digest
+// LAUNCH_START began at zero; VMRUN then starts the BSP from it. After LAUNCH_FINISH the guest
+// state is encrypted and no launch command takes another page.
+describe('SnpPlatform.launchUpdateVmsa', () => {
+  it('measures the VMSA page at 0xFFFFFFFFF000 as type VMSA, starts the BSP from it, and is refused after LAUNCH_FINISH', () => {
+    const sha384 = (b: Uint8Array) => createHash('sha384').update(b).digest();
+    const p = SnpPlatform.create({ memoryBytes: 16n << 20n, countInstructions: false });
+    const v = { ...bspResetVmsa(), rdx: 0xa10f11n };
+    p.launchUpdateVmsa(v);
+    expect(p.launch.hex).toBe(sha384(pageInfo(new Uint8Array(48), sha384(vmsaPage(v)), 'VMSA', 0xffff_ffff_f000n)).toString('hex'));
+    expect([p.machine.vcpu.regs.rip, p.machine.vcpu.regs.rdx]).toEqual([0xfff0n, 0xa10f11n]);
+    expect(p.machine.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0xf000 });
+    const digest = p.launchFinish();
+    expect(digest).toBe(p.launch.hex);
+    expect(() => p.launchUpdateVmsa(v)).toThrow();
+    expect(p.launch.hex).toBe(digest);
+    p.machine.close();
+  });
+});
+
 describe('launch digest after SNP_LAUNCH_FINISH', () => {
   it('refuses every further page, measured or not, and keeps the digest (Firmware ABI §8.17: LAUNCH_UPDATE only before LAUNCH_FINISH)', () => {
     const d = new LaunchDigest();
