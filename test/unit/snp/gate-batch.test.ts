@@ -152,3 +152,22 @@ describe('SnpPlatform region gate derivation', () => {
     p.machine.close();
   });
 });
+
+// The page-size check of a private access (APM Vol. 2 §15.36.10, Table 15-39): a 2 MiB nested
+// mapping needs a 2 MiB RMP entry, else #VMEXIT(NPF). PSMASH keeps each page's Validated bit
+// (APM Vol. 3 "PSMASH"), so the same pages pass again once the VMM maps them at 4 KiB.
+describe('the page gate across PSMASH', () => {
+  it('a validated 2 MiB private page under a 2 MiB nested mapping is closed to private accesses after PSMASH, open again at 4 KiB', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY });
+    expect(p.rmpUpdate(FIRST, { assigned: true, pageSize: '2m', gpa: FIRST, asid: p.asid }).rc).toBe(0);
+    p.rmp.setValidated(FIRST, true);
+    p.setNptPageSize(FIRST, '2m');
+    const privateGate = () => [0n, 0x1ffn].map((k) => p.machine.gate.get('private', FIRST + k * PAGE_4K));
+    expect(privateGate()).toEqual(['readwrite', 'readwrite']);
+    expect(p.psmash(FIRST).rc).toBe(0);
+    expect(privateGate()).toEqual(['none', 'none']);
+    p.setNptPageSize(FIRST, '4k');
+    expect(privateGate()).toEqual(['readwrite', 'readwrite']);
+    p.machine.close();
+  });
+});
