@@ -178,6 +178,35 @@ describe('ownership changes: DRAM keeps the ciphertext', () => {
     expect(Buffer.from(host.hostMemory.read(next, 4096))).toEqual(Buffer.alloc(4096, 0x42));
   });
 
+  // RMPUPDATE writes the RMP, not memory (APM Vol. 3 "RMPUPDATE"), and what a guest reads is its
+  // key's decryption of DRAM at that address (APM Vol. 2 §15.34.1): while nobody writes the page,
+  // every assignment to the same guest reads the same bytes.
+  it('a host-written page assigned, taken back unvalidated and unwritten, and assigned again reads as it did the first time', () => {
+    const { g, host, plain } = run();
+    const P = 0x500000n;
+    host.hostMemory.write(P, Buffer.alloc(4096, 0x42));
+    toGuest(g, P);
+    const first = plain(P);
+    expect(first.readBigUInt64LE()).not.toBe(0x4242424242424242n);
+    toHost(g, P);
+    toGuest(g, P);
+    expect(plain(P)).toEqual(first);
+  });
+
+  // Which pages the host wrote elsewhere changes nothing in this range.
+  it('a 2 MiB RMPUPDATE decrypts the host-written page inside it when the host has written 512 pages elsewhere too', () => {
+    const { g, host, plain } = run();
+    const oldT = host.hostMemory.read(T, 4096);
+    toHost(g, T);
+    toHost(g, U);
+    host.hostMemory.write(U, oldT);
+    host.hostMemory.write(0x800000n, Buffer.alloc(0x200000, 0x42));
+    expect(g.platform.rmpUpdate(T, { assigned: true, pageSize: '2m', gpa: T, asid: g.platform.asid }).rc).toBe(0);
+    const moved = plain(U).readBigUInt64LE();
+    expect(moved).not.toBe(PLAIN);
+    expect(moved).not.toBe(Buffer.from(oldT).readBigUInt64LE());
+  });
+
   it('the hardware model\'s snapshot carries which pages hold DRAM content', () => {
     const { g, plain } = run();
     toHost(g, T);
