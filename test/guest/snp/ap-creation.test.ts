@@ -20,11 +20,11 @@ function vmsaBytes(edit: (b: Buffer) => void = () => {}): Buffer {
   return b;
 }
 
-function platformWithVmsa(page: Buffer, rmp: { assigned?: boolean; validated?: boolean; vmsaBit?: boolean; gpa?: bigint; immutable?: boolean } = {}) {
+function platformWithVmsa(page: Buffer, rmp: { assigned?: boolean; validated?: boolean; vmsaBit?: boolean; gpa?: bigint; immutable?: boolean; otherAsid?: boolean } = {}) {
   const p = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
   p.machine.memory.write(VMSA, page);
   if (rmp.assigned ?? true) {
-    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: rmp.gpa ?? VMSA, asid: p.asid, immutable: rmp.immutable ?? false }).rc).toBe(0);
+    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: rmp.gpa ?? VMSA, asid: rmp.otherAsid ? p.asid + 1 : p.asid, immutable: rmp.immutable ?? false }).rc).toBe(0);
     if (rmp.validated ?? true) p.rmp.setValidated(VMSA, true);
     if (rmp.vmsaBit ?? true) p.rmp.adjustPermissions(VMSA, 1, 0, true);
   }
@@ -105,6 +105,7 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
 
   it.each([
     ['an unassigned (hypervisor) page', vmsaBytes(), { assigned: false }, /not assigned/],
+    ['a page assigned to another guest\'s ASID (Guest-Owned)', vmsaBytes(), { otherAsid: true }, /not assigned/],
     ['a page the RMP maps at another GPA (Reverse-Map)', vmsaBytes(), { gpa: VMSA + 0x1000n }, /reverse map/],
     ['an immutable page (Mutable)', vmsaBytes(), { immutable: true }, /immutable/],
     ['a page without the RMP VMSA bit', vmsaBytes(), { vmsaBit: false }, /VMSA bit clear/],
