@@ -226,6 +226,16 @@ describe('what the mirror derives for entries it has none of', () => {
     expect(mirror.walk(0x401000n, 0)).toEqual({ level: 0, state: 'FREE' });
   });
 
+  it('the 512 entries under a demoted 1G leaf are 2M leaves', () => {
+    const mirror = new SeptMirror(3);
+    mirror.observe('TDH_MEM_SEPT_ADD', gpaLevel(0n, 3), ok);
+    mirror.observe('TDH_MEM_PAGE_PROMOTE', gpaLevel(0n, 2), ok);  // a 1G leaf
+    mirror.observe('TDH_MEM_PAGE_DEMOTE', gpaLevel(0n, 2), ok);
+    expect(mirror.walk(0n, 2)).toEqual({ level: 2, state: 'NL_MAPPED' });
+    expect(mirror.walk(0x200000n, 1)).toEqual({ level: 1, state: 'LEAF' });
+    expect(mirror.walk(0x3fe00000n, 1)).toEqual({ level: 1, state: 'LEAF' });
+  });
+
   it('what a TDH.MEM.SEPT.RD reported says nothing of the other entries of that SEPT page: they stay unknown', () => {
     // A VMM that starts after the TD did learns one 4K leaf; its neighbours may be anything.
     const mirror = new SeptMirror(3);
