@@ -705,6 +705,90 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // KVM snp_begin_psc (torvalds/linux 0097f9df) ends a run at the first following entry with
+  // "entry.operation != entry_start.operation || entry.gfn != entry_start.gfn + npages ||
+  // entry.cur_page || !!entry.pagesize != huge". Each condition on its own: an entry that breaks
+  // only that one starts a run of its own, so the run before it is done (__snp_complete_one_psc:
+  // cur_page 512 or 1, cur_entry past it) whatever happens to the entry.
+  it('an adjacent entry with the other operation is a run of its own: it fails alone, the entry before it done', () => {
+    const t = launched();
+    // 0x501000: a private page the RMP makes immutable, which no RMPUPDATE makes shared.
+    expect(t.host.rmpUpdate(0x501000n, { assigned: true, pageSize: '4k', gpa: 0x501000n, asid: t.host.asid, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x501000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 0n]);
+    expect(t.host.rmpEntry(0x500000n)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
+
+  it('an adjacent entry with cur_page 1 does not join the run: it is done already, its page not changed', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 1, gfn: 0x501000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect([0x500000n, 0x501000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([true, false]);
+    t.close();
+  });
+
+  // A 2M entry done up to cur_page 256 goes on at 4K (huge = false) and its npages is 256: the next
+  // entry joins it only as a 4K entry at its gfn + 256. A 2M entry there is a run of its own, and as
+  // one its gfn is not 2 MiB aligned: invalid entry, with the run before it done (cur_page 512).
+  it('after a 2M entry done up to cur_page 256, a 2M entry at its gfn + 256 pages does not join it (4K run): invalid entry, the first done', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', (1n << 32n) | 2n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([512n, 0n]);
+    expect([0x4ff000n, 0x500000n, 0x5ff000n, 0x600000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([false, true, true, false]);
+    t.close();
+  });
+
+  // The join test is "entry_start.gfn + npages", npages being 512 - cur_page for a part-done 2M
+  // entry: a 4K entry right after the entry's region (gfn + 512) is not adjacent to what is left of it.
+  it('after a 2M entry done up to cur_page 256, a 4K entry at its gfn + 512 pages is a run of its own: it fails alone', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x600000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
+      encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([512n, 0n]);
+    t.close();
+  });
+
+  // "npages += huge ? 512 : 1" for each entry joined: a third 2M entry joins at the first gfn + 1024.
+  it('three adjacent 2M entries are one run: the third fails, so none of them is done', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x605000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    const r = psc(t, [0x200000n, 0x400000n, 0x600000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: true })));
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n, 0n]);
+    t.close();
+  });
+
+  // KVM: the run before an invalid entry went to userspace and came back done (snp_complete_one_psc
+  // -> __snp_complete_one_psc writes its cur_page and cur_entry into the guest's buffer), then
+  // snp_begin_psc finds the invalid entry and answers VMGEXIT_PSC_ERROR_INVALID_ENTRY.
+  it('an invalid entry after a valid one: INVALID_ENTRY, the valid one done and written back, cur_entry names the invalid one', () => {
+    const t = launched();
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+      encodePscEntry({ curPage: 2, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', (1n << 32n) | 2n, 1]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 2n]);
+    expect([0x500000n, 0x600000n].map((gpa) => t.host.rmpEntry(gpa).assigned)).toEqual([true, false]);
+    t.close();
+  });
+
   // KVM never reads psc_entry.reserved (bits 63:57) or psc_hdr.reserved (asm/sev-common.h; only
   // end_entry, cur_page and the gfn's alignment are checked in snp_begin_psc).
   it('an entry with its reserved bits (63:57) set is carried out as if they were clear, and keeps them', () => {
