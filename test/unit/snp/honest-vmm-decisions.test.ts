@@ -461,6 +461,22 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // A 2M private RMP entry makes the region private to this guest only with this guest's ASID and,
+  // in its reverse map, the region's own GPA (APM Vol. 2 §15.36.10 "RMP Memory Access Checks": the
+  // guest's ASID and the GPA must match the entry's; KVM sev_gmem_prepare: rmp_make_private(pfn,
+  // gfn_to_gpa(gfn), level, asid)). One that names another GPA or ASID is not that already.
+  it.each([
+    ['of this guest that maps other GPAs (6 MiB)', 6n * MiB, 0],
+    ['of another ASID at the region\'s GPA', 0x400000n, 1],
+  ])('a 2M entry to private over a 2 MiB private page %s: the region ends a 2M page of this guest at its own GPA', (_what, mappedGpa, asidDelta) => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '2m', gpa: mappedGpa, asid: t.host.asid + asidDelta }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
+    expect([r.answer, r.info2, r.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 512n]);
+    expect(t.host.rmpEntry(0x400000n)).toMatchObject({ assigned: true, pageSize: '2m', gpa: 0x400000n, asid: t.host.asid });
+    t.close();
+  });
+
   it('a 2M entry to shared over a region that is all shared already: nothing to do, no RMPUPDATE', () => {
     const t = launched();
     const updates = () => t.g.trace.events.filter((e) => e.type === 'rmpupdate').length;
@@ -493,6 +509,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
     expect([r.answer, r.info2]).toEqual(['resume', 0n]);
     expect(t.host.rmpEntry(last).assigned).toBe(false);
+    t.close();
+  });
+
+  // The same for the region's first page (snp_begin_psc: gfn, npages = 512 from the entry's gfn).
+  it('a 2M entry to shared over a region whose only private page is its first one: that page ends shared too', () => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x400000n, { assigned: true, pageSize: '4k', gpa: 0x400000n, asid: t.host.asid }).rc).toBe(0);
+    const r = psc(t, [encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.SHARED, size2m: true })]);
+    expect([r.answer, r.info2]).toEqual(['resume', 0n]);
+    expect(t.host.rmpEntry(0x400000n).assigned).toBe(false);
     t.close();
   });
 
@@ -843,6 +869,20 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     expect([shared.answer, shared.info2, shared.curEntry, shared.entries[0]! & 0xfffn]).toEqual(['resume', 0n, 1, 1n]);
     const priv = psc(t, [encodePscEntry({ curPage: 0, gfn: (9n * MiB) >> 12n, op: PSC_OP.PRIVATE, size2m: false })]);
     expect(priv.answer).toMatchObject({ outcome: 'vmm-error' });
+    t.close();
+  });
+
+  // QEMU ignores a conversion to shared where no memory region is (success, KVM marks the run done:
+  // __snp_complete_one_psc) and KVM goes on with the next range (snp_begin_psc, next_range).
+  it('a 4K entry to shared outside RAM does not end the PSC: the entry after it, in RAM, is done too', () => {
+    const t = launched(8n * MiB);
+    const r = psc(t, [
+      encodePscEntry({ curPage: 0, gfn: (9n * MiB) >> 12n, op: PSC_OP.SHARED, size2m: false }),
+      encodePscEntry({ curPage: 0, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
+    ]);
+    expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0n, 2]);
+    expect(r.entries.map((e) => e & 0xfffn)).toEqual([1n, 1n]);
+    expect(t.host.rmpEntry(0x400000n)).toMatchObject({ assigned: true, asid: t.host.asid });
     t.close();
   });
 
