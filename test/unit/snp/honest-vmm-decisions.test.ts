@@ -88,6 +88,16 @@ describe('honest SNP VMM: which GPAs are RAM', () => {
     expect(t.msr(ghcbMsr.pscReq(0x500n, PSC_OP.SHARED)).msr).toBe(0x8000_0000_0000_0015n);
     t.close();
   });
+
+  // KVM snp_begin_psc_msr: "op != SNP_PAGE_STATE_PRIVATE && op != SNP_PAGE_STATE_SHARED" is
+  // GHCB_MSR_PSC_RESP_ERROR at once, whatever side of 1..2 the operation is: 0 as well as 3 and up.
+  it.each([0, 15])('an MSR-protocol PSC with operation %i: response 0x8000000000000015, the page (private) not changed', (op) => {
+    const t = launched();
+    expect(t.host.rmpUpdate(0x500000n, { assigned: true, pageSize: '4k', gpa: 0x500000n, asid: t.host.asid }).rc).toBe(0);
+    expect(t.msr(ghcbMsr.pscReq(0x500n, op)).msr).toBe(0x8000_0000_0000_0015n);
+    expect(t.host.rmpEntry(0x500000n)).toMatchObject({ assigned: true, asid: t.host.asid });
+    t.close();
+  });
 });
 
 describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm_convert_memory on KVM_EXIT_MEMORY_FAULT)', () => {
