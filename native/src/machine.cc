@@ -200,6 +200,23 @@ std::unique_ptr<Machine> Machine::Create(const MachineConfig& config, uint64_t* 
 
 bool Machine::Init(std::string* error, uc_err* uc_error) {
   *uc_error = UC_ERR_OK;
+  auto check = [&](uc_err e, const char* what) {
+    if (e == UC_ERR_OK) return true;
+    *uc_error = e;
+    *error = std::string(what) + ": " + uc_strerror(e);
+    return false;
+  };
+  // The emulator first, guest RAM after it: Unicorn maps its translation buffer when it sets up
+  // (the TLB mode, or the first hook), top-down below the libraries, and there it stays within
+  // 2 GiB of this library's helpers (guest_ram.cc, MapLazily) even when a guest too large for the
+  // range kept for large reservations (a 64 TiB one) is then mapped there too.
+  if (!check(uc_open(UC_ARCH_X86, UC_MODE_64, &uc_), "uc_open")) { uc_ = nullptr; return false; }
+  // A full TB flush costs time in proportion to the translation buffer (3.7 s for the default
+  // 1 GiB on the first flush, 11 ms for 64 MiB, measured on 2.1.1); tiny guests need little.
+  if (!check(uc_ctl_set_tcg_buffer_size(uc_, kTranslationBufferBytes), "uc_ctl_set_tcg_buffer_size")) return false;
+  if (config_.page_gate && !check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
+  uc_hook h;
+  if (!check(uc_hook_add(uc_, &h, UC_HOOK_INSN_INVALID, (void*)OnInvalidInsn, this, 1, 0), "invalid-instruction hook")) return false;
   pages_ = config_.memory_bytes >> kPageShift;
   ram_ = HostMapping::Create(config_.memory_bytes, config_.ram_paging == MachineConfig::RamPaging::kHugePages);
   if (!ram_) { *error = "cannot reserve host address space for guest RAM"; return false; }
@@ -232,24 +249,11 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
   for (auto& space : gate_) for (auto& bm : space) if (!bm->ok()) { *error = "cannot reserve page-gate bitmaps"; return false; }
   if (!dirty_->ok() || !zeroed_->ok() || !written_->ok() || !tlb_pages_->ok() || !walked_tables_->ok() || !tlb_writable_->ok() || !code_->ok() || !has_code_bits_->ok()) { *error = "cannot reserve page bitmaps"; return false; }
 
-  auto check = [&](uc_err e, const char* what) {
-    if (e == UC_ERR_OK) return true;
-    *uc_error = e;
-    *error = std::string(what) + ": " + uc_strerror(e);
-    return false;
-  };
-  if (!check(uc_open(UC_ARCH_X86, UC_MODE_64, &uc_), "uc_open")) { uc_ = nullptr; return false; }
-  // A full TB flush costs time in proportion to the translation buffer (3.7 s for the default
-  // 1 GiB on the first flush, 11 ms for 64 MiB, measured on 2.1.1); tiny guests need little.
-  if (!check(uc_ctl_set_tcg_buffer_size(uc_, kTranslationBufferBytes), "uc_ctl_set_tcg_buffer_size")) return false;
-  if (config_.page_gate && !check(uc_ctl_tlb_mode(uc_, UC_TLB_VIRTUAL), "uc_ctl_tlb_mode(VIRTUAL)")) return false;
   mapped_chunks_.assign((config_.memory_bytes + kChunkBytes - 1) / kChunkBytes, false);
   shadow_chunks_.assign(mapped_chunks_.size(), false);
   if (!config_.page_gate && !EnsureMapped(0, pages_)) { *error = "uc_mem_map_ptr failed"; return false; }
-  uc_hook h;
   if (config_.page_gate &&
       !check(uc_hook_add(uc_, &h, UC_HOOK_TLB_FILL, (void*)OnTlbFill, this, 1, 0), "TLB-fill hook")) return false;
-  if (!check(uc_hook_add(uc_, &h, UC_HOOK_INSN_INVALID, (void*)OnInvalidInsn, this, 1, 0), "invalid-instruction hook")) return false;
   if (!check(uc_hook_add(uc_, &h, UC_HOOK_INTR, (void*)OnInterrupt, this, 1, 0), "interrupt hook")) return false;
   if (config_.count_instructions &&
       !check(uc_hook_add(uc_, &h, UC_HOOK_CODE, (void*)OnCode, this, 1, 0), "code hook")) return false;
