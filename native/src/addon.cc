@@ -338,7 +338,9 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (space == Space::kPrivate && static_cast<GateAccess>(access) == GateAccess::kCiphertext) {
       return ThrowRange(info.Env(), "only shared accesses can see ciphertext");
     }
-    m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access), static_cast<GateFetch>(fetch));
+    if (!m->SetGate(space, gpa >> kPageShift, length >> kPageShift, static_cast<GateAccess>(access), static_cast<GateFetch>(fetch))) {
+      return ThrowRange(info.Env(), "the emulator cannot map this much more of a huge guest's RAM: the pages it opened lie in more GiB-sized chunks than its memory map holds (QEMU's limit of 4,096 sections)");
+    }
     return info.Env().Undefined();
   }
 

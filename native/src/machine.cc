@@ -23,6 +23,11 @@ static const int kRunAreaRegs[kRegCount] = {
 };
 constexpr uint32_t kTranslationBufferBytes = 64u << 20;
 constexpr uint64_t kChunkBytes = 1ull << 30;
+// Unicorn's QEMU aborts the process when its memory map holds 4,096 sections
+// (qemu/exec.c phys_section_add: assert sections_nb < TARGET_PAGE_SIZE), and each RAM or shadow
+// chunk mapped is one: a 64 TiB guest that opened pages in that many GiB (an eager boot with a
+// large budget) took node down. Past this many, a chunk is refused instead, with an error.
+constexpr uint64_t kMaxMappedChunks = 3840;
 // One 4 KiB page of a gate bitmap holds the bits of 32768 guest pages.
 constexpr uint64_t kGatePagesPerBitmapPage = kPageSize * 8;
 static uint64_t GateBitmapPage(uint64_t page) { return page / kGatePagesPerBitmapPage; }
@@ -251,6 +256,10 @@ bool Machine::Init(std::string* error, uc_err* uc_error) {
 
   mapped_chunks_.assign((config_.memory_bytes + kChunkBytes - 1) / kChunkBytes, false);
   shadow_chunks_.assign(mapped_chunks_.size(), false);
+  if (!config_.page_gate && mapped_chunks_.size() > kMaxMappedChunks) {
+    *error = "guest RAM without a page gate is mapped whole, and more than " + std::to_string(kMaxMappedChunks) + " GiB of it is more than the emulator can map";
+    return false;
+  }
   if (!config_.page_gate && !EnsureMapped(0, pages_)) { *error = "uc_mem_map_ptr failed"; return false; }
   if (config_.page_gate &&
       !check(uc_hook_add(uc_, &h, UC_HOOK_TLB_FILL, (void*)OnTlbFill, this, 1, 0), "TLB-fill hook")) return false;
@@ -441,21 +450,23 @@ bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
   uint64_t last = (((first_page + pages) << kPageShift) - 1) / kChunkBytes;
   for (uint64_t c = first; c <= last; c++) {
     if (mapped_chunks_[c]) continue;
+    if (mapped_chunk_count_ >= kMaxMappedChunks) return false;
     uint64_t base = c * kChunkBytes;
     uint64_t len = std::min(kChunkBytes, ram_->size() - base);
     if (uc_mem_map_ptr(uc_, base, len, UC_PROT_ALL, ram_->At(base)) != UC_ERR_OK) return false;
     mapped_chunks_[c] = true;
+    mapped_chunk_count_++;
   }
   return true;
 }
 
-void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch) {
+bool Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch) {
   int s = static_cast<int>(space);
   const bool opens = access != GateAccess::kNone || fetch != kFetchNone;
   // Refusing is always safe; opening a page needs its chunk mapped in Unicorn. If mapping
-  // fails the gate stays closed and accesses keep exiting as gate faults.
-  if (opens && !EnsureMapped(first_page, pages)) return;
-  if (pages == 0) return;
+  // fails the gate stays closed, and the caller is told.
+  if (opens && !EnsureMapped(first_page, pages)) return false;
+  if (pages == 0) return true;
   // A TLB entry can only hold permissions the gate gave, so a change that takes nothing away
   // (read, write or fetch only added, what a read sees unchanged, no ciphertext shadow in use) needs no
   // flush: a missing permission makes the next such access fill again. Flushing on every accept
@@ -496,6 +507,7 @@ void Machine::SetGate(Space space, uint64_t first_page, uint64_t pages, GateAcce
     FlushTlb();
     stale_shadow_mapping_ = false;
   }
+  return true;
 }
 
 bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
@@ -506,10 +518,12 @@ bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
   }
   uint64_t chunk = (page << kPageShift) / kChunkBytes;
   if (!shadow_chunks_[chunk]) {
+    if (mapped_chunk_count_ >= kMaxMappedChunks) return false;
     uint64_t base = chunk * kChunkBytes;
     uint64_t len = std::min(kChunkBytes, shadow_->size() - base);
     if (uc_mem_map_ptr(uc_, kShadowBase + base, len, UC_PROT_READ, shadow_->At(base)) != UC_ERR_OK) return false;
     shadow_chunks_[chunk] = true;
+    mapped_chunk_count_++;
   }
   std::memcpy(shadow_->At(page << kPageShift), data, kPageSize);
   shadow_valid_->Set(page);

@@ -180,7 +180,8 @@ class Machine {
   uc_err SyncRegsIn();       // dirty run-area registers -> Unicorn
 
   // Page gate. Ranges are in pages; callers check bounds.
-  void SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch);
+  // False when it would open a page whose RAM chunk the emulator cannot map (kMaxMappedChunks): nothing changed.
+  bool SetGate(Space space, uint64_t first_page, uint64_t pages, GateAccess access, GateFetch fetch);
   GateAccess GetGate(Space space, uint64_t page) const;
   GateFetch GetGateFetch(Space space, uint64_t page) const;
   uint64_t CountGate(Space space, uint64_t first_page, uint64_t pages, GateAccess at_least) const;
@@ -473,6 +474,7 @@ class Machine {
   // Guest RAM is given to Unicorn in 1 GiB chunks, the first time the gate opens a page in
   // one: mapping 1 TiB at once makes QEMU mark the whole range dirty (66 MiB resident).
   std::vector<bool> mapped_chunks_;
+  uint64_t mapped_chunk_count_ = 0;  // RAM and shadow chunks mapped in Unicorn, each one QEMU memory section
   std::unique_ptr<PageSet> dirty_;          // written since the base snapshot
   // Pages Fill zeroed that were not dirty then: they held the base snapshot's content and read as
   // zeros since, unless they are dirty now (any write after the zeroing made them so). Restore
