@@ -53,6 +53,8 @@ struct Pool {
   }
 };
 thread_local Pool g_pool;
+// Guests above this are not kept (Poolable). Campaigns, what the pool is for, run small guests.
+constexpr uint64_t kMaxPooledMemoryBytes = 1ull << 40;
 // Past this many retired pages (their copies are 4 KiB each) the kept code is dropped instead.
 constexpr size_t kMaxRetiredPages = 4096;
 // Past this many written pages (64 MiB) Retire gives RAM back to the kernel instead of clearing it.
@@ -98,8 +100,11 @@ void Machine::Release(std::unique_ptr<Machine> machine) {
 bool Machine::Poolable() const {
   // Counting mode only: fast mode adds exact-address code hooks as it scans pages, which a
   // reset could not take back. A RAM window still held by JavaScript would see the next VM.
+  // Nor a huge guest: its RAM, too large for the range kept for large reservations
+  // (guest_ram.cc), sits below the libraries, and every emulator set up while it was kept had its
+  // translation buffer out of reach of this library's helpers.
   return uc_ && pristine_ && !emulator_aborted_ && config_.count_instructions && config_.page_gate && !ram_->shared() &&
-         !stub_active_;
+         !stub_active_ && config_.memory_bytes <= kMaxPooledMemoryBytes;
 }
 
 void Machine::Retire() {
