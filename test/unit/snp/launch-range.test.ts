@@ -79,6 +79,36 @@ describe('SNP launchRange', () => {
     expect(observe(a)).toEqual(observe(b));
   });
 
+  // SNP_LAUNCH_UPDATE of a VMSA page sets the page's RMP VMSA bit (AMD-ASPFW sev_mcmd.c
+  // snp_mcmd_launch_update: "Set the RMP.VMSA of the page to 1h") and measures the page's bytes,
+  // type VMSA (Firmware ABI §8.17 PAGE_INFO), whichever way the range is launched.
+  it('a VMSA range: every page measured by its bytes as type VMSA and given the RMP VMSA bit, as page by page', () => {
+    const a = platform(), b = platform();
+    expect(a.launchRange(BASE, BigInt(PAGES) * PAGE, 'VMSA', source())).toMatchObject({ rc: 0, op: 'launch-update', at: BASE + BigInt(PAGES - 1) * PAGE });
+    pageByPage(b, 'VMSA', source(), [0, 0, 0]);
+    const expected = new LaunchDigest();
+    for (let i = 0; i < PAGES; i++) expected.extend('VMSA', BASE + BigInt(i) * PAGE, source().subarray(i * 4096, (i + 1) * 4096));
+    expect(a.launch.hex).toBe(expected.hex);
+    for (let i = 0; i < PAGES; i++) expect(a.rmp.lookup(BASE + BigInt(i) * PAGE)).toMatchObject({ vmsa: true, validated: true, immutable: false });
+    expect(observe(a)).toEqual(observe(b));
+  });
+
+  // The firmware encrypts a launched page in place (Firmware ABI §8.17), and RMPUPDATE writes the
+  // RMP, not memory (APM Vol. 3 "RMPUPDATE"): DRAM keeps that ciphertext under the guest's key at
+  // this address (APM Vol. 2 §15.34.1). A page the guest rescinds (PVALIDATE, Validated clear) and
+  // the host takes back unwritten and assigns again reads as launched.
+  it('a page the host wrote before its launch, rescinded, taken back unwritten and assigned again, reads as launched', () => {
+    const p = platform();
+    const bytes = source().subarray(0, 4096);
+    p.handle.hostMemory.write(BASE, bytes);
+    expect(p.launchRange(BASE, PAGE, 'NORMAL')).toMatchObject({ rc: 0 });
+    expect(Buffer.from(p.machine.memory.read(BASE, 4096)).equals(bytes)).toBe(true);
+    p.rmp.setValidated(BASE, false);
+    expect(p.rmpUpdate(BASE, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(p.rmpUpdate(BASE, { assigned: true, pageSize: '4k', gpa: BASE, asid: p.asid }).rc).toBe(0);
+    expect(Buffer.from(p.machine.memory.read(BASE, 4096)).equals(bytes)).toBe(true);
+  });
+
   it('a one-page range has the per-page events exactly (no pages field)', () => {
     const a = platform(), b = platform();
     a.launchRange(BASE, PAGE, 'ZERO');

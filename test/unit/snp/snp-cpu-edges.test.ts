@@ -202,6 +202,32 @@ describe('a launch range the fast path must not take', () => {
     expect(p.rmp.lookup(REGION).validated).toBe(false);
     p.machine.close();
   });
+
+  // The same masks' largest value, every permission (Read, Write, Execute-User,
+  // Execute-Supervisor, Supervisor Shadow Stack), is good input, on either path.
+  it('with every VMPL permission (0x1F) for VMPL1-3: launched, each lower VMPL holding all of them', () => {
+    const p = platform();
+    expect(p.launchRange(REGION, 2n * PAGE_4K, 'UNMEASURED', undefined, [0x1f, 0x1f, 0x1f])).toMatchObject({ rc: 0, op: 'launch-update' });
+    // A page the host assigned first goes page by page (launchUpdatePage's own checks).
+    const third = REGION + 2n * PAGE_4K;
+    p.rmpUpdate(third, { assigned: true, pageSize: '4k', immutable: true, gpa: third, asid: p.asid });
+    expect(p.launchUpdatePage(third, 'NORMAL', undefined, [0x1f, 0x1f, 0x1f])).toMatchObject({ rc: 0, result: 'SUCCESS' });
+    for (const gpa of [REGION, REGION + PAGE_4K, third]) expect(p.rmp.lookup(gpa)).toMatchObject({ validated: true, vmplPerms: [0x1f, 0x1f, 0x1f, 0x1f] });
+    expect(p.launchRange(REGION + 3n * PAGE_4K, PAGE_4K, 'NORMAL', undefined, [0x20, 0, 0])).toMatchObject({ rc: 1, result: 'FAIL_INPUT' });
+    p.machine.close();
+  });
+
+  // KVM's sev_gmem_post_populate makes each page pre-guest with RMPUPDATE and stops at the first
+  // that fails; RMPUPDATE of an address the RMP does not cover fails (FAIL_INPUT). A range that
+  // runs past the end of RAM launches the pages before it and stops at the first page beyond.
+  it('running past the end of RAM: the pages inside launched, FAIL_INPUT at the RMPUPDATE of the first page beyond', () => {
+    const p = platform();
+    const first = MEMORY - 2n * PAGE_4K;
+    expect(p.launchRange(first, 4n * PAGE_4K, 'ZERO')).toMatchObject({ rc: 1, result: 'FAIL_INPUT', op: 'rmpupdate', at: MEMORY });
+    expect([first, first + PAGE_4K].map((gpa) => p.rmp.lookup(gpa).validated)).toEqual([true, true]);
+    expect(p.trace.ofType('launch-update').map((e) => e.gpa)).toEqual([first, first + PAGE_4K]);
+    p.machine.close();
+  });
 });
 
 describe('a launch range taken page by page', () => {
