@@ -4,9 +4,11 @@
 // than asked of gateFor: a gate more permissive than the RMP lets the guest make an access the
 // hardware refuses.
 //   - a private access fails unless the page is guest-owned, its RMP entry names the GPA accessed
-//     (reverse map), and the nested page size is the RMP entry's page size; KVM's
-//     sev_handle_rmp_fault (arch/x86/kvm/svm/sev.c) PSMASHes exactly when the NPT maps 4 KiB over
-//     a 2 MiB RMP entry, and the page-size check refuses a 2 MiB nested mapping over 4 KiB entries;
+//     (reverse map), and the nested page size is the RMP entry's page size: a 2 MiB nested mapping
+//     over 4 KiB entries is refused, and so is a 4 KiB one over a 2 MiB entry (KVM
+//     sev_handle_rmp_fault, arch/x86/kvm/svm/sev.c: "Guest access via NPT can trigger an #NPF if
+//     the NPT mapping is smaller than what is indicated by the 2MB-aligned RMP entry", which it
+//     resolves with PSMASH);
 //   - a shared (C=0) write needs a hypervisor-owned page, and through a 2 MiB nested translation
 //     every 4 KiB RMP entry under it hypervisor-owned;
 //   - a fetch needs the VMPL's Execute-Supervisor (CPL 0-2) or Execute-User (CPL 3) permission
@@ -159,8 +161,8 @@ describe('the gate of a region of 4 KiB RMP entries', () => {
 // set by then. A 2 MiB nested mapping over the 4 KiB RMP entries of the IDT and stack fails the
 // page-size check (§15.36.10), so the delivery cannot complete, even inside a batch of host work
 // whose gate is derived only at its end.
-describe('an event the VMM injects inside a batch of host work', () => {
-  it('is not delivered through a region the batch already mapped 2 MiB over 4 KiB RMP entries', () => {
+describe('an event the VMM injects', () => {
+  it('inside a batch of host work is not delivered through a region the batch already mapped 2 MiB over 4 KiB RMP entries', () => {
     const g = snpGuest('hlt');
     g.platform.batchGateSync(() => {
       g.platform.setNptPageSize(0n, '2m');
@@ -168,6 +170,18 @@ describe('an event the VMM injects inside a batch of host work', () => {
     });
     expect(g.trace.ofType('shutdown')).toHaveLength(1);
     expect(g.trace.ofType('shutdown')[0]).toMatchObject({ vector: 6 });
+    g.vm.close();
+  });
+
+  // A not-present IDT gate raises #NP; with no gate for #NP either, #DF; and a fault while
+  // invoking the #DF handler shuts the processor down (AMD APM Vol. 2 §8.2.9 "Double-Fault
+  // Exception"). KVM cannot reset an SEV-ES/SNP vCPU (its VMSA is encrypted) and exits with
+  // KVM_EXIT_SHUTDOWN (svm.c shutdown_interception): the guest runs no further instruction.
+  it('that cannot be delivered (no IDT gate for it, #NP or #DF) ends the run before the guest\'s next instruction', () => {
+    const g = snpGuest('mov r12, 1\n hlt');
+    g.platform.injectFromHost(0x40);
+    expect(g.run()).toMatchObject({ outcome: 'terminated' });
+    expect(g.vm.vcpu.regs.r12).not.toBe(1n);
     g.vm.close();
   });
 });

@@ -181,6 +181,18 @@ describe('a launch of no pages', () => {
   });
 });
 
+describe('launchUpdateRange of bytes that do not fill whole pages', () => {
+  // KVM_SEV_SNP_LAUNCH_UPDATE takes whole pages: a GFN and a length KVM refuses unless
+  // PAGE_ALIGNED (KVM sev.c snp_launch_update). A VMM launching bytes that straddle a page
+  // boundary launches both pages they touch.
+  it('launches every page the bytes touch: 32 bytes across a page boundary are two pages', () => {
+    const p = platform();
+    p.launchUpdateRange(REGION + PAGE_4K - 0x10n, 0x20n);
+    expect([REGION, REGION + PAGE_4K, REGION + 2n * PAGE_4K].map((gpa) => p.rmp.lookup(gpa).validated)).toEqual([true, true, false]);
+    p.machine.close();
+  });
+});
+
 describe('a launch range the fast path must not take', () => {
   // RMPUPDATE of a 4 KiB entry inside an assigned 2 MiB entry is FAIL_OVERLAP (4) (Linux
   // arch/x86/include/asm/sev.h RMPUPDATE_FAIL_OVERLAP; rmp-legality.ts): launching a page there
