@@ -229,6 +229,18 @@ describe('a launch range the fast path must not take', () => {
     p.machine.close();
   });
 
+  // RMPUPDATE takes a page-aligned system-physical address; any other is FAIL_INPUT (rmp-legality.ts
+  // 'misaligned'; Linux asm/sev.h RMPUPDATE_FAIL_INPUT). A range that starts inside a page fails at
+  // its first RMPUPDATE: nothing is assigned, measured or validated.
+  it('starting inside a page: FAIL_INPUT at the first RMPUPDATE, nothing assigned or measured', () => {
+    const p = platform();
+    const before = p.launch.saveState();
+    expect(p.launchRange(REGION + 0x10n, PAGE_4K, 'ZERO')).toMatchObject({ rc: 1, result: 'FAIL_INPUT', op: 'rmpupdate', at: REGION + 0x10n });
+    expect([REGION, REGION + PAGE_4K].map((gpa) => p.rmp.lookup(gpa).assigned)).toEqual([false, false]);
+    expect(p.launch.saveState()).toEqual(before);
+    p.machine.close();
+  });
+
   // KVM's sev_gmem_post_populate makes each page pre-guest with RMPUPDATE and stops at the first
   // that fails; RMPUPDATE of an address the RMP does not cover fails (FAIL_INPUT). A range that
   // runs past the end of RAM launches the pages before it and stops at the first page beyond.
