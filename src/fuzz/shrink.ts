@@ -1,6 +1,7 @@
 // Shrinking a finding to the fewest decisions that still reproduce its category: Zeller's delta
 // debugging (ddmin, "Simplifying and Isolating Failure-Inducing Input", TSE 2002) over the
-// decision list, then one pass that tries each remaining decision's honest answer. Not
+// decision list, then over the launch actions, then without the memory description, then one
+// pass that tries each repeated answer once. Not
 // fast-check's shrinker: that shrinks values fast-check generated itself through its
 // arbitraries, while our programs come out of a coverage-guided mutation loop and each check is a
 // whole VM execution, so we want a bounded, deterministic number of executions over a plain list.

@@ -30,6 +30,25 @@ describe('ddmin', () => {
     for (let i = 0; i < items.length; i++) expect(reproduces([...items.slice(0, i), ...items.slice(i + 1)])).toBe(false);
   });
 
+  // ddmin's granularity rules (Zeller & Hildebrandt, TSE 2002, Fig. 4, complements only): after a
+  // reduction to a complement n becomes max(n - 1, 2); when no complement reproduces, n becomes
+  // min(2n, |c|); at n = |c| with nothing removable it stops. Worked by hand for 1..8 needing {1, 7}.
+  it('tries the complements in the order the published granularity rules give', async () => {
+    const tried: number[][] = [];
+    const { items, executions } = await ddmin([1, 2, 3, 4, 5, 6, 7, 8], (c) => { tried.push(c); return c.includes(1) && c.includes(7); }, 100);
+    expect(items).toEqual([1, 7]);
+    expect(tried).toEqual([
+      [5, 6, 7, 8], [1, 2, 3, 4],                            // n = 2: neither half
+      [3, 4, 5, 6, 7, 8], [1, 2, 5, 6, 7, 8],                // n = 4: without {3, 4}, then n = 3
+      [5, 6, 7, 8], [1, 2, 7, 8],                            // n = 3: without {5, 6}, then n = 2
+      [7, 8], [1, 2],                                        // n = 2: neither, then n = 4 = |c|
+      [2, 7, 8], [1, 7, 8],                                  // n = 4: without 2, then n = 3
+      [7, 8], [1, 8], [1, 7],                                // n = 3: without 8, then n = 2
+      [7], [1],                                              // n = 2 = |c|: 1-minimal, stop
+    ]);
+    expect(executions).toBe(15);
+  });
+
   it('counts every check it makes and stops at its budget', async () => {
     let calls = 0;
     const reproduces = (c: number[]) => { calls++; return containsAll([2, 50, 97])(c); };
