@@ -30,17 +30,18 @@ static std::atomic<uint64_t> g_far_cursor{kFarBase};
 static void* MapFar(uint64_t bytes, int prot, int flags) {
   const uint64_t span = (bytes + kFarAlign - 1) & ~(kFarAlign - 1);
   if (span > kFarEnd - kFarBase) return nullptr;
+  // Past the end, back to the start: what was unmapped since is free again.
+  auto wrapped = [span](uint64_t at) { return at + span > kFarEnd ? kFarBase : at; };
   uint64_t seen = g_far_cursor.load(std::memory_order_relaxed), at;
   do {
-    at = seen + span > kFarEnd ? kFarBase : seen;  // wrap: what was unmapped since is free again
+    at = wrapped(seen);
   } while (!g_far_cursor.compare_exchange_weak(seen, at + span, std::memory_order_relaxed));
   // Where mappings still in use are in the way, the next TiB boundaries, round the whole range.
   for (uint64_t tries = 0; tries <= (kFarEnd - kFarBase) / kFarProbeStep; tries++) {
     void* p = mmap(reinterpret_cast<void*>(at), bytes, prot, flags | MAP_FIXED_NOREPLACE, -1, 0);
     if (p != MAP_FAILED) return p;  // (a kernel before 4.17 takes the flag as a hint, and may place it elsewhere)
     if (errno != EEXIST) return nullptr;
-    at = (at & ~(kFarProbeStep - 1)) + kFarProbeStep;
-    if (at + span > kFarEnd) at = kFarBase;
+    at = wrapped((at & ~(kFarProbeStep - 1)) + kFarProbeStep);
   }
   return nullptr;
 }

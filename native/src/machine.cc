@@ -449,14 +449,18 @@ bool Machine::EnsureMapped(uint64_t first_page, uint64_t pages) {
   uint64_t first = (first_page << kPageShift) / kChunkBytes;
   uint64_t last = (((first_page + pages) << kPageShift) - 1) / kChunkBytes;
   for (uint64_t c = first; c <= last; c++) {
-    if (mapped_chunks_[c]) continue;
-    if (mapped_chunk_count_ >= kMaxMappedChunks) return false;
-    uint64_t base = c * kChunkBytes;
-    uint64_t len = std::min(kChunkBytes, ram_->size() - base);
-    if (uc_mem_map_ptr(uc_, base, len, UC_PROT_ALL, ram_->At(base)) != UC_ERR_OK) return false;
+    if (!mapped_chunks_[c] && !MapChunk(*ram_, c, 0, UC_PROT_ALL)) return false;
     mapped_chunks_[c] = true;
-    mapped_chunk_count_++;
   }
+  return true;
+}
+
+bool Machine::MapChunk(const HostMapping& host, uint64_t chunk, uint64_t address_base, uint32_t perms) {
+  if (mapped_chunk_count_ >= kMaxMappedChunks) return false;
+  uint64_t base = chunk * kChunkBytes;
+  uint64_t len = std::min(kChunkBytes, host.size() - base);
+  if (uc_mem_map_ptr(uc_, address_base + base, len, perms, host.At(base)) != UC_ERR_OK) return false;
+  mapped_chunk_count_++;
   return true;
 }
 
@@ -518,12 +522,8 @@ bool Machine::WriteShadow(uint64_t page, const uint8_t* data) {
   }
   uint64_t chunk = (page << kPageShift) / kChunkBytes;
   if (!shadow_chunks_[chunk]) {
-    if (mapped_chunk_count_ >= kMaxMappedChunks) return false;
-    uint64_t base = chunk * kChunkBytes;
-    uint64_t len = std::min(kChunkBytes, shadow_->size() - base);
-    if (uc_mem_map_ptr(uc_, kShadowBase + base, len, UC_PROT_READ, shadow_->At(base)) != UC_ERR_OK) return false;
+    if (!MapChunk(*shadow_, chunk, kShadowBase, UC_PROT_READ)) return false;
     shadow_chunks_[chunk] = true;
-    mapped_chunk_count_++;
   }
   std::memcpy(shadow_->At(page << kPageShift), data, kPageSize);
   shadow_valid_->Set(page);

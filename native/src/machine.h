@@ -379,6 +379,9 @@ class Machine {
   int CurrentCpl();
   // Maps the Unicorn RAM chunks that cover [first_page, first_page + pages).
   bool EnsureMapped(uint64_t first_page, uint64_t pages);
+  // Maps chunk `chunk` of `host` (RAM or the ciphertext shadow) in Unicorn at `address_base` plus
+  // its offset, counting it against kMaxMappedChunks; false past that or when Unicorn refuses.
+  bool MapChunk(const HostMapping& host, uint64_t chunk, uint64_t address_base, uint32_t perms);
   // Copies up to 15 instruction bytes at guest-virtual `rip`; returns how many were readable.
   size_t FetchInsnBytes(uint64_t rip, uint8_t* out);
   const uint8_t* CachedCode(uint64_t va_page) const;

@@ -100,9 +100,10 @@ void Machine::Release(std::unique_ptr<Machine> machine) {
 bool Machine::Poolable() const {
   // Counting mode only: fast mode adds exact-address code hooks as it scans pages, which a
   // reset could not take back. A RAM window still held by JavaScript would see the next VM.
-  // Nor a huge guest: its RAM, too large for the range kept for large reservations
-  // (guest_ram.cc), sits below the libraries, and every emulator set up while it was kept had its
-  // translation buffer out of reach of this library's helpers.
+  // Nor a huge guest: its RAM may find no room in the range kept for large reservations
+  // (guest_ram.cc; V8 scatters small mappings over it, and 64 TiB never fits) and then sits below
+  // the libraries, where every emulator set up while it was kept had its translation buffer out of
+  // reach of this library's helpers.
   return uc_ && pristine_ && !emulator_aborted_ && config_.count_instructions && config_.page_gate && !ram_->shared() &&
          !stub_active_ && config_.memory_bytes <= kMaxPooledMemoryBytes;
 }
