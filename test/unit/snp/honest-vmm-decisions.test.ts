@@ -49,6 +49,11 @@ function launched(memoryBytes = 8n * MiB, vmm?: HonestSnpVmm, vcpus = 1, registe
   return { g, vmm: v, host, msr, npf, npfActions, writeGhcb, readGhcb, close: () => g.vm.close() };
 }
 
+/** Makes the hypervisor-owned 4K page at `gpa` Immutable in the RMP (RMPUPDATE), so that any conversion of it fails. */
+function immutableHypervisorPage(t: ReturnType<typeof launched>, gpa: bigint): void {
+  expect(t.host.rmpUpdate(gpa, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+}
+
 /** MSR-protocol PSC response (GHCB spec §2.3.1): error code in bits 63:32 of 0x015. */
 const pscError = (msr: bigint) => { expect(msr & 0xfffn).toBe(0x15n); return msr >> 32n; };
 
@@ -174,7 +179,7 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
 
   it('a private access to a hypervisor page the RMP makes immutable: the conversion fails and the VMM stops (QEMU stops the VM when kvm_convert_memory fails)', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(REGION, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, REGION);
     expect(t.npf(REGION, 'private')).toMatchObject({ outcome: 'vmm-error' });
     expect(t.host.rmpEntry(REGION).assigned).toBe(false);
     t.close();
@@ -652,7 +657,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   it('a 2M entry that stops at a page it cannot change: GENERIC, its cur_page left as the guest gave it', () => {
     const t = launched();
     const stuck = 0x400000n + 300n * 0x1000n;
-    expect(t.host.rmpUpdate(stuck, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, stuck);
     const r = psc(t, [encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true })]);
     expect([r.info2, r.curEntry, r.entries[0]! & 0xfffn]).toEqual([0x100n << 32n, 0, 256n]);
     t.close();
@@ -664,7 +669,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   // and cur_entry stays at its first, 1; entry 0's run was completed already: cur_page 1.
   it('a later entry fails: the entries of its run (combined with it by KVM) are not marked done, cur_entry is the run\'s first; earlier runs stay done', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x501000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x501000n);
     const r = psc(t, [
       encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.SHARED, size2m: false }),
       encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
@@ -680,7 +685,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   // run so far), cur_page 0 and the same page size; any other entry, a done one included, ends the run.
   it('a run goes on over any number of adjacent entries: the third fails, so none of the three is done', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x502000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x502000n);
     const r = psc(t, [0x500000n, 0x501000n, 0x502000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: false })));
     expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
     expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n, 0n]);
@@ -689,7 +694,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
 
   it('two adjacent 2M entries are one run: the second fails, so neither is done', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x605000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x605000n);
     const r = psc(t, [0x400000n, 0x600000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: true })));
     expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
     expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n]);
@@ -701,7 +706,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   // plus the pages it has left, 256 here, not 768.
   it('after a 2M entry done up to cur_page 256, a 4K entry at its gfn + 768 pages is a run of its own: it fails alone', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x700000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x700000n);
     const r = psc(t, [
       encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
       encodePscEntry({ curPage: 0, gfn: 0x700000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
@@ -713,7 +718,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
 
   it('a run that fails after cur_entry 1: the entries before cur_entry and those of the failed run are as the guest wrote them, byte for byte', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x502000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x502000n);
     const entries = [
       encodePscEntry({ curPage: 0, gfn: 0x7ff000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),  // before cur_entry: not looked at
       encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.SHARED, size2m: false }),   // a run of its own: done
@@ -729,7 +734,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
 
   it('a done entry between two adjacent ones ends the run: the entry after it that fails leaves the first done', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x501000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x501000n);
     const r = psc(t, [
       encodePscEntry({ curPage: 0, gfn: 0x500000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
       encodePscEntry({ curPage: 1, gfn: 0x700000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
@@ -790,7 +795,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   // entry: a 4K entry right after the entry's region (gfn + 512) is not adjacent to what is left of it.
   it('after a 2M entry done up to cur_page 256, a 4K entry at its gfn + 512 pages is a run of its own: it fails alone', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x600000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x600000n);
     const r = psc(t, [
       encodePscEntry({ curPage: 256, gfn: 0x400000n >> 12n, op: PSC_OP.PRIVATE, size2m: true }),
       encodePscEntry({ curPage: 0, gfn: 0x600000n >> 12n, op: PSC_OP.PRIVATE, size2m: false }),
@@ -803,7 +808,7 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   // "npages += huge ? 512 : 1" for each entry joined: a third 2M entry joins at the first gfn + 1024.
   it('three adjacent 2M entries are one run: the third fails, so none of them is done', () => {
     const t = launched();
-    expect(t.host.rmpUpdate(0x605000n, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0, immutable: true }).rc).toBe(0);
+    immutableHypervisorPage(t, 0x605000n);
     const r = psc(t, [0x200000n, 0x400000n, 0x600000n].map((gpa) => encodePscEntry({ curPage: 0, gfn: gpa >> 12n, op: PSC_OP.PRIVATE, size2m: true })));
     expect([r.answer, r.info2, r.curEntry]).toEqual(['resume', 0x100n << 32n, 0]);
     expect(r.entries.map((e) => e & 0xfffn)).toEqual([0n, 0n, 0n]);

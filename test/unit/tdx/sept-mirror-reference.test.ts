@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel, type SeamcallName } from '../../../src/platform/tdx/seamcall.js';
-import { septEntryKey, type SeptLevel, type SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import { isLeafState, septEntryKey, type SeptLevel, type SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import type { TdModule } from '../../../src/platform/tdx/td-module.js';
 import { Prng } from '../../../src/shared/prng.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
@@ -18,8 +18,8 @@ import { SeptMirror, type MirroredState, type MirroredWalk, type SeptMirrorState
 
 const MiB = 1n << 20n;
 const PAGE = 0x1000n;
-const LEAF_STATES = new Set(['MAPPED', 'PENDING', 'BLOCKED', 'PENDING_BLOCKED']);
-const classOf = (s: SeptStateName): MirroredState => (LEAF_STATES.has(s) ? 'LEAF' : s as MirroredState);
+/** A state as the mirror keeps it: every leaf state one class (sept-states.ts, the module's leaf states). */
+const classOf = (s: SeptStateName): MirroredState => (isLeafState(s) ? 'LEAF' : s as MirroredState);
 
 type Children = 'unknown' | 'free' | 'leaves';
 interface Entry { state: MirroredState; children: Children }
