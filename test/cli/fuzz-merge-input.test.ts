@@ -42,7 +42,7 @@ describe('a finding\'s id names its folder, so it must be one the fuzzer makes',
   ])('merge skips a finding with id %j, with a warning, and writes nothing outside --out', (id, pattern) => {
     const source = sourceWithId(id);
     const work = scratch();
-    const r = minivisor(['fuzz', 'merge', 'into/deep', source], work);
+    const r = minivisor(['fuzz', 'merge', source, '--out', 'into/deep'], work);
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/^minivisor fuzz merge: skipping .*finding\.json: /);
     expect(r.stderr).toMatch(pattern);
@@ -90,6 +90,21 @@ describe('merge sources and destinations', () => {
     }
     expect(readdirSync(join(good, 'findings'))).toEqual(before);
     expect(existsSync(join(good, 'merged'))).toBe(false);
+  });
+
+  it('a first directory that does not exist is one clear error and is not made, without --out; with --out a new one is made', () => {
+    // libFuzzer's -merge=1 requires its first corpus directory to exist (ValidateDirectoryExists,
+    // FuzzerDriver.cpp, unless -create_missing_dirs=1). Before: a mistyped name was made, empty or
+    // with the other sources merged into it, with exit 0.
+    const good = dirname(dirname(dirname(handMadeFinding(scratch()))));
+    const missing = join(scratch(), 'typo');
+    for (const args of [[missing], [missing, good]]) {
+      expectOneClearError(minivisor(['fuzz', 'merge', ...args]), /^minivisor fuzz merge: ".*typo" does not exist: the first directory is the one merged into \(give --out to merge into a new one\)$/);
+      expect(existsSync(missing)).toBe(false);
+    }
+    const r = minivisor(['fuzz', 'merge', good, '--out', missing]);
+    expect(r.status).toBe(0);
+    expect(readdirSync(join(missing, 'findings'))).toEqual(readdirSync(join(good, 'findings')));
   });
 
   it('merging into a first directory that is a file is one clear error, and the file is intact', () => {

@@ -256,7 +256,7 @@ export function fuzzCommand(io: CliIo): Command {
   command.addCommand(new Command('merge')
     .description('merge fuzz output directories: the union of the corpora, findings deduplicated')
     .argument('<dirs...>', 'output directories to merge')
-    .option('--out <dir>', 'where to merge into (default: the first directory)')
+    .option('--out <dir>', 'where to merge into, made if new (default: the first directory, which must exist)')
     .action((dirs: string[], opts: { out?: string }) => {
       const into = opts.out ?? dirs[0]!;
       const sources = dirs.filter((d) => resolve(d) !== resolve(into));
@@ -264,6 +264,12 @@ export function fuzzCommand(io: CliIo): Command {
       try {
         const warn = (m: string) => io.err(`minivisor fuzz merge: ${m}`);
         checkMergeDestination(into, dirs);
+        // Without --out the first directory is merged into and is a source too: it must exist, as
+        // libFuzzer's -merge=1 requires of its first corpus directory unless -create_missing_dirs=1
+        // (ValidateDirectoryExists, FuzzerDriver.cpp). A mistyped name made a new, empty folder.
+        if (opts.out === undefined && !existsSync(into)) {
+          throw new Error(`${quoteForError(into)} does not exist: the first directory is the one merged into (give --out to merge into a new one)`);
+        }
         const merged = mergeOutputDirs(sources, () => openWritableOutputDir(into, opts.out !== undefined ? '--out ' : ''), warn);
         // The report lists every finding the directory now holds; its numbers are those of the campaign that last wrote stats.json there.
         const report = writeReport(merged.out, readStats(into, warn), warn);
