@@ -1,0 +1,177 @@
+// The honest TDX VMM (src/vmm/tdx/honest-vmm.ts) against rules of KVM's TDX host code
+// (arch/x86/kvm/vmx/tdx.c) and the GHCI that no other test pinned down: each test here killed a
+// mutant of honest-vmm.ts that survived the rest of the suite. One TD exit at a time through
+// TdxVmm.decide(), as in honest-vmm-decisions.test.ts.
+import { describe, expect, it } from 'vitest';
+import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
+import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import { TdxStatus } from '../../../src/platform/tdx/status.js';
+import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
+import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
+import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
+import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
+
+const MiB = 1n << 20n;
+const GiB = 1n << 30n;
+const SHARED = 1n << 47n; // GPAW 48
+
+/** A finalized TD of `memory` bytes with the SEPT pages above the first GiB's PD, as a launch leaves them. */
+function finalizedTd(memory = 16n * MiB): Td {
+  const td = createTd({ memoryBytes: memory });
+  const h = td.platform.module.host;
+  h.memSeptAdd(gpaLevel(0n, 3));
+  h.memSeptAdd(gpaLevel(0n, 2));
+  h.mrFinalize();
+  return td;
+}
+
+const vmcallExit = (regs: Partial<VmcallRegs>): TdExit => ({
+  reason: 'tdvmcall', rip: 0x1000n, mask: 0xfc00n,
+  regs: { ...Object.fromEntries(VMCALL_REGS.map((r) => [r, 0n])) as VmcallRegs, ...regs },
+});
+
+/** A guest access (not an ACCEPT) to a private GPA whose walk stopped on `state`. */
+const privateAccess = (gpa: bigint, state: SeptStateName): TdExit => ({
+  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n,
+  outsideRam: false, septState: state, eeq: { type: 'none', raw: 0n },
+});
+
+const acceptExit = (gpa: bigint, reqLevel: SeptLevel, errLevel: SeptLevel, errState: SeptStateName): TdExit => ({
+  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n, outsideRam: false,
+  eeq: { type: 'accept', raw: 0n, reqLevel, errLevel, errState, isLeaf: false },
+});
+
+const seamcalls = (td: Td, leaf?: string) => td.trace.events.filter((e) => e.type === 'seamcall' && (leaf === undefined || e.leaf === leaf));
+
+describe('honest TDX VMM: S-EPT levels it links for a fault-in', () => {
+  // KVM's TDP MMU walks its mirror from the root and links a SEPT page at every level it finds
+  // none (tdx_sept_link_private_spt, one TDH.MEM.SEPT.ADD each), top level first, before the leaf
+  // (tdx_sept_set_private_spte → TDH.MEM.PAGE.AUG). Above the first 512 GiB even the PML4 entry
+  // is FREE: three SEPT pages, then the 4K page.
+  it('a private access above 512 GiB: SEPT.ADD at the PDPT, PD and PT levels, top first, then AUG at 4K', () => {
+    const td = finalizedTd(513n * GiB);
+    const gpa = 512n * GiB + 0x1000n;
+    expect(td.vmm.decide(privateAccess(gpa, 'FREE'))).toEqual({ kind: 'resume' });
+    expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').slice(2).map((e) => [e.rcx, e.status])).toEqual([
+      [gpaLevel(512n * GiB, 3), 0n], [gpaLevel(512n * GiB, 2), 0n], [gpaLevel(512n * GiB, 1), 0n],
+    ]);
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG').map((e) => [e.rcx, e.status])).toEqual([[gpaLevel(gpa, 0), 0n]]);
+    expect(td.platform.module.sept.walk(gpa, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: a TDH.MEM.SEPT.RD that fails', () => {
+  // Every SEAMCALL error KVM does not expect is KVM_BUG_ON (tdx.c: tdx_mem_page_aug,
+  // tdx_sept_link_private_spt, tdx_sept_zap_private_spte): the VM is dead, nothing goes on from a
+  // result the module did not give. Only EPT_WALK_FAILED is an answer from SEPT.RD (the walk
+  // stopped above the level, TDX module tdh_mem_sept_rd.c); any other error must stop the TD.
+  it('with a status other than EPT_WALK_FAILED stops the TD as a VMM error, no AUG', () => {
+    const td = finalizedTd();
+    // A VMM that knows nothing of the S-EPT must read it; the module answers with an error.
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    const handle = td.vmm.ctx.host;
+    const real = handle.memSeptRead.bind(handle);
+    handle.memSeptRead = (rcx: bigint) => ({ ...real(rcx), status: TdxStatus.OPERAND_BUSY });
+    const decision = td.vmm.decide(privateAccess(0x401000n, 'FREE'));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect((decision as { outcome: { reason: string } }).outcome.reason).toMatch(/TDH\.MEM\.SEPT\.RD failed/);
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: MapGPA to shared takes away every private page in the range, accepted or not', () => {
+  // Converting to shared zaps the private mapping whatever the guest did with it: KVM
+  // (kvm_vm_set_mem_attributes → kvm_unmap_gfn_range → tdx_sept_remove_private_spte: BLOCK, TRACK,
+  // REMOVE) knows nothing of acceptance, so a page AUGed and never accepted (PENDING) goes too.
+  it('a PENDING 4K page the VMM learns of from TDH.MEM.SEPT.RD is blocked, tracked and removed, then mapped shared', () => {
+    const td = finalizedTd();
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0x400000n, 1));
+    h.memPageAug(gpaLevel(0x401000n, 0));
+    // A VMM that knows nothing of the S-EPT (attached to a running TD): it reads the entry.
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(h.septTopLevel).saveState());
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    const before = seamcalls(td).length;
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(seamcalls(td).slice(before).filter((e) => e.leaf !== 'TDH_MEM_SEPT_RD').map((e) => [e.leaf, e.rcx, e.status])).toEqual([
+      ['TDH_MEM_RANGE_BLOCK', gpaLevel(0x401000n, 0), 0n], ['TDH_MEM_TRACK', null, 0n], ['TDH_MEM_PAGE_REMOVE', gpaLevel(0x401000n, 0), 0n],
+    ]);
+    expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'FREE' });
+    expect(td.platform.machine.gate.get('shared', 0x401000n)).toBe('readwrite');
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: MapGPA to private over an entry a removal left', () => {
+  // KVM's MapGPA to private changes memory attributes only (tdx_map_gpa → KVM_HC_MAP_GPA_RANGE →
+  // QEMU kvm_convert_memory); it makes no S-EPT change then, so no S-EPT state can make it fail:
+  // the private page is faulted in when the guest touches or accepts it. A VMM that AUGs
+  // eagerly must answer SUCCESS all the same, and the guest's ACCEPT must then go through.
+  it('a REMOVED 2M entry: SUCCESS, and a 4K ACCEPT in that range then succeeds with the VMM answering its exits', () => {
+    const td = finalizedTd();
+    const m = td.platform.module;
+    m.sept.setState(1, 0x400000n, 'REMOVED');
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(m.host.septTopLevel).saveState());
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x400000n, r13: 2n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    for (let tries = 0; ; tries++) {
+      const r = pageAccept(m, gpaLevel(0x401000n, 0));
+      if (r.kind === 'return') { expect(r.status).toBe(0n); break; }
+      expect(r).toMatchObject({ kind: 'step', result: 'td-exit(accept)' });
+      expect(tries).toBeLessThan(3);
+      const walk = m.sept.walk(0x401000n, 0);
+      expect(td.vmm.decide(acceptExit(0x401000n, 0, walk.level, walk.state))).toEqual({ kind: 'resume' });
+    }
+    expect(m.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'MAPPED' });
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: fault-in where the S-EPT is not what the VMM last made it', () => {
+  // TDH.MEM.PAGE.AUG maps 4K or 2M only, into a FREE or REMOVED entry at exactly the level given
+  // (TDX module tdh_mem_page_aug.c; any other walk end is EPT_WALK_FAILED). So the VMM must AUG at
+  // the level where the walk really stops: when the exit reports another state than its mirror
+  // holds, the S-EPT changed other than by its SEAMCALLs, and it must read the entry.
+  it('a REMOVED 2M entry where its mirror still holds the 2M page it AUGed: the VMM reads it and AUGs again at 2M', () => {
+    const td = finalizedTd();
+    const m = td.platform.module;
+    td.vmm.ctx.host.memPageAug(gpaLevel(0x400000n, 1)); // through the VMM's handle: its mirror learns a 2M leaf
+    m.sept.setState(1, 0x400000n, 'REMOVED');
+    const reads = seamcalls(td, 'TDH_MEM_SEPT_RD').length;
+    expect(td.vmm.decide(privateAccess(0x401000n, 'REMOVED'))).toEqual({ kind: 'resume' });
+    expect(seamcalls(td, 'TDH_MEM_SEPT_RD').length).toBeGreaterThan(reads);
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG').slice(1).map((e) => [e.rcx, e.status])).toEqual([[gpaLevel(0x400000n, 1), 0n]]);
+    expect(m.sept.walk(0x401000n, 0)).toMatchObject({ level: 1, state: 'PENDING' });
+    td.platform.machine.close();
+  });
+
+  it('a private access under a REMOVED 1G entry: no AUG at 1G is tried (AUG maps 4K or 2M only), the VMM stops', () => {
+    const td = finalizedTd();
+    td.platform.module.sept.setState(2, 0n, 'REMOVED');
+    td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
+    expect(td.vmm.decide(privateAccess(0x401000n, 'REMOVED'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG').filter((e) => ((e.rcx as bigint) & 7n) > 1n)).toEqual([]);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: MapGPA to private closes the shared mapping before any private page is added', () => {
+  // QEMU kvm_convert_memory (accel/kvm/kvm-all.c) sets the range private first
+  // (kvm_set_memory_attributes_private: KVM zaps the shared mappings) and only then discards the
+  // shared backing; KVM adds private pages (TDH.MEM.PAGE.AUG, tdx_sept_set_private_spte) only on
+  // a later fault of the now-private GPA. Never a moment with both mappings of one GPA.
+  it('the shared-EPT unmap comes before the first TDH.MEM.PAGE.AUG of the range', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n | SHARED, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    const from = td.trace.events.length;
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: 0x401000n, r13: 0x1000n }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    const events = td.trace.events.slice(from);
+    const unmap = events.findIndex((e) => e.type === 'shared-ept' && e.mapped === false);
+    const aug = events.findIndex((e) => e.type === 'seamcall' && e.leaf === 'TDH_MEM_PAGE_AUG');
+    expect(unmap).toBeGreaterThanOrEqual(0);
+    expect(aug).toBeGreaterThan(unmap);
+    td.platform.machine.close();
+  });
+});
