@@ -175,3 +175,41 @@ describe('honest TDX VMM: MapGPA to private closes the shared mapping before any
     td.platform.machine.close();
   });
 });
+
+describe('honest TDX VMM: MapGPA to shared over rounds where no RAM is', () => {
+  // KVM hands userspace one 2 MiB round at a time (__tdx_map_gpa) and looks for a pending event
+  // between rounds (tdx_complete_vmcall_map_gpa); QEMU ignores a round to shared where no memory
+  // region is (kvm_convert_memory). With no event pending, all rounds past the last RAM are
+  // ignored: the answer is SUCCESS, and the VMM need not go through them one by one.
+  it('from the last RAM round on, with RAM ending exactly at a round boundary: the RAM round converts, the rest answer SUCCESS at once', () => {
+    const td = finalizedTd(); // RAM [0, 16 MiB)
+    const host = td.vmm.ctx.host;
+    const pending = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Object.getPrototypeOf(host)), 'interruptPending')
+      ?? Object.getOwnPropertyDescriptor(Object.getPrototypeOf(host), 'interruptPending');
+    let looks = 0;
+    Object.defineProperty(host, 'interruptPending', { configurable: true, get() { looks++; return pending!.get!.call(host); } });
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (14n * MiB) | SHARED, r13: 64n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa').map((e) => [e.gpa, e.size])).toEqual([[14n * MiB, 2n * MiB]]);
+    expect(looks).toBeLessThanOrEqual(1);
+    td.platform.machine.close();
+  });
+
+  it('across a hole of 64 GiB between RAM ranges: the RAM rounds on either side convert, the hole is gone past at once (SUCCESS)', () => {
+    const top = 64n * GiB;
+    const td = createTd({ memoryBytes: top + 8n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: top, end: top + 8n * MiB }] });
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.memSeptAdd(gpaLevel(top, 2));
+    h.mrFinalize();
+    const host = td.vmm.ctx.host;
+    const pending = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Object.getPrototypeOf(host)), 'interruptPending')
+      ?? Object.getOwnPropertyDescriptor(Object.getPrototypeOf(host), 'interruptPending');
+    let looks = 0;
+    Object.defineProperty(host, 'interruptPending', { configurable: true, get() { looks++; return pending!.get!.call(host); } });
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (6n * MiB) | SHARED, r13: top - 4n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa').map((e) => [e.gpa, e.size])).toEqual([[6n * MiB, 2n * MiB], [top, 2n * MiB]]);
+    expect(looks).toBeLessThanOrEqual(3);
+    td.platform.machine.close();
+  });
+});
