@@ -213,3 +213,68 @@ describe('honest TDX VMM: MapGPA to shared over rounds where no RAM is', () => {
     td.platform.machine.close();
   });
 });
+
+describe('createTd: whole-VM snapshots cover the state the caller adds above the VMM', () => {
+  // run-td.ts TdOptions.extraState: "State above the VMM that whole-VM snapshots must also cover"
+  // (a boot session's parser rides along this way, src/boot/boot-session.ts).
+  it('a restore gives the extra part the state it had at the snapshot', () => {
+    let value = 1;
+    const part = { saveState: () => value, loadState: (v: number) => { value = v; } };
+    const td = createTd({ memoryBytes: 16n * MiB, extraState: { part } });
+    const snap = td.vm.snapshot();
+    value = 2;
+    td.vm.restore(snap);
+    expect(value).toBe(1);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: the edges of guest RAM (KVM memslots, QEMU memory regions)', () => {
+  /** RAM [0, 8 MiB) and [12 MiB, 16 MiB): a hole [8 MiB, 12 MiB) between, as the firmware region below 4 GiB. */
+  function tdWithHole(): Td {
+    const td = createTd({ memoryBytes: 16n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: 12n * MiB, end: 16n * MiB }] });
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.mrFinalize();
+    return td;
+  }
+
+  // A RAM range [start, end) holds its last page and not the page at `end`: KVM finds no memslot
+  // for a GPA past the slot's last gfn (__gfn_to_memslot), so it maps nothing there.
+  it('an access or an ACCEPT of the first page past a RAM range (the hole\'s first page): no AUG, the run ends as a fault', () => {
+    const td = tdWithHole();
+    expect(td.vmm.decide(privateAccess(8n * MiB, 'FREE'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
+    expect(td.vmm.decide(acceptExit(8n * MiB, 0, 1, 'FREE'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
+    td.platform.machine.close();
+  });
+
+  it('an access to the last page of a TD built without a memory map: all of memoryBytes is RAM, so the VMM AUGs it', () => {
+    const td = finalizedTd(); // 16 MiB, RAM by default [0, 16 MiB)
+    const last = 16n * MiB - 0x1000n;
+    expect(td.vmm.decide(privateAccess(last, 'FREE'))).toEqual({ kind: 'resume' });
+    expect(seamcalls(td, 'TDH_MEM_PAGE_AUG').map((e) => [e.rcx, e.status])).toEqual([[gpaLevel(last, 0), 0n]]);
+    td.platform.machine.close();
+  });
+
+  // QEMU kvm_convert_memory: memory_region_find(start, size) finds no region for a round that
+  // only ends where RAM starts ([start, start + size) does not reach it): to shared, ignored.
+  it('MapGPA to shared of the hole\'s last 2 MiB, ending exactly where RAM starts again: ignored, SUCCESS', () => {
+    const td = tdWithHole();
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (10n * MiB) | SHARED, r13: 2n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    expect(td.trace.ofType('shared-ept')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: TDG.VP.VMCALL<Instruction.CPUID> operands', () => {
+  // GHCI: R12 = EAX (leaf), R13 = ECX (subleaf), 32-bit values; KVM tdx_emulate_cpuid takes both
+  // as u32 and answers any of them (kvm_cpuid). 0xFFFFFFFF is a leaf like any other.
+  it('leaf and subleaf 0xFFFFFFFF: SUCCESS with EAX, EBX, ECX, EDX in R12..R15', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 10n, r12: 0xffffffffn, r13: 0xffffffffn }))).toEqual({ kind: 'return', regs: { r10: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n } });
+    td.platform.machine.close();
+  });
+});
