@@ -49,6 +49,8 @@ const OPERAND_INVALID_RCX = withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX
 const OPERAND_ADDR_RANGE_ERROR_RCX = withOperand(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
 const EPT_WALK_FAILED_RCX = withOperand(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
 const OPERAND_BUSY_RCX = withOperand(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+/** PAGE.ADD's source is not one 4 KiB page: the model's form of a bad source page operand (R9). */
+const SOURCE_INVALID_R9 = withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9);
 /** The result of every SEAMCALL that succeeded and reports nothing more: one object, read only (a MapGPA makes three per page). */
 const SUCCEEDED: SeamcallResult = Object.freeze({ status: TdxStatus.SUCCESS });
 
@@ -199,6 +201,9 @@ export class SeamcallHost {
     const sept = td.sept;
     switch (name) {
       case 'TDH_MEM_PAGE_ADD':
+        // The source page (R9) is checked only once the entry is found FREE (tdh_mem_page_add.c:
+        // shared_hpa_check_with_pwr_2_alignment after sept_state_is_seamcall_leaf_allowed).
+        if (source!.byteLength !== 4096) return SOURCE_INVALID_R9;
         td.machine.memory.write(gpa, source!);
         sept.setState(level, gpa, next);
         this.#measure('MEM.PAGE.ADD', gpa);
@@ -244,10 +249,13 @@ export class SeamcallHost {
     }
   }
 
-  /** TDH.MEM.PAGE.ADD: copy `source` (4 KiB) into a FREE 4K GPA before finalization, MAPPED; MRTD gets "MEM.PAGE.ADD"‖GPA. */
+  /**
+   * TDH.MEM.PAGE.ADD: copy `source` (4 KiB) into a FREE 4K GPA before finalization, MAPPED; MRTD
+   * gets "MEM.PAGE.ADD"‖GPA. Checks in tdh_mem_page_add.c's order: op state, RCX, walk, entry
+   * state, then the source (#apply).
+   */
   memPageAdd(rcx: bigint, source: Uint8Array): SeamcallResult {
     if (this.#td.finalized) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: TdxStatus.OP_STATE_INCORRECT });
-    if (source.byteLength !== 4096) return this.#done('TDH_MEM_PAGE_ADD', rcx, { status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.R9) });
     return this.#transition('TDH_MEM_PAGE_ADD', 'ADD', OPERAND_RULES.ADD, rcx, source);
   }
 
