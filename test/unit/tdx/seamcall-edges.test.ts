@@ -46,3 +46,67 @@ describe('TDH.MEM.PAGE.ADD: the order of its checks', () => {
     expect(m.sept.stateAt(0, P + 0x1000n)).toBe('FREE');
   });
 });
+
+// tdh_mem_page_demote.c: "Prepare the SEPT entry for the small pages: non-blocked" (sept_unblock
+// only when sept_state_is_any_blocked), then sept_split_entry copies that state into the 512
+// children: an unblocked MAPPED leaf, which a TD not yet running may demote without BLOCK
+// (the GPA_RANGE_NOT_BLOCKED check applies only when op_state_is_tlb_tracking_required), gives
+// 512 MAPPED children mapping the same memory.
+describe('TDH.MEM.PAGE.DEMOTE of an unblocked MAPPED 2M leaf before MR.FINALIZE', () => {
+  it('gives 512 MAPPED children, contents unchanged', () => {
+    const { module: m, machine } = td().platform;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    const page = new Uint8Array(4096).fill(0x5a);
+    for (let g = P; g < P + 0x200000n; g += 0x1000n) expect(h.memPageAdd(gpaLevel(g, 0), page).status).toBe(0n);
+    // tdh_mem_page_promote.c: 512 MAPPED children merge into one MAPPED 2M leaf.
+    expect(h.memPagePromote(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.stateAt(1, P)).toBe('MAPPED');
+    expect(h.memPageDemote(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.sept.stateAt(1, P)).toBe('NL_MAPPED');
+    expect(new Set(m.sept.childStates(1, P))).toEqual(new Set(['MAPPED']));
+    expect(machine.gate.count('private', P, 0x200000n, 'readwrite')).toBe(512n);
+    expect(machine.memory.read(P + 0x1ff000n, 4096).every((b) => b === 0x5a)).toBe(true);
+  });
+});
+
+// A 2M AUG maps a whole 2 MiB page: tdh_mem_page_aug.c takes the target page with
+// check_and_lock_free_range_hpa(…, PT_2MB, …), which requires the entire 2 MiB range to be free
+// TDMR memory (pamt_is_2mb_range_free). The model backs a GPA with guest RAM (it has no HPA), so a
+// 2M page that starts inside RAM but ends past it cannot be mapped: OPERAND_ADDR_RANGE_ERROR|RCX,
+// and nothing changes. A 4K page at the end of the same RAM is fine.
+describe('TDH.MEM.PAGE.AUG of a 2M page that runs past the end of RAM', () => {
+  it('is refused with OPERAND_ADDR_RANGE_ERROR|RCX; the 4K pages inside RAM are not', () => {
+    const m = td(3n << 20n).platform.module;  // RAM ends 1 MiB into the 2M page at P
+    const h = m.host;
+    expect(h.memPageAug(gpaLevel(P, 1)).status).toBe(0xc000010100000001n);
+    expect(m.sept.stateAt(1, P)).toBe('FREE');
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(h.memPageAug(gpaLevel(P + 0xff000n, 0)).status).toBe(0n);
+    expect(h.memPageAug(gpaLevel(P + 0x100000n, 0)).status).toBe(0xc000010100000001n);
+  });
+});
+
+// KVM_TDX_INIT_MEM_REGION (Linux arch/x86/kvm/vmx/tdx.c tdx_vcpu_init_mem_region) makes one
+// TDH.MEM.PAGE.ADD per page in address order and stops at the first that fails. A range whose
+// first page is in RAM but whose last is not gets its pages inside RAM added, then the first page
+// past RAM refused (OPERAND_ADDR_RANGE_ERROR|RCX, as for AUG above), nothing after it touched.
+describe('addPages (a launch range) running past the end of RAM', () => {
+  it('adds the pages inside RAM and stops at the first page past it', () => {
+    const m = td(3n << 20n).platform.module;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n); // the 2M range P..P+2M, half of it past RAM
+    const end = 3n << 20n;
+    const r = h.addPages(end - 0x2000n, new Uint8Array(4 * 4096).fill(7), true);
+    expect(r.status).toBe(0xc000010100000001n);
+    expect(r.at).toBe(end);
+    expect(m.sept.stateAt(0, end - 0x2000n)).toBe('MAPPED');
+    expect(m.sept.stateAt(0, end - 0x1000n)).toBe('MAPPED');
+    expect(m.sept.stateAt(0, end)).toBe('FREE');
+    expect(m.sept.stateAt(0, end + 0x1000n)).toBe('FREE');
+    expect(m.trace.ofType('seamcall').filter((e) => e.leaf !== 'TDH_MEM_SEPT_ADD').map((e) => `${e.leaf} ${e.result}`)).toEqual([
+      'TDH_MEM_PAGE_ADD SUCCESS', 'TDH_MR_EXTEND SUCCESS', 'TDH_MEM_PAGE_ADD SUCCESS', 'TDH_MR_EXTEND SUCCESS',
+      'TDH_MEM_PAGE_ADD OPERAND_ADDR_RANGE_ERROR',
+    ]);
+  });
+});
