@@ -1,0 +1,36 @@
+// TDCALL decoding a mutation sweep of src/platform/tdx/tdcall.ts found untested, against
+// intel/tdx-module (branch tdx_1.5, TDX 1.5.01) tdx_td_dispatcher.c td_call() and
+// tdg_vm_rd_wr.c tdg_vm_rd_wr().
+import { describe, expect, it } from 'vitest';
+import { TdcsField } from '../../../src/platform/tdx/td-module.js';
+import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
+
+const OPERAND_INVALID_RAX = 0xc000010000000000n;
+
+// tdx_api_defs.h tdx_leaf_and_version_t: the leaf is all of RAX[15:0]. td_call() switches on it,
+// and a value that is no leaf (bits 15:8 set over a leaf number) takes the default case:
+// OPERAND_INVALID|RAX, the leaf it would be modulo 256 does not run.
+describe('td_call(): the leaf is RAX[15:0], all sixteen bits', () => {
+  it.each([['0x101', 0x101n], ['0x106', 0x106n], ['0x8001', 0x8001n]] as const)('RAX %s is no leaf → OPERAND_INVALID|RAX, nothing run', (_name, rax) => {
+    const m = tdxModule();
+    const { step, regs } = tdcall(m, { rax, rcx: 0x1234n, rdx: 0x5678n });
+    expect(step).toEqual({ kind: 'resume' });
+    expect(regs.rax).toBe(OPERAND_INVALID_RAX);
+    // TDG.VP.INFO (leaf 1) would have written RCX = GPAW; TDG.MEM.PAGE.ACCEPT (6) would have changed nothing here but its status.
+    expect(regs.rcx).toBe(0x1234n);
+    expect(regs.rdx).toBe(0x5678n);
+  });
+});
+
+// The version is all of RAX[23:16] (tdx_leaf_and_version_t.version : 8). The dispatcher lets any
+// version of TDG.VM.RD through, and tdg_vm_rd_wr() refuses "version > 1" with OPERAND_INVALID|RAX
+// after setting RDX = MD_FIELD_ID_NA and R8 = 0: version 0x80 or 0x81 is refused, not read as 0 or 1.
+describe('TDG.VM.RD: version bits 23:16, all eight', () => {
+  it.each([['0x80', 0x80n], ['0x81', 0x81n], ['0xFF', 0xffn]] as const)('version %s → OPERAND_INVALID|RAX, RDX = -1, R8 = 0', (_name, version) => {
+    const m = tdxModule();
+    const { regs } = tdcall(m, { rax: 7n | (version << 16n), rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0x55n });
+    expect(regs.rax).toBe(OPERAND_INVALID_RAX);
+    expect(regs.rdx).toBe(0xffffffffffffffffn);
+    expect(regs.r8).toBe(0n);
+  });
+});
