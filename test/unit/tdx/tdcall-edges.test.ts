@@ -1,6 +1,6 @@
-// TDCALL decoding a mutation sweep of src/platform/tdx/tdcall.ts found untested, against
+// TDCALL behaviours a mutation sweep of src/platform/tdx/tdcall.ts found untested, against
 // intel/tdx-module (branch tdx_1.5, TDX 1.5.01) tdx_td_dispatcher.c td_call() and
-// tdg_vm_rd_wr.c tdg_vm_rd_wr().
+// tdg_vm_rd_wr.c tdg_vm_rd_wr(), tdg_vp_veinfo_get.c.
 import { describe, expect, it } from 'vitest';
 import { TdcsField } from '../../../src/platform/tdx/td-module.js';
 import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
@@ -32,5 +32,17 @@ describe('TDG.VM.RD: version bits 23:16, all eight', () => {
     expect(regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(regs.rdx).toBe(0xffffffffffffffffn);
     expect(regs.r8).toBe(0n);
+  });
+});
+
+// tdg_vp_veinfo_get.c tdg_vp_veinfo_get(): RCX = exit_reason, RDX = exit_qualification,
+// R8 = gla, R9 = gpa, R10 = inst_len_and_info, from the VE_INFO of the #VE. With paging on the GLA
+// is not the GPA, so each lands in its own register.
+describe('TDG.VP.VEINFO.GET: R8 is the GLA and R9 the GPA', () => {
+  it('a #VE whose linear and physical addresses differ', () => {
+    const m = tdxModule();
+    m.veInfo.store({ exitReason: 48, exitQualification: 0x81n, gla: 0xffff_8000_0012_3456n, gpa: 0x0045_6456n, instructionLength: 0, instructionInfo: 0 });
+    const { regs } = tdcall(m, { rax: 3n });
+    expect([regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9]).toEqual([0n, 48n, 0x81n, 0xffff_8000_0012_3456n, 0x0045_6456n]);
   });
 });
