@@ -46,3 +46,20 @@ describe('TDG.VP.VEINFO.GET: R8 is the GLA and R9 the GPA', () => {
     expect([regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9]).toEqual([0n, 48n, 0x81n, 0xffff_8000_0012_3456n, 0x0045_6456n]);
   });
 });
+
+// tdg_vm_rd_wr.c tdg_vm_rd_wr(): the version check ("version > 1", OPERAND_INVALID|RAX) comes
+// before the VM ID check ("vm_id != 0", all 64 bits of RCX, OPERAND_INVALID|RCX).
+describe('TDG.VM.RD / WR: the VM ID in RCX', () => {
+  it('version 2 with a non-zero VM ID is a RAX error: the version is checked first', () => {
+    const { regs } = tdcall(tdxModule(), { rax: 7n | (2n << 16n), rcx: 1n, rdx: TdcsField.TD_CTLS });
+    expect(regs.rax).toBe(OPERAND_INVALID_RAX);
+  });
+
+  it.each([['bit 16', 1n << 16n], ['bit 63', 1n << 63n]] as const)('a VM ID with only %s set is not VM 0 → OPERAND_INVALID|RCX', (_name, rcx) => {
+    for (const rax of [7n, 8n]) {
+      const { regs } = tdcall(tdxModule(), { rax, rcx, rdx: TdcsField.TD_CTLS, r8: 0n, r9: 0n });
+      expect(regs.rax).toBe(0xc000010000000001n);
+      expect(regs.r8).toBe(0n);
+    }
+  });
+});
