@@ -110,3 +110,17 @@ describe('addPages (a launch range) running past the end of RAM', () => {
     ]);
   });
 });
+
+// tdh_mem_page_demote.c: verify_page_info_input(gpa_mappings, LVL_PD, LVL_PDPT): a 1G leaf may be
+// demoted too, into 512 2M leaves in its (unblocked) state (sept_split_entry).
+describe('TDH.MEM.PAGE.DEMOTE of a 1G leaf', () => {
+  it('gives a SEPT page of 512 2M leaves', () => {
+    const m = createTd({ memoryBytes: 8n << 20n }).platform.module;
+    expect(m.host.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+    // A 1G PENDING leaf (AUG maps 4K and 2M pages; PROMOTE of 512 PENDING 2M leaves would make one).
+    m.sept.setState(2, 0n, 'PENDING');
+    expect(m.host.memPageDemote(gpaLevel(0n, 2)).status).toBe(0n);
+    expect(m.sept.stateAt(2, 0n)).toBe('NL_MAPPED');
+    expect(new Set(m.sept.childStates(2, 0n))).toEqual(new Set(['PENDING']));
+  });
+});
