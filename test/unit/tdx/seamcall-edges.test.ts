@@ -123,4 +123,16 @@ describe('TDH.MEM.PAGE.DEMOTE of a 1G leaf', () => {
     expect(m.sept.stateAt(2, 0n)).toBe('NL_MAPPED');
     expect(new Set(m.sept.childStates(2, 0n))).toEqual(new Set(['PENDING']));
   });
+
+  // tdh_mem_page_promote.c: verify_page_info_input(gpa_mappings, LVL_PD, LVL_PDPT): 512 uniform
+  // 2M leaves merge into a 1G leaf; a level-0 operand is OPERAND_INVALID|RCX (there is nothing below 4K).
+  it('PROMOTE merges the 512 2M leaves back into one 1G leaf; PROMOTE at level 0 is OPERAND_INVALID|RCX', () => {
+    const m = createTd({ memoryBytes: 8n << 20n }).platform.module;
+    expect(m.host.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+    m.sept.setState(2, 0n, 'PENDING');
+    expect(m.host.memPageDemote(gpaLevel(0n, 2)).status).toBe(0n);
+    expect(m.host.memPagePromote(gpaLevel(0n, 2)).status).toBe(0n);
+    expect(m.sept.stateAt(2, 0n)).toBe('PENDING');
+    expect(m.host.memPagePromote(gpaLevel(0n, 0)).status).toBe(OPERAND_INVALID_RCX);
+  });
 });
