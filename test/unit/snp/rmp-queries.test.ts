@@ -59,6 +59,11 @@ describe('RMP table answers', () => {
     // The regions around it are untouched.
     expect(answered(rmp, region + PAGE_2M)).toEqual({ hypervisorOwned: true, assigned4k: 0, allReset: true, anyImmutable: false });
     expect(answered(rmp, region - PAGE_2M)).toEqual({ hypervisorOwned: true, assigned4k: 0, allReset: true, anyImmutable: false });
+    // The whole table's count of assigned pages, and the one-page form of anyImmutable, recomputed
+    // from the pages too (an immutable page that is not assigned is not an assigned page).
+    const pages = pagesOf(region, PAGE_2M);
+    expect(rmp.assignedPages()).toBe(pages.filter((spa) => rmp.lookup(spa).assigned).length);
+    expect(pages.filter((spa) => rmp.anyImmutable(spa, PAGE_4K))).toEqual(pages.filter((spa) => rmp.lookup(spa).immutable));
   });
 
   it('forgets what is back to the reset state: nothing stored, and the reset entry read back', () => {
@@ -71,6 +76,34 @@ describe('RMP table answers', () => {
     expect(rmp.storedRegions).toBe(0);
     expect(rmp.lookup(PAGE_2M + 0x3000n)).toEqual(HV_OWNED_ENTRY);
     expect(rmp.lookup(0x5000n)).toEqual(HV_OWNED_ENTRY);
+  });
+
+  it('keeps an entry that is only Immutable, as a 4 KiB or a 2 MiB entry: it is not the reset state', () => {
+    // Only Assigned=0 with Validated=0 and Immutable=0 is the reset (hypervisor-owned) state that
+    // need not be stored; an Immutable entry refuses RMPUPDATE and PSMASH afterwards (APM Vol. 2
+    // §15.36.3 "Immutable"; MS __rmpupdate/__psmash: 2 "the RMP entry is immutable"), so it must be kept.
+    const rmp = new Rmp(MEMORY);
+    rmp.put2m(PAGE_2M, at(PAGE_2M, { pageSize: '2m', assigned: false, immutable: true }));
+    rmp.put4k(0x5000n, at(0x5000n, { assigned: false, immutable: true }));
+    expect(rmp.storedRegions).toBe(2);
+    expect(rmp.lookup(PAGE_2M + 0x3000n)).toMatchObject({ assigned: false, immutable: true, pageSize: '2m' });
+    expect(rmp.lookup(0x5000n)).toMatchObject({ assigned: false, immutable: true, pageSize: '4k' });
+    expect([rmp.anyImmutable(PAGE_2M, PAGE_2M), rmp.anyImmutable(0n, PAGE_2M)]).toEqual([true, true]);
+  });
+
+  it('a PSMASHed region keeps each page until that page is reset: the last of the 512 stays after the other 511 go', () => {
+    // PSMASH makes 512 4 KiB entries of the 2 MiB one (APM Vol. 2 §15.36.11; MS __psmash "Expands a
+    // 2-MB RMP entry into a corresponding set of contiguous 4-KB RMP entries"); an RMPUPDATE writes
+    // only the entry of its own page.
+    const rmp = new Rmp(MEMORY);
+    rmp.put2m(PAGE_2M, at(PAGE_2M, { pageSize: '2m' }));
+    rmp.split(PAGE_2M);
+    const last = PAGE_2M + PAGE_2M - PAGE_4K;
+    for (let spa = PAGE_2M; spa < last; spa += PAGE_4K) rmp.put4k(spa, RESET);
+    expect(rmp.lookup(last)).toMatchObject({ assigned: true, gpa: last, pageSize: '4k' });
+    expect([rmp.regionHypervisorOwned(PAGE_2M), rmp.assigned4kInRegion(PAGE_2M), rmp.storedRegions]).toEqual([false, 1, 1]);
+    rmp.put4k(last, RESET);
+    expect([rmp.lookup(last), rmp.regionHypervisorOwned(PAGE_2M), rmp.storedRegions]).toEqual([HV_OWNED_ENTRY, true, 0]);
   });
 
   it('allReset looks at exactly the pages of the range, across region boundaries', () => {
