@@ -51,6 +51,31 @@ describe('Rmp snapshots', () => {
   });
 });
 
+describe('Rmp saved states', () => {
+  it('a state loaded into another table stays as saved, whatever that table writes next', () => {
+    // Every later load of a saved state must put back what was saved (the fuzzer restores one
+    // snapshot per execution, into any table of the thread), so a table must not write through
+    // to the state it loaded: in a 4 KiB region or a 2 MiB entry.
+    const source = new Rmp(6n * PAGE_2M);
+    source.put4k(PAGE_2M + PAGE_4K, at(PAGE_2M + PAGE_4K));
+    source.put2m(2n * PAGE_2M, { ...at(2n * PAGE_2M), pageSize: '2m' });
+    const saved = source.saveState();
+    const expected = table(source);
+    const user = new Rmp(6n * PAGE_2M);
+    user.loadState(saved);
+    user.setValidated(PAGE_2M + PAGE_4K, true);
+    user.put4k(PAGE_2M + 2n * PAGE_4K, at(PAGE_2M + 2n * PAGE_4K));
+    user.adjustPermissions(2n * PAGE_2M, 1, 0x3, false);
+    user.setValidated(2n * PAGE_2M, true);
+    expect(table(user)).not.toBe(expected);
+    const other = new Rmp(6n * PAGE_2M);
+    other.loadState(saved);
+    expect(table(other)).toBe(expected);
+    user.loadState(saved);
+    expect(table(user)).toBe(expected);
+  });
+});
+
 describe('Rmp region versions', () => {
   it('never name two different tables, over every single write of the kinds whose version is remembered, from one state', () => {
     // From one saved state of a split region (all validated except every third page), each
@@ -86,13 +111,14 @@ describe('Rmp region versions', () => {
     const fresh = (spa: bigint, asid: number, pageSize: '4k' | '2m' = '4k'): RmpEntry =>
       ({ assigned: true, pageSize, immutable: false, gpa: spa, asid, validated: false, vmsa: false, vmplPerms: [0x1f, 0, 0, 0] });
     const rmp = new Rmp(8n * PAGE_2M);
+    // Regions 1 and 4 hold nothing, 2 is split, 3 holds one page.
     rmp.put2m(2n * PAGE_2M, fresh(2n * PAGE_2M, 1, '2m'));
     rmp.split(2n * PAGE_2M);
     rmp.setValidated(2n * PAGE_2M + PAGE_4K, true);
     rmp.put4k(3n * PAGE_2M + PAGE_4K, fresh(3n * PAGE_2M + PAGE_4K, 1));
     const saved = rmp.saveState();
     const writes: ((r: Rmp) => void)[] = [];
-    for (const region of [1n, 2n, 3n]) {
+    for (const region of [1n, 2n, 3n, 4n]) {
       const base = region * PAGE_2M;
       for (const asid of [1, 2]) {
         for (const index of [0n, 1n, 2n]) {
@@ -112,6 +138,11 @@ describe('Rmp region versions', () => {
         (r) => { if (r.assigned4kInRegion(base) === 0) r.put2m(page, fresh(page, 1, '2m')); },
         (r) => { if (r.isLarge(base)) r.split(base); },
         (r) => { if (!r.isLarge(page) && r.lookup(page).assigned) r.setValidated(page, true); },
+        // A pre-guest page (KVM sev_gmem_post_populate: rmp_make_private(..., immutable=true)).
+        (r) => { if (!r.isLarge(page)) r.put4k(page, { ...fresh(page, 1), immutable: true }); },
+        // The ASIDs at the ends of what a version remembers: 0 (the hypervisor's and AMD-SP's) and 1024.
+        (r) => { if (!r.isLarge(base)) r.put4k(base, fresh(base, 1024)); },
+        (r) => { if (r.assigned4kInRegion(base) === 0) r.put2m(base, fresh(base, 0, '2m')); },
       );
     }
     // The pages the writes touch, and the region's last page (a 2 MiB entry or a split reaches it).
@@ -120,7 +151,7 @@ describe('Rmp region versions', () => {
       for (const index of [0n, 1n, 2n, 3n, 511n]) {
         const spa = region * PAGE_2M + index * PAGE_4K;
         const e = r.lookup(spa);
-        if (e.assigned || e.validated || e.immutable) out.push(`${spa.toString(16)}=${e.pageSize}/${e.gpa.toString(16)}/${e.asid}/${e.validated}/${e.vmsa}/${e.vmplPerms.join(',')}`);
+        if (e.assigned || e.validated || e.immutable) out.push(`${spa.toString(16)}=${e.pageSize}/${e.gpa.toString(16)}/${e.asid}/${e.immutable}/${e.validated}/${e.vmsa}/${e.vmplPerms.join(',')}`);
       }
       return out.join(' ');
     };
@@ -131,7 +162,7 @@ describe('Rmp region versions', () => {
         rmp.loadState(saved);
         first(rmp);
         second?.(rmp);
-        for (const region of [1n, 2n, 3n]) {
+        for (const region of [1n, 2n, 3n, 4n]) {
           const version = rmp.regionVersion(Number(region));
           const entries = regionTable(rmp, region);
           if (version === 0) expect(entries).toBe('');
