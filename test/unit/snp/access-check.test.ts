@@ -144,6 +144,53 @@ describe('guest access checks', () => {
     vm.close();
   });
 
+  it('a 2 MiB entry whose GPA is not the 2 MiB page the access maps: NPF from the Reverse-Map check, before Validated (§15.36.10)', () => {
+    // The Reverse-Map check compares the entry's Guest_Physical_Address with the GPA of the access,
+    // for a 2 MiB entry too: a 2 MiB page the VMM assigned at another GPA is not this GPA's page.
+    const rmp = new Rmp(MEMORY);
+    const base = 0x600000n;
+    rmp.put2m(base, entry({ pageSize: '2m', gpa: base + 0x200000n, validated: false }));
+    for (const offset of [0n, 0x1234n, 0x1ff000n]) {
+      expect(checkAccess(rmp, privateAccess('read', { gpa: base + offset, nptSize: '2m' }), VMPL0)).toMatchObject({ kind: 'npf', check: 'reverse-map' });
+    }
+    rmp.put2m(base, entry({ pageSize: '2m', gpa: base, validated: false }));
+    expect(checkAccess(rmp, privateAccess('read', { gpa: base + 0x1234n, nptSize: '2m' }), VMPL0)).toMatchObject({ kind: 'vc', check: 'validated' });
+  });
+
+  it('the checks come in the APM order: Reverse-Map before Mutable, Validated (#VC) before the VMPL permissions (§15.36.10; B3)', () => {
+    const rmp = new Rmp(MEMORY);
+    // An immutable page at another GPA: both Reverse-Map and Mutable fail; Reverse-Map is reported.
+    rmp.put4k(T, entry({ immutable: true, gpa: T + 0x1000n }));
+    expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toMatchObject({ kind: 'npf', check: 'reverse-map' });
+    // A page neither validated nor permitted to VMPL1: the #VC comes first, the guest sees it.
+    rmp.put4k(T, entry({ validated: false, vmplPerms: [VMPL_PERM_ALL, 0, 0, 0] }));
+    for (const access of ['read', 'write', 'fetch'] as const) {
+      expect(checkAccess(rmp, privateAccess(access), { asid: 1, vmpl: 1 })).toEqual({ kind: 'vc', check: 'validated', errorCode: 0x404n });
+    }
+  });
+
+  it('a private access past the end of the RMP fails RMP-Covered, the first check (§15.36.10)', () => {
+    const rmp = new Rmp(MEMORY);
+    for (const access of ['read', 'write', 'fetch'] as const) {
+      expect(checkAccess(rmp, privateAccess(access, { gpa: MEMORY + 0x1000n }), VMPL0)).toMatchObject({ kind: 'npf', check: 'rmp-covered' });
+    }
+    // A shared write there is not RMP-checked against an entry: no page of the RMP is assigned there.
+    expect(checkAccess(rmp, { gpa: MEMORY + 0x1000n, space: 'shared', access: 'write', pageWalk: false, nptSize: '4k' }, VMPL0)).toEqual({ kind: 'ok' });
+  });
+
+  it('Write without Read refuses data accesses only: an instruction fetch is decided by the execute bits (§15.36.7)', () => {
+    // APM Vol. 2 §15.36.7, after the VMPL permission mask table: Write without Read is illegal and
+    // "a data access to a page so configured causes #VMEXIT(NPF)"; an instruction fetch is not a
+    // data access and needs only Execute-Supervisor (CPL < 3) or Execute-User (CPL 3).
+    const rmp = new Rmp(MEMORY);
+    const vmpl1: GuestContext = { asid: 1, vmpl: 1 };
+    rmp.put4k(T, entry({ vmplPerms: [VMPL_PERM_ALL, VMPL_PERM.write | VMPL_PERM.execSupervisor, 0, 0] }));
+    expect(checkAccess(rmp, privateAccess('fetch'), vmpl1)).toEqual({ kind: 'ok' });
+    expect(checkAccess(rmp, privateAccess('fetch', { cpl: 3 }), vmpl1)).toMatchObject({ kind: 'npf', check: 'vmpl-permission' });
+    expect(checkAccess(rmp, privateAccess('read'), vmpl1)).toMatchObject({ kind: 'npf', check: 'vmpl-permission' });
+    expect(checkAccess(rmp, privateAccess('write'), vmpl1)).toMatchObject({ kind: 'npf', check: 'vmpl-permission' });
+  });
+
   it('a region whose last guest page went back to the hypervisor is hypervisor-owned again', () => {
     const rmp = new Rmp(MEMORY);
     rmp.put4k(T, entry());
