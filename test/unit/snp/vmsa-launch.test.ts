@@ -52,6 +52,10 @@ describe('the launch VMSA', () => {
     expect([page.readUInt16LE(0x92), page.readUInt32LE(0x94)]).toEqual([0x83, 0xffff]);  // TR
     expect({ efer: d.efer, cr0: d.cr0, rflags: d.rflags, rip: d.rip, rdx: d.gprs.rdx }).toEqual({ efer: 0x1000n, cr0: 0x60000010n, rflags: 2n, rip: 0xfff0n, rdx: 0xa10f11n });
     expect([page.readBigUInt64LE(0x160), page.readBigUInt64LE(0x168)]).toEqual([0x400n, 0xffff0ff0n]);  // DR7, DR6
+    // The CS a VMM puts in its launch VMSA is measured as given, every vmcb_seg field of it: selector,
+    // attrib, u32 limit at +4, base at +8 (svm.h struct vmcb_seg).
+    const cs = { selector: 0x1234, attrib: 0x93, limit: 0xfffff, base: 0x12340n };
+    expect(decodeVmsaPage(vmsaPage({ ...v, cs })).cs).toEqual(cs);
   });
 
   it('is measured at GPA 0xFFFFFFFFF000 (sev-snp-measure gctx.py VMSA_GPA: the RMP records a VMSA page with GPA -1, page-aligned, bits above 51 cleared)', () => {
@@ -112,6 +116,23 @@ describe('VMRUN from a VMSA', () => {
     expect(Object.fromEntries(gprs.map((r) => [r, regs[r]]))).toEqual(Object.fromEntries(gprs.map((r) => [r, r === 'rdx' ? 0xa10f11n : 0n])));
     expect([regs.rip, regs.rflags, m.vcpu.readSpecial('cr0')]).toEqual([0xfff0n, 0x2n, 0x10n]);
     expect(m.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0xf000 });
+    m.close();
+  });
+
+  it('the launch VMSA\'s RFLAGS is loaded as it holds it (APM Vol. 2 §15.5.1: VMRUN loads RFLAGS from the save area)', () => {
+    const m = machine();
+    applyVmsa(m, { ...bspResetVmsa(), rflags: 0x46n });  // bit 1, PF, ZF
+    expect(m.vcpu.regs.rflags).toBe(0x46n);
+    m.close();
+  });
+
+  it('a guest-written VMSA\'s CR0 is loaded as written, the bits beyond PE too (APM Vol. 2 §15.5.1)', () => {
+    const m = machine();
+    const v = decodeVmsaPage(flat32VmsaPage());
+    const cr0 = 0x50031n;  // PE, ET, NE, WP, AM
+    expect(vmsaEntryState({ ...v, cr0 })).toEqual({ mode: 'protected32' });
+    applyGuestVmsa(m, { ...v, cr0 }, 'protected32');
+    expect(m.vcpu.readSpecial('cr0')).toBe(cr0);
     m.close();
   });
 
