@@ -48,18 +48,22 @@ function ebx8000001f(proposed: number, hw: number): number {
   return (strict | (proposed & EBX_8000001F_UNCHECKED) | (vmpls << 12)) >>> 0;
 }
 
-// FN00000001_CUSTOM: EAX family/model/stepping not above the CPU's (compare_FMS, in that order;
-// extended family adds, extended model is the high nibble); EBX the CLFLUSH size [15:8] exact,
-// the rest unchecked; ECX OSXSAVE [27] and the hypervisor bit [31] unchecked, the rest a subset
-// of the CPU's; EDX a subset (the 'mask' rule).
-const fms = (eax: number) => [((eax >>> 8) & 0xf) + ((eax >>> 20) & 0xff), ((eax >>> 4) & 0xf) | ((eax >>> 12) & 0xf0), eax & 0xf] as const;
+// FN00000001_CUSTOM: EAX family/model/stepping not above the CPU's (compare_FMS, in that order,
+// with cpuid_lookup.h's FMS_FAMILY and FMS_MODEL: the base and extended fields added, the extended
+// model EAX[19:16] to the base model EAX[7:4] as it is, not as its high nibble), then EAX's
+// reserved bits [31:28] and [15:12] zero (FN00000001_EAX_RESERVED); EBX the CLFLUSH size [15:8]
+// exact, [7:0] zero (FN00000001_EBX_RESERVED), the rest unchecked; ECX OSXSAVE [27] and the
+// hypervisor bit [31] unchecked, the rest a subset of the CPU's; EDX a subset (the 'mask' rule).
+const fms = (eax: number) => [((eax >>> 8) & 0xf) + ((eax >>> 20) & 0xff), ((eax >>> 4) & 0xf) + ((eax >>> 16) & 0xf), eax & 0xf] as const;
+const EAX_00000001_RESERVED = 0xf000f000;
 function eax00000001(proposed: number, hw: number): number {
   const [p, h] = [fms(proposed), fms(hw)];
   const notAbove = p[0] < h[0] || (p[0] === h[0] && (p[1] < h[1] || (p[1] === h[1] && p[2] <= h[2])));
-  return notAbove ? proposed >>> 0 : hw >>> 0;
+  return ((notAbove ? proposed : hw) & ~EAX_00000001_RESERVED) >>> 0;
 }
 const EBX_00000001_CLFLUSH = 0xff << 8;
-const ebx00000001 = (proposed: number, hw: number) => ((proposed & ~EBX_00000001_CLFLUSH) | (hw & EBX_00000001_CLFLUSH)) >>> 0;
+const EBX_00000001_RESERVED = 0xff;
+const ebx00000001 = (proposed: number, hw: number) => ((proposed & ~EBX_00000001_CLFLUSH & ~EBX_00000001_RESERVED) | (hw & EBX_00000001_CLFLUSH)) >>> 0;
 const ECX_00000001_UNCHECKED = (1 << 27) | (1 << 31);
 const ecx00000001 = (proposed: number, hw: number) => ((proposed & (hw | ECX_00000001_UNCHECKED))) >>> 0;
 

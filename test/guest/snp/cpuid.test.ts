@@ -152,6 +152,15 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn0000_0001 EAX an older stepping (FMS not above)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax & ~0xf } : e) },
     { name: 'Fn0000_0001 EAX a later stepping (FMS above)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax + 1 } : e) },
     { name: 'Fn0000_0001 EAX a later family (FMS above)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax + (1 << 20) } : e) },
+    // The model number compare_FMS uses is cpuid_lookup.h FMS_MODEL: EMODEL [19:16] + BMODEL [7:4],
+    // 1 + 1 = 2 for the CPU's 00A10F11h (not its architectural model 11h).
+    { name: 'Fn0000_0001 EAX model 03h of the same family (FMS_MODEL 3 above 2)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00a00f30 } : e) },
+    { name: 'Fn0000_0001 EAX model 20h, the same stepping (FMS_MODEL 2, equal)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00a20f01 } : e) },
+    // compare_FMS: a lower family passes whatever the model and stepping.
+    { name: 'Fn0000_0001 EAX an older family with a higher model and stepping', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00900fff } : e) },
+    // FN00000001_EAX_RESERVED 0xF000F000 and FN00000001_EBX_RESERVED 0xFF are "Zeros mask": set, they are cleared and the page fails.
+    { name: 'Fn0000_0001 EAX reserved bit 12 set', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax | 0x1000 } : e) },
+    { name: 'Fn0000_0001 EBX[7:0] set (reserved: zero)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: e.ebx | 0x5 } : e) },
     { name: 'Fn0000_0001 EBX APIC ID and processor count (unchecked)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & 0xffff) | (7 << 24) | (4 << 16) } : e) },
     { name: 'Fn0000_0001 EBX CLFLUSH size (exact)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & ~0xff00) | (16 << 8) } : e) },
     { name: 'Fn0000_0001 ECX OSXSAVE (unchecked)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx | (1 << 27) } : e) },
