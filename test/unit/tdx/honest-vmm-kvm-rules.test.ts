@@ -278,3 +278,37 @@ describe('honest TDX VMM: TDG.VP.VMCALL<Instruction.CPUID> operands', () => {
     td.platform.machine.close();
   });
 });
+
+describe('honest TDX VMM: which repeated HLTs count as no progress', () => {
+  // GHCI 1.5 §3.6.1 TDG.VP.VMCALL<Instruction.HLT>: R12 bit 0 says interrupts are blocked. Only
+  // then can no interrupt end the halt, so the same HLT again at the same RIP is no progress; with
+  // interrupts open, an interrupt ends it and the guest goes on. And R10 ≠ 0 is a vendor-specific
+  // call, not Instruction.HLT, whatever R11 (KVM tdx_to_vmx_exit_reason: a non-zero exit type is
+  // EXIT_REASON_VMCALL, handled by tdx_emulate_vmcall as a KVM hypercall).
+  it('the same HLT with interrupts open, a vendor call with R11 = 12, or a blocked HLT at another RIP is not the same fault again', () => {
+    const td = finalizedTd();
+    const open = { ...vmcallExit({ r11: 12n, r12: 0n }), rip: 0x1000n };
+    expect(td.vmm.sameFault(open, open)).toBe(false);
+    const vendor = { ...vmcallExit({ r10: 1n, r11: 12n, r12: 1n }), rip: 0x1000n };
+    expect(td.vmm.sameFault(vendor, vendor)).toBe(false);
+    const blocked = { ...vmcallExit({ r11: 12n, r12: 1n }), rip: 0x1000n };
+    expect(td.vmm.sameFault(blocked, blocked)).toBe(true);
+    // A blocked HLT at another RIP: the guest ran between the two, the resume was progress.
+    expect(td.vmm.sameFault(blocked, { ...blocked, rip: 0x1004n })).toBe(false);
+    td.platform.machine.close();
+  });
+});
+
+describe('honest TDX VMM: a vendor-specific TDG.VP.VMCALL is never a GHCI sub-function', () => {
+  // R10 ≠ 0 selects a vendor-specific call whatever R11 holds: KVM tdx_to_vmx_exit_reason makes
+  // it EXIT_REASON_VMCALL (tdx_emulate_vmcall, a KVM hypercall), never handle_tdvmcall's MapGPA.
+  // This VMM offers no vendor call but the stubs' console: SUBFUNC_UNSUPPORTED, nothing converted.
+  it('R10 = 1 with R11 = MapGPA (0x10001): SUBFUNC_UNSUPPORTED, no conversion', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r10: 1n, r11: 0x10001n, r12: 0x400000n | SHARED, r13: 0x1000n })))
+      .toEqual({ kind: 'return', regs: { r10: 0x8000000000000003n } });
+    expect(td.trace.ofType('map-gpa')).toHaveLength(0);
+    expect(td.trace.ofType('shared-ept')).toHaveLength(0);
+    td.platform.machine.close();
+  });
+});
