@@ -2,7 +2,9 @@
 // a 64 KiB map during one execution (native/src/machine.cc, block hook); here the counts are put
 // in AFL's buckets (1, 2, 3, 4–7, 8–15, 16–31, 32–127, 128+) and merged into the campaign's
 // "virgin" map, so an execution is new when it hits an edge, or an edge bucket, never seen before.
-export const EDGE_MAP_BYTES = 1 << 16;
+import { EDGE_MAP_BYTES } from '../cpu/machine.js';
+
+export { EDGE_MAP_BYTES };
 
 const BUCKET = new Uint8Array(256);
 for (let n = 0; n < 256; n++) {

@@ -55,6 +55,33 @@ describe('EdgeCoverage', () => {
     expect(cov.count).toBe(3);
   });
 
+  it('a scan finds a single hit wherever it is: right after a run of empty words it skips, and at the map\'s two ends', () => {
+    // The scan skips 16 empty bytes at a time (merge): a hit in the 4 bytes after such a run, or in
+    // the last bytes of the map, where no whole run of 16 fits, must still count.
+    const positions = [...Array.from({ length: 64 }, (_, i) => i), ...Array.from({ length: 64 }, (_, i) => EDGE_MAP_BYTES - 64 + i), 4096, 4100, 40003];
+    for (const p of positions) {
+      const hits = new Uint8Array(EDGE_MAP_BYTES);
+      hits[p] = 1;
+      const cov = new EdgeCoverage();
+      expect(cov.merge(hits), `slot ${p}`).toBe(true);
+      expect(cov.count, `slot ${p}`).toBe(1);
+      hits[p] = 2;  // a new bucket of the same edge: new, and not a new edge
+      expect(cov.merge(hits), `slot ${p}`).toBe(true);
+      expect(cov.count, `slot ${p}`).toBe(1);
+    }
+  });
+
+  it('reads maps at any byte offset of their buffer the same way', () => {
+    for (const offset of [1, 2, 3, 5, 8]) {
+      const hits = new Uint8Array(EDGE_MAP_BYTES + 8).subarray(offset, offset + EDGE_MAP_BYTES);
+      hits[17] = 1;
+      hits[EDGE_MAP_BYTES - 2] = 40;
+      const cov = new EdgeCoverage();
+      expect(cov.merge(hits), `offset ${offset}`).toBe(true);
+      expect(cov.count, `offset ${offset}`).toBe(2);
+    }
+  });
+
   it('with the list of slots hit, visits only those (and finds what a scan finds)', () => {
     const hits = new Uint8Array(EDGE_MAP_BYTES);
     hits[7] = 1;
