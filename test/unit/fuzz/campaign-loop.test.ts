@@ -119,6 +119,15 @@ describe('campaign loop', () => {
     expect(executor.executed.every((p) => p.platform === 'tdx')).toBe(true);
   });
 
+  it('runs nothing at all for runs: 0, not the default 1000', async () => {
+    // CampaignOptions.runs is an exact count; only its absence means the default.
+    const executor = new ScriptedExecutor();
+    const result = await runCampaign({ executor, seed: 1n, runs: 0 });
+    expect(executor.executed).toHaveLength(0);
+    expect(result.stats.execs).toBe(0);
+    expect(result.corpus).toEqual([]);
+  });
+
   it('stops the seed phase too at the run count', async () => {
     const seeds: AttackProgram[] = [1, 2, 3].map((n) => ({ platform: 'tdx', decisions: [{ at: 'call', point: 'tdx.mapGpa', occurrence: n, answer: { kind: 'honest' } }] }));
     const executor = new ScriptedExecutor();
@@ -311,6 +320,20 @@ describe('campaign findings', () => {
     const result = await runCampaign({ executor, seed: 1n, runs: 2, seeds: [HOSTILE], shrinkBudget: 2 });
     expect(result.findings[0]!.shrinkExecutions).toBe(2);
     expect(result.findings[0]!.program.decisions.length).toBeGreaterThan(1);
+  });
+
+  it('spends no shrink executions with a shrink budget of 0, and 200 at most by default', async () => {
+    const none = new ScriptedExecutor({ findings: (p) => (hasNeeded(p) ? [doubleAcceptance(0x5000)] : []) });
+    const unshrunk = await runCampaign({ executor: none, seed: 1n, runs: 2, seeds: [HOSTILE], shrinkBudget: 0 });
+    expect(unshrunk.findings[0]!.shrinkExecutions).toBe(0);
+    expect(unshrunk.findings[0]!.program).toEqual(HOSTILE);
+    // 128 decisions that are all needed: ddmin tries subsets and complements at every granularity
+    // up to 128 (a 64-decision program took 126 executions) and removes none, so only the default budget stops it.
+    const all: AttackProgram = { platform: 'tdx', decisions: Array.from({ length: 128 }, (_, n) => ({ at: 'call', point: 'tdx.instructionIo', occurrence: n, answer: { kind: 'honest' } })) };
+    const needsAll = new ScriptedExecutor({ findings: (p) => (p.decisions.length === 128 ? [doubleAcceptance(0x5000)] : []) });
+    const bounded = await runCampaign({ executor: needsAll, seed: 1n, runs: 2, seeds: [all] });
+    expect(bounded.findings[0]!.shrinkExecutions).toBe(200);
+    expect(bounded.findings[0]!.program).toEqual(all);
   });
 
   it('spends no shrink executions once stopped, and keeps the program as found', async () => {
