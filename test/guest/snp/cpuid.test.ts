@@ -155,6 +155,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     // The model number compare_FMS uses is cpuid_lookup.h FMS_MODEL: EMODEL [19:16] + BMODEL [7:4],
     // 1 + 1 = 2 for the CPU's 00A10F11h (not its architectural model 11h).
     { name: 'Fn0000_0001 EAX model 03h of the same family (FMS_MODEL 3 above 2)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00a00f30 } : e) },
+    { name: 'Fn0000_0001 EAX model 30h (FMS_MODEL 3 above 2)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00a30f00 } : e) },
     { name: 'Fn0000_0001 EAX model 20h, the same stepping (FMS_MODEL 2, equal)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00a20f01 } : e) },
     // compare_FMS: a lower family passes whatever the model and stepping.
     { name: 'Fn0000_0001 EAX an older family with a higher model and stepping', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: 0x00900fff } : e) },
