@@ -333,8 +333,11 @@ export const honestTdxPolicy: TdxVmmPolicy = {
   },
 
   instructionIo(ctx, call) {
-    const { r12: size, r13: direction, r14: port, r15: value } = call.regs;
-    if ((size !== 1n && size !== 2n && size !== 4n) || direction > 1n || port > 0xffffn) return ret(TdvmcallStatus.INVALID_OPERAND);
+    const { r12: size, r13: direction, r15: value } = call.regs;
+    // KVM tdx_emulate_io refuses only a bad size or direction; it hands R14 to
+    // pio_*_emulated(..., unsigned short port, ...), so the port is its low 16 bits.
+    const port = call.regs.r14 & 0xffffn;
+    if ((size !== 1n && size !== 2n && size !== 4n) || direction > 1n) return ret(TdvmcallStatus.INVALID_OPERAND);
     if (direction === 1n) {
       ctx.console.uartWrite(Number(port), Number(value & 0xffn));
       return ret(TdvmcallStatus.SUCCESS);
@@ -346,8 +349,8 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     // GHCI TDG.VP.VMCALL<Instruction.CPUID>: R12 = EAX (leaf), R13 = ECX (subleaf) in; R12..R15 =
     // EAX, EBX, ECX, EDX out. Linux asks only for the hypervisor range 0x4000_0000-0x4FFF_FFFF
     // (arch/x86/coco/tdx/tdx.c handle_cpuid); this VMM offers no paravirtual interface there, so
-    // every leaf reads as 0, which Linux's hypervisor detection takes as "none".
-    if (call.regs.r12 > 0xffffffffn || call.regs.r13 > 0xffffffffn) return ret(TdvmcallStatus.INVALID_OPERAND);
+    // every leaf reads as 0, which Linux's hypervisor detection takes as "none". KVM
+    // tdx_emulate_cpuid reads R12 and R13 into u32s: their high halves are ignored, never refused.
     return ret(TdvmcallStatus.SUCCESS, { r12: 0n, r13: 0n, r14: 0n, r15: 0n });
   },
 

@@ -277,6 +277,12 @@ describe('honest TDX VMM: TDG.VP.VMCALL<Instruction.CPUID> operands', () => {
     expect(td.vmm.decide(vmcallExit({ r11: 10n, r12: 0xffffffffn, r13: 0xffffffffn }))).toEqual({ kind: 'return', regs: { r10: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n } });
     td.platform.machine.close();
   });
+
+  it('R12 and R13 above 32 bits: their high halves are ignored (KVM reads them into u32s), SUCCESS', () => {
+    const td = finalizedTd();
+    expect(td.vmm.decide(vmcallExit({ r11: 10n, r12: 0x1_4000_0000n, r13: 0xffff_ffff_0000_0000n }))).toEqual({ kind: 'return', regs: { r10: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n } });
+    td.platform.machine.close();
+  });
 });
 
 describe('honest TDX VMM: which repeated HLTs count as no progress', () => {
