@@ -728,12 +728,24 @@ inline Translation Machine::TranslateForFill(uint64_t va, Access access) {
     fill_walker_ = PageWalker(paging, config_.marker);
     fill_memo_.Clear();
     bool keep = config_.count_instructions;
+    // Fast mode: ReadPaging read EFER just now.
+    bool long_mode = paging.paging() && (paging.efer & (1ull << 10));
     if (keep && paging.paging()) {
       // LMA as it is now (ReadPaging's EFER may predate a CR0.PG write that changed it).
       uint64_t efer = 0;
       keep = ReadMsr(0xC0000080u, &efer) == UC_ERR_OK && (efer & (1ull << 10));
+      long_mode = keep;
     }
     fill_paging_valid_ = keep;
+    fill_long_mode_ = long_mode;
+  }
+  // IA-32e linear addresses are canonical: bits 63:47 all equal (4-level paging, Intel SDM Vol. 3A
+  // §3.3.7.1); any other raises #GP(0) (#SS(0) for a stack reference, which this hook cannot tell
+  // apart) before any walk. Without this the walk used bits 47:0 and aliased low memory.
+  if (fill_long_mode_ && static_cast<uint64_t>(static_cast<int64_t>(va << 16) >> 16) != va) {
+    Translation t;
+    t.status = Translation::kNonCanonical;
+    return t;
   }
   GateTableReader reader(this);
   // The memo's tables keep their gate and place while the walker is kept: the gate, like the
@@ -812,6 +824,13 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     m->fault_[1] = t.pf_error;
     m->fault_[2] = kExcHasErrorCode;
     m->fault_[3] = vaddr;
+    return refuse(ExitKind::kException);
+  }
+  if (t.status == Translation::kNonCanonical) {
+    m->fault_[0] = 13;
+    m->fault_[1] = 0;
+    m->fault_[2] = kExcHasErrorCode;
+    m->fault_[3] = 0;
     return refuse(ExitKind::kException);
   }
   if (t.status == Translation::kTableBlocked) {

@@ -368,6 +368,8 @@ class Machine {
   PageWalker fill_walker_;
   WalkMemo fill_memo_;
   bool fill_paging_valid_ = false;
+  // The last walker was made in IA-32e mode with paging: linear addresses must be canonical.
+  bool fill_long_mode_ = false;
   // Records that guest pages [first, first + count) may now hold data (and are dirty).
   void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;

@@ -35,7 +35,8 @@ constexpr uint32_t kPfReserved = 1u << 3;
 constexpr uint32_t kPfFetch = 1u << 4;
 
 struct Translation {
-  enum Status : uint8_t { kOk, kPageFault, kTableBlocked } status = kOk;
+  // kNonCanonical: only from the TLB-fill path (Machine::TranslateForFill), never packed for JS.
+  enum Status : uint8_t { kOk, kPageFault, kTableBlocked, kNonCanonical } status = kOk;
   uint64_t gpa = 0;          // physical address with the marker stripped
   bool is_private = true;
   bool writable = true;      // what the page tables allow (not the page gate)

@@ -10,8 +10,8 @@ import { HALT, tdGuest } from '../../helpers/tdx-guest.js';
 const RF = 1n << 16n;
 /** Far from every mapping the helper makes (RAM identity-mapped, and its shared alias at 256 GiB). */
 const UNMAPPED = 0x8000000000n;
-// Frame with an error code: [rsp] error code, [rsp + 24] RFLAGS. R12 = CR2.
-const FRAME = `mov r13, [rsp]\n mov rbx, [rsp + 24]\n mov r12, cr2\n mov r15, 13\n ${HALT}`;
+// Frame with an error code: [rsp] error code, [rsp + 8] RIP, [rsp + 24] RFLAGS. R12 = CR2.
+const FRAME = `mov r13, [rsp]\n mov r9, [rsp + 8]\n mov rbx, [rsp + 24]\n mov r12, cr2\n mov r15, 13\n ${HALT}`;
 // Vector 14 through the same handler as #GP: the guest copies its IDT's #GP gate into slot 14.
 const PF_GATE_LIKE_GP = `
     sidt [0x30100]
@@ -21,8 +21,8 @@ const PF_GATE_LIKE_GP = `
     mov [rdi + 14 * 16], rax
     mov [rdi + 14 * 16 + 8], rdx`;
 
-// Not tested here: a #GP the emulator raises (Unicorn does not expose its error code, unicorn.md
-// §4) is delivered without one, a frame one word short (the README says the code is not available; the frame is a known gap).
+// Not tested here: a #GP that Unicorn raises itself (a bad selector, say) is delivered without
+// its error code, a frame one word short (Unicorn does not expose it, unicorn.md §4): a known gap.
 describe('the exception frame of a TD guest', () => {
   it('#PF of a write to an unmapped address: error code 2 (W, not present), CR2 the address, RIP at the store, RF = 1', () => {
     const td = tdGuest(`${PF_GATE_LIKE_GP}
@@ -35,6 +35,23 @@ describe('the exception frame of a TD guest', () => {
     expect(r.r15).toBe(13n);
     expect(r.r13).toBe(2n);
     expect(r.r12).toBe(UNMAPPED);
+    expect(r.rbx & RF).toBe(RF);
+    td.platform.machine.close();
+  });
+
+  it('#GP(0) of a read at a non-canonical address (bits 63:47 not all equal, SDM Vol. 3A §3.3.7.1), RIP at the read, RF = 1: not a read of the low address it would alias', () => {
+    const td = tdGuest(`
+      mov qword ptr [0x30200], 0x1234
+      xor edx, edx
+      lea r8, [rip + read]
+      mov rax, 0x8000000000030200
+    read:
+      mov rdx, [rax]
+      ${HALT}`, { gp: FRAME });
+    expect(runTd(td)).toMatchObject({ outcome: 'done' });
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r15).toBe(13n);
+    expect([r.r13, r.r9, r.rdx]).toEqual([0n, r.r8, 0n]);
     expect(r.rbx & RF).toBe(RF);
     td.platform.machine.close();
   });
