@@ -2,10 +2,10 @@
 // TdxVmm.decide(): no guest runs, the exits are the ones the module would make. What each answer
 // must be comes from KVM's TDX host code (arch/x86/kvm/vmx/tdx.c) and the GHCI.
 import { describe, expect, it } from 'vitest';
+import { acceptExit, finalizedTd, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
-import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
+import type { SeptLevel } from '../../../src/platform/tdx/sept-states.js';
 import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
 import { Console } from '../../../src/vmm/console.js';
 import { honestTdxPolicy, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
@@ -17,28 +17,6 @@ const SHARED = 1n << 47n; // GPAW 48
 const INVALID_OPERAND = 0x8000000000000000n;
 const ALIGN_ERROR = 0x8000000000000002n;
 
-/** A finalized TD of `memory` bytes with the SEPT pages above the first GiB's PD, as a launch leaves them. */
-function finalizedTd(memory = 16n * MiB): Td {
-  const td = createTd({ memoryBytes: memory });
-  const h = td.platform.module.host;
-  h.memSeptAdd(gpaLevel(0n, 3));
-  h.memSeptAdd(gpaLevel(0n, 2));
-  h.mrFinalize();
-  return td;
-}
-
-const vmcallExit = (regs: Partial<VmcallRegs>): TdExit => ({
-  reason: 'tdvmcall', rip: 0x1000n, mask: 0xfc00n,
-  regs: { ...Object.fromEntries(VMCALL_REGS.map((r) => [r, 0n])) as VmcallRegs, ...regs },
-});
-
-/** The ACCEPT exit TDG.MEM.PAGE.ACCEPT of (`gpa`, `reqLevel`) makes when its walk stops at `errLevel` in `errState`. */
-const acceptExit = (gpa: bigint, reqLevel: SeptLevel, errLevel: SeptLevel, errState: SeptStateName): TdExit => ({
-  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n, outsideRam: false,
-  eeq: { type: 'accept', raw: 0n, reqLevel, errLevel, errState, isLeaf: false },
-});
-
-const seamcalls = (td: Td, leaf: string) => td.trace.events.filter((e) => e.type === 'seamcall' && e.leaf === leaf);
 
 describe('honest TDX VMM: a SEAMCALL that fails', () => {
   it('stops the TD as a VMM error instead of resuming it (KVM: a failed TDH.MEM.PAGE.AUG is KVM_BUG_ON, the VM is dead)', () => {

@@ -3,12 +3,12 @@
 // mutant of honest-vmm.ts that survived the rest of the suite. One TD exit at a time through
 // TdxVmm.decide(), as in honest-vmm-decisions.test.ts.
 import { describe, expect, it } from 'vitest';
+import { acceptExit, finalizedTd, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import type { SeptLevel, SeptStateName } from '../../../src/platform/tdx/sept-states.js';
+import type { SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
-import { VMCALL_REGS } from '../../../src/platform/tdx/tdcall.js';
-import type { TdExit, VmcallRegs } from '../../../src/platform/tdx/td-module.js';
+import type { TdExit } from '../../../src/platform/tdx/td-module.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
 import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
 
@@ -16,33 +16,12 @@ const MiB = 1n << 20n;
 const GiB = 1n << 30n;
 const SHARED = 1n << 47n; // GPAW 48
 
-/** A finalized TD of `memory` bytes with the SEPT pages above the first GiB's PD, as a launch leaves them. */
-function finalizedTd(memory = 16n * MiB): Td {
-  const td = createTd({ memoryBytes: memory });
-  const h = td.platform.module.host;
-  h.memSeptAdd(gpaLevel(0n, 3));
-  h.memSeptAdd(gpaLevel(0n, 2));
-  h.mrFinalize();
-  return td;
-}
-
-const vmcallExit = (regs: Partial<VmcallRegs>): TdExit => ({
-  reason: 'tdvmcall', rip: 0x1000n, mask: 0xfc00n,
-  regs: { ...Object.fromEntries(VMCALL_REGS.map((r) => [r, 0n])) as VmcallRegs, ...regs },
-});
-
 /** A guest access (not an ACCEPT) to a private GPA whose walk stopped on `state`. */
 const privateAccess = (gpa: bigint, state: SeptStateName): TdExit => ({
   reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n,
   outsideRam: false, septState: state, eeq: { type: 'none', raw: 0n },
 });
 
-const acceptExit = (gpa: bigint, reqLevel: SeptLevel, errLevel: SeptLevel, errState: SeptStateName): TdExit => ({
-  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n, outsideRam: false,
-  eeq: { type: 'accept', raw: 0n, reqLevel, errLevel, errState, isLeaf: false },
-});
-
-const seamcalls = (td: Td, leaf?: string) => td.trace.events.filter((e) => e.type === 'seamcall' && (leaf === undefined || e.leaf === leaf));
 
 describe('honest TDX VMM: S-EPT levels it links for a fault-in', () => {
   // KVM's TDP MMU walks its mirror from the root and links a SEPT page at every level it finds
