@@ -1011,7 +1011,7 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   Machine* m = static_cast<Machine*>(self);
   m->SetExit(ExitKind::kException);
   m->area_[kSlotArg0] = intno;
-  // Unicorn does not expose the error code of exceptions it raises itself (unicorn.md §4).
+  // Unicorn does not expose the error code of exceptions it raises itself (unicorn.md §4): see below.
   // INT n, INT3, INTO and traps leave RIP after the instruction; faults leave it at the
   // instruction. In counting mode the code hook saw that instruction start (last_insn_, a linear
   // address), so RIP tells which: INT 14 is then a software interrupt, not a fault. Without it
@@ -1023,7 +1023,14 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
     CodeSegment cs = m->CurrentCodeSegment();
     after = (cs.bits == 64 ? rip : (cs.base + rip) & 0xffffffffull) != m->last_insn_;
   }
-  m->area_[kSlotArg2] = after ? kExcAfterInstruction : 0;
+  // A fault whose vector pushes an error code (Intel SDM Vol. 3A §6.13, Table 6-1) gets 0: QEMU
+  // raises every #GP it can outside qemu/target/i386/seg_helper.c with raise_exception_ra, which
+  // sets error code 0 (control registers, XSETBV, privileged or misaligned operands); a fault on
+  // a selector names it there, which is not exposed and reads as 0 too. Before, the frame had no
+  // error code, so a handler that drops one IRETQ'd to the wrong place.
+  const bool pushes_error = !after && (intno == 8 || (intno >= 10 && intno <= 13) || intno == 17 || intno == 21);
+  m->area_[kSlotArg1] = 0;
+  m->area_[kSlotArg2] = (after ? kExcAfterInstruction : 0) | (pushes_error ? kExcHasErrorCode : 0);
   uc_emu_stop(uc);
 }
 
