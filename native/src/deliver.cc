@@ -33,9 +33,20 @@ struct Desc {
 }  // namespace
 
 std::string Machine::AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write) {
+  // A delivery's reads and pushes (IDT, GDT, TSS, stack) are linear accesses: in IA-32e mode one
+  // at a non-canonical address faults (#GP or #SS, Intel SDM Vol. 3A §3.3.7.1), and a fault while
+  // delivering ends in #DF or shutdown. The walk uses bits 47:0 only, so without this check the
+  // frame went to the low address it aliases.
+  const CpuPaging paging = ReadPaging();
+  const bool long_mode = paging.paging() && (paging.efer & kEferLma);
   size_t done = 0;
   while (done < len) {
     uint64_t cur = va + done;
+    if (long_mode && static_cast<uint64_t>(static_cast<int64_t>(cur << 16) >> 16) != cur) {
+      char msg[120];
+      snprintf(msg, sizeof msg, "guest virtual address 0x%llx is not canonical", (unsigned long long)cur);
+      return msg;
+    }
     Access access = write ? Access::kWrite : Access::kRead;
     Translation t = TranslateForHost(cur, access);
     if (t.status != Translation::kOk || t.gpa >= memory_bytes() ||

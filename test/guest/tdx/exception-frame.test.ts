@@ -92,4 +92,20 @@ describe('the exception frame of a TD guest', () => {
     expect([r.r9, r.rdi]).toEqual([r.r8, r.rsi]);
     td.platform.machine.close();
   });
+
+  it('a fault with RSP non-canonical cannot push its frame (SDM Vol. 3A §3.3.7.1: #SS during delivery, then #DF on the same stack): the TD shuts down instead of pushing to the low address RSP aliases', () => {
+    const td = tdGuest(`
+      mov rax, 0x8000000000000000
+      or rsp, rax
+      mov ecx, 1
+      mov eax, 3
+      xor edx, edx
+      xsetbv
+      ${HALT}`);
+    const outcome = runTd(td);
+    expect(outcome).toMatchObject({ outcome: 'terminated' });
+    expect(outcome.reason).toMatch(/not canonical/);
+    td.platform.machine.close();
+  });
 });
+
