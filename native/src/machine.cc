@@ -640,6 +640,11 @@ void Machine::RefineFaultAddress() {
     InsnMemAccesses insn;
     DecodeMemAccesses(bytes, n, regs, &insn);
     found = ExactDataFaultAddress(insn, fault_access_, page, &exact);
+    // A non-canonical reference through SS raises #SS(0) instead of #GP(0) (SDM Vol. 3A §3.3.7.1).
+    if (fault_kind_ == ExitKind::kException && area_[kSlotArg0] == kGpVector) {
+      const MemAccess* access = FaultingDataAccess(insn, fault_access_, page);
+      if (access && access->stack) area_[kSlotArg0] = kSsVector;
+    }
   }
   if (!found) return;
   if (fault_kind_ == ExitKind::kGateFault) {
@@ -740,8 +745,8 @@ inline Translation Machine::TranslateForFill(uint64_t va, Access access) {
     fill_long_mode_ = long_mode;
   }
   // IA-32e linear addresses are canonical: bits 63:47 all equal (4-level paging, Intel SDM Vol. 3A
-  // §3.3.7.1); any other raises #GP(0) (#SS(0) for a stack reference, which this hook cannot tell
-  // apart) before any walk. Without this the walk used bits 47:0 and aliased low memory.
+  // §3.3.7.1); any other raises #GP(0) (#SS(0) for a reference through SS: RefineFaultAddress
+  // decodes the instruction) before any walk. Without this the walk used bits 47:0 and aliased low memory.
   if (fill_long_mode_ && static_cast<uint64_t>(static_cast<int64_t>(va << 16) >> 16) != va) {
     Translation t;
     t.status = Translation::kNonCanonical;
@@ -827,7 +832,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
     return refuse(ExitKind::kException);
   }
   if (t.status == Translation::kNonCanonical) {
-    m->fault_[0] = 13;
+    m->fault_[0] = kGpVector;  // RefineFaultAddress makes it #SS for a stack reference
     m->fault_[1] = 0;
     m->fault_[2] = kExcHasErrorCode;
     m->fault_[3] = 0;

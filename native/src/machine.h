@@ -102,6 +102,10 @@ constexpr uint64_t kGateExactAddress = 8;
 // A shared read of a kCiphertext page whose shadow is not computed yet.
 constexpr uint64_t kGateCiphertext = 16;
 
+// Exception vectors (arg0) the machine raises itself besides #PF.
+constexpr uint64_t kSsVector = 12;  // #SS
+constexpr uint64_t kGpVector = 13;  // #GP
+
 // Exception flags (arg2).
 constexpr uint64_t kExcHasErrorCode = 1;
 constexpr uint64_t kExcAfterInstruction = 2;  // INT n / INT3: RIP is past the instruction

@@ -53,6 +53,7 @@ class Decoder {
       a.address = s.modrm ? ModRmAddress(s.adjust) + s.offset : s.address;
       a.size = s.size;
       a.kind = s.kind;
+      a.stack = s.modrm ? ModRmUsesStackSegment() : s.stack;
     }
     out->count = static_cast<uint8_t>(count_);
     out->known = true;
@@ -67,6 +68,7 @@ class Decoder {
     uint64_t offset;  // ModRM: added to the linear address (parts of a multi-part operand)
     uint32_t size;
     uint8_t kind;
+    bool stack;       // not ModRM: the access references SS (MemAccess::stack)
   };
 
   // ---- bytes ----
@@ -175,6 +177,10 @@ class Decoder {
     if (addr32_) ea &= 0xffffffffu;
     return ea + (overridable ? SegmentBase() : 0);
   }
+  // Base RSP or RBP selects SS; of the overrides only FS and GS apply in 64-bit mode.
+  bool ModRmUsesStackSegment() const {
+    return !rip_relative_ && (base_ == kRsp || base_ == kRbp) && seg_ != kFs && seg_ != kGs;
+  }
   uint64_t ModRmAddress(int64_t adjust) const {
     uint64_t ea = uint64_t(disp_);
     if (rip_relative_) {
@@ -192,17 +198,18 @@ class Decoder {
     specs_[count_++] = s;
   }
   void Mem(uint8_t kind, uint32_t size, int64_t adjust = 0) {
-    if (mem_) Add({true, 0, adjust, 0, size, kind});
+    if (mem_) Add({true, 0, adjust, 0, size, kind, false});
   }
   // A later part of the ModRM operand, `offset` bytes on (the emulator's helpers add it to the
   // linear address, after any 32-bit truncation).
   void MemPart(uint8_t kind, uint32_t size, uint64_t offset) {
-    if (mem_) Add({true, 0, 0, offset, size, kind});
+    if (mem_) Add({true, 0, 0, offset, size, kind, false});
   }
-  void At(uint64_t linear, uint32_t size, uint8_t kind) { Add({false, linear, 0, 0, size, kind}); }
+  void At(uint64_t linear, uint32_t size, uint8_t kind) { Add({false, linear, 0, 0, size, kind, false}); }
+  void Stack(uint64_t linear, uint32_t size, uint8_t kind) { Add({false, linear, 0, 0, size, kind, true}); }
   // The stack is always addressed with 64-bit RSP and no segment base in 64-bit mode.
-  void Push(uint32_t size) { At(r_.gpr[kRsp] - size, size, W); }
-  void Pop(uint32_t size) { At(r_.gpr[kRsp], size, R); }
+  void Push(uint32_t size) { Stack(r_.gpr[kRsp] - size, size, W); }
+  void Pop(uint32_t size) { Stack(r_.gpr[kRsp], size, R); }
   void Source(uint32_t size) { At(Linear(r_.gpr[kRsi], true), size, R); }        // [seg:RSI]
   void Destination(uint32_t size, uint8_t kind) { At(Linear(r_.gpr[kRdi], false), size, kind); }  // [ES:RDI]
   // BT/BTS/BTR/BTC Ev,Gv: the register is a signed bit offset that can leave the operand.
@@ -358,14 +365,14 @@ bool Decoder::OneByte(uint8_t op) {
       Push(size);
       if (level > 0) {
         for (uint64_t i = 1; i < level; i++) {
-          At(r_.gpr[kRbp] - size * i, size, R);
-          At(temp - size * i, size, W);
+          Stack(r_.gpr[kRbp] - size * i, size, R);
+          Stack(temp - size * i, size, W);
         }
-        At(temp - size * level, size, W);
+        Stack(temp - size * level, size, W);
       }
       return true;
     }
-    case 0xC9: At(r_.gpr[kRbp], D64(), R); return true;  // LEAVE
+    case 0xC9: Stack(r_.gpr[kRbp], D64(), R); return true;  // LEAVE
     // Far RET and IRET with 32/16-bit operands mask RSP with the SS limit in the emulator
     // (helper_ret_protected): only the REX.W forms are modelled.
     case 0xCA: if (!RexW()) return false; imm_ = 2; Pop(16); return true;  // far RET: RIP and CS
@@ -613,22 +620,23 @@ bool DecodeMemAccesses(const uint8_t* bytes, size_t avail, const DecoderRegs& re
   return out->known;
 }
 
-bool ExactDataFaultAddress(const InsnMemAccesses& insn, Access access, uint64_t page_va, uint64_t* exact) {
-  if (!insn.known || access == Access::kFetch) return false;
+const MemAccess* FaultingDataAccess(const InsnMemAccesses& insn, Access access, uint64_t page_va) {
+  if (!insn.known || access == Access::kFetch) return nullptr;
   uint8_t want = access == Access::kWrite ? kMemWrite : kMemRead;
   for (int i = 0; i < insn.count; i++) {
     const MemAccess& a = insn.accesses[i];
     if (!(a.kind & want) || a.size == 0) continue;
-    if (a.address - page_va < kPage) {  // starts in the page
-      *exact = a.address;
-      return true;
-    }
-    if (page_va - a.address < a.size) {  // starts before it and runs into it
-      *exact = page_va;
-      return true;
-    }
+    // Starts in the page, or starts before it and runs into it.
+    if (a.address - page_va < kPage || page_va - a.address < a.size) return &a;
   }
-  return false;
+  return nullptr;
+}
+
+bool ExactDataFaultAddress(const InsnMemAccesses& insn, Access access, uint64_t page_va, uint64_t* exact) {
+  const MemAccess* a = FaultingDataAccess(insn, access, page_va);
+  if (!a) return false;
+  *exact = a->address - page_va < kPage ? a->address : page_va;
+  return true;
 }
 
 bool ExactFetchFaultAddress(uint64_t rip, uint64_t page_va, uint64_t* exact) {

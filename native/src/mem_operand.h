@@ -33,6 +33,11 @@ struct MemAccess {
   uint64_t address = 0;  // linear address of the first byte (segment base included)
   uint32_t size = 0;     // bytes
   uint8_t kind = 0;      // kMemRead | kMemWrite (both: read-modify-write)
+  // The access references the SS segment: the stack's own (PUSH, POP, CALL, RET, ENTER, LEAVE)
+  // or a ModRM operand with base RSP or RBP and no FS/GS override (64-bit mode ignores the
+  // CS, DS, ES and SS overrides: Intel SDM Vol. 3A §3.3.7.1). A non-canonical address then
+  // raises #SS(0), not #GP(0).
+  bool stack = false;
 };
 
 struct InsnMemAccesses {
@@ -50,6 +55,10 @@ bool DecodeMemAccesses(const uint8_t* bytes, size_t avail, const DecoderRegs& re
 // `page_va`: the first byte in that page of the first listed access of that kind that touches
 // it. Returns false when no listed access fits (the caller keeps the page address).
 bool ExactDataFaultAddress(const InsnMemAccesses& insn, Access access, uint64_t page_va, uint64_t* exact);
+
+// The access ExactDataFaultAddress picks (the first listed of that kind touching the page), or
+// null when none fits.
+const MemAccess* FaultingDataAccess(const InsnMemAccesses& insn, Access access, uint64_t page_va);
 
 // Instruction fetch. A refused fetch stops the emulator either at a branch target (RIP is in
 // the refused page: RIP is the address) or while it translates straight-line code from RIP on

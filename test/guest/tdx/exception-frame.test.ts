@@ -107,5 +107,36 @@ describe('the exception frame of a TD guest', () => {
     expect(outcome.reason).toMatch(/not canonical/);
     td.platform.machine.close();
   });
+
+  describe('a non-canonical reference through SS raises #SS(0), any other #GP(0) (SDM Vol. 3A §3.3.7.1: base RSP or RBP selects SS; in 64-bit mode only FS and GS overrides apply)', () => {
+    // Vector 12 through the #UD gate, whose handler here records the frame with R15 = 12.
+    const SS_GATE_LIKE_UD = `
+      sidt [0x30100]
+      mov rdi, [0x30102]
+      mov rax, [rdi + 6 * 16]
+      mov rdx, [rdi + 6 * 16 + 8]
+      mov [rdi + 12 * 16], rax
+      mov [rdi + 12 * 16 + 8], rdx`;
+    const SS_FRAME = `mov r13, [rsp]\n mov r9, [rsp + 8]\n mov r15, 12\n ${HALT}`;
+    const NON_CANONICAL = '0x8000000000030200';
+    const cases: [string, string, bigint][] = [
+      ['[rbp]', `mov rbp, ${NON_CANONICAL}\n lea r8, [rip + access]\n access: mov rax, [rbp]`, 12n],
+      ['[rbp] with a DS override (ignored)', `mov rbp, ${NON_CANONICAL}\n lea r8, [rip + access]\n access: mov rax, ds:[rbp]`, 12n],
+      ['[rsp + rcx]', `mov rcx, 0x8000000000000000\n lea r8, [rip + access]\n access: mov rax, [rsp + rcx]`, 12n],
+      ['[rbp] with an FS override (applies: FS)', `mov rbp, ${NON_CANONICAL}\n lea r8, [rip + access]\n access: mov rax, fs:[rbp]`, 13n],
+      ['[rbx] with an SS override (ignored: DS)', `mov rbx, ${NON_CANONICAL}\n lea r8, [rip + access]\n access: mov rax, ss:[rbx]`, 13n],
+    ];
+    for (const [name, body, vector] of cases) {
+      it(`${name}: vector ${vector}, error code 0, RIP at the access`, () => {
+        const td = tdGuest(`${SS_GATE_LIKE_UD}
+          ${body}
+          ${HALT}`, { gp: FRAME, ud: SS_FRAME });
+        expect(runTd(td)).toMatchObject({ outcome: 'done' });
+        const r = td.platform.machine.vcpu.regs;
+        expect([r.r15, r.r13, r.r9]).toEqual([vector, 0n, r.r8]);
+        td.platform.machine.close();
+      });
+    }
+  });
 });
 
