@@ -40,6 +40,8 @@ export interface TdGuestOptions extends Partial<TdOptions> {
   ve?: string; df?: string; gp?: string; ud?: string; irq?: string;
   /** Extra assembly placed after the handlers and before `main` (data, subroutines). */
   extra?: string;
+  /** More IDT entries (vector → handler address, e.g. a label placed in `extra` with `.org`). */
+  idt?: Record<number, bigint>;
   /** Skip the boot sequence (no PAGE.ADD / finalize): the test drives the host itself. */
   noBoot?: boolean;
 }
@@ -66,7 +68,7 @@ export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   `;
   const code = loadCode(vm, source);
   installGdt(vm);
-  installIdt(vm, { 20: HANDLER.ve, 8: HANDLER.df, 13: HANDLER.gp, 6: HANDLER.ud, [IRQ_VECTOR]: HANDLER.irq });
+  installIdt(vm, { 20: HANDLER.ve, 8: HANDLER.df, 13: HANDLER.gp, 6: HANDLER.ud, [IRQ_VECTOR]: HANDLER.irq, ...options.idt });
   const sharedBit = 1n << BigInt((options.gpaWidth ?? 48) - 1);
   enablePaging(vm, [
     { va: 0n, pa: 0n, size: vm.memoryBytes, pageSize: 0x200000n },

@@ -112,7 +112,7 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
     td.record('accept-interrupted', { gpa, level, acceptCounter: stop, resumedFrom: start, vector: interrupt!.vector });
     // The host takes its interrupt and posts the vector to the TD: the guest sees it before the
     // re-executed TDCALL if RFLAGS.IF is set, later otherwise.
-    td.postedInterrupts.push(interrupt!.vector);
+    td.postInterrupt(interrupt!.vector);
     return { kind: 'step', step: td.deliverPostedInterrupt(), result: 'interrupted' };
   }
   td.machine.watchContent(gpa, LEVEL_SIZE[level], false);

@@ -108,7 +108,8 @@ export interface TdModuleState {
   guestLocks: ReadonlyMap<number, number>;
   msrValues: ReadonlyMap<number, bigint>;
   pendingInterrupt: PendingInterrupt | undefined;
-  postedInterrupts: readonly number[];
+  /** The posted-interrupt requests (PIR), 256 bits as eight 32-bit words, word 0 holding vectors 0..31. */
+  pir: Uint32Array;
   vmcall: { length: number; mask: bigint } | undefined;
 }
 
@@ -158,8 +159,15 @@ export class TdModule implements Snapshottable<TdModuleState> {
   /** MSRs the TD accesses natively whose value the emulator's CPU does not keep (td-msr.ts). */
   readonly msrValues = new Map<number, bigint>();
   pendingInterrupt: PendingInterrupt | undefined;
-  /** Interrupts the VMM posted that the guest has not taken yet (it had RFLAGS.IF clear). */
-  readonly postedInterrupts: number[] = [];
+  /**
+   * The posted-interrupt requests the guest has not taken yet: the 256-bit PIR of the
+   * posted-interrupt descriptor (Intel SDM Vol. 3C §29.6), bit v of word v >> 5 for vector v.
+   * Posting a vector sets its bit, so a vector posted again before delivery is one request
+   * (coalesced). On TD entry the CPU ORs PIR into VIRR and delivers the highest vector first
+   * (§29.6 steps 5-7, §29.2.1, §29.2.2: RVI = the highest set bit of VIRR); the model keeps the
+   * two as one set, as nothing else writes VIRR (no virtual APIC).
+   */
+  readonly #pir = new Uint32Array(8);
   #vmcall: { length: number; mask: bigint } | undefined;
   readonly #sharedBit: bigint;
   /** Clears a GPA's page offset and shared bit (built once: two BigInt NOTs per host access were not). */
@@ -192,7 +200,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
       hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
-      postedInterrupts: [...this.postedInterrupts], vmcall: this.#vmcall && { ...this.#vmcall },
+      pir: this.#pir.slice(), vmcall: this.#vmcall && { ...this.#vmcall },
     };
   }
 
@@ -216,8 +224,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.msrValues.clear();
     for (const [msr, value] of s.msrValues) this.msrValues.set(msr, value);
     this.pendingInterrupt = s.pendingInterrupt && { ...s.pendingInterrupt };
-    this.postedInterrupts.length = 0;
-    this.postedInterrupts.push(...s.postedInterrupts);
+    this.#pir.set(s.pir);
     this.#vmcall = s.vmcall && { ...s.vmcall };
   }
 
@@ -242,15 +249,45 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return state !== 'FREE' && state !== 'REMOVED';
   }
 
+  /** Posts `vector` (32..255, the caller checks) into the PIR: a vector already pending stays one request. */
+  postInterrupt(vector: number): void {
+    this.#pir[vector >>> 5]! |= 1 << (vector & 31);
+  }
+
+  /** Whether any posted vector waits for the guest. */
+  get interruptPosted(): boolean {
+    const pir = this.#pir;
+    return (pir[0]! | pir[1]! | pir[2]! | pir[3]! | pir[4]! | pir[5]! | pir[6]! | pir[7]!) !== 0;
+  }
+
+  /** The vectors posted and not yet delivered, lowest first. */
+  get postedVectors(): number[] {
+    const vectors: number[] = [];
+    for (let v = 0; v < 256; v++) if (((this.#pir[v >>> 5]! >>> (v & 31)) & 1) === 1) vectors.push(v);
+    return vectors;
+  }
+
   /**
-   * Delivers the oldest posted interrupt if the guest accepts interrupts (RFLAGS.IF), as the
-   * CPU does when it evaluates the posted-interrupt descriptor on TD entry.
+   * Delivers the highest posted vector if the guest accepts interrupts (RFLAGS.IF), as the CPU
+   * does when it processes the posted-interrupt descriptor on TD entry: RVI = the highest set
+   * bit, delivered when RFLAGS.IF = 1, its bit cleared (Intel SDM Vol. 3C §29.6, §29.2.2).
+   * One per TD entry: any other waits for a later entry (an interrupt gate clears IF until the
+   * handler's IRET; a trap gate's nesting is not modelled). Not modelled: the virtual APIC's priority gating (§29.2.1: a
+   * vector is recognized only when RVI[7:4] > VPPR[7:4], VPPR being the higher of VTPR and the
+   * in-service vector's class until the guest's EOI), so TPR/CR8 and an unacknowledged
+   * in-service interrupt hold nothing back here (README, "Not modelled (TDX)").
    */
   deliverPostedInterrupt(): TdStep {
     const IF = 1n << 9n;
-    if (this.postedInterrupts.length === 0 || (this.machine.vcpu.regs.rflags & IF) === 0n) return TD_RESUME;
+    if (!this.interruptPosted || (this.machine.vcpu.regs.rflags & IF) === 0n) return TD_RESUME;
+    const pir = this.#pir;
+    let word = 7;
+    while (pir[word] === 0) word--;
+    const bits = pir[word]!;
+    const bit = 31 - Math.clz32(bits);
+    pir[word] = bits & ~(1 << bit);
     // An interrupt between instructions pushes RF as it is (Intel SDM Vol. 3 §17.3.1.1).
-    return this.injectException(this.postedInterrupts.shift()!, undefined, undefined, false, false);
+    return this.injectException(word * 32 + bit, undefined, undefined, false, false);
   }
 
   get pendingVeEnabled(): boolean {

@@ -72,20 +72,20 @@ export class TdxVmmHandle extends SeamcallHost {
   }
 
   /**
-   * Posts an interrupt (vector 32..255). It is delivered through the guest IDT when the guest
-   * has RFLAGS.IF set, before the vCPU runs again; until then it stays pending.
+   * Posts an interrupt (vector 32..255) into the posted-interrupt descriptor's PIR. It is
+   * delivered through the guest IDT when the guest has RFLAGS.IF set, before the vCPU runs again,
+   * the highest pending vector first; until then it stays pending, and posting it again adds
+   * nothing (Intel SDM Vol. 3C §29.6; TdModule.deliverPostedInterrupt).
    */
   injectInterrupt(vector: number): void {
-    if (!Number.isInteger(vector) || vector < FIRST_INTERRUPT_VECTOR || vector > 255) {
-      throw new RangeError(`a TDX VMM can only post interrupts 32..255, not ${vector}`);
-    }
-    this.#td.postedInterrupts.push(vector);
+    checkInterruptVector(vector);
+    this.#td.postInterrupt(vector);
     this.#td.trace.record('vmm', 'inject-interrupt', { vector });
   }
 
   /** Whether an interrupt this VMM posted is still waiting for the guest (its own descriptor: KVM kvm_vcpu_has_events). */
   get interruptPending(): boolean {
-    return this.#td.postedInterrupts.length > 0;
+    return this.#td.interruptPosted;
   }
 
   /**
@@ -95,6 +95,7 @@ export class TdxVmmHandle extends SeamcallHost {
    * The VMM posts `vector` to the guest, which takes it when its RFLAGS.IF allows.
    */
   postInterrupt(vector: number, afterChunks: number): void {
+    checkInterruptVector(vector);
     this.#td.pendingInterrupt = { vector, afterChunks };
   }
 
@@ -122,5 +123,11 @@ export class TdxVmmHandle extends SeamcallHost {
     machine.switchVcpu(running);
     td.vcpusInitialized.add(vcpuIndex);
     td.trace.record('vmm', 'vp-init', machine.vcpuCount > 1 ? { vcpu: vcpuIndex, rcx: initRcx, rip: TD_RESET_RIP } : { rcx: initRcx, rip: TD_RESET_RIP });
+  }
+}
+
+function checkInterruptVector(vector: number): void {
+  if (!Number.isInteger(vector) || vector < FIRST_INTERRUPT_VECTOR || vector > 255) {
+    throw new RangeError(`a TDX VMM can only post interrupts 32..255, not ${vector}`);
   }
 }

@@ -130,7 +130,7 @@ describe('the VMM posts interrupts only (vmm-handle.ts: a TDX VMM cannot inject 
     m.host.injectInterrupt(32);
     m.host.injectInterrupt(255);
     for (const vector of [0, 14, 20, 31, 256]) expect(() => m.host.injectInterrupt(vector)).toThrow(RangeError);
-    expect(m.postedInterrupts).toEqual([32, 255]);
+    expect(m.postedVectors).toEqual([32, 255]);
   });
 });
 
@@ -209,6 +209,40 @@ describe('TDG.VP.VMCALL completion and the module\'s machine', () => {
   });
 });
 
+describe('posted interrupts: the PIR bitmap (Intel SDM Vol. 3C §29.6, §29.2.2)', () => {
+  const IF = 1n << 9n;
+  // The posted-interrupt descriptor's PIR is 256 bits; the CPU delivers RVI, the highest set
+  // bit, first, and clears it (§29.2.2 "Vector ← RVI; … VIRR[Vector] ← 0"). Vectors on both sides
+  // of each 32-bit word's edge. No IDT here: each delivery is attempted (injection-failed, then
+  // #DF), which is enough to see which vector was taken.
+  it('takes the highest posted vector first across the PIR\'s 32-bit words, and only with RFLAGS.IF = 1', () => {
+    const m = tdWithPendingPage();
+    const vectors = [32, 63, 64, 95, 96, 127, 128, 159, 160, 191, 192, 223, 224, 255];
+    for (const v of [...vectors].reverse()) m.host.injectInterrupt(v);
+    expect(m.postedVectors).toEqual(vectors);
+    m.machine.vcpu.regs.rflags &= ~IF;
+    expect(m.deliverPostedInterrupt()).toEqual({ kind: 'resume' });
+    expect(m.trace.ofType('injection-failed')).toHaveLength(0);
+    m.machine.vcpu.regs.rflags |= IF;
+    const taken: number[] = [];
+    while (m.host.interruptPending) {
+      const before = m.trace.ofType('injection-failed').length;
+      m.machine.vcpu.regs.rflags |= IF;
+      m.deliverPostedInterrupt();
+      taken.push(m.trace.ofType('injection-failed')[before]!.vector as number);
+    }
+    expect(taken).toEqual([...vectors].reverse());
+    expect(m.postedVectors).toEqual([]);
+  });
+
+  it('a vector posted twice is one request; every vector 32..255 has its own bit', () => {
+    const m = tdWithPendingPage();
+    for (let v = 32; v <= 255; v++) m.host.injectInterrupt(v);
+    for (let v = 32; v <= 255; v++) m.host.injectInterrupt(v);
+    expect(m.postedVectors).toEqual(Array.from({ length: 224 }, (_, i) => 32 + i));
+  });
+});
+
 describe('the module\'s saved state (td-module.ts saveState / loadState)', () => {
   // A snapshot is the module as it was: a TDG.VP.VMCALL in flight and an interrupt pending on the
   // host CPU are part of it, and so is their absence.
@@ -229,6 +263,27 @@ describe('the module\'s saved state (td-module.ts saveState / loadState)', () =>
     m.pendingInterrupt!.afterChunks = 9;
     m.loadState(busy);
     expect(m.pendingInterrupt).toEqual({ vector: 0x40, afterChunks: 3 });
+  });
+
+  // The PIR is the posted-interrupt descriptor's state (§29.6): a restore gives back exactly the
+  // vectors posted and not delivered, and the saved copy does not follow the live module.
+  it('restores the posted vectors bit for bit: none over some, some over fewer and over more', () => {
+    const m = tdWithPendingPage();
+    const none = m.saveState();
+    for (const v of [0x31, 0xff, 0x80]) m.host.injectInterrupt(v);
+    const posted = m.saveState();
+    m.host.injectInterrupt(0x41); // after the save
+    m.loadState(none);
+    expect(m.postedVectors).toEqual([]);
+    expect(m.host.interruptPending).toBe(false);
+    m.loadState(posted);
+    expect(m.postedVectors).toEqual([0x31, 0x80, 0xff]);
+    m.machine.vcpu.regs.rflags |= 1n << 9n;
+    m.deliverPostedInterrupt(); // takes 0xff
+    expect(m.postedVectors).toEqual([0x31, 0x80]);
+    m.loadState(posted);
+    expect(m.postedVectors).toEqual([0x31, 0x80, 0xff]);
+    expect(m.host.interruptPending).toBe(true);
   });
 
   // The VE info is per-vCPU TDVPS state: whether it is unread decides between #VE and #DF at the

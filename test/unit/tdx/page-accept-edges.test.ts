@@ -87,7 +87,7 @@ describe('ACCEPT of a PENDING leaf', () => {
     expect(m.sept.entry(1, P)?.acceptCounter).toBe(300);
     expect(m.guestLocks.has(septLockKey(1, P))).toBe(false);
     expect(m.pendingInterrupt).toBeUndefined();
-    expect(m.postedInterrupts).toEqual([0x31]);
+    expect(m.postedVectors).toEqual([0x31]);
   });
 });
 
