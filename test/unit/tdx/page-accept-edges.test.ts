@@ -203,7 +203,7 @@ describe('ACCEPT: levels and which entry\'s lock counts', () => {
 // exit qualification (vmx_ext_exit_qual_t, vmcs_defs.h) is type VMX_EEQ_ACCEPT (1) in bits 3:0 and
 // tdaccept_vmx_eeq_info_t (tdx_api_defs.h) in bits 63:32: req_sept_level[2:0],
 // err_sept_level[5:3], err_sept_state[13:6] (sept_get_arch_state: FREE 0, BLOCKED 1, PENDING 2,
-// PENDING_BLOCKED 3, MAPPED 4), err_sept_is_leaf[14]; exit_qual.data_write = 1 and the entry's RWX (0 here).
+// PENDING_BLOCKED 3, MAPPED 4; include/auto_gen/sept_state_lookup.c public_state), err_sept_is_leaf[14]; exit_qual.data_write = 1 and the entry's RWX (0 here).
 describe('ACCEPT: the exact statuses and exit qualifications of each failure', () => {
   const PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
   const PAGE_SIZE_MISMATCH = 0xc0000b0b00000000n;
@@ -244,6 +244,25 @@ describe('ACCEPT: the exact statuses and exit qualifications of each failure', (
     const exit = eeqOf(pageAccept(m, gpaLevel(P, 1)));
     const info = 1n | (1n << 3n) | (1n << 6n) | (1n << 14n);
     expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 1, errLevel: 1, errState: 'BLOCKED', isLeaf: true });
+  });
+
+  it('a 2M ACCEPT of a PENDING_BLOCKED 2M leaf: EEQ info req 1, err level 1, state PENDING_BLOCKED (3), leaf', () => {
+    // sept_state_lookup.c: encoding 0x78 (SEPT_STATE_PEND_BLOCKED) has public_state 3.
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    const exit = eeqOf(pageAccept(m, gpaLevel(P, 1)));
+    const info = 1n | (1n << 3n) | (3n << 6n) | (1n << 14n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 1, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
+  });
+
+  it('a 4K ACCEPT inside a PENDING_BLOCKED 2M leaf: EEQ info req 0, err level 1, state PENDING_BLOCKED (3), leaf', () => {
+    const m = runningTd();
+    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x3000n, 0)));
+    const info = 0n | (1n << 3n) | (3n << 6n) | (1n << 14n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
   });
 
   it('a 4K ACCEPT whose 2M entry is FREE (no SEPT page below it): EEQ info req 0, err level 1, state FREE (0), not a leaf', () => {
