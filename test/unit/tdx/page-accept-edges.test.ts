@@ -265,6 +265,16 @@ describe('ACCEPT: the exact statuses and exit qualifications of each failure', (
     expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
   });
 
+  it('a 4K ACCEPT whose 2M entry is a blocked SEPT page (NL_BLOCKED, RWX 0: the walk stops there): EEQ info req 0, err level 1, state 0x81, not a leaf', () => {
+    // sept_state_lookup.c: encoding 0x08 (SEPT_STATE_NL_BLOCKED) has public_state 129; NL_MAPPED (0x00) 132.
+    const m = runningTd();
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x1000n, 0)));
+    const info = 0n | (1n << 3n) | (0x81n << 6n);
+    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'NL_BLOCKED', isLeaf: false });
+  });
+
   it('a 4K ACCEPT whose 2M entry is FREE (no SEPT page below it): EEQ info req 0, err level 1, state FREE (0), not a leaf', () => {
     const m = runningTd();
     const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x1000n, 0)));
