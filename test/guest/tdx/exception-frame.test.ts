@@ -12,14 +12,16 @@ const RF = 1n << 16n;
 const UNMAPPED = 0x8000000000n;
 // Frame with an error code: [rsp] error code, [rsp + 8] RIP, [rsp + 24] RFLAGS. R12 = CR2.
 const FRAME = `mov r13, [rsp]\n mov r9, [rsp + 8]\n mov rbx, [rsp + 24]\n mov r12, cr2\n mov r15, 13\n ${HALT}`;
-// Vector 14 through the same handler as #GP: the guest copies its IDT's #GP gate into slot 14.
-const PF_GATE_LIKE_GP = `
+/** Guest code that copies its IDT's gate `from` into slot `to`: vector `to` then runs `from`'s handler. */
+const copyGate = (from: number, to: number) => `
     sidt [0x30100]
     mov rdi, [0x30102]
-    mov rax, [rdi + 13 * 16]
-    mov rdx, [rdi + 13 * 16 + 8]
-    mov [rdi + 14 * 16], rax
-    mov [rdi + 14 * 16 + 8], rdx`;
+    mov rax, [rdi + ${from} * 16]
+    mov rdx, [rdi + ${from} * 16 + 8]
+    mov [rdi + ${to} * 16], rax
+    mov [rdi + ${to} * 16 + 8], rdx`;
+// Vector 14 through the same handler as #GP.
+const PF_GATE_LIKE_GP = copyGate(13, 14);
 
 // A #GP that Unicorn raises itself carries error code 0 (it does not expose its own, unicorn.md
 // §4): right for every #GP it raises outside a selector check, where the SDM's code names the
@@ -110,13 +112,7 @@ describe('the exception frame of a TD guest', () => {
 
   describe('a non-canonical reference through SS raises #SS(0), any other #GP(0) (SDM Vol. 3A §3.3.7.1: base RSP or RBP selects SS; in 64-bit mode only FS and GS overrides apply)', () => {
     // Vector 12 through the #UD gate, whose handler here records the frame with R15 = 12.
-    const SS_GATE_LIKE_UD = `
-      sidt [0x30100]
-      mov rdi, [0x30102]
-      mov rax, [rdi + 6 * 16]
-      mov rdx, [rdi + 6 * 16 + 8]
-      mov [rdi + 12 * 16], rax
-      mov [rdi + 12 * 16 + 8], rdx`;
+    const SS_GATE_LIKE_UD = copyGate(6, 12);
     const SS_FRAME = `mov r13, [rsp]\n mov r9, [rsp + 8]\n mov r15, 12\n ${HALT}`;
     const NON_CANONICAL = '0x8000000000030200';
     const cases: [string, string, bigint][] = [
