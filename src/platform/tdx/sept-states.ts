@@ -65,7 +65,6 @@ export function isLeafState(state: SeptStateName): boolean {
  */
 export type SeptLevel = 0 | 1 | 2 | 3 | 4;
 export const LEVEL_SIZE: Record<SeptLevel, bigint> = { 0: 0x1000n, 1: 0x200000n, 2: 0x40000000n, 3: 1n << 39n, 4: 1n << 48n };
-export const LEVEL_SHIFT: Record<SeptLevel, bigint> = { 0: 12n, 1: 21n, 2: 30n, 3: 39n, 4: 48n };
 
 /** Each level's size as a number (exact: at most 2^48). */
 export const LEVEL_BYTES: readonly number[] = [0, 1, 2, 3, 4].map((l) => Number(LEVEL_SIZE[l as SeptLevel]));
