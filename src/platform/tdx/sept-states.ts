@@ -106,7 +106,6 @@ export function septEntryKey(gpa: number, level: SeptLevel): number {
 export function septLockKey(level: SeptLevel, gpa: bigint): number {
   return u64ToNumber(gpa) + level;
 }
-export const LEVEL_NAME: Record<SeptLevel, string> = { 0: '4K', 1: '2M', 2: '1G', 3: '512G', 4: '256T' };
 export const ENTRIES_PER_TABLE = 512;
 
 /**

@@ -39,6 +39,16 @@ describe('TDX 1.5 SEAMCALL status codes', () => {
     expect(m.sept.walk(P, 1).state).toBe('PENDING_BLOCKED');
   });
 
+  it('RCX 0 is a valid operand, GPA 0 at level 4K (page_info_api_input_t: level in bits 2:0, GPA above): ACCEPT of a PENDING page at GPA 0 with RCX 0 succeeds', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    h.mrFinalize();
+    expect(h.memSeptAdd(gpaLevel(0n, 1)).status).toBe(0n);
+    expect(h.memPageAug(0n).status).toBe(0n);
+    expect(pageAccept(m, 0n)).toEqual({ kind: 'return', status: 0n });
+    expect(m.sept.walk(0n, 0).state).toBe('MAPPED');
+  });
+
   it('AUG, PAGE.ADD and SEPT.ADD on a non-FREE entry → EPT_ENTRY_STATE_INCORRECT|RCX (tdh_mem_page_aug.c, tdh_mem_page_add.c, tdh_mem_sept_add.c)', () => {
     const m = td().platform.module;
     const h = m.host;
