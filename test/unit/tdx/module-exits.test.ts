@@ -5,9 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Access, GateFaultExit, IoExit } from '../../../src/cpu/exits.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import { TdAttributes, TdModule, type TdExit } from '../../../src/platform/tdx/td-module.js';
+import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdModule, TdcsField, type TdExit } from '../../../src/platform/tdx/td-module.js';
 import { Machine } from '../../../src/cpu/machine.js';
 import { Trace } from '../../../src/shared/trace.js';
+import { tdcall } from '../../helpers/tdx-module.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
 
 const P = 0x200000n;
@@ -284,6 +285,37 @@ describe('the module\'s saved state (td-module.ts saveState / loadState)', () =>
     m.loadState(posted);
     expect(m.postedVectors).toEqual([0x31, 0x80, 0xff]);
     expect(m.host.interruptPending).toBe(true);
+  });
+
+  // TDCS state a restore must give back as saved (Snapshottable.loadState): TD_CTLS and
+  // NOTIFY_ENABLES, which the guest writes through TDG.VM.WR (metadata_td.c md_td_write_element);
+  // the TD epoch, which decides whether a blocked entry is TLB-tracked (tdh_mem_track.c advances
+  // it; tdh_mem_page_remove.c needs the entry's block epoch behind it); and whether the TD is
+  // finalized (TDH.MR.FINALIZE: after it TDH.MEM.PAGE.ADD is refused, op_state_lookup.c).
+  it('restores TD_CTLS, NOTIFY_ENABLES, the TD epoch, finalization, MRTD and initialized vCPUs, each over a module that changed it', () => {
+    const m = createTd({ memoryBytes: 8n << 20n, configFlags: CONFIG_FLAGS_FLEXIBLE_PENDING_VE }).platform.module;
+    for (const level of [3, 2, 1] as const) expect(m.host.memSeptAdd(gpaLevel(0n, level)).status).toBe(0n);
+    expect(m.host.memPageAdd(gpaLevel(0x1000n, 0), new Uint8Array(4096)).status).toBe(0n);
+    const building = m.saveState();
+    m.host.vpInit(0x1000n);
+    const finalize = m.host.mrFinalize();
+    expect(finalize.status).toBe(0n);
+    expect(m.host.memPageAdd(gpaLevel(0x2000n, 0), new Uint8Array(4096)).status).not.toBe(0n);
+    expect(m.host.memRangeBlock(gpaLevel(0x1000n, 0)).status).toBe(0n);
+    const blocked = m.saveState(); // blocked in this epoch: not tracked yet
+    expect(tdcall(m, { rax: 8n, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 1n, r9: 1n }).regs.rax).toBe(0n);
+    expect(tdcall(m, { rax: 8n, rcx: 0n, rdx: 0x9110000300000010n, r8: 1n, r9: 1n }).regs.rax).toBe(0n); // NOTIFY_ENABLES
+    expect(m.host.memTrack().status).toBe(0n);
+    m.loadState(blocked);
+    expect([m.tdCtls, m.notifyEnables, m.finalized, m.mrtd]).toEqual([0n, 0n, true, finalize.mrtd]);
+    expect(tdcall(m, { rax: 7n, rcx: 0n, rdx: TdcsField.TD_CTLS }).regs.r8).toBe(0n);
+    // The epoch is the one the entry was blocked in: REMOVE still needs a TRACK.
+    expect(m.host.memPageRemove(gpaLevel(0x1000n, 0)).status).not.toBe(0n);
+    expect(m.host.memTrack().status).toBe(0n);
+    expect(m.host.memPageRemove(gpaLevel(0x1000n, 0)).status).toBe(0n);
+    m.loadState(building);
+    expect([m.finalized, m.mrtd, m.vcpusInitialized.size]).toEqual([false, undefined, 0]);
+    expect(m.host.memPageAdd(gpaLevel(0x2000n, 0), new Uint8Array(4096)).status).toBe(0n);
   });
 
   // The VE info is per-vCPU TDVPS state: whether it is unread decides between #VE and #DF at the
