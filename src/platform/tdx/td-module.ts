@@ -28,6 +28,8 @@ export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFM
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
 export const TdcsField = { CONFIG_FLAGS: 0x1110000300000016n, TD_CTLS: 0x1110000300000017n } as const;
 export const CONFIG_FLAGS_FLEXIBLE_PENDING_VE = 1n << 1n;
+/** TDCS CONFIG_FLAGS bit 2 NO_RBP_MOD (tdx_api_defs.h config_flags_t): TDG.VP.VMCALL may not select RBP. */
+export const CONFIG_FLAGS_NO_RBP_MOD = 1n << 2n;
 export const TD_CTLS_PENDING_VE_DISABLE = 1n << 0n;
 
 export interface TdConfig {
@@ -36,7 +38,10 @@ export interface TdConfig {
   attributes: bigint;
   numVcpus?: number;
   maxVcpus?: number;
-  /** TDCS_CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE lets the guest change TD_CTLS.PENDING_VE_DISABLE through TDG.VM.WR. */
+  /**
+   * TDCS_CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE lets the guest change TD_CTLS.PENDING_VE_DISABLE through TDG.VM.WR;
+   * bit 2 NO_RBP_MOD keeps RBP out of TDG.VP.VMCALL (tdcall.ts vpVmcall).
+   */
   configFlags?: bigint;
 }
 

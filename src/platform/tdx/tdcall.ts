@@ -3,7 +3,7 @@
 import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
-import { TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
+import { CONFIG_FLAGS_NO_RBP_MOD, TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
 import { MD_FIELD_ID_NA, guestReadTdField, guestWriteTdField } from './td-metadata.js';
 import { GP_VECTOR } from './ve.js';
 
@@ -28,6 +28,8 @@ type TdcallExit = Extract<VmExit, { kind: 'tdcall' }>;
 
 const VMCALL_MASK_RESERVED = 0xffffffff00000000n;
 const VMCALL_MASK_FORBIDDEN = (1n << 0n) | (1n << 1n) | (1n << 4n); // RAX, RCX, RSP
+/** RBP, forbidden too when CONFIG_FLAGS.NO_RBP_MOD is set (tdg_vp_vmcall.c: gpr_check_mask |= BIT(5)). */
+const VMCALL_MASK_RBP = 1n << 5n;
 
 export function handleTdcall(td: TdModule, exit: TdcallExit): TdStep {
   const vcpu = td.machine.vcpu;
@@ -147,12 +149,14 @@ function vmWrite(td: TdModule): LeafResult {
 
 /**
  * TDG.VP.VMCALL (`tdg_vp_vmcall.c`; reference A7): RCX selects the GPRs exposed to the VMM
- * (bits 0, 1, 4 and 63:32 must be 0); the others are zeroed toward the VMM.
+ * (bits 0, 1, 4, bit 5 under CONFIG_FLAGS.NO_RBP_MOD, and 63:32 must be 0); the others are zeroed
+ * toward the VMM.
  */
 function vpVmcall(td: TdModule, exit: TdcallExit): LeafResult {
   const regs = td.machine.vcpu.regs;
   const mask = regs.rcx;
-  if ((mask & VMCALL_MASK_RESERVED) !== 0n || (mask & VMCALL_MASK_FORBIDDEN) !== 0n) {
+  const forbidden = (td.config.configFlags & CONFIG_FLAGS_NO_RBP_MOD) !== 0n ? VMCALL_MASK_FORBIDDEN | VMCALL_MASK_RBP : VMCALL_MASK_FORBIDDEN;
+  if ((mask & VMCALL_MASK_RESERVED) !== 0n || (mask & forbidden) !== 0n) {
     return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
   }
   // One literal in VMCALL_REGS order; a register is read only when exposed (each read is a BigInt).

@@ -2,7 +2,7 @@
 // intel/tdx-module TDX_1.5.01: tdx_td_dispatcher.c td_call(), tdg_vp_info.c, tdg_vp_veinfo_get.c,
 // tdg_vm_rd_wr.c, tdg_vp_vmcall.c (reference A1, A2, A6, A7).
 import { describe, expect, it, vi } from 'vitest';
-import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
+import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, CONFIG_FLAGS_NO_RBP_MOD, TdAttributes, TdcsField } from '../../../src/platform/tdx/td-module.js';
 import { TdcallLeaf } from '../../../src/platform/tdx/tdcall.js';
 import { tdcall, tdxModule } from '../../helpers/tdx-module.js';
 
@@ -274,9 +274,22 @@ describe('TDG.VP.VMCALL: the VMM\'s answer writes exactly the selected GPR', () 
 });
 
 // tdg_vp_vmcall.c (TDX_1.5): gpr_check_mask = BIT(0) | BIT(1) | BIT(4) (RAX, RCX, RSP; RBP too only
-// with CONFIG_FLAGS.NO_RBP_MOD, which the model does not offer), and tdvmcall_control_t.reserved
-// (RCX[63:32], tdx_api_defs.h) must be 0; RCX[31:16] (xmm_select) is not checked.
+// with CONFIG_FLAGS.NO_RBP_MOD, bit 2 of config_flags_t in tdx_api_defs.h), and
+// tdvmcall_control_t.reserved (RCX[63:32], tdx_api_defs.h) must be 0; RCX[31:16] (xmm_select) is not checked.
 describe('TDG.VP.VMCALL RCX bitmap: each forbidden bit', () => {
+  it('RBP (bit 5) is refused only when CONFIG_FLAGS.NO_RBP_MOD is set: OPERAND_INVALID|RCX, no TD exit', () => {
+    for (const rcx of [1n << 5n, (1n << 5n) | 0xfc00n]) {
+      const m = tdxModule({ configFlags: CONFIG_FLAGS_NO_RBP_MOD });
+      const { step, regs } = tdcall(m, { rax: 0n, rcx, rbp: 0x55n });
+      expect(step).toEqual({ kind: 'resume' });
+      expect([regs.rax, regs.rbp]).toEqual([OPERAND_INVALID_RCX, 0x55n]);
+      expect(m.vmcallInFlight).toBe(false);
+    }
+    // The other bits stay selectable under the flag; without it, RBP is too.
+    expect(tdcall(tdxModule({ configFlags: CONFIG_FLAGS_NO_RBP_MOD }), { rax: 0n, rcx: 0xffccn }).step).toMatchObject({ kind: 'td-exit', exit: { mask: 0xffccn } });
+    expect(tdcall(tdxModule(), { rax: 0n, rcx: 1n << 5n, rbp: 0x55n }).step).toMatchObject({ kind: 'td-exit', exit: { regs: { rbp: 0x55n } } });
+  });
+
   it.each([0n, 1n, 4n, 32n, 47n])('bit %i alone, or beside valid bits → OPERAND_INVALID|RCX, no TD exit', (bit) => {
     for (const rcx of [1n << bit, (1n << bit) | 0xfc00n]) {
       const m = tdxModule();
