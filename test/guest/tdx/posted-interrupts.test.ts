@@ -63,4 +63,20 @@ describe('posted interrupts (Intel SDM Vol. 3C §29.6, §29.2.1, §29.2.2)', () 
     expect(td.platform.machine.vcpu.regs.r14).toBe(0x5030n);
     expect(td.trace.ofType('exception-injected').map((e) => e.vector)).toEqual([0x50, IRQ_VECTOR]);
   });
+  // A vector whose IDT gate is not present cannot be delivered: on hardware that is #NP, and its
+  // own delivery failing too makes it #DF (SDM Vol. 3A §6.15 Table 6-5, interrupt 8), which the
+  // CPU delivers with an error code of 0 ("Exception Error Code: Zero. The processor always pushes
+  // an error code of 0 onto the stack of the double-fault handler"). The frame: error code, then the
+  // RIP the interrupt arrived at (after the TDG.VP.VMCALL).
+  it('a posted vector with no IDT gate ends in #DF with error code 0, the frame\'s RIP where it arrived', () => {
+    const td = tdGuest(`sti\n ${VMCALL}\n arrived: ${HALT}`, {
+      df: `mov r12, [rsp]\n mov r13, [rsp + 8]\n lea rsi, [rip + arrived]\n mov r15, 8\n ${HALT}`,
+    });
+    td.platform.handle.injectInterrupt(0x41); // the helper's IDT has no gate for it
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r15).toBe(8n);
+    expect(r.r12).toBe(0n);
+    expect(r.r13).toBe(r.rsi);
+  });
 });
