@@ -168,6 +168,25 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn0000_0001 ECX RDRAND dropped (mask)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx & ~(1 << 30) } : e) },
     { name: 'Fn0000_0001 ECX AVX the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ecx: e.ecx | (1 << 28) } : e) },
     { name: 'Fn0000_0001 EDX a feature the CPU lacks (mask)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, edx: (e.edx | (1 << 28)) >>> 0 } : e) },
+    // The fields' widths and the reserved masks of cpuid_lookup.h (FN00000001_EAX_*_MASK,
+    // FN00000001_EAX_RESERVED 0xF000F000, FN00000001_EBX_CFLUSH_MASK 0xFF00, FN00000001_EBX_RESERVED 0xFF).
+    { name: 'Fn0000_0001 EAX stepping 9 (FMS_STEPPING is all of EAX[3:0], 9 above 1)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: (e.eax & ~0xf) | 9 } : e) },
+    { name: 'Fn0000_0001 EAX extended family 1Ah (FMS_FAMILY: EAX[27:20] + [11:8] = 29h above 19h)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: (e.eax & ~0x0ff00000) | (0x1a << 20) } : e) },
+    { name: 'Fn0000_0001 EAX base family Eh, extended family Bh (FMS_FAMILY Eh + Bh = 19h, the same)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, eax: (e.eax & ~0x0ff00f00) | (0xb << 20) | (0xe << 8) } : e) },
+    { name: 'Fn0000_0001 EAX reserved bit 28 set', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, eax: e.eax | (1 << 28) } : e) },
+    { name: 'Fn0000_0001 EBX CLFLUSH size 88h (exact over all of [15:8])', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: (e.ebx & ~0xff00) | (0x88 << 8) } : e) },
+    { name: 'Fn0000_0001 EBX bit 7 set (reserved: zero)', accepted: false, change: (e) => (e.eaxIn === 1 ? { ...e, ebx: e.ebx | 0x80 } : e) },
+    { name: 'Fn0000_0001 EDX MMX dropped (mask)', accepted: true, change: (e) => (e.eaxIn === 1 ? { ...e, edx: e.edx & ~(1 << 23) } : e) },
+    // lookup_table CPUID_Fn80000000: EAX CPUID_RULE_LESSTHAN (cpuid_entry_rule_check: *reg > valmask,
+    // unsigned), EBX/ECX/EDX CPUID_RULE_UNCHECKED.
+    { name: 'Fn8000_0000 EAX lowered to 0 (lessThan, an unsigned compare)', accepted: true, change: (e) => (e.eaxIn === 0x80000000 ? { ...e, eax: 0 } : e) },
+    { name: 'Fn8000_0000 EAX raised to 8000_0028h (lessThan)', accepted: false, change: (e) => (e.eaxIn === 0x80000000 ? { ...e, eax: 0x80000028 } : e) },
+    { name: 'Fn8000_0000 vendor string (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x80000000 ? { ...e, ebx: 0x756e6547, ecx: 0x6c65746e, edx: 0x49656e69 } : e) },
+    // FN8000001F_CUSTOM: ECX unchecked; EBX[11:6] (FN8000001F_EBX_UNCHECKED_MASK 0x3F << 6) unchecked;
+    // a VMPL count above FN8000001F_EBX_VMPL_SUP_MAX (mask 0xF << 12) is written back as that maximum.
+    { name: 'Fn8000_001F ECX encrypted guests (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ecx: e.ecx + 1 } : e) },
+    { name: 'Fn8000_001F EBX[11:6] all set (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfc0) | (0x3f << 6) } : e) },
+    { name: 'Fn8000_001F EBX[15:12] VMPL count 8 (comes back as the CPU\'s 4)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xf000) | (8 << 12) } : e) },
   ];
   it.each(cases)('$name: accepted $accepted', ({ change, accepted, corrected }) => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
@@ -246,6 +265,39 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     expect(r.rc).toBe(SEV_RET_INVALID_PARAM);
     expect(r.corrected).toBeUndefined(); // refused before the entries: nothing written back (sev_mcmd.c)
     vm.close();
+  });
+
+  it('a table of 64 entries, SNP_CPUID_COUNT_MAX, is accepted (sev_mcmd.c refuses only count > SNP_CPUID_COUNT_MAX)', () => {
+    const good = decodeCpuidPage(honestCpuidPage(51)).entries;
+    // Hypervisor-range leaves fill the table: sanitize_cpuid_list does not check them.
+    const fill = Array.from({ length: 64 - good.length }, (_, i): CpuidEntry => ({ eaxIn: 0x40000000 + i, ecxIn: 0, xcr0In: 0n, xssIn: 0n, eax: 0, ebx: 0, ecx: 0, edx: 0 }));
+    const { vm, r } = launch(encodeCpuidPage([...good, ...fill]));
+    expect(r).toMatchObject({ rc: 0, result: 'SUCCESS' });
+    vm.close();
+  });
+
+  it('either header reserved field set is refused: the u32 after COUNT and the u64 after it (sev_mcmd.c snp_launch_update_cpuid_page_t reserved, reserved2)', () => {
+    for (const at of [4, 7, 8, 15]) {
+      const page = honestCpuidPage(51);
+      page[at] = 1;
+      const { vm, r } = launch(page);
+      expect(r.rc, `byte ${at}`).toBe(SEV_RET_INVALID_PARAM);
+      expect(r.corrected).toBeUndefined();
+      vm.close();
+    }
+  });
+
+  it('an entry is laid out as AMD-ASPFW cpuid_lookup.h snp_cpuid_function_t: EAX_IN, ECX_IN (u32), XCR0_IN, XSS_IN (u64), EAX..EDX (u32), reserved (u64)', () => {
+    const entry: CpuidEntry = { eaxIn: 0xd, ecxIn: 1, xcr0In: 0x0102030405060708n, xssIn: 0x1112131415161718n, eax: 0x21, ebx: 0x22, ecx: 0x23, edx: 0x24, reserved: 0x3132333435363738n };
+    const page = encodeCpuidPage([entry]);
+    const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
+    const at = 16; // after COUNT (u32), reserved (u32), reserved2 (u64)
+    expect(v.getUint32(0, true)).toBe(1);
+    expect([v.getUint32(at, true), v.getUint32(at + 4, true)]).toEqual([0xd, 1]);
+    expect([v.getBigUint64(at + 8, true), v.getBigUint64(at + 16, true)]).toEqual([0x0102030405060708n, 0x1112131415161718n]);
+    expect([24, 28, 32, 36].map((o) => v.getUint32(at + o, true))).toEqual([0x21, 0x22, 0x23, 0x24]);
+    expect(v.getBigUint64(at + 40, true)).toBe(0x3132333435363738n);
+    expect(decodeCpuidPage(page)).toEqual({ count: 1, entries: [entry] });
   });
 
   it('a table of more than 64 entries is refused, with nothing written back', () => {
