@@ -22,6 +22,31 @@ describe('COM1 UART', () => {
     expect(c.text).toBe('ABC');
   });
 
+  it('a state saved with LCR.DLAB set restores it: the data port is still the divisor latch', () => {
+    // 16550: while LCR bit 7 (DLAB) is set, offset 0 is the divisor latch low byte (Linux
+    // arch/x86/boot/early_serial_console.c: DLL 0, written between outb(c | DLAB) and outb(c & ~DLAB)).
+    const c = new Console();
+    c.uartWrite(0x3fb, 0x83);
+    const saved = c.saveState();
+    c.uartWrite(0x3fb, 0x03);
+    c.loadState(saved);
+    c.uartWrite(0x3f8, 0x01);
+    expect(c.text).toBe('');
+    c.uartWrite(0x3fb, 0x03);
+    c.uartWrite(0x3f8, 0x41);
+    expect(c.text).toBe('A');
+  });
+
+  it('a byte-wide OUT carries one byte: a wider value is its low byte, in the text and in the line echoed', () => {
+    // OUT DX, AL writes AL (Intel SDM Vol. 2B OUT); the VMMs pass the value on as a number.
+    const echoed: string[] = [];
+    const c = new Console((line) => echoed.push(line));
+    c.write(0x141);
+    c.write(0x10a);
+    expect(echoed).toEqual(['A\n']);
+    expect(c.text).toBe('A\n');
+  });
+
   it('takes a batch of bytes as it takes each byte in turn: the same lines echoed, text and state', () => {
     const batch = Buffer.from([0x61, 0x0a, 0x0a, 0xe9, 0x00, 0x62, 0x0a, 0x63, 0x64]);
     const perByte: string[] = [], batched: string[] = [];

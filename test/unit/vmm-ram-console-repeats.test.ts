@@ -71,6 +71,42 @@ describe('the VMM console', () => {
   });
 });
 
+describe('the VMM console: bytes and states', () => {
+  it('keeps bytes as bytes: the text is one character per byte (latin1), whatever the byte', () => {
+    // The console protocol (src/boot/console-protocol.ts) reads lines of bytes; a byte the guest
+    // wrote is never merged with the next into one character or replaced.
+    const c = new Console();
+    c.writeBytes(Uint8Array.from([0xc3, 0xa9, 0xff]));
+    c.write(0xe9);
+    expect(c.text).toBe('\u00c3\u00a9\u00ff\u00e9');
+    expect(c.text).toHaveLength(4);
+  });
+
+  it('keeps every byte written one at a time past its first buffer', () => {
+    const c = new Console();
+    for (let i = 0; i < 1000; i++) c.write(0x61 + (i % 26));
+    expect(c.text).toBe(Array.from({ length: 1000 }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join(''));
+  });
+
+  it('a state with more bytes than the console holds reads zeros for the rest, also past its buffer and over bytes a restore dropped', () => {
+    const big = new Console();
+    big.writeBytes(Buffer.alloc(1000, 0x62));
+    const thousand = big.saveState();
+    const fresh = new Console();
+    fresh.loadState(thousand);
+    expect(fresh.text).toBe('\0'.repeat(1000));
+    // Bytes past a restored count were dropped: a longer state does not bring them back.
+    const c = new Console();
+    c.writeBytes(Buffer.from('a'));
+    const one = c.saveState();
+    c.writeBytes(Buffer.from('bc'));
+    const three = c.saveState();
+    c.loadState(one);
+    c.loadState(three);
+    expect(c.text).toBe('a\0\0');
+  });
+});
+
 describe('SNP: the same fault again (the run loop\'s no-progress guard)', () => {
   const vmm = new SnpVmm({} as SnpVmmHandle, new HonestSnpVmm());
   const npf = (rip: bigint, gpa: bigint, reason = 'rmp'): SnpVmExit => ({ kind: 'npf', rip, gpa, access: 'write', errorCode: 0n, reason });
