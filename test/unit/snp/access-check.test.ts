@@ -157,11 +157,16 @@ describe('guest access checks', () => {
     expect(checkAccess(rmp, privateAccess('read', { gpa: base + 0x1234n, nptSize: '2m' }), VMPL0)).toMatchObject({ kind: 'vc', check: 'validated' });
   });
 
-  it('the checks come in the APM order: Reverse-Map before Mutable, Validated (#VC) before the VMPL permissions (§15.36.10; B3)', () => {
+  it('the checks come in the APM order: Reverse-Map before Mutable before Page-Size, Validated (#VC) before the VMPL permissions (§15.36.10; B3)', () => {
     const rmp = new Rmp(MEMORY);
     // An immutable page at another GPA: both Reverse-Map and Mutable fail; Reverse-Map is reported.
     rmp.put4k(T, entry({ immutable: true, gpa: T + 0x1000n }));
     expect(checkAccess(rmp, privateAccess('read'), VMPL0)).toMatchObject({ kind: 'npf', check: 'reverse-map' });
+    // An immutable 4 KiB page under a 2 MiB nested mapping: Mutable and Page-Size both fail; Mutable
+    // comes first in Table 15-39 (RMP-Covered, Guest-Owned, Reverse-Map, Mutable, Page-Size).
+    rmp.put4k(T, entry({ immutable: true }));
+    expect(checkAccess(rmp, privateAccess('read', { nptSize: '2m' }), VMPL0)).toMatchObject({ kind: 'npf', check: 'mutable' });
+    expect(failedCheck(rmp, privateAccess('write', { nptSize: '2m' }), VMPL0)).toBe('mutable');
     // A page neither validated nor permitted to VMPL1: the #VC comes first, the guest sees it.
     rmp.put4k(T, entry({ validated: false, vmplPerms: [VMPL_PERM_ALL, 0, 0, 0] }));
     for (const access of ['read', 'write', 'fetch'] as const) {
