@@ -17,6 +17,19 @@ describe('VMSA entry state', () => {
     expect(vmsaEntryState({ ...flat, cs: { ...flat.cs, attrib: flat.cs.attrib | (1 << 9) } })).toHaveProperty('refused');  // L=1: 64-bit
     expect(vmsaEntryState({ ...flat, cr0: 0x10n })).toEqual({ mode: 'real16' });
   });
+
+  it('a real-mode CS base up to FFFF_FFFFh is entered, not refused: any real-mode CS is legal VMRUN state (APM Vol. 2 §15.5.1), and the emulator enters every base below 4 GiB', () => {
+    const real = { ...decodeVmsaPage(flat32VmsaPage()), cr0: 0x10n };
+    for (const base of [0xffffffffn, 0xfffff000n]) {
+      const v = { ...real, cs: { ...real.cs, selector: 0x800, base } };
+      expect(vmsaEntryState(v)).toEqual({ mode: 'real16' });
+      const m = SnpPlatform.create({ memoryBytes: 16n << 20n, countInstructions: false }).machine;
+      applyGuestVmsa(m, v, 'real16');
+      expect(m.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0x800, base });
+      m.close();
+    }
+    expect(vmsaEntryState({ ...real, cs: { ...real.cs, selector: 0x800, base: 1n << 32n } })).toHaveProperty('refused');
+  });
 });
 
 describe('the launch VMSA', () => {
@@ -81,6 +94,7 @@ describe('guest VMSA page layout', () => {
     page.writeUInt32LE(0x57, 0x60 + 4); page.writeBigUInt64LE(0x6000n, 0x60 + 8);  // GDTR limit, base
     page.writeUInt32LE(0xff, 0x80 + 4); page.writeBigUInt64LE(0x8000n, 0x80 + 8);  // IDTR limit, base
     page.writeUInt8(2, 0xca);
+    page.writeUInt8(3, 0xcb);  // cpl, the byte after vmpl: not part of it
     const q: Record<string, number> = {
       efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, rcx: 0x308, rdx: 0x310, rbx: 0x318,
       rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350, r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
@@ -110,12 +124,23 @@ describe('VMRUN from a VMSA', () => {
     const m = machine();
     const gprs = GPRS.filter((r) => r !== 'rip' && r !== 'rflags');
     gprs.forEach((r, i) => { m.vcpu.regs[r] = 0x1000n + BigInt(i); });
+    // A special-register access hands the run area's GPRs to the emulator: the vCPU now holds them
+    // (Vcpu.enter alone would take the emulator's zeros over values written only to the run area).
+    m.vcpu.readSpecial('cr0');
     const v = { ...bspResetVmsa(), rdx: 0xa10f11n, cr0: 0x10n };  // CR0: ET only, another real-mode CR0
     applyVmsa(m, v);
     const regs = m.vcpu.regs;
     expect(Object.fromEntries(gprs.map((r) => [r, regs[r]]))).toEqual(Object.fromEntries(gprs.map((r) => [r, r === 'rdx' ? 0xa10f11n : 0n])));
     expect([regs.rip, regs.rflags, m.vcpu.readSpecial('cr0')]).toEqual([0xfff0n, 0x2n, 0x10n]);
     expect(m.vcpu.codeSegment()).toMatchObject({ protectedMode: false, selector: 0xf000 });
+    m.close();
+  });
+
+  it('the launch VMSA\'s EFER is loaded as it holds it (APM Vol. 2 §15.5.1: VMRUN loads EFER from the save area)', () => {
+    const m = machine();
+    applyVmsa(m, { ...bspResetVmsa(), efer: 0x1800n });  // SVME, NXE
+    // NXE as written; SVME is the one bit the emulator's EFER cannot hold (README: EFER.SVME).
+    expect(m.vcpu.readSpecial('efer')).toBe(0x800n);
     m.close();
   });
 
