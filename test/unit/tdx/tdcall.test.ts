@@ -263,6 +263,20 @@ describe('TDG.VP.VMCALL: the VMM\'s answer writes exactly the selected GPR', () 
     expect(m.trace.ofType('vmcall-complete').at(-1)).toMatchObject({ ignoredUnexposed: regs.filter((r) => r !== selected) });
   });
 
+  // tdh_vp_enter.c save_regs_after_tdvmcall(): after a TDG.VP.VMCALL the guest's RCX is the bitmap
+  // it passed (gprs[1] = control.raw) and RAX is TDX_SUCCESS (gprs[0]); only GPRs 2..15 come from
+  // the VMM, selected by the bitmap. So an answer naming RCX never reaches it, even when the GPR next
+  // to it in the bitmap (RDX, bit 2) is selected and written.
+  it('an answer naming RCX does not write it: RCX keeps the bitmap, RAX is TDX_SUCCESS, RDX (selected) is written', () => {
+    const m = tdxModule();
+    const { step } = tdcall(m, { rax: 0n, rcx: 1n << 2n, rdx: 0x22n });
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall' } });
+    m.completeVmcall({ rcx: 0xdeadn, rdx: 0xaaan });
+    const r = m.machine.vcpu.regs;
+    expect([r.rax, r.rcx, r.rdx]).toEqual([0n, 1n << 2n, 0xaaan]);
+    expect(m.trace.ofType('vmcall-complete').at(-1)).toMatchObject({ ignoredUnexposed: ['rcx'] });
+  });
+
   it('an answer completes the call: no TDG.VP.VMCALL is in flight after it, and a second answer is refused', () => {
     const m = tdxModule();
     tdcall(m, { rax: 0n, rcx: 1n << 10n });
