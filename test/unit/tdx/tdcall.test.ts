@@ -267,6 +267,18 @@ describe('TDG.VP.VMCALL: the VMM\'s answer writes exactly the selected GPR', () 
   // it passed (gprs[1] = control.raw) and RAX is TDX_SUCCESS (gprs[0]); only GPRs 2..15 come from
   // the VMM, selected by the bitmap. So an answer naming RCX never reaches it, even when the GPR next
   // to it in the bitmap (RDX, bit 2) is selected and written.
+  // tdg_vp_vmcall.c copy_gprs_data_from_td_to_vmm(): GPR i (2..15) reaches the VMM iff
+  // gpr_select bit i is set; every other is 0 toward it. One bit at a time, so that a register read
+  // under its neighbour's bit shows (both ways: leaked, and missing).
+  it.each(regs)('only %s selected: the VMM sees it and every other GPR as 0', (selected) => {
+    const m = tdxModule();
+    const guest = Object.fromEntries(regs.map((r, i) => [r, 0x100n + BigInt(i)])) as Record<Reg, bigint>;
+    const mask = 1n << BigInt(GPR_NUMBER[selected]);
+    const { step } = tdcall(m, { rax: 0n, rcx: mask, ...guest });
+    const seen = Object.fromEntries(regs.map((r) => [r, r === selected ? guest[r] : 0n]));
+    expect(step).toMatchObject({ kind: 'td-exit', exit: { reason: 'tdvmcall', regs: { ...seen, rcx: mask } } });
+  });
+
   it('an answer naming RCX does not write it: RCX keeps the bitmap, RAX is TDX_SUCCESS, RDX (selected) is written', () => {
     const m = tdxModule();
     const { step } = tdcall(m, { rax: 0n, rcx: 1n << 2n, rdx: 0x22n });
