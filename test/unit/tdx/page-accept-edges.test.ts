@@ -246,24 +246,17 @@ describe('ACCEPT: the exact statuses and exit qualifications of each failure', (
     expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 1, errLevel: 1, errState: 'BLOCKED', isLeaf: true });
   });
 
-  it('a 2M ACCEPT of a PENDING_BLOCKED 2M leaf: EEQ info req 1, err level 1, state PENDING_BLOCKED (3), leaf', () => {
-    // sept_state_lookup.c: encoding 0x78 (SEPT_STATE_PEND_BLOCKED) has public_state 3.
-    const m = runningTd();
-    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
-    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
-    const exit = eeqOf(pageAccept(m, gpaLevel(P, 1)));
-    const info = 1n | (1n << 3n) | (3n << 6n) | (1n << 14n);
-    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 1, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
-  });
-
-  it('a 4K ACCEPT inside a PENDING_BLOCKED 2M leaf: EEQ info req 0, err level 1, state PENDING_BLOCKED (3), leaf', () => {
-    const m = runningTd();
-    expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
-    expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
-    const exit = eeqOf(pageAccept(m, gpaLevel(P + 0x3000n, 0)));
-    const info = 0n | (1n << 3n) | (3n << 6n) | (1n << 14n);
-    expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel: 0, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
-  });
+  // sept_state_lookup.c: encoding 0x78 (SEPT_STATE_PEND_BLOCKED) has public_state 3.
+  for (const [request, reqLevel] of [['a 2M ACCEPT of', 1], ['a 4K ACCEPT inside', 0]] as const) {
+    it(`${request} a PENDING_BLOCKED 2M leaf: EEQ info req ${reqLevel}, err level 1, state PENDING_BLOCKED (3), leaf`, () => {
+      const m = runningTd();
+      expect(m.host.memPageAug(gpaLevel(P, 1)).status).toBe(0n);
+      expect(m.host.memRangeBlock(gpaLevel(P, 1)).status).toBe(0n);
+      const exit = eeqOf(pageAccept(m, gpaLevel(P + (reqLevel === 0 ? 0x3000n : 0n), reqLevel)));
+      const info = BigInt(reqLevel) | (1n << 3n) | (3n << 6n) | (1n << 14n);
+      expect(exit.eeq).toEqual({ type: 'accept', raw: 1n | (info << 32n), reqLevel, errLevel: 1, errState: 'PENDING_BLOCKED', isLeaf: true });
+    });
+  }
 
   it('a 4K ACCEPT whose 2M entry is a blocked SEPT page (NL_BLOCKED, RWX 0: the walk stops there): EEQ info req 0, err level 1, state 0x81, not a leaf', () => {
     // sept_state_lookup.c: encoding 0x08 (SEPT_STATE_NL_BLOCKED) has public_state 129; NL_MAPPED (0x00) 132.
