@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Gpr } from '../../../src/cpu/registers.js';
 import { tdcall, tdxModule, type TdxModule } from '../../helpers/tdx-module.js';
+import { TDR_TDCS_ROWS } from '../../helpers/tdr-tdcs-fields.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -15,6 +16,7 @@ const FIELD_NOT_READABLE = 0xc0000c0200000000n;
 const FIELD_VALUE_NOT_VALID = 0xc0000c0300000000n;
 const FIRST_FIELD_ID_IN_CONTEXT = 0x00000c0b00000000n;
 const MD_FIELD_ID_NA = 0xffff_ffff_ffff_ffffn;
+const MASK_ALL = 0xffff_ffff_ffff_ffffn;
 
 const VM_RD = 7n;
 const VM_RD_V1 = 7n | (1n << 16n);
@@ -167,5 +169,39 @@ describe('guest-readable TD fields: values and the writable NOTIFY_ENABLES', () 
     expect(read(m, Field.NOTIFY_ENABLES).r8).toBe(1n);
     expect(write(m, Field.NOTIFY_ENABLES, 2n, 2n).rax).toBe(FIELD_NOT_WRITABLE);
     expect(write(m, Field.NOTIFY_ENABLES, 2n, 3n).rax).toBe(FIELD_VALUE_NOT_VALID);
+  });
+});
+
+// Every row of tdr_tdcs_lookup[] (test/helpers/tdr-tdcs-fields.ts, taken from the module's table, not
+// the model's): md_find_entry_idx() finds a field code in [first, first + num_of_fields × num_of_elem)
+// of a row of its class; the guest then reads it if guest_rd_mask is non-zero (else
+// METADATA_FIELD_NOT_READABLE) and writes it only where guest_wr_mask allows (else NOT_WRITABLE); a code
+// past every row of its class is METADATA_FIELD_ID_INCORRECT. CPUID_VALUES (class 0x14) encodes a leaf
+// in its field code and is tested above; the L2_SEPT_ROOT rows are counted out of the table while
+// NUM_L2_VMS is below their VM index (md_get_lookup_table), 0 here.
+describe('TDG.VM.RD/WR over every row of tdr_tdcs_lookup[]', () => {
+  const classOf = (id: bigint) => Number((id >> 56n) & 0x3fn);
+  const codeOf = (id: bigint) => Number(id & 0xffffffn);
+  const rows = TDR_TDCS_ROWS.filter(([name, id]) => classOf(id) !== 0x14 && !name.startsWith('L2_SEPT_ROOT'));
+  const covered = (id: bigint) => TDR_TDCS_ROWS.some(([, rowId, elements]) =>
+    classOf(rowId) === classOf(id) && codeOf(id) >= codeOf(rowId) && codeOf(id) < codeOf(rowId) + elements);
+
+  it('reads the first and the last element of each row, and finds nothing past a row\'s end where no other row of its class starts', () => {
+    const m = tdxModule();
+    for (const [name, id, elements, readable] of rows) {
+      const expected = readable ? 0n : FIELD_NOT_READABLE;
+      expect([name, read(m, id, VM_RD).rax]).toEqual([name, expected]);
+      expect([name, read(m, id + BigInt(elements - 1), VM_RD).rax]).toEqual([name, expected]);
+      const past = id + BigInt(elements);
+      if (!covered(past)) expect([name, read(m, past, VM_RD).rax]).toEqual([name, FIELD_ID_INCORRECT]);
+    }
+  });
+
+  it('refuses a write of any bit to every row without guest-writable bits (METADATA_FIELD_NOT_WRITABLE)', () => {
+    const m = tdxModule();
+    for (const [name, id, , , writable] of rows) {
+      if (writable) continue;
+      expect([name, write(m, id, 0n, MASK_ALL).rax]).toEqual([name, FIELD_NOT_WRITABLE]);
+    }
   });
 });
