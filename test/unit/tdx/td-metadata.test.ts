@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Gpr } from '../../../src/cpu/registers.js';
 import { tdcall, tdxModule, type TdxModule } from '../../helpers/tdx-module.js';
 import { TDR_TDCS_ROWS } from '../../helpers/tdr-tdcs-fields.js';
+import { tdCpuid } from '../../../src/platform/tdx/td-cpuid.js';
 
 const OPERAND_INVALID_RAX = 0xc000010000000000n;
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
@@ -34,6 +35,7 @@ const Field = {
   NOTIFY_ENABLES: 0x9110000300000010n,
   CONFIG_FLAGS: 0x1110000300000016n,
   TD_CTLS: 0x1110000300000017n,
+  TSC_FREQUENCY: 0x111000010000000Cn,
   MRTD: 0x1310000300000000n,
   MRCONFIGID: 0x1310000300000010n,
   SERVTD_BINDINGS_TABLE: 0x9910000300000080n,
@@ -142,6 +144,7 @@ describe('field ID matching (md_check_as_single_element_id, md_find_entry_idx)',
     expect(read(m, cpuid(2)).rax).toBe(FIELD_ID_INCORRECT); // leaf 2 is not in cpuid_lookup
     expect(read(m, cpuid(4)).rax).toBe(FIELD_ID_INCORRECT); // leaf 4 has subleaf entries only
     expect(read(m, cpuid(0x80000008)).rax).toBe(FIELD_NOT_READABLE);
+    expect(read(m, cpuid(0x80000003)).rax).toBe(FIELD_ID_INCORRECT); // leaf 3 is in cpuid_lookup; 0x80000003 (bit 16 set) is not
     expect(read(m, cpuid(0) | (1n << 17n)).rax).toBe(FIELD_ID_INCORRECT); // reserved field-code bit
     // A subleaf in bits 7:1 (subleaf-NA clear): get_cpuid_lookup_entry matches leaf and subleaf.
     const sub = (leaf: number, subleaf: number) => Field.CPUID_VALUES | BigInt(((leaf & 0x7f) << 9) | (subleaf << 1));
@@ -205,3 +208,23 @@ describe('TDG.VM.RD/WR over every row of tdr_tdcs_lookup[]', () => {
     }
   });
 });
+
+describe('TD fields the module derives', () => {
+  it('GPAW reads 0 for a GPAW-48 TD (TDCS.GPAW is a bool)', () => {
+    expect(read(tdxModule({ gpaWidth: 48 }), Field.GPAW).r8).toBe(0n);
+  });
+
+  // tdh_mng_init.c: CPUID(0x15).EBX is TSC_FREQUENCY (units of 25 MHz), EAX the fixed denominator 1,
+  // ECX the fixed 25,000,000 Hz; the guest reads the same number from both.
+  it('TSC_FREQUENCY is what the TD\'s CPUID(0x15) gives in EBX, over EAX = 1 and ECX = 25 MHz', () => {
+    const m = tdxModule();
+    const leaf15 = tdCpuid(0x15, 0, { vcpuIndex: 0, cr4: 0n, in64BitMode: true });
+    if (leaf15.kind !== 'answer') throw new Error('CPUID(0x15) does not answer in a TD');
+    expect([leaf15.regs[0], leaf15.regs[2]]).toEqual([1, 25_000_000]);
+    const value = read(m, Field.TSC_FREQUENCY);
+    expect(value.rax).toBe(0n);
+    expect(value.r8).toBe(BigInt(leaf15.regs[1]));
+    expect(value.r8).not.toBe(1n);
+  });
+});
+
