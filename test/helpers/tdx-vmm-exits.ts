@@ -28,5 +28,11 @@ export const acceptExit = (gpa: bigint, reqLevel: SeptLevel, errLevel: SeptLevel
   eeq: { type: 'accept', raw: 0n, reqLevel, errLevel, errState, isLeaf: false },
 });
 
+/** A guest access (not an ACCEPT) to a private GPA whose walk stopped on `state`. */
+export const privateAccess = (gpa: bigint, state: SeptStateName, access: 'read' | 'write' = 'read'): TdExit => ({
+  reason: 'ept-violation', rip: 0x1000n, gpa, access, space: 'private', exitQualification: 0n,
+  outsideRam: false, septState: state, eeq: { type: 'none', raw: 0n },
+});
+
 /** The trace's SEAMCALL events, of one leaf when `leaf` is given. */
 export const seamcalls = (td: Td, leaf?: string) => td.trace.events.filter((e) => e.type === 'seamcall' && (leaf === undefined || e.leaf === leaf));

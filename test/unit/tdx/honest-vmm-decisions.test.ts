@@ -2,7 +2,7 @@
 // TdxVmm.decide(): no guest runs, the exits are the ones the module would make. What each answer
 // must be comes from KVM's TDX host code (arch/x86/kvm/vmx/tdx.c) and the GHCI.
 import { describe, expect, it } from 'vitest';
-import { acceptExit, finalizedTd, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
+import { acceptExit, finalizedTd, privateAccess, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import type { SeptLevel } from '../../../src/platform/tdx/sept-states.js';
@@ -78,17 +78,14 @@ describe('honest TDX VMM: what it does not know of the S-EPT', () => {
     const td = finalizedTd();
     // A VMM that starts knowing nothing (as one attached to a running TD would).
     td.vmm.ctx.septMirror.loadState(new SeptMirror(td.platform.module.host.septTopLevel).saveState());
-    const fault: TdExit = {
-      reason: 'ept-violation', rip: 0x1000n, gpa: 0x401000n, access: 'read', space: 'private', exitQualification: 0n,
-      outsideRam: false, septState: 'FREE', eeq: { type: 'none', raw: 0n },
-    };
+    const fault = privateAccess(0x401000n, 'FREE');
     expect(td.vmm.decide(fault)).toEqual({ kind: 'resume' });
     // The leaf read stops at the FREE PD entry (EPT_WALK_FAILED) and tells of every level above it.
     expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toHaveLength(1);
     expect(seamcalls(td, 'TDH_MEM_SEPT_ADD').at(-1)).toMatchObject({ rcx: gpaLevel(0x400000n, 1), status: 0n });
     expect(td.platform.module.sept.walk(0x401000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
     // The next fault-in in that 2 MiB range is answered from what the VMM knows: no read at all.
-    expect(td.vmm.decide({ ...fault, gpa: 0x402000n })).toEqual({ kind: 'resume' });
+    expect(td.vmm.decide(privateAccess(0x402000n, 'FREE'))).toEqual({ kind: 'resume' });
     expect(seamcalls(td, 'TDH_MEM_SEPT_RD')).toHaveLength(1);
     expect(td.platform.module.sept.walk(0x402000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
     td.platform.machine.close();
@@ -488,10 +485,7 @@ describe('honest TDX VMM: ACCEPT exits it satisfies (the entry the walk stopped 
   it('an access (not an ACCEPT) to a REMOVED 2M page: AUG again at 2M (KVM faults in at the largest level the range allows), PENDING', () => {
     const td = finalizedTd();
     removed(td, REGION, 1);
-    const access: TdExit = {
-      reason: 'ept-violation', rip: 0x1000n, gpa: PAGE, access: 'read', space: 'private', exitQualification: 0n,
-      outsideRam: false, septState: 'REMOVED', eeq: { type: 'none', raw: 0n },
-    };
+    const access = privateAccess(PAGE, 'REMOVED');
     expect(td.vmm.decide(access)).toEqual({ kind: 'resume' });
     expect(leaves(td, 'TDH_MEM_PAGE_AUG')).toEqual([gpaLevel(REGION, 1)]);
     expect(td.platform.module.sept.walk(PAGE, 0)).toMatchObject({ level: 1, state: 'PENDING' });
@@ -507,10 +501,7 @@ describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
     h.memPageAug(gpaLevel(0x401000n, 0));
     h.memRangeBlock(gpaLevel(0x401000n, 0));
     const before = seamcalls(td, 'TDH_MEM_PAGE_AUG').length;
-    const access: TdExit = {
-      reason: 'ept-violation', rip: 0x1000n, gpa: 0x401000n, access: 'write', space: 'private', exitQualification: 0n,
-      outsideRam: false, septState: 'BLOCKED', eeq: { type: 'none', raw: 0n },
-    };
+    const access = privateAccess(0x401000n, 'BLOCKED', 'write');
     expect(td.vmm.decide(access)).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error' } });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toHaveLength(before);
     td.platform.machine.close();
@@ -530,10 +521,7 @@ describe('honest TDX VMM: ACCEPT exits it cannot or must not satisfy', () => {
     td.platform.module.host.mrFinalize();
     expect(td.vmm.decide(acceptExit(0x900000n, 0, 1, 'FREE'))).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
     // So is a plain access there.
-    const access: TdExit = {
-      reason: 'ept-violation', rip: 0x1000n, gpa: 0x900000n, access: 'write', space: 'private', exitQualification: 0n,
-      outsideRam: false, septState: 'FREE', eeq: { type: 'none', raw: 0n },
-    };
+    const access = privateAccess(0x900000n, 'FREE', 'write');
     expect(td.vmm.decide(access)).toMatchObject({ kind: 'stop', outcome: { outcome: 'fault' } });
     expect(seamcalls(td, 'TDH_MEM_PAGE_AUG')).toEqual([]);
     td.platform.machine.close();

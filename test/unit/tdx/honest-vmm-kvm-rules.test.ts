@@ -3,12 +3,10 @@
 // mutant of honest-vmm.ts that survived the rest of the suite. One TD exit at a time through
 // TdxVmm.decide(), as in honest-vmm-decisions.test.ts.
 import { describe, expect, it } from 'vitest';
-import { acceptExit, finalizedTd, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
+import { acceptExit, finalizedTd, privateAccess, seamcalls, vmcallExit } from '../../helpers/tdx-vmm-exits.js';
 import { pageAccept } from '../../../src/platform/tdx/page-accept.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
-import type { SeptStateName } from '../../../src/platform/tdx/sept-states.js';
 import { TdxStatus } from '../../../src/platform/tdx/status.js';
-import type { TdExit } from '../../../src/platform/tdx/td-module.js';
 import { createTd, type Td } from '../../../src/vmm/tdx/run-td.js';
 import { SeptMirror } from '../../../src/vmm/tdx/sept-mirror.js';
 
@@ -16,11 +14,6 @@ const MiB = 1n << 20n;
 const GiB = 1n << 30n;
 const SHARED = 1n << 47n; // GPAW 48
 
-/** A guest access (not an ACCEPT) to a private GPA whose walk stopped on `state`. */
-const privateAccess = (gpa: bigint, state: SeptStateName): TdExit => ({
-  reason: 'ept-violation', rip: 0x1000n, gpa, access: 'read', space: 'private', exitQualification: 0n,
-  outsideRam: false, septState: state, eeq: { type: 'none', raw: 0n },
-});
 
 
 describe('honest TDX VMM: S-EPT levels it links for a fault-in', () => {
