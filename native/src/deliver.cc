@@ -42,13 +42,13 @@ std::string Machine::AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool w
   size_t done = 0;
   while (done < len) {
     uint64_t cur = va + done;
-    if (long_mode && static_cast<uint64_t>(static_cast<int64_t>(cur << 16) >> 16) != cur) {
+    if (long_mode && !IsCanonical48(cur)) {
       char msg[120];
       snprintf(msg, sizeof msg, "guest virtual address 0x%llx is not canonical", (unsigned long long)cur);
       return msg;
     }
     Access access = write ? Access::kWrite : Access::kRead;
-    Translation t = TranslateForHost(cur, access);
+    Translation t = TranslateForHost(paging, cur, access);
     if (t.status != Translation::kOk || t.gpa >= memory_bytes() ||
         !Allowed(t.is_private ? Space::kPrivate : Space::kShared, t.gpa >> kPageShift, access)) {
       char msg[160];

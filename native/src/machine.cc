@@ -705,8 +705,12 @@ void Machine::DropAllCodeBits() {
 }
 
 Translation Machine::TranslateForHost(uint64_t va, Access access) {
+  return TranslateForHost(ReadPaging(), va, access);
+}
+
+Translation Machine::TranslateForHost(const CpuPaging& paging, uint64_t va, Access access) {
   GateTableReader reader(this);
-  return Translate(ReadPaging(), config_.marker, va, access, reader);
+  return Translate(paging, config_.marker, va, access, reader);
 }
 
 // Reading CR0, CR3 and CR4 was a quarter of the hook's cost per fill (issue 11); a boot's fills are
@@ -747,7 +751,7 @@ inline Translation Machine::TranslateForFill(uint64_t va, Access access) {
   // IA-32e linear addresses are canonical: bits 63:47 all equal (4-level paging, Intel SDM Vol. 3A
   // §3.3.7.1); any other raises #GP(0) (#SS(0) for a reference through SS: RefineFaultAddress
   // decodes the instruction) before any walk. Without this the walk used bits 47:0 and aliased low memory.
-  if (fill_long_mode_ && static_cast<uint64_t>(static_cast<int64_t>(va << 16) >> 16) != va) {
+  if (fill_long_mode_ && !IsCanonical48(va)) {
     Translation t;
     t.status = Translation::kNonCanonical;
     return t;

@@ -201,6 +201,8 @@ class Machine {
   bool WriteShadow(uint64_t page, const uint8_t* data);
   // Translates a guest-virtual address with the current paging mode, without gate checks.
   Translation TranslateForHost(uint64_t va, Access access);
+  // With the paging registers read already (a delivery's accesses read them once).
+  Translation TranslateForHost(const CpuPaging& paging, uint64_t va, Access access);
 
   // Delivers an exception or interrupt through the guest's IDT (IA-32e and protected mode) or
   // IVT (real mode), as the CPU would in the mode it runs in. Returns "" or a reason. `cr2` (if

@@ -34,6 +34,10 @@ constexpr uint32_t kPfWrite = 1u << 1;
 constexpr uint32_t kPfReserved = 1u << 3;
 constexpr uint32_t kPfFetch = 1u << 4;
 
+// IA-32e linear addresses with 4-level paging are canonical when bits 63:47 are all equal
+// (Intel SDM Vol. 3A §3.3.7.1); the walk itself uses bits 47:0 only.
+inline bool IsCanonical48(uint64_t va) { return static_cast<uint64_t>(static_cast<int64_t>(va << 16) >> 16) == va; }
+
 struct Translation {
   // kNonCanonical: only from the TLB-fill path (Machine::TranslateForFill), never packed for JS.
   enum Status : uint8_t { kOk, kPageFault, kTableBlocked, kNonCanonical } status = kOk;
