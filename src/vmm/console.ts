@@ -1,6 +1,7 @@
 // The guest's console: bytes the VMM received through the platform's I/O path (TDVMCALL
 // Instruction.IO, GHCB IOIO, or a plain OUT to the COM1 data port).
 import type { Snapshottable } from '../shared/snapshottable.js';
+import { Uart16550, type UartState } from './uart-16550.js';
 
 export const COM1_DATA_PORT = 0x3f8;
 /**
@@ -12,22 +13,10 @@ export const COM1_DATA_PORT = 0x3f8;
  */
 export const BATCHED_CONSOLE = { BATCH_MAX: 0x7f0, VMCALL: 0x4d56n, VMCALL_WRITE: 0x1n } as const;
 
-export interface ConsoleState { bytes: number; line: string; divisorLatch: boolean }
+export interface ConsoleState { bytes: number; line: string; uart: UartState }
 
-/** The 16550 line control register's offset from the data port, and its divisor-latch access bit. */
-const UART_LCR = 3;
-const UART_LCR_DLAB = 0x80;
-/** The 16550 line status register's offset from the data port, and its value with the transmitter empty (THRE | TEMT). */
-const UART_LSR = 5;
-const UART_LSR_TRANSMITTER_EMPTY = 0x60n;
-
-/**
- * What an IN of `size` bytes from `port` reads: COM1's line status says the transmitter is empty,
- * so polling serial drivers go on; any other port floats high (QEMU unassigned_io_read).
- */
-export function uartRead(port: number, size: 1 | 2 | 4): bigint {
-  return port === COM1_DATA_PORT + UART_LSR ? UART_LSR_TRANSMITTER_EMPTY : (1n << BigInt(8 * size)) - 1n;
-}
+/** COM1's eight registers (0x3f8..0x3ff). */
+const COM1_PORTS = 8;
 
 export class Console implements Snapshottable<ConsoleState> {
   /**
@@ -40,8 +29,8 @@ export class Console implements Snapshottable<ConsoleState> {
   #length = 0;
   readonly #echo: ((text: string) => void) | undefined;
   #line = '';
-  /** LCR.DLAB: while set, the data port is the divisor latch (DLL), not the transmitter. */
-  #divisorLatch = false;
+  /** COM1: what the guest reads and writes at 0x3f8..0x3ff; the bytes it transmits come here. */
+  readonly #uart = new Uart16550((byte) => this.write(byte));
 
   constructor(echo?: (text: string) => void) {
     this.#echo = echo;
@@ -94,14 +83,45 @@ export class Console implements Snapshottable<ConsoleState> {
   }
 
   /**
-   * A byte-wide OUT to the COM1 UART (ports 0x3f8..0x3ff) as a 16550 takes it: the data port
-   * transmits unless LCR.DLAB selects the divisor latch (Linux's early_serial_init writes the
-   * baud divisor there, arch/x86/boot/early_serial_console.c); LCR tracks DLAB; the rest is
-   * configuration with nothing to show.
+   * An OUT of `size` bytes to `port`. QEMU's UART takes one byte at a time (serial_io_ops: impl
+   * min and max access size 1), so a wider OUT is that many byte writes to consecutive ports, low
+   * byte first; bytes outside COM1 go nowhere. The data port transmits unless LCR.DLAB selects
+   * the divisor latch (Linux's early_serial_init writes the baud divisor there,
+   * arch/x86/boot/early_serial_console.c) or MCR.LOOP loops it back (uart-16550.ts).
    */
-  uartWrite(port: number, value: number): void {
-    if (port === COM1_DATA_PORT && !this.#divisorLatch) this.write(value);
-    else if (port === COM1_DATA_PORT + UART_LCR) this.#divisorLatch = (value & UART_LCR_DLAB) !== 0;
+  uartWrite(port: number, value: number | bigint, size: 1 | 2 | 4 = 1): void {
+    const v = BigInt(value);
+    for (let i = 0; i < size; i++) {
+      const offset = port + i - COM1_DATA_PORT;
+      if (offset >= 0 && offset < COM1_PORTS) this.#uart.write(offset, Number((v >> BigInt(8 * i)) & 0xffn));
+    }
+  }
+
+  /**
+   * A string OUT (OUTS) of `data`, elements of `size` bytes, to `port`: each element as uartWrite
+   * takes it. Bytes to a COM1 data port that transmits go to the console in one piece.
+   */
+  uartWriteString(port: number, data: Uint8Array, size: 1 | 2 | 4): void {
+    if (port === COM1_DATA_PORT && size === 1 && this.#uart.transmitsOnLine) {
+      this.writeBytes(data);
+      if (data.length > 0) this.#uart.noteTransmitted();
+      return;
+    }
+    for (let i = 0; i + size <= data.length; i += size) this.uartWrite(port, Buffer.from(data.buffer, data.byteOffset + i, size).readUIntLE(0, size), size);
+  }
+
+  /**
+   * What an IN of `size` bytes from `port` reads: byte by byte as uartWrite, COM1's registers with
+   * their read side effects, and any other port floating high (QEMU unassigned_io_read).
+   */
+  uartRead(port: number, size: 1 | 2 | 4): bigint {
+    let value = 0n;
+    for (let i = 0; i < size; i++) {
+      const offset = port + i - COM1_DATA_PORT;
+      const byte = offset >= 0 && offset < COM1_PORTS ? this.#uart.read(offset) : 0xff;
+      value |= BigInt(byte) << BigInt(8 * i);
+    }
+    return value;
   }
 
   flush(): void {
@@ -110,7 +130,7 @@ export class Console implements Snapshottable<ConsoleState> {
   }
 
   saveState(): ConsoleState {
-    return { bytes: this.#length, line: this.#line, divisorLatch: this.#divisorLatch };
+    return { bytes: this.#length, line: this.#line, uart: this.#uart.saveState() };
   }
 
   loadState(state: ConsoleState): void {
@@ -123,7 +143,7 @@ export class Console implements Snapshottable<ConsoleState> {
     }
     this.#length = state.bytes;
     this.#line = state.line;
-    this.#divisorLatch = state.divisorLatch;
+    this.#uart.loadState(state.uart);
   }
 
   get text(): string {

@@ -4,7 +4,7 @@
 // snp_begin_psc_msr / snp_begin_psc, sev_handle_rmp_fault) and QEMU's implicit
 // conversion on a private/shared mismatch.
 import { flatGuestRam, inGuestRam, userspaceConversionOutsideRam, type GuestRamRange } from '../guest-ram.js';
-import { COM1_DATA_PORT, Console, uartRead } from '../console.js';
+import { Console } from '../console.js';
 import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
@@ -306,10 +306,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, io.size, fail);
         if (io.direction === 'out') {
           const v = g.get('rax');
-          this.console.uartWrite(io.port, Number(v & 0xffn));
+          this.console.uartWrite(io.port, v, io.size);
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
         } else {
-          const value = uartRead(io.port, io.size);
+          const value = this.console.uartRead(io.port, io.size);
           g.set('rax', value);
           g.setValid('rax');
           host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
@@ -411,15 +411,11 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     }
     if (direction === 'out') {
       const data = host.hostMemory.read(scratch, Number(bytes));
-      if (port === COM1_DATA_PORT) {
-        if (size === 1) this.console.writeBytes(data);
-        else for (let i = 0; i < data.length; i += size) this.console.write(data[i]!);
-      }
+      this.console.uartWriteString(port, data, size);
       host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
     } else {
       const data = Buffer.alloc(Number(bytes));
-      const value = uartRead(port, size);
-      for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(value), i, size);
+      for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(this.console.uartRead(port, size)), i, size);
       g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
       try {
         host.hostMemory.write(scratch, data);

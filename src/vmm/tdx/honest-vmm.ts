@@ -10,7 +10,7 @@ import { Sept } from '../../platform/tdx/sept.js';
 import { SeptMirror, type MirroredWalk, type SeptMirrorState } from './sept-mirror.js';
 import { OperandId, TdvmcallStatus, TdxStatus, statusName, withOperand } from '../../platform/tdx/status.js';
 import { tdxSharedBit, type TdExit, type VmcallRegs } from '../../platform/tdx/td-module.js';
-import { BATCHED_CONSOLE, type Console, uartRead } from '../console.js';
+import { BATCHED_CONSOLE, type Console } from '../console.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import type { RunOutcome } from '../../shared/outcome.js';
 import { savePolicy, type PolicyStateHook, type SavedPolicy, type VmmDriver } from '../run-vm.js';
@@ -339,10 +339,10 @@ export const honestTdxPolicy: TdxVmmPolicy = {
     const port = call.regs.r14 & 0xffffn;
     if ((size !== 1n && size !== 2n && size !== 4n) || direction > 1n) return ret(TdvmcallStatus.INVALID_OPERAND);
     if (direction === 1n) {
-      ctx.console.uartWrite(Number(port), Number(value & 0xffn));
+      ctx.console.uartWrite(Number(port), value, Number(size) as 1 | 2 | 4);
       return ret(TdvmcallStatus.SUCCESS);
     }
-    return ret(TdvmcallStatus.SUCCESS, { r11: uartRead(Number(port), Number(size) as 1 | 2 | 4) });
+    return ret(TdvmcallStatus.SUCCESS, { r11: ctx.console.uartRead(Number(port), Number(size) as 1 | 2 | 4) });
   },
 
   instructionCpuid(_ctx, call) {
