@@ -11,7 +11,7 @@ export const GP_VECTOR = 13;
 export const UD_VECTOR = 6;
 
 /** VMX basic exit reasons used in VE info and TD exits. */
-export const ExitReason = { CPUID: 10, HLT: 12, VMCALL: 18, IO: 30, RDMSR: 31, WRMSR: 32, EPT_VIOLATION: 48, TDCALL: 77 } as const;
+export const ExitReason = { CPUID: 10, HLT: 12, VMCALL: 18, IO: 30, RDMSR: 31, WRMSR: 32, EPT_VIOLATION: 48 } as const;
 
 /** VMCS EPT-violation exit qualification bits (SDM Vol. 3 Table 28-7). */
 export const EptQual = { READ: 1n << 0n, WRITE: 1n << 1n, FETCH: 1n << 2n, GLA_VALID: 1n << 7n, TRANSLATED: 1n << 8n } as const;
