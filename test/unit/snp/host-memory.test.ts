@@ -40,6 +40,14 @@ describe('host reads across page boundaries', () => {
     expect(tail.subarray(4).equals(Buffer.alloc(4, 0x33))).toBe(true);
     p.machine.close();
   });
+
+  it('SnpPlatform.hostRead from inside a page across the next ones gives every byte: the same bytes as the page-by-page view', () => {
+    const { p, host } = setUp();
+    for (const [gpa, length] of [[HV + 0xff8n, 0x10], [GUEST + 0xffcn, 8], [HV + 0x800n, 0x1900]] as const) {
+      expect(Buffer.from(p.hostRead(gpa, length)).equals(Buffer.from(host.read(gpa, length)))).toBe(true);
+    }
+    p.machine.close();
+  });
 });
 
 describe('host writes', () => {
