@@ -1,8 +1,9 @@
 // What SnpPlatform's host operations, snapshots and exit handling leave behind, pinned where a
 // mutation sweep of snp-cpu.ts found nothing checking it. Each test names the primary source.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { PAGE_2M, PAGE_4K } from '../../../src/platform/snp/rmp.js';
+import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
 const MEMORY = 16n << 20n;
 const REGION = 0x400000n;
@@ -33,5 +34,86 @@ describe('a 2 MiB RMPUPDATE back to the hypervisor', () => {
       }
       p.machine.close();
     }
+  });
+});
+
+// A snapshot of the SNP hardware is everything the next run depends on: the nested page sizes
+// (the NPT is the hypervisor's, APM Vol. 2 §15.25), each vCPU's GHCB MSR (the VMCB's GHCB GPA
+// field, KVM set_ghcb_msr), which vCPUs exist (an SNP AP exists only after AP creation, KVM
+// sev_snp_ap_creation), an undeliverable event's shutdown (APM Vol. 2 §8.2.9) and which pages hold
+// host-written DRAM bytes (decrypted by the guest key when the page is assigned again: APM Vol. 2
+// §15.34.1, RMPUPDATE writes no memory). A restore gives back each as it was saved, and the saved
+// state does not follow the platform's later changes.
+describe('SnpPlatform.saveState / loadState', () => {
+  const VMSA = 0x11000n;
+  const HOST_PAGE = 0x20000n;
+  const OTHER_PAGE = 0x21000n;
+
+  it('gives back the nested page sizes, GHCB MSRs, runnable vCPUs, the schedule, the launch, a pending shutdown and the host-written pages as saved', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY, vcpus: 2, countInstructions: false });
+    // Saved: REGION mapped 2 MiB, vCPU 0's GHCB MSR 0x1000 (a GHCB GPA), vCPU 1 not created, no pending outcome,
+    // HOST_PAGE written by the host while it is the hypervisor's.
+    p.setNptPageSize(REGION, '2m');
+    p.ghcbMsr = 0x1000n;
+    p.handle.hostMemory.write(HOST_PAGE, new Uint8Array(4096).fill(0x5a));
+    const saved = p.saveState();
+    const launchDigest = p.launch.hex;
+    const own = (st: typeof saved) => ({ npt2m: [...st.npt2m], ghcbMsrs: [...st.ghcbMsrs], runnable: [...st.runnable], dramPages: [...st.dramPages], pendingOutcome: st.pendingOutcome });
+    const savedCopy = own(saved);
+
+    // Changed after the save: REGION back to 4 KiB and another 2 MiB mapping, another GHCB MSR,
+    // vCPU 1 created from a VMSA page, an event the VMM injects that cannot be delivered (no IDT),
+    // and HOST_PAGE assigned to the guest (its DRAM bytes decrypted: no longer host-written).
+    p.setNptPageSize(REGION, '4k');
+    p.setNptPageSize(REGION + PAGE_2M, '2m');
+    p.ghcbMsr = 0x2000n;
+    p.machine.memory.write(VMSA, flat32VmsaPage());
+    expect(p.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: p.asid }).rc).toBe(0);
+    p.rmp.adjustPermissions(VMSA, 1, 0, true);
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.vcpu.regs.rip = 0x1000n;
+    p.injectFromHost(0x80);
+    expect(p.rmpUpdate(HOST_PAGE, { assigned: true, pageSize: '4k', gpa: HOST_PAGE, asid: p.asid }).rc).toBe(0);
+    // Another page the host writes after the save; the scheduler passes switch points; SNP_LAUNCH_FINISH.
+    p.handle.hostMemory.write(OTHER_PAGE, new Uint8Array(4096).fill(0xa5));
+    for (let i = 0; i < 3; i++) p.scheduler!.switchPoint('exit');
+    p.launchFinish();
+    expect(p.isRunnable(1)).toBe(true);
+    const pauseExits = vi.spyOn(p.machine, 'pauseExits', 'set');
+
+    // The saved state did not follow those changes.
+    expect(own(saved)).toEqual(savedCopy);
+    p.loadState(saved);
+    expect([p.nptPageSize(REGION), p.nptPageSize(REGION + PAGE_2M)]).toEqual(['2m', '4k']);
+    expect(p.ghcbMsr).toBe(0x1000n);
+    expect([p.isRunnable(0), p.isRunnable(1)]).toEqual([true, false]);
+    // PAUSE is a switch point only while another vCPU can run.
+    expect(pauseExits).toHaveBeenLastCalledWith(false);
+    expect(p.scheduler!.saveState()).toEqual(saved.scheduler);
+    // Still launching (Firmware ABI: the guest is RUNNING only after SNP_LAUNCH_FINISH), the digest as it was.
+    expect([p.launch.finished, p.launch.hex]).toEqual([false, launchDigest]);
+    // Nothing was pending at the save: the next step runs the guest instead of ending the run.
+    const step = p.step();
+    expect(step.kind === 'outcome' && step.outcome.outcome === 'terminated').toBe(false);
+    // HOST_PAGE holds the host's bytes in DRAM again: assigned to the guest, the guest key decrypts them,
+    // so the guest's view is not the host's bytes (ciphertext.test.ts shows it is their decryption).
+    expect(p.rmpUpdate(HOST_PAGE, { assigned: true, pageSize: '4k', gpa: HOST_PAGE, asid: p.asid }).rc).toBe(0);
+    expect(Buffer.from(p.machine.memory.read(HOST_PAGE, 4096)).equals(Buffer.alloc(4096, 0x5a))).toBe(false);
+    // OTHER_PAGE was not written at the save: assigned now, it reads as a never-written page does.
+    expect(p.rmpUpdate(OTHER_PAGE, { assigned: true, pageSize: '4k', gpa: OTHER_PAGE, asid: p.asid }).rc).toBe(0);
+    expect(Buffer.from(p.machine.memory.read(OTHER_PAGE, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+    p.machine.close();
+  });
+
+  it('keeps a shutdown pending at the save: the first step after the restore ends the run', () => {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY, countInstructions: false });
+    p.machine.vcpu.regs.rip = 0x1000n;
+    p.injectFromHost(0x80);  // no IDT: the delivery fails, a shutdown (APM Vol. 2 §8.2.9)
+    const saved = p.saveState();
+    const first = p.step();
+    expect(first).toMatchObject({ kind: 'outcome', outcome: { outcome: 'terminated' } });
+    p.loadState(saved);
+    expect(p.step()).toMatchObject({ kind: 'outcome', outcome: { outcome: 'terminated' } });
+    p.machine.close();
   });
 });
