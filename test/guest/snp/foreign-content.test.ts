@@ -122,3 +122,18 @@ describe('foreign content on SNP: a first validation (not watched, a documented 
     expect(g.vm.watchedContentPages(0x100000n, 0x10000n)).toBe(0); // page tables
   });
 });
+
+// Watched, unlike a first validation: a page whose DRAM the host wrote while it was its own.
+// RMPUPDATE writes no memory (APM Vol. 3 RMPUPDATE), so once the page is assigned the guest's key
+// decrypts the host's bytes (APM Vol. 2 §15.34.1): content the host decided, watched byte by byte
+// from the assignment (SnpPlatform #changeOwner).
+describe('foreign content on SNP: a page the host wrote before it was assigned', () => {
+  it('a page the host wrote while it was its own is watched from its assignment: the guest\'s read before any write is recorded', () => {
+    const g = snpGuest(`${validate(FRESH, true)}\nmov r12, [0x${(FRESH + 0x800n).toString(16)}]\nhlt`, { mappings });
+    g.platform.handle.hostMemory.write(FRESH, Buffer.alloc(0x1000, 0xa5));
+    assign(g, FRESH);
+    expect(g.vm.watchedContentPages(FRESH, 0x1000n)).toBe(1);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('foreign-read')).toMatchObject([{ gpa: FRESH + 0x800n }]);
+  });
+});
