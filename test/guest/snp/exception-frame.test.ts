@@ -5,7 +5,7 @@
 // set it). §15.20: events the VMM injects through EVENTINJ "are treated in every way as though
 // they had occurred normally in the guest".
 import { describe, expect, it } from 'vitest';
-import { HANDLER, snpGuest } from '../../helpers/snp-guest.js';
+import { C_BIT, HANDLER, snpGuest } from '../../helpers/snp-guest.js';
 import { installIdt } from '../../helpers/guest-setup.js';
 
 const RF = 1n << 16n;
@@ -69,5 +69,22 @@ describe('RF in the RFLAGS image of an SNP guest\'s exception frame', () => {
     irq.platform.injectFromHost(0x20);
     expect(irq.run()).toMatchObject({ outcome: 'done' });
     expect([irq.vm.vcpu.regs.r13, irq.vm.vcpu.regs.rbx & RF]).toEqual([6n, 0n]);
+  });
+});
+
+// A #PF the CPU raises on the guest's own access is delivered as the architecture says, not only
+// its vector: AMD APM Vol. 2 §8.4.15 "Page-Fault Exception (#PF)": the error code's P bit is 0 for
+// a not-present page and W/R is 1 for a write, and CR2 holds the virtual address that caused the
+// fault. (The default #PF handler of snpGuest keeps the error code in R15 and CR2 in R14.)
+describe('the #PF an SNP guest\'s write to an unmapped address raises', () => {
+  it('carries error code 2 (write, not present) and CR2 = the faulting address', () => {
+    const unmapped = 0x40000000n;
+    const g = snpGuest(`mov rax, 0x${unmapped.toString(16)}\n mov qword ptr [rax + 0x18], 1\n hlt`, {
+      mappings: [{ va: 0n, pa: 0n, size: 0x800000n, pageSize: 4096n, extraBits: C_BIT }],
+    });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect(g.trace.ofType('inject').map((e) => e.vector)).toEqual([14]);
+    const regs = g.vm.vcpu.regs;
+    expect([regs.r13, regs.r15, regs.r14]).toEqual([14n, 2n, unmapped + 0x18n]);
   });
 });
