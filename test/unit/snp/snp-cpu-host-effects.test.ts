@@ -117,3 +117,16 @@ describe('SnpPlatform.saveState / loadState', () => {
     p.machine.close();
   });
 });
+
+// The host's execution watch (Vcpu.watchExecution) stops a Linux boot where the decompressor
+// enters the kernel: the run's outcome is 'handover' (src/shared/outcome.ts), which a Linux boot
+// counts as reaching the kernel (src/boot/boot-guest.ts), not a fault of the guest.
+describe('an execution-watch exit', () => {
+  it('ends the run as a handover at the watched RIP', () => {
+    const p = platform();
+    const step = p.handleExit({ kind: 'exec-watch', rip: 0x1000200n, gpa: 0x1000200n });
+    expect(step).toMatchObject({ kind: 'outcome', outcome: { outcome: 'handover' } });
+    expect(step.kind === 'outcome' && step.outcome.reason).toContain('0x1000200');
+    p.machine.close();
+  });
+});
