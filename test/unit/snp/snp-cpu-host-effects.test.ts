@@ -2,7 +2,7 @@
 // mutation sweep of snp-cpu.ts found nothing checking it. Each test names the primary source.
 import { describe, expect, it, vi } from 'vitest';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
-import { PAGE_2M, PAGE_4K } from '../../../src/platform/snp/rmp.js';
+import { PAGE_2M, PAGE_4K, VMPL_PERM, VMPL_PERM_RWX } from '../../../src/platform/snp/rmp.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
 const MEMORY = 16n << 20n;
@@ -128,5 +128,31 @@ describe('an execution-watch exit', () => {
     expect(step).toMatchObject({ kind: 'outcome', outcome: { outcome: 'handover' } });
     expect(step.kind === 'outcome' && step.outcome.reason).toContain('0x1000200');
     p.machine.close();
+  });
+});
+
+// APM Vol. 2 §15.36.7: a guest access is checked against the permission mask of the VMPL the vCPU
+// runs at, whichever VMPL that is. So for a guest at VMPL2 or VMPL3, neighbouring pages that differ
+// only in that VMPL's mask get different gates: each page's own (the gate is derived by regions,
+// and pages alike share one derivation).
+describe('the page gate of a guest running at VMPL2 or VMPL3', () => {
+  it('follows each page\'s own mask for that VMPL, where neighbours differ in it alone', () => {
+    for (const vmpl of [2, 3] as const) {
+      const p = SnpPlatform.create({ memoryBytes: MEMORY, countInstructions: false, vmpl });
+      expect(p.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: p.asid }).rc).toBe(0);
+      p.rmp.setValidated(REGION, true);
+      expect(p.psmash(REGION).rc).toBe(0);
+      const at = (k: bigint) => REGION + k * PAGE_4K;
+      for (let k = 0n; k < 8n; k++) p.rmp.adjustPermissions(at(k), vmpl, VMPL_PERM_RWX, false);
+      // Page 3: this VMPL may only read it; page 5: only the other of VMPL2/VMPL3 holds RWX.
+      p.rmp.adjustPermissions(at(3n), vmpl, VMPL_PERM.read, false);
+      p.rmp.adjustPermissions(at(5n), vmpl, 0, false);
+      p.rmp.adjustPermissions(at(5n), vmpl === 2 ? 3 : 2, VMPL_PERM_RWX, false);
+      p.setNptPageSize(REGION, '4k');  // resynchronises the region
+      expect([2n, 3n, 4n, 5n, 6n].map((k) => [vmpl, k, p.machine.gate.get('private', at(k)), p.machine.gate.fetch('private', at(k))])).toEqual([
+        [vmpl, 2n, 'readwrite', 'any'], [vmpl, 3n, 'read', 'none'], [vmpl, 4n, 'readwrite', 'any'], [vmpl, 5n, 'none', 'none'], [vmpl, 6n, 'readwrite', 'any'],
+      ]);
+      p.machine.close();
+    }
   });
 });
