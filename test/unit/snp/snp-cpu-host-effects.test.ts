@@ -1,7 +1,7 @@
 // What SnpPlatform's host operations, snapshots and exit handling leave behind, pinned where a
 // mutation sweep of snp-cpu.ts found nothing checking it. Each test names the primary source.
 import { describe, expect, it, vi } from 'vitest';
-import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { SnpPlatform, pushesResumeFlag } from '../../../src/platform/snp/snp-cpu.js';
 import { PAGE_2M, PAGE_4K, VMPL_PERM, VMPL_PERM_RWX } from '../../../src/platform/snp/rmp.js';
 import { flat32VmsaPage } from '../../helpers/snp-guest.js';
 
@@ -153,6 +153,21 @@ describe('the page gate of a guest running at VMPL2 or VMPL3', () => {
         [vmpl, 2n, 'readwrite', 'any'], [vmpl, 3n, 'read', 'none'], [vmpl, 4n, 'readwrite', 'any'], [vmpl, 5n, 'none', 'none'], [vmpl, 6n, 'readwrite', 'any'],
       ]);
       p.machine.close();
+    }
+  });
+});
+
+// Which events the VMM injects push RF = 1: the fault-class exceptions. Linux KVM
+// exception_type() (arch/x86/kvm/x86.c): #DB (1), #BP (3) and #OF (4) are traps, NMI (2) an
+// interrupt, #DF (8) and #MC (18) aborts, every other vector below 32 (reserved ones included) a
+// fault, and KVM sets RF for EXCPT_FAULT only (inject_pending_event); vectors 32-255 are
+// interrupts. AMD APM Vol. 2 §3.1.6: an exception normally pushes RF = 1, an interrupt RF as it is.
+describe('pushesResumeFlag', () => {
+  it('is true for the fault-class exceptions only: not the traps #DB #BP #OF, NMI, the aborts #DF #MC, or interrupts', () => {
+    const traps = [1, 3, 4], nmi = [2], aborts = [8, 18];
+    for (let vector = 0; vector < 256; vector++) {
+      const fault = vector < 32 && ![...traps, ...nmi, ...aborts].includes(vector);
+      expect([vector, pushesResumeFlag(vector)]).toEqual([vector, fault]);
     }
   });
 });
