@@ -90,3 +90,62 @@ describe('Sept snapshots of merged and split ranges', () => {
     expect(sept.entryCounts()[0]).toBe(511);
   });
 });
+
+// A saved state is a value: whatever the table that saved it, or a table that loaded it, does
+// afterwards (a new 4K leaf in an existing leaf table, one in a new table, one made FREE), a
+// table loading it later gets exactly what was saved (a fuzz campaign restores one saved state
+// into many machines, each changing its own copy).
+describe('Sept saved states stay as saved', () => {
+  /** PML4, PDPT and two PDs present; 4K leaves in the first 2 MiB range. */
+  function build(): Sept {
+    const sept = new Sept(16n * MIB2, 3);
+    sept.setState(3, 0n, 'NL_MAPPED');
+    sept.setState(2, 0n, 'NL_MAPPED');
+    sept.setState(1, 0n, 'NL_MAPPED');
+    sept.setState(1, MIB2, 'NL_MAPPED');
+    sept.setState(0, 0x1000n, 'MAPPED');
+    sept.setState(0, 0x2000n, 'PENDING');
+    return sept;
+  }
+  const change = (sept: Sept) => {
+    sept.setState(0, 0x3000n, 'MAPPED');           // a new leaf in the existing leaf table
+    sept.setState(0, 0x1000n, 'FREE');             // a leaf of it made FREE
+    sept.setState(0, MIB2 + 0x5000n, 'PENDING');    // a leaf in a new leaf table
+    sept.setState(1, 2n * MIB2, 'PENDING');         // an entry above 4K
+  };
+
+  it('changes after a save do not reach the saved state', () => {
+    const sept = build();
+    const before = tables(sept);
+    const saved = sept.saveState();
+    change(sept);
+    const other = new Sept(16n * MIB2, 3);
+    other.loadState(saved);
+    expect(tables(other)).toBe(before);
+  });
+
+  it('changes after loading a state another table saved do not reach that state', () => {
+    const saved = build().saveState();
+    const before = tables(build());
+    const first = new Sept(16n * MIB2, 3);
+    first.loadState(saved);
+    change(first);
+    const second = new Sept(16n * MIB2, 3);
+    second.loadState(saved);
+    expect(tables(second)).toBe(before);
+  });
+
+  it('a restore returns to the latest save, not to an earlier one', () => {
+    const sept = build();
+    sept.setState(1, 2n * MIB2, 'PENDING');
+    sept.saveState();
+    sept.setState(1, 2n * MIB2, 'MAPPED');
+    sept.setState(0, 0x3000n, 'MAPPED');
+    const latest = sept.saveState();
+    const atLatest = tables(sept);
+    sept.setState(1, 2n * MIB2, 'BLOCKED');
+    sept.setState(0, 0x3000n, 'FREE');
+    sept.loadState(latest);
+    expect(tables(sept)).toBe(atLatest);
+  });
+});
