@@ -136,3 +136,76 @@ describe('TDH.MEM.PAGE.DEMOTE of a 1G leaf', () => {
     expect(m.host.memPagePromote(gpaLevel(0n, 0)).status).toBe(OPERAND_INVALID_RCX);
   });
 });
+
+// tdh_mem_page_promote.c is_sept_page_valid_for_merge: entry 0 of the SEPT page must be MAPPED or
+// PENDING, and each of the other 511 must equal entry 0 moved on by one leaf size (the same state,
+// the next HPA); any that does not is TDX_EPT_INVALID_PROMOTE_CONDITIONS (|RCX), nothing merged.
+// For a 1G PROMOTE the children are the 2M leaves of the whole 1 GiB range, not 4K apart.
+describe('TDH.MEM.PAGE.PROMOTE of a 1G range whose 2M leaves are not uniform', () => {
+  it.each([1n, 255n, 511n])('2M leaf %i MAPPED among PENDING ones is EPT_INVALID_PROMOTE_CONDITIONS|RCX, the range stays split', (odd) => {
+    const m = createTd({ memoryBytes: 8n << 20n }).platform.module;
+    expect(m.host.memSeptAdd(gpaLevel(0n, 3)).status).toBe(0n);
+    m.sept.setState(2, 0n, 'PENDING');
+    expect(m.host.memPageDemote(gpaLevel(0n, 2)).status).toBe(0n);
+    // Past the 8 MiB of RAM no AUG or ACCEPT reaches it: the odd leaf is set directly.
+    m.sept.setState(1, odd * P, 'MAPPED');
+    expect(m.host.memPagePromote(gpaLevel(0n, 2)).status).toBe(0xc0000b0900000001n);
+    expect(m.sept.stateAt(2, 0n)).toBe('NL_MAPPED');
+    expect([m.sept.stateAt(1, 0n), m.sept.stateAt(1, odd * P)]).toEqual(['PENDING', 'MAPPED']);
+  });
+});
+
+// KVM_TDX_INIT_MEM_REGION: one TDH.MEM.PAGE.ADD per page in address order, stopping at the first
+// that fails (as above). tdh_mem_page_add.c refuses a page whose walk_private_gpa does not reach
+// its 4K entry (TDX_EPT_WALK_FAILED|RCX) or whose entry is not FREE
+// (sept_state_is_seamcall_leaf_allowed: TDX_EPT_ENTRY_STATE_INCORRECT|RCX), changing nothing.
+describe('addPages (a launch range) over a page PAGE.ADD refuses', () => {
+  const START = P + 0x10000n;
+  it.each([0, 2, 3])('a MAPPED page at index %i of 4: the pages before it are added, it is refused (EPT_ENTRY_STATE_INCORRECT|RCX), the rest untouched', (k) => {
+    const { module: m, machine } = td().platform;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    const taken = START + BigInt(k) * 0x1000n;
+    expect(h.memPageAdd(gpaLevel(taken, 0), new Uint8Array(4096).fill(1)).status).toBe(0n);
+    const r = h.addPages(START, new Uint8Array(4 * 4096).fill(7), false);
+    expect([r.status, r.at]).toEqual([STATE_INCORRECT_RCX, taken]);
+    for (let i = 0; i < 4; i++) {
+      const page = START + BigInt(i) * 0x1000n;
+      expect([i, m.sept.stateAt(0, page), machine.memory.read(page, 1)[0]]).toEqual(i < k ? [i, 'MAPPED', 7] : i === k ? [i, 'MAPPED', 1] : [i, 'FREE', 0]);
+    }
+  });
+
+  it('a range running on into a 2 MiB range with no SEPT page below its PD entry: the pages before it are added, its first page is EPT_WALK_FAILED|RCX', () => {
+    const m = td().platform.module;
+    const h = m.host;
+    expect(h.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    const r = h.addPages(2n * P - 0x2000n, new Uint8Array(4 * 4096).fill(7), true);
+    expect([r.status, r.at]).toEqual([EPT_WALK_FAILED_RCX, 2n * P]);
+    expect([m.sept.stateAt(0, 2n * P - 0x2000n), m.sept.stateAt(0, 2n * P - 0x1000n)]).toEqual(['MAPPED', 'MAPPED']);
+    expect(m.sept.walk(2n * P, 0)).toMatchObject({ level: 1, state: 'FREE' });
+  });
+
+  // secure_ept_walk: a private access reaches a page iff the walk ends on a MAPPED leaf, so the
+  // range's pages, and only they, are open to the guest (the page gate enforces the walk).
+  it('a range that succeeds opens exactly its pages to private accesses', () => {
+    const { module: m, machine } = td().platform;
+    expect(m.host.memSeptAdd(gpaLevel(P, 1)).status).toBe(0n);
+    expect(m.host.addPages(START, new Uint8Array(3 * 4096).fill(7), true).status).toBe(0n);
+    expect(machine.gate.count('private', P, P, 'readwrite')).toBe(3n);
+    expect([-1n, 0n, 1n, 2n, 3n].map((i) => machine.gate.get('private', START + i * 0x1000n))).toEqual(['none', 'readwrite', 'readwrite', 'readwrite', 'none']);
+  });
+});
+
+// tdh_mem_sept_add.c: verify_page_info_input(gpa_mappings, LVL_PD, EPTP.ept_pwl) lets the host
+// add the entries of the top level (PML4 for GPAW 48, PML5 for GPAW 52) too, and
+// sept_state_is_seamcall_leaf_allowed(TDH_MEM_SEPT_ADD_LEAF) wants the entry FREE: adding one
+// that is present again is TDX_EPT_ENTRY_STATE_INCORRECT|RCX.
+describe('TDH.MEM.SEPT.ADD of a top-level entry', () => {
+  it.each([[48, 3], [52, 4]] as const)('GPAW %i: the level-%i entry is added once; a second ADD is EPT_ENTRY_STATE_INCORRECT|RCX', (gpaWidth, top) => {
+    const m = createTd({ memoryBytes: 8n << 20n, gpaWidth }).platform.module;
+    expect(m.sept.topLevel).toBe(top);
+    expect(m.host.memSeptAdd(gpaLevel(0n, top)).status).toBe(0n);
+    expect(m.host.memSeptAdd(gpaLevel(0n, top)).status).toBe(STATE_INCORRECT_RCX);
+    expect(m.sept.stateAt(top, 0n)).toBe('NL_MAPPED');
+  });
+});
