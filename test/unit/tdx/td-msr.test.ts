@@ -40,6 +40,18 @@ describe('msrAction over the whole bitmap range', () => {
     expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['gp', 'gp']);
   });
 
+  // rd_wr_msr_generic_case (td_msr_access.c), MSR_ACTION_GP_OR_VE: IA32_PLATFORM_DCA_CAP,
+  // IA32_CPU_DCA_CAP and IA32_DCA_CAP (0x1F8-0x1FA) follow the TD's CPUID(1).ECX[18] (DCA), the four
+  // TME MSRs (0x981-0x984) CPUID(7,0).ECX[13] (TME), IA32_MKTME_PARTITIONING (0x87) CPUID(7,0).EDX[18]
+  // (PCONFIG) and IA32_TSC_DEADLINE (0x6E0) CPUID(1).ECX[24]: #GP(0) without the feature, #VE with it
+  // (cpuid_flags, tdh_mng_init.c). The model's TD has TSC-deadline only.
+  it.each([0x1f8, 0x1f9, 0x1fa, 0x981, 0x982, 0x983, 0x984, 0x87].map((m) => [m.toString(16), m] as const))('GP_OR_VE row 0x%s without its feature → #GP(0) both ways', (_hex, msr) => {
+    expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['gp', 'gp']);
+  });
+  it('IA32_TSC_DEADLINE (GP_OR_VE, CPUID(1).ECX[24] set) → #VE both ways', () => {
+    expect([msrAction(module(), 0x6e0, false).action, msrAction(module(), 0x6e0, true).action]).toEqual(['ve', 've']);
+  });
+
   it('the VMX capability reads rdmsr_l1_only_special_msrs answers from TDCS values are emulated; the rest of 0x480-0x492 are the table\'s #VE', () => {
     expect(msrAction(module(), 0x480, false).action).toBe('emulate');
     expect(msrAction(module(), 0x481, false).action).toBe('ve'); // PINBASED_CTLS: the table's #VE
