@@ -52,6 +52,28 @@ describe('msrAction over the whole bitmap range', () => {
     expect([msrAction(module(), 0x6e0, false).action, msrAction(module(), 0x6e0, true).action]).toEqual(['ve', 've']);
   });
 
+  // msr_config_lookup.c rows that cover a range of MSRs: the first and the last MSR of each take
+  // the row's action (find_msr_entry: start_address <= msr <= end_address), read and write. For
+  // the model's TD (no ATTRIBUTES.PERFMON, XFAM without LBR) the DYN_PERFMON and DYN_XFAM_LBR rows
+  // exit to MSR_ACTION_GP; the x2APIC ISR/TMR/IRR rows are FIXED_0 (the TD's own).
+  it.each([
+    ['IA32_SGXLEPUBKEYHASHx', 0x8c, 0x8f, 'gp'], ['IA32_PMCx', 0xc1, 0xc8, 'gp'], ['IA32_PERFEVTSELx', 0x186, 0x18d, 'gp'],
+    ['MSR_OFFCORE_RSPx', 0x1a6, 0x1a7, 'gp'], ['IA32_FIXED_CTRx', 0x309, 0x310, 'gp'], ['IA32_A_PMCx', 0x4c1, 0x4c8, 'gp'],
+    ['xAPIC reserved', 0x800, 0x801, 'gp'], ['xAPIC reserved', 0x804, 0x807, 'gp'], ['IA32_X2APIC_ISRx', 0x810, 0x817, 'native'],
+    ['IA32_X2APIC_TMRx', 0x818, 0x81f, 'native'], ['IA32_X2APIC_IRRx', 0x820, 0x827, 'native'], ['xAPIC reserved', 0x829, 0x82e, 'gp'],
+    ['xAPIC reserved', 0x840, 0x87f, 'gp'], ['xAPIC reserved', 0x880, 0x8bf, 'gp'], ['xAPIC reserved', 0x8c0, 0x8ff, 'gp'],
+    ['IA32_LBR_INFO', 0x1200, 0x12ff, 'gp'], ['IA32_LBR_x_FROM_IP', 0x1500, 0x15ff, 'gp'], ['IA32_LBR_x_TO_IP', 0x1600, 0x16ff, 'gp'],
+  ] as const)('%s: its first (%i) and last (%i) MSR → %s both ways', (_name, first, last, action) => {
+    for (const msr of [first, last]) expect([msr, msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual([msr, action, action]);
+  });
+
+  // Rows whose read bit is FIXED_0 and write bit FIXED_1 with MSR_ACTION_VE: the TD reads the MSR
+  // itself; a write exits and is #VE (IA32_TIME_STAMP_COUNTER, IA32_MISC_PACKAGE_CTLS,
+  // IA32_DEBUG_INTERFACE); IA32_MISC_ENABLE's write row is the same, its read DYN_PERFMON + OTHER.
+  it.each([['IA32_TIME_STAMP_COUNTER', 0x10], ['IA32_MISC_PACKAGE_CTLS', 0xbc], ['IA32_DEBUG_INTERFACE', 0xc80]] as const)('%s (%i): read native, write #VE', (_name, msr) => {
+    expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['native', 've']);
+  });
+
   it('the VMX capability reads rdmsr_l1_only_special_msrs answers from TDCS values are emulated; the rest of 0x480-0x492 are the table\'s #VE', () => {
     expect(msrAction(module(), 0x480, false).action).toBe('emulate');
     expect(msrAction(module(), 0x481, false).action).toBe('ve'); // PINBASED_CTLS: the table's #VE
