@@ -199,3 +199,49 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
     expect(r.rsi > r.rbx).toBe(true);
   });
 });
+
+// What the guest sees of an MSR access beyond its action, each from the TDX module or the SDM.
+describe('MSR exits: the #VE information, the #GP error code and RDMSR\'s EDX:EAX', () => {
+  const rdmsr = (msr: number) => `mov ecx, 0x${msr.toString(16)}\n rdmsr`;
+  // tdx_td_dispatcher.c: an MSR exit the module does not handle is td_generic_ve_exit(vm_exit_reason, 0):
+  // tdx_inject_ve with exit qualification 0, GLA 0 and GPA 0. VEINFO.GET (TDCALL leaf 3) returns
+  // them in RDX, R8 and R9, the instruction length in R10[31:0] and its information in R10[63:32].
+  const VE_INFO = `
+    push rax\n push rcx\n push rdx\n push r8\n push r9\n push r10
+    mov rax, 3\n ${TDCALL}
+    mov r13, rcx\n mov r15, rdx\n mov rsi, r8\n mov rbx, r9\n mov edi, r10d\n mov r14, r10\n shr r14, 32\n inc r12
+    pop r10\n pop r9\n pop r8\n pop rdx\n pop rcx\n pop rax
+    add [rsp], rdi
+    iretq`;
+  it.each([
+    ['RDMSR of IA32_FEATURE_CONTROL (0x3A, not in the table)', rdmsr(0x3a), 31n],
+    ['WRMSR of IA32_TSC (0x10, MSR_ACTION_VE)', 'mov ecx, 0x10\n xor eax, eax\n xor edx, edx\n wrmsr', 32n],
+  ])('%s: #VE with exit qualification, GLA, GPA and instruction information 0', (_n, body, reason) => {
+    const { td, outcome } = runTdGuest(`xor r12, r12\n mov r15, -1\n mov rsi, -1\n mov rbx, -1\n mov r14, -1\n ${body}\n ${HALT}`, { ve: VE_INFO });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r12, r.r13, r.r15, r.rsi, r.rbx, r.rdi, r.r14]).toEqual([1n, reason, 0n, 0n, 0n, 2n, 0n]);
+  });
+
+  // tdx_td_dispatcher.c: TD_MSR_ACCESS_GP is inject_gp(0), and the CPU's own #GP for a native
+  // access is #GP(0) too (SDM Vol. 2B RDMSR/WRMSR): the handler finds error code 0 on its stack.
+  it('the module\'s #GP (IA32_SGXLEPUBKEYHASH0 write) and the CPU\'s (IA32_PRED_CMD read) push error code 0', () => {
+    const GP_CODE = 'inc r14\n pop rbx\n or rsi, rbx\n add qword ptr [rsp], 2\n iretq';
+    const { td, outcome } = runTdGuest(`xor r14, r14\n xor rsi, rsi\n mov ecx, 0x8c\n xor eax, eax\n xor edx, edx\n wrmsr\n ${rdmsr(0x49)}\n ${HALT}`, { gp: GP_CODE });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r14, r.rsi]).toEqual([2n, 0n]);
+  });
+
+  // SDM Vol. 2B RDMSR: EDX:EAX ← MSR[ECX]; in 64-bit mode the high 32 bits of RAX and RDX are
+  // cleared. IA32_PAT (native) and IA32_VMX_BASIC (emulated, rdmsr_set_value_in_tdvps: RDX the high
+  // half, RAX the low half) both have bits above 31 set.
+  it('RDMSR leaves the low half in RAX and the high half in RDX, natively and emulated', () => {
+    const { td, outcome } = runTdGuest(`${rdmsr(0x277)}\n mov rsi, rax\n mov rdi, rdx\n ${rdmsr(0x480)}\n mov r8, rax\n mov r9, rdx\n ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    const pat = 0x0007040600070406n; // the power-up value (SDM Vol. 3A §13.12.4)
+    expect([r.rsi, r.rdi]).toEqual([pat & 0xffffffffn, pat >> 32n]);
+    expect([r.r8, r.r9]).toEqual([0n, 0x01c00000n]);
+  });
+});
