@@ -2,6 +2,7 @@
 // (intel/tdx-module TDX_1.5.01): td_cpuid.c + cpuid_configurations.c, td_msr_access.c +
 // msr_config_lookup.c. The module answers what its tables cover; the rest is #VE (or #GP).
 import { describe, expect, it } from 'vitest';
+import { TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { HALT, TDCALL, runTdGuest } from '../../helpers/tdx-guest.js';
 
 // #VE handler: VEINFO.GET → exit reason in R13, instruction length in RDI; counts in R12; steps
@@ -244,4 +245,44 @@ describe('MSR exits: the #VE information, the #GP error code and RDMSR\'s EDX:EA
     expect([r.rsi, r.rdi]).toEqual([pat & 0xffffffffn, pat >> 32n]);
     expect([r.r8, r.r9]).toEqual([0n, 0x01c00000n]);
   });
+});
+
+// wrmsr_ia32_debugctl (td_msr_access.c) on ia32_debugctl_t (msr_defs.h: reserved_0 bits 5:3,
+// reserved_1 bits 63:16; tr 6, bts 7): a reserved bit is #GP(0), checked before "TR without BTS"
+// (#VE); TR with BTS, or BTS alone, is written.
+describe('IA32_DEBUGCTL writes (wrmsr_ia32_debugctl)', () => {
+  const GP_SKIP = 'inc r14\n add rsp, 8\n add qword ptr [rsp], 2\n iretq';
+  const VE_SKIP = `push rax\n push rcx\n push rdx\n push r8\n push r9\n push r10\n mov rax, 3\n ${TDCALL}\n mov edi, r10d\n inc r12
+    pop r10\n pop r9\n pop r8\n pop rdx\n pop rcx\n pop rax\n add [rsp], rdi\n iretq`;
+  const write = (value: bigint) => `mov ecx, 0x1d9\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
+  const run = (body: string) => {
+    const { td, outcome } = runTdGuest(`xor r12, r12\n xor r14, r14\n ${body}\n mov ecx, 0x1d9\n rdmsr\n shl rdx, 32\n or rax, rdx\n mov rbx, rax\n ${HALT}`, { ve: VE_SKIP, gp: GP_SKIP });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    return { gp: r.r14, ve: r.r12, value: r.rbx };
+  };
+
+  it.each([3n, 4n, 5n, 16n, 31n, 32n, 60n, 63n])('reserved bit %i → #GP(0), nothing written', (bit) => {
+    expect(run(write(1n << bit))).toEqual({ gp: 1n, ve: 0n, value: 0n });
+  });
+  it('a reserved bit with TR but not BTS is #GP(0), not #VE: the reserved bits are checked first', () => {
+    expect(run(write(0x48n))).toEqual({ gp: 1n, ve: 0n, value: 0n });
+  });
+  it.each([['TR and BTS', 0xc0n], ['BTS alone', 0x80n]])('%s → written without an exit', (_n, value) => {
+    expect(run(write(value))).toEqual({ gp: 0n, ve: 0n, value });
+  });
+});
+
+// rdmsr_ia32_misc_enables (td_msr_access.c): without ATTRIBUTES.PERFMON the read exits and the
+// module returns the CPU's IA32_MISC_ENABLE (ia32_rdmsr) with perfmon_available (bit 7) cleared and
+// pebs_unavailable (bit 12) set; with PERFMON the bitmap bit is clear and the TD reads the MSR itself.
+it('IA32_MISC_ENABLE without PERFMON is the value a PERFMON TD reads, bit 7 cleared and bit 12 set', () => {
+  const read = (attributes: bigint) => {
+    const { td, outcome } = runTdGuest(`mov ecx, 0x1a0\n rdmsr\n shl rdx, 32\n or rax, rdx\n mov rbx, rax\n ${HALT}`, { attributes });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    return td.platform.machine.vcpu.regs.rbx;
+  };
+  const native = read(TdAttributes.PERFMON);
+  expect(native & 0x80n).toBe(0x80n); // the virtual CPU has performance monitoring
+  expect(read(0n)).toBe((native & ~0x80n) | 0x1000n);
 });
