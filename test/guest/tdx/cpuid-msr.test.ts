@@ -286,3 +286,41 @@ it('IA32_MISC_ENABLE without PERFMON is the value a PERFMON TD reads, bit 7 clea
   expect(native & 0x80n).toBe(0x80n); // the virtual CPU has performance monitoring
   expect(read(0n)).toBe((native & ~0x80n) | 0x1000n);
 });
+
+// Natively run MSRs the CPU itself refuses or answers (bitmap bit 0, msr_config_lookup.c), SDM Vol. 4
+// Table 2-2: IA32_FLUSH_CMD (10BH) is write-only with bit 0 its only command (63:1 reserved) and
+// IA32_XAPIC_DISABLE_STATUS (BDH) read-only, so RDMSR of the one and WRMSR of the other, or a
+// reserved FLUSH_CMD bit, is the CPU's #GP(0); IA32_SPEC_CTRL and the SYSENTER MSRs are 0 after
+// RESET/INIT (SDM Vol. 3A Table 10-1) until the TD writes them.
+describe('native MSRs the CPU refuses or answers', () => {
+  const GP_SKIP = 'inc r14\n add rsp, 8\n add qword ptr [rsp], 2\n iretq';
+  const run = (body: string) => {
+    const { td, outcome } = runTdGuest(`xor r14, r14\n ${body}\n ${HALT}`, { gp: GP_SKIP });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    return td.platform.machine.vcpu.regs;
+  };
+  it.each([
+    ['RDMSR of IA32_FLUSH_CMD', 'mov ecx, 0x10b\n rdmsr'],
+    ['WRMSR of IA32_FLUSH_CMD with reserved bit 1', 'mov ecx, 0x10b\n mov eax, 2\n xor edx, edx\n wrmsr'],
+    ['WRMSR of IA32_XAPIC_DISABLE_STATUS', 'mov ecx, 0xbd\n mov eax, 1\n xor edx, edx\n wrmsr'],
+  ])('%s → #GP(0)', (_n, body) => {
+    expect(run(body).r14).toBe(1n);
+  });
+  it('IA32_SPEC_CTRL and IA32_SYSENTER_CS/ESP/EIP read 0 before any write', () => {
+    const rd = (msr: number, to: string) => `mov ecx, 0x${msr.toString(16)}\n mov rax, -1\n mov rdx, -1\n rdmsr\n shl rdx, 32\n or rax, rdx\n mov ${to}, rax`;
+    const r = run(`${rd(0x48, 'rbx')}\n ${rd(0x174, 'rsi')}\n ${rd(0x175, 'rdi')}\n ${rd(0x176, 'r15')}`);
+    expect([r.rbx, r.rsi, r.rdi, r.r15, r.r14]).toEqual([0n, 0n, 0n, 0n, 0n]);
+  });
+});
+
+// IA32_KERNEL_GS_BASE and IA32_TSC_AUX are the TD's own (bitmap bit 0), so the CPU uses what the TD
+// wrote: SWAPGS exchanges IA32_GS_BASE with IA32_KERNEL_GS_BASE, and RDTSCP returns IA32_TSC_AUX
+// in ECX (SDM Vol. 2B SWAPGS, RDTSCP).
+it('SWAPGS and RDTSCP use the IA32_KERNEL_GS_BASE and IA32_TSC_AUX values the TD wrote', () => {
+  const wr = (msr: number, value: bigint) => `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
+  const { td, outcome } = runTdGuest(`${wr(0xc0000102, 0x123456789000n)}\n ${wr(0xc0000103, 0x2an)}\n swapgs
+    mov ecx, 0xc0000101\n rdmsr\n shl rdx, 32\n or rax, rdx\n mov rbx, rax\n swapgs\n rdtscp\n mov esi, ecx\n ${HALT}`);
+  expect(outcome.outcome, outcome.reason).toBe('done');
+  const r = td.platform.machine.vcpu.regs;
+  expect([r.rbx, r.rsi]).toEqual([0x123456789000n, 0x2an]);
+});
