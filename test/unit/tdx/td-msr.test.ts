@@ -74,6 +74,16 @@ describe('msrAction over the whole bitmap range', () => {
     expect([msrAction(module(), msr, false).action, msrAction(module(), msr, true).action]).toEqual(['native', 've']);
   });
 
+  // is_msr_dynamic_bit_cleared (helpers.c): DYN_PKS follows ATTRIBUTES.PKS (bit 30,
+  // is_pks_supported_in_tdcs), so a PKS TD owns IA32_PKRS; DYN_OTHER clears IA32_PERF_CAPABILITIES'
+  // read bit only with PERFMON and XFAM.PT both, so a PERFMON TD without PT still exits and the
+  // module answers it (rdmsr_ia32_perf_capabilities).
+  it('IA32_PKRS is native both ways with ATTRIBUTES.PKS; IA32_PERF_CAPABILITIES is emulated for a PERFMON TD without XFAM.PT', () => {
+    const pks = module(1n << 30n);
+    expect([msrAction(pks, 0x6e1, false).action, msrAction(pks, 0x6e1, true).action]).toEqual(['native', 'native']);
+    expect(msrAction(module(TdAttributes.PERFMON), 0x345, false).action).toBe('emulate');
+  });
+
   it('the VMX capability reads rdmsr_l1_only_special_msrs answers from TDCS values are emulated; the rest of 0x480-0x492 are the table\'s #VE', () => {
     expect(msrAction(module(), 0x480, false).action).toBe('emulate');
     expect(msrAction(module(), 0x481, false).action).toBe('ve'); // PINBASED_CTLS: the table's #VE
