@@ -193,6 +193,44 @@ describe('launch digest', () => {
   });
 });
 
+describe('launch digest: PAGE_INFO built here, byte by byte', () => {
+  // PAGE_INFO (SEV-SNP Firmware ABI §8.17; AMD-ASPFW snp_launch_update_page_info_t, 0x70 bytes):
+  // DIGEST_CUR[48] at 0x00, CONTENTS[48] at 0x30, LENGTH u16 at 0x60, PAGE_TYPE at 0x62, IMI_PAGE at
+  // 0x63, reserved at 0x64, VMPL1/2/3_PERMS at 0x65/0x66/0x67, GPA u64 at 0x68. Page types: NORMAL 1,
+  // VMSA 2, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6; all but NORMAL and VMSA digest zero CONTENTS.
+  const sha384 = (b: Uint8Array) => createHash('sha384').update(b).digest();
+  const info = (cur: Uint8Array, contents: Uint8Array, type: number, gpa: bigint, perms: readonly [number, number, number]) => {
+    const b = Buffer.alloc(0x70);
+    b.set(cur, 0x00);
+    b.set(contents, 0x30);
+    b.writeUInt16LE(0x70, 0x60);
+    b[0x62] = type;
+    [b[0x65], b[0x66], b[0x67]] = perms;
+    b.writeBigUInt64LE(gpa, 0x68);
+    return b;
+  };
+  it.each([['ZERO', 3], ['UNMEASURED', 4], ['SECRETS', 5], ['CPUID', 6]] as const)('a %s page extends the digest with its page type %i and zero contents', (type, code) => {
+    const perms = [0x0f, 0x03, 0x01] as const;
+    const d = new LaunchDigest();
+    d.extend('NORMAL', 0x1000n, new Uint8Array(4096).fill(0xa5), perms);
+    d.extend(type, 0x7f000n, undefined, perms);
+    const first = sha384(info(new Uint8Array(48), sha384(new Uint8Array(4096).fill(0xa5)), 1, 0x1000n, perms));
+    expect(d.hex).toBe(sha384(info(first, new Uint8Array(48), code, 0x7f000n, perms)).toString('hex'));
+  });
+
+  it('a saved digest restores its value and whether LAUNCH_FINISH has run', () => {
+    const d = new LaunchDigest();
+    d.extend('ZERO', 0n, undefined);
+    const saved = d.saveState();
+    const before = d.hex;
+    d.extend('ZERO', 0x1000n, undefined);
+    d.finish();
+    d.loadState(saved);
+    expect([d.hex, d.finished]).toEqual([before, false]);
+    d.extend('ZERO', 0x1000n, undefined);  // not refused: the restored launch is still open
+  });
+});
+
 // SNP_LAUNCH_UPDATE of the BSP's VMSA (Firmware ABI §8.17): the firmware measures the page, type
 // VMSA, at the GPA the RMP records for a VMSA (sev-snp-measure VMSA_GPA), into the digest
 // LAUNCH_START began at zero; VMRUN then starts the BSP from it. After LAUNCH_FINISH the guest
