@@ -10,7 +10,7 @@ export const DF_VECTOR = 8;
 export const GP_VECTOR = 13;
 export const UD_VECTOR = 6;
 
-/** VMX basic exit reasons used in VE info and TD exits. */
+/** VMX basic exit reasons (SDM Vol. 3D Appendix C) that the module reports in VE_INFO.EXIT_REASON for the #VEs it injects. */
 export const ExitReason = { CPUID: 10, HLT: 12, VMCALL: 18, IO: 30, RDMSR: 31, WRMSR: 32, EPT_VIOLATION: 48 } as const;
 
 /** VMCS EPT-violation exit qualification bits (SDM Vol. 3 Table 28-7). */
