@@ -91,10 +91,7 @@ export class Console implements Snapshottable<ConsoleState> {
    */
   uartWrite(port: number, value: number | bigint, size: 1 | 2 | 4 = 1): void {
     const v = BigInt(value);
-    for (let i = 0; i < size; i++) {
-      const offset = port + i - COM1_DATA_PORT;
-      if (offset >= 0 && offset < COM1_PORTS) this.#uart.write(offset, Number((v >> BigInt(8 * i)) & 0xffn));
-    }
+    for (let i = 0; i < size; i++) this.#writePort(port + i, Number((v >> BigInt(8 * i)) & 0xffn));
   }
 
   /**
@@ -107,7 +104,9 @@ export class Console implements Snapshottable<ConsoleState> {
       if (data.length > 0) this.#uart.noteTransmitted();
       return;
     }
-    for (let i = 0; i + size <= data.length; i += size) this.uartWrite(port, Buffer.from(data.buffer, data.byteOffset + i, size).readUIntLE(0, size), size);
+    for (let i = 0; i + size <= data.length; i += size) {
+      for (let k = 0; k < size; k++) this.#writePort(port + k, data[i + k]!);
+    }
   }
 
   /**
@@ -116,12 +115,19 @@ export class Console implements Snapshottable<ConsoleState> {
    */
   uartRead(port: number, size: 1 | 2 | 4): bigint {
     let value = 0n;
-    for (let i = 0; i < size; i++) {
-      const offset = port + i - COM1_DATA_PORT;
-      const byte = offset >= 0 && offset < COM1_PORTS ? this.#uart.read(offset) : 0xff;
-      value |= BigInt(byte) << BigInt(8 * i);
-    }
+    for (let i = 0; i < size; i++) value |= BigInt(this.#readPort(port + i)) << BigInt(8 * i);
     return value;
+  }
+
+  /** One byte to one port: COM1's register there, or nowhere. */
+  #writePort(port: number, byte: number): void {
+    const offset = port - COM1_DATA_PORT;
+    if (offset >= 0 && offset < COM1_PORTS) this.#uart.write(offset, byte);
+  }
+
+  #readPort(port: number): number {
+    const offset = port - COM1_DATA_PORT;
+    return offset >= 0 && offset < COM1_PORTS ? this.#uart.read(offset) : 0xff;
   }
 
   flush(): void {

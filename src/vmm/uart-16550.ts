@@ -14,18 +14,20 @@ const IER_RDI = 0x01, IER_THRI = 0x02, IER_RLSI = 0x04;
 const IIR_NO_INT = 0x01, IIR_THRI = 0x02, IIR_RDI = 0x04, IIR_RLSI = 0x06, IIR_FIFO_ENABLED = 0xc0;
 const FCR_FIFO_ENABLE = 0x01, FCR_CLEAR_RECEIVE = 0x02, FCR_CLEAR_TRANSMIT = 0x04;
 const MCR_LOOP = 0x10;
+/** MSR with DCD, DSR and CTS asserted: what serial_reset sets and nothing here changes (no modem line moves). */
+const MSR_LINES_UP = 0xb0;
 const LSR_DATA_READY = 0x01, LSR_OVERRUN = 0x02, LSR_ERRORS = 0x1e, LSR_THR_EMPTY = 0x20, LSR_TRANSMITTER_EMPTY = 0x40;
 const RECEIVE_FIFO_BYTES = 16;
 
 export interface UartState {
-  divisor: number; ier: number; fcr: number; lcr: number; mcr: number; lsr: number; msr: number; scr: number;
+  divisor: number; ier: number; fcr: number; lcr: number; mcr: number; lsr: number; scr: number;
   rbr: number; received: number[]; thrInterruptPending: boolean;
 }
 
-/** serial_reset: 9600 baud (divisor 12), 8N1 off, OUT2 set, the transmitter empty, DCD, DSR and CTS asserted. */
+/** serial_reset: 9600 baud (divisor 12), LCR 0, OUT2 set, the transmitter empty (MSR: MSR_LINES_UP). */
 function resetState(): UartState {
   return {
-    divisor: 0x0c, ier: 0, fcr: 0, lcr: 0, mcr: 0x08, lsr: LSR_THR_EMPTY | LSR_TRANSMITTER_EMPTY, msr: 0xb0, scr: 0,
+    divisor: 0x0c, ier: 0, fcr: 0, lcr: 0, mcr: 0x08, lsr: LSR_THR_EMPTY | LSR_TRANSMITTER_EMPTY, scr: 0,
     rbr: 0, received: [], thrInterruptPending: false,
   };
 }
@@ -75,7 +77,7 @@ export class Uart16550 implements Snapshottable<UartState> {
       }
       case UART_REG.MSR:
         // In loopback the modem outputs drive the inputs: OUT2 → DCD, OUT1 → RI, RTS → CTS, DTR → DSR.
-        return s.mcr & MCR_LOOP ? ((s.mcr & 0x0c) << 4) | ((s.mcr & 0x02) << 3) | ((s.mcr & 0x01) << 5) : s.msr;
+        return s.mcr & MCR_LOOP ? ((s.mcr & 0x0c) << 4) | ((s.mcr & 0x02) << 3) | ((s.mcr & 0x01) << 5) : MSR_LINES_UP;
       default:
         return s.scr;
     }
