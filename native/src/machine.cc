@@ -614,6 +614,11 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
     // what the guest sees (README, "The guest's own SVM instructions").
     case TrappedKind::kSvm: SetExit(ExitKind::kSvm); area_[kSlotArg0] = insn.svm_op; break;
     case TrappedKind::kVmcall: SetExit(ExitKind::kVmcall); break;
+    case TrappedKind::kSyscall:
+    case TrappedKind::kSysenter:
+      SetExit(ExitKind::kSystemCall);
+      area_[kSlotArg0] = (insn.kind == TrappedKind::kSysenter ? 1 : 0) | (insn.lock ? 2 : 0);
+      break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;

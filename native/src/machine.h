@@ -48,6 +48,7 @@ enum class ExitKind : uint64_t {
   kRdtsc = 19,
   kSvm = 20,     // 0F 01 D8-DF before it runs: arg0 = ModRM & 7 (0 VMRUN .. 7 INVLPGA)
   kVmcall = 21,  // 0F 01 C1 before it runs
+  kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = SYSENTER | LOCK << 1
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with

@@ -103,6 +103,12 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   if (op2 == 0x32) { t.kind = TrappedKind::kRdmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x30) { t.kind = TrappedKind::kWrmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x31) { t.kind = TrappedKind::kRdtsc; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x05 || op2 == 0x34) {
+    t.kind = op2 == 0x05 ? TrappedKind::kSyscall : TrappedKind::kSysenter;
+    t.lock = p.lock;
+    t.length = static_cast<uint8_t>(i + 2);
+    return t;
+  }
   if (op2 == 0xC7 && i + 2 < avail) {
     // RDRAND / RDSEED (SDM Vol. 2B): 0F C7 /6 or /7 with ModRM.mod = 11; the operand size is the
     // segment's default, flipped by 66, 64 with REX.W. With F3, /7 is RDPID: not ours.
@@ -152,7 +158,7 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
     if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1);
-    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7;
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34;
   }
   return false;
 }

@@ -21,6 +21,8 @@ enum class TrappedKind : uint8_t {
   kRdtsc,      // 0F 31
   kSvm,        // 0F 01 D8-DF: VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT INVLPGA (F3 0F 01 D9 is kVmgexit)
   kVmcall,     // 0F 01 C1 (VMX), without 66/F2/F3/F0: those prefixes make it #UD (SDM Vol. 3C VMCALL)
+  kSyscall,    // 0F 05: Unicorn's helper_syscall only calls hooks and steps over it
+  kSysenter,   // 0F 34: likewise helper_sysenter
 };
 
 // The trapped instructions the emulator raises #UD for, which arrive through the
@@ -51,6 +53,8 @@ struct TrappedInsn {
   bool seed = false;         // RDSEED
   // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
   uint8_t svm_op = 0;
+  // kSyscall/kSysenter only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
+  bool lock = false;
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
@@ -59,7 +63,7 @@ struct TrappedInsn {
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
 // True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED,
-// RDTSC, SVM (0F 01 D8-DF) or VMCALL instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
+// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL or SYSENTER instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 
 }  // namespace minivisor

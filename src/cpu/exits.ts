@@ -18,6 +18,9 @@
 // - svm (0F 01 D8-DF: VMRUN .. INVLPGA, not the F3 0F 01 D9 of VMGEXIT), vmcall (0F 01 C1): AT
 //   the instruction, which has not run: the emulator has neither SVM nor VMX (its #UD would be
 //   wrong for a guest that expects an intercept); the platform says what the guest sees.
+// - system-call (SYSCALL 0F 05, SYSENTER 0F 34): AT the instruction, which has not run: Unicorn's
+//   helper_syscall and helper_sysenter only call instruction hooks and step over it, where the CPU
+//   changes privilege and jumps (src/cpu/fast-system-call.ts does what the CPU does).
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -49,6 +52,7 @@ export type VmExit =
   | { kind: 'rdtsc'; rip: bigint; length: number }
   | { kind: 'svm'; rip: bigint; length: number; instruction: SvmInstruction }
   | { kind: 'vmcall'; rip: bigint; length: number }
+  | SystemCallExit
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
@@ -57,6 +61,15 @@ export type VmExit =
 /** 0F 01 D8 .. DF in order (AMD APM Vol. 3 opcode map, group 7 with ModRM.mod = 11, reg = 3). */
 export const SVM_INSTRUCTIONS = ['vmrun', 'vmmcall', 'vmload', 'vmsave', 'stgi', 'clgi', 'skinit', 'invlpga'] as const;
 export type SvmInstruction = (typeof SVM_INSTRUCTIONS)[number];
+
+export interface SystemCallExit {
+  kind: 'system-call';
+  rip: bigint;
+  length: number;
+  instruction: 'syscall' | 'sysenter';
+  /** With a LOCK prefix: #UD (Intel SDM Vol. 2A §2.1.1, AMD APM Vol. 3 §1.2.5). */
+  lock: boolean;
+}
 
 export interface RandomExit {
   kind: 'random';
@@ -217,6 +230,10 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
     case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length };
     case ExitCode.svm: return { kind: 'svm', rip, length, instruction: SVM_INSTRUCTIONS[low(words, arg0) & 7]! };
     case ExitCode.vmcall: return { kind: 'vmcall', rip, length };
+    case ExitCode.systemCall: {
+      const a0 = low(words, arg0);
+      return { kind: 'system-call', rip, length, instruction: (a0 & 1) !== 0 ? 'sysenter' : 'syscall', lock: (a0 & 2) !== 0 };
+    }
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {

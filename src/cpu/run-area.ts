@@ -45,5 +45,6 @@ export const ExitCode = {
   rdtsc: 19,
   svm: 20,
   vmcall: 21,
+  systemCall: 22,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -51,3 +51,14 @@ describe('SVM and VMCALL exits (machine.h kSvm 20 with arg0 = ModRM & 7, kVmcall
     expect(area(ExitCode.vmcall)).toEqual({ kind: 'vmcall', rip: 0x301000n, length: 0 });
   });
 });
+
+describe('SYSCALL/SYSENTER exits (machine.h kSystemCall 22 with arg0 = SYSENTER | LOCK << 1)', () => {
+  it('arg0 names the instruction and the LOCK prefix', () => {
+    expect(ExitCode.systemCall).toBe(22);
+    const decode = (arg0: bigint) => area(ExitCode.systemCall, { arg0 });
+    expect(decode(0n)).toEqual({ kind: 'system-call', rip: 0x301000n, length: 0, instruction: 'syscall', lock: false });
+    expect(decode(1n)).toMatchObject({ instruction: 'sysenter', lock: false });
+    expect(decode(2n)).toMatchObject({ instruction: 'syscall', lock: true });
+    expect(decode(3n)).toMatchObject({ instruction: 'sysenter', lock: true });
+  });
+});

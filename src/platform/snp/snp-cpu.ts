@@ -4,7 +4,8 @@
 // untrusted VMM only its handle (SnpVmmHandle, vmm-handle.ts): RMPUPDATE, PSMASH, NPT page size,
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
-import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
+import type { Access, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
@@ -38,12 +39,16 @@ const GP_VECTOR = 13;
 const UD_VECTOR = 6;
 const MSR_EFER = 0xc0000080;
 /**
- * FS.base, GS.base, KernelGSbase: guest state in the VMSA that KVM never intercepts for an SVM
- * guest (arch/x86/kvm/svm/svm.c direct_access_msrs: MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE
- * are passed through), so an SEV-ES/SNP guest reads and writes them without a #VC; Linux's
- * secondary_startup_64 writes MSR_GS_BASE on every AP for its per-CPU area.
+ * MSRs that are guest state in the VMSA and that KVM never intercepts for an SVM guest
+ * (arch/x86/kvm/svm/svm.c direct_access_msrs, `.always = true`: MSR_STAR, MSR_IA32_SYSENTER_CS,
+ * MSR_GS_BASE, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_CSTAR, MSR_SYSCALL_MASK), so an
+ * SEV-ES/SNP guest reads and writes them without a #VC; Linux's secondary_startup_64 writes
+ * MSR_GS_BASE on every AP for its per-CPU area, and syscall_init the SYSCALL MSRs, which its
+ * SYSCALLs then use (src/cpu/fast-system-call.ts).
  */
-const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([MSR_EFER, 0xc0000100, 0xc0000101, 0xc0000102]);
+const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([
+  MSR_EFER, 0xc0000100, 0xc0000101, 0xc0000102, MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SFMASK, MSR_SYSENTER_CS,
+]);
 /** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
 export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 const RFLAGS_IF = 1n << 9n;
@@ -1049,9 +1054,21 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'rdtsc':
       case 'pause':
         return runsOnCpu(this.machine, this.trace, exit);
+      case 'system-call': return this.#fastSystemCall(exit);
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
+    }
+  }
+
+  /** SYSCALL and SYSENTER are not intercepted: the CPU runs them (src/cpu/fast-system-call.ts). */
+  #fastSystemCall(exit: SystemCallExit): HwStep {
+    const done = executeFastSystemCall(this.machine.vcpu, exit, 'amd');
+    switch (done.kind) {
+      case 'done': return RESUME;
+      case 'ud': return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ''}`);
+      case 'gp': return this.inject(GP_VECTOR, 0n, undefined, exit.instruction);
+      case 'unmodelled': return { kind: 'outcome', outcome: { outcome: 'fault', reason: done.reason } };
     }
   }
 

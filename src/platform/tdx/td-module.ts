@@ -4,7 +4,8 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { runsOnCpu } from '../vm-entry.js';
-import type { Access, GateFaultExit, VmExit } from '../../cpu/exits.js';
+import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
+import type { Access, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
@@ -21,7 +22,7 @@ import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
-import { DF_VECTOR, EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
+import { DF_VECTOR, EptQual, ExitReason, GP_VECTOR, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
 import { MASK64 } from '../../shared/u64.js';
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
@@ -303,6 +304,17 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.trace.record('hw', type, this.machine.withVcpu(fields));
   }
 
+  /** SYSCALL and SYSENTER run natively in a TD, as on any Intel CPU (src/cpu/fast-system-call.ts). */
+  #fastSystemCall(exit: SystemCallExit): TdStep {
+    const done = executeFastSystemCall(this.machine.vcpu, exit, 'intel');
+    switch (done.kind) {
+      case 'done': return TD_RESUME;
+      case 'ud': return this.injectException(UD_VECTOR);
+      case 'gp': return this.injectException(GP_VECTOR, 0n);
+      case 'unmodelled': return { kind: 'stop', outcome: { outcome: 'fault', reason: done.reason } };
+    }
+  }
+
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
   handleExit(exit: VmExit): TdStep {
     switch (exit.kind) {
@@ -352,6 +364,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'rdtsc':
       case 'pause':
         return runsOnCpu(this.machine, this.trace, exit);
+      // SYSCALL and SYSENTER run natively in a TD, as on any Intel CPU (src/cpu/fast-system-call.ts).
+      case 'system-call': return this.#fastSystemCall(exit);
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
       case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };

@@ -262,9 +262,13 @@ export function msrAction(td: TdModule, msr: number, write: boolean): { action: 
   }
 }
 
-/** MSRs whose native value the emulator's CPU keeps (Unicorn/QEMU); the others live in the module. */
+/**
+ * MSRs whose native value the emulator's CPU keeps (Unicorn/QEMU), because its instructions use
+ * them (the page walk's PAT, SYSENTER's, SYSCALL's and SWAPGS's MSRs, the segment bases); the
+ * others live in the module.
+ */
 export const EMULATOR_BACKED = new Set<number>([
-  MsrIndex.IA32_PAT, 0xc0000081, 0xc0000082, 0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103,
+  MsrIndex.IA32_PAT, 0x174, 0x175, 0x176, 0xc0000081, 0xc0000082, 0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103,
 ]);
 
 /**
