@@ -38,6 +38,8 @@ describe('acceptance oracle', () => {
     const j = judge([accept(0x400000n, 1), accept(0x401000n, 0)]);
     expect(j.verdict).toBe('finding');
     expect(j.findings).toMatchObject([{ category: 'double-acceptance', severity: 'high', gpa: 0x401000n }]);
+    // The README.txt of a finding says which page, in hex as the trace has it.
+    expect(j.findings[0]!.detail).toMatch(/^TDG\.MEM\.PAGE\.ACCEPT of 0x401000 succeeded although/);
   });
 
   it('a page the VMM added before launch is the guest\'s: validating it again is a double acceptance', () => {
@@ -49,6 +51,12 @@ describe('acceptance oracle', () => {
     const added = ev('seamcall', { leaf: 'TDH_MEM_PAGE_ADD', rcx: 0x300000n, status: 0n, result: 'SUCCESS', pages: 3 });
     expect(judge([added, accept(0x302000n, 0)]).findings.map((f) => f.category)).toEqual(['double-acceptance']);
     expect(judge([added, accept(0x303000n, 0)]).verdict).toBe('benign');
+  });
+
+  it('TDX: a PAGE.ADD without `pages` (traces before schema 3) is one page', () => {
+    const added = ev('seamcall', { leaf: 'TDH_MEM_PAGE_ADD', rcx: 0x300000n, status: 0n, result: 'SUCCESS' });
+    expect(judge([added, accept(0x300000n, 0)]).findings.map((f) => f.category)).toEqual(['double-acceptance']);
+    expect(judge([added, accept(0x301000n, 0)]).verdict).toBe('benign');
   });
 
   it('SNP: each page of a launch range (launch-update with `pages`) is the guest\'s, and none past it', () => {
@@ -97,7 +105,7 @@ describe('acceptance oracle', () => {
   it('the guest\'s bitmap saying unaccepted for a page it accepted and still holds is a latent double acceptance', () => {
     const record = () => ({ unacceptedRanges: [{ start: 0x400000n, end: 0x600000n }] });
     const held: OracleContext = { hardwareAccepted: () => true, guestRecord: record };
-    expect(judge([accept(0x400000n, 1)], done, held).findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x400000n }]);
+    expect(judge([accept(0x400000n, 1)], done, held).findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x400000n, detail: expect.stringContaining('marks 0x400000 unaccepted') }]);
     // The VMM took the page away: denial of service, not a finding.
     expect(judge([accept(0x400000n, 1)], done, { hardwareAccepted: () => false, guestRecord: record }).verdict).toBe('benign');
     // A bitmap that agrees with what the guest accepted.
@@ -121,7 +129,7 @@ describe('acceptance oracle', () => {
     const j = run([accept(0x3400000n, 1)], [{ start: 0x3400000n, end: 0x3600000n }]);
     expect(j.verdict).toBe('finding');
     expect(j.findings).toMatchObject([{ category: 'latent-double-acceptance', gpa: 0x3400000n }]);
-    expect(j.findings[0]!.detail).toMatch(/entered the kernel stage/);
+    expect(j.findings[0]!.detail).toMatch(/entered the kernel stage, .* marked 0x3400000 unaccepted/);
     // A page the launch added (the guest never accepted it), or one accepted only after the handover.
     expect(run([ev('launch-update', { gpa: 0x3400000n, result: 'SUCCESS' })], [{ start: 0x3400000n, end: 0x3401000n }]).verdict).toBe('detected');
     expect(run([], [{ start: 0x3400000n, end: 0x3600000n }], [accept(0x3400000n, 1)]).verdict).toBe('detected');
@@ -187,6 +195,11 @@ describe('acceptance oracle: which hardware results begin or end a lifetime', ()
     expect(j.findings).toMatchObject([{ category: 'double-acceptance', gpa: 0x400000n }]);
   });
 
+  it('a refused accept the guest carried on after names the page in hex', () => {
+    const j = judge([accept(0x400000n, 0), accept(0x400000n, 0, TDX_ALREADY_ACCEPTED)]);
+    expect(j.findings[0]!.detail).toBe('TDG.MEM.PAGE.ACCEPT returned TDX_PAGE_ALREADY_ACCEPTED for 0x400000 and the guest carried on instead of stopping');
+  });
+
   it('the first foreign read is the one reported', () => {
     const first = ev('foreign-read', { gpa: 0x401008n, rip: 0x1000n });
     const j = judge([first, ev('foreign-read', { gpa: 0x402000n, rip: 0x2000n })]);
@@ -233,7 +246,7 @@ describe('acceptance oracle: what shows the guest carried on', () => {
     const exitAfter = (point: string, gpa?: bigint) => ev('exit-after-refusal', gpa === undefined ? { point } : { point, gpa });
     // The first refusal: a fault elsewhere (no evidence); the second: another page-state request (carried on).
     const events = [refusedAt(0x800000n), exitAfter('snp.onNpf', 0x900000n), refusedAt(0xa00000n), exitAfter('snp.ghcb.psc')];
-    expect(judge(events, stopped).findings).toMatchObject([{ category: 'unchecked-state-change', gpa: 0xa00000n }]);
+    expect(judge(events, stopped).findings).toMatchObject([{ category: 'unchecked-state-change', gpa: 0xa00000n, detail: expect.stringContaining('converting 0xa00000+0x1000 to shared failed') }]);
     expect(judge(events.slice(0, 3), stopped).verdict).toBe('benign');
   });
 
@@ -292,7 +305,7 @@ describe('acceptance oracle: memory asked back as private', () => {
   ];
   it('unread, it is only a latent risk: the guest finished without accepting it while the hardware kept it mapped', () => {
     const events = reclaimed();
-    expect(judge(events, done, held).findings).toMatchObject([{ category: 'latent-foreign-content', severity: 'medium', gpa: 0x400000n }]);
+    expect(judge(events, done, held).findings).toMatchObject([{ category: 'latent-foreign-content', severity: 'medium', gpa: 0x400000n, detail: expect.stringContaining('asked for 0x400000 back as private') }]);
     // Accepting it again (the zeroes of its own accept) is the honest path.
     expect(judge([...events, accept(0x400000n, 1)], done, held).verdict).toBe('benign');
     // The hardware does not hold it accepted: the guest cannot use it without faulting.
@@ -331,6 +344,21 @@ describe('lifetime map clones', () => {
     expect(marked(0n, 0x400000n)).toBe('1000,1ff000,201000');
     expect(marked(0x2000n, 0x1fe000n)).toBe('1ff000');
     expect(marked(0x200000n, 0x1000n)).toBe('');
+  });
+
+  it('hold nothing for a page never marked, whether or not its 2 MiB region holds others', () => {
+    const m = new LifetimeMap();
+    expect([m.has(0x1000n), m.has(0x7fff_ffff_f000n)]).toEqual([false, false]);
+    m.set(0x1000n, 0x1000n, true);
+    expect([m.has(0x1000n), m.has(0x2000n), m.has(0x200000n)]).toEqual([true, false, false]);
+  });
+
+  it('report the first page already marked when marking, never when unmarking', () => {
+    const m = new LifetimeMap();
+    expect(m.set(0x1000n, 0x3000n, true)).toBeUndefined();
+    expect(m.set(0x3000n, 0x2000n, true)).toBe(0x3000n);
+    expect(m.set(0x1000n, 0x4000n, false)).toBeUndefined();
+    expect([m.has(0x1000n), m.has(0x4000n)]).toEqual([false, false]);
   });
 
   it('are independent of their original and of each other, whichever changes first', () => {
