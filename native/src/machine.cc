@@ -619,6 +619,10 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       SetExit(ExitKind::kSystemCall);
       area_[kSlotArg0] = (insn.kind == TrappedKind::kSysenter ? 1 : 0) | (insn.lock ? 2 : 0);
       break;
+    case TrappedKind::kCacheOrWait:
+      SetExit(ExitKind::kCacheOrWait);
+      area_[kSlotArg0] = static_cast<uint64_t>(insn.cache_or_wait) | (insn.lock ? 0x100 : 0);
+      break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;

@@ -49,6 +49,7 @@ enum class ExitKind : uint64_t {
   kSvm = 20,     // 0F 01 D8-DF before it runs: arg0 = ModRM & 7 (0 VMRUN .. 7 INVLPGA)
   kVmcall = 21,  // 0F 01 C1 before it runs
   kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = SYSENTER | LOCK << 1
+  kCacheOrWait = 23,  // INVD/WBINVD/WBNOINVD/MONITOR/MWAIT before it runs: arg0 = CacheOrWaitOp | LOCK << 8
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with

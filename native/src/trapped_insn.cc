@@ -103,6 +103,13 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   if (op2 == 0x32) { t.kind = TrappedKind::kRdmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x30) { t.kind = TrappedKind::kWrmsr; t.length = static_cast<uint8_t>(i + 2); return t; }
   if (op2 == 0x31) { t.kind = TrappedKind::kRdtsc; t.length = static_cast<uint8_t>(i + 2); return t; }
+  if (op2 == 0x08 || op2 == 0x09) {
+    t.kind = TrappedKind::kCacheOrWait;
+    t.cache_or_wait = op2 == 0x08 ? CacheOrWaitOp::kInvd : p.last_mandatory == 0xF3 ? CacheOrWaitOp::kWbnoinvd : CacheOrWaitOp::kWbinvd;
+    t.lock = p.lock;
+    t.length = static_cast<uint8_t>(i + 2);
+    return t;
+  }
   if (op2 == 0x05 || op2 == 0x34) {
     t.kind = op2 == 0x05 ? TrappedKind::kSyscall : TrappedKind::kSysenter;
     t.lock = p.lock;
@@ -140,6 +147,12 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     // VMCALL: "Operand size causes #UD; REP* cause #UD; LOCK causes #UD" (SDM Vol. 3C VMCALL, Use
     // of Prefixes): those forms are the emulator's own #UD (it has no VMX), not a VM exit.
     if (modrm == 0xC1 && !p.opsize && !p.rep && !p.lock) k = TrappedKind::kVmcall;
+    // MONITOR / MWAIT without a mandatory prefix (66/F2/F3 forms are other instructions or #UD).
+    if ((modrm == 0xC8 || modrm == 0xC9) && p.last_mandatory == 0) {
+      k = TrappedKind::kCacheOrWait;
+      t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
+      t.lock = p.lock;
+    }
     if (k != TrappedKind::kNone) { t.kind = k; t.length = static_cast<uint8_t>(i + 3); }
   }
   return t;
@@ -157,8 +170,8 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
-    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1);
-    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34;
+    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9);
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09;
   }
   return false;
 }

@@ -23,7 +23,11 @@ enum class TrappedKind : uint8_t {
   kVmcall,     // 0F 01 C1 (VMX), without 66/F2/F3/F0: those prefixes make it #UD (SDM Vol. 3C VMCALL)
   kSyscall,    // 0F 05: Unicorn's helper_syscall only calls hooks and steps over it
   kSysenter,   // 0F 34: likewise helper_sysenter
+  kCacheOrWait,  // INVD 0F 08, WBINVD 0F 09, WBNOINVD F3 0F 09, MONITOR 0F 01 C8, MWAIT 0F 01 C9: run as NOPs by the emulator
 };
+
+// kCacheOrWait: which one (the exit's arg0 low byte; src/cpu/exits.ts CACHE_OR_WAIT_INSTRUCTIONS).
+enum class CacheOrWaitOp : uint8_t { kInvd = 0, kWbinvd = 1, kWbnoinvd = 2, kMonitor = 3, kMwait = 4 };
 
 // The trapped instructions the emulator raises #UD for, which arrive through the
 // invalid-instruction hook, not the code hook (unicorn.md §1).
@@ -53,8 +57,10 @@ struct TrappedInsn {
   bool seed = false;         // RDSEED
   // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
   uint8_t svm_op = 0;
-  // kSyscall/kSysenter only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
+  // kSyscall/kSysenter/kCacheOrWait only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
   bool lock = false;
+  // kCacheOrWait only.
+  CacheOrWaitOp cache_or_wait = CacheOrWaitOp::kInvd;
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
@@ -63,7 +69,8 @@ struct TrappedInsn {
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
 // True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED,
-// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL or SYSENTER instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
+// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL, SYSENTER, INVD, WBINVD, MONITOR or MWAIT instructions
+// (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 
 }  // namespace minivisor

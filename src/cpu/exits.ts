@@ -21,6 +21,8 @@
 // - system-call (SYSCALL 0F 05, SYSENTER 0F 34): AT the instruction, which has not run: Unicorn's
 //   helper_syscall and helper_sysenter only call instruction hooks and step over it, where the CPU
 //   changes privilege and jumps (src/cpu/fast-system-call.ts does what the CPU does).
+// - cache-or-wait (INVD, WBINVD, WBNOINVD, MONITOR, MWAIT): AT the instruction, which has not run:
+//   the emulator runs them as NOPs, where both platforms intercept them (src/cpu/cache-or-wait.ts).
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -53,6 +55,7 @@ export type VmExit =
   | { kind: 'svm'; rip: bigint; length: number; instruction: SvmInstruction }
   | { kind: 'vmcall'; rip: bigint; length: number }
   | SystemCallExit
+  | CacheOrWaitExit
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
@@ -68,6 +71,19 @@ export interface SystemCallExit {
   length: number;
   instruction: 'syscall' | 'sysenter';
   /** With a LOCK prefix: #UD (Intel SDM Vol. 2A §2.1.1, AMD APM Vol. 3 §1.2.5). */
+  lock: boolean;
+}
+
+/** The instructions of a cache-or-wait exit, in the order of the native side's CacheOrWaitOp. */
+export const CACHE_OR_WAIT_INSTRUCTIONS = ['invd', 'wbinvd', 'wbnoinvd', 'monitor', 'mwait'] as const;
+export type CacheOrWaitInstruction = (typeof CACHE_OR_WAIT_INSTRUCTIONS)[number];
+
+export interface CacheOrWaitExit {
+  kind: 'cache-or-wait';
+  rip: bigint;
+  length: number;
+  instruction: CacheOrWaitInstruction;
+  /** With a LOCK prefix: #UD. */
   lock: boolean;
 }
 
@@ -233,6 +249,12 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
     case ExitCode.systemCall: {
       const a0 = low(words, arg0);
       return { kind: 'system-call', rip, length, instruction: (a0 & 1) !== 0 ? 'sysenter' : 'syscall', lock: (a0 & 2) !== 0 };
+    }
+    case ExitCode.cacheOrWait: {
+      const a0 = low(words, arg0);
+      const instruction = CACHE_OR_WAIT_INSTRUCTIONS[a0 & 0xff];
+      if (instruction === undefined) return { kind: 'fatal', rip, reason: `unknown cache-or-wait instruction ${a0 & 0xff} from the native machine` };
+      return { kind: 'cache-or-wait', rip, length, instruction, lock: (a0 & 0x100) !== 0 };
     }
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };

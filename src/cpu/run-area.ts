@@ -46,5 +46,6 @@ export const ExitCode = {
   svm: 20,
   vmcall: 21,
   systemCall: 22,
+  cacheOrWait: 23,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

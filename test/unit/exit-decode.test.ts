@@ -62,3 +62,19 @@ describe('SYSCALL/SYSENTER exits (machine.h kSystemCall 22 with arg0 = SYSENTER 
     expect(decode(3n)).toMatchObject({ instruction: 'sysenter', lock: true });
   });
 });
+
+describe('cache-or-wait exits (machine.h kCacheOrWait 23 with arg0 = CacheOrWaitOp | LOCK << 8)', () => {
+  it('arg0 names the instruction in trapped_insn.h CacheOrWaitOp order, and the LOCK prefix', () => {
+    expect(ExitCode.cacheOrWait).toBe(23);
+    const names = [0n, 1n, 2n, 3n, 4n].map((op) => {
+      const exit = area(ExitCode.cacheOrWait, { arg0: op });
+      return exit.kind === 'cache-or-wait' ? exit.instruction : exit.kind;
+    });
+    expect(names).toEqual(['invd', 'wbinvd', 'wbnoinvd', 'monitor', 'mwait']);
+    expect(area(ExitCode.cacheOrWait, { arg0: 0x101n })).toEqual({ kind: 'cache-or-wait', rip: 0x301000n, length: 0, instruction: 'wbinvd', lock: true });
+  });
+
+  it('an operation this side does not know is a fatal exit naming it', () => {
+    expect(area(ExitCode.cacheOrWait, { arg0: 5n })).toEqual({ kind: 'fatal', rip: 0x301000n, reason: 'unknown cache-or-wait instruction 5 from the native machine' });
+  });
+});

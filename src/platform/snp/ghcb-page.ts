@@ -27,8 +27,12 @@ export const GHCB_SAVE_AREA_AND_BITMAP_BYTES = GHCB_OFFSET.validBitmap + 16;
 /** SW_EXITCODE values the model's hypervisor serves (uapi/asm/svm.h, B4). */
 export const SVM_EXIT = {
   CPUID: 0x72,
+  INVD: 0x76,
   IOIO: 0x7b,
   MSR: 0x7c,
+  WBINVD: 0x89,
+  MONITOR: 0x8a,
+  MWAIT: 0x8b,
   NPF: 0x400,
   PSC: 0x80000010,
   /**

@@ -4,7 +4,8 @@
 // untrusted VMM only its handle (SnpVmmHandle, vmm-handle.ts): RMPUPDATE, PSMASH, NPT page size,
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
-import type { Access, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import type { Access, CacheOrWaitExit, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
@@ -1055,10 +1056,29 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'pause':
         return runsOnCpu(this.machine, this.trace, exit);
       case 'system-call': return this.#fastSystemCall(exit);
+      case 'cache-or-wait': return this.#cacheOrWait(exit);
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
     }
+  }
+
+  /**
+   * INVD, WBINVD, MONITOR and MWAIT are intercepted (KVM svm.c init_vmcb: INTERCEPT_INVD,
+   * INTERCEPT_WBINVD, and INTERCEPT_MONITOR/MWAIT unless MWAIT runs in the guest, which it does not
+   * by default): an intercepted non-automatic exit of an SEV-ES/SNP guest is #VC with the SVM exit
+   * code (SVM_EXIT_INVD 0x76, WBINVD 0x89, MONITOR 0x8a, MWAIT 0x8b), RIP at the instruction (APM
+   * Vol. 2 §15.35.5). WBNOINVD is taken as a WBINVD (the APM's WBINVD intercept covers it; not checked
+   * against hardware here). The
+   * CPU's own checks come first (src/cpu/cache-or-wait.ts).
+   */
+  #cacheOrWait(exit: CacheOrWaitExit): HwStep {
+    const fault = cacheOrWaitFault(this.machine.vcpu, exit);
+    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ' at CPL > 0'}`);
+    if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
+    const code = exit.instruction === 'invd' ? SVM_EXIT.INVD : exit.instruction === 'monitor' ? SVM_EXIT.MONITOR
+      : exit.instruction === 'mwait' ? SVM_EXIT.MWAIT : SVM_EXIT.WBINVD;
+    return this.injectVc(BigInt(code), undefined, exit.instruction);
   }
 
   /** SYSCALL and SYSENTER are not intercepted: the CPU runs them (src/cpu/fast-system-call.ts). */

@@ -5,7 +5,8 @@
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { runsOnCpu } from '../vm-entry.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
-import type { Access, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
+import type { Access, CacheOrWaitExit, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
@@ -315,6 +316,22 @@ export class TdModule implements Snapshottable<TdModuleState> {
     }
   }
 
+  /**
+   * INVD, WBINVD/WBNOINVD, MONITOR and MWAIT exit to the module, which answers each as it answers
+   * HLT: td_generic_ve_exit, #VE with RIP at the instruction (tdx_td_dispatcher.c; MONITOR/MWAIT
+   * exiting is on while the TD's CPUID does not offer MONITOR, td_vmcs_init.c, and the model's does
+   * not). Qualification and instruction information 0, as for HLT and VMCALL; the VMCS instruction
+   * length. The CPU's own checks come first (src/cpu/cache-or-wait.ts).
+   */
+  #cacheOrWait(exit: CacheOrWaitExit): TdStep {
+    const fault = cacheOrWaitFault(this.machine.vcpu, exit);
+    if (fault === 'ud') return this.injectException(UD_VECTOR);
+    if (fault === 'gp') return this.injectException(GP_VECTOR, 0n);
+    const exitReason = exit.instruction === 'invd' ? ExitReason.INVD : exit.instruction === 'monitor' ? ExitReason.MONITOR
+      : exit.instruction === 'mwait' ? ExitReason.MWAIT : ExitReason.WBINVD;
+    return this.deliverVe({ exitReason, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+  }
+
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
   handleExit(exit: VmExit): TdStep {
     switch (exit.kind) {
@@ -366,6 +383,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
         return runsOnCpu(this.machine, this.trace, exit);
       // SYSCALL and SYSENTER run natively in a TD, as on any Intel CPU (src/cpu/fast-system-call.ts).
       case 'system-call': return this.#fastSystemCall(exit);
+      case 'cache-or-wait': return this.#cacheOrWait(exit);
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
       case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };

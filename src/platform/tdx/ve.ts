@@ -11,7 +11,11 @@ export const GP_VECTOR = 13;
 export const UD_VECTOR = 6;
 
 /** VMX basic exit reasons (SDM Vol. 3D Appendix C) that the module reports in VE_INFO.EXIT_REASON for the #VEs it injects. */
-export const ExitReason = { CPUID: 10, HLT: 12, VMCALL: 18, IO: 30, RDMSR: 31, WRMSR: 32, EPT_VIOLATION: 48 } as const;
+export const ExitReason = {
+  CPUID: 10, HLT: 12, INVD: 13, VMCALL: 18, IO: 30, RDMSR: 31, WRMSR: 32, MWAIT: 36, MONITOR: 39, EPT_VIOLATION: 48,
+  /** WBINVD or WBNOINVD. */
+  WBINVD: 54,
+} as const;
 
 /** VMCS EPT-violation exit qualification bits (SDM Vol. 3 Table 28-7). */
 export const EptQual = { READ: 1n << 0n, WRITE: 1n << 1n, FETCH: 1n << 2n, GLA_VALID: 1n << 7n, TRANSLATED: 1n << 8n } as const;

@@ -349,6 +349,21 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         g.set('swExitInfo2', 0n);
         return 'resume';
       }
+      // KVM sev_es_validate_vmgexit accepts these (MONITOR with RAX, RCX and RDX valid, MWAIT with
+      // RAX and RCX) and runs its usual exit handlers: kvm_emulate_invd and kvm_emulate_wbinvd skip
+      // the instruction (the host flushes caches itself when it must), kvm_emulate_monitor/mwait
+      // treat it as a NOP (KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS, on by default). The guest steps
+      // over it itself (Linux vc_handle_wbinvd, vc_handle_monitor, vc_handle_mwait).
+      case BigInt(SVM_EXIT.INVD):
+      case BigInt(SVM_EXIT.WBINVD):
+      case BigInt(SVM_EXIT.MONITOR):
+      case BigInt(SVM_EXIT.MWAIT): {
+        if ((code === BigInt(SVM_EXIT.MONITOR) || code === BigInt(SVM_EXIT.MWAIT)) && (!g.validAfterClear('rax') || !g.validAfterClear('rcx'))) return fail(GHCB_ERR.MISSING_INPUT);
+        if (code === BigInt(SVM_EXIT.MONITOR) && !g.validAfterClear('rdx')) return fail(GHCB_ERR.MISSING_INPUT);
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', 0n);
+        return 'resume';
+      }
       case BigInt(SVM_EXIT.HV_FEATURES):
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', HV_FEATURE.SNP | HV_FEATURE.AP_CREATION);
