@@ -609,7 +609,7 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       SetExit(ExitKind::kRandom);
       area_[kSlotArg0] = insn.reg | (static_cast<uint64_t>(insn.operand_bits) << 8) | (insn.seed ? 1ull << 16 : 0);
       break;
-    case TrappedKind::kRdtsc: SetExit(ExitKind::kRdtsc); break;
+    case TrappedKind::kRdtsc: SetExit(ExitKind::kRdtsc); area_[kSlotArg0] = insn.rdtscp ? 1 : 0; break;
     // The emulator has neither SVM nor VMX and would raise #UD for these: the platforms decide
     // what the guest sees (README, "The guest's own SVM instructions").
     case TrappedKind::kSvm: SetExit(ExitKind::kSvm); area_[kSlotArg0] = insn.svm_op; break;

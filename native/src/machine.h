@@ -45,7 +45,7 @@ enum class ExitKind : uint64_t {
   kPause = 16,  // only with SetPauseExits(true): a spin-wait hint for the vCPU scheduler
   kExecWatch = 17,
   kRandom = 18,  // RDRAND/RDSEED: arg0 = destination | operand bits << 8 | RDSEED << 16
-  kRdtsc = 19,
+  kRdtsc = 19,   // RDTSC or (arg0 = 1) RDTSCP before it runs
   kSvm = 20,     // 0F 01 D8-DF before it runs: arg0 = ModRM & 7 (0 VMRUN .. 7 INVLPGA)
   kVmcall = 21,  // 0F 01 C1 before it runs
   kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = SYSENTER | LOCK << 1

@@ -148,6 +148,11 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     // of Prefixes): those forms are the emulator's own #UD (it has no VMX), not a VM exit.
     if (modrm == 0xC1 && !p.opsize && !p.rep && !p.lock) k = TrappedKind::kVmcall;
     // MONITOR / MWAIT without a mandatory prefix (66/F2/F3 forms are other instructions or #UD).
+    // RDTSCP: Unicorn would read the host's TSC, as for RDTSC.
+    if (modrm == 0xF9 && p.last_mandatory == 0) {
+      k = TrappedKind::kRdtsc;
+      t.rdtscp = true;
+    }
     if ((modrm == 0xC8 || modrm == 0xC9) && p.last_mandatory == 0) {
       k = TrappedKind::kCacheOrWait;
       t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
@@ -170,7 +175,7 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
-    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9);
+    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9 || b[i + 2] == 0xF9);
     return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09;
   }
   return false;

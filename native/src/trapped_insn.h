@@ -18,7 +18,7 @@ enum class TrappedKind : uint8_t {
   kIoOut,      // E6 E7 EE EF, and OUTS 6E 6F
   kPause,      // F3 90
   kRandom,     // 0F C7 /6 (RDRAND) or /7 (RDSEED), register form, no F2/F3 (F3 0F C7 /7 is RDPID)
-  kRdtsc,      // 0F 31
+  kRdtsc,      // 0F 31, and RDTSCP 0F 01 F9 (`rdtscp`)
   kSvm,        // 0F 01 D8-DF: VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT INVLPGA (F3 0F 01 D9 is kVmgexit)
   kVmcall,     // 0F 01 C1 (VMX), without 66/F2/F3/F0: those prefixes make it #UD (SDM Vol. 3C VMCALL)
   kSyscall,    // 0F 05: Unicorn's helper_syscall only calls hooks and steps over it
@@ -61,6 +61,8 @@ struct TrappedInsn {
   bool lock = false;
   // kCacheOrWait only.
   CacheOrWaitOp cache_or_wait = CacheOrWaitOp::kInvd;
+  // kRdtsc only: RDTSCP, which also loads ECX with IA32_TSC_AUX.
+  bool rdtscp = false;
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX

@@ -12,7 +12,7 @@
 //   (`afterInstruction`). #PF from the guest page walk carries its error code and CR2.
 // - pause: AT the PAUSE, which has not run (only on machines with several vCPUs: a spin-wait
 //   hint for the vCPU scheduler, as PAUSE-loop exiting is on VMX). Complete it to go on.
-// - random (RDRAND/RDSEED), rdtsc: AT the instruction, which has not run: the platform gives the
+// - random (RDRAND/RDSEED), rdtsc (RDTSC, RDTSCP): AT the instruction, which has not run: the platform gives the
 //   value (src/cpu/hardware-random.ts, virtual-tsc.ts) and completes it. Unicorn would execute
 //   them from the host's random source and clock, which no run could repeat.
 // - svm (0F 01 D8-DF: VMRUN .. INVLPGA, not the F3 0F 01 D9 of VMGEXIT), vmcall (0F 01 C1): AT
@@ -51,7 +51,8 @@ export type VmExit =
   | ExceptionExit
   | { kind: 'pause'; rip: bigint; length: number }
   | RandomExit
-  | { kind: 'rdtsc'; rip: bigint; length: number }
+  /** RDTSC, or RDTSCP (`aux`: it also loads ECX with IA32_TSC_AUX). */
+  | { kind: 'rdtsc'; rip: bigint; length: number; aux: boolean }
   | { kind: 'svm'; rip: bigint; length: number; instruction: SvmInstruction }
   | { kind: 'vmcall'; rip: bigint; length: number }
   | SystemCallExit
@@ -243,7 +244,7 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
         bits: ((a0 >> 8) & 0xff) as 16 | 32 | 64,
       };
     }
-    case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length };
+    case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length, aux: (low(words, arg0) & 1) !== 0 };
     case ExitCode.svm: return { kind: 'svm', rip, length, instruction: SVM_INSTRUCTIONS[low(words, arg0) & 7]! };
     case ExitCode.vmcall: return { kind: 'vmcall', rip, length };
     case ExitCode.systemCall: {

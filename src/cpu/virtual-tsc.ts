@@ -32,11 +32,16 @@ export class VirtualTsc implements Snapshottable<bigint> {
   }
 }
 
-/** RDTSC's architectural effect; RIP past it. */
-export function executeRdtsc(regs: Record<Gpr, bigint>, exit: { rip: bigint; length: number }, tsc: VirtualTsc): bigint {
+/**
+ * RDTSC's architectural effect; RIP past it. RDTSCP (`exit.aux`) reads the same counter and also
+ * loads ECX with IA32_TSC_AUX[31:0], the upper half of RCX cleared (SDM Vol. 2B "RDTSCP"): Unicorn
+ * would read the host's TSC for it too. `tscAux` reads the MSR, which the CPU keeps.
+ */
+export function executeRdtsc(regs: Record<Gpr, bigint>, exit: { rip: bigint; length: number; aux?: boolean }, tsc: VirtualTsc, tscAux: () => bigint = () => 0n): bigint {
   const value = tsc.read();
   regs.rax = value & 0xffffffffn;
   regs.rdx = value >> 32n;
+  if (exit.aux) regs.rcx = tscAux() & 0xffffffffn;
   regs.rip = exit.rip + BigInt(exit.length);
   return value;
 }

@@ -13,6 +13,9 @@ import type { Trace, TraceValue } from '../shared/trace.js';
 import { recordForeignReads } from './foreign-content.js';
 import type { PlatformStep } from './platform.js';
 
+/** IA32_TSC_AUX, which RDTSCP reads into ECX. */
+const MSR_TSC_AUX = 0xc0000103;
+
 /** What the hardware model did with one exit: `undefined` when the guest resumes, else the step for the VMM. */
 export type HardwareHandled<Exit> = PlatformStep<Exit> | undefined;
 
@@ -42,7 +45,7 @@ export function runsOnCpu(machine: Machine, trace: Trace, exit: Extract<VmExit, 
     const value = executeRandomInstruction(regs, exit, machine.random);
     trace.record('hw', exit.instruction, { rip: exit.rip, value });
   } else if (exit.kind === 'rdtsc') {
-    executeRdtsc(regs, exit, machine.tsc);
+    executeRdtsc(regs, exit, machine.tsc, () => machine.vcpu.readMsr(MSR_TSC_AUX));
   } else {
     machine.vcpu.complete(exit);
   }

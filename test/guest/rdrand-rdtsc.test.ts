@@ -90,3 +90,49 @@ describe.each(['snp', 'tdx'] as const)('RDRAND, RDSEED and RDTSC in a %s guest',
     for (const g of [one, again, other]) g.close();
   });
 });
+
+// RDTSCP reads the same counter and loads ECX with IA32_TSC_AUX[31:0], clearing RCX's upper half
+// (SDM Vol. 2B "RDTSCP"). Unicorn would answer it from the host's TSC: two runs read different
+// values and neither follows the guest's RDTSCs.
+describe('RDTSCP', () => {
+  const RDTSCP_PAIR = `
+    mov rcx, -1
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov rbx, rax
+    rdtscp
+    shl rdx, 32
+    or rax, rdx
+    mov rsi, rax
+    mov rdi, rcx`;
+
+  it('in a TD: the next value of the seeded counter, and ECX = the IA32_TSC_AUX the TD wrote', () => {
+    const read = (seed: bigint) => {
+      const td = tdGuest(`mov ecx, 0xc0000103\n mov eax, 0x2a\n xor edx, edx\n wrmsr\n ${RDTSCP_PAIR}
+        xor eax, eax\n mov ecx, 0xc00\n xor r10d, r10d\n mov r11d, 12\n .byte 0x66, 0x0f, 0x01, 0xcc`);
+      td.platform.machine.tsc.seed(seed);
+      expect(runTd(td).outcome).toBe('done');
+      const r = td.platform.machine.vcpu.regs;
+      const out = [r.rbx, r.rsi, r.rdi];
+      td.platform.machine.close();
+      return out;
+    };
+    const tsc = new VirtualTsc();
+    tsc.seed(7n);
+    const first = tsc.read();
+    expect(read(7n)).toEqual([first, first + TSC_STEP_PER_READ, 0x2an]);
+    expect(read(7n)).toEqual(read(7n));
+  });
+
+  it('on an SNP guest: the next value of the seeded counter, ECX = IA32_TSC_AUX (0: KVM intercepts the MSR for a guest without RDTSCP in its CPUID)', () => {
+    const g = snpGuest(`${RDTSCP_PAIR}\n hlt`);
+    g.vm.tsc.seed(7n);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const tsc = new VirtualTsc();
+    tsc.seed(7n);
+    const first = tsc.read();
+    expect([g.vm.vcpu.regs.rbx, g.vm.vcpu.regs.rsi, g.vm.vcpu.regs.rdi]).toEqual([first, first + TSC_STEP_PER_READ, 0n]);
+    g.vm.close();
+  });
+});

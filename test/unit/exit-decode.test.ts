@@ -78,3 +78,10 @@ describe('cache-or-wait exits (machine.h kCacheOrWait 23 with arg0 = CacheOrWait
     expect(area(ExitCode.cacheOrWait, { arg0: 5n })).toEqual({ kind: 'fatal', rip: 0x301000n, reason: 'unknown cache-or-wait instruction 5 from the native machine' });
   });
 });
+
+describe('RDTSC exits (machine.h kRdtsc 19 with arg0 = 1 for RDTSCP)', () => {
+  it('arg0 says whether ECX takes IA32_TSC_AUX', () => {
+    expect(area(ExitCode.rdtsc)).toEqual({ kind: 'rdtsc', rip: 0x301000n, length: 0, aux: false });
+    expect(area(ExitCode.rdtsc, { arg0: 1n })).toEqual({ kind: 'rdtsc', rip: 0x301000n, length: 0, aux: true });
+  });
+});
