@@ -369,15 +369,17 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         g.set('swExitInfo2', HV_FEATURE.SNP | HV_FEATURE.AP_CREATION);
         return 'resume';
       case BigInt(SVM_EXIT.AP_CREATION): {
-        // KVM sev_snp_ap_creation: the APIC ID (= vCPU index here) names an existing vCPU; a
-        // CREATE needs RAX valid and equal to the VM's SEV_FEATURES, a page-aligned VMSA GPA
+        // KVM sev_es_validate_vmgexit first: any request but DESTROY needs RAX marked valid, or
+        // GHCB_ERR_MISSING_INPUT. Then KVM sev_snp_ap_creation: the APIC ID (= vCPU index here)
+        // names an existing vCPU; a CREATE needs RAX equal to the VM's SEV_FEATURES, a page-aligned VMSA GPA
         // that is not 2 MiB aligned (the SNP erratum Linux's snp_alloc_vmsa_page avoids); any
         // failure is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT. DESTROY and
         // CREATE_ON_INIT are not offered by this model (INVALID_INPUT).
         const request = Number(info1 & 0xffffffffn), apicId = Number(info1 >> 32n);
         const vmsaGpa = g.get('swExitInfo2');
         host.trace.record('vmm', 'ap-creation', { request, apicId, vmsaGpa });
-        if (request !== AP_REQUEST.CREATE || apicId >= host.vcpuCount || !g.validAfterClear('rax') || g.get('rax') !== SNP_GUEST_SEV_FEATURES
+        if (request !== AP_REQUEST.DESTROY && !g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
+        if (request !== AP_REQUEST.CREATE || apicId >= host.vcpuCount || g.get('rax') !== SNP_GUEST_SEV_FEATURES
           || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n || !this.#inRam(host, vmsaGpa, PAGE_4K)) return fail(GHCB_ERR.INVALID_INPUT);
         // KVM then points the target's VMCB at the page and makes it runnable; a VMRUN the
         // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).

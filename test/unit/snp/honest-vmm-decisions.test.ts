@@ -1276,15 +1276,31 @@ describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
 
   it.each([
     ['an APIC ID that names no vCPU (one past the last)', 2n, 0x401000n, []],
-    ['RAX (the SEV features) not marked valid', 1n, 0x401000n, ['rax']],
+    ["RAX marked valid but not the VM's SEV features (mismatched AP sev_features)", 1n, 0x401000n, [], SNP_GUEST_SEV_FEATURES ^ 1n],
     ['a VMSA GPA that is not page aligned', 1n, 0x401800n, []],
     ['a 2 MiB-aligned VMSA GPA ("unsafe as it is 2M aligned", the SNP erratum)', 1n, 0x400000n, []],
     ['a VMSA GPA past the end of RAM', 1n, 8n * MiB + 0x1000n, []],
-  ] as const)('%s → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; no AP starts, the VM goes on', (_what, apicId, vmsa, notValid) => {
+  ] as const)('%s → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; no AP starts, the VM goes on', (_what, apicId, vmsa, notValid, rax = SNP_GUEST_SEV_FEATURES) => {
     const t = launched(8n * MiB, undefined, 2);
-    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | 1n, swExitInfo2: vmsa, rax: SNP_GUEST_SEV_FEATURES }, [...notValid]);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | 1n, swExitInfo2: vmsa, rax }, [...notValid]);
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
+    expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
+    t.close();
+  });
+
+  // KVM sev_es_validate_vmgexit, before sev_snp_ap_creation looks at the request: for SVM_VMGEXIT_AP_CREATION,
+  // "if (lower_32_bits(control->exit_info_1) != SVM_VMGEXIT_AP_DESTROY) if (!kvm_ghcb_rax_is_valid(svm))
+  // goto vmgexit_err" with reason = GHCB_ERR_MISSING_INPUT (4), not the INVALID_INPUT of a request it refuses.
+  it.each([
+    ['a CREATE of vCPU 1 from a good VMSA GPA', 1n, 1n],
+    ['a CREATE naming no vCPU', 2n, 1n],
+    ['an undefined request (3)', 1n, 3n],
+  ] as const)('%s without RAX marked valid → SW_EXITINFO1 2, SW_EXITINFO2 MISSING_INPUT; no AP starts', (_what, apicId, request) => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | request, swExitInfo2: 0x401000n, rax: SNP_GUEST_SEV_FEATURES }, ['rax']);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 4n]);
     expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
     t.close();
   });
