@@ -427,6 +427,10 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   it.each([
     ['not marked valid (KVM: PSC needs SW_SCRATCH valid)', GHCB_GPA + 0x800n, ['swScratch'], 4n],
     ['in the save area, before the shared buffer', GHCB_GPA + 0x400n, [], 3n],
+    // KVM setup_vmgexit_scratch: a scratch area that begins in the GHCB page must begin at or after
+    // offsetof(struct ghcb, shared_buffer) (0x800), "scratch_gpa_beg < ghcb_scratch_beg", even if it ends there.
+    ['8 bytes before the shared buffer (its header would end at 0x800)', GHCB_GPA + 0x7f8n, [], 3n],
+    ['one byte before the shared buffer', GHCB_GPA + 0x7ffn, [], 3n],
     ['with no room for the 8-byte header before the GHCB trailer', GHCB_GPA + 0xff0n, [], 3n],
     // KVM: setup_vmgexit_scratch(svm, true, sizeof(struct psc_hdr)), "scratch_gpa_end > ghcb_scratch_end".
     ['whose 8-byte header would end one byte past the shared buffer (0xff1)', GHCB_GPA + 0xfe9n, [], 3n],
@@ -1003,9 +1007,11 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
   });
 
   it('a GHCB usage other than 0 → SW_EXITINFO2 INVALID_USAGE (2), before the valid bitmap is looked at (KVM: "Only GHCB Usage code 0 is supported")', () => {
-    for (const notValid of [[], ['swExitCode']] as const) {
+    // struct ghcb's ghcb_usage is a u32 at 0xffc (asm/svm.h), and KVM tests all of it:
+    // sev_es_validate_vmgexit "if (svm->sev_es.ghcb->ghcb_usage)": a usage of 0x100 or 0x80000000 is not 0 either.
+    for (const [usage, notValid] of [[[1, 0, 0, 0], []], [[1, 0, 0, 0], ['swExitCode']], [[0, 1, 0, 0], []], [[0, 0, 0, 0x80], []]] as const) {
       const t = launched();
-      t.host.hostMemory.write(GHCB_GPA + BigInt(GHCB_OFFSET.usage), Buffer.from([1, 0, 0, 0]));
+      t.host.hostMemory.write(GHCB_GPA + BigInt(GHCB_OFFSET.usage), Buffer.from(usage));
       t.writeGhcb(GHCB_GPA, HV_FEATURES_NAE, [...notValid]);
       expect(t.msr(GHCB_GPA).answer).toBe('resume');
       expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 2n]);
@@ -1045,6 +1051,18 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     for (const info1 of [(0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, ioioOut(0x80n, IOIO.SZ8)]) {
       const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: info1, swExitInfo2: 0x1234n, rax: 0x41n });
       expect([answer, ...result]).toEqual(['resume', 0n, 0n]);
+      t.close();
+    }
+  });
+
+  // KVM kvm_fast_pio_out / emulator_pio_out hand userspace `size` bytes of RAX (KVM_EXIT_IO io.size),
+  // and QEMU kvm_handle_io writes those: an OUT of 1 byte with RAX 0xdeadbe41 writes 0x41, which is
+  // what the VMM's I/O record says it wrote.
+  it('IOIO OUT of one byte: the bytes above it in RAX are not written, nor recorded as written', () => {
+    for (const [port, size, rax, value] of [[0x80n, IOIO.SZ8, 0xdeadbe41n, 0x41n], [0x80n, IOIO.SZ16, 0xdeadbe41n, 0xbe41n]] as const) {
+      const { t, result } = request({ swExitCode: 0x7bn, swExitInfo1: ioioOut(port, size), swExitInfo2: 0n, rax });
+      expect(result).toEqual([0n, 0n]);
+      expect(t.g.trace.ofType('io')).toMatchObject([{ direction: 'out', port: Number(port), value }]);
       t.close();
     }
   });
