@@ -43,6 +43,13 @@ export const PSC_MSR_ERROR_GENERIC = 0x8000_0000;
  */
 export const REGISTER_GHCB_REFUSED_GFN = (1n << 52n) - 1n;
 
+/**
+ * The GFN a preferred-GHCB-GPA response (0x011) carries when the hypervisor has no preference:
+ * all ones in GHCBData[63:12] (Linux asm/sev-common.h GHCB_MSR_PREF_GPA_NONE = 0xfffffffffffff,
+ * which KVM always answers: sev.c sev_handle_vmgexit_msr_protocol, GHCB_MSR_PREF_GPA_REQ).
+ */
+export const PREFERRED_GHCB_NONE_GFN = (1n << 52n) - 1n;
+
 /** HV features bitmap ([63:12]). */
 export const HV_FEATURE = { SNP: 1n << 0n, AP_CREATION: 1n << 1n, RESTRICTED_INJECTION: 1n << 2n } as const;
 
@@ -90,6 +97,7 @@ export const ghcbMsr = {
     (BigInt(max & 0xffff) << 48n) | (BigInt(min & 0xffff) << 32n) | (BigInt(cBit & 0xff) << 24n) | BigInt(GHCB_INFO.SEV_INFO_RESP),
   cpuidReq: (fn: number, reg: number): bigint => (BigInt(fn >>> 0) << 32n) | (BigInt(reg & 3) << 30n) | BigInt(GHCB_INFO.CPUID_REQ),
   cpuidResp: (value: number, reg: number): bigint => (BigInt(value >>> 0) << 32n) | (BigInt(reg & 3) << 30n) | BigInt(GHCB_INFO.CPUID_RESP),
+  preferredGhcbResp: (gfn: bigint): bigint => ((gfn << 12n) & MASK64) | BigInt(GHCB_INFO.PREFERRED_GHCB_RESP),
   registerReq: (gfn: bigint): bigint => ((gfn << 12n) & MASK64) | BigInt(GHCB_INFO.REGISTER_GHCB_REQ),
   registerResp: (gfn: bigint): bigint => ((gfn << 12n) & MASK64) | BigInt(GHCB_INFO.REGISTER_GHCB_RESP),
   pscReq: (gfn: bigint, op: number): bigint => (BigInt(op & 0xf) << 52n) | ((gfn & ((1n << 40n) - 1n)) << 12n) | BigInt(GHCB_INFO.PSC_REQ),

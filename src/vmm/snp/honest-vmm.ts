@@ -9,7 +9,7 @@ import { SNP_GUEST_SEV_FEATURES, type SnpVmExit } from '../../platform/snp/snp-c
 import type { SnpVmmHandle } from '../../platform/snp/vmm-handle.js';
 import { NPF_BITS } from '../../platform/snp/access-check.js';
 import {
-  decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PSC_MSR_ERROR_GENERIC, PSC_OP,
+  decodeGhcbMsr, ghcbMsr, GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, HV_FEATURE, PREFERRED_GHCB_NONE_GFN, PSC_MSR_ERROR_GENERIC, PSC_OP,
 } from '../../platform/snp/ghcb-msr.js';
 import {
   AP_REQUEST, decodeIoioExitInfo, decodePscEntryWords, GHCB_ERR, GHCB_OFFSET, GHCB_RESULT, GHCB_SAVE_AREA_AND_BITMAP_BYTES, GHCB_SHARED_BUFFER_SIZE, GHCB_SIZE, PSC_ERROR,
@@ -222,10 +222,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         return { outcome: 'guest-fatal', reason: `GHCB termination request: reason set ${req.reasonSet}, code ${req.reasonCode}` };
       case 'ghcb-gpa':
         return this.#ghcbPage(host, req.gpa);
-      // KVM answers these two (AP reset hold parks the vCPU until a SIPI; the preferred-GHCB
-      // request gets GHCB_MSR_PREF_GPA_NONE); this VMM models neither, so it says so.
-      case 'ap-reset-hold':
+      // KVM sev_handle_vmgexit_msr_protocol, GHCB_MSR_PREF_GPA_REQ: it prefers no GPA, and says so
+      // with GHCB_MSR_PREF_GPA_NONE in GHCBData[63:12] of a 0x011 response, whatever the request held there.
       case 'preferred-ghcb':
+        host.ghcbMsr = ghcbMsr.preferredGhcbResp(PREFERRED_GHCB_NONE_GFN);
+        return 'resume';
+      // KVM answers this too (AP reset hold parks the vCPU until a SIPI); this VMM does not model it, so it says so.
+      case 'ap-reset-hold':
         return { outcome: 'vmm-error', reason: `GHCB MSR request ${req.kind} (0x${exit.ghcbMsr.toString(16)}) is not modelled by this VMM` };
       case 'unknown':
         // KVM sev_handle_vmgexit_msr_protocol, default case: "Error, keep GHCB MSR value as-is"

@@ -243,6 +243,17 @@ describe('honest SNP VMM: MSR-protocol page-state changes (GHCB spec §2.3.1; KV
   });
 });
 
+describe('honest SNP VMM: MSR-protocol preferred GHCB GPA (GHCB spec §2.3.1, request 0x010, response 0x011)', () => {
+  // KVM sev_handle_vmgexit_msr_protocol, GHCB_MSR_PREF_GPA_REQ: set_ghcb_msr_bits(svm, GHCB_MSR_PREF_GPA_NONE,
+  // GHCB_MSR_GPA_VALUE_MASK, GHCB_MSR_GPA_VALUE_POS) then GHCB_MSR_PREF_GPA_RESP in bits 11:0; the guest resumes.
+  // GHCB_MSR_PREF_GPA_NONE is 0xfffffffffffff (asm/sev-common.h): bits 63:12 all ones, over whatever the request left there.
+  it('is answered 0x011 with no preferred GPA (all ones in bits 63:12), and the guest resumes', () => {
+    const t = launched();
+    for (const request of [0x010n, 0x12345010n]) expect(t.msr(request)).toEqual({ answer: 'resume', msr: 0xfffffffffffff011n });
+    t.close();
+  });
+});
+
 describe('honest SNP VMM: MSR-protocol CPUID (GHCB spec §2.3.1: bits 31:30 name the register, 0 EAX, 1 EBX, 2 ECX, 3 EDX)', () => {
   it('answers each register of leaf 0 with the CPU\'s own value', () => {
     const t = launched();
