@@ -435,6 +435,22 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // KVM kvm_emulate_cpuid takes the answer in u32s and writes each with kvm_rax_write / kvm_rbx_write / …,
+  // zero-extended into the 64-bit register that sev_es_sync_to_ghcb copies to the GHCB: a value with bit 31
+  // set (leaf 1 ECX, leaf 0x80000000 EAX here) has bits 63:32 clear, not sign-extended.
+  it('CPUID NAE: a 32-bit answer with bit 31 set reaches the GHCB zero-extended', () => {
+    for (const leaf of [0x1n, 0x80000000n]) {
+      const { t, result } = request({ swExitCode: 0x72n, swExitInfo1: 0n, swExitInfo2: 0n, rax: leaf, rcx: 0n });
+      expect(result).toEqual([0n, 0n]);
+      const cpu = snpCpuid(Number(leaf), 0, t.host.cBit);
+      const regs = (['rax', 'rbx', 'rcx', 'rdx'] as const).map((r) => t.readGhcb(GHCB_GPA, r));
+      expect(regs).toEqual([cpu.eax, cpu.ebx, cpu.ecx, cpu.edx].map((v) => BigInt(v >>> 0)));
+      expect(regs.some((v) => v >= 0x80000000n)).toBe(true);
+      expect(regs.every((v) => v >> 32n === 0n)).toBe(true);
+      t.close();
+    }
+  });
+
   it.each([
     ['not marked valid (KVM: PSC needs SW_SCRATCH valid)', GHCB_GPA + 0x800n, ['swScratch'], 4n],
     ['in the save area, before the shared buffer', GHCB_GPA + 0x400n, [], 3n],
@@ -1312,6 +1328,18 @@ describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
   ] as const)('%s → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; no AP starts, the VM goes on', (_what, apicId, vmsa, notValid, rax = SNP_GUEST_SEV_FEATURES) => {
     const t = launched(8n * MiB, undefined, 2);
     t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | 1n, swExitInfo2: vmsa, rax }, [...notValid]);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
+    expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
+    t.close();
+  });
+
+  // KVM sev_snp_ap_creation: request = lower_32_bits(exit_info_1); any value but AP_CREATE_ON_INIT (0),
+  // AP_CREATE (1) and AP_DESTROY (2) is "invalid AP creation request" (-EINVAL), which sev_handle_vmgexit
+  // answers with svm_vmgexit_bad_input(svm, GHCB_ERR_INVALID_INPUT). 0x101 is not CREATE, though its low byte is 1.
+  it.each([['3', 3n], ['0x101', 0x101n], ['0x80000001', 0x80000001n]] as const)('an undefined request (%s) with RAX, the VMSA GPA and the APIC ID as a CREATE wants them → INVALID_INPUT; no AP starts', (_label, request) => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (1n << 32n) | request, swExitInfo2: 0x401000n, rax: SNP_GUEST_SEV_FEATURES });
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
     expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
