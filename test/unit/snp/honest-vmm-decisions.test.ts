@@ -1193,6 +1193,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       inside.t.close();
     });
 
+    // The same test on the page right after the GHCB page: its first byte's page is not the GHCB's, so
+    // the shared-buffer bounds do not apply; KVM copies it in (kvm_read_guest) like any other area.
+    it('OUTS from the first bytes of the page right after the GHCB page: outside the GHCB, copied in and served', () => {
+      const NEXT = GHCB_GPA + 0x1000n;
+      const { t, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, NEXT, [], (u) => u.host.hostMemory.write(NEXT, Buffer.from('ok\n', 'latin1')));
+      expect(result).toEqual([0n, 0n]);
+      expect(t.vmm.console.text).toBe('ok\n');
+      t.close();
+    });
+
     it('OUTS from a shared page outside the GHCB: KVM copies the area in, the bytes reach the port', () => {
       const { t, result } = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 3n, OUTSIDE, [], (u) => u.host.hostMemory.write(OUTSIDE, Buffer.from('ok\n', 'latin1')));
       expect(result).toEqual([0n, 0n]);
