@@ -425,12 +425,14 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       || (inGhcb ? scratch < gpa + BigInt(GHCB_OFFSET.sharedBuffer) || end > gpa + GHCB_SHARED_BUFFER_END : bytes > GHCB_SCRATCH_AREA_LIMIT)) {
       return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
     }
-    // KVM's copy of an area outside the GHCB is kvm_read_guest, which fails outside the VM's memory.
-    if (!inGhcb && !this.#inRam(host, scratch, bytes === 0n ? 1n : bytes)) {
+    // KVM's copy of an area outside the GHCB is kvm_read_guest, which fails outside the VM's memory;
+    // a copy of 0 bytes looks at no memslot and cannot fail (its segment loop never runs), so an
+    // empty area is served wherever it points, with nothing read or written.
+    if (!inGhcb && bytes > 0n && !this.#inRam(host, scratch, bytes)) {
       return { outcome: 'vmm-error', reason: `string I/O scratch area 0x${scratch.toString(16)} (+${bytes}) outside guest RAM: KVM cannot copy it (-EFAULT)` };
     }
     if (direction === 'out') {
-      const data = host.hostMemory.read(scratch, Number(bytes));
+      const data = bytes > 0n ? host.hostMemory.read(scratch, Number(bytes)) : new Uint8Array(0);
       this.console.uartWriteString(port, data, size);
       host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
     } else {
@@ -438,7 +440,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(this.console.uartRead(port, size)), i, size);
       g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
       try {
-        host.hostMemory.write(scratch, data);
+        if (bytes > 0n) host.hostMemory.write(scratch, data);
       } catch (err) {
         if (!(err instanceof HostAccessRefused)) throw err;
         return { outcome: 'vmm-error', reason: `string I/O: cannot write the INS data back to 0x${scratch.toString(16)}: ${err.message}` };

@@ -1262,6 +1262,21 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       t.close();
     });
 
+    // KVM setup_vmgexit_scratch with len = count × size = 0, outside the GHCB: kvzalloc(0) gives ZERO_SIZE_PTR
+    // (not NULL, so no -ENOMEM), and kvm_read_guest(kvm, gpa, data, 0) returns 0 without looking at any
+    // memslot (its "while ((seg = next_segment(len, offset)) != 0)" loop never runs): nothing to copy, nothing
+    // fails, wherever SW_SCRATCH points; the exit ends with SW_EXITINFO1 = SW_EXITINFO2 = 0.
+    it('a count of 0 with an area outside guest RAM (at its end, or far past it) copies nothing and is served, IN or OUT', () => {
+      for (const scratch of [8n * MiB, 8n * MiB + 0x1000n, 0x10_0000_0000n]) {
+        for (const info1 of [ioioOut(0x3f8n, IOIO.SZ8), (0x3f8n << 16n) | IOIO.SZ8 | IOIO.TYPE_IN]) {
+          const { t, answer, result } = stringIo(info1, 0n, scratch);
+          expect([answer, ...result], `scratch 0x${scratch.toString(16)}, info1 0x${info1.toString(16)}`).toEqual(['resume', 0n, 0n]);
+          expect(t.vmm.console.text).toBe('');
+          t.close();
+        }
+      }
+    });
+
     it('a count above INT_MAX, or an area outside guest RAM, stops the VM (KVM\'s exit handler fails: -EINVAL, -EFAULT)', () => {
       const big = stringIo(ioioOut(0x3f8n, IOIO.SZ8), 0x80000000n, BUFFER);
       expect(big.answer).toMatchObject({ outcome: 'vmm-error' });
