@@ -1221,6 +1221,23 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       none.t.close();
     });
 
+    // Each INS element is one port read of the element's size, in order: KVM kvm_sev_es_ins / emulator_pio_in
+    // exit to userspace with count elements of size bytes (KVM_EXIT_IO), and QEMU kvm_handle_io does one
+    // address_space_rw of `size` bytes per element, which the 16550 (1-byte registers) serves as reads of
+    // port and port + 1. QEMU serial.c: enabling THRI in IER while the THR is empty raises it (thr_ipending),
+    // IIR then reads 0x02 and the read acknowledges it ("if ((ret & UART_IIR_ID) == UART_IIR_THRI)
+    // s->thr_ipending = 0"), so the next IIR read is 0x01; LCR (port 0x3fb) reads 0 after reset.
+    it('INS of two words from IIR: each element reads IIR then LCR once, the first IIR read acknowledging the THR-empty interrupt', () => {
+      const { t, result } = stringIo((0x3fan << 16n) | IOIO.SZ16 | IOIO.TYPE_IN, 2n, BUFFER, [], (u) => {
+        u.writeGhcb(GHCB_GPA, { swExitCode: 0x7bn, swExitInfo1: ioioOut(0x3f9n, IOIO.SZ8), swExitInfo2: 0n, rax: 0x02n });
+        expect(u.msr(GHCB_GPA).answer).toBe('resume');
+        u.host.hostMemory.write(BUFFER, Buffer.alloc(8, 0x11));
+      });
+      expect(result).toEqual([0n, 0n]);
+      expect([...t.host.hostMemory.read(BUFFER, 5)]).toEqual([0x02, 0x00, 0x01, 0x00, 0x11]);
+      t.close();
+    });
+
     // KVM sev_es_string_io: "if (svm->vmcb->control.exit_info_2 > INT_MAX) return -EINVAL;", then
     // "if (unlikely(check_mul_overflow(count, size, &bytes))) return -EINVAL;" on int count and
     // bytes; only then setup_vmgexit_scratch, whose area outside the GHCB may be up to
