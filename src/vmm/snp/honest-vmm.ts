@@ -439,13 +439,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       const data = Buffer.alloc(Number(bytes));
       for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(this.console.uartRead(port, size)), i, size);
       g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
-      try {
-        if (bytes > 0n) host.hostMemory.write(scratch, data);
-      } catch (err) {
-        if (!(err instanceof HostAccessRefused)) throw err;
-        return { outcome: 'vmm-error', reason: `string I/O: cannot write the INS data back to 0x${scratch.toString(16)}: ${err.message}` };
-      }
-      host.trace.record('vmm', 'io', { direction: 'in', port, string: true, bytes });
+      // KVM writes the data back when the exit ends (sev_es_unmap_ghcb: kvm_write_guest to SW_SCRATCH,
+      // its result not looked at) through the memslot's host mapping, the shared backing: into a page
+      // the guest made private it goes where the guest does not see it, and the guest is answered as
+      // usual. Here the hardware refuses the host's write to a guest page: the data is lost the same way.
+      const lost = bytes > 0n ? host.hostMemory.tryWrite(scratch, data) : undefined;
+      if (lost !== undefined && inGhcb) g.lose(lost);
+      host.trace.record('vmm', 'io', lost === undefined ? { direction: 'in', port, string: true, bytes } : { direction: 'in', port, string: true, bytes, lost });
     }
     g.set('swExitInfo1', GHCB_RESULT.OK);
     g.set('swExitInfo2', 0n);

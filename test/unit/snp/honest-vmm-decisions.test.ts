@@ -1221,6 +1221,23 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       none.t.close();
     });
 
+    // KVM sev_es_unmap_ghcb writes INS data back with kvm_write_guest(kvm, sw_scratch, ghcb_sa, len) and does
+    // not look at its result; the write goes through the memslot's host mapping (the shared backing), so into a
+    // page the guest made private it lands where the guest does not see it, and the exit is answered as any
+    // other: SW_EXITINFO1 = SW_EXITINFO2 = 0, no VM stop. The guest's page keeps what it held.
+    it('INS into a private page outside the GHCB: answered as done, the page unchanged, the VM goes on', () => {
+      let before = Buffer.alloc(0);
+      const { t, answer, result } = stringIo((0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, 3n, OUTSIDE + 0x10n, [], (u) => {
+        expect(pscError(u.msr(ghcbMsr.pscReq(OUTSIDE >> 12n, PSC_OP.PRIVATE)).msr)).toBe(0n);
+        expect(u.host.rmpEntry(OUTSIDE)).toMatchObject({ assigned: true });
+        before = Buffer.from(u.g.platform.machine.memory.read(OUTSIDE, 0x20));
+      });
+      expect(before.length).toBe(0x20);
+      expect([answer, ...result]).toEqual(['resume', 0n, 0n]);
+      expect(Buffer.from(t.g.platform.machine.memory.read(OUTSIDE, 0x20))).toEqual(before);
+      t.close();
+    });
+
     // Each INS element is one port read of the element's size, in order: KVM kvm_sev_es_ins / emulator_pio_in
     // exit to userspace with count elements of size bytes (KVM_EXIT_IO), and QEMU kvm_handle_io does one
     // address_space_rw of `size` bytes per element, which the 16550 (1-byte registers) serves as reads of
