@@ -435,6 +435,16 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     t.close();
   });
 
+  // KVM sev_es_sync_from_ghcb clears the whole valid bitmap (memset of all 16 bytes), and sev_es_sync_to_ghcb
+  // marks only RAX, RBX, RCX and RDX valid again: XCR0 (0x3e8, bit 125, in the bitmap's last byte), which a
+  // CPUID of leaf 0xD must supply, is not valid after the exit.
+  it('CPUID NAE of leaf 0xD with XCR0: after the exit XCR0 is no longer marked valid, only RAX, RBX, RCX, RDX are', () => {
+    const { t, result } = request({ swExitCode: 0x72n, swExitInfo1: 0n, swExitInfo2: 0n, rax: 0xdn, rcx: 0n, xcr0: 1n });
+    expect(result).toEqual([0n, 0n]);
+    expect((['xcr0', 'swExitCode', 'rax', 'rbx', 'rcx', 'rdx'] as const).map((f) => validBit(t, f))).toEqual([0, 0, 1, 1, 1, 1]);
+    t.close();
+  });
+
   // KVM kvm_emulate_cpuid takes the answer in u32s and writes each with kvm_rax_write / kvm_rbx_write / …,
   // zero-extended into the 64-bit register that sev_es_sync_to_ghcb copies to the GHCB: a value with bit 31
   // set (leaf 1 ECX, leaf 0x80000000 EAX here) has bits 63:32 clear, not sign-extended.
