@@ -217,11 +217,23 @@ describe('MSR exits: the #VE information, the #GP error code and RDMSR\'s EDX:EA
   it.each([
     ['RDMSR of IA32_FEATURE_CONTROL (0x3A, not in the table)', rdmsr(0x3a), 31n],
     ['WRMSR of IA32_TSC (0x10, MSR_ACTION_VE)', 'mov ecx, 0x10\n xor eax, eax\n xor edx, edx\n wrmsr', 32n],
+    // td_cpuid.c td_cpuid_exit: tdx_inject_ve(VMEXIT_REASON_CPUID_INSTRUCTION, 0, tdvps, 0, 0).
+    ['CPUID(6) (faulting in cpuid_lookup[])', 'mov eax, 6\n xor ecx, ecx\n cpuid', 10n],
   ])('%s: #VE with exit qualification, GLA, GPA and instruction information 0', (_n, body, reason) => {
     const { td, outcome } = runTdGuest(`xor r12, r12\n mov r15, -1\n mov rsi, -1\n mov rbx, -1\n mov r14, -1\n ${body}\n ${HALT}`, { ve: VE_INFO });
     expect(outcome.outcome, outcome.reason).toBe('done');
     const r = td.platform.machine.vcpu.regs;
     expect([r.r12, r.r13, r.r15, r.rsi, r.rbx, r.rdi, r.r14]).toEqual([1n, reason, 0n, 0n, 0n, 2n, 0n]);
+  });
+
+  // tdx_inject_ve takes the instruction length from the VM-exit instruction length field (SDM Vol. 3C
+  // §28.2.5: the length of the instruction that caused the exit, prefixes included), which Linux's
+  // #VE handler adds to RIP (tdx.c ve_instr_len).
+  it('a CPUID with an operand-size prefix (66 0F A2) that #VEs reports instruction length 3', () => {
+    const { td, outcome } = runTdGuest(`xor r12, r12\n mov rdi, -1\n mov eax, 6\n xor ecx, ecx\n .byte 0x66, 0x0f, 0xa2\n ${HALT}`, { ve: VE_INFO });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r12, r.r13, r.rdi]).toEqual([1n, 10n, 3n]);
   });
 
   // tdx_td_dispatcher.c: TD_MSR_ACCESS_GP is inject_gp(0), and the CPU's own #GP for a native
