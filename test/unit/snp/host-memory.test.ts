@@ -91,6 +91,11 @@ describe('host writes', () => {
     }
     expect(host.tryWrite(HV + 0xff0n, Buffer.alloc(0x20, 0xee))).toBe(thrown!.message);
     expect(thrown!.message).toContain(`at 0x${GUEST.toString(16)}`);
+    // Whose page it is: the guest's ASID, or the firmware's (ASID 0: APM Vol. 2 §15.36.3, the RMP's
+    // ASID 0 with Assigned set is a firmware page).
+    expect(thrown!.message).toContain(`RMP-protected (assigned to ASID ${p.asid})`);
+    expect(p.handle.rmpUpdate(HV_AFTER, { assigned: true, pageSize: '4k', gpa: 0n, asid: 0 }).rc).toBe(0);
+    expect(host.tryWrite(HV_AFTER, Buffer.alloc(8, 0xdd))).toContain('RMP-protected (firmware page)');
     expect(Buffer.from(p.machine.memory.read(HV + 0xff0n, 0x10)).equals(Buffer.alloc(0x10, 0x11))).toBe(true);
     expect(Buffer.from(p.machine.memory.read(GUEST, 0x10)).equals(Buffer.alloc(0x10, 0x22))).toBe(true);
     expect(host.tryWrite(HV + 0x10n, Buffer.alloc(0x10, 0xdd))).toBeUndefined();
@@ -108,6 +113,17 @@ describe('host writes', () => {
     expect(() => host.fill(-0x1000n, 0x10n, 0x55)).toThrow(RangeError);
     expect(Buffer.from(p.machine.memory.read(MEMORY - 4n, 4)).equals(Buffer.alloc(4, 0x44))).toBe(true);
     expect(host.size).toBe(MEMORY);
+    p.machine.close();
+  });
+});
+
+// The hypervisor may inject any vector (APM Vol. 2 §15.20, EVENTINJ.VECTOR is 8 bits), and
+// nothing else: the handle refuses what no VMCB field can hold instead of passing it on.
+describe('event injection through the VMM handle', () => {
+  it('takes vectors 0 to 255 and refuses anything else with a RangeError', () => {
+    const { p } = setUp();
+    for (const bad of [-1, 256, 1.5, Number.NaN]) expect(() => p.handle.inject(bad), String(bad)).toThrow(RangeError);
+    for (const ok of [0, 255]) expect(() => p.handle.inject(ok), String(ok)).not.toThrow();
     p.machine.close();
   });
 });
