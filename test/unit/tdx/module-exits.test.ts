@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Access, GateFaultExit, IoExit } from '../../../src/cpu/exits.js';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { septLockKey } from '../../../src/platform/tdx/sept-states.js';
 import { CONFIG_FLAGS_FLEXIBLE_PENDING_VE, TdAttributes, TdModule, TdcsField, type TdExit } from '../../../src/platform/tdx/td-module.js';
 import { Machine } from '../../../src/cpu/machine.js';
 import { Trace } from '../../../src/shared/trace.js';
@@ -132,6 +133,26 @@ describe('the VMM posts interrupts only (vmm-handle.ts: a TDX VMM cannot inject 
     m.host.injectInterrupt(255);
     for (const vector of [0, 14, 20, 31, 256]) expect(() => m.host.injectInterrupt(vector)).toThrow(RangeError);
     expect(m.postedVectors).toEqual([32, 255]);
+    expect(m.trace.ofType('inject-interrupt')).toMatchObject([{ vector: 32 }, { vector: 255 }]);
+  });
+
+  it('an interrupt posted to land in the middle of a 2 MiB accept is an interrupt vector too (32..255)', () => {
+    const m = tdWithPendingPage();
+    for (const vector of [0, 31, 256, 32.5]) expect(() => m.host.postInterrupt(vector, 1), String(vector)).toThrow(RangeError);
+    expect(m.pendingInterrupt).toBeUndefined();
+    m.host.postInterrupt(32, 3);
+    expect(m.pendingInterrupt).toEqual({ vector: 32, afterChunks: 3 });
+  });
+});
+
+describe('SEPT entry locks another host CPU holds (vmm-handle.ts lockEntry)', () => {
+  it('locking by default, and unlocking with locked = false, of that entry only', () => {
+    const m = tdWithPendingPage();
+    m.host.lockEntry(P, 1);
+    m.host.lockEntry(P + 0x200000n, 1);
+    expect([m.hostLocks.has(septLockKey(1, P)), m.hostLocks.has(septLockKey(1, P + 0x200000n))]).toEqual([true, true]);
+    m.host.lockEntry(P, 1, false);
+    expect([m.hostLocks.has(septLockKey(1, P)), m.hostLocks.has(septLockKey(1, P + 0x200000n))]).toEqual([false, true]);
   });
 });
 
@@ -143,6 +164,8 @@ describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
     expect([m.host.isSharedMapped(0x400000n), m.host.isSharedMapped(SHARED | 0x400000n), m.host.isSharedMapped(0x401000n)]).toEqual([true, true, false]);
     m.host.setShared(ram - 0x1000n, 0x3000n, true); // runs past the end of RAM
     expect(m.host.isSharedMapped(ram - 0x1000n)).toBe(true);
+    // The VMM's record says what it mapped: the GPA without the shared bit, clipped to RAM.
+    expect(m.trace.ofType('shared-ept').slice(-2)).toMatchObject([{ gpa: 0x400000n, size: 0x1000n, mapped: true }, { gpa: ram - 0x1000n, size: 0x1000n, mapped: true }]);
     expect(m.machine.gate.get('shared', ram - 0x1000n)).toBe('readwrite');
     m.host.setShared(SHARED | 0x400000n, 0x1000n, false);
     expect(m.host.isSharedMapped(0x400000n)).toBe(false);
@@ -163,11 +186,23 @@ describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
     const t = createTd({ memoryBytes: 8n << 20n });
     const h = t.platform.module.host;
     h.vpInit(0x1000n);
+    // One vCPU: the record names no vCPU, as a single-vCPU trace always had it.
+    expect(t.platform.trace.ofType('vp-init')[0]).not.toHaveProperty('vcpu');
     expect(() => h.vpInit(0x1000n)).toThrow(/already initialized/);
     h.mrFinalize();
     const u = createTd({ memoryBytes: 8n << 20n });
     u.platform.module.host.mrFinalize();
     expect(() => u.platform.module.host.vpInit(0x1000n)).toThrow(/after MR.FINALIZE/);
+  });
+
+  it('TDH.VP.INIT names an existing vCPU: an index past the last, negative or fractional is a RangeError', () => {
+    const t = createTd({ memoryBytes: 8n << 20n, vcpus: 2 });
+    const h = t.platform.module.host;
+    for (const index of [2, -1, 0.5]) expect(() => h.vpInit(0x1000n, index), String(index)).toThrow(RangeError);
+    h.vpInit(0x1000n, 1);
+    expect(t.platform.trace.ofType('vp-init')).toMatchObject([{ vcpu: 1, rcx: 0x1000n }]);
+    // The vCPU the host was on stays current: initialising another does not switch to it.
+    expect(t.platform.machine.vcpuIndex).toBe(0);
   });
 });
 
