@@ -253,3 +253,35 @@ describe('what the mirror derives for entries it has none of', () => {
     expect(mirror.walk(0x201000n, 0)).toEqual({ level: 1, state: 'REMOVED' });
   });
 });
+
+// Two edge cases of the mirror's bookkeeping, against what the module does to the S-EPT.
+describe('sept mirror: a PROMOTE forgets only its own 512 children; a restore hides every later entry', () => {
+  const TWO_MIB = 0x200000n;
+  const SUCCESS = 0n;
+
+  it.each([['written since the last save', false], ['saved', true]] as const)('PROMOTE of 2 MiB range N drops the 4K leaves under N and keeps the first 4K leaf of range N + 1 (entries %s)', (_n, save) => {
+    // tdh_mem_page_promote.c merges the 512 entries of the one SEPT page under the PD entry it
+    // promotes; the entry after them is the first of the next PD entry's SEPT page.
+    const m = new SeptMirror(3);
+    const n = 5n;
+    m.learn(n * TWO_MIB + 0x1000n, { level: 0, state: 'MAPPED' });
+    m.learn((n + 1n) * TWO_MIB, { level: 0, state: 'MAPPED' });
+    if (save) m.saveState();
+    m.observe('TDH_MEM_PAGE_PROMOTE', gpaLevel(n * TWO_MIB, 1), SUCCESS);
+    expect(m.walk(n * TWO_MIB + 0x1000n, 0)).toEqual({ level: 1, state: 'LEAF' });
+    expect(m.walk((n + 1n) * TWO_MIB, 0)).toEqual({ level: 0, state: 'LEAF' });
+  });
+
+  it('an entry written after a save is gone after restoring it: a DEMOTEd 2 MiB leaf is a 2 MiB leaf again', () => {
+    // The saved S-EPT had the 2 MiB leaf; what the VMM saw after the save (tdh_mem_page_demote.c:
+    // a non-leaf over 512 leaves, the largest entry the mirror keeps) must not outlive the restore.
+    const m = new SeptMirror(3);
+    m.learn(3n * TWO_MIB, { level: 1, state: 'MAPPED' });
+    const saved = m.saveState();
+    m.observe('TDH_MEM_PAGE_DEMOTE', gpaLevel(3n * TWO_MIB, 1), SUCCESS);
+    expect(m.walk(3n * TWO_MIB, 1)).toEqual({ level: 1, state: 'NL_MAPPED' });
+    m.loadState(saved);
+    expect(m.walk(3n * TWO_MIB, 1)).toEqual({ level: 1, state: 'LEAF' });
+    expect(m.walk(3n * TWO_MIB + 0x1000n, 0)).toEqual({ level: 1, state: 'LEAF' });
+  });
+});
