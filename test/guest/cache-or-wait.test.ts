@@ -7,8 +7,7 @@
 // vc_handle_wbinvd, vc_handle_monitor, vc_handle_mwait; KVM sev_es_validate_vmgexit).
 import { describe, expect, it } from 'vitest';
 import { HALT, TDCALL, runTdGuest } from '../helpers/tdx-guest.js';
-import { GHCB_GPA, REGISTER_GHCB, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../helpers/snp-guest.js';
-import { IRETQ_TO_CPL3 } from '../helpers/guest-setup.js';
+import { GHCB_GPA, REGISTER_GHCB, SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../helpers/snp-guest.js';
 import { GHCB_ERR, GHCB_OFFSET, SVM_EXIT } from '../../src/platform/snp/ghcb-page.js';
 
 // #VE handler: TDG.VP.VEINFO.GET; exit reason -> R13, qualification -> RBP, instruction length ->
@@ -58,16 +57,9 @@ describe('on an SNP guest: #VC with the SVM exit code, RIP at the instruction', 
   it('at CPL 3: WBINVD and INVD raise #GP(0), MONITOR and MWAIT #UD, before any intercept', () => {
     const atCpl3 = (insn: string) => {
       const g = snpGuest(`
-        mov rax, 0x00affb000000ffff      # user code, DPL 3
-        mov [0x10018], rax
-        mov rax, 0x00cff3000000ffff      # user data, DPL 3
-        mov [0x10020], rax
-        mov word ptr [0x30000], 39
-        mov qword ptr [0x30002], 0x10000
-        lgdt [0x30000]
-        ${IRETQ_TO_CPL3}
+        ${SNP_GUEST_TO_CPL3}
         ${insn}
-        hlt`, { launch: [[0x30000n, 0x1000n]] });
+        hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
       g.run();
       expect(g.trace.ofType('inject-vc'), insn).toEqual([]);
       return g.trace.ofType('inject')[0];

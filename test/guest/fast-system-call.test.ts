@@ -5,8 +5,8 @@
 // src/cpu/fast-system-call.ts.
 import { describe, expect, it } from 'vitest';
 import { HALT, TO_COMPAT_MODE, runTdGuest } from '../helpers/tdx-guest.js';
-import { snpGuest } from '../helpers/snp-guest.js';
-import { IRETQ_TO_CPL3, STACK_TOP } from '../helpers/guest-setup.js';
+import { SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, snpGuest } from '../helpers/snp-guest.js';
+import { STACK_TOP } from '../helpers/guest-setup.js';
 
 const wrmsr = (msr: number, value: bigint) =>
   `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
@@ -137,16 +137,9 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
   it('SYSCALL from CPL 3 stops the run and says the privilege change is not modelled, rather than running on at CPL 3', () => {
     const g = snpGuest(`
       ${SET_SCE}
-      mov rax, 0x00affb000000ffff      # user code, DPL 3
-      mov [0x10018], rax
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov word ptr [0x30000], 39
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${IRETQ_TO_CPL3}
+      ${SNP_GUEST_TO_CPL3}
       syscall
-      hlt`, { launch: [[0x30000n, 0x1000n]] });
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
     const outcome = g.run();
     expect(outcome.outcome).toBe('fault');
     expect(outcome.reason).toMatch(/SYSCALL from CPL 3.*not modelled/);

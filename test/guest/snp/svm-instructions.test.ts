@@ -7,8 +7,7 @@
 // (src/platform/snp/svm-insn.ts). VMCALL is VMX: an AMD CPU has none, #UD.
 import { describe, expect, it } from 'vitest';
 import { svmInstruction } from '../../../src/platform/snp/svm-insn.js';
-import { snpGuest } from '../../helpers/snp-guest.js';
-import { IRETQ_TO_CPL3 } from '../../helpers/guest-setup.js';
+import { SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, snpGuest } from '../../helpers/snp-guest.js';
 
 const VC = 29n;
 // #VC handler: error code -> R15, the pushed RIP -> RBX, vector -> R13.
@@ -81,16 +80,9 @@ describe('SNP guest SVM instructions at CPL 3', () => {
   /** IRETQs to CPL 3 (user code 0x1b, user data 0x23, written into the GDT by the guest) and runs `bytes` there. */
   function atCpl3(bytes: string) {
     const g = snpGuest(`
-      mov rax, 0x00affb000000ffff      # user code, DPL 3, L=1
-      mov [0x10018], rax
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov word ptr [0x30000], 39
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${IRETQ_TO_CPL3}
+      ${SNP_GUEST_TO_CPL3}
       .byte ${bytes}
-      hlt`, { launch: [[0x30000n, 0x1000n]] });
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
     g.run();
     return g;
   }
