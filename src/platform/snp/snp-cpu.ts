@@ -1068,9 +1068,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * INTERCEPT_WBINVD, and INTERCEPT_MONITOR/MWAIT unless MWAIT runs in the guest, which it does not
    * by default): an intercepted non-automatic exit of an SEV-ES/SNP guest is #VC with the SVM exit
    * code (SVM_EXIT_INVD 0x76, WBINVD 0x89, MONITOR 0x8a, MWAIT 0x8b), RIP at the instruction (APM
-   * Vol. 2 §15.35.5). WBNOINVD is taken as a WBINVD (the APM's WBINVD intercept covers it; not checked
-   * against hardware here). The
-   * CPU's own checks come first (src/cpu/cache-or-wait.ts).
+   * Vol. 2 §15.35.5). WBNOINVD is taken as a WBINVD (the APM's WBINVD intercept covers it; not
+   * checked against hardware here). The CPU's own checks come first (src/cpu/cache-or-wait.ts).
    */
   #cacheOrWait(exit: CacheOrWaitExit): HwStep {
     const fault = cacheOrWaitFault(this.machine.vcpu, exit);

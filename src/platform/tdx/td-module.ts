@@ -381,7 +381,6 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'rdtsc':
       case 'pause':
         return runsOnCpu(this.machine, this.trace, exit);
-      // SYSCALL and SYSENTER run natively in a TD, as on any Intel CPU (src/cpu/fast-system-call.ts).
       case 'system-call': return this.#fastSystemCall(exit);
       case 'cache-or-wait': return this.#cacheOrWait(exit);
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
