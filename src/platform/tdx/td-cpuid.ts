@@ -40,8 +40,13 @@ const GENUINE_INTEL: CpuidRegs = [0, 0x756e6547, 0x6c65746e, 0x49656e69];
 export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
   e(0x0, ANY, { native: GENUINE_INTEL, fixed1: [0x23, 0, 0, 0], fixed0: [0xffffffdc, 0, 0, 0] }),
   e(0x1, ANY, {
-    // Family 6 model 0x8F stepping 8; CLFLUSH 64 bytes; SSE3…AVX/F16C/RDRAND, PCID, x2APIC, TSC-deadline; FPU…SSE2/HTT.
-    native: [0x000806f8, 0x00000800, 0x77fa3203, 0x1f8bfbff],
+    // Family 6 model 0x8F stepping 8; CLFLUSH 64 bytes; SSE3…SSE4.2, MOVBE, POPCNT, AES, XSAVE,
+    // RDRAND, PCID, x2APIC, TSC-deadline; FPU…SSE2/HTT. Without FMA, AVX and F16C (ECX bits 12,
+    // 28, 29): the emulated CPU raises #UD for their instructions (measured: vfmadd132ps,
+    // vaddps ymm, vcvtph2ps), so the model's TD is one configured without AVX in XFAM, which is
+    // valid, and for which TDH.MNG.INIT clears exactly those three bits (cpuid_configurations.c
+    // xfam_mask_0x1_0xffffffff[2]; TD_XFAM below).
+    native: [0x000806f8, 0x00000800, 0x47fa2203, 0x1f8bfbff],
     fixed1: [0, 0, 0x80000000, 0x00000200], fixed0: [0xf000c000, 0xff0000ff, 0x08010060, 0x40120400],
   }),
   e(0x3, ANY), e(0x4, 0), e(0x4, 1), e(0x4, 2), e(0x4, 3), e(0x4, 4), e(0x5, ANY),

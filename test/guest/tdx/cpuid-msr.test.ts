@@ -173,7 +173,7 @@ describe('MSRs: native, emulated, #GP or #VE (td_msr_access.c, msr_config_lookup
   });
 
   // wrmsr_ia32_xss (td_msr_access.c): a set bit must be in ia32_xss_supported_mask AND in XFAM.
-  // The model's TD has XFAM x87|SSE|AVX and the CPU's XSS components are supervisor ones
+  // The model's TD has XFAM x87|SSE and the CPU's XSS components are supervisor ones
   // (PT bit 8, CET 11/12, ...): no bit is in both, so only 0 is written, natively (bitmap read bit FIXED_0).
   it('IA32_XSS (0xDA0): 0 is written without an exit; a user component (SSE, bit 1) or one XFAM lacks (PT, bit 8) is #GP(0)', () => {
     const r = run(`${wrmsr(0xda0, 0n)}\n mov rax, -1\n mov rdx, -1\n ${rdmsr(0xda0)}\n mov r15, r14\n ${wrmsr(0xda0, 2n)}\n mov rsi, r14\n ${wrmsr(0xda0, 0x100n)}`);

@@ -28,7 +28,7 @@ describe('msrAction over the whole bitmap range', () => {
     expect(msrAction(module(), 0x1a0, false).action).toBe('emulate');
   });
 
-  // The model's TD: XFAM x87|SSE|AVX (no PT, CET, ULI, LBR), CPUID without HLE, WAITPKG, XFD, DCA,
+  // The model's TD: XFAM x87|SSE (no AVX, PT, CET, ULI, LBR), CPUID without HLE, WAITPKG, XFD, DCA,
   // TME or PCONFIG, ATTRIBUTES without PKS: each dynamic row exits, and its action is #GP(0).
   it.each([
     ['IA32_TSX_CTRL (DYN_TSX)', 0x122], ['IA32_UMWAIT_CONTROL (DYN_UMWAIT)', 0xe1], ['IA32_XFD (DYN_XFD)', 0x1c4],

@@ -43,7 +43,7 @@ describe('virtual VMX capability MSRs (init_virt_ia32_vmx_msrs)', () => {
     // Entry: 0x003EC004 | 0x11FB with LOAD_PERF_GLOBAL_CTRL (13) and LOAD_PKRS (22) clear =
     // 0x003ED1FF; L1 may change bit 9 (IA-32e mode guest): must-be-1 0x003ED1FF, may-be-1 0x003ED3FF.
     expect(v.get(0x490)).toBe(0x003e_d3ff_003e_d1ffn);
-    // CR4: write mask 0x03FF1FBF & ~FIXED0 0x2000 & FIXED1 0x627FF = 0x607BF (XFAM x87|SSE|AVX
+    // CR4: write mask 0x03FF1FBF & ~FIXED0 0x2000 & FIXED1 0x627FF = 0x607BF (XFAM x87|SSE
     // removes nothing more); init 0x2040 → FIXED0 0x2040, FIXED1 0x627FF.
     expect([v.get(0x488), v.get(0x489)]).toEqual([0x2040n, 0x627ffn]);
     // EPT/VPID: execute-only (0), 2M (16), 1G (17), advanced exit info (22); no CET_S in XFAM, HLAT prefix 0.
