@@ -52,10 +52,13 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
   e(0x3, ANY), e(0x4, 0), e(0x4, 1), e(0x4, 2), e(0x4, 3), e(0x4, 4), e(0x5, ANY),
   e(0x6, ANY, { faulting: true }),
   e(0x7, 0, {
-    // BMI1, ERMS, RDSEED. The leaf-7 EBX features are configurable per TD (the VMM's TD_PARAMS
-    // CPUID_CONFIG, cpuid_configurations.c), so a TD without the rest is a valid TDX
-    // configuration; they are left out because the emulated CPU (Unicorn 2.1.4's default x86-64
-    // model) cannot execute them (measured): FSGSBASE, AVX2, ADX, CLFLUSHOPT, SHA, INVPCID, CLWB
+    // BMI1, ERMS, RDSEED. Only some leaf-7 EBX features are configurable per TD (allow_direct in
+    // cpuid_configurations.c; AVX2 also goes with XFAM's AVX bit, which this TD lacks). Others
+    // (FSGSBASE, SMEP, INVPCID, SMAP, CLFLUSHOPT, CLWB, SHA) are native bits TDH.SYS.INIT verifies,
+    // which every real TD reads as 1: leaving them out is a deliberate deviation from any real
+    // platform, listed in test/unit/tdx/td-cpuid-table.test.ts. All of these are left out because
+    // the emulated CPU (Unicorn 2.1.4's default x86-64 model) cannot execute them (measured):
+    // FSGSBASE, AVX2, ADX, CLFLUSHOPT, SHA, INVPCID, CLWB
     // and SMAP's STAC/CLAC raise #UD, SMEP is not in its CR4, and BMI2's SHLX/SARX/SHRX raise #UD
     // whenever CR4.OSFXSR is clear (QEMU decodes their 66/F2/F3 VEX forms as SSE). Linux's
     // decompressor clears CR4.OSFXSR in startup_64 and its zstd then takes the BMI2 path if CPUID
