@@ -147,12 +147,12 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     // VMCALL: "Operand size causes #UD; REP* cause #UD; LOCK causes #UD" (SDM Vol. 3C VMCALL, Use
     // of Prefixes): those forms are the emulator's own #UD (it has no VMX), not a VM exit.
     if (modrm == 0xC1 && !p.opsize && !p.rep && !p.lock) k = TrappedKind::kVmcall;
-    // MONITOR / MWAIT without a mandatory prefix (66/F2/F3 forms are other instructions or #UD).
     // RDTSCP: Unicorn would read the host's TSC, as for RDTSC.
     if (modrm == 0xF9 && p.last_mandatory == 0) {
       k = TrappedKind::kRdtsc;
       t.rdtscp = true;
     }
+    // MONITOR / MWAIT without a mandatory prefix (66/F2/F3 forms are other instructions or #UD).
     if ((modrm == 0xC8 || modrm == 0xC9) && p.last_mandatory == 0) {
       k = TrappedKind::kCacheOrWait;
       t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
