@@ -19,8 +19,6 @@ import type { Vcpu } from './vcpu.js';
  */
 export function cacheOrWaitFault(vcpu: Vcpu, exit: CacheOrWaitExit): 'ud' | 'gp' | undefined {
   if (exit.lock) return 'ud';
-  const cs = vcpu.codeSegment();
-  const cpl = cs.protectedMode ? cs.selector & 3 : 0;
-  if (cpl === 0) return undefined;
+  if (vcpu.cpl() === 0) return undefined;
   return exit.instruction === 'monitor' || exit.instruction === 'mwait' ? 'ud' : 'gp';
 }

@@ -264,6 +264,12 @@ export class Vcpu {
     return this.#native.codeSegment();
   }
 
+  /** The current privilege level: CS.RPL in protected mode, 0 in real mode (SDM Vol. 3 §5.5). */
+  cpl(): number {
+    const cs = this.#native.codeSegment();
+    return cs.protectedMode ? cs.selector & 3 : 0;
+  }
+
   /**
    * A host-side execution watch (not guest-visible): once the guest fetches an instruction from
    * guest-physical [arm.start, arm.end), the first fetch from [stop.start, stop.end) outside the

@@ -4,7 +4,7 @@
 // untrusted VMM only its handle (SnpVmmHandle, vmm-handle.ts): RMPUPDATE, PSMASH, NPT page size,
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
-import type { Access, CacheOrWaitExit, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
@@ -50,6 +50,10 @@ const MSR_EFER = 0xc0000080;
 const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([
   MSR_EFER, 0xc0000100, 0xc0000101, 0xc0000102, MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SFMASK, MSR_SYSENTER_CS,
 ]);
+/** The SVM exit code of each cache-or-wait instruction's intercept (WBNOINVD's is WBINVD's: #cacheOrWait). */
+const CACHE_OR_WAIT_EXIT_CODE: Readonly<Record<CacheOrWaitInstruction, number>> = {
+  invd: SVM_EXIT.INVD, wbinvd: SVM_EXIT.WBINVD, wbnoinvd: SVM_EXIT.WBINVD, monitor: SVM_EXIT.MONITOR, mwait: SVM_EXIT.MWAIT,
+};
 /** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
 export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 const RFLAGS_IF = 1n << 9n;
@@ -1075,9 +1079,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const fault = cacheOrWaitFault(this.machine.vcpu, exit);
     if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ' at CPL > 0'}`);
     if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
-    const code = exit.instruction === 'invd' ? SVM_EXIT.INVD : exit.instruction === 'monitor' ? SVM_EXIT.MONITOR
-      : exit.instruction === 'mwait' ? SVM_EXIT.MWAIT : SVM_EXIT.WBINVD;
-    return this.injectVc(BigInt(code), undefined, exit.instruction);
+    return this.injectVc(BigInt(CACHE_OR_WAIT_EXIT_CODE[exit.instruction]), undefined, exit.instruction);
   }
 
   /** SYSCALL and SYSENTER are not intercepted: the CPU runs them (src/cpu/fast-system-call.ts). */
@@ -1094,7 +1096,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** The guest's own VMRUN .. INVLPGA (svm-insn.ts): #UD, #GP(0) or the intercept's #VC, RIP at the instruction. */
   #svmInstruction(exit: Extract<VmExit, { kind: 'svm' }>): HwStep {
     const vcpu = this.machine.vcpu;
-    const out = svmInstruction(exit.instruction, { protectedMode: vcpu.codeSegment().protectedMode, cpl: this.#currentCpl() });
+    const out = svmInstruction(exit.instruction, { protectedMode: vcpu.codeSegment().protectedMode, cpl: vcpu.cpl() });
     switch (out.kind) {
       case 'ud': return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction} outside protected mode`);
       case 'gp': return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
@@ -1228,7 +1230,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return RESUME;
     }
     const req: AccessRequest = { gpa: exit.gpa, space: exit.space, access: exit.access, pageWalk: exit.pageWalk, nptSize: this.nptPageSize(exit.gpa) };
-    if (exit.access === 'fetch') req.cpl = this.#currentCpl();
+    if (exit.access === 'fetch') req.cpl = this.machine.vcpu.cpl();
     const r = checkAccess(this.rmp, req, this.ctx);
     switch (r.kind) {
       case 'ok':
@@ -1242,12 +1244,6 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#record('npf', { rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, space: exit.space, errorCode: r.errorCode, reason: r.check, cause: 'access' });
         return { kind: 'vmexit', exit: { kind: 'npf', rip: exit.rip, gpa: exit.gpa, gva: exit.gva, access: exit.access, errorCode: r.errorCode, reason: r.check } };
     }
-  }
-
-  /** The vCPU's CPL: CS.RPL in protected mode, 0 in real mode. */
-  #currentCpl(): number {
-    const cs = this.machine.vcpu.codeSegment();
-    return cs.protectedMode ? cs.selector & 3 : 0;
   }
 
   /**

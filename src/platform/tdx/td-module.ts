@@ -6,7 +6,7 @@
 import { runsOnCpu } from '../vm-entry.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
-import type { Access, CacheOrWaitExit, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
 import { tdxSharedBit } from '../../memory/address-marker.js';
@@ -25,6 +25,11 @@ import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.
 import { TdxVmmHandle } from './vmm-handle.js';
 import { DF_VECTOR, EptQual, ExitReason, GP_VECTOR, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
 import { MASK64 } from '../../shared/u64.js';
+
+/** The VMX exit reason of each cache-or-wait instruction (SDM Vol. 3D Appendix C: WBNOINVD exits as WBINVD). */
+const CACHE_OR_WAIT_EXIT_REASON: Readonly<Record<CacheOrWaitInstruction, number>> = {
+  invd: ExitReason.INVD, wbinvd: ExitReason.WBINVD, wbnoinvd: ExitReason.WBINVD, monitor: ExitReason.MONITOR, mwait: ExitReason.MWAIT,
+};
 
 export const TdAttributes = { DEBUG: 1n << 0n, SEPT_VE_DISABLE: 1n << 28n, PERFMON: 1n << 63n } as const;
 /** TDCS metadata field IDs readable/writable by the guest (Linux `asm/shared/tdx.h`, reference A6). */
@@ -327,9 +332,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     const fault = cacheOrWaitFault(this.machine.vcpu, exit);
     if (fault === 'ud') return this.injectException(UD_VECTOR);
     if (fault === 'gp') return this.injectException(GP_VECTOR, 0n);
-    const exitReason = exit.instruction === 'invd' ? ExitReason.INVD : exit.instruction === 'monitor' ? ExitReason.MONITOR
-      : exit.instruction === 'mwait' ? ExitReason.MWAIT : ExitReason.WBINVD;
-    return this.deliverVe({ exitReason, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
+    return this.deliverVe({ exitReason: CACHE_OR_WAIT_EXIT_REASON[exit.instruction], exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
   }
 
   /** Handles one vCPU exit. Never throws for anything the guest controls. */

@@ -27,6 +27,14 @@ const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
 /** sev_es_string_io refuses a count, or count × size, above INT_MAX (its exit handler fails: KVM_RUN returns -EINVAL). */
 const INT_MAX = 0x7fffffffn;
 
+/**
+ * The exits KVM serves as a NOP (INVD, WBINVD, MONITOR, MWAIT), with the GHCB registers
+ * sev_es_validate_vmgexit needs marked valid for each (MONITOR: RAX, RCX, RDX; MWAIT: RAX, RCX).
+ */
+const NOP_EXIT_INPUTS: ReadonlyMap<number, readonly (keyof typeof GHCB_OFFSET)[]> = new Map([
+  [SVM_EXIT.INVD, []], [SVM_EXIT.WBINVD, []], [SVM_EXIT.MONITOR, ['rax', 'rcx', 'rdx']], [SVM_EXIT.MWAIT, ['rax', 'rcx']],
+]);
+
 /** The leaves an honest VMM lists in the SNP CPUID page (QEMU: from KVM_GET_CPUID2). */
 const CPUID_PAGE_LEAVES = [0x0, 0x1, 0x80000000, 0x8000001f];
 
@@ -352,8 +360,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         g.set('swExitInfo2', 0n);
         return 'resume';
       }
-      // KVM sev_es_validate_vmgexit accepts these (MONITOR with RAX, RCX and RDX valid, MWAIT with
-      // RAX and RCX) and runs its usual exit handlers: kvm_emulate_invd and kvm_emulate_wbinvd skip
+      // KVM sev_es_validate_vmgexit accepts these (with NOP_EXIT_INPUTS marked valid) and runs its
+      // usual exit handlers: kvm_emulate_invd and kvm_emulate_wbinvd skip
       // the instruction (the host flushes caches itself when it must), kvm_emulate_monitor/mwait
       // treat it as a NOP (KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS, on by default). The guest steps
       // over it itself (Linux vc_handle_wbinvd, vc_handle_monitor, vc_handle_mwait).
@@ -361,8 +369,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       case BigInt(SVM_EXIT.WBINVD):
       case BigInt(SVM_EXIT.MONITOR):
       case BigInt(SVM_EXIT.MWAIT): {
-        if ((code === BigInt(SVM_EXIT.MONITOR) || code === BigInt(SVM_EXIT.MWAIT)) && (!g.validAfterClear('rax') || !g.validAfterClear('rcx'))) return fail(GHCB_ERR.MISSING_INPUT);
-        if (code === BigInt(SVM_EXIT.MONITOR) && !g.validAfterClear('rdx')) return fail(GHCB_ERR.MISSING_INPUT);
+        for (const reg of NOP_EXIT_INPUTS.get(Number(code))!) if (!g.validAfterClear(reg)) return fail(GHCB_ERR.MISSING_INPUT);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', 0n);
         return 'resume';
