@@ -46,6 +46,30 @@ export interface TdGuestOptions extends Partial<TdOptions> {
   noBoot?: boolean;
 }
 
+/**
+ * A 4 GiB TD (GPAW 48) whose firmware volume is one PAGE.ADDed page below 4 GiB with `code` at the
+ * reset vector 0xFFFFFFF0, finalized, then run from TDH.VP.INIT's state for `instructions`
+ * instructions: the step that ends the run (a budget outcome when the code ran that far).
+ */
+export function runAtResetVector(code: readonly number[], instructions = 4n) {
+  const td = createTd({ memoryBytes: 4n << 30n, gpaWidth: 48 });
+  const host = td.platform.handle;
+  host.vpInit(0n);
+  for (const [level, mask] of [[3, (1n << 39n) - 1n], [2, (1n << 30n) - 1n], [1, (1n << 21n) - 1n]] as const) {
+    const status = host.memSeptAdd(gpaLevel(0xfffff000n & ~mask, level)).status;
+    if (status !== 0n) throw new Error(`SEPT.ADD of level ${level} failed: 0x${status.toString(16)}`);
+  }
+  const page = new Uint8Array(4096);
+  page.set(code, 0xff0);
+  const added = host.addMeasuredPage(0xfffff000n, page).status;
+  const finalized = host.mrFinalize().status;
+  if (added !== 0n || finalized !== 0n) throw new Error(`PAGE.ADD 0x${added.toString(16)}, MR.FINALIZE 0x${finalized.toString(16)}`);
+  const vcpu = td.platform.machine.vcpu;
+  vcpu.instructionLimit = vcpu.instructions + instructions;
+  vcpu.budgetLimit = vcpu.budgetLimit + instructions;
+  return { td, step: td.platform.step() };
+}
+
 export function tdGuest(main: string, options: TdGuestOptions = {}): Td {
   const td = createTd({ memoryBytes: 32n << 20n, ...options });
   const vm = td.platform.machine;

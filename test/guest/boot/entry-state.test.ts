@@ -6,8 +6,8 @@ import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
 import { BootSession } from '../../../src/boot/boot-session.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import { runAtResetVector } from '../../helpers/tdx-guest.js';
 import { tdCpuid } from '../../../src/platform/tdx/td-cpuid.js';
-import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
 import { bspResetVmsa, resetVmsa, vmsaPage } from '../../../src/platform/snp/vmsa.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
@@ -68,20 +68,7 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
   it('the guest finds CPUID(1).EAX in RDX: its first instructions at 0xFFFFFFF0 compare them', () => {
     // A 4 KiB firmware volume below 4 GiB, PAGE.ADDed: mov esi, edx; mov eax, 1; xor ecx, ecx;
     // cpuid; jmp $ (the jump ends the translation block before 4 GiB).
-    const td = createTd({ memoryBytes: 4n << 30n, gpaWidth: 48 });
-    const host = td.platform.handle;
-    host.vpInit(0n);
-    for (const [level, mask] of [[3, (1n << 39n) - 1n], [2, (1n << 30n) - 1n], [1, (1n << 21n) - 1n]] as const) {
-      expect(host.memSeptAdd(gpaLevel(0xfffff000n & ~mask, level)).status).toBe(0n);
-    }
-    const page = new Uint8Array(4096);
-    page.set([0x89, 0xd6, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xc9, 0x0f, 0xa2, 0xeb, 0xfe], 0xff0);
-    expect(host.addMeasuredPage(0xfffff000n, page).status).toBe(0n);
-    expect(host.mrFinalize().status).toBe(0n);
-    const vcpu = td.platform.machine.vcpu;
-    vcpu.instructionLimit = vcpu.instructions + 4n;
-    vcpu.budgetLimit = vcpu.budgetLimit + 4n;
-    const step = td.platform.step();
+    const { td, step } = runAtResetVector([0x89, 0xd6, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xc9, 0x0f, 0xa2, 0xeb, 0xfe]);
     expect(step, JSON.stringify(step, (_k, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v))).toMatchObject({ kind: "outcome", outcome: { outcome: "budget" } });
     const r = td.platform.machine.vcpu.regs;
     expect(r.rip).toBe(0xfffffffbn);  // after the CPUID, which the module answered

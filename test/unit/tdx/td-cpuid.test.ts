@@ -3,8 +3,8 @@
 // CR4.OSXSAVE, OSPKE = CR4.PKE, SYSCALL/SYSRET only in 64-bit mode).
 import { describe, expect, it } from 'vitest';
 import { tdCpuid, type CpuidAnswer } from '../../../src/platform/tdx/td-cpuid.js';
-import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { createTd } from '../../../src/vmm/tdx/run-td.js';
+import { runAtResetVector } from '../../helpers/tdx-guest.js';
 
 const CR4_OSXSAVE = 1n << 18n;
 const CR4_PKE = 1n << 22n;
@@ -59,20 +59,9 @@ describe('dynamic CPUID bits (td_cpuid.c)', () => {
     // is_td_guest_in_64b_mode (helpers.c) is CS.L with IA32_EFER.LMA; TDH.VP.INIT starts the TD in
     // 32-bit protected mode (td_vmcs_init.c). A 4 KiB firmware volume below 4 GiB: mov eax,
     // 0x80000001; xor ecx, ecx; cpuid; jmp $.
-    const td = createTd({ memoryBytes: 4n << 30n, gpaWidth: 48 });
-    const host = td.platform.handle;
-    host.vpInit(0n);
-    for (const [level, mask] of [[3, (1n << 39n) - 1n], [2, (1n << 30n) - 1n], [1, (1n << 21n) - 1n]] as const) {
-      expect(host.memSeptAdd(gpaLevel(0xfffff000n & ~mask, level)).status).toBe(0n);
-    }
-    const page = new Uint8Array(4096);
-    page.set([0xb8, 0x01, 0x00, 0x00, 0x80, 0x31, 0xc9, 0x0f, 0xa2, 0xeb, 0xfe], 0xff0);
-    expect(host.addMeasuredPage(0xfffff000n, page).status).toBe(0n);
-    expect(host.mrFinalize().status).toBe(0n);
+    const { td, step } = runAtResetVector([0xb8, 0x01, 0x00, 0x00, 0x80, 0x31, 0xc9, 0x0f, 0xa2, 0xeb, 0xfe]);
+    expect(step).toMatchObject({ kind: 'outcome', outcome: { outcome: 'budget' } });
     const vcpu = td.platform.machine.vcpu;
-    vcpu.instructionLimit = vcpu.instructions + 4n;
-    vcpu.budgetLimit = vcpu.budgetLimit + 4n;
-    expect(td.platform.step()).toMatchObject({ kind: 'outcome', outcome: { outcome: 'budget' } });
     expect(vcpu.codeSegment().bits).toBe(32);
     expect(vcpu.regs.rip).toBe(0xfffffff9n); // after the CPUID, which the module answered
     expect(vcpu.regs.rdx & 0x2c100000n).toBe(0x2c100000n); // NX, 1G pages, RDTSCP, LM
