@@ -32,6 +32,9 @@ const ANY = undefined;
 const e = (leaf: number, subleaf: number | undefined, more: Omit<CpuidEntry, 'leaf' | 'subleaf'> = {}): CpuidEntry =>
   ({ leaf, ...(subleaf === undefined ? {} : { subleaf }), ...more });
 
+/** The XSAVE area's legacy region (512 bytes) and header (64): all that x87 and SSE state needs. */
+const XSAVE_LEGACY_AND_HEADER_BYTES = 576;
+
 /** "GenuineIntel" in EBX, EDX, ECX. */
 const GENUINE_INTEL: CpuidRegs = [0, 0x756e6547, 0x6c65746e, 0x49656e69];
 
@@ -66,7 +69,18 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
     native: [0, 0x00040208, 0, 0], fixed0: [0, 0x00404006, 0x643e8010, 0x002298c3],
   }),
   e(0x7, 1), e(0x7, 2), e(0x8, ANY), e(0xa, ANY),
-  ...Array.from({ length: 0x13 }, (_, i) => e(0xd, i)),
+  // XSAVE state: x87 and SSE, the TD's XFAM (TDH.MNG.INIT masks EAX with xfam_mask_0xd_0x0); ECX
+  // is calculate_xsave_area_max_size(XFAM), the legacy region and header, 512 + 64 bytes; EBX is
+  // dynamic (tdCpuid).
+  e(0xd, 0, { native: [0x3, 0, XSAVE_LEGACY_AND_HEADER_BYTES, 0], fixed0: [0xfff9fd18, 0xffffffff, 0, 0xffffffff] }),
+  // XSAVEOPT only. TDH.SYS.INIT verifies XSAVEC, XGETBV with ECX = 1 and XSAVES too (verify_mask
+  // EAX 0xF), so every real TD reads them as 1; they are left out because the emulated CPU cannot
+  // run them (measured: XSAVEC and XSAVES raise #UD, XGETBV with ECX = 1 #GP(0)), a deliberate
+  // deviation listed in test/unit/tdx/td-cpuid-table.test.ts. XFD (bit 4) is cleared for an XFAM
+  // without AMX; the supervisor components in ECX (CET, PT, ...) by XFAM (xfam_mask_0xd_0x1).
+  e(0xd, 1, { native: [0x1, 0, 0, 0], fixed0: [0xffffffe0, 0xffffffff, 0xffff26ff, 0xffffffff] }),
+  // Subleaves 2..18 describe components XFAM lacks: TDH.MNG.INIT zeroes them.
+  ...Array.from({ length: 0x11 }, (_, i) => e(0xd, i + 2)),
   e(0xe, ANY), e(0x11, ANY), e(0x12, ANY), e(0x13, ANY), e(0x14, 0), e(0x14, 1),
   // TSC / core crystal clock: 25 MHz crystal (fixed), ratio 100 → a 2.5 GHz TSC.
   e(0x15, ANY, { native: [0, 100, 0, 0], fixed1: [1, 0, 0x017d7840, 0], fixed0: [0xfffffffe, 0, 0xfe8287bf, 0xffffffff] }),
@@ -134,6 +148,12 @@ export function tdCpuid(leaf: number, subleaf: number, state: CpuidDynamicState)
       break;
     case 0x7: // OSPKE = CR4.PKE
       if (subleaf === 0) regs[2] = (regs[2]! | ((state.cr4 & CR4_PKE) !== 0n ? 1 << 4 : 0)) >>> 0;
+      break;
+    case 0xd:
+      // The XSAVE area size for the state enabled in XCR0 (subleaf 0) or XCR0 | IA32_XSS (1), read
+      // from the CPU (td_cpuid_exit). XSETBV and IA32_XSS writes are bounded by XFAM = x87 | SSE,
+      // whose state lies in the legacy region, so that size is always the legacy region and header.
+      if (subleaf <= 1) regs[1] = XSAVE_LEGACY_AND_HEADER_BYTES;
       break;
     case 0x80000001: // SYSCALL/SYSRET reported only in 64-bit mode
       regs[3] = (regs[3]! | (state.in64BitMode ? 1 << 11 : 0)) >>> 0;

@@ -63,6 +63,34 @@ describe('CPUID answered by the TDX module from its table (td_cpuid.c, cpuid_con
     expect([r.r12, r.r13, r.rdi]).toEqual([1n, 10n, 2n]);
   });
 
+  it('leaf 0xD: x87 and SSE (XFAM), 576 bytes of XSAVE area (legacy region and header) for XCR0 and for XFAM; XSAVEOPT', () => {
+    // tdh_mng_init.c: EAX through xfam_mask_0xd_0x0, ECX = calculate_xsave_area_max_size(XFAM);
+    // td_cpuid_exit reads EBX of subleaves 0 and 1 from the CPU, for the XCR0 the TD set.
+    const s0 = run(cpuid(0xd, 0)), s1 = run(cpuid(0xd, 1)), s2 = run(cpuid(0xd, 2));
+    expect([s0.r12, s0.rbx, s0.rsi, s0.r8, s0.r9]).toEqual([0n, 3n, 576n, 576n, 0n]);
+    expect([s1.r12, s1.rbx, s1.rsi, s1.r8, s1.r9]).toEqual([0n, 1n, 576n, 0n, 0n]);
+    expect([s2.r12, s2.rbx, s2.rsi, s2.r8, s2.r9]).toEqual([0n, 0n, 0n, 0n, 0n]); // AVX: XFAM lacks it
+  });
+
+  it('the XSAVE area CPUID(0xD, 0).EBX gives holds what XSAVE and XSAVEOPT store for every component XCR0 enables', () => {
+    // 1 KiB of 0xAA at 0x20000, CR4.OSXSAVE set, XCR0 = CPUID(0xD, 0).EAX; XSAVE then XSAVEOPT with
+    // EDX:EAX all ones. R14 = the highest offset either changed, RSI = EBX. XSAVE writes the header's
+    // XSTATE_BV at 512 (SDM Vol. 1 §13.7); nothing it stores may lie beyond EBX bytes.
+    const r = run(`
+      mov rdi, 0x20000\n mov ecx, 1024\n mov al, 0xaa\n rep stosb
+      mov rax, cr4\n or eax, 1 << 18\n mov cr4, rax
+      mov eax, 0xd\n xor ecx, ecx\n cpuid\n mov esi, ebx
+      xor ecx, ecx\n xor edx, edx\n xsetbv
+      mov rbx, 0x20000\n mov eax, -1\n mov edx, -1\n xsave [rbx]\n xsaveopt [rbx]
+      mov r14, 1023
+      2: cmp byte ptr [rbx + r14], 0xaa\n jne 3f\n dec r14\n jnz 2b
+      3:`);
+    expect(r.r12).toBe(0n);
+    expect(r.rsi).toBe(576n);
+    expect(r.r14).toBeGreaterThanOrEqual(512n);
+    expect(r.r14).toBeLessThan(r.rsi);
+  });
+
   it.each([0x30, 0x80000009])('leaf %d, above its range, is answered as the last base leaf 0x23 (not the last extended one): no #VE', (leaf) => {
     const r = run(cpuid(leaf));
     const last = run(cpuid(0x23));

@@ -136,11 +136,13 @@ describe('values every TD reads, whatever the platform and the VMM (tdh_mng_init
   // [leaf, subleaf, register, mask, value] with that mask. Not listed, because the model's virtual
   // CPU lacks verified bits there (the Unicorn-based CPU cannot run several, td-cpuid.ts): leaf 1
   // ECX bits 2, 4, 15 and EDX bit 21; leaf 4 EBX[11:0] = 0x3F; leaf 7.0 EAX = 2 and its EBX, ECX,
-  // EDX; 7.2 EDX; 0xD.0 EAX[1:0]; 0xD.1 EAX[3:0]; 0x8000_0007 EDX bit 8.
+  // EDX; 7.2 EDX; 0xD.1 EAX[3:1] (XSAVEC, XGETBV with ECX = 1, XSAVES); 0x8000_0007 EDX bit 8.
   const VERIFIED: readonly (readonly [number, number, number, number, number])[] = [
     [0x0, 0, 1, 0xffffffff, 0x756e6547], [0x0, 0, 2, 0xffffffff, 0x6c65746e], [0x0, 0, 3, 0xffffffff, 0x49656e69],
     // CLFLUSH line size 8 × 8 bytes (EBX[15:8]); ECX and EDX less the four bits named above.
     [0x1, 0, 1, 0xff00, 0x800], [0x1, 0, 2, 0x46faa217 & ~0x8014, 0x46faa217 & ~0x8014], [0x1, 0, 3, 0x7a9fbff & ~0x200000, 0x7a9fbff & ~0x200000],
+    // XSAVE state x87 and SSE; XSAVEOPT.
+    [0xd, 0, 0, 0x3, 0x3], [0xd, 1, 0, 0x1, 0x1],
     [0x23, 1, 0, 0xffffff00, 0], [0x23, 1, 1, 0xfffffff0, 0],
     // LAHF, LZCNT, PREFETCHW; NX, 1 GiB pages, RDTSCP, LM (SYSCALL, bit 11, is dynamic).
     [0x80000001, 0, 2, 0x121, 0x121], [0x80000001, 0, 3, 0x2c100000, 0x2c100000],
@@ -169,6 +171,15 @@ describe('values every TD reads, whatever the platform and the VMM (tdh_mng_init
     if (regs === 've') return expect.fail('#VE');
     expect(regs[1]).toBeGreaterThanOrEqual(4);
     expect(regs[1]).toBeLessThanOrEqual(400);
+  });
+
+  it('CPUID(0xD, 0).ECX is calculate_xsave_area_max_size(XFAM): 576 bytes, the legacy region and header x87 and SSE need', () => {
+    // tdh_mng_init.c sets ECX to the CPU's EBX with XCR0 = XFAM's user bits; SDM Vol. 1 §13.4: the
+    // legacy region is 512 bytes and the XSAVE header 64, and x87 and SSE state lie in the former.
+    const regs = answer(0xd, 0);
+    if (regs === 've') return expect.fail('#VE');
+    expect(TD_XFAM).toBe(3n);
+    expect(regs[2]).toBe(576);
   });
 
   it('XFAM has x87 and SSE (TDX_XFAM_FIXED1 = 3); without XFAM[2] CPUID(1).ECX has none of FMA, AVX, F16C', () => {
