@@ -66,7 +66,8 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
     // whenever CR4.OSFXSR is clear (QEMU decodes their 66/F2/F3 VEX forms as SSE). Linux's
     // decompressor clears CR4.OSFXSR in startup_64 and its zstd then takes the BMI2 path if CPUID
     // offers it; the kernel proper flushes its TLB with INVPCID if offered (issue 15).
-    native: [0, 0x00040208, 0, 0], fixed0: [0, 0x00404006, 0x643e8010, 0x002298c3],
+    // EAX: the last subleaf, 2, which TDH.SYS.INIT verifies in full (verify_mask EAX 0xFFFFFFFF).
+    native: [2, 0x00040208, 0, 0], fixed0: [0, 0x00404006, 0x643e8010, 0x002298c3],
   }),
   e(0x7, 1), e(0x7, 2), e(0x8, ANY), e(0xa, ANY),
   // XSAVE state: x87 and SSE, the TD's XFAM (TDH.MNG.INIT masks EAX with xfam_mask_0xd_0x0); ECX
@@ -94,7 +95,9 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
   // LAHF, LZCNT, PREFETCHW; NX, 1G pages, RDTSCP, LM (SYSCALL is dynamic).
   e(0x80000001, ANY, { native: [0, 0, 0x00000121, 0x2c100000], fixed0: [0xffffffff, 0xffffffff, 0xfffffede, 0xd3efffff] }),
   e(0x80000006, ANY, { faulting: true }),
-  e(0x80000007, ANY),
+  // Invariant TSC, which TDH.SYS.INIT verifies (verify_mask EDX 0x100): the TD's virtual TSC
+  // runs at the configured frequency whatever the power state (td-cpuid's leaf 0x15).
+  e(0x80000007, ANY, { native: [0, 0, 0, 0x100], fixed0: [0xffffffff, 0xffffffff, 0xffffffff, 0xfffffeff] }),
   // 52 physical, 48 linear address bits.
   e(0x80000008, ANY, { native: [0x00003034, 0, 0, 0], fixed0: [0xffff0000, 0xfffffdff, 0xffffffff, 0xffffffff] }),
 ];

@@ -135,17 +135,21 @@ describe('values every TD reads, whatever the platform and the VMM (tdh_mng_init
   // bit the TD lacks (xfam_mask_*; the TD's XFAM is x87 | SSE). These registers are
   // [leaf, subleaf, register, mask, value] with that mask. Not listed, because the model's virtual
   // CPU lacks verified bits there (the Unicorn-based CPU cannot run several, td-cpuid.ts): leaf 1
-  // ECX bits 2, 4, 15 and EDX bit 21; leaf 4 EBX[11:0] = 0x3F; leaf 7.0 EAX = 2 and its EBX, ECX,
-  // EDX; 7.2 EDX; 0xD.1 EAX[3:1] (XSAVEC, XGETBV with ECX = 1, XSAVES); 0x8000_0007 EDX bit 8.
+  // ECX bits 2, 4, 15 and EDX bit 21; leaf 4 EBX[11:0] = 0x3F; leaf 7.0 EBX, ECX, EDX; 7.2 EDX;
+  // 0xD.1 EAX[3:1] (XSAVEC, XGETBV with ECX = 1, XSAVES).
   const VERIFIED: readonly (readonly [number, number, number, number, number])[] = [
     [0x0, 0, 1, 0xffffffff, 0x756e6547], [0x0, 0, 2, 0xffffffff, 0x6c65746e], [0x0, 0, 3, 0xffffffff, 0x49656e69],
     // CLFLUSH line size 8 × 8 bytes (EBX[15:8]); ECX and EDX less the four bits named above.
     [0x1, 0, 1, 0xff00, 0x800], [0x1, 0, 2, 0x46faa217 & ~0x8014, 0x46faa217 & ~0x8014], [0x1, 0, 3, 0x7a9fbff & ~0x200000, 0x7a9fbff & ~0x200000],
+    // Leaf 7's last subleaf is 2.
+    [0x7, 0, 0, 0xffffffff, 0x2],
     // XSAVE state x87 and SSE; XSAVEOPT.
     [0xd, 0, 0, 0x3, 0x3], [0xd, 1, 0, 0x1, 0x1],
     [0x23, 1, 0, 0xffffff00, 0], [0x23, 1, 1, 0xfffffff0, 0],
     // LAHF, LZCNT, PREFETCHW; NX, 1 GiB pages, RDTSCP, LM (SYSCALL, bit 11, is dynamic).
     [0x80000001, 0, 2, 0x121, 0x121], [0x80000001, 0, 3, 0x2c100000, 0x2c100000],
+    // Invariant TSC.
+    [0x80000007, 0, 3, 0x100, 0x100],
     // 52 physical address bits.
     [0x80000008, 0, 0, 0xff, 0x34],
   ];
