@@ -148,6 +148,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::SaveCpuState>("saveCpuState"),
       InstanceMethod<&NativeMachine::LoadCpuState>("loadCpuState"),
       InstanceMethod<&NativeMachine::SetPauseExits>("setPauseExits"),
+      InstanceMethod<&NativeMachine::SetXsetbvAllowed>("setXsetbvAllowed"),
       InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
       InstanceMethod<&NativeMachine::MemoryCounters>("memoryCounters"),
@@ -627,6 +628,14 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (!m) return info.Env().Undefined();
     if (info.Length() < 1 || !info[0].IsBoolean()) return ThrowType(info.Env(), "on must be a boolean");
     m->SetPauseExits(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetXsetbvAllowed(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t mask;
+    if (!m || !GetU64(info, 0, "mask", &mask)) return info.Env().Undefined();
+    m->SetXsetbvAllowed(mask);
     return info.Env().Undefined();
   }
 

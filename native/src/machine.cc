@@ -623,6 +623,8 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       SetExit(ExitKind::kCacheOrWait);
       area_[kSlotArg0] = static_cast<uint64_t>(insn.cache_or_wait) | (insn.lock ? 0x100 : 0);
       break;
+    case TrappedKind::kRdpmc: SetExit(ExitKind::kRdpmc); area_[kSlotArg0] = insn.lock ? 1 : 0; break;
+    case TrappedKind::kXsetbv: SetExit(ExitKind::kXsetbv); break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;
@@ -1192,6 +1194,12 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, Machine* m) {
   if (t.kind == TrappedKind::kPause && !m->pause_exits_) {
     if (m->config_.count_instructions) m->SkipPureSpinRounds(address);
     return;
+  }
+  if (t.kind == TrappedKind::kXsetbv) {
+    uint64_t rax = 0, rdx = 0;
+    uc_reg_read(uc, UC_X86_REG_RAX, &rax);
+    uc_reg_read(uc, UC_X86_REG_RDX, &rdx);
+    if ((((rdx & 0xffffffffull) << 32 | (rax & 0xffffffffull)) & ~m->xsetbv_allowed_) == 0) return;
   }
   m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes

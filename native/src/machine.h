@@ -50,6 +50,8 @@ enum class ExitKind : uint64_t {
   kVmcall = 21,  // 0F 01 C1 before it runs
   kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = SYSENTER | LOCK << 1
   kCacheOrWait = 23,  // INVD/WBINVD/WBNOINVD/MONITOR/MWAIT before it runs: arg0 = CacheOrWaitOp | LOCK << 8
+  kRdpmc = 24,   // RDPMC (0F 33) before it runs: arg0 = LOCK
+  kXsetbv = 25,  // XSETBV (0F 01 D1) before it runs, only for an EDX:EAX with a bit outside SetXsetbvAllowed's mask
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with
@@ -232,6 +234,11 @@ class Machine {
   // PAUSE (F3 90) ends a run with kPause before it executes (counting mode): how spin-waits
   // reach the scheduler, as PAUSE-loop exiting does on VMX. Off by default.
   void SetPauseExits(bool on) { pause_exits_ = on; }
+  // XSETBV runs on the emulated CPU (its own #UD/#GP checks and XCR0 write) unless EDX:EAX sets a
+  // bit outside `mask`: then it ends the run with kXsetbv before it executes. All ones (the
+  // default): never. A TD's XSETBVs all exit to the TDX module, which refuses bits outside XFAM
+  // and otherwise does the XSETBV itself (td_xsetbv.c): src/platform/tdx/td-module.ts.
+  void SetXsetbvAllowed(uint64_t mask) { xsetbv_allowed_ = mask; }
 
   // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
   // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
@@ -610,6 +617,7 @@ class Machine {
   uint16_t entry_cs_selector_ = 0;
   uint64_t entry_cs_base_ = 0;
   bool pause_exits_ = false;
+  uint64_t xsetbv_allowed_ = ~0ull;
   uc_context* cpu_scratch_ = nullptr;  // SaveCpuState/LoadCpuState staging
   // Edge coverage (fuzzing only).
   uint8_t* edge_map_ = nullptr;

@@ -181,6 +181,7 @@ void Machine::ClearLife() {
   watch_saved_instruction_limit_ = 0;
   prev_block_ = 0;
   pause_exits_ = false;
+  xsetbv_allowed_ = ~0ull;
   entry_mode_ = EntryMode::kLong64;
   entry_cs_selector_ = 0;
   entry_cs_base_ = 0;

@@ -110,6 +110,12 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     t.length = static_cast<uint8_t>(i + 2);
     return t;
   }
+  if (op2 == 0x33) {
+    t.kind = TrappedKind::kRdpmc;
+    t.lock = p.lock;
+    t.length = static_cast<uint8_t>(i + 2);
+    return t;
+  }
   if (op2 == 0x05 || op2 == 0x34) {
     t.kind = op2 == 0x05 ? TrappedKind::kSyscall : TrappedKind::kSysenter;
     t.lock = p.lock;
@@ -158,6 +164,9 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
       t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
       t.lock = p.lock;
     }
+    // XSETBV: NP 0F 01 D1 (SDM Vol. 2D XSETBV); 66/F2/F3 and LOCK forms are the emulator's own #UD
+    // (translate.c), as on the CPU, where #UD comes before any VM exit (SDM Vol. 3C §26.1.1).
+    if (modrm == 0xD1 && p.last_mandatory == 0 && !p.lock) k = TrappedKind::kXsetbv;
     if (k != TrappedKind::kNone) { t.kind = k; t.length = static_cast<uint8_t>(i + 3); }
   }
   return t;
@@ -175,8 +184,8 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x90 && i > 0) return true;  // PAUSE is F3 90; a plain NOP has no prefix
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
-    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9 || b[i + 2] == 0xF9);
-    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09;
+    if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9 || b[i + 2] == 0xF9 || b[i + 2] == 0xD1);
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09 || op2 == 0x33;
   }
   return false;
 }

@@ -24,6 +24,8 @@ enum class TrappedKind : uint8_t {
   kSyscall,    // 0F 05: Unicorn's helper_syscall only calls hooks and steps over it
   kSysenter,   // 0F 34: likewise helper_sysenter
   kCacheOrWait,  // INVD 0F 08, WBINVD 0F 09, WBNOINVD F3 0F 09, MONITOR 0F 01 C8, MWAIT 0F 01 C9: run as NOPs by the emulator
+  kRdpmc,      // 0F 33: Unicorn's helper_rdpmc raises #UD at any CPL (it has no counters)
+  kXsetbv,     // 0F 01 D1 without 66/F2/F3/F0 (those forms are #UD, SDM Vol. 2D XSETBV "NP"; the emulator raises it)
 };
 
 // kCacheOrWait: which one (the exit's arg0 low byte; src/cpu/exits.ts CACHE_OR_WAIT_INSTRUCTIONS).
@@ -57,7 +59,7 @@ struct TrappedInsn {
   bool seed = false;         // RDSEED
   // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
   uint8_t svm_op = 0;
-  // kSyscall/kSysenter/kCacheOrWait only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
+  // kSyscall/kSysenter/kCacheOrWait/kRdpmc only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
   bool lock = false;
   // kCacheOrWait only.
   CacheOrWaitOp cache_or_wait = CacheOrWaitOp::kInvd;
@@ -71,7 +73,7 @@ struct TrappedInsn {
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
 // True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED,
-// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL, SYSENTER, INVD, WBINVD, MONITOR or MWAIT instructions
+// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL, SYSENTER, INVD, WBINVD, MONITOR, MWAIT, RDPMC or XSETBV instructions
 // (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 

@@ -23,6 +23,10 @@
 //   changes privilege and jumps (src/cpu/fast-system-call.ts does what the CPU does).
 // - cache-or-wait (INVD, WBINVD, WBNOINVD, MONITOR, MWAIT): AT the instruction, which has not run:
 //   the emulator runs them as NOPs, where both platforms intercept them (src/cpu/cache-or-wait.ts).
+// - rdpmc (0F 33): AT the instruction, which has not run: the emulator raises #UD for it at any
+//   CPL (helper_rdpmc has no counters), where both platforms intercept it (src/cpu/rdpmc.ts).
+// - xsetbv (0F 01 D1): AT the instruction, which has not run, and only for an XCR0 value with a
+//   bit outside Machine.xsetbvAllowed (a TD's XFAM): any other XSETBV runs on the emulated CPU.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -57,6 +61,10 @@ export type VmExit =
   | { kind: 'vmcall'; rip: bigint; length: number }
   | SystemCallExit
   | CacheOrWaitExit
+  /** RDPMC; with a LOCK prefix (`lock`): #UD. */
+  | { kind: 'rdpmc'; rip: bigint; length: number; lock: boolean }
+  /** XSETBV of an XCR0 value (EDX:EAX) with a bit outside Machine.xsetbvAllowed. */
+  | { kind: 'xsetbv'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
@@ -257,6 +265,8 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
       if (instruction === undefined) return { kind: 'fatal', rip, reason: `unknown cache-or-wait instruction ${a0 & 0xff} from the native machine` };
       return { kind: 'cache-or-wait', rip, length, instruction, lock: (a0 & 0x100) !== 0 };
     }
+    case ExitCode.rdpmc: return { kind: 'rdpmc', rip, length, lock: (low(words, arg0) & 1) !== 0 };
+    case ExitCode.xsetbv: return { kind: 'xsetbv', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {

@@ -209,6 +209,15 @@ export class Machine implements Snapshottable<MachineState> {
     this.#live().setPauseExits(on);
   }
 
+  /**
+   * XSETBV runs on the emulated CPU unless the XCR0 value in EDX:EAX sets a bit outside `mask`:
+   * then the run ends with an `xsetbv` exit before it executes. All ones (never) by default; a TD
+   * sets its XFAM (src/platform/tdx/td-module.ts).
+   */
+  set xsetbvAllowed(mask: bigint) {
+    this.#live().setXsetbvAllowed(mask);
+  }
+
   /** Makes vCPU `index` the running one (`vcpu` then reads and writes its registers). */
   switchVcpu(index: number): void {
     if (index === this.#currentVcpu) return;

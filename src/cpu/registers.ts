@@ -33,4 +33,8 @@ export const RFLAGS = {
 export const CR0_PG = 1n << 31n;
 export const CR0_WP = 1n << 16n;
 export const CR4_PAE = 1n << 5n;
+/** CR4.PCE (bit 8): RDPMC allowed at any CPL (SDM Vol. 3A §2.5). */
+export const CR4_PCE = 1n << 8n;
+/** CR4.OSXSAVE (bit 18): XSETBV/XGETBV enabled (SDM Vol. 3A §2.5). */
+export const CR4_OSXSAVE = 1n << 18n;
 export const EFER_NXE = 1n << 11n;

@@ -47,5 +47,7 @@ export const ExitCode = {
   vmcall: 21,
   systemCall: 22,
   cacheOrWait: 23,
+  rdpmc: 24,
+  xsetbv: 25,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

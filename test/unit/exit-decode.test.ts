@@ -85,3 +85,12 @@ describe('RDTSC exits (machine.h kRdtsc 19 with arg0 = 1 for RDTSCP)', () => {
     expect(area(ExitCode.rdtsc, { arg0: 1n })).toEqual({ kind: 'rdtsc', rip: 0x301000n, length: 0, aux: true });
   });
 });
+
+describe('RDPMC and XSETBV exits (machine.h kRdpmc 24 with arg0 = LOCK, kXsetbv 25)', () => {
+  it('arg0 bit 0 is the LOCK prefix of an RDPMC; an XSETBV exit carries nothing but where it is', () => {
+    expect([ExitCode.rdpmc, ExitCode.xsetbv]).toEqual([24, 25]);
+    expect(area(ExitCode.rdpmc)).toEqual({ kind: 'rdpmc', rip: 0x301000n, length: 0, lock: false });
+    expect(area(ExitCode.rdpmc, { arg0: 1n })).toEqual({ kind: 'rdpmc', rip: 0x301000n, length: 0, lock: true });
+    expect(area(ExitCode.xsetbv)).toEqual({ kind: 'xsetbv', rip: 0x301000n, length: 0 });
+  });
+});

@@ -26,6 +26,7 @@ export const GHCB_SAVE_AREA_AND_BITMAP_BYTES = GHCB_OFFSET.validBitmap + 16;
 
 /** SW_EXITCODE values the model's hypervisor serves (uapi/asm/svm.h, B4). */
 export const SVM_EXIT = {
+  RDPMC: 0x6f,
   CPUID: 0x72,
   INVD: 0x76,
   IOIO: 0x7b,

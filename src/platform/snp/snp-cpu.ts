@@ -6,6 +6,7 @@
 import { InjectionError } from '../../cpu/errors.js';
 import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
+import { rdpmcFault } from '../../cpu/rdpmc.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
@@ -1061,6 +1062,11 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         return runsOnCpu(this.machine, this.trace, exit);
       case 'system-call': return this.#fastSystemCall(exit);
       case 'cache-or-wait': return this.#cacheOrWait(exit);
+      case 'rdpmc': return this.#rdpmc(exit);
+      // XSETBV is not intercepted (KVM sev.c sev_es_init_vmcb: "Can't intercept XSETBV, HV can't
+      // modify XCR0 directly"): it runs on the CPU, and this machine leaves Machine.xsetbvAllowed at
+      // all ones, so none exits. One that did would be this model's own error.
+      case 'xsetbv': return { kind: 'outcome', outcome: { outcome: 'fault', reason: `XSETBV exit at RIP 0x${exit.rip.toString(16)}: an SNP guest's XSETBV runs on the CPU` } };
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
@@ -1080,6 +1086,17 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ' at CPL > 0'}`);
     if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
     return this.injectVc(BigInt(CACHE_OR_WAIT_EXIT_CODE[exit.instruction]), undefined, exit.instruction);
+  }
+
+  /**
+   * RDPMC is intercepted (KVM svm.c init_vmcb: INTERCEPT_RDPMC): #VC with SVM_EXIT_RDPMC (0x6f),
+   * RIP at the instruction (APM Vol. 2 §15.35.5). The CPU's own checks come first (src/cpu/rdpmc.ts).
+   */
+  #rdpmc(exit: Extract<VmExit, { kind: 'rdpmc' }>): HwStep {
+    const fault = rdpmcFault(this.machine.vcpu, exit);
+    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, 'rdpmc with LOCK');
+    if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, 'rdpmc at CPL > 0 with CR4.PCE clear');
+    return this.injectVc(BigInt(SVM_EXIT.RDPMC), undefined, 'rdpmc');
   }
 
   /** SYSCALL and SYSENTER are not intercepted: the CPU runs them (src/cpu/fast-system-call.ts). */

@@ -6,6 +6,8 @@
 import { runsOnCpu } from '../vm-entry.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
+import { rdpmcFault } from '../../cpu/rdpmc.js';
+import { CR4_OSXSAVE } from '../../cpu/registers.js';
 import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { Machine } from '../../cpu/machine.js';
@@ -17,7 +19,7 @@ import type { Trace, TraceValue } from '../../shared/trace.js';
 import { BufferedHash, type BufferedHashState } from '../../shared/buffered-hash.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
-import { handleCpuid } from './td-cpuid.js';
+import { handleCpuid, TD_XFAM } from './td-cpuid.js';
 import { handleMsr } from './td-msr.js';
 import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
@@ -205,6 +207,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     machine.gate.set('private', 0n, machine.memoryBytes, 'none');
     machine.gate.set('shared', 0n, machine.memoryBytes, 'none');
     this.host = new TdxVmmHandle(this);
+    // Every XSETBV of a TD exits to the module (SDM Vol. 3C §26.1.2: unconditionally), whose
+    // td_xsetbv_instruction_exit does the XSETBV itself when check_guest_xcr0_value allows the
+    // value: then the CPU's own checks and XCR0 write are the emulator's. Values with a bit outside
+    // XFAM exit here (#xsetbv).
+    machine.xsetbvAllowed = TD_XFAM;
   }
 
   saveState(): TdModuleState {
@@ -335,6 +342,34 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return this.deliverVe({ exitReason: CACHE_OR_WAIT_EXIT_REASON[exit.instruction], exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });
   }
 
+  /**
+   * RDPMC. The CPU's own checks come first (src/cpu/rdpmc.ts). Without ATTRIBUTES.PERFMON, RDPMC
+   * exiting is on (td_vmcs_init.c) and td_rdpmc_exit (td_other_exits.c) injects #GP(0) for any
+   * ECX, debug TD or not: the PERFMON test comes first. With PERFMON there is no exit and the CPU
+   * reads its own counters, which the emulator does not have: the run stops as not modelled.
+   */
+  #rdpmc(exit: Extract<VmExit, { kind: 'rdpmc' }>): TdStep {
+    const fault = rdpmcFault(this.machine.vcpu, exit);
+    if (fault === 'ud') return this.injectException(UD_VECTOR);
+    if (fault === 'gp' || (this.config.attributes & TdAttributes.PERFMON) === 0n) return this.injectException(GP_VECTOR, 0n);
+    return { kind: 'stop', outcome: { outcome: 'fault', reason: `RDPMC at RIP 0x${exit.rip.toString(16)} in a TD with ATTRIBUTES.PERFMON reads the CPU's counters, which this model does not have` } };
+  }
+
+  /**
+   * XSETBV of a value with a bit outside XFAM (Machine.xsetbvAllowed; the others run on the CPU).
+   * Before the VM exit the CPU raises #UD when CR4.OSXSAVE is clear and #GP(0) at CPL > 0 (SDM
+   * Vol. 2D XSETBV; Vol. 3C §26.1.1: those faults come before VM exits; #UD first, SDM Vol. 3A
+   * Table 6-2 puts invalid opcode ahead of general protection). Then the module's
+   * td_xsetbv_instruction_exit (td_xsetbv.c): ECX other than 0, or a value check_guest_xcr0_value
+   * refuses (helpers.c: a bit outside xcr0_supported_mask & XFAM, as this one has), is inject_gp(0),
+   * RIP at the instruction and XCR0 unchanged.
+   */
+  #xsetbv(): TdStep {
+    const vcpu = this.machine.vcpu;
+    if ((vcpu.readSpecial('cr4') & CR4_OSXSAVE) === 0n) return this.injectException(UD_VECTOR);
+    return this.injectException(GP_VECTOR, 0n);
+  }
+
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
   handleExit(exit: VmExit): TdStep {
     switch (exit.kind) {
@@ -386,6 +421,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
         return runsOnCpu(this.machine, this.trace, exit);
       case 'system-call': return this.#fastSystemCall(exit);
       case 'cache-or-wait': return this.#cacheOrWait(exit);
+      case 'rdpmc': return this.#rdpmc(exit);
+      case 'xsetbv': return this.#xsetbv();
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
       case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };

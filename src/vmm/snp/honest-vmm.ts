@@ -22,6 +22,9 @@ import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import { MASK64 } from '../../shared/u64.js';
 
+/** #GP, the exception KVM injects for an RDPMC it cannot serve (kvm_emulate_rdpmc). */
+const GP_VECTOR = 13;
+
 /** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
 const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
 /** sev_es_string_io refuses a count, or count × size, above INT_MAX (its exit handler fails: KVM_RUN returns -EINVAL). */
@@ -372,6 +375,22 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         for (const reg of NOP_EXIT_INPUTS.get(Number(code))!) if (!g.validAfterClear(reg)) return fail(GHCB_ERR.MISSING_INPUT);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', 0n);
+        return 'resume';
+      }
+      // RDPMC (Linux vc_handle_rdpmc sends RCX, reads RAX and RDX back). KVM sev_es_validate_vmgexit
+      // needs RCX marked valid (else MISSING_INPUT); sev_handle_vmgexit then zeroes SW_EXITINFO1/2
+      // and runs kvm_emulate_rdpmc (x86.c), whose kvm_pmu_rdpmc (pmu.c) fails for any ECX in a VM
+      // without a vPMU ("if (!pmu->version) return 1": kvm_pmu_refresh returns before the vendor
+      // refresh when !kvm->arch.enable_pmu, which QEMU's kvm_arch_pre_create_vcpu clears with
+      // KVM_PMU_CAP_DISABLE for its default "pmu" off). KVM then injects #GP(0) (kvm_inject_gp), by
+      // event injection (svm.c svm_inject_exception, EVENTINJ), not as a GHCB exception answer
+      // (svm_complete_emulated_msr gives that for MSRs only): the guest takes #GP(0) in its #VC
+      // handler, after the VMGEXIT.
+      case BigInt(SVM_EXIT.RDPMC): {
+        if (!g.validAfterClear('rcx')) return fail(GHCB_ERR.MISSING_INPUT);
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', 0n);
+        host.inject(GP_VECTOR, 0n);
         return 'resume';
       }
       case BigInt(SVM_EXIT.HV_FEATURES):
