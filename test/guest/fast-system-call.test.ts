@@ -5,8 +5,11 @@
 // src/cpu/fast-system-call.ts.
 import { describe, expect, it } from 'vitest';
 import { HALT, TO_COMPAT_MODE, runTdGuest } from '../helpers/tdx-guest.js';
+import { CODE_BASE } from '../helpers/guest-setup.js';
 import { SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, snpGuest } from '../helpers/snp-guest.js';
 import { STACK_TOP } from '../helpers/guest-setup.js';
+import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
+import { flat32VmsaPage } from '../helpers/snp-guest.js';
 
 const wrmsr = (msr: number, value: bigint) =>
   `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
@@ -70,6 +73,77 @@ describe('SYSCALL in a TD (an Intel CPU runs it; the TD owns STAR, LSTAR and FMA
   });
 });
 
+/**
+ * A GDT with the 64-bit code descriptor also in slot 0x108 and data in 0x110 (limit 0x117), for
+ * selectors above 0xFF: the GDT descriptor is built at 0x30000 (in the TD's boot pages).
+ */
+const GDT_UP_TO_0X110 = `
+    mov rax, 0x00af9b000000ffff
+    mov [0x10108], rax
+    mov rax, 0x00cf93000000ffff
+    mov [0x10110], rax
+    mov word ptr [0x30000], 0x117
+    mov qword ptr [0x30002], 0x10000
+    lgdt [0x30000]`;
+/**
+ * IRETQs to CPL 2: 64-bit code DPL 2 in GDT slot 0x18 (selector 0x1a), data DPL 2 in 0x20 (SS
+ * 0x22), on the same stack; supervisor pages stay accessible below CPL 3.
+ */
+const TO_CPL2 = `
+    mov rax, 0x00afdb000000ffff
+    mov [0x10018], rax
+    mov rax, 0x00cfd3000000ffff
+    mov [0x10020], rax
+    mov word ptr [0x30000], 39
+    mov qword ptr [0x30002], 0x10000
+    lgdt [0x30000]
+    mov rcx, rsp
+    push 0x22
+    push rcx
+    push 0x2
+    push 0x1a
+    lea rax, [rip + cpl2]
+    push rax
+    iretq
+  cpl2:`;
+/** Alias VA 0x80_0000_0000 (PML4 slot 1) to VA 0 (slot 0), so code and stack can be reached above 4 GiB. */
+const HIGH_ALIAS = 0x8000000000n;
+const MAP_HIGH_ALIAS = `
+    mov rax, cr3
+    and rax, ~0xfff
+    mov rbx, [rax]
+    mov [rax + 8], rbx
+    mov cr3, rax`;
+
+describe('SYSCALL in a TD, more of the SDM\'s Operation section', () => {
+  it('RFLAGS <- RFLAGS AND NOT(IA32_FMASK) for every flag bit, AC (18) and ID (21) too, while bit 1 stays 1; R11 keeps them', () => {
+    // Linux's MSR_SYSCALL_MASK (arch/x86/kernel/cpu/common.c syscall_init): CF PF AF ZF SF TF IF DF
+    // OF IOPL NT RF AC ID; plus bit 1, which the mask cannot clear (SDM Vol. 1 §3.4.3: reserved, 1).
+    const mask = 0x257fd5n | 2n;
+    const { td, outcome } = runTdGuest(`${SET_SCE}\n ${SYSCALL_TO_ENTRY
+      .replace(wrmsr(0xc0000084, DF), wrmsr(0xc0000084, mask))
+      .replace('std', 'pushfq\n or qword ptr [rsp], 0x240401\n popfq')}\n ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r14).toBe(0n);
+    expect(r.rdi & 0x240401n).toBe(0x240401n);
+    expect(r.r13).toBe(2n);
+  });
+
+  it('CS <- STAR[47:32] AND FFFCH and SS <- STAR[47:32] + 8 use all 16 selector bits', () => {
+    const { td, outcome } = runTdGuest(`${SET_SCE}\n ${GDT_UP_TO_0X110}\n ${SYSCALL_TO_ENTRY.replace(wrmsr(0xc0000081, STAR), wrmsr(0xc0000081, 0x0023010b00000000n))}\n ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r14, r.rbx, r.rbp]).toEqual([0n, 0x108n, 0x113n]);
+  });
+
+  it('from CPL 2 stops the run as not modelled (a change of privilege level), rather than running on at CPL 2', () => {
+    const { outcome } = runTdGuest(`${SET_SCE}\n ${wrmsr(0xc0000081, STAR)}\n ${TO_CPL2}\n syscall\n ${HALT}`);
+    expect(outcome.outcome).toBe('fault');
+    expect(outcome.reason).toMatch(/SYSCALL from CPL.*not modelled/);
+  });
+});
+
 describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)', () => {
   /** Inside the guest's stack page, below what the code above it pushed. */
   const SYSENTER_STACK = STACK_TOP - 0x200n;
@@ -92,6 +166,81 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     expect(r.r14).toBe(0n);
     expect([r.rbx, r.rbp, r.rsi]).toEqual([0x08n, 0x10n, SYSENTER_STACK]);
     expect(r.r13 & 0x200n).toBe(0n);
+  });
+
+  it('in IA-32e mode RSP <- IA32_SYSENTER_ESP and RIP <- IA32_SYSENTER_EIP with all 64 bits (SDM Vol. 2B "SYSENTER", Operation)', () => {
+    const { td, outcome } = runTdGuest(`
+      ${MAP_HIGH_ALIAS}
+      ${wrmsr(0x174, 0x8n)}
+      ${wrmsr(0x175, HIGH_ALIAS + SYSENTER_STACK)}
+      lea rax, [rip + entry]\n mov rdx, 0x${HIGH_ALIAS.toString(16)}\n add rax, rdx\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      sysenter
+      mov r14, 0xbad
+      jmp done
+    entry:
+      mov rsi, rsp\n lea rdi, [rip]
+    done:
+      ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r14).toBe(0n);
+    expect(r.rsi).toBe(HIGH_ALIAS + SYSENTER_STACK);
+    expect(r.rdi >> 32n).toBe(HIGH_ALIAS >> 32n);
+  });
+
+  it('CS <- IA32_SYSENTER_CS AND FFFCH and SS <- CS + 8 use all 16 selector bits', () => {
+    const { td, outcome } = runTdGuest(`
+      ${GDT_UP_TO_0X110}
+      ${wrmsr(0x174, 0x10bn)}
+      ${wrmsr(0x175, SYSENTER_STACK)}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      sysenter
+      mov r14, 0xbad
+      jmp done
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp
+    done:
+      ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r14, r.rbx, r.rbp]).toEqual([0n, 0x108n, 0x110n]);
+  });
+
+  it.each([
+    ['compatibility mode (a change of code size)', `${wrmsr(0x174, 0x8n)}\n ${TO_COMPAT_MODE}\n .byte 0x0f, 0x34`],
+    ['CPL 2 (a change of privilege level)', `${wrmsr(0x174, 0x8n)}\n ${TO_CPL2}\n sysenter`],
+  ])('from %s stops the run as not modelled, rather than staying in that mode', (_what, code) => {
+    const { outcome } = runTdGuest(`${code}\n ${HALT}`);
+    expect(outcome.outcome).toBe('fault');
+    expect(outcome.reason).toMatch(/SYSENTER other than from 64-bit mode at CPL 0.*not modelled/);
+  });
+
+  it('clears RF (SDM Vol. 2B "SYSENTER", Operation: RFLAGS.RF <- 0): an INT3 at the entry point pushes RF = 0', () => {
+    // IRETQ loads RF from its frame, so the SYSENTER runs with RF = 1; a trap's frame holds RFLAGS
+    // as the instruction before it left it (SDM Vol. 3 §6.12.1, §18.3.1.1).
+    const { td, outcome } = runTdGuest(`
+      ${wrmsr(0x174, 0x8n)}
+      ${wrmsr(0x175, SYSENTER_STACK)}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      mov rax, rsp
+      push 0x10
+      push rax
+      pushfq
+      or qword ptr [rsp], 0x10000
+      push 0x08
+      lea rax, [rip + 1f]
+      push rax
+      iretq
+    1:
+      sysenter
+      mov r14, 0xbad
+    entry:
+      int3
+      ${HALT}`, { extra: `mov r13, [rsp + 16]\n mov r15, 3\n ${HALT}`, idt: { 3: CODE_BASE + 0x600n } });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r15, r.r14]).toEqual([3n, 0n]);
+    expect(r.r13 & 0x10000n).toBe(0n);
   });
 
   it('with IA32_SYSENTER_CS[15:2] = 0: #GP(0)', () => {
@@ -134,6 +283,36 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
     expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.r14]).toEqual([6n, 0n]);
   });
 
+  it('SYSCALL saves RFLAGS in R11 with RF cleared (APM Vol. 3 "SYSCALL", Operation: R11 = RFLAGS with RF cleared)', () => {
+    // IRETQ loads RF from its frame (APM Vol. 3 "IRET"), so the SYSCALL runs with RF = 1.
+    const g = snpGuest(`
+      ${SET_SCE}
+      ${SYSCALL_TO_ENTRY.replace('std\n', `std
+      mov rax, rsp
+      push 0x10
+      push rax
+      pushfq
+      or qword ptr [rsp], 0x10000
+      push 0x08
+      lea rax, [rip + 1f]
+      push rax
+      iretq
+    1:`)}
+      hlt`, { vcHandler: VC_SEEN });
+    const outcome = g.run();
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect(r.r14).toBe(0n);
+    expect([r.rdi & DF, r.rdi & 0x10000n]).toEqual([DF, 0n]);
+  });
+
+  it('SYSCALL from compatibility mode is legal on an AMD CPU (to CSTAR), not #UD: it stops the run as not modelled', () => {
+    const g = snpGuest(`${SET_SCE}\n ${TO_COMPAT_MODE}\n .byte 0x0f, 0x05\n hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
+    const outcome = g.run();
+    expect(outcome.outcome).toBe('fault');
+    expect(outcome.reason).toMatch(/SYSCALL outside 64-bit mode on an AMD CPU.*not modelled/);
+  });
+
   it('SYSCALL from CPL 3 stops the run and says the privilege change is not modelled, rather than running on at CPL 3', () => {
     const g = snpGuest(`
       ${SET_SCE}
@@ -143,5 +322,57 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
     const outcome = g.run();
     expect(outcome.outcome).toBe('fault');
     expect(outcome.reason).toMatch(/SYSCALL from CPL 3.*not modelled/);
+  });
+});
+
+describe('SYSENTER on an SNP AP outside long mode (AMD: legal there, APM Vol. 3 "SYSENTER")', () => {
+  const VMSA = 0x11000n;
+  const CODE = 0x9f000n;
+  /**
+   * Starts vCPU 1 from a guest-written VMSA (flat 32-bit, or real mode with CS base CODE), runs
+   * `code` at CODE to its SYSENTER and returns the injection the CPU makes for it.
+   */
+  function sysenterOnAp(realMode: boolean, code: number[]) {
+    const p = SnpPlatform.create({ memoryBytes: 32n << 20n, vcpus: 2 });
+    const b = flat32VmsaPage();
+    if (realMode) {
+      b.writeUInt16LE(Number(CODE >> 4n), 0x10);                    // CS selector = base >> 4
+      b.writeUInt16LE(0x9b, 0x12);
+      b.writeUInt32LE(0xffff, 0x14);
+      b.writeBigUInt64LE(CODE, 0x18);                                // CS base
+      b.writeBigUInt64LE(0x1000n, 0xd0);                             // EFER.SVME only
+      b.writeBigUInt64LE(0x10n, 0x158);                              // CR0: PE clear
+      b.writeBigUInt64LE(0n, 0x178);                                 // IP 0
+    } else {
+      b.writeBigUInt64LE(CODE, 0x178);
+    }
+    p.machine.memory.write(VMSA, b);
+    expect(p.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: p.asid, immutable: false }).rc).toBe(0);
+    p.rmp.setValidated(VMSA, true);
+    p.rmp.adjustPermissions(VMSA, 1, 0, true);
+    p.launchUpdateRange(CODE, 0x1000n);
+    p.machine.memory.write(CODE, new Uint8Array(code));
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    for (let i = 0; i < 8; i++) {
+      const exit = p.machine.vcpu.run();
+      const step = p.handleExit(exit);
+      if (exit.kind === 'system-call') return { sysenterCs: p.machine.vcpu.readMsr(0x174), injected: p.trace.ofType('inject').map((e) => e['vector']) };
+      expect(step.kind, JSON.stringify(exit, (_, v) => typeof v === 'bigint' ? v.toString(16) : v)).toBe('resume');
+    }
+    throw new Error('no SYSENTER exit');
+  }
+  // WRMSR IA32_SYSENTER_CS <- 8, then SYSENTER; with an operand-size prefix in real mode.
+  const wrmsrCs8 = (o16: number[]) => [...o16, 0xb9, 0x74, 0x01, 0, 0, ...o16, 0xb8, 0x08, 0, 0, 0, ...o16, 0x31, 0xd2, 0x0f, 0x30];
+  const SYSENTER = [0x0f, 0x34];
+
+  it('in real mode: #GP(0), whatever IA32_SYSENTER_CS holds (APM Vol. 3 "SYSENTER", Exceptions: #GP in real mode; SDM Vol. 2B: #GP(0) if CR0.PE = 0)', () => {
+    const { sysenterCs, injected } = sysenterOnAp(true, [...wrmsrCs8([0x66]), ...SYSENTER]);
+    expect([sysenterCs, injected]).toEqual([8n, [13]]);
+  });
+
+  it('in legacy protected mode with IA32_SYSENTER_CS null: #GP(0), not the long-mode #UD (APM Vol. 3 "SYSENTER", Exceptions)', () => {
+    const { injected } = sysenterOnAp(false, SYSENTER);
+    expect(injected).toEqual([13]);
   });
 });
