@@ -6,7 +6,7 @@
 // and KVM answers the GHCB request for WBINVD, MONITOR and MWAIT by doing nothing (Linux
 // vc_handle_wbinvd, vc_handle_monitor, vc_handle_mwait; KVM sev_es_validate_vmgexit).
 import { describe, expect, it } from 'vitest';
-import { HALT, TDCALL, runTdGuest } from '../helpers/tdx-guest.js';
+import { HALT, TDCALL, runTdGuest, toCpl } from '../helpers/tdx-guest.js';
 import { GHCB_GPA, REGISTER_GHCB, SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../helpers/snp-guest.js';
 import { GHCB_ERR, GHCB_OFFSET, SVM_EXIT } from '../../src/platform/snp/ghcb-page.js';
 
@@ -34,6 +34,18 @@ describe('in a TD: #VE with the exit reason, RIP at the instruction (td_generic_
     expect(outcome.outcome, outcome.reason).toBe('done');
     const r = td.platform.machine.vcpu.regs;
     expect([r.r12, r.r13, r.rdi, r.rbp, r.r14]).toEqual([1n, reason, length, 0n, 0x77n]);
+  });
+
+  // SDM Vol. 2A "INVD", Vol. 2B "WBINVD", "WBNOINVD": #GP(0) "If the current privilege level is not
+  // 0"; Vol. 2B "MONITOR", "MWAIT": #UD "If current privilege level is not 0". Such faults come
+  // before the VM exit (SDM Vol. 3C §26.1.1), so the module sees no exit and the TD no #VE. CPL 1
+  // and 2, not only 3: the check is CPL > 0.
+  it.each(INSTRUCTIONS.flatMap(([name, insn]) => [[name, insn, 1], [name, insn, 2]] as const))('%s (%s) at CPL %s: the CPU\'s fault, not #VE', (name, insn, cpl) => {
+    const { td, outcome } = runTdGuest(`xor r12, r12\n ${toCpl(cpl)}\n ${insn}\n mov r14, 0xbad\n ${HALT}`, { ve: VE_SKIP });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r15, r.r12, r.r14]).toEqual([name === 'MONITOR' || name === 'MWAIT' ? 6n : 13n, 0n, 0n]);
+    expect(td.platform.trace.ofType('exception-injected')).toMatchObject([{ vector: name === 'MONITOR' || name === 'MWAIT' ? 6 : 13 }]);
   });
 
   it('with a LOCK prefix: #UD, not #VE', () => {

@@ -4,7 +4,7 @@
 // (qemu/target/i386/seg_helper.c helper_syscall, helper_sysenter), so these tests fail without
 // src/cpu/fast-system-call.ts.
 import { describe, expect, it } from 'vitest';
-import { HALT, TO_COMPAT_MODE, runTdGuest } from '../helpers/tdx-guest.js';
+import { HALT, TO_COMPAT_MODE, runTdGuest, toCpl } from '../helpers/tdx-guest.js';
 import { CODE_BASE } from '../helpers/guest-setup.js';
 import { SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, snpGuest } from '../helpers/snp-guest.js';
 import { STACK_TOP } from '../helpers/guest-setup.js';
@@ -85,27 +85,6 @@ const GDT_UP_TO_0X110 = `
     mov word ptr [0x30000], 0x117
     mov qword ptr [0x30002], 0x10000
     lgdt [0x30000]`;
-/**
- * IRETQs to CPL 2: 64-bit code DPL 2 in GDT slot 0x18 (selector 0x1a), data DPL 2 in 0x20 (SS
- * 0x22), on the same stack; supervisor pages stay accessible below CPL 3.
- */
-const TO_CPL2 = `
-    mov rax, 0x00afdb000000ffff
-    mov [0x10018], rax
-    mov rax, 0x00cfd3000000ffff
-    mov [0x10020], rax
-    mov word ptr [0x30000], 39
-    mov qword ptr [0x30002], 0x10000
-    lgdt [0x30000]
-    mov rcx, rsp
-    push 0x22
-    push rcx
-    push 0x2
-    push 0x1a
-    lea rax, [rip + cpl2]
-    push rax
-    iretq
-  cpl2:`;
 /** Alias VA 0x80_0000_0000 (PML4 slot 1) to VA 0 (slot 0), so code and stack can be reached above 4 GiB. */
 const HIGH_ALIAS = 0x8000000000n;
 const MAP_HIGH_ALIAS = `
@@ -138,7 +117,7 @@ describe('SYSCALL in a TD, more of the SDM\'s Operation section', () => {
   });
 
   it('from CPL 2 stops the run as not modelled (a change of privilege level), rather than running on at CPL 2', () => {
-    const { outcome } = runTdGuest(`${SET_SCE}\n ${wrmsr(0xc0000081, STAR)}\n ${TO_CPL2}\n syscall\n ${HALT}`);
+    const { outcome } = runTdGuest(`${SET_SCE}\n ${wrmsr(0xc0000081, STAR)}\n ${toCpl(2)}\n syscall\n ${HALT}`);
     expect(outcome.outcome).toBe('fault');
     expect(outcome.reason).toMatch(/SYSCALL from CPL.*not modelled/);
   });
@@ -208,7 +187,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
 
   it.each([
     ['compatibility mode (a change of code size)', `${wrmsr(0x174, 0x8n)}\n ${TO_COMPAT_MODE}\n .byte 0x0f, 0x34`],
-    ['CPL 2 (a change of privilege level)', `${wrmsr(0x174, 0x8n)}\n ${TO_CPL2}\n sysenter`],
+    ['CPL 2 (a change of privilege level)', `${wrmsr(0x174, 0x8n)}\n ${toCpl(2)}\n sysenter`],
   ])('from %s stops the run as not modelled, rather than staying in that mode', (_what, code) => {
     const { outcome } = runTdGuest(`${code}\n ${HALT}`);
     expect(outcome.outcome).toBe('fault');

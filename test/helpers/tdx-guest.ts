@@ -29,6 +29,31 @@ export const TO_COMPAT_MODE = `
       retfq
     compat:`;
 
+/**
+ * IRETQs to CPL 1 or 2 and goes on at the line after it: 64-bit code of that DPL in GDT slot 0x18
+ * (CS 0x18 | CPL), data in slot 0x20 (SS 0x20 | CPL), same stack (supervisor pages stay
+ * accessible below CPL 3). The GDT descriptor is built at 0x30000. Clobbers RAX, RCX.
+ */
+export function toCpl(cpl: 1 | 2): string {
+  return `
+      mov rax, 0x00af${(0x9b | (cpl << 5)).toString(16)}000000ffff
+      mov [0x10018], rax
+      mov rax, 0x00cf${(0x93 | (cpl << 5)).toString(16)}000000ffff
+      mov [0x10020], rax
+      mov word ptr [0x30000], 39
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      mov rcx, rsp
+      push ${0x20 | cpl}
+      push rcx
+      push 0x2
+      push ${0x18 | cpl}
+      lea rax, [rip + 1f]
+      push rax
+      iretq
+    1:`;
+}
+
 /** Guest-virtual alias of GPA 0 through the shared bit (GPAW 48), mapped 2M pages over the whole RAM. */
 export const SHARED_VA = 0x4000000000n;
 export const IRQ_VECTOR = 0x30;
