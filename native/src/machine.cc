@@ -570,6 +570,14 @@ void Machine::SetExit(ExitKind kind) {
   for (int i = kSlotInsnLength; i <= kSlotInsnBytes; i++) area_[i] = 0;
 }
 
+void Machine::RecordInvalidOpcode(const uint8_t* bytes, size_t length) {
+  SetExit(ExitKind::kInvalidOpcode);
+  uint64_t packed = 0;
+  std::memcpy(&packed, bytes, std::min<size_t>(length, 8));
+  area_[kSlotInsnBytes] = packed;
+  area_[kSlotArg0] = length;
+}
+
 bool Machine::RecordTrapped(const TrappedInsn& insn) {
   uint64_t rax = 0, rcx = 0, rdx = 0;
   uc_reg_read(uc_, UC_X86_REG_RAX, &rax);
@@ -1009,18 +1017,14 @@ bool Machine::OnInvalidInsn(uc_engine* uc, void* self) {
     n = m->FetchInsnBytes(linear, buf);
   }
   TrappedInsn t = DecodeTrapped(bytes, n, cs.bits);
-  if (ArrivesAsInvalidOpcode(t.kind)) {
+  if (ArrivesAsInvalidOpcode(t.kind) && !t.lock) {
     m->RecordTrapped(t);
     // The code segment these instructions ran in: the models check the mode and CPL of every
     // one, and asking for it again from JavaScript cost a native call per exit (issue 11).
     m->area_[kSlotArg2] = static_cast<uint64_t>(cs.bits);
     m->area_[kSlotArg3] = cs.selector;
   } else {
-    m->SetExit(ExitKind::kInvalidOpcode);
-    uint64_t packed = 0;
-    std::memcpy(&packed, bytes, std::min<size_t>(n, 8));
-    m->area_[kSlotInsnBytes] = packed;
-    m->area_[kSlotArg0] = n;
+    m->RecordInvalidOpcode(bytes, n);
   }
   // Not handled: the emulator stops with UC_ERR_INSN_INVALID and RIP at the instruction, in
   // every 2.1.x release (unicorn.md §1 lists how the "handled" return value differs).
@@ -1191,6 +1195,14 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, Machine* m) {
   // Rare path: the operand size and REX depend on the code segment (`address` is linear).
   TrappedInsn t = DecodeTrapped(bytes, avail, m->CurrentCodeSegment().bits);
   if (t.kind == TrappedKind::kNone || ArrivesAsInvalidOpcode(t.kind)) return;
+  // LOCK on an instruction that cannot take it is #UD (SDM Vol. 2A §2.1.1; APM Vol. 3 §1.2.5), a
+  // fault of the decode, before any intercept. The emulator runs CPUID, RDTSC, RDMSR, port I/O and
+  // the like with it, so the run stops here with the #UD the CPU raises.
+  if (t.lock) {
+    m->RecordInvalidOpcode(bytes, avail);
+    uc_emu_stop(uc);
+    return;
+  }
   if (t.kind == TrappedKind::kPause && !m->pause_exits_) {
     if (m->config_.count_instructions) m->SkipPureSpinRounds(address);
     return;

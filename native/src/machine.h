@@ -458,6 +458,8 @@ class Machine {
   // precise; fetch: see ExactFetchFaultAddress).
   void RefineFaultAddress();
   bool RecordTrapped(const TrappedInsn& insn);
+  // An invalid-opcode exit: #UD for the instruction of `length` bytes (at most 15) at RIP.
+  void RecordInvalidOpcode(const uint8_t* bytes, size_t length);
   // Drops translated code built from guest pages [first, first+count) that were written by
   // the host. Targeted through the VA each page was fetched from; a full flush otherwise.
   void InvalidateCodePages(uint64_t first, uint64_t count);

@@ -56,6 +56,7 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   TrappedInsn t;
   if (avail > 15) avail = 15;
   Prefixes p = ScanPrefixes(b, avail, code_bits == 64);
+  t.lock = p.lock;
   size_t i = p.count;
   if (i >= avail) return t;
   uint8_t op = b[i];
@@ -106,19 +107,16 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
   if (op2 == 0x08 || op2 == 0x09) {
     t.kind = TrappedKind::kCacheOrWait;
     t.cache_or_wait = op2 == 0x08 ? CacheOrWaitOp::kInvd : p.last_mandatory == 0xF3 ? CacheOrWaitOp::kWbnoinvd : CacheOrWaitOp::kWbinvd;
-    t.lock = p.lock;
     t.length = static_cast<uint8_t>(i + 2);
     return t;
   }
   if (op2 == 0x33) {
     t.kind = TrappedKind::kRdpmc;
-    t.lock = p.lock;
     t.length = static_cast<uint8_t>(i + 2);
     return t;
   }
   if (op2 == 0x05 || op2 == 0x34) {
     t.kind = op2 == 0x05 ? TrappedKind::kSyscall : TrappedKind::kSysenter;
-    t.lock = p.lock;
     t.length = static_cast<uint8_t>(i + 2);
     return t;
   }
@@ -162,8 +160,7 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     if ((modrm == 0xC8 || modrm == 0xC9) && p.last_mandatory == 0) {
       k = TrappedKind::kCacheOrWait;
       t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
-      t.lock = p.lock;
-    }
+      }
     // XSETBV: NP 0F 01 D1 (SDM Vol. 2D XSETBV); 66/F2/F3 and LOCK forms are the emulator's own #UD
     // (translate.c), as on the CPU, where #UD comes before any VM exit (SDM Vol. 3C §26.1.1).
     if (modrm == 0xD1 && p.last_mandatory == 0 && !p.lock) k = TrappedKind::kXsetbv;

@@ -59,7 +59,7 @@ struct TrappedInsn {
   bool seed = false;         // RDSEED
   // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
   uint8_t svm_op = 0;
-  // kSyscall/kSysenter/kCacheOrWait/kRdpmc only: a LOCK prefix, which makes them #UD (SDM Vol. 2A §2.1.1).
+  // A LOCK prefix: none of these instructions can take one, so it makes each #UD (Machine::OnCode).
   bool lock = false;
   // kCacheOrWait only.
   CacheOrWaitOp cache_or_wait = CacheOrWaitOp::kInvd;
