@@ -283,6 +283,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     let answer: VmmAnswer;
     try {
       answer = this.#ghcbRequest(host, gpa, g);
+      if (answer === 'resume') g.returnRegisters();
       g.flush();
     } catch (err) {
       if (!(err instanceof HostAccessRefused) || err.gpa < gpa || err.gpa >= gpa + BigInt(GHCB_SIZE)) throw err;
@@ -303,13 +304,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       g.set('swExitInfo2', code);
       return 'resume';
     };
-    // KVM sev_es_validate_vmgexit: only GHCB usage 0 (the standard format) is served, checked first.
+    // KVM sev_handle_vmgexit: sev_es_sync_from_ghcb takes the fields marked valid and clears the
+    // valid bitmap, whatever comes next; then sev_es_validate_vmgexit serves only GHCB usage 0 (the
+    // standard format), checked first, and needs the exit code and both exit infos marked valid.
+    g.clearValid();
     if (host.hostMemory.readU32(gpa + BigInt(GHCB_OFFSET.usage)) !== 0) return fail(GHCB_ERR.INVALID_USAGE);
-    if (!g.valid('swExitCode') || !g.valid('swExitInfo1') || !g.valid('swExitInfo2')) return fail(GHCB_ERR.MISSING_INPUT);
+    if (!g.validAfterClear('swExitCode') || !g.validAfterClear('swExitInfo1') || !g.validAfterClear('swExitInfo2')) return fail(GHCB_ERR.MISSING_INPUT);
     const code = g.get('swExitCode');
     const info1 = g.get('swExitInfo1');
     host.trace.record('vmm', 'ghcb-exit', { exitCode: code, exitInfo1: info1, exitInfo2: g.get('swExitInfo2') });
-    g.clearValid();
     switch (code) {
       case BigInt(SVM_EXIT.IOIO): {
         const io = decodeIoioExitInfo(info1);
@@ -325,7 +328,6 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         } else {
           const value = this.console.uartRead(io.port, io.size);
           g.set('rax', value);
-          g.setValid('rax');
           host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
         }
         g.set('swExitInfo1', GHCB_RESULT.OK);
@@ -354,10 +356,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (g.get('rax') === 0xdn && !g.validAfterClear('xcr0')) return fail(GHCB_ERR.MISSING_INPUT);
         const leaf = Number(g.get('rax') & 0xffffffffn), subleaf = Number(g.get('rcx') & 0xffffffffn);
         const r = snpCpuid(leaf, subleaf, host.cBit);
-        for (const [reg, value] of [['rax', r.eax], ['rbx', r.ebx], ['rcx', r.ecx], ['rdx', r.edx]] as const) {
-          g.set(reg, BigInt(value >>> 0));
-          g.setValid(reg);
-        }
+        for (const [reg, value] of [['rax', r.eax], ['rbx', r.ebx], ['rcx', r.ecx], ['rdx', r.edx]] as const) g.set(reg, BigInt(value >>> 0));
         host.trace.record('vmm', 'cpuid', { via: 'ghcb', leaf, subleaf });
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', 0n);
@@ -626,6 +625,9 @@ function isPrivateTo(e: Readonly<RmpEntry>, gpa: bigint, asid: number): boolean 
  * while the VMM answers (the guest is stopped). A host read of the whole page, and a host write
  * per field set (each with its RMP checks and a buffer), were most of an IOIO exit (issue 10).
  */
+/** The registers the GHCB protocol returns to the guest after every exit (KVM sev_es_sync_to_ghcb). */
+const RETURNED_REGISTERS = ['rax', 'rbx', 'rcx', 'rdx'] as const;
+
 class Ghcb {
   readonly #host: SnpVmmHandle;
   readonly #gpa: bigint;
@@ -634,6 +636,8 @@ class Ghcb {
   #dirtyStart = GHCB_SAVE_AREA_AND_BITMAP_BYTES;
   #dirtyEnd = 0;
   #savedBitmap: [bigint, bigint] = [0n, 0n];
+  /** The fields the VMM wrote an answer to. */
+  readonly #answered = new Set<keyof typeof GHCB_OFFSET>();
   /** Why a write of the VMM's answer did not reach the GHCB page (the first one), if one did not. */
   lostWrite: string | undefined;
   constructor(host: SnpVmmHandle, gpa: bigint) {
@@ -669,16 +673,22 @@ class Ghcb {
     this.lostWrite ??= why;
   }
   get(f: keyof typeof GHCB_OFFSET): bigint { return this.#bytes().readBigUInt64LE(GHCB_OFFSET[f]); }
+  /** Writes a field of the answer and marks it valid, as KVM's ghcb_set_<field> accessors do (asm/svm.h DEFINE_GHCB_ACCESSORS). */
   set(f: keyof typeof GHCB_OFFSET, v: bigint): void {
     this.#bytes().writeBigUInt64LE(BigInt.asUintN(64, v), GHCB_OFFSET[f]);
     this.#changed(GHCB_OFFSET[f], 8);
+    this.#setValid(f);
+    this.#answered.add(f);
+  }
+  /**
+   * KVM sev_es_sync_to_ghcb, when it unmaps the GHCB before the guest runs again: RAX, RBX, RCX and
+   * RDX, marked valid, from its register cache, which sev_es_sync_from_ghcb filled with the values
+   * the guest marked valid and 0 for the rest, and the exit handler may have changed (the answer).
+   */
+  returnRegisters(): void {
+    for (const f of RETURNED_REGISTERS) if (!this.#answered.has(f)) this.set(f, this.validAfterClear(f) ? this.get(f) : 0n);
   }
   #bit(f: keyof typeof GHCB_OFFSET): number { return GHCB_OFFSET[f] / 8; }
-  /** Whether the guest marked `f` valid: asked before clearValid() (after it, validAfterClear()). */
-  valid(f: keyof typeof GHCB_OFFSET): boolean {
-    const bit = this.#bit(f);
-    return ((this.#bytes()[GHCB_OFFSET.validBitmap + (bit >> 3)]! >> (bit & 7)) & 1) === 1;
-  }
   /** Like KVM, the VMM snapshots the valid bitmap and clears it so stale fields are not reused. */
   clearValid(): void {
     const area = this.#bytes();
@@ -690,7 +700,7 @@ class Ghcb {
     const bit = this.#bit(f);
     return ((this.#savedBitmap[bit >> 6]! >> BigInt(bit & 63)) & 1n) === 1n;
   }
-  setValid(f: keyof typeof GHCB_OFFSET): void {
+  #setValid(f: keyof typeof GHCB_OFFSET): void {
     const bit = this.#bit(f);
     const offset = GHCB_OFFSET.validBitmap + (bit >> 3);
     const area = this.#bytes();

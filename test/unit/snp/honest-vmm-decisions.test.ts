@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { NPF_BITS } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
-import { encodePscEntry, GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
+import { encodePscEntry, GHCB_ERR, GHCB_OFFSET, IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { snpCpuid } from '../../../src/platform/snp/sev-status.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
 import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
@@ -419,10 +419,34 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     return (t.host.hostMemory.read(GHCB_GPA + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3)), 1)[0]! >> (bit & 7)) & 1;
   };
 
-  it('HV features NAE → SW_EXITINFO2 = SNP | SNP_AP_CREATION (KVM GHCB_HV_FT_SUPPORTED); the valid bitmap is cleared (KVM sev_es_sync_from_ghcb)', () => {
+  // KVM sev_es_sync_from_ghcb clears the whole valid bitmap; what KVM then writes with its
+  // ghcb_set_<field> accessors is marked valid again (asm/svm.h DEFINE_GHCB_ACCESSORS: __set_bit of
+  // the field's bit): SW_EXITINFO1 and 2 (the result), and RAX, RBX, RCX, RDX (sev_es_sync_to_ghcb).
+  it('HV features NAE → SW_EXITINFO2 = SNP | SNP_AP_CREATION (KVM GHCB_HV_FT_SUPPORTED); of the fields the guest supplied, only those KVM writes back are valid', () => {
     const { t, result } = request(HV_FEATURES_NAE);
     expect(result).toEqual([0n, 3n]);
-    expect((['swExitCode', 'swExitInfo1', 'swExitInfo2'] as const).map((f) => validBit(t, f))).toEqual([0, 0, 0]);
+    expect((['swExitCode', 'swExitInfo1', 'swExitInfo2'] as const).map((f) => validBit(t, f))).toEqual([0, 1, 1]);
+    t.close();
+  });
+
+  it('after any exit, RAX, RBX, RCX and RDX are returned marked valid: the value the guest supplied, 0 for one it did not mark valid (KVM sev_es_sync_from_ghcb, sev_es_sync_to_ghcb)', () => {
+    // An OUT to the debug port with RAX supplied, RBX and RCX written but not marked valid, and
+    // SW_SCRATCH (not returned) marked valid.
+    const { t, result } = request({ swExitCode: 0x7bn, swExitInfo1: ioioOut(0x80n, IOIO.SZ8), swExitInfo2: 0n, rax: 0x1234n, rbx: 0x55n, rcx: 0x66n, swScratch: 0x77n }, ['rbx', 'rcx']);
+    expect(result).toEqual([0n, 0n]);
+    expect((['rax', 'rbx', 'rcx', 'rdx'] as const).map((r) => [t.readGhcb(GHCB_GPA, r), validBit(t, r)])).toEqual([[0x1234n, 1], [0n, 1], [0n, 1], [0n, 1]]);
+    expect([validBit(t, 'swScratch'), validBit(t, 'swExitCode')]).toEqual([0, 0]);
+    t.close();
+  });
+
+  it('a request KVM refuses (GHCB usage 1) still has its valid bitmap cleared and RAX..RDX returned, with the error in SW_EXITINFO1/2 marked valid', () => {
+    const t = launched();
+    t.writeGhcb(GHCB_GPA, { ...HV_FEATURES_NAE, rax: 9n });
+    t.host.hostMemory.write(GHCB_GPA + BigInt(GHCB_OFFSET.usage), Buffer.from([1, 0, 0, 0]));
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, GHCB_ERR.INVALID_USAGE]);
+    expect((['swExitCode', 'swExitInfo1', 'swExitInfo2', 'rax', 'rbx'] as const).map((f) => validBit(t, f))).toEqual([0, 1, 1, 1, 1]);
+    expect(t.readGhcb(GHCB_GPA, 'rax')).toBe(9n);
     t.close();
   });
 
