@@ -203,6 +203,63 @@ describe('adversary, TDX host SEAMCALL actions', () => {
   });
 });
 
+describe('adversary, TDX answers from a mutation sweep of adversary.ts', () => {
+  it('aug-2m: the ACCEPT exit gets a 2M PENDING page; the guest\'s 2M ACCEPT then succeeds', () => {
+    const { td } = tdUnder(`${acceptAsm(P, 1)}\n mov rbx, rax\n ${HALT}`, [call('tdx.onAcceptViolation', { kind: 'ept', action: 'aug-2m' }, FOREVER)]);
+    expect(runTd(td).outcome).toBe('done');
+    // TDG.MEM.PAGE.ACCEPT at level 1 of a PENDING 2M leaf: SUCCESS, the leaf MAPPED (a 4K AUG
+    // would have left the 2M ACCEPT with a leaf at a smaller level: the module refuses it).
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(0n);
+    expect(td.platform.module.sept.walk(P, 1)).toMatchObject({ level: 1, state: 'MAPPED' });
+  });
+
+  it('map-gpa: converts no more than the guest asked (convertBytes beyond the request is clipped to it), records the guest\'s release, and R11 = R12 + resumeDelta', () => {
+    const start = P | TDX_SHARED_BIT;
+    const { td } = tdUnder(`${mapGpa(start, 0x1000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0x100000n, status: 1n, resumeDelta: 0x1000n })]);
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.rbx, r.rsi]).toEqual([1n, start + 0x1000n]);
+    expect(td.trace.ofType('shared-ept').map((e) => [e.gpa, e.size, e.mapped])).toEqual([[P, 0x1000n, true]]);
+    expect(td.trace.ofType('guest-release').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
+    expect(td.trace.ofType('guest-reclaim')).toEqual([]);
+  });
+
+  it('map-gpa with sharedEptOnly maps the VMM\'s shared EPT for a request to shared, and unmaps it for one to private', () => {
+    for (const [start, mapped] of [[P | TDX_SHARED_BIT, true], [P, false]] as const) {
+      const { td } = tdUnder(`${mapGpa(start, 0x1000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0x1000n, status: 0n, sharedEptOnly: true })]);
+      expect(runTd(td).outcome).toBe('done');
+      expect(td.trace.ofType('shared-ept').map((e) => [e.gpa, e.mapped])).toEqual([[P, mapped]]);
+      expect(runtimeSeamcalls(td)).toEqual([]);
+    }
+  });
+
+  it('vmcall-return with the honest effect: the VMM does the honest work, and the program\'s registers win over the honest ones', () => {
+    const { td } = tdUnder(`${mapGpa(P | TDX_SHARED_BIT, 0x1000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'vmcall-return', effect: 'honest', regs: { r10: 5n } })]);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.rbx).toBe(5n);
+    expect(td.trace.ofType('shared-ept').map((e) => [e.gpa, e.mapped])).toEqual([[P, true]]);
+  });
+
+  it('a MapGPA answered RETRY (status 1, GHCI 1.5 Table 3-1) is no refused change; a failure status is', () => {
+    const statuses = (status: bigint) => {
+      const { td, book } = tdUnder(`${mapGpa(P | TDX_SHARED_BIT, 0x1000n)}\n ${HALT}`, [call('tdx.mapGpa', { kind: 'map-gpa', convertBytes: 0n, status })]);
+      book.probe = (gpa) => td.platform.pageState(gpa);
+      expect(runTd(td).outcome).toBe('done');
+      return td.trace.ofType('state-change-refused').map((e) => [e.gpa, e.to]);
+    };
+    expect(statuses(1n)).toEqual([]);
+    expect(statuses(0x8000000000000000n)).toEqual([[P, 'shared']]);
+  });
+
+  it('replay-zeroed at level 1 takes the whole 2 MiB around the target away and gives it back PENDING', () => {
+    const td = tdGuest(`${acceptAsm(P, 1)}\n ${HALT}`);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.module.sept.walk(P, 1)).toMatchObject({ level: 1, state: 'MAPPED' });
+    expect(tdxHostAction(td.platform.module.host, { kind: 'tdx.replay-zeroed', gpa: P + 0x3000n, level: 1 })).toBe('ok');
+    expect(td.platform.module.sept.walk(P, 1)).toMatchObject({ level: 1, state: 'PENDING' });
+  });
+});
+
 // ------------------------------------------------------------------------------------------ SNP
 
 function snpUnder(main: string, decisions: Decision[], options: Parameters<typeof snpGuest>[1] = {}) {
@@ -242,6 +299,54 @@ describe('adversary, SNP NPF answers', () => {
     expect(r.g.vm.vcpu.regs.r8).toBe(0n);
     expect(r.g.platform.rmp.lookup(P + 0x3000n).validated).toBe(true);
     expect(r.g.trace.ofType('npf-handled')).toEqual([]);
+  });
+
+  it('psmash: the VMM splits the 2M RMP entry and maps the region with 4K NPT pages, so a 4K PVALIDATE under a 2M entry then succeeds', () => {
+    // A 4K PVALIDATE of a page in an assigned 2M RMP entry takes NPF with SIZEM (APM Vol. 2
+    // §15.36.11); after PSMASH the entries are 4K, and a 4K NPT mapping lets the retry through.
+    const r = snpUnder(pvalidate4k(P + 0x3000n), [
+      call('snp.onNpf', { kind: 'npf', action: 'psmash' }),
+      { at: 'call', point: 'snp.onNpf', occurrence: 1, repeat: FOREVER, answer: { kind: 'stop' } },
+    ]);
+    r.g.platform.rmpUpdate(P, { assigned: true, pageSize: '2m', gpa: P, asid: r.g.platform.asid });
+    r.g.platform.setNptPageSize(P, '2m');
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.book.callCounts.get('snp.onNpf')).toBe(1);
+    expect([r.g.platform.nptPageSize(P), r.g.platform.rmp.lookup(P + 0x3000n).pageSize]).toEqual(['4k', '4k']);
+    expect(r.g.vm.vcpu.regs.r8).toBe(0n);
+  });
+
+  it('make-shared of a page in a 2M RMP entry: the VMM splits it first, then that 4K page alone is the hypervisor\'s', () => {
+    const r = snpUnder(pvalidate4k(P + 0x3000n), [
+      call('snp.onNpf', { kind: 'npf', action: 'make-shared' }),
+      { at: 'call', point: 'snp.onNpf', occurrence: 1, repeat: FOREVER, answer: { kind: 'stop' } },
+    ]);
+    r.g.platform.rmpUpdate(P, { assigned: true, pageSize: '2m', gpa: P, asid: r.g.platform.asid });
+    r.g.platform.setNptPageSize(P, '2m');
+    r.run();
+    expect(r.g.platform.rmp.lookup(P + 0x3000n)).toMatchObject({ assigned: false, pageSize: '4k' });
+    expect(r.g.platform.rmp.lookup(P + 0x2000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: P + 0x2000n });
+  });
+
+  it('resume at a HLT: the guest goes on after it', () => {
+    const r = snpUnder('hlt\n mov rbx, 1\n hlt', [call('snp.onHlt', { kind: 'resume' })]);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.vm.vcpu.regs.rbx).toBe(1n);
+  });
+
+  it('host actions: an RMPUPDATE to hypervisor-owned gives the page ASID 0; a restore from a slot nothing was captured in writes nothing', () => {
+    const g = snpGuest('hlt');
+    const host = g.platform.handle;
+    expect(snpHostAction({ captured: new Map() }, host, { kind: 'snp.rmpupdate', spa: P, assigned: true, pageSize: '4k', gpa: P })).toBe('SUCCESS');
+    expect(g.platform.rmp.lookup(P)).toMatchObject({ assigned: true, asid: g.platform.asid });
+    expect(snpHostAction({ captured: new Map() }, host, { kind: 'snp.rmpupdate', spa: P, assigned: false, pageSize: '4k', gpa: P })).toBe('SUCCESS');
+    expect(g.platform.rmp.lookup(P)).toMatchObject({ assigned: false, asid: 0 });
+    // The request itself names ASID 0, as a hypervisor-owned entry has (Linux rmp_make_shared:
+    // RMPUPDATE with a zeroed state), not the guest's.
+    expect(g.trace.ofType('rmpupdate').at(-1)).toMatchObject({ assigned: false, asid: 0 });
+    g.vm.memory.writeU64(P + 0x1000n, 0x1234n);
+    expect(snpHostAction({ captured: new Map() }, host, { kind: 'snp.restore', slot: 3, spa: P + 0x1000n })).toBe('empty-slot');
+    expect(g.vm.memory.readU64(P + 0x1000n)).toBe(0x1234n);
   });
 
   it('stop at an NPF or a HLT ends the run as vmm-error at that decision point', () => {
@@ -347,6 +452,55 @@ describe('adversary, SNP page-state requests as the oracle sees them', () => {
     expect(r.g.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
     // P is still hypervisor-owned (shared): the refused change did not happen behind the guest's back.
     expect(r.g.trace.ofType('state-change-refused').map((e) => [e.gpa, e.to, e.reached])).toEqual([[P, 'private', false]]);
+  });
+
+  it('a 2 MiB PSC entry asks for 2 MiB; SW_EXITINFO1 with only bits 63:32 set is no failure (Linux vmgexit_psc: lower_32_bits(sw_exit_info_1))', () => {
+    const r = pscRequest(GHCB_GPA, { cur: 0, end: 0 }, [encodePscEntry({ curPage: 0, gfn: 0x600n, op: PSC_OP.PRIVATE, size2m: true })],
+      [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none', ghcb: { swExitInfo1: 1n << 32n } })]);
+    r.book.probe = (gpa) => r.g.platform.pageState(gpa);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[0x600000n, 0x200000n]]);
+    expect(r.g.trace.ofType('state-change-refused')).toEqual([]);
+  });
+
+  it('an MSR-protocol PSC asks for the page of its GFN; a response with an error in bits 63:32 is a failure (GHCB spec §2.3.1: 0 = success)', () => {
+    const resp = ghcbMsr.pscResp(1);
+    const r = snpUnder(`${msrProtocol(ghcbMsr.pscReq(P >> 12n, PSC_OP.PRIVATE))}\n mov rbx, rax\n hlt`,
+      [call('snp.msr.psc', { kind: 'vmgexit', effect: 'none', msr: resp })]);
+    r.book.probe = (gpa) => r.g.platform.pageState(gpa);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.vm.vcpu.regs.rbx).toBe(resp); // the VMM's answer, as the guest reads the GHCB MSR
+    expect(r.g.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
+    expect(r.g.trace.ofType('state-change-refused').map((e) => [e.gpa, e.to, e.reached])).toEqual([[P, 'private', false]]);
+  });
+
+  it('a pscHeader lie writes end_entry at buffer + 2 (GHCB spec §4.1.6: cur_entry, end_entry, reserved)', () => {
+    const r = pscRequest(GHCB_GPA, { cur: 0, end: 0 }, [encodePscEntry({ curPage: 0, gfn: P >> 12n, op: PSC_OP.PRIVATE, size2m: false })],
+      [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none', pscHeader: { endEntry: 7 } })]);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    const buffer = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
+    expect([r.g.vm.memory.readU16(buffer), r.g.vm.memory.readU16(buffer + 2n), r.g.vm.memory.readU32(buffer + 4n)]).toEqual([0, 7, 0]);
+  });
+
+  it('pscEntries: the VMM makes that many entries from cur_entry, advances cur_entry past them and leaves end_entry as the guest wrote it; 0 makes none', () => {
+    const entries = [0n, 1n, 2n].map((i) => encodePscEntry({ curPage: 0, gfn: (P >> 12n) + i, op: PSC_OP.PRIVATE, size2m: false }));
+    const buffer = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
+    for (const n of [0, 2]) {
+      const r = pscRequest(GHCB_GPA, { cur: 0, end: 2 }, entries, [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'honest', pscEntries: n })]);
+      // What the honest VMM needs of a PSC request (KVM sev_es_validate_vmgexit, setup_vmgexit_scratch):
+      // SW_EXITCODE, SW_EXITINFO1/2 and SW_SCRATCH valid, the scratch area the shared buffer.
+      r.g.vm.memory.writeU64(GHCB_GPA + BigInt(GHCB_OFFSET.swScratch), buffer);
+      for (const field of ['swExitCode', 'swExitInfo1', 'swExitInfo2', 'swScratch'] as const) {
+        const bit = GHCB_OFFSET[field] / 8;
+        const at = GHCB_GPA + BigInt(GHCB_OFFSET.validBitmap + (bit >> 3));
+        r.g.vm.memory.write(at, new Uint8Array([r.g.vm.memory.read(at, 1)[0]! | (1 << (bit & 7))]));
+      }
+      expect(r.run()).toMatchObject({ outcome: 'done' });
+      expect([0n, 1n, 2n].map((i) => r.g.platform.rmp.lookup(P + i * 0x1000n).assigned), `pscEntries ${n}`).toEqual([n > 0, n > 1, false]);
+      expect([r.g.vm.memory.readU16(buffer), r.g.vm.memory.readU16(buffer + 2n)], `pscEntries ${n}`).toEqual([n, 2]);
+      // No error for the guest either way: 0 entries is the VMM doing nothing, not a bad request.
+      expect(r.g.vm.memory.readU64(GHCB_GPA + BigInt(GHCB_OFFSET.swExitInfo2)), `pscEntries ${n}`).toBe(0n);
+    }
   });
 
   it('a cur_entry past the 253 entries a PSC buffer holds is keyed without reading an entry beyond the GHCB page', () => {

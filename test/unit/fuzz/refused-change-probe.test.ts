@@ -60,3 +60,37 @@ describe('a refused change larger than the sample', () => {
     expect(reached(hardware([], [MB16 - 0x1000n]), 0n, 2n * MB16)).toBe(false);
   });
 });
+
+/** A book whose hardware view holds every page private (a refused change to shared is then not reached), and the events it records. */
+function bookWithEvents() {
+  const book = new DecisionBook({ platform: 'tdx', decisions: [] });
+  book.probe = hardware([], []).probe;
+  const events: { type: string; fields: Record<string, unknown> }[] = [];
+  const trace = { record: (_source: 'vmm', type: string, fields: Record<string, unknown>) => events.push({ type, fields }) };
+  return { book, events, trace };
+}
+
+// The oracle tells a guest that goes on after a real failure from one that stops by the first
+// exit after the refusal that is not the guest's own output (DecisionBook.noteExitPoint): a
+// guest prints its fatal reason before it stops, so output says neither.
+describe('the exit after a refused change, as the oracle sees it', () => {
+  it('is recorded once, at the first exit that is not output, when the hardware does not hold the change', () => {
+    const { book, events, trace } = bookWithEvents();
+    book.noteRefusedChanges(trace, [{ gpa: 0x400000n, bytes: 0x1000n, to: 'shared' }]);
+    book.noteExitPoint(trace, 'tdx.instructionIo');
+    book.noteExitPoint(trace, 'tdx.otherVmcall');
+    book.noteExitPoint(trace, 'tdx.onSharedEptViolation', 0x400000n);
+    book.noteExitPoint(trace, 'tdx.mapGpa');
+    expect(events.map((e) => [e.type, e.fields])).toEqual([
+      ['state-change-refused', { gpa: 0x400000n, bytes: 0x1000n, to: 'shared', reached: false }],
+      ['exit-after-refusal', { point: 'tdx.onSharedEptViolation', gpa: 0x400000n }],
+    ]);
+  });
+
+  it('is not recorded when the hardware holds the change anyway (nothing diverged)', () => {
+    const { book, events, trace } = bookWithEvents();
+    book.noteRefusedChanges(trace, [{ gpa: 0x400000n, bytes: 0x1000n, to: 'private' }]);
+    book.noteExitPoint(trace, 'tdx.mapGpa');
+    expect(events.map((e) => e.type)).toEqual(['state-change-refused']);
+  });
+});
