@@ -625,13 +625,13 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
     case TrappedKind::kSyscall:
     case TrappedKind::kSysenter:
       SetExit(ExitKind::kSystemCall);
-      area_[kSlotArg0] = (insn.kind == TrappedKind::kSysenter ? 1 : 0) | (insn.lock ? 2 : 0);
+      area_[kSlotArg0] = insn.kind == TrappedKind::kSysenter ? 1 : 0;
       break;
     case TrappedKind::kCacheOrWait:
       SetExit(ExitKind::kCacheOrWait);
-      area_[kSlotArg0] = static_cast<uint64_t>(insn.cache_or_wait) | (insn.lock ? 0x100 : 0);
+      area_[kSlotArg0] = static_cast<uint64_t>(insn.cache_or_wait);
       break;
-    case TrappedKind::kRdpmc: SetExit(ExitKind::kRdpmc); area_[kSlotArg0] = insn.lock ? 1 : 0; break;
+    case TrappedKind::kRdpmc: SetExit(ExitKind::kRdpmc); break;
     case TrappedKind::kXsetbv: SetExit(ExitKind::kXsetbv); break;
     case TrappedKind::kNone: return false;
   }

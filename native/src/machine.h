@@ -48,9 +48,9 @@ enum class ExitKind : uint64_t {
   kRdtsc = 19,   // RDTSC or (arg0 = 1) RDTSCP before it runs
   kSvm = 20,     // 0F 01 D8-DF before it runs: arg0 = ModRM & 7 (0 VMRUN .. 7 INVLPGA)
   kVmcall = 21,  // 0F 01 C1 before it runs
-  kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = SYSENTER | LOCK << 1
-  kCacheOrWait = 23,  // INVD/WBINVD/WBNOINVD/MONITOR/MWAIT before it runs: arg0 = CacheOrWaitOp | LOCK << 8
-  kRdpmc = 24,   // RDPMC (0F 33) before it runs: arg0 = LOCK
+  kSystemCall = 22,  // SYSCALL/SYSENTER before it runs: arg0 = 1 for SYSENTER
+  kCacheOrWait = 23,  // INVD/WBINVD/WBNOINVD/MONITOR/MWAIT before it runs: arg0 = CacheOrWaitOp
+  kRdpmc = 24,   // RDPMC (0F 33) before it runs
   kXsetbv = 25,  // XSETBV (0F 01 D1) before it runs, only for an EDX:EAX with a bit outside SetXsetbvAllowed's mask
 };
 

@@ -61,8 +61,8 @@ export type VmExit =
   | { kind: 'vmcall'; rip: bigint; length: number }
   | SystemCallExit
   | CacheOrWaitExit
-  /** RDPMC; with a LOCK prefix (`lock`): #UD. */
-  | { kind: 'rdpmc'; rip: bigint; length: number; lock: boolean }
+  /** RDPMC. */
+  | { kind: 'rdpmc'; rip: bigint; length: number }
   /** XSETBV of an XCR0 value (EDX:EAX) with a bit outside Machine.xsetbvAllowed. */
   | { kind: 'xsetbv'; rip: bigint; length: number }
   | { kind: 'budget'; rip: bigint; instructions: bigint }
@@ -79,8 +79,6 @@ export interface SystemCallExit {
   rip: bigint;
   length: number;
   instruction: 'syscall' | 'sysenter';
-  /** With a LOCK prefix: #UD (Intel SDM Vol. 2A §2.1.1, AMD APM Vol. 3 §1.2.5). */
-  lock: boolean;
 }
 
 /** The instructions of a cache-or-wait exit, in the order of the native side's CacheOrWaitOp. */
@@ -92,8 +90,6 @@ export interface CacheOrWaitExit {
   rip: bigint;
   length: number;
   instruction: CacheOrWaitInstruction;
-  /** With a LOCK prefix: #UD. */
-  lock: boolean;
 }
 
 export interface RandomExit {
@@ -255,17 +251,14 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
     case ExitCode.rdtsc: return { kind: 'rdtsc', rip, length, aux: (low(words, arg0) & 1) !== 0 };
     case ExitCode.svm: return { kind: 'svm', rip, length, instruction: SVM_INSTRUCTIONS[low(words, arg0) & 7]! };
     case ExitCode.vmcall: return { kind: 'vmcall', rip, length };
-    case ExitCode.systemCall: {
-      const a0 = low(words, arg0);
-      return { kind: 'system-call', rip, length, instruction: (a0 & 1) !== 0 ? 'sysenter' : 'syscall', lock: (a0 & 2) !== 0 };
-    }
+    case ExitCode.systemCall: return { kind: 'system-call', rip, length, instruction: (low(words, arg0) & 1) !== 0 ? 'sysenter' : 'syscall' };
     case ExitCode.cacheOrWait: {
       const a0 = low(words, arg0);
-      const instruction = CACHE_OR_WAIT_INSTRUCTIONS[a0 & 0xff];
-      if (instruction === undefined) return { kind: 'fatal', rip, reason: `unknown cache-or-wait instruction ${a0 & 0xff} from the native machine` };
-      return { kind: 'cache-or-wait', rip, length, instruction, lock: (a0 & 0x100) !== 0 };
+      const instruction = CACHE_OR_WAIT_INSTRUCTIONS[a0];
+      if (instruction === undefined) return { kind: 'fatal', rip, reason: `unknown cache-or-wait instruction ${a0} from the native machine` };
+      return { kind: 'cache-or-wait', rip, length, instruction };
     }
-    case ExitCode.rdpmc: return { kind: 'rdpmc', rip, length, lock: (low(words, arg0) & 1) !== 0 };
+    case ExitCode.rdpmc: return { kind: 'rdpmc', rip, length };
     case ExitCode.xsetbv: return { kind: 'xsetbv', rip, length };
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };

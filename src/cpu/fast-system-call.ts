@@ -45,8 +45,7 @@ const GP: FastSystemCallResult = { kind: 'gp' };
 
 /** Executes the trapped SYSCALL or SYSENTER on `vcpu` as a `vendor` CPU would, or says which exception it raises. */
 export function executeFastSystemCall(vcpu: Vcpu, exit: SystemCallExit, vendor: CpuVendor): FastSystemCallResult {
-  // LOCK on an instruction that cannot take it is #UD (SDM Vol. 2A §2.1.1, APM Vol. 3 §1.2.5).
-  if (exit.lock) return UD;
+  // With a LOCK prefix it never gets here: that #UD is the decode's (Machine::OnCode).
   return exit.instruction === 'syscall' ? syscall(vcpu, exit, vendor) : sysenter(vcpu, vendor);
 }
 

@@ -1,7 +1,8 @@
 // A LOCK prefix on an instruction that cannot take one is #UD (Intel SDM Vol. 2A §2.1.1 and
 // Vol. 3A Table 6-2; AMD APM Vol. 3 §1.2.5): a fault of the decode, so it comes before any
 // intercept, and the instruction does nothing. The emulator alone ran CPUID, RDTSC, RDMSR, port
-// I/O, RDRAND, TDCALL, PVALIDATE, VMGEXIT and the like with it as if it were absent.
+// I/O, RDRAND, TDCALL, PVALIDATE, VMGEXIT and the like with it as if it were absent; the native
+// side now raises it for every instruction it traps (Machine::OnCode), before any exit.
 import { describe, expect, it } from 'vitest';
 import { HALT, runTdGuest } from '../helpers/tdx-guest.js';
 import { snpGuest } from '../helpers/snp-guest.js';
@@ -22,6 +23,9 @@ const LOCKED: readonly (readonly [string, string, string])[] = [
   ['VMGEXIT', 'xor eax, eax', '0xf0, 0xf3, 0x0f, 0x01, 0xd9'],
   ['RMPADJUST', 'xor eax, eax', '0xf0, 0xf3, 0x0f, 0x01, 0xfe'],
   ['PAUSE', 'xor eax, eax', '0xf0, 0xf3, 0x90'],
+  ['WBINVD', 'xor eax, eax', '0xf0, 0x0f, 0x09'],
+  ['MONITOR', 'xor eax, eax\n xor ecx, ecx\n xor edx, edx', '0xf0, 0x0f, 0x01, 0xc8'],
+  ['RDPMC', 'xor eax, eax\n xor ecx, ecx', '0xf0, 0x0f, 0x33'],
 ];
 
 describe('LOCK on an intercepted instruction: #UD at the instruction, nothing else', () => {

@@ -52,26 +52,24 @@ describe('SVM and VMCALL exits (machine.h kSvm 20 with arg0 = ModRM & 7, kVmcall
   });
 });
 
-describe('SYSCALL/SYSENTER exits (machine.h kSystemCall 22 with arg0 = SYSENTER | LOCK << 1)', () => {
-  it('arg0 names the instruction and the LOCK prefix', () => {
+describe('SYSCALL/SYSENTER exits (machine.h kSystemCall 22 with arg0 = 1 for SYSENTER)', () => {
+  it('arg0 names the instruction', () => {
     expect(ExitCode.systemCall).toBe(22);
     const decode = (arg0: bigint) => area(ExitCode.systemCall, { arg0 });
-    expect(decode(0n)).toEqual({ kind: 'system-call', rip: 0x301000n, length: 0, instruction: 'syscall', lock: false });
-    expect(decode(1n)).toMatchObject({ instruction: 'sysenter', lock: false });
-    expect(decode(2n)).toMatchObject({ instruction: 'syscall', lock: true });
-    expect(decode(3n)).toMatchObject({ instruction: 'sysenter', lock: true });
+    expect(decode(0n)).toEqual({ kind: 'system-call', rip: 0x301000n, length: 0, instruction: 'syscall' });
+    expect(decode(1n)).toEqual({ kind: 'system-call', rip: 0x301000n, length: 0, instruction: 'sysenter' });
   });
 });
 
-describe('cache-or-wait exits (machine.h kCacheOrWait 23 with arg0 = CacheOrWaitOp | LOCK << 8)', () => {
-  it('arg0 names the instruction in trapped_insn.h CacheOrWaitOp order, and the LOCK prefix', () => {
+describe('cache-or-wait exits (machine.h kCacheOrWait 23 with arg0 = CacheOrWaitOp)', () => {
+  it('arg0 names the instruction in trapped_insn.h CacheOrWaitOp order', () => {
     expect(ExitCode.cacheOrWait).toBe(23);
     const names = [0n, 1n, 2n, 3n, 4n].map((op) => {
       const exit = area(ExitCode.cacheOrWait, { arg0: op });
       return exit.kind === 'cache-or-wait' ? exit.instruction : exit.kind;
     });
     expect(names).toEqual(['invd', 'wbinvd', 'wbnoinvd', 'monitor', 'mwait']);
-    expect(area(ExitCode.cacheOrWait, { arg0: 0x101n })).toEqual({ kind: 'cache-or-wait', rip: 0x301000n, length: 0, instruction: 'wbinvd', lock: true });
+    expect(area(ExitCode.cacheOrWait, { arg0: 1n })).toEqual({ kind: 'cache-or-wait', rip: 0x301000n, length: 0, instruction: 'wbinvd' });
   });
 
   it('an operation this side does not know is a fatal exit naming it', () => {
@@ -86,11 +84,10 @@ describe('RDTSC exits (machine.h kRdtsc 19 with arg0 = 1 for RDTSCP)', () => {
   });
 });
 
-describe('RDPMC and XSETBV exits (machine.h kRdpmc 24 with arg0 = LOCK, kXsetbv 25)', () => {
-  it('arg0 bit 0 is the LOCK prefix of an RDPMC; an XSETBV exit carries nothing but where it is', () => {
+describe('RDPMC and XSETBV exits (machine.h kRdpmc 24, kXsetbv 25)', () => {
+  it('neither carries anything but where it is', () => {
     expect([ExitCode.rdpmc, ExitCode.xsetbv]).toEqual([24, 25]);
-    expect(area(ExitCode.rdpmc)).toEqual({ kind: 'rdpmc', rip: 0x301000n, length: 0, lock: false });
-    expect(area(ExitCode.rdpmc, { arg0: 1n })).toEqual({ kind: 'rdpmc', rip: 0x301000n, length: 0, lock: true });
+    expect(area(ExitCode.rdpmc)).toEqual({ kind: 'rdpmc', rip: 0x301000n, length: 0 });
     expect(area(ExitCode.xsetbv)).toEqual({ kind: 'xsetbv', rip: 0x301000n, length: 0 });
   });
 });

@@ -1062,7 +1062,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         return runsOnCpu(this.machine, this.trace, exit);
       case 'system-call': return this.#fastSystemCall(exit);
       case 'cache-or-wait': return this.#cacheOrWait(exit);
-      case 'rdpmc': return this.#rdpmc(exit);
+      case 'rdpmc': return this.#rdpmc();
       // XSETBV is not intercepted (KVM sev.c sev_es_init_vmcb: "Can't intercept XSETBV, HV can't
       // modify XCR0 directly"): it runs on the CPU, and this machine leaves Machine.xsetbvAllowed at
       // all ones, so none exits. One that did would be this model's own error.
@@ -1083,7 +1083,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    */
   #cacheOrWait(exit: CacheOrWaitExit): HwStep {
     const fault = cacheOrWaitFault(this.machine.vcpu, exit);
-    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ' at CPL > 0'}`);
+    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction} at CPL > 0`);
     if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, `${exit.instruction} at CPL > 0`);
     return this.injectVc(BigInt(CACHE_OR_WAIT_EXIT_CODE[exit.instruction]), undefined, exit.instruction);
   }
@@ -1092,10 +1092,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * RDPMC is intercepted (KVM svm.c init_vmcb: INTERCEPT_RDPMC): #VC with SVM_EXIT_RDPMC (0x6f),
    * RIP at the instruction (APM Vol. 2 §15.35.5). The CPU's own checks come first (src/cpu/rdpmc.ts).
    */
-  #rdpmc(exit: Extract<VmExit, { kind: 'rdpmc' }>): HwStep {
-    const fault = rdpmcFault(this.machine.vcpu, exit);
-    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, 'rdpmc with LOCK');
-    if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, 'rdpmc at CPL > 0 with CR4.PCE clear');
+  #rdpmc(): HwStep {
+    if (rdpmcFault(this.machine.vcpu) === 'gp') return this.inject(GP_VECTOR, 0n, undefined, 'rdpmc at CPL > 0 with CR4.PCE clear');
     return this.injectVc(BigInt(SVM_EXIT.RDPMC), undefined, 'rdpmc');
   }
 
@@ -1104,7 +1102,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const done = executeFastSystemCall(this.machine.vcpu, exit, 'amd');
     switch (done.kind) {
       case 'done': return RESUME;
-      case 'ud': return this.inject(UD_VECTOR, undefined, undefined, `${exit.instruction}${exit.lock ? ' with LOCK' : ''}`);
+      case 'ud': return this.inject(UD_VECTOR, undefined, undefined, exit.instruction);
       case 'gp': return this.inject(GP_VECTOR, 0n, undefined, exit.instruction);
       case 'unmodelled': return { kind: 'outcome', outcome: { outcome: 'fault', reason: done.reason } };
     }

@@ -349,9 +349,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
    * reads its own counters, which the emulator does not have: the run stops as not modelled.
    */
   #rdpmc(exit: Extract<VmExit, { kind: 'rdpmc' }>): TdStep {
-    const fault = rdpmcFault(this.machine.vcpu, exit);
-    if (fault === 'ud') return this.injectException(UD_VECTOR);
-    if (fault === 'gp' || (this.config.attributes & TdAttributes.PERFMON) === 0n) return this.injectException(GP_VECTOR, 0n);
+    if (rdpmcFault(this.machine.vcpu) === 'gp' || (this.config.attributes & TdAttributes.PERFMON) === 0n) return this.injectException(GP_VECTOR, 0n);
     return { kind: 'stop', outcome: { outcome: 'fault', reason: `RDPMC at RIP 0x${exit.rip.toString(16)} in a TD with ATTRIBUTES.PERFMON reads the CPU's counters, which this model does not have` } };
   }
 
