@@ -93,8 +93,10 @@ export interface GuestVmsa {
   gdtr: { limit: number; base: bigint };
   idtr: { limit: number; base: bigint };
   vmpl: number;
-  efer: bigint; cr4: bigint; cr3: bigint; cr0: bigint; rflags: bigint; rip: bigint; rsp: bigint;
+  efer: bigint; cr4: bigint; cr3: bigint; cr2: bigint; cr0: bigint; rflags: bigint; rip: bigint; rsp: bigint;
   gprs: Record<'rax' | 'rcx' | 'rdx' | 'rbx' | 'rbp' | 'rsi' | 'rdi' | 'r8' | 'r9' | 'r10' | 'r11' | 'r12' | 'r13' | 'r14' | 'r15', bigint>;
+  /** The MSRs the VMSA holds (0x200-0x238), by MSR index: VMRUN loads them too. */
+  msrs: ReadonlyMap<number, bigint>;
   /** SEV_FEATURES (0x3B0): what the guest's SEV_STATUS MSR shows, shifted right by 2 (Linux wakeup_cpu_via_vmgexit). */
   sevFeatures: bigint;
 }
@@ -102,10 +104,22 @@ export interface GuestVmsa {
 /** VMSA offsets: Linux arch/x86/include/asm/svm.h `struct sev_es_save_area` (APM Vol. 2 Table B-4). */
 const VMSA_OFFSET = {
   es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80,
-  vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8,
+  vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, cr2: 0x240,
   rcx: 0x308, rdx: 0x310, rbx: 0x318, rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350,
   r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
 } as const;
+
+/**
+ * The VMSA's MSR fields, offset -> MSR index (struct sev_es_save_area: star 0x200, lstar, cstar,
+ * sfmask, kernel_gs_base, sysenter_cs, sysenter_esp, sysenter_eip 0x238). VMRUN loads them from
+ * the VMSA of an SEV-ES or SNP guest like the rest of its state (APM Vol. 2 §15.35, SEV-ES: the
+ * guest state is in the VMSA; KVM sev_es_sync_vmsa writes these fields too): an AP's
+ * SYSCALL and SYSENTER entry points are those its creator wrote there.
+ */
+const VMSA_MSR_FIELDS: readonly (readonly [number, number])[] = [
+  [0x200, 0xc0000081], [0x208, 0xc0000082], [0x210, 0xc0000083], [0x218, 0xc0000084],
+  [0x220, 0xc0000102], [0x228, 0x174], [0x230, 0x175], [0x238, 0x176],
+];
 
 export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
   const b = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
@@ -116,11 +130,12 @@ export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
     es: seg(o.es), cs: seg(o.cs), ss: seg(o.ss), ds: seg(o.ds), fs: seg(o.fs), gs: seg(o.gs),
     gdtr: { limit: b.readUInt32LE(o.gdtr + 4), base: q(o.gdtr + 8) },
     idtr: { limit: b.readUInt32LE(o.idtr + 4), base: q(o.idtr + 8) },
-    vmpl: b.readUInt8(o.vmpl), efer: q(o.efer), cr4: q(o.cr4), cr3: q(o.cr3), cr0: q(o.cr0), rflags: q(o.rflags), rip: q(o.rip), rsp: q(o.rsp),
+    vmpl: b.readUInt8(o.vmpl), efer: q(o.efer), cr4: q(o.cr4), cr3: q(o.cr3), cr2: q(o.cr2), cr0: q(o.cr0), rflags: q(o.rflags), rip: q(o.rip), rsp: q(o.rsp),
     gprs: {
       rax: q(o.rax), rcx: q(o.rcx), rdx: q(o.rdx), rbx: q(o.rbx), rbp: q(o.rbp), rsi: q(o.rsi), rdi: q(o.rdi), r8: q(o.r8), r9: q(o.r9),
       r10: q(o.r10), r11: q(o.r11), r12: q(o.r12), r13: q(o.r13), r14: q(o.r14), r15: q(o.r15),
     },
+    msrs: new Map(VMSA_MSR_FIELDS.map(([offset, msr]) => [msr, q(offset)])),
     sevFeatures: q(o.sevFeatures),
   };
 }
@@ -163,7 +178,9 @@ export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 
   vcpu.writeSpecial('cr0', v.cr0);
   vcpu.writeSpecial('cr4', v.cr4);
   vcpu.writeSpecial('cr3', v.cr3);
+  vcpu.writeSpecial('cr2', v.cr2);
   vcpu.writeSpecial('efer', v.efer);
+  for (const [msr, value] of v.msrs) vcpu.writeMsr(msr, value);
   vcpu.writeSpecial('gdtrBase', v.gdtr.base);
   vcpu.writeSpecial('gdtrLimit', BigInt(v.gdtr.limit));
   vcpu.writeSpecial('idtrBase', v.idtr.base);

@@ -51,6 +51,29 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.trace.ofType('ap-vmrun')).toHaveLength(1);
   });
 
+  // Linux struct sev_es_save_area: star 0x200, lstar 0x208, cstar 0x210, sfmask 0x218,
+  // kernel_gs_base 0x220, sysenter_cs 0x228, sysenter_esp 0x230, sysenter_eip 0x238, cr2 0x240.
+  // They are guest state like the rest of the page, and VMRUN loads them from it.
+  it('loads the SYSCALL/SYSENTER MSRs, KERNEL_GS_BASE and CR2 from the VMSA page', () => {
+    const fields = [
+      [0x200, 0xc0000081, 0x0023001000000000n], [0x208, 0xc0000082, 0xffffffff81000000n], [0x210, 0xc0000083, 0xffffffff81000100n],
+      [0x218, 0xc0000084, 0x47700n], [0x220, 0xc0000102, 0xffff888000000000n], [0x228, 0x174, 0x10n],
+      [0x230, 0x175, 0xfffffe0000001000n], [0x238, 0x176, 0xffffffff81000200n],
+    ] as const;
+    const p = platformWithVmsa(vmsaBytes((b) => {
+      for (const [offset, , value] of fields) b.writeBigUInt64LE(value, offset);
+      b.writeBigUInt64LE(0x7000n, 0x240);
+    }));
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    const v = p.machine.vcpu;
+    expect(fields.map(([, msr]) => v.readMsr(msr))).toEqual(fields.map(([, , value]) => value));
+    expect(v.readSpecial('cr2')).toBe(0x7000n);
+    // The vCPU that created it keeps its own.
+    p.machine.switchVcpu(0);
+    expect(p.machine.vcpu.readMsr(0xc0000082)).toBe(0n);
+  });
+
   // An AP started in real mode, as after a SIPI: VMRUN loads the hidden CS base from the VMSA
   // (APM Vol. 2 §15.5.1: segment state comes from the save area), so the AP's first fetch is at
   // base + RIP, not at selector << 4 or at RIP alone.
