@@ -62,7 +62,7 @@ function syscall(vcpu: Vcpu, exit: SystemCallExit, vendor: CpuVendor): FastSyste
   const cs = vcpu.codeSegment();
   const in64BitMode = cs.longMode && cs.bits === 64;
   if (!in64BitMode) return vendor === 'intel' ? UD : { kind: 'unmodelled', reason: 'SYSCALL outside 64-bit mode on an AMD CPU (to CSTAR or STAR[31:0]) is not modelled' };
-  if ((cs.selector & 3) !== 0) return { kind: 'unmodelled', reason: 'SYSCALL from CPL 3 (a change of privilege level) is not modelled' };
+  if ((cs.selector & 3) !== 0) return { kind: 'unmodelled', reason: `SYSCALL from CPL ${cs.selector & 3} (a change of privilege level) is not modelled` };
   const star = vcpu.readMsr(MSR_STAR);
   const regs = vcpu.regs;
   const flags = regs.rflags & ~RF;

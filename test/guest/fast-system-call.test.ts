@@ -119,7 +119,7 @@ describe('SYSCALL in a TD, more of the SDM\'s Operation section', () => {
   it('from CPL 2 stops the run as not modelled (a change of privilege level), rather than running on at CPL 2', () => {
     const { outcome } = runTdGuest(`${SET_SCE}\n ${wrmsr(0xc0000081, STAR)}\n ${toCpl(2)}\n syscall\n ${HALT}`);
     expect(outcome.outcome).toBe('fault');
-    expect(outcome.reason).toMatch(/SYSCALL from CPL.*not modelled/);
+    expect(outcome.reason).toMatch(/SYSCALL from CPL 2 .*not modelled/);
   });
 });
 
