@@ -11,6 +11,20 @@ import { STACK_TOP } from '../helpers/guest-setup.js';
 import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
 import { flat32VmsaPage } from '../helpers/snp-guest.js';
 
+// IRETQ to the next line at CPL 0 with RFLAGS.RF set in the frame: IRETQ loads RF from it (SDM
+// Vol. 2A "IRET"; APM Vol. 3 "IRET"), so the instruction after it runs with RF = 1.
+const IRETQ_WITH_RF = `
+      mov rax, rsp
+      push 0x10
+      push rax
+      pushfq
+      or qword ptr [rsp], 0x10000
+      push 0x08
+      lea rax, [rip + 1f]
+      push rax
+      iretq
+    1:`;
+
 const wrmsr = (msr: number, value: bigint) =>
   `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
 /** Sets EFER.SCE, keeping the rest (the guest reads EFER; both platforms let it write SCE). */
@@ -201,16 +215,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
       ${wrmsr(0x174, 0x8n)}
       ${wrmsr(0x175, SYSENTER_STACK)}
       lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
-      mov rax, rsp
-      push 0x10
-      push rax
-      pushfq
-      or qword ptr [rsp], 0x10000
-      push 0x08
-      lea rax, [rip + 1f]
-      push rax
-      iretq
-    1:
+      ${IRETQ_WITH_RF}
       sysenter
       mov r14, 0xbad
     entry:
@@ -266,17 +271,7 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
     // IRETQ loads RF from its frame (APM Vol. 3 "IRET"), so the SYSCALL runs with RF = 1.
     const g = snpGuest(`
       ${SET_SCE}
-      ${SYSCALL_TO_ENTRY.replace('std\n', `std
-      mov rax, rsp
-      push 0x10
-      push rax
-      pushfq
-      or qword ptr [rsp], 0x10000
-      push 0x08
-      lea rax, [rip + 1f]
-      push rax
-      iretq
-    1:`)}
+      ${SYSCALL_TO_ENTRY.replace('std\n', `std\n ${IRETQ_WITH_RF}`)}
       hlt`, { vcHandler: VC_SEEN });
     const outcome = g.run();
     expect(outcome.outcome, outcome.reason).toBe('done');

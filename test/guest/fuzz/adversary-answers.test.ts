@@ -301,15 +301,21 @@ describe('adversary, SNP NPF answers', () => {
     expect(r.g.trace.ofType('npf-handled')).toEqual([]);
   });
 
-  it('psmash: the VMM splits the 2M RMP entry and maps the region with 4K NPT pages, so a 4K PVALIDATE under a 2M entry then succeeds', () => {
-    // A 4K PVALIDATE of a page in an assigned 2M RMP entry takes NPF with SIZEM (APM Vol. 2
-    // §15.36.11); after PSMASH the entries are 4K, and a 4K NPT mapping lets the retry through.
+  /** A 4K PVALIDATE of P + 0x3000 under an assigned 2M RMP entry and 2M NPT page; the VMM answers its first NPF with `action`, then stops. */
+  const pvalidateUnder2mEntry = (action: 'psmash' | 'make-shared') => {
     const r = snpUnder(pvalidate4k(P + 0x3000n), [
-      call('snp.onNpf', { kind: 'npf', action: 'psmash' }),
+      call('snp.onNpf', { kind: 'npf', action }),
       { at: 'call', point: 'snp.onNpf', occurrence: 1, repeat: FOREVER, answer: { kind: 'stop' } },
     ]);
     r.g.platform.rmpUpdate(P, { assigned: true, pageSize: '2m', gpa: P, asid: r.g.platform.asid });
     r.g.platform.setNptPageSize(P, '2m');
+    return r;
+  };
+
+  it('psmash: the VMM splits the 2M RMP entry and maps the region with 4K NPT pages, so a 4K PVALIDATE under a 2M entry then succeeds', () => {
+    // A 4K PVALIDATE of a page in an assigned 2M RMP entry takes NPF with SIZEM (APM Vol. 2
+    // §15.36.11); after PSMASH the entries are 4K, and a 4K NPT mapping lets the retry through.
+    const r = pvalidateUnder2mEntry('psmash');
     expect(r.run()).toMatchObject({ outcome: 'done' });
     expect(r.book.callCounts.get('snp.onNpf')).toBe(1);
     expect([r.g.platform.nptPageSize(P), r.g.platform.rmp.lookup(P + 0x3000n).pageSize]).toEqual(['4k', '4k']);
@@ -317,12 +323,7 @@ describe('adversary, SNP NPF answers', () => {
   });
 
   it('make-shared of a page in a 2M RMP entry: the VMM splits it first, then that 4K page alone is the hypervisor\'s', () => {
-    const r = snpUnder(pvalidate4k(P + 0x3000n), [
-      call('snp.onNpf', { kind: 'npf', action: 'make-shared' }),
-      { at: 'call', point: 'snp.onNpf', occurrence: 1, repeat: FOREVER, answer: { kind: 'stop' } },
-    ]);
-    r.g.platform.rmpUpdate(P, { assigned: true, pageSize: '2m', gpa: P, asid: r.g.platform.asid });
-    r.g.platform.setNptPageSize(P, '2m');
+    const r = pvalidateUnder2mEntry('make-shared');
     r.run();
     expect(r.g.platform.rmp.lookup(P + 0x3000n)).toMatchObject({ assigned: false, pageSize: '4k' });
     expect(r.g.platform.rmp.lookup(P + 0x2000n)).toMatchObject({ assigned: true, pageSize: '4k', gpa: P + 0x2000n });
