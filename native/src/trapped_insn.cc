@@ -160,7 +160,7 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     if ((modrm == 0xC8 || modrm == 0xC9) && p.last_mandatory == 0) {
       k = TrappedKind::kCacheOrWait;
       t.cache_or_wait = modrm == 0xC8 ? CacheOrWaitOp::kMonitor : CacheOrWaitOp::kMwait;
-      }
+    }
     // XSETBV: NP 0F 01 D1 (SDM Vol. 2D XSETBV); 66/F2/F3 and LOCK forms are the emulator's own #UD
     // (translate.c), as on the CPU, where #UD comes before any VM exit (SDM Vol. 3C §26.1.1).
     if (modrm == 0xD1 && p.last_mandatory == 0 && !p.lock) k = TrappedKind::kXsetbv;

@@ -9,6 +9,7 @@
 // answered leaf reads as 0 (feature absent) apart from its fixed-1 bits. Dynamic bits the module
 // computes per call (APIC ID, OSXSAVE, OSPKE, SYSCALL in 64-bit mode) are computed likewise.
 import type { VmExit } from '../../cpu/exits.js';
+import { CR4_OSXSAVE } from '../../cpu/registers.js';
 import { TD_RESUME, type TdModule, type TdStep } from './td-module.js';
 import { ExitReason } from './ve.js';
 
@@ -128,7 +129,6 @@ export interface CpuidDynamicState {
 
 export type CpuidAnswer = { kind: 've' } | { kind: 'answer'; regs: CpuidRegs };
 
-const CR4_OSXSAVE = 1n << 18n;
 const CR4_PKE = 1n << 22n;
 
 /** td_cpuid_exit: the module's answer to CPUID(`leaf`, `subleaf`), or #VE. */
