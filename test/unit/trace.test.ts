@@ -134,6 +134,8 @@ describe('Trace hash', () => {
     for (let i = 0; i < 100_000; i++) {
       events.push(['hw', i % 3 === 0 ? 'tdcall' : 'pvalidate', { rip: BigInt(i), pad: 'x'.repeat(i % 13), flags: [i % 2 === 0, null, false], n: i % 5 }]);
     }
+    // Strings longer than the buffer, negative bigints and bigints past 64 bits take other paths.
+    events.push(['guest', 'console', { text: 'y'.repeat(70_000) }], ['vmm', 'odd', { neg: -0x1234n, big: (1n << 80n) + 17n, text: 'é'.repeat(30_000) }]);
     const { trace } = traceOf(events, { keep: false });
     events.forEach(([source, type, fields], seq) => encode({ seq, source, type, ...fields }));
     expect(trace.sha256()).toBe(createHash('sha256').update(Buffer.concat(parts)).digest('hex'));
