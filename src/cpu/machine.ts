@@ -147,6 +147,8 @@ export class Machine implements Snapshottable<MachineState> {
   #edgeSlots: Uint32Array | undefined;
   /** Several vCPUs: the saved state of each vCPU that is not running (undefined for the one that is). */
   #cpuStates: (Uint8Array | undefined)[] = [undefined];
+  /** Several vCPUs: the emulator's reset state every vCPU starts in (resetVcpu puts one back in it). */
+  #resetCpuState: Uint8Array | undefined;
   #currentVcpu = 0;
   /** The run area's foreignReads slot as two 32-bit words. */
   readonly #foreignReadWords: Uint32Array;
@@ -178,6 +180,7 @@ export class Machine implements Snapshottable<MachineState> {
     if (vcpus > 1) {
       // Every vCPU starts in the emulator's reset state; the platform puts each in its entry state.
       const reset = native.saveCpuState();
+      this.#resetCpuState = reset;
       this.#cpuStates = [undefined, ...Array.from({ length: vcpus - 1 }, () => reset)];
       native.setPauseExits(true);
     }
@@ -228,6 +231,17 @@ export class Machine implements Snapshottable<MachineState> {
     native.loadCpuState(next);
     this.#cpuStates[index] = undefined;
     this.#currentVcpu = index;
+  }
+
+  /**
+   * Puts vCPU `index`, not the running one, back into the emulator's reset state, as a vCPU that
+   * never ran: a platform can then put it into an entry state again (an SNP AP created anew from a
+   * VMSA after it ran, as KVM's AP creation resets the target vCPU before it loads the new VMSA).
+   */
+  resetVcpu(index: number): void {
+    if (index === this.#currentVcpu) throw new RangeError(`vCPU ${index} is the running one`);
+    if (this.#cpuStates[index] === undefined || this.#resetCpuState === undefined) throw new RangeError(`no vCPU ${index} on this machine (it has ${this.vcpuCount})`);
+    this.#cpuStates[index] = this.#resetCpuState;
   }
 
   get marker(): AddressMarker {

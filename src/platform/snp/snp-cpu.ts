@@ -609,6 +609,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const entry = vmsaEntryState(vmsa);
     if ('refused' in entry) return refuse(entry.refused);
     this.#syncDeferredRegions();
+    // The target starts over from its reset state (a no-op for an AP that never ran; one created
+    // again, after an AP destroy or while it runs, loses what it had): KVM resets it (kvm_vcpu_reset
+    // with init_event, from KVM_REQ_UPDATE_PROTECTED_GUEST_STATE) before it runs it from the new VMSA.
+    this.machine.resetVcpu(index);
     const running = this.machine.vcpuIndex;
     this.machine.switchVcpu(index);
     try {
@@ -623,6 +627,24 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     // init_event, which does not set the GHCB MSR: the AP sees the value from its vCPU RESET).
     this.trace.record('hw', 'ap-vmrun', { vcpu: index, vmsaGpa, mode: entry.mode, rip: vmsa.rip });
     return { ok: true };
+  }
+
+  /**
+   * The hypervisor no longer runs vCPU `index`: what KVM does for an SNP AP destroy request
+   * (arch/x86/kvm/svm/sev.c sev_snp_ap_creation, SVM_VMGEXIT_AP_DESTROY: snp_vmsa_gpa =
+   * INVALID_PAGE, then kvm_make_request_and_kick(KVM_REQ_UPDATE_PROTECTED_GUEST_STATE); at its next
+   * entry the target is reset and sev_snp_init_protected_guest_state sets its VMCB's vmsa_pa to
+   * INVALID_PAGE and its mp_state to KVM_MP_STATE_HALTED, and pre_sev_run refuses a VMRUN without a
+   * VMSA). It stays out of the schedule until an AP creation runs it from a VMSA again
+   * (runApFromVmsa); its register state is whatever that VMSA then holds. When no vCPU is left
+   * to run, the run ends at the next step.
+   */
+  stopVcpu(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.machine.vcpuCount) throw new RangeError(`no vCPU ${index}`);
+    const was = this.#runnable[index]!;
+    this.#runnable[index] = false;
+    this.#syncPauseExits();
+    this.trace.record('hw', 'vcpu-stopped', { vcpu: index, wasRunning: was });
   }
 
   /**
@@ -679,6 +701,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       this.#pendingOutcome = undefined;
       return { kind: 'outcome', outcome };
     }
+    // No vCPU has a VMSA the hypervisor runs (every one stopped, stopVcpu): KVM leaves them all
+    // halted (KVM_MP_STATE_HALTED, vmsa_pa INVALID_PAGE) and the guest never runs again.
+    if (!this.#runnable.includes(true)) return { kind: 'outcome', outcome: { outcome: 'done', reason: 'no vCPU left to run: the hypervisor stopped every one (SNP AP destroy)' } };
     const scheduler = this.scheduler;
     scheduler?.switchPoint('exit');
     return enterVm(this.machine, scheduler, this.#recordHw, this.#handleExitForVmm);

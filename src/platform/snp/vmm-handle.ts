@@ -68,6 +68,13 @@ export class SnpVmmHandle {
    */
   runApFromVmsa(index: number, vmsaGpa: bigint): ApStartResult { return this.#platform.runApFromVmsa(index, vmsaGpa); }
 
+  /**
+   * Stops running vCPU `index` (its VMCB's VMSA pointer cleared), as a hypervisor does for an AP
+   * destroy request (SnpPlatform.stopVcpu); runApFromVmsa runs it again. Refusing to run a vCPU is
+   * within any hypervisor's power (SNP does not protect availability).
+   */
+  stopVcpu(index: number): void { this.#platform.stopVcpu(index); }
+
   /** The GHCB MSR as the VMM sees it on VMGEXIT (VMCB GHCB GPA field), and its answer. */
   get ghcbMsr(): bigint { return this.#platform.ghcbMsr; }
   set ghcbMsr(value: bigint) { this.#platform.ghcbMsr = value; }

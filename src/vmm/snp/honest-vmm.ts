@@ -61,6 +61,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   readonly console: Console;
   /** GHCB GPA each vCPU registered (MSR protocol 0x012): KVM keeps it per vCPU (ghcb_registered_gpa). */
   readonly #registeredGhcbs = new Map<number, bigint>();
+  /** VMSA GPAs an AP creation request CREATE_ON_INIT recorded per target vCPU, for its next INIT (KVM snp_vmsa_gpa). */
+  readonly #vmsaAtInit = new Map<number, bigint>();
   readonly pscEntriesPerExit: number;
   readonly #ram: readonly GuestRamRange[] | undefined;
 
@@ -80,14 +82,21 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return this.#registeredGhcbs.get(0);
   }
 
-  /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
-  saveState(): { registeredGhcbs: [number, bigint][] } {
-    return { registeredGhcbs: [...this.#registeredGhcbs] };
+  /** The VMSA GPA a CREATE_ON_INIT request recorded for vCPU `vcpu`, which its next INIT would start it from. */
+  vmsaAtInit(vcpu: number): bigint | undefined {
+    return this.#vmsaAtInit.get(vcpu);
   }
 
-  loadState(state: { registeredGhcbs: [number, bigint][] }): void {
+  /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
+  saveState(): { registeredGhcbs: [number, bigint][]; vmsaAtInit: [number, bigint][] } {
+    return { registeredGhcbs: [...this.#registeredGhcbs], vmsaAtInit: [...this.#vmsaAtInit] };
+  }
+
+  loadState(state: { registeredGhcbs: [number, bigint][]; vmsaAtInit?: [number, bigint][] }): void {
     this.#registeredGhcbs.clear();
     for (const [vcpu, gpa] of state.registeredGhcbs) this.#registeredGhcbs.set(vcpu, gpa);
+    this.#vmsaAtInit.clear();
+    for (const [vcpu, gpa] of state.vmsaAtInit ?? []) this.#vmsaAtInit.set(vcpu, gpa);
   }
 
   onHlt(): VmmAnswer {
@@ -399,23 +408,46 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       case BigInt(SVM_EXIT.AP_CREATION): {
         // KVM sev_es_validate_vmgexit first: any request but DESTROY needs RAX marked valid, or
         // GHCB_ERR_MISSING_INPUT. Then KVM sev_snp_ap_creation: the APIC ID (= vCPU index here)
-        // names an existing vCPU; a CREATE needs RAX equal to the VM's SEV_FEATURES, a page-aligned VMSA GPA
-        // that is not 2 MiB aligned (the SNP erratum Linux's snp_alloc_vmsa_page avoids); any
-        // failure is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT. DESTROY and
-        // CREATE_ON_INIT are not offered by this model (INVALID_INPUT).
+        // names an existing vCPU (kvm_get_vcpu_by_id); a CREATE or CREATE_ON_INIT needs RAX equal
+        // to the VM's SEV_FEATURES, a page-aligned VMSA GPA that is not 2 MiB aligned (the SNP
+        // erratum Linux's snp_alloc_vmsa_page avoids); DESTROY needs nothing more; any other
+        // request is refused. Any failure is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT
+        // (sev_handle_vmgexit: svm_vmgexit_bad_input); success leaves both 0 (svm_vmgexit_success(svm, 0)
+        // before the switch). Source: torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
         const request = Number(info1 & 0xffffffffn), apicId = Number(info1 >> 32n);
         const vmsaGpa = g.get('swExitInfo2');
         host.trace.record('vmm', 'ap-creation', { request, apicId, vmsaGpa });
         if (request !== AP_REQUEST.DESTROY && !g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
-        if (request !== AP_REQUEST.CREATE || apicId >= host.vcpuCount || g.get('rax') !== SNP_GUEST_SEV_FEATURES
-          || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n || !this.#inRam(host, vmsaGpa, PAGE_4K)) return fail(GHCB_ERR.INVALID_INPUT);
-        // KVM then points the target's VMCB at the page and makes it runnable; a VMRUN the
-        // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
-        g.flush();
-        const started = host.runApFromVmsa(apicId, vmsaGpa);
-        if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
+        if (apicId >= host.vcpuCount) return fail(GHCB_ERR.INVALID_INPUT);
+        const creates = request === AP_REQUEST.CREATE || request === AP_REQUEST.CREATE_ON_INIT;
+        if (!creates && request !== AP_REQUEST.DESTROY) return fail(GHCB_ERR.INVALID_INPUT);
+        if (creates && (g.get('rax') !== SNP_GUEST_SEV_FEATURES || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n
+          || !this.#inRam(host, vmsaGpa, PAGE_4K))) return fail(GHCB_ERR.INVALID_INPUT);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', 0n);
+        // CREATE_ON_INIT: KVM records the VMSA GPA (target snp_vmsa_gpa, snp_ap_waiting_for_reset)
+        // and does not kick the target ("Unless Creation is deferred until INIT, signal the vCPU"):
+        // the target goes on as it is, and sev_snp_init_protected_guest_state uses the VMSA at the
+        // target's next INIT (svm_vcpu_reset with init_event). This model delivers no INIT (no
+        // local APIC, no INIT IPI), so the recorded VMSA is never used; a later CREATE or DESTROY
+        // of the target replaces it, as it replaces snp_vmsa_gpa in KVM.
+        if (request === AP_REQUEST.CREATE_ON_INIT) {
+          this.#vmsaAtInit.set(apicId, vmsaGpa);
+          return 'resume';
+        }
+        this.#vmsaAtInit.delete(apicId);
+        g.flush();
+        if (request === AP_REQUEST.DESTROY) {
+          // KVM: snp_vmsa_gpa = INVALID_PAGE, then the kick: at its next entry the target is reset
+          // to HALTED with no VMSA (sev_snp_init_protected_guest_state) and does not run again until
+          // re-created. It may be the vCPU asking, which then stops after this exit.
+          host.stopVcpu(apicId);
+          return 'resume';
+        }
+        // CREATE: KVM points the target's VMCB at the page and makes it runnable; a VMRUN the
+        // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
+        const started = host.runApFromVmsa(apicId, vmsaGpa);
+        if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
         return 'resume';
       }
       case BigInt(SVM_EXIT.TERM_REQUEST): {

@@ -167,6 +167,40 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
   });
 
+  // KVM's AP creation resets the target before it loads the new VMSA (KVM_REQ_UPDATE_PROTECTED_GUEST_STATE
+  // -> kvm_vcpu_reset(vcpu, true) -> sev_snp_init_protected_guest_state), whether or not it ran before:
+  // an AP created again starts from the page, with nothing of what it had done.
+  it('runs an AP again from a VMSA after it ran: it starts over in the state the page holds', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    p.launchUpdateRange(0x1000000n, 0x1000n);
+    p.machine.memory.write(RIP, new Uint8Array([0x83, 0xc6, 0x05, 0xf4]));  // add esi, 5; hlt
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    expect(p.machine.vcpu.run()).toMatchObject({ kind: 'hlt' });
+    expect(p.machine.vcpu.regs.rsi).toBe(8n);
+    p.machine.switchVcpu(0);
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.machine.switchVcpu(1);
+    expect([p.machine.vcpu.regs.rip, p.machine.vcpu.regs.rsi]).toEqual([RIP, 3n]);
+    expect(p.machine.vcpu.codeSegment().bits).toBe(32);
+  });
+
+  // KVM AP destroy: the target's VMCB loses its VMSA (vmsa_pa = INVALID_PAGE), it is HALTED and
+  // pre_sev_run refuses to run it; an AP creation runs it again. No vCPU left: nothing runs again.
+  it('stopVcpu takes a vCPU out of the schedule until it is run from a VMSA again; with none left the run ends', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    p.stopVcpu(1);
+    expect(p.isRunnable(1)).toBe(false);
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    expect(p.isRunnable(1)).toBe(true);
+    p.stopVcpu(1);
+    p.stopVcpu(0);
+    expect(p.step()).toEqual({ kind: 'outcome', outcome: { outcome: 'done', reason: 'no vCPU left to run: the hypervisor stopped every one (SNP AP destroy)' } });
+    expect(() => p.stopVcpu(2)).toThrow(RangeError);
+    expect(p.trace.ofType('vcpu-stopped').map((e) => [e.vcpu, e.wasRunning])).toEqual([[1, true], [1, true], [0, true]]);
+  });
+
   it('refuses a vCPU that does not exist, the running one, and an unaligned page', () => {
     const p = platformWithVmsa(vmsaBytes());
     expect(p.runApFromVmsa(2, VMSA).ok).toBe(false);

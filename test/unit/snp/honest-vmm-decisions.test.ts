@@ -1427,6 +1427,43 @@ describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
     t.close();
   });
 
+  // KVM sev_snp_ap_creation (torvalds/linux 0097f9df): the target is found by APIC ID first
+  // (kvm_get_vcpu_by_id, else -EINVAL → INVALID_INPUT) whatever the request; AP_CREATE_ON_INIT makes
+  // the checks AP_CREATE makes (RAX = sev->vmsa_features, page_address_valid, not 2M aligned);
+  // AP_DESTROY needs neither RAX (sev_es_validate_vmgexit) nor a VMSA GPA.
+  it.each([
+    ['AP_DESTROY of an APIC ID that names no vCPU', (2n << 32n) | 2n, 0n, SNP_GUEST_SEV_FEATURES, [], [2n, 5n]],
+    ['AP_DESTROY without RAX, with a VMSA GPA of 0', (1n << 32n) | 2n, 0n, 0n, ['rax'], [0n, 0n]],
+    ['AP_CREATE_ON_INIT without RAX', (1n << 32n) | 0n, 0x401000n, SNP_GUEST_SEV_FEATURES, ['rax'], [2n, 4n]],
+    ['AP_CREATE_ON_INIT with RAX not the VM\'s SEV features', (1n << 32n) | 0n, 0x401000n, SNP_GUEST_SEV_FEATURES ^ 1n, [], [2n, 5n]],
+    ['AP_CREATE_ON_INIT of a 2 MiB-aligned VMSA GPA', (1n << 32n) | 0n, 0x400000n, SNP_GUEST_SEV_FEATURES, [], [2n, 5n]],
+    ['AP_CREATE_ON_INIT of an unaligned VMSA GPA', (1n << 32n) | 0n, 0x401008n, SNP_GUEST_SEV_FEATURES, [], [2n, 5n]],
+    ['AP_CREATE_ON_INIT of an APIC ID that names no vCPU', (2n << 32n) | 0n, 0x401000n, SNP_GUEST_SEV_FEATURES, [], [2n, 5n]],
+    ['AP_CREATE_ON_INIT of a good VMSA GPA (recorded, the AP not started)', (1n << 32n) | 0n, 0x401000n, SNP_GUEST_SEV_FEATURES, [], [0n, 0n]],
+  ] as const)('%s → SW_EXITINFO1/2 as KVM answers; no AP starts', (_what, info1, vmsa, rax, notValid, expected) => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: info1, swExitInfo2: vmsa, rax }, [...notValid]);
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual(expected);
+    expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
+    expect(t.g.platform.isRunnable(1)).toBe(false);
+    expect(t.vmm.vmsaAtInit(1)).toBe(expected[0] === 0n && (info1 & 0xffffffffn) === 0n ? vmsa : undefined);
+    t.close();
+  });
+
+  it('the CREATE_ON_INIT record is part of the VMM\'s saved state', () => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: 1n << 32n, swExitInfo2: 0x401000n, rax: SNP_GUEST_SEV_FEATURES });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    const saved = t.vmm.saveState();
+    const other = new HonestSnpVmm();
+    other.loadState(saved);
+    expect(other.vmsaAtInit(1)).toBe(0x401000n);
+    other.loadState({ registeredGhcbs: [] });
+    expect(other.vmsaAtInit(1)).toBeUndefined();
+    t.close();
+  });
+
   // KVM sev_snp_ap_creation: request = lower_32_bits(exit_info_1); any value but AP_CREATE_ON_INIT (0),
   // AP_CREATE (1) and AP_DESTROY (2) is "invalid AP creation request" (-EINVAL), which sev_handle_vmgexit
   // answers with svm_vmgexit_bad_input(svm, GHCB_ERR_INVALID_INPUT). 0x101 is not CREATE, though its low byte is 1.

@@ -1,0 +1,218 @@
+// What the honest SNP VMM answers where KVM's answer is not the obvious one, checked in small
+// guests against Linux KVM (torvalds/linux at 0097f9df: arch/x86/kvm/svm/sev.c, svm.c, x86.c):
+// - SNP AP creation requests AP_DESTROY and AP_CREATE_ON_INIT (sev_snp_ap_creation,
+//   sev_snp_init_protected_guest_state).
+import { describe, expect, it } from 'vitest';
+import type { Machine } from '../../../src/cpu/machine.js';
+import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
+import { STACK_TOP } from '../../helpers/guest-setup.js';
+import { REGISTER_GHCB, flat32VmsaPage, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+
+const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
+const COUNT = DATA;              // the AP's loop count
+const STARTS = DATA + 8n;        // how many times the AP started from its VMSA
+const AFTER = DATA + 0x10n;      // written by the instruction after a vCPU's own AP destroy
+const AP_DONE = DATA + 0x18n;    // the AP reached its limit
+const RES = DATA + 0x100n;       // SW_EXITINFO1/2 answers and counts the BSP saw
+const AP_CODE = 0x4000n;         // the AP's code (launched)
+const VMSA = 0x20000n;           // the AP's VMSA page (launched, VMSA bit set)
+const AP_CREATION = 0x80000013n; // SVM_VMGEXIT_AP_CREATION
+const REQUEST = { CREATE_ON_INIT: 0n, CREATE: 1n, DESTROY: 2n } as const;
+
+/** AP creation NAE for `apicId`: CREATE and CREATE_ON_INIT with RAX = the VM's SEV features, DESTROY without RAX. */
+function apCreation(request: bigint, apicId: bigint): string {
+  const creates = request !== REQUEST.DESTROY;
+  return ghcbCall({ exitCode: AP_CREATION, info1: (apicId << 32n) | request, info2: creates ? VMSA : 0n, ...(creates ? { rax: SNP_GUEST_SEV_FEATURES } : {}) });
+}
+
+/** Asm: SW_EXITINFO1 and SW_EXITINFO2 of the GHCB (rdi) to RES + at, RES + at + 8. */
+const saveAnswer = (at: number) => `
+  mov r8, [rdi+0x398]
+  mov [${RES + BigInt(at)}], r8
+  mov r8, [rdi+0x3a0]
+  mov [${RES + BigInt(at) + 8n}], r8`;
+
+/**
+ * The AP: from its VMSA in flat 32-bit protected mode with the BSP's paging into long mode (CR0.PG,
+ * then a far jump: APM Vol. 2 §14.6.1), counts a start, then counts loop turns until `limit`,
+ * says so and halts.
+ */
+function apCode(limit: bigint): string {
+  return `
+.code32
+  mov eax, cr0
+  bts eax, 31
+  mov cr0, eax
+  .byte 0xea
+  .long ap_long64
+  .word 0x08
+.code64
+ap_long64:
+  inc qword ptr [${STARTS}]
+  mov rbx, ${limit}
+ap_loop:
+  inc qword ptr [${COUNT}]
+  pause
+  cmp [${COUNT}], rbx
+  jb ap_loop
+  mov qword ptr [${AP_DONE}], 1
+  hlt`;
+}
+
+/** The AP's VMSA page: flat 32-bit mode at AP_CODE with the BSP's tables, CR3 and CR4. */
+function apVmsaPage(bsp: Machine): Buffer {
+  const b = flat32VmsaPage();
+  const v = bsp.vcpu;
+  b.writeUInt32LE(Number(v.readSpecial('gdtrLimit')), 0x64);
+  b.writeBigUInt64LE(v.readSpecial('gdtrBase'), 0x68);
+  b.writeUInt32LE(Number(v.readSpecial('idtrLimit')), 0x84);
+  b.writeBigUInt64LE(v.readSpecial('idtrBase'), 0x88);
+  b.writeBigUInt64LE(v.readSpecial('cr4'), 0x148);
+  b.writeBigUInt64LE(v.readSpecial('cr3'), 0x150);
+  b.writeBigUInt64LE(AP_CODE, 0x178);
+  b.writeBigUInt64LE(STACK_TOP - 0x800n, 0x1d8);
+  return b;
+}
+
+/** A guest of `vcpus` vCPUs whose BSP registers its GHCB and runs `main`; the AP's VMSA page is ready for an AP creation. */
+function guest(main: string, vcpus = 2, apLimit = 1n << 40n) {
+  const g = snpGuest(`${REGISTER_GHCB}\n${main}`, {
+    vcpus, instructionLimit: 4_000_000n, mappings: privateIdentityWithGhcb(),
+    extraCode: [[AP_CODE, apCode(apLimit)]], launch: [[DATA, 0x1000n], [AP_CODE, 0x1000n], [VMSA, 0x1000n]],
+  });
+  g.vm.memory.write(VMSA, apVmsaPage(g.vm));
+  g.platform.rmp.adjustPermissions(VMSA, 1, 0, true);  // the VMSA bit, as the guest's RMPADJUST sets it (Linux snp_set_vmsa)
+  return g;
+}
+
+const q = (m: Machine, gpa: bigint) => m.memory.readU64(gpa);
+
+describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (sev_snp_ap_creation)', () => {
+  // KVM: AP_DESTROY sets the target's snp_vmsa_gpa to INVALID_PAGE and kicks it
+  // (KVM_REQ_UPDATE_PROTECTED_GUEST_STATE); at its next entry it is reset, and
+  // sev_snp_init_protected_guest_state leaves it KVM_MP_STATE_HALTED with vmsa_pa = INVALID_PAGE:
+  // it runs no more. A later AP_CREATE gives it a VMSA again and it starts from that page. The
+  // request succeeds with SW_EXITINFO1 = SW_EXITINFO2 = 0 (svm_vmgexit_success(svm, 0) before the
+  // switch), and sev_es_validate_vmgexit asks for RAX only when the request is not AP_DESTROY.
+  it('AP_DESTROY (RAX not supplied) stops a running AP: it counts no more until an AP_CREATE starts it again from its VMSA', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.CREATE, 1n)}
+      ${saveAnswer(0)}
+    wait_ap:
+      pause
+      cmp qword ptr [${COUNT}], 0
+      je wait_ap
+      ${apCreation(REQUEST.DESTROY, 1n)}
+      ${saveAnswer(0x10)}
+      mov rax, [${COUNT}]
+      mov [${RES + 0x20n}], rax
+      mov ecx, 5000
+    spin:
+      pause
+      dec ecx
+      jnz spin
+      mov rax, [${COUNT}]
+      mov [${RES + 0x28n}], rax
+      ${apCreation(REQUEST.CREATE, 1n)}
+      ${saveAnswer(0x30)}
+    wait_restart:
+      pause
+      cmp qword ptr [${STARTS}], 2
+      jb wait_restart
+      mov rax, [${RES + 0x28n}]
+    wait_count:
+      pause
+      cmp [${COUNT}], rax
+      jbe wait_count
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    const m = g.vm;
+    expect([q(m, RES), q(m, RES + 8n)]).toEqual([0n, 0n]);                // CREATE
+    expect([q(m, RES + 0x10n), q(m, RES + 0x18n)]).toEqual([0n, 0n]);     // DESTROY
+    expect([q(m, RES + 0x30n), q(m, RES + 0x38n)]).toEqual([0n, 0n]);     // CREATE again
+    expect(q(m, RES + 0x20n)).toBeGreaterThan(0n);
+    expect(q(m, RES + 0x28n)).toBe(q(m, RES + 0x20n));                   // no turn counted while destroyed
+    expect(q(m, STARTS)).toBe(2n);                                         // started again from its VMSA
+    expect(q(m, COUNT)).toBeGreaterThan(q(m, RES + 0x28n));
+    expect(g.trace.ofType('vcpu-stopped')).toMatchObject([{ vcpu: 1, wasRunning: true }]);
+    expect(g.trace.ofType('ap-vmrun').filter((e) => e.refused === undefined)).toHaveLength(2);
+  });
+
+  // The target may be the vCPU asking: kvm_get_vcpu_by_id finds it, and the kick makes it take the
+  // update at its next entry, so it stops after this exit while the other vCPU goes on.
+  it('AP_DESTROY of the vCPU asking (the BSP) stops it after its VMGEXIT; the AP runs on to its end', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.CREATE, 1n)}
+    wait_ap:
+      pause
+      cmp qword ptr [${COUNT}], 0
+      je wait_ap
+      ${apCreation(REQUEST.DESTROY, 0n)}
+      mov qword ptr [${AFTER}], 1
+      hlt`, 2, 3000n);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect(q(g.vm, AFTER)).toBe(0n);     // the BSP never ran past its AP destroy
+    expect(q(g.vm, AP_DONE)).toBe(1n);   // the AP counted to its limit and halted
+    expect(q(g.vm, COUNT)).toBe(3000n);
+    expect([g.platform.isRunnable(0), g.platform.isRunnable(1)]).toEqual([false, true]);
+  });
+
+  it('AP_DESTROY of the only vCPU: nothing runs again (KVM leaves it halted without a VMSA), and the run ends there', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.DESTROY, 0n)}
+      mov qword ptr [${AFTER}], 1
+      hlt`, 1);
+    expect(g.run()).toEqual({ outcome: 'done', reason: 'no vCPU left to run: the hypervisor stopped every one (SNP AP destroy)' });
+    expect(q(g.vm, AFTER)).toBe(0n);
+  });
+
+  // KVM: AP_CREATE_ON_INIT checks what AP_CREATE checks and records the VMSA GPA (snp_vmsa_gpa,
+  // snp_ap_waiting_for_reset) but does not kick the target ("Unless Creation is deferred until
+  // INIT, signal the vCPU to update its state"): the target goes on as it was until its next INIT.
+  // This model delivers no INIT, so the recorded VMSA is never used; AP_DESTROY replaces it.
+  it('AP_CREATE_ON_INIT succeeds, records the VMSA for the AP\'s next INIT and does not start the AP; AP_DESTROY drops the record', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.CREATE_ON_INIT, 1n)}
+      ${saveAnswer(0)}
+      mov ecx, 5000
+    spin:
+      pause
+      dec ecx
+      jnz spin
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect([q(g.vm, STARTS), q(g.vm, COUNT)]).toEqual([0n, 0n]);  // the AP never ran
+    expect(g.platform.isRunnable(1)).toBe(false);
+    expect(g.vmm.vmsaAtInit(1)).toBe(VMSA);
+    expect(g.trace.ofType('ap-vmrun')).toEqual([]);
+
+    const d = guest(`
+      ${apCreation(REQUEST.CREATE_ON_INIT, 1n)}
+      ${apCreation(REQUEST.DESTROY, 1n)}
+      hlt`);
+    expect(d.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect(d.vmm.vmsaAtInit(1)).toBeUndefined();
+  });
+
+  it('AP_CREATE_ON_INIT of a running AP leaves it running as it was: not restarted from the VMSA', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.CREATE, 1n)}
+    wait_ap:
+      pause
+      cmp qword ptr [${COUNT}], 0
+      je wait_ap
+      ${apCreation(REQUEST.CREATE_ON_INIT, 1n)}
+      ${saveAnswer(0)}
+      mov rax, [${COUNT}]
+    wait_count:
+      pause
+      cmp [${COUNT}], rax
+      jbe wait_count
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect(q(g.vm, STARTS)).toBe(1n);
+    expect(g.vmm.vmsaAtInit(1)).toBe(VMSA);
+  });
+});
