@@ -118,9 +118,19 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     const ours = entry.assigned && entry.asid === host.asid;
     if (privateAccess && ours && entry.pageSize === '2m') {
       const r = host.psmash(region);
-      if (r.rc === 0) host.setNptPageSize(region, '4k');
-      if (r.rc !== 0) return { outcome: 'vmm-error', reason: `PSMASH 0x${region.toString(16)} failed: ${r.result}` };
-      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
+      if (r.rc === 0) {
+        host.setNptPageSize(region, '4k');
+        host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash' });
+        return 'resume';
+      }
+      // A PSMASH that fails does not stop the VM: KVM sev_handle_rmp_fault looks the entry up
+      // again (a 4K entry now means another CPU split it: done), otherwise only warns ("SEV:
+      // Unable to split RMP entry for GPA ..."), zaps the NPT range (kvm_zap_gfn_range) and
+      // resumes the guest (npf_interception returns kvm_mmu_page_fault's result). The mapping
+      // comes back at the RMP entry's level (sev_private_max_mapping_level: still 2M), so the
+      // NPT is left as it is; the guest faults again, and KVM loops with it (here the run loop's
+      // no-progress guard ends the run). Source: torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
+      host.trace.record('vmm', 'npf-handled', { gpa: exit.gpa, action: 'psmash', failed: r.result });
       return 'resume';
     }
     // Implicit conversion (QEMU kvm_convert_memory on KVM_EXIT_MEMORY_FAULT): a private access

@@ -1,10 +1,12 @@
 // What the honest SNP VMM answers where KVM's answer is not the obvious one, checked in small
 // guests against Linux KVM (torvalds/linux at 0097f9df: arch/x86/kvm/svm/sev.c, svm.c, x86.c):
 // - SNP AP creation requests AP_DESTROY and AP_CREATE_ON_INIT (sev_snp_ap_creation,
-//   sev_snp_init_protected_guest_state).
+//   sev_snp_init_protected_guest_state);
+// - an NPF whose PSMASH fails (sev_handle_rmp_fault).
 import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
+import { PAGE_2M } from '../../../src/platform/snp/rmp.js';
 import { STACK_TOP } from '../../helpers/guest-setup.js';
 import { REGISTER_GHCB, flat32VmsaPage, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
@@ -214,5 +216,30 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
     expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
     expect(q(g.vm, STARTS)).toBe(1n);
     expect(g.vmm.vmsaAtInit(1)).toBe(VMSA);
+  });
+});
+
+describe('an NPF whose PSMASH fails (KVM sev_handle_rmp_fault)', () => {
+  // KVM: after a failed PSMASH it looks the entry up again, warns ("SEV: Unable to split RMP entry
+  // for GPA ..."), zaps the NPT range and resumes the guest: no exit to userspace, the VM does not
+  // stop. The entry is still 2M, so the guest faults again and again; here the run loop's
+  // no-progress guard ends that loop. PSMASH fails here because the 2M entry is Immutable
+  // (FAIL_PERMISSION; the test's RMPUPDATE makes it so, KVM itself never does).
+  it('the VM goes on after each failed PSMASH: the guest faults again until the run loop sees no progress', () => {
+    const region = 0x400000n;
+    const g = guest(`
+      mov rax, [${region + 0x3000n}]
+      hlt`, 1);
+    const p = g.platform;
+    expect(p.handle.rmpUpdate(region, { assigned: true, pageSize: '2m', gpa: region, asid: p.asid, immutable: true }).rc).toBe(0);
+    const outcome = g.run();
+    expect(outcome.outcome).toBe('vmm-error');
+    expect(outcome.reason).toMatch(/^no progress: the same exit \d+ times in a row \(NPF at RIP/);
+    const handled = g.trace.events.filter((e) => e.type === 'npf-handled');
+    expect(handled.length).toBeGreaterThan(1);
+    expect(handled.every((e) => e.action === 'psmash' && e.failed === 'FAIL_PERMISSION')).toBe(true);
+    expect(p.rmp.lookup(region)).toMatchObject({ assigned: true, pageSize: '2m', immutable: true });
+    expect(p.nptPageSize(region)).toBe('4k');
+    expect(region % PAGE_2M).toBe(0n);
   });
 });

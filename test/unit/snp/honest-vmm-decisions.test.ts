@@ -158,6 +158,20 @@ describe('honest SNP VMM: nested page faults (KVM sev_handle_rmp_fault; QEMU kvm
       t.close();
     });
 
+    // KVM sev_handle_rmp_fault: a PSMASH that fails (and the entry still 2M when looked up again)
+    // is a warning ("SEV: Unable to split RMP entry"), then kvm_zap_gfn_range and the guest resumes:
+    // no exit to userspace, the VM goes on. The mapping comes back at the entry's level (still 2M).
+    // Was: the VM stopped (vmm-error). PSMASH fails here on an Immutable 2M entry (FAIL_PERMISSION).
+    it('a private access in a 2 MiB private page whose PSMASH fails: the guest resumes, the RMP entry and the NPT as they were', () => {
+      const t = launched();
+      expect(t.host.rmpUpdate(REGION, { assigned: true, pageSize: '2m', gpa: REGION, asid: t.host.asid, immutable: true }).rc).toBe(0);
+      expect(t.npf(REGION + 0x3000n + offset, 'private')).toBe('resume');
+      expect(t.g.trace.events.filter((e) => e.type === 'npf-handled')).toMatchObject([{ action: 'psmash', failed: 'FAIL_PERMISSION' }]);
+      expect(t.host.rmpEntry(REGION + 0x3000n)).toMatchObject({ assigned: true, pageSize: '2m', immutable: true });
+      expect(t.host.nptPageSize(REGION)).toBe('4k');
+      t.close();
+    });
+
     it('a private access to a shared page makes that page private, its reverse map the page\'s GPA', () => {
       const t = launched();
       expect(t.npf(REGION + 0x5000n + offset, 'private')).toBe('resume');
