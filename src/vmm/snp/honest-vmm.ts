@@ -338,9 +338,21 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // sev_es_validate_vmgexit first: string I/O needs SW_SCRATCH marked valid, an OUT needs RAX.
         if (io.string && !g.validAfterClear('swScratch')) return fail(GHCB_ERR.MISSING_INPUT);
         if (!io.string && io.direction === 'out' && !g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
-        if (io.size === undefined) return fail(GHCB_ERR.INVALID_INPUT);
-        if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, io.size, fail);
-        if (io.direction === 'out') {
+        // No size bit (SZ8, SZ16, SZ32) set: KVM io_interception takes the size field as it is,
+        // (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT = 0, and checks nothing. String
+        // I/O goes to sev_es_string_io (#stringIo). IN/OUT goes to kvm_fast_pio with size 0:
+        // emulator_pio_in_out exits to userspace (KVM_EXIT_IO, size 0) for a port without an
+        // in-kernel device, and QEMU's kvm_handle_io accesses 0 bytes (address_space_write and
+        // address_space_read_full act only "if (len > 0)"): nothing reaches the device.
+        // The guest is answered as for any IN/OUT (SW_EXITINFO1 0, SW_EXITINFO2 0); an IN leaves RAX
+        // as KVM had it (kvm_fast_pio_in merges into RAX for sizes below 4, and 0 bytes change
+        // nothing): the guest's RAX if it marked it valid, else 0 (sev_es_sync_from_ghcb/_to_ghcb).
+        // Sources: torvalds/linux arch/x86/kvm/svm/svm.c io_interception, arch/x86/kvm/x86.c
+        // kvm_fast_pio; QEMU system/physmem.c.
+        if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, io.size ?? 0, fail);
+        if (io.size === undefined) {
+          host.trace.record('vmm', 'io', { direction: io.direction, port: io.port, size: 0 });
+        } else if (io.direction === 'out') {
           const v = g.get('rax');
           this.console.uartWrite(io.port, v, io.size);
           host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
@@ -479,7 +491,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
    * too large area is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_SCRATCH_AREA. The stubs'
    * batched console (boot_abi.h) is an OUTS in the shared buffer.
    */
-  #stringIo(host: SnpVmmHandle, gpa: bigint, g: Ghcb, direction: 'in' | 'out', port: number, size: 1 | 2 | 4, fail: (code: bigint) => VmmAnswer): VmmAnswer {
+  #stringIo(host: SnpVmmHandle, gpa: bigint, g: Ghcb, direction: 'in' | 'out', port: number, size: 0 | 1 | 2 | 4, fail: (code: bigint) => VmmAnswer): VmmAnswer {
     const count = g.get('swExitInfo2');
     if (count > INT_MAX) return { outcome: 'vmm-error', reason: `string I/O count 0x${count.toString(16)} above INT_MAX: KVM's exit handler fails (-EINVAL)` };
     const bytes = count * BigInt(size);
@@ -491,6 +503,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     if (scratch === 0n || end > MASK64
       || (inGhcb ? scratch < gpa + BigInt(GHCB_OFFSET.sharedBuffer) || end > gpa + GHCB_SHARED_BUFFER_END : bytes > GHCB_SCRATCH_AREA_LIMIT)) {
       return fail(GHCB_ERR.INVALID_SCRATCH_AREA);
+    }
+    // Size 0 (no size bit in SW_EXITINFO1): sev_es_string_io has checked the count (INT_MAX) and the
+    // scratch area (0 bytes) and calls kvm_sev_es_string_io, whose kvm_sev_es_outs / kvm_sev_es_ins
+    // begin with min_t(unsigned int, PAGE_SIZE / size, ...): a division by zero in the host kernel
+    // (#DE, an oops in KVM_RUN). The VM does not go on. Source: torvalds/linux arch/x86/kvm/x86.c.
+    if (size === 0) {
+      return { outcome: 'vmm-error', reason: `string I/O of size 0 (no size bit in SW_EXITINFO1) to port 0x${port.toString(16)}: KVM divides PAGE_SIZE by the size (kvm_sev_es_${direction === 'in' ? 'ins' : 'outs'}), a divide error in the host kernel` };
     }
     // KVM's copy of an area outside the GHCB is kvm_read_guest, which fails outside the VM's memory;
     // a copy of 0 bytes looks at no memslot and cannot fail (its segment loop never runs), so an

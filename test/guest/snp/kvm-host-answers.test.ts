@@ -1,14 +1,17 @@
 // What the honest SNP VMM answers where KVM's answer is not the obvious one, checked in small
-// guests against Linux KVM (torvalds/linux at 0097f9df: arch/x86/kvm/svm/sev.c, svm.c, x86.c):
+// guests against Linux KVM (torvalds/linux at 0097f9df: arch/x86/kvm/svm/sev.c, svm.c, x86.c) and
+// QEMU (system/physmem.c) as the VMM behind it:
 // - SNP AP creation requests AP_DESTROY and AP_CREATE_ON_INIT (sev_snp_ap_creation,
 //   sev_snp_init_protected_guest_state);
-// - an NPF whose PSMASH fails (sev_handle_rmp_fault).
+// - an NPF whose PSMASH fails (sev_handle_rmp_fault);
+// - IOIO with no size bit in SW_EXITINFO1 (sev_es_validate_vmgexit, io_interception,
+//   sev_es_string_io, kvm_fast_pio, kvm_sev_es_outs/ins).
 import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
+import { IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
-import { PAGE_2M } from '../../../src/platform/snp/rmp.js';
 import { STACK_TOP } from '../../helpers/guest-setup.js';
-import { REGISTER_GHCB, flat32VmsaPage, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { GHCB_GPA, REGISTER_GHCB, flat32VmsaPage, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
 const COUNT = DATA;              // the AP's loop count
@@ -240,6 +243,59 @@ describe('an NPF whose PSMASH fails (KVM sev_handle_rmp_fault)', () => {
     expect(handled.every((e) => e.action === 'psmash' && e.failed === 'FAIL_PERMISSION')).toBe(true);
     expect(p.rmp.lookup(region)).toMatchObject({ assigned: true, pageSize: '2m', immutable: true });
     expect(p.nptPageSize(region)).toBe('4k');
-    expect(region % PAGE_2M).toBe(0n);
+  });
+});
+
+describe('IOIO with no size bit in SW_EXITINFO1 (KVM io_interception: size field 0)', () => {
+  // sev_es_validate_vmgexit checks only RAX (OUT) or SW_SCRATCH (string); io_interception passes
+  // size = (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT = 0 on. IN/OUT: kvm_fast_pio
+  // with size 0 exits to userspace (KVM_EXIT_IO, size 0), and QEMU's kvm_handle_io accesses 0 bytes
+  // (address_space_write / address_space_read_full act only "if (len > 0)"): nothing reaches the
+  // UART, the guest gets SW_EXITINFO1 = SW_EXITINFO2 = 0, and an IN leaves RAX as the guest gave it.
+  const lcrOut = (size: bigint) => ghcbCall({ exitCode: 0x7bn, info1: (0x3fbn << 16n) | size, rax: 0x80n });  // LCR.DLAB
+  const dataOut = ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | IOIO.SZ8, rax: 0x41n });
+
+  it('an OUT of size 0 writes nothing: DLAB stays clear and the next byte to the data port goes out', () => {
+    const g = snpGuest(`${REGISTER_GHCB}
+      ${lcrOut(0n)}
+      ${saveAnswer(0)}
+      ${dataOut}
+      hlt`, { mappings: privateIdentityWithGhcb(), launch: [[DATA, 0x1000n]] });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect(g.vmm.console.text).toBe('A');
+    // The same OUT with SZ8 reaches LCR: DLAB set, the data port is the divisor latch, nothing printed.
+    const sized = snpGuest(`${REGISTER_GHCB}\n${lcrOut(IOIO.SZ8)}\n${dataOut}\nhlt`, { mappings: privateIdentityWithGhcb() });
+    expect(sized.run()).toMatchObject({ outcome: 'done' });
+    expect(sized.vmm.console.text).toBe('');
+  });
+
+  it('an IN of size 0 reads nothing: RAX comes back as the guest supplied it, marked valid', () => {
+    const g = snpGuest(`${REGISTER_GHCB}
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | IOIO.TYPE_IN, rax: 0x1122334455667788n })}
+      ${saveAnswer(0)}
+      mov r8, [rdi+0x1f8]
+      movzx r9d, byte ptr [rdi+0x3f7]
+      hlt`, { mappings: privateIdentityWithGhcb(), launch: [[DATA, 0x1000n]] });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect(g.vm.vcpu.regs.r8).toBe(0x1122334455667788n);
+    expect(g.vm.vcpu.regs.r9 & 0x80n).toBe(0x80n);  // RAX valid (bit 63 of the bitmap: sev_es_sync_to_ghcb)
+  });
+
+  // String I/O: sev_es_string_io checks the count and sets up a 0-byte scratch area, then
+  // kvm_sev_es_outs computes PAGE_SIZE / size: a division by zero in the host kernel. The VM does
+  // not go on; a scratch area setup_vmgexit_scratch refuses is still answered first.
+  it('an OUTS of size 0 with a good scratch area stops the VM (KVM divides by the size); with scratch 0 it is INVALID_SCRATCH_AREA', () => {
+    const outs = (scratch: bigint) => snpGuest(`${REGISTER_GHCB}
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f8n << 16n) | IOIO.STRING | IOIO.REP, info2: 4n, scratch })}
+      ${saveAnswer(0)}
+      hlt`, { mappings: privateIdentityWithGhcb(), launch: [[DATA, 0x1000n]] });
+    const g = outs(GHCB_GPA + 0x800n);
+    expect(g.run()).toMatchObject({ outcome: 'vmm-error', reason: expect.stringMatching(/size 0 .*kvm_sev_es_outs/) });
+    expect(g.vmm.console.text).toBe('');
+    const refused = outs(0n);
+    expect(refused.run()).toMatchObject({ outcome: 'done' });
+    expect([q(refused.vm, RES), q(refused.vm, RES + 8n)]).toEqual([2n, 3n]);
   });
 });

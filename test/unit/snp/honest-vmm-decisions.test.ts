@@ -1094,11 +1094,29 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     }
   });
 
-  it('IOIO with no operand size in EXITINFO1 → a GHCB error (the guest gets it back), not a VMM failure', () => {
+  // KVM io_interception (svm.c) takes size = (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT
+  // without a check, so no size bit is size 0: kvm_fast_pio exits to userspace with size 0 and QEMU
+  // accesses 0 bytes (address_space_write / address_space_read_full: "if (len > 0)"). The exit
+  // succeeds (svm_vmgexit_success(svm, 0) in sev_handle_vmgexit) and no byte reaches the UART.
+  // Was: SW_EXITINFO1 2 (INVALID_INPUT), which KVM never answers here.
+  it('IOIO OUT with no operand size in EXITINFO1 → served as a 0-byte OUT: SW_EXITINFO1 0, SW_EXITINFO2 0, nothing written', () => {
     const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: 0x3f8n << 16n, swExitInfo2: 0n, rax: 0x41n });
     expect(answer).toBe('resume');
-    expect(result[0]).toBe(2n);
+    expect(result).toEqual([0n, 0n]);
     expect(t.vmm.console.text).toBe('');
+    t.close();
+  });
+
+  // kvm_fast_pio_in: for a size below 4 it starts from RAX and merges what the port gave (0 bytes);
+  // sev_es_sync_to_ghcb returns RAX, the guest's value when it marked it valid (else 0).
+  it.each([
+    ['RAX marked valid comes back as the guest gave it', [] as (keyof typeof GHCB_OFFSET)[], 0x1122334455667788n],
+    ['RAX not marked valid comes back as 0', ['rax'] as (keyof typeof GHCB_OFFSET)[], 0n],
+  ])('IOIO IN with no operand size: SW_EXITINFO1 0; %s', (_what, notValid, rax) => {
+    const { t, answer, result } = request({ swExitCode: 0x7bn, swExitInfo1: (0x3f8n << 16n) | IOIO.TYPE_IN, swExitInfo2: 0n, rax: 0x1122334455667788n }, notValid);
+    expect(answer).toBe('resume');
+    expect(result).toEqual([0n, 0n]);
+    expect(t.readGhcb(GHCB_GPA, 'rax')).toBe(rax);
     t.close();
   });
 
@@ -1197,9 +1215,41 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       return { t, answer, result: [t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')] };
     };
 
-    it('SW_SCRATCH not valid comes first: with no operand size either it is MISSING_INPUT, not INVALID_INPUT', () => {
+    it('SW_SCRATCH not valid comes first: with no operand size either it is MISSING_INPUT', () => {
       const { t, result } = stringIo(0x3f8n << 16n, 3n, BUFFER, ['swScratch']);
       expect(result).toEqual([2n, 4n]);
+      t.close();
+    });
+
+    // No size bit: sev_es_string_io gets size 0, so bytes = count * 0 = 0 (the INT_MAX check on the
+    // count still comes first), setup_vmgexit_scratch checks a 0-byte area (a scratch GPA of 0, or one
+    // in the GHCB page outside [0x800, 0xff0], is INVALID_SCRATCH_AREA; GHCB + 0xff0 itself fits, as
+    // its end is not past reserved_0xff0), and then kvm_sev_es_outs / kvm_sev_es_ins divide PAGE_SIZE
+    // by the size (x86.c): a divide error in the host kernel, the VM does not go on.
+    it.each([
+      ['OUTS, scratch in the shared buffer', 0n, BUFFER, 'outs'],
+      ['INS, scratch at the shared buffer\'s end (GHCB + 0xff0)', IOIO.TYPE_IN, GHCB_GPA + 0xff0n, 'ins'],
+      ['OUTS, scratch outside the GHCB and past RAM (0 bytes are copied: no memslot is looked at)', 0n, 1n << 40n, 'outs'],
+    ] as const)('size 0, %s → the VM stops (KVM divides by the size), nothing printed', (_what, direction, scratch, fn) => {
+      const { t, answer } = stringIo((0x3f8n << 16n) | direction, 3n, scratch);
+      expect(answer).toMatchObject({ outcome: 'vmm-error', reason: expect.stringContaining(`kvm_sev_es_${fn}`) });
+      expect(t.vmm.console.text).toBe('');
+      t.close();
+    });
+
+    it.each([
+      ['0', 0n, 3n],
+      ['in the GHCB page before its shared buffer', GHCB_GPA + 0x7f8n, 3n],
+      ['in the GHCB page after its shared buffer', GHCB_GPA + 0xff8n, 3n],
+    ])('size 0 with a scratch area %s → INVALID_SCRATCH_AREA, the guest gets it back', (_what, scratch, count) => {
+      const { t, answer, result } = stringIo(0x3f8n << 16n, count, scratch);
+      expect([answer, ...result]).toEqual(['resume', 2n, 3n]);
+      t.close();
+    });
+
+    it('size 0 with a count above INT_MAX → the VM stops on the count (sev_es_string_io -EINVAL), before the size matters', () => {
+      const { t, answer } = stringIo(0x3f8n << 16n, 0x80000000n, BUFFER);
+      expect(answer).toMatchObject({ outcome: 'vmm-error', reason: expect.stringContaining('INT_MAX') });
       t.close();
     });
 
