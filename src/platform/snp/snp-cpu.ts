@@ -644,7 +644,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     const was = this.#runnable[index]!;
     this.#runnable[index] = false;
     this.#syncPauseExits();
-    this.trace.record('hw', 'vcpu-stopped', { vcpu: index, wasRunning: was });
+    this.trace.record('hw', 'vcpu-stopped', { vcpu: index, wasRunnable: was });
   }
 
   /**

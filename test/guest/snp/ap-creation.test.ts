@@ -198,7 +198,7 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     p.stopVcpu(0);
     expect(p.step()).toEqual({ kind: 'outcome', outcome: { outcome: 'done', reason: 'no vCPU left to run: the hypervisor stopped every one (SNP AP destroy)' } });
     expect(() => p.stopVcpu(2)).toThrow(RangeError);
-    expect(p.trace.ofType('vcpu-stopped').map((e) => [e.vcpu, e.wasRunning])).toEqual([[1, true], [1, true], [0, true]]);
+    expect(p.trace.ofType('vcpu-stopped').map((e) => [e.vcpu, e.wasRunnable])).toEqual([[1, true], [1, true], [0, true]]);
   });
 
   it('refuses a vCPU that does not exist, the running one, and an unaligned page', () => {

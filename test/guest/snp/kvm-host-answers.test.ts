@@ -139,7 +139,7 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
     expect(q(m, RES + 0x28n)).toBe(q(m, RES + 0x20n));                   // no turn counted while destroyed
     expect(q(m, STARTS)).toBe(2n);                                         // started again from its VMSA
     expect(q(m, COUNT)).toBeGreaterThan(q(m, RES + 0x28n));
-    expect(g.trace.ofType('vcpu-stopped')).toMatchObject([{ vcpu: 1, wasRunning: true }]);
+    expect(g.trace.ofType('vcpu-stopped')).toMatchObject([{ vcpu: 1, wasRunnable: true }]);
     expect(g.trace.ofType('ap-vmrun').filter((e) => e.refused === undefined)).toHaveLength(2);
   });
 
