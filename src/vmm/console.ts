@@ -89,7 +89,7 @@ export class Console implements Snapshottable<ConsoleState> {
    * the divisor latch (Linux's early_serial_init writes the baud divisor there,
    * arch/x86/boot/early_serial_console.c) or MCR.LOOP loops it back (uart-16550.ts).
    */
-  uartWrite(port: number, value: number | bigint, size: 1 | 2 | 4 = 1): void {
+  uartWrite(port: number, value: number | bigint, size = 1): void {
     const v = BigInt(value);
     for (let i = 0; i < size; i++) this.#writePort(port + i, Number((v >> BigInt(8 * i)) & 0xffn));
   }
@@ -98,7 +98,7 @@ export class Console implements Snapshottable<ConsoleState> {
    * A string OUT (OUTS) of `data`, elements of `size` bytes, to `port`: each element as uartWrite
    * takes it. Bytes to a COM1 data port that transmits go to the console in one piece.
    */
-  uartWriteString(port: number, data: Uint8Array, size: 1 | 2 | 4): void {
+  uartWriteString(port: number, data: Uint8Array, size: number): void {
     if (port === COM1_DATA_PORT && size === 1 && this.#uart.transmitsOnLine) {
       this.writeBytes(data);
       if (data.length > 0) this.#uart.noteTransmitted();
@@ -113,7 +113,7 @@ export class Console implements Snapshottable<ConsoleState> {
    * What an IN of `size` bytes from `port` reads: byte by byte as uartWrite, COM1's registers with
    * their read side effects, and any other port floating high (QEMU unassigned_io_read).
    */
-  uartRead(port: number, size: 1 | 2 | 4): bigint {
+  uartRead(port: number, size: number): bigint {
     let value = 0n;
     for (let i = 0; i < size; i++) value |= BigInt(this.#readPort(port + i)) << BigInt(8 * i);
     return value;

@@ -338,27 +338,30 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // sev_es_validate_vmgexit first: string I/O needs SW_SCRATCH marked valid, an OUT needs RAX.
         if (io.string && !g.validAfterClear('swScratch')) return fail(GHCB_ERR.MISSING_INPUT);
         if (!io.string && io.direction === 'out' && !g.validAfterClear('rax')) return fail(GHCB_ERR.MISSING_INPUT);
-        // No size bit (SZ8, SZ16, SZ32) set: KVM io_interception takes the size field as it is,
-        // (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT = 0, and checks nothing. String
-        // I/O goes to sev_es_string_io (#stringIo). IN/OUT goes to kvm_fast_pio with size 0:
-        // emulator_pio_in_out exits to userspace (KVM_EXIT_IO, size 0) for a port without an
-        // in-kernel device, and QEMU's kvm_handle_io accesses 0 bytes (address_space_write and
-        // address_space_read_full act only "if (len > 0)"): nothing reaches the device.
-        // The guest is answered as for any IN/OUT (SW_EXITINFO1 0, SW_EXITINFO2 0); an IN leaves RAX
-        // as KVM had it (kvm_fast_pio_in merges into RAX for sizes below 4, and 0 bytes change
-        // nothing): the guest's RAX if it marked it valid, else 0 (sev_es_sync_from_ghcb/_to_ghcb).
-        // Sources: torvalds/linux arch/x86/kvm/svm/svm.c io_interception, arch/x86/kvm/x86.c
-        // kvm_fast_pio; QEMU system/physmem.c.
-        if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, io.size ?? 0, fail);
-        if (io.size === undefined) {
-          host.trace.record('vmm', 'io', { direction: io.direction, port: io.port, size: 0 });
-        } else if (io.direction === 'out') {
+        // The operand size is the SZ8/SZ16/SZ32 field as a number, unchecked: KVM io_interception
+        // (svm.c) takes size = (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT, so no bit
+        // set is size 0 and SZ8|SZ16 is size 3 (0..7). String I/O goes to sev_es_string_io
+        // (#stringIo). IN/OUT goes to kvm_fast_pio (x86.c): an OUT sends the low `size` bytes of
+        // RAX (kvm_fast_pio_out), an IN below 4 bytes merges what it reads into RAX and from 4 bytes
+        // on zero-extends it ("For size less than 4 we merge, else we zero extend",
+        // kvm_fast_pio_in / complete_fast_pio_in); RAX is the guest's if it marked it valid, else 0
+        // (sev_es_sync_from_ghcb). The access exits to userspace (KVM_EXIT_IO with that size) for a
+        // port without an in-kernel device, and QEMU's kvm_handle_io accesses `size` bytes from the
+        // port on, byte by byte at the UART (Console.uartWrite); 0 bytes are no access at all
+        // (address_space_write and address_space_read_full act only "if (len > 0)"). The guest is
+        // answered SW_EXITINFO1 = SW_EXITINFO2 = 0. Sources: torvalds/linux arch/x86/kvm/svm/svm.c
+        // io_interception, arch/x86/kvm/x86.c kvm_fast_pio; QEMU system/physmem.c.
+        const size = Number((info1 & IOIO_SIZE_MASK) >> IOIO_SIZE_SHIFT);
+        if (io.string) return this.#stringIo(host, gpa, g, io.direction, io.port, size, fail);
+        const sizeMask = (1n << BigInt(8 * size)) - 1n;
+        if (io.direction === 'out') {
           const v = g.get('rax');
-          this.console.uartWrite(io.port, v, io.size);
-          host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & ((1n << BigInt(8 * io.size)) - 1n) });
+          this.console.uartWrite(io.port, v, size);
+          host.trace.record('vmm', 'io', { direction: 'out', port: io.port, value: v & sizeMask });
         } else {
-          const value = this.console.uartRead(io.port, io.size);
-          g.set('rax', value);
+          const value = this.console.uartRead(io.port, size);
+          const rax = g.validAfterClear('rax') ? g.get('rax') : 0n;
+          g.set('rax', size < 4 ? (rax & ~sizeMask) | value : value);
           host.trace.record('vmm', 'io', { direction: 'in', port: io.port, value });
         }
         g.set('swExitInfo1', GHCB_RESULT.OK);
@@ -491,7 +494,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
    * too large area is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_SCRATCH_AREA. The stubs'
    * batched console (boot_abi.h) is an OUTS in the shared buffer.
    */
-  #stringIo(host: SnpVmmHandle, gpa: bigint, g: Ghcb, direction: 'in' | 'out', port: number, size: 0 | 1 | 2 | 4, fail: (code: bigint) => VmmAnswer): VmmAnswer {
+  #stringIo(host: SnpVmmHandle, gpa: bigint, g: Ghcb, direction: 'in' | 'out', port: number, size: number, fail: (code: bigint) => VmmAnswer): VmmAnswer {
     const count = g.get('swExitInfo2');
     if (count > INT_MAX) return { outcome: 'vmm-error', reason: `string I/O count 0x${count.toString(16)} above INT_MAX: KVM's exit handler fails (-EINVAL)` };
     const bytes = count * BigInt(size);
@@ -523,7 +526,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       host.trace.record('vmm', 'io', { direction: 'out', port, string: true, bytes });
     } else {
       const data = Buffer.alloc(Number(bytes));
-      for (let i = 0; i < data.length; i += size) data.writeUIntLE(Number(this.console.uartRead(port, size)), i, size);
+      // Each element as an IN of `size` bytes reads them: byte by byte from `port` on (Console.uartRead).
+      for (let i = 0; i < data.length; i += size) for (let k = 0; k < size; k++) data[i + k] = Number(this.console.uartRead(port + k, 1));
       g.flush();  // the area may share the GHCB page with the save area the VMM is answering in
       // KVM writes the data back when the exit ends (sev_es_unmap_ghcb: kvm_write_guest to SW_SCRATCH,
       // its result not looked at) through the memslot's host mapping, the shared backing: into a page
@@ -661,6 +665,10 @@ export class HonestSnpVmm implements SnpVmmPolicy {
     return finish(0n);
   }
 }
+
+/** SW_EXITINFO1 of IOIO: the operand size field, SZ8 | SZ16 | SZ32 (bits 6:4; Linux asm/svm.h SVM_IOIO_SIZE_MASK, SVM_IOIO_SIZE_SHIFT). */
+const IOIO_SIZE_SHIFT = 4n;
+const IOIO_SIZE_MASK = 7n << IOIO_SIZE_SHIFT;
 
 /** The end of the GHCB's shared buffer (struct ghcb reserved_0xff0): a scratch area in the GHCB page ends by it. */
 const GHCB_SHARED_BUFFER_END = BigInt(GHCB_OFFSET.sharedBuffer + GHCB_SHARED_BUFFER_SIZE);

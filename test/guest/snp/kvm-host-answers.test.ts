@@ -4,8 +4,8 @@
 // - SNP AP creation requests AP_DESTROY and AP_CREATE_ON_INIT (sev_snp_ap_creation,
 //   sev_snp_init_protected_guest_state);
 // - an NPF whose PSMASH fails (sev_handle_rmp_fault);
-// - IOIO with no size bit in SW_EXITINFO1 (sev_es_validate_vmgexit, io_interception,
-//   sev_es_string_io, kvm_fast_pio, kvm_sev_es_outs/ins).
+// - IOIO with no size bit, or several, in SW_EXITINFO1, and an IN's RAX (sev_es_validate_vmgexit,
+//   io_interception, sev_es_string_io, kvm_fast_pio, kvm_sev_es_outs/ins).
 import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
 import { IOIO } from '../../../src/platform/snp/ghcb-page.js';
@@ -246,7 +246,7 @@ describe('an NPF whose PSMASH fails (KVM sev_handle_rmp_fault)', () => {
   });
 });
 
-describe('IOIO with no size bit in SW_EXITINFO1 (KVM io_interception: size field 0)', () => {
+describe('IOIO operand sizes (KVM io_interception: the size field as a number, 0 when no bit is set)', () => {
   // sev_es_validate_vmgexit checks only RAX (OUT) or SW_SCRATCH (string); io_interception passes
   // size = (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT = 0 on. IN/OUT: kvm_fast_pio
   // with size 0 exits to userspace (KVM_EXIT_IO, size 0), and QEMU's kvm_handle_io accesses 0 bytes
@@ -281,6 +281,21 @@ describe('IOIO with no size bit in SW_EXITINFO1 (KVM io_interception: size field
     expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
     expect(g.vm.vcpu.regs.r8).toBe(0x1122334455667788n);
     expect(g.vm.vcpu.regs.r9 & 0x80n).toBe(0x80n);  // RAX valid (bit 63 of the bitmap: sev_es_sync_to_ghcb)
+  });
+
+  // The size is the 3-bit field as a number (io_interception), and an IN below 4 bytes merges into
+  // the guest's RAX (kvm_fast_pio_in: "For size less than 4 we merge, else we zero extend").
+  it('an IN of 1 byte keeps the upper bytes of the RAX the guest supplied; an OUT with SZ8|SZ16 is 3 bytes (the third reaches the data port from 0x3f6)', () => {
+    const g = snpGuest(`${REGISTER_GHCB}
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3fdn << 16n) | IOIO.SZ8 | IOIO.TYPE_IN, rax: 0x1122334455667788n })}
+      ${saveAnswer(0)}
+      mov r8, [rdi+0x1f8]
+      ${ghcbCall({ exitCode: 0x7bn, info1: (0x3f6n << 16n) | IOIO.SZ8 | IOIO.SZ16, rax: 0x420000n })}
+      hlt`, { mappings: privateIdentityWithGhcb(), launch: [[DATA, 0x1000n]] });
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect(g.vm.vcpu.regs.r8).toBe(0x1122334455667760n);  // COM1 LSR 0x60 (transmitter empty) in the low byte
+    expect(g.vmm.console.text).toBe('B');
   });
 
   // String I/O: sev_es_string_io checks the count and sets up a 0-byte scratch area, then

@@ -1171,6 +1171,37 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
     }
   });
 
+  // KVM kvm_fast_pio_in / complete_fast_pio_in (x86.c): "For size less than 4 we merge, else we zero
+  // extend": val starts as RAX (the guest's, if it marked it valid: sev_es_sync_from_ghcb) for a size
+  // below 4 and as 0 otherwise, and the port's bytes replace its low `size` bytes. Was: RAX = the
+  // bytes read, the guest's upper bytes dropped.
+  it.each([
+    ['1 byte: merged into the guest\'s RAX', IOIO.SZ8, true, 0x11223344556677ffn],
+    ['2 bytes: merged into the guest\'s RAX', IOIO.SZ16, true, 0x112233445566ffffn],
+    ['4 bytes: zero-extended', IOIO.SZ32, true, 0xffffffffn],
+    ['1 byte, RAX not marked valid: merged into 0', IOIO.SZ8, false, 0xffn],
+  ] as const)('IOIO IN of %s', (_what, size, raxValid, expected) => {
+    const { t, result } = request({ swExitCode: 0x7bn, swExitInfo1: (0x80n << 16n) | size | IOIO.TYPE_IN, swExitInfo2: 0n, rax: 0x1122334455667788n }, raxValid ? [] : ['rax']);
+    expect(result).toEqual([0n, 0n]);
+    expect(t.readGhcb(GHCB_GPA, 'rax')).toBe(expected);
+    t.close();
+  });
+
+  // KVM io_interception: size = (exit_info_1 & SVM_IOIO_SIZE_MASK) >> SVM_IOIO_SIZE_SHIFT, the 3-bit
+  // field as a number: SZ8|SZ16 is 3 bytes, all three bits 7 bytes (not the lowest bit's size, as
+  // the model had it). QEMU accesses that many bytes from the port on (at the UART one byte each).
+  it('IOIO with several size bits: SZ8|SZ16 is a 3-byte OUT (its third byte reaches the COM1 data port from 0x3f6), all three a 7-byte IN (zero-extended)', () => {
+    const out = request({ swExitCode: 0x7bn, swExitInfo1: ioioOut(0x3f6n, IOIO.SZ8 | IOIO.SZ16), swExitInfo2: 0n, rax: 0xdd410000n });
+    expect(out.result).toEqual([0n, 0n]);
+    expect(out.t.vmm.console.text).toBe('A');
+    expect(out.t.g.trace.ofType('io')).toMatchObject([{ direction: 'out', port: 0x3f6, value: 0x410000n }]);
+    out.t.close();
+    const inp = request({ swExitCode: 0x7bn, swExitInfo1: (0x80n << 16n) | IOIO.SZ8 | IOIO.SZ16 | IOIO.SZ32 | IOIO.TYPE_IN, swExitInfo2: 0n, rax: 0x1122334455667788n });
+    expect(inp.result).toEqual([0n, 0n]);
+    expect(inp.t.readGhcb(GHCB_GPA, 'rax')).toBe(0x00ffffffffffffffn);
+    inp.t.close();
+  });
+
   describe('string OUT (OUTS) from the shared buffer', () => {
     const BUFFER = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
     const outs = (port: bigint, size: bigint, count: bigint, data: string, notValid: (keyof typeof GHCB_OFFSET)[] = []) => {
@@ -1306,6 +1337,19 @@ describe('honest SNP VMM: GHCB requests (GHCB spec §4.1; KVM sev_es_validate_vm
       expect(result).toEqual([0n, 0n]);
       expect(t.vmm.console.text).toBe('ok\n');
       t.close();
+    });
+
+    // sev_es_string_io takes the size as io_interception computed it (3 for SZ8|SZ16, 7 for all
+    // three bits): count * size bytes, each element `size` bytes from the port on.
+    it('string I/O with several size bits: OUTS of 3-byte elements from 0x3f6 prints every third byte; INS of 7-byte elements fills 7 bytes each', () => {
+      const outs = stringIo(ioioOut(0x3f6n, IOIO.SZ8 | IOIO.SZ16), 2n, BUFFER, [], (u) => u.host.hostMemory.write(BUFFER, Buffer.from('ABCDEF', 'latin1')));
+      expect([outs.answer, ...outs.result]).toEqual(['resume', 0n, 0n]);
+      expect(outs.t.vmm.console.text).toBe('CF');
+      outs.t.close();
+      const ins = stringIo((0x80n << 16n) | IOIO.SZ8 | IOIO.SZ16 | IOIO.SZ32 | IOIO.TYPE_IN, 2n, BUFFER, [], (u) => u.host.hostMemory.write(BUFFER, Buffer.alloc(16, 0x11)));
+      expect([ins.answer, ...ins.result]).toEqual(['resume', 0n, 0n]);
+      expect(Buffer.from(ins.t.host.hostMemory.read(BUFFER, 16)).toString('hex')).toBe(`${'ff'.repeat(14)}1111`);
+      ins.t.close();
     });
 
     it('INS into the shared buffer: each element is what an IN of the port reads (COM1 LSR 0x60; no device: all ones)', () => {
