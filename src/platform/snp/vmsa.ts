@@ -44,6 +44,9 @@ export function resetVmsa(vector: bigint): Vmsa {
   };
 }
 
+/** The BSP's TR: selector 0, base 0, limit 0xFFFF, present (the reset state, APM Vol. 2 Table 14-1). */
+const BSP_TR: VmsaSegment = { selector: 0, attrib: 0x83, limit: 0xffff, base: 0n };
+
 /** The 4 KiB VMSA page with the fields the model carries. */
 export function vmsaPage(v: Vmsa): Uint8Array {
   const b = Buffer.alloc(4096);
@@ -58,7 +61,7 @@ export function vmsaPage(v: Vmsa): Uint8Array {
   seg(0x60, 0, 0, 0xffff, 0n);  // GDTR
   seg(0x70, 0, 0x82, 0xffff, 0n);  // LDTR
   seg(0x80, 0, 0, 0xffff, 0n);  // IDTR
-  seg(0x90, 0, 0x83, 0xffff, 0n);  // TR
+  seg(0x90, BSP_TR.selector, BSP_TR.attrib, BSP_TR.limit, BSP_TR.base);
   b.writeBigUInt64LE(v.efer, 0xd0);
   b.writeBigUInt64LE(v.cr0, 0x158);
   b.writeBigUInt64LE(0x400n, 0x160);  // DR7
@@ -75,11 +78,19 @@ export function applyVmsa(machine: Machine, v: Vmsa): void {
   vcpu.enter({ mode: 'real16', csSelector: v.cs.selector, csBase: v.cs.base });
   vcpu.writeSpecial('cr0', v.cr0);
   vcpu.writeSpecial('efer', v.efer);
+  loadTr(machine, BSP_TR);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rcx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rdx = v.rdx;
   regs.rip = v.rip;
   regs.rflags = v.rflags;
+}
+
+/** TR as VMRUN loads it from the VMSA: where an exception below CPL 0 finds its stack. */
+function loadTr(machine: Machine, tr: VmsaSegment): void {
+  machine.vcpu.writeSpecial('trSelector', BigInt(tr.selector));
+  machine.vcpu.writeSpecial('trBase', tr.base);
+  machine.vcpu.writeSpecial('trLimit', BigInt(tr.limit));
 }
 
 // ---------------------------------------------------------------- an AP's VMSA, as the guest wrote it
@@ -89,7 +100,7 @@ export interface VmsaSegment { selector: number; attrib: number; limit: number; 
 
 /** The fields of a guest-written VMSA page (Linux `struct sev_es_save_area` offsets) the model loads. */
 export interface GuestVmsa {
-  es: VmsaSegment; cs: VmsaSegment; ss: VmsaSegment; ds: VmsaSegment; fs: VmsaSegment; gs: VmsaSegment;
+  es: VmsaSegment; cs: VmsaSegment; ss: VmsaSegment; ds: VmsaSegment; fs: VmsaSegment; gs: VmsaSegment; tr: VmsaSegment;
   gdtr: { limit: number; base: bigint };
   idtr: { limit: number; base: bigint };
   vmpl: number;
@@ -103,7 +114,7 @@ export interface GuestVmsa {
 
 /** VMSA offsets: Linux arch/x86/include/asm/svm.h `struct sev_es_save_area` (APM Vol. 2 Table B-4). */
 const VMSA_OFFSET = {
-  es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80,
+  es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80, tr: 0x90,
   vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, cr2: 0x240,
   rcx: 0x308, rdx: 0x310, rbx: 0x318, rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350,
   r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
@@ -127,7 +138,7 @@ export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
   const seg = (off: number): VmsaSegment => ({ selector: b.readUInt16LE(off), attrib: b.readUInt16LE(off + 2), limit: b.readUInt32LE(off + 4), base: q(off + 8) });
   const o = VMSA_OFFSET;
   return {
-    es: seg(o.es), cs: seg(o.cs), ss: seg(o.ss), ds: seg(o.ds), fs: seg(o.fs), gs: seg(o.gs),
+    es: seg(o.es), cs: seg(o.cs), ss: seg(o.ss), ds: seg(o.ds), fs: seg(o.fs), gs: seg(o.gs), tr: seg(o.tr),
     gdtr: { limit: b.readUInt32LE(o.gdtr + 4), base: q(o.gdtr + 8) },
     idtr: { limit: b.readUInt32LE(o.idtr + 4), base: q(o.idtr + 8) },
     vmpl: b.readUInt8(o.vmpl), efer: q(o.efer), cr4: q(o.cr4), cr3: q(o.cr3), cr2: q(o.cr2), cr0: q(o.cr0), rflags: q(o.rflags), rip: q(o.rip), rsp: q(o.rsp),
@@ -187,6 +198,7 @@ export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 
   vcpu.writeSpecial('idtrLimit', BigInt(v.idtr.limit));
   vcpu.writeSpecial('fsBase', v.fs.base);
   vcpu.writeSpecial('gsBase', v.gs.base);
+  loadTr(machine, v.tr);
   const regs = vcpu.regs;
   for (const [r, value] of Object.entries(v.gprs) as [keyof GuestVmsa['gprs'], bigint][]) regs[r] = value;
   regs.rsp = v.rsp;

@@ -3,7 +3,9 @@
 // td_vmcs_non_migrated_state_init_map): 32-bit protected mode, flat CS (AR 0xC09B, limit 4 GiB)
 // and data segments (0xC093), paging off, RIP = 0xFFFFFFF0, RFLAGS = 0x2, CR0 = 0x21 (PE, NE),
 // CR4 = 0x2040 (MCE; VMXE is the module's and not modelled), EFER = 0x901 (SCE, LME, NXE: long
-// mode is enabled and becomes active when the guest sets CR0.PG), GDTR limit 0xFFFF.
+// mode is enabled and becomes active when the guest sets CR0.PG), GDTR limit 0xFFFF, TR base 0
+// and limit 0xFFFF (AR 0x8B: a busy TSS), so an exception below CPL 0 before the guest loads its
+// own TSS reads its stack from there, as in a real TD.
 // GPRs: RBX = the GPA width (52 with TDCS.GPAW, else 48), RCX = R8 = the VMM's TDH.VP.INIT
 // parameter, RSI = the vCPU index, RDX = CPUID(1).EAX as the TD sees it (the value TDH.SYS.INIT
 // saved: init_vcpu_gprs_and_registers reads cpuid_values[leaf 1].eax).
@@ -29,6 +31,8 @@ export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
   vcpu.writeSpecial('gdtrLimit', 0xffffn);
   vcpu.writeSpecial('idtrBase', 0n);
   vcpu.writeSpecial('idtrLimit', 0n);
+  vcpu.writeSpecial('trBase', 0n);
+  vcpu.writeSpecial('trLimit', 0xffffn);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rbx = BigInt(init.gpaWidth);

@@ -24,6 +24,8 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
     expect(vcpu.readSpecial('cr0')).toBe(0x21n);
     expect(vcpu.readSpecial('efer') & 0xd01n).toBe(0x901n);  // SCE, LME, NXE; LMA clear
     expect(vcpu.readSpecial('gdtrLimit')).toBe(0xffffn);
+    // td_vmcs_init.c: GUEST_TR_LIMIT 0xFFFF (AR 0x8B), base 0: where a delivery below CPL 0 reads RSP0.
+    expect([vcpu.readSpecial('trBase'), vcpu.readSpecial('trLimit')]).toEqual([0n, 0xffffn]);
     const r = vcpu.regs;
     expect([r.rip, r.rflags, r.rbx, r.rcx, r.r8, r.rsi]).toEqual([0xfffffff0n, 2n, 48n, 0x300000n, 0x300000n, 0n]);
     // RDX = CPUID(1).EAX, the family/model/stepping the TD's CPUID reports.

@@ -136,6 +136,23 @@ describe('VMRUN from a VMSA', () => {
     m.close();
   });
 
+  it('TR is loaded from the VMSA: the launch VMSA\'s (base 0, limit FFFFh), and a guest-written one\'s selector, base and limit (sev_es_save_area tr at 0x90; Linux wakeup_cpu_via_vmgexit sets its limit), where a delivery below CPL 0 reads RSP0', () => {
+    const m = machine();
+    m.vcpu.writeSpecial('trBase', 0x5000n);
+    m.vcpu.writeSpecial('trLimit', 0n);
+    applyVmsa(m, bspResetVmsa());
+    expect([m.vcpu.readSpecial('trBase'), m.vcpu.readSpecial('trLimit')]).toEqual([0n, 0xffffn]);
+    m.close();
+    const ap = machine();  // an AP's vCPU starts from its own reset state
+    const page = flat32VmsaPage();
+    page.writeUInt16LE(0x40, 0x90);
+    page.writeUInt32LE(0x67, 0x94);
+    page.writeBigUInt64LE(0x31000n, 0x98);
+    applyGuestVmsa(ap, decodeVmsaPage(page), 'protected32');
+    expect([ap.vcpu.readSpecial('trSelector'), ap.vcpu.readSpecial('trBase'), ap.vcpu.readSpecial('trLimit')]).toEqual([0x40n, 0x31000n, 0x67n]);
+    ap.close();
+  });
+
   it('the launch VMSA\'s EFER is loaded as it holds it (APM Vol. 2 §15.5.1: VMRUN loads EFER from the save area)', () => {
     const m = machine();
     applyVmsa(m, { ...bspResetVmsa(), efer: 0x1800n });  // SVME, NXE
