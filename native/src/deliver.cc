@@ -5,9 +5,10 @@
 // loads CS through a far jump the guest CPU executes (guest_stub.cc) whenever the handler's code
 // segment is not the one already loaded.
 //
-// Not modelled: privilege changes (the guests run at CPL 0, so no TSS stack switch outside
-// IST), task gates, LDT selectors, virtual-8086 mode, and 32-bit paging without long mode (the
-// host page walk is the 4-level one).
+// Not modelled: privilege changes outside IA-32e mode (a delivery from CPL 3 in protected mode
+// stops with an error), task gates, LDT selectors, virtual-8086 mode, the gate DPL check of
+// software interrupts (INT n, INT3, INTO), and 32-bit paging without long mode (the host page
+// walk is the 4-level one).
 #include <cstring>
 
 #include "machine.h"
@@ -138,7 +139,8 @@ std::string Machine::Inject(uint8_t vector, bool has_error_code, uint64_t error_
                                        : DeliverLong(cs, vector, has_error_code, error_code, resume);
   // A delivery from 64-bit code needs no far jump through the guest stub (DeliverLong), so only
   // RFLAGS, RSP and RIP of the run area changed: read back those three, not all of them.
-  const bool flow_only = cs.protected_mode && cs.long_mode && cs.bits == 64;
+  // From CPL > 0 a delivery may also change CS and SS (RaisePrivilege): then all of them.
+  const bool flow_only = cs.protected_mode && cs.long_mode && cs.bits == 64 && (cs.selector & 3) == 0;
   if (err.empty() && flow_only) {
     static const int kIds[3] = {UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_RIP};
     void* ptrs[3] = {&area_[kSlotRegs + kRegRflags], &area_[kSlotRegs + kRegRsp], &area_[kSlotRegs + kRegRip]};
@@ -229,6 +231,15 @@ std::string Machine::DeliverProtected(const CodeSegment& cs, uint8_t vector, boo
     snprintf(msg, sizeof msg, "handler offset 0x%llx is beyond the limit of code segment 0x%x", (unsigned long long)handler, selector);
     return msg;
   }
+  // SDM Vol. 3 §6.12.1.1: the handler's code segment may not be less privileged than CPL (#GP);
+  // a more privileged one means a stack switch through the TSS, not modelled here.
+  const unsigned cpl = cs.selector & 3, target_dpl = unsigned(target.raw >> 45) & 3;
+  if (target_dpl > cpl || (!(target.raw & (1ull << 42)) && target_dpl < cpl)) {
+    snprintf(msg, sizeof msg, target_dpl > cpl ? "IDT entry %u: code segment 0x%x has DPL %u, above CPL %u (the CPU raises #GP)"
+                                               : "IDT entry %u: code segment 0x%x has DPL %u, below CPL %u: a protected-mode privilege change is not modelled",
+             vector, selector, target_dpl, cpl);
+    return msg;
+  }
   // The stack segment: selector 0 is the TD's flat 32-bit entry SS; otherwise its descriptor.
   uint64_t ss = 0;
   uc_reg_read(uc_, UC_X86_REG_SS, &ss);
@@ -292,12 +303,29 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
     snprintf(msg, sizeof msg, "GDT entry 0x%x is not a present 64-bit code segment", selector);
     return msg;
   }
+  // The privilege level the handler runs at (SDM Vol. 3 §6.12.1.1, §6.14.4): never a code
+  // segment less privileged than CPL; a non-conforming one's DPL, while a conforming one runs at CPL.
+  const unsigned cpl = cs.selector & 3;
+  const unsigned target_dpl = unsigned(target.raw >> 45) & 3;
+  const bool conforming = target.raw & (1ull << 42);
+  if (target_dpl > cpl) {
+    snprintf(msg, sizeof msg, "IDT entry %u: code segment 0x%x has DPL %u, above CPL %u (the CPU raises #GP)", vector, selector, target_dpl, cpl);
+    return msg;
+  }
+  const bool inner = !conforming && target_dpl < cpl;
+  // The stack (SDM Vol. 3 §6.14.4, §6.14.5): the IST one if the gate names it, else RSPn of the
+  // TSS for the new CPL n on a privilege change, else the current one.
   uint64_t rsp = area_[kSlotRegs + kRegRsp];
-  if (ist) {
+  if (ist || inner) {
     uc_x86_mmr tr{};
     uc_reg_read(uc_, UC_X86_REG_TR, &tr);
-    err = AccessVirtual(tr.base + 0x24 + (ist - 1) * 8, reinterpret_cast<uint8_t*>(&rsp), 8, false);
-    if (!err.empty()) return "cannot read the IST pointer from the TSS: " + err;
+    const uint64_t offset = ist ? 0x24 + (ist - 1) * 8 : 4 + 8 * target_dpl;
+    if (offset + 7 > tr.limit) {
+      snprintf(msg, sizeof msg, "the TSS has no %s (TR limit 0x%x: the CPU raises #TS)", ist ? "IST pointer" : "stack for the new CPL", tr.limit);
+      return msg;
+    }
+    err = AccessVirtual(tr.base + offset, reinterpret_cast<uint8_t*>(&rsp), 8, false);
+    if (!err.empty()) return std::string(ist ? "cannot read the IST pointer from the TSS: " : "cannot read the new stack pointer from the TSS: ") + err;
   }
   uint64_t ss = 0;
   uc_reg_read(uc_, UC_X86_REG_SS, &ss);
@@ -315,7 +343,12 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
   if (!err.empty()) return "cannot push the exception frame: " + err;
   rflags &= ~(kTF | kNT | kRF | (type == 0xE ? kIF : 0));
   uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
-  if (cs.bits != 64) {
+  if (inner) {
+    // CS with RPL = the new CPL, SS = NULL with the same RPL (SDM Vol. 3 §6.14.4), from 64-bit
+    // and compatibility mode alike.
+    err = RaisePrivilege(cs, selector, target.raw, target_dpl);
+    if (!err.empty()) return err;
+  } else if (cs.bits != 64) {
     // From compatibility mode: the CPU must reload CS to enter 64-bit mode. The stub's far jump
     // runs in 32-bit code, so it lands below 4 GiB; RIP then moves to the 64-bit handler.
     err = FarJump(cs.bits, cs.base, selector, 0, 0xffffffffull, handler);

@@ -114,6 +114,65 @@ std::string Machine::FarJump(int code_bits, uint64_t cur_base, uint16_t selector
   return "";
 }
 
+// Unicorn raises CPL only through a call gate: exceptions and interrupts reach UC_HOOK_INTR
+// instead of the guest's IDT (../shared/reference/unicorn.md §4), SYSCALL only calls its hooks
+// (qemu/target/i386/seg_helper.c helper_syscall), and uc_reg_write refuses CS or SS of another
+// privilege (uc_check_cpu_x86_load_seg). So the stub far-calls through a 64-bit call gate, which
+// QEMU takes as the CPU does (helper_lcall_protected; Intel SDM Vol. 3 §5.8.6): to an inner
+// privilege it loads CS from the descriptor with RPL = its DPL, which becomes CPL, SS = the NULL
+// selector with RPL = the new CPL, and RSP from the TSS. Everything the call reads or pushes is
+// in the stub page: a GDT holding the gate and a copy of the handler's code descriptor at its
+// selector's index (so CS gets the hidden state the guest's descriptor gives), and a TSS whose
+// stack is in the page too. The guest's GDTR and TR are put back after, and no guest memory is
+// read or written.
+std::string Machine::RaisePrivilege(const CodeSegment& cs, uint16_t selector, uint64_t descriptor, unsigned new_cpl) {
+  constexpr uint64_t kPointer = 0x20, kTss = 0x100, kStackTop = 0xF00, kGdtSlot = 0x800;
+  const uint16_t index = selector & ~7u;
+  // The gate's 16 bytes sit just below the copied descriptor (or above it for the first
+  // selector), so the GDT limit stays within 16 bits.
+  const uint16_t gate_index = index >= 0x10 ? uint16_t(index - 0x10) : uint16_t(index + 8);
+  const uint16_t gdt_limit = uint16_t((index >= 0x10 ? index : gate_index + 8) + 7);
+  const uint64_t page = ((cs.base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+  const uint64_t landing = page + kHltOffset;
+  uint8_t buf[kPageSize] = {};
+  size_t n = 0;
+  // CS-relative memory operand (compatibility-mode DS may have a base): CALL FAR m16:32 (FF /3).
+  const uint32_t operand = uint32_t(page + kPointer - cs.base);
+  buf[n++] = 0x2E;
+  buf[n++] = 0xFF;
+  if (cs.bits == 64) { buf[n++] = 0x1C; buf[n++] = 0x25; } else { buf[n++] = 0x1D; }
+  std::memcpy(buf + n, &operand, 4);
+  buf[kHltOffset] = 0xF4;
+  const uint16_t gate_selector = uint16_t(gate_index | (cs.selector & 3));
+  std::memcpy(buf + kPointer + 4, &gate_selector, 2);
+  // 64-bit call gate (SDM Vol. 3 §5.8.3.1, Figure 5-9): type 0xC, DPL 3, present, to `landing`.
+  const uint64_t gate_low = (landing & 0xffff) | (uint64_t(index) << 16) | (0xECull << 40) | (((landing >> 16) & 0xffff) << 48);
+  const uint64_t gate_high = landing >> 32;
+  std::memcpy(buf + kGdtSlot + gate_index - index, &gate_low, 8);
+  std::memcpy(buf + kGdtSlot + gate_index - index + 8, &gate_high, 8);
+  std::memcpy(buf + kGdtSlot, &descriptor, 8);
+  const uint64_t stack = page + kStackTop;
+  std::memcpy(buf + kTss + 4 + 8 * new_cpl, &stack, 8);
+  std::string err = WriteStub(buf, sizeof buf, 0);
+  if (!err.empty()) return err;
+  uc_x86_mmr gdtr{}, tr{};
+  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+  uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+  uc_x86_mmr stub_gdtr{}, stub_tr{};
+  stub_gdtr.base = page + kGdtSlot - index;
+  stub_gdtr.limit = gdt_limit;
+  stub_tr.base = page + kTss;
+  stub_tr.limit = 0x67;
+  stub_tr.flags = 0x8B00;  // present, busy 64-bit TSS (QEMU aborts on a TSS that is not present)
+  uc_reg_write(uc_, UC_X86_REG_GDTR, &stub_gdtr);
+  uc_reg_write(uc_, UC_X86_REG_TR, &stub_tr);
+  uint64_t pages[1] = {page};
+  err = RunStub((page - cs.base) & 0xffffffffull, pages, 1, landing + 1);
+  uc_reg_write(uc_, UC_X86_REG_GDTR, &gdtr);
+  uc_reg_write(uc_, UC_X86_REG_TR, &tr);
+  return err;
+}
+
 std::string Machine::SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base) {
   if (mode == EntryMode::kLong64) return entry_mode_ == EntryMode::kLong64 ? "" : "the vCPU already left its reset state";
   if (entry_mode_ != EntryMode::kLong64) return "the vCPU already left its reset state";

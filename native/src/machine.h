@@ -362,6 +362,10 @@ class Machine {
   // `code_bits` (16 or 32) in a segment at `cur_base`; `new_base`/`new_limit` locate the target.
   std::string FarJump(int code_bits, uint64_t cur_base, uint16_t selector, uint64_t new_base,
                       uint64_t new_limit, uint64_t offset);
+  // Raises CPL to `new_cpl` with CS = `selector` (whose 8-byte GDT descriptor is `descriptor`)
+  // and SS = NULL, as an IA-32e delivery to an inner privilege level loads them, through a call
+  // gate the guest CPU takes in the stub; the caller pushes the frame and sets RSP and RIP.
+  std::string RaisePrivilege(const CodeSegment& cs, uint16_t selector, uint64_t descriptor, unsigned new_cpl);
   // Reads the 8-byte GDT descriptor `selector` names.
   std::string ReadDescriptor(uint16_t selector, uint64_t* desc);
   std::string AccessVirtual(uint64_t va, uint8_t* buf, size_t len, bool write);

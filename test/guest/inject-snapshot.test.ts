@@ -60,6 +60,7 @@ describe('event injection', () => {
     const tss = 0x30000n;
     vm.memory.writeU64(tss + 0x24n, 0x70000n);  // IST1
     vm.vcpu.writeSpecial('trBase', tss);
+    vm.vcpu.writeSpecial('trLimit', 0x67n);  // a 64-bit TSS; IST1 beyond the limit is #TS (SDM Vol. 3 §6.14.5)
     vm.vcpu.inject(20);
     expect(vm.vcpu.regs.rsp).toBe(0x70000n - 40n);
   });

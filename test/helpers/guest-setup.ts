@@ -24,6 +24,30 @@ export const IRETQ_TO_CPL3 = `
       iretq
     user:`;
 
+/** Where loadTss puts the 64-bit TSS: in the page the CPL > 0 helpers build their GDT descriptor in (0x30000). */
+export const TSS_BASE = 0x30100n;
+
+/**
+ * Asm: a 64-bit TSS at TSS_BASE with RSP0 = `rsp0` (an operand: a register or an immediate) and
+ * IST1 = `ist1`, its 16-byte available-TSS descriptor in GDT slot 0x28 (limit `limit`), loaded
+ * into TR. A guest that runs below CPL 0 needs it: an exception there switches to RSP0 (Intel
+ * SDM Vol. 3 §6.14.4). Run it after an LGDT whose limit covers slot 0x28 (55). Clobbers RAX.
+ */
+export function loadTss(rsp0: string, options: { limit?: number; ist1?: bigint } = {}): string {
+  const limit = BigInt(options.limit ?? 0x67);
+  const low = limit | ((TSS_BASE & 0xffffn) << 16n) | (((TSS_BASE >> 16n) & 0xffn) << 32n) | (0x89n << 40n);
+  return `
+      mov rax, 0x${low.toString(16)}
+      mov [0x10028], rax
+      mov qword ptr [0x10030], 0
+      mov rax, ${rsp0}
+      mov [0x${(TSS_BASE + 4n).toString(16)}], rax
+      mov rax, 0x${(options.ist1 ?? 0n).toString(16)}
+      mov [0x${(TSS_BASE + 0x24n).toString(16)}], rax
+      mov ax, 0x28
+      ltr ax`;
+}
+
 /** Makes [0, bytes) accessible for private reads and writes. */
 export function acceptAll(vm: Machine, bytes = vm.memoryBytes): void {
   vm.gate.set('private', 0n, bytes, 'readwrite');

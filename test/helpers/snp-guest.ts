@@ -9,24 +9,29 @@ import type { SnpVmmPolicy } from '../../src/vmm/snp/policy.js';
 import type { LaunchVmplPerms } from '../../src/platform/snp/launch.js';
 import type { ScheduleOptions } from '../../src/cpu/vcpu-scheduler.js';
 import { Trace } from '../../src/shared/trace.js';
-import { CODE_BASE, GDT_BASE, IDT_BASE, IRETQ_TO_CPL3, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, type Mapping } from './guest-setup.js';
+import { CODE_BASE, GDT_BASE, IDT_BASE, IRETQ_TO_CPL3, PT_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, loadTss, type Mapping } from './guest-setup.js';
 
 export const C_BIT = 1n << 51n;
 
 /**
  * Asm for an SNP test guest: puts the user code (0x1b, 64-bit) and user data (0x23) descriptors
- * into its GDT, loads a GDT descriptor built at 0x30000 (launch that page: SNP_GUEST_CPL3_LAUNCH),
- * and IRETQs to CPL 3, going on at the line after it.
+ * into its GDT, loads a GDT descriptor built at 0x30000 (launch that page: SNP_GUEST_CPL3_LAUNCH)
+ * and a TSS whose RSP0 is STACK_TOP (loadTss: an exception at CPL 3 runs its handler there), and
+ * IRETQs to CPL 3, going on at the line after it.
  */
-export const SNP_GUEST_TO_CPL3 = `
+export function snpGuestToCpl3(tss = loadTss(`0x${STACK_TOP.toString(16)}`)): string {
+  return `
       mov rax, 0x00affb000000ffff      # user code, DPL 3, L=1
       mov [0x10018], rax
       mov rax, 0x00cff3000000ffff      # user data, DPL 3
       mov [0x10020], rax
-      mov word ptr [0x30000], 39
+      mov word ptr [0x30000], 55
       mov qword ptr [0x30002], 0x10000
       lgdt [0x30000]
+      ${tss}
       ${IRETQ_TO_CPL3}`;
+}
+export const SNP_GUEST_TO_CPL3 = snpGuestToCpl3();
 /** The page SNP_GUEST_TO_CPL3 builds its GDT descriptor in, launched with the guest. */
 export const SNP_GUEST_CPL3_LAUNCH: Array<[bigint, bigint]> = [[0x30000n, 0x1000n]];
 export const HANDLER = { vc: 0x1800n, gp: 0x1900n, pf: 0x1a00n, ud: 0x1b00n } as const;

@@ -6,7 +6,7 @@ import { createTd, runTd, type Td, type TdOptions } from '../../src/vmm/tdx/run-
 import type { RunOutcome } from '../../src/shared/outcome.js';
 import { gpaLevel } from '../../src/platform/tdx/seamcall.js';
 import type { SeptLevel } from '../../src/platform/tdx/sept-states.js';
-import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode } from './guest-setup.js';
+import { CODE_BASE, STACK_TOP, enablePaging, installGdt, installIdt, loadCode, loadTss } from './guest-setup.js';
 
 export const TDCALL = '.byte 0x66, 0x0f, 0x01, 0xcc';
 /**
@@ -32,7 +32,8 @@ export const TO_COMPAT_MODE = `
 /**
  * IRETQs to CPL 1 or 2 and goes on at the line after it: 64-bit code of that DPL in GDT slot 0x18
  * (CS 0x18 | CPL), data in slot 0x20 (SS 0x20 | CPL), same stack (supervisor pages stay
- * accessible below CPL 3). The GDT descriptor is built at 0x30000. Clobbers RAX, RCX.
+ * accessible below CPL 3), and a TSS whose RSP0 is that stack too (loadTss: an exception below
+ * CPL 0 runs its CPL 0 handler there). The GDT descriptor is built at 0x30000. Clobbers RAX, RCX.
  */
 export function toCpl(cpl: 1 | 2): string {
   return `
@@ -40,9 +41,10 @@ export function toCpl(cpl: 1 | 2): string {
       mov [0x10018], rax
       mov rax, 0x00cf${(0x93 | (cpl << 5)).toString(16)}000000ffff
       mov [0x10020], rax
-      mov word ptr [0x30000], 39
+      mov word ptr [0x30000], 55
       mov qword ptr [0x30002], 0x10000
       lgdt [0x30000]
+      ${loadTss('rsp')}
       mov rcx, rsp
       push ${0x20 | cpl}
       push rcx
