@@ -234,14 +234,18 @@ export class Machine implements Snapshottable<MachineState> {
   }
 
   /**
-   * Puts vCPU `index`, not the running one, back into the emulator's reset state, as a vCPU that
-   * never ran: a platform can then put it into an entry state again (an SNP AP created anew from a
-   * VMSA after it ran, as KVM's AP creation resets the target vCPU before it loads the new VMSA).
+   * Puts vCPU `index` back into the emulator's reset state, as a vCPU that never ran: a platform
+   * can then put it into an entry state again (an SNP AP created anew from a VMSA after it ran, as
+   * KVM's AP creation resets the target vCPU before it loads the new VMSA). The running vCPU too,
+   * between exits. Only a machine of several vCPUs keeps the reset state (one vCPU: RangeError).
    */
   resetVcpu(index: number): void {
-    if (index === this.#currentVcpu) throw new RangeError(`vCPU ${index} is the running one`);
-    if (this.#cpuStates[index] === undefined || this.#resetCpuState === undefined) throw new RangeError(`no vCPU ${index} on this machine (it has ${this.vcpuCount})`);
-    this.#cpuStates[index] = this.#resetCpuState;
+    const reset = this.#resetCpuState;
+    if (reset === undefined || !Number.isInteger(index) || index < 0 || index >= this.vcpuCount) {
+      throw new RangeError(`cannot reset vCPU ${index}: ${reset === undefined ? 'a one-vCPU machine keeps no reset state' : `no such vCPU (the machine has ${this.vcpuCount})`}`);
+    }
+    if (index === this.#currentVcpu) this.#live().loadCpuState(reset);
+    else this.#cpuStates[index] = reset;
   }
 
   get marker(): AddressMarker {

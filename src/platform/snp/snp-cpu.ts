@@ -594,7 +594,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       return { ok: false, reason };
     };
     if (!Number.isInteger(index) || index < 0 || index >= this.machine.vcpuCount) return refuse(`no vCPU ${index}`);
-    if (index === this.machine.vcpuIndex) return refuse('the target vCPU is the one running');
+    // KVM lets a vCPU create itself (kvm_get_vcpu_by_id finds it; the kick makes it reset and load
+    // the VMSA at its next entry). Here the running vCPU can start over only on a machine that kept
+    // the reset state, one of several vCPUs.
+    if (index === this.machine.vcpuIndex && this.machine.vcpuCount === 1) return refuse('the target vCPU is the only one, running');
     if ((vmsaGpa & (PAGE_4K - 1n)) !== 0n || vmsaGpa < 0n || vmsaGpa >= this.memoryBytes) return refuse('VMSA address not a page in guest RAM');
     // VMRUN Page Checks in their order; guest RAM is RMP-covered (Rmp.coveredBytes = memoryBytes).
     const e = this.rmp.lookup(vmsaGpa);
@@ -610,8 +613,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if ('refused' in entry) return refuse(entry.refused);
     this.#syncDeferredRegions();
     // The target starts over from its reset state (a no-op for an AP that never ran; one created
-    // again, after an AP destroy or while it runs, loses what it had): KVM resets it (kvm_vcpu_reset
-    // with init_event, from KVM_REQ_UPDATE_PROTECTED_GUEST_STATE) before it runs it from the new VMSA.
+    // again, after an AP destroy, while it runs or by itself, loses what it had): KVM resets it
+    // (kvm_vcpu_reset with init_event, from KVM_REQ_UPDATE_PROTECTED_GUEST_STATE) before it runs
+    // it from the new VMSA. The vCPU asking has completed its VMGEXIT (trap-like) already.
     this.machine.resetVcpu(index);
     const running = this.machine.vcpuIndex;
     this.machine.switchVcpu(index);

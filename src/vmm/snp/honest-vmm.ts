@@ -469,8 +469,9 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           host.stopVcpu(apicId);
           return 'resume';
         }
-        // CREATE: KVM points the target's VMCB at the page and makes it runnable; a VMRUN the
-        // hardware refuses ends the VM (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
+        // CREATE: KVM points the target's VMCB at the page and makes it runnable (the target may be
+        // the vCPU asking: it goes on from the new VMSA); a VMRUN the hardware refuses ends the VM
+        // (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
         const started = host.runApFromVmsa(apicId, vmsaGpa);
         if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
         return 'resume';

@@ -185,6 +185,18 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.machine.vcpu.codeSegment().bits).toBe(32);
   });
 
+  // KVM sev_snp_ap_creation finds the target with kvm_get_vcpu_by_id, which may return the vCPU
+  // asking; the kick makes it reset and load the new VMSA at its next entry.
+  it('runs the running vCPU itself from a VMSA (a vCPU creating itself): it starts over in the state the page holds', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    p.machine.vcpu.regs.rsi = 0x99n;
+    expect(p.runApFromVmsa(0, VMSA)).toEqual({ ok: true });
+    expect(p.machine.vcpuIndex).toBe(0);
+    expect([p.machine.vcpu.regs.rip, p.machine.vcpu.regs.rsi, p.machine.vcpu.regs.rsp]).toEqual([RIP, 3n, 0x4000n]);
+    expect(p.machine.vcpu.codeSegment().bits).toBe(32);
+    expect(p.isRunnable(1)).toBe(false);
+  });
+
   // KVM AP destroy: the target's VMCB loses its VMSA (vmsa_pa = INVALID_PAGE), it is HALTED and
   // pre_sev_run refuses to run it; an AP creation runs it again. No vCPU left: nothing runs again.
   it('stopVcpu takes a vCPU out of the schedule until it is run from a VMSA again; with none left the run ends', () => {
@@ -201,10 +213,15 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.trace.ofType('vcpu-stopped').map((e) => [e.vcpu, e.wasRunnable])).toEqual([[1, true], [1, true], [0, true]]);
   });
 
-  it('refuses a vCPU that does not exist, the running one, and an unaligned page', () => {
+  it('refuses a vCPU that does not exist, the only vCPU of a one-vCPU machine (it cannot start over here), and an unaligned page', () => {
     const p = platformWithVmsa(vmsaBytes());
     expect(p.runApFromVmsa(2, VMSA).ok).toBe(false);
-    expect(p.runApFromVmsa(0, VMSA).ok).toBe(false);
+    const one = SnpPlatform.create({ memoryBytes: 32n << 20n });
+    one.machine.memory.write(VMSA, vmsaBytes());
+    expect(one.handle.rmpUpdate(VMSA, { assigned: true, pageSize: '4k', gpa: VMSA, asid: one.asid }).rc).toBe(0);
+    one.rmp.adjustPermissions(VMSA, 1, 0, true);
+    expect(one.runApFromVmsa(0, VMSA)).toEqual({ ok: false, reason: 'the target vCPU is the only one, running' });
+    one.machine.close();
     // Refused for its address, not for what the bytes at VMSA + 8 happen to decode to.
     expect(p.runApFromVmsa(1, VMSA + 8n)).toMatchObject({ ok: false, reason: expect.stringMatching(/not a page/) });
   });

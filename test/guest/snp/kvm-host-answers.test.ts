@@ -162,6 +162,19 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
     expect([g.platform.isRunnable(0), g.platform.isRunnable(1)]).toEqual([false, true]);
   });
 
+  // AP_CREATE naming the vCPU asking: kvm_get_vcpu_by_id finds it, and the kick makes it reset and
+  // load the new VMSA at its next entry: it goes on from the page, not after its VMGEXIT.
+  it('AP_CREATE of the vCPU asking (the BSP) restarts it from the VMSA after its VMGEXIT', () => {
+    const g = guest(`
+      ${apCreation(REQUEST.CREATE, 0n)}
+      mov qword ptr [${AFTER}], 1
+      hlt`, 2, 100n);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect(q(g.vm, AFTER)).toBe(0n);
+    expect([q(g.vm, STARTS), q(g.vm, COUNT), q(g.vm, AP_DONE)]).toEqual([1n, 100n, 1n]);
+    expect([g.platform.isRunnable(0), g.platform.isRunnable(1)]).toEqual([true, false]);
+  });
+
   it('AP_DESTROY of the only vCPU: nothing runs again (KVM leaves it halted without a VMSA), and the run ends there', () => {
     const g = guest(`
       ${apCreation(REQUEST.DESTROY, 0n)}
