@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { Trace, traceSha256OfJsonLines, type TraceEvent, type TraceValue } from '../../src/shared/trace.js';
+import { Trace, traceSha256OfEvents, traceSha256OfJsonLines, type TraceEvent, type TraceValue } from '../../src/shared/trace.js';
 
 type Recorded = [source: 'hw' | 'vmm' | 'guest', type: string, fields: Record<string, TraceValue>];
 
@@ -17,6 +17,13 @@ function traceOf(events: Recorded[], options: { keep?: boolean } = {}): { trace:
   const trace = new Trace({ ...options, sink: (l) => lines.push(l) });
   for (const [source, type, fields] of events) trace.record(source, type, fields);
   return { trace, lines };
+}
+
+/** A boot's trace: every event carries the envelope (icount, stage) after its header keys. */
+class EnvelopeTrace extends Trace {
+  recordAt(icount: bigint, stage: string, type: string, fields: Record<string, TraceValue>): void {
+    this.recordWithEnvelope('hw', type, () => icount, stage, fields);
+  }
 }
 
 describe('Trace hash', () => {
@@ -58,12 +65,17 @@ describe('Trace hash', () => {
     }
   });
 
-  it('hashes the boot envelope (icount, stage) as the file holds it, when only hashing too', () => {
-    class EnvelopeTrace extends Trace {
-      recordAt(icount: bigint, stage: string, type: string, fields: Record<string, TraceValue>): void {
-        this.recordWithEnvelope('hw', type, () => icount, stage, fields);
-      }
+  it('hashes a string longer than its buffer that starts in the buffer\'s last bytes', () => {
+    // Such a string's tag and u32 length go into the 64 KiB buffer before its text is hashed on its
+    // own: they need room there too. n one-byte values (true) before it put its start at each of
+    // the buffer's last bytes, and just past them.
+    for (let n = 65_440; n < 65_470; n++) {
+      const { trace, lines } = traceOf([['guest', 'console', { fill: Array<TraceValue>(n).fill(true), text: 'y'.repeat(30_000) }]], { keep: false });
+      expect(traceSha256OfJsonLines(`${lines[0]}\n`)).toBe(trace.sha256());
     }
+  });
+
+  it('hashes the boot envelope (icount, stage) as the file holds it, when only hashing too', () => {
     const lines: string[] = [];
     const hashed = new EnvelopeTrace({ keep: false, sink: (l) => lines.push(l) });
     const plain = new EnvelopeTrace({ keep: false });
@@ -106,6 +118,9 @@ describe('Trace hash', () => {
       ...(['4k', '4k', '4k', '2m', '0x1f', '0x1f', 'x'.repeat(80), 'x'.repeat(80), '2m', '2m'] as const).map((size): Recorded => ['hw', 'tdcall', { rip: 1n, size, leaf: 'ACCEPT' }]),
       ['hw', 'tdcall', { rip: 1n, size: 7n, leaf: 'ACCEPT' }],
       ['hw', 'tdcall', { rip: 1n, leaf: '2m', size: '2m' }],
+      // A bigint past 64 bits, then the string of its hex digits, remembered: the string hashes as a string.
+      ['hw', 'tdcall', { rip: 1n, size: 1n << 64n, leaf: 'ACCEPT' }],
+      ...[1, 2, 3].map((): Recorded => ['hw', 'tdcall', { rip: 1n, size: '10000000000000000', leaf: 'ACCEPT' }]),
     ];
     const { trace, lines } = traceOf(events, { keep: false });
     expect(traceSha256OfJsonLines(lines.map((l) => `${l}\n`).join(''))).toBe(trace.sha256());
@@ -134,8 +149,8 @@ describe('Trace hash', () => {
     for (let i = 0; i < 100_000; i++) {
       events.push(['hw', i % 3 === 0 ? 'tdcall' : 'pvalidate', { rip: BigInt(i), pad: 'x'.repeat(i % 13), flags: [i % 2 === 0, null, false], n: i % 5 }]);
     }
-    // Strings longer than the buffer, negative bigints and bigints past 64 bits take other paths.
-    events.push(['guest', 'console', { text: 'y'.repeat(70_000) }], ['vmm', 'odd', { neg: -0x1234n, big: (1n << 80n) + 17n, text: 'é'.repeat(30_000) }]);
+    // Strings longer than the buffer, negative bigints and bigints past 64 bits (2^64, the first, too) take other paths.
+    events.push(['guest', 'console', { text: 'y'.repeat(70_000) }], ['vmm', 'odd', { neg: -0x1234n, big: (1n << 80n) + 17n, edge: 1n << 64n, text: 'é'.repeat(30_000) }]);
     const { trace } = traceOf(events, { keep: false });
     events.forEach(([source, type, fields], seq) => encode({ seq, source, type, ...fields }));
     expect(trace.sha256()).toBe(createHash('sha256').update(Buffer.concat(parts)).digest('hex'));
