@@ -88,6 +88,26 @@ describe('Trace hash', () => {
     expect(traceSha256OfJsonLines(lines.map((l) => `${l}\n`).join(''))).toBe(plain.sha256());
   });
 
+  it('hashes an event with a field named like any one of its header keys as the file holds it, when only hashing too', () => {
+    // The file holds { seq, source, type, ...fields } (with a boot's envelope, icount and stage after
+    // type): a field of the same name replaces that key's value where the key stands. Each key on its
+    // own, so that no other field gives the event away; icount and stage are header keys only in an
+    // envelope, and plain fields elsewhere.
+    for (const key of ['seq', 'source', 'type', 'icount', 'stage']) {
+      const lines: string[] = [];
+      const trace = new Trace({ keep: false, sink: (l) => lines.push(l) });
+      trace.record('hw', 'tdcall', { rip: 1n, [key]: 'shadow' });
+      trace.record('hw', 'tdcall', { rip: 2n });
+      expect(traceSha256OfJsonLines(lines.join('\n'))).toBe(trace.sha256());
+      const envelopeLines: string[] = [];
+      const envelope = new EnvelopeTrace({ keep: false, sink: (l) => envelopeLines.push(l) });
+      envelope.recordAt(7n, 'kernel', 'tdcall', { rip: 1n, [key]: 'shadow' });
+      envelope.recordAt(8n, 'kernel', 'tdcall', { rip: 2n });
+      expect(envelopeLines[0]).toContain('"shadow"');
+      expect(traceSha256OfJsonLines(envelopeLines.join('\n'))).toBe(envelope.sha256());
+    }
+  });
+
   it('keeps the encoding stable: a stored finding\'s trace hash must still replay', () => {
     // Computed apart from this code, by a separate encoder written from the format's description
     // (per event an object: tag 8, then per key tag 9 + u32 length + UTF-8, values as tag 3 +
