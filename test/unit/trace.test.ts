@@ -241,6 +241,62 @@ describe('Trace hash', () => {
     expect(kept.sha256()).toBe(eager.sha256());
   });
 
+  it('gives the hash of the events recorded, in order, whatever the order of retention changes, restores and hash requests', () => {
+    const kept = new Trace();
+    const eager = new Trace({ keep: false });
+    const both = (i: number) => { for (const t of [kept, eager]) t.record(...EVENTS[i % EVENTS.length]!); };
+    // Asked twice, the same hash.
+    for (let i = 0; i < 3; i++) both(i);
+    expect(kept.sha256()).toBe(eager.sha256());
+    expect(kept.sha256()).toBe(eager.sha256());
+    // Kept events after a snapshot (whose hash is left to compute), then hashing from there on:
+    // the snapshot's position, then those events, then the new ones.
+    both(3);
+    const keptA = kept.saveState();
+    const eagerA = eager.saveState();
+    both(4);
+    both(5);
+    kept.retention = 'hash';
+    both(6);
+    expect(kept.sha256()).toBe(eager.sha256());
+    // Hashing first, then a restore of a snapshot whose hash is left to compute.
+    kept.retention = 'keep';
+    kept.loadState(keptA);
+    kept.record(...EVENTS[0]!);
+    const keptB = kept.saveState();
+    kept.retention = 'hash';
+    kept.loadState(keptB);
+    kept.record(...EVENTS[1]!);
+    eager.loadState(eagerA);
+    for (const i of [0, 1]) eager.record(...EVENTS[i]!);
+    expect(kept.sha256()).toBe(eager.sha256());
+    // A snapshot taken while hashing, restored after one whose hash is left to compute.
+    const keptC = kept.saveState();
+    const eagerC = eager.saveState();
+    kept.retention = 'keep';
+    kept.loadState(keptB);
+    kept.loadState(keptC);
+    eager.loadState(eagerC);
+    expect(kept.sha256()).toBe(eager.sha256());
+  });
+
+  it('shows its observer every event when it only hashes, and has no hash after events recorded with retention none and written to a sink', () => {
+    const seen: [number, string][] = [];
+    const hashing = new Trace({ keep: false });
+    hashing.observer = { event: (seq, type) => seen.push([seq, type]) };
+    for (const e of EVENTS) hashing.record(...e);
+    expect(seen).toEqual(EVENTS.map(([, type], seq) => [seq, type]));
+    // A sink still gets the lines, but the hash no longer covers the trace (the retention setter's contract).
+    const lines: string[] = [];
+    const written = new Trace({ sink: (l) => lines.push(l) });
+    written.record(...EVENTS[0]!);
+    written.retention = 'none';
+    written.record(...EVENTS[1]!);
+    expect(lines).toHaveLength(2);
+    expect(() => written.sha256()).toThrow(/retention none/);
+    expect(() => written.saveState()).toThrow(/retention none/);
+  });
+
   it('with retention none, shows its observer what a kept trace holds, and has no hash until a state is loaded', () => {
     const seen = (trace: Trace) => {
       const events: { seq: number; type: string; fields: Readonly<Record<string, TraceValue>> }[] = [];
