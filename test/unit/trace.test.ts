@@ -331,6 +331,26 @@ describe('Trace hash', () => {
     expect(streamed.counts).toEqual(kept.counts);
   });
 
+  it('counts each type recorded, one recorded once too, and after a load only what the loaded state had recorded', () => {
+    const t = new Trace({ keep: false });
+    for (const i of [0, 0, 1]) t.record(...EVENTS[i]!);
+    expect(t.counts).toEqual(new Map([['tdcall', 2], ['seamcall', 1]]));
+    const first = t.saveState();
+    t.record(...EVENTS[2]!);
+    t.record(...EVENTS[0]!);
+    expect(t.counts).toEqual(new Map([['tdcall', 3], ['seamcall', 1], ['psc', 1]]));
+    t.loadState(first);
+    expect(t.counts).toEqual(new Map([['tdcall', 2], ['seamcall', 1]]));
+  });
+
+  it('lists the kept events of one type in order, and hashes a kept trace\'s events as its sha256 does', () => {
+    const { trace } = traceOf([...EVENTS, EVENTS[0]!]);
+    expect(trace.ofType('tdcall').map((e) => e.seq)).toEqual([0, EVENTS.length]);
+    expect(trace.ofType('seamcall')).toEqual([trace.events[1]]);
+    expect(traceSha256OfEvents(trace.events)).toBe(trace.sha256());
+    expect(traceSha256OfEvents(trace.events.slice(1))).not.toBe(trace.sha256());
+  });
+
   it('counts events by type across loads of the same state, of another one, and back', () => {
     const t = new Trace({ keep: false });
     t.record(...EVENTS[0]!);
