@@ -141,6 +141,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::Inject>("inject"),
       InstanceMethod<&NativeMachine::InjectRepeating>("injectRepeating"),
       InstanceMethod<&NativeMachine::SetEntryState>("setEntryState"),
+      InstanceMethod<&NativeMachine::EnterInnerPrivilege>("enterInnerPrivilege"),
       InstanceMethod<&NativeMachine::CodeSegmentInfo>("codeSegment"),
       InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
       InstanceMethod<&NativeMachine::Restore>("restore"),
@@ -560,6 +561,15 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       return info.Env().Undefined();
     }
     return Napi::String::New(info.Env(), m->SetEntryState(static_cast<EntryMode>(mode), static_cast<uint16_t>(selector), base));
+  }
+
+  // enterInnerPrivilege(selector, descriptor: bigint) -> "" or the reason it cannot (guest_stub.cc)
+  Napi::Value EnterInnerPrivilege(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint32_t selector; uint64_t descriptor;
+    if (!m || !GetU32(info, 0, "selector", 0xffff, &selector) || !GetU64(info, 1, "descriptor", &descriptor)) return info.Env().Undefined();
+    if (m->run_held()) return ThrowHeldRun(info.Env(), "enterInnerPrivilege()");
+    return Napi::String::New(info.Env(), m->EnterInnerPrivilege(static_cast<uint16_t>(selector), descriptor));
   }
 
   // codeSegment() -> { bits, longMode, protectedMode, selector, base }

@@ -173,6 +173,25 @@ std::string Machine::RaisePrivilege(const CodeSegment& cs, uint16_t selector, ui
   return err;
 }
 
+std::string Machine::EnterInnerPrivilege(uint16_t selector, uint64_t descriptor) {
+  if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
+  const CodeSegment cs = CurrentCodeSegment();
+  const unsigned new_cpl = unsigned(descriptor >> 45) & 3;
+  if (!cs.protected_mode || !cs.long_mode) return "a privilege change outside IA-32e mode is not modelled";
+  if (new_cpl >= (cs.selector & 3u)) return "the target is not more privileged than CPL";
+  // The stub's own stack pointer and a pending single-step trap stay out of the guest's state.
+  uint64_t rsp = 0, rflags = 0;
+  uc_reg_read(uc_, UC_X86_REG_RSP, &rsp);
+  uc_reg_read(uc_, UC_X86_REG_RFLAGS, &rflags);
+  const uint64_t quiet = rflags & ~((1ull << 8) | (1ull << 16));  // TF, RF
+  uc_reg_write(uc_, UC_X86_REG_RFLAGS, &quiet);
+  std::string err = RaisePrivilege(cs, selector, descriptor, new_cpl);
+  uc_reg_write(uc_, UC_X86_REG_RSP, &rsp);
+  uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
+  SyncRegsOut();
+  return err;
+}
+
 std::string Machine::SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base) {
   if (mode == EntryMode::kLong64) return entry_mode_ == EntryMode::kLong64 ? "" : "the vCPU already left its reset state";
   if (entry_mode_ != EntryMode::kLong64) return "the vCPU already left its reset state";

@@ -217,6 +217,11 @@ class Machine {
   // deliver.cc). Returns the last delivery's failure or ""; kSlotHostResult = the deliveries made
   // after the first << 1 | 1 when a run that ended otherwise is held (its exit) for the next Run().
   std::string InjectRepeating(uint8_t vector, bool has_error_code, uint64_t error_code, const uint64_t* cr2, bool resume = false);
+  // Raises CPL, from the host, to the DPL of the code descriptor `descriptor`, loaded as CS =
+  // `selector` with that hidden state, and SS = NULL: what SYSCALL and SYSENTER do from CPL > 0
+  // in IA-32e mode (their caller then writes the SS selector, RIP, RSP and RFLAGS they set). No
+  // other register changes. Returns "" or a reason.
+  std::string EnterInnerPrivilege(uint16_t selector, uint64_t descriptor);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
   std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);

@@ -3,11 +3,13 @@
 // instruction (qemu/target/i386/seg_helper.c), so without this a guest's SYSCALL silently did
 // nothing, even with EFER.SCE clear. The native side traps both before they run (SystemCallExit).
 //
-// What is modelled exactly: the #UD and #GP(0) checks, and the transfer from 64-bit mode at CPL 0,
-// where the target is 64-bit code at CPL 0 as well, so only the CS and SS selectors change (the
-// emulator's 64-bit vCPU writes selectors only: native/src/guest_stub.cc). A transfer that changes
-// the privilege level or the code size (from CPL 3, from compatibility or legacy mode) would need
-// the hidden segment state loaded as the CPU loads it; it is reported, not approximated. The
+// What is modelled exactly: the #UD and #GP(0) checks, and the transfer to 64-bit code at CPL 0
+// from 64-bit mode (SYSCALL, SYSENTER) and from compatibility mode above CPL 0 (SYSENTER). At CPL
+// 0 only the CS and SS selectors change (the emulator's 64-bit vCPU writes selectors only:
+// native/src/guest_stub.cc); from CPL > 0, CS is loaded with the fixed flat 64-bit state both
+// instructions give it through Vcpu.enterInnerPrivilege, which is how the emulator can raise CPL.
+// A transfer that changes the code size at CPL 0 (from compatibility mode) or leaves legacy mode
+// is reported, not approximated. The
 // vCPU's code size is read from the descriptor CS's selector names (native/src/deliver.cc
 // CurrentCodeSegment), so the selectors in STAR and SYSENTER_CS must name the GDT's 64-bit code
 // descriptor, as every OS's do (Linux: __KERNEL_CS), for later exits to see 64-bit mode.
@@ -39,6 +41,22 @@ const VM = 1n << 17n;
 const RFLAGS_FIXED_1 = 2n;
 const MASK32 = 0xffffffffn;
 
+/**
+ * The CS both instructions load in IA-32e mode, whatever the GDT holds (SDM Vol. 2B "SYSCALL" and
+ * "SYSENTER", Operation): base 0, limit FFFFFH with G = 1, type 11 (execute/read, accessed), S = 1,
+ * DPL 0, P = 1, L = 1, D = 0: as an 8-byte code descriptor (SDM Vol. 3 §3.4.5).
+ */
+export const FLAT_64BIT_KERNEL_CODE = 0x00af9b000000ffffn;
+
+/** CS = `selector` at CPL 0 with FLAT_64BIT_KERNEL_CODE, from CPL `cpl`: undefined, or why it could not. */
+function loadKernelCs(vcpu: Vcpu, selector: bigint, cpl: number): string | undefined {
+  if (cpl === 0) {
+    vcpu.writeSpecial('cs', selector);
+    return undefined;
+  }
+  return vcpu.enterInnerPrivilege(Number(selector), FLAT_64BIT_KERNEL_CODE);
+}
+
 const DONE: FastSystemCallResult = { kind: 'done' };
 const UD: FastSystemCallResult = { kind: 'ud' };
 const GP: FastSystemCallResult = { kind: 'gp' };
@@ -62,15 +80,15 @@ function syscall(vcpu: Vcpu, exit: SystemCallExit, vendor: CpuVendor): FastSyste
   const cs = vcpu.codeSegment();
   const in64BitMode = cs.longMode && cs.bits === 64;
   if (!in64BitMode) return vendor === 'intel' ? UD : { kind: 'unmodelled', reason: 'SYSCALL outside 64-bit mode on an AMD CPU (to CSTAR or STAR[31:0]) is not modelled' };
-  if ((cs.selector & 3) !== 0) return { kind: 'unmodelled', reason: `SYSCALL from CPL ${cs.selector & 3} (a change of privilege level) is not modelled` };
   const star = vcpu.readMsr(MSR_STAR);
   const regs = vcpu.regs;
   const flags = regs.rflags & ~RF;
+  const selector = (star >> 32n) & 0xffffn;
+  const failed = loadKernelCs(vcpu, selector & 0xfffcn, cs.selector & 3);
+  if (failed) return { kind: 'unmodelled', reason: `SYSCALL from CPL ${cs.selector & 3}: ${failed}` };
   regs.rcx = exit.rip + BigInt(exit.length);
   regs.r11 = flags;
   regs.rflags = (flags & ~(vcpu.readMsr(MSR_SFMASK) & MASK32)) | RFLAGS_FIXED_1;
-  const selector = (star >> 32n) & 0xffffn;
-  vcpu.writeSpecial('cs', selector & 0xfffcn);
   vcpu.writeSpecial('ss', (selector + 8n) & 0xffffn);
   regs.rip = vcpu.readMsr(MSR_LSTAR);
   return DONE;
@@ -88,12 +106,14 @@ function sysenter(vcpu: Vcpu, vendor: CpuVendor): FastSystemCallResult {
   if (!cs.protectedMode) return GP;
   const target = vcpu.readMsr(MSR_SYSENTER_CS) & 0xffffn;
   if ((target & 0xfffcn) === 0n) return GP;
-  if (!(cs.longMode && cs.bits === 64) || (cs.selector & 3) !== 0) {
-    return { kind: 'unmodelled', reason: 'SYSENTER other than from 64-bit mode at CPL 0 (a change of privilege level or code size) is not modelled' };
+  const cpl = cs.selector & 3;
+  if (!cs.longMode || (cs.bits !== 64 && cpl === 0)) {
+    return { kind: 'unmodelled', reason: 'SYSENTER outside IA-32e mode, or from compatibility mode at CPL 0 (a change of code size without one of privilege), is not modelled' };
   }
+  const failed = loadKernelCs(vcpu, target & 0xfffcn, cpl);
+  if (failed) return { kind: 'unmodelled', reason: `SYSENTER from CPL ${cpl}: ${failed}` };
   const regs = vcpu.regs;
   regs.rflags = regs.rflags & ~(VM | RFLAGS.IF | RF);
-  vcpu.writeSpecial('cs', target & 0xfffcn);
   vcpu.writeSpecial('ss', (target & 0xfffcn) + 8n);
   regs.rsp = vcpu.readMsr(MSR_SYSENTER_ESP);
   regs.rip = vcpu.readMsr(MSR_SYSENTER_EIP);

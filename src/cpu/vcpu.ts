@@ -243,6 +243,17 @@ export class Vcpu {
   }
 
   /**
+   * From CPL > 0 in IA-32e mode: CPL becomes the DPL of the code descriptor `descriptor` (8 bytes,
+   * SDM Vol. 3 §3.4.5), CS = `selector` with that descriptor's hidden state, SS = NULL with RPL
+   * = the new CPL; nothing else changes. What SYSCALL and SYSENTER do to CS from user code, which
+   * the emulator cannot do from the host but through a call gate the CPU takes (native/src/guest_stub.cc).
+   * Returns undefined, or why it cannot.
+   */
+  enterInnerPrivilege(selector: number, descriptor: bigint): string | undefined {
+    return this.#native.enterInnerPrivilege(selector, descriptor & MASK64) || undefined;
+  }
+
+  /**
    * Puts the vCPU, still in its reset state, into an architectural entry state: `protected32`
    * (a TD vCPU: 32-bit protected mode, flat CS/SS with selector 0, paging off) or `real16`
    * (real mode with the given CS selector and hidden base, as an SNP VMSA holds it). CR0, CR4,

@@ -62,6 +62,8 @@ export interface NativeMachine {
   /** inject(), then the same delivery again while the guest's next run ends in the same gate fault (native/src/deliver.cc); run area hostResult = the repeats. */
   injectRepeating(vector: number, errorCode?: bigint, cr2?: bigint, resume?: boolean): string;
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
+  /** Raises CPL to `descriptor`'s DPL with CS = `selector` loaded from it and SS = NULL (native/src/guest_stub.cc). */
+  enterInnerPrivilege(selector: number, descriptor: bigint): string;
   codeSegment(): NativeCodeSegment;
   snapshot(): number;
   restore(id: number): void;

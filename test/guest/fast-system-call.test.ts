@@ -130,10 +130,25 @@ describe('SYSCALL in a TD, more of the SDM\'s Operation section', () => {
     expect([r.r14, r.rbx, r.rbp]).toEqual([0n, 0x108n, 0x113n]);
   });
 
-  it('from CPL 2 stops the run as not modelled (a change of privilege level), rather than running on at CPL 2', () => {
-    const { outcome } = runTdGuest(`${SET_SCE}\n ${wrmsr(0xc0000081, STAR)}\n ${toCpl(2)}\n syscall\n ${HALT}`);
-    expect(outcome.outcome).toBe('fault');
-    expect(outcome.reason).toMatch(/SYSCALL from CPL 2 .*not modelled/);
+  it('from CPL 2: CPL 0 at LSTAR (the TDCALL there is allowed), CS <- STAR[47:32] & ~3 and SS <- + 8, RSP unchanged', () => {
+    const { td, outcome } = runTdGuest(`
+      ${SET_SCE}
+      ${wrmsr(0xc0000081, STAR)}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
+      ${wrmsr(0xc0000084, 0n)}
+      ${toCpl(2)}
+      mov r9, rsp
+      lea r12, [rip + after]
+      syscall
+    after:
+      mov r14, 0xbad
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
+      ${HALT}`);
+    // HALT is a TDCALL, which is #GP at CPL > 0 (tdx-module tdx_td_dispatcher.c): reaching done says CPL 0.
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r14, r.rbx, r.rbp, r.rsi, r.r8]).toEqual([0n, 0x08n, 0x13n, r.r12, r.r9]);
   });
 });
 
@@ -199,13 +214,26 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     expect([r.r14, r.rbx, r.rbp]).toEqual([0n, 0x108n, 0x110n]);
   });
 
-  it.each([
-    ['compatibility mode (a change of code size)', `${wrmsr(0x174, 0x8n)}\n ${TO_COMPAT_MODE}\n .byte 0x0f, 0x34`],
-    ['CPL 2 (a change of privilege level)', `${wrmsr(0x174, 0x8n)}\n ${toCpl(2)}\n sysenter`],
-  ])('from %s stops the run as not modelled, rather than staying in that mode', (_what, code) => {
-    const { outcome } = runTdGuest(`${code}\n ${HALT}`);
+  it('from compatibility mode at CPL 0 (a change of code size alone) stops the run as not modelled, rather than staying in that mode', () => {
+    const { outcome } = runTdGuest(`${wrmsr(0x174, 0x8n)}\n ${TO_COMPAT_MODE}\n .byte 0x0f, 0x34\n ${HALT}`);
     expect(outcome.outcome).toBe('fault');
-    expect(outcome.reason).toMatch(/SYSENTER other than from 64-bit mode at CPL 0.*not modelled/);
+    expect(outcome.reason).toMatch(/SYSENTER .*compatibility mode at CPL 0.*not modelled/);
+  });
+
+  it('from CPL 2: CPL 0 at SYSENTER_EIP on SYSENTER_ESP (the TDCALL there is allowed), CS <- SYSENTER_CS & ~3, SS <- CS + 8', () => {
+    const { td, outcome } = runTdGuest(`
+      ${wrmsr(0x174, 0xbn)}
+      ${wrmsr(0x175, SYSENTER_STACK)}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${toCpl(2)}
+      sysenter
+      mov r14, 0xbad
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rsp
+      ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r14, r.rbx, r.rbp, r.rsi]).toEqual([0n, 0x08n, 0x10n, SYSENTER_STACK]);
   });
 
   it('clears RF (SDM Vol. 2B "SYSENTER", Operation: RFLAGS.RF <- 0): an INT3 at the entry point pushes RF = 0', () => {
@@ -287,15 +315,31 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
     expect(outcome.reason).toMatch(/SYSCALL outside 64-bit mode on an AMD CPU.*not modelled/);
   });
 
-  it('SYSCALL from CPL 3 stops the run and says the privilege change is not modelled, rather than running on at CPL 3', () => {
+  it('SYSCALL from CPL 3 enters LSTAR at CPL 0 and SYSRET returns to CPL 3: a user program\'s system call and its return', () => {
+    // STAR[63:48] = 0x23: SYSRETQ loads CS 0x23 + 16 | 3 = 0x33 and SS 0x23 + 8 | 3 = 0x2b (APM Vol. 3 "SYSRET").
     const g = snpGuest(`
       ${SET_SCE}
+      ${wrmsr(0xc0000081, STAR)}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
+      ${wrmsr(0xc0000084, 0n)}
       ${SNP_GUEST_TO_CPL3}
+      mov r9, rsp
+      lea r12, [rip + after]
       syscall
-      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
+    after:
+      mov r10, cs
+      mov rdi, 0x6f
+      hlt
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
+      mov rax, cr0
+      sysretq`, { launch: SNP_GUEST_CPL3_LAUNCH });
     const outcome = g.run();
-    expect(outcome.outcome).toBe('fault');
-    expect(outcome.reason).toMatch(/SYSCALL from CPL 3.*not modelled/);
+    const r = g.vm.vcpu.regs;
+    expect([r.rbx, r.rbp, r.rsi, r.r8]).toEqual([0x08n, 0x13n, r.r12, r.r9]);
+    // Back at CPL 3: the HLT there is the CPU's #GP(0), which the default handler records (r13 = 13).
+    expect([r.r10, r.rdi, r.r13]).toEqual([0x33n, 0x6fn, 13n]);
+    expect(outcome.outcome, outcome.reason).toBe('done');
   });
 });
 
