@@ -142,6 +142,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::InjectRepeating>("injectRepeating"),
       InstanceMethod<&NativeMachine::SetEntryState>("setEntryState"),
       InstanceMethod<&NativeMachine::EnterInnerPrivilege>("enterInnerPrivilege"),
+      InstanceMethod<&NativeMachine::WriteXcr0>("writeXcr0"),
       InstanceMethod<&NativeMachine::CodeSegmentInfo>("codeSegment"),
       InstanceMethod<&NativeMachine::Snapshot>("snapshot"),
       InstanceMethod<&NativeMachine::Restore>("restore"),
@@ -570,6 +571,15 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     if (!m || !GetU32(info, 0, "selector", 0xffff, &selector) || !GetU64(info, 1, "descriptor", &descriptor)) return info.Env().Undefined();
     if (m->run_held()) return ThrowHeldRun(info.Env(), "enterInnerPrivilege()");
     return Napi::String::New(info.Env(), m->EnterInnerPrivilege(static_cast<uint16_t>(selector), descriptor));
+  }
+
+  // writeXcr0(value: bigint) -> "" or the reason it cannot (guest_stub.cc)
+  Napi::Value WriteXcr0(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t value;
+    if (!m || !GetU64(info, 0, "value", &value)) return info.Env().Undefined();
+    if (m->run_held()) return ThrowHeldRun(info.Env(), "writeXcr0()");
+    return Napi::String::New(info.Env(), m->WriteXcr0(value));
   }
 
   // codeSegment() -> { bits, longMode, protectedMode, selector, base }

@@ -35,7 +35,7 @@ std::string Machine::WriteStub(const uint8_t* bytes, size_t length, size_t offse
   return "";
 }
 
-std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, uint64_t expect_rip) {
+std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, uint64_t expect_rip, const char* what) {
   // The stub's exits, hooks and instruction counts must not show in the run area.
   uint64_t saved[kRunAreaSlots];
   std::memcpy(saved, area_, sizeof saved);
@@ -69,7 +69,7 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
            "descriptor that changed since, or an unreal-mode segment); delivering from it is not modelled";
   }
   if (raised) {
-    snprintf(msg, sizeof msg, "loading the handler's code segment raised vector %llu", (unsigned long long)vector);
+    snprintf(msg, sizeof msg, "%s raised vector %llu", what, (unsigned long long)vector);
     return msg;
   }
   if (other_exit || e != UC_ERR_OK || rip != expect_rip) {
@@ -190,6 +190,43 @@ std::string Machine::EnterInnerPrivilege(uint16_t selector, uint64_t descriptor)
   uc_reg_write(uc_, UC_X86_REG_RFLAGS, &rflags);
   SyncRegsOut();
   return err;
+}
+
+std::string Machine::WriteXcr0(uint64_t value) {
+  if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
+  const CodeSegment cs = CurrentCodeSegment();
+  if ((cs.selector & 3) != 0 && cs.protected_mode) return "XCR0 is written at CPL 0 only";
+  // XSETBV's own #GP(0) conditions (Intel SDM Vol. 2D XSETBV) that QEMU's helper_xsetbv does not
+  // check: AVX (bit 2) without SSE (bit 1), and AVX-512's bits 7:5 not all set or set without AVX.
+  const uint64_t avx512 = value & 0xE0;
+  if (((value & 4) && !(value & 2)) || (avx512 && (avx512 != 0xE0 || !(value & 4)))) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "XSETBV of 0x%llx raises #GP (a feature set without the one it needs)", (unsigned long long)value);
+    return msg;
+  }
+  // XSETBV (NP 0F 01 D1, the same in every code size), then the HLT that ends the stub.
+  const uint8_t code[] = {0x0F, 0x01, 0xD1, 0xF4};
+  std::string err = WriteStub(code, sizeof code, 0);
+  if (!err.empty()) return err;
+  static const int kSaved[5] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_CR4};
+  uint64_t saved[5];
+  for (int i = 0; i < 5; i++) uc_reg_read(uc_, kSaved[i], &saved[i]);
+  const uint64_t eax = value & 0xffffffffull, edx = value >> 32, ecx = 0, cr4 = saved[4] | (1ull << 18);  // CR4.OSXSAVE
+  uc_reg_write(uc_, UC_X86_REG_RAX, &eax);
+  uc_reg_write(uc_, UC_X86_REG_RDX, &edx);
+  uc_reg_write(uc_, UC_X86_REG_RCX, &ecx);
+  if (cr4 != saved[4]) uc_reg_write(uc_, UC_X86_REG_CR4, &cr4);
+  const uint64_t page = ((cs.base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+  const uint64_t eip = (page - cs.base) & 0xffffffffull;
+  uint64_t pages[1] = {page};
+  err = RunStub(eip, pages, 1, eip + sizeof code, "XSETBV");
+  if (cr4 != saved[4]) uc_reg_write(uc_, UC_X86_REG_CR4, &saved[4]);
+  for (int i = 0; i < 4; i++) uc_reg_write(uc_, kSaved[i], &saved[i]);
+  SyncRegsOut();
+  if (err.empty()) return "";
+  char msg[48];
+  snprintf(msg, sizeof msg, "XSETBV of 0x%llx: ", (unsigned long long)value);
+  return msg + err;  // e.g. bit 0 clear or an unsupported feature: #GP
 }
 
 std::string Machine::SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base) {

@@ -222,6 +222,10 @@ class Machine {
   // in IA-32e mode (their caller then writes the SS selector, RIP, RSP and RFLAGS they set). No
   // other register changes. Returns "" or a reason.
   std::string EnterInnerPrivilege(uint16_t selector, uint64_t descriptor);
+  // Sets XCR0 to `value`, as the reset state and VMRUN from a VMSA set it (Unicorn has no register
+  // for it): the guest CPU runs an XSETBV in the stub page, CR4.OSXSAVE set for that instant. An
+  // illegal value fails as XSETBV would (#GP); returns "" or the reason.
+  std::string WriteXcr0(uint64_t value);
   // Puts the vCPU into an architectural entry state. `cs_selector`/`cs_base` are used by kReal16.
   // Control registers, EFER, RIP and GPRs are left for the caller (the platform) to set.
   std::string SetEntryState(EntryMode mode, uint16_t cs_selector, uint64_t cs_base);
@@ -361,7 +365,9 @@ class Machine {
   // Guest stub (guest_stub.cc): a host-owned page of code the guest CPU itself executes to load
   // CS from a descriptor, which Unicorn cannot do from the host in UC_MODE_64. The TLB-fill hook
   // maps it at stub_va_pages_ only while RunStub runs; the guest never sees it otherwise.
-  std::string RunStub(uint64_t eip, const uint64_t* va_pages, int count, uint64_t expect_rip);
+  // `what` names what the stub does, for the reason a fault in it gives.
+  std::string RunStub(uint64_t eip, const uint64_t* va_pages, int count, uint64_t expect_rip,
+                      const char* what = "loading the handler's code segment");
   std::string WriteStub(const uint8_t* bytes, size_t length, size_t offset);
   // Loads CS:EIP = selector:offset through a far jump executed by the guest CPU, from code of
   // `code_bits` (16 or 32) in a segment at `cur_base`; `new_base`/`new_limit` locate the target.

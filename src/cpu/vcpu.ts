@@ -254,6 +254,15 @@ export class Vcpu {
   }
 
   /**
+   * Sets XCR0 as a reset or a VMRUN does (the emulator has no register for it: an XSETBV runs in
+   * the host's stub page). Throws for a value XSETBV refuses (#GP: bit 0 clear, AVX without SSE…).
+   */
+  writeXcr0(value: bigint): void {
+    const reason = this.#native.writeXcr0(value & MASK64);
+    if (reason) throw new Error(`cannot set XCR0: ${reason}`);
+  }
+
+  /**
    * Puts the vCPU, still in its reset state, into an architectural entry state: `protected32`
    * (a TD vCPU: 32-bit protected mode, flat CS/SS with selector 0, paging off) or `real16`
    * (real mode with the given CS selector and hidden base, as an SNP VMSA holds it). CR0, CR4,

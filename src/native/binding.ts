@@ -64,6 +64,8 @@ export interface NativeMachine {
   setEntryState(mode: number, csSelector: number, csBase: bigint): string;
   /** Raises CPL to `descriptor`'s DPL with CS = `selector` loaded from it and SS = NULL (native/src/guest_stub.cc). */
   enterInnerPrivilege(selector: number, descriptor: bigint): string;
+  /** XCR0 <- value through an XSETBV the guest CPU runs in the stub page (native/src/guest_stub.cc). */
+  writeXcr0(value: bigint): string;
   codeSegment(): NativeCodeSegment;
   snapshot(): number;
   restore(id: number): void;

@@ -10,11 +10,14 @@
 // XFAM, x87|SSE here: td-cpuid.ts TD_XFAM), and otherwise does the XSETBV itself. An SNP guest's
 // XSETBV is not intercepted (KVM sev_es_init_vmcb: "Can't intercept XSETBV"): the CPU runs it.
 import { describe, expect, it } from 'vitest';
-import { HALT, runTdGuest } from '../helpers/tdx-guest.js';
+import { HALT, runAtResetVector, runTdGuest } from '../helpers/tdx-guest.js';
 import { GHCB_GPA, REGISTER_GHCB, SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../helpers/snp-guest.js';
 import { GHCB_ERR, GHCB_OFFSET, SVM_EXIT } from '../../src/platform/snp/ghcb-page.js';
 import { TdAttributes } from '../../src/platform/tdx/td-module.js';
 import { TD_XFAM } from '../../src/platform/tdx/td-cpuid.js';
+import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
+import { applyVmsa, bspResetVmsa } from '../../src/platform/snp/vmsa.js';
+import { runToHlt, simpleGuest } from '../helpers/guest-setup.js';
 
 // #GP handler for TD guests: error code -> R13, the pushed RIP -> R12, vector -> R15.
 const TD_GP_FRAME = `pop r13\n mov r12, [rsp]\n mov r15, 13\n ${HALT}`;
@@ -42,6 +45,15 @@ describe('RDPMC in a TD (ATTRIBUTES.PERFMON clear)', () => {
 describe('XSETBV in a TD (XFAM x87|SSE)', () => {
   it('the model\'s TD has XFAM 3', () => {
     expect(TD_XFAM).toBe(3n);
+  });
+
+  it('XCR0 starts at 1, x87 only (tdh_vp_init.c: guest_state.xcr0 = XCR0_RESET_STATE, loaded by TDH.VP.ENTER)', () => {
+    // At the reset vector (ECX = TDH.VP.INIT's RCX, 0): mov eax, cr4; bts eax, 18 (OSXSAVE); mov cr4, eax; xgetbv; jmp $.
+    const { td, step } = runAtResetVector([0x0f, 0x20, 0xe0, 0x0f, 0xba, 0xe8, 0x12, 0x0f, 0x22, 0xe0, 0x0f, 0x01, 0xd0, 0xeb, 0xfe], 5n);
+    expect(step).toMatchObject({ kind: 'outcome', outcome: { outcome: 'budget' } });
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.rax & 0xffffffffn, r.rdx & 0xffffffffn]).toEqual([1n, 0n]);
+    td.platform.machine.close();
   });
 
   it('a value within XFAM is done (the module\'s own XSETBV): XGETBV reads it back', () => {
@@ -169,5 +181,45 @@ describe('XSETBV on an SNP guest: not intercepted, the CPU runs it', () => {
     expect(g.run().outcome).toBe('done');
     expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.r15]).toEqual([13n, 0n]);
     expect(g.trace.ofType('inject-vc')).toEqual([]);
+  });
+});
+
+describe('Vcpu.writeXcr0: XCR0 as a reset or VMRUN sets it, through the CPU\'s own XSETBV', () => {
+  const xgetbv = (vm: ReturnType<typeof simpleGuest>) => {
+    runToHlt(vm);
+    return vm.vcpu.regs.r8;
+  };
+  const code = 'mov rax, cr4\n or rax, 0x40000\n mov cr4, rax\n xor ecx, ecx\n xgetbv\n mov r8, rax\n hlt';
+
+  it('takes a value XSETBV takes, and leaves CR4, RIP, RAX, RCX and RDX as they were', () => {
+    for (const value of [1n, 3n, 7n]) {
+      const vm = simpleGuest(code);
+      const before = { cr4: vm.vcpu.readSpecial('cr4'), rip: vm.vcpu.regs.rip };
+      Object.assign(vm.vcpu.regs, { rax: 0x11n, rcx: 0x22n, rdx: 0x33n });
+      vm.vcpu.writeXcr0(value);
+      expect([vm.vcpu.readSpecial('cr4'), vm.vcpu.regs.rip, vm.vcpu.regs.rax, vm.vcpu.regs.rcx, vm.vcpu.regs.rdx]).toEqual([before.cr4, before.rip, 0x11n, 0x22n, 0x33n]);
+      expect(xgetbv(vm)).toBe(value);
+      vm.close();
+    }
+  });
+
+  it('refuses what XSETBV refuses with #GP (SDM Vol. 2D XSETBV: bit 0 clear, AVX without SSE), XCR0 unchanged', () => {
+    const vm = simpleGuest(code);
+    vm.vcpu.writeXcr0(1n);
+    expect(() => vm.vcpu.writeXcr0(0n)).toThrow(/cannot set XCR0: XSETBV of 0x0: XSETBV raised vector 13/);
+    expect(() => vm.vcpu.writeXcr0(5n)).toThrow(/XSETBV of 0x5 raises #GP/);
+    expect(() => vm.vcpu.writeXcr0(0x67n)).toThrow(/XSETBV of 0x67 raises #GP/);  // bits 7:5 not all set
+    expect(xgetbv(vm)).toBe(1n);
+    vm.close();
+  });
+
+  it('an SNP BSP starts from its launch VMSA with XCR0 1 (KVM kvm_vcpu_reset: xcr0 = XFEATURE_MASK_FP; sev-snp-measure: the VMSA\'s xcr0 is 1)', () => {
+    const m = SnpPlatform.create({ memoryBytes: 16n << 20n }).machine;
+    const written: bigint[] = [];
+    const original = m.vcpu.writeXcr0.bind(m.vcpu);
+    m.vcpu.writeXcr0 = (value: bigint) => { written.push(value); original(value); };
+    applyVmsa(m, bspResetVmsa());
+    expect(written).toEqual([1n]);
+    m.close();
   });
 });

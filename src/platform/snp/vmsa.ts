@@ -79,6 +79,9 @@ export function applyVmsa(machine: Machine, v: Vmsa): void {
   vcpu.writeSpecial('cr0', v.cr0);
   vcpu.writeSpecial('efer', v.efer);
   loadTr(machine, BSP_TR);
+  // XCR0 at reset: x87 only (APM Vol. 2 §11.5.2; KVM kvm_vcpu_reset: xcr0 = XFEATURE_MASK_FP;
+  // sev-snp-measure's launch VMSA: xcr0 = 1).
+  vcpu.writeXcr0(1n);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rcx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rdx = v.rdx;
