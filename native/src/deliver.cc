@@ -6,9 +6,9 @@
 // segment is not the one already loaded.
 //
 // Not modelled: privilege changes outside IA-32e mode (a delivery from CPL 3 in protected mode
-// stops with an error), task gates, LDT selectors, virtual-8086 mode, the gate DPL check of
-// software interrupts (INT n, INT3, INTO), and 32-bit paging without long mode (the host page
-// walk is the 4-level one).
+// stops with an error), task gates, LDT selectors, virtual-8086 mode, and 32-bit paging without
+// long mode (the host page walk is the 4-level one). The gate DPL check of software interrupts
+// is made where they stop the run (machine.cc CheckSoftwareInterruptGate), in counting mode.
 #include <cstring>
 
 #include "machine.h"

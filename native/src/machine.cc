@@ -1055,7 +1055,30 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   const bool pushes_error = !after && (intno == 8 || (intno >= 10 && intno <= 13) || intno == 17 || intno == 21);
   m->area_[kSlotArg1] = 0;
   m->area_[kSlotArg2] = (after ? kExcAfterInstruction : 0) | (pushes_error ? kExcHasErrorCode : 0);
+  if (after && intno != 1 && m->config_.count_instructions && m->last_insn_ != ~0ull) m->CheckSoftwareInterruptGate(intno);
   uc_emu_stop(uc);
+}
+
+// INT n, INT3 and INTO through a gate whose DPL is below CPL raise #GP with error code
+// vector * 8 + 2 (IDT) at the instruction instead (Intel SDM Vol. 3 §6.12.1.1 "Protection of
+// Exception- and Interrupt-Handler Procedures", §6.13; AMD APM Vol. 2 §8.9.3): how a kernel keeps
+// user code from calling its handlers. Unicorn hands every vector to the hook without looking at
+// the gate, so the exit becomes that fault, RIP back at the instruction (last_insn_, counting
+// mode only). Vector 1 is left out: INT1 (ICEBP) has no DPL check, and a single-step trap is not
+// a software interrupt; INT 01h (CD 01), which has one, is not told apart from them. A gate the
+// IDT cannot give is the delivery's to refuse.
+void Machine::CheckSoftwareInterruptGate(uint32_t intno) {
+  const CodeSegment cs = CurrentCodeSegment();
+  const unsigned cpl = cs.selector & 3;
+  if (!cs.protected_mode || cpl == 0) return;
+  uint8_t gate[16];
+  if (!ReadIdtGate(uint8_t(intno), cs.long_mode ? 16 : 8, gate).empty()) return;
+  if ((unsigned(gate[5] >> 5) & 3) >= cpl) return;
+  const uint64_t rip = cs.bits == 64 ? last_insn_ : (last_insn_ - cs.base) & 0xffffffffull;
+  uc_reg_write(uc_, UC_X86_REG_RIP, &rip);
+  area_[kSlotArg0] = 13;
+  area_[kSlotArg1] = uint64_t(intno) << 3 | 2;
+  area_[kSlotArg2] = kExcHasErrorCode;
 }
 
 // AFL's edge coverage (lcamtuf, "technical_details.txt"): map[cur ^ prev]++, prev = cur >> 1, with

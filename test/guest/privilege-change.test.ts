@@ -131,3 +131,61 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     expect(g.vm.vcpu.regs.r13).toBe(RSP0 - 40n);
   });
 });
+
+describe('software interrupts from CPL 3 (SDM Vol. 3 §6.12.1.1: the gate\'s DPL must be at least CPL for INT n, INT3, INTO)', () => {
+  /** An IDT entry for `vector` pointing at the #UD handler (RECORD_FRAME), with gate DPL `dpl`. */
+  function gateToRecordFrame(g: ReturnType<typeof snpGuest>, vector: number, dpl: number): void {
+    const ud = g.vm.memory.read(IDT_BASE + 6n * 16n, 16);
+    ud[5] = 0x8e | (dpl << 5);
+    g.vm.memory.write(IDT_BASE + BigInt(vector) * 16n, ud);
+  }
+
+  it('INT 80h through a DPL 0 gate: #GP with error code 80h * 8 + 2 (IDT), RIP at the INT, the handler at CPL 0', () => {
+    const g = snpGuest(`
+      ${SNP_GUEST_TO_CPL3}
+      lea r8, [rip + 1f]
+    1: int 0x80
+      mov r14, 0xbad
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
+    gateToRecordFrame(g, 0x80, 0);
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    // The default #GP handler: R13 = 13, R15 = the error code, [RSP] then the pushed RIP.
+    expect([r.r13, r.r15, r.r14]).toEqual([13n, 0x402n, 0n]);
+    expect(g.trace.ofType('inject')[0]).toMatchObject({ vector: 13, errorCode: 0x402n, rip: r.r8 });
+  });
+
+  it('INT 80h through a DPL 3 gate: the handler at CPL 0, the frame\'s RIP after the INT (a trap)', () => {
+    const g = snpGuest(`
+      ${SNP_GUEST_TO_CPL3}
+      lea r8, [rip + 1f]
+      int 0x80
+    1: hlt`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
+    gateToRecordFrame(g, 0x80, 3);
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect([r.r11, r.r12, r.rbx, r.rsi]).toEqual([0x08n, RSP0 - 40n, r.r8, 0x1bn]);
+  });
+
+  it('INT3 through a DPL 0 gate: #GP(3 * 8 + 2) at the INT3', () => {
+    const g = snpGuest(`
+      ${SNP_GUEST_TO_CPL3}
+      lea r8, [rip + 1f]
+    1: int3
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
+    gateToRecordFrame(g, 3, 0);
+    expect(g.run().outcome).toBe('done');
+    expect([g.vm.vcpu.regs.r13, g.vm.vcpu.regs.r15]).toEqual([13n, 0x1an]);
+    expect(g.trace.ofType('inject')[0]).toMatchObject({ vector: 13, rip: g.vm.vcpu.regs.r8 });
+  });
+
+  it('at CPL 0 a DPL 0 gate is fine: INT 80h enters its handler', () => {
+    const g = snpGuest(`
+      lea r8, [rip + 1f]
+      int 0x80
+    1: hlt`, { udHandler: RECORD_FRAME });
+    gateToRecordFrame(g, 0x80, 0);
+    expect(g.run().outcome).toBe('done');
+    expect([g.vm.vcpu.regs.rbx, g.vm.vcpu.regs.r13]).toEqual([g.vm.vcpu.regs.r8, 0n]);
+  });
+});
