@@ -76,6 +76,7 @@ describe('host writes', () => {
     }
     expect(error).toBeInstanceOf(HostAccessRefused);
     expect((error as HostAccessRefused).gpa).toBe(GUEST);
+    expect(String(error)).toMatch(/^HostAccessRefused: host write refused: /);
     expect(Buffer.from(p.machine.memory.read(HV + 0xff0n, 0x10)).equals(Buffer.alloc(0x10, 0x11))).toBe(true);
     expect(Buffer.from(p.machine.memory.read(GUEST, 0x10)).equals(Buffer.alloc(0x10, 0x22))).toBe(true);
     p.machine.close();
@@ -104,6 +105,42 @@ describe('host writes', () => {
     p.machine.close();
   });
 
+  it('fill writes the byte, zero by default, is refused at an assigned page with nothing written, and a write or fill of nothing is no error', () => {
+    const { p, host } = setUp();
+    host.fill(HV + 0x10n, 0x10n);
+    host.fill(HV + 0x20n, 0x10n, 0x77);
+    expect(Buffer.from(p.machine.memory.read(HV, 0x40))).toEqual(Buffer.concat([Buffer.alloc(0x10, 0x11), Buffer.alloc(0x10, 0), Buffer.alloc(0x10, 0x77), Buffer.alloc(0x10, 0x11)]));
+    expect(() => host.fill(HV + 0xff0n, 0x20n, 0xee)).toThrow(HostAccessRefused);
+    expect(Buffer.from(p.machine.memory.read(HV + 0xff0n, 0x10))).toEqual(Buffer.alloc(0x10, 0x11));
+    expect(Buffer.from(p.machine.memory.read(GUEST, 0x10))).toEqual(Buffer.alloc(0x10, 0x22));
+    // An empty range inside RAM is not outside it.
+    host.write(HV, new Uint8Array(0));
+    expect(host.tryWrite(HV, new Uint8Array(0))).toBeUndefined();
+    host.fill(HV, 0n, 0xee);
+    expect(host.readU8(HV)).toBe(0x11);
+    // Guest-physical page 0 is as much the host's as any other hypervisor-owned page.
+    host.write(0n, Buffer.from([1, 2, 3, 4]));
+    expect(Buffer.from(host.read(0n, 4))).toEqual(Buffer.from([1, 2, 3, 4]));
+    p.machine.close();
+  });
+
+  // APM Vol. 2 §15.34.1: a guest's (C=1) read is its key's decryption of what DRAM holds, and
+  // RMPUPDATE writes the RMP, not memory: a page the host wrote (with any write: write, tryWrite,
+  // fill, one byte, the second page of a write across a boundary) reads in the guest, once
+  // assigned to it, as the decryption of the host's bytes, not as them.
+  it('every page any host write reaches holds DRAM bytes, which the guest reads decrypted once the page is assigned to it', () => {
+    const { p, host } = setUp();
+    const A = 0x500000n, B = A + PAGE_4K, C = B + PAGE_4K, D = C + PAGE_4K, E = D + PAGE_4K;
+    host.write(A + 0xff0n, Buffer.alloc(0x20, 0x42));           // A's tail and B's head
+    expect(host.tryWrite(C, Buffer.alloc(0x10, 0x43))).toBeUndefined();
+    host.fill(D, 0x10n, 0x44);
+    host.write(E + 0x10n, Buffer.from([0x45]));
+    const hostView = [A, B, C, D, E].map((page) => Buffer.from(p.machine.memory.read(page, 0x1000)));
+    for (const page of [A, B, C, D, E]) expect(p.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: p.asid }).rc).toBe(0);
+    [A, B, C, D, E].forEach((page, i) => expect([page, Buffer.from(p.machine.memory.read(page, 0x1000)).equals(hostView[i]!)]).toEqual([page, false]));
+    p.machine.close();
+  });
+
   it('a write past the end of guest RAM, or at a negative GPA, is a RangeError and writes nothing', () => {
     const { p, host } = setUp();
     const last = MEMORY - PAGE_4K;
@@ -111,8 +148,13 @@ describe('host writes', () => {
     expect(() => host.write(MEMORY - 4n, Buffer.alloc(8, 0x55))).toThrow(RangeError);
     expect(() => host.fill(MEMORY - 4n, 8n, 0x55)).toThrow(`guest-physical range 0x${(MEMORY - 4n).toString(16)}+0x8 is outside guest RAM`);
     expect(() => host.fill(-0x1000n, 0x10n, 0x55)).toThrow(RangeError);
+    expect(() => host.write(-0x1000n, Buffer.alloc(0x10, 0x55))).toThrow(/is outside guest RAM/);
+    expect(() => host.write(MEMORY - 0x10n, Buffer.alloc(0x20, 0x55))).toThrow(`guest-physical range 0x${(MEMORY - 0x10n).toString(16)}+0x20 is outside guest RAM`);
     expect(Buffer.from(p.machine.memory.read(MEMORY - 4n, 4)).equals(Buffer.alloc(4, 0x44))).toBe(true);
     expect(host.size).toBe(MEMORY);
+    // tryWrite too, even where its first page is one the hardware refuses (src/platform/host-memory.ts: a range outside RAM still throws).
+    expect(p.rmpUpdate(last, { assigned: true, pageSize: '4k', gpa: last, asid: p.asid }).rc).toBe(0);
+    expect(() => host.tryWrite(MEMORY - 4n, Buffer.alloc(8, 0x55))).toThrow(RangeError);
     p.machine.close();
   });
 });
