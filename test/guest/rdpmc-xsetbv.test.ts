@@ -10,7 +10,7 @@
 // XFAM, x87|SSE here: td-cpuid.ts TD_XFAM), and otherwise does the XSETBV itself. An SNP guest's
 // XSETBV is not intercepted (KVM sev_es_init_vmcb: "Can't intercept XSETBV"): the CPU runs it.
 import { describe, expect, it } from 'vitest';
-import { HALT, runAtResetVector, runTdGuest } from '../helpers/tdx-guest.js';
+import { HALT, runAtResetVector, runTdGuest, toCpl } from '../helpers/tdx-guest.js';
 import { GHCB_GPA, REGISTER_GHCB, SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../helpers/snp-guest.js';
 import { GHCB_ERR, GHCB_OFFSET, SVM_EXIT } from '../../src/platform/snp/ghcb-page.js';
 import { TdAttributes } from '../../src/platform/tdx/td-module.js';
@@ -34,6 +34,19 @@ describe('RDPMC in a TD (ATTRIBUTES.PERFMON clear)', () => {
     const { td, outcome } = runTdGuest(`xor ecx, ecx\n .byte 0xf0, 0x0f, 0x33\n ${HALT}`);
     expect(outcome.outcome, outcome.reason).toBe('done');
     expect(td.platform.machine.vcpu.regs.r15).toBe(6n);
+  });
+
+  // SDM Vol. 2B RDPMC: #GP(0) "If the current privilege level is not 0 and the PCE flag in the CR4
+  // register is clear": CPL 1 and 2 as well as 3. With ATTRIBUTES.PERFMON the TD has no RDPMC
+  // exiting, so the #GP(0) is the CPU's own; with CR4.PCE set there is none, and the read reaches
+  // counters the model does not have.
+  it.each([1, 2] as const)('with ATTRIBUTES.PERFMON, at CPL %s: #GP(0) with CR4.PCE clear, no #GP with it set', (cpl) => {
+    const { td, outcome } = runTdGuest(`${toCpl(cpl)}\n xor ecx, ecx\n mov r14, -1\n lea rbx, [rip + 1f]\n 1: rdpmc\n mov r14, 0x77\n ${HALT}`, { attributes: TdAttributes.PERFMON, gp: TD_GP_FRAME });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r15, r.r13, r.r12, r.r14]).toEqual([13n, 0n, r.rbx, 0xffffffffffffffffn]);
+    const pce = runTdGuest(`mov rax, cr4\n bts rax, 8\n mov cr4, rax\n ${toCpl(cpl)}\n xor ecx, ecx\n rdpmc\n ${HALT}`, { attributes: TdAttributes.PERFMON });
+    expect(pce.outcome).toMatchObject({ outcome: 'fault', reason: expect.stringMatching(/RDPMC .* ATTRIBUTES\.PERFMON/) });
   });
 
   it('with ATTRIBUTES.PERFMON there is no RDPMC exiting: the CPU reads its own counters, which the model does not have, so the run stops', () => {
