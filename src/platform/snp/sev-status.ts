@@ -15,6 +15,8 @@ export const SEV_STATUS = {
 
 /** An SNP guest: SEV, SEV-ES and SNP enabled. */
 export const SNP_GUEST_SEV_STATUS = SEV_STATUS.SEV | SEV_STATUS.SEV_ES | SEV_STATUS.SNP;
+/** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
+export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
 
 /** VMPLs an SNP CPU has (VMPL0-3), CPUID Fn8000_001F EBX[15:12]. */
 export const SNP_VMPL_COUNT = 4;

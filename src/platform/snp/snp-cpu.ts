@@ -26,7 +26,7 @@ import { legality, RMP_RC, LAUNCH_STATUS, type HostOp, type HostResult, type Lau
 import { decodePvalidateRegs, pvalidate, pvalidateFlags } from './pvalidate.js';
 import { decodeRmpadjustRegs, rmpadjust } from './rmpadjust.js';
 import type { RmpInsnEarlyOutcome } from './rmp-instruction.js';
-import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
+import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_FEATURES, SNP_GUEST_SEV_STATUS, snpCpuid } from './sev-status.js';
 import { SVM_EXIT } from './ghcb-page.js';
 import { svmInstruction } from './svm-insn.js';
 import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from './ghcb-msr.js';
@@ -55,8 +55,7 @@ const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([
 const CACHE_OR_WAIT_EXIT_CODE: Readonly<Record<CacheOrWaitInstruction, number>> = {
   invd: SVM_EXIT.INVD, wbinvd: SVM_EXIT.WBINVD, wbnoinvd: SVM_EXIT.WBINVD, monitor: SVM_EXIT.MONITOR, mwait: SVM_EXIT.MWAIT,
 };
-/** SEV_FEATURES of this guest's VMSAs: SEV_STATUS >> 2 (Linux wakeup_cpu_via_vmgexit), SNPActive (bit 0). */
-export const SNP_GUEST_SEV_FEATURES = SNP_GUEST_SEV_STATUS >> 2n;
+export { SNP_GUEST_SEV_FEATURES } from './sev-status.js';
 const RFLAGS_IF = 1n << 9n;
 
 /**

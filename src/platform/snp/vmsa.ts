@@ -5,10 +5,13 @@
 //
 // QEMU/KVM fill the BSP's VMSA from the vCPU's reset state (real mode, CS selector 0xF000, hidden
 // base 0xFFFF0000, IP 0xFFF0: linear 0xFFFFFFF0, the reset vector at the top of the firmware
-// volume). An AP starts from the SEV-ES reset block OVMF publishes in its GUID table (CS base =
-// vector & 0xFFFF0000, IP = vector & 0xFFFF; QEMU target/i386/sev.c).
+// volume), as KVM holds it in the VMCB when it encrypts it (sev_es_sync_vmsa): the page is the one
+// sev-snp-measure (vmsa.py, VMM type QEMU) builds to predict the launch digest, so a digest the
+// model reports can be checked against that tool's. An AP starts from the SEV-ES reset block OVMF
+// publishes in its GUID table (CS base = vector & 0xFFFF0000, IP = vector & 0xFFFF; QEMU
+// target/i386/sev.c).
 import type { Machine } from '../../cpu/machine.js';
-import { snpCpuid } from './sev-status.js';
+import { SNP_GUEST_SEV_FEATURES, snpCpuid } from './sev-status.js';
 
 export const VMSA_MEASURED_GPA = 0xfffffffff000n;
 
@@ -17,7 +20,9 @@ export interface Vmsa {
   rip: bigint;
   rflags: bigint;
   cr0: bigint;
+  cr4: bigint;
   efer: bigint;
+  xcr0: bigint;
   rdx: bigint;
 }
 
@@ -35,8 +40,12 @@ export function resetVmsa(vector: bigint): Vmsa {
     cs: { selector: 0xf000, base: vector & 0xffff0000n, limit: 0xffff, attrib: 0x9b },
     rip: vector & 0xffffn,
     rflags: 0x2n,
-    cr0: 0x60000010n,        // CD | NW | ET, the reset value (APM Vol. 2 Table 14-1)
+    // ET: the reset value (APM Vol. 2 Table 14-1) has CD and NW set too, which KVM clears in the
+    // VMCB (svm_set_cr0 with KVM_X86_QUIRK_CD_NW_CLEARED, on by default); sev-snp-measure cr0=0x10.
+    cr0: 0x10n,
+    cr4: 0x40n,              // MCE, which KVM sets in the VMCB's CR4 (svm_set_cr4); sev-snp-measure cr4=0x40
     efer: 0x1000n,           // SVME: required in every SEV-ES VMSA
+    xcr0: 1n,                // x87 only (KVM kvm_vcpu_reset: xcr0 = XFEATURE_MASK_FP; sev-snp-measure xcr0=1)
     // EDX at reset holds the processor's family/model/stepping, CPUID Fn0000_0001_EAX (APM Vol. 2
     // §14.1.5, Table 14-1); QEMU's x86_cpu_reset_hold writes env->cpuid_version there, KVM's
     // kvm_vcpu_reset the vCPU's CPUID(1).EAX, and sev-snp-measure builds the measured VMSA with it.
@@ -44,8 +53,14 @@ export function resetVmsa(vector: bigint): Vmsa {
   };
 }
 
-/** The BSP's TR: selector 0, base 0, limit 0xFFFF, present (the reset state, APM Vol. 2 Table 14-1). */
-const BSP_TR: VmsaSegment = { selector: 0, attrib: 0x83, limit: 0xffff, base: 0n };
+/**
+ * TR at reset: selector 0, base 0, limit 0xFFFF, present (APM Vol. 2 Table 14-1), as QEMU's
+ * x86_cpu_reset types it, a busy 32-bit TSS (DESC_TYPE 11; sev-snp-measure, VMM type QEMU:
+ * tr_flags 0x8b).
+ */
+const RESET_TR: VmsaSegment = { selector: 0, attrib: 0x8b, limit: 0xffff, base: 0n };
+/** G_PAT at reset: the PAT MSR's power-on value (APM Vol. 2 §7.8.1; sev-snp-measure g_pat). */
+const RESET_G_PAT = 0x0007040600070406n;
 
 /** The 4 KiB VMSA page with the fields the model carries. */
 export function vmsaPage(v: Vmsa): Uint8Array {
@@ -61,14 +76,18 @@ export function vmsaPage(v: Vmsa): Uint8Array {
   seg(0x60, 0, 0, 0xffff, 0n);  // GDTR
   seg(0x70, 0, 0x82, 0xffff, 0n);  // LDTR
   seg(0x80, 0, 0, 0xffff, 0n);  // IDTR
-  seg(0x90, BSP_TR.selector, BSP_TR.attrib, BSP_TR.limit, BSP_TR.base);
+  seg(0x90, RESET_TR.selector, RESET_TR.attrib, RESET_TR.limit, RESET_TR.base);
   b.writeBigUInt64LE(v.efer, 0xd0);
+  b.writeBigUInt64LE(v.cr4, 0x148);
   b.writeBigUInt64LE(v.cr0, 0x158);
   b.writeBigUInt64LE(0x400n, 0x160);  // DR7
   b.writeBigUInt64LE(0xffff0ff0n, 0x168);  // DR6
   b.writeBigUInt64LE(v.rflags, 0x170);
   b.writeBigUInt64LE(v.rip, 0x178);
+  b.writeBigUInt64LE(RESET_G_PAT, 0x268);
   b.writeBigUInt64LE(v.rdx, 0x310);
+  b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
+  b.writeBigUInt64LE(v.xcr0, 0x3e8);
   return b;
 }
 
@@ -77,11 +96,10 @@ export function applyVmsa(machine: Machine, v: Vmsa): void {
   const vcpu = machine.vcpu;
   vcpu.enter({ mode: 'real16', csSelector: v.cs.selector, csBase: v.cs.base });
   vcpu.writeSpecial('cr0', v.cr0);
+  vcpu.writeSpecial('cr4', v.cr4);
   vcpu.writeSpecial('efer', v.efer);
-  loadTr(machine, BSP_TR);
-  // XCR0 at reset: x87 only (APM Vol. 2 §11.5.2; KVM kvm_vcpu_reset: xcr0 = XFEATURE_MASK_FP;
-  // sev-snp-measure's launch VMSA: xcr0 = 1).
-  vcpu.writeXcr0(1n);
+  loadTr(machine, RESET_TR);
+  vcpu.writeXcr0(v.xcr0);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rcx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rdx = v.rdx;

@@ -33,10 +33,10 @@ describe('VMSA entry state', () => {
 });
 
 describe('the launch VMSA', () => {
-  it('the BSP starts in the x86 reset state: CS F000h with base FFFF0000h and limit FFFFh, IP FFF0h, RFLAGS 2, CR0 60000010h (APM Vol. 2 §14.1.5 Table 14-1), with EFER.SVME set as every SEV-ES VMSA needs', () => {
+  it('the BSP starts in the x86 reset state: CS F000h with base FFFF0000h and limit FFFFh, IP FFF0h, RFLAGS 2 (APM Vol. 2 §14.1.5 Table 14-1), CR0 10h (ET: KVM clears the reset CD and NW, svm_set_cr0 with KVM_X86_QUIRK_CD_NW_CLEARED), with EFER.SVME set as every SEV-ES VMSA needs', () => {
     expect(SNP_RESET_VECTOR).toBe(0xfffffff0n);
     const v = bspResetVmsa();
-    expect(v).toMatchObject({ cs: { selector: 0xf000, base: 0xffff0000n, limit: 0xffff }, rip: 0xfff0n, rflags: 0x2n, cr0: 0x60000010n, efer: 1n << 12n });
+    expect(v).toMatchObject({ cs: { selector: 0xf000, base: 0xffff0000n, limit: 0xffff }, rip: 0xfff0n, rflags: 0x2n, cr0: 0x10n, efer: 1n << 12n });
     // Code segment attributes in VMCB form: present, S, type 0xB (execute/read, accessed).
     expect(v.cs.attrib).toBe(0x9b);
     // Another reset vector by the same SEV-ES reset-block convention: base from bits 31:16, IP from 15:0.
@@ -54,7 +54,7 @@ describe('the launch VMSA', () => {
     expect([family, model, Number(rdx & 0xfn)]).toEqual([0x19, 0x11, 1]);
   });
 
-  it('its page holds each field at its sev_es_save_area offset, the other registers in their reset state (Table 14-1: DR6 FFFF0FF0h, DR7 400h, descriptor tables limit FFFFh; KVM init_vmcb: LDTR type LDT, TR busy 16-bit TSS)', () => {
+  it('its page holds each field at its sev_es_save_area offset, the other registers in their reset state (Table 14-1: DR6 FFFF0FF0h, DR7 400h, descriptor tables limit FFFFh; LDTR type LDT; TR a busy TSS, type 11 as QEMU resets it)', () => {
     const v = { ...bspResetVmsa(), rdx: 0xa10f11n };
     const page = Buffer.from(vmsaPage(v));
     const d = decodeVmsaPage(page);
@@ -62,13 +62,46 @@ describe('the launch VMSA', () => {
     for (const seg of [d.es, d.ss, d.ds, d.fs, d.gs]) expect(seg).toEqual({ selector: 0, attrib: 0x93, limit: 0xffff, base: 0n });
     expect([d.gdtr, d.idtr]).toEqual([{ limit: 0xffff, base: 0n }, { limit: 0xffff, base: 0n }]);
     expect([page.readUInt16LE(0x72), page.readUInt32LE(0x74)]).toEqual([0x82, 0xffff]);  // LDTR
-    expect([page.readUInt16LE(0x92), page.readUInt32LE(0x94)]).toEqual([0x83, 0xffff]);  // TR
-    expect({ efer: d.efer, cr0: d.cr0, rflags: d.rflags, rip: d.rip, rdx: d.gprs.rdx }).toEqual({ efer: 0x1000n, cr0: 0x60000010n, rflags: 2n, rip: 0xfff0n, rdx: 0xa10f11n });
+    expect([page.readUInt16LE(0x92), page.readUInt32LE(0x94)]).toEqual([0x8b, 0xffff]);  // TR
+    expect({ efer: d.efer, cr0: d.cr0, rflags: d.rflags, rip: d.rip, rdx: d.gprs.rdx }).toEqual({ efer: 0x1000n, cr0: 0x10n, rflags: 2n, rip: 0xfff0n, rdx: 0xa10f11n });
     expect([page.readBigUInt64LE(0x160), page.readBigUInt64LE(0x168)]).toEqual([0x400n, 0xffff0ff0n]);  // DR7, DR6
     // The CS a VMM puts in its launch VMSA is measured as given, every vmcb_seg field of it: selector,
     // attrib, u32 limit at +4, base at +8 (svm.h struct vmcb_seg).
     const cs = { selector: 0x1234, attrib: 0x93, limit: 0xfffff, base: 0x12340n };
     expect(decodeVmsaPage(vmsaPage({ ...v, cs })).cs).toEqual(cs);
+  });
+
+  it('is, byte for byte, the BSP VMSA sev-snp-measure builds for a QEMU/KVM guest (vmsa.py build_save_area, VMM type QEMU): the page the launch digest measures', () => {
+    // Each field sev-snp-measure sets, at its SevEsSaveArea offset (Linux struct sev_es_save_area,
+    // APM Vol. 2 Table B-4); every other byte is zero.
+    const expected = Buffer.alloc(4096);
+    const seg = (off: number, selector: number, attrib: number, limit: number, base: bigint) => {
+      expected.writeUInt16LE(selector, off); expected.writeUInt16LE(attrib, off + 2);
+      expected.writeUInt32LE(limit, off + 4); expected.writeBigUInt64LE(base, off + 8);
+    };
+    seg(0x00, 0, 0x93, 0xffff, 0n);              // es
+    seg(0x10, 0xf000, 0x9b, 0xffff, 0xffff0000n); // cs: eip & 0xffff0000
+    seg(0x20, 0, 0x93, 0xffff, 0n);              // ss
+    seg(0x30, 0, 0x93, 0xffff, 0n);              // ds
+    seg(0x40, 0, 0x93, 0xffff, 0n);              // fs
+    seg(0x50, 0, 0x93, 0xffff, 0n);              // gs
+    seg(0x60, 0, 0, 0xffff, 0n);                 // gdtr
+    seg(0x70, 0, 0x82, 0xffff, 0n);              // ldtr
+    seg(0x80, 0, 0, 0xffff, 0n);                 // idtr
+    seg(0x90, 0, 0x8b, 0xffff, 0n);              // tr: tr_flags 0x8b (QEMU)
+    const q = (off: number, value: bigint) => expected.writeBigUInt64LE(value, off);
+    q(0xd0, 0x1000n);                   // efer: "KVM enables EFER_SVME"
+    q(0x148, 0x40n);                    // cr4: "KVM enables X86_CR4_MCE"
+    q(0x158, 0x10n);                    // cr0
+    q(0x160, 0x400n);                   // dr7
+    q(0x168, 0xffff0ff0n);              // dr6
+    q(0x170, 0x2n);                     // rflags
+    q(0x178, 0xfff0n);                  // rip: eip & 0xffff
+    q(0x268, 0x7040600070406n);         // g_pat
+    q(0x310, BigInt(snpCpuid(1, 0, 0).eax));  // rdx: the vCPU signature
+    q(0x3b0, 1n);                       // sev_features: SNP
+    q(0x3e8, 1n);                       // xcr0
+    expect(Buffer.from(vmsaPage(bspResetVmsa())).equals(expected)).toBe(true);
   });
 
   it('is measured at GPA 0xFFFFFFFFF000 (sev-snp-measure gctx.py VMSA_GPA: the RMP records a VMSA page with GPA -1, page-aligned, bits above 51 cleared)', () => {
