@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "machine.h"
+#include "xcr0.h"
 
 namespace minivisor {
 
@@ -196,10 +197,7 @@ std::string Machine::WriteXcr0(uint64_t value) {
   if (SyncRegsIn() != UC_ERR_OK) return "cannot write back registers";
   const CodeSegment cs = CurrentCodeSegment();
   if ((cs.selector & 3) != 0 && cs.protected_mode) return "XCR0 is written at CPL 0 only";
-  // XSETBV's own #GP(0) conditions (Intel SDM Vol. 2D XSETBV) that QEMU's helper_xsetbv does not
-  // check: AVX (bit 2) without SSE (bit 1), and AVX-512's bits 7:5 not all set or set without AVX.
-  const uint64_t avx512 = value & 0xE0;
-  if (((value & 4) && !(value & 2)) || (avx512 && (avx512 != 0xE0 || !(value & 4)))) {
+  if (!Xcr0CombinationLegal(value)) {
     char msg[96];
     snprintf(msg, sizeof msg, "XSETBV of 0x%llx raises #GP (a feature set without the one it needs)", (unsigned long long)value);
     return msg;

@@ -1,4 +1,5 @@
 #include "machine.h"
+#include "xcr0.h"
 
 #include <sys/mman.h>
 
@@ -1231,10 +1232,13 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, Machine* m) {
     return;
   }
   if (t.kind == TrappedKind::kXsetbv) {
+    // Runs on the emulated CPU unless it has a bit outside xsetbv_allowed_ or a combination the
+    // CPU refuses and QEMU does not (xcr0.h): then the platform gives the #GP.
     uint64_t rax = 0, rdx = 0;
     uc_reg_read(uc, UC_X86_REG_RAX, &rax);
     uc_reg_read(uc, UC_X86_REG_RDX, &rdx);
-    if ((((rdx & 0xffffffffull) << 32 | (rax & 0xffffffffull)) & ~m->xsetbv_allowed_) == 0) return;
+    const uint64_t value = (rdx & 0xffffffffull) << 32 | (rax & 0xffffffffull);
+    if ((value & ~m->xsetbv_allowed_) == 0 && (!(value & 1) || Xcr0CombinationLegal(value))) return;
   }
   m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes

@@ -26,7 +26,8 @@
 // - rdpmc (0F 33): AT the instruction, which has not run: the emulator raises #UD for it at any
 //   CPL (helper_rdpmc has no counters), where both platforms intercept it (src/cpu/rdpmc.ts).
 // - xsetbv (0F 01 D1): AT the instruction, which has not run, and only for an XCR0 value with a
-//   bit outside Machine.xsetbvAllowed (a TD's XFAM): any other XSETBV runs on the emulated CPU.
+//   bit outside Machine.xsetbvAllowed (a TD's XFAM) or a bit combination the CPU refuses and the
+//   emulator would take (native/src/xcr0.h): any other XSETBV runs on the emulated CPU.
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //

@@ -17,7 +17,8 @@ import { TdAttributes } from '../../src/platform/tdx/td-module.js';
 import { TD_XFAM } from '../../src/platform/tdx/td-cpuid.js';
 import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
 import { applyVmsa, bspResetVmsa } from '../../src/platform/snp/vmsa.js';
-import { runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { CODE_BASE, runToHlt, simpleGuest } from '../helpers/guest-setup.js';
+import { assemble } from '../helpers/assemble.js';
 
 // #GP handler for TD guests: error code -> R13, the pushed RIP -> R12, vector -> R15.
 const TD_GP_FRAME = `pop r13\n mov r12, [rsp]\n mov r15, 13\n ${HALT}`;
@@ -189,6 +190,36 @@ describe('XSETBV on an SNP guest: not intercepted, the CPU runs it', () => {
     expect(g.trace.ofType('inject-vc')).toEqual([]);
   });
 
+  it.each([
+    ['AVX without SSE', 5],
+    ['AVX-512 opmask without ZMM_Hi256 and Hi16_ZMM', 0x27],
+  ])('%s: the CPU\'s #GP(0), RIP at the XSETBV, XCR0 unchanged (SDM Vol. 2D XSETBV; QEMU\'s helper_xsetbv would take it)', (_what, value) => {
+    const g = snpGuest(`
+      mov r13, 0
+      xor ecx, ecx\n xor edx, edx
+      mov eax, 3\n xsetbv
+      mov eax, ${value}
+      lea r12, [rip + 1f]
+    1: xsetbv
+      hlt`, { udHandler: 'mov r13, 6\n hlt' });
+    g.vm.memory.write(CODE_BASE + 0x900n, assemble('pop r15\n mov rbx, [rsp]\n mov r13, 13\n xor ecx, ecx\n xgetbv\n mov r8, rax\n hlt', CODE_BASE + 0x900n));
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect([r.r13, r.r15, r.rbx, r.r8]).toEqual([13n, 0n, r.r12, 3n]);
+    expect(g.trace.ofType('inject-vc')).toEqual([]);
+  });
+
+  it('with CR4.OSXSAVE clear the same XSETBV is #UD, which comes before the value\'s #GP (SDM Vol. 2D XSETBV, exceptions)', () => {
+    const g = snpGuest(`
+      mov r13, 0
+      mov rax, cr4\n btr rax, 18\n mov cr4, rax
+      xor ecx, ecx\n xor edx, edx\n mov eax, 5
+      xsetbv
+      hlt`, { udHandler: 'mov r13, 6\n hlt' });
+    expect(g.run().outcome).toBe('done');
+    expect(g.vm.vcpu.regs.r13).toBe(6n);
+  });
+
   it('ECX 1: the CPU\'s own #GP(0) (SDM Vol. 2D XSETBV), no #VC', () => {
     const g = snpGuest(`mov r13, 0\n mov ecx, 1\n xor edx, edx\n mov eax, 3\n xsetbv\n hlt`);
     expect(g.run().outcome).toBe('done');
@@ -216,10 +247,12 @@ describe('Vcpu.writeXcr0: XCR0 as a reset or VMRUN sets it, through the CPU\'s o
     }
   });
 
-  it('refuses what XSETBV refuses with #GP (SDM Vol. 2D XSETBV: bit 0 clear, AVX without SSE), XCR0 unchanged', () => {
+  it('refuses what XSETBV refuses with #GP (SDM Vol. 2D XSETBV: bit 0 clear, AVX without SSE, a feature the CPU lacks), XCR0 unchanged', () => {
     const vm = simpleGuest(code);
     vm.vcpu.writeXcr0(1n);
-    expect(() => vm.vcpu.writeXcr0(0n)).toThrow(/cannot set XCR0: XSETBV of 0x0: XSETBV raised vector 13/);
+    expect(() => vm.vcpu.writeXcr0(0n)).toThrow(/cannot set XCR0: XSETBV of 0x0 raises #GP/);
+    // A feature the emulated CPU lacks (PKRU, bit 9: CPUID 0xD.0 does not list it): the CPU's own XSETBV refuses it.
+    expect(() => vm.vcpu.writeXcr0(0x203n)).toThrow(/cannot set XCR0: XSETBV of 0x203: XSETBV raised vector 13/);
     expect(() => vm.vcpu.writeXcr0(5n)).toThrow(/XSETBV of 0x5 raises #GP/);
     expect(() => vm.vcpu.writeXcr0(0x67n)).toThrow(/XSETBV of 0x67 raises #GP/);  // bits 7:5 not all set
     expect(xgetbv(vm)).toBe(1n);

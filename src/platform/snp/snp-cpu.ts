@@ -9,6 +9,7 @@ import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { rdpmcFault } from '../../cpu/rdpmc.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
+import { CR4_OSXSAVE } from '../../cpu/registers.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
@@ -1093,8 +1094,12 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'rdpmc': return this.#rdpmc();
       // XSETBV is not intercepted (KVM sev.c sev_es_init_vmcb: "Can't intercept XSETBV, HV can't
       // modify XCR0 directly"): it runs on the CPU, and this machine leaves Machine.xsetbvAllowed at
-      // all ones, so none exits. One that did would be this model's own error.
-      case 'xsetbv': return { kind: 'outcome', outcome: { outcome: 'fault', reason: `XSETBV exit at RIP 0x${exit.rip.toString(16)}: an SNP guest's XSETBV runs on the CPU` } };
+      // all ones. It exits only for a value whose bit combination the CPU refuses and the emulator
+      // would take (native/src/xcr0.h): the CPU's #GP(0), or its #UD first while CR4.OSXSAVE is
+      // clear (SDM Vol. 2D XSETBV, Protected Mode Exceptions).
+      case 'xsetbv':
+        if ((this.machine.vcpu.readSpecial('cr4') & CR4_OSXSAVE) === 0n) return this.inject(UD_VECTOR, undefined, undefined, 'xsetbv with CR4.OSXSAVE clear');
+        return this.inject(GP_VECTOR, 0n, undefined, 'xsetbv of an XCR0 the CPU refuses');
       case 'budget': return { kind: 'outcome', outcome: { outcome: 'budget', reason: `instruction budget exhausted at rip 0x${exit.rip.toString(16)}` } };
       case 'exec-watch': return { kind: 'outcome', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
       case 'fatal': return { kind: 'outcome', outcome: { outcome: 'fault', reason: exit.reason } };
