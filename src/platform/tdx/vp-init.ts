@@ -6,11 +6,13 @@
 // mode is enabled and becomes active when the guest sets CR0.PG), GDTR limit 0xFFFF, TR base 0
 // and limit 0xFFFF (AR 0x8B: a busy TSS), so an exception below CPL 0 before the guest loads its
 // own TSS reads its stack from there, as in a real TD. XCR0 = 1 (x87 only: tdh_vp_init.c
-// guest_state.xcr0 = XCR0_RESET_STATE, which TDH.VP.ENTER loads with XSETBV).
+// guest_state.xcr0 = XCR0_RESET_STATE, which TDH.VP.ENTER loads with XSETBV). IA32_FMASK = 0x20200
+// (init_vcpu_msrs).
 // GPRs: RBX = the GPA width (52 with TDCS.GPAW, else 48), RCX = R8 = the VMM's TDH.VP.INIT
 // parameter, RSI = the vCPU index, RDX = CPUID(1).EAX as the TD sees it (the value TDH.SYS.INIT
 // saved: init_vcpu_gprs_and_registers reads cpuid_values[leaf 1].eax).
 import type { Machine } from '../../cpu/machine.js';
+import { MSR_SFMASK } from '../../cpu/fast-system-call.js';
 import { tdCpuid } from './td-cpuid.js';
 
 /** XCR0 after reset: x87 state only (Intel SDM Vol. 1 §13.3; tdx-module x86_defs.h XCR0_RESET_STATE). */
@@ -18,6 +20,9 @@ export const XCR0_RESET_STATE = 1n;
 
 /** The TD reset vector (td_vmcs_init.c: guest RIP 0xFFFFFFF0), in the firmware volume below 4 GiB. */
 export const TD_RESET_RIP = 0xfffffff0n;
+
+/** tdx-module msr_defs.h IA32_FMASK_MSR_RESET_STATE: the SYSCALL RFLAGS mask a TD vCPU starts with. */
+const IA32_FMASK_RESET_STATE = 0x20200n;
 
 export interface TdVcpuInit {
   gpaWidth: 48 | 52;
@@ -38,6 +43,9 @@ export function initTdVcpu(machine: Machine, init: TdVcpuInit): void {
   vcpu.writeSpecial('trBase', 0n);
   vcpu.writeSpecial('trLimit', 0xffffn);
   vcpu.writeXcr0(XCR0_RESET_STATE);
+  // init_vcpu_msrs: IA32_FMASK = IA32_FMASK_MSR_RESET_STATE (msr_defs.h 0x20200: IF and VM), which
+  // TDH.VP.ENTER loads (safe_wrmsr from guest_msr_state); the other MSRs it keeps outside the VMCS start at 0.
+  vcpu.writeMsr(MSR_SFMASK, IA32_FMASK_RESET_STATE);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rsp', 'rbp', 'rdi', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
   regs.rbx = BigInt(init.gpaWidth);

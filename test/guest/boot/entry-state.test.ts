@@ -35,7 +35,7 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
     td.platform.machine.close();
   });
 
-  it('every other GPR is 0 and RFLAGS 0x2 whatever the vCPU held, CR4 reads MCE only, IDTR is 0/0 and GDTR base 0', () => {
+  it('every other GPR is 0 and RFLAGS 0x2 whatever the vCPU held, CR4 reads MCE only, IDTR is 0/0, GDTR base 0 and TR 0/FFFFh', () => {
     // tdh_vp_init.c init_vcpu_gprs_and_registers: "All other GPRs/Registers are set to 0". td_vmcs_init.c:
     // guest CR4 0x2040, whose VMXE (bit 13) the CR4 read shadow hides from the guest
     // (init_tdcs_dependent_fields_in_vmcs: "Bit MCE (6) is set to 1. Bit VMXE (13) is cleared to 0");
@@ -49,12 +49,27 @@ describe('TDX: TDH.VP.INIT initial state (tdx-module tdh_vp_init.c, td_vmcs_init
     vcpu.writeSpecial('idtrLimit', 0xffffn);
     vcpu.writeSpecial('idtrBase', 0x1000n);
     vcpu.writeSpecial('gdtrBase', 0x2000n);
+    vcpu.writeSpecial('trBase', 0x3000n);
+    vcpu.writeSpecial('trLimit', 0x67n);
     td.platform.handle.vpInit(0x300000n);
     expect(others.map((r) => vcpu.regs[r])).toEqual(others.map(() => 0n));
+    // td_vmcs_init.c sets GUEST_TR_LIMIT 0xFFFF (AR 0x8B) and leaves the TR base at the VMCS's 0.
+    expect([vcpu.readSpecial('trBase'), vcpu.readSpecial('trLimit')]).toEqual([0n, 0xffffn]);
     expect(vcpu.regs.rflags).toBe(2n);  // td_vmcs_init.c: guest RFLAGS 0x2
     expect(vcpu.readSpecial('cr4')).toBe(0x40n);
     expect(vcpu.readSpecial('efer')).toBe(0x901n);  // SCE, LME, NXE exactly; LMA clear (paging off)
     expect([vcpu.readSpecial('idtrBase'), vcpu.readSpecial('idtrLimit'), vcpu.readSpecial('gdtrBase'), vcpu.readSpecial('gdtrLimit')]).toEqual([0n, 0n, 0n, 0xffffn]);
+    td.platform.machine.close();
+  });
+
+  it('IA32_FMASK starts at 0x20200 (tdh_vp_init.c init_vcpu_msrs: IA32_FMASK_MSR_RESET_STATE, msr_defs.h), the only MSR TDH.VP.INIT sets outside the VMCS', () => {
+    // TDH.VP.ENTER loads it from TDVPS (tdh_vp_enter.c safe_wrmsr(IA32_FMASK_MSR_ADDR, ...)), so the
+    // TD's first SYSCALL clears IF (and VM) unless the guest wrote its own mask; a RDMSR reads it.
+    const td = createTd({ memoryBytes: 64n << 20n, gpaWidth: 48 });
+    const vcpu = td.platform.machine.vcpu;
+    vcpu.writeMsr(0xc0000084, 0x700n);
+    td.platform.handle.vpInit(0x300000n);
+    expect(vcpu.readMsr(0xc0000084)).toBe(0x20200n);
     td.platform.machine.close();
   });
 
