@@ -63,6 +63,15 @@ describe('the launch VMSA', () => {
     expect([d.gdtr, d.idtr]).toEqual([{ limit: 0xffff, base: 0n }, { limit: 0xffff, base: 0n }]);
     expect([page.readUInt16LE(0x72), page.readUInt32LE(0x74)]).toEqual([0x82, 0xffff]);  // LDTR
     expect([page.readUInt16LE(0x92), page.readUInt32LE(0x94)]).toEqual([0x8b, 0xffff]);  // TR
+    // GDTR, LDTR and IDTR whole, every vmcb_seg field: as sev-snp-measure's VMSA.build_save_area
+    // (vmsa.py: gdtr = idtr = VmcbSeg(0, 0, 0xffff, 0), ldtr = VmcbSeg(0, 0x82, 0xffff, 0)).
+    const whole = (off: number) => [page.readUInt16LE(off), page.readUInt16LE(off + 2), page.readUInt32LE(off + 4), page.readBigUInt64LE(off + 8)];
+    expect([whole(0x60), whole(0x70), whole(0x80)]).toEqual([[0, 0, 0xffff, 0n], [0, 0x82, 0xffff, 0n], [0, 0, 0xffff, 0n]]);
+    // TR's selector and base are 0 at reset (APM Vol. 2 Table 14-1: TR selector 0000h, base 0).
+    expect([page.readUInt16LE(0x90), page.readBigUInt64LE(0x98)]).toEqual([0, 0n]);
+    // One 4 KiB page, as SNP_LAUNCH_UPDATE measures it (struct sev_es_save_area fills a page; svm.h
+    // EXPECTED_SEV_ES_SAVE_AREA_SIZE 1648, the rest of the page reserved).
+    expect(page.length).toBe(4096);
     expect({ efer: d.efer, cr0: d.cr0, rflags: d.rflags, rip: d.rip, rdx: d.gprs.rdx }).toEqual({ efer: 0x1000n, cr0: 0x10n, rflags: 2n, rip: 0xfff0n, rdx: 0xa10f11n });
     expect([page.readBigUInt64LE(0x160), page.readBigUInt64LE(0x168)]).toEqual([0x400n, 0xffff0ff0n]);  // DR7, DR6
     // The CS a VMM puts in its launch VMSA is measured as given, every vmcb_seg field of it: selector,
@@ -171,10 +180,11 @@ describe('VMRUN from a VMSA', () => {
 
   it('TR is loaded from the VMSA: the launch VMSA\'s (base 0, limit FFFFh), and a guest-written one\'s selector, base and limit (sev_es_save_area tr at 0x90; Linux wakeup_cpu_via_vmgexit sets its limit), where a delivery below CPL 0 reads RSP0', () => {
     const m = machine();
+    m.vcpu.writeSpecial('trSelector', 0x28n);
     m.vcpu.writeSpecial('trBase', 0x5000n);
     m.vcpu.writeSpecial('trLimit', 0n);
     applyVmsa(m, bspResetVmsa());
-    expect([m.vcpu.readSpecial('trBase'), m.vcpu.readSpecial('trLimit')]).toEqual([0n, 0xffffn]);
+    expect([m.vcpu.readSpecial('trSelector'), m.vcpu.readSpecial('trBase'), m.vcpu.readSpecial('trLimit')]).toEqual([0n, 0n, 0xffffn]);
     m.close();
     const ap = machine();  // an AP's vCPU starts from its own reset state
     const page = flat32VmsaPage();
