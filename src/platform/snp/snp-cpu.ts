@@ -10,6 +10,7 @@ import { rdpmcFault } from '../../cpu/rdpmc.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import { CR4_OSXSAVE } from '../../cpu/registers.js';
+import { GP_VECTOR, UD_VECTOR, VC_VECTOR } from '../../shared/x86-vectors.js';
 import type { GateAccess, GateFetch } from '../../memory/page-gate.js';
 import type { Space } from '../../memory/address-marker.js';
 import type { RunOutcome } from '../../shared/outcome.js';
@@ -37,9 +38,7 @@ import type { PageState, Platform, PlatformStep } from '../platform.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
-export const VC_VECTOR = 29;
-const GP_VECTOR = 13;
-const UD_VECTOR = 6;
+export { VC_VECTOR } from '../../shared/x86-vectors.js';
 const MSR_EFER = 0xc0000080;
 /**
  * MSRs that are guest state in the VMSA and that KVM never intercepts for an SVM guest

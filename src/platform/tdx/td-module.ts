@@ -25,7 +25,8 @@ import { Sept, type SeptTables } from './sept.js';
 import { lookupTransition } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
-import { DF_VECTOR, EptQual, ExitReason, GP_VECTOR, TD_EXIT_QUAL_CLEARED, UD_VECTOR, VE_VECTOR, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
+import { DF_VECTOR, GP_VECTOR, UD_VECTOR, VE_VECTOR } from '../../shared/x86-vectors.js';
+import { EptQual, ExitReason, TD_EXIT_QUAL_CLEARED, VeInfo, ioExitQualification, ioInstructionInformation, type VeInfoFields } from './ve.js';
 import { MASK64 } from '../../shared/u64.js';
 
 /** The VMX exit reason of each cache-or-wait instruction (SDM Vol. 3D Appendix C: WBNOINVD exits as WBINVD). */

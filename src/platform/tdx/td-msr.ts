@@ -10,7 +10,8 @@
 import type { VmExit } from '../../cpu/exits.js';
 import { TD_RESUME, TdAttributes, type TdModule, type TdStep } from './td-module.js';
 import { TD_XFAM, tdCpuid } from './td-cpuid.js';
-import { ExitReason, GP_VECTOR } from './ve.js';
+import { GP_VECTOR } from '../../shared/x86-vectors.js';
+import { ExitReason } from './ve.js';
 import { VIRTUAL_VMX_READS, virtualVmxMsrs } from './virtual-vmx-msrs.js';
 
 /** native: no VM exit, the TD's own MSR; emulate: the module computes the result (`OTHER`); gp / ve: #GP(0) / #VE. */

@@ -5,7 +5,7 @@ import { pageAccept } from './page-accept.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { CONFIG_FLAGS_NO_RBP_MOD, TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
 import { MD_FIELD_ID_NA, guestReadTdField, guestWriteTdField } from './td-metadata.js';
-import { GP_VECTOR } from './ve.js';
+import { GP_VECTOR } from '../../shared/x86-vectors.js';
 
 export const TdcallLeaf = {
   VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5,

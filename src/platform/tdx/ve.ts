@@ -5,10 +5,6 @@
 import type { IoExit } from '../../cpu/exits.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 
-export const VE_VECTOR = 20;
-export const DF_VECTOR = 8;
-export const GP_VECTOR = 13;
-export const UD_VECTOR = 6;
 
 /** VMX basic exit reasons (SDM Vol. 3D Appendix C) that the module reports in VE_INFO.EXIT_REASON for the #VEs it injects. */
 export const ExitReason = {

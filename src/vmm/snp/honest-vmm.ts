@@ -21,9 +21,7 @@ import { encodeCpuidPage } from '../../platform/snp/cpuid-page.js';
 import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import { MASK64 } from '../../shared/u64.js';
-
-/** #GP, the exception KVM injects for an RDPMC it cannot serve (kvm_emulate_rdpmc). */
-const GP_VECTOR = 13;
+import { GP_VECTOR } from '../../shared/x86-vectors.js';
 
 /** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
 const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
