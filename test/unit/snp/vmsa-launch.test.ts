@@ -204,6 +204,18 @@ describe('VMRUN from a VMSA', () => {
     m.close();
   });
 
+  it('the launch VMSA\'s CR4 is loaded as it holds it, whatever the vCPU held (APM Vol. 2 §15.5.1: VMRUN loads CR4 from the save area; sev-snp-measure cr4=0x40, MCE)', () => {
+    const m = machine();
+    m.vcpu.writeSpecial('cr4', 0x200n);
+    applyVmsa(m, bspResetVmsa());
+    expect(m.vcpu.readSpecial('cr4')).toBe(0x40n);
+    m.close();
+    const other = machine();
+    applyVmsa(other, { ...bspResetVmsa(), cr4: 0x240n });  // MCE, OSFXSR
+    expect(other.vcpu.readSpecial('cr4')).toBe(0x240n);
+    other.close();
+  });
+
   it('the launch VMSA\'s RFLAGS is loaded as it holds it (APM Vol. 2 §15.5.1: VMRUN loads RFLAGS from the save area)', () => {
     const m = machine();
     applyVmsa(m, { ...bspResetVmsa(), rflags: 0x46n });  // bit 1, PF, ZF
