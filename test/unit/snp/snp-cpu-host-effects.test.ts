@@ -171,3 +171,44 @@ describe('pushesResumeFlag', () => {
     }
   });
 });
+
+// AP creation and destruction at the platform (what KVM's sev_snp_ap_creation asks of the
+// hardware: VMRUN of the target from the VMSA, or no more VMRUN for it), pinned where a mutation
+// sweep of runApFromVmsa and stopVcpu found nothing checking it.
+describe('SnpPlatform.runApFromVmsa / stopVcpu', () => {
+  function withVmsaAt(gpa: bigint): SnpPlatform {
+    const p = SnpPlatform.create({ memoryBytes: MEMORY, vcpus: 2, countInstructions: false });
+    p.machine.memory.write(gpa, flat32VmsaPage());
+    expect(p.rmpUpdate(gpa, { assigned: true, pageSize: '4k', gpa, asid: p.asid }).rc).toBe(0);
+    p.rmp.adjustPermissions(gpa, 1, 0, true);  // the VMSA bit (Linux snp_set_vmsa: RMPADJUST with VMSA set)
+    return p;
+  }
+
+  it('runs an AP from a VMSA page at GPA 0: the VMRUN Page Checks (APM Vol. 2 §15.36.12) ask nothing of the address but that the RMP entry be the guest\'s VMSA page', () => {
+    const p = withVmsaAt(0n);
+    expect(p.runApFromVmsa(1, 0n)).toEqual({ ok: true });
+    expect(p.isRunnable(1)).toBe(true);
+    p.machine.close();
+  });
+
+  it('refuses, without throwing, a vCPU index that names no vCPU (KVM kvm_get_vcpu_by_id: NULL, -EINVAL), even with a good VMSA', () => {
+    const p = withVmsaAt(0x11000n);
+    for (const index of [-1, 1.5, 2]) {
+      const r = p.runApFromVmsa(index, 0x11000n);
+      expect([index, r.ok]).toEqual([index, false]);
+    }
+    expect(p.isRunnable(1)).toBe(false);
+    for (const index of [-1, 1.5, 2]) expect(() => p.stopVcpu(index)).toThrow(RangeError);
+    p.machine.close();
+  });
+
+  it('PAUSE becomes a switch point once a second vCPU runs and stops being one when it is stopped (the scheduler only has a choice while two can run)', () => {
+    const p = withVmsaAt(0x11000n);
+    const pauseExits = vi.spyOn(p.machine, 'pauseExits', 'set');
+    expect(p.runApFromVmsa(1, 0x11000n)).toEqual({ ok: true });
+    expect(pauseExits).toHaveBeenLastCalledWith(true);
+    p.stopVcpu(1);
+    expect(pauseExits).toHaveBeenLastCalledWith(false);
+    p.machine.close();
+  });
+});
