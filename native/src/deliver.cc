@@ -353,10 +353,11 @@ std::string Machine::DeliverLong(const CodeSegment& cs, uint8_t vector, bool has
     // runs in 32-bit code, so it lands below 4 GiB; RIP then moves to the 64-bit handler.
     err = FarJump(cs.bits, cs.base, selector, 0, 0xffffffffull, handler);
     if (!err.empty()) return err;
-  } else if (selector != cs.selector) {
+  } else if ((selector & ~3u) != (cs.selector & ~3u)) {
     // Both 64-bit code segments (base 0, no limit): only the selector differs, which Unicorn
-    // can write in UC_MODE_64.
-    uint64_t sel = selector;
+    // can write in UC_MODE_64. Its RPL is CPL, which does not change here (SDM Vol. 3 §6.12.1.1:
+    // a conforming handler runs at the current CPL).
+    uint64_t sel = (selector & ~3u) | cpl;
     uc_reg_write(uc_, UC_X86_REG_CS, &sel);
   }
   uc_reg_write(uc_, UC_X86_REG_RSP, &new_rsp);

@@ -65,6 +65,27 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     const { outcome } = runAtCpl3('ud2', { tssLimit: 3 });
     expect(outcome.outcome).not.toBe('done');
     expect(outcome.reason).toMatch(/TSS has no stack for the new CPL/);
+    // RSP0 is bytes 4-11: a limit of 0xA leaves its last byte out, 0xB holds it (the limit is the last byte's offset).
+    expect(runAtCpl3('ud2', { tssLimit: 0xa }).outcome.reason).toMatch(/TSS has no stack for the new CPL/);
+    const fits = runAtCpl3('ud2', { tssLimit: 0xb });
+    expect(fits.outcome.outcome).toBe('done');
+    expect(fits.r.r12).toBe(RSP0 - 40n);
+  });
+
+  it('a conforming handler code segment runs at CPL 3, on the user stack, with no privilege change (SDM Vol. 3 §6.12.1.1)', () => {
+    const g = snpGuest(`
+      mov rax, 0x00af9f000000ffff      # 64-bit code, DPL 0, conforming (type 0xF)
+      mov [0x10038], rax
+      ${snpGuestToCpl3().replace('mov word ptr [0x30000], 55', 'mov word ptr [0x30000], 63')}
+      lea r8, [rip]
+      ud2
+      hlt`, { launch: [...SNP_GUEST_CPL3_LAUNCH, [0x6f000n, 0x1000n]], udHandler: RECORD_FRAME });  // the user stack too
+    g.vm.memory.write(IDT_BASE + 6n * 16n + 2n, Uint8Array.of(0x38, 0));  // #UD gate -> CS 0x38
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    // CS takes RPL = CPL 3 (0x3b), SS stays the user's, and the frame is pushed on the user stack.
+    expect([r.r11, r.r10, r.r12]).toEqual([0x3bn, 0x23n, 0x70000n - 40n]);
+    expect([r.rbx, r.rsi]).toEqual([r.r8, 0x1bn]);
   });
 
   it('from 32-bit user code (compatibility mode): the 64-bit handler at CPL 0 on RSP0, the 32-bit CS in the frame', () => {
