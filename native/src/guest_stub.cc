@@ -23,6 +23,9 @@ namespace {
 constexpr uint64_t kHltOffset = 0x10;     // the HLT the far jump lands on, in the stub page
 constexpr uint64_t kEferLma = 1ull << 10;
 
+// The linear page just past a code segment's base, below 4 GiB: where a stub runs in that segment.
+uint64_t StubPageAfter(uint64_t base) { return ((base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull; }
+
 // An 8-byte code or data descriptor (Intel SDM Vol. 3 §3.4.5): 16-bit, byte-granular.
 uint64_t Descriptor16(uint64_t base, uint32_t limit, uint8_t type) {
   return (limit & 0xffffull) | ((base & 0xffffffull) << 16) | (uint64_t(type) << 40) |
@@ -90,7 +93,7 @@ std::string Machine::FarJump(int code_bits, uint64_t cur_base, uint16_t selector
   uint64_t table_page = (gdtr.base + (selector & ~7u)) & ~(kPageSize - 1);
   // A page in the first 8 KiB of a segment, past its base, and not the descriptor's page.
   auto pick = [&](uint64_t base) {
-    uint64_t page = ((base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+    uint64_t page = StubPageAfter(base);
     return page == table_page ? page + 2 * kPageSize : page;
   };
   uint64_t from = pick(cur_base);
@@ -133,7 +136,7 @@ std::string Machine::RaisePrivilege(const CodeSegment& cs, uint16_t selector, ui
   // selector), so the GDT limit stays within 16 bits.
   const uint16_t gate_index = index >= 0x10 ? uint16_t(index - 0x10) : uint16_t(index + 8);
   const uint16_t gdt_limit = uint16_t((index >= 0x10 ? index : gate_index + 8) + 7);
-  const uint64_t page = ((cs.base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+  const uint64_t page = StubPageAfter(cs.base);
   const uint64_t landing = page + kHltOffset;
   uint8_t buf[kPageSize] = {};
   size_t n = 0;
@@ -214,7 +217,7 @@ std::string Machine::WriteXcr0(uint64_t value) {
   uc_reg_write(uc_, UC_X86_REG_RDX, &edx);
   uc_reg_write(uc_, UC_X86_REG_RCX, &ecx);
   if (cr4 != saved[4]) uc_reg_write(uc_, UC_X86_REG_CR4, &cr4);
-  const uint64_t page = ((cs.base + kPageSize) & ~(kPageSize - 1)) & 0xffffffffull;
+  const uint64_t page = StubPageAfter(cs.base);
   const uint64_t eip = (page - cs.base) & 0xffffffffull;
   uint64_t pages[1] = {page};
   err = RunStub(eip, pages, 1, eip + sizeof code, "XSETBV");

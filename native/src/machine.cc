@@ -1042,10 +1042,12 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   // address), so RIP tells which: INT 14 is then a software interrupt, not a fault. Without it
   // (fast mode) the vector decides, and INT n below 32 but for INT3/INTO reads as a fault.
   bool after = intno == 3 || intno == 4 || intno >= 32;
-  if (m->config_.count_instructions && m->last_insn_ != ~0ull) {
+  const bool insn_known = m->config_.count_instructions && m->last_insn_ != ~0ull;
+  CodeSegment cs;
+  if (insn_known) {
     uint64_t rip = 0;
     uc_reg_read(uc, UC_X86_REG_RIP, &rip);
-    CodeSegment cs = m->CurrentCodeSegment();
+    cs = m->CurrentCodeSegment();
     after = (cs.bits == 64 ? rip : (cs.base + rip) & 0xffffffffull) != m->last_insn_;
   }
   // A fault whose vector pushes an error code (Intel SDM Vol. 3A §6.13, Table 6-1) gets 0: QEMU
@@ -1056,7 +1058,7 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   const bool pushes_error = !after && (intno == 8 || (intno >= 10 && intno <= 13) || intno == 17 || intno == 21);
   m->area_[kSlotArg1] = 0;
   m->area_[kSlotArg2] = (after ? kExcAfterInstruction : 0) | (pushes_error ? kExcHasErrorCode : 0);
-  if (after && intno != 1 && m->config_.count_instructions && m->last_insn_ != ~0ull) m->CheckSoftwareInterruptGate(intno);
+  if (after && intno != 1 && insn_known) m->CheckSoftwareInterruptGate(intno, cs);
   uc_emu_stop(uc);
 }
 
@@ -1068,8 +1070,7 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
 // mode only). Vector 1 is left out: INT1 (ICEBP) has no DPL check, and a single-step trap is not
 // a software interrupt; INT 01h (CD 01), which has one, is not told apart from them. A gate the
 // IDT cannot give is the delivery's to refuse.
-void Machine::CheckSoftwareInterruptGate(uint32_t intno) {
-  const CodeSegment cs = CurrentCodeSegment();
+void Machine::CheckSoftwareInterruptGate(uint32_t intno, const CodeSegment& cs) {
   const unsigned cpl = cs.selector & 3;
   if (!cs.protected_mode || cpl == 0) return;
   uint8_t gate[16];

@@ -357,8 +357,9 @@ class Machine {
   static bool OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self);
   static bool OnInvalidInsn(uc_engine* uc, void* self);
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
-  // OnInterrupt, for a software interrupt from CPL > 0: the #GP a gate of lower DPL raises instead.
-  void CheckSoftwareInterruptGate(uint32_t intno);
+  // OnInterrupt, for a software interrupt from CPL > 0 in code segment `cs`: the #GP a gate of
+  // lower DPL raises instead.
+  void CheckSoftwareInterruptGate(uint32_t intno, const CodeSegment& cs);
   static void OnCode(uc_engine* uc, uint64_t address, uint32_t size, void* self);
   // OnCode past its common case (machine.cc); never inlined, so the common case needs no frame.
   __attribute__((noinline)) static void OnCodeFull(uc_engine* uc, uint64_t address, Machine* m);
