@@ -5,7 +5,7 @@
 // src/cpu/fast-system-call.ts.
 import { describe, expect, it } from 'vitest';
 import { HALT, TO_COMPAT_MODE, runTdGuest, toCpl } from '../helpers/tdx-guest.js';
-import { CODE_BASE, loadTss } from '../helpers/guest-setup.js';
+import { CODE_BASE } from '../helpers/guest-setup.js';
 import { SNP_GUEST_CPL3_LAUNCH, SNP_GUEST_TO_CPL3, snpGuest } from '../helpers/snp-guest.js';
 import { STACK_TOP } from '../helpers/guest-setup.js';
 import { SnpPlatform } from '../../src/platform/snp/snp-cpu.js';
@@ -225,24 +225,8 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
       ${wrmsr(0x174, 0x8n)}
       ${wrmsr(0x175, SYSENTER_STACK)}
       lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
-      mov rax, 0x00cfd3000000ffff      # data, DPL 2
-      mov [0x10020], rax
-      mov rax, 0x00cfdb000000ffff      # 32-bit code, DPL 2
-      mov [0x10038], rax
-      mov word ptr [0x30000], 63
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${loadTss('rsp')}
-      mov rcx, rsp
-      push 0x22
-      push rcx
-      push 0x2
-      push 0x3a
-      lea rax, [rip + compat]
-      push rax
-      iretq
+      ${toCpl(2, { codeBits: 32 })}
     .code32
-    compat:
       sysenter
       mov esi, 0xbad
     .code64

@@ -185,3 +185,21 @@ export function flat32VmsaPage(): Buffer {
   b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
   return b;
 }
+
+/**
+ * An AP's VMSA page: flat32VmsaPage at `rip`, on the stack `rsp`, with the BSP's GDT, IDT, CR3 and
+ * CR4 (sev_es_save_area gdtr 0x60, idtr 0x80, cr4 0x148, cr3 0x150, rip 0x178, rsp 0x1d8).
+ */
+export function apVmsaPageLike(bsp: Machine, rip: bigint, rsp = STACK_TOP - 0x800n): Buffer {
+  const b = flat32VmsaPage();
+  const v = bsp.vcpu;
+  b.writeUInt32LE(Number(v.readSpecial('gdtrLimit')), 0x64);
+  b.writeBigUInt64LE(v.readSpecial('gdtrBase'), 0x68);
+  b.writeUInt32LE(Number(v.readSpecial('idtrLimit')), 0x84);
+  b.writeBigUInt64LE(v.readSpecial('idtrBase'), 0x88);
+  b.writeBigUInt64LE(v.readSpecial('cr4'), 0x148);
+  b.writeBigUInt64LE(v.readSpecial('cr3'), 0x150);
+  b.writeBigUInt64LE(rip, 0x178);
+  b.writeBigUInt64LE(rsp, 0x1d8);
+  return b;
+}

@@ -10,8 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
 import { IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
-import { STACK_TOP } from '../../helpers/guest-setup.js';
-import { GHCB_GPA, REGISTER_GHCB, flat32VmsaPage, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { GHCB_GPA, REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
 const COUNT = DATA;              // the AP's loop count
@@ -64,20 +63,12 @@ ap_loop:
   hlt`;
 }
 
-/** The AP's VMSA page: flat 32-bit mode at AP_CODE with the BSP's tables, CR3 and CR4. */
-function apVmsaPage(bsp: Machine): Buffer {
-  const b = flat32VmsaPage();
-  const v = bsp.vcpu;
-  b.writeUInt32LE(Number(v.readSpecial('gdtrLimit')), 0x64);
-  b.writeBigUInt64LE(v.readSpecial('gdtrBase'), 0x68);
-  b.writeUInt32LE(Number(v.readSpecial('idtrLimit')), 0x84);
-  b.writeBigUInt64LE(v.readSpecial('idtrBase'), 0x88);
-  b.writeBigUInt64LE(v.readSpecial('cr4'), 0x148);
-  b.writeBigUInt64LE(v.readSpecial('cr3'), 0x150);
-  b.writeBigUInt64LE(AP_CODE, 0x178);
-  b.writeBigUInt64LE(STACK_TOP - 0x800n, 0x1d8);
-  return b;
-}
+/** Asm: spin until the AP has counted once (it runs). */
+const WAIT_FOR_AP = `
+    wait_ap:
+      pause
+      cmp qword ptr [${COUNT}], 0
+      je wait_ap`;
 
 /** A guest of `vcpus` vCPUs whose BSP registers its GHCB and runs `main`; the AP's VMSA page is ready for an AP creation. */
 function guest(main: string, vcpus = 2, apLimit = 1n << 40n) {
@@ -85,7 +76,7 @@ function guest(main: string, vcpus = 2, apLimit = 1n << 40n) {
     vcpus, instructionLimit: 4_000_000n, mappings: privateIdentityWithGhcb(),
     extraCode: [[AP_CODE, apCode(apLimit)]], launch: [[DATA, 0x1000n], [AP_CODE, 0x1000n], [VMSA, 0x1000n]],
   });
-  g.vm.memory.write(VMSA, apVmsaPage(g.vm));
+  g.vm.memory.write(VMSA, apVmsaPageLike(g.vm, AP_CODE));
   g.platform.rmp.adjustPermissions(VMSA, 1, 0, true);  // the VMSA bit, as the guest's RMPADJUST sets it (Linux snp_set_vmsa)
   return g;
 }
@@ -103,10 +94,7 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
     const g = guest(`
       ${apCreation(REQUEST.CREATE, 1n)}
       ${saveAnswer(0)}
-    wait_ap:
-      pause
-      cmp qword ptr [${COUNT}], 0
-      je wait_ap
+      ${WAIT_FOR_AP}
       ${apCreation(REQUEST.DESTROY, 1n)}
       ${saveAnswer(0x10)}
       mov rax, [${COUNT}]
@@ -148,10 +136,7 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
   it('AP_DESTROY of the vCPU asking (the BSP) stops it after its VMGEXIT; the AP runs on to its end', () => {
     const g = guest(`
       ${apCreation(REQUEST.CREATE, 1n)}
-    wait_ap:
-      pause
-      cmp qword ptr [${COUNT}], 0
-      je wait_ap
+      ${WAIT_FOR_AP}
       ${apCreation(REQUEST.DESTROY, 0n)}
       mov qword ptr [${AFTER}], 1
       hlt`, 2, 3000n);
@@ -216,10 +201,7 @@ describe('SNP AP creation: AP_DESTROY and AP_CREATE_ON_INIT as KVM serves them (
   it('AP_CREATE_ON_INIT of a running AP leaves it running as it was: not restarted from the VMSA', () => {
     const g = guest(`
       ${apCreation(REQUEST.CREATE, 1n)}
-    wait_ap:
-      pause
-      cmp qword ptr [${COUNT}], 0
-      je wait_ap
+      ${WAIT_FOR_AP}
       ${apCreation(REQUEST.CREATE_ON_INIT, 1n)}
       ${saveAnswer(0)}
       mov rax, [${COUNT}]

@@ -15,8 +15,8 @@ import type { ScheduleOptions } from '../../../src/cpu/vcpu-scheduler.js';
 import { NPF_BITS, VC_PAGE_NOT_VALIDATED } from '../../../src/platform/snp/access-check.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { RFLAGS } from '../../../src/cpu/registers.js';
-import { CODE_BASE, STACK_TOP } from '../../helpers/guest-setup.js';
-import { PVALIDATE, flat32VmsaPage, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { CODE_BASE } from '../../helpers/guest-setup.js';
+import { PVALIDATE, apVmsaPageLike, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const P = 0x400000n;        // the contested page
 const SHARED = 0x3000n;     // private, validated at launch: flags and results both vCPUs write
@@ -132,21 +132,6 @@ b_loop:
   jmp b_loop
 `;
 
-/** The AP's VMSA page: flat 32-bit protected mode at CODE_BASE + 0x400 with the BSP's paging and tables. */
-function apVmsaPage(bsp: Machine): Buffer {
-  const b = flat32VmsaPage();
-  const v = bsp.vcpu;
-  b.writeUInt32LE(Number(v.readSpecial('gdtrLimit')), 0x64);
-  b.writeBigUInt64LE(v.readSpecial('gdtrBase'), 0x68);
-  b.writeUInt32LE(Number(v.readSpecial('idtrLimit')), 0x84);
-  b.writeBigUInt64LE(v.readSpecial('idtrBase'), 0x88);
-  b.writeBigUInt64LE(v.readSpecial('cr4'), 0x148);
-  b.writeBigUInt64LE(v.readSpecial('cr3'), 0x150);
-  b.writeBigUInt64LE(CODE_BASE + 0x400n, 0x178);
-  b.writeBigUInt64LE(STACK_TOP - 0x800n, 0x1d8);
-  return b;
-}
-
 /**
  * The guest: both vCPUs over long-mode paging with P mapped private (C-bit). The AP is created the
  * way the hardware allows it (VMRUN from a validated VMSA page) and enters long mode itself.
@@ -157,7 +142,7 @@ function twoVcpuGuest(source: string, schedule: ScheduleOptions) {
     mappings: privateIdentityWithGhcb(), vcHandler: VC_HANDLER, launch: [[SHARED, 0x1000n], [VMSA, 0x1000n]],
   });
   const p = g.platform;
-  g.vm.memory.write(VMSA, apVmsaPage(g.vm));
+  g.vm.memory.write(VMSA, apVmsaPageLike(g.vm, CODE_BASE + 0x400n));
   p.rmp.adjustPermissions(VMSA, 1, 0, true);
   expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
   return g;
