@@ -175,6 +175,8 @@ function elementValue(td: TdModule, name: string, element: number): bigint | und
     case 'CONFIG_FLAGS': return c.configFlags;
     case 'TD_CTLS': return td.tdCtls;
     case 'MRTD': return td.mrtd?.readBigUInt64LE(8 * element) ?? 0n;
+    // RTMR[0..3], six 8-byte elements each (the field's 4 * 6 elements), as TDG.MR.RTMR.EXTEND left them.
+    case 'RTMR': return td.rtmr[Math.floor(element / 6)]!.readBigUInt64LE(8 * (element % 6));
     // TDH.MNG.CREATE draws TD_UUID at random; the model has no TDH.MNG.CREATE and gives every TD
     // the UUID 0, so that a run stays a function of its input.
     case 'TD_UUID':
@@ -182,10 +184,9 @@ function elementValue(td: TdModule, name: string, element: number): bigint | und
     case 'MRCONFIGID':
     case 'MROWNER':
     case 'MROWNERCONFIG':
-    // No L2 VMs, no TDG.MR.RTMR.EXTEND (the RTMRs keep their initial 0), no import (PRE_IMPORT_UUID
-    // is never written), no service TDs (TDH.MR.FINALIZE zeroes SERVTD_HASH when none is bound).
+    // No L2 VMs, no import (PRE_IMPORT_UUID is never written), no service TDs (TDH.MR.FINALIZE
+    // zeroes SERVTD_HASH when none is bound).
     case 'NUM_L2_VMS':
-    case 'RTMR':
     case 'PRE_IMPORT_UUID':
     case 'SERVTD_HASH':
     case 'SERVTD_NUM':

@@ -41,6 +41,9 @@ export const CONFIG_FLAGS_FLEXIBLE_PENDING_VE = 1n << 1n;
 /** TDCS CONFIG_FLAGS bit 2 NO_RBP_MOD (tdx_api_defs.h config_flags_t): TDG.VP.VMCALL may not select RBP. */
 export const CONFIG_FLAGS_NO_RBP_MOD = 1n << 2n;
 export const TD_CTLS_PENDING_VE_DISABLE = 1n << 0n;
+/** NUM_RTMRS (td_control_structures.h) and SIZE_OF_SHA384_HASH_IN_BYTES (sha384.h). */
+export const RTMR_COUNT = 4;
+export const SHA384_BYTES = 48;
 
 export interface TdConfig {
   gpaWidth: 48 | 52;
@@ -118,6 +121,7 @@ export interface TdModuleState {
   vcpusInitialized: ReadonlySet<number>;
   mrtd: Buffer | undefined;
   mrtdHash: BufferedHashState;
+  rtmr: readonly Buffer[];
   hostLocks: ReadonlySet<number>;
   hostPriority: ReadonlySet<number>;
   guestLocks: ReadonlyMap<number, number>;
@@ -148,6 +152,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
   mrtd: Buffer | undefined;
   /** MRTD in progress: SHA-384 over the measured blocks and data, buffered (the digest is the same). */
   readonly mrtdHash = new BufferedHash('sha384');
+  /**
+   * RTMR[0..3], 48 bytes each: zero when the TD is built (tdh_mng_init.c), changed only by the
+   * TD's own TDG.MR.RTMR.EXTEND (rtmr-extend.ts), which replaces the buffer.
+   */
+  rtmr: Buffer[] = Array.from({ length: RTMR_COUNT }, () => Buffer.alloc(SHA384_BYTES));
   /** SEPT entries the host currently holds locked (septLockKey): the guest gets OPERAND_BUSY. */
   readonly hostLocks = new Set<number>();
   /**
@@ -218,7 +227,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   saveState(): TdModuleState {
     return {
       sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
-      finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(),
+      finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(), rtmr: [...this.rtmr],
       hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       pir: this.#pir.slice(), vmcall: this.#vmcall && { ...this.#vmcall },
     };
@@ -235,6 +244,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     for (const index of s.vcpusInitialized) this.vcpusInitialized.add(index);
     this.mrtd = s.mrtd;
     this.mrtdHash.loadState(s.mrtdHash);
+    this.rtmr = [...s.rtmr];
     this.hostLocks.clear();
     for (const key of s.hostLocks) this.hostLocks.add(key);
     this.hostPriority.clear();

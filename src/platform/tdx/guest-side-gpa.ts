@@ -1,0 +1,47 @@
+// The module's own access to a TD's private memory on the TD's behalf, for a TDCALL operand that
+// names a GPA (TDG.MR.RTMR.EXTEND's extension data): `check_walk_and_map_guest_side_gpa`
+// (helpers.c, TDX module 1.5). The GPA must be valid and private, and the SEPT must let the access
+// through; otherwise the TDCALL does not complete: a PENDING page raises #VE (or, with
+// TD_CTLS.PENDING_VE_DISABLE, an EPT-violation TD exit), and any other state an EPT-violation TD
+// exit. Either way RIP stays at the TDCALL, which the TD re-executes once the page is there.
+import { lookupTransition } from './sept-legality.js';
+import { TdxStatus, withOperand } from './status.js';
+import { EEQ_TYPE, type TdModule } from './td-module.js';
+import type { LeafResult } from './tdcall.js';
+import { EptQual, ExitReason } from './ve.js';
+
+/** TDCALL (66 0F 01 CC): the VM-exit instruction length tdx_inject_ve copies into the VE info. */
+const TDCALL_LENGTH = 4;
+
+export type GuestSideAccess = 'read' | 'write';
+
+/**
+ * Whether the module may access `gpa` for a TDCALL now: `undefined` when it may, else the leaf's
+ * result (OPERAND_INVALID naming `operand`, #VE or TD exit).
+ */
+export function checkGuestSideGpa(td: TdModule, gpa: bigint, access: GuestSideAccess, operand: bigint): LeafResult | undefined {
+  // check_gpa_validity(PRIVATE_ONLY): the shared bit and every bit above it clear (GPAW 48: bits
+  // 51:47; GPAW 52: bit 51).
+  if (gpa < 0n || gpa >= td.sharedBit) return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, operand) };
+  const walk = td.sept.walk(gpa, 0);
+  const t = lookupTransition('ACCESS', walk.state);
+  const action = t.kind === 'access' ? t.action : 'ept-violation';
+  if (action === 'allowed') return undefined;
+  // The walk asked for read (and write for a TDX_RANGE_RW mapping) and found no permission at the
+  // entry that stopped it: exit_qual's data_read/data_write bits, no GLA, not a translated access.
+  const qual = access === 'write' ? EptQual.READ | EptQual.WRITE : EptQual.READ;
+  const vcpu = td.machine.vcpu;
+  if (action === 'pending' && td.pendingVeEnabled) {
+    // inject_ve_and_return_to_td: tdx_inject_ve(EPT_VIOLATION, exit_qual, gpa, gla = 0).
+    const step = td.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: 0n, gpa, instructionLength: TDCALL_LENGTH, instructionInfo: 0 });
+    return { kind: 'step', step, result: 've(guest-side-gpa)' };
+  }
+  // tdx_ept_violation_exit_to_vmm: GPA bits 11:0 cleared; a PENDING page under
+  // PENDING_VE_DISABLE carries the extended qualification PENDING_EPT_VIOLATION.
+  const step = td.tdExit({
+    reason: 'ept-violation', rip: vcpu.regs.rip, gpa: gpa & ~0xfffn, access, space: 'private', exitQualification: qual,
+    outsideRam: gpa >= td.machine.memoryBytes, septState: walk.state,
+    eeq: action === 'pending' ? { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } : { type: 'none', raw: 0n },
+  });
+  return { kind: 'step', step, result: 'td-exit(guest-side-gpa)' };
+}
