@@ -30,6 +30,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   hw('rdmsr', 'an RDMSR the TDX module or the SNP CPU handled'),
   hw('wrmsr', 'a WRMSR the TDX module or the SNP CPU handled'),
   hw('mrtd', 'TDX: the build-time measurement (MRTD) when the TD is finalized'),
+  hw('td-report', 'TDX: a TDG.MR.REPORT wrote a TDREPORT (its GPA, the REPORTDATA GPA, TEE_INFO_HASH)'),
   hw('rtmr-extended', 'TDX: a TDG.MR.RTMR.EXTEND by the guest (RTMR index, GPA of the data, the new RTMR value)'),
   hw('shutdown', 'the vCPU shut down (triple fault)'),
   hw('rdrand', 'an RDRAND the CPU model answered (the value follows the run\'s seed)'),

@@ -2,6 +2,7 @@
 // `td_call()`; reference A1). Every TDCALL is one `tdcall` trace event with its result.
 import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
+import { mrReport } from './mr-report.js';
 import { rtmrExtend } from './rtmr-extend.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { CONFIG_FLAGS_NO_RBP_MOD, TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
@@ -81,10 +82,11 @@ function dispatch(td: TdModule, leaf: number, version: number, exit: TdcallExit)
     case TdcallLeaf.VP_INFO: return vpInfo(td);
     case TdcallLeaf.VP_VEINFO_GET: return veInfoGet(td);
     case TdcallLeaf.MR_RTMR_EXTEND: return rtmrExtend(td);
+    case TdcallLeaf.MR_REPORT: return mrReport(td);
     case TdcallLeaf.MEM_PAGE_ACCEPT: return pageAccept(td, td.machine.vcpu.regs.rcx);
     case TdcallLeaf.VM_RD: return vmRead(td, version);
     case TdcallLeaf.VM_WR: return vmWrite(td);
-    // Leaves that exist in 1.5 but are not modelled (MR.REPORT, VP.CPUIDVE.SET, …) and unknown leaves.
+    // Leaves that exist in 1.5 but are not modelled (VP.CPUIDVE.SET, …) and unknown leaves.
     default: return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
   }
 }
