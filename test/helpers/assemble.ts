@@ -2,9 +2,10 @@
 // their source instead of binary fixtures. Results are cached by content hash in test/.tmp.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { threadId } from 'node:worker_threads';
 
 const cacheDir = join(dirname(fileURLToPath(import.meta.url)), '..', '.tmp', 'asm');
 
@@ -18,14 +19,20 @@ export function assemble(source: string, origin = 0x1000n): Uint8Array {
   const bin = join(cacheDir, `${key}.bin`);
   if (!existsSync(bin)) {
     mkdirSync(cacheDir, { recursive: true });
-    const src = join(cacheDir, `${key}.S`);
-    const obj = join(cacheDir, `${key}.o`);
-    const elf = join(cacheDir, `${key}.elf`);
-    writeFileSync(src, text);
-    execFileSync('as', ['--64', '-o', obj, src]);
-    execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', `0x${origin.toString(16)}`, `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
-    execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, `${bin}.part`]);
-    execFileSync('mv', [`${bin}.part`, bin]);
+    // Files of this process and thread only, renamed into place at the end: two test workers
+    // assembling the same snippet at once used to write the same .o/.elf under each other (an
+    // empty ELF for one of them).
+    const work = join(cacheDir, `${key}.${process.pid}.${threadId}`);
+    const [src, obj, elf, part] = ['.S', '.o', '.elf', '.bin'].map((ext) => work + ext) as [string, string, string, string];
+    try {
+      writeFileSync(src, text);
+      execFileSync('as', ['--64', '-o', obj, src]);
+      execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', `0x${origin.toString(16)}`, `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
+      execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, part]);
+      renameSync(part, bin);
+    } finally {
+      for (const f of [src, obj, elf, part]) rmSync(f, { force: true });
+    }
   }
   return new Uint8Array(readFileSync(bin));
 }
