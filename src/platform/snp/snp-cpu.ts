@@ -618,10 +618,18 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.machine.resetVcpu(index);
     const running = this.machine.vcpuIndex;
     this.machine.switchVcpu(index);
+    let failed: string | undefined;
     try {
-      applyGuestVmsa(this.machine, vmsa, entry.mode);
+      failed = applyGuestVmsa(this.machine, vmsa, entry.mode);
     } finally {
       this.machine.switchVcpu(running);
+    }
+    if (failed !== undefined) {
+      // VMRUN failed after the reset: the target has no state it can run from (an AP that ran
+      // before is stopped; KVM's VM ends on KVM_EXIT_FAIL_ENTRY anyway).
+      this.#runnable[index] = false;
+      this.#syncPauseExits();
+      return refuse(failed);
     }
     this.#runnable[index] = true;
     this.#syncPauseExits();

@@ -131,6 +131,8 @@ export interface GuestVmsa {
   msrs: ReadonlyMap<number, bigint>;
   /** SEV_FEATURES (0x3B0): what the guest's SEV_STATUS MSR shows, shifted right by 2 (Linux wakeup_cpu_via_vmgexit). */
   sevFeatures: bigint;
+  /** XCR0 (0x3E8): guest state VMRUN loads from an SEV-ES/SNP guest's VMSA, as the BSP's (applyVmsa). */
+  xcr0: bigint;
 }
 
 /** VMSA offsets: Linux arch/x86/include/asm/svm.h `struct sev_es_save_area` (APM Vol. 2 Table B-4). */
@@ -138,7 +140,7 @@ const VMSA_OFFSET = {
   es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80, tr: 0x90,
   vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, cr2: 0x240,
   rcx: 0x308, rdx: 0x310, rbx: 0x318, rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350,
-  r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0,
+  r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0, xcr0: 0x3e8,
 } as const;
 
 /**
@@ -169,6 +171,7 @@ export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
     },
     msrs: new Map(VMSA_MSR_FIELDS.map(([offset, msr]) => [msr, q(offset)])),
     sevFeatures: q(o.sevFeatures),
+    xcr0: q(o.xcr0),
   };
 }
 
@@ -186,6 +189,8 @@ const SEG_L = 1 << 9, SEG_DB = 1 << 10;
  */
 export function vmsaEntryState(v: GuestVmsa): { mode: 'real16' | 'protected32' } | { refused: string } {
   if ((v.efer & EFER_SVME) === 0n) return { refused: 'EFER.SVME is clear (VMRUN consistency check)' };
+  const xcr0 = xcr0Refused(v.xcr0);
+  if (xcr0 !== undefined) return { refused: xcr0 };
   if ((v.cr0 & CR0_PE) === 0n) {
     // Any real-mode CS is legal VMRUN state, but the emulator enters real mode through a GDT
     // descriptor for the selector (native guest_stub.cc: a non-null selector with TI = RPL = 0, and
@@ -202,11 +207,44 @@ export function vmsaEntryState(v: GuestVmsa): { mode: 'real16' | 'protected32' }
   return { refused: 'a code segment the emulator cannot enter from a VMSA (only real mode and flat 32-bit protected mode)' };
 }
 
-/** Loads the running vCPU from a guest VMSA, as VMRUN does with the VMSA the VMCB points at. */
-export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 'protected32'): void {
+/**
+ * Why VMRUN would not load `xcr0` from a VMSA, or undefined. VMRUN of an SEV-ES/SNP guest loads
+ * XCR0 from the VMSA (offset 0x3E8; KVM writes the BSP's there before LAUNCH_UPDATE_VMSA,
+ * sev_es_sync_vmsa "Sync some non-GPR registers before encrypting", and cannot set it later:
+ * sev_es_init_vmcb "Can't intercept XSETBV, HV can't modify XCR0 directly"). (U) What VMRUN does
+ * with a value XSETBV would refuse (#GP(0): x87 bit 0 clear, AVX without SSE, AVX-512's three bits
+ * not all set or without AVX, AMX's two bits not both set; Intel SDM Vol. 2D XSETBV, the checks of
+ * native/src/xcr0.h) is not in the sources read here: APM Vol. 2 §15.5.1 "Canonicalization and
+ * Consistency Checks" does not name XCR0, and KVM never looks inside a guest-written VMSA. The
+ * model takes it as illegal guest state, as it takes a VMSA without EFER.SVME (§15.5.1): VMRUN
+ * fails with VMEXIT_INVALID, which KVM reports as KVM_EXIT_FAIL_ENTRY and QEMU treats as fatal
+ * (the honest VMM ends the run). A bit the CPU does not implement is refused the same way when
+ * the vCPU is loaded (applyGuestVmsa).
+ */
+export function xcr0Refused(xcr0: bigint): string | undefined {
+  const avx512 = xcr0 & 0xe0n, amx = xcr0 & (3n << 17n);
+  const legal = (xcr0 & 1n) !== 0n && !((xcr0 & 4n) !== 0n && (xcr0 & 2n) === 0n)
+    && (avx512 === 0n || (avx512 === 0xe0n && (xcr0 & 4n) !== 0n)) && (amx === 0n || amx === 3n << 17n);
+  return legal ? undefined : `XCR0 0x${xcr0.toString(16)} is a value XSETBV refuses (VMRUN takes it as illegal guest state)`;
+}
+
+/**
+ * Loads the running vCPU from a guest VMSA, as VMRUN does with the VMSA the VMCB points at.
+ * Returns why it could not (an XCR0 with a feature bit the CPU lacks), or undefined; the vCPU is
+ * then left in its entry state and must not run.
+ */
+export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 'protected32'): string | undefined {
   const vcpu = machine.vcpu;
   if (mode === 'real16') vcpu.enter({ mode, csSelector: v.cs.selector, csBase: v.cs.base });
   else vcpu.enter({ mode });
+  // First, while the vCPU is in its flat entry state (the XSETBV that sets it runs in a stub page,
+  // Vcpu.writeXcr0, which paging from the VMSA's CR0/CR3 might not map). writeXcr0 throws for a
+  // value XSETBV refuses: guest input, so a refusal, never a throw out of the model.
+  try {
+    vcpu.writeXcr0(v.xcr0);
+  } catch (e) {
+    return `XCR0 0x${v.xcr0.toString(16)}: ${e instanceof Error ? e.message : String(e)}`;
+  }
   vcpu.writeSpecial('cr0', v.cr0);
   vcpu.writeSpecial('cr4', v.cr4);
   vcpu.writeSpecial('cr3', v.cr3);
@@ -225,4 +263,5 @@ export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 
   regs.rsp = v.rsp;
   regs.rip = v.rip;
   regs.rflags = v.rflags | 0x2n;
+  return undefined;
 }

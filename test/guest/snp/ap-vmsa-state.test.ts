@@ -1,0 +1,124 @@
+// What an SNP AP started by AP_CREATE (GHCB spec "SNP AP Creation", NAE event 0x80000013) sees of
+// the VMSA page its creator wrote, and what the honest VMM does with a VMSA GPA that is not guest
+// RAM, checked in small guests whose BSP creates the AP:
+// - XCR0 (struct sev_es_save_area xcr0, offset 0x3E8) is guest state VMRUN loads from an
+//   SEV-ES/SNP guest's VMSA: KVM cannot set it (arch/x86/kvm/svm/sev.c sev_es_init_vmcb: "Can't
+//   intercept XSETBV, HV can't modify XCR0 directly"), and writes the BSP's into the VMSA before
+//   encrypting it (sev_es_sync_vmsa); Linux's wakeup_cpu_via_vmgexit writes an AP's
+//   (AP_INIT_XCR0_DEFAULT). An XCR0 XSETBV refuses is taken as illegal guest state (vmsa.ts
+//   xcr0Refused: not confirmed from the APM, which does not list XCR0 among VMRUN's checks).
+// - a VMSA GPA in no memslot: KVM (torvalds/linux 0097f9df, sev_snp_ap_creation and
+//   sev_snp_init_protected_guest_state) accepts the request and leaves the target halted.
+import { describe, expect, it } from 'vitest';
+import type { Machine } from '../../../src/cpu/machine.js';
+import { CR4_OSXSAVE } from '../../../src/cpu/registers.js';
+import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
+import { REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+
+const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
+const AP_XCR0 = DATA;            // EDX:EAX of the AP's XGETBV
+const AP_STARTS = DATA + 8n;     // how many times the AP started
+const AP_TURNS = DATA + 0x10n;   // the AP's loop turns
+const RES = DATA + 0x100n;       // SW_EXITINFO1/2 answers the BSP saw
+const AP_CODE = 0x4000n;         // the AP's code (launched)
+const VMSA = 0x20000n;           // the AP's VMSA page (launched, VMSA bit set)
+const MEMORY = 32n << 20n;
+const AP_CREATION = 0x80000013n;
+
+/** AP_CREATE of vCPU 1 from the VMSA at `vmsa`, RAX = the VM's SEV features. */
+const apCreate = (vmsa: bigint) => ghcbCall({ exitCode: AP_CREATION, info1: (1n << 32n) | 1n, info2: vmsa, rax: SNP_GUEST_SEV_FEATURES });
+
+/** Asm: SW_EXITINFO1 and SW_EXITINFO2 of the GHCB (rdi) to RES + at, RES + at + 8. */
+const saveAnswer = (at: number) => `
+  mov r8, [rdi+0x398]
+  mov [${RES + BigInt(at)}], r8
+  mov r8, [rdi+0x3a0]
+  mov [${RES + BigInt(at) + 8n}], r8`;
+
+/**
+ * The AP: from its VMSA in flat 32-bit protected mode with the BSP's paging into long mode (CR0.PG,
+ * then a far jump: APM Vol. 2 §14.6.1), counts a start, stores XGETBV(0) (XCR0), then counts
+ * loop turns for ever.
+ */
+const AP = `
+.code32
+  mov eax, cr0
+  bts eax, 31
+  mov cr0, eax
+  .byte 0xea
+  .long ap_long64
+  .word 0x08
+.code64
+ap_long64:
+  inc qword ptr [${AP_STARTS}]
+  xor ecx, ecx
+  xgetbv
+  mov [${AP_XCR0}], eax
+  mov [${AP_XCR0 + 4n}], edx
+ap_loop:
+  inc qword ptr [${AP_TURNS}]
+  pause
+  jmp ap_loop`;
+
+/** Asm: spin until the AP has counted a turn. */
+const WAIT_FOR_AP = `
+    wait_ap:
+      pause
+      cmp qword ptr [${AP_TURNS}], 0
+      je wait_ap`;
+
+/** Asm: PAUSE `n` times (the other vCPU gets turns meanwhile). */
+const spin = (label: string, n: number) => `
+      mov ecx, ${n}
+    ${label}:
+      pause
+      dec ecx
+      jnz ${label}`;
+
+/** A 2-vCPU guest whose BSP registers its GHCB and runs `main`; the AP's VMSA (edited by `edit`) is ready for AP_CREATE. */
+function guest(main: string, edit: (vmsa: Buffer) => void = () => {}) {
+  const g = snpGuest(`${REGISTER_GHCB}\n${main}`, {
+    memoryBytes: MEMORY, vcpus: 2, instructionLimit: 4_000_000n, mappings: privateIdentityWithGhcb(),
+    extraCode: [[AP_CODE, AP]], launch: [[DATA, 0x1000n], [AP_CODE, 0x1000n], [VMSA, 0x1000n]],
+  });
+  const page = apVmsaPageLike(g.vm, AP_CODE);
+  page.writeBigUInt64LE(g.vm.vcpu.readSpecial('cr4') | CR4_OSXSAVE, 0x148);  // CR4.OSXSAVE: XGETBV allowed
+  edit(page);
+  g.vm.memory.write(VMSA, page);
+  g.platform.rmp.adjustPermissions(VMSA, 1, 0, true);  // the VMSA bit, as the guest's RMPADJUST sets it (Linux snp_set_vmsa)
+  return g;
+}
+
+const q = (m: Machine, gpa: bigint) => m.memory.readU64(gpa);
+
+describe('SNP AP creation: XCR0 comes from the VMSA page', () => {
+  // The AP's XGETBV reads what the VMSA holds: 1 (x87 only) is what Linux writes
+  // (AP_INIT_XCR0_DEFAULT), 7 adds SSE and AVX. Was: whatever the emulator's vCPU reset left (3).
+  it.each([['0x1', 1n], ['0x7', 7n]] as const)('an AP whose VMSA holds XCR0 %s reads it with XGETBV', (_hex, xcr0) => {
+    const g = guest(`
+      ${apCreate(VMSA)}
+      ${saveAnswer(0)}
+      ${WAIT_FOR_AP}
+      hlt`, (b) => b.writeBigUInt64LE(xcr0, 0x3e8));
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect(q(g.vm, AP_STARTS)).toBe(1n);
+    expect(q(g.vm, AP_XCR0)).toBe(xcr0);
+  });
+
+  // Refused values: x87 clear (0), AVX without SSE (5), AVX-512 bits without AVX (0xE3), bit 63
+  // (reserved: the CPU's XSETBV #GP, found when the vCPU is loaded). The model takes each as a
+  // VMRUN failure, as for a VMSA without EFER.SVME: KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal,
+  // so the run ends (outcome `fault`) with the AP never run, and the process does not throw.
+  it.each([['0x0', 0n], ['0x5', 5n], ['0xe3', 0xe3n], ['bit 63 | 0x3', (1n << 63n) | 3n]] as const)('an AP whose VMSA holds XCR0 %s, a value XSETBV refuses, is not run: the VM ends', (_hex, xcr0) => {
+    const g = guest(`
+      ${apCreate(VMSA)}
+      ${WAIT_FOR_AP}
+      hlt`, (b) => b.writeBigUInt64LE(xcr0, 0x3e8));
+    const outcome = g.run();
+    expect(outcome).toMatchObject({ outcome: 'fault', reason: expect.stringMatching(/^VMRUN of vCPU 1 from the VMSA at 0x20000 failed: XCR0 /) });
+    expect([q(g.vm, AP_STARTS), q(g.vm, AP_TURNS)]).toEqual([0n, 0n]);
+    expect(g.platform.isRunnable(1)).toBe(false);
+    expect(g.trace.ofType('ap-vmrun')).toMatchObject([{ vcpu: 1, refused: expect.stringMatching(/XCR0/) }]);
+  });
+});
