@@ -64,6 +64,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('ghcb-unmapped', 'SNP: a VMGEXIT whose GHCB GPA is 0 or not guest RAM, resumed unanswered as KVM does'),
   vmm('ghcb-answer-lost', 'SNP: the VMM\'s answer in a GHCB that is not in shared memory did not reach the guest (gpa, the answer, why); the guest resumes, as under KVM'),
   vmm('ap-creation', 'SNP: an AP Creation request (request, APIC ID, VMSA GPA)'),
+  vmm('ap-vmsa-no-memslot', 'SNP: an AP Creation whose VMSA GPA is not guest RAM: acknowledged, the target left stopped, as KVM does (vCPU, VMSA GPA)'),
   vmm('guest-request', 'a guest request the VMM saw (the fuzzer keys on it)'),
   vmm('guest-release', 'the guest asked to make memory shared'),
   vmm('guest-reclaim', 'the guest asked to make memory private again'),

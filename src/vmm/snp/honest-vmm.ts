@@ -29,6 +29,19 @@ const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
 const INT_MAX = 0x7fffffffn;
 
 /**
+ * KVM's page_address_valid(vcpu, gpa) for an SNP guest (arch/x86/kvm/x86.h): page aligned and
+ * kvm_vcpu_is_legal_gpa, no bit of vcpu->arch.reserved_gpa_bits set: bits MAXPHYADDR and up,
+ * less the C-bit (sev_vcpu_after_set_cpuid: "For sev guests, the memory encryption bit is not
+ * reserved in CR3"). (U) The guest's MAXPHYADDR is CPUID Fn8000_0008 EAX[7:0] as the VMM set it,
+ * which this model's CPUID does not have; it is taken as the C-bit position, the physical-address
+ * width a host with memory encryption on has (APM Vol. 2 §7.10.1: CPUID Fn8000_001F EBX[11:6] bits
+ * fewer; a Genoa part: 52 - 1 = 51, its C-bit), so bits above the C-bit are the reserved ones.
+ */
+export function legalVmsaGpa(gpa: bigint, cBit: number): boolean {
+  return gpa % PAGE_4K === 0n && (gpa & ~(1n << BigInt(cBit))) >> BigInt(cBit) === 0n;
+}
+
+/**
  * The exits KVM serves as a NOP (INVD, WBINVD, MONITOR, MWAIT), with the GHCB registers
  * sev_es_validate_vmgexit needs marked valid for each (MONITOR: RAX, RCX, RDX; MWAIT: RAX, RCX).
  */
@@ -432,11 +445,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // KVM sev_es_validate_vmgexit first: any request but DESTROY needs RAX marked valid, or
         // GHCB_ERR_MISSING_INPUT. Then KVM sev_snp_ap_creation: the APIC ID (= vCPU index here)
         // names an existing vCPU (kvm_get_vcpu_by_id); a CREATE or CREATE_ON_INIT needs RAX equal
-        // to the VM's SEV_FEATURES, a page-aligned VMSA GPA that is not 2 MiB aligned (the SNP
-        // erratum Linux's snp_alloc_vmsa_page avoids); DESTROY needs nothing more; any other
-        // request is refused. Any failure is SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT
-        // (sev_handle_vmgexit: svm_vmgexit_bad_input); success leaves both 0 (svm_vmgexit_success(svm, 0)
-        // before the switch). Source: torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
+        // to the VM's SEV_FEATURES, a VMSA GPA page_address_valid takes (page aligned, no bit the
+        // guest's MAXPHYADDR reserves: legalVmsaGpa) and not 2 MiB aligned (the SNP erratum Linux's
+        // snp_alloc_vmsa_page avoids); DESTROY needs nothing more; any other request is refused.
+        // Whether the GPA is guest RAM is not asked here. Any failure is SW_EXITINFO1 = 2,
+        // SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT (sev_handle_vmgexit: svm_vmgexit_bad_input);
+        // success leaves both 0 (svm_vmgexit_success(svm, 0) before the switch). Source:
+        // torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
         const request = Number(info1 & 0xffffffffn), apicId = Number(info1 >> 32n);
         const vmsaGpa = g.get('swExitInfo2');
         host.trace.record('vmm', 'ap-creation', { request, apicId, vmsaGpa });
@@ -444,8 +459,7 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         if (apicId >= host.vcpuCount) return fail(GHCB_ERR.INVALID_INPUT);
         const creates = request === AP_REQUEST.CREATE || request === AP_REQUEST.CREATE_ON_INIT;
         if (!creates && request !== AP_REQUEST.DESTROY) return fail(GHCB_ERR.INVALID_INPUT);
-        if (creates && (g.get('rax') !== SNP_GUEST_SEV_FEATURES || vmsaGpa % PAGE_4K !== 0n || vmsaGpa % PAGE_2M === 0n
-          || !this.#inRam(host, vmsaGpa, PAGE_4K))) return fail(GHCB_ERR.INVALID_INPUT);
+        if (creates && (g.get('rax') !== SNP_GUEST_SEV_FEATURES || !legalVmsaGpa(vmsaGpa, host.cBit) || vmsaGpa % PAGE_2M === 0n)) return fail(GHCB_ERR.INVALID_INPUT);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', 0n);
         // CREATE_ON_INIT: KVM records the VMSA GPA (target snp_vmsa_gpa, snp_ap_waiting_for_reset)
@@ -464,6 +478,21 @@ export class HonestSnpVmm implements SnpVmmPolicy {
           // KVM: snp_vmsa_gpa = INVALID_PAGE, then the kick: at its next entry the target is reset
           // to HALTED with no VMSA (sev_snp_init_protected_guest_state) and does not run again until
           // re-created. It may be the vCPU asking, which then stops after this exit.
+          host.stopVcpu(apicId);
+          return 'resume';
+        }
+        // CREATE of a VMSA GPA in no memslot (outside guest RAM): the request succeeded above, and
+        // the kick makes the target reset (sev_snp_init_protected_guest_state, KVM_REQ_UPDATE_
+        // PROTECTED_GUEST_STATE): it is set KVM_MP_STATE_HALTED with vmsa_pa = INVALID_PAGE first,
+        // then "slot = gfn_to_memslot(vcpu->kvm, gfn); if (!slot) return;" leaves it so. The target
+        // (a running AP, or the vCPU asking) stops as after AP_DESTROY and never runs until a
+        // later CREATE gives it a page (pre_sev_run refuses a VMRUN without a VMSA). The first
+        // version (e366f92ea99e, Linux 6.11) returned -EINVAL from __sev_snp_update_protected_
+        // guest_state there, which its caller only logged ("snp: AP state update on init
+        // failed"), the vCPU left halted all the same; this follows the newest (0097f9df). The guest sees the success answer and an AP
+        // that never comes up (Linux: do_boot_cpu times out).
+        if (!this.#inRam(host, vmsaGpa, PAGE_4K)) {
+          host.trace.record('vmm', 'ap-vmsa-no-memslot', { vcpu: apicId, vmsaGpa });
           host.stopVcpu(apicId);
           return 'resume';
         }

@@ -122,3 +122,50 @@ describe('SNP AP creation: XCR0 comes from the VMSA page', () => {
     expect(g.trace.ofType('ap-vmrun')).toMatchObject([{ vcpu: 1, refused: expect.stringMatching(/XCR0/) }]);
   });
 });
+
+describe('SNP AP creation: a VMSA GPA outside guest RAM (KVM sev_snp_ap_creation, sev_snp_init_protected_guest_state)', () => {
+  // KVM (0097f9df) checks only page_address_valid (aligned, no reserved GPA bit) and 2 MiB alignment
+  // before it answers success; the kick then resets the target to KVM_MP_STATE_HALTED with vmsa_pa =
+  // INVALID_PAGE, and "slot = gfn_to_memslot(vcpu->kvm, gfn); if (!slot) return;" leaves it there.
+  // Was: SW_EXITINFO1 = 2, SW_EXITINFO2 = INVALID_INPUT.
+  it('AP_CREATE from a page past the end of RAM succeeds (SW_EXITINFO1 = SW_EXITINFO2 = 0) and the AP never runs', () => {
+    const outside = MEMORY + 0x1000n;
+    const g = guest(`
+      ${apCreate(outside)}
+      ${saveAnswer(0)}
+      ${spin('wait', 5000)}
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([0n, 0n]);
+    expect([q(g.vm, AP_STARTS), q(g.vm, AP_TURNS)]).toEqual([0n, 0n]);
+    expect(g.platform.isRunnable(1)).toBe(false);
+    expect(g.trace.ofType('ap-vmrun')).toEqual([]);
+    expect(g.trace.ofType('ap-vmsa-no-memslot')).toMatchObject([{ vcpu: 1, vmsaGpa: outside }]);
+  });
+
+  it('AP_CREATE of a running AP from a page past the end of RAM stops it, as AP_DESTROY would; a GPA with a reserved bit is INVALID_INPUT and changes nothing', () => {
+    const reserved = (1n << 52n) | 0x1000n;  // above the C-bit (51): reserved_gpa_bits
+    const g = guest(`
+      ${apCreate(VMSA)}
+      ${WAIT_FOR_AP}
+      ${apCreate(reserved)}
+      ${saveAnswer(0)}
+      ${spin('after_reserved', 200)}
+      ${apCreate(MEMORY + 0x3000n)}
+      ${saveAnswer(0x10)}
+      mov rax, [${AP_TURNS}]
+      mov [${RES + 0x20n}], rax
+      ${spin('after_outside', 500)}
+      mov rax, [${AP_TURNS}]
+      mov [${RES + 0x28n}], rax
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect([q(g.vm, RES), q(g.vm, RES + 8n)]).toEqual([2n, 5n]);            // reserved bit: INVALID_INPUT
+    expect([q(g.vm, RES + 0x10n), q(g.vm, RES + 0x18n)]).toEqual([0n, 0n]); // outside RAM: success
+    expect(q(g.vm, RES + 0x20n)).toBeGreaterThan(0n);
+    expect(q(g.vm, RES + 0x28n)).toBe(q(g.vm, RES + 0x20n));                // no turn after it
+    expect(q(g.vm, AP_STARTS)).toBe(1n);
+    expect(g.platform.isRunnable(1)).toBe(false);
+    expect(g.trace.ofType('vcpu-stopped')).toMatchObject([{ vcpu: 1, wasRunnable: true }]);
+  });
+});

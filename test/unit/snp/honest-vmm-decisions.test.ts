@@ -1525,13 +1525,31 @@ describe('honest SNP VMM: AP creation NAE (KVM sev_snp_ap_creation)', () => {
     ["RAX marked valid but not the VM's SEV features (mismatched AP sev_features)", 1n, 0x401000n, [], SNP_GUEST_SEV_FEATURES ^ 1n],
     ['a VMSA GPA that is not page aligned', 1n, 0x401800n, []],
     ['a 2 MiB-aligned VMSA GPA ("unsafe as it is 2M aligned", the SNP erratum)', 1n, 0x400000n, []],
-    ['a VMSA GPA past the end of RAM', 1n, 8n * MiB + 0x1000n, []],
+    // page_address_valid: a bit above MAXPHYADDR (here the C-bit position, 51) is reserved.
+    ['a VMSA GPA with a reserved bit (52)', 1n, (1n << 52n) | 0x1000n, []],
   ] as const)('%s → SW_EXITINFO1 2, SW_EXITINFO2 INVALID_INPUT; no AP starts, the VM goes on', (_what, apicId, vmsa, notValid, rax = SNP_GUEST_SEV_FEATURES) => {
     const t = launched(8n * MiB, undefined, 2);
     t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (apicId << 32n) | 1n, swExitInfo2: vmsa, rax }, [...notValid]);
     expect(t.msr(GHCB_GPA).answer).toBe('resume');
     expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([2n, 5n]);
     expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
+    t.close();
+  });
+
+  // KVM (0097f9df) does not ask whether the VMSA GPA is in a memslot before it answers: the request
+  // succeeds, and the target, reset by the kick, stays KVM_MP_STATE_HALTED without a VMSA
+  // (sev_snp_init_protected_guest_state: "if (!slot) return;"). The C-bit is not a reserved bit.
+  it.each([
+    ['past the end of RAM', 8n * MiB + 0x1000n],
+    ['with the C-bit set', (1n << 51n) | 0x401000n],
+  ] as const)('a CREATE from a VMSA GPA %s → SW_EXITINFO1 0, SW_EXITINFO2 0; the AP is stopped, never run', (_what, vmsa) => {
+    const t = launched(8n * MiB, undefined, 2);
+    t.writeGhcb(GHCB_GPA, { swExitCode: 0x80000013n, swExitInfo1: (1n << 32n) | 1n, swExitInfo2: vmsa, rax: SNP_GUEST_SEV_FEATURES });
+    expect(t.msr(GHCB_GPA).answer).toBe('resume');
+    expect([t.readGhcb(GHCB_GPA, 'swExitInfo1'), t.readGhcb(GHCB_GPA, 'swExitInfo2')]).toEqual([0n, 0n]);
+    expect(t.g.trace.events.filter((e) => e.type === 'ap-vmrun')).toEqual([]);
+    expect(t.g.trace.events.filter((e) => e.type === 'vcpu-stopped')).toMatchObject([{ vcpu: 1, wasRunnable: false }]);
+    expect(t.g.platform.isRunnable(1)).toBe(false);
     t.close();
   });
 
