@@ -167,7 +167,8 @@ export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; 
 
 /**
  * A guest-written VMSA page (Linux struct sev_es_save_area offsets) for flat 32-bit protected mode:
- * code 0x08 and data 0x10 over 4 GiB, EFER.SVME | LME, CR0.PE | ET, XCR0 = 1, the guest's SEV_FEATURES.
+ * code 0x08 and data 0x10 over 4 GiB, EFER.SVME | LME, CR0.PE | ET, G_PAT and XCR0 as Linux writes them,
+ * the guest's SEV_FEATURES.
  * Callers add RIP (0x178), RSP (0x1d8) and whatever else their AP needs.
  */
 export function flat32VmsaPage(): Buffer {
@@ -183,6 +184,7 @@ export function flat32VmsaPage(): Buffer {
   b.writeBigUInt64LE(0x11n, 0x158);                   // CR0.PE | ET
   b.writeBigUInt64LE(0x2n, 0x170);                    // RFLAGS
   b.writeBigUInt64LE(SNP_GUEST_SEV_FEATURES, 0x3b0);
+  b.writeBigUInt64LE(0x0007040600070406n, 0x268);    // G_PAT: the PAT's reset value (Linux AP_INIT_GPAT_DEFAULT)
   b.writeBigUInt64LE(1n, 0x3e8);                      // XCR0: x87 (Linux wakeup_cpu_via_vmgexit, AP_INIT_XCR0_DEFAULT)
   return b;
 }

@@ -17,7 +17,7 @@ import type { RunOutcome } from '../../shared/outcome.js';
 import { Trace } from '../../shared/trace.js';
 import { checkAccess, failedCheck, type AccessRequest, type GuestContext } from './access-check.js';
 import { LaunchDigest, NO_LOWER_VMPL_PERMS, type LaunchPageType, type LaunchVmplPerms } from './launch.js';
-import { EFER_SVME, VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
+import { EFER_SVME, MSR_PAT, VMSA_MEASURED_GPA, applyGuestVmsa, applyVmsa, decodeVmsaPage, patValid, vmsaEntryState, vmsaPage, type Vmsa } from './vmsa.js';
 import { VcpuScheduler, type ScheduleOptions, type VcpuSchedulerState } from '../../cpu/vcpu-scheduler.js';
 import type { TraceValue } from '../../shared/trace.js';
 import { MemoryEncryption } from './memory-encryption.js';
@@ -50,6 +50,10 @@ const MSR_EFER = 0xc0000080;
  */
 const PASSTHROUGH_MSRS: ReadonlySet<number> = new Set([
   MSR_EFER, 0xc0000100, 0xc0000101, 0xc0000102, MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SFMASK, MSR_SYSENTER_CS,
+  // PAT too for an SEV-ES/SNP guest: KVM sev_es_recalc_msr_intercepts ("Clear intercepts on MSRs
+  // that are context switched by hardware": the GHCB MSR, EFER, MSR_IA32_CR_PAT; torvalds/linux
+  // 0097f9df), so RDMSR reads, and WRMSR writes, G_PAT in the VMSA (offset 0x268) without a #VC.
+  MSR_PAT,
 ]);
 /** The SVM exit code of each cache-or-wait instruction's intercept (WBNOINVD's is WBINVD's: #cacheOrWait). */
 const CACHE_OR_WAIT_EXIT_CODE: Readonly<Record<CacheOrWaitInstruction, number>> = {
@@ -1066,6 +1070,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
           this.#record('wrmsr', { msr: exit.msr, value: exit.value });
           return { kind: 'outcome', outcome: { outcome: 'terminated', reason: 'the guest cleared EFER.SVME: VMRUN refuses the VMSA (VMEXIT_INVALID)' } };
         }
+        // A reserved memory type in the PAT is the CPU's #GP(0) (APM Vol. 2 §7.8.1), which the
+        // emulator (QEMU's helper_wrmsr stores any value) does not raise itself.
+        if (exit.msr === MSR_PAT && !patValid(exit.value)) return this.inject(GP_VECTOR, 0n, undefined, 'wrmsr PAT with a reserved memory type');
         if (PASSTHROUGH_MSRS.has(exit.msr)) {
           vcpu.writeMsr(exit.msr, exit.value);
           this.#record('wrmsr', { msr: exit.msr, value: exit.value });

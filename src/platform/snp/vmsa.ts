@@ -14,6 +14,8 @@ import type { Machine } from '../../cpu/machine.js';
 import { SNP_GUEST_SEV_FEATURES, snpCpuid } from './sev-status.js';
 
 export const VMSA_MEASURED_GPA = 0xfffffffff000n;
+/** IA32_PAT / PAT (APM Vol. 2 §7.8.1): the guest's is G_PAT in the VMSA. */
+export const MSR_PAT = 0x277;
 
 export interface Vmsa {
   cs: { selector: number; base: bigint; limit: number; attrib: number };
@@ -99,6 +101,7 @@ export function applyVmsa(machine: Machine, v: Vmsa): void {
   vcpu.writeSpecial('cr4', v.cr4);
   vcpu.writeSpecial('efer', v.efer);
   loadTr(machine, RESET_TR);
+  vcpu.writeMsr(MSR_PAT, RESET_G_PAT);
   vcpu.writeXcr0(v.xcr0);
   const regs = vcpu.regs;
   for (const r of ['rax', 'rcx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'] as const) regs[r] = 0n;
@@ -133,6 +136,8 @@ export interface GuestVmsa {
   sevFeatures: bigint;
   /** XCR0 (0x3E8): guest state VMRUN loads from an SEV-ES/SNP guest's VMSA, as the BSP's (applyVmsa). */
   xcr0: bigint;
+  /** G_PAT (0x268): the guest's PAT (MSR 0x277), which its RDMSR reads without an intercept (snp-cpu.ts PASSTHROUGH_MSRS). */
+  gPat: bigint;
 }
 
 /** VMSA offsets: Linux arch/x86/include/asm/svm.h `struct sev_es_save_area` (APM Vol. 2 Table B-4). */
@@ -140,7 +145,7 @@ const VMSA_OFFSET = {
   es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, idtr: 0x80, tr: 0x90,
   vmpl: 0xca, efer: 0xd0, cr4: 0x148, cr3: 0x150, cr0: 0x158, rflags: 0x170, rip: 0x178, rsp: 0x1d8, rax: 0x1f8, cr2: 0x240,
   rcx: 0x308, rdx: 0x310, rbx: 0x318, rbp: 0x328, rsi: 0x330, rdi: 0x338, r8: 0x340, r9: 0x348, r10: 0x350,
-  r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0, xcr0: 0x3e8,
+  r11: 0x358, r12: 0x360, r13: 0x368, r14: 0x370, r15: 0x378, sevFeatures: 0x3b0, xcr0: 0x3e8, gPat: 0x268,
 } as const;
 
 /**
@@ -172,6 +177,7 @@ export function decodeVmsaPage(page: Uint8Array): GuestVmsa {
     msrs: new Map(VMSA_MSR_FIELDS.map(([offset, msr]) => [msr, q(offset)])),
     sevFeatures: q(o.sevFeatures),
     xcr0: q(o.xcr0),
+    gPat: q(o.gPat),
   };
 }
 
@@ -191,6 +197,7 @@ export function vmsaEntryState(v: GuestVmsa): { mode: 'real16' | 'protected32' }
   if ((v.efer & EFER_SVME) === 0n) return { refused: 'EFER.SVME is clear (VMRUN consistency check)' };
   const xcr0 = xcr0Refused(v.xcr0);
   if (xcr0 !== undefined) return { refused: xcr0 };
+  if (!patValid(v.gPat)) return { refused: `G_PAT 0x${v.gPat.toString(16)} holds a reserved memory type (VMRUN takes it as illegal guest state)` };
   if ((v.cr0 & CR0_PE) === 0n) {
     // Any real-mode CS is legal VMRUN state, but the emulator enters real mode through a GDT
     // descriptor for the selector (native guest_stub.cc: a non-null selector with TI = RPL = 0, and
@@ -229,6 +236,17 @@ export function xcr0Refused(xcr0: bigint): string | undefined {
 }
 
 /**
+ * Whether `pat` is a PAT value the CPU takes: every PAn byte one of the defined memory types 0, 1,
+ * 4, 5, 6, 7 (APM Vol. 2 §7.8.1 "PAT Register": a reserved type written to the PAT is #GP; KVM's
+ * kvm_pat_valid in arch/x86/kvm/x86.h makes the same check). (U) For G_PAT in a VMSA the model
+ * applies the policy of xcr0Refused: VMRUN is taken to refuse a reserved type as illegal guest state.
+ */
+export function patValid(pat: bigint): boolean {
+  if ((pat & 0xf8f8f8f8f8f8f8f8n) !== 0n) return false;
+  return (pat | ((pat & 0x0202020202020202n) << 1n)) === pat;
+}
+
+/**
  * Loads the running vCPU from a guest VMSA, as VMRUN does with the VMSA the VMCB points at.
  * Returns why it could not (an XCR0 with a feature bit the CPU lacks), or undefined; the vCPU is
  * then left in its entry state and must not run.
@@ -251,6 +269,7 @@ export function applyGuestVmsa(machine: Machine, v: GuestVmsa, mode: 'real16' | 
   vcpu.writeSpecial('cr2', v.cr2);
   vcpu.writeSpecial('efer', v.efer);
   for (const [msr, value] of v.msrs) vcpu.writeMsr(msr, value);
+  vcpu.writeMsr(MSR_PAT, v.gPat);
   vcpu.writeSpecial('gdtrBase', v.gdtr.base);
   vcpu.writeSpecial('gdtrLimit', BigInt(v.gdtr.limit));
   vcpu.writeSpecial('idtrBase', v.idtr.base);

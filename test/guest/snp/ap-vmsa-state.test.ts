@@ -7,6 +7,8 @@
 //   encrypting it (sev_es_sync_vmsa); Linux's wakeup_cpu_via_vmgexit writes an AP's
 //   (AP_INIT_XCR0_DEFAULT). An XCR0 XSETBV refuses is taken as illegal guest state (vmsa.ts
 //   xcr0Refused: not confirmed from the APM, which does not list XCR0 among VMRUN's checks).
+// - G_PAT (offset 0x268) is the guest's PAT, which KVM does not intercept for an SEV-ES/SNP guest
+//   (sev_es_recalc_msr_intercepts clears MSR_IA32_CR_PAT's intercepts): RDMSR 0x277 reads it, no #VC.
 // - a VMSA GPA in no memslot: KVM (torvalds/linux 0097f9df, sev_snp_ap_creation and
 //   sev_snp_init_protected_guest_state) accepts the request and leaves the target halted.
 import { describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ const DATA = 0x3000n;            // private, validated at launch: what both vCPU
 const AP_XCR0 = DATA;            // EDX:EAX of the AP's XGETBV
 const AP_STARTS = DATA + 8n;     // how many times the AP started
 const AP_TURNS = DATA + 0x10n;   // the AP's loop turns
+const AP_PAT = DATA + 0x18n;     // EDX:EAX of the AP's RDMSR 0x277
 const RES = DATA + 0x100n;       // SW_EXITINFO1/2 answers the BSP saw
 const AP_CODE = 0x4000n;         // the AP's code (launched)
 const VMSA = 0x20000n;           // the AP's VMSA page (launched, VMSA bit set)
@@ -55,6 +58,10 @@ ap_long64:
   xgetbv
   mov [${AP_XCR0}], eax
   mov [${AP_XCR0 + 4n}], edx
+  mov ecx, 0x277
+  rdmsr
+  mov [${AP_PAT}], eax
+  mov [${AP_PAT + 4n}], edx
 ap_loop:
   inc qword ptr [${AP_TURNS}]
   pause
@@ -120,6 +127,60 @@ describe('SNP AP creation: XCR0 comes from the VMSA page', () => {
     expect([q(g.vm, AP_STARTS), q(g.vm, AP_TURNS)]).toEqual([0n, 0n]);
     expect(g.platform.isRunnable(1)).toBe(false);
     expect(g.trace.ofType('ap-vmrun')).toMatchObject([{ vcpu: 1, refused: expect.stringMatching(/XCR0/) }]);
+  });
+});
+
+describe('PAT: G_PAT in the VMSA, read and written without a #VC (KVM sev_es_recalc_msr_intercepts)', () => {
+  it('an AP reads the G_PAT its VMSA holds with RDMSR 0x277', () => {
+    const pat = 0x0007010600070106n;  // Linux's PAT (WB, WC, UC-, UC)
+    const g = guest(`
+      ${apCreate(VMSA)}
+      ${WAIT_FOR_AP}
+      hlt`, (b) => b.writeBigUInt64LE(pat, 0x268));
+    expect(g.run()).toMatchObject({ outcome: 'done', reason: 'guest halted' });
+    expect(q(g.vm, AP_STARTS)).toBe(1n);
+    expect(q(g.vm, AP_PAT)).toBe(pat);
+    expect(g.trace.ofType('inject-vc')).toEqual([]);
+  });
+
+  // A reserved memory type (2 or 3, or a bit in 7:3 of a PAn byte) in the PAT is #GP on WRMSR
+  // (APM Vol. 2 §7.8.1; KVM kvm_pat_valid); in a VMSA's G_PAT the model takes it as illegal
+  // guest state, as an XCR0 XSETBV refuses (U).
+  it.each([['PA0 = 2', 0x0007040600070402n], ['PA7 bit 3', 0x0807040600070406n]] as const)('an AP whose VMSA G_PAT has a reserved type (%s) is not run: the VM ends', (_what, pat) => {
+    const g = guest(`
+      ${apCreate(VMSA)}
+      ${WAIT_FOR_AP}
+      hlt`, (b) => b.writeBigUInt64LE(pat, 0x268));
+    expect(g.run()).toMatchObject({ outcome: 'fault', reason: expect.stringMatching(/G_PAT/) });
+    expect(q(g.vm, AP_STARTS)).toBe(0n);
+    expect(g.platform.isRunnable(1)).toBe(false);
+  });
+
+  it('the BSP reads the reset PAT, writes a valid one and reads it back, with no #VC; a reserved type is #GP(0), the PAT unchanged', () => {
+    const g = snpGuest(`
+      mov ecx, 0x277
+      rdmsr
+      shl rdx, 32
+      or rax, rdx
+      mov r8, rax
+      mov eax, 0x00070106
+      mov edx, 0x00070106
+      wrmsr
+      rdmsr
+      shl rdx, 32
+      or rax, rdx
+      mov r9, rax
+      mov eax, 0x00070102
+      mov edx, 0x00070106
+      wrmsr
+      mov r10, 1
+      hlt`);
+    expect(g.run()).toMatchObject({ outcome: 'done' });
+    const r = g.vm.vcpu.regs;
+    expect([r.r8, r.r9]).toEqual([0x0007040600070406n, 0x0007010600070106n]);
+    expect([r.r13, r.r15, r.r10]).toEqual([13n, 0n, 0n]);  // #GP(0) at the second WRMSR
+    expect(g.vm.vcpu.readMsr(0x277)).toBe(0x0007010600070106n);
+    expect(g.trace.ofType('inject-vc')).toEqual([]);
   });
 });
 
