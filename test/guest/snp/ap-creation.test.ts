@@ -185,6 +185,19 @@ describe('SNP AP creation: VMRUN from a guest VMSA', () => {
     expect(p.machine.vcpu.codeSegment().bits).toBe(32);
   });
 
+  // An XCR0 the CPU lacks a feature for (bit 63, reserved) is found only when the vCPU is loaded,
+  // after the reset (Vcpu.writeXcr0 throws): a refusal, not a throw, and the AP, which ran before,
+  // is left with no state to run from (the VMRUN failed; vmsa.ts xcr0Refused).
+  it('refuses, without throwing, an AP created again from a VMSA whose XCR0 has a bit the CPU lacks, and takes it out of the schedule', () => {
+    const p = platformWithVmsa(vmsaBytes());
+    expect(p.runApFromVmsa(1, VMSA)).toEqual({ ok: true });
+    expect(p.isRunnable(1)).toBe(true);
+    p.machine.memory.write(VMSA + 0x3e8n, Buffer.from(new BigUint64Array([(1n << 63n) | 3n]).buffer));
+    expect(p.runApFromVmsa(1, VMSA)).toMatchObject({ ok: false, reason: expect.stringMatching(/^XCR0 0x8000000000000003: /) });
+    expect(p.isRunnable(1)).toBe(false);
+    expect(p.machine.vcpuIndex).toBe(0);
+  });
+
   // KVM sev_snp_ap_creation finds the target with kvm_get_vcpu_by_id, which may return the vCPU
   // asking; the kick makes it reset and load the new VMSA at its next entry.
   it('runs the running vCPU itself from a VMSA (a vCPU creating itself): it starts over in the state the page holds', () => {

@@ -113,17 +113,26 @@ describe('SNP AP creation: XCR0 comes from the VMSA page', () => {
     expect(q(g.vm, AP_XCR0)).toBe(xcr0);
   });
 
-  // Refused values: x87 clear (0), AVX without SSE (5), AVX-512 bits without AVX (0xE3), bit 63
-  // (reserved: the CPU's XSETBV #GP, found when the vCPU is loaded). The model takes each as a
+  // Refused values: x87 clear (0), AVX without SSE (5), AVX-512 bits without AVX (0xE3), one of
+  // AMX's two bits (0x20007), bit 63 (reserved: the CPU's XSETBV #GP). The model takes each as a
   // VMRUN failure, as for a VMSA without EFER.SVME: KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal,
-  // so the run ends (outcome `fault`) with the AP never run, and the process does not throw.
-  it.each([['0x0', 0n], ['0x5', 5n], ['0xe3', 0xe3n], ['bit 63 | 0x3', (1n << 63n) | 3n]] as const)('an AP whose VMSA holds XCR0 %s, a value XSETBV refuses, is not run: the VM ends', (_hex, xcr0) => {
+  // so the run ends (outcome `fault`) with the AP never run, and the process does not throw. The
+  // bit combinations are refused before the AP is touched (vmsa.ts xcr0Refused); a bit the CPU
+  // lacks is found when the vCPU is loaded (Vcpu.writeXcr0).
+  it.each([
+    ['0x0', 0n, /XCR0 0x0 is a value XSETBV refuses/],
+    ['0x5', 5n, /XCR0 0x5 is a value XSETBV refuses/],
+    ['0xe3', 0xe3n, /XCR0 0xe3 is a value XSETBV refuses/],
+    ['0x20007 (XTILECFG without XTILEDATA)', 0x20007n, /XCR0 0x20007 is a value XSETBV refuses/],
+    ['bit 63 | 0x3', (1n << 63n) | 3n, /XCR0 0x8000000000000003: cannot set XCR0/],
+  ] as const)('an AP whose VMSA holds XCR0 %s, a value XSETBV refuses, is not run: the VM ends', (_hex, xcr0, why) => {
     const g = guest(`
       ${apCreate(VMSA)}
       ${WAIT_FOR_AP}
       hlt`, (b) => b.writeBigUInt64LE(xcr0, 0x3e8));
     const outcome = g.run();
     expect(outcome).toMatchObject({ outcome: 'fault', reason: expect.stringMatching(/^VMRUN of vCPU 1 from the VMSA at 0x20000 failed: XCR0 /) });
+    expect(outcome.reason).toMatch(why);
     expect([q(g.vm, AP_STARTS), q(g.vm, AP_TURNS)]).toEqual([0n, 0n]);
     expect(g.platform.isRunnable(1)).toBe(false);
     expect(g.trace.ofType('ap-vmrun')).toMatchObject([{ vcpu: 1, refused: expect.stringMatching(/XCR0/) }]);
