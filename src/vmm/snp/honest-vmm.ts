@@ -29,13 +29,14 @@ const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
 const INT_MAX = 0x7fffffffn;
 
 /**
- * KVM's page_address_valid(vcpu, gpa) for an SNP guest (arch/x86/kvm/x86.h): page aligned and
+ * KVM's page_address_valid(vcpu, gpa) for an SNP guest (arch/x86/kvm/cpuid.h): page aligned and
  * kvm_vcpu_is_legal_gpa, no bit of vcpu->arch.reserved_gpa_bits set: bits MAXPHYADDR and up,
- * less the C-bit (sev_vcpu_after_set_cpuid: "For sev guests, the memory encryption bit is not
- * reserved in CR3"). (U) The guest's MAXPHYADDR is CPUID Fn8000_0008 EAX[7:0] as the VMM set it,
- * which this model's CPUID does not have; it is taken as the C-bit position, the physical-address
- * width a host with memory encryption on has (APM Vol. 2 §7.10.1: CPUID Fn8000_001F EBX[11:6] bits
- * fewer; a Genoa part: 52 - 1 = 51, its C-bit), so bits above the C-bit are the reserved ones.
+ * less the C-bit (sev.c sev_vcpu_after_set_cpuid: "For sev guests, the memory encryption bit is
+ * not reserved in CR3"). (U) The guest's MAXPHYADDR is CPUID Fn8000_0008 EAX[7:0] as the VMM set
+ * it, which this model's CPUID does not have; it is taken as the C-bit position, the width left to
+ * a host with memory encryption on (APM Vol. 2 §7.10, Secure Memory Encryption: CPUID Fn8000_001F
+ * EBX[11:6] physical-address bits fewer; 52 - 1 = 51 on a part whose C-bit is 51, as this guest's
+ * is), so the bits above the C-bit are the reserved ones.
  */
 export function legalVmsaGpa(gpa: bigint, cBit: number): boolean {
   return gpa % PAGE_4K === 0n && (gpa & ~(1n << BigInt(cBit))) >> BigInt(cBit) === 0n;
@@ -489,8 +490,8 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // later CREATE gives it a page (pre_sev_run refuses a VMRUN without a VMSA). The first
         // version (e366f92ea99e, Linux 6.11) returned -EINVAL from __sev_snp_update_protected_
         // guest_state there, which its caller only logged ("snp: AP state update on init
-        // failed"), the vCPU left halted all the same; this follows the newest (0097f9df). The guest sees the success answer and an AP
-        // that never comes up (Linux: do_boot_cpu times out).
+        // failed"), the vCPU left halted all the same; this follows the newest (0097f9df). The
+        // guest sees the success answer and an AP that never comes up (Linux: do_boot_cpu times out).
         if (!this.#inRam(host, vmsaGpa, PAGE_4K)) {
           host.trace.record('vmm', 'ap-vmsa-no-memslot', { vcpu: apicId, vmsaGpa });
           host.stopVcpu(apicId);
