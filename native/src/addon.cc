@@ -513,19 +513,22 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return info.Env().Undefined();
   }
 
-  // translate(va, access) -> status | isPrivate << 2 | writable << 3 | executable << 4 | level << 5 |
-  // pfError << 8, with the GPA (or the blocked table page) in the run area's host-result slot.
-  // Packed: building an object property by property here cost more than the page walk (issue 11);
-  // src/cpu/vcpu.ts unpacks it.
+  // translate(va, access, user?) -> status | isPrivate << 2 | writable << 3 | executable << 4 |
+  // level << 5 | pfError << 8 | userPage << 16, with the GPA (or the blocked table page) in the run
+  // area's host-result slot. `user`: as a user-mode access (page_walk.h UserAccess), else a
+  // supervisor-mode one. Packed: building an object property by property here cost more than the
+  // page walk (issue 11); src/cpu/vcpu.ts unpacks it.
   Napi::Value Translate(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     uint64_t va; uint32_t access;
     if (!m || !GetU64(info, 0, "va", &va) || !GetU32(info, 1, "access", 2, &access)) return info.Env().Undefined();
-    Translation t = m->TranslateForHost(va, static_cast<Access>(access));
+    if (info.Length() >= 3 && !info[2].IsBoolean() && !info[2].IsUndefined()) return ThrowType(info.Env(), "user must be a boolean");
+    const bool user = info.Length() >= 3 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    Translation t = m->TranslateForHost(va, static_cast<Access>(access), user);
     m->run_area()[kSlotHostResult] = t.status == Translation::kTableBlocked ? t.blocked_gpa : t.gpa;
     uint64_t packed = static_cast<uint64_t>(t.status) | (t.is_private ? 4u : 0u) | (t.writable ? 8u : 0u) |
                       (t.executable ? 16u : 0u) | (static_cast<uint64_t>(t.level & 7) << 5) |
-                      (static_cast<uint64_t>(t.pf_error) << 8);
+                      (static_cast<uint64_t>(t.pf_error & 0xff) << 8) | (t.user ? 1u << 16 : 0u);
     return Napi::Number::New(info.Env(), static_cast<double>(packed));
   }
 

@@ -427,14 +427,46 @@ bool Machine::Allowed(Space space, uint64_t page, Access access) const {
   return access != Access::kWrite || gate_[s][kWritableBitmap]->Test(page);
 }
 
-bool Machine::FetchAllowed(Space space, uint64_t page) {
+bool Machine::FetchAllowed(Space space, uint64_t page, int cpl) {
   int s = static_cast<int>(space);
   if (page >= pages_) return false;
   bool supervisor = gate_[s][kFetchSupervisorBitmap]->Test(page), user = gate_[s][kFetchUserBitmap]->Test(page);
   if (supervisor == user) return supervisor;
   // The TLB keeps CPL 3 fills apart from the others (QEMU's x86 MMU_USER_IDX), so a fill decided
   // at one CPL is never used at the other.
-  return CurrentCpl() == 3 ? user : supervisor;
+  return (cpl >= 0 ? cpl : CurrentCpl()) == 3 ? user : supervisor;
+}
+
+// A fill made at CPL 3 is either the CPU's own access at CPL 3, a user-mode access (Intel SDM Vol.
+// 3A §4.6.1), which QEMU keeps in its MMU_USER_IDX TLB, or an implicit supervisor access made
+// while CPL is still 3, which QEMU makes through cpu_ld*_kernel into a kernel TLB: a descriptor
+// read for a segment load, far transfer or LAR/LSL/VERR/VERW (load_segment_ra, the GDT or LDT),
+// the TSS's stack pointers or I/O bitmap (get_ss_esp_from_tss, check_io). Unicorn's TLB-fill hook
+// is not told which TLB (qemu/softmmu/unicorn_vtlb.c unicorn_fill_tlb drops mmu_idx), so a data
+// fill of a page the GDT, the LDT or the TSS overlaps is taken as supervisor; every other fill at
+// CPL 3 as user. The IDT is not among them: the emulator never reads it (every vector reaches the
+// host, whose delivery reads it as the supervisor access it is: deliver.cc), and an instruction
+// fetch is never an implicit supervisor access. The host's own stubs (guest_stub.cc) are
+// supervisor: the TLB-fill hook does not ask while one runs.
+// What this leaves (README, "Limits worth knowing"): an explicit user-mode read or write of a
+// supervisor page such a table overlaps is allowed (such a fill never grants execute); the stack accesses of a far CALL, RETF or IRET at CPL 3 and the inner-stack pushes of
+// a guest's own call gate go through QEMU's kernel TLB (seg_helper.c PUSHQ_RA/POPQ_RA are
+// cpu_st/ldq_kernel_ra), so at CPL 3 they are user-mode fills, as the CPU makes the first ones, but
+// the call gate's pushes to a supervisor stack fault where the CPU's would not, and an entry a
+// CPL 0 access left in the kernel TLB lets the first ones through a supervisor page.
+bool Machine::UserModeFill(uint64_t va, Access access) {
+  if (access == Access::kFetch) return true;
+  const uint64_t page = va & ~(kPageSize - 1);
+  static const int kIds[3] = {UC_X86_REG_GDTR, UC_X86_REG_LDTR, UC_X86_REG_TR};
+  for (int i = 0; i < 3; i++) {
+    uc_x86_mmr table{};
+    if (uc_reg_read(uc_, kIds[i], &table) != UC_ERR_OK) continue;
+    // A null LDTR or TR names no table (the GDTR has no selector).
+    if (kIds[i] != UC_X86_REG_GDTR && (table.selector & ~3u) == 0) continue;
+    const uint64_t last = table.base + table.limit;
+    if (table.base <= page + (kPageSize - 1) && last >= page) return false;
+  }
+  return true;
 }
 
 int Machine::CurrentCpl() {
@@ -724,8 +756,9 @@ void Machine::DropAllCodeBits() {
   for (auto& e : code_cache_) { e.bits = nullptr; e.decoded = 0; }
 }
 
-Translation Machine::TranslateForHost(uint64_t va, Access access) {
-  return TranslateForHost(ReadPaging(), va, access);
+Translation Machine::TranslateForHost(uint64_t va, Access access, bool user) {
+  Translation t = TranslateForHost(ReadPaging(), va, access);
+  return user ? UserAccess(t, access) : t;
 }
 
 Translation Machine::TranslateForHost(const CpuPaging& paging, uint64_t va, Access access) {
@@ -840,6 +873,25 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   }
   Access access = type == UC_MEM_WRITE ? Access::kWrite : type == UC_MEM_FETCH ? Access::kFetch : Access::kRead;
   Translation t = m->TranslateForFill(vaddr, access);
+  // A user-mode access (CPL 3) gets less than the supervisor walk gave only for a page some level
+  // of which has U/S = 0, a write to one with R/W = 0 while CR0.WP = 0, or a #PF (its error code's
+  // U/S bit): only then is the CPL read (paging is on, so CS.RPL is the CPL). A fill at CPL 3 goes
+  // to QEMU's user TLB, one at CPL 0-2 to a kernel one, so a fill decided at one CPL is never used
+  // at the other (but see UserModeFill). While a host stub runs, every access is supervisor.
+  int cpl = -1;
+  bool implicit_supervisor = false;
+  if (!m->stub_active_ && UserAccessDiffers(t)) {
+    uint64_t cs = 0;
+    uc_reg_read(uc, UC_X86_REG_CS, &cs);
+    cpl = static_cast<int>(cs & 3);
+    if (cpl == 3) {
+      if (m->UserModeFill(vaddr, access)) {
+        t = UserAccess(t, access);
+      } else {
+        implicit_supervisor = true;
+      }
+    }
+  }
   // A refusal is recorded as the pending fault; Run() reports it if the emulator stops with
   // UC_ERR_EXCEPTION (a probing access that is refused does not stop it).
   auto refuse = [&](ExitKind kind) {
@@ -875,7 +927,7 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   const bool in_ram = t.gpa < m->ram_->size();
   const bool gate_read = in_ram && page < m->pages_ && m->gate_[static_cast<int>(space)][kReadableBitmap]->Test(page);
   const bool gate_write = gate_read && m->gate_[static_cast<int>(space)][kWritableBitmap]->Test(page);
-  if (!in_ram || !(access == Access::kFetch ? m->FetchAllowed(space, page) : access == Access::kWrite ? gate_write : gate_read)) {
+  if (!in_ram || !(access == Access::kFetch ? m->FetchAllowed(space, page, cpl) : access == Access::kWrite ? gate_write : gate_read)) {
     m->fault_[0] = t.gpa & ~(kPageSize - 1);
     m->fault_[1] = vaddr;
     m->fault_[2] = static_cast<uint64_t>(access);
@@ -973,9 +1025,10 @@ bool Machine::OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_
   // Execute permission only on a fetch fill, so every code page is seen here first; and while the
   // execution watch is armed, not on a data fill of its stop range, whose next fetch must stop.
   // Nor on a data fill of a page not fetchable at every CPL: its fetches are decided by a fetch
-  // fill, at the CPL they run at (FetchAllowed).
+  // fill, at the CPL they run at (FetchAllowed). Nor on a data fill at CPL 3 taken as an implicit
+  // supervisor access (UserModeFill): it may be a user-mode one, and a fetch at CPL 3 never is.
   if (t.executable && (access == Access::kFetch ||
-                       (m->code_->Test(page) &&
+                       (!implicit_supervisor && m->code_->Test(page) &&
                         !(m->watch_state_ == WatchState::kArmed && t.gpa >= m->watch_stop_[0] && t.gpa < m->watch_stop_[1]) &&
                         m->gate_[static_cast<int>(space)][kFetchSupervisorBitmap]->Test(page) &&
                         m->gate_[static_cast<int>(space)][kFetchUserBitmap]->Test(page)))) {

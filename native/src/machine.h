@@ -204,7 +204,8 @@ class Machine {
   // the page see it until the page is written through a private translation or its gate changes.
   bool WriteShadow(uint64_t page, const uint8_t* data);
   // Translates a guest-virtual address with the current paging mode, without gate checks.
-  Translation TranslateForHost(uint64_t va, Access access);
+  // `user`: as a user-mode access (page_walk.h UserAccess); the host's own accesses are supervisor.
+  Translation TranslateForHost(uint64_t va, Access access, bool user = false);
   // With the paging registers read already (a delivery's accesses read them once).
   Translation TranslateForHost(const CpuPaging& paging, uint64_t va, Access access);
 
@@ -407,8 +408,11 @@ class Machine {
   void NoteWritten(uint64_t first, uint64_t count);
   bool Allowed(Space space, uint64_t page, Access access) const;
   // Whether an instruction fetch from the page is allowed at the current CPL (read only when the
-  // page's two fetch bits differ, so pages fetchable at every CPL cost no register read).
-  bool FetchAllowed(Space space, uint64_t page);
+  // page's two fetch bits differ, so pages fetchable at every CPL cost no register read). `cpl`:
+  // the CPL when the caller already read it, else -1.
+  bool FetchAllowed(Space space, uint64_t page, int cpl = -1);
+  // Whether a TLB fill of `va` at CPL 3 is a user-mode access (the TLB-fill hook, machine.cc).
+  bool UserModeFill(uint64_t va, Access access);
   // CPL as the access checks take it (src/platform/snp/snp-cpu.ts #currentCpl): CS.RPL in
   // protected mode, 0 in real mode.
   int CurrentCpl();

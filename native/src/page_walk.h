@@ -1,8 +1,16 @@
 // The guest's own 4-level page-table walk, done by the TLB-fill hook (Unicorn's UC_TLB_VIRTUAL
 // mode replaces QEMU's MMU, so the walk is ours; ../shared/reference/unicorn.md §2).
 //
-// Supervisor-mode semantics only: the guests this models run at CPL 0, so U/S, SMEP/SMAP and
-// protection keys are not checked. Accessed/Dirty bits are not written back. LA57 is not modelled.
+// Walk gives what a supervisor-mode access gets (CPL < 3, or an implicit supervisor access such as
+// a descriptor-table read at any CPL: Intel SDM Vol. 3A §4.6.1): the U/S bits are collected but
+// not checked, and R/W is ignored by writes while CR0.WP = 0. UserAccess turns that into what a
+// user-mode access (CPL 3) gets (SDM Vol. 3A §4.6.1, AMD APM Vol. 2 §5.6): U/S = 1 at every level
+// for any access, R/W = 1 at every level for a write whatever CR0.WP holds, and the error code's
+// U/S bit (bit 2, §4.7) on every #PF, not-present and reserved-bit ones included. Which accesses
+// are user-mode ones is the TLB-fill hook's to decide (machine.cc Machine::UserModeFill).
+// Not modelled: SMEP and SMAP (the emulator's CR4 keeps SMEP but never SMAP: QEMU's
+// cpu_x86_update_cr4 clears SMAP without the CPUID feature, and neither platform offers either),
+// protection keys. Accessed/Dirty bits are not written back. LA57 is not modelled.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -31,6 +39,7 @@ struct CpuPaging {
 // #PF error-code bits (Intel SDM Vol. 3 §4.7).
 constexpr uint32_t kPfPresent = 1u << 0;
 constexpr uint32_t kPfWrite = 1u << 1;
+constexpr uint32_t kPfUser = 1u << 2;
 constexpr uint32_t kPfReserved = 1u << 3;
 constexpr uint32_t kPfFetch = 1u << 4;
 
@@ -45,6 +54,8 @@ struct Translation {
   bool is_private = true;
   bool writable = true;      // what the page tables allow (not the page gate)
   bool executable = true;
+  bool user = true;          // U/S = 1 at every level (paging off: true)
+  bool read_write = true;    // R/W = 1 at every level (paging off: true)
   uint8_t level = 0;         // leaf level: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB, 0 = paging off
   uint32_t pf_error = 0;     // kPageFault
   uint64_t blocked_gpa = 0;  // kTableBlocked: the table page the walk could not read
@@ -127,6 +138,7 @@ class PageWalker {
  private:
   static constexpr uint64_t kPresent = 1ull << 0;
   static constexpr uint64_t kWritable = 1ull << 1;
+  static constexpr uint64_t kUser = 1ull << 2;
   static constexpr uint64_t kPageSizeBit = 1ull << 7;
   static constexpr uint64_t kExecuteDisable = 1ull << 63;
   static constexpr uint64_t Bits(int hi, int lo) { return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1); }
@@ -245,6 +257,8 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables, WalkMem
   const bool executable = !(nx_ && (any & kExecuteDisable));
   t.writable = writable;
   t.executable = executable;
+  t.user = all & kUser;
+  t.read_write = all & kWritable;
   t.level = static_cast<uint8_t>(level);
   if ((access == Access::kWrite && !writable) || (access == Access::kFetch && !executable)) {
     t.status = Translation::kPageFault;
@@ -255,10 +269,36 @@ Translation PageWalker::Walk(uint64_t va, Access access, Reader& tables, WalkMem
   return t;
 }
 
-// One walk with the registers as they are given.
+// What a user-mode access gets, from the supervisor-mode walk `t` of the same address and access
+// (Intel SDM Vol. 3A §4.6.1 "Determination of Access Rights", §4.7; AMD APM Vol. 2 §5.6): a user
+// access is allowed no more than a supervisor one (without SMEP/SMAP), so a supervisor fault stays
+// one and only takes the U/S bit; a supervisor success is a protection fault (P = 1, U/S = 1) when
+// U/S = 0 at some level, or for a write when R/W = 0 at some level (CR0.WP does not matter at
+// CPL 3). With paging off there is no #PF at all.
+inline Translation UserAccess(Translation t, Access access) {
+  if (t.status == Translation::kPageFault) {
+    t.pf_error |= kPfUser;
+    return t;
+  }
+  if (t.status != Translation::kOk || t.level == 0) return t;
+  t.writable = t.read_write;
+  if (!t.user || (access == Access::kWrite && !t.writable)) {
+    t.status = Translation::kPageFault;
+    t.pf_error = kPfPresent | kPfUser | (access == Access::kWrite ? kPfWrite : 0) | (access == Access::kFetch ? kPfFetch : 0);
+  }
+  return t;
+}
+
+// True when UserAccess(t, access) may differ from `t`: what a fill then grants depends on the CPL.
+inline bool UserAccessDiffers(const Translation& t) {
+  return t.status == Translation::kPageFault || (t.status == Translation::kOk && t.level != 0 && (!t.user || (t.writable && !t.read_write)));
+}
+
+// One walk with the registers as they are given; `user`: a user-mode access (UserAccess).
 template <typename Reader>
-Translation Translate(const CpuPaging& cpu, const MarkerConfig& marker, uint64_t va, Access access, Reader& tables) {
-  return PageWalker(cpu, marker).Walk(va, access, tables);
+Translation Translate(const CpuPaging& cpu, const MarkerConfig& marker, uint64_t va, Access access, Reader& tables, bool user = false) {
+  Translation t = PageWalker(cpu, marker).Walk(va, access, tables);
+  return user ? UserAccess(t, access) : t;
 }
 
 }  // namespace minivisor

@@ -303,12 +303,17 @@ export class Vcpu {
     this.#native.watchExecution(arm.start, arm.end, stop.start, stop.end);
   }
 
-  /** Translates a guest-virtual address with the guest's current page tables (no gate check). */
-  translate(va: bigint, access: Access = 'read'): NativeTranslation {
-    const packed = this.#native.translate(va & MASK64, ACCESS_CODE[access]);
+  /**
+   * Translates a guest-virtual address with the guest's current page tables (no gate check), as a
+   * supervisor-mode access, or as a user-mode one (CPL 3: U/S and R/W checked at every level, the
+   * error code's U/S bit set; Intel SDM Vol. 3A §4.6.1, §4.7) with `mode` 'user'.
+   */
+  translate(va: bigint, access: Access = 'read', mode: 'supervisor' | 'user' = 'supervisor'): NativeTranslation {
+    const packed = this.#native.translate(va & MASK64, ACCESS_CODE[access], mode === 'user');
     return {
       status: TRANSLATION_STATUS[packed & 3]!, gpa: this.#area[RunSlot.hostResult]!, isPrivate: (packed & 4) !== 0,
-      level: (packed >> 5) & 7, writable: (packed & 8) !== 0, executable: (packed & 16) !== 0, pfError: Math.floor(packed / 256),
+      level: (packed >> 5) & 7, writable: (packed & 8) !== 0, executable: (packed & 16) !== 0,
+      userPage: (packed & 0x10000) !== 0, pfError: (packed >>> 8) & 0xff,
     };
   }
 }

@@ -23,6 +23,8 @@ export interface NativeTranslation {
   level: number;
   writable: boolean;
   executable: boolean;
+  /** U/S = 1 at every level of the walk: a user-mode access may reach the page (true with paging off). */
+  userPage: boolean;
   pfError: number;
 }
 
@@ -56,7 +58,7 @@ export interface NativeMachine {
   ramView(chunk: number): ArrayBuffer;
   noteHostWrite(gpa: bigint, length: bigint): void;
   /** Packed result (see native/src/addon.cc Translate); the GPA goes to the run area's hostResult slot. */
-  translate(va: bigint, access: number): number;
+  translate(va: bigint, access: number, user?: boolean): number;
   /** `resume`: the pushed RFLAGS image has RF set, as for a fault (native/src/deliver.cc). */
   inject(vector: number, errorCode?: bigint, cr2?: bigint, resume?: boolean): string;
   /** inject(), then the same delivery again while the guest's next run ends in the same gate fault (native/src/deliver.cc); run area hostResult = the repeats. */

@@ -96,9 +96,9 @@ describe('VMPL permission masks (APM Vol. 2 §15.36.7 "VMPL Permission Mask Defi
 
 /** A translation of RAX that succeeded, to `gpa`. */
 function mappedTo(gpa: bigint): NativeTranslation {
-  return { status: 'ok', gpa, isPrivate: true, level: 1, writable: true, executable: true, pfError: 0 };
+  return { status: 'ok', gpa, isPrivate: true, level: 1, writable: true, executable: true, userPage: false, pfError: 0 };
 }
-const unmapped: NativeTranslation = { status: 'page-fault', gpa: 0n, isPrivate: false, level: 4, writable: false, executable: false, pfError: 0 };
+const unmapped: NativeTranslation = { status: 'page-fault', gpa: 0n, isPrivate: false, level: 4, writable: false, executable: false, userPage: false, pfError: 0 };
 
 function insnRequest(gva: bigint, size: RmpPageSize, more: Partial<RmpInsnRequest> = {}): RmpInsnRequest {
   return { gva, size, cpl: 0, translation: mappedTo(gva), nptSizeAt: () => '4k', ...more };

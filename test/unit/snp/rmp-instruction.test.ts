@@ -19,7 +19,7 @@ const VMPL0: GuestContext = { asid: ASID, vmpl: 0 };
 
 /** A translation of RAX that succeeded, to `gpa`. */
 function mappedTo(gpa: bigint): NativeTranslation {
-  return { status: 'ok', gpa, isPrivate: true, level: 1, writable: true, executable: true, pfError: 0 };
+  return { status: 'ok', gpa, isPrivate: true, level: 1, writable: true, executable: true, userPage: false, pfError: 0 };
 }
 
 function guestPage(gpa: bigint, size: RmpPageSize, fields: Partial<RmpEntry> = {}): RmpEntry {
@@ -62,7 +62,7 @@ describe('PVALIDATE', () => {
   it('a page-table page of the walk that the guest does not own: NPF on that page with the page-table bit; one it owns and validated: retry (the gate was stale)', () => {
     const rmp = rmpWithGuestPages();
     const ptPage = T + 0x5000n;  // hypervisor-owned
-    const blocked = (gpa: bigint): NativeTranslation => ({ status: 'table-blocked', gpa, isPrivate: true, level: 2, writable: false, executable: false, pfError: 0 });
+    const blocked = (gpa: bigint): NativeTranslation => ({ status: 'table-blocked', gpa, isPrivate: true, level: 2, writable: false, executable: false, userPage: false, pfError: 0 });
     const out = pvalidate(rmp, VMPL0, pvalidateRequest(0x7000000000n, '4k', true, { translation: blocked(ptPage) }));
     expect(out).toMatchObject({ kind: 'npf', gpa: ptPage, reason: 'guest-owned' });
     expect((out as { errorCode: bigint }).errorCode & (NPF_BITS.pageTable | NPF_BITS.finalGpa)).toBe(NPF_BITS.pageTable);
@@ -72,7 +72,7 @@ describe('PVALIDATE', () => {
   it('a page-table page of the walk that the guest owns but has not validated: #VC 0x404 with CR2 = RAX, as for a load (B3: "When PVALIDATE\'s own page walk goes through an unvalidated guest page-table page, it gets #VC 0x404"); the target is untouched', () => {
     const rmp = rmpWithGuestPages();
     const ptPage = T + 0x1000n;  // guest-owned, not validated
-    const blocked: NativeTranslation = { status: 'table-blocked', gpa: ptPage, isPrivate: true, level: 2, writable: false, executable: false, pfError: 0 };
+    const blocked: NativeTranslation = { status: 'table-blocked', gpa: ptPage, isPrivate: true, level: 2, writable: false, executable: false, userPage: false, pfError: 0 };
     expect(pvalidate(rmp, VMPL0, pvalidateRequest(0x7000000000n, '4k', true, { translation: blocked })))
       .toMatchObject({ kind: 'fault', vector: 29, errorCode: 0x404n, cr2: 0x7000000000n });
     expect(rmp.lookup(ptPage).validated).toBe(false);
@@ -95,7 +95,7 @@ describe('PVALIDATE', () => {
   it("GVA not mapped: #PF with the walk's error code and CR2 = RAX", () => {
     const rmp = rmpWithGuestPages();
     const notPresentWrite = 0x2;
-    const translation: NativeTranslation = { status: 'page-fault', gpa: 0n, isPrivate: false, level: 4, writable: false, executable: false, pfError: notPresentWrite };
+    const translation: NativeTranslation = { status: 'page-fault', gpa: 0n, isPrivate: false, level: 4, writable: false, executable: false, userPage: false, pfError: notPresentWrite };
     expect(pvalidate(rmp, VMPL0, pvalidateRequest(0x7000000000n, '4k', true, { translation })))
       .toMatchObject({ kind: 'fault', vector: 14, errorCode: BigInt(notPresentWrite), cr2: 0x7000000000n });
   });
