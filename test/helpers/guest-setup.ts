@@ -99,6 +99,8 @@ export interface Mapping {
   writable?: boolean;             // default true
   noExecute?: boolean;
   extraBits?: bigint;             // ORed into leaf entries (e.g. a C-bit or shared bit)
+  /** U/S = 1 in the leaf and in every table entry above it (a user-mode page: SDM Vol. 3A §4.6.1). */
+  user?: boolean;
 }
 
 /**
@@ -109,18 +111,23 @@ export function enablePaging(vm: Machine, mappings: Mapping[], base = PT_BASE, o
   let next = base;
   const alloc = (): bigint => { const a = next; next += 0x1000n; vm.memory.fill(a, 0x1000n, 0); return a; };
   const pml4 = alloc();
-  const P = 1n, RW = 2n, PS = 0x80n, NX = 1n << 63n;
+  const P = 1n, RW = 2n, US = 4n, PS = 0x80n, NX = 1n << 63n;
+  let userPath = 0n;  // US while a user mapping is laid out: the tables on its path get it too
   const child = (table: bigint, index: bigint): bigint => {
     const e = vm.memory.readU64(table + index * 8n);
-    if (e & P) return e & 0x000ffffffffff000n;
+    if (e & P) {
+      if (userPath) vm.memory.writeU64(table + index * 8n, e | userPath);
+      return e & 0x000ffffffffff000n;
+    }
     const t = alloc();
-    vm.memory.writeU64(table + index * 8n, t | P | RW);
+    vm.memory.writeU64(table + index * 8n, t | P | RW | userPath);
     return t;
   };
   for (const m of mappings) {
+    userPath = m.user ? US : 0n;
     for (let off = 0n; off < m.size; off += m.pageSize) {
       const va = m.va + off, pa = m.pa + off;
-      const leaf = pa | P | (m.writable === false ? 0n : RW) | (m.noExecute ? NX : 0n) | (m.extraBits ?? 0n);
+      const leaf = pa | P | (m.writable === false ? 0n : RW) | (m.noExecute ? NX : 0n) | (m.extraBits ?? 0n) | userPath;
       const pdpt = child(pml4, (va >> 39n) & 511n);
       if (m.pageSize === 0x40000000n) { vm.memory.writeU64(pdpt + ((va >> 30n) & 511n) * 8n, leaf | PS); continue; }
       const pd = child(pdpt, (va >> 30n) & 511n);

@@ -30,13 +30,14 @@ export const TO_COMPAT_MODE = `
     compat:`;
 
 /**
- * IRETQs to CPL 1 or 2 and goes on at the line after it: 64-bit code (or 32-bit, `codeBits: 32`:
+ * IRETQs to CPL 1, 2 or 3 and goes on at the line after it: 64-bit code (or 32-bit, `codeBits: 32`:
  * compatibility mode; write the next lines with .code32) of that DPL in GDT slot 0x18
  * (CS 0x18 | CPL), data in slot 0x20 (SS 0x20 | CPL), same stack (supervisor pages stay
- * accessible below CPL 3), and a TSS whose RSP0 is that stack too (loadTss: an exception below
- * CPL 0 runs its CPL 0 handler there). The GDT descriptor is built at 0x30000. Clobbers RAX, RCX.
+ * accessible below CPL 3; at CPL 3 the code and stack must be on user pages), and a TSS whose
+ * RSP0 is that stack too (loadTss: an exception below CPL 0 runs its CPL 0 handler there). The
+ * GDT descriptor is built at 0x30000. Clobbers RAX, RCX.
  */
-export function toCpl(cpl: 1 | 2, options: { codeBits?: 32 | 64 } = {}): string {
+export function toCpl(cpl: 1 | 2 | 3, options: { codeBits?: 32 | 64 } = {}): string {
   // Flags nibble: L = 1 for 64-bit code, D = 1 for 32-bit (compatibility mode), G = 1 either way.
   const flags = options.codeBits === 32 ? 'c' : 'a';
   return `
