@@ -20,6 +20,7 @@ const USER_STACK_TOP = 0x70000n;   // user page 0x6f000
 const SUPERVISOR_DATA = 0x50000n;  // supervisor page (U/S = 0 in its PTE)
 const UPPER_SUPERVISOR = 0x600000n; // U/S = 1 in its PTE, 0 in the PDE above it
 const NOT_MAPPED = 0x900000n;      // no PDE
+const USER_HIGH = 0x400000n;       // user page, writable, alone in its 2 MiB
 // The GDT spans two pages: the code at CPL 0 (LGDT, LTR, IRETQ) touches only the first, so the
 // descriptor at 0x100 (page 0x32000) is first read by a segment load at CPL 3.
 const GDT_PAGE = 0x31000n;
@@ -61,10 +62,11 @@ function userGuest(user: string, options: { before?: string; extra?: string } = 
       { va: USER_CODE, pa: USER_CODE, size: 0x2000n, pageSize: 4096n, extraBits: C_BIT, user: true },
       { va: USER_RO, pa: USER_RO, size: 0x1000n, pageSize: 4096n, extraBits: C_BIT, user: true, writable: false },
       { va: USER_STACK_TOP - 0x1000n, pa: USER_STACK_TOP - 0x1000n, size: 0x1000n, pageSize: 4096n, extraBits: C_BIT, user: true },
+      { va: USER_HIGH, pa: USER_HIGH, size: 0x1000n, pageSize: 4096n, extraBits: C_BIT, user: true },
       { va: UPPER_SUPERVISOR, pa: UPPER_SUPERVISOR, size: 0x1000n, pageSize: 4096n, extraBits: C_BIT | BigInt(US) },
     ],
     extraCode: [[USER_CODE, user], [GDT_PAGE, GDT_SOURCE], [TSS, TSS_SOURCE]],
-    launch: [[USER_CODE, 0x3000n], [USER_STACK_TOP - 0x1000n, 0x1000n], [GDT_PAGE, 0x3000n], [SUPERVISOR_DATA, 0x1000n], [UPPER_SUPERVISOR, 0x1000n]],
+    launch: [[USER_CODE, 0x3000n], [USER_STACK_TOP - 0x1000n, 0x1000n], [GDT_PAGE, 0x3000n], [SUPERVISOR_DATA, 0x1000n], [USER_HIGH, 0x1000n], [UPPER_SUPERVISOR, 0x1000n]],
   });
   const outcome = g.run();
   const r = g.vm.vcpu.regs;
@@ -91,6 +93,11 @@ describe('user-mode accesses at CPL 3 (SNP guest, 4 KiB pages)', () => {
     expect(pf).toEqual({ vector: 14n, error: PF_P | US, cr2: UPPER_SUPERVISOR + 8n });
   });
 
+  it('a read of linear page 0, a supervisor page, with LDTR and TR null: #PF 0x5 (a null selector names no table to read there)', () => {
+    const { pf } = userGuest('mov rax, [0x10]\n hlt', { before: 'xor eax, eax\n lldt ax' });
+    expect(pf).toEqual({ vector: 14n, error: PF_P | US, cr2: 0x10n });
+  });
+
   it('a write to a supervisor page: #PF 0x7', () => {
     const { pf } = userGuest(`mov rbx, ${SUPERVISOR_DATA}\n mov qword ptr [rbx + 0x20], 1\n hlt`);
     expect(pf).toEqual({ vector: 14n, error: PF_P | PF_W | US, cr2: SUPERVISOR_DATA + 0x20n });
@@ -115,6 +122,24 @@ describe('user-mode accesses at CPL 3 (SNP guest, 4 KiB pages)', () => {
     expect(pf).toEqual({ vector: 14n, error: PF_P | PF_W | US, cr2: USER_RO + 8n });
     expect(r.r9).toBe(0x1234n);
     expect(g.vm.memory.readU64(USER_RO + 8n)).toBe(0n);
+  });
+
+  it('a write to a user page whose PTE has R/W = 1 under a PDE with R/W = 0: #PF 0x7 (R/W must be 1 at every level), with CR0.WP = 0 too', () => {
+    // The PDE of [4 MiB, 6 MiB): enablePaging lays out the PML4, the PDPT and then the PD at PT_BASE.
+    const pde = PT_BASE + 0x2000n + 2n * 8n;
+    const { pf, r } = userGuest(`
+      mov r9, [${USER_HIGH}]
+      mov qword ptr [${USER_HIGH + 8n}], 1
+      hlt`, { before: `
+      and qword ptr [${pde}], ~2
+      mov rax, cr0
+      and rax, ~0x10000
+      mov cr0, rax
+      mov rax, cr3
+      mov cr3, rax
+      mov qword ptr [${USER_HIGH}], 0x4321` });
+    expect(r.r9).toBe(0x4321n);
+    expect(pf).toEqual({ vector: 14n, error: PF_P | PF_W | US, cr2: USER_HIGH + 8n });
   });
 
   it('a fetch from a supervisor page: #PF with I/D and U/S set (0x15), CR2 the target', () => {
