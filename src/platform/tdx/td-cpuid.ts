@@ -63,7 +63,8 @@ export const TD_CPUID_TABLE: readonly CpuidEntry[] = [
     // platform, listed in test/unit/tdx/td-cpuid-table.test.ts. All of these are left out because
     // the emulated CPU (Unicorn 2.1.4's default x86-64 model) cannot execute them (measured):
     // FSGSBASE, AVX2, ADX, CLFLUSHOPT, SHA, INVPCID, CLWB
-    // and SMAP's STAC/CLAC raise #UD, SMEP is not in its CR4, and BMI2's SHLX/SARX/SHRX raise #UD
+    // and SMAP's STAC/CLAC raise #UD, SMEP is kept in its CR4 but the page walk does not enforce it
+    // (native/src/page_walk.h), and BMI2's SHLX/SARX/SHRX raise #UD
     // whenever CR4.OSFXSR is clear (QEMU decodes their 66/F2/F3 VEX forms as SSE). Linux's
     // decompressor clears CR4.OSFXSR in startup_64 and its zstd then takes the BMI2 path if CPUID
     // offers it; the kernel proper flushes its TLB with INVPCID if offered (issue 15).
