@@ -449,11 +449,13 @@ bool Machine::FetchAllowed(Space space, uint64_t page, int cpl) {
 // fetch is never an implicit supervisor access. The host's own stubs (guest_stub.cc) are
 // supervisor: the TLB-fill hook does not ask while one runs.
 // What this leaves (README, "Limits worth knowing"): an explicit user-mode read or write of a
-// supervisor page such a table overlaps is allowed (such a fill never grants execute); the stack accesses of a far CALL, RETF or IRET at CPL 3 and the inner-stack pushes of
-// a guest's own call gate go through QEMU's kernel TLB (seg_helper.c PUSHQ_RA/POPQ_RA are
-// cpu_st/ldq_kernel_ra), so at CPL 3 they are user-mode fills, as the CPU makes the first ones, but
-// the call gate's pushes to a supervisor stack fault where the CPU's would not, and an entry a
-// CPL 0 access left in the kernel TLB lets the first ones through a supervisor page.
+// supervisor page such a table overlaps is allowed (such a fill never grants execute). And the
+// stack accesses QEMU makes for a far CALL, RETF or IRET at CPL 3, and the inner-stack pushes of a
+// guest's own call gate (made before CPL changes), go through its kernel TLB (seg_helper.c
+// PUSHQ_RA/POPQ_RA are cpu_st/ldq_kernel_ra): a fill for them at CPL 3 is a user-mode one, right
+// for the former (the CPU makes them at CPL 3), but the call gate's pushes to a supervisor stack
+// fault where the CPU's would not; and an entry a CPL 0 access left in the kernel TLB lets the
+// former through a supervisor page where the CPU would fault.
 bool Machine::UserModeFill(uint64_t va, Access access) {
   if (access == Access::kFetch) return true;
   const uint64_t page = va & ~(kPageSize - 1);
