@@ -169,7 +169,14 @@ export function tdCpuid(leaf: number, subleaf: number, state: CpuidDynamicState)
 /** A CPUID the guest executed: answered in place (RIP advances) or #VE with the instruction length. */
 export function handleCpuid(td: TdModule, exit: Extract<VmExit, { kind: 'cpuid' }>): TdStep {
   const vcpu = td.machine.vcpu;
-  const answer = tdCpuid(exit.leaf, exit.subleaf, { vcpuIndex: td.machine.vcpuIndex, cr4: vcpu.readSpecial('cr4'), in64BitMode: vcpu.codeSegment().bits === 64 });
+  let answer = tdCpuid(exit.leaf, exit.subleaf, { vcpuIndex: td.machine.vcpuIndex, cr4: vcpu.readSpecial('cr4'), in64BitMode: vcpu.codeSegment().bits === 64 });
+  // td_cpuid_exit: after the faulting-leaf check, a #VE for every leaf when the vCPU asked for one
+  // at the CPL it runs at (TDG.VP.CPUIDVE.SET). The per-leaf CPUID_CONTROL bits are not modelled
+  // (only the host's TDH.VP.WR sets them).
+  if (answer.kind === 'answer') {
+    const ve = td.cpuidVe[td.machine.vcpuIndex]!;
+    if ((ve.supervisor || ve.user) && (vcpu.cpl() === 0 ? ve.supervisor : ve.user)) answer = { kind: 've' };
+  }
   td.record('cpuid', { leaf: exit.leaf, subleaf: exit.subleaf, rip: exit.rip, handledBy: answer.kind === 've' ? '#VE' : 'tdx-module' });
   if (answer.kind === 've') {
     return td.deliverVe({ exitReason: ExitReason.CPUID, exitQualification: 0n, gla: 0n, gpa: 0n, instructionLength: exit.length, instructionInfo: 0 });

@@ -110,10 +110,14 @@ const TDVMCALL_MAP_GPA = 0x10001n;
 /** HLT is F4; the vCPU reports RIP after it. */
 const HLT_LENGTH = 1n;
 
+/** A vCPU's TDG.VP.CPUIDVE.SET flags: #VE on every CPUID at CPL 0 (supervisor) or above (user). */
+export interface CpuidVeControl { supervisor: boolean; user: boolean }
+
 /** Everything the module keeps about a TD besides the machine itself. */
 export interface TdModuleState {
   sept: SeptTables;
   veInfo: ReturnType<VeInfo['saveState']>[];
+  cpuidVe: readonly CpuidVeControl[];
   tdCtls: bigint;
   notifyEnables: bigint;
   epoch: bigint;
@@ -141,6 +145,12 @@ export class TdModule implements Snapshottable<TdModuleState> {
   readonly host: TdxVmmHandle;
   /** VE info, one per vCPU (TDVPS): a #VE on one vCPU never makes another's #VE a #DF. */
   readonly #veInfos: VeInfo[];
+  /**
+   * TDVPS CPUID_SUPERVISOR_VE / CPUID_USER_VE, one pair per vCPU: set by the vCPU's own
+   * TDG.VP.CPUIDVE.SET (tdg_vp_cpuidve_set.c), clear in a new TDVPS. While set, every CPUID at
+   * that CPL (0, or above 0) is a #VE instead of the module's answer (td_cpuid.c).
+   */
+  cpuidVe: CpuidVeControl[];
   tdCtls: bigint;
   /** TDCS NOTIFY_ENABLES: bit 0 is guest-writable through TDG.VM.WR; the model raises no notification. */
   notifyEnables = 0n;
@@ -201,6 +211,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.machine = machine;
     this.trace = trace;
     this.#veInfos = Array.from({ length: machine.vcpuCount }, () => new VeInfo());
+    this.cpuidVe = Array.from({ length: machine.vcpuCount }, () => ({ supervisor: false, user: false }));
     this.config = {
       gpaWidth: config.gpaWidth, attributes: config.attributes, numVcpus: config.numVcpus ?? 1,
       maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
@@ -226,7 +237,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   saveState(): TdModuleState {
     return {
-      sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
+      sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), cpuidVe: this.cpuidVe.map((c) => ({ ...c })), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(), rtmr: [...this.rtmr],
       hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       pir: this.#pir.slice(), vmcall: this.#vmcall && { ...this.#vmcall },
@@ -236,6 +247,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   loadState(s: TdModuleState): void {
     this.sept.loadState(s.sept);
     s.veInfo.forEach((v, i) => this.#veInfos[i]!.loadState(v));
+    this.cpuidVe = s.cpuidVe.map((c) => ({ ...c }));
     this.tdCtls = s.tdCtls;
     this.notifyEnables = s.notifyEnables;
     this.epoch = s.epoch;

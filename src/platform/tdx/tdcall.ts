@@ -83,10 +83,11 @@ function dispatch(td: TdModule, leaf: number, version: number, exit: TdcallExit)
     case TdcallLeaf.VP_VEINFO_GET: return veInfoGet(td);
     case TdcallLeaf.MR_RTMR_EXTEND: return rtmrExtend(td);
     case TdcallLeaf.MR_REPORT: return mrReport(td);
+    case TdcallLeaf.VP_CPUIDVE_SET: return cpuidVeSet(td);
     case TdcallLeaf.MEM_PAGE_ACCEPT: return pageAccept(td, td.machine.vcpu.regs.rcx);
     case TdcallLeaf.VM_RD: return vmRead(td, version);
     case TdcallLeaf.VM_WR: return vmWrite(td);
-    // Leaves that exist in 1.5 but are not modelled (VP.CPUIDVE.SET, …) and unknown leaves.
+    // Leaves that exist in 1.5 but are not modelled (VP.RD/WR, SYS.RD, …) and unknown leaves.
     default: return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RAX) };
   }
 }
@@ -101,6 +102,14 @@ function vpInfo(td: TdModule): LeafResult {
   regs.r9 = BigInt(td.machine.vcpuIndex); // VCPU_INDEX
   regs.r10 = 0n; // TDG.SYS.RD not modelled
   regs.r11 = 0n;
+  return { kind: 'return', status: TdxStatus.SUCCESS };
+}
+
+/** TDG.VP.CPUIDVE.SET (`tdg_vp_cpuidve_set.c`): RCX bit 0 supervisor, bit 1 user, the rest reserved. */
+function cpuidVeSet(td: TdModule): LeafResult {
+  const rcx = td.machine.vcpu.regs.rcx;
+  if ((rcx & ~0x3n) !== 0n) return { kind: 'return', status: withOperand(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
+  td.cpuidVe[td.machine.vcpuIndex] = { supervisor: (rcx & 1n) !== 0n, user: (rcx & 2n) !== 0n };
   return { kind: 'return', status: TdxStatus.SUCCESS };
 }
 

@@ -232,7 +232,7 @@ describe('CPUID and TDCALL leaf rules', () => {
     ['version 1 on VP.INFO', 0x10001n, 0xc000010000000000n],
     ['version 2 on VM.RD', 0x20007n, 0xc000010000000000n],
     ['unknown leaf 99', 99n, 0xc000010000000000n],
-    ['unmodelled leaf VP.CPUIDVE.SET', 5n, 0xc000010000000000n],
+    ['unmodelled leaf VP.RD', 9n, 0xc000010000000000n],
     ['VEINFO.GET with nothing pending', 3n, 0xc000070400000000n],
   ])('%s', (_n, rax, status) => {
     const { td, outcome } = runTdGuest(`mov rax, 0x${rax.toString(16)}\n ${TDCALL}\n mov rbx, rax\n ${HALT}`);
