@@ -82,8 +82,8 @@ export interface TdGuestOptions extends Partial<TdOptions> {
  * reset vector 0xFFFFFFF0, finalized, then run from TDH.VP.INIT's state for `instructions`
  * instructions: the step that ends the run (a budget outcome when the code ran that far).
  */
-export function runAtResetVector(code: readonly number[], instructions = 4n) {
-  const td = createTd({ memoryBytes: 4n << 30n, gpaWidth: 48 });
+export function runAtResetVector(code: readonly number[], instructions = 4n, options: Partial<TdOptions> = {}) {
+  const td = createTd({ memoryBytes: 4n << 30n, gpaWidth: 48, ...options });
   const host = td.platform.handle;
   host.vpInit(0n);
   for (const [level, mask] of [[3, (1n << 39n) - 1n], [2, (1n << 30n) - 1n], [1, (1n << 21n) - 1n]] as const) {

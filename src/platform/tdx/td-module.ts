@@ -129,7 +129,7 @@ export interface TdModuleState {
   hostLocks: ReadonlySet<number>;
   hostPriority: ReadonlySet<number>;
   guestLocks: ReadonlyMap<number, number>;
-  msrValues: ReadonlyMap<number, bigint>;
+  msrValues: readonly ReadonlyMap<number, bigint>[];
   pendingInterrupt: PendingInterrupt | undefined;
   /** The posted-interrupt requests (PIR), 256 bits as eight 32-bit words, word 0 holding vectors 0..31. */
   pir: Uint32Array;
@@ -190,8 +190,12 @@ export class TdModule implements Snapshottable<TdModuleState> {
    * (a chunk count in (done, 512)), or undefined to let it finish. Set by the platform.
    */
   preemptAccept: ((done: number) => number | undefined) | undefined;
-  /** MSRs the TD accesses natively whose value the emulator's CPU does not keep (td-msr.ts). */
-  readonly msrValues = new Map<number, bigint>();
+  /**
+   * MSRs the TD accesses natively whose value the emulator's CPU does not keep (td-msr.ts), one
+   * map per vCPU: each logical CPU has its own MSRs, and the module keeps a vCPU's in its TDVPS
+   * and VMCS. One map for the whole TD let one vCPU read what another wrote.
+   */
+  readonly #msrValues: Map<number, bigint>[];
   pendingInterrupt: PendingInterrupt | undefined;
   /**
    * The posted-interrupt requests the guest has not taken yet: the 256-bit PIR of the
@@ -212,6 +216,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.trace = trace;
     this.#veInfos = Array.from({ length: machine.vcpuCount }, () => new VeInfo());
     this.cpuidVe = Array.from({ length: machine.vcpuCount }, () => ({ supervisor: false, user: false }));
+    this.#msrValues = Array.from({ length: machine.vcpuCount }, () => new Map<number, bigint>());
     this.config = {
       gpaWidth: config.gpaWidth, attributes: config.attributes, numVcpus: config.numVcpus ?? 1,
       maxVcpus: config.maxVcpus ?? 1, configFlags: config.configFlags ?? 0n,
@@ -239,7 +244,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     return {
       sept: this.sept.saveState(), veInfo: this.#veInfos.map((v) => v.saveState()), cpuidVe: this.cpuidVe.map((c) => ({ ...c })), tdCtls: this.tdCtls, notifyEnables: this.notifyEnables, epoch: this.epoch,
       finalized: this.finalized, vcpusInitialized: new Set(this.vcpusInitialized), mrtd: this.mrtd, mrtdHash: this.mrtdHash.saveState(), rtmr: [...this.rtmr],
-      hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: new Map(this.msrValues), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
+      hostLocks: new Set(this.hostLocks), hostPriority: new Set(this.hostPriority), guestLocks: new Map(this.guestLocks), msrValues: this.#msrValues.map((m) => new Map(m)), pendingInterrupt: this.pendingInterrupt && { ...this.pendingInterrupt },
       pir: this.#pir.slice(), vmcall: this.#vmcall && { ...this.#vmcall },
     };
   }
@@ -263,8 +268,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     for (const key of s.hostPriority) this.hostPriority.add(key);
     this.guestLocks.clear();
     for (const [key, vcpu] of s.guestLocks) this.guestLocks.set(key, vcpu);
-    this.msrValues.clear();
-    for (const [msr, value] of s.msrValues) this.msrValues.set(msr, value);
+    s.msrValues.forEach((values, i) => {
+      const map = this.#msrValues[i]!;
+      map.clear();
+      for (const [msr, value] of values) map.set(msr, value);
+    });
     this.pendingInterrupt = s.pendingInterrupt && { ...s.pendingInterrupt };
     this.#pir.set(s.pir);
     this.#vmcall = s.vmcall && { ...s.vmcall };
@@ -330,6 +338,15 @@ export class TdModule implements Snapshottable<TdModuleState> {
     pir[word] = bits & ~(1 << bit);
     // An interrupt between instructions pushes RF as it is (Intel SDM Vol. 3 §17.3.1.1).
     return this.injectException(word * 32 + bit, undefined, undefined, false, false);
+  }
+
+  /** The running vCPU's native MSRs that the module keeps (msrValuesOf for another vCPU). */
+  get msrValues(): Map<number, bigint> {
+    return this.#msrValues[this.machine.vcpuIndex]!;
+  }
+
+  msrValuesOf(vcpuIndex: number): Map<number, bigint> {
+    return this.#msrValues[vcpuIndex]!;
   }
 
   get pendingVeEnabled(): boolean {

@@ -15,6 +15,7 @@ import { SeamcallHost } from './seamcall.js';
 import { septLockKey, type SeptLevel } from './sept-states.js';
 import type { TdModule, VmcallRegs } from './td-module.js';
 import { TD_RESET_RIP, initTdVcpu } from './vp-init.js';
+import { MsrIndex } from './td-msr.js';
 
 const FIRST_INTERRUPT_VECTOR = 32;
 
@@ -121,10 +122,16 @@ export class TdxVmmHandle extends SeamcallHost {
     machine.switchVcpu(vcpuIndex);
     initTdVcpu(machine, { gpaWidth: td.config.gpaWidth, initRcx, vcpuIndex });
     machine.switchVcpu(running);
+    // td_vmcs_init.c: the guest IA32_PERF_GLOBAL_CTRL a TD vCPU starts with (a VMCS guest field,
+    // loaded at TD entry), 0xFF; the TD reads it natively only with ATTRIBUTES.PERFMON (td-msr.ts).
+    td.msrValuesOf(vcpuIndex).set(MsrIndex.IA32_PERF_GLOBAL_CTRL, PERF_GLOBAL_CTRL_INIT);
     td.vcpusInitialized.add(vcpuIndex);
     td.trace.record('vmm', 'vp-init', machine.vcpuCount > 1 ? { vcpu: vcpuIndex, rcx: initRcx, rip: TD_RESET_RIP } : { rcx: initRcx, rip: TD_RESET_RIP });
   }
 }
+
+/** td_vmcs_init.c: VMX_GUEST_IA32_PERF_GLOBAL_CONTROL_FULL_ENCODE = 0xFF. */
+const PERF_GLOBAL_CTRL_INIT = 0xffn;
 
 function checkInterruptVector(vector: number): void {
   if (!Number.isInteger(vector) || vector < FIRST_INTERRUPT_VECTOR || vector > 255) {

@@ -3,7 +3,7 @@
 // msr_config_lookup.c. The module answers what its tables cover; the rest is #VE (or #GP).
 import { describe, expect, it } from 'vitest';
 import { TdAttributes } from '../../../src/platform/tdx/td-module.js';
-import { HALT, TDCALL, runTdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, TDCALL, runAtResetVector, runTdGuest } from '../../helpers/tdx-guest.js';
 
 // #VE handler: VEINFO.GET → exit reason in R13, instruction length in RDI; counts in R12; steps
 // over the instruction (as Linux does with ve->instr_len) and returns.
@@ -363,4 +363,15 @@ it('SWAPGS and RDTSCP use the IA32_KERNEL_GS_BASE and IA32_TSC_AUX values the TD
   expect(outcome.outcome, outcome.reason).toBe('done');
   const r = td.platform.machine.vcpu.regs;
   expect([r.rbx, r.rsi]).toEqual([0x123456789000n, 0x2an]);
+});
+
+// td_vmcs_init.c: the guest IA32_PERF_GLOBAL_CTRL field starts at 0xFF (the VMCS loads it at TD
+// entry); with ATTRIBUTES.PERFMON the TD reads the MSR natively (msr_config_lookup.c: DYN_PERFMON).
+describe('IA32_PERF_GLOBAL_CTRL after TDH.VP.INIT', () => {
+  it('reads 0xFF in a PERFMON TD right from the reset vector', () => {
+    // mov ecx, 0x38f; rdmsr; jmp $
+    const { td } = runAtResetVector([0xb9, 0x8f, 0x03, 0x00, 0x00, 0x0f, 0x32, 0xeb, 0xfe], 4n, { attributes: TdAttributes.PERFMON });
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.rax, r.rdx]).toEqual([0xffn, 0n]);
+  });
 });

@@ -259,3 +259,39 @@ describe('a #DF storm on one of two vCPUs', () => {
     expect(stormRun(true)).toEqual(slow);
   });
 });
+
+describe('native MSRs on several vCPUs', () => {
+  it('are per vCPU: what vCPU 0 writes to IA32_SPEC_CTRL, vCPU 1 does not read', () => {
+    // Each logical CPU has its own MSRs (SDM Vol. 4 §2.1: scope "Thread" for IA32_SPEC_CTRL);
+    // the module keeps a vCPU's in its TDVPS. vCPU 0 writes 1 and raises a flag; vCPU 1 then
+    // reads its own (0), writes 2 and says so; vCPU 0 reads back its 1 and halts.
+    const FLAG = 0x3200n;
+    const td = tdGuest(`
+      mov rax, 1
+      ${TDCALL}
+      test r9, r9
+      jnz second
+      mov ecx, 0x48\n mov eax, 1\n xor edx, edx\n wrmsr
+      mov qword ptr [${FLAG}], 1
+    wait_second:
+      pause
+      cmp qword ptr [${FLAG + 8n}], 1
+      jne wait_second
+      mov ecx, 0x48\n rdmsr\n mov [${RESULTS}], rax
+      ${HALT}
+    second:
+      pause
+      cmp qword ptr [${FLAG}], 1
+      jne second
+      mov ecx, 0x48\n rdmsr\n mov [${RESULTS + 32n}], rax
+      mov ecx, 0x48\n mov eax, 2\n xor edx, edx\n wrmsr
+      mov qword ptr [${FLAG + 8n}], 1
+    park:
+      pause
+      jmp park`, { vcpus: 2, schedule: { policy: 'round-robin', seed: 1n, quantum: 50 } });
+    startLikeBsp(td.platform.machine, 1);
+    expect(runTd(td).outcome).toBe('done');
+    const q = (gpa: bigint) => Buffer.from(td.platform.machine.memory.read(gpa, 8)).readBigUInt64LE();
+    expect([q(RESULTS), q(RESULTS + 32n)]).toEqual([1n, 0n]);
+  });
+});
