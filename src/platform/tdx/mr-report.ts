@@ -78,6 +78,11 @@ export function buildReport(td: TdModule, reportData: Uint8Array): Buffer {
   createHash('sha384').update(teeTcbInfo).digest().copy(mac, TDREPORT.teeTcbInfoHash);
   createHash('sha384').update(tdInfo).digest().copy(mac, TDREPORT.teeInfoHash);
   mac.set(reportData, TDREPORT.reportData);
-  createHmac('sha256', REPORT_MAC_KEY).update(mac.subarray(0, TDREPORT.mac)).digest().copy(mac, TDREPORT.mac);
+  reportMac(mac).copy(mac, TDREPORT.mac);
   return report;
+}
+
+/** The MAC of a REPORTMACSTRUCT: over everything before the MAC field, under the model's key. */
+export function reportMac(reportMacStruct: Uint8Array): Buffer {
+  return createHmac('sha256', REPORT_MAC_KEY).update(reportMacStruct.subarray(0, TDREPORT.mac)).digest();
 }

@@ -3,6 +3,7 @@
 import type { VmExit } from '../../cpu/exits.js';
 import { pageAccept } from './page-accept.js';
 import { mrReport } from './mr-report.js';
+import { mrVerifyReport } from './mr-verifyreport.js';
 import { rtmrExtend } from './rtmr-extend.js';
 import { OperandId, TdxStatus, statusName, withOperand } from './status.js';
 import { CONFIG_FLAGS_NO_RBP_MOD, TD_RESUME, exposed, exposedBits, type TdModule, type TdStep, type VmcallRegs } from './td-module.js';
@@ -11,7 +12,7 @@ import { GP_VECTOR } from '../../shared/x86-vectors.js';
 
 export const TdcallLeaf = {
   VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5,
-  MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8,
+  MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8, MR_VERIFYREPORT: 22,
 } as const;
 const LEAF_NAME = new Map<number, string>(Object.entries(TdcallLeaf).map(([k, v]) => [v, k]));
 
@@ -84,6 +85,7 @@ function dispatch(td: TdModule, leaf: number, version: number, exit: TdcallExit)
     case TdcallLeaf.MR_RTMR_EXTEND: return rtmrExtend(td);
     case TdcallLeaf.MR_REPORT: return mrReport(td);
     case TdcallLeaf.VP_CPUIDVE_SET: return cpuidVeSet(td);
+    case TdcallLeaf.MR_VERIFYREPORT: return mrVerifyReport(td);
     case TdcallLeaf.MEM_PAGE_ACCEPT: return pageAccept(td, td.machine.vcpu.regs.rcx);
     case TdcallLeaf.VM_RD: return vmRead(td, version);
     case TdcallLeaf.VM_WR: return vmWrite(td);

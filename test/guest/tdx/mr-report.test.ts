@@ -107,3 +107,28 @@ describe('TDG.MR.REPORT', () => {
     expect(td.trace.ofType('td-report')).toEqual([]);
   });
 });
+
+// TDG.MR.VERIFYREPORT (leaf 22, tdg_mr_verifyreport.c): RCX = a 256-aligned private
+// REPORTMACSTRUCT, whose MAC the CPU checks: SUCCESS, or TDX_INVALID_REPORTMACSTRUCT
+// (0xC000100100000000, tdx_error_codes_defs.h) for one that was changed.
+describe('TDG.MR.VERIFYREPORT', () => {
+  const verify = (rcx: bigint) => `mov rax, 22\n mov rcx, 0x${rcx.toString(16)}\n ${TDCALL}`;
+  it('accepts the REPORTMACSTRUCT of a TDREPORT the TD just got, and refuses it once a REPORTDATA byte is changed', () => {
+    const { td, outcome } = runTdGuest(`
+      ${storeReportData(DATA)}
+      ${report(REPORT, DATA)}\n mov r12, rax
+      ${verify(REPORT)}\n mov r13, rax
+      xor byte ptr [${REPORT + 130n}], 1
+      ${verify(REPORT)}\n mov r14, rax
+      ${verify(REPORT + 0x80n)}\n mov rbx, rax
+      ${HALT}`);
+    expect(outcome.outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r12, r.r13, r.r14, r.rbx]).toEqual([0n, 0n, 0xc000100100000000n, OPERAND_INVALID | 1n]);
+  });
+
+  it('a REPORTMACSTRUCT on a shared GPA is OPERAND_INVALID (PRIVATE_ONLY)', () => {
+    const { td } = runTdGuest(`${verify(REPORT | SHARED_BIT)}\n mov r13, rax\n ${HALT}`);
+    expect(td.platform.machine.vcpu.regs.r13).toBe(OPERAND_INVALID | 1n);
+  });
+});

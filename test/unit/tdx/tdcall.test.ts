@@ -356,8 +356,8 @@ describe('TDG.VP.VMCALL RCX bitmap: each forbidden bit', () => {
 
 // tdx_api_defs.h (TDX_1.5) tdcall_leaf_opcode_t: the leaf numbers the trace names each TDCALL by.
 describe('TDCALL leaf numbers', () => {
-  it('are the module\'s: VP.VMCALL 0 … VM.WR 8, and the unmodelled ones are OPERAND_INVALID|RAX under their own names', () => {
-    expect(TdcallLeaf).toEqual({ VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5, MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8 });
+  it('are the module\'s: VP.VMCALL 0 … VM.WR 8, MR.VERIFYREPORT 22, and the unmodelled ones are OPERAND_INVALID|RAX under their own names', () => {
+    expect(TdcallLeaf).toEqual({ VP_VMCALL: 0, VP_INFO: 1, MR_RTMR_EXTEND: 2, VP_VEINFO_GET: 3, MR_REPORT: 4, VP_CPUIDVE_SET: 5, MEM_PAGE_ACCEPT: 6, VM_RD: 7, VM_WR: 8, MR_VERIFYREPORT: 22 });
     const m = tdxModule();
     for (const leaf of [9n, 10n, 11n]) expect(tdcall(m, { rax: leaf }).regs.rax).toBe(OPERAND_INVALID_RAX);
     expect(m.trace.ofType('tdcall').map((e) => e.leaf)).toEqual(['0x9', '0xa', '0xb']);
