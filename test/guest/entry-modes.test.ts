@@ -331,3 +331,99 @@ describe('fast mode (no instruction counting)', () => {
 function gate32(handler: bigint, selector: bigint): bigint {
   return (handler & 0xffffn) | (selector << 16n) | (0x8en << 40n) | ((handler >> 16n) << 48n);
 }
+
+// SDM Vol. 3 §6.12.1.1: for INT n, INT3 and INTO the processor checks the DPL of the gate against
+// CPL and raises #GP with error code vector * 8 + 2 (IDT bit) when CPL is greater; the 8-byte
+// gates of protected mode (§6.11) are checked as the 16-byte ones of IA-32e mode are. Real-address
+// mode has no privilege levels (§20.1.4: the IVT entry is taken as it is), whatever the low bits
+// of the CS value.
+describe('outside IA-32e mode: the gate DPL check of software interrupts, and the handler\'s privilege', () => {
+  /**
+   * A 32-bit protected-mode guest that IRETDs to CPL 3 and runs `user` there: user code 0x2b (DPL 3,
+   * base `userBase`), user data 0x33 (DPL 3), stack 0x60000; the GDT is writeGdt's with those two.
+   */
+  function atCpl3(user: string, userBase = 0n): Machine {
+    const vm = vmWith(`
+      .code32
+      lgdt [gdtr]
+      lidt [idtr]
+      ljmp 0x08, offset flat_cs
+    flat_cs:
+      mov eax, 0x10
+      mov ss, eax
+      mov esp, 0x70000
+      push 0x33
+      push 0x60000
+      push 0x202
+      push 0x2b
+      push offset user - ${userBase}
+      iretd
+    user:
+      ${user}
+      .balign 8
+    gdtr:
+      .word 0x37
+      .long ${GDT}
+    idtr:
+      .word 0x7ff
+      .long ${IDT}`, 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(GDT + 0x28n, 0x00cffb000000ffffn | ((userBase & 0xffffffn) << 16n) | ((userBase >> 24n) << 56n));
+    vm.memory.writeU64(GDT + 0x30n, 0x00cff3000000ffffn);
+    vm.vcpu.enter({ mode: 'protected32' });
+    vm.vcpu.regs.rip = 0x1000n;
+    return vm;
+  }
+
+  it('32-bit protected mode at CPL 3: INT 40h through a DPL 0 gate is #GP(40h * 8 + 2) at the INT (its offset in CS, base 100h); INT 41h through a DPL 3 gate is INT 41h', () => {
+    const vm = atCpl3('int 0x40\n int 0x41\n hlt', 0x100n);
+    vm.memory.writeU64(IDT + 0x40n * 8n, gate32(0x1100n, 0x08n));
+    vm.memory.writeU64(IDT + 0x41n * 8n, gate32(0x1100n, 0x08n) | (3n << 45n));
+    const gp = runTo(vm, 'exception');
+    expect(vm.vcpu.readSpecial('cs')).toBe(0x2bn);
+    expect(gp).toMatchObject({ vector: 13, errorCode: 0x40n * 8n + 2n, afterInstruction: false });
+    expect([...vm.memory.read(0x100n + gp.rip, 2)]).toEqual([0xcd, 0x40]);
+    vm.vcpu.regs.rip = gp.rip + 2n;
+    expect(runTo(vm, 'exception')).toMatchObject({ vector: 0x41, afterInstruction: true, rip: gp.rip + 4n });
+  });
+
+  it('32-bit protected mode at CPL 3: a handler in a non-conforming DPL 0 segment needs the TSS stack switch (§6.12.1.1), which the model refuses rather than run it on the user stack', () => {
+    const vm = atCpl3('int 0x40');
+    vm.memory.writeU64(IDT + 13n * 8n, gate32(0x1100n, 0x08n));
+    vm.memory.writeU64(IDT + 0x40n * 8n, gate32(0x1100n, 0x08n));
+    expect(runTo(vm, 'exception')).toMatchObject({ vector: 13, errorCode: 0x202n });
+    expect(() => vm.vcpu.inject(13, 0x202n)).toThrow(/DPL 0, below CPL 3: a protected-mode privilege change is not modelled/);
+    expect(vm.vcpu.regs.rsp).toBe(0x60000n);
+  });
+
+  it('32-bit protected mode at CPL 0: a handler in a DPL 2 code segment is refused, the #GP the CPU raises (§6.12.1.1: never a less privileged handler)', () => {
+    const vm = vmWith('.code32\n hlt', 0x1000n);
+    writeGdt(vm);
+    vm.memory.writeU64(GDT + 0x28n, 0x00cfdb000000ffffn);  // 32-bit code, DPL 2
+    vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x28n));
+    vm.vcpu.enter({ mode: 'protected32' });
+    for (const [r, v] of [['gdtrBase', GDT], ['gdtrLimit', 0x2fn], ['idtrBase', IDT], ['idtrLimit', 0x7ffn]] as const) vm.vcpu.writeSpecial(r, v);
+    vm.vcpu.regs.rip = 0x1000n;
+    expect(() => vm.vcpu.inject(6)).toThrow(/code segment 0x28 has DPL 2, above CPL 0 \(the CPU raises #GP\)/);
+    expect(vm.vcpu.regs.rip).toBe(0x1000n);
+  });
+
+  it('real mode: INT 10h with CS = 2FF3h (low bits 3) is INT 10h, no gate DPL check', () => {
+    const vm = vmWith(`
+      .code16
+      ljmp 0x2ff3, offset here - 0x2ff30
+    here:
+      mov sp, 0x7000
+      int 0x10
+      hlt`, 0x30000n);
+    // IVT entry 21h = 0000:8E00. Read as half of an 8-byte protected-mode gate for vector 10h
+    // (bytes 80h-87h), byte 85h would be a present DPL 0 interrupt gate: real mode reads no gate.
+    vm.memory.writeU16(0x21n * 4n, 0x8e00);
+    vm.vcpu.enter({ mode: 'real16', csSelector: 0xf000, csBase: 0x30000n });
+    vm.vcpu.regs.rip = 0n;
+    const exit = runTo(vm, 'exception');
+    expect(vm.vcpu.readSpecial('cs')).toBe(0x2ff3n);
+    expect(exit).toMatchObject({ vector: 0x10, afterInstruction: true });
+    expect([...vm.memory.read(0x2ff30n + exit.rip - 2n, 2)]).toEqual([0xcd, 0x10]);
+  });
+});
