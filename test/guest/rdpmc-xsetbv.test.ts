@@ -82,6 +82,17 @@ describe('XSETBV in a TD (XFAM x87|SSE)', () => {
     expect([r.r8, r.r9, r.r15]).toEqual([1n, 3n, 0x99n]);
   });
 
+  it('the high halves of RAX, RCX and RDX are ignored (SDM Vol. 2D XSETBV; td_xsetbv.c takes (uint32_t)RCX and RAX & BITS(31,0)): XCR0 = EDX:EAX = 3', () => {
+    const { td, outcome } = runTdGuest(`
+      mov rax, 0xffffffff00000003\n mov rcx, 0xffffffff00000000\n mov rdx, 0xffffffff00000000
+      xsetbv
+      xor ecx, ecx\n xgetbv\n mov r8, rax
+      ${HALT}`, { gp: TD_GP_FRAME });
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r8, r.r15]).toEqual([3n, 0n]);
+  });
+
   it.each([
     ['AVX (bit 2), which the CPU has but XFAM does not', 0, 7, 0],
     ['AVX with ECX 1 (td_xsetbv.c checks ECX first)', 1, 7, 0],
@@ -245,6 +256,24 @@ describe('Vcpu.writeXcr0: XCR0 as a reset or VMRUN sets it, through the CPU\'s o
       expect(xgetbv(vm)).toBe(value);
       vm.close();
     }
+  });
+
+  it('with CR4.OSXSAVE clear, XCR0 takes the value all the same and CR4 stays clear (the host writes XCR0 as VMRUN or TDH.VP.INIT does, with no XSETBV of the guest\'s)', () => {
+    const vm = simpleGuest(code);
+    const cr4 = vm.vcpu.readSpecial('cr4') & ~0x40000n;
+    vm.vcpu.writeSpecial('cr4', cr4);
+    vm.vcpu.writeXcr0(3n);
+    expect(vm.vcpu.readSpecial('cr4')).toBe(cr4);
+    expect(xgetbv(vm)).toBe(3n);
+    vm.close();
+  });
+
+  it('refuses a bit the CPU does not support in EAX\'s top byte or in EDX (SDM Vol. 2D XSETBV: #GP), XCR0 unchanged', () => {
+    const vm = simpleGuest(code);
+    vm.vcpu.writeXcr0(3n);
+    for (const value of [0x80000003n, 0x100000003n]) expect(() => vm.vcpu.writeXcr0(value)).toThrow(/cannot set XCR0/);
+    expect(xgetbv(vm)).toBe(3n);
+    vm.close();
   });
 
   it('refuses what XSETBV refuses with #GP (SDM Vol. 2D XSETBV: bit 0 clear, AVX without SSE, a feature the CPU lacks), XCR0 unchanged', () => {
