@@ -132,10 +132,11 @@ std::string Machine::FarJump(int code_bits, uint64_t cur_base, uint16_t selector
 std::string Machine::RaisePrivilege(const CodeSegment& cs, uint16_t selector, uint64_t descriptor, unsigned new_cpl) {
   constexpr uint64_t kPointer = 0x20, kTss = 0x100, kStackTop = 0xF00, kGdtSlot = 0x800;
   const uint16_t index = selector & ~7u;
-  // The gate's 16 bytes sit just below the copied descriptor (or above it for the first
-  // selector), so the GDT limit stays within 16 bits.
-  const uint16_t gate_index = index >= 0x10 ? uint16_t(index - 0x10) : uint16_t(index + 8);
-  const uint16_t gdt_limit = uint16_t((index >= 0x10 ? index : gate_index + 8) + 7);
+  // The gate's 16 bytes sit just below the copied descriptor, or above it for the selectors
+  // below 0x18 (08h, 10h), whose gate would otherwise take selector 0, the NULL selector a far
+  // call refuses with #GP (SDM Vol. 2A CALL); either way the GDT limit stays within 16 bits.
+  const uint16_t gate_index = index >= 0x18 ? uint16_t(index - 0x10) : uint16_t(index + 8);
+  const uint16_t gdt_limit = uint16_t((index >= 0x18 ? index : gate_index + 8) + 7);
   const uint64_t page = StubPageAfter(cs.base);
   const uint64_t landing = page + kHltOffset;
   uint8_t buf[kPageSize] = {};

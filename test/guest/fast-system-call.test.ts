@@ -363,6 +363,30 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
   });
 });
 
+describe('SYSCALL from CPL 3 with Linux\'s STAR (__KERNEL_CS 0x10, syscall_init: STAR[47:32] = __KERNEL_CS, [63:48] = __USER32_CS 0x23), and with 0x18', () => {
+  it.each([0x10n, 0x18n])('STAR[47:32] = %i: enters LSTAR at CPL 0 with CS = STAR[47:32] and SS = CS + 8 (SDM Vol. 2B "SYSCALL": CS <- STAR[47:32] AND FFFCH, SS <- STAR[47:32] + 8)', (cs) => {
+    const g = snpGuest(`
+      ${SET_SCE}
+      ${wrmsr(0xc0000081, 0x0023000000000000n | (cs << 32n))}
+      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
+      ${wrmsr(0xc0000084, 0n)}
+      ${SNP_GUEST_TO_CPL3}
+      mov r9, rsp
+      lea r12, [rip + after]
+      syscall
+    after:
+      hlt
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
+      mov rax, cr0
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
+    const outcome = g.run();
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect([r.rbx, r.rbp, r.rsi, r.r8, r.r13]).toEqual([cs, cs + 8n, r.r12, r.r9, 0n]);
+  });
+});
+
 describe('SYSENTER on an SNP AP outside long mode (AMD: legal there, APM Vol. 3 "SYSENTER")', () => {
   const VMSA = 0x11000n;
   const CODE = 0x9f000n;

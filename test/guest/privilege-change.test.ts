@@ -49,6 +49,20 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     expect(r.r9).toBe(0x23n);
   });
 
+  it('to a handler CS of 10h (Linux\'s __KERNEL_CS): CS = 10h at CPL 0, on RSP0', () => {
+    const g = snpGuest(`
+      mov rax, 0x00af9b000000ffff      # 64-bit code, DPL 0, at 0x10
+      mov [0x10010], rax
+      ${SNP_GUEST_TO_CPL3}
+      lea r8, [rip]
+      ud2
+      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
+    g.vm.memory.write(IDT_BASE + 6n * 16n + 2n, Uint8Array.of(0x10, 0));  // #UD gate -> CS 0x10
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect([r.r11, r.r10, r.r12, r.rbx, r.rsi]).toEqual([0x10n, 0n, RSP0 - 40n, r.r8, 0x1bn]);
+  });
+
   it('aligns RSP0 down to 16 bytes before pushing', () => {
     const { r } = runAtCpl3('ud2', { rsp0: RSP0 - 8n });
     expect(r.r12).toBe(RSP0 - 16n - 40n);
