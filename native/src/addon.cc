@@ -151,6 +151,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       InstanceMethod<&NativeMachine::LoadCpuState>("loadCpuState"),
       InstanceMethod<&NativeMachine::SetPauseExits>("setPauseExits"),
       InstanceMethod<&NativeMachine::SetXsetbvAllowed>("setXsetbvAllowed"),
+      InstanceMethod<&NativeMachine::SetDebugRegisterIntercepts>("setDebugRegisterIntercepts"),
       InstanceMethod<&NativeMachine::SetMarker>("setMarker"),
       InstanceMethod<&NativeMachine::DirtyPages>("dirtyPages"),
       InstanceMethod<&NativeMachine::MemoryCounters>("memoryCounters"),
@@ -659,6 +660,14 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint64_t mask;
     if (!m || !GetU64(info, 0, "mask", &mask)) return info.Env().Undefined();
     m->SetXsetbvAllowed(mask);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetDebugRegisterIntercepts(const Napi::CallbackInfo& info) {
+    Machine* m = Live(info);
+    uint64_t mask;
+    if (!m || !GetU64(info, 0, "mask", &mask)) return info.Env().Undefined();
+    m->SetDebugRegisterIntercepts(static_cast<uint32_t>(mask));
     return info.Env().Undefined();
   }
 

@@ -668,6 +668,10 @@ bool Machine::RecordTrapped(const TrappedInsn& insn) {
       break;
     case TrappedKind::kRdpmc: SetExit(ExitKind::kRdpmc); break;
     case TrappedKind::kXsetbv: SetExit(ExitKind::kXsetbv); break;
+    case TrappedKind::kMovDr:
+      SetExit(ExitKind::kMovDr);
+      area_[kSlotArg0] = insn.debug_reg | (static_cast<uint64_t>(insn.reg) << 8) | (insn.debug_write ? 1ull << 16 : 0);
+      break;
     case TrappedKind::kNone: return false;
   }
   area_[kSlotInsnLength] = insn.length;
@@ -1296,6 +1300,8 @@ void Machine::OnCodeFull(uc_engine* uc, uint64_t address, Machine* m) {
     const uint64_t value = (rdx & 0xffffffffull) << 32 | (rax & 0xffffffffull);
     if ((value & ~m->xsetbv_allowed_) == 0 && (!(value & 1) || Xcr0CombinationLegal(value))) return;
   }
+  // A MOV DR the platform does not intercept runs on the emulated CPU, with its own checks.
+  if (t.kind == TrappedKind::kMovDr && !((m->debug_register_intercepts_ >> (t.debug_reg + (t.debug_write ? 16 : 0))) & 1)) return;
   m->RecordTrapped(t);
   uc_emu_stop(uc);  // a code hook's stop takes effect before the instruction executes
 }

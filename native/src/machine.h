@@ -52,6 +52,7 @@ enum class ExitKind : uint64_t {
   kCacheOrWait = 23,  // INVD/WBINVD/WBNOINVD/MONITOR/MWAIT before it runs: arg0 = CacheOrWaitOp
   kRdpmc = 24,   // RDPMC (0F 33) before it runs
   kXsetbv = 25,  // XSETBV (0F 01 D1) before it runs, only for an EDX:EAX with a bit outside SetXsetbvAllowed's mask
+  kMovDr = 26,   // MOV to/from DR0-DR7 before it runs, only when SetDebugRegisterIntercepts names it: arg0 = DR | GPR << 8 | write << 16
 };
 
 // Slots of the run area shared with JavaScript (a BigUint64Array). Keep in sync with
@@ -249,6 +250,11 @@ class Machine {
   // default): never. A TD's XSETBVs all exit to the TDX module, which refuses bits outside XFAM
   // and otherwise does the XSETBV itself (td_xsetbv.c): src/platform/tdx/td-module.ts.
   void SetXsetbvAllowed(uint64_t mask) { xsetbv_allowed_ = mask; }
+  // MOV to or from a debug register runs on the emulated CPU unless `mask` names it, laid out as
+  // the VMCB's first intercept word (APM Vol. 2 Appendix B, VMCB offset 000h: bits 15:0 reads of
+  // DR0-15, bits 31:16 writes): then it ends the run with kMovDr before it executes. 0 (none) by
+  // default; an SNP guest's VMM intercepts DR7 (src/platform/snp/snp-cpu.ts).
+  void SetDebugRegisterIntercepts(uint32_t mask) { debug_register_intercepts_ = mask; }
 
   // Snapshots are owned by the machine and named by id, so a JavaScript handle that outlives
   // its machine can never reach freed memory. TakeSnapshot returns 0 on failure.
@@ -642,6 +648,7 @@ class Machine {
   uint64_t entry_cs_base_ = 0;
   bool pause_exits_ = false;
   uint64_t xsetbv_allowed_ = ~0ull;
+  uint32_t debug_register_intercepts_ = 0;
   uc_context* cpu_scratch_ = nullptr;  // SaveCpuState/LoadCpuState staging
   // Edge coverage (fuzzing only).
   uint8_t* edge_map_ = nullptr;

@@ -182,6 +182,7 @@ void Machine::ClearLife() {
   prev_block_ = 0;
   pause_exits_ = false;
   xsetbv_allowed_ = ~0ull;
+  debug_register_intercepts_ = 0;
   entry_mode_ = EntryMode::kLong64;
   entry_cs_selector_ = 0;
   entry_cs_base_ = 0;

@@ -115,6 +115,21 @@ TrappedInsn DecodeTrapped(const uint8_t* b, size_t avail, int code_bits) {
     t.length = static_cast<uint8_t>(i + 2);
     return t;
   }
+  if ((op2 == 0x21 || op2 == 0x23) && i + 2 < avail) {
+    // MOV r, DRn / MOV DRn, r (SDM Vol. 2B "MOV—Move to/from Debug Registers"; APM Vol. 3 MOV DRn):
+    // ModRM.mod is ignored (always a register operand), reg names the debug register, rm + REX.B
+    // the GPR. REX.R (DR8-DR15) is #UD (SDM: "#UD If REX.R = 1"), which the emulator raises itself
+    // (translate.c: reg >= 8 goto illegal_op): not trapped. The operand is 64 bits in 64-bit mode,
+    // else 32; 66 is ignored.
+    uint8_t modrm = b[i + 2];
+    if (p.rex & 4) return t;
+    t.kind = TrappedKind::kMovDr;
+    t.debug_reg = (modrm >> 3) & 7;
+    t.debug_write = op2 == 0x23;
+    t.reg = static_cast<uint8_t>((modrm & 7) | ((p.rex & 1) << 3));
+    t.length = static_cast<uint8_t>(i + 3);
+    return t;
+  }
   if (op2 == 0x05 || op2 == 0x34) {
     t.kind = op2 == 0x05 ? TrappedKind::kSyscall : TrappedKind::kSysenter;
     t.length = static_cast<uint8_t>(i + 2);
@@ -182,7 +197,8 @@ bool MayBeIntercepted(const uint8_t* b, size_t avail) {
   if (op == 0x0F && i + 1 < avail) {
     uint8_t op2 = b[i + 1];
     if (op2 == 0x01) return i + 2 < avail && ((b[i + 2] & 0xF8) == 0xD8 || b[i + 2] == 0xC1 || b[i + 2] == 0xC8 || b[i + 2] == 0xC9 || b[i + 2] == 0xF9 || b[i + 2] == 0xD1);
-    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09 || op2 == 0x33;
+    return op2 == 0xA2 || op2 == 0x32 || op2 == 0x30 || op2 == 0x31 || op2 == 0xC7 || op2 == 0x05 || op2 == 0x34 || op2 == 0x08 || op2 == 0x09 || op2 == 0x33 ||
+           (op2 & 0xFD) == 0x21;  // MOV r, DRn (0F 21) and MOV DRn, r (0F 23) in one comparison
   }
   return false;
 }

@@ -26,6 +26,7 @@ enum class TrappedKind : uint8_t {
   kCacheOrWait,  // INVD 0F 08, WBINVD 0F 09, WBNOINVD F3 0F 09, MONITOR 0F 01 C8, MWAIT 0F 01 C9: run as NOPs by the emulator
   kRdpmc,      // 0F 33: Unicorn's helper_rdpmc raises #UD at any CPL (it has no counters)
   kXsetbv,     // 0F 01 D1 without 66/F2/F3/F0 (those forms are #UD, SDM Vol. 2D XSETBV "NP"; the emulator raises it)
+  kMovDr,      // MOV r, DRn 0F 21 /r and MOV DRn, r 0F 23 /r, DR0-DR7 (REX.R names DR8-15: #UD, the emulator's own)
 };
 
 // kCacheOrWait: which one (the exit's arg0 low byte; src/cpu/exits.ts CACHE_OR_WAIT_INSTRUCTIONS).
@@ -53,8 +54,8 @@ struct TrappedInsn {
   // (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS: OUTS reads DS unless overridden; INS always writes ES).
   uint8_t address_size = 0;
   uint8_t segment = 0;
-  // RDRAND/RDSEED only.
-  uint8_t reg = 0;           // destination: ModRM.rm + REX.B, in x86 encoding order
+  // RDRAND/RDSEED and MOV DR.
+  uint8_t reg = 0;           // the GPR (RDRAND/RDSEED: destination): ModRM.rm + REX.B, in x86 encoding order
   uint8_t operand_bits = 0;  // 16, 32 or 64
   bool seed = false;         // RDSEED
   // kSvm only: ModRM & 7, the instruction's place in 0F 01 D8-DF (0 VMRUN .. 7 INVLPGA).
@@ -65,6 +66,9 @@ struct TrappedInsn {
   CacheOrWaitOp cache_or_wait = CacheOrWaitOp::kInvd;
   // kRdtsc only: RDTSCP, which also loads ECX with IA32_TSC_AUX.
   bool rdtscp = false;
+  // kMovDr only: the debug register (ModRM.reg, 0-7) and the direction (0F 23: a write to it).
+  uint8_t debug_reg = 0;
+  bool debug_write = false;
 };
 
 // Decodes at most `avail` (<= 15) bytes of code in a `code_bits` (16, 32 or 64) segment: REX
@@ -73,8 +77,8 @@ struct TrappedInsn {
 TrappedInsn DecodeTrapped(const uint8_t* bytes, size_t avail, int code_bits);
 
 // True when the opcode bytes at `bytes` may start one of the port-I/O, CPUID, MSR, RDRAND/RDSEED,
-// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL, SYSENTER, INVD, WBINVD, MONITOR, MWAIT, RDPMC or XSETBV instructions
-// (after prefixes). Cheap pre-filter for the per-instruction code hook.
+// RDTSC, SVM (0F 01 D8-DF), VMCALL, SYSCALL, SYSENTER, INVD, WBINVD, MONITOR, MWAIT, RDPMC, XSETBV or MOV DR
+// instructions (after prefixes). Cheap pre-filter for the per-instruction code hook.
 bool MayBeIntercepted(const uint8_t* bytes, size_t avail);
 
 }  // namespace minivisor

@@ -28,6 +28,9 @@
 // - xsetbv (0F 01 D1): AT the instruction, which has not run, and only for an XCR0 value with a
 //   bit outside Machine.xsetbvAllowed (a TD's XFAM) or a bit combination the CPU refuses and the
 //   emulator would take (native/src/xcr0.h): any other XSETBV runs on the emulated CPU.
+// - mov-dr (MOV r, DRn 0F 21; MOV DRn, r 0F 23): AT the instruction, which has not run, and only
+//   for a debug register and direction Machine.debugRegisterIntercepts names (an SNP guest's DR7):
+//   any other runs on the emulated CPU (src/cpu/mov-dr.ts has the CPU's checks that come first).
 // - budget: at the next instruction to run; nothing was skipped.
 // - fatal: where the emulator stopped; the guest cannot continue.
 //
@@ -66,6 +69,7 @@ export type VmExit =
   | { kind: 'rdpmc'; rip: bigint; length: number }
   /** XSETBV of an XCR0 value (EDX:EAX) with a bit outside Machine.xsetbvAllowed. */
   | { kind: 'xsetbv'; rip: bigint; length: number }
+  | MovDrExit
   | { kind: 'budget'; rip: bigint; instructions: bigint }
   /** The host's execution watch (Vcpu.watchExecution) fired: `rip` is the watched instruction, not yet run. */
   | { kind: 'exec-watch'; rip: bigint; gpa: bigint }
@@ -74,6 +78,18 @@ export type VmExit =
 /** 0F 01 D8 .. DF in order (AMD APM Vol. 3 opcode map, group 7 with ModRM.mod = 11, reg = 3). */
 export const SVM_INSTRUCTIONS = ['vmrun', 'vmmcall', 'vmload', 'vmsave', 'stgi', 'clgi', 'skinit', 'invlpga'] as const;
 export type SvmInstruction = (typeof SVM_INSTRUCTIONS)[number];
+
+/** MOV r, DRn (`write` false) or MOV DRn, r (`write` true) of a debug register the platform intercepts. */
+export interface MovDrExit {
+  kind: 'mov-dr';
+  rip: bigint;
+  length: number;
+  write: boolean;
+  /** The debug register, 0-7 (ModRM.reg). */
+  dr: number;
+  /** The general-purpose register (ModRM.rm + REX.B): 64 bits in 64-bit mode, else 32. */
+  register: Gpr;
+}
 
 export interface SystemCallExit {
   kind: 'system-call';
@@ -261,6 +277,10 @@ export function decodeExit(area: BigUint64Array, words: Uint32Array): VmExit {
     }
     case ExitCode.rdpmc: return { kind: 'rdpmc', rip, length };
     case ExitCode.xsetbv: return { kind: 'xsetbv', rip, length };
+    case ExitCode.movDr: {
+      const a0 = low(words, arg0);
+      return { kind: 'mov-dr', rip, length, write: ((a0 >> 16) & 1) !== 0, dr: a0 & 7, register: GPRS[(a0 >> 8) & 0xf]! };
+    }
     case ExitCode.budget: return { kind: 'budget', rip, instructions: area[arg0]! };
     case ExitCode.execWatch: return { kind: 'exec-watch', rip, gpa: (area[arg1]! & ~0xfffn) | (rip & 0xfffn) };
     case ExitCode.fatal: {

@@ -221,6 +221,17 @@ export class Machine implements Snapshottable<MachineState> {
     this.#live().setXsetbvAllowed(mask);
   }
 
+  /**
+   * MOV to or from a debug register runs on the emulated CPU unless `mask` names it: then the run
+   * ends with a `mov-dr` exit before it executes. The layout is the VMCB's first intercept word
+   * (APM Vol. 2 Appendix B, VMCB offset 000h): bit n intercepts reads of DRn, bit 16 + n writes.
+   * 0 (none) by default: a TD's MOV DR runs natively (the module leaves MOV-DR exiting clear);
+   * an SNP guest's VMM intercepts DR7 (src/platform/snp/snp-cpu.ts).
+   */
+  set debugRegisterIntercepts(mask: number) {
+    this.#live().setDebugRegisterIntercepts(BigInt(mask >>> 0));
+  }
+
   /** Makes vCPU `index` the running one (`vcpu` then reads and writes its registers). */
   switchVcpu(index: number): void {
     if (index === this.#currentVcpu) return;

@@ -33,6 +33,8 @@ export const RFLAGS = {
 export const CR0_PG = 1n << 31n;
 export const CR0_WP = 1n << 16n;
 export const CR4_PAE = 1n << 5n;
+/** CR4.DE (bit 3): debug extensions; DR4/DR5 are then reserved, not aliases of DR6/DR7 (SDM Vol. 3A §2.5). */
+export const CR4_DE = 1n << 3n;
 /** CR4.PCE (bit 8): RDPMC allowed at any CPL (SDM Vol. 3A §2.5). */
 export const CR4_PCE = 1n << 8n;
 /** CR4.OSXSAVE (bit 18): XSETBV/XGETBV enabled (SDM Vol. 3A §2.5). */

@@ -49,5 +49,6 @@ export const ExitCode = {
   cacheOrWait: 23,
   rdpmc: 24,
   xsetbv: 25,
+  movDr: 26,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

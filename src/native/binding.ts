@@ -77,6 +77,7 @@ export interface NativeMachine {
   setPauseExits(on: boolean): void;
   /** XSETBV runs on the CPU unless EDX:EAX has a bit outside `mask` (then an `xsetbv` exit); all ones by default (native/src/machine.h). */
   setXsetbvAllowed(mask: bigint): void;
+  setDebugRegisterIntercepts(mask: bigint): void;
   setMarker(marker: NativeMarker): void;
   dirtyPages(): number;
   /** [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages, kept code bits] (native/src/machine.h MemoryCounters). */

@@ -92,6 +92,15 @@ describe('RDPMC and XSETBV exits (machine.h kRdpmc 24, kXsetbv 25)', () => {
   });
 });
 
+describe('MOV DR exits (machine.h kMovDr 26, arg0 = DR | GPR << 8 | write << 16)', () => {
+  it('arg0 names the debug register, the GPR in encoding order (ModRM.rm + REX.B) and the direction', () => {
+    expect(ExitCode.movDr).toBe(26);
+    expect(area(ExitCode.movDr, { arg0: 7n })).toEqual({ kind: 'mov-dr', rip: 0x301000n, length: 0, write: false, dr: 7, register: 'rax' });
+    expect(area(ExitCode.movDr, { arg0: 7n | 9n << 8n | 1n << 16n })).toEqual({ kind: 'mov-dr', rip: 0x301000n, length: 0, write: true, dr: 7, register: 'r9' });
+    expect(area(ExitCode.movDr, { arg0: 3n | 15n << 8n })).toMatchObject({ write: false, dr: 3, register: 'r15' });
+  });
+});
+
 /** As `area`, with the instruction length and bytes slots too. */
 function exitOf(kind: number, slots: Partial<Record<'insnLength' | 'arg0' | 'arg1' | 'arg2' | 'arg3' | 'insnBytes', bigint>>) {
   const a = new BigUint64Array(RUN_AREA_SLOTS);

@@ -238,6 +238,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     // value: then the CPU's own checks and XCR0 write are the emulator's. Values with a bit outside
     // XFAM exit here (#xsetbv).
     machine.xsetbvAllowed = TD_XFAM;
+    // MOV to or from a debug register runs natively in a TD: MOV-DR exiting (bit 23 of the
+    // primary processor-based controls) is clear in PROCBASED_CTLS_INIT (vmcs_defs.h, 0x91220088)
+    // and in neither its VARIABLE nor UNKNOWN mask, which tdh_sys_init.c checks the CPU against;
+    // td_vmcs_init.c sets GUEST_DR7 to 0x400.
+    machine.debugRegisterIntercepts = 0;
   }
 
   saveState(): TdModuleState {
@@ -461,6 +466,8 @@ export class TdModule implements Snapshottable<TdModuleState> {
       case 'cache-or-wait': return this.#cacheOrWait(exit);
       case 'rdpmc': return this.#rdpmc(exit);
       case 'xsetbv': return this.#xsetbv();
+      // Not intercepted in a TD (the constructor leaves Machine.debugRegisterIntercepts at 0).
+      case 'mov-dr': return { kind: 'stop', outcome: { outcome: 'fault', reason: `MOV DR exit at RIP 0x${exit.rip.toString(16)} in a TD, whose MOV-DR exiting is clear` } };
       case 'budget': return { kind: 'stop', outcome: { outcome: 'budget', reason: `instruction budget exhausted at RIP 0x${exit.rip.toString(16)}` } };
       // The host's execution watch (Vcpu.watchExecution), not a guest event: the run ends there.
       case 'exec-watch': return { kind: 'stop', outcome: { outcome: 'handover', reason: `execution reached RIP 0x${exit.rip.toString(16)} (GPA 0x${exit.gpa.toString(16)})` } };
