@@ -26,6 +26,11 @@ export const GHCB_SAVE_AREA_AND_BITMAP_BYTES = GHCB_OFFSET.validBitmap + 16;
 
 /** SW_EXITCODE values the model's hypervisor serves (uapi/asm/svm.h, B4). */
 export const SVM_EXIT = {
+  /** MOV from DRn: READ_DR0 + n; MOV to DRn: WRITE_DR0 + n (DR7: 0x27, 0x37). */
+  READ_DR0: 0x20,
+  WRITE_DR0: 0x30,
+  READ_DR7: 0x27,
+  WRITE_DR7: 0x37,
   RDPMC: 0x6f,
   CPUID: 0x72,
   INVD: 0x76,

@@ -4,9 +4,10 @@
 // untrusted VMM only its handle (SnpVmmHandle, vmm-handle.ts): RMPUPDATE, PSMASH, NPT page size,
 // SNP_LAUNCH_*, the GHCB MSR value on VMGEXIT, host-view memory and injection.
 import { InjectionError } from '../../cpu/errors.js';
-import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
+import type { Access, CacheOrWaitExit, CacheOrWaitInstruction, GateFaultExit, MovDrExit, SystemCallExit, VmExit } from '../../cpu/exits.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { rdpmcFault } from '../../cpu/rdpmc.js';
+import { movDrFault } from '../../cpu/mov-dr.js';
 import { executeFastSystemCall, MSR_CSTAR, MSR_LSTAR, MSR_SFMASK, MSR_STAR, MSR_SYSENTER_CS } from '../../cpu/fast-system-call.js';
 import { Machine, type MachineState, type RamPaging } from '../../cpu/machine.js';
 import { CR4_OSXSAVE } from '../../cpu/registers.js';
@@ -61,6 +62,8 @@ const CACHE_OR_WAIT_EXIT_CODE: Readonly<Record<CacheOrWaitInstruction, number>> 
 };
 export { SNP_GUEST_SEV_FEATURES } from './sev-status.js';
 const RFLAGS_IF = 1n << 9n;
+/** Machine.debugRegisterIntercepts of an SNP guest: reads (bit 7) and writes (bit 23) of DR7 (VMCB offset 000h layout). */
+const DR7_INTERCEPTS = (1 << 7) | (1 << 23);
 
 /**
  * Whether the RFLAGS image an exception pushes has RF = 1. AMD APM Vol. 2 §3.1.6 "Resume Flag
@@ -253,6 +256,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#identity = `asid ${this.asid} seed ${options.keySeed ?? 0n}`;
     this.#encryption = new MemoryEncryption(this.#identity);
     machine.marker = { kind: 'snp-c-bit', position: this.cBit };
+    // KVM sev_es_init_vmcb: while SEV_FEATURES lack DebugSwap (ours do: SNP_GUEST_SEV_FEATURES),
+    // clr_dr_intercepts then set INTERCEPT_DR7_READ and INTERCEPT_DR7_WRITE: MOV to or from DR7
+    // is intercepted (#movDr), any other debug register runs on the CPU.
+    machine.debugRegisterIntercepts = DR7_INTERCEPTS;
     // Reset state: every page hypervisor-owned, so private accesses fail and shared ones pass.
     // The gate is a cache of what the RMP allows: it starts closed and a shared access opens
     // its 2 MiB region on first use (#gateFault -> 'ok'), so a 1 TiB guest pays only for the
@@ -1106,6 +1113,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'system-call': return this.#fastSystemCall(exit);
       case 'cache-or-wait': return this.#cacheOrWait(exit);
       case 'rdpmc': return this.#rdpmc();
+      case 'mov-dr': return this.#movDr(exit);
       // XSETBV is not intercepted (KVM sev.c sev_es_init_vmcb: "Can't intercept XSETBV, HV can't
       // modify XCR0 directly"): it runs on the CPU, and this machine leaves Machine.xsetbvAllowed at
       // all ones. It exits only for a value whose bit combination the CPU refuses and the emulator
@@ -1142,6 +1150,20 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   #rdpmc(): HwStep {
     if (rdpmcFault(this.machine.vcpu) === 'gp') return this.inject(GP_VECTOR, 0n, undefined, 'rdpmc at CPL > 0 with CR4.PCE clear');
     return this.injectVc(BigInt(SVM_EXIT.RDPMC), undefined, 'rdpmc');
+  }
+
+  /**
+   * MOV to or from DR7, intercepted (the constructor's DR7_INTERCEPTS; no other exits): #VC with
+   * SVM_EXIT_READ_DR0 + n (DR7: 0x27) or SVM_EXIT_WRITE_DR0 + n (DR7: 0x37), RIP at the
+   * instruction (APM Vol. 2 §15.35.5). The CPU's own checks come first (src/cpu/mov-dr.ts). The
+   * guest answers a read from its own copy and forwards a write (Linux vc_handle_dr7_read/_write).
+   */
+  #movDr(exit: MovDrExit): HwStep {
+    const fault = movDrFault(this.machine.vcpu, exit);
+    if (fault === 'gp') return this.inject(GP_VECTOR, 0n, undefined, `mov ${exit.write ? 'to' : 'from'} dr${exit.dr} at CPL > 0`);
+    if (fault === 'ud') return this.inject(UD_VECTOR, undefined, undefined, `mov ${exit.write ? 'to' : 'from'} dr${exit.dr} with CR4.DE set`);
+    const code = (exit.write ? SVM_EXIT.WRITE_DR0 : SVM_EXIT.READ_DR0) + exit.dr;
+    return this.injectVc(BigInt(code), undefined, `mov ${exit.write ? 'to' : 'from'} dr${exit.dr}`);
   }
 
   /** SYSCALL and SYSENTER are not intercepted: the CPU runs them (src/cpu/fast-system-call.ts). */

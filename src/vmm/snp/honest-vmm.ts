@@ -48,6 +48,7 @@ export function legalVmsaGpa(gpa: bigint, cBit: number): boolean {
  */
 const NOP_EXIT_INPUTS: ReadonlyMap<number, readonly (keyof typeof GHCB_OFFSET)[]> = new Map([
   [SVM_EXIT.INVD, []], [SVM_EXIT.WBINVD, []], [SVM_EXIT.MONITOR, ['rax', 'rcx', 'rdx']], [SVM_EXIT.MWAIT, ['rax', 'rcx']],
+  [SVM_EXIT.READ_DR7, []], [SVM_EXIT.WRITE_DR7, ['rax']],
 ]);
 
 /** The leaves an honest VMM lists in the SNP CPUID page (QEMU: from KVM_GET_CPUID2). */
@@ -413,6 +414,13 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       // the instruction (the host flushes caches itself when it must), kvm_emulate_monitor/mwait
       // treat it as a NOP (KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS, on by default). The guest steps
       // over it itself (Linux vc_handle_wbinvd, vc_handle_monitor, vc_handle_mwait).
+      // DR7: sev_es_validate_vmgexit takes SVM_EXIT_READ_DR7 with no input and SVM_EXIT_WRITE_DR7
+      // with RAX marked valid; svm.c dr_interception then returns at once for an SEV-ES guest
+      // ("KVM cannot change DR7 (always swapped as type 'A') so return early"): nothing changes but
+      // SW_EXITINFO1/2 = 0. Linux sends only the write (vc_handle_dr7_write: RAX = the value,
+      // SW_EXITINFO1/2 = 0) and answers a read from its own copy (vc_handle_dr7_read).
+      case BigInt(SVM_EXIT.READ_DR7):
+      case BigInt(SVM_EXIT.WRITE_DR7):
       case BigInt(SVM_EXIT.INVD):
       case BigInt(SVM_EXIT.WBINVD):
       case BigInt(SVM_EXIT.MONITOR):
