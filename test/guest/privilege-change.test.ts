@@ -177,6 +177,28 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([r.r8, 0x3bn, 0x70000n, 0x23n]);
   });
 
+  it('from 32-bit user code in a CS based at 17 MiB: the same delivery, the frame\'s RIP the offset in that CS', () => {
+    const g = snpGuest(`
+      mov rax, 0x00cff3000000ffff      # user data, DPL 3
+      mov [0x10020], rax
+      mov rax, 0x01cffb100000ffff      # 32-bit user code, DPL 3, D=1, base 0x1100000
+      mov [0x10038], rax
+      mov word ptr [0x30000], 63
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      ${loadTss(`0x${RSP0.toString(16)}`)}
+      push 0x23
+      push 0x70000
+      push 0x2
+      push 0x3b
+      push 0x10
+      iretq`, { launch: [...SNP_GUEST_CPL3_LAUNCH, [0x1100000n, 0x1000n]], extraCode: [[0x1100000n, '.fill 16, 1, 0x90\n ud2']], udHandler: RECORD_FRAME });
+    expect(g.run().outcome).toBe('done');
+    const r = g.vm.vcpu.regs;
+    expect([r.r11, r.r10, r.r12]).toEqual([0x08n, 0n, RSP0 - 40n]);
+    expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([0x10n, 0x3bn, 0x70000n, 0x23n]);
+  });
+
   it('from 32-bit user code with DS based at 1 MiB: the same delivery (it reads no DS-relative memory, SDM Vol. 3 §6.14)', () => {
     const g = snpGuest(`
       mov rax, 0x00cff3000000ffff      # user data, DPL 3
