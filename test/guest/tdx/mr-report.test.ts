@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
+import { TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { HALT, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -33,11 +34,12 @@ describe('TDG.MR.REPORT', () => {
       mov rax, 2\n mov rcx, 0x${DATA.toString(16)}\n xor edx, edx\n ${TDCALL}\n mov r12, rax
       ${report(REPORT, DATA)}\n mov r13, rax
       mov rax, 7\n xor ecx, ecx\n mov rdx, 0x1110000300000001\n ${TDCALL}\n mov r14, r8
-      ${HALT}`);
+      ${HALT}`, { attributes: TdAttributes.DEBUG });
     expect(outcome.outcome).toBe('done');
     const r = td.platform.machine.vcpu.regs;
     expect([r.r12, r.r13]).toEqual([0n, 0n]);
     const rep = Buffer.from(td.platform.machine.memory.read(REPORT, 1024));
+    expect(td.trace.ofType('td-report')).toEqual([expect.objectContaining({ gpa: REPORT, reportData: DATA, teeInfoHash: sha384(rep.subarray(512)).toString('hex') })]);
     // REPORTMACSTRUCT
     expect([...rep.subarray(0, 4)]).toEqual([0x81, 0, 0, 0]); // TDX, subtype 0, version 0 (no service TDs)
     expect(rep.subarray(4, 32).equals(Buffer.alloc(28))).toBe(true); // reserved, CPUSVN (none modelled)
@@ -47,7 +49,7 @@ describe('TDG.MR.REPORT', () => {
     expect(rep.subarray(80, 128).equals(sha384(tdInfo))).toBe(true); // TEE_INFO_HASH
     expect(rep.subarray(32, 80).equals(sha384(rep.subarray(256, 512)))).toBe(true); // TEE_TCB_INFO_HASH
     // TDINFO
-    expect(tdInfo.readBigUInt64LE(0)).toBe(td.platform.module.config.attributes);
+    expect(tdInfo.readBigUInt64LE(0)).toBe(TdAttributes.DEBUG); // the TD's ATTRIBUTES (DEBUG)
     expect(tdInfo.readBigUInt64LE(8)).toBe(r.r14); // XFAM, as TDG.VM.RD reads it
     expect(tdInfo.subarray(16, 64).equals(td.platform.module.mrtd!)).toBe(true);
     expect(tdInfo.subarray(64, 208).equals(Buffer.alloc(144))).toBe(true); // MRCONFIGID, MROWNER, MROWNERCONFIG
@@ -72,7 +74,21 @@ describe('TDG.MR.REPORT', () => {
   it('a shared GPA the VMM has not mapped is an EPT-violation TD exit on the shared GPA', () => {
     const td = tdGuest(`${report(REPORT, DATA | SHARED_BIT)}\n ${HALT}`);
     runTd(td);
-    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ reason: 'ept-violation', gpa: DATA | SHARED_BIT, access: 'read', space: 'shared', qual: 1n });
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ reason: 'ept-violation', gpa: DATA | SHARED_BIT, access: 'read', space: 'shared', qual: 1n, eeqType: 'none', eeq: 0n });
+  });
+
+  it('the shared bit alone names shared page 0, and 2^48 is past GPAW 48 (OPERAND_INVALID naming RDX)', () => {
+    const td = tdGuest(`${report(REPORT, 1n << 48n)}\n mov r12, rax\n ${report(REPORT, SHARED_BIT)}\n ${HALT}`);
+    runTd(td);
+    expect(td.platform.machine.vcpu.regs.r12).toBe(OPERAND_INVALID | 2n);
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ reason: 'ept-violation', gpa: SHARED_BIT, space: 'shared' });
+  });
+
+  it('a shared GPA just past RAM is a TD exit the VMM sees as outside RAM', () => {
+    const td = tdGuest(`${report(REPORT, SHARED_BIT | (32n << 20n))}\n ${HALT}`);
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('fault');
+    expect(outcome.reason).toMatch(/outside its RAM/);
   });
 
   it('refuses a misaligned TDREPORT (RCX), a misaligned or out-of-range REPORTDATA (RDX) and a subtype other than 0 (R8), writing nothing', () => {
@@ -125,6 +141,22 @@ describe('TDG.MR.VERIFYREPORT', () => {
     expect(outcome.outcome).toBe('done');
     const r = td.platform.machine.vcpu.regs;
     expect([r.r12, r.r13, r.r14, r.rbx]).toEqual([0n, 0n, 0xc000100100000000n, OPERAND_INVALID | 1n]);
+  });
+
+  it('the MAC covers the whole REPORTMACSTRUCT before it: a change to its first or its last byte is refused', () => {
+    const { td } = runTdGuest(`
+      ${storeReportData(DATA)}
+      ${report(REPORT, DATA)}
+      xor byte ptr [${REPORT}], 1
+      ${verify(REPORT)}\n mov r13, rax
+      xor byte ptr [${REPORT}], 1
+      xor byte ptr [${REPORT + 223n}], 1
+      ${verify(REPORT)}\n mov r14, rax
+      xor byte ptr [${REPORT + 223n}], 1
+      ${verify(REPORT)}\n mov rbx, rax
+      ${HALT}`);
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r13, r.r14, r.rbx]).toEqual([0xc000100100000000n, 0xc000100100000000n, 0n]);
   });
 
   it('a REPORTMACSTRUCT on a shared GPA is OPERAND_INVALID (PRIVATE_ONLY)', () => {

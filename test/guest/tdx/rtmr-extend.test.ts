@@ -82,7 +82,7 @@ describe('TDG.MR.RTMR.EXTEND', () => {
       lea r9, [rip + tdcall_site]
       ${HALT}`, {
       ve: `mov rbx, [rsp]\n push rax\n push rcx\n push rdx
-           mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov [0x90100], rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov edi, r10d
+           mov rax, 3\n ${TDCALL}\n mov r12, rax\n mov [0x90100], rcx\n mov r14, rdx\n mov rbp, r8\n mov rsi, r9\n mov rdi, r10
            mov rax, 6\n mov rcx, 0x${(PENDING_2M | 1n).toString(16)}\n ${TDCALL}\n mov r15, rax
            pop rdx\n pop rcx\n pop rax\n iretq`,
     });
@@ -94,7 +94,7 @@ describe('TDG.MR.RTMR.EXTEND', () => {
     expect(r.r14).toBe(0x1n);
     expect(r.rbp).toBe(0n);
     expect(r.rsi).toBe(PENDING_2M + 0x40n);
-    expect(r.rdi).toBe(4n);
+    expect(r.rdi).toBe(4n); // instruction length 4, instruction information 0 (R10 bits 63:32)
     expect(r.rbx).toBe(r.r9); // the #VE's RIP is the TDCALL's: it did not complete
     expect(r.r15).toBe(0n); // the ACCEPT
     expect(r.r13).toBe(0n); // the re-executed TDCALL
@@ -123,7 +123,23 @@ describe('TDG.MR.RTMR.EXTEND', () => {
   it('data on a page the VMM never added is an EPT-violation TD exit with no extended qualification', () => {
     const td = tdGuest(`${extend(PENDING_2M, 0)}\n ${HALT}`);
     runTd(td);
-    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ reason: 'ept-violation', gpa: PENDING_2M, access: 'read', space: 'private', qual: 1n, eeqType: 'none', septState: 'FREE' });
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ reason: 'ept-violation', gpa: PENDING_2M, access: 'read', space: 'private', qual: 1n, eeqType: 'none', eeq: 0n, septState: 'FREE' });
+  });
+
+  it('GPA 0 is a valid operand; the shared bit alone (GPA 2^47) is not', () => {
+    const { td, outcome } = runTdGuest(`${extend(0n, 1)}\n mov r12, rax\n ${extend(1n << 47n, 1)}\n mov r13, rax\n ${HALT}`);
+    expect(outcome.outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r12, r.r13]).toEqual([0n, OPERAND_INVALID_RCX]);
+    expect(td.platform.module.rtmr[1]!.equals(sha384(ZERO48, Buffer.from(td.platform.machine.memory.read(0n, 48))))).toBe(true);
+  });
+
+  it('data at the first GPA past RAM: an EPT-violation TD exit the VMM sees as outside RAM', () => {
+    const td = tdGuest(`${extend(32n << 20n, 0)}\n ${HALT}`);
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('fault');
+    expect(outcome.reason).toMatch(/outside its RAM/);
+    expect(td.trace.ofType('td-exit')[0]).toMatchObject({ gpa: 32n << 20n, space: 'private' });
   });
 
   it('the RTMRs are part of the module state a snapshot keeps', () => {
