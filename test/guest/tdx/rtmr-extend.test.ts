@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { TdAttributes } from '../../../src/platform/tdx/td-module.js';
+import { honestTdxPolicy, type EptViolationExit, type TdxVmmPolicy } from '../../../src/vmm/tdx/honest-vmm.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { HALT, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
 
@@ -134,12 +135,24 @@ describe('TDG.MR.RTMR.EXTEND', () => {
     expect(td.platform.module.rtmr[1]!.equals(sha384(ZERO48, Buffer.from(td.platform.machine.memory.read(0n, 48))))).toBe(true);
   });
 
-  it('data at the first GPA past RAM: an EPT-violation TD exit the VMM sees as outside RAM', () => {
-    const td = tdGuest(`${extend(32n << 20n, 0)}\n ${HALT}`);
+  it('data at the first GPA past RAM: an EPT-violation TD exit that tells the VMM it is outside RAM', () => {
+    // The exit's outsideRam, as the VMM's policy receives it (td-module.ts TdExit), for the GPA
+    // that is RAM's size exactly, and for the last page inside RAM (the driver hands an exit
+    // outside RAM to onSharedEptViolation, as it has no private page there).
+    const seen: EptViolationExit[] = [];
+    const policy: TdxVmmPolicy = {
+      ...honestTdxPolicy,
+      onPrivateEptViolation(ctx, exit) { seen.push(exit); return honestTdxPolicy.onPrivateEptViolation(ctx, exit); },
+      onSharedEptViolation(ctx, exit) { seen.push(exit); return honestTdxPolicy.onSharedEptViolation(ctx, exit); },
+    };
+    const inside = tdGuest(`${extend((32n << 20n) - 0x1000n, 0)}\n ${HALT}`, { policy });
+    runTd(inside);
+    const td = tdGuest(`${extend(32n << 20n, 0)}\n ${HALT}`, { policy });
     const outcome = runTd(td);
     expect(outcome.outcome).toBe('fault');
     expect(outcome.reason).toMatch(/outside its RAM/);
     expect(td.trace.ofType('td-exit')[0]).toMatchObject({ gpa: 32n << 20n, space: 'private' });
+    expect(seen.map((e) => [e.gpa, e.outsideRam])).toEqual([[(32n << 20n) - 0x1000n, false], [32n << 20n, true]]);
   });
 
   it('the RTMRs are part of the module state a snapshot keeps', () => {
