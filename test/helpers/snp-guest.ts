@@ -190,6 +190,23 @@ export function flat32VmsaPage(): Buffer {
 }
 
 /**
+ * Asm, the start of an AP's code at an apVmsaPageLike VMSA: the AP starts in flat 32-bit protected
+ * mode with the BSP's CR3, CR4.PAE and EFER.LME (the emulator enters only real or flat 32-bit mode
+ * from a VMSA); setting CR0.PG activates long mode (APM Vol. 2 §14.6.1) and a far jump to the
+ * 64-bit code segment enters it. Goes on at the next line, in 64-bit code.
+ */
+export const AP_TO_LONG_MODE = `
+.code32
+  mov eax, cr0
+  bts eax, 31
+  mov cr0, eax
+  .byte 0xea
+  .long ap_long64
+  .word 0x08
+.code64
+ap_long64:`;
+
+/**
  * An AP's VMSA page: flat32VmsaPage at `rip`, on the stack `rsp`, with the BSP's GDT, IDT, CR3 and
  * CR4 (sev_es_save_area gdtr 0x60, idtr 0x80, cr4 0x148, cr3 0x150, rip 0x178, rsp 0x1d8).
  */

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
 import { CR4_OSXSAVE } from '../../../src/cpu/registers.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
-import { REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { AP_TO_LONG_MODE, REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
 const AP_XCR0 = DATA;            // EDX:EAX of the AP's XGETBV
@@ -44,15 +44,7 @@ const saveAnswer = (at: number) => `
  * loop turns for ever.
  */
 const AP = `
-.code32
-  mov eax, cr0
-  bts eax, 31
-  mov cr0, eax
-  .byte 0xea
-  .long ap_long64
-  .word 0x08
-.code64
-ap_long64:
+${AP_TO_LONG_MODE}
   inc qword ptr [${AP_STARTS}]
   xor ecx, ecx
   xgetbv

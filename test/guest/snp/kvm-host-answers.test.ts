@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Machine } from '../../../src/cpu/machine.js';
 import { IOIO } from '../../../src/platform/snp/ghcb-page.js';
 import { SNP_GUEST_SEV_FEATURES } from '../../../src/platform/snp/snp-cpu.js';
-import { GHCB_GPA, REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { AP_TO_LONG_MODE, GHCB_GPA, REGISTER_GHCB, apVmsaPageLike, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const DATA = 0x3000n;            // private, validated at launch: what both vCPUs write
 const COUNT = DATA;              // the AP's loop count
@@ -43,15 +43,7 @@ const saveAnswer = (at: number) => `
  */
 function apCode(limit: bigint): string {
   return `
-.code32
-  mov eax, cr0
-  bts eax, 31
-  mov cr0, eax
-  .byte 0xea
-  .long ap_long64
-  .word 0x08
-.code64
-ap_long64:
+${AP_TO_LONG_MODE}
   inc qword ptr [${STARTS}]
   mov rbx, ${limit}
 ap_loop:

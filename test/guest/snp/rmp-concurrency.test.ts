@@ -16,7 +16,7 @@ import { NPF_BITS, VC_PAGE_NOT_VALIDATED } from '../../../src/platform/snp/acces
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
 import { RFLAGS } from '../../../src/cpu/registers.js';
 import { CODE_BASE } from '../../helpers/guest-setup.js';
-import { PVALIDATE, apVmsaPageLike, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
+import { AP_TO_LONG_MODE, PVALIDATE, apVmsaPageLike, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const P = 0x400000n;        // the contested page
 const SHARED = 0x3000n;     // private, validated at launch: flags and results both vCPUs write
@@ -44,22 +44,6 @@ const VC_HANDLER = `
 /** A PSC request for P through the GHCB MSR protocol; the response lands in PSC_RESP. */
 const PSC_P_SHARED = `${msrProtocol(ghcbMsr.pscReq(P >> 12n, PSC_OP.SHARED))}
   mov [${PSC_RESP}], rax`;
-
-/**
- * The AP starts from its VMSA in flat 32-bit protected mode with the BSP's CR3, CR4.PAE and
- * EFER.LME (the emulator enters only real or flat 32-bit mode from a VMSA): setting CR0.PG
- * activates long mode (APM Vol. 2 §14.6.1) and a far jump to the 64-bit code segment enters it.
- */
-const AP_TO_LONG_MODE = `
-.code32
-  mov eax, cr0
-  bts eax, 31
-  mov cr0, eax
-  .byte 0xea
-  .long ap_long64
-  .word 0x08
-.code64
-ap_long64:`;
 
 /**
  * Test 1. A (vCPU 0) PVALIDATEs P, reads it (a private translation in the TLB), says so, waits
