@@ -24,6 +24,29 @@ const RECORD_FRAME = `
   mov r9, [rsp + 32]
   hlt`;
 
+/**
+ * Asm: a GDT with user data (slot 0x20, DPL 3) and 32-bit user code (slot 0x38, DPL 3:
+ * `userCode`), `extra` descriptor writes before it is loaded with limit `gdtLimit`, the TSS with
+ * RSP0, and an IRETQ frame's SS 0x23, RSP 0x70000, RFLAGS 0x2 and CS 0x3b pushed: the caller
+ * pushes the RIP and runs IRETQ into compatibility mode at CPL 3.
+ */
+function compatUserFrame(options: { userCode?: string; extra?: string; gdtLimit?: number } = {}): string {
+  return `
+      mov rax, 0x00cff3000000ffff      # user data, DPL 3
+      mov [0x10020], rax
+      mov rax, ${options.userCode ?? '0x00cffb000000ffff      # 32-bit user code, DPL 3, D=1'}
+      mov [0x10038], rax
+      ${options.extra ?? ''}
+      mov word ptr [0x30000], ${options.gdtLimit ?? 63}
+      mov qword ptr [0x30002], 0x10000
+      lgdt [0x30000]
+      ${loadTss(`0x${RSP0.toString(16)}`)}
+      push 0x23
+      push 0x70000
+      push 0x2
+      push 0x3b`;
+}
+
 function runAtCpl3(user: string, options: { rsp0?: bigint; tssLimit?: number; ist?: boolean } = {}) {
   const tss = loadTss(`0x${(options.rsp0 ?? RSP0).toString(16)}`, { ist1: IST1, ...(options.tssLimit !== undefined ? { limit: options.tssLimit } : {}) });
   const g = snpGuest(`
@@ -149,20 +172,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
 
   it('from 32-bit user code (compatibility mode): the 64-bit handler at CPL 0 on RSP0, the 32-bit CS in the frame', () => {
     const g = snpGuest(`
-      mov rax, 0x00affb000000ffff      # user code, DPL 3, L=1
-      mov [0x10018], rax
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov rax, 0x00cffb000000ffff      # 32-bit user code, DPL 3, D=1
-      mov [0x10038], rax
-      mov word ptr [0x30000], 63
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${loadTss(`0x${RSP0.toString(16)}`)}
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x3b
+      ${compatUserFrame({ extra: 'mov rax, 0x00affb000000ffff      # user code, DPL 3, L=1\n      mov [0x10018], rax' })}
       lea rax, [rip + user32]
       push rax
       lea r8, [rip + user32]
@@ -179,18 +189,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
 
   it('from 32-bit user code in a CS based at 17 MiB: the same delivery, the frame\'s RIP the offset in that CS', () => {
     const g = snpGuest(`
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov rax, 0x01cffb100000ffff      # 32-bit user code, DPL 3, D=1, base 0x1100000
-      mov [0x10038], rax
-      mov word ptr [0x30000], 63
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${loadTss(`0x${RSP0.toString(16)}`)}
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x3b
+      ${compatUserFrame({ userCode: '0x01cffb100000ffff      # 32-bit user code, DPL 3, D=1, base 0x1100000' })}
       push 0x10
       iretq`, { launch: [...SNP_GUEST_CPL3_LAUNCH, [0x1100000n, 0x1000n]], extraCode: [[0x1100000n, '.fill 16, 1, 0x90\n ud2']], udHandler: RECORD_FRAME });
     expect(g.run().outcome).toBe('done');
@@ -201,20 +200,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
 
   it('from 32-bit user code with DS based at 1 MiB: the same delivery (it reads no DS-relative memory, SDM Vol. 3 §6.14)', () => {
     const g = snpGuest(`
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov rax, 0x00cffb000000ffff      # 32-bit user code, DPL 3, D=1
-      mov [0x10038], rax
-      mov rax, 0x00cff3100000ffff      # user data, DPL 3, base 0x100000
-      mov [0x10040], rax
-      mov word ptr [0x30000], 71
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${loadTss(`0x${RSP0.toString(16)}`)}
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x3b
+      ${compatUserFrame({ extra: 'mov rax, 0x00cff3100000ffff      # user data, DPL 3, base 0x100000\n      mov [0x10040], rax', gdtLimit: 71 })}
       lea rax, [rip + user32]
       push rax
       lea r8, [rip + fault]
@@ -234,18 +220,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
 
   it('from 32-bit user code whose CS descriptor changed after CS was loaded: the run stops (the model cannot read the hidden base) rather than enter the handler', () => {
     const g = snpGuest(`
-      mov rax, 0x00cff3000000ffff      # user data, DPL 3
-      mov [0x10020], rax
-      mov rax, 0x00cffb000000ffff      # 32-bit user code, DPL 3, D=1
-      mov [0x10038], rax
-      mov word ptr [0x30000], 63
-      mov qword ptr [0x30002], 0x10000
-      lgdt [0x30000]
-      ${loadTss(`0x${RSP0.toString(16)}`)}
-      push 0x23
-      push 0x70000
-      push 0x2
-      push 0x3b
+      ${compatUserFrame()}
       lea rax, [rip + user32]
       push rax
       iretq
