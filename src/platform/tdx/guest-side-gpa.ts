@@ -6,7 +6,7 @@
 // raises #VE (or, with TD_CTLS.PENDING_VE_DISABLE, an EPT-violation TD exit), and any other state
 // an EPT-violation TD exit. Either way RIP stays at the TDCALL, which the TD re-executes once the
 // page is there.
-import { lookupTransition } from './sept-legality.js';
+import { accessAction } from './sept-legality.js';
 import { TdxStatus, withOperand } from './status.js';
 import { EEQ_TYPE, type TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
@@ -40,8 +40,7 @@ export function checkGuestSideGpa(td: TdModule, gpa: bigint, access: GuestSideAc
     return { kind: 'step', step, result: 'td-exit(guest-side-gpa)' };
   }
   const walk = td.sept.walk(gpa, 0);
-  const t = lookupTransition('ACCESS', walk.state);
-  const action = t.kind === 'access' ? t.action : 'ept-violation';
+  const action = accessAction(walk.state);
   if (action === 'allowed') return undefined;
   // The walk asked for read (and write for a TDX_RANGE_RW mapping) and found no permission at the
   // entry that stopped it: exit_qual's data_read/data_write bits, no GLA, not a translated access.

@@ -89,3 +89,9 @@ const LEGALITY_ROWS: ReadonlyMap<SeptOperation, readonly SeptTransition[]> = new
 export function lookupTransition(op: SeptOperation, state: SeptStateName): SeptTransition {
   return LEGALITY_ROWS.get(op)![septStateIndex(state)]!;
 }
+
+/** The ACCESS row: what a private access (the guest's, or the module's on its behalf) to a leaf in `state` meets. */
+export function accessAction(state: SeptStateName): AccessAction {
+  const t = lookupTransition('ACCESS', state);
+  return t.kind === 'access' ? t.action : 'ept-violation';
+}

@@ -22,7 +22,7 @@ import { handleTdcall, type VmcallReg, VMCALL_REGS } from './tdcall.js';
 import { handleCpuid, TD_XFAM } from './td-cpuid.js';
 import { handleMsr } from './td-msr.js';
 import { Sept, type SeptTables } from './sept.js';
-import { lookupTransition } from './sept-legality.js';
+import { accessAction } from './sept-legality.js';
 import { septTopLevel, type SeptLevel, type SeptStateName } from './sept-states.js';
 import { TdxVmmHandle } from './vmm-handle.js';
 import { DF_VECTOR, GP_VECTOR, UD_VECTOR, VE_VECTOR } from '../../shared/x86-vectors.js';
@@ -490,8 +490,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       return this.tdExit({ reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam, eeq: { type: 'none', raw: 0n } });
     }
     const walk = this.sept.walk(exit.gpa, 0);
-    const t = lookupTransition('ACCESS', walk.state);
-    const action = t.kind === 'access' ? t.action : 'ept-violation';
+    const action = accessAction(walk.state);
     if (action === 'allowed') {
       // The gate disagreed with the SEPT: resynchronise it (cannot happen unless someone bypassed Sept).
       this.sept.resyncGate(walk.level, walk.base);
