@@ -49,6 +49,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   hw('launch-vmsa', 'SNP: the VMSA was measured'),
   hw('ap-vmrun', 'SNP: VMRUN of an AP from the VMSA page the guest created (vCPU, VMSA GPA, or why refused)'),
   hw('launch-finish', 'SNP: SNP_LAUNCH_FINISH (the launch digest)'),
+  hw('guest-message', 'SNP: SNP_GUEST_REQUEST, a guest message the firmware answered or refused (status, VMPCK, its message count)'),
   hw('launch-cpuid-rejected', 'SNP: the firmware rejected a CPUID page entry at launch'),
   hw('shared-read-ciphertext', 'SNP: a read of a private page through a shared mapping (ciphertext)'),
   // The untrusted VMM (src/vmm/) and the fuzzer's adversary (src/fuzz/adversary.ts).
@@ -65,6 +66,8 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('ghcb-answer-lost', 'SNP: the VMM\'s answer in a GHCB that is not in shared memory did not reach the guest (gpa, the answer, why); the guest resumes, as under KVM'),
   vmm('ap-creation', 'SNP: an AP Creation request (request, APIC ID, VMSA GPA)'),
   vmm('ap-vmsa-no-memslot', 'SNP: an AP Creation whose VMSA GPA is not guest RAM: acknowledged, the target left stopped, as KVM does (vCPU, VMSA GPA)'),
+  vmm('snp-guest-request', 'SNP: a guest request the VMM passed to the firmware (request and response GPAs, firmware status)'),
+  vmm('guest-response-lost', 'SNP: the VMM could not write a guest request\'s response (the page is private)'),
   vmm('guest-request', 'a guest request the VMM saw (the fuzzer keys on it)'),
   vmm('guest-release', 'the guest asked to make memory shared'),
   vmm('guest-reclaim', 'the guest asked to make memory private again'),

@@ -67,6 +67,8 @@ export interface SnpGuestOptions {
   instructionLimit?: bigint;
   /** Counting mode (default) or fast mode (MachineOptions.countInstructions). */
   countInstructions?: boolean;
+  /** A page launched as SNP_LAUNCH_UPDATE type SECRETS (the firmware writes the secrets page there). */
+  secrets?: bigint;
 }
 
 export function snpGuest(main: string, options: SnpGuestOptions = {}) {
@@ -103,6 +105,10 @@ ${options.udHandler ?? defaultHandler(6, false)}
   platform.launchUpdateRange(STACK_TOP - 0x1000n, 0x1000n, 'NORMAL', imagePerms);
   if (ptEnd > PT_BASE) platform.launchUpdateRange(PT_BASE, ptEnd - PT_BASE, 'NORMAL', imagePerms);
   for (const [gpa, len, perms] of options.launch ?? []) platform.launchUpdateRange(gpa, len, 'NORMAL', perms);
+  if (options.secrets !== undefined) {
+    platform.rmpUpdate(options.secrets, { assigned: true, pageSize: '4k', immutable: true, gpa: options.secrets, asid: platform.asid });
+    if (platform.launchUpdatePage(options.secrets, 'SECRETS').rc !== 0) throw new Error('the secrets page did not launch');
+  }
   const digest = platform.launchFinish();
   const vmm = new HonestSnpVmm(options.vmm);
   return {

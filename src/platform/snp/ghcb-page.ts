@@ -41,6 +41,8 @@ export const SVM_EXIT = {
   MWAIT: 0x8b,
   NPF: 0x400,
   PSC: 0x80000010,
+  /** SNP Guest Request NAE: SW_EXITINFO1 = request page GPA, SW_EXITINFO2 = response page GPA (Linux SVM_VMGEXIT_GUEST_REQUEST). */
+  GUEST_REQUEST: 0x80000011,
   /**
    * SNP AP Creation NAE event (GHCB spec 56421, "SNP AP Creation"; its section number not checked:
    * only the spec's title page was retrievable here). Values and layout as Linux and KVM use them:

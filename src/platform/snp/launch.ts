@@ -119,6 +119,11 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
     return this.#finished;
   }
 
+  /** The digest's bytes (a copy). */
+  get digest(): Uint8Array {
+    return Uint8Array.from(this.#digest);
+  }
+
   get hex(): string {
     return Buffer.from(this.#digest).toString('hex');
   }

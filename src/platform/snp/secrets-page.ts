@@ -26,9 +26,11 @@ export function secretsPage(vmIdentity: string, fms: number): Uint8Array {
   view.setUint32(SecretsPage.VERSION, SECRETS_PAGE_VERSION, true);
   view.setUint32(SecretsPage.FMS, fms >>> 0, true);
   view.setUint32(SecretsPage.TSC_FACTOR, TSC_FACTOR_GENOA, true);
-  for (let vmpl = 0; vmpl < 4; vmpl++) {
-    const key = digestOf('sha256', Buffer.from('minivisor SEV-SNP VMPCK\0'), Buffer.from(vmIdentity), Uint8Array.of(vmpl));
-    page.set(key, SecretsPage.VMPCK0 + vmpl * SecretsPage.VMPCK_BYTES);
-  }
+  for (let vmpl = 0; vmpl < 4; vmpl++) page.set(vmpckOf(vmIdentity, vmpl), SecretsPage.VMPCK0 + vmpl * SecretsPage.VMPCK_BYTES);
   return page;
+}
+
+/** VMPCK `index` (0..3) of the VM named `vmIdentity`: what its secrets page holds, and what the firmware's guest messages use. */
+export function vmpckOf(vmIdentity: string, index: number): Buffer {
+  return digestOf('sha256', Buffer.from('minivisor SEV-SNP VMPCK\0'), Buffer.from(vmIdentity), Uint8Array.of(index));
 }

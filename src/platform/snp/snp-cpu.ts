@@ -33,7 +33,8 @@ import { MSR_GHCB, MSR_SEV_STATUS, SNP_GUEST_SEV_FEATURES, SNP_GUEST_SEV_STATUS,
 import { SVM_EXIT } from './ghcb-page.js';
 import { svmInstruction } from './svm-insn.js';
 import { GHCB_PROTOCOL_MAX, GHCB_PROTOCOL_MIN, ghcbMsr } from './ghcb-msr.js';
-import { secretsPage } from './secrets-page.js';
+import { secretsPage, vmpckOf } from './secrets-page.js';
+import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
@@ -149,6 +150,8 @@ export interface SnpPlatformState {
   runnable: readonly boolean[];
   scheduler?: VcpuSchedulerState;
   launch: ReturnType<LaunchDigest['saveState']>;
+  /** The firmware's guest-message counts, one per VMPCK. */
+  guestMessageCounts: readonly bigint[];
   pendingOutcome: RunOutcome | undefined;
   dramPages: ReadonlySet<bigint>;
 }
@@ -198,6 +201,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   readonly cBit: number;
   readonly vmpl: 0 | 1 | 2 | 3;
   readonly launch = new LaunchDigest();
+  readonly #guestRequests = new GuestRequestFirmware();
   /** 2 MiB regions the VMM maps with a 2 MiB NPT page (default: 4 KiB). */
   readonly #npt2m = new Set<bigint>();
   readonly #encryption: MemoryEncryption;
@@ -580,6 +584,22 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return digest;
   }
 
+  /**
+   * SNP_GUEST_REQUEST (guest-request.ts): the hypervisor hands the firmware the guest's message in
+   * `request` (a page of its own) and a page `response` for the answer. Returns the firmware status.
+   */
+  guestRequest(request: Uint8Array, response: Uint8Array): number {
+    const ctx = {
+      running: this.launch.finished,
+      vmpck: (index: number) => vmpckOf(this.#identity, index),
+      report: { measurement: this.launch.digest, vmIdentity: this.#identity },
+    };
+    const vmpck = request[GMSG.MSG_VMPCK] ?? 0;
+    const status = this.#guestRequests.handle(ctx, request, response);
+    this.#record('guest-message', { status, vmpck, count: vmpck < 4 ? this.#guestRequests.count(vmpck) : 0n });
+    return status;
+  }
+
   /** The GHCB MSR of the vCPU that runs (or whose exit the VMM is handling). */
   get ghcbMsr(): bigint { return this.#ghcbMsrs[this.machine.vcpuIndex]!; }
   set ghcbMsr(v: bigint) { this.#ghcbMsrs[this.machine.vcpuIndex] = BigInt.asUintN(64, v); }
@@ -697,7 +717,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   saveState(): SnpPlatformState {
     return {
       machine: this.machine.saveState(), rmp: this.rmp.saveState(), npt2m: new Set(this.#npt2m), ghcbMsrs: [...this.#ghcbMsrs],
-      runnable: [...this.#runnable], launch: this.launch.saveState(), pendingOutcome: this.#pendingOutcome, dramPages: new Set(this.#dramPages),
+      runnable: [...this.#runnable], launch: this.launch.saveState(), guestMessageCounts: this.#guestRequests.saveState(), pendingOutcome: this.#pendingOutcome, dramPages: new Set(this.#dramPages),
       ...(this.scheduler ? { scheduler: this.scheduler.saveState() } : {}),
     };
   }
@@ -712,6 +732,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     this.#syncPauseExits();
     if (this.scheduler && state.scheduler) this.scheduler.loadState(state.scheduler);
     this.launch.loadState(state.launch);
+    this.#guestRequests.loadState(state.guestMessageCounts);
     this.#pendingOutcome = state.pendingOutcome;
     this.#dramPages.clear();
     for (const page of state.dramPages) this.#dramPages.add(page);

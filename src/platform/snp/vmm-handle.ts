@@ -93,6 +93,13 @@ export class SnpVmmHandle {
     return this.#platform.launchRange(gpa, bytes, type, source, vmplPerms);
   }
 
+  /**
+   * SNP_GUEST_REQUEST: passes the guest's message (`request`, a page the host copied it into) to
+   * the firmware, which writes its answer into `response`, a page of the host's. Returns the
+   * firmware status. The host sees the messages only encrypted (guest-request.ts).
+   */
+  guestRequest(request: Uint8Array, response: Uint8Array): number { return this.#platform.guestRequest(request, response); }
+
   /** SNP_LAUNCH_FINISH: fixes the launch digest (hex). */
   launchFinish(): string { return this.#platform.launchFinish(); }
 

@@ -76,6 +76,12 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   readonly #registeredGhcbs = new Map<number, bigint>();
   /** VMSA GPAs an AP creation request CREATE_ON_INIT recorded per target vCPU, for its next INIT (KVM snp_vmsa_gpa). */
   readonly #vmsaAtInit = new Map<number, bigint>();
+  /**
+   * KVM's response buffer for guest requests (kvm_sev_info guest_resp_buf, a firmware page
+   * allocated zeroed): the firmware writes each response into it and KVM copies all 4 KiB to the
+   * guest, so what a failed request gets back is what is left there. Allocated at the first request.
+   */
+  #guestResponse: Uint8Array | undefined;
   readonly pscEntriesPerExit: number;
   readonly #ram: readonly GuestRamRange[] | undefined;
 
@@ -101,11 +107,15 @@ export class HonestSnpVmm implements SnpVmmPolicy {
   }
 
   /** The VMM's own bookkeeping (its console is a part of the VM snapshot by itself). */
-  saveState(): { registeredGhcbs: [number, bigint][]; vmsaAtInit: [number, bigint][] } {
-    return { registeredGhcbs: [...this.#registeredGhcbs], vmsaAtInit: [...this.#vmsaAtInit] };
+  saveState(): { registeredGhcbs: [number, bigint][]; vmsaAtInit: [number, bigint][]; guestResponse?: Uint8Array } {
+    return {
+      registeredGhcbs: [...this.#registeredGhcbs], vmsaAtInit: [...this.#vmsaAtInit],
+      ...(this.#guestResponse ? { guestResponse: Uint8Array.from(this.#guestResponse) } : {}),
+    };
   }
 
-  loadState(state: { registeredGhcbs: [number, bigint][]; vmsaAtInit?: [number, bigint][] }): void {
+  loadState(state: { registeredGhcbs: [number, bigint][]; vmsaAtInit?: [number, bigint][]; guestResponse?: Uint8Array }): void {
+    this.#guestResponse = state.guestResponse ? Uint8Array.from(state.guestResponse) : undefined;
     this.#registeredGhcbs.clear();
     for (const [vcpu, gpa] of state.registeredGhcbs) this.#registeredGhcbs.set(vcpu, gpa);
     this.#vmsaAtInit.clear();
@@ -510,6 +520,35 @@ export class HonestSnpVmm implements SnpVmmPolicy {
         // (KVM_EXIT_FAIL_ENTRY, which QEMU treats as fatal).
         const started = host.runApFromVmsa(apicId, vmsaGpa);
         if (!started.ok) return { outcome: 'fault', reason: `VMRUN of vCPU ${apicId} from the VMSA at 0x${vmsaGpa.toString(16)} failed: ${started.reason}` };
+        return 'resume';
+      }
+      // SNP Guest Request NAE (Linux sev-guest's way to the firmware: attestation reports). KVM's
+      // sev_es_validate_vmgexit needs both GPAs page aligned and not the same page (else
+      // GHCB_ERR_MISSING_INPUT); snp_handle_guest_req then copies the request page into a buffer of
+      // its own, issues SNP_GUEST_REQUEST with it and its response buffer, and copies the whole
+      // response buffer to the guest's page whatever the firmware said: SW_EXITINFO1 = 0 and
+      // SW_EXITINFO2 = SNP_GUEST_ERR(0, firmware status). A page with no memslot fails the exit
+      // (kvm_read_guest/kvm_write_guest: -EIO) and the VM stops. KVM writes through the host's
+      // mapping without asking whether the guest made the page shared; a private response page
+      // refuses the host's write here, and the guest finds its page as it left it. Source:
+      // torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
+      case BigInt(SVM_EXIT.GUEST_REQUEST): {
+        const requestGpa = info1, responseGpa = g.get('swExitInfo2');
+        if (requestGpa % PAGE_4K !== 0n || responseGpa % PAGE_4K !== 0n || requestGpa === responseGpa) return fail(GHCB_ERR.MISSING_INPUT);
+        const noMemslot = (gpa: bigint): VmmAnswer => ({ outcome: 'vmm-error', reason: `guest request page 0x${gpa.toString(16)} is not guest RAM: KVM fails the exit (-EIO) and the VM stops` });
+        if (!this.#inRam(host, requestGpa, PAGE_4K)) return noMemslot(requestGpa);
+        this.#guestResponse ??= new Uint8Array(Number(PAGE_4K));
+        const status = host.guestRequest(host.hostMemory.read(requestGpa, Number(PAGE_4K)), this.#guestResponse);
+        host.trace.record('vmm', 'snp-guest-request', { requestGpa, responseGpa, status });
+        if (!this.#inRam(host, responseGpa, PAGE_4K)) return noMemslot(responseGpa);
+        try {
+          host.hostMemory.write(responseGpa, this.#guestResponse);
+        } catch (err) {
+          if (!(err instanceof HostAccessRefused)) throw err;
+          host.trace.record('vmm', 'guest-response-lost', { responseGpa, why: err.message });
+        }
+        g.set('swExitInfo1', GHCB_RESULT.OK);
+        g.set('swExitInfo2', BigInt(status));
         return 'resume';
       }
       case BigInt(SVM_EXIT.TERM_REQUEST): {

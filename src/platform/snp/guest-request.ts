@@ -1,0 +1,153 @@
+// SNP_GUEST_REQUEST: the firmware's side of a guest message (SEV-SNP Firmware ABI §7 "Guest
+// Messages" and §8 SNP_GUEST_REQUEST), in the order AMD's own firmware checks it
+// (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_guest_request; layouts from sev_rmp.h).
+//
+// The guest encrypts a request with AES-256-GCM under one of its VMPCKs (the secrets page gives
+// them): IV = MSG_SEQNO (8 bytes, little-endian, then 4 zero bytes), AAD = header bytes
+// 0x30..0x5F, the 16-byte tag in AUTHTAG. The hypervisor only carries the message from a shared
+// page to the firmware and back, and the firmware answers only a request whose MSG_SEQNO is one
+// more than its count for that VMPCK: a replayed, reordered or changed message is refused, and
+// the response (MSG_SEQNO + 1) cannot be forged or replayed by the host.
+//
+// Two kinds of failure, as the firmware's own comment has it: a bad message (header, tag, sequence
+// number, unknown type) fails the command itself (a firmware status the hypervisor passes back,
+// no response written, the count unchanged); a well-formed request the firmware refuses is a
+// valid, encrypted response whose STATUS says why.
+//
+// Message types: MSG_REPORT_REQ only. The others (CPUID, KEY, TSC_INFO, the migration messages)
+// fail the command as an unknown type would (INVALID_PARAM), which the real firmware does not.
+import { nodeCrypto } from '../../shared/digest.js';
+import type { Snapshottable } from '../../shared/snapshottable.js';
+import { attestationReport, type ReportInputs } from './attestation-report.js';
+
+/** Firmware status codes (Linux include/uapi/linux/psp-sev.h sev_ret_code). */
+export const SEV_RET = {
+  SUCCESS: 0x00, INVALID_GUEST_STATE: 0x02, BAD_MEASUREMENT: 0x0b, INVALID_PARAM: 0x16, AEAD_OFLOW: 0x1d, INVALID_KEY: 0x27,
+} as const;
+
+/** The message header (snp_guest_message_header_t, 0x60 bytes): byte offsets. */
+export const GMSG = {
+  AUTHTAG: 0x00, MSG_SEQNO: 0x20, ALGO: 0x30, HDR_VERSION: 0x31, HDR_SIZE: 0x32, MSG_TYPE: 0x34, MSG_VERSION: 0x35,
+  MSG_SIZE: 0x36, MSG_VMPCK: 0x3c, HEADER_BYTES: 0x60,
+} as const;
+export const AEAD_ALGO_AES_256_GCM = 1;
+export const MSG_TYPE = { REPORT_REQ: 5, REPORT_RSP: 6 } as const;
+/** MSG_REPORT_REQ (snp_msg_report_req_t): REPORT_DATA[64], VMPL u32, KEY_SEL in bits 1:0 of the next u32, reserved to 0x60. */
+export const REPORT_REQ = { REPORT_DATA: 0x00, VMPL: 0x40, KEY_SEL: 0x44, RESERVED: 0x48, BYTES: 0x60 } as const;
+/** MSG_REPORT_RSP (snp_msg_report_rsp_t): STATUS u32, REPORT_SIZE u32, reserved to 0x20, then the report. */
+export const REPORT_RSP = { STATUS: 0x00, REPORT_SIZE: 0x04, REPORT: 0x20, BYTES: 0x4c0 } as const;
+/** KEY_SEL: 0 VLEK else VCEK, 1 VCEK only, 2 VLEK only, 3 reserved. */
+const KEY_SEL = { VLEK_ONLY: 2, RESERVED: 3 } as const;
+
+const PAGE_BYTES = 0x1000;
+const TAG_BYTES = 16;
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/** What the firmware needs of the guest it serves. */
+export interface GuestRequestContext {
+  /** The guest is RUNNING (SNP_LAUNCH_FINISH done); before that the command is refused. */
+  running: boolean;
+  /** The VMPCK the secrets page holds for `vmpck` (0..3). */
+  vmpck(index: number): Uint8Array;
+  /** What a report says apart from the request's own fields. */
+  report: Omit<ReportInputs, 'reportData' | 'vmpl'>;
+}
+
+function gcmIv(seqno: bigint): Buffer {
+  const iv = Buffer.alloc(12);
+  iv.writeBigUInt64LE(seqno, 0);
+  return iv;
+}
+
+/** The firmware's guest-message state: one message count per VMPCK (GCTX MSG_COUNT0..3). */
+export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
+  #counts: bigint[] = [0n, 0n, 0n, 0n];
+
+  saveState(): readonly bigint[] { return [...this.#counts]; }
+  loadState(state: readonly bigint[]): void { this.#counts = [...state]; }
+
+  /** The message count of VMPCK `index`: the last response's MSG_SEQNO. */
+  count(index: number): bigint { return this.#counts[index]!; }
+
+  /**
+   * SNP_GUEST_REQUEST with the request message in `request` (the hypervisor's page); a response
+   * goes into `response` (its header and payload; the rest of the page untouched). Returns the
+   * command's firmware status.
+   */
+  handle(ctx: GuestRequestContext, request: Uint8Array, response: Uint8Array): number {
+    if (request.length < PAGE_BYTES || response.length < PAGE_BYTES) throw new RangeError('guest request and response are 4 KiB pages');
+    if (!ctx.running) return SEV_RET.INVALID_GUEST_STATE;
+    const req = new DataView(request.buffer, request.byteOffset, PAGE_BYTES);
+    const msgSize = req.getUint16(GMSG.MSG_SIZE, true);
+    if (request[GMSG.HDR_VERSION] !== 1 || req.getUint16(GMSG.HDR_SIZE, true) !== GMSG.HEADER_BYTES
+      || request[GMSG.ALGO] !== AEAD_ALGO_AES_256_GCM || msgSize === 0 || msgSize % 16 !== 0) return SEV_RET.INVALID_PARAM;
+    if (GMSG.HEADER_BYTES + msgSize > PAGE_BYTES) return SEV_RET.INVALID_PARAM;
+    const vmpckIndex = request[GMSG.MSG_VMPCK]!;
+    if (vmpckIndex > 3) return SEV_RET.INVALID_PARAM;
+    const seqno = req.getBigUint64(GMSG.MSG_SEQNO, true);
+    const key = ctx.vmpck(vmpckIndex);
+    // The payload decrypts into a scratch page the firmware zeroes after every request: what a
+    // short MSG_SIZE leaves out of a message's fields reads as zero.
+    const payload = new Uint8Array(PAGE_BYTES);
+    try {
+      const decipher = nodeCrypto().createDecipheriv('aes-256-gcm', key, gcmIv(seqno));
+      decipher.setAAD(request.subarray(GMSG.ALGO, GMSG.HEADER_BYTES));
+      decipher.setAuthTag(request.subarray(GMSG.AUTHTAG, GMSG.AUTHTAG + TAG_BYTES));
+      payload.set(decipher.update(request.subarray(GMSG.HEADER_BYTES, GMSG.HEADER_BYTES + msgSize)));
+      decipher.final();
+    } catch {
+      // aes256gcm_authenticated_decrypt: a tag that does not match is BAD_MEASUREMENT.
+      return SEV_RET.BAD_MEASUREMENT;
+    }
+    const count = this.#counts[vmpckIndex]!;
+    if (count === UINT64_MAX - 1n || seqno !== count + 1n) return SEV_RET.AEAD_OFLOW;
+    const msgType = request[GMSG.MSG_TYPE]!, msgVersion = request[GMSG.MSG_VERSION]!;
+    if (msgVersion === 0 || (msgType === MSG_TYPE.REPORT_REQ && msgVersion > 1)) return SEV_RET.INVALID_PARAM;
+    if (msgType !== MSG_TYPE.REPORT_REQ) return SEV_RET.INVALID_PARAM;
+    const body = this.#reportResponse(ctx, payload, vmpckIndex);
+
+    const header = new Uint8Array(GMSG.HEADER_BYTES);
+    const h = new DataView(header.buffer);
+    h.setBigUint64(GMSG.MSG_SEQNO, seqno + 1n, true);
+    header[GMSG.ALGO] = AEAD_ALGO_AES_256_GCM;
+    header[GMSG.HDR_VERSION] = 1;
+    h.setUint16(GMSG.HDR_SIZE, GMSG.HEADER_BYTES, true);
+    header[GMSG.MSG_TYPE] = MSG_TYPE.REPORT_RSP;
+    header[GMSG.MSG_VERSION] = 1;
+    h.setUint16(GMSG.MSG_SIZE, body.length, true);
+    header[GMSG.MSG_VMPCK] = vmpckIndex;
+    const cipher = nodeCrypto().createCipheriv('aes-256-gcm', key, gcmIv(seqno + 1n));
+    cipher.setAAD(header.subarray(GMSG.ALGO));
+    const sealed = Buffer.concat([cipher.update(body), cipher.final()]);
+    header.set(cipher.getAuthTag(), GMSG.AUTHTAG);
+    // The request and the response both count: the next request must carry MSG_SEQNO + 2.
+    this.#counts[vmpckIndex] = count + 2n;
+    response.set(header, 0);
+    response.set(sealed, GMSG.HEADER_BYTES);
+    return SEV_RET.SUCCESS;
+  }
+
+  /** MSG_REPORT_RSP for the decrypted MSG_REPORT_REQ `payload`: a report, or STATUS saying why not. */
+  #reportResponse(ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number): Uint8Array {
+    const body = new Uint8Array(REPORT_RSP.BYTES);
+    const out = new DataView(body.buffer);
+    out.setUint32(REPORT_RSP.REPORT_SIZE, REPORT_RSP.BYTES - REPORT_RSP.REPORT, true);
+    const p = new DataView(payload.buffer);
+    const keySelWord = p.getUint32(REPORT_REQ.KEY_SEL, true);
+    const status = (() => {
+      if (payload.subarray(REPORT_REQ.RESERVED, REPORT_REQ.BYTES).some((b) => b !== 0) || (keySelWord & ~0x3) !== 0) return SEV_RET.INVALID_PARAM;
+      // No VLEK is installed, and the VCEK is not disabled for this guest: only a VLEK-only or a
+      // reserved KEY_SEL is refused (with the chip key masked, nothing signs either way).
+      const keySel = keySelWord & 0x3;
+      if (keySel === KEY_SEL.RESERVED || keySel === KEY_SEL.VLEK_ONLY) return SEV_RET.INVALID_KEY;
+      // A report may not claim a more privileged VMPL than the VMPCK that asked for it. A VMPL
+      // above 3 is not refused: the firmware copies it as it is.
+      const vmpl = p.getUint32(REPORT_REQ.VMPL, true);
+      if (vmpl < vmpckIndex) return SEV_RET.INVALID_PARAM;
+      body.set(attestationReport({ ...ctx.report, reportData: payload.subarray(REPORT_REQ.REPORT_DATA, REPORT_REQ.REPORT_DATA + 64), vmpl }), REPORT_RSP.REPORT);
+      return SEV_RET.SUCCESS;
+    })();
+    out.setUint32(REPORT_RSP.STATUS, status, true);
+    return body;
+  }
+}

@@ -1,0 +1,157 @@
+// SNP_GUEST_REQUEST as the firmware serves it, checked against AMD's own firmware
+// (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_guest_request, sev_rmp.h) with messages this test seals
+// itself (test/helpers/snp-guest-message.ts) under the VMPCKs the guest's secrets page holds.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Machine } from '../../../src/cpu/machine.js';
+import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
+import { openGuestMessage, reportRequest, sealGuestMessage, vmpckFromSecrets } from '../../helpers/snp-guest-message.js';
+
+const SECRETS = 0x6000n;
+const CODE = 0x10000n;
+// psp-sev.h sev_ret_code
+const SUCCESS = 0, INVALID_GUEST_STATE = 2, BAD_MEASUREMENT = 0xb, INVALID_PARAM = 0x16, AEAD_OFLOW = 0x1d, INVALID_KEY = 0x27;
+
+let open: Machine[] = [];
+afterEach(() => {
+  for (const vm of open) vm.close();
+  open = [];
+});
+
+/** A launched guest with a secrets page (and one code page measured), finished unless `finish` is false. */
+function launched(finish = true) {
+  const vm = new Machine({ memoryBytes: 16n << 20n });
+  open.push(vm);
+  const p = new SnpPlatform(vm, { keySeed: 7n });
+  p.rmpUpdate(SECRETS, { assigned: true, pageSize: '4k', immutable: true, gpa: SECRETS, asid: p.asid });
+  expect(p.launchUpdatePage(SECRETS, 'SECRETS').rc).toBe(0);
+  p.launchUpdateRange(CODE, 0x1000n, 'NORMAL');
+  const digest = finish ? p.launchFinish() : '';
+  const secrets = vm.memory.read(SECRETS, 4096);
+  return { p, digest, key: (i: number) => vmpckFromSecrets(secrets, i) };
+}
+
+const DATA = Uint8Array.from({ length: 64 }, (_, i) => i + 1);
+
+/** Sends `request`; returns the status and the response page (pre-filled with 0xEE to see what was written). */
+function send(p: SnpPlatform, request: Uint8Array) {
+  const response = new Uint8Array(4096).fill(0xee);
+  const status = p.guestRequest(request, response);
+  return { status, response };
+}
+
+describe('SNP_GUEST_REQUEST: MSG_REPORT_REQ', () => {
+  it('answers MSG_SEQNO + 1 with MSG_REPORT_RSP under the same VMPCK, holding the launch digest and REPORT_DATA', () => {
+    const { p, digest, key } = launched();
+    const { status, response } = send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n }));
+    expect(status).toBe(SUCCESS);
+    const rsp = openGuestMessage(key(0), response);
+    expect(rsp).toMatchObject({ seqno: 2n, algo: 1, hdrVersion: 1, hdrSize: 0x60, type: 6, version: 1, size: 0x4c0, vmpck: 0 });
+    // Only the header and the message are written (hdr_size + msg_size bytes).
+    expect(response[0x60 + 0x4c0]).toBe(0xee);
+    const body = rsp.plain;
+    expect(body.readUInt32LE(0)).toBe(SUCCESS);        // STATUS
+    expect(body.readUInt32LE(4)).toBe(0x4a0);          // REPORT_SIZE
+    const report = body.subarray(0x20);
+    expect(report.readUInt32LE(0x00)).toBe(2);         // VERSION (SNP_GMSG_MAX_REPORT_VERSION)
+    expect(report.readBigUInt64LE(0x08)).toBe(0x30000n); // POLICY
+    expect(report.readUInt32LE(0x30)).toBe(0);         // VMPL
+    expect(report.readUInt32LE(0x34)).toBe(1);         // SIGNATURE_ALGO: ECDSA P-384 with SHA-384
+    // FLAGS: MASK_CHIP_KEY, SIGNING_KEY = 7 (none): nothing signs, the signature stays zero.
+    expect(report.readUInt32LE(0x48)).toBe((1 << 1) | (7 << 2));
+    expect([...report.subarray(0x50, 0x90)]).toEqual([...DATA]);
+    expect(report.subarray(0x90, 0xc0).toString('hex')).toBe(digest);
+    expect(report.subarray(0x140, 0x160).every((b) => b === 0)).toBe(false);  // REPORT_ID, drawn at launch
+    expect(report.subarray(0x160, 0x180).every((b) => b === 0xff)).toBe(true); // REPORT_ID_MA: no migration agent
+    expect(report.subarray(0x1a0, 0x1e0).every((b) => b === 0)).toBe(true);   // CHIP_ID masked
+    expect(report.subarray(0x2a0, 0x4a0).every((b) => b === 0)).toBe(true);   // SIGNATURE
+  });
+
+  it('counts per VMPCK: the next request must carry MSG_SEQNO + 2; a replay or a skip is AEAD_OFLOW with nothing written', () => {
+    const { p, key } = launched();
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
+    for (const seqno of [1n, 2n, 5n]) {
+      const r = send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno }));
+      expect(r.status, `seqno ${seqno}`).toBe(AEAD_OFLOW);
+      expect(r.response.every((b) => b === 0xee)).toBe(true);
+    }
+    const next = send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 3n }));
+    expect(next.status).toBe(SUCCESS);
+    expect(openGuestMessage(key(0), next.response).seqno).toBe(4n);
+    // VMPCK1 has a count of its own, and a report it asks for may say VMPL 1 (not 0).
+    const v1 = send(p, sealGuestMessage(key(1), reportRequest(DATA, 1), { seqno: 1n, vmpck: 1 }));
+    expect(v1.status).toBe(SUCCESS);
+    const rsp = openGuestMessage(key(1), v1.response);
+    expect(rsp.vmpck).toBe(1);
+    expect(rsp.plain.subarray(0x20).readUInt32LE(0x30)).toBe(1);
+  });
+
+  it('a message the host changed, or sealed with another VMPCK than MSG_VMPCK names, is BAD_MEASUREMENT and does not count', () => {
+    const { p, key } = launched();
+    const good = sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n });
+    for (const at of [0x05, 0x3d, 0x70]) {  // tag, AAD (reserved header byte), ciphertext
+      const bad = Buffer.from(good);
+      bad[at]! ^= 1;
+      expect(send(p, bad).status, `byte 0x${at.toString(16)}`).toBe(BAD_MEASUREMENT);
+    }
+    expect(send(p, sealGuestMessage(key(1), reportRequest(DATA), { seqno: 1n, vmpck: 0 })).status).toBe(BAD_MEASUREMENT);
+    expect(send(p, good).status).toBe(SUCCESS);
+  });
+
+  it('header checks come first: HDR_VERSION 1, HDR_SIZE 0x60, ALGO 1, MSG_SIZE a non-zero multiple of 16 within the page, MSG_VMPCK 0-3', () => {
+    const { p, key } = launched();
+    const cases: Array<[string, Parameters<typeof sealGuestMessage>[2]]> = [
+      ['hdr version 2', { seqno: 1n, hdrVersion: 2 }], ['hdr size 0x61', { seqno: 1n, hdrSize: 0x61 }], ['algo 0', { seqno: 1n, algo: 0 }],
+      ['msg size 0', { seqno: 1n, msgSize: 0 }], ['msg size 0x58', { seqno: 1n, msgSize: 0x58 }], ['msg size 0xfb0', { seqno: 1n, msgSize: 0xfb0 }],
+      ['vmpck 4', { seqno: 1n, vmpck: 4 }],
+    ];
+    for (const [name, f] of cases) expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), f)).status, name).toBe(INVALID_PARAM);
+    // MSG_VERSION is checked after the sequence number: a bad version with a stale MSG_SEQNO is AEAD_OFLOW.
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 9n, version: 2 })).status).toBe(AEAD_OFLOW);
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n, version: 2 })).status).toBe(INVALID_PARAM);
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n, version: 0 })).status).toBe(INVALID_PARAM);
+    // None of them counted.
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
+  });
+
+  it('a request the firmware refuses inside the message is a valid response with STATUS set, and it counts', () => {
+    const { p, key } = launched();
+    let seqno = 1n;
+    const status = (payload: Uint8Array, vmpck = 0) => {
+      const r = send(p, sealGuestMessage(key(vmpck), payload, { seqno, vmpck }));
+      expect(r.status).toBe(SUCCESS);
+      const rsp = openGuestMessage(key(vmpck), r.response);
+      expect(rsp.seqno).toBe(seqno + 1n);
+      seqno += 2n;
+      return { status: rsp.plain.readUInt32LE(0), report: rsp.plain.subarray(0x20) };
+    };
+    const reserved = reportRequest(DATA);
+    reserved[0x50] = 1;
+    expect(status(reserved).status).toBe(INVALID_PARAM);
+    expect(status(reportRequest(DATA, 0, 1 << 2)).status).toBe(INVALID_PARAM);  // a reserved bit next to KEY_SEL
+    expect(status(reportRequest(DATA, 0, 3)).status).toBe(INVALID_KEY);         // KEY_SEL reserved
+    expect(status(reportRequest(DATA, 0, 2)).status).toBe(INVALID_KEY);         // VLEK only: none installed
+    expect(status(reportRequest(DATA, 0, 1)).status).toBe(SUCCESS);             // VCEK only
+    expect(status(reportRequest(DATA, 0)).status).toBe(SUCCESS);
+    // A more privileged VMPL than the VMPCK's is refused, and the report is left zero; a VMPL above 3 is copied as it is.
+    seqno = 1n;
+    const up = status(reportRequest(DATA, 0), 2);
+    expect(up.status).toBe(INVALID_PARAM);
+    expect(up.report.every((b) => b === 0)).toBe(true);
+    const odd = status(reportRequest(DATA, 9), 2);
+    expect([odd.status, odd.report.readUInt32LE(0x30)]).toEqual([SUCCESS, 9]);
+  });
+
+  it('is refused before SNP_LAUNCH_FINISH (the guest is not RUNNING)', () => {
+    const { p, key } = launched(false);
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(INVALID_GUEST_STATE);
+  });
+
+  it('the message counts are part of the whole-VM snapshot', () => {
+    const { p, key } = launched();
+    const state = p.saveState();
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
+    p.loadState(state);
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(AEAD_OFLOW);
+  });
+});
