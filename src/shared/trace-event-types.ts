@@ -67,7 +67,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   vmm('ap-creation', 'SNP: an AP Creation request (request, APIC ID, VMSA GPA)'),
   vmm('ap-vmsa-no-memslot', 'SNP: an AP Creation whose VMSA GPA is not guest RAM: acknowledged, the target left stopped, as KVM does (vCPU, VMSA GPA)'),
   vmm('snp-guest-request', 'SNP: a guest request the VMM passed to the firmware (request and response GPAs, firmware status)'),
-  vmm('guest-response-lost', 'SNP: the VMM could not write a guest request\'s response (the page is private)'),
+  vmm('guest-response-lost', 'SNP: a guest request\'s response or certificate table the VMM wrote into a private page (lost)'),
   vmm('guest-request', 'a guest request the VMM saw (the fuzzer keys on it)'),
   vmm('guest-release', 'the guest asked to make memory shared'),
   vmm('guest-reclaim', 'the guest asked to make memory private again'),

@@ -149,8 +149,8 @@ export function msrProtocol(value: bigint): string {
 export const REGISTER_GHCB = msrProtocol(ghcbMsr.registerReq(GHCB_GPA >> 12n));
 
 /** Asm: fill the GHCB at GHCB_GPA (rdi) for one NAE call and VMGEXIT (after REGISTER_GHCB). */
-export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; rax?: bigint; scratch?: bigint }): string {
-  // Valid bitmap bits are offset/8: rax 0x1f8 -> bit 63; exit code/info1/info2/scratch -> bits 114..117.
+export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; rax?: bigint; rbx?: bigint; scratch?: bigint }): string {
+  // Valid bitmap bits are offset/8: rax 0x1f8 -> bit 63; rbx 0x318 -> bit 99; exit code/info1/info2/scratch -> bits 114..117.
   let high = (1 << 2) | (1 << 3) | (1 << 4);
   if (f.scratch !== undefined) high |= 1 << 5;
   return `
@@ -163,6 +163,7 @@ export function ghcbCall(f: { exitCode: bigint; info1?: bigint; info2?: bigint; 
   mov [rdi+0x3a0], rax
   ${f.scratch !== undefined ? `mov rax, 0x${f.scratch.toString(16)}\n  mov [rdi+0x3a8], rax` : ''}
   ${f.rax !== undefined ? `mov rax, 0x${f.rax.toString(16)}\n  mov [rdi+0x1f8], rax\n  mov byte ptr [rdi+0x3f7], 0x80` : 'mov byte ptr [rdi+0x3f7], 0'}
+  ${f.rbx !== undefined ? `mov rax, 0x${f.rbx.toString(16)}\n  mov [rdi+0x318], rax\n  mov byte ptr [rdi+0x3fc], 0x08` : ''}
   mov byte ptr [rdi+0x3fe], ${high}
   mov ecx, 0xc0010130
   mov eax, 0x${GHCB_GPA.toString(16)}

@@ -43,6 +43,8 @@ export const SVM_EXIT = {
   PSC: 0x80000010,
   /** SNP Guest Request NAE: SW_EXITINFO1 = request page GPA, SW_EXITINFO2 = response page GPA (Linux SVM_VMGEXIT_GUEST_REQUEST). */
   GUEST_REQUEST: 0x80000011,
+  /** SNP Extended Guest Request NAE: the same, RAX = certificate data GPA, RBX = its pages (SVM_VMGEXIT_EXT_GUEST_REQUEST). */
+  EXT_GUEST_REQUEST: 0x80000012,
   /**
    * SNP AP Creation NAE event (GHCB spec 56421, "SNP AP Creation"; its section number not checked:
    * only the spec's title page was retrievable here). Values and layout as Linux and KVM use them:

@@ -22,6 +22,7 @@ import type { SnpVmmPolicy, VmmAnswer } from './policy.js';
 import { HostAccessRefused } from '../../platform/host-memory.js';
 import { MASK64 } from '../../shared/u64.js';
 import { GP_VECTOR } from '../../shared/x86-vectors.js';
+import { GMSG, MSG_TYPE } from '../../platform/snp/guest-request.js';
 
 /** KVM's bound on a scratch area outside the GHCB page, which it copies in (sev.c GHCB_SCRATCH_AREA_LIMIT). */
 const GHCB_SCRATCH_AREA_LIMIT = 16n * PAGE_4K;
@@ -66,6 +67,9 @@ export interface HonestSnpVmmOptions {
   /** Where the guest has RAM (the VMM's memslots). Default: all the machine backs. */
   ram?: readonly GuestRamRange[];
 }
+
+/** The certificate table KVM gives an Extended Guest Request when the host supplies no certificates: its 24-byte terminator. */
+const EMPTY_CERTIFICATE_TABLE = new Uint8Array(24);
 
 type Npf = Extract<SnpVmExit, { kind: 'npf' }>;
 type Vmgexit = Extract<SnpVmExit, { kind: 'vmgexit' }>;
@@ -532,21 +536,33 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       // mapping without asking whether the guest made the page shared; a private response page
       // refuses the host's write here, and the guest finds its page as it left it. Source:
       // torvalds/linux arch/x86/kvm/svm/sev.c (0097f9df).
-      case BigInt(SVM_EXIT.GUEST_REQUEST): {
+      //
+      // The Extended Guest Request (0x8000_0012) is the same request with room for certificates:
+      // KVM without userspace certificate support (snp_handle_ext_guest_req) reads MSG_TYPE from
+      // the request page and, for MSG_REPORT_REQ, needs RAX (the data pages' GPA, page aligned) and
+      // RBX (their count) marked valid, else SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_INVALID_INPUT;
+      // with RBX non-zero it writes the empty certificate table (24 zero bytes) at RAX. Then it is
+      // a guest request like the one above.
+      case BigInt(SVM_EXIT.GUEST_REQUEST):
+      case BigInt(SVM_EXIT.EXT_GUEST_REQUEST): {
         const requestGpa = info1, responseGpa = g.get('swExitInfo2');
         if (requestGpa % PAGE_4K !== 0n || responseGpa % PAGE_4K !== 0n || requestGpa === responseGpa) return fail(GHCB_ERR.MISSING_INPUT);
         const noMemslot = (gpa: bigint): VmmAnswer => ({ outcome: 'vmm-error', reason: `guest request page 0x${gpa.toString(16)} is not guest RAM: KVM fails the exit (-EIO) and the VM stops` });
         if (!this.#inRam(host, requestGpa, PAGE_4K)) return noMemslot(requestGpa);
+        if (code === BigInt(SVM_EXIT.EXT_GUEST_REQUEST) && host.hostMemory.read(requestGpa + BigInt(GMSG.MSG_TYPE), 1)[0] === MSG_TYPE.REPORT_REQ) {
+          if (!g.validAfterClear('rax') || !g.validAfterClear('rbx')) return fail(GHCB_ERR.INVALID_INPUT);
+          const dataGpa = g.get('rax');
+          if (dataGpa % PAGE_4K !== 0n) return fail(GHCB_ERR.INVALID_INPUT);
+          if (g.get('rbx') !== 0n) {
+            if (!this.#inRam(host, dataGpa, BigInt(EMPTY_CERTIFICATE_TABLE.length))) return noMemslot(dataGpa);
+            this.#hostWrite(host, dataGpa, EMPTY_CERTIFICATE_TABLE);
+          }
+        }
         this.#guestResponse ??= new Uint8Array(Number(PAGE_4K));
         const status = host.guestRequest(host.hostMemory.read(requestGpa, Number(PAGE_4K)), this.#guestResponse);
         host.trace.record('vmm', 'snp-guest-request', { requestGpa, responseGpa, status });
         if (!this.#inRam(host, responseGpa, PAGE_4K)) return noMemslot(responseGpa);
-        try {
-          host.hostMemory.write(responseGpa, this.#guestResponse);
-        } catch (err) {
-          if (!(err instanceof HostAccessRefused)) throw err;
-          host.trace.record('vmm', 'guest-response-lost', { responseGpa, why: err.message });
-        }
+        this.#hostWrite(host, responseGpa, this.#guestResponse);
         g.set('swExitInfo1', GHCB_RESULT.OK);
         g.set('swExitInfo2', BigInt(status));
         return 'resume';
@@ -559,6 +575,20 @@ export class HonestSnpVmm implements SnpVmmPolicy {
       }
       default:
         return fail(GHCB_ERR.INVALID_EVENT);
+    }
+  }
+
+  /**
+   * A guest-request write KVM makes through the host's mapping (kvm_write_guest, kvm_clear_guest),
+   * which does not ask whether the guest made the page shared: a private page refuses it here, and
+   * the guest finds its page as it left it.
+   */
+  #hostWrite(host: SnpVmmHandle, gpa: bigint, bytes: Uint8Array): void {
+    try {
+      host.hostMemory.write(gpa, bytes);
+    } catch (err) {
+      if (!(err instanceof HostAccessRefused)) throw err;
+      host.trace.record('vmm', 'guest-response-lost', { gpa, why: err.message });
     }
   }
 

@@ -8,16 +8,19 @@ import { openGuestMessage, reportRequest, sealGuestMessage, vmpckFromSecrets } f
 import { REGISTER_GHCB, ghcbCall, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
 
 const GUEST_REQUEST = 0x80000011n;
+const EXT_GUEST_REQUEST = 0x80000012n;
 const SECRETS = 0x5000n;
 const RES = 0x3000n;          // private: the SW_EXITINFO1/2 answers the guest saw
 const REQ = 0x40000n;         // shared pages (hypervisor-owned, mapped without the C-bit)
 const RESP = 0x41000n;
 const RESP2 = 0x42000n;
+const REQ2 = 0x45000n;
+const CERTS = 0x43000n;
 const DATA = Uint8Array.from({ length: 64 }, (_, i) => 0x40 + i);
 
 /** Asm: one guest request of `req` and `resp`, then SW_EXITINFO1/2 to RES + at, RES + at + 8 (clobbers r8). */
-const request = (req: bigint, resp: bigint, at: number) => `
-  ${ghcbCall({ exitCode: GUEST_REQUEST, info1: req, info2: resp })}
+const request = (req: bigint, resp: bigint, at: number, ext?: { rax?: bigint; rbx?: bigint }) => `
+  ${ghcbCall({ exitCode: ext ? EXT_GUEST_REQUEST : GUEST_REQUEST, info1: req, info2: resp, ...ext })}
   mov r8, [rdi+0x398]
   mov [${RES + BigInt(at)}], r8
   mov r8, [rdi+0x3a0]
@@ -25,7 +28,7 @@ const request = (req: bigint, resp: bigint, at: number) => `
 
 function guest(main: string) {
   const g = snpGuest(`${REGISTER_GHCB}\n${main}\n hlt`, {
-    mappings: [...privateIdentityWithGhcb(), { va: REQ, pa: REQ, size: 0x3000n, pageSize: 4096n }],
+    mappings: [...privateIdentityWithGhcb(), { va: REQ, pa: REQ, size: 0x6000n, pageSize: 4096n }],
     launch: [[RES, 0x1000n]], secrets: SECRETS, instructionLimit: 1_000_000n,
   });
   const key = vmpckFromSecrets(g.vm.memory.read(SECRETS, 4096), 0);
@@ -73,5 +76,25 @@ describe('SNP guest request: an attestation report through KVM and the firmware'
     const outcome = g.run();
     expect(outcome).toMatchObject({ outcome: 'vmm-error' });
     expect(outcome.reason).toMatch(/not guest RAM/);
+  });
+
+  it('the Extended Guest Request: KVM with no certificates writes the empty table (24 zero bytes) at RAX when RBX > 0, then serves the request', () => {
+    const g = guest(`${request(REQ, RESP, 0, { rax: CERTS, rbx: 1n })}\n${request(REQ2, RESP2, 0x10, { rax: CERTS + 0x1000n, rbx: 0n })}`);
+    g.vm.memory.write(REQ, sealGuestMessage(g.key, reportRequest(DATA), { seqno: 1n }));
+    g.vm.memory.write(REQ2, sealGuestMessage(g.key, reportRequest(DATA), { seqno: 3n }));
+    g.vm.memory.write(CERTS, new Uint8Array(0x2000).fill(0xaa));
+    expect(g.run().outcome).toBe('done');
+    expect([g.answers(0), g.answers(0x10)]).toEqual([[0n, 0n], [0n, 0n]]);
+    expect(openGuestMessage(g.key, g.vm.memory.read(RESP2, 4096)).seqno).toBe(4n);
+    expect([...g.vm.memory.read(CERTS, 25)]).toEqual([...new Array(24).fill(0), 0xaa]);
+    expect(g.vm.memory.read(CERTS + 0x1000n, 1)[0]).toBe(0xaa);  // RBX = 0: nothing written
+  });
+
+  it('an Extended Guest Request for a report without RAX and RBX, or with RAX not page aligned, is GHCB_ERR_INVALID_INPUT', () => {
+    const g = guest(`${request(REQ, RESP, 0, {})}\n${request(REQ, RESP, 0x10, { rax: CERTS + 8n, rbx: 1n })}`);
+    g.vm.memory.write(REQ, sealGuestMessage(g.key, reportRequest(DATA), { seqno: 1n }));
+    expect(g.run().outcome).toBe('done');
+    expect([g.answers(0), g.answers(0x10)]).toEqual([[2n, 5n], [2n, 5n]]);
+    expect(g.trace.ofType('guest-message')).toEqual([]);
   });
 });
