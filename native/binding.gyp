@@ -20,7 +20,8 @@
         "src/content_watch_fill.cc",
         "src/digest.cc",
         "src/other_arches.cc",
-        "src/run_watchdog.cc"
+        "src/run_watchdog.cc",
+        "src/exception_in_flight.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -55,6 +55,7 @@ std::string Machine::RunStub(uint64_t eip, const uint64_t* va_pages, int count, 
   fill_paging_valid_ = false;  // TranslateForFill: the stub's registers are the host's
   uc_err e = uc_emu_start(uc_, eip, 0, 0, 0);
   stub_active_ = false;
+  if (exception_in_flight_) ForgetExceptionInFlight();
   FlushTlb();
   bool raised = exit_pending_ && area_[kSlotKind] == static_cast<uint64_t>(ExitKind::kException);
   uint64_t vector = area_[kSlotArg0];

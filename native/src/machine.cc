@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "abort_guard.h"
+#include "exception_in_flight.h"
 #include "mem_operand.h"
 #include "spin_loop.h"
 
@@ -306,6 +307,7 @@ Machine::~Machine() {
   }
   // An emulator that aborted mid-translation is left as it is: freeing it could crash the host.
   if (cpu_scratch_) uc_context_free(cpu_scratch_);
+  if (in_flight_scratch_) uc_context_free(in_flight_scratch_);
   if (pristine_) uc_context_free(pristine_);
   if (uc_ && !emulator_aborted_) uc_close(uc_);
   if (stub_page_) munmap(stub_page_, kPageSize);
@@ -1118,7 +1120,21 @@ void Machine::OnInterrupt(uc_engine* uc, uint32_t intno, void* self) {
   m->area_[kSlotArg1] = 0;
   m->area_[kSlotArg2] = (after ? kExcAfterInstruction : 0) | (pushes_error ? kExcHasErrorCode : 0);
   if (after && intno != 1 && insn_known) m->CheckSoftwareInterruptGate(intno, cs);
+  if (RecordedInFlight(intno)) m->exception_in_flight_ = true;
   uc_emu_stop(uc);
+}
+
+// Once the emulation has returned, not in the hook: the first time, the layout is probed on a
+// scratch engine (milliseconds, once per process), which must not run inside another's
+// emulation nor under the run's watchdog. A boot that raises no such fault never probes.
+void Machine::ForgetExceptionInFlight() {
+  exception_in_flight_ = false;
+  const ExceptionInFlightLayout& layout = ExceptionInFlight();
+  if (layout.offset < 0 || layout.context_bytes != uc_context_size(uc_)) return;
+  if (!in_flight_scratch_ && uc_context_alloc(uc_, &in_flight_scratch_) != UC_ERR_OK) { in_flight_scratch_ = nullptr; return; }
+  if (uc_context_save(uc_, in_flight_scratch_) != UC_ERR_OK) return;
+  ClearExceptionInFlight(layout, in_flight_scratch_);
+  uc_context_restore(uc_, in_flight_scratch_);
 }
 
 // INT n, INT3 and INTO through a gate whose DPL is below CPL raise #GP with error code
@@ -1409,6 +1425,7 @@ uc_err Machine::Run() {
   const bool timed_out = timeout && watchdog_->Disarm();
   FinishWatchFlush();  // the run ended before the instruction after a watched access started
   if (emulator_aborted_) return RefuseAbortedEmulator();
+  if (exception_in_flight_) ForgetExceptionInFlight();
   SyncRegsOut();
   if (exit_pending_) return UC_ERR_OK;
   if (area_[kSlotRegs + kRegRip] == 0) {

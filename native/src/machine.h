@@ -364,6 +364,9 @@ class Machine {
   static bool OnTlbFill(uc_engine* uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry* entry, void* self);
   static bool OnInvalidInsn(uc_engine* uc, void* self);
   static void OnInterrupt(uc_engine* uc, uint32_t intno, void* self);
+  // After a fault the hook took (the host delivers it, or the run stops): nothing is in flight
+  // any more, so the next fault the emulator raises is not made #DF (exception_in_flight.h).
+  void ForgetExceptionInFlight();
   // OnInterrupt, for a software interrupt from CPL > 0 in code segment `cs`: the #GP a gate of
   // lower DPL raises instead.
   void CheckSoftwareInterruptGate(uint32_t intno, const CodeSegment& cs);
@@ -659,6 +662,10 @@ class Machine {
   bool block_hook_in_all_code_ = false;
   // The CPU as Init left it, for Reuse.
   uc_context* pristine_ = nullptr;
+  // The interrupt hook took a fault QEMU records as in flight (exception_in_flight.h), which
+  // ForgetExceptionInFlight clears once the emulation has returned; and its staging context.
+  bool exception_in_flight_ = false;
+  uc_context* in_flight_scratch_ = nullptr;
   // Guest pages that held translated code when the machine was last retired, with the bytes the
   // code was translated from (nullptr: a page of zeros). Their pages are not in code_, so their
   // first fetch fill in this life compares the bytes (RetiredCodeStillValid).
