@@ -685,7 +685,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     return Napi::Number::New(info.Env(), static_cast<double>(m->dirty_pages()));
   }
 
-  // memoryCounters(): [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages, kept code bits] since creation.
+  // memoryCounters(): [TLB fills, TLB flushes, restored pages, kept code pages, dropped code pages, kept code bits,
+  // snapshot copied pages] since creation.
   Napi::Value MemoryCounters(const Napi::CallbackInfo& info) {
     Machine* m = Live(info);
     if (!m) return info.Env().Undefined();
@@ -698,6 +699,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.kept_code_pages)));
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.dropped_code_pages)));
     out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.kept_code_bits)));
+    out.Set(i++, Napi::Number::New(info.Env(), static_cast<double>(c.snapshot_copied_pages)));
     return out;
   }
 

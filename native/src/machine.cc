@@ -13,6 +13,7 @@
 #include "abort_guard.h"
 #include "exception_in_flight.h"
 #include "mem_operand.h"
+#include "snapshot.h"
 #include "spin_loop.h"
 
 namespace minivisor {
@@ -50,125 +51,6 @@ static const SpecialReg kSpecialRegs[] = {
     {kMmrSelector, UC_X86_REG_TR, 0}, {kMmrBase, UC_X86_REG_TR, 0},    {kMmrLimit, UC_X86_REG_TR, 0},
 };
 constexpr int kSpecialCount = sizeof(kSpecialRegs) / sizeof(kSpecialRegs[0]);
-
-// A RAM page as a snapshot holds it: all its bytes, or only its non-zero qwords when there are
-// few. A kernel-stage fuzz snapshot is mostly such pages (the workload tags only the first and last
-// qword of each page, guest/kernel/main.c: 518 of the 522 pages an execution dirties), and
-// restoring one is then a clear of 4 KiB plus a few stores instead of a copy that must also read
-// 4 KiB of snapshot: restore was ~7% of an execution, mostly those copies (issue 10).
-struct SnapshotPage {
-  static constexpr uint32_t kWhole = ~0u;
-  uint32_t first;  // kWhole pages: index into `whole`; sparse pages: first entry in `words`
-  uint32_t count;  // kWhole, or how many non-zero qwords (0: a page of zeros)
-};
-struct SnapshotWord {
-  uint64_t value;
-  uint32_t index;  // qword index in the page
-};
-
-class Snapshot {
- public:
-  // Pages with at most this many non-zero qwords are held sparse.
-  static constexpr uint32_t kMaxSparseWords = 32;
-  uc_context* context = nullptr;
-  std::vector<uint64_t> pages;       // sorted RAM page numbers held
-  std::vector<SnapshotPage> content; // one for each of `pages`
-  std::vector<uint8_t> whole;        // kPageSize bytes for each page held whole
-  std::vector<SnapshotWord> words;   // the non-zero qwords of the sparse pages
-  std::vector<uint64_t> gate_pages[2];  // resident bitmap pages (by bitmap page number), of every bitmap alike
-  std::vector<uint8_t> gate_data[2][kGateBitmaps];
-  uint64_t instructions = 0;
-  uint64_t charged = 0;
-  uint64_t instruction_limit = 0;
-  uint64_t budget_limit = 0;
-  ContentWatch content_watch;
-
-  // A spare (Machine::RecycleSnapshot) keeps at most this much of the buffers below (64 MiB).
-  static constexpr uint64_t kMaxSpareBytes = 64ull << 20;
-
-  uint64_t CapacityBytes() const {
-    uint64_t n = pages.capacity() * sizeof(uint64_t) + content.capacity() * sizeof(SnapshotPage) + whole.capacity() +
-                 words.capacity() * sizeof(SnapshotWord);
-    for (int sp = 0; sp < 2; sp++) {
-      n += gate_pages[sp].capacity() * sizeof(uint64_t);
-      for (const auto& data : gate_data[sp]) n += data.capacity();
-    }
-    return n;
-  }
-
-  // Empties it for another TakeSnapshot, keeping its buffers and emulator context; returns CapacityBytes().
-  uint64_t Clear() {
-    pages.clear();
-    content.clear();
-    whole.clear();
-    words.clear();
-    for (int sp = 0; sp < 2; sp++) {
-      gate_pages[sp].clear();
-      for (auto& data : gate_data[sp]) data.clear();
-    }
-    instructions = charged = instruction_limit = budget_limit = 0;
-    content_watch = ContentWatch();
-    return CapacityBytes();
-  }
-
-  // Appends `page` (after every page appended so far) with the bytes at `src`.
-  void Add(uint64_t page, const uint8_t* src) {
-    pages.push_back(page);
-    // Sparse as long as the non-zero qwords fit: a page with more is held whole as soon as that
-    // shows, without counting the rest or copying the page first (a launch's snapshot holds
-    // thousands of pages, issue 10).
-    const uint32_t first = static_cast<uint32_t>(words.size());
-    for (uint32_t i = 0; i < kPageSize / 8; i++) {
-      uint64_t q;
-      std::memcpy(&q, src + i * 8, 8);
-      if (!q) continue;
-      if (words.size() - first == kMaxSparseWords) {
-        words.resize(first);
-        content.push_back({static_cast<uint32_t>(whole.size() / kPageSize), SnapshotPage::kWhole});
-        whole.insert(whole.end(), src, src + kPageSize);
-        return;
-      }
-      words.push_back({q, i});
-    }
-    content.push_back({first, static_cast<uint32_t>(words.size() - first)});
-  }
-
-  // The held content of `page`, or nullptr. `from`: where to start looking in `pages` (callers
-  // visiting pages in ascending order pass the position the last call returned in it, so the
-  // searches shrink as they go).
-  const SnapshotPage* Find(uint64_t page, size_t* from = nullptr) const {
-    auto it = std::lower_bound(pages.begin() + (from ? *from : 0), pages.end(), page);
-    if (from) *from = it - pages.begin();
-    if (it == pages.end() || *it != page) return nullptr;
-    return &content[it - pages.begin()];
-  }
-
-  // Writes the held bytes of `page` to `dst`; false (and nothing written) if the page is not held.
-  // `dst_is_zero`: the page reads as zeros already, so a sparse page needs only its words.
-  bool Put(uint64_t page, uint8_t* dst, size_t* from = nullptr, bool dst_is_zero = false) const {
-    const SnapshotPage* c = Find(page, from);
-    if (!c) return false;
-    if (c->count == SnapshotPage::kWhole) {
-      std::memcpy(dst, &whole[static_cast<uint64_t>(c->first) * kPageSize], kPageSize);
-      return true;
-    }
-    if (!dst_is_zero) std::memset(dst, 0, kPageSize);
-    for (uint32_t i = c->first; i < c->first + c->count; i++) std::memcpy(dst + words[i].index * 8, &words[i].value, 8);
-    return true;
-  }
-
-  // Zeroes `dst`, which holds exactly this snapshot's content of `page`: a sparse page has
-  // non-zero bytes only in its words, a page not held none at all.
-  void ZeroHeld(uint64_t page, uint8_t* dst, size_t* from) const {
-    const SnapshotPage* c = Find(page, from);
-    if (!c) return;
-    if (c->count == SnapshotPage::kWhole) {
-      std::memset(dst, 0, kPageSize);
-      return;
-    }
-    for (uint32_t i = c->first; i < c->first + c->count; i++) std::memset(dst + words[i].index * 8, 0, 8);
-  }
-};
 
 // The reader of the page walk (page_walk.h).
 class GateTableReader {
@@ -1722,16 +1604,60 @@ uint64_t Machine::TakeSnapshot() {
   // baseline, is written without the TLB-fill hook, so there the kernel says what is resident).
   std::vector<uint64_t> held;
   if (config_.page_gate) held = written_->Members(); else ResidentPages(*ram_, &held);
-  for (uint64_t page : held) s->Add(page, ram_->At(page * kPageSize));
+  const std::vector<uint64_t>* touched[2] = {&gate_touched_[0]->Members(), &gate_touched_[1]->Members()};
+  // The base's copy of a page is still right when nothing wrote the page since the base was taken
+  // or restored, which restores rely on too: not dirty, not zeroed by Fill, and no TLB entry kept
+  // by a restore may have written it unseen. Likewise a gate-bitmap page no gate change touched.
+  const Snapshot* base = config_.page_gate && tracking_dirty_ && base_snapshot_ && base_snapshot_->stores.size() < Snapshot::kMaxStores ? base_snapshot_ : nullptr;
+  std::vector<const SnapshotPage*> unchanged;
+  std::vector<const SnapshotGatePage*> unchanged_gate[2];
+  std::vector<uint8_t> shareable;
+  std::vector<uint32_t> placed;
+  if (base) {
+    std::vector<uint64_t> referenced(base->stores.size(), 0);
+    unchanged.assign(held.size(), nullptr);
+    size_t from = 0;
+    for (size_t i = 0; i < held.size(); i++) {
+      const uint64_t p = held[i];
+      if (dirty_->Contains(p) || zeroed_->Contains(p) || tlb_writable_->Contains(p)) continue;
+      if ((unchanged[i] = base->Find(p, &from))) referenced[unchanged[i]->store] += Snapshot::BytesOf(*unchanged[i]);
+    }
+    for (int sp = 0; sp < 2; sp++) {
+      unchanged_gate[sp].assign(touched[sp]->size(), nullptr);
+      from = 0;
+      for (size_t i = 0; i < touched[sp]->size(); i++) {
+        const uint64_t index = (*touched[sp])[i];
+        if (gate_changed_[sp]->Contains(index)) continue;
+        if ((unchanged_gate[sp][i] = base->FindGatePage(sp, index, &from))) referenced[unchanged_gate[sp][i]->store] += Snapshot::kGatePageBytes;
+      }
+    }
+    // A store is shared while at least half of it is still of use; the pages of one mostly
+    // superseded are copied, so copies nothing refers to any more are not kept alive.
+    shareable.resize(referenced.size());
+    for (size_t k = 0; k < referenced.size(); k++) shareable[k] = referenced[k] * 2 >= base->stores[k]->Bytes();
+    placed.assign(referenced.size(), Snapshot::kNotShared);
+  }
+  for (size_t i = 0; i < held.size(); i++) {
+    const SnapshotPage* c = base ? unchanged[i] : nullptr;
+    if (c && shareable[c->store]) {
+      s->Share(held[i], *base, *c, &placed);
+    } else {
+      s->Add(held[i], ram_->At(held[i] * kPageSize));
+      counters_.snapshot_copied_pages++;
+    }
+  }
   for (int sp = 0; sp < 2; sp++) {
     // Gate-bitmap pages never opened hold no set bits.
-    const std::vector<uint64_t>& touched = gate_touched_[sp]->Members();
-    s->gate_pages[sp] = touched;
-    for (int bm = 0; bm < kGateBitmaps; bm++) {
-      const uint8_t* base = reinterpret_cast<const uint8_t*>(gate_[sp][bm]->words());
-      auto& data = s->gate_data[sp][bm];
-      data.resize(touched.size() * kPageSize);
-      for (size_t i = 0; i < touched.size(); i++) std::memcpy(&data[i * kPageSize], base + touched[i] * kPageSize, kPageSize);
+    for (size_t i = 0; i < touched[sp]->size(); i++) {
+      const uint64_t index = (*touched[sp])[i];
+      const SnapshotGatePage* c = base ? unchanged_gate[sp][i] : nullptr;
+      if (c && shareable[c->store]) {
+        s->ShareGatePage(sp, index, *base, *c, &placed);
+        continue;
+      }
+      const uint8_t* bitmaps[kGateBitmaps];
+      for (int bm = 0; bm < kGateBitmaps; bm++) bitmaps[bm] = reinterpret_cast<const uint8_t*>(gate_[sp][bm]->words()) + index * kPageSize;
+      s->AddGatePage(sp, index, bitmaps);
     }
     gate_changed_[sp]->Clear();
   }
@@ -1825,12 +1751,10 @@ bool Machine::RestoreSnapshot(uint64_t id) {
   };
   // One 4 KiB page of each gate bitmap of a space: the snapshot's copy, or zeros if it had none.
   auto restore_gate_page = [&](int sp, uint64_t index) {
-    const auto& pages = s->gate_pages[sp];
-    auto it = std::lower_bound(pages.begin(), pages.end(), index);
-    bool held = it != pages.end() && *it == index;
+    const SnapshotGatePage* held = s->FindGatePage(sp, index);
     for (int bm = 0; bm < kGateBitmaps; bm++) {
       uint8_t* dst = gate_[sp][bm]->WritablePage(index);
-      if (held) std::memcpy(dst, &s->gate_data[sp][bm][(it - pages.begin()) * kPageSize], kPageSize);
+      if (held) std::memcpy(dst, s->GateBitmapPage(*held, bm), kPageSize);
       else std::memset(dst, 0, kPageSize);
     }
   };

@@ -271,7 +271,8 @@ class Machine {
   // Counters of memory-system work since creation (benchmarks and tests read them): TLB fills the
   // hook answered, full TLB flushes, pages copied or cleared by restores, retired code pages
   // (machine_pool.cc) whose translations were kept or dropped at their first fetch, and pages
-  // whose code bits were taken from a life before (the same bytes) instead of computed.
+  // whose code bits were taken from a life before (the same bytes) instead of computed, and RAM
+  // pages snapshots copied (the others they share with their base snapshot, snapshot.h).
   struct MemoryCounters {
     uint64_t tlb_fills = 0;
     uint64_t tlb_flushes = 0;
@@ -279,6 +280,7 @@ class Machine {
     uint64_t kept_code_pages = 0;
     uint64_t dropped_code_pages = 0;
     uint64_t kept_code_bits = 0;
+    uint64_t snapshot_copied_pages = 0;
   };
   const MemoryCounters& memory_counters() const { return counters_; }
 

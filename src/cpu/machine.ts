@@ -86,6 +86,11 @@ export interface MemoryCounters {
   droppedCodePages: number;
   /** Pages whose code bits (native/src/code_bits.h) came from such a machine's life before, the page's bytes being the same. */
   keptCodeBits: number;
+  /**
+   * RAM pages snapshots copied. A snapshot taken after another (its base: the last one taken or
+   * restored) copies only the pages written since, and shares the base's copy of the others.
+   */
+  snapshotCopiedPages: number;
 }
 
 /** A saved VM state. Restoring it copies back only pages written since it was taken or restored. */
@@ -353,14 +358,15 @@ export class Machine implements Snapshottable<MachineState> {
 
   /**
    * Memory-system work since the VM was created (native/src/machine.h MemoryCounters): TLB fills
-   * answered by the page gate, full TLB flushes, and pages a restore copied back or cleared. For
+   * answered by the page gate, full TLB flushes, pages a restore copied back or cleared, and pages
+   * snapshots copied. For
    * benchmarks and tests; the guest never sees them.
    */
   memoryCounters(): MemoryCounters {
-    const [tlbFills, tlbFlushes, restoredPages, keptCodePages, droppedCodePages, keptCodeBits] = this.#live().memoryCounters();
+    const [tlbFills, tlbFlushes, restoredPages, keptCodePages, droppedCodePages, keptCodeBits, snapshotCopiedPages] = this.#live().memoryCounters();
     return {
       tlbFills: tlbFills!, tlbFlushes: tlbFlushes!, restoredPages: restoredPages!, keptCodePages: keptCodePages!, droppedCodePages: droppedCodePages!,
-      keptCodeBits: keptCodeBits!,
+      keptCodeBits: keptCodeBits!, snapshotCopiedPages: snapshotCopiedPages!,
     };
   }
 
