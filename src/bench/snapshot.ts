@@ -40,10 +40,11 @@ function sample(label: string, bytes: bigint, rounds: number): SnapshotSample {
   return { memory: label, snapshotMs, restoreMs };
 }
 
-// Best of 10 after a warm-up: a snapshot copies the ~2 MiB the guest wrote into buffers that are
-// often fresh from the kernel (glibc maps them until its threshold adapts; the previous snapshot
-// is freed only by GC), and this host pays ~4.3 ms to first-touch 2 MiB, whatever the guest's
-// size. With best of 3 that landed on one size or another and the ratio swung from 1x to 35x.
+// Best of 10 after a warm-up. A round's snapshot has the snapshot restored in the round before as
+// its base: it copies the 256 pages the guest dirtied and shares the rest (native/src/snapshot.h).
+// The first round of each VM has no base and copies all ~500 pages written into fresh memory,
+// which this host first-touches at ~10 us a page, whatever the guest's size; before snapshots
+// shared pages every round did, and with best of 3 the ratio swung from 1x to 35x.
 export function benchSnapshot(rounds = 10): SnapshotBench {
   sample('64M', 64n << 20n, rounds);
   const samples = [sample('64M', 64n << 20n, rounds), sample('1T', 1n << 40n, rounds), sample('16T', 16n << 40n, rounds)];
