@@ -1637,6 +1637,11 @@ uint64_t Machine::TakeSnapshot() {
     for (size_t k = 0; k < referenced.size(); k++) shareable[k] = referenced[k] * 2 >= base->stores[k]->Bytes();
     placed.assign(referenced.size(), Snapshot::kNotShared);
   }
+  size_t gate_copies = 0;
+  for (int sp = 0; sp < 2; sp++) {
+    for (size_t i = 0; i < touched[sp]->size(); i++) gate_copies += !(base && unchanged_gate[sp][i] && shareable[unchanged_gate[sp][i]->store]);
+  }
+  s->Reserve(held.size(), gate_copies);
   for (size_t i = 0; i < held.size(); i++) {
     const SnapshotPage* c = base ? unchanged[i] : nullptr;
     if (c && shareable[c->store]) {

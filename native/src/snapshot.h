@@ -65,6 +65,8 @@ class Snapshot {
   // copies everything into its own, so a long chain of snapshots does not keep a long chain of
   // mostly superseded stores alive.
   static constexpr size_t kMaxStores = 8;
+  // A gate-bitmap page as held: its page of each bitmap.
+  static constexpr uint64_t kGatePageBytes = kGateBitmaps * kPageSize;
   uc_context* context = nullptr;
   std::vector<uint64_t> pages;          // sorted RAM page numbers held
   std::vector<SnapshotPage> content;    // one for each of `pages`
@@ -132,12 +134,20 @@ class Snapshot {
     content.push_back({0, first, static_cast<uint32_t>(own.words.size() - first)});
   }
 
+  // Room for `pages` RAM pages and `gate_copies` gate-bitmap pages copied into its own store: a
+  // store grown one doubling at a time faults in fresh memory for each copy it makes on the way.
+  void Reserve(size_t ram_pages, size_t gate_copies) {
+    pages.reserve(ram_pages);
+    content.reserve(ram_pages);
+    stores[0]->gate.reserve(gate_copies * kGatePageBytes);
+  }
+
   // Appends gate-bitmap page `index` of space `sp` (after every one appended so far): `bitmaps[bm]`
   // is its page of bitmap bm.
   void AddGatePage(int sp, uint64_t index, const uint8_t* const (&bitmaps)[kGateBitmaps]) {
     SnapshotStore& own = *stores[0];
-    const uint32_t slot = static_cast<uint32_t>(own.gate.size() / (kGateBitmaps * kPageSize));
-    own.gate.resize(own.gate.size() + kGateBitmaps * kPageSize);
+    const uint32_t slot = static_cast<uint32_t>(own.gate.size() / kGatePageBytes);
+    own.gate.resize(own.gate.size() + kGatePageBytes);
     for (int bm = 0; bm < kGateBitmaps; bm++) std::memcpy(&own.gate[(slot * kGateBitmaps + bm) * kPageSize], bitmaps[bm], kPageSize);
     gate_pages[sp].push_back(index);
     gate_content[sp].push_back({0, slot});
@@ -159,7 +169,6 @@ class Snapshot {
 
   // How many bytes of a store `c` refers to.
   static uint64_t BytesOf(const SnapshotPage& c) { return c.count == SnapshotPage::kWhole ? kPageSize : c.count * sizeof(SnapshotWord); }
-  static constexpr uint64_t kGatePageBytes = kGateBitmaps * kPageSize;
 
   // The held content of `page`, or nullptr. `from`: where to start looking in `pages` (callers
   // visiting pages in ascending order pass the position the last call returned in it, so the
