@@ -8,7 +8,7 @@
 // page is there.
 import { accessAction } from './sept-legality.js';
 import { TdxStatus, withOperand } from './status.js';
-import { EEQ_TYPE, type TdModule } from './td-module.js';
+import type { TdModule } from './td-module.js';
 import type { LeafResult } from './tdcall.js';
 import { EptQual, ExitReason } from './ve.js';
 
@@ -36,8 +36,7 @@ export function checkGuestSideGpa(td: TdModule, gpa: bigint, access: GuestSideAc
     const base = gpa & ~td.sharedBit;
     const outsideRam = base >= td.machine.memoryBytes;
     if (!outsideRam && td.machine.gate.get('shared', base & ~0xfffn) !== 'none') return undefined;
-    const step = td.tdExit({ reason: 'ept-violation', rip: td.machine.vcpu.regs.rip, gpa: gpa & ~0xfffn, access, space: 'shared', exitQualification: qual, outsideRam, eeq: { type: 'none', raw: 0n } });
-    return { kind: 'step', step, result: 'td-exit(guest-side-gpa)' };
+    return { kind: 'step', step: td.eptViolationExit(td.machine.vcpu.regs.rip, gpa, access, 'shared', qual, outsideRam), result: 'td-exit(guest-side-gpa)' };
   }
   const walk = td.sept.walk(gpa, 0);
   const action = accessAction(walk.state);
@@ -50,12 +49,6 @@ export function checkGuestSideGpa(td: TdModule, gpa: bigint, access: GuestSideAc
     const step = td.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: 0n, gpa, instructionLength: TDCALL_LENGTH, instructionInfo: 0 });
     return { kind: 'step', step, result: 've(guest-side-gpa)' };
   }
-  // tdx_ept_violation_exit_to_vmm: GPA bits 11:0 cleared; a PENDING page under
-  // PENDING_VE_DISABLE carries the extended qualification PENDING_EPT_VIOLATION.
-  const step = td.tdExit({
-    reason: 'ept-violation', rip: vcpu.regs.rip, gpa: gpa & ~0xfffn, access, space: 'private', exitQualification: qual,
-    outsideRam: gpa >= td.machine.memoryBytes, septState: walk.state,
-    eeq: action === 'pending' ? { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } : { type: 'none', raw: 0n },
-  });
+  const step = td.eptViolationExit(vcpu.regs.rip, gpa, access, 'private', qual, gpa >= td.machine.memoryBytes, walk.state, action === 'pending');
   return { kind: 'step', step, result: 'td-exit(guest-side-gpa)' };
 }

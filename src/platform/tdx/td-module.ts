@@ -486,9 +486,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
     // clears GPA bits 11:0 and qualification bits 12:7, and passes no GLA.
     const gpa = exit.space === 'shared' ? exit.gpa | this.sharedBit : exit.gpa;
     const { rip, space, outsideRam } = exit;
-    if (outsideRam || space === 'shared') {
-      return this.tdExit({ reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam, eeq: { type: 'none', raw: 0n } });
-    }
+    if (outsideRam || space === 'shared') return this.eptViolationExit(rip, gpa, access, space, qual, outsideRam);
     const walk = this.sept.walk(exit.gpa, 0);
     const action = accessAction(walk.state);
     if (action === 'allowed') {
@@ -500,13 +498,22 @@ export class TdModule implements Snapshottable<TdModuleState> {
     if (action === 'pending' && this.pendingVeEnabled) {
       return this.deliverVe({ exitReason: ExitReason.EPT_VIOLATION, exitQualification: qual, gla: exit.gva, gpa, instructionLength: 0, instructionInfo: 0 }, rip);
     }
+    return this.eptViolationExit(rip, gpa, access, space, qual, outsideRam, walk.state, action === 'pending');
+  }
+
+  /**
+   * An EPT-violation TD exit as tdx_ept_violation_exit_to_vmm (td_other_exits.c) gives the VMM one,
+   * for a guest access or the module's own access on the TD's behalf (guest-side-gpa.ts): GPA bits
+   * 11:0 and qualification bits 12:7 cleared, no GLA. A private page adds its SEPT state, and a
+   * PENDING one (under PENDING_VE_DISABLE) the extended qualification PENDING_EPT_VIOLATION.
+   */
+  eptViolationExit(rip: bigint, gpa: bigint, access: Access, space: Space, qual: bigint, outsideRam: boolean, septState?: SeptStateName, pending = false): TdStep {
     // One literal (keys in the order the exit always had) instead of spreading a shared prefix.
-    const eeq: ExtendedExitQualification = action === 'pending'
-      ? { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } : { type: 'none', raw: 0n };
-    return this.tdExit({
-      reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification: qual & ~TD_EXIT_QUAL_CLEARED, outsideRam,
-      septState: walk.state, eeq,
-    });
+    const eeq: ExtendedExitQualification = pending ? { type: 'pending-ept-violation', raw: EEQ_TYPE['pending-ept-violation'] } : { type: 'none', raw: 0n };
+    const exitQualification = qual & ~TD_EXIT_QUAL_CLEARED;
+    return this.tdExit(septState === undefined
+      ? { reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification, outsideRam, eeq }
+      : { reason: 'ept-violation', rip, gpa: gpa & ~0xfffn, access, space, exitQualification, outsideRam, septState, eeq });
   }
 
   tdExit(exit: TdExit): TdStep {
