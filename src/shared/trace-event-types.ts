@@ -18,6 +18,7 @@ export const TRACE_EVENT_TYPES: readonly TraceEventType[] = [
   hw('tdcall', 'TDX: a TDCALL by the guest (leaf, registers, status), e.g. TDG.MEM.PAGE.ACCEPT'),
   hw('seamcall', 'TDX: a SEAMCALL by the VMM (TDH.MEM.PAGE.AUG, BLOCK, REMOVE, ...) and its status'),
   hw('accept-interrupted', 'TDX: a 2M PAGE.ACCEPT stopped by a pending interrupt, to be resumed'),
+  hw('report-interrupted', 'TDX: a TDG.MR.REPORT stopped at its interruption point by a pending host interrupt, to be re-executed'),
   hw('accept-resumed-complete', 'TDX: a resumed 2M PAGE.ACCEPT completed'),
   hw('td-exit', 'TDX: an exit from the TD to the VMM (reason, GPA)'),
   hw('ve-injected', 'TDX: a #VE delivered to the guest (exit reason, GPA, RIP)'),

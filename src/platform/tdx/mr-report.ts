@@ -48,6 +48,13 @@ export function mrReport(td: TdModule): LeafResult {
   const dataRefused = checkGuestSideGpa(td, dataGpa, 'read', OperandId.RDX, 'private-or-shared');
   if (dataRefused) return dataRefused;
   if (regs.r8 !== TDX_REPORT_SUBTYPE) return invalid(OperandId.R8);
+  // The interruption point, once TDINFO and TEE_INFO_HASH are computed: a host interrupt pending
+  // ends the TDCALL with nothing written; the TD executes it again (td-module.ts takeHostInterrupt).
+  if (td.pendingInterrupt) {
+    const { vector, step } = td.takeHostInterrupt();
+    td.record('report-interrupted', { vector });
+    return { kind: 'step', step, result: 'interrupted' };
+  }
   const report = buildReport(td, td.machine.memory.read(dataGpa & ~td.sharedBit, REPORTDATA_BYTES));
   const reportRefused = checkGuestSideGpa(td, reportGpa, 'write', OperandId.RCX, 'private-or-shared');
   if (reportRefused) return reportRefused;

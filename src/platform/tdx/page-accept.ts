@@ -108,12 +108,8 @@ function zeroAndMap(td: TdModule, gpa: bigint, level: SeptLevel): LeafResult {
   }
   td.guestLocks.delete(lockKey);
   if (stop < ENTRIES_PER_TABLE) {
-    td.pendingInterrupt = undefined;
     td.record('accept-interrupted', { gpa, level, acceptCounter: stop, resumedFrom: start, vector: interrupt!.vector });
-    // The host takes its interrupt and posts the vector to the TD: the guest sees it before the
-    // re-executed TDCALL if RFLAGS.IF is set, later otherwise.
-    td.postInterrupt(interrupt!.vector);
-    return { kind: 'step', step: td.deliverPostedInterrupt(), result: 'interrupted' };
+    return { kind: 'step', step: td.takeHostInterrupt().step, result: 'interrupted' };
   }
   td.machine.watchContent(gpa, LEVEL_SIZE[level], false);
   td.sept.setState(level, gpa, 'MAPPED', ACCEPT_COUNTER_CLEARED);

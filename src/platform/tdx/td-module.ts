@@ -309,6 +309,20 @@ export class TdModule implements Snapshottable<TdModuleState> {
     this.#pir[vector >>> 5]! |= 1 << (vector & 31);
   }
 
+  /**
+   * An interruptible TDCALL stops at an interruption point for the host interrupt pending on its
+   * CPU (`pendingInterrupt`; is_interrupt_pending_guest_side, whatever RFLAGS.IF): the TDCALL
+   * leaves RIP and RAX as they were (td_call: "if (*interrupt_occurred == false)" advances RIP),
+   * the host takes its interrupt and posts the vector to the TD, and the guest sees it before
+   * the re-executed TDCALL if its RFLAGS.IF is set, later otherwise. Returns the interrupt taken.
+   */
+  takeHostInterrupt(): { vector: number; step: TdStep } {
+    const vector = this.pendingInterrupt!.vector;
+    this.pendingInterrupt = undefined;
+    this.postInterrupt(vector);
+    return { vector, step: this.deliverPostedInterrupt() };
+  }
+
   /** Whether any posted vector waits for the guest. */
   get interruptPosted(): boolean {
     const pir = this.#pir;

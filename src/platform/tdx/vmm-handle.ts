@@ -90,9 +90,10 @@ export class TdxVmmHandle extends SeamcallHost {
   }
 
   /**
-   * An interrupt pending on the host CPU while the guest runs a 2 MiB TDG.MEM.PAGE.ACCEPT: the
-   * module interrupts the accept after `afterChunks` 4 KiB chunks whatever the guest's RFLAGS.IF
-   * (IA32_INTR_PENDING, helpers.h is_interrupt_pending_guest_side) and the guest re-executes it.
+   * An interrupt pending on the host CPU while the guest runs an interruptible TDCALL, whatever
+   * the guest's RFLAGS.IF (IA32_INTR_PENDING, helpers.h is_interrupt_pending_guest_side): a 2 MiB
+   * TDG.MEM.PAGE.ACCEPT stops after `afterChunks` 4 KiB chunks, a TDG.MR.REPORT at its one
+   * interruption point, and the guest re-executes it.
    * The VMM posts `vector` to the guest, which takes it when its RFLAGS.IF allows.
    */
   postInterrupt(vector: number, afterChunks: number): void {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { gpaLevel } from '../../../src/platform/tdx/seamcall.js';
 import { TdAttributes } from '../../../src/platform/tdx/td-module.js';
 import { runTd } from '../../../src/vmm/tdx/run-td.js';
-import { HALT, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
+import { HALT, IRQ_VECTOR, TDCALL, runTdGuest, tdGuest } from '../../helpers/tdx-guest.js';
 
 const DATA = 0x90000n;
 const REPORT = 0x90400n;
@@ -112,6 +112,34 @@ describe('TDG.MR.REPORT', () => {
     runTd(td);
     expect(td.platform.machine.vcpu.regs.r15).toBe(20n);
     expect(td.trace.ofType('ve-injected')).toEqual([expect.objectContaining({ exitReason: 48, qual: 1n, gpa: PENDING_2M, gla: 0n })]);
+  });
+
+  // tdg_mr_report.c "Interruption Point", after TDINFO and TEE_INFO_HASH: a host interrupt pending
+  // (is_interrupt_pending_guest_side, whatever RFLAGS.IF) ends the TDCALL with interrupt_occurred
+  // set, and td_call then neither writes RAX nor advances RIP: the TD executes it again.
+  it.each([['sti', 1n], ['cli', 0n]])('a host interrupt pending stops it at its interruption point with %s: nothing written, RIP and RAX kept, the vector posted', (ifInsn, handlerRuns) => {
+    const td = tdGuest(`${ifInsn}\n ${storeReportData(DATA)}\n ${report(REPORT, DATA)}\n mov r13, rax\n ${HALT}`);
+    td.platform.handle.postInterrupt(IRQ_VECTOR, 1);
+    expect(runTd(td).outcome).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect([r.r13, r.r14]).toEqual([0n, handlerRuns]);
+    expect(td.trace.ofType('report-interrupted')).toEqual([expect.objectContaining({ vector: IRQ_VECTOR })]);
+    const calls = td.trace.ofType('tdcall').filter((c) => c.leaf === 'MR_REPORT');
+    expect(calls.map((c) => c.result)).toEqual(['interrupted', 'SUCCESS']);
+    expect(calls[1]!.rip).toBe(calls[0]!.rip);
+    expect(calls[1]!.rax).toBe(4n);
+    expect(td.trace.ofType('td-report')).toHaveLength(1);
+    // With IF clear the vector waits, posted.
+    expect(td.platform.module.postedVectors).toEqual(handlerRuns ? [] : [IRQ_VECTOR]);
+  });
+
+  it('a misaligned operand is refused before the interruption point: the interrupt stays pending on the host', () => {
+    const td = tdGuest(`${report(REPORT + 0x200n, DATA)}\n mov r13, rax\n ${HALT}`);
+    td.platform.handle.postInterrupt(IRQ_VECTOR, 1);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.platform.machine.vcpu.regs.r13).toBe(OPERAND_INVALID | 1n);
+    expect(td.trace.ofType('report-interrupted')).toEqual([]);
+    expect(td.platform.module.pendingInterrupt).toEqual({ vector: IRQ_VECTOR, afterChunks: 1 });
   });
 
   it('TDREPORT on a PENDING page: #VE for a write (qualification 0x3), nothing written', () => {
