@@ -65,3 +65,17 @@ export function reportRequest(reportData: Uint8Array, vmpl = 0, keySelWord = 0):
 
 /** VMPCK `index` from a secrets page (Linux struct snp_secrets_page: vmpck0 at 0x20, 32 bytes each). */
 export const vmpckFromSecrets = (secrets: Uint8Array, index: number) => secrets.slice(0x20 + 32 * index, 0x40 + 32 * index);
+
+/**
+ * MSG_KEY_REQ (snp_msg_key_req_t, 0x20 bytes): ROOT_KEY_SELECT bit 0 and KEY_SEL bits 2:1 of the
+ * u32 at 0, GUEST_FIELD_SELECT u64 at 8, VMPL u32 at 0x10, GUEST_SVN u32 at 0x14, TCB_VERSION u64 at 0x18.
+ */
+export function keyRequest(f: { flags: number; fields?: bigint; vmpl?: number; guestSvn?: number; tcb?: bigint }): Buffer {
+  const p = Buffer.alloc(0x20);
+  p.writeUInt32LE(f.flags, 0);
+  p.writeBigUInt64LE(f.fields ?? 0n, 8);
+  p.writeUInt32LE(f.vmpl ?? 0, 0x10);
+  p.writeUInt32LE(f.guestSvn ?? 0, 0x14);
+  p.writeBigUInt64LE(f.tcb ?? 0n, 0x18);
+  return p;
+}

@@ -30,7 +30,8 @@ export const REPORT_FLAGS = { MASK_CHIP_KEY: 1 << 1, SIGNING_KEY_SHIFT: 2, SIGNI
  */
 export const GUEST_POLICY = 0x30000n;
 /** This model's TCB_VERSION (one value for current, reported, committed and launch TCB) and firmware version. */
-export const MODEL_TCB_VERSION = 0x4800000000000007n;
+/** Little-endian bytes: boot loader 7, TEE 0, reserved, SNP 0x16, microcode 0x48 (snp_tcb_version_t, Genoa layout). */
+export const MODEL_TCB_VERSION = 0x4816000000000007n;
 export const MODEL_FIRMWARE = { build: 0, apiMinor: 55, apiMajor: 1 } as const;
 
 /** What the report says of one guest: from its launch (measurement) and its request. */

@@ -14,11 +14,12 @@
 // no response written, the count unchanged); a well-formed request the firmware refuses is a
 // valid, encrypted response whose STATUS says why.
 //
-// Message types: MSG_REPORT_REQ only. The others (CPUID, KEY, TSC_INFO, the migration messages)
-// fail the command as an unknown type would (INVALID_PARAM), which the real firmware does not.
+// Message types: MSG_REPORT_REQ and MSG_KEY_REQ. The others (CPUID, TSC_INFO, the migration
+// messages) fail the command as an unknown type would (INVALID_PARAM), which the real firmware
+// does not.
 import { nodeCrypto } from '../../shared/digest.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
-import { attestationReport, type ReportInputs } from './attestation-report.js';
+import { GUEST_POLICY, MODEL_TCB_VERSION, attestationReport, type ReportInputs } from './attestation-report.js';
 
 /** Firmware status codes (Linux include/uapi/linux/psp-sev.h sev_ret_code). */
 export const SEV_RET = {
@@ -31,11 +32,37 @@ export const GMSG = {
   MSG_SIZE: 0x36, MSG_VMPCK: 0x3c, HEADER_BYTES: 0x60,
 } as const;
 export const AEAD_ALGO_AES_256_GCM = 1;
-export const MSG_TYPE = { REPORT_REQ: 5, REPORT_RSP: 6 } as const;
+export const MSG_TYPE = { KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6 } as const;
+/** The highest MSG_VERSION the firmware takes of each request it serves (SNP_GMSG_MAX_MSG_VERSION_*). */
+const MAX_MSG_VERSION: ReadonlyMap<number, number> = new Map([[MSG_TYPE.KEY_REQ, 1], [MSG_TYPE.REPORT_REQ, 1]]);
 /** MSG_REPORT_REQ (snp_msg_report_req_t): REPORT_DATA[64], VMPL u32, KEY_SEL in bits 1:0 of the next u32, reserved to 0x60. */
 export const REPORT_REQ = { REPORT_DATA: 0x00, VMPL: 0x40, KEY_SEL: 0x44, RESERVED: 0x48, BYTES: 0x60 } as const;
 /** MSG_REPORT_RSP (snp_msg_report_rsp_t): STATUS u32, REPORT_SIZE u32, reserved to 0x20, then the report. */
 export const REPORT_RSP = { STATUS: 0x00, REPORT_SIZE: 0x04, REPORT: 0x20, BYTES: 0x4c0 } as const;
+/**
+ * MSG_KEY_REQ (snp_msg_key_req_t): ROOT_KEY_SELECT (bit 0) and KEY_SEL (bits 2:1) in the first u32,
+ * the rest of it and the next u32 reserved, GUEST_FIELD_SELECT u64, VMPL u32, GUEST_SVN u32, TCB_VERSION u64.
+ */
+export const KEY_REQ = { FLAGS: 0x00, RESERVED: 0x04, GUEST_FIELD_SELECT: 0x08, VMPL: 0x10, GUEST_SVN: 0x14, TCB_VERSION: 0x18 } as const;
+/** MSG_KEY_RSP (snp_msg_key_rsp_t): STATUS u32, reserved to 0x20, DERIVED_KEY[32]. */
+export const KEY_RSP = { STATUS: 0x00, DERIVED_KEY: 0x20, BYTES: 0x40 } as const;
+/** GUEST_FIELD_SELECT: what is mixed into a derived key (SNP_GUEST_FIELD_*). */
+export const GUEST_FIELD = { POLICY: 1n << 0n, IMAGE_ID: 1n << 1n, FAMILY_ID: 1n << 2n, MEASUREMENT: 1n << 3n, GUEST_SVN: 1n << 4n, TCB_VERSION: 1n << 5n, ALL: 0x3fn } as const;
+/**
+ * The key derivation's context (snp_mix_data_t, packed, 168 bytes): ROOT_KEY_SELECT (bit 0) and
+ * IDBLOCK_KEY_SELECT (bits 2:1), reserved u32, GFS u64, VMPL, GUEST_SVN, TCB_VERSION, GUEST_POLICY,
+ * IMAGE_ID[16], FAMILY_ID[16], MEASUREMENT[32] (the launch digest's first 32 bytes), HOST_DATA[32],
+ * IDBLOCK_KEY[32].
+ */
+const MIX = { FLAGS: 0, GFS: 8, VMPL: 16, GUEST_SVN: 20, TCB_VERSION: 24, POLICY: 32, MEASUREMENT: 72, MEASUREMENT_BYTES: 32, BYTES: 168 } as const;
+/** KEY_REQ_LABEL. */
+const KEY_REQ_LABEL = 'gmsg-keyreq';
+/**
+ * The guest's VMRK: zero in a new guest context and set only by a migration agent's messages,
+ * which this model has none of. Derived keys from it are what the real firmware derives then.
+ */
+const VMRK = new Uint8Array(32);
+
 /** KEY_SEL: 0 VLEK else VCEK, 1 VCEK only, 2 VLEK only, 3 reserved. */
 const KEY_SEL = { VLEK_ONLY: 2, RESERVED: 3 } as const;
 
@@ -102,9 +129,9 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     const count = this.#counts[vmpckIndex]!;
     if (count === UINT64_MAX - 1n || seqno !== count + 1n) return SEV_RET.AEAD_OFLOW;
     const msgType = request[GMSG.MSG_TYPE]!, msgVersion = request[GMSG.MSG_VERSION]!;
-    if (msgVersion === 0 || (msgType === MSG_TYPE.REPORT_REQ && msgVersion > 1)) return SEV_RET.INVALID_PARAM;
-    if (msgType !== MSG_TYPE.REPORT_REQ) return SEV_RET.INVALID_PARAM;
-    const body = this.#reportResponse(ctx, payload, vmpckIndex);
+    const maxVersion = MAX_MSG_VERSION.get(msgType);
+    if (msgVersion === 0 || maxVersion === undefined || msgVersion > maxVersion) return SEV_RET.INVALID_PARAM;
+    const body = msgType === MSG_TYPE.KEY_REQ ? keyResponse(ctx, payload, vmpckIndex) : this.#reportResponse(ctx, payload, vmpckIndex);
 
     const header = new Uint8Array(GMSG.HEADER_BYTES);
     const h = new DataView(header.buffer);
@@ -112,7 +139,7 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     header[GMSG.ALGO] = AEAD_ALGO_AES_256_GCM;
     header[GMSG.HDR_VERSION] = 1;
     h.setUint16(GMSG.HDR_SIZE, GMSG.HEADER_BYTES, true);
-    header[GMSG.MSG_TYPE] = MSG_TYPE.REPORT_RSP;
+    header[GMSG.MSG_TYPE] = msgType + 1;  // each response type follows its request's
     header[GMSG.MSG_VERSION] = 1;
     h.setUint16(GMSG.MSG_SIZE, body.length, true);
     header[GMSG.MSG_VMPCK] = vmpckIndex;
@@ -150,4 +177,64 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     out.setUint32(REPORT_RSP.STATUS, status, true);
     return body;
   }
+}
+
+/**
+ * MSG_KEY_RSP for the decrypted MSG_KEY_REQ `payload` (sev_mcmd.c, case SNP_MSG_KEY_REQ): a key
+ * derived from the VMRK, or STATUS saying why not. The chip key is masked on this platform, so a
+ * key rooted in the VCEK (ROOT_KEY_SELECT 0) is INVALID_KEY, as the firmware's first check makes it.
+ */
+function keyResponse(ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number): Uint8Array {
+  const body = new Uint8Array(KEY_RSP.BYTES);
+  const p = new DataView(payload.buffer);
+  const status = (() => {
+    const flags = p.getUint32(KEY_REQ.FLAGS, true);
+    if ((flags >>> 3) !== 0 || p.getUint32(KEY_REQ.RESERVED, true) !== 0) return SEV_RET.INVALID_PARAM;
+    if ((flags & 1) === 0) return SEV_RET.INVALID_KEY;
+    const mix = new Uint8Array(MIX.BYTES);
+    const m = new DataView(mix.buffer);
+    // ROOT_KEY_SELECT 1; IDBLOCK_KEY_SELECT 0 (no ID block); HOST_DATA and IDBLOCK_KEY zero.
+    m.setUint32(MIX.FLAGS, 1, true);
+    const vmpl = p.getUint32(KEY_REQ.VMPL, true);
+    if (vmpl < vmpckIndex) return SEV_RET.INVALID_PARAM;
+    const gfs = p.getBigUint64(KEY_REQ.GUEST_FIELD_SELECT, true);
+    if ((gfs & ~GUEST_FIELD.ALL) !== 0n) return SEV_RET.INVALID_PARAM;
+    m.setUint32(MIX.VMPL, vmpl, true);
+    m.setBigUint64(MIX.GFS, gfs, true);
+    if (gfs & GUEST_FIELD.TCB_VERSION) {
+      // Not above the committed TCB, field by field (boot loader, TEE, SNP, microcode), reserved bytes zero.
+      const tcb = payload.subarray(KEY_REQ.TCB_VERSION, KEY_REQ.TCB_VERSION + 8);
+      const committed = new Uint8Array(8);
+      new DataView(committed.buffer).setBigUint64(0, MODEL_TCB_VERSION, true);
+      if ([0, 1, 6, 7].some((i) => tcb[i]! > committed[i]!) || [2, 3, 4, 5].some((i) => tcb[i] !== 0)) return SEV_RET.INVALID_PARAM;
+      mix.set(tcb, MIX.TCB_VERSION);
+    }
+    if (gfs & GUEST_FIELD.GUEST_SVN) {
+      // Not above the ID block's GUEST_SVN, which is 0 without an ID block.
+      const svn = p.getUint32(KEY_REQ.GUEST_SVN, true);
+      if (svn > 0) return SEV_RET.INVALID_PARAM;
+      m.setUint32(MIX.GUEST_SVN, svn, true);
+    }
+    if (gfs & GUEST_FIELD.MEASUREMENT) mix.set(ctx.report.measurement.subarray(0, MIX.MEASUREMENT_BYTES), MIX.MEASUREMENT);
+    // FAMILY_ID and IMAGE_ID come from an ID block: zero here.
+    if (gfs & GUEST_FIELD.POLICY) m.setBigUint64(MIX.POLICY, GUEST_POLICY, true);
+    body.set(nistKdfSha256(VMRK, KEY_REQ_LABEL, mix), KEY_RSP.DERIVED_KEY);
+    return SEV_RET.SUCCESS;
+  })();
+  new DataView(body.buffer).setUint32(KEY_RSP.STATUS, status, true);
+  return body;
+}
+
+/**
+ * NIST SP 800-108 counter-mode KDF with HMAC-SHA-256 for one 32-byte block, as the firmware's
+ * nist_kdf builds its input: i = 1 (u32), the label, a zero byte, the context, L = 256 (u32), both
+ * integers in the PSP's (little-endian) byte order.
+ */
+function nistKdfSha256(key: Uint8Array, label: string, context: Uint8Array): Buffer {
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    return b;
+  };
+  return nodeCrypto().createHmac('sha256', key).update(u32(1)).update(label).update(Uint8Array.of(0)).update(context).update(u32(256)).digest();
 }

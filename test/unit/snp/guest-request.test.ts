@@ -1,10 +1,11 @@
 // SNP_GUEST_REQUEST as the firmware serves it, checked against AMD's own firmware
 // (amd/AMD-ASPFW sev_mcmd.c snp_mcmd_guest_request, sev_rmp.h) with messages this test seals
 // itself (test/helpers/snp-guest-message.ts) under the VMPCKs the guest's secrets page holds.
+import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Machine } from '../../../src/cpu/machine.js';
 import { SnpPlatform } from '../../../src/platform/snp/snp-cpu.js';
-import { openGuestMessage, reportRequest, sealGuestMessage, vmpckFromSecrets } from '../../helpers/snp-guest-message.js';
+import { keyRequest, openGuestMessage, reportRequest, sealGuestMessage, vmpckFromSecrets } from '../../helpers/snp-guest-message.js';
 
 const SECRETS = 0x6000n;
 const CODE = 0x10000n;
@@ -153,5 +154,69 @@ describe('SNP_GUEST_REQUEST: MSG_REPORT_REQ', () => {
     p.loadState(state);
     expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
     expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(AEAD_OFLOW);
+  });
+});
+
+// MSG_KEY_REQ (sev_mcmd.c case SNP_MSG_KEY_REQ): the key is nist_kdf (nist_kdf.c: HMAC-SHA-256 of
+// i = 1 || "gmsg-keyreq" || 0 || snp_mix_data_t || L = 256, integers little-endian) under the root
+// key. The platform masks the chip key, so only the VMRK may be the root; a guest context's VMRK is
+// zero until a migration agent sets one.
+describe('SNP_GUEST_REQUEST: MSG_KEY_REQ', () => {
+  /** snp_mix_data_t (packed, 168 bytes) as the firmware fills it for a VMRK-rooted request with no ID block. */
+  function mixData(f: { fields: bigint; vmpl: number; measurement?: Uint8Array; policy?: bigint; tcb?: bigint }): Buffer {
+    const m = Buffer.alloc(168);
+    m.writeUInt32LE(1, 0);                 // ROOT_KEY_SELECT = 1 (VMRK), IDBLOCK_KEY_SELECT = 0
+    m.writeBigUInt64LE(f.fields, 8);       // GFS
+    m.writeUInt32LE(f.vmpl, 16);
+    if (f.tcb !== undefined) m.writeBigUInt64LE(f.tcb, 24);
+    if (f.policy !== undefined) m.writeBigUInt64LE(f.policy, 32);
+    if (f.measurement) m.set(f.measurement.subarray(0, 32), 72);
+    return m;
+  }
+  const kdf = (mix: Buffer) => {
+    const u32 = (v: number) => Buffer.from(Uint32Array.of(v).buffer);
+    return createHmac('sha256', Buffer.alloc(32)).update(u32(1)).update('gmsg-keyreq').update(Buffer.of(0)).update(mix).update(u32(256)).digest();
+  };
+
+  /** Sends MSG_KEY_REQ `payload` (MSG_SEQNO `seqno`, VMPCK `vmpck`); returns STATUS and DERIVED_KEY of the MSG_KEY_RSP. */
+  function keyOf(p: SnpPlatform, key: (i: number) => Uint8Array, payload: Uint8Array, seqno: bigint, vmpck = 0) {
+    const r = send(p, sealGuestMessage(key(vmpck), payload, { seqno, type: 3, vmpck }));
+    expect(r.status).toBe(SUCCESS);
+    const rsp = openGuestMessage(key(vmpck), r.response);
+    expect(rsp).toMatchObject({ seqno: seqno + 1n, type: 4, version: 1, size: 0x40 });
+    return { status: rsp.plain.readUInt32LE(0), derived: rsp.plain.subarray(0x20, 0x40) };
+  }
+
+  it('derives from the VMRK what the firmware derives: the mix data with the fields GUEST_FIELD_SELECT names', () => {
+    const { p, digest, key } = launched();
+    const plain = keyOf(p, key, keyRequest({ flags: 1 }), 1n);
+    expect(plain.status).toBe(SUCCESS);
+    expect(plain.derived.equals(kdf(mixData({ fields: 0n, vmpl: 0 })))).toBe(true);
+    // Policy (bit 0), measurement (bit 3), TCB_VERSION (bit 5), at VMPL 2 asked through VMPCK 1.
+    const tcb = 0x4810000000000005n;  // not above the committed TCB (boot loader 7, SNP 0x16, microcode 0x48)
+    const mixed = keyOf(p, key, keyRequest({ flags: 1, fields: 0x29n, vmpl: 2, tcb }), 1n, 1);
+    expect(mixed.status).toBe(SUCCESS);
+    expect(mixed.derived.equals(kdf(mixData({ fields: 0x29n, vmpl: 2, measurement: Buffer.from(digest, 'hex'), policy: 0x30000n, tcb })))).toBe(true);
+    expect(mixed.derived.equals(plain.derived)).toBe(false);
+  });
+
+  it('refuses, as STATUS in a valid response: a VCEK root (chip key masked), reserved bits, a VMPL above the VMPCK\'s, unknown fields, a GUEST_SVN or TCB above the guest\'s', () => {
+    const { p, key } = launched();
+    let seqno = 1n;
+    const status = (payload: Uint8Array) => {
+      const s = keyOf(p, key, payload, seqno).status;
+      seqno += 2n;
+      return s;
+    };
+    expect(status(keyRequest({ flags: 0 }))).toBe(INVALID_KEY);
+    expect(status(keyRequest({ flags: 1 | (1 << 3) }))).toBe(INVALID_PARAM);
+    expect(status(keyRequest({ flags: 1, fields: 1n << 6n }))).toBe(INVALID_PARAM);
+    expect(status(keyRequest({ flags: 1, fields: 1n << 4n, guestSvn: 1 }))).toBe(INVALID_PARAM);
+    expect(status(keyRequest({ flags: 1, fields: 1n << 4n, guestSvn: 0 }))).toBe(SUCCESS);
+    expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb: 0x4816000000000008n }))).toBe(INVALID_PARAM);  // boot loader 8 > 7
+    expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb: 0x4816000100000007n }))).toBe(INVALID_PARAM);  // a reserved byte
+    const v = keyOf(p, key, keyRequest({ flags: 1, vmpl: 0 }), 1n, 2);
+    expect(v.status).toBe(INVALID_PARAM);
+    expect(v.derived.every((b) => b === 0)).toBe(true);
   });
 });
