@@ -29,6 +29,10 @@ const wrmsr = (msr: number, value: bigint) =>
   `mov ecx, 0x${msr.toString(16)}\n mov eax, 0x${(value & 0xffffffffn).toString(16)}\n mov edx, 0x${(value >> 32n).toString(16)}\n wrmsr`;
 /** Sets EFER.SCE, keeping the rest (the guest reads EFER; both platforms let it write SCE). */
 const SET_SCE = 'mov ecx, 0xc0000080\n rdmsr\n or eax, 1\n wrmsr';
+/** MSR `msr` (LSTAR, SYSENTER_EIP) <- the address of the guest's label `entry`. */
+const msrToEntry = (msr: number) => `lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x${msr.toString(16)}\n wrmsr`;
+/** STAR <- `star`, LSTAR <- `entry`, FMASK/SFMASK <- `fmask`. */
+const syscallMsrs = (star: bigint, fmask = 0n) => `${wrmsr(0xc0000081, star)}\n ${msrToEntry(0xc0000082)}\n ${wrmsr(0xc0000084, fmask)}`;
 /**
  * STAR[47:32] = 0x0B, the GDT's 64-bit code selector 0x08 with RPL 3: CS takes it with RPL forced to
  * 0 (0x08), SS is it plus 8 (0x13), as both manuals' Operation sections write it.
@@ -40,9 +44,7 @@ const DF = 0x400n;
  * after the SYSCALL. At `entry`: CS -> RBX, SS -> RBP, RCX -> RSI, R11 -> RDI, RFLAGS -> R13.
  */
 const SYSCALL_TO_ENTRY = `
-    ${wrmsr(0xc0000081, STAR)}
-    lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
-    ${wrmsr(0xc0000084, DF)}
+    ${syscallMsrs(STAR, DF)}
     lea r12, [rip + after]
     std
     syscall
@@ -133,9 +135,7 @@ describe('SYSCALL in a TD, more of the SDM\'s Operation section', () => {
   it('from CPL 2: CPL 0 at LSTAR (the TDCALL there is allowed), CS <- STAR[47:32] & ~3 and SS <- + 8, RSP unchanged', () => {
     const { td, outcome } = runTdGuest(`
       ${SET_SCE}
-      ${wrmsr(0xc0000081, STAR)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
-      ${wrmsr(0xc0000084, 0n)}
+      ${syscallMsrs(STAR)}
       ${toCpl(2)}
       mov r9, rsp
       lea r12, [rip + after]
@@ -160,7 +160,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     const { td, outcome } = runTdGuest(`
       ${wrmsr(0x174, 0xbn)}
       ${wrmsr(0x175, SYSENTER_STACK)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${msrToEntry(0x176)}
       sti
       sysenter
       mov r14, 0xbad
@@ -201,7 +201,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
       ${GDT_UP_TO_0X110}
       ${wrmsr(0x174, 0x10bn)}
       ${wrmsr(0x175, SYSENTER_STACK)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${msrToEntry(0x176)}
       sysenter
       mov r14, 0xbad
       jmp done
@@ -224,7 +224,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     const { td, outcome } = runTdGuest(`
       ${wrmsr(0x174, 0x8n)}
       ${wrmsr(0x175, SYSENTER_STACK)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${msrToEntry(0x176)}
       ${toCpl(2, { codeBits: 32 })}
     .code32
       sysenter
@@ -244,7 +244,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     const { td, outcome } = runTdGuest(`
       ${wrmsr(0x174, 0xbn)}
       ${wrmsr(0x175, SYSENTER_STACK)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${msrToEntry(0x176)}
       ${toCpl(2)}
       sysenter
       mov r14, 0xbad
@@ -262,7 +262,7 @@ describe('SYSENTER in a TD (Intel: IA32_SYSENTER_CS/ESP/EIP are the TD\'s own)',
     const { td, outcome } = runTdGuest(`
       ${wrmsr(0x174, 0x8n)}
       ${wrmsr(0x175, SYSENTER_STACK)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0x176\n wrmsr
+      ${msrToEntry(0x176)}
       ${IRETQ_WITH_RF}
       sysenter
       mov r14, 0xbad
@@ -339,9 +339,7 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
     // STAR[63:48] = 0x23: SYSRETQ loads CS 0x23 + 16 | 3 = 0x33 and SS 0x23 + 8 | 3 = 0x2b (APM Vol. 3 "SYSRET").
     const g = snpGuest(`
       ${SET_SCE}
-      ${wrmsr(0xc0000081, STAR)}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
-      ${wrmsr(0xc0000084, 0n)}
+      ${syscallMsrs(STAR)}
       ${SNP_GUEST_TO_CPL3}
       mov r9, rsp
       lea r12, [rip + after]
@@ -367,9 +365,7 @@ describe('SYSCALL from CPL 3 with Linux\'s STAR (__KERNEL_CS 0x10, syscall_init:
   it.each([0x10n, 0x18n])('STAR[47:32] = %i: enters LSTAR at CPL 0 with CS = STAR[47:32] and SS = CS + 8 (SDM Vol. 2B "SYSCALL": CS <- STAR[47:32] AND FFFCH, SS <- STAR[47:32] + 8)', (cs) => {
     const g = snpGuest(`
       ${SET_SCE}
-      ${wrmsr(0xc0000081, 0x0023000000000000n | (cs << 32n))}
-      lea rax, [rip + entry]\n mov rdx, rax\n shr rdx, 32\n mov ecx, 0xc0000082\n wrmsr
-      ${wrmsr(0xc0000084, 0n)}
+      ${syscallMsrs(0x0023000000000000n | (cs << 32n))}
       ${SNP_GUEST_TO_CPL3}
       mov r9, rsp
       lea r12, [rip + after]
