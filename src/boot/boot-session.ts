@@ -83,15 +83,16 @@ export class BootSession {
     let machine: Machine | undefined; // set below, before the guest runs
     const echo = (line: string) => {
       const before = parser.report.stages.length;
-      parser.push(line.endsWith('\n') ? line : `${line}\n`);
+      const text = line.endsWith('\n') ? line.slice(0, -1) : line;
+      parser.pushLine(text);
       const stages = parser.report.stages;
       if (stages.length > before) {
         const stage = stages[stages.length - 1]!;
         trace.enterStage(stage);
         if (machine) io.onStageEntered?.(stage, trace.length - 1, machine);
       }
-      trace.faults.consoleLine(line.replace(/\n$/, ''));
-      io.consoleLine?.(line.replace(/\n$/, ''));
+      trace.faults.consoleLine(text);
+      io.consoleLine?.(text);
     };
     const options = {
       memoryBytes: config.memoryBytes, instructionLimit: config.maxInstructions, countInstructions: config.countInstructions ?? true,

@@ -37,6 +37,8 @@ const PREFIX = '@mv ';
 const STAT_NAME = /^[a-z0-9_]+$/;
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
+const malformed = (line: string, why: string): ParsedLine => ({ kind: 'malformed', line, why });
+
 /** Parses one console line (without its newline). */
 export function parseConsoleLine(rawLine: string): ParsedLine {
   const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
@@ -45,26 +47,27 @@ export function parseConsoleLine(rawLine: string): ParsedLine {
   const space = rest.indexOf(' ');
   const verb = space < 0 ? rest : rest.slice(0, space);
   const args = space < 0 ? '' : rest.slice(space + 1);
-  const bad = (why: string): ParsedLine => ({ kind: 'malformed', line, why });
   switch (verb) {
     case 'stage':
-      return (STAGES as readonly string[]).includes(args) ? { kind: 'stage', stage: args as BootStage } : bad(`unknown stage "${args}"`);
+      return (STAGES as readonly string[]).includes(args) ? { kind: 'stage', stage: args as BootStage } : malformed(line, `unknown stage "${args}"`);
     case 'stat': {
-      const parts = args.split(' ');
-      if (parts.length !== 2) return bad('stat needs exactly a name and a value');
-      const [name, value] = parts as [string, string];
-      if (!STAT_NAME.test(name)) return bad(`bad stat name "${name}"`);
-      if (!DECIMAL.test(value)) return bad(`stat value "${value}" is not a decimal number`);
+      // Exactly one space between the name and the value (what splitting at every space into two parts allows).
+      const between = args.indexOf(' ');
+      if (between < 0 || args.indexOf(' ', between + 1) >= 0) return malformed(line, 'stat needs exactly a name and a value');
+      const name = args.slice(0, between);
+      const value = args.slice(between + 1);
+      if (!STAT_NAME.test(name)) return malformed(line, `bad stat name "${name}"`);
+      if (!DECIMAL.test(value)) return malformed(line, `stat value "${value}" is not a decimal number`);
       const n = BigInt(value);
-      if (n >= U64_LIMIT) return bad(`stat value ${value} does not fit in 64 bits`);
+      if (n >= U64_LIMIT) return malformed(line, `stat value ${value} does not fit in 64 bits`);
       return { kind: 'stat', name, value: n };
     }
     case 'done':
-      return args === '' ? { kind: 'done' } : bad('done takes no arguments');
+      return args === '' ? { kind: 'done' } : malformed(line, 'done takes no arguments');
     case 'fatal':
-      return args.trim() !== '' ? { kind: 'fatal', reason: args.trim() } : bad('fatal needs a reason');
+      return args.trim() !== '' ? { kind: 'fatal', reason: args.trim() } : malformed(line, 'fatal needs a reason');
     default:
-      return bad(`unknown verb "${verb}"`);
+      return malformed(line, `unknown verb "${verb}"`);
   }
 }
 
@@ -101,6 +104,20 @@ export class ConsoleProtocolParser implements Snapshottable<{ report: BootReport
       this.#line(this.#partial.slice(0, nl));
       this.#partial = this.#partial.slice(nl + 1);
     }
+  }
+
+  /**
+   * push() of one whole line and its newline (`line` holds none): the console hands over line by
+   * line, and gluing each to the pending text only to cut it off again showed in every fuzz
+   * execution (issue 10).
+   */
+  pushLine(line: string): void {
+    if (this.#partial !== '' || line.includes('\n')) {
+      this.push(`${line}\n`);
+      return;
+    }
+    this.#unchangedSince = undefined;
+    this.#line(line);
   }
 
   /** Parses a trailing line without a newline (call when the guest has stopped). */

@@ -41,6 +41,10 @@ describe('console protocol', () => {
     ['@mv stat x 18446744073709551616', /64 bits/],
     ['@mv stat x', /exactly a name and a value/],
     ['@mv stat x 1 2', /exactly a name and a value/],
+    ['@mv stat x  1', /exactly a name and a value/],
+    ['@mv stat x 1 ', /exactly a name and a value/],
+    ['@mv stat  1', /bad stat name ""/],
+    ['@mv stat x ', /stat value "" is not a decimal/],
     ['@mv  stage firmware', /unknown verb ""/],
     ['@mv done now', /no arguments/],
     ['@mv fatal', /unknown verb|needs a reason/],
@@ -49,6 +53,22 @@ describe('console protocol', () => {
     const parsed = parseConsoleLine(line);
     expect(parsed.kind).toBe('malformed');
     if (parsed.kind === 'malformed') expect(parsed.why).toMatch(why);
+  });
+
+  it('takes a line through pushLine as push takes the line and its newline, whatever is pending or in the line', () => {
+    const lines = ['@mv stage firmware', '@mv stat a 1\r', 'text', '', '@mv stat b 2\n@mv stage kernel', '@mv done', '@mv stat c 3'];
+    for (const pending of ['', '@mv stat pen']) {
+      const byLine = new ConsoleProtocolParser();
+      const byPush = new ConsoleProtocolParser();
+      byLine.push(pending);
+      byPush.push(pending);
+      for (const line of lines) {
+        byLine.pushLine(line);
+        byPush.push(`${line}\n`);
+        expect(byLine.report).toEqual(byPush.report);
+      }
+      expect(byLine.end()).toEqual(byPush.end());
+    }
   });
 
   it('keeps the largest u64 exactly', () => {
