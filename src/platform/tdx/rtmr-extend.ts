@@ -1,7 +1,7 @@
 // TDG.MR.RTMR.EXTEND (leaf 2), after `tdg_mr_rtmr_extend.c` (TDX module 1.5): RCX = the GPA of
 // 48 bytes of extension data (64-byte aligned, private), RDX = the RTMR index. RTMR[i] becomes
 // SHA-384(RTMR[i] || data): what TDVF and Linux extend their boot measurements with.
-import { createHash } from 'node:crypto';
+import { digestOf } from '../../shared/digest.js';
 import { checkGuestSideGpa } from './guest-side-gpa.js';
 import { OperandId, TdxStatus, withOperand } from './status.js';
 import { RTMR_COUNT, SHA384_BYTES, type TdModule } from './td-module.js';
@@ -23,7 +23,7 @@ export function rtmrExtend(td: TdModule): LeafResult {
   const i = Number(index);
   // 48 bytes at a 64-byte-aligned GPA never cross a page.
   const data = td.machine.memory.read(gpa, SHA384_BYTES);
-  td.rtmr[i] = createHash('sha384').update(td.rtmr[i]!).update(data).digest();
+  td.rtmr[i] = digestOf('sha384', td.rtmr[i]!, data);
   td.record('rtmr-extended', { index: i, gpa, rtmr: td.rtmr[i]!.toString('hex') });
   return { kind: 'return', status: TdxStatus.SUCCESS };
 }
