@@ -56,6 +56,13 @@ function verifyLines(v: VerifyReport): string[] {
   return [`  verify: FAILED: ${v.mismatches.length} mismatch(es) between the guest's record and the hardware`, ...v.mismatches.map((m) => `    ${describeMismatch(m)}`)];
 }
 
+/**
+ * Accepted bytes from which a boot keeps V8's young generation at its size (young-generation.ts):
+ * what survives its scavenges grows with the memory it accepts (the model's page tables), and a
+ * default boot (~80 MiB) stays far below.
+ */
+const LONG_BOOT_ACCEPTED_BYTES = 1n << 30n;
+
 type MapFormat = 'svg' | 'html';
 
 /** `--map`'s format from the file's extension; anything else is a usage error before the boot. */
@@ -159,9 +166,12 @@ export function bootCommand(io: CliIo): Command {
           legendShown = true;
           say(readableConsoleLine(line));
         };
-        const run = withYoungGenerationKeptSmall(() => bootGuest(config, {
+        const run = withYoungGenerationKeptSmall((keepSmall) => bootGuest(config, {
           ...(raw.json ? {} : { consoleLine }), keepTrace: raw.map !== undefined, ...(traceWriter ? { traceWriter } : {}),
-          ...(progress.enabled ? { onAccepted: (trace: BootTrace) => progress.update(() => ({ stage: trace.stage, acceptedBytes: trace.totals.acceptedBytes.total })) } : {}),
+          onAccepted: (trace: BootTrace) => {
+            if (trace.totals.acceptedBytes.total >= LONG_BOOT_ACCEPTED_BYTES) keepSmall();
+            progress.update(() => ({ stage: trace.stage, acceptedBytes: trace.totals.acceptedBytes.total }));
+          },
         }));
         progress.clear();
         result = run.result;

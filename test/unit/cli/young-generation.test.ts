@@ -13,16 +13,33 @@ const cacheNow = () => new Script(freshSource()).createCachedData();
 const rejectedNow = (cache: Buffer) => new Script(freshSource(), { cachedData: cache }).cachedDataRejected;
 
 describe('withYoungGenerationKeptSmall', () => {
-  it('runs under other V8 flags: a code cache made before is rejected inside, one made inside is accepted there', () => {
+  it('runs under other V8 flags once keepSmall is called: a code cache made before is rejected then, one made then is accepted', () => {
     const before = cacheNow();
     expect(rejectedNow(before)).toBe(false);
-    expect(withYoungGenerationKeptSmall(() => rejectedNow(before))).toBe(true);
-    expect(withYoungGenerationKeptSmall(() => rejectedNow(cacheNow()))).toBe(false);
+    expect(withYoungGenerationKeptSmall((keepSmall) => {
+      keepSmall();
+      return rejectedNow(before);
+    })).toBe(true);
+    expect(withYoungGenerationKeptSmall((keepSmall) => {
+      keepSmall();
+      keepSmall();
+      return rejectedNow(cacheNow());
+    })).toBe(false);
+  });
+
+  it('changes no flag until keepSmall is called: a run that never calls it makes caches accepted after', () => {
+    const before = cacheNow();
+    const [rejectedBefore, inside] = withYoungGenerationKeptSmall(() => [rejectedNow(before), cacheNow()] as const);
+    expect(rejectedBefore).toBe(false);
+    expect(rejectedNow(inside)).toBe(false);
   });
 
   it('puts the flags back: caches made before and after it are accepted after, one made inside is not', () => {
     const before = cacheNow();
-    const inside = withYoungGenerationKeptSmall(() => cacheNow());
+    const inside = withYoungGenerationKeptSmall((keepSmall) => {
+      keepSmall();
+      return cacheNow();
+    });
     expect(rejectedNow(before)).toBe(false);
     expect(rejectedNow(inside)).toBe(true);
     expect(rejectedNow(cacheNow())).toBe(false);
@@ -31,7 +48,10 @@ describe('withYoungGenerationKeptSmall', () => {
   it('returns what the run returns, and puts the flags back when it throws', () => {
     expect(withYoungGenerationKeptSmall(() => 42)).toBe(42);
     const before = cacheNow();
-    expect(() => withYoungGenerationKeptSmall(() => { throw new Error('the guest run failed'); })).toThrow('the guest run failed');
+    expect(() => withYoungGenerationKeptSmall((keepSmall) => {
+      keepSmall();
+      throw new Error('the guest run failed');
+    })).toThrow('the guest run failed');
     expect(rejectedNow(before)).toBe(false);
   });
 });
