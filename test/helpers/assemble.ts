@@ -1,11 +1,14 @@
 // Assembles tiny guest snippets with the machine's GNU as/ld at test time, so tests carry
-// their source instead of binary fixtures. Results are cached by content hash in test/.tmp.
+// their source instead of binary fixtures. Results are cached by content hash in test/.tmp. A clean
+// checkout assembles every snippet, so as is the one process a snippet usually costs: its object
+// is linked in process (link-flat.ts), and ld and objcopy run only for what that leaves to them.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
+import { linkFlatText } from './link-flat.js';
 
 const cacheDir = join(dirname(fileURLToPath(import.meta.url)), '..', '.tmp', 'asm');
 
@@ -27,8 +30,12 @@ export function assemble(source: string, origin = 0x1000n): Uint8Array {
     try {
       writeFileSync(src, text);
       execFileSync('as', ['--64', '-o', obj, src]);
-      execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', `0x${origin.toString(16)}`, `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
-      execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, part]);
+      const linked = linkFlatText(readFileSync(obj), origin);
+      if (linked) writeFileSync(part, linked);
+      else {
+        execFileSync('ld', ['-m', 'elf_x86_64', '-nostdlib', '-N', '--no-warn-rwx-segments', '-e', `0x${origin.toString(16)}`, `-Ttext=0x${origin.toString(16)}`, '-o', elf, obj]);
+        execFileSync('objcopy', ['-O', 'binary', '-j', '.text', elf, part]);
+      }
       renameSync(part, bin);
     } finally {
       for (const f of [src, obj, elf, part]) rmSync(f, { force: true });
