@@ -33,8 +33,17 @@ function capture(): CliIo & { stdout: string[]; stderr: string[] } {
   return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
 }
 
-/** A boot with nothing but the platform chosen, its trace written as FILE.json. */
-async function defaultBoot(platform: 'tdx' | 'snp'): Promise<{ result: BootJson; trace: Buffer }> {
+const boots = new Map<string, Promise<{ result: BootJson; trace: Buffer }>>();
+/**
+ * A boot with nothing but the platform chosen, its trace written as FILE.json. A default boot is
+ * deterministic, so the Perfetto and the Catapult tests share the one TDX boot.
+ */
+function defaultBoot(platform: 'tdx' | 'snp'): Promise<{ result: BootJson; trace: Buffer }> {
+  if (!boots.has(platform)) boots.set(platform, bootOnce(platform));
+  return boots.get(platform)!;
+}
+
+async function bootOnce(platform: 'tdx' | 'snp'): Promise<{ result: BootJson; trace: Buffer }> {
   const file = join(mkdtempSync(join(tmpdir(), 'mv-perfetto-ui-')), 'boot.json');
   const io = capture();
   expect(await main(['boot', '--platform', platform, '--json', '--trace', file], io), io.stderr.join('\n')).toBe(0);
