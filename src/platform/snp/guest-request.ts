@@ -14,12 +14,13 @@
 // no response written, the count unchanged); a well-formed request the firmware refuses is a
 // valid, encrypted response whose STATUS says why.
 //
-// Message types: MSG_REPORT_REQ and MSG_KEY_REQ. The others (CPUID, TSC_INFO, the migration
-// messages) fail the command as an unknown type would (INVALID_PARAM), which the real firmware
-// does not.
+// Message types: MSG_REPORT_REQ, MSG_KEY_REQ and MSG_TSC_INFO_REQ. The others (CPUID, the
+// migration messages) fail the command as an unknown type would (INVALID_PARAM), which the real
+// firmware does not.
 import { nodeCrypto } from '../../shared/digest.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { GUEST_POLICY, MODEL_TCB_VERSION, attestationReport, type ReportInputs } from './attestation-report.js';
+import { TSC_FACTOR_GENOA } from './secrets-page.js';
 
 /** Firmware status codes (Linux include/uapi/linux/psp-sev.h sev_ret_code). */
 export const SEV_RET = {
@@ -32,9 +33,15 @@ export const GMSG = {
   MSG_SIZE: 0x36, MSG_VMPCK: 0x3c, HEADER_BYTES: 0x60,
 } as const;
 export const AEAD_ALGO_AES_256_GCM = 1;
-export const MSG_TYPE = { KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6 } as const;
+export const MSG_TYPE = { KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6, TSC_INFO_REQ: 0x11, TSC_INFO_RSP: 0x12 } as const;
 /** The highest MSG_VERSION the firmware takes of each request it serves (SNP_GMSG_MAX_MSG_VERSION_*). */
-const MAX_MSG_VERSION: ReadonlyMap<number, number> = new Map([[MSG_TYPE.KEY_REQ, 1], [MSG_TYPE.REPORT_REQ, 1]]);
+const MAX_MSG_VERSION: ReadonlyMap<number, number> = new Map([[MSG_TYPE.KEY_REQ, 1], [MSG_TYPE.REPORT_REQ, 1], [MSG_TYPE.TSC_INFO_REQ, 1]]);
+/**
+ * MSG_TSC_INFO_REQ is 0x80 reserved bytes; MSG_TSC_INFO_RSP (snp_msg_tsc_info_rsp_t, 0x80 bytes):
+ * STATUS u32, reserved u32, GUEST_TSC_SCALE u64, GUEST_TSC_OFFSET u64, TSC_FACTOR u32.
+ */
+export const TSC_INFO_REQ = { BYTES: 0x80 } as const;
+export const TSC_INFO_RSP = { STATUS: 0x00, GUEST_TSC_SCALE: 0x08, GUEST_TSC_OFFSET: 0x10, TSC_FACTOR: 0x18, BYTES: 0x80 } as const;
 /** MSG_REPORT_REQ (snp_msg_report_req_t): REPORT_DATA[64], VMPL u32, KEY_SEL in bits 1:0 of the next u32, reserved to 0x60. */
 export const REPORT_REQ = { REPORT_DATA: 0x00, VMPL: 0x40, KEY_SEL: 0x44, RESERVED: 0x48, BYTES: 0x60 } as const;
 /** MSG_REPORT_RSP (snp_msg_report_rsp_t): STATUS u32, REPORT_SIZE u32, reserved to 0x20, then the report. */
@@ -131,7 +138,8 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     const msgType = request[GMSG.MSG_TYPE]!, msgVersion = request[GMSG.MSG_VERSION]!;
     const maxVersion = MAX_MSG_VERSION.get(msgType);
     if (msgVersion === 0 || maxVersion === undefined || msgVersion > maxVersion) return SEV_RET.INVALID_PARAM;
-    const body = msgType === MSG_TYPE.KEY_REQ ? keyResponse(ctx, payload, vmpckIndex) : this.#reportResponse(ctx, payload, vmpckIndex);
+    const body = msgType === MSG_TYPE.KEY_REQ ? keyResponse(ctx, payload, vmpckIndex)
+      : msgType === MSG_TYPE.TSC_INFO_REQ ? tscInfoResponse(payload) : this.#reportResponse(ctx, payload, vmpckIndex);
 
     const header = new Uint8Array(GMSG.HEADER_BYTES);
     const h = new DataView(header.buffer);
@@ -237,4 +245,22 @@ function nistKdfSha256(key: Uint8Array, label: string, context: Uint8Array): Buf
     return b;
   };
   return nodeCrypto().createHmac('sha256', key).update(u32(1)).update(label).update(Uint8Array.of(0)).update(context).update(u32(256)).digest();
+}
+
+/**
+ * MSG_TSC_INFO_RSP (sev_mcmd.c case SNP_MSG_TSC_INFO_REQ): reserved bytes must be zero, else
+ * STATUS = INVALID_PARAM; otherwise GUEST_TSC_SCALE = calc_tsc_scale(the launch's desired TSC
+ * frequency, the reference clock), which is 0 for a guest launched without Secure TSC (desired
+ * frequency 0), as this model's are; GUEST_TSC_OFFSET = 0 (set so at guest context creation and by
+ * nothing after it but migration); TSC_FACTOR = Genoa's.
+ */
+function tscInfoResponse(payload: Uint8Array): Uint8Array {
+  const body = new Uint8Array(TSC_INFO_RSP.BYTES);
+  const out = new DataView(body.buffer);
+  if (payload.subarray(0, TSC_INFO_REQ.BYTES).some((b) => b !== 0)) {
+    out.setUint32(TSC_INFO_RSP.STATUS, SEV_RET.INVALID_PARAM, true);
+    return body;
+  }
+  out.setUint32(TSC_INFO_RSP.TSC_FACTOR, TSC_FACTOR_GENOA, true);
+  return body;
 }

@@ -220,3 +220,25 @@ describe('SNP_GUEST_REQUEST: MSG_KEY_REQ', () => {
     expect(v.derived.every((b) => b === 0)).toBe(true);
   });
 });
+
+// MSG_TSC_INFO_REQ (sev_mcmd.c case SNP_MSG_TSC_INFO_REQ; snp_msg_tsc_info_rsp_t): 0x80 reserved
+// bytes in, STATUS, GUEST_TSC_SCALE, GUEST_TSC_OFFSET and TSC_FACTOR out.
+describe('SNP_GUEST_REQUEST: MSG_TSC_INFO_REQ', () => {
+  it('answers scale 0 and offset 0 (no Secure TSC at launch) and Genoa\'s TSC_FACTOR 200; a reserved byte set is INVALID_PARAM', () => {
+    const { p, key } = launched();
+    const ask = (payload: Uint8Array, seqno: bigint) => {
+      const r = send(p, sealGuestMessage(key(0), payload, { seqno, type: 0x11 }));
+      expect(r.status).toBe(SUCCESS);
+      const rsp = openGuestMessage(key(0), r.response);
+      expect(rsp).toMatchObject({ seqno: seqno + 1n, type: 0x12, version: 1, size: 0x80 });
+      return rsp.plain;
+    };
+    const ok = ask(Buffer.alloc(0x80), 1n);
+    expect([ok.readUInt32LE(0), ok.readBigUInt64LE(8), ok.readBigUInt64LE(0x10), ok.readUInt32LE(0x18)]).toEqual([SUCCESS, 0n, 0n, 200]);
+    const bad = Buffer.alloc(0x80);
+    bad[0x7f] = 1;
+    const refused = ask(bad, 3n);
+    expect(refused.readUInt32LE(0)).toBe(INVALID_PARAM);
+    expect(refused.readUInt32LE(0x18)).toBe(0);
+  });
+});
