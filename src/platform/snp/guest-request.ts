@@ -34,8 +34,7 @@ export const GMSG = {
 } as const;
 export const AEAD_ALGO_AES_256_GCM = 1;
 export const MSG_TYPE = { KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6, TSC_INFO_REQ: 0x11, TSC_INFO_RSP: 0x12 } as const;
-/** The highest MSG_VERSION the firmware takes of each request it serves (SNP_GMSG_MAX_MSG_VERSION_*). */
-const MAX_MSG_VERSION: ReadonlyMap<number, number> = new Map([[MSG_TYPE.KEY_REQ, 1], [MSG_TYPE.REPORT_REQ, 1], [MSG_TYPE.TSC_INFO_REQ, 1]]);
+
 /**
  * MSG_TSC_INFO_REQ is 0x80 reserved bytes; MSG_TSC_INFO_RSP (snp_msg_tsc_info_rsp_t, 0x80 bytes):
  * STATUS u32, reserved u32, GUEST_TSC_SCALE u64, GUEST_TSC_OFFSET u64, TSC_FACTOR u32.
@@ -136,10 +135,9 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     const count = this.#counts[vmpckIndex]!;
     if (count === UINT64_MAX - 1n || seqno !== count + 1n) return SEV_RET.AEAD_OFLOW;
     const msgType = request[GMSG.MSG_TYPE]!, msgVersion = request[GMSG.MSG_VERSION]!;
-    const maxVersion = MAX_MSG_VERSION.get(msgType);
-    if (msgVersion === 0 || maxVersion === undefined || msgVersion > maxVersion) return SEV_RET.INVALID_PARAM;
-    const body = msgType === MSG_TYPE.KEY_REQ ? keyResponse(ctx, payload, vmpckIndex)
-      : msgType === MSG_TYPE.TSC_INFO_REQ ? tscInfoResponse(payload) : this.#reportResponse(ctx, payload, vmpckIndex);
+    const served = SERVED_REQUESTS.get(msgType);
+    if (msgVersion === 0 || served === undefined || msgVersion > served.maxVersion) return SEV_RET.INVALID_PARAM;
+    const body = served.respond(ctx, payload, vmpckIndex);
 
     const header = new Uint8Array(GMSG.HEADER_BYTES);
     const h = new DataView(header.buffer);
@@ -147,7 +145,7 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     header[GMSG.ALGO] = AEAD_ALGO_AES_256_GCM;
     header[GMSG.HDR_VERSION] = 1;
     h.setUint16(GMSG.HDR_SIZE, GMSG.HEADER_BYTES, true);
-    header[GMSG.MSG_TYPE] = msgType + 1;  // each response type follows its request's
+    header[GMSG.MSG_TYPE] = msgType + 1;  // SERVED_REQUESTS: each response type follows its request's
     header[GMSG.MSG_VERSION] = 1;
     h.setUint16(GMSG.MSG_SIZE, body.length, true);
     header[GMSG.MSG_VMPCK] = vmpckIndex;
@@ -161,30 +159,30 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     response.set(sealed, GMSG.HEADER_BYTES);
     return SEV_RET.SUCCESS;
   }
+}
 
-  /** MSG_REPORT_RSP for the decrypted MSG_REPORT_REQ `payload`: a report, or STATUS saying why not. */
-  #reportResponse(ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number): Uint8Array {
-    const body = new Uint8Array(REPORT_RSP.BYTES);
-    const out = new DataView(body.buffer);
-    out.setUint32(REPORT_RSP.REPORT_SIZE, REPORT_RSP.BYTES - REPORT_RSP.REPORT, true);
-    const p = new DataView(payload.buffer);
-    const keySelWord = p.getUint32(REPORT_REQ.KEY_SEL, true);
-    const status = (() => {
-      if (payload.subarray(REPORT_REQ.RESERVED, REPORT_REQ.BYTES).some((b) => b !== 0) || (keySelWord & ~0x3) !== 0) return SEV_RET.INVALID_PARAM;
-      // No VLEK is installed, and the VCEK is not disabled for this guest: only a VLEK-only or a
-      // reserved KEY_SEL is refused (with the chip key masked, nothing signs either way).
-      const keySel = keySelWord & 0x3;
-      if (keySel === KEY_SEL.RESERVED || keySel === KEY_SEL.VLEK_ONLY) return SEV_RET.INVALID_KEY;
-      // A report may not claim a more privileged VMPL than the VMPCK that asked for it. A VMPL
-      // above 3 is not refused: the firmware copies it as it is.
-      const vmpl = p.getUint32(REPORT_REQ.VMPL, true);
-      if (vmpl < vmpckIndex) return SEV_RET.INVALID_PARAM;
-      body.set(attestationReport({ ...ctx.report, reportData: payload.subarray(REPORT_REQ.REPORT_DATA, REPORT_REQ.REPORT_DATA + 64), vmpl }), REPORT_RSP.REPORT);
-      return SEV_RET.SUCCESS;
-    })();
-    out.setUint32(REPORT_RSP.STATUS, status, true);
-    return body;
-  }
+/** MSG_REPORT_RSP for the decrypted MSG_REPORT_REQ `payload`: a report, or STATUS saying why not. */
+function reportResponse(ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number): Uint8Array {
+  const body = new Uint8Array(REPORT_RSP.BYTES);
+  const out = new DataView(body.buffer);
+  out.setUint32(REPORT_RSP.REPORT_SIZE, REPORT_RSP.BYTES - REPORT_RSP.REPORT, true);
+  const p = new DataView(payload.buffer);
+  const keySelWord = p.getUint32(REPORT_REQ.KEY_SEL, true);
+  const status = (() => {
+    if (payload.subarray(REPORT_REQ.RESERVED, REPORT_REQ.BYTES).some((b) => b !== 0) || (keySelWord & ~0x3) !== 0) return SEV_RET.INVALID_PARAM;
+    // No VLEK is installed, and the VCEK is not disabled for this guest: only a VLEK-only or a
+    // reserved KEY_SEL is refused (with the chip key masked, nothing signs either way).
+    const keySel = keySelWord & 0x3;
+    if (keySel === KEY_SEL.RESERVED || keySel === KEY_SEL.VLEK_ONLY) return SEV_RET.INVALID_KEY;
+    // A report may not claim a more privileged VMPL than the VMPCK that asked for it. A VMPL
+    // above 3 is not refused: the firmware copies it as it is.
+    const vmpl = p.getUint32(REPORT_REQ.VMPL, true);
+    if (vmpl < vmpckIndex) return SEV_RET.INVALID_PARAM;
+    body.set(attestationReport({ ...ctx.report, reportData: payload.subarray(REPORT_REQ.REPORT_DATA, REPORT_REQ.REPORT_DATA + 64), vmpl }), REPORT_RSP.REPORT);
+    return SEV_RET.SUCCESS;
+  })();
+  out.setUint32(REPORT_RSP.STATUS, status, true);
+  return body;
 }
 
 /**
@@ -264,3 +262,14 @@ function tscInfoResponse(payload: Uint8Array): Uint8Array {
   out.setUint32(TSC_INFO_RSP.TSC_FACTOR, TSC_FACTOR_GENOA, true);
   return body;
 }
+
+type Responder = (ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number) => Uint8Array;
+/**
+ * The requests this firmware serves, by MSG_TYPE: the highest MSG_VERSION it takes of each
+ * (SNP_GMSG_MAX_MSG_VERSION_*) and its response (whose MSG_TYPE is the request's + 1).
+ */
+const SERVED_REQUESTS: ReadonlyMap<number, { maxVersion: number; respond: Responder }> = new Map<number, { maxVersion: number; respond: Responder }>([
+  [MSG_TYPE.KEY_REQ, { maxVersion: 1, respond: keyResponse }],
+  [MSG_TYPE.REPORT_REQ, { maxVersion: 1, respond: reportResponse }],
+  [MSG_TYPE.TSC_INFO_REQ, { maxVersion: 1, respond: (_ctx, payload) => tscInfoResponse(payload) }],
+]);
