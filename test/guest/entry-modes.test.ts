@@ -17,6 +17,26 @@ function vmWith(source: string, origin: bigint): Machine {
   return vm;
 }
 
+/** 32-bit code: loads the GDT and IDT of tables32, far-jumps to flat code 0x08, SS = 0x10, ESP = 0x70000. */
+const FLAT_32 = `
+      .code32
+      lgdt [gdtr]
+      lidt [idtr]
+      ljmp 0x08, offset flat_cs
+    flat_cs:
+      mov eax, 0x10
+      mov ss, eax
+      mov esp, 0x70000`;
+/** The GDTR (limit `gdtLimit`) and the IDTR of 256 8-byte gates that FLAT_32 loads. */
+const tables32 = (gdtLimit: number) => `
+      .balign 8
+    gdtr:
+      .word 0x${gdtLimit.toString(16)}
+      .long ${GDT}
+    idtr:
+      .word 0x7ff
+      .long ${IDT}`;
+
 /** Flat GDT: 0x08 32-bit code, 0x10 data, 0x18 64-bit code, 0x20 16-bit code base 0. */
 function writeGdt(vm: Machine): void {
   const gdt = Buffer.alloc(0x28);
@@ -170,14 +190,7 @@ describe('exception delivery in every mode', () => {
 
   it('32-bit protected mode: #UD through an 8-byte gate to a 32-bit handler, and IRETD returns', () => {
     const vm = vmWith(`
-      .code32
-      lgdt [gdtr]
-      lidt [idtr]
-      ljmp 0x08, offset flat_cs
-    flat_cs:
-      mov eax, 0x10
-      mov ss, eax
-      mov esp, 0x70000
+      ${FLAT_32}
       ud2
       mov ecx, 0x99
       hlt
@@ -188,13 +201,7 @@ describe('exception delivery in every mode', () => {
       mov ebx, cs
       add dword ptr [esp], 2
       iretd
-      .balign 8
-    gdtr:
-      .word 0x27
-      .long ${GDT}
-    idtr:
-      .word 0x7ff
-      .long ${IDT}`, 0x1000n);
+      ${tables32(0x27)}`, 0x1000n);
     writeGdt(vm);
     vm.memory.writeU64(IDT + 6n * 8n, gate32(0x1100n, 0x08n));
     vm.vcpu.enter({ mode: 'protected32' });
@@ -344,14 +351,7 @@ describe('outside IA-32e mode: the gate DPL check of software interrupts, and th
    */
   function atCpl3(user: string, userBase = 0n): Machine {
     const vm = vmWith(`
-      .code32
-      lgdt [gdtr]
-      lidt [idtr]
-      ljmp 0x08, offset flat_cs
-    flat_cs:
-      mov eax, 0x10
-      mov ss, eax
-      mov esp, 0x70000
+      ${FLAT_32}
       push 0x33
       push 0x60000
       push 0x202
@@ -360,13 +360,7 @@ describe('outside IA-32e mode: the gate DPL check of software interrupts, and th
       iretd
     user:
       ${user}
-      .balign 8
-    gdtr:
-      .word 0x37
-      .long ${GDT}
-    idtr:
-      .word 0x7ff
-      .long ${IDT}`, 0x1000n);
+      ${tables32(0x37)}`, 0x1000n);
     writeGdt(vm);
     vm.memory.writeU64(GDT + 0x28n, 0x00cffb000000ffffn | ((userBase & 0xffffffn) << 16n) | ((userBase >> 24n) << 56n));
     vm.memory.writeU64(GDT + 0x30n, 0x00cff3000000ffffn);

@@ -38,6 +38,24 @@ const syscallMsrs = (star: bigint, fmask = 0n) => `${wrmsr(0xc0000081, star)}\n 
  * 0 (0x08), SS is it plus 8 (0x13), as both manuals' Operation sections write it.
  */
 const STAR = 0x0023000b00000000n;
+/**
+ * Asm: SYSCALL from CPL 3 (an SNP guest) with STAR = `star`, LSTAR at `entry`, FMASK 0: R9 = the
+ * user RSP, R12 = the return address `after`, where `afterReturn` runs. At `entry`: CS -> RBX,
+ * SS -> RBP, RCX -> RSI, RSP -> R8, a MOV from CR0 (CPL 0 only), then `entryEnd`.
+ */
+const syscallFromCpl3 = (star: bigint, afterReturn: string, entryEnd: string) => `
+      ${SET_SCE}
+      ${syscallMsrs(star)}
+      ${SNP_GUEST_TO_CPL3}
+      mov r9, rsp
+      lea r12, [rip + after]
+      syscall
+    after:
+      ${afterReturn}
+    entry:
+      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
+      mov rax, cr0
+      ${entryEnd}`;
 const DF = 0x400n;
 /**
  * Points LSTAR at `entry`, masks DF (FMASK/SFMASK), sets DF and runs SYSCALL; R12 = the address
@@ -337,21 +355,7 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
 
   it('SYSCALL from CPL 3 enters LSTAR at CPL 0 and SYSRET returns to CPL 3: a user program\'s system call and its return', () => {
     // STAR[63:48] = 0x23: SYSRETQ loads CS 0x23 + 16 | 3 = 0x33 and SS 0x23 + 8 | 3 = 0x2b (APM Vol. 3 "SYSRET").
-    const g = snpGuest(`
-      ${SET_SCE}
-      ${syscallMsrs(STAR)}
-      ${SNP_GUEST_TO_CPL3}
-      mov r9, rsp
-      lea r12, [rip + after]
-      syscall
-    after:
-      mov r10, cs
-      mov rdi, 0x6f
-      hlt
-    entry:
-      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
-      mov rax, cr0
-      sysretq`, { launch: SNP_GUEST_CPL3_LAUNCH });
+    const g = snpGuest(syscallFromCpl3(STAR, 'mov r10, cs\n mov rdi, 0x6f\n hlt', 'sysretq'), { launch: SNP_GUEST_CPL3_LAUNCH });
     const outcome = g.run();
     const r = g.vm.vcpu.regs;
     expect([r.rbx, r.rbp, r.rsi, r.r8]).toEqual([0x08n, 0x13n, r.r12, r.r9]);
@@ -363,19 +367,7 @@ describe('SYSCALL and SYSENTER on an SNP guest (AMD; KVM passes STAR, LSTAR, CST
 
 describe('SYSCALL from CPL 3 with Linux\'s STAR (__KERNEL_CS 0x10, syscall_init: STAR[47:32] = __KERNEL_CS, [63:48] = __USER32_CS 0x23), and with 0x18', () => {
   it.each([0x10n, 0x18n])('STAR[47:32] = %i: enters LSTAR at CPL 0 with CS = STAR[47:32] and SS = CS + 8 (SDM Vol. 2B "SYSCALL": CS <- STAR[47:32] AND FFFCH, SS <- STAR[47:32] + 8)', (cs) => {
-    const g = snpGuest(`
-      ${SET_SCE}
-      ${syscallMsrs(0x0023000000000000n | (cs << 32n))}
-      ${SNP_GUEST_TO_CPL3}
-      mov r9, rsp
-      lea r12, [rip + after]
-      syscall
-    after:
-      hlt
-    entry:
-      mov bx, cs\n movzx ebx, bx\n mov bp, ss\n movzx ebp, bp\n mov rsi, rcx\n mov r8, rsp
-      mov rax, cr0
-      hlt`, { launch: SNP_GUEST_CPL3_LAUNCH });
+    const g = snpGuest(syscallFromCpl3(0x0023000000000000n | (cs << 32n), 'hlt', 'hlt'), { launch: SNP_GUEST_CPL3_LAUNCH });
     const outcome = g.run();
     expect(outcome.outcome, outcome.reason).toBe('done');
     const r = g.vm.vcpu.regs;

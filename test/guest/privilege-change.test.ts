@@ -25,6 +25,18 @@ const RECORD_FRAME = `
   hlt`;
 
 /**
+ * A run whose #UD in 32-bit user code (compatibility mode, CS 0x3b, ESP 0x70000, SS 0x23) reached
+ * RECORD_FRAME at CPL 0 (CS 0x08, SS 0) on RSP0, the frame's RIP `rip`, or by default the address
+ * the guest put in R8.
+ */
+function expectCompatUserUd(g: ReturnType<typeof snpGuest>, rip?: bigint): void {
+  expect(g.run().outcome).toBe('done');
+  const r = g.vm.vcpu.regs;
+  expect([r.r11, r.r10, r.r12]).toEqual([0x08n, 0n, RSP0 - 40n]);
+  expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([rip ?? r.r8, 0x3bn, 0x70000n, 0x23n]);
+}
+
+/**
  * Asm: a GDT with user data (slot 0x20, DPL 3) and 32-bit user code (slot 0x38, DPL 3:
  * `userCode`), `extra` descriptor writes before it is loaded with limit `gdtLimit`, the TSS with
  * RSP0, and an IRETQ frame's SS 0x23, RSP 0x70000, RFLAGS 0x2 and CS 0x3b pushed: the caller
@@ -181,10 +193,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     user32:
       ud2
     .code64`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
-    expect(g.run().outcome).toBe('done');
-    const r = g.vm.vcpu.regs;
-    expect([r.r11, r.r10, r.r12]).toEqual([0x08n, 0n, RSP0 - 40n]);
-    expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([r.r8, 0x3bn, 0x70000n, 0x23n]);
+    expectCompatUserUd(g);
   });
 
   it('from 32-bit user code in a CS based at 17 MiB: the same delivery, the frame\'s RIP the offset in that CS', () => {
@@ -192,10 +201,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
       ${compatUserFrame({ userCode: '0x01cffb100000ffff      # 32-bit user code, DPL 3, D=1, base 0x1100000' })}
       push 0x10
       iretq`, { launch: [...SNP_GUEST_CPL3_LAUNCH, [0x1100000n, 0x1000n]], extraCode: [[0x1100000n, '.fill 16, 1, 0x90\n ud2']], udHandler: RECORD_FRAME });
-    expect(g.run().outcome).toBe('done');
-    const r = g.vm.vcpu.regs;
-    expect([r.r11, r.r10, r.r12]).toEqual([0x08n, 0n, RSP0 - 40n]);
-    expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([0x10n, 0x3bn, 0x70000n, 0x23n]);
+    expectCompatUserUd(g, 0x10n);
   });
 
   it('from 32-bit user code with DS based at 1 MiB: the same delivery (it reads no DS-relative memory, SDM Vol. 3 §6.14)', () => {
@@ -212,10 +218,7 @@ describe('exception delivery from CPL 3 in IA-32e mode', () => {
     fault:
       ud2
     .code64`, { launch: SNP_GUEST_CPL3_LAUNCH, udHandler: RECORD_FRAME });
-    expect(g.run().outcome).toBe('done');
-    const r = g.vm.vcpu.regs;
-    expect([r.r11, r.r10, r.r12]).toEqual([0x08n, 0n, RSP0 - 40n]);
-    expect([r.rbx, r.rsi, r.rbp, r.r9]).toEqual([r.r8, 0x3bn, 0x70000n, 0x23n]);
+    expectCompatUserUd(g);
   });
 
   it('from 32-bit user code whose CS descriptor changed after CS was loaded: the run stops (the model cannot read the hidden base) rather than enter the handler', () => {
