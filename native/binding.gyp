@@ -21,7 +21,8 @@
         "src/digest.cc",
         "src/other_arches.cc",
         "src/run_watchdog.cc",
-        "src/exception_in_flight.cc"
+        "src/exception_in_flight.cc",
+        "src/populate_alloc.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
@@ -30,7 +31,10 @@
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["<!@(node ../scripts/unicorn.mjs libs)"]
+      "libraries": ["<!@(node ../scripts/unicorn.mjs libs)"],
+      "conditions": [
+        ["OS=='linux'", { "ldflags": ["-Wl,--wrap=posix_memalign"] }]
+      ]
     }
   ]
 }
