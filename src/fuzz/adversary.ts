@@ -73,6 +73,13 @@ export class DecisionBook {
    * failure. Set by the executor; without it nothing is recorded.
    */
   probe: ((gpa: bigint) => PageState) | undefined;
+  /**
+   * When set, every consultation is appended to it as a pair: an exit's host actions (beginExit)
+   * as `null, actions`, a decision point's answer (answerFor) as `point, answer`, with undefined
+   * where the program decides nothing (no actions, the honest answer). What the book gave at each
+   * consultation is all a program decides about a run (execution-memo.ts).
+   */
+  consultations: unknown[] | undefined;
   #requestKey = '';
   #requestRun = 0;
   #requestThisExit = false;
@@ -97,7 +104,14 @@ export class DecisionBook {
   beginExit(): readonly HostAction[] {
     if (!this.#requestThisExit) this.#requestRun = 0;
     this.#requestThisExit = false;
-    return this.#actions.get(this.exits++) ?? NO_ACTIONS;
+    const actions = this.actionsAt(this.exits++);
+    this.consultations?.push(null, actions === NO_ACTIONS ? undefined : actions);
+    return actions;
+  }
+
+  /** The host actions the program takes at exit `index` (counting nothing). */
+  actionsAt(index: number): readonly HostAction[] {
+    return this.#actions.get(index) ?? NO_ACTIONS;
   }
 
   /** The guest's page-state request of this exit; true when the livelock guard must end the run. */
@@ -154,17 +168,24 @@ export class DecisionBook {
   answerFor(point: CallPoint): Answer {
     const occurrence = this.#seen.get(point) ?? 0;
     this.#seen.set(point, occurrence + 1);
-    const list = this.#calls.get(point);
-    if (list !== undefined) {
-      for (const d of list) {
-        if (occurrence >= d.from && occurrence < d.to) {
-          this.coverage.add(d.coverageKey);
-          return d.answer;
-        }
-      }
+    const d = this.decisionAt(point, occurrence);
+    if (d !== undefined) {
+      this.coverage.add(d.coverageKey);
+      this.consultations?.push(point, d.answer);
+      return d.answer;
     }
     this.coverage.add(HONEST_ANSWER_KEYS.get(point)!);
+    this.consultations?.push(point, undefined);
     return HONEST_ANSWER;
+  }
+
+  /** The program's decision for call `occurrence` of `point` (the first covering it wins; counting nothing). */
+  decisionAt(point: CallPoint, occurrence: number): { answer: Answer; coverageKey: string } | undefined {
+    const list = this.#calls.get(point);
+    if (list !== undefined) {
+      for (const d of list) if (occurrence >= d.from && occurrence < d.to) return d;
+    }
+    return undefined;
   }
 
   /** How many times each decision point was reached (the mutator aims occurrences with it). */

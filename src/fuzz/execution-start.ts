@@ -18,6 +18,7 @@ import type { AttackProgram } from './attack-program.js';
 import {
   applySchedule, crashedExecution, ExecutionObserver, observeEvents, type ExecuteOptions, type Execution, type HandoverRecorder,
 } from './executor.js';
+import { ExecutionMemo } from './execution-memo.js';
 import { AcceptanceOracle } from './oracle.js';
 import type { RunOutcome } from '../shared/outcome.js';
 import type { TraceRetention } from '../shared/trace.js';
@@ -99,6 +100,8 @@ export class ExecutionStart {
   readonly #budget: BudgetLeft;
   readonly #traceSha256WhenClosed: ((program: AttackProgram) => string) | undefined;
   #seat: AdversarySeat | undefined;
+  /** The runs from this start so far, to answer the programs that would only repeat one (execution-memo.ts). */
+  readonly #memo = new ExecutionMemo();
   #closed = false;
   /** The last execution threw out of the run: the VM may be in no state to restore from. */
   broken = false;
@@ -126,9 +129,15 @@ export class ExecutionStart {
 
   /** Runs `program` from the start; `launchInstructions`: what launching this start cost, if this execution paid for it. */
   execute(program: AttackProgram, options: ExecuteOptions = {}, launchInstructions = 0n): Execution {
-    const run = this.#run(program, options.keepTrace ? 'keep' : 'none');
+    // A kept trace is this run's own; a vCPU schedule is a decision the memo does not follow.
+    const memo = options.keepTrace || program.schedule ? undefined : this.#memo;
+    const book = new DecisionBook(program);
+    const known = memo?.find(program, book);
+    if (known) return memo!.execution(known, launchInstructions);
+    if (memo) book.consultations = [];
+    const run = this.#run(program, options.keepTrace ? 'keep' : 'none', book);
     if (run.outcome === undefined) return crashedExecution(run.error, run.book);
-    const { book, observer } = run;
+    const { observer } = run;
     const session = this.session;
     const machine = session.platform.machine;
     const judgement = observer.judge(run.outcome, machine);
@@ -149,11 +158,12 @@ export class ExecutionStart {
     if (this.#edgeSlots) execution.edgeSlots = this.#edgeSlots;
     // The whole trace (the run before the pause too): its hash is the one reported.
     if (options.keepTrace) execution.events = session.trace.events.slice();
+    if (book.consultations) memo!.record(book.consultations, execution);
     return execution;
   }
 
   /** Restores the start and runs `program` to the end, the trace keeping, hashing or only showing its events. */
-  #run(program: AttackProgram, retention: TraceRetention): Run {
+  #run(program: AttackProgram, retention: TraceRetention, book = new DecisionBook(program)): Run {
     const session = this.session;
     const machine = session.platform.machine;
     const vcpu = machine.vcpu;
@@ -164,7 +174,6 @@ export class ExecutionStart {
     vcpu.instructionLimit = vcpu.instructions + this.#budget.instructions;
     vcpu.budgetLimit = vcpu.instructions + vcpu.budgetCharged + this.#budget.total;
     const startInstructions = vcpu.instructions;
-    const book = new DecisionBook(program);
     (this.#seat ??= new AdversarySeat(session, book)).install(book);
     this.#recorder.clear();
     applySchedule(session.platform.scheduler, program);

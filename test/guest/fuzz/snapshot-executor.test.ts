@@ -23,6 +23,19 @@ describe('snapshot executor', () => {
     const executor = new SnapshotExecutor(target(platform, 'kernel'));
     executors.push(executor);
     const first = executor.execute(honest(platform));
+    const firstEdges = [...first.edgeSlots!.slice(1, first.edgeSlots![0]! + 1)].map((slot) => [slot, first.edges![slot]]);
+    // Decisions the run never consults (a call far past the last, an exit past the last) repeat it,
+    // known without running (execution-memo.ts): the same counts, edges and trace hash.
+    const unreached: AttackProgram = {
+      platform, decisions: [
+        { at: 'call', point: platform === 'tdx' ? 'tdx.mapGpa' : 'snp.ghcb.psc', occurrence: 100_000, answer: { kind: 'stop' } },
+        { at: 'exit', exitIndex: 100_000, action: { kind: 'inject', vector: 40 } },
+      ],
+    };
+    const repeat = executor.execute(unreached);
+    expect(repeat).toMatchObject({ instructions: first.instructions, vmmExits: first.vmmExits, judgement: first.judgement, gpas: first.gpas });
+    expect([...repeat.edgeSlots!.slice(1, repeat.edgeSlots![0]! + 1)].map((slot) => [slot, repeat.edges![slot]])).toEqual(firstEdges);
+    expect(repeat.traceSha256).toBe(executor.execute(unreached, { keepTrace: true }).traceSha256);
     const hostile = platform === 'tdx' ? executor.execute(stall) : undefined;
     const second = executor.execute(honest(platform));
     expect(first.judgement).toMatchObject({ verdict: 'benign', outcome: { outcome: 'done' } });
