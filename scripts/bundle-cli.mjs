@@ -13,24 +13,40 @@ import { fileURLToPath } from 'node:url';
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli');
 const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
 
-// commander requires node:child_process when it loads, for the one thing it uses it for: spawning
-// a stand-alone executable subcommand, which minivisor has none of. Loading child_process (and the
-// net, stream and dgram modules it pulls in) was ~3 ms of every command's start (issue 11), so the
-// bundle's copy requires it at the first spawn instead. Should commander change that line, the
-// bundle keeps the eager require: slower, never wrong.
-const EAGER_CHILD_PROCESS = "const childProcess = require('node:child_process');";
-const lazyChildProcess = {
-  name: 'commander-lazy-child-process',
+// Node built-in modules that dependencies load when they load, for what a command seldom or never
+// needs, rewritten in the bundle's copy of the file (each was ~0.1-3 ms of every command's start,
+// issue 11). commander requires node:child_process for the one thing it uses it for, spawning a
+// stand-alone executable subcommand, which minivisor has none of (child_process pulls in net,
+// stream and dgram: ~3 ms), so it is required at the first spawn instead; its node:process is the
+// global process. node-gyp-build loads node:os (~0.5 ms) for os.arch() and os.platform(), which are
+// process.arch and process.platform. Should a dependency change such a line, the bundle keeps it as
+// it is: slower, never wrong.
+const REWRITES = [
+  {
+    file: /[\\/]commander[\\/]lib[\\/]command\.js$/,
+    lines: [
+      ["const childProcess = require('node:child_process');", "const childProcess = { spawn: (...args) => require('node:child_process').spawn(...args) };"],
+      ["const process = require('node:process');", 'const process = globalThis.process;'],
+    ],
+  },
+  {
+    file: /[\\/]node-gyp-build[\\/]node-gyp-build\.js$/,
+    lines: [["var os = require('os')", 'var os = { arch: () => process.arch, platform: () => process.platform }']],
+  },
+];
+const lazyBuiltins = {
+  name: 'lazy-builtins',
   setup(b) {
-    b.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, (args) => {
-      const text = readFileSync(args.path, 'utf8');
-      if (!text.includes(EAGER_CHILD_PROCESS)) {
-        console.warn(`bundle-cli: ${args.path} no longer has \`${EAGER_CHILD_PROCESS}\`; child_process stays eager`);
-        return undefined;
-      }
-      const lazy = "const childProcess = { spawn: (...args) => require('node:child_process').spawn(...args) };";
-      return { contents: text.replace(EAGER_CHILD_PROCESS, lazy), loader: 'js' };
-    });
+    for (const { file, lines } of REWRITES) {
+      b.onLoad({ filter: file }, (args) => {
+        let text = readFileSync(args.path, 'utf8');
+        for (const [eager, lazy] of lines) {
+          if (text.includes(eager)) text = text.replace(eager, lazy);
+          else console.warn(`bundle-cli: ${args.path} no longer has \`${eager}\`; it stays as it is`);
+        }
+        return { contents: text, loader: 'js' };
+      });
+    }
   },
 };
 
@@ -43,7 +59,7 @@ await build({
   ...common,
   minifyWhitespace: true,
   minifySyntax: true,
-  plugins: [lazyChildProcess],
+  plugins: [lazyBuiltins],
   entryPoints: [join(cli, 'main.js')],
   outfile: join(cli, 'minivisor.cjs'),
   define: { 'import.meta.url': '__minivisorBundleUrl' },
