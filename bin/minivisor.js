@@ -13,10 +13,12 @@ if (!existsSync(entry)) {
   console.error(`minivisor: not built yet (${entry} is missing); run \`npm install\` in ${root}`);
   process.exit(1);
 }
-// The CommonJS loader when the bundler made it from the current dist/cli/bundled-cli.js.
+// The CommonJS loader when the bundler made it from the current dist/cli/bundled-cli.js: in a clone
+// (it has tsconfig.json) tsc may have rewritten dist/ since; a package's dist/ was bundled once, by
+// `npm pack`'s prepack, and unpacking it gives its files new mtimes in no particular order.
 const loader = join(root, 'dist', 'cli', 'bundled-cli.js');
 const loaderCjs = join(root, 'dist', 'cli', 'bundled-cli.cjs');
-const fresh = existsSync(loaderCjs) && statSync(loaderCjs).mtimeMs >= statSync(loader).mtimeMs;
+const fresh = existsSync(loaderCjs) && (!existsSync(join(root, 'tsconfig.json')) || statSync(loaderCjs).mtimeMs >= statSync(loader).mtimeMs);
 // A command stopped by SIGINT, SIGTERM or SIGHUP saves its work and returns 128 + the signal's number
 // (`fuzz`); the process then ends by that signal, so the shell that ran it sees an interruption
 // and a script or loop around it stops too, not an ordinary exit it would carry on after.

@@ -22,7 +22,7 @@
 // young-generation collection of every boot (3 -> 2 scavenges, --trace-gc). A bundle without the
 // wrapper (a hand-made one, or one a tool wrote) is still wrapped here.
 import { isAscii } from 'node:buffer';
-import { closeSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -55,11 +55,17 @@ export function bundleDigest(file: string, bytes: Buffer): Buffer {
   return createHash('sha256').update(bytes).digest();
 }
 
-/** The bundle beside `entry` (dist/cli/main.js), when it exists and is not older than it. */
+/**
+ * The bundle beside `entry` (dist/cli/main.js), when it exists and, in a clone (tsconfig.json in the
+ * package's root), is not older than it. A package's dist/ was bundled once, by `npm pack`'s
+ * prepack, and unpacking it gives its files new mtimes in no particular order (main.js came out
+ * ~0.2 s newer than the bundle, which was then never used).
+ */
 export function freshBundle(entry: string): string | undefined {
   const bundle = join(dirname(entry), BUNDLE_FILE);
   try {
-    return statSync(bundle).mtimeMs >= statSync(entry).mtimeMs ? bundle : undefined;
+    const built = statSync(bundle).mtimeMs;
+    return !existsSync(join(dirname(entry), '..', '..', 'tsconfig.json')) || built >= statSync(entry).mtimeMs ? bundle : undefined;
   } catch {
     return undefined;
   }

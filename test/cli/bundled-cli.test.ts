@@ -6,14 +6,17 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUNDLE_DIGEST_MARK, bundleDigest, codeCacheFile, freshBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
 
-/** A dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
+/** A clone's dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
 function fakeDist(): { dir: string; entry: string; bundle: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'minivisor-bundled-cli-'));
+  const root = mkdtempSync(join(tmpdir(), 'minivisor-bundled-cli-'));
+  writeFileSync(join(root, 'tsconfig.json'), '{}');
+  const dir = join(root, 'dist', 'cli');
+  mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
   const entry = join(dir, 'main.js');
   writeFileSync(entry, "export async function main(argv) { return argv[1] === 'fail' ? 21 : 20; }\n");
@@ -34,6 +37,15 @@ describe('the bundled CLI loader', () => {
     setMtime(entry, 1_000_001);
     expect(freshBundle(entry)).toBeUndefined();
     expect(await runCli(entry, ['boot', 'fail'])).toBe(21);
+  });
+
+  it('runs a package\'s bundle whatever the mtimes its unpacking gave (no tsconfig.json: not a clone)', async () => {
+    const { dir, entry, bundle } = fakeDist();
+    rmSync(join(dir, '..', '..', 'tsconfig.json'));
+    setMtime(bundle, 1_000_000);
+    setMtime(entry, 1_000_001);
+    expect(freshBundle(entry)).toBe(bundle);
+    expect(await runCli(entry, ['boot', 'fail'])).toBe(11);
   });
 
   it('writes a code cache after a successful command only, tied to the bundle\'s bytes', async () => {

@@ -98,6 +98,9 @@ describe('the packed package in an empty project without a compiler', () => {
       const result = JSON.parse(boot.stdout) as { platform: string; outcome: string; verify: { ok: boolean; mismatches: unknown[] } };
       expect(result).toMatchObject({ platform, outcome: 'done', verify: { ok: true, mismatches: [] } });
     }
+    // From the one-file bundle (whatever mtimes unpacking gave dist/), which keeps a code cache per command.
+    expect(readdirSync(join(installed, 'dist', 'cli')).filter((f) => f.endsWith('.v8cache')).sort())
+      .toEqual(['minivisor.cjs.boot.snp.v8cache', 'minivisor.cjs.boot.tdx.v8cache']);
   }, 240_000);
 
   it.each(['kernel', 'firmware', 'decompressor'])('writes the %s template with new-stub, builds it with the shipped SDK, and passes its five-line vitest file', async (stage) => {
