@@ -22,7 +22,8 @@
         "src/other_arches.cc",
         "src/run_watchdog.cc",
         "src/exception_in_flight.cc",
-        "src/populate_alloc.cc"
+        "src/populate_alloc.cc",
+        "src/mapped_file.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -6,7 +6,7 @@
 // code are found from src/shared/package-root.ts, which holds for both layouts.
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -55,26 +55,31 @@ const lazyBuiltins = {
 // fault and a first touch, the third of it that was comments and indentation was ~170 of a
 // default boot's ~4,600 page faults (issue 11). Stack traces then point into long lines of the
 // bundle rather than short ones: neither is the TypeScript source.
-await build({
+const bundle = join(cli, 'minivisor.cjs');
+const { outputFiles: [built] } = await build({
   ...common,
+  write: false,
   minifyWhitespace: true,
   minifySyntax: true,
   plugins: [lazyBuiltins],
   entryPoints: [join(cli, 'main.js')],
-  outfile: join(cli, 'minivisor.cjs'),
+  outfile: bundle,
   define: { 'import.meta.url': '__minivisorBundleUrl' },
   banner: { js: "const __minivisorBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
-await build({ ...common, entryPoints: [join(cli, 'bundled-cli.js')], outfile: join(cli, 'bundled-cli.cjs') });
+// The loader holds node-gyp-build too (it finds the addon, src/native/addon-file.ts).
+await build({ ...common, minifyWhitespace: true, minifySyntax: true, plugins: [lazyBuiltins], entryPoints: [join(cli, 'bundled-cli.js')], outfile: join(cli, 'bundled-cli.cjs') });
 
-// ASCII only, so the loader can take the file as Latin-1 (a copy, where UTF-8 needs decoding) and V8
+// ASCII only, so the loader can take the file as Latin-1 (its bytes are its text) and V8
 // holds it one byte a character: esbuild escapes non-ASCII characters in code (its default charset)
 // but keeps comments as they are, so theirs become \u escapes, which a comment does not interpret.
-const bundle = join(cli, 'minivisor.cjs');
-const text = readFileSync(bundle, 'utf8');
-const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const ascii = built.text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 // Inside the CommonJS module wrapper, which the loader compiles as it is (src/cli/bundled-cli.ts),
 // with the bundle's SHA-256 on the first line: the key of its code caches, read rather than computed.
 const { MODULE_WRAPPER, MODULE_WRAPPER_END, BUNDLE_DIGEST_MARK } = await import(join(cli, 'bundled-cli.js'));
 const digest = createHash('sha256').update(`${MODULE_WRAPPER}${ascii}${MODULE_WRAPPER_END}`, 'latin1').digest('hex');
-writeFileSync(bundle, `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${digest}*/${ascii}${MODULE_WRAPPER_END}`);
+// Written beside it and renamed over it, never rewritten in place: a running command may have the
+// old one mapped (src/cli/bundled-cli.ts), and keeps it so.
+const partial = `${bundle}.${process.pid}.partial`;
+writeFileSync(partial, `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${digest}*/${ascii}${MODULE_WRAPPER_END}`);
+renameSync(partial, bundle);

@@ -11,6 +11,7 @@
 
 #include "digest.h"
 #include "machine.h"
+#include "mapped_file.h"
 #include "stop_signal_cleanup.h"
 
 namespace minivisor {
@@ -857,6 +858,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
   exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));
   exports.Set("removeOnStopSignal", Napi::Function::New(env, RemoveOnStopSignal));
+  exports.Set("mapFile", Napi::Function::New(env, MapFile));
   return exports;
 }
 

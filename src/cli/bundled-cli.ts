@@ -21,11 +21,21 @@
 // is compiled as it was read: wrapping it here made V8 flatten a second ~750 KB copy, which cost a
 // young-generation collection of every boot (3 -> 2 scavenges, --trace-gc). A bundle without the
 // wrapper (a hand-made one, or one a tool wrote) is still wrapped here.
+//
+// A bundle the bundler wrote (its digest on the first line) and its code cache are taken as
+// read-only mappings of their files through the native addon (mapFile), not read: reading copied
+// the bundle into a fresh buffer and V8 copied it again into its heap, ~320 fresh pages and as many
+// page faults, ~4 ms of a default boot's CPU on a host that shadows guest page tables (issue 11).
+// Every command that runs a guest loads the addon anyway; node loads it once, for both. The files
+// are never rewritten in place while a process may map them: the bundler and the cache writer
+// replace them by rename. Without the addon (not built, or built before mapFile) they are read.
 import { isAscii } from 'node:buffer';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { addonFile } from '../native/addon-file.js';
+import type { MapFile } from '../native/binding.js';
 
 type Main = (argv: string[]) => Promise<number>;
 
@@ -43,13 +53,18 @@ export const MODULE_WRAPPER_END = '\n})';
  */
 export const BUNDLE_DIGEST_MARK = '/*minivisor-bundle-sha256:';
 
+/** The SHA-256 the bundler wrote on the first line of the bundle whose text starts with `head`, if it did. */
+function writtenDigest(head: string): Buffer | undefined {
+  const at = MODULE_WRAPPER.length + BUNDLE_DIGEST_MARK.length;
+  if (!head.startsWith(MODULE_WRAPPER + BUNDLE_DIGEST_MARK) || head.slice(at + 64, at + 66) !== '*/') return undefined;
+  const hex = head.slice(at, at + 64);
+  return /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex') : undefined;
+}
+
 /** The SHA-256 of `bytes`, the bundle at `file`: the one the bundler wrote on its first line, else hashed here. */
 export function bundleDigest(file: string, bytes: Buffer): Buffer {
-  const at = MODULE_WRAPPER.length + BUNDLE_DIGEST_MARK.length;
-  if (bytes.toString('latin1', MODULE_WRAPPER.length, at) === BUNDLE_DIGEST_MARK && bytes.toString('latin1', at + 64, at + 66) === '*/') {
-    const hex = bytes.toString('latin1', at, at + 64);
-    if (/^[0-9a-f]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
-  }
+  const written = writtenDigest(bytes.toString('latin1', 0, MODULE_WRAPPER.length + BUNDLE_DIGEST_MARK.length + 66));
+  if (written) return written;
   // Not import.meta.url: the loader is itself bundled as CommonJS, where it is undefined.
   const { createHash } = createRequire(file)('node:crypto') as typeof import('node:crypto');
   return createHash('sha256').update(bytes).digest();
@@ -133,14 +148,38 @@ function writeCodeCache(file: string, bundleHash: Buffer, data: Buffer): void {
   }
 }
 
+/** The bundle's text, the SHA-256 that keys its code caches (when a cache is wanted) and the code cache, when there is a valid one. */
+export interface LoadedBundle {
+  source: string;
+  bundleHash?: Buffer;
+  cached?: Buffer;
+  /** Whether the files were mapped (mapFile) rather than read. */
+  mapped: boolean;
+}
+
+/** mapFile of the addon of the package whose dist/cli/main.js is `entry`, unless it is not built or predates mapFile. */
+export function addonMapFile(entry: string): MapFile | undefined {
+  try {
+    const addon = createRequire(entry)(addonFile(join(dirname(entry), '..', '..'))) as { mapFile?: MapFile };
+    return typeof addon.mapFile === 'function' ? addon.mapFile : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Runs `minivisor <argv>`: from the bundle when it is fresh, else from dist/cli/main.js (`entry`).
- * Returns the exit status.
+ * The bundle and its code cache `cacheFile`, mapped by `mapFile` when the bundle carries the digest
+ * the bundler writes (then it is ASCII, so its bytes as Latin-1 are its text), else read.
  */
-export async function runCli(entry: string, argv: string[]): Promise<number> {
-  const bundle = freshBundle(entry);
-  if (!bundle) return ((await import(entry)) as { main: Main }).main(argv);
-  const cacheFile = codeCacheFile(bundle, argv);
+export function loadBundle(bundle: string, cacheFile: string | undefined, mapFile?: MapFile): LoadedBundle {
+  const source = mapFile?.(bundle, 'latin1');
+  const written = source === undefined ? undefined : writtenDigest(source.slice(0, MODULE_WRAPPER.length + BUNDLE_DIGEST_MARK.length + 66));
+  if (source === undefined || !written) return readBundle(bundle, cacheFile);
+  const cached = cacheFile ? checkedCodeCache(mapFile!(cacheFile, 'bytes'), written) : undefined;
+  return { source, bundleHash: cacheFile ? written : undefined, cached, mapped: true };
+}
+
+function readBundle(bundle: string, cacheFile: string | undefined): LoadedBundle {
   // The bundle and then its code cache are read into one buffer: its bytes are spent once the
   // source string is made. Each fresh 4 KiB page a process touches is a page fault for the
   // kernel's copy and, on a host that shadows page tables, a costly first touch from user space
@@ -156,6 +195,18 @@ export async function runCli(entry: string, argv: string[]): Promise<number> {
   // The cache is keyed by the bundle's bytes; a command without a cache (--help) needs no digest.
   const bundleHash = cacheFile ? bundleDigest(bundle, bytes) : undefined;
   const cached = cacheOpen && bundleHash ? checkedCodeCache(readInto(cacheOpen.fd, cacheOpen.size, buffer), bundleHash) : undefined;
+  return { source, bundleHash, cached, mapped: false };
+}
+
+/**
+ * Runs `minivisor <argv>`: from the bundle when it is fresh, else from dist/cli/main.js (`entry`).
+ * Returns the exit status.
+ */
+export async function runCli(entry: string, argv: string[]): Promise<number> {
+  const bundle = freshBundle(entry);
+  if (!bundle) return ((await import(entry)) as { main: Main }).main(argv);
+  const cacheFile = codeCacheFile(bundle, argv);
+  const { source, bundleHash, cached } = loadBundle(bundle, cacheFile, addonMapFile(entry));
   const wrapped = source.startsWith(MODULE_WRAPPER) ? source : `${MODULE_WRAPPER}${source}${MODULE_WRAPPER_END}`;
   const script = new Script(wrapped, { filename: bundle, ...(cached ? { cachedData: cached } : {}) });
   const module = { exports: {} as { main?: Main } };

@@ -1,11 +1,7 @@
 // Loads the native addon and describes its surface. The addon is deliberately thin: every
 // friendly check and every policy lives in src/cpu and src/memory.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-// Imported, not required at run time, so that the CLI bundle holds it (scripts/bundle-cli.mjs):
-// resolving and compiling it from node_modules was ~2 ms of every command that runs a guest.
-import nodeGypBuild from 'node-gyp-build';
+import { addonFile } from './addon-file.js';
 import { provideDigests, type DigestAlgorithm } from '../shared/digest.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
@@ -115,33 +111,19 @@ export interface NativeAddon {
    * addon built before it.
    */
   removeOnStopSignal?(paths: readonly string[], signals: readonly number[]): void;
+  /** The CLI loader's mapping of the bundle and its code cache (native/src/mapped_file.h). Absent from an addon built before it. */
+  mapFile?: MapFile;
 }
 
-/**
- * The addon node-gyp-build picks in native/: a local build (native/build/Release, what `npm install`
- * makes in a clone or a from-source fallback) before the prebuild the package ships
- * (native/prebuilds/linux-x64, scripts/prebuild.mjs).
- */
-function findAddon(): string {
-  const root = PACKAGE_ROOT;
-  // node-gyp-build's first choice, without its search (a require of native/package.json, which
-  // there is none of, that throws; a directory listing; stats): ~1 ms of every guest run's start (issue 11).
-  const localBuild = join(root, 'native', 'build', 'Release', 'minivisor.node');
-  if (existsSync(localBuild)) return localBuild;
-  try {
-    return nodeGypBuild.path(join(root, 'native'));
-  } catch (err) {
-    const why = err instanceof Error ? err.message.trim().split('\n')[0] : String(err);
-    throw new Error(`the native addon is not built and no prebuilt one fits this machine (${why}): run \`npm install\` in ${root}`);
-  }
-}
+/** native/src/mapped_file.h: the file mapped read-only, as a Latin-1 string or a Buffer; undefined when it cannot be. */
+export type MapFile = ((path: string, as: 'latin1') => string | undefined) & ((path: string, as: 'bytes') => Buffer | undefined);
 
 let loaded: NativeAddon | undefined;
 
 export function addon(): NativeAddon {
   if (!loaded) {
     const require = createRequire(import.meta.url);
-    loaded = require(findAddon()) as NativeAddon;
+    loaded = require(addonFile(PACKAGE_ROOT)) as NativeAddon;
     const NativeDigestClass = loaded.NativeDigest;
     // An addon built before its digests could copy themselves (an old prebuild) leaves them to node:crypto.
     if (NativeDigestClass && typeof NativeDigestClass.prototype.copy === 'function') provideDigests((algorithm) => new NativeDigestClass(algorithm));

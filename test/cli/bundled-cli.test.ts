@@ -8,8 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { BUNDLE_DIGEST_MARK, bundleDigest, codeCacheFile, freshBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
+import { dirname, join } from 'node:path';
+import { isAscii } from 'node:buffer';
+import { Script } from 'node:vm';
+import { addonMapFile, BUNDLE_DIGEST_MARK, bundleDigest, codeCacheFile, freshBundle, loadBundle, MODULE_WRAPPER, MODULE_WRAPPER_END, runCli } from '../../src/cli/bundled-cli.js';
+import { addon } from '../../src/native/binding.js';
 
 /** A clone's dist/cli/ of two tiny CLIs that tell apart which one ran by their exit status. */
 function fakeDist(): { dir: string; entry: string; bundle: string } {
@@ -127,6 +130,70 @@ describe('the bundled CLI loader', () => {
   });
 });
 
+describe('the bundle and its code cache mapped through the addon', () => {
+  const mapFile = addon().mapFile!;
+
+  it('maps a file as a string of its bytes or as a Buffer, and gives undefined for one it cannot map', () => {
+    const { dir } = fakeDist();
+    const file = join(dir, 'bytes.bin');
+    const bytes = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) & 0xff));
+    writeFileSync(file, bytes);
+    expect(mapFile(file, 'latin1')).toBe(bytes.toString('latin1'));
+    expect(mapFile(file, 'bytes')!.equals(bytes)).toBe(true);
+    writeFileSync(join(dir, 'empty'), '');
+    for (const what of [join(dir, 'empty'), join(dir, 'missing'), dir]) {
+      expect(mapFile(what, 'latin1')).toBeUndefined();
+      expect(mapFile(what, 'bytes')).toBeUndefined();
+    }
+    expect(() => (mapFile as (path: string, as: string) => unknown)(file, 'utf8')).toThrow(TypeError);
+    expect(() => (mapFile as unknown as (path: number, as: string) => unknown)(1, 'bytes')).toThrow(TypeError);
+  });
+
+  it('compiles and runs a mapped bundle with its mapped cache, lazily compiled functions included', () => {
+    const { bundle } = fakeDist();
+    const body = "const later = (x) => `later ${x}`; module.exports.main = async () => 0; module.exports.later = later;";
+    writeFileSync(bundle, `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${'cd'.repeat(32)}*/${body}${MODULE_WRAPPER_END}`);
+    const cacheFile = codeCacheFile(bundle, ['boot'])!;
+    const first = loadBundle(bundle, cacheFile, mapFile);
+    expect(first).toMatchObject({ mapped: true, source: readFileSync(bundle, 'latin1'), cached: undefined });
+    expect(first.bundleHash!.toString('hex')).toBe('cd'.repeat(32));
+    const script = new Script(first.source, { filename: bundle });
+    const run = (s: Script) => {
+      const module = { exports: {} as { later?: (x: string) => string } };
+      (s.runInThisContext() as (...args: unknown[]) => void)(module.exports, () => undefined, module, bundle, dirname(bundle));
+      return module.exports.later!;
+    };
+    expect(run(script)('call')).toBe('later call');
+    writeFileSync(cacheFile, Buffer.concat([first.bundleHash!, script.createCachedData()]));
+    const second = loadBundle(bundle, cacheFile, mapFile);
+    expect(second.mapped).toBe(true);
+    expect(second.cached!.equals(readFileSync(cacheFile).subarray(32))).toBe(true);
+    const cachedScript = new Script(second.source, { filename: bundle, cachedData: second.cached });
+    expect(cachedScript.cachedDataRejected).toBe(false);
+    const later = run(cachedScript);
+    expect(later.toString()).toBe('(x) => `later ${x}`');
+    expect(later('again')).toBe('later again');
+  });
+
+  it('reads a bundle without the digest line, and reads when there is no addon', () => {
+    const { entry, bundle } = fakeDist();
+    expect(loadBundle(bundle, codeCacheFile(bundle, ['boot']), mapFile)).toMatchObject({ mapped: false, source: readFileSync(bundle, 'latin1') });
+    expect(addonMapFile(entry)).toBeUndefined();  // no native/ beside this dist/
+    const withDigest = `${MODULE_WRAPPER}${BUNDLE_DIGEST_MARK}${'cd'.repeat(32)}*/module.exports.main = async () => 0;${MODULE_WRAPPER_END}`;
+    writeFileSync(bundle, withDigest);
+    expect(loadBundle(bundle, undefined, undefined)).toMatchObject({ mapped: false, source: withDigest, bundleHash: undefined });
+  });
+
+  it('is how the installed command runs: the bundle is mapped, not read', () => {
+    const preload = join(fakeDist().dir, 'maps-at-exit.cjs');
+    writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, '\\n@maps ' + JSON.stringify(require('node:fs').readFileSync('/proc/self/maps', 'latin1')) + '\\n'));");
+    const r = spawnSync(process.execPath, ['--require', preload, 'bin/minivisor.js', '--version'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const maps = JSON.parse(/@maps (.*)/.exec(r.stderr)![1]!) as string;
+    expect(maps).toContain(freshBundle(join(process.cwd(), 'dist', 'cli', 'main.js'))!);
+  });
+});
+
 describe('the real bundle', () => {
   const entry = join(process.cwd(), 'dist', 'cli', 'main.js');
 
@@ -135,6 +202,8 @@ describe('the real bundle', () => {
     expect(bundle, 'dist/cli/minivisor.cjs is missing or older than dist/cli/main.js: run `npm run build:ts`').toBeDefined();
     const text = readFileSync(bundle!, 'latin1');
     expect(text.startsWith(MODULE_WRAPPER) && text.endsWith(MODULE_WRAPPER_END)).toBe(true);
+    // ASCII, so that its bytes taken as Latin-1 (mapped) are its text.
+    expect(isAscii(readFileSync(bundle!))).toBe(true);
     // With its digest on the first line: the SHA-256 of the bundle as it would be without that comment.
     const digest = bundleDigest(bundle!, readFileSync(bundle!)).toString('hex');
     const line = `${BUNDLE_DIGEST_MARK}${digest}*/`;
