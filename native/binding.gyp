@@ -23,7 +23,8 @@
         "src/run_watchdog.cc",
         "src/exception_in_flight.cc",
         "src/populate_alloc.cc",
-        "src/mapped_file.cc"
+        "src/mapped_file.cc",
+        "src/trace_encoding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -13,6 +13,7 @@
 #include "machine.h"
 #include "mapped_file.h"
 #include "stop_signal_cleanup.h"
+#include "trace_encoding.h"
 
 namespace minivisor {
 namespace {
@@ -855,6 +856,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   exports.Set("NativeMachine", NativeMachine::Define(env));
   exports.Set("NativeDigest", DefineNativeDigest(env));
+  exports.Set("encodeTraceEvent", DefineEncodeTraceEvent(env));
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
   exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));
   exports.Set("removeOnStopSignal", Napi::Function::New(env, RemoveOnStopSignal));

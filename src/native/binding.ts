@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { addonFile } from './addon-file.js';
 import { provideDigests, type DigestAlgorithm } from '../shared/digest.js';
+import { provideEventEncoder, type EventEncoder } from '../shared/trace.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
 export interface NativeMarker {
@@ -113,6 +114,8 @@ export interface NativeAddon {
   removeOnStopSignal?(paths: readonly string[], signals: readonly number[]): void;
   /** The CLI loader's mapping of the bundle and its code cache (native/src/mapped_file.h). Absent from an addon built before it. */
   mapFile?: MapFile;
+  /** The trace hash's encoding of an event (native/src/trace_encoding.cc); absent from an addon built before it. */
+  encodeTraceEvent?: EventEncoder;
 }
 
 /** native/src/mapped_file.h: the file mapped read-only, as a Latin-1 string or a Buffer; undefined when it cannot be. */
@@ -127,6 +130,7 @@ export function addon(): NativeAddon {
     const NativeDigestClass = loaded.NativeDigest;
     // An addon built before its digests could copy themselves (an old prebuild) leaves them to node:crypto.
     if (NativeDigestClass && typeof NativeDigestClass.prototype.copy === 'function') provideDigests((algorithm) => new NativeDigestClass(algorithm));
+    provideEventEncoder(loaded.encodeTraceEvent);
   }
   return loaded;
 }

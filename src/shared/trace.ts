@@ -132,6 +132,43 @@ function unitsOf(source: string, type: string): TypeUnits | undefined {
   return units;
 }
 
+/**
+ * Writes event() of an event into `buf` from `pos` and returns where it ends, or a TraceEncoding
+ * code. The addon's (native/src/trace_encoding.cc), installed when it loads: a default boot
+ * records ~330 events, too few for V8 to compile the encoder below; run in its interpreter, with
+ * the background compiles its calls set off, it was ~35M instructions (~5 ms of CPU) of a boot
+ * (issue 11). It writes the same bytes (test/unit/trace-native-encoding.test.ts).
+ */
+export type EventEncoder = (buf: Uint8Array, pos: number, seq: number, source: string, type: string,
+  fields: Record<string, TraceValue>, icount: bigint | undefined, stage: string | undefined) => number;
+
+/** What an EventEncoder answers instead of a position. */
+const enum TraceEncoding {
+  /** The event does not fit between `pos` and the buffer's end. */
+  NoRoom = -1,
+  /** A field has the name of a header key (shadowsHeader). */
+  ShadowsHeader = -2,
+  /** Left to the TypeScript encoder (values nested too deep for it, or not its kind). */
+  NotEncoded = -3,
+}
+
+/**
+ * Events a process encodes with the native encoder; the TypeScript one takes the rest. Its N-API
+ * calls make it slower than the TypeScript encoder once V8 has compiled that (~2 us an event
+ * against ~0.7), but that takes thousands of events and background compiles: a 64G eager boot
+ * (197,000 events) took ~8% more CPU all native. Past this many, a run is long enough to pay for
+ * the compile.
+ */
+const NATIVE_ENCODED_EVENTS = 16384;
+let eventEncoder: EventEncoder | undefined;
+let nativeEventsLeft = 0;
+
+/** Installs the native encoder of events (undefined: the TypeScript one), for the next `events` events. */
+export function provideEventEncoder(encoder: EventEncoder | undefined, events = NATIVE_ENCODED_EVENTS): void {
+  eventEncoder = encoder;
+  nativeEventsLeft = events;
+}
+
 /** Feeds events to SHA-256 in the binary encoding. */
 class EventHasher {
   readonly #h = new BufferedHash('sha256');
@@ -284,9 +321,33 @@ class EventHasher {
   /**
    * The event `{ seq, source, type, ...fields }` without building it; with an envelope (what a
    * boot's trace puts on every event after the header keys, src/boot/accounting.ts),
-   * `{ seq, source, type, icount, stage, ...fields }`.
+   * `{ seq, source, type, icount, stage, ...fields }`. False, having fed nothing, when a field has
+   * the name of a header key: the caller then hashes the object the file holds.
    */
-  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, icount?: bigint, stage?: string): void {
+  event(seq: number, source: string, type: string, fields: Record<string, TraceValue>, icount?: bigint, stage?: string): boolean {
+    const encoder = eventEncoder;
+    if (encoder !== undefined && nativeEventsLeft > 0) {
+      nativeEventsLeft--;
+      const h = this.#h;
+      let end = encoder(h.buf, h.pos, seq, source, type, fields, icount, stage);
+      if (end === TraceEncoding.NoRoom && h.pos > 0) {
+        h.flush();
+        end = encoder(h.buf, 0, seq, source, type, fields, icount, stage);
+      }
+      if (end === TraceEncoding.ShadowsHeader) return false;
+      if (end >= 0) {
+        h.lineage = undefined;  // as room() does for every writer
+        h.pos = end;
+        return true;
+      }
+      // Larger than the buffer, or left to this encoder.
+    }
+    if (shadowsHeader(fields, icount !== undefined)) return false;
+    this.#encode(seq, source, type, fields, icount, stage);
+    return true;
+  }
+
+  #encode(seq: number, source: string, type: string, fields: Record<string, TraceValue>, icount: bigint | undefined, stage: string | undefined): void {
     const units = unitsOf(source, type);
     if (units !== undefined) {
       this.#copy(EVENT_START);
@@ -489,13 +550,9 @@ export class Trace implements Snapshottable<TraceState> {
       this.#keepEvent(eventObject(seq, source, type, fields, icount, stage), seq, type);
       return;
     }
-    if (shadowsHeader(fields, icount !== undefined)) {
+    if (!this.#hasher.event(seq, source, type, fields, icount?.(), stage)) {
       // A field shadows a header key: hash exactly the object the file would hold.
       this.#hasher.value(eventObject(seq, source, type, fields, icount, stage));
-    } else if (icount === undefined) {
-      this.#hasher.event(seq, source, type, fields);
-    } else {
-      this.#hasher.event(seq, source, type, fields, icount(), stage);
     }
     this.observer?.event(seq, type, fields);
     if (this.#sink) this.#keepEvent(eventObject(seq, source, type, fields, icount, stage), seq, type);
