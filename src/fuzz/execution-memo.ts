@@ -48,10 +48,13 @@ interface RecordedRun {
 interface PathNode {
   steps: number[];
   branches: Map<number, PathNode> | undefined;
+  /** The kind of consultation the branches start with (the runs were the same up to it, so all make the same one). */
+  branchKind: number;
   run: RecordedRun | undefined;
 }
 
-const emptyNode = (): PathNode => ({ steps: [], branches: undefined, run: undefined });
+const emptyNode = (): PathNode => ({ steps: [], branches: undefined, branchKind: 0, run: undefined });
+const leaf = (steps: number[], run: RecordedRun): PathNode => ({ steps, branches: undefined, branchKind: 0, run });
 
 /**
  * Canonical text of what a book gave (an answer, or an exit's list of host actions): equal texts,
@@ -71,6 +74,11 @@ export class ExecutionMemo {
   /** Calls of each decision point (and exits) so far in a walk, and which of them the program decides anything at. */
   readonly #seen = new Uint32Array(STEP_KINDS);
   readonly #decided = new Uint8Array(STEP_KINDS);
+  /** The steps of the run being recorded (the tree keeps copies of the parts it needs). */
+  readonly #path: number[] = [];
+  /** The last #stepOf asked for, and its answer. */
+  #lastGiven: object | undefined;
+  #lastStep = -1;
   /** The edge map returned with known executions, and the slots the last one set. */
   #edges: Uint8Array | undefined;
   #edgesSet: Uint32Array | undefined;
@@ -104,9 +112,7 @@ export class ExecutionMemo {
       if (node.run) return node.run;
       const branches = node.branches;
       if (!branches) return undefined;
-      // Every branch starts with the same consultation (the runs were the same up to it).
-      const [anyStep] = branches.keys();
-      const next = branches.get(consult(anyStep! % STEP_KINDS));
+      const next = branches.get(consult(node.branchKind));
       if (!next) return undefined;
       node = next;
     }
@@ -119,7 +125,8 @@ export class ExecutionMemo {
   record(consultations: readonly unknown[], execution: Execution): void {
     if (this.conflicts > 0 || !execution.edges || !execution.edgeSlots) return;
     if (this.#runs >= MAX_RECORDED_RUNS) this.#clear();
-    const path: number[] = [];
+    const path = this.#path;
+    path.length = 0;
     for (let i = 0; i < consultations.length; i += 2) {
       const point = consultations[i] as CallPoint | null;
       const kind = point === null ? EXIT_KIND : KIND_OF_POINT.get(point)!;
@@ -151,6 +158,15 @@ export class ExecutionMemo {
 
   /** The step of a consultation of `kind` where the program gave `given` (equal canonical texts, the same step). */
   #stepOf(kind: number, given: object): number {
+    // A decision that repeats gives the same answer call after call (a livelock's hundreds).
+    if (given === this.#lastGiven && kind === this.#lastStep % STEP_KINDS) return this.#lastStep;
+    const step = this.#stepOfNew(kind, given);
+    this.#lastGiven = given;
+    this.#lastStep = step;
+    return step;
+  }
+
+  #stepOfNew(kind: number, given: object): number {
     const ids = (this.#givenIds[kind] ??= new WeakMap());
     // An exit's list is the book's own, made per program; its one action (the usual case) is the program's, shared with its mutants.
     const key = kind === EXIT_KIND && (given as readonly object[]).length === 1 ? (given as readonly object[])[0]! : given;
@@ -170,7 +186,7 @@ export class ExecutionMemo {
   /** Adds `path`, ending in `run`; false when it was there already or does not fit (then the memo turns off). */
   #insert(path: readonly number[], run: RecordedRun): boolean {
     if (this.#runs === 0) {
-      this.#root = { steps: path.slice(), branches: undefined, run };
+      this.#root = leaf(path.slice(), run);
       return true;
     }
     let node = this.#root;
@@ -186,9 +202,10 @@ export class ExecutionMemo {
         // One run ended where another made one more consultation, or they made different ones: not a function of them.
         if (i === path.length || !this.#sameConsultation(steps[j]!, path[i]!)) return this.#conflict();
         // The runs part here: the node keeps the common steps and branches.
-        const rest: PathNode = { steps: steps.slice(j + 1), branches: node.branches, run: node.run };
+        const rest: PathNode = { steps: steps.slice(j + 1), branches: node.branches, branchKind: node.branchKind, run: node.run };
         node.steps = steps.slice(0, j);
-        node.branches = new Map([[steps[j]!, rest], [path[i]!, { steps: path.slice(i + 1), branches: undefined, run }]]);
+        node.branches = new Map([[steps[j]!, rest], [path[i]!, leaf(path.slice(i + 1), run)]]);
+        node.branchKind = steps[j]! % STEP_KINDS;
         node.run = undefined;
         return true;
       }
@@ -200,9 +217,8 @@ export class ExecutionMemo {
       const branches = node.branches!;
       const next = branches.get(path[i]!);
       if (!next) {
-        const [anyStep] = branches.keys();
-        if (!this.#sameConsultation(anyStep!, path[i]!)) return this.#conflict();
-        branches.set(path[i]!, { steps: path.slice(i + 1), branches: undefined, run });
+        if (path[i]! % STEP_KINDS !== node.branchKind) return this.#conflict();
+        branches.set(path[i]!, leaf(path.slice(i + 1), run));
         return true;
       }
       node = next;
@@ -226,5 +242,6 @@ export class ExecutionMemo {
     this.#runs = 0;
     this.#givens = new Map();
     this.#givenIds = [];
+    this.#lastGiven = undefined;
   }
 }

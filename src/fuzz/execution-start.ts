@@ -102,6 +102,8 @@ export class ExecutionStart {
   #seat: AdversarySeat | undefined;
   /** The runs from this start so far, to answer the programs that would only repeat one (execution-memo.ts). */
   readonly #memo = new ExecutionMemo();
+  /** The consultations of the run being recorded in the memo (one array, emptied for each run). */
+  readonly #consultations: unknown[] = [];
   #closed = false;
   /** The last execution threw out of the run: the VM may be in no state to restore from. */
   broken = false;
@@ -134,7 +136,10 @@ export class ExecutionStart {
     const book = new DecisionBook(program);
     const known = memo?.find(program, book);
     if (known) return memo!.execution(known, launchInstructions);
-    if (memo) book.consultations = [];
+    if (memo) {
+      book.consultations = this.#consultations;
+      book.consultations.length = 0;
+    }
     const run = this.#run(program, options.keepTrace ? 'keep' : 'none', book);
     if (run.outcome === undefined) return crashedExecution(run.error, run.book);
     const { observer } = run;
