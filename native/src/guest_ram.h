@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "populate.h"
+
 namespace minivisor {
 
 constexpr uint64_t kPageShift = 12;
@@ -124,9 +126,13 @@ class PageBitmap {
 class PageSet {
  public:
   explicit PageSet(uint64_t pages) : bits_(pages) {}
-  // Room for `members` in the list up front: growing it one doubling at a time copied every
-  // member into fresh memory each time, and a fresh page costs a fault (issue 11).
-  void Reserve(uint64_t members) { list_.reserve(std::min(members, bits_.pages())); }
+  // Room for `members` in the list up front, its pages populated in one call: growing it one
+  // doubling at a time copied every member into fresh memory each time, and a fresh page
+  // touched costs a fault (issue 11; a default boot lists ~18,300 pages, ~70 faults a list).
+  void Reserve(uint64_t members) {
+    list_.reserve(std::min(members, bits_.pages()));
+    PopulateWholePages(list_.data(), list_.capacity() * sizeof(uint64_t));
+  }
   bool ok() const { return bits_.ok(); }
   bool Contains(uint64_t page) const { return bits_.Test(page); }
   void Insert(uint64_t page) {

@@ -1389,9 +1389,6 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
   host_code_lookup_filled_ = false;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
 
 // A boot writes its workload page after page (64 MiB: 16,000 pages, each its own page fault), so
 // the first write the TLB-fill hook grants to a page populates the unit around it with one
