@@ -856,6 +856,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   exports.Set("NativeMachine", NativeMachine::Define(env));
   exports.Set("NativeDigest", DefineNativeDigest(env));
+  exports.Set("chainDigest", Napi::Function::New(env, ChainDigest));
   exports.Set("encodeTraceEvent", DefineEncodeTraceEvent(env));
   exports.Set("unicornVersion", Napi::Function::New(env, UnicornVersion));
   exports.Set("setUnicornErrorClass", Napi::Function::New(env, SetUnicornErrorClass));

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
 #include <string>
 
 namespace minivisor {
@@ -91,5 +92,45 @@ class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
 }  // namespace
 
 Napi::Function DefineNativeDigest(Napi::Env env) { return NativeDigest::Define(env); }
+
+Napi::Value ChainDigest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info.Length() >= 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  // Fetched once: an EVP_sha384() handed to each init makes OpenSSL 3 look the implementation up
+  // again (a lock and a name lookup per record).
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static EVP_MD* const sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+  const EVP_MD* md = name == "sha256" ? sha256 : name == "sha384" ? sha384 : nullptr;
+  auto is_bytes = [&](size_t i) {
+    return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  };
+  if (!md || !is_bytes(1) || !is_bytes(2) || info.Length() < 4 || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "chainDigest(algorithm 'sha256' | 'sha384', initial: Uint8Array, records: Uint8Array, recordBytes: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const size_t digest_bytes = EVP_MD_get_size(md);
+  Napi::Uint8Array initial = info[1].As<Napi::Uint8Array>(), records = info[2].As<Napi::Uint8Array>();
+  const double record_arg = info[3].As<Napi::Number>().DoubleValue();
+  constexpr size_t kMaxRecordBytes = 4096;
+  const size_t record_bytes = record_arg >= 0 && record_arg <= kMaxRecordBytes ? static_cast<size_t>(record_arg) : 0;
+  if (initial.ByteLength() != digest_bytes || record_bytes < digest_bytes || record_bytes != record_arg || records.ByteLength() % record_bytes != 0) {
+    Napi::RangeError::New(env, "chainDigest: the initial digest must be the algorithm's size, and the records whole records of at least that size (at most 4096 bytes)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (!ctx) { Napi::Error::New(env, "out of memory for a digest").ThrowAsJavaScriptException(); return env.Undefined(); }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  std::memcpy(digest, initial.Data(), digest_bytes);
+  const uint8_t* record = records.Data();
+  bool ok = true;
+  for (size_t at = 0; ok && at < records.ByteLength(); at += record_bytes) {
+    unsigned int n = 0;
+    ok = EVP_DigestInit_ex2(ctx, md, nullptr) == 1 && EVP_DigestUpdate(ctx, digest, digest_bytes) == 1 &&
+         EVP_DigestUpdate(ctx, record + at + digest_bytes, record_bytes - digest_bytes) == 1 && EVP_DigestFinal_ex(ctx, digest, &n) == 1;
+  }
+  EVP_MD_CTX_free(ctx);
+  if (!ok) { Napi::Error::New(env, "chainDigest: OpenSSL failed").ThrowAsJavaScriptException(); return env.Undefined(); }
+  return Napi::Buffer<unsigned char>::Copy(env, digest, digest_bytes);
+}
 
 }  // namespace minivisor

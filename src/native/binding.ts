@@ -2,7 +2,7 @@
 // friendly check and every policy lives in src/cpu and src/memory.
 import { createRequire } from 'node:module';
 import { addonFile } from './addon-file.js';
-import { provideDigests, type DigestAlgorithm } from '../shared/digest.js';
+import { provideChainDigest, provideDigests, type ChainDigest, type DigestAlgorithm } from '../shared/digest.js';
 import { provideEventEncoder, type EventEncoder } from '../shared/trace.js';
 import { PACKAGE_ROOT } from '../shared/package-root.js';
 
@@ -102,6 +102,8 @@ export interface NativeDigest {
 export interface NativeAddon {
   /** A new hash. */
   NativeDigest?: new (algorithm: DigestAlgorithm) => NativeDigest;
+  /** native/src/digest.h ChainDigest; absent from an addon built before it. */
+  chainDigest?: ChainDigest;
   NativeMachine: new (memoryBytes: bigint, countInstructions: boolean, runArea: BigUint64Array, marker: NativeMarker,
     options?: { pageGate: boolean; timeoutMs?: number; ramPaging?: 'fault-around' | 'on-touch' | 'huge-pages' }) => NativeMachine;
   unicornVersion(): string;
@@ -130,6 +132,7 @@ export function addon(): NativeAddon {
     const NativeDigestClass = loaded.NativeDigest;
     // An addon built before its digests could copy themselves (an old prebuild) leaves them to node:crypto.
     if (NativeDigestClass && typeof NativeDigestClass.prototype.copy === 'function') provideDigests((algorithm) => new NativeDigestClass(algorithm));
+    provideChainDigest(loaded.chainDigest);
     provideEventEncoder(loaded.encodeTraceEvent);
   }
   return loaded;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { toNativeMarker } from '../../src/memory/address-marker.js';
 import { addon } from '../../src/native/binding.js';
 import { BufferedHash } from '../../src/shared/buffered-hash.js';
-import { createDigest, digestOf } from '../../src/shared/digest.js';
+import { chainDigest, createDigest, digestOf, provideChainDigest } from '../../src/shared/digest.js';
 
 const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + (i >> 8)) & 0xff);
 const node = (algorithm: string, ...pieces: Uint8Array[]) => {
@@ -35,6 +35,37 @@ describe('digests', () => {
     copy.update(bytes(11, 5));
     expect(d.digest().toString('hex')).toBe(node('sha384', bytes(5000, 3), bytes(10, 4)));
     expect(copy.digest().toString('hex')).toBe(node('sha384', bytes(5000, 3), bytes(11, 5)));
+  });
+
+  it('chain over records as node:crypto does it record by record, in the addon and without it', () => {
+    const { chainDigest: nativeChain } = addon();
+    expect(nativeChain).toBeDefined();
+    for (const [algorithm, size] of [['sha256', 32], ['sha384', 48]] as const) {
+      for (const recordBytes of [size, 0x70, 4096]) {
+        const initial = bytes(size, recordBytes), records = bytes(recordBytes * 7, size);
+        let expected = Buffer.from(initial).toString('hex');
+        for (let at = 0; at < records.length; at += recordBytes) {
+          expected = node(algorithm, Buffer.from(expected, 'hex'), records.subarray(at + size, at + recordBytes));
+        }
+        expect(nativeChain!(algorithm, initial, records, recordBytes).toString('hex')).toBe(expected);
+        expect(chainDigest(algorithm, initial, records, recordBytes).toString('hex')).toBe(expected);
+        provideChainDigest(undefined);  // the fallback: a digest per record
+        try {
+          expect(chainDigest(algorithm, initial, records, recordBytes).toString('hex')).toBe(expected);
+        } finally {
+          provideChainDigest(nativeChain);
+        }
+        // No records: the initial digest, unchanged.
+        expect(nativeChain!(algorithm, initial, new Uint8Array(0), recordBytes).toString('hex')).toBe(Buffer.from(initial).toString('hex'));
+      }
+    }
+    const digest48 = new Uint8Array(48);
+    expect(() => nativeChain!('md5' as 'sha256', digest48, new Uint8Array(0x70), 0x70)).toThrow(TypeError);
+    expect(() => nativeChain!('sha384', new Uint8Array(32), new Uint8Array(0x70), 0x70)).toThrow(RangeError);
+    expect(() => nativeChain!('sha384', digest48, new Uint8Array(0x71), 0x70)).toThrow(RangeError);
+    expect(() => nativeChain!('sha384', digest48, new Uint8Array(40), 40)).toThrow(RangeError);
+    expect(() => nativeChain!('sha384', digest48, new Uint8Array(0x70), 0x70 + 0.5)).toThrow(RangeError);
+    expect(() => nativeChain!('sha384', digest48, new Uint8Array(8192), 8192)).toThrow(RangeError);
   });
 
   it('refuse what they cannot hash, and a digest that has ended', () => {

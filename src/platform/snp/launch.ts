@@ -1,7 +1,7 @@
 // SNP_LAUNCH_UPDATE measurement: the launch digest is a SHA-384 chain over PAGE_INFO
 // structures (SEV-SNP Firmware ABI §8.17, "PAGE_INFO": DIGEST_CUR[48] CONTENTS[48] LENGTH u16
 // PAGE_TYPE u8 IMI_PAGE u8 RSVD u8 VMPL1..3_PERMS u8 GPA u64 = 0x70 bytes).
-import { digestOf } from '../../shared/digest.js';
+import { chainDigest, digestOf } from '../../shared/digest.js';
 import { HashStepMemo } from '../../shared/hash-step-memo.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { ZERO_PAGE, isZeroPage } from '../../memory/zero-page.js';
@@ -34,6 +34,7 @@ export const LAUNCH_PAGE_TYPE = { NORMAL: 1, VMSA: 2, ZERO: 3, UNMEASURED: 4, SE
 export type LaunchPageType = keyof typeof LAUNCH_PAGE_TYPE;
 export const DIGEST_BYTES = 48;
 const PAGE_BYTES = 0x1000;
+const PAGE_INFO_BYTES = 0x70;
 
 /** VMPL1..3 permissions a launched page gets (SNP_LAUNCH_UPDATE VMPLn_PERMS; VMPL0 gets all). */
 export type LaunchVmplPerms = readonly [number, number, number];
@@ -42,15 +43,15 @@ export const NO_LOWER_VMPL_PERMS: LaunchVmplPerms = [0, 0, 0];
 export function pageInfo(digestCur: Uint8Array, contents: Uint8Array, type: LaunchPageType, gpa: bigint, vmplPerms: LaunchVmplPerms = NO_LOWER_VMPL_PERMS, into?: Buffer): Buffer {
   // Plain byte stores: a launch builds ~500 of these in a cold process, where Buffer's checked
   // writers were a visible share of an SNP boot's VM setup (issue 11). A range reuses `into`.
-  const b = into ?? Buffer.alloc(0x70);
+  const b = into ?? Buffer.alloc(PAGE_INFO_BYTES);
   b.set(digestCur, 0);
   b.set(contents, 48);
-  b[96] = 0x70;  // LENGTH, little-endian u16
+  b[96] = PAGE_INFO_BYTES;  // LENGTH, little-endian u16
   b[98] = LAUNCH_PAGE_TYPE[type];
   b[101] = vmplPerms[0];
   b[102] = vmplPerms[1];
   b[103] = vmplPerms[2];
-  new DataView(b.buffer, b.byteOffset, 0x70).setBigUint64(104, gpa, true);
+  new DataView(b.buffer, b.byteOffset, PAGE_INFO_BYTES).setBigUint64(104, gpa, true);
   return b;
 }
 
@@ -91,12 +92,15 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
       this.#digest = known;
       return;
     }
-    const info = Buffer.alloc(0x70);
-    let digest = this.#digest;
+    // Every page's PAGE_INFO but its DIGEST_CUR, which the chain fills in as it goes: one call
+    // for the range instead of a digest object and three calls per page (~5 ms of an SNP boot's
+    // ~600 pages, issue 11).
+    const infos = Buffer.alloc(pages * PAGE_INFO_BYTES);
     for (let i = 0; i < pages; i++) {
       const page = type === 'NORMAL' ? pageSha384(pageAt(contents!, i * PAGE_BYTES) ?? ZERO_PAGE) : ZERO_CONTENTS;
-      digest = sha384(pageInfo(digest, page, type, gpa + BigInt(i * PAGE_BYTES), vmplPerms, info));
+      pageInfo(ZERO_CONTENTS, page, type, gpa + BigInt(i * PAGE_BYTES), vmplPerms, infos.subarray(i * PAGE_INFO_BYTES, (i + 1) * PAGE_INFO_BYTES));
     }
+    const digest = chainDigest('sha384', this.#digest, infos, PAGE_INFO_BYTES);
     RANGE_STEPS.remember(from, label, bytes, digest);
     this.#digest = digest;
   }
