@@ -12,6 +12,9 @@
 //   corpus and derived seed) in a process of its own, its whole CPU time (every thread, node's start
 //   included) over its executions. A long campaign's mix differs from its first 500 executions':
 //   its corpus grows, more mutants end detected early, fewer change the launch.
+//   Executions the memo answers without running (a mutant that only repeats an earlier run,
+//   execution-memo.ts) count as executions, as they do in the campaign; each figure also says how
+//   many there were and the rate of those that ran.
 // - Planted bugs: for each compile-time variant of the stubs, a campaign with a fixed seed until the
 //   first finding of the category its bug belongs to (target ≤ 60 s on one core).
 // - Honest stubs: the findings of a campaign of the same budget (target: zero).
@@ -99,7 +102,9 @@ async function steadySpeed(config: FuzzTarget) {
   // execution-cost.ts is calibrated with.
   const launches = { execs: 0, ms: 0, charged: 0n };
   const others = { execs: 0, ms: 0, charged: 0n };
+  let recalled = 0;
   const executor = timed(inner, (_program, e, ms) => {
+    if (e.recalled) recalled++;
     const cost = executionCost(e);
     const kind = e.launchInstructions ? launches : others;
     kind.execs++;
@@ -117,6 +122,7 @@ async function steadySpeed(config: FuzzTarget) {
   const launchInExecutionsCharged = launches.execs > 0 ? Number(launches.charged) / launches.execs / (Number(others.charged) / others.execs) : 0;
   return {
     warmUpExecs: WARM_UP_RUNS, execs: result.stats.execs, execsPerSecPerCore: 1000 / msPerExec, msPerExec, bootMsPerExec, speedupVsBoot: bootMsPerExec / msPerExec,
+    recalledExecs: recalled, ranExecsPerSecPerCore: ((result.stats.execs - recalled) * 1000) / ms,
     freshLaunchExecs: launches.execs, freshLaunchCpuShare: launches.ms / ms, msPerFreshLaunch: launches.execs > 0 ? launches.ms / launches.execs : 0,
     launchInExecutions, launchInExecutionsCharged,
   };
@@ -134,7 +140,9 @@ async function coldSpeed(config: FuzzTarget) {
   // natively (spin_loop.h): they are most of the mean, so the others are reported apart.
   const outOfBudget = { execs: 0 };
   const withinBudget: number[] = [];
+  let recalled = 0;
   const executor = timed(inner, (program, e, ms) => {
+    if (e.recalled) recalled++;
     if (e.judgement.outcome.outcome === 'budget') outOfBudget.execs++;
     else withinBudget.push(Number(e.instructions));
     if (needsFreshLaunch(program)) {
@@ -153,6 +161,7 @@ async function coldSpeed(config: FuzzTarget) {
   const s = result.stats;
   return {
     platform, execs: s.execs, execsPerSecPerCore: (s.execs * 1000) / ms, msPerExec: ms / s.execs, bootMsPerExec,
+    recalledExecs: recalled, ranExecsPerSecPerCore: ((s.execs - recalled) * 1000) / ms,
     launchChangingExecs: launchProgram.execs, launchChangingFromSnapshot: launchProgram.fromSnapshot,
     freshLaunchExecs: fresh.execs, freshLaunchCpuShare: fresh.ms / ms, msPerFreshLaunch: fresh.execs > 0 ? fresh.ms / fresh.execs : 0,
     speedupVsBoot: bootMsPerExec / (ms / s.execs), instructionsPerExec: Number(s.instructions) / s.execs, vmmExitsPerExec: s.vmmExits / s.execs,
@@ -213,9 +222,9 @@ const speeds = [];
 for (const p of ['tdx', 'snp'] as const) {
   const s = await speed(p);
   speeds.push(s);
-  log(`fuzz speed ${p} (kernel stage, 4 KiB workload), cold (a ${s.execs}-execution campaign before any warm-up on this platform: V8 compiling and optimising as it goes): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits}; ${s.outOfBudgetExecs} executions ran out of the per-execution budget and are counted in full (a guest parked in a pure spin loop costs little: its rounds are skipped natively), the others ${fmt(s.instructionsPerExecWithinBudget)} instructions on average, median ${fmt(s.medianInstructionsWithinBudget)}); ${fmt(s.freshLaunchCpuShare * 100)}% of the CPU time in the ${s.freshLaunchExecs} executions (shrinking included) that launch a fresh VM, ${fmt(s.msPerFreshLaunch, 1)} ms each (of ${s.launchChangingExecs} executions of launch-changing programs, ${s.launchChangingFromSnapshot} started from a kept launch snapshot)`);
+  log(`fuzz speed ${p} (kernel stage, 4 KiB workload), cold (a ${s.execs}-execution campaign before any warm-up on this platform: V8 compiling and optimising as it goes): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits}; ${s.outOfBudgetExecs} executions ran out of the per-execution budget and are counted in full (a guest parked in a pure spin loop costs little: its rounds are skipped natively), the others ${fmt(s.instructionsPerExecWithinBudget)} instructions on average, median ${fmt(s.medianInstructionsWithinBudget)}); ${fmt(s.freshLaunchCpuShare * 100)}% of the CPU time in the ${s.freshLaunchExecs} executions (shrinking included) that launch a fresh VM, ${fmt(s.msPerFreshLaunch, 1)} ms each (of ${s.launchChangingExecs} executions of launch-changing programs, ${s.launchChangingFromSnapshot} started from a kept launch snapshot); ${s.recalledExecs} of the ${s.execs} executions only repeated an earlier run and were answered without running (execution-memo.ts): counting only those that ran, ${fmt(s.ranExecsPerSecPerCore, 1)}/s/core`);
   const w = s.steady;
-  log(`fuzz speed ${p}, steady state (the same ${w.execs}-execution campaign after a ${fmt(w.warmUpExecs)}-execution warm-up campaign in the same process): ${fmt(w.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(w.msPerExec, 2)} ms CPU per execution vs ${fmt(w.bootMsPerExec, 1)} ms for a full boot = ${fmt(w.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(w.freshLaunchCpuShare * 100)}% of the CPU time in the ${w.freshLaunchExecs} executions that launch a fresh VM, ${fmt(w.msPerFreshLaunch, 1)} ms each: beyond its execution a launch costs ${fmt(w.launchInExecutions, 1)} executions from a snapshot, and the cost model charges ${fmt(w.launchInExecutionsCharged, 1)} (execution-cost.ts)`);
+  log(`fuzz speed ${p}, steady state (the same ${w.execs}-execution campaign after a ${fmt(w.warmUpExecs)}-execution warm-up campaign in the same process): ${fmt(w.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(w.msPerExec, 2)} ms CPU per execution vs ${fmt(w.bootMsPerExec, 1)} ms for a full boot = ${fmt(w.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(w.freshLaunchCpuShare * 100)}% of the CPU time in the ${w.freshLaunchExecs} executions that launch a fresh VM, ${fmt(w.msPerFreshLaunch, 1)} ms each: beyond its execution a launch costs ${fmt(w.launchInExecutions, 1)} executions from a snapshot, and the cost model charges ${fmt(w.launchInExecutionsCharged, 1)} (execution-cost.ts); ${w.recalledExecs} answered without running (execution-memo.ts): counting only those that ran, ${fmt(w.ranExecsPerSecPerCore, 1)}/s/core`);
   const c = s.cliCampaign;
   if (c) log(`fuzz speed ${p}, the CLI's own campaign (\`minivisor fuzz --platform ${p} --workload 4K --runs ${fmt(c.runs)}\` in a process of its own, CPU of all its threads): ${fmt(c.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(c.cpuMs / 1000, 1)} s CPU and ${fmt(c.wallMs / 1000, 1)} s wall for ${fmt(c.execs)} executions of ${fmt(c.instructionsPerExec)} instructions and ${fmt(c.vmmExitsPerExec, 1)} VMM exits on average; ${c.findings} findings`);
 }

@@ -152,7 +152,7 @@ export class ExecutionMemo {
     return {
       judgement: e.judgement, get traceSha256() { return e.traceSha256; }, traceEvents: e.traceEvents, instructions: e.instructions,
       launchInstructions, vmmExits: e.vmmExits, decisionCoverage: e.decisionCoverage, callCounts: e.callCounts, gpas: e.gpas.slice(),
-      edges: map, edgeSlots: edges, console: e.console,
+      edges: map, edgeSlots: edges, console: e.console, recalled: true,
     };
   }
 

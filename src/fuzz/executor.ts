@@ -82,6 +82,8 @@ export interface Execution {
   /** The trace, when asked for (replay, findings). */
   events?: TraceEvent[];
   console: string;
+  /** Answered from the runs its start recorded, without running (execution-memo.ts): for benchmarks, which count what ran. */
+  recalled?: true;
 }
 
 export interface ExecuteOptions {

@@ -34,6 +34,8 @@ describe('snapshot executor', () => {
     };
     const repeat = executor.execute(unreached);
     expect(repeat).toMatchObject({ instructions: first.instructions, vmmExits: first.vmmExits, judgement: first.judgement, gpas: first.gpas });
+    // Marked as not run (benchmarks count what ran), unlike the run it repeats.
+    expect([first.recalled, repeat.recalled]).toEqual([undefined, true]);
     expect([...repeat.edgeSlots!.slice(1, repeat.edgeSlots![0]! + 1)].map((slot) => [slot, repeat.edges![slot]])).toEqual(firstEdges);
     expect(repeat.traceSha256).toBe(executor.execute(unreached, { keepTrace: true }).traceSha256);
     const hostile = platform === 'tdx' ? executor.execute(stall) : undefined;
