@@ -46,6 +46,8 @@ export interface CampaignStats {
   instructions: bigint;
   vmmExits: number;
   shrinkExecs: number;
+  /** Executions answered without running, as repeats of an earlier run from the same start (execution-memo.ts). */
+  recalled: number;
   /** Executions (shrinking included) that launched a fresh VM: their program changed the launch and no snapshot of it was kept. */
   launches: number;
 }
@@ -111,7 +113,7 @@ function profileOf(e: Execution, target: FuzzTarget): ExecutionProfile {
 export function emptyStats(): CampaignStats {
   return {
     execs: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, corpusSize: 0, edges: 0,
-    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0,
+    decisionKeys: 0, instructions: 0n, vmmExits: 0, shrinkExecs: 0, recalled: 0, launches: 0,
   };
 }
 
@@ -186,6 +188,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     stats.verdicts[e.judgement.verdict]++;
     stats.instructions += e.instructions;
     stats.vmmExits += e.vmmExits;
+    if (e.recalled) stats.recalled++;
     if (isNew(e)) corpus.push(entryOf(program, e));
     if (e.judgement.verdict === 'finding') await report(program, e, index);
     stats.corpusSize = corpus.length;

@@ -134,6 +134,7 @@ export function sumStats(all: readonly CampaignStats[]): CampaignStats {
     total.instructions += s.instructions;
     total.vmmExits += s.vmmExits;
     total.shrinkExecs += s.shrinkExecs;
+    total.recalled += s.recalled;
     total.launches += s.launches;
   }
   return total;

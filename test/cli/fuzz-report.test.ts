@@ -59,7 +59,7 @@ describe('fuzz report.html', () => {
 
   it('keeps at most MAX_SAMPLES samples, evenly spread, however long the campaign', () => {
     const samples = new CoverageSamples();
-    const stats = (execs: number): CampaignStats => ({ execs, edges: execs, decisionKeys: 0, corpusSize: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, instructions: 0n, vmmExits: 0, shrinkExecs: 0, launches: 0 });
+    const stats = (execs: number): CampaignStats => ({ execs, edges: execs, decisionKeys: 0, corpusSize: 0, verdicts: { detected: 0, benign: 0, finding: 0 }, findingsByCategory: {}, instructions: 0n, vmmExits: 0, shrinkExecs: 0, recalled: 0, launches: 0 });
     for (let ms = 0; ms <= 3_600_000; ms += 50) samples.record(stats(ms / 50), ms);
     samples.record(stats(72_001), 3_600_001, true);
     expect(samples.samples.length).toBeLessThanOrEqual(MAX_SAMPLES);

@@ -45,6 +45,8 @@ function statsJson(config: FuzzCliConfig, result: FuzzRunResult, wallMs: number,
     execs: s.execs,
     execsPerSec: Math.round(execsPerSec * 10) / 10,
     execsPerSecPerJob: Math.round((execsPerSec / result.jobs) * 10) / 10,
+    // Counted in execs: answered from an earlier run of the same start without running it (execution-memo.ts).
+    recalledExecs: s.recalled,
     instructionsPerExec: s.execs ? Number(s.instructions / BigInt(s.execs)) : 0,
     vmmExitsPerExec: s.execs ? Math.round((s.vmmExits / s.execs) * 10) / 10 : 0,
     verdicts: s.verdicts,

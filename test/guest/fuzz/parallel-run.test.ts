@@ -16,17 +16,17 @@ describe('sumStats', () => {
   it('adds the counts, merges the categories, and keeps the largest job\'s edges and decision keys', () => {
     const a: CampaignStats = {
       ...emptyStats(), execs: 3, verdicts: { detected: 1, benign: 1, finding: 1 }, findingsByCategory: { 'double-acceptance': 1 },
-      corpusSize: 2, edges: 10, decisionKeys: 7, instructions: 100n, vmmExits: 5, shrinkExecs: 4, launches: 1,
+      corpusSize: 2, edges: 10, decisionKeys: 7, instructions: 100n, vmmExits: 5, shrinkExecs: 4, recalled: 1, launches: 1,
     };
     const b: CampaignStats = {
       ...emptyStats(), execs: 5, verdicts: { detected: 2, benign: 3, finding: 0 }, findingsByCategory: { 'double-acceptance': 2, liveness: 1 },
-      corpusSize: 1, edges: 8, decisionKeys: 9, instructions: (1n << 62n), vmmExits: 6, shrinkExecs: 0, launches: 2,
+      corpusSize: 1, edges: 8, decisionKeys: 9, instructions: (1n << 62n), vmmExits: 6, shrinkExecs: 0, recalled: 2, launches: 2,
     };
     // The largest edges and decision keys neither first nor last.
     const c: CampaignStats = { ...emptyStats(), execs: 1, edges: 9, decisionKeys: 8 };
     expect(sumStats([c, a, b, c])).toEqual({
       execs: 10, verdicts: { detected: 3, benign: 4, finding: 1 }, findingsByCategory: { 'double-acceptance': 3, liveness: 1 },
-      corpusSize: 3, edges: 10, decisionKeys: 9, instructions: (1n << 62n) + 100n, vmmExits: 11, shrinkExecs: 4, launches: 3,
+      corpusSize: 3, edges: 10, decisionKeys: 9, instructions: (1n << 62n) + 100n, vmmExits: 11, shrinkExecs: 4, recalled: 3, launches: 3,
     });
     expect(sumStats([])).toEqual(emptyStats());
   });

@@ -30,6 +30,8 @@ interface Script {
   budget?(p: AttackProgram): boolean;
   /** Absent: the executor has no startsFromSnapshot (every program starts from one). */
   snapshot?(p: AttackProgram): boolean;
+  /** Answered without running (execution-memo.ts). */
+  recalled?(index: number): boolean;
 }
 
 class ScriptedExecutor implements Executor {
@@ -57,6 +59,7 @@ class ScriptedExecutor implements Executor {
       vmmExits: 3, decisionCoverage: (this.script.coverage ?? keysOf)(program),
       callCounts: new Map([['tdx.mapGpa', 3], ['tdx.instructionIo', 5], ['tdx.onAcceptViolation', 2]]),
       gpas: [0x100000n, 0x200000n], edges: undefined, console: '',
+      ...(this.script.recalled?.(index) ? { recalled: true as const } : {}),
     };
   }
   close(): void {}
@@ -117,6 +120,13 @@ describe('campaign loop', () => {
     await runCampaign({ executor, seed: 1n, runs: 5, seeds: [seedA, seedSnp, seedB] });
     expect(json(executor.executed.slice(0, 3))).toEqual(json([{ platform: 'tdx', decisions: [] }, seedA, seedB]));
     expect(executor.executed.every((p) => p.platform === 'tdx')).toBe(true);
+  });
+
+  it('counts the executions answered without running among its executions, and apart', async () => {
+    const executor = new ScriptedExecutor({ recalled: (index) => index % 3 === 1 });
+    const result = await runCampaign({ executor, seed: 2n, runs: 30 });
+    expect(result.stats.execs).toBe(30);
+    expect(result.stats.recalled).toBe(10);
   });
 
   it('runs nothing at all for runs: 0, not the default 1000', async () => {
