@@ -8,6 +8,23 @@
 namespace minivisor {
 namespace {
 
+// The algorithm JavaScript names ('sha256' or 'sha384'), else nullptr. Fetched once: an
+// EVP_sha384() handed to each init makes OpenSSL 3 look the implementation up again (a lock and a
+// name lookup per init).
+const EVP_MD* DigestNamed(const std::string& name) {
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static EVP_MD* const sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+  return name == "sha256" ? sha256 : name == "sha384" ? sha384 : nullptr;
+}
+
+std::string StringArg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+}
+
+bool IsUint8ArrayArg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+}
+
 class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -27,11 +44,11 @@ class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
   explicit NativeDigest(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeDigest>(info), ctx_(EVP_MD_CTX_new()) {
     Napi::Env env = info.Env();
     if (!ctx_) { Napi::Error::New(env, "out of memory for a digest").ThrowAsJavaScriptException(); return; }
-    std::string name = info.Length() >= 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    const EVP_MD* md = name == "sha256" ? EVP_sha256() : name == "sha384" ? EVP_sha384() : nullptr;
+    const std::string name = StringArg(info, 0);
+    const EVP_MD* md = DigestNamed(name);
     if (!md) { Napi::TypeError::New(env, "digest algorithm must be 'sha256' or 'sha384'").ThrowAsJavaScriptException(); return; }
     if (EVP_DigestInit_ex(ctx_, md, nullptr) != 1) { Napi::Error::New(env, "EVP_DigestInit_ex failed").ThrowAsJavaScriptException(); return; }
-    algorithm_ = md == EVP_sha256() ? "sha256" : "sha384";
+    algorithm_ = name == "sha256" ? "sha256" : "sha384";
     live_ = true;
   }
 
@@ -46,7 +63,7 @@ class NativeDigest : public Napi::ObjectWrap<NativeDigest> {
 
   Napi::Value Update(const Napi::CallbackInfo& info) {
     if (!Live(info)) return info.Env().Undefined();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    if (!IsUint8ArrayArg(info, 0)) {
       Napi::TypeError::New(info.Env(), "update expects a Uint8Array").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
@@ -95,16 +112,8 @@ Napi::Function DefineNativeDigest(Napi::Env env) { return NativeDigest::Define(e
 
 Napi::Value ChainDigest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = info.Length() >= 1 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  // Fetched once: an EVP_sha384() handed to each init makes OpenSSL 3 look the implementation up
-  // again (a lock and a name lookup per record).
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  static EVP_MD* const sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
-  const EVP_MD* md = name == "sha256" ? sha256 : name == "sha384" ? sha384 : nullptr;
-  auto is_bytes = [&](size_t i) {
-    return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
-  };
-  if (!md || !is_bytes(1) || !is_bytes(2) || info.Length() < 4 || !info[3].IsNumber()) {
+  const EVP_MD* md = DigestNamed(StringArg(info, 0));
+  if (!md || !IsUint8ArrayArg(info, 1) || !IsUint8ArrayArg(info, 2) || info.Length() < 4 || !info[3].IsNumber()) {
     Napi::TypeError::New(env, "chainDigest(algorithm 'sha256' | 'sha384', initial: Uint8Array, records: Uint8Array, recordBytes: number)").ThrowAsJavaScriptException();
     return env.Undefined();
   }

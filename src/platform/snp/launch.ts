@@ -93,8 +93,8 @@ export class LaunchDigest implements Snapshottable<{ digest: Uint8Array; finishe
       return;
     }
     // Every page's PAGE_INFO but its DIGEST_CUR, which the chain fills in as it goes: one call
-    // for the range instead of a digest object and three calls per page (~5 ms of an SNP boot's
-    // ~600 pages, issue 11).
+    // for the range instead of a digest object and three calls per page (an SNP default boot:
+    // 974.6M -> 971.1M instructions, cachegrind; issue 11).
     const infos = Buffer.alloc(pages * PAGE_INFO_BYTES);
     for (let i = 0; i < pages; i++) {
       const page = type === 'NORMAL' ? pageSha384(pageAt(contents!, i * PAGE_BYTES) ?? ZERO_PAGE) : ZERO_CONTENTS;
