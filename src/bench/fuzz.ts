@@ -102,9 +102,7 @@ async function steadySpeed(config: FuzzTarget) {
   // execution-cost.ts is calibrated with.
   const launches = { execs: 0, ms: 0, charged: 0n };
   const others = { execs: 0, ms: 0, charged: 0n };
-  let recalled = 0;
   const executor = timed(inner, (_program, e, ms) => {
-    if (e.recalled) recalled++;
     const cost = executionCost(e);
     const kind = e.launchInstructions ? launches : others;
     kind.execs++;
@@ -122,7 +120,7 @@ async function steadySpeed(config: FuzzTarget) {
   const launchInExecutionsCharged = launches.execs > 0 ? Number(launches.charged) / launches.execs / (Number(others.charged) / others.execs) : 0;
   return {
     warmUpExecs: WARM_UP_RUNS, execs: result.stats.execs, execsPerSecPerCore: 1000 / msPerExec, msPerExec, bootMsPerExec, speedupVsBoot: bootMsPerExec / msPerExec,
-    recalledExecs: recalled, ranExecsPerSecPerCore: ((result.stats.execs - recalled) * 1000) / ms,
+    recalledExecs: result.stats.recalled, ranExecsPerSecPerCore: ((result.stats.execs - result.stats.recalled) * 1000) / ms,
     freshLaunchExecs: launches.execs, freshLaunchCpuShare: launches.ms / ms, msPerFreshLaunch: launches.execs > 0 ? launches.ms / launches.execs : 0,
     launchInExecutions, launchInExecutionsCharged,
   };
@@ -140,9 +138,7 @@ async function coldSpeed(config: FuzzTarget) {
   // natively (spin_loop.h): they are most of the mean, so the others are reported apart.
   const outOfBudget = { execs: 0 };
   const withinBudget: number[] = [];
-  let recalled = 0;
   const executor = timed(inner, (program, e, ms) => {
-    if (e.recalled) recalled++;
     if (e.judgement.outcome.outcome === 'budget') outOfBudget.execs++;
     else withinBudget.push(Number(e.instructions));
     if (needsFreshLaunch(program)) {
@@ -161,7 +157,7 @@ async function coldSpeed(config: FuzzTarget) {
   const s = result.stats;
   return {
     platform, execs: s.execs, execsPerSecPerCore: (s.execs * 1000) / ms, msPerExec: ms / s.execs, bootMsPerExec,
-    recalledExecs: recalled, ranExecsPerSecPerCore: ((s.execs - recalled) * 1000) / ms,
+    recalledExecs: s.recalled, ranExecsPerSecPerCore: ((s.execs - s.recalled) * 1000) / ms,
     launchChangingExecs: launchProgram.execs, launchChangingFromSnapshot: launchProgram.fromSnapshot,
     freshLaunchExecs: fresh.execs, freshLaunchCpuShare: fresh.ms / ms, msPerFreshLaunch: fresh.execs > 0 ? fresh.ms / fresh.execs : 0,
     speedupVsBoot: bootMsPerExec / (ms / s.execs), instructionsPerExec: Number(s.instructions) / s.execs, vmmExitsPerExec: s.vmmExits / s.execs,
