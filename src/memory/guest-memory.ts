@@ -89,9 +89,22 @@ export class GuestMemory extends TypedAccess {
     // A Buffer from Node's pool, every byte of it overwritten (so the pool's old contents never
     // show): a Buffer made by the addon per read cost more than the copy for the small reads a
     // VMM does on every exit (issue 10).
-    const at = Number.isInteger(length) && length <= MAX_COPY_BYTES ? this.#locate(gpa, length) : -1;
+    if (!(Number.isInteger(length) && length >= 0 && length <= MAX_COPY_BYTES)) {
+      this.#check(gpa, BigInt(length));
+      throw new RangeError(`length must be an integer from 0 to ${MAX_COPY_BYTES}`);
+    }
+    return this.readInto(gpa, Buffer.allocUnsafe(length));
+  }
+
+  /**
+   * read() into `out` (its length says how much), which it returns: a caller that reads whole
+   * pages again and again (SNP's ciphertext of a page) reuses one buffer instead of a new 4 KiB
+   * ArrayBuffer per read, which Node's pool does not serve.
+   */
+  readInto(gpa: bigint, out: Uint8Array): Uint8Array {
+    const length = out.length;
+    const at = this.#locate(gpa, length);
     if (at >= 0) {
-      const out = Buffer.allocUnsafe(length);
       const view = this.#lastChunk;
       // Short reads byte by byte: a subarray for set() is an allocation and a builtin call more.
       if (length <= 32) for (let i = 0; i < length; i++) out[i] = view[at + i]!;
@@ -99,8 +112,6 @@ export class GuestMemory extends TypedAccess {
       return out;
     }
     this.#check(gpa, BigInt(length));
-    if (length > MAX_COPY_BYTES) throw new RangeError(`length must be an integer from 0 to ${MAX_COPY_BYTES}`);
-    const out = Buffer.allocUnsafe(length);
     this.#native.readInto(gpa, out);
     return out;
   }

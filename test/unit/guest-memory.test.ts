@@ -60,6 +60,11 @@ describe('GuestMemory host access', () => {
     expect(m.memory.readU64(at)).toBe(0x0807060504030201n);
     expect(m.memory.readU32(at + 4n)).toBe(0x08070605);
     expect(m.memory.read(at - 60n, 72).subarray(60)).toEqual(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0]));
+    // readInto fills the caller's buffer, every byte of it, across two views (and RAM pieces) or inside one.
+    const into = Buffer.alloc(12, 0xee);
+    expect(m.memory.readInto(at - 8n, into)).toBe(into);
+    expect(into).toEqual(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]));
+    expect(m.memory.readInto(0x10000n - 20n, into.fill(0xee))).toEqual(Buffer.alloc(12));
     m.close();
   });
 });
