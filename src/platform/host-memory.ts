@@ -9,8 +9,12 @@
 // This view asks a per-platform `HostMemoryGuard` about every page a host access touches.
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { TypedAccess } from '../memory/typed-access.js';
+import { u64ToNumber } from '../shared/u64.js';
 
 const PAGE = 0x1000n;
+const PAGE_BYTES = 0x1000;
+/** Clears a GPA's page offset (a constant: `~(PAGE - 1n)` in place made two BigInts per use). */
+const PAGE_BASE = ~(PAGE - 1n);
 
 /** A host access the hardware refuses (SNP: RMP-protected write; TDX: access to private memory). */
 export class HostAccessRefused extends Error {
@@ -61,16 +65,25 @@ export class HostMemory extends TypedAccess {
     return this.#guarded(gpa, length, this.#memory.readTransient(gpa, length));
   }
 
-  /** `out`, the bytes of [gpa, gpa+length) in RAM, as the guard lets the host see them (or a refusal thrown). */
+  /**
+   * `out`, the bytes of [gpa, gpa+length) in RAM, as the guard lets the host see them (or a
+   * refusal thrown). The range is in RAM (the read succeeded), so its offsets are exact numbers:
+   * one BigInt per page, where bounds and offsets in BigInts made five for the one page of a
+   * VMM's field read (several per exit, issue 10).
+   */
   #guarded(gpa: bigint, length: number, out: Uint8Array): Uint8Array {
-    for (let page = gpa & ~(PAGE - 1n); page < gpa + BigInt(length); page += PAGE) {
+    const offset = u64ToNumber(gpa) % PAGE_BYTES;
+    const pages = Math.ceil((offset + length) / PAGE_BYTES);
+    const first = gpa & PAGE_BASE;
+    for (let i = 0; i < pages; i++) {
+      const page = i === 0 ? first : first + BigInt(i * PAGE_BYTES);
       const seen = this.#guard.read(page);
       if (seen === 'plain') continue;
       if (typeof seen === 'string') throw new HostAccessRefused(gpa, `read refused: ${seen}`);
       // Overlay the ciphertext of this page onto the part of `out` that lies in it.
-      const from = page > gpa ? page : gpa;
-      const to = page + PAGE < gpa + BigInt(length) ? page + PAGE : gpa + BigInt(length);
-      out.set(seen.subarray(Number(from - page), Number(to - page)), Number(from - gpa));
+      const from = i === 0 ? offset : 0;
+      const to = Math.min(PAGE_BYTES, offset + length - i * PAGE_BYTES);
+      out.set(seen.subarray(from, to), i * PAGE_BYTES + from - offset);
     }
     return out;
   }
@@ -104,7 +117,8 @@ export class HostMemory extends TypedAccess {
   #wrote(gpa: bigint, length: bigint): void {
     const wrote = this.#guard.wrote;
     if (!wrote || length === 0n) return;
-    for (let page = gpa & ~(PAGE - 1n); page < gpa + length; page += PAGE) wrote(page);
+    const end = gpa + length;
+    for (let page = gpa & PAGE_BASE; page < end; page += PAGE) wrote(page);
   }
 
   #checkWrite(gpa: bigint, length: bigint): void {
@@ -117,7 +131,8 @@ export class HostMemory extends TypedAccess {
     if (gpa < 0n || length < 0n || gpa + length > this.#memory.size) {
       throw new RangeError(`guest-physical range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM`);
     }
-    for (let page = gpa & ~(PAGE - 1n); page < gpa + length; page += PAGE) {
+    const end = gpa + length;
+    for (let page = gpa & PAGE_BASE; page < end; page += PAGE) {
       const why = this.#guard.refuseWrite(page);
       if (why !== undefined) return { gpa: page > gpa ? page : gpa, why: `write refused: ${why}` };
     }
