@@ -22,6 +22,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FUZZ_DEFAULTS } from '../cli/fuzz-options.js';
+import { withFuzzInliningBudget } from '../cli/young-generation.js';
 import { CLI_PATH, processCost } from './boot-cost.js';
 import { needsFreshLaunch, type AttackProgram } from '../fuzz/attack-program.js';
 import { runCampaign } from '../fuzz/campaign.js';
@@ -217,7 +218,8 @@ async function timeToFinding(platform: 'tdx' | 'snp', variant: StubVariant | und
 
 const speeds = [];
 for (const p of ['tdx', 'snp'] as const) {
-  const s = await speed(p);
+  // Under the CLI's inlining budgets (withFuzzInliningBudget), so the figures are the CLI's.
+  const s = await withFuzzInliningBudget(() => speed(p));
   speeds.push(s);
   log(`fuzz speed ${p} (kernel stage, 4 KiB workload), cold (a ${s.execs}-execution campaign before any warm-up on this platform: V8 compiling and optimising as it goes): ${fmt(s.execsPerSecPerCore, 1)} execs/s/core (target ≥ 1,000), ${fmt(s.msPerExec, 2)} ms CPU per execution vs ${fmt(s.bootMsPerExec, 1)} ms for a full boot = ${fmt(s.speedupVsBoot, 1)}× (target ≥ 100×); ${fmt(s.instructionsPerExec)} instructions and ${fmt(s.vmmExitsPerExec, 1)} VMM exits per execution (the honest one: ${fmt(s.honestInstructions)} and ${s.honestVmmExits}; ${s.outOfBudgetExecs} executions ran out of the per-execution budget and are counted in full (a guest parked in a pure spin loop costs little: its rounds are skipped natively), the others ${fmt(s.instructionsPerExecWithinBudget)} instructions on average, median ${fmt(s.medianInstructionsWithinBudget)}); ${fmt(s.freshLaunchCpuShare * 100)}% of the CPU time in the ${s.freshLaunchExecs} executions (shrinking included) that launch a fresh VM, ${fmt(s.msPerFreshLaunch, 1)} ms each (of ${s.launchChangingExecs} executions of launch-changing programs, ${s.launchChangingFromSnapshot} started from a kept launch snapshot); ${s.recalledExecs} of the ${s.execs} executions only repeated an earlier run and were answered without running (execution-memo.ts): counting only those that ran, ${fmt(s.ranExecsPerSecPerCore, 1)}/s/core`);
   const w = s.steady;
@@ -227,14 +229,14 @@ for (const p of ['tdx', 'snp'] as const) {
 }
 const planted = [];
 for (const v of speedOnly ? [] : PLANTED) {
-  const r = await timeToFinding(v.platform, v.variant, v.expect);
+  const r = await withFuzzInliningBudget(() => timeToFinding(v.platform, v.variant, v.expect));
   planted.push(r);
   log('error' in r ? `planted ${v.variant} (${v.platform}): cannot run: ${r.error}`
     : `planted ${v.variant} (${v.platform}): ${r.secondsToFirstFinding === null ? `no ${v.expect} finding in ${budgetSeconds} s` : `first ${v.expect} after ${fmt(r.secondsToFirstFinding, 1)} s`} (${r.execs} execs; findings: ${r.findings.join(', ') || 'none'}; target ≤ 60 s)`);
 }
 const honest = [];
 for (const p of speedOnly ? [] : (['tdx', 'snp'] as const)) {
-  const r = await timeToFinding(p, undefined, undefined);
+  const r = await withFuzzInliningBudget(() => timeToFinding(p, undefined, undefined));
   honest.push(r);
   if (!('error' in r)) log(`honest stubs (${p}): ${r.findings.length} findings in ${budgetSeconds} s, ${r.execs} execs (target: 0)`);
 }

@@ -5,6 +5,7 @@ import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaig
 import { GuestImageError } from '../../boot/images.js';
 import { checkMergeDestination, checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { jobMemoryBytes, jobsThatFit, planJobs, runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
+import { withFuzzInliningBudget } from '../young-generation.js';
 import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
@@ -174,7 +175,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   });
   let result: FuzzRunResult;
   try {
-    result = await runFuzz({
+    result = await withFuzzInliningBudget(() => runFuzz({
       target: config.target, seed: config.seed, jobs: config.jobs, seeds, signal: controller.signal,
       ...(config.runs !== undefined ? { runs: config.runs } : {}),
       ...(config.timeMs !== undefined ? { timeMs: config.timeMs } : {}),
@@ -191,7 +192,7 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
         io.err(`minivisor fuzz: finding ${finding.id} (${finding.severity}): ${finding.detail}`);
         io.err(`  replay: minivisor replay ${file}`);
       },
-    });
+    }));
   } catch (err) {
     stopSignals.stop();
     status.end();

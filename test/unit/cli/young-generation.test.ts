@@ -1,6 +1,6 @@
 import { Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { withYoungGenerationKeptSmall } from '../../../src/cli/young-generation.js';
+import { withFuzzInliningBudget, withYoungGenerationKeptSmall } from '../../../src/cli/young-generation.js';
 
 // V8 keys a code cache by the flags that differ from their defaults: the CLI writes its bundle's
 // cache when a command ends, so the flag must be set only while the guest runs. Each check compiles
@@ -53,5 +53,18 @@ describe('withYoungGenerationKeptSmall', () => {
       throw new Error('the guest run failed');
     })).toThrow('the guest run failed');
     expect(rejectedNow(before)).toBe(false);
+  });
+});
+
+describe('withFuzzInliningBudget', () => {
+  it('runs the campaign under other V8 flags and puts them back, when it returns and when it throws', async () => {
+    const before = cacheNow();
+    const [rejectedInside, inside] = await withFuzzInliningBudget(async () => [rejectedNow(before), cacheNow()] as const);
+    expect(rejectedInside).toBe(true);
+    expect(rejectedNow(before)).toBe(false);
+    expect(rejectedNow(inside)).toBe(true);
+    await expect(withFuzzInliningBudget(async () => { throw new Error('the campaign failed'); })).rejects.toThrow('the campaign failed');
+    expect(rejectedNow(before)).toBe(false);
+    expect(rejectedNow(cacheNow())).toBe(false);
   });
 });
