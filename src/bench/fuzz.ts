@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FUZZ_DEFAULTS } from '../cli/fuzz-options.js';
-import { withFuzzInliningBudget } from '../cli/young-generation.js';
+import { withFuzzInliningBudget } from '../cli/v8-tuning.js';
 import { CLI_PATH, processCost } from './boot-cost.js';
 import { needsFreshLaunch, type AttackProgram } from '../fuzz/attack-program.js';
 import { runCampaign } from '../fuzz/campaign.js';

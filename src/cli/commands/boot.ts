@@ -20,7 +20,7 @@ import { CONSOLE_LEGEND, readableConsoleLine } from '../readable-console.js';
 import { BootProgress } from '../boot-progress.js';
 import { quoteForError } from '../../shared/quote.js';
 import { removeTempsOnStopSignals } from '../stop-signals.js';
-import { withYoungGenerationKeptSmall } from '../young-generation.js';
+import { withYoungGenerationKeptSmall } from '../v8-tuning.js';
 
 
 function summary(r: BootResult): string[] {
@@ -57,7 +57,7 @@ function verifyLines(v: VerifyReport): string[] {
 }
 
 /**
- * Accepted bytes from which a boot keeps V8's young generation at its size (young-generation.ts):
+ * Accepted bytes from which a boot keeps V8's young generation at its size (v8-tuning.ts):
  * what survives its scavenges grows with the memory it accepts (the model's page tables), and a
  * default boot (~80 MiB) stays far below.
  */

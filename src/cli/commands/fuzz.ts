@@ -5,7 +5,7 @@ import { HonestRunOverBudgetError, type CampaignStats } from '../../fuzz/campaig
 import { GuestImageError } from '../../boot/images.js';
 import { checkMergeDestination, checkWritableOutputDir, FuzzOutputDir, mergeOutputDirs } from '../../fuzz/output-dir.js';
 import { jobMemoryBytes, jobsThatFit, planJobs, runFuzz, type FuzzRunResult } from '../../fuzz/parallel.js';
-import { withFuzzInliningBudget } from '../young-generation.js';
+import { withFuzzInliningBudget } from '../v8-tuning.js';
 import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';

@@ -1,6 +1,6 @@
 import { Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { withFuzzInliningBudget, withYoungGenerationKeptSmall } from '../../../src/cli/young-generation.js';
+import { withFuzzInliningBudget, withYoungGenerationKeptSmall } from '../../../src/cli/v8-tuning.js';
 
 // V8 keys a code cache by the flags that differ from their defaults: the CLI writes its bundle's
 // cache when a command ends, so the flag must be set only while the guest runs. Each check compiles
