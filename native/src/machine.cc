@@ -13,6 +13,7 @@
 #include "abort_guard.h"
 #include "exception_in_flight.h"
 #include "mem_operand.h"
+#include "populate.h"  // MADV_POPULATE_WRITE on older headers
 #include "snapshot.h"
 #include "spin_loop.h"
 
@@ -1388,7 +1389,6 @@ void Machine::InvalidateCodePages(uint64_t first, uint64_t count) {
   if (stale_exec || host_code_lookup_filled_) FlushTlb();
   host_code_lookup_filled_ = false;
 }
-
 
 // A boot writes its workload page after page (64 MiB: 16,000 pages, each its own page fault), so
 // the first write the TLB-fill hook grants to a page populates the unit around it with one

@@ -8,7 +8,7 @@
 // addon: a default boot records ~330 events, too few for V8 to make the TypeScript encoder fast.
 // Run in its interpreter, with the background compiles its calls set off, it cost ~35M
 // instructions (~5 ms of CPU) a boot; here an event is a few dozen N-API calls (issue 11).
-// The bytes are those of EventHasher.event: the tests compare the two (test/unit/trace-encoding.test.ts).
+// The bytes are those of EventHasher.event: the tests compare the two (test/unit/trace-native-encoding.test.ts).
 
 namespace minivisor {
 namespace {
@@ -39,21 +39,11 @@ class Writer {
 
   Status Number(double v) {
     if (!std::isfinite(v)) return Byte(kNull);  // JSON writes null
-    if (pos_ + 9 > cap_) return Status::kNoRoom;
     if (v == 0) v = 0;  // -0 as 0, as JSON writes it
-    data_[pos_] = kNumber;
-    std::memcpy(data_ + pos_ + 1, &v, 8);  // little-endian hosts only (binding.gyp builds for x86-64 and arm64)
-    pos_ += 9;
-    return Status::kOk;
+    return Word(kNumber, &v);
   }
 
-  Status U64(uint64_t v) {
-    if (pos_ + 9 > cap_) return Status::kNoRoom;
-    data_[pos_] = kU64;
-    std::memcpy(data_ + pos_ + 1, &v, 8);
-    pos_ += 9;
-    return Status::kOk;
-  }
+  Status U64(uint64_t v) { return Word(kU64, &v); }
 
   // Tag, u32 length, then `n` bytes.
   Status Text(uint8_t tag, const char* s, size_t n) {
@@ -89,6 +79,16 @@ class Writer {
   void Unwrite(size_t n) { pos_ -= n; }
 
  private:
+  // Tag, then the 8 bytes at `v` as they lie in memory: little-endian hosts only (binding.gyp
+  // builds for x86-64 and arm64).
+  Status Word(uint8_t tag, const void* v) {
+    if (pos_ + 9 > cap_) return Status::kNoRoom;
+    data_[pos_] = tag;
+    std::memcpy(data_ + pos_ + 1, v, 8);
+    pos_ += 9;
+    return Status::kOk;
+  }
+
   napi_env env_;
   uint8_t* data_;
   size_t cap_;
