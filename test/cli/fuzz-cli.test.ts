@@ -59,8 +59,8 @@ describe('minivisor fuzz', () => {
     expect(stats).toMatchObject({ execs: 3, jobs: 1, runs: 3, seed: '5', findings: [], target: { platform: 'tdx', stage: 'all', memoryBytes: '0x8000000' } });
     expect(stats.instructionsPerExec).toBeGreaterThan(100_000);
     expect(stats.vmmExitsPerExec).toBeGreaterThan(10);
-    expect(stats.recalledExecs).toBeGreaterThanOrEqual(0);
-    expect(stats.recalledExecs).toBeLessThanOrEqual(3);
+    // Counted, and none here: seed 5's three executions each run something new.
+    expect(stats.recalledExecs).toBe(0);
     expect(JSON.parse(readFileSync(join(out, 'stats.json'), 'utf8'))).toEqual(stats);
     expect(readdirSync(join(out, 'corpus')).length).toBeGreaterThan(0);
     expect(readdirSync(join(out, 'findings'))).toEqual([]);
