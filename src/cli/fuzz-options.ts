@@ -6,6 +6,7 @@ import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget 
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 import { FindingFileError, loadFinding, type StoredFinding } from '../fuzz/finding-file.js';
 import { quoteForError } from '../shared/quote.js';
+import { stageFiles, stageFilesOfBootConfig, type StageFiles } from '../fuzz/stage-images.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -26,12 +27,17 @@ export interface RawFuzzOptions {
   variant?: string;
   tracking?: string;
   vcpus?: string;
+  firmware?: string;
+  decompressor?: string;
+  kernel?: string;
 }
 
 /** A fuzz run as the library takes it, plus where to write and how to print. */
 export interface FuzzCliConfig extends Pick<FuzzRunOptions, 'target' | 'seed' | 'runs' | 'timeMs' | 'jobs' | 'shard'> {
   out: string;
   json: boolean;
+  /** --firmware, --decompressor, --kernel: read and hashed into target.images before the campaign (stageImagesOf). */
+  stageFiles: StageFiles;
 }
 
 /** Usage errors of fuzz, replay, shrink and merge: exit status 2. */
@@ -88,6 +94,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       ...(raw.variant !== undefined ? { variant: raw.variant } : {}),
       ...(raw.tracking !== undefined ? { tracking: raw.tracking } : {}),
       ...(raw.vcpus !== undefined ? { vcpus: raw.vcpus } : {}),
+      firmware: raw.firmware, decompressor: raw.decompressor, kernel: raw.kernel,
     });
   } catch (err) {
     if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
@@ -106,6 +113,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),
     out: raw.out ?? FUZZ_DEFAULTS.out,
     json: raw.json ?? false,
+    stageFiles: stageFilesOfBootConfig(boot),
   };
   if (raw.runs !== undefined) config.runs = positiveInt(raw.runs, '--runs', 1_000_000_000);
   else config.timeMs = parseDuration(raw.time ?? FUZZ_DEFAULTS.time, '--time');
@@ -114,24 +122,29 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
 }
 
 /**
- * loadFinding, for running it: its target must also be one `minivisor fuzz` could have made, its
- * sizes, budget and combinations passing the same checks as the flags (a hand-edited memoryBytes
- * of 0 otherwise reached the emulator, and a unitBytes of 3 or a maxInstructions of 0 ran a
- * configuration no flag can ask for). FindingFileError otherwise.
+ * Whether `target` is one `minivisor fuzz` could have made: its sizes, budget and combinations
+ * pass the same checks as the flags (a hand-edited memoryBytes of 0 otherwise reached the
+ * emulator, and a unitBytes of 3 or a maxInstructions of 0 ran a configuration no flag can ask
+ * for). BootOptionError otherwise.
  */
+export function checkRunnableTarget(t: FuzzTarget): void {
+  const unit = t.unitBytes === 0x1000n ? '4K' : t.unitBytes === 0x200000n ? '2M' : t.unitBytes.toString();
+  parseBootOptions({
+    platform: t.platform, memory: t.memoryBytes.toString(), workload: t.workloadBytes.toString(),
+    preAccept: t.preAccept === 'all' ? 'all' : t.preAccept.toString(), accept: t.accept, unit,
+    seed: t.guestSeed.toString(), maxInstructions: t.maxInstructions.toString(),
+    ...(t.variant !== undefined ? { variant: t.variant } : {}),
+    ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
+    ...(t.vcpus !== undefined ? { vcpus: t.vcpus.toString() } : {}),
+    ...stageFiles(t.images),
+  });
+}
+
+/** loadFinding, for running it: its target must pass checkRunnableTarget. FindingFileError otherwise. */
 export function loadRunnableFinding(path: string): { finding: StoredFinding; file: string } {
   const loaded = loadFinding(path);
-  const t = loaded.finding.target;
-  const unit = t.unitBytes === 0x1000n ? '4K' : t.unitBytes === 0x200000n ? '2M' : t.unitBytes.toString();
   try {
-    parseBootOptions({
-      platform: t.platform, memory: t.memoryBytes.toString(), workload: t.workloadBytes.toString(),
-      preAccept: t.preAccept === 'all' ? 'all' : t.preAccept.toString(), accept: t.accept, unit,
-      seed: t.guestSeed.toString(), maxInstructions: t.maxInstructions.toString(),
-      ...(t.variant !== undefined ? { variant: t.variant } : {}),
-      ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
-      ...(t.vcpus !== undefined ? { vcpus: t.vcpus.toString() } : {}),
-    });
+    checkRunnableTarget(loaded.finding.target);
   } catch (err) {
     if (err instanceof BootOptionError) throw new FindingFileError(`${loaded.file}: target is not a configuration \`minivisor fuzz\` accepts (its sizes in bytes): ${err.message}`);
     throw err;

@@ -13,6 +13,8 @@ interface CommandHelp {
 }
 
 const USAGE_ERROR: readonly [number, string] = [2, 'bad flags or arguments (one line on stderr says which)'];
+/** A stage's image in a replay: the finding's own file (as it is now: rebuilt, it runs the new build), or ours. */
+const RUN_BY_FINDING = "the finding's file as it is now, or ours";
 
 /** Keyed by the command's path below `minivisor` ('' is the program itself). */
 const HELP: Readonly<Record<string, CommandHelp>> = {
@@ -55,6 +57,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
     unset: {
       '--time': '60s, unless --runs', '--runs': 'run for --time', '--shard': 'the whole campaign',
       '--unit': '2M', '--accept': 'lazy', '--pre-accept': '64M', '--variant': 'the honest stubs',
+      '--firmware': 'ours', '--decompressor': 'ours', '--kernel': 'ours',
     },
   },
   'fuzz merge': {
@@ -68,7 +71,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
   replay: {
     exitStatus: [
       [0, 'the finding no longer reproduces (the stub was fixed)'], [1, 'the finding reproduces'],
-      [2, 'the finding file cannot be read, or --trace cannot be written'],
+      [2, 'the finding file or an image it runs cannot be read, or --trace cannot be written'],
       [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) at once: it ends by that signal; --trace stays as it was (its temporary file is removed)'],
       [141, 'the reader of `--trace -` closed the pipe (quietly, as SIGPIPE would)'],
     ],
@@ -76,10 +79,13 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       ['minivisor replay fuzz-out/findings/<id>', 'replay one finding'],
       ['minivisor replay finding.json --json --trace replay.jsonl', 'as JSON, with the trace'],
     ],
-    unset: { '--trace': 'no trace file', '--trace-filter': 'every event', '--variant': 'the stubs the finding was made with' },
+    unset: {
+      '--trace': 'no trace file', '--trace-filter': 'every event', '--variant': 'the stubs the finding was made with',
+      '--firmware': RUN_BY_FINDING, '--decompressor': RUN_BY_FINDING, '--kernel': RUN_BY_FINDING,
+    },
   },
   shrink: {
-    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)'],
+    exitStatus: [[0, 'shrunk (the program is printed)'], [1, 'the finding no longer reproduces, or --out could not be written (it is left untouched)'], [2, 'the finding file, an image it runs or --budget is bad, or --out is the finding or cannot be written (refused before shrinking)'],
       [130, 'stopped by Ctrl-C (143: SIGTERM; 129: SIGHUP, its terminal closed) before the next execution, the smallest program so far printed and written to --out; it ends by that signal (a second one quits at once, writing nothing)']],
     examples: [
       ['minivisor shrink fuzz-out/findings/<id>', 'print the shrunk attack program'],

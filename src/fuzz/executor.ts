@@ -15,6 +15,7 @@ import type { AttackProgram, CallPoint } from './attack-program.js';
 import { readGuestAcceptanceRecord } from './guest-record.js';
 import { AcceptanceOracle, type Judgement } from './oracle.js';
 import { captureHandover, type StageHandover } from './stage-handover.js';
+import { stageImageFiles, type StageImages } from './stage-images.js';
 
 export const FUZZ_STAGES = ['firmware', 'decompressor', 'kernel', 'all'] as const;
 export type FuzzStage = (typeof FUZZ_STAGES)[number];
@@ -39,6 +40,8 @@ export interface FuzzTarget {
   tracking?: AcceptanceTracking;
   /** vCPUs (absent = 1); with several, an attack program's `schedule` decides their turns. */
   vcpus?: number;
+  /** Stages replaced by the user's own ELF files (`--firmware`, `--decompressor`, `--kernel`). */
+  images?: StageImages;
 }
 
 /**
@@ -218,6 +221,7 @@ export function bootConfigFor(target: FuzzTarget): BootConfig {
     maxInstructions: target.maxInstructions, ...(target.variant !== undefined ? { variant: target.variant } : {}),
     ...(target.tracking !== undefined ? { tracking: target.tracking } : {}),
     ...(target.vcpus !== undefined && target.vcpus > 1 ? { vcpus: target.vcpus, schedule: { policy: 'random' as const, quantum: DEFAULT_QUANTUM } } : {}),
+    ...stageImageFiles(target.images),
   };
 }
 

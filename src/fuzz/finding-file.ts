@@ -9,6 +9,7 @@ import { attackProgramToJsonValue, parseAttackProgram, AttackProgramError, type 
 import type { CampaignFinding } from './campaign.js';
 import { FUZZ_STAGES, type FuzzTarget } from './executor.js';
 import { FINDING_CATEGORIES, type FindingCategory, type Severity } from './oracle.js';
+import { STAGE_IMAGE_KINDS, type StageImageKind, type StageImages } from './stage-images.js';
 import { InputFileError, readInputTextStrict } from '../shared/input-file.js';
 import { escapeControls, quoteForError } from '../shared/quote.js';
 
@@ -78,6 +79,7 @@ export function targetToJson(t: FuzzTarget): Record<string, unknown> {
     guestSeed: hex(t.guestSeed), maxInstructions: hex(t.maxInstructions), ...(t.variant !== undefined ? { variant: t.variant } : {}),
     ...(t.tracking !== undefined ? { tracking: t.tracking } : {}),
     ...(t.vcpus !== undefined ? { vcpus: t.vcpus } : {}),
+    ...(t.images !== undefined ? { images: t.images } : {}),
   };
 }
 
@@ -144,7 +146,26 @@ function targetFromJson(v: unknown, path: string): FuzzTarget {
     if (typeof t.vcpus !== 'number' || !Number.isInteger(t.vcpus) || t.vcpus < 1 || t.vcpus > MAX_VCPUS) fail(path, `target.vcpus must be an integer from 1 to ${MAX_VCPUS}`);
     if (t.vcpus > 1) target.vcpus = t.vcpus;
   }
+  if (t.images !== undefined) target.images = stageImagesFromJson(t.images, path);
   return target;
+}
+
+/** target.images: { firmware?, decompressor?, kernel? }, each { file, sha256 }. */
+function stageImagesFromJson(v: unknown, path: string): StageImages {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, 'target.images must be an object');
+  const images: StageImages = {};
+  for (const [kind, image] of Object.entries(v)) {
+    if (!(STAGE_IMAGE_KINDS as readonly string[]).includes(kind)) fail(path, `target.images may name ${STAGE_IMAGE_KINDS.join(', ')}, not "${escapeControls(kind)}"`);
+    if (typeof image !== 'object' || image === null) fail(path, `target.images.${kind} must be an object with file and sha256`);
+    const o = image as Record<string, unknown>;
+    const file = str(o, 'file', path);
+    // A NUL cannot be in a path (open would throw a TypeError), and an empty one names no file.
+    if (file === '' || file.includes('\0')) fail(path, `target.images.${kind}.file must name a file`);
+    const sha256 = str(o, 'sha256', path);
+    if (!/^[0-9a-f]{64}$/.test(sha256)) fail(path, `target.images.${kind}.sha256 must be 64 lowercase hex digits`);
+    images[kind as StageImageKind] = { file, sha256 };
+  }
+  return images;
 }
 
 /** Parses finding.json text; every field is checked (it may be hand-edited or damaged). */

@@ -17,6 +17,7 @@ import { MAX_TRACE_FILE_BYTES } from '../shared/trace.js';
 import { quoteForError } from '../shared/quote.js';
 import { removeStaleTempsIn, writeFileAtomic } from '../shared/output-file.js';
 import { counted } from '../shared/counted.js';
+import { STAGE_IMAGE_KINDS } from './stage-images.js';
 
 const mib = (b: bigint): string => (b % (1n << 20n) === 0n ? `${b >> 20n} MiB` : `${b} bytes`);
 
@@ -35,6 +36,10 @@ export function findingReadme(f: StoredFinding, findingJson: string): string {
     `How the run ended: ${f.outcome.outcome} (${f.outcome.reason}).`,
     '',
     `Configuration: ${t.platform.toUpperCase()}${t.variant ? ` (stub variant ${t.variant})` : ''}${t.tracking ? ` (${t.tracking} tracking)` : ''}${t.vcpus ? `, ${t.vcpus} vCPUs` : ''}, ${mib(t.memoryBytes)} RAM, workload ${mib(t.workloadBytes)}, pre-accept ${t.preAccept === 'all' ? 'all' : mib(t.preAccept)}, ${t.accept} acceptance, ${t.unitBytes === 0x1000n ? '4K' : '2M'} unit, guest seed ${t.guestSeed}, executions start at stage ${t.stage}, budget ${t.maxInstructions} instructions.`,
+    ...STAGE_IMAGE_KINDS.flatMap((kind) => {
+      const image = t.images?.[kind];
+      return image ? [`Your own ${kind}: ${image.file} (SHA-256 ${image.sha256}); after rebuilding it, the same replay runs the new build.`] : [];
+    }),
     `Found by job ${f.job} (its seed ${f.seed}, derived from the campaign's --seed) at execution ${f.execIndex}.`,
     '',
     `The attack program (${counted(f.program.decisions.length, 'decision')}, shrunk from ${f.unshrunk.decisions.length}); everything else the VMM answered honestly:`,

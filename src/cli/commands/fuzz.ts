@@ -9,6 +9,7 @@ import { withFuzzInliningBudget } from '../v8-tuning.js';
 import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
+import { stageImagesOf } from '../../fuzz/stage-images.js';
 import { FuzzOptionError, FUZZ_DEFAULTS, parseFuzzOptions, type FuzzCliConfig, type RawFuzzOptions } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
@@ -139,6 +140,16 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
     }
     throw err;
   }
+  // Read and hashed now, so a finding names the very bytes it ran (a rebuild during the campaign is not them).
+  try {
+    const images = stageImagesOf(config.stageFiles);
+    if (images) config.target.images = images;
+  } catch (err) {
+    if (!(err instanceof GuestImageError)) throw err;
+    io.err(`minivisor fuzz: ${err.message}`);
+    io.exitCode = 1;
+    return;
+  }
   const tooMany = checkJobsFit(config, (m) => io.err(`minivisor fuzz: warning: ${m}`));
   if (tooMany !== undefined) {
     io.err(`minivisor fuzz: ${tooMany}`);
@@ -253,6 +264,9 @@ export function fuzzCommand(io: CliIo): Command {
     .option('--variant <name>', 'fuzz a planted-bug variant of the stubs (guest/DEFENCES.md) instead of the honest ones')
     .option('--tracking <design>', "the guest's record of accepted memory: bitmap or memmap (Kleen's variant) (default: bitmap)")
     .option('--vcpus <n>', "vCPUs; with several, the attack programs also choose the VMM's vCPU schedule (default: 1)")
+    .option('--firmware <file>', 'fuzz your own firmware ELF, as `boot --firmware` boots it (findings record its path and SHA-256)')
+    .option('--decompressor <file>', 'fuzz your own decompressor ELF (our kernel payload appended), as `boot --decompressor`')
+    .option('--kernel <file>', 'fuzz your own kernel ELF behind our firmware and decompressor, as `boot --kernel`')
     .option('--json', 'print the final statistics as one JSON object')
     .enablePositionalOptions()
     .action((raw: RawFuzzOptions) => fuzz(io, raw));

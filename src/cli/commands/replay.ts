@@ -2,14 +2,16 @@
 // says whether it reproduces, bit for bit (the same trace hash). Exit status 1 while the finding
 // reproduces (like the fuzzer), 0 once it no longer does (the stub was fixed), 2 for bad input.
 import { Command } from 'commander';
-import { bootInputFiles, isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
+import { bootInputFiles, GuestImageError, isStubVariant, STUB_VARIANTS } from '../../boot/images.js';
+import { BootOptionError } from '../boot-options.js';
+import { changedStageImages, stageImagesOf, type StageFiles } from '../../fuzz/stage-images.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
 import { bootConfigFor } from '../../fuzz/executor.js';
 import { traceHeader } from '../../boot/trace-header.js';
 import { OutputFileError } from '../../shared/output-file.js';
 import { EXIT_READER_GONE, openTraceOutput, parseTraceFilter, TraceFilterError, traceGoesToStdout, TraceReaderGone, type TraceOutput } from '../trace-output.js';
 import { FindingFileError } from '../../fuzz/finding-file.js';
-import { loadRunnableFinding } from '../fuzz-options.js';
+import { checkRunnableTarget, loadRunnableFinding } from '../fuzz-options.js';
 import { traceLine } from '../../shared/trace.js';
 import type { CliIo } from '../io.js';
 import { quoteForError } from '../../shared/quote.js';
@@ -23,7 +25,10 @@ export function replayCommand(io: CliIo): Command {
     .option('--trace-filter <types>', 'keep only these event types or sources in the trace (`minivisor boot --trace-filter help` lists them)')
     .option('--json', 'print one JSON object')
     .option('--variant <name|honest>', 'run it against other stubs: a planted-bug variant, or "honest" (after fixing a bug)')
-    .action((path: string, opts: { trace?: string; traceFilter?: string; json?: boolean; variant?: string }) => {
+    .option('--firmware <file>', 'run it with this firmware ELF instead of the finding\'s (a fixed build of yours)')
+    .option('--decompressor <file>', 'run it with this decompressor ELF instead of the finding\'s')
+    .option('--kernel <file>', 'run it with this kernel ELF instead of the finding\'s')
+    .action((path: string, opts: { trace?: string; traceFilter?: string; json?: boolean; variant?: string } & StageFiles) => {
       let loaded;
       try {
         loaded = loadRunnableFinding(path);
@@ -46,6 +51,20 @@ export function replayCommand(io: CliIo): Command {
           return;
         }
       }
+      // A stage given here replaces the finding's (or ours); the finding's own files are run as they are now.
+      let changedImages: string[];
+      try {
+        const given = stageImagesOf({ firmware: opts.firmware, decompressor: opts.decompressor, kernel: opts.kernel });
+        if (given) target.images = { ...target.images, ...given };
+        changedImages = changedStageImages(target.images);
+        // Checked as the fuzz flags are: --tracking memmap takes no other decompressor or kernel, say.
+        if (given || opts.variant !== undefined) checkRunnableTarget(target);
+      } catch (err) {
+        if (!(err instanceof GuestImageError || err instanceof BootOptionError)) throw err;
+        io.err(`minivisor replay: ${err.message}`);
+        io.exitCode = 2;
+        return;
+      }
       // The trace output is opened before the replay runs, so a bad path costs no execution.
       removeTempsOnStopSignals();
       let trace: TraceOutput | undefined;
@@ -64,12 +83,22 @@ export function replayCommand(io: CliIo): Command {
       }
       // With `--trace -` (or /dev/stdout) stdout is the trace's: the verdict goes to stderr.
       const say = traceOnStdout ? (line: string) => io.err(line) : (line: string) => io.out(line);
-      const executor = createExecutor(target);
+      for (const line of changedImages) if (!opts.json) say(`minivisor replay: note: ${line}`);
       let execution;
       try {
-        execution = executor.execute(finding.program, { keepTrace: true });
-      } finally {
-        executor.close();
+        const executor = createExecutor(target);
+        try {
+          execution = executor.execute(finding.program, { keepTrace: true });
+        } finally {
+          executor.close();
+        }
+      } catch (err) {
+        // An image the finding names that is gone, or no longer an image minivisor can boot.
+        if (!(err instanceof GuestImageError)) throw err;
+        trace?.abandon();
+        io.err(`minivisor replay: ${err.message}`);
+        io.exitCode = 2;
+        return;
       }
       if (trace !== undefined) {
         try {
@@ -93,6 +122,7 @@ export function replayCommand(io: CliIo): Command {
         id: finding.id, category: finding.category, reproduced: same !== undefined, identicalTrace: identical,
         traceSha256: execution.traceSha256, expectedTraceSha256: finding.traceSha256, verdict: execution.judgement.verdict,
         outcome: execution.judgement.outcome, findings: execution.judgement.findings.map((f) => ({ category: f.category, detail: f.detail })),
+        ...(changedImages.length > 0 ? { changedImages } : {}),
       };
       if (opts.json) {
         io.out(JSON.stringify(result));

@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { attackProgramToJson } from '../../fuzz/attack-program.js';
 import { createExecutor } from '../../fuzz/create-executor.js';
 import { bootConfigFor } from '../../fuzz/executor.js';
-import { bootInputFiles } from '../../boot/images.js';
+import { bootInputFiles, GuestImageError } from '../../boot/images.js';
 import { findingToJson, FindingFileError } from '../../fuzz/finding-file.js';
 import { replayCommand as replayLine } from '../../fuzz/output-dir.js';
 import { OutputFile, OutputFileError } from '../../shared/output-file.js';
@@ -45,7 +45,17 @@ export function shrinkCommand(io: CliIo): Command {
         return;
       }
       const { finding } = loaded;
-      const executor = createExecutor(finding.target);
+      let executor;
+      try {
+        executor = createExecutor(finding.target);
+      } catch (err) {
+        // An image the finding names that is gone, or no longer an image minivisor can boot.
+        if (!(err instanceof GuestImageError)) throw err;
+        out?.abandon();
+        io.err(`minivisor shrink: ${err.message}`);
+        io.exitCode = 2;
+        return;
+      }
       const controller = new AbortController();
       const status = new StatusLine(io);
       const stopSignals = catchStopSignals(controller, (name) => {

@@ -34,18 +34,21 @@ describe('finding.json round trip', () => {
     const full: StoredFinding = {
       ...plain, id: 'foreign-content-fedcba987654', category: 'foreign-content', severity: 'high', gpa: 0xffff_ffff_ffff_f000n, rip: 0x301005n, eventSeq: 0,
       seed: 0xfedc_ba98_7654_3210n,
-      target: { ...target, platform: 'tdx', preAccept: 'all', variant: 'accepting-list-missing', tracking: 'memmap', vcpus: 64, maxInstructions: (1n << 64n) - 1n },
+      target: {
+        ...target, platform: 'tdx', preAccept: 'all', variant: 'accepting-list-missing', tracking: 'memmap', vcpus: 64, maxInstructions: (1n << 64n) - 1n,
+        images: { firmware: { file: '/stubs/fw.elf', sha256: '0f'.repeat(32) }, kernel: { file: 'relative/kernel.elf', sha256: 'a1'.repeat(32) } },
+      },
       // The program before shrinking is kept apart from the shrunk one.
       unshrunk: { ...program, memoryDescription: { memoryBytes: 0x20000000n } },
     };
     expect(findingFromJson(findingToJson(full, 'r'), PATH)).toEqual(full);
   });
 
-  it('a finding without them reads back without them (no gpa, rip, eventSeq, variant, tracking or vcpus keys)', () => {
+  it('a finding without them reads back without them (no gpa, rip, eventSeq, variant, tracking, vcpus or images keys)', () => {
     const back = findingFromJson(findingToJson(plain, 'r'), PATH);
     expect(back).toEqual(plain);
     for (const key of ['gpa', 'rip', 'eventSeq']) expect(Object.hasOwn(back, key)).toBe(false);
-    for (const key of ['variant', 'tracking', 'vcpus']) expect(Object.hasOwn(back.target, key)).toBe(false);
+    for (const key of ['variant', 'tracking', 'vcpus', 'images']) expect(Object.hasOwn(back.target, key)).toBe(false);
   });
 
   it('the defaults are not stored: tracking "bitmap" and vcpus 1 read back as absent; a missing "unshrunk" is the program', () => {
@@ -83,6 +86,13 @@ describe('a damaged finding.json', () => {
     ['vcpus 0', edited((o) => { o.target.vcpus = 0; }), /target\.vcpus must be an integer from 1 to 64/],
     ['vcpus 65', edited((o) => { o.target.vcpus = 65; }), /target\.vcpus must be an integer from 1 to 64/],
     ['vcpus 1.5', edited((o) => { o.target.vcpus = 1.5; }), /target\.vcpus must be an integer/],
+    ['images as a list', edited((o) => { o.target.images = []; }), /target\.images must be an object/],
+    ['an image of an unknown stage', edited((o) => { o.target.images = { bios: { file: '/b', sha256: '0'.repeat(64) } }; }), /target\.images may name firmware, decompressor, kernel, not "bios"/],
+    ['an image without its file', edited((o) => { o.target.images = { kernel: { sha256: '0'.repeat(64) } }; }), /file must be a string/],
+    ['an image file that is empty', edited((o) => { o.target.images = { kernel: { file: '', sha256: '0'.repeat(64) } }; }), /target\.images\.kernel\.file must name a file/],
+    ['an image file with a NUL', edited((o) => { o.target.images = { kernel: { file: 'k\0.elf', sha256: '0'.repeat(64) } }; }), /target\.images\.kernel\.file must name a file/],
+    ['an image SHA-256 in capitals', edited((o) => { o.target.images = { firmware: { file: '/f', sha256: 'AB'.repeat(32) } }; }), /target\.images\.firmware\.sha256 must be 64 lowercase hex digits/],
+    ['an image SHA-256 one digit short', edited((o) => { o.target.images = { firmware: { file: '/f', sha256: '0'.repeat(63) } }; }), /sha256 must be 64 lowercase hex digits/],
     ['a program for the other platform', edited((o) => { o.target.platform = 'snp'; }), /the program and the target are for different platforms/],
     ['a negative job', edited((o) => { o.job = -1; }), /job must be a non-negative integer/],
     ['a fractional execIndex', edited((o) => { o.execIndex = 1.5; }), /execIndex must be a non-negative integer/],
