@@ -79,9 +79,18 @@ export function parseShard(text: string): Shard {
   return { index: k - 1, count: n };
 }
 
+/**
+ * Where executions start when --stage is not given: the kernel, or the first stage the user
+ * replaced. A snapshot at the kernel's first decision has run the firmware and decompressor
+ * honestly already, so only launch-time decisions (the memory description) would reach a
+ * replaced firmware or decompressor there.
+ */
+export function defaultStage(files: StageFiles): FuzzStage {
+  return files.firmware !== undefined ? 'firmware' : files.decompressor !== undefined ? 'decompressor' : FUZZ_DEFAULTS.stage;
+}
+
 export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
-  const stage = (raw.stage ?? FUZZ_DEFAULTS.stage) as FuzzStage;
-  if (!FUZZ_STAGES.includes(stage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not ${quoteForError(raw.stage ?? '')}`);
+  if (raw.stage !== undefined && !FUZZ_STAGES.includes(raw.stage as FuzzStage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not ${quoteForError(raw.stage)}`);
   let boot;
   try {
     boot = parseBootOptions({
@@ -101,6 +110,8 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
     throw err;
   }
   if (raw.time !== undefined && raw.runs !== undefined) throw new FuzzOptionError('give --time or --runs, not both');
+  const files = stageFilesOfBootConfig(boot);
+  const stage = (raw.stage as FuzzStage | undefined) ?? defaultStage(files);
   const config: FuzzCliConfig = {
     target: {
       platform: boot.platform, stage, memoryBytes: boot.memoryBytes, workloadBytes: boot.workloadBytes, preAccept: boot.preAccept,
@@ -113,7 +124,7 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),
     out: raw.out ?? FUZZ_DEFAULTS.out,
     json: raw.json ?? false,
-    stageFiles: stageFilesOfBootConfig(boot),
+    stageFiles: files,
   };
   if (raw.runs !== undefined) config.runs = positiveInt(raw.runs, '--runs', 1_000_000_000);
   else config.timeMs = parseDuration(raw.time ?? FUZZ_DEFAULTS.time, '--time');

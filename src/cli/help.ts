@@ -55,6 +55,7 @@ const HELP: Readonly<Record<string, CommandHelp>> = {
       ['minivisor fuzz --platform snp --time 5m --jobs 2 --out snp-out', 'five minutes on two cores'],
     ],
     unset: {
+      '--stage': 'kernel, or the first stage --firmware or --decompressor replaces',
       '--time': '60s, unless --runs', '--runs': 'run for --time', '--shard': 'the whole campaign',
       '--unit': '2M', '--accept': 'lazy', '--pre-accept': '64M', '--variant': 'the honest stubs',
       '--firmware': 'ours', '--decompressor': 'ours', '--kernel': 'ours',

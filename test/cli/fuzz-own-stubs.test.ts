@@ -76,6 +76,23 @@ describe('minivisor fuzz --kernel: your own stub', () => {
     }
   }, 60_000);
 
+  it('starts executions at the first stage replaced, unless --stage says otherwise', async () => {
+    // At the kernel's first decision the firmware and decompressor have run honestly already.
+    const cases: [string[], string][] = [
+      [['--firmware', 'firmware/build/firmware.elf'], 'firmware'],
+      [['--decompressor', 'guest/build/decompressor.elf'], 'decompressor'],
+      [['--decompressor', 'guest/build/decompressor.elf', '--firmware', 'firmware/build/firmware.elf'], 'firmware'],
+      [['--kernel', HONEST_KERNEL], 'kernel'],
+      [[], 'kernel'],
+      [['--firmware', 'firmware/build/firmware.elf', '--stage', 'all'], 'all'],
+    ];
+    for (const [flags, stage] of cases) {
+      const io = capture();
+      expect(await main(['fuzz', ...flags, '--runs', '1', '--out', mkdtempSync(join(tmpdir(), 'minivisor-own-stub-')), '--json'], io), io.stderr.join('\n')).toBe(0);
+      expect(JSON.parse(io.stdout[0]!).target.stage, flags.join(' ')).toBe(stage);
+    }
+  }, 60_000);
+
   it('refuses an image it cannot read before any execution: exit status 1, no output directory', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'minivisor-own-stub-'));
     const out = join(dir, 'out');

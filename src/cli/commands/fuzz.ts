@@ -248,7 +248,7 @@ export function fuzzCommand(io: CliIo): Command {
   const command = new Command('fuzz')
     .description('fuzz a hostile VMM against the guest\'s memory-acceptance code; findings are shrunk and replayable')
     .option('--platform <name>', 'tdx or snp', FUZZ_DEFAULTS.platform)
-    .option('--stage <stage>', 'where executions start: firmware, decompressor, kernel or all', FUZZ_DEFAULTS.stage)
+    .option('--stage <stage>', 'where executions start: firmware, decompressor, kernel or all')
     .option('--time <duration>', `stop after this long, e.g. 30s, 5m (default ${FUZZ_DEFAULTS.time})`)
     .option('--runs <n>', 'stop after this many executions (deterministic: same seed, same findings)')
     .option('--seed <n>', 'campaign seed (also the guest\'s)', FUZZ_DEFAULTS.seed)
