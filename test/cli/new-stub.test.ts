@@ -75,7 +75,7 @@ describe('minivisor new-stub', () => {
     expect(existsSync(join(work, 'other'))).toBe(false);
   });
 
-  it('writes the stage\'s sources, its README, and a five-line vitest file for its boot flag', async () => {
+  it('writes the stage\'s sources, its README, and an eight-line vitest file for its boot flag: a clean boot and a fuzz campaign', async () => {
     const listing = async (stage: string) => {
       const io = capture();
       expect(await main(['new-stub', join(work, `listing-${stage}`), '--stage', stage], io)).toBe(0);
@@ -89,7 +89,8 @@ describe('minivisor new-stub', () => {
     expect((await listing('kernel'))[0]).toBe(`wrote Makefile, README.md, main.c, stub.test.mjs to ${join(work, 'listing-kernel')}`);
     const test = readFileSync(join(stubs.decompressor, 'stub.test.mjs'), 'utf8');
     expect(test).toContain("bootStub({ platform, decompressor: 'build/decompressor.elf', memory: '512M' })");
-    expect(test.split('\n').filter((l) => l && !l.startsWith('//'))).toHaveLength(5);
+    expect(test).toContain("fuzzStub({ platform, decompressor: 'build/decompressor.elf', runs: 150, out: `fuzz-out/${platform}` })");
+    expect(test.split('\n').filter((l) => l && !l.startsWith('//'))).toHaveLength(8);
     // The copies carry no build variant of this repository.
     for (const file of ['main.c']) {
       expect(readFileSync(join(stubs.decompressor, file), 'utf8')).not.toMatch(/MV_PLANT_|MV_TRACKING_MEMMAP|memmap-record/);
