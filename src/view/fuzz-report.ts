@@ -32,7 +32,7 @@ export interface CoverageSample {
 }
 
 export interface FuzzReportStats {
-  target?: { platform?: string };
+  target?: { platform?: string; stage?: string; variant?: string; images?: Record<string, { file?: string; sha256?: string }> };
   seed?: string;
   jobs?: number;
   wallMs?: number;
@@ -111,6 +111,9 @@ code { background: #f3f3f3; padding: 1px 4px; }
 <h2 style="font-size: 14px">Speed</h2>
 <table>
 ${row('platform', stats.target?.platform)}
+${row('stage', stats.target?.stage)}
+${row('stubs', stats.target?.variant !== undefined ? `planted variant ${stats.target.variant}` : 'ours, honest, unless replaced below')}
+${Object.entries(stats.target?.images ?? {}).map(([kind, image]) => row(`your own ${kind}`, `${image.file ?? '?'} (SHA-256 ${image.sha256 ?? '?'})`)).join('\n')}
 ${row('seed', stats.seed)}
 ${row('jobs', stats.jobs)}
 ${row('executions', stats.execs)}

@@ -48,6 +48,10 @@ describe('minivisor fuzz --kernel: your own stub', () => {
     expect(finding.category).toBe('foreign-content');
     expect(finding.target.images).toEqual({ kernel: { file: kernel, sha256: sha256(PLANTED_KERNEL) } });
     expect(readFileSync(join(findingJson, '..', 'README.txt'), 'utf8')).toContain(`Your own kernel: ${kernel} (SHA-256 ${sha256(PLANTED_KERNEL)})`);
+    // report.html says which stubs ran, too.
+    const report = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(report).toContain(`data-stat="your own kernel">${kernel} (SHA-256 ${sha256(PLANTED_KERNEL)})<`);
+    expect(report).toContain('data-stat="stage">all<');
 
     // The file as it was: the same run, bit for bit.
     const replay = capture();

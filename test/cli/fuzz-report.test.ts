@@ -33,6 +33,9 @@ describe('fuzz report.html', () => {
     expect(cell(html, 'data-stat', 'executions')).toBe('4');
     expect(cell(html, 'data-stat', 'executions per second')).toBe(String(stats.execsPerSec));
     expect(cell(html, 'data-stat', 'edges')).toBe(String(stats.edges));
+    expect(cell(html, 'data-stat', 'stage')).toBe('all');
+    expect(cell(html, 'data-stat', 'stubs')).toBe('ours, honest, unless replaced below');
+    expect(html).not.toContain('data-stat="your own');
     // One point per sample, the last sample is the final numbers.
     const samples = stats.coverageOverTime as Array<{ execs: number; edges: number }>;
     expect(samples.at(-1)).toMatchObject({ execs: 4, edges: stats.edges });
