@@ -121,10 +121,15 @@ async function steadySpeed(config: FuzzTarget) {
   const launchInExecutionsCharged = launches.execs > 0 ? Number(launches.charged) / launches.execs / (Number(others.charged) / others.execs) : 0;
   return {
     warmUpExecs: WARM_UP_RUNS, execs: result.stats.execs, execsPerSecPerCore: 1000 / msPerExec, msPerExec, bootMsPerExec, speedupVsBoot: bootMsPerExec / msPerExec,
-    recalledExecs: result.stats.recalled, ranExecsPerSecPerCore: ((result.stats.execs - result.stats.recalled) * 1000) / ms,
+    recalledExecs: result.stats.recalled, ranExecsPerSecPerCore: perSecond(result.stats.execs - result.stats.recalled, ms),
     freshLaunchExecs: launches.execs, freshLaunchCpuShare: launches.ms / ms, msPerFreshLaunch: launches.execs > 0 ? launches.ms / launches.execs : 0,
     launchInExecutions, launchInExecutionsCharged,
   };
+}
+
+/** `count` executions in `cpuMs` of CPU time, per second of it (so per core). */
+function perSecond(count: number, cpuMs: number): number {
+  return (count * 1000) / cpuMs;
 }
 
 async function coldSpeed(config: FuzzTarget) {
@@ -157,8 +162,8 @@ async function coldSpeed(config: FuzzTarget) {
   executor.close();
   const s = result.stats;
   return {
-    platform, execs: s.execs, execsPerSecPerCore: (s.execs * 1000) / ms, msPerExec: ms / s.execs, bootMsPerExec,
-    recalledExecs: s.recalled, ranExecsPerSecPerCore: ((s.execs - s.recalled) * 1000) / ms,
+    platform, execs: s.execs, execsPerSecPerCore: perSecond(s.execs, ms), msPerExec: ms / s.execs, bootMsPerExec,
+    recalledExecs: s.recalled, ranExecsPerSecPerCore: perSecond(s.execs - s.recalled, ms),
     launchChangingExecs: launchProgram.execs, launchChangingFromSnapshot: launchProgram.fromSnapshot,
     freshLaunchExecs: fresh.execs, freshLaunchCpuShare: fresh.ms / ms, msPerFreshLaunch: fresh.execs > 0 ? fresh.ms / fresh.execs : 0,
     speedupVsBoot: bootMsPerExec / (ms / s.execs), instructionsPerExec: Number(s.instructions) / s.execs, vmmExitsPerExec: s.vmmExits / s.execs,
@@ -178,9 +183,9 @@ function cliCampaignSpeed(platform: 'tdx' | 'snp', runs: number) {
     const cost = processCost([CLI_PATH, 'fuzz', '--platform', platform, '--stage', 'kernel', '--workload', '4K', '--runs', String(runs), '--out', out, '--json'], [0, 1]);
     const stats = JSON.parse(readFileSync(join(out, 'stats.json'), 'utf8')) as { execs: number; recalledExecs: number; findings: unknown[]; instructionsPerExec: number; vmmExitsPerExec: number };
     return {
-      platform, runs, execs: stats.execs, cpuMs: cost.cpuMs, wallMs: cost.wallMs, execsPerSecPerCore: (stats.execs * 1000) / cost.cpuMs,
+      platform, runs, execs: stats.execs, cpuMs: cost.cpuMs, wallMs: cost.wallMs, execsPerSecPerCore: perSecond(stats.execs, cost.cpuMs),
       findings: stats.findings.length, instructionsPerExec: stats.instructionsPerExec, vmmExitsPerExec: stats.vmmExitsPerExec,
-      recalledExecs: stats.recalledExecs, ranExecsPerSecPerCore: ((stats.execs - stats.recalledExecs) * 1000) / cost.cpuMs,
+      recalledExecs: stats.recalledExecs, ranExecsPerSecPerCore: perSecond(stats.execs - stats.recalledExecs, cost.cpuMs),
     };
   } finally {
     rmSync(out, { recursive: true, force: true });
