@@ -46,8 +46,10 @@ export interface StubFuzzRun {
 
 /**
  * Runs a campaign of `runs` executions (default DEFAULT_STUB_FUZZ_RUNS) with `minivisor fuzz`'s
- * defaults and flags; with `out`, writes its findings and corpus there as the CLI does (and starts
- * from the corpus already there). A bad option, or an image that cannot be read, throws.
+ * defaults and flags; with `out`, writes its findings and corpus there as the CLI does. It never
+ * starts from a corpus already there (the CLI resumes one), so the same options give the same
+ * campaign in a fresh checkout and on a developer's machine alike. A bad option, or an image that
+ * cannot be read, throws.
  */
 export async function fuzzStub(options: FuzzStubOptions = {}): Promise<StubFuzzRun> {
   const raw = asFlags(options, FUZZ_OPTION_KINDS, 'fuzzStub') as RawFuzzOptions;
@@ -59,8 +61,7 @@ export async function fuzzStub(options: FuzzStubOptions = {}): Promise<StubFuzzR
     checkWritableOutputDir(raw.out);
     out = new FuzzOutputDir(raw.out);
   }
-  const seeds = out ? out.readCorpus().filter((p) => p.platform === config.target.platform) : [];
-  const result = await runFuzz({ target: config.target, seed: config.seed, jobs: 1, runs: config.runs!, seeds });
+  const result = await runFuzz({ target: config.target, seed: config.seed, jobs: 1, runs: config.runs! });
   const findings = result.findings.map(({ finding, traceLines }): StubFinding => ({
     id: finding.id, category: finding.category, severity: finding.severity, detail: finding.detail,
     ...(out ? { file: out.addFinding(finding, traceLines) } : {}),

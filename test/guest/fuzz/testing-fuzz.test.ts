@@ -1,7 +1,7 @@
 // minivisor/testing's fuzzStub and assertNoFindings: a user's suite sets the fuzzer on its own
 // stub in a few lines. The "user's" stub here is our planted kernel reaccept-skipped, copied out;
 // the honest kernel is its fix.
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,12 +24,15 @@ describe('minivisor/testing fuzzStub', () => {
     expect(() => assertNoFindings(run)).toThrow(new RegExp(`^TDX fuzz: 1 finding in 300 executions:\\n  foreign-content-[0-9a-f]{12} \\(high\\): the guest read private memory[^\\n]*\\n    the guest read 0x[0-9a-f]+ at RIP[^\\n]*\\n    replay: minivisor replay ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
   }, 60_000);
 
-  it('passes the honest kernel, and a campaign is a pure function of its options', async () => {
-    const options = { platform: 'snp' as const, kernel: 'guest/build/kernel.elf', runs: 60, seed: 3n };
+  it('passes the honest kernel, and a campaign is a pure function of its options, whatever its out directory holds', async () => {
+    const out = join(tmp(), 'fuzz-out');
+    const options = { platform: 'snp' as const, kernel: 'guest/build/kernel.elf', runs: 60, seed: 3n, out };
     const first = await fuzzStub(options);
     assertNoFindings(first);
     expect(first.execs).toBe(60);
     expect(first.verdicts.finding).toBe(0);
+    // The corpus it kept is there for the CLI to resume, and is not this function's seed list.
+    expect(readdirSync(join(out, 'corpus')).length).toBeGreaterThan(1);
     expect(await fuzzStub(options)).toEqual(first);
   }, 60_000);
 
