@@ -6,7 +6,7 @@ import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget 
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 import { FindingFileError, loadFinding, type StoredFinding } from '../fuzz/finding-file.js';
 import { quoteForError } from '../shared/quote.js';
-import { stageFiles, stageFilesOfBootConfig, type StageFiles } from '../fuzz/stage-images.js';
+import { stageFiles, stageFilesOfBootConfig, stageImagesOf, type StageFiles } from '../fuzz/stage-images.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -36,8 +36,6 @@ export interface RawFuzzOptions {
 export interface FuzzCliConfig extends Pick<FuzzRunOptions, 'target' | 'seed' | 'runs' | 'timeMs' | 'jobs' | 'shard'> {
   out: string;
   json: boolean;
-  /** --firmware, --decompressor, --kernel: read and hashed into target.images before the campaign (stageImagesOf). */
-  stageFiles: StageFiles;
 }
 
 /** Usage errors of fuzz, replay, shrink and merge: exit status 2. */
@@ -89,6 +87,10 @@ export function defaultStage(files: StageFiles): FuzzStage {
   return files.firmware !== undefined ? 'firmware' : files.decompressor !== undefined ? 'decompressor' : FUZZ_DEFAULTS.stage;
 }
 
+/**
+ * The flags as a fuzz run: FuzzOptionError for a bad one; GuestImageError for a --firmware,
+ * --decompressor or --kernel that cannot be read (it is read and hashed into target.images).
+ */
 export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
   if (raw.stage !== undefined && !FUZZ_STAGES.includes(raw.stage as FuzzStage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not ${quoteForError(raw.stage)}`);
   let boot;
@@ -124,11 +126,14 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
     jobs: positiveInt(raw.jobs ?? FUZZ_DEFAULTS.jobs, '--jobs', MAX_JOBS),
     out: raw.out ?? FUZZ_DEFAULTS.out,
     json: raw.json ?? false,
-    stageFiles: files,
   };
   if (raw.runs !== undefined) config.runs = positiveInt(raw.runs, '--runs', 1_000_000_000);
   else config.timeMs = parseDuration(raw.time ?? FUZZ_DEFAULTS.time, '--time');
   if (raw.shard !== undefined) config.shard = parseShard(raw.shard);
+  // Read and hashed last, once every flag is known good, and now: a finding names the very bytes
+  // it ran (a rebuild during the campaign is not them).
+  const images = stageImagesOf(files);
+  if (images) config.target.images = images;
   return config;
 }
 

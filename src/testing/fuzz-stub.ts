@@ -11,7 +11,6 @@ import { parseFuzzOptions, type RawFuzzOptions } from '../cli/fuzz-options.js';
 import { FINDING_CATEGORIES, type FindingCategory, type Severity } from '../fuzz/oracle.js';
 import { checkWritableOutputDir, FuzzOutputDir, replayCommand } from '../fuzz/output-dir.js';
 import { runFuzz } from '../fuzz/parallel.js';
-import { stageImagesOf } from '../fuzz/stage-images.js';
 import type { CampaignStats } from '../fuzz/campaign.js';
 import { asFlags, type OptionKind, type TestingOptions } from './flags.js';
 
@@ -54,8 +53,6 @@ export interface StubFuzzRun {
 export async function fuzzStub(options: FuzzStubOptions = {}): Promise<StubFuzzRun> {
   const raw = asFlags(options, FUZZ_OPTION_KINDS, 'fuzzStub') as RawFuzzOptions;
   const config = parseFuzzOptions({ ...raw, runs: raw.runs ?? String(DEFAULT_STUB_FUZZ_RUNS) });
-  const images = stageImagesOf(config.stageFiles);
-  if (images) config.target.images = images;
   let out: FuzzOutputDir | undefined;
   if (raw.out !== undefined) {
     checkWritableOutputDir(raw.out);

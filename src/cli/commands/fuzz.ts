@@ -9,7 +9,6 @@ import { withFuzzInliningBudget } from '../v8-tuning.js';
 import { availableParallelism, freemem } from 'node:os';
 import { FINDING_CATEGORIES } from '../../fuzz/oracle.js';
 import { targetToJson } from '../../fuzz/finding-file.js';
-import { stageImagesOf } from '../../fuzz/stage-images.js';
 import { FuzzOptionError, FUZZ_DEFAULTS, parseFuzzOptions, type FuzzCliConfig, type RawFuzzOptions } from '../fuzz-options.js';
 import type { CliIo } from '../io.js';
 import { StatusLine } from '../status-line.js';
@@ -133,22 +132,13 @@ async function fuzz(io: CliIo, raw: RawFuzzOptions): Promise<void> {
   try {
     config = parseFuzzOptions(raw);
   } catch (err) {
-    if (err instanceof FuzzOptionError) {
+    if (err instanceof FuzzOptionError || err instanceof GuestImageError) {
       io.err(`minivisor fuzz: ${err.message}`);
-      io.exitCode = 2;
+      // An image that cannot be read is exit status 1, as the campaign's own image errors are.
+      io.exitCode = err instanceof GuestImageError ? 1 : 2;
       return;
     }
     throw err;
-  }
-  // Read and hashed now, so a finding names the very bytes it ran (a rebuild during the campaign is not them).
-  try {
-    const images = stageImagesOf(config.stageFiles);
-    if (images) config.target.images = images;
-  } catch (err) {
-    if (!(err instanceof GuestImageError)) throw err;
-    io.err(`minivisor fuzz: ${err.message}`);
-    io.exitCode = 1;
-    return;
   }
   const tooMany = checkJobsFit(config, (m) => io.err(`minivisor fuzz: warning: ${m}`));
   if (tooMany !== undefined) {
