@@ -73,13 +73,13 @@ export function stageFilesOfBootConfig(config: BootConfigFiles): StageFiles {
 
 /**
  * One line for each image whose file no longer holds the bytes `images` recorded (rebuilt, or
- * gone): why a finding made with it may not reproduce.
+ * gone): why a finding made with it may not reproduce. Stages `replaced` names are not looked at.
  */
-export function changedStageImages(images: StageImages | undefined): string[] {
+export function changedStageImages(images: StageImages | undefined, replaced?: StageImages): string[] {
   const changed: string[] = [];
   for (const kind of STAGE_IMAGE_KINDS) {
     const recorded = images?.[kind];
-    if (!recorded) continue;
+    if (!recorded || replaced?.[kind]) continue;
     let now: string;
     try {
       now = stageImageOf(kind, recorded.file).sha256;

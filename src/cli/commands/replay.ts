@@ -55,8 +55,9 @@ export function replayCommand(io: CliIo): Command {
       let changedImages: string[];
       try {
         const given = stageImagesOf({ firmware: opts.firmware, decompressor: opts.decompressor, kernel: opts.kernel });
+        // Only the finding's own files still run are compared: one given here was just read.
+        changedImages = changedStageImages(target.images, given);
         if (given) target.images = { ...target.images, ...given };
-        changedImages = changedStageImages(target.images);
         // Checked as the fuzz flags are: --tracking memmap takes no other decompressor or kernel, say.
         if (given || opts.variant !== undefined) checkRunnableTarget(target);
       } catch (err) {
