@@ -30,6 +30,7 @@ export function shrinkCommand(io: CliIo): Command {
     .action(async (path: string, opts: { budget: string; out?: string }) => {
       let loaded;
       let out: OutputFile | undefined;
+      let executor;
       // Until catchStopSignals below: setting up the executor runs synchronously, with --out open.
       removeTempsOnStopSignals();
       try {
@@ -38,24 +39,16 @@ export function shrinkCommand(io: CliIo): Command {
         loaded = loadRunnableFinding(path);
         // The finding and the images its executions boot are inputs: never overwritten.
         if (opts.out !== undefined) out = new OutputFile(opts.out, 'shrunk finding', [loaded.file, ...bootInputFiles(bootConfigFor(loaded.finding.target))]);
+        // GuestImageError: an image the finding names that is gone, or no longer one minivisor can boot.
+        executor = createExecutor(loaded.finding.target);
       } catch (err) {
-        if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError) && !(err instanceof OutputFileError)) throw err;
-        io.err(`minivisor shrink: ${err.message}`);
-        io.exitCode = 2;
-        return;
-      }
-      const { finding } = loaded;
-      let executor;
-      try {
-        executor = createExecutor(finding.target);
-      } catch (err) {
-        // An image the finding names that is gone, or no longer an image minivisor can boot.
-        if (!(err instanceof GuestImageError)) throw err;
+        if (!(err instanceof FindingFileError) && !(err instanceof FuzzOptionError) && !(err instanceof OutputFileError) && !(err instanceof GuestImageError)) throw err;
         out?.abandon();
         io.err(`minivisor shrink: ${err.message}`);
         io.exitCode = 2;
         return;
       }
+      const { finding } = loaded;
       const controller = new AbortController();
       const status = new StatusLine(io);
       const stopSignals = catchStopSignals(controller, (name) => {
