@@ -153,6 +153,13 @@ describe('acceptance oracle', () => {
     expect(j.findings).toMatchObject([{ category: 'minivisor-bug', severity: 'internal' }]);
     expect(judge([], { outcome: 'vmm-error', reason: 'the VMM stopped the guest at tdx.mapGpa (attack program)' }).verdict).toBe('benign');
   });
+
+  it('only the guest stopping on its own fatal path is detected: a run the hardware, the emulator or the VMM ended is benign', () => {
+    expect(judge([], fatal).verdict).toBe('detected');
+    for (const outcome of ['terminated', 'fault', 'vmm-error', 'budget', 'done'] as const) {
+      expect(judge([], { outcome, reason: 'r' }).verdict, outcome).toBe('benign');
+    }
+  });
 });
 
 describe('acceptance oracle: which hardware results begin or end a lifetime', () => {
