@@ -6,7 +6,7 @@ import { DEFAULT_EXECUTION_BUDGET, FUZZ_STAGES, type FuzzStage, type FuzzTarget 
 import type { FuzzRunOptions, Shard } from '../fuzz/parallel.js';
 import { FindingFileError, loadFinding, type StoredFinding } from '../fuzz/finding-file.js';
 import { quoteForError } from '../shared/quote.js';
-import { stageFiles, stageFilesOfBootConfig, stageImagesOf, type StageFiles } from '../fuzz/stage-images.js';
+import { stageFiles, stageImagesOf, type StageFiles } from '../fuzz/stage-images.js';
 
 export interface RawFuzzOptions {
   platform?: string;
@@ -93,6 +93,7 @@ export function defaultStage(files: StageFiles): FuzzStage {
  */
 export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
   if (raw.stage !== undefined && !FUZZ_STAGES.includes(raw.stage as FuzzStage)) throw new FuzzOptionError(`--stage must be one of ${FUZZ_STAGES.join(', ')}, not ${quoteForError(raw.stage)}`);
+  const files: StageFiles = { firmware: raw.firmware, decompressor: raw.decompressor, kernel: raw.kernel };
   let boot;
   try {
     boot = parseBootOptions({
@@ -105,14 +106,13 @@ export function parseFuzzOptions(raw: RawFuzzOptions): FuzzCliConfig {
       ...(raw.variant !== undefined ? { variant: raw.variant } : {}),
       ...(raw.tracking !== undefined ? { tracking: raw.tracking } : {}),
       ...(raw.vcpus !== undefined ? { vcpus: raw.vcpus } : {}),
-      firmware: raw.firmware, decompressor: raw.decompressor, kernel: raw.kernel,
+      ...files,
     });
   } catch (err) {
     if (err instanceof BootOptionError) throw new FuzzOptionError(err.message);
     throw err;
   }
   if (raw.time !== undefined && raw.runs !== undefined) throw new FuzzOptionError('give --time or --runs, not both');
-  const files = stageFilesOfBootConfig(boot);
   const stage = (raw.stage as FuzzStage | undefined) ?? defaultStage(files);
   const config: FuzzCliConfig = {
     target: {

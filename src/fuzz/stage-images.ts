@@ -61,16 +61,6 @@ export function stageImageFiles(images: StageImages | undefined): BootConfigFile
   return files;
 }
 
-/** The stage files a boot config names (the inverse of stageImageFiles, without hashes). */
-export function stageFilesOfBootConfig(config: BootConfigFiles): StageFiles {
-  const files: StageFiles = {};
-  for (const kind of STAGE_IMAGE_KINDS) {
-    const file = config[BOOT_CONFIG_KEYS[kind]];
-    if (file !== undefined) files[kind] = file;
-  }
-  return files;
-}
-
 /**
  * One line for each image whose file no longer holds the bytes `images` recorded (rebuilt, or
  * gone): why a finding made with it may not reproduce. Stages `replaced` names are not looked at.
