@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChromium } from '../../scripts/chromium.mjs';
 import { ensurePerfettoUi, type FoundPerfettoUi } from '../../scripts/perfetto-ui.mjs';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { toChromeTrace, type ChromeTrace } from '../../src/view/perfetto.js';
+import { capture } from '../helpers/captured-io.js';
 
 interface BootJson {
   stages: string[];
@@ -25,12 +25,6 @@ interface BootJson {
   traceEvents: number;
   acceptCalls: Record<'4K' | '2M', number>;
   acceptCallsCompleted: Record<'4K' | '2M', number>;
-}
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
 }
 
 const boots = new Map<string, Promise<{ result: BootJson; trace: Buffer }>>();

@@ -7,16 +7,10 @@ import { join } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import type { MapOp } from '../../src/view/acceptance-map.js';
 import { MAX_FRAMES, timelineFrames } from '../../src/view/acceptance-map-html.js';
 import { quoteForError } from '../../src/shared/quote.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 interface Legend { kind: string; bytes: bigint }
 

@@ -4,15 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
 import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 const small = ['--memory', '128M', '--workload', '1M', '--stage', 'all'];
 const tmp = () => mkdtempSync(join(tmpdir(), 'minivisor-fuzz-'));

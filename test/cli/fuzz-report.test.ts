@@ -6,16 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { CoverageSamples, MAX_SAMPLES } from '../../src/cli/coverage-samples.js';
 import type { CampaignStats } from '../../src/fuzz/campaign.js';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 /** The text of the element with `attr="value"`, e.g. a stats cell. */
 function cell(html: string, attr: string, value: string): string | undefined {

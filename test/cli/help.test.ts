@@ -3,14 +3,8 @@
 // lists platforms, modelled features, the Unicorn version and the limits (issue 13).
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { UNDESCRIBED_DEFAULT } from '../../src/cli/help.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 async function help(path: string[]): Promise<string> {
   const io = capture();

@@ -12,12 +12,7 @@ import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { assertCleanBoot, bootStub } from '../../src/testing/index.js';
-
-function capture() {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 function make(dir: string): void {
   const r = spawnSync('make', ['-s', '-C', dir], { encoding: 'utf8' });

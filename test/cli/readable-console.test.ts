@@ -3,14 +3,8 @@
 // protocol as the guest wrote it (issue 13).
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { CONSOLE_LEGEND, readableConsoleLine } from '../../src/cli/readable-console.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 describe('readable console', () => {
   it('turns protocol lines into words and leaves other lines alone', () => {

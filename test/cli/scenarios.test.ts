@@ -6,12 +6,7 @@ import { BUILT_FIRMWARE } from '../../src/boot/images.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
-
-function capture() {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 describe('minivisor test', () => {
   it('runs scenarios/ green: one line per scenario and a summary, and a JUnit report', async () => {

@@ -6,14 +6,9 @@ import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
 import { TRACE_SCHEMA_VERSION } from '../../src/boot/trace-header.js';
+import { capture } from '../helpers/captured-io.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'minivisor-trace-format-'));
-
-function capture() {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
-}
 
 async function traceOf(name: string, ...flags: string[]): Promise<{ file: string; result: { traceSha256: string; traceEvents: number; guestInstructions: number } }> {
   const file = join(dir, name);

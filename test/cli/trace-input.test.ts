@@ -6,14 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
+import { capture } from '../helpers/captured-io.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'minivisor-trace-input-'));
-
-function capture() {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l: string) => stdout.push(l), err: (l: string) => stderr.push(l), exitCode: 0 };
-}
 
 const HEADER = '{"type":"minivisor-trace","schema":3,"minivisor":"0.1.0","config":{"platform":"tdx"}}';
 const EVENT = '{"seq":0,"source":"vmm","type":"vp-init","icount":"0x0","stage":"vmm"}';

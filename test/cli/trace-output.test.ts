@@ -9,16 +9,10 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { TRACE_EVENT_TYPES } from '../../src/shared/trace-event-types.js';
 import { traceSha256OfJsonLines } from '../../src/shared/trace.js';
 import { handMadeFinding } from '../helpers/hand-made-finding.js';
-
-function capture(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l), exitCode: 0 };
-}
+import { capture } from '../helpers/captured-io.js';
 
 const BIN = join(__dirname, '../../bin/minivisor.js');
 const SMALL = ['--memory', '128M', '--workload', '16M'];
