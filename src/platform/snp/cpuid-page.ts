@@ -25,7 +25,9 @@ import type { CpuidResult } from './sev-status.js';
 
 export const SNP_CPUID_COUNT_MAX = 64;
 export const CPUID_ENTRY_BYTES = 48;
-const HEADER_BYTES = 16;
+/** The table's header: COUNT u32, then 12 reserved bytes (in MSG_CPUID_RSP: STATUS u32, COUNT u32, 8 reserved). */
+export const CPUID_TABLE_HEADER_BYTES = 16;
+const HEADER_BYTES = CPUID_TABLE_HEADER_BYTES;
 /** SEV firmware status INVALID_PARAM (Linux uapi psp-sev.h SEV_RET_INVALID_PARAM). */
 export const SEV_RET_INVALID_PARAM = 0x16;
 
@@ -127,6 +129,39 @@ function allowed(rule: LeafRule, proposed: number, hw: number): number {
 }
 
 /**
+ * sanitize_cpuid_list (cpuid_lookup.c) over the first `count` entries of a CPUID table in `table`
+ * (the CPUID page's layout, which MSG_CPUID_REQ and MSG_CPUID_RSP share), in place: each entry of
+ * the standard or extended range gets the register outputs the firmware allows, and is counted;
+ * an entry outside them is left as it is. `failed` lists the EAX_IN of each checked entry that had
+ * to change or whose reserved field is not zero (the firmware's INVALID_PARAM).
+ */
+export function sanitizeCpuidList(table: Buffer, count: number, hardware: (leaf: number, subleaf: number) => CpuidResult): { checked: number; failed: number[] } {
+  const failed: number[] = [];
+  let checked = 0;
+  for (let i = 0; i < count; i++) {
+    const o = HEADER_BYTES + i * CPUID_ENTRY_BYTES;
+    const eaxIn = table.readUInt32LE(o), ecxIn = table.readUInt32LE(o + 4);
+    if (!isChecked(eaxIn)) continue;
+    // The firmware's table is keyed by (EAX_IN, ECX_IN), an exact match whatever the leaf
+    // (sanitize_cpuid_entry); ours lists sub-leaf 0 only.
+    const rules = ecxIn === 0 ? CPUID_POLICY[eaxIn] : undefined;
+    const hw = rules ? hardware(eaxIn, ecxIn) : undefined;
+    let changed = false;
+    REGS.forEach((r, k) => {
+      const proposed = table.readUInt32LE(o + 24 + 4 * k);
+      // A leaf the table does not list: "Any architectural leaf not listed in the table must have
+      // all output values equal to 0."
+      const out = rules && hw ? allowed(rules[r], proposed, hw[r]) : 0;
+      if (out !== proposed) changed = true;
+      table.writeUInt32LE(out, o + 24 + 4 * k);
+    });
+    if (changed || table.readBigUInt64LE(o + 40) !== 0n) failed.push(eaxIn);
+    checked++;
+  }
+  return { checked, failed };
+}
+
+/**
  * The firmware's check of a proposed CPUID page against the CPU (`hardware(leaf, subleaf)`).
  * `ok` when nothing had to change. `corrected`, when the entries failed the check, is what the
  * firmware writes back to the host's page: the proposed page with the entries' register outputs
@@ -136,29 +171,14 @@ function allowed(rule: LeafRule, proposed: number, hw: number): number {
  * the entries are looked at, and nothing is written back; an empty table passes.
  */
 export function validateCpuidPage(page: Uint8Array, hardware: (leaf: number, subleaf: number) => CpuidResult): { ok: boolean; corrected?: Uint8Array; mismatches: number[] } {
-  const { count, entries } = decodeCpuidPage(page);
+  const count = Buffer.from(page.buffer, page.byteOffset, page.byteLength).readUInt32LE(0);
   // COUNT 0 passes (sev_mcmd.c refuses only COUNT > 64; sanitize_cpuid_list then checks no
   // entry). A CPUID page is measured by its type only, so the launch digest does not show an
   // empty table: the guest refuses it (Linux setup_cpuid_table terminates with GHCB_TERM_CPUID).
   const headerOk = count <= SNP_CPUID_COUNT_MAX && Buffer.from(page.subarray(4, HEADER_BYTES)).every((x) => x === 0);
   if (!headerOk) return { ok: false, mismatches: [] };
   const corrected = Buffer.from(page);
-  const mismatches: number[] = [];
-  entries.forEach((e, i) => {
-    if (!isChecked(e.eaxIn >>> 0)) return;
-    // The firmware's table is keyed by (EAX_IN, ECX_IN), an exact match whatever the leaf
-    // (sanitize_cpuid_entry); ours lists sub-leaf 0 only.
-    const rules = e.ecxIn === 0 ? CPUID_POLICY[e.eaxIn >>> 0] : undefined;
-    const out: CpuidResult = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
-    if (rules) {
-      const hw = hardware(e.eaxIn, e.ecxIn);
-      for (const r of REGS) out[r] = allowed(rules[r], e[r], hw[r]);
-    }
-    // else: "Any architectural leaf not listed in the table must have all output values equal to 0."
-    if (REGS.some((r) => out[r] !== (e[r] >>> 0)) || (e.reserved ?? 0n) !== 0n) mismatches.push(e.eaxIn);
-    const o = HEADER_BYTES + i * CPUID_ENTRY_BYTES + 24;
-    REGS.forEach((r, k) => corrected.writeUInt32LE(out[r], o + 4 * k));
-  });
+  const { failed: mismatches } = sanitizeCpuidList(corrected, count, hardware);
   const ok = mismatches.length === 0;
   return ok ? { ok, mismatches } : { ok, corrected: new Uint8Array(corrected.buffer, corrected.byteOffset, corrected.byteLength), mismatches };
 }

@@ -14,12 +14,14 @@
 // no response written, the count unchanged); a well-formed request the firmware refuses is a
 // valid, encrypted response whose STATUS says why.
 //
-// Message types: MSG_REPORT_REQ, MSG_KEY_REQ and MSG_TSC_INFO_REQ. The others (CPUID, the
-// migration messages) fail the command as an unknown type would (INVALID_PARAM), which the real
-// firmware does not.
+// Message types: MSG_CPUID_REQ, MSG_REPORT_REQ, MSG_KEY_REQ and MSG_TSC_INFO_REQ. The migration
+// messages (EXPORT, IMPORT, ABSORB, VMRK), which only a migration agent sends, fail the command as
+// an unknown type would (INVALID_PARAM), which the real firmware does not.
 import { nodeCrypto } from '../../shared/digest.js';
 import type { Snapshottable } from '../../shared/snapshottable.js';
 import { GUEST_POLICY, MODEL_TCB_VERSION, attestationReport, type ReportInputs } from './attestation-report.js';
+import { CPUID_ENTRY_BYTES, CPUID_TABLE_HEADER_BYTES, SNP_CPUID_COUNT_MAX, sanitizeCpuidList } from './cpuid-page.js';
+import type { CpuidResult } from './sev-status.js';
 import { TSC_FACTOR_GENOA } from './secrets-page.js';
 
 /** Firmware status codes (Linux include/uapi/linux/psp-sev.h sev_ret_code). */
@@ -33,7 +35,15 @@ export const GMSG = {
   MSG_SIZE: 0x36, MSG_VMPCK: 0x3c, HEADER_BYTES: 0x60,
 } as const;
 export const AEAD_ALGO_AES_256_GCM = 1;
-export const MSG_TYPE = { KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6, TSC_INFO_REQ: 0x11, TSC_INFO_RSP: 0x12 } as const;
+export const MSG_TYPE = { CPUID_REQ: 1, CPUID_RSP: 2, KEY_REQ: 3, KEY_RSP: 4, REPORT_REQ: 5, REPORT_RSP: 6, TSC_INFO_REQ: 0x11, TSC_INFO_RSP: 0x12 } as const;
+
+/**
+ * MSG_CPUID_REQ (snp_msg_cpuid_req_t, cpuid_lookup.h): COUNT u32, reserved u32, reserved u64, then
+ * up to 64 CPUID functions laid out as in the CPUID page. MSG_CPUID_RSP (snp_msg_cpuid_rsp_t):
+ * STATUS u32, COUNT u32, reserved u64, the functions.
+ */
+export const CPUID_REQ = { COUNT: 0x00, RESERVED: 0x04, RESERVED2: 0x08, FUNCTIONS: CPUID_TABLE_HEADER_BYTES } as const;
+export const CPUID_RSP = { STATUS: 0x00, COUNT: 0x04, FUNCTIONS: CPUID_TABLE_HEADER_BYTES, BYTES: CPUID_TABLE_HEADER_BYTES + SNP_CPUID_COUNT_MAX * CPUID_ENTRY_BYTES } as const;
 
 /**
  * MSG_TSC_INFO_REQ is 0x80 reserved bytes; MSG_TSC_INFO_RSP (snp_msg_tsc_info_rsp_t, 0x80 bytes):
@@ -84,6 +94,8 @@ export interface GuestRequestContext {
   vmpck(index: number): Uint8Array;
   /** What a report says apart from the request's own fields. */
   report: Omit<ReportInputs, 'reportData' | 'vmpl'>;
+  /** The CPU's own CPUID, which MSG_CPUID_REQ's functions are checked against. */
+  cpuid(leaf: number, subleaf: number): CpuidResult;
 }
 
 function gcmIv(seqno: bigint): Buffer {
@@ -137,7 +149,7 @@ export class GuestRequestFirmware implements Snapshottable<readonly bigint[]> {
     const msgType = request[GMSG.MSG_TYPE]!, msgVersion = request[GMSG.MSG_VERSION]!;
     const served = SERVED_REQUESTS.get(msgType);
     if (msgVersion === 0 || served === undefined || msgVersion > served.maxVersion) return SEV_RET.INVALID_PARAM;
-    const body = served.respond(ctx, payload, vmpckIndex);
+    const body = served.respond(ctx, payload, vmpckIndex, msgSize);
 
     const header = new Uint8Array(GMSG.HEADER_BYTES);
     const h = new DataView(header.buffer);
@@ -263,12 +275,36 @@ function tscInfoResponse(payload: Uint8Array): Uint8Array {
   return body;
 }
 
-type Responder = (ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number) => Uint8Array;
+/**
+ * MSG_CPUID_RSP for the decrypted MSG_CPUID_REQ `payload` (sev_mcmd.c case SNP_MSG_CPUID_REQ), as
+ * long as the request (the firmware sets the response's MSG_SIZE to the request's): reserved
+ * fields set or COUNT above 64 is STATUS INVALID_PARAM with COUNT 0 and no functions; otherwise
+ * the request's functions run through sanitize_cpuid_list as a CPUID page's do (cpuid-page.ts),
+ * COUNT says how many of them it checked (those of the standard and extended ranges), and STATUS
+ * is INVALID_PARAM when one had to be corrected, with the corrected values in the response.
+ */
+function cpuidResponse(ctx: GuestRequestContext, payload: Uint8Array, msgSize: number): Uint8Array {
+  const rsp = Buffer.alloc(Math.max(CPUID_RSP.BYTES, msgSize));
+  const req = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  const count = req.readUInt32LE(CPUID_REQ.COUNT);
+  let status: number = SEV_RET.INVALID_PARAM;
+  if (req.readUInt32LE(CPUID_REQ.RESERVED) === 0 && req.readBigUInt64LE(CPUID_REQ.RESERVED2) === 0n && count <= SNP_CPUID_COUNT_MAX) {
+    rsp.set(req.subarray(CPUID_REQ.FUNCTIONS, CPUID_REQ.FUNCTIONS + count * CPUID_ENTRY_BYTES), CPUID_RSP.FUNCTIONS);
+    const { checked, failed } = sanitizeCpuidList(rsp, count, (leaf, subleaf) => ctx.cpuid(leaf, subleaf));
+    rsp.writeUInt32LE(checked, CPUID_RSP.COUNT);
+    status = failed.length === 0 ? SEV_RET.SUCCESS : SEV_RET.INVALID_PARAM;
+  }
+  rsp.writeUInt32LE(status, CPUID_RSP.STATUS);
+  return new Uint8Array(rsp.buffer, rsp.byteOffset, msgSize);
+}
+
+type Responder = (ctx: GuestRequestContext, payload: Uint8Array, vmpckIndex: number, msgSize: number) => Uint8Array;
 /**
  * The requests this firmware serves, by MSG_TYPE: the highest MSG_VERSION it takes of each
  * (SNP_GMSG_MAX_MSG_VERSION_*) and its response (whose MSG_TYPE is the request's + 1).
  */
 const SERVED_REQUESTS: ReadonlyMap<number, { maxVersion: number; respond: Responder }> = new Map<number, { maxVersion: number; respond: Responder }>([
+  [MSG_TYPE.CPUID_REQ, { maxVersion: 1, respond: (ctx, payload, _vmpck, msgSize) => cpuidResponse(ctx, payload, msgSize) }],
   [MSG_TYPE.KEY_REQ, { maxVersion: 1, respond: keyResponse }],
   [MSG_TYPE.REPORT_REQ, { maxVersion: 1, respond: reportResponse }],
   [MSG_TYPE.TSC_INFO_REQ, { maxVersion: 1, respond: (_ctx, payload) => tscInfoResponse(payload) }],

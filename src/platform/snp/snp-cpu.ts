@@ -599,6 +599,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       running: this.launch.finished,
       vmpck: (index: number) => vmpckOf(this.#identity, index),
       report: { measurement: this.launch.digest, vmIdentity: this.#identity },
+      cpuid: (leaf: number, subleaf: number) => snpCpuid(leaf, subleaf, this.cBit),
     };
     const vmpck = request[GMSG.MSG_VMPCK] ?? 0;
     const status = this.#guestRequests.handle(ctx, request, response);

@@ -242,3 +242,109 @@ describe('SNP_GUEST_REQUEST: MSG_TSC_INFO_REQ', () => {
     expect(refused.readUInt32LE(0x18)).toBe(0);
   });
 });
+
+// MSG_CPUID_REQ (sev_mcmd.c case SNP_MSG_CPUID_REQ; layouts snp_msg_cpuid_req_t / _rsp_t in
+// cpuid_lookup.h): the request's functions go through sanitize_cpuid_list, the CPUID page's check
+// (cpuid_lookup.c), and come back corrected in a response as long as the request. The CPU's own
+// values are the model's CPUID (sev-status.ts snpCpuid, with the platform's C-bit position).
+describe('SNP_GUEST_REQUEST: MSG_CPUID_REQ', () => {
+  interface Fn { eaxIn: number; ecxIn?: number; eax: number; ebx: number; ecx: number; edx: number; reserved?: bigint }
+  /** COUNT, its two reserved fields, then 48-byte functions {EAX_IN, ECX_IN, XCR0_IN, XSS_IN, EAX..EDX, reserved}. */
+  function cpuidRequest(fns: Fn[], header: { count?: number; reserved?: number; reserved2?: bigint } = {}): Buffer {
+    const b = Buffer.alloc(16 + fns.length * 48);
+    b.writeUInt32LE(header.count ?? fns.length, 0);
+    b.writeUInt32LE(header.reserved ?? 0, 4);
+    b.writeBigUInt64LE(header.reserved2 ?? 0n, 8);
+    fns.forEach((f, i) => {
+      const o = 16 + i * 48;
+      b.writeUInt32LE(f.eaxIn >>> 0, o);
+      b.writeUInt32LE(f.ecxIn ?? 0, o + 4);
+      [f.eax, f.ebx, f.ecx, f.edx].forEach((v, k) => b.writeUInt32LE(v >>> 0, o + 24 + 4 * k));
+      b.writeBigUInt64LE(f.reserved ?? 0n, o + 40);
+    });
+    return b;
+  }
+  const fnAt = (body: Buffer, i: number) => {
+    const o = 16 + i * 48;
+    return { eaxIn: body.readUInt32LE(o), regs: [0, 1, 2, 3].map((k) => body.readUInt32LE(o + 24 + 4 * k)), reserved: body.readBigUInt64LE(o + 40) };
+  };
+  function ask(payload: Buffer) {
+    const { p, key } = launched();
+    const r = send(p, sealGuestMessage(key(0), payload, { seqno: 1n, type: 1 }));
+    expect(r.status).toBe(SUCCESS);
+    const rsp = openGuestMessage(key(0), r.response);
+    expect(rsp).toMatchObject({ seqno: 2n, type: 2, version: 1, size: payload.length });
+    return { body: rsp.plain, cBit: p.cBit, response: r.response };
+  }
+  // Our CPU's values (snpCpuid): leaf 0 EAX = 0xd (the highest standard leaf), Fn8000_001F EAX =
+  // 0x3b (SME, SEV, PageFlush, SEV-ES, SNP).
+  const LEAF0 = { eax: 0xd, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 };
+
+  it('gives back the functions the CPU agrees with: STATUS SUCCESS, COUNT the checked ones (not the hypervisor range), MSG_SIZE the request\'s', () => {
+    const honest = cpuidRequest([
+      { eaxIn: 0, ...LEAF0 },
+      { eaxIn: 0x40000001, eax: 0x12345678, ebx: 1, ecx: 2, edx: 3 },  // outside both ranges: not checked, copied
+      { eaxIn: 0x80000000, eax: 0x8000001f, ebx: 0, ecx: 0, edx: 0 },
+    ]);
+    const { body, response } = ask(honest);
+    expect(body.readUInt32LE(0)).toBe(SUCCESS);
+    expect(body.readUInt32LE(4)).toBe(2);
+    expect(body.subarray(16)).toEqual(honest.subarray(16));
+    expect(response[0x60 + honest.length]).toBe(0xee);  // only hdr_size + msg_size bytes are written
+  });
+
+  it('corrects what the CPU does not offer and says INVALID_PARAM: a feature mask beyond the CPU\'s, a leaf above its highest, an unlisted leaf not zero, a reserved field set', () => {
+    const cBit = 51;  // the platform's default C-bit position
+    const wrong: Fn[] = [
+      { eaxIn: 0x8000001f, eax: 0xffffffff, ebx: cBit | (1 << 6) | (4 << 12), ecx: 1006, edx: 100 },  // 'mask' rule on EAX
+      { eaxIn: 0, ...LEAF0, eax: 0x20 },                                                            // 'lessThan' rule on EAX
+      { eaxIn: 7, eax: 0, ebx: 0x209, ecx: 0, edx: 0 },                                             // not listed: all zero
+      { eaxIn: 0x80000000, eax: 0x8000001f, ebx: 0, ecx: 0, edx: 0, reserved: 5n },                 // right values, reserved set
+    ];
+    // Each one alone fails the request.
+    for (const fn of wrong) expect(ask(cpuidRequest([fn])).body.readUInt32LE(0), `leaf 0x${fn.eaxIn.toString(16)}`).toBe(INVALID_PARAM);
+    const { body, cBit: platformCBit } = ask(cpuidRequest(wrong));
+    expect(platformCBit).toBe(cBit);
+    expect(body.readUInt32LE(0)).toBe(INVALID_PARAM);
+    expect(body.readUInt32LE(4)).toBe(4);
+    expect(fnAt(body, 0).regs).toEqual([0x3b, cBit | (1 << 6) | (4 << 12), 1006, 100]);
+    expect(fnAt(body, 1).regs).toEqual([0xd, LEAF0.ebx, LEAF0.ecx, LEAF0.edx]);
+    expect(fnAt(body, 2)).toEqual({ eaxIn: 7, regs: [0, 0, 0, 0], reserved: 0n });
+    expect(fnAt(body, 3)).toEqual({ eaxIn: 0x80000000, regs: [0x8000001f, 0, 0, 0], reserved: 5n });  // flagged, not cleared
+  });
+
+  it('a reserved header field or COUNT above 64 is STATUS INVALID_PARAM with COUNT 0 and no functions', () => {
+    const fns = [{ eaxIn: 0, ...LEAF0 }];
+    for (const header of [{ reserved: 1 }, { reserved2: 1n << 63n }, { count: 65 }]) {
+      const { body } = ask(cpuidRequest(fns, header));
+      expect(body.readUInt32LE(0), JSON.stringify(header, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}` : v))).toBe(INVALID_PARAM);
+      expect(body.subarray(4).every((b) => b === 0)).toBe(true);
+    }
+  });
+
+  it('a short request gets a response as short; a function past MSG_SIZE reads as zero, a leaf 0 with zero outputs', () => {
+    const two = cpuidRequest([{ eaxIn: 0, ...LEAF0 }, { eaxIn: 0x80000000, eax: 0x8000001f, ebx: 0, ecx: 0, edx: 0 }]);
+    const { body } = ask(two.subarray(0, 0x40));  // COUNT 2, but only the first function sent
+    expect(body.length).toBe(0x40);
+    expect(body.readUInt32LE(0)).toBe(SUCCESS);
+    expect(body.readUInt32LE(4)).toBe(2);
+    expect(fnAt(body, 0).regs).toEqual([LEAF0.eax, LEAF0.ebx, LEAF0.ecx, LEAF0.edx]);
+  });
+
+  it('MSG_VERSION above 1 fails the command (SNP_GMSG_MAX_MSG_VERSION_CPUID_REQ)', () => {
+    const { p, key } = launched();
+    const payload = cpuidRequest([{ eaxIn: 0, ...LEAF0 }]);
+    expect(send(p, sealGuestMessage(key(0), payload, { seqno: 1n, type: 1, version: 2 })).status).toBe(INVALID_PARAM);
+    expect(send(p, sealGuestMessage(key(0), payload, { seqno: 1n, type: 1 })).status).toBe(SUCCESS);
+  });
+});
+
+describe('SNP_GUEST_REQUEST: the migration messages', () => {
+  it('MSG_EXPORT_REQ, IMPORT, ABSORB, VMRK and ABSORB_NOMA (a migration agent\'s) fail the command, as an unknown type does, and do not count', () => {
+    const { p, key } = launched();
+    for (const type of [7, 9, 11, 13, 15, 0, 2, 0x13]) {
+      expect(send(p, sealGuestMessage(key(0), Buffer.alloc(0x40), { seqno: 1n, type })).status, `type ${type}`).toBe(INVALID_PARAM);
+    }
+    expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(SUCCESS);
+  });
+});
