@@ -37,6 +37,7 @@ import { secretsPage, vmpckOf } from './secrets-page.js';
 import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
+import { gateDisagreement, resyncKey } from '../gate-resync.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
@@ -736,6 +737,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   loadState(state: SnpPlatformState): void {
+    this.#lastResync = undefined;  // a fault before the restore is not the one after it
     this.machine.loadState(state.machine);
     this.rmp.loadState(state.rmp);
     this.#npt2m.clear();
@@ -1066,6 +1068,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** Applies the architecture to one vCPU exit. Never throws for bad guest input. */
   handleExit(exit: VmExit): HwStep {
     const vcpu = this.machine.vcpu;
+    const lastResync = this.#lastResync;
+    this.#lastResync = undefined;
     switch (exit.kind) {
       case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip, interruptsBlocked: (vcpu.regs.rflags & RFLAGS_IF) === 0n } };
       case 'pvalidate': return this.#pvalidate(exit);
@@ -1129,7 +1133,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'cpuid': return this.injectVc(BigInt(SVM_EXIT.CPUID), undefined, `cpuid 0x${exit.leaf.toString(16)}`);
       // Port I/O is intercepted: #VC with SW_EXITCODE IOIO; the guest then uses the GHCB.
       case 'io': return this.injectVc(BigInt(SVM_EXIT.IOIO), undefined, `${exit.direction} port 0x${exit.port.toString(16)}`);
-      case 'gate-fault': return this.#gateFault(exit);
+      case 'gate-fault': return this.#gateFault(exit, lastResync);
       // A fault pushes RF = 1; INT n, INT3 and INTO (after the instruction) push RF as it is.
       case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception', !exit.afterInstruction);
       case 'svm': return this.#svmInstruction(exit);
@@ -1336,7 +1340,13 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return { kind: 'vmexit', exit: { kind: 'npf', rip, gpa: out.gpa, gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
   }
 
-  #gateFault(exit: GateFaultExit): HwStep {
+  /**
+   * The gate fault the previous exit was, when the checks allowed its access and its region was
+   * resynchronised for it (#gateFault); any other exit clears it.
+   */
+  #lastResync: string | undefined;
+
+  #gateFault(exit: GateFaultExit, lastResync: string | undefined): HwStep {
     if (exit.outsideRam) {
       return { kind: 'outcome', outcome: { outcome: 'fault', reason: `access to 0x${exit.gpa.toString(16)} outside guest RAM at rip 0x${exit.rip.toString(16)}` } };
     }
@@ -1351,10 +1361,17 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (exit.access === 'fetch') req.cpl = this.machine.vcpu.cpl();
     const r = checkAccess(this.rmp, req, this.ctx);
     switch (r.kind) {
-      case 'ok':
-        // A region the gate has not opened yet (see the constructor): open it and retry.
+      case 'ok': {
+        // A region the gate has not opened yet (see the constructor): open it and retry. The same
+        // fault again, straight after, means the gate and the checks disagree (a bug of ours):
+        // nothing else changed in between, so retrying would repeat it until the budget ends.
+        // (Inside batchGateSync the resync waits for the batch's end: no verdict then.)
+        const fault = resyncKey(this.machine.vcpuIndex, exit);
+        if (fault === lastResync) throw new Error(gateDisagreement(exit, 'the RMP checks'));
+        if (!this.#deferredRegions) this.#lastResync = fault;
         this.#syncRegion(regionOf(exit.gpa));
         return RESUME;
+      }
       case 'vc':
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
         return this.#injectVcRepeating(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));

@@ -491,6 +491,11 @@ export class Sept implements Snapshottable<SeptTables> {
    * as updating it at once. A MapGPA to shared BLOCKs each 4 KiB page of its range, and closing
    * them one by one flushed the vCPU's TLB for every page (issue 10).
    */
+  /** Inside batchGate: gate updates wait for its end. */
+  get batchingGate(): boolean {
+    return this.#deferredGate !== undefined;
+  }
+
   batchGate<T>(fn: () => T): T {
     if (this.#deferredGate !== undefined) return fn();
     const deferred: { base: bigint; length: bigint; open: boolean }[] = [];

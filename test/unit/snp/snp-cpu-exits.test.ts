@@ -146,6 +146,26 @@ describe('SNP CPU exits', () => {
     p.machine.close();
   });
 
+  // The page gate caches what the RMP checks allow: a refused access they allow opens its region
+  // and is retried. A resync that does not open it would have the vCPU retry until its budget
+  // ends: the same fault straight after its resync is a hardware-model error instead.
+  it('the same gate fault straight after the resync it caused is a hardware-model error; another exit between starts afresh', () => {
+    const p = platform();
+    const page = 0x300000n;  // hypervisor-owned: the checks allow a shared write
+    const write = { kind: 'gate-fault', rip: 0x1000n, gpa: page, gva: page, access: 'write', space: 'shared', pageWalk: false, outsideRam: false, exactAddress: true, ciphertext: false } as const;
+    p.machine.gate.set = () => {};  // a resync that does not take
+    expect(p.handleExit(write)).toEqual({ kind: 'resume' });
+    expect(p.handleExit({ ...write, rip: 0x1004n })).toEqual({ kind: 'resume' });
+    expect(p.handleExit(write)).toEqual({ kind: 'resume' });
+    expect(() => p.handleExit(write)).toThrow(/^hardware model: the page gate still refuses the shared write of 0x300000 at RIP 0x1000 after its resynchronisation with the RMP checks/);
+    // Inside batchGateSync a resync waits for the batch's end: the same fault again is no verdict.
+    p.batchGateSync(() => {
+      expect(p.handleExit(write)).toEqual({ kind: 'resume' });
+      expect(p.handleExit(write)).toEqual({ kind: 'resume' });
+    });
+    p.machine.close();
+  });
+
   it('TDCALL and an undecodable instruction on an SNP CPU: #UD (there is no TDX module)', () => {
     const p = platform();
     p.handleExit({ kind: 'tdcall', rip: 0x1000n, length: 4, leaf: 0n, codeBits: 64, cs: 0x8 });

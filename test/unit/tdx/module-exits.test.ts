@@ -222,6 +222,34 @@ describe('the page gate is the SEPT\'s cache (td-module.ts #gateFault, sept.ts r
     expect(m.veInfo.valid).toBe(false);
     expect(m.trace.ofType('td-exit')).toHaveLength(0);
   });
+
+  // A resync that does not open the gate would have the vCPU retry the same access until its
+  // budget ends: the same fault straight after its resync is a hardware-model error instead.
+  it('the same fault straight after its resync is a hardware-model error; any exit between, or a restore, starts afresh', () => {
+    const m = tdWithPendingPage();
+    m.sept.setState(1, P, 'MAPPED');
+    m.sept.resyncGate = () => {};  // a resync that does not take
+    m.machine.gate.set('private', P, 0x200000n, 'none');
+    expect(m.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+    expect(() => m.handleExit(fault('write'))).toThrow(/^hardware model: the page gate still refuses the private write of 0x200567 at RIP 0x1234 after its resynchronisation with the SEPT/);
+    // Another access, another vCPU exit in between, or a whole-VM restore: a first resync again.
+    const again = tdWithPendingPage();
+    again.sept.setState(1, P, 'MAPPED');
+    again.sept.resyncGate = () => {};
+    again.machine.gate.set('private', P, 0x200000n, 'none');
+    const state = again.saveState();
+    expect(again.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+    expect(again.handleExit(fault('read'))).toEqual({ kind: 'resume' });
+    expect(again.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+    again.loadState(state);
+    expect(again.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+    expect(() => again.handleExit(fault('write'))).toThrow(/^hardware model/);
+    // Inside Sept.batchGate a resync waits for the batch's end: the same fault again is no verdict.
+    again.sept.batchGate(() => {
+      expect(again.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+      expect(again.handleExit(fault('write'))).toEqual({ kind: 'resume' });
+    });
+  });
 });
 
 describe('TDG.VP.VMCALL completion and the module\'s machine', () => {
