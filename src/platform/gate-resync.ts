@@ -7,9 +7,13 @@
 // hardware-model error (the fuzzer's oracle counts it as a minivisor bug).
 import type { GateFaultExit } from '../cpu/exits.js';
 
-/** Identifies one gate fault: which vCPU, where, and what access of which page. */
-export function resyncKey(vcpu: number, exit: GateFaultExit): string {
-  return `${vcpu} ${exit.rip} ${exit.space} ${exit.access} ${exit.gpa}`;
+/** A gate fault the platform answered by resynchronising the gate, and the vCPU it was on. */
+export interface ResyncedFault { vcpu: number; exit: GateFaultExit }
+
+/** Whether `exit` on `vcpu` is `last` again: the same access of the same page at the same RIP. */
+export function sameFault(last: ResyncedFault | undefined, vcpu: number, exit: GateFaultExit): boolean {
+  return last !== undefined && last.vcpu === vcpu && last.exit.rip === exit.rip && last.exit.gpa === exit.gpa
+    && last.exit.access === exit.access && last.exit.space === exit.space;
 }
 
 /** The error for a gate that the resynchronisation with `tables` did not open. */

@@ -37,7 +37,7 @@ import { secretsPage, vmpckOf } from './secrets-page.js';
 import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { gateDisagreement, resyncKey } from '../gate-resync.js';
+import { gateDisagreement, sameFault, type ResyncedFault } from '../gate-resync.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
@@ -1344,9 +1344,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
    * The gate fault the previous exit was, when the checks allowed its access and its region was
    * resynchronised for it (#gateFault); any other exit clears it.
    */
-  #lastResync: string | undefined;
+  #lastResync: ResyncedFault | undefined;
 
-  #gateFault(exit: GateFaultExit, lastResync: string | undefined): HwStep {
+  #gateFault(exit: GateFaultExit, lastResync: ResyncedFault | undefined): HwStep {
     if (exit.outsideRam) {
       return { kind: 'outcome', outcome: { outcome: 'fault', reason: `access to 0x${exit.gpa.toString(16)} outside guest RAM at rip 0x${exit.rip.toString(16)}` } };
     }
@@ -1366,9 +1366,9 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         // fault again, straight after, means the gate and the checks disagree (a bug of ours):
         // nothing else changed in between, so retrying would repeat it until the budget ends.
         // (Inside batchGateSync the resync waits for the batch's end: no verdict then.)
-        const fault = resyncKey(this.machine.vcpuIndex, exit);
-        if (fault === lastResync) throw new Error(gateDisagreement(exit, 'the RMP checks'));
-        if (!this.#deferredRegions) this.#lastResync = fault;
+        const vcpu = this.machine.vcpuIndex;
+        if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the RMP checks'));
+        if (!this.#deferredRegions) this.#lastResync = { vcpu, exit };
         this.#syncRegion(regionOf(exit.gpa));
         return RESUME;
       }

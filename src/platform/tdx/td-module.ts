@@ -4,7 +4,7 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { runsOnCpu } from '../vm-entry.js';
-import { gateDisagreement, resyncKey } from '../gate-resync.js';
+import { gateDisagreement, sameFault, type ResyncedFault } from '../gate-resync.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { rdpmcFault } from '../../cpu/rdpmc.js';
@@ -498,9 +498,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
    * The gate fault the previous exit was, when the SEPT allowed its access and the gate was
    * resynchronised for it (#gateFault); any other exit clears it.
    */
-  #lastResync: string | undefined;
+  #lastResync: ResyncedFault | undefined;
 
-  #gateFault(exit: GateFaultExit, lastResync: string | undefined): TdStep {
+  #gateFault(exit: GateFaultExit, lastResync: ResyncedFault | undefined): TdStep {
     const access = exit.access;
     // (By comparisons: GATE_FAULT_QUAL[access], the access varying, was a megamorphic load.)
     const quals = access === 'read' ? GATE_FAULT_QUAL.read : access === 'write' ? GATE_FAULT_QUAL.write : GATE_FAULT_QUAL.fetch;
@@ -518,9 +518,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
       // Sept). The same fault again, straight after, means the resync did not take (a bug of
       // ours): nothing else changed in between, so retrying would repeat it until the budget ends.
       // (Inside Sept.batchGate the resync waits for the batch's end: no verdict then.)
-      const fault = resyncKey(this.machine.vcpuIndex, exit);
-      if (fault === lastResync) throw new Error(gateDisagreement(exit, 'the SEPT'));
-      if (!this.sept.batchingGate) this.#lastResync = fault;
+      const vcpu = this.machine.vcpuIndex;
+      if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the SEPT'));
+      if (!this.sept.batchingGate) this.#lastResync = { vcpu, exit };
       this.sept.resyncGate(walk.level, walk.base);
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
       return TD_RESUME;
