@@ -7,13 +7,18 @@
 // hardware-model error (the fuzzer's oracle counts it as a minivisor bug).
 import type { GateFaultExit } from '../cpu/exits.js';
 
-/** A gate fault the platform answered by resynchronising the gate, and the vCPU it was on. */
-export interface ResyncedFault { vcpu: number; exit: GateFaultExit }
+/** A gate fault the platform answered by resynchronising the gate: its vCPU, RIP and access. */
+export interface ResyncedFault { vcpu: number; rip: bigint; gpa: bigint; access: GateFaultExit['access']; space: GateFaultExit['space'] }
+
+/** The fault `exit` on `vcpu` as a ResyncedFault (its own fields: the exit may be reused). */
+export function resyncedFault(vcpu: number, exit: GateFaultExit): ResyncedFault {
+  return { vcpu, rip: exit.rip, gpa: exit.gpa, access: exit.access, space: exit.space };
+}
 
 /** Whether `exit` on `vcpu` is `last` again: the same access of the same page at the same RIP. */
 export function sameFault(last: ResyncedFault | undefined, vcpu: number, exit: GateFaultExit): boolean {
-  return last !== undefined && last.vcpu === vcpu && last.exit.rip === exit.rip && last.exit.gpa === exit.gpa
-    && last.exit.access === exit.access && last.exit.space === exit.space;
+  return last !== undefined && last.vcpu === vcpu && last.rip === exit.rip && last.gpa === exit.gpa
+    && last.access === exit.access && last.space === exit.space;
 }
 
 /** The error for a gate that the resynchronisation with `tables` did not open. */

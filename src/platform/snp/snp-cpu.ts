@@ -37,7 +37,7 @@ import { secretsPage, vmpckOf } from './secrets-page.js';
 import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { gateDisagreement, sameFault, type ResyncedFault } from '../gate-resync.js';
+import { gateDisagreement, resyncedFault, sameFault, type ResyncedFault } from '../gate-resync.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
@@ -1368,7 +1368,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         // (Inside batchGateSync the resync waits for the batch's end: no verdict then.)
         const vcpu = this.machine.vcpuIndex;
         if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the RMP checks'));
-        if (!this.#deferredRegions) this.#lastResync = { vcpu, exit };
+        if (!this.#deferredRegions) this.#lastResync = resyncedFault(vcpu, exit);
         this.#syncRegion(regionOf(exit.gpa));
         return RESUME;
       }

@@ -4,7 +4,7 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { runsOnCpu } from '../vm-entry.js';
-import { gateDisagreement, sameFault, type ResyncedFault } from '../gate-resync.js';
+import { gateDisagreement, resyncedFault, sameFault, type ResyncedFault } from '../gate-resync.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { rdpmcFault } from '../../cpu/rdpmc.js';
@@ -520,7 +520,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
       // (Inside Sept.batchGate the resync waits for the batch's end: no verdict then.)
       const vcpu = this.machine.vcpuIndex;
       if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the SEPT'));
-      if (!this.sept.batchingGate) this.#lastResync = { vcpu, exit };
+      if (!this.sept.batchingGate) this.#lastResync = resyncedFault(vcpu, exit);
       this.sept.resyncGate(walk.level, walk.base);
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
       return TD_RESUME;
