@@ -7,21 +7,24 @@
 // hardware-model error (the fuzzer's oracle counts it as a minivisor bug).
 import type { GateFaultExit } from '../cpu/exits.js';
 
-/** A gate fault the platform answered by resynchronising the gate: its vCPU, RIP and access. */
-export interface ResyncedFault { vcpu: number; rip: bigint; gpa: bigint; access: GateFaultExit['access']; space: GateFaultExit['space'] }
+/** A refused access: where (RIP), what (access, space) and which GPA. A gate fault is one. */
+export type RefusedAccess = Pick<GateFaultExit, 'rip' | 'gpa' | 'access' | 'space'>;
 
-/** The fault `exit` on `vcpu` as a ResyncedFault (its own fields: the exit may be reused). */
-export function resyncedFault(vcpu: number, exit: GateFaultExit): ResyncedFault {
-  return { vcpu, rip: exit.rip, gpa: exit.gpa, access: exit.access, space: exit.space };
+/** A refused access the platform answered by resynchronising the gate, and its vCPU. */
+export interface ResyncedFault extends RefusedAccess { vcpu: number }
+
+/** `refused` on `vcpu` as a ResyncedFault (its own fields: the exit may be reused). */
+export function resyncedFault(vcpu: number, refused: RefusedAccess): ResyncedFault {
+  return { vcpu, rip: refused.rip, gpa: refused.gpa, access: refused.access, space: refused.space };
 }
 
-/** Whether `exit` on `vcpu` is `last` again: the same access of the same page at the same RIP. */
-export function sameFault(last: ResyncedFault | undefined, vcpu: number, exit: GateFaultExit): boolean {
-  return last !== undefined && last.vcpu === vcpu && last.rip === exit.rip && last.gpa === exit.gpa
-    && last.access === exit.access && last.space === exit.space;
+/** Whether `refused` on `vcpu` is `last` again: the same access of the same page at the same RIP. */
+export function sameFault(last: ResyncedFault | undefined, vcpu: number, refused: RefusedAccess): boolean {
+  return last !== undefined && last.vcpu === vcpu && last.rip === refused.rip && last.gpa === refused.gpa
+    && last.access === refused.access && last.space === refused.space;
 }
 
 /** The error for a gate that the resynchronisation with `tables` did not open. */
-export function gateDisagreement(exit: GateFaultExit, tables: string): string {
-  return `hardware model: the page gate still refuses the ${exit.space} ${exit.access} of 0x${exit.gpa.toString(16)} at RIP 0x${exit.rip.toString(16)} after its resynchronisation with ${tables}, which allow it`;
+export function gateDisagreement(refused: RefusedAccess, tables: string): string {
+  return `hardware model: the page gate still refuses the ${refused.space} ${refused.access} of 0x${refused.gpa.toString(16)} at RIP 0x${refused.rip.toString(16)} after its resynchronisation with ${tables}, which allow it`;
 }

@@ -37,7 +37,7 @@ import { secretsPage, vmpckOf } from './secrets-page.js';
 import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { gateDisagreement, resyncedFault, sameFault, type ResyncedFault } from '../gate-resync.js';
+import { gateDisagreement, resyncedFault, sameFault, type RefusedAccess, type ResyncedFault } from '../gate-resync.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
@@ -738,6 +738,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
 
   loadState(state: SnpPlatformState): void {
     this.#lastResync = undefined;  // a fault before the restore is not the one after it
+    this.#previousResync = undefined;
     this.machine.loadState(state.machine);
     this.rmp.loadState(state.rmp);
     this.#npt2m.clear();
@@ -1068,7 +1069,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** Applies the architecture to one vCPU exit. Never throws for bad guest input. */
   handleExit(exit: VmExit): HwStep {
     const vcpu = this.machine.vcpu;
-    const lastResync = this.#lastResync;
+    this.#previousResync = this.#lastResync;
     this.#lastResync = undefined;
     switch (exit.kind) {
       case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip, interruptsBlocked: (vcpu.regs.rflags & RFLAGS_IF) === 0n } };
@@ -1133,7 +1134,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
       case 'cpuid': return this.injectVc(BigInt(SVM_EXIT.CPUID), undefined, `cpuid 0x${exit.leaf.toString(16)}`);
       // Port I/O is intercepted: #VC with SW_EXITCODE IOIO; the guest then uses the GHCB.
       case 'io': return this.injectVc(BigInt(SVM_EXIT.IOIO), undefined, `${exit.direction} port 0x${exit.port.toString(16)}`);
-      case 'gate-fault': return this.#gateFault(exit, lastResync);
+      case 'gate-fault': return this.#gateFault(exit);
       // A fault pushes RF = 1; INT n, INT3 and INTO (after the instruction) push RF as it is.
       case 'exception': return this.inject(exit.vector, exit.errorCode, exit.cr2, 'guest exception', !exit.afterInstruction);
       case 'svm': return this.#svmInstruction(exit);
@@ -1329,7 +1330,8 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
         this.#record(insn, { ...base, fault: out.vector, reason: out.reason });
         return this.inject(out.vector, out.errorCode, out.cr2, out.reason);
       case 'retry':
-        this.#syncRegion(regionOf(out.gpa));
+        // The instruction's walk read a page-table page the gate refused and the checks allow.
+        this.#resyncFor({ rip: exit.rip, gpa: out.gpa, access: 'read', space: 'private' });
         return RESUME;
     }
   }
@@ -1341,12 +1343,28 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   /**
-   * The gate fault the previous exit was, when the checks allowed its access and its region was
-   * resynchronised for it (#gateFault); any other exit clears it.
+   * The refused access this exit resynchronised the gate for (#resyncFor), and the one the exit
+   * before it did (handleExit moves it here): a gate fault the checks allow, or an RMP
+   * instruction's walk through a page-table page the gate refused.
    */
   #lastResync: ResyncedFault | undefined;
+  #previousResync: ResyncedFault | undefined;
 
-  #gateFault(exit: GateFaultExit, lastResync: ResyncedFault | undefined): HwStep {
+  /**
+   * Resynchronises the gate of the region of `refused`, which the checks allow. The same refusal
+   * again, straight after (the exit before this one resynchronised for it), means the gate and
+   * the checks disagree (a bug of ours): nothing else changed in between, so retrying would repeat
+   * it until the budget ends. Inside batchGateSync the resync waits for the batch's end: no
+   * verdict then.
+   */
+  #resyncFor(refused: RefusedAccess): void {
+    const vcpu = this.machine.vcpuIndex;
+    if (sameFault(this.#previousResync, vcpu, refused)) throw new Error(gateDisagreement(refused, 'the RMP checks'));
+    if (!this.#deferredRegions) this.#lastResync = resyncedFault(vcpu, refused);
+    this.#syncRegion(regionOf(refused.gpa));
+  }
+
+  #gateFault(exit: GateFaultExit): HwStep {
     if (exit.outsideRam) {
       return { kind: 'outcome', outcome: { outcome: 'fault', reason: `access to 0x${exit.gpa.toString(16)} outside guest RAM at rip 0x${exit.rip.toString(16)}` } };
     }
@@ -1361,17 +1379,10 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     if (exit.access === 'fetch') req.cpl = this.machine.vcpu.cpl();
     const r = checkAccess(this.rmp, req, this.ctx);
     switch (r.kind) {
-      case 'ok': {
-        // A region the gate has not opened yet (see the constructor): open it and retry. The same
-        // fault again, straight after, means the gate and the checks disagree (a bug of ours):
-        // nothing else changed in between, so retrying would repeat it until the budget ends.
-        // (Inside batchGateSync the resync waits for the batch's end: no verdict then.)
-        const vcpu = this.machine.vcpuIndex;
-        if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the RMP checks'));
-        if (!this.#deferredRegions) this.#lastResync = resyncedFault(vcpu, exit);
-        this.#syncRegion(regionOf(exit.gpa));
+      case 'ok':
+        // A region the gate has not opened yet (see the constructor): open it and retry.
+        this.#resyncFor(exit);
         return RESUME;
-      }
       case 'vc':
         // CR2 = faulting GVA: exact when the native side decoded the instruction (exit.exactAddress).
         return this.#injectVcRepeating(r.errorCode, exit.gva, this.#vcReason(r.check, exit.access, exit.gpa));

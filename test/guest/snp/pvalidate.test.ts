@@ -161,6 +161,24 @@ describe('PVALIDATE result codes and flags', () => {
       });
     }
 
+    // The gate is a cache of the RMP checks: a walk it refuses through a page-table page they allow
+    // resynchronises it and PVALIDATE runs again (rmp-instruction.ts 'retry'). A resync that does
+    // not open it would retry until the budget ends: the same refusal straight after its resync
+    // ends the run as a hardware-model error (src/platform/gate-resync.ts).
+    it('a stale gate on a validated page-table page: resynchronised and retried; one the resync cannot open ends the run as a hardware-model error', () => {
+      const g = snpGuest(viaPvalidate, { mappings });
+      setup(g, 'guest-4k');
+      const gate = g.platform.machine.gate;
+      gate.set('private', PD_OF_VA, 0x1000n, 'none');
+      expect(g.run()).toMatchObject({ outcome: 'done' });
+      expect(g.vm.vcpu.regs.r8).toBe(0n);  // SUCCESS once the gate was resynchronised
+      const stuck = snpGuest(viaPvalidate, { mappings });
+      setup(stuck, 'guest-4k');
+      stuck.platform.machine.gate.set('private', PD_OF_VA, 0x1000n, 'none');
+      stuck.platform.machine.gate.set = () => {};  // a resync that does not take
+      expect(stuck.run()).toMatchObject({ outcome: 'vmm-error', reason: expect.stringMatching(/^internal error: hardware model: the page gate still refuses the private read of 0x[0-9a-f]+ at RIP /) });
+    });
+
     it('a page-table page that is not guest-owned: NPF (page-table bit), the VMM converts it, then #VC 0x404', () => {
       const g = snpGuest(viaPvalidate, { mappings });
       setup(g, 'guest-4k');
