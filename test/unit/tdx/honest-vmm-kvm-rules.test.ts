@@ -184,6 +184,24 @@ describe('honest TDX VMM: MapGPA to shared over rounds where no RAM is', () => {
     expect(looks).toBeLessThanOrEqual(3);
     td.platform.machine.close();
   });
+
+  // Going past the hole keeps KVM's rounds where they are: every one starts a whole number of
+  // 2 MiB rounds after R12. Here the last round before RAM straddles the hole's end, and QEMU
+  // fails a conversion to shared that touches RAM but is not all RAM: the TD stops.
+  it('from a start 4 KiB into the hole: the round that ends 4 KiB into RAM is not all RAM, and the VMM stops the TD', () => {
+    const top = 64n * GiB;
+    const td = createTd({ memoryBytes: top + 8n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: top, end: top + 8n * MiB }] });
+    const h = td.platform.module.host;
+    h.memSeptAdd(gpaLevel(0n, 3));
+    h.memSeptAdd(gpaLevel(0n, 2));
+    h.memSeptAdd(gpaLevel(top, 2));
+    h.mrFinalize();
+    const start = 8n * MiB + 0x1000n;
+    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: start | SHARED, r13: top - 8n * MiB }));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA to shared of 0x${(top - 2n * MiB + 0x1000n).toString(16)} (+0x200000), not all guest RAM: the VMM stops the TD (QEMU kvm_convert_memory fails)` } });
+    expect(td.trace.ofType('map-gpa')).toEqual([]);
+    td.platform.machine.close();
+  });
 });
 
 describe('createTd: whole-VM snapshots cover the state the caller adds above the VMM', () => {
