@@ -166,21 +166,27 @@ describe('honest TDX VMM: MapGPA to shared over rounds where no RAM is', () => {
     td.platform.machine.close();
   });
 
-  it('across a hole of 64 GiB between RAM ranges: the RAM rounds on either side convert, the hole is gone past at once (SUCCESS)', () => {
-    const top = 64n * GiB;
-    const td = createTd({ memoryBytes: top + 8n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: top, end: top + 8n * MiB }] });
+  /** A finalized TD with RAM [0, 8 MiB) and [HOLE_END, HOLE_END + 8 MiB), a hole of ~64 GiB between. */
+  const HOLE_END = 64n * GiB;
+  function tdAcrossHole(): Td {
+    const td = createTd({ memoryBytes: HOLE_END + 8n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: HOLE_END, end: HOLE_END + 8n * MiB }] });
     const h = td.platform.module.host;
     h.memSeptAdd(gpaLevel(0n, 3));
     h.memSeptAdd(gpaLevel(0n, 2));
-    h.memSeptAdd(gpaLevel(top, 2));
+    h.memSeptAdd(gpaLevel(HOLE_END, 2));
     h.mrFinalize();
+    return td;
+  }
+
+  it('across a hole of 64 GiB between RAM ranges: the RAM rounds on either side convert, the hole is gone past at once (SUCCESS)', () => {
+    const td = tdAcrossHole();
     const host = td.vmm.ctx.host;
     const pending = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Object.getPrototypeOf(host)), 'interruptPending')
       ?? Object.getOwnPropertyDescriptor(Object.getPrototypeOf(host), 'interruptPending');
     let looks = 0;
     Object.defineProperty(host, 'interruptPending', { configurable: true, get() { looks++; return pending!.get!.call(host); } });
-    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (6n * MiB) | SHARED, r13: top - 4n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
-    expect(td.trace.ofType('map-gpa').map((e) => [e.gpa, e.size])).toEqual([[6n * MiB, 2n * MiB], [top, 2n * MiB]]);
+    expect(td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: (6n * MiB) | SHARED, r13: HOLE_END - 4n * MiB }))).toEqual({ kind: 'return', regs: { r10: 0n } });
+    expect(td.trace.ofType('map-gpa').map((e) => [e.gpa, e.size])).toEqual([[6n * MiB, 2n * MiB], [HOLE_END, 2n * MiB]]);
     expect(looks).toBeLessThanOrEqual(3);
     td.platform.machine.close();
   });
@@ -189,16 +195,10 @@ describe('honest TDX VMM: MapGPA to shared over rounds where no RAM is', () => {
   // 2 MiB rounds after R12. Here the last round before RAM straddles the hole's end, and QEMU
   // fails a conversion to shared that touches RAM but is not all RAM: the TD stops.
   it('from a start 4 KiB into the hole: the round that ends 4 KiB into RAM is not all RAM, and the VMM stops the TD', () => {
-    const top = 64n * GiB;
-    const td = createTd({ memoryBytes: top + 8n * MiB, ram: [{ start: 0n, end: 8n * MiB }, { start: top, end: top + 8n * MiB }] });
-    const h = td.platform.module.host;
-    h.memSeptAdd(gpaLevel(0n, 3));
-    h.memSeptAdd(gpaLevel(0n, 2));
-    h.memSeptAdd(gpaLevel(top, 2));
-    h.mrFinalize();
+    const td = tdAcrossHole();
     const start = 8n * MiB + 0x1000n;
-    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: start | SHARED, r13: top - 8n * MiB }));
-    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA to shared of 0x${(top - 2n * MiB + 0x1000n).toString(16)} (+0x200000), not all guest RAM: the VMM stops the TD (QEMU kvm_convert_memory fails)` } });
+    const decision = td.vmm.decide(vmcallExit({ r11: 0x10001n, r12: start | SHARED, r13: HOLE_END - 8n * MiB }));
+    expect(decision).toMatchObject({ kind: 'stop', outcome: { outcome: 'vmm-error', reason: `MapGPA to shared of 0x${(HOLE_END - 2n * MiB + 0x1000n).toString(16)} (+0x200000), not all guest RAM: the VMM stops the TD (QEMU kvm_convert_memory fails)` } });
     expect(td.trace.ofType('map-gpa')).toEqual([]);
     td.platform.machine.close();
   });
