@@ -37,7 +37,7 @@ import { secretsPage, vmpckOf } from './secrets-page.js';
 import { GMSG, GuestRequestFirmware } from './guest-request.js';
 import { SnpVmmHandle } from './vmm-handle.js';
 import type { PageState, Platform, PlatformStep } from '../platform.js';
-import { gateDisagreement, resyncedFault, sameFault, type RefusedAccess, type ResyncedFault } from '../gate-resync.js';
+import { GateResyncGuard, type RefusedAccess } from '../gate-resync.js';
 import { enterVm, runsOnCpu, type HardwareHandled } from '../vm-entry.js';
 import { denseBytes, type SparsePages } from '../../shared/sparse-pages.js';
 
@@ -737,8 +737,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   }
 
   loadState(state: SnpPlatformState): void {
-    this.#lastResync = undefined;  // a fault before the restore is not the one after it
-    this.#previousResync = undefined;
+    this.#resyncGuard.reset();
     this.machine.loadState(state.machine);
     this.rmp.loadState(state.rmp);
     this.#npt2m.clear();
@@ -1069,8 +1068,7 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
   /** Applies the architecture to one vCPU exit. Never throws for bad guest input. */
   handleExit(exit: VmExit): HwStep {
     const vcpu = this.machine.vcpu;
-    this.#previousResync = this.#lastResync;
-    this.#lastResync = undefined;
+    this.#resyncGuard.nextExit();
     switch (exit.kind) {
       case 'hlt': return { kind: 'vmexit', exit: { kind: 'hlt', rip: exit.rip, interruptsBlocked: (vcpu.regs.rflags & RFLAGS_IF) === 0n } };
       case 'pvalidate': return this.#pvalidate(exit);
@@ -1342,25 +1340,16 @@ export class SnpPlatform implements Platform<SnpVmExit, SnpVmmHandle, SnpPlatfor
     return { kind: 'vmexit', exit: { kind: 'npf', rip, gpa: out.gpa, gva, access: 'write', errorCode: out.errorCode, reason: out.reason } };
   }
 
-  /**
-   * The refused access this exit resynchronised the gate for (#resyncFor), and the one the exit
-   * before it did (handleExit moves it here): a gate fault the checks allow, or an RMP
-   * instruction's walk through a page-table page the gate refused.
-   */
-  #lastResync: ResyncedFault | undefined;
-  #previousResync: ResyncedFault | undefined;
+  /** Refused accesses resynchronised for: a gate fault the checks allow, or an RMP instruction's walk. */
+  readonly #resyncGuard = new GateResyncGuard('the RMP checks');
 
   /**
-   * Resynchronises the gate of the region of `refused`, which the checks allow. The same refusal
-   * again, straight after (the exit before this one resynchronised for it), means the gate and
-   * the checks disagree (a bug of ours): nothing else changed in between, so retrying would repeat
-   * it until the budget ends. Inside batchGateSync the resync waits for the batch's end: no
-   * verdict then.
+   * Resynchronises the gate of the region of `refused`, which the checks allow; the same refusal
+   * straight after its own resync is a hardware-model error (gate-resync.ts). Inside
+   * batchGateSync the resync waits for the batch's end: no verdict then.
    */
   #resyncFor(refused: RefusedAccess): void {
-    const vcpu = this.machine.vcpuIndex;
-    if (sameFault(this.#previousResync, vcpu, refused)) throw new Error(gateDisagreement(refused, 'the RMP checks'));
-    if (!this.#deferredRegions) this.#lastResync = resyncedFault(vcpu, refused);
+    this.#resyncGuard.resyncing(this.machine.vcpuIndex, refused, this.#deferredRegions !== undefined);
     this.#syncRegion(regionOf(refused.gpa));
   }
 

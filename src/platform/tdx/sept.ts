@@ -483,6 +483,11 @@ export class Sept implements Snapshottable<SeptTables> {
     else deferred.push({ base, length, open });
   }
 
+  /** Inside batchGate: gate updates wait for its end. */
+  get batchingGate(): boolean {
+    return this.#deferredGate !== undefined;
+  }
+
   /**
    * Runs `fn`, host operations between two guest runs (a VMM's answer to one exit), and applies
    * the private gate updates they made when it ends, in their order, neighbouring ranges with the
@@ -491,11 +496,6 @@ export class Sept implements Snapshottable<SeptTables> {
    * as updating it at once. A MapGPA to shared BLOCKs each 4 KiB page of its range, and closing
    * them one by one flushed the vCPU's TLB for every page (issue 10).
    */
-  /** Inside batchGate: gate updates wait for its end. */
-  get batchingGate(): boolean {
-    return this.#deferredGate !== undefined;
-  }
-
   batchGate<T>(fn: () => T): T {
     if (this.#deferredGate !== undefined) return fn();
     const deferred: { base: bigint; length: bigint; open: boolean }[] = [];

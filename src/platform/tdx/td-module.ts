@@ -4,7 +4,7 @@
 // the rest to the untrusted VMM as a TD exit. The VMM reaches the TD only through `host`
 // (SEAMCALLs, seamcall.ts) and its answers to TD exits (completeVmcall).
 import { runsOnCpu } from '../vm-entry.js';
-import { gateDisagreement, resyncedFault, sameFault, type ResyncedFault } from '../gate-resync.js';
+import { GateResyncGuard } from '../gate-resync.js';
 import { executeFastSystemCall } from '../../cpu/fast-system-call.js';
 import { cacheOrWaitFault } from '../../cpu/cache-or-wait.js';
 import { rdpmcFault } from '../../cpu/rdpmc.js';
@@ -256,7 +256,7 @@ export class TdModule implements Snapshottable<TdModuleState> {
   }
 
   loadState(s: TdModuleState): void {
-    this.#lastResync = undefined;  // a fault before the restore is not the one after it
+    this.#resyncGuard.reset();
     this.sept.loadState(s.sept);
     s.veInfo.forEach((v, i) => this.#veInfos[i]!.loadState(v));
     this.cpuidVe = s.cpuidVe.map((c) => ({ ...c }));
@@ -431,12 +431,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
 
   /** Handles one vCPU exit. Never throws for anything the guest controls. */
   handleExit(exit: VmExit): TdStep {
-    const lastResync = this.#lastResync;
-    this.#lastResync = undefined;
+    this.#resyncGuard.nextExit();
     switch (exit.kind) {
       case 'tdcall': return handleTdcall(this, exit);
       case 'cpuid': return handleCpuid(this, exit);
-      case 'gate-fault': return this.#gateFault(exit, lastResync);
+      case 'gate-fault': return this.#gateFault(exit);
       // HLT is not a TD exit: td_generic_ve_exit raises #VE (reason 12) with RIP at the HLT
       // (tdx_td_dispatcher.c); the guest halts through TDG.VP.VMCALL<Instruction.HLT> instead.
       case 'hlt':
@@ -493,14 +492,11 @@ export class TdModule implements Snapshottable<TdModuleState> {
     }
   }
 
-  /** A guest access the page gate refused (td_ept_violation.c). */
-  /**
-   * The gate fault the previous exit was, when the SEPT allowed its access and the gate was
-   * resynchronised for it (#gateFault); any other exit clears it.
-   */
-  #lastResync: ResyncedFault | undefined;
+  /** Gate faults the SEPT allows, resynchronised for (#gateFault). */
+  readonly #resyncGuard = new GateResyncGuard('the SEPT');
 
-  #gateFault(exit: GateFaultExit, lastResync: ResyncedFault | undefined): TdStep {
+  /** A guest access the page gate refused (td_ept_violation.c). */
+  #gateFault(exit: GateFaultExit): TdStep {
     const access = exit.access;
     // (By comparisons: GATE_FAULT_QUAL[access], the access varying, was a megamorphic load.)
     const quals = access === 'read' ? GATE_FAULT_QUAL.read : access === 'write' ? GATE_FAULT_QUAL.write : GATE_FAULT_QUAL.fetch;
@@ -515,12 +511,9 @@ export class TdModule implements Snapshottable<TdModuleState> {
     const action = accessAction(walk.state);
     if (action === 'allowed') {
       // The gate disagreed with the SEPT: resynchronise it (cannot happen unless someone bypassed
-      // Sept). The same fault again, straight after, means the resync did not take (a bug of
-      // ours): nothing else changed in between, so retrying would repeat it until the budget ends.
-      // (Inside Sept.batchGate the resync waits for the batch's end: no verdict then.)
-      const vcpu = this.machine.vcpuIndex;
-      if (sameFault(lastResync, vcpu, exit)) throw new Error(gateDisagreement(exit, 'the SEPT'));
-      if (!this.sept.batchingGate) this.#lastResync = resyncedFault(vcpu, exit);
+      // Sept); the same fault straight after its own resync is a hardware-model error
+      // (gate-resync.ts). Inside Sept.batchGate the resync waits for the batch's end: no verdict then.
+      this.#resyncGuard.resyncing(this.machine.vcpuIndex, exit, this.sept.batchingGate);
       this.sept.resyncGate(walk.level, walk.base);
       this.record('gate-resync', { gpa: exit.gpa, level: walk.level });
       return TD_RESUME;
