@@ -138,6 +138,9 @@ describe('SNP_GUEST_REQUEST: MSG_REPORT_REQ', () => {
     const up = status(reportRequest(DATA, 0), 2);
     expect(up.status).toBe(INVALID_PARAM);
     expect(up.report.every((b) => b === 0)).toBe(true);
+    // One level more privileged is refused too (report_req->vmpl < msg_vmpck); the VMPCK's own level is not.
+    expect(status(reportRequest(DATA, 1), 2).status).toBe(INVALID_PARAM);
+    expect(status(reportRequest(DATA, 2), 2).status).toBe(SUCCESS);
     const odd = status(reportRequest(DATA, 9), 2);
     expect([odd.status, odd.report.readUInt32LE(0x30)]).toEqual([SUCCESS, 9]);
   });
@@ -145,6 +148,21 @@ describe('SNP_GUEST_REQUEST: MSG_REPORT_REQ', () => {
   it('is refused before SNP_LAUNCH_FINISH (the guest is not RUNNING)', () => {
     const { p, key } = launched(false);
     expect(send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: 1n })).status).toBe(INVALID_GUEST_STATE);
+  });
+
+  it('a count that one more request and its response would overflow (UINT64_MAX - 1) takes no request, AEAD_OFLOW with nothing written', () => {
+    // sev_mcmd.c: "the max we store before an overflow is (UINT64_MAX-1)"; MSG_SEQNO UINT64_MAX is
+    // otherwise the one the count asks for. The other VMPCKs' counts are not affected.
+    const { p, key } = launched();
+    const max = (1n << 64n) - 1n;
+    const state = p.saveState();
+    p.loadState({ ...state, guestMessageCounts: [max - 1n, max - 3n, 0n, 0n] });
+    const r = send(p, sealGuestMessage(key(0), reportRequest(DATA), { seqno: max }));
+    expect(r.status).toBe(AEAD_OFLOW);
+    expect(r.response.every((b) => b === 0xee)).toBe(true);
+    const v1 = send(p, sealGuestMessage(key(1), reportRequest(DATA, 1), { seqno: max - 2n, vmpck: 1 }));
+    expect(v1.status).toBe(SUCCESS);
+    expect(openGuestMessage(key(1), v1.response).seqno).toBe(max - 1n);
   });
 
   it('the message counts are part of the whole-VM snapshot', () => {
@@ -198,6 +216,17 @@ describe('SNP_GUEST_REQUEST: MSG_KEY_REQ', () => {
     expect(mixed.status).toBe(SUCCESS);
     expect(mixed.derived.equals(kdf(mixData({ fields: 0x29n, vmpl: 2, measurement: Buffer.from(digest, 'hex'), policy: 0x30000n, tcb })))).toBe(true);
     expect(mixed.derived.equals(plain.derived)).toBe(false);
+    // Each field on its own mixes in only itself.
+    const measured = keyOf(p, key, keyRequest({ flags: 1, fields: 0x8n, vmpl: 2 }), 3n, 1);
+    expect(measured.derived.equals(kdf(mixData({ fields: 0x8n, vmpl: 2, measurement: Buffer.from(digest, 'hex') })))).toBe(true);
+    const policy = keyOf(p, key, keyRequest({ flags: 1, fields: 0x1n, vmpl: 2 }), 5n, 1);
+    expect(policy.derived.equals(kdf(mixData({ fields: 0x1n, vmpl: 2, policy: 0x30000n })))).toBe(true);
+    // KEY_SEL (bits 2:1) only picks the chip key (root_key_select 0); with the VMRK as root it is
+    // checked nowhere and mixed into nothing: the mix data's bits 2:1 are IDBLOCK_KEY_SELECT, 0 here.
+    for (const [keySel, seqno] of [[1, 3n], [2, 5n], [3, 7n]] as const) {
+      const r = keyOf(p, key, keyRequest({ flags: 1 | (keySel << 1) }), seqno);
+      expect([r.status, r.derived.equals(plain.derived)], `KEY_SEL ${keySel}`).toEqual([SUCCESS, true]);
+    }
   });
 
   it('refuses, as STATUS in a valid response: a VCEK root (chip key masked), reserved bits, a VMPL above the VMPCK\'s, unknown fields, a GUEST_SVN or TCB above the guest\'s', () => {
@@ -214,10 +243,23 @@ describe('SNP_GUEST_REQUEST: MSG_KEY_REQ', () => {
     expect(status(keyRequest({ flags: 1, fields: 1n << 4n, guestSvn: 1 }))).toBe(INVALID_PARAM);
     expect(status(keyRequest({ flags: 1, fields: 1n << 4n, guestSvn: 0 }))).toBe(SUCCESS);
     expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb: 0x4816000000000008n }))).toBe(INVALID_PARAM);  // boot loader 8 > 7
-    expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb: 0x4816000100000007n }))).toBe(INVALID_PARAM);  // a reserved byte
+    // Each field of TCB_VERSION on its own (boot loader, TEE, SNP, microcode), and each reserved byte.
+    for (const tcb of [0x4816000000000107n, 0x4817000000000007n, 0x4916000000000007n]) {
+      expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb })), `tcb ${tcb.toString(16)}`).toBe(INVALID_PARAM);
+    }
+    for (const byte of [2, 3, 4, 5]) {
+      expect(status(keyRequest({ flags: 1, fields: 1n << 5n, tcb: 0x4816000000000007n | (1n << BigInt(8 * byte)) })), `reserved byte ${byte}`).toBe(INVALID_PARAM);
+    }
+    // The u32 after the flags word is reserved too (snp_msg_key_req_t reserved2).
+    const reserved2 = keyRequest({ flags: 1 });
+    reserved2.writeUInt32LE(1, 4);
+    expect(status(reserved2)).toBe(INVALID_PARAM);
     const v = keyOf(p, key, keyRequest({ flags: 1, vmpl: 0 }), 1n, 2);
     expect(v.status).toBe(INVALID_PARAM);
     expect(v.derived.every((b) => b === 0)).toBe(true);
+    // One level more privileged than the VMPCK is refused as well (key_req->vmpl < msg_vmpck).
+    expect(keyOf(p, key, keyRequest({ flags: 1, vmpl: 1 }), 3n, 2).status).toBe(INVALID_PARAM);
+    expect(keyOf(p, key, keyRequest({ flags: 1, vmpl: 2 }), 5n, 2).status).toBe(SUCCESS);
   });
 });
 
