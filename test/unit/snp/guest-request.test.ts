@@ -18,11 +18,11 @@ afterEach(() => {
   open = [];
 });
 
-/** A launched guest with a secrets page (and one code page measured), finished unless `finish` is false. */
-function launched(finish = true) {
+/** A launched guest with a secrets page (and one code page measured), finished unless `finish` is false; `keySeed` names the VM. */
+function launched(finish = true, keySeed = 7n) {
   const vm = new Machine({ memoryBytes: 16n << 20n });
   open.push(vm);
-  const p = new SnpPlatform(vm, { keySeed: 7n });
+  const p = new SnpPlatform(vm, { keySeed });
   p.rmpUpdate(SECRETS, { assigned: true, pageSize: '4k', immutable: true, gpa: SECRETS, asid: p.asid });
   expect(p.launchUpdatePage(SECRETS, 'SECRETS').rc).toBe(0);
   p.launchUpdateRange(CODE, 0x1000n, 'NORMAL');
@@ -65,6 +65,22 @@ describe('SNP_GUEST_REQUEST: MSG_REPORT_REQ', () => {
     expect(report.subarray(0x160, 0x180).every((b) => b === 0xff)).toBe(true); // REPORT_ID_MA: no migration agent
     expect(report.subarray(0x1a0, 0x1e0).every((b) => b === 0)).toBe(true);   // CHIP_ID masked
     expect(report.subarray(0x2a0, 0x4a0).every((b) => b === 0)).toBe(true);   // SIGNATURE
+    // CURRENT_TCB, REPORTED_TCB, COMMITTED_TCB and LAUNCH_TCB: one TCB, the one key requests are
+    // bounded by (boot loader 7, SNP 0x16, microcode 0x48; see MSG_KEY_REQ below).
+    for (const at of [0x38, 0x180, 0x1e0, 0x1f0]) expect(report.readBigUInt64LE(at), `TCB at 0x${at.toString(16)}`).toBe(0x4816000000000007n);
+    // CURRENT_BUILD and COMMITTED_BUILD: BUILD, API minor, API major, a reserved byte (the model's firmware: API 1.55, build 0).
+    for (const at of [0x1e8, 0x1ec]) expect([...report.subarray(at, at + 4)], `build at 0x${at.toString(16)}`).toEqual([0, 55, 1, 0]);
+  });
+
+  it('REPORT_ID names the guest: the same for every report of one VM, another for a VM launched with another key seed', () => {
+    const reportId = (vm: ReturnType<typeof launched>) => {
+      const r = send(vm.p, sealGuestMessage(vm.key(0), reportRequest(DATA), { seqno: 1n }));
+      expect(r.status).toBe(SUCCESS);
+      return openGuestMessage(vm.key(0), r.response).plain.subarray(0x20 + 0x140, 0x20 + 0x160).toString('hex');
+    };
+    const first = reportId(launched());
+    expect(reportId(launched())).toBe(first);
+    expect(reportId(launched(true, 8n))).not.toBe(first);
   });
 
   it('counts per VMPCK: the next request must carry MSG_SEQNO + 2; a replay or a skip is AEAD_OFLOW with nothing written', () => {
