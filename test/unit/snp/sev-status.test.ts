@@ -34,10 +34,14 @@ describe('CPUID of the emulated SNP CPU (APM Vol. 3 CPUID)', () => {
     expect(ext.eax).toBe(0x8000001f);
   });
 
-  it('Fn8000_001F: EAX b0 SME, b1 SEV, b3 SEV-ES, b4 SNP, b5 VMPL; EBX[5:0] C-bit position, EBX[15:12] four VMPLs (VMPL0-3)', () => {
+  it('Fn8000_001F: EAX b0 SME, b1 SEV, b3 SEV-ES, b4 SNP, b5 VMPL; EBX[5:0] C-bit position, EBX[11:6] physical-address reduction, EBX[15:12] four VMPLs (VMPL0-3)', () => {
     const r = snpCpuid(0x8000001f, 0, 51);
     for (const bit of [0, 1, 3, 4, 5]) expect((r.eax >>> bit) & 1).toBe(1);
     expect(r.ebx & 0x3f).toBe(51);
+    // EBX[11:6]: "Reduction in physical address space, in bits, when memory encryption is enabled"
+    // (Linux Documentation/arch/x86/amd-memory-encryption.rst): one bit on EPYC, as QEMU's SEV
+    // guests are configured (sev-guest reduced-phys-bits=1).
+    expect((r.ebx >>> 6) & 0x3f).toBe(1);
     expect(snpCpuid(0x8000001f, 0, 47).ebx & 0x3f).toBe(47);
     expect(SNP_VMPL_COUNT).toBe(4);
     expect((r.ebx >>> 12) & 0xf).toBe(4);
