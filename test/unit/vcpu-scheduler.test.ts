@@ -273,6 +273,38 @@ describe('vCPU scheduler: PCT (Burckhardt et al., ASPLOS 2010)', () => {
     }
   });
 
+  it('the initial priorities are a random permutation of d..d+n-1: over seeds, every order of three vCPUs occurs', () => {
+    // Burckhardt et al. §3 (Algorithm 1): "assign the n priority values d, d+1, ..., d+n-1 to the
+    // threads at random". Each vCPU being sometimes the highest is not enough: a shuffle that never
+    // swaps the first two gives three of the six orders.
+    const orders = new Set<string>();
+    for (let seed = 1n; seed <= 48n; seed++) {
+      const s = new VcpuScheduler(asMachine(fakeMachine(3)), { policy: 'pct', seed, quantum: 10, depth: 3 });
+      const priorities = s.saveState().priorities;
+      expect([...priorities].sort()).toEqual([3, 4, 5]);
+      orders.add(priorities.join(','));
+    }
+    expect([...orders].sort()).toEqual(['3,4,5', '3,5,4', '4,3,5', '4,5,3', '5,3,4', '5,4,3']);
+  });
+
+  it('at the i-th change point the running vCPU\'s priority becomes i (Burckhardt et al., Algorithm 1: priority change point k_i lowers it to i)', () => {
+    const seen = new Set<number>();
+    for (let seed = 1n; seed <= 24n; seed++) {
+      const m = fakeMachine(3);
+      const s = new VcpuScheduler(asMachine(m), { policy: 'pct', seed, quantum: 10, depth: 3, horizon: 6 });
+      const points = s.saveState().changePoints;
+      for (let k = 1; k <= 6; k++) {
+        const running = m.vcpuIndex;
+        s.switchPoint('exit');
+        const i = points.indexOf(k) + 1;
+        if (i === 0 || points.lastIndexOf(k) + 1 !== i) continue;  // none here, or two change points on one switch point
+        expect(s.saveState().priorities[running], `seed ${seed}, switch point ${k}`).toBe(i);
+        seen.add(i);
+      }
+    }
+    expect([...seen].sort()).toEqual([1, 2]);
+  });
+
   it('a PAUSEd vCPU yields even when its priority is the highest', () => {
     for (let seed = 1n; seed <= 8n; seed++) {
       const m = fakeMachine(2);
