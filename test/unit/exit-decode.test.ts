@@ -180,6 +180,14 @@ describe('every field from its own slot (machine.cc RecordTrapped and the hooks)
     expect(exitOf(ExitCode.execWatch, { arg0: 0x301000n, arg1: 0x7f000n })).toEqual({ kind: 'exec-watch', rip: 0x301234n, gpa: 0x7f234n });
   });
 
+  it('the execution watch: all 12 bits of a 4 KiB page offset come from RIP, bit 11 too, and none from the fill\'s GPA', () => {
+    const a = new BigUint64Array(RUN_AREA_SLOTS);
+    a[RunSlot.kind] = BigInt(ExitCode.execWatch);
+    a[RunSlot.regs + 16] = 0x301a34n;
+    a[RunSlot.arg1] = 0x7f000n | 0x5c0n;  // a GPA inside the page: its offset is not the instruction's
+    expect(decodeExit(a, new Uint32Array(a.buffer))).toEqual({ kind: 'exec-watch', rip: 0x301a34n, gpa: 0x7fa34n });
+  });
+
   it('a cache-or-wait operation is all of arg0[7:0]: 0x10 is no operation the native side has, not INVD', () => {
     expect(exitOf(ExitCode.cacheOrWait, { arg0: 0x10n })).toEqual({ kind: 'fatal', rip: 0x301234n, reason: 'unknown cache-or-wait instruction 16 from the native machine' });
   });
