@@ -21,6 +21,15 @@ describe('Machine limits', () => {
     m.close();
   });
 
+  it('resets only a vCPU it has: index vcpuCount and -1 are RangeErrors, and the machine keeps its vCPUs', () => {
+    const m = new Machine({ memoryBytes: MEMORY, countInstructions: false, vcpus: 2 });
+    for (const index of [2, -1]) expect(() => m.resetVcpu(index)).toThrow(`cannot reset vCPU ${index}: no such vCPU (the machine has 2)`);
+    expect(m.vcpuCount).toBe(2);
+    m.resetVcpu(1);
+    expect(m.vcpuCount).toBe(2);
+    m.close();
+  });
+
   it('restores only its own snapshots', () => {
     const a = new Machine({ memoryBytes: MEMORY, countInstructions: false });
     const b = new Machine({ memoryBytes: MEMORY, countInstructions: false });
