@@ -182,6 +182,104 @@ describe('COM1 register file (QEMU hw/char/serial.c)', () => {
     expect(inb(c, REG.IER)).toBe(0x00);
   });
 
+  it('keeps the divisor latch\'s two bytes apart: writing DLH leaves DLL, writing DLL leaves DLH', () => {
+    // serial_ioport_write: divider = (divider & 0xff00) | val at DLL, (divider & 0x00ff) | (val << 8)
+    // at DLH; Linux early_serial_init writes DLL, then DLH.
+    const c = new Console();
+    outb(c, REG.LCR, 0x83);
+    outb(c, REG.DATA, 0x03);
+    outb(c, REG.IER, 0x02);
+    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x03, 0x02]);
+    outb(c, REG.DATA, 0x01);
+    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x01, 0x02]);
+  });
+
+  it('reports line status in IIR only while IER enables it (IER.RLSI), above received data; reading LSR clears the overrun', () => {
+    // serial_update_irq: (ier & UART_IER_RLSI) && (lsr & UART_LSR_INT_ANY) -> RLSI (0x06), before RDI (0x04).
+    const c = new Console();
+    outb(c, REG.MCR, 0x10);
+    outb(c, REG.IER, 0x01);
+    outb(c, REG.DATA, 0x41);
+    outb(c, REG.DATA, 0x42);  // overrun: the first byte was not read
+    expect(inb(c, REG.IIR)).toBe(0x04);
+    outb(c, REG.IER, 0x05);
+    expect(inb(c, REG.IIR)).toBe(0x06);
+    expect(inb(c, REG.LSR)).toBe(0x63);
+    expect(inb(c, REG.IIR)).toBe(0x04);
+  });
+
+  it('ranks received data above THR empty, and a read of IIR that reports received data leaves THRE pending', () => {
+    // serial_update_irq: RDI before THRI; serial_ioport_read IIR: thr_ipending = 0 only when
+    // (iir & UART_IIR_ID) == UART_IIR_THRI.
+    const c = new Console();
+    outb(c, REG.MCR, 0x10);
+    outb(c, REG.IER, 0x03);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    outb(c, REG.DATA, 0x41);  // looped back: data ready, and THR empty again
+    expect(inb(c, REG.IIR)).toBe(0x04);
+    expect(inb(c, REG.IIR)).toBe(0x04);
+    expect(inb(c, REG.DATA)).toBe(0x41);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    expect(inb(c, REG.IIR)).toBe(0x01);
+  });
+
+  it('raises THRE again only when a write to IER turns THRI on, not when it writes THRI as it was', () => {
+    // serial_ioport_write IER: "if (changed & UART_IER_THRI)" re-samples LSR.THRE.
+    const c = new Console();
+    outb(c, REG.IER, 0x02);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    outb(c, REG.IER, 0x02);
+    expect(inb(c, REG.IIR)).toBe(0x01);
+    outb(c, REG.IER, 0x03);
+    expect(inb(c, REG.IIR)).toBe(0x01);
+  });
+
+  it('flushes the receiver when FCR changes FIFO enable, even without the clear bits; clearing the transmit FIFO raises THRE', () => {
+    // serial_ioport_write FCR: (val ^ fcr) & UART_FCR_FE adds XFR | RFR; RFR clears LSR.DR and the
+    // receive FIFO; XFR sets LSR.THRE and thr_ipending.
+    const c = new Console();
+    outb(c, REG.MCR, 0x10);
+    outb(c, REG.DATA, 0x41);
+    expect(inb(c, REG.LSR)).toBe(0x61);
+    outb(c, REG.FCR, 0x01);
+    expect(inb(c, REG.LSR)).toBe(0x60);
+    outb(c, REG.DATA, 0x42);
+    outb(c, REG.FCR, 0x00);
+    expect(inb(c, REG.LSR)).toBe(0x60);
+    outb(c, REG.IER, 0x02);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    expect(inb(c, REG.IIR)).toBe(0x01);
+    outb(c, REG.FCR, 0x04);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+  });
+
+  it('a wide OUT at the last COM1 port puts the bytes past it nowhere: port 0x400 is not the data port again', () => {
+    const c = new Console();
+    c.uartWrite(COM1 + REG.SCR, 0x4155, 2);
+    expect(inb(c, REG.SCR)).toBe(0x55);
+    expect(c.text).toBe('');
+  });
+
+  it('a string OUT (OUTSB) to the data port raises THRE as byte OUTs do, once it sent a byte; with DLAB or loopback its bytes are not sent', () => {
+    const c = new Console();
+    outb(c, REG.IER, 0x02);
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    c.uartWriteString(COM1, Uint8Array.of(0x41, 0x42), 1);
+    expect(c.text).toBe('AB');
+    expect(inb(c, REG.IIR)).toBe(0x02);
+    expect(inb(c, REG.IIR)).toBe(0x01);
+    c.uartWriteString(COM1, new Uint8Array(0), 1);  // REP OUTSB with RCX = 0 writes nothing
+    expect(inb(c, REG.IIR)).toBe(0x01);
+    outb(c, REG.LCR, 0x80);
+    c.uartWriteString(COM1, Uint8Array.of(0x01, 0x03), 1);
+    expect(inb(c, REG.DATA)).toBe(0x03);  // each byte went to DLL
+    outb(c, REG.LCR, 0x03);
+    outb(c, REG.MCR, 0x10);
+    c.uartWriteString(COM1, Uint8Array.of(0x58), 1);
+    expect(inb(c, REG.DATA)).toBe(0x58);
+    expect(c.text).toBe('AB');
+  });
+
   it('restores the whole register file with the console state', () => {
     const c = new Console();
     outb(c, REG.SCR, 0x11);
