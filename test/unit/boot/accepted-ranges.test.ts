@@ -31,6 +31,26 @@ describe('AcceptedRanges', () => {
     expect(r.bytes).toBe(BigInt(pages.size) * 0x1000n);
   });
 
+  it('merges ranges that touch into one run, in whatever order they come, so its state stays a few runs, not one per accept', () => {
+    const page = (n: number) => BigInt(n) * 0x1000n;
+    const upwards = new AcceptedRanges();
+    for (let n = 0; n < 64; n++) upwards.add(page(n), page(n + 1));
+    expect(upwards.saveState()).toEqual([[0n, page(64)]]);
+    // Even pages first, then the odd ones between them: each odd page closes a gap between two runs.
+    const interleaved = new AcceptedRanges();
+    for (let n = 0; n < 64; n += 2) interleaved.add(page(n), page(n + 1));
+    expect(interleaved.saveState()).toHaveLength(32);
+    for (let n = 1; n < 64; n += 2) interleaved.add(page(n), page(n + 1));
+    expect(interleaved.saveState()).toEqual([[0n, page(64)]]);
+    // A range that ends where a run starts, below the last run.
+    const below = new AcceptedRanges();
+    below.add(page(8), page(9));
+    below.add(page(20), page(21));
+    below.add(page(7), page(8));
+    expect(below.saveState()).toEqual([[page(7), page(9)], [page(20), page(21)]]);
+    expect(below.bytes).toBe(page(3));
+  });
+
   it('saves and restores its state', () => {
     const r = new AcceptedRanges();
     r.add(0n, 0x1000n);

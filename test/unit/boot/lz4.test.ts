@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { crc32, decodeLz4Block, Lz4Error, LZ4_C_ERROR, type Lz4ErrorCode } from '../../../src/boot/lz4.js';
+import { crc32, decodeLz4Block, Lz4Error, LZ4_C_ERROR, type Lz4DecodeOptions, type Lz4ErrorCode } from '../../../src/boot/lz4.js';
 
 const root = join(import.meta.dirname, '../../..');
 const MKPAYLOAD = join(root, 'guest/tools/mkpayload.py');
@@ -64,9 +64,9 @@ function abiDefine(name: string): number {
   return Number(m[1]);
 }
 
-function decodeError(block: Uint8Array, capacity: number): Lz4ErrorCode | undefined {
+function decodeError(block: Uint8Array, capacity: number, options?: Lz4DecodeOptions): Lz4ErrorCode | undefined {
   try {
-    decodeLz4Block(block, capacity);
+    decodeLz4Block(block, capacity, options);
     return undefined;
   } catch (err) {
     if (err instanceof Lz4Error) return err.code;
@@ -124,6 +124,14 @@ describe('LZ4 block decoder (host)', () => {
     expect(Buffer.from(decodeLz4Block(Uint8Array.of(0x35, a, a + 1, a + 2, 3, 0, 0x00), 64)).toString()).toBe('abc'.repeat(4));
     // Exactly full output is fine.
     expect(decodeLz4Block(Uint8Array.of(0x14, a, 1, 0, 0x00), 9)).toHaveLength(9);
+  });
+
+  it('strict: the last match must end at least 5 bytes before the end of the block (lz4_Block_format.md, "the last 5 bytes are always literals")', () => {
+    // "a", a match of 12 at offset 1 (starting 16 bytes before the end, so the 12-byte rule holds), then 4 or 5 literals.
+    const withTail = (n: number) => Uint8Array.of(0x18, a, 1, 0, n << 4, ...Array(n).fill(a + 1));
+    expect(decodeLz4Block(withTail(4), 64)).toHaveLength(17);
+    expect(decodeError(withTail(4), 64, { strict: true })).toBe('end-of-block-rules');
+    expect(decodeLz4Block(withTail(5), 64, { strict: true })).toHaveLength(18);
   });
 
   it.each(MALFORMED)('rejects %s', (_name, bytes, capacity, code) => {
