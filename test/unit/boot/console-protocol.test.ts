@@ -8,6 +8,7 @@ const GOOD = [
   '@mv stage decompressor',
   '@mv stage kernel',
   '@mv stat accept_calls_2m 38',
+  '@mv stat accept_calls_4k 0',
   '@mv done',
   '',
 ].join('\n');
@@ -16,7 +17,7 @@ describe('console protocol', () => {
   it('parses a complete boot into a typed report', () => {
     const r = parseConsoleOutput(GOOD);
     expect(r.stages).toEqual(['firmware', 'decompressor', 'kernel']);
-    expect(r.stats).toEqual({ firmware_accepted_bytes: 65011712n, accept_calls_2m: 38n });
+    expect(r.stats).toEqual({ firmware_accepted_bytes: 65011712n, accept_calls_2m: 38n, accept_calls_4k: 0n });
     expect(r.done).toBe(true);
     expect(r.fatal).toBeUndefined();
     expect(r.errors).toEqual([]);
@@ -38,6 +39,7 @@ describe('console protocol', () => {
     ['@mv stat Bad-Name 1', /bad stat name/],
     ['@mv stat x -1', /not a decimal/],
     ['@mv stat x 0x10', /not a decimal/],
+    ['@mv stat x 007', /not a decimal/],  // one spelling per value: the guest's formatter writes no leading zeros
     ['@mv stat x 18446744073709551616', /64 bits/],
     ['@mv stat x', /exactly a name and a value/],
     ['@mv stat x 1 2', /exactly a name and a value/],
