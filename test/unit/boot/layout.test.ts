@@ -124,5 +124,8 @@ describe('firmware config encoding', () => {
     // The one-vCPU page is the several-vCPU page's start, byte for byte, but for the flag.
     four.writeUInt32LE(0, Number(ABI.MV_FW_CONFIG_OFF_FLAGS));
     expect(four.subarray(0, one.byteLength)).toEqual(one);
+    // Two vCPUs already need the table.
+    const two = Buffer.from(encodeFirmwareConfig({ ...config, cpus: 2 }));
+    expect([two.byteLength, two.readUInt32LE(Number(ABI.MV_CPU_TABLE_OFFSET) + 4)]).toEqual([Number(ABI.MV_CPU_TABLE_OFFSET) + 8, 2]);
   });
 });
