@@ -63,3 +63,15 @@ describe('TDG.VM.RD / WR: the VM ID in RCX', () => {
     }
   });
 });
+
+// tdx_td_dispatcher.c td_call(): RAX bits 31:24 (tdx_leaf_and_version_t.reserved0) are checked
+// before the switch, so a TDG.VM.RD with one of them set never reaches tdg_vm_rd_wr(), which would
+// have set RDX = MD_FIELD_ID_NA and R8 = 0 before its own "version > 1" check: both keep the TD's values.
+describe('td_call(): RAX bits 31:24 are refused before the leaf runs', () => {
+  it.each([['bit 24', 1n << 24n], ['bit 31', 1n << 31n]] as const)('TDG.VM.RD version 1 with %s → OPERAND_INVALID|RAX, RDX and R8 untouched', (_name, bit) => {
+    const { regs } = tdcall(tdxModule(), { rax: 7n | (1n << 16n) | bit, rcx: 0n, rdx: TdcsField.TD_CTLS, r8: 0x55n });
+    expect(regs.rax).toBe(OPERAND_INVALID_RAX);
+    expect(regs.rdx).toBe(TdcsField.TD_CTLS);
+    expect(regs.r8).toBe(0x55n);
+  });
+});
