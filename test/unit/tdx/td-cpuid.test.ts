@@ -41,7 +41,7 @@ describe('dynamic CPUID bits (td_cpuid.c)', () => {
     // td_cpuid_exit's switch: leaf 1 EBX[31:24] and ECX[27], leaf 7 subleaf 0 ECX[4], leaf
     // 0x8000_0001 EDX[11] (leaves 1 and 0x8000_0001 answer every subleaf); the other leaves and
     // subleaves are the TDCS values as they are. (Leaf 0xD subleaves 0 and 1 EBX, the XSAVE area
-    // size the CPU gives for the current XCR0/XSS, are dynamic too; the model's is 0.)
+    // size the CPU gives for the current XCR0/XSS, are dynamic too; XFAM x87|SSE keeps the model's at 576.)
     const DYNAMIC: Record<string, readonly number[]> = { '1.0': [0, 0xff000000, 1 << 27, 0], '7.0': [0, 0, 1 << 4, 0], '80000001.0': [0, 0, 0, 1 << 11] };
     const all = { vcpuIndex: 0xff, cr4: (1n << 64n) - 1n, in64BitMode: true };
     const none = { vcpuIndex: 0, cr4: 0n, in64BitMode: false };
