@@ -32,6 +32,18 @@ describe('RDTSC and RDTSCP (SDM Vol. 2B "RDTSC", "RDTSCP")', () => {
   });
 });
 
+describe('the counter\'s start (SDM Vol. 3B "Time-Stamp Counter": it "will not wraparound within 10 years after being reset")', () => {
+  it('starts low enough for 10 years of a 5 GHz counter to fit below 2^64, whatever the seed', () => {
+    const tenYearsAt5GHz = 10n * 365n * 86_400n * 5_000_000_000n + 2n * 86_400n * 5_000_000_000n;  // leap days too
+    const seeds = [...Array.from({ length: 256 }, (_, i) => BigInt(i)), (1n << 64n) - 1n, 0x9e3779b97f4a7c15n];
+    for (const seed of seeds) {
+      const tsc = new VirtualTsc();
+      tsc.seed(seed);
+      expect(tsc.read() + tenYearsAt5GHz, `seed ${seed}`).toBeLessThan(1n << 64n);
+    }
+  });
+});
+
 describe('RDRAND and RDSEED (SDM Vol. 2B "RDRAND", "RDSEED": CF = 1; OF, SF, ZF, AF, PF = 0)', () => {
   // RFLAGS bits (SDM Vol. 1 §3.4.3): CF 0, PF 2, AF 4, ZF 6, SF 7, DF 10, OF 11; bit 1 always 1.
   const STATUS_CLEARED = (1n << 2n) | (1n << 4n) | (1n << 6n) | (1n << 7n) | (1n << 11n);
