@@ -63,3 +63,41 @@ describe('Machine state', () => {
     }
   });
 });
+
+describe('Machine.withVcpu: the vCPU an event happened on', () => {
+  it('is in the event only when the machine has several vCPUs, first; a one-vCPU event is its fields as they are (so one-vCPU traces, and their hashes, carry no vCPU)', () => {
+    const one = new Machine({ memoryBytes: MEMORY, countInstructions: false });
+    const two = new Machine({ memoryBytes: MEMORY, countInstructions: false, vcpus: 2 });
+    try {
+      expect(one.withVcpu({ gpa: 0x1000n })).toStrictEqual({ gpa: 0x1000n });
+      two.switchVcpu(1);
+      const fields = two.withVcpu({ gpa: 0x1000n });
+      expect(fields).toStrictEqual({ vcpu: 1, gpa: 0x1000n });
+      expect(Object.keys(fields)).toEqual(['vcpu', 'gpa']);
+    } finally {
+      one.close();
+      two.close();
+    }
+  });
+});
+
+describe('Machine.resetVcpu', () => {
+  it('puts a vCPU back into the emulator\'s reset state, the running one at once: it can then enter an entry state again', () => {
+    const vm = new Machine({ memoryBytes: MEMORY, countInstructions: false, vcpus: 2 });
+    try {
+      vm.vcpu.enter({ mode: 'protected32' });
+      vm.resetVcpu(0);
+      expect(vm.vcpu.codeSegment()).toMatchObject({ protectedMode: true, longMode: true, bits: 64 });
+      vm.vcpu.enter({ mode: 'real16', csSelector: 0xf000, csBase: 0xf0000n });
+      vm.switchVcpu(1);
+      vm.vcpu.enter({ mode: 'protected32' });
+      vm.switchVcpu(0);
+      vm.resetVcpu(1);
+      expect(vm.vcpu.codeSegment()).toMatchObject({ protectedMode: false, bits: 16 });  // vCPU 0 as it was
+      vm.switchVcpu(1);
+      expect(vm.vcpu.codeSegment()).toMatchObject({ protectedMode: true, longMode: true, bits: 64 });
+    } finally {
+      vm.close();
+    }
+  });
+});
