@@ -365,3 +365,43 @@ describe('host fills', () => {
     }
   });
 });
+
+// Vcpu.tryInjectRepeating (native/src/deliver.cc InjectRepeating): a handler whose first fetch the
+// gate refuses faults again at the RIP the delivery entered, with nothing started; the same delivery
+// is then made again natively until the guest's run ends otherwise (held for the next run()) or a
+// delivery fails.
+describe('fault storms delivered natively', () => {
+  /** A guest that jumps to 0x5000, whose fetch the gate refuses; vector 20's handler is there too. */
+  function stormGuest(rsp: bigint): Machine {
+    const vm = simpleGuest('mov rax, 0x5000\n jmp rax');
+    installIdt(vm, { 20: 0x5000n });
+    vm.gate.set('private', 0x5000n, 0x1000n, 'read', 'none');
+    vm.vcpu.regs.rsp = rsp;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', rip: 0x5000n, access: 'fetch' });
+    return vm;
+  }
+
+  it('ends with the delivery that cannot push its frame: no run held, and as many repeats as the stack takes frames', () => {
+    // 64-bit mode: RSP aligned down to 16, then SS, RSP, RFLAGS, CS, RIP pushed, 40 bytes (SDM Vol. 3A
+    // §6.14.2). From 0x100: frames end at 0xd8, 0xa8, 0x78, 0x48, 0x18; the sixth would go below 0.
+    const vm = stormGuest(0x100n);
+    try {
+      expect(vm.vcpu.tryInjectRepeating(20)).toMatch(/^cannot deliver vector 20: cannot push the exception frame/);
+      expect([vm.vcpu.repeatedDeliveries, vm.vcpu.stormRunHeld, vm.vcpu.regs.rsp, vm.vcpu.regs.rip]).toEqual([5, false, 0x18n, 0x5000n]);
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('ends with a run that stops otherwise (the budget): that run is held, and the next run() returns its exit', () => {
+    const vm = stormGuest(STACK_TOP);
+    try {
+      vm.vcpu.budgetLimit = vm.vcpu.instructions + vm.vcpu.budgetCharged + 1000n;
+      expect(vm.vcpu.tryInjectRepeating(20)).toBeUndefined();
+      expect(vm.vcpu.stormRunHeld).toBe(true);
+      expect(vm.vcpu.run().kind).toBe('budget');
+    } finally {
+      vm.close();
+    }
+  });
+});
