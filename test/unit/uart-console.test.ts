@@ -167,6 +167,19 @@ describe('COM1 register file (QEMU hw/char/serial.c)', () => {
     expect(inb(c, REG.DATA)).toBe(0);
   });
 
+  it('keeps LSR.DR set while the receive FIFO still holds a byte, and clears it with the last one', () => {
+    // serial_ioport_read RBR with FCR.FE: LSR.DR is cleared only when recv_fifo.num == 0.
+    const c = new Console();
+    outb(c, REG.FCR, 0x01);
+    outb(c, REG.MCR, 0x10);
+    outb(c, REG.DATA, 0x31);
+    outb(c, REG.DATA, 0x32);
+    expect(inb(c, REG.DATA)).toBe(0x31);
+    expect(inb(c, REG.LSR)).toBe(0x61);
+    expect(inb(c, REG.DATA)).toBe(0x32);
+    expect(inb(c, REG.LSR)).toBe(0x60);
+  });
+
   it('takes wider accesses a byte at a time, low byte first (serial_io_ops: impl access size 1); other ports float high', () => {
     const c = new Console();
     outb(c, REG.SCR, 0x5c);
@@ -187,11 +200,11 @@ describe('COM1 register file (QEMU hw/char/serial.c)', () => {
     // at DLH; Linux early_serial_init writes DLL, then DLH.
     const c = new Console();
     outb(c, REG.LCR, 0x83);
-    outb(c, REG.DATA, 0x03);
-    outb(c, REG.IER, 0x02);
-    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x03, 0x02]);
+    outb(c, REG.DATA, 0x83);
+    outb(c, REG.IER, 0x92);
+    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x83, 0x92]);  // all eight bits of each
     outb(c, REG.DATA, 0x01);
-    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x01, 0x02]);
+    expect([inb(c, REG.DATA), inb(c, REG.IER)]).toEqual([0x01, 0x92]);
   });
 
   it('reports line status in IIR only while IER enables it (IER.RLSI), above received data; reading LSR clears the overrun', () => {
