@@ -128,6 +128,15 @@ describe('attack program format', () => {
     ['another GFN with no offset', 'snp', (p: any) => { delete p.decisions[9].answer.gfnDelta; }, /decisions\[9\]\.answer: other-gfn needs gfnDelta/],
     ['another GFN that is the guest\'s own', 'snp', (p: any) => { p.decisions[9].answer.gfnDelta = '0x0'; }, /decisions\[9\]\.answer\.gfnDelta: 0 names the guest's own GFN/],
     ['a registration response it does not know', 'snp', (p: any) => { p.decisions[8].answer.response = 'error'; }, /decisions\[8\]\.answer\.response: expected one of refuse, other-gfn/],
+    // The PSC NAE's bounds (GHCB spec 56421 §4.1.6; Linux struct snp_psc_desc): at most 253 entries fill
+    // the shared buffer, and the header's cur_entry and end_entry are 16-bit fields.
+    ['a PSC answer for 254 entries', 'snp', (p: any) => { p.decisions[0].answer.pscEntries = 254; }, /decisions\[0\]\.answer\.pscEntries: expected an integer in \[0, 253\]/],
+    ['a PSC answer for 253 entries', 'snp', (p: any) => { p.decisions[0].answer.pscEntries = 253; }, null],
+    ['a PSC header cur_entry past 16 bits', 'snp', (p: any) => { p.decisions[0].answer.pscHeader.curEntry = 0x10000; }, /pscHeader\.curEntry: expected an integer in \[0, 65535\]/],
+    ['a PSC header end_entry past 16 bits', 'snp', (p: any) => { p.decisions[0].answer.pscHeader.endEntry = 0x10000; }, /pscHeader\.endEntry: expected an integer in \[0, 65535\]/],
+    // JSON's other shapes where an object or an integer belongs.
+    ['an array for an answer', 'snp', (p: any) => { p.decisions[2].answer = ['npf', 'refuse']; }, /decisions\[2\]\.answer: expected an object/],
+    ['a fractional occurrence', 'snp', (p: any) => { p.decisions[2].occurrence = 1.5; }, /decisions\[2\]\.occurrence: expected an integer/],
     ['a registration answer to a PSC request', 'snp', (p: any) => { p.decisions[1].answer = { kind: 'ghcb-registration', response: 'refuse' }; }, /decisions\[1\]\.answer\.kind: expected one of honest, vmgexit, stop/],
   ])('bounds: rejects %s', (_what, platform, damage, message) => {
     const bad = JSON.parse(attackProgramToJson(platform === 'tdx' ? tdxProgram : snpProgram));
