@@ -37,6 +37,32 @@ describe('a 2 MiB RMPUPDATE back to the hypervisor', () => {
   });
 });
 
+// SNP_LAUNCH_UPDATE without a source encrypts the page's current contents in place (SEV-SNP Firmware
+// ABI §8.17): bytes the host wrote while the page was its own become the guest's plaintext as they
+// are. Only a page given to the guest without the firmware (RMPUPDATE to a running guest) reads
+// them through the guest's key: their decryption, garbage (APM Vol. 2 §15.34.1).
+describe('host-written DRAM and the RMPUPDATE that assigns the page', () => {
+  const PAGE = 0x30000n;
+  const written = new Uint8Array(4096).fill(0x5a);
+
+  it('a pre-guest page (Immutable, then SNP_LAUNCH_UPDATE) keeps the host\'s bytes', () => {
+    const p = platform();
+    p.handle.hostMemory.write(PAGE, written);
+    expect(p.rmpUpdate(PAGE, { assigned: true, pageSize: '4k', immutable: true, gpa: PAGE, asid: p.asid }).rc).toBe(0);
+    expect(p.launchUpdatePage(PAGE, 'NORMAL').rc).toBe(0);
+    expect(Buffer.from(p.machine.memory.read(PAGE, 4096)).equals(Buffer.from(written))).toBe(true);
+    p.machine.close();
+  });
+
+  it('a page assigned to the guest as it runs reads the host\'s bytes through the guest key: not as written', () => {
+    const p = platform();
+    p.handle.hostMemory.write(PAGE, written);
+    expect(p.rmpUpdate(PAGE, { assigned: true, pageSize: '4k', gpa: PAGE, asid: p.asid }).rc).toBe(0);
+    expect(Buffer.from(p.machine.memory.read(PAGE, 4096)).equals(Buffer.from(written))).toBe(false);
+    p.machine.close();
+  });
+});
+
 // A snapshot of the SNP hardware is everything the next run depends on: the nested page sizes
 // (the NPT is the hypervisor's, APM Vol. 2 §15.25), each vCPU's GHCB MSR (the VMCB's GHCB GPA
 // field, KVM set_ghcb_msr), which vCPUs exist (an SNP AP exists only after AP creation, KVM
