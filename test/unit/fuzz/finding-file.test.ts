@@ -101,6 +101,10 @@ describe('a damaged finding.json', () => {
     ['a string eventSeq', edited((o) => { o.eventSeq = '3'; }), /eventSeq must be a non-negative integer/],
     ['an execIndex past 2^53 (before: 1e308 was taken and printed as 1e+308)', edited((o) => { o.execIndex = 1e308; }), /execIndex must be a non-negative integer/],
     ['a job past 2^53', edited((o) => { o.job = 2 ** 53; }), /job must be a non-negative integer/],
+    // The id names the finding's folder (fuzz merge writes findings/<id>/): the category, a dash and 12 hex digits, nothing more.
+    ['an id with a path after it', edited((o) => { o.id = 'double-acceptance-0123456789ab/../../x'; }), /id ".*" is not a finding id/],
+    ['an id with more words than its category', edited((o) => { o.id = 'double-acceptance-x-0123456789ab'; }), /id "double-acceptance-x-0123456789ab" is not a finding id of category double-acceptance/],
+    ['an id of another category', edited((o) => { o.id = 'liveness-0123456789ab'; }), /is not a finding id of category double-acceptance/],
   ];
   it.each(refusals)('%s → FindingFileError naming the file and the field', (_what, text, why) => {
     let error: unknown;
