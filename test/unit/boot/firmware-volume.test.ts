@@ -35,5 +35,7 @@ describe('firmware windows', () => {
     expect(firmwareVolume(firmware([INITIAL.start, INITIAL.end], [FOUR_GIB - 0x3000n, FOUR_GIB - 0x2000n], [FOUR_GIB - 0x1000n, FOUR_GIB])))
       .toEqual({ gpa: FOUR_GIB - 0x3000n, bytes: 0x3000n });
     expect(firmwareVolume(firmware([REGION.start + 0x1234n, FOUR_GIB]))).toEqual({ gpa: REGION.start + 0x1000n, bytes: (16n << 20n) - 0x1000n });
+    // A segment starting on a page's last byte: the volume starts at that page, not the next.
+    expect(firmwareVolume(firmware([REGION.start + 0xfffn, FOUR_GIB]))).toEqual({ gpa: REGION.start, bytes: 16n << 20n });
   });
 });
