@@ -123,6 +123,28 @@ describe('memory-map lies', () => {
     }
   });
 
+  it('describes again a part of any whole unit of memory, drawn over the memory (not the entries), and never an empty part', () => {
+    // The honest map's accepted RAM is the 2 MiB below the reserved range (one unit) and the 60 MiB
+    // above it (30 units): the part lands all over the large entry and on the small one about 1 time in 31.
+    const starts = new Set<bigint>();
+    let inFirstUnit = 0;
+    for (const seed of SEEDS) {
+      const out = lie('part of accepted RAM described again as unaccepted').tell(new Prng(seed), honest, RAM)!;
+      const added = out.find((r) => r.type === UNACCEPTED && r.addr < 64n * MiB)!;
+      expect(added.size).toBeGreaterThan(0n);
+      starts.add(added.addr);
+      if (added.addr < ABI.MV_FIRMWARE_RESERVED_GPA) inFirstUnit++;
+    }
+    expect(starts.size).toBeGreaterThan(10);
+    expect(inFirstUnit).toBeLessThan(10);
+    // An entry of exactly one unit is memory to lie about: the whole of it is described again.
+    const oneUnit: MemoryRange[] = [{ addr: 0n, size: TWO_MB, type: RAM_TYPE }, { addr: TWO_MB, size: TWO_MB, type: UNACCEPTED }];
+    for (const seed of SEEDS.slice(0, 5)) {
+      expect(lie('part of accepted RAM described again as unaccepted').tell(new Prng(seed), oneUnit, RAM)![1]).toEqual({ addr: 0n, size: TWO_MB, type: UNACCEPTED });
+      expect(lie('part of unaccepted memory described again as accepted RAM').tell(new Prng(seed), oneUnit, RAM)![2]).toEqual({ addr: TWO_MB, size: TWO_MB, type: RAM_TYPE });
+    }
+  });
+
   it("the firmware's reserved range described as usable memory: same place, usable type, nothing reserved left", () => {
     const types = new Set<number>();
     for (const seed of SEEDS) {
@@ -153,6 +175,12 @@ describe('memory-map lies', () => {
     }
     expect(grew).toBeGreaterThan(0);
     expect(added).toBeGreaterThan(0);
+    // RAM that is not a whole number of units: the added range starts at the next unit, whole units past RAM.
+    const odd = RAM + 0x1000n;
+    const starts = SEEDS.map((seed) => lie('a memory range beyond the end of RAM').tell(new Prng(seed), honestMemoryMap(odd, 64n * MiB), odd)!)
+      .filter((out) => out.length === honest.length + 1).map((out) => out.at(-1)!.addr);
+    expect(starts.length).toBeGreaterThan(0);
+    expect(new Set(starts)).toEqual(new Set([RAM + TWO_MB]));
     // An empty map gets its one entry past RAM.
     expect(lie('a memory range beyond the end of RAM').tell(new Prng(1n), [], RAM)![0]!.addr).toBe(RAM);
   });
@@ -190,6 +218,11 @@ describe('memory-map lies', () => {
       expect([RAM_TYPE, UNACCEPTED]).toContain(off[0]!.type);
     }
     expect(lie('a memory range that is not page-aligned').tell(new Prng(1n), [{ addr: 0n, size: TWO_MB, type: RESERVED }], RAM)).toBeUndefined();
+    // Over an entry an earlier lie left empty, the size cannot go below zero (an E820 size is unsigned).
+    for (const seed of SEEDS) {
+      const out = lie('a memory range that is not page-aligned').tell(new Prng(seed), [{ addr: 0n, size: 0n, type: RAM_TYPE }], RAM)!;
+      expect(out[0]!.size).toBe(0n);
+    }
   });
 
   it('a memory range of a type no guest knows: one entry neither RAM, reserved nor unaccepted', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  FuzzOutputDir, OutputDirError, checkReadableOutputDir, checkWritableOutputDir, findingReadme, mergeOutputDirs,
+  FuzzOutputDir, OutputDirError, checkMergeDestination, checkReadableOutputDir, checkWritableOutputDir, findingReadme, mergeOutputDirs,
 } from '../../../src/fuzz/output-dir.js';
 import { attackProgramToJson, type AttackProgram } from '../../../src/fuzz/attack-program.js';
 import { programHash } from '../../../src/fuzz/campaign.js';
@@ -15,6 +15,8 @@ import type { FuzzTarget } from '../../../src/fuzz/executor.js';
 import { quoteForError } from '../../../src/shared/quote.js';
 
 const scratch = (): string => mkdtempSync(join(tmpdir(), 'minivisor-outdir-'));
+/** A process id above the kernel's limit: no process has it, so a temporary file named for it is stale. */
+const NO_SUCH_PID = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1;
 
 const oneDecision: AttackProgram = {
   platform: 'tdx',
@@ -61,6 +63,17 @@ describe('findingReadme', () => {
     expect(two).toContain('The attack program (2 decisions, shrunk from 2);');
     expect(two.split('\n').filter((l) => l.startsWith('  - call tdx.mapGpa'))).toHaveLength(2);
     expect(two).toContain('  minivisor replay f.json');
+  });
+  it('says where it was found and what to replay: the job, its seed, the execution index, the trace hash, and the user\'s own images', () => {
+    const text = findingReadme(finding('double-acceptance-0123456789ab', 'd', {
+      job: 2, seed: 99n, execIndex: 41, traceSha256: 'cd'.repeat(32),
+      target: { ...target, images: { kernel: { file: '/builds/kernel.bin', sha256: 'ef'.repeat(32) } } },
+    }), 'f.json');
+    expect(text).toContain('Found by job 2 (its seed 99, derived from the campaign\'s --seed) at execution 41.');
+    expect(text).toContain(`Replay it (the trace hash must be ${'cd'.repeat(32)}):`);
+    expect(text.split('\n').filter((l) => l.startsWith('Your own '))).toEqual([
+      `Your own kernel: /builds/kernel.bin (SHA-256 ${'ef'.repeat(32)}); after rebuilding it, the same replay runs the new build.`,
+    ]);
   });
 });
 
@@ -135,6 +148,21 @@ describe('checkReadableOutputDir', () => {
   });
 });
 
+describe('checkMergeDestination', () => {
+  it('refuses an output inside a source, also through a symbolic link, and accepts one beside it whose name starts with the source\'s', () => {
+    const top = scratch();
+    const a = join(top, 'a');
+    mkdirSync(join(a, 'corpus'), { recursive: true });
+    symlinkSync(a, join(top, 'link'));
+    const inside = join(a, 'corpus', 'all');
+    expect(() => checkMergeDestination(inside, [a])).toThrow(new OutputDirError(`--out ${quoteForError(inside)} is inside the source ${quoteForError(a)}: give a folder outside the sources (or, to merge into that one, name it first and leave --out out)`));
+    expect(() => checkMergeDestination(join(top, 'link', 'corpus', 'all'), [a])).toThrow(OutputDirError);
+    expect(() => checkMergeDestination(join(top, 'a-merged'), [a])).not.toThrow();
+    // A missing source is refused later as a source, with its own message: not here.
+    expect(() => checkMergeDestination(join(top, 'merged'), [join(top, 'none'), a])).not.toThrow();
+  });
+});
+
 describe('FuzzOutputDir', () => {
   it('opened read-only makes nothing, and reads an absent corpus and findings folder as empty', () => {
     const dir = scratch();
@@ -142,6 +170,18 @@ describe('FuzzOutputDir', () => {
     expect(out.readCorpus()).toEqual([]);
     expect(out.readFindings()).toEqual([]);
     expect(existsSync(join(dir, 'missing'))).toBe(false);
+  });
+
+  it('opened to write, removes the temporary files a killed campaign left, in finding folders too', () => {
+    const dir = scratch();
+    const stale = `.finding.json.tmp-${NO_SUCH_PID}-0`;
+    mkdirSync(join(dir, 'findings', 'double-acceptance-00000000000a'), { recursive: true });
+    writeFileSync(join(dir, 'findings', 'double-acceptance-00000000000a', stale), '{');
+    mkdirSync(join(dir, 'corpus'));
+    writeFileSync(join(dir, 'corpus', `.x.json.tmp-${NO_SUCH_PID}-1`), '{');
+    new FuzzOutputDir(dir);
+    expect(readdirSync(join(dir, 'findings', 'double-acceptance-00000000000a'))).toEqual([]);
+    expect(readdirSync(join(dir, 'corpus'))).toEqual([]);
   });
 
   it('writes stats with 64-bit counters as decimal strings', () => {
