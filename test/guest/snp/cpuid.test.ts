@@ -185,6 +185,7 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     // FN8000001F_CUSTOM: ECX unchecked; EBX[11:6] (FN8000001F_EBX_UNCHECKED_MASK 0x3F << 6) unchecked;
     // a VMPL count above FN8000001F_EBX_VMPL_SUP_MAX (mask 0xF << 12) is written back as that maximum.
     { name: 'Fn8000_001F ECX encrypted guests (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ecx: e.ecx + 1 } : e) },
+    { name: 'Fn8000_001F EBX[11:6] zero, below the CPU\'s 1 (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx & ~0xfc0 } : e) },
     { name: 'Fn8000_001F EBX[11:6] all set (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfc0) | (0x3f << 6) } : e) },
     { name: 'Fn8000_001F EBX[15:12] VMPL count 8 (comes back as the CPU\'s 4)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xf000) | (8 << 12) } : e) },
   ];
