@@ -6,35 +6,7 @@
 // boots and fuzz campaigns did not notice.
 import { describe, expect, it } from 'vitest';
 import { readGuestMemoryRecord } from '../../../src/boot/guest-record.js';
-import { ABI, BOOT_PARAMS_GPA, E820_TYPE } from '../../../src/boot/layout.js';
-
-const MiB = 1n << 20n;
-const MEMORY = 16n * MiB;
-const BITMAP_GPA = 0x300000n;
-
-interface Record { unit: bigint; bitmap: number[]; bitmapBytes?: bigint; e820: { addr: bigint; size: bigint; type: number }[] }
-
-/** Guest memory holding `r` as the stubs write it. */
-function memoryWith(r: Record) {
-  const ram = Buffer.alloc(Number(MEMORY));
-  const bp = Number(BOOT_PARAMS_GPA);
-  ram.writeUInt32LE(Number(ABI.MV_BOOT_PARAMS_MAGIC), bp + Number(ABI.MV_BOOT_PARAMS_OFF_MAGIC));
-  ram.writeUInt32LE(Number(r.unit), bp + Number(ABI.MV_BOOT_PARAMS_OFF_ACCEPT_UNIT));
-  ram.writeBigUInt64LE(BITMAP_GPA, bp + Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_GPA));
-  ram.writeBigUInt64LE(r.bitmapBytes ?? BigInt(r.bitmap.length), bp + Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_BYTES));
-  ram.writeUInt32LE(r.e820.length, bp + Number(ABI.MV_BOOT_PARAMS_OFF_E820_COUNT));
-  r.e820.forEach((e, i) => {
-    const o = bp + Number(ABI.MV_BOOT_PARAMS_OFF_E820) + i * Number(ABI.MV_E820_ENTRY_SIZE);
-    ram.writeBigUInt64LE(e.addr, o);
-    ram.writeBigUInt64LE(e.size, o + 8);
-    ram.writeUInt32LE(e.type, o + 16);
-  });
-  Buffer.from(r.bitmap).copy(ram, Number(BITMAP_GPA));
-  return { size: MEMORY, read: (gpa: bigint, length: number) => new Uint8Array(ram.subarray(Number(gpa), Number(gpa) + length)) };
-}
-
-const ram = (addr: bigint, size: bigint) => ({ addr, size, type: E820_TYPE.ram });
-const unaccepted = (addr: bigint, size: bigint) => ({ addr, size, type: E820_TYPE.unaccepted });
+import { MEMORY, MiB, memoryWith, ram, unaccepted } from '../../helpers/guest-record-memory.js';
 
 describe('the guest\'s acceptance record as the host reads it', () => {
   it('RAM entries are accepted, unaccepted ones take each unit\'s bit (set = unaccepted), neighbours of one kind merge', () => {
