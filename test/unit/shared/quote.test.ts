@@ -12,6 +12,13 @@ describe('quoteForError and escapeControls', () => {
     expect(escapeControls('line\nnext\t\ufeff')).toBe('line\\u000anext\\u0009\\ufeff');
   });
 
+  it('keeps a value of 64 characters whole, and shortens one of 65 to its first and last 30', () => {
+    const whole = 'a'.repeat(64);
+    expect(quoteForError(whole)).toBe(`"${whole}"`);
+    const long = `${'a'.repeat(30)}b${'c'.repeat(34)}`;
+    expect(quoteForError(long)).toBe(`"${'a'.repeat(30)}"…"${'c'.repeat(30)}" (65 characters)`);
+  });
+
   it('escapes both ends of a long value', () => {
     const q = quoteForError(`\u009b${'x'.repeat(100)}\u0007`);
     expect(q).toMatch(/^"\\u009bx+"…"x+\\u0007" \(102 characters\)$/);
@@ -20,5 +27,6 @@ describe('quoteForError and escapeControls', () => {
   it('quoteBytesForError shows printable ASCII and \\xNN for the rest, at most `max` bytes', () => {
     expect(quoteBytesForError(Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, 0x00, 0x22, 0x5c, 0xe9]))).toBe('"\\x7fELF\\x00\\"\\\\\\xe9"');
     expect(quoteBytesForError(new Uint8Array(30).fill(0x41), 4)).toBe('"AAAA"…');
+    expect(quoteBytesForError(new Uint8Array(4).fill(0x41), 4)).toBe('"AAAA"');  // nothing left out: no ellipsis
   });
 });
