@@ -12,14 +12,12 @@ const PAGE = 0x1000n;
 const memory = memoryWith({ unit: 0x200000n, bitmap: [0b0010_1000, 0, 0, 0, 0, 0, 0, 0], e820: [ram(0n, 4n * MiB), unaccepted(4n * MiB, 12n * MiB)] });
 const guestAccepted = (gpa: bigint) => !((gpa >= 6n * MiB && gpa < 8n * MiB) || (gpa >= 10n * MiB && gpa < 12n * MiB));
 
+/** A private 4 KiB page, accepted (MAPPED) or waiting for its accept (PENDING). */
+const page = (gpa: bigint, accepted: boolean): PageState => ({ gpa, visibility: 'private', accepted, pending: !accepted, pageSize: '4k', raw: accepted ? 'MAPPED' : 'PENDING' });
+
 /** A hardware with 4 KiB leaves that agrees with the guest except where `override` answers. */
 function hardware(override: (gpa: bigint) => Partial<PageState> | undefined = () => undefined) {
-  return {
-    pageState(gpa: bigint): PageState {
-      const accepted = guestAccepted(gpa);
-      return { gpa, visibility: 'private', accepted, pending: !accepted, pageSize: '4k', raw: accepted ? 'MAPPED' : 'PENDING', ...override(gpa) };
-    },
-  };
+  return { pageState: (gpa: bigint): PageState => ({ ...page(gpa, guestAccepted(gpa)), ...override(gpa) }) };
 }
 const within = (gpa: bigint, start: bigint, end: bigint) => gpa >= start && gpa < end;
 
@@ -62,8 +60,7 @@ describe('verify', () => {
     const report = verifyAcceptance({
       pageState(gpa) {
         asked.push(gpa);
-        const accepted = gpa < 0x3000n;  // the hardware has the first three pages accepted
-        return { gpa, visibility: 'private', accepted, pending: !accepted, pageSize: '4k', raw: accepted ? 'MAPPED' : 'PENDING' };
+        return page(gpa, gpa < 0x3000n);  // the hardware has the first three pages accepted
       },
     }, odd);
     expect(report.mismatches).toEqual([{ start: 0x1800n, end: 0x3000n, guest: 'unaccepted', hardware: 'MAPPED' }]);
