@@ -37,17 +37,41 @@ type RegisterRule = 'mask' | 'exact' | 'lessThan' | 'unchecked';
 type Reg = 'eax' | 'ebx' | 'ecx' | 'edx';
 const REGS: readonly Reg[] = ['eax', 'ebx', 'ecx', 'edx'];
 
-/** A register rule, or a leaf-specific check returning the allowed value (cpuid_lookup.c *_CUSTOM). */
-type LeafRule = RegisterRule | ((proposed: number, hw: number) => number);
+/** What the firmware writes back for a register, and whether that register fails the table. */
+interface RegisterCheck { value: number; failed: boolean }
+/** A register rule, or a leaf-specific check (cpuid_lookup.c *_CUSTOM). */
+type LeafRule = RegisterRule | ((proposed: number, hw: number) => RegisterCheck);
+/** A check that fails exactly when it has to change the value, as every rule but one does. */
+const correcting = (correct: (proposed: number, hw: number) => number) => (proposed: number, hw: number): RegisterCheck => {
+  const value = correct(proposed, hw);
+  return { value, failed: value !== proposed };
+};
 
 // FN8000001F_CUSTOM: EBX[5:0] C-bit position exact, [11:6] physical-address reduction unchecked,
-// [15:12] number of VMPLs not above the CPU's, [31:16] reserved (zero).
+// [15:12] number of VMPLs not above the CPU's, [31:16] reserved (zero). Its correction is the
+// firmware's own, step by step: when the strict part (the C-bit and the reserved bits) differs,
+// it clears [11:6] and ORs the expected C-bit in ("Clear and OR the strict part"), so a wrong
+// C-bit's own bits stay set and the unchecked reduction is lost; then it caps the VMPL count
+// and clears the reserved bits. Such a value may even equal the proposal and still fail.
 const EBX_8000001F_UNCHECKED = 0x3f << 6;
 const EBX_8000001F_VMPLS = 0xf << 12;
-function ebx8000001f(proposed: number, hw: number): number {
-  const strict = hw & ~EBX_8000001F_UNCHECKED & ~EBX_8000001F_VMPLS & 0xffff;
-  const vmpls = Math.min((proposed & EBX_8000001F_VMPLS) >>> 12, (hw & EBX_8000001F_VMPLS) >>> 12);
-  return (strict | (proposed & EBX_8000001F_UNCHECKED) | (vmpls << 12)) >>> 0;
+const EBX_8000001F_RESERVED = 0xffff0000;
+function ebx8000001f(proposed: number, hw: number): RegisterCheck {
+  const strict = hw & ~EBX_8000001F_UNCHECKED & ~EBX_8000001F_VMPLS & ~EBX_8000001F_RESERVED;
+  let value = proposed, failed = false;
+  if ((value & ~EBX_8000001F_UNCHECKED & ~EBX_8000001F_VMPLS) !== strict) {
+    value = (value & ~EBX_8000001F_UNCHECKED) | strict;
+    failed = true;
+  }
+  if ((value & EBX_8000001F_VMPLS) >>> 12 > (hw & EBX_8000001F_VMPLS) >>> 12) {
+    value = (value & ~EBX_8000001F_VMPLS) | (hw & EBX_8000001F_VMPLS);
+    failed = true;
+  }
+  if (value & EBX_8000001F_RESERVED) {
+    value &= ~EBX_8000001F_RESERVED;
+    failed = true;
+  }
+  return { value: value >>> 0, failed };
 }
 
 // FN00000001_CUSTOM: EAX family/model/stepping not above the CPU's (compare_FMS, in that order,
@@ -58,16 +82,16 @@ function ebx8000001f(proposed: number, hw: number): number {
 // hypervisor bit [31] unchecked, the rest a subset of the CPU's; EDX a subset (the 'mask' rule).
 const fms = (eax: number) => [((eax >>> 8) & 0xf) + ((eax >>> 20) & 0xff), ((eax >>> 4) & 0xf) + ((eax >>> 16) & 0xf), eax & 0xf] as const;
 const EAX_00000001_RESERVED = 0xf000f000;
-function eax00000001(proposed: number, hw: number): number {
+const eax00000001 = correcting((proposed, hw) => {
   const [p, h] = [fms(proposed), fms(hw)];
   const notAbove = p[0] < h[0] || (p[0] === h[0] && (p[1] < h[1] || (p[1] === h[1] && p[2] <= h[2])));
   return ((notAbove ? proposed : hw) & ~EAX_00000001_RESERVED) >>> 0;
-}
+});
 const EBX_00000001_CLFLUSH = 0xff << 8;
 const EBX_00000001_RESERVED = 0xff;
-const ebx00000001 = (proposed: number, hw: number) => ((proposed & ~EBX_00000001_CLFLUSH & ~EBX_00000001_RESERVED) | (hw & EBX_00000001_CLFLUSH)) >>> 0;
+const ebx00000001 = correcting((proposed, hw) => ((proposed & ~EBX_00000001_CLFLUSH & ~EBX_00000001_RESERVED) | (hw & EBX_00000001_CLFLUSH)) >>> 0);
 const ECX_00000001_UNCHECKED = (1 << 27) | (1 << 31);
-const ecx00000001 = (proposed: number, hw: number) => ((proposed & (hw | ECX_00000001_UNCHECKED))) >>> 0;
+const ecx00000001 = correcting((proposed, hw) => ((proposed & (hw | ECX_00000001_UNCHECKED))) >>> 0);
 
 /** The firmware's rules for the leaves our virtual CPU has (cpuid_lookup.c lookup_table). */
 export const CPUID_POLICY: Readonly<Record<number, Record<Reg, LeafRule>>> = {
@@ -118,22 +142,23 @@ export function encodeCpuidPage(entries: readonly CpuidEntry[]): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-function allowed(rule: LeafRule, proposed: number, hw: number): number {
-  if (typeof rule === 'function') return rule(proposed >>> 0, hw >>> 0);
-  switch (rule) {
-    case 'mask': return (proposed & hw) >>> 0;
-    case 'exact': return hw >>> 0;
-    case 'lessThan': return Math.min(proposed >>> 0, hw >>> 0);
-    case 'unchecked': return proposed >>> 0;
-  }
+const REGISTER_RULES: Readonly<Record<RegisterRule, (proposed: number, hw: number) => RegisterCheck>> = {
+  mask: correcting((proposed, hw) => (proposed & hw) >>> 0),
+  exact: correcting((_proposed, hw) => hw),
+  lessThan: correcting((proposed, hw) => Math.min(proposed, hw)),
+  unchecked: (proposed) => ({ value: proposed, failed: false }),
+};
+
+function check(rule: LeafRule, proposed: number, hw: number): RegisterCheck {
+  return (typeof rule === 'function' ? rule : REGISTER_RULES[rule])(proposed >>> 0, hw >>> 0);
 }
 
 /**
  * sanitize_cpuid_list (cpuid_lookup.c) over the first `count` entries of a CPUID table in `table`
  * (the CPUID page's layout, which MSG_CPUID_REQ and MSG_CPUID_RSP share), in place: each entry of
  * the standard or extended range gets the register outputs the firmware allows, and is counted;
- * an entry outside them is left as it is. `failed` lists the EAX_IN of each checked entry that had
- * to change or whose reserved field is not zero (the firmware's INVALID_PARAM).
+ * an entry outside them is left as it is. `failed` lists the EAX_IN of each checked entry that
+ * broke a rule or whose reserved field is not zero (the firmware's INVALID_PARAM).
  */
 export function sanitizeCpuidList(table: Buffer, count: number, hardware: (leaf: number, subleaf: number) => CpuidResult): { checked: number; failed: number[] } {
   const failed: number[] = [];
@@ -146,16 +171,16 @@ export function sanitizeCpuidList(table: Buffer, count: number, hardware: (leaf:
     // (sanitize_cpuid_entry); ours lists sub-leaf 0 only.
     const rules = ecxIn === 0 ? CPUID_POLICY[eaxIn] : undefined;
     const hw = rules ? hardware(eaxIn, ecxIn) : undefined;
-    let changed = false;
+    let registerFailed = false;
     REGS.forEach((r, k) => {
       const proposed = table.readUInt32LE(o + 24 + 4 * k);
       // A leaf the table does not list: "Any architectural leaf not listed in the table must have
       // all output values equal to 0."
-      const out = rules && hw ? allowed(rules[r], proposed, hw[r]) : 0;
-      if (out !== proposed) changed = true;
-      table.writeUInt32LE(out, o + 24 + 4 * k);
+      const out = rules && hw ? check(rules[r], proposed, hw[r]) : { value: 0, failed: proposed !== 0 };
+      if (out.failed) registerFailed = true;
+      table.writeUInt32LE(out.value, o + 24 + 4 * k);
     });
-    if (changed || table.readBigUInt64LE(o + 40) !== 0n) failed.push(eaxIn);
+    if (registerFailed || table.readBigUInt64LE(o + 40) !== 0n) failed.push(eaxIn);
     checked++;
   }
   return { checked, failed };
@@ -163,7 +188,7 @@ export function sanitizeCpuidList(table: Buffer, count: number, hardware: (leaf:
 
 /**
  * The firmware's check of a proposed CPUID page against the CPU (`hardware(leaf, subleaf)`).
- * `ok` when nothing had to change. `corrected`, when the entries failed the check, is what the
+ * `ok` when no entry broke a rule. `corrected`, when the entries failed the check, is what the
  * firmware writes back to the host's page: the proposed page with the entries' register outputs
  * corrected and nothing else (AMD-ASPFW sev_mcmd.c SNP_LAUNCH_UPDATE of a CPUID page copies its
  * sanitized scratch copy back; cpuid_lookup.c rewrites only EAX..EDX, and only flags a non-zero

@@ -121,13 +121,16 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     vm.close();
   });
 
-  it('a table that adds features or moves the C-bit fails with INVALID_PARAM and comes back corrected', () => {
+  it('a table that adds features or moves the C-bit fails with INVALID_PARAM and comes back corrected as AMD\'s firmware corrects it', () => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
     // Fn8000_001F: EAX is a mask of the CPU's features, EBX[5:0] (the C-bit) is exact.
     const bad = good.map((e) => (e.eaxIn === 0x8000001f ? { ...e, eax: e.eax | 0x40, ebx: (e.ebx & ~0x3f) | 47 } : e));
     const { vm, p, r } = launch(encodeCpuidPage(bad));
     expect(r).toMatchObject({ rc: SEV_RET_INVALID_PARAM, result: 'INVALID_PARAM' });
-    expect(decodeCpuidPage(r.corrected!).entries).toEqual(good);
+    // FN8000001F_CUSTOM "Clear and OR the strict part": EBX[11:6] cleared and the C-bit 0x33 ORed
+    // into 47 (0x2f), so EBX[5:0] comes back 0x3f and the reduction (1) as 0; four VMPLs kept.
+    const corrected = good.map((e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: 0x3f | (4 << 12) } : e));
+    expect(decodeCpuidPage(r.corrected!).entries).toEqual(corrected);
     expect(p.rmp.lookup(GPA)).toMatchObject({ validated: false, immutable: true }); // still pre-guest
     expect(p.trace.ofType('launch-cpuid-rejected')[0]).toMatchObject({ leaves: [0x8000001f] });
     vm.close();
@@ -188,6 +191,12 @@ describe('the CPUID page (SNP_LAUNCH_UPDATE page type CPUID)', () => {
     { name: 'Fn8000_001F EBX[11:6] zero, below the CPU\'s 1 (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx & ~0xfc0 } : e) },
     { name: 'Fn8000_001F EBX[11:6] all set (unchecked)', accepted: true, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfc0) | (0x3f << 6) } : e) },
     { name: 'Fn8000_001F EBX[15:12] VMPL count 8 (comes back as the CPU\'s 4)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xf000) | (8 << 12) } : e) },
+    // A C-bit whose bits include the CPU's 0x33 (0x37) comes back unchanged by the OR, and the
+    // table still fails: the check compares, the correction only ORs.
+    { name: 'Fn8000_001F EBX C-bit 0x37, [11:6] zero (fails, comes back as it was)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfff) | 0x37 } : e), corrected: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: (e.ebx & ~0xfff) | 0x37 } : e) },
+    // A reserved bit fails the strict compare too (ebx_check keeps [31:16]): [11:6] is cleared
+    // with the OR, then the reserved bit with the "Zeros mask".
+    { name: 'Fn8000_001F EBX reserved bit 16 set (EBX[11:6] lost in the correction)', accepted: false, change: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx | (1 << 16) } : e), corrected: (e) => (e.eaxIn === 0x8000001f ? { ...e, ebx: e.ebx & ~0xfc0 } : e) },
   ];
   it.each(cases)('$name: accepted $accepted', ({ change, accepted, corrected }) => {
     const good = decodeCpuidPage(honestCpuidPage(51)).entries;
