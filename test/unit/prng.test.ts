@@ -50,5 +50,47 @@ describe('Prng (SplitMix64)', () => {
     const mixed = splitmix64(BigInt.asUintN(64, 9n ^ BigInt.asUintN(64, 5n * 0xd1b54a32d192ed03n)));
     mixed.next();
     expect(deriveSeed(9n, 5)).toBe(mixed.next().value);
+    // derive() seeds from the generator's current position: the published seed of that state.
+    const moved = new Prng(9n);
+    moved.next64();
+    expect(moved.derive(5).next64()).toBe(splitmix64(deriveSeed(moved.saveState(), 5)).next().value);
+  });
+
+  it('draws bigints below n from one output up to 2^64 and from two past it, as next64() % n', () => {
+    for (const n of [1n, 7n, 1n << 63n, (1n << 64n) - 1n, 1n << 64n, (1n << 64n) + 1n, (1n << 100n) + 3n]) {
+      const prng = new Prng(5n);
+      const reference = splitmix64(5n);
+      for (let i = 0; i < 20; i++) {
+        const first = reference.next().value;
+        const want = n <= 1n << 64n ? first % n : ((first << 64n) | reference.next().value) % n;
+        expect(prng.belowBig(n)).toBe(want);
+      }
+    }
+    expect(() => new Prng(5n).belowBig(0n)).toThrow(new RangeError('belowBig(0)'));
+    expect(() => new Prng(5n).belowBig(-1n)).toThrow(RangeError);
+  });
+
+  it('refuses a bound below() cannot draw from: 0, a fraction, past 2^32', () => {
+    for (const n of [0, -1, 1.5, Number.NaN, 2 ** 32 + 1]) expect(() => new Prng(5n).below(n)).toThrow(RangeError);
+    expect(new Prng(5n).below(1)).toBe(0);
+  });
+
+  it('says yes to chance(k, n) when below(n) is under k, and picks the item below() names', () => {
+    const reference = splitmix64(11n);
+    const prng = new Prng(11n);
+    for (let i = 0; i < 200; i++) {
+      const draw = Number((reference.next().value >> 32n) % 4n);
+      expect(prng.chance(2, 4)).toBe(draw < 2);
+    }
+    const never = new Prng(11n), always = new Prng(11n);
+    for (let i = 0; i < 50; i++) {
+      expect(never.chance(0, 3)).toBe(false);
+      expect(always.chance(3, 3)).toBe(true);
+    }
+    const items = ['a', 'b', 'c', 'd', 'e'] as const;
+    const picker = new Prng(12n);
+    const picks = splitmix64(12n);
+    for (let i = 0; i < 50; i++) expect(picker.pick(items)).toBe(items[Number((picks.next().value >> 32n) % 5n)]);
+    expect(() => new Prng(12n).pick([])).toThrow(/empty/);
   });
 });
