@@ -58,11 +58,17 @@ describe('Trace hash', () => {
   });
 
   it('hashes strings longer than its buffer as the file holds them', () => {
-    for (const long of ['x'.repeat(200_000), `${'é'.repeat(70_000)}!`]) {
+    // '✓' is three bytes of UTF-8: 30,000 of them fill more than the 64 KiB buffer, though twice
+    // their count would fit (the room a string needs is up to three bytes a character).
+    for (const long of ['x'.repeat(200_000), `${'é'.repeat(70_000)}!`, `${'✓'.repeat(30_000)}!`]) {
       const { trace, lines } = traceOf([['guest', 'console', { text: long }]]);
       expect(traceSha256OfJsonLines(`${lines[0]}\n`)).toBe(trace.sha256());
       expect(traceOf([['guest', 'console', { text: `${long.slice(0, -1)}?` }]]).trace.sha256()).not.toBe(trace.sha256());
     }
+    // A string that fits the buffer, three bytes a character, after 10,000 bytes already in it:
+    // the room it needs is its whole UTF-8, or its end is lost.
+    const afterFill = (end: string) => traceOf([['guest', 'console', { fill: Array<TraceValue>(10_000).fill(true), text: `${'✓'.repeat(19_999)}${end}` }]]).trace.sha256();
+    expect(afterFill('!')).not.toBe(afterFill('?'));
   });
 
   it('hashes a string longer than its buffer that starts in the buffer\'s last bytes', () => {
