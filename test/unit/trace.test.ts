@@ -81,6 +81,19 @@ describe('Trace hash', () => {
     }
   });
 
+  it('leaves out of a file\'s hash only its header line: the first, of type minivisor-trace and without seq', () => {
+    const { trace, lines } = traceOf(EVENTS);
+    const header = JSON.stringify({ type: 'minivisor-trace', schema: 3 });
+    expect(traceSha256OfJsonLines([header, ...lines].join('\n'))).toBe(trace.sha256());
+    // The same line further on, a first line of another type, and an event of that type are events.
+    const event = (line: string) => JSON.parse(line) as TraceEvent;
+    expect(traceSha256OfJsonLines([lines[0]!, header].join('\n'))).toBe(traceSha256OfEvents([event(lines[0]!), event(header)]));
+    const other = JSON.stringify({ type: 'other', schema: 3 });
+    expect(traceSha256OfJsonLines([other, lines[0]!].join('\n'))).toBe(traceSha256OfEvents([event(other), event(lines[0]!)]));
+    const named = traceOf([['hw', 'minivisor-trace', {}], EVENTS[0]!]);
+    expect(traceSha256OfJsonLines(named.lines.join('\n'))).toBe(named.trace.sha256());
+  });
+
   it('hashes the boot envelope (icount, stage) as the file holds it, when only hashing too', () => {
     const lines: string[] = [];
     const hashed = new EnvelopeTrace({ keep: false, sink: (l) => lines.push(l) });
@@ -292,6 +305,12 @@ describe('Trace hash', () => {
     hashing.observer = { event: (seq, type) => seen.push([seq, type]) };
     for (const e of EVENTS) hashing.record(...e);
     expect(seen).toEqual(EVENTS.map(([, type], seq) => [seq, type]));
+    // Once each when the lines go to a sink too (boot --trace).
+    const seenWritten: [number, string][] = [];
+    const hashingWritten = new Trace({ keep: false, sink: () => {} });
+    hashingWritten.observer = { event: (seq, type) => seenWritten.push([seq, type]) };
+    for (const e of EVENTS) hashingWritten.record(...e);
+    expect(seenWritten).toEqual(seen);
     // A sink still gets the lines, but the hash no longer covers the trace (the retention setter's contract).
     const lines: string[] = [];
     const written = new Trace({ sink: (l) => lines.push(l) });
@@ -353,6 +372,7 @@ describe('Trace hash', () => {
     const { trace } = traceOf([...EVENTS, EVENTS[0]!]);
     expect(trace.ofType('tdcall').map((e) => e.seq)).toEqual([0, EVENTS.length]);
     expect(trace.ofType('seamcall')).toEqual([trace.events[1]]);
+    expect(trace.ofType('tdcal')).toEqual([]);
     expect(traceSha256OfEvents(trace.events)).toBe(trace.sha256());
     expect(traceSha256OfEvents(trace.events.slice(1))).not.toBe(trace.sha256());
   });
