@@ -98,4 +98,31 @@ describe('digests', () => {
     h.update(bytes(9, 9));
     expect(h.digest().toString('hex')).toBe(node('sha256', bytes(70_000, 6), bytes(100, 7), bytes(9, 9)));
   });
+
+  it('a BufferedHash that has ended saves no position and stays ended, until a saved one is loaded', () => {
+    const h = new BufferedHash('sha256');
+    h.update(bytes(100, 1));
+    const saved = h.saveState();
+    h.update(bytes(10, 2));
+    h.digest();
+    expect(h.saveState()).toBeUndefined();
+    h.loadState(undefined);
+    expect(() => h.digest()).toThrow();
+    h.loadState(saved);
+    h.update(bytes(5, 3));
+    expect(h.saveState()).toBeDefined();
+    expect(h.digest().toString('hex')).toBe(node('sha256', bytes(100, 1), bytes(5, 3)));
+  });
+
+  it('a BufferedHash restored and then given more than its buffer at once peeks at all of it, and forgets its lineage', () => {
+    const h = new BufferedHash('sha256');
+    expect(h.lineage).toBeDefined();
+    h.update(bytes(50, 4));
+    h.loadState(h.saveState());
+    h.update(bytes(70_000, 5));
+    expect(h.peek('hex')).toBe(node('sha256', bytes(50, 4), bytes(70_000, 5)));
+    const fresh = new BufferedHash('sha256');
+    fresh.update(bytes(70_000, 5));
+    expect(fresh.lineage).toBeUndefined();
+  });
 });
