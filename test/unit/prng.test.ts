@@ -25,7 +25,8 @@ describe('Prng (SplitMix64)', () => {
   });
 
   it('gives the BigInt algorithm\'s stream for seeds across the 64-bit range, through next64, below and saved states', () => {
-    const seeds = [0n, 1n, -1n, MASK64, 1n << 63n, 0x9e3779b97f4a7c15n, 1n << 70n];
+    // 0x80b583eb: the low half whose sum with the increment's is exactly 2^32 (a carry at the bound).
+    const seeds = [0n, 1n, -1n, MASK64, 1n << 63n, 0x9e3779b97f4a7c15n, 1n << 70n, 0x80b583ebn];
     const source = splitmix64(42n);
     for (let i = 0; i < 300; i++) seeds.push(source.next().value);
     for (const seed of seeds) {
