@@ -77,6 +77,26 @@ describe('event injection', () => {
     expect(() => vm.vcpu.inject(14, 0n)).toThrow(/exception frame/);
     expect(() => vm.vcpu.inject(256)).toThrow(RangeError);
   });
+
+  // The frame is pushed through the hardware's gate as the CPU's own stores are: a stack page the
+  // gate lets the guest read but not write (an SNP VMPL's read-only grant) takes no frame, however
+  // writable the page tables make it, and nothing of the delivery happens.
+  it('refuses to push the frame onto a stack page the gate makes read-only, and changes nothing', () => {
+    const vm = simpleGuest(`nop\nhlt\n${HANDLERS}`);
+    try {
+      installIdt(vm, { 20: 0x2000n });
+      const stackPage = (STACK_TOP - 1n) & ~0xfffn;
+      vm.gate.set('private', stackPage, 0x1000n, 'read');
+      const before = { rip: vm.vcpu.regs.rip, rsp: vm.vcpu.regs.rsp, stack: [...vm.memory.read(STACK_TOP - 40n, 40)] };
+      expect(() => vm.vcpu.inject(20)).toThrow(/exception frame.*not writable/);
+      expect({ rip: vm.vcpu.regs.rip, rsp: vm.vcpu.regs.rsp, stack: [...vm.memory.read(STACK_TOP - 40n, 40)] }).toEqual(before);
+      vm.gate.set('private', stackPage, 0x1000n, 'readwrite');
+      vm.vcpu.inject(20);
+      expect(vm.vcpu.regs.rip).toBe(0x2000n);
+    } finally {
+      vm.close();
+    }
+  });
 });
 
 describe('snapshot and restore', () => {
