@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/cpu/machine.js';
 import { CR0_WP } from '../../src/cpu/registers.js';
-import { enablePaging, installIdt, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
+import { acceptAll, enablePaging, installGdt, installIdt, loadCode, runToHlt, simpleGuest, type Mapping } from '../helpers/guest-setup.js';
 
 const flushes = (vm: Machine) => vm.memoryCounters().tlbFlushes;
 
@@ -63,6 +63,157 @@ describe('TLB flushes on gate changes', () => {
     vm.vcpu.regs.rip = 0x1100n;
     vm.vcpu.regs.rcx = last;
     expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', gpa: last });
+  });
+});
+
+// A revocation of a page the gate never let the guest fetch from: the fetch permissions it keeps
+// cannot be what calls for the flush (a fetchable page's revocation is flushed for those alone).
+describe('TLB flushes when a page that was never fetchable loses a permission', () => {
+  const cases = [
+    { from: 'readwrite', to: 'none', probe: 'read' },
+    { from: 'read', to: 'none', probe: 'read' },
+    { from: 'readwrite', to: 'read', probe: 'write' },
+  ] as const;
+  it.each(cases)('$from -> $to, after a $probe through the TLB: flushed, and the next $probe exits', ({ from, to, probe }) => {
+    const vm = simpleGuest(`${READ_RCX}\n.org 0x100\nmov [rcx], rax\nhlt`);
+    try {
+      const gpa = 0x400000n;
+      vm.gate.set('private', gpa, 0x1000n, from, 'none');
+      const access = () => {
+        vm.vcpu.regs.rip = probe === 'read' ? 0x1000n : 0x1100n;
+        vm.vcpu.regs.rcx = gpa;
+        return vm.vcpu.run();
+      };
+      expect(access()).toMatchObject({ kind: 'hlt' });
+      const before = flushes(vm);
+      vm.gate.set('private', gpa, 0x1000n, to, 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      expect(access()).toMatchObject({ kind: 'gate-fault', gpa, access: probe });
+    } finally {
+      vm.close();
+    }
+  });
+});
+
+// A shared read of a 'ciphertext' page sees its shadow (the SNP guest key's ciphertext), of a 'read'
+// page its plaintext: a change between the two changes what an entry maps, so it must go.
+describe('TLB flushes between the plaintext and the ciphertext of a shared page', () => {
+  const SHARED = 1n << 47n;
+  const GPA = 0x500000n;
+  function sharedReader(): Machine {
+    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    acceptAll(vm);
+    installGdt(vm);
+    loadCode(vm, `mov rcx, 0x${(SHARED | GPA).toString(16)}\nmov rax, [rcx]\nhlt`);
+    vm.memory.writeU64(GPA, 0x77n);
+    return vm;
+  }
+  const readAgain = (vm: Machine) => {
+    vm.vcpu.regs.rip = 0x1000n;
+    return vm.vcpu.run();
+  };
+
+  it('plaintext -> ciphertext: flushed, and the next read exits for the shadow, then sees it', () => {
+    const vm = sharedReader();
+    try {
+      vm.gate.set('shared', GPA, 0x1000n, 'read', 'none');
+      expect(readAgain(vm)).toMatchObject({ kind: 'hlt' });
+      expect(vm.vcpu.regs.rax).toBe(0x77n);
+      const before = flushes(vm);
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      expect(readAgain(vm)).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
+      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0xab));
+      expect(readAgain(vm)).toMatchObject({ kind: 'hlt' });
+      expect(vm.vcpu.regs.rax).toBe(0xababababababababn);
+    } finally {
+      vm.close();
+    }
+  });
+
+  // A private write makes the shadow stale when its fill sees it (shared entries of the old shadow
+  // may serve reads until the next flush, still ciphertext: machine.cc OnTlbFill). So a private
+  // write entry filled before the shadow was computed must not outlive it, or the guest's writes
+  // through it would leave the old ciphertext valid past every later flush.
+  it('a shadow written while a private write entry maps the page: a later private write still makes it stale', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    try {
+      acceptAll(vm);
+      installGdt(vm);
+      loadCode(vm, `
+        mov rcx, 0x${GPA.toString(16)}
+        mov qword ptr [rcx], 1
+        mov rdx, 0x${(SHARED | GPA).toString(16)}
+        mov rax, [rdx]
+        mov qword ptr [rcx], 2
+        hlt
+        .org 0x100
+        mov rax, [rdx]
+        hlt`);
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      // A neighbour's shadow first: mapping the shadow's memory in the emulator (the first shadow
+      // of its chunk) drops every TLB entry by itself, which would hide what is tested here.
+      vm.gate.writeShadow(GPA + 0x1000n, new Uint8Array(4096));
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
+      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0x11));
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
+      expect([vm.vcpu.regs.rax, vm.memory.readU64(GPA)]).toEqual([0x1111111111111111n, 2n]);
+      const before = flushes(vm);
+      vm.vcpu.writeSpecial('efer', vm.vcpu.readSpecial('efer') ^ (1n << 11n));  // any flush
+      expect(flushes(vm)).toBe(before + 1);
+      vm.vcpu.regs.rip = 0x1100n;
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
+    } finally {
+      vm.close();
+    }
+  });
+
+  // The shared entry of the old shadow may serve reads until the next flush, and the next gate
+  // change must be one, even one that changes nothing of the page's gate (an RMPUPDATE that
+  // assigns the page again): after it the guest's shared read asks for the shadow of what it wrote.
+  it('a private write after a shared read of the shadow: the next gate change of the page flushes, and the next read asks again', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    try {
+      acceptAll(vm);
+      installGdt(vm);
+      loadCode(vm, `
+        mov rcx, 0x${GPA.toString(16)}
+        mov rdx, 0x${(SHARED | GPA).toString(16)}
+        mov rax, [rdx]
+        mov qword ptr [rcx], 3
+        hlt
+        .org 0x100
+        mov rax, [rdx]
+        hlt`);
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0x22));
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
+      expect([vm.vcpu.regs.rax, vm.memory.readU64(GPA)]).toEqual([0x2222222222222222n, 3n]);
+      const before = flushes(vm);
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      vm.vcpu.regs.rip = 0x1100n;
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
+    } finally {
+      vm.close();
+    }
+  });
+
+  it('ciphertext -> plaintext: flushed, and the next read sees the plaintext', () => {
+    const vm = sharedReader();
+    try {
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0xcd));
+      expect(readAgain(vm)).toMatchObject({ kind: 'hlt' });
+      expect(vm.vcpu.regs.rax).toBe(0xcdcdcdcdcdcdcdcdn);
+      const before = flushes(vm);
+      vm.gate.set('shared', GPA, 0x1000n, 'read', 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      expect(readAgain(vm)).toMatchObject({ kind: 'hlt' });
+      expect(vm.vcpu.regs.rax).toBe(0x77n);
+    } finally {
+      vm.close();
+    }
   });
 });
 
