@@ -84,6 +84,33 @@ describe('code bits follow the bytes of the page (counting mode)', () => {
     expect(vm.vcpu.instructions).toBe(10_000n + 6n + 1000n);
   });
 
+  // A branch whose target is its own first byte runs again at the same address as the
+  // architecture says, not because its block was retranslated: no charge, in every encoding of a
+  // relative branch (SDM Vol. 2: JMP EB cb / E9 cd, Jcc 7x cb / 0F 8x cd, LOOP E2 cb; the
+  // displacement counts from the next instruction, so it is minus the whole length).
+  it.each([
+    ['JMP rel8', [0xeb, 0xfe]],
+    ['JMP rel32', [0xe9, 0xfb, 0xff, 0xff, 0xff]],
+    ['JNZ rel8', [0x75, 0xfe]],
+    ['JNZ rel32', [0x0f, 0x85, 0xfa, 0xff, 0xff, 0xff]],
+    ['LOOP rel8', [0xe2, 0xfe]],
+    ['JMP rel8 behind a REX prefix', [0x48, 0xeb, 0xfd]],
+  ])('%s to itself repeats at no charge until the instruction limit', (_name, bytes) => {
+    const vm = simpleGuest(`
+        xor eax, eax
+        inc eax
+        mov rcx, 1000000
+        .byte ${bytes.join(', ')}
+        hlt`);
+    try {
+      vm.vcpu.instructionLimit = 20_000n;
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'budget', instructions: 20_000n });
+      expect(vm.vcpu.budgetCharged).toBe(1024n);  // the run's own exit charge, nothing else
+    } finally {
+      vm.close();
+    }
+  });
+
   it('REP OUTSB on a page with code bits exits (string I/O is intercepted, repeated or not)', () => {
     const vm = simpleGuest(`
         mov ecx, 5000
