@@ -7,13 +7,13 @@ import { EDGE_MAP_BYTES } from '../../../src/cpu/machine.js';
 import { ExecutionMemo } from '../../../src/fuzz/execution-memo.js';
 import type { Execution } from '../../../src/fuzz/executor.js';
 
-/** A guest that exits `points.length` times, each exit consulting the book at its point (a fake run). */
-function run(program: AttackProgram, points: readonly CallPoint[], memo: ExecutionMemo, instructions: bigint): Execution {
+/** A guest that exits `points.length` times, each exit consulting the book at its point (null: none), a fake run. */
+function run(program: AttackProgram, points: readonly (CallPoint | null)[], memo: ExecutionMemo, instructions: bigint): Execution {
   const book = new DecisionBook(program);
   book.consultations = [];
   for (const point of points) {
     book.beginExit();
-    book.answerFor(point);
+    if (point !== null) book.answerFor(point);
   }
   const edges = new Uint8Array(EDGE_MAP_BYTES);
   const edgeSlots = new Uint32Array(EDGE_MAP_BYTES + 1);
@@ -72,6 +72,57 @@ describe('execution memo', () => {
     run(program(), POINTS, memo, 100n);
     // The same answers, and the guest went elsewhere: nothing recorded can be trusted any more.
     run(program(), ['tdx.mapGpa', 'tdx.instructionHlt'], memo, 100n);
+    expect(memo.conflicts).toBe(1);
+    expect(memo.find(program())).toBeUndefined();
+  });
+});
+
+describe('execution memo, what it must not answer', () => {
+  it('answers no program with a run that was given something where the program decides nothing', () => {
+    const memo = new ExecutionMemo();
+    run(program(lie), POINTS, memo, 200n);
+    // The honest program gives the honest answer at the second mapGpa call: not the lying run.
+    expect(memo.find(program())).toBeUndefined();
+    expect(memo.find(program({ at: 'exit', exitIndex: 0, action: { kind: 'inject', vector: 40 } }))).toBeUndefined();
+    expect(memo.find(program(lie))).toBeDefined();
+  });
+
+  it('keeps the runs already branched below a point where a new run parts from them', () => {
+    const memo = new ExecutionMemo();
+    run(program(lie), POINTS, memo, 200n);
+    run(program(), POINTS, memo, 100n);
+    // Parts from both at the first instructionIo call, before the branch at the second mapGpa call.
+    const ioLie: Decision = { at: 'call', point: 'tdx.instructionIo', occurrence: 0, answer: { kind: 'vmcall-return', effect: 'none', regs: { r10: 0n } } };
+    run(program(ioLie), POINTS, memo, 300n);
+    expect(memo.conflicts).toBe(0);
+    expect(memo.execution(memo.find(program(lie))!, 0n).instructions).toBe(200n);
+    expect(memo.execution(memo.find(program())!, 0n).instructions).toBe(100n);
+    expect(memo.execution(memo.find(program(ioLie))!, 0n).instructions).toBe(300n);
+  });
+
+  // A run is a pure function of what it was given only if the same answers always lead to the same
+  // consultations and the same end; any run that shows otherwise turns the memo off.
+  it('turns itself off when a run goes on past the end of a recorded run given the same', () => {
+    const memo = new ExecutionMemo();
+    run(program(), ['tdx.mapGpa'], memo, 100n);
+    run(program(), ['tdx.mapGpa', 'tdx.instructionIo'], memo, 100n);
+    expect(memo.conflicts).toBe(1);
+  });
+
+  it('turns itself off when a run ends where recorded runs went on and parted', () => {
+    const memo = new ExecutionMemo();
+    run(program(lie), POINTS, memo, 200n);
+    run(program(), POINTS, memo, 100n);
+    // The same consultations as both up to where they part (the exit before the second mapGpa call), then the end.
+    run(program(), ['tdx.mapGpa', 'tdx.instructionIo', null], memo, 100n);
+    expect(memo.conflicts).toBe(1);
+  });
+
+  it('turns itself off when a run consults another decision point where recorded runs parted', () => {
+    const memo = new ExecutionMemo();
+    run(program(lie), POINTS, memo, 200n);
+    run(program(), POINTS, memo, 100n);
+    run(program(), ['tdx.mapGpa', 'tdx.instructionIo', 'tdx.instructionHlt'], memo, 100n);
     expect(memo.conflicts).toBe(1);
     expect(memo.find(program())).toBeUndefined();
   });
