@@ -11,6 +11,16 @@ describe('which calls a decision covers', () => {
     expect([book.answerFor('tdx.mapGpa'), book.answerFor('tdx.mapGpa'), book.answerFor('tdx.mapGpa')].map((a) => a.kind)).toEqual(['honest', 'stop', 'honest']);
     expect(book.callCounts.get('tdx.mapGpa')).toBe(3);
   });
+
+  it('where two decisions cover the same call, the first in the program answers it', () => {
+    const book = new DecisionBook({
+      platform: 'tdx', decisions: [
+        { at: 'call', point: 'tdx.mapGpa', occurrence: 1, repeat: 2, answer: { kind: 'resume' } },
+        { at: 'call', point: 'tdx.mapGpa', occurrence: 0, repeat: 4, answer: { kind: 'stop' } },
+      ],
+    });
+    expect([0, 1, 2, 3, 4].map(() => book.answerFor('tdx.mapGpa').kind)).toEqual(['stop', 'resume', 'resume', 'stop', 'honest']);
+  });
 });
 
 // LIVELOCK_REQUESTS: the same page-state request that many times in a row, no other exit between,
