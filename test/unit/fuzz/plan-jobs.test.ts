@@ -2,7 +2,7 @@
 // deterministic slices whose union is the unsharded run of N times the jobs, each job with its own
 // derived seed, and `--runs` must be split so that the jobs' runs add up to it.
 import { describe, expect, it } from 'vitest';
-import { planJobs } from '../../../src/fuzz/parallel.js';
+import { JOB_MEMORY_BYTES, jobMemoryBytes, jobsThatFit, planJobs } from '../../../src/fuzz/parallel.js';
 import { deriveSeed } from '../../../src/shared/prng.js';
 
 describe('planJobs', () => {
@@ -33,5 +33,23 @@ describe('planJobs', () => {
     expect(among.map((p) => p.runs)).toEqual([1, 1, 1]);
     // The runs still add up to --runs.
     expect(planJobs({ jobs: 256, seed: 1n, runs: 1 })).toEqual([{ job: 0, seed: deriveSeed(1n, 0), runs: 1 }]);
+  });
+});
+
+describe('jobsThatFit', () => {
+  // One job's estimate is the emulator's share plus the guest memory its workload writes.
+  const target = { workloadBytes: 64n << 20n };
+  const perJob = JOB_MEMORY_BYTES + 64 * 2 ** 20;
+
+  it('counts a job\'s workload into its memory', () => {
+    expect(jobMemoryBytes(target)).toBe(perJob);
+    expect(jobMemoryBytes({ workloadBytes: 0n })).toBe(JOB_MEMORY_BYTES);
+  });
+
+  it('fits only whole jobs, and always one', () => {
+    expect(jobsThatFit(target, 3 * perJob)).toBe(3);
+    expect(jobsThatFit(target, 3 * perJob - 1)).toBe(2);
+    expect(jobsThatFit(target, perJob - 1)).toBe(1);
+    expect(jobsThatFit(target, 0)).toBe(1);
   });
 });
