@@ -181,6 +181,17 @@ describe('adversary, TDX host SEAMCALL actions', () => {
     expect(walk(P + 0x1000n, 0).state).toBe('PENDING');
   });
 
+  it('each op makes the SEAMCALL of its name, PROMOTE and SEPT_ADD too, whatever the module answers', () => {
+    const td = tdGuest(HALT);
+    // TDX module 1.5 ABI leaf names (tdx_api_defs.h: TDH_MEM_*).
+    const leaves = { AUG: 'TDH_MEM_PAGE_AUG', BLOCK: 'TDH_MEM_RANGE_BLOCK', UNBLOCK: 'TDH_MEM_RANGE_UNBLOCK', TRACK: 'TDH_MEM_TRACK', REMOVE: 'TDH_MEM_PAGE_REMOVE',
+      DEMOTE: 'TDH_MEM_PAGE_DEMOTE', PROMOTE: 'TDH_MEM_PAGE_PROMOTE', SEPT_ADD: 'TDH_MEM_SEPT_ADD' } as const;
+    for (const [op, leaf] of Object.entries(leaves) as [keyof typeof leaves, string][]) {
+      seamcall(td, op, P, 1);
+      expect(td.trace.ofType('seamcall').at(-1)?.leaf, op).toBe(leaf);
+    }
+  });
+
   it('shared-write: a private page refuses the host (TDX: private memory is the TD\'s alone) and is left as it was; a shared page takes the bytes', () => {
     const td = tdGuest(HALT);
     const memory = td.platform.machine.memory;
