@@ -66,6 +66,16 @@ describe('decisions the mutator inserts', () => {
     for (const times of [4, 64, 1_000_000]) expect(repeated.some((d) => d.repeat === times)).toBe(true);
   });
 
+  it('SNP: a GHCB registration is refused about as often as it is answered with another GFN, near or far', () => {
+    const registrations = calls(SNP).map((d) => d.answer).filter((a) => a.kind === 'ghcb-registration');
+    expect(registrations.length).toBeGreaterThan(100);
+    const refused = registrations.filter((a) => a.response === 'refuse').length / registrations.length;
+    expect(refused).toBeGreaterThan(0.35);
+    expect(refused).toBeLessThan(0.65);
+    // The next or previous page, 2 MiB either way, 4 GiB on (in pages).
+    expect(new Set(registrations.map((a) => a.gfnDelta).filter((d) => d !== undefined))).toEqual(new Set([1n, -1n, 0x200n, -0x200n, 1n << 20n]));
+  });
+
   it('TDX: VMCALL returns with a status in R10, sometimes R11; MapGPA answers with GHCI statuses', () => {
     const answers = calls(TDX).map((d) => d.answer);
     const returns = answers.filter((a) => a.kind === 'vmcall-return');
@@ -79,6 +89,8 @@ describe('decisions the mutator inserts', () => {
     expect(partial.length).toBeGreaterThan(20);
     expect(partial.some((a) => a.resumeDelta !== undefined) && partial.some((a) => a.resumeDelta === undefined)).toBe(true);
     expect(partial.some((a) => a.resumeDelta !== undefined && a.resumeDelta !== 0n)).toBe(true);
+    // The random answer reports such a conversion as done, to be retried, or failed (GHCI 1.5 Table 3-1: INVALID_OPERAND).
+    expect(new Set(partial.map((a) => a.status))).toEqual(new Set([0n, 1n, 0x8000000000000000n]));
     const sharedOnly = partial.filter((a) => a.sharedEptOnly).length / partial.length;
     expect(sharedOnly).toBeGreaterThan(0.1);
     expect(sharedOnly).toBeLessThan(0.45);
@@ -107,6 +119,8 @@ describe('decisions the mutator inserts', () => {
     const ioio = byPoint((p) => p === 'snp.ghcb.ioio');
     expect(ioio.some((a) => a.ghcb?.rax !== undefined)).toBe(true);
     expect(byPoint((p) => p !== 'snp.ghcb.ioio').some((a) => a.ghcb?.rax !== undefined)).toBe(false);
+    // An IOIO exit is a GHCB exit too: its answer may set SW_EXITINFO1/2 instead of the data.
+    expect(ioio.some((a) => a.ghcb?.swExitInfo1 !== undefined || a.ghcb?.swExitInfo2 !== undefined)).toBe(true);
     const psc = byPoint((p) => p === 'snp.ghcb.psc');
     expect(psc.some((a) => a.pscHeader?.curEntry !== undefined) && psc.some((a) => a.pscHeader?.endEntry !== undefined)).toBe(true);
     expect(new Set(calls(SNP).map((d) => d.answer.kind))).toEqual(new Set(['vmgexit', 'ghcb-registration', 'npf', 'resume', 'stop']));
@@ -125,6 +139,15 @@ describe('host actions the mutator inserts at exits', () => {
     const random = exits.filter((d) => ['tdx.seamcall', 'tdx.shared-ept', 'shared-write', 'snp.rmpupdate', 'snp.psmash', 'snp.npt-page-size'].includes(d.action.kind));
     expect(random.filter((d) => d.exitIndex < 30).length).toBeGreaterThan(random.length * 0.7);
     expect(new Set(random.filter((d) => d.exitIndex < 30).map((d) => d.exitIndex)).size).toBe(30);
+  });
+
+  it('a parent that made one exit gets its random host actions at that exit (a later change may move one)', () => {
+    const rng = new Prng(6n);
+    const profile = { ...profileFor('tdx'), vmmExits: 1 };
+    const random = Array.from({ length: 3000 }, () => mutate(rng, { platform: 'tdx', decisions: [] }, profile))
+      .flatMap((p) => p.decisions.filter((d): d is Exit => d.at === 'exit' && ['tdx.seamcall', 'tdx.shared-ept', 'shared-write'].includes(d.action.kind)));
+    expect(random.length).toBeGreaterThan(200);
+    expect(random.filter((d) => d.exitIndex === 0).length).toBeGreaterThan(random.length * 0.85);
   });
 
   it('a parent that made no exit gets calls, not random host actions (exit tactics still strike at its first exit)', () => {
@@ -166,6 +189,16 @@ describe('host actions the mutator inserts at exits', () => {
     expect([13, 14, 29].every((v) => injects.some((a) => a.vector === v))).toBe(true);
   });
 
+  it('TDX: an interrupt posted in a 2M ACCEPT becomes pending after 1 to 511 of its 512 4K chunks, never before the first or after the last', () => {
+    // A parent that reached no decision point: every random decision is a host action at an exit.
+    const rng = new Prng(19n);
+    const profile = { ...profileFor('tdx'), callCounts: new Map<CallPoint, number>() };
+    const posts = ofKind(actions(Array.from({ length: 12000 }, () => mutate(rng, { platform: 'tdx', decisions: [] }, profile))), 'tdx.post-interrupt');
+    expect(posts.length).toBeGreaterThan(2000);
+    expect(posts.every((a) => a.afterChunks >= 1 && a.afterChunks <= 511)).toBe(true);
+    expect(posts.some((a) => a.afterChunks === 1) && posts.some((a) => a.afterChunks === 511)).toBe(true);
+  });
+
   it('shared writes of 1, 2, 4 or 8 bytes at an address aligned to their size, with a value that fits', () => {
     const writes = [...ofKind(actions(TDX), 'shared-write'), ...ofKind(actions(SNP), 'shared-write')];
     expect(new Set(writes.map((a) => a.size))).toEqual(new Set([1, 2, 4, 8]));
@@ -199,6 +232,13 @@ describe('structural mutations', () => {
     return Array.from({ length: n }, () => mutate(rng, parent, profile, other, { keepLaunch }));
   };
 
+  it('stacks one to four mutations: a TDX program with no decisions gets up to four (each insertion adds one), every count from one', () => {
+    const rng = new Prng(29n);
+    const counts = new Set(Array.from({ length: 1000 }, () => mutate(rng, { platform: 'tdx', decisions: [] }, profile).decisions.length));
+    expect([...counts].every((n) => n <= 4)).toBe(true);
+    for (const n of [1, 2, 3, 4]) expect(counts).toContain(n);
+  });
+
   it('keeps all but at most four of the parent\'s decisions, and sometimes deletes one', () => {
     const ms = mutants(1500);
     expect(ms.every((m) => m.decisions.length >= parent.decisions.length - 4)).toBe(true);
@@ -221,6 +261,8 @@ describe('structural mutations', () => {
       if (parents(m, 'tdx.reportFatalError').some((d) => d.occurrence === 5 && d.repeat === undefined)) removed++;
     }
     for (const o of [19, 21, 12, 28]) expect(occurrencesOf20, `occurrence ${o}`).toContain(o);
+    // Or gives the decision another answer, where it strikes (the insertions aim at the 1 to 3 calls the parent made).
+    expect(ms.some((m) => m.decisions.some((d) => d.at === 'call' && d.point === 'tdx.getTdVmCallInfo' && d.occurrence === 20 && !(d.answer.kind === 'vmcall-return' && d.answer.effect === 'none' && d.answer.regs.r10 === 0n && d.answer.regs.r11 === undefined)))).toBe(true);
     for (const e of [19, 21, 4, 36]) expect(exitsOf20, `exit ${e}`).toContain(e);
     expect(added).toBeGreaterThan(0);
     expect(removed).toBeGreaterThan(0);
