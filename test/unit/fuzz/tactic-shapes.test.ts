@@ -116,6 +116,9 @@ describe('call-point tactics', () => {
     // Only the MSR protocol reached: only it is lied about.
     const msrOnly = { ...profile, callCounts: new Map([['snp.msr.psc', 2]]) } as ExecutionProfile;
     expect(builds('PSC fails, nothing converted', msrOnly).every((m) => calls(m)[0]!.point === 'snp.msr.psc')).toBe(true);
+    // Only the GHCB protocol reached: it is lied about every time, never nothing built.
+    const ghcbOnly = { ...profile, callCounts: new Map([['snp.ghcb.psc', 2]]) } as ExecutionProfile;
+    expect(builds('PSC fails, nothing converted', ghcbOnly).every((m) => m !== undefined && calls(m)[0]!.point === 'snp.ghcb.psc')).toBe(true);
   });
 
   it('PSC converts then fails; PSC partial; PSC no progress forever; PSMASH on every NPF', () => {
@@ -200,6 +203,9 @@ describe('exit tactics', () => {
       const a = exits(m)[0]!.action;
       expect(a.kind === 'snp.unvalidate' && pageAligned(a.spa)).toBe(true);
     }
+    // Mostly a page the guest worked on, or one of the seven after it (validated with it).
+    const unvalidated = builds('PSMASH + RMPUPDATE a validated page (un-validate it)').map((m) => (exits(m)[0]!.action as { spa: bigint }).spa);
+    expect(unvalidated.filter((spa) => profile.gpas.some((w) => spa >= w && spa < w + 0x8000n)).length).toBeGreaterThan(unvalidated.length / 2);
     for (const m of builds('inject #VC 0x404 with no cause')) {
       // #VC is vector 29 (AMD APM vol. 2, §15.35.5).
       expect(exits(m)[0]!.action).toEqual({ kind: 'inject', vector: 29, errorCode: 0x404n });
