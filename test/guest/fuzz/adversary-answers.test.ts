@@ -14,7 +14,7 @@ import { runTd } from '../../../src/vmm/tdx/run-td.js';
 import { FOREVER } from '../../helpers/attack-programs.js';
 import { CODE_BASE } from '../../helpers/guest-setup.js';
 import { GHCB_GPA, PVALIDATE, VMGEXIT, ghcbCall, msrProtocol, privateIdentityWithGhcb, snpGuest } from '../../helpers/snp-guest.js';
-import { acceptAsm, HALT, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
+import { acceptAsm, HALT, SHARED_VA, TDCALL, tdGuest } from '../../helpers/tdx-guest.js';
 
 /** A 2 MiB-aligned GPA above the tiny guests' boot image, in both platforms' 32 MiB guests. */
 const P = 0x400000n;
@@ -75,6 +75,19 @@ describe('adversary, TDX EPT-violation answers', () => {
       expect(runtimeSeamcalls(td)).toEqual(HONEST_AUG_OF_P);
       expect(td.trace.ofType('adversary')).toEqual([]);
     }
+  });
+
+  it('an AUG answer to a shared-EPT violation AUGs the private page of its GPA (the shared bit stripped), or the one otherDelta away', () => {
+    // The guest writes P through its shared alias: the GPA has the shared bit (GPAW-1) set.
+    const write = `mov rax, 0x${(SHARED_VA + P).toString(16)}\n mov qword ptr [rax], 1\n ${HALT}`;
+    // The second exit is answered honestly: the honest VMM maps no shared page there (MMIO is not modelled).
+    const aug = tdUnder(write, [call('tdx.onSharedEptViolation', { kind: 'ept', action: 'aug-4k' })]);
+    expect(runTd(aug.td).outcome).toBe('fault');
+    expect(runtimeSeamcalls(aug.td)).toEqual(HONEST_AUG_OF_P);
+    expect(aug.td.platform.module.sept.walk(P, 0)).toMatchObject({ level: 0, state: 'PENDING' });
+    const other = tdUnder(write, [call('tdx.onSharedEptViolation', { kind: 'ept', action: 'aug-other', otherDelta: 0x2000n })]);
+    expect(runTd(other.td).outcome).toBe('fault');
+    expect(other.td.platform.module.sept.walk(P + 0x2000n, 0)).toMatchObject({ level: 0, state: 'PENDING' });
   });
 
   it('refuse resumes with nothing done: the same ACCEPT exits again', () => {
@@ -233,6 +246,22 @@ describe('adversary, TDX answers from a mutation sweep of adversary.ts', () => {
     expect(td.trace.ofType('shared-ept').map((e) => [e.gpa, e.size, e.mapped])).toEqual([[P, 0x1000n, true]]);
     expect(td.trace.ofType('guest-release').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
     expect(td.trace.ofType('guest-reclaim')).toEqual([]);
+  });
+
+  it('records a MapGPA to private as the guest reclaiming the range, not releasing it', () => {
+    const { td } = tdUnder(`${mapGpa(P, 0x2000n)}\n ${HALT}`, []);
+    expect(runTd(td).outcome).toBe('done');
+    expect(td.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x2000n]]);
+    expect(td.trace.ofType('guest-release')).toEqual([]);
+  });
+
+  it('the livelock guard ends a guest that repeats the same MapGPA, as out of budget', () => {
+    const loop = `mov r14, ${LIVELOCK_REQUESTS + 50}\n 1:\n ${mapGpa(P | TDX_SHARED_BIT, 0x1000n)}\n dec r14\n jnz 1b\n ${HALT}`;
+    const { td, book } = tdUnder(loop, []);
+    const outcome = runTd(td);
+    expect(outcome.outcome).toBe('budget');
+    expect(outcome.reason).toMatch(new RegExp(`^livelock guard: the guest made the same page-state request ${LIVELOCK_REQUESTS} times in a row`));
+    expect(book.callCounts.get('tdx.mapGpa')).toBe(LIVELOCK_REQUESTS - 1);
   });
 
   it('map-gpa with sharedEptOnly maps the VMM\'s shared EPT for a request to shared, and unmaps it for one to private', () => {
