@@ -32,6 +32,21 @@ describe('decision coverage of a TDVMCALL return', () => {
   });
 });
 
+describe('decision coverage of the honest answer', () => {
+  it('is a key of its own at each decision point', () => {
+    const honestAt = (point: CallPoint) => {
+      const book = new DecisionBook({ platform: 'tdx', decisions: [] });
+      book.answerFor(point);
+      return [...book.coverage];
+    };
+    const [mapGpa, io] = [honestAt('tdx.mapGpa'), honestAt('tdx.instructionIo')];
+    expect(mapGpa).toHaveLength(1);
+    expect(io).toHaveLength(1);
+    expect(mapGpa).not.toEqual(io);
+    expect(keysOf([{ kind: 'vmcall-return', effect: 'none', regs: { r10: 0n } }])).not.toContainEqual(io);
+  });
+});
+
 describe('decision coverage of the other answers', () => {
   it('tells MapGPA statuses apart (GHCI 1.5 Table 3-1: SUCCESS, RETRY, a failure), and a conversion from none', () => {
     const mapGpa = (status: bigint, convertBytes = 0x1000n): Answer => ({ kind: 'map-gpa', convertBytes, status });

@@ -4,9 +4,10 @@
 // more. A stand-in host records the calls; what the hardware then does is the models' business
 // (test/guest/fuzz/adversary-answers.test.ts runs them on real ones).
 import { describe, expect, it } from 'vitest';
-import { snpHostAction, tdxHostAction } from '../../../src/fuzz/adversary.js';
-import type { HostAction } from '../../../src/fuzz/attack-program.js';
+import { DecisionBook, snpAdversaryPolicy, snpHostAction, tdxHostAction } from '../../../src/fuzz/adversary.js';
+import type { Answer, HostAction } from '../../../src/fuzz/attack-program.js';
 import type { SnpVmmHandle } from '../../../src/platform/snp/vmm-handle.js';
+import type { SnpVmmPolicy } from '../../../src/vmm/snp/policy.js';
 
 type TdxHost = Parameters<typeof tdxHostAction>[0];
 
@@ -31,7 +32,7 @@ function recordingHost(own: Record<string, unknown> = {}): { host: unknown; call
       return undefined;
     },
   };
-  const host = new Proxy({ asid: ASID, hostMemory, batch: <T>(fn: () => T) => fn(), ...own }, {
+  const host = new Proxy({ asid: ASID, hostMemory, trace: { record: () => undefined }, batch: <T>(fn: () => T) => fn(), ...own }, {
     get: (target, name: string) => (name in target ? (target as Record<string, unknown>)[name] : record(name)),
   });
   return { host, calls };
@@ -98,5 +99,39 @@ describe('SNP host actions on the host interface', () => {
 
   it('inject injects its vector with its error code', () => {
     expect(snp({ kind: 'inject', vector: 29, errorCode: 0x404n }).calls).toEqual([['inject', 29, 0x404n]]);
+  });
+});
+
+describe('SNP NPF answers and exit actions on the host interface', () => {
+  const npf = { kind: 'npf', gpa: P + 0x3008n } as Parameters<SnpVmmPolicy['onNpf']>[1];
+  const hlt = { kind: 'hlt' } as Parameters<SnpVmmPolicy['onHlt']>[1];
+  /** The host calls of the SNP adversary answering one NPF (or HLT) as `decisions` say. */
+  function exitCalls(decisions: ConstructorParameters<typeof DecisionBook>[0]['decisions'], exit: 'npf' | 'hlt' = 'npf'): unknown[][] {
+    const { host, calls } = recordingHost({ rmpEntry: () => ({ pageSize: '2m' }) });
+    const policy = snpAdversaryPolicy(new DecisionBook({ platform: 'snp', decisions }), {} as SnpVmmPolicy);
+    if (exit === 'npf') policy.onNpf(host as SnpVmmHandle, npf);
+    else policy.onHlt(host as SnpVmmHandle, hlt);
+    return calls;
+  }
+  const answer = (action: Extract<Answer, { kind: 'npf' }>['action']) => exitCalls([{ at: 'call', point: 'snp.onNpf', occurrence: 0, answer: { kind: 'npf', action } }]);
+
+  it('each NPF answer makes the host calls of its name at the faulting page or its 2 MiB region, and nothing more', () => {
+    const page = P + 0x3000n;
+    expect(answer('psmash')).toEqual([['psmash', P], ['setNptPageSize', P + 0x3008n, '4k']]);
+    expect(answer('make-private')).toEqual([['rmpUpdate', page, { assigned: true, pageSize: '4k', gpa: page, asid: ASID }]]);
+    expect(answer('make-shared')).toEqual([['psmash', P], ['rmpUpdate', page, { assigned: false, pageSize: '4k', gpa: 0n, asid: 0 }]]);
+    expect(answer('npt-2m')).toEqual([['setNptPageSize', P + 0x3008n, '2m']]);
+    expect(answer('npt-4k')).toEqual([['setNptPageSize', P + 0x3008n, '4k']]);
+    expect(answer('refuse')).toEqual([]);
+  });
+
+  it('the host actions due at an exit are taken at an NPF and at a HLT too', () => {
+    const at0: ConstructorParameters<typeof DecisionBook>[0]['decisions'] = [
+      { at: 'exit', exitIndex: 0, action: { kind: 'snp.psmash', spa: P } },
+      { at: 'call', point: 'snp.onNpf', occurrence: 0, answer: { kind: 'resume' } },
+      { at: 'call', point: 'snp.onHlt', occurrence: 0, answer: { kind: 'resume' } },
+    ];
+    expect(exitCalls(at0, 'npf')).toEqual([['psmash', P]]);
+    expect(exitCalls(at0, 'hlt')).toEqual([['psmash', P]]);
   });
 });
