@@ -8,6 +8,7 @@ import { HonestRunOverBudgetError, emptyStats, findingSignature, type CampaignSt
 import { plantedBugTarget } from '../../../src/fuzz/planted-bugs.js';
 import type { StoredFinding } from '../../../src/fuzz/finding-file.js';
 import { traceSha256OfJsonLines } from '../../../src/shared/trace.js';
+import { deriveSeed } from '../../../src/shared/prng.js';
 
 // SNP with PSC errors ignored: the planted bug a campaign finds in a few executions (README).
 const TARGET = plantedBugTarget('snp', 'psc-error-ignored');
@@ -63,6 +64,30 @@ describe('runFuzz', () => {
     expect(second.findings.map((f) => [f.finding.id, f.finding.job])).toEqual(first.findings.map((f) => [f.finding.id, f.finding.job]));
   }, 120_000);
 
+  it('runs one job of a shard as that global job: its derived seed, findings named with it, its shrink budget, its final statistics reported', async () => {
+    const progress: CampaignStats[] = [];
+    const r = await runFuzz({ target: TARGET, seed: 1n, runs: 30, jobs: 1, shard: { index: 1, count: 2 }, shrinkBudget: 0, onProgress: (stats) => progress.push(stats) });
+    expect(r.findings.length).toBeGreaterThan(0);
+    for (const { finding } of r.findings) expect([finding.job, finding.seed]).toEqual([1, deriveSeed(1n, 1)]);
+    expect(r.stats.shrinkExecs).toBe(0);
+    expect(progress.at(-1)).toEqual(r.stats);
+  }, 120_000);
+
+  it('with two jobs that find the same thing keeps it once, and merges the corpora in job order', async () => {
+    const found = (await runFuzz({ target: TARGET, seed: 1n, runs: 30, jobs: 1, shrinkBudget: 20 })).findings[0]!.finding;
+    // Both jobs start from the program that found it: both find it again at their second execution.
+    const r = await runFuzz({ target: TARGET, seed: 1n, runs: 4, jobs: 2, shrinkBudget: 0, seeds: [found.program] });
+    expect(r.stats.findingsByCategory[found.category]).toBe(2);
+    expect(r.findings.map((f) => [f.finding.category, f.finding.job])).toEqual([[found.category, 0]]);
+    // Each job's corpus begins with the honest program; the seed program reached more.
+    expect(r.corpus.map((p) => p.decisions.length === 0)).toEqual([true, false, true, false]);
+  }, 120_000);
+
+  it('with one job stops at its time', async () => {
+    const r = await runFuzz({ target: TARGET, seed: 1n, timeMs: 1, jobs: 1 });
+    expect(r.stats.execs).toBeLessThan(10);
+  }, 120_000);
+
   it('fails with HonestRunOverBudgetError, in the calling thread and from a worker, when the honest run outgrows the budget', async () => {
     const tight = { ...TARGET, maxInstructions: 10_000n };
     await expect(runFuzz({ target: tight, seed: 1n, runs: 5, jobs: 1 })).rejects.toBeInstanceOf(HonestRunOverBudgetError);
@@ -74,10 +99,12 @@ describe('runFuzz', () => {
   it('aborted before it starts, each job stops after at most its first execution and the run returns as a finished one', async () => {
     const abort = new AbortController();
     abort.abort();
-    const r = await runFuzz({ target: TARGET, seed: 1n, runs: 200, jobs: 2, signal: abort.signal });
-    expect(r.jobs).toBe(2);
-    expect(r.stats.execs).toBeLessThanOrEqual(2);
-    expect(r.stats.verdicts.finding).toBe(0);
-    expect(r.findings).toEqual([]);
+    for (const jobs of [2, 1]) {
+      const r = await runFuzz({ target: TARGET, seed: 1n, runs: 200, jobs, signal: abort.signal });
+      expect(r.jobs).toBe(jobs);
+      expect(r.stats.execs).toBeLessThanOrEqual(jobs);
+      expect(r.stats.verdicts.finding).toBe(0);
+      expect(r.findings).toEqual([]);
+    }
   }, 120_000);
 });
