@@ -13,6 +13,35 @@ const sha384 = (...pieces: Uint8Array[]) => {
 };
 
 describe('HashStepMemo', () => {
+  it('finds a step only for bytes of the same length: zeros added or taken off the end are other bytes', () => {
+    const memo = new HashStepMemo<string, string>(8);
+    const page = bytes(4096, 1);
+    const padded = new Uint8Array(8192);
+    padded.set(page);
+    memo.remember('start', 'page', page, 'one page');
+    memo.remember('start', 'page', padded, 'page and zeros');
+    expect(memo.find('start', 'page', page)).toBe('one page');
+    expect(memo.find('start', 'page', padded)).toBe('page and zeros');
+    const longer = new Uint8Array(12288);
+    longer.set(page);
+    expect(memo.find('start', 'page', longer)).toBeUndefined();
+    expect(memo.find('start', 'page', page.subarray(0, 4095))).toBeUndefined();
+  });
+
+  it('keeps the steps used last, and never takes a step larger than its byte budget in place of others', () => {
+    const memo = new HashStepMemo<string, string>(2, 8192);
+    memo.remember('s', 'a', bytes(4096, 1), 'A');
+    memo.remember('s', 'b', bytes(10, 2), 'B');
+    expect(memo.find('s', 'a', bytes(4096, 1))).toBe('A');
+    memo.remember('s', 'c', bytes(10, 3), 'C');
+    expect(memo.find('s', 'b', bytes(10, 2))).toBeUndefined();
+    expect(memo.find('s', 'a', bytes(4096, 1))).toBe('A');
+    memo.remember('s', 'big', bytes(12288, 4), 'BIG');
+    expect(memo.find('s', 'big', bytes(12288, 4))).toBeUndefined();
+    expect(memo.find('s', 'a', bytes(4096, 1))).toBe('A');
+    expect(memo.find('s', 'c', bytes(10, 3))).toBe('C');
+  });
+
   /** Feeds `label`'s bytes, then `data`, through the memo; returns whether the step was hashed (not taken from the memo). */
   const step = (memo: HashStepMemo<HashLineage, BufferedHashStep>, h: BufferedHash, label: string, data: Uint8Array) => {
     let fed = false;
