@@ -92,3 +92,12 @@ describe('a --workload the stub kernel cannot run is a usage error before any gu
     expect(io.stdout).toEqual([]);
   });
 });
+
+describe('an error that is not a usage error', () => {
+  it('ends with exit status 1 and its message, not the usage status 2', async () => {
+    // An output that fails under a command: nothing a command handles itself.
+    const io = { ...capture(), out: () => { throw new Error('the output broke'); } };
+    expect(await main(['info'], io)).toBe(1);
+    expect(io.stderr).toEqual(['minivisor: the output broke']);
+  });
+});
