@@ -40,6 +40,9 @@ describe('snapshot executor', () => {
     expect(repeat.traceSha256).toBe(executor.execute(unreached, { keepTrace: true }).traceSha256);
     const hostile = platform === 'tdx' ? executor.execute(stall) : undefined;
     const second = executor.execute(honest(platform));
+    // One that runs (a kept trace is never recalled) after others counts its own edges only.
+    const ranAgain = executor.execute(honest(platform), { keepTrace: true });
+    expect([...ranAgain.edgeSlots!.slice(1, ranAgain.edgeSlots![0]! + 1)].map((slot) => [slot, ranAgain.edges![slot]])).toEqual(firstEdges);
     expect(first.judgement).toMatchObject({ verdict: 'benign', outcome: { outcome: 'done' } });
     expect(second.traceSha256).toBe(first.traceSha256);
     // Restoring leaves nothing of the hostile run behind, and the whole boot's trace is the same.
