@@ -342,6 +342,18 @@ describe('page gate: fetch permission', () => {
     expect(vm.vcpu.regs.r9).toBe(1n);
   });
 
+  // The supervisor bit alone taken away (an SNP VMPL's Execute-Supervisor cleared, Execute-User
+  // kept): the entry the CPL 0 fetch filled grants execute, so it must go too.
+  it('taking only the supervisor fetch permission away drops what the TLB holds', () => {
+    const vm = callerOfQ();
+    runToHlt(vm);
+    expect(vm.vcpu.regs.r9).toBe(1n);
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'user');
+    vm.vcpu.regs.rip = 0x1000n;
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q });
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
+
   it('CPL 0 fetches need the supervisor permission: the user one alone is refused', () => {
     const vm = callerOfQ();
     vm.gate.set('private', Q, 0x1000n, 'readwrite', 'user');

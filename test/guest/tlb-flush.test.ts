@@ -30,6 +30,22 @@ describe('TLB flushes on gate changes', () => {
     expect(read(vm, 0x400000n)).toMatchObject({ kind: 'gate-fault', gpa: 0x400000n });
   });
 
+  // A range of more pages than 64 per listed page is looked up in the sorted list of filled pages
+  // (TlbMayHold): its last page must count as inside it.
+  it('revoking a large range whose only touched page is its last one flushes', () => {
+    const vm = simpleGuest(READ_RCX);
+    try {
+      const last = 0x5ff000n;
+      expect(read(vm, last)).toMatchObject({ kind: 'hlt' });
+      const before = flushes(vm);
+      vm.gate.set('private', 0x400000n, 0x200000n, 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      expect(read(vm, last)).toMatchObject({ kind: 'gate-fault', gpa: last });
+    } finally {
+      vm.close();
+    }
+  });
+
   it('a revocation after a flush needs no other flush for pages touched only before it', () => {
     const vm = simpleGuest(READ_RCX);
     expect(read(vm, 0x400000n)).toMatchObject({ kind: 'hlt' });
@@ -191,6 +207,35 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
       expect([vm.vcpu.regs.rax, vm.memory.readU64(GPA)]).toEqual([0x2222222222222222n, 3n]);
       const before = flushes(vm);
       vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      expect(flushes(vm)).toBe(before + 1);
+      vm.vcpu.regs.rip = 0x1100n;
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
+    } finally {
+      vm.close();
+    }
+  });
+
+  // The stale shared entry is of this page; a gate change of any other, never touched, must still
+  // drop it (machine.cc SetGate: stale_shadow_mapping_).
+  it('a private write after a shared read of the shadow: a gate change of another page flushes, and the next read asks again', () => {
+    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
+    try {
+      acceptAll(vm);
+      installGdt(vm);
+      loadCode(vm, `
+        mov rcx, 0x${GPA.toString(16)}
+        mov rdx, 0x${(SHARED | GPA).toString(16)}
+        mov rax, [rdx]
+        mov qword ptr [rcx], 3
+        hlt
+        .org 0x100
+        mov rax, [rdx]
+        hlt`);
+      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
+      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0x22));
+      expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
+      const before = flushes(vm);
+      vm.gate.set('private', 0xa00000n, 0x1000n, 'read');  // never touched
       expect(flushes(vm)).toBe(before + 1);
       vm.vcpu.regs.rip = 0x1100n;
       expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
