@@ -51,6 +51,19 @@ describe('StagedImage', () => {
     expect(above.pagesOutside([{ gpa: 0x2000n, bytes: PAGE }])).toEqual([0x1000n, 0x3000n, 0x9000n]);
     expect(above.pagesOutside([{ gpa: 0n, bytes: 0x10000n }])).toEqual([]);
   });
+
+  it('page() is a copy: writing into it leaves the sealed image as it was', () => {
+    const image = base();
+    image.page(0x1000n)[0] = 0xee;
+    expect(image.page(0x1000n)[0]).toBe(1);
+    expect(image.range(0x1000n, PAGE)[0]).toBe(1);
+  });
+
+  it('fill() writes the byte it is given over the range, across pages (a LoadTarget, as guest memory)', () => {
+    const image = new StagedImage();
+    image.fill(0x1ffen, 4n, 0xa5);
+    expect([...image.seal().range(0x1000n, 2n * PAGE).subarray(0xffd, 0x1003)]).toEqual([0, 0xa5, 0xa5, 0xa5, 0xa5, 0]);
+  });
 });
 
 describe('StagedImage.sparseRange', () => {
@@ -67,6 +80,8 @@ describe('StagedImage.sparseRange', () => {
     sparse.pages.get(0)![0xff0] ^= 0xff;  // a copy: the image is unchanged
     expect(image.page(0x1000n)[0xff0]).toBe(1);
     expect(image.sparseRange(0xa000n, 0x2000n).pages.size).toBe(0);
+    // [base, base + bytes): the page at the end of the range is the next range's, not this one's.
+    expect([...image.sparseRange(0x1000n, 0x4000n).pages.keys()].sort((a, b) => a - b)).toEqual([0, 0x1000]);
   });
 
   it('of an image staged over another: its own pages over the ones below, the rest from below', () => {
