@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ABI, PRE_ACCEPTED, TEMP_RAM, INITIAL_IMAGE, FW_CONFIG_PAGE, INITIAL_IMAGE_PAST_CONFIG } from '../../../src/boot/layout.js';
+import { ABI, ACCEPT_MODE, E820_TYPE, PLATFORM, PRE_ACCEPTED, STAGES, TEMP_RAM, INITIAL_IMAGE, FW_CONFIG_PAGE, INITIAL_IMAGE_PAST_CONFIG } from '../../../src/boot/layout.js';
 import { decodeBootParams, encodeFirmwareConfig } from '../../../src/boot/fw-config.js';
 
 const HEADER = join(import.meta.dirname, '../../../guest/include/minivisor/boot_abi.h');
@@ -26,6 +26,16 @@ describe('boot ABI layout', () => {
     const odd = [...text.matchAll(/^#define\s+(MV_[A-Z0-9_]+)\s+(.*)$/gm)]
       .filter((m) => !/^0x[0-9a-f]+$/.test(m[2]!.trim()) && m[1] !== 'MV_ABI_CHECK');
     expect(odd.map((m) => m[1])).toEqual([]);
+  });
+
+  // These views are literals of their own, not read from ABI: a slip in one (E820 type 14 for
+  // UNACCEPTED) survived every unit test, since the test helpers build their records from them too.
+  it('names the header\'s E820 types, platform hints, accept modes and stages by their header values', () => {
+    expect(E820_TYPE).toEqual({ ram: Number(ABI.MV_E820_RAM), reserved: Number(ABI.MV_E820_RESERVED), unaccepted: Number(ABI.MV_E820_UNACCEPTED) });
+    expect(PLATFORM).toEqual({ none: Number(ABI.MV_PLATFORM_NONE), tdx: Number(ABI.MV_PLATFORM_TDX), snp: Number(ABI.MV_PLATFORM_SNP) });
+    expect(ACCEPT_MODE).toEqual({ lazy: Number(ABI.MV_ACCEPT_MODE_LAZY), eager: Number(ABI.MV_ACCEPT_MODE_EAGER) });
+    expect(STAGES.map((s) => ABI[`MV_STAGE_${s.toUpperCase()}` as keyof typeof ABI])).toEqual([0n, 1n, 2n]);
+    expect(BigInt(STAGES.length)).toBe(ABI.MV_STAGE_COUNT);
   });
 
   it('keeps the pre-accepted ranges contiguous and 2 MiB aligned', () => {
