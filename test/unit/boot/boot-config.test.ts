@@ -36,6 +36,7 @@ describe('checkBootConfig', () => {
     expect(rejected({ accept: 'x' })).toMatch(/^BootConfig\.accept must be "lazy" or "eager", got "x"$/);
     expect(rejected({ memoryBytes: 4096 })).toMatch(/^BootConfig\.memoryBytes must be a bigint multiple of 4096 .*, got 4096$/);
     expect(rejected({ seed: 1 })).toMatch(/^BootConfig\.seed .* got 1$/);
+    expect(rejected({ seed: -1n })).toMatch(/^BootConfig\.seed .* got -1n$/);  // a bigint as the caller writes it
   });
 
   it('refuses each field outside what a boot can take', () => {
@@ -46,6 +47,7 @@ describe('checkBootConfig', () => {
       ['maxInstructions', 0n], ['maxInstructions', (1n << 62n) + 1n], ['traceFile', 7], ['firmwareFile', ''], ['countInstructions', 'yes'],
       ['variant', 'no-such-variant'], ['vcpus', 0], ['vcpus', 65], ['vcpus', 1.5], ['schedule', { policy: 'fifo', quantum: 1 }],
       ['schedule', { policy: 'random', quantum: 0 }], ['handover', 'reboot'], ['linux', { kernelFile: '' , cmdline: '' }], ['tracking', 'list'],
+      ['schedule', { policy: 'random', quantum: 2 ** 32 + 1 }], ['linux', { kernelFile: '/k', cmdline: 7 }],
     ];
     for (const [field, value] of bad) expect(rejected({ [field]: value }), `${field} = ${String(value)}`).toMatch(new RegExp(`^BootConfig\\.${field} must be `));
   });
@@ -59,6 +61,13 @@ describe('checkBootConfig', () => {
     expect(rejected({ vcpus: NaN })).toBe('BootConfig.vcpus must be an integer from 1 to 64, got NaN');
   });
 
+  it('takes the bounds themselves: no pre-acceptance or workload at all, pre-accepting all of memory, 64 vCPUs (MV_MAX_VCPUS), a turn of 2^32', () => {
+    for (const overrides of [{ preAccept: 0n }, { workloadBytes: 0n }, { preAccept: valid.memoryBytes }, { workloadBytes: valid.memoryBytes / 2n },
+      { vcpus: 64 }, { schedule: { policy: 'random' as const, quantum: 2 ** 32 } }]) {
+      expect(() => checkBootConfig({ ...valid, ...overrides }), JSON.stringify(Object.keys(overrides))).not.toThrow();
+    }
+  });
+
   it('lets fast mode, which counts no instructions, take a budget of 0', () => {
     expect(() => checkBootConfig({ ...valid, countInstructions: false, maxInstructions: 0n })).not.toThrow();
   });
@@ -67,6 +76,7 @@ describe('checkBootConfig', () => {
     const traceFile = join(mkdtempSync(join(tmpdir(), 'minivisor-config-')), 'trace.jsonl');
     expect(() => boot({ ...valid, platform: 'foo' as 'tdx', traceFile })).toThrow(BootConfigError);
     expect(() => boot({} as BootConfig)).toThrow(/^BootConfig\.platform must be/);
+    expect(() => checkBootConfig('tdx' as unknown as BootConfig)).toThrow(new BootConfigError('a BootConfig must be an object'));
     expect(existsSync(traceFile)).toBe(false);
   });
 });
