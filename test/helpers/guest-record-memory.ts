@@ -7,15 +7,17 @@ export const MiB = 1n << 20n;
 export const MEMORY = 16n * MiB;
 export const BITMAP_GPA = 0x300000n;
 
-export interface RecordSpec { unit: bigint; bitmap: number[]; bitmapBytes?: bigint; e820: { addr: bigint; size: bigint; type: number }[] }
+export interface RecordSpec { unit: bigint; bitmap: number[]; bitmapBytes?: bigint; bitmapGpa?: bigint; memory?: bigint; e820: { addr: bigint; size: bigint; type: number }[] }
 
-/** Guest memory (MEMORY bytes) holding `r` as the stubs write it. */
+/** Guest memory (MEMORY bytes, or `r.memory`) holding `r` as the stubs write it. */
 export function memoryWith(r: RecordSpec) {
-  const ram = Buffer.alloc(Number(MEMORY));
+  const size = r.memory ?? MEMORY;
+  const ram = Buffer.alloc(Number(size));
   const bp = Number(BOOT_PARAMS_GPA);
   ram.writeUInt32LE(Number(ABI.MV_BOOT_PARAMS_MAGIC), bp + Number(ABI.MV_BOOT_PARAMS_OFF_MAGIC));
   ram.writeUInt32LE(Number(r.unit), bp + Number(ABI.MV_BOOT_PARAMS_OFF_ACCEPT_UNIT));
-  ram.writeBigUInt64LE(BITMAP_GPA, bp + Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_GPA));
+  const bitmapGpa = r.bitmapGpa ?? BITMAP_GPA;
+  ram.writeBigUInt64LE(bitmapGpa, bp + Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_GPA));
   ram.writeBigUInt64LE(r.bitmapBytes ?? BigInt(r.bitmap.length), bp + Number(ABI.MV_BOOT_PARAMS_OFF_BITMAP_BYTES));
   ram.writeUInt32LE(r.e820.length, bp + Number(ABI.MV_BOOT_PARAMS_OFF_E820_COUNT));
   r.e820.forEach((e, i) => {
@@ -24,8 +26,8 @@ export function memoryWith(r: RecordSpec) {
     ram.writeBigUInt64LE(e.size, o + 8);
     ram.writeUInt32LE(e.type, o + 16);
   });
-  Buffer.from(r.bitmap).copy(ram, Number(BITMAP_GPA));
-  return { size: MEMORY, read: (gpa: bigint, length: number) => new Uint8Array(ram.subarray(Number(gpa), Number(gpa) + length)) };
+  Buffer.from(r.bitmap).copy(ram, Number(bitmapGpa));
+  return { size, read: (gpa: bigint, length: number) => new Uint8Array(ram.subarray(Number(gpa), Number(gpa) + length)) };
 }
 
 export const ram = (addr: bigint, size: bigint) => ({ addr, size, type: E820_TYPE.ram });

@@ -6,6 +6,7 @@
 // boots and fuzz campaigns did not notice.
 import { describe, expect, it } from 'vitest';
 import { readGuestMemoryRecord } from '../../../src/boot/guest-record.js';
+import { E820_TYPE } from '../../../src/boot/layout.js';
 import { MEMORY, MiB, memoryWith, ram, unaccepted } from '../../helpers/guest-record-memory.js';
 
 describe('the guest\'s acceptance record as the host reads it', () => {
@@ -30,6 +31,40 @@ describe('the guest\'s acceptance record as the host reads it', () => {
     // 16 MiB in 2 MiB units: 8 bits, kept in one 64-bit word (8 bytes); 16 bytes is too long.
     expect(readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: new Array<number>(16).fill(0), e820 }))).toBeUndefined();
     expect(readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: new Array<number>(8).fill(0), e820 }))).toBeDefined();
+  });
+
+  it('a record with no bitmap, or with one reaching past guest memory, is no record; one ending at the end of memory is read', () => {
+    const e820 = [unaccepted(0n, MEMORY)];
+    expect(readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: [], e820 }))).toBeUndefined();
+    const atEnd = (bitmapGpa: bigint) => readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: [0b10, 0, 0, 0, 0, 0, 0, 0], bitmapGpa, e820 }));
+    expect(atEnd(MEMORY - 8n)?.runs).toEqual([
+      { start: 0n, end: 2n * MiB, accepted: true }, { start: 2n * MiB, end: 4n * MiB, accepted: false }, { start: 4n * MiB, end: MEMORY, accepted: true },
+    ]);
+    expect(atEnd(MEMORY - 7n)).toBeUndefined();
+  });
+
+  it('memory that ends inside a unit has that unit too: a bitmap one 64-bit word longer for it is still a record', () => {
+    // 4 MiB + 4 KiB in 4 KiB units: 1025 units, 17 words (136 bytes).
+    const memory = 4n * MiB + 0x1000n;
+    const record = (bytes: number) => readGuestMemoryRecord(memoryWith({ unit: 0x1000n, bitmap: new Array<number>(bytes).fill(0), memory, e820: [unaccepted(0n, memory)] }));
+    expect(record(136)?.runs).toEqual([{ start: 0n, end: memory, accepted: true }]);
+    expect(record(144)).toBeUndefined();
+  });
+
+  it('RAM entries with a gap between them stay apart; reserved entries are no RAM', () => {
+    const record = readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: [0, 0, 0, 0, 0, 0, 0, 0], e820: [ram(0n, 4n * MiB), { addr: 4n * MiB, size: 2n * MiB, type: E820_TYPE.reserved }, ram(8n * MiB, 4n * MiB)] }));
+    expect(record?.runs).toEqual([{ start: 0n, end: 4n * MiB, accepted: true }, { start: 8n * MiB, end: 12n * MiB, accepted: true }]);
+  });
+
+  it('an unaccepted entry ends where it ends, even inside a bitmap byte whose units are all unaccepted; an entry past memory is left out', () => {
+    // 2 MiB units: the first byte covers 16 MiB, all set; the entry covers only its first 4 MiB.
+    const record = readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: [0xff, 0, 0, 0, 0, 0, 0, 0], e820: [unaccepted(0n, 4n * MiB), ram(4n * MiB, 12n * MiB), ram(MEMORY + 2n * MiB, 2n * MiB)] }));
+    expect(record?.runs).toEqual([{ start: 0n, end: 4n * MiB, accepted: false }, { start: 4n * MiB, end: MEMORY, accepted: true }]);
+  });
+
+  it('an unaccepted entry that ends inside a unit ends there too', () => {
+    const record = readGuestMemoryRecord(memoryWith({ unit: 0x200000n, bitmap: [0b01, 0, 0, 0, 0, 0, 0, 0], e820: [unaccepted(0n, 3n * MiB)] }));
+    expect(record?.runs).toEqual([{ start: 0n, end: 2n * MiB, accepted: false }, { start: 2n * MiB, end: 3n * MiB, accepted: true }]);
   });
 
   it('units past the end of the bitmap count as accepted', () => {
