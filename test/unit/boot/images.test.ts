@@ -2,19 +2,21 @@
 // process: the README's "Regression-testing your own stub" (--decompressor and --kernel replace
 // one stage each; the kernel payload is appended at the decompressor's page-aligned end, boot_abi.h
 // "Handovers"), and one clear error for each image that cannot be used.
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   BUILT_DECOMPRESSOR, BUILT_FIRMWARE, BUILT_GUEST_IMAGE, BUILT_KERNEL_PAYLOAD, GuestImageError, bootInputFiles, builtImagePaths,
-  loadBootImages, readImage,
+  MAX_IMAGE_BYTES, isStubVariant, loadBootImages, loadLinuxImages, readImage,
 } from '../../../src/boot/images.js';
 import { parseElf } from '../../../src/boot/elf.js';
+import { literalLz4Block } from '../../../src/boot/kernel-payload.js';
 import { ABI } from '../../../src/boot/layout.js';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 import { PACKAGE_ROOT } from '../../../src/shared/package-root.js';
 import { quoteForError } from '../../../src/shared/quote.js';
+import { fakeBzImage } from '../../helpers/bzimage.js';
 import { writeElf } from '../../helpers/elf-writer.js';
 
 const scratch = (): string => mkdtempSync(join(tmpdir(), 'minivisor-images-'));
@@ -38,7 +40,22 @@ describe('builtImagePaths', () => {
   });
 });
 
+describe('isStubVariant', () => {
+  it('names only the variants themselves, not what every object has (toString, constructor)', () => {
+    expect(isStubVariant('reaccept-skipped')).toBe(true);
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) expect(isStubVariant(name), name).toBe(false);
+  });
+});
+
 describe('readImage', () => {
+  it('refuses an image larger than MAX_IMAGE_BYTES (32 MiB) with the sizes, before reading it', () => {
+    const file = join(scratch(), 'huge.elf');
+    writeFileSync(file, '');
+    truncateSync(file, MAX_IMAGE_BYTES + 1);  // sparse: nothing is written
+    expect(MAX_IMAGE_BYTES).toBe(32 << 20);
+    expect(() => readImage(file, 'firmware image')).toThrow(new GuestImageError(`firmware image ${quoteForError(file)} is ${MAX_IMAGE_BYTES + 1} bytes, more than the ${MAX_IMAGE_BYTES} allowed`));
+  });
+
   it('says the stubs are not installed when one of ours is missing, and that a file of the user\'s does not exist', () => {
     const ours = join(PACKAGE_ROOT, 'guest', 'build', 'no-such-stage.elf');
     expect(() => readImage(ours, 'guest image')).toThrow(new GuestImageError(`no guest is installed: ${ours} is missing (run \`npm install\`, which builds the stubs with gcc/binutils)`));
@@ -78,6 +95,36 @@ describe('loadBootImages with a replaced stage', () => {
     expect(images.guestImage.entry).toBe(decompressor.entry);
   });
 
+  /** Our decompressor with one more 4 KiB segment ending at `end`, written to a file. */
+  const decompressorEndingAt = (end: bigint): string => {
+    const decompressor = ourDecompressor();
+    decompressor.segments.push({ gpa: end - 0x1000n, vaddr: end - 0x1000n, data: new Uint8Array(0x1000), memSize: 0x1000n, readable: true, writable: true, executable: false });
+    const file = join(scratch(), 'decompressor.elf');
+    writeFileSync(file, writeElf(decompressor));
+    return file;
+  };
+
+  it('appends the payload right at a decompressor end that is already page-aligned', () => {
+    const end = (ABI.MV_GUEST_IMAGE_LIMIT - BigInt(statSync(BUILT_KERNEL_PAYLOAD).size)) & ~0xfffn;
+    expect(loadBootImages(parseBootOptions({ decompressor: decompressorEndingAt(end) })).guestImage.segments.at(-1)!.gpa).toBe(end);
+  });
+
+  it('takes a payload that ends exactly at the guest-image window\'s end, and refuses one a byte past it', () => {
+    // A kernel whose payload (header + one literal LZ4 block) is a whole number of pages.
+    let bytes = 0x2000;
+    while ((Number(ABI.MV_PAYLOAD_HEADER_SIZE) + literalLz4Block(new Uint8Array(bytes)).byteLength) % 0x1000 !== 0) bytes++;
+    const load = ABI.MV_KERNEL_LOAD_GPA;
+    const kernel = join(scratch(), 'kernel.elf');
+    writeFileSync(kernel, writeElf({ entry: load, segments: [{ gpa: load, vaddr: load, data: new Uint8Array(bytes).fill(0x90), memSize: BigInt(bytes), readable: true, writable: false, executable: true }] }));
+    const payloadBytes = BigInt(Number(ABI.MV_PAYLOAD_HEADER_SIZE) + literalLz4Block(new Uint8Array(bytes)).byteLength);
+    const at = ABI.MV_GUEST_IMAGE_LIMIT - payloadBytes;
+    const fits = loadBootImages(parseBootOptions({ decompressor: decompressorEndingAt(at), kernel }));
+    expect(fits.guestImage.segments.at(-1)).toMatchObject({ gpa: at, memSize: payloadBytes });
+    // One more kernel byte: the payload ends a byte past the window (less than a page past it).
+    writeFileSync(kernel, writeElf({ entry: load, segments: [{ gpa: load, vaddr: load, data: new Uint8Array(bytes + 1).fill(0x90), memSize: BigInt(bytes + 1), readable: true, writable: false, executable: true }] }));
+    expect(() => loadBootImages(parseBootOptions({ decompressor: decompressorEndingAt(at), kernel }))).toThrow(/does not fit: .* would end at 0x400001, past the guest-image window's end 0x400000 \(room: \d+ bytes\)$/);
+  });
+
   // The decompressor's end is that of its highest segment, wherever the program headers list it.
   it.each(['last', 'first'] as const)('refuses a decompressor that leaves no room for the payload before the guest-image window\'s end, with the numbers (highest segment listed %s)', (where) => {
     const dir = scratch();
@@ -96,6 +143,21 @@ describe('loadBootImages with a replaced stage', () => {
       + `${quoteForError(file)}) would end at ${hex(at + payloadBytes)}, past the guest-image window's end ${hex(ABI.MV_GUEST_IMAGE_LIMIT)} (room: 0 bytes)`));
   });
 
+  it('holds each replaced stage to its own ABI window: the decompressor to the guest-image window, the kernel to the kernel window', () => {
+    const load = ABI.MV_KERNEL_LOAD_GPA;
+    const segment = (gpa: bigint) => ({ gpa, vaddr: gpa, data: new Uint8Array(0x100).fill(0x90), memSize: 0x100n, readable: true, writable: false, executable: true });
+    // A decompressor with a segment at the kernel's load address, outside the guest-image window.
+    const decompressor = ourDecompressor();
+    decompressor.segments.push(segment(load));
+    const decompressorFile = join(scratch(), 'decompressor.elf');
+    writeFileSync(decompressorFile, writeElf(decompressor));
+    expect(() => loadBootImages(parseBootOptions({ decompressor: decompressorFile }))).toThrow(/^decompressor image .*: .* is outside the ABI window \[0x340000, 0x400000\)$/);
+    // A kernel linked at its load address with one more segment in the guest-image window.
+    const kernelFile = join(scratch(), 'kernel.elf');
+    writeFileSync(kernelFile, writeElf({ entry: load, segments: [segment(load), segment(ABI.MV_GUEST_IMAGE_GPA)] }));
+    expect(() => loadBootImages(parseBootOptions({ kernel: kernelFile }))).toThrow(/^kernel image .*: .* is outside the ABI window \[0x1000000, 0x17f0000\)$/);
+  });
+
   it('refuses a kernel not linked at MV_KERNEL_LOAD_GPA, naming the file (boot_abi.h: the flat image goes there)', () => {
     const dir = scratch();
     const load = ABI.MV_KERNEL_LOAD_GPA + 0x1000n;
@@ -103,5 +165,63 @@ describe('loadBootImages with a replaced stage', () => {
     writeFileSync(file, writeElf({ entry: load, segments: [{ gpa: load, vaddr: load, data: new Uint8Array(0x100).fill(0x90), memSize: 0x100n, readable: true, writable: false, executable: true }] }));
     expect(() => loadBootImages(parseBootOptions({ kernel: file }))).toThrow(new GuestImageError(
       `kernel image ${quoteForError(file)}: must be linked at ${hex(ABI.MV_KERNEL_LOAD_GPA)} (MV_KERNEL_LOAD_GPA), its first segment starts at ${hex(load)}`));
+  });
+});
+
+describe('loadBootImages with a user firmware', () => {
+  const ourFirmware = () => parseElf(new Uint8Array(readFileSync(BUILT_FIRMWARE)), { physicalBytes: 1n << 32n });
+  const written = (image: ReturnType<typeof ourFirmware>): string => {
+    const file = join(scratch(), 'firmware.elf');
+    writeFileSync(file, writeElf(image));
+    return file;
+  };
+
+  it('refuses a firmware whose e_entry is not the reset vector, where the vCPU starts whatever e_entry says', () => {
+    const firmware = ourFirmware();
+    const file = written({ ...firmware, entry: ABI.MV_FIRMWARE_LOAD_GPA });
+    expect(() => loadBootImages(parseBootOptions({ firmware: file }))).toThrow(new GuestImageError(
+      `firmware image ${quoteForError(file)}: e_entry 0x301000 is not the reset vector 0xfffffff0 (the last 16 bytes of the firmware volume, where the vCPU starts)`));
+  });
+
+  it('refuses a firmware segment outside both of its windows (the initial image\'s and the firmware region)', () => {
+    const firmware = ourFirmware();
+    const gpa = ABI.MV_KERNEL_LOAD_GPA;
+    firmware.segments.push({ gpa, vaddr: gpa, data: new Uint8Array(0x10), memSize: 0x10n, readable: true, writable: false, executable: false });
+    const file = written(firmware);
+    expect(() => loadBootImages(parseBootOptions({ firmware: file }))).toThrow(/^firmware image .*: .* is outside the firmware's windows /);
+  });
+});
+
+describe('the firmware config loadBootImages encodes', () => {
+  const field = (bytes: Uint8Array, offset: bigint) => Buffer.from(bytes).readUInt32LE(Number(offset));
+  const entryOf = (bytes: Uint8Array) => Buffer.from(bytes).readBigUInt64LE(Number(ABI.MV_FW_CONFIG_OFF_GUEST_IMAGE_ENTRY));
+
+  it('takes the unit, a CPU table only for several vCPUs, and our firmware below 4 GiB of RAM too', () => {
+    const config = parseBootOptions({ memory: '512M', workload: '64M' });
+    const one = loadBootImages(config).config;
+    expect(one.gpa).toBe(ABI.MV_FW_CONFIG_GPA);
+    expect(field(one.bytes, ABI.MV_FW_CONFIG_OFF_ACCEPT_UNIT)).toBe(0x200000);
+    expect(one.bytes.byteLength).toBe(Number(ABI.MV_FW_CONFIG_SIZE));
+    expect(field(loadBootImages({ ...config, unitBytes: 4096n }).config.bytes, ABI.MV_FW_CONFIG_OFF_ACCEPT_UNIT)).toBe(4096);
+    // vcpus: 1 is the one-vCPU page, byte for byte (no CPU table).
+    expect(loadBootImages({ ...config, vcpus: 1 }).config.bytes).toEqual(one.bytes);
+    expect(loadBootImages({ ...config, vcpus: 2 }).config.bytes.byteLength).toBe(Number(ABI.MV_CPU_TABLE_OFFSET) + 8);
+  });
+
+  it('a Linux boot: the Linux flag and startup_64 (load address + 0x200, boot.rst "64-bit boot protocol") as the entry', () => {
+    const kernelFile = join(scratch(), 'bzImage');
+    writeFileSync(kernelFile, fakeBzImage());
+    const config = { ...parseBootOptions({ memory: '1G', preAccept: '16M' }), linux: { kernelFile, cmdline: '' } };
+    const bytes = loadBootImages(config).config.bytes;
+    expect(field(bytes, ABI.MV_FW_CONFIG_OFF_FLAGS)).toBe(Number(ABI.MV_FW_CONFIG_FLAG_LINUX));
+    expect(entryOf(bytes)).toBe(0x1000000n + 0x200n);
+    expect(field(loadBootImages(parseBootOptions({ memory: '1G' })).config.bytes, ABI.MV_FW_CONFIG_OFF_FLAGS)).toBe(0);
+  });
+
+  it('refuses a Linux boot whose zero page, EFI tables and bitmap do not fit in the guest-image window (a bitmap for 16 TiB)', () => {
+    const kernelFile = join(scratch(), 'bzImage');
+    writeFileSync(kernelFile, fakeBzImage());
+    expect(() => loadLinuxImages({ ...parseBootOptions({ preAccept: '16M' }), memoryBytes: 16n << 40n, linux: { kernelFile, cmdline: '' } }))
+      .toThrow(/^Linux kernel .*: the zero page and EFI tables take 0x[0-9a-f]+ bytes, more than the guest-image window holds \(a bitmap for this much memory is too large\)$/);
   });
 });
