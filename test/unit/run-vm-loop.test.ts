@@ -103,6 +103,12 @@ describe('pausing and snapshots of the run loop', () => {
     expect(vm.exits).toBe(3);
   });
 
+  it('stopBefore can pause before the very first exit: the VMM has handled nothing yet', () => {
+    const { vm, handled } = scriptedVm(['A', 'B']);
+    expect(vm.run({ stopBefore: (exit) => exit.fault === 'A' })).toEqual({ kind: 'paused', exit: { fault: 'A' } });
+    expect([handled, vm.exits]).toEqual([[], 1]);
+  });
+
   it('a snapshot holds the loop as it was (the paused exit, the exit count, the repeats): later runs do not change it', () => {
     const { vm, handled } = scriptedVm(['A', 'A', 'B', 'C']);
     vm.run({ stopBefore: (exit) => exit.fault === 'B' });
