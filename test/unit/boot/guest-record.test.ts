@@ -44,8 +44,8 @@ describe('the guest\'s acceptance record as the host reads it', () => {
   });
 
   it('memory that ends inside a unit has that unit too: a bitmap one 64-bit word longer for it is still a record', () => {
-    // 4 MiB + 4 KiB in 4 KiB units: 1025 units, 17 words (136 bytes).
-    const memory = 4n * MiB + 0x1000n;
+    // 4 MiB + 2 KiB in 4 KiB units: 1025 units (the last one half in memory), 17 words (136 bytes).
+    const memory = 4n * MiB + 0x800n;
     const record = (bytes: number) => readGuestMemoryRecord(memoryWith({ unit: 0x1000n, bitmap: new Array<number>(bytes).fill(0), memory, e820: [unaccepted(0n, memory)] }));
     expect(record(136)?.runs).toEqual([{ start: 0n, end: memory, accepted: true }]);
     expect(record(144)).toBeUndefined();
