@@ -31,6 +31,14 @@ describe('BootTrace acceptance totals', () => {
     });
   });
 
+  it('TDX: an ACCEPT at any level but 1 (2M) counts as a 4K call; the module refuses levels above 1 (OPERAND_INVALID)', () => {
+    const trace = new BootTrace();
+    const TDX_OPERAND_INVALID = 0xc000010000000000n;
+    for (const level of [2n, 5n]) trace.record('hw', 'tdcall', { rcx: 0x200000n | level, leaf: 'MEM_PAGE_ACCEPT', status: TDX_OPERAND_INVALID });
+    expect(trace.totals.acceptCalls).toEqual({ '4K': 2, '2M': 0 });
+    expect(trace.totals.unsuccessfulAcceptCalls).toBe(2);
+  });
+
   it('TDX: a 2M accept covers the 2 MiB from its GPA (RCX less its level bits): a 4K accept inside it adds no distinct byte', () => {
     const trace = new BootTrace();
     accept(trace, 0x200000n, 1n);
