@@ -187,12 +187,16 @@ describe('COM1 register file (QEMU hw/char/serial.c)', () => {
     expect(c.uartRead(COM1 + REG.LSR, 4)).toBe(0xff5cb060n);      // LSR, MSR, SCR, then port 0x400
     expect(c.uartRead(COM1 + REG.SCR, 2)).toBe(0xff5cn);
     expect(c.uartRead(0x2f8, 1)).toBe(0xffn);
+    expect(c.uartRead(COM1 - 1, 1)).toBe(0xffn);                  // the port just below COM1 is not its
     c.uartWrite(COM1, 0x0241, 2);                                  // THR 'A', IER 0x02
     expect(c.text).toBe('A');
     expect(inb(c, REG.IER)).toBe(0x02);
     c.uartWriteString(COM1, Uint8Array.of(0x42, 0x00, 0x43, 0x00), 2);  // OUTSW: each element's high byte goes to IER
     expect(c.text).toBe('ABC');
     expect(inb(c, REG.IER)).toBe(0x00);
+    // An OUTSW whose bytes end inside an element writes the whole elements only.
+    c.uartWriteString(COM1 + REG.SCR, Uint8Array.of(0x11, 0x22, 0x33), 2);
+    expect(inb(c, REG.SCR)).toBe(0x11);
   });
 
   it('keeps the divisor latch\'s two bytes apart: writing DLH leaves DLL, writing DLL leaves DLH', () => {
