@@ -36,6 +36,14 @@ describe('stripBuildVariants', () => {
 
   it('drops passed-through conditionals inside a dropped branch whole', () => {
     expect(stripBuildVariants(['#ifdef MV_PLANT_Q', '#ifdef OTHER', 'o', '#else', 'p', '#endif', '#endif', 'k'].join('\n'))).toBe('k');
+    expect(stripBuildVariants(['#ifdef MV_PLANT_Q', '#if A', 'o', '#elif B', 'p', '#endif', '#endif', 'k'].join('\n'))).toBe('k');
+  });
+
+  it('takes only whole MV_PLANT_, MV_FIXTURE_ names in capitals for variants', () => {
+    for (const name of ['MV_PLANT_lower', 'MV_PLANT_Ab', 'XMV_PLANT_A', 'MV_PLANTED']) {
+      const source = [`#ifdef ${name}`, 'a', '#endif'].join('\n');
+      expect(stripBuildVariants(source)).toBe(source);
+    }
   });
 
   it.each([
