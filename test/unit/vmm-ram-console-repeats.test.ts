@@ -121,6 +121,11 @@ describe('SNP: the same fault again (the run loop\'s no-progress guard)', () => 
     expect(vmm.sameFault(hlt(1n, true), hlt(1n, true))).toBe(true);
     expect(vmm.sameFault(hlt(1n, false), hlt(1n, true))).toBe(false);
     expect(vmm.sameFault(hlt(1n, true), hlt(1n, false))).toBe(false);
+    expect(vmm.sameFault(hlt(1n, true), hlt(2n, true))).toBe(false);  // another HLT: the guest moved on
+  });
+  it('names the fault it gives up on with its RIP, GPA and reason', () => {
+    expect(vmm.describeFault(npf(0x1234n, 0x5000n, 'size'))).toBe('NPF at RIP 0x1234 GPA 0x5000 (size)');
+    expect(vmm.describeFault(hlt(0x10n, true))).toBe('HLT with interrupts blocked at RIP 0x10');
   });
 });
 
