@@ -35,6 +35,33 @@ describe('boot progress line', () => {
     expect(p.text({ stage: 'kernel', acceptedBytes: GiB }, 1000)).toBe('minivisor: kernel, accepted 1 GiB of 64 GiB, 1 GiB/s');
   });
 
+  it('gives the ETA only while the kernel accepts and memory is left, in s, min and s, or h and min', () => {
+    const p = new BootProgress(terminal(true), { memoryBytes: 64n * GiB, accept: 'eager' });
+    const eta = (stage: string, accepted: bigint, ms: number) => p.text({ stage, acceptedBytes: accepted }, ms).split(', ').find((part) => part.startsWith('ETA'));
+    expect(eta('firmware', GiB, 1000)).toBeUndefined();
+    expect(eta('kernel', 64n * GiB, 1000)).toBeUndefined();
+    // At 1 GiB a second: 63 GiB left is 63 s, 60 GiB exactly a minute, 30 GiB half of one.
+    expect(eta('kernel', GiB, 1000)).toBe('ETA 1 min 3 s');
+    expect(eta('kernel', 4n * GiB, 4000)).toBe('ETA 1 min 0 s');
+    expect(eta('kernel', 34n * GiB, 34 * 1000)).toBe('ETA 30 s');
+    // 63 GiB left at 1 GiB in 90 s: 5670 s, 1 h 34 min 30 s, shown as 1 h 35 min.
+    expect(eta('kernel', GiB, 90_000)).toBe('ETA 1 h 35 min');
+    // 63 GiB left at 1 GiB in 1.5 s: 94.5 s.
+    expect(eta('kernel', GiB, 1500)).toBe('ETA 1 min 35 s');
+  });
+
+  it('shows nothing before its delay, and a clear of a line never shown writes nothing', () => {
+    let now = 0;
+    const io = terminal(true);
+    const p = new BootProgress(io, { memoryBytes: 64n * GiB, accept: 'eager', now: () => now });
+    now = 999;
+    p.update(() => ({ stage: 'kernel', acceptedBytes: GiB }));
+    expect(io.raw).toEqual([]);
+    const quiet = terminal(false);
+    new BootProgress(quiet, { memoryBytes: 64n * GiB, accept: 'eager' }).clear();
+    expect(quiet.raw).toEqual([]);
+  });
+
   it('is silent when stderr is not a terminal', () => {
     let now = 0;
     const io = terminal(false);
