@@ -60,7 +60,8 @@ export function kernelPayload(kernel: ElfImage): Uint8Array {
     throw new KernelPayloadError(`entry point ${hex(kernel.entry)} is not inside its loaded bytes [${hex(load)}, ${hex(imageEnd)})`);
   }
   const image = new Uint8Array(Number(imageEnd - load));
-  for (const s of segments) image.set(s.data, Number(s.gpa - load));
+  // A bss-only segment above the last file byte lies past the image (set() refuses that offset even for no bytes).
+  for (const s of segments) if (s.data.byteLength) image.set(s.data, Number(s.gpa - load));
   const block = literalLz4Block(image);
   const header = Buffer.alloc(Number(ABI.MV_PAYLOAD_HEADER_SIZE));
   header.writeUInt32LE(Number(ABI.MV_PAYLOAD_MAGIC), 0x00);

@@ -55,5 +55,15 @@ describe('kernelPayload', () => {
     expect(() => kernelPayload({ entry: load, segments: [] })).toThrow(/has no PT_LOAD segment/);
     expect(() => kernelPayload({ entry: load + 8n, segments: [segment(load, [1, 2], 0x100n)] }))
       .toThrow(/entry point 0x1000008 is not inside its loaded bytes \[0x1000000, 0x1000002\)/);
+    // [load, image end): the byte after the image is outside, and so is the byte before the load address.
+    expect(() => kernelPayload({ entry: load + 2n, segments: [segment(load, [1, 2])] })).toThrow(/entry point 0x1000002 is not inside/);
+    expect(() => kernelPayload({ entry: load - 1n, segments: [segment(load, [1, 2])] })).toThrow(/entry point 0xffffff is not inside/);
+  });
+
+  it('ends the flat image at the last file byte: a segment of bss only, above it, adds memory and no image bytes', () => {
+    const load = ABI.MV_KERNEL_LOAD_GPA;
+    const payload = Buffer.from(kernelPayload({ entry: load, segments: [segment(load, [0xf4, 0x90]), segment(load + 0x2000n, [], 0x1000n)] }));
+    expect(payload.readUInt32LE(0x08)).toBe(2);       // image bytes
+    expect(payload.readUInt32LE(0x0c)).toBe(0x3000);  // memory bytes: through the bss
   });
 });
