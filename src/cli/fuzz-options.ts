@@ -55,9 +55,10 @@ export function parseDuration(text: string, flag: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
   if (!m) throw new FuzzOptionError(`${flag} ${quoteForError(text)} is not a duration (examples: 30s, 5m, 1h)`);
   const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
-  const ms = Number(m[1]) * scale;
-  if (!(ms > 0) || ms > 366 * 24 * 3_600_000) throw new FuzzOptionError(`${flag} must be more than 0 and at most a year`);
-  return Math.round(ms);
+  // Rounded to the millisecond the campaign keeps time in, before the bounds: "0.4ms" would be 0.
+  const ms = Math.round(Number(m[1]) * scale);
+  if (!(ms >= 1) || ms > 366 * 24 * 3_600_000) throw new FuzzOptionError(`${flag} must be at least 1ms and at most a year`);
+  return ms;
 }
 
 export function positiveInt(text: string, flag: string, max: number): number {

@@ -20,14 +20,17 @@ function refusal(run: () => unknown): string {
 const parse = (raw: RawFuzzOptions) => parseFuzzOptions({ runs: '1', ...raw });
 
 describe('fuzz flag values', () => {
-  it('reads a duration in ms, s, m or h (seconds without a unit), more than 0 and at most 366 days', () => {
+  it('reads a duration in ms, s, m or h (seconds without a unit), at least 1 ms once rounded and at most 366 days', () => {
     expect(parseDuration('90', '--time')).toBe(90_000);
     expect(parseDuration(' 1.5m ', '--time')).toBe(90_000);
     expect(parseDuration('2h', '--time')).toBe(7_200_000);
     expect(parseDuration('1.5ms', '--time')).toBe(2);
     expect(parseDuration('8784h', '--time')).toBe(366 * 24 * 3_600_000);
-    expect(refusal(() => parseDuration('8785h', '--time'))).toBe('--time must be more than 0 and at most a year');
-    expect(refusal(() => parseDuration('0s', '--time'))).toBe('--time must be more than 0 and at most a year');
+    expect(parseDuration('0.5ms', '--time')).toBe(1);
+    expect(refusal(() => parseDuration('8785h', '--time'))).toBe('--time must be at least 1ms and at most a year');
+    expect(refusal(() => parseDuration('0s', '--time'))).toBe('--time must be at least 1ms and at most a year');
+    // It rounds to 0 ms: a campaign with no time at all, not a duration.
+    expect(refusal(() => parseDuration('0.4ms', '--time'))).toBe('--time must be at least 1ms and at most a year');
     expect(refusal(() => parseDuration('5s later', '--time'))).toMatch(/is not a duration/);
   });
 
