@@ -422,4 +422,17 @@ describe('page gate: fetch permission at CPL 3', () => {
     expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 13 });
     expect(vm.vcpu.regs.r9).toBe(1n);
   });
+
+  // The user bit alone taken away (Execute-User cleared, Execute-Supervisor kept): the entry the
+  // CPL 3 fetch filled grants execute, so it must go too.
+  it('taking only the user fetch permission away drops what the TLB holds', () => {
+    const vm = userCallerOfQ();
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'any');
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'exception', vector: 13 });  // Q's HLT at CPL 3
+    expect(vm.vcpu.regs.r9).toBe(1n);
+    vm.gate.set('private', Q, 0x1000n, 'readwrite', 'supervisor');
+    vm.vcpu.regs.rip = Q;  // still at CPL 3
+    expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', access: 'fetch', gpa: Q, rip: Q });
+    expect(vm.vcpu.regs.r9).toBe(1n);
+  });
 });
