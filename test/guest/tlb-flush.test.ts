@@ -185,9 +185,13 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
   });
 
   // The shared entry of the old shadow may serve reads until the next flush, and the next gate
-  // change must be one, even one that changes nothing of the page's gate (an RMPUPDATE that
-  // assigns the page again): after it the guest's shared read asks for the shadow of what it wrote.
-  it('a private write after a shared read of the shadow: the next gate change of the page flushes, and the next read asks again', () => {
+  // change must be one (machine.cc SetGate: stale_shadow_mapping_): one that changes nothing of
+  // the page's gate (an RMPUPDATE that assigns it again), or one of another page never touched.
+  // After it the guest's shared read asks for the shadow of what it wrote.
+  it.each([
+    ['of the page, to the same gate', ['shared', GPA, 'ciphertext', 'none']],
+    ['of another page, never touched', ['private', 0xa00000n, 'read', 'any']],
+  ] as const)('a private write after a shared read of the shadow: the next gate change (%s) flushes, and the next read asks again', (_what, [space, gpa, access, fetch]) => {
     const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
     try {
       acceptAll(vm);
@@ -206,36 +210,7 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
       expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
       expect([vm.vcpu.regs.rax, vm.memory.readU64(GPA)]).toEqual([0x2222222222222222n, 3n]);
       const before = flushes(vm);
-      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
-      expect(flushes(vm)).toBe(before + 1);
-      vm.vcpu.regs.rip = 0x1100n;
-      expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
-    } finally {
-      vm.close();
-    }
-  });
-
-  // The stale shared entry is of this page; a gate change of any other, never touched, must still
-  // drop it (machine.cc SetGate: stale_shadow_mapping_).
-  it('a private write after a shared read of the shadow: a gate change of another page flushes, and the next read asks again', () => {
-    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
-    try {
-      acceptAll(vm);
-      installGdt(vm);
-      loadCode(vm, `
-        mov rcx, 0x${GPA.toString(16)}
-        mov rdx, 0x${(SHARED | GPA).toString(16)}
-        mov rax, [rdx]
-        mov qword ptr [rcx], 3
-        hlt
-        .org 0x100
-        mov rax, [rdx]
-        hlt`);
-      vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
-      vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0x22));
-      expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
-      const before = flushes(vm);
-      vm.gate.set('private', 0xa00000n, 0x1000n, 'read');  // never touched
+      vm.gate.set(space, gpa, 0x1000n, access, fetch);
       expect(flushes(vm)).toBe(before + 1);
       vm.vcpu.regs.rip = 0x1100n;
       expect(vm.vcpu.run()).toMatchObject({ kind: 'gate-fault', space: 'shared', gpa: GPA, ciphertext: true });
