@@ -116,11 +116,16 @@ describe('TLB flushes when a page that was never fetchable loses a permission', 
 describe('TLB flushes between the plaintext and the ciphertext of a shared page', () => {
   const SHARED = 1n << 47n;
   const GPA = 0x500000n;
-  function sharedReader(): Machine {
+  /** A guest with the TDX shared bit as its marker (GPA | SHARED is a shared access) running `code`. */
+  function sharedBitGuest(code: string): Machine {
     const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
     acceptAll(vm);
     installGdt(vm);
-    loadCode(vm, `mov rcx, 0x${(SHARED | GPA).toString(16)}\nmov rax, [rcx]\nhlt`);
+    loadCode(vm, code);
+    return vm;
+  }
+  function sharedReader(): Machine {
+    const vm = sharedBitGuest(`mov rcx, 0x${(SHARED | GPA).toString(16)}\nmov rax, [rcx]\nhlt`);
     vm.memory.writeU64(GPA, 0x77n);
     return vm;
   }
@@ -152,11 +157,7 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
   // write entry filled before the shadow was computed must not outlive it, or the guest's writes
   // through it would leave the old ciphertext valid past every later flush.
   it('a shadow written while a private write entry maps the page: a later private write still makes it stale', () => {
-    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
-    try {
-      acceptAll(vm);
-      installGdt(vm);
-      loadCode(vm, `
+    const vm = sharedBitGuest(`
         mov rcx, 0x${GPA.toString(16)}
         mov qword ptr [rcx], 1
         mov rdx, 0x${(SHARED | GPA).toString(16)}
@@ -166,6 +167,7 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
         .org 0x100
         mov rax, [rdx]
         hlt`);
+    try {
       vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
       // A neighbour's shadow first: mapping the shadow's memory in the emulator (the first shadow
       // of its chunk) drops every TLB entry by itself, which would hide what is tested here.
@@ -192,11 +194,7 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
     ['of the page, to the same gate', ['shared', GPA, 'ciphertext', 'none']],
     ['of another page, never touched', ['private', 0xa00000n, 'read', 'any']],
   ] as const)('a private write after a shared read of the shadow: the next gate change (%s) flushes, and the next read asks again', (_what, [space, gpa, access, fetch]) => {
-    const vm = new Machine({ memoryBytes: 16n << 20n, marker: { kind: 'tdx-shared-bit', gpaWidth: 48 } });
-    try {
-      acceptAll(vm);
-      installGdt(vm);
-      loadCode(vm, `
+    const vm = sharedBitGuest(`
         mov rcx, 0x${GPA.toString(16)}
         mov rdx, 0x${(SHARED | GPA).toString(16)}
         mov rax, [rdx]
@@ -205,6 +203,7 @@ describe('TLB flushes between the plaintext and the ciphertext of a shared page'
         .org 0x100
         mov rax, [rdx]
         hlt`);
+    try {
       vm.gate.set('shared', GPA, 0x1000n, 'ciphertext', 'none');
       vm.gate.writeShadow(GPA, new Uint8Array(4096).fill(0x22));
       expect(vm.vcpu.run()).toMatchObject({ kind: 'hlt' });
