@@ -8,18 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { BootConfigError, checkBootConfig, type BootConfig } from '../../../src/boot/boot-config.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import { boot } from '../../../src/index.js';
+import { refusalMessage } from '../../helpers/refusal.js';
 
 const valid = parseBootOptions({});
 
-function rejected(overrides: Record<string, unknown>): string {
-  try {
-    checkBootConfig({ ...valid, ...overrides } as unknown as BootConfig);
-  } catch (err) {
-    expect(err).toBeInstanceOf(BootConfigError);
-    return (err as Error).message;
-  }
-  throw new Error(`accepted ${JSON.stringify(Object.keys(overrides))}`);
-}
+const rejected = (overrides: Record<string, unknown>): string =>
+  refusalMessage(() => checkBootConfig({ ...valid, ...overrides } as unknown as BootConfig), BootConfigError, `accepted ${JSON.stringify(Object.keys(overrides))}`);
 
 describe('checkBootConfig', () => {
   it('takes every configuration the CLI makes from its flags', () => {

@@ -6,6 +6,7 @@
 // kernel's workload table of 4096 allocations of 1M (guest/kernel/main.c).
 import { describe, expect, it } from 'vitest';
 import { BootOptionError, DEFAULT_LINUX_CMDLINE, parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
+import { refusalMessage } from '../../helpers/refusal.js';
 
 const K = 1n << 10n;
 const M = 1n << 20n;
@@ -13,15 +14,7 @@ const G = 1n << 30n;
 const T = 1n << 40n;
 
 /** The BootOptionError `raw` gets (failing the test when it gets none or another exception). */
-function refusal(raw: RawBootOptions): string {
-  try {
-    parseBootOptions(raw);
-  } catch (err) {
-    expect(err).toBeInstanceOf(BootOptionError);
-    return (err as Error).message;
-  }
-  throw new Error(`accepted ${JSON.stringify(raw)}`);
-}
+const refusal = (raw: RawBootOptions): string => refusalMessage(() => parseBootOptions(raw), BootOptionError, `accepted ${JSON.stringify(raw)}`);
 
 describe('boot flags at their bounds', () => {
   it('--memory: 128M to 64T, in whole 4K pages', () => {

@@ -5,17 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { BootOptionError } from '../../../src/cli/boot-options.js';
 import { checkRunnableTarget, defaultStage, FuzzOptionError, parseDuration, parseFuzzOptions, parseShard, positiveInt, type RawFuzzOptions } from '../../../src/cli/fuzz-options.js';
+import { refusalMessage } from '../../helpers/refusal.js';
 
 /** The FuzzOptionError `run` throws (failing the test when it throws none or another exception). */
-function refusal(run: () => unknown): string {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FuzzOptionError);
-    return (err as Error).message;
-  }
-  throw new Error('accepted');
-}
+const refusal = (run: () => unknown): string => refusalMessage(run, FuzzOptionError);
 
 const parse = (raw: RawFuzzOptions) => parseFuzzOptions({ runs: '1', ...raw });
 

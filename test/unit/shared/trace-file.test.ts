@@ -4,20 +4,13 @@
 // is refused on its line, counted as an editor counts (blank lines too).
 import { describe, expect, it } from 'vitest';
 import { parseTraceText, TraceFileError } from '../../../src/shared/trace-file.js';
+import { refusalMessage } from '../../helpers/refusal.js';
 
 const HEADER = JSON.stringify({ type: 'minivisor-trace', schema: 3 });
 const EVENT = JSON.stringify({ seq: 0, source: 'hw', type: 'tdcall', leaf: 'MEM_PAGE_ACCEPT' });
 
 /** The TraceFileError `text` gets (failing the test when it gets none or another exception). */
-function refusal(text: string): string {
-  try {
-    parseTraceText(text, 'run.jsonl');
-  } catch (err) {
-    expect(err).toBeInstanceOf(TraceFileError);
-    return (err as Error).message;
-  }
-  throw new Error('accepted');
-}
+const refusal = (text: string): string => refusalMessage(() => parseTraceText(text, 'run.jsonl'), TraceFileError);
 
 describe('parseTraceText', () => {
   it('reads the header line, then the events and their lines as written, skipping blank lines', () => {
