@@ -38,7 +38,9 @@ export function captureHandover(machine: Machine, stage: BootStage, seq: number)
   const gate = machine.gate;
   const add = (gpa: bigint) => {
     const last = held[held.length - 1];
-    if (last && last.end === gpa) last.end = gpa + PAGE;
+    // Pages come in ascending order, but the record's runs are rounded out to whole pages, so two
+    // of them may share one: it is named once (>=).
+    if (last && last.end >= gpa) last.end = gpa + PAGE;
     else held.push({ start: gpa, end: gpa + PAGE });
   };
   for (const range of record.unacceptedRanges) {
