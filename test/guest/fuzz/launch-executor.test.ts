@@ -118,11 +118,14 @@ describe('launch-changing programs from a cached launch snapshot', () => {
     const executor = createExecutor(plantedBugTarget('tdx', 'e820-unchecked'));
     executors.push(executor);
     const programs = Array.from({ length: LAUNCH_CACHE_ENTRIES + 1 }, (_, i) => overlapping('tdx', BigInt(24 + 2 * i) << 20n));
-    const executions = programs.map((p) => executor.execute(p));
-    expect(executor.startsFromSnapshot!(programs[0]!)).toBe(false);
-    expect(programs.slice(1).every((p) => executor.startsFromSnapshot!(p))).toBe(true);
+    const executions = programs.slice(0, LAUNCH_CACHE_ENTRIES).map((p) => executor.execute(p));
+    // The first launched is used again, so the second is now the least recently used.
+    expect(executor.execute(programs[0]!).launchInstructions).toBe(0n);
+    executor.execute(programs[LAUNCH_CACHE_ENTRIES]!);
+    expect(executor.startsFromSnapshot!(programs[1]!)).toBe(false);
+    expect(programs.filter((_, i) => i !== 1).every((p) => executor.startsFromSnapshot!(p))).toBe(true);
     // The evicted launch cannot run its execution again for the trace hash: launched again, it gives it.
-    expect(executions[0]!.traceSha256).toBe(executeFromLaunch(plantedBugTarget('tdx', 'e820-unchecked'), programs[0]!).traceSha256);
+    expect(executions[1]!.traceSha256).toBe(executeFromLaunch(plantedBugTarget('tdx', 'e820-unchecked'), programs[1]!).traceSha256);
   }, 180_000);
 
   it('the execution of an evicted launch reads the trace hash replay gives, for a program with decisions too', () => {
