@@ -515,12 +515,16 @@ describe('adversary, SNP page-state requests as the oracle sees them', () => {
     expect(r.g.trace.ofType('state-change-refused').map((e) => [e.gpa, e.to, e.reached])).toEqual([[P, 'private', false]]);
   });
 
-  it('a pscHeader lie writes end_entry at buffer + 2 (GHCB spec §4.1.6: cur_entry, end_entry, reserved)', () => {
-    const r = pscRequest(GHCB_GPA, { cur: 0, end: 0 }, [encodePscEntry({ curPage: 0, gfn: P >> 12n, op: PSC_OP.PRIVATE, size2m: false })],
-      [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none', pscHeader: { endEntry: 7 } })]);
-    expect(r.run()).toMatchObject({ outcome: 'done' });
+  it('a pscHeader lie writes end_entry at buffer + 2 and the reserved word at buffer + 4, before the first entry (GHCB spec §4.1.6: cur_entry, end_entry, reserved)', () => {
+    const entry = encodePscEntry({ curPage: 0, gfn: P >> 12n, op: PSC_OP.PRIVATE, size2m: false });
     const buffer = GHCB_GPA + BigInt(GHCB_OFFSET.sharedBuffer);
-    expect([r.g.vm.memory.readU16(buffer), r.g.vm.memory.readU16(buffer + 2n), r.g.vm.memory.readU32(buffer + 4n)]).toEqual([0, 7, 0]);
+    const header = (pscHeader: { endEntry?: number; reserved?: number }) => {
+      const r = pscRequest(GHCB_GPA, { cur: 0, end: 0 }, [entry], [call('snp.ghcb.psc', { kind: 'vmgexit', effect: 'none', pscHeader })]);
+      expect(r.run()).toMatchObject({ outcome: 'done' });
+      return [r.g.vm.memory.readU16(buffer), r.g.vm.memory.readU16(buffer + 2n), r.g.vm.memory.readU32(buffer + 4n), r.g.vm.memory.readU64(buffer + 8n)];
+    };
+    expect(header({ endEntry: 7 })).toEqual([0, 7, 0, entry]);
+    expect(header({ reserved: 0xdeadbeef })).toEqual([0, 0, 0xdeadbeef, entry]);
   });
 
   it('pscEntries: the VMM makes that many entries from cur_entry, advances cur_entry past them and leaves end_entry as the guest wrote it; 0 makes none', () => {
@@ -542,6 +546,17 @@ describe('adversary, SNP page-state requests as the oracle sees them', () => {
       // No error for the guest either way: 0 entries is the VMM doing nothing, not a bad request.
       expect(r.g.vm.memory.readU64(GHCB_GPA + BigInt(GHCB_OFFSET.swExitInfo2)), `pscEntries ${n}`).toBe(0n);
     }
+  });
+
+  it('of a request whose end_entry is one past the buffer, the last entry the buffer holds (252) is asked for and the next 8 bytes are no entry', () => {
+    // GHCB spec §4.1.6: entries 0..252; the 8 bytes after entry 252 are still in the GHCB page.
+    const entries = new Array<bigint>(254).fill(0n);
+    entries[252] = encodePscEntry({ curPage: 0, gfn: P >> 12n, op: PSC_OP.PRIVATE, size2m: false });
+    entries[253] = encodePscEntry({ curPage: 0, gfn: (P >> 12n) + 1n, op: PSC_OP.PRIVATE, size2m: false });
+    const r = pscRequest(GHCB_GPA, { cur: 252, end: 253 }, entries);
+    expect(r.run()).toMatchObject({ outcome: 'done' });
+    expect(r.g.trace.ofType('guest-request').map((e) => e.key)).toEqual([`psc-ghcb 252-253 ${entries[252]!.toString(16)}`]);
+    expect(r.g.trace.ofType('guest-reclaim').map((e) => [e.gpa, e.bytes])).toEqual([[P, 0x1000n]]);
   });
 
   it('a cur_entry past the 253 entries a PSC buffer holds is keyed without reading an entry beyond the GHCB page', () => {
