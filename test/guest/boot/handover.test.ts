@@ -12,6 +12,7 @@ import { HonestSnpVmm } from '../../../src/vmm/snp/honest-vmm.js';
 import { readGuestAcceptanceRecord } from '../../../src/fuzz/guest-record.js';
 import { acceptanceMismatches, doubleAccepts } from '../../helpers/boot-check.js';
 import { CRASH_KERNEL_REGION, dumpDigest, verifyCrashDump } from '../../../src/boot/crash-dump.js';
+import { BOOT_PARAMS_GPA } from '../../../src/boot/layout.js';
 
 const KiB = 1024n;
 const MiB = 1024n * KiB;
@@ -125,6 +126,7 @@ describe('boot --handover crash', () => {
           // finds every accepted page of RAM in it, every dumped page accepted in hardware.
           const dump = verifyCrashDump(run);
           expect(dump.problems).toEqual([]);
+          expect(dump.ok).toBe(true);
           expect(dump.ranges.length).toBeGreaterThan(0);
           expect(dump.dumpedBytes).toBe(stat(run, 'dump_accepted_bytes'));
           expect(stat(run, 'dump_unaccepted_bytes_skipped')).toBeGreaterThan(0n);
@@ -159,7 +161,11 @@ describe('boot --handover crash', () => {
     try {
       const first = run.report.stats.dump_0_digest!;
       run.report.stats.dump_0_digest = first ^ 1n;
-      expect(verifyCrashDump(run).problems.join('\n')).toMatch(/^dump range \[0x[0-9a-f]+, 0x[0-9a-f]+\): the crash kernel's digest/);
+      const dump = verifyCrashDump(run);
+      expect(dump.problems.join('\n')).toMatch(/^dump range \[0x[0-9a-f]+, 0x[0-9a-f]+\): the crash kernel's digest/);
+      // One problem is enough to fail the check (the CLI's exit status follows `ok`).
+      expect(dump.problems.length).toBe(1);
+      expect(dump.ok).toBe(false);
     } finally {
       run.platform.machine.close();
     }
@@ -206,6 +212,19 @@ describe('the host check of a crash dump refuses every kind of wrong dump (crash
       expect(problems((s) => { s.dump_ranges = count + 1n; s[`dump_${count}_start`] = top; s[`dump_${count}_end`] = top + 0x1000n; s[`dump_${count}_digest`] = dumpDigest(new Uint8Array(0x1000)); }))
         .toEqual([`dump range [0x${top.toString(16)}, 0x${(top + 0x1000n).toString(16)}) holds 1 pages the hardware does not hold accepted`]);
       expect(problems((s) => { delete s.dump_ranges; })[0]).toBe('the crash kernel reported no dump (no dump_ranges stat)');
+      // A range whose end is not page-aligned, and an empty range (its digest the empty input's,
+      // the FNV-1a offset basis), are malformed reports, not short dumps.
+      const notARange = (a: bigint, b: bigint) => `dump range [0x${a.toString(16)}, 0x${b.toString(16)}) is not a page-aligned range in order inside guest memory`;
+      expect(problems((s) => { s[`dump_${last}_end`] = end - 8n; })).toContain(notARange(start, end - 8n));
+      expect(problems((s) => { s[`dump_${last}_end`] = start; s[`dump_${last}_digest`] = 0xcbf29ce484222325n; })).toContain(notARange(start, start));
+      // A range one page short of its run, digested as it claims: the page it left out is missed.
+      const shortEnd = end - 0x1000n;
+      expect(outsideCrashRegion(shortEnd) && run.platform.pageState(shortEnd).accepted).toBe(true);
+      expect(problems((s) => { s[`dump_${last}_end`] = shortEnd; s[`dump_${last}_digest`] = dumpDigest(run.platform.machine.memory.read(start, Number(shortEnd - start))); }))
+        .toEqual([`1 accepted pages of RAM are missing from the dump, the first at 0x${shortEnd.toString(16)}`]);
+      // No memory map published (its magic wiped): nothing to check the dump's completeness against.
+      run.platform.machine.memory.write(BOOT_PARAMS_GPA, new Uint8Array(4));
+      expect(problems(() => {})).toContain('the guest published no memory map to check the dump against');
     } finally {
       run.platform.machine.close();
     }
