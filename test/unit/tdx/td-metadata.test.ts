@@ -96,6 +96,16 @@ describe('TDG.VM.RD version 1: RDX = the next field ID the guest can read', () =
     expect(count).toBe(89);
   });
 
+  it('the walk names each readable row by its table ID (element size code included), then that ID + 1 for each further element', () => {
+    // The L2_SEPT_ROOT rows are counted out while the TD has no L2 VMs (md_get_lookup_table).
+    const expected = TDR_TDCS_ROWS.filter(([name, , , readable]) => readable && !name.startsWith('L2_'))
+      .flatMap(([, id, elements]) => Array.from({ length: elements }, (_, i) => id + BigInt(i)));
+    const m = tdxModule();
+    const walked: bigint[] = [];
+    for (let next = read(m, MD_FIELD_ID_NA).rdx; next !== MD_FIELD_ID_NA && walked.length < 200; next = read(m, next).rdx) walked.push(next);
+    expect(walked.map((id) => id.toString(16))).toEqual(expected.map((id) => id.toString(16)));
+  });
+
   it('any error leaves RDX = MD_FIELD_ID_NA (set before the checks); version 0 leaves RDX alone', () => {
     const m = tdxModule();
     expect(read(m, 0x1234n)).toEqual({ rax: FIELD_ID_INCORRECT, rdx: MD_FIELD_ID_NA, r8: 0n });
@@ -210,6 +220,17 @@ describe('TDG.VM.RD/WR over every row of tdr_tdcs_lookup[]', () => {
 });
 
 describe('TD fields the module derives', () => {
+  it('RTMR is four fields of six 8-byte elements: element 6 i + j is bytes 8 j .. 8 j + 7 of RTMR[i]', () => {
+    const m = tdxModule();
+    const RTMR = 0x1310000300000040n;
+    for (let i = 0; i < 4; i++) m.rtmr[i] = Buffer.from(Array.from({ length: 48 }, (_, b) => 48 * i + b)); // every byte distinct
+    for (let i = 0; i < 4; i++) {
+      for (let j = 0; j < 6; j++) {
+        expect(read(m, RTMR + BigInt(6 * i + j), VM_RD).r8, `RTMR[${i}] element ${j}`).toBe(m.rtmr[i]!.readBigUInt64LE(8 * j));
+      }
+    }
+  });
+
   it('GPAW reads 0 for a GPAW-48 TD (TDCS.GPAW is a bool)', () => {
     expect(read(tdxModule({ gpaWidth: 48 }), Field.GPAW).r8).toBe(0n);
   });
