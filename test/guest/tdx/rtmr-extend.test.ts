@@ -109,6 +109,8 @@ describe('TDG.MR.RTMR.EXTEND', () => {
     expect(runTd(td).outcome).toBe('done');
     expect(td.platform.machine.vcpu.regs.r15).toBe(20n); // the default #VE handler halts with 20
     expect(td.trace.ofType('ve-injected')).toEqual([expect.objectContaining({ exitReason: 48, gpa: PENDING_2M })]);
+    // The trace says why the TDCALL did not complete: a #VE, not a TD exit.
+    expect(td.trace.ofType('tdcall')[0]).toMatchObject({ leaf: 'MR_RTMR_EXTEND', result: 've(guest-side-gpa)' });
   });
 
   it('with SEPT_VE_DISABLE a PENDING page is an EPT-violation TD exit (read, private, PENDING_EPT_VIOLATION), RIP at the TDCALL', () => {
