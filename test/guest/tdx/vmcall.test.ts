@@ -90,6 +90,13 @@ describe('A7 sub-functions (honest VMM)', () => {
     expect(policy.wakes).toBe(64);
   });
 
+  it('runTd\'s maxStalledExits sets that limit: the VMM resumes the blocked HLT 3 times, the 4th is no progress', () => {
+    const policy = waker(1000);
+    const td = tdGuest(`1: mov r12, 1\n ${vmcall(12n)}\n jmp 1b`, { policy });
+    expect(runTd(td, { maxStalledExits: 3 })).toEqual({ outcome: 'vmm-error', reason: expect.stringMatching(/^no progress: the same exit 4 times in a row \(HLT with interrupts blocked at RIP 0x[0-9a-f]+\)$/) });
+    expect(policy.wakes).toBe(3);
+  });
+
   it('HLT with interrupts open may be woken any number of times (an interrupt could end it)', () => {
     const policy = waker(100);
     const { outcome } = runTdGuest(`1: mov r12, 0\n ${vmcall(12n)}\n jmp 1b`, { policy });

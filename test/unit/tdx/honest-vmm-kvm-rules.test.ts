@@ -217,6 +217,16 @@ describe('createTd: whole-VM snapshots cover the state the caller adds above the
     expect(value).toBe(1);
     td.platform.machine.close();
   });
+
+  it('a restore takes back what the guest printed after the snapshot, on the TD\'s own console', () => {
+    const td = createTd({ memoryBytes: 16n * MiB });
+    td.console.writeBytes(Buffer.from('before\n'));
+    const snap = td.vm.snapshot();
+    td.console.writeBytes(Buffer.from('after\n'));
+    td.vm.restore(snap);
+    expect(td.console.text).toBe('before\n');
+    td.platform.machine.close();
+  });
 });
 
 describe('honest TDX VMM: the edges of guest RAM (KVM memslots, QEMU memory regions)', () => {
