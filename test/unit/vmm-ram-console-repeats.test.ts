@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Console } from '../../src/vmm/console.js';
 import { inGuestRam } from '../../src/vmm/guest-ram.js';
-import { SnpVmm, snpVm } from '../../src/vmm/snp/run-snp.js';
+import { SnpVmm, runSnp, snpVm } from '../../src/vmm/snp/run-snp.js';
 import type { SnpVmExit } from '../../src/platform/snp/snp-cpu.js';
 import type { SnpVmmHandle } from '../../src/platform/snp/vmm-handle.js';
 import { HonestSnpVmm } from '../../src/vmm/snp/honest-vmm.js';
@@ -133,6 +133,29 @@ describe('SNP: the VMM in a VM', () => {
   it('the VM\'s console is the policy\'s own (what the guest printed is in the VM\'s snapshots)', () => {
     const g = snpGuest('hlt');
     expect(snpVm(g.platform, g.vmm).console).toBe(g.vmm.console);
+    g.vm.close();
+  });
+
+  it('runSnp takes its limits from its options: the repeat limit, then the exit guard', () => {
+    // The guest reads a page the RMP gives the hypervisor (nothing launched there): an NPF; a VMM
+    // that resumes without changing anything gets the same NPF again and again.
+    const g = snpGuest('mov rax, [0x400000]\n hlt');
+    let npfs = 0;
+    const resumer: SnpVmmPolicy = { onNpf: () => { npfs++; return 'resume'; }, onVmgexit: (host, exit) => g.vmm.onVmgexit(host, exit), onHlt: () => g.vmm.onHlt() };
+    expect(runSnp(g.platform, resumer, { npfRepeatLimit: 3 })).toEqual({ outcome: 'vmm-error', reason: expect.stringMatching(/^no progress: the same exit 4 times in a row \(NPF at RIP 0x[0-9a-f]+ GPA 0x400000 /) });
+    expect(npfs).toBe(3);
+    // A new run of the same guest: 5 exits handled, and the 6th is past the guard.
+    expect(runSnp(g.platform, resumer, { maxExits: 5 })).toEqual({ outcome: 'vmm-error', reason: 'more than 5 exits' });
+    expect(npfs).toBe(3 + 5);
+    g.vm.close();
+  });
+
+  it('runSnp gives up after 1,000,000 exits by default: a guard against a guest and VMM that never stop', () => {
+    const g = snpGuest('1: sti\n hlt\n jmp 1b');  // interrupts open: a HLT an interrupt could end is no repeat
+    let wakes = 0;
+    const waker: SnpVmmPolicy = { onNpf: (host, exit) => g.vmm.onNpf(host, exit), onVmgexit: (host, exit) => g.vmm.onVmgexit(host, exit), onHlt: () => { wakes++; return 'resume'; } };
+    expect(runSnp(g.platform, waker)).toEqual({ outcome: 'vmm-error', reason: 'more than 1000000 exits' });
+    expect(wakes).toBe(1_000_000);
     g.vm.close();
   });
 
