@@ -87,6 +87,14 @@ describe('SYSCALL in a TD (an Intel CPU runs it; the TD owns STAR, LSTAR and FMA
     expect(r.r13 & 2n).toBe(2n);
   });
 
+  it('FMASK with every bit of RFLAGS[31:0] set clears them all but bit 1, which always reads as 1 (SDM Vol. 1 §3.4.3)', () => {
+    const { td, outcome } = runTdGuest(`${SET_SCE}\n ${SYSCALL_TO_ENTRY.replace(wrmsr(0xc0000084, DF), wrmsr(0xc0000084, 0xffffffffn))}\n ${HALT}`);
+    expect(outcome.outcome, outcome.reason).toBe('done');
+    const r = td.platform.machine.vcpu.regs;
+    expect(r.r14).toBe(0n);
+    expect(r.r13).toBe(2n);
+  });
+
   it('with EFER.SCE clear: #UD, RIP at the SYSCALL', () => {
     const { td, outcome } = runTdGuest(`lea r12, [rip + 1f]\n 1: syscall\n mov r14, 0xbad\n ${HALT}`, { ud: `mov r15, 6\n mov rbx, [rsp]\n ${HALT}` });
     expect(outcome.outcome, outcome.reason).toBe('done');
