@@ -171,7 +171,7 @@ describe('TDG.MR.VERIFYREPORT', () => {
     expect([r.r12, r.r13, r.r14, r.rbx]).toEqual([0n, 0n, 0xc000100100000000n, OPERAND_INVALID | 1n]);
   });
 
-  it('the MAC covers the whole REPORTMACSTRUCT before it: a change to its first or its last byte is refused', () => {
+  it('the MAC covers the whole REPORTMACSTRUCT before it: a change to its first or its last byte, or to the MAC\'s last byte (255), is refused', () => {
     const { td } = runTdGuest(`
       ${storeReportData(DATA)}
       ${report(REPORT, DATA)}
@@ -181,10 +181,13 @@ describe('TDG.MR.VERIFYREPORT', () => {
       xor byte ptr [${REPORT + 223n}], 1
       ${verify(REPORT)}\n mov r14, rax
       xor byte ptr [${REPORT + 223n}], 1
+      xor byte ptr [${REPORT + 255n}], 1
+      ${verify(REPORT)}\n mov r15, rax
+      xor byte ptr [${REPORT + 255n}], 1
       ${verify(REPORT)}\n mov rbx, rax
       ${HALT}`);
     const r = td.platform.machine.vcpu.regs;
-    expect([r.r13, r.r14, r.rbx]).toEqual([0xc000100100000000n, 0xc000100100000000n, 0n]);
+    expect([r.r13, r.r14, r.r15, r.rbx]).toEqual([0xc000100100000000n, 0xc000100100000000n, 0xc000100100000000n, 0n]);
   });
 
   it('a REPORTMACSTRUCT on a shared GPA is OPERAND_INVALID (PRIVATE_ONLY)', () => {
