@@ -12,6 +12,7 @@ import type { BootConfig } from '../../src/boot/boot-config.js';
 import { parseBzImage, Xlf } from '../../src/boot/linux/bzimage.js';
 import { DEFAULT_LINUX_CMDLINE } from '../../src/cli/boot-options.js';
 import { honestTdxPolicy, type TdxVmmPolicy } from '../../src/vmm/tdx/honest-vmm.js';
+import type { TdxPlatform } from '../../src/platform/tdx/tdx-platform.js';
 
 const M = 0x100000n;
 let kernel: LocalKernel;
@@ -70,6 +71,10 @@ describe("Debian's cloud kernel on TDX", () => {
       expect(linux.failedAcceptCalls).toBe(0);
       expect(linux.virtualizationExceptions).toEqual({});
       expect(run.result.acceptedBytes.decompressor).toBe(Number(linux.accepted.reduce((s, r) => s + (r.end - r.start), 0n)));
+      // Launched as QEMU launches a TD (tdx.c tdx_guest_init): ATTRIBUTES.SEPT_VE_DISABLE, bit 28
+      // in the TDX module ABI, which the kernel's tdx_early_init insists on.
+      const td = run.platform.vm.platform as TdxPlatform;
+      expect(td.module.config.attributes & (1n << 28n)).toBe(1n << 28n);
     } finally {
       run.platform.machine.close();
     }
@@ -134,6 +139,12 @@ describe("Debian's cloud kernel on SEV-SNP", () => {
       expect(linux.bitmapClearedExactly).toBe(true);
       expect(linux.failedAcceptCalls).toBe(0);
       expect(run.result.acceptedBytes.decompressor).toBe(Number(plan.workRange.start - plan.kernelRange.end) + 0x1000);
+      // The CC blob's secrets page was launched as page type SECRETS: the firmware wrote it
+      // (SEV-SNP Firmware ABI, the secrets page layout: VERSION at 0, VMPCK0 at 0x20), version 3
+      // as AMD's firmware writes it, with a VM communication key the guest can use.
+      const secrets = run.platform.machine.memory.read(run.session.images.linux!.bootData.secretsPageGpa!, 0x1000);
+      expect(new DataView(secrets.buffer, secrets.byteOffset).getUint32(0, true)).toBe(3);
+      expect(secrets.subarray(0x20, 0x40).some((b) => b !== 0)).toBe(true);
     } finally {
       run.platform.machine.close();
     }
