@@ -41,7 +41,7 @@ export function isMemoryDevice(stat: import('node:fs').Stats): boolean {
   return stat.isCharacterDevice() && deviceMajor(stat.rdev) === MEMORY_DEVICES_MAJOR;
 }
 
-/** The major number of a device number as Linux packs it (glibc's gnu_dev_major: bits 8-19 and 32-43). */
+/** The major number of a device number as Linux packs it (glibc's gnu_dev_major: bits 8-19 and 44-63). */
 export function deviceMajor(rdev: number): number {
   return (Math.floor(rdev / 0x100) & 0xfff) | (Math.floor(rdev / 0x1_0000_0000) & ~0xfff);
 }
