@@ -78,6 +78,21 @@ describe('ACCEPT of a PENDING leaf', () => {
     expect(m.sept.entry(1, P + 0x200000n)).toMatchObject({ state: 'MAPPED', acceptCounter: 0 });
   });
 
+  it('an interrupt pending when a 2M ACCEPT resumes is due that many chunks after where it resumed, not after the page\'s start', () => {
+    // The module checks after each chunk it zeroes in this call (is_interrupt_pending_guest_side).
+    const m = runningTd();
+    m.host.memPageAug(gpaLevel(P, 1));
+    m.machine.memory.fill(P, 0x200000n, 0x55);
+    m.host.postInterrupt(0x30, 100);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    m.host.postInterrupt(0x31, 50);
+    expect(pageAccept(m, gpaLevel(P, 1))).toMatchObject({ kind: 'step', result: 'interrupted' });
+    expect(m.sept.entry(1, P)).toMatchObject({ state: 'PENDING', acceptCounter: 150 });
+    expect(m.machine.memory.read(P, 150 * 0x1000).every((b) => b === 0)).toBe(true);
+    expect(m.machine.memory.read(P + 150n * 0x1000n, 1)[0]).toBe(0x55);
+    expect(pageAccept(m, gpaLevel(P, 1))).toEqual({ kind: 'return', status: 0n });
+  });
+
   it('a host interrupt due at the chunk where the vCPU\'s turn ends interrupts the ACCEPT: the lock is let go and the vector posted', () => {
     const m = runningTd();
     m.host.memPageAug(gpaLevel(P, 1));
