@@ -23,6 +23,8 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
 
   it('GHCB GPA registration 0x012/0x013: [63:12] GFN', () => {
     expect(decodeGhcbMsr((0x30n << 12n) | 0x012n)).toEqual({ kind: 'register-ghcb', gfn: 0x30n });
+    // All 52 bits: the GFN field is not the PSC request's 40.
+    expect(decodeGhcbMsr(0xfedc_ba98_7654_3012n)).toEqual({ kind: 'register-ghcb', gfn: 0xf_edcb_a987_6543n });
     expect(ghcbMsr.registerResp(0x30n)).toBe((0x30n << 12n) | 0x013n);
     // A refusal answers GFN -1: every bit of GHCBData[63:12] set (GHCB spec "GHCB GPA Registration":
     // "otherwise return -1"; Linux 0c76b1d08280).
@@ -66,6 +68,8 @@ describe('GHCB MSR protocol (GHCBInfo = bits 11:0)', () => {
 
   it('termination request 0x100: [15:12] reason set, [23:16] reason code', () => {
     expect(decodeGhcbMsr((0xa5n << 16n) | (0x3n << 12n) | 0x100n)).toEqual({ kind: 'terminate', reasonSet: 3, reasonCode: 0xa5 });
+    // Bits 63:24 are reserved: they are no part of the code.
+    expect(decodeGhcbMsr((0xffff_ffffn << 24n) | (0xa5n << 16n) | (0x3n << 12n) | 0x100n)).toEqual({ kind: 'terminate', reasonSet: 3, reasonCode: 0xa5 });
     expect(ghcbMsr.termReq(1, 0xa5)).toBe((0xa5n << 16n) | (1n << 12n) | 0x100n);
   });
 

@@ -5,7 +5,7 @@
 // CPUID Fn0000_0000, Fn8000_0000 and Fn8000_001F. The guest-level tests read these through a
 // guest, where one constant changed together with its reader would go unseen.
 import { describe, expect, it } from 'vitest';
-import { MSR_GHCB, MSR_SEV_STATUS, SEV_STATUS, SNP_GUEST_SEV_STATUS, SNP_VMPL_COUNT, snpCpuid } from '../../../src/platform/snp/sev-status.js';
+import { MSR_GHCB, MSR_SEV_STATUS, SEV_STATUS, SNP_GUEST_SEV_FEATURES, SNP_GUEST_SEV_STATUS, SNP_VMPL_COUNT, snpCpuid } from '../../../src/platform/snp/sev-status.js';
 
 const ascii = (...regs: number[]) => Buffer.concat(regs.map((r) => { const b = Buffer.alloc(4); b.writeUInt32LE(r >>> 0); return b; })).toString('latin1');
 
@@ -22,6 +22,10 @@ describe('SEV_STATUS', () => {
   it('an SNP guest reads SEV, SEV-ES and SNP set and none of the optional features the model does not have (B4: b0, b1, b2)', () => {
     expect(SNP_GUEST_SEV_STATUS).toBe(0b111n);
   });
+
+  it('its VMSAs\' SEV_FEATURES: SNPActive (bit 0) alone, SEV_STATUS >> 2 as Linux builds an AP\'s (wakeup_cpu_via_vmgexit)', () => {
+    expect(SNP_GUEST_SEV_FEATURES).toBe(1n);
+  });
 });
 
 describe('CPUID of the emulated SNP CPU (APM Vol. 3 CPUID)', () => {
@@ -32,6 +36,10 @@ describe('CPUID of the emulated SNP CPU (APM Vol. 3 CPUID)', () => {
     const ext = snpCpuid(0x80000000, 0, 51);
     expect(ascii(ext.ebx, ext.edx, ext.ecx)).toBe('AuthenticAMD');
     expect(ext.eax).toBe(0x8000001f);
+  });
+
+  it('Fn0000_0001 ECX: RDRAND (b30), which Linux\'s decompressor wants of an SEV guest, and hypervisor (b31) set', () => {
+    expect(snpCpuid(1, 0, 51).ecx >>> 30).toBe(0b11);
   });
 
   it('Fn8000_001F: EAX b0 SME, b1 SEV, b3 SEV-ES, b4 SNP, b5 VMPL; EBX[5:0] C-bit position, EBX[11:6] physical-address reduction, EBX[15:12] four VMPLs (VMPL0-3)', () => {
