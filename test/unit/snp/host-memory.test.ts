@@ -130,14 +130,19 @@ describe('host writes', () => {
   // assigned to it, as the decryption of the host's bytes, not as them.
   it('every page any host write reaches holds DRAM bytes, which the guest reads decrypted once the page is assigned to it', () => {
     const { p, host } = setUp();
-    const A = 0x500000n, B = A + PAGE_4K, C = B + PAGE_4K, D = C + PAGE_4K, E = D + PAGE_4K;
+    const A = 0x500000n, B = A + PAGE_4K, C = B + PAGE_4K, D = C + PAGE_4K, E = D + PAGE_4K, F = E + PAGE_4K, G = F + PAGE_4K, H = G + PAGE_4K;
     host.write(A + 0xff0n, Buffer.alloc(0x20, 0x42));           // A's tail and B's head
     expect(host.tryWrite(C, Buffer.alloc(0x10, 0x43))).toBeUndefined();
     host.fill(D, 0x10n, 0x44);
     host.write(E + 0x10n, Buffer.from([0x45]));
-    const hostView = [A, B, C, D, E].map((page) => Buffer.from(p.machine.memory.read(page, 0x1000)));
-    for (const page of [A, B, C, D, E]) expect(p.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: p.asid }).rc).toBe(0);
-    [A, B, C, D, E].forEach((page, i) => expect([page, Buffer.from(p.machine.memory.read(page, 0x1000)).equals(hostView[i]!)]).toEqual([page, false]));
+    host.write(F + 0xfffn, Buffer.from([0x46, 0x46]));           // F's last byte and G's first
+    // A write or fill of nothing reaches no page, wherever it starts.
+    host.write(H + 0x10n, new Uint8Array(0));
+    host.fill(H + 0x20n, 0n, 0x47);
+    const written = [A, B, C, D, E, F, G];
+    const hostView = [...written, H].map((page) => Buffer.from(p.machine.memory.read(page, 0x1000)));
+    for (const page of [...written, H]) expect(p.rmpUpdate(page, { assigned: true, pageSize: '4k', gpa: page, asid: p.asid }).rc).toBe(0);
+    [...written, H].forEach((page, i) => expect([page, Buffer.from(p.machine.memory.read(page, 0x1000)).equals(hostView[i]!)]).toEqual([page, page === H]));
     p.machine.close();
   });
 
