@@ -198,7 +198,7 @@ describe('the VMM\'s own shared EPT and TDH.VP.INIT (vmm-handle.ts)', () => {
   it('TDH.VP.INIT names an existing vCPU: an index past the last, negative or fractional is a RangeError', () => {
     const t = createTd({ memoryBytes: 8n << 20n, vcpus: 2 });
     const h = t.platform.module.host;
-    for (const index of [2, -1, 0.5]) expect(() => h.vpInit(0x1000n, index), String(index)).toThrow(RangeError);
+    for (const index of [2, -1, 0.5]) expect(() => h.vpInit(0x1000n, index), String(index)).toThrow(new RangeError(`TDH.VP.INIT: no vCPU ${index}`));
     h.vpInit(0x1000n, 1);
     expect(t.platform.trace.ofType('vp-init')).toMatchObject([{ vcpu: 1, rcx: 0x1000n }]);
     // The vCPU the host was on stays current: initialising another does not switch to it.
