@@ -156,6 +156,8 @@ describe('GHCB page', () => {
     expect(decodeIoioExitInfo((0x3f8n << 16n) | (1n << 4n) | 1n)).toEqual({ direction: 'in', port: 0x3f8, size: 1, string: false, rep: false });
     expect(decodeIoioExitInfo((0xcf8n << 16n) | (1n << 6n) | (1n << 3n) | (1n << 2n))).toEqual({ direction: 'out', port: 0xcf8, size: 4, string: true, rep: true });
     expect(decodeIoioExitInfo((0x80n << 16n) | (1n << 5n))).toMatchObject({ size: 2 });
+    // The port is all 16 bits of [31:16], up to 0xFFFF.
+    expect(decodeIoioExitInfo((0xfffen << 16n) | (1n << 4n))).toMatchObject({ port: 0xfffe });
     expect(decodeIoioExitInfo(0x80n << 16n).size).toBeUndefined();
     expect(IOIO).toEqual({ TYPE_IN: 1n, STRING: 1n << 2n, REP: 1n << 3n, SZ8: 1n << 4n, SZ16: 1n << 5n, SZ32: 1n << 6n });
     expect(decodeIoioExitInfo((0x80n << 16n) | (1n << 2n) | (1n << 4n))).toMatchObject({ string: true, rep: false, size: 1 });
