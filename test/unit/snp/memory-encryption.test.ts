@@ -43,6 +43,16 @@ describe('MemoryEncryption', () => {
     expect(Buffer.from(e.decryptPage(0x4000n, theirs)).equals(page(4))).toBe(true);
     theirs.fill(6);
     expect(Buffer.from(e.decryptPage(0x4000n, c)).equals(page(4))).toBe(true);
+    // The very buffer of the last call, changed and passed again: the answer for its new bytes.
+    const fresh = new MemoryEncryption('asid 1 seed 0');
+    const again = page(7);
+    e.encryptPage(0x5000n, again);
+    again.fill(8);
+    expect(Buffer.from(e.encryptPage(0x5000n, again))).toEqual(Buffer.from(fresh.encryptPage(0x5000n, page(8))));
+    const cipher = Buffer.from(fresh.encryptPage(0x6000n, page(9)));
+    e.decryptPage(0x6000n, cipher);
+    cipher.fill(10);
+    expect(Buffer.from(e.decryptPage(0x6000n, cipher))).toEqual(Buffer.from(fresh.decryptPage(0x6000n, Buffer.alloc(0x1000, 10))));
   });
 
   it('answers pages beyond the memo\'s reach, forgotten ones and zero pages alike', () => {
