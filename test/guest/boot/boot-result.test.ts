@@ -18,10 +18,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe.each(['tdx', 'snp'] as const)('%s boot result', (platform) => {
   it('counts as README defines them, matching the guest\'s own report', () => {
     let progressCalls = 0;
-    const run = bootGuest(parseBootOptions({ platform, memory: '256M' }), { onAccepted: () => progressCalls++ });
+    const run = bootGuest(parseBootOptions({ platform, memory: '256M', seed: '42' }), { onAccepted: () => progressCalls++ });
     const { result } = run;
     try {
       expect(result.outcome).toBe('done');
+      expect(result.seed).toBe('42');
+      // The console as the guest wrote it, up to the newline after its last line.
+      expect(result.console.endsWith('@mv done\n')).toBe(true);
       expect(result.stages).toEqual(['firmware', 'decompressor', 'kernel']);
       // Completed accept calls are what the guest's accept_calls_2m / accept_calls_4k count.
       expect(result.acceptCallsCompleted).toEqual({ '2M': Number(run.report.stats.accept_calls_2m), '4K': Number(run.report.stats.accept_calls_4k) });
