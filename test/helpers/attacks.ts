@@ -85,6 +85,15 @@ export function withImages(edit: (images: BootImages) => BootImages): VmmOverrid
   return { images: edit };
 }
 
+/** The guest image with one more 4 KiB page of `fill` bytes at `gpa` (a copy of its first segment's permissions). */
+export function withStrayImagePage(gpa: bigint, fill = 0): VmmOverride {
+  return withImages((images) => {
+    const template = images.guestImage.segments[0]!;
+    const page = { ...template, gpa, vaddr: gpa, data: new Uint8Array(0x1000).fill(fill), memSize: 0x1000n };
+    return { ...images, guestImage: { ...images.guestImage, segments: [...images.guestImage.segments, page] } };
+  });
+}
+
 /** The firmware config page with `edit` applied to its bytes (grown to `length` first). */
 export function editConfig(edit: (b: Buffer) => void, length = Number(ABI.MV_FW_CONFIG_SIZE)): VmmOverride {
   return withImages((images) => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bootGuest, bootSucceeded } from '../../../src/boot/boot-guest.js';
 import { BootConfigError, checkBootConfig, type BootConfig } from '../../../src/boot/boot-config.js';
-import type { BootImages } from '../../../src/boot/images.js';
+import { withStrayImagePage } from '../../helpers/attacks.js';
 import { parseBootOptions } from '../../../src/cli/boot-options.js';
 
 const KiB = 1024;
@@ -66,13 +66,7 @@ describe('bootGuest with a trace file', () => {
 
   it('an error during the launch says what became of the trace written so far', () => {
     const traceFile = join(dir, 'launch.jsonl');
-    const stray = 64n << 20n;
-    const withStrayPage = (images: BootImages): BootImages => {
-      const template = images.guestImage.segments[0]!;
-      const page = { ...template, gpa: stray, vaddr: stray, data: new Uint8Array(0x1000), memSize: 0x1000n };
-      return { ...images, guestImage: { ...images.guestImage, segments: [...images.guestImage.segments, page] } };
-    };
-    expect(() => bootGuest({ ...parseBootOptions({ memory: '128M' }), traceFile }, { vmm: { images: withStrayPage } }))
+    expect(() => bootGuest({ ...parseBootOptions({ memory: '128M' }), traceFile }, { vmm: withStrayImagePage(64n << 20n) }))
       .toThrow(/lie outside the launch ranges \((no trace was written|the partial trace .*)\)$/);
     expect(existsSync(traceFile)).toBe(false);
   });

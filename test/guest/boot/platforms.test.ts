@@ -5,11 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { BootSession } from '../../../src/boot/boot-session.js';
 import { bootGuest } from '../../../src/boot/boot-guest.js';
-import type { BootImages } from '../../../src/boot/images.js';
 import { parseBootOptions, type RawBootOptions } from '../../../src/cli/boot-options.js';
 import { HardwareRandom } from '../../../src/cpu/hardware-random.js';
 import { VirtualTsc } from '../../../src/cpu/virtual-tsc.js';
 import { ghcbMsr, PSC_OP } from '../../../src/platform/snp/ghcb-msr.js';
+import { withStrayImagePage } from '../../helpers/attacks.js';
 import { acceptExit } from '../../helpers/tdx-vmm-exits.js';
 
 const MiB = 1n << 20n;
@@ -97,12 +97,7 @@ describe.each(['tdx', 'snp'] as const)('%s: the VMM launches only what it has a 
   // image outside them would be silently not launched, so the VMM stops instead, at the first one.
   it('a guest image with a single page at 64 MiB (RAM, but no launch range) is refused before launch', () => {
     const stray = 64n * MiB;
-    const withStrayPage = (images: BootImages): BootImages => {
-      const template = images.guestImage.segments[0]!;
-      const page = { ...template, gpa: stray, vaddr: stray, data: new Uint8Array(0x1000).fill(0x90), memSize: 0x1000n };
-      return { ...images, guestImage: { ...images.guestImage, segments: [...images.guestImage.segments, page] } };
-    };
-    expect(() => BootSession.create(parseBootOptions({ platform, memory: '128M' }), { vmm: { images: withStrayPage } }))
+    expect(() => BootSession.create(parseBootOptions({ platform, memory: '128M' }), { vmm: withStrayImagePage(stray, 0x90) }))
       .toThrow(`VMM setup: image bytes at 0x${stray.toString(16)} lie outside the launch ranges`);
   });
 });
