@@ -71,6 +71,21 @@ function withWriteSync(fake: (fd: number, bytes: Uint8Array) => number, body: ()
   }
 }
 
+/**
+ * A writeSync that answers each call with the next of `answers`: a count of bytes it takes, or an
+ * errno code it throws. `written` collects the bytes taken, in order.
+ */
+function scriptedWrites(answers: Array<number | string>) {
+  const written: number[] = [];
+  const fake = (_fd: number, rest: Uint8Array) => {
+    const answer = answers.shift();
+    if (typeof answer === 'string') throw errnoError(answer);
+    written.push(...rest.subarray(0, answer));
+    return answer!;
+  };
+  return { fake, written };
+}
+
 describe('writeFullySync', () => {
   const bytes = Uint8Array.from({ length: 10 }, (_, i) => i + 1);
 
@@ -88,28 +103,17 @@ describe('writeFullySync', () => {
   });
 
   it('a non-blocking descriptor that is full (EAGAIN) is tried again: nothing lost, nothing written twice', () => {
-    const written: number[] = [];
     const answers: Array<number | string> = [4, 'EAGAIN', 'EAGAIN', 6];
-    withWriteSync((_fd, rest) => {
-      const answer = answers.shift();
-      if (typeof answer === 'string') throw errnoError(answer);
-      written.push(...rest.subarray(0, answer));
-      return answer!;
-    }, () => writeFullySync(1, bytes));
+    const { fake, written } = scriptedWrites(answers);
+    withWriteSync(fake, () => writeFullySync(1, bytes));
     expect(written).toEqual([...bytes]);
     expect(answers).toEqual([]);
   });
 
   it('throws any other error of the write (EPIPE: the reader went away), after what it wrote', () => {
-    const written: number[] = [];
-    const answers: Array<number | string> = [4, 'EPIPE'];
+    const { fake, written } = scriptedWrites([4, 'EPIPE']);
     let thrown: unknown;
-    withWriteSync((_fd, rest) => {
-      const answer = answers.shift();
-      if (typeof answer === 'string') throw errnoError(answer);
-      written.push(...rest.subarray(0, answer));
-      return answer!;
-    }, () => {
+    withWriteSync(fake, () => {
       try {
         writeFullySync(1, bytes);
       } catch (err) {
